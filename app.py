@@ -1,0 +1,19 @@
+"""Routes and event sources only; everything they do lives in chalicelib/."""
+import os
+
+from chalice import Chalice
+
+from chalicelib import handlers
+
+app = Chalice(app_name="rf-intercom-bridge")
+JSONISH = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+
+
+@app.route("/webhooks/referral-factory", methods=["POST"], content_types=JSONISH)
+def referral_factory_webhook():
+    return handlers.rf_webhook(app.current_request)
+
+
+@app.on_sqs_message(queue=os.environ.get("BRIDGE_QUEUE_NAME", "rf-intercom-bridge-work"), batch_size=10)
+def worker(event):
+    return handlers.sqs_batch(event)

@@ -1,0 +1,96 @@
+"""Intercom REST client (API version 2.16). Only what the bridge needs."""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from ..errors import ApiError, Permanent, Transient
+from .http import JsonApi
+
+VERSION = "2.16"
+_CONFLICT_ID = re.compile(r"id=([A-Za-z0-9_-]+)")
+_CANONICAL = re.compile(r"</contacts/([^>]+)>\s*;\s*rel=\"?canonical\"?")
+
+
+class Conflict(Exception):
+    """POST /contacts answered 409: a contact with these details already exists."""
+
+    def __init__(self, contact_id: Optional[str], message: str):
+        super().__init__(message)
+        self.contact_id = contact_id
+
+
+class Merged(Exception):
+    """GET answered 410 contact_merged: the contact now lives at `canonical_id`."""
+
+    def __init__(self, canonical_id: Optional[str]):
+        super().__init__(f"contact merged into {canonical_id}")
+        self.canonical_id = canonical_id
+
+
+class IntercomClient(JsonApi):
+    service = "Intercom"
+
+    def __init__(self, base_url: str, token: str, **kw):
+        super().__init__(base_url, {"Authorization": f"Bearer {token}", "Intercom-Version": VERSION}, **kw)
+
+    def message(self, body: Any) -> str:
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if errors:
+            return "; ".join(str(e.get("message") or e.get("code")) for e in errors)
+        return super().message(body)
+
+    def code(self, body: Any) -> str:
+        errors = body.get("errors") if isinstance(body, dict) else None
+        return str(errors[0].get("code", "")) if errors else ""
+
+    def _call(self, method: str, path: str, **kw) -> Any:
+        try:
+            return self.call(method, path, **kw)
+        except ApiError as exc:
+            raise self._classify(exc) from None
+
+    @staticmethod
+    def _classify(exc: ApiError) -> Exception:
+        if exc.retryable:
+            return Transient(exc.reason, retry_after=exc.retry_after)
+        if exc.status == 401:
+            return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "
+                             "workspace, then replay the dead-letter queue")
+        return Permanent(exc.reason)
+
+    # --- contacts -------------------------------------------------------------------------
+    def search_by_email(self, email: str) -> list[dict]:
+        body = {"query": {"field": "email", "operator": "=", "value": email}, "pagination": {"per_page": 50}}
+        return (self._call("POST", "/contacts/search", json_body=body) or {}).get("data", [])
+
+    def create_contact(self, body: dict) -> dict:
+        try:
+            return self.call("POST", "/contacts", json_body=body)
+        except ApiError as exc:
+            if exc.status == 409:
+                match = _CONFLICT_ID.search(exc.message)
+                raise Conflict(match.group(1) if match else None, exc.message) from None
+            raise self._classify(exc) from None
+
+    def update_contact(self, contact_id: str, body: dict) -> dict:
+        return self._call("PUT", f"/contacts/{contact_id}", json_body=body)
+
+    def get_contact(self, contact_id: str) -> dict:
+        try:
+            return self.call("GET", f"/contacts/{contact_id}")
+        except ApiError as exc:
+            if exc.status == 410 or exc.code == "contact_merged":
+                match = _CANONICAL.search(exc.headers.get("Link", "") or exc.headers.get("link", ""))
+                raise Merged(match.group(1) if match else None) from None
+            raise self._classify(exc) from None
+
+    def data_attributes(self) -> dict[str, dict]:
+        """full_name -> attribute, for contacts."""
+        answer = self._call("GET", "/data_attributes", params={"model": "contact"}) or {}
+        return {a.get("full_name") or a.get("name"): a for a in answer.get("data", [])}
+
+    def tag_contact(self, contact_id: str, tag_name: str) -> str:
+        tag = self._call("POST", "/tags", json_body={"name": tag_name})
+        self._call("POST", f"/contacts/{contact_id}/tags", json_body={"id": str(tag["id"])})
+        return str(tag["id"])

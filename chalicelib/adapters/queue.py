@@ -1,0 +1,55 @@
+"""The work queue and its dead-letter queue (SQS). The boto3 client is created on first use."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+
+class Queue:
+    def __init__(self, queue_url: str, dlq_url: str = "", client=None):
+        self.queue_url, self.dlq_url = queue_url, dlq_url
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3  # deferred: only the paths that enqueue pay for it
+            self._client = boto3.client("sqs")
+        return self._client
+
+    def send(self, message: dict, delay: int = 0) -> str:
+        answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message),
+                                          DelaySeconds=max(0, min(int(delay), 900)))
+        return answer["MessageId"]
+
+    def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
+        self.client.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
+            "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+            "attempts": {"DataType": "Number", "StringValue": str(attempts)},
+            "failed_at": {"DataType": "String", "StringValue": failed_at},
+        })
+
+    def delete(self, receipt_handles: list[str]) -> None:
+        for start in range(0, len(receipt_handles), 10):
+            chunk = receipt_handles[start:start + 10]
+            self.client.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)])
+
+    def retry_in(self, receipt_handle: str, seconds: float) -> None:
+        self.client.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle,
+                                              VisibilityTimeout=max(0, min(int(seconds), 43200)))
+
+    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
+        answer = self.client.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=max_messages,
+                                             MessageAttributeNames=["All"], AttributeNames=["All"],
+                                             VisibilityTimeout=visibility, WaitTimeSeconds=0)
+        return answer.get("Messages", [])
+
+    def delete_dead(self, receipt_handle: str) -> None:
+        self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
+
+    def requeue(self, body: str, replayed_from: Optional[str] = None) -> str:
+        message = json.loads(body)
+        if replayed_from:
+            message["replayed_from"] = replayed_from
+        return self.send(message)

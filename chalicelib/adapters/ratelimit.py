@@ -1,0 +1,29 @@
+"""One rate budget shared by every concurrent Lambda: a fixed-window counter in DynamoDB.
+Each call takes a slot with a conditional update; a full window means waiting for the next
+(or, past `max_wait`, giving the work back to the queue)."""
+from __future__ import annotations
+
+import time
+
+from ..errors import Transient
+
+
+class SharedLimiter:
+    def __init__(self, store, budget: str, limit: int, window: int, *, clock=time.time,
+                 sleeper=time.sleep, max_wait: float = 20.0):
+        self.store, self.budget, self.limit, self.window = store, budget, limit, window
+        self.clock, self.sleeper, self.max_wait = clock, sleeper, max_wait
+
+    def acquire(self) -> None:
+        waited = 0.0
+        while True:
+            now = self.clock()
+            start = int(now // self.window * self.window)
+            if self.store.take_slot(self.budget, start, self.limit, ttl=start + self.window * 10):
+                return
+            wait = start + self.window - now + 0.05
+            if waited + wait > self.max_wait:
+                raise Transient(f"shared {self.budget} budget of {self.limit} calls per {self.window}s is spent",
+                                retry_after=wait)
+            self.sleeper(wait)
+            waited += wait

@@ -1,0 +1,202 @@
+"""Mapping Referral Factory people onto Intercom contact payloads, and converting values
+to the Intercom attribute's type. Pure: no I/O."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Optional
+
+# Standard Intercom contact attributes that our mapping may write, with their types.
+STANDARD_ATTRIBUTE_TYPES = {
+    "email": "string",
+    "name": "string",
+    "phone": "string",
+    "external_id": "string",
+    "avatar": "string",
+    "language_override": "string",
+    "signed_up_at": "date",
+    "last_seen_at": "date",
+    "owner_id": "integer",
+    "unsubscribed_from_emails": "boolean",
+}
+MAX_STRING = 255  # Intercom's limit for a text attribute
+
+# Referral Factory fields a mapping may read (`meta.<field>` reads a custom field).
+RF_FIELDS = {
+    "id": "string", "email": "string", "first_name": "string", "code": "string", "url": "string",
+    "source": "string", "type": "string", "signed_up_at": "date", "campaign_id": "string",
+    "campaign_name": "string", "referrer_id": "string", "referrer_name": "string",
+    "referrer_email": "string", "referrer_code": "string",
+}
+
+
+def rf_field_known(name: str) -> bool:
+    return name in RF_FIELDS or (name.startswith("meta.") and len(name) > 5)
+
+
+def rf_field_type(name: str) -> str:
+    return RF_FIELDS.get(name, "any")
+
+
+class ConversionError(ValueError):
+    pass
+
+
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+
+
+def convert(value: Any, data_type: str) -> Any:
+    """Convert `value` to what Intercom expects for `data_type` (string, integer, float,
+    boolean, date/datetime = unix seconds). Raises ConversionError saying why."""
+    if value is None:
+        return None
+    if data_type == "string":
+        text = value if isinstance(value, str) else _text(value)
+        if len(text) > MAX_STRING:
+            raise ConversionError(f"text is too long ({len(text)} characters, Intercom allows {MAX_STRING})")
+        return text
+    if data_type == "integer":
+        number = _number(value)
+        if number != int(number):
+            raise ConversionError(f"{value!r} is not a whole number")
+        return int(number)
+    if data_type == "float":
+        return float(_number(value))
+    if data_type == "boolean":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConversionError(f"{value!r} is not true or false")
+    if data_type in ("date", "datetime"):
+        return to_unix(value)
+    raise ConversionError(f"attribute type {data_type!r} is not supported")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConversionError(f"{value!r} is a boolean, not a number")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ConversionError(f"{value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ConversionError(f"{value!r} is not a finite number")
+    return number
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def to_unix(value: Any) -> int:
+    """Unix seconds from a unix number (seconds or milliseconds) or an ISO-8601 string."""
+    if isinstance(value, bool):
+        raise ConversionError(f"{value!r} is not a date")
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip())):
+        seconds = float(value)
+        return int(seconds / 1000 if seconds > 100_000_000_000 else seconds)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if _DATE_ONLY.match(text):
+                parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+        except ValueError:
+            raise ConversionError(f"{value!r} is not a date (use ISO-8601 or unix seconds)") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return int(parsed.timestamp())
+    raise ConversionError(f"{value!r} is not a date")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    to: str
+    source: str      # "from <rf field>" or "fixed value"
+    reason: str
+
+
+@dataclass
+class ContactPayload:
+    """What to send to Intercom: standard attributes + custom_attributes, and the rows that
+    could not be converted (recorded, never silently dropped)."""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    errors: list[FieldError] = field(default_factory=list)
+
+    def body(self, role: Optional[str] = None, without: tuple[str, ...] = ()) -> dict:
+        out: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for name, value in self.attributes.items():
+            if name in without:
+                continue
+            if name.startswith("custom_attributes."):
+                custom[name.split(".", 1)[1]] = value
+            else:
+                out[name] = value
+        if custom:
+            out["custom_attributes"] = custom
+        if role:
+            out["role"] = role
+        return out
+
+    @property
+    def email(self) -> Optional[str]:
+        return self.attributes.get("email")
+
+
+def attribute_type(name: str, attributes: dict[str, dict]) -> str:
+    attr = attributes.get(name)
+    if attr is not None:
+        return attr.get("data_type") or "string"
+    return STANDARD_ATTRIBUTE_TYPES.get(name, "string")
+
+
+def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Optional[dict] = None) -> ContactPayload:
+    """Apply mapping `rows` (settings FieldMap) to a flat RF `person` dict.
+    `extra` adds attribute values (e.g. the qualification's initial value) the same way."""
+    payload = ContactPayload()
+    items = [(r.to, r.from_, r.value) for r in rows] + [(k, None, v) for k, v in (extra or {}).items()]
+    for to, source, fixed in items:
+        if source is not None:
+            raw = person.get(source)
+            origin = f"from {source}"
+            if raw is None or raw == "":
+                if to == "email":
+                    payload.errors.append(FieldError(to, origin, "the person has no email"))
+                continue  # an absent optional field is not written; not an error
+        else:
+            raw, origin = fixed, "fixed value"
+        try:
+            value = convert(raw, attribute_type(to, attributes))
+        except ConversionError as exc:
+            payload.errors.append(FieldError(to, origin, str(exc)))
+            continue
+        if to == "email":
+            value = value.strip().lower()
+        payload.attributes[to] = value
+    return payload
+
+
+def attribute_value(contact: dict, name: str) -> Any:
+    """Read an attribute (standard or custom_attributes.x) from an Intercom contact."""
+    if name.startswith("custom_attributes."):
+        return (contact.get("custom_attributes") or {}).get(name.split(".", 1)[1])
+    return contact.get(name)

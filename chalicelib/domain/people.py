@@ -1,0 +1,91 @@
+"""Referral Factory people: normalising a webhook body or an API user into one flat dict
+that the mapping reads. Pure: no I/O."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+# Webhook body names we accept for each field (RF lets the account owner name them).
+ALIASES = {
+    "id": ("id", "user_id", "rf_user_id"),
+    "campaign_id": ("campaign_id", "campaign"),
+    "email": ("email", "user_email"),
+    "first_name": ("first_name", "name", "firstname"),
+    "code": ("code", "referral_code"),
+    "url": ("url", "referral_link", "referral_url"),
+    "source": ("source",),
+    "type": ("type", "user_type"),
+    "referrer_id": ("referrer_id",),
+    "signed_up_at": ("signed_up_at", "joined_at", "created_at"),
+    "qualified_at": ("qualified_at",),
+}
+TYPES = {"person_invited": "lead", "lead": "lead", "referred": "lead",
+         "person_referring": "referrer", "referrer": "referrer"}
+
+
+def _scalar_id(value: Any) -> Optional[str]:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value) if isinstance(value, (int, str)) else None
+
+
+def normalise(obj: dict) -> dict:
+    """Flat person dict from an RF user object or a webhook body. Keys present only when the
+    source had them; `meta.<field>` for custom fields; `type` is 'lead' or 'referrer'."""
+    if isinstance(obj.get("data"), dict):        # an API answer {"data": {...}}
+        obj = obj["data"]
+    if isinstance(obj.get("user"), dict):        # a body nesting the user
+        obj = {**obj, **obj["user"]}
+    out: dict[str, Any] = {}
+    for name, aliases in ALIASES.items():
+        for alias in aliases:
+            if alias in obj:
+                out[name] = obj[alias]
+                break
+    for key in ("id", "campaign_id", "referrer_id"):
+        if key in out:
+            out[key] = _scalar_id(out[key])
+    if "type" in out:
+        out["type"] = TYPES.get(str(out["type"]).strip().lower())
+        if out["type"] is None:
+            del out["type"]
+    if "type" not in out and "referrer_id" in out:
+        out["type"] = "lead" if out["referrer_id"] else "referrer"
+    if isinstance(out.get("email"), str):
+        out["email"] = out["email"].strip()
+    meta = obj.get("meta")
+    if isinstance(meta, list):
+        for item in meta:
+            if isinstance(item, dict) and item.get("field"):
+                out[f"meta.{item['field']}"] = item.get("value")
+    elif isinstance(meta, dict):
+        for key, value in meta.items():
+            out[f"meta.{key}"] = value
+    for key, value in obj.items():            # custom fields sent at the top level
+        if key.startswith("meta.") or (key not in out and key not in _KNOWN and not isinstance(value, (dict, list))):
+            out.setdefault(key if key.startswith("meta.") else f"meta.{key}", value)
+    return out
+
+
+_KNOWN = {a for aliases in ALIASES.values() for a in aliases} | {"meta", "user", "data", "referrer"}
+
+
+def missing(person: dict, sources: Iterable[str]) -> set[str]:
+    """Which of the wanted fields (plus the ones every join needs) the person lacks."""
+    wanted = set(sources) | {"email", "type"}
+    return {f for f in wanted if f not in person and not f.startswith("referrer_") and f != "campaign_name"}
+
+
+def merge(primary: dict, fallback: dict) -> dict:
+    """Webhook values win; the API fills what the webhook did not send."""
+    out = dict(fallback)
+    out.update({k: v for k, v in primary.items() if v is not None or k not in fallback})
+    return out
+
+
+def with_referrer(person: dict, referrer: Optional[dict]) -> dict:
+    if not referrer:
+        return person
+    return {**person, "referrer_name": referrer.get("first_name"), "referrer_email": referrer.get("email"),
+            "referrer_code": referrer.get("code")}

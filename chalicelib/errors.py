@@ -1,0 +1,37 @@
+"""How work can fail, which decides where it goes next."""
+from __future__ import annotations
+
+from typing import Optional
+
+
+class WorkError(Exception):
+    """Base: `reason` is what the history and the dead-letter queue record."""
+
+    retryable = False
+
+    def __init__(self, reason: str, retry_after: Optional[float] = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Transient(WorkError):
+    """Try again later (429, 5xx, timeouts, a concurrent worker holds the person)."""
+
+    retryable = True
+
+
+class Permanent(WorkError):
+    """Retrying will not help until someone fixes something: straight to the dead-letter
+    queue with the reason, replayable once fixed (e.g. RF 422, Intercom 400, revoked token)."""
+
+
+class ApiError(WorkError):
+    """An error answer from Intercom or Referral Factory, with the vendor's own message."""
+
+    def __init__(self, service: str, status: int, message: str, code: str = "",
+                 retry_after: Optional[float] = None, headers: Optional[dict] = None):
+        super().__init__(f"{service} answered {status}{' ' + code if code else ''}: {message}", retry_after)
+        self.service, self.status, self.code, self.message = service, status, code, message
+        self.headers = headers or {}
+        self.retryable = status == 429 or status >= 500

@@ -1,0 +1,87 @@
+"""Operator commands behind the CLI: settings, connections, dead letters, history."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from ..domain.settings import SettingsError, check_against_workspace, parse_settings
+from ..errors import WorkError
+
+
+def load_document(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError as exc:
+        raise SettingsError([f"(document): not valid YAML or JSON — {exc}"]) from None
+
+
+def apply_settings(rt, text: str, check_workspace: bool = True) -> dict:
+    """Validate and store a campaign's settings. Returns {campaign_id, version, warnings}."""
+    settings = parse_settings(load_document(text))
+    warnings: list[str] = []
+    if check_workspace:
+        if rt.store.get_connection(settings.workspace) is None:
+            warnings.append(f"workspace {settings.workspace} is not connected yet: attributes were not checked "
+                            f"(run `bridge workspace connect {settings.workspace} --token ...`)")
+        else:
+            try:
+                attributes = rt.intercom(settings.workspace).data_attributes()
+            except WorkError as exc:
+                raise SettingsError([f"workspace: could not read attributes from Intercom — {exc.reason}"]) from None
+            problems = check_against_workspace(settings, attributes)
+            if problems:
+                raise SettingsError(problems)
+    version = rt.store.put_settings(settings.campaign_id, settings.to_document(), settings.workspace)
+    rt.forget()
+    return {"campaign_id": settings.campaign_id, "version": version, "warnings": warnings}
+
+
+def show_settings(rt, campaign_id: str) -> dict | None:
+    item = rt.store.get_settings_item(campaign_id)
+    if item is None:
+        return None
+    return {"version": item.version, "updated_at": item.updated_at, "settings": item.document}
+
+
+def dead_letters(rt, limit: int = 100) -> list[dict]:
+    """Peek at the dead-letter queue (messages stay there)."""
+    out, seen = [], set()
+    while len(out) < limit:
+        batch = rt.queue.receive_dead(visibility=0)
+        fresh = [m for m in batch if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for m in fresh:
+            seen.add(m["MessageId"])
+            attrs = m.get("MessageAttributes", {})
+            out.append({"message_id": m["MessageId"], "body": json.loads(m["Body"]),
+                        **{k: v.get("StringValue") for k, v in attrs.items()}})
+    return out[:limit]
+
+
+def replay_dead_letters(rt, limit: int = 1000) -> int:
+    """Move dead letters back to the work queue; each is tried again from scratch."""
+    moved = 0
+    while moved < limit:
+        batch = rt.queue.receive_dead(visibility=300)
+        if not batch:
+            break
+        for m in batch:
+            rt.queue.requeue(m["Body"], replayed_from=m["MessageId"])
+            rt.queue.delete_dead(m["ReceiptHandle"])
+            moved += 1
+    return moved
+
+
+def person_history(rt, campaign_id: str, rf_user_id: str) -> dict:
+    link = rt.store.get_link(campaign_id, rf_user_id)
+    entries = [{"at": h.at, "event": h.event, "outcome": h.outcome, "reason": h.reason,
+                **({"details": h.details} if h.details else {}), **({"count": int(h.count)} if h.count else {})}
+               for h in rt.store.history(campaign_id, rf_user_id)]
+    link_view = None
+    if link is not None:
+        link_view = {k: getattr(link, k) for k in ("status", "kind", "contact_id", "contact_role", "baseline",
+                                                   "qualification", "reason", "joined_at", "updated_at")}
+    return {"campaign_id": campaign_id, "rf_user_id": rf_user_id, "link": link_view, "history": entries}

@@ -1,0 +1,50 @@
+"""The webhook edge: verify, validate, enqueue once, answer fast. No API calls, no scans."""
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+
+from ..domain.people import normalise
+
+RF_SECRET_HEADER = "x-bridge-secret"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict
+
+
+def _error(status: int, code: str, message: str) -> Reply:
+    return Reply(status, {"error": code, "message": message})
+
+
+def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
+    """POST /webhooks/referral-factory: one RF "user joins" event."""
+    given = {k.lower(): v for k, v in headers.items()}.get(RF_SECRET_HEADER, "")
+    secret = rt.rf_webhook_secret()
+    if not secret:
+        return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header")
+    if len(raw) > rt.config.max_body_bytes:
+        return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "malformed_json", "the body is not JSON")
+    if not isinstance(body, dict):
+        return _error(400, "malformed_json", "the body must be a JSON object")
+    person = normalise(body)
+    if not person.get("id"):
+        return _error(400, "missing_user_id", "no user id: send the RF user's id as `id`")
+    if not person.get("campaign_id"):
+        return _error(400, "missing_campaign_id", "no campaign id: send the campaign's id as `campaign_id`")
+    campaign_id = person["campaign_id"]
+    if not rt.campaign_known(campaign_id):
+        return _error(404, "unknown_campaign",
+                      f"campaign {campaign_id} has no settings here: apply them with `bridge settings apply`")
+    message_id = rt.queue.send({"kind": "rf.join", "campaign_id": campaign_id, "rf_user_id": person["id"],
+                                "person": person, "received_at": rt.clock()})
+    return Reply(202, {"queued": True, "message_id": message_id})

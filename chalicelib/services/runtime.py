@@ -1,0 +1,98 @@
+"""Wires the real adapters together from the configuration. One per Lambda container:
+clients, tokens and attribute lists are cached between invocations."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from ..adapters.intercom import IntercomClient
+from ..adapters.queue import Queue
+from ..adapters.ratelimit import SharedLimiter
+from ..adapters.referral_factory import ReferralFactoryClient
+from ..adapters.store import Store, bind
+from ..config import Config
+from ..errors import Permanent
+
+CACHE_SECONDS = 300
+
+
+class Runtime:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time,
+                 sleeper: Callable[[float], None] = time.sleep, queue: Optional[Queue] = None,
+                 store: Optional[Store] = None):
+        self.config, self.clock, self.sleeper = config, clock, sleeper
+        bind(config.table)
+        self.store = store or Store(clock)
+        self.queue = queue or Queue(config.queue_url, config.dlq_url)
+        self._cache: dict[tuple, tuple[float, object]] = {}
+
+    def _cached(self, key: tuple, load: Callable[[], object], seconds: float = CACHE_SECONDS):
+        hit = self._cache.get(key)
+        if hit and hit[0] > self.clock():
+            return hit[1]
+        value = load()
+        self._cache[key] = (self.clock() + seconds, value)
+        return value
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    # --- edge lookups (cached: the webhook path stays at one read per container per minute) ---
+    def rf_webhook_secret(self) -> str:
+        item = self._cached(("rf-config",), self.store.get_rf_config, 60)
+        return item.webhook_secret if item else ""
+
+    def campaign_known(self, campaign_id: str) -> bool:
+        return bool(self._cached(("campaign", campaign_id),
+                                 lambda: self.store.get_settings_item(campaign_id) is not None, 60))
+
+    # --- clients -------------------------------------------------------------------------
+    def _http_kw(self, limiter: SharedLimiter) -> dict:
+        return {"timeout": self.config.http_timeout, "limiter": limiter, "clock": self.clock,
+                "sleeper": self.sleeper, "max_wait": self.config.max_retry_wait}
+
+    def limiter(self, budget: str, limit: int, window: int) -> SharedLimiter:
+        return SharedLimiter(self.store, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
+                             max_wait=self.config.max_retry_wait)
+
+    def intercom(self, workspace: str) -> IntercomClient:
+        def make():
+            conn = self.store.get_connection(workspace)
+            if conn is None or conn.status != "active":
+                raise Permanent(f"Intercom workspace {workspace} is not connected — run "
+                                f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
+            limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10)
+            return IntercomClient(conn.api_base or self.config.intercom_base_url, conn.access_token,
+                                  **self._http_kw(limiter))
+        return self._cached(("intercom", workspace), make)
+
+    def rf(self) -> ReferralFactoryClient:
+        def make():
+            conf = self.store.get_rf_config()
+            if conf is None:
+                raise Permanent("Referral Factory is not connected — run `bridge rf connect`")
+            limiter = self.limiter("referral-factory", self.config.rf_calls_per_minute, 60)
+            return ReferralFactoryClient(self.config.rf_base_url, conf.api_token, **self._http_kw(limiter))
+        return self._cached(("rf",), make)
+
+    def attributes(self, workspace: str) -> dict[str, dict]:
+        return self._cached(("attributes", workspace), lambda: self.intercom(workspace).data_attributes())
+
+    def campaign_name(self, campaign_id: str) -> Optional[str]:
+        return self._cached(("campaign-name", campaign_id), lambda: self.rf().get_campaign(campaign_id).get("name"))
+
+
+_default: Optional[Runtime] = None
+
+
+def default_runtime() -> Runtime:
+    """The container-wide runtime, built from the environment on first use."""
+    global _default
+    if _default is None:
+        _default = Runtime(Config.from_env())
+    return _default
+
+
+def reset_default_runtime(runtime: Optional[Runtime] = None) -> None:
+    global _default
+    _default = runtime

@@ -1,0 +1,115 @@
+"""The SQS worker: applies each message, and makes sure a failing record comes back.
+
+Chalice's SQS event source does not enable partial batch responses: whatever the handler
+returns, a normal return deletes the whole batch, and an exception returns the whole batch.
+So the worker deletes the records it has handled itself, then raises if any record must be
+retried: only those come back. A record that fails permanently, or too many times, is sent
+to the dead-letter queue with its reason (and the failure is in the person's history)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..adapters.store import iso
+from ..errors import WorkError
+from ..observability import count, logger
+from .join import process_join
+
+
+@dataclass
+class Record:
+    message_id: str
+    body: str
+    receipt_handle: str
+    receive_count: int
+
+    @classmethod
+    def from_lambda(cls, raw: dict) -> "Record":
+        return cls(raw.get("messageId", ""), raw.get("body", ""), raw.get("receiptHandle", ""),
+                   int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")))
+
+
+class RetryBatch(Exception):
+    """Raised to make the event source return the records that must be retried."""
+
+
+@dataclass
+class Result:
+    record: Record
+    outcome: str                       # done | retry | dead
+    reason: Optional[str] = None
+    retry_after: Optional[float] = None
+
+
+def handle_batch(raw_records: list[dict], rt) -> dict:
+    records = [Record.from_lambda(r) for r in raw_records]
+    jobs = []
+    results: list[Result] = []
+    for record in records:
+        try:
+            message = json.loads(record.body)
+            if not isinstance(message, dict) or message.get("kind") not in HANDLERS:
+                raise ValueError(f"unknown message kind {message.get('kind') if isinstance(message, dict) else None!r}")
+            jobs.append((record, message))
+        except ValueError as exc:
+            results.append(_dead(rt, record, f"unreadable message: {exc}"))
+    joins = [m for _, m in jobs if m["kind"] == "rf.join"]
+    links = rt.store.links((str(m["campaign_id"]), str(m["rf_user_id"])) for m in joins)
+    settings = rt.store.settings_documents(str(m["campaign_id"]) for m in joins)
+    for record, message in jobs:
+        logger.append_keys(message_id=record.message_id)
+        try:
+            HANDLERS[message["kind"]](message, rt, links, settings)
+            results.append(Result(record, "done"))
+            count("RecordsProcessed")
+        except WorkError as exc:
+            results.append(_failed(rt, record, message, exc.reason, exc.retryable, exc.retry_after))
+        except Exception as exc:  # a bug or an outage we did not foresee: retry, then dead-letter
+            logger.exception("record failed")
+            results.append(_failed(rt, record, message, f"{type(exc).__name__}: {exc}", True, None))
+    logger.remove_keys(["message_id"])
+    return settle(results, rt)
+
+
+def settle(results: list[Result], rt) -> dict:
+    retry = [r for r in results if r.outcome == "retry"]
+    summary = {"done": sum(r.outcome == "done" for r in results), "retry": len(retry),
+               "dead": sum(r.outcome == "dead" for r in results)}
+    if not retry:
+        return summary
+    rt.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
+    for r in retry:
+        if r.retry_after:
+            rt.queue.retry_in(r.record.receipt_handle, r.retry_after)
+    raise RetryBatch(f"{len(retry)} of {len(results)} records will be retried: "
+                     + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry))
+
+
+def _failed(rt, record: Record, message: dict, reason: str, retryable: bool, retry_after) -> Result:
+    count("RecordsFailed")
+    if retryable and record.receive_count < rt.config.max_attempts:
+        logger.warning("record will be retried", extra={"reason": reason, "attempt": record.receive_count})
+        return Result(record, "retry", reason, retry_after)
+    if retryable:
+        reason = f"gave up after {record.receive_count} tries: {reason}"
+    return _dead(rt, record, reason, message)
+
+
+def _dead(rt, record: Record, reason: str, message: Optional[dict] = None) -> Result:
+    rt.queue.dead_letter(record.body, reason, record.receive_count, iso(rt.clock()))
+    count("DeadLettered")
+    logger.error("record sent to the dead-letter queue", extra={"reason": reason})
+    if message and message.get("kind") == "rf.join":
+        rt.store.append_history(str(message["campaign_id"]), str(message["rf_user_id"]), [
+            {"event": "dead_letter", "outcome": "failed", "reason": reason,
+             "details": {"attempts": record.receive_count, "replay": "bridge dlq replay"}}])
+    return Result(record, "dead", reason)
+
+
+def _join(message: dict, rt, links: dict, settings: dict) -> None:
+    key = (str(message["campaign_id"]), str(message["rf_user_id"]))
+    process_join(message, rt, prefetched_link=links.get(key), settings_doc=settings.get(key[0]))
+
+
+HANDLERS: dict[str, Callable] = {"rf.join": _join}

@@ -1,0 +1,18 @@
+"""Local, real-parts runtime for the bridge: moto server + CloudFormation,
+an SQS event-source-mapping emulator, a real HTTP server for the Chalice app
+and a tiny scheduler.  Used by ``make run`` and by the integration tests.
+
+Dev/test only: nothing here is packaged by ``chalice deploy`` (it only ships
+``app.py`` and ``chalicelib/``), and it imports moto, a dev dependency.
+
+Public API::
+
+    from infra.local.aws import start_moto, stop_moto, deploy, destroy, Resources
+    from infra.local.esm import QueuePoller, BatchOutcome, build_sqs_event
+    from infra.local.http import serve_app, RunningServer
+    from infra.local.scheduler import Scheduler, scheduled_event
+    from infra.local.context import FakeLambdaContext
+
+Submodules are not imported eagerly so that e.g. ``infra.local.esm`` does not
+pay for importing moto.
+"""

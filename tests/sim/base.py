@@ -1,0 +1,212 @@
+"""Shared machinery for the local HTTP simulators (Intercom, Referral Factory).
+
+A :class:`SimServer` runs a real werkzeug HTTP server on 127.0.0.1 (random free port) in a
+background thread. Subclasses declare ``ROUTES`` (method, path regex, handler method name) and
+a few hooks; this module provides the request log, fault injection, the fixed-window rate
+limiter (driven by the injectable ``clock``) and the optional request ``validator``.
+
+Handlers are called with the lock held and return ``(status, body)`` or
+``(status, body, headers)``; ``body`` is JSON-encoded unless it is ``bytes``/``str``/``None``.
+
+Request log entries (``sim.requests``) are dicts::
+
+    {"method", "path" (relative to the sim's url prefix), "query" (dict of str, first value),
+     "headers" (dict), "json" (parsed body or None), "body" (raw bytes), "time" (clock()),
+     "status" (answered status)}
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from urllib.parse import parse_qsl
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+class SimServer:
+    url_prefix = ""          # e.g. "/api/v2": served routes live under it
+    window_seconds = 60      # rate-limit window length (seconds of the injected clock)
+    default_rate_limit = None
+    ROUTES: list = []        # [(method, path_regex, handler_name)]; first match wins
+    public_paths: tuple = ()  # path regexes that need no Authorization
+
+    def __init__(self, clock=time.time, validator=None):
+        self.clock = clock
+        self.validator = validator
+        self.lock = threading.RLock()
+        self.requests: list[dict] = []
+        self.contract_violations: list[dict] = []
+        self.rate_limit = self.default_rate_limit
+        self.base_url = None
+        self._faults: list[dict] = []
+        self._window = (None, 0)   # (window start, requests counted in it)
+        self._server = self._thread = None
+        self._routes = [(m, re.compile(p + r"\Z"), getattr(self, h)) for m, p, h in self.ROUTES]
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self):
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_port}{self.url_prefix}"
+        return self
+
+    def stop(self):
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- test helpers ----------------------------------------------------------------
+    def count(self, method=None, path_prefix=""):
+        """Number of logged requests with this method (None = any) whose path starts so."""
+        with self.lock:
+            return sum(1 for r in self.requests
+                       if (method is None or r["method"] == method.upper())
+                       and r["path"].startswith(path_prefix))
+
+    def fail_next(self, method, path_regex, status, body=None, headers=None, times=1):
+        """Answer the next `times` matching requests (re.search on the path) with `status`."""
+        self._add_fault("fail", method, path_regex, times, status=status, body=body,
+                        headers=headers or {})
+
+    def delay_next(self, method, path_regex, seconds, times=1):
+        """Sleep `seconds` (real time) before answering the next `times` matching requests."""
+        self._add_fault("delay", method, path_regex, times, seconds=seconds)
+
+    def _add_fault(self, kind, method, path_regex, times, **kw):
+        with self.lock:
+            self._faults.append(dict(kind=kind, method=method.upper(), regex=re.compile(path_regex),
+                                     times=times, **kw))
+
+    def _take_fault(self, kind, rec):
+        with self.lock:
+            for f in self._faults:
+                if (f["kind"] == kind and f["times"] > 0 and f["method"] in (rec["method"], "*")
+                        and f["regex"].search(rec["path"])):
+                    f["times"] -= 1
+                    return f
+        return None
+
+    # ---- hooks for subclasses --------------------------------------------------------
+    def error_body(self, status, message, code=None):
+        raise NotImplementedError
+
+    def rate_limited(self, now, window_end):
+        """The answer when over the rate limit."""
+        raise NotImplementedError
+
+    def common_headers(self, now, window_end, used):
+        """Headers added to every answer."""
+        return {}
+
+    def gate(self, rec):
+        """A response that overrides everything else (e.g. IP blocked), or None."""
+        return None
+
+    def on_excess(self, window_start):
+        """Called for every request refused by the rate limiter."""
+
+    def authorized(self, rec):
+        return True
+
+    def unauthorized(self):
+        return 401, self.error_body(401, "Unauthorized")
+
+    # ---- request handling ------------------------------------------------------------
+    @staticmethod
+    def bearer(rec):
+        auth = rec["headers"].get("Authorization", "")
+        return auth[7:].strip() if auth[:7].lower() == "bearer " else None
+
+    @staticmethod
+    def form(rec):
+        return dict(parse_qsl(rec["body"].decode("utf-8", "replace"), keep_blank_values=True))
+
+    def _wsgi(self, environ, start_response):
+        req = Request(environ)
+        raw = req.get_data()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        path = req.path
+        if self.url_prefix and path.startswith(self.url_prefix + "/"):
+            path = path[len(self.url_prefix):]
+        elif self.url_prefix:
+            path = "!" + path  # outside the prefix: never routed
+        rec = dict(method=req.method, path=path, query={k: v for k, v in req.args.items()},
+                   headers=dict(req.headers), json=parsed, body=raw, time=self.clock(), status=None)
+        with self.lock:
+            self.requests.append(rec)
+        if self.validator is not None:
+            errors = self.validator(rec["method"], req.path, dict(rec["query"]),
+                                    dict(rec["headers"]), raw)
+            if errors:
+                with self.lock:
+                    self.contract_violations.append(
+                        dict(method=rec["method"], path=req.path, errors=list(errors)))
+        delay = self._take_fault("delay", rec)
+        if delay:
+            time.sleep(delay["seconds"])
+        status, body, headers = self._answer(rec)
+        rec["status"] = status
+        if isinstance(body, (dict, list)):
+            body, ctype = json.dumps(body).encode(), "application/json"
+        else:
+            ctype = "application/json" if body else "text/plain"
+        resp = Response(body or b"", status=status, content_type=ctype)
+        for k, v in headers.items():
+            resp.headers[k] = str(v)
+        return resp(environ, start_response)
+
+    def _answer(self, rec):
+        with self.lock:
+            now = self.clock()
+            start = math.floor(now / self.window_seconds) * self.window_seconds
+            if self._window[0] != start:
+                self._window = (start, 0)
+            used = self._window[1] + 1
+            self._window = (start, used)
+            end = start + self.window_seconds
+            over = self.rate_limit is not None and used > self.rate_limit
+            if over:
+                self.on_excess(start)
+            result = self.gate(rec)
+            fault = self._take_fault("fail", rec) if result is None else None
+            if fault:
+                body = fault["body"]
+                result = (fault["status"],
+                          self.error_body(fault["status"], "Injected failure") if body is None else body,
+                          fault["headers"])
+            if result is None and over:
+                result = self.rate_limited(now, end)
+            if result is None:
+                result = self._route(rec)
+            status, body, *rest = result
+            headers = {**self.common_headers(now, end, used), **(rest[0] if rest else {})}
+            return status, body, headers
+
+    def _route(self, rec):
+        public = any(re.match(p + r"\Z", rec["path"]) for p in self.public_paths)
+        if not public and not self.authorized(rec):
+            return self.unauthorized()
+        for method, rx, handler in self._routes:
+            m = rx.match(rec["path"])
+            if m and method == rec["method"]:
+                if rec["body"] and rec["json"] is None and \
+                        "json" in rec["headers"].get("Content-Type", ""):
+                    return 400, self.error_body(400, "Invalid JSON body", "parameter_invalid")
+                return handler(rec, **m.groupdict())
+        return 404, self.error_body(404, "Resource Not Found", "not_found")
