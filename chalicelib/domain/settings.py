@@ -96,11 +96,25 @@ class Qualification(_Strict):
         return _check_target(v)
 
 
+class SyncFieldMap(_Strict):
+    """Sync goes the other way: `from` an Intercom attribute (or a fixed `value`) `to` an RF field."""
+    from_: Optional[str] = Field(None, alias="from")
+    value: Any = None
+    to: str
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: str) -> str:
+        if not rf_field_known(v):
+            raise ValueError(f"'{v}' is not a Referral Factory field — use email, first_name or meta.<field>")
+        return v
+
+
 class Sync(_Strict):
     source: Literal["all", "leads", "users", "segment"] = "all"
     segment_id: Optional[str] = None
     mode: Literal["once", "ongoing"] = "once"
-    fields: list[FieldMap] = []
+    fields: list[SyncFieldMap] = []
     referral_link_attribute: Optional[str] = None
 
     @model_validator(mode="after")

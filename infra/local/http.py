@@ -18,7 +18,6 @@ raw body behave like ``chalice local``.  On top of that:
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -126,6 +125,7 @@ class RunningServer:
         self.app = app
         self._dev_server = dev_server
         self._original_cls = original_cls
+        self._installed_cls = type(app)
         host, port = dev_server.server.server_address[:2]
         self.host = str(host)
         self.port = int(port)
@@ -149,7 +149,8 @@ class RunningServer:
         self._dev_server.server.shutdown()
         self._dev_server.server.server_close()
         self._thread.join(timeout)
-        if self._original_cls is not None:
+        # Undo the thread-local subclass unless someone re-wrapped the app since.
+        if self._original_cls is not None and type(self.app) is self._installed_cls:
             self.app.__class__ = self._original_cls
 
     def __enter__(self) -> "RunningServer":
@@ -208,6 +209,3 @@ def serve_app(
 
 
 __all__ = ["serve_app", "RunningServer", "BridgeRequestHandler"]
-
-# Keep json imported for callers building error bodies consistently.
-del json

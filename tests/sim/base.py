@@ -10,7 +10,8 @@ Handlers are called with the lock held and return ``(status, body)`` or
 
 Request log entries (``sim.requests``) are dicts::
 
-    {"method", "path" (relative to the sim's url prefix), "query" (dict of str, first value),
+    {"method", "path" (relative to the sim's url prefix; "!<path>" when outside it),
+     "query" (dict of str, first value),
      "headers" (dict), "json" (parsed body or None), "body" (raw bytes), "time" (clock()),
      "status" (answered status)}
 """
@@ -23,8 +24,13 @@ import threading
 import time
 from urllib.parse import parse_qsl
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):  # the sim keeps its own log in `requests`
+        pass
 
 
 class SimServer:
@@ -48,11 +54,13 @@ class SimServer:
         self._routes = [(m, re.compile(p + r"\Z"), getattr(self, h)) for m, p, h in self.ROUTES]
 
     # ---- lifecycle -------------------------------------------------------------------
-    def start(self):
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def start(self, port=0, host="127.0.0.1"):
+        """Serve in a background thread (port 0 = a free port); sets ``base_url``."""
+        self._server = make_server(host, port, self._wsgi, threaded=True,
+                                   request_handler=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
-        self.base_url = f"http://127.0.0.1:{self._server.server_port}{self.url_prefix}"
+        self.base_url = f"http://{host}:{self._server.server_port}{self.url_prefix}"
         return self
 
     def stop(self):

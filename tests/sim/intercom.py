@@ -1,4 +1,4 @@
-"""Stateful local simulator of the Intercom REST API (v2.16 subset) plus webhook helpers.
+"""Stateful local simulator of the Intercom REST API (v2.16 subset).
 
 Behaviour follows docs/external-apis.md and the official OpenAPI description:
 
@@ -9,38 +9,32 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
   variant: "An archived contact matching those details already exists with id=<id>").
 * Custom attributes must be defined (``define_attribute``), not archived, and fit their data_type
   (string <= 255 chars / integer / float / boolean / date = unix int); else 400 parameter_invalid.
-* Search only sees a contact once ``clock() >= created + search_lag``; merged, archived and
-  deleted contacts never appear in search or list. Date fields (created_at, updated_at,
-  signed_up_at, ... and date custom attributes) are matched by UTC calendar day and accept only
-  ``= > <`` (as documented); other operators answer 400. String comparisons are case-insensitive.
-  Max 2 levels of groups, 15 filters per group. Cursors are stateless offsets.
+* Search (rules in search.py) only sees a contact once ``clock() >= created + search_lag``;
+  merged, archived and deleted contacts never appear in search or list. Cursors are stateless
+  offsets (records changed between pages can repeat or be missed, as documented).
 * A merged-away contact answers 410 ``contact_merged`` with ``Link: </contacts/<final id>>;
-  rel="canonical"`` on every ``/contacts/{id}...`` route; archived/deleted ones answer 404.
+  rel="canonical"`` (chains resolved) on every ``/contacts/{id}...`` route; archived and deleted
+  ones answer 404. Also served: DELETE /contacts/{id}, POST /contacts/{id}/archive|unarchive,
+  GET /tags. Webhook builders live in webhooks.py (re-exported here).
 """
 from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import hmac
 import itertools
 import json
 import math
 import time
 import uuid
-from datetime import datetime, timezone
 
 from .base import SimServer
+from .search import SearchError, compile_query, norm
+from .webhooks import DATE_FIELDS, DEFAULT_APP_ID, sign, webhook_payload  # noqa: F401 (re-exported)
 
-DEFAULT_APP_ID = "vne310wv"
-DAY = 86400
 STANDARD_ATTRIBUTES = {"email": "string", "name": "string", "phone": "string", "external_id": "string",
                        "role": "string", "signed_up_at": "date", "last_seen_at": "date",
                        "owner_id": "integer", "unsubscribed_from_emails": "boolean"}
 WRITABLE = set(STANDARD_ATTRIBUTES) | {"avatar"}
-DATE_FIELDS = {"created_at", "updated_at", "signed_up_at", "last_seen_at", "last_contacted_at",
-               "last_replied_at", "last_email_opened_at", "last_email_clicked_at",
-               "ios_last_seen_at", "android_last_seen_at"}
 NULL_FIELDS = (
     "external_id email phone name avatar owner_id signed_up_at last_seen_at last_replied_at "
     "last_contacted_at last_email_opened_at last_email_clicked_at language_override browser "
@@ -51,14 +45,9 @@ NULL_FIELDS = (
 SUB_LISTS = {"tags": "tags", "notes": "notes", "companies": "companies",
              "opted_out_subscription_types": "subscriptions",
              "opted_in_subscription_types": "subscriptions"}
-OPERATORS = {"=", "!=", "IN", "NIN", "<", ">", "<=", ">=", "~", "!~", "^", "$"}
 ERROR_CODES = {400: "parameter_invalid", 401: "unauthorized", 403: "api_plan_restricted",
                404: "not_found", 409: "conflict", 410: "contact_merged",
                429: "rate_limit_exceeded", 500: "server_error", 503: "service_unavailable"}
-
-
-class SearchError(ValueError):
-    pass
 
 
 def _type_ok(data_type, value):
@@ -69,74 +58,6 @@ def _type_ok(data_type, value):
     return {"string": isinstance(value, str), "integer": isinstance(value, int),
             "date": isinstance(value, int), "datetime": isinstance(value, int),
             "float": isinstance(value, (int, float))}.get(data_type, False)
-
-
-def _norm(x):
-    return x.lower() if isinstance(x, str) else x
-
-
-def _num(x):
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def _compare(v, op, value):
-    """One filter on a field value; `v` is a set for segment_id/tag_id."""
-    if isinstance(v, set):
-        wanted = {str(x) for x in value} if isinstance(value, list) else {str(value)}
-        hit = bool(v & wanted)
-        return hit if op in ("=", "IN") else (not hit if op in ("!=", "NIN") else False)
-    v = _norm(v)
-    value = [_norm(x) for x in value] if isinstance(value, list) else _norm(value)
-    if op in ("=", "!=", "IN", "NIN"):
-        hit = v in value if op in ("IN", "NIN") else v == value
-        return hit if op in ("=", "IN") else not hit
-    if op in ("~", "!~", "^", "$"):
-        s, t = (v if isinstance(v, str) else ""), str(value)
-        return {"~": t in s, "!~": t not in s, "^": s.startswith(t), "$": s.endswith(t)}[op]
-    a, b = _num(v), _num(value)
-    if a is None or b is None:
-        return False
-    return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
-
-
-def iso(ts):
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def webhook_payload(topic, item, notif_id=None, created_at=None, app_id=None, iso_dates=False,
-                    **overrides):
-    """An Intercom webhook envelope (shape of contracts/intercom/webhooks/*.json).
-
-    ``iso_dates=True`` renders the item's unix timestamps as ISO-8601 strings (seen in real
-    payloads). ``ping`` gets a null notification id unless ``notif_id`` is given. Any envelope
-    key can be overridden through keyword arguments (e.g. ``delivery_attempts=2``)."""
-    item = copy.deepcopy(item)
-    if iso_dates:
-        for k in DATE_FIELDS:
-            if isinstance(item.get(k), int) and not isinstance(item.get(k), bool):
-                item[k] = iso(item[k])
-    created_at = int(time.time() if created_at is None else created_at)
-    if notif_id is None and topic != "ping":
-        notif_id = f"notif_{uuid.uuid4()}"
-    env = {"type": "notification_event",
-           "app_id": app_id or item.get("workspace_id") or DEFAULT_APP_ID,
-           "data": {"type": "notification_event_data", "item": item},
-           "links": {}, "id": notif_id, "topic": topic, "delivery_status": "pending",
-           "delivery_attempts": 1, "delivered_at": 0, "first_sent_at": created_at,
-           "created_at": created_at, "self": None}
-    env.update(overrides)
-    return env
-
-
-def sign(body, secret):
-    """The ``X-Hub-Signature`` value: ``sha1=`` + HMAC-SHA1(client_secret, raw body)."""
-    body = body.encode() if isinstance(body, str) else body
-    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
 
 
 class IntercomSim(SimServer):
@@ -230,7 +151,7 @@ class IntercomSim(SimServer):
         """Contacts (archived included, merged-away excluded) with this email, any case."""
         with self.lock:
             return [copy.deepcopy(c) for cid, c in self.contacts.items()
-                    if cid not in self.merged_into and _norm(c["email"]) == _norm(email)]
+                    if cid not in self.merged_into and norm(c["email"]) == norm(email)]
 
     def merge(self, from_id, into_id):
         with self.lock:
@@ -372,7 +293,7 @@ class IntercomSim(SimServer):
         for cid, c in self.contacts.items():
             if cid == exclude or cid in self.merged_into:
                 continue
-            if (email and _norm(c["email"]) == _norm(email)) or \
+            if (email and norm(c["email"]) == norm(email)) or \
                     (external_id and c["role"] == "user" and c["external_id"] == external_id):
                 prefix = "An archived contact" if cid in self.archived else "A contact"
                 return self._err(409, f"{prefix} matching those details already exists "
@@ -437,38 +358,10 @@ class IntercomSim(SimServer):
             v = v.get(part) if isinstance(v, dict) else None
         return v
 
-    def _compile(self, q, depth=1):
-        """A predicate for a search query; raises SearchError when the query is invalid."""
-        if not isinstance(q, dict):
-            raise SearchError("query must be an object")
-        op, value = q.get("operator"), q.get("value")
-        if op in ("AND", "OR"):
-            if depth > 2:
-                raise SearchError("Maximum of 2 levels of nested filters")
-            if not isinstance(value, list) or not value or len(value) > 15:
-                raise SearchError(f"{op} needs a list of 1 to 15 filters")
-            preds = [self._compile(sub, depth + 1) for sub in value]
-            agg = all if op == "AND" else any
-            return lambda c: agg(p(c) for p in preds)
-        field = q.get("field")
-        if not isinstance(field, str) or op not in OPERATORS:
-            raise SearchError(f"Invalid filter: field={field!r} operator={op!r}")
-        if op in ("IN", "NIN") and not isinstance(value, list):
-            raise SearchError(f"{op} needs a list value")
-        attr = self.attributes.get(field)
-        if field in DATE_FIELDS or (attr and attr["data_type"] in ("date", "datetime")):
-            if op not in ("=", ">", "<"):
-                raise SearchError(f"Operator {op} is not supported on date field {field}")
-            day = _num(value)
-            if day is None:
-                raise SearchError(f"{field} needs a unix timestamp")
-            day = int(day) // DAY * DAY
-            test = {"=": lambda v: day <= v < day + DAY, ">": lambda v: v >= day + DAY,
-                    "<": lambda v: v < day}[op]
-            return lambda c: (v := _num(self._field(c, field))) is not None and test(v)
-        if field == "tag_id" and op not in ("=", "!="):
-            raise SearchError("tag_id supports only = and !=")
-        return lambda c: _compare(self._field(c, field), op, value)
+    def _compile(self, query):
+        attr_type = lambda f: (self.attributes.get(f) or {}).get("data_type")  # noqa: E731
+        return compile_query(query, self._field,
+                             lambda f: f in DATE_FIELDS or attr_type(f) in ("date", "datetime"))
 
     # ---- HTTP handlers ------------------------------------------------------------------
     def _create(self, rec):
@@ -534,8 +427,9 @@ class IntercomSim(SimServer):
         hits = [c for cid, c in self.contacts.items()
                 if self._live(cid) and self._indexed_at[cid] <= now and pred(c)]
         if sort.get("field"):
-            key = lambda c: (self._field(c, sort["field"]) is None,  # noqa: E731
-                             str(self._field(c, sort["field"])))
+            def key(c):
+                v = self._field(c, sort["field"])
+                return (v is None, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
             hits.sort(key=key, reverse=order == "descending")
         page = body.get("pagination") or {}
         return self._paginate(hits, page.get("per_page"), page.get("starting_after"))

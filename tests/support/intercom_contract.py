@@ -488,8 +488,22 @@ def _describe(validator: Any, err: ValidationError, root: str) -> str:
     return f"{where}: {_shorten(err.message)}"
 
 
+def _flatten(errors: Iterable[ValidationError]) -> list[ValidationError]:
+    """Look through oneOf/anyOf wrappers with a single real alternative
+    (``oneOf: [$ref]``, or the null branch added for ``nullable``)."""
+    out: list[ValidationError] = []
+    for err in errors:
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            real = [b for b in err.validator_value if b != _NULL_BRANCH]
+            if len(real) == 1:
+                out += _flatten(c for c in err.context if c.schema != _NULL_BRANCH)
+                continue
+        out.append(err)
+    return out
+
+
 def _schema_errors(validator: Any, instance: Any, root: str) -> list[str]:
-    errs = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+    errs = sorted(_flatten(validator.iter_errors(instance)), key=lambda e: [str(p) for p in e.absolute_path])
     return [_describe(validator, e, root) for e in errs]
 
 

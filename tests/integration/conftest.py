@@ -1,0 +1,140 @@
+"""The app on real parts: moto in server mode (real HTTP to DynamoDB and SQS) with
+resources created from infra/template.yaml, the Chalice app served over HTTP, the worker
+driven like Lambda's SQS event source, and simulators of Intercom and Referral Factory.
+Every request sent to Intercom is validated against Intercom's OpenAPI description."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import yaml
+
+from infra.local.aws import deploy, start_moto, stop_moto, unique_prefix
+from infra.local.esm import QueuePoller
+from infra.local.http import serve_app
+from tests.sim.intercom import IntercomSim
+from tests.sim.referral_factory import RFSim
+from tests.support.intercom_contract import validate_request
+
+WORKSPACE = "vne310wv"
+SECRET = "rf-hook-secret"
+MAX_ATTEMPTS = 3
+
+
+class FakeClock:
+    """Shared by the app and the simulators: sleeping advances time instantly."""
+
+    def __init__(self, now: float = 1_790_000_000.0):
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    server, endpoint = start_moto()
+    yield endpoint
+    stop_moto(server)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def intercom(clock):
+    sim = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request).start()
+    for name, dtype in (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
+                        ("referral_link", "string"), ("score", "float"), ("joined_on", "date")):
+        sim.define_attribute(name, dtype)
+    yield sim
+    sim.stop()
+    assert sim.contract_violations == [], "requests sent to Intercom broke its OpenAPI contract"
+
+
+@pytest.fixture
+def rf(clock):
+    sim = RFSim(clock=clock).start()
+    sim.add_campaign(42, "Friends of Acme")
+    yield sim
+    sim.stop()
+    assert not sim.blocked, "we got Referral Factory to block our IP"
+
+
+class Bridge:
+    def __init__(self, rt, server, poller, resources, intercom, rf):
+        self.rt, self.server, self.poller, self.resources = rt, server, poller, resources
+        self.intercom, self.rf = intercom, rf
+
+    def post_join(self, body, secret=SECRET, raw: bytes | None = None, headers=None) -> requests.Response:
+        hdrs = {"Content-Type": "application/json", **({"X-Bridge-Secret": secret} if secret else {}),
+                **(headers or {})}
+        data = raw if raw is not None else json.dumps(body).encode()
+        return requests.post(f"{self.server.url}/webhooks/referral-factory", data=data, headers=hdrs, timeout=10)
+
+    def apply(self, doc: dict) -> dict:
+        from chalicelib.services.admin import apply_settings
+        return apply_settings(self.rt, yaml.safe_dump(doc))
+
+    def drain(self):
+        return self.poller.drain()
+
+    def queued(self) -> int:
+        attrs = self.resources.client("sqs").get_queue_attributes(
+            QueueUrl=self.resources.queue_url, AttributeNames=["ApproximateNumberOfMessages",
+                                                              "ApproximateNumberOfMessagesNotVisible"])
+        return sum(int(v) for v in attrs["Attributes"].values())
+
+    def dead_letters(self) -> list[dict]:
+        from chalicelib.services.admin import dead_letters
+        return dead_letters(self.rt)
+
+    def history(self, campaign_id, rf_user_id) -> dict:
+        from chalicelib.services.admin import person_history
+        return person_history(self.rt, str(campaign_id), str(rf_user_id))
+
+
+@pytest.fixture
+def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
+    resources = deploy(moto_endpoint, unique_prefix())
+    for key, value in {**resources.env(), "INTERCOM_BASE_URL": intercom.base_url, "RF_BASE_URL": rf.base_url,
+                       "BRIDGE_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}.items():
+        monkeypatch.setenv(key, value)
+    from chalicelib.config import Config
+    from chalicelib.services.runtime import Runtime, reset_default_runtime
+    import app as app_module
+
+    rt = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
+    rt.store.put_connection(WORKSPACE, "sim-token", client_secret="client-secret")
+    rt.store.put_rf_config("rf-token", SECRET)
+    reset_default_runtime(rt)
+    server = serve_app(app_module.app)
+    poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
+    yield Bridge(rt, server, poller, resources, intercom, rf)
+    server.stop()
+    reset_default_runtime(None)
+
+
+def lead_settings(**leads) -> dict:
+    return {"campaign_id": "42", "workspace": WORKSPACE,
+            "leads": {"action": "create_lead", "duplicates": "update",
+                      "fields": [{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"},
+                                 {"from": "code", "to": "custom_attributes.referral_code"},
+                                 {"value": "referral", "to": "custom_attributes.lead_source"}], **leads},
+            "referrers": {"action": "create_user", "duplicates": "skip",
+                          "fields": [{"from": "email", "to": "email"},
+                                     {"from": "url", "to": "custom_attributes.referral_link"}]}}
+
+
+def join_body(user: dict) -> dict:
+    """What RF's webhook sends, configured as the README says."""
+    return {k: user.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "source",
+                                     "referrer_id", "signed_up_at")}

@@ -1,0 +1,147 @@
+"""Issue: people who join a campaign reach Intercom — end to end over HTTP, SQS, worker."""
+from __future__ import annotations
+
+from .conftest import WORKSPACE, join_body, lead_settings
+
+
+def new_lead(rf, email="ann@example.com", first_name="Ann", **kw):
+    referrer = rf.add_user(42, "ref@example.com", "Rita")
+    return rf.add_user(42, email, first_name, referrer_id=referrer["id"], **kw)
+
+
+def test_a_lead_joining_becomes_an_intercom_lead_with_exactly_the_mapped_fields(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    answer = bridge.post_join(join_body(lead))
+    assert answer.status_code == 202 and answer.json()["queued"] is True
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["role"] == "lead" and contact["name"] == "Ann"
+    assert contact["custom_attributes"] == {"referral_code": lead["code"], "lead_source": "referral"}
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["status"] == "linked" and person["link"]["contact_id"] == contact["id"]
+    assert [h["outcome"] for h in person["history"]] == ["received", "created"]
+    assert rf.count("GET", "/users") == 0, "the webhook had every field: RF's API was not called"
+
+
+def test_a_referrer_with_create_user_becomes_a_user(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    referrer = rf.add_user(42, "rita@example.com", "Rita")
+    bridge.post_join(join_body(referrer))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("rita@example.com")
+    assert contact["role"] == "user"
+    assert contact["custom_attributes"] == {"referral_link": referrer["url"]}
+
+
+def test_action_nothing_creates_nothing_and_says_why(bridge, intercom, rf):
+    bridge.apply(lead_settings(action="nothing", fields=[]))
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert intercom.count("POST", "/contacts") == 0
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["status"] == "ignored"
+    assert person["history"][-1]["reason"] == "leads.action is nothing: no contact is created for leads"
+
+
+def test_duplicate_with_skip_leaves_the_existing_contact_untouched_but_linked(bridge, intercom, rf):
+    bridge.apply(lead_settings(duplicates="skip"))
+    existing = intercom.add_contact("ann@example.com", role="user", name="Ann Original")
+    before = dict(intercom.get(existing["id"]))
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert intercom.get(existing["id"]) == before
+    assert intercom.count("POST", "/contacts") == intercom.count("POST", "/contacts/search")
+    link = bridge.history(42, lead["id"])["link"]
+    assert link["contact_id"] == existing["id"] and link["contact_role"] == "user"
+
+
+def test_duplicate_with_update_marks_the_existing_contact_as_referred(bridge, intercom, rf):
+    bridge.apply(lead_settings(tag="Referred"))
+    existing = intercom.add_contact("ann@example.com", role="lead", name="Ann Original")
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    after = intercom.get(existing["id"])
+    assert after["custom_attributes"]["lead_source"] == "referral"
+    assert after["custom_attributes"]["referral_code"] == lead["code"]
+    assert [t["name"] for t in after["tags"]["data"]] == ["Referred"]
+    assert len(intercom.contacts_by_email("ann@example.com")) == 1
+    assert bridge.history(42, lead["id"])["history"][-2]["outcome"] == "updated_existing"
+
+
+def test_a_409_while_search_lags_links_the_existing_contact(bridge, intercom, rf):
+    bridge.apply(lead_settings(duplicates="skip"))
+    existing = intercom.add_contact("ann@example.com", role="lead", searchable=False)
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert len(intercom.contacts_by_email("ann@example.com")) == 1
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["contact_id"] == existing["id"]
+    assert "409 conflict" in person["history"][-1]["reason"]
+
+
+def test_the_same_join_three_times_gives_one_contact_one_link_one_repeat_entry(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    for _ in range(3):
+        assert bridge.post_join(join_body(lead)).status_code == 202
+    bridge.drain()
+    assert len(intercom.contacts_by_email("ann@example.com")) == 1
+    assert intercom.count("POST", "/contacts") - intercom.count("POST", "/contacts/search") == 1
+    history = bridge.history(42, lead["id"])["history"]
+    repeats = [h for h in history if h["outcome"] == "ignored"]
+    assert len(repeats) == 1 and repeats[0]["count"] == 2 and "already been applied" in repeats[0]["reason"]
+
+
+def test_missing_webhook_fields_are_read_from_referral_factory(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    lead = new_lead(rf, meta=[{"field": "company", "value": "Acme"}])
+    bridge.post_join({"id": lead["id"], "campaign_id": 42})
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["name"] == "Ann" and contact["custom_attributes"]["referral_code"] == lead["code"]
+    assert rf.count("GET", f"/users/{lead['id']}") == 1
+
+
+def test_intercom_429_then_500_then_success_gives_one_contact(bridge, intercom, rf, clock):
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    intercom.fail_next("POST", r"^/contacts$", 429, headers={"X-RateLimit-Reset": str(int(clock()) + 3)})
+    intercom.fail_next("POST", r"^/contacts$", 500)
+    bridge.post_join(join_body(lead))
+    outcomes = bridge.drain()
+    assert all(o.error is None for o in outcomes)
+    assert len(intercom.contacts_by_email("ann@example.com")) == 1
+    assert any(2.9 <= s <= 3.6 for s in clock.slept), f"X-RateLimit-Reset was not honoured: {clock.slept}"
+
+
+def test_types_the_hosted_integration_drops_are_converted(bridge, intercom, rf):
+    doc = lead_settings()
+    doc["leads"]["fields"] += [{"from": "meta.score", "to": "custom_attributes.score"},
+                               {"from": "signed_up_at", "to": "custom_attributes.joined_on"}]
+    bridge.apply(doc)
+    lead = new_lead(rf, meta=[{"field": "score", "value": "4.75"}])
+    body = {**join_body(lead), "signed_up_at": "2024-03-01T10:00:00Z", "score": "4.75"}
+    bridge.post_join(body)
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["custom_attributes"]["score"] == 4.75
+    assert contact["custom_attributes"]["joined_on"] == 1709287200
+
+
+def test_an_unconvertible_value_is_recorded_and_the_contact_still_created(bridge, intercom, rf):
+    doc = lead_settings()
+    doc["leads"]["fields"].append({"from": "meta.score", "to": "custom_attributes.score"})
+    bridge.apply(doc)
+    lead = new_lead(rf)
+    bridge.post_join({**join_body(lead), "score": "lots"})
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert "score" not in contact["custom_attributes"]
+    fields = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "fields"]
+    assert fields[0]["details"]["errors"] == [{"to": "custom_attributes.score", "source": "from meta.score",
+                                               "reason": "'lots' is not a number"}]

@@ -1,0 +1,344 @@
+"""Focused tests of the simulators' important behaviours (no sleeping: the clock is injected)."""
+import hashlib
+import hmac
+import json
+
+import pytest
+import requests
+
+from .intercom import IntercomSim, sign, webhook_payload
+from .referral_factory import RFSim
+
+
+class FakeClock:
+    def __init__(self, now=1_700_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def ic(clock):
+    with IntercomSim(clock=clock) as sim:
+        sim.session = requests.Session()
+        sim.session.headers.update({"Authorization": "Bearer sim-token", "Intercom-Version": "2.16"})
+        yield sim
+
+
+@pytest.fixture
+def rf(clock):
+    with RFSim(clock=clock) as sim:
+        sim.add_campaign(7, "Spring")
+        sim.session = requests.Session()
+        sim.session.headers["Authorization"] = "Bearer rf-token"
+        yield sim
+
+
+def call(sim, method, path, **kw):
+    return sim.session.request(method, sim.base_url + path, timeout=5, **kw)
+
+
+# ---- Intercom ------------------------------------------------------------------------------
+def test_create_then_duplicate_email_is_409_with_id(ic):
+    r = call(ic, "POST", "/contacts", json={"role": "user", "email": "Ann@Example.com"})
+    assert r.status_code == 200
+    contact = r.json()
+    assert contact["type"] == "contact" and contact["workspace_id"] == "vne310wv"
+    assert contact["tags"]["url"] == f"/contacts/{contact['id']}/tags"
+    r = call(ic, "POST", "/contacts", json={"role": "lead", "email": "ann@example.com"})
+    assert r.status_code == 409
+    err = r.json()["errors"][0]
+    assert err["code"] == "conflict"
+    assert err["message"] == f"A contact matching those details already exists with id={contact['id']}"
+    ic.archive(contact["id"])
+    r = call(ic, "POST", "/contacts", json={"email": "ann@example.com"})
+    assert r.status_code == 409 and r.json()["errors"][0]["message"].startswith("An archived contact")
+    assert call(ic, "GET", f"/contacts/{contact['id']}").status_code == 404
+    assert len(ic.contacts_by_email("ANN@example.com")) == 1
+
+
+def test_custom_attributes_are_checked(ic):
+    ic.define_attribute("rf_code", "string")
+    ic.define_attribute("rf_referrals", "integer")
+    ic.define_attribute("old", "string", archived=True)
+    ok = call(ic, "POST", "/contacts", json={"email": "a@b.co", "custom_attributes": {"rf_code": "x"}})
+    assert ok.status_code == 200
+    cid = ok.json()["id"]
+    for attrs in ({"nope": 1}, {"rf_referrals": "3"}, {"rf_referrals": True},
+                  {"rf_code": "x" * 256}, {"old": "v"}):
+        r = call(ic, "PUT", f"/contacts/{cid}", json={"custom_attributes": attrs})
+        assert r.status_code == 400, attrs
+        assert r.json()["errors"][0]["code"] == "parameter_invalid"
+    assert "'nope'" in call(ic, "POST", "/contacts", json={
+        "email": "z@b.co", "custom_attributes": {"nope": 1}}).json()["errors"][0]["message"]
+    r = call(ic, "PUT", f"/contacts/{cid}", json={"custom_attributes": {"rf_referrals": 3}})
+    assert r.json()["custom_attributes"] == {"rf_code": "x", "rf_referrals": 3}
+    names = {a["full_name"]: a for a in call(ic, "GET", "/data_attributes?model=contact").json()["data"]}
+    assert names["custom_attributes.rf_code"]["custom"] and not names["email"]["custom"]
+    assert names["signed_up_at"]["data_type"] == "date" and "custom_attributes.old" not in names
+
+
+def test_search_lags_creation(clock):
+    with IntercomSim(clock=clock, search_lag=120) as sim:
+        h = {"Authorization": "Bearer sim-token"}
+        r = requests.post(sim.base_url + "/contacts", json={"email": "lag@x.io"}, headers=h)
+        q = {"query": {"field": "email", "operator": "=", "value": "LAG@x.io"}}
+        search = lambda: requests.post(sim.base_url + "/contacts/search", json=q, headers=h).json()  # noqa
+        assert search()["total_count"] == 0
+        assert requests.get(sim.base_url + f"/contacts/{r.json()['id']}", headers=h).status_code == 200
+        clock.advance(119)
+        assert search()["data"] == []
+        clock.advance(1)
+        assert [c["email"] for c in search()["data"]] == ["lag@x.io"]
+        sim.add_contact("hidden@x.io", searchable=False)
+        q["query"]["value"] = "hidden@x.io"
+        assert search()["total_count"] == 0
+        sim.make_searchable()
+        assert search()["total_count"] == 1
+
+
+def test_search_filters_nesting_dates_and_pagination(ic, clock):
+    ic.define_attribute("plan", "string")
+    day = 1_700_006_400  # a UTC midnight
+    for i in range(5):
+        ic.add_contact(f"u{i}@corp.io", role="user" if i % 2 else "lead",
+                       custom_attributes={"plan": "pro" if i < 2 else "free"}, created_at=day + i * 3600)
+    ic.add_contact("x@other.io", created_at=day + 2 * 86400)
+    q = {"operator": "AND", "value": [
+        {"field": "email", "operator": "$", "value": "@corp.io"},
+        {"operator": "OR", "value": [{"field": "custom_attributes.plan", "operator": "=", "value": "pro"},
+                                     {"field": "role", "operator": "IN", "value": ["user"]}]}]}
+    r = call(ic, "POST", "/contacts/search", json={"query": q, "pagination": {"per_page": 2}}).json()
+    assert r["total_count"] == 3 and len(r["data"]) == 2 and r["pages"]["total_pages"] == 2
+    nxt = r["pages"]["next"]
+    r2 = call(ic, "POST", "/contacts/search", json={"query": q, "pagination": nxt}).json()
+    assert [c["email"] for c in r2["data"]] == ["u3@corp.io"] and "next" not in r2["pages"]
+    by_day = {"field": "created_at", "operator": "=", "value": day + 7200}
+    assert call(ic, "POST", "/contacts/search", json={"query": by_day}).json()["total_count"] == 5
+    after = {"field": "created_at", "operator": ">", "value": day}
+    assert [c["email"] for c in call(ic, "POST", "/contacts/search", json={"query": after}).json()["data"]] \
+        == ["x@other.io"]
+    bad = [{"field": "created_at", "operator": ">=", "value": day},
+           {"operator": "AND", "value": [{"operator": "OR", "value": [
+               {"operator": "AND", "value": [{"field": "id", "operator": "=", "value": "1"}]}]}]},
+           {"operator": "OR", "value": [{"field": "id", "operator": "=", "value": str(i)} for i in range(16)]}]
+    for query in bad:
+        assert call(ic, "POST", "/contacts/search", json={"query": query}).status_code == 400
+    listed = call(ic, "GET", "/contacts", params={"per_page": 4}).json()
+    assert listed["total_count"] == 6 and listed["pages"]["next"]["starting_after"]
+    rest = call(ic, "GET", "/contacts", params={"per_page": 4,
+                                                "starting_after": listed["pages"]["next"]["starting_after"]})
+    assert len(rest.json()["data"]) == 2
+
+
+def test_merge_gives_410_with_canonical_link(ic):
+    lead = ic.add_contact("l@x.io", role="lead", custom_attributes={"k": 1})
+    user = ic.add_contact("u@x.io", role="user")
+    assert call(ic, "POST", "/contacts/merge", json={"from": user["id"], "into": lead["id"]}).status_code == 400
+    r = call(ic, "POST", "/contacts/merge", json={"from": lead["id"], "into": user["id"]})
+    assert r.status_code == 200 and r.json()["id"] == user["id"]
+    assert r.json()["custom_attributes"] == {"k": 1}
+    for method in ("GET", "PUT"):
+        gone = call(ic, method, f"/contacts/{lead['id']}", json={})
+        assert gone.status_code == 410
+        assert gone.json()["errors"][0]["code"] == "contact_merged"
+        assert gone.headers["Link"] == f'</contacts/{user["id"]}>; rel="canonical"'
+    # chains resolve to the final target; merged contacts vanish from search and list
+    final = ic.add_contact("f@x.io", role="user")
+    ic.merge(user["id"], final["id"])
+    assert call(ic, "GET", f"/contacts/{lead['id']}").headers["Link"] == f'</contacts/{final["id"]}>; rel="canonical"'
+    q = {"query": {"field": "email", "operator": "~", "value": "x.io"}}
+    assert [c["id"] for c in call(ic, "POST", "/contacts/search", json=q).json()["data"]] == [final["id"]]
+    # the lead's email is free again
+    assert call(ic, "POST", "/contacts", json={"email": "l@x.io"}).status_code == 200
+
+
+def test_update_role_and_admin_helpers(ic):
+    lead = ic.add_contact("p@x.io")
+    r = call(ic, "PUT", f"/contacts/{lead['id']}", json={"role": "user", "external_id": "rf-1"})
+    assert r.json()["role"] == "user" and r.json()["external_id"] == "rf-1"
+    assert call(ic, "PUT", f"/contacts/{lead['id']}", json={"role": "lead"}).status_code == 400
+    ic.update_contact(lead["id"], name="Pat", plan="pro")
+    assert ic.get(lead["id"])["name"] == "Pat" and ic.get(lead["id"])["custom_attributes"] == {"plan": "pro"}
+    ic.delete(lead["id"])
+    assert call(ic, "GET", f"/contacts/{lead['id']}").status_code == 404
+
+
+def test_segments_and_tags(ic):
+    a, b = ic.add_contact("a@x.io", role="user"), ic.add_contact("b@x.io", role="user")
+    seg = ic.add_segment("VIP", [a["id"]])
+    segs = call(ic, "GET", "/segments", params={"include_count": "true"}).json()
+    assert segs["type"] == "segment.list" and segs["segments"][0]["count"] == 1
+    q = {"query": {"field": "segment_id", "operator": "=", "value": seg["id"]}}
+    assert [c["id"] for c in call(ic, "POST", "/contacts/search", json=q).json()["data"]] == [a["id"]]
+    tag = call(ic, "POST", "/tags", json={"name": "referrer"}).json()
+    assert call(ic, "POST", "/tags", json={"name": "referrer"}).json()["id"] == tag["id"]
+    r = call(ic, "POST", f"/contacts/{b['id']}/tags", json={"id": tag["id"]})
+    assert r.status_code == 200 and r.json()["name"] == "referrer"
+    assert ic.get(b["id"])["tags"]["data"][0]["id"] == tag["id"]
+    assert call(ic, "POST", f"/contacts/{b['id']}/tags", json={"id": "999999"}).status_code == 404
+
+
+def test_auth_revoke_and_oauth(ic):
+    assert call(ic, "GET", "/contacts").status_code == 200
+    bad = requests.get(ic.base_url + "/contacts", headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401 and bad.json()["errors"][0] == {
+        "code": "unauthorized", "message": "Access Token Invalid"}
+    ic.revoke("sim-token")
+    assert call(ic, "GET", "/contacts").status_code == 401
+    ic.issue_oauth_code("abc=", "tok-2")
+    form = {"code": "abc=", "client_id": "cid", "client_secret": "sec"}
+    r = requests.post(ic.base_url + "/auth/eagle/token", data=form)
+    assert r.json() == {"token_type": "Bearer", "token": "tok-2", "access_token": "tok-2"}
+    assert requests.post(ic.base_url + "/auth/eagle/token", data=form).status_code == 400
+    assert requests.get(ic.base_url + "/contacts", headers={"Authorization": "Bearer tok-2"}).ok
+
+
+def test_intercom_rate_limit_headers(ic, clock):
+    clock.now = 1_700_000_000.0  # start of a 10 s window
+    ic.rate_limit = 2
+    r1 = call(ic, "GET", "/contacts")
+    assert r1.headers["X-RateLimit-Limit"] == "2" and r1.headers["X-RateLimit-Remaining"] == "1"
+    assert r1.headers["X-RateLimit-Reset"] == str(1_700_000_010)
+    call(ic, "GET", "/contacts")
+    r3 = call(ic, "GET", "/contacts")
+    assert r3.status_code == 429 and r3.json()["errors"][0]["code"] == "rate_limit_exceeded"
+    assert r3.headers["X-RateLimit-Remaining"] == "0" and r3.headers["X-RateLimit-Reset"] == "1700000010"
+    clock.advance(10)
+    assert call(ic, "GET", "/contacts").status_code == 200
+
+
+def test_fail_next_and_request_log(ic):
+    ic.fail_next("POST", r"^/contacts$", 503, headers={"Retry-After": "1"}, times=2)
+    for _ in range(2):
+        r = call(ic, "POST", "/contacts", json={"email": "f@x.io"})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert r.json()["type"] == "error.list"
+    assert ic.contacts == {}  # not applied to state
+    assert call(ic, "POST", "/contacts", json={"email": "f@x.io"}).status_code == 200
+    ic.fail_next("GET", "/contacts", 500, body={"custom": True})
+    assert call(ic, "GET", "/contacts").json() == {"custom": True}
+    assert ic.count("POST", "/contacts") == 3 and ic.count("GET") == 1
+    assert [r["status"] for r in ic.requests] == [503, 503, 200, 500]
+    first = ic.requests[0]
+    assert first["json"] == {"email": "f@x.io"} and json.loads(first["body"]) == first["json"]
+    assert first["headers"]["Intercom-Version"] == "2.16"
+
+
+def test_delay_next_causes_client_timeout(ic):
+    ic.delay_next("GET", "/contacts", 0.3)
+    with pytest.raises(requests.Timeout):
+        ic.session.get(ic.base_url + "/contacts", timeout=0.05)
+    assert call(ic, "GET", "/contacts").status_code == 200
+
+
+def test_validator_records_contract_violations(clock):
+    def validator(method, path, query, headers, body):
+        return [] if headers.get("Intercom-Version") == "2.16" else ["missing Intercom-Version"]
+    with IntercomSim(clock=clock, validator=validator) as sim:
+        h = {"Authorization": "Bearer sim-token"}
+        assert requests.get(sim.base_url + "/contacts", headers=h).status_code == 200
+        requests.get(sim.base_url + "/contacts", headers={**h, "Intercom-Version": "2.16"})
+        assert sim.contract_violations == [
+            {"method": "GET", "path": "/contacts", "errors": ["missing Intercom-Version"]}]
+
+
+def test_webhook_payload_and_sign(ic):
+    c = ic.add_contact("w@x.io", role="user")
+    env = ic.webhook_payload("contact.user.created", c["id"], iso_dates=True)
+    assert env["type"] == "notification_event" and env["app_id"] == "vne310wv"
+    assert env["id"].startswith("notif_") and env["created_at"] == 1_700_000_000
+    assert env["data"]["item"]["id"] == c["id"] and env["data"]["item"]["created_at"].startswith("2023-11-14T")
+    assert ic.webhook_payload("contact.deleted", c["id"])["data"]["item"] == {
+        "type": "contact", "id": c["id"], "deleted": True}
+    assert webhook_payload("ping", {"type": "ping", "message": "hi"})["id"] is None
+    body = json.dumps(env).encode()
+    assert sign(body, "s3cret") == "sha1=" + hmac.new(b"s3cret", body, hashlib.sha1).hexdigest()
+
+
+# ---- Referral Factory ------------------------------------------------------------------------
+def test_rf_users_and_validation(rf):
+    assert rf.base_url.endswith("/api/v2")
+    r = call(rf, "POST", "/users", json={"campaign_id": 7, "first_name": "Ann", "email": "ann@x.io"})
+    assert r.status_code == 201
+    ann = r.json()["data"]
+    assert ann["type"] == "person_referring" and ann["source"] == "Direct" and ann["qualified_at"] is None
+    assert ann["url"].endswith(ann["code"]) and len(ann["code"]) == 8
+    dup = call(rf, "POST", "/users", json={"campaign_id": 7, "first_name": "A", "email": "ANN@x.io"})
+    assert dup.status_code == 422 and dup.json() == {
+        "code": 422, "message": "The given data was invalid.",
+        "errors": {"email": [{"field": "email", "message": "The email has already been taken."}]}}
+    bad = call(rf, "POST", "/users", json={"campaign_id": 99, "email": "nope"}).json()["errors"]
+    assert set(bad) == {"first_name", "email", "campaign_id"}
+    bob = call(rf, "POST", "/users", json={"campaign_id": 7, "first_name": "Bob", "email": "bob@x.io",
+                                           "referrer": {"field": "code", "value": ann["code"]}}).json()["data"]
+    assert bob["type"] == "person_invited" and bob["referrer_id"] == ann["id"] and bob["source"] == "Referred"
+    assert call(rf, "GET", f"/users/{ann['code']}").json()["data"]["id"] == ann["id"]
+    upd = call(rf, "PUT", f"/users/{bob['id']}", json={"meta": [{"field": "plan", "value": "pro"}]})
+    assert upd.json()["data"]["meta"] == [{"field": "plan", "value": "pro"}]
+    assert call(rf, "GET", "/users/424242").status_code == 404
+    assert requests.get(rf.base_url + "/users").json() == {"code": 401, "message": "Unauthenticated."}
+
+
+def test_rf_user_limit_and_pagination(rf):
+    rf.add_campaign(8, "Small", user_limit=3)
+    for i in range(3):
+        rf.add_user(8, f"p{i}@x.io", f"P{i}")
+    r = call(rf, "POST", "/users", json={"campaign_id": 8, "first_name": "Q", "email": "q@x.io"})
+    assert r.status_code == 422 and "user limit" in r.json()["message"]
+    page = call(rf, "GET", "/users", params={"campaign_id": 8, "per_page": 2}).json()
+    assert len(page["data"]) == 2 and page["meta"]["total"] == 3
+    last = rf.session.get(page["links"]["next"], timeout=5).json()
+    assert len(last["data"]) == 1 and last["links"]["next"] is None
+    camp = call(rf, "GET", "/campaigns/7").json()["data"]
+    assert camp["status"] == "launched" and camp["fields"]["person_invited"][0]["required"] is True
+    assert len(call(rf, "GET", "/campaigns").json()["data"]) == 2
+
+
+def test_rf_qualification_recorded_once(rf, clock):
+    ref = rf.add_user(7, "r@x.io", "Ref")
+    lead = rf.add_user(7, "l@x.io", "Lead", referrer_id=ref["id"])
+    r = call(rf, "PUT", "/users/qualification", json={"qualified": True, "id": lead["id"]})
+    assert r.status_code == 200 and r.json()["data"]["qualified_at"]
+    first = r.json()["data"]["qualified_at"]
+    clock.advance(3600)
+    again = call(rf, "PUT", "/users/qualification",
+                 json={"qualified": True, "email": "L@x.io", "campaign_id": 7})
+    assert again.status_code == 200 and again.json()["data"]["qualified_at"] == first
+    refused = call(rf, "PUT", "/users/qualification", json={"qualified": True, "code": ref["code"]})
+    assert refused.status_code == 422 and refused.json()["message"] == "Only referred users can be qualified"
+    rf.fail_next("PUT", "qualification", 500)
+    assert call(rf, "PUT", "/users/qualification", json={"qualified": True, "id": lead["id"]}).status_code == 500
+    assert [c["status"] for c in rf.qualification_calls] == [200, 200, 422, 500]
+    assert rf.qualified == {lead["id"]: first} and rf.qualification_events == [(lead["id"], first)]
+    call(rf, "PUT", "/users/qualification", json={"qualified": False, "id": lead["id"]})
+    assert rf.qualified == {lead["id"]: None} and rf.get_user(lead["id"])["qualified_at"] is None
+
+
+def test_rf_rate_limit_then_ip_block(rf, clock):
+    clock.now = 1_700_000_020.0  # windows start at multiples of 60: 20 s left in this one
+    rf.rate_limit = 2
+    codes = [call(rf, "GET", "/campaigns").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = call(rf, "GET", "/campaigns")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "20"
+    assert len(rf.excess_windows) == 1 and not rf.blocked  # one window, however many 429s
+    for _ in range(2):
+        clock.advance(60)
+        assert [call(rf, "GET", "/campaigns").status_code for _ in range(3)] == [200, 200, 429]
+    assert not rf.blocked and len(rf.excess_windows) == 3
+    clock.advance(60)
+    assert [call(rf, "GET", "/campaigns").status_code for _ in range(3)] == [200, 200, 403]
+    assert rf.blocked
+    clock.advance(3600)
+    r = call(rf, "GET", "/campaigns")
+    assert r.status_code == 403 and r.json() == {"code": 403, "message": "IP blocked"}

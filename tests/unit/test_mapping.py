@@ -1,0 +1,65 @@
+import pytest
+
+from chalicelib.domain.mapping import ConversionError, build_payload, convert, to_unix
+from chalicelib.domain.settings import FieldMap
+
+
+@pytest.mark.parametrize("value,dtype,expected", [
+    ("12.50", "float", 12.5), (3, "float", 3.0), ("10", "integer", 10), ("10.0", "integer", 10), (7.0, "integer", 7),
+    ("Yes", "boolean", True), ("false", "boolean", False), (1, "boolean", True),
+    ("2024-03-01", "date", 1709251200), ("2024-03-01T10:00:00Z", "date", 1709287200),
+    ("2024-03-01T12:00:00+02:00", "datetime", 1709287200), (1709287200, "date", 1709287200),
+    (1709287200000, "date", 1709287200), ("1709287200", "date", 1709287200),
+    (42, "string", "42"), (True, "string", "true"), (2.0, "string", "2"),
+])
+def test_values_convert_to_the_intercom_type(value, dtype, expected):
+    assert convert(value, dtype) == expected
+
+
+@pytest.mark.parametrize("value,dtype,why", [
+    ("ten", "integer", "not a number"), ("10.5", "integer", "not a whole number"), (True, "float", "boolean"),
+    ("maybe", "boolean", "not true or false"), ("next tuesday", "date", "not a date"),
+    ("x" * 256, "string", "too long (256 characters, Intercom allows 255)"), ("nan", "float", "finite"),
+])
+def test_unconvertible_values_say_why(value, dtype, why):
+    with pytest.raises(ConversionError, match=why.replace("(", r"\(").replace(")", r"\)")):
+        convert(value, dtype)
+
+
+def test_iso_dates_without_zone_are_utc():
+    assert to_unix("2024-03-01T00:00:00") == 1709251200
+
+
+ATTRS = {"custom_attributes.score": {"data_type": "float"}, "custom_attributes.joined": {"data_type": "date"},
+         "custom_attributes.vip": {"data_type": "boolean"}}
+
+
+def rows(*pairs):
+    return [FieldMap.model_validate(p) for p in pairs]
+
+
+def test_payload_maps_dynamic_fixed_meta_and_types():
+    person = {"email": " Ann@Example.COM ", "first_name": "Ann", "code": "ab12", "meta.score": "9.5",
+              "signed_up_at": "2024-03-01T10:00:00Z"}
+    payload = build_payload(rows({"from": "email", "to": "email"}, {"from": "first_name", "to": "name"},
+                                 {"from": "meta.score", "to": "custom_attributes.score"},
+                                 {"from": "signed_up_at", "to": "custom_attributes.joined"},
+                                 {"value": "yes", "to": "custom_attributes.vip"}), person, ATTRS)
+    assert payload.errors == []
+    assert payload.body(role="lead") == {"email": "ann@example.com", "name": "Ann", "role": "lead",
+                                         "custom_attributes": {"score": 9.5, "joined": 1709287200, "vip": True}}
+
+
+def test_unconvertible_value_is_recorded_not_dropped_silently():
+    payload = build_payload(rows({"from": "email", "to": "email"},
+                                 {"from": "meta.score", "to": "custom_attributes.score"}),
+                            {"email": "a@b.co", "meta.score": "lots"}, ATTRS)
+    assert payload.body() == {"email": "a@b.co"}
+    [err] = payload.errors
+    assert (err.to, err.source, err.reason) == ("custom_attributes.score", "from meta.score", "'lots' is not a number")
+
+
+def test_absent_optional_field_is_not_written_and_missing_email_is_an_error():
+    payload = build_payload(rows({"from": "email", "to": "email"}, {"from": "code", "to": "name"}), {}, ATTRS)
+    assert payload.body() == {}
+    assert [e.to for e in payload.errors] == ["email"]

@@ -1,0 +1,71 @@
+from chalicelib.domain import join, people
+from chalicelib.domain.settings import parse_settings
+
+SETTINGS = parse_settings({
+    "campaign_id": "42", "workspace": "ws",
+    "leads": {"action": "create_lead", "duplicates": "update", "tag": "Referred",
+              "fields": [{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"},
+                         {"from": "code", "to": "custom_attributes.referral_code"}]},
+    "referrers": {"action": "nothing"},
+    "qualification": {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "No"},
+})
+
+
+def test_normalise_webhook_body_with_aliases_and_meta():
+    p = people.normalise({"user_id": 17, "campaign_id": "42", "email": "a@b.co", "referral_code": "xy",
+                          "referrer_id": 3, "meta": [{"field": "company", "value": "Acme"}], "plan": "pro"})
+    assert p == {"id": "17", "campaign_id": "42", "email": "a@b.co", "code": "xy", "referrer_id": "3",
+                 "type": "lead", "meta.company": "Acme", "meta.plan": "pro"}
+
+
+def test_normalise_api_user_types():
+    assert people.normalise({"data": {"id": 5, "type": "person_referring"}})["type"] == "referrer"
+    assert people.normalise({"id": 5, "referrer_id": None})["type"] == "referrer"
+
+
+def test_missing_fields_trigger_a_fetch():
+    assert people.missing({"id": "1", "email": "a@b.co", "type": "lead"}, {"email", "code"}) == {"code"}
+    assert people.missing({"id": "1", "email": "a@b.co", "type": "lead", "code": "x"}, {"email", "code"}) == set()
+    assert people.missing({"id": "1"}, set()) == {"email", "type"}
+
+
+def test_merge_prefers_webhook_values_and_fills_gaps():
+    assert people.merge({"email": "hook@x.co", "code": None}, {"email": "api@x.co", "code": "c1", "url": "u"}) == \
+        {"email": "hook@x.co", "code": "c1", "url": "u"}
+
+
+def test_lead_plan_writes_initial_value_and_role():
+    plan = join.plan(SETTINGS, {"type": "lead", "email": "a@b.co", "first_name": "Ann", "code": "c"}, {})
+    assert plan.create_body() == {"email": "a@b.co", "name": "Ann", "role": "lead",
+                                  "custom_attributes": {"referral_code": "c", "signed_up": "No"}}
+    assert join.duplicate_action(plan) == {"name": "Ann", "custom_attributes": {"referral_code": "c",
+                                                                                 "signed_up": "No"}}
+
+
+def test_referrer_with_action_nothing_is_ignored_with_reason():
+    skip = join.plan(SETTINGS, {"type": "referrer", "email": "a@b.co"}, {})
+    assert skip == join.Skip("ignored", "referrers.action is nothing: no contact is created for referrers")
+
+
+def test_unknown_type_and_missing_email_fail_with_reason():
+    assert join.plan(SETTINGS, {"email": "a@b.co"}, {}).outcome == "failed"
+    skip = join.plan(SETTINGS, {"type": "lead"}, {})
+    assert skip.outcome == "failed" and "the person has no email" in skip.reason
+
+
+def test_duplicates_skip_leaves_contact_untouched():
+    skip_settings = parse_settings({**SETTINGS.to_document(),
+                                    "leads": {**SETTINGS.to_document()["leads"], "duplicates": "skip"}})
+    plan = join.plan(skip_settings, {"type": "lead", "email": "a@b.co"}, {})
+    assert join.duplicate_action(plan) is None
+
+
+def test_existing_contact_prefers_user_then_oldest():
+    contacts = [{"id": "l1", "role": "lead", "created_at": 1}, {"id": "u2", "role": "user", "created_at": 5},
+                {"id": "u1", "role": "user", "created_at": 3}]
+    assert join.pick_existing(contacts)["id"] == "u1"
+    assert join.pick_existing([]) is None
+
+
+def test_baseline_reads_the_qualifying_attribute():
+    assert join.baseline(SETTINGS, {"custom_attributes": {"signed_up": "Yes"}}) == "Yes"
