@@ -10,6 +10,7 @@ Item kinds (pk / sk):
 """
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from datetime import datetime, timezone
@@ -150,6 +151,9 @@ def history_pk(campaign_id: str, rf_user_id: str) -> str:
     return f"HISTORY#{campaign_id}#{rf_user_id}"
 
 
+_SEQUENCE = itertools.count()
+
+
 class Store:
     """The repository the services use. `clock` is injected."""
 
@@ -254,8 +258,10 @@ class Store:
 
     # --- history -------------------------------------------------------------------------
     def _history_items(self, campaign_id: str, rf_user_id: str, entries: list[dict], now: float):
-        for n, entry in enumerate(entries):
-            yield HistoryItem(history_pk(campaign_id, rf_user_id), f"{iso(now)}#{n:02d}#{uuid.uuid4().hex[:6]}",
+        for entry in entries:
+            # Sorts by time, then by write order within this container (same-millisecond entries).
+            sk = f"{iso(now)}#{next(_SEQUENCE):09d}#{uuid.uuid4().hex[:4]}"
+            yield HistoryItem(history_pk(campaign_id, rf_user_id), sk,
                               event=entry["event"], outcome=entry["outcome"], reason=entry.get("reason"),
                               details=entry.get("details"), at=iso(now))
 

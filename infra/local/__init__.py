@@ -7,10 +7,11 @@ Dev/test only: nothing here is packaged by ``chalice deploy`` (it only ships
 
 Public API::
 
-    from infra.local.aws import start_moto, stop_moto, deploy, destroy, Resources
-    from infra.local.esm import QueuePoller, BatchOutcome, build_sqs_event
+    from infra.local.aws import (start_moto, stop_moto, reset_moto, deploy, destroy,
+                                 unique_prefix, client, Resources, DeployError)
+    from infra.local.esm import QueuePoller, PollerThread, BatchOutcome, build_sqs_event
     from infra.local.http import serve_app, RunningServer
-    from infra.local.scheduler import Scheduler, scheduled_event
+    from infra.local.scheduler import Scheduler, scheduled_event, chalice_job
     from infra.local.context import FakeLambdaContext
 
 Submodules are not imported eagerly so that e.g. ``infra.local.esm`` does not

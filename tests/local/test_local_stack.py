@@ -406,6 +406,28 @@ def test_serve_app_errors_like_api_gateway(served):
     assert status("GET", "/boom")[0] == 500
 
 
+def test_serve_app_crash_outside_views_is_a_502():
+    class Crashing(Chalice):
+        def __call__(self, event, context):
+            raise RuntimeError("lambda crashed before the view")
+
+    app = Crashing(app_name="crash")
+
+    @app.route("/")
+    def index():
+        return {}
+
+    with serve_app(app) as server:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=WAIT)
+        try:
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert resp.status == 502
+            assert json.loads(resp.read()) == {"message": "Internal server error"}
+        finally:
+            conn.close()
+
+
 def test_serve_app_is_threaded_with_per_thread_current_request():
     app = Chalice(app_name="threads")
     barrier = threading.Barrier(2, timeout=WAIT)

@@ -93,6 +93,11 @@ class SimServer:
         """Sleep `seconds` (real time) before answering the next `times` matching requests."""
         self._add_fault("delay", method, path_regex, times, seconds=seconds)
 
+    def clear_faults(self):
+        """Drop every pending injected fault (the outage is over)."""
+        with self.lock:
+            self._faults.clear()
+
     def _add_fault(self, kind, method, path_regex, times, **kw):
         with self.lock:
             self._faults.append(dict(kind=kind, method=method.upper(), regex=re.compile(path_regex),

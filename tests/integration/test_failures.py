@@ -1,0 +1,123 @@
+"""At-least-once delivery: failing records come back, then reach the dead-letter queue with
+their reason; records that succeeded are never applied twice; bad input never enters."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.local.esm import QueuePoller
+
+from .conftest import MAX_ATTEMPTS, SECRET, join_body, lead_settings
+from .test_join_flow import new_lead
+
+
+def test_a_failing_record_comes_back_then_dead_letters_and_successes_are_not_reapplied(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    ok1, bad, ok2 = (new_lead(rf, email=f"{n}@example.com", first_name=n) for n in ("ann", "bob", "cat"))
+    rf.fail_next("GET", rf"^/users/{bad['id']}$", 500, times=1000)   # RF keeps failing for bob only
+    bridge.post_join(join_body(ok1))
+    bridge.post_join({"id": bad["id"], "campaign_id": 42})            # bob's fields must be fetched
+    bridge.post_join(join_body(ok2))
+
+    first = bridge.drain()
+    assert sum(o.received for o in first) == 3 and any(o.error for o in first)
+    assert {c["email"] for c in intercom.contacts.values()} == {"ann@example.com", "cat@example.com"}
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        assert bridge.poller.expire_inflight() == 1                    # only bob comes back
+        [again] = bridge.drain()
+        assert again.received == 1
+    assert bridge.queued() == 0
+    creates = intercom.count("POST", "/contacts") - intercom.count("POST", "/contacts/search")
+    assert creates == 2, "the records that succeeded were applied again"
+
+    [dead] = bridge.dead_letters()
+    assert dead["body"]["rf_user_id"] == str(bad["id"])
+    assert dead["reason"].startswith(f"gave up after {MAX_ATTEMPTS} tries: Referral Factory answered 500")
+    history = bridge.history(42, bad["id"])["history"]
+    assert history[-1]["event"] == "dead_letter" and history[-1]["reason"] == dead["reason"]
+
+    rf.clear_faults()
+    from chalicelib.services.admin import replay_dead_letters
+    assert replay_dead_letters(bridge.rt) == 1
+    bridge.drain()
+    assert len(intercom.contacts_by_email("bob@example.com")) == 1
+    assert bridge.dead_letters() == []
+
+
+def test_a_worker_dying_after_its_work_redelivers_the_batch_without_doubling_anything(bridge, intercom, rf):
+    import app as app_module
+    bridge.apply(lead_settings())
+    leads = [new_lead(rf, email=f"p{i}@example.com") for i in range(3)]
+    for lead in leads:
+        bridge.post_join(join_body(lead))
+
+    def dies_at_the_end(event, context):
+        app_module.worker(event, context)
+        raise TimeoutError("Task timed out")                           # Lambda killed before the ack
+
+    crashing = QueuePoller(bridge.resources.client("sqs"), bridge.resources.queue_url,
+                           bridge.resources.queue_arn, dies_at_the_end)
+    crashing.drain()
+    assert crashing.expire_inflight() == 3
+    bridge.drain()
+    assert bridge.queued() == 0
+    assert len(intercom.contacts) == 3
+    for lead in leads:
+        history = bridge.history(42, lead["id"])["history"]
+        assert [h["outcome"] for h in history] == ["received", "created", "ignored"]
+
+
+def test_an_intercom_400_is_not_retried_and_dead_letters_with_intercoms_message(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    intercom.fail_next("POST", r"^/contacts$", 400, body={"type": "error.list", "errors": [
+        {"code": "parameter_invalid", "message": "Custom attribute 'referral_code' does not exist"}]})
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["reason"] == ("Intercom answered 400 parameter_invalid: Custom attribute 'referral_code' "
+                              "does not exist")
+    assert dead["attempts"] == "1"
+    link = bridge.history(42, lead["id"])["link"]
+    assert link["status"] == "failed" and link["reason"] == dead["reason"]
+
+
+def test_a_revoked_token_keeps_the_work_and_replays_after_reconnecting(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    intercom.revoke("sim-token")
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert "Intercom answered 401" in dead["reason"] and "reconnect the workspace" in dead["reason"]
+
+    intercom.tokens.add("new-token")
+    bridge.rt.store.put_connection("vne310wv", "new-token")
+    bridge.rt.forget()
+    from chalicelib.services.admin import replay_dead_letters
+    replay_dead_letters(bridge.rt)
+    bridge.drain()
+    assert len(intercom.contacts_by_email("ann@example.com")) == 1
+
+
+BAD = [
+    ("wrong secret", {"secret": "nope"}, {"id": 1, "campaign_id": 42}, None, 401, "unauthorized"),
+    ("missing secret", {"secret": None}, {"id": 1, "campaign_id": 42}, None, 401, "unauthorized"),
+    ("malformed json", {}, None, b"{not json", 400, "malformed_json"),
+    ("not an object", {}, None, b"[1, 2]", 400, "malformed_json"),
+    ("no user id", {}, {"campaign_id": 42, "email": "a@b.co"}, None, 400, "missing_user_id"),
+    ("no campaign", {}, {"id": 1}, None, 400, "missing_campaign_id"),
+    ("unknown campaign", {}, {"id": 1, "campaign_id": 999}, None, 404, "unknown_campaign"),
+    ("oversize body", {}, None, json.dumps({"id": 1, "campaign_id": 42, "pad": "x" * 300_000}).encode(), 413,
+     "too_large"),
+]
+
+
+@pytest.mark.parametrize("case,kw,body,raw,status,error", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_its_status_and_nothing_is_enqueued(bridge, case, kw, body, raw, status, error):
+    bridge.apply(lead_settings())
+    answer = bridge.post_join(body, raw=raw, secret=kw.get("secret", SECRET))
+    assert answer.status_code == status
+    assert answer.json()["error"] == error and answer.json()["message"]
+    assert bridge.queued() == 0
