@@ -1,12 +1,17 @@
 """DynamoDB repositories (PynamoDB) over the one table of infra/template.yaml.
 
 Item kinds (pk / sk):
-  CAMPAIGN#<id> / SETTINGS             the settings document
-  WORKSPACE#<app_id> / CONNECTION      Intercom token and client secret (never logged or returned)
-  RF / CONFIG                          Referral Factory token and webhook secret
-  CAMPAIGN#<id> / PERSON#<rf id>       the link RF person <-> Intercom contact (gsi1: by contact)
-  HISTORY#<campaign>#<rf id> / <ts>    the person's history, read by `explain`
-  RATE#<budget> / <window start>       shared rate-limit windows (TTL)
+  CAMPAIGN#<id> / SETTINGS               the settings document
+  WORKSPACE#<app_id> / CONNECTION        Intercom token and client secret (never logged or returned)
+  RF / CONFIG                            Referral Factory token and webhook secret
+  CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
+                                         qualification it is in the sparse `pending` index
+  CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers
+  EMAIL#<ws>#<email> / LINKS             which links share an email      } "is this contact linked?"
+  NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
+  HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`
+  RATE#<budget> / <window start>         shared rate-limit windows (TTL)
+  RECONCILE / CURSOR                     where the reconciliation left off
 """
 from __future__ import annotations
 
@@ -16,8 +21,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
 
-from pynamodb.attributes import (JSONAttribute, MapAttribute, NumberAttribute,
-                                 UnicodeAttribute)
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute,
+                                 UnicodeSetAttribute)
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -70,13 +75,16 @@ class RFConfigItem(_Item):
     updated_at = UnicodeAttribute()
 
 
-class ByContact(GlobalSecondaryIndex):
+class PendingIndex(GlobalSecondaryIndex):
     class Meta:
-        index_name = "gsi1"
+        index_name = "pending"
         projection = AllProjection()
 
-    gsi1pk = UnicodeAttribute(hash_key=True)
-    gsi1sk = UnicodeAttribute(range_key=True)
+    pending_pk = UnicodeAttribute(hash_key=True)
+    pending_sk = UnicodeAttribute(range_key=True)
+
+
+PENDING = "PENDING"
 
 
 class LinkItem(_Item):
@@ -91,20 +99,41 @@ class LinkItem(_Item):
     email = UnicodeAttribute(null=True)
     contact_id = UnicodeAttribute(null=True)
     contact_role = UnicodeAttribute(null=True)
+    contact_state = UnicodeAttribute(null=True)     # deleted | archived when Intercom says so
     baseline = JSONAttribute(null=True)
-    qualification = UnicodeAttribute(null=True)     # pending | qualifying | qualified (issue: qualification)
+    armed = BooleanAttribute(null=True)             # a non-target value was seen after joining
+    qualification = UnicodeAttribute(null=True)     # pending | qualifying | qualified | failed
+    qualified_at = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     claim = UnicodeAttribute(null=True)
     lease_until = NumberAttribute(null=True)
     joined_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
-    gsi1pk = UnicodeAttribute(null=True)
-    gsi1sk = UnicodeAttribute(null=True)
-    by_contact = ByContact()
+    pending_pk = UnicodeAttribute(null=True)
+    pending_sk = UnicodeAttribute(null=True)
+    pending = PendingIndex()
 
     @property
     def final(self) -> bool:
         return self.status in ("linked", "ignored")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.campaign_id}#{self.rf_user_id}"
+
+
+class PointerItem(_Item):
+    class Meta(_Meta):
+        pass
+
+    links = UnicodeSetAttribute(null=True)          # {"<campaign>#<rf id>", ...}
+
+
+class NotificationItem(_Item):
+    class Meta(_Meta):
+        pass
+
+    expires_at = NumberAttribute()
 
 
 class HistoryItem(_Item):
@@ -127,7 +156,15 @@ class RateItem(_Item):
     expires_at = NumberAttribute()
 
 
-MODELS = (SettingsItem, ConnectionItem, RFConfigItem, LinkItem, HistoryItem, RateItem)
+class CursorItem(_Item):
+    class Meta(_Meta):
+        pass
+
+    position = UnicodeAttribute(null=True)
+
+
+MODELS = (SettingsItem, ConnectionItem, RFConfigItem, LinkItem, PointerItem, NotificationItem, HistoryItem,
+          RateItem, CursorItem)
 
 
 def bind(table_name: str, region: Optional[str] = None) -> None:
@@ -147,11 +184,24 @@ def link_key(campaign_id: str, rf_user_id: str) -> tuple[str, str]:
     return f"CAMPAIGN#{campaign_id}", f"PERSON#{rf_user_id}"
 
 
+def contact_key(workspace: str, contact_id: str) -> tuple[str, str]:
+    return f"CONTACT#{workspace}#{contact_id}", "LINKS"
+
+
+def email_key(workspace: str, email: str) -> tuple[str, str]:
+    return f"EMAIL#{workspace}#{email.strip().lower()}", "LINKS"
+
+
 def history_pk(campaign_id: str, rf_user_id: str) -> str:
     return f"HISTORY#{campaign_id}#{rf_user_id}"
 
 
 _SEQUENCE = itertools.count()
+
+
+def _batch_get(model, keys: Iterable[tuple[str, str]]) -> list:
+    wanted = list(dict.fromkeys(keys))
+    return list(model.batch_get(wanted)) if wanted else []
 
 
 class Store:
@@ -175,8 +225,8 @@ class Store:
             return None
 
     def settings_documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
-        keys = [(f"CAMPAIGN#{c}", "SETTINGS") for c in set(campaign_ids)]
-        return {i.pk.split("#", 1)[1]: i.document for i in SettingsItem.batch_get(keys)} if keys else {}
+        items = _batch_get(SettingsItem, ((f"CAMPAIGN#{c}", "SETTINGS") for c in campaign_ids))
+        return {i.pk.split("#", 1)[1]: i.document for i in items}
 
     def put_connection(self, workspace: str, access_token: str, client_secret: Optional[str] = None,
                        api_base: Optional[str] = None) -> None:
@@ -203,11 +253,17 @@ class Store:
     # --- links -------------------------------------------------------------------------
     def links(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LinkItem]:
         """Batch read of links by (campaign_id, rf_user_id)."""
-        wanted = list({link_key(c, u) for c, u in keys})
-        return {(i.campaign_id, i.rf_user_id): i for i in LinkItem.batch_get(wanted)} if wanted else {}
+        return {(i.campaign_id, i.rf_user_id): i for i in _batch_get(LinkItem, (link_key(c, u) for c, u in keys))}
+
+    def links_by_ref(self, refs: Iterable[str]) -> dict[str, LinkItem]:
+        return {f"{c}#{u}": item for (c, u), item in self.links(r.split("#", 1) for r in refs).items()}
 
     def get_link(self, campaign_id: str, rf_user_id: str) -> Optional[LinkItem]:
         return self.links([(campaign_id, rf_user_id)]).get((campaign_id, rf_user_id))
+
+    def pointers(self, keys: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+        """Batch read: pointer pk -> set of link refs."""
+        return {p.pk: set(p.links or ()) for p in _batch_get(PointerItem, keys)}
 
     def claim_join(self, campaign_id: str, rf_user_id: str, workspace: str, lease: float = 120) -> Optional[str]:
         """Take the person for processing. Returns a claim token, or None when the join was
@@ -232,20 +288,27 @@ class Store:
 
     def finish_join(self, campaign_id: str, rf_user_id: str, token: str, *, status: str, history: list[dict],
                     workspace: str, **fields: Any) -> None:
-        """Record the join's result and its history in one transaction, only if we still hold it."""
+        """Record the join's result, its pointers and its history in one transaction, only if we
+        still hold the claim."""
         pk, sk = link_key(campaign_id, rf_user_id)
         now = self.clock()
+        ref = f"{campaign_id}#{rf_user_id}"
         actions = [LinkItem.status.set(status), LinkItem.updated_at.set(iso(now)), LinkItem.claim.remove(),
                    LinkItem.lease_until.remove()]
         for name, value in fields.items():
             attr = getattr(LinkItem, name)
             actions.append(attr.set(value) if value is not None else attr.remove())
-        if fields.get("contact_id"):
-            actions += [LinkItem.gsi1pk.set(f"CONTACT#{workspace}#{fields['contact_id']}"),
-                        LinkItem.gsi1sk.set(f"LINK#{campaign_id}#{rf_user_id}")]
+        if fields.get("qualification") == "pending":
+            actions += [LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{iso(now)}#{ref}")]
         try:
             with TransactWrite(connection=self._connection()) as tx:
                 tx.update(LinkItem(pk, sk), actions=actions, condition=LinkItem.claim == token)
+                if fields.get("contact_id"):
+                    tx.update(PointerItem(*contact_key(workspace, fields["contact_id"])),
+                              actions=[PointerItem.links.add({ref})])
+                if fields.get("email"):
+                    tx.update(PointerItem(*email_key(workspace, fields["email"])),
+                              actions=[PointerItem.links.add({ref})])
                 for entry in self._history_items(campaign_id, rf_user_id, history, now):
                     tx.save(entry)
         except TransactWriteError as exc:
@@ -253,8 +316,93 @@ class Store:
                 raise Transient("lost the claim on this join to another worker") from None
             raise
 
-    def links_for_contact(self, workspace: str, contact_id: str) -> list[LinkItem]:
-        return list(LinkItem.by_contact.query(f"CONTACT#{workspace}#{contact_id}"))
+    def move_link(self, link: LinkItem, new_contact_id: str, history: list[dict], role: Optional[str] = None) -> None:
+        """The contact was merged into another: point the link (and the pointers) at the survivor."""
+        now = self.clock()
+        old = link.contact_id
+        actions = [LinkItem.contact_id.set(new_contact_id), LinkItem.updated_at.set(iso(now))]
+        if role:
+            actions.append(LinkItem.contact_role.set(role))
+        with TransactWrite(connection=self._connection()) as tx:
+            tx.update(link, actions=actions, condition=LinkItem.contact_id == old)
+            if old:
+                tx.update(PointerItem(*contact_key(link.workspace, old)), actions=[PointerItem.links.delete({link.ref})])
+            tx.update(PointerItem(*contact_key(link.workspace, new_contact_id)),
+                      actions=[PointerItem.links.add({link.ref})])
+            for entry in self._history_items(link.campaign_id, link.rf_user_id, history, now):
+                tx.save(entry)
+        link.contact_id = new_contact_id
+        if role:
+            link.contact_role = role
+
+    def set_link(self, link: LinkItem, history: list[dict], **fields: Any) -> None:
+        """Unconditional attribute changes (contact role/state, armed) with their history."""
+        now = self.clock()
+        actions = [LinkItem.updated_at.set(iso(now))]
+        for name, value in fields.items():
+            attr = getattr(LinkItem, name)
+            actions.append(attr.set(value) if value is not None else attr.remove())
+            setattr(link, name, value)
+        with TransactWrite(connection=self._connection()) as tx:
+            tx.update(link, actions=actions, condition=LinkItem.pk.exists())
+            for entry in self._history_items(link.campaign_id, link.rf_user_id, history, now):
+                tx.save(entry)
+
+    # --- qualification: pending -> qualifying -> qualified, by conditional writes -------------
+    def start_qualifying(self, link: LinkItem, lease: float = 120) -> Optional[str]:
+        """Returns a claim token, or None when already qualified or another worker holds it."""
+        now = self.clock()
+        token = uuid.uuid4().hex
+        try:
+            link.update(actions=[LinkItem.qualification.set("qualifying"), LinkItem.claim.set(token),
+                                 LinkItem.lease_until.set(now + lease)],
+                        condition=LinkItem.qualification.is_in("pending", "failed")
+                        | ((LinkItem.qualification == "qualifying") & (LinkItem.lease_until < now)))
+            return token
+        except UpdateError as exc:
+            if _conditional(exc):
+                link.refresh()
+                return None
+            raise
+
+    def finish_qualifying(self, link: LinkItem, token: str, *, state: str, history: list[dict],
+                          reason: Optional[str] = None) -> None:
+        """state: qualified | failed | pending (released for a retry)."""
+        now = self.clock()
+        actions = [LinkItem.qualification.set(state), LinkItem.claim.remove(), LinkItem.lease_until.remove(),
+                   LinkItem.updated_at.set(iso(now))]
+        actions.append(LinkItem.reason.set(reason) if reason else LinkItem.reason.remove())
+        if state == "qualified":
+            actions += [LinkItem.qualified_at.set(iso(now)), LinkItem.pending_pk.remove(),
+                        LinkItem.pending_sk.remove()]
+        with TransactWrite(connection=self._connection()) as tx:
+            tx.update(link, actions=actions, condition=LinkItem.claim == token)
+            for entry in self._history_items(link.campaign_id, link.rf_user_id, history, now):
+                tx.save(entry)
+        link.qualification = state
+
+    def pending_links(self, after: Optional[str], limit: int) -> list[LinkItem]:
+        """Pending leads, oldest first, from the sparse index (never a scan)."""
+        condition = LinkItem.pending_sk > after if after else None
+        return list(LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit))
+
+    def get_cursor(self) -> Optional[str]:
+        try:
+            return CursorItem.get("RECONCILE", "CURSOR").position
+        except CursorItem.DoesNotExist:
+            return None
+
+    def set_cursor(self, position: Optional[str]) -> None:
+        CursorItem("RECONCILE", "CURSOR", position=position).save()
+
+    # --- Intercom notifications already applied ------------------------------------------------
+    def seen_notifications(self, workspace: str, ids: Iterable[str]) -> set[str]:
+        items = _batch_get(NotificationItem, ((f"NOTIFICATION#{workspace}#{i}", "DONE") for i in ids if i))
+        return {i.pk.rsplit("#", 1)[1] for i in items}
+
+    def mark_notification(self, workspace: str, notification_id: str, keep_days: int = 7) -> None:
+        NotificationItem(f"NOTIFICATION#{workspace}#{notification_id}", "DONE",
+                         expires_at=int(self.clock()) + keep_days * 86400).save()
 
     # --- history -------------------------------------------------------------------------
     def _history_items(self, campaign_id: str, rf_user_id: str, entries: list[dict], now: float):
@@ -299,7 +447,7 @@ class Store:
 
 def _conditional(exc: Exception) -> bool:
     code = getattr(exc, "cause_response_code", None)
-    if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-        return "ConditionalCheckFailed" in str(getattr(exc, "cause_response_message", "")) or \
-            code == "ConditionalCheckFailedException"
-    return False
+    if code == "ConditionalCheckFailedException":
+        return True
+    return code == "TransactionCanceledException" and "ConditionalCheckFailed" in str(
+        getattr(exc, "cause_response_message", ""))

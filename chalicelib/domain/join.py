@@ -14,6 +14,7 @@ class Plan:
     kind: str                      # "lead" | "referrer"
     people: People
     payload: ContactPayload
+    initial_attribute: Optional[str] = None   # written on creation only, never over an existing value
 
     @property
     def role(self) -> Optional[str]:
@@ -24,8 +25,10 @@ class Plan:
 
     def update_body(self) -> dict:
         """What "update the existing contact to mark them as referred" writes: the mapped
-        attributes, never the email (it is how we found them) nor the role."""
-        return self.payload.body(without=("email",))
+        attributes, never the email (it is how we found them), the role, nor the
+        qualification's initial value (the contact already has a real one)."""
+        without = ("email",) + ((self.initial_attribute,) if self.initial_attribute else ())
+        return self.payload.body(without=without)
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def plan(settings: CampaignSettings, person: dict, attributes: dict[str, dict]) 
     if not payload.email:
         reason = next((e.reason for e in payload.errors if e.to == "email"), "the email could not be mapped")
         return Skip("failed", f"{reason}: Intercom needs an email to create or find the contact")
-    return Plan(kind=kind, people=people, payload=payload)
+    return Plan(kind=kind, people=people, payload=payload, initial_attribute=next(iter(extra), None))
 
 
 def duplicate_action(plan_: Plan) -> Optional[dict]:

@@ -89,6 +89,7 @@ class Qualification(_Strict):
     initial_value: Any = None
     require_change: bool = True
     match: Literal["contact", "email"] = "contact"
+    case_sensitive: bool = False     # "Yes" equals "yes" unless set
 
     @field_validator("attribute")
     @classmethod

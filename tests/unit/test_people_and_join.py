@@ -38,8 +38,7 @@ def test_lead_plan_writes_initial_value_and_role():
     plan = join.plan(SETTINGS, {"type": "lead", "email": "a@b.co", "first_name": "Ann", "code": "c"}, {})
     assert plan.create_body() == {"email": "a@b.co", "name": "Ann", "role": "lead",
                                   "custom_attributes": {"referral_code": "c", "signed_up": "No"}}
-    assert join.duplicate_action(plan) == {"name": "Ann", "custom_attributes": {"referral_code": "c",
-                                                                                 "signed_up": "No"}}
+    assert join.duplicate_action(plan) == {"name": "Ann", "custom_attributes": {"referral_code": "c"}}
 
 
 def test_referrer_with_action_nothing_is_ignored_with_reason():

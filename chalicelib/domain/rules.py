@@ -1,0 +1,84 @@
+"""Qualification rules: does this contact's attribute value qualify the referral? Pure."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .mapping import ConversionError, convert
+from .settings import Qualification
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    met: bool
+    actual: Any
+    expected: Any
+    reason: str
+
+    def as_details(self) -> dict:
+        return {"actual": self.actual, "expected": self.expected, "met": self.met}
+
+
+def _typed(value: Any, data_type: str, case_sensitive: bool) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        out = convert(value, data_type)
+    except ConversionError:
+        out = value
+    if isinstance(out, str):
+        out = out.strip()
+        if not case_sensitive:
+            out = out.casefold()
+    return out
+
+
+def matches(rule: Qualification, data_type: str, value: Any) -> bool:
+    actual = _typed(value, data_type, rule.case_sensitive)
+    if rule.operator == "is_set":
+        return actual is not None and actual is not False
+    if actual is None:
+        return False
+    expected = _typed(rule.value, data_type, rule.case_sensitive)
+    if rule.operator == "equals":
+        if isinstance(actual, (int, float)) and isinstance(expected, (int, float)) and \
+                not isinstance(actual, bool) and not isinstance(expected, bool):
+            return float(actual) == float(expected)
+        return actual == expected
+    if rule.operator == "contains":
+        return str(expected) in str(actual)
+    if rule.operator == "gte":
+        try:
+            return float(actual) >= float(expected)
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def evaluate(rule: Qualification, data_type: str, value: Any, baseline: Any, armed: bool) -> Evaluation:
+    """`baseline`: the value when the person joined. `armed`: a value not meeting the rule has
+    been seen since they joined (so reaching the target now *is* a change)."""
+    expected = "is set" if rule.operator == "is_set" else (
+        rule.value if rule.operator == "equals" else f"{rule.operator} {rule.value!r}")
+    if not matches(rule, data_type, value):
+        return Evaluation(False, value, expected, f"{rule.attribute} is {value!r}, which does not meet {expected!r}")
+    if rule.require_change and matches(rule, data_type, baseline) and not armed:
+        return Evaluation(False, value, expected,
+                          f"{rule.attribute} already met {expected!r} when the person joined (it was "
+                          f"{baseline!r}); require_change is true, so only a change to the target qualifies")
+    return Evaluation(True, value, expected, f"{rule.attribute} is {value!r}: meets {expected!r}")
+
+
+def arms(rule: Qualification, data_type: str, value: Any) -> bool:
+    """Seeing this value later lets a return to the target count as a change."""
+    return not matches(rule, data_type, value)
+
+
+def event_time(value: Any) -> Optional[float]:
+    """Intercom timestamps come as unix numbers or ISO-8601 strings."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(convert(value, "date"))
+    except ConversionError:
+        return None
