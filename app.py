@@ -1,7 +1,7 @@
 """Routes and event sources only; everything they do lives in chalicelib/."""
 import os
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
 from chalicelib import handlers
 
@@ -14,6 +14,16 @@ def referral_factory_webhook():
     return handlers.rf_webhook(app.current_request)
 
 
+@app.route("/webhooks/intercom", methods=["POST", "HEAD"], content_types=JSONISH)
+def intercom_webhook():
+    return handlers.intercom_webhook(app.current_request)
+
+
 @app.on_sqs_message(queue=os.environ.get("BRIDGE_QUEUE_NAME", "rf-intercom-bridge-work"), batch_size=10)
 def worker(event):
     return handlers.sqs_batch(event)
+
+
+@app.schedule(Rate(int(os.environ.get("RECONCILE_EVERY_MINUTES", "15")), unit=Rate.MINUTES))
+def reconcile(event):
+    return handlers.reconcile(event)

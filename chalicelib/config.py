@@ -19,6 +19,7 @@ class Config:
     max_retry_wait: float       # longer server-requested waits go back to the queue instead
     rf_calls_per_minute: int    # shared budget, below RF's 600/min IP-block limit
     intercom_calls_per_10s: int  # shared budget per workspace, below ~1,666 / 10 s
+    reconcile_per_run: int      # pending leads checked per reconciliation run
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -35,4 +36,5 @@ class Config:
             max_retry_wait=float(e.get("BRIDGE_MAX_RETRY_WAIT", "20")),
             rf_calls_per_minute=int(e.get("RF_CALLS_PER_MINUTE", "500")),
             intercom_calls_per_10s=int(e.get("INTERCOM_CALLS_PER_10S", "1500")),
+            reconcile_per_run=int(e.get("RECONCILE_PER_RUN", "1000")),
         )

@@ -8,11 +8,16 @@ class WorkError(Exception):
     """Base: `reason` is what the history and the dead-letter queue record."""
 
     retryable = False
+    person: Optional[tuple[str, str]] = None   # (campaign_id, rf_user_id) whose history records it
 
     def __init__(self, reason: str, retry_after: Optional[float] = None):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+    def about(self, campaign_id: str, rf_user_id: str) -> "WorkError":
+        self.person = (campaign_id, rf_user_id)
+        return self
 
 
 class Transient(WorkError):

@@ -4,17 +4,27 @@ from __future__ import annotations
 from chalice import Response
 
 from .observability import logger, metrics
-from .services.ingest import receive_rf_join
+from .services import ingest
 from .services.runtime import default_runtime
 
 
-def rf_webhook(request) -> Response:
-    rt = default_runtime()
+def _reply(request, receive) -> Response:
     logger.set_correlation_id(request.context.get("requestId"))
-    reply = receive_rf_join(request.headers, request.raw_body or b"", rt)
+    reply = receive(request.headers, request.raw_body or b"", default_runtime())
     if reply.status >= 400:
-        logger.warning("rf webhook rejected", extra={"status": reply.status, "error": reply.body.get("error")})
+        logger.warning("webhook rejected", extra={"path": request.path, "status": reply.status,
+                                                   "error": reply.body.get("error")})
     return Response(body=reply.body, status_code=reply.status, headers={"Content-Type": "application/json"})
+
+
+def rf_webhook(request) -> Response:
+    return _reply(request, ingest.receive_rf_join)
+
+
+def intercom_webhook(request) -> Response:
+    if request.method == "HEAD":  # Intercom checks the URL when it is registered
+        return Response(body="", status_code=200)
+    return _reply(request, ingest.receive_intercom)
 
 
 def sqs_batch(event) -> dict:
@@ -24,5 +34,14 @@ def sqs_batch(event) -> dict:
     logger.set_correlation_id(getattr(context, "aws_request_id", None))
     try:
         return handle_batch([record.to_dict() for record in event], default_runtime())
+    finally:
+        metrics.flush_metrics()
+
+
+def reconcile(event) -> dict:
+    from .services.reconcile import reconcile as run
+
+    try:
+        return run(default_runtime())
     finally:
         metrics.flush_metrics()

@@ -28,6 +28,10 @@ class Merged(Exception):
         self.canonical_id = canonical_id
 
 
+class NotFound(Exception):
+    """GET answered 404: the contact no longer exists."""
+
+
 class IntercomClient(JsonApi):
     service = "Intercom"
 
@@ -83,6 +87,8 @@ class IntercomClient(JsonApi):
             if exc.status == 410 or exc.code == "contact_merged":
                 match = _CANONICAL.search(exc.headers.get("Link", "") or exc.headers.get("link", ""))
                 raise Merged(match.group(1) if match else None) from None
+            if exc.status == 404:
+                raise NotFound(contact_id) from None
             raise self._classify(exc) from None
 
     def data_attributes(self) -> dict[str, dict]:

@@ -22,6 +22,14 @@ class Queue:
                                           DelaySeconds=max(0, min(int(delay), 900)))
         return answer["MessageId"]
 
+    def send_many(self, messages: list[dict]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start:start + 10]
+            answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(chunk)])
+            if answer.get("Failed"):
+                raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {answer['Failed'][0]}")
+
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.client.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
             "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},

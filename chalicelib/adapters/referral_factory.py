@@ -45,4 +45,5 @@ class ReferralFactoryClient(JsonApi):
         return self._data(self._call("GET", f"/campaigns/{campaign_id}"))
 
     def qualify(self, user_id: str) -> dict:
-        return self._data(self._call("PUT", "/users/qualification", json_body={"id": user_id, "qualified": True}))
+        ident: int | str = int(user_id) if str(user_id).isdigit() else user_id
+        return self._data(self._call("PUT", "/users/qualification", json_body={"id": ident, "qualified": True}))

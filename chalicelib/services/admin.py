@@ -82,6 +82,7 @@ def person_history(rt, campaign_id: str, rf_user_id: str) -> dict:
                for h in rt.store.history(campaign_id, rf_user_id)]
     link_view = None
     if link is not None:
-        link_view = {k: getattr(link, k) for k in ("status", "kind", "contact_id", "contact_role", "baseline",
-                                                   "qualification", "reason", "joined_at", "updated_at")}
+        link_view = {k: getattr(link, k) for k in ("status", "kind", "email", "contact_id", "contact_role",
+                                                   "contact_state", "baseline", "armed", "qualification",
+                                                   "qualified_at", "reason", "joined_at", "updated_at")}
     return {"campaign_id": campaign_id, "rf_user_id": rf_user_id, "link": link_view, "history": entries}

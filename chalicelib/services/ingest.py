@@ -1,6 +1,7 @@
 """The webhook edge: verify, validate, enqueue once, answer fast. No API calls, no scans."""
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass
@@ -48,3 +49,48 @@ def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
     message_id = rt.queue.send({"kind": "rf.join", "campaign_id": campaign_id, "rf_user_id": person["id"],
                                 "person": person, "received_at": rt.clock()})
     return Reply(202, {"queued": True, "message_id": message_id})
+
+
+CONTACT_TOPICS = frozenset({
+    "contact.user.created", "contact.user.updated", "contact.lead.created", "contact.lead.updated",
+    "contact.lead.signed_up", "contact.lead.added_email", "contact.email.updated", "contact.merged",
+    "contact.deleted", "contact.archived", "contact.unarchive", "contact.subscribed", "contact.unsubscribed",
+    "contact.user.tag.created", "contact.user.tag.deleted", "contact.lead.tag.created", "contact.lead.tag.deleted",
+})
+
+
+def signature(secret: str, raw: bytes) -> str:
+    return "sha1=" + hmac.new(secret.encode(), raw, hashlib.sha1).hexdigest()
+
+
+def receive_intercom(headers: dict, raw: bytes, rt) -> Reply:
+    """POST /webhooks/intercom: one Intercom notification."""
+    if len(raw) > rt.config.max_body_bytes:
+        return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "malformed_json", "the body is not JSON")
+    if not isinstance(body, dict):
+        return _error(400, "malformed_json", "the body must be a JSON object")
+    workspace = body.get("app_id")
+    secret = rt.intercom_client_secret(workspace) if isinstance(workspace, str) and workspace else None
+    if not secret:
+        return _error(401, "unknown_workspace", "no connected workspace with this app_id and a client secret")
+    given = {k.lower(): v for k, v in headers.items()}.get("x-hub-signature", "")
+    if not hmac.compare_digest(given.encode(), signature(secret, raw).encode()):
+        return _error(401, "bad_signature", "missing or wrong X-Hub-Signature")
+    topic = body.get("topic")
+    if topic == "ping":
+        return Reply(200, {"ok": True, "topic": "ping"})
+    if topic not in CONTACT_TOPICS:
+        return Reply(200, {"ok": True, "ignored": f"topic {topic!r} is not used by this bridge"})
+    item = (body.get("data") or {}).get("item") if isinstance(body.get("data"), dict) else None
+    if isinstance(item, dict) and item.get("type") == "contact_tag":
+        item = item.get("contact")
+    if not isinstance(item, dict) or not item.get("id"):
+        return _error(400, "no_contact", "data.item carries no contact id")
+    message_id = rt.queue.send({"kind": "intercom.contact", "workspace": workspace, "topic": topic,
+                                "notification_id": body.get("id"), "created_at": body.get("created_at"),
+                                "item": item})
+    return Reply(200, {"ok": True, "queued": True, "message_id": message_id})

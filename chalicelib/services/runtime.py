@@ -42,6 +42,10 @@ class Runtime:
         item = self._cached(("rf-config",), self.store.get_rf_config, 60)
         return item.webhook_secret if item else ""
 
+    def intercom_client_secret(self, workspace: str) -> Optional[str]:
+        conn = self._cached(("connection", workspace), lambda: self.store.get_connection(workspace), 60)
+        return conn.client_secret if conn is not None and conn.status == "active" else None
+
     def campaign_known(self, campaign_id: str) -> bool:
         return bool(self._cached(("campaign", campaign_id),
                                  lambda: self.store.get_settings_item(campaign_id) is not None, 60))

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from ..adapters.store import iso
 from ..errors import WorkError
 from ..observability import count, logger
+from . import qualify
 from .join import process_join
 
 
@@ -44,7 +45,7 @@ class Result:
 
 def handle_batch(raw_records: list[dict], rt) -> dict:
     records = [Record.from_lambda(r) for r in raw_records]
-    jobs = []
+    jobs: list[tuple[Record, dict]] = []
     results: list[Result] = []
     for record in records:
         try:
@@ -54,17 +55,19 @@ def handle_batch(raw_records: list[dict], rt) -> dict:
             jobs.append((record, message))
         except ValueError as exc:
             results.append(_dead(rt, record, f"unreadable message: {exc}"))
-    joins = [m for _, m in jobs if m["kind"] == "rf.join"]
-    links = rt.store.links((str(m["campaign_id"]), str(m["rf_user_id"])) for m in joins)
-    settings = rt.store.settings_documents(str(m["campaign_id"]) for m in joins)
+    contexts = {}
+    for kind, (prepare, _) in HANDLERS.items():    # one batched read per kind, not one per record
+        messages = [m for _, m in jobs if m["kind"] == kind]
+        if messages:
+            contexts[kind] = prepare(messages, rt)
     for record, message in jobs:
         logger.append_keys(message_id=record.message_id)
         try:
-            HANDLERS[message["kind"]](message, rt, links, settings)
+            HANDLERS[message["kind"]][1](message, rt, contexts[message["kind"]])
             results.append(Result(record, "done"))
             count("RecordsProcessed")
         except WorkError as exc:
-            results.append(_failed(rt, record, message, exc.reason, exc.retryable, exc.retry_after))
+            results.append(_failed(rt, record, message, exc.reason, exc.retryable, exc.retry_after, exc.person))
         except Exception as exc:  # a bug or an outage we did not foresee: retry, then dead-letter
             logger.exception("record failed")
             results.append(_failed(rt, record, message, f"{type(exc).__name__}: {exc}", True, None))
@@ -86,30 +89,49 @@ def settle(results: list[Result], rt) -> dict:
                      + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry))
 
 
-def _failed(rt, record: Record, message: dict, reason: str, retryable: bool, retry_after) -> Result:
+def _failed(rt, record: Record, message: dict, reason: str, retryable: bool, retry_after,
+            person: Optional[tuple[str, str]] = None) -> Result:
     count("RecordsFailed")
     if retryable and record.receive_count < rt.config.max_attempts:
         logger.warning("record will be retried", extra={"reason": reason, "attempt": record.receive_count})
         return Result(record, "retry", reason, retry_after)
     if retryable:
         reason = f"gave up after {record.receive_count} tries: {reason}"
-    return _dead(rt, record, reason, message)
+    return _dead(rt, record, reason, person or _person(message))
 
 
-def _dead(rt, record: Record, reason: str, message: Optional[dict] = None) -> Result:
+def _dead(rt, record: Record, reason: str, person: Optional[tuple[str, str]] = None) -> Result:
     rt.queue.dead_letter(record.body, reason, record.receive_count, iso(rt.clock()))
     count("DeadLettered")
     logger.error("record sent to the dead-letter queue", extra={"reason": reason})
-    if message and message.get("kind") == "rf.join":
-        rt.store.append_history(str(message["campaign_id"]), str(message["rf_user_id"]), [
+    if person:
+        rt.store.append_history(*person, [
             {"event": "dead_letter", "outcome": "failed", "reason": reason,
              "details": {"attempts": record.receive_count, "replay": "bridge dlq replay"}}])
     return Result(record, "dead", reason)
 
 
-def _join(message: dict, rt, links: dict, settings: dict) -> None:
+def _prepare_joins(messages: list[dict], rt) -> tuple[dict, dict]:
+    links = rt.store.links((str(m["campaign_id"]), str(m["rf_user_id"])) for m in messages)
+    settings = rt.store.settings_documents(str(m["campaign_id"]) for m in messages)
+    return links, settings
+
+
+def _join(message: dict, rt, context: tuple[dict, dict]) -> None:
+    links, settings = context
     key = (str(message["campaign_id"]), str(message["rf_user_id"]))
     process_join(message, rt, prefetched_link=links.get(key), settings_doc=settings.get(key[0]))
 
 
-HANDLERS: dict[str, Callable] = {"rf.join": _join}
+def _person(message: dict) -> Optional[tuple[str, str]]:
+    if message.get("kind") in ("rf.join", "intercom.check"):
+        return str(message["campaign_id"]), str(message["rf_user_id"])
+    return None
+
+
+# kind -> (batched read for all messages of that kind, handler of one message)
+HANDLERS: dict[str, tuple[Callable, Callable]] = {
+    "rf.join": (_prepare_joins, _join),
+    "intercom.contact": (qualify.Batch, qualify.on_contact_event),
+    "intercom.check": (qualify.Batch, qualify.on_check),
+}

@@ -14,6 +14,7 @@ from infra.local.aws import deploy, start_moto, stop_moto, unique_prefix
 from infra.local.esm import QueuePoller
 from infra.local.http import serve_app
 from tests.sim.intercom import IntercomSim
+from tests.sim.webhooks import sign
 from tests.sim.referral_factory import RFSim
 from tests.support.intercom_contract import validate_request
 
@@ -80,6 +81,23 @@ class Bridge:
         data = raw if raw is not None else json.dumps(body).encode()
         return requests.post(f"{self.server.url}/webhooks/referral-factory", data=data, headers=hdrs, timeout=10)
 
+    def post_intercom(self, payload=None, *, raw: bytes | None = None, secret="client-secret",
+                      signature: str | None = None, method="POST") -> requests.Response:
+        data = raw if raw is not None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        if signature is not None or secret:
+            headers["X-Hub-Signature"] = signature if signature is not None else sign(data, secret)
+        return requests.request(method, f"{self.server.url}/webhooks/intercom", data=data, headers=headers,
+                                timeout=10)
+
+    def notify(self, topic, contact_id, **kw) -> requests.Response:
+        """Intercom tells us about the contact's current state."""
+        return self.post_intercom(self.intercom.webhook_payload(topic, contact_id, **kw))
+
+    def reconcile(self) -> dict:
+        from chalicelib.services.reconcile import reconcile
+        return reconcile(self.rt)
+
     def apply(self, doc: dict) -> dict:
         from chalicelib.services.admin import apply_settings
         return apply_settings(self.rt, yaml.safe_dump(doc))
@@ -132,6 +150,11 @@ def lead_settings(**leads) -> dict:
             "referrers": {"action": "create_user", "duplicates": "skip",
                           "fields": [{"from": "email", "to": "email"},
                                      {"from": "url", "to": "custom_attributes.referral_link"}]}}
+
+
+def qualifying_settings(**rule) -> dict:
+    return {**lead_settings(), "qualification": {"attribute": "custom_attributes.signed_up", "value": "Yes",
+                                                 "initial_value": "No", **rule}}
 
 
 def join_body(user: dict) -> dict:

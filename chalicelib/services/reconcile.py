@@ -1,0 +1,20 @@
+"""Reconciliation: a lost webhook must not lose a qualification. Every run queues a check of
+the next pending leads (oldest first, through the sparse `pending` index — never a scan); the
+worker reads each contact within the shared Intercom budget and evaluates the rule."""
+from __future__ import annotations
+
+from ..observability import count, logger
+
+
+def reconcile(rt, limit: int | None = None) -> dict:
+    limit = limit or rt.config.reconcile_per_run
+    cursor = rt.store.get_cursor()
+    links = rt.store.pending_links(cursor, limit)
+    checks = [{"kind": "intercom.check", "campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
+               "workspace": link.workspace} for link in links if link.contact_id and not link.contact_state]
+    rt.queue.send_many(checks)
+    finished_round = len(links) < limit
+    rt.store.set_cursor(None if finished_round else links[-1].pending_sk)
+    count("ReconciliationChecksQueued", len(checks))
+    logger.info("reconciliation queued checks", extra={"queued": len(checks), "round_complete": finished_round})
+    return {"queued": len(checks), "round_complete": finished_round}

@@ -1,0 +1,276 @@
+"""Issue: an Intercom attribute reaching its target qualifies the referral in Referral
+Factory, exactly once, within seconds — and still when the webhook never comes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import WORKSPACE, join_body, qualifying_settings
+from .test_join_flow import new_lead
+
+REAL_PAYLOAD = Path(__file__).resolve().parents[3] / "shared/contracts/intercom/webhooks/contact.user.updated.json"
+
+
+@pytest.fixture
+def joined(bridge, intercom, rf):
+    """A referred lead who joined and whose Intercom contact exists (signed_up = "No")."""
+    def make(settings=None, email="ann@example.com", **kw):
+        bridge.apply(settings or qualifying_settings())
+        lead = new_lead(rf, email=email, **kw)
+        bridge.post_join(join_body(lead))
+        bridge.drain()
+        [contact] = intercom.contacts_by_email(email)
+        return lead, contact
+    return make
+
+
+def qualified_ids(rf):
+    return [user_id for user_id, _ in rf.qualification_events]
+
+
+def test_a_signed_webhook_reaching_the_target_qualifies_once_in_the_same_pass(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    assert contact["custom_attributes"]["signed_up"] == "No"          # initial_value written on creation
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+    [outcome] = bridge.drain()
+    assert outcome.ok and qualified_ids(rf) == [lead["id"]]
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["qualification"] == "qualified"
+    evaluation = [h for h in person["history"] if h["event"] == "evaluation"][-1]
+    assert evaluation["details"] == {"actual": "Yes", "expected": "Yes", "met": True,
+                                     "via": "webhook contact.lead.updated", "contact_id": contact["id"]}
+    assert person["history"][-1]["outcome"] == "qualified"
+
+
+def test_repeats_and_older_updates_never_qualify_twice_nor_undo(bridge, intercom, rf, joined, clock):
+    lead, contact = joined()
+    older = intercom.webhook_payload("contact.lead.updated", contact["id"], created_at=clock() - 60)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    newest = intercom.webhook_payload("contact.lead.updated", contact["id"])
+    for _ in range(3):
+        bridge.post_intercom(newest)
+    bridge.drain()
+    bridge.post_intercom(older)                                      # "No", delivered late
+    bridge.post_intercom({**older, "id": "notif_other"})
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert len([c for c in rf.qualification_calls if c["status"] == 200]) == 1
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"
+
+
+def test_without_any_webhook_the_reconciliation_qualifies_the_lead(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    intercom.update_contact(contact["id"], signed_up="yes")          # case differs: still the target
+    assert bridge.reconcile() == {"queued": 1, "round_complete": True}
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert bridge.reconcile()["queued"] == 0                          # qualified leads leave the index
+
+
+def test_reconciliation_checks_oldest_first_and_resumes_where_it_stopped(bridge, intercom, rf, joined):
+    leads = [joined(email=f"p{i}@example.com")[0] for i in range(3)]
+    from chalicelib.services.reconcile import reconcile
+    first = reconcile(bridge.rt, limit=2)
+    second = reconcile(bridge.rt, limit=2)
+    assert (first, second) == ({"queued": 2, "round_complete": False}, {"queued": 1, "round_complete": True})
+    checked = [json.loads(b)["rf_user_id"] for b in _queued_bodies(bridge)]
+    assert checked == [str(lead["id"]) for lead in leads]
+
+
+def _queued_bodies(bridge):
+    sqs = bridge.resources.client("sqs")
+    out = []
+    while True:
+        got = sqs.receive_message(QueueUrl=bridge.resources.queue_url, MaxNumberOfMessages=10)
+        if not got.get("Messages"):
+            return out
+        out += [m["Body"] for m in got["Messages"]]
+
+
+def test_rf_500_then_200_gives_one_qualification(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    rf.fail_next("PUT", r"^/users/qualification$", 500)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert [c["status"] for c in rf.qualification_calls] == [500, 200]
+
+
+def test_rf_422_dead_letters_with_rfs_message_and_replay_succeeds_once_fixed(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    rf.fail_next("PUT", r"^/users/qualification$", 422, body={
+        "code": 422, "message": "The given data was invalid.",
+        "errors": {"id": [{"field": "id", "message": "Campaign is paused"}]}})
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["reason"] == "Referral Factory answered 422: The given data was invalid.; Campaign is paused"
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["qualification"] == "failed" and person["link"]["reason"] == dead["reason"]
+    assert person["history"][-1]["event"] == "dead_letter"
+    from chalicelib.services.admin import replay_dead_letters
+    assert replay_dead_letters(bridge.rt) == 1
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"
+
+
+BAD = [
+    ("tampered body", {"tamper": True}, 401, "bad_signature"),
+    ("wrong secret", {"secret": "not-the-secret"}, 401, "bad_signature"),
+    ("missing header", {"secret": None}, 401, "bad_signature"),
+    ("unknown workspace", {"app_id": "someone-else"}, 401, "unknown_workspace"),
+]
+
+
+@pytest.mark.parametrize("case,kw,status,error", BAD, ids=[b[0] for b in BAD])
+def test_unverifiable_webhooks_are_refused_and_nothing_is_enqueued(bridge, intercom, case, kw, status, error):
+    contact = intercom.add_contact("x@example.com")
+    payload = intercom.webhook_payload("contact.lead.updated", contact["id"], app_id=kw.get("app_id"))
+    raw = json.dumps(payload).encode()
+    signature = None
+    if kw.get("tamper"):
+        from tests.sim.webhooks import sign
+        signature = sign(raw, "client-secret")
+        raw = raw.replace(b"x@example.com", b"y@example.com")
+    answer = bridge.post_intercom(raw=raw, secret=kw.get("secret", "client-secret"), signature=signature)
+    assert (answer.status_code, answer.json()["error"]) == (status, error)
+    assert bridge.queued() == 0
+
+
+def test_ping_head_and_other_topics_answer_200_without_work(bridge, intercom):
+    assert bridge.post_intercom(intercom.webhook_payload("ping", {"type": "ping", "message": "hi"})).status_code == 200
+    head = bridge.post_intercom(raw=b"", secret=None, method="HEAD")
+    assert head.status_code == 200
+    other = bridge.post_intercom(intercom.webhook_payload("conversation.user.created", {"type": "conversation",
+                                                                                        "id": "1"}))
+    assert other.status_code == 200 and "ignored" in other.json()
+    assert bridge.post_intercom(raw=b"{nope").status_code == 400
+    assert bridge.queued() == 0
+
+
+def test_the_real_payload_is_accepted_as_it_is(bridge):
+    raw = REAL_PAYLOAD.read_bytes()
+    answer = bridge.post_intercom(raw=raw)
+    assert answer.status_code == 200 and answer.json()["queued"] is True
+    [outcome] = bridge.drain()
+    assert outcome.ok, outcome.error
+
+
+def test_a_lead_who_signs_up_as_a_user_still_qualifies(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    intercom.update_contact(contact["id"], role="user", signed_up="Yes")
+    bridge.notify("contact.lead.signed_up", contact["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert bridge.history(42, lead["id"])["link"]["contact_role"] == "user"
+
+
+def test_a_lead_merged_into_a_user_is_followed_and_qualifies(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    user = intercom.add_contact("ann.work@example.com", role="user")
+    intercom.merge(contact["id"], user["id"])
+    intercom.update_contact(user["id"], signed_up="Yes")
+    payload = intercom.webhook_payload("contact.merged", {**intercom.get(user["id"]),
+                                                          "merged_from": {"type": "contact", "id": contact["id"]}})
+    bridge.post_intercom(payload)
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert bridge.history(42, lead["id"])["link"]["contact_id"] == user["id"]
+
+
+def test_reconciliation_follows_a_410_merge_to_the_canonical_contact(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    user = intercom.add_contact("ann.work@example.com", role="user")
+    intercom.merge(contact["id"], user["id"])                       # no webhook at all
+    intercom.update_contact(user["id"], signed_up="Yes")
+    bridge.reconcile()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert bridge.history(42, lead["id"])["link"]["contact_id"] == user["id"]
+
+
+def test_a_contact_that_already_had_the_target_at_join_does_not_qualify(bridge, intercom, rf, joined):
+    settings = qualifying_settings()
+    settings["leads"]["duplicates"] = "skip"
+    intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "Yes"})
+    lead, contact = joined(settings)
+    bridge.notify("contact.user.updated", contact["id"])
+    bridge.drain()
+    assert rf.qualification_calls == []
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["baseline"] == "Yes"
+    assert "already met 'Yes' when the person joined" in person["history"][-1]["reason"]
+
+    intercom.update_contact(contact["id"], signed_up="No")          # a real change: away, then back
+    bridge.notify("contact.user.updated", contact["id"])
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.user.updated", contact["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+
+
+def test_referrers_never_qualify_and_the_history_says_so(bridge, intercom, rf):
+    bridge.apply(qualifying_settings())
+    referrer = rf.add_user(42, "rita@example.com", "Rita")
+    bridge.post_join(join_body(referrer))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("rita@example.com")
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.user.updated", contact["id"])
+    bridge.drain()
+    assert rf.qualification_calls == []
+    assert "referrers never qualify" in bridge.history(42, referrer["id"])["history"][-1]["reason"]
+
+
+def test_an_unlinked_contact_costs_no_api_call(bridge, intercom, rf):
+    bridge.apply(qualifying_settings())
+    stranger = intercom.add_contact("nobody@example.com", custom_attributes={"signed_up": "Yes"})
+    before = len(intercom.requests)
+    bridge.notify("contact.lead.updated", stranger["id"])
+    [outcome] = bridge.drain()
+    assert outcome.ok and len(intercom.requests) == before and rf.qualification_calls == []
+
+
+def test_match_email_qualifies_through_a_duplicate_contact_and_names_it(bridge, intercom, rf, joined):
+    lead, contact = joined(qualifying_settings(match="email"))
+    duplicate = intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "No"},
+                                     searchable=False)
+    intercom.update_contact(duplicate["id"], signed_up="Yes")
+    bridge.notify("contact.user.updated", duplicate["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    evaluation = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "evaluation"][-1]
+    assert evaluation["details"]["duplicate_contact_id"] == duplicate["id"]
+
+
+def test_with_match_contact_a_duplicate_does_not_qualify(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    duplicate = intercom.add_contact("ann@example.com", role="user", searchable=False)
+    intercom.update_contact(duplicate["id"], signed_up="Yes")
+    bridge.notify("contact.user.updated", duplicate["id"])
+    bridge.drain()
+    assert rf.qualification_calls == []
+
+
+def test_deleted_contact_is_marked_and_recorded(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    bridge.notify("contact.deleted", contact["id"])
+    bridge.drain()
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["contact_state"] == "deleted"
+    assert person["history"][-1]["outcome"] == "deleted"
+
+
+def test_concurrent_workers_seeing_the_same_change_make_one_call(bridge, intercom, rf, joined):
+    lead, contact = joined()
+    store = bridge.rt.store
+    first, second = (store.get_link("42", str(lead["id"])) for _ in range(2))
+    token = store.start_qualifying(first)
+    assert token and store.start_qualifying(second) is None
+    assert second.qualification == "qualifying"
