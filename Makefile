@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo clean
+.PHONY: install test lint run demo bridge clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -28,6 +28,10 @@ run: $(STAMP)
 ## make demo — play a referral joining against a running `make run`
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo
+
+## make bridge ARGS="settings show 42" — the operator CLI (against the local stack when it runs)
+bridge: $(STAMP)
+	$(BIN)/python -m infra.local.bridge_env $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
