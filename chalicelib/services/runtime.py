@@ -5,13 +5,17 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from ..adapters.intercom import IntercomClient
+from typing import TYPE_CHECKING
+
 from ..adapters.queue import Queue
 from ..adapters.ratelimit import SharedLimiter
-from ..adapters.referral_factory import ReferralFactoryClient
 from ..adapters.store import Store, bind
 from ..config import Config
 from ..errors import Permanent
+
+if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
+    from ..adapters.intercom import IntercomClient
+    from ..adapters.referral_factory import ReferralFactoryClient
 
 CACHE_SECONDS = 300
 
@@ -59,8 +63,10 @@ class Runtime:
         return SharedLimiter(self.store, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
                              max_wait=self.config.max_retry_wait)
 
-    def intercom(self, workspace: str) -> IntercomClient:
+    def intercom(self, workspace: str) -> "IntercomClient":
         def make():
+            from ..adapters.intercom import IntercomClient
+
             conn = self.store.get_connection(workspace)
             if conn is None or conn.status != "active":
                 raise Permanent(f"Intercom workspace {workspace} is not connected — run "
@@ -70,8 +76,10 @@ class Runtime:
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
 
-    def rf(self) -> ReferralFactoryClient:
+    def rf(self) -> "ReferralFactoryClient":
         def make():
+            from ..adapters.referral_factory import ReferralFactoryClient
+
             conf = self.store.get_rf_config()
             if conf is None:
                 raise Permanent("Referral Factory is not connected — run `bridge rf connect`")

@@ -145,3 +145,18 @@ def test_an_unconvertible_value_is_recorded_and_the_contact_still_created(bridge
     fields = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "fields"]
     assert fields[0]["details"]["errors"] == [{"to": "custom_attributes.score", "source": "from meta.score",
                                                "reason": "'lots' is not a number"}]
+
+
+def test_the_webhook_route_answers_fast_and_calls_no_api(bridge, intercom, rf):
+    import time
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))                       # warm: secrets and campaign are cached
+    calls_before = len(intercom.requests) + len(rf.requests)
+    timings = []
+    for _ in range(10):
+        started = time.perf_counter()
+        assert bridge.post_join(join_body(lead)).status_code == 202
+        timings.append(time.perf_counter() - started)
+    assert len(intercom.requests) + len(rf.requests) == calls_before
+    assert max(timings) < 0.5, timings
