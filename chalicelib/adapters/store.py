@@ -188,6 +188,10 @@ def contact_key(workspace: str, contact_id: str) -> tuple[str, str]:
     return f"CONTACT#{workspace}#{contact_id}", "LINKS"
 
 
+def notification_key(workspace: str, notification_id: str) -> tuple[str, str]:
+    return f"NOTIFICATION#{workspace}#{notification_id}", "DONE"
+
+
 def email_key(workspace: str, email: str) -> tuple[str, str]:
     return f"EMAIL#{workspace}#{email.strip().lower()}", "LINKS"
 
@@ -262,7 +266,8 @@ class Store:
         return self.links([(campaign_id, rf_user_id)]).get((campaign_id, rf_user_id))
 
     def pointers(self, keys: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-        """Batch read: pointer pk -> set of link refs."""
+        """One batch read of key-only items (contact/email pointers, notification markers):
+        pk -> set of link refs (empty for a marker). Absent keys are absent."""
         return {p.pk: set(p.links or ()) for p in _batch_get(PointerItem, keys)}
 
     def claim_join(self, campaign_id: str, rf_user_id: str, workspace: str, lease: float = 120) -> Optional[str]:
@@ -396,13 +401,8 @@ class Store:
         CursorItem("RECONCILE", "CURSOR", position=position).save()
 
     # --- Intercom notifications already applied ------------------------------------------------
-    def seen_notifications(self, workspace: str, ids: Iterable[str]) -> set[str]:
-        items = _batch_get(NotificationItem, ((f"NOTIFICATION#{workspace}#{i}", "DONE") for i in ids if i))
-        return {i.pk.rsplit("#", 1)[1] for i in items}
-
     def mark_notification(self, workspace: str, notification_id: str, keep_days: int = 7) -> None:
-        NotificationItem(f"NOTIFICATION#{workspace}#{notification_id}", "DONE",
-                         expires_at=int(self.clock()) + keep_days * 86400).save()
+        NotificationItem(*notification_key(workspace, notification_id), expires_at=int(self.clock()) + keep_days * 86400).save()
 
     # --- history -------------------------------------------------------------------------
     def _history_items(self, campaign_id: str, rf_user_id: str, entries: list[dict], now: float):

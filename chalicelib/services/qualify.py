@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..adapters.intercom import Merged, NotFound
-from ..adapters.store import LinkItem, contact_key, email_key
+from ..adapters.store import LinkItem, contact_key, email_key, notification_key
 from ..domain import rules
 from ..domain.mapping import attribute_type, attribute_value
 from ..domain.settings import CampaignSettings, parse_settings
@@ -21,20 +21,17 @@ class Batch:
 
     def __init__(self, messages: list[dict], rt):
         self.rt = rt
-        by_ws: dict[str, list[str]] = {}
-        for m in messages:
-            if m.get("notification_id"):
-                by_ws.setdefault(m["workspace"], []).append(m["notification_id"])
-        self.seen = {(ws, n) for ws, ids in by_ws.items() for n in rt.store.seen_notifications(ws, ids)}
         keys = []
         for m in messages:
             item, ws = m.get("item") or {}, m["workspace"]
+            if m.get("notification_id"):
+                keys.append(notification_key(ws, m["notification_id"]))
             for cid in (item.get("id"), (item.get("merged_from") or {}).get("id"), m.get("contact_id")):
                 if cid:
                     keys.append(contact_key(ws, cid))
             if item.get("email"):
                 keys.append(email_key(ws, item["email"]))
-        self.pointers = rt.store.pointers(keys)
+        self.pointers = rt.store.pointers(keys)     # one read answers "seen?" and "linked?" for all
         refs = set().union(*self.pointers.values()) if self.pointers else set()
         refs |= {f"{m['campaign_id']}#{m['rf_user_id']}" for m in messages if m.get("rf_user_id")}
         self.links = rt.store.links_by_ref(refs)
@@ -52,7 +49,7 @@ def on_contact_event(message: dict, rt, batch: Batch) -> str:
     contact_id = item.get("id")
     direct = batch.linked(ws, contact_key(ws, contact_id)) if contact_id else []
     notification = message.get("notification_id")
-    if notification and (ws, notification) in batch.seen:
+    if notification and notification_key(ws, notification)[0] in batch.pointers:
         for link in direct:
             rt.store.note_repeat(link.campaign_id, link.rf_user_id, "intercom_notification",
                                  "the same Intercom notification arrived again and was ignored")
@@ -65,6 +62,10 @@ def on_contact_event(message: dict, rt, batch: Batch) -> str:
                                       f"Intercom says contact {contact_id} was {GONE[topic]}; the referral "
                                       "cannot qualify through it any more",
                                       "details": {"contact_id": contact_id}}], contact_state=GONE[topic])
+    elif topic == "contact.unarchive":
+        for link in direct:
+            rt.store.set_link(link, [{"event": "contact", "outcome": "unarchived", "reason":
+                                      f"Intercom says contact {contact_id} was unarchived"}], contact_state=None)
     else:
         merged_from = (item.get("merged_from") or {}).get("id")
         if topic == "contact.merged" and merged_from:
