@@ -6,7 +6,7 @@ from chalice import Chalice, Rate
 from chalicelib import handlers
 
 app = Chalice(app_name="rf-intercom-bridge")
-JSONISH = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+JSONISH = ["application/json", "text/plain"]
 
 
 @app.route("/webhooks/referral-factory", methods=["POST"], content_types=JSONISH)

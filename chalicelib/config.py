@@ -20,6 +20,7 @@ class Config:
     rf_calls_per_minute: int    # shared budget, below RF's 600/min IP-block limit
     intercom_calls_per_10s: int  # shared budget per workspace, below ~1,666 / 10 s
     reconcile_per_run: int      # pending leads checked per reconciliation run
+    record_budget_ms: int       # a record is not started with less Lambda time left than this
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -37,4 +38,5 @@ class Config:
             rf_calls_per_minute=int(e.get("RF_CALLS_PER_MINUTE", "500")),
             intercom_calls_per_10s=int(e.get("INTERCOM_CALLS_PER_10S", "1500")),
             reconcile_per_run=int(e.get("RECONCILE_PER_RUN", "1000")),
+            record_budget_ms=int(e.get("BRIDGE_RECORD_BUDGET_MS", "30000")),
         )

@@ -33,7 +33,8 @@ def sqs_batch(event) -> dict:
     context = getattr(event, "context", None)
     logger.set_correlation_id(getattr(context, "aws_request_id", None))
     try:
-        return handle_batch([record.to_dict() for record in event], default_runtime())
+        remaining = getattr(context, "get_remaining_time_in_millis", None) or (lambda: 10**9)
+        return handle_batch([record.to_dict() for record in event], default_runtime(), remaining)
     finally:
         metrics.flush_metrics()
 

@@ -35,8 +35,9 @@ class NotFound(Exception):
 class IntercomClient(JsonApi):
     service = "Intercom"
 
-    def __init__(self, base_url: str, token: str, **kw):
+    def __init__(self, base_url: str, token: str, on_unauthorized=None, **kw):
         super().__init__(base_url, {"Authorization": f"Bearer {token}", "Intercom-Version": VERSION}, **kw)
+        self._on_unauthorized = on_unauthorized or (lambda: None)
 
     def message(self, body: Any) -> str:
         errors = body.get("errors") if isinstance(body, dict) else None
@@ -54,11 +55,11 @@ class IntercomClient(JsonApi):
         except ApiError as exc:
             raise self._classify(exc) from None
 
-    @staticmethod
-    def _classify(exc: ApiError) -> Exception:
+    def _classify(self, exc: ApiError) -> Exception:
         if exc.retryable:
             return Transient(exc.reason, retry_after=exc.retry_after)
         if exc.status == 401:
+            self._on_unauthorized()  # a reconnected token is picked up on the next use (replay)
             return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "
                              "workspace, then replay the dead-letter queue")
         return Permanent(exc.reason)

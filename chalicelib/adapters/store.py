@@ -104,6 +104,7 @@ class LinkItem(_Item):
     armed = BooleanAttribute(null=True)             # a non-target value was seen after joining
     qualification = UnicodeAttribute(null=True)     # pending | qualifying | qualified | failed
     qualified_at = UnicodeAttribute(null=True)
+    last_event_at = NumberAttribute(null=True)      # newest Intercom event applied to role/state
     reason = UnicodeAttribute(null=True)
     claim = UnicodeAttribute(null=True)
     lease_until = NumberAttribute(null=True)
@@ -325,6 +326,8 @@ class Store:
         """The contact was merged into another: point the link (and the pointers) at the survivor."""
         now = self.clock()
         old = link.contact_id
+        if old == new_contact_id:
+            return
         actions = [LinkItem.contact_id.set(new_contact_id), LinkItem.updated_at.set(iso(now))]
         if role:
             actions.append(LinkItem.contact_role.set(role))
@@ -340,28 +343,53 @@ class Store:
         if role:
             link.contact_role = role
 
-    def set_link(self, link: LinkItem, history: list[dict], **fields: Any) -> None:
-        """Unconditional attribute changes (contact role/state, armed) with their history."""
+    def set_link(self, link: LinkItem, history: list[dict], when: Optional[float] = None, **fields: Any) -> bool:
+        """Attribute changes (contact role/state, armed) with their history. With `when` (the
+        event's time), an event older than the newest one applied changes nothing."""
         now = self.clock()
         actions = [LinkItem.updated_at.set(iso(now))]
         for name, value in fields.items():
             attr = getattr(LinkItem, name)
             actions.append(attr.set(value) if value is not None else attr.remove())
+        condition = LinkItem.pk.exists()
+        if when is not None:
+            actions.append(LinkItem.last_event_at.set(when))
+            condition &= LinkItem.last_event_at.does_not_exist() | (LinkItem.last_event_at <= when)
+        try:
+            with TransactWrite(connection=self._connection()) as tx:
+                tx.update(link, actions=actions, condition=condition)
+                for entry in self._history_items(link.campaign_id, link.rf_user_id, history, now):
+                    tx.save(entry)
+        except TransactWriteError as exc:
+            if not _conditional(exc):
+                raise
+            self.note_repeat(link.campaign_id, link.rf_user_id, "older_event",
+                             "an Intercom event older than one already applied was ignored")
+            return False
+        for name, value in fields.items():
             setattr(link, name, value)
+        return True
+
+    def unpend(self, link: LinkItem, reason: str) -> None:
+        """Take a link out of the reconciliation index."""
         with TransactWrite(connection=self._connection()) as tx:
-            tx.update(link, actions=actions, condition=LinkItem.pk.exists())
-            for entry in self._history_items(link.campaign_id, link.rf_user_id, history, now):
+            tx.update(link, actions=[LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()])
+            for entry in self._history_items(link.campaign_id, link.rf_user_id,
+                                             [{"event": "reconciliation", "outcome": "stopped", "reason": reason}],
+                                             self.clock()):
                 tx.save(entry)
 
     # --- qualification: pending -> qualifying -> qualified, by conditional writes -------------
-    def start_qualifying(self, link: LinkItem, lease: float = 120) -> Optional[str]:
-        """Returns a claim token, or None when already qualified or another worker holds it."""
+    def start_qualifying(self, link: LinkItem, lease: float = 120, allow_failed: bool = False) -> Optional[str]:
+        """Returns a claim token, or None when already qualified (or failed, unless this is a
+        replay) or another worker holds it."""
         now = self.clock()
         token = uuid.uuid4().hex
+        states = ("pending", "failed") if allow_failed else ("pending",)
         try:
             link.update(actions=[LinkItem.qualification.set("qualifying"), LinkItem.claim.set(token),
                                  LinkItem.lease_until.set(now + lease)],
-                        condition=LinkItem.qualification.is_in("pending", "failed")
+                        condition=LinkItem.qualification.is_in(*states)
                         | ((LinkItem.qualification == "qualifying") & (LinkItem.lease_until < now)))
             return token
         except UpdateError as exc:
@@ -372,14 +400,17 @@ class Store:
 
     def finish_qualifying(self, link: LinkItem, token: str, *, state: str, history: list[dict],
                           reason: Optional[str] = None) -> None:
-        """state: qualified | failed | pending (released for a retry)."""
+        """state: qualified | failed (final until a replay) | pending (released for a retry)."""
         now = self.clock()
         actions = [LinkItem.qualification.set(state), LinkItem.claim.remove(), LinkItem.lease_until.remove(),
                    LinkItem.updated_at.set(iso(now))]
         actions.append(LinkItem.reason.set(reason) if reason else LinkItem.reason.remove())
         if state == "qualified":
-            actions += [LinkItem.qualified_at.set(iso(now)), LinkItem.pending_pk.remove(),
-                        LinkItem.pending_sk.remove()]
+            actions.append(LinkItem.qualified_at.set(iso(now)))
+        if state == "pending":
+            actions += [LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{link.joined_at}#{link.ref}")]
+        else:  # qualified, or failed: reconciliation must not retry a 4xx every run
+            actions += [LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]
         with TransactWrite(connection=self._connection()) as tx:
             tx.update(link, actions=actions, condition=LinkItem.claim == token)
             for entry in self._history_items(link.campaign_id, link.rf_user_id, history, now):

@@ -195,6 +195,14 @@ def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Option
     return payload
 
 
+def has_attribute(contact: dict, name: str) -> bool:
+    """Does this contact view say anything about the attribute? Webhook stubs (tags, deletions)
+    carry no attributes; a full contact without the key means "not set"."""
+    if name.startswith("custom_attributes."):
+        return isinstance(contact.get("custom_attributes"), dict)
+    return name in contact
+
+
 def attribute_value(contact: dict, name: str) -> Any:
     """Read an attribute (standard or custom_attributes.x) from an Intercom contact."""
     if name.startswith("custom_attributes."):

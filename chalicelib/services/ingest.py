@@ -75,11 +75,10 @@ def receive_intercom(headers: dict, raw: bytes, rt) -> Reply:
         return _error(400, "malformed_json", "the body must be a JSON object")
     workspace = body.get("app_id")
     secret = rt.intercom_client_secret(workspace) if isinstance(workspace, str) and workspace else None
-    if not secret:
-        return _error(401, "unknown_workspace", "no connected workspace with this app_id and a client secret")
     given = {k.lower(): v for k, v in headers.items()}.get("x-hub-signature", "")
-    if not hmac.compare_digest(given.encode(), signature(secret, raw).encode()):
-        return _error(401, "bad_signature", "missing or wrong X-Hub-Signature")
+    if not secret or not hmac.compare_digest(given.encode(), signature(secret, raw).encode()):
+        # One answer for both: an unauthenticated caller must not learn which workspaces exist.
+        return _error(401, "unauthorized", "missing or wrong X-Hub-Signature for this app_id")
     topic = body.get("topic")
     if topic == "ping":
         return Reply(200, {"ok": True, "topic": "ping"})

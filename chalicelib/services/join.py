@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..adapters.intercom import Conflict
+from ..adapters.intercom import Conflict, Merged, NotFound
 from ..domain import join as decide
 from ..domain import people
-from ..domain.settings import CampaignSettings, parse_settings
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Permanent
 from ..observability import count, logger, mask_email
 
@@ -17,25 +17,44 @@ def process_join(message: dict, rt, prefetched_link=None, settings_doc: dict | N
     campaign_id, rf_user_id = str(message["campaign_id"]), str(message["rf_user_id"])
     if settings_doc is None:
         raise Permanent(f"campaign {campaign_id} has no settings — apply them with `bridge settings apply`")
-    settings = parse_settings(settings_doc)
+    try:
+        settings = parse_settings(settings_doc)
+    except SettingsError as exc:
+        raise Permanent(f"the stored settings of campaign {campaign_id} are invalid ({'; '.join(exc.problems)}) "
+                        "— apply corrected settings, then replay") from None
     store = rt.store
     if prefetched_link is not None and prefetched_link.final:
         return _repeat(store, campaign_id, rf_user_id)
     token = store.claim_join(campaign_id, rf_user_id, settings.workspace)
     if token is None:
         return _repeat(store, campaign_id, rf_user_id)
+    # A contact we created on an earlier, failed try is ours: resume with it, not as a duplicate.
+    progress = {"contact_id": getattr(prefetched_link, "contact_id", None)}
     try:
-        outcome, fields, history = _apply(settings, message, rt)
+        outcome, fields, history = _apply(settings, message, rt, progress)
     except Exception as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         store.finish_join(campaign_id, rf_user_id, token, status="failed", workspace=settings.workspace,
-                          reason=reason, history=[{"event": "join", "outcome": "failed", "reason": reason}])
+                          reason=reason, contact_id=progress.get("contact_id"),
+                          history=[{"event": "join", "outcome": "failed", "reason": reason}])
         raise
     status = "ignored" if outcome == "ignored" else "linked"
     store.finish_join(campaign_id, rf_user_id, token, status=status, workspace=settings.workspace,
                       history=history, **fields)
     count({"created": "ContactsCreated", "ignored": "JoinsSkipped"}.get(outcome, "ContactsLinked"))
     return outcome
+
+
+def _get(intercom, contact_id: str) -> dict:
+    """Read a contact, following a merge; a vanished contact is a clear permanent failure."""
+    try:
+        return intercom.get_contact(contact_id)
+    except Merged as merged:
+        if merged.canonical_id:
+            return intercom.get_contact(merged.canonical_id)
+        raise Permanent(f"contact {contact_id} was merged and Intercom gave no canonical link") from None
+    except NotFound:
+        raise Permanent(f"Intercom pointed at contact {contact_id}, which no longer exists (404)") from None
 
 
 def _repeat(store, campaign_id: str, rf_user_id: str) -> str:
@@ -64,7 +83,7 @@ def _person(settings: CampaignSettings, message: dict, rt) -> dict:
     return person
 
 
-def _apply(settings: CampaignSettings, message: dict, rt) -> tuple[str, dict, list[dict]]:
+def _apply(settings: CampaignSettings, message: dict, rt, progress: dict) -> tuple[str, dict, list[dict]]:
     person = _person(settings, message, rt)
     history: list[dict] = [{"event": "join_received", "outcome": "received", "details": {
         "type": person.get("type"), "fetched_from_referral_factory": person.pop("_fetched")}}]
@@ -84,17 +103,24 @@ def _apply(settings: CampaignSettings, message: dict, rt) -> tuple[str, dict, li
                         "details": {"errors": field_errors}})
     intercom = rt.intercom(settings.workspace)
     email = plan.payload.email
-    existing = decide.pick_existing(intercom.search_by_email(email))
-    found_by = "email search" if existing else None
-    created = None
-    if existing is None:
-        try:
-            created = intercom.create_contact(plan.create_body())
-        except Conflict as conflict:
-            if not conflict.contact_id:
-                raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
-            existing = intercom.get_contact(conflict.contact_id)
-            found_by = "409 conflict on create (search had not caught up)"
+    created = existing = None
+    if progress.get("contact_id"):
+        created = _get(intercom, progress["contact_id"])
+        history.append({"event": "contact", "outcome": "resumed", "reason":
+                        "an earlier try created this contact and then failed; resuming with it",
+                        "details": {"contact_id": created["id"]}})
+    else:
+        existing = decide.pick_existing(intercom.search_by_email(email))
+        found_by = "email search" if existing else None
+        if existing is None:
+            try:
+                created = intercom.create_contact(plan.create_body())
+                progress["contact_id"] = created["id"]
+            except Conflict as conflict:
+                if not conflict.contact_id:
+                    raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
+                existing = _get(intercom, conflict.contact_id)
+                found_by = "409 conflict on create (search had not caught up)"
     if created is not None:
         contact, outcome = created, "created"
         history.append({"event": "contact", "outcome": "created", "reason":
@@ -102,9 +128,9 @@ def _apply(settings: CampaignSettings, message: dict, rt) -> tuple[str, dict, li
                         "details": {"contact_id": contact["id"], "role": contact.get("role"),
                                     "attributes": sorted(plan.payload.attributes)}})
     else:
-        contact = existing
         update = decide.duplicate_action(plan)
         if update is None:
+            contact = _get(intercom, existing["id"]) if found_by == "email search" else existing  # search lags
             outcome = "linked"
             history.append({"event": "contact", "outcome": "skipped_existing", "reason":
                             f"a {existing.get('role')} with this email already exists (found by {found_by}); "

@@ -7,8 +7,8 @@ from typing import Optional
 from ..adapters.intercom import Merged, NotFound
 from ..adapters.store import LinkItem, contact_key, email_key, notification_key
 from ..domain import rules
-from ..domain.mapping import attribute_type, attribute_value
-from ..domain.settings import CampaignSettings, parse_settings
+from ..domain.mapping import attribute_type, attribute_value, has_attribute
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Permanent, Transient
 from ..observability import count, logger
 
@@ -26,7 +26,7 @@ class Batch:
             item, ws = m.get("item") or {}, m["workspace"]
             if m.get("notification_id"):
                 keys.append(notification_key(ws, m["notification_id"]))
-            for cid in (item.get("id"), (item.get("merged_from") or {}).get("id"), m.get("contact_id")):
+            for cid in (item.get("id"), (item.get("merged_from") or {}).get("id")):
                 if cid:
                     keys.append(contact_key(ws, cid))
             if item.get("email"):
@@ -35,12 +35,31 @@ class Batch:
         refs = set().union(*self.pointers.values()) if self.pointers else set()
         refs |= {f"{m['campaign_id']}#{m['rf_user_id']}" for m in messages if m.get("rf_user_id")}
         self.links = rt.store.links_by_ref(refs)
-        campaigns = {link.campaign_id for link in self.links.values()}
-        self.settings = {c: parse_settings(doc) for c, doc in rt.store.settings_documents(campaigns).items()}
+        self.settings: dict[str, CampaignSettings] = {}
+        self.invalid: dict[str, str] = {}
+        for campaign, doc in rt.store.settings_documents({l.campaign_id for l in self.links.values()}).items():
+            try:
+                self.settings[campaign] = parse_settings(doc)
+            except SettingsError as exc:
+                self.invalid[campaign] = "; ".join(exc.problems)
 
     def linked(self, workspace: str, key: tuple[str, str]) -> list[LinkItem]:
         refs = self.pointers.get(key[0], set())
         return [self.links[r] for r in sorted(refs) if r in self.links and self.links[r].workspace == workspace]
+
+    def settings_for(self, link: LinkItem) -> Optional[CampaignSettings]:
+        if link.campaign_id in self.invalid:
+            raise Permanent(f"the stored settings of campaign {link.campaign_id} are invalid "
+                            f"({self.invalid[link.campaign_id]}) — apply corrected settings, then replay")
+        return self.settings.get(link.campaign_id)
+
+    def seen(self, workspace: str, notification_id: Optional[str]) -> bool:
+        return bool(notification_id) and notification_key(workspace, notification_id)[0] in self.pointers
+
+    def mark_seen(self, workspace: str, notification_id: Optional[str]) -> None:
+        if notification_id:
+            self.rt.store.mark_notification(workspace, notification_id)
+            self.pointers[notification_key(workspace, notification_id)[0]] = set()  # repeats within the batch
 
 
 def on_contact_event(message: dict, rt, batch: Batch) -> str:
@@ -49,27 +68,26 @@ def on_contact_event(message: dict, rt, batch: Batch) -> str:
     contact_id = item.get("id")
     direct = batch.linked(ws, contact_key(ws, contact_id)) if contact_id else []
     notification = message.get("notification_id")
-    if notification and notification_key(ws, notification)[0] in batch.pointers:
+    if batch.seen(ws, notification):
         for link in direct:
             rt.store.note_repeat(link.campaign_id, link.rf_user_id, "intercom_notification",
                                  "the same Intercom notification arrived again and was ignored")
         return "repeat"
     when = rules.event_time(item.get("updated_at")) or rules.event_time(message.get("created_at"))
     via = f"webhook {topic}"
-    if topic in GONE:
+    replay = bool(message.get("replayed_from"))
+    if topic in GONE or topic == "contact.unarchive":
+        state = GONE.get(topic)
         for link in direct:
-            rt.store.set_link(link, [{"event": "contact", "outcome": GONE[topic], "reason":
-                                      f"Intercom says contact {contact_id} was {GONE[topic]}; the referral "
-                                      "cannot qualify through it any more",
-                                      "details": {"contact_id": contact_id}}], contact_state=GONE[topic])
-    elif topic == "contact.unarchive":
-        for link in direct:
-            rt.store.set_link(link, [{"event": "contact", "outcome": "unarchived", "reason":
-                                      f"Intercom says contact {contact_id} was unarchived"}], contact_state=None)
+            rt.store.set_link(link, [{"event": "contact", "outcome": state or "unarchived", "reason":
+                                      f"Intercom says contact {contact_id} was {state or 'unarchived'}",
+                                      "details": {"contact_id": contact_id}}], when=when, contact_state=state)
     else:
         merged_from = (item.get("merged_from") or {}).get("id")
-        if topic == "contact.merged" and merged_from:
+        if topic == "contact.merged" and merged_from and merged_from != contact_id:
             for link in batch.linked(ws, contact_key(ws, merged_from)):
+                if link.contact_id != merged_from:
+                    continue
                 rt.store.move_link(link, contact_id, [{"event": "contact", "outcome": "merged", "reason":
                                    f"contact {merged_from} was merged into {contact_id}; the link follows it",
                                    "details": {"from": merged_from, "into": contact_id}}], role=item.get("role"))
@@ -78,27 +96,33 @@ def on_contact_event(message: dict, rt, batch: Batch) -> str:
             if item.get("role") and link.contact_role != item["role"]:
                 rt.store.set_link(link, [{"event": "contact", "outcome": "role_changed", "reason":
                                           f"the contact is now a {item['role']} ({topic})"}],
-                                  contact_role=item["role"])
-            evaluate(rt, link, batch.settings.get(link.campaign_id), item, via, when)
+                                  when=when, contact_role=item["role"])
+            evaluate(rt, link, batch.settings_for(link), item, via, when, replay=replay)
         if item.get("email"):
             for link in batch.linked(ws, email_key(ws, item["email"])):
-                settings = batch.settings.get(link.campaign_id)
-                if link.ref in {d.ref for d in direct} or link.contact_id == contact_id or settings is None or \
-                        settings.qualification is None or settings.qualification.match != "email":
+                if link.ref in {d.ref for d in direct} or link.contact_id == contact_id:
                     continue
-                evaluate(rt, link, settings, item, via, when, duplicate=contact_id)
+                settings = batch.settings_for(link)
+                if settings is None or settings.qualification is None or settings.qualification.match != "email":
+                    continue
+                evaluate(rt, link, settings, item, via, when, duplicate=contact_id, replay=replay)
     if not direct:
         count("ContactsNotLinked")
-    if notification:
-        rt.store.mark_notification(ws, notification)
+    batch.mark_seen(ws, notification)
     return "done" if direct else "not_linked"
 
 
 def on_check(message: dict, rt, batch: Batch) -> str:
     """Reconciliation: read the lead's contact now, as if its webhook had arrived."""
     link = batch.links.get(f"{message['campaign_id']}#{message['rf_user_id']}")
-    settings = batch.settings.get(str(message["campaign_id"]))
-    if link is None or link.qualification not in ("pending", "failed") or not link.contact_id or settings is None:
+    if link is None or not link.contact_id:
+        return "skipped"
+    settings = batch.settings_for(link)
+    replay = bool(message.get("replayed_from"))
+    if settings is None or settings.qualification is None or link.kind != "lead":
+        rt.store.unpend(link, "the campaign has no qualification rule any more: reconciliation stops checking")
+        return "skipped"
+    if link.qualification not in ("pending", "qualifying") and not (replay and link.qualification == "failed"):
         return "skipped"
     intercom = rt.intercom(link.workspace)
     try:
@@ -114,18 +138,20 @@ def on_check(message: dict, rt, batch: Batch) -> str:
         rt.store.set_link(link, [{"event": "contact", "outcome": "deleted", "reason":
                                   f"Intercom no longer has contact {link.contact_id} (404)"}], contact_state="deleted")
         return "gone"
-    evaluate(rt, link, settings, contact, "reconciliation", rules.event_time(contact.get("updated_at")))
+    evaluate(rt, link, settings, contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay)
     return "done"
 
 
 def evaluate(rt, link: LinkItem, settings: Optional[CampaignSettings], contact: dict, via: str,
-             when: Optional[float], duplicate: Optional[str] = None) -> None:
+             when: Optional[float], duplicate: Optional[str] = None, replay: bool = False) -> None:
     rule = settings.qualification if settings else None
-    if rule is None or link.status != "linked":
-        return
-    if link.qualification == "qualified":
-        rt.store.note_repeat(link.campaign_id, link.rf_user_id, "qualification",
-                             "already qualified: later changes to the contact are ignored")
+    if rule is None or link.status != "linked" or not has_attribute(contact, rule.attribute):
+        return  # nothing to judge (e.g. a tag or deletion event carries no attributes)
+    if link.qualification in ("qualified", "failed") and not (replay and link.qualification == "failed"):
+        rt.store.note_repeat(link.campaign_id, link.rf_user_id, f"qualification_{link.qualification}", {
+            "qualified": "already qualified: later changes to the contact are ignored",
+            "failed": "qualifying failed earlier (see the dead-letter queue): replay it once the cause is fixed",
+        }[link.qualification])
         return
     dtype = attribute_type(rule.attribute, rt.attributes(link.workspace))
     value = attribute_value(contact, rule.attribute)
@@ -143,21 +169,24 @@ def evaluate(rt, link: LinkItem, settings: Optional[CampaignSettings], contact: 
     entry = {"event": "evaluation", "outcome": "met" if result.met else "not_met", "reason": reason,
              "details": details}
     joined = rules.event_time(link.joined_at)
-    if not result.met and not link.armed and rules.arms(rule, dtype, value) and (when is None or joined is None
-                                                                              or when >= joined):
+    # Seeing a non-target value after joining makes a later return to the target a real change.
+    # Only the linked contact itself can show that; a duplicate's value says nothing of it.
+    arm = (not result.met and not link.armed and not duplicate and rules.arms(rule, dtype, value)
+           and (when is None or joined is None or when >= joined))
+    if arm:
         rt.store.set_link(link, [entry], armed=True)
     else:
         rt.store.append_history(link.campaign_id, link.rf_user_id, [entry])
     if result.met:
-        qualify(rt, link, via)
+        qualify(rt, link, via, allow_failed=replay)
 
 
-def qualify(rt, link: LinkItem, via: str) -> str:
-    token = rt.store.start_qualifying(link)
+def qualify(rt, link: LinkItem, via: str, allow_failed: bool = False) -> str:
+    token = rt.store.start_qualifying(link, allow_failed=allow_failed)
     if token is None:
-        if link.qualification == "qualified":
-            rt.store.note_repeat(link.campaign_id, link.rf_user_id, "qualification",
-                                 "already qualified: later changes to the contact are ignored")
+        if link.qualification in ("qualified", "failed"):
+            rt.store.note_repeat(link.campaign_id, link.rf_user_id, f"qualification_{link.qualification}",
+                                 f"already {link.qualification}: nothing more to do")
             return "already"
         rt.store.append_history(link.campaign_id, link.rf_user_id, [{
             "event": "qualification", "outcome": "in_progress_elsewhere",

@@ -51,8 +51,13 @@ class Runtime:
         return conn.client_secret if conn is not None and conn.status == "active" else None
 
     def campaign_known(self, campaign_id: str) -> bool:
-        return bool(self._cached(("campaign", campaign_id),
-                                 lambda: self.store.get_settings_item(campaign_id) is not None, 60))
+        """Known campaigns are cached; unknown ones are asked again (settings may have just been applied)."""
+        if ("campaign", campaign_id) in self._cache and self._cache[("campaign", campaign_id)][0] > self.clock():
+            return True
+        known = self.store.get_settings_item(campaign_id) is not None
+        if known:
+            self._cache[("campaign", campaign_id)] = (self.clock() + 60, True)
+        return known
 
     # --- clients -------------------------------------------------------------------------
     def _http_kw(self, limiter: SharedLimiter) -> dict:
@@ -73,6 +78,7 @@ class Runtime:
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
             limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10)
             return IntercomClient(conn.api_base or self.config.intercom_base_url, conn.access_token,
+                                  on_unauthorized=lambda: self._cache.pop(("intercom", workspace), None),
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
 

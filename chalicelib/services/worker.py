@@ -43,7 +43,8 @@ class Result:
     retry_after: Optional[float] = None
 
 
-def handle_batch(raw_records: list[dict], rt) -> dict:
+def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = lambda: 10**9) -> dict:
+    """`remaining_ms`: the Lambda's time left; records not started in time are handed back."""
     records = [Record.from_lambda(r) for r in raw_records]
     jobs: list[tuple[Record, dict]] = []
     results: list[Result] = []
@@ -59,11 +60,20 @@ def handle_batch(raw_records: list[dict], rt) -> dict:
     for kind, (prepare, _) in HANDLERS.items():    # one batched read per kind, not one per record
         messages = [m for _, m in jobs if m["kind"] == kind]
         if messages:
-            contexts[kind] = prepare(messages, rt)
+            try:
+                contexts[kind] = prepare(messages, rt)
+            except Exception as exc:  # e.g. DynamoDB throttled: these records come back, the others go on
+                logger.exception("batched read failed")
+                contexts[kind] = WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
     for record, message in jobs:
         logger.append_keys(message_id=record.message_id)
+        context = contexts[message["kind"]]
+        if isinstance(context, WorkError) or remaining_ms() < rt.config.record_budget_ms:
+            reason = context.reason if isinstance(context, WorkError) else "not started: the Lambda's time is running out"
+            results.append(Result(record, "retry", reason))
+            continue
         try:
-            HANDLERS[message["kind"]][1](message, rt, contexts[message["kind"]])
+            HANDLERS[message["kind"]][1](message, rt, context)
             results.append(Result(record, "done"))
             count("RecordsProcessed")
         except WorkError as exc:

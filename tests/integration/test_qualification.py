@@ -121,10 +121,10 @@ def test_rf_422_dead_letters_with_rfs_message_and_replay_succeeds_once_fixed(bri
 
 
 BAD = [
-    ("tampered body", {"tamper": True}, 401, "bad_signature"),
-    ("wrong secret", {"secret": "not-the-secret"}, 401, "bad_signature"),
-    ("missing header", {"secret": None}, 401, "bad_signature"),
-    ("unknown workspace", {"app_id": "someone-else"}, 401, "unknown_workspace"),
+    ("tampered body", {"tamper": True}, 401, "unauthorized"),
+    ("wrong secret", {"secret": "not-the-secret"}, 401, "unauthorized"),
+    ("missing header", {"secret": None}, 401, "unauthorized"),
+    ("unknown workspace", {"app_id": "someone-else"}, 401, "unauthorized"),
 ]
 
 

@@ -70,7 +70,7 @@ def test_deploy_creates_the_template_resources(stack: Resources):
     assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"pending"}
 
     attrs = stack.client("sqs").get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])["Attributes"]
-    assert attrs["VisibilityTimeout"] == "180"  # template default
+    assert attrs["VisibilityTimeout"] == "720"  # template default
     redrive = json.loads(attrs["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == stack.dlq_arn
     assert int(redrive["maxReceiveCount"]) == 10
