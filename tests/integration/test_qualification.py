@@ -267,7 +267,7 @@ def test_deleted_contact_is_marked_and_recorded(bridge, intercom, rf, joined):
     assert person["history"][-1]["outcome"] == "deleted"
 
 
-def test_concurrent_workers_seeing_the_same_change_make_one_call(bridge, intercom, rf, joined):
+def test_the_qualifying_claim_is_taken_by_one_worker_only(bridge, intercom, rf, joined):
     lead, contact = joined()
     store = bridge.rt.store
     first, second = (store.get_link("42", str(lead["id"])) for _ in range(2))

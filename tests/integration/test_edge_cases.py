@@ -1,0 +1,166 @@
+"""Edge cases found in review: each is something a user would notice (a wrong or missing
+qualification, a lost tag, a refused join)."""
+from __future__ import annotations
+
+from .conftest import join_body, lead_settings, qualifying_settings
+from .test_join_flow import new_lead
+from .test_qualification import qualified_ids
+
+
+def join(bridge, intercom, rf, settings=None, email="ann@example.com"):
+    bridge.apply(settings or qualifying_settings())
+    lead = new_lead(rf, email=email)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email(email)
+    return lead, contact
+
+
+def test_a_tag_event_does_not_count_as_a_change_of_the_attribute(bridge, intercom, rf):
+    settings = qualifying_settings()
+    settings["leads"]["duplicates"] = "skip"
+    intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "Yes"})
+    lead, contact = join(bridge, intercom, rf, settings)
+    tag_event = intercom.webhook_payload("contact.user.tag.created", {
+        "type": "contact_tag", "tag": {"type": "tag", "id": "1", "name": "VIP"},
+        "contact": {"type": "contact", "id": contact["id"]}})
+    bridge.post_intercom(tag_event)
+    bridge.notify("contact.user.updated", contact["id"])          # still "Yes": no change happened
+    bridge.drain()
+    assert rf.qualification_calls == []
+
+
+def test_reconciliation_recovers_a_qualification_whose_worker_died(bridge, intercom, rf, clock):
+    lead, contact = join(bridge, intercom, rf)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    store = bridge.rt.store
+    assert store.start_qualifying(store.get_link("42", str(lead["id"])))   # ...and the Lambda dies here
+    clock.now += 600                                                        # its lease runs out
+    bridge.reconcile()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+
+
+def test_a_failed_qualification_is_not_retried_automatically_only_by_replay(bridge, intercom, rf):
+    lead, contact = join(bridge, intercom, rf)
+    rf.fail_next("PUT", r"^/users/qualification$", 422, times=10)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    bridge.notify("contact.lead.updated", contact["id"])            # more webhooks, more reconciliation runs
+    bridge.reconcile()
+    bridge.drain()
+    assert len(rf.qualification_calls) == 1 and len(bridge.dead_letters()) == 1
+    rf.clear_faults()
+    from chalicelib.services.admin import replay_dead_letters
+    replay_dead_letters(bridge.rt)
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+
+
+def test_concurrent_workers_seeing_the_same_change_make_one_rf_call(bridge, intercom, rf):
+    """Worker B receives the same change while worker A's RF call is in flight."""
+    from chalicelib.config import Config
+    from chalicelib.domain.settings import parse_settings
+    from chalicelib.services import qualify
+    from chalicelib.services.runtime import Runtime
+
+    lead, contact = join(bridge, intercom, rf)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    current = intercom.get(contact["id"])
+    a, b = bridge.rt, Runtime(Config.from_env(), clock=bridge.rt.clock, sleeper=bridge.rt.sleeper)
+    rules_doc = parse_settings(qualifying_settings())
+    real_rf = a.rf()
+    outcomes = []
+
+    class InFlight:
+        def qualify(self, user_id):
+            link_b = b.store.get_link("42", str(lead["id"]))
+            qualify.evaluate(b, link_b, rules_doc, current, "webhook (worker B)", None)
+            outcomes.append(link_b.qualification)
+            return real_rf.qualify(user_id)
+
+    a.rf = lambda: InFlight()
+    link_a = a.store.get_link("42", str(lead["id"]))
+    qualify.evaluate(a, link_a, rules_doc, current, "webhook (worker A)", None)
+    assert qualified_ids(rf) == [lead["id"]] and len(rf.qualification_calls) == 1
+    assert outcomes == ["qualifying"]
+    history = bridge.history(42, lead["id"])["history"]
+    assert any(h["outcome"] == "in_progress_elsewhere" for h in history)
+
+
+def test_a_join_that_failed_after_creating_the_contact_resumes_it_and_still_tags(bridge, intercom, rf):
+    settings = lead_settings(tag="Referred", duplicates="skip")
+    bridge.apply(settings)
+    lead = new_lead(rf)
+    intercom.fail_next("POST", r"^/tags$", 400)                     # fails after the contact exists
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    from chalicelib.services.admin import replay_dead_letters
+    replay_dead_letters(bridge.rt)
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert [t["name"] for t in contact["tags"]["data"]] == ["Referred"]
+    outcomes = [h["outcome"] for h in bridge.history(42, lead["id"])["history"]]
+    assert "resumed" in outcomes and "skipped_existing" not in outcomes
+
+
+def test_a_late_archived_event_does_not_undo_a_newer_unarchive(bridge, intercom, rf, clock):
+    lead, contact = join(bridge, intercom, rf)
+    archived = intercom.webhook_payload("contact.archived", contact["id"], created_at=clock() + 10)
+    unarchived = intercom.webhook_payload("contact.unarchive", {**intercom.get(contact["id"]),
+                                                                "updated_at": int(clock()) + 20})
+    bridge.post_intercom(unarchived)
+    bridge.drain()
+    bridge.post_intercom(archived)                                   # older, delivered later
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["contact_state"] is None
+
+
+def test_the_same_notification_twice_in_one_batch_is_applied_once(bridge, intercom, rf):
+    lead, contact = join(bridge, intercom, rf)
+    user = intercom.add_contact("ann.work@example.com", role="user")
+    intercom.merge(contact["id"], user["id"])
+    merged = intercom.webhook_payload("contact.merged", {**intercom.get(user["id"]),
+                                                         "merged_from": {"type": "contact", "id": contact["id"]}})
+    bridge.post_intercom(merged)
+    bridge.post_intercom(merged)
+    [outcome] = bridge.drain()
+    assert outcome.received == 2 and outcome.ok
+    history = bridge.history(42, lead["id"])["history"]
+    assert [h["outcome"] for h in history].count("merged") == 1
+
+
+def test_a_batch_mixing_joins_and_intercom_events_returns_only_the_failing_record(bridge, intercom, rf):
+    lead, contact = join(bridge, intercom, rf)
+    other = new_lead(rf, email="bob@example.com", first_name="Bob")
+    rf.fail_next("PUT", r"^/users/qualification$", 500, times=100)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.post_join(join_body(other))
+    [first] = bridge.drain()
+    assert first.received == 2 and first.error is not None
+    assert len(intercom.contacts_by_email("bob@example.com")) == 1
+    assert bridge.poller.expire_inflight() == 1                      # only the qualification comes back
+    rf.clear_faults()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert len(intercom.contacts_by_email("bob@example.com")) == 1
+
+
+def test_joins_for_a_campaign_just_configured_are_accepted(bridge, rf):
+    lead = new_lead(rf)
+    assert bridge.post_join(join_body(lead)).status_code == 404     # not configured yet
+    bridge.apply(lead_settings())
+    assert bridge.post_join(join_body(lead)).status_code == 202     # no stale "unknown" answer
+
+
+def test_one_workspace_cannot_touch_another_workspaces_links(bridge, intercom, rf):
+    lead, contact = join(bridge, intercom, rf)
+    bridge.rt.store.put_connection("other-ws", "other-token", client_secret="other-secret")
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    forged = intercom.webhook_payload("contact.lead.updated", contact["id"], app_id="other-ws")
+    answer = bridge.post_intercom(forged, secret="other-secret")   # validly signed by the other workspace
+    assert answer.status_code == 200
+    bridge.drain()
+    assert rf.qualification_calls == []
