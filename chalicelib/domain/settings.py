@@ -32,10 +32,20 @@ def _check_target(to: str) -> str:
     )
 
 
-class FieldMap(_Strict):
+class _Row(_Strict):
     from_: Optional[str] = Field(None, alias="from")
     value: Any = None
     to: str
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "_Row":
+        if (self.from_ is None) == (self.value is None):
+            raise ValueError("give exactly one of `from` (a Referral Factory field) or `value` (a fixed value)")
+        return self
+
+
+class FieldMap(_Row):
+    """A join mapping row: `from` an RF field (or a fixed `value`) `to` an Intercom attribute."""
 
     @field_validator("to")
     @classmethod
@@ -52,12 +62,6 @@ class FieldMap(_Strict):
                 "for a custom field"
             )
         return v
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "FieldMap":
-        if (self.from_ is None) == (self.value is None):
-            raise ValueError("give exactly one of `from` (a Referral Factory field) or `value` (a fixed value)")
-        return self
 
 
 class People(_Strict):
@@ -97,11 +101,8 @@ class Qualification(_Strict):
         return _check_target(v)
 
 
-class SyncFieldMap(_Strict):
+class SyncFieldMap(_Row):
     """Sync goes the other way: `from` an Intercom attribute (or a fixed `value`) `to` an RF field."""
-    from_: Optional[str] = Field(None, alias="from")
-    value: Any = None
-    to: str
 
     @field_validator("to")
     @classmethod

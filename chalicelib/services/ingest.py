@@ -21,14 +21,7 @@ def _error(status: int, code: str, message: str) -> Reply:
     return Reply(status, {"error": code, "message": message})
 
 
-def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
-    """POST /webhooks/referral-factory: one RF "user joins" event."""
-    given = {k.lower(): v for k, v in headers.items()}.get(RF_SECRET_HEADER, "")
-    secret = rt.rf_webhook_secret()
-    if not secret:
-        return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`")
-    if not hmac.compare_digest(given.encode(), secret.encode()):
-        return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header")
+def _json_object(raw: bytes, rt) -> dict | Reply:
     if len(raw) > rt.config.max_body_bytes:
         return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
     try:
@@ -37,6 +30,20 @@ def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
         return _error(400, "malformed_json", "the body is not JSON")
     if not isinstance(body, dict):
         return _error(400, "malformed_json", "the body must be a JSON object")
+    return body
+
+
+def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
+    """POST /webhooks/referral-factory: one RF "user joins" event."""
+    given = {k.lower(): v for k, v in headers.items()}.get(RF_SECRET_HEADER, "")
+    secret = rt.rf_webhook_secret()
+    if not secret:
+        return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header")
+    body = _json_object(raw, rt)
+    if isinstance(body, Reply):
+        return body
     person = normalise(body)
     if not person.get("id"):
         return _error(400, "missing_user_id", "no user id: send the RF user's id as `id`")
@@ -65,14 +72,9 @@ def signature(secret: str, raw: bytes) -> str:
 
 def receive_intercom(headers: dict, raw: bytes, rt) -> Reply:
     """POST /webhooks/intercom: one Intercom notification."""
-    if len(raw) > rt.config.max_body_bytes:
-        return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "malformed_json", "the body is not JSON")
-    if not isinstance(body, dict):
-        return _error(400, "malformed_json", "the body must be a JSON object")
+    body = _json_object(raw, rt)
+    if isinstance(body, Reply):
+        return body
     workspace = body.get("app_id")
     secret = rt.intercom_client_secret(workspace) if isinstance(workspace, str) and workspace else None
     given = {k.lower(): v for k, v in headers.items()}.get("x-hub-signature", "")

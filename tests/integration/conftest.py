@@ -16,26 +16,12 @@ from infra.local.http import serve_app
 from tests.sim.intercom import IntercomSim
 from tests.sim.webhooks import sign
 from tests.sim.referral_factory import RFSim
+from tests.fakes import FakeClock
 from tests.support.intercom_contract import validate_request
 
 WORKSPACE = "vne310wv"
 SECRET = "rf-hook-secret"
 MAX_ATTEMPTS = 3
-
-
-class FakeClock:
-    """Shared by the app and the simulators: sleeping advances time instantly."""
-
-    def __init__(self, now: float = 1_790_000_000.0):
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture(scope="session")
