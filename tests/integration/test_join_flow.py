@@ -160,3 +160,16 @@ def test_the_webhook_route_answers_fast_and_calls_no_api(bridge, intercom, rf):
         timings.append(time.perf_counter() - started)
     assert len(intercom.requests) + len(rf.requests) == calls_before
     assert max(timings) < 0.5, timings
+
+
+def test_a_slow_intercom_answer_times_out_and_is_retried(bridge, intercom, rf, monkeypatch):
+    import dataclasses
+    bridge.apply(lead_settings())
+    bridge.rt.config = dataclasses.replace(bridge.rt.config, http_timeout=0.2)
+    bridge.rt.forget()
+    lead = new_lead(rf)
+    intercom.delay_next("POST", r"^/contacts/search$", 1.0)     # one answer comes too late
+    bridge.post_join(join_body(lead))
+    outcomes = bridge.drain()
+    assert all(o.ok for o in outcomes)
+    assert len(intercom.contacts_by_email("ann@example.com")) == 1
