@@ -25,7 +25,7 @@ class _BridgeRetry(Retry):
     clock: Callable[[], float] = time.time
     sleeper: Callable[[float], None] = time.sleep
     before_attempt: Callable[[], None] = staticmethod(lambda: None)
-    max_wait: float = 20.0
+    max_wait: Callable[[], float] = staticmethod(lambda: 20.0)
 
     def get_retry_after(self, response) -> Optional[float]:
         delay = super().get_retry_after(response)
@@ -40,7 +40,7 @@ class _BridgeRetry(Retry):
     def sleep(self, response=None) -> None:
         told = self.get_retry_after(response) if response is not None else None
         delay = self.get_backoff_time() if told is None else told + random.uniform(0, 0.5)
-        if delay > self.max_wait:
+        if delay > self.max_wait():
             # Too long to wait inside a Lambda: the message goes back to the queue for that long.
             raise Transient(f"rate limited: asked to wait {delay:.0f}s", retry_after=delay)
         if delay > 0:
@@ -48,13 +48,14 @@ class _BridgeRetry(Retry):
         self.before_attempt()
 
 
-def retry_policy(clock, sleeper, before_attempt, max_wait: float, total: int = 3) -> Retry:
+def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3) -> Retry:
+    wait_cap = max_wait if callable(max_wait) else (lambda: max_wait)
     cls = type("Retry", (_BridgeRetry,), {
         "clock": staticmethod(clock), "sleeper": staticmethod(sleeper),
-        "before_attempt": staticmethod(before_attempt), "max_wait": max_wait,
+        "before_attempt": staticmethod(before_attempt), "max_wait": staticmethod(wait_cap),
     })
     return cls(total=total, connect=total, read=total, status=total, other=0, redirect=0,
-               backoff_factor=0.5, backoff_jitter=0.5, backoff_max=max_wait,
+               backoff_factor=0.5, backoff_jitter=0.5, backoff_max=30,
                status_forcelist=RETRY_STATUSES, allowed_methods=None,
                respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
 
@@ -65,7 +66,8 @@ class JsonApi:
     service = "API"
 
     def __init__(self, base_url: str, headers: dict, *, timeout: float = 10.0,
-                 limiter: Any = None, clock=time.time, sleeper=time.sleep, max_wait: float = 20.0):
+                 limiter: Any = None, clock=time.time, sleeper=time.sleep,
+                 max_wait: float | Callable[[], float] = 20.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._acquire = limiter.acquire if limiter is not None else (lambda: None)

@@ -4,13 +4,14 @@ Each call takes a slot with a conditional update; a full window means waiting fo
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from ..errors import Transient
 
 
 class SharedLimiter:
     def __init__(self, store, budget: str, limit: int, window: int, *, clock=time.time,
-                 sleeper=time.sleep, max_wait: float = 20.0):
+                 sleeper=time.sleep, max_wait: float | Callable[[], float] = 20.0):
         self.store, self.budget, self.limit, self.window = store, budget, limit, window
         self.clock, self.sleeper, self.max_wait = clock, sleeper, max_wait
 
@@ -22,7 +23,7 @@ class SharedLimiter:
             if self.store.take_slot(self.budget, start, self.limit, ttl=start + self.window * 10):
                 return
             wait = start + self.window - now + 0.05
-            if waited + wait > self.max_wait:
+            if waited + wait > (self.max_wait() if callable(self.max_wait) else self.max_wait):
                 raise Transient(f"shared {self.budget} budget of {self.limit} calls per {self.window}s is spent",
                                 retry_after=wait)
             self.sleeper(wait)

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Optional
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute,
                                  UnicodeSetAttribute)
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -276,21 +276,32 @@ class Store:
         already applied (a repeat). Raises Transient when another worker holds it right now."""
         now = self.clock()
         token = uuid.uuid4().hex
-        pk, sk = link_key(campaign_id, rf_user_id)
-        item = LinkItem(pk, sk, campaign_id=campaign_id, rf_user_id=rf_user_id, workspace=workspace,
-                        status="in_progress", claim=token, lease_until=now + lease, joined_at=iso(now),
-                        updated_at=iso(now))
+        # An update, not a put: what an earlier try recorded (the contact it created, its
+        # baseline, when the person joined) survives the new claim.
         try:
-            item.save(condition=LinkItem.pk.does_not_exist() | (LinkItem.status == "failed")
-                      | ((LinkItem.status == "in_progress") & (LinkItem.lease_until < now)))
+            LinkItem(*link_key(campaign_id, rf_user_id)).update(actions=[
+                LinkItem.campaign_id.set(campaign_id), LinkItem.rf_user_id.set(rf_user_id),
+                LinkItem.workspace.set(workspace), LinkItem.status.set("in_progress"), LinkItem.claim.set(token),
+                LinkItem.lease_until.set(now + lease), LinkItem.joined_at.set(LinkItem.joined_at | iso(now)),
+                LinkItem.updated_at.set(iso(now))],
+                condition=LinkItem.pk.does_not_exist() | (LinkItem.status == "failed")
+                | ((LinkItem.status == "in_progress") & (LinkItem.lease_until < now)))
             return token
-        except PutError as exc:
+        except UpdateError as exc:
             if not _conditional(exc):
                 raise
         current = self.get_link(campaign_id, rf_user_id)
         if current is not None and current.final:
             return None
         raise Transient("another worker is applying this join right now", retry_after=lease)
+
+    def note_created(self, campaign_id: str, rf_user_id: str, token: str, contact_id: str, baseline: Any) -> None:
+        """Remember at once the contact this try created, so a crash before the end cannot make
+        our own contact look like someone else's on the next try."""
+        LinkItem(*link_key(campaign_id, rf_user_id)).update(
+            actions=[LinkItem.contact_id.set(contact_id), LinkItem.baseline.set(baseline),
+                     LinkItem.reason.set("contact created; join not finished")],
+            condition=LinkItem.claim == token)
 
     def finish_join(self, campaign_id: str, rf_user_id: str, token: str, *, status: str, history: list[dict],
                     workspace: str, **fields: Any) -> None:
@@ -328,7 +339,8 @@ class Store:
         old = link.contact_id
         if old == new_contact_id:
             return
-        actions = [LinkItem.contact_id.set(new_contact_id), LinkItem.updated_at.set(iso(now))]
+        actions = [LinkItem.contact_id.set(new_contact_id), LinkItem.updated_at.set(iso(now)),
+                   LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
         if role:
             actions.append(LinkItem.contact_role.set(role))
         with TransactWrite(connection=self._connection()) as tx:
@@ -340,6 +352,7 @@ class Store:
             for entry in self._history_items(link.campaign_id, link.rf_user_id, history, now):
                 tx.save(entry)
         link.contact_id = new_contact_id
+        link.contact_state = None
         if role:
             link.contact_role = role
 

@@ -28,32 +28,43 @@ def process_join(message: dict, rt, prefetched_link=None, settings_doc: dict | N
     token = store.claim_join(campaign_id, rf_user_id, settings.workspace)
     if token is None:
         return _repeat(store, campaign_id, rf_user_id)
-    # A contact we created on an earlier, failed try is ours: resume with it, not as a duplicate.
-    progress = {"contact_id": getattr(prefetched_link, "contact_id", None)}
+    # A contact we created on an earlier, failed try is ours: resume with it (and with the
+    # baseline recorded when it was created), not as a duplicate.
+    progress = {"token": token, "campaign_id": campaign_id, "rf_user_id": rf_user_id,
+                "contact_id": getattr(prefetched_link, "contact_id", None),
+                "baseline": getattr(prefetched_link, "baseline", None)}
     try:
         outcome, fields, history = _apply(settings, message, rt, progress)
     except Exception as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         store.finish_join(campaign_id, rf_user_id, token, status="failed", workspace=settings.workspace,
-                          reason=reason, contact_id=progress.get("contact_id"),
+                          reason=reason, contact_id=progress.get("contact_id"), baseline=progress.get("baseline"),
                           history=[{"event": "join", "outcome": "failed", "reason": reason}])
         raise
     status = "ignored" if outcome == "ignored" else "linked"
     store.finish_join(campaign_id, rf_user_id, token, status=status, workspace=settings.workspace,
                       history=history, **fields)
     count({"created": "ContactsCreated", "ignored": "JoinsSkipped"}.get(outcome, "ContactsLinked"))
+    if progress.get("resumed") and fields.get("qualification") == "pending":
+        # Webhooks that came while the join was unfinished were not applied: look now.
+        from .qualify import evaluate
+        link = store.get_link(campaign_id, rf_user_id)
+        evaluate(rt, link, settings, progress["resumed"], "join resumed", None)
     return outcome
 
 
-def _get(intercom, contact_id: str) -> dict:
+def _get(intercom, contact_id: str, missing_ok: bool = False) -> dict | None:
     """Read a contact, following a merge; a vanished contact is a clear permanent failure."""
     try:
-        return intercom.get_contact(contact_id)
-    except Merged as merged:
-        if merged.canonical_id:
-            return intercom.get_contact(merged.canonical_id)
-        raise Permanent(f"contact {contact_id} was merged and Intercom gave no canonical link") from None
+        try:
+            return intercom.get_contact(contact_id)
+        except Merged as merged:
+            if merged.canonical_id:
+                return intercom.get_contact(merged.canonical_id)
+            raise Permanent(f"contact {contact_id} was merged and Intercom gave no canonical link") from None
     except NotFound:
+        if missing_ok:
+            return None
         raise Permanent(f"Intercom pointed at contact {contact_id}, which no longer exists (404)") from None
 
 
@@ -105,17 +116,26 @@ def _apply(settings: CampaignSettings, message: dict, rt, progress: dict) -> tup
     email = plan.payload.email
     created = existing = None
     if progress.get("contact_id"):
-        created = _get(intercom, progress["contact_id"])
-        history.append({"event": "contact", "outcome": "resumed", "reason":
-                        "an earlier try created this contact and then failed; resuming with it",
-                        "details": {"contact_id": created["id"]}})
-    else:
+        created = _get(intercom, progress["contact_id"], missing_ok=True)
+        if created is None:
+            history.append({"event": "contact", "outcome": "vanished", "reason":
+                            f"contact {progress['contact_id']}, created by an earlier try, no longer exists; "
+                            "starting over"})
+            progress.update(contact_id=None, baseline=None)
+        else:
+            progress["resumed"] = created
+            history.append({"event": "contact", "outcome": "resumed", "reason":
+                            "an earlier try created this contact and then failed; resuming with it",
+                            "details": {"contact_id": created["id"]}})
+    if created is None:
         existing = decide.pick_existing(intercom.search_by_email(email))
         found_by = "email search" if existing else None
         if existing is None:
             try:
                 created = intercom.create_contact(plan.create_body())
-                progress["contact_id"] = created["id"]
+                progress.update(contact_id=created["id"], baseline=decide.baseline(settings, created))
+                rt.store.note_created(progress["campaign_id"], progress["rf_user_id"], progress["token"],
+                                      created["id"], progress["baseline"])
             except Conflict as conflict:
                 if not conflict.contact_id:
                     raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
@@ -146,7 +166,9 @@ def _apply(settings: CampaignSettings, message: dict, rt, progress: dict) -> tup
     if plan.people.tag and outcome != "linked":
         intercom.tag_contact(contact["id"], plan.people.tag)
         history.append({"event": "tag", "outcome": "tagged", "details": {"tag": plan.people.tag}})
-    baseline = decide.baseline(settings, contact)
+    # The baseline is the value when the person joined: for a contact we created, what it was
+    # created with (a resumed try may read a value the lead reached since).
+    baseline = progress["baseline"] if created is not None else decide.baseline(settings, contact)
     logger.info("join applied", extra={"campaign_id": settings.campaign_id, "outcome": outcome,
                                        "email": mask_email(email), "contact_id": contact["id"]})
     fields: dict[str, Any] = {**base, "contact_id": contact["id"], "contact_role": contact.get("role"),

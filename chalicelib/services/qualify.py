@@ -73,7 +73,9 @@ def on_contact_event(message: dict, rt, batch: Batch) -> str:
             rt.store.note_repeat(link.campaign_id, link.rf_user_id, "intercom_notification",
                                  "the same Intercom notification arrived again and was ignored")
         return "repeat"
-    when = rules.event_time(item.get("updated_at")) or rules.event_time(message.get("created_at"))
+    # Role/state changes are ordered by the notification's own time (one clock for every topic;
+    # deletion stubs carry no updated_at).
+    when = rules.event_time(message.get("created_at")) or rules.event_time(item.get("updated_at"))
     via = f"webhook {topic}"
     replay = bool(message.get("replayed_from"))
     if topic in GONE or topic == "contact.unarchive":
@@ -117,6 +119,10 @@ def on_check(message: dict, rt, batch: Batch) -> str:
     link = batch.links.get(f"{message['campaign_id']}#{message['rf_user_id']}")
     if link is None or not link.contact_id:
         return "skipped"
+    if link.campaign_id in batch.invalid and not message.get("replayed_from"):
+        rt.store.note_repeat(link.campaign_id, link.rf_user_id, "reconciliation_settings_invalid",
+                             f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
+        return "skipped"
     settings = batch.settings_for(link)
     replay = bool(message.get("replayed_from"))
     if settings is None or settings.qualification is None or link.kind != "lead":
@@ -135,9 +141,19 @@ def on_check(message: dict, rt, batch: Batch) -> str:
                            f"{merged.canonical_id}; the link follows it"}])
         contact = intercom.get_contact(merged.canonical_id)
     except NotFound:
-        rt.store.set_link(link, [{"event": "contact", "outcome": "deleted", "reason":
-                                  f"Intercom no longer has contact {link.contact_id} (404)"}], contact_state="deleted")
-        return "gone"
+        # Some API versions answer 404 for a merged contact: look for the person by email first.
+        from ..domain.join import pick_existing
+        survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
+        if survivor is None:
+            rt.store.set_link(link, [{"event": "contact", "outcome": "deleted", "reason":
+                                      f"Intercom no longer has contact {link.contact_id} (404) nor another "
+                                      "contact with this email"}], contact_state="deleted")
+            rt.store.unpend(link, "the contact is gone: reconciliation stops checking")
+            return "gone"
+        rt.store.move_link(link, survivor["id"], [{"event": "contact", "outcome": "moved", "reason":
+                           f"contact {link.contact_id} is gone (404); the contact with the same email, "
+                           f"{survivor['id']}, takes its place"}], role=survivor.get("role"))
+        contact = intercom.get_contact(survivor["id"])
     evaluate(rt, link, settings, contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay)
     return "done"
 
@@ -147,6 +163,11 @@ def evaluate(rt, link: LinkItem, settings: Optional[CampaignSettings], contact: 
     rule = settings.qualification if settings else None
     if rule is None or link.status != "linked" or not has_attribute(contact, rule.attribute):
         return  # nothing to judge (e.g. a tag or deletion event carries no attributes)
+    if link.kind == "lead" and link.qualification is None:
+        rt.store.note_repeat(link.campaign_id, link.rf_user_id, "qualification_untracked",
+                             "this lead joined before the campaign had a qualification rule, so its value at "
+                             "join time is unknown: it is not qualified automatically")
+        return
     if link.qualification in ("qualified", "failed") and not (replay and link.qualification == "failed"):
         rt.store.note_repeat(link.campaign_id, link.rf_user_id, f"qualification_{link.qualification}", {
             "qualified": "already qualified: later changes to the contact are ignored",
@@ -181,7 +202,15 @@ def evaluate(rt, link: LinkItem, settings: Optional[CampaignSettings], contact: 
         qualify(rt, link, via, allow_failed=replay)
 
 
+def _already_qualified_in_rf(rt, link: LinkItem) -> bool:
+    try:
+        return bool(rt.rf().get_user(link.rf_user_id).get("qualified_at"))
+    except (Permanent, Transient):
+        return False
+
+
 def qualify(rt, link: LinkItem, via: str, allow_failed: bool = False) -> str:
+    taking_over = link.qualification == "qualifying"   # a worker died mid-call: RF may have said yes
     token = rt.store.start_qualifying(link, allow_failed=allow_failed)
     if token is None:
         if link.qualification in ("qualified", "failed"):
@@ -193,16 +222,23 @@ def qualify(rt, link: LinkItem, via: str, allow_failed: bool = False) -> str:
             "reason": "another worker is qualifying this referral right now"}])
         return "elsewhere"
     try:
-        rt.rf().qualify(link.rf_user_id)
+        if not (taking_over and _already_qualified_in_rf(rt, link)):
+            rt.rf().qualify(link.rf_user_id)
     except Transient as exc:
         rt.store.finish_qualifying(link, token, state="pending", reason=exc.reason, history=[{
             "event": "qualification", "outcome": "retrying", "reason": exc.reason}])
         raise exc.about(link.campaign_id, link.rf_user_id)
     except Permanent as exc:
+        if _already_qualified_in_rf(rt, link):   # e.g. a resent PUT answered "already qualified"
+            return _qualified(rt, link, token, via)
         rt.store.finish_qualifying(link, token, state="failed", reason=exc.reason, history=[{
             "event": "qualification", "outcome": "failed", "reason": exc.reason}])
         count("QualificationsFailed")
         raise exc.about(link.campaign_id, link.rf_user_id)
+    return _qualified(rt, link, token, via)
+
+
+def _qualified(rt, link: LinkItem, token: str, via: str) -> str:
     rt.store.finish_qualifying(link, token, state="qualified", history=[{
         "event": "qualification", "outcome": "qualified", "reason":
         f"Referral Factory confirmed the qualification of user {link.rf_user_id} (via {via})"}])

@@ -29,6 +29,7 @@ class Runtime:
         self.store = store or Store(clock)
         self.queue = queue or Queue(config.queue_url, config.dlq_url)
         self._cache: dict[tuple, tuple[float, object]] = {}
+        self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
 
     def _cached(self, key: tuple, load: Callable[[], object], seconds: float = CACHE_SECONDS):
         hit = self._cache.get(key)
@@ -60,13 +61,18 @@ class Runtime:
         return known
 
     # --- clients -------------------------------------------------------------------------
+    def max_wait(self) -> float:
+        """How long a call may wait (backoff, Retry-After, a full rate window) before the work goes
+        back to the queue: the configured cap, and never into the Lambda's last seconds."""
+        return max(0.0, min(self.config.max_retry_wait, self.remaining_ms() / 1000 - 2 * self.config.http_timeout))
+
     def _http_kw(self, limiter: SharedLimiter) -> dict:
         return {"timeout": self.config.http_timeout, "limiter": limiter, "clock": self.clock,
-                "sleeper": self.sleeper, "max_wait": self.config.max_retry_wait}
+                "sleeper": self.sleeper, "max_wait": self.max_wait}
 
     def limiter(self, budget: str, limit: int, window: int) -> SharedLimiter:
         return SharedLimiter(self.store, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
-                             max_wait=self.config.max_retry_wait)
+                             max_wait=self.max_wait)
 
     def intercom(self, workspace: str) -> "IntercomClient":
         def make():
@@ -90,7 +96,9 @@ class Runtime:
             if conf is None:
                 raise Permanent("Referral Factory is not connected — run `bridge rf connect`")
             limiter = self.limiter("referral-factory", self.config.rf_calls_per_minute, 60)
-            return ReferralFactoryClient(self.config.rf_base_url, conf.api_token, **self._http_kw(limiter))
+            return ReferralFactoryClient(self.config.rf_base_url, conf.api_token,
+                                         on_unauthorized=lambda: self._cache.pop(("rf",), None),
+                                         **self._http_kw(limiter))
         return self._cached(("rf",), make)
 
     def attributes(self, workspace: str) -> dict[str, dict]:

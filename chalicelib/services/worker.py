@@ -46,6 +46,7 @@ class Result:
 def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = lambda: 10**9) -> dict:
     """`remaining_ms`: the Lambda's time left; records not started in time are handed back."""
     records = [Record.from_lambda(r) for r in raw_records]
+    rt.remaining_ms = remaining_ms           # HTTP waits never run into the Lambda's last seconds
     jobs: list[tuple[Record, dict]] = []
     results: list[Result] = []
     for record in records:
@@ -70,7 +71,7 @@ def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = 
         context = contexts[message["kind"]]
         if isinstance(context, WorkError) or remaining_ms() < rt.config.record_budget_ms:
             reason = context.reason if isinstance(context, WorkError) else "not started: the Lambda's time is running out"
-            results.append(Result(record, "retry", reason))
+            results.append(Result(record, "retry", reason, retry_after=5))   # soon, not after the full timeout
             continue
         try:
             HANDLERS[message["kind"]][1](message, rt, context)

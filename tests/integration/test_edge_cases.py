@@ -108,8 +108,7 @@ def test_a_join_that_failed_after_creating_the_contact_resumes_it_and_still_tags
 def test_a_late_archived_event_does_not_undo_a_newer_unarchive(bridge, intercom, rf, clock):
     lead, contact = join(bridge, intercom, rf)
     archived = intercom.webhook_payload("contact.archived", contact["id"], created_at=clock() + 10)
-    unarchived = intercom.webhook_payload("contact.unarchive", {**intercom.get(contact["id"]),
-                                                                "updated_at": int(clock()) + 20})
+    unarchived = intercom.webhook_payload("contact.unarchive", contact["id"], created_at=clock() + 20)
     bridge.post_intercom(unarchived)
     bridge.drain()
     bridge.post_intercom(archived)                                   # older, delivered later
@@ -164,3 +163,90 @@ def test_one_workspace_cannot_touch_another_workspaces_links(bridge, intercom, r
     assert answer.status_code == 200
     bridge.drain()
     assert rf.qualification_calls == []
+
+
+def test_a_resumed_join_keeps_its_creation_baseline_and_qualifies_a_lead_who_got_there_meanwhile(
+        bridge, intercom, rf):
+    settings = qualifying_settings()
+    settings["leads"]["tag"] = "Referred"
+    bridge.apply(settings)
+    lead = new_lead(rf)
+    intercom.fail_next("POST", r"^/tags$", 403)                     # the join fails after creating
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    intercom.update_contact(contact["id"], signed_up="Yes")          # the lead signs up meanwhile
+    bridge.notify("contact.lead.updated", contact["id"])            # ...while the link is unfinished
+    bridge.drain()
+    from chalicelib.services.admin import replay_dead_letters
+    replay_dead_letters(bridge.rt)
+    bridge.drain()
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["baseline"] == "No"
+    assert qualified_ids(rf) == [lead["id"]]
+
+
+def test_a_created_contact_deleted_before_the_retry_is_created_again(bridge, intercom, rf):
+    bridge.apply(lead_settings(tag="Referred"))
+    lead = new_lead(rf)
+    intercom.fail_next("POST", r"^/tags$", 403)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    intercom.delete(contact["id"])
+    from chalicelib.services.admin import replay_dead_letters
+    replay_dead_letters(bridge.rt)
+    bridge.drain()
+    [again] = intercom.contacts_by_email("ann@example.com")
+    assert again["id"] != contact["id"]
+    assert bridge.history(42, lead["id"])["link"]["contact_id"] == again["id"]
+
+
+def test_taking_over_a_dead_workers_qualification_does_not_call_rf_twice(bridge, intercom, rf, clock):
+    lead, contact = join(bridge, intercom, rf)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    store = bridge.rt.store
+    assert store.start_qualifying(store.get_link("42", str(lead["id"])))
+    bridge.rt.rf().qualify(str(lead["id"]))                          # RF said yes, then the Lambda died
+    clock.now += 600
+    bridge.reconcile()
+    bridge.drain()
+    assert len([c for c in rf.qualification_calls if c["status"] == 200]) == 1
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"
+
+
+def test_a_deletion_seen_before_the_merge_does_not_stop_reconciliation(bridge, intercom, rf):
+    lead, contact = join(bridge, intercom, rf)
+    user = intercom.add_contact("ann.work@example.com", role="user")
+    bridge.notify("contact.deleted", contact["id"])                 # Intercom sends no order
+    intercom.merge(contact["id"], user["id"])
+    merged = intercom.webhook_payload("contact.merged", {**intercom.get(user["id"]),
+                                                         "merged_from": {"type": "contact", "id": contact["id"]}})
+    bridge.post_intercom(merged)
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["contact_state"] is None
+    intercom.update_contact(user["id"], signed_up="Yes")             # and its webhook is lost
+    bridge.reconcile()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+
+
+def test_a_lead_who_joined_before_the_rule_is_not_qualified_by_surprise(bridge, intercom, rf):
+    lead, contact = join(bridge, intercom, rf, lead_settings())     # no qualification rule yet
+    bridge.apply(qualifying_settings())
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert rf.qualification_calls == []
+    reasons = [h["reason"] for h in bridge.history(42, lead["id"])["history"]]
+    assert any("joined before the campaign had a qualification rule" in r for r in reasons if r)
+
+
+def test_reconciliation_finds_the_contact_by_email_when_intercom_answers_404(bridge, intercom, rf):
+    lead, contact = join(bridge, intercom, rf)
+    replacement = intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "Yes"})
+    intercom.delete(contact["id"])
+    bridge.reconcile()
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["contact_id"] == replacement["id"]
+    assert qualified_ids(rf) == [lead["id"]]
