@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
                 parser.error("--token (or INTERCOM_TOKEN) is required")
             rt.store.put_connection(args.workspace, args.token, args.client_secret, args.api_base)
             print(f"workspace {args.workspace} connected")
+            if not args.client_secret:
+                print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
+                      "workspace will be refused (401) until it is set", file=sys.stderr)
         elif args.cmd == "rf":
             if not args.token or not args.webhook_secret:
                 parser.error("--token and --webhook-secret (or RF_TOKEN, RF_WEBHOOK_SECRET) are required")

@@ -42,6 +42,7 @@ def sqs_batch(event) -> dict:
 def reconcile(event) -> dict:
     from .services.reconcile import reconcile as run
 
+    logger.set_correlation_id(getattr(getattr(event, "context", None), "aws_request_id", None))
     try:
         return run(default_runtime())
     finally:

@@ -39,7 +39,7 @@ def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
     secret = rt.rf_webhook_secret()
     if not secret:
         return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`")
-    if not hmac.compare_digest(given.encode(), secret.encode()):
+    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest()):
         return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header")
     body = _json_object(raw, rt)
     if isinstance(body, Reply):

@@ -22,7 +22,7 @@ from infra.local.scheduler import Scheduler, chalice_job
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".local" / "stack.json"
-WORKSPACE = "vne310wv"
+WORKSPACE = os.environ.get("INTERCOM_WORKSPACE", "vne310wv")
 CLIENT_SECRET = "local-intercom-client-secret"
 RF_WEBHOOK_SECRET = "local-rf-webhook-secret"
 DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
