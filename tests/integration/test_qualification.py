@@ -274,3 +274,15 @@ def test_the_qualifying_claim_is_taken_by_one_worker_only(bridge, intercom, rf, 
     token = store.start_qualifying(first)
     assert token and store.start_qualifying(second) is None
     assert second.qualification == "qualifying"
+
+
+def test_the_scheduled_lambda_runs_the_reconciliation(bridge, intercom, rf, joined):
+    import app as app_module
+    from infra.local.scheduler import Scheduler, chalice_job
+
+    lead, contact = joined()
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    schedule = Scheduler([("reconcile", 900, chalice_job(app_module.reconcile, "reconcile"))])
+    assert schedule.run_now("reconcile") == {"queued": 1, "round_complete": True}
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
