@@ -74,3 +74,99 @@ class FakeRuntime:
 
     def campaign_known(self, campaign_id: str) -> bool:
         return campaign_id in self._campaigns
+
+
+class FakeIntercom:
+    """IntercomPort in memory: contacts by id, search that can lag, 409 on a duplicate email."""
+
+    def __init__(self, attributes: dict | None = None):
+        self.contacts: dict[str, dict] = {}
+        self.unsearchable: set[str] = set()
+        self.tags: list[tuple[str, str]] = []
+        self.calls: list[str] = []
+        self.attributes = attributes or {}
+
+    def add(self, email: str, role: str = "lead", searchable: bool = True, **custom) -> dict:
+        contact = {"type": "contact", "id": f"c{len(self.contacts) + 1}", "email": email, "role": role,
+                   "custom_attributes": dict(custom)}
+        self.contacts[contact["id"]] = contact
+        if not searchable:
+            self.unsearchable.add(contact["id"])
+        return contact
+
+    def search_by_email(self, email: str) -> list[dict]:
+        self.calls.append("search")
+        return [c for c in self.contacts.values() if c["email"] == email and c["id"] not in self.unsearchable]
+
+    def create_contact(self, body: dict) -> dict:
+        from chalicelib.adapters.intercom import Conflict
+        self.calls.append("create")
+        for c in self.contacts.values():
+            if c["email"] == body.get("email"):
+                raise Conflict(c["id"], f"A contact matching those details already exists with id={c['id']}")
+        contact = self.add(body["email"], body.get("role", "user"), **body.get("custom_attributes", {}))
+        contact.update({k: v for k, v in body.items() if k not in ("custom_attributes", "role")})
+        return contact
+
+    def update_contact(self, contact_id: str, body: dict) -> dict:
+        self.calls.append("update")
+        contact = self.contacts[contact_id]
+        contact["custom_attributes"].update(body.get("custom_attributes", {}))
+        contact.update({k: v for k, v in body.items() if k != "custom_attributes"})
+        return contact
+
+    def get_contact(self, contact_id: str) -> dict:
+        from chalicelib.adapters.intercom import NotFound
+        self.calls.append("get")
+        if contact_id not in self.contacts:
+            raise NotFound(contact_id)
+        return self.contacts[contact_id]
+
+    def data_attributes(self) -> dict[str, dict]:
+        return self.attributes
+
+    def tag_contact(self, contact_id: str, tag_name: str) -> str:
+        self.tags.append((contact_id, tag_name))
+        return "t1"
+
+
+class FakeRF:
+    """ReferralFactoryPort in memory."""
+
+    def __init__(self, users: dict | None = None):
+        self.users = users or {}
+        self.qualified: list[str] = []
+
+    def get_user(self, user_id: str) -> dict:
+        return self.users[str(user_id)]
+
+    def get_campaign(self, campaign_id: str) -> dict:
+        return {"id": campaign_id, "name": "Friends of Acme"}
+
+    def qualify(self, user_id: str) -> dict:
+        self.qualified.append(user_id)
+        return {"id": user_id}
+
+
+class FakeJoinRuntime:
+    """What the join step needs of the Runtime, with fakes behind it."""
+
+    def __init__(self, intercom: FakeIntercom, rf: FakeRF):
+        self._intercom, self._rf = intercom, rf
+        self.created: list[tuple] = []
+        self.store = self
+
+    def note_created(self, *args) -> None:
+        self.created.append(args)
+
+    def intercom(self, workspace: str) -> FakeIntercom:
+        return self._intercom
+
+    def rf(self) -> FakeRF:
+        return self._rf
+
+    def attributes(self, workspace: str) -> dict:
+        return self._intercom.attributes
+
+    def campaign_name(self, campaign_id: str) -> str:
+        return self._rf.get_campaign(campaign_id)["name"]
