@@ -73,7 +73,8 @@ class JsonApi:
         self._acquire = limiter.acquire if limiter is not None else (lambda: None)
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", **headers})
-        adapter = HTTPAdapter(max_retries=retry_policy(clock, sleeper, self._acquire, max_wait))
+        self._retry = retry_policy(clock, sleeper, self._acquire, max_wait)
+        adapter = HTTPAdapter(max_retries=self._retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -97,7 +98,7 @@ class JsonApi:
         body = _json(resp) or {}
         retry_after = None
         if resp.status_code == 429:
-            retry_after = _BridgeRetry().get_retry_after(resp.raw) if resp.raw is not None else None
+            retry_after = self._retry.get_retry_after(resp.raw) if resp.raw is not None else None
         return ApiError(self.service, resp.status_code, self.message(body) or resp.reason or "error",
                         code=self.code(body), retry_after=retry_after, headers=dict(resp.headers))
 
