@@ -24,12 +24,18 @@ def test_a_lead_joining_becomes_an_intercom_lead_with_exactly_the_mapped_fields(
     assert rf.count("GET", "/users") == 0, "the webhook had every field: RF's API was not called"
 
 
-def test_a_referrer_with_create_user_becomes_a_user(bridge, intercom, rf):
-    bridge.apply(lead_settings())
+def join_referrer(bridge, intercom, rf, settings) -> tuple[dict, dict]:
+    """A referrer joins under `settings`; returns (RF user, Intercom contact)."""
+    bridge.apply(settings)
     referrer = rf.add_user(42, "rita@example.com", "Rita")
     bridge.post_join(join_body(referrer))
     bridge.drain()
     [contact] = intercom.contacts_by_email("rita@example.com")
+    return referrer, contact
+
+
+def test_a_referrer_with_create_user_becomes_a_user(bridge, intercom, rf):
+    referrer, contact = join_referrer(bridge, intercom, rf, lead_settings())
     assert contact["role"] == "user"
     assert contact["custom_attributes"] == {"referral_link": referrer["url"]}
 

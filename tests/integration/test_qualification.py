@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
-from .test_join_flow import new_lead
+from .test_join_flow import join_referrer, new_lead
 
 REAL_PAYLOAD = Path(__file__).resolve().parents[3] / "shared/contracts/intercom/webhooks/contact.user.updated.json"
 
@@ -216,11 +216,7 @@ def test_a_contact_that_already_had_the_target_at_join_does_not_qualify(bridge, 
 
 
 def test_referrers_never_qualify_and_the_history_says_so(bridge, intercom, rf):
-    bridge.apply(qualifying_settings())
-    referrer = rf.add_user(42, "rita@example.com", "Rita")
-    bridge.post_join(join_body(referrer))
-    bridge.drain()
-    [contact] = intercom.contacts_by_email("rita@example.com")
+    referrer, contact = join_referrer(bridge, intercom, rf, qualifying_settings())
     intercom.update_contact(contact["id"], signed_up="Yes")
     bridge.notify("contact.user.updated", contact["id"])
     bridge.drain()
