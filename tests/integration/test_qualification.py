@@ -10,7 +10,7 @@ import pytest
 from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_join_flow import join_referrer, new_lead
 
-REAL_PAYLOAD = Path(__file__).resolve().parents[3] / "shared/contracts/intercom/webhooks/contact.user.updated.json"
+REAL_PAYLOAD = Path(__file__).resolve().parents[1] / "contracts/intercom/webhooks/contact.user.updated.json"
 
 
 @pytest.fixture

@@ -61,8 +61,7 @@ __all__ = [
 
 SPEC_ENV_VAR = "INTERCOM_OPENAPI_SPEC"
 _DEFAULT_SPEC = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared/contracts/intercom/api.intercom.io-2.16.yaml"
+    Path(__file__).resolve().parents[1] / "contracts/intercom/api.intercom.io-2.16.yaml"
 )
 
 #: (METHOD, concrete path) pairs our code calls that the spec does not describe.
@@ -115,8 +114,8 @@ def _spec_for(path: str) -> dict[str, Any]:
             doc = yaml.load(fh, Loader=loader)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"Intercom OpenAPI spec not found at {path}; check out the shared "
-            f"contracts beside the repository or set {SPEC_ENV_VAR}"
+            f"Intercom OpenAPI spec not found at {path}; it ships in "
+            f"tests/contracts/intercom/ (or set {SPEC_ENV_VAR})"
         ) from None
     if not isinstance(doc, dict) or not str(doc.get("openapi", "")).startswith("3.0"):
         raise ValueError(f"{path} is not an OpenAPI 3.0 document")
