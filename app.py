@@ -6,15 +6,17 @@ from chalice import Chalice, Rate
 from chalicelib import handlers
 
 app = Chalice(app_name="rf-intercom-bridge")
-JSONISH = ["application/json", "text/plain"]
+# Every media type reaches the handlers, which accept JSON (and forms on the RF route) and answer
+# anything else with their own JSON 415; Chalice's own 415 body is not one our callers can read.
+ANY_MEDIA = ["*/*"]
 
 
-@app.route("/webhooks/referral-factory", methods=["POST"], content_types=JSONISH)
+@app.route("/webhooks/referral-factory", methods=["POST"], content_types=ANY_MEDIA)
 def referral_factory_webhook():
     return handlers.rf_webhook(app.current_request)
 
 
-@app.route("/webhooks/intercom", methods=["POST", "HEAD"], content_types=JSONISH)
+@app.route("/webhooks/intercom", methods=["POST", "HEAD"], content_types=ANY_MEDIA)
 def intercom_webhook():
     return handlers.intercom_webhook(app.current_request)
 

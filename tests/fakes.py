@@ -1,6 +1,7 @@
 """In-memory fakes of the adapters' interfaces, for unit tests of the services."""
 from __future__ import annotations
 
+from chalicelib.adapters.queue import encode
 from chalicelib.config import Config
 
 
@@ -24,7 +25,8 @@ class FakeQueue:
         self.deleted: list[str] = []
         self.delayed: dict[str, float] = {}
 
-    def send(self, message: dict, delay: int = 0) -> str:
+    def send(self, message: dict | str, delay: int = 0) -> str:
+        encode(message)                      # the same size limit as SQS (raises MessageTooLarge)
         self.sent.append(message)
         return f"m{len(self.sent)}"
 

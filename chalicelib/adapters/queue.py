@@ -1,8 +1,29 @@
-"""The work queue and its dead-letter queue (SQS). The boto3 client is created on first use."""
+"""The work queue and its dead-letter queue (SQS). The boto3 client is created on first use.
+It carries message bodies and knows nothing of what is inside them (chalicelib/messages.py does)."""
 from __future__ import annotations
 
 import json
-from typing import Optional
+
+from ..ports import MessageTooLarge
+
+SQS_MAX_BYTES = 256 * 1024
+# Room left for what travels with a message later: the dead-letter attributes (reason up to 1,000
+# characters, attempts, failed_at) and a replay's `replayed_from`.
+MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
+
+
+def encode(message: dict | str) -> str:
+    """JSON in UTF-8 as it came (not \\u-escaped: non-Latin text stays its own size). SQS refuses
+    U+FFFE and U+FFFF in a body, so those two are escaped; JSON escapes control characters itself."""
+    if isinstance(message, str):
+        body = message
+    else:
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        body = body.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+    size = len(body.encode("utf-8"))
+    if size > MAX_BODY_BYTES:
+        raise MessageTooLarge(f"the message is {size} bytes; the queue takes at most {MAX_BODY_BYTES}")
+    return body
 
 
 class Queue:
@@ -17,8 +38,8 @@ class Queue:
             self._client = boto3.client("sqs")
         return self._client
 
-    def send(self, message: dict, delay: int = 0) -> str:
-        answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message),
+    def send(self, message: dict | str, delay: int = 0) -> str:
+        answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode(message),
                                           DelaySeconds=max(0, min(int(delay), 900)))
         return answer["MessageId"]
 
@@ -26,7 +47,7 @@ class Queue:
         for start in range(0, len(messages), 10):
             chunk = messages[start:start + 10]
             answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(chunk)])
+                {"Id": str(i), "MessageBody": encode(m)} for i, m in enumerate(chunk)])
             if answer.get("Failed"):
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {answer['Failed'][0]}")
 
@@ -55,9 +76,3 @@ class Queue:
 
     def delete_dead(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
-
-    def requeue(self, body: str, replayed_from: Optional[str] = None) -> str:
-        message = json.loads(body)
-        if replayed_from:
-            message["replayed_from"] = replayed_from
-        return self.send(message)

@@ -30,6 +30,12 @@ def _scalar_id(value: Any) -> Optional[str]:
     return str(value) if isinstance(value, (int, str)) else None
 
 
+def _unusable_id(value: Any) -> bool:
+    """An object, a list or a fraction is not an id: kept as it came, so that the webhook's
+    model can say which field is wrong (None and "" still read as "not given")."""
+    return isinstance(value, (dict, list)) or (isinstance(value, float) and not value.is_integer())
+
+
 def normalise(obj: dict) -> dict:
     """Flat person dict from an RF user object or a webhook body. Keys present only when the
     source had them; `meta.<field>` for custom fields; `type` is 'lead' or 'referrer'."""
@@ -44,7 +50,7 @@ def normalise(obj: dict) -> dict:
                 out[name] = obj[alias]
                 break
     for key in ("id", "campaign_id", "referrer_id"):
-        if key in out:
+        if key in out and not _unusable_id(out[key]):
             out[key] = _scalar_id(out[key])
     if "type" in out:
         out["type"] = TYPES.get(str(out["type"]).strip().lower())

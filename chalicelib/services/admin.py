@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from .. import messages
 from ..domain.settings import SettingsError, check_against_workspace, parse_settings
 from ..errors import WorkError
 
@@ -46,7 +47,8 @@ def show_settings(rt, campaign_id: str) -> dict | None:
 
 
 def dead_letters(rt, limit: int = 100) -> list[dict]:
-    """Peek at the dead-letter queue (messages stay there)."""
+    """Peek at the dead-letter queue (messages stay there). Each has a reason: the worker's own, or,
+    for a message SQS moved there itself, one told from how often it was received."""
     out, seen = [], set()
     while len(out) < limit:
         batch = rt.queue.receive_dead(visibility=0)
@@ -55,21 +57,42 @@ def dead_letters(rt, limit: int = 100) -> list[dict]:
             break
         for m in fresh:
             seen.add(m["MessageId"])
-            attrs = m.get("MessageAttributes", {})
-            out.append({"message_id": m["MessageId"], "body": json.loads(m["Body"]),
-                        **{k: v.get("StringValue") for k, v in attrs.items()}})
+            attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
+            if not attrs.get("reason"):
+                attrs.update(_moved_by_sqs(m))
+            out.append({"message_id": m["MessageId"], "body": _body(m["Body"]), **attrs})
     return out[:limit]
 
 
+def _moved_by_sqs(m: dict) -> dict:
+    """SQS's redrive policy moves a message after maxReceiveCount receives that ended without an
+    answer: the worker crashed or ran out of time each time, before it could record a reason.
+    SQS's count includes this peek (and earlier `dlq list` peeks), hence "about"."""
+    receives = max(1, int(m.get("Attributes", {}).get("ApproximateReceiveCount", "2")) - 1)
+    return {"reason": f"moved by SQS after about {receives} receives: the worker crashed or timed out each time",
+            "attempts": str(receives)}
+
+
+def _body(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text          # an unreadable message is shown as it came
+
+
 def replay_dead_letters(rt, limit: int = 1000) -> int:
-    """Move dead letters back to the work queue; each is tried again from scratch."""
+    """Move dead letters back to the work queue; each is tried again from scratch, marked as a
+    replay. One no model can read goes back as it is (a fixed bridge may read it now)."""
     moved = 0
     while moved < limit:
         batch = rt.queue.receive_dead(visibility=300)
         if not batch:
             break
         for m in batch:
-            rt.queue.requeue(m["Body"], replayed_from=m["MessageId"])
+            try:
+                rt.queue.send(messages.parse(m["Body"]).replayed(m["MessageId"]).wire())
+            except messages.Unreadable:
+                rt.queue.send(m["Body"])
             rt.queue.delete_dead(m["ReceiptHandle"])
             moved += 1
     return moved

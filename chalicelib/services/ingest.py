@@ -1,15 +1,19 @@
-"""The webhook edge: verify, validate, enqueue once, answer fast. No API calls, no scans."""
+"""The webhook edge: verify, validate, enqueue once, answer fast. No API calls, no scans.
+
+Every body gets an answer of its own: 2xx when it is queued or deliberately ignored, otherwise a
+4xx `{"error", "message"}` that says what is wrong (never a 5xx for anything a caller sends)."""
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 
-from ..domain.people import normalise
+from .. import webhooks
+from ..messages import ContactMessage, JoinMessage
+from ..ports import MessageTooLarge
+from ..webhooks import FORM, BodyError
 
 RF_SECRET_HEADER = "x-bridge-secret"
-
 
 @dataclass(frozen=True)
 class Reply:
@@ -21,49 +25,52 @@ def _error(status: int, code: str, message: str) -> Reply:
     return Reply(status, {"error": code, "message": message})
 
 
-def _json_object(raw: bytes, rt) -> dict | Reply:
+def _lower(headers) -> dict:
+    return {str(k).lower(): v for k, v in headers.items()}
+
+
+def _checked_shape(headers: dict, raw: bytes, rt, accepted: tuple[str, ...]) -> Reply | str:
+    """Size and media type: what can be refused before anything else. Returns the media type."""
     if len(raw) > rt.config.max_body_bytes:
         return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
+    media = webhooks.media_type(headers.get("content-type"))
+    if not (webhooks.is_json(media) or media in accepted):
+        return _error(415, "unsupported_media_type", f"Content-Type {media[:100]} is not accepted: send "
+                      + " or ".join(("application/json",) + accepted))
+    return media
+
+
+def _enqueue(rt, message, status: int, answer: dict) -> Reply:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "malformed_json", "the body is not JSON")
-    if not isinstance(body, dict):
-        return _error(400, "malformed_json", "the body must be a JSON object")
-    return body
+        message_id = rt.queue.send(message.wire())
+    except MessageTooLarge as exc:
+        return _error(413, "too_large", f"the event is too large to queue ({exc})")
+    return Reply(status, {**answer, "queued": True, "message_id": message_id})
 
 
 def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
-    """POST /webhooks/referral-factory: one RF "user joins" event."""
-    given = {k.lower(): v for k, v in headers.items()}.get(RF_SECRET_HEADER, "")
+    """POST /webhooks/referral-factory: one RF "user joins" event, as JSON or as a form."""
+    headers = _lower(headers)
+    media = _checked_shape(headers, raw, rt, accepted=(FORM,))
+    if isinstance(media, Reply):
+        return media
+    given = headers.get(RF_SECRET_HEADER) or ""
     secret = rt.rf_webhook_secret()
     if not secret:
         return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`")
     if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest()):
         return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header")
-    body = _json_object(raw, rt)
-    if isinstance(body, Reply):
-        return body
-    person = normalise(body)
-    if not person.get("id"):
-        return _error(400, "missing_user_id", "no user id: send the RF user's id as `id`")
-    if not person.get("campaign_id"):
-        return _error(400, "missing_campaign_id", "no campaign id: send the campaign's id as `campaign_id`")
-    campaign_id = person["campaign_id"]
-    if not rt.campaign_known(campaign_id):
-        return _error(404, "unknown_campaign",
-                      f"campaign {campaign_id} has no settings here: apply them with `bridge settings apply`")
-    message_id = rt.queue.send({"kind": "rf.join", "campaign_id": campaign_id, "rf_user_id": person["id"],
-                                "person": person, "received_at": rt.clock()})
-    return Reply(202, {"queued": True, "message_id": message_id})
-
-
-CONTACT_TOPICS = frozenset({
-    "contact.user.created", "contact.user.updated", "contact.lead.created", "contact.lead.updated",
-    "contact.lead.signed_up", "contact.lead.added_email", "contact.email.updated", "contact.merged",
-    "contact.deleted", "contact.archived", "contact.unarchive", "contact.subscribed", "contact.unsubscribed",
-    "contact.user.tag.created", "contact.user.tag.deleted", "contact.lead.tag.created", "contact.lead.tag.deleted",
-})
+    try:
+        body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw)
+        person = webhooks.rf_person(body)
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    if not rt.campaign_known(person.campaign_id):
+        return _error(404, "unknown_campaign", f"campaign {person.campaign_id} has no settings here: "
+                      "apply them with `bridge settings apply`")
+    message = JoinMessage(campaign_id=person.campaign_id, rf_user_id=person.id, person=person,
+                          received_at=rt.clock())
+    return _enqueue(rt, message, 202, {})
 
 
 def signature(secret: str, raw: bytes) -> str:
@@ -71,27 +78,31 @@ def signature(secret: str, raw: bytes) -> str:
 
 
 def receive_intercom(headers: dict, raw: bytes, rt) -> Reply:
-    """POST /webhooks/intercom: one Intercom notification."""
-    body = _json_object(raw, rt)
-    if isinstance(body, Reply):
-        return body
-    workspace = body.get("app_id")
-    secret = rt.intercom_client_secret(workspace) if isinstance(workspace, str) and workspace else None
-    given = {k.lower(): v for k, v in headers.items()}.get("x-hub-signature", "")
+    """POST /webhooks/intercom: one Intercom notification. The body must be read to know whose
+    secret signs it; only `app_id` is looked at before the signature is checked."""
+    headers = _lower(headers)
+    media = _checked_shape(headers, raw, rt, accepted=())
+    if isinstance(media, Reply):
+        return media
+    try:
+        body = webhooks.parse_json_object(raw)
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    workspace = webhooks.app_id_of(body)
+    secret = rt.intercom_client_secret(workspace) if workspace else None
+    given = headers.get("x-hub-signature") or ""
     if not secret or not hmac.compare_digest(given.encode(), signature(secret, raw).encode()):
-        # One answer for both: an unauthenticated caller must not learn which workspaces exist.
+        # One answer for all: an unauthenticated caller must not learn which workspaces exist.
         return _error(401, "unauthorized", "missing or wrong X-Hub-Signature for this app_id")
-    topic = body.get("topic")
-    if topic == "ping":
-        return Reply(200, {"ok": True, "topic": "ping"})
-    if topic not in CONTACT_TOPICS:
-        return Reply(200, {"ok": True, "ignored": f"topic {topic!r} is not used by this bridge"})
-    item = (body.get("data") or {}).get("item") if isinstance(body.get("data"), dict) else None
-    if isinstance(item, dict) and item.get("type") == "contact_tag":
-        item = item.get("contact")
-    if not isinstance(item, dict) or not item.get("id"):
-        return _error(400, "no_contact", "data.item carries no contact id")
-    message_id = rt.queue.send({"kind": "intercom.contact", "workspace": workspace, "topic": topic,
-                                "notification_id": body.get("id"), "created_at": body.get("created_at"),
-                                "item": item})
-    return Reply(200, {"ok": True, "queued": True, "message_id": message_id})
+    try:
+        notification = webhooks.intercom_notification(body)
+        if notification.topic == "ping":
+            return Reply(200, {"ok": True, "topic": "ping"})
+        if notification.change is None:
+            return Reply(200, {"ok": True, "ignored": f"topic {notification.topic!r} is not used by this bridge"})
+        contact = webhooks.contact_notification(body)
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    message = ContactMessage(workspace=contact.app_id, topic=contact.topic, notification_id=contact.id,
+                             created_at=contact.created_at, item=contact.contact)
+    return _enqueue(rt, message, 200, {"ok": True})

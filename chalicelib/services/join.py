@@ -9,12 +9,13 @@ from ..domain import join as decide
 from ..domain import people
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Permanent
+from ..messages import JoinMessage
 from ..observability import count, logger, mask_email
 
 
-def process_join(message: dict, rt, prefetched_link=None, settings_doc: dict | None = None) -> str:
+def process_join(message: JoinMessage, rt, prefetched_link=None, settings_doc: dict | None = None) -> str:
     """Returns the outcome ("created", "updated", "linked", "ignored", "repeat")."""
-    campaign_id, rf_user_id = str(message["campaign_id"]), str(message["rf_user_id"])
+    campaign_id, rf_user_id = message.campaign_id, message.rf_user_id
     if settings_doc is None:
         raise Permanent(f"campaign {campaign_id} has no settings — apply them with `bridge settings apply`")
     try:
@@ -75,10 +76,10 @@ def _repeat(store, campaign_id: str, rf_user_id: str) -> str:
     return "repeat"
 
 
-def _person(settings: CampaignSettings, message: dict, rt) -> dict:
-    person = dict(message.get("person") or {})
-    person.setdefault("id", str(message["rf_user_id"]))
-    person.setdefault("campaign_id", str(message["campaign_id"]))
+def _person(settings: CampaignSettings, message: JoinMessage, rt) -> dict:
+    person = message.person.as_dict()
+    person.setdefault("id", message.rf_user_id)
+    person.setdefault("campaign_id", message.campaign_id)
     sources = {r.from_ for p in (settings.leads, settings.referrers) for r in p.fields if r.from_}
     fetched = []
     if people.missing(person, sources):
@@ -94,7 +95,7 @@ def _person(settings: CampaignSettings, message: dict, rt) -> dict:
     return person
 
 
-def _apply(settings: CampaignSettings, message: dict, rt, progress: dict) -> tuple[str, dict, list[dict]]:
+def _apply(settings: CampaignSettings, message: JoinMessage, rt, progress: dict) -> tuple[str, dict, list[dict]]:
     person = _person(settings, message, rt)
     history: list[dict] = [{"event": "join_received", "outcome": "received", "details": {
         "type": person.get("type"), "fetched_from_referral_factory": person.pop("_fetched")}}]

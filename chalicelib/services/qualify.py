@@ -10,30 +10,30 @@ from ..domain import rules
 from ..domain.mapping import attribute_type, attribute_value, has_attribute
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Permanent, Transient
+from ..messages import CheckMessage, ContactMessage
 from ..observability import count, logger
-
-GONE = {"contact.deleted": "deleted", "contact.archived": "archived", "contact.user.deleted": "deleted",
-        "contact.lead.deleted": "deleted"}
 
 
 class Batch:
     """What one batch of Intercom messages needs from DynamoDB, read in a few batched calls."""
 
-    def __init__(self, messages: list[dict], rt):
+    def __init__(self, messages: list[ContactMessage | CheckMessage], rt):
         self.rt = rt
         keys = []
         for m in messages:
-            item, ws = m.get("item") or {}, m["workspace"]
-            if m.get("notification_id"):
-                keys.append(notification_key(ws, m["notification_id"]))
-            for cid in (item.get("id"), (item.get("merged_from") or {}).get("id")):
+            if not isinstance(m, ContactMessage):
+                continue
+            ws, item = m.workspace, m.item
+            if m.notification_id:
+                keys.append(notification_key(ws, m.notification_id))
+            for cid in (item.id, item.merged_from.id if item.merged_from else None):
                 if cid:
                     keys.append(contact_key(ws, cid))
-            if item.get("email"):
-                keys.append(email_key(ws, item["email"]))
+            if item.email:
+                keys.append(email_key(ws, item.email))
         self.pointers = rt.store.pointers(keys)     # one read answers "seen?" and "linked?" for all
         refs = set().union(*self.pointers.values()) if self.pointers else set()
-        refs |= {f"{m['campaign_id']}#{m['rf_user_id']}" for m in messages if m.get("rf_user_id")}
+        refs |= {f"{m.campaign_id}#{m.rf_user_id}" for m in messages if isinstance(m, CheckMessage)}
         self.links = rt.store.links_by_ref(refs)
         self.settings: dict[str, CampaignSettings] = {}
         self.invalid: dict[str, str] = {}
@@ -62,12 +62,12 @@ class Batch:
             self.pointers[notification_key(workspace, notification_id)[0]] = set()  # repeats within the batch
 
 
-def on_contact_event(message: dict, rt, batch: Batch) -> str:
+def on_contact_event(message: ContactMessage, rt, batch: Batch) -> str:
     """One Intercom contact notification."""
-    ws, topic, item = message["workspace"], message["topic"], message.get("item") or {}
+    ws, topic, item = message.workspace, message.topic, message.item.as_dict()
     contact_id = item.get("id")
     direct = batch.linked(ws, contact_key(ws, contact_id)) if contact_id else []
-    notification = message.get("notification_id")
+    notification = message.notification_id
     if batch.seen(ws, notification):
         for link in direct:
             rt.store.note_repeat(link.campaign_id, link.rf_user_id, "intercom_notification",
@@ -75,18 +75,18 @@ def on_contact_event(message: dict, rt, batch: Batch) -> str:
         return "repeat"
     # Role/state changes are ordered by the notification's own time (one clock for every topic;
     # deletion stubs carry no updated_at).
-    when = rules.event_time(message.get("created_at")) or rules.event_time(item.get("updated_at"))
+    when = rules.event_time(message.created_at) or rules.event_time(item.get("updated_at"))
     via = f"webhook {topic}"
-    replay = bool(message.get("replayed_from"))
-    if topic in GONE or topic == "contact.unarchive":
-        state = GONE.get(topic)
+    replay = bool(message.replayed_from)
+    if message.change in ("deleted", "archived", "unarchived"):
+        state = None if message.change == "unarchived" else message.change
         for link in direct:
             rt.store.set_link(link, [{"event": "contact", "outcome": state or "unarchived", "reason":
                                       f"Intercom says contact {contact_id} was {state or 'unarchived'}",
                                       "details": {"contact_id": contact_id}}], when=when, contact_state=state)
     else:
         merged_from = (item.get("merged_from") or {}).get("id")
-        if topic == "contact.merged" and merged_from and merged_from != contact_id:
+        if message.change == "merged" and merged_from and merged_from != contact_id:
             for link in batch.linked(ws, contact_key(ws, merged_from)):
                 if link.contact_id != merged_from:
                     continue
@@ -114,17 +114,17 @@ def on_contact_event(message: dict, rt, batch: Batch) -> str:
     return "done" if direct else "not_linked"
 
 
-def on_check(message: dict, rt, batch: Batch) -> str:
+def on_check(message: CheckMessage, rt, batch: Batch) -> str:
     """Reconciliation: read the lead's contact now, as if its webhook had arrived."""
-    link = batch.links.get(f"{message['campaign_id']}#{message['rf_user_id']}")
+    link = batch.links.get(f"{message.campaign_id}#{message.rf_user_id}")
     if link is None or not link.contact_id:
         return "skipped"
-    if link.campaign_id in batch.invalid and not message.get("replayed_from"):
+    if link.campaign_id in batch.invalid and not message.replayed_from:
         rt.store.note_repeat(link.campaign_id, link.rf_user_id, "reconciliation_settings_invalid",
                              f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
         return "skipped"
     settings = batch.settings_for(link)
-    replay = bool(message.get("replayed_from"))
+    replay = bool(message.replayed_from)
     if settings is None or settings.qualification is None or link.kind != "lead":
         rt.store.unpend(link, "the campaign has no qualification rule any more: reconciliation stops checking")
         return "skipped"

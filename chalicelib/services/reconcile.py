@@ -3,6 +3,9 @@ the next pending leads (oldest first, through the sparse `pending` index — nev
 worker reads each contact within the shared Intercom budget and evaluates the rule."""
 from __future__ import annotations
 
+from pydantic import ValidationError
+
+from ..messages import CheckMessage
 from ..observability import count, logger
 
 
@@ -10,8 +13,15 @@ def reconcile(rt, limit: int | None = None) -> dict:
     limit = limit or rt.config.reconcile_per_run
     cursor = rt.store.get_cursor()
     links = rt.store.pending_links(cursor, limit)
-    checks = [{"kind": "intercom.check", "campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
-               "workspace": link.workspace} for link in links if link.contact_id and not link.contact_state]
+    checks = []
+    for link in links:
+        if link.contact_id and not link.contact_state:
+            try:
+                checks.append(CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
+                                           workspace=link.workspace).wire())
+            except ValidationError as exc:   # a link stored by an older, laxer intake: it cannot be checked
+                logger.error("link cannot be checked", extra={"campaign_id": link.campaign_id,
+                                                              "rf_user_id": link.rf_user_id, "reason": str(exc)})
     rt.queue.send_many(checks)
     finished_round = len(links) < limit
     rt.store.set_cursor(None if finished_round else links[-1].pending_sk)

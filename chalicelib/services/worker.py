@@ -7,12 +7,13 @@ retried: only those come back. A record that fails permanently, or too many time
 to the dead-letter queue with its reason (and the failure is in the person's history)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
+from .. import messages
 from ..adapters.store import iso
 from ..errors import WorkError
+from ..messages import CheckMessage, ContactMessage, JoinMessage, PersonRef
 from ..observability import count, logger
 from . import qualify
 from .join import process_join
@@ -31,6 +32,21 @@ class Record:
                    int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")))
 
 
+@dataclass(frozen=True)
+class Handler:
+    """How one kind of message is worked: `prepare` reads what all the batch's messages of that
+    kind need in a few batched calls; `handle` applies one message with it."""
+
+    prepare: Callable[[list, Any], Any]
+    handle: Callable[[Any, Any, Any], Any]
+
+
+@dataclass(eq=False)
+class Job:
+    record: Record
+    message: Any
+
+
 class RetryBatch(Exception):
     """Raised to make the event source return the records that must be retried."""
 
@@ -43,38 +59,37 @@ class Result:
     retry_after: Optional[float] = None
 
 
-def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = lambda: 10**9) -> dict:
-    """`remaining_ms`: the Lambda's time left; records not started in time are handed back."""
-    records = [Record.from_lambda(r) for r in raw_records]
+def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = lambda: 10**9,
+                 handlers: Optional[dict[type, Handler]] = None) -> dict:
+    """`remaining_ms`: the Lambda's time left; records not started in time are handed back.
+    Each record succeeds or fails on its own: an unreadable one goes straight to the dead-letter
+    queue with the reason, and one that breaks a batched read is found and failed alone."""
+    handlers = HANDLERS if handlers is None else handlers
     rt.remaining_ms = remaining_ms           # HTTP waits never run into the Lambda's last seconds
-    jobs: list[tuple[Record, dict]] = []
+    jobs: list[Job] = []
     results: list[Result] = []
-    for record in records:
+    for record in (Record.from_lambda(r) for r in raw_records):
         try:
-            message = json.loads(record.body)
-            if not isinstance(message, dict) or message.get("kind") not in HANDLERS:
-                raise ValueError(f"unknown message kind {message.get('kind') if isinstance(message, dict) else None!r}")
-            jobs.append((record, message))
-        except ValueError as exc:
-            results.append(_dead(rt, record, f"unreadable message: {exc}"))
-    contexts = {}
-    for kind, (prepare, _) in HANDLERS.items():    # one batched read per kind, not one per record
-        messages = [m for _, m in jobs if m["kind"] == kind]
-        if messages:
-            try:
-                contexts[kind] = prepare(messages, rt)
-            except Exception as exc:  # e.g. DynamoDB throttled: these records come back, the others go on
-                logger.exception("batched read failed")
-                contexts[kind] = WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
-    for record, message in jobs:
+            jobs.append(Job(record, messages.parse(record.body)))
+        except messages.Unreadable as exc:
+            results.append(_dead(rt, record, f"unreadable message: {exc.reason}"))
+    contexts: dict[Job, Any] = {}
+    for kind, handler in handlers.items():    # one batched read per kind, not one per record
+        group = [j for j in jobs if type(j.message) is kind]
+        if group:
+            contexts.update(_prepare(handler, group, rt))
+    for job in jobs:
+        record, message = job.record, job.message
         logger.append_keys(message_id=record.message_id)
-        context = contexts[message["kind"]]
-        if isinstance(context, WorkError) or remaining_ms() < rt.config.record_budget_ms:
-            reason = context.reason if isinstance(context, WorkError) else "not started: the Lambda's time is running out"
-            results.append(Result(record, "retry", reason, retry_after=5))   # soon, not after the full timeout
+        context = contexts.get(job, WorkError(f"no handler for message kind {message.kind!r}"))
+        if isinstance(context, WorkError):   # its read failed: a try like any other
+            results.append(_failed(rt, record, message, context.reason, True, 5))   # soon, not after the timeout
+            continue
+        if remaining_ms() < rt.config.record_budget_ms:
+            results.append(Result(record, "retry", "not started: the Lambda's time is running out", retry_after=5))
             continue
         try:
-            HANDLERS[message["kind"]][1](message, rt, context)
+            handlers[type(message)].handle(message, rt, context)
             results.append(Result(record, "done"))
             count("RecordsProcessed")
         except WorkError as exc:
@@ -84,6 +99,37 @@ def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = 
             results.append(_failed(rt, record, message, f"{type(exc).__name__}: {exc}", True, None))
     logger.remove_keys(["message_id"])
     return settle(results, rt)
+
+
+def _prepare(handler: Handler, group: list[Job], rt) -> dict[Job, Any]:
+    """The batched read for `group`. If it fails, one message may be what breaks it (say, a key
+    the database refuses): each is read alone to find the ones that fail, and the others are read
+    together again, so that they still share one view (e.g. a notification repeated in the batch)."""
+    try:
+        shared = handler.prepare([j.message for j in group], rt)
+        return {j: shared for j in group}
+    except Exception as exc:  # e.g. DynamoDB throttled, or a key it refuses
+        logger.exception("batched read failed")
+        if len(group) == 1:
+            return {group[0]: _read_failed(exc)}
+    out: dict[Job, Any] = {}
+    for job in group:
+        try:
+            handler.prepare([job.message], rt)
+        except Exception as exc:
+            out[job] = _read_failed(exc)
+    rest = [j for j in group if j not in out]
+    if rest:
+        try:
+            shared = handler.prepare([j.message for j in rest], rt)
+        except Exception as exc:
+            shared = _read_failed(exc)
+        out.update({j: shared for j in rest})
+    return out
+
+
+def _read_failed(exc: Exception) -> WorkError:
+    return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
 
 def settle(results: list[Result], rt) -> dict:
@@ -100,7 +146,7 @@ def settle(results: list[Result], rt) -> dict:
                      + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry))
 
 
-def _failed(rt, record: Record, message: dict, reason: str, retryable: bool, retry_after,
+def _failed(rt, record: Record, message, reason: str, retryable: bool, retry_after,
             person: Optional[tuple[str, str]] = None) -> Result:
     count("RecordsFailed")
     if retryable and record.receive_count < rt.config.max_attempts:
@@ -108,7 +154,7 @@ def _failed(rt, record: Record, message: dict, reason: str, retryable: bool, ret
         return Result(record, "retry", reason, retry_after)
     if retryable:
         reason = f"gave up after {record.receive_count} tries: {reason}"
-    return _dead(rt, record, reason, person or _person(message))
+    return _dead(rt, record, reason, person or message.person_ref)
 
 
 def _dead(rt, record: Record, reason: str, person: Optional[tuple[str, str]] = None) -> Result:
@@ -122,27 +168,23 @@ def _dead(rt, record: Record, reason: str, person: Optional[tuple[str, str]] = N
     return Result(record, "dead", reason)
 
 
-def _prepare_joins(messages: list[dict], rt) -> tuple[dict, dict]:
-    links = rt.store.links((str(m["campaign_id"]), str(m["rf_user_id"])) for m in messages)
-    settings = rt.store.settings_documents(str(m["campaign_id"]) for m in messages)
+def _prepare_joins(messages_: list[JoinMessage], rt) -> tuple[dict, dict]:
+    links = rt.store.links(m.person_ref for m in messages_)
+    settings = rt.store.settings_documents(m.campaign_id for m in messages_)
     return links, settings
 
 
-def _join(message: dict, rt, context: tuple[dict, dict]) -> None:
+def _join(message: JoinMessage, rt, context: tuple[dict, dict]) -> None:
     links, settings = context
-    key = (str(message["campaign_id"]), str(message["rf_user_id"]))
-    process_join(message, rt, prefetched_link=links.get(key), settings_doc=settings.get(key[0]))
+    ref: PersonRef = message.person_ref
+    process_join(message, rt, prefetched_link=links.get(ref), settings_doc=settings.get(ref.campaign_id))
 
 
-def _person(message: dict) -> Optional[tuple[str, str]]:
-    if message.get("kind") in ("rf.join", "intercom.check"):
-        return str(message["campaign_id"]), str(message["rf_user_id"])
-    return None
-
-
-# kind -> (batched read for all messages of that kind, handler of one message)
-HANDLERS: dict[str, tuple[Callable, Callable]] = {
-    "rf.join": (_prepare_joins, _join),
-    "intercom.contact": (qualify.Batch, qualify.on_contact_event),
-    "intercom.check": (qualify.Batch, qualify.on_check),
+# The one registry of what the worker does with each kind of message (chalicelib/messages.py).
+HANDLERS: dict[type, Handler] = {
+    JoinMessage: Handler(_prepare_joins, _join),
+    ContactMessage: Handler(qualify.Batch, qualify.on_contact_event),
+    CheckMessage: Handler(qualify.Batch, qualify.on_check),
 }
+if set(HANDLERS) != set(messages.KINDS.values()):
+    raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

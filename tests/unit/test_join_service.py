@@ -1,5 +1,6 @@
 """The join step's orchestration with in-memory fakes of Intercom and RF (no DynamoDB, no HTTP)."""
 from chalicelib.domain.settings import parse_settings
+from chalicelib.messages import JoinMessage
 from chalicelib.services.join import _apply
 from tests.fakes import FakeIntercom, FakeJoinRuntime, FakeRF
 
@@ -20,8 +21,8 @@ def run(settings=SETTINGS, person=LEAD, intercom=None, progress=None):
     intercom = intercom or FakeIntercom()
     rt = FakeJoinRuntime(intercom, FakeRF(dict(RF_USERS)))
     progress = {"token": "t", "campaign_id": "42", "rf_user_id": "7", **(progress or {})}
-    outcome, fields, history = _apply(parse_settings(settings), {"campaign_id": "42", "rf_user_id": "7",
-                                                                  "person": dict(person)}, rt, progress)
+    message = JoinMessage(campaign_id="42", rf_user_id="7", person=person)
+    outcome, fields, history = _apply(parse_settings(settings), message, rt, progress)
     return outcome, fields, history, intercom, rt
 
 

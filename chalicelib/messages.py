@@ -1,0 +1,122 @@
+"""The work queue's messages: one pydantic model per kind, told apart by `kind`. Every message is
+built here and read back here; nothing else knows their fields.
+
+| kind               | produced by                              | handled by                    |
+|--------------------|------------------------------------------|-------------------------------|
+| `rf.join`          | RF webhook intake (`services/ingest.py`) | `services/join.process_join`  |
+| `intercom.contact` | Intercom webhook intake                  | `services/qualify.on_contact_event` |
+| `intercom.check`   | reconciliation (`services/reconcile.py`) | `services/qualify.on_check`   |
+
+The wire format is the model's JSON, flat, as earlier versions wrote it: messages already in the
+queue or the dead-letter queue still parse. `replayed_from` is set by `bridge dlq replay`."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NamedTuple, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from .webhooks import CONTACT_TOPICS, Change, ContactItem, Id, RFPerson, Timestamp, describe
+
+
+class PersonRef(NamedTuple):
+    """Whose history a message's outcome belongs to."""
+
+    campaign_id: str
+    rf_user_id: str
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # The dead letter's message id, when `bridge dlq replay` sent this message back: a replay may
+    # retry what failed before (e.g. a failed qualification).
+    replayed_from: Optional[Annotated[str, Field(max_length=256)]] = None
+
+    @property
+    def person_ref(self) -> Optional[PersonRef]:
+        return None
+
+    def wire(self) -> dict:
+        """The JSON-ready dict the queue carries (`replayed_from` only when set)."""
+        out = self.model_dump(mode="json")
+        if out.get("replayed_from") is None:
+            out.pop("replayed_from", None)
+        return out
+
+    def replayed(self, dead_letter_id: str) -> "_Message":
+        return self.model_copy(update={"replayed_from": dead_letter_id})
+
+
+class _AboutPerson(_Message):
+    campaign_id: Id
+    rf_user_id: Id
+
+    @property
+    def person_ref(self) -> PersonRef:
+        return PersonRef(self.campaign_id, self.rf_user_id)
+
+
+class JoinMessage(_AboutPerson):
+    """A person joined an RF campaign (the webhook's body, read through the owner's field names)."""
+
+    kind: Literal["rf.join"] = "rf.join"
+    person: RFPerson
+    received_at: Optional[float] = None
+
+
+class ContactMessage(_Message):
+    """Intercom told us about a contact."""
+
+    kind: Literal["intercom.contact"] = "intercom.contact"
+    workspace: Id
+    topic: str
+    notification_id: Optional[Annotated[str, Field(max_length=256)]] = None
+    created_at: Optional[Timestamp] = None
+    item: ContactItem
+
+    @field_validator("topic")
+    @classmethod
+    def _known_topic(cls, topic: str) -> str:
+        if topic not in CONTACT_TOPICS:
+            raise ValueError(f"{topic[:80]!r} is not a contact topic this bridge handles")
+        return topic
+
+    @property
+    def change(self) -> Change:
+        return CONTACT_TOPICS[self.topic]
+
+
+class CheckMessage(_AboutPerson):
+    """Reconciliation: read this lead's contact now, as if its webhook had arrived."""
+
+    kind: Literal["intercom.check"] = "intercom.check"
+    workspace: Id
+
+
+Message = Annotated[Union[JoinMessage, ContactMessage, CheckMessage], Field(discriminator="kind")]
+KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m
+                                    for m in (JoinMessage, ContactMessage, CheckMessage)}
+_MESSAGE = TypeAdapter(Message)
+
+
+class Unreadable(ValueError):
+    """A message body no model accepts; `reason` says why (for the dead-letter queue)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse(body: Union[str, bytes]) -> Union[JoinMessage, ContactMessage, CheckMessage]:
+    try:
+        return _MESSAGE.validate_json(body)
+    except ValidationError as exc:
+        raise Unreadable(describe(exc)) from None
+
+
+def read(message: Any) -> Union[JoinMessage, ContactMessage, CheckMessage]:
+    """A message from an already-decoded dict (e.g. a test's or a fake queue's)."""
+    try:
+        return _MESSAGE.validate_python(message)
+    except ValidationError as exc:
+        raise Unreadable(describe(exc)) from None

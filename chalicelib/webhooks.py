@@ -1,0 +1,341 @@
+"""What Referral Factory and Intercom send to the webhook routes: a bounded body reader and the
+pydantic models of Intercom's notification envelope and RF's "user joins" body, plus the table
+of Intercom contact topics (the one list intake queues and qualification acts on). Pure: no I/O.
+
+Every way a body can be wrong ends in `BodyError` (a 4xx with a code and a message that names
+the field), never in another exception: nesting of any depth, wrong types, arrays for objects,
+non-UTF-8, NaN, numbers too large to read."""
+from __future__ import annotations
+
+import re
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
+from urllib.parse import parse_qsl
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
+                      StrictStr, ValidationError, field_validator, model_serializer, model_validator)
+from pydantic_core import from_json
+
+from .domain.people import normalise
+
+
+class BodyError(ValueError):
+    """The answer to a body the bridge cannot take: `status`, `code` (the JSON `error`), `message`."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# --- media types -------------------------------------------------------------------------------
+FORM = "application/x-www-form-urlencoded"
+
+
+def media_type(content_type: Optional[str]) -> str:
+    """The bare media type of a Content-Type header, lower case; none given reads as JSON
+    (as Chalice and API Gateway assume)."""
+    bare = re.split(r"[;,]", content_type or "", maxsplit=1)[0].strip().lower()
+    return bare or "application/json"
+
+
+def is_json(media: str) -> bool:
+    """application/json, text/json, application/<anything>+json, and text/plain (some senders
+    label JSON as text)."""
+    return media in ("application/json", "text/json", "text/plain") or (
+        media.startswith("application/") and media.endswith("+json"))
+
+
+# --- reading a body ----------------------------------------------------------------------------
+_BOM = b"\xef\xbb\xbf"
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """A JSON object from UTF-8 bytes. The parser (pydantic-core's) refuses nesting deeper than
+    200 levels, lone surrogates, NaN/Infinity and integers over 4300 digits by itself, each as a
+    ValueError: nothing here recurses in Python."""
+    try:
+        body = from_json(raw[len(_BOM):] if raw.startswith(_BOM) else raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise BodyError(400, "malformed_json", f"the body is not JSON in UTF-8: {_short(exc)}") from None
+    if not isinstance(body, dict):
+        raise BodyError(400, "malformed_json", f"the body must be a JSON object, not {_json_type(body)}")
+    return body
+
+
+MAX_FORM_FIELDS = 1000
+MAX_FORM_NESTING = 5
+_BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+
+
+def parse_form(raw: bytes) -> dict:
+    """An application/x-www-form-urlencoded body as a dict. Bracketed names nest the way PHP and
+    Rails write them: `user[email]=a` -> {"user": {"email": "a"}}; `meta[0][field]=x` -> a list
+    when every key is a number; `tags[]=a&tags[]=b` -> a list. A repeated plain name keeps its
+    last value."""
+    try:
+        text = raw.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict",
+                          max_num_fields=MAX_FORM_FIELDS)
+    except UnicodeDecodeError:
+        raise BodyError(400, "malformed_form", "the form is not UTF-8 (also after %-decoding)") from None
+    except ValueError as exc:
+        raise BodyError(400, "malformed_form", f"the form is not readable: {_short(exc)}") from None
+    out: dict = {}
+    for name, value in pairs:
+        match = _BRACKETS.match(name)
+        if not match:
+            raise BodyError(400, "malformed_form", f"field name {name[:60]!r} has unbalanced brackets")
+        path = [match.group(1)] + re.findall(r"\[([^\[\]]*)\]", match.group(2))
+        if len(path) > MAX_FORM_NESTING + 1:
+            raise BodyError(400, "malformed_form", f"field {name[:60]!r} nests deeper than {MAX_FORM_NESTING} levels")
+        _put(out, path, value, name)
+    return _lists(out)
+
+
+def _put(node: dict, path: list[str], value: str, name: str) -> None:
+    for i, key in enumerate(path):
+        if key == "":                                      # `tags[]`: the next free index
+            key = str(sum(1 for k in node if k.isdigit()))
+        if i == len(path) - 1:
+            if isinstance(node.get(key), dict):
+                raise BodyError(400, "malformed_form", f"field {name[:60]!r} is both a value and a group")
+            node[key] = value
+            return
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise BodyError(400, "malformed_form", f"field {name[:60]!r} is both a value and a group")
+        node = child
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    items = {k: _lists(v) for k, v in node.items()}
+    if items and all(k.isdigit() for k in items):
+        return [items[k] for k in sorted(items, key=int)]
+    return items
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "true or false",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """A validation error as one line that names each field: `data.item.email: must be text`.
+    Input values are left out (they may be personal data)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        loc = ""
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else ("." if loc else "") + str(part)
+        message = _MESSAGES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc or '(body)'}: {message}")
+    more = len(exc.errors()) - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+_MESSAGES = {
+    "missing": "required",
+    "string_type": "must be text",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "literal_error": "is not one of the accepted values",
+}
+
+
+# --- shared field types ------------------------------------------------------------------------
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _id(value: Any) -> Any:
+    """Ids are numbers or short text of letters, digits, `-` and `_`: they go into URL paths and
+    storage keys, so nothing else is let through."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = str(int(value))
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError("must be a number, or text of letters, digits, '-' and '_' (at most 128)")
+    return value
+
+
+Id = Annotated[str, BeforeValidator(_id)]
+Text = Annotated[StrictStr, Field(max_length=1024)]
+Email = Annotated[StrictStr, Field(max_length=320)]
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+
+
+def _timestamp(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("must be a unix time or an ISO-8601 text")
+    if isinstance(value, str) and len(value) > 64:
+        raise ValueError("is too long for a time")
+    if isinstance(value, (int, float)) and not -1e13 < value < 1e13:   # seconds or milliseconds
+        raise ValueError("is out of range for a unix time")
+    return value
+
+
+Timestamp = Annotated[Union[int, float, str], BeforeValidator(_timestamp)]
+
+
+class AsSent(BaseModel):
+    """A vendor's object: the fields the bridge reads are typed, all others kept. It dumps exactly
+    the keys that were sent (no added nulls), so a dump is the object as the vendor sent it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @model_serializer(mode="wrap")
+    def _as_sent(self, handler):
+        data = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
+
+    def as_dict(self) -> dict:
+        return self.model_dump()
+
+
+# --- Intercom ------------------------------------------------------------------------------------
+Change = Literal["changed", "merged", "deleted", "archived", "unarchived"]
+
+# What each Intercom contact topic means for a link. Intake queues these topics and no others;
+# qualification reads the change from here. Any other topic is answered 200 and ignored.
+CONTACT_TOPICS: Mapping[str, Change] = MappingProxyType({
+    "contact.user.created": "changed",
+    "contact.user.updated": "changed",
+    "contact.lead.created": "changed",
+    "contact.lead.updated": "changed",
+    "contact.lead.signed_up": "changed",
+    "contact.lead.added_email": "changed",
+    "contact.email.updated": "changed",
+    "contact.subscribed": "changed",
+    "contact.unsubscribed": "changed",
+    "contact.user.tag.created": "changed",     # tag events carry no attributes: nothing to evaluate
+    "contact.user.tag.deleted": "changed",
+    "contact.lead.tag.created": "changed",
+    "contact.lead.tag.deleted": "changed",
+    "contact.merged": "merged",
+    "contact.deleted": "deleted",
+    "contact.archived": "archived",
+    "contact.unarchive": "unarchived",
+})
+
+
+class ContactRef(AsSent):
+    id: Id
+
+
+class ContactItem(AsSent):
+    """`data.item` of a contact notification: a full contact, or a stub `{type, id, deleted}`."""
+
+    id: Id
+    type: Optional[Text] = None
+    email: Optional[Email] = None
+    role: Optional[Text] = None
+    merged_from: Optional[ContactRef] = None
+    updated_at: Optional[Timestamp] = None
+    custom_attributes: Optional[dict[str, Any]] = None
+
+
+class _ContactData(BaseModel):
+    item: ContactItem
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tagged(cls, data: Any) -> Any:
+        """Tag topics carry `{type: contact_tag, tag, contact}`: the contact is the item."""
+        item = data.get("item") if isinstance(data, dict) else None
+        if isinstance(item, dict) and item.get("type") == "contact_tag":
+            return {**data, "item": item.get("contact")}
+        return data
+
+
+class IntercomNotification(BaseModel):
+    """Intercom's webhook envelope. Only the fields the bridge reads are checked; `data` is
+    read as a contact only for the contact topics."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    app_id: Id
+    topic: Annotated[StrictStr, Field(max_length=128)]
+    id: Optional[Annotated[StrictStr, Field(max_length=256)]] = None   # null for `ping`
+    created_at: Optional[Timestamp] = None
+    data: Any = None
+
+    @property
+    def change(self) -> Optional[Change]:
+        return CONTACT_TOPICS.get(self.topic)
+
+
+class ContactNotification(IntercomNotification):
+    """A notification about a contact (a topic of CONTACT_TOPICS)."""
+
+    data: _ContactData
+
+    @field_validator("topic")
+    @classmethod
+    def _contact_topic(cls, topic: str) -> str:
+        if topic not in CONTACT_TOPICS:
+            raise ValueError("is not a contact topic")
+        return topic
+
+    @property
+    def contact(self) -> ContactItem:
+        return self.data.item
+
+
+def app_id_of(body: dict) -> Optional[str]:
+    """The workspace whose secret verifies this body, if it names one in a usable shape."""
+    value = body.get("app_id")
+    return value if isinstance(value, str) and _ID.match(value) else None
+
+
+def intercom_notification(body: dict) -> IntercomNotification:
+    try:
+        return IntercomNotification.model_validate(body)
+    except ValidationError as exc:
+        raise BodyError(400, "invalid_notification", describe(exc)) from None
+
+
+def contact_notification(body: dict) -> ContactNotification:
+    try:
+        return ContactNotification.model_validate(body)
+    except ValidationError as exc:
+        if any(e["loc"][:3] == ("data", "item", "id") and e["type"] == "missing" for e in exc.errors()):
+            raise BodyError(400, "no_contact", "data.item carries no contact id") from None
+        raise BodyError(400, "invalid_notification", describe(exc)) from None
+
+
+# --- Referral Factory ------------------------------------------------------------------------------
+class RFPerson(AsSent):
+    """RF's "user joins" body, read through the owner's field names (domain.people.normalise):
+    the person as the mapping reads it. Fields the bridge reads are typed; custom fields
+    (`meta.<field>`) may hold anything."""
+
+    id: Id
+    campaign_id: Id
+    referrer_id: Optional[Id] = None
+    type: Optional[Literal["lead", "referrer"]] = None
+    email: Optional[Email] = None
+    first_name: Optional[Scalar] = None
+    code: Optional[Scalar] = None
+    url: Optional[Scalar] = None
+    source: Optional[Scalar] = None
+    signed_up_at: Optional[Scalar] = None
+    qualified_at: Optional[Scalar] = None
+
+
+def rf_person(body: dict) -> RFPerson:
+    person = normalise(body)
+    if person.get("id") is None:
+        raise BodyError(400, "missing_user_id", "no user id: send the RF user's id as `id`")
+    if person.get("campaign_id") is None:
+        raise BodyError(400, "missing_campaign_id", "no campaign id: send the campaign's id as `campaign_id`")
+    try:
+        return RFPerson.model_validate(person)
+    except ValidationError as exc:
+        raise BodyError(400, "invalid_field", describe(exc)) from None
