@@ -12,8 +12,8 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Mapping, Optional, Union
 from urllib.parse import parse_qsl
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
-                      StrictStr, ValidationError, field_validator, model_serializer, model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StrictStr, ValidationError,
+                      field_validator, model_serializer, model_validator)
 from pydantic_core import from_json
 
 from .domain.people import normalise
@@ -168,7 +168,15 @@ def _id(value: Any) -> Any:
 Id = Annotated[str, BeforeValidator(_id)]
 Text = Annotated[StrictStr, Field(max_length=1024)]
 Email = Annotated[StrictStr, Field(max_length=320)]
-Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+
+
+def _scalar(value: Any) -> Any:
+    if not isinstance(value, (str, int, float)):         # bool is an int
+        raise ValueError("must be text, a number, or true or false")
+    return value
+
+
+Scalar = Annotated[Any, PlainValidator(_scalar)]
 
 
 def _timestamp(value: Any) -> Any:

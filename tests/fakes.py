@@ -57,8 +57,18 @@ class FakeSlots:
         return True
 
 
+class FakeHistory:
+    """The history part of the Store: entries per person, in order."""
+
+    def __init__(self):
+        self.entries: dict[tuple[str, str], list[dict]] = {}
+
+    def append_history(self, campaign_id: str, rf_user_id: str, entries: list[dict]) -> None:
+        self.entries.setdefault((campaign_id, rf_user_id), []).extend(entries)
+
+
 class FakeRuntime:
-    """What the webhook intake and the worker's settle step use of the Runtime."""
+    """What the webhook intake and the worker's batch handling use of the Runtime."""
 
     def __init__(self, *, rf_secret="s3cret", intercom_secrets=None, campaigns=("42",), **config):
         self.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", **config})
@@ -67,6 +77,8 @@ class FakeRuntime:
         self._rf_secret = rf_secret
         self._intercom = intercom_secrets or {}
         self._campaigns = set(campaigns)
+        self.store = FakeHistory()
+        self.remaining_ms = lambda: 10**9
 
     def rf_webhook_secret(self) -> str:
         return self._rf_secret

@@ -111,6 +111,8 @@ def to_unix(value: Any) -> int:
         raise ConversionError(f"{value!r} is not a date")
     if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip())):
         seconds = float(value)
+        if not abs(seconds) < 1e13:          # also NaN and infinity: no date at all
+            raise ConversionError(f"{value!r} is out of range for a date")
         return int(seconds / 1000 if seconds > 100_000_000_000 else seconds)
     if isinstance(value, str):
         text = value.strip()

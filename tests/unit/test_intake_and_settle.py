@@ -90,3 +90,60 @@ def test_settle_deletes_handled_records_itself_and_raises_so_only_failures_come_
     with pytest.raises(RetryBatch, match="2 of 4 records will be retried"):
         settle(results, runtime)
     assert runtime.queue.deleted == ["rh1", "rh3"] and runtime.queue.delayed == {"rh4": 30}
+
+
+def test_a_form_encoded_rf_join_is_read_into_the_same_fields_as_json():
+    runtime = FakeRuntime()
+    raw = b"id=7&campaign_id=42&email=ann%40example.com&referrer_id=3&meta[company]=Acme"
+    reply = receive_rf_join({"X-Bridge-Secret": "s3cret", "Content-Type": "application/x-www-form-urlencoded"},
+                            raw, runtime)
+    assert reply.status == 202
+    [message] = runtime.queue.sent
+    assert message["person"] == {"id": "7", "campaign_id": "42", "email": "ann@example.com", "referrer_id": "3",
+                                 "type": "lead", "meta.company": "Acme"}
+
+
+@pytest.mark.parametrize("receive,content_type", [
+    (receive_rf_join, "multipart/form-data; boundary=x"), (receive_rf_join, "application/xml"),
+    (receive_intercom, "application/x-www-form-urlencoded"), (receive_intercom, "text/html"),
+])
+def test_an_unsupported_media_type_is_our_own_415(receive, content_type):
+    runtime = FakeRuntime(intercom_secrets={"ws1": "cs"})
+    reply = receive({"Content-Type": content_type, "X-Bridge-Secret": "s3cret"}, b"id=1", runtime)
+    assert reply.status == 415 and reply.body["error"] == "unsupported_media_type"
+    assert reply.body["message"].startswith(f"Content-Type {content_type.split(';')[0]} is not accepted: send ")
+
+
+def test_an_unsigned_body_nested_past_pythons_recursion_limit_is_a_400_before_the_signature_check():
+    runtime = FakeRuntime(intercom_secrets={"ws1": "cs"})
+    reply = receive_intercom({}, b"[" * 100_000, runtime)
+    assert (reply.status, reply.body["error"]) == (400, "malformed_json")
+
+
+@pytest.mark.parametrize("app_id", [["ws1"], {"id": "ws1"}, 5, "ws1/../ws2", None])
+def test_an_app_id_of_another_shape_is_the_same_401_as_an_unknown_one(app_id):
+    body = {**event(), "app_id": app_id}
+    reply, runtime = intercom(body)
+    assert (reply.status, reply.body["error"]) == (401, "unauthorized") and runtime.queue.sent == []
+
+
+@pytest.mark.parametrize("change,error", [
+    ({"topic": ["contact.lead.updated"]}, "invalid_notification"),
+    ({"data": [{"item": {"id": "c1"}}]}, "invalid_notification"),
+    ({"data": {"item": {"type": "contact"}}}, "no_contact"),
+    ({"data": {"item": {"id": "c1", "email": {"a": 1}}}}, "invalid_notification"),
+])
+def test_a_signed_notification_of_the_wrong_shape_is_a_400(change, error):
+    reply, runtime = intercom({**event(), **change})
+    assert (reply.status, reply.body["error"]) == (400, error) and runtime.queue.sent == []
+
+
+def test_an_event_too_large_for_the_queue_is_a_413_not_a_500():
+    item = {"type": "contact", "id": "c1", "custom_attributes": {"note": "é" * 100_000}}   # 200 KB of UTF-8
+    reply, runtime = intercom(json.dumps(event(item=item), ensure_ascii=False).encode())
+    assert reply.status == 200                                     # fits: queued as UTF-8, not \u-escaped
+    item["custom_attributes"]["more"] = "\ufffe\uffff" * 10_000     # 6 bytes each, escaped for SQS: 12
+    raw = json.dumps(event(item=item), ensure_ascii=False).encode()
+    assert len(raw) < 262_144
+    reply, runtime = intercom(raw)
+    assert (reply.status, reply.body["error"]) == (413, "too_large") and runtime.queue.sent == []

@@ -63,3 +63,9 @@ def test_absent_optional_field_is_not_written_and_missing_email_is_an_error():
     payload = build_payload(rows({"from": "email", "to": "email"}, {"from": "code", "to": "name"}), {}, ATTRS)
     assert payload.body() == {}
     assert [e.to for e in payload.errors] == ["email"]
+
+
+@pytest.mark.parametrize("value", [float("inf"), 1e300, "9" * 400, -1e14])
+def test_a_number_too_large_for_a_date_is_a_conversion_error_not_a_crash(value):
+    with pytest.raises(ConversionError, match="out of range for a date"):
+        to_unix(value)

@@ -1,0 +1,162 @@
+"""Reading webhook bodies: every way a body can be wrong is a BodyError (a 4xx that names the
+field), and real bodies are read exactly as they were sent."""
+import json
+from pathlib import Path
+
+import pytest
+
+from chalicelib import webhooks
+from chalicelib.webhooks import BodyError
+
+REAL = Path(__file__).resolve().parents[1] / "contracts/intercom/webhooks/contact.user.updated.json"
+
+
+def refused(call, *args) -> BodyError:
+    with pytest.raises(BodyError) as caught:
+        call(*args)
+    return caught.value
+
+
+@pytest.mark.parametrize("raw,why", [
+    (b"[" * 100_000, "recursion limit exceeded"),            # Python's json raises RecursionError here
+    (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "recursion limit exceeded"),
+    (b'{"a": NaN}', "expected value"),
+    (b'{"a": 1' + b"0" * 5000 + b"}", "number out of range"),
+    (b'{"a": "\\ud800"}', "hex escape"),                     # a lone surrogate
+    (b'{"a": "\xff"}', "invalid unicode code point"),
+    ('{"a": 1}'.encode("utf-16"), "expected value"),
+    (b"{} {}", "trailing characters"),
+    (b"", "EOF"),
+])
+def test_unreadable_json_is_a_400_whatever_it_is(raw, why):
+    error = refused(webhooks.parse_json_object, raw)
+    assert (error.status, error.code) == (400, "malformed_json") and why in error.message
+
+
+@pytest.mark.parametrize("raw,what", [(b"[]", "an array"), (b'"x"', "a string"), (b"1e400", "a number"),
+                                      (b"null", "null"), (b"true", "true or false")])
+def test_a_body_must_be_an_object(raw, what):
+    assert refused(webhooks.parse_json_object, raw).message == f"the body must be a JSON object, not {what}"
+
+
+def test_json_nested_199_deep_and_a_utf8_bom_are_read():
+    deep = webhooks.parse_json_object(b'{"a":' + b"[" * 198 + b"]" * 198 + b"}")["a"]
+    for _ in range(197):
+        [deep] = deep
+    assert deep == []
+    assert webhooks.parse_json_object(b"\xef\xbb\xbf{\"a\": 1}") == {"a": 1}
+
+
+@pytest.mark.parametrize("header,media", [(None, "application/json"), ("", "application/json"),
+                                          ("Application/JSON; charset=UTF-8", "application/json"),
+                                          ("application/x-www-form-urlencoded", webhooks.FORM),
+                                          ("text/plain,application/xml", "text/plain")])
+def test_media_type_of_a_content_type_header(header, media):
+    assert webhooks.media_type(header) == media
+
+
+def test_json_media_types():
+    assert all(webhooks.is_json(m) for m in ("application/json", "text/plain", "application/vnd.api+json"))
+    assert not any(webhooks.is_json(m) for m in (webhooks.FORM, "multipart/form-data", "application/xml"))
+
+
+def test_a_form_reads_into_the_same_fields_as_json_with_php_style_nesting():
+    raw = (b"id=7&campaign_id=42&email=ann%40example.com&first_name=Ann+Lee&referrer_id="
+           b"&user[code]=c7&meta[0][field]=company&meta[0][value]=Acme&meta[1][field]=size&meta[1][value]=10"
+           b"&tags[]=a&tags[]=b")
+    assert webhooks.parse_form(raw) == {
+        "id": "7", "campaign_id": "42", "email": "ann@example.com", "first_name": "Ann Lee", "referrer_id": "",
+        "user": {"code": "c7"}, "meta": [{"field": "company", "value": "Acme"}, {"field": "size", "value": "10"}],
+        "tags": ["a", "b"]}
+
+
+@pytest.mark.parametrize("raw,why", [
+    (b"a=%ff", "not UTF-8"),
+    (b"a[b=1", "unbalanced brackets"),
+    (b"a" + b"[x]" * 6 + b"=1", "nests deeper than 5 levels"),
+    (b"a=1&a[b]=2", "both a value and a group"),
+    (b"a[b]=1&a=2", "both a value and a group"),
+    (b"&".join(b"f%d=1" % i for i in range(1001)), "not readable"),
+])
+def test_a_broken_form_is_a_400(raw, why):
+    error = refused(webhooks.parse_form, raw)
+    assert (error.status, error.code) == (400, "malformed_form") and why in error.message
+
+
+def test_the_real_intercom_payload_reads_as_sent():
+    body = webhooks.parse_json_object(REAL.read_bytes())
+    notification = webhooks.contact_notification(body)
+    assert notification.app_id == "vne310wv" and notification.change == "changed"
+    assert notification.contact.as_dict() == body["data"]["item"]      # all 60-odd fields, nulls included
+
+
+def notification(**over):
+    body = {"type": "notification_event", "app_id": "ws1", "id": "notif_1", "topic": "contact.lead.updated",
+            "created_at": 1, "data": {"type": "notification_event_data", "item": {"type": "contact", "id": "c1"}}}
+    body.update(over)
+    return body
+
+
+@pytest.mark.parametrize("over,code,message", [
+    ({"topic": ["contact.lead.updated"]}, "invalid_notification", "topic: must be text"),
+    ({"topic": None}, "invalid_notification", "topic: must be text"),
+    ({"data": ["x"]}, "invalid_notification", "data: must be an object"),
+    ({"data": {"item": ["x"]}}, "invalid_notification", "data.item: must be an object"),
+    ({"data": {"item": {"type": "contact"}}}, "no_contact", "data.item carries no contact id"),
+    ({"data": {"item": {"id": {"id": "c1"}}}}, "invalid_notification", "data.item.id: must be a number"),
+    ({"data": {"item": {"id": "c1", "email": 5}}}, "invalid_notification", "data.item.email: must be text"),
+    ({"data": {"item": {"id": "c1", "merged_from": "c2"}}}, "invalid_notification", "data.item.merged_from: must be"),
+    ({"data": {"item": {"id": "c1", "custom_attributes": []}}}, "invalid_notification",
+     "data.item.custom_attributes: must be an object"),
+    ({"data": {"item": {"id": "c1", "updated_at": True}}}, "invalid_notification", "data.item.updated_at: must be"),
+    ({"created_at": 10**20}, "invalid_notification", "created_at: is out of range for a unix time"),
+    ({"id": 5}, "invalid_notification", "id: must be text"),
+    ({"data": {"item": {"type": "contact_tag", "contact": ["c9"]}}}, "invalid_notification", "data.item: must be"),
+])
+def test_a_signed_notification_of_the_wrong_shape_is_a_400_naming_the_field(over, code, message):
+    body = notification(**over)
+    with pytest.raises(BodyError) as caught:
+        webhooks.intercom_notification(body)
+        webhooks.contact_notification(body)
+    assert (caught.value.status, caught.value.code) == (400, code)
+    assert caught.value.message.startswith(message)
+
+
+def test_tag_topics_carry_their_contact_and_other_topics_are_not_read_as_contacts():
+    tagged = webhooks.contact_notification(notification(topic="contact.user.tag.created", data={
+        "item": {"type": "contact_tag", "tag": {"id": "1"}, "contact": {"type": "contact", "id": "c9"}}}))
+    assert tagged.contact.as_dict() == {"type": "contact", "id": "c9"}
+    other = webhooks.intercom_notification(notification(topic="conversation.user.created", data=[1, 2]))
+    assert other.change is None                            # ignored, whatever its data
+
+
+@pytest.mark.parametrize("body,app_id", [({"app_id": "vne310wv"}, "vne310wv"), ({"app_id": ["vne310wv"]}, None),
+                                         ({"app_id": "a/b"}, None), ({"app_id": "x" * 129}, None), ({}, None)])
+def test_only_an_app_id_of_a_usable_shape_is_looked_up(body, app_id):
+    assert webhooks.app_id_of(body) == app_id
+
+
+def test_an_rf_body_is_read_through_the_owners_field_names():
+    person = webhooks.rf_person({"user_id": 7.0, "campaign": 42, "user_email": "a@b.co", "referrer_id": "",
+                                 "company": "Acme", "meta": [{"field": "size", "value": [1, 2]}]})
+    assert person.as_dict() == {"id": "7", "campaign_id": "42", "email": "a@b.co", "referrer_id": None,
+                                "type": "referrer", "meta.size": [1, 2], "meta.company": "Acme"}
+
+
+@pytest.mark.parametrize("body,code,message", [
+    ({"campaign_id": 42}, "missing_user_id", "no user id"),
+    ({"id": "", "campaign_id": 42}, "missing_user_id", "no user id"),
+    ({"id": 7}, "missing_campaign_id", "no campaign id"),
+    ({"id": {"v": 7}, "campaign_id": 42}, "invalid_field", "id: must be a number, or text"),
+    ({"id": 7.5, "campaign_id": 42}, "invalid_field", "id: must be a number"),
+    ({"id": "7/../8", "campaign_id": 42}, "invalid_field", "id: must be a number"),
+    ({"id": 10**200, "campaign_id": 42}, "invalid_field", "id: must be a number"),
+    ({"id": 7, "campaign_id": [42]}, "invalid_field", "campaign_id: must be"),
+    ({"id": 7, "campaign_id": 42, "referrer_id": {"id": 3}}, "invalid_field", "referrer_id: must be"),
+    ({"id": 7, "campaign_id": 42, "email": ["a@b.co"]}, "invalid_field", "email: must be text"),
+    ({"id": 7, "campaign_id": 42, "first_name": {"en": "Ann"}}, "invalid_field",
+     "first_name: must be text, a number, or true or false"),
+])
+def test_an_rf_body_of_the_wrong_shape_is_a_400_naming_the_field(body, code, message):
+    error = refused(webhooks.rf_person, body)
+    assert (error.status, error.code) == (400, code) and error.message.startswith(message)

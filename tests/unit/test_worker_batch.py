@@ -1,0 +1,100 @@
+"""The worker's batch handling with fake handlers: each record succeeds or fails on its own."""
+import json
+
+import pytest
+
+from chalicelib.errors import Permanent, Transient
+from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
+from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
+from tests.fakes import FakeRuntime
+
+
+def record(n: int, body, receives: int = 1) -> dict:
+    return {"messageId": f"m{n}", "receiptHandle": f"rh{n}", "attributes": {"ApproximateReceiveCount": str(receives)},
+            "body": body if isinstance(body, str) else json.dumps(body)}
+
+
+def check(user: str) -> dict:
+    return CheckMessage(campaign_id="42", rf_user_id=user, workspace="ws").wire()
+
+
+class Recorder:
+    """A kind's handler: the batched reads it was asked for, and what it applied."""
+
+    def __init__(self, read_breaks_on=(), fails=None):
+        self.reads: list[list[str]] = []
+        self.applied: list[str] = []
+        self.read_breaks_on, self.fails = set(read_breaks_on), fails or {}
+
+    def prepare(self, messages, rt):
+        users = [m.rf_user_id for m in messages]
+        self.reads.append(users)
+        if self.read_breaks_on & set(users):
+            raise RuntimeError("ValidationException: key too long")
+        return {"read": users}
+
+    def handle(self, message, rt, context):
+        assert message.rf_user_id in context["read"]
+        if message.rf_user_id in self.fails:
+            raise self.fails[message.rf_user_id]
+        self.applied.append(message.rf_user_id)
+
+    def handlers(self):
+        return {CheckMessage: Handler(self.prepare, self.handle)}
+
+
+def test_the_registry_handles_every_kind_of_message():
+    assert set(HANDLERS) == {JoinMessage, ContactMessage, CheckMessage}
+
+
+def test_an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_finish():
+    rt, kind = FakeRuntime(), Recorder()
+    poison = {"kind": "intercom.check", "campaign_id": "42", "rf_user_id": "9"}           # no workspace
+    records = [record(i, check(str(i))) for i in range(4)] + [record(4, poison)] + \
+              [record(i, check(str(i))) for i in range(5, 9)] + [record(9, "{")]
+    assert handle_batch(records, rt, handlers=kind.handlers()) == {"done": 8, "retry": 0, "dead": 2}
+    assert kind.applied == [str(i) for i in range(9) if i != 4] and len(kind.reads) == 1
+    assert [(d["reason"], d["attempts"]) for d in rt.queue.dead] == [
+        ("unreadable message: intercom.check.workspace: required", 1),
+        ("unreadable message: (body): Invalid JSON: EOF while parsing an object at line 1 column 1", 1)]
+    assert rt.queue.dead[0]["body"] == json.dumps(poison)                # the body exactly as it came
+
+
+def test_a_record_that_breaks_the_batched_read_is_found_and_fails_alone():
+    rt, kind = FakeRuntime(), Recorder(read_breaks_on={"5"})
+    records = [record(i, check(str(i))) for i in range(10)]
+    with pytest.raises(RetryBatch, match="1 of 10 records will be retried: m5: batched read failed: RuntimeError"):
+        handle_batch(records, rt, handlers=kind.handlers())
+    assert kind.applied == [str(i) for i in range(10) if i != 5]
+    # the whole batch, then each alone, then the nine together again: they still share one read
+    assert kind.reads[0] == [str(i) for i in range(10)] and len(kind.reads) == 12
+    assert kind.reads[-1] == [str(i) for i in range(10) if i != 5]
+    assert rt.queue.deleted == [f"rh{i}" for i in range(10) if i != 5] and rt.queue.delayed == {"rh5": 5}
+
+
+def test_a_read_that_keeps_failing_dead_letters_after_the_last_try_with_the_reason_and_in_the_history():
+    rt, kind = FakeRuntime(), Recorder(read_breaks_on={"5"})           # BRIDGE_MAX_ATTEMPTS=3
+    records = [record(5, check("5"), receives=3), record(6, check("6"), receives=3)]
+    assert handle_batch(records, rt, handlers=kind.handlers()) == {"done": 1, "retry": 0, "dead": 1}
+    [dead] = rt.queue.dead
+    assert dead["reason"] == "gave up after 3 tries: batched read failed: RuntimeError: ValidationException: key too long"
+    assert rt.store.entries[("42", "5")][-1]["reason"] == dead["reason"]
+
+
+def test_handler_failures_are_per_record_permanent_at_once_transient_until_the_last_try():
+    rt = FakeRuntime()
+    kind = Recorder(fails={"1": Permanent("Intercom answered 400: bad"), "2": Transient("RF answered 503"),
+                           "3": KeyError("bug")})
+    records = [record(0, check("0")), record(1, check("1")), record(2, check("2")), record(3, check("3"), receives=3)]
+    with pytest.raises(RetryBatch, match="1 of 4 records will be retried: m2: RF answered 503"):
+        handle_batch(records, rt, handlers=kind.handlers())
+    assert kind.applied == ["0"]
+    assert [d["reason"] for d in rt.queue.dead] == ["Intercom answered 400: bad", "gave up after 3 tries: KeyError: 'bug'"]
+    assert rt.queue.deleted == ["rh0", "rh1", "rh3"]
+
+
+def test_a_kind_without_a_handler_is_retried_then_dead_lettered_with_the_reason():
+    rt = FakeRuntime()
+    join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42"}).wire()
+    assert handle_batch([record(0, join, receives=3)], rt, handlers={}) == {"done": 0, "retry": 0, "dead": 1}
+    assert rt.queue.dead[0]["reason"] == "gave up after 3 tries: no handler for message kind 'rf.join'"
