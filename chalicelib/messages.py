@@ -1,11 +1,6 @@
-"""The work queue's messages: one pydantic model per kind, told apart by `kind`. Every message is
-built here and read back here; nothing else knows their fields.
-
-| kind               | produced by                              | handled by                    |
-|--------------------|------------------------------------------|-------------------------------|
-| `rf.join`          | RF webhook intake (`services/ingest.py`) | `services/join.process_join`  |
-| `intercom.contact` | Intercom webhook intake                  | `services/qualify.on_contact_event` |
-| `intercom.check`   | reconciliation (`services/reconcile.py`) | `services/qualify.on_check`   |
+"""The work queue's messages: one pydantic model per kind, told apart by `kind` (`rf.join`,
+`intercom.contact`, `intercom.check`; who produces and who handles each: README, "Code layout").
+Every message is built here and read back here; nothing else knows their fields.
 
 The wire format is the model's JSON, flat, as earlier versions wrote it: messages already in the
 queue or the dead-letter queue still parse. `replayed_from` is set by `bridge dlq replay`."""
