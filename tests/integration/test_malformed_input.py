@@ -10,13 +10,14 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
 from tests.sim.webhooks import sign
 from tests.support.malformed import Body, Malformed
 
-from .conftest import SECRET, WORKSPACE, join_body, lead_settings
+from .conftest import SECRET, join_body, lead_settings
 
 SEED = int(os.environ.get("FUZZ_SEED", "20250611"))
 BODIES_PER_ROUTE = 1000
@@ -123,3 +124,50 @@ def test_no_generated_malformed_body_gets_a_5xx_signed_or_unsigned(bridge, inter
     assert all(o.ok for o in outcomes), [str(o.error)[:300] for o in outcomes if not o.ok][:3]
     for dead in bridge.dead_letters():
         assert dead["reason"], dead
+
+
+def test_a_form_encoded_join_reaches_intercom_like_a_json_one(bridge, intercom, rf):
+    bridge.apply(lead_settings())
+    referrer = rf.add_user(42, "ref@example.com", "Rita")
+    lead = rf.add_user(42, "ann@example.com", "Ann", referrer_id=referrer["id"])
+    form = (f"id={lead['id']}&campaign_id=42&email=ann%40example.com&first_name=Ann&code={lead['code']}"
+            f"&url={quote(lead['url'], safe='')}&referrer_id={referrer['id']}").encode()
+    answer = bridge.post_join(None, raw=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 202 and answer.json()["queued"] is True
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["role"] == "lead" and contact["custom_attributes"]["referral_code"] == lead["code"]
+    assert rf.count("GET", "/users") == 0, "the form had every field: RF's API was not called"
+
+
+def test_other_media_types_get_our_json_415_on_both_routes_not_chalices(bridge, intercom):
+    bridge.apply(lead_settings())
+    join = bridge.post_join(None, raw=b"--x\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    notification = requests.post(f"{bridge.server.url}/webhooks/intercom", data=b"a=1", timeout=10,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded",
+                                          "X-Hub-Signature": sign(b"a=1", "client-secret")})
+    for answer in (join, notification):
+        assert answer.status_code == 415
+        assert answer.json()["error"] == "unsupported_media_type" and "is not accepted: send" in answer.json()["message"]
+    assert bridge.queued() == 0
+
+
+def test_the_bodies_that_answered_500_before(bridge, intercom):
+    """The issue's examples: deep nesting before the signature check, a list for `topic`, an array
+    for `data`, swapped types."""
+    bridge.apply(lead_settings())
+    contact = intercom.add_contact("x@example.com")
+    good = intercom.webhook_payload("contact.lead.updated", contact["id"])
+    deep = b'{"app_id": "vne310wv", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert (bridge.post_intercom(raw=deep, secret=None).status_code, bridge.post_intercom(raw=deep).status_code) \
+        == (400, 400)
+    for wrong in ({**good, "topic": ["contact.lead.updated"]}, {**good, "data": [good["data"]]},
+                  {**good, "data": {"item": [contact["id"]]}}, {**good, "id": {"id": good["id"]}},
+                  {**good, "created_at": "yesterday" * 10}):
+        answer = bridge.post_intercom(wrong)
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_notification", answer.text
+    swapped = {"id": {"campaign_id": 42}, "campaign_id": [1]}
+    answer = bridge.post_join(swapped)
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_field")
+    assert answer.json()["message"].startswith("id: must be a number")
+    assert bridge.queued() == 0

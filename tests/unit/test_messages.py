@@ -100,3 +100,20 @@ def test_the_queue_carries_utf8_and_escapes_the_two_characters_sqs_refuses():
     assert messages.parse(body).item.as_dict()["name"] == "Zoë \ufffe\uffff\u0000"
     with pytest.raises(MessageTooLarge):
         encode({**message, "item": {"id": "c1", "pad": "x" * MAX_BODY_BYTES}})
+
+
+def test_reconciliation_builds_its_checks_with_the_model_and_skips_a_link_no_check_can_name():
+    from types import SimpleNamespace
+
+    from chalicelib.services.reconcile import reconcile
+    from tests.fakes import FakeRuntime
+
+    def link(user, **kw):
+        return SimpleNamespace(**{"campaign_id": "42", "rf_user_id": user, "workspace": "ws", "contact_id": "c",
+                                  "contact_state": None, "pending_sk": user, **kw})
+    links = [link("1"), link("my user"), link("3", contact_state="deleted"), link("4")]   # "my user": an older intake's
+    rt = FakeRuntime()
+    rt.store = SimpleNamespace(get_cursor=lambda: None, pending_links=lambda cursor, limit: links,
+                               set_cursor=lambda cursor: None)
+    assert reconcile(rt, limit=10) == {"queued": 2, "round_complete": True}
+    assert [messages.read(m).person_ref for m in rt.queue.sent] == [("42", "1"), ("42", "4")]

@@ -1,6 +1,5 @@
 """Reading webhook bodies: every way a body can be wrong is a BodyError (a 4xx that names the
 field), and real bodies are read exactly as they were sent."""
-import json
 from pathlib import Path
 
 import pytest
