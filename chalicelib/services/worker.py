@@ -69,6 +69,7 @@ def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = 
     jobs: list[Job] = []
     results: list[Result] = []
     for record in (Record.from_lambda(r) for r in raw_records):
+        logger.append_keys(message_id=record.message_id)
         try:
             jobs.append(Job(record, messages.parse(record.body)))
         except messages.Unreadable as exc:
