@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo bridge clean
+.PHONY: install test lint run demo bridge deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -32,6 +32,18 @@ demo: $(STAMP)
 ## make bridge ARGS="settings show 42" — the operator CLI (against the local stack when it runs)
 bridge: $(STAMP)
 	$(BIN)/python -m infra.local.bridge_env $(ARGS)
+
+## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
+##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs
+## make destroy STAGE=prod [PURGE=1] — `chalice delete`, then the stack (PURGE: the table and secrets too)
+deploy: $(STAMP)
+	@test -n "$(STAGE)" || { echo "which stage? make deploy STAGE=dev (or prod)"; exit 2; }
+	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(if $(RENDER_ONLY),--render-only) \
+		$(if $(ALARM_EMAIL),--alarm-email $(ALARM_EMAIL)) $(if $(API_CONCURRENCY),--api-concurrency $(API_CONCURRENCY))
+
+destroy: $(STAMP)
+	@test -n "$(STAGE)" || { echo "which stage? make destroy STAGE=dev (or prod)"; exit 2; }
+	$(BIN)/python -m infra.deploy destroy --stage $(STAGE) $(if $(PURGE),--purge)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
