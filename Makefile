@@ -21,9 +21,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 
-## make run — the whole pipeline locally on http://127.0.0.1:8000 (moto server + simulators)
+## make run [PORT=8000] — the whole pipeline locally on http://127.0.0.1:$(PORT) (moto server + simulators)
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/python -m infra.local.run
+	PORT=$(PORT) $(BIN)/python -m infra.local.run
 
 ## make demo — play a referral joining against a running `make run`
 demo: $(STAMP)

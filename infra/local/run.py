@@ -107,8 +107,14 @@ def _simulators():
     return intercom, rf
 
 
+def api_port(env=os.environ) -> int:
+    """`make run PORT=8080`: the local API's port (8000 by default)."""
+    return int(env.get("PORT") or 8000)
+
+
 def main() -> None:
-    stack = start(reconcile_seconds=float(os.environ.get("RECONCILE_EVERY_SECONDS", "60")))
+    stack = start(api_port=api_port(),
+                  reconcile_seconds=float(os.environ.get("RECONCILE_EVERY_SECONDS", "60")))
     STATE.parent.mkdir(exist_ok=True)
     STATE.write_text(json.dumps(stack.state(), indent=2))
     print(f"""

@@ -21,3 +21,13 @@ def test_the_local_stack_plays_the_demo_end_to_end(monkeypatch):
         os.environ.update(saved)
         from chalicelib.services.runtime import reset_default_runtime
         reset_default_runtime(None)
+
+
+def test_make_run_takes_a_port():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    dry = subprocess.run(["make", "-n", "run", "PORT=8123"], cwd=root, capture_output=True, text=True, check=True)
+    assert "PORT=8123 .venv/bin/python -m infra.local.run" in dry.stdout
+    assert run.api_port({"PORT": "8123"}) == 8123 and run.api_port({}) == 8000
