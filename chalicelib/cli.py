@@ -22,6 +22,8 @@ def _print(obj) -> None:
 
 def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bridge", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default=os.environ.get("BRIDGE_STAGE"),
+                        help="a deployed stage (dev, prod): its resources are read from its CloudFormation stack")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     settings = sub.add_parser("settings", help="campaign settings").add_subparsers(dest="action", required=True)
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     p.add_argument("rf_user_id")
 
     args = parser.parse_args(argv)
+    if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
+        from .stage import use_stage_or_exit
+        use_stage_or_exit(args.stage)
     rt = rt or Runtime(Config.from_env())
     try:
         if args.cmd == "settings" and args.action in ("apply", "check"):
