@@ -372,7 +372,9 @@ def push_state(aws: Aws, bucket: str, project_dir: Path, stage: str, say: Say) -
 def webhook_urls(project_dir: Path, stage: str) -> dict[str, str]:
     """The webhook URLs, from Chalice's deployed state."""
     state = json.loads(state_path(project_dir, stage).read_text())
-    base = next(r["rest_api_url"] for r in state["resources"] if r.get("resource_type") == "rest_api")
+    base = next((r["rest_api_url"] for r in state.get("resources", []) if r.get("resource_type") == "rest_api"), None)
+    if base is None:
+        raise DeployError(f"Chalice's deployed state has no REST API: see `chalice url --stage {stage}`")
     base = base if base.endswith("/") else base + "/"
     return {"Referral Factory": f"{base}webhooks/referral-factory", "Intercom": f"{base}webhooks/intercom"}
 
