@@ -37,13 +37,17 @@ bridge: $(STAMP)
 ## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
 ##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs
 ## make destroy STAGE=prod [PURGE=1] — `chalice delete`, then the stack (PURGE: the table and secrets too)
+ifneq ($(filter deploy destroy,$(MAKECMDGOALS)),)
+ifeq ($(STAGE),)
+$(error which stage? make $(filter deploy destroy,$(MAKECMDGOALS)) STAGE=dev (or prod))
+endif
+endif
+
 deploy: $(STAMP)
-	@test -n "$(STAGE)" || { echo "which stage? make deploy STAGE=dev (or prod)"; exit 2; }
 	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(if $(RENDER_ONLY),--render-only) \
 		$(if $(ALARM_EMAIL),--alarm-email $(ALARM_EMAIL)) $(if $(API_CONCURRENCY),--api-concurrency $(API_CONCURRENCY))
 
 destroy: $(STAMP)
-	@test -n "$(STAGE)" || { echo "which stage? make destroy STAGE=dev (or prod)"; exit 2; }
 	$(BIN)/python -m infra.deploy destroy --stage $(STAGE) $(if $(PURGE),--purge)
 
 clean:

@@ -132,8 +132,10 @@ def test_make_deploy_render_only_runs_the_module_against_the_endpoint(moto_endpo
     parameters = aws_on(moto_endpoint).client("cloudformation").describe_stacks(
         StackName="rf-intercom-bridge-dev")["Stacks"][0]["Parameters"]
     assert {"ParameterKey": "AlarmEmail", "ParameterValue": "ops@example.com"} in parameters
-    missing_stage = subprocess.run(["make", "deploy"], cwd=ROOT, capture_output=True, text=True)
-    assert missing_stage.returncode != 0 and "STAGE=dev" in missing_stage.stdout
+    for goal in ("deploy", "destroy"):   # refused before anything runs (not even the install)
+        missing_stage = subprocess.run(["make", goal], cwd=ROOT, capture_output=True, text=True,
+                                       env={k: v for k, v in os.environ.items() if k != "STAGE"})
+        assert missing_stage.returncode != 0 and f"make {goal} STAGE=dev (or prod)" in missing_stage.stderr
 
 
 def test_a_redeploy_from_another_checkout_updates_the_same_api(moto_endpoint, tmp_path):
