@@ -29,9 +29,9 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo
 
-## make bridge ARGS="settings show 42" — the operator CLI (against the local stack when it runs)
+## make bridge ARGS="settings show 42" — the same as ./bridge settings show 42 (prints only the CLI's output)
 bridge: $(STAMP)
-	$(BIN)/python -m infra.local.bridge_env $(ARGS)
+	@$(BIN)/python -m infra.local.bridge_env $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -6,7 +6,7 @@ from infra.local import demo, run
 
 
 def test_the_local_stack_plays_the_demo_end_to_end(monkeypatch):
-    for var in ("INTERCOM_TOKEN", "RF_TOKEN"):
+    for var in ("INTERCOM_TOKEN", "RF_TOKEN", "INTERCOM_CLIENT_SECRET", "RF_WEBHOOK_SECRET"):
         monkeypatch.delenv(var, raising=False)
     saved = dict(os.environ)
     stack = run.start(api_port=0, background=False)
