@@ -54,7 +54,7 @@ def _aws_problem(exc: BaseException) -> str | None:
             return ("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); "
                     "for the local stack, start `make run`")
         if isinstance(exc, bx.NoRegionError):
-            return "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)"
+            return "no AWS region: set AWS_DEFAULT_REGION (or a region in your AWS profile)"
         if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
                             bx.ConnectionClosedError)):
             where = os.environ.get("AWS_ENDPOINT_URL")
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
 
 
 def _run(args, rt: Runtime) -> int:
+    if args.cmd == "dlq" and not rt.config.dlq_url:
+        raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
     if args.cmd == "settings" and args.action in ("apply", "check"):
         text = _read(args.file)
         if args.action == "check":

@@ -33,8 +33,10 @@ def forget(rt, email: str) -> dict:
         if key[0] in pointers:
             rt.store.delete_pointer(key)
             pointer_count += 1
-    dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
-                               {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]})
+    dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
+    if rt.config.dlq_url:
+        dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
+                                   {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]})
     logger.info("person forgotten", extra={"email": mask_email(email), "links": len(people), "history": history,
                                            "dead_letters": dead})
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),

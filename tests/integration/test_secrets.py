@@ -229,3 +229,45 @@ def test_a_first_connect_without_a_token_is_one_clear_line(bridge, capsys):
     assert main(["workspace", "connect", "new-ws", "--client-secret", "cs"], rt=bridge.operator()) == 1
     err = capsys.readouterr().err
     assert err == "bridge: workspace new-ws has no access token yet: give --token (or INTERCOM_TOKEN)\n"
+
+
+def test_secrets_never_reach_logs_cli_output_history_or_dead_letters(bridge, intercom, rf, capfd, caplog):
+    operator = bridge.operator()
+    tag = uuid.uuid4().hex
+    given = {"token": f"ic-tok-{tag}", "client_secret": f"ic-cs-{tag}", "rf_token": f"rf-tok-{tag}",
+             "webhook_secret": f"rf-wh-{tag}"}
+    intercom.tokens.add(given["token"])
+    rf.token = given["rf_token"]
+    assert main(["workspace", "connect", WORKSPACE, "--token", given["token"], "--client-secret",
+                 given["client_secret"]], rt=operator) == 0
+    assert main(["rf", "connect", "--token", given["rf_token"], "--webhook-secret", given["webhook_secret"]],
+                rt=operator) == 0
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann), secret=given["webhook_secret"])
+    bridge.post_join(join_body(ann), secret="wrong")                  # refused: logged as such
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    payload = intercom.webhook_payload("contact.lead.updated", contact["id"])
+    bridge.post_intercom(payload, secret=given["client_secret"])
+    bridge.post_intercom(payload, secret="wrong")
+    bridge.drain()
+    assert qualified_ids(rf) == [ann["id"]]
+    intercom.revoke(given["token"])                                   # a dead letter about a bad token
+    bob = new_lead(rf, email="bob@example.com", first_name="Bob")
+    bridge.post_join(join_body(bob), secret=given["webhook_secret"])
+    bridge.drain()
+    for argv in (["history", "42", str(ann["id"])], ["history", "42", str(bob["id"])], ["dlq", "list"],
+                 ["settings", "show", "42"], ["workspace", "connect", WORKSPACE, "--token", given["token"]],
+                 ["rf", "connect", "--webhook-secret", given["webhook_secret"]]):
+        assert main(argv, rt=operator) == 0
+
+    dead = bridge.dead_letters()
+    assert len(dead) == 1 and "401" in dead[0]["reason"]
+    captured = capfd.readouterr()
+    seen = "\n".join([captured.out, captured.err, caplog.text, json.dumps(dead, default=str),
+                      json.dumps([bridge.history(42, p["id"]) for p in (ann, bob)], default=str)])
+    assert '"outcome": "qualified"' in seen and "webhook rejected" in seen   # what was looked at is there
+    for value in given.values():
+        assert value not in seen
