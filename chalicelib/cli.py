@@ -198,5 +198,12 @@ def _run(args, rt: Runtime) -> int:
     return 0
 
 
+def command(argv: list[str] | None = None) -> int:
+    """The `bridge` command: stdout carries only the answer (logs go to stderr), so `| jq` works."""
+    from .observability import logger
+    logger.registered_handler.setStream(sys.stderr)
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..adapters.store import email_key
-from ..observability import logger, mask_email
+from ..observability import mask_email
 
 
 def forget(rt, email: str) -> dict:
@@ -37,8 +37,6 @@ def forget(rt, email: str) -> dict:
     if rt.config.dlq_url:
         dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
                                    {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]})
-    logger.info("person forgotten", extra={"email": mask_email(email), "links": len(people), "history": history,
-                                           "dead_letters": dead})
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
             "history_entries": history, "pointers": pointer_count, "dead_letters": dead, "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "

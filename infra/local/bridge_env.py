@@ -24,6 +24,6 @@ def local_env(argv: list[str], environ=os.environ) -> dict:
 if __name__ == "__main__":
     args = sys.argv[1:]
     os.environ.update(local_env(args))
-    from chalicelib.cli import main
+    from chalicelib.cli import command
 
-    sys.exit(main(args))
+    sys.exit(command(args))
