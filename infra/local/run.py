@@ -74,12 +74,14 @@ def secret(state: dict, key: str) -> str:
     return value
 
 
-def start(api_port: int = 8000, background: bool = True, reconcile_seconds: float = 60.0) -> LocalStack:
-    """Start everything; with background=False the worker and the schedule are driven by the caller."""
+def start(api_port: int = 8000, background: bool = True, reconcile_seconds: float = 60.0,
+          prefix: str = "local") -> LocalStack:
+    """Start everything; with background=False the worker and the schedule are driven by the caller.
+    (moto keeps its state per process: a second stack in the same process needs another prefix.)"""
     parts: list[Any] = []
     server, endpoint = start_moto()
     parts.append(lambda: stop_moto(server))
-    resources = deploy(endpoint, "local", visibility_timeout=10, max_receive_count=10)
+    resources = deploy(endpoint, prefix, visibility_timeout=10, max_receive_count=10)
     env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": os.environ.get("BRIDGE_MAX_ATTEMPTS", "5")}
     real = os.environ.get("INTERCOM_TOKEN") and os.environ.get("RF_TOKEN")
     if real:
