@@ -12,7 +12,9 @@ relative and validated, so the edge's reader has no way to name a `worker/` para
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
+
+from ..ports import SecretStore
 
 EDGE, WORKER = "edge", "worker"
 RF_WEBHOOK_SECRET = "rf/webhook-secret"            # under edge/
@@ -31,15 +33,6 @@ def intercom_client_secret(workspace: str) -> str:     # under edge/
 
 def intercom_token(workspace: str) -> str:              # under worker/
     return f"intercom/{workspace}/token"
-
-
-class SecretStore(Protocol):
-    """get answers None for a secret that is not set; put overwrites; delete of an absent one is a no-op."""
-
-    def get(self, name: str) -> Optional[str]: ...
-    def put(self, name: str, value: str) -> None: ...
-    def delete(self, name: str) -> None: ...
-    def scoped(self, part: str) -> "SecretStore": ...
 
 
 class Scoped:

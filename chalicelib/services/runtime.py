@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 from ..adapters.queue import Queue
 from ..adapters.ratelimit import SharedLimiter
-from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SecretStore, SsmSecrets,
+from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SsmSecrets,
                                 intercom_client_secret, intercom_token, valid_workspace)
 from ..adapters.store import Store, bind
 from ..config import Config
 from ..errors import Permanent
+from ..ports import SecretStore
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
     from ..adapters.intercom import IntercomClient

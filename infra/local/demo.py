@@ -70,7 +70,7 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
     from chalicelib.services.admin import person_history
     from chalicelib.services.runtime import default_runtime
     history = person_history(default_runtime(), "42", str(lead["id"]))
-    say("\nWhy (make bridge ARGS=\"history 42 " + str(lead["id"]) + "\"):")
+    say(f"\nWhy (./bridge history 42 {lead['id']}):")
     for entry in history["history"]:
         say(f"  {entry['at']}  {entry['event']:<14} {entry['outcome']:<16} {entry.get('reason') or ''}")
     return history
