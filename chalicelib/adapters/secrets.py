@@ -98,9 +98,9 @@ class SecretCache:
 
     - a value (or its absence) is read once and kept `ttl` seconds;
     - `get(name, accept)`: when the cached value is absent or does not satisfy `accept` (e.g. a
-      signature fails against it; `accept` only ever sees a set value), the store is asked again before the caller refuses — so a secret
-      connected or rotated a moment ago works at once — but at most once every `recheck` seconds
-      per secret, so callers cannot force reads;
+      signature fails against it; `accept` only ever sees a set value), the store is asked again
+      before the caller refuses — so a secret connected or rotated a moment ago works at once —
+      but at most once every `recheck` seconds per secret, so callers cannot force reads;
     - `refresh(name, stale)`: an explicit re-read after the remote side refused `stale` (a 401)."""
 
     def __init__(self, store: SecretStore, clock: Callable[[], float], ttl: float, recheck: float = RECHECK_SECONDS):
@@ -112,10 +112,11 @@ class SecretCache:
         value = self.store.get(name)
         if len(self._values) >= MAX_CACHED:
             self._values = {k: v for k, v in self._values.items() if v[1] is not None}
+            self._rechecked = {k: v for k, v in self._rechecked.items() if k in self._values}
         self._values[name] = (self.clock(), value)
         return value
 
-    def get(self, name: str, accept: Optional[Callable[[Optional[str]], bool]] = None) -> Optional[str]:
+    def get(self, name: str, accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
         hit = self._values.get(name)
         if hit is None or hit[0] + self.ttl <= self.clock():
             return self._read(name)                       # just read: as fresh as it gets

@@ -175,8 +175,8 @@ class CursorItem(_Item):
     position = UnicodeAttribute(null=True)
 
 
-MODELS = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem, NotificationItem, HistoryItem,
-          RateItem, CursorItem)
+MODELS = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem, NotificationItem,
+          HistoryItem, RateItem, CursorItem)
 
 
 def bind(table_name: str, region: Optional[str] = None) -> None:
@@ -510,7 +510,8 @@ class Store:
     def erase_link(self, link: LinkItem) -> tuple[int, int]:
         """Delete a person's history, its contact pointer's reference and the link itself.
         Returns (history entries, pointers) removed. Safe to repeat."""
-        entries = list(HistoryItem.query(history_pk(link.campaign_id, link.rf_user_id), attributes_to_get=["pk", "sk"]))
+        entries = list(HistoryItem.query(history_pk(link.campaign_id, link.rf_user_id),
+                                         attributes_to_get=["pk", "sk"]))
         with HistoryItem.batch_write() as batch:
             for entry in entries:
                 batch.delete(entry)

@@ -23,7 +23,7 @@ def connect_workspace(rt, workspace: str, token: Optional[str] = None, client_se
     had = set((current.secrets or ()) if current is not None else ())
     if not token and "token" not in had:
         raise ConnectError(f"workspace {workspace} has no access token yet: give --token (or INTERCOM_TOKEN)")
-    if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # the token goes there
+    if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
         raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
     # Secrets first: the table never says a secret is set before it is.
     if token:
