@@ -30,9 +30,9 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo
 
-## make bridge ARGS="settings show 42" — the operator CLI (against the local stack when it runs)
+## make bridge ARGS="settings show 42" — the same as ./bridge settings show 42 (prints only the CLI's output)
 bridge: $(STAMP)
-	$(BIN)/python -m infra.local.bridge_env $(ARGS)
+	@$(BIN)/python -m infra.local.bridge_env $(ARGS)
 
 ## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
 ##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs

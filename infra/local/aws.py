@@ -207,6 +207,7 @@ class Resources:
             "BRIDGE_TABLE": self.table,
             "BRIDGE_QUEUE_URL": self.queue_url,
             "BRIDGE_DLQ_URL": self.dlq_url,
+            "BRIDGE_SECRETS_PATH": f"/{self.prefix}",   # as deployed: /<Prefix>
         }
 
     def client(self, service: str) -> Any:

@@ -51,13 +51,6 @@ PLATFORM_GRANTS = {
 PLATFORM_GRANTS["worker"] |= {("sqs:ReceiveMessage", "{work}"), ("sqs:GetQueueAttributes", "{work}"),
                               ("sqs:DeleteMessage", "{work}")}
 
-#: The SSM reads of SECRETS-DESIGN.md, granted before the code performs them: the secrets move to
-#: SSM in a separate change. Remove this at merge, when the code reads SSM: from then on this test
-#: proves those grants like every other one (the "performed -> granted" direction is already strict).
-GRANTED_AHEAD_OF_CODE = {
-    "api_handler": {("ssm:GetParameter", "{secrets}/edge/*")},
-    "worker": {("ssm:GetParameter", "{secrets}/worker/*")},
-}
 
 
 # ------------------------------------------------------------------------------------------
@@ -141,7 +134,7 @@ def expand(grants: dict, target: deploy.Target, function: str) -> set[tuple[str,
 def violations(policy: dict, performed: set[tuple[str, str]], target: deploy.Target, function: str) -> dict:
     """What the policy lacks (performed, not granted) and what it grants beyond need."""
     missing = sorted(pair for pair in performed if not allows(policy, *pair))
-    explained = expand(PLATFORM_GRANTS, target, function) | expand(GRANTED_AHEAD_OF_CODE, target, function)
+    explained = expand(PLATFORM_GRANTS, target, function)
     unused = sorted((action, pattern) for action, pattern in granted(policy)
                     if (action, pattern) not in explained
                     and not any(fnmatchcase(a.lower(), action.lower()) and fnmatchcase(r, pattern)
@@ -312,11 +305,12 @@ def drive(stage: Stage) -> dict:
     """The flows: a join (and its repeat), a deferred retry, a permanent failure and an unreadable
     message (both dead-lettered), a qualification, an unlinked contact, reconciliation."""
     from chalicelib.services import admin
+    from chalicelib.services.connections import connect_rf, connect_workspace
 
     intercom, rf, outcome = stage.intercom, stage.rf, {}
     seed = stage.operator                   # the operator's setup, not recorded
-    seed.store.put_connection(WORKSPACE, "sim-token", client_secret=CLIENT_SECRET, api_base=intercom.base_url)
-    seed.store.put_rf_config("rf-token", RF_SECRET)
+    connect_workspace(seed, WORKSPACE, "sim-token", client_secret=CLIENT_SECRET, api_base=intercom.base_url)
+    connect_rf(seed, "rf-token", RF_SECRET)
     admin.apply_settings(seed, yaml.safe_dump(qualifying_settings()))
 
     ann = new_lead(rf, "ann@example.com")
@@ -393,10 +387,16 @@ def test_what_each_function_does(performed):
     """The actions, per function, as read from the recording (a readable summary of the above)."""
     _, stage, recorder = performed
     actions = {fn: sorted({a for a, _ in performed_pairs(stage, recorder, fn)}) for fn in deploy.FUNCTIONS}
-    assert actions["api_handler"] == ["dynamodb:GetItem", "sqs:SendMessage"]
+    assert actions["api_handler"] == ["dynamodb:GetItem", "sqs:SendMessage", "ssm:GetParameter"]
     assert actions["reconcile"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
-            "dynamodb:UpdateItem"} <= set(actions["worker"])
+            "dynamodb:UpdateItem", "ssm:GetParameter"} <= set(actions["worker"])
+    # Secrets: the API function reads only edge/, the worker only worker/ (an access token never reaches the edge).
+    secrets = stage.target.arn("ssm", f"parameter{stage.target.outputs['SecretsPath']}")
+    reads = {fn: {r for a, r in performed_pairs(stage, recorder, fn) if a == "ssm:GetParameter"} for fn in deploy.FUNCTIONS}
+    assert reads["api_handler"] and all(r.startswith(secrets + "/edge/") for r in reads["api_handler"])
+    assert reads["worker"] and all(r.startswith(secrets + "/worker/") for r in reads["worker"])
+    assert reads["reconcile"] == set()
     # The dead-letter queue is written by the worker alone; the pending index is read by reconcile alone.
     dlq, index = stage.target.outputs["DeadLetterQueueArn"], stage.target.outputs["TableArn"] + "/index/pending"
     for fn in deploy.FUNCTIONS:
