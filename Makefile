@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo bridge clean
+.PHONY: install test lint run demo bridge deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -21,17 +21,34 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 
-## make run — the whole pipeline locally on http://127.0.0.1:8000 (moto server + simulators)
+## make run [PORT=8000] — the whole pipeline locally on http://127.0.0.1:$(PORT) (moto server + simulators)
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/python -m infra.local.run
+	PORT=$(PORT) $(BIN)/python -m infra.local.run
 
 ## make demo — play a referral joining against a running `make run`
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo
 
-## make bridge ARGS="settings show 42" — the operator CLI (against the local stack when it runs)
+## make bridge ARGS="settings show 42" — the same as ./bridge settings show 42 (prints only the CLI's output)
 bridge: $(STAMP)
-	$(BIN)/python -m infra.local.bridge_env $(ARGS)
+	@$(BIN)/python -m infra.local.bridge_env $(ARGS)
+
+## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
+##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs
+## make destroy STAGE=prod [PURGE=1] — `chalice delete`, then the stack (PURGE: the table and secrets too)
+ifneq ($(filter deploy destroy,$(MAKECMDGOALS)),)
+ifeq ($(STAGE),)
+$(error which stage? make $(filter deploy destroy,$(MAKECMDGOALS)) STAGE=dev (or prod))
+endif
+endif
+
+deploy: $(STAMP)
+	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(if $(RENDER_ONLY),--render-only) \
+		$(if $(ALARM_EMAIL),--alarm-email $(ALARM_EMAIL)) $(if $(API_CONCURRENCY),--api-concurrency $(API_CONCURRENCY))
+
+destroy: $(STAMP)
+	$(BIN)/python -m infra.deploy destroy --stage $(STAGE) $(if $(PURGE),--purge)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

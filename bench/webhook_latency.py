@@ -23,9 +23,9 @@ def main(n: int = 200) -> None:
         event = json.dumps({"type": "notification_event", "app_id": state["workspace"], "id": "notif_1",
                             "topic": "contact.lead.updated", "created_at": 1,
                             "data": {"item": {"type": "contact", "id": "c1"}}}).encode()
-        sig = "sha1=" + hmac.new(state["intercom_client_secret"].encode(), event, hashlib.sha1).hexdigest()
+        sig = "sha1=" + hmac.new(run.secret(state, "intercom_client_secret").encode(), event, hashlib.sha1).hexdigest()
         routes = {
-            "referral-factory": (rf_body, {"X-Bridge-Secret": state["rf_webhook_secret"]}),
+            "referral-factory": (rf_body, {"X-Bridge-Secret": run.secret(state, "rf_webhook_secret")}),
             "intercom": (event, {"X-Hub-Signature": sig}),
         }
         for name, (body, headers) in routes.items():

@@ -1,8 +1,9 @@
-"""`bridge` — the operator's command line (python -m chalicelib.cli ...).
+"""`bridge` — the operator's command line (./bridge, or python -m chalicelib.cli ...).
 
 Reads the same environment as the Lambdas (BRIDGE_TABLE, BRIDGE_QUEUE_URL, BRIDGE_DLQ_URL,
-INTERCOM_BASE_URL, RF_BASE_URL, AWS credentials/region). Secrets are read from options or
-environment variables and never printed."""
+BRIDGE_SECRETS_PATH, INTERCOM_BASE_URL, RF_BASE_URL, AWS credentials/region). Secrets are read
+from options or environment variables, written to SSM Parameter Store, and never printed.
+Every error is one line on stderr and a non-zero exit (BRIDGE_DEBUG=1 adds the traceback)."""
 from __future__ import annotations
 
 import argparse
@@ -11,17 +12,82 @@ import os
 import sys
 
 from .domain.settings import SettingsError
+from .errors import WorkError
 from .services import admin
+from .services.connections import ConnectError, connect_rf, connect_workspace
 from .services.runtime import Runtime
 from .config import Config
+
+
+class CliError(Exception):
+    """A clear, one-line refusal."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):   # one line, not the usage block
+        self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
 
 
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        hint = " (an example: docs/examples/campaign.yaml)" if path.endswith((".yaml", ".yml", ".json")) else ""
+        raise CliError(f"{path}: no such file{hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _aws_problem(exc: BaseException) -> str | None:
+    """One line for an AWS failure (botocore's own, or wrapped by PynamoDB), else None."""
+    from botocore import exceptions as bx
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+            return ("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); "
+                    "for the local stack, start `make run`")
+        if isinstance(exc, bx.NoRegionError):
+            return "no AWS region: set AWS_DEFAULT_REGION (or a region in your AWS profile)"
+        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
+                            bx.ConnectionClosedError)):
+            where = os.environ.get("AWS_ENDPOINT_URL")
+            return (f"AWS is unreachable ({type(exc).__name__}"
+                    + (f" at AWS_ENDPOINT_URL={where}: is `make run` running?)" if where else "): check the network"))
+        if isinstance(exc, bx.ClientError):
+            error = exc.response.get("Error", {})
+            code, message = error.get("Code", "error"), error.get("Message", "")
+            if code == "ResourceNotFoundException":
+                return f"AWS: {message or code} — is BRIDGE_TABLE (or the stage) right?"
+            if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
+                return f"AWS refused ({code}): {message} — see the rights the CLI needs in the README"
+            return f"AWS answered {code}: {message}"
+        if isinstance(exc, bx.ParamValidationError):
+            return (f"AWS call not sent: {exc} — is the stage's environment set (BRIDGE_TABLE, BRIDGE_QUEUE_URL, "
+                    "BRIDGE_DLQ_URL)?")
+        if isinstance(exc, bx.BotoCoreError):
+            return f"AWS: {exc}"
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def _redact(text: str, secrets: list) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bridge", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="bridge", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default=os.environ.get("BRIDGE_STAGE"),
+                        help="a deployed stage (dev, prod): its resources are read from its CloudFormation stack")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     settings = sub.add_parser("settings", help="campaign settings").add_subparsers(dest="action", required=True)
@@ -34,14 +100,16 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     p.add_argument("campaign_id")
 
     ws = sub.add_parser("workspace", help="Intercom workspaces").add_subparsers(dest="action", required=True)
-    p = ws.add_parser("connect", help="store a workspace's access token (private app) and client secret")
+    p = ws.add_parser("connect", help="store a workspace's access token and client secret in SSM (what is not "
+                                      "given is kept)")
     p.add_argument("workspace")
     p.add_argument("--token", default=os.environ.get("INTERCOM_TOKEN"))
     p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
     p.add_argument("--api-base", default=None, help="regional API base, e.g. https://api.eu.intercom.io")
 
     rf = sub.add_parser("rf", help="Referral Factory").add_subparsers(dest="action", required=True)
-    p = rf.add_parser("connect", help="store the RF API token and the webhook secret")
+    p = rf.add_parser("connect", help="store the RF API token and the webhook secret in SSM (what is not given "
+                                      "is kept)")
     p.add_argument("--token", default=os.environ.get("RF_TOKEN"))
     p.add_argument("--webhook-secret", default=os.environ.get("RF_WEBHOOK_SECRET"))
 
@@ -53,53 +121,94 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     p.add_argument("campaign_id")
     p.add_argument("rf_user_id")
 
+    p = sub.add_parser("forget", help="erase a person (links, pointers, history, dead letters) by email")
+    p.add_argument("email")
+
     args = parser.parse_args(argv)
-    rt = rt or Runtime(Config.from_env())
+    if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
+        from .stage import use_stage_or_exit
+        use_stage_or_exit(args.stage)
+    secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]
     try:
-        if args.cmd == "settings" and args.action in ("apply", "check"):
-            with open(args.file, encoding="utf-8") as fh:
-                text = fh.read()
-            if args.action == "check":
-                from .domain.settings import parse_settings
-                parse_settings(admin.load_document(text))
-                print("settings are valid")
-                return 0
-            result = admin.apply_settings(rt, text, check_workspace=not args.offline)
-            for warning in result.pop("warnings"):
-                print(f"warning: {warning}", file=sys.stderr)
-            _print(result)
-        elif args.cmd == "settings":
-            shown = admin.show_settings(rt, args.campaign_id)
-            if shown is None:
-                print(f"campaign {args.campaign_id} has no settings", file=sys.stderr)
-                return 1
-            _print(shown)
-        elif args.cmd == "workspace":
-            if not args.token:
-                parser.error("--token (or INTERCOM_TOKEN) is required")
-            rt.store.put_connection(args.workspace, args.token, args.client_secret, args.api_base)
-            print(f"workspace {args.workspace} connected")
-            if not args.client_secret:
-                print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
-                      "workspace will be refused (401) until it is set", file=sys.stderr)
-        elif args.cmd == "rf":
-            if not args.token or not args.webhook_secret:
-                parser.error("--token and --webhook-secret (or RF_TOKEN, RF_WEBHOOK_SECRET) are required")
-            rt.store.put_rf_config(args.token, args.webhook_secret)
-            print("Referral Factory connected")
-        elif args.cmd == "dlq" and args.action == "list":
-            _print(admin.dead_letters(rt))
-        elif args.cmd == "dlq":
-            print(f"{admin.replay_dead_letters(rt)} message(s) sent back to the work queue")
-        elif args.cmd == "history":
-            _print(admin.person_history(rt, args.campaign_id, args.rf_user_id))
+        return _run(args, rt or Runtime(Config.from_env()))
     except SettingsError as exc:
         print("settings are invalid:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, never a traceback (nor a secret)
+        if os.environ.get("BRIDGE_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        if isinstance(exc, (CliError, ConnectError)):
+            message = str(exc)
+        elif isinstance(exc, WorkError):
+            message = exc.reason
+        else:
+            message = _aws_problem(exc) or f"unexpected error: {type(exc).__name__}: {exc}"
+        print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
+        return 1
+
+
+def _run(args, rt: Runtime) -> int:
+    if args.cmd == "dlq" and not rt.config.dlq_url:
+        raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
+    if args.cmd == "settings" and args.action in ("apply", "check"):
+        text = _read(args.file)
+        if args.action == "check":
+            from .domain.settings import parse_settings
+            parse_settings(admin.load_document(text))
+            print("settings are valid")
+            return 0
+        result = admin.apply_settings(rt, text, check_workspace=not args.offline)
+        for warning in result.pop("warnings"):
+            print(f"warning: {warning}", file=sys.stderr)
+        _print(result)
+    elif args.cmd == "settings":
+        shown = admin.show_settings(rt, args.campaign_id)
+        if shown is None:
+            raise CliError(f"campaign {args.campaign_id} has no settings")
+        _print(shown)
+    elif args.cmd == "workspace":
+        done = connect_workspace(rt, args.workspace, args.token, args.client_secret, args.api_base)
+        print(f"workspace {args.workspace} connected: token {done['token']}, client secret "
+              f"{done['client_secret']}, api base {done['api_base']}")
+        if done["client_secret"] == "missing":
+            print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
+                  "workspace will be refused (401) until it is set", file=sys.stderr)
+    elif args.cmd == "rf":
+        done = connect_rf(rt, args.token, args.webhook_secret)
+        print(f"Referral Factory connected: token {done['token']}, webhook secret {done['webhook_secret']}")
+        for name, option in (("token", "--token"), ("webhook_secret", "--webhook-secret")):
+            if done[name] == "missing":
+                print(f"warning: no {option} yet: " + ("joins cannot be read from RF or qualified"
+                      if name == "token" else "RF's webhooks will be refused (503)"), file=sys.stderr)
+    elif args.cmd == "dlq" and args.action == "list":
+        _print(admin.dead_letters(rt))
+    elif args.cmd == "dlq":
+        print(f"{admin.replay_dead_letters(rt)} message(s) sent back to the work queue")
+    elif args.cmd == "history":
+        found = admin.person_history(rt, args.campaign_id, args.rf_user_id)
+        if found["link"] is None and not found["history"]:
+            if rt.store.get_settings_item(args.campaign_id) is None:
+                raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
+            raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
+                           f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
+        _print(found)
+    elif args.cmd == "forget":
+        from .services.privacy import forget
+        _print(forget(rt, args.email))
     return 0
 
 
+def command(argv: list[str] | None = None) -> int:
+    """The `bridge` command: stdout carries only the answer (logs go to stderr), so `| jq` works."""
+    from .observability import logger
+    logger.registered_handler.setStream(sys.stderr)
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

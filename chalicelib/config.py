@@ -21,6 +21,8 @@ class Config:
     intercom_calls_per_10s: int  # shared budget per workspace, below ~1,666 / 10 s
     reconcile_per_run: int      # pending leads checked per reconciliation run
     record_budget_ms: int       # a record is not started with less Lambda time left than this
+    secrets_path: str           # SSM Parameter Store prefix of this stage's secrets (adapters/secrets.py)
+    history_days: int           # history entries expire (DynamoDB TTL) after this many days; 0: never
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -39,4 +41,6 @@ class Config:
             intercom_calls_per_10s=int(e.get("INTERCOM_CALLS_PER_10S", "1500")),
             reconcile_per_run=int(e.get("RECONCILE_PER_RUN", "1000")),
             record_budget_ms=int(e.get("BRIDGE_RECORD_BUDGET_MS", "30000")),
+            secrets_path="/" + e.get("BRIDGE_SECRETS_PATH", "/rf-intercom-bridge").strip("/"),
+            history_days=int(e.get("BRIDGE_HISTORY_DAYS", "400")),
         )

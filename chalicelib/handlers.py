@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chalice import Response
 
-from .observability import logger, metrics
+from .observability import count, logger, metrics
 from .services import ingest
 from .services.runtime import default_runtime
 
@@ -18,7 +18,11 @@ def _reply(request, receive) -> Response:
 
 
 def rf_webhook(request) -> Response:
-    return _reply(request, ingest.receive_rf_join)
+    response = _reply(request, ingest.receive_rf_join)
+    if response.status_code == 202:  # the dashboard's "joins received" (EMF: a log line, no AWS call)
+        count("JoinsReceived")
+        metrics.flush_metrics()
+    return response
 
 
 def intercom_webhook(request) -> Response:

@@ -2,7 +2,7 @@
 in-memory fakes (tests/fakes.py) or the HTTP simulators (tests/sim)."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional, Protocol
 
 
 class IntercomPort(Protocol):
@@ -33,3 +33,15 @@ class QueuePort(Protocol):
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None: ...
     def delete(self, receipt_handles: list[str]) -> None: ...
     def retry_in(self, receipt_handle: str, seconds: float) -> None: ...
+
+
+class SecretStore(Protocol):
+    """Secrets under one path (adapters/secrets.py: SSM; tests/fakes.py: MemorySecrets). Names are
+    relative to the path; `scoped(part)` is the store of a sub-path, which cannot name anything
+    outside it. get answers None for a secret that is not set; put overwrites; delete of an absent
+    one does nothing."""
+
+    def get(self, name: str) -> Optional[str]: ...
+    def put(self, name: str, value: str) -> None: ...
+    def delete(self, name: str) -> None: ...
+    def scoped(self, part: str) -> "SecretStore": ...

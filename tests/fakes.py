@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from chalicelib.adapters.queue import encode
+from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
 
 
@@ -16,6 +17,30 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+class MemorySecrets(Scoped):
+    """SecretStore in memory, with the real store's naming rules (scoped views share one dict).
+    `reads` records every full name read, in order."""
+
+    def __init__(self, prefix: str = "/bridge", values: dict | None = None, reads: list | None = None):
+        super().__init__(prefix)
+        self.values = {} if values is None else values
+        self.reads = [] if reads is None else reads
+
+    def scoped(self, part: str) -> "MemorySecrets":
+        return MemorySecrets(self.full_name(part), self.values, self.reads)
+
+    def get(self, name: str):
+        full = self.full_name(name)
+        self.reads.append(full)
+        return self.values.get(full)
+
+    def put(self, name: str, value: str) -> None:
+        self.values[self.full_name(name)] = value
+
+    def delete(self, name: str) -> None:
+        self.values.pop(self.full_name(name), None)
 
 
 class FakeQueue:
@@ -80,10 +105,10 @@ class FakeRuntime:
         self.store = FakeHistory()
         self.remaining_ms = lambda: 10**9
 
-    def rf_webhook_secret(self) -> str:
+    def rf_webhook_secret(self, accept=None) -> str:
         return self._rf_secret
 
-    def intercom_client_secret(self, workspace: str):
+    def intercom_client_secret(self, workspace: str, accept=None):
         return self._intercom.get(workspace)
 
     def campaign_known(self, campaign_id: str) -> bool:

@@ -61,31 +61,48 @@ def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], 
 
 
 class JsonApi:
-    """Base of the Intercom and RF clients."""
+    """Base of the Intercom and RF clients. `reauth(stale_token)` answers a newer token, or None:
+    on a 401 it is asked once, and the call is made once more with the new token (a 401 means the
+    request was refused, so repeating it is safe)."""
 
     service = "API"
 
-    def __init__(self, base_url: str, headers: dict, *, timeout: float = 10.0,
+    def __init__(self, base_url: str, headers: dict, *, token: str = "",
+                 reauth: Optional[Callable[[str], Optional[str]]] = None, timeout: float = 10.0,
                  limiter: Any = None, clock=time.time, sleeper=time.sleep,
                  max_wait: float | Callable[[], float] = 20.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._acquire = limiter.acquire if limiter is not None else (lambda: None)
+        self._reauth = reauth
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", **headers})
+        self._use(token)
         self._retry = retry_policy(clock, sleeper, self._acquire, max_wait)
         adapter = HTTPAdapter(max_retries=self._retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
+    def _use(self, token: str) -> None:
+        self._token = token
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
     def request(self, method: str, path: str, *, json_body: Any = None, params: Optional[dict] = None,
                 data: Optional[dict] = None) -> requests.Response:
-        self._acquire()
-        try:
-            resp = self.session.request(method, self.base_url + path, json=json_body, params=params,
-                                        data=data, timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            raise Transient(f"{self.service} unreachable after retries ({type(exc).__name__})") from None
+        def send() -> requests.Response:
+            self._acquire()
+            try:
+                return self.session.request(method, self.base_url + path, json=json_body, params=params,
+                                            data=data, timeout=self.timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                raise Transient(f"{self.service} unreachable after retries ({type(exc).__name__})") from None
+        resp = send()
+        if resp.status_code == 401 and self._reauth is not None:
+            fresh = self._reauth(self._token)      # rotated or reconnected since we read it?
+            if fresh:
+                self._use(fresh)
+                resp = send()
         if resp.status_code >= 400:
             raise self.error(resp)
         return resp

@@ -35,9 +35,8 @@ class NotFound(Exception):
 class IntercomClient(JsonApi):
     service = "Intercom"
 
-    def __init__(self, base_url: str, token: str, on_unauthorized=None, **kw):
-        super().__init__(base_url, {"Authorization": f"Bearer {token}", "Intercom-Version": VERSION}, **kw)
-        self._on_unauthorized = on_unauthorized or (lambda: None)
+    def __init__(self, base_url: str, token: str, **kw):
+        super().__init__(base_url, {"Intercom-Version": VERSION}, token=token, **kw)
 
     def message(self, body: Any) -> str:
         errors = body.get("errors") if isinstance(body, dict) else None
@@ -59,7 +58,7 @@ class IntercomClient(JsonApi):
         if exc.retryable:
             return Transient(exc.reason, retry_after=exc.retry_after)
         if exc.status == 401:
-            self._on_unauthorized()  # a reconnected token is picked up on the next use (replay)
+            # The token was read again before this: a reconnected one was already tried.
             return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "
                              "workspace, then replay the dead-letter queue")
         return Permanent(exc.reason)

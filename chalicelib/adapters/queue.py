@@ -76,3 +76,8 @@ class Queue:
 
     def delete_dead(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
+
+    def release_dead(self, receipt_handle: str) -> None:
+        """Make a dead letter received for a look visible again at once."""
+        self.client.change_message_visibility(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle,
+                                              VisibilityTimeout=0)

@@ -10,9 +10,8 @@ from .http import JsonApi
 class ReferralFactoryClient(JsonApi):
     service = "Referral Factory"
 
-    def __init__(self, base_url: str, token: str, on_unauthorized=None, **kw):
-        super().__init__(base_url, {"Authorization": f"Bearer {token}"}, **kw)
-        self._on_unauthorized = on_unauthorized or (lambda: None)
+    def __init__(self, base_url: str, token: str, **kw):
+        super().__init__(base_url, {}, token=token, **kw)
 
     def message(self, body: Any) -> str:
         if not isinstance(body, dict):
@@ -32,7 +31,6 @@ class ReferralFactoryClient(JsonApi):
             if exc.retryable:
                 raise Transient(exc.reason, retry_after=exc.retry_after) from None
             if exc.status == 401:
-                self._on_unauthorized()  # `bridge rf connect` with a new token takes effect on the next use
                 raise Permanent(f"{exc.reason} — the RF token is invalid: run `bridge rf connect`, then replay "
                                 "the dead-letter queue") from None
             raise Permanent(exc.reason) from None

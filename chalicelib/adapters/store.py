@@ -2,14 +2,17 @@
 
 Item kinds (pk / sk):
   CAMPAIGN#<id> / SETTINGS               the settings document
-  WORKSPACE#<app_id> / CONNECTION        Intercom token and client secret (never logged or returned)
-  RF / CONFIG                            Referral Factory token and webhook secret
+  WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
+                                         set (the secrets themselves live in SSM, see adapters/secrets.py)
+  WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
+  RF / CONFIG                            Referral Factory is connected: which secrets are set
   CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
                                          qualification it is in the sparse `pending` index
   CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers
   EMAIL#<ws>#<email> / LINKS             which links share an email      } "is this contact linked?"
   NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
-  HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`
+  HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`; expires (TTL
+                                         `expires_at`) after BRIDGE_HISTORY_DAYS
   RATE#<budget> / <window start>         shared rate-limit windows (TTL)
   RECONCILE / CURSOR                     where the reconciliation left off
 """
@@ -24,7 +27,7 @@ from typing import Any, Iterable, Optional
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute,
                                  UnicodeSetAttribute)
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -56,23 +59,30 @@ class SettingsItem(_Item):
 
 
 class ConnectionItem(_Item):
+    """Non-secret connection metadata only: never a token or a secret."""
+
     class Meta(_Meta):
         pass
 
-    access_token = UnicodeAttribute()
-    client_secret = UnicodeAttribute(null=True)
     api_base = UnicodeAttribute(null=True)
     status = UnicodeAttribute(default="active")
-    updated_at = UnicodeAttribute()
+    secrets = UnicodeSetAttribute(null=True)        # which are set in the secret store: token, client-secret
+    updated_at = UnicodeAttribute(null=True)
 
 
 class RFConfigItem(_Item):
     class Meta(_Meta):
         pass
 
-    api_token = UnicodeAttribute()
-    webhook_secret = UnicodeAttribute()
-    updated_at = UnicodeAttribute()
+    secrets = UnicodeSetAttribute(null=True)        # token, webhook-secret
+    updated_at = UnicodeAttribute(null=True)
+
+
+class WorkspacesItem(_Item):
+    class Meta(_Meta):
+        pass
+
+    names = UnicodeSetAttribute(null=True)
 
 
 class PendingIndex(GlobalSecondaryIndex):
@@ -147,6 +157,7 @@ class HistoryItem(_Item):
     details = JSONAttribute(null=True)
     count = NumberAttribute(null=True)
     at = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)         # the table's TTL attribute
 
 
 class RateItem(_Item):
@@ -164,8 +175,8 @@ class CursorItem(_Item):
     position = UnicodeAttribute(null=True)
 
 
-MODELS = (SettingsItem, ConnectionItem, RFConfigItem, LinkItem, PointerItem, NotificationItem, HistoryItem,
-          RateItem, CursorItem)
+MODELS = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem, NotificationItem,
+          HistoryItem, RateItem, CursorItem)
 
 
 def bind(table_name: str, region: Optional[str] = None) -> None:
@@ -210,10 +221,12 @@ def _batch_get(model, keys: Iterable[tuple[str, str]]) -> list:
 
 
 class Store:
-    """The repository the services use. `clock` is injected."""
+    """The repository the services use. `clock` is injected; history entries expire after
+    `history_days` (0: never)."""
 
-    def __init__(self, clock=time.time):
+    def __init__(self, clock=time.time, history_days: int = 400):
         self.clock = clock
+        self.history_days = history_days
 
     # --- settings and connections ----------------------------------------------------------
     def put_settings(self, campaign_id: str, document: dict, workspace: str) -> int:
@@ -221,6 +234,7 @@ class Store:
         version = (existing.version if existing else 0) + 1
         SettingsItem(f"CAMPAIGN#{campaign_id}", "SETTINGS", document=document, workspace=workspace,
                      version=version, updated_at=iso(self.clock())).save()
+        self.register_workspace(workspace)
         return version
 
     def get_settings_item(self, campaign_id: str) -> Optional[SettingsItem]:
@@ -233,11 +247,24 @@ class Store:
         items = _batch_get(SettingsItem, ((f"CAMPAIGN#{c}", "SETTINGS") for c in campaign_ids))
         return {i.pk.split("#", 1)[1]: i.document for i in items}
 
-    def put_connection(self, workspace: str, access_token: str, client_secret: Optional[str] = None,
-                       api_base: Optional[str] = None) -> None:
-        ConnectionItem(f"WORKSPACE#{workspace}", "CONNECTION", access_token=access_token,
-                       client_secret=client_secret, api_base=api_base, status="active",
-                       updated_at=iso(self.clock())).save()
+    def put_connection(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
+        """Mark a workspace connected. What is not given (a secret, the api base) is kept."""
+        actions = [ConnectionItem.status.set("active"), ConnectionItem.updated_at.set(iso(self.clock()))]
+        if set(secrets):
+            actions.append(ConnectionItem.secrets.add(set(secrets)))
+        if api_base:
+            actions.append(ConnectionItem.api_base.set(api_base))
+        ConnectionItem(f"WORKSPACE#{workspace}", "CONNECTION").update(actions=actions)
+        self.register_workspace(workspace)
+
+    def register_workspace(self, workspace: str) -> None:
+        WorkspacesItem("WORKSPACES", "INDEX").update(actions=[WorkspacesItem.names.add({workspace})])
+
+    def workspaces(self) -> set[str]:
+        try:
+            return set(WorkspacesItem.get("WORKSPACES", "INDEX").names or ())
+        except WorkspacesItem.DoesNotExist:
+            return set()
 
     def get_connection(self, workspace: str) -> Optional[ConnectionItem]:
         try:
@@ -245,9 +272,11 @@ class Store:
         except ConnectionItem.DoesNotExist:
             return None
 
-    def put_rf_config(self, api_token: str, webhook_secret: str) -> None:
-        RFConfigItem("RF", "CONFIG", api_token=api_token, webhook_secret=webhook_secret,
-                     updated_at=iso(self.clock())).save()
+    def put_rf_config(self, secrets: Iterable[str] = ()) -> None:
+        actions = [RFConfigItem.updated_at.set(iso(self.clock()))]
+        if set(secrets):
+            actions.append(RFConfigItem.secrets.add(set(secrets)))
+        RFConfigItem("RF", "CONFIG").update(actions=actions)
 
     def get_rf_config(self) -> Optional[RFConfigItem]:
         try:
@@ -455,7 +484,10 @@ class Store:
             sk = f"{iso(now)}#{next(_SEQUENCE):09d}#{uuid.uuid4().hex[:4]}"
             yield HistoryItem(history_pk(campaign_id, rf_user_id), sk,
                               event=entry["event"], outcome=entry["outcome"], reason=entry.get("reason"),
-                              details=entry.get("details"), at=iso(now))
+                              details=entry.get("details"), at=iso(now), expires_at=self._expires(now))
+
+    def _expires(self, now: float) -> Optional[int]:
+        return int(now) + self.history_days * 86400 if self.history_days > 0 else None
 
     def append_history(self, campaign_id: str, rf_user_id: str, entries: list[dict]) -> None:
         with HistoryItem.batch_write() as batch:
@@ -465,12 +497,47 @@ class Store:
     def note_repeat(self, campaign_id: str, rf_user_id: str, event: str, reason: str) -> None:
         """One history entry per person and event that counts the ignored repeats."""
         now = iso(self.clock())
+        expires = self._expires(self.clock())
         HistoryItem(history_pk(campaign_id, rf_user_id), f"~repeats#{event}").update(actions=[
             HistoryItem.event.set(event), HistoryItem.outcome.set("ignored"), HistoryItem.reason.set(reason),
-            HistoryItem.count.add(1), HistoryItem.at.set(now)])
+            HistoryItem.count.add(1), HistoryItem.at.set(now),
+            HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()])
 
     def history(self, campaign_id: str, rf_user_id: str) -> list[HistoryItem]:
         return list(HistoryItem.query(history_pk(campaign_id, rf_user_id)))
+
+    # --- erasure (`bridge forget`) ----------------------------------------------------------
+    def erase_link(self, link: LinkItem) -> tuple[int, int]:
+        """Delete a person's history, its contact pointer's reference and the link itself.
+        Returns (history entries, pointers) removed. Safe to repeat."""
+        entries = list(HistoryItem.query(history_pk(link.campaign_id, link.rf_user_id),
+                                         attributes_to_get=["pk", "sk"]))
+        with HistoryItem.batch_write() as batch:
+            for entry in entries:
+                batch.delete(entry)
+        pointers = 0
+        if link.contact_id:
+            pointers += self.drop_reference(contact_key(link.workspace, link.contact_id), link.ref)
+        link.delete()
+        return len(entries), pointers
+
+    def drop_reference(self, key: tuple[str, str], ref: str) -> int:
+        """Remove one link from a pointer; delete the pointer when no link is left. 1 if it was there."""
+        try:
+            PointerItem(*key).update(actions=[PointerItem.links.delete({ref})], condition=PointerItem.pk.exists())
+        except UpdateError as exc:
+            if _conditional(exc):
+                return 0
+            raise
+        try:
+            PointerItem(*key).delete(condition=PointerItem.links.does_not_exist())
+        except DeleteError as exc:
+            if not _conditional(exc):
+                raise
+        return 1
+
+    def delete_pointer(self, key: tuple[str, str]) -> None:
+        PointerItem(*key).delete()
 
     # --- rate-limit windows ----------------------------------------------------------------
     def take_slot(self, budget: str, window_start: int, limit: int, ttl: int) -> bool:

@@ -95,3 +95,9 @@ def with_referrer(person: dict, referrer: Optional[dict]) -> dict:
         return person
     return {**person, "referrer_name": referrer.get("first_name"), "referrer_email": referrer.get("email"),
             "referrer_code": referrer.get("code")}
+
+
+def given_email(person: Any) -> Optional[str]:
+    """The person's email as the bridge keys it (lower case), or None."""
+    email = person.get("email") if isinstance(person, dict) else None
+    return email.strip().lower() or None if isinstance(email, str) else None

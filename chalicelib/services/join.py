@@ -33,13 +33,15 @@ def process_join(message: JoinMessage, rt, prefetched_link=None, settings_doc: d
     # baseline recorded when it was created), not as a duplicate.
     progress = {"token": token, "campaign_id": campaign_id, "rf_user_id": rf_user_id,
                 "contact_id": getattr(prefetched_link, "contact_id", None),
-                "baseline": getattr(prefetched_link, "baseline", None)}
+                "baseline": getattr(prefetched_link, "baseline", None),
+                "email": people.given_email(message.get("person"))}
     try:
         outcome, fields, history = _apply(settings, message, rt, progress)
     except Exception as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         store.finish_join(campaign_id, rf_user_id, token, status="failed", workspace=settings.workspace,
                           reason=reason, contact_id=progress.get("contact_id"), baseline=progress.get("baseline"),
+                          email=progress.get("email"),   # so that `bridge forget` finds a failed join too
                           history=[{"event": "join", "outcome": "failed", "reason": reason}])
         raise
     status = "ignored" if outcome == "ignored" else "linked"
@@ -100,6 +102,7 @@ def _apply(settings: CampaignSettings, message: JoinMessage, rt, progress: dict)
     history: list[dict] = [{"event": "join_received", "outcome": "received", "details": {
         "type": person.get("type"), "fetched_from_referral_factory": person.pop("_fetched")}}]
     base = {"kind": person.get("type"), "email": (person.get("email") or "").lower() or None}
+    progress["email"] = base["email"]
     attributes = rt.attributes(settings.workspace)
     plan = decide.plan(settings, person, attributes)
     if isinstance(plan, decide.Skip):

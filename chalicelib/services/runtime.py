@@ -9,25 +9,33 @@ from typing import TYPE_CHECKING
 
 from ..adapters.queue import Queue
 from ..adapters.ratelimit import SharedLimiter
+from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SsmSecrets,
+                                intercom_client_secret, intercom_token, valid_workspace)
 from ..adapters.store import Store, bind
 from ..config import Config
 from ..errors import Permanent
+from ..ports import SecretStore
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
     from ..adapters.intercom import IntercomClient
     from ..adapters.referral_factory import ReferralFactoryClient
 
 CACHE_SECONDS = 300
+EDGE_SECRET_SECONDS = 60     # a value refused by a signature is checked against the store at once anyway
 
 
 class Runtime:
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time,
                  sleeper: Callable[[float], None] = time.sleep, queue: Optional[Queue] = None,
-                 store: Optional[Store] = None):
+                 store: Optional[Store] = None, secrets: Optional[SecretStore] = None):
         self.config, self.clock, self.sleeper = config, clock, sleeper
         bind(config.table)
-        self.store = store or Store(clock)
+        self.store = store or Store(clock, history_days=config.history_days)
         self.queue = queue or Queue(config.queue_url, config.dlq_url)
+        # The whole path is for the operator's CLI to write; each function reads only its own part.
+        self.secrets = secrets or SsmSecrets(config.secrets_path)
+        self.edge_secrets = SecretCache(self.secrets.scoped(EDGE), clock, EDGE_SECRET_SECONDS)
+        self.worker_secrets = SecretCache(self.secrets.scoped(WORKER), clock, CACHE_SECONDS)
         self._cache: dict[tuple, tuple[float, object]] = {}
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
 
@@ -41,15 +49,20 @@ class Runtime:
 
     def forget(self) -> None:
         self._cache.clear()
+        self.edge_secrets.clear()
+        self.worker_secrets.clear()
 
-    # --- edge lookups (cached: the webhook path stays at one read per container per minute) ---
-    def rf_webhook_secret(self) -> str:
-        item = self._cached(("rf-config",), self.store.get_rf_config, 60)
-        return item.webhook_secret if item else ""
+    # --- edge lookups (cached: a warm webhook makes no read; see SecretCache for when it asks again) ---
+    def rf_webhook_secret(self, accept: Optional[Callable[[str], bool]] = None) -> str:
+        """'' when not configured. `accept`: does the caller's header match this value?"""
+        return self.edge_secrets.get(RF_WEBHOOK_SECRET, accept) or ""
 
-    def intercom_client_secret(self, workspace: str) -> Optional[str]:
-        conn = self._cached(("connection", workspace), lambda: self.store.get_connection(workspace), 60)
-        return conn.client_secret if conn is not None and conn.status == "active" else None
+    def intercom_client_secret(self, workspace: str, accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
+        """None when the workspace is not connected (or has no client secret). `accept`: does the
+        signature verify with this value?"""
+        if not valid_workspace(workspace):
+            return None
+        return self.edge_secrets.get(intercom_client_secret(workspace), accept)
 
     def campaign_known(self, campaign_id: str) -> bool:
         """Known campaigns are cached; unknown ones are asked again (settings may have just been applied)."""
@@ -79,12 +92,15 @@ class Runtime:
             from ..adapters.intercom import IntercomClient
 
             conn = self.store.get_connection(workspace)
-            if conn is None or conn.status != "active":
+            name = intercom_token(workspace)
+            token = self.worker_secrets.get(name) if conn is not None and conn.status == "active" else None
+            if not token:
                 raise Permanent(f"Intercom workspace {workspace} is not connected — run "
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
             limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10)
-            return IntercomClient(conn.api_base or self.config.intercom_base_url, conn.access_token,
-                                  on_unauthorized=lambda: self._cache.pop(("intercom", workspace), None),
+            # On a 401 the token is read again: a reconnected one is used at once.
+            return IntercomClient(conn.api_base or self.config.intercom_base_url, token,
+                                  reauth=lambda stale: self.worker_secrets.refresh(name, stale),
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
 
@@ -92,12 +108,12 @@ class Runtime:
         def make():
             from ..adapters.referral_factory import ReferralFactoryClient
 
-            conf = self.store.get_rf_config()
-            if conf is None:
+            token = self.worker_secrets.get(RF_TOKEN)
+            if not token:
                 raise Permanent("Referral Factory is not connected — run `bridge rf connect`")
             limiter = self.limiter("referral-factory", self.config.rf_calls_per_minute, 60)
-            return ReferralFactoryClient(self.config.rf_base_url, conf.api_token,
-                                         on_unauthorized=lambda: self._cache.pop(("rf",), None),
+            return ReferralFactoryClient(self.config.rf_base_url, token,
+                                         reauth=lambda stale: self.worker_secrets.refresh(RF_TOKEN, stale),
                                          **self._http_kw(limiter))
         return self._cached(("rf",), make)
 

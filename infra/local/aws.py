@@ -37,7 +37,11 @@ DUMMY_KEY = "testing"
 #: Resource types in the template that moto's CloudFormation cannot create.
 #: Their "not supported" log line and UserWarning are silenced; any other
 #: unsupported type still warns (so a new resource type is noticed).
-EXPECTED_UNSUPPORTED_TYPES = frozenset({"AWS::CloudWatch::Alarm"})
+EXPECTED_UNSUPPORTED_TYPES = frozenset({
+    "AWS::CloudWatch::Alarm",
+    "AWS::S3::BucketPolicy",      # the deployed-state bucket's TLS-only policy
+    "AWS::SNS::Subscription",     # the alarm email (only when AlarmEmail is given)
+})
 
 _REQUIRED_OUTPUTS = (
     "TableName",
@@ -203,6 +207,7 @@ class Resources:
             "BRIDGE_TABLE": self.table,
             "BRIDGE_QUEUE_URL": self.queue_url,
             "BRIDGE_DLQ_URL": self.dlq_url,
+            "BRIDGE_SECRETS_PATH": f"/{self.prefix}",   # as deployed: /<Prefix>
         }
 
     def client(self, service: str) -> Any:

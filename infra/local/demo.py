@@ -15,7 +15,7 @@ from typing import Callable
 
 import requests
 
-from infra.local.run import STATE
+from infra.local.run import STATE, secret
 
 
 def _wait(what: str, check: Callable[[], object], settle: Callable[[], None], timeout: float = 30.0):
@@ -44,7 +44,7 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
     say(f"1. Ann (RF user {lead['id']}) joined campaign 42 through Rita's link")
     body = {k: lead.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "referrer_id")}
     answer = requests.post(f"{state['api_url']}/webhooks/referral-factory", json=body,
-                           headers={"X-Bridge-Secret": state["rf_webhook_secret"]})
+                           headers={"X-Bridge-Secret": secret(state, "rf_webhook_secret")})
     say(f"2. RF's webhook -> bridge: {answer.status_code} {answer.json()}")
 
     def contact():
@@ -59,7 +59,7 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
              "topic": "contact.lead.updated", "created_at": int(time.time()),
              "data": {"type": "notification_event_data", "item": updated}}
     raw = json.dumps(event).encode()
-    signature = "sha1=" + hmac.new(state["intercom_client_secret"].encode(), raw, hashlib.sha1).hexdigest()
+    signature = "sha1=" + hmac.new(secret(state, "intercom_client_secret").encode(), raw, hashlib.sha1).hexdigest()
     answer = requests.post(f"{state['api_url']}/webhooks/intercom", data=raw,
                            headers={"Content-Type": "application/json", "X-Hub-Signature": signature})
     say(f"4. Ann signed up (signed_up = Yes); Intercom's webhook -> bridge: {answer.status_code}")
@@ -70,7 +70,7 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
     from chalicelib.services.admin import person_history
     from chalicelib.services.runtime import default_runtime
     history = person_history(default_runtime(), "42", str(lead["id"]))
-    say("\nWhy (make bridge ARGS=\"history 42 " + str(lead["id"]) + "\"):")
+    say(f"\nWhy (./bridge history 42 {lead['id']}):")
     for entry in history["history"]:
         say(f"  {entry['at']}  {entry['event']:<14} {entry['outcome']:<16} {entry.get('reason') or ''}")
     return history
@@ -79,7 +79,10 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
 def main() -> None:
     if not STATE.exists():
         sys.exit("start the stack first: make run")
-    play(json.loads(STATE.read_text()))
+    state = json.loads(STATE.read_text())
+    if state.get("mode") == "real":
+        sys.exit("make demo plays a referral on the simulators; this stack runs against the real APIs")
+    play(state)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ WORKSPACE = os.environ.get("INTERCOM_WORKSPACE", "vne310wv")
 CLIENT_SECRET = "local-intercom-client-secret"
 RF_WEBHOOK_SECRET = "local-rf-webhook-secret"
 DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
+# The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the README map.
+LOCAL_ATTRIBUTES = {"referral_code": "string", "lead_source": "string", "signed_up": "string",
+                    "referral_link": "string", "score": "float"}
 
 
 @dataclass
@@ -39,10 +42,21 @@ class LocalStack:
     parts: list = field(default_factory=list)
     scheduler: Optional[Scheduler] = None
 
+    real: bool = False
+
     def state(self) -> dict:
-        return {"api_url": self.api_url, "aws_endpoint_url": self.endpoint_url, "intercom_url": self.intercom_url,
-                "rf_url": self.rf_url, "workspace": WORKSPACE, "intercom_client_secret": CLIENT_SECRET,
-                "rf_webhook_secret": RF_WEBHOOK_SECRET, "env": self.env}
+        """What .local/stack.json records. Never a secret given in the environment: with real APIs,
+        only the names of the variables the secrets came from (a file of secrets on disk would
+        outlive the shell); the local defaults are dummies the demo and the bench sign with."""
+        state = {"api_url": self.api_url, "aws_endpoint_url": self.endpoint_url, "intercom_url": self.intercom_url,
+                 "rf_url": self.rf_url, "workspace": WORKSPACE, "mode": "real" if self.real else "simulators",
+                 "env": self.env}
+        for key, var, default in (("intercom_client_secret", "INTERCOM_CLIENT_SECRET", CLIENT_SECRET),
+                                  ("rf_webhook_secret", "RF_WEBHOOK_SECRET", RF_WEBHOOK_SECRET)):
+            given = os.environ.get(var)
+            state[key] = None if given else default
+            state[f"{key}_from"] = f"${var}" if given else "local default"
+        return state
 
     def stop(self) -> None:
         if self.scheduler:
@@ -51,12 +65,23 @@ class LocalStack:
             stop()
 
 
-def start(api_port: int = 8000, background: bool = True, reconcile_seconds: float = 60.0) -> LocalStack:
-    """Start everything; with background=False the worker and the schedule are driven by the caller."""
+def secret(state: dict, key: str) -> str:
+    """A webhook secret of the running stack: the local default, or read again from the variable
+    named in the state (its value is not on disk)."""
+    value = state.get(key) or os.environ.get(str(state.get(f"{key}_from", "")).lstrip("$"))
+    if not value:
+        raise SystemExit(f"{key} came from {state.get(f'{key}_from')}: set it in this shell too")
+    return value
+
+
+def start(api_port: int = 8000, background: bool = True, reconcile_seconds: float = 60.0,
+          prefix: str = "local") -> LocalStack:
+    """Start everything; with background=False the worker and the schedule are driven by the caller.
+    (moto keeps its state per process: a second stack in the same process needs another prefix.)"""
     parts: list[Any] = []
     server, endpoint = start_moto()
     parts.append(lambda: stop_moto(server))
-    resources = deploy(endpoint, "local", visibility_timeout=10, max_receive_count=10)
+    resources = deploy(endpoint, prefix, visibility_timeout=10, max_receive_count=10)
     env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": os.environ.get("BRIDGE_MAX_ATTEMPTS", "5")}
     real = os.environ.get("INTERCOM_TOKEN") and os.environ.get("RF_TOKEN")
     if real:
@@ -71,20 +96,21 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
 
     import app as app_module
     from chalicelib.services import admin
+    from chalicelib.services.connections import connect_rf, connect_workspace
     from chalicelib.services.runtime import default_runtime, reset_default_runtime
 
     reset_default_runtime(None)
     rt = default_runtime()
-    rt.store.put_connection(WORKSPACE, os.environ.get("INTERCOM_TOKEN", "sim-token"),
-                            client_secret=os.environ.get("INTERCOM_CLIENT_SECRET", CLIENT_SECRET))
-    rt.store.put_rf_config(os.environ.get("RF_TOKEN", "rf-token"),
-                           os.environ.get("RF_WEBHOOK_SECRET", RF_WEBHOOK_SECRET))
+    # As an operator would: through the secret store (SSM on moto), never the table.
+    connect_workspace(rt, WORKSPACE, os.environ.get("INTERCOM_TOKEN") or "sim-token",
+                      os.environ.get("INTERCOM_CLIENT_SECRET") or CLIENT_SECRET)
+    connect_rf(rt, os.environ.get("RF_TOKEN") or "rf-token", os.environ.get("RF_WEBHOOK_SECRET") or RF_WEBHOOK_SECRET)
     if not real:
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
     api = serve_app(app_module.app, port=api_port)
     parts.append(api.stop)
     poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
-    stack = LocalStack(api.url, endpoint, env, intercom_url, rf_url, poller, parts)
+    stack = LocalStack(api.url, endpoint, env, intercom_url, rf_url, poller, parts, real=bool(real))
     if background:
         stop_event = threading.Event()
         thread = threading.Thread(target=poller.run_forever, args=(stop_event,), daemon=True)
@@ -100,15 +126,21 @@ def _simulators():
     from tests.sim.referral_factory import RFSim
 
     intercom = IntercomSim(app_id=WORKSPACE).start()
-    for name in ("referral_code", "lead_source", "signed_up", "referral_link"):
-        intercom.define_attribute(name, "string")
+    for name, dtype in LOCAL_ATTRIBUTES.items():
+        intercom.define_attribute(name, dtype)
     rf = RFSim().start()
     rf.add_campaign(42, "Friends of Acme")
     return intercom, rf
 
 
+def api_port(env=os.environ) -> int:
+    """`make run PORT=8080`: the local API's port (8000 by default)."""
+    return int(env.get("PORT") or 8000)
+
+
 def main() -> None:
-    stack = start(reconcile_seconds=float(os.environ.get("RECONCILE_EVERY_SECONDS", "60")))
+    stack = start(api_port=api_port(),
+                  reconcile_seconds=float(os.environ.get("RECONCILE_EVERY_SECONDS", "60")))
     STATE.parent.mkdir(exist_ok=True)
     STATE.write_text(json.dumps(stack.state(), indent=2))
     print(f"""
@@ -120,7 +152,7 @@ def main() -> None:
   Worker          polling the work queue; reconciliation every {os.environ.get('RECONCILE_EVERY_SECONDS', '60')} s
 
   In another terminal:  make demo      (a referral joins, signs up, and qualifies)
-  Operator commands:    make bridge ARGS="history 42 <rf user id>"   (env in {STATE.relative_to(ROOT)})
+  Operator commands:    ./bridge history 42 <rf user id>   (finds this stack through {STATE.relative_to(ROOT)})
   Ctrl-C stops everything.
 """, flush=True)
     done = threading.Event()

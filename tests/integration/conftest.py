@@ -101,6 +101,12 @@ class Bridge:
         from chalicelib.services.admin import dead_letters
         return dead_letters(self.rt)
 
+    def operator(self):
+        """The operator's CLI runtime: another process, with its own (empty) caches."""
+        from chalicelib.config import Config
+        from chalicelib.services.runtime import Runtime
+        return Runtime(Config.from_env(), clock=self.rt.clock)
+
     def history(self, campaign_id, rf_user_id) -> dict:
         from chalicelib.services.admin import person_history
         return person_history(self.rt, str(campaign_id), str(rf_user_id))
@@ -113,12 +119,13 @@ def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
                        "BRIDGE_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}.items():
         monkeypatch.setenv(key, value)
     from chalicelib.config import Config
+    from chalicelib.services.connections import connect_rf, connect_workspace
     from chalicelib.services.runtime import Runtime, reset_default_runtime
     import app as app_module
 
     rt = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
-    rt.store.put_connection(WORKSPACE, "sim-token", client_secret="client-secret")
-    rt.store.put_rf_config("rf-token", SECRET)
+    connect_workspace(rt, WORKSPACE, "sim-token", client_secret="client-secret")
+    connect_rf(rt, "rf-token", SECRET)
     reset_default_runtime(rt)
     server = serve_app(app_module.app)
     poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)

@@ -156,7 +156,8 @@ def test_joins_for_a_campaign_just_configured_are_accepted(bridge, rf):
 
 def test_one_workspace_cannot_touch_another_workspaces_links(bridge, intercom, rf):
     lead, contact = join(bridge, intercom, rf)
-    bridge.rt.store.put_connection("other-ws", "other-token", client_secret="other-secret")
+    from chalicelib.services.connections import connect_workspace
+    connect_workspace(bridge.rt, "other-ws", "other-token", client_secret="other-secret")
     intercom.update_contact(contact["id"], signed_up="Yes")
     forged = intercom.webhook_payload("contact.lead.updated", contact["id"], app_id="other-ws")
     answer = bridge.post_intercom(forged, secret="other-secret")   # validly signed by the other workspace

@@ -93,7 +93,8 @@ def test_a_revoked_token_keeps_the_work_and_replays_after_reconnecting(bridge, i
     assert "Intercom answered 401" in dead["reason"] and "reconnect the workspace" in dead["reason"]
 
     intercom.tokens.add("new-token")
-    bridge.rt.store.put_connection("vne310wv", "new-token")     # the operator reconnects (another process)
+    from chalicelib.services.connections import connect_workspace
+    connect_workspace(bridge.operator(), "vne310wv", "new-token")     # the operator reconnects (another process)
     from chalicelib.services.admin import replay_dead_letters
     replay_dead_letters(bridge.rt)
     bridge.drain()

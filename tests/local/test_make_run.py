@@ -1,23 +1,96 @@
 """`make run` + `make demo`: the local stack, started as `make run` starts it, shows a
-referral qualify end to end on the simulators (the worker is driven by the test)."""
+referral qualify end to end on the simulators (the worker is driven by the test); the README's
+settings example and commands work against it as written."""
+import json
 import os
+import re
+import shlex
+from pathlib import Path
+
+import pytest
 
 from infra.local import demo, run
+from infra.local.aws import unique_prefix
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+ENV_SECRETS = ("INTERCOM_TOKEN", "RF_TOKEN", "INTERCOM_CLIENT_SECRET", "RF_WEBHOOK_SECRET")
 
 
-def test_the_local_stack_plays_the_demo_end_to_end(monkeypatch):
-    for var in ("INTERCOM_TOKEN", "RF_TOKEN"):
+def started(monkeypatch, **env):
+    for var in ENV_SECRETS:
         monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
     saved = dict(os.environ)
-    stack = run.start(api_port=0, background=False)
-    try:
-        lines = []
-        history = demo.play(stack.state(), settle=stack.poller.drain, say=lines.append)
-        assert [h["outcome"] for h in history["history"]][-1] == "qualified"
-        assert any("qualified at" in line for line in lines)
-    finally:
+    stack = run.start(api_port=0, background=False, prefix=unique_prefix("local"))
+
+    def stop():
         stack.stop()
         os.environ.clear()
         os.environ.update(saved)
         from chalicelib.services.runtime import reset_default_runtime
         reset_default_runtime(None)
+    return stack, stop
+
+
+@pytest.fixture(scope="module")
+def local_stack():
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        stack, stop = started(monkeypatch)
+        yield stack
+        stop()
+
+
+def test_the_local_stack_plays_the_demo_end_to_end(local_stack):
+    lines = []
+    history = demo.play(local_stack.state(), settle=local_stack.poller.drain, say=lines.append)
+    assert [h["outcome"] for h in history["history"]][-1] == "qualified"
+    assert any("qualified at" in line for line in lines)
+
+
+def test_the_readmes_settings_example_and_commands_apply_as_written(local_stack, tmp_path, capsys, monkeypatch):
+    from chalicelib.cli import main
+    section = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    [example] = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    path = tmp_path / "readme.yaml"
+    path.write_text(example)
+    assert main(["settings", "apply", str(path)]) == 0                 # checked against the local workspace
+    assert json.loads(capsys.readouterr().out)["campaign_id"] == "42"
+    commands = [shlex.split(line.split("#", 1)[0])[1:] for line in section.splitlines()
+                if line.startswith("./bridge settings")]
+    assert len(commands) >= 4 and ["settings", "apply", "--offline", "docs/examples/campaign.yaml"] in commands
+    monkeypatch.chdir(ROOT)
+    for argv in commands:
+        assert main(argv) == 0, argv
+    capsys.readouterr()
+
+
+def test_with_real_apis_the_state_file_names_where_secrets_came_from_but_holds_none(monkeypatch):
+    given = {"INTERCOM_TOKEN": "real-ic-token", "RF_TOKEN": "real-rf-token",
+             "INTERCOM_CLIENT_SECRET": "real-ic-client-secret", "RF_WEBHOOK_SECRET": "real-rf-webhook-secret"}
+    stack, stop = started(monkeypatch, **given)
+    try:
+        state = stack.state()
+        written = json.dumps(state)
+        assert not any(value in written for value in given.values())
+        assert state["mode"] == "real"
+        assert (state["intercom_client_secret_from"], state["rf_webhook_secret_from"]) == \
+            ("$INTERCOM_CLIENT_SECRET", "$RF_WEBHOOK_SECRET")
+        assert run.secret(state, "rf_webhook_secret") == "real-rf-webhook-secret"   # read from the shell again
+        import requests
+        answer = requests.post(f"{stack.api_url}/webhooks/referral-factory", json={"id": 1, "campaign_id": 42},
+                               headers={"X-Bridge-Secret": "real-rf-webhook-secret"}, timeout=10)
+        assert answer.status_code == 404          # the secret in use is the one given (no settings yet)
+    finally:
+        stop()
+
+
+def test_make_run_takes_a_port():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    dry = subprocess.run(["make", "-n", "run", "PORT=8123"], cwd=root, capture_output=True, text=True, check=True)
+    assert "PORT=8123 .venv/bin/python -m infra.local.run" in dry.stdout
+    assert run.api_port({"PORT": "8123"}) == 8123 and run.api_port({}) == 8000

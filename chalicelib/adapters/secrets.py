@@ -1,0 +1,138 @@
+"""Secrets in SSM Parameter Store (SecureString), under one path per stage (BRIDGE_SECRETS_PATH).
+
+The second segment of a name says who may read it, so IAM grants a path per function:
+
+  <path>/edge/rf/webhook-secret                  RF's webhook header value     read by the API function
+  <path>/edge/intercom/<workspace>/client-secret  the app's client secret       read by the API function
+  <path>/worker/rf/token                         the RF API token              read by the worker
+  <path>/worker/intercom/<workspace>/token       the workspace's access token  read by the worker
+
+The CLI writes them. A function gets a store scoped to its own part (`scoped("edge")`): names are
+relative and validated, so the edge's reader has no way to name a `worker/` parameter."""
+from __future__ import annotations
+
+import re
+from typing import Callable, Optional
+
+from ..ports import SecretStore
+
+EDGE, WORKER = "edge", "worker"
+RF_WEBHOOK_SECRET = "rf/webhook-secret"            # under edge/
+RF_TOKEN = "rf/token"                              # under worker/
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def valid_workspace(workspace: object) -> bool:
+    return isinstance(workspace, str) and bool(_WORKSPACE.match(workspace))
+
+
+def intercom_client_secret(workspace: str) -> str:     # under edge/
+    return f"intercom/{workspace}/client-secret"
+
+
+def intercom_token(workspace: str) -> str:              # under worker/
+    return f"intercom/{workspace}/token"
+
+
+class Scoped:
+    """Name handling shared by the real store and its in-memory twin: a prefix, and relative names
+    whose segments are plain words (no `..`, no empty or absolute parts)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = "/" + prefix.strip("/")
+
+    def full_name(self, name: str) -> str:
+        parts = name.split("/") if isinstance(name, str) else [""]
+        if not all(_SEGMENT.match(p) and p not in (".", "..") for p in parts):
+            raise ValueError(f"not a secret name: {name!r}")
+        return f"{self.prefix}/{name}"
+
+
+class SsmSecrets(Scoped):
+    """The real store. The boto3 client is created on first use (AWS_ENDPOINT_URL points it at moto)
+    and shared by the scoped views."""
+
+    def __init__(self, prefix: str, client=None, _root: Optional["SsmSecrets"] = None):
+        super().__init__(prefix)
+        self._client, self._root = client, _root
+
+    @property
+    def client(self):
+        if self._root is not None:
+            return self._root.client
+        if self._client is None:
+            import boto3  # deferred: only the paths that read a secret pay for it
+            from botocore.config import Config
+
+            self._client = boto3.client("ssm", config=Config(connect_timeout=3, read_timeout=5,
+                                                              retries={"max_attempts": 3, "mode": "standard"}))
+        return self._client
+
+    def scoped(self, part: str) -> "SsmSecrets":
+        return SsmSecrets(self.full_name(part), _root=self._root or self)
+
+    def get(self, name: str) -> Optional[str]:
+        full = self.full_name(name)
+        try:
+            return self.client.get_parameter(Name=full, WithDecryption=True)["Parameter"]["Value"]
+        except self.client.exceptions.ParameterNotFound:
+            return None
+
+    def put(self, name: str, value: str) -> None:
+        self.client.put_parameter(Name=self.full_name(name), Value=value, Type="SecureString", Overwrite=True)
+
+    def delete(self, name: str) -> None:
+        try:
+            self.client.delete_parameter(Name=self.full_name(name))
+        except self.client.exceptions.ParameterNotFound:
+            pass
+
+
+RECHECK_SECONDS = 5.0
+MAX_CACHED = 1024    # callers choose the names (app_id): absences are not kept beyond this many
+
+
+class SecretCache:
+    """A function's secrets, cached for the container. The one place that decides when to read again:
+
+    - a value (or its absence) is read once and kept `ttl` seconds;
+    - `get(name, accept)`: when the cached value is absent or does not satisfy `accept` (e.g. a
+      signature fails against it; `accept` only ever sees a set value), the store is asked again
+      before the caller refuses — so a secret connected or rotated a moment ago works at once —
+      but at most once every `recheck` seconds per secret, so callers cannot force reads;
+    - `refresh(name, stale)`: an explicit re-read after the remote side refused `stale` (a 401)."""
+
+    def __init__(self, store: SecretStore, clock: Callable[[], float], ttl: float, recheck: float = RECHECK_SECONDS):
+        self.store, self.clock, self.ttl, self.recheck = store, clock, ttl, recheck
+        self._values: dict[str, tuple[float, Optional[str]]] = {}   # name -> (read at, value)
+        self._rechecked: dict[str, float] = {}                     # name -> last re-read before refusing
+
+    def _read(self, name: str) -> Optional[str]:
+        value = self.store.get(name)
+        if len(self._values) >= MAX_CACHED:
+            self._values = {k: v for k, v in self._values.items() if v[1] is not None}
+            self._rechecked = {k: v for k, v in self._rechecked.items() if k in self._values}
+        self._values[name] = (self.clock(), value)
+        return value
+
+    def get(self, name: str, accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
+        hit = self._values.get(name)
+        if hit is None or hit[0] + self.ttl <= self.clock():
+            return self._read(name)                       # just read: as fresh as it gets
+        if hit[1] and (accept is None or accept(hit[1])):
+            return hit[1]
+        last = self._rechecked.get(name)
+        if last is not None and self.clock() - last < self.recheck:
+            return hit[1]                                  # refused on the cached value
+        self._rechecked[name] = self.clock()
+        return self._read(name)
+
+    def refresh(self, name: str, stale: Optional[str]) -> Optional[str]:
+        """Read again; the new value if it differs from `stale`, else None."""
+        value = self._read(name)
+        return value if value and value != stale else None
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._rechecked.clear()

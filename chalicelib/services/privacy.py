@@ -1,0 +1,89 @@
+"""Erasure: `bridge forget <email>` removes a person from everything the bridge keeps.
+
+No table scan: the workspaces index names every workspace ever connected or configured; the
+`EMAIL#<workspace>#<email>` pointers lead to the person's links (every campaign), and each link to
+its history and its contact pointer. Dead letters about the person are deleted from the
+dead-letter queue. Safe to repeat: the email pointers go last, so an interrupted run is finished by
+running it again."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..adapters.store import email_key
+from ..observability import mask_email
+
+
+def forget(rt, email: str) -> dict:
+    email = email.strip().lower()
+    workspaces = sorted(rt.store.workspaces())
+    keys = [email_key(ws, email) for ws in workspaces]
+    pointers = rt.store.pointers(keys)
+    refs = set().union(*pointers.values()) if pointers else set()
+    links = [link for _, link in sorted(rt.store.links_by_ref(refs).items())
+             if (link.email or "").strip().lower() == email]   # a pointer never erases someone else
+    people, history, pointer_count = [], 0, 0
+    for link in links:
+        people.append({"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
+                       "workspace": link.workspace, "contact_id": link.contact_id})
+        entries, dropped = rt.store.erase_link(link)
+        history += entries
+        pointer_count += dropped
+    for key in keys:
+        if key[0] in pointers:
+            rt.store.delete_pointer(key)
+            pointer_count += 1
+    dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
+    if rt.config.dlq_url:
+        dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
+                                   {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]})
+    return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
+            "history_entries": history, "pointers": pointer_count, "dead_letters": dead, "people": people,
+            "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
+                               "there too (the contact ids and RF user ids above)"}
+
+
+def _mentions(value: Any, email: str) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() == email
+    if isinstance(value, dict):
+        return any(_mentions(v, email) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, email) for v in value)
+    return False
+
+
+def _about(body: Any, email: str, people: set, contacts: set) -> bool:
+    if not isinstance(body, dict):
+        return False
+    if (str(body.get("campaign_id")), str(body.get("rf_user_id"))) in people:
+        return True
+    item = body.get("item") if isinstance(body.get("item"), dict) else {}
+    if (body.get("workspace"), item.get("id")) in contacts:
+        return True
+    return _mentions(body, email)
+
+
+def forget_dead_letters(rt, email: str, people: set, contacts: set, limit: int = 10_000) -> int:
+    """Delete dead letters about the person; the others are put back at once."""
+    deleted, kept, seen = 0, [], set()
+    try:
+        while len(seen) < limit:
+            batch = [m for m in rt.queue.receive_dead(visibility=60) if m["MessageId"] not in seen]
+            if not batch:
+                break
+            for m in batch:
+                seen.add(m["MessageId"])
+                try:
+                    body = json.loads(m["Body"])
+                except ValueError:
+                    body = m["Body"]
+                if _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower()):
+                    rt.queue.delete_dead(m["ReceiptHandle"])
+                    deleted += 1
+                else:
+                    kept.append(m["ReceiptHandle"])
+    finally:
+        for handle in kept:
+            rt.queue.release_dead(handle)
+    return deleted

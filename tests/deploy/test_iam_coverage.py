@@ -1,0 +1,439 @@
+"""Issue 6 §2 "Must show": every AWS action the code performs is granted by the rendered policy of
+the function that performs it (action AND resource), and nothing else is granted.
+
+Each function's real handler runs as Lambda would run it, with the environment `make deploy` rendered
+for the prod stage (from its stack on a moto server): the API routes through Chalice's local
+gateway, the worker on SQS events built from real messages of the work queue, reconcile on a
+scheduled event. Every botocore call they make (boto3's and PynamoDB's own session alike go through
+BaseClient._make_api_call) is recorded, mapped to the IAM actions and resources it needs, and compared
+with the rendered policy statements, in both directions."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from botocore.client import BaseClient
+
+from infra import deploy
+from infra.local.aws import client as moto_client
+from infra.local.context import FakeLambdaContext
+from infra.local.esm import build_sqs_event
+from infra.local.scheduler import scheduled_event
+from tests.fakes import FakeClock
+from tests.integration.conftest import join_body, qualifying_settings
+from tests.sim.intercom import IntercomSim
+from tests.sim.referral_factory import RFSim
+from tests.sim.webhooks import sign
+from tests.support.intercom_contract import validate_request
+
+from .conftest import REGION, aws_env
+
+STAGE = "prod"
+WORKSPACE = "vne310wv"
+CLIENT_SECRET = "client-secret"
+RF_SECRET = "rf-hook-secret"
+
+#: Granted, but performed by the Lambda service for the function rather than by our code: writing
+#: the function's logs, and (worker) the SQS event source polling the work queue with the function's
+#: role (ReceiveMessage, GetQueueAttributes, DeleteMessage after a successful batch). Lambda refuses
+#: to create the event source without them.
+PLATFORM_GRANTS = {
+    fn: {("logs:CreateLogStream", "{logs}:*"), ("logs:PutLogEvents", "{logs}:*")} for fn in deploy.FUNCTIONS
+}
+PLATFORM_GRANTS["worker"] |= {("sqs:ReceiveMessage", "{work}"), ("sqs:GetQueueAttributes", "{work}"),
+                              ("sqs:DeleteMessage", "{work}")}
+
+
+
+# ------------------------------------------------------------------------------------------
+# AWS calls -> IAM actions and resources
+# ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Call:
+    service: str
+    operation: str
+    params: dict
+
+
+class UnmappedCall(AssertionError):
+    pass
+
+
+_TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+_SQS_BATCH = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+              "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+
+
+def required(call: Call, target: deploy.Target) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs AWS authorizes for one API call."""
+    p, op = call.params, call.operation
+    if call.service == "dynamodb":
+        def table(name, index=None):
+            return target.arn("dynamodb", f"table/{name}" + (f"/index/{index}" if index else ""))
+        if op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "DescribeTable"):
+            return [(f"dynamodb:{op}", table(p["TableName"]))]
+        if op in ("Query", "Scan"):
+            return [(f"dynamodb:{op}", table(p["TableName"], p.get("IndexName")))]
+        if op in ("BatchGetItem", "BatchWriteItem"):
+            return [(f"dynamodb:{op}", table(name)) for name in p["RequestItems"]]
+        if op == "TransactWriteItems":   # authorized item by item, with the item's own action
+            return [(f"dynamodb:{_TRANSACT[kind]}", table(body["TableName"]))
+                    for item in p["TransactItems"] for kind, body in item.items()]
+        if op == "TransactGetItems":
+            return [("dynamodb:GetItem", table(item["Get"]["TableName"])) for item in p["TransactItems"]]
+    if call.service == "sqs":
+        if op == "GetQueueUrl":
+            return [("sqs:GetQueueUrl", target.arn("sqs", p["QueueName"]))]
+        account, name = urlparse(p["QueueUrl"]).path.strip("/").split("/")
+        arn = f"arn:{target.partition}:sqs:{target.region}:{account}:{name}"
+        return [(f"sqs:{_SQS_BATCH.get(op, op)}", arn)]
+    if call.service == "ssm":
+        def parameter(name):
+            return target.arn("ssm", f"parameter{name}")
+        if op in ("GetParameter", "PutParameter", "DeleteParameter"):
+            return [(f"ssm:{op}", parameter(p["Name"]))]
+        if op in ("GetParameters", "DeleteParameters"):
+            return [(f"ssm:{op}", parameter(name)) for name in p["Names"]]
+        if op == "GetParametersByPath":
+            return [("ssm:GetParametersByPath", parameter(p["Path"]))]
+    if call.service == "sts" and op == "GetCallerIdentity":
+        return []   # needs no permission
+    raise UnmappedCall(f"{call.service}:{op} is not mapped to IAM: add it to required()")
+
+
+def granted(policy: dict) -> set[tuple[str, str]]:
+    return {(action, resource) for s in policy["Statement"] if s["Effect"] == "Allow"
+            for action in s["Action"] for resource in s["Resource"]}
+
+
+def allows(policy: dict, action: str, resource: str) -> bool:
+    return any(fnmatchcase(action.lower(), a.lower()) and fnmatchcase(resource, r) for a, r in granted(policy))
+
+
+def placeholders(target: deploy.Target, function: str) -> dict[str, str]:
+    o = target.outputs
+    return {"logs": target.arn("logs", f"log-group:/aws/lambda/{deploy.function_name(target.prefix, function)}"),
+            "work": o["QueueArn"], "dlq": o["DeadLetterQueueArn"], "table": o["TableArn"],
+            "secrets": target.arn("ssm", f"parameter{o['SecretsPath']}")}
+
+
+def expand(grants: dict, target: deploy.Target, function: str) -> set[tuple[str, str]]:
+    values = placeholders(target, function)
+    return {(action, pattern.format(**values)) for action, pattern in grants.get(function, ())}
+
+
+def violations(policy: dict, performed: set[tuple[str, str]], target: deploy.Target, function: str) -> dict:
+    """What the policy lacks (performed, not granted) and what it grants beyond need."""
+    missing = sorted(pair for pair in performed if not allows(policy, *pair))
+    explained = expand(PLATFORM_GRANTS, target, function)
+    unused = sorted((action, pattern) for action, pattern in granted(policy)
+                    if (action, pattern) not in explained
+                    and not any(fnmatchcase(a.lower(), action.lower()) and fnmatchcase(r, pattern)
+                                for a, r in performed))
+    absent = sorted(explained - granted(policy))
+    return {"performed but not granted": missing, "granted but never performed": unused,
+            "listed but not granted": absent}
+
+
+# ------------------------------------------------------------------------------------------
+# Recording what each function does
+# ------------------------------------------------------------------------------------------
+
+class Recorder:
+    """Records the botocore calls made by this thread while a function is running."""
+
+    def __init__(self):
+        self.calls: dict[str, list[Call]] = defaultdict(list)
+        self.function: str | None = None
+        self._thread = threading.get_ident()
+
+    @contextlib.contextmanager
+    def installed(self):
+        original = BaseClient._make_api_call
+        recorder = self
+
+        def spy(client, operation_name, api_params):
+            if recorder.function and threading.get_ident() == recorder._thread:
+                recorder.calls[recorder.function].append(
+                    Call(client.meta.service_model.service_name, operation_name, dict(api_params)))
+            return original(client, operation_name, api_params)
+
+        BaseClient._make_api_call = spy
+        try:
+            yield self
+        finally:
+            BaseClient._make_api_call = original
+
+
+class Stage:
+    """The prod stage's three functions, run in the environment `make deploy` rendered for them."""
+
+    def __init__(self, rendered, recorder, intercom, rf, clock):
+        from chalice.cli.factory import CLIFactory
+        from chalice.local import LocalGateway
+
+        import app as app_module
+
+        self.app, self.recorder, self.clock = app_module, recorder, clock
+        self.intercom, self.rf = intercom, rf
+        self.target = rendered.targets[STAGE]
+        config = CLIFactory(str(rendered.project)).create_config_obj(chalice_stage_name=STAGE)
+        self.env = {fn: config.scope(STAGE, fn).environment_variables for fn in deploy.FUNCTIONS}
+        # Chalice's local API Gateway. (Not chalice.test.Client: it swaps os.environ for a copy while
+        # a request runs, and a botocore session first made then keeps reading that copy for good.)
+        self.gateway = LocalGateway(app_module.app, config.scope(STAGE, "api_handler"))
+        self.sqs = moto_client("sqs", rendered.endpoint, REGION)
+        self.work_url = self.target.outputs["QueueUrl"]
+        # One warm container per function. Built up front: every Runtime re-binds PynamoDB's models,
+        # which drops their clients, and a botocore client costs ~0.1 s to make.
+        self._warm = {fn: self.runtime(fn) for fn in deploy.FUNCTIONS}
+        self.operator = self.runtime("worker")
+
+    def runtime(self, function: str):
+        from chalicelib.config import Config
+        from chalicelib.services.runtime import Runtime
+
+        # The third-party APIs are the simulators; everything AWS is as rendered.
+        env = {**self.env[function], "INTERCOM_BASE_URL": self.intercom.base_url, "RF_BASE_URL": self.rf.base_url}
+        return Runtime(Config.from_env(env), clock=self.clock, sleeper=self.clock.sleep)
+
+    @contextlib.contextmanager
+    def running(self, function: str):
+        """As in the function's own (warm) container: its environment, its runtime, its calls recorded."""
+        from chalicelib.services.runtime import reset_default_runtime
+
+        saved = dict(os.environ)
+        os.environ.update(self.env[function])
+        reset_default_runtime(self._warm[function])
+        self.recorder.function = function
+        try:
+            yield
+        finally:
+            self.recorder.function = None
+            reset_default_runtime(None)
+            os.environ.clear()
+            os.environ.update(saved)
+
+    # --- the functions -------------------------------------------------------------------
+    def request(self, method: str, path: str, body: bytes, headers: dict) -> int:
+        with self.running("api_handler"):
+            return self.gateway.handle_request(method=method, path=path, headers=headers, body=body)["statusCode"]
+
+    def post_join(self, body, secret=RF_SECRET) -> int:
+        return self.request("POST", "/webhooks/referral-factory", json.dumps(body).encode(),
+                            {"Content-Type": "application/json", "X-Bridge-Secret": secret})
+
+    def post_intercom(self, payload, secret=CLIENT_SECRET, method="POST") -> int:
+        raw = json.dumps(payload).encode()
+        return self.request(method, "/webhooks/intercom", raw,
+                            {"Content-Type": "application/json", "X-Hub-Signature": sign(raw, secret)})
+
+    def drain(self, max_batches: int = 20) -> list:
+        """The SQS event source: receive (not recorded: the platform does it), invoke the worker,
+        delete the batch when it returns."""
+        from chalicelib.services.worker import RetryBatch
+
+        results = []
+        for _ in range(max_batches):
+            messages = self.sqs.receive_message(QueueUrl=self.work_url, MaxNumberOfMessages=10,
+                                                AttributeNames=["All"], MessageAttributeNames=["All"],
+                                                WaitTimeSeconds=0).get("Messages", [])
+            if not messages:
+                return results
+            context = FakeLambdaContext(function_name=deploy.function_name(self.target.prefix, "worker"),
+                                        timeout_seconds=120, region=REGION)
+            with self.running("worker"):
+                try:
+                    results.append(self.app.worker(build_sqs_event(messages, self.target.outputs["QueueArn"]),
+                                                   context))
+                    retried = False
+                except RetryBatch as exc:
+                    results.append(str(exc))
+                    retried = True
+            if not retried:
+                self.sqs.delete_message_batch(QueueUrl=self.work_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        raise AssertionError("the work queue did not drain")
+
+    def reconcile(self):
+        context = FakeLambdaContext(function_name=deploy.function_name(self.target.prefix, "reconcile"),
+                                    timeout_seconds=120, region=REGION)
+        with self.running("reconcile"):
+            return self.app.reconcile(scheduled_event("reconcile", region=REGION), context)
+
+
+def new_lead(rf, email):
+    referrer = rf.add_user(42, f"ref-{email}", "Rita")
+    return rf.add_user(42, email, email.split("@")[0].title(), referrer_id=referrer["id"])
+
+
+@pytest.fixture(scope="module")
+def performed(rendered):
+    """Drive every flow of the three functions once; return what each function did."""
+    clock = FakeClock()
+    intercom = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request).start()
+    for name, dtype in (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
+                        ("referral_link", "string")):
+        intercom.define_attribute(name, dtype)
+    rf = RFSim(clock=clock).start()
+    rf.add_campaign(42, "Friends of Acme")
+    recorder = Recorder()
+    with pytest.MonkeyPatch.context() as mp, recorder.installed():
+        for key in [k for k in os.environ if k.startswith(("BRIDGE_", "AWS_"))]:
+            mp.delenv(key)
+        for key, value in aws_env(rendered.endpoint).items():
+            mp.setenv(key, value)
+        stage = Stage(rendered, recorder, intercom, rf, clock)
+        try:
+            yield drive(stage), stage, recorder
+        finally:
+            intercom.stop()
+            rf.stop()
+    assert intercom.contract_violations == []
+
+
+def drive(stage: Stage) -> dict:
+    """The flows: a join (and its repeat), a deferred retry, a permanent failure and an unreadable
+    message (both dead-lettered), a qualification, an unlinked contact, reconciliation."""
+    from chalicelib.services import admin
+    from chalicelib.services.connections import connect_rf, connect_workspace
+
+    intercom, rf, outcome = stage.intercom, stage.rf, {}
+    seed = stage.operator                   # the operator's setup, not recorded
+    connect_workspace(seed, WORKSPACE, "sim-token", client_secret=CLIENT_SECRET, api_base=intercom.base_url)
+    connect_rf(seed, "rf-token", RF_SECRET)
+    admin.apply_settings(seed, yaml.safe_dump(qualifying_settings()))
+
+    ann = new_lead(rf, "ann@example.com")
+    outcome["join"] = [stage.post_join(join_body(ann)) for _ in range(2)]       # + a repeat
+    outcome["wrong secret"] = stage.post_join(join_body(ann), secret="nope")
+    outcome["head"] = stage.post_intercom({}, method="HEAD")
+    stage.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+
+    # A deferred retry beside a handled message: the worker deletes one and delays the other.
+    bob = new_lead(rf, "bob@example.com")
+    intercom.fail_next("POST", r"^/contacts$", 429, headers={"Retry-After": "3600"})
+    stage.post_join(join_body(bob))
+    stranger = intercom.add_contact("who@example.com")
+    outcome["unlinked"] = stage.post_intercom(intercom.webhook_payload("contact.lead.updated", stranger["id"]))
+    outcome["retry"] = stage.drain()
+
+    # A permanent failure (dead-lettered with the person's history) and an unreadable message.
+    cid = new_lead(rf, "cid@example.com")
+    intercom.fail_next("POST", r"^/contacts$", 400)
+    stage.post_join(join_body(cid))
+    stage.sqs.send_message(QueueUrl=stage.work_url, MessageBody="{not json")
+    stage.drain()
+
+    # Qualification.
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    outcome["notify"] = stage.post_intercom(intercom.webhook_payload("contact.lead.updated", contact["id"]))
+    stage.drain()
+    outcome["qualified"] = [user_id for user_id, _ in rf.qualification_events]
+    outcome["ann"] = ann["id"]
+
+    # Reconciliation of a pending lead, and the check it queues.
+    dee = new_lead(rf, "dee@example.com")
+    stage.post_join(join_body(dee))
+    stage.drain()
+    outcome["reconcile"] = stage.reconcile()
+    stage.drain()
+    dlq = stage.sqs.receive_message(QueueUrl=stage.target.outputs["DeadLetterQueueUrl"], MaxNumberOfMessages=10,
+                                    MessageAttributeNames=["All"], VisibilityTimeout=0)
+    outcome["dead letters"] = [m["MessageAttributes"]["reason"]["StringValue"] for m in dlq.get("Messages", [])]
+    return outcome
+
+
+def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
+    return {pair for call in recorder.calls[function] for pair in required(call, stage.target)}
+
+
+# ------------------------------------------------------------------------------------------
+# The tests
+# ------------------------------------------------------------------------------------------
+
+def test_the_flows_ran_as_a_user_would_see_them(performed):
+    """The coverage below means something only if the flows really happened."""
+    outcome, _, _ = performed
+    assert outcome["join"] == [202, 202] and outcome["wrong secret"] == 401 and outcome["head"] == 200
+    assert outcome["unlinked"] == 200 and outcome["notify"] == 200
+    assert any("will be retried" in str(r) for r in outcome["retry"]), outcome["retry"]
+    assert outcome["qualified"] == [outcome["ann"]]
+    assert outcome["reconcile"]["queued"] == 1
+    assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
+
+
+@pytest.mark.parametrize("function", deploy.FUNCTIONS)
+def test_the_rendered_policy_grants_exactly_what_the_function_does(performed, rendered, function):
+    _, stage, recorder = performed
+    done = performed_pairs(stage, recorder, function)
+    assert done, f"{function} performed no AWS call: the flows did not reach it"
+    policy = rendered.policy(STAGE, function)
+    assert violations(policy, done, stage.target, function) == {
+        "performed but not granted": [], "granted but never performed": [], "listed but not granted": []}
+
+
+def test_what_each_function_does(performed):
+    """The actions, per function, as read from the recording (a readable summary of the above)."""
+    _, stage, recorder = performed
+    actions = {fn: sorted({a for a, _ in performed_pairs(stage, recorder, fn)}) for fn in deploy.FUNCTIONS}
+    assert actions["api_handler"] == ["dynamodb:GetItem", "sqs:SendMessage", "ssm:GetParameter"]
+    assert actions["reconcile"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "sqs:SendMessage"]
+    assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
+            "dynamodb:UpdateItem", "ssm:GetParameter"} <= set(actions["worker"])
+    # Secrets: the API function reads only edge/, the worker only worker/ (an access token never reaches the edge).
+    secrets = stage.target.arn("ssm", f"parameter{stage.target.outputs['SecretsPath']}")
+    reads = {fn: {r for a, r in performed_pairs(stage, recorder, fn) if a == "ssm:GetParameter"} for fn in deploy.FUNCTIONS}
+    assert reads["api_handler"] and all(r.startswith(secrets + "/edge/") for r in reads["api_handler"])
+    assert reads["worker"] and all(r.startswith(secrets + "/worker/") for r in reads["worker"])
+    assert reads["reconcile"] == set()
+    # The dead-letter queue is written by the worker alone; the pending index is read by reconcile alone.
+    dlq, index = stage.target.outputs["DeadLetterQueueArn"], stage.target.outputs["TableArn"] + "/index/pending"
+    for fn in deploy.FUNCTIONS:
+        resources = {r for _, r in performed_pairs(stage, recorder, fn)}
+        assert (dlq in resources) == (fn == "worker") and (index in resources) == (fn == "reconcile")
+
+
+def test_the_check_catches_a_missing_and_a_superfluous_grant(performed, rendered):
+    """The comparison itself can fail: a policy without UpdateItem, or with DeleteItem, is refused."""
+    _, stage, recorder = performed
+    done = performed_pairs(stage, recorder, "worker")
+    policy = json.loads(json.dumps(rendered.policy(STAGE, "worker")))
+    table = next(s for s in policy["Statement"] if s["Sid"] == "Table")
+    table["Action"] = [a for a in table["Action"] if a != "dynamodb:UpdateItem"] + ["dynamodb:DeleteItem"]
+    found = violations(policy, done, stage.target, "worker")
+    assert [a for a, _ in found["performed but not granted"]] == ["dynamodb:UpdateItem"]
+    assert found["granted but never performed"] == [("dynamodb:DeleteItem", stage.target.outputs["TableArn"])]
+    with pytest.raises(UnmappedCall):
+        required(Call("s3", "GetObject", {"Bucket": "b", "Key": "k"}), stage.target)
+
+
+def test_transactions_are_authorized_item_by_item(rendered):
+    target = rendered.targets[STAGE]
+    call = Call("dynamodb", "TransactWriteItems", {"TransactItems": [
+        {"Update": {"TableName": "t"}}, {"Put": {"TableName": "t"}}, {"ConditionCheck": {"TableName": "t"}}]})
+    assert [a for a, _ in required(call, target)] == ["dynamodb:UpdateItem", "dynamodb:PutItem",
+                                                      "dynamodb:ConditionCheckItem"]
+
+
+def test_the_api_function_cannot_read_an_access_token(rendered):
+    """SECRETS-DESIGN: the edge reads only <path>/edge/*; tokens live under <path>/worker/."""
+    target = rendered.targets[STAGE]
+    secrets = target.outputs["SecretsPath"]
+    token = target.arn("ssm", f"parameter{secrets}/worker/intercom/{WORKSPACE}/token")
+    edge = target.arn("ssm", f"parameter{secrets}/edge/intercom/{WORKSPACE}/client-secret")
+    assert not allows(rendered.policy(STAGE, "api_handler"), "ssm:GetParameter", token)
+    assert allows(rendered.policy(STAGE, "api_handler"), "ssm:GetParameter", edge)
+    assert allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", token)
+    assert not allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", edge)
+    assert not any(a.startswith("ssm:") for a, _ in granted(rendered.policy(STAGE, "reconcile")))

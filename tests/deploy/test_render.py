@@ -1,0 +1,222 @@
+"""Issue 6 §2: `make deploy STAGE=<stage>` needs no hand edits. Rendered against a moto server's
+CloudFormation (RENDER_ONLY), the stage's Chalice config and policies carry the stack's real names,
+account and region; `chalice package` of the result passes cfn-lint; a redeploy from another
+checkout reuses Chalice's deployed state, so the API (and its URL) stays the same."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra import deploy
+from chalicelib.stage import OUTPUT_ENV
+
+from .conftest import REGION, ROOT, aws_env, aws_on, project_copy
+
+# Built from parts so that this file is not itself a match.
+PLACEHOLDER = re.compile(r"\b(" + "ACCOUNT" + "_ID|" + "REG" + "ION)\b")
+BIN = Path(sys.executable).parent
+
+
+def test_the_stage_config_holds_the_stacks_resources_and_nothing_to_fill_in(rendered):
+    config = rendered.config()
+    for stage, target in rendered.targets.items():
+        env = config["stages"][stage]["environment_variables"]
+        outputs = target.outputs
+        assert env["BRIDGE_TABLE"] == outputs["TableName"] == f"rf-intercom-bridge-{stage}-table"
+        assert env["BRIDGE_QUEUE_NAME"] == f"rf-intercom-bridge-{stage}-work"
+        assert env["BRIDGE_QUEUE_URL"] == outputs["QueueUrl"] and f"/{target.account}/" in env["BRIDGE_QUEUE_URL"]
+        assert env["BRIDGE_DLQ_URL"] == outputs["DeadLetterQueueUrl"]
+        assert env["BRIDGE_SECRETS_PATH"] == f"/rf-intercom-bridge-{stage}"    # SECRETS-DESIGN.md
+        assert env["POWERTOOLS_SERVICE_NAME"] == f"rf-intercom-bridge-{stage}"  # the dashboard's dimension
+        functions = config["stages"][stage]["lambda_functions"]
+        assert {fn: f["iam_policy_file"] for fn, f in functions.items()} == {
+            fn: f"policy-{stage}-{fn}.json" for fn in deploy.FUNCTIONS}
+        assert functions["api_handler"]["reserved_concurrency"] == deploy.DEFAULT_API_CONCURRENCY
+        assert target.region == REGION and target.account == "123456789012"
+    for path in (rendered.project / ".chalice").rglob("*"):
+        if path.is_file():
+            assert not PLACEHOLDER.search(path.read_text()), f"{path.name} still has a placeholder"
+
+
+def test_the_repository_has_no_placeholder_left_anywhere():
+    skip = {".venv", ".git", ".pytest_cache", ".local", "node_modules"}
+    offenders = []
+    for path in ROOT.rglob("*"):
+        parts = set(path.relative_to(ROOT).parts)
+        if path.is_file() and not parts & skip and path.suffix in ("", ".json", ".py", ".md", ".yaml", ".yml", ".txt"):
+            if path.parent == ROOT / ".chalice" and path.name != "README.md":
+                continue   # rendered by a local `make deploy`: git-ignored
+            if PLACEHOLDER.search(path.read_text(errors="ignore")):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_policies_grant_only_their_own_stage(rendered):
+    """dev and prod never share a right: no resource pattern of one stage matches anything of the other."""
+    def patterns(stage):
+        return [r for fn in deploy.FUNCTIONS for s in rendered.policy(stage, fn)["Statement"] for r in s["Resource"]]
+
+    def samples(stage):   # concrete resources of the stage: every pattern with its wildcards filled in
+        return [p.replace("*", "anything") for p in patterns(stage)]
+
+    from fnmatch import fnmatchcase
+    for mine, other in (("prod", "dev"), ("dev", "prod")):
+        for pattern in patterns(mine):
+            assert f"rf-intercom-bridge-{mine}" in pattern
+            assert not [s for s in samples(other) if fnmatchcase(s, pattern)], pattern
+        for fn in deploy.FUNCTIONS:
+            for statement in rendered.policy(mine, fn)["Statement"]:
+                assert statement["Effect"] == "Allow" and "Condition" not in statement
+                assert all(not a.endswith("*") for a in statement["Action"]), "no action wildcards"
+
+
+def test_rendering_again_updates_in_place_and_keeps_the_other_stage(rendered):
+    before = rendered.config()
+    lines = []
+    again = deploy.deploy("prod", project_dir=rendered.project, render_only=True, aws=aws_on(rendered.endpoint),
+                          say=lines.append)
+    assert any("updating stack rf-intercom-bridge-prod" in line for line in lines)
+    assert again["target"].outputs["QueueUrl"] == rendered.targets["prod"].outputs["QueueUrl"]
+    assert rendered.config() == before, "same stack, same config: nothing moved"
+    assert "RENDER_ONLY: `chalice deploy` skipped" in lines
+
+
+def test_a_hand_made_config_is_replaced_not_merged(rendered):
+    """A .chalice/config.json this tool did not write (e.g. the old one with placeholders) leaves nothing behind."""
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    old = {"app_name": "rf-intercom-bridge", "stages": {"dev": {"environment_variables": {
+        "BRIDGE_QUEUE_URL": "https://sqs." + "REG" + "ION.amazonaws.com/x/y"}}}}
+    fresh = deploy.chalice_config(rendered.targets["prod"], base, old, None)
+    assert list(fresh["stages"]) == ["prod"] and not PLACEHOLDER.search(json.dumps(fresh))
+    again = deploy.chalice_config(rendered.targets["dev"], base, fresh, None)
+    assert list(again["stages"]) == ["prod", "dev"]
+
+
+def test_chalice_package_of_the_rendered_stage_passes_cfn_lint(rendered, tmp_path):
+    out = tmp_path / "package"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BRIDGE_"))}
+    env["AWS_DEFAULT_REGION"] = REGION   # chalice package reads the region, and calls no AWS API
+    subprocess.run([str(BIN / "chalice"), "--project-dir", str(rendered.project), "package", "--stage", "prod",
+                    str(out)], check=True, env=env, capture_output=True)
+    sam = (out / "sam.json").read_text()
+    assert not PLACEHOLDER.search(sam)
+    lint = subprocess.run([str(BIN / "cfn-lint"), str(out / "sam.json")], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    resources = json.loads(sam)["Resources"]
+    # Chalice loaded app.py with the stage's variables: the worker listens to the stage's queue.
+    queue = resources["Worker"]["Properties"]["Events"]["WorkerSqsEventSource"]["Properties"]["Queue"]["Fn::Sub"]
+    assert queue.endswith(":rf-intercom-bridge-prod-work")
+    assert resources["APIHandler"]["Properties"]["ReservedConcurrentExecutions"] == deploy.DEFAULT_API_CONCURRENCY
+    role = resources["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    assert role == rendered.policy("prod", "api_handler")
+
+
+def test_make_deploy_render_only_runs_the_module_against_the_endpoint(moto_endpoint, tmp_path):
+    """What `make deploy STAGE=... RENDER_ONLY=1` runs, as a process with AWS_ENDPOINT_URL set."""
+    dry = subprocess.run(["make", "-n", "deploy", "STAGE=dev", "RENDER_ONLY=1", "ALARM_EMAIL=ops@example.com"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "-m infra.deploy deploy --stage dev --render-only" in dry and "--alarm-email ops@example.com" in dry
+    project = project_copy(tmp_path / "p")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BRIDGE_"))}, **aws_env(moto_endpoint)}
+    run = subprocess.run([sys.executable, "-m", "infra.deploy", "deploy", "--stage", "dev", "--render-only",
+                          "--alarm-email", "ops@example.com", "--project-dir", str(project)],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (project / ".chalice" / "policy-dev-worker.json").exists()
+    parameters = aws_on(moto_endpoint).client("cloudformation").describe_stacks(
+        StackName="rf-intercom-bridge-dev")["Stacks"][0]["Parameters"]
+    assert {"ParameterKey": "AlarmEmail", "ParameterValue": "ops@example.com"} in parameters
+    for goal in ("deploy", "destroy"):   # refused before anything runs (not even the install)
+        missing_stage = subprocess.run(["make", goal], cwd=ROOT, capture_output=True, text=True,
+                                       env={k: v for k, v in os.environ.items() if k != "STAGE"})
+        assert missing_stage.returncode != 0 and f"make {goal} STAGE=dev (or prod)" in missing_stage.stderr
+
+
+def test_a_redeploy_from_another_checkout_updates_the_same_api(moto_endpoint, tmp_path):
+    """Chalice's deployed state lives in the stack's bucket: the second checkout starts from it."""
+    aws = aws_on(moto_endpoint)
+    seen = []
+
+    def fake_chalice(project, args, region):      # stands in for `chalice deploy` (no Lambda in moto)
+        state = deploy.state_path(project, "qa")
+        before = json.loads(state.read_text()) if state.exists() else None
+        seen.append((args, region, before))
+        api_id = before["resources"][0]["rest_api_id"] if before else "a1b2c3"
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"resources": [{
+            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": api_id,
+            "rest_api_url": f"https://{api_id}.execute-api.{region}.amazonaws.com/api/"}],
+            "schema_version": "2.0", "backend": "api"}))
+
+    first = deploy.deploy("qa", project_dir=project_copy(tmp_path / "laptop"), aws=aws, api_concurrency=None,
+                          chalice=fake_chalice, say=lambda _: None)
+    lines = []
+    second = deploy.deploy("qa", project_dir=project_copy(tmp_path / "ci"), aws=aws, api_concurrency=None,
+                           chalice=fake_chalice, say=lines.append)
+    assert seen[0] == (["deploy", "--stage", "qa"], REGION, None)
+    assert seen[1][2]["resources"][0]["rest_api_id"] == "a1b2c3", "the second checkout got the first one's state"
+    assert first["urls"] == second["urls"] == {
+        "Referral Factory": f"https://a1b2c3.execute-api.{REGION}.amazonaws.com/api/webhooks/referral-factory",
+        "Intercom": f"https://a1b2c3.execute-api.{REGION}.amazonaws.com/api/webhooks/intercom"}
+    assert any(line.strip().startswith("Intercom") and line.endswith("/api/webhooks/intercom") for line in lines)
+
+    deleted = []
+    deploy.destroy("qa", project_dir=project_copy(tmp_path / "third"), aws=aws, say=lambda _: None,
+                   chalice=lambda project, args, region: deleted.append(args))
+    assert deleted == [["delete", "--stage", "qa"]]
+    cfn = aws.client("cloudformation")
+    assert not [s for s in cfn.list_stacks()["StackSummaries"]
+                if s["StackName"] == "rf-intercom-bridge-qa" and s["StackStatus"] != "DELETE_COMPLETE"]
+    # The table is kept (DeletionPolicy: Retain) unless PURGE=1.
+    assert "rf-intercom-bridge-qa-table" in aws.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_destroy_with_purge_also_deletes_the_table_and_the_secrets(moto_endpoint, tmp_path):
+    aws = aws_on(moto_endpoint)
+    deploy.deploy("gone", project_dir=project_copy(tmp_path / "p"), render_only=True, aws=aws, say=lambda _: None)
+    aws.client("ssm").put_parameter(Name="/rf-intercom-bridge-gone/worker/rf/token", Value="x", Type="SecureString")
+    lines = []
+    deploy.destroy("gone", project_dir=tmp_path / "p", purge=True, aws=aws, say=lines.append,
+                   chalice=lambda *a: pytest.fail("nothing was deployed by chalice: nothing to delete"))
+    assert "rf-intercom-bridge-gone-table" not in aws.client("dynamodb").list_tables()["TableNames"]
+    assert aws.client("ssm").get_parameters_by_path(Path="/rf-intercom-bridge-gone", Recursive=True)["Parameters"] == []
+    assert "  deleted 1 secret(s) under /rf-intercom-bridge-gone" in lines
+
+
+@pytest.mark.parametrize("unreserved, current, wanted, refused", [
+    (990, 0, 50, False),      # a normal account: 1000
+    (10, 0, 50, True),        # a new account: 10 in all, none to spare
+    (15, 50, 50, False),      # a redeploy: this function's own reservation counts as available
+    (55, 0, 50, True),        # 5 would be left: AWS requires 10
+])
+def test_the_api_reservation_is_checked_against_the_accounts_concurrency(unreserved, current, wanted, refused):
+    problem = deploy.concurrency_problem(unreserved, current, wanted, total=unreserved + current)
+    assert (problem is not None) == refused
+    if refused:
+        assert "API_CONCURRENCY" in problem
+
+
+def test_stack_parameters_follow_the_chalice_config_and_keep_earlier_values():
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    declared = deploy.template_parameters(deploy.TEMPLATE.read_text())
+    fresh = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters("prod", base, None, None, declared)}
+    assert fresh == {"Prefix": "rf-intercom-bridge-prod", "ApiName": "rf-intercom-bridge", "ApiStage": "api",
+                     "VisibilityTimeout": str(6 * base["lambda_timeout"])}
+    existing = {"Parameters": [{"ParameterKey": "AlarmEmail", "ParameterValue": "ops@example.com"},
+                               {"ParameterKey": "LogRetentionDays", "ParameterValue": "30"},
+                               {"ParameterKey": "Removed", "ParameterValue": "x"}]}
+    kept = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters("prod", base, existing, None, declared)}
+    assert kept["AlarmEmail"] == "ops@example.com" and kept["LogRetentionDays"] == "30" and "Removed" not in kept
+    changed = deploy.stack_parameters("prod", base, existing, "new@example.com", declared)
+    assert {"ParameterKey": "AlarmEmail", "ParameterValue": "new@example.com"} in changed
+
+
+def test_the_output_names_the_cli_reads_are_outputs_of_the_template():
+    assert set(OUTPUT_ENV) <= set(re.findall(r"^  (\w+):\n", deploy.TEMPLATE.read_text().split("\nOutputs:\n")[1],
+                                             re.M))

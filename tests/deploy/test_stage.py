@@ -1,0 +1,65 @@
+"""Issue 6 §2: the operator CLI finds a deployed stage's resources by itself. `bridge --stage dev ...`
+(or BRIDGE_STAGE=dev) reads the stack's outputs: nobody exports table or queue names by hand."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib import cli
+from chalicelib.stage import OUTPUT_ENV, StageError, env_from_outputs, resolve
+
+from .conftest import aws_env, aws_on
+
+
+@pytest.fixture
+def operator_env(rendered, monkeypatch):
+    """The operator's shell: AWS credentials and region (here: the moto server), no BRIDGE_ variable."""
+    for key in [*OUTPUT_ENV.values(), "BRIDGE_STAGE"]:
+        monkeypatch.setenv(key, "unset")      # so that whatever the CLI sets is undone after the test
+        monkeypatch.delenv(key)
+    for key, value in aws_env(rendered.endpoint).items():
+        monkeypatch.setenv(key, value)
+    yield rendered
+    from chalicelib.services.runtime import reset_default_runtime
+    reset_default_runtime(None)
+
+
+def a_dead_letter(rendered, stage: str, reason: str) -> None:
+    aws_on(rendered.endpoint).client("sqs").send_message(
+        QueueUrl=rendered.targets[stage].outputs["DeadLetterQueueUrl"], MessageBody=json.dumps({"kind": "rf.join"}),
+        MessageAttributes={"reason": {"DataType": "String", "StringValue": reason},
+                           "attempts": {"DataType": "Number", "StringValue": "5"},
+                           "failed_at": {"DataType": "String", "StringValue": "2026-01-01T00:00:00Z"}})
+
+
+def test_the_stage_resolves_to_what_its_lambdas_get(operator_env):
+    env = resolve("dev")
+    assert env == {k: v for k, v in operator_env.config()["stages"]["dev"]["environment_variables"].items()
+                   if k in OUTPUT_ENV.values()}
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_bridge_with_a_stage_reads_that_stages_queues(operator_env, monkeypatch, capsys, how):
+    a_dead_letter(operator_env, "dev", f"found through the {how}")
+    if how == "environment":
+        monkeypatch.setenv("BRIDGE_STAGE", "dev")
+        monkeypatch.delenv("AWS_DEFAULT_REGION")   # AWS_REGION alone, as the AWS CLI allows
+    assert cli.main(["--stage", "dev", "dlq", "list"] if how == "option" else ["dlq", "list"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert f"found through the {how}" in json.dumps(listed)
+
+
+def test_a_stage_that_is_not_deployed_is_one_clear_line(operator_env, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--stage", "staging", "dlq", "list"])
+    assert str(stopped.value).startswith("error: stage staging is not deployed in eu-west-1 (no stack "
+                                         "rf-intercom-bridge-staging): run `make deploy STAGE=staging`")
+    assert "\n" not in str(stopped.value)
+
+
+def test_stage_names_and_outputs_are_checked():
+    with pytest.raises(StageError, match="not a valid name"):
+        resolve("Prod; rm")
+    with pytest.raises(StageError, match="no output QueueName"):
+        env_from_outputs({"TableName": "t", "QueueUrl": "u", "DeadLetterQueueUrl": "d", "SecretsPath": "/p"})

@@ -1,0 +1,141 @@
+"""Issue 6 §2, production: log retention, the alarm's email, and a dashboard that shows the pipeline.
+The dashboard cannot drift from the code: every metric it shows from the app's namespace is one
+the code emits."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+
+import yaml
+
+from infra import deploy
+
+from .conftest import ROOT, aws_on
+
+NAMESPACE = "RFIntercomBridge"
+
+
+def load_template() -> dict:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tag(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+    Loader.add_multi_constructor("!", tag)
+    return yaml.load(deploy.TEMPLATE.read_text(), Loader=Loader)
+
+
+def emitted_metrics() -> set[str]:
+    """Every metric name the code can emit: the CamelCase string literals in the first argument of
+    each count(...) call (a literal, or a choice among literals) in app.py and chalicelib/."""
+    names = set()
+    for path in [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and node.args and (
+                    (isinstance(node.func, ast.Name) and node.func.id == "count")
+                    or (isinstance(node.func, ast.Attribute) and node.func.attr == "count"
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "observability")):
+                names |= {c.value for c in ast.walk(node.args[0]) if isinstance(c, ast.Constant)
+                          and isinstance(c.value, str) and re.fullmatch(r"[A-Z][A-Za-z0-9]+", c.value)}
+    return names
+
+
+def dashboard_metrics(body: str) -> list[tuple[str, str, tuple]]:
+    """(namespace, metric, dimensions) of every metric line, the "." and "..." shorthands expanded."""
+    widgets = json.loads(body)["widgets"]   # the ${...} substitutions all sit inside JSON strings
+    found = []
+    for widget in widgets:
+        previous: list = []
+        for line in widget.get("properties", {}).get("metrics", []):
+            items = [x for x in line if not isinstance(x, dict)]
+            if items[:1] == ["..."]:
+                tail = items[1:]
+                items = previous[:len(previous) - len(tail)] + tail
+            else:
+                items = [previous[i] if x == "." else x for i, x in enumerate(items)]
+            previous = items
+            found.append((items[0], items[1], tuple(items[2:])))
+    return found
+
+
+def dashboard() -> list[tuple[str, str, tuple]]:
+    return dashboard_metrics(load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+
+
+def test_every_metric_the_dashboard_shows_from_the_app_is_emitted_by_the_code():
+    emitted = emitted_metrics()
+    assert {"ContactsCreated", "ContactsLinked", "JoinsSkipped", "DeadLettered"} <= emitted  # the finder finds
+    shown = {name for namespace, name, _ in dashboard() if namespace == NAMESPACE}
+    assert shown and shown - emitted == set(), f"the dashboard shows metrics nobody emits: {shown - emitted}"
+    assert {dims for namespace, _, dims in dashboard() if namespace == NAMESPACE} == {("service", "${Prefix}")}
+
+
+def test_the_check_would_notice_a_metric_nobody_emits():
+    body = json.dumps({"widgets": [{"properties": {"metrics": [
+        [NAMESPACE, "ContactsCreated", "service", "${Prefix}"], [".", "ContactsMade", ".", "."],
+        ["AWS/Lambda", "Duration", "FunctionName", "f", {"stat": "p99"}], ["...", "g"]]}}]})
+    assert dashboard_metrics(body) == [(NAMESPACE, "ContactsCreated", ("service", "${Prefix}")),
+                                       (NAMESPACE, "ContactsMade", ("service", "${Prefix}")),
+                                       ("AWS/Lambda", "Duration", ("FunctionName", "f")),
+                                       ("AWS/Lambda", "Duration", ("FunctionName", "g"))]
+    assert "ContactsMade" not in emitted_metrics()
+
+
+def test_the_dashboard_shows_the_pipeline_end_to_end():
+    shown = dashboard()
+    names = {(ns, name) for ns, name, _ in shown}
+    assert {(NAMESPACE, "JoinsReceived"), (NAMESPACE, "ContactsCreated"), (NAMESPACE, "ContactsLinked"),
+            (NAMESPACE, "ReferralsQualified"), (NAMESPACE, "RecordsFailed"), (NAMESPACE, "DeadLettered")} <= names
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", ("QueueName", "${DeadLetterQueue.QueueName}")) in shown
+    # Webhook latency: the API function's duration (this stage's only) and API Gateway's latency.
+    assert ("AWS/Lambda", "Duration", ("FunctionName", "${Prefix}")) in shown
+    assert ("AWS/ApiGateway", "Latency", ("ApiName", "${ApiName}", "Stage", "${ApiStage}")) in shown
+
+
+def test_the_dashboard_dimension_is_the_one_the_deployed_functions_emit():
+    """make deploy sets POWERTOOLS_SERVICE_NAME to the Prefix; Powertools makes it the `service`
+    dimension of the namespace in the base config (run as in a fresh Lambda container)."""
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    env = {"PATH": "/usr/bin:/bin", **base["environment_variables"], "POWERTOOLS_SERVICE_NAME": "rf-intercom-bridge-prod"}
+    out = subprocess.run([sys.executable, "-c", "from chalicelib.handlers import count, metrics; "
+                          "count('JoinsReceived'); metrics.flush_metrics()"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    emf = json.loads(out.strip().splitlines()[-1])
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert emf["service"] == "rf-intercom-bridge-prod" and emf["JoinsReceived"] == [1.0]
+
+
+def test_the_dead_letter_alarm_notifies_the_topic_and_the_email_is_optional():
+    resources = load_template()["Resources"]
+    alarm = resources["DeadLetterAlarm"]["Properties"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_each_function_logs_to_a_group_with_a_retention(rendered):
+    """The stack creates the groups `chalice deploy`'s functions write to, with a retention."""
+    groups = aws_on(rendered.endpoint).client("logs").describe_log_groups(
+        logGroupNamePrefix="/aws/lambda/rf-intercom-bridge-prod")["logGroups"]
+    expected = {f"/aws/lambda/{deploy.function_name('rf-intercom-bridge-prod', fn)}" for fn in deploy.FUNCTIONS}
+    assert {g["logGroupName"]: g.get("retentionInDays") for g in groups} == dict.fromkeys(expected, 90)
+
+
+def test_the_lambda_paths_never_import_the_stage_lookup():
+    """chalicelib/stage.py is for the CLI: the functions get their variables from their configuration."""
+    code = ("import sys, app; from chalicelib.services import worker, reconcile, ingest; "
+            "print('chalicelib.stage' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

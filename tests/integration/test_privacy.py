@@ -1,0 +1,102 @@
+"""Personal data: `bridge forget <email>` erases a person everywhere the bridge keeps them, and
+history entries carry a TTL."""
+from __future__ import annotations
+
+import json
+
+from chalicelib.adapters.store import contact_key, email_key, link_key
+from chalicelib.cli import main
+
+from .conftest import WORKSPACE, join_body, qualifying_settings
+from .test_join_flow import new_lead
+from .test_qualification import qualified_ids
+from .test_secrets import aws_calls  # noqa: F401  (fixture)
+
+
+def item(bridge, key):
+    return bridge.resources.client("dynamodb").get_item(
+        TableName=bridge.resources.table, Key={"pk": {"S": key[0]}, "sk": {"S": key[1]}}).get("Item")
+
+
+def everything(bridge) -> str:
+    return json.dumps(bridge.resources.client("dynamodb").scan(TableName=bridge.resources.table)["Items"])
+
+
+def test_forget_erases_a_person_across_campaigns_and_leaves_others_untouched(bridge, intercom, rf, capsys,
+                                                                             aws_calls):
+    rf.add_campaign(43, "Second campaign")
+    bridge.apply(qualifying_settings())
+    bridge.apply({**qualifying_settings(), "campaign_id": "43"})
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [ann["id"]]
+    ann_again = rf.add_user(43, "ann@example.com", "Ann", referrer_id=rf.add_user(43, "r@example.com", "R")["id"])
+    intercom.fail_next("PUT", r"^/contacts/", 400)                 # her second join fails: a dead letter
+    bridge.post_join(join_body(ann_again))
+    bob = new_lead(rf, email="bob@example.com", first_name="Bob")
+    intercom.fail_next("POST", r"^/contacts$", 400)                # and so does Bob's: his must stay
+    bridge.post_join(join_body(bob))
+    bridge.drain()
+    bridge.drain()
+    assert len(bridge.dead_letters()) == 2
+    assert "ann@example.com" in everything(bridge)
+
+    aws_calls.clear()
+    capsys.readouterr()
+    assert main(["forget", " Ann@Example.com "], rt=bridge.rt) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert "ann@example.com" not in out.lower()
+    assert report["email"] == "a***@example.com"
+    assert (report["links"], report["dead_letters"]) == (2, 1)
+    assert report["history_entries"] >= 5 and report["pointers"] == 2    # her email pointer, her contact's
+    assert {(p["campaign_id"], p["rf_user_id"]) for p in report["people"]} == \
+        {("42", str(ann["id"])), ("43", str(ann_again["id"]))}
+    assert not any(op == "Scan" for _, op, _ in aws_calls)
+
+    for campaign, person in (("42", ann), ("43", ann_again)):
+        assert bridge.history(campaign, person["id"]) == {"campaign_id": campaign, "rf_user_id": str(person["id"]),
+                                                          "link": None, "history": []}
+        assert main(["history", campaign, str(person["id"])], rt=bridge.rt) == 1
+        assert "nothing is known about RF user" in capsys.readouterr().err
+    assert item(bridge, email_key(WORKSPACE, "ann@example.com")) is None
+    assert item(bridge, contact_key(WORKSPACE, contact["id"])) is None
+    assert "ann@example.com" not in everything(bridge)
+    [left] = bridge.dead_letters()
+    assert left["body"]["rf_user_id"] == str(bob["id"])
+    bob_now = bridge.history(42, bob["id"])
+    assert bob_now["link"]["email"] == "bob@example.com" and bob_now["history"]
+    assert item(bridge, email_key(WORKSPACE, "bob@example.com")) is not None
+
+    capsys.readouterr()
+    assert main(["forget", "ann@example.com"], rt=bridge.rt) == 0           # again: nothing left to do
+    again = json.loads(capsys.readouterr().out)
+    assert (again["links"], again["history_entries"], again["pointers"], again["dead_letters"]) == (0, 0, 0, 0)
+
+
+def test_history_entries_expire_after_the_configured_days(bridge, intercom, rf, clock):
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann))
+    bridge.post_join(join_body(ann))                                # a repeat: the counted entry expires too
+    bridge.drain()
+    entries = bridge.rt.store.history("42", str(ann["id"]))
+    assert len(entries) == 3 and bridge.rt.config.history_days == 400
+    assert {int(e.expires_at) for e in entries} == {int(clock()) + 400 * 86400}
+    link = item(bridge, link_key("42", str(ann["id"])))
+    assert link["status"]["S"] == "linked" and "expires_at" not in link      # the link itself stays
+
+
+def test_history_days_zero_keeps_history(bridge, rf):
+    bridge.rt.store.history_days = 0
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    entries = bridge.rt.store.history("42", str(ann["id"]))
+    assert entries and all(e.expires_at is None for e in entries)

@@ -1,0 +1,128 @@
+"""Every CLI error is one clear line on stderr and a non-zero exit, never a traceback; `./bridge`
+and `make bridge` print only what the CLI prints."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from chalicelib.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    assert err.endswith("\n") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("bridge: ")
+    return err
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """An environment that names nothing real: no profile files, no instance metadata."""
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "BRIDGE_", "INTERCOM_", "RF_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("BRIDGE_TABLE", "t-table")
+    monkeypatch.setenv("BRIDGE_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/t-dlq")
+    yield monkeypatch
+    from chalicelib.adapters.store import bind
+    bind("rf-intercom-bridge-table")
+
+
+def test_a_missing_settings_file_as_the_readme_once_showed_it(aws_env, tmp_path, capsys):
+    aws_env.chdir(tmp_path)
+    code, out, err = run_cli(["settings", "apply", "--offline", "campaign.yaml"], capsys)
+    assert code == 1 and out == ""
+    assert one_line(err) == "bridge: campaign.yaml: no such file (an example: docs/examples/campaign.yaml)\n"
+
+
+def test_a_directory_instead_of_a_file(aws_env, tmp_path, capsys):
+    code, _, err = run_cli(["settings", "check", str(tmp_path)], capsys)
+    assert code == 1 and "cannot be read" in one_line(err)
+
+
+def test_no_aws_credentials(aws_env, capsys):
+    code, _, err = run_cli(["history", "42", "1"], capsys)
+    assert code == 1 and one_line(err).startswith("bridge: no AWS credentials: set AWS_PROFILE")
+
+
+def test_aws_unreachable(aws_env, capsys):
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
+    for argv in (["history", "42", "1"], ["settings", "show", "42"], ["dlq", "list"],
+                 ["workspace", "connect", "ws1", "--token", "tok-not-shown"]):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 1 and "AWS is unreachable" in one_line(err), argv
+        assert "tok-not-shown" not in err
+
+
+def test_no_dead_letter_queue_configured(aws_env, capsys):
+    aws_env.delenv("BRIDGE_DLQ_URL")
+    code, _, err = run_cli(["dlq", "list"], capsys)
+    assert code == 1 and "BRIDGE_DLQ_URL is not set" in one_line(err)
+
+
+def test_bad_arguments_are_one_line_too(aws_env, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["workspace"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert one_line(err).startswith("bridge: the following arguments are required: action")
+
+
+def test_a_secret_in_an_error_message_is_masked(aws_env, capsys, monkeypatch):
+    def boom(rt, *args, **kw):
+        raise RuntimeError(f"something echoed {args[1]}")
+    monkeypatch.setattr("chalicelib.cli.connect_workspace", boom)
+    code, _, err = run_cli(["workspace", "connect", "ws1", "--token", "tok-12345"], capsys)
+    assert code == 1 and "tok-12345" not in one_line(err) and "something echoed ***" in err
+
+
+def bridge_command(*args, cwd, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "bridge"), *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "BRIDGE_TABLE": "t-table", **(env or {})})
+
+
+def test_the_bridge_command_runs_from_anywhere_with_one_line_errors(tmp_path):
+    done = bridge_command("settings", "apply", "--offline", "campaign.yaml", cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert one_line(done.stderr).startswith("bridge: campaign.yaml: no such file")
+    done = bridge_command("settings", "check", str(ROOT / "docs/examples/campaign.yaml"), cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "settings are valid\n")
+
+
+def test_make_bridge_prints_only_the_clis_output():
+    stamp = subprocess.run(["make", "-q", ".venv/.installed"], cwd=ROOT, capture_output=True)
+    if stamp.returncode != 0:
+        pytest.skip("the venv is not up to date: make would install first")
+    done = subprocess.run(["make", "--no-print-directory", "bridge", "ARGS=settings check docs/examples/campaign.yaml"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "BRIDGE_TABLE": "t-table"})
+    assert (done.returncode, done.stdout) == (0, "settings are valid\n")
+
+
+def test_the_local_stack_is_used_unless_the_environment_or_a_stage_names_another(monkeypatch, tmp_path):
+    from infra.local import bridge_env
+    state = tmp_path / "stack.json"
+    state.write_text('{"env": {"BRIDGE_TABLE": "local-table"}}')
+    monkeypatch.setattr(bridge_env, "STATE", state)
+    assert bridge_env.local_env(["history", "42", "1"], {}) == {"BRIDGE_TABLE": "local-table"}
+    assert bridge_env.local_env(["history", "42", "1"], {"BRIDGE_TABLE": "mine"}) == {}
+    assert bridge_env.local_env(["--stage", "prod", "history", "42", "1"], {}) == {}
+    assert bridge_env.local_env(["--stage=prod", "dlq", "list"], {}) == {}
+    monkeypatch.setattr(bridge_env, "STATE", tmp_path / "absent.json")
+    assert bridge_env.local_env(["history"], {}) == {}

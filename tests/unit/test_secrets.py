@@ -1,0 +1,106 @@
+"""The secret store's names and the cache that decides when to read again (in-memory twin, fake clock)."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.adapters.secrets import (RECHECK_SECONDS, SecretCache, SsmSecrets, intercom_client_secret,
+                                         intercom_token)
+from chalicelib.config import Config
+from chalicelib.services.runtime import Runtime
+from tests.fakes import FakeClock, FakeQueue, MemorySecrets
+
+
+@pytest.mark.parametrize("store", [MemorySecrets("/stage"), SsmSecrets("/stage", client=object())])
+@pytest.mark.parametrize("name", ["../worker/rf/token", "rf/../../worker/rf/token", "/stage/worker/rf/token",
+                                  "", "rf//token", "rf/./token", "rf/tok en", None])
+def test_the_edges_reader_cannot_name_anything_outside_edge(store, name):
+    edge = store.scoped("edge")
+    with pytest.raises(ValueError):
+        edge.full_name(name)
+
+
+def test_names_follow_the_decided_layout():
+    root = MemorySecrets("/rf-intercom-bridge-prod/")
+    assert root.scoped("edge").full_name(intercom_client_secret("vne310wv")) == \
+        "/rf-intercom-bridge-prod/edge/intercom/vne310wv/client-secret"
+    assert root.scoped("worker").full_name(intercom_token("vne310wv")) == \
+        "/rf-intercom-bridge-prod/worker/intercom/vne310wv/token"
+
+
+def cache(values=None, ttl=60):
+    clock = FakeClock()
+    store = MemorySecrets("/p", values or {})
+    return SecretCache(store, clock, ttl), store, clock
+
+
+def test_a_warm_secret_is_not_read_again():
+    secrets, store, _ = cache({"/p/s": "v"})
+    assert [secrets.get("s") for _ in range(5)] == ["v"] * 5
+    assert store.reads == ["/p/s"]
+
+
+def test_a_cached_absence_is_checked_once_more_so_a_just_connected_secret_works_at_once():
+    secrets, store, _ = cache()
+    assert secrets.get("s") is None                  # not connected yet (and now cached)
+    store.put("s", "new")                            # the operator connects (another process)
+    assert secrets.get("s") == "new"                 # same instant: no window
+    assert len(store.reads) == 2
+
+
+def test_a_rotated_secret_is_accepted_at_once_and_the_old_one_then_refused():
+    secrets, store, _ = cache({"/p/s": "old"})
+    assert secrets.get("s", lambda v: v == "old") == "old"
+    store.put("s", "new")
+    assert secrets.get("s", lambda v: v == "new") == "new"
+    assert secrets.get("s", lambda v: v == "old") == "new"        # refused: the store was just asked
+    assert len(store.reads) == 2
+
+
+def test_a_burst_of_wrong_values_reads_the_store_at_most_once_per_few_seconds():
+    secrets, store, clock = cache({"/p/s": "right"})
+    secrets.get("s")
+    for _ in range(50):
+        assert secrets.get("s", lambda v: v == "forged") == "right"
+    assert len(store.reads) == 2                                   # the warm-up, then one re-check
+    clock.now += RECHECK_SECONDS - 0.1
+    for _ in range(50):
+        secrets.get("s", lambda v: v == "forged")
+    assert len(store.reads) == 2
+    clock.now += 0.1
+    for _ in range(50):
+        secrets.get("s", lambda v: v == "forged")
+    assert len(store.reads) == 3
+
+
+def test_a_value_older_than_its_ttl_is_read_again():
+    secrets, store, clock = cache({"/p/s": "v"}, ttl=60)
+    secrets.get("s")
+    clock.now += 60
+    secrets.get("s")
+    assert len(store.reads) == 2
+
+
+def test_refresh_answers_only_a_changed_value():
+    secrets, store, _ = cache({"/p/s": "v1"})
+    assert secrets.get("s") == "v1"
+    assert secrets.refresh("s", stale="v1") is None
+    store.put("s", "v2")
+    assert secrets.refresh("s", stale="v1") == "v2"
+    assert secrets.get("s") == "v2"
+
+
+def runtime(values=None) -> tuple[Runtime, MemorySecrets]:
+    clock = FakeClock()
+    store = MemorySecrets("/p", values or {})
+    return Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=clock, queue=FakeQueue(),
+                   secrets=store), store
+
+
+def test_the_runtimes_edge_lookups_read_only_under_edge():
+    rt, store = runtime({"/p/edge/rf/webhook-secret": "w", "/p/edge/intercom/ws1/client-secret": "c",
+                         "/p/worker/rf/token": "t", "/p/worker/intercom/ws1/token": "i"})
+    assert rt.rf_webhook_secret() == "w"
+    assert rt.intercom_client_secret("ws1") == "c"
+    for forged in ("../worker/intercom/ws1", "ws1/../../worker", "ws1/token", "", "x" * 65):
+        assert rt.intercom_client_secret(forged) is None
+    assert store.reads and all(name.startswith("/p/edge/") for name in store.reads)
