@@ -34,7 +34,7 @@ def process_join(message: JoinMessage, rt, prefetched_link=None, settings_doc: d
     progress = {"token": token, "campaign_id": campaign_id, "rf_user_id": rf_user_id,
                 "contact_id": getattr(prefetched_link, "contact_id", None),
                 "baseline": getattr(prefetched_link, "baseline", None),
-                "email": people.given_email(message.get("person"))}
+                "email": people.given_email(message.person.as_dict())}
     try:
         outcome, fields, history = _apply(settings, message, rt, progress)
     except Exception as exc:
