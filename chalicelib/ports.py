@@ -1,5 +1,5 @@
 """The interfaces the services depend on. Real adapters live in chalicelib/adapters; tests use
-in-memory fakes (tests/fakes.py) or the HTTP simulators (tests/sim)."""
+in-memory fakes (tests/fakes.py) or the HTTP simulators (infra/local/sims)."""
 from __future__ import annotations
 
 from typing import Optional, Protocol

@@ -122,8 +122,8 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
 
 
 def _simulators():
-    from tests.sim.intercom import IntercomSim
-    from tests.sim.referral_factory import RFSim
+    from infra.local.sims.intercom import IntercomSim
+    from infra.local.sims.referral_factory import RFSim
 
     intercom = IntercomSim(app_id=WORKSPACE).start()
     for name, dtype in LOCAL_ATTRIBUTES.items():

@@ -29,9 +29,9 @@ from infra.local.esm import build_sqs_event
 from infra.local.scheduler import scheduled_event
 from tests.fakes import FakeClock
 from tests.integration.conftest import join_body, qualifying_settings
-from tests.sim.intercom import IntercomSim
-from tests.sim.referral_factory import RFSim
-from tests.sim.webhooks import sign
+from infra.local.sims.intercom import IntercomSim
+from infra.local.sims.referral_factory import RFSim
+from infra.local.sims.webhooks import sign
 from tests.support.intercom_contract import validate_request
 
 from .conftest import REGION, aws_env

@@ -13,9 +13,9 @@ import yaml
 from infra.local.aws import deploy, start_moto, stop_moto, unique_prefix
 from infra.local.esm import QueuePoller
 from infra.local.http import serve_app
-from tests.sim.intercom import IntercomSim
-from tests.sim.webhooks import sign
-from tests.sim.referral_factory import RFSim
+from infra.local.sims.intercom import IntercomSim
+from infra.local.sims.webhooks import sign
+from infra.local.sims.referral_factory import RFSim
 from tests.fakes import FakeClock
 from tests.support.intercom_contract import validate_request
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import requests
 
-from tests.sim.webhooks import sign
+from infra.local.sims.webhooks import sign
 from tests.support.malformed import Body, Malformed
 
 from .conftest import SECRET, join_body, lead_settings

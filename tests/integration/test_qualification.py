@@ -135,7 +135,7 @@ def test_unverifiable_webhooks_are_refused_and_nothing_is_enqueued(bridge, inter
     raw = json.dumps(payload).encode()
     signature = None
     if kw.get("tamper"):
-        from tests.sim.webhooks import sign
+        from infra.local.sims.webhooks import sign
         signature = sign(raw, "client-secret")
         raw = raw.replace(b"x@example.com", b"y@example.com")
     answer = bridge.post_intercom(raw=raw, secret=kw.get("secret", "client-secret"), signature=signature)

@@ -6,8 +6,8 @@ import json
 import pytest
 import requests
 
-from .intercom import IntercomSim, sign, webhook_payload
-from .referral_factory import RFSim
+from infra.local.sims.intercom import IntercomSim, sign, webhook_payload
+from infra.local.sims.referral_factory import RFSim
 
 
 class FakeClock:
