@@ -13,8 +13,9 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from ..domain.history import Entry, Recorded, iso
 from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PendingPage, PersonRef
 from ..domain.qualification import ENDINGS, QState, claimable
-from ..ports.store import (KEEP, LEASE_SECONDS, Busy, Connection, Found, RFConnection, StoredSettings,
-                           normal_email)
+from ..ports.store import (KEEP, LEASE_SECONDS, Busy, Connection, ConnectionRepository, Cursor, Found,
+                           HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository,
+                           StoredSettings, normal_email)
 
 
 @dataclass
@@ -307,12 +308,13 @@ class MemoryRates:
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time, history_days: int = 400):
         self.tables = Tables()
-        self.history = MemoryHistory(self.tables, clock, history_days)
-        self.links = MemoryLinks(self.tables, clock, self.history)
-        self.lookup = MemoryLookup(self.tables, clock)
-        self.connections = MemoryConnections()
-        self.settings = MemorySettings(clock, self.connections)
-        self.cursor = MemoryCursor()
-        self.rates = MemoryRates()
+        history, connections = MemoryHistory(self.tables, clock, history_days), MemoryConnections()
+        self.history: HistoryLog = history
+        self.links: LinkRepository = MemoryLinks(self.tables, clock, history)
+        self.lookup: LinkLookup = MemoryLookup(self.tables, clock)
+        self.connections: ConnectionRepository = connections
+        self.settings: SettingsRepository = MemorySettings(clock, connections)
+        self.cursor: Cursor = MemoryCursor()
+        self.rates: RateWindows = MemoryRates()
 
 

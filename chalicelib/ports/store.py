@@ -159,17 +159,12 @@ class RateWindows(Protocol):
 
 
 class Store(Protocol):
-    @property
-    def links(self) -> LinkRepository: ...
-    @property
-    def lookup(self) -> LinkLookup: ...
-    @property
-    def history(self) -> HistoryLog: ...
-    @property
-    def settings(self) -> SettingsRepository: ...
-    @property
-    def connections(self) -> ConnectionRepository: ...
-    @property
-    def cursor(self) -> Cursor: ...
-    @property
-    def rates(self) -> RateWindows: ...
+    """Every repository (an implementation declares its attributes with these types)."""
+
+    links: LinkRepository
+    lookup: LinkLookup
+    history: HistoryLog
+    settings: SettingsRepository
+    connections: ConnectionRepository
+    cursor: Cursor
+    rates: RateWindows

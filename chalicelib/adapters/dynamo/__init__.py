@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ...ports.store import (ConnectionRepository, Cursor, HistoryLog, LinkLookup, LinkRepository, RateWindows,
+                            SettingsRepository)
 from .catalog import DynamoConnections, DynamoCursor, DynamoRates, DynamoSettings
 from .history import DynamoHistory
 from .links import DynamoLinks
@@ -18,13 +20,14 @@ class DynamoStore:
     `history_days` (0: never)."""
 
     def __init__(self, clock: Callable[[], float] = time.time, history_days: int = 400):
-        self.history = DynamoHistory(clock, history_days)
-        self.links = DynamoLinks(clock, self.history)
-        self.lookup = DynamoLookup(clock)
-        self.connections = DynamoConnections(clock)
-        self.settings = DynamoSettings(clock, self.connections)
-        self.cursor = DynamoCursor()
-        self.rates = DynamoRates()
+        history, connections = DynamoHistory(clock, history_days), DynamoConnections(clock)
+        self.history: HistoryLog = history
+        self.links: LinkRepository = DynamoLinks(clock, history)
+        self.lookup: LinkLookup = DynamoLookup(clock)
+        self.connections: ConnectionRepository = connections
+        self.settings: SettingsRepository = DynamoSettings(clock, connections)
+        self.cursor: Cursor = DynamoCursor()
+        self.rates: RateWindows = DynamoRates()
 
 
 __all__ = ["DynamoStore", "bind"]
