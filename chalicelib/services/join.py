@@ -11,7 +11,8 @@ from ..domain import join as decide
 from ..domain import people
 from ..domain.history import Entry
 from ..domain.link import LEAD, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
-from ..domain.qualification import QState, Sighting
+from ..domain.judge import Sighting
+from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Permanent
 from ..messages import JoinMessage

@@ -3,7 +3,7 @@ qualification, a lost tag, a refused join)."""
 from __future__ import annotations
 
 from chalicelib.domain.link import PersonRef
-from chalicelib.domain.qualification import Sighting
+from chalicelib.domain.judge import Sighting
 
 from .conftest import join_body, lead_settings, qualifying_settings
 from .test_join_flow import new_lead

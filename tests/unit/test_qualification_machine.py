@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 
 from chalicelib.domain.link import Link, LinkStatus
-from chalicelib.domain.qualification import (Action, QState, Sighting, allowed, claimable, judge, open_states)
+from chalicelib.domain.judge import Action, Sighting, judge
+from chalicelib.domain.qualification import QState, allowed, claimable, open_states
 from chalicelib.domain.settings import Qualification
 
 RULE = Qualification(attribute="custom_attributes.signed_up", value="Yes")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.qualification import QState, Sighting
+from chalicelib.domain.judge import Sighting
+from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
 from chalicelib.errors import Permanent, Transient
 from tests.unit.scenario import history, joined, link_of, world

@@ -8,7 +8,8 @@ from ...domain import rules
 from ...domain.history import Entry
 from ...domain.join import pick_existing
 from ...domain.link import ContactState, Link
-from ...domain.qualification import Sighting, open_states
+from ...domain.judge import Sighting
+from ...domain.qualification import open_states
 from ...errors import Permanent
 from ...messages import CheckMessage
 from ...ports import Merged, NotFound

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from ...domain import rules
 from ...domain.history import Entry
 from ...domain.link import ContactState, Link
-from ...domain.qualification import Sighting
+from ...domain.judge import Sighting
 from ...domain.settings import Qualification
 from ...messages import ContactMessage
 from ...observability import count

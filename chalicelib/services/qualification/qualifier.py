@@ -7,7 +7,8 @@ from typing import Optional
 from ...domain.history import Entry
 from ...domain.link import Claim, Link
 from ...domain.mapping import attribute_type
-from ...domain.qualification import Action, QState, Sighting, judge
+from ...domain.judge import Action, Sighting, judge
+from ...domain.qualification import QState
 from ...domain.settings import Qualification
 from ...errors import Permanent, Transient
 from ...observability import count, logger
