@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import ApiError, Permanent, Transient
 from ..ports.apis import Conflict, Merged, NotFound
