@@ -7,6 +7,7 @@ from chalicelib.adapters.memory import MemoryStore
 from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
+from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Merged, NotFound
 from chalicelib.services.deps import WorkDeps
 
@@ -180,16 +181,22 @@ class FakeIntercom:
 
 class FakeRF:
     """ReferralFactoryPort in memory. `qualify` answers with `answers` in turn (an exception is
-    raised) and then succeeds; `qualified_at` is what get_user says of a qualified user."""
+    raised) and then succeeds; `lost` calls after that are applied and then raise Uncertain (the
+    answer was lost); `qualified_at` is what get_user says of a qualified user, and `get_answers`
+    are raised by get_user in turn."""
 
     def __init__(self, users: Optional[dict] = None):
         self.users = users or {}
         self.qualified: list[str] = []
         self.calls: list[str] = []
         self.answers: list[Exception] = []
+        self.get_answers: list[Exception] = []
+        self.lost = 0
 
     def get_user(self, user_id: str) -> dict:
         self.calls.append(f"get_user {user_id}")
+        if self.get_answers:
+            raise self.get_answers.pop(0)
         user = dict(self.users.get(str(user_id), {"id": user_id}))
         if str(user_id) in self.qualified:
             user["qualified_at"] = "2026-11-25T12:00:00Z"
@@ -203,6 +210,9 @@ class FakeRF:
         if self.answers:
             raise self.answers.pop(0)
         self.qualified.append(user_id)
+        if self.lost:
+            self.lost -= 1
+            raise Uncertain("Referral Factory did not answer: read timed out")
         return {"id": user_id}
 
 

@@ -11,16 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..domain.history import Entry, Recorded, iso
-from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PendingPage, PersonRef
+from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+                           PersonRef)
 from ..domain.qualification import ENDINGS, QState, claimable
-from ..ports.store import (KEEP, LEASE_SECONDS, Busy, Connection, ConnectionRepository, Cursor, Found,
-                           HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository,
-                           StoredSettings, normal_email)
+from ..ports.store import (KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor,
+                           Found, HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection,
+                           SettingsRepository, StoredSettings, normal_email)
 
 
 @dataclass
 class _Held:
-    """What the store keeps beside a link: its claim, and its place in the pending index."""
+    """What the store keeps beside a link: its claim, and its place in the pending index and in the
+    overdue index (every link with a `lease_until`)."""
 
     link: Link
     claim: Optional[str] = None
@@ -173,20 +175,20 @@ class MemoryLinks:
             return held.link
         held.claim, held.lease_until = uuid.uuid4().hex, now + lease
         held.link = dataclasses.replace(held.link, qualification=QState.QUALIFYING)
-        return Claim(held.claim, held.link, took_over)
+        return Claim(held.claim, held.link, took_over, state)
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None) -> Link:
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
         held = self.tables.links.get(claim.link.ref)
         if held is None or held.claim != claim.token:
             raise Busy("lost the qualification claim to another worker")
-        held.claim = held.lease_until = None
-        now = iso(self.clock())
-        held.pending = f"{held.link.joined_at}#{claim.link.ref}" if state is QState.PENDING else None
+        now = self.clock()
+        held.claim, held.pending = None, None
+        held.lease_until = now + lease if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
-                           qualified_at=now if state is QState.QUALIFIED else held.link.qualified_at)
+                           qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at)
 
     def unpend(self, link: Link, reason: str) -> Link:
         held = self.tables.links[link.ref]
@@ -198,6 +200,15 @@ class MemoryLinks:
         waiting = sorted((h.pending, h.link) for h in self.tables.links.values()
                          if h.pending is not None and (after is None or h.pending > after))[:limit]
         return PendingPage([link for _, link in waiting], waiting[-1][0] if waiting else None)
+
+    def count_pending(self, before: Optional[str] = None) -> int:
+        return sum(1 for h in self.tables.links.values()
+                   if h.pending is not None and (before is None or h.pending < before))
+
+    def overdue(self, now: float, limit: int) -> list[Overdue]:
+        late = sorted((h.lease_until, h.link.ref) for h in self.tables.links.values()
+                      if h.lease_until is not None and h.lease_until < now)[:limit]
+        return [Overdue(self.tables.links[ref].link, until) for until, ref in late]
 
     def erase(self, link: Link) -> tuple[int, int]:
         entries = self.history.erase(link.ref)
@@ -240,12 +251,17 @@ class MemorySettings:
     def __init__(self, clock: Callable[[], float], connections: "MemoryConnections"):
         self.clock, self.connections = clock, connections
         self.stored: dict[str, StoredSettings] = {}
+        self.by_workspace: dict[str, set[str]] = {}
 
     def put(self, campaign_id: str, document: dict, workspace: str) -> int:
         version = (self.stored[campaign_id].version if campaign_id in self.stored else 0) + 1
         self.stored[campaign_id] = StoredSettings(campaign_id, workspace, document, version, iso(self.clock()))
         self.connections.register_workspace(workspace)
+        self.by_workspace.setdefault(workspace, set()).add(campaign_id)
         return version
+
+    def campaigns(self, workspace: str) -> set[str]:
+        return set(self.by_workspace.get(workspace, ()))
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
         return self.stored.get(campaign_id)
@@ -284,13 +300,16 @@ class MemoryConnections:
 
 class MemoryCursor:
     def __init__(self) -> None:
-        self.position: Optional[str] = None
+        self.positions: dict[str, str] = {}
 
-    def get(self) -> Optional[str]:
-        return self.position
+    def get(self, name: str = PENDING_SWEEP) -> Optional[str]:
+        return self.positions.get(name)
 
-    def set(self, position: Optional[str]) -> None:
-        self.position = position
+    def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None:
+        if position is None:
+            self.positions.pop(name, None)
+        else:
+            self.positions[name] = position
 
 
 class MemoryRates:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
 from ..domain.history import Entry, Recorded
-from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, PendingPage, PersonRef
+from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, Overdue, PendingPage, PersonRef
 from ..domain.qualification import QState
 from ..errors import Transient
 
@@ -55,11 +55,19 @@ class LinkRepository(Protocol):
         """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
         replay, or another worker's lease runs)."""
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None) -> Link: ...
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
+        """End the claim: QUALIFIED or FAILED (final; out of every index), or UNCONFIRMED (out of the
+        pending index; overdue once `lease` has run, unless a retry finished it first)."""
     def unpend(self, link: Link, reason: str) -> Link:
         """Reconciliation stops checking this link (the reason goes into its history)."""
     def pending(self, after: Optional[str], limit: int) -> PendingPage:
-        """Links waiting for qualification, oldest first (never a scan)."""
+        """Links waiting for qualification, oldest first (never a scan). Positions sort by the time
+        the lead joined, as ISO-8601 text: `after=iso(t)` starts with the leads who joined at `t`."""
+    def count_pending(self, before: Optional[str] = None) -> int:
+        """How many links wait in the pending index (with `before`: those who joined earlier)."""
+    def overdue(self, now: float, limit: int) -> list[Overdue]:
+        """Links left unfinished past their lease, longest overdue first (never a scan): joins and
+        qualifications whose worker died holding the claim, and qualifications left unconfirmed."""
 
     def erase(self, link: Link) -> tuple[int, int]:
         """The link, its history and its contact pointer's reference: (entries, pointers) removed."""
@@ -119,6 +127,9 @@ class SettingsRepository(Protocol):
     def put(self, campaign_id: str, document: dict, workspace: str) -> int: ...     # the new version
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
+    def campaigns(self, workspace: str) -> set[str]:
+        """Every campaign whose settings were ever applied for this workspace (a campaign moved to
+        another workspace stays listed: read its settings to know where it is now)."""
 
 
 @dataclass(frozen=True)
@@ -147,11 +158,15 @@ class ConnectionRepository(Protocol):
     def rf(self) -> Optional[RFConnection]: ...
 
 
-class Cursor(Protocol):
-    """Where reconciliation left off."""
+PENDING_SWEEP = "pending"
 
-    def get(self) -> Optional[str]: ...
-    def set(self, position: Optional[str]) -> None: ...
+
+class Cursor(Protocol):
+    """Where reconciliation left off, by name: the sweep of pending leads (`PENDING_SWEEP`), and the
+    search of each workspace's changed contacts (`changes#<workspace>`, the time it last finished)."""
+
+    def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
+    def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None: ...
 
 
 class RateWindows(Protocol):

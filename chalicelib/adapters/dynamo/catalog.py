@@ -9,10 +9,11 @@ from pynamodb.expressions.update import Action
 
 from ...domain.history import iso
 from ...ports.store import Connection, RFConnection, StoredSettings
-from .keys import (CURSOR_KEY, RF_KEY, WORKSPACES_KEY, campaign_of_settings, connection_key, rate_key,
+from ...ports.store import PENDING_SWEEP
+from .keys import (RF_KEY, WORKSPACES_KEY, campaign_of_settings, campaigns_key, connection_key, cursor_key, rate_key,
                    settings_key)
-from .models import (ConnectionItem, CursorItem, RateItem, RFConfigItem, SettingsItem, WorkspacesItem, batch_get,
-                     conditional, get)
+from .models import (CampaignsItem, ConnectionItem, CursorItem, RateItem, RFConfigItem, SettingsItem, WorkspacesItem,
+                     batch_get, conditional, get)
 
 
 class DynamoConnections:
@@ -65,7 +66,12 @@ class DynamoSettings:
         SettingsItem(*settings_key(campaign_id), document=document, workspace=workspace, version=version,
                      updated_at=iso(self.clock())).save()
         self.connections.register_workspace(workspace)
+        CampaignsItem(*campaigns_key(workspace)).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
+
+    def campaigns(self, workspace: str) -> set[str]:
+        item = get(CampaignsItem, campaigns_key(workspace))
+        return set(item.names or ()) if item is not None else set()
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
         item = get(SettingsItem, settings_key(campaign_id))
@@ -79,12 +85,12 @@ class DynamoSettings:
 
 
 class DynamoCursor:
-    def get(self) -> Optional[str]:
-        item = get(CursorItem, CURSOR_KEY)
+    def get(self, name: str = PENDING_SWEEP) -> Optional[str]:
+        item = get(CursorItem, cursor_key(name))
         return item.position if item is not None else None
 
-    def set(self, position: Optional[str]) -> None:
-        CursorItem(*CURSOR_KEY, position=position).save()
+    def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None:
+        CursorItem(*cursor_key(name), position=position).save()
 
 
 class DynamoRates:

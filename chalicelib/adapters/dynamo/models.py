@@ -60,6 +60,15 @@ class PendingIndex(GlobalSecondaryIndex):
     pending_sk = UnicodeAttribute(range_key=True)
 
 
+class OverdueIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "overdue"
+        projection = AllProjection()
+
+    overdue_pk = UnicodeAttribute(hash_key=True)
+    lease_until = NumberAttribute(range_key=True)
+
+
 class LinkItem(_Item):
     campaign_id = UnicodeAttribute()
     rf_user_id = UnicodeAttribute()
@@ -83,6 +92,8 @@ class LinkItem(_Item):
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
+    overdue_pk = UnicodeAttribute(null=True)       # set with lease_until: the sparse `overdue` index
+    overdue = OverdueIndex()
 
     def to_link(self) -> Link:
         return Link(campaign_id=self.campaign_id, rf_user_id=self.rf_user_id, workspace=self.workspace,
@@ -122,8 +133,12 @@ class CursorItem(_Item):
     position = UnicodeAttribute(null=True)
 
 
+class CampaignsItem(_Item):
+    names = UnicodeSetAttribute(null=True)
+
+
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
-                                   NotificationItem, HistoryItem, RateItem, CursorItem)
+                                   NotificationItem, HistoryItem, RateItem, CursorItem, CampaignsItem)
 
 
 def bind(table_name: str) -> None:

@@ -37,7 +37,8 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
     if read is None:
         return "gone"
     link, contact = read
-    seen = Sighting(contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay)
+    seen = Sighting(contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay,
+                    current=True)
     batch.keep(deps.qualifier.evaluate(link, settings.qualification, seen))
     return "done"
 
