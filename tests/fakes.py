@@ -122,6 +122,7 @@ class FakeIntercom:
         self.fail: dict[str, Exception] = {}
         self.attributes = attributes or {}
         self.made = 0
+        self.searches: list[dict] = []
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -145,6 +146,24 @@ class FakeIntercom:
     def search_by_email(self, email: str) -> list[dict]:
         self._call("search")
         return [c for c in self.contacts.values() if c["email"] == email and c["id"] not in self.unsearchable]
+
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        """Intercom's search rules (the simulator's engine: dates by calendar day, strings without case)."""
+        from infra.local.sims.search import compile_query
+        self._call("search_contacts")
+        self.searches.append(query)
+
+        def field(contact: dict, name: str) -> Any:
+            value: Any = contact
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+        match = compile_query(query, field, lambda name: name in ("created_at", "updated_at"))
+        hits = [c for c in self.contacts.values() if c["id"] not in self.unsearchable and match(c)]
+        start = int(starting_after or 0)
+        more = start + per_page < len(hits)
+        return hits[start:start + per_page], str(start + per_page) if more else None
 
     def create_contact(self, body: dict) -> dict:
         self._call("create")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import ApiError, Permanent, Transient
 from ..ports.apis import Conflict, Merged, NotFound
@@ -50,6 +50,15 @@ class IntercomClient(JsonApi):
     def search_by_email(self, email: str) -> list[dict]:
         body = {"query": {"field": "email", "operator": "=", "value": email}, "pagination": {"per_page": 50}}
         return (self._call("POST", "/contacts/search", json_body=body) or {}).get("data", [])
+
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        paging: dict[str, Any] = {"per_page": per_page}
+        if starting_after:
+            paging["starting_after"] = starting_after
+        answer = self._call("POST", "/contacts/search", json_body={"query": query, "pagination": paging}) or {}
+        following = (answer.get("pages") or {}).get("next") or {}
+        return answer.get("data", []), following.get("starting_after") or None
 
     def create_contact(self, body: dict) -> dict:
         try:

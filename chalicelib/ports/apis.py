@@ -28,6 +28,10 @@ class NotFound(Exception):
 
 class IntercomPort(Protocol):
     def search_by_email(self, email: str) -> list[dict]: ...
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        """One page of a contact search (`query`: Intercom's search query object), and the cursor of
+        the next page (None: the last page)."""
     def create_contact(self, body: dict) -> dict: ...            # raises Conflict on 409
     def update_contact(self, contact_id: str, body: dict) -> dict: ...
     def get_contact(self, contact_id: str) -> dict: ...           # raises Merged, NotFound
