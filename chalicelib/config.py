@@ -20,6 +20,7 @@ class Config:
     rf_calls_per_minute: int    # shared budget, below RF's 600/min IP-block limit
     intercom_calls_per_10s: int  # shared budget per workspace, below ~1,666 / 10 s
     reconcile_per_run: int      # pending leads checked per reconciliation run
+    reconcile_sweep_days: float  # pending leads older than this leave the one-by-one sweep
     record_budget_ms: int       # a record is not started with less Lambda time left than this
     secrets_path: str           # SSM Parameter Store prefix of this stage's secrets (adapters/secrets.py)
     history_days: int           # history entries expire (DynamoDB TTL) after this many days; 0: never
@@ -40,6 +41,7 @@ class Config:
             rf_calls_per_minute=int(e.get("RF_CALLS_PER_MINUTE", "500")),
             intercom_calls_per_10s=int(e.get("INTERCOM_CALLS_PER_10S", "1500")),
             reconcile_per_run=int(e.get("RECONCILE_PER_RUN", "1000")),
+            reconcile_sweep_days=float(e.get("RECONCILE_SWEEP_DAYS", "7")),
             record_budget_ms=int(e.get("BRIDGE_RECORD_BUDGET_MS", "30000")),
             secrets_path="/" + e.get("BRIDGE_SECRETS_PATH", "/rf-intercom-bridge").strip("/"),
             history_days=int(e.get("BRIDGE_HISTORY_DAYS", "400")),

@@ -1,5 +1,5 @@
 """The work queue's messages: one pydantic model per kind, told apart by `kind` (`rf.join`,
-`intercom.contact`, `intercom.check`; who produces and who handles each: README, "Code layout").
+`intercom.contact`, `intercom.check`, `intercom.changes`; who produces and who handles each: README, "Code layout").
 Every message is built here and read back here; nothing else knows their fields.
 
 The wire format is the model's JSON, flat, as earlier versions wrote it: messages already in the
@@ -82,9 +82,20 @@ class CheckMessage(_AboutPerson):
     workspace: Id
 
 
-Message = Annotated[Union[JoinMessage, ContactMessage, CheckMessage], Field(discriminator="kind")]
+class ChangesMessage(_Message):
+    """Reconciliation: search this workspace's contacts changed since its last search (or, the first
+    time, within `lookback` seconds of `at`), and judge the pending leads linked to them."""
+
+    kind: Literal["intercom.changes"] = "intercom.changes"
+    workspace: Id
+    at: float                    # when reconciliation asked: where the next search starts (with an overlap)
+    lookback: float = 7 * 86400
+
+
+AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, ChangesMessage]
+Message = Annotated[AnyMessage, Field(discriminator="kind")]
 KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m
-                                    for m in (JoinMessage, ContactMessage, CheckMessage)}
+                                    for m in (JoinMessage, ContactMessage, CheckMessage, ChangesMessage)}
 _MESSAGE = TypeAdapter(Message)
 
 
@@ -96,14 +107,14 @@ class Unreadable(ValueError):
         self.reason = reason
 
 
-def parse(body: Union[str, bytes]) -> Union[JoinMessage, ContactMessage, CheckMessage]:
+def parse(body: Union[str, bytes]) -> AnyMessage:
     try:
         return _MESSAGE.validate_json(body)
     except ValidationError as exc:
         raise Unreadable(describe(exc)) from None
 
 
-def read(message: Any) -> Union[JoinMessage, ContactMessage, CheckMessage]:
+def read(message: Any) -> AnyMessage:
     """A message from an already-decoded dict (e.g. a test's or a fake queue's)."""
     try:
         return _MESSAGE.validate_python(message)

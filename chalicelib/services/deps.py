@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol, TypeVar
+from typing import Callable, Protocol, TypeVar
 
 from ..config import Config
-from ..ports import Apis, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store
+from ..ports import Apis, Cursor, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store
 from .qualification.qualifier import Qualifier
 
 Q = TypeVar("Q", covariant=True)
@@ -20,6 +20,8 @@ class Stack(Protocol[Q]):
 
     config: Config
 
+    @property
+    def clock(self) -> Callable[[], float]: ...
     @property
     def store(self) -> Store: ...
     @property
@@ -33,10 +35,11 @@ class WorkDeps:
     history: HistoryLog
     settings: SettingsRepository
     apis: Apis
+    cursor: Cursor
 
     @classmethod
     def of(cls, store: Store, apis: Apis) -> "WorkDeps":
-        return cls(store.links, store.lookup, store.history, store.settings, apis)
+        return cls(store.links, store.lookup, store.history, store.settings, apis, store.cursor)
 
     @cached_property
     def qualifier(self) -> Qualifier:

@@ -15,12 +15,13 @@ from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..errors import WorkError
-from ..messages import CheckMessage, ContactMessage, JoinMessage
+from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage
 from ..observability import count, logger
 from ..ports import WorkQueue
 from .deps import WorkDeps
 from .join import process_join
 from .qualification.batch import Batch
+from .qualification.changes import on_changes
 from .qualification.checks import on_check
 from .qualification.contact_events import on_contact_event
 
@@ -219,6 +220,7 @@ HANDLERS: dict[type, Handler] = {
     JoinMessage: Handler(_prepare_joins, _join),
     ContactMessage: Handler(Batch.read, on_contact_event),
     CheckMessage: Handler(Batch.read, on_check),
+    ChangesMessage: Handler(lambda messages_, deps: None, on_changes),   # one search per workspace
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

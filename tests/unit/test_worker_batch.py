@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from chalicelib import messages
 from chalicelib.errors import Permanent, Transient
 from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
 from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
@@ -45,7 +46,7 @@ class Recorder:
 
 
 def test_the_registry_handles_every_kind_of_message():
-    assert set(HANDLERS) == {JoinMessage, ContactMessage, CheckMessage}
+    assert set(HANDLERS) == set(messages.KINDS.values())
 
 
 def test_an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_finish():
