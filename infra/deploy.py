@@ -120,8 +120,9 @@ def policies(target: Target) -> dict[str, dict]:
         ],
         "reconcile": [
             logs("reconcile"),
-            _statement("Cursor", ["dynamodb:GetItem", "dynamodb:PutItem"], [table]),
-            _statement("PendingIndex", ["dynamodb:Query"], [f"{table}/index/pending"]),
+            # Its cursor, the workspaces and their campaigns; the history of the unfinished links it finds.
+            _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"], [table]),
+            _statement("Indexes", ["dynamodb:Query"], [f"{table}/index/pending", f"{table}/index/overdue"]),
             _statement("WorkQueue", ["sqs:SendMessage"], [work]),
         ],
     }

@@ -324,6 +324,17 @@ def test_rf_qualification_recorded_once(rf, clock):
     assert rf.qualified == {lead["id"]: None} and rf.get_user(lead["id"])["qualified_at"] is None
 
 
+def test_lose_next_applies_the_request_and_drops_its_answer(rf):
+    ref = rf.add_user(7, "r@x.io", "Ref")
+    lead = rf.add_user(7, "l@x.io", "Lead", referrer_id=ref["id"])
+    rf.lose_next("PUT", "qualification")
+    with pytest.raises(requests.ConnectionError):          # no answer at all: the connection closed
+        call(rf, "PUT", "/users/qualification", json={"qualified": True, "id": lead["id"]})
+    assert rf.qualified[lead["id"]] and [c["status"] for c in rf.qualification_calls] == [200]
+    assert rf.requests[-1]["lost"] is True
+    assert call(rf, "GET", f"/users/{lead['id']}").json()["data"]["qualified_at"] == rf.qualified[lead["id"]]
+
+
 def test_rf_rate_limit_then_ip_block(rf, clock):
     clock.now = 1_700_000_020.0  # windows start at multiples of 60: 20 s left in this one
     rf.rate_limit = 2

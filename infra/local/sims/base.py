@@ -13,13 +13,15 @@ Request log entries (``sim.requests``) are dicts::
     {"method", "path" (relative to the sim's url prefix; "!<path>" when outside it),
      "query" (dict of str, first value),
      "headers" (dict), "json" (parsed body or None), "body" (raw bytes), "time" (clock()),
-     "status" (answered status)}
+     "status" (answered status), "lost" (True when the answer was dropped by `lose_next`)}
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import socket
 import threading
 import time
 from urllib.parse import parse_qsl
@@ -88,6 +90,11 @@ class SimServer:
         """Answer the next `times` matching requests (re.search on the path) with `status`."""
         self._add_fault("fail", method, path_regex, times, status=status, body=body,
                         headers=headers or {})
+
+    def lose_next(self, method, path_regex, times=1):
+        """Apply the next `times` matching requests, then close the connection without an answer:
+        the request took effect and its answer was lost (as after a read timeout)."""
+        self._add_fault("lose", method, path_regex, times)
 
     def delay_next(self, method, path_regex, seconds, times=1):
         """Sleep `seconds` (real time) before answering the next `times` matching requests."""
@@ -175,6 +182,11 @@ class SimServer:
             time.sleep(delay["seconds"])
         status, body, headers = self._answer(rec)
         rec["status"] = status
+        if self._take_fault("lose", rec):
+            rec["lost"] = True
+            with contextlib.suppress(OSError):
+                environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+            raise ConnectionAbortedError("answer lost (injected)")   # werkzeug: a dropped connection
         if isinstance(body, (dict, list)):
             body, ctype = json.dumps(body).encode(), "application/json"
         else:
