@@ -57,6 +57,6 @@ def test_end_to_end_sees_a_join_and_a_qualification_through(bench_stack, mode):
 
     rows = end_to_end(bench_stack, mode)
     assert [r.figure for r in rows if "p50" in r.figure] == [
-        "end to end p50, join: RF webhook -> contact in Intercom",
+        "end to end p50, join: RF webhook -> contact tagged in Intercom",
         "end to end p50, qualification: Intercom webhook -> RF"]
     assert all(r.floor and r.project for r in rows)
