@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 got = FIGURES[name](stack, mode)
                 rows += got
-                print(f"  {name}: {time.perf_counter() - t:.0f} s", file=out)
+                print(f"  {name}: {time.perf_counter() - t:.0f} s, load average after {loadavg()}", file=out)
         finally:
             stack.close()
         print(file=out)
