@@ -17,7 +17,7 @@ import requests
 
 from infra.local.esm import PollerThread, QueuePoller, build_sqs_event
 
-from .floors import FloorWorker, RoundTrip
+from .floors import FloorWorker, RoundTrip, aws_client
 from .report import Row, median, pct
 from .stack import CAMPAIGN, BenchStack, wait_until
 
@@ -216,7 +216,6 @@ def calls_per_join(stack: BenchStack, mode: Mode) -> list[Row]:
 
 
 def _ddb(stack: BenchStack) -> Any:
-    from .floors import aws_client
     return aws_client("dynamodb", stack.endpoint, stack.region)
 
 
