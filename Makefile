@@ -13,13 +13,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-## make test — the whole suite (unit, contract, integration on moto server + simulators)
+## make test — the type checker (mypy.ini), then the whole suite (unit, contract, integration on moto server + simulators)
 test: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
+	$(BIN)/mypy
 
 ## make run [PORT=8000] — the whole pipeline locally on http://127.0.0.1:$(PORT) (moto server + simulators)
 PORT ?= 8000

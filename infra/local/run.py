@@ -100,7 +100,7 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
     import app as app_module
     from chalicelib.services import admin
     from chalicelib.services.connections import connect_rf, connect_workspace
-    from chalicelib.services.runtime import default_runtime, reset_default_runtime
+    from chalicelib.runtime import default_runtime, reset_default_runtime
 
     reset_default_runtime(None)
     rt = default_runtime()

@@ -172,7 +172,7 @@ class Stage:
 
     def runtime(self, function: str):
         from chalicelib.config import Config
-        from chalicelib.services.runtime import Runtime
+        from chalicelib.runtime import Runtime
 
         # The third-party APIs are the simulators; everything AWS is as rendered.
         env = {**self.env[function], "INTERCOM_BASE_URL": self.intercom.base_url, "RF_BASE_URL": self.rf.base_url}
@@ -181,7 +181,7 @@ class Stage:
     @contextlib.contextmanager
     def running(self, function: str):
         """As in the function's own (warm) container: its environment, its runtime, its calls recorded."""
-        from chalicelib.services.runtime import reset_default_runtime
+        from chalicelib.runtime import reset_default_runtime
 
         saved = dict(os.environ)
         os.environ.update(self.env[function])

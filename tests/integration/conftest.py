@@ -105,7 +105,7 @@ class Bridge:
     def operator(self):
         """The operator's CLI runtime: another process, with its own (empty) caches."""
         from chalicelib.config import Config
-        from chalicelib.services.runtime import Runtime
+        from chalicelib.runtime import Runtime
         return Runtime(Config.from_env(), clock=self.rt.clock)
 
     def history(self, campaign_id, rf_user_id) -> dict:
@@ -121,7 +121,7 @@ def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
         monkeypatch.setenv(key, value)
     from chalicelib.config import Config
     from chalicelib.services.connections import connect_rf, connect_workspace
-    from chalicelib.services.runtime import Runtime, reset_default_runtime
+    from chalicelib.runtime import Runtime, reset_default_runtime
     import app as app_module
 
     rt = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
