@@ -276,7 +276,7 @@ def rf_budget(stack: BenchStack, mode: Mode) -> list[Row]:
     (RF's simulator on the same clock). Counted from the simulator's log: calls answered per
     complete window, windows where RF saw more than its limit, refusals."""
     from chalicelib.config import Config
-    from chalicelib.services.runtime import Runtime
+    from chalicelib.runtime import Runtime
     from infra.local.sims.referral_factory import RFSim
 
     clock = ScaledClock(mode.budget_speed)

@@ -13,7 +13,7 @@ TINY = dict(ack_samples=3, ack_round=2, e2e_samples=1)
 @pytest.fixture(scope="module")
 def bench_stack():
     from bench.stack import BenchStack
-    from chalicelib.services.runtime import reset_default_runtime
+    from chalicelib.runtime import reset_default_runtime
 
     saved = dict(os.environ)
     stack = BenchStack(prefix=unique_prefix("bench"))
