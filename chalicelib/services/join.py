@@ -26,7 +26,7 @@ def process_join(message: JoinMessage, rt, prefetched_link=None, settings_doc: d
     store = rt.store
     if prefetched_link is not None and prefetched_link.final:
         return _repeat(store, campaign_id, rf_user_id)
-    token = store.claim_join(campaign_id, rf_user_id, settings.workspace)
+    token = store.claim_join(campaign_id, rf_user_id, settings.workspace, lease=rt.config.lease_seconds)
     if token is None:
         return _repeat(store, campaign_id, rf_user_id)
     # A contact we created on an earlier, failed try is ours: resume with it (and with the

@@ -211,7 +211,7 @@ def _already_qualified_in_rf(rt, link: LinkItem) -> bool:
 
 def qualify(rt, link: LinkItem, via: str, allow_failed: bool = False) -> str:
     taking_over = link.qualification == "qualifying"   # a worker died mid-call: RF may have said yes
-    token = rt.store.start_qualifying(link, allow_failed=allow_failed)
+    token = rt.store.start_qualifying(link, lease=rt.config.lease_seconds, allow_failed=allow_failed)
     if token is None:
         if link.qualification in ("qualified", "failed"):
             rt.store.note_repeat(link.campaign_id, link.rf_user_id, f"qualification_{link.qualification}",
