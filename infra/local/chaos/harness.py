@@ -639,8 +639,9 @@ class Check:
 @dataclass
 class Report:
     config: ChaosConfig
-    figures: dict
-    checks: dict
+    figures: dict                    # name -> one line, for people
+    checks: dict                     # name -> Check
+    stats: dict = field(default_factory=dict)   # raw numbers, for tests
     log_dir: Optional[str] = None
 
     def failed(self) -> list[str]:
@@ -652,10 +653,13 @@ class Report:
 
     def render(self) -> str:
         f, cfg = self.figures, self.config
+        default = ChaosConfig(seed=cfg.seed, n=cfg.n)
+        knobs = " ".join(f"{x.name.upper()}={getattr(cfg, x.name)}" for x in fields(cfg)
+                         if x.name not in ("seed", "n") and getattr(cfg, x.name) != getattr(default, x.name))
         lines = [f"chaos run  seed={cfg.seed}  N={cfg.n} (+{f['probes']} probes)  K={cfg.updates}  "
-                 f"R={cfg.repeats}  workers={cfg.workers}  fault_rate={cfg.fault_rate:.0%}"
+                 f"R={cfg.repeats}  workers={cfg.workers}  kills={cfg.kills}  fault_rate={cfg.fault_rate:.0%}"
                  f"  rf_shared={cfg.rf_shared:.0%}",
-                 f"  repeat with: make chaos SEED={cfg.seed} N={cfg.n}" + (f" KILLS={cfg.kills}")]
+                 f"  repeat with: make chaos SEED={cfg.seed} N={cfg.n} {knobs}".rstrip()]
         lines.append("figures")
         for key, value in f.items():
             if key == "probes":
@@ -730,12 +734,21 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     stack += [intercom_proxy.stop, rf_proxy.stop]
 
     env = _stack_env(resources, cfg, intercom_proxy.url, rf_proxy.url)
-    rf_connect = threading.Thread(target=_bridge_cli, args=(env, "rf", "connect"),
-                                  kwargs={"secrets": {"RF_TOKEN": RF_TOKEN, "RF_WEBHOOK_SECRET": RF_WEBHOOK_SECRET}})
+    failures: list = []
+
+    def connect_rf() -> None:
+        try:
+            _bridge_cli(env, "rf", "connect", secrets={"RF_TOKEN": RF_TOKEN, "RF_WEBHOOK_SECRET": RF_WEBHOOK_SECRET})
+        except Exception as exc:  # raised below, in this thread
+            failures.append(exc)
+
+    rf_connect = threading.Thread(target=connect_rf)   # two CLI processes at once: a second saved
     rf_connect.start()
     _bridge_cli(env, "workspace", "connect", WORKSPACE, "--api-base", intercom_proxy.url,
                 secrets={"INTERCOM_TOKEN": INTERCOM_TOKEN, "INTERCOM_CLIENT_SECRET": CLIENT_SECRET})
     rf_connect.join()
+    if failures:
+        raise failures[0]
     settings_file = log_dir / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(SETTINGS))
     _bridge_cli(env, "settings", "apply", str(settings_file))
@@ -885,7 +898,13 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     figures = _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead,
                        table, other, moto, kill_log, setup_seconds, main_seconds, total_seconds, settle_rounds,
                        worker_cpu, timed_out, cpu_at_start)
-    return Report(cfg, figures, checks, str(log_dir) if cfg.keep_logs else None)
+    stats = {"faults": intercom_proxy.counts + rf_proxy.counts, "kills": len(workers.kills),
+             "kills_mid_batch": sum(k["busy"] for k in workers.kills),
+             "kills_by_reason": Counter(k["why"] for k in workers.kills),
+             "deliveries_scheduled": deliveries.scheduled, "deliveries_sent": deliveries.sent,
+             "webhooks_by_route": dict(deliveries.per_route), "records": workers.records,
+             "timed_out": list(timed_out), "people": len(people), "seconds": total_seconds}
+    return Report(cfg, figures, checks, stats, str(log_dir) if cfg.keep_logs else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -936,6 +955,14 @@ def _links_and_history(table: list[dict]) -> tuple[dict, dict]:
     return links, history
 
 
+def _json(value: Any) -> Any:
+    """A JSONAttribute as stored (a JSON text)."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
 def _last_reason(entries: list[dict]) -> str:
     for e in reversed(entries):
         if str(e.get("sk", "")).startswith("~"):
@@ -954,6 +981,7 @@ def _judge(people, intercom, rf, existing_ids, table, dead, deliveries, intercom
     checks: dict[str, Check] = {}
 
     def check(name: str, problems: list) -> None:
+        problems = sorted(problems, key=lambda d: "probe:" not in d)   # the scripted cases first
         checks[name] = Check(name, not problems, len(problems), problems)
 
     def who(p: Person) -> str:
@@ -980,7 +1008,8 @@ def _judge(people, intercom, rf, existing_ids, table, dead, deliveries, intercom
         if latest == TARGET and not qualified:
             link = links.get(str(p.rf_id)) or {}
             missed.append(f"{who(p)}: latest '{latest}' on {cid}; link on {link.get('contact_id')} "
-                          f"(baseline {link.get('baseline')!r}) — {_last_reason(history.get(str(p.rf_id), []))[:200]}")
+                          f"(baseline {_json(link.get('baseline'))!r}) — "
+                          f"{_last_reason(history.get(str(p.rf_id), []))[:200]}")
         if qualified and latest != TARGET:
             wrong.append(f"{who(p)}: qualified but its latest value is {latest!r}")
     check("no_missed_qualification", missed)
