@@ -43,3 +43,15 @@ def test_a_cancelled_transaction_undoes_only_its_own_writes(ddb):
                     "ExpressionAttributeValues": {":two": {"N": "2"}}}},
         {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}}}])
     assert item(ddb, "a")["n"] == {"N": "2"} and item(ddb, "new") == {"pk": {"S": "new"}}
+
+
+def test_sqs_still_counts_sends_and_receives(ddb, tmp_path):
+    sqs = client("sqs", ddb.meta.endpoint_url)
+    url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert len(got) == 2
+    assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("1", "2")
+    assert attrs["VisibilityTimeout"] == "30" and attrs["MessageRetentionPeriod"] == "345600"

@@ -11,13 +11,22 @@ Found by the chaos run, which is the first local run with many writers at once:
 2. Requests run in parallel threads over plain dicts: a scan or a deep copy racing a write fails
    with "dictionary changed size during iteration" (a 500 that DynamoDB does not send).
 
+3. SQS computes *all* a queue's attributes, the three O(messages) counts included, to read one
+   static attribute: ``SendMessage`` for ContentBasedDeduplication, ``ReceiveMessage`` for the
+   retention period of each message it returns (three times over). Every send and receive costs
+   O(messages in the queue): once a backlog of a few thousand builds, moto spends its core
+   counting and the workers wait idle for their batches.
+
 The patch serialises DynamoDB requests (DynamoDB is linearizable per item; moto is one process
-anyway) and rolls a failed transaction back item by item. Applied only by the chaos run's moto
-(``moto_process.py``, or ``moto=thread``); ``install()`` is idempotent.
+anyway), rolls a failed transaction back item by item, and lets SQS read static attributes without
+counting the messages.
+Applied only by the chaos run's moto (``moto_process.py``, or ``moto=thread``); ``install()`` is
+idempotent.
 """
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from typing import Any
 
@@ -40,7 +49,58 @@ def install() -> None:
 
     DynamoHandler.call_action = call_action
     DynamoDBBackend.transact_write_items = _transact_write_items
+
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    def is_message_valid_based_on_retention_period(self, queue_name: str, message) -> bool:
+        period = int(self.get_queue(queue_name).message_retention_period)
+        return period + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+
+    from moto.sqs.models import Queue
+
+    counting = Queue.attributes.fget
+    static = threading.local()
+
+    def attributes(self) -> dict:
+        """moto's Queue.attributes, without the three counts while `static.on` (send_message)."""
+        if not getattr(static, "on", False):
+            return counting(self)
+        names = list(self.BASE_ATTRIBUTES)
+        if self.fifo_queue:
+            names += self.FIFO_ATTRIBUTES
+        if self.kms_master_key_id:
+            names += self.KMS_ATTRIBUTES
+        result = {n: getattr(self, _snake(n)) for n in names if n not in _COUNT_NAMES}
+        if self.policy:
+            result["Policy"] = self.policy
+        if self.redrive_policy:
+            result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+        return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in result.items()}
+
+    def without_counts(method):
+        def wrapper(self, *args, **kwargs):
+            static.on = True
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                static.on = False
+        return wrapper
+
+    Queue.attributes = property(attributes)
+    SQSBackend.send_message = without_counts(SQSBackend.send_message)
     _installed = True
+
+
+_COUNT_NAMES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed",
+                "ApproximateNumberOfMessagesNotVisible")
+
+
+def _snake(name: str) -> str:
+    from moto.core.utils import camelcase_to_underscores
+    return camelcase_to_underscores(name)
 
 
 def _transact_write_items(self, transact_items: list[dict[str, Any]]) -> None:

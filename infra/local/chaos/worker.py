@@ -36,7 +36,8 @@ def main() -> None:
                          os.environ["CHAOS_QUEUE_ARN"], handler, batch_size=10,
                          timeout_seconds=float(os.environ.get("CHAOS_FUNCTION_TIMEOUT", "60")))
     status.write("R\n")
-    while not stop:
+    parent = os.getppid()
+    while not stop and os.getppid() == parent:   # an orphan (the run died) stops too
         try:
             poller.poll_once(wait_time_seconds=1)
         except Exception as exc:  # moto busy or gone: wait and go on, as the event source does
