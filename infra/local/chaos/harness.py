@@ -150,6 +150,7 @@ class ChaosConfig:
     moto_patch: bool = True          # serialise moto's DynamoDB and roll transactions back per item (moto_patch.py)
     senders: int = 6                 # threads delivering webhooks
     keep_logs: bool = False          # keep the processes' logs (their directory is printed)
+    report: str = ""                 # also write the whole report (every detail line) to this JSON file
 
     def __post_init__(self):
         if self.seed is None:
@@ -652,6 +653,13 @@ class Report:
         """Failed checks that are not known breaks of issue 7."""
         return [n for n in self.failed() if n not in KNOWN_BREAKS and n not in LOAD_BREAKS]
 
+    def as_json(self) -> dict:
+        return {"config": {f.name: getattr(self.config, f.name) for f in fields(self.config)},
+                "figures": self.figures, "stats": {k: dict(v) if isinstance(v, Counter) else v
+                                                   for k, v in self.stats.items()},
+                "checks": {n: {"ok": c.ok, "count": c.count, "known": KNOWN_BREAKS.get(n) or LOAD_BREAKS.get(n),
+                               "detail": c.detail} for n, c in self.checks.items()}}
+
     def render(self) -> str:
         f, cfg = self.figures, self.config
         default = ChaosConfig(seed=cfg.seed, n=cfg.n)
@@ -903,7 +911,10 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
              "deliveries_scheduled": deliveries.scheduled, "deliveries_sent": deliveries.sent,
              "webhooks_by_route": dict(deliveries.per_route), "records": workers.records,
              "timed_out": list(timed_out), "people": len(people), "seconds": total_seconds}
-    return Report(cfg, figures, checks, stats, str(log_dir) if cfg.keep_logs else None)
+    report = Report(cfg, figures, checks, stats, str(log_dir) if cfg.keep_logs else None)
+    if cfg.report:
+        Path(cfg.report).write_text(json.dumps(report.as_json(), indent=1, default=str))
+    return report
 
 
 # ---------------------------------------------------------------------------------------------
