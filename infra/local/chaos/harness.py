@@ -577,6 +577,9 @@ def _script_probes(people, intercom_proxy: FaultProxy, rf_proxy: FaultProxy, wor
     if p := _probe(people, "claim_of_dead_worker"):
         intercom_proxy.script(Rule("claim_of_dead_worker", search(p), [PASS] * 6,
                                    hook=kill_sender(intercom_proxy, "claim_of_dead_worker"), when="before"))
+    # Each kind the probes do not script happens at least once, whatever the draws: on early searches.
+    intercom_proxy.script(Rule("every_kind_once", lambda req: req.path.endswith("/contacts/search"),
+                               ["rate_limited", PASS, PASS, "server_error", PASS, PASS, "stall_before"]))
 
 
 def _stack_env(resources, cfg: ChaosConfig, intercom_url: str, rf_url: str) -> dict:
