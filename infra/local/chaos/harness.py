@@ -28,6 +28,7 @@ import math
 import os
 import queue
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -578,8 +579,33 @@ def _script_probes(people, intercom_proxy: FaultProxy, rf_proxy: FaultProxy, wor
         intercom_proxy.script(Rule("claim_of_dead_worker", search(p), [PASS] * 6,
                                    hook=kill_sender(intercom_proxy, "claim_of_dead_worker"), when="before"))
     # Each kind the probes do not script happens at least once, whatever the draws: on early searches.
-    intercom_proxy.script(Rule("every_kind_once", lambda req: req.path.endswith("/contacts/search"),
+    intercom_proxy.script(Rule("every_kind_once",
+                               lambda req: req.path.endswith("/contacts/search") and not intercom_proxy.exempt(req),
                                ["rate_limited", PASS, PASS, "server_error", PASS, PASS, "stall_before"]))
+
+
+def _exempt_probes(people, intercom: IntercomSim, intercom_proxy: FaultProxy, rf_proxy: FaultProxy) -> None:
+    """No random fault for the probes: only their scripted ones, so that each shows its break."""
+    emails = {p.email.lower() for p in people if p.kind.startswith("probe:")}
+    rf_ids = {str(p.rf_id) for p in people if p.kind.startswith("probe:")}
+
+    def about_intercom_probe(req) -> bool:
+        email = _email_of(req)
+        if email:
+            return email in emails
+        match = re.match(r".*/contacts/([^/]+)", req.path)
+        if match and match.group(1) not in ("search", "merge"):
+            contact = intercom.get(match.group(1)) or {}
+            return (contact.get("email") or "").lower() in emails
+        return False
+
+    def about_rf_probe(req) -> bool:
+        if isinstance(req.json, dict) and str(req.json.get("id")) in rf_ids:
+            return True
+        match = re.match(r".*/users/(\d+)$", req.path)
+        return bool(match) and match.group(1) in rf_ids
+
+    intercom_proxy.exempt, rf_proxy.exempt = about_intercom_probe, about_rf_probe
 
 
 def _stack_env(resources, cfg: ChaosConfig, intercom_url: str, rf_url: str) -> dict:
@@ -788,6 +814,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     workers.wait_ready()
     kill_log: list = []
     if cfg.probes:
+        _exempt_probes(people, intercom, intercom_proxy, rf_proxy)
         _script_probes(people, intercom_proxy, rf_proxy, workers, kill_log)
     rates = cfg.rates()
     intercom_proxy.rates, rf_proxy.rates = dict(rates), dict(rates)
