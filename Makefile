@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo bridge chaos deploy destroy clean
+.PHONY: install test lint run demo bridge chaos bench deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -13,13 +13,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-## make test — the whole suite (unit, contract, integration on moto server + simulators)
+## make test — the type checker (mypy.ini), then the whole suite (unit, contract, integration on moto server + simulators)
 test: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
+	$(BIN)/mypy
 
 ## make run [PORT=8000] — the whole pipeline locally on http://127.0.0.1:$(PORT) (moto server + simulators)
 PORT ?= 8000
@@ -43,6 +45,11 @@ CHAOS_KNOBS := SEED N UPDATES REPEATS WORKERS KILLS FAULT_RATE PROBES EXISTING E
 	RECONCILE_EVERY KILL_WINDOW DEADLINE MOTO MOTO_PATCH SENDERS KEEP_LOGS REPORT
 chaos: $(STAMP)
 	$(BIN)/python -m infra.local.chaos $(foreach k,$(CHAOS_KNOBS),$(if $($(k)),$(k)=$($(k))))
+
+## make bench [QUICK=1] — each figure beside its floor, interleaved, with ratios (README "Performance");
+##   QUICK=1: a few samples of each, a smoke check
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 ## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
 ##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs

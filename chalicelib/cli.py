@@ -10,13 +10,14 @@ import argparse
 import json
 import os
 import sys
+from typing import Any, Optional
 
-from .domain.settings import SettingsError
+from .config import Config
+from .domain.settings import SettingsError, parse_settings
 from .errors import WorkError
+from .runtime import Runtime
 from .services import admin
 from .services.connections import ConnectError, connect_rf, connect_workspace
-from .services.runtime import Runtime
-from .config import Config
 
 
 class CliError(Exception):
@@ -28,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
 
 
-def _print(obj) -> None:
+def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
@@ -47,8 +48,10 @@ def _aws_problem(exc: BaseException) -> str | None:
     """One line for an AWS failure (botocore's own, or wrapped by PynamoDB), else None."""
     from botocore import exceptions as bx
 
-    seen = set()
-    while exc is not None and id(exc) not in seen:
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        exc = current
         seen.add(id(exc))
         if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
             return ("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); "
@@ -73,7 +76,7 @@ def _aws_problem(exc: BaseException) -> str | None:
                     "BRIDGE_DLQ_URL)?")
         if isinstance(exc, bx.BotoCoreError):
             return f"AWS: {exc}"
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+        current = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
 
 
@@ -84,8 +87,8 @@ def _redact(text: str, secrets: list) -> str:
     return text
 
 
-def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
-    parser = _Parser(prog="bridge", description=__doc__.splitlines()[0])
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bridge", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--stage", default=os.environ.get("BRIDGE_STAGE"),
                         help="a deployed stage (dev, prod): its resources are read from its CloudFormation stack")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -94,10 +97,13 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     p = settings.add_parser("apply", help="validate a settings YAML/JSON file and store it")
     p.add_argument("file")
     p.add_argument("--offline", action="store_true", help="skip the check against the live Intercom workspace")
+    p.set_defaults(func=_settings_apply)
     p = settings.add_parser("check", help="validate a settings file without storing it")
     p.add_argument("file")
+    p.set_defaults(func=_settings_check)
     p = settings.add_parser("show", help="print a campaign's stored settings")
     p.add_argument("campaign_id")
+    p.set_defaults(func=_settings_show)
 
     ws = sub.add_parser("workspace", help="Intercom workspaces").add_subparsers(dest="action", required=True)
     p = ws.add_parser("connect", help="store a workspace's access token and client secret in SSM (what is not "
@@ -106,31 +112,40 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     p.add_argument("--token", default=os.environ.get("INTERCOM_TOKEN"))
     p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
     p.add_argument("--api-base", default=None, help="regional API base, e.g. https://api.eu.intercom.io")
+    p.set_defaults(func=_workspace_connect)
 
     rf = sub.add_parser("rf", help="Referral Factory").add_subparsers(dest="action", required=True)
     p = rf.add_parser("connect", help="store the RF API token and the webhook secret in SSM (what is not given "
                                       "is kept)")
     p.add_argument("--token", default=os.environ.get("RF_TOKEN"))
     p.add_argument("--webhook-secret", default=os.environ.get("RF_WEBHOOK_SECRET"))
+    p.set_defaults(func=_rf_connect)
 
     dlq = sub.add_parser("dlq", help="dead-letter queue").add_subparsers(dest="action", required=True)
-    dlq.add_parser("list", help="show failed work and why it failed")
-    dlq.add_parser("replay", help="send failed work back to the queue")
+    dlq.add_parser("list", help="show failed work and why it failed").set_defaults(func=_dlq_list)
+    dlq.add_parser("replay", help="send failed work back to the queue").set_defaults(func=_dlq_replay)
 
     p = sub.add_parser("history", help="a person's link and history")
     p.add_argument("campaign_id")
     p.add_argument("rf_user_id")
+    p.set_defaults(func=_history)
 
     p = sub.add_parser("forget", help="erase a person (links, pointers, history, dead letters) by email")
     p.add_argument("email")
+    p.set_defaults(func=_forget)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
     secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]
     try:
-        return _run(args, rt or Runtime(Config.from_env()))
+        if args.func is _settings_check:      # reads a file only: no runtime, no AWS
+            return _settings_check(args, None)
+        return args.func(args, rt or Runtime(Config.from_env()))
     except SettingsError as exc:
         print("settings are invalid:", file=sys.stderr)
         for problem in exc.problems:
@@ -152,61 +167,91 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         return 1
 
 
-def _run(args, rt: Runtime) -> int:
-    if args.cmd == "dlq" and not rt.config.dlq_url:
+# --- the commands: each gets the parsed arguments and the runtime, and answers an exit code ------------
+def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
+    parse_settings(admin.load_document(_read(args.file)))
+    print("settings are valid")
+    return 0
+
+
+def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
+    result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
+    for warning in result.pop("warnings"):
+        print(f"warning: {warning}", file=sys.stderr)
+    _print(result)
+    return 0
+
+
+def _settings_show(args: argparse.Namespace, rt: Runtime) -> int:
+    shown = admin.show_settings(rt, args.campaign_id)
+    if shown is None:
+        raise CliError(f"campaign {args.campaign_id} has no settings")
+    _print(shown)
+    return 0
+
+
+def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
+    done = connect_workspace(rt, args.workspace, args.token, args.client_secret, args.api_base)
+    print(f"workspace {args.workspace} connected: token {done['token']}, client secret "
+          f"{done['client_secret']}, api base {done['api_base']}")
+    if done["client_secret"] == "missing":
+        print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
+              "workspace will be refused (401) until it is set", file=sys.stderr)
+    return 0
+
+
+def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
+    done = connect_rf(rt, args.token, args.webhook_secret)
+    print(f"Referral Factory connected: token {done['token']}, webhook secret {done['webhook_secret']}")
+    for name, option in (("token", "--token"), ("webhook_secret", "--webhook-secret")):
+        if done[name] == "missing":
+            print(f"warning: no {option} yet: " + ("joins cannot be read from RF or qualified"
+                  if name == "token" else "RF's webhooks will be refused (503)"), file=sys.stderr)
+    return 0
+
+
+def _needs_dlq(rt: Runtime) -> None:
+    if not rt.config.dlq_url:
         raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
-    if args.cmd == "settings" and args.action in ("apply", "check"):
-        text = _read(args.file)
-        if args.action == "check":
-            from .domain.settings import parse_settings
-            parse_settings(admin.load_document(text))
-            print("settings are valid")
-            return 0
-        result = admin.apply_settings(rt, text, check_workspace=not args.offline)
-        for warning in result.pop("warnings"):
-            print(f"warning: {warning}", file=sys.stderr)
-        _print(result)
-    elif args.cmd == "settings":
-        shown = admin.show_settings(rt, args.campaign_id)
-        if shown is None:
-            raise CliError(f"campaign {args.campaign_id} has no settings")
-        _print(shown)
-    elif args.cmd == "workspace":
-        done = connect_workspace(rt, args.workspace, args.token, args.client_secret, args.api_base)
-        print(f"workspace {args.workspace} connected: token {done['token']}, client secret "
-              f"{done['client_secret']}, api base {done['api_base']}")
-        if done["client_secret"] == "missing":
-            print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
-                  "workspace will be refused (401) until it is set", file=sys.stderr)
-    elif args.cmd == "rf":
-        done = connect_rf(rt, args.token, args.webhook_secret)
-        print(f"Referral Factory connected: token {done['token']}, webhook secret {done['webhook_secret']}")
-        for name, option in (("token", "--token"), ("webhook_secret", "--webhook-secret")):
-            if done[name] == "missing":
-                print(f"warning: no {option} yet: " + ("joins cannot be read from RF or qualified"
-                      if name == "token" else "RF's webhooks will be refused (503)"), file=sys.stderr)
-    elif args.cmd == "dlq" and args.action == "list":
-        _print(admin.dead_letters(rt))
-    elif args.cmd == "dlq":
-        print(f"{admin.replay_dead_letters(rt)} message(s) sent back to the work queue")
-    elif args.cmd == "history":
-        found = admin.person_history(rt, args.campaign_id, args.rf_user_id)
-        if found["link"] is None and not found["history"]:
-            if rt.store.get_settings_item(args.campaign_id) is None:
-                raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
-            raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
-                           f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
-        _print(found)
-    elif args.cmd == "forget":
-        from .services.privacy import forget
-        _print(forget(rt, args.email))
+
+
+def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
+    _needs_dlq(rt)
+    _print(admin.dead_letters(rt))
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
+    _needs_dlq(rt)
+    print(f"{admin.replay_dead_letters(rt)} message(s) sent back to the work queue")
+    return 0
+
+
+def _history(args: argparse.Namespace, rt: Runtime) -> int:
+    found = admin.person_history(rt, args.campaign_id, args.rf_user_id)
+    if found["link"] is None and not found["history"]:
+        if rt.store.settings.get(args.campaign_id) is None:
+            raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
+        raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
+                       f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
+    _print(found)
+    return 0
+
+
+def _forget(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.privacy import forget
+    _print(forget(rt, args.email))
     return 0
 
 
 def command(argv: list[str] | None = None) -> int:
     """The `bridge` command: stdout carries only the answer (logs go to stderr), so `| jq` works."""
+    import logging
+
     from .observability import logger
-    logger.registered_handler.setStream(sys.stderr)
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
     return main(argv)
 
 

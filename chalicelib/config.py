@@ -23,7 +23,6 @@ class Config:
     record_budget_ms: int       # a record is not started with less Lambda time left than this
     secrets_path: str           # SSM Parameter Store prefix of this stage's secrets (adapters/secrets.py)
     history_days: int           # history entries expire (DynamoDB TTL) after this many days; 0: never
-    lease_seconds: float = 120  # a join or qualification claim blocks other workers this long (a dead one's too)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -44,5 +43,4 @@ class Config:
             record_budget_ms=int(e.get("BRIDGE_RECORD_BUDGET_MS", "30000")),
             secrets_path="/" + e.get("BRIDGE_SECRETS_PATH", "/rf-intercom-bridge").strip("/"),
             history_days=int(e.get("BRIDGE_HISTORY_DAYS", "400")),
-            lease_seconds=float(e.get("BRIDGE_LEASE_SECONDS", "120")),
         )

@@ -26,6 +26,18 @@ class Transient(WorkError):
     retryable = True
 
 
+class Deferred(Transient):
+    """Not a failure: the work must wait (another worker holds the person, a rate-limit pause, an
+    open circuit). It comes back after `retry_after` seconds and does not use up a try."""
+
+
+class Uncertain(Transient):
+    """The request may have reached the vendor and been applied, but its answer was lost (a read
+    timeout, a connection dropped after sending, a 5xx to a request that is not idempotent). Never
+    send it again blindly: look first (e.g. ask RF whether the user is qualified, search for the
+    contact) and only then decide."""
+
+
 class Permanent(WorkError):
     """Retrying will not help until someone fixes something: straight to the dead-letter
     queue with the reason, replayable once fixed (e.g. RF 422, Intercom 400, revoked token)."""

@@ -5,7 +5,7 @@ from chalice import Response
 
 from .observability import count, logger, metrics
 from .services import ingest
-from .services.runtime import default_runtime
+from .runtime import default_runtime
 
 
 def _reply(request, receive) -> Response:

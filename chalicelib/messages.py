@@ -6,18 +6,12 @@ The wire format is the model's JSON, flat, as earlier versions wrote it: message
 queue or the dead-letter queue still parse. `replayed_from` is set by `bridge dlq replay`."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NamedTuple, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from .domain.link import PersonRef
 from .webhooks import CONTACT_TOPICS, Change, ContactItem, Id, RFPerson, Timestamp, describe
-
-
-class PersonRef(NamedTuple):
-    """Whose history a message's outcome belongs to."""
-
-    campaign_id: str
-    rf_user_id: str
 
 
 class _Message(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional
+from typing import Any, Mapping, MutableMapping, Optional
 
 APP_NAME = "rf-intercom-bridge"
 
@@ -53,7 +53,7 @@ def env_from_outputs(outputs: dict[str, str]) -> dict[str, str]:
     return {env: outputs[key] for key, env in OUTPUT_ENV.items()}
 
 
-def cloudformation_client(environ: Optional[dict] = None) -> Any:
+def cloudformation_client(environ: Optional[Mapping[str, str]] = None) -> Any:
     """In AWS_REGION as the AWS CLI reads it (boto3 alone reads AWS_DEFAULT_REGION or the profile's)."""
     import boto3
     from botocore.exceptions import BotoCoreError
@@ -87,9 +87,9 @@ def resolve(stage: str, cloudformation: Any = None) -> dict[str, str]:
     return env_from_outputs(stack_outputs(stage, cloudformation))
 
 
-def use_stage(stage: str, environ: Optional[dict] = None, cloudformation: Any = None) -> dict[str, str]:
+def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None, cloudformation: Any = None) -> dict[str, str]:
     """Point this process at the stage's resources (what `bridge --stage <stage>` does)."""
-    target = os.environ if environ is None else environ
+    target: MutableMapping[str, str] = os.environ if environ is None else environ
     cfn = cloudformation or cloudformation_client(target)
     env = resolve(stage, cfn)
     # Every other client of this process (the queue's, PynamoDB's) must look in the same region.

@@ -88,13 +88,13 @@ class JsonApi:
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
-    def request(self, method: str, path: str, *, json_body: Any = None, params: Optional[dict] = None,
-                data: Optional[dict] = None) -> requests.Response:
+    def request(self, method: str, path: str, *, json_body: Any = None,
+                params: Optional[dict] = None) -> requests.Response:
         def send() -> requests.Response:
             self._acquire()
             try:
                 return self.session.request(method, self.base_url + path, json=json_body, params=params,
-                                            data=data, timeout=self.timeout, allow_redirects=False)
+                                            timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 raise Transient(f"{self.service} unreachable after retries ({type(exc).__name__})") from None
         resp = send()

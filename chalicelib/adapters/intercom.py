@@ -2,34 +2,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import ApiError, Permanent, Transient
+from ..ports.apis import Conflict, Merged, NotFound
 from .http import JsonApi
+
+__all__ = ["IntercomClient", "Conflict", "Merged", "NotFound"]
 
 VERSION = "2.16"
 _CONFLICT_ID = re.compile(r"id=([A-Za-z0-9_-]+)")
 _CANONICAL = re.compile(r"</contacts/([^>]+)>\s*;\s*rel=\"?canonical\"?")
-
-
-class Conflict(Exception):
-    """POST /contacts answered 409: a contact with these details already exists."""
-
-    def __init__(self, contact_id: Optional[str], message: str):
-        super().__init__(message)
-        self.contact_id = contact_id
-
-
-class Merged(Exception):
-    """GET answered 410 contact_merged: the contact now lives at `canonical_id`."""
-
-    def __init__(self, canonical_id: Optional[str]):
-        super().__init__(f"contact merged into {canonical_id}")
-        self.canonical_id = canonical_id
-
-
-class NotFound(Exception):
-    """GET answered 404: the contact no longer exists."""
 
 
 class IntercomClient(JsonApi):

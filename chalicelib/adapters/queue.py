@@ -38,9 +38,8 @@ class Queue:
             self._client = boto3.client("sqs")
         return self._client
 
-    def send(self, message: dict | str, delay: int = 0) -> str:
-        answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode(message),
-                                          DelaySeconds=max(0, min(int(delay), 900)))
+    def send(self, message: dict | str) -> str:
+        answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode(message))
         return answer["MessageId"]
 
     def send_many(self, messages: list[dict]) -> None:

@@ -7,12 +7,14 @@ import time
 from typing import Callable
 
 from ..errors import Transient
+from ..ports import RateWindows
 
 
 class SharedLimiter:
-    def __init__(self, store, budget: str, limit: int, window: int, *, clock=time.time,
-                 sleeper=time.sleep, max_wait: float | Callable[[], float] = 20.0):
-        self.store, self.budget, self.limit, self.window = store, budget, limit, window
+    def __init__(self, windows: RateWindows, budget: str, limit: int, window: int, *,
+                 clock: Callable[[], float] = time.time, sleeper: Callable[[float], None] = time.sleep,
+                 max_wait: float | Callable[[], float] = 20.0):
+        self.windows, self.budget, self.limit, self.window = windows, budget, limit, window
         self.clock, self.sleeper, self.max_wait = clock, sleeper, max_wait
 
     def acquire(self) -> None:
@@ -20,7 +22,7 @@ class SharedLimiter:
         while True:
             now = self.clock()
             start = int(now // self.window * self.window)
-            if self.store.take_slot(self.budget, start, self.limit, ttl=start + self.window * 10):
+            if self.windows.take_slot(self.budget, start, self.limit, ttl=start + self.window * 10):
                 return
             wait = start + self.window - now + 0.05
             if waited + wait > (self.max_wait() if callable(self.max_wait) else self.max_wait):

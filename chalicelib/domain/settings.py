@@ -139,6 +139,14 @@ class CampaignSettings(_Strict):
     def _str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
+    @field_validator("sync")
+    @classmethod
+    def _sync_not_built(cls, v: Optional[Sync]) -> Optional[Sync]:
+        if v is not None:     # accepted, it would silently do nothing
+            raise ValueError("contact sync is not built yet — remove the sync block (it would do nothing); "
+                             "keep it aside until a release that syncs contacts")
+        return v
+
     def people(self, is_lead: bool) -> People:
         return self.leads if is_lead else self.referrers
 

@@ -2,13 +2,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional, Protocol
 
 import yaml
 
 from .. import messages
+from ..domain.link import PersonRef
 from ..domain.settings import SettingsError, check_against_workspace, parse_settings
 from ..errors import WorkError
+from ..ports import DeadLetterQueue, IntercomPort
+from .deps import Stack
+
+
+class Operator(Stack[DeadLetterQueue], Protocol):
+    """What the operator's commands are given (the composition root's Runtime)."""
+
+    def intercom(self, workspace: str) -> IntercomPort: ...
+    def forget(self) -> None: ...
 
 
 def load_document(text: str) -> Any:
@@ -18,12 +28,12 @@ def load_document(text: str) -> Any:
         raise SettingsError([f"(document): not valid YAML or JSON — {exc}"]) from None
 
 
-def apply_settings(rt, text: str, check_workspace: bool = True) -> dict:
+def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dict:
     """Validate and store a campaign's settings. Returns {campaign_id, version, warnings}."""
     settings = parse_settings(load_document(text))
     warnings: list[str] = []
     if check_workspace:
-        if rt.store.get_connection(settings.workspace) is None:
+        if rt.store.connections.workspace(settings.workspace) is None:
             warnings.append(f"workspace {settings.workspace} is not connected yet: attributes were not checked "
                             f"(run `bridge workspace connect {settings.workspace} --token ...`)")
         else:
@@ -34,22 +44,23 @@ def apply_settings(rt, text: str, check_workspace: bool = True) -> dict:
             problems = check_against_workspace(settings, attributes)
             if problems:
                 raise SettingsError(problems)
-    version = rt.store.put_settings(settings.campaign_id, settings.to_document(), settings.workspace)
+    version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, "warnings": warnings}
 
 
-def show_settings(rt, campaign_id: str) -> dict | None:
-    item = rt.store.get_settings_item(campaign_id)
+def show_settings(rt: Operator, campaign_id: str) -> Optional[dict]:
+    item = rt.store.settings.get(campaign_id)
     if item is None:
         return None
     return {"version": item.version, "updated_at": item.updated_at, "settings": item.document}
 
 
-def dead_letters(rt, limit: int = 100) -> list[dict]:
+def dead_letters(rt: Operator, limit: int = 100) -> list[dict]:
     """Peek at the dead-letter queue (messages stay there). Each has a reason: the worker's own, or,
     for a message SQS moved there itself, one told from how often it was received."""
-    out, seen = [], set()
+    out: list[dict] = []
+    seen: set[str] = set()
     while len(out) < limit:
         batch = rt.queue.receive_dead(visibility=0)
         fresh = [m for m in batch if m["MessageId"] not in seen]
@@ -80,7 +91,7 @@ def _body(text: str) -> Any:
         return text          # an unreadable message is shown as it came
 
 
-def replay_dead_letters(rt, limit: int = 1000) -> int:
+def replay_dead_letters(rt: Operator, limit: int = 1000) -> int:
     """Move dead letters back to the work queue; each is tried again from scratch, marked as a
     replay. One no model can read goes back as it is (a fixed bridge may read it now)."""
     moved = 0
@@ -98,14 +109,8 @@ def replay_dead_letters(rt, limit: int = 1000) -> int:
     return moved
 
 
-def person_history(rt, campaign_id: str, rf_user_id: str) -> dict:
-    link = rt.store.get_link(campaign_id, rf_user_id)
-    entries = [{"at": h.at, "event": h.event, "outcome": h.outcome, "reason": h.reason,
-                **({"details": h.details} if h.details else {}), **({"count": int(h.count)} if h.count else {})}
-               for h in rt.store.history(campaign_id, rf_user_id)]
-    link_view = None
-    if link is not None:
-        link_view = {k: getattr(link, k) for k in ("status", "kind", "email", "contact_id", "contact_role",
-                                                   "contact_state", "baseline", "armed", "qualification",
-                                                   "qualified_at", "reason", "joined_at", "updated_at")}
-    return {"campaign_id": campaign_id, "rf_user_id": rf_user_id, "link": link_view, "history": entries}
+def person_history(rt: Operator, campaign_id: str, rf_user_id: str) -> dict:
+    ref = PersonRef(campaign_id, rf_user_id)
+    link = rt.store.links.get(ref)
+    return {"campaign_id": campaign_id, "rf_user_id": rf_user_id, "link": link.view() if link else None,
+            "history": [entry.view() for entry in rt.store.history.entries(ref)]}

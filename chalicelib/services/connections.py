@@ -5,22 +5,30 @@ that a workspace is connected, its API base and which secrets are set. What a re
 given is kept. The answers say what was set or kept, never a value."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol
 
 from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
                                 valid_workspace)
+from ..ports import SecretStore, Store
+
+
+class Connecting(Protocol):
+    @property
+    def store(self) -> Store: ...
+    @property
+    def secrets(self) -> SecretStore: ...
 
 
 class ConnectError(Exception):
     """The operator's request cannot be done as given (one line, says what to do)."""
 
 
-def connect_workspace(rt, workspace: str, token: Optional[str] = None, client_secret: Optional[str] = None,
+def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = None, client_secret: Optional[str] = None,
                       api_base: Optional[str] = None) -> dict:
     if not valid_workspace(workspace):
         raise ConnectError(f"{workspace!r} is not an Intercom app_id (letters, digits, _ and - only)")
-    current = rt.store.get_connection(workspace)
-    had = set((current.secrets or ()) if current is not None else ())
+    current = rt.store.connections.workspace(workspace)
+    had = set(current.secrets if current is not None else ())
     if not token and "token" not in had:
         raise ConnectError(f"workspace {workspace} has no access token yet: give --token (or INTERCOM_TOKEN)")
     if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
@@ -31,7 +39,7 @@ def connect_workspace(rt, workspace: str, token: Optional[str] = None, client_se
     if client_secret:
         rt.secrets.scoped(EDGE).put(intercom_client_secret(workspace), client_secret)
     given = {name for name, value in (("token", token), ("client-secret", client_secret)) if value}
-    rt.store.put_connection(workspace, secrets=given, api_base=api_base)
+    rt.store.connections.put_workspace(workspace, secrets=given, api_base=api_base)
     now = had | given
     return {"workspace": workspace,
             "token": "set" if token else "kept",
@@ -39,9 +47,9 @@ def connect_workspace(rt, workspace: str, token: Optional[str] = None, client_se
             "api_base": api_base or (current.api_base if current is not None else None) or "default"}
 
 
-def connect_rf(rt, token: Optional[str] = None, webhook_secret: Optional[str] = None) -> dict:
-    current = rt.store.get_rf_config()
-    had = set((current.secrets or ()) if current is not None else ())
+def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None) -> dict:
+    current = rt.store.connections.rf()
+    had = set(current.secrets if current is not None else ())
     if not token and not webhook_secret:
         raise ConnectError("give --token and/or --webhook-secret (or RF_TOKEN, RF_WEBHOOK_SECRET)")
     if token:
@@ -49,7 +57,7 @@ def connect_rf(rt, token: Optional[str] = None, webhook_secret: Optional[str] = 
     if webhook_secret:
         rt.secrets.scoped(EDGE).put(RF_WEBHOOK_SECRET, webhook_secret)
     given = {name for name, value in (("token", token), ("webhook-secret", webhook_secret)) if value}
-    rt.store.put_rf_config(secrets=given)
+    rt.store.connections.put_rf(secrets=given)
     now = had | given
     return {"token": "set" if token else ("kept" if "token" in now else "missing"),
             "webhook_secret": "set" if webhook_secret else ("kept" if "webhook-secret" in now else "missing")}

@@ -7,13 +7,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Protocol, Union
 
 from .. import webhooks
+from ..config import Config
 from ..messages import ContactMessage, JoinMessage
-from ..ports import MessageTooLarge
+from ..ports import MessageTooLarge, WorkQueue
 from ..webhooks import FORM, BodyError
 
 RF_SECRET_HEADER = "x-bridge-secret"
+
+
+class Edge(Protocol):
+    """What the webhook intake is given (the composition root's Runtime; tests: FakeEdge)."""
+
+    config: Config
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def queue(self) -> WorkQueue: ...
+    def rf_webhook_secret(self, accept: Optional[Callable[[str], bool]] = None) -> str: ...
+    def intercom_client_secret(self, workspace: str,
+                               accept: Optional[Callable[[str], bool]] = None) -> Optional[str]: ...
+    def campaign_known(self, campaign_id: str) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -25,11 +43,11 @@ def _error(status: int, code: str, message: str) -> Reply:
     return Reply(status, {"error": code, "message": message})
 
 
-def _lower(headers) -> dict:
+def _lower(headers: Mapping[str, Any]) -> dict:
     return {str(k).lower(): v for k, v in headers.items()}
 
 
-def _checked_shape(headers: dict, raw: bytes, rt, accepted: tuple[str, ...]) -> Reply | str:
+def _checked_shape(headers: dict, raw: bytes, rt: Edge, accepted: tuple[str, ...]) -> Union[Reply, str]:
     """Size and media type: what can be refused before anything else. Returns the media type."""
     if len(raw) > rt.config.max_body_bytes:
         return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
@@ -40,7 +58,7 @@ def _checked_shape(headers: dict, raw: bytes, rt, accepted: tuple[str, ...]) -> 
     return media
 
 
-def _enqueue(rt, message, status: int, answer: dict) -> Reply:
+def _enqueue(rt: Edge, message: Union[JoinMessage, ContactMessage], status: int, answer: dict) -> Reply:
     try:
         message_id = rt.queue.send(message.wire())
     except MessageTooLarge as exc:
@@ -52,13 +70,13 @@ def _same(given: str, secret: str) -> bool:
     return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest())
 
 
-def receive_rf_join(headers: dict, raw: bytes, rt) -> Reply:
+def receive_rf_join(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     """POST /webhooks/referral-factory: one RF "user joins" event, as JSON or as a form."""
-    headers = _lower(headers)
-    media = _checked_shape(headers, raw, rt, accepted=(FORM,))
+    lowered = _lower(headers)
+    media = _checked_shape(lowered, raw, rt, accepted=(FORM,))
     if isinstance(media, Reply):
         return media
-    given = headers.get(RF_SECRET_HEADER) or ""
+    given = lowered.get(RF_SECRET_HEADER) or ""
     secret = rt.rf_webhook_secret(accept=lambda s: _same(given, s))
     if not secret:
         return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`")
@@ -81,11 +99,11 @@ def signature(secret: str, raw: bytes) -> str:
     return "sha1=" + hmac.new(secret.encode(), raw, hashlib.sha1).hexdigest()
 
 
-def receive_intercom(headers: dict, raw: bytes, rt) -> Reply:
+def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     """POST /webhooks/intercom: one Intercom notification. The body must be read to know whose
     secret signs it; only `app_id` is looked at before the signature is checked."""
-    headers = _lower(headers)
-    media = _checked_shape(headers, raw, rt, accepted=())
+    lowered = _lower(headers)
+    media = _checked_shape(lowered, raw, rt, accepted=())
     if isinstance(media, Reply):
         return media
     try:
@@ -93,7 +111,7 @@ def receive_intercom(headers: dict, raw: bytes, rt) -> Reply:
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message)
     workspace = webhooks.app_id_of(body)
-    given = headers.get("x-hub-signature") or ""
+    given = lowered.get("x-hub-signature") or ""
     signed = lambda s: hmac.compare_digest(given.encode(), signature(s, raw).encode())  # noqa: E731
     secret = rt.intercom_client_secret(workspace, accept=signed) if workspace else None
     if not secret or not signed(secret):

@@ -1,63 +1,257 @@
-"""Apply a campaign's settings to a person who joined: create or find the Intercom contact,
-link it to the RF person, and record every decision in the person's history."""
+"""Use case: a person joined a campaign. Apply its settings: create or find the Intercom contact,
+link it to the RF person, and record every decision in the person's history. Each step is a small
+function that returns what it found; only `_apply` strings them together."""
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
 
-from ..adapters.intercom import Conflict, Merged, NotFound
 from ..domain import join as decide
 from ..domain import people
+from ..domain.history import Entry
+from ..domain.link import LEAD, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
+from ..domain.judge import Sighting
+from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Permanent
 from ..messages import JoinMessage
 from ..observability import count, logger, mask_email
+from ..ports import Apis, Conflict, IntercomPort, LinkRepository, Merged, NotFound
+from .deps import WorkDeps
 
 
-def process_join(message: JoinMessage, rt, prefetched_link=None, settings_doc: dict | None = None) -> str:
-    """Returns the outcome ("created", "updated", "linked", "ignored", "repeat")."""
-    campaign_id, rf_user_id = message.campaign_id, message.rf_user_id
-    if settings_doc is None:
+@dataclass(frozen=True)
+class Known:
+    """What a failed try records: the email, and the contact it was working with (with its baseline)."""
+
+    email: Optional[str]
+    contact_id: Optional[str] = None
+    baseline: Any = None
+
+
+@dataclass(frozen=True)
+class Person:
+    """The person as the mapping reads them, and what had to be read from Referral Factory."""
+
+    values: dict[str, Any]
+    fetched: tuple[str, ...] = ()
+
+    @property
+    def email(self) -> Optional[str]:
+        return (self.values.get("email") or "").lower() or None
+
+    @property
+    def received(self) -> Entry:
+        return Entry("join_received", "received", details={
+            "type": self.values.get("type"), "fetched_from_referral_factory": list(self.fetched)})
+
+
+@dataclass(frozen=True)
+class Reached:
+    """The contact the join ends with, how, and its history."""
+
+    contact: dict
+    outcome: str                 # created | updated | linked
+    baseline: Any
+    entries: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: str                 # created | updated | linked | ignored
+    result: JoinResult
+    entries: list[Entry]
+    resumed: Optional[dict] = None
+
+
+def process_join(message: JoinMessage, deps: WorkDeps, link: Optional[Link], settings_doc: Optional[dict]) -> str:
+    """`link` and `settings_doc`: what the worker's batched read found. Returns the outcome
+    (created, updated, linked, ignored, repeat)."""
+    settings, ref = _settings(message.campaign_id, settings_doc), message.person_ref
+    if link is not None and link.final:
+        return _repeat(deps, ref)
+    claim = deps.links.claim(ref, settings.workspace)
+    if claim is None:
+        return _repeat(deps, ref)
+    # A contact we created on an earlier, failed try is ours: resume with it (and with the
+    # baseline recorded when it was created), not as a duplicate.
+    email = people.given_email(message.person.as_dict())
+    known = Known(email, link.contact_id, link.baseline) if link is not None else Known(email)
+    applied = _apply(settings, message, claim, known, deps)
+    deps.links.finish(claim, applied.result, applied.entries)
+    count({"created": "ContactsCreated", "ignored": "JoinsSkipped"}.get(applied.outcome, "ContactsLinked"))
+    if applied.resumed is not None and applied.result.qualification is QState.PENDING:
+        # Webhooks that came while the join was unfinished were not applied: look now.
+        resumed = deps.links.get(ref)
+        if resumed is not None:
+            deps.qualifier.evaluate(resumed, settings.qualification, Sighting(applied.resumed, "join resumed"))
+    return applied.outcome
+
+
+def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
+    if document is None:
         raise Permanent(f"campaign {campaign_id} has no settings — apply them with `bridge settings apply`")
     try:
-        settings = parse_settings(settings_doc)
+        return parse_settings(document)
     except SettingsError as exc:
         raise Permanent(f"the stored settings of campaign {campaign_id} are invalid ({'; '.join(exc.problems)}) "
                         "— apply corrected settings, then replay") from None
-    store = rt.store
-    if prefetched_link is not None and prefetched_link.final:
-        return _repeat(store, campaign_id, rf_user_id)
-    token = store.claim_join(campaign_id, rf_user_id, settings.workspace, lease=rt.config.lease_seconds)
-    if token is None:
-        return _repeat(store, campaign_id, rf_user_id)
-    # A contact we created on an earlier, failed try is ours: resume with it (and with the
-    # baseline recorded when it was created), not as a duplicate.
-    progress = {"token": token, "campaign_id": campaign_id, "rf_user_id": rf_user_id,
-                "contact_id": getattr(prefetched_link, "contact_id", None),
-                "baseline": getattr(prefetched_link, "baseline", None),
-                "email": people.given_email(message.person.as_dict())}
+
+
+def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
+    deps.history.note_repeat(ref, "join", "the same join arrived again and was ignored: it had already been applied")
+    count("JoinRepeatsIgnored")
+    return "repeat"
+
+
+def _apply(settings: CampaignSettings, message: JoinMessage, claim: JoinClaim, known: Known,
+           deps: WorkDeps) -> Applied:
+    """The join's steps. A failure records what is known on the link (so that the next try resumes
+    with our contact, and `bridge forget` finds a failed join too), then goes on to the worker."""
     try:
-        outcome, fields, history = _apply(settings, message, rt, progress)
+        person = _person(settings, message, deps.apis)
+        known = dataclasses.replace(known, email=person.email)
+        plan = decide.plan(settings, person.values, deps.apis.attributes(settings.workspace))
+        if isinstance(plan, decide.Skip):
+            return _skipped(plan, person)
+        intercom = deps.apis.intercom(settings.workspace)
+        resumed, vanished = _resume(intercom, known)
+        if vanished is not None:
+            known = Known(known.email)
+        reached = _created(resumed, plan) if resumed else _find_or_create(intercom, plan, settings, claim, deps.links)
+        if reached.outcome == "created":
+            known = dataclasses.replace(known, contact_id=reached.contact["id"], baseline=reached.baseline)
+        entries = [person.received, *_field_errors(plan), *([vanished] if vanished else []), *reached.entries,
+                   *_tag(intercom, plan, reached)]
     except Exception as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        store.finish_join(campaign_id, rf_user_id, token, status="failed", workspace=settings.workspace,
-                          reason=reason, contact_id=progress.get("contact_id"), baseline=progress.get("baseline"),
-                          email=progress.get("email"),   # so that `bridge forget` finds a failed join too
-                          history=[{"event": "join", "outcome": "failed", "reason": reason}])
+        deps.links.finish(claim, JoinResult(LinkStatus.FAILED, email=known.email, contact_id=known.contact_id,
+                                            baseline=known.baseline, reason=reason),
+                          [Entry("join", "failed", reason)])
         raise
-    status = "ignored" if outcome == "ignored" else "linked"
-    store.finish_join(campaign_id, rf_user_id, token, status=status, workspace=settings.workspace,
-                      history=history, **fields)
-    count({"created": "ContactsCreated", "ignored": "JoinsSkipped"}.get(outcome, "ContactsLinked"))
-    if progress.get("resumed") and fields.get("qualification") == "pending":
-        # Webhooks that came while the join was unfinished were not applied: look now.
-        from .qualify import evaluate
-        link = store.get_link(campaign_id, rf_user_id)
-        evaluate(rt, link, settings, progress["resumed"], "join resumed", None)
-    return outcome
+    return _linked(settings, person, reached, entries, resumed is not None)
 
 
-def _get(intercom, contact_id: str, missing_ok: bool = False) -> dict | None:
-    """Read a contact, following a merge; a vanished contact is a clear permanent failure."""
+def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Person:
+    """The webhook's person, completed from Referral Factory with what the mapping needs."""
+    values = {"id": message.rf_user_id, "campaign_id": message.campaign_id, **message.person.as_dict()}
+    sources = {r.from_ for p in (settings.leads, settings.referrers) for r in p.fields if r.from_}
+    fetched: list[str] = []
+    if people.missing(values, sources):
+        values = people.merge(values, people.normalise(apis.rf().get_user(values["id"])))
+        fetched.append("user")
+    wanted = {s for s in sources if s.startswith("referrer_")}
+    if wanted and values.get("referrer_id") and not wanted <= set(values):
+        values = people.with_referrer(values, people.normalise(apis.rf().get_user(values["referrer_id"])))
+        fetched.append("referrer")
+    if "campaign_name" in sources and "campaign_name" not in values:
+        values["campaign_name"] = apis.campaign_name(settings.campaign_id)
+    return Person(values, tuple(fetched))
+
+
+def _skipped(skip: decide.Skip, person: Person) -> Applied:
+    if skip.outcome == "failed":
+        raise Permanent(skip.reason)
+    result = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email, reason=skip.reason)
+    return Applied("ignored", result, [person.received, Entry("join", "ignored", skip.reason)])
+
+
+def _field_errors(plan: decide.Plan) -> list[Entry]:
+    errors = [{"to": e.to, "source": e.source, "reason": e.reason} for e in plan.payload.errors]
+    if not errors:
+        return []
+    count("FieldConversionErrors", len(errors))
+    return [Entry("fields", "not_written", "some mapped values could not be converted; the contact was still "
+                  "created or linked", {"errors": errors})]
+
+
+def _resume(intercom: IntercomPort, known: Known) -> tuple[Optional[Reached], Optional[Entry]]:
+    """The contact an earlier try created, if it still exists; else the entry that says it vanished."""
+    if not known.contact_id:
+        return None, None
+    contact = _find(intercom, known.contact_id)
+    if contact is None:
+        return None, Entry("contact", "vanished", f"contact {known.contact_id}, created by an earlier try, no "
+                           "longer exists; starting over")
+    # The baseline is what the contact was created with (a resumed try may read a value the lead
+    # reached since).
+    return Reached(contact, "created", known.baseline, (Entry(
+        "contact", "resumed", "an earlier try created this contact and then failed; resuming with it",
+        {"contact_id": contact["id"]}),)), None
+
+
+def _created(reached: Reached, plan: decide.Plan) -> Reached:
+    contact = reached.contact
+    return dataclasses.replace(reached, entries=reached.entries + (Entry(
+        "contact", "created", f"no contact with this email existed; created a {plan.role}",
+        {"contact_id": contact["id"], "role": contact.get("role"), "attributes": sorted(plan.payload.attributes)}),))
+
+
+def _find_or_create(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSettings, claim: JoinClaim,
+                    links: LinkRepository) -> Reached:
+    existing = decide.pick_existing(intercom.search_by_email(str(plan.payload.email)))
+    found_by = "email search"
+    if existing is None:
+        try:
+            created = intercom.create_contact(plan.create_body())
+        except Conflict as conflict:
+            if not conflict.contact_id:
+                raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
+            existing, found_by = _get(intercom, conflict.contact_id), "409 conflict on create (search had not caught up)"
+        else:
+            baseline = decide.baseline(settings, created)
+            links.note_created(claim, created["id"], baseline)
+            return _created(Reached(created, "created", baseline), plan)
+    assert existing is not None
+    return _existing(intercom, plan, settings, existing, found_by)
+
+
+def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSettings, existing: dict,
+              found_by: str) -> Reached:
+    found = f"a {existing.get('role')} with this email already exists (found by {found_by})"
+    update = decide.duplicate_action(plan)
+    if update is None:
+        contact = _get(intercom, existing["id"]) if found_by == "email search" else existing   # search lags
+        return Reached(contact, "linked", decide.baseline(settings, contact), (Entry(
+            "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked",
+            {"contact_id": existing["id"], "role": existing.get("role")}),))
+    contact = intercom.update_contact(existing["id"], update)
+    return Reached(contact, "updated", decide.baseline(settings, contact), (Entry(
+        "contact", "updated_existing", f"{found}; duplicates is update, so it was marked as referred and linked",
+        {"contact_id": existing["id"], "attributes": sorted(update)}),))
+
+
+def _tag(intercom: IntercomPort, plan: decide.Plan, reached: Reached) -> list[Entry]:
+    if not plan.people.tag or reached.outcome == "linked":
+        return []
+    intercom.tag_contact(reached.contact["id"], plan.people.tag)
+    return [Entry("tag", "tagged", details={"tag": plan.people.tag})]
+
+
+def _linked(settings: CampaignSettings, person: Person, reached: Reached, entries: list[Entry],
+            resumed: bool) -> Applied:
+    contact = reached.contact
+    logger.info("join applied", extra={"campaign_id": settings.campaign_id, "outcome": reached.outcome,
+                                       "email": mask_email(person.email), "contact_id": contact["id"]})
+    kind = person.values.get("type")
+    pending = kind == LEAD and settings.qualification is not None
+    result = JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=contact["id"],
+                        contact_role=contact.get("role"), baseline=reached.baseline,
+                        qualification=QState.PENDING if pending else None)
+    return Applied(reached.outcome, result, entries, contact if resumed else None)
+
+
+def _get(intercom: IntercomPort, contact_id: str) -> dict:
+    """Read a contact Intercom pointed at, following a merge; a vanished one is a permanent failure."""
+    contact = _find(intercom, contact_id)
+    if contact is None:
+        raise Permanent(f"Intercom pointed at contact {contact_id}, which no longer exists (404)")
+    return contact
+
+
+def _find(intercom: IntercomPort, contact_id: str) -> Optional[dict]:
+    """Read a contact, following a merge; None when it no longer exists."""
     try:
         try:
             return intercom.get_contact(contact_id)
@@ -66,118 +260,4 @@ def _get(intercom, contact_id: str, missing_ok: bool = False) -> dict | None:
                 return intercom.get_contact(merged.canonical_id)
             raise Permanent(f"contact {contact_id} was merged and Intercom gave no canonical link") from None
     except NotFound:
-        if missing_ok:
-            return None
-        raise Permanent(f"Intercom pointed at contact {contact_id}, which no longer exists (404)") from None
-
-
-def _repeat(store, campaign_id: str, rf_user_id: str) -> str:
-    store.note_repeat(campaign_id, rf_user_id, "join", "the same join arrived again and was ignored: "
-                      "it had already been applied")
-    count("JoinRepeatsIgnored")
-    return "repeat"
-
-
-def _person(settings: CampaignSettings, message: JoinMessage, rt) -> dict:
-    person = message.person.as_dict()
-    person.setdefault("id", message.rf_user_id)
-    person.setdefault("campaign_id", message.campaign_id)
-    sources = {r.from_ for p in (settings.leads, settings.referrers) for r in p.fields if r.from_}
-    fetched = []
-    if people.missing(person, sources):
-        person = people.merge(person, people.normalise(rt.rf().get_user(person["id"])))
-        fetched.append("user")
-    if any(s.startswith("referrer_") for s in sources) and person.get("referrer_id") and \
-            not all(s in person for s in sources if s.startswith("referrer_")):
-        person = people.with_referrer(person, people.normalise(rt.rf().get_user(person["referrer_id"])))
-        fetched.append("referrer")
-    if "campaign_name" in sources and "campaign_name" not in person:
-        person["campaign_name"] = rt.campaign_name(settings.campaign_id)
-    person["_fetched"] = fetched
-    return person
-
-
-def _apply(settings: CampaignSettings, message: JoinMessage, rt, progress: dict) -> tuple[str, dict, list[dict]]:
-    person = _person(settings, message, rt)
-    history: list[dict] = [{"event": "join_received", "outcome": "received", "details": {
-        "type": person.get("type"), "fetched_from_referral_factory": person.pop("_fetched")}}]
-    base = {"kind": person.get("type"), "email": (person.get("email") or "").lower() or None}
-    progress["email"] = base["email"]
-    attributes = rt.attributes(settings.workspace)
-    plan = decide.plan(settings, person, attributes)
-    if isinstance(plan, decide.Skip):
-        if plan.outcome == "failed":
-            raise Permanent(plan.reason)
-        history.append({"event": "join", "outcome": "ignored", "reason": plan.reason})
-        return "ignored", {**base, "reason": plan.reason}, history
-    field_errors = [{"to": e.to, "source": e.source, "reason": e.reason} for e in plan.payload.errors]
-    if field_errors:
-        count("FieldConversionErrors", len(field_errors))
-        history.append({"event": "fields", "outcome": "not_written", "reason":
-                        "some mapped values could not be converted; the contact was still created or linked",
-                        "details": {"errors": field_errors}})
-    intercom = rt.intercom(settings.workspace)
-    email = plan.payload.email
-    created = existing = None
-    if progress.get("contact_id"):
-        created = _get(intercom, progress["contact_id"], missing_ok=True)
-        if created is None:
-            history.append({"event": "contact", "outcome": "vanished", "reason":
-                            f"contact {progress['contact_id']}, created by an earlier try, no longer exists; "
-                            "starting over"})
-            progress.update(contact_id=None, baseline=None)
-        else:
-            progress["resumed"] = created
-            history.append({"event": "contact", "outcome": "resumed", "reason":
-                            "an earlier try created this contact and then failed; resuming with it",
-                            "details": {"contact_id": created["id"]}})
-    if created is None:
-        existing = decide.pick_existing(intercom.search_by_email(email))
-        found_by = "email search" if existing else None
-        if existing is None:
-            try:
-                created = intercom.create_contact(plan.create_body())
-                progress.update(contact_id=created["id"], baseline=decide.baseline(settings, created))
-                rt.store.note_created(progress["campaign_id"], progress["rf_user_id"], progress["token"],
-                                      created["id"], progress["baseline"])
-            except Conflict as conflict:
-                if not conflict.contact_id:
-                    raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
-                existing = _get(intercom, conflict.contact_id)
-                found_by = "409 conflict on create (search had not caught up)"
-    if created is not None:
-        contact, outcome = created, "created"
-        history.append({"event": "contact", "outcome": "created", "reason":
-                        f"no contact with this email existed; created a {plan.role}",
-                        "details": {"contact_id": contact["id"], "role": contact.get("role"),
-                                    "attributes": sorted(plan.payload.attributes)}})
-    else:
-        update = decide.duplicate_action(plan)
-        if update is None:
-            contact = _get(intercom, existing["id"]) if found_by == "email search" else existing  # search lags
-            outcome = "linked"
-            history.append({"event": "contact", "outcome": "skipped_existing", "reason":
-                            f"a {existing.get('role')} with this email already exists (found by {found_by}); "
-                            "duplicates is skip, so it was left untouched and linked",
-                            "details": {"contact_id": existing["id"], "role": existing.get("role")}})
-        else:
-            contact = intercom.update_contact(existing["id"], update)
-            outcome = "updated"
-            history.append({"event": "contact", "outcome": "updated_existing", "reason":
-                            f"a {existing.get('role')} with this email already exists (found by {found_by}); "
-                            "duplicates is update, so it was marked as referred and linked",
-                            "details": {"contact_id": existing["id"], "attributes": sorted(update)}})
-    if plan.people.tag and outcome != "linked":
-        intercom.tag_contact(contact["id"], plan.people.tag)
-        history.append({"event": "tag", "outcome": "tagged", "details": {"tag": plan.people.tag}})
-    # The baseline is the value when the person joined: for a contact we created, what it was
-    # created with (a resumed try may read a value the lead reached since).
-    baseline = progress["baseline"] if created is not None else decide.baseline(settings, contact)
-    logger.info("join applied", extra={"campaign_id": settings.campaign_id, "outcome": outcome,
-                                       "email": mask_email(email), "contact_id": contact["id"]})
-    fields: dict[str, Any] = {**base, "contact_id": contact["id"], "contact_role": contact.get("role"),
-                              "baseline": baseline, "reason": None}
-    if person.get("type") == "lead" and settings.qualification is not None:
-        fields["qualification"] = "pending"
-    return outcome, fields, history
-
+        return None

@@ -10,29 +10,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..adapters.store import email_key
 from ..observability import mask_email
+from ..ports import DeadLetterQueue
+from .deps import Stack
+
+Erasing = Stack[DeadLetterQueue]
 
 
-def forget(rt, email: str) -> dict:
+def forget(rt: Erasing, email: str) -> dict:
     email = email.strip().lower()
-    workspaces = sorted(rt.store.workspaces())
-    keys = [email_key(ws, email) for ws in workspaces]
-    pointers = rt.store.pointers(keys)
-    refs = set().union(*pointers.values()) if pointers else set()
-    links = [link for _, link in sorted(rt.store.links_by_ref(refs).items())
+    workspaces = sorted(rt.store.connections.workspaces())
+    found = rt.store.lookup.look_up(emails=[(ws, email) for ws in workspaces])
+    links = [link for _, link in sorted(found.links.items())
              if (link.email or "").strip().lower() == email]   # a pointer never erases someone else
-    people, history, pointer_count = [], 0, 0
+    people: list[dict] = []
+    history = pointer_count = 0
     for link in links:
         people.append({"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
                        "workspace": link.workspace, "contact_id": link.contact_id})
-        entries, dropped = rt.store.erase_link(link)
+        entries, dropped = rt.store.links.erase(link)
         history += entries
         pointer_count += dropped
-    for key in keys:
-        if key[0] in pointers:
-            rt.store.delete_pointer(key)
-            pointer_count += 1
+    for workspace, _ in sorted(found.by_email):
+        rt.store.lookup.forget_email(workspace, email)
+        pointer_count += 1
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     if rt.config.dlq_url:
         dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
@@ -58,15 +59,15 @@ def _about(body: Any, email: str, people: set, contacts: set) -> bool:
         return False
     if (str(body.get("campaign_id")), str(body.get("rf_user_id"))) in people:
         return True
-    item = body.get("item") if isinstance(body.get("item"), dict) else {}
+    item = body["item"] if isinstance(body.get("item"), dict) else {}
     if (body.get("workspace"), item.get("id")) in contacts:
         return True
     return _mentions(body, email)
 
 
-def forget_dead_letters(rt, email: str, people: set, contacts: set, limit: int = 10_000) -> int:
+def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set, limit: int = 10_000) -> int:
     """Delete dead letters about the person; the others are put back at once."""
-    deleted, kept, seen = 0, [], set()
+    deleted, kept, seen = 0, [], set[str]()
     try:
         while len(seen) < limit:
             batch = [m for m in rt.queue.receive_dead(visibility=60) if m["MessageId"] not in seen]

@@ -1,20 +1,23 @@
 """Reconciliation: a lost webhook must not lose a qualification. Every run queues a check of
-the next pending leads (oldest first, through the sparse `pending` index — never a scan); the
+the next pending leads (oldest first, through the store's pending index — never a scan); the
 worker reads each contact within the shared Intercom budget and evaluates the rule."""
 from __future__ import annotations
+
+from typing import Optional
 
 from pydantic import ValidationError
 
 from ..messages import CheckMessage
 from ..observability import count, logger
+from ..ports import WorkQueue
+from .deps import Stack
 
 
-def reconcile(rt, limit: int | None = None) -> dict:
+def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     limit = limit or rt.config.reconcile_per_run
-    cursor = rt.store.get_cursor()
-    links = rt.store.pending_links(cursor, limit)
+    page = rt.store.links.pending(rt.store.cursor.get(), limit)
     checks = []
-    for link in links:
+    for link in page.links:
         if link.contact_id and not link.contact_state:
             try:
                 checks.append(CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
@@ -23,8 +26,8 @@ def reconcile(rt, limit: int | None = None) -> dict:
                 logger.error("link cannot be checked", extra={"campaign_id": link.campaign_id,
                                                               "rf_user_id": link.rf_user_id, "reason": str(exc)})
     rt.queue.send_many(checks)
-    finished_round = len(links) < limit
-    rt.store.set_cursor(None if finished_round else links[-1].pending_sk)
+    finished_round = len(page.links) < limit
+    rt.store.cursor.set(None if finished_round else page.position)
     count("ReconciliationChecksQueued", len(checks))
     logger.info("reconciliation queued checks", extra={"queued": len(checks), "round_complete": finished_round})
     return {"queued": len(checks), "round_complete": finished_round}

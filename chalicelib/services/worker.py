@@ -8,15 +8,35 @@ to the dead-letter queue with its reason (and the failure is in the person's his
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, Protocol, Sequence, TypeVar
 
 from .. import messages
-from ..adapters.store import iso
+from ..config import Config
+from ..domain.history import Entry, iso
+from ..domain.link import PersonRef
 from ..errors import WorkError
-from ..messages import CheckMessage, ContactMessage, JoinMessage, PersonRef
+from ..messages import CheckMessage, ContactMessage, JoinMessage
 from ..observability import count, logger
-from . import qualify
+from ..ports import WorkQueue
+from .deps import WorkDeps
 from .join import process_join
+from .qualification.batch import Batch
+from .qualification.checks import on_check
+from .qualification.contact_events import on_contact_event
+
+
+class Work(Protocol):
+    """What the worker is given (the composition root's Runtime; tests: tests/fakes.FakeWork)."""
+
+    config: Config
+    remaining_ms: Callable[[], int]      # the Lambda's time left: HTTP waits never run into its last seconds
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def queue(self) -> WorkQueue: ...
+    @property
+    def deps(self) -> WorkDeps: ...
 
 
 @dataclass
@@ -32,13 +52,17 @@ class Record:
                    int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")))
 
 
+M = TypeVar("M")
+C = TypeVar("C")
+
+
 @dataclass(frozen=True)
-class Handler:
+class Handler(Generic[M, C]):
     """How one kind of message is worked: `prepare` reads what all the batch's messages of that
     kind need in a few batched calls; `handle` applies one message with it."""
 
-    prepare: Callable[[list, Any], Any]
-    handle: Callable[[Any, Any, Any], Any]
+    prepare: Callable[[list[M], WorkDeps], C]
+    handle: Callable[[M, WorkDeps, C], Any]
 
 
 @dataclass(eq=False)
@@ -59,55 +83,63 @@ class Result:
     retry_after: Optional[float] = None
 
 
-def handle_batch(raw_records: list[dict], rt, remaining_ms: Callable[[], int] = lambda: 10**9,
+def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int] = lambda: 10**9,
                  handlers: Optional[dict[type, Handler]] = None) -> dict:
     """`remaining_ms`: the Lambda's time left; records not started in time are handed back.
     Each record succeeds or fails on its own: an unreadable one goes straight to the dead-letter
     queue with the reason, and one that breaks a batched read is found and failed alone."""
     handlers = HANDLERS if handlers is None else handlers
-    rt.remaining_ms = remaining_ms           # HTTP waits never run into the Lambda's last seconds
-    jobs: list[Job] = []
-    results: list[Result] = []
+    work.remaining_ms = remaining_ms
+    jobs, results = _read(raw_records, work)
+    contexts: dict[Job, Any] = {}
+    for kind, handler in handlers.items():    # one batched read per kind, not one per record
+        group = [j for j in jobs if type(j.message) is kind]
+        if group:
+            contexts.update(_prepare(handler, group, work.deps))
+    for job in jobs:
+        logger.append_keys(message_id=job.record.message_id)
+        context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
+        results.append(_work_one(job, work, handlers, context, remaining_ms))
+    logger.remove_keys(["message_id"])
+    return settle(results, work)
+
+
+def _read(raw_records: list[dict], work: Work) -> tuple[list[Job], list[Result]]:
+    """The records' messages; an unreadable one is dead-lettered at once, with the reason."""
+    jobs, dead = [], []
     for record in (Record.from_lambda(r) for r in raw_records):
         logger.append_keys(message_id=record.message_id)
         try:
             jobs.append(Job(record, messages.parse(record.body)))
         except messages.Unreadable as exc:
-            results.append(_dead(rt, record, f"unreadable message: {exc.reason}"))
-    contexts: dict[Job, Any] = {}
-    for kind, handler in handlers.items():    # one batched read per kind, not one per record
-        group = [j for j in jobs if type(j.message) is kind]
-        if group:
-            contexts.update(_prepare(handler, group, rt))
-    for job in jobs:
-        record, message = job.record, job.message
-        logger.append_keys(message_id=record.message_id)
-        context = contexts.get(job, WorkError(f"no handler for message kind {message.kind!r}"))
-        if isinstance(context, WorkError):   # its read failed: a try like any other
-            results.append(_failed(rt, record, message, context.reason, True, 5))   # soon, not after the timeout
-            continue
-        if remaining_ms() < rt.config.record_budget_ms:
-            results.append(Result(record, "retry", "not started: the Lambda's time is running out", retry_after=5))
-            continue
-        try:
-            handlers[type(message)].handle(message, rt, context)
-            results.append(Result(record, "done"))
-            count("RecordsProcessed")
-        except WorkError as exc:
-            results.append(_failed(rt, record, message, exc.reason, exc.retryable, exc.retry_after, exc.person))
-        except Exception as exc:  # a bug or an outage we did not foresee: retry, then dead-letter
-            logger.exception("record failed")
-            results.append(_failed(rt, record, message, f"{type(exc).__name__}: {exc}", True, None))
-    logger.remove_keys(["message_id"])
-    return settle(results, rt)
+            dead.append(_dead(work, record, f"unreadable message: {exc.reason}"))
+    return jobs, dead
 
 
-def _prepare(handler: Handler, group: list[Job], rt) -> dict[Job, Any]:
+def _work_one(job: Job, work: Work, handlers: dict[type, Handler], context: Any,
+              remaining_ms: Callable[[], int]) -> Result:
+    record, message = job.record, job.message
+    if isinstance(context, WorkError):   # its read failed: a try like any other
+        return _failed(work, record, message, context.reason, True, 5)   # soon, not after the timeout
+    if remaining_ms() < work.config.record_budget_ms:
+        return Result(record, "retry", "not started: the Lambda's time is running out", retry_after=5)
+    try:
+        handlers[type(message)].handle(message, work.deps, context)
+        count("RecordsProcessed")
+        return Result(record, "done")
+    except WorkError as exc:
+        return _failed(work, record, message, exc.reason, exc.retryable, exc.retry_after, exc.person)
+    except Exception as exc:  # a bug or an outage we did not foresee: retry, then dead-letter
+        logger.exception("record failed")
+        return _failed(work, record, message, f"{type(exc).__name__}: {exc}", True, None)
+
+
+def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, Any]:
     """The batched read for `group`. If it fails, one message may be what breaks it (say, a key
     the database refuses): each is read alone to find the ones that fail, and the others are read
     together again, so that they still share one view (e.g. a notification repeated in the batch)."""
     try:
-        shared = handler.prepare([j.message for j in group], rt)
+        shared = handler.prepare([j.message for j in group], deps)
         return {j: shared for j in group}
     except Exception as exc:  # e.g. DynamoDB throttled, or a key it refuses
         logger.exception("batched read failed")
@@ -116,13 +148,13 @@ def _prepare(handler: Handler, group: list[Job], rt) -> dict[Job, Any]:
     out: dict[Job, Any] = {}
     for job in group:
         try:
-            handler.prepare([job.message], rt)
+            handler.prepare([job.message], deps)
         except Exception as exc:
             out[job] = _read_failed(exc)
     rest = [j for j in group if j not in out]
     if rest:
         try:
-            shared = handler.prepare([j.message for j in rest], rt)
+            shared = handler.prepare([j.message for j in rest], deps)
         except Exception as exc:
             shared = _read_failed(exc)
         out.update({j: shared for j in rest})
@@ -133,59 +165,60 @@ def _read_failed(exc: Exception) -> WorkError:
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
 
-def settle(results: list[Result], rt) -> dict:
+def settle(results: list[Result], work: Work) -> dict:
     retry = [r for r in results if r.outcome == "retry"]
     summary = {"done": sum(r.outcome == "done" for r in results), "retry": len(retry),
                "dead": sum(r.outcome == "dead" for r in results)}
     if not retry:
         return summary
-    rt.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
+    work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
     for r in retry:
         if r.retry_after:
-            rt.queue.retry_in(r.record.receipt_handle, r.retry_after)
+            work.queue.retry_in(r.record.receipt_handle, r.retry_after)
     raise RetryBatch(f"{len(retry)} of {len(results)} records will be retried: "
                      + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry))
 
 
-def _failed(rt, record: Record, message, reason: str, retryable: bool, retry_after,
+def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bool, retry_after: Optional[float],
             person: Optional[tuple[str, str]] = None) -> Result:
     count("RecordsFailed")
-    if retryable and record.receive_count < rt.config.max_attempts:
+    if retryable and record.receive_count < work.config.max_attempts:
         logger.warning("record will be retried", extra={"reason": reason, "attempt": record.receive_count})
         return Result(record, "retry", reason, retry_after)
     if retryable:
         reason = f"gave up after {record.receive_count} tries: {reason}"
-    return _dead(rt, record, reason, person or message.person_ref)
+    return _dead(work, record, reason, person or message.person_ref)
 
 
-def _dead(rt, record: Record, reason: str, person: Optional[tuple[str, str]] = None) -> Result:
-    rt.queue.dead_letter(record.body, reason, record.receive_count, iso(rt.clock()))
+def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None) -> Result:
+    work.queue.dead_letter(record.body, reason, record.receive_count, iso(work.clock()))
     count("DeadLettered")
     logger.error("record sent to the dead-letter queue", extra={"reason": reason})
     if person:
-        rt.store.append_history(*person, [
-            {"event": "dead_letter", "outcome": "failed", "reason": reason,
-             "details": {"attempts": record.receive_count, "replay": "bridge dlq replay"}}])
+        work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
+            "attempts": record.receive_count, "replay": "bridge dlq replay"})])
     return Result(record, "dead", reason)
 
 
-def _prepare_joins(messages_: list[JoinMessage], rt) -> tuple[dict, dict]:
-    links = rt.store.links(m.person_ref for m in messages_)
-    settings = rt.store.settings_documents(m.campaign_id for m in messages_)
+JoinContext = tuple[dict, dict]
+
+
+def _prepare_joins(messages_: list[JoinMessage], deps: WorkDeps) -> JoinContext:
+    links = deps.links.get_many(m.person_ref for m in messages_)
+    settings = deps.settings.documents(m.campaign_id for m in messages_)
     return links, settings
 
 
-def _join(message: JoinMessage, rt, context: tuple[dict, dict]) -> None:
+def _join(message: JoinMessage, deps: WorkDeps, context: JoinContext) -> str:
     links, settings = context
-    ref: PersonRef = message.person_ref
-    process_join(message, rt, prefetched_link=links.get(ref), settings_doc=settings.get(ref.campaign_id))
+    return process_join(message, deps, links.get(message.person_ref), settings.get(message.campaign_id))
 
 
 # The one registry of what the worker does with each kind of message (chalicelib/messages.py).
 HANDLERS: dict[type, Handler] = {
     JoinMessage: Handler(_prepare_joins, _join),
-    ContactMessage: Handler(qualify.Batch, qualify.on_contact_event),
-    CheckMessage: Handler(qualify.Batch, qualify.on_check),
+    ContactMessage: Handler(Batch.read, on_contact_event),
+    CheckMessage: Handler(Batch.read, on_check),
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

@@ -68,7 +68,7 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
     say(f"5. Referral Factory: Ann's referral qualified at {user} — Rita's reward is due")
     os.environ.update(state["env"])
     from chalicelib.services.admin import person_history
-    from chalicelib.services.runtime import default_runtime
+    from chalicelib.runtime import default_runtime
     history = person_history(default_runtime(), "42", str(lead["id"]))
     say(f"\nWhy (./bridge history 42 {lead['id']}):")
     for entry in history["history"]:

@@ -21,7 +21,7 @@ def operator_env(rendered, monkeypatch):
     for key, value in aws_env(rendered.endpoint).items():
         monkeypatch.setenv(key, value)
     yield rendered
-    from chalicelib.services.runtime import reset_default_runtime
+    from chalicelib.runtime import reset_default_runtime
     reset_default_runtime(None)
 
 

@@ -2,6 +2,9 @@
 qualification, a lost tag, a refused join)."""
 from __future__ import annotations
 
+from chalicelib.domain.link import PersonRef
+from chalicelib.domain.judge import Sighting
+
 from .conftest import join_body, lead_settings, qualifying_settings
 from .test_join_flow import new_lead
 from .test_qualification import qualified_ids
@@ -33,8 +36,8 @@ def test_a_tag_event_does_not_count_as_a_change_of_the_attribute(bridge, interco
 def test_reconciliation_recovers_a_qualification_whose_worker_died(bridge, intercom, rf, clock):
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
-    store = bridge.rt.store
-    assert store.start_qualifying(store.get_link("42", str(lead["id"])))   # ...and the Lambda dies here
+    links = bridge.rt.store.links
+    assert links.start_qualifying(links.get(PersonRef("42", str(lead["id"]))))   # ...and the Lambda dies here
     clock.now += 600                                                        # its lease runs out
     bridge.reconcile()
     bridge.drain()
@@ -62,27 +65,26 @@ def test_concurrent_workers_seeing_the_same_change_make_one_rf_call(bridge, inte
     """Worker B receives the same change while worker A's RF call is in flight."""
     from chalicelib.config import Config
     from chalicelib.domain.settings import parse_settings
-    from chalicelib.services import qualify
-    from chalicelib.services.runtime import Runtime
+    from chalicelib.runtime import Runtime
 
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
     current = intercom.get(contact["id"])
     a, b = bridge.rt, Runtime(Config.from_env(), clock=bridge.rt.clock, sleeper=bridge.rt.sleeper)
-    rules_doc = parse_settings(qualifying_settings())
+    rule = parse_settings(qualifying_settings()).qualification
     real_rf = a.rf()
     outcomes = []
 
     class InFlight:
         def qualify(self, user_id):
-            link_b = b.store.get_link("42", str(lead["id"]))
-            qualify.evaluate(b, link_b, rules_doc, current, "webhook (worker B)", None)
-            outcomes.append(link_b.qualification)
+            link_b = b.store.links.get(PersonRef("42", str(lead["id"])))
+            after = b.deps.qualifier.evaluate(link_b, rule, Sighting(current, "webhook (worker B)"))
+            outcomes.append(after.qualification)
             return real_rf.qualify(user_id)
 
     a.rf = lambda: InFlight()
-    link_a = a.store.get_link("42", str(lead["id"]))
-    qualify.evaluate(a, link_a, rules_doc, current, "webhook (worker A)", None)
+    link_a = a.store.links.get(PersonRef("42", str(lead["id"])))
+    a.deps.qualifier.evaluate(link_a, rule, Sighting(current, "webhook (worker A)"))
     assert qualified_ids(rf) == [lead["id"]] and len(rf.qualification_calls) == 1
     assert outcomes == ["qualifying"]
     history = bridge.history(42, lead["id"])["history"]
@@ -206,8 +208,8 @@ def test_a_created_contact_deleted_before_the_retry_is_created_again(bridge, int
 def test_taking_over_a_dead_workers_qualification_does_not_call_rf_twice(bridge, intercom, rf, clock):
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
-    store = bridge.rt.store
-    assert store.start_qualifying(store.get_link("42", str(lead["id"])))
+    links = bridge.rt.store.links
+    assert links.start_qualifying(links.get(PersonRef("42", str(lead["id"]))))
     bridge.rt.rf().qualify(str(lead["id"]))                          # RF said yes, then the Lambda died
     clock.now += 600
     bridge.reconcile()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from chalicelib.adapters.store import contact_key, email_key, link_key
+from chalicelib.adapters.dynamo.keys import contact_key, email_key, link_key
+from chalicelib.domain.link import PersonRef
 from chalicelib.cli import main
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
@@ -85,18 +86,18 @@ def test_history_entries_expire_after_the_configured_days(bridge, intercom, rf, 
     bridge.post_join(join_body(ann))
     bridge.post_join(join_body(ann))                                # a repeat: the counted entry expires too
     bridge.drain()
-    entries = bridge.rt.store.history("42", str(ann["id"]))
+    entries = bridge.rt.store.history.entries(PersonRef("42", str(ann["id"])))
     assert len(entries) == 3 and bridge.rt.config.history_days == 400
     assert {int(e.expires_at) for e in entries} == {int(clock()) + 400 * 86400}
-    link = item(bridge, link_key("42", str(ann["id"])))
+    link = item(bridge, link_key(PersonRef("42", str(ann["id"]))))
     assert link["status"]["S"] == "linked" and "expires_at" not in link      # the link itself stays
 
 
 def test_history_days_zero_keeps_history(bridge, rf):
-    bridge.rt.store.history_days = 0
+    bridge.rt.store.history.days = 0
     bridge.apply(qualifying_settings())
     ann = new_lead(rf)
     bridge.post_join(join_body(ann))
     bridge.drain()
-    entries = bridge.rt.store.history("42", str(ann["id"]))
+    entries = bridge.rt.store.history.entries(PersonRef("42", str(ann["id"])))
     assert entries and all(e.expires_at is None for e in entries)

@@ -265,11 +265,13 @@ def test_deleted_contact_is_marked_and_recorded(bridge, intercom, rf, joined):
 
 def test_the_qualifying_claim_is_taken_by_one_worker_only(bridge, intercom, rf, joined):
     lead, contact = joined()
-    store = bridge.rt.store
-    first, second = (store.get_link("42", str(lead["id"])) for _ in range(2))
-    token = store.start_qualifying(first)
-    assert token and store.start_qualifying(second) is None
-    assert second.qualification == "qualifying"
+    from chalicelib.domain.link import Claim, PersonRef
+    links = bridge.rt.store.links
+    first, second = (links.get(PersonRef("42", str(lead["id"]))) for _ in range(2))
+    claim = links.start_qualifying(first)
+    refused = links.start_qualifying(second)
+    assert isinstance(claim, Claim) and not isinstance(refused, Claim)
+    assert refused.qualification == "qualifying"
 
 
 def test_the_scheduled_lambda_runs_the_reconciliation(bridge, intercom, rf, joined):

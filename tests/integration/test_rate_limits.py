@@ -12,7 +12,7 @@ from .test_join_flow import new_lead
 
 def test_two_workers_share_one_rf_budget_and_never_hit_rfs_limit(bridge, rf, intercom, clock):
     import app as app_module
-    from chalicelib.services.runtime import Runtime, reset_default_runtime
+    from chalicelib.runtime import Runtime, reset_default_runtime
 
     rf.rate_limit = 5                                     # RF's limit per minute in this test
     budget = dataclasses.replace(bridge.rt.config, rf_calls_per_minute=5)

@@ -215,7 +215,7 @@ def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, capsys):
     out = capsys.readouterr().out
     assert "token set, client secret kept, api base https://api.eu.intercom.io" in out
     assert not {"t-1", "t-2", "cs-1"} & set(out.split())
-    conn = bridge.rt.store.get_connection("ws2")
+    conn = bridge.rt.store.connections.workspace("ws2")
     assert conn.api_base == "https://api.eu.intercom.io" and conn.secrets == {"token", "client-secret"}
     contact = intercom.add_contact("x@example.com")
     payload = intercom.webhook_payload("contact.lead.updated", contact["id"], app_id="ws2")

@@ -29,7 +29,7 @@ def started(monkeypatch, **env):
         stack.stop()
         os.environ.clear()
         os.environ.update(saved)
-        from chalicelib.services.runtime import reset_default_runtime
+        from chalicelib.runtime import reset_default_runtime
         reset_default_runtime(None)
     return stack, stop
 

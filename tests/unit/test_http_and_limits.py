@@ -5,7 +5,8 @@ from urllib3.exceptions import ConnectTimeoutError
 from chalicelib.adapters.http import retry_policy
 from chalicelib.adapters.ratelimit import SharedLimiter
 from chalicelib.errors import Transient
-from tests.fakes import FakeClock, FakeSlots
+from chalicelib.adapters.memory import MemoryRates
+from tests.fakes import FakeClock
 
 
 class Resp:
@@ -52,7 +53,7 @@ def test_retry_policy_covers_429_5xx_and_every_method():
 
 
 def test_shared_limiter_waits_for_the_next_window_when_the_budget_is_spent():
-    clock, slots = FakeClock(now=600.0), FakeSlots()
+    clock, slots = FakeClock(now=600.0), MemoryRates()
     limiter = SharedLimiter(slots, "rf", limit=3, window=60, clock=clock, sleeper=clock.sleep, max_wait=120)
     for _ in range(4):
         limiter.acquire()
@@ -61,7 +62,7 @@ def test_shared_limiter_waits_for_the_next_window_when_the_budget_is_spent():
 
 
 def test_shared_limiter_gives_work_back_rather_than_wait_too_long():
-    clock, slots = FakeClock(now=600.0), FakeSlots()
+    clock, slots = FakeClock(now=600.0), MemoryRates()
     limiter = SharedLimiter(slots, "rf", limit=1, window=60, clock=clock, sleeper=clock.sleep, max_wait=20)
     limiter.acquire()
     with pytest.raises(Transient, match="budget of 1 calls per 60s is spent"):
@@ -70,7 +71,7 @@ def test_shared_limiter_gives_work_back_rather_than_wait_too_long():
 
 
 def test_two_limiters_share_one_budget():
-    clock, slots = FakeClock(now=600.0), FakeSlots()
+    clock, slots = FakeClock(now=600.0), MemoryRates()
     a, b = (SharedLimiter(slots, "rf", limit=2, window=60, clock=clock, sleeper=clock.sleep, max_wait=0)
             for _ in range(2))
     a.acquire()

@@ -4,11 +4,11 @@ import pytest
 
 from chalicelib.services.ingest import receive_intercom, receive_rf_join, signature
 from chalicelib.services.worker import Record, Result, RetryBatch, settle
-from tests.fakes import FakeRuntime
+from tests.fakes import FakeEdge, FakeWork
 
 
 def rf(body, secret="s3cret", **rt):
-    runtime = FakeRuntime(**rt)
+    runtime = FakeEdge(**rt)
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return receive_rf_join({"X-Bridge-Secret": secret} if secret else {}, raw, runtime), runtime
 
@@ -39,7 +39,7 @@ def test_rf_without_a_configured_secret_refuses_everything():
 
 
 def intercom(payload, secret="cs", **kw):
-    runtime = FakeRuntime(intercom_secrets={"ws1": "cs"}, **kw)
+    runtime = FakeEdge(intercom_secrets={"ws1": "cs"}, **kw)
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return receive_intercom({"X-Hub-Signature": signature(secret, raw)}, raw, runtime), runtime
 
@@ -78,13 +78,13 @@ def rec(n, count=1):
 
 
 def test_settle_returns_normally_when_nothing_must_be_retried():
-    runtime = FakeRuntime()
+    runtime = FakeWork()
     assert settle([Result(rec(1), "done"), Result(rec(2), "dead", "x")], runtime) == {"done": 1, "retry": 0, "dead": 1}
     assert runtime.queue.deleted == []        # the event source deletes the whole batch
 
 
 def test_settle_deletes_handled_records_itself_and_raises_so_only_failures_come_back():
-    runtime = FakeRuntime()
+    runtime = FakeWork()
     results = [Result(rec(1), "done"), Result(rec(2), "retry", "RF 500"), Result(rec(3), "dead", "422"),
                Result(rec(4), "retry", "429", retry_after=30)]
     with pytest.raises(RetryBatch, match="2 of 4 records will be retried"):
@@ -93,7 +93,7 @@ def test_settle_deletes_handled_records_itself_and_raises_so_only_failures_come_
 
 
 def test_a_form_encoded_rf_join_is_read_into_the_same_fields_as_json():
-    runtime = FakeRuntime()
+    runtime = FakeEdge()
     raw = b"id=7&campaign_id=42&email=ann%40example.com&referrer_id=3&meta[company]=Acme"
     reply = receive_rf_join({"X-Bridge-Secret": "s3cret", "Content-Type": "application/x-www-form-urlencoded"},
                             raw, runtime)
@@ -108,14 +108,14 @@ def test_a_form_encoded_rf_join_is_read_into_the_same_fields_as_json():
     (receive_intercom, "application/x-www-form-urlencoded"), (receive_intercom, "text/html"),
 ])
 def test_an_unsupported_media_type_is_our_own_415(receive, content_type):
-    runtime = FakeRuntime(intercom_secrets={"ws1": "cs"})
+    runtime = FakeEdge(intercom_secrets={"ws1": "cs"})
     reply = receive({"Content-Type": content_type, "X-Bridge-Secret": "s3cret"}, b"id=1", runtime)
     assert reply.status == 415 and reply.body["error"] == "unsupported_media_type"
     assert reply.body["message"].startswith(f"Content-Type {content_type.split(';')[0]} is not accepted: send ")
 
 
 def test_an_unsigned_body_nested_past_pythons_recursion_limit_is_a_400_before_the_signature_check():
-    runtime = FakeRuntime(intercom_secrets={"ws1": "cs"})
+    runtime = FakeEdge(intercom_secrets={"ws1": "cs"})
     reply = receive_intercom({}, b"[" * 100_000, runtime)
     assert (reply.status, reply.body["error"]) == (400, "malformed_json")
 

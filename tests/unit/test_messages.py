@@ -103,17 +103,18 @@ def test_the_queue_carries_utf8_and_escapes_the_two_characters_sqs_refuses():
 
 
 def test_reconciliation_builds_its_checks_with_the_model_and_skips_a_link_no_check_can_name():
-    from types import SimpleNamespace
-
+    from chalicelib.domain.link import ContactState, JoinResult, LinkStatus
+    from chalicelib.domain.qualification import QState
     from chalicelib.services.reconcile import reconcile
-    from tests.fakes import FakeRuntime
+    from tests.fakes import FakeWork
 
-    def link(user, **kw):
-        return SimpleNamespace(**{"campaign_id": "42", "rf_user_id": user, "workspace": "ws", "contact_id": "c",
-                                  "contact_state": None, "pending_sk": user, **kw})
-    links = [link("1"), link("my user"), link("3", contact_state="deleted"), link("4")]   # "my user": an older intake's
-    rt = FakeRuntime()
-    rt.store = SimpleNamespace(get_cursor=lambda: None, pending_links=lambda cursor, limit: links,
-                               set_cursor=lambda cursor: None)
+    rt = FakeWork()
+    for user in ("1", "my user", "3", "4"):           # "my user": stored by an older, laxer intake
+        claim = rt.store.links.claim(PersonRef("42", user), "ws")
+        rt.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c",
+                                                qualification=QState.PENDING), [])
+        rt.clock.now += 1
+    gone = rt.store.links.get(PersonRef("42", "3"))
+    rt.store.links.set_contact(gone, [], state=ContactState.DELETED)
     assert reconcile(rt, limit=10) == {"queued": 2, "round_complete": True}
     assert [messages.read(m).person_ref for m in rt.queue.sent] == [("42", "1"), ("42", "4")]

@@ -6,7 +6,7 @@ import pytest
 from chalicelib.adapters.secrets import (RECHECK_SECONDS, SecretCache, SsmSecrets, intercom_client_secret,
                                          intercom_token)
 from chalicelib.config import Config
-from chalicelib.services.runtime import Runtime
+from chalicelib.runtime import Runtime
 from tests.fakes import FakeClock, FakeQueue, MemorySecrets
 
 

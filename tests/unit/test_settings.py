@@ -26,6 +26,8 @@ qualification:
   initial_value: "No"
   require_change: true
   match: contact
+"""
+SYNC = """
 sync:
   source: segment
   segment_id: "5f2a"
@@ -53,6 +55,17 @@ def test_the_documented_example_is_valid():
     s = parse_settings(yaml.safe_load(PRODUCT_EXAMPLE))
     assert s.campaign_id == "42" and s.leads.role == "lead" and s.referrers.role == "user"
     assert s.leads.fields[3].value == "referral" and s.qualification.value == "Yes"
+
+
+def test_a_sync_block_is_refused_until_sync_is_built():
+    import yaml
+    [msg] = problems(yaml.safe_load(PRODUCT_EXAMPLE + SYNC))
+    assert msg.startswith("sync: contact sync is not built yet — remove the sync block")
+
+
+def test_a_sync_block_is_still_checked_first():
+    doc = {**base(), "sync": {"source": "segment"}}
+    assert problems(doc) == ["sync: source is segment but segment_id is missing — add segment_id (see GET /segments)"]
 
 
 def test_unknown_key_is_named_with_its_path():

@@ -6,7 +6,8 @@ import pytest
 from chalicelib.errors import Permanent, Transient
 from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
 from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
-from tests.fakes import FakeRuntime
+from chalicelib.domain.link import PersonRef
+from tests.fakes import FakeWork
 
 
 def record(n: int, body, receives: int = 1) -> dict:
@@ -26,14 +27,14 @@ class Recorder:
         self.applied: list[str] = []
         self.read_breaks_on, self.fails = set(read_breaks_on), fails or {}
 
-    def prepare(self, messages, rt):
+    def prepare(self, messages, deps):
         users = [m.rf_user_id for m in messages]
         self.reads.append(users)
         if self.read_breaks_on & set(users):
             raise RuntimeError("ValidationException: key too long")
         return {"read": users}
 
-    def handle(self, message, rt, context):
+    def handle(self, message, deps, context):
         assert message.rf_user_id in context["read"]
         if message.rf_user_id in self.fails:
             raise self.fails[message.rf_user_id]
@@ -48,7 +49,7 @@ def test_the_registry_handles_every_kind_of_message():
 
 
 def test_an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_finish():
-    rt, kind = FakeRuntime(), Recorder()
+    rt, kind = FakeWork(), Recorder()
     poison = {"kind": "intercom.check", "campaign_id": "42", "rf_user_id": "9"}           # no workspace
     records = [record(i, check(str(i))) for i in range(4)] + [record(4, poison)] + \
               [record(i, check(str(i))) for i in range(5, 9)] + [record(9, "{")]
@@ -61,7 +62,7 @@ def test_an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_finish()
 
 
 def test_a_record_that_breaks_the_batched_read_is_found_and_fails_alone():
-    rt, kind = FakeRuntime(), Recorder(read_breaks_on={"5"})
+    rt, kind = FakeWork(), Recorder(read_breaks_on={"5"})
     records = [record(i, check(str(i))) for i in range(10)]
     with pytest.raises(RetryBatch, match="1 of 10 records will be retried: m5: batched read failed: RuntimeError"):
         handle_batch(records, rt, handlers=kind.handlers())
@@ -73,16 +74,16 @@ def test_a_record_that_breaks_the_batched_read_is_found_and_fails_alone():
 
 
 def test_a_read_that_keeps_failing_dead_letters_after_the_last_try_with_the_reason_and_in_the_history():
-    rt, kind = FakeRuntime(), Recorder(read_breaks_on={"5"})           # BRIDGE_MAX_ATTEMPTS=3
+    rt, kind = FakeWork(), Recorder(read_breaks_on={"5"})           # BRIDGE_MAX_ATTEMPTS=3
     records = [record(5, check("5"), receives=3), record(6, check("6"), receives=3)]
     assert handle_batch(records, rt, handlers=kind.handlers()) == {"done": 1, "retry": 0, "dead": 1}
     [dead] = rt.queue.dead
     assert dead["reason"] == "gave up after 3 tries: batched read failed: RuntimeError: ValidationException: key too long"
-    assert rt.store.entries[("42", "5")][-1]["reason"] == dead["reason"]
+    assert rt.store.history.entries(PersonRef("42", "5"))[-1].reason == dead["reason"]
 
 
 def test_handler_failures_are_per_record_permanent_at_once_transient_until_the_last_try():
-    rt = FakeRuntime()
+    rt = FakeWork()
     kind = Recorder(fails={"1": Permanent("Intercom answered 400: bad"), "2": Transient("RF answered 503"),
                            "3": KeyError("bug")})
     records = [record(0, check("0")), record(1, check("1")), record(2, check("2")), record(3, check("3"), receives=3)]
@@ -94,7 +95,58 @@ def test_handler_failures_are_per_record_permanent_at_once_transient_until_the_l
 
 
 def test_a_kind_without_a_handler_is_retried_then_dead_lettered_with_the_reason():
-    rt = FakeRuntime()
+    rt = FakeWork()
     join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42"}).wire()
     assert handle_batch([record(0, join, receives=3)], rt, handlers={}) == {"done": 0, "retry": 0, "dead": 1}
     assert rt.queue.dead[0]["reason"] == "gave up after 3 tries: no handler for message kind 'rf.join'"
+
+
+# --- the real registry, on the store's in-memory twin -------------------------------------------------
+class CountingLookup:
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def look_up(self, **kw):
+        self.calls += 1
+        return self.inner.look_up(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_mixed_batch_makes_one_batched_read_per_kind_and_applies_every_record():
+    import dataclasses
+
+    from tests.unit.scenario import event, joined, records, set_value, world
+    work = world()
+    counting = CountingLookup(work.deps.lookup)
+    work.deps = dataclasses.replace(work.deps, lookup=counting)
+    ann, ann_contact = joined(work, "1", "ann@example.com")
+    bob, bob_contact = joined(work, "2", "bob@example.com")
+    set_value(work, bob_contact, "Yes")
+    join = JoinMessage(campaign_id="42", rf_user_id="3", person={"id": "3", "campaign_id": "42", "type": "lead",
+                                                                 "email": "cy@example.com"}).wire()
+    bodies = [event(set_value(work, ann_contact, "Yes"), notification="n1"), check("2"), join,
+              event(ann_contact, notification="n2")]
+    assert handle_batch(records(*bodies), work) == {"done": 4, "retry": 0, "dead": 0}
+    assert counting.calls == 2                       # one for the contact events, one for the checks
+    assert sorted(work.apis.rf_.qualified) == ["1", "2"]
+
+
+def test_records_not_started_before_the_lambdas_time_runs_out_come_back_soon():
+    from tests.unit.scenario import records, world
+    work = world()
+    with pytest.raises(RetryBatch, match="not started: the Lambda's time is running out"):
+        handle_batch(records(check("1"), check("2")), work, remaining_ms=lambda: 1000)
+    assert work.queue.delayed == {"rh0": 5, "rh1": 5} and work.queue.deleted == []
+
+
+def test_a_dead_lettered_record_about_a_person_says_so_in_their_history():
+    from tests.unit.scenario import check as replayed_check
+    from tests.unit.scenario import history, joined, records, world
+    work = world()
+    joined(work)
+    work.store.settings.put("42", {"campaign_id": "42", "workspace": "ws", "leads": {"action": "fly"}}, "ws")
+    assert handle_batch(records(replayed_check("7", replayed_from="d1")), work)["dead"] == 1
+    assert history(work)[-1] == ("dead_letter", "failed")
+    assert work.queue.dead[0]["failed_at"].startswith("2026-")

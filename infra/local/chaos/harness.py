@@ -952,7 +952,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
 # ---------------------------------------------------------------------------------------------
 
 def _scan(ddb, table: str) -> list[dict]:
-    """The whole table, raw (the link and history layout of chalicelib/adapters/store.py)."""
+    """The whole table, raw (the link and history layout of chalicelib/adapters/dynamo/keys.py)."""
     from boto3.dynamodb.types import TypeDeserializer
 
     des = TypeDeserializer()

@@ -1,24 +1,28 @@
-"""Wires the real adapters together from the configuration. One per Lambda container:
-clients, tokens and attribute lists are cached between invocations."""
+"""The composition root: builds the real adapters from the configuration and hands the services
+what they are typed against (the Runtime is the Edge of services/ingest.py, the Work of
+services/worker.py, the Apis of ports/apis.py, ...). One per Lambda container: clients, tokens and
+attribute lists are cached between invocations."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
-from typing import TYPE_CHECKING
-
-from ..adapters.queue import Queue
-from ..adapters.ratelimit import SharedLimiter
-from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SsmSecrets,
-                                intercom_client_secret, intercom_token, valid_workspace)
-from ..adapters.store import Store, bind
-from ..config import Config
-from ..errors import Permanent
-from ..ports import SecretStore
+from .adapters.dynamo import DynamoStore, bind
+from .adapters.queue import Queue
+from .adapters.ratelimit import SharedLimiter
+from .adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SsmSecrets,
+                               intercom_client_secret, intercom_token, valid_workspace)
+from .config import Config
+from .errors import Permanent
+from .ports import SecretStore, Store
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
-    from ..adapters.intercom import IntercomClient
-    from ..adapters.referral_factory import ReferralFactoryClient
+    from .adapters.intercom import IntercomClient
+    from .adapters.referral_factory import ReferralFactoryClient
+    from .services.deps import WorkDeps
+
+T = TypeVar("T")
 
 CACHE_SECONDS = 300
 EDGE_SECRET_SECONDS = 60     # a value refused by a signature is checked against the store at once anyway
@@ -29,17 +33,24 @@ class Runtime:
                  sleeper: Callable[[float], None] = time.sleep, queue: Optional[Queue] = None,
                  store: Optional[Store] = None, secrets: Optional[SecretStore] = None):
         self.config, self.clock, self.sleeper = config, clock, sleeper
-        bind(config.table)
-        self.store = store or Store(clock, history_days=config.history_days)
+        if store is None:
+            bind(config.table)
+        self.store: Store = store or DynamoStore(clock, history_days=config.history_days)
         self.queue = queue or Queue(config.queue_url, config.dlq_url)
         # The whole path is for the operator's CLI to write; each function reads only its own part.
         self.secrets = secrets or SsmSecrets(config.secrets_path)
         self.edge_secrets = SecretCache(self.secrets.scoped(EDGE), clock, EDGE_SECRET_SECONDS)
         self.worker_secrets = SecretCache(self.secrets.scoped(WORKER), clock, CACHE_SECONDS)
-        self._cache: dict[tuple, tuple[float, object]] = {}
+        self._cache: dict[tuple, tuple[float, Any]] = {}
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
 
-    def _cached(self, key: tuple, load: Callable[[], object], seconds: float = CACHE_SECONDS):
+    @cached_property
+    def deps(self) -> "WorkDeps":
+        """The worker's use cases' interfaces: the store's repositories, and this runtime as the Apis."""
+        from .services.deps import WorkDeps
+        return WorkDeps.of(self.store, self)
+
+    def _cached(self, key: tuple, load: Callable[[], T], seconds: float = CACHE_SECONDS) -> T:
         hit = self._cache.get(key)
         if hit and hit[0] > self.clock():
             return hit[1]
@@ -68,7 +79,7 @@ class Runtime:
         """Known campaigns are cached; unknown ones are asked again (settings may have just been applied)."""
         if ("campaign", campaign_id) in self._cache and self._cache[("campaign", campaign_id)][0] > self.clock():
             return True
-        known = self.store.get_settings_item(campaign_id) is not None
+        known = self.store.settings.get(campaign_id) is not None
         if known:
             self._cache[("campaign", campaign_id)] = (self.clock() + 60, True)
         return known
@@ -79,19 +90,19 @@ class Runtime:
         back to the queue: the configured cap, and never into the Lambda's last seconds."""
         return max(0.0, min(self.config.max_retry_wait, self.remaining_ms() / 1000 - 2 * self.config.http_timeout))
 
-    def _http_kw(self, limiter: SharedLimiter) -> dict:
+    def _http_kw(self, limiter: SharedLimiter) -> dict[str, Any]:
         return {"timeout": self.config.http_timeout, "limiter": limiter, "clock": self.clock,
                 "sleeper": self.sleeper, "max_wait": self.max_wait}
 
     def limiter(self, budget: str, limit: int, window: int) -> SharedLimiter:
-        return SharedLimiter(self.store, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
+        return SharedLimiter(self.store.rates, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
                              max_wait=self.max_wait)
 
     def intercom(self, workspace: str) -> "IntercomClient":
-        def make():
-            from ..adapters.intercom import IntercomClient
+        def make() -> "IntercomClient":
+            from .adapters.intercom import IntercomClient
 
-            conn = self.store.get_connection(workspace)
+            conn = self.store.connections.workspace(workspace)
             name = intercom_token(workspace)
             token = self.worker_secrets.get(name) if conn is not None and conn.status == "active" else None
             if not token:
@@ -99,14 +110,15 @@ class Runtime:
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
             limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10)
             # On a 401 the token is read again: a reconnected one is used at once.
+            assert conn is not None
             return IntercomClient(conn.api_base or self.config.intercom_base_url, token,
                                   reauth=lambda stale: self.worker_secrets.refresh(name, stale),
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
 
     def rf(self) -> "ReferralFactoryClient":
-        def make():
-            from ..adapters.referral_factory import ReferralFactoryClient
+        def make() -> "ReferralFactoryClient":
+            from .adapters.referral_factory import ReferralFactoryClient
 
             token = self.worker_secrets.get(RF_TOKEN)
             if not token:

@@ -38,7 +38,7 @@ def aws_env(monkeypatch, tmp_path):
     monkeypatch.setenv("BRIDGE_TABLE", "t-table")
     monkeypatch.setenv("BRIDGE_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/t-dlq")
     yield monkeypatch
-    from chalicelib.adapters.store import bind
+    from chalicelib.adapters.dynamo import bind
     bind("rf-intercom-bridge-table")
 
 

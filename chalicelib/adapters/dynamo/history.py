@@ -1,0 +1,81 @@
+"""A person's history in DynamoDB, and the one way a change is written with its history: a
+transaction of the item updates and the entries (all or nothing)."""
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from pynamodb.expressions.condition import Condition
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from ...domain.history import Entry, Recorded, iso
+from ...domain.link import PersonRef
+from .keys import history_pk, repeats_sk
+from .models import HistoryItem
+
+_SEQUENCE = itertools.count()
+
+
+@dataclass
+class Update:
+    """One conditional item update inside a transaction."""
+
+    item: Model
+    actions: list[Any]
+    condition: Optional[Condition] = None
+
+
+class DynamoHistory:
+    """Entries expire (the table's TTL) after `days` (0: never)."""
+
+    def __init__(self, clock: Callable[[], float], days: int = 400):
+        self.clock, self.days = clock, days
+
+    def _items(self, ref: PersonRef, entries: Sequence[Entry], now: float) -> Iterator[HistoryItem]:
+        for entry in entries:
+            # Sorts by time, then by write order within this container (same-millisecond entries).
+            sk = f"{iso(now)}#{next(_SEQUENCE):09d}#{uuid.uuid4().hex[:4]}"
+            yield HistoryItem(history_pk(ref), sk, event=entry.event, outcome=entry.outcome, reason=entry.reason,
+                              details=entry.details, at=iso(now), expires_at=self._expires(now))
+
+    def _expires(self, now: float) -> Optional[int]:
+        return int(now) + self.days * 86400 if self.days > 0 else None
+
+    def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update) -> None:
+        """The updates and the entries at once. Raises TransactWriteError (models.conditional
+        tells a failed condition)."""
+        now = self.clock()
+        with TransactWrite(connection=HistoryItem._get_connection().connection) as tx:
+            for update in updates:
+                tx.update(update.item, actions=update.actions, condition=update.condition)
+            for item in self._items(ref, entries, now):
+                tx.save(item)
+
+    def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+        with HistoryItem.batch_write() as batch:
+            for item in self._items(ref, entries, self.clock()):
+                batch.save(item)
+
+    def note_repeat(self, ref: PersonRef, event: str, reason: str) -> None:
+        now = self.clock()
+        expires = self._expires(now)
+        HistoryItem(history_pk(ref), repeats_sk(event)).update(actions=[
+            HistoryItem.event.set(event), HistoryItem.outcome.set("ignored"), HistoryItem.reason.set(reason),
+            HistoryItem.repeats.add(1), HistoryItem.at.set(iso(now)),
+            HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()])
+
+    def entries(self, ref: PersonRef) -> list[Recorded]:
+        return [Recorded(at=h.at, event=h.event, outcome=h.outcome, reason=h.reason, details=h.details,
+                         count=int(h.repeats) if h.repeats else None,
+                         expires_at=int(h.expires_at) if h.expires_at is not None else None)
+                for h in HistoryItem.query(history_pk(ref))]
+
+    def erase(self, ref: PersonRef) -> int:
+        entries = list(HistoryItem.query(history_pk(ref), attributes_to_get=["pk", "sk"]))
+        with HistoryItem.batch_write() as batch:
+            for entry in entries:
+                batch.delete(entry)
+        return len(entries)

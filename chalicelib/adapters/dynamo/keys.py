@@ -1,0 +1,70 @@
+"""The key scheme of the one table (infra/template.yaml). Nothing outside this package knows it.
+
+Item kinds (pk / sk):
+  CAMPAIGN#<id> / SETTINGS               the settings document
+  WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
+                                         set (the secrets themselves live in SSM, see adapters/secrets.py)
+  WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
+  RF / CONFIG                            Referral Factory is connected: which secrets are set
+  CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
+                                         qualification it is in the sparse `pending` index
+  CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers
+  EMAIL#<ws>#<email> / LINKS             which links share an email      } "is this contact linked?"
+  NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
+  HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`; expires (TTL
+                                         `expires_at`) after BRIDGE_HISTORY_DAYS
+  RATE#<budget> / <window start>         shared rate-limit windows (TTL)
+  RECONCILE / CURSOR                     where the reconciliation left off
+"""
+from __future__ import annotations
+
+from ...domain.link import PersonRef
+from ...ports.store import normal_email
+
+Key = tuple[str, str]
+PENDING = "PENDING"             # the pending index's one partition
+
+
+def settings_key(campaign_id: str) -> Key:
+    return f"CAMPAIGN#{campaign_id}", "SETTINGS"
+
+
+def campaign_of_settings(pk: str) -> str:
+    return pk.split("#", 1)[1]
+
+
+def connection_key(workspace: str) -> Key:
+    return f"WORKSPACE#{workspace}", "CONNECTION"
+
+
+WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")
+RF_KEY: Key = ("RF", "CONFIG")
+CURSOR_KEY: Key = ("RECONCILE", "CURSOR")
+
+
+def link_key(ref: PersonRef) -> Key:
+    return f"CAMPAIGN#{ref.campaign_id}", f"PERSON#{ref.rf_user_id}"
+
+
+def contact_key(workspace: str, contact_id: str) -> Key:
+    return f"CONTACT#{workspace}#{contact_id}", "LINKS"
+
+
+def email_key(workspace: str, email: str) -> Key:
+    return f"EMAIL#{workspace}#{normal_email(email)}", "LINKS"
+
+
+def notification_key(workspace: str, notification_id: str) -> Key:
+    return f"NOTIFICATION#{workspace}#{notification_id}", "DONE"
+
+
+def history_pk(ref: PersonRef) -> str:
+    return f"HISTORY#{ref.campaign_id}#{ref.rf_user_id}"
+
+
+def repeats_sk(event: str) -> str:
+    return f"~repeats#{event}"
+
+
+def rate_key(budget: str, window_start: int) -> Key:
+    return f"RATE#{budget}", str(window_start)

@@ -1,0 +1,199 @@
+"""Links in DynamoDB: every state change is a conditional write (claims with leases, event-time
+ordering, only-forward qualification), written with its history in one transaction."""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+
+from ...domain.history import Entry, iso
+from ...domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PendingPage, PersonRef
+from ...domain.qualification import ENDINGS, QState, claimable
+from ...ports.store import KEEP, LEASE_SECONDS, Busy
+from .history import DynamoHistory, Update
+from .keys import PENDING, contact_key, email_key, link_key
+from .lookup import drop_reference
+from .models import LinkItem, PointerItem, batch_get, conditional, get
+
+
+def _assign(attr: Any, value: Any) -> Any:
+    return attr.set(value) if value is not None else attr.remove()
+
+
+def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
+    return Update(PointerItem(*key), [PointerItem.links.add({str(ref)})])
+
+
+class DynamoLinks:
+    def __init__(self, clock: Callable[[], float], history: DynamoHistory):
+        self.clock, self.history = clock, history
+
+    def get(self, ref: PersonRef) -> Optional[Link]:
+        return self.get_many([ref]).get(ref)
+
+    def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]:
+        links = (i.to_link() for i in batch_get(LinkItem, (link_key(PersonRef(*r)) for r in refs)))
+        return {link.ref: link for link in links}
+
+    # --- joining ---------------------------------------------------------------------------
+    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
+        now, token = self.clock(), uuid.uuid4().hex
+        # An update, not a put: what an earlier try recorded (the contact it created, its
+        # baseline, when the person joined) survives the new claim.
+        try:
+            LinkItem(*link_key(ref)).update(actions=[
+                LinkItem.campaign_id.set(ref.campaign_id), LinkItem.rf_user_id.set(ref.rf_user_id),
+                LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value),
+                LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease),
+                LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
+                condition=LinkItem.pk.does_not_exist() | (LinkItem.status == LinkStatus.FAILED.value)
+                | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & (LinkItem.lease_until < now)))
+            return JoinClaim(ref, workspace, token)
+        except UpdateError as exc:
+            if not conditional(exc):
+                raise
+        current = self.get(ref)
+        if current is not None and current.final:
+            return None
+        raise Busy("another worker is applying this join right now", retry_after=lease)
+
+    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
+        LinkItem(*link_key(claim.ref)).update(
+            actions=[LinkItem.contact_id.set(contact_id), LinkItem.baseline.set(baseline),
+                     LinkItem.reason.set("contact created; join not finished")],
+            condition=LinkItem.claim == claim.token)
+
+    def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
+        ref, now = claim.ref, iso(self.clock())
+        actions = [LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
+                   LinkItem.lease_until.remove()]
+        for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason"):
+            value = getattr(result, name)
+            actions.append(_assign(getattr(LinkItem, name), getattr(value, "value", value)))
+        if result.qualification is QState.PENDING:
+            actions += [LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{ref}")]
+        updates = [Update(LinkItem(*link_key(ref)), actions, LinkItem.claim == claim.token)]
+        if result.contact_id:
+            updates.append(_add_ref(contact_key(claim.workspace, result.contact_id), ref))
+        if result.email:
+            updates.append(_add_ref(email_key(claim.workspace, result.email), ref))
+        try:
+            self.history.transact(ref, entries, *updates)
+        except TransactWriteError as exc:
+            if conditional(exc):
+                raise Busy("lost the claim on this join to another worker") from None
+            raise
+
+    # --- what Intercom says of the contact ---------------------------------------------------
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
+        old = link.contact_id
+        if old == contact_id:
+            return link
+        now = iso(self.clock())
+        actions = [LinkItem.contact_id.set(contact_id), LinkItem.updated_at.set(now),
+                   LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
+        if role:
+            actions.append(LinkItem.contact_role.set(role))
+        updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
+        if old:
+            updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
+                                  [PointerItem.links.delete({str(link.ref)})]))
+        updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
+        try:
+            self.history.transact(link.ref, entries, *updates)
+        except TransactWriteError as exc:
+            if conditional(exc):
+                raise Busy("the link moved meanwhile (another worker applied the merge)") from None
+            raise
+        return dataclasses.replace(link, contact_id=contact_id, contact_state=None,
+                                   contact_role=role or link.contact_role, updated_at=now)
+
+    def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
+        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state))
+                                   if value is not KEEP}
+        return self._set(link, entries, when, changes)
+
+    def arm(self, link: Link, entries: Sequence[Entry]) -> Link:
+        return self._set(link, entries, None, {"armed": True}) or link   # None: the link was erased meanwhile
+
+    def _set(self, link: Link, entries: Sequence[Entry], when: Optional[float], changes: dict) -> Optional[Link]:
+        now = iso(self.clock())
+        actions = [LinkItem.updated_at.set(now)]
+        actions += [_assign(getattr(LinkItem, name), getattr(v, "value", v)) for name, v in changes.items()]
+        condition = LinkItem.pk.exists()
+        if when is not None:
+            actions.append(LinkItem.last_event_at.set(when))
+            condition &= LinkItem.last_event_at.does_not_exist() | (LinkItem.last_event_at <= when)
+            changes["last_event_at"] = when
+        try:
+            self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions, condition))
+        except TransactWriteError as exc:
+            if not conditional(exc):
+                raise
+            self.history.note_repeat(link.ref, "older_event",
+                                     "an Intercom event older than one already applied was ignored")
+            return None
+        return dataclasses.replace(link, updated_at=now, **changes)
+
+    # --- qualification ------------------------------------------------------------------------
+    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link:
+        now, token = self.clock(), uuid.uuid4().hex
+        key = link_key(link.ref)
+        try:
+            answer = LinkItem._get_connection().update_item(
+                *key, actions=[LinkItem.qualification.set(QState.QUALIFYING.value), LinkItem.claim.set(token),
+                               LinkItem.lease_until.set(now + lease)],
+                condition=LinkItem.qualification.is_in(*(s.value for s in claimable(replay)))
+                | ((LinkItem.qualification == QState.QUALIFYING.value) & (LinkItem.lease_until < now)),
+                return_values="ALL_OLD")
+        except UpdateError as exc:
+            if not conditional(exc):
+                raise
+            current = get(LinkItem, key)
+            return current.to_link() if current is not None else link
+        before = LinkItem.from_raw_data(answer["Attributes"]).to_link()
+        return Claim(token, dataclasses.replace(before, qualification=QState.QUALIFYING),
+                     took_over=before.qualification is QState.QUALIFYING)
+
+    def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
+                          reason: Optional[str] = None) -> Link:
+        if state not in ENDINGS:
+            raise ValueError(f"a qualification claim cannot end in {state}")
+        link, now = claim.link, iso(self.clock())
+        actions = [LinkItem.qualification.set(state.value), LinkItem.claim.remove(), LinkItem.lease_until.remove(),
+                   LinkItem.updated_at.set(now), _assign(LinkItem.reason, reason or None)]
+        if state is QState.QUALIFIED:
+            actions.append(LinkItem.qualified_at.set(now))
+        if state is QState.PENDING:
+            actions += [LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{link.joined_at}#{link.ref}")]
+        else:  # qualified, or failed: reconciliation must not retry a 4xx every run
+            actions += [LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]
+        try:
+            self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
+                                                            LinkItem.claim == claim.token))
+        except TransactWriteError as exc:
+            if conditional(exc):
+                raise Busy("lost the qualification claim to another worker") from None
+            raise
+        return dataclasses.replace(link, qualification=state, reason=reason or None, updated_at=now,
+                                   qualified_at=now if state is QState.QUALIFIED else link.qualified_at)
+
+    def unpend(self, link: Link, reason: str) -> Link:
+        self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(
+            LinkItem(*link_key(link.ref)), [LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]))
+        return link
+
+    def pending(self, after: Optional[str], limit: int) -> PendingPage:
+        condition = LinkItem.pending_sk > after if after else None
+        items = list(LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit))
+        return PendingPage([i.to_link() for i in items], items[-1].pending_sk if items else None)
+
+    # --- erasure --------------------------------------------------------------------------
+    def erase(self, link: Link) -> tuple[int, int]:
+        entries = self.history.erase(link.ref)
+        pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
+        LinkItem(*link_key(link.ref)).delete()
+        return entries, pointers

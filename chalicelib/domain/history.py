@@ -1,0 +1,45 @@
+"""A person's history, read by `bridge history`: what happened, and why. Pure: no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Entry:
+    event: str
+    outcome: str
+    reason: Optional[str] = None
+    details: Optional[dict[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Something ignored because it was seen before: one entry per person and event counts them."""
+
+    event: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An entry as the store keeps it."""
+
+    at: str
+    event: str
+    outcome: str
+    reason: Optional[str] = None
+    details: Optional[dict[str, Any]] = None
+    count: Optional[int] = None
+    expires_at: Optional[int] = None
+
+    def view(self) -> dict[str, Any]:
+        return {"at": self.at, "event": self.event, "outcome": self.outcome, "reason": self.reason,
+                **({"details": self.details} if self.details else {}),
+                **({"count": int(self.count)} if self.count else {})}
+
+
+def iso(ts: float) -> str:
+    """A unix time as ISO-8601 in UTC, to the millisecond (how the history and the links write time)."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,88 @@
+"""judge(): what a contact's value, seen in an event, means for a link under the campaign's rule —
+ignore it, note it, arm the link, or qualify the referral. Pure: no I/O (the attribute's type is
+asked through a function, only when a value is judged)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Callable, Mapping, Optional
+
+from . import rules
+from .history import Entry, Repeat
+from .link import Link
+from .mapping import attribute_value, has_attribute
+from .qualification import QState, open_states
+from .settings import Qualification
+
+
+class Action(StrEnum):
+    IGNORE = "ignore"      # nothing to judge (no rule, not linked, the event carries no value)
+    NOTE = "note"          # record the entry (or count the repeat), nothing else
+    ARM = "arm"            # a non-target value after joining: a later return to the target counts
+    QUALIFY = "qualify"    # the rule is met: record the entry and qualify the referral
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A view of the contact: from a webhook, a reconciliation check, or a resumed join."""
+
+    contact: Mapping[str, Any]
+    via: str
+    when: Optional[float] = None          # the event's time (None: now, or unknown)
+    duplicate: Optional[str] = None       # the id of another contact with the lead's email
+    replay: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    entry: Optional[Entry] = None
+    repeat: Optional[Repeat] = None
+
+
+IGNORE = Verdict(Action.IGNORE)
+UNTRACKED = Repeat("qualification_untracked", "this lead joined before the campaign had a qualification rule, "
+                   "so its value at join time is unknown: it is not qualified automatically")
+SETTLED = {
+    QState.QUALIFIED: "already qualified: later changes to the contact are ignored",
+    QState.FAILED: "qualifying failed earlier (see the dead-letter queue): replay it once the cause is fixed",
+}
+
+
+def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
+          type_of: Callable[[str], str]) -> Verdict:
+    """What `seen` means for `link` under `rule`. `type_of(attribute)`: the attribute's Intercom data
+    type (asked only when a value is judged)."""
+    if rule is None or link.status != "linked" or not has_attribute(dict(seen.contact), rule.attribute):
+        return IGNORE
+    state = link.qualification
+    if link.is_lead and state is None:
+        return Verdict(Action.NOTE, repeat=UNTRACKED)
+    if state is not None and state not in open_states(seen.replay):
+        return Verdict(Action.NOTE, repeat=Repeat(f"qualification_{state.value}", SETTLED[state]))
+    data_type = type_of(rule.attribute)
+    value = attribute_value(dict(seen.contact), rule.attribute)
+    result = rules.evaluate(rule, data_type, value, link.baseline, link.armed)
+    details = {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}
+    reason = result.reason
+    if seen.duplicate:
+        details["duplicate_contact_id"] = seen.duplicate
+        reason += f" (on duplicate contact {seen.duplicate} with the same email)"
+    if not link.is_lead:
+        if not result.met:
+            return IGNORE
+        return Verdict(Action.NOTE, Entry("evaluation", "not_qualified", details=details,
+                                          reason=f"{reason}, but this person is a referrer: referrers never qualify"))
+    entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
+    if result.met:
+        return Verdict(Action.QUALIFY, entry)
+    return Verdict(Action.ARM if _arms(link, rule, data_type, value, seen) else Action.NOTE, entry)
+
+
+def _arms(link: Link, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:
+    """Seeing a non-target value after joining makes a later return to the target a real change.
+    Only the linked contact itself can show that; a duplicate's value says nothing of it."""
+    if link.armed or seen.duplicate or not rules.arms(rule, data_type, value):
+        return False
+    joined = rules.event_time(link.joined_at)
+    return seen.when is None or joined is None or seen.when >= joined

@@ -1,0 +1,129 @@
+"""A link: one Referral Factory person and the Intercom contact the bridge joined them to, as the
+store keeps it. Stores take and return these values; nobody changes one in place. Pure: no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple, Optional
+
+from .qualification import QState
+
+
+class PersonRef(NamedTuple):
+    """Whose link and history: an RF person in a campaign."""
+
+    campaign_id: str
+    rf_user_id: str
+
+    def __str__(self) -> str:          # "<campaign>#<rf id>": how pointers name a link
+        return f"{self.campaign_id}#{self.rf_user_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> "PersonRef":
+        campaign_id, _, rf_user_id = text.partition("#")
+        return cls(campaign_id, rf_user_id)
+
+
+class LinkStatus(StrEnum):
+    IN_PROGRESS = "in_progress"     # a worker holds the join's claim
+    LINKED = "linked"               # the contact exists and is ours to watch
+    IGNORED = "ignored"             # the settings say nothing is done for this person
+    FAILED = "failed"               # the join failed; a retry or a replay may claim it again
+
+    @property
+    def final(self) -> bool:
+        return self in (LinkStatus.LINKED, LinkStatus.IGNORED)
+
+
+class ContactState(StrEnum):
+    DELETED = "deleted"
+    ARCHIVED = "archived"
+
+
+LEAD, REFERRER = "lead", "referrer"
+
+
+@dataclass(frozen=True)
+class Link:
+    campaign_id: str
+    rf_user_id: str
+    workspace: str
+    status: LinkStatus
+    kind: Optional[str] = None                       # lead | referrer
+    email: Optional[str] = None
+    contact_id: Optional[str] = None
+    contact_role: Optional[str] = None
+    contact_state: Optional[ContactState] = None
+    baseline: Any = None                             # the rule's attribute when the person joined
+    armed: bool = False                              # a non-target value was seen after joining
+    qualification: Optional[QState] = None
+    qualified_at: Optional[str] = None
+    last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
+    reason: Optional[str] = None
+    joined_at: Optional[str] = None
+    updated_at: Optional[str] = None
+
+    @property
+    def ref(self) -> PersonRef:
+        return PersonRef(self.campaign_id, self.rf_user_id)
+
+    @property
+    def final(self) -> bool:
+        return self.status.final
+
+    @property
+    def is_lead(self) -> bool:
+        return self.kind == LEAD
+
+    def view(self) -> dict[str, Any]:
+        """What `bridge history` shows of the link."""
+        return {name: _plain(getattr(self, name)) for name in VIEW}
+
+
+VIEW = ("status", "kind", "email", "contact_id", "contact_role", "contact_state", "baseline", "armed",
+        "qualification", "qualified_at", "reason", "joined_at", "updated_at")
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, StrEnum) else value
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    """What a finished join (or a failed try) records on the link."""
+
+    status: LinkStatus
+    kind: Optional[str] = None
+    email: Optional[str] = None
+    contact_id: Optional[str] = None
+    contact_role: Optional[str] = None
+    baseline: Any = None
+    qualification: Optional[QState] = None
+    reason: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class JoinClaim:
+    """The right to apply one person's join, until `finish` or the lease runs out."""
+
+    ref: PersonRef
+    workspace: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A qualification claim: `link` as it is now that we hold it; `took_over` when it was another
+    worker's whose lease had run out (RF may already have said yes)."""
+
+    token: str
+    link: Link
+    took_over: bool = False
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    """Leads awaiting qualification, oldest first; `position` is where the next page starts."""
+
+    links: list[Link] = field(default_factory=list)
+    position: Optional[str] = None

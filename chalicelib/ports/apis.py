@@ -1,0 +1,50 @@
+"""Intercom and Referral Factory, as the services see them (adapters/intercom.py and
+adapters/referral_factory.py over HTTP; tests/fakes.py in memory). Both raise errors.Transient
+(retry later) and errors.Permanent (dead-letter with the reason) besides what is named here."""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+
+class Conflict(Exception):
+    """POST /contacts answered 409: a contact with these details already exists."""
+
+    def __init__(self, contact_id: Optional[str], message: str):
+        super().__init__(message)
+        self.contact_id = contact_id
+
+
+class Merged(Exception):
+    """GET answered 410 contact_merged: the contact now lives at `canonical_id`."""
+
+    def __init__(self, canonical_id: Optional[str]):
+        super().__init__(f"contact merged into {canonical_id}")
+        self.canonical_id = canonical_id
+
+
+class NotFound(Exception):
+    """GET answered 404: the contact no longer exists."""
+
+
+class IntercomPort(Protocol):
+    def search_by_email(self, email: str) -> list[dict]: ...
+    def create_contact(self, body: dict) -> dict: ...            # raises Conflict on 409
+    def update_contact(self, contact_id: str, body: dict) -> dict: ...
+    def get_contact(self, contact_id: str) -> dict: ...           # raises Merged, NotFound
+    def data_attributes(self) -> dict[str, dict]: ...
+    def tag_contact(self, contact_id: str, tag_name: str) -> str: ...
+
+
+class ReferralFactoryPort(Protocol):
+    def get_user(self, user_id: str) -> dict: ...
+    def get_campaign(self, campaign_id: str) -> dict: ...
+    def qualify(self, user_id: str) -> dict: ...
+
+
+class Apis(Protocol):
+    """The clients of one container, by workspace, with what is worth caching between invocations."""
+
+    def intercom(self, workspace: str) -> IntercomPort: ...
+    def rf(self) -> ReferralFactoryPort: ...
+    def attributes(self, workspace: str) -> dict[str, dict]: ...        # Intercom's data attributes
+    def campaign_name(self, campaign_id: str) -> Optional[str]: ...

@@ -1,0 +1,29 @@
+"""The work queue and its dead-letter queue (adapters/queue.py: SQS; tests/fakes.py: FakeQueue)."""
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class MessageTooLarge(ValueError):
+    """The message would not fit in the queue (SQS: 256 KiB, less room for the dead-letter
+    attributes): the webhook answers 413."""
+
+
+class WorkQueue(Protocol):
+    # A dict is sent as JSON; a str as it is (a dead letter's body going back unchanged).
+    def send(self, message: dict | str) -> str: ...                 # raises MessageTooLarge
+    def send_many(self, messages: list[dict]) -> None: ...
+    def delete(self, receipt_handles: list[str]) -> None: ...
+    def retry_in(self, receipt_handle: str, seconds: float) -> None: ...
+    def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None: ...
+
+
+class DeadLetterQueue(Protocol):
+    """What the operator's commands do with dead letters (each a raw SQS message dict)."""
+
+    dlq_url: str
+
+    def send(self, message: dict | str) -> str: ...
+    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]: ...
+    def delete_dead(self, receipt_handle: str) -> None: ...
+    def release_dead(self, receipt_handle: str) -> None: ...

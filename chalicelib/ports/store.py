@@ -1,0 +1,173 @@
+"""The store, as repositories that take and return domain values (chalicelib/domain). Two
+implementations honour the same conditions, proved by one contract suite (tests/contract/):
+adapters/dynamo/ (PynamoDB, one table) and adapters/memory.py (the in-memory twin)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Protocol, Sequence
+
+from ..domain.history import Entry, Recorded
+from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, PendingPage, PersonRef
+from ..domain.qualification import QState
+from ..errors import Transient
+
+# How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
+# shortens it for chaos runs, where killed workers' claims must run out within the run.
+LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", "120"))
+
+
+class Busy(Transient):
+    """Another worker holds the claim right now, or took it from us: retry later."""
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()         # "leave this attribute as it is" (None removes it)
+
+
+class LinkRepository(Protocol):
+    def get(self, ref: PersonRef) -> Optional[Link]: ...
+    def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]: ...
+
+    # joining: claim -> (note the contact created) -> finish, only while the claim is held
+    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
+        """The claim, or None when the join was already applied (final). Raises Busy while another
+        worker's lease runs."""
+    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
+        """Remember at once the contact this try created, so that a crash before the end cannot make
+        our own contact look like someone else's on the next try."""
+    def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
+        """The result, the contact and email pointers and the history, at once. Raises Busy when
+        the claim was lost."""
+
+    # what Intercom says of the contact
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
+        """The contact was merged into `contact_id` (which is alive): the link and its pointer follow."""
+    def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
+        """With `when` (the event's time), an event older than the newest applied changes nothing:
+        None, and the repeat is counted in the history."""
+    def arm(self, link: Link, entries: Sequence[Entry]) -> Link: ...
+
+    # qualification (domain/qualification.py says which transitions exist)
+    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link:
+        """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
+        replay, or another worker's lease runs)."""
+    def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
+                          reason: Optional[str] = None) -> Link: ...
+    def unpend(self, link: Link, reason: str) -> Link:
+        """Reconciliation stops checking this link (the reason goes into its history)."""
+    def pending(self, after: Optional[str], limit: int) -> PendingPage:
+        """Links waiting for qualification, oldest first (never a scan)."""
+
+    def erase(self, link: Link) -> tuple[int, int]:
+        """The link, its history and its contact pointer's reference: (entries, pointers) removed."""
+
+
+@dataclass
+class Found:
+    """What one batched lookup answered: the links, who points at which contact and email, and the
+    notifications already applied."""
+
+    links: dict[PersonRef, Link] = field(default_factory=dict)
+    by_contact: dict[tuple[str, str], frozenset[PersonRef]] = field(default_factory=dict)
+    by_email: dict[tuple[str, str], frozenset[PersonRef]] = field(default_factory=dict)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def linked_to_contact(self, workspace: str, contact_id: Optional[str]) -> list[Link]:
+        return self._links(workspace, self.by_contact.get((workspace, contact_id or ""), frozenset()))
+
+    def linked_to_email(self, workspace: str, email: Optional[str]) -> list[Link]:
+        return self._links(workspace, self.by_email.get((workspace, normal_email(email)), frozenset()))
+
+    def _links(self, workspace: str, refs: frozenset[PersonRef]) -> list[Link]:
+        return [self.links[r] for r in sorted(refs) if r in self.links and self.links[r].workspace == workspace]
+
+
+def normal_email(email: Optional[str]) -> str:
+    return (email or "").strip().lower()
+
+
+class LinkLookup(Protocol):
+    def look_up(self, *, contacts: Iterable[tuple[str, str]] = (), emails: Iterable[tuple[str, str]] = (),
+                notifications: Iterable[tuple[str, str]] = (), refs: Iterable[PersonRef] = ()) -> Found:
+        """One batched read: the links pointing at these (workspace, contact id) and (workspace,
+        email) pairs, the links named by `refs`, and which (workspace, notification id) were seen."""
+    def mark_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> None: ...
+    def forget_email(self, workspace: str, email: str) -> None:
+        """Delete the email's pointer (after its links were erased)."""
+
+
+class HistoryLog(Protocol):
+    def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
+    def note_repeat(self, ref: PersonRef, event: str, reason: str) -> None:
+        """One entry per person and event counts the ignored repeats."""
+    def entries(self, ref: PersonRef) -> list[Recorded]: ...
+
+
+@dataclass(frozen=True)
+class StoredSettings:
+    campaign_id: str
+    workspace: str
+    document: dict
+    version: int
+    updated_at: str
+
+
+class SettingsRepository(Protocol):
+    def put(self, campaign_id: str, document: dict, workspace: str) -> int: ...     # the new version
+    def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
+    def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connected Intercom workspace: never a token or a secret, only which are set."""
+
+    workspace: str
+    status: str = "active"
+    api_base: Optional[str] = None
+    secrets: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RFConnection:
+    secrets: frozenset[str] = frozenset()
+
+
+class ConnectionRepository(Protocol):
+    def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
+        """Mark a workspace connected. What is not given (a secret, the api base) is kept."""
+    def workspace(self, workspace: str) -> Optional[Connection]: ...
+    def register_workspace(self, workspace: str) -> None: ...
+    def workspaces(self) -> set[str]:
+        """Every workspace ever connected or configured (what `forget` visits)."""
+    def put_rf(self, secrets: Iterable[str] = ()) -> None: ...
+    def rf(self) -> Optional[RFConnection]: ...
+
+
+class Cursor(Protocol):
+    """Where reconciliation left off."""
+
+    def get(self) -> Optional[str]: ...
+    def set(self, position: Optional[str]) -> None: ...
+
+
+class RateWindows(Protocol):
+    def take_slot(self, budget: str, window_start: int, limit: int, ttl: int) -> bool: ...
+
+
+class Store(Protocol):
+    """Every repository (an implementation declares its attributes with these types)."""
+
+    links: LinkRepository
+    lookup: LinkLookup
+    history: HistoryLog
+    settings: SettingsRepository
+    connections: ConnectionRepository
+    cursor: Cursor
+    rates: RateWindows

@@ -1,0 +1,43 @@
+"""What the worker's use cases are given: the store's repositories and the API clients, each
+typed by its narrow interface (chalicelib/ports). The composition root (chalicelib/runtime.py)
+builds one from the real adapters; unit tests from the in-memory twin and fakes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol, TypeVar
+
+from ..config import Config
+from ..ports import Apis, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store
+from .qualification.qualifier import Qualifier
+
+Q = TypeVar("Q", covariant=True)
+
+
+class Stack(Protocol[Q]):
+    """The configuration, the store and a queue (of type Q): what reconciliation and the operator's
+    commands are given (the composition root's Runtime)."""
+
+    config: Config
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def queue(self) -> Q: ...
+
+
+@dataclass(frozen=True)
+class WorkDeps:
+    links: LinkRepository
+    lookup: LinkLookup
+    history: HistoryLog
+    settings: SettingsRepository
+    apis: Apis
+
+    @classmethod
+    def of(cls, store: Store, apis: Apis) -> "WorkDeps":
+        return cls(store.links, store.lookup, store.history, store.settings, apis)
+
+    @cached_property
+    def qualifier(self) -> Qualifier:
+        return Qualifier(self.links, self.history, self.apis)

@@ -1,0 +1,71 @@
+"""Use case: reconciliation's check of one lead — read its contact now, as if its webhook had
+arrived (a lost webhook must not lose a qualification)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ...domain import rules
+from ...domain.history import Entry
+from ...domain.join import pick_existing
+from ...domain.link import ContactState, Link
+from ...domain.judge import Sighting
+from ...domain.qualification import open_states
+from ...errors import Permanent
+from ...messages import CheckMessage
+from ...ports import Merged, NotFound
+from ..deps import WorkDeps
+from .batch import Batch
+
+
+def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
+    link = batch.link(message.person_ref)
+    replay = bool(message.replayed_from)
+    if link is None or not link.contact_id:
+        return "skipped"
+    if link.campaign_id in batch.invalid and not replay:
+        deps.history.note_repeat(link.ref, "reconciliation_settings_invalid",
+                                 f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
+        return "skipped"
+    settings = batch.settings_for(link)
+    if settings is None or settings.qualification is None or not link.is_lead:
+        batch.keep(deps.links.unpend(link, "the campaign has no qualification rule any more: "
+                                           "reconciliation stops checking"))
+        return "skipped"
+    if link.qualification not in open_states(replay):
+        return "skipped"
+    read = _read_contact(link, deps)
+    if read is None:
+        return "gone"
+    link, contact = read
+    seen = Sighting(contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay)
+    batch.keep(deps.qualifier.evaluate(link, settings.qualification, seen))
+    return "done"
+
+
+def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
+    """The lead's contact, following a merge (410), or the contact with the same email when
+    Intercom no longer has it (404: some API versions answer so for a merged contact). None when
+    the contact is gone for good: reconciliation stops checking."""
+    intercom = deps.apis.intercom(link.workspace)
+    contact_id = str(link.contact_id)
+    try:
+        return link, intercom.get_contact(contact_id)
+    except Merged as merged:
+        if not merged.canonical_id:
+            raise Permanent(f"contact {contact_id} was merged but Intercom gave no canonical link") from None
+        link = deps.links.move(link, merged.canonical_id, [Entry(
+            "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into "
+            f"{merged.canonical_id}; the link follows it")])
+        return link, intercom.get_contact(merged.canonical_id)
+    except NotFound:
+        survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
+        if survivor is None:
+            link = deps.links.set_contact(link, [Entry(
+                "contact", "deleted", f"Intercom no longer has contact {contact_id} (404) nor another contact "
+                "with this email")], state=ContactState.DELETED) or link
+            deps.links.unpend(link, "the contact is gone: reconciliation stops checking")
+            return None
+        link = deps.links.move(link, survivor["id"], [Entry(
+            "contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
+            f"{survivor['id']}, takes its place")], role=survivor.get("role"))
+        return link, intercom.get_contact(survivor["id"])

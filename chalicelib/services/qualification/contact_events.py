@@ -1,0 +1,98 @@
+"""Use case: Intercom told us about a contact (a webhook notification). A repeat is counted; a
+deletion or an archive marks the links; a merge moves them to the survivor; any other change is
+judged against each linked lead's rule (and, with `match: email`, against leads who share the email)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ...domain import rules
+from ...domain.history import Entry
+from ...domain.link import ContactState, Link
+from ...domain.judge import Sighting
+from ...domain.settings import Qualification
+from ...messages import ContactMessage
+from ...observability import count
+from ..deps import WorkDeps
+from .batch import Batch
+
+STATES: dict[str, Optional[ContactState]] = {
+    "deleted": ContactState.DELETED, "archived": ContactState.ARCHIVED, "unarchived": None}
+
+
+def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> str:
+    ws, item = message.workspace, message.item.as_dict()
+    direct = batch.linked_to_contact(ws, item.get("id"))
+    if batch.seen(ws, message.notification_id):
+        for link in direct:
+            deps.history.note_repeat(link.ref, "intercom_notification",
+                                     "the same Intercom notification arrived again and was ignored")
+        return "repeat"
+    seen = Sighting(item, f"webhook {message.topic}", _event_time(message, item), replay=bool(message.replayed_from))
+    if message.change in STATES:
+        for link in direct:
+            _set_state(link, STATES[message.change], seen, deps, batch)
+    else:
+        direct += _follow_merge(message, item, deps, batch)
+        for link in direct:
+            _changed(link, item, message.topic, seen, deps, batch)
+        _same_email(message, item, direct, seen, deps, batch)
+    if not direct:
+        count("ContactsNotLinked")
+    batch.mark_seen(ws, message.notification_id)
+    return "done" if direct else "not_linked"
+
+
+def _event_time(message: ContactMessage, item: dict) -> Optional[float]:
+    """Role and state changes are ordered by the notification's own time (one clock for every
+    topic; deletion stubs carry no updated_at)."""
+    return rules.event_time(message.created_at) or rules.event_time(item.get("updated_at"))
+
+
+def _set_state(link: Link, state: Optional[ContactState], seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
+    said = state.value if state else "unarchived"
+    contact_id = seen.contact.get("id")
+    entry = Entry("contact", said, f"Intercom says contact {contact_id} was {said}", {"contact_id": contact_id})
+    batch.keep(deps.links.set_contact(link, [entry], when=seen.when, state=state) or link)
+
+
+def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Batch) -> list[Link]:
+    """A merge: the links of the merged contact follow it to the survivor."""
+    survivor, merged_from = item.get("id"), (item.get("merged_from") or {}).get("id")
+    if message.change != "merged" or not merged_from or merged_from == survivor:
+        return []
+    moved = []
+    for link in batch.linked_to_contact(message.workspace, merged_from):
+        if link.contact_id != merged_from:
+            continue
+        entry = Entry("contact", "merged", f"contact {merged_from} was merged into {survivor}; the link follows it",
+                      {"from": merged_from, "into": survivor})
+        moved.append(batch.keep(deps.links.move(link, str(survivor), [entry], role=item.get("role"))))
+    return moved
+
+
+def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
+    link = batch.link(link.ref) or link
+    role = item.get("role")
+    if role and link.contact_role != role:
+        entry = Entry("contact", "role_changed", f"the contact is now a {role} ({topic})")
+        link = batch.keep(deps.links.set_contact(link, [entry], when=seen.when, role=role) or link)
+    batch.keep(deps.qualifier.evaluate(link, _rule(batch, link), seen))
+
+
+def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
+                batch: Batch) -> None:
+    """`match: email`: a lead qualifies on any contact with their email (a duplicate Intercom made)."""
+    contact_id, done = item.get("id"), {d.ref for d in direct}
+    for link in batch.linked_to_email(message.workspace, item.get("email")):
+        if link.ref in done or link.contact_id == contact_id:
+            continue
+        settings = batch.settings_for(link)
+        if settings is None or settings.qualification is None or settings.qualification.match != "email":
+            continue
+        duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
+        batch.keep(deps.qualifier.evaluate(link, settings.qualification, duplicate))
+
+
+def _rule(batch: Batch, link: Link) -> Optional[Qualification]:
+    settings = batch.settings_for(link)
+    return settings.qualification if settings else None

@@ -1,0 +1,38 @@
+"""The store contract: one suite, run against the in-memory twin and against the DynamoDB store on
+a moto server (a table made from infra/template.yaml for each test)."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.adapters.memory import MemoryStore
+from tests.fakes import FakeClock
+
+
+@pytest.fixture(scope="session")
+def moto():
+    from infra.local.aws import start_moto, stop_moto
+    server, endpoint = start_moto()
+    yield endpoint
+    stop_moto(server)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def store(request, clock, monkeypatch):
+    if request.param == "memory":
+        yield MemoryStore(clock)
+        return
+    from infra.local.aws import deploy, unique_prefix
+
+    from chalicelib.adapters.dynamo import DynamoStore, bind
+
+    resources = deploy(request.getfixturevalue("moto"), unique_prefix("c"))
+    for key, value in resources.env().items():
+        monkeypatch.setenv(key, value)
+    bind(resources.table)
+    yield DynamoStore(clock)
+    bind("rf-intercom-bridge-table")

@@ -1,0 +1,83 @@
+"""Builders for the use cases' unit tests: a worker over the store's in-memory twin and fake APIs,
+a campaign with a qualification rule, leads already joined, and the messages Intercom causes."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from chalicelib.domain.history import Entry
+from chalicelib.domain.link import JoinResult, Link, LinkStatus, PersonRef
+from chalicelib.domain.qualification import QState
+from chalicelib.messages import CheckMessage, ContactMessage
+from chalicelib.services.worker import handle_batch
+from tests.fakes import FakeWork
+
+WS = "ws"
+RULE = {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "No"}
+
+
+def settings(rule: Optional[dict] = RULE, **leads: Any) -> dict:
+    doc = {"campaign_id": "42", "workspace": WS,
+           "leads": {"action": "create_lead", "duplicates": "update",
+                     "fields": [{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"}], **leads},
+           "referrers": {"action": "create_user", "duplicates": "skip", "fields": [{"from": "email", "to": "email"}]}}
+    return {**doc, "qualification": rule} if rule else doc
+
+
+def world(doc: Optional[dict] = None) -> FakeWork:
+    work = FakeWork()
+    work.store.settings.put("42", settings() if doc is None else doc, WS)
+    work.apis.intercom_.attributes = {"custom_attributes.signed_up": {"data_type": "string"}}
+    return work
+
+
+def joined(work: FakeWork, user: str = "7", email: str = "ann@example.com", signed_up: Any = "No",
+           kind: str = "lead", pending: bool = True, role: str = "lead") -> tuple[Link, dict]:
+    """A person whose join was applied: their contact in Intercom, their link in the store."""
+    contact = work.apis.intercom_.add(email, role=role, signed_up=signed_up)
+    claim = work.store.links.claim(PersonRef("42", user), WS)
+    work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=contact["id"],
+                                              contact_role=role, baseline=signed_up,
+                                              qualification=QState.PENDING if pending and kind == "lead" else None),
+                            [Entry("join_received", "received")])
+    work.clock.now += 10
+    return link_of(work, user), contact
+
+
+def link_of(work: FakeWork, user: str = "7") -> Link:
+    link = work.store.links.get(PersonRef("42", user))
+    assert link is not None
+    return link
+
+
+def history(work: FakeWork, user: str = "7") -> list[tuple[str, str]]:
+    return [(e.event, e.outcome) for e in work.store.history.entries(PersonRef("42", user))]
+
+
+def reasons(work: FakeWork, user: str = "7") -> list[str]:
+    return [e.reason or "" for e in work.store.history.entries(PersonRef("42", user))]
+
+
+def event(contact: dict, topic: str = "contact.lead.updated", notification: Optional[str] = "n1",
+          created_at: Optional[float] = None, replayed_from: Optional[str] = None, **item: Any) -> dict:
+    return ContactMessage(workspace=WS, topic=topic, notification_id=notification, created_at=created_at,
+                          item={**contact, **item}, replayed_from=replayed_from).wire()
+
+
+def check(user: str = "7", replayed_from: Optional[str] = None) -> dict:
+    return CheckMessage(campaign_id="42", rf_user_id=user, workspace=WS, replayed_from=replayed_from).wire()
+
+
+def records(*bodies: Any) -> list[dict]:
+    return [{"messageId": f"m{n}", "receiptHandle": f"rh{n}", "attributes": {"ApproximateReceiveCount": "1"},
+             "body": b if isinstance(b, str) else json.dumps(b)} for n, b in enumerate(bodies)]
+
+
+def run(work: FakeWork, *bodies: Any) -> dict:
+    """One SQS batch through the worker's real registry."""
+    return handle_batch(records(*bodies), work)
+
+
+def set_value(work: FakeWork, contact: dict, value: Any) -> dict:
+    contact["custom_attributes"]["signed_up"] = value
+    return contact

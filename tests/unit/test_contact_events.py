@@ -1,0 +1,120 @@
+"""Use case: an Intercom contact notification, through the worker's registry, on the store's
+in-memory twin and fake APIs."""
+from __future__ import annotations
+
+from chalicelib.domain.link import ContactState
+from chalicelib.domain.qualification import QState
+from tests.unit.scenario import event, history, joined, link_of, reasons, run, set_value, settings, world
+
+
+def test_the_target_value_qualifies_the_lead_in_rf_once():
+    work = world()
+    link, contact = joined(work)
+    assert run(work, event(set_value(work, contact, "Yes"))) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert history(work)[-2:] == [("evaluation", "met"), ("qualification", "qualified")]
+
+
+def test_the_same_notification_twice_in_one_batch_and_again_later_is_applied_once():
+    work = world()
+    link, contact = joined(work)
+    body = event(set_value(work, contact, "Yes"), notification="n-same")
+    run(work, body, body)
+    run(work, body)
+    assert work.apis.rf_.qualified == ["7"]
+    repeats = [e for e in work.store.history.entries(link.ref) if e.event == "intercom_notification"]
+    assert [e.count for e in repeats] == [2]
+
+
+def test_a_later_message_of_the_batch_sees_what_an_earlier_one_changed():
+    """No -> Yes in one batch, for a lead who already met the rule when they joined (require_change):
+    the first message arms the link, so the second one's return to the target qualifies."""
+    work = world()
+    link, contact = joined(work, signed_up="Yes")
+    no = event(dict(contact, custom_attributes={"signed_up": "No"}), notification="n1")
+    yes = event(dict(contact, custom_attributes={"signed_up": "Yes"}), notification="n2")
+    run(work, no, yes)
+    assert link_of(work).armed and work.apis.rf_.qualified == ["7"]
+
+
+def test_an_older_archive_does_not_undo_a_newer_unarchive():
+    work = world()
+    link, contact = joined(work)
+    now = work.clock()
+    run(work, event(contact, "contact.unarchive", "n1", created_at=now + 20))
+    run(work, event(contact, "contact.archived", "n2", created_at=now + 10))
+    assert link_of(work).contact_state is None
+    assert ("older_event", "ignored") in history(work)
+
+
+def test_a_deletion_marks_the_link_and_evaluates_nothing():
+    work = world()
+    link, contact = joined(work)
+    run(work, event({"type": "contact", "id": contact["id"], "deleted": True}, "contact.deleted"))
+    assert link_of(work).contact_state is ContactState.DELETED and history(work)[-1] == ("contact", "deleted")
+    assert work.apis.rf_.calls == []
+
+
+def test_a_merge_moves_the_link_to_the_survivor_and_judges_it():
+    work = world()
+    link, contact = joined(work)
+    user = work.apis.intercom_.add("ann.work@example.com", role="user", signed_up="Yes")
+    run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": contact["id"]}))
+    moved = link_of(work)
+    assert (moved.contact_id, moved.contact_role) == (user["id"], "user")
+    assert ("contact", "merged") in history(work) and work.apis.rf_.qualified == ["7"]
+
+
+def test_a_role_change_is_recorded_before_the_value_is_judged():
+    work = world()
+    link, contact = joined(work)
+    run(work, event(dict(contact, role="user"), "contact.user.updated"))
+    assert link_of(work).contact_role == "user"
+    assert history(work)[-2:] == [("contact", "role_changed"), ("evaluation", "not_met")]
+    assert "the contact is now a user (contact.user.updated)" in reasons(work)
+
+
+def test_a_contact_nobody_is_linked_to_is_done_and_counted():
+    work = world()
+    stranger = work.apis.intercom_.add("who@example.com")
+    assert run(work, event(stranger)) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == []
+
+
+def test_with_match_email_a_duplicate_contact_with_the_leads_email_qualifies_them():
+    work = world(settings(rule={"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}))
+    link, contact = joined(work)
+    duplicate = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    run(work, event(duplicate, "contact.user.updated"))
+    assert work.apis.rf_.qualified == ["7"]
+    assert any("on duplicate contact" in r for r in reasons(work))
+
+
+def test_without_match_email_a_duplicate_contact_is_not_judged():
+    work = world()
+    joined(work)
+    duplicate = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    run(work, event(duplicate, "contact.user.updated"))
+    assert work.apis.rf_.qualified == []
+
+
+def test_invalid_stored_settings_dead_letter_the_event_with_the_reason():
+    work = world()
+    link, contact = joined(work)
+    work.store.settings.put("42", {"campaign_id": "42", "workspace": "ws", "leads": {"action": "fly"}}, "ws")
+    assert run(work, event(set_value(work, contact, "Yes"))) == {"done": 0, "retry": 0, "dead": 1}
+    assert "stored settings of campaign 42 are invalid" in work.queue.dead[0]["reason"]
+
+
+def test_a_replayed_event_retries_a_failed_qualification():
+    from chalicelib.errors import Permanent
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]
+    body = event(set_value(work, contact, "Yes"))
+    run(work, body)
+    assert link_of(work).qualification is QState.FAILED and len(work.queue.dead) == 1
+    run(work, event(contact, notification="n2"))                            # not a replay: stays failed
+    assert work.apis.rf_.qualified == []
+    run(work, event(contact, notification="n3", replayed_from="dead-1"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED

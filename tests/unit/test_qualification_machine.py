@@ -1,0 +1,114 @@
+"""The qualification state machine and judge(): pure, no store, no API."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chalicelib.domain.link import Link, LinkStatus
+from chalicelib.domain.judge import Action, Sighting, judge
+from chalicelib.domain.qualification import QState, allowed, claimable, open_states
+from chalicelib.domain.settings import Qualification
+
+RULE = Qualification(attribute="custom_attributes.signed_up", value="Yes")
+LEAD = Link("42", "7", "ws", LinkStatus.LINKED, kind="lead", contact_id="c1", baseline="No",
+            qualification=QState.PENDING, joined_at="2026-11-25T10:00:00.000Z")
+
+
+def seen(value, **kw) -> Sighting:
+    return Sighting({"id": "c1", "custom_attributes": {"signed_up": value}}, "webhook contact.lead.updated", **kw)
+
+
+def verdict(link=LEAD, rule=RULE, sighting=None):
+    return judge(link, rule, sighting or seen("Yes"), lambda attribute: "string")
+
+
+def test_a_replay_and_only_a_replay_may_retry_a_failed_qualification():
+    assert QState.FAILED not in open_states(replay=False) and QState.FAILED in open_states(replay=True)
+    assert claimable(replay=False) == {QState.PENDING} and claimable(replay=True) == {QState.PENDING, QState.FAILED}
+    assert not allowed(QState.FAILED, QState.QUALIFYING) and allowed(QState.FAILED, QState.QUALIFYING, replay=True)
+
+
+def test_qualification_only_goes_forward():
+    assert allowed(None, QState.PENDING) and allowed(QState.PENDING, QState.QUALIFYING)
+    assert all(allowed(QState.QUALIFYING, s) for s in (QState.QUALIFIED, QState.FAILED, QState.PENDING))
+    assert not any(allowed(QState.QUALIFIED, s, replay=True) for s in QState)
+    assert not allowed(QState.PENDING, QState.QUALIFIED)        # never without a claim
+
+
+def test_the_target_value_on_a_pending_lead_qualifies_with_its_evaluation():
+    v = verdict()
+    assert v.action is Action.QUALIFY and v.entry.outcome == "met"
+    assert v.entry.details == {"actual": "Yes", "expected": "Yes", "met": True,
+                               "via": "webhook contact.lead.updated", "contact_id": "c1"}
+
+
+def test_a_value_short_of_the_target_after_joining_arms_the_link():
+    v = verdict(sighting=seen("No", when=LEAD_JOINED + 60))
+    assert v.action is Action.ARM and v.entry.outcome == "not_met"
+
+
+LEAD_JOINED = 1_795_600_800.0      # 2026-11-25T10:00:00Z
+
+
+def test_an_event_from_before_the_join_does_not_arm():
+    assert verdict(sighting=seen("No", when=LEAD_JOINED - 60)).action is Action.NOTE
+
+
+def test_an_armed_link_is_not_armed_again():
+    assert verdict(dataclasses.replace(LEAD, armed=True), sighting=seen("No")).action is Action.NOTE
+
+
+def test_require_change_holds_back_a_lead_that_met_the_rule_when_they_joined_until_armed():
+    already = dataclasses.replace(LEAD, baseline="Yes")
+    held = verdict(already)
+    assert held.action is Action.NOTE and "require_change is true" in held.entry.reason
+    assert verdict(dataclasses.replace(already, armed=True)).action is Action.QUALIFY
+    no_change = Qualification(attribute=RULE.attribute, value="Yes", require_change=False)
+    assert verdict(already, no_change).action is Action.QUALIFY
+
+
+@pytest.mark.parametrize("state", [QState.QUALIFIED, QState.FAILED])
+def test_a_settled_qualification_is_counted_as_a_repeat(state):
+    v = verdict(dataclasses.replace(LEAD, qualification=state))
+    assert v.action is Action.NOTE and v.entry is None and v.repeat.event == f"qualification_{state.value}"
+
+
+def test_a_replay_judges_a_failed_qualification_again():
+    failed = dataclasses.replace(LEAD, qualification=QState.FAILED)
+    assert verdict(failed, sighting=seen("Yes", replay=True)).action is Action.QUALIFY
+
+
+def test_a_lead_who_joined_before_the_rule_is_never_qualified_by_surprise():
+    v = verdict(dataclasses.replace(LEAD, qualification=None))
+    assert v.action is Action.NOTE and v.repeat.event == "qualification_untracked"
+
+
+def test_a_referrer_meeting_the_rule_is_noted_but_never_qualified():
+    referrer = dataclasses.replace(LEAD, kind="referrer", qualification=None)
+    v = verdict(referrer)
+    assert v.action is Action.NOTE and v.entry.outcome == "not_qualified" and "referrers never qualify" in v.entry.reason
+    assert verdict(referrer, sighting=seen("No")).action is Action.IGNORE
+
+
+def test_nothing_to_judge_is_ignored_without_asking_for_the_attribute_type():
+    asked = []
+    stub = Sighting({"id": "c1", "type": "contact"}, "webhook contact.user.tag.created")
+    for link, rule, sighting in ((LEAD, None, seen("Yes")), (dataclasses.replace(LEAD, status=LinkStatus.FAILED),
+                                                                RULE, seen("Yes")), (LEAD, RULE, stub)):
+        assert judge(link, rule, sighting, asked.append).action is Action.IGNORE
+    assert asked == []
+
+
+def test_a_duplicate_contacts_value_qualifies_and_says_so_but_never_arms():
+    v = verdict(sighting=seen("Yes", duplicate="c2"))
+    assert v.action is Action.QUALIFY and v.entry.details["duplicate_contact_id"] == "c2"
+    assert "on duplicate contact c2" in v.entry.reason
+    assert verdict(sighting=seen("No", duplicate="c2")).action is Action.NOTE
+
+
+def test_the_attribute_type_decides_how_a_value_compares():
+    rule = Qualification(attribute="custom_attributes.score", value=10, operator="gte")
+    link = dataclasses.replace(LEAD, baseline=None)
+    contact = Sighting({"id": "c1", "custom_attributes": {"score": "12.5"}}, "reconciliation")
+    assert judge(link, rule, contact, lambda attribute: "float").action is Action.QUALIFY
