@@ -114,8 +114,20 @@ class HistoryItem(_Item):
 
 
 class RateItem(_Item):
-    n = NumberAttribute(default=0)
+    n = NumberAttribute(default=0)                  # slots asked for in the slice (may pass its cap)
     expires_at = NumberAttribute()
+
+
+class BudgetStateItem(_Item):
+    """A rate budget's shared state (domain.budget.BudgetState)."""
+
+    pause_until = NumberAttribute(null=True)
+    share = NumberAttribute(null=True)
+    lowered_at = NumberAttribute(null=True)
+    strikes = NumberAttribute(null=True)
+    blocked_until = NumberAttribute(null=True)
+    blocked_since = NumberAttribute(null=True)
+    blocked_reason = UnicodeAttribute(null=True)
 
 
 class CursorItem(_Item):
@@ -123,7 +135,7 @@ class CursorItem(_Item):
 
 
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
-                                   NotificationItem, HistoryItem, RateItem, CursorItem)
+                                   NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem)
 
 
 def bind(table_name: str) -> None:
