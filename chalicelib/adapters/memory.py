@@ -300,19 +300,19 @@ class MemoryRates:
     """Thread-safe: several limiters (as several Lambdas) may share one."""
 
     def __init__(self) -> None:
-        self.windows: dict[tuple[str, int], int] = {}        # (budget, slice) -> slots asked for
+        self.windows: dict[tuple[str, int], tuple[int, int]] = {}    # (budget, slice) -> (asked for, cap)
         self.states: dict[str, BudgetState] = {}
         self._lock = threading.Lock()
 
     def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:
         with self._lock:
-            before = self.windows.get((budget, slice_id), 0)
-            self.windows[(budget, slice_id)] = before + want
+            before = self.windows.get((budget, slice_id), (0, cap))[0]
+            self.windows[(budget, slice_id)] = (before + want, cap)
         return max(0, min(want, cap - before))
 
-    def taken(self, budget: str, slice_id: int, cap: int) -> int:
-        """Slots handed out in a slice (tests)."""
-        return min(cap, self.windows.get((budget, slice_id), 0))
+    def used(self, budget: str, slice_ids: Iterable[int]) -> int:
+        with self._lock:
+            return sum(min(asked, cap) for asked, cap in (self.windows.get((budget, s), (0, 0)) for s in slice_ids))
 
     def state(self, budget: str) -> BudgetState:
         return self.states.get(budget, BudgetState())

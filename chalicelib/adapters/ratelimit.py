@@ -125,8 +125,14 @@ class SharedLimiter:
         with self._lock:
             now = self.clock()
             until = now + (wait if wait is not None else self.slicing.window)
-            state = self._state or self.windows.state(self.budget)
-            share, strikes = state.lowered(now)
+            state = self.windows.state(self.budget)
+            first = not state.paused(now)
+            if first:   # what all our callers used in the vendor's window that went over (it ends at `until`)
+                start = until - self.slicing.window
+                used = self.windows.used(self.budget, range(self.slicing.slice_of(start), self.slicing.slice_of(now) + 1))
+                share, strikes = state.lowered(now, used, self.limit, elapsed=(now - start) / self.slicing.window)
+            else:
+                share, strikes = state.share, state.strikes
             first = self.windows.pause(self.budget, until, now, share, strikes)
             self._state = self.windows.state(self.budget)
             self._left, self._full = 0, True             # our reserved slots are not for this pause

@@ -15,9 +15,14 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-LOWER_BY = 0.5              # a 429 that starts a pause halves the share of the budget in use...
-LOWEST = 0.1                # ...never below a tenth
-RECOVERY_PER_MINUTE = 0.1   # and it comes back by a tenth of the budget a minute (halved per repeat)
+LEARN = 0.8                 # a 429 that starts a pause lowers the share of the budget in use to 80% of
+                            # what someone else's pace in the vendor's window that went over leaves us
+LOWER_BY = 0.5              # (to half, when that is not known)
+LOWEST = 0.1                # never below a tenth
+RECOVERY_PER_MINUTE = 0.1 / 60   # it comes back by a tenth of the budget an hour...
+SLOWER = 4                  # ...4 times more slowly after each further 429
+LAST_STRIKE = 3             # RF blocks the IP after more than 3 windows over: after the third, the
+HOLD_SECONDS = 86400        # lowered budget holds for a day before it recovers (at the slowest speed)
 MAX_SLICES = 60
 GOOD_ENOUGH = 0.97          # the fewest slices (fewest writes) that reach 97% of the best rate
 
@@ -86,17 +91,28 @@ class BudgetState:
     blocked_reason: Optional[str] = None
 
     def share_at(self, now: float) -> float:
-        """The share in use now: it recovers linearly, more slowly after each repeated lowering."""
+        """The share in use now: it recovers linearly, more slowly after each repeated lowering, and
+        not at all for a day after the last 429 the vendor tolerates before it blocks us."""
         if self.share >= 1.0:
             return 1.0
-        speed = RECOVERY_PER_MINUTE / 2 ** max(0, self.strikes - 1)
-        return min(1.0, self.share + max(0.0, now - self.lowered_at) / 60 * speed)
+        since = max(0.0, now - self.lowered_at)
+        if self.strikes >= LAST_STRIKE:
+            since = max(0.0, since - HOLD_SECONDS)
+        speed = RECOVERY_PER_MINUTE / SLOWER ** max(0, min(self.strikes, LAST_STRIKE) - 1)
+        return min(1.0, self.share + since / 60 * speed)
 
-    def lowered(self, now: float) -> tuple[float, int]:
-        """The share and strikes after a 429 that starts a new pause."""
+    def lowered(self, now: float, used: Optional[int] = None, limit: Optional[int] = None,
+                elapsed: float = 1.0) -> tuple[float, int]:
+        """The share and strikes after a 429 that starts a new pause. `used`: the calls all our
+        callers made in the vendor's window that went over, `elapsed` of the way through it. The
+        rest of its `limit` went to someone else, who may go on at that pace for the whole window:
+        the new share leaves them that, and 20% more of ours."""
         current = self.share_at(now)
         strikes = 1 if current >= 1.0 else self.strikes + 1
-        return max(LOWEST, current * LOWER_BY), strikes
+        if used is None or not limit:
+            return max(LOWEST, current * LOWER_BY), strikes
+        theirs = max(0, limit - used) / min(1.0, max(0.05, elapsed))
+        return max(LOWEST, min(current, LEARN * (limit - theirs) / limit)), strikes
 
     def paused(self, now: float) -> bool:
         return self.pause_until > now

@@ -163,6 +163,8 @@ class RateWindows(Protocol):
     def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:
         """Up to `want` of the slice's `cap` slots, with one write: how many were taken (0: the
         slice is full). Callers together never get more than `cap`."""
+    def used(self, budget: str, slice_ids: Iterable[int]) -> int:
+        """The slots handed out in these slices, all callers together (one batched read)."""
     def state(self, budget: str) -> BudgetState: ...
     def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
         """A 429: everyone waits until `until`. The 429 that starts a pause (none runs at `now`)

@@ -248,6 +248,7 @@ def test_a_slice_hands_out_its_cap_in_blocks_and_never_more(store):
     assert got == [4, 4, 2, 0]                       # the third asks for 4 and gets the last 2
     assert store.rates.reserve("rf", 8, 3, cap=10, ttl=600) == 3          # the next slice is new
     assert store.rates.reserve("intercom#ws1", 7, 10, cap=10, ttl=600) == 10   # budgets are apart
+    assert store.rates.used("rf", [6, 7, 8, 9]) == 13                   # handed out, not asked for
 
 
 def test_callers_in_parallel_never_get_more_than_the_cap_between_them(store, monkeypatch):

@@ -85,15 +85,24 @@ def test_referral_factorys_budget_runs_at_95_percent_and_no_60s_span_can_pass_60
         Slicing(1, 60)
 
 
-def test_a_lowered_budget_recovers_slowly_and_more_slowly_after_repeats():
+def test_a_429_lowers_the_budget_to_what_the_other_clients_pace_leaves():
     state = BudgetState()
-    share, strikes = state.lowered(now=1000)
-    assert (share, strikes) == (0.5, 1)
-    state = BudgetState(share=share, lowered_at=1000, strikes=strikes)
-    assert state.share_at(1000) == 0.5 and state.share_at(1300) == pytest.approx(1.0)   # a tenth a minute
-    again = BudgetState(share=state.share_at(1120), lowered_at=1120, strikes=2)         # 429 again at 0.7
-    assert again.lowered(1120)[1] == 3 and again.share_at(1120 + 120) == pytest.approx(0.8)  # half as fast
-    assert BudgetState(share=0.1, lowered_at=0, strikes=9).lowered(0) == (0.1, 10)     # never below a tenth
+    assert state.lowered(now=1000) == (0.5, 1)                       # nothing known: half
+    # all our callers used 200 of RF's 600 in the window that went over: someone else used 400
+    assert state.lowered(now=1000, used=200, limit=600) == (pytest.approx(0.8 * 200 / 600), 1)
+    # ...and had used them a third of the way through it: at that pace they need the whole window
+    assert state.lowered(now=1000, used=400, limit=600, elapsed=1 / 3) == (0.1, 1)    # never below a tenth
+    assert BudgetState(share=0.3, lowered_at=0, strikes=1).lowered(0, used=590, limit=600)[0] == 0.3  # never up
+
+
+def test_a_lowered_budget_recovers_slowly_and_more_slowly_after_repeats_and_not_after_the_third():
+    state = BudgetState(share=0.5, lowered_at=0, strikes=1)
+    assert state.share_at(0) == 0.5 and state.share_at(3600) == pytest.approx(0.6)    # a tenth an hour
+    assert state.share_at(5 * 3600) == 1.0 and state.lowered(5 * 3600)[1] == 1       # whole again: strikes reset
+    assert BudgetState(share=0.5, lowered_at=0, strikes=2).share_at(4 * 3600) == pytest.approx(0.6)  # 4x slower
+    last = BudgetState(share=0.2, lowered_at=0, strikes=3)               # one more window over: RF blocks
+    assert last.share_at(86_000) == 0.2 and last.share_at(86_400 + 3600) > 0.2         # held for a day
+    assert last.lowered(100)[1] == 4
 
 
 def limiter(rates, clock, limit=600, window=60, **kw):
@@ -143,8 +152,10 @@ def test_a_429_pauses_every_container_and_lowers_the_budget_for_all():
     clock.now += 2
     b.acquire()                                    # b reads the pause at its next slice, and waits
     assert clock() >= start + 30
-    assert rates.state("rf").share == 0.5
-    assert rates.state("rf").share_at(clock()) < 1  # the budget is still lower after the pause
+    # they had used 2 of RF's 600 when it said 429: someone else uses the rest, so the budget falls to
+    # its floor, a tenth, and recovers from there
+    assert rates.state("rf").share == 0.1 and rates.state("rf").strikes == 1
+    assert b.slicing.cap(rates.state("rf").share_at(clock())) == 1
 
 
 def test_a_pause_longer_than_a_lambda_may_wait_defers_the_work():
@@ -192,3 +203,34 @@ def test_other_answers_never_open_a_circuit():
     intercom.acquire()
     intercom.answered(403, "Intercom answered 403 api_plan_restricted")
     assert not rates.state("intercom#ws").blocked
+
+
+def contend(other: int, spread: bool, hours: float) -> tuple[int, float]:
+    """RF (its windows start at second 23) with another client spending `other` calls of every
+    window, spread over it or all at its start, and the bridge calling without a pause for hours
+    (50 ms a call). Answers the windows that went over, and the bridge's calls a minute."""
+    clock, rates = FakeClock(now=1_790_000_000.0), MemoryRates()
+    rf = limiter(rates, clock, max_wait=10**6)
+    end, mine, over, calls = clock() + hours * 3600, {}, set(), 0
+    while clock() < end:
+        rf.acquire()
+        now = clock()
+        start = (now - 23) // 60 * 60 + 23
+        theirs = other * (now - start) / 60 if spread else other
+        if mine.get(start, 0) + 1 + theirs > 600:
+            over.add(start)
+            rf.throttled(start + 60 - now)                     # RF: Retry-After until its window ends
+        else:
+            mine[start] = mine.get(start, 0) + 1
+            calls += 1
+        clock.now += 0.05
+    return len(over), calls / (hours * 60)
+
+
+@pytest.mark.parametrize("other,spread", [(400, True), (400, False), (200, True)])
+def test_hours_beside_another_client_of_rf_never_go_over_more_than_3_windows(other, spread):
+    """RF blocks the IP after more than 3 windows over. Each 429 lowers the budget to what the other
+    client's pace leaves, recovery is slow, slower after each 429, and held after the third."""
+    over, per_minute = contend(other, spread, hours=6)
+    assert over <= 3
+    assert per_minute >= 0.5 * (600 - other)                  # and the bridge still gets work done

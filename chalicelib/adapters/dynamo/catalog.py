@@ -95,9 +95,13 @@ class DynamoRates:
         # before us and ours, so callers together never get more than `cap`, and a full slice costs
         # one write (a conditional one would cost more tries to find how many are left).
         item = RateItem(*rate_key(budget, slice_id))
-        item.update(actions=[RateItem.n.add(want), RateItem.expires_at.set(ttl)])
+        item.update(actions=[RateItem.n.add(want), RateItem.cap.set(cap), RateItem.expires_at.set(ttl)])
         before = int(item.n) - want
         return max(0, min(want, cap - before))
+
+    def used(self, budget: str, slice_ids: Iterable[int]) -> int:
+        items = batch_get(RateItem, (rate_key(budget, s) for s in slice_ids))
+        return sum(min(int(i.n), int(i.cap if i.cap is not None else i.n)) for i in items)
 
     def state(self, budget: str) -> BudgetState:
         item = get(BudgetStateItem, budget_state_key(budget))

@@ -115,6 +115,7 @@ class HistoryItem(_Item):
 
 class RateItem(_Item):
     n = NumberAttribute(default=0)                  # slots asked for in the slice (may pass its cap)
+    cap = NumberAttribute(null=True)                # the slice's cap, as its last caller saw it
     expires_at = NumberAttribute()
 
 
