@@ -38,17 +38,19 @@ class Slicing:
     window: float           # seconds
     skew: float = 1.0       # seconds between taking a slot and the vendor counting the call
     slices: int = 0         # 0: chosen by `best`
+    shortest: float = 1.0   # seconds: a slice no shorter (a container writes at least once a slice it calls in)
 
     def __post_init__(self) -> None:
         if self.limit < 1 or self.window <= 0 or self.skew < 0:
             raise ValueError(f"a budget needs a limit >= 1 and a window > 0 (got {self.limit} per {self.window}s)")
         if not self.slices:
-            object.__setattr__(self, "slices", self.best(self.limit, self.window, self.skew))
+            object.__setattr__(self, "slices", self.best(self.limit, self.window, self.skew, self.shortest))
 
     @staticmethod
-    def best(limit: int, window: float, skew: float) -> int:
+    def best(limit: int, window: float, skew: float, shortest: float = 1.0) -> int:
         """The fewest slices whose sustained rate is within 3% of the best any slicing reaches."""
-        rates = {s: limit // _spans(window, s, skew) * s for s in range(1, MAX_SLICES + 1)}
+        most = max(1, min(MAX_SLICES, int(window / shortest + 1e-9)))
+        rates = {s: limit // _spans(window, s, skew) * s for s in range(1, most + 1)}
         top = max(rates.values())
         if top == 0:
             raise ValueError(f"a limit of {limit} per {window}s is too small to guard: raise it")
