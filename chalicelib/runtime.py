@@ -143,6 +143,22 @@ class Runtime:
         return self._cached(("campaign-name", campaign_id), lambda: self.rf().get_campaign(campaign_id).get("name"))
 
 
+    def warm(self, function: str) -> None:
+        """Create now, without a call, what the function's first invocation would create: its AWS
+        clients, and for the worker the HTTP clients' modules. A Lambda container does it in its
+        init phase, which AWS runs on a whole CPU."""
+        from .adapters.dynamo import client as dynamodb_client
+
+        dynamodb_client()
+        if isinstance(self.queue, Queue):
+            self.queue.client
+        if isinstance(self.secrets, SsmSecrets) and function != "reconcile":
+            self.secrets.client
+        if function == "worker":
+            from .adapters import intercom, referral_factory  # noqa: F401  (requests, urllib3)
+            from .services import worker  # noqa: F401
+
+
 _default: Optional[Runtime] = None
 
 
