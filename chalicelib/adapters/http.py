@@ -39,11 +39,18 @@ class Gate(Protocol):
 
 
 class _Open:
+    """No shared budget (a client made alone): a 429's wait is still waited, by this client."""
+
+    def __init__(self, sleeper: Callable[[float], None]):
+        self.sleeper, self._wait = sleeper, 0.0
+
     def acquire(self) -> None:
-        pass
+        wait, self._wait = self._wait, 0.0
+        if wait > 0:
+            self.sleeper(wait)
 
     def throttled(self, wait: Optional[float]) -> None:
-        pass
+        self._wait = wait if wait is not None else 1.0
 
     def answered(self, status: int, reason: str) -> None:
         pass
@@ -131,7 +138,7 @@ class JsonApi:
                  max_wait: float | Callable[[], float] = 20.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._gate: Gate = limiter if limiter is not None else _Open()
+        self._gate: Gate = limiter if limiter is not None else _Open(sleeper)
         self._reauth = reauth
         self._sessions: dict[bool, requests.Session] = {}
         for idempotent in (True, False):

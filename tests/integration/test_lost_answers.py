@@ -58,6 +58,7 @@ def test_a_429_proves_the_put_was_not_applied_so_it_is_retried(rf, clock, lead):
     rf.fail_next("PUT", "^/users/qualification$", 429, headers={"Retry-After": "2"})
     rf_client(rf, clock).qualify(str(lead["id"]))
     assert puts(rf) == [429, 200] and len(rf.qualification_events) == 1
+    assert clock.slept == [2.0]                                     # RF's Retry-After, waited
 
 
 def test_a_5xx_to_the_put_is_uncertain_even_if_it_was_not_applied(rf, clock, lead):
