@@ -147,7 +147,8 @@ def _work_one(job: Job, work: Work, handlers: dict[type, Handler], context: Any,
     if isinstance(context, WorkError):   # its read failed: a try like any other
         return _failed(work, record, message, context.reason, True, 5)   # soon, not after the timeout
     if remaining_ms() < work.config.record_budget_ms:
-        return Result(record, "retry", "not started: the Lambda's time is running out", retry_after=5)
+        # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
+        return Result(record, "wait", "not started: the Lambda's time is running out", retry_after=5)
     try:
         handlers[type(message)].handle(message, work.deps, context)
         count("RecordsProcessed")
