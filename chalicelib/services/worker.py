@@ -223,8 +223,11 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
                                        "waits": record.waits + 1})
     person = exc.person or message.person_ref
     if person:
-        work.deps.history.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, without "
-                                      "using up a try)", outcome="deferred")
+        try:
+            work.deps.history.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, "
+                                          "without using up a try)", outcome="deferred")
+        except Exception:  # the wait stands without its note
+            logger.exception("could not note the wait in the history")
     return Result(record, "wait", exc.reason, delay)
 
 
