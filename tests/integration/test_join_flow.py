@@ -1,6 +1,8 @@
 """Issue: people who join a campaign reach Intercom — end to end over HTTP, SQS, worker."""
 from __future__ import annotations
 
+import pytest
+
 from .conftest import WORKSPACE, join_body, lead_settings
 
 
@@ -78,6 +80,8 @@ def test_duplicate_with_update_marks_the_existing_contact_as_referred(bridge, in
     assert bridge.history(42, lead["id"])["history"][-2]["outcome"] == "updated_existing"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 7 (2): Intercom lets leads share an email (the simulator now does "
+                   "too), so no 409 names the existing lead: a lead joining before search sees it is duplicated")
 def test_a_409_while_search_lags_links_the_existing_contact(bridge, intercom, rf):
     bridge.apply(lead_settings(duplicates="skip"))
     existing = intercom.add_contact("ann@example.com", role="lead", searchable=False)
