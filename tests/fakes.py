@@ -8,7 +8,7 @@ from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
 from chalicelib.errors import Uncertain
-from chalicelib.ports import Conflict, Merged, NotFound
+from chalicelib.ports import Conflict, Later, Merged, NotFound
 from chalicelib.services.deps import WorkDeps
 
 
@@ -59,6 +59,7 @@ class FakeQueue:
         self.dead: list[dict] = []
         self.deleted: list[str] = []
         self.delayed: dict[str, float] = {}
+        self.deferred: list[Later] = []
 
     def send(self, message: dict | str) -> str:
         encode(message)                      # the same size limit as SQS (raises MessageTooLarge)
@@ -76,6 +77,11 @@ class FakeQueue:
 
     def retry_in(self, receipt_handle: str, seconds: float) -> None:
         self.delayed[receipt_handle] = seconds
+
+    def defer(self, later: list[Later]) -> None:
+        for m in later:
+            encode(m.body)
+        self.deferred += later
 
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
         return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from ..errors import ApiError, Permanent, Transient
+from ..errors import ApiError, Permanent
 from ..ports.apis import Conflict, Merged, NotFound
 from .http import JsonApi
 
@@ -17,6 +17,8 @@ _CANONICAL = re.compile(r"</contacts/([^>]+)>\s*;\s*rel=\"?canonical\"?")
 
 class IntercomClient(JsonApi):
     service = "Intercom"
+    # POSTs that may be sent twice (adapters/http.py): a search reads; a tag is created or found.
+    IDEMPOTENT = (("POST", "/contacts/search"), ("POST", "/tags"), ("POST", "/contacts/[^/]+/tags"))
 
     def __init__(self, base_url: str, token: str, **kw):
         super().__init__(base_url, {"Intercom-Version": VERSION}, token=token, **kw)
@@ -39,7 +41,7 @@ class IntercomClient(JsonApi):
 
     def _classify(self, exc: ApiError) -> Exception:
         if exc.retryable:
-            return Transient(exc.reason, retry_after=exc.retry_after)
+            return self.retry_later(exc)
         if exc.status == 401:
             # The token was read again before this: a reconnected one was already tried.
             return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "

@@ -5,11 +5,13 @@ unit tests of the services; like the todo sample's in-memory DB beside its Dynam
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef)
@@ -54,9 +56,9 @@ class MemoryHistory:
         self.tables.history.setdefault(ref, []).extend(
             Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str) -> None:
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         before = self.tables.repeats.get((ref, event))
-        self.tables.repeats[(ref, event)] = Recorded(iso(self.clock()), event, "ignored", reason,
+        self.tables.repeats[(ref, event)] = Recorded(iso(self.clock()), event, outcome, reason,
                                                      count=(before.count or 0) + 1 if before else 1,
                                                      expires_at=self._expires())
 
@@ -101,7 +103,8 @@ class MemoryLinks:
             assert held is not None
             if held.link.final:
                 return None
-            raise Busy("another worker is applying this join right now", retry_after=lease)
+            raise Busy("another worker is applying this join right now",
+                       retry_after=max(1.0, (held.lease_until or now) - now))
         token = uuid.uuid4().hex
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
         link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS,
@@ -313,15 +316,55 @@ class MemoryCursor:
 
 
 class MemoryRates:
-    def __init__(self) -> None:
-        self.windows: dict[tuple[str, int], int] = {}
+    """Thread-safe: several limiters (as several Lambdas) may share one."""
 
-    def take_slot(self, budget: str, window_start: int, limit: int, ttl: int) -> bool:
-        used = self.windows.get((budget, window_start), 0)
-        if used >= limit:
+    def __init__(self) -> None:
+        self.windows: dict[tuple[str, int], tuple[int, int]] = {}    # (budget, slice) -> (asked for, cap)
+        self.states: dict[str, BudgetState] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:
+        with self._lock:
+            before = self.windows.get((budget, slice_id), (0, cap))[0]
+            self.windows[(budget, slice_id)] = (before + want, cap)
+        return max(0, min(want, cap - before))
+
+    def used(self, budget: str, slice_ids: Iterable[int]) -> int:
+        with self._lock:
+            return sum(min(asked, cap) for asked, cap in (self.windows.get((budget, s), (0, 0)) for s in slice_ids))
+
+    def state(self, budget: str) -> BudgetState:
+        return self.states.get(budget, BudgetState())
+
+    def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
+        with self._lock:
+            state = self.state(budget)
+            if state.pause_until < now:
+                self.states[budget] = dataclasses.replace(state, pause_until=until, share=share, lowered_at=now,
+                                                          strikes=strikes)
+                return True
+            if state.pause_until < until:
+                self.states[budget] = dataclasses.replace(state, pause_until=until)
             return False
-        self.windows[(budget, window_start)] = used + 1
-        return True
+
+    def block(self, budget: str, until: float, now: float, reason: str) -> None:
+        with self._lock:
+            state = self.state(budget)
+            self.states[budget] = dataclasses.replace(state, blocked_until=until, blocked_reason=reason,
+                                                      blocked_since=state.blocked_since or now)
+
+    def probe(self, budget: str, now: float, until: float) -> bool:
+        with self._lock:
+            state = self.state(budget)
+            if state.blocked_since is None or state.blocked_until > now:
+                return False
+            self.states[budget] = dataclasses.replace(state, blocked_until=until)
+            return True
+
+    def unblock(self, budget: str) -> None:
+        with self._lock:
+            self.states[budget] = dataclasses.replace(self.state(budget), blocked_until=0.0, blocked_since=None,
+                                                      blocked_reason=None)
 
 
 class MemoryStore:

@@ -39,9 +39,11 @@ def test_a_finished_join_is_read_back_as_the_link_with_its_history(store):
 
 def test_a_claim_holds_until_its_lease_runs_out_and_the_loser_cannot_finish(store, clock):
     first = store.links.claim(ANN, WS, lease=120)
-    with pytest.raises(Busy):
+    clock.now += 30
+    with pytest.raises(Busy) as busy:
         store.links.claim(ANN, WS)
-    clock.now += 121
+    assert busy.value.retry_after == pytest.approx(90)          # the work waits until the lease ends
+    clock.now += 91
     second = store.links.claim(ANN, WS)
     assert second is not None and second.token != first.token
     with pytest.raises(Busy):
@@ -302,5 +304,49 @@ def test_the_cursor_and_the_rate_windows(store):
         "x#1", "1790000000", None)
     store.cursor.set(None)
     assert store.cursor.get() is None and store.cursor.get("changes#ws1") == "1790000000"
-    assert [store.rates.take_slot("rf", 60, 2, ttl=600) for _ in range(3)] == [True, True, False]
-    assert store.rates.take_slot("rf", 120, 2, ttl=600)
+
+
+# --- the shared rate budget (adapters/ratelimit.py, domain/budget.py) --------------------------------
+def test_a_slice_hands_out_its_cap_in_blocks_and_never_more(store):
+    got = [store.rates.reserve("rf", 7, want, cap=10, ttl=600) for want in (4, 4, 4, 1)]
+    assert got == [4, 4, 2, 0]                       # the third asks for 4 and gets the last 2
+    assert store.rates.reserve("rf", 8, 3, cap=10, ttl=600) == 3          # the next slice is new
+    assert store.rates.reserve("intercom#ws1", 7, 10, cap=10, ttl=600) == 10   # budgets are apart
+    assert store.rates.used("rf", [6, 7, 8, 9]) == 13                   # handed out, not asked for
+
+
+def test_callers_in_parallel_never_get_more_than_the_cap_between_them(store, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.moto_atomic import atomic_dynamodb
+    atomic_dynamodb(monkeypatch)             # DynamoDB's one-item atomicity, which moto lacks
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda want: store.rates.reserve("rf", 1, want, cap=25, ttl=600), [3, 5, 2, 7] * 4))
+    assert sum(got) == 25 and all(0 <= g <= w for g, w in zip(got, [3, 5, 2, 7] * 4))
+
+
+def test_a_429_pauses_everyone_and_only_the_first_lowers_the_share(store):
+    from chalicelib.domain.budget import BudgetState
+    assert store.rates.state("rf") == BudgetState()
+    assert store.rates.pause("rf", until=1060.0, now=1000.0, share=0.5, strikes=1) is True
+    # more 429s of the same pause (calls that were already on their way): a longer pause, no lower share
+    assert store.rates.pause("rf", until=1070.0, now=1001.0, share=0.25, strikes=2) is False
+    assert store.rates.pause("rf", until=1065.0, now=1002.0, share=0.25, strikes=2) is False
+    state = store.rates.state("rf")
+    assert (state.pause_until, state.share, state.lowered_at, state.strikes) == (1070.0, 0.5, 1000.0, 1)
+    # a 429 after the pause ended starts a new one
+    assert store.rates.pause("rf", until=1200.0, now=1100.0, share=0.3, strikes=2) is True
+    assert (store.rates.state("rf").share, store.rates.state("rf").strikes) == (0.3, 2)
+
+
+def test_a_block_opens_the_circuit_then_one_probe_and_a_success_close_it(store):
+    store.rates.block("rf", until=1900.0, now=1000.0, reason="IP blocked")
+    store.rates.block("rf", until=2000.0, now=1100.0, reason="IP blocked again")
+    state = store.rates.state("rf")
+    assert state.blocked and (state.blocked_until, state.blocked_since, state.blocked_reason) == (
+        2000.0, 1000.0, "IP blocked again")
+    assert store.rates.probe("rf", now=1999.0, until=2060.0) is False           # not yet
+    assert [store.rates.probe("rf", now=2000.0, until=2060.0) for _ in range(2)] == [True, False]
+    assert store.rates.probe("rf", now=2061.0, until=2120.0) is True            # the prober died: another
+    store.rates.unblock("rf")
+    assert not store.rates.state("rf").blocked and store.rates.probe("rf", now=3000.0, until=3060.0) is False

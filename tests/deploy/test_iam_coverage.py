@@ -292,13 +292,17 @@ def drive(stage: Stage) -> dict:
     stage.drain()
     [contact] = intercom.contacts_by_email("ann@example.com")
 
-    # A deferred retry beside a handled message: the worker deletes one and delays the other.
-    bob = new_lead(rf, "bob@example.com")
-    intercom.fail_next("POST", r"^/contacts$", 429, headers={"Retry-After": "3600"})
+    # A wait (a 429: the worker sends a delayed copy back) and a failed try with a long Retry-After
+    # (it stays, delayed) beside a handled message: the worker deletes the others itself.
+    bob, eve = new_lead(rf, "bob@example.com"), new_lead(rf, "eve@example.com")
+    intercom.fail_next("POST", r"^/contacts$", 429, headers={"Retry-After": "30"})     # longer than a Lambda waits
+    rf.fail_next("GET", rf"^/users/{eve['id']}$", 503, headers={"Retry-After": "3600"})
     stage.post_join(join_body(bob))
+    stage.post_join({"id": eve["id"], "campaign_id": 42})
     stranger = intercom.add_contact("who@example.com")
     outcome["unlinked"] = stage.post_intercom(intercom.webhook_payload("contact.lead.updated", stranger["id"]))
     outcome["retry"] = stage.drain()
+    stage.clock.now += 60                   # the 429's pause (every Intercom call waited for it) is over
 
     # A permanent failure (dead-lettered with the person's history) and an unreadable message.
     cid = new_lead(rf, "cid@example.com")
@@ -370,6 +374,9 @@ def test_what_each_function_does(performed):
                                     "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
             "dynamodb:UpdateItem", "ssm:GetParameter"} <= set(actions["worker"])
+    # The worker sends to the work queue only what waits (a copy with a delay): see services/worker.py.
+    work = stage.target.outputs["QueueArn"]
+    assert ("sqs:SendMessage", work) in performed_pairs(stage, recorder, "worker")
     # Secrets: the API function reads only edge/, the worker only worker/ (an access token never reaches the edge).
     secrets = stage.target.arn("ssm", f"parameter{stage.target.outputs['SecretsPath']}")
     reads = {fn: {r for a, r in performed_pairs(stage, recorder, fn) if a == "ssm:GetParameter"} for fn in deploy.FUNCTIONS}

@@ -95,7 +95,8 @@ class Bridge:
     def queued(self) -> int:
         attrs = self.resources.client("sqs").get_queue_attributes(
             QueueUrl=self.resources.queue_url, AttributeNames=["ApproximateNumberOfMessages",
-                                                              "ApproximateNumberOfMessagesNotVisible"])
+                                                              "ApproximateNumberOfMessagesNotVisible",
+                                                              "ApproximateNumberOfMessagesDelayed"])
         return sum(int(v) for v in attrs["Attributes"].values())
 
     def dead_letters(self) -> list[dict]:

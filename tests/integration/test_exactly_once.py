@@ -1,6 +1,6 @@
 """Issue 7, qualification: at most one qualification call per referral when RF's answers are lost,
 no link left unfinished when a worker dies, and the order of Intercom's notifications never matters.
-On real parts: moto server, the simulators over HTTP (RF's `lose_next`: applied, answer lost)."""
+On real parts: moto server, the simulators over HTTP (RF's `lose_answer_next`: applied, answer lost)."""
 from __future__ import annotations
 
 import pytest
@@ -29,16 +29,7 @@ def history(bridge, lead) -> list[tuple[str, str]]:
     return [(h["event"], h["outcome"]) for h in bridge.history(42, lead["id"])["history"]]
 
 
-# Until the HTTP client stops re-sending a request that may have been applied (the "limits" work:
-# adapters/http.py raises errors.Uncertain instead), urllib3 re-sends the PUT itself.
-NEEDS_UNCERTAIN = pytest.mark.xfail(strict=True, reason="adapters/http.py still re-sends a PUT whose answer was "
-                                                        "lost (urllib3 Retry); it must raise errors.Uncertain")
-NEEDS_DEFERRAL = pytest.mark.xfail(strict=True, reason="waiting on another worker's claim still uses up tries "
-                                                       "(ports.Busy must become a deferral in the worker's settle)")
-
-
 # --- at most one PUT ------------------------------------------------------------------------------
-@NEEDS_UNCERTAIN
 @pytest.mark.parametrize("lost", [1, 4], ids=["once", "four times in a row"])
 def test_rf_applies_the_put_and_its_answer_is_lost(bridge, intercom, rf, lost):
     """RF qualifies the user and the answer never comes back; with four, the answers to the next three
@@ -46,7 +37,7 @@ def test_rf_applies_the_put_and_its_answer_is_lost(bridge, intercom, rf, lost):
     referral ends qualified."""
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
-    rf.lose_next("*", r"^/users", times=lost)
+    rf.lose_answer_next("*", r"^/users", "drop", times=lost)
     bridge.notify("contact.lead.updated", contact["id"])
     bridge.poller.drain(retry_failures=True)
     assert puts(rf) == [{"id": lead["id"], "qualified": True}]
@@ -56,13 +47,12 @@ def test_rf_applies_the_put_and_its_answer_is_lost(bridge, intercom, rf, lost):
     assert "asked before calling it again" in person["history"][-1]["reason"]
 
 
-@NEEDS_UNCERTAIN
 def test_a_later_delivery_after_a_lost_answer_asks_rf_before_sending_again(bridge, intercom, rf, clock):
     """The PUT's answer is lost and RF cannot be asked either: the referral is left unconfirmed. The
     next webhook (or the retry) asks RF first; RF had applied it, so nothing is sent again."""
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
-    rf.lose_next("*", r"^/users", times=1)
+    rf.lose_answer_next("*", r"^/users", "drop")
     rf.fail_next("GET", r"^/users/", 503, times=20)                  # RF cannot say: the retries run out
     bridge.notify("contact.lead.updated", contact["id"])
     bridge.drain()
@@ -114,7 +104,6 @@ def test_a_join_left_in_progress_by_a_dead_worker_is_finished_by_reconciliation(
     assert qualified_ids(rf) == [lead["id"]]
 
 
-@NEEDS_DEFERRAL
 def test_a_claim_held_by_a_dead_worker_while_the_other_deliveries_arrive(bridge, intercom, rf, clock):
     """The join's three deliveries arrive while a dead worker's claim holds it: they wait (a wait is not
     a try), and the join finishes without an operator; nothing is dead-lettered."""

@@ -95,7 +95,10 @@ def test_rf_500_then_200_gives_one_qualification(bridge, intercom, rf, joined):
     rf.fail_next("PUT", r"^/users/qualification$", 500)
     intercom.update_contact(contact["id"], signed_up="Yes")
     bridge.notify("contact.lead.updated", contact["id"])
-    bridge.drain()
+    bridge.drain()                       # a 500 to the PUT may have been applied: never re-sent blindly
+    assert [c["status"] for c in rf.qualification_calls] == [500] and qualified_ids(rf) == []
+    assert bridge.poller.expire_inflight() == 1
+    bridge.drain()                       # the next try
     assert qualified_ids(rf) == [lead["id"]]
     assert [c["status"] for c in rf.qualification_calls] == [500, 200]
 

@@ -111,14 +111,12 @@ def test_a_join_without_settings_or_type_fails_alone_with_a_clear_reason():
     assert link_of(work, "8").status is LinkStatus.FAILED
 
 
-def test_a_join_held_by_another_worker_is_retried_later():
+def test_a_join_held_by_another_worker_waits_for_its_lease_without_using_a_try():
     work = world()
-    work.store.links.claim(PersonRef("42", "7"), "ws")
-    from chalicelib.services.worker import RetryBatch
-    try:
-        run(work, join())
-    except RetryBatch as exc:
-        assert "another worker is applying this join right now" in str(exc)
-    else:
-        raise AssertionError("the record should come back")
-    assert work.apis.intercom_.calls == []
+    work.store.links.claim(PersonRef("42", "7"), "ws", lease=120)
+    work.clock.now += 20
+    assert run(work, join()) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    [later] = work.queue.deferred
+    assert (later.tries, later.waits) == (0, 1) and 100 <= later.delay <= 103      # until the lease ends
+    assert work.apis.intercom_.calls == [] and work.queue.dead == []
+    assert history(work)[-1] == ("waiting", "deferred")

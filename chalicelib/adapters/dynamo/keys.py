@@ -17,7 +17,9 @@ Item kinds (pk / sk):
   NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
   HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`; expires (TTL
                                          `expires_at`) after BRIDGE_HISTORY_DAYS
-  RATE#<budget> / <window start>         shared rate-limit windows (TTL)
+  RATE#<budget> / <slice>                a shared rate budget's slice counter (TTL; domain/budget.py)
+  RATE#<budget> / STATE                  the budget's shared state: a 429's pause, the lowered share,
+                                         the open circuit of a vendor that blocked us
   RECONCILE / CURSOR                     where the sweep of pending leads left off
   RECONCILE / CURSOR#<name>              other reconciliation positions (the changed-contacts search's
                                          last finished run, per workspace)
@@ -81,5 +83,9 @@ def repeats_sk(event: str) -> str:
     return f"~repeats#{event}"
 
 
-def rate_key(budget: str, window_start: int) -> Key:
-    return f"RATE#{budget}", str(window_start)
+def rate_key(budget: str, slice_id: int) -> Key:
+    return f"RATE#{budget}", str(slice_id)
+
+
+def budget_state_key(budget: str) -> Key:
+    return f"RATE#{budget}", "STATE"

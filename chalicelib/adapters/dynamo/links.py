@@ -55,10 +55,11 @@ class DynamoLinks:
         except UpdateError as exc:
             if not conditional(exc):
                 raise
-        current = self.get(ref)
-        if current is not None and current.final:
+        current = get(LinkItem, link_key(ref))
+        if current is not None and current.to_link().final:
             return None
-        raise Busy("another worker is applying this join right now", retry_after=lease)
+        lease_until = current.lease_until if current is not None and current.lease_until else now + lease
+        raise Busy("another worker is applying this join right now", retry_after=max(1.0, lease_until - now))
 
     def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
         LinkItem(*link_key(claim.ref)).update(
