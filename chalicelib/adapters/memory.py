@@ -18,7 +18,8 @@ from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, Lin
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..ports.store import (KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor,
                            Found, HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection,
-                           SettingsRepository, StoredSettings, normal_email)
+                           SettingsRepository, StoredSettings, SyncRepository, normal_email)
+from ..ports.store import LedgerEntry, SyncRun
 
 
 @dataclass
@@ -367,6 +368,103 @@ class MemoryRates:
                                                       blocked_reason=None)
 
 
+class MemorySync:
+    """Sync runs (one list per campaign, the last is the latest) and the ledger."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[SyncRun]] = {}
+        self.ledgers: dict[str, dict[str, LedgerEntry]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, campaign_id: str, kind: str, source: str, now: float,
+              since: Optional[float] = None) -> Optional[SyncRun]:
+        with self._lock:
+            runs = self.runs.setdefault(campaign_id, [])
+            if runs and runs[-1].status == "running":
+                return None
+            run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
+                          updated_at=now)
+            runs.append(run)
+            return run
+
+    def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
+        runs = self.runs.get(campaign_id) or []
+        if number is None:
+            return runs[-1] if runs else None
+        return runs[number - 1] if 0 < number <= len(runs) else None
+
+    def _set(self, run: SyncRun, **changes: Any) -> SyncRun:
+        new = dataclasses.replace(run, **changes)
+        self.runs[run.campaign_id][run.number - 1] = new
+        return new
+
+    def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
+                   lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
+        with self._lock:
+            run = self.run(campaign_id, number)
+            if run is None or run.status != "running" or run.page != page:
+                return run, False
+            if run.owner and run.owner != owner and (run.lease_until or 0) > now:
+                raise Busy(f"another worker works page {page} of sync run {number}",
+                           retry_after=(run.lease_until or now) - now)
+            return self._set(run, owner=owner, lease_until=now + lease), True
+
+    def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
+                   cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
+                   finished: bool = False, message: Optional[str] = None) -> bool:
+        with self._lock:
+            run = self.run(campaign_id, number)
+            if run is None or run.status != "running" or run.page != page or run.owner != owner:
+                return False
+            added = dict(run.counts)
+            for k, n in counts.items():
+                added[k] = added.get(k, 0) + n
+            status = "stopped" if message else "done" if finished else "running"
+            self._set(run, page=page + 1, cursor=cursor, counts=added,
+                      total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
+                      status=status, message=message, finished_at=now if status != "running" else None)
+            return True
+
+    def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
+        with self._lock:
+            run = self.run(campaign_id, number)
+            if run is not None and run.page == page and run.owner == owner:
+                self._set(run, owner=None, lease_until=None)
+
+    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int], now: float) -> None:
+        with self._lock:
+            run = self.run(campaign_id, number)
+            if run is not None:
+                added = dict(run.counts)
+                for k, n in counts.items():
+                    added[k] = added.get(k, 0) + n
+                self._set(run, counts=added, updated_at=now)
+
+    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        ledger = self.ledgers.get(campaign_id, {})
+        return {c: ledger[c] for c in contact_ids if c in ledger}
+
+    def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        with self._lock:
+            ledger = self.ledgers.setdefault(campaign_id, {})
+            written = set()
+            for e in entries:
+                if e.contact_id in ledger and ledger[e.contact_id].final:
+                    continue
+                ledger[e.contact_id] = e
+                written.add(e.contact_id)
+            return written
+
+    def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
+        with self._lock:
+            ledger = self.ledgers.setdefault(campaign_id, {})
+            for e in entries:
+                ledger[e.contact_id] = e
+
+    def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
+        return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)
+
+
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time, history_days: int = 400):
         self.tables = Tables()
@@ -378,5 +476,6 @@ class MemoryStore:
         self.settings: SettingsRepository = MemorySettings(clock, connections)
         self.cursor: Cursor = MemoryCursor()
         self.rates: RateWindows = MemoryRates()
+        self.sync: SyncRepository = MemorySync()
 
 

@@ -107,9 +107,15 @@ class SyncFieldMap(_Row):
     @field_validator("to")
     @classmethod
     def _to(cls, v: str) -> str:
-        if not rf_field_known(v):
-            raise ValueError(f"'{v}' is not a Referral Factory field — use email, first_name or meta.<field>")
+        if v not in ("email", "first_name") and not (v.startswith("meta.") and len(v) > 5):
+            raise ValueError(f"'{v}' is not a Referral Factory field sync can set — use email, first_name or "
+                             "meta.<field> (a custom campaign field)")
         return v
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None or v in ("id", "role") else _check_target(v)
 
 
 class Sync(_Strict):
@@ -119,10 +125,30 @@ class Sync(_Strict):
     fields: list[SyncFieldMap] = []
     referral_link_attribute: Optional[str] = None
 
+    @field_validator("segment_id", mode="before")
+    @classmethod
+    def _segment_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("referral_link_attribute")
+    @classmethod
+    def _link(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else _check_target(v)
+
     @model_validator(mode="after")
     def _segment(self) -> "Sync":
         if self.source == "segment" and not self.segment_id:
             raise ValueError("source is segment but segment_id is missing — add segment_id (see GET /segments)")
+        mapped = {r.to for r in self.fields}
+        for name, source in (("email", "email"), ("first_name", "name")):
+            if name not in mapped:
+                raise ValueError(f"{name} is not mapped — add {{from: {source}, to: {name}}} to fields "
+                                 "(Referral Factory requires it)")
+        seen: set[str] = set()
+        for row in self.fields:
+            if row.to in seen:
+                raise ValueError(f"'{row.to}' is mapped twice — map each Referral Factory field at most once")
+            seen.add(row.to)
         return self
 
 
@@ -138,14 +164,6 @@ class CampaignSettings(_Strict):
     @classmethod
     def _str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
-    @field_validator("sync")
-    @classmethod
-    def _sync_not_built(cls, v: Optional[Sync]) -> Optional[Sync]:
-        if v is not None:     # accepted, it would silently do nothing
-            raise ValueError("contact sync is not built yet — remove the sync block (it would do nothing); "
-                             "keep it aside until a release that syncs contacts")
-        return v
 
     def people(self, is_lead: bool) -> People:
         return self.leads if is_lead else self.referrers

@@ -5,9 +5,9 @@ from .apis import Apis, Conflict, IntercomPort, Merged, NotFound, ReferralFactor
 from .queue import DeadLetterQueue, Later, MessageTooLarge, WorkQueue
 from .secrets import SecretStore
 from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, HistoryLog, LinkLookup, LinkRepository,
-                    RateWindows, RFConnection, SettingsRepository, Store, StoredSettings)
+                    RateWindows, RFConnection, SettingsRepository, Store, StoredSettings, SyncRepository)
 
 __all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "Found",
            "HistoryLog", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged", "MessageTooLarge", "NotFound",
            "RFConnection", "RateWindows", "ReferralFactoryPort", "SecretStore", "SettingsRepository", "Store",
-           "StoredSettings", "WorkQueue"]
+           "StoredSettings", "SyncRepository", "WorkQueue"]

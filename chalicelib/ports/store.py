@@ -197,6 +197,81 @@ class RateWindows(Protocol):
         """A call went through: the circuit closes."""
 
 
+@dataclass(frozen=True)
+class SyncRun:
+    """A contact sync run of a campaign (services/sync.py): where it is, and what it did so far."""
+
+    campaign_id: str
+    number: int
+    kind: str                             # full | catch-up
+    source: str                           # where its contacts come from, e.g. "segment 5f2a"
+    status: str                           # running | done | stopped
+    page: int = 0                         # the next page to work (its cursor below)
+    cursor: Optional[str] = None
+    counts: dict[str, int] = field(default_factory=dict)   # by outcome (domain/sync.OUTCOMES)
+    total: Optional[int] = None           # the contacts the search found
+    since: Optional[float] = None         # a catch-up: contacts updated since
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: Optional[float] = None
+    message: Optional[str] = None         # why it stopped
+    lease_until: Optional[float] = None   # a worker works a page until then
+    owner: Optional[str] = None
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What sync did with one contact of a campaign. `creating`: RF was (or is about to be) asked to
+    create the user, and nobody knows yet whether it did."""
+
+    contact_id: str
+    outcome: str                          # creating | domain/sync.OUTCOMES
+    email: Optional[str] = None
+    rf_user_id: Optional[str] = None
+    url: Optional[str] = None
+    reason: Optional[str] = None
+    run: int = 0                          # the run that decided it (0: ongoing, by webhook)
+    seen_run: int = 0                     # the last full run that saw the contact in the source
+    written_back: bool = False
+    at: Optional[str] = None
+
+    @property
+    def final(self) -> bool:
+        return self.outcome != "creating"
+
+
+class SyncRepository(Protocol):
+    def start(self, campaign_id: str, kind: str, source: str, now: float,
+              since: Optional[float] = None) -> Optional[SyncRun]:
+        """A new run (numbered after the last one), or None while one is running."""
+    def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
+        """A run by number (None: the latest)."""
+    def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
+                   lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
+        """Take the page: (the run, True). (the run as it stands, False) when the page is not the
+        run's next one (done, or the run ended). Raises Busy while another worker's lease runs."""
+    def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
+                   cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
+                   finished: bool = False, message: Optional[str] = None) -> bool:
+        """The page is done: the next page and its cursor, the counts added, the lease given back
+        (and the run done, or stopped with `message`). False when this worker no longer held it."""
+    def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
+        """Give the page back unfinished (it is worked again later)."""
+    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int], now: float) -> None: ...
+    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """The ledger's entries of these contacts (one batched read)."""
+    def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Write `creating` entries, except over a final one: the contact ids written."""
+    def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
+        """Write final entries (batched)."""
+    def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
+        """Every entry of the campaign (a query: for reports, not for the worker)."""
+
+
 class Store(Protocol):
     """Every repository (an implementation declares its attributes with these types)."""
 
@@ -207,3 +282,4 @@ class Store(Protocol):
     connections: ConnectionRepository
     cursor: Cursor
     rates: RateWindows
+    sync: SyncRepository

@@ -350,3 +350,47 @@ def test_a_block_opens_the_circuit_then_one_probe_and_a_success_close_it(store):
     assert store.rates.probe("rf", now=2061.0, until=2120.0) is True            # the prober died: another
     store.rates.unblock("rf")
     assert not store.rates.state("rf").blocked and store.rates.probe("rf", now=3000.0, until=3060.0) is False
+
+
+# --- contact sync: runs and the ledger --------------------------------------------------------------
+def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, clock):
+    from chalicelib.ports.store import LedgerEntry
+    run = store.sync.start("42", "full", "segment s1", clock())
+    assert (run.number, run.status, run.page) == (1, "running", 0)
+    assert store.sync.start("42", "full", "segment s1", clock()) is None          # one at a time
+    _, took = store.sync.claim_page("42", 1, 0, "w1", clock(), lease=60)
+    assert took
+    with pytest.raises(Busy):                                                     # another worker waits
+        store.sync.claim_page("42", 1, 0, "w2", clock(), lease=60)
+    assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 3}, total=5)
+    assert not store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 3})  # once
+    run, took = store.sync.claim_page("42", 1, 0, "w2", clock())                 # a redelivered page 0
+    assert not took and (run.page, run.cursor, run.counts, run.total) == (1, "c1", {"enrolled": 3}, 5)
+    _, took = store.sync.claim_page("42", 1, 1, "w2", clock(), lease=60)
+    store.sync.release("42", 1, 1, "w2")
+    _, took = store.sync.claim_page("42", 1, 1, "w3", clock(), lease=60)          # released: free at once
+    assert took
+    clock.now += 61
+    _, took = store.sync.claim_page("42", 1, 1, "w4", clock())                   # w3 died: its lease ran out
+    store.sync.add_counts("42", 1, {"enrolled": 1}, clock())
+    assert store.sync.checkpoint("42", 1, 1, "w4", clock(), cursor=None, counts={"already_in_campaign": 2},
+                                 finished=True)
+    done = store.sync.run("42")
+    assert (done.status, done.counts, done.done) == ("done", {"enrolled": 4, "already_in_campaign": 2}, 6)
+    second = store.sync.start("42", "catch-up", "segment s1", clock(), since=1000.0)
+    assert (second.number, second.kind, second.since) == (2, "catch-up", 1000.0)
+    assert store.sync.run("42", 1).counts == {"enrolled": 4, "already_in_campaign": 2}
+    assert store.sync.run("42").number == 2 and store.sync.run("43") is None
+
+    store.sync.intend("42", [LedgerEntry("c1", "creating", email="a@x.io", run=1),
+                             LedgerEntry("c2", "creating", email="b@x.io", run=1)])
+    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1,
+                                         seen_run=1, written_back=True)])
+    got = store.sync.entries("42", ["c1", "c2", "c3"])
+    assert (got["c1"].outcome, got["c1"].rf_user_id, got["c1"].written_back, got["c1"].final) == ("enrolled", "7",
+                                                                                                 True, True)
+    assert got["c2"].outcome == "creating" and not got["c2"].final and "c3" not in got
+    assert [e.contact_id for e in store.sync.ledger("42")] == ["c1", "c2"]
+    store.sync.claim_page("42", 2, 0, "w1", clock())
+    assert store.sync.checkpoint("42", 2, 0, "w1", clock(), cursor=None, counts={}, message="user limit")
+    assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")

@@ -57,15 +57,21 @@ def test_the_documented_example_is_valid():
     assert s.leads.fields[3].value == "referral" and s.qualification.value == "Yes"
 
 
-def test_a_sync_block_is_refused_until_sync_is_built():
+def test_the_documented_sync_block_is_valid():
     import yaml
-    [msg] = problems(yaml.safe_load(PRODUCT_EXAMPLE + SYNC))
-    assert msg.startswith("sync: contact sync is not built yet — remove the sync block")
+    s = parse_settings(yaml.safe_load(PRODUCT_EXAMPLE + SYNC))
+    assert s.sync.source == "segment" and s.sync.segment_id == "5f2a" and s.sync.mode == "ongoing"
+    assert [(r.from_, r.to) for r in s.sync.fields] == [("email", "email"), ("name", "first_name")]
 
 
-def test_a_sync_block_is_still_checked_first():
+def test_a_sync_block_names_what_is_wrong_and_the_fix():
     doc = {**base(), "sync": {"source": "segment"}}
     assert problems(doc) == ["sync: source is segment but segment_id is missing — add segment_id (see GET /segments)"]
+    doc = {**base(), "sync": {"fields": [{"from": "email", "to": "email"}]}}
+    assert problems(doc) == ["sync: first_name is not mapped — add {from: name, to: first_name} to fields "
+                             "(Referral Factory requires it)"]
+    doc = {**base(), "sync": {"fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "code"}]}}
+    assert problems(doc)[0].startswith("sync.fields[1].to: 'code' is not a Referral Factory field sync can set")
 
 
 def test_unknown_key_is_named_with_its_path():

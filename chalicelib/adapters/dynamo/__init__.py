@@ -7,11 +7,12 @@ import time
 from typing import Callable
 
 from ...ports.store import (ConnectionRepository, Cursor, HistoryLog, LinkLookup, LinkRepository, RateWindows,
-                            SettingsRepository)
+                            SettingsRepository, SyncRepository)
 from .catalog import DynamoConnections, DynamoCursor, DynamoRates, DynamoSettings
 from .history import DynamoHistory
 from .links import DynamoLinks
 from .lookup import DynamoLookup
+from .sync import DynamoSync
 from .models import _client as client
 from .models import bind
 
@@ -29,6 +30,7 @@ class DynamoStore:
         self.settings: SettingsRepository = DynamoSettings(clock, connections)
         self.cursor: Cursor = DynamoCursor()
         self.rates: RateWindows = DynamoRates()
+        self.sync: SyncRepository = DynamoSync(clock)
 
 
 __all__ = ["DynamoStore", "bind", "client"]

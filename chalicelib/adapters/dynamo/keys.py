@@ -20,6 +20,10 @@ Item kinds (pk / sk):
   RATE#<budget> / <slice>                a shared rate budget's slice counter (TTL; domain/budget.py)
   RATE#<budget> / STATE                  the budget's shared state: a 429's pause, the lowered share,
                                          the open circuit of a vendor that blocked us
+  CAMPAIGN#<id> / SYNC#RUN              the campaign's latest contact sync run (cursor, counts, the page lease)
+  CAMPAIGN#<id> / SYNC#RUN#<n>          an earlier run, copied when the next one started
+  SYNC#<campaign> / CONTACT#<id>        the sync ledger: what sync did with the contact (one partition
+                                        per campaign, queried by reports)
   RECONCILE / CURSOR                     where the sweep of pending leads left off
   RECONCILE / CURSOR#<name>              other reconciliation positions (the changed-contacts search's
                                          last finished run, per workspace)
@@ -89,3 +93,19 @@ def rate_key(budget: str, slice_id: int) -> Key:
 
 def budget_state_key(budget: str) -> Key:
     return f"RATE#{budget}", "STATE"
+
+
+def sync_run_key(campaign_id: str, number: int | None = None) -> Key:
+    return f"CAMPAIGN#{campaign_id}", "SYNC#RUN" if number is None else f"SYNC#RUN#{number:08d}"
+
+
+def ledger_pk(campaign_id: str) -> str:
+    return f"SYNC#{campaign_id}"
+
+
+def ledger_key(campaign_id: str, contact_id: str) -> Key:
+    return ledger_pk(campaign_id), f"CONTACT#{contact_id}"
+
+
+def contact_of_ledger(sk: str) -> str:
+    return sk.split("#", 1)[1]

@@ -163,9 +163,51 @@ class CampaignsItem(_Item):
     names = UnicodeSetAttribute(null=True)
 
 
+class SyncRunItem(_Item):
+    """A sync run (ports.store.SyncRun): the latest at SYNC#RUN, earlier ones copied to SYNC#RUN#<n>.
+    The counts are one number each, so that a page adds them atomically."""
+
+    number = NumberAttribute()
+    kind = UnicodeAttribute()
+    source = UnicodeAttribute()
+    status = UnicodeAttribute()
+    page = NumberAttribute(default=0)
+    cursor = UnicodeAttribute(null=True)
+    total = NumberAttribute(null=True)
+    since = NumberAttribute(null=True)
+    started_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    finished_at = NumberAttribute(null=True)
+    message = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
+    owner = UnicodeAttribute(null=True)
+    c_enrolled = NumberAttribute(null=True)
+    c_already_enrolled = NumberAttribute(null=True)
+    c_missing_field = NumberAttribute(null=True)
+    c_already_in_campaign = NumberAttribute(null=True)
+    c_user_limit = NumberAttribute(null=True)
+    c_invalid_email = NumberAttribute(null=True)
+    c_writeback_failed = NumberAttribute(null=True)
+    c_refused = NumberAttribute(null=True)
+
+
+class LedgerItem(_Item):
+    """What sync did with one contact of a campaign (ports.store.LedgerEntry)."""
+
+    outcome = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    rf_user_id = UnicodeAttribute(null=True)
+    url = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    run = NumberAttribute(default=0)
+    seen_run = NumberAttribute(default=0)
+    written_back = BooleanAttribute(default=False)
+    at = UnicodeAttribute(null=True)
+
+
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
                                    NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem,
-                                   CampaignsItem)
+                                   CampaignsItem, SyncRunItem, LedgerItem)
 
 
 _clients: dict[tuple[Optional[str], Optional[str]], Any] = {}

@@ -1,0 +1,155 @@
+"""Contact sync's runs and ledger (ports.store.SyncRepository) in DynamoDB."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.update import Action
+
+from ...domain.history import iso
+from ...domain.sync import OUTCOMES
+from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun
+from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
+from .models import LedgerItem, SyncRunItem, batch_get, conditional, get
+
+_RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
+               "finished_at", "message", "lease_until", "owner") + tuple(f"c_{o}" for o in OUTCOMES)
+
+
+def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
+    counts = {o: int(getattr(item, f"c_{o}")) for o in OUTCOMES if getattr(item, f"c_{o}")}
+    return SyncRun(campaign_id, int(item.number), item.kind, item.source, item.status, page=int(item.page or 0),
+                   cursor=item.cursor, counts=counts, total=None if item.total is None else int(item.total),
+                   since=item.since, started_at=item.started_at, updated_at=item.updated_at,
+                   finished_at=item.finished_at, message=item.message, lease_until=item.lease_until,
+                   owner=item.owner)
+
+
+def _entry(item: LedgerItem) -> LedgerEntry:
+    return LedgerEntry(contact_of_ledger(item.sk), item.outcome, email=item.email, rf_user_id=item.rf_user_id,
+                       url=item.url, reason=item.reason, run=int(item.run or 0), seen_run=int(item.seen_run or 0),
+                       written_back=bool(item.written_back), at=item.at)
+
+
+def _counts(counts: dict[str, int]) -> list[Action]:
+    return [getattr(SyncRunItem, f"c_{o}").add(n) for o, n in counts.items() if n and o in OUTCOMES]
+
+
+class DynamoSync:
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+
+    def start(self, campaign_id: str, kind: str, source: str, now: float,
+              since: Optional[float] = None) -> Optional[SyncRun]:
+        current = get(SyncRunItem, sync_run_key(campaign_id))
+        if current is not None and current.status == "running":
+            return None
+        last = int(current.number) if current is not None else 0
+        if current is not None:      # the run before keeps its own item
+            values: dict[str, Any] = {f: getattr(current, f) for f in _RUN_FIELDS}
+            SyncRunItem(*sync_run_key(campaign_id, last), **values).save()
+        item = SyncRunItem(*sync_run_key(campaign_id), number=last + 1, kind=kind, source=source, status="running",
+                           page=0, since=since, started_at=now, updated_at=now)
+        condition = SyncRunItem.number.does_not_exist() if current is None else \
+            (SyncRunItem.number == last) & (SyncRunItem.status != "running")
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if conditional(exc):
+                return None
+            raise
+        return _run(campaign_id, item)
+
+    def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
+        current = get(SyncRunItem, sync_run_key(campaign_id))
+        if current is not None and (number is None or int(current.number) == number):
+            return _run(campaign_id, current)
+        if number is None:
+            return None
+        item = get(SyncRunItem, sync_run_key(campaign_id, number))
+        return _run(campaign_id, item) if item is not None else None
+
+    def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
+                   lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
+        item = SyncRunItem(*sync_run_key(campaign_id))
+        try:
+            item.update(actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(now + lease)],
+                        condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
+                        & (SyncRunItem.page == page)
+                        & (SyncRunItem.owner.does_not_exist() | (SyncRunItem.lease_until < now)
+                           | (SyncRunItem.owner == owner)))
+            return _run(campaign_id, item), True
+        except UpdateError as exc:
+            if not conditional(exc):
+                raise
+        run = self.run(campaign_id, number)
+        if run is not None and run.status == "running" and run.page == page and run.owner:
+            raise Busy(f"another worker works page {page} of sync run {number}",
+                       retry_after=max(1.0, (run.lease_until or now) - now))
+        return run, False
+
+    def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
+                   cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
+                   finished: bool = False, message: Optional[str] = None) -> bool:
+        actions: list[Action] = [SyncRunItem.page.set(page + 1), SyncRunItem.owner.remove(),
+                                 SyncRunItem.lease_until.remove(), SyncRunItem.updated_at.set(now), *_counts(counts)]
+        actions.append(SyncRunItem.cursor.set(cursor) if cursor else SyncRunItem.cursor.remove())
+        if total is not None:
+            actions.append(SyncRunItem.total.set(total))
+        if message or finished:
+            actions += [SyncRunItem.status.set("stopped" if message else "done"), SyncRunItem.finished_at.set(now)]
+        if message:
+            actions.append(SyncRunItem.message.set(message))
+        try:
+            SyncRunItem(*sync_run_key(campaign_id)).update(
+                actions=actions, condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
+                & (SyncRunItem.page == page) & (SyncRunItem.owner == owner))
+            return True
+        except UpdateError as exc:
+            if conditional(exc):
+                return False
+            raise
+
+    def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
+        try:
+            SyncRunItem(*sync_run_key(campaign_id)).update(
+                actions=[SyncRunItem.owner.remove(), SyncRunItem.lease_until.remove()],
+                condition=(SyncRunItem.number == number) & (SyncRunItem.page == page) & (SyncRunItem.owner == owner))
+        except UpdateError as exc:
+            if not conditional(exc):
+                raise
+
+    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int], now: float) -> None:
+        actions = _counts(counts)
+        if not actions:
+            return
+        try:
+            SyncRunItem(*sync_run_key(campaign_id)).update(actions=[*actions, SyncRunItem.updated_at.set(now)],
+                                                          condition=SyncRunItem.number == number)
+        except UpdateError as exc:
+            if not conditional(exc):     # a newer run started meanwhile: the count stays with the ledger
+                raise
+
+    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        items = batch_get(LedgerItem, (ledger_key(campaign_id, c) for c in contact_ids))
+        return {contact_of_ledger(i.sk): _entry(i) for i in items}
+
+    def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        # The page read the ledger just now, under its lease: one batched write (a webhook's enrolment of the
+        # same contact meanwhile is found again by RF's 422 and the look-up that follows).
+        self.record(campaign_id, entries)
+        return {e.contact_id for e in entries}
+
+    def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
+        if not entries:
+            return
+        at = iso(self.clock())
+        with LedgerItem.batch_write() as batch:
+            for e in entries:
+                batch.save(LedgerItem(*ledger_key(campaign_id, e.contact_id), outcome=e.outcome, email=e.email,
+                                      rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run,
+                                      seen_run=e.seen_run, written_back=e.written_back, at=e.at or at))
+
+    def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
+        for item in LedgerItem.query(ledger_pk(campaign_id)):
+            yield _entry(item)

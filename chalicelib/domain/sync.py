@@ -1,0 +1,189 @@
+"""Contact sync (product.md §4): Intercom contacts enrolled as referrers of an RF campaign, their
+referral link written back. Pure: the search query of a run, the checks made before anyone is
+created, and what each contact becomes. No I/O."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from .mapping import MAX_STRING
+from .settings import CampaignSettings, Sync
+
+DAY = 86400
+PER_PAGE = 150                    # Intercom's largest search page
+
+# What a contact became, per run. ENROLLED and ALREADY are not skips; the rest are, each with its reason.
+ENROLLED = "enrolled"
+ALREADY = "already_enrolled"      # an earlier run (or the webhook) enrolled it: nothing to do
+SKIPS = {
+    "missing_field": "missing required field",
+    "already_in_campaign": "already in the campaign",
+    "user_limit": "campaign user limit reached",
+    "invalid_email": "invalid email",
+    "writeback_failed": "write-back failed",
+    "refused": "refused by Referral Factory",
+}
+OUTCOMES = (ENROLLED, ALREADY, *SKIPS)
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Create:
+    """Enrol: the body of RF's `POST /users` (a referrer: no `referrer`)."""
+
+    email: str
+    body: dict
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str                   # a key of SKIPS
+    detail: str
+
+
+Decision = Union[Create, Skip]
+
+
+def describe_source(sync: Sync) -> str:
+    """How history and reports name where a run's contacts come from."""
+    return {"all": "all contacts", "leads": "leads", "users": "users"}.get(sync.source) or f"segment {sync.segment_id}"
+
+
+def source_query(sync: Sync) -> dict:
+    if sync.source == "segment":
+        return {"field": "segment_id", "operator": "=", "value": sync.segment_id}
+    if sync.source == "leads":
+        return {"field": "role", "operator": "=", "value": "lead"}
+    if sync.source == "users":
+        return {"field": "role", "operator": "=", "value": "user"}
+    return {"field": "role", "operator": "IN", "value": ["user", "lead"]}
+
+
+def search_query(sync: Sync, since: Optional[float] = None) -> dict:
+    """The run's contact search. A catch-up run (`since`) adds `updated_at` from the day before
+    `since`: Intercom matches dates by calendar day (`>` starts the next day), and a search near the
+    day boundary has been reported to miss contacts, so the window overlaps and the ledger dedupes."""
+    query = source_query(sync)
+    if since is None:
+        return query
+    day_before = int(since) // DAY * DAY - DAY
+    return {"operator": "AND", "value": [query, {"field": "updated_at", "operator": ">", "value": day_before}]}
+
+
+def matches_source(sync: Sync, contact: dict) -> Optional[bool]:
+    """Does a contact (as a webhook sent it) belong to the source? None: cannot tell without a
+    search (a segment's members are computed by Intercom)."""
+    if sync.source == "segment":
+        return None
+    role = contact.get("role")
+    return role in ("user", "lead") if sync.source == "all" else role == sync.source[:-1]
+
+
+def _read(contact: dict, name: str) -> Any:
+    value: Any = contact
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def decide(sync: Sync, campaign_id: str, contact: dict) -> Decision:
+    """What to ask RF for this contact (or why not): the mapping, then the required fields."""
+    body: dict[str, Any] = {"campaign_id": int(campaign_id) if campaign_id.isdigit() else campaign_id}
+    meta = []
+    for row in sync.fields:
+        value = row.value if row.from_ is None else _read(contact, row.from_)
+        if isinstance(value, str):
+            value = value.strip()
+        if value in (None, ""):
+            continue
+        if row.to.startswith("meta."):
+            meta.append({"field": row.to[5:], "value": value})
+        else:
+            body[row.to] = value if isinstance(value, str) else str(value)
+    if meta:
+        body["meta"] = meta
+    missing = [f"{r.to} (from {r.from_ or 'a fixed value'})" for r in sync.fields
+               if r.to in ("email", "first_name") and not body.get(r.to)]
+    missing += [name for name in ("email", "first_name") if not any(r.to == name for r in sync.fields)]
+    if missing:
+        return Skip("missing_field", "missing required field: " + ", ".join(missing))
+    email = body["email"]
+    if not _EMAIL.match(email):
+        return Skip("invalid_email", f"invalid email: {email!r} is not an email address")
+    return Create(email.lower(), body)
+
+
+def writeback_body(sync: Sync, url: str) -> dict:
+    """Intercom's `PUT /contacts/{id}` body that writes the referral link back."""
+    attribute = sync.referral_link_attribute or ""
+    if attribute.startswith("custom_attributes."):
+        return {"custom_attributes": {attribute[len("custom_attributes."):]: url}}
+    return {attribute: url}
+
+
+def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments: Optional[list[dict]],
+              campaign: Optional[dict]) -> list[str]:
+    """Why a run must not start, each naming the fix (empty: go). `segments`: every segment of the
+    workspace (None when the source is not a segment); `campaign`: RF's campaign (None: not found)."""
+    sync = settings.sync
+    if sync is None:
+        return ["sync: the settings have no sync block — add one (docs/examples/campaign.yaml) and apply them"]
+    problems = []
+    if sync.source == "segment" and segments is not None and \
+            not any(str(s.get("id")) == str(sync.segment_id) for s in segments):
+        names = ", ".join(f"{s.get('name')} ({s.get('id')})" for s in segments[:5])
+        problems.append(
+            f"sync.segment_id: segment {sync.segment_id} does not exist in workspace {settings.workspace} "
+            f"({len(segments)} segments listed{': ' + names + (', ...' if len(segments) > 5 else '') if names else ''})"
+            " — set segment_id to one of them (`GET /segments`), or use source: all, leads or users")
+    attribute = sync.referral_link_attribute
+    if not attribute:
+        problems.append("sync.referral_link_attribute: not set — name a text attribute to write each "
+                        "referrer's referral link to, e.g. custom_attributes.referral_link")
+    else:
+        attr = attributes.get(attribute)
+        if attr is None:
+            problems.append(f"sync.referral_link_attribute: {attribute} does not exist in workspace "
+                            f"{settings.workspace} — create it as a Text attribute in Intercom (Settings > Data > "
+                            "People) or fix the name")
+        elif attr.get("data_type", "string") != "string" or attr.get("options"):
+            kind = "a list" if attr.get("options") else f"of type {attr.get('data_type')}"
+            problems.append(f"sync.referral_link_attribute: {attribute} is {kind}, not a text attribute — a "
+                            f"referral link is text (up to {MAX_STRING} characters): create a Text attribute and "
+                            "name it here")
+        elif attr.get("archived") or attr.get("api_writable") is False:
+            problems.append(f"sync.referral_link_attribute: {attribute} is archived or read-only in Intercom — "
+                            "unarchive it or name a writable Text attribute")
+    for required in ("email", "first_name"):
+        rows = [r for r in sync.fields if r.to == required]
+        if not rows:
+            source = "email" if required == "email" else "name"
+            problems.append(f"sync.fields: {required} is not mapped — add {{from: {source}, to: {required}}} "
+                            "(Referral Factory requires it)")
+        for row in rows:
+            if row.from_ and row.from_ not in attributes and row.from_ not in ("id", "role"):
+                problems.append(f"sync.fields: {row.from_} (mapped to {required}) does not exist in workspace "
+                                f"{settings.workspace} — map an existing attribute")
+    if campaign is None:
+        problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory — fix campaign_id")
+    elif str(campaign.get("status", "launched")) != "launched":
+        problems.append(f"campaign {settings.campaign_id} is not live in Referral Factory (status "
+                        f"{campaign.get('status')}) — launch it first: people cannot join a "
+                        f"{campaign.get('status')} campaign")
+    return problems
+
+
+@dataclass
+class Tally:
+    """Counts by outcome, with a few examples of each skip."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + n
+
+    @property
+    def skipped(self) -> int:
+        return sum(n for k, n in self.counts.items() if k in SKIPS)
