@@ -1,7 +1,7 @@
 """How work can fail, which decides where it goes next."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class WorkError(Exception):
@@ -47,8 +47,9 @@ class ApiError(WorkError):
     """An error answer from Intercom or Referral Factory, with the vendor's own message."""
 
     def __init__(self, service: str, status: int, message: str, code: str = "",
-                 retry_after: Optional[float] = None, headers: Optional[dict] = None):
+                 retry_after: Optional[float] = None, headers: Optional[dict] = None, body: Any = None):
         super().__init__(f"{service} answered {status}{' ' + code if code else ''}: {message}", retry_after)
         self.service, self.status, self.code, self.message = service, status, code, message
         self.headers = headers or {}
+        self.body = body
         self.retryable = status == 429 or status >= 500

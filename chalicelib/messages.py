@@ -1,5 +1,5 @@
 """The work queue's messages: one pydantic model per kind, told apart by `kind` (`rf.join`,
-`intercom.contact`, `intercom.check`, `intercom.changes`; who produces and who handles each: README, "Code layout").
+`intercom.contact`, `intercom.check`, `intercom.changes`, `sync.page`; who produces and who handles each: README, "Code layout").
 Every message is built here and read back here; nothing else knows their fields.
 
 The wire format is the model's JSON, flat, as earlier versions wrote it: messages already in the
@@ -92,10 +92,22 @@ class ChangesMessage(_Message):
     lookback: float = 7 * 86400
 
 
-AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, ChangesMessage]
+class SyncPageMessage(_Message):
+    """Contact sync: work one page of a run's contact search (services/sync.py). `cursor` is the
+    search's `starting_after` for this page; the page that follows is the next message."""
+
+    kind: Literal["sync.page"] = "sync.page"
+    campaign_id: Id
+    run: Annotated[int, Field(ge=1)]
+    page: Annotated[int, Field(ge=0)]
+    cursor: Optional[Annotated[str, Field(max_length=4096)]] = None
+
+
+AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, ChangesMessage, SyncPageMessage]
 Message = Annotated[AnyMessage, Field(discriminator="kind")]
 KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m
-                                    for m in (JoinMessage, ContactMessage, CheckMessage, ChangesMessage)}
+                                    for m in (JoinMessage, ContactMessage, CheckMessage, ChangesMessage,
+                                              SyncPageMessage)}
 _MESSAGE = TypeAdapter(Message)
 
 

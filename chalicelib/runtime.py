@@ -48,7 +48,7 @@ class Runtime:
     def deps(self) -> "WorkDeps":
         """The worker's use cases' interfaces: the store's repositories, and this runtime as the Apis."""
         from .services.deps import WorkDeps
-        return WorkDeps.of(self.store, self)
+        return WorkDeps.of(self.store, self, self.queue, lambda: self.remaining_ms(), self.clock)
 
     def _cached(self, key: tuple, load: Callable[[], T], seconds: float = CACHE_SECONDS) -> T:
         hit = self._cache.get(key)

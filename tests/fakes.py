@@ -8,7 +8,7 @@ from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
 from chalicelib.errors import Uncertain
-from chalicelib.ports import Conflict, Later, Merged, NotFound
+from chalicelib.ports import Conflict, Later, Merged, NotFound, Refused
 from chalicelib.services.deps import WorkDeps
 
 
@@ -129,6 +129,8 @@ class FakeIntercom:
         self.attributes = attributes or {}
         self.made = 0
         self.searches: list[dict] = []
+        self.segment_list: list[dict] = []
+        self.total = 0
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -169,7 +171,13 @@ class FakeIntercom:
         hits = [c for c in self.contacts.values() if c["id"] not in self.unsearchable and match(c)]
         start = int(starting_after or 0)
         more = start + per_page < len(hits)
+        self.total = len(hits)
         return hits[start:start + per_page], str(start + per_page) if more else None
+
+    def search_page(self, query: dict, starting_after: Optional[str] = None,
+                    per_page: int = 150) -> tuple[list[dict], Optional[str], Optional[int]]:
+        contacts, following = self.search_contacts(query, starting_after, per_page)
+        return contacts, following, self.total
 
     def create_contact(self, body: dict) -> dict:
         self._call("create")
@@ -203,6 +211,10 @@ class FakeIntercom:
         self.tags.append((contact_id, tag_name))
         return "t1"
 
+    def segments(self) -> list[dict]:
+        self._call("segments")
+        return list(self.segment_list)
+
 
 class FakeRF:
     """ReferralFactoryPort in memory. `qualify` answers with `answers` in turn (an exception is
@@ -217,6 +229,8 @@ class FakeRF:
         self.answers: list[Exception] = []
         self.get_answers: list[Exception] = []
         self.lost = 0
+        self.created: list[dict] = []        # users made by create_user (a referrer each)
+        self.create_answers: list[Exception] = []
 
     def get_user(self, user_id: str) -> dict:
         self.calls.append(f"get_user {user_id}")
@@ -239,6 +253,22 @@ class FakeRF:
             self.lost -= 1
             raise Uncertain("Referral Factory did not answer: read timed out")
         return {"id": user_id}
+
+
+    def create_user(self, body: dict) -> dict:
+        self.calls.append(f"create_user {body.get('email')}")
+        if self.create_answers:
+            raise self.create_answers.pop(0)
+        if any(u["email"].lower() == str(body.get("email")).lower() for u in self.created):
+            raise Refused(422, "The given data was invalid.", {"email": "The email has already been taken."})
+        user = {**body, "id": 5000 + len(self.created), "url": f"https://rf.example/r/{len(self.created)}"}
+        self.created.append(user)
+        return user
+
+    def users_page(self, campaign_id: str, page: int, per_page: int = 250) -> tuple[list[dict], int]:
+        self.calls.append(f"users_page {page}")
+        people = [u for u in self.created if str(u.get("campaign_id")) == str(campaign_id)]
+        return people[(page - 1) * per_page: page * per_page], max(1, -(-len(people) // per_page))
 
 
 class FakeApis:
@@ -271,7 +301,7 @@ class FakeWork:
         self.store = MemoryStore(self.clock)
         self.apis = apis or FakeApis()
         self.queue = FakeQueue()
-        self.deps = WorkDeps.of(self.store, self.apis)
+        self.deps = WorkDeps.of(self.store, self.apis, self.queue, lambda: self.remaining_ms(), self.clock)
         self.remaining_ms: Callable[[], int] = lambda: 10**9
 
 

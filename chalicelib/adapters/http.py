@@ -206,7 +206,7 @@ class JsonApi:
         if resp.status_code in RETRY_STATUSES:
             retry_after = self._retry.get_retry_after(resp.raw) if resp.raw is not None else None
         return ApiError(self.service, resp.status_code, self.message(body) or resp.reason or "error",
-                        code=self.code(body), retry_after=retry_after, headers=dict(resp.headers))
+                        code=self.code(body), retry_after=retry_after, headers=dict(resp.headers), body=body)
 
     @staticmethod
     def retry_later(exc: ApiError) -> Transient:

@@ -55,12 +55,19 @@ class IntercomClient(JsonApi):
 
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        contacts, following, _ = self.search_page(query, starting_after, per_page)
+        return contacts, following
+
+    def search_page(self, query: dict, starting_after: Optional[str] = None,
+                    per_page: int = 150) -> tuple[list[dict], Optional[str], Optional[int]]:
         paging: dict[str, Any] = {"per_page": per_page}
         if starting_after:
             paging["starting_after"] = starting_after
         answer = self._call("POST", "/contacts/search", json_body={"query": query, "pagination": paging}) or {}
         following = (answer.get("pages") or {}).get("next") or {}
-        return answer.get("data", []), following.get("starting_after") or None
+        total = answer.get("total_count")
+        return (answer.get("data", []), following.get("starting_after") or None,
+                total if isinstance(total, int) else None)
 
     def create_contact(self, body: dict) -> dict:
         try:
@@ -94,3 +101,17 @@ class IntercomClient(JsonApi):
         tag = self._call("POST", "/tags", json_body={"name": tag_name})
         self._call("POST", f"/contacts/{contact_id}/tags", json_body={"id": str(tag["id"])})
         return str(tag["id"])
+
+    def segments(self) -> list[dict]:
+        """Every segment (Intercom answers all at once today; a `pages.next` is followed if it comes)."""
+        out: list[dict] = []
+        params: Optional[dict] = {}
+        seen: set[str] = set()
+        while params is not None:
+            answer = self._call("GET", "/segments", params=params or None) or {}
+            out += [s for s in answer.get("segments") or [] if isinstance(s, dict)]
+            following = (answer.get("pages") or {}).get("next") if isinstance(answer.get("pages"), dict) else None
+            cursor = following.get("starting_after") if isinstance(following, dict) else None
+            params = {"starting_after": cursor} if cursor and cursor not in seen else None
+            seen.add(cursor or "")
+        return out

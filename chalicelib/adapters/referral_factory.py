@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ApiError, Permanent
+from ..ports.apis import Refused
 from ..observability import count
 from .http import JsonApi
 from .ratelimit import CircuitOpen
@@ -57,3 +58,26 @@ class ReferralFactoryClient(JsonApi):
     def qualify(self, user_id: str) -> dict:
         ident: int | str = int(user_id) if str(user_id).isdigit() else user_id
         return self._data(self._call("PUT", "/users/qualification", json_body={"id": ident, "qualified": True}))
+
+    def create_user(self, body: dict) -> dict:
+        try:
+            return self._data(self._call("POST", "/users", json_body=body))
+        except Permanent as exc:
+            api = exc.__context__ if isinstance(exc.__context__, ApiError) else None
+            if api is None or api.status not in (400, 404, 409, 422):
+                raise
+            fields = {}
+            errors = api.body.get("errors") if isinstance(api.body, dict) else None
+            if isinstance(errors, dict):
+                for name, items in errors.items():
+                    first = items[0] if isinstance(items, list) and items else items
+                    fields[str(name)] = str(first.get("message", "") if isinstance(first, dict) else first)
+            raise Refused(api.status, str(api.body.get("message") or api.message) if isinstance(api.body, dict)
+                          else api.message, fields) from None
+
+    def users_page(self, campaign_id: str, page: int, per_page: int = 250) -> tuple[list[dict], int]:
+        answer = self._call("GET", "/users", params={"campaign_id": campaign_id, "page": page, "per_page": per_page})
+        answer = answer if isinstance(answer, dict) else {}
+        data: list[dict] = [u for u in answer.get("data") or [] if isinstance(u, dict)]
+        last = (answer.get("meta") or {}).get("last_page") or page
+        return data, int(last)

@@ -1,7 +1,7 @@
 """The interfaces the services are typed against, each with the exceptions it raises. Real adapters
 live in chalicelib/adapters (DynamoDB, SQS, SSM, HTTP); their in-memory twins in
 chalicelib/adapters/memory.py (the store) and tests/fakes.py (the APIs, the queue, secrets)."""
-from .apis import Apis, Conflict, IntercomPort, Merged, NotFound, ReferralFactoryPort
+from .apis import Apis, Conflict, IntercomPort, Merged, NotFound, ReferralFactoryPort, Refused
 from .queue import DeadLetterQueue, Later, MessageTooLarge, WorkQueue
 from .secrets import SecretStore
 from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, HistoryLog, LinkLookup, LinkRepository,
@@ -9,5 +9,5 @@ from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, Histo
 
 __all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "Found",
            "HistoryLog", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged", "MessageTooLarge", "NotFound",
-           "RFConnection", "RateWindows", "ReferralFactoryPort", "SecretStore", "SettingsRepository", "Store",
+           "RFConnection", "RateWindows", "ReferralFactoryPort", "Refused", "SecretStore", "SettingsRepository", "Store",
            "StoredSettings", "SyncRepository", "WorkQueue"]

@@ -26,23 +26,40 @@ class NotFound(Exception):
     """GET answered 404: the contact no longer exists."""
 
 
+class Refused(Exception):
+    """RF refused a request with a 4xx (a 422's validation errors by field in `fields`)."""
+
+    def __init__(self, status: int, message: str, fields: Optional[dict[str, str]] = None):
+        super().__init__(message)
+        self.status, self.message, self.fields = status, message, fields or {}
+
+
 class IntercomPort(Protocol):
     def search_by_email(self, email: str) -> list[dict]: ...
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:
         """One page of a contact search (`query`: Intercom's search query object), and the cursor of
         the next page (None: the last page)."""
+    def search_page(self, query: dict, starting_after: Optional[str] = None,
+                    per_page: int = 150) -> tuple[list[dict], Optional[str], Optional[int]]:
+        """As search_contacts, with the search's total count (None: not given)."""
     def create_contact(self, body: dict) -> dict: ...            # raises Conflict on 409
     def update_contact(self, contact_id: str, body: dict) -> dict: ...
     def get_contact(self, contact_id: str) -> dict: ...           # raises Merged, NotFound
     def data_attributes(self) -> dict[str, dict]: ...
     def tag_contact(self, contact_id: str, tag_name: str) -> str: ...
+    def segments(self) -> list[dict]:
+        """Every segment of the workspace (however many: pages followed)."""
 
 
 class ReferralFactoryPort(Protocol):
     def get_user(self, user_id: str) -> dict: ...
     def get_campaign(self, campaign_id: str) -> dict: ...
     def qualify(self, user_id: str) -> dict: ...
+    def create_user(self, body: dict) -> dict:
+        """`POST /users`; raises Refused on a 4xx (e.g. 422: the email is taken, the user limit)."""
+    def users_page(self, campaign_id: str, page: int, per_page: int = 250) -> tuple[list[dict], int]:
+        """One page of the campaign's people, and the number of the last page."""
 
 
 class Apis(Protocol):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Protocol, TypeVar
+import time
+from typing import Callable, Optional, Protocol, TypeVar
 
 from ..config import Config
-from ..ports import Apis, Cursor, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store
+from ..ports import (Apis, Cursor, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store, SyncRepository,
+                     WorkQueue)
 from .qualification.qualifier import Qualifier
 
 Q = TypeVar("Q", covariant=True)
@@ -36,10 +38,16 @@ class WorkDeps:
     settings: SettingsRepository
     apis: Apis
     cursor: Cursor
+    sync: SyncRepository
+    queue: Optional[WorkQueue] = None                       # what sends a sync run's next page
+    remaining_ms: Callable[[], int] = lambda: 10**9         # the Lambda's time left (a sync page stops in time)
+    clock: Callable[[], float] = time.time
 
     @classmethod
-    def of(cls, store: Store, apis: Apis) -> "WorkDeps":
-        return cls(store.links, store.lookup, store.history, store.settings, apis, store.cursor)
+    def of(cls, store: Store, apis: Apis, queue: Optional[WorkQueue] = None,
+           remaining_ms: Callable[[], int] = lambda: 10**9, clock: Callable[[], float] = time.time) -> "WorkDeps":
+        return cls(store.links, store.lookup, store.history, store.settings, apis, store.cursor, store.sync, queue,
+                   remaining_ms, clock)
 
     @cached_property
     def qualifier(self) -> Qualifier:

@@ -21,7 +21,7 @@ from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..errors import Deferred, WorkError
-from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage
+from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage, SyncPageMessage
 from ..observability import count, logger
 from ..ports import Later, WorkQueue
 from ..ports.queue import TRIES, WAITS
@@ -31,6 +31,7 @@ from .qualification.batch import Batch
 from .qualification.changes import on_changes
 from .qualification.checks import on_check
 from .qualification.contact_events import on_contact_event
+from . import sync
 
 
 class Work(Protocol):
@@ -267,12 +268,23 @@ def _join(message: JoinMessage, deps: WorkDeps, context: JoinContext) -> str:
     return process_join(message, deps, links.get(message.person_ref), settings.get(message.campaign_id))
 
 
+def _contact(message: ContactMessage, deps: WorkDeps, context: Batch) -> None:
+    on_contact_event(message, deps, context)
+    sync.on_contact(message, deps)          # ongoing sync: a contact just created is enrolled
+
+
+def _changes(message: ChangesMessage, deps: WorkDeps, context: Any) -> None:
+    on_changes(message, deps, context)
+    sync.catch_up(deps, message.workspace)  # ongoing sync: the scheduled catch-up, on the same schedule
+
+
 # The one registry of what the worker does with each kind of message (chalicelib/messages.py).
 HANDLERS: dict[type, Handler] = {
     JoinMessage: Handler(_prepare_joins, _join),
-    ContactMessage: Handler(Batch.read, on_contact_event),
+    ContactMessage: Handler(Batch.read, _contact),
     CheckMessage: Handler(Batch.read, on_check),
-    ChangesMessage: Handler(lambda messages_, deps: None, on_changes),   # one search per workspace
+    ChangesMessage: Handler(lambda messages_, deps: None, _changes),   # one search per workspace
+    SyncPageMessage: Handler(lambda messages_, deps: None, sync.on_page),
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

@@ -1,0 +1,482 @@
+"""Contact sync (product.md §4): a campaign's Intercom contacts (all, leads, users or a segment)
+enrolled in RF as referrers, each one's referral link written back to the contact.
+
+A run is a chain of `sync.page` messages: each works one page of Intercom's contact search (150
+contacts) and, once its checkpoint is written, sends the next page's message. So a run of any size
+survives Lambda's time limit (a page that runs out of time gives itself back), redelivery and killed
+workers:
+
+- the run's item holds the next page, its cursor, the counts, and a lease on the page being worked
+  (one worker at a time; a dead worker's lease runs out);
+- the ledger holds what became of each contact. Before RF is asked to create a user, the contact's
+  entry says `creating`; a later try that finds it so knows RF may have created the user: RF answers
+  422 ("already taken") to the create, and the user is then looked up among the campaign's people by
+  email. So a crash between RF's create and the checkpoint never makes a user twice, nor misses one.
+
+Every call goes through the container's HTTP clients, which take their slots from the shared rate
+limiter: a page works its contacts on a few threads, and the limiter paces them at RF's budget."""
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Optional
+
+from ..domain.history import Entry, iso
+from ..domain.link import PersonRef
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.sync import (ALREADY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, decide, describe_source,
+                           matches_source, preflight, search_query, writeback_body)
+from ..errors import Deferred, Permanent, Transient, WorkError
+from ..messages import ContactMessage, SyncPageMessage
+from ..observability import count, logger, mask_email
+from ..ports import Refused
+from ..ports.store import LedgerEntry, SyncRun
+from .deps import WorkDeps
+
+THREADS = 8                        # contacts of a page in flight at once: the limiter paces them
+PAGE_TIME_MS = 20_000              # a page starts no contact with less Lambda time left than this (on top of
+                                   # the worker's own margin): it gives itself back and continues later
+FULL_EVERY = 86400.0               # ongoing mode: a full run (which finds who left) at least this often
+CREATED = ("contact.user.created", "contact.lead.created")
+
+
+class SyncStopped(Exception):
+    """The run cannot start: `problems` each name the fix."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+# --- starting a run ---------------------------------------------------------------------------------
+def settings_of(deps: WorkDeps, campaign_id: str) -> CampaignSettings:
+    stored = deps.settings.get(campaign_id)
+    if stored is None:
+        raise SyncStopped([f"campaign {campaign_id} has no settings — apply them first (`bridge settings apply`)"])
+    try:
+        settings = parse_settings(stored.document)
+    except SettingsError as exc:
+        raise SyncStopped(exc.problems) from None
+    if settings.sync is None:
+        raise SyncStopped([f"campaign {campaign_id}'s settings have no sync block — add one and apply them"])
+    return settings
+
+
+def checks(deps: WorkDeps, settings: CampaignSettings) -> list[str]:
+    """Checks first: what would stop the run, each naming the fix (product.md §4)."""
+    sync = settings.sync
+    assert sync is not None
+    intercom = deps.apis.intercom(settings.workspace)
+    segments = intercom.segments() if sync.source == "segment" else None
+    try:
+        campaign: Optional[dict] = deps.apis.rf().get_campaign(settings.campaign_id)
+    except Permanent as exc:
+        if "404" not in exc.reason:
+            raise
+        campaign = None
+    return preflight(settings, intercom.data_attributes(), segments, campaign)
+
+
+def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Optional[float] = None) -> SyncRun:
+    """Checks first, then a new run whose first page is queued. Raises SyncStopped."""
+    settings = settings_of(deps, campaign_id)
+    problems = checks(deps, settings)
+    if problems:
+        raise SyncStopped(problems)
+    assert settings.sync is not None and deps.queue is not None
+    run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since)
+    if run is None:
+        current = deps.sync.run(campaign_id)
+        raise SyncStopped([f"sync run {current.number if current else '?'} of campaign {campaign_id} is still "
+                           f"running — see `bridge sync status {campaign_id}`"])
+    deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=0).wire())
+    logger.info("sync run started", extra={"campaign_id": campaign_id, "run": run.number, "kind": kind})
+    return run
+
+
+# --- one page -------------------------------------------------------------------------------------
+def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None) -> str:
+    campaign_id, owner = message.campaign_id, uuid.uuid4().hex
+    run, took = deps.sync.claim_page(campaign_id, message.run, message.page, owner, deps.clock())
+    if not took:
+        # A repeat. If its checkpoint was written and the worker died before sending the next page,
+        # the next page's message is lost: send it again (a duplicate of it is harmless: one claims it).
+        if run is not None and run.number == message.run and run.status == "running" and \
+                run.page == message.page + 1 and not run.owner and deps.queue is not None:
+            deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=run.page,
+                                            cursor=run.cursor).wire())
+            return "resent"
+        return "repeat"
+    assert run is not None
+    try:
+        return _work_page(message, deps, run, owner)
+    except BaseException:
+        deps.sync.release(campaign_id, message.run, message.page, owner)
+        raise
+
+
+def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: str) -> str:
+    campaign_id = message.campaign_id
+    try:
+        settings = settings_of(deps, campaign_id)
+        problems = checks(deps, settings) if message.page == 0 else []
+    except SyncStopped as exc:
+        problems = exc.problems
+    if problems:
+        deps.sync.checkpoint(campaign_id, run.number, message.page, owner, deps.clock(), cursor=None, counts={},
+                             message="; ".join(problems))
+        logger.warning("sync run stopped by its checks", extra={"campaign_id": campaign_id, "run": run.number})
+        return "stopped"
+    sync = settings.sync
+    assert sync is not None
+    contacts, following, total = deps.apis.intercom(settings.workspace).search_page(
+        search_query(sync, run.since), message.cursor, PER_PAGE)
+    page = Page(deps, settings, run, full=run.kind == "full")
+    page.work(contacts)
+    stop = page.stopped
+    finished = following is None or stop is not None
+    if not deps.sync.checkpoint(campaign_id, run.number, message.page, owner, deps.clock(),
+                                cursor=None if finished else following, counts=page.tally.counts,
+                                total=total if message.page == 0 else None, finished=finished, message=stop):
+        return "lost"          # our lease ran out and another worker did the page: its counts stand
+    for outcome, n in page.tally.counts.items():
+        count(f"Sync{''.join(p.title() for p in outcome.split('_'))}", n)
+    if not finished and deps.queue is not None:
+        deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=message.page + 1,
+                                        cursor=following).wire())
+    return "done"
+
+
+@dataclass
+class _Outcome:
+    entry: LedgerEntry
+    outcome: str
+    note: Optional[Entry] = None
+
+
+class Page:
+    """The contacts of one page (or one webhook's contact): the ledger first, then RF and the
+    write-back on a few threads, each contact's entry written as soon as it is decided."""
+
+    def __init__(self, deps: WorkDeps, settings: CampaignSettings, run: Optional[SyncRun], full: bool,
+                 via: Optional[str] = None):
+        assert settings.sync is not None
+        self.deps, self.settings, self.sync, self.run, self.full = deps, settings, settings.sync, run, full
+        self.number = run.number if run else 0
+        self.via = via or (f"sync run {self.number} from {describe_source(self.sync)}")
+        self.tally = Tally()
+        self.stopped: Optional[str] = None
+        self.errors: list[WorkError] = []
+        self._directory: Optional[_Directory] = None
+        self._lock = threading.Lock()
+
+    @property
+    def campaign_id(self) -> str:
+        return self.settings.campaign_id
+
+    def work(self, contacts: list[dict]) -> None:
+        ids = [str(c.get("id")) for c in contacts if c.get("id")]
+        known = self.deps.sync.entries(self.campaign_id, ids)
+        todo: list[tuple[dict, Create, bool]] = []
+        writebacks: list[LedgerEntry] = []
+        seen: list[LedgerEntry] = []
+        for contact in contacts:
+            cid = str(contact.get("id"))
+            entry = known.get(cid)
+            # An entry of this very run: a try of this page before (it failed, or its worker died) decided it.
+            ours = entry is not None and self.run is not None and entry.run == self.number
+            if entry is not None and entry.final and entry.rf_user_id:
+                if entry.written_back or not self.sync.referral_link_attribute:
+                    self.tally.add(entry.outcome if ours else ALREADY)
+                    if self.full and entry.seen_run != self.number:
+                        seen.append(_replace(entry, seen_run=self.number))
+                else:
+                    writebacks.append(entry)
+                continue
+            if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign"):
+                self.tally.add(entry.outcome)
+                continue
+            decision = decide(self.sync, self.campaign_id, contact)
+            if isinstance(decision, Skip):
+                self._skip(cid, contact, decision.reason, decision.detail)
+                continue
+            todo.append((contact, decision, entry is not None and not entry.final))
+        if seen:
+            self.deps.sync.record(self.campaign_id, seen)
+        if todo:
+            self.deps.sync.intend(self.campaign_id, [
+                LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.number, seen_run=self.number)
+                for c, d, _ in todo])
+        jobs: list[Callable[[], None]] = [partial(self._write_back, e) for e in writebacks]
+        jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
+        self._run(jobs)
+        if self.errors:
+            first = self.errors[0]
+            if isinstance(first, Deferred):
+                raise Deferred(f"sync page waits: {first.reason}", retry_after=first.retry_after)
+            raise Transient(f"{len(self.errors)} contact(s) of the page failed, first: {first.reason}",
+                            retry_after=first.retry_after)
+
+    def _run(self, jobs: list[Callable[[], None]]) -> None:
+        if not jobs:
+            return
+        if len(jobs) == 1:
+            self._guard(jobs[0])
+            return
+        pending: set[Future] = set()
+        with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sync") as pool:
+            for job in jobs:
+                while len(pending) >= THREADS:
+                    _, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if self.errors and isinstance(self.errors[0], Deferred) or self.stopped:
+                    break
+                if self.deps.remaining_ms() < PAGE_TIME_MS:
+                    self.errors.append(Deferred("the Lambda's time is running out: the page continues in "
+                                                "another invocation", retry_after=1))
+                    break
+                pending.add(pool.submit(self._guard, job))
+            wait(pending)
+
+    def _guard(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except WorkError as exc:
+            with self._lock:
+                self.errors.append(exc)
+        except Exception as exc:  # a bug: the page is tried again, the others' entries stand
+            logger.exception("sync contact failed")
+            with self._lock:
+                self.errors.append(Transient(f"{type(exc).__name__}: {exc}"))
+
+    def _skip(self, contact_id: str, contact: dict, reason: str, detail: str, **kw: Any) -> None:
+        email = contact.get("email") if isinstance(contact.get("email"), str) else None
+        self._done(_Outcome(LedgerEntry(contact_id, reason, email=(email or "").lower() or None, reason=detail,
+                                        run=self.number, seen_run=self.number, **kw), reason))
+
+    def _done(self, result: _Outcome) -> None:
+        self.deps.sync.record(self.campaign_id, [result.entry])
+        if result.note is not None and result.entry.rf_user_id:
+            self.deps.history.append(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note])
+        with self._lock:
+            self.tally.add(result.outcome)
+
+    def _enrol(self, contact: dict, decision: Create, uncertain: bool) -> None:
+        cid = str(contact["id"])
+        rf = self.deps.apis.rf()
+        found = False
+        try:
+            user = rf.create_user(decision.body)
+        except Refused as refused:
+            reason, detail = classify(refused)
+            if reason == "user_limit":
+                with self._lock:
+                    self.stopped = (f"campaign user limit reached: {refused.message} — raise the campaign's user "
+                                    "limit in Referral Factory, then run `bridge sync start` again")
+            if reason != "already_in_campaign" or not uncertain:
+                self._skip(cid, contact, reason, detail)
+                return
+            # An earlier try of ours may have created them: RF has the email. Which user is it?
+            look = self.directory.find(decision.email)
+            if look is None:
+                self._skip(cid, contact, reason, detail)
+                return
+            user, found = look, True
+        rf_id, url = str(user.get("id")), user.get("url")
+        how = " (found in Referral Factory: an earlier, interrupted try created them)" if found else ""
+        note = Entry("sync", "enrolled", f"enrolled by {self.via}{how}",
+                     {"contact_id": cid, "run": self.number, "referral_link": url})
+        entry = LedgerEntry(cid, ENROLLED, email=decision.email, rf_user_id=rf_id, url=url, run=self.number,
+                            seen_run=self.number)
+        logger.info("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
+                                                      "rf_user_id": rf_id, "found": found})
+        self._write_back(entry, note)
+
+    def _write_back(self, entry: LedgerEntry, note: Optional[Entry] = None) -> None:
+        attribute = self.sync.referral_link_attribute
+        if attribute and entry.url:
+            try:
+                self.deps.apis.intercom(self.settings.workspace).update_contact(
+                    entry.contact_id, writeback_body(self.sync, entry.url))
+            except Permanent as exc:
+                detail = f"write-back failed: {exc.reason}"
+                failed = Entry("sync", "writeback_failed", f"{note.reason if note else 'enrolled'}; the referral "
+                               f"link could not be written to {attribute}: {exc.reason}",
+                               {"contact_id": entry.contact_id, "run": self.number})
+                self._done(_Outcome(_replace(entry, outcome="writeback_failed", reason=detail, written_back=False),
+                                    "writeback_failed", failed))
+                return
+        self._done(_Outcome(_replace(entry, outcome=ENROLLED, reason=None, written_back=bool(attribute)),
+                            ENROLLED if note is not None or entry.outcome != ENROLLED else ALREADY, note))
+
+    @property
+    def directory(self) -> "_Directory":
+        with self._lock:
+            if self._directory is None:
+                self._directory = _Directory(self.deps, self.campaign_id)
+            return self._directory
+
+
+def _replace(entry: LedgerEntry, **changes: Any) -> LedgerEntry:
+    from dataclasses import replace
+    return replace(entry, **changes)
+
+
+def classify(refused: Refused) -> tuple[str, str]:
+    """RF's 4xx to a create, as a skip reason and its detail (RF's own words)."""
+    said = "; ".join(f"{k}: {v}" for k, v in refused.fields.items()) or refused.message
+    text = f"{refused.message} {said}".lower()
+    if "limit" in text:
+        return "user_limit", f"campaign user limit reached: {refused.message}"
+    if "already" in text and "email" in text:
+        return "already_in_campaign", "already in the campaign (Referral Factory has this email)"
+    if "email" in refused.fields:
+        return "invalid_email", f"invalid email: {refused.fields['email']}"
+    return "refused", f"Referral Factory answered {refused.status}: {said}"
+
+
+class _Directory:
+    """The campaign's people by email, read from RF only when a try must know whether an earlier one
+    created a user: from the last page back (the newest people are there), until found."""
+
+    def __init__(self, deps: WorkDeps, campaign_id: str):
+        self.deps, self.campaign_id = deps, campaign_id
+        self.by_email: dict[str, dict] = {}
+        self.next_page: Optional[int] = None     # the next page to read (None: read page 1 to learn the last)
+        self._lock = threading.Lock()
+
+    def find(self, email: str) -> Optional[dict]:
+        with self._lock:
+            rf = self.deps.apis.rf()
+            while email not in self.by_email:
+                if self.next_page is None:
+                    people, last = rf.users_page(self.campaign_id, 1)
+                    self._index(people)
+                    self.next_page = last if last > 1 else 0
+                elif self.next_page >= 2:
+                    people, _ = rf.users_page(self.campaign_id, self.next_page)
+                    self._index(people)
+                    self.next_page -= 1
+                else:
+                    return None
+            return self.by_email[email]
+
+    def _index(self, people: list[dict]) -> None:
+        for person in people:
+            if isinstance(person.get("email"), str):
+                self.by_email.setdefault(person["email"].lower(), person)
+
+
+# --- ongoing mode ----------------------------------------------------------------------------------
+def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) -> None:
+    """Ongoing mode: a contact Intercom just created is enrolled in every campaign of the workspace
+    that syncs its kind of contact (a segment's members are found by the scheduled catch-up)."""
+    if message.topic not in CREATED:
+        return
+    contact = message.item.model_dump()
+    for settings in _ongoing(deps, message.workspace):
+        assert settings.sync is not None
+        if not matches_source(settings.sync, contact):
+            continue
+        latest = deps.sync.run(settings.campaign_id)
+        if latest is None:          # sync was never started: ongoing mode begins with the first run
+            continue
+        page = Page(deps, settings, None, full=False, via=f"ongoing sync ({message.topic}) from "
+                    f"{describe_source(settings.sync)}")
+        page.number = latest.number
+        page.work([contact])
+        deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts, deps.clock())
+
+
+def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
+    """Ongoing mode, on the reconciliation's schedule: for each campaign whose last run ended, a
+    catch-up run of the contacts updated since it started (a full run at least every FULL_EVERY,
+    which also finds who left). The first run is always the operator's `bridge sync start`."""
+    started = []
+    now = deps.clock()
+    for settings in _ongoing(deps, workspace):
+        latest = deps.sync.run(settings.campaign_id)
+        if latest is None or latest.status == "running":
+            continue
+        full = _last_full(deps, settings.campaign_id, latest)
+        kind = "full" if full is None or now - full.started_at >= FULL_EVERY else "catch-up"
+        try:
+            started.append(start(deps, settings.campaign_id, kind=kind,
+                                 since=None if kind == "full" else latest.started_at))
+        except SyncStopped as exc:
+            logger.warning("ongoing sync did not start", extra={"campaign_id": settings.campaign_id,
+                                                               "problems": exc.problems})
+    return started
+
+
+def _last_full(deps: WorkDeps, campaign_id: str, latest: SyncRun) -> Optional[SyncRun]:
+    run: Optional[SyncRun] = latest
+    while run is not None and run.kind != "full":
+        run = deps.sync.run(campaign_id, run.number - 1) if run.number > 1 else None
+    return run
+
+
+def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
+    out = []
+    for campaign_id, document in sorted(deps.settings.documents(deps.settings.campaigns(workspace)).items()):
+        try:
+            settings = parse_settings(document)
+        except SettingsError:
+            continue
+        if settings.workspace == workspace and settings.sync is not None and settings.sync.mode == "ongoing":
+            out.append(settings)
+    return out
+
+
+# --- what the operator reads -------------------------------------------------------------------------
+def status(deps: WorkDeps, campaign_id: str) -> Optional[dict]:
+    run = deps.sync.run(campaign_id)
+    if run is None:
+        return None
+    now = deps.clock()
+    end = run.finished_at or now
+    elapsed = max(0.0, end - run.started_at)
+    done = run.done
+    rate = done / elapsed * 60 if elapsed > 0 else 0.0
+    total = run.total
+    eta = None
+    if run.status == "running" and total and rate > 0:
+        eta = max(0.0, (total - done) / rate * 60)
+    return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
+            "status": run.status, "done": done, "total": total, "page": run.page,
+            "enrolled": run.counts.get(ENROLLED, 0), "already_enrolled": run.counts.get(ALREADY, 0),
+            "skipped": sum(n for k, n in run.counts.items() if k in SKIPS),
+            "rate_per_minute": round(rate, 1), "eta_seconds": None if eta is None else round(eta),
+            "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
+            "message": run.message, **({"since": iso(run.since)} if run.since else {})}
+
+
+def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict]:
+    """The latest run's counts; skips by reason with examples (from the whole ledger); and who left
+    the source since the last full run saw them."""
+    run = deps.sync.run(campaign_id)
+    if run is None:
+        return None
+    full = _last_full(deps, campaign_id, run)
+    skips: dict[str, dict] = {}
+    left: list[dict] = []
+    enrolled = 0
+    for entry in deps.sync.ledger(campaign_id):
+        if entry.outcome in SKIPS:
+            group = skips.setdefault(entry.outcome, {"reason": SKIPS[entry.outcome], "count": 0, "examples": []})
+            group["count"] += 1
+            if len(group["examples"]) < examples:
+                group["examples"].append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
+                                          "detail": entry.reason, "run": entry.run})
+        if entry.rf_user_id:
+            enrolled += 1
+            if full is not None and full.status == "done" and max(entry.seen_run, entry.run) < full.number:
+                left.append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
+                             "rf_user_id": entry.rf_user_id, "last_seen_run": entry.seen_run})
+    return {"campaign_id": campaign_id, "run": status(deps, campaign_id), "counts": dict(run.counts),
+            "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])),
+            "enrolled_in_all": enrolled,
+            "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
+                     "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}

@@ -1,0 +1,144 @@
+"""Contact sync's use cases on the store's twin and fake APIs (services/sync.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.errors import Uncertain
+from chalicelib.messages import ContactMessage
+from chalicelib.services import sync
+from chalicelib.services.worker import handle_batch
+from tests.fakes import FakeWork
+from tests.unit.scenario import settings
+
+WS = "ws"
+LINK = "custom_attributes.referral_link"
+
+
+def sync_settings(**block) -> dict:
+    return {**settings(rule=None), "sync": {"source": "users", "fields": [{"from": "email", "to": "email"},
+                                                                          {"from": "name", "to": "first_name"}],
+                                            "referral_link_attribute": LINK, **block}}
+
+
+def world(n: int = 5, **block) -> FakeWork:
+    work = FakeWork()
+    work.store.settings.put("42", sync_settings(**block), WS)
+    work.apis.intercom_.attributes = {LINK: {"data_type": "string"}, "name": {"data_type": "string"},
+                                      "email": {"data_type": "string"}}
+    for i in range(n):
+        contact = work.apis.intercom_.add(f"p{i}@example.com", role="user")
+        contact["name"] = f"P{i}"
+    return work
+
+
+def drain(work: FakeWork, limit: int = 100) -> list[dict]:
+    """Work every sent message (a page's next page too), as the event source would."""
+    done = []
+    while work.queue.sent and limit:
+        limit -= 1
+        body = work.queue.sent.pop(0)
+        raw = {"messageId": f"m{limit}", "body": body if isinstance(body, str) else json.dumps(body),
+               "receiptHandle": f"r{limit}", "attributes": {"ApproximateReceiveCount": "1"}}
+        done.append(handle_batch([raw], work))
+    return done
+
+
+def deps(work: FakeWork):
+    return work.deps
+
+
+def test_a_run_enrols_every_contact_writes_links_back_and_a_second_run_creates_nothing(monkeypatch):
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(5)
+    sync.start(deps(work), "42")
+    drain(work)
+    rf, intercom = work.apis.rf_, work.apis.intercom_
+    assert len(rf.created) == 5
+    assert {c["custom_attributes"]["referral_link"] for c in intercom.contacts.values()} == \
+        {u["url"] for u in rf.created}
+    run = work.store.sync.run("42")
+    assert (run.status, run.counts, run.total, run.page) == ("done", {"enrolled": 5}, 5, 3)
+    user = rf.created[0]
+    [note] = work.store.history.entries(__import__("chalicelib.domain.link", fromlist=["PersonRef"])
+                                        .PersonRef("42", str(user["id"])))
+    assert note.reason == "enrolled by sync run 1 from users"
+
+    calls = len(rf.calls)
+    sync.start(deps(work), "42")
+    drain(work)
+    assert len(rf.calls) == calls and len(rf.created) == 5     # no create
+    assert work.store.sync.run("42").counts == {"already_enrolled": 5}
+
+
+def test_skips_are_recorded_with_their_reason_and_reported():
+    work = world(2)
+    intercom = work.apis.intercom_
+    intercom.add("no-name@example.com", role="user")                       # no name
+    bad = intercom.add("not-an-email", role="user")
+    bad["name"] = "Bad"
+    taken = intercom.add("taken@example.com", role="user")
+    taken["name"] = "Taken"
+    work.apis.rf_.created.append({"email": "taken@example.com", "campaign_id": 42, "id": 1, "url": "u"})
+    sync.start(deps(work), "42")
+    drain(work)
+    run = work.store.sync.run("42")
+    assert run.counts == {"enrolled": 2, "missing_field": 1, "invalid_email": 1, "already_in_campaign": 1}
+    got = sync.report(deps(work), "42")
+    assert got["skipped"]["missing_field"]["examples"][0]["detail"] == \
+        "missing required field: first_name (from name)"
+    assert got["skipped"]["already_in_campaign"]["reason"] == "already in the campaign"
+
+
+def test_checks_first_stop_the_run_before_anything_is_created():
+    work = world(3, source="segment", segment_id="s-missing")
+    work.apis.intercom_.segment_list = [{"id": f"s{i}", "name": f"Segment {i}"} for i in range(160)]
+    work.apis.intercom_.attributes[LINK] = {"data_type": "integer"}
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.start(deps(work), "42")
+    [segment, link] = stopped.value.problems
+    assert segment.startswith("sync.segment_id: segment s-missing does not exist in workspace ws (160 segments")
+    assert link.startswith(f"sync.referral_link_attribute: {LINK} is of type integer, not a text attribute")
+    assert work.apis.rf_.created == [] and work.queue.sent == []
+
+
+def test_a_create_whose_answer_was_lost_is_found_not_made_twice():
+    work = world(3)
+    work.apis.rf_.create_answers = [Uncertain("Referral Factory POST /users: no answer")]
+    real = work.apis.rf_.create_user
+
+    def lost_after_applying(body):
+        if work.apis.rf_.create_answers:
+            work.apis.rf_.create_answers.pop()
+            real(body)                                   # RF made the user; the answer never came
+            raise Uncertain("Referral Factory POST /users: no answer")
+        return real(body)
+    work.apis.rf_.create_user = lost_after_applying
+    sync.start(deps(work), "42")
+    page = work.queue.sent[0]
+    with pytest.raises(Exception, match="records will be retried"):
+        drain(work)                                      # the page fails once: its record comes back
+    assert work.store.sync.run("42").status == "running"
+    work.queue.sent.append(page)
+    drain(work)
+    assert len(work.apis.rf_.created) == 3               # no duplicate
+    assert work.store.sync.run("42").counts == {"enrolled": 3}
+    assert all(c["custom_attributes"].get("referral_link") for c in work.apis.intercom_.contacts.values())
+
+
+def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
+    work = world(1, mode="ongoing")
+    sync.start(deps(work), "42")
+    drain(work)
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    note = ContactMessage(workspace=WS, topic="contact.user.created", item=new)
+    sync.on_contact(note, deps(work))
+    sync.on_contact(note, deps(work))                   # a repeat
+    work.clock.now += 900
+    sync.catch_up(deps(work), WS)                        # the schedule's catch-up sees it again
+    drain(work)
+    assert [u["email"] for u in work.apis.rf_.created] == ["p0@example.com", "new@example.com"]
+    catch = work.store.sync.run("42")
+    assert (catch.number, catch.kind, catch.status) == (2, "catch-up", "done")
