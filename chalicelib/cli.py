@@ -130,6 +130,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("rf_user_id")
     p.set_defaults(func=_history)
 
+    sy = sub.add_parser("sync", help="contact sync: Intercom contacts enrolled as referrers").add_subparsers(
+        dest="action", required=True)
+    p = sy.add_parser("start", help="check, then start a sync run of a campaign (--dry-run: say what it would do)")
+    p.add_argument("campaign_id")
+    p.add_argument("--dry-run", action="store_true", help="create nothing: count who would be enrolled or skipped")
+    p.set_defaults(func=_sync_start)
+    p = sy.add_parser("status", help="the latest run: done / total, rate, ETA")
+    p.add_argument("campaign_id")
+    p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
+    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends")
+    p.set_defaults(func=_sync_status)
+    p = sy.add_parser("report", help="skips by reason with examples, and who left the source")
+    p.add_argument("campaign_id")
+    p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
+    p.set_defaults(func=_sync_report)
+
     p = sub.add_parser("forget", help="erase a person (links, pointers, history, dead letters) by email")
     p.add_argument("email")
     p.set_defaults(func=_forget)
@@ -241,6 +257,98 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
 def _forget(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.privacy import forget
     _print(forget(rt, args.email))
+    return 0
+
+
+def _sync_stopped(exc: Exception) -> int:
+    print("sync cannot start:", file=sys.stderr)
+    for problem in getattr(exc, "problems", [str(exc)]):
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def _text(args: argparse.Namespace) -> bool:
+    return not getattr(args, "json", False) and sys.stdout.isatty()
+
+
+def _sync_start(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services import sync
+    try:
+        if args.dry_run:
+            def progress(done: int, total: Optional[int]) -> None:
+                if sys.stderr.isatty():
+                    print(f"\r{_bar(done, total)} read", end="", file=sys.stderr, flush=True)
+            result = sync.dry_run(rt.deps, args.campaign_id, progress=progress)
+            if sys.stderr.isatty():
+                print(file=sys.stderr)
+            _print(result)
+            return 0
+        run = sync.start(rt.deps, args.campaign_id)
+    except sync.SyncStopped as exc:
+        return _sync_stopped(exc)
+    print(f"sync run {run.number} of campaign {args.campaign_id} started ({run.source}); follow it with "
+          f"`bridge sync status {args.campaign_id} --watch`")
+    return 0
+
+
+def _bar(done: int, total: Optional[int], width: int = 30) -> str:
+    if not total:
+        return f"{done:,} contacts"
+    share = min(1.0, done / total)
+    return f"[{'#' * round(share * width)}{'.' * (width - round(share * width))}] {done:,}/{total:,} {share:.0%}"
+
+
+def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
+    import time as _time
+
+    from .services import sync
+    while True:
+        found = sync.status(rt.deps, args.campaign_id)
+        if found is None:
+            raise CliError(f"campaign {args.campaign_id} has never been synced — run `bridge sync start "
+                           f"{args.campaign_id}`")
+        if not _text(args):
+            _print(found)
+            return 0
+        eta = found["eta_seconds"]
+        line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
+                f"{_bar(found['done'], found['total'])} · {found['rate_per_minute']:,.0f}/min"
+                + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
+                + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}, "
+                  f"skipped {found['skipped']:,}")
+        if found["message"]:
+            line += f"\n  stopped: {found['message']}"
+        if not args.watch or found["status"] != "running":
+            print(("\r" if args.watch else "") + line)
+            return 0
+        print(f"\r{line}", end="", flush=True)
+        _time.sleep(2)
+
+
+def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services import sync
+    found = sync.report(rt.deps, args.campaign_id)
+    if found is None:
+        raise CliError(f"campaign {args.campaign_id} has never been synced — run `bridge sync start "
+                       f"{args.campaign_id}`")
+    if not _text(args):
+        _print(found)
+        return 0
+    run = found["run"]
+    print(f"run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: enrolled {run['enrolled']:,}, "
+          f"already enrolled {run['already_enrolled']:,}, skipped {run['skipped']:,}")
+    if run["message"]:
+        print(f"  stopped: {run['message']}")
+    print("skipped contacts (all runs), by reason:" if found["skipped"] else "no contact was skipped")
+    for group in found["skipped"].values():
+        print(f"  {group['reason']}: {group['count']:,}")
+        for ex in group["examples"]:
+            print(f"    - contact {ex['contact_id']} {ex['email']}: {ex['detail']}")
+    left = found["left"]
+    if left["count"]:
+        print(f"left the source since full run {left['since_run']}: {left['count']:,} ({left['note']})")
+        for ex in left["examples"]:
+            print(f"    - contact {ex['contact_id']} {ex['email']} (RF user {ex['rf_user_id']})")
     return 0
 
 

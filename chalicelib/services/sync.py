@@ -290,7 +290,7 @@ class Page:
                      {"contact_id": cid, "run": self.number, "referral_link": url})
         entry = LedgerEntry(cid, ENROLLED, email=decision.email, rf_user_id=rf_id, url=url, run=self.number,
                             seen_run=self.number)
-        logger.info("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
+        logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
 
@@ -480,3 +480,57 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
             "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
                      "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}
+
+
+WOULD = "would_enrol"
+
+
+def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
+            progress: Optional[Callable[[int, Optional[int]], None]] = None) -> dict:
+    """What a run would do now, creating nothing: the checks, then every page of the search against
+    the ledger and RF's people of the campaign (read once, by email). Raises SyncStopped."""
+    settings = settings_of(deps, campaign_id)
+    problems = checks(deps, settings)
+    if problems:
+        raise SyncStopped(problems)
+    sync = settings.sync
+    assert sync is not None
+    rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
+    in_campaign: set[str] = set()
+    page, last = 1, 1
+    while page <= last:
+        people, last = rf.users_page(campaign_id, page)
+        in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
+        page += 1
+    tally, shown = Tally(), dict[str, list[dict]]()
+    cursor: Optional[str] = None
+    total: Optional[int] = None
+    while True:
+        contacts, cursor, found = intercom.search_page(search_query(sync), cursor, PER_PAGE)
+        total = found if total is None else total
+        known = deps.sync.entries(campaign_id, [str(c.get("id")) for c in contacts])
+        for contact in contacts:
+            entry = known.get(str(contact.get("id")))
+            if entry is not None and entry.final and entry.rf_user_id:
+                tally.add(ALREADY)
+                continue
+            decision = decide(sync, campaign_id, contact)
+            if isinstance(decision, Create) and decision.email in in_campaign:
+                decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
+            if isinstance(decision, Skip):
+                tally.add(decision.reason)
+                group = shown.setdefault(decision.reason, [])
+                if len(group) < examples:
+                    group.append({"contact_id": str(contact.get("id")), "detail": decision.detail,
+                                  "email": mask_email(str(contact.get("email") or ""))})
+            else:
+                tally.add(WOULD)
+                in_campaign.add(decision.email)
+        if progress:
+            progress(sum(tally.counts.values()), total)
+        if cursor is None:
+            break
+    return {"campaign_id": campaign_id, "dry_run": True, "source": describe_source(sync), "total": total,
+            "would_enrol": tally.counts.get(WOULD, 0), "already_enrolled": tally.counts.get(ALREADY, 0),
+            "skipped": {k: {"reason": SKIPS[k], "count": n, "examples": shown.get(k, [])}
+                        for k, n in sorted(tally.counts.items(), key=lambda kv: -kv[1]) if k in SKIPS}}

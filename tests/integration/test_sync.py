@@ -1,0 +1,173 @@
+"""Contact sync end to end: moto server, the simulators (every request to Intercom checked against its
+OpenAPI file), the worker driven like Lambda's SQS event source, the operator's CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.cli import main
+from tests.integration.conftest import WORKSPACE, lead_settings
+
+LINK = "custom_attributes.referral_link"
+
+
+def sync_settings(segment_id: str, **block) -> dict:
+    return {**lead_settings(), "sync": {"source": "segment", "segment_id": segment_id,
+                                        "fields": [{"from": "email", "to": "email"},
+                                                   {"from": "name", "to": "first_name"},
+                                                   {"from": "custom_attributes.lead_source", "to": "meta.source"}],
+                                        "referral_link_attribute": LINK, **block}}
+
+
+def segment(intercom, n: int, name="Customers", **extra) -> tuple[str, list[dict]]:
+    contacts = [intercom.add_contact(f"person{i}@example.com", role="user", name=f"Person {i}") for i in range(n)]
+    contacts += [intercom.add_contact(email, role="user", **kw) for email, kw in extra.items()]
+    return intercom.add_segment(name, [c["id"] for c in contacts])["id"], contacts
+
+
+def cli(bridge, *args: str, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args), bridge.operator())
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def creates(rf) -> int:
+    return rf.count("POST", "/users")
+
+
+def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_reported_and_run_again_creates_nothing(
+        bridge, intercom, rf, clock, capsys):
+    for i in range(150):                                     # more segments than the hosted integration loads
+        intercom.add_segment(f"Other {i}", [])
+    seg, contacts = segment(intercom, 1000)
+    intercom.add_contact("nameless@example.com", role="user")                     # no name: skipped
+    odd = [intercom.add_contact("not-an-email", role="user", name="Odd"),
+           intercom.add_contact("nameless@example.com", role="user")]
+    intercom.segment_members[seg].update(c["id"] for c in odd)
+    rf.add_user(42, "person7@example.com", "Seven")                               # already in the campaign
+    bridge.apply(sync_settings(seg))
+
+    code, out, err = cli(bridge, "sync", "start", "42", "--dry-run", capsys=capsys)
+    dry = json.loads(out)
+    assert code == 0 and creates(rf) == 0
+    assert (dry["total"], dry["would_enrol"]) == (1002, 999)
+    assert {k: v["count"] for k, v in dry["skipped"].items()} == {"already_in_campaign": 1, "missing_field": 1,
+                                                                  "invalid_email": 1}
+
+    code, out, err = cli(bridge, "sync", "start", "42", capsys=capsys)
+    assert code == 0 and out.startswith("sync run 1 of campaign 42 started (segment ")
+    bridge.drain()
+
+    assert creates(rf) == 1000                                 # 999 new, and the one RF had (its 422)
+    enrolled = [c for c in contacts if c["email"] != "person7@example.com"]
+    for c in enrolled:
+        [user] = rf.users_by_email(c["email"], 42)
+        assert user["type"] == "person_referring" and user["first_name"] == c["name"]
+        assert intercom.get(c["id"])["custom_attributes"]["referral_link"] == user["url"]
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["done"], status["total"], status["enrolled"], status["skipped"]) == (
+        "done", 1002, 1002, 999, 3)
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    assert {k: v["count"] for k, v in report["skipped"].items()} == {"already_in_campaign": 1, "missing_field": 1,
+                                                                     "invalid_email": 1}
+    [invalid] = report["skipped"]["invalid_email"]["examples"]
+    assert invalid["detail"] == "invalid email: 'not-an-email' is not an email address"
+    assert report["skipped"]["missing_field"]["examples"][0]["detail"] == \
+        "missing required field: first_name (from name)"
+    user = rf.users_by_email("person3@example.com", 42)[0]
+    history = bridge.history(42, user["id"])["history"]
+    assert [(h["event"], h["outcome"], h["reason"]) for h in history] == [
+        ("sync", "enrolled", f"enrolled by sync run 1 from segment {seg}")]
+
+    clock.now += 60
+    before = len(rf.requests)
+    code, out, err = cli(bridge, "sync", "start", "42", capsys=capsys)
+    assert code == 0, err
+    bridge.drain()
+    assert creates(rf) == 1000 and len(rf.requests) == before + 2     # the checks' campaign reads only
+    again = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (again["run"], again["enrolled"], again["already_enrolled"]) == (2, 0, 999)
+    assert not rf.blocked and rf.excess_windows == []
+
+
+@pytest.mark.parametrize("problem", ["segment", "attribute"])
+def test_an_unknown_segment_or_a_link_attribute_that_is_not_text_stops_the_run_before_anything_is_created(
+        bridge, intercom, rf, capsys, problem):
+    for i in range(160):
+        intercom.add_segment(f"Segment {i}", [])
+    seg, _ = segment(intercom, 5)
+    intercom.define_attribute("referral_count", "integer")
+    settings = sync_settings("6f00000000000000ffffffff") if problem == "segment" else \
+        sync_settings(seg, referral_link_attribute="custom_attributes.referral_count")
+    bridge.apply(settings)
+    code, out, err = cli(bridge, "sync", "start", "42", capsys=capsys)
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == "sync cannot start:" and len(lines) == 2
+    if problem == "segment":
+        assert lines[1].startswith(f"  - sync.segment_id: segment 6f00000000000000ffffffff does not exist in "
+                                   f"workspace {WORKSPACE} (161 segments listed")
+        assert "set segment_id to one of them" in lines[1]
+    else:
+        assert lines[1] == ("  - sync.referral_link_attribute: custom_attributes.referral_count is of type integer, "
+                            "not a text attribute — a referral link is text (up to 255 characters): create a Text "
+                            "attribute and name it here")
+    bridge.drain()
+    assert creates(rf) == 0 and bridge.operator().store.sync.run("42") is None
+
+
+def test_a_run_whose_checks_fail_in_the_worker_stops_with_the_fix_and_creates_nothing(bridge, intercom, rf, capsys):
+    seg, _ = segment(intercom, 5)
+    bridge.apply(sync_settings(seg))
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    rf.campaigns["42"]["status"] = "paused"                 # between the CLI's checks and the worker's
+    bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert status["status"] == "stopped" and creates(rf) == 0
+    assert status["message"] == ("campaign 42 is not live in Referral Factory (status paused) — launch it first: "
+                                 "people cannot join a paused campaign")
+
+
+def test_ongoing_mode_enrols_a_contact_created_after_the_first_run_once(bridge, intercom, rf, clock, capsys):
+    bridge.apply({**sync_settings("x"), "sync": {**sync_settings("x")["sync"], "source": "users",
+                                                 "mode": "ongoing"}})
+    first = intercom.add_contact("first@example.com", role="user", name="First")
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert [u["email"] for u in rf.users.values()] == ["first@example.com"]
+
+    clock.now += 3600
+    new = intercom.add_contact("new@example.com", role="user", name="New")
+    lead = intercom.add_contact("lead@example.com", role="lead", name="Lead")        # not a user: not synced
+    for contact in (new, lead, new):                        # Intercom repeats a webhook now and then
+        topic = f"contact.{contact['role']}.created"
+        assert bridge.notify(topic, contact["id"]).status_code == 200
+    bridge.drain()
+    clock.now += 900
+    bridge.reconcile()                                       # the scheduled catch-up searches updated contacts
+    bridge.drain()
+    assert sorted(u["email"] for u in rf.users.values()) == ["first@example.com", "new@example.com"]
+    assert creates(rf) == 2
+    user = rf.users_by_email("new@example.com", 42)[0]
+    assert intercom.get(new["id"])["custom_attributes"]["referral_link"] == user["url"]
+    assert intercom.get(first["id"])["custom_attributes"]["referral_link"]
+    [note] = bridge.history(42, user["id"])["history"]
+    assert note["reason"] == "enrolled by ongoing sync (contact.user.created) from users"
+    catch_up = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (catch_up["run"], catch_up["kind"], catch_up["status"], catch_up["enrolled"]) == (2, "catch-up", "done", 0)
+
+
+def test_people_who_left_the_segment_are_reported_not_kept_silently(bridge, intercom, rf, capsys):
+    seg, contacts = segment(intercom, 4)
+    bridge.apply(sync_settings(seg))
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    intercom.segment_members[seg].discard(contacts[1]["id"])
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    left = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])["left"]
+    assert (left["since_run"], left["count"]) == (2, 1)
+    assert left["examples"][0]["contact_id"] == contacts[1]["id"]
+    assert len(rf.users) == 4                                # reported, never removed from RF
