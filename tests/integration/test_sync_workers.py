@@ -1,0 +1,142 @@
+"""Contact sync with several workers: worker processes killed mid-page (real time, as the chaos run
+runs them), and three containers at once against the simulators' rate counters (on a clock running
+faster than real time, shared with the RF simulator)."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from chalicelib.cli import main
+from infra.local.chaos.processes import Workers, pid_of_connection
+from infra.local.chaos.proxy import PASS, FaultProxy, Rule
+from tests.integration.test_sync import creates, segment, sync_settings
+
+
+class RealClock:
+    def __call__(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+class ScaledClock:
+    """Simulated time `speed` times faster than real time (the bench's), for every thread of the test."""
+
+    def __init__(self, speed: float):
+        self.speed, self.start, self.real0 = speed, 1_790_000_000.0 - 1, time.perf_counter()
+
+    def __call__(self) -> float:
+        return self.start + (time.perf_counter() - self.real0) * self.speed
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.speed)
+
+
+@pytest.fixture
+def clock(request):
+    return ScaledClock(10) if "three_workers" in request.node.name else RealClock()
+
+
+def _until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_worker_killed_after_rf_created_a_user_and_before_the_checkpoint_leaves_no_duplicate_and_no_gap(
+        bridge, intercom, rf, tmp_path: Path, monkeypatch, capsys):
+    seg, contacts = segment(intercom, 60)
+    bridge.apply(sync_settings(seg))
+    sqs = bridge.resources.client("sqs")
+    sqs.set_queue_attributes(QueueUrl=bridge.resources.queue_url, Attributes={"VisibilityTimeout": "4"})
+    proxy = FaultProxy(rf.base_url).start()
+    env = {**{k: v for k, v in os.environ.items()}, "RF_BASE_URL": proxy.url, "BRIDGE_LEASE_SECONDS": "3",
+           "CHAOS_QUEUE_ARN": bridge.resources.queue_arn, "CHAOS_FUNCTION_TIMEOUT": "60",
+           "POWERTOOLS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    workers = Workers(2, env, tmp_path).start()
+    killed: list = []
+
+    def kill_sender(req) -> None:           # RF has created the user: its answer never reaches the worker
+        pid = pid_of_connection(req.client_port, proxy.port, workers.pids)
+        killed.append(workers.kill(pid=pid, why="after RF's create") if pid else None)
+    victim = contacts[20]["email"]
+    proxy.script(Rule("crash_after_create", lambda req: req.method == "POST" and req.path.endswith("/users")
+                      and isinstance(req.json, dict) and req.json.get("email") == victim, [PASS],
+                      hook=kill_sender, when="after"))
+    try:
+        workers.wait_ready()
+        capsys.readouterr()
+        assert main(["sync", "start", "42"], bridge.operator()) == 0
+        store = bridge.operator().store
+
+        _until(lambda: (store.sync.run("42") or None) and store.sync.run("42").status == "done", 90,
+               "the run to finish")
+    finally:
+        workers.stop()
+        proxy.stop()
+    assert killed and killed[0] is not None, "the worker was not killed after RF's create"
+    for c in contacts:
+        [user] = rf.users_by_email(c["email"], 42)           # no duplicate, no contact missed
+        assert intercom.get(c["id"])["custom_attributes"]["referral_link"] == user["url"]
+    run = store.sync.run("42")
+    assert run.counts == {"enrolled": 60} and run.total == 60
+    assert creates(rf) > 60                                  # the resumed page asked again: RF answered 422
+    user = rf.users_by_email(victim, 42)[0]
+    [note] = bridge.history(42, user["id"])["history"]
+    assert note["reason"] == (f"enrolled by sync run 1 from segment {seg} (found in Referral Factory: an "
+                              "earlier, interrupted try created them)")
+
+
+def test_three_workers_at_once_never_go_over_rf_s_limit_in_any_window(bridge, intercom, rf, clock, monkeypatch,
+                                                                      capsys):
+    """Scaled down: RF allows 120 calls a minute here (RF_CALLS_PER_MINUTE too), on a clock 10× real time."""
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime
+    from chalicelib.services.worker import handle_batch
+    from infra.local.esm import QueuePoller
+
+    monkeypatch.setenv("RF_CALLS_PER_MINUTE", "120")
+    rf.rate_limit = 120
+    segs = []
+    for campaign in ("42", "43", "44"):                       # three runs at once, one per campaign
+        if campaign != "42":
+            rf.add_campaign(int(campaign), f"Campaign {campaign}")
+        seg, _ = segment(intercom, 100, name=f"Seg {campaign}") if campaign == "42" else \
+            (intercom.add_segment(f"Seg {campaign}", list(intercom.segment_members[segs[0]]))["id"], None)
+        segs.append(seg)
+        bridge.apply({**sync_settings(seg), "campaign_id": campaign})
+    operator = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
+    for campaign in ("42", "43", "44"):
+        assert main(["sync", "start", campaign], operator) == 0
+    stop = threading.Event()
+    pollers = []
+    for i in range(3):                                        # three containers: a runtime (and limiter) each
+        rt = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
+        poller = QueuePoller(bridge.resources.client("sqs"), bridge.resources.queue_url, bridge.resources.queue_arn,
+                             lambda event, context, rt=rt: handle_batch(event["Records"], rt,
+                                                                        context.get_remaining_time_in_millis))
+        pollers.append(threading.Thread(target=poller.run_forever, args=(stop, 0.2), daemon=True))
+    for t in pollers:
+        t.start()
+    try:
+        _until(lambda: all((operator.store.sync.run(c) or None) and operator.store.sync.run(c).status == "done"
+                           for c in ("42", "43", "44")), 120, "the three runs")
+    finally:
+        stop.set()
+        for t in pollers:
+            t.join(10)
+    assert len(rf.users) == 300
+    assert rf.busiest(60) <= 120 and rf.excess_windows == [] and not rf.blocked
+    assert all(r["status"] != 429 for r in rf.requests)
+    elapsed = max(r["time"] for r in rf.requests) - min(r["time"] for r in rf.requests)
+    assert len(rf.requests) / (elapsed / 60) >= 0.8 * 120, "the shared budget was not used"
