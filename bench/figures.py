@@ -40,11 +40,14 @@ class Mode:
     budget_speed: float = 6.0      # simulated seconds per real second (the clients must outrun RF's
                                    # limit at this speed: about 120 calls/s here, 60/s needed)
     cold_samples: int = 5          # per kind (after one discarded warm-up each)
+    sync_contacts: int = 2400      # a segment: about 4 of RF's minutes, so that 3 windows are complete
+    sync_workers: int = 3
+    sync_speed: float = 2.0        # the sync's simulated seconds per real second (moto sets the pace above)
 
 
 FULL = Mode()
 QUICK = Mode(ack_samples=40, ack_round=20, e2e_samples=5, throughput_rounds=1, throughput_batches=1,
-             budget_windows=1, budget_speed=6.0, cold_samples=1)
+             budget_windows=1, budget_speed=6.0, cold_samples=1, sync_contacts=900)
 
 
 def _ms(seconds: float) -> float:
@@ -331,6 +334,87 @@ def rf_budget(stack: BenchStack, mode: Mode) -> list[Row]:
             Row("DynamoDB writes per RF call (shared limiter)", None, limiter_writes, unit="")]
 
 
+# --- contact sync --------------------------------------------------------------------------------
+
+def sync_rate(stack: BenchStack, mode: Mode) -> list[Row]:
+    """A contact sync run (a segment of `sync_contacts`) worked by `sync_workers` containers at once
+    (each a runtime of its own: its limiter, its clients, its threads), as Lambda's event source
+    drives them, on moto and on simulators whose clock runs `sync_speed` times faster than real time.
+    Floor: RF's limit (600 calls/min); each new referrer needs one RF call. Counted from the RF
+    simulator's log over complete windows."""
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime
+    from chalicelib.services import sync
+    from chalicelib.services.connections import connect_rf, connect_workspace
+    from chalicelib.services.worker import handle_batch
+    from infra.local.sims.intercom import IntercomSim
+    from infra.local.sims.referral_factory import RFSim
+
+    clock = ScaledClock(mode.sync_speed)
+    intercom = IntercomSim(app_id="benchsync", clock=clock).start()
+    rf = RFSim(clock=clock).start()
+    campaign = "77"
+    rf.add_campaign(77, "Bench sync")
+    intercom.define_attribute("referral_link", "string")
+    members = [intercom.add_contact(f"sync{i}@example.com", role="user", name=f"Sync {i}")["id"]
+               for i in range(mode.sync_contacts)]
+    segment = intercom.add_segment("Bench", members)["id"]
+    queue_url = stack.sqs.create_queue(QueueName="bench-sync")["QueueUrl"]
+    env = {**os.environ, "INTERCOM_BASE_URL": intercom.base_url, "RF_BASE_URL": rf.base_url,
+           "BRIDGE_QUEUE_URL": queue_url, "BRIDGE_SECRETS_PATH": "/bench-sync"}
+    config = Config.from_env(env)
+    operator = Runtime(config, clock=clock, sleeper=clock.sleep)
+    connect_workspace(operator, "benchsync", "sim-token", client_secret="bench")
+    connect_rf(operator, "rf-token", "bench")
+    operator.store.settings.put(campaign, {
+        "campaign_id": campaign, "workspace": "benchsync",
+        "sync": {"source": "segment", "segment_id": segment, "referral_link_attribute": "custom_attributes.referral_link",
+                 "fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"}]}}, "benchsync")
+    stop = threading.Event()
+    arn = stack.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    threads = []
+    for i in range(mode.sync_workers):
+        rt = Runtime(config, clock=clock, sleeper=clock.sleep)
+        poller = QueuePoller(aws_client("sqs", stack.endpoint, stack.region), queue_url, arn,
+                             lambda event, context, rt=rt: handle_batch(event["Records"], rt,
+                                                                        context.get_remaining_time_in_millis),
+                             timeout_seconds=900)
+        threads.append(threading.Thread(target=poller.run_forever, args=(stop, 0.05, 1), daemon=True))
+    try:
+        for t in threads:
+            t.start()
+        started = clock()
+        sync.start(operator.deps, campaign)
+        wait_until(lambda: (operator.store.sync.run(campaign) or None) is not None
+                   and operator.store.sync.run(campaign).status != "running", timeout=1800, what="the sync run")
+        took = clock() - started
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        intercom.stop()
+        rf.stop()
+    run = operator.store.sync.run(campaign)
+    creates = sorted(r["time"] for r in rf.requests if r["method"] == "POST")
+    first, last = creates[0], creates[-1]
+    per_window: dict[int, int] = {}
+    for r in rf.requests:
+        per_window[int(r["time"] // 60 * 60)] = per_window.get(int(r["time"] // 60 * 60), 0) + 1
+    complete = [n for w, n in per_window.items() if w >= first and w + 60 <= last]
+    over = sum(n > rf.rate_limit for n in per_window.values())
+    rate = sum(complete) / len(complete) if complete else len(creates) / ((last - first) / 60)
+    whole = run.counts.get("enrolled", 0) / (took / 60)
+    hours = 100_000 / (rate or 1) / 60
+    return [Row(f"sync: RF calls/min, {mode.sync_workers} workers, a {mode.sync_contacts:,}-contact segment",
+                float(rf.rate_limit), rate, unit="/min", kind="share",
+                note=f"floor: RF's limit; {len(complete)} complete windows, busiest {max(per_window.values())}, "
+                     f"{over} over RF's limit, {sum(r['status'] == 429 for r in rf.requests)} answered 429; "
+                     f"{mode.sync_speed:g}x speed; 100,000 contacts at this rate: {hours:.1f} h"),
+            Row("sync: contacts enrolled/min, start to end (checks, first page, last write-back included)",
+                float(rf.rate_limit), whole, unit="/min", kind="share",
+                note=f"{run.counts.get('enrolled', 0):,} enrolled in {took / 60:.1f} simulated min, status {run.status}")]
+
+
 # --- cold start ------------------------------------------------------------------------------------
 
 #: The children's bytecode cache, whatever this shell's PYTHONDONTWRITEBYTECODE: the warm-up run
@@ -406,4 +490,4 @@ def cold_start(stack: BenchStack, mode: Mode) -> list[Row]:
 
 
 FIGURES = {"ack": webhook_ack, "e2e": end_to_end, "counts": calls_per_join, "throughput": joins_per_minute,
-           "budget": rf_budget, "cold": cold_start}
+           "budget": rf_budget, "sync": sync_rate, "cold": cold_start}

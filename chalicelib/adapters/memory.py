@@ -464,6 +464,14 @@ class MemorySync:
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)
 
+    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
+        with self._lock:
+            ledger = self.ledgers.get(campaign_id, {})
+            gone = [e for e in ledger.values() if (e.email or "") == email.strip().lower()]
+            for e in gone:
+                del ledger[e.contact_id]
+            return gone
+
 
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time, history_days: int = 400):

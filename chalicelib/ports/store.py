@@ -117,6 +117,8 @@ class HistoryLog(Protocol):
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`)."""
     def entries(self, ref: PersonRef) -> list[Recorded]: ...
+    def erase(self, ref: PersonRef) -> int:
+        """Delete the person's whole history: how many entries."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,8 @@ class SyncRepository(Protocol):
         """Write final entries (batched)."""
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         """Every entry of the campaign (a query: for reports, not for the worker)."""
+    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
+        """Delete the campaign's entries with this email (erasure): the entries deleted."""
 
 
 class Store(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..domain.link import PersonRef
 from ..observability import mask_email
 from ..ports import DeadLetterQueue
 from .deps import Stack
@@ -34,12 +35,22 @@ def forget(rt: Erasing, email: str) -> dict:
     for workspace, _ in sorted(found.by_email):
         rt.store.lookup.forget_email(workspace, email)
         pointer_count += 1
+    ledger = 0
+    erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
+    for campaign_id in sorted({c for ws in workspaces for c in rt.store.settings.campaigns(ws)}):
+        for entry in rt.store.sync.forget(campaign_id, email):     # contact sync's ledger
+            ledger += 1
+            if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
+                history += rt.store.history.erase(PersonRef(campaign_id, entry.rf_user_id))
+                erased.add((campaign_id, entry.rf_user_id))
+                people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id, "workspace": None,
+                               "contact_id": entry.contact_id})
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     if rt.config.dlq_url:
         dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
                                    {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]})
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
-            "history_entries": history, "pointers": pointer_count, "dead_letters": dead, "people": people,
+            "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger, "dead_letters": dead, "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
                                "there too (the contact ids and RF user ids above)"}
 

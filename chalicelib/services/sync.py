@@ -408,6 +408,9 @@ def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
         except SyncStopped as exc:
             logger.warning("ongoing sync did not start", extra={"campaign_id": settings.campaign_id,
                                                                "problems": exc.problems})
+        except WorkError as exc:     # Intercom or RF busy: the next schedule tries again
+            logger.warning("ongoing sync did not start", extra={"campaign_id": settings.campaign_id,
+                                                               "reason": exc.reason})
     return started
 
 

@@ -394,3 +394,11 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     store.sync.claim_page("42", 2, 0, "w1", clock())
     assert store.sync.checkpoint("42", 2, 0, "w1", clock(), cursor=None, counts={}, message="user limit")
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
+
+
+def test_forgetting_an_email_deletes_its_ledger_entries_only(store):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7"),
+                             LedgerEntry("c2", "missing_field", email="b@x.io")])
+    assert [e.contact_id for e in store.sync.forget("42", "A@x.io")] == ["c1"]
+    assert [e.contact_id for e in store.sync.ledger("42")] == ["c2"]

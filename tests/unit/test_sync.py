@@ -142,3 +142,17 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
     assert [u["email"] for u in work.apis.rf_.created] == ["p0@example.com", "new@example.com"]
     catch = work.store.sync.run("42")
     assert (catch.number, catch.kind, catch.status) == (2, "catch-up", "done")
+
+
+def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
+    from chalicelib.domain.link import PersonRef
+    from chalicelib.services.privacy import forget
+    work = world(2)
+    sync.start(deps(work), "42")
+    drain(work)
+    user = next(u for u in work.apis.rf_.created if u["email"] == "p1@example.com")
+    assert work.store.history.entries(PersonRef("42", str(user["id"])))
+    done = forget(work, "P1@example.com")
+    assert (done["sync_ledger_entries"], done["history_entries"]) == (1, 1)
+    assert [e.email for e in work.store.sync.ledger("42")] == ["p0@example.com"]
+    assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []

@@ -153,3 +153,10 @@ class DynamoSync:
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         for item in LedgerItem.query(ledger_pk(campaign_id)):
             yield _entry(item)
+
+    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
+        gone = []
+        for item in LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == email.strip().lower()):
+            gone.append(_entry(item))
+            item.delete()
+        return gone
