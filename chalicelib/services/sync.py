@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
+from ..domain.mapping import ConversionError, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import (ALREADY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, decide, describe_source,
                            matches_source, preflight, search_query, writeback_body)
@@ -180,7 +181,7 @@ class Page:
     def work(self, contacts: list[dict]) -> None:
         ids = [str(c.get("id")) for c in contacts if c.get("id")]
         known = self.deps.sync.entries(self.campaign_id, ids)
-        todo: list[tuple[dict, Create, bool]] = []
+        todo: list[tuple[dict, Create, Optional[LedgerEntry]]] = []
         writebacks: list[LedgerEntry] = []
         seen: list[LedgerEntry] = []
         for contact in contacts:
@@ -203,13 +204,14 @@ class Page:
             if isinstance(decision, Skip):
                 self._skip(cid, contact, decision.reason, decision.detail)
                 continue
-            todo.append((contact, decision, entry is not None and not entry.final))
+            todo.append((contact, decision, entry if entry is not None and not entry.final else None))
         if seen:
             self.deps.sync.record(self.campaign_id, seen)
         if todo:
             self.deps.sync.intend(self.campaign_id, [
-                LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.number, seen_run=self.number)
-                for c, d, _ in todo])
+                LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.number, seen_run=self.number,
+                            at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
+                for c, d, earlier in todo])
         jobs: list[Callable[[], None]] = [partial(self._write_back, e) for e in writebacks]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
@@ -263,7 +265,8 @@ class Page:
         with self._lock:
             self.tally.add(result.outcome)
 
-    def _enrol(self, contact: dict, decision: Create, uncertain: bool) -> None:
+    def _enrol(self, contact: dict, decision: Create, earlier: Optional[LedgerEntry]) -> None:
+        """`earlier`: the `creating` entry a try before this one left (RF may have created the user)."""
         cid = str(contact["id"])
         rf = self.deps.apis.rf()
         found = False
@@ -275,12 +278,12 @@ class Page:
                 with self._lock:
                     self.stopped = (f"campaign user limit reached: {refused.message} — raise the campaign's user "
                                     "limit in Referral Factory, then run `bridge sync start` again")
-            if reason != "already_in_campaign" or not uncertain:
+            if reason != "already_in_campaign" or earlier is None:
                 self._skip(cid, contact, reason, detail)
                 return
             # An earlier try of ours may have created them: RF has the email. Which user is it?
             look = self.directory.find(decision.email)
-            if look is None:
+            if look is None or _joined_before(look, earlier):
                 self._skip(cid, contact, reason, detail)
                 return
             user, found = look, True
@@ -317,6 +320,15 @@ class Page:
             if self._directory is None:
                 self._directory = _Directory(self.deps, self.campaign_id)
             return self._directory
+
+
+def _joined_before(user: dict, intent: LedgerEntry, margin: float = 60.0) -> bool:
+    """Was the RF user there before our first try meant to create them (RF's clock may differ from ours
+    by up to `margin`)? Then they joined by themselves: already in the campaign, not ours."""
+    try:
+        return bool(intent.at) and to_unix(user.get("signed_up_at")) < to_unix(intent.at) - margin
+    except (ConversionError, TypeError, ValueError):
+        return False
 
 
 def _replace(entry: LedgerEntry, **changes: Any) -> LedgerEntry:

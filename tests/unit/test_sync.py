@@ -156,3 +156,23 @@ def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
     assert (done["sync_ledger_entries"], done["history_entries"]) == (1, 1)
     assert [e.email for e in work.store.sync.ledger("42")] == ["p0@example.com"]
     assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
+
+
+def test_after_a_crash_someone_who_joined_rf_by_themselves_before_is_still_already_in_the_campaign():
+    from chalicelib.domain.history import iso
+    from chalicelib.ports.store import LedgerEntry
+    work = world(2)
+    c0, c1 = list(work.apis.intercom_.contacts.values())
+    work.apis.rf_.created.append({"email": "p0@example.com", "campaign_id": 42, "id": 1, "url": "u0",
+                                  "signed_up_at": iso(work.clock() - 86400)})       # joined yesterday
+    work.apis.rf_.created.append({"email": "p1@example.com", "campaign_id": 42, "id": 2, "url": "u1",
+                                  "signed_up_at": iso(work.clock() + 1)})           # our crashed try made them
+    run = work.store.sync.start("42", "full", "users", work.clock())
+    work.store.sync.intend("42", [LedgerEntry(c["id"], "creating", email=c["email"], run=1, at=iso(work.clock()))
+                                  for c in (c0, c1)])
+    from chalicelib.messages import SyncPageMessage
+    work.queue.sent.append(SyncPageMessage(campaign_id="42", run=run.number, page=0).wire())
+    drain(work)
+    got = work.store.sync.entries("42", [c0["id"], c1["id"]])
+    assert (got[c0["id"]].outcome, got[c1["id"]].outcome, got[c1["id"]].rf_user_id) == (
+        "already_in_campaign", "enrolled", "2")
