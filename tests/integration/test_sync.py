@@ -171,3 +171,23 @@ def test_people_who_left_the_segment_are_reported_not_kept_silently(bridge, inte
     assert (left["since_run"], left["count"]) == (2, 1)
     assert left["examples"][0]["contact_id"] == contacts[1]["id"]
     assert len(rf.users) == 4                                # reported, never removed from RF
+
+
+def test_in_a_terminal_status_shows_a_progress_bar_and_report_reads_as_text(bridge, intercom, rf, capsys,
+                                                                             monkeypatch):
+    import chalicelib.cli as cli_module
+    seg, _ = segment(intercom, 3)
+    intercom.add_contact("nameless@example.com", role="user")
+    intercom.segment_members[seg].add(intercom.contacts_by_email("nameless@example.com")[0]["id"])
+    bridge.apply(sync_settings(seg))
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    monkeypatch.setattr(cli_module, "_text", lambda args: True)
+    code, out, _ = cli(bridge, "sync", "status", "42", capsys=capsys)
+    assert code == 0 and out.startswith(f"run 1 (full, segment {seg}) done: [") and "4/4 100%" in out
+    assert "enrolled 3, already 0, skipped 1" in out
+    code, out, _ = cli(bridge, "sync", "report", "42", capsys=capsys)
+    assert out.splitlines()[1:4] == ["skipped contacts (all runs), by reason:", "  missing required field: 1",
+                                     f"    - contact {intercom.contacts_by_email('nameless@example.com')[0]['id']} "
+                                     "n***@example.com: missing required field: first_name (from name)"]
+    assert cli(bridge, "sync", "status", "43", capsys=capsys)[0] == 1
