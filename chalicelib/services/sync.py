@@ -91,8 +91,11 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
     run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since)
     if run is None:
         current = deps.sync.run(campaign_id)
+        moved = f" (last progress at {iso(current.updated_at)})" if current else ""
         raise SyncStopped([f"sync run {current.number if current else '?'} of campaign {campaign_id} is still "
-                           f"running — see `bridge sync status {campaign_id}`"])
+                           f"running{moved} — see `bridge sync status {campaign_id}`; if it no longer moves, its "
+                           "page failed and waits in the dead-letter queue: `bridge dlq list`, then "
+                           "`bridge dlq replay` resumes it where it stopped"])
     deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=0).wire())
     logger.info("sync run started", extra={"campaign_id": campaign_id, "run": run.number, "kind": kind})
     return run
@@ -465,6 +468,7 @@ def status(deps: WorkDeps, campaign_id: str) -> Optional[dict]:
             "skipped": sum(n for k, n in run.counts.items() if k in SKIPS),
             "rate_per_minute": round(rate, 1), "eta_seconds": None if eta is None else round(eta),
             "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
+            "last_progress_at": iso(run.updated_at),
             "message": run.message, **({"since": iso(run.since)} if run.since else {})}
 
 

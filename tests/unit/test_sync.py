@@ -176,3 +176,13 @@ def test_after_a_crash_someone_who_joined_rf_by_themselves_before_is_still_alrea
     got = work.store.sync.entries("42", [c0["id"], c1["id"]])
     assert (got[c0["id"]].outcome, got[c1["id"]].outcome, got[c1["id"]].rf_user_id) == (
         "already_in_campaign", "enrolled", "2")
+
+
+def test_a_second_start_while_a_run_is_running_says_where_to_look():
+    work = world(1)
+    sync.start(deps(work), "42")
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.start(deps(work), "42")
+    [why] = stopped.value.problems
+    assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
+    assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped")
