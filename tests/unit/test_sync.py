@@ -186,3 +186,16 @@ def test_a_second_start_while_a_run_is_running_says_where_to_look():
     [why] = stopped.value.problems
     assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
     assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped")
+
+
+def test_the_campaign_s_user_limit_stops_the_run_naming_the_fix():
+    from chalicelib.ports import Refused
+    work = world(1)
+    work.apis.rf_.create_answers = [Refused(422, "The campaign has reached its user limit.",
+                                            {"campaign_id": "The campaign has reached its user limit."})]
+    sync.start(deps(work), "42")
+    drain(work)
+    run = work.store.sync.run("42")
+    assert (run.status, run.counts) == ("stopped", {"user_limit": 1})
+    assert run.message == ("campaign user limit reached: The campaign has reached its user limit. — raise the "
+                           "campaign's user limit in Referral Factory, then run `bridge sync start` again")
