@@ -48,22 +48,31 @@ def call(sim, method, path, **kw):
 
 
 # ---- Intercom ------------------------------------------------------------------------------
-def test_create_then_duplicate_email_is_409_with_id(ic):
+def test_a_second_user_with_the_email_is_409_with_id(ic):
     r = call(ic, "POST", "/contacts", json={"role": "user", "email": "Ann@Example.com"})
     assert r.status_code == 200
     contact = r.json()
     assert contact["type"] == "contact" and contact["workspace_id"] == "vne310wv"
     assert contact["tags"]["url"] == f"/contacts/{contact['id']}/tags"
-    r = call(ic, "POST", "/contacts", json={"role": "lead", "email": "ann@example.com"})
+    r = call(ic, "POST", "/contacts", json={"role": "user", "email": "ann@example.com"})
     assert r.status_code == 409
     err = r.json()["errors"][0]
     assert err["code"] == "conflict"
     assert err["message"] == f"A contact matching those details already exists with id={contact['id']}"
     ic.archive(contact["id"])
-    r = call(ic, "POST", "/contacts", json={"email": "ann@example.com"})
+    r = call(ic, "POST", "/contacts", json={"email": "ann@example.com"})   # role defaults to user
     assert r.status_code == 409 and r.json()["errors"][0]["message"].startswith("An archived contact")
     assert call(ic, "GET", f"/contacts/{contact['id']}").status_code == 404
     assert len(ic.contacts_by_email("ANN@example.com")) == 1
+
+
+def test_leads_share_an_email_a_repeated_lead_create_is_a_second_lead(ic):
+    user = call(ic, "POST", "/contacts", json={"role": "user", "email": "ann@example.com"}).json()
+    first = call(ic, "POST", "/contacts", json={"role": "lead", "email": "ann@example.com"})
+    again = call(ic, "POST", "/contacts", json={"role": "lead", "email": "ANN@example.com"})
+    assert first.status_code == again.status_code == 200
+    assert len({user["id"], first.json()["id"], again.json()["id"]}) == 3
+    assert sorted(c["role"] for c in ic.contacts_by_email("ann@example.com")) == ["lead", "lead", "user"]
 
 
 def test_custom_attributes_are_checked(ic):

@@ -4,9 +4,11 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
 
 * Bearer auth against ``sim.tokens`` (401 ``unauthorized``); ``X-RateLimit-*`` headers on every
   answer; fixed 10 s windows of ``sim.rate_limit`` calls (default 1666), 429 ``rate_limit_exceeded``.
-* ``POST /contacts`` answers 200; duplicate email (case-insensitive) or user ``external_id`` answers
-  409 ``conflict`` "A contact matching those details already exists with id=<id>" (archived
-  variant: "An archived contact matching those details already exists with id=<id>").
+* ``POST /contacts`` answers 200. A *user* whose email (case-insensitive) or ``external_id`` another
+  user has answers 409 ``conflict`` "A contact matching those details already exists with id=<id>"
+  (archived variant: "An archived contact matching those details already exists with id=<id>").
+  Leads never conflict: Intercom lets leads share an email, so a repeated lead create is a
+  second lead.
 * Custom attributes must be defined (``define_attribute``), not archived, and fit their data_type
   (string <= 255 chars / integer / float / boolean / date = unix int); else 400 parameter_invalid.
 * Search (rules in search.py) only sees a contact once ``clock() >= created + search_lag``;
@@ -289,12 +291,17 @@ class IntercomSim(SimServer):
                                       "characters", field=k)
         return None
 
-    def _conflict(self, email, external_id, exclude=None):
+    def _conflict(self, email, external_id, role="user", exclude=None):
+        """409 for a user whose email or external_id another user already has. Leads never
+        conflict: Intercom lets leads share an email (with each other and with a user), so a
+        repeated lead create makes a second lead."""
+        if role != "user":
+            return None
         for cid, c in self.contacts.items():
-            if cid == exclude or cid in self.merged_into:
+            if cid == exclude or cid in self.merged_into or c["role"] != "user":
                 continue
             if (email and norm(c["email"]) == norm(email)) or \
-                    (external_id and c["role"] == "user" and c["external_id"] == external_id):
+                    (external_id and c["external_id"] == external_id):
                 prefix = "An archived contact" if cid in self.archived else "A contact"
                 return self._err(409, f"{prefix} matching those details already exists "
                                       f"with id={cid}")
@@ -371,7 +378,7 @@ class IntercomSim(SimServer):
             return bad
         if not any(body.get(k) for k in ("email", "external_id", "role")):
             return self._err(400, "One of email, external_id or role is required")
-        conflict = self._conflict(body.get("email"), body.get("external_id"))
+        conflict = self._conflict(body.get("email"), body.get("external_id"), body.get("role", "user"))
         if conflict:
             return conflict
         now = self.clock()
@@ -390,7 +397,7 @@ class IntercomSim(SimServer):
         if c["role"] == "user" and body.get("role") == "lead":
             return self._err(400, "A user cannot be converted to a lead", field="role")
         conflict = self._conflict(body.get("email") if body.get("email") != c["email"] else None,
-                                  None, exclude=cid)
+                                  None, body.get("role", c["role"]), exclude=cid)
         if conflict:
             return conflict
         self._apply(c, body)
