@@ -8,6 +8,10 @@ limiter (driven by the injectable ``clock``) and the optional request ``validato
 Handlers are called with the lock held and return ``(status, body)`` or
 ``(status, body, headers)``; ``body`` is JSON-encoded unless it is ``bytes``/``str``/``None``.
 
+Faults: ``fail_next`` (answer an error instead, nothing applied), ``delay_next`` (answer late),
+``fail_after_next`` (apply, then answer an error) and ``stall_after_next`` (apply, then answer
+late: a caller with a shorter timeout never sees the answer).
+
 Request log entries (``sim.requests``) are dicts::
 
     {"method", "path" (relative to the sim's url prefix; "!<path>" when outside it),
@@ -93,6 +97,16 @@ class SimServer:
         """Sleep `seconds` (real time) before answering the next `times` matching requests."""
         self._add_fault("delay", method, path_regex, times, seconds=seconds)
 
+    def fail_after_next(self, method, path_regex, status, times=1):
+        """Apply the next `times` matching requests, then answer `status` instead of the result
+        (the request was applied; its answer says it failed)."""
+        self._add_fault("fail_after", method, path_regex, times, status=status)
+
+    def stall_after_next(self, method, path_regex, seconds, times=1):
+        """Apply the next `times` matching requests, then sleep `seconds` (real time) before
+        answering (the answer is lost to a caller whose timeout is shorter)."""
+        self._add_fault("stall_after", method, path_regex, times, seconds=seconds)
+
     def clear_faults(self):
         """Drop every pending injected fault (the outage is over)."""
         with self.lock:
@@ -174,6 +188,13 @@ class SimServer:
         if delay:
             time.sleep(delay["seconds"])
         status, body, headers = self._answer(rec)
+        if status < 400:
+            after = self._take_fault("fail_after", rec)
+            if after:
+                status, body, headers = after["status"], self.error_body(after["status"], "Injected failure"), {}
+            stall = self._take_fault("stall_after", rec)
+            if stall:
+                time.sleep(stall["seconds"])
         rec["status"] = status
         if isinstance(body, (dict, list)):
             body, ctype = json.dumps(body).encode(), "application/json"
