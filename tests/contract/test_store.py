@@ -50,10 +50,20 @@ def test_a_claim_holds_until_its_lease_runs_out_and_the_loser_cannot_finish(stor
     assert store.links.get(ANN).contact_id == "c2"
 
 
+def test_a_claim_says_since_when_the_contact_may_exist_and_only_a_linked_join_clears_it(store, clock):
+    claim = store.links.claim(ANN, WS)
+    assert store.links.get(ANN).uncertain_since == clock.now      # a crash from here on: look before creating
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", uncertain_since=clock.now - 1,
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+    assert store.links.get(ANN).uncertain_since == clock.now - 1
+    clock.now += 5
+    again = store.links.claim(ANN, WS)
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, contact_id="c1"), [])
+    assert store.links.get(ANN).uncertain_since is None
+
+
 def test_a_failed_join_keeps_what_it_created_for_the_next_claim(store, clock):
     claim = store.links.claim(ANN, WS)
-    store.links.note_created(claim, "c9", "No")
-    assert store.links.get(ANN).contact_id == "c9"
     store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c9", baseline="No",
                                          reason="Intercom answered 400"), [Entry("join", "failed")])
     joined_at = store.links.get(ANN).joined_at
@@ -117,6 +127,13 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     with pytest.raises(Busy):                                     # someone else's view of the link is stale
         store.links.move(link, "c3", [])
     assert store.links.move(moved, "c2", []) is moved             # already there: nothing to write
+    assert moved.baseline == "No"                                 # kept unless given
+
+
+def test_a_move_to_an_older_duplicate_can_set_the_baseline(store):
+    moved = store.links.move(joined(store), "c0", [Entry("contact", "moved_to_existing")], role="user",
+                             baseline="Yes")
+    assert store.links.get(ANN) == moved and (moved.contact_id, moved.baseline) == ("c0", "Yes")
 
 
 def test_arming_is_recorded_with_its_entry(store):

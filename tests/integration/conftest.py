@@ -11,6 +11,7 @@ import requests
 import yaml
 
 from infra.local.aws import deploy, start_moto, stop_moto, unique_prefix
+from infra.local.counting import CallCounter
 from infra.local.esm import QueuePoller
 from infra.local.http import serve_app
 from infra.local.sims.intercom import IntercomSim
@@ -132,6 +133,15 @@ def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
     yield Bridge(rt, server, poller, resources, intercom, rf)
     server.stop()
     reset_default_runtime(None)
+
+
+@pytest.fixture
+def counter(intercom, rf):
+    """Counts a scenario's calls: `with counter.measure() as counts: ...`, then `counts.as_dict()`
+    gives {intercom, rf, dynamodb_writes, dynamodb_reads, sqs} (infra/local/counting.py)."""
+    counter = CallCounter(intercom=intercom, rf=rf)
+    with counter.installed():
+        yield counter
 
 
 def lead_settings(**leads) -> dict:

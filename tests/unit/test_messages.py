@@ -5,7 +5,7 @@ import json
 import pytest
 
 from chalicelib import messages
-from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage, PersonRef, Unreadable
+from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage, PersonRef, Unreadable, VerifyMessage
 from chalicelib.webhooks import CONTACT_TOPICS
 
 # Bodies exactly as the previous version's intake and reconciliation put them on the queue.
@@ -50,7 +50,7 @@ def test_a_contact_message_reads_its_item_as_sent_and_its_topic_from_the_table()
 
 def test_every_kind_is_built_by_its_model_with_its_kind():
     assert messages.KINDS == {"rf.join": JoinMessage, "intercom.contact": ContactMessage,
-                              "intercom.check": CheckMessage}
+                              "intercom.check": CheckMessage, "join.verify": VerifyMessage}
     check = CheckMessage(campaign_id="42", rf_user_id=7, workspace="ws")
     assert check.wire() == {"kind": "intercom.check", "campaign_id": "42", "rf_user_id": "7", "workspace": "ws"}
 

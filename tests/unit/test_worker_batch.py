@@ -4,7 +4,7 @@ import json
 import pytest
 
 from chalicelib.errors import Permanent, Transient
-from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
+from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage, VerifyMessage
 from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
 from chalicelib.domain.link import PersonRef
 from tests.fakes import FakeWork
@@ -45,7 +45,7 @@ class Recorder:
 
 
 def test_the_registry_handles_every_kind_of_message():
-    assert set(HANDLERS) == {JoinMessage, ContactMessage, CheckMessage}
+    assert set(HANDLERS) == {JoinMessage, ContactMessage, CheckMessage, VerifyMessage}
 
 
 def test_an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_finish():
@@ -150,3 +150,42 @@ def test_a_dead_lettered_record_about_a_person_says_so_in_their_history():
     assert handle_batch(records(replayed_check("7", replayed_from="d1")), work)["dead"] == 1
     assert history(work)[-1] == ("dead_letter", "failed")
     assert work.queue.dead[0]["failed_at"].startswith("2026-")
+
+
+def test_records_about_different_people_run_at_once_and_about_one_person_one_after_another():
+    """Three people's checks meet at a barrier (so they ran at the same time); the second check of
+    person 1 starts only after the first has finished."""
+    import threading
+
+    barrier, lock = threading.Barrier(3, timeout=10), threading.Lock()
+    running: set[str] = set()
+    overlaps: list[str] = []
+    order: list[str] = []
+
+    class AtOnce(Recorder):
+        def handle(self, message, deps, context):
+            user = message.rf_user_id
+            with lock:
+                if user in running:
+                    overlaps.append(user)
+                running.add(user)
+                first = user not in order
+                order.append(user)
+            try:
+                if first:
+                    barrier.wait()
+            finally:
+                with lock:
+                    running.discard(user)
+
+    kind = AtOnce()
+    records = [record(n, check(user)) for n, user in enumerate(["1", "2", "3", "1"])]
+    assert handle_batch(records, FakeWork(), handlers=kind.handlers()) == {"done": 4, "retry": 0, "dead": 0}
+    assert overlaps == [] and order[-1] == "1" and sorted(order) == ["1", "1", "2", "3"]
+
+
+def test_with_one_at_a_time_records_run_in_batch_order():
+    kind = Recorder()
+    records = [record(n, check(str(n))) for n in range(5)]
+    handle_batch(records, FakeWork(BRIDGE_CONCURRENCY="1"), handlers=kind.handlers())
+    assert kind.applied == ["0", "1", "2", "3", "4"]

@@ -46,7 +46,7 @@ class DynamoLinks:
             LinkItem(*link_key(ref)).update(actions=[
                 LinkItem.campaign_id.set(ref.campaign_id), LinkItem.rf_user_id.set(ref.rf_user_id),
                 LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value),
-                LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease),
+                LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease), LinkItem.uncertain_since.set(now),
                 LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
                 condition=LinkItem.pk.does_not_exist() | (LinkItem.status == LinkStatus.FAILED.value)
                 | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & (LinkItem.lease_until < now)))
@@ -59,17 +59,12 @@ class DynamoLinks:
             return None
         raise Busy("another worker is applying this join right now", retry_after=lease)
 
-    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
-        LinkItem(*link_key(claim.ref)).update(
-            actions=[LinkItem.contact_id.set(contact_id), LinkItem.baseline.set(baseline),
-                     LinkItem.reason.set("contact created; join not finished")],
-            condition=LinkItem.claim == claim.token)
-
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         ref, now = claim.ref, iso(self.clock())
         actions = [LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
                    LinkItem.lease_until.remove()]
-        for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason"):
+        for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
+                     "uncertain_since"):
             value = getattr(result, name)
             actions.append(_assign(getattr(LinkItem, name), getattr(value, "value", value)))
         if result.qualification is QState.PENDING:
@@ -87,7 +82,8 @@ class DynamoLinks:
             raise
 
     # --- what Intercom says of the contact ---------------------------------------------------
-    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
+             baseline: Any = KEEP) -> Link:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -96,6 +92,8 @@ class DynamoLinks:
                    LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
         if role:
             actions.append(LinkItem.contact_role.set(role))
+        if baseline is not KEEP:
+            actions.append(_assign(LinkItem.baseline, baseline))
         updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
         if old:
             updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
@@ -108,7 +106,8 @@ class DynamoLinks:
                 raise Busy("the link moved meanwhile (another worker applied the merge)") from None
             raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None,
-                                   contact_role=role or link.contact_role, updated_at=now)
+                                   contact_role=role or link.contact_role, updated_at=now,
+                                   baseline=link.baseline if baseline is KEEP else baseline)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:

@@ -80,6 +80,7 @@ class LinkItem(_Item):
     lease_until = NumberAttribute(null=True)
     joined_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -92,7 +93,7 @@ class LinkItem(_Item):
                     baseline=self.baseline, armed=bool(self.armed),
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
-                    joined_at=self.joined_at, updated_at=self.updated_at)
+                    joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since)
 
 
 class PointerItem(_Item):
