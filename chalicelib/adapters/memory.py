@@ -8,6 +8,7 @@ import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..domain.history import Entry, Recorded, iso
@@ -106,6 +107,13 @@ class MemoryLinks:
                                    joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
         self.tables.links[ref] = _Held(link, token, now + lease, held.pending if held else None)
         return JoinClaim(ref, workspace, token)
+
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
+                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+        return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+
+    def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
+        return [_answer(partial(self.finish, *d)) for d in done]
 
     def _held_by(self, ref: PersonRef, token: str) -> _Held:
         held = self.tables.links.get(ref)
@@ -207,6 +215,13 @@ class MemoryLinks:
                 del self.tables.contacts[key]
         self.tables.links.pop(link.ref, None)
         return entries, pointers
+
+
+def _answer(write: Callable[[], Any]) -> Any:
+    try:
+        return write()
+    except Exception as exc:
+        return exc
 
 
 class MemoryLookup:

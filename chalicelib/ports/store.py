@@ -36,9 +36,16 @@ class LinkRepository(Protocol):
         worker's lease runs. The claim records its time as `uncertain_since` (this try may create the
         contact from now on: a crash before `finish` leaves that said) and keeps what earlier tries
         recorded (the contact they created, its baseline, when the person joined)."""
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
+                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+        """claim() for each (ref, workspace), in as few writes as the store can: per item what
+        claim() answers, or the exception it raises (Busy) as a value."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once. Raises Busy when
         the claim was lost."""
+    def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
+        """finish() for each, in as few writes as the store can: per item None, or the exception
+        finish() raises (Busy) as a value."""
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,

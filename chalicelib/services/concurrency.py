@@ -29,6 +29,15 @@ class Runner:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="record")
             return self._pool
 
+    def both(self, first: Callable[[], R], second: Callable[[], T]) -> tuple[R | Exception, T | Exception]:
+        """`first` and `second` at the same time (`second` in this thread); each one's answer or
+        exception."""
+        if self.workers == 1:
+            return _safe(lambda _: first(), None), _safe(lambda _: second(), None)
+        future = self.pool.submit(_safe, lambda _: first(), None)
+        other = _safe(lambda _: second(), None)
+        return future.result(), other
+
     def each(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R | Exception]:
         if self.workers == 1 or len(items) <= 1:
             return [_safe(fn, item) for item in items]

@@ -87,6 +87,8 @@ class Attempt:
     reached: Optional[Reached] = None
     entries: list[Entry] = field(default_factory=list)       # before the contact's own entries
     tagged: list[Entry] = field(default_factory=list)        # after them
+    found: list[dict] = field(default_factory=list)          # the batch's search: contacts with its email
+    ignored: Optional[JoinResult] = None                     # the settings create no contact for them
     outcome: Optional[str] = None              # created | updated | linked | ignored | repeat
     error: Optional[Exception] = None
     sent_create: bool = False                  # POST /contacts went out and its answer is not known
@@ -127,31 +129,53 @@ def process_joins(messages: Sequence[JoinMessage], deps: WorkDeps, links: dict[P
 
 def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], runner: Runner) -> None:
     for attempt in attempts:
-        _guard(attempt, deps, lambda a: _begin(a, deps, documents.get(a.message.campaign_id)))
-    _each(attempts, deps, runner, lambda a: _claim(a, deps))
-    for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
-        _together(group, deps, lambda: deps.apis.attributes(workspace))
-    _each(attempts, deps, runner, lambda a: _plan(a, deps))
-    found: dict[str, list[dict]] = {}
-    for workspace, group in _by_workspace(attempts).items():
-        _together(group, deps, lambda: deps.apis.ensure_attribute(workspace, MARKER_NAME, MARKER_DESCRIPTION))
-        _together(group, deps, lambda: found.update({workspace: _search(deps.apis.intercom(workspace), group)}))
+        _guard(attempt, lambda a: _begin(a, deps, documents.get(a.message.campaign_id)))
+    # The claims (one write for the batch) while the people are completed and looked for (reads).
+    to_claim = _active(attempts)
+    claims, _ = runner.both(lambda: _claims(to_claim, deps), lambda: _prepare(attempts, deps, runner))
+    _claimed(to_claim, claims, deps)
     for turn in _turns(_active(attempts), lambda a: (a.workspace, a.plan and a.plan.payload.email)):
         # People sharing an email take turns: the contact one creates is the other's existing one
         # (search cannot show it yet).
-        _each(turn, deps, runner, lambda a: _reach(a, deps, found[a.workspace]))
-        found_now = [a for a in turn if a.active and a.reached is not None and a.reached.outcome == "created"]
-        for attempt in found_now:
-            found[attempt.workspace].append(attempt.reached.contact)     # type: ignore[union-attr]
+        _each(turn, runner, lambda a: _reach(a, deps))
+        for attempt in turn:
+            if attempt.active and attempt.reached is not None and attempt.reached.outcome == "created":
+                for other in _active(attempts):
+                    if other.workspace == attempt.workspace:
+                        other.found.append(attempt.reached.contact)
     tags: dict[tuple[str, str], list[Attempt]] = {}
     for attempt in _active(attempts):
-        assert attempt.plan is not None and attempt.reached is not None
-        if attempt.plan.people.tag and attempt.reached.outcome != "linked":
+        if attempt.plan is not None and attempt.reached is not None and attempt.plan.people.tag \
+                and attempt.reached.outcome != "linked":
             tags.setdefault((attempt.workspace, attempt.plan.people.tag), []).append(attempt)
     for (workspace, tag), group in tags.items():
-        _together(group, deps, lambda: _tag(deps.apis.intercom(workspace), tag, group))
-    _each(attempts, deps, runner, lambda a: _finish(a, deps))
+        _together(group, lambda: _tag(deps.apis.intercom(workspace), tag, group))
+    _finish(attempts, deps)
+    for attempt in attempts:
+        if attempt.error is None and attempt.outcome == "created":
+            try:
+                _resumed_evaluation(attempt, deps)
+            except Exception as exc:     # the join is done; the evaluation's failure is the message's
+                attempt.outcome = None
+                _fail(attempt, exc)
     _verify_later(attempts, deps)
+
+
+def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
+    """Everything before the first write to Intercom that needs no claim: the attributes, each
+    person's fields (from RF where the webhook lacked them) and plan, and one search per workspace."""
+    for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
+        _together(group, lambda: deps.apis.attributes(workspace))
+    _each(attempts, runner, lambda a: _plan(a, deps))
+    for workspace, group in _by_workspace(attempts).items():
+        planned = [a for a in group if a.plan is not None]
+        if not planned:
+            continue
+        _together(planned, lambda: deps.apis.ensure_attribute(workspace, MARKER_NAME, MARKER_DESCRIPTION))
+        found: list[dict] = []
+        _together(planned, lambda: found.extend(_search(deps.apis.intercom(workspace), planned)))
+        for attempt in planned:
+            attempt.found = list(found)
 
 
 # --- running the steps ----------------------------------------------------------------------------
@@ -179,49 +203,37 @@ def _by_workspace(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
     return groups
 
 
-def _guard(attempt: Attempt, deps: WorkDeps, step: Any) -> None:
+def _guard(attempt: Attempt, step: Any) -> None:
     if not attempt.active:
         return
     try:
         step(attempt)
     except Exception as exc:
-        _fail(attempt, exc, deps)
+        _fail(attempt, exc)
 
 
-def _each(attempts: list[Attempt], deps: WorkDeps, runner: Runner, step: Any) -> None:
+def _each(attempts: list[Attempt], runner: Runner, step: Any) -> None:
     """A per-person step for every active attempt, at once; a failure stays with its person."""
     active = _active(attempts)
     for attempt, result in zip(active, runner.each(step, active)):
         if isinstance(result, Exception):
-            _fail(attempt, result, deps)
+            _fail(attempt, result)
 
 
-def _together(group: list[Attempt], deps: WorkDeps, step: Any) -> None:
+def _together(group: list[Attempt], step: Any) -> None:
     """One call for the whole group: its failure is every member's."""
     try:
         step()
     except Exception as exc:
         for attempt in _active(group):
-            _fail(attempt, exc, deps)
+            _fail(attempt, exc)
 
 
-def _fail(attempt: Attempt, exc: Exception, deps: WorkDeps) -> None:
-    """Record what is known on the link (so that the next try resumes with our contact, and `bridge
-    forget` finds a failed join too), then hand the failure to the worker."""
+def _fail(attempt: Attempt, exc: Exception) -> None:
+    """The join failed: what is known is recorded on the link when the batch finishes (so that the
+    next try resumes with our contact, and `bridge forget` finds a failed join too), and the failure
+    goes back to the worker."""
     attempt.error = exc
-    if attempt.claim is None:
-        return
-    known = attempt.known
-    if attempt.sent_create and not known.contact_id:
-        known = dataclasses.replace(known, uncertain_since=deps.clock())
-    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-    entry = Entry("join", "waiting" if isinstance(exc, Deferred) else "failed", reason)
-    try:
-        deps.links.finish(attempt.claim, JoinResult(
-            LinkStatus.FAILED, email=known.email, contact_id=known.contact_id, baseline=known.baseline,
-            uncertain_since=known.uncertain_since, reason=reason), [entry])
-    except Exception:   # the failure itself goes back to the worker; this one is only logged
-        logger.exception("could not record a failed join", extra={"campaign_id": attempt.ref.campaign_id})
     if isinstance(exc, Permanent):
         exc.about(*attempt.ref)
 
@@ -234,26 +246,42 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
         attempt.outcome = _repeat(deps, attempt.ref)
     email = people.given_email(attempt.message.person.as_dict())
     link = attempt.link
-    attempt.known = Known(email, link.contact_id, link.baseline, link.uncertain_since) if link else Known(email)
+    if link is None:
+        attempt.known = Known(email)
+        return
+    since = link.uncertain_since
+    if since is not None and link.status is LinkStatus.IN_PROGRESS:
+        since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
+    attempt.known = Known(email, link.contact_id, link.baseline, since)
 
 
-def _claim(attempt: Attempt, deps: WorkDeps) -> None:
-    attempt.claim = deps.links.claim(attempt.ref, attempt.workspace)
-    if attempt.claim is None:
-        attempt.outcome = _repeat(deps, attempt.ref)
+def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
+    answers = deps.links.claim_many([(a.ref, a.workspace) for a in attempts]) if attempts else []
+    return dict(zip(attempts, answers))
+
+
+def _claimed(attempts: list[Attempt], claims: dict[Attempt, Any] | Exception, deps: WorkDeps) -> None:
+    for attempt in attempts:
+        answer = claims if isinstance(claims, Exception) else claims[attempt]
+        if isinstance(answer, Exception):            # another worker holds it: nothing of ours to record
+            attempt.error, attempt.outcome = answer, None
+        elif answer is None:                         # already applied: a repeat
+            attempt.error, attempt.outcome = None, _repeat(deps, attempt.ref)
+        else:
+            attempt.claim = answer
 
 
 def _plan(attempt: Attempt, deps: WorkDeps) -> None:
-    assert attempt.settings is not None and attempt.claim is not None
+    assert attempt.settings is not None
     person = attempt.person = _person(attempt.settings, attempt.message, deps.apis)
     attempt.known = dataclasses.replace(attempt.known, email=person.email)
     plan = decide.plan(attempt.settings, person.values, deps.apis.attributes(attempt.workspace))
     if isinstance(plan, decide.Skip):
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
-        result = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email, reason=plan.reason)
-        deps.links.finish(attempt.claim, result, [person.received, Entry("join", "ignored", plan.reason)])
-        count("JoinsSkipped")
+        attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
+                                     reason=plan.reason)
+        attempt.entries = [person.received, Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
     attempt.plan = plan
@@ -268,11 +296,11 @@ def _search(intercom: IntercomPort, group: list[Attempt]) -> list[dict]:
     return intercom.search(emails, markers) if emails else []
 
 
-def _reach(attempt: Attempt, deps: WorkDeps, found: list[dict]) -> None:
+def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     """The contact this join ends with: the one an earlier try created (resumed), an existing one
     (skip or update), or a new one."""
     assert attempt.settings is not None and attempt.plan is not None
-    settings, plan = attempt.settings, attempt.plan
+    settings, plan, found = attempt.settings, attempt.plan, attempt.found
     intercom = deps.apis.intercom(attempt.workspace)
     email = str(plan.payload.email)
     if attempt.known.contact_id:
@@ -309,15 +337,12 @@ def _resumed(contact: dict, baseline: Any, why: str) -> Reached:
 def _wait_if_unsure(attempt: Attempt, deps: WorkDeps) -> None:
     """An earlier try may have created the contact unseen: until Intercom's search has had time to
     show it, creating again could make a second one. Wait (a deferral: not a failed try)."""
-    link = attempt.link
-    if link is None or link.uncertain_since is None or link.status is LinkStatus.LINKED:
+    since = attempt.known.uncertain_since
+    if since is None:
         return
-    since = link.uncertain_since + (LEASE_SECONDS if link.status is LinkStatus.IN_PROGRESS else 0)
-    until = since + deps.search_lag()
-    now = deps.clock()
+    until, now = since + deps.search_lag(), deps.clock()
     if now >= until:
         return
-    attempt.known = dataclasses.replace(attempt.known, uncertain_since=since)
     raise Deferred(f"an earlier try may have created this contact without seeing Intercom's answer, and "
                    f"Intercom's search may not show it yet: looking again after {iso(until)} before creating "
                    "one", retry_after=until - now)
@@ -388,26 +413,61 @@ def _tag(intercom: IntercomPort, tag: str, group: list[Attempt]) -> None:
         attempt.tagged.append(Entry("tag", "tagged", details={"tag": tag}))
 
 
-def _finish(attempt: Attempt, deps: WorkDeps) -> None:
-    assert attempt.settings is not None and attempt.person is not None and attempt.claim is not None
-    reached = attempt.reached
-    assert reached is not None
-    settings, person, contact = attempt.settings, attempt.person, reached.contact
-    kind = person.values.get("type")
+def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """Every claimed join of the batch ends in one write: linked, ignored, or failed with what is
+    known (the contact it created and its baseline, or since when a contact may exist unseen)."""
+    done = [(a, a.claim, *_result(a, deps)) for a in attempts if a.claim is not None]
+    answers = deps.links.finish_many([(claim, result, entries) for _, claim, result, entries in done]) if done else []
+    for (attempt, _, result, _), lost in zip(done, answers):
+        if lost is not None:
+            if attempt.error is None:
+                attempt.error, attempt.outcome = lost, None
+            else:       # the failure itself goes back to the worker; this one is only logged
+                logger.warning("could not record a failed join", extra={"campaign_id": attempt.ref.campaign_id,
+                                                                        "reason": str(lost)})
+            continue
+        if attempt.error is not None:
+            continue
+        if result.status is LinkStatus.IGNORED:
+            count("JoinsSkipped")
+            continue
+        reached, person = attempt.reached, attempt.person
+        assert reached is not None and person is not None and attempt.settings is not None
+        attempt.outcome = reached.outcome
+        count({"created": "ContactsCreated"}.get(reached.outcome, "ContactsLinked"))
+        logger.info("join applied", extra={"campaign_id": attempt.settings.campaign_id, "outcome": reached.outcome,
+                                           "email": mask_email(person.email), "contact_id": reached.contact["id"]})
+
+
+def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
+    if attempt.error is not None:
+        known, exc = attempt.known, attempt.error
+        if attempt.sent_create and not known.contact_id:      # the create's answer was never seen
+            known = dataclasses.replace(known, uncertain_since=deps.clock())
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        entry = Entry("join", "waiting" if isinstance(exc, Deferred) else "failed", reason)
+        return JoinResult(LinkStatus.FAILED, email=known.email, contact_id=known.contact_id, baseline=known.baseline,
+                          uncertain_since=known.uncertain_since, reason=reason), [entry]
+    if attempt.ignored is not None:
+        return attempt.ignored, attempt.entries
+    reached, person, settings = attempt.reached, attempt.person, attempt.settings
+    assert reached is not None and person is not None and settings is not None
+    contact, kind = reached.contact, person.values.get("type")
     pending = kind == LEAD and settings.qualification is not None
-    result = JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
-                        contact_role=contact.get("role"), baseline=reached.baseline,
-                        qualification=QState.PENDING if pending else None)
-    deps.links.finish(attempt.claim, result, [*attempt.entries, *reached.entries, *attempt.tagged])
-    attempt.outcome = reached.outcome
-    count({"created": "ContactsCreated"}.get(reached.outcome, "ContactsLinked"))
-    logger.info("join applied", extra={"campaign_id": settings.campaign_id, "outcome": reached.outcome,
-                                       "email": mask_email(person.email), "contact_id": contact["id"]})
-    if reached.resumed and pending:
-        # Webhooks that came while the join was unfinished were not applied: look now.
-        resumed = deps.links.get(attempt.ref)
-        if resumed is not None:
-            deps.qualifier.evaluate(resumed, settings.qualification, Sighting(contact, "join resumed"))
+    return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
+                      contact_role=contact.get("role"), baseline=reached.baseline,
+                      qualification=QState.PENDING if pending else None), \
+        [*attempt.entries, *reached.entries, *attempt.tagged]
+
+
+def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
+    """Webhooks that came while the join was unfinished were not applied: look now."""
+    reached, settings = attempt.reached, attempt.settings
+    if reached is None or not reached.resumed or settings is None or settings.qualification is None:
+        return
+    resumed = deps.links.get(attempt.ref)
+    if resumed is not None and resumed.qualification is QState.PENDING:
+        deps.qualifier.evaluate(resumed, settings.qualification, Sighting(reached.contact, "join resumed"))
 
 
 def _verify_later(attempts: list[Attempt], deps: WorkDeps) -> None:

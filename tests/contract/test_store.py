@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.history import Entry
-from chalicelib.domain.link import Claim, ContactState, JoinResult, Link, LinkStatus, PersonRef
+from chalicelib.domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
 
@@ -74,6 +74,25 @@ def test_a_failed_join_keeps_what_it_created_for_the_next_claim(store, clock):
     assert (link.contact_id, link.baseline, link.joined_at) == ("c9", "No", joined_at)
     found = store.lookup.look_up(emails=[(WS, "ANN@example.com")])
     assert found.linked_to_email(WS, "ann@example.com") == [link]        # forget can find a failed join
+
+
+def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
+    bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")
+    claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS)])
+    assert [c.ref for c in claims] == [ANN, bob, cid]
+    assert {store.links.get(r).status for r in (ANN, bob, cid)} == {LinkStatus.IN_PROGRESS}
+    linked = [(c, JoinResult(LinkStatus.LINKED, email="same@example.com", contact_id="c1"), [Entry("join", "linked")])
+              for c in claims[:2]]                               # two people, one contact and one email
+    stale = (JoinClaim(cid, WS, "not-the-token"), JoinResult(LinkStatus.LINKED, contact_id="c3"), [])
+    answers = store.links.finish_many([*linked, stale])
+    assert answers[:2] == [None, None] and isinstance(answers[2], Busy)
+    assert [store.links.get(r).status for r in (ANN, bob, cid)] == [LinkStatus.LINKED, LinkStatus.LINKED,
+                                                                   LinkStatus.IN_PROGRESS]
+    found = store.lookup.look_up(contacts=[(WS, "c1")])
+    assert {link.ref for link in found.linked_to_contact(WS, "c1")} == {ANN, bob}
+    assert outcomes(store, bob) == ["linked"]
+    again = store.links.claim_many([(ANN, WS), (cid, WS), (dan, WS)])   # done, held elsewhere, free
+    assert again[0] is None and isinstance(again[1], Busy) and again[2].ref == dan
 
 
 def test_get_many_reads_only_the_links_that_exist(store):
