@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo bridge deploy destroy clean
+.PHONY: install test lint run demo bridge bench deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -35,6 +35,11 @@ demo: $(STAMP)
 ## make bridge ARGS="settings show 42" — the same as ./bridge settings show 42 (prints only the CLI's output)
 bridge: $(STAMP)
 	@$(BIN)/python -m infra.local.bridge_env $(ARGS)
+
+## make bench [QUICK=1] — each figure beside its floor, interleaved, with ratios (README "Performance");
+##   QUICK=1: a few samples of each, a smoke check
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 ## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
 ##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs

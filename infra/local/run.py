@@ -43,6 +43,8 @@ class LocalStack:
     scheduler: Optional[Scheduler] = None
 
     real: bool = False
+    intercom: Any = None    # the simulators (None with real APIs): their request logs, state, faults
+    rf: Any = None
 
     def state(self) -> dict:
         """What .local/stack.json records. Never a secret given in the environment: with real APIs,
@@ -85,6 +87,7 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
     env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": os.environ.get("BRIDGE_MAX_ATTEMPTS", "5")}
     real = os.environ.get("INTERCOM_TOKEN") and os.environ.get("RF_TOKEN")
     if real:
+        intercom = rf = None
         intercom_url = os.environ.get("INTERCOM_BASE_URL", "https://api.intercom.io")
         rf_url = os.environ.get("RF_BASE_URL", "https://api.referral-factory.com/api/v2")
     else:
@@ -110,7 +113,8 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
     api = serve_app(app_module.app, port=api_port)
     parts.append(api.stop)
     poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
-    stack = LocalStack(api.url, endpoint, env, intercom_url, rf_url, poller, parts, real=bool(real))
+    stack = LocalStack(api.url, endpoint, env, intercom_url, rf_url, poller, parts, real=bool(real),
+                       intercom=intercom, rf=rf)
     if background:
         stop_event = threading.Event()
         thread = threading.Thread(target=poller.run_forever, args=(stop_event,), daemon=True)

@@ -12,19 +12,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
-from collections import defaultdict
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import urlparse
 
 import pytest
 import yaml
-from botocore.client import BaseClient
 
 from infra import deploy
 from infra.local.aws import client as moto_client
 from infra.local.context import FakeLambdaContext
+from infra.local.counting import AwsCall as Call, AwsCallRecorder
 from infra.local.esm import build_sqs_event
 from infra.local.scheduler import scheduled_event
 from tests.fakes import FakeClock
@@ -56,13 +53,6 @@ PLATFORM_GRANTS["worker"] |= {("sqs:ReceiveMessage", "{work}"), ("sqs:GetQueueAt
 # ------------------------------------------------------------------------------------------
 # AWS calls -> IAM actions and resources
 # ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Call:
-    service: str
-    operation: str
-    params: dict
-
 
 class UnmappedCall(AssertionError):
     pass
@@ -148,30 +138,12 @@ def violations(policy: dict, performed: set[tuple[str, str]], target: deploy.Tar
 # Recording what each function does
 # ------------------------------------------------------------------------------------------
 
-class Recorder:
-    """Records the botocore calls made by this thread while a function is running."""
+class Recorder(AwsCallRecorder):
+    """Every botocore call the code makes (infra/local/counting.py), labelled with the function
+    that was running; the harness's own clients (the event source's receives) are left out."""
 
-    def __init__(self):
-        self.calls: dict[str, list[Call]] = defaultdict(list)
-        self.function: str | None = None
-        self._thread = threading.get_ident()
-
-    @contextlib.contextmanager
-    def installed(self):
-        original = BaseClient._make_api_call
-        recorder = self
-
-        def spy(client, operation_name, api_params):
-            if recorder.function and threading.get_ident() == recorder._thread:
-                recorder.calls[recorder.function].append(
-                    Call(client.meta.service_model.service_name, operation_name, dict(api_params)))
-            return original(client, operation_name, api_params)
-
-        BaseClient._make_api_call = spy
-        try:
-            yield self
-        finally:
-            BaseClient._make_api_call = original
+    def of(self, function: str) -> list[Call]:
+        return [call for call in self.calls if call.label == function]
 
 
 class Stage:
@@ -214,11 +186,11 @@ class Stage:
         saved = dict(os.environ)
         os.environ.update(self.env[function])
         reset_default_runtime(self._warm[function])
-        self.recorder.function = function
+        self.recorder.label = function
         try:
             yield
         finally:
-            self.recorder.function = None
+            self.recorder.label = None
             reset_default_runtime(None)
             os.environ.clear()
             os.environ.update(saved)
@@ -355,7 +327,7 @@ def drive(stage: Stage) -> dict:
 
 
 def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
-    return {pair for call in recorder.calls[function] for pair in required(call, stage.target)}
+    return {pair for call in recorder.of(function) for pair in required(call, stage.target)}
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import socket
 import threading
 import urllib.request
 
@@ -377,6 +378,35 @@ def test_serve_app_post_raw_body_and_head_on_one_connection(served):
         assert json.loads(resp.read())["hello"] == "again"
     finally:
         conn.close()
+
+
+def test_serve_app_sends_each_response_in_one_segment_with_nagle_off(served, monkeypatch):
+    """chalice local sends the headers, then the body: with Nagle on, a keep-alive client waits for
+    its own delayed ACK (~40 ms) before the body leaves. Here each response, headers and body
+    together, is one send on a TCP_NODELAY socket (seen at the server's sockets, no timing)."""
+    sent: list[tuple[bytes, int]] = []
+
+    def spy(original):
+        def send(sock, data, *args):
+            if sock.getsockname()[1] == served.port:     # the server's end of a connection
+                sent.append((bytes(data), sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+            return original(sock, data, *args)
+        return send
+
+    monkeypatch.setattr(socket.socket, "send", spy(socket.socket.send))
+    monkeypatch.setattr(socket.socket, "sendall", spy(socket.socket.sendall))
+    conn = http.client.HTTPConnection(served.host, served.port, timeout=WAIT)
+    try:
+        for body in (b'{"n": 1}', b'{"n": 2}'):          # two requests on one kept-alive connection
+            conn.request("POST", "/echo", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 202 and resp.read() == body
+    finally:
+        conn.close()
+    assert [(data.split(b"\r\n", 1)[0], data.endswith(body), nodelay != 0)
+            for (data, nodelay), body in zip(sent, (b'{"n": 1}', b'{"n": 2}'))] == \
+        [(b"HTTP/1.1 202 Accepted", True, True)] * 2
+    assert len(sent) == 2
 
 
 def test_serve_app_chunked_post(served):
