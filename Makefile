@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo bridge bench deploy destroy clean
+.PHONY: install test lint run demo bridge chaos bench deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -35,6 +35,16 @@ demo: $(STAMP)
 ## make bridge ARGS="settings show 42" — the same as ./bridge settings show 42 (prints only the CLI's output)
 bridge: $(STAMP)
 	@$(BIN)/python -m infra.local.bridge_env $(ARGS)
+
+## make chaos [SEED=..] [N=30] [KILLS=4] [WORKERS=3] [REPEATS=3] [UPDATES=3] [FAULT_RATE=0.1] [RF_SHARED=0] ...
+##   issue 7's chaos run on the local stack (docs/chaos.md): faults, repeated and shuffled webhooks, killed workers;
+##   prints its seed, figures and checks. Any knob of infra/local/chaos/harness.py:ChaosConfig, upper-case.
+CHAOS_KNOBS := SEED N UPDATES REPEATS WORKERS KILLS FAULT_RATE PROBES EXISTING EXISTING_YES NEVER_YES THIN \
+	HTTP_TIMEOUT RETRY_AFTER VISIBILITY_TIMEOUT FUNCTION_TIMEOUT RECORD_BUDGET_MS LEASE_SECONDS MAX_ATTEMPTS \
+	INTERCOM_LIMIT INTERCOM_BUDGET RF_LIMIT RF_BUDGET RF_SHARED RF_OFFSET SEARCH_LAG JOIN_SPREAD SPREAD \
+	RECONCILE_EVERY KILL_WINDOW DEADLINE MOTO MOTO_PATCH SENDERS KEEP_LOGS REPORT
+chaos: $(STAMP)
+	$(BIN)/python -m infra.local.chaos $(foreach k,$(CHAOS_KNOBS),$(if $($(k)),$(k)=$($(k))))
 
 ## make bench [QUICK=1] — each figure beside its floor, interleaved, with ratios (README "Performance");
 ##   QUICK=1: a few samples of each, a smoke check

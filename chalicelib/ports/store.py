@@ -3,6 +3,7 @@ implementations honour the same conditions, proved by one contract suite (tests/
 adapters/dynamo/ (PynamoDB, one table) and adapters/memory.py (the in-memory twin)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
@@ -11,7 +12,9 @@ from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, Pend
 from ..domain.qualification import QState
 from ..errors import Transient
 
-LEASE_SECONDS = 120.0       # how long a claim (a join's, a qualification's) holds before another may take it
+# How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
+# shortens it for chaos runs, where killed workers' claims must run out within the run.
+LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", "120"))
 
 
 class Busy(Transient):

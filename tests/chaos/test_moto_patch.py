@@ -1,0 +1,57 @@
+"""The chaos run's moto (its own process, patched: infra/local/chaos/moto_patch.py) keeps DynamoDB's
+transaction semantics: a cancelled transaction undoes its own writes and nothing else."""
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from infra.local.aws import client
+from infra.local.chaos.processes import MotoProcess
+
+
+@pytest.fixture(scope="module")
+def ddb(tmp_path_factory):
+    moto = MotoProcess(tmp_path_factory.mktemp("moto") / "moto.log", patched=True)
+    yield client("dynamodb", moto.endpoint)
+    moto.stop()
+
+
+def item(ddb, key):
+    return ddb.get_item(TableName="t", Key={"pk": {"S": key}}).get("Item")
+
+
+def test_a_cancelled_transaction_undoes_only_its_own_writes(ddb):
+    ddb.create_table(TableName="t", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    ddb.put_item(TableName="t", Item={"pk": {"S": "other"}, "n": {"N": "7"}})
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(TransactItems=[
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "a"}}, "UpdateExpression": "SET n = :two",
+                        "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}}},
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "b"}}, "UpdateExpression": "SET n = :one",
+                        "ConditionExpression": "attribute_exists(pk)", "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+        ])
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert "ConditionalCheckFailed" in str(err.value)
+    assert item(ddb, "a")["n"] == {"N": "1"} and item(ddb, "new") is None and item(ddb, "b") is None
+    assert item(ddb, "other")["n"] == {"N": "7"}
+    ddb.transact_write_items(TransactItems=[
+        {"Update": {"TableName": "t", "Key": {"pk": {"S": "a"}}, "UpdateExpression": "SET n = :two",
+                    "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+        {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}}}])
+    assert item(ddb, "a")["n"] == {"N": "2"} and item(ddb, "new") == {"pk": {"S": "new"}}
+
+
+def test_sqs_still_counts_sends_and_receives(ddb, tmp_path):
+    sqs = client("sqs", ddb.meta.endpoint_url)
+    url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert len(got) == 2
+    assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("1", "2")
+    assert attrs["VisibilityTimeout"] == "30" and attrs["MessageRetentionPeriod"] == "345600"
