@@ -150,6 +150,8 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
             tags.setdefault((attempt.workspace, attempt.plan.people.tag), []).append(attempt)
     for (workspace, tag), group in tags.items():
         _together(group, lambda: _tag(deps.apis.intercom(workspace), tag, group))
+    created = [a for a in _active(attempts) if a.reached is not None and a.reached.outcome == "created"]
+    _together(created, lambda: _verify_later(created, deps))
     _finish(attempts, deps)
     for attempt in attempts:
         if attempt.error is None and attempt.outcome == "created":
@@ -158,7 +160,6 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
             except Exception as exc:     # the join is done; the evaluation's failure is the message's
                 attempt.outcome = None
                 _fail(attempt, exc)
-    _verify_later(attempts, deps)
 
 
 def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
@@ -470,22 +471,18 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
         deps.qualifier.evaluate(resumed, settings.qualification, Sighting(reached.contact, "join resumed"))
 
 
-def _verify_later(attempts: list[Attempt], deps: WorkDeps) -> None:
-    """Each lead created by this batch is looked at again once Intercom's search has caught up: a
-    contact with the same email made just before the person joined shows only then."""
+def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
+    """Each lead the bridge created (on this try or an earlier one) is looked at again once
+    Intercom's search has caught up: a contact with the same email made just before the person
+    joined shows only then. Queued before the links are written, so that a worker dying in between
+    leaves a contact that is looked at anyway (the next try resumes it and queues it again)."""
     lag, now = deps.search_lag(), deps.clock()
     checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
                             contact_id=str(a.reached.contact["id"]), email=str(a.known.email),
                             created_at=_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
-              for a in attempts if a.outcome == "created" and a.reached is not None and not a.reached.resumed
-              and a.reached.contact.get("role") == "lead" and a.known.email]
-    if not checks or deps.queue is None:
-        return
-    try:
+              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and a.known.email]
+    if checks and deps.queue is not None:
         deps.queue.send_many(checks, delay=lag)
-    except Exception:   # the joins are done; only the later look is missed (logged, counted)
-        logger.exception("could not queue the verification of created leads")
-        count("VerificationsNotQueued", len(checks))
 
 
 def _number(value: Any) -> Optional[float]:

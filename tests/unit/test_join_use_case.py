@@ -330,3 +330,19 @@ def test_a_join_held_by_another_worker_is_retried_later():
     work.store.links.claim(PersonRef("42", "7"), "ws")
     assert "another worker is applying this join right now" in comes_back(work, join())
     assert work.apis.intercom_.calls == ["attribute", "search"]      # looked (while claiming), wrote nothing
+
+
+def test_a_lead_created_on_an_earlier_try_is_verified_too_and_a_lost_verification_fails_the_join():
+    work = world()
+    sent = work.queue.send_many
+
+    def refused(messages, delay=0):
+        raise RuntimeError("SQS unavailable")
+
+    work.queue.send_many = refused                                   # type: ignore[method-assign]
+    assert "SQS unavailable" in comes_back(work, join())
+    assert link_of(work).status is LinkStatus.FAILED and link_of(work).contact_id is not None
+    work.queue.send_many = sent                                      # type: ignore[method-assign]
+    run(work, join())
+    [check] = verifications(work)
+    assert check["contact_id"] == link_of(work).contact_id and ("contact", "resumed") in history(work)

@@ -98,7 +98,6 @@ KNOWN_BREAKS = {
     "no_repeated_qualification_call": "issue 7 (1): urllib3 Retry re-sends the PUT when RF's answer is lost",
     "no_duplicate_contact": "issue 7 (2): a retried POST /contacts after a lost answer makes a second lead",
     "existing_contact_linked": "issue 7 (2): a lead joining before search sees an existing contact gets a new lead",
-    "existing_values_kept": "issue 7 (7): duplicates: update overwrites the existing contact's name",
     "no_unfinished_link": "issue 7 (4): reconciliation never looks at links stuck in_progress",
     "order_never_matters": "issue 7 (6): with require_change, 'No' arriving after 'Yes' arms the link without "
                            "evaluating the newer value",
@@ -141,6 +140,7 @@ class ChaosConfig:
     rf_shared: float = 0.0           # share of rf_limit another tool spends every minute
     rf_offset: float = 0.0           # seconds RF's minute windows start after the clock's
     search_lag: float = 1.0          # seconds before Intercom's search sees a new contact
+    bridge_search_lag: float = 8.0   # INTERCOM_SEARCH_LAG_SECONDS: what the bridge allows for (> the probes' 5 s)
     join_spread: Optional[float] = None   # seconds over which the join deliveries arrive (default max(8, N/5))
     spread: float = 3.0              # seconds over which the copies of a contact change arrive
     reconcile_every: float = 10.0    # seconds between reconciliation runs during the deliveries
@@ -538,10 +538,22 @@ def _email_of(req) -> Optional[str]:
     body = req.json if isinstance(req.json, dict) else {}
     if req.method == "POST" and req.path.endswith("/contacts"):
         return str(body.get("email") or "").lower() or None
-    if req.method == "POST" and req.path.endswith("/contacts/search"):
-        q = body.get("query") or {}
-        return str(q.get("value") or "").lower() or None if isinstance(q, dict) else None
     return None
+
+
+def _searched_emails(req) -> set[str]:
+    """The emails a contact search asks for (one filter, or a group; `=` or `IN`)."""
+    body = req.json if isinstance(req.json, dict) else {}
+    if not (req.method == "POST" and req.path.endswith("/contacts/search")):
+        return set()
+    query = body.get("query") if isinstance(body.get("query"), dict) else {}
+    filters = query.get("value") if query.get("operator") in ("AND", "OR") else [query]
+    found: set[str] = set()
+    for f in filters if isinstance(filters, list) else []:
+        if isinstance(f, dict) and f.get("field") == "email":
+            values = f.get("value") if isinstance(f.get("value"), list) else [f.get("value")]
+            found |= {str(v).lower() for v in values if v}
+    return found
 
 
 def _script_probes(people, intercom_proxy: FaultProxy, rf_proxy: FaultProxy, workers: Workers,
@@ -561,7 +573,7 @@ def _script_probes(people, intercom_proxy: FaultProxy, rf_proxy: FaultProxy, wor
         return lambda req: req.path.endswith("/contacts") and _email_of(req) == p.email.lower()
 
     def search(p: Person):
-        return lambda req: req.path.endswith("/contacts/search") and _email_of(req) == p.email.lower()
+        return lambda req: p.email.lower() in _searched_emails(req)
 
     if p := _probe(people, "rf_answer_lost_once"):
         rf_proxy.script(Rule("rf_answer_lost_once", rf_put(p), ["applied_drop"]))
@@ -593,6 +605,13 @@ def _exempt_probes(people, intercom: IntercomSim, intercom_proxy: FaultProxy, rf
         email = _email_of(req)
         if email:
             return email in emails
+        searched = _searched_emails(req)      # a batch's search: about a probe if any of its emails is
+        if searched:
+            return bool(searched & emails)
+        users = (req.json or {}).get("users") if isinstance(req.json, dict) else None
+        if isinstance(users, list):           # a batch's tag call: about a probe if any of its contacts is
+            return any(((intercom.get(str(u.get("id"))) or {}).get("email") or "").lower() in emails
+                       for u in users if isinstance(u, dict))
         match = re.match(r".*/contacts/([^/]+)", req.path)
         if match and match.group(1) not in ("search", "merge"):
             contact = intercom.get(match.group(1)) or {}
@@ -615,6 +634,7 @@ def _stack_env(resources, cfg: ChaosConfig, intercom_url: str, rf_url: str) -> d
             "PYTHONPATH": str(ROOT), "INTERCOM_BASE_URL": intercom_url, "RF_BASE_URL": rf_url,
             "BRIDGE_HTTP_TIMEOUT": str(cfg.http_timeout), "BRIDGE_LEASE_SECONDS": str(cfg.lease_seconds),
             "BRIDGE_MAX_ATTEMPTS": str(cfg.max_attempts), "BRIDGE_RECORD_BUDGET_MS": str(cfg.record_budget_ms),
+            "INTERCOM_SEARCH_LAG_SECONDS": str(cfg.bridge_search_lag),
             "INTERCOM_CALLS_PER_10S": str(cfg.intercom_budget), "RF_CALLS_PER_MINUTE": str(cfg.rf_budget),
             "POWERTOOLS_LOG_LEVEL": "WARNING", "CHAOS_QUEUE_ARN": resources.queue_arn,
             "CHAOS_FUNCTION_TIMEOUT": str(cfg.function_timeout)}
