@@ -1,6 +1,6 @@
 """The work queue's messages: one pydantic model per kind, told apart by `kind` (`rf.join`,
-`intercom.contact`, `intercom.check`, `join.verify`; who produces and who handles each: README,
-"Code layout").
+`intercom.contact`, `intercom.check`, `intercom.changes`, `join.verify`; who produces and who handles each:
+README, "Code layout").
 Every message is built here and read back here; nothing else knows their fields.
 
 The wire format is the model's JSON, flat, as earlier versions wrote it: messages already in the
@@ -95,10 +95,21 @@ class VerifyMessage(_AboutPerson):
     not_before: float
 
 
-AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, VerifyMessage]
+class ChangesMessage(_Message):
+    """Reconciliation: search this workspace's contacts changed since its last search (or, the first
+    time, within `lookback` seconds of `at`), and judge the pending leads linked to them."""
+
+    kind: Literal["intercom.changes"] = "intercom.changes"
+    workspace: Id
+    at: float                    # when reconciliation asked: where the next search starts (with an overlap)
+    lookback: float = 7 * 86400
+
+
+AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, VerifyMessage, ChangesMessage]
 Message = Annotated[AnyMessage, Field(discriminator="kind")]
 KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m
-                                    for m in (JoinMessage, ContactMessage, CheckMessage, VerifyMessage)}
+                                    for m in (JoinMessage, ContactMessage, CheckMessage, VerifyMessage,
+                                              ChangesMessage)}
 _MESSAGE = TypeAdapter(Message)
 
 

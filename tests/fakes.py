@@ -8,7 +8,8 @@ from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
 from chalicelib.domain.mapping import MARKER_NAME
-from chalicelib.ports import Conflict, Merged, NotFound
+from chalicelib.errors import Uncertain
+from chalicelib.ports import Conflict, Later, Merged, NotFound
 from chalicelib.services.deps import WorkDeps
 
 
@@ -60,6 +61,7 @@ class FakeQueue:
         self.deleted: list[str] = []
         self.delayed: dict[str, float] = {}
         self.sent_delays: list[float] = []
+        self.deferred: list[Later] = []
 
     def send(self, message: dict | str) -> str:
         encode(message)                      # the same size limit as SQS (raises MessageTooLarge)
@@ -78,6 +80,11 @@ class FakeQueue:
 
     def retry_in(self, receipt_handle: str, seconds: float) -> None:
         self.delayed[receipt_handle] = seconds
+
+    def defer(self, later: list[Later]) -> None:
+        for m in later:
+            encode(m.body)
+        self.deferred += later
 
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
         return []
@@ -127,6 +134,7 @@ class FakeIntercom:
         self.after: dict[str, Exception] = {}
         self.attributes = attributes or {}
         self.made = 0
+        self.searches: list[dict] = []
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -163,6 +171,24 @@ class FakeIntercom:
         wanted = {e.lower() for e in emails}
         return [c for c in self.contacts.values() if c["id"] not in self.unsearchable and (
             c["email"] in wanted or c["custom_attributes"].get(MARKER_NAME) in markers)]
+
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        """Intercom's search rules (the simulator's engine: dates by calendar day, strings without case)."""
+        from infra.local.sims.search import compile_query
+        self._call("search_contacts")
+        self.searches.append(query)
+
+        def field(contact: dict, name: str) -> Any:
+            value: Any = contact
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+        match = compile_query(query, field, lambda name: name in ("created_at", "updated_at"))
+        hits = [c for c in self.contacts.values() if c["id"] not in self.unsearchable and match(c)]
+        start = int(starting_after or 0)
+        more = start + per_page < len(hits)
+        return hits[start:start + per_page], str(start + per_page) if more else None
 
     def create_contact(self, body: dict) -> dict:
         self._call("create")
@@ -218,16 +244,22 @@ class FakeIntercom:
 
 class FakeRF:
     """ReferralFactoryPort in memory. `qualify` answers with `answers` in turn (an exception is
-    raised) and then succeeds; `qualified_at` is what get_user says of a qualified user."""
+    raised) and then succeeds; `lost` calls after that are applied and then raise Uncertain (the
+    answer was lost); `qualified_at` is what get_user says of a qualified user, and `get_answers`
+    are raised by get_user in turn."""
 
     def __init__(self, users: Optional[dict] = None):
         self.users = users or {}
         self.qualified: list[str] = []
         self.calls: list[str] = []
         self.answers: list[Exception] = []
+        self.get_answers: list[Exception] = []
+        self.lost = 0
 
     def get_user(self, user_id: str) -> dict:
         self.calls.append(f"get_user {user_id}")
+        if self.get_answers:
+            raise self.get_answers.pop(0)
         user = dict(self.users.get(str(user_id), {"id": user_id}))
         if str(user_id) in self.qualified:
             user["qualified_at"] = "2026-11-25T12:00:00Z"
@@ -241,6 +273,9 @@ class FakeRF:
         if self.answers:
             raise self.answers.pop(0)
         self.qualified.append(user_id)
+        if self.lost:
+            self.lost -= 1
+            raise Uncertain("Referral Factory did not answer: read timed out")
         return {"id": user_id}
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from ..domain.mapping import MARKER_ATTRIBUTE
 from ..errors import ApiError, Permanent, Transient
@@ -23,6 +23,8 @@ TAG_USERS = 50        # contacts tagged in one POST /tags
 
 class IntercomClient(JsonApi):
     service = "Intercom"
+    # POSTs that may be sent twice (adapters/http.py): a search reads; a tag is created or found.
+    IDEMPOTENT = (("POST", "/contacts/search"), ("POST", "/tags"), ("POST", "/contacts/[^/]+/tags"))
 
     def __init__(self, base_url: str, token: str, **kw):
         super().__init__(base_url, {"Intercom-Version": VERSION}, token=token, **kw)
@@ -45,7 +47,7 @@ class IntercomClient(JsonApi):
 
     def _classify(self, exc: ApiError) -> Exception:
         if exc.retryable:
-            return Transient(exc.reason, retry_after=exc.retry_after)
+            return self.retry_later(exc)
         if exc.status == 401:
             # The token was read again before this: a reconnected one was already tried.
             return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "
@@ -77,6 +79,15 @@ class IntercomClient(JsonApi):
             if not after:
                 return
             pagination = {"per_page": PER_PAGE, "starting_after": after}
+
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        paging: dict[str, Any] = {"per_page": per_page}
+        if starting_after:
+            paging["starting_after"] = starting_after
+        answer = self._call("POST", "/contacts/search", json_body={"query": query, "pagination": paging}) or {}
+        following = (answer.get("pages") or {}).get("next") or {}
+        return answer.get("data", []), following.get("starting_after") or None
 
     def create_contact(self, body: dict) -> dict:
         try:

@@ -117,12 +117,23 @@ class JoinClaim:
 
 @dataclass(frozen=True)
 class Claim:
-    """A qualification claim: `link` as it is now that we hold it; `took_over` when it was another
-    worker's whose lease had run out (RF may already have said yes)."""
+    """A qualification claim: `link` as it is now that we hold it; `previous`, the state it was taken
+    from; `took_over` when it was another worker's whose lease had run out (RF may already have said
+    yes)."""
 
     token: str
     link: Link
     took_over: bool = False
+    previous: Optional[QState] = None
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """A link left unfinished past `lease_until`: a join or a qualification whose worker died holding
+    its claim, or a qualification left unconfirmed that no retry has finished (reconciliation's job)."""
+
+    link: Link
+    lease_until: float
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ class IntercomPort(Protocol):
     def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
         """Every contact with one of these emails or our marker set to one of these values, in as
         few searches as the API allows (`IN`, 15 values a filter, 15 filters a group)."""
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        """One page of a contact search (`query`: Intercom's search query object), and the cursor of
+        the next page (None: the last page)."""
     def create_contact(self, body: dict) -> dict: ...            # raises Conflict on 409
     def update_contact(self, contact_id: str, body: dict) -> dict: ...
     def get_contact(self, contact_id: str) -> dict: ...           # raises Merged, NotFound

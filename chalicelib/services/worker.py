@@ -4,9 +4,15 @@ Chalice's SQS event source does not enable partial batch responses: whatever the
 returns, a normal return deletes the whole batch, and an exception returns the whole batch.
 So the worker deletes the records it has handled itself, then raises if any record must be
 retried: only those come back. A record that fails permanently, or too many times, is sent
-to the dead-letter queue with its reason (and the failure is in the person's history)."""
+to the dead-letter queue with its reason (and the failure is in the person's history).
+
+A record that must wait (errors.Deferred: another worker's claim, a rate-limit pause, an open
+circuit) has not failed: a copy goes back to the queue with a delay, carrying the tries used so far
+(SQS's receive count cannot tell a wait from a try), and the original is deleted. Waiting never
+uses up a try, and never sends a message to the dead-letter queue."""
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Hashable, Iterable, Optional, Protocol, Sequence, TypeVar
 
@@ -14,15 +20,17 @@ from .. import messages
 from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
-from ..errors import WorkError
-from ..messages import CheckMessage, ContactMessage, JoinMessage, VerifyMessage
+from ..errors import Deferred, WorkError
+from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage, VerifyMessage
 from ..observability import count, logger
-from ..ports import WorkQueue
+from ..ports import Later, WorkQueue
+from ..ports.queue import TRIES, WAITS
 from .concurrency import Runner
 from .deps import WorkDeps
 from .duplicates import Verification, on_verify
 from .join import process_joins
 from .qualification.batch import Batch
+from .qualification.changes import on_changes
 from .qualification.checks import on_check
 from .qualification.contact_events import on_contact_event
 
@@ -47,11 +55,26 @@ class Record:
     body: str
     receipt_handle: str
     receive_count: int
+    tries_before: int = 0      # tries used by the copies this message was deferred from
+    waits: int = 0             # how often it was deferred
+
+    @property
+    def tries(self) -> int:
+        """Tries used, this receive included (a receive that ends in a wait is given back)."""
+        return self.tries_before + self.receive_count
 
     @classmethod
     def from_lambda(cls, raw: dict) -> "Record":
+        attributes = raw.get("messageAttributes") or {}
+
+        def number(name: str) -> int:
+            try:
+                return max(0, int((attributes.get(name) or {}).get("stringValue", "0")))
+            except ValueError:
+                return 0
         return cls(raw.get("messageId", ""), raw.get("body", ""), raw.get("receiptHandle", ""),
-                   int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")))
+                   int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")),
+                   number(TRIES), number(WAITS))
 
 
 M = TypeVar("M")
@@ -91,7 +114,7 @@ class RetryBatch(Exception):
 @dataclass
 class Result:
     record: Record
-    outcome: str                       # done | retry | dead
+    outcome: str                       # done | retry | dead | wait
     reason: Optional[str] = None
     retry_after: Optional[float] = None
 
@@ -104,6 +127,7 @@ def runner(workers: int) -> Runner:
     if workers not in _RUNNERS:
         _RUNNERS[workers] = Runner(workers)
     return _RUNNERS[workers]
+DEFAULT_WAIT = 30.0                    # a wait that did not say how long
 
 
 def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int] = lambda: 10**9,
@@ -127,7 +151,8 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
         if isinstance(context, WorkError):   # its read failed: a try like any other
             results.append(_failed(work, job.record, job.message, context.reason, True, 5))  # soon, not after the timeout
         elif remaining_ms() < work.config.record_budget_ms:
-            results.append(Result(job.record, "retry", "not started: the Lambda's time is running out",
+            # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
+            results.append(Result(job.record, "wait", "not started: the Lambda's time is running out",
                                   retry_after=5))
         else:
             ready.append(job)
@@ -177,6 +202,8 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
 
 def _result(work: Work, job: Job, outcome: Any) -> Result:
     record, message = job.record, job.message
+    if isinstance(outcome, Deferred):    # not a failure: it waits, without using up a try
+        return _waits(work, record, message, outcome)
     if isinstance(outcome, WorkError):
         return _failed(work, record, message, outcome.reason, outcome.retryable, outcome.retry_after, outcome.person)
     if isinstance(outcome, Exception):   # a bug or an outage we did not foresee: retry, then dead-letter
@@ -229,9 +256,16 @@ def _read_failed(exc: Exception) -> WorkError:
 
 
 def settle(results: list[Result], work: Work) -> dict:
+    """`{"done", "retry", "dead"}` counts (and `"waiting"` when some records wait)."""
     retry = [r for r in results if r.outcome == "retry"]
+    waiting = [r for r in results if r.outcome == "wait"]
     summary = {"done": sum(r.outcome == "done" for r in results), "retry": len(retry),
                "dead": sum(r.outcome == "dead" for r in results)}
+    if waiting:
+        summary["waiting"] = len(waiting)
+        # Copies first: if this fails, the whole batch comes back and nothing is lost.
+        work.queue.defer([Later(r.record.body, r.retry_after or DEFAULT_WAIT, r.record.tries - 1,
+                                r.record.waits + 1) for r in waiting])
     if not retry:
         return summary
     work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
@@ -242,24 +276,41 @@ def settle(results: list[Result], work: Work) -> dict:
                      + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry))
 
 
+def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
+    """Not a failure: the record waits in the queue. A little jitter, so that what one pause held
+    back does not all come back at the same moment."""
+    delay = (exc.retry_after or DEFAULT_WAIT) + random.uniform(0, 2)
+    count("RecordsDeferred")
+    logger.info("record waits", extra={"reason": exc.reason, "seconds": round(delay), "tries": record.tries - 1,
+                                       "waits": record.waits + 1})
+    person = exc.person or message.person_ref
+    if person:
+        try:
+            work.deps.history.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, "
+                                          "without using up a try)", outcome="deferred")
+        except Exception:  # the wait stands without its note
+            logger.exception("could not note the wait in the history")
+    return Result(record, "wait", exc.reason, delay)
+
+
 def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bool, retry_after: Optional[float],
             person: Optional[tuple[str, str]] = None) -> Result:
     count("RecordsFailed")
-    if retryable and record.receive_count < work.config.max_attempts:
-        logger.warning("record will be retried", extra={"reason": reason, "attempt": record.receive_count})
+    if retryable and record.tries < work.config.max_attempts:
+        logger.warning("record will be retried", extra={"reason": reason, "attempt": record.tries})
         return Result(record, "retry", reason, retry_after)
     if retryable:
-        reason = f"gave up after {record.receive_count} tries: {reason}"
+        reason = f"gave up after {record.tries} tries: {reason}"
     return _dead(work, record, reason, person or message.person_ref)
 
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None) -> Result:
-    work.queue.dead_letter(record.body, reason, record.receive_count, iso(work.clock()))
+    work.queue.dead_letter(record.body, reason, record.tries, iso(work.clock()))
     count("DeadLettered")
     logger.error("record sent to the dead-letter queue", extra={"reason": reason})
     if person:
         work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
-            "attempts": record.receive_count, "replay": "bridge dlq replay"})])
+            "attempts": record.tries, "replay": "bridge dlq replay"})])
     return Result(record, "dead", reason)
 
 
@@ -293,6 +344,7 @@ HANDLERS: dict[type, Handler] = {
     ContactMessage: Handler(Batch.read, on_contact_event, about=_contact_about),
     CheckMessage: Handler(Batch.read, on_check),
     VerifyMessage: Handler(Verification.read, on_verify),
+    ChangesMessage: Handler(lambda messages_, deps: None, on_changes),   # one search per workspace
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

@@ -18,30 +18,9 @@ from .test_qualification import qualified_ids
 
 
 @pytest.fixture
-def delayed(bridge, monkeypatch):
-    """SQS delays the verification by the search lag (real seconds): here the test says when that
-    time has come (`release()`), and the fake clock moves by the lag."""
-    queue, held = bridge.rt.queue, []
-    send_many = queue.send_many
-
-    def hold(messages, delay=0):
-        if delay:
-            held.extend(messages)
-        else:
-            send_many(messages)
-
-    monkeypatch.setattr(queue, "send_many", hold)
-
-    class Later:
-        @staticmethod
-        def release() -> int:
-            bridge.rt.clock.now += bridge.rt.config.search_lag
-            sent, held[:] = list(held), []
-            if sent:
-                send_many(sent)
-            return len(sent)
-
-    return Later()
+def delayed(bridge):
+    """The verifications the bridge queued, held until the test says the search lag has passed."""
+    return bridge.later
 
 
 def tagged(contact) -> list[str]:
@@ -49,10 +28,6 @@ def tagged(contact) -> list[str]:
 
 
 # --- a create applied, its answer lost ---------------------------------------------------------------
-
-LIMITS = ("the HTTP client must not re-send a POST that may have been applied (errors.Uncertain): the "
-          "'limits' work on adapters/http.py; today urllib3's Retry sends POST /contacts again")
-
 
 def retried_until_done(bridge):
     outcomes = bridge.drain()
@@ -64,11 +39,10 @@ def retried_until_done(bridge):
     return outcomes
 
 
-@pytest.mark.xfail(strict=True, reason=LIMITS)
 def test_a_create_intercom_applied_and_answered_500_gives_one_contact_linked_and_tagged(bridge, intercom, rf):
     bridge.apply(lead_settings(tag="Referred"))
     lead = new_lead(rf)
-    intercom.fail_after_next("POST", r"^/contacts$", 500)
+    intercom.lose_answer_next("POST", r"^/contacts$", "500")
     bridge.post_join(join_body(lead))
     retried_until_done(bridge)
     [contact] = intercom.contacts_by_email("ann@example.com")
@@ -78,13 +52,12 @@ def test_a_create_intercom_applied_and_answered_500_gives_one_contact_linked_and
     assert "resumed" in [h["outcome"] for h in person["history"]]
 
 
-@pytest.mark.xfail(strict=True, reason=LIMITS)
 def test_a_create_intercom_applied_whose_answer_never_came_gives_one_contact_linked_and_tagged(bridge, intercom, rf):
     bridge.apply(lead_settings(tag="Referred"))
     bridge.rt.config = dataclasses.replace(bridge.rt.config, http_timeout=0.3)
     bridge.rt.forget()
     lead = new_lead(rf)
-    intercom.stall_after_next("POST", r"^/contacts$", 1.0)
+    intercom.lose_answer_next("POST", r"^/contacts$", "stall", seconds=1.0)
     bridge.post_join(join_body(lead))
     retried_until_done(bridge)
     [contact] = intercom.contacts_by_email("ann@example.com")

@@ -123,8 +123,13 @@ def test_intercom_429_then_500_then_success_gives_one_contact(bridge, intercom, 
     intercom.fail_next("POST", r"^/contacts$", 429, headers={"X-RateLimit-Reset": str(int(clock()) + 3)})
     intercom.fail_next("POST", r"^/contacts$", 500)
     bridge.post_join(join_body(lead))
-    outcomes = bridge.drain()
-    assert all(o.error is None for o in outcomes)
+    bridge.drain()                        # a 500 to a create may have been applied: no blind re-send...
+    assert bridge.poller.expire_inflight() == 1
+    assert all(o.error is None for o in bridge.drain())     # ...the next try waits out search's lag,
+    assert intercom.contacts == {}
+    clock.now += bridge.rt.config.search_lag
+    assert bridge.poller.release_delayed() == 1
+    assert all(o.error is None for o in bridge.drain())     # ...then looks, and creates
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
     assert any(2.9 <= s <= 3.6 for s in clock.slept), f"X-RateLimit-Reset was not honoured: {clock.slept}"
 

@@ -168,9 +168,11 @@ def test_while_search_may_still_hide_it_the_retry_waits_instead_of_creating_agai
     [contact] = intercom.contacts.values()
     intercom.unsearchable.add(contact["id"])                          # search lags the create
     work.clock.now += 60
-    assert "looking again after" in comes_back(work, join())
-    assert intercom.calls.count("create") == 1 and work.queue.delayed == {"rh0": pytest.approx(LAG - 60)}
-    assert link_of(work).status is LinkStatus.FAILED and history(work)[-1] == ("join", "waiting")
+    assert run(work, join()) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}     # a wait, not a try
+    [later] = work.queue.deferred
+    assert any("looking again after" in r for r in reasons(work)) and LAG - 60 <= later.delay <= LAG - 58
+    assert intercom.calls.count("create") == 1 and later.waits == 1
+    assert link_of(work).status is LinkStatus.FAILED and ("join", "waiting") in history(work)
     work.clock.now += LAG
     intercom.unsearchable.clear()
     run(work, join())
@@ -182,7 +184,7 @@ def test_a_create_that_never_reached_intercom_is_made_once_the_search_lag_has_pa
     work.apis.intercom_.fail["create"] = Uncertain("connection dropped after sending POST /contacts")
     comes_back(work, join())
     work.clock.now += LAG - 1
-    comes_back(work, join())                                            # not yet: it might be hidden
+    assert run(work, join())["waiting"] == 1                           # not yet: it might be hidden
     work.clock.now += 2
     run(work, join())
     assert len(work.apis.intercom_.contacts) == 1 and link_of(work).status is LinkStatus.LINKED
@@ -299,7 +301,7 @@ def test_a_verification_that_comes_early_waits():
     work = world()
     run(work, join())
     [check] = verifications(work)
-    assert "looking again later" in comes_back(work, check)
+    assert run(work, check)["waiting"] == 1 and any("looking again later" in r for r in reasons(work))
 
 
 # --- the rest -----------------------------------------------------------------------------------------
@@ -325,11 +327,15 @@ def test_a_join_without_settings_or_type_fails_alone_with_a_clear_reason():
     assert "did not say whether" in reasons(work, "8")[-2]
 
 
-def test_a_join_held_by_another_worker_is_retried_later():
+def test_a_join_held_by_another_worker_waits_for_its_lease_without_using_a_try():
     work = world()
-    work.store.links.claim(PersonRef("42", "7"), "ws")
-    assert "another worker is applying this join right now" in comes_back(work, join())
+    work.store.links.claim(PersonRef("42", "7"), "ws", lease=120)
+    work.clock.now += 20
+    assert run(work, join()) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    [later] = work.queue.deferred
+    assert (later.tries, later.waits) == (0, 1) and 100 <= later.delay <= 103      # until the lease ends
     assert work.apis.intercom_.calls == ["attribute", "search"]      # looked (while claiming), wrote nothing
+    assert work.queue.dead == [] and history(work)[-1] == ("waiting", "deferred")
 
 
 def test_a_lead_created_on_an_earlier_try_is_verified_too_and_a_lost_verification_fails_the_join():

@@ -64,11 +64,11 @@ class DynamoHistory:
             for item in self._items(ref, entries, self.clock()):
                 batch.save(item)
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str) -> None:
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         now = self.clock()
         expires = self._expires(now)
         HistoryItem(history_pk(ref), repeats_sk(event)).update(actions=[
-            HistoryItem.event.set(event), HistoryItem.outcome.set("ignored"), HistoryItem.reason.set(reason),
+            HistoryItem.event.set(event), HistoryItem.outcome.set(outcome), HistoryItem.reason.set(reason),
             HistoryItem.repeats.add(1), HistoryItem.at.set(iso(now)),
             HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()])
 

@@ -10,11 +10,12 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PendingPage, PersonRef
+from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+                           PersonRef)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import KEEP, LEASE_SECONDS, Busy
 from .history import DynamoHistory, Update
-from .keys import PENDING, contact_key, email_key, link_key
+from .keys import OVERDUE, PENDING, contact_key, email_key, link_key
 from .lookup import drop_reference
 from .models import LinkItem, PointerItem, batch_get, conditional, get
 
@@ -61,6 +62,7 @@ class DynamoLinks:
             LinkItem.campaign_id.set(ref.campaign_id), LinkItem.rf_user_id.set(ref.rf_user_id),
             LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value),
             LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease), LinkItem.uncertain_since.set(now),
+            LinkItem.overdue_pk.set(OVERDUE),
             LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
             LinkItem.pk.does_not_exist() | (LinkItem.status == LinkStatus.FAILED.value)
             | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & (LinkItem.lease_until < now)))
@@ -74,10 +76,11 @@ class DynamoLinks:
         except UpdateError as exc:
             if not conditional(exc):
                 raise
-        current = self.get(ref)
-        if current is not None and current.final:
+        current = get(LinkItem, link_key(ref))
+        if current is not None and current.to_link().final:
             return None
-        raise Busy("another worker is applying this join right now", retry_after=lease)
+        lease_until = current.lease_until if current is not None and current.lease_until else now + lease
+        raise Busy("another worker is applying this join right now", retry_after=max(1.0, lease_until - now))
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
                    lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
@@ -97,7 +100,7 @@ class DynamoLinks:
     def _finish(self, claim: JoinClaim, result: JoinResult) -> list[Update]:
         ref, now = claim.ref, iso(self.clock())
         actions = [LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
-                   LinkItem.lease_until.remove()]
+                   LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove()]
         for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
                      "uncertain_since"):
             value = getattr(result, name)
@@ -204,7 +207,7 @@ class DynamoLinks:
         try:
             answer = LinkItem._get_connection().update_item(
                 *key, actions=[LinkItem.qualification.set(QState.QUALIFYING.value), LinkItem.claim.set(token),
-                               LinkItem.lease_until.set(now + lease)],
+                               LinkItem.lease_until.set(now + lease), LinkItem.overdue_pk.set(OVERDUE)],
                 condition=LinkItem.qualification.is_in(*(s.value for s in claimable(replay)))
                 | ((LinkItem.qualification == QState.QUALIFYING.value) & (LinkItem.lease_until < now)),
                 return_values="ALL_OLD")
@@ -215,21 +218,22 @@ class DynamoLinks:
             return current.to_link() if current is not None else link
         before = LinkItem.from_raw_data(answer["Attributes"]).to_link()
         return Claim(token, dataclasses.replace(before, qualification=QState.QUALIFYING),
-                     took_over=before.qualification is QState.QUALIFYING)
+                     took_over=before.qualification is QState.QUALIFYING, previous=before.qualification)
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None) -> Link:
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
-        link, now = claim.link, iso(self.clock())
-        actions = [LinkItem.qualification.set(state.value), LinkItem.claim.remove(), LinkItem.lease_until.remove(),
-                   LinkItem.updated_at.set(now), _assign(LinkItem.reason, reason or None)]
+        link, at = claim.link, self.clock()
+        now = iso(at)
+        actions = [LinkItem.qualification.set(state.value), LinkItem.claim.remove(), LinkItem.updated_at.set(now),
+                   _assign(LinkItem.reason, reason or None), LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]
         if state is QState.QUALIFIED:
             actions.append(LinkItem.qualified_at.set(now))
-        if state is QState.PENDING:
-            actions += [LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{link.joined_at}#{link.ref}")]
-        else:  # qualified, or failed: reconciliation must not retry a 4xx every run
-            actions += [LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]
+        if state is QState.UNCONFIRMED:     # overdue once the lease runs, unless a retry finishes it first
+            actions += [LinkItem.lease_until.set(at + lease), LinkItem.overdue_pk.set(OVERDUE)]
+        else:                               # qualified, or failed: a 4xx is not retried every run
+            actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove()]
         try:
             self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
                                                             LinkItem.claim == claim.token))
@@ -249,6 +253,14 @@ class DynamoLinks:
         condition = LinkItem.pending_sk > after if after else None
         items = list(LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit))
         return PendingPage([i.to_link() for i in items], items[-1].pending_sk if items else None)
+
+    def count_pending(self, before: Optional[str] = None) -> int:
+        condition = LinkItem.pending_sk < before if before else None
+        return LinkItem.pending.count(PENDING, range_key_condition=condition)
+
+    def overdue(self, now: float, limit: int) -> list[Overdue]:
+        items = LinkItem.overdue.query(OVERDUE, range_key_condition=LinkItem.lease_until < now, limit=limit)
+        return [Overdue(i.to_link(), float(i.lease_until)) for i in items]
 
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> tuple[int, int]:
