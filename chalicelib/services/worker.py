@@ -148,7 +148,9 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
     ready: list[Job] = []
     for job in jobs:
         context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
-        if isinstance(context, WorkError):   # its read failed: a try like any other
+        if isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
+            results.append(_waits(work, job.record, job.message, context))
+        elif isinstance(context, WorkError):   # its read failed: a try like any other
             results.append(_failed(work, job.record, job.message, context.reason, True, 5))  # soon, not after the timeout
         elif remaining_ms() < work.config.record_budget_ms:
             # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
@@ -252,6 +254,8 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 
 
 def _read_failed(exc: Exception) -> WorkError:
+    if isinstance(exc, Deferred):      # the read must wait (a rate-limit pause, a spent budget): it waits
+        return exc
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from chalicelib import messages
-from chalicelib.errors import Permanent, Transient
+from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
 from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
 from chalicelib.domain.link import PersonRef
@@ -81,6 +81,21 @@ def test_a_read_that_keeps_failing_dead_letters_after_the_last_try_with_the_reas
     [dead] = rt.queue.dead
     assert dead["reason"] == "gave up after 3 tries: batched read failed: RuntimeError: ValidationException: key too long"
     assert rt.store.history.entries(PersonRef("42", "5"))[-1].reason == dead["reason"]
+
+
+def test_a_batched_read_that_must_wait_makes_its_records_wait_without_using_a_try():
+    """The read itself waits for the rate budget (say, reconciliation's search): a wait, never a try,
+    so no dead letter however often it happens."""
+    rt = FakeWork()
+
+    def spent(messages_, deps):
+        raise Deferred("the shared Intercom budget (120 calls per 10s) is spent", retry_after=3)
+
+    records = [record(i, check(str(i)), receives=3) for i in range(3)]
+    kind = Recorder()
+    assert handle_batch(records, rt, handlers={CheckMessage: Handler(spent, kind.handle)}) == {
+        "done": 0, "retry": 0, "dead": 0, "waiting": 3}
+    assert rt.queue.dead == [] and [later.waits for later in rt.queue.deferred] == [1, 1, 1]
 
 
 def test_handler_failures_are_per_record_permanent_at_once_transient_until_the_last_try():
