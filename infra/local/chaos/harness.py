@@ -90,24 +90,10 @@ CHECKS = {
 
 # Known breaks of issue 7 that this run reproduces in every run (the probes make sure): the test
 # marks these checks xfail(strict=True). Whoever fixes one removes its line here.
-KNOWN_BREAKS = {
-    "nothing_lost": "issue 7 (4): a join whose claim a killed worker holds burns its attempts on 'another worker "
-                    "is applying this join right now', is dead-lettered and stays in_progress",
-    "no_missed_qualification": "issue 7 (3, 2): a join retried after a crash takes today's 'Yes' as its baseline; a "
-                               "duplicate contact takes the person's changes",
-    "no_repeated_qualification_call": "issue 7 (1): urllib3 Retry re-sends the PUT when RF's answer is lost",
-    "no_duplicate_contact": "issue 7 (2): a retried POST /contacts after a lost answer makes a second lead",
-    "existing_contact_linked": "issue 7 (2): a lead joining before search sees an existing contact gets a new lead",
-    "no_unfinished_link": "issue 7 (4): reconciliation never looks at links stuck in_progress",
-    "order_never_matters": "issue 7 (6): with require_change, 'No' arriving after 'Yes' arms the link without "
-                           "evaluating the newer value",
-}
+KNOWN_BREAKS: dict[str, str] = {}     # issue 7's seven breaks are fixed: none is known today
 # Known breaks that only show under load (RF's budget partly spent by another caller, N in the
 # hundreds): not reproduced at CI size, so not marked in the test; `make chaos` reports them as known.
-LOAD_BREAKS = {
-    "no_window_over_limits": "issue 7 (5): nothing slows the bridge as a whole after RF's 429s",
-    "no_rf_ip_block": "issue 7 (5): RF blocks the IP after 4 windows over its limit",
-}
+LOAD_BREAKS: dict[str, str] = {}      # break 5 (the shared budget under load) is fixed too
 
 
 @dataclass
