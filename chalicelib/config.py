@@ -24,6 +24,8 @@ class Config:
     record_budget_ms: int       # a record is not started with less Lambda time left than this
     secrets_path: str           # SSM Parameter Store prefix of this stage's secrets (adapters/secrets.py)
     history_days: int           # history entries expire (DynamoDB TTL) after this many days; 0: never
+    search_lag: float = 180.0   # seconds Intercom's search may lag a create (what the bridge waits for)
+    concurrency: int = 10       # records of a batch (and calls of a batch step) run at once
     rf_block_recheck: float = 900.0   # seconds after RF blocked us (403) before one call checks again
 
     @classmethod
@@ -46,5 +48,7 @@ class Config:
             record_budget_ms=int(e.get("BRIDGE_RECORD_BUDGET_MS", "30000")),
             secrets_path="/" + e.get("BRIDGE_SECRETS_PATH", "/rf-intercom-bridge").strip("/"),
             history_days=int(e.get("BRIDGE_HISTORY_DAYS", "400")),
+            search_lag=float(e.get("INTERCOM_SEARCH_LAG_SECONDS", "180")),
+            concurrency=max(1, int(e.get("BRIDGE_CONCURRENCY", "10"))),
             rf_block_recheck=float(e.get("RF_BLOCK_RECHECK_SECONDS", "900")),
         )

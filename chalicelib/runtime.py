@@ -48,7 +48,8 @@ class Runtime:
     def deps(self) -> "WorkDeps":
         """The worker's use cases' interfaces: the store's repositories, and this runtime as the Apis."""
         from .services.deps import WorkDeps
-        return WorkDeps.of(self.store, self, self.queue, lambda: self.remaining_ms(), self.clock)
+        return WorkDeps.of(self.store, self, self.queue, self.clock, lambda: self.config.search_lag,
+                           lambda: self.remaining_ms())
 
     def _cached(self, key: tuple, load: Callable[[], T], seconds: float = CACHE_SECONDS) -> T:
         hit = self._cache.get(key)
@@ -138,6 +139,22 @@ class Runtime:
 
     def attributes(self, workspace: str) -> dict[str, dict]:
         return self._cached(("attributes", workspace), lambda: self.intercom(workspace).data_attributes())
+
+    def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
+        full_name = f"custom_attributes.{name}"
+        if full_name in self.attributes(workspace):
+            return
+        try:
+            self.intercom(workspace).create_data_attribute(name, "string", description)
+        except Permanent as exc:        # e.g. another container created it a moment ago: look again
+            refused = exc.reason
+        else:
+            refused = ""
+        self._cache.pop(("attributes", workspace), None)
+        if full_name not in self.attributes(workspace):
+            raise Permanent(f"the bridge could not create the text attribute {name} in workspace {workspace} "
+                            f"({refused or 'Intercom does not list it'}) — create it in Intercom (Settings > Data > "
+                            "People, type Text), then replay")
 
     def campaign_name(self, campaign_id: str) -> Optional[str]:
         return self._cached(("campaign-name", campaign_id), lambda: self.rf().get_campaign(campaign_id).get("name"))

@@ -112,8 +112,9 @@ def policies(target: Target) -> dict[str, dict]:
             _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                  "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [table]),
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
-            # the worker itself deletes what it handled, delays what it retries, and sends back a
-            # copy of what must wait (a wait is not a try).
+            # the worker itself deletes what it handled, delays what it retries, sends back a copy of
+            # what must wait (a wait is not a try), and queues follow-up work (a lead it created is
+            # verified once Intercom's search has caught up).
             _statement("WorkQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                                      "sqs:GetQueueAttributes", "sqs:SendMessage"], [work]),
             _statement("DeadLetterQueue", ["sqs:SendMessage"], [dlq]),

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..domain.budget import BudgetState
@@ -109,20 +110,22 @@ class MemoryLinks:
         token = uuid.uuid4().hex
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
         link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS,
-                                   joined_at=base.joined_at or iso(now), updated_at=iso(now))
+                                   joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
         self.tables.links[ref] = _Held(link, token, now + lease, held.pending if held else None)
         return JoinClaim(ref, workspace, token)
+
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
+                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+        return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+
+    def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
+        return [_answer(partial(self.finish, *d)) for d in done]
 
     def _held_by(self, ref: PersonRef, token: str) -> _Held:
         held = self.tables.links.get(ref)
         if held is None or held.claim != token:
             raise Busy("lost the claim on this join to another worker")
         return held
-
-    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
-        held = self._held_by(claim.ref, claim.token)
-        held.link = dataclasses.replace(held.link, contact_id=contact_id, baseline=baseline,
-                                        reason="contact created; join not finished")
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         held = self._held_by(claim.ref, claim.token)
@@ -137,7 +140,8 @@ class MemoryLinks:
             self._point(self.tables.emails, (claim.workspace, normal_email(result.email)), claim.ref)
 
     # --- what Intercom says of the contact ---------------------------------------------------
-    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
+             baseline: Any = KEEP) -> Link:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -147,8 +151,9 @@ class MemoryLinks:
         if old:
             self.tables.contacts.get((link.workspace, old), set()).discard(link.ref)
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
+        changes = {} if baseline is KEEP else {"baseline": baseline}
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None,
-                           contact_role=role or stored.link.contact_role)
+                           contact_role=role or stored.link.contact_role, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
@@ -225,6 +230,13 @@ class MemoryLinks:
                 del self.tables.contacts[key]
         self.tables.links.pop(link.ref, None)
         return entries, pointers
+
+
+def _answer(write: Callable[[], Any]) -> Any:
+    try:
+        return write()
+    except Exception as exc:
+        return exc
 
 
 class MemoryLookup:

@@ -45,11 +45,13 @@ class Queue:
         answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode(message))
         return answer["MessageId"]
 
-    def send_many(self, messages: list[dict]) -> None:
+    def send_many(self, messages: list[dict], delay: float = 0) -> None:
+        seconds = max(0, min(int(delay), MAX_DELAY_SECONDS))
         for start in range(0, len(messages), 10):
             chunk = messages[start:start + 10]
             answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "MessageBody": encode(m)} for i, m in enumerate(chunk)])
+                {"Id": str(i), "MessageBody": encode(m), **({"DelaySeconds": seconds} if seconds else {})}
+                for i, m in enumerate(chunk)])
             if answer.get("Failed"):
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {answer['Failed'][0]}")
 

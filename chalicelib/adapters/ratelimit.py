@@ -5,8 +5,9 @@
 - **Blocks.** A container takes its slots in blocks: one write reserves several of the current
   slice's slots (as many as it used in the last slice, doubling while it needs more), and hands them
   out itself until the slice ends. Callers together never get more than the slice's cap.
-- **429.** A 429 pauses every caller until the vendor's reset (recorded in the shared state), and
-  the first 429 of a pause lowers the budget, which recovers slowly (domain/budget.py).
+- **429.** A 429 pauses every caller until the vendor's reset (recorded in the shared state). For a
+  vendor that blocks after repeated excess (RF), the first 429 of a pause also lowers the budget,
+  which recovers slowly (domain/budget.py).
 - **Circuit.** A vendor that blocks us (Referral Factory's 403) opens a circuit: no call goes out
   until `recheck` seconds have passed; then one caller probes, and any answer but another block
   closes it.
@@ -127,7 +128,11 @@ class SharedLimiter:
             until = now + (wait if wait is not None else self.slicing.window)
             state = self.windows.state(self.budget)
             first = not state.paused(now)
-            if first:   # what all our callers used in the vendor's window that went over (it ends at `until`)
+            if first and self.block_status is not None:
+                # What all our callers used in the vendor's window that went over (it ends at `until`).
+                # Only a vendor that blocks after repeated excess (RF) lowers the budget: for one that
+                # does not (Intercom), honouring its reset is enough, and a lowered budget that
+                # recovers over hours would hold every join back for hours after one 429.
                 start = until - self.slicing.window
                 used = self.windows.used(self.budget, range(self.slicing.slice_of(start), self.slicing.slice_of(now) + 1))
                 share, strikes = state.lowered(now, used, self.limit, elapsed=(now - start) / self.slicing.window)
@@ -138,7 +143,7 @@ class SharedLimiter:
             self._left, self._full = 0, True             # our reserved slots are not for this pause
         count("RateLimited")
         if first:
-            logger.warning("rate limited: every caller pauses and the budget is lowered", extra={
+            logger.warning("rate limited: every caller pauses until the reset", extra={
                 "budget": self.budget, "until": iso(until), "share": round(share, 3), "strikes": strikes})
 
     def answered(self, status: int, reason: str) -> None:

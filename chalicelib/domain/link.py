@@ -62,6 +62,9 @@ class Link:
     reason: Optional[str] = None
     joined_at: Optional[str] = None
     updated_at: Optional[str] = None
+    # A try may have created the person's contact since then without seeing Intercom's answer (it
+    # claimed the join then, or its create got no answer): look for our marker before creating again.
+    uncertain_since: Optional[float] = None
 
     @property
     def ref(self) -> PersonRef:
@@ -100,6 +103,7 @@ class JoinResult:
     baseline: Any = None
     qualification: Optional[QState] = None
     reason: Optional[str] = None
+    uncertain_since: Optional[float] = None          # a failed try's create may have been applied
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ class Later:
 class WorkQueue(Protocol):
     # A dict is sent as JSON; a str as it is (a dead letter's body going back unchanged).
     def send(self, message: dict | str) -> str: ...                 # raises MessageTooLarge
-    def send_many(self, messages: list[dict]) -> None: ...
+    def send_many(self, messages: list[dict], delay: float = 0) -> None:
+        """`delay`: seconds before they can be received (SQS: at most 900)."""
     def delete(self, receipt_handles: list[str]) -> None: ...
     def retry_in(self, receipt_handle: str, seconds: float) -> None: ...
     def defer(self, later: list[Later]) -> None:

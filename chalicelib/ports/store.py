@@ -35,20 +35,28 @@ class LinkRepository(Protocol):
     def get(self, ref: PersonRef) -> Optional[Link]: ...
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]: ...
 
-    # joining: claim -> (note the contact created) -> finish, only while the claim is held
+    # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
         """The claim, or None when the join was already applied (final). Raises Busy while another
-        worker's lease runs."""
-    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
-        """Remember at once the contact this try created, so that a crash before the end cannot make
-        our own contact look like someone else's on the next try."""
+        worker's lease runs. The claim records its time as `uncertain_since` (this try may create the
+        contact from now on: a crash before `finish` leaves that said) and keeps what earlier tries
+        recorded (the contact they created, its baseline, when the person joined)."""
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
+                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+        """claim() for each (ref, workspace), in as few writes as the store can: per item what
+        claim() answers, or the exception it raises (Busy) as a value."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once. Raises Busy when
         the claim was lost."""
+    def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
+        """finish() for each, in as few writes as the store can: per item None, or the exception
+        finish() raises (Busy) as a value."""
 
     # what Intercom says of the contact
-    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
-        """The contact was merged into `contact_id` (which is alive): the link and its pointer follow."""
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
+             baseline: Any = KEEP) -> Link:
+        """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
+        into it, or it is the older duplicate of the one we created. `baseline`: its new baseline."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
         """With `when` (the event's time), an event older than the newest applied changes nothing:

@@ -3,9 +3,9 @@ typed by its narrow interface (chalicelib/ports). The composition root (chalicel
 builds one from the real adapters; unit tests from the in-memory twin and fakes."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
-import time
 from typing import Callable, Optional, Protocol, TypeVar
 
 from ..config import Config
@@ -39,15 +39,18 @@ class WorkDeps:
     apis: Apis
     cursor: Cursor
     sync: SyncRepository
-    queue: Optional[WorkQueue] = None                       # what sends a sync run's next page
-    remaining_ms: Callable[[], int] = lambda: 10**9         # the Lambda's time left (a sync page stops in time)
+    queue: Optional[WorkQueue] = None           # follow-up work (a created lead verified later, a sync run's next page)
     clock: Callable[[], float] = time.time
+    search_lag: Callable[[], float] = lambda: 180.0     # Config.search_lag, read when needed
+    remaining_ms: Callable[[], int] = lambda: 10**9     # the Lambda's time left (a sync page stops in time)
 
     @classmethod
     def of(cls, store: Store, apis: Apis, queue: Optional[WorkQueue] = None,
-           remaining_ms: Callable[[], int] = lambda: 10**9, clock: Callable[[], float] = time.time) -> "WorkDeps":
+           clock: Callable[[], float] = time.time,
+           search_lag: Callable[[], float] = lambda: 180.0,
+           remaining_ms: Callable[[], int] = lambda: 10**9) -> "WorkDeps":
         return cls(store.links, store.lookup, store.history, store.settings, apis, store.cursor, store.sync, queue,
-                   remaining_ms, clock)
+                   clock, search_lag, remaining_ms)
 
     @cached_property
     def qualifier(self) -> Qualifier:

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterable, Optional, Protocol, Sequence, TypeVar
 
 from .. import messages
 from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..errors import Deferred, WorkError
-from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage, SyncPageMessage
+from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage, SyncPageMessage, VerifyMessage
 from ..observability import count, logger
 from ..ports import Later, WorkQueue
 from ..ports.queue import TRIES, WAITS
+from .concurrency import Runner
 from .deps import WorkDeps
-from .join import process_join
+from .duplicates import Verification, on_verify
+from .join import process_joins
 from .qualification.batch import Batch
 from .qualification.changes import on_changes
 from .qualification.checks import on_check
@@ -80,13 +82,24 @@ M = TypeVar("M")
 C = TypeVar("C")
 
 
+def _about(message: Any, context: Any) -> Iterable[Hashable]:
+    """Who a message is about: messages sharing any of these never run at the same time."""
+    ref = getattr(message, "person_ref", None)
+    return [("person", *ref)] if ref is not None else []
+
+
 @dataclass(frozen=True)
 class Handler(Generic[M, C]):
     """How one kind of message is worked: `prepare` reads what all the batch's messages of that
-    kind need in a few batched calls; `handle` applies one message with it."""
+    kind need in a few batched calls; `handle` applies one message with it, or `run_all` applies
+    them all at once (steps shared by the whole batch: one search, one tag call) and answers, per
+    message, its outcome or the exception it failed with. `about`: the people (or contacts) a
+    message concerns; messages about the same one run one after another, in batch order."""
 
     prepare: Callable[[list[M], WorkDeps], C]
-    handle: Callable[[M, WorkDeps, C], Any]
+    handle: Optional[Callable[[M, WorkDeps, C], Any]] = None
+    run_all: Optional[Callable[[list[M], WorkDeps, C, Runner], list[Any]]] = None
+    about: Callable[[M, C], Iterable[Hashable]] = _about
 
 
 @dataclass(eq=False)
@@ -107,6 +120,14 @@ class Result:
     retry_after: Optional[float] = None
 
 
+_RUNNERS: dict[int, Runner] = {}
+
+
+def runner(workers: int) -> Runner:
+    """The container's pool for running records at once (one per size)."""
+    if workers not in _RUNNERS:
+        _RUNNERS[workers] = Runner(workers)
+    return _RUNNERS[workers]
 DEFAULT_WAIT = 30.0                    # a wait that did not say how long
 
 
@@ -114,21 +135,84 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
                  handlers: Optional[dict[type, Handler]] = None) -> dict:
     """`remaining_ms`: the Lambda's time left; records not started in time are handed back.
     Each record succeeds or fails on its own: an unreadable one goes straight to the dead-letter
-    queue with the reason, and one that breaks a batched read is found and failed alone."""
+    queue with the reason, and one that breaks a batched read is found and failed alone. The
+    records run at once (the work is I/O-bound), except those about the same person."""
     handlers = HANDLERS if handlers is None else handlers
     work.remaining_ms = remaining_ms
     jobs, results = _read(raw_records, work)
+    logger.remove_keys(["message_id"])
     contexts: dict[Job, Any] = {}
     for kind, handler in handlers.items():    # one batched read per kind, not one per record
         group = [j for j in jobs if type(j.message) is kind]
         if group:
             contexts.update(_prepare(handler, group, work.deps))
+    ready: list[Job] = []
     for job in jobs:
-        logger.append_keys(message_id=job.record.message_id)
         context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
-        results.append(_work_one(job, work, handlers, context, remaining_ms))
-    logger.remove_keys(["message_id"])
+        if isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
+            results.append(_waits(work, job.record, job.message, context))
+        elif isinstance(context, WorkError):   # its read failed: a try like any other
+            results.append(_failed(work, job.record, job.message, context.reason, True, 5))  # soon, not after the timeout
+        elif remaining_ms() < work.config.record_budget_ms:
+            # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
+            results.append(Result(job.record, "wait", "not started: the Lambda's time is running out",
+                                  retry_after=5))
+        else:
+            ready.append(job)
+    results += _run(ready, work, handlers, contexts)
     return settle(results, work)
+
+
+def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: dict[Job, Any]) -> list[Result]:
+    pool = runner(work.config.concurrency)
+    outcomes: dict[Job, Any] = {}
+    together: dict[int, list[Job]] = {}        # run_all kinds, per shared context
+    alone: list[Job] = []
+    for job in jobs:
+        if handlers[type(job.message)].run_all is not None:
+            together.setdefault(id(contexts[job]), []).append(job)
+        else:
+            alone.append(job)
+    for group in together.values():
+        run_all = handlers[type(group[0].message)].run_all
+        assert run_all is not None
+        try:
+            answers = run_all([j.message for j in group], work.deps, contexts[group[0]], pool)
+        except Exception as exc:   # a bug in the batch's own steps: every record of it failed with it
+            logger.exception("batch of records failed")
+            answers = [exc] * len(group)
+        outcomes.update(zip(group, answers))
+
+    def one(job: Job) -> Any:
+        logger.thread_safe_append_keys(message_id=job.record.message_id)
+        try:
+            handle = handlers[type(job.message)].handle
+            assert handle is not None
+            return handle(job.message, work.deps, contexts[job])
+        except WorkError:
+            raise
+        except Exception:  # a bug or an outage we did not foresee: logged here, with its traceback
+            logger.exception("record failed")
+            raise
+        finally:
+            logger.thread_safe_remove_keys(["message_id"])
+
+    about = {job: {("record", id(job)), *handlers[type(job.message)].about(job.message, contexts[job])}
+             for job in alone}
+    outcomes.update(zip(alone, pool.chains(one, alone, lambda job: about[job])))
+    return [_result(work, job, outcomes[job]) for job in jobs]
+
+
+def _result(work: Work, job: Job, outcome: Any) -> Result:
+    record, message = job.record, job.message
+    if isinstance(outcome, Deferred):    # not a failure: it waits, without using up a try
+        return _waits(work, record, message, outcome)
+    if isinstance(outcome, WorkError):
+        return _failed(work, record, message, outcome.reason, outcome.retryable, outcome.retry_after, outcome.person)
+    if isinstance(outcome, Exception):   # a bug or an outage we did not foresee: retry, then dead-letter
+        return _failed(work, record, message, f"{type(outcome).__name__}: {outcome}", True, None)
+    count("RecordsProcessed")
+    return Result(record, "done")
 
 
 def _read(raw_records: list[dict], work: Work) -> tuple[list[Job], list[Result]]:
@@ -141,27 +225,6 @@ def _read(raw_records: list[dict], work: Work) -> tuple[list[Job], list[Result]]
         except messages.Unreadable as exc:
             dead.append(_dead(work, record, f"unreadable message: {exc.reason}"))
     return jobs, dead
-
-
-def _work_one(job: Job, work: Work, handlers: dict[type, Handler], context: Any,
-              remaining_ms: Callable[[], int]) -> Result:
-    record, message = job.record, job.message
-    if isinstance(context, WorkError):   # its read failed: a try like any other
-        return _failed(work, record, message, context.reason, True, 5)   # soon, not after the timeout
-    if remaining_ms() < work.config.record_budget_ms:
-        # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
-        return Result(record, "wait", "not started: the Lambda's time is running out", retry_after=5)
-    try:
-        handlers[type(message)].handle(message, work.deps, context)
-        count("RecordsProcessed")
-        return Result(record, "done")
-    except Deferred as exc:
-        return _waits(work, record, message, exc)
-    except WorkError as exc:
-        return _failed(work, record, message, exc.reason, exc.retryable, exc.retry_after, exc.person)
-    except Exception as exc:  # a bug or an outage we did not foresee: retry, then dead-letter
-        logger.exception("record failed")
-        return _failed(work, record, message, f"{type(exc).__name__}: {exc}", True, None)
 
 
 def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, Any]:
@@ -192,6 +255,8 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 
 
 def _read_failed(exc: Exception) -> WorkError:
+    if isinstance(exc, Deferred):      # the read must wait (a rate-limit pause, a spent budget): it waits
+        return exc
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
 
@@ -263,9 +328,19 @@ def _prepare_joins(messages_: list[JoinMessage], deps: WorkDeps) -> JoinContext:
     return links, settings
 
 
-def _join(message: JoinMessage, deps: WorkDeps, context: JoinContext) -> str:
+def _joins(messages_: list[JoinMessage], deps: WorkDeps, context: JoinContext, pool: Runner) -> list[Any]:
     links, settings = context
-    return process_join(message, deps, links.get(message.person_ref), settings.get(message.campaign_id))
+    return process_joins(messages_, deps, links, settings, pool)
+
+
+def _contact_about(message: ContactMessage, batch: Batch) -> Iterable[Hashable]:
+    """A contact event is about its contact (and the one merged into it), and about every person
+    linked to them or, by email, to its email."""
+    ws, item = message.workspace, message.item
+    contacts = [c for c in (item.id, item.merged_from and item.merged_from.id) if c]
+    linked = [link for c in contacts for link in batch.linked_to_contact(ws, c)]
+    linked += batch.linked_to_email(ws, item.email)
+    return [*(("contact", ws, c) for c in contacts), *(("person", *link.ref) for link in linked)]
 
 
 def _contact(message: ContactMessage, deps: WorkDeps, context: Batch) -> None:
@@ -280,11 +355,13 @@ def _changes(message: ChangesMessage, deps: WorkDeps, context: Any) -> None:
 
 # The one registry of what the worker does with each kind of message (chalicelib/messages.py).
 HANDLERS: dict[type, Handler] = {
-    JoinMessage: Handler(_prepare_joins, _join),
-    ContactMessage: Handler(Batch.read, _contact),
+    JoinMessage: Handler(_prepare_joins, run_all=_joins),
+    ContactMessage: Handler(Batch.read, _contact, about=_contact_about),
     CheckMessage: Handler(Batch.read, on_check),
+    VerifyMessage: Handler(Verification.read, on_verify),
     ChangesMessage: Handler(lambda messages_, deps: None, _changes),   # one search per workspace
-    SyncPageMessage: Handler(lambda messages_, deps: None, sync.on_page),
+    SyncPageMessage: Handler(lambda messages_, deps: None, sync.on_page,
+                             about=lambda message, context: [("sync", message.campaign_id)]),
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.history import Entry
-from chalicelib.domain.link import Claim, ContactState, JoinResult, Link, LinkStatus, PersonRef
+from chalicelib.domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
 
@@ -52,10 +52,20 @@ def test_a_claim_holds_until_its_lease_runs_out_and_the_loser_cannot_finish(stor
     assert store.links.get(ANN).contact_id == "c2"
 
 
+def test_a_claim_says_since_when_the_contact_may_exist_and_only_a_linked_join_clears_it(store, clock):
+    claim = store.links.claim(ANN, WS)
+    assert store.links.get(ANN).uncertain_since == clock.now      # a crash from here on: look before creating
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", uncertain_since=clock.now - 1,
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+    assert store.links.get(ANN).uncertain_since == clock.now - 1
+    clock.now += 5
+    again = store.links.claim(ANN, WS)
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, contact_id="c1"), [])
+    assert store.links.get(ANN).uncertain_since is None
+
+
 def test_a_failed_join_keeps_what_it_created_for_the_next_claim(store, clock):
     claim = store.links.claim(ANN, WS)
-    store.links.note_created(claim, "c9", "No")
-    assert store.links.get(ANN).contact_id == "c9"
     store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c9", baseline="No",
                                          reason="Intercom answered 400"), [Entry("join", "failed")])
     joined_at = store.links.get(ANN).joined_at
@@ -66,6 +76,25 @@ def test_a_failed_join_keeps_what_it_created_for_the_next_claim(store, clock):
     assert (link.contact_id, link.baseline, link.joined_at) == ("c9", "No", joined_at)
     found = store.lookup.look_up(emails=[(WS, "ANN@example.com")])
     assert found.linked_to_email(WS, "ann@example.com") == [link]        # forget can find a failed join
+
+
+def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
+    bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")
+    claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS)])
+    assert [c.ref for c in claims] == [ANN, bob, cid]
+    assert {store.links.get(r).status for r in (ANN, bob, cid)} == {LinkStatus.IN_PROGRESS}
+    linked = [(c, JoinResult(LinkStatus.LINKED, email="same@example.com", contact_id="c1"), [Entry("join", "linked")])
+              for c in claims[:2]]                               # two people, one contact and one email
+    stale = (JoinClaim(cid, WS, "not-the-token"), JoinResult(LinkStatus.LINKED, contact_id="c3"), [])
+    answers = store.links.finish_many([*linked, stale])
+    assert answers[:2] == [None, None] and isinstance(answers[2], Busy)
+    assert [store.links.get(r).status for r in (ANN, bob, cid)] == [LinkStatus.LINKED, LinkStatus.LINKED,
+                                                                   LinkStatus.IN_PROGRESS]
+    found = store.lookup.look_up(contacts=[(WS, "c1")])
+    assert {link.ref for link in found.linked_to_contact(WS, "c1")} == {ANN, bob}
+    assert outcomes(store, bob) == ["linked"]
+    again = store.links.claim_many([(ANN, WS), (cid, WS), (dan, WS)])   # done, held elsewhere, free
+    assert again[0] is None and isinstance(again[1], Busy) and again[2].ref == dan
 
 
 def test_get_many_reads_only_the_links_that_exist(store):
@@ -119,6 +148,13 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     with pytest.raises(Busy):                                     # someone else's view of the link is stale
         store.links.move(link, "c3", [])
     assert store.links.move(moved, "c2", []) is moved             # already there: nothing to write
+    assert moved.baseline == "No"                                 # kept unless given
+
+
+def test_a_move_to_an_older_duplicate_can_set_the_baseline(store):
+    moved = store.links.move(joined(store), "c0", [Entry("contact", "moved_to_existing")], role="user",
+                             baseline="Yes")
+    assert store.links.get(ANN) == moved and (moved.contact_id, moved.baseline) == ("c0", "Yes")
 
 
 def test_arming_is_recorded_with_its_entry(store):

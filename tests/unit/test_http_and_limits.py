@@ -107,6 +107,7 @@ def test_a_lowered_budget_recovers_slowly_and_more_slowly_after_repeats_and_not_
 
 def limiter(rates, clock, limit=600, window=60, **kw):
     kw.setdefault("max_wait", 3600)
+    kw.setdefault("block_status", 403)              # as the runtime makes RF's
     return SharedLimiter(rates, "rf", limit, window, vendor="Referral Factory", clock=clock, sleeper=clock.sleep, **kw)
 
 
@@ -156,6 +157,20 @@ def test_a_429_pauses_every_container_and_lowers_the_budget_for_all():
     # its floor, a tenth, and recovers from there
     assert rates.state("rf").share == 0.1 and rates.state("rf").strikes == 1
     assert b.slicing.cap(rates.state("rf").share_at(clock())) == 1
+
+
+def test_a_429_from_a_vendor_that_never_blocks_pauses_everyone_and_keeps_the_budget_whole():
+    """Intercom does not block after repeated excess: its reset is honoured by every caller, and the
+    budget is not lowered (one 429 would otherwise hold every join back for hours)."""
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    a = SharedLimiter(rates, "intercom#ws", 100, 10, vendor="Intercom", clock=clock, sleeper=clock.sleep, max_wait=60)
+    b = SharedLimiter(rates, "intercom#ws", 100, 10, vendor="Intercom", clock=clock, sleeper=clock.sleep, max_wait=60)
+    a.acquire()
+    a.throttled(5.0)
+    start = clock()
+    b.acquire()
+    assert clock() >= start + 5 and rates.state("intercom#ws").share == 1.0
+    assert rates.state("intercom#ws").strikes == 0
 
 
 def test_a_pause_longer_than_a_lambda_may_wait_defers_the_work():

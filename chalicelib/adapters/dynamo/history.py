@@ -47,12 +47,17 @@ class DynamoHistory:
     def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update) -> None:
         """The updates and the entries at once. Raises TransactWriteError (models.conditional
         tells a failed condition)."""
+        self.transact_all([(ref, entries, updates)])
+
+    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update]]]) -> None:
+        """Several people's updates and entries in one transaction (all or nothing)."""
         now = self.clock()
         with TransactWrite(connection=HistoryItem._get_connection().connection) as tx:
-            for update in updates:
-                tx.update(update.item, actions=update.actions, condition=update.condition)
-            for item in self._items(ref, entries, now):
-                tx.save(item)
+            for ref, entries, updates in groups:
+                for update in updates:
+                    tx.update(update.item, actions=update.actions, condition=update.condition)
+                for item in self._items(ref, entries, now):
+                    tx.save(item)
 
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
         with HistoryItem.batch_write() as batch:

@@ -102,6 +102,7 @@ class LinkItem(_Item):
     lease_until = NumberAttribute(null=True)
     joined_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -116,7 +117,7 @@ class LinkItem(_Item):
                     baseline=self.baseline, armed=bool(self.armed),
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
-                    joined_at=self.joined_at, updated_at=self.updated_at)
+                    joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since)
 
 
 class PointerItem(_Item):
@@ -210,12 +211,15 @@ MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, W
                                    CampaignsItem, SyncRunItem, LedgerItem)
 
 
-_clients: dict[tuple[Optional[str], Optional[str]], Any] = {}
+_clients: dict[tuple[Optional[str], ...], Any] = {}
 _bound: tuple = ()
 
 
-def _where() -> tuple[Optional[str], Optional[str]]:
-    return os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+def _where() -> tuple[Optional[str], ...]:
+    """Where and as whom the client talks (a process whose credentials change gets a new client)."""
+    e = os.environ
+    return (e.get("AWS_ENDPOINT_URL"), e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION"),
+            e.get("AWS_PROFILE"), e.get("AWS_ACCESS_KEY_ID"))
 
 
 def _client() -> Any:
