@@ -137,10 +137,6 @@ class IntercomClient(JsonApi):
         for chunk in _chunks(list(dict.fromkeys(contact_ids)), TAG_USERS):
             self._call("POST", "/tags", json_body={"name": tag_name, "users": [{"id": i} for i in chunk]})
 
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
     def segments(self) -> list[dict]:
         """Every segment (Intercom answers all at once today; a `pages.next` is followed if it comes)."""
         out: list[dict] = []
@@ -154,3 +150,7 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
             params = {"starting_after": cursor} if cursor and cursor not in seen else None
             seen.add(cursor or "")
         return out
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
