@@ -11,6 +11,7 @@ from ..domain.history import Entry, Recorded
 from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, PendingPage, PersonRef
 from ..domain.qualification import QState
 from ..errors import Transient
+from .edge import EdgeLog
 
 # How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
 # shortens it for chaos runs, where killed workers' claims must run out within the run.
@@ -122,6 +123,8 @@ class SettingsRepository(Protocol):
     def put(self, campaign_id: str, document: dict, workspace: str) -> int: ...     # the new version
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
+    def campaigns(self) -> set[str]:
+        """Every campaign that ever had settings (what `explain` visits for an RF id)."""
 
 
 @dataclass(frozen=True)
@@ -171,3 +174,4 @@ class Store(Protocol):
     connections: ConnectionRepository
     cursor: Cursor
     rates: RateWindows
+    edge: EdgeLog

@@ -9,9 +9,9 @@ from pynamodb.expressions.update import Action
 
 from ...domain.history import iso
 from ...ports.store import Connection, RFConnection, StoredSettings
-from .keys import (CURSOR_KEY, RF_KEY, WORKSPACES_KEY, campaign_of_settings, connection_key, rate_key,
+from .keys import (CAMPAIGNS_KEY, CURSOR_KEY, RF_KEY, WORKSPACES_KEY, campaign_of_settings, connection_key, rate_key,
                    settings_key)
-from .models import (ConnectionItem, CursorItem, RateItem, RFConfigItem, SettingsItem, WorkspacesItem, batch_get,
+from .models import (CampaignsItem, ConnectionItem, CursorItem, RateItem, RFConfigItem, SettingsItem, WorkspacesItem, batch_get,
                      conditional, get)
 
 
@@ -65,7 +65,12 @@ class DynamoSettings:
         SettingsItem(*settings_key(campaign_id), document=document, workspace=workspace, version=version,
                      updated_at=iso(self.clock())).save()
         self.connections.register_workspace(workspace)
+        CampaignsItem(*CAMPAIGNS_KEY).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
+
+    def campaigns(self) -> set[str]:
+        item = get(CampaignsItem, CAMPAIGNS_KEY)
+        return set(item.names or ()) if item is not None else set()
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
         item = get(SettingsItem, settings_key(campaign_id))

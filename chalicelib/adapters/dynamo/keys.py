@@ -14,6 +14,11 @@ Item kinds (pk / sk):
   HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`; expires (TTL
                                          `expires_at`) after BRIDGE_HISTORY_DAYS
   RATE#<budget> / <window start>         shared rate-limit windows (TTL)
+  CAMPAIGNS / INDEX                      every campaign that ever had settings (what `explain` visits)
+  EDGE#<scope> / REFUSED#<reason>#<hour> requests the edge refused, counted per reason and hour (TTL)
+  EDGE#<scope> / SAMPLE#<reason>#<n>     a ring of samples of them, SAMPLES per reason (TTL)
+  EDGE#<scope> / HEARD#<what>            when the edge last accepted a join / a notification
+                                         (ports/edge.py says why all of these stay bounded)
   RECONCILE / CURSOR                     where the reconciliation left off
 """
 from __future__ import annotations
@@ -40,6 +45,23 @@ def connection_key(workspace: str) -> Key:
 WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")
 RF_KEY: Key = ("RF", "CONFIG")
 CURSOR_KEY: Key = ("RECONCILE", "CURSOR")
+CAMPAIGNS_KEY: Key = ("CAMPAIGNS", "INDEX")
+
+
+def edge_pk(scope: str) -> str:
+    return f"EDGE#{scope}"
+
+
+def refusal_sk(reason: str, hour: str) -> str:
+    return f"REFUSED#{reason}#{hour}"
+
+
+def sample_sk(reason: str, slot: int) -> str:
+    return f"SAMPLE#{reason}#{slot}"
+
+
+def heard_sk(what: str) -> str:
+    return f"HEARD#{what}"
 
 
 def link_key(ref: PersonRef) -> Key:
