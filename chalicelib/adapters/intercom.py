@@ -79,6 +79,10 @@ class IntercomClient(JsonApi):
         answer = self._call("GET", "/data_attributes", params={"model": "contact"}) or {}
         return {a.get("full_name") or a.get("name"): a for a in answer.get("data", [])}
 
+    def me(self) -> dict:
+        """GET /me: the admin the token belongs to; `app.id_code` is its workspace."""
+        return self._call("GET", "/me") or {}
+
     def tag_contact(self, contact_id: str, tag_name: str) -> str:
         tag = self._call("POST", "/tags", json_body={"name": tag_name})
         self._call("POST", f"/contacts/{contact_id}/tags", json_body={"id": str(tag["id"])})

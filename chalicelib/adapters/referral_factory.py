@@ -50,3 +50,11 @@ class ReferralFactoryClient(JsonApi):
     def qualify(self, user_id: str) -> dict:
         ident: int | str = int(user_id) if str(user_id).isdigit() else user_id
         return self._data(self._call("PUT", "/users/qualification", json_body={"id": ident, "qualified": True}))
+
+    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250) -> tuple[list[dict], bool]:
+        """One page of a campaign's people (GET /users?campaign_id=...&page=...), and whether another follows."""
+        answer = self._call("GET", "/users", params={"campaign_id": campaign_id, "page": page, "per_page": per_page})
+        answer = answer if isinstance(answer, dict) else {}
+        data = answer.get("data") if isinstance(answer.get("data"), list) else []
+        links = answer.get("links") if isinstance(answer.get("links"), dict) else {}
+        return [u for u in data if isinstance(u, dict)], bool(links.get("next"))

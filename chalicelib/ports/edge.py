@@ -49,6 +49,7 @@ class RefusalSample:
     email_hash: Optional[str] = None     # sha256 of the normalised email: `explain` matches it
     email_masked: Optional[str] = None
     contact_id: Optional[str] = None
+    campaign_id: Optional[str] = None    # the campaign the body named (kept in the unknown bucket too)
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,8 @@ def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply) -> None:
             email = person.get("email") if isinstance(person.get("email"), str) else None
         except Exception:  # an unreadable body: counted without a person
             pass
-    rt.note_refusal(_sample(reply, rf_user_id=rf_user_id, email=email, at=rt.clock()), campaign_id=campaign_id)
+    rt.note_refusal(_sample(reply, rf_user_id=rf_user_id, email=email, at=rt.clock(), campaign_id=campaign_id),
+                    campaign_id=campaign_id)
 
 
 def _plain_id(value: Any) -> Optional[str]:
@@ -138,11 +139,12 @@ def _plain_id(value: Any) -> Optional[str]:
 
 
 def _sample(reply: Reply, *, at: float, rf_user_id: Optional[str] = None, email: Optional[str] = None,
-            contact_id: Optional[str] = None) -> RefusalSample:
+            contact_id: Optional[str] = None, campaign_id: Optional[str] = None) -> RefusalSample:
     email = email.strip().lower() if email and len(email) <= 320 else None
     return RefusalSample(reason=str(reply.body.get("error")), at=iso(at), message=str(reply.body.get("message"))[:300],
                          rf_user_id=rf_user_id, email_hash=email_hash(email) if email else None,
-                         email_masked=mask_email(email) if email else None, contact_id=contact_id)
+                         email_masked=mask_email(email) if email else None, contact_id=contact_id,
+                         campaign_id=campaign_id)
 
 
 def signature(secret: str, raw: bytes) -> str:

@@ -38,6 +38,7 @@ class DynamoEdge:
             *(_set_or_remove(EdgeItem.email_hash, sample.email_hash)),
             *(_set_or_remove(EdgeItem.email_masked, sample.email_masked)),
             *(_set_or_remove(EdgeItem.contact_id, sample.contact_id)),
+            *(_set_or_remove(EdgeItem.campaign_id, sample.campaign_id)),
             EdgeItem.expires_at.set(expires)])
 
     def refusals(self, scope: str) -> Refusals:
@@ -51,7 +52,7 @@ class DynamoEdge:
                                            item.first_at or item.at or "", item.at or ""))
             elif item.sk.startswith("SAMPLE#"):
                 samples.append(RefusalSample(item.reason or "", item.at or "", item.message or "", item.rf_user_id,
-                                             item.email_hash, item.email_masked, item.contact_id))
+                                             item.email_hash, item.email_masked, item.contact_id, item.campaign_id))
         counts.sort(key=lambda c: c.last_at, reverse=True)
         samples.sort(key=lambda s: s.at, reverse=True)
         return Refusals(counts, samples)

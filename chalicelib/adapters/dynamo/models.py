@@ -138,6 +138,7 @@ class EdgeItem(_Item):
     email_hash = UnicodeAttribute(null=True)
     email_masked = UnicodeAttribute(null=True)
     contact_id = UnicodeAttribute(null=True)
+    campaign_id = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
 
