@@ -53,7 +53,8 @@ class CampaignPeople(Protocol):
     """What `doctor` and `backfill` ask of Referral Factory (adapters/referral_factory.py)."""
 
     def get_campaign(self, campaign_id: str) -> dict: ...
-    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250) -> tuple[list[dict], bool]: ...
+    def users_page(self, campaign_id: str, page: int = 1,
+                   per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]: ...  # people, more?, total
 
 
 class Apis(Protocol):

@@ -60,8 +60,8 @@ def read(m: dict) -> DeadLetter:
     except ValueError:
         body = m["Body"]
     about: dict[str, Any] = body if isinstance(body, dict) else {}
-    person = about.get("person") if isinstance(about.get("person"), dict) else {}
-    item = about.get("item") if isinstance(about.get("item"), dict) else {}
+    person: dict = about["person"] if isinstance(about.get("person"), dict) else {}
+    item: dict = about["item"] if isinstance(about.get("item"), dict) else {}
     email = person.get("email") or item.get("email")
     return DeadLetter(m["MessageId"], attrs.get("reason") or "unknown", attrs.get("attempts"), attrs.get("failed_at"),
                       _text(about.get("kind")), _text(about.get("campaign_id")), _text(about.get("rf_user_id")),

@@ -87,15 +87,50 @@ def explain(rt: Reader, query: str) -> Explanation:
     trail: list[dict] = []
     for ref in sorted(refs):
         for entry in store.history.entries(ref):
-            trail.append({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()})
+            trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()},
+                                   people.get(ref)))
     hashes = {email_hash(e) for e in emails}
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     for scope in scopes:
         for sample in store.edge.refusals(scope).samples:
             if _about(sample, hashes, rf_ids, contacts, scope):
-                trail.append(_refused(sample, scope))
+                trail.append(_with_fix(_refused(sample, scope), None))
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], trail)
+
+
+# What to do about an entry, where the entry itself does not say (event, outcome) -> fix.
+FIXES = {
+    ("contact", "skipped_existing"): "to write the mapped attributes to existing contacts too, set "
+                                     "`{side}.duplicates: update` and apply the settings",
+    ("fields", "not_written"): "fix the value in Referral Factory, or map the field to an attribute of a type it "
+                               "converts to (text holds at most 255 characters)",
+    ("join", "ignored"): "set `{side}.action` to create_lead or create_user, apply the settings, then "
+                         "`bridge backfill {campaign} --apply`",
+    ("join", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
+    ("dead_letter", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
+    ("qualification", "failed"): "fix the cause at Referral Factory, then `bridge dlq replay --campaign {campaign}`",
+    ("evaluation", "not_met"): "the contact's value does not meet the rule: check the contact in Intercom, and the "
+                               "rule's attribute and value (`bridge settings show {campaign}`)",
+    ("evaluation", "not_qualified"): "only leads (the person invited) qualify; referrers never do",
+}
+REFUSAL_FIXES = {
+    "unauthorized": "set RF's webhook header X-Bridge-Secret to the secret given to `bridge rf connect "
+                    "--webhook-secret`, then `bridge backfill {campaign} --apply`",
+    "not_configured": "`bridge rf connect --webhook-secret ...`, then `bridge backfill {campaign} --apply`",
+    "unknown_campaign": "apply the campaign's settings (`bridge settings apply`), then `bridge backfill {campaign} "
+                        "--apply`",
+}
+
+
+def _with_fix(entry: dict, link: Optional[Link]) -> dict:
+    fix = FIXES.get((entry["event"], entry["outcome"]))
+    if entry["event"] == "webhook_refused":
+        fix = REFUSAL_FIXES.get(entry["outcome"], "see the message: fix the webhook's payload in Referral Factory")
+    if fix:
+        side = "referrers" if link is not None and link.kind == "referrer" else "leads"
+        entry["fix"] = fix.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
+    return entry
 
 
 def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], scope: str) -> bool:
@@ -141,6 +176,8 @@ def as_text(explanation: Explanation) -> str:
         if details:
             text += "  " + ", ".join(f"{k}={_short(v)}" for k, v in details.items())
         lines.append(text)
+        if e.get("fix"):
+            lines.append(f"{'':26}fix: {e['fix']}")
     return "\n".join(lines)
 
 
