@@ -53,8 +53,8 @@ class Result:
     outcomes: Counter = field(default_factory=Counter)
 
     def view(self) -> dict:
-        outcomes = {(k if self.applied else k.replace(": joined", ": would be joined")
-                     .replace("joined again", "would be joined again")): v for k, v in self.outcomes.most_common()}
+        dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined"}
+        outcomes = {(k if self.applied else dry.get(k, k)): v for k, v in self.outcomes.most_common()}
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
                 "queued": self.queued, "outcomes": outcomes}
 
