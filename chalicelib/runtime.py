@@ -95,7 +95,8 @@ class Runtime:
         try:
             if campaign_id and self.campaign_known(campaign_id):
                 scope = campaign_scope(campaign_id)
-            elif workspace and self.intercom_client_secret(workspace):
+            elif workspace and valid_workspace(workspace) and self.edge_secrets.peek(intercom_client_secret(workspace)):
+                # (a peek: the signature check just read it; reading again would use up its recheck)
                 scope = workspace_scope(workspace)
             else:
                 scope = UNKNOWN
