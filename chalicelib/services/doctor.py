@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.link import Link
+from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..errors import WorkError
@@ -29,6 +29,7 @@ assert set(TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
+LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
 
 
 class Examined(Protocol):
@@ -221,6 +222,35 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    "launch the campaign in Referral Factory")
     else:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
+    _newest_reached_us(rt, report, settings)
+
+
+def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    """The campaign's newest person in RF (its last page, one person a page: two calls) should have
+    reached the bridge a few minutes after joining; if not, joins are not arriving (whatever the
+    reason: no webhook, a filter in RF, refused at the edge)."""
+    c = settings.campaign_id
+    try:
+        _, _, total = rt.rf().users_page(c, 1, 1)
+        if not total:
+            return
+        people, _, _ = rt.rf().users_page(c, total, 1)
+    except WorkError:
+        return
+    if not people or not isinstance(people[-1].get("id"), (int, str)):
+        return
+    newest = people[-1]
+    if rt.store.links.get(PersonRef(c, str(newest["id"]))) is not None:
+        return
+    joined = str(newest.get("signed_up_at") or "")
+    if joined and _age_hours(rt.clock(), joined) < LATE_MINUTES / 60:
+        return                                          # may still be on its way
+    report.add("webhooks.rf_missing", False,
+               f"the newest person in RF's campaign {c} (RF user {newest['id']}, joined {joined or 'at an unknown time'}) "
+               f"never reached the bridge ({total} people in RF)",
+               "joins are not arriving: RF's webhook is missing, filtered, or refused, and those people are not in "
+               "Intercom",
+               f"check RF's webhook (README, Setting up Referral Factory's webhook), then `bridge backfill {c}`")
 
 
 # --- webhooks ---------------------------------------------------------------------------------------

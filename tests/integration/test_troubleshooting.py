@@ -100,6 +100,19 @@ def test_no_referred_users_sent_the_joins_refused_for_a_wrong_secret_are_counted
     assert "X-Bridge-Secret" in shown["fix"] and "l0@example.com" not in json.dumps(found)
 
 
+def test_no_referred_users_sent_rfs_webhook_missing_doctor_sees_rfs_newest_person_never_arrived(bridge, rf, clock,
+                                                                                                 capsys):
+    """The same problem when nothing reaches the edge at all (no webhook in RF, or one filtered by
+    source): RF's newest person is not in the bridge minutes after joining."""
+    bridge.apply(lead_settings())
+    lead = new_lead(rf, email="quiet@example.com")
+    clock.sleep(600)
+    code, report = doctor(bridge, capsys)
+    [missing] = bad(report, "webhooks.rf_missing")
+    assert missing["what"].startswith(f"the newest person in RF's campaign 42 (RF user {lead['id']}, joined ")
+    assert missing["fix"].endswith("then `bridge backfill 42`")
+
+
 def test_some_referred_users_not_sent_those_who_joined_before_the_settings_are_named_with_backfill(bridge, rf,
                                                                                                   capsys):
     """"Some but not all are sent: the user joined before the settings were set up (not retroactive)."
