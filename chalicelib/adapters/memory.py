@@ -242,11 +242,13 @@ class MemorySettings:
     def __init__(self, clock: Callable[[], float], connections: "MemoryConnections"):
         self.clock, self.connections = clock, connections
         self.stored: dict[str, StoredSettings] = {}
+        self.by_workspace: dict[str, set[str]] = {}
 
     def put(self, campaign_id: str, document: dict, workspace: str) -> int:
         version = (self.stored[campaign_id].version if campaign_id in self.stored else 0) + 1
         self.stored[campaign_id] = StoredSettings(campaign_id, workspace, document, version, iso(self.clock()))
         self.connections.register_workspace(workspace)
+        self.by_workspace.setdefault(workspace, set()).add(campaign_id)
         return version
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
@@ -255,8 +257,8 @@ class MemorySettings:
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         return {c: self.stored[c].document for c in campaign_ids if c in self.stored}
 
-    def campaigns(self) -> set[str]:
-        return set(self.stored)
+    def campaigns(self, workspace: str) -> set[str]:
+        return set(self.by_workspace.get(workspace, ()))
 
 
 class MemoryEdge:

@@ -123,8 +123,9 @@ class SettingsRepository(Protocol):
     def put(self, campaign_id: str, document: dict, workspace: str) -> int: ...     # the new version
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
-    def campaigns(self) -> set[str]:
-        """Every campaign that ever had settings (what `explain` visits for an RF id)."""
+    def campaigns(self, workspace: str) -> set[str]:
+        """Every campaign whose settings were ever applied for this workspace (a campaign moved to
+        another workspace stays listed: read its settings to know where it is now)."""
 
 
 @dataclass(frozen=True)

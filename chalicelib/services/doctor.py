@@ -183,7 +183,7 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
     mine = _link_attributes(settings)
     if not mine:
         return
-    others = sorted(store.settings.campaigns() - {settings.campaign_id})
+    others = sorted(store.settings.campaigns(settings.workspace) - {settings.campaign_id})
     for other, document in sorted(store.settings.documents(others).items()):
         try:
             theirs = parse_settings(document)

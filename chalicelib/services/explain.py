@@ -63,7 +63,8 @@ def never_seen(query: str) -> str:
 def explain(rt: Reader, query: str) -> Explanation:
     store = rt.store
     query = query.strip()
-    workspaces, campaigns = sorted(store.connections.workspaces()), sorted(store.settings.campaigns())
+    workspaces = sorted(store.connections.workspaces())
+    campaigns = sorted(set().union(*(store.settings.campaigns(ws) for ws in workspaces)))
     emails: set[str] = {normal_email(query)} if "@" in query else set()
     rf_ids: set[str] = set() if "@" in query else {query}
     contacts: set[str] = set() if "@" in query else {query}

@@ -242,12 +242,13 @@ def test_the_cursor_and_the_rate_windows(store):
     assert store.rates.take_slot("rf", 120, 2, ttl=600)
 
 
-def test_campaigns_with_settings_are_listed(store):
-    assert store.settings.campaigns() == set()
+def test_the_campaigns_of_a_workspace_are_listed(store):
+    assert store.settings.campaigns(WS) == set()
     store.settings.put("42", {"campaign_id": "42"}, WS)
     store.settings.put("42", {"campaign_id": "42"}, WS)
     store.settings.put("7", {"campaign_id": "7"}, WS)
-    assert store.settings.campaigns() == {"42", "7"}
+    store.settings.put("8", {"campaign_id": "8"}, "ws2")
+    assert store.settings.campaigns(WS) == {"42", "7"} and store.settings.campaigns("ws2") == {"8"}
 
 
 # --- the edge's log: bounded, expiring (ports/edge.py) ---------------------------------------------

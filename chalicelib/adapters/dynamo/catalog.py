@@ -9,7 +9,7 @@ from pynamodb.expressions.update import Action
 
 from ...domain.history import iso
 from ...ports.store import Connection, RFConnection, StoredSettings
-from .keys import (CAMPAIGNS_KEY, CURSOR_KEY, RF_KEY, WORKSPACES_KEY, campaign_of_settings, connection_key, rate_key,
+from .keys import (CURSOR_KEY, RF_KEY, WORKSPACES_KEY, campaign_of_settings, campaigns_key, connection_key, rate_key,
                    settings_key)
 from .models import (CampaignsItem, ConnectionItem, CursorItem, RateItem, RFConfigItem, SettingsItem, WorkspacesItem, batch_get,
                      conditional, get)
@@ -65,11 +65,11 @@ class DynamoSettings:
         SettingsItem(*settings_key(campaign_id), document=document, workspace=workspace, version=version,
                      updated_at=iso(self.clock())).save()
         self.connections.register_workspace(workspace)
-        CampaignsItem(*CAMPAIGNS_KEY).update(actions=[CampaignsItem.names.add({campaign_id})])
+        CampaignsItem(*campaigns_key(workspace)).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
 
-    def campaigns(self) -> set[str]:
-        item = get(CampaignsItem, CAMPAIGNS_KEY)
+    def campaigns(self, workspace: str) -> set[str]:
+        item = get(CampaignsItem, campaigns_key(workspace))
         return set(item.names or ()) if item is not None else set()
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:

@@ -4,6 +4,8 @@ Item kinds (pk / sk):
   CAMPAIGN#<id> / SETTINGS               the settings document
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
+  WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
+                                         of changed contacts reads the rules of)
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
   RF / CONFIG                            Referral Factory is connected: which secrets are set
   CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
@@ -14,7 +16,6 @@ Item kinds (pk / sk):
   HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`; expires (TTL
                                          `expires_at`) after BRIDGE_HISTORY_DAYS
   RATE#<budget> / <window start>         shared rate-limit windows (TTL)
-  CAMPAIGNS / INDEX                      every campaign that ever had settings (what `explain` visits)
   EDGE#<scope> / REFUSED#<reason>#<hour> requests the edge refused, counted per reason and hour (TTL)
   EDGE#<scope> / SAMPLE#<reason>#<n>     a ring of samples of them, SAMPLES per reason (TTL)
   EDGE#<scope> / HEARD#<what>            when the edge last accepted a join / a notification
@@ -45,7 +46,10 @@ def connection_key(workspace: str) -> Key:
 WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")
 RF_KEY: Key = ("RF", "CONFIG")
 CURSOR_KEY: Key = ("RECONCILE", "CURSOR")
-CAMPAIGNS_KEY: Key = ("CAMPAIGNS", "INDEX")
+
+
+def campaigns_key(workspace: str) -> Key:
+    return f"WORKSPACE#{workspace}", "CAMPAIGNS"
 
 
 def edge_pk(scope: str) -> str:
