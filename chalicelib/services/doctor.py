@@ -273,7 +273,21 @@ _FIX = {
 }
 
 
-def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str) -> int:
+_INTERCOM_FIX = {
+    "unauthorized": ("X-Hub-Signature does not verify with the workspace's stored client secret",
+                     "`bridge workspace connect {ws} --client-secret <the app's client secret>` (Developer Hub > "
+                     "Basic information)"),
+    "invalid_notification": ("a notification of an unexpected shape", "see the message; report it if Intercom "
+                             "changed its payload"),
+    "no_contact": ("a contact notification without a contact id", "see the message"),
+    "malformed_json": ("the body is not JSON", "check the webhook URL is the bridge's /webhooks/intercom"),
+    "unsupported_media_type": ("the body's Content-Type is not JSON", "check the webhook URL"),
+    "too_large": ("the body is too large", "see the message"),
+}
+
+
+def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
+                      fixes: Optional[dict] = None, ws: str = "") -> int:
     by_reason: dict[str, list] = {}
     for count in refusals.counts:
         by_reason.setdefault(count.reason, []).append(count)
@@ -281,12 +295,12 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         total = sum(x.count for x in counts)
         last = max(x.last_at for x in counts)
         first = min(x.first_at for x in counts)
-        what, fix = _FIX.get(reason, (reason, "see the message in `bridge explain`"))
+        what, fix = (fixes or _FIX).get(reason, (reason, "see the message in `bridge explain`"))
         sample = next((s.message for s in refusals.samples if s.reason == reason), "")
         report.add(check, False, f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
                    + (f" — e.g. \"{sample}\"" if sample else ""),
                    "refused webhooks are not retried by the sender: those people or changes never reach the bridge",
-                   fix.format(c=c))
+                   fix.format(c=c, ws=ws))
     return len(by_reason)
 
 
@@ -310,7 +324,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
         report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
     ws = settings.workspace
     _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
-                      f"Intercom notification(s) for workspace {ws}")
+                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws)
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
     if settings.qualification is None:
         return

@@ -127,7 +127,10 @@ REFUSAL_FIXES = {
 def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     fix = FIXES.get((entry["event"], entry["outcome"]))
     if entry["event"] == "webhook_refused":
-        fix = REFUSAL_FIXES.get(entry["outcome"], "see the message: fix the webhook's payload in Referral Factory")
+        if str((entry.get("details") or {}).get("scope", "")).startswith("workspace:"):
+            fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
+        else:
+            fix = REFUSAL_FIXES.get(entry["outcome"], "see the message: fix the webhook's payload in Referral Factory")
     if fix:
         side = "referrers" if link is not None and link.kind == "referrer" else "leads"
         entry["fix"] = fix.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")

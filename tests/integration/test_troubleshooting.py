@@ -337,6 +337,21 @@ def test_faq_the_rule_is_not_set_up_correctly_doctor_names_the_missing_attribute
     assert rule["what"] == "qualification.attribute: custom_attributes.signedup does not exist in workspace vne310wv"
 
 
+def test_faq_give_it_a_few_minutes_notifications_refused_for_a_wrong_client_secret_are_named(bridge, intercom, capsys,
+                                                                                              pending_lead):
+    """The same delay when Intercom's notifications arrive but are refused: the client secret stored
+    for the workspace is not the app's (a reconnect with another app, a rotated secret)."""
+    lead, contact = pending_lead()
+    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+    assert bridge.post_intercom(intercom.webhook_payload("contact.lead.updated", contact["id"]),
+                                secret="another-apps-secret").status_code == 401
+    code, report = doctor(bridge, capsys)
+    [refused] = bad(report, "webhooks.intercom_refused")
+    assert refused["what"].startswith("1 Intercom notification(s) for workspace vne310wv refused (unauthorized: "
+                                      "X-Hub-Signature does not verify")
+    assert refused["fix"].startswith("`bridge workspace connect vne310wv --client-secret")
+
+
 def test_faq_give_it_a_few_minutes_doctor_says_no_notification_arrives_and_names_the_topics(bridge, capsys,
                                                                                             pending_lead):
     """"Give it a few minutes": here a qualification takes seconds, unless Intercom's notifications never
