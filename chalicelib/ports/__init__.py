@@ -3,13 +3,13 @@ live in chalicelib/adapters (DynamoDB, SQS, SSM, HTTP); their in-memory twins in
 chalicelib/adapters/memory.py (the store) and tests/fakes.py (the APIs, the queue, secrets)."""
 from .apis import Apis, Conflict, IntercomPort, Merged, NotFound, ReferralFactoryPort
 from .edge import EdgeLog, RefusalSample, Refusals
-from .queue import DeadLetterQueue, MessageTooLarge, WorkQueue
+from .queue import DeadLetterQueue, Later, MessageTooLarge, WorkQueue
 from .secrets import SecretStore
 from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, HistoryLog, LinkLookup, LinkRepository,
                     RateWindows, RFConnection, SettingsRepository, Store, StoredSettings)
 
 __all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "EdgeLog",
-           "Found", "RefusalSample", "Refusals",
-           "HistoryLog", "IntercomPort", "LinkLookup", "LinkRepository", "Merged", "MessageTooLarge", "NotFound",
+           "Found", "HistoryLog", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged", "MessageTooLarge",
+           "NotFound", "RefusalSample", "Refusals",
            "RFConnection", "RateWindows", "ReferralFactoryPort", "SecretStore", "SettingsRepository", "Store",
            "StoredSettings", "WorkQueue"]

@@ -14,6 +14,7 @@ from .catalog import DynamoConnections, DynamoCursor, DynamoRates, DynamoSetting
 from .history import DynamoHistory
 from .links import DynamoLinks
 from .lookup import DynamoLookup
+from .models import _client as client
 from .models import bind
 
 
@@ -33,4 +34,4 @@ class DynamoStore:
         self.edge: EdgeLog = DynamoEdge(clock)
 
 
-__all__ = ["DynamoStore", "bind"]
+__all__ = ["DynamoStore", "bind", "client"]
