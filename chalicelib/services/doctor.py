@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Protocol
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..config import Config
 from ..errors import WorkError
 from ..observability import mask_email
 from ..ports import DeadLetterQueue, Store
@@ -29,11 +30,14 @@ assert set(TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
+LAG_MINUTES = 60              # reconciliation runs every 15 minutes by default: an hour is late
 LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
 
 
 class Examined(Protocol):
     """What the doctor is given (the composition root's Runtime)."""
+
+    config: Config
 
     @property
     def store(self) -> Store: ...
@@ -384,6 +388,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    f"{oldest.rf_user_id}, joined at {oldest.joined_at} ({age:.1f} h ago)")
     else:
         report.add("pending", True, "no lead is waiting for qualification")
+    _reconciliation(rt, report, settings)
     if settings.qualification.match == "email" or attributes is None:
         return
     duplicates = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
@@ -394,6 +399,43 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    "with `match: contact`, a conversion recorded on the duplicate does not qualify the referral",
                    "set `qualification.match: email` in the settings (then `bridge settings apply`), or merge the "
                    "contacts in Intercom")
+
+
+def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
+    unfinished past their lease, and the leads too old for the one-by-one sweep."""
+    from .qualification.changes import cursor_name
+    from .reconcile import past_sweep_age
+
+    now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
+    last = rt.store.cursor.get(cursor_name(ws))
+    if last is None:
+        report.add("reconciliation", False, f"reconciliation has never searched the changed contacts of workspace {ws}",
+                   "a lost Intercom webhook is caught only by the slower one-by-one sweep, or not at all for leads "
+                   "older than RECONCILE_SWEEP_DAYS",
+                   "check that the reconcile schedule runs (the stage's `reconcile` function); settings applied "
+                   "with an older version: apply them once more (`bridge settings apply`)")
+    else:
+        lag = (now - float(last)) / 60
+        ok = lag <= LAG_MINUTES
+        report.add("reconciliation", ok, f"the last search of changed contacts of {ws} ran {lag:.0f} min ago",
+                   "" if ok else "qualifications whose webhook was lost wait for it",
+                   "" if ok else "check that the reconcile schedule runs (the stage's `reconcile` function, its errors)")
+    stuck = [o for o in rt.store.links.overdue(now, 1000) if o.link.campaign_id == c]
+    late = [o for o in stuck if now - o.lease_until > LAG_MINUTES * 60]
+    if late:
+        oldest = min(late, key=lambda o: o.lease_until)
+        report.add("reconciliation.overdue", False,
+                   f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
+                   f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}) "
+                   f"for over {LAG_MINUTES} min after their worker's claim ran out",
+                   "reconciliation finishes such links on its next run: these were not",
+                   "check that the reconcile schedule runs; `bridge explain <RF id>` shows each one's trail")
+    old = past_sweep_age(rt)  # type: ignore[arg-type]
+    if old:
+        report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "
+                   f"{rt.config.reconcile_sweep_days:g} days ago: they qualify by webhook and by the search of changes, "
+                   "not by the one-by-one sweep")
 
 
 def _duplicates(rt: Examined, settings: CampaignSettings, pending: list[Link]) -> list[tuple[Link, list[str]]]:

@@ -366,12 +366,31 @@ def test_faq_give_it_a_few_minutes_doctor_says_no_notification_arrives_and_names
     assert code == 1 and "BAD [webhooks.intercom]" in text and "fix: in Intercom's Developer Hub" in text
 
 
+def test_faq_give_it_a_few_minutes_a_reconciliation_that_does_not_run_is_named(bridge, capsys, clock, pending_lead):
+    """The last safety net: reconciliation finds what webhooks missed, every 15 minutes. Doctor says
+    when it never ran, or stopped running."""
+    pending_lead()
+    code, report = doctor(bridge, capsys)
+    [never] = bad(report, "reconciliation")
+    assert never["what"] == "reconciliation has never searched the changed contacts of workspace vne310wv"
+    bridge.reconcile()
+    bridge.drain()
+    code, report = doctor(bridge, capsys)
+    assert bad(report, "reconciliation") == []
+    clock.sleep(3 * 3600)
+    code, report = doctor(bridge, capsys)
+    [stale] = bad(report, "reconciliation")
+    assert stale["what"] == "the last search of changed contacts of vne310wv ran 180 min ago"
+
+
 # ===================================================================================================
 # A healthy campaign, and explain's other promises
 # ===================================================================================================
 def test_a_healthy_campaign_passes_doctor_with_exit_status_0(bridge, intercom, rf, capsys, pending_lead):
     lead, contact = pending_lead()
     bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    bridge.reconcile()                                    # the schedule has run: changes searched
     bridge.drain()
     code, report = doctor(bridge, capsys)
     assert bad(report, "") == [] and code == 0, report
