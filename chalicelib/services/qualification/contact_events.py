@@ -113,7 +113,7 @@ def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) ->
         return
     deps.history.note_repeat(link.ref, f"duplicate_contact#{item.get('id')}", (
         f"attribute changed on contact {item.get('id')}, a duplicate of the linked contact {link.contact_id} "
-        f"(same email): {rule.attribute} is {value!r} there — set `match: email` to count it"))
+        f"(same email): {rule.attribute} is {value!r} there — set `match: email` to count it"), outcome="not_counted")
 
 
 def _rule(batch: Batch, link: Link) -> Optional[Qualification]:
