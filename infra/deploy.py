@@ -102,7 +102,8 @@ def policies(target: Target) -> dict[str, dict]:
     documents = {
         "api_handler": [
             logs("api_handler"),
-            _statement("Table", ["dynamodb:GetItem"], [table]),
+            # UpdateItem: the edge's log (refusals counted, when a webhook was last heard; ports/edge.py).
+            _statement("Table", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table]),
             _statement("WorkQueue", ["sqs:SendMessage"], [work]),
             # SECRETS-DESIGN: the edge reads only what it verifies webhooks with.
             _statement("EdgeSecrets", ["ssm:GetParameter"], [f"{secrets}/edge/*"]),

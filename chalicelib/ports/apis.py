@@ -65,8 +65,25 @@ class ReferralFactoryPort(Protocol):
     def qualify(self, user_id: str) -> dict: ...
     def create_user(self, body: dict) -> dict:
         """`POST /users`; raises Refused on a 4xx (e.g. 422: the email is taken, the user limit)."""
-    def users_page(self, campaign_id: str, page: int, per_page: int = 250) -> tuple[list[dict], int]:
-        """One page of the campaign's people, and the number of the last page."""
+    def users_page(self, campaign_id: str, page: int = 1,
+                   per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
+        """One page of the campaign's people, whether another follows, and how many in all (if RF says)."""
+
+
+class IntercomAccount(Protocol):
+    """What `doctor` asks of a workspace's token (adapters/intercom.py)."""
+
+    def me(self) -> dict: ...                                      # GET /me: app.id_code is the workspace
+    def search_by_email(self, email: str) -> list[dict]: ...
+    def data_attributes(self) -> dict[str, dict]: ...
+
+
+class CampaignPeople(Protocol):
+    """What `doctor` and `backfill` ask of Referral Factory (adapters/referral_factory.py)."""
+
+    def get_campaign(self, campaign_id: str) -> dict: ...
+    def users_page(self, campaign_id: str, page: int = 1,
+                   per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]: ...  # people, more?, total
 
 
 class Apis(Protocol):

@@ -37,6 +37,7 @@ from ..ports import Refused
 from ..ports.store import LedgerEntry, SyncRun
 from .deps import WorkDeps
 
+PEOPLE_PAGE = 250                  # RF's largest page of a campaign's people
 THREADS = 8                        # contacts of a page in flight at once: the limiter paces them
 PAGE_TIME_MS = 20_000              # a page starts no contact with less Lambda time left than this (on top of
                                    # the worker's own margin): it gives itself back and continues later
@@ -359,21 +360,26 @@ class _Directory:
     def __init__(self, deps: WorkDeps, campaign_id: str):
         self.deps, self.campaign_id = deps, campaign_id
         self.by_email: dict[str, dict] = {}
-        self.next_page: Optional[int] = None     # the next page to read (None: read page 1 to learn the last)
+        self.pages: Optional[list[int]] = None   # the pages left to read (None: page 1 first)
+        self.forward = False
         self._lock = threading.Lock()
 
     def find(self, email: str) -> Optional[dict]:
         with self._lock:
             rf = self.deps.apis.rf()
             while email not in self.by_email:
-                if self.next_page is None:
-                    people, last = rf.users_page(self.campaign_id, 1)
+                if self.pages is None:           # page 1 says how many there are: then from the last back
+                    people, more, total = rf.users_page(self.campaign_id, 1, PEOPLE_PAGE)
                     self._index(people)
-                    self.next_page = last if last > 1 else 0
-                elif self.next_page >= 2:
-                    people, _ = rf.users_page(self.campaign_id, self.next_page)
+                    last = -(-total // PEOPLE_PAGE) if total else (2 if more else 1)
+                    self.pages = list(range(last, 1, -1))
+                    self.forward = not total and more
+                elif self.pages:
+                    page = self.pages.pop(0)
+                    people, more, _ = rf.users_page(self.campaign_id, page, PEOPLE_PAGE)
                     self._index(people)
-                    self.next_page -= 1
+                    if self.forward and more:    # RF gave no total: page by page, forward
+                        self.pages.append(page + 1)
                 else:
                     return None
             return self.by_email[email]
@@ -516,9 +522,9 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
     in_campaign: set[str] = set()
-    page, last = 1, 1
-    while page <= last:
-        people, last = rf.users_page(campaign_id, page)
+    page, more = 1, True
+    while more:
+        people, more, _ = rf.users_page(campaign_id, page, PEOPLE_PAGE)
         in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
         page += 1
     tally, shown = Tally(), dict[str, list[dict]]()

@@ -370,7 +370,7 @@ def test_what_each_function_does(performed):
     """The actions, per function, as read from the recording (a readable summary of the above)."""
     _, stage, recorder = performed
     actions = {fn: sorted({a for a, _ in performed_pairs(stage, recorder, fn)}) for fn in deploy.FUNCTIONS}
-    assert actions["api_handler"] == ["dynamodb:GetItem", "sqs:SendMessage", "ssm:GetParameter"]
+    assert actions["api_handler"] == ["dynamodb:GetItem", "dynamodb:UpdateItem", "sqs:SendMessage", "ssm:GetParameter"]
     assert actions["reconcile"] == ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
                                     "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ...ports.edge import EdgeLog
 from ...ports.store import (ConnectionRepository, Cursor, HistoryLog, LinkLookup, LinkRepository, RateWindows,
                             SettingsRepository, SyncRepository)
+from .edge import DynamoEdge
 from .catalog import DynamoConnections, DynamoCursor, DynamoRates, DynamoSettings
 from .history import DynamoHistory
 from .links import DynamoLinks
@@ -31,6 +33,7 @@ class DynamoStore:
         self.cursor: Cursor = DynamoCursor()
         self.rates: RateWindows = DynamoRates()
         self.sync: SyncRepository = DynamoSync(clock)
+        self.edge: EdgeLog = DynamoEdge(clock)
 
 
 __all__ = ["DynamoStore", "bind", "client"]

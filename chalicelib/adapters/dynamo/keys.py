@@ -4,6 +4,8 @@ Item kinds (pk / sk):
   CAMPAIGN#<id> / SETTINGS               the settings document
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
+  WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
+                                         of changed contacts reads the rules of)
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
                                          of changed contacts reads the rules of)
@@ -24,6 +26,10 @@ Item kinds (pk / sk):
   CAMPAIGN#<id> / SYNC#RUN#<n>          an earlier run, copied when the next one started
   SYNC#<campaign> / CONTACT#<id>        the sync ledger: what sync did with the contact (one partition
                                         per campaign, queried by reports)
+  EDGE#<scope> / REFUSED#<reason>#<hour> requests the edge refused, counted per reason and hour (TTL)
+  EDGE#<scope> / SAMPLE#<reason>#<n>     a ring of samples of them, SAMPLES per reason (TTL)
+  EDGE#<scope> / HEARD#<what>            when the edge last accepted a join / a notification
+                                         (ports/edge.py says why all of these stay bounded)
   RECONCILE / CURSOR                     where the sweep of pending leads left off
   RECONCILE / CURSOR#<name>              other reconciliation positions (the changed-contacts search's
                                          last finished run, per workspace)
@@ -61,6 +67,22 @@ def cursor_key(name: str) -> Key:
 
 def campaigns_key(workspace: str) -> Key:
     return f"WORKSPACE#{workspace}", "CAMPAIGNS"
+
+
+def edge_pk(scope: str) -> str:
+    return f"EDGE#{scope}"
+
+
+def refusal_sk(reason: str, hour: str) -> str:
+    return f"REFUSED#{reason}#{hour}"
+
+
+def sample_sk(reason: str, slot: int) -> str:
+    return f"SAMPLE#{reason}#{slot}"
+
+
+def heard_sk(what: str) -> str:
+    return f"HEARD#{what}"
 
 
 def link_key(ref: PersonRef) -> Key:

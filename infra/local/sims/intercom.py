@@ -70,6 +70,7 @@ class IntercomSim(SimServer):
     public_paths = (r"/auth/eagle/token",)
     ROUTES = [
         ("POST", r"/auth/eagle/token", "_oauth_token"),
+        ("GET", r"/me", "_me"),
         ("POST", r"/contacts/search", "_search"),
         ("POST", r"/contacts/merge", "_merge_http"),
         ("GET", r"/contacts", "_list"),
@@ -520,6 +521,13 @@ class IntercomSim(SimServer):
             return self._err(404, "Resource Not Found")
         self._add_tag(c, tag)
         return 200, {**tag, "applied_at": int(self.clock())}
+
+    def _me(self, rec):
+        """The admin the token belongs to, and the workspace (`app.id_code`)."""
+        return 200, {"type": "admin", "id": "991", "name": "Sim Admin", "email": "admin@example.com",
+                     "email_verified": True, "app": {"type": "app", "id_code": self.app_id, "name": "Sim Workspace",
+                                                     "region": "US", "timezone": "UTC", "identity_verification": False,
+                                                     "created_at": 1600000000}}
 
     def _create_data_attribute(self, rec):
         body = rec["json"] if isinstance(rec["json"], dict) else {}
