@@ -108,7 +108,41 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     pending = _pending(store, report.campaign_id)
     _liveness(rt, report, settings, pending)
     _in_flight(rt, report, settings, pending, attributes, dlq)
+    _sync(rt, report, settings)
     return report
+
+
+# --- contact sync --------------------------------------------------------------------------------
+SYNC_STALL_MINUTES = 30
+
+
+def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    """Contact sync's state: never started, stopped (its reason names the fix), stalled, or done."""
+    sync, c = settings.sync, settings.campaign_id
+    if sync is None:
+        return
+    run = rt.store.sync.run(c)
+    if run is None:
+        report.add("sync", sync.mode == "once", f"contact sync ({sync.mode}) is configured but was never started",
+                   "nobody is enrolled" + (", and new contacts are not enrolled either: ongoing mode begins with the "
+                                           "first run" if sync.mode == "ongoing" else ""),
+                   f"`bridge sync start {c} --dry-run`, then `bridge sync start {c}`")
+        return
+    counts = ", ".join(f"{k} {n}" for k, n in sorted(run.counts.items())) or "nothing yet"
+    where = f"sync run {run.number} ({run.kind}, {run.source})"
+    if run.status == "stopped":
+        report.add("sync", False, f"{where} stopped: {run.message}",
+                   "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
+    elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
+            (run.lease_until or 0) < rt.clock():
+        report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "
+                   f"(page {run.page}; {counts})",
+                   "its page failed and waits in the dead-letter queue: the run does not go on by itself",
+                   "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
+    else:
+        skipped = sum(n for k, n in run.counts.items() if k not in ("enrolled", "already_enrolled"))
+        report.add("sync", True, f"{where} {run.status}: {counts}"
+                   + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""))
 
 
 # --- Intercom ------------------------------------------------------------------------------------

@@ -128,6 +128,10 @@ def test_a_run_whose_checks_fail_in_the_worker_stops_with_the_fix_and_creates_no
     assert status["status"] == "stopped" and creates(rf) == 0
     assert status["message"] == ("campaign 42 is not live in Referral Factory (status paused) — launch it first: "
                                  "people cannot join a paused campaign")
+    from chalicelib.services.doctor import examine
+    [finding] = [f for f in examine(bridge.operator(), "42", dlq=False).findings if f.check == "sync"]
+    assert not finding.ok and finding.what == (f"sync run 1 (full, segment {seg}) stopped: " + status["message"])
+    assert finding.fix == "fix what it names, then `bridge sync start 42`"
 
 
 def test_ongoing_mode_enrols_a_contact_created_after_the_first_run_once(bridge, intercom, rf, clock, capsys):
