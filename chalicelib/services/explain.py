@@ -84,8 +84,19 @@ def explain(rt: Reader, query: str) -> Explanation:
             rf_ids.add(link.rf_user_id)
         if (len(people), len(emails), len(contacts), len(rf_ids)) == before:
             break
-    refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
+    # Contact sync's ledger, by Intercom contact id: a referrer it enrolled (their history is under their
+    # RF id) or a contact it skipped (no RF id: the ledger holds the reason).
     trail: list[dict] = []
+    for c in campaigns:
+        for synced in store.sync.entries(c, sorted(contacts)).values() if contacts else ():
+            if synced.rf_user_id:
+                rf_ids.add(synced.rf_user_id)
+            elif synced.final:
+                trail.append({"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
+                              "outcome": "skipped", "reason": f"skipped by sync run {synced.run}: {synced.reason}",
+                              "details": {"contact_id": synced.contact_id},
+                              "fix": f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"})
+    refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
     for ref in sorted(refs):
         for entry in store.history.entries(ref):
             trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()},

@@ -80,6 +80,14 @@ def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_report
     history = bridge.history(42, user["id"])["history"]
     assert [(h["event"], h["outcome"], h["reason"]) for h in history] == [
         ("sync", "enrolled", f"enrolled by sync run 1 from segment {seg}")]
+    from chalicelib.services.explain import explain
+    by_contact = explain(bridge.operator(), contacts[3]["id"]).view()["trail"]
+    assert [(t["event"], t["outcome"], t["reason"]) for t in by_contact] == [
+        ("sync", "enrolled", f"enrolled by sync run 1 from segment {seg}")]
+    assert by_contact == explain(bridge.operator(), str(user["id"])).view()["trail"]
+    skipped = explain(bridge.operator(), odd[0]["id"]).view()["trail"]
+    assert [(t["outcome"], t["reason"]) for t in skipped] == [
+        ("skipped", "skipped by sync run 1: invalid email: 'not-an-email' is not an email address")]
 
     clock.now += 60
     before = len(rf.requests)
