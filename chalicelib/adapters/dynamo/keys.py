@@ -5,6 +5,7 @@ Item kinds (pk / sk):
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
+  OAUTH#<nonce> / STATE                  an OAuth state already used (TTL: until it would have expired)
   RF / CONFIG                            Referral Factory is connected: which secrets are set
   CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
                                          qualification it is in the sparse `pending` index
@@ -35,6 +36,10 @@ def campaign_of_settings(pk: str) -> str:
 
 def connection_key(workspace: str) -> Key:
     return f"WORKSPACE#{workspace}", "CONNECTION"
+
+
+def oauth_state_key(nonce: str) -> Key:
+    return f"OAUTH#{nonce}", "STATE"
 
 
 WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")

@@ -51,6 +51,10 @@ class WorkspacesItem(_Item):
     names = UnicodeSetAttribute(null=True)
 
 
+class OAuthStateItem(_Item):
+    expires_at = NumberAttribute()
+
+
 class PendingIndex(GlobalSecondaryIndex):
     class Meta:
         index_name = "pending"
@@ -123,7 +127,7 @@ class CursorItem(_Item):
 
 
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
-                                   NotificationItem, HistoryItem, RateItem, CursorItem)
+                                   NotificationItem, HistoryItem, RateItem, CursorItem, OAuthStateItem)
 
 
 def bind(table_name: str) -> None:
