@@ -14,11 +14,11 @@ from .adapters.ratelimit import SharedLimiter
 from .adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SsmSecrets,
                                intercom_client_secret, intercom_token, valid_workspace)
 from .config import Config
-from .errors import Permanent
+from .errors import Disconnected, Permanent
 from .ports import SecretStore, Store
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
-    from .adapters.intercom import IntercomClient
+    from .adapters.intercom import IntercomAuthClient, IntercomClient
     from .adapters.referral_factory import ReferralFactoryClient
     from .services.deps import WorkDeps
 
@@ -103,6 +103,8 @@ class Runtime:
             from .adapters.intercom import IntercomClient
 
             conn = self.store.connections.workspace(workspace)
+            if conn is not None and conn.status == "disconnected":
+                raise Disconnected(workspace)
             name = intercom_token(workspace)
             token = self.worker_secrets.get(name) if conn is not None and conn.status == "active" else None
             if not token:
@@ -115,6 +117,18 @@ class Runtime:
                                   reauth=lambda stale: self.worker_secrets.refresh(name, stale),
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
+
+    def intercom_auth(self) -> "IntercomAuthClient":
+        """Token questions (the OAuth callback's exchange, `/me` before a token is stored)."""
+        from .adapters.intercom import IntercomAuthClient
+        return IntercomAuthClient(self.config.intercom_base_url, self.config.http_timeout)
+
+    def oauth_app(self) -> Optional[tuple[str, str, str]]:
+        """The public app's (client id, client secret, state key), or None until `bridge workspace oauth-app`."""
+        from .services.connections import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY
+
+        values = tuple(self.edge_secrets.get(name) for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY))
+        return values if all(values) else None   # type: ignore[return-value]
 
     def rf(self) -> "ReferralFactoryClient":
         def make() -> "ReferralFactoryClient":

@@ -17,8 +17,12 @@ def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     limit = limit or rt.config.reconcile_per_run
     page = rt.store.links.pending(rt.store.cursor.get(), limit)
     checks = []
+    # A disconnected workspace's leads are not checked: each check would only add a dead letter
+    # every run. They are checked again once the workspace is connected.
+    paused = {ws for ws in {link.workspace for link in page.links}
+              if (conn := rt.store.connections.workspace(ws)) is not None and conn.status == "disconnected"}
     for link in page.links:
-        if link.contact_id and not link.contact_state:
+        if link.contact_id and not link.contact_state and link.workspace not in paused:
             try:
                 checks.append(CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
                                            workspace=link.workspace).wire())
@@ -30,4 +34,5 @@ def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     rt.store.cursor.set(None if finished_round else page.position)
     count("ReconciliationChecksQueued", len(checks))
     logger.info("reconciliation queued checks", extra={"queued": len(checks), "round_complete": finished_round})
-    return {"queued": len(checks), "round_complete": finished_round}
+    out = {"queued": len(checks), "round_complete": finished_round}
+    return {**out, "paused_workspaces": sorted(paused)} if paused else out
