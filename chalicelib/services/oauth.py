@@ -140,7 +140,7 @@ def _clear_cookie(place: Place) -> str:
 def _html(title: str, body: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="referrer" content="no-referrer"><title>{html.escape(title)} — RF ↔ Intercom bridge</title>
+<meta name="referrer" content="no-referrer"><link rel="icon" href="data:,"><title>{html.escape(title)} — RF ↔ Intercom bridge</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em}}
 .ok{{color:#05661f}}.error{{color:#a11}}code{{background:#f3f3f3;padding:0 .2em}}</style></head>
 <body><h1>{html.escape(title)}</h1>

@@ -521,11 +521,11 @@ class IntercomSim(SimServer):
     def _authorize_page(self, rec):
         q = rec["query"]
         if self.client_id is not None and q.get("client_id") != self.client_id:
-            return 400, "<!doctype html><title>Error</title><p>Unknown app (client_id)</p>", \
+            return 400, "<!doctype html><title>Error</title><link rel=icon href='data:,'><p>Unknown app (client_id)</p>", \
                 {"Content-Type": "text/html; charset=utf-8"}
         hidden = "".join(f'<input type="hidden" name="{k}" value="{html.escape(q.get(k, ""))}">'
                          for k in ("client_id", "state", "redirect_uri"))
-        page = f"""<!doctype html><html><head><title>Authorize access</title></head><body>
+        page = f"""<!doctype html><html><head><title>Authorize access</title><link rel="icon" href="data:,"></head><body>
 <h1>Allow the app to access {html.escape(self.app_name)}?</h1>
 <form method="post" action="/oauth">{hidden}
 <button id="authorize" name="decision" value="allow">Authorize access</button>
@@ -536,7 +536,7 @@ class IntercomSim(SimServer):
         form = self.form(rec)
         target = form.get("redirect_uri") or ""
         if not target.startswith(("http://", "https://")):
-            return 400, "<!doctype html><p>No redirect_uri</p>", {"Content-Type": "text/html; charset=utf-8"}
+            return 400, "<!doctype html><link rel=icon href='data:,'><p>No redirect_uri</p>", {"Content-Type": "text/html; charset=utf-8"}
         if form.get("decision") != "allow":
             answer = {"error": "access_denied", "state": form.get("state", "")}
         else:
