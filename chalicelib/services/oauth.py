@@ -1,9 +1,10 @@
 """Use case: connect an Intercom workspace through the public app's OAuth (GET routes the admin's
 browser follows). The start sends the browser to Intercom's authorize page with a signed, expiring
-`state` (and a cookie holding its nonce); the callback checks the state (signature, expiry, single
-use by a conditional write, same browser), exchanges the code, asks `GET /me` which workspace the
+`state` (and a cookie holding its nonce); the callback checks the state (signature, expiry, same
+browser, single use by a conditional write), exchanges the code, asks `GET /me` which workspace the
 token belongs to, stores the token and answers a small page naming the workspace and what to do
-next. Any refusal is a page that says why; nothing is stored before every check has passed."""
+next. Any refusal is a page that says why; nothing is stored before every check has passed (but
+the state: once its signature, expiry and browser are right, it is spent, whatever follows)."""
 from __future__ import annotations
 
 import html
@@ -79,11 +80,12 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
         state = oauth.read_state(key, query.get("state"), rt.clock())
     except StateError as exc:
         return _refused(place, exc.reason)
-    if not rt.store.connections.use_oauth_state(state.nonce, state.expires_at):
-        return _refused(place, "this sign-in link was already used: start again")
+    # The browser first (a state seen elsewhere cannot even be spent), then single use.
     if oauth.cookie_nonce(cookie_header) != state.nonce:
         return _refused(place, "this sign-in was started in another browser (or cookies are blocked): "
                                "start again in this browser")
+    if not rt.store.connections.use_oauth_state(state.nonce, state.expires_at):
+        return _refused(place, "this sign-in link was already used: start again")
     code = query.get("code")
     if not code:
         return _refused(place, "Intercom sent no code")
@@ -119,7 +121,8 @@ def _connected(place: Place, found: oauth.Workspace, reconnected: bool) -> Page:
 <code>bridge settings apply campaign.yaml</code>.</li>
 <li>If work waited while the workspace was disconnected: <code>bridge dlq replay</code>.</li>
 </ol>"""
-    return Page(200, _html(f"Connected: {found.name}", body), {"Set-Cookie": _clear_cookie(place)})
+    # The cookie is left to expire: its nonce is spent, and a replay in this browser is told so.
+    return Page(200, _html(f"Connected: {found.name}", body))
 
 
 def _refused(place: Place, reason: str, status: int = 400) -> Page:
@@ -131,10 +134,6 @@ def _refused(place: Place, reason: str, status: int = 400) -> Page:
 
 def _page(status: int, title: str, text: str, raw: bool = False) -> Page:
     return Page(status, _html(title, f"<p>{text if raw else html.escape(text)}</p>"))
-
-
-def _clear_cookie(place: Place) -> str:
-    return f"{oauth.COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if place.secure else "")
 
 
 def _html(title: str, body: str) -> str:
