@@ -69,6 +69,9 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
     current = rt.store.connections.workspace(workspace)
     had = set(current.secrets if current is not None else ())
     if not token and "token" not in had:
+        if current is not None and current.status == "disconnected":
+            raise ConnectError(f"workspace {workspace} is disconnected: give --token (or INTERCOM_TOKEN) to "
+                               "reconnect it, or connect it by OAuth")
         raise ConnectError(f"workspace {workspace} has no access token yet: give --token (or INTERCOM_TOKEN)")
     if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
         raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
