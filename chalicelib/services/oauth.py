@@ -133,7 +133,7 @@ def _refused(place: Place, reason: str, status: int = 400) -> Page:
 
 
 def _page(status: int, title: str, text: str, raw: bool = False) -> Page:
-    return Page(status, _html(title, f"<p>{text if raw else html.escape(text)}</p>"))
+    return Page(status, _html(title, f'<p id="reason">{text if raw else html.escape(text)}</p>'))
 
 
 def _html(title: str, body: str) -> str:

@@ -61,6 +61,7 @@ class OAuthStack:
     def to_authorize_page(self) -> str:
         """The admin opens the start link and lands on Intercom's authorize page: its state."""
         self.driver.get(self.start_url)
+        assert self.text("authorize") == "Authorize access"          # Intercom's page has loaded
         here = urlsplit(self.driver.current_url)
         assert f"{here.scheme}://{here.netloc}" == self.sim.base_url and here.path == "/oauth"
         assert "Allow the app to access" in self.driver.page_source
@@ -215,5 +216,5 @@ def test_before_the_operator_sets_the_app_up_the_start_page_says_how(stack):
         stack.rt.secrets.scoped("edge").delete(f"oauth/{name}")
     stack.rt.forget()
     stack.driver.get(stack.start_url)
-    assert "bridge workspace oauth-app" in stack.driver.page_source
+    assert "bridge workspace oauth-app" in stack.text("reason")
     assert urlsplit(stack.driver.current_url).path == "/oauth/intercom/start"
