@@ -11,6 +11,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Protocol
 
+from ..adapters.secrets import valid_workspace
 from ..domain import oauth
 from ..domain.oauth import StateError
 from ..errors import Permanent, WorkError
@@ -99,6 +100,8 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
         found = check_token(rt, token, None)
     except ConnectError as exc:
         return _refused(place, str(exc), status=502)
+    if not valid_workspace(found.app_id):
+        return _refused(place, f"Intercom named a workspace id this bridge cannot keep ({found.app_id[:80]!r})", 502)
     current = rt.store.connections.workspace(found.app_id)
     api_base = None if current and current.api_base else found.api_base(rt.config.intercom_base_url)
     # The public app's client secret signs this workspace's webhooks.
