@@ -162,3 +162,20 @@ def test_the_oauth_app_keeps_what_it_is_not_given_and_its_state_key(rt):
     assert rt.secrets.scoped("edge").get("oauth/state-key") == key
     with pytest.raises(ConnectError, match="--client-id"):
         configure_oauth(FakeConnecting(), None, "s")
+
+
+def test_the_callback_url_follows_the_deployed_stage_and_scheme():
+    """API Gateway's context path carries the stage (`/api/...`) and X-Forwarded-Proto the scheme;
+    the redirect URI Intercom must know is built from them."""
+    from types import SimpleNamespace
+
+    from chalicelib.handlers import _place
+
+    deployed = SimpleNamespace(headers={"Host": "abc.execute-api.eu-west-1.amazonaws.com", "X-Forwarded-Proto": "https"},
+                               context={"path": "/api/oauth/intercom/start"}, path="/oauth/intercom/start")
+    place = _place(deployed)
+    assert place.callback == "https://abc.execute-api.eu-west-1.amazonaws.com/api/oauth/intercom/callback"
+    assert place.secure
+    local = SimpleNamespace(headers={"host": "127.0.0.1:8000"}, context={"path": "/oauth/intercom/start"},
+                            path="/oauth/intercom/start")
+    assert _place(local) == flow.Place("http://127.0.0.1:8000", False)
