@@ -111,10 +111,19 @@ class Runtime:
                 raise Permanent(f"Intercom workspace {workspace} is not connected — run "
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
             limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10)
-            # On a 401 the token is read again: a reconnected one is used at once.
+            # On a 401 the token is read again: a reconnected one is used at once. No new one: when the
+            # workspace was disconnected meanwhile (its token revoked too), that is the reason.
             assert conn is not None
-            return IntercomClient(conn.api_base or self.config.intercom_base_url, token,
-                                  reauth=lambda stale: self.worker_secrets.refresh(name, stale),
+
+            def reauth(stale: str) -> Optional[str]:
+                fresh = self.worker_secrets.refresh(name, stale)
+                if fresh is None:
+                    now = self.store.connections.workspace(workspace)
+                    if now is not None and now.status == "disconnected":
+                        self._cache.pop(("intercom", workspace), None)
+                        raise Disconnected(workspace)
+                return fresh
+            return IntercomClient(conn.api_base or self.config.intercom_base_url, token, reauth=reauth,
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
 

@@ -108,6 +108,20 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     assert qualified_ids(rf) == [ann["id"]]
 
 
+def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_too(bridge, intercom, rf, capsys):
+    """Disconnect, then uninstall the app in Intercom: a worker still holding the old client gets a
+    401 and says "workspace disconnected", not "token invalid"."""
+    bridge.apply(qualifying_settings())
+    bridge.post_join(join_body(new_lead(rf)))
+    bridge.drain()                                   # the worker's Intercom client is warm
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    intercom.revoke("sim-token")
+    bridge.post_join(join_body(new_lead(rf, email="bob@example.com", first_name="Bob")))
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["reason"].startswith("workspace disconnected:") and dead["attempts"] == "1"
+
+
 def test_disconnecting_an_unknown_workspace_is_one_clear_line(bridge, capsys):
     assert main(["workspace", "disconnect", "nope"], rt=bridge.operator()) == 1
     assert capsys.readouterr().err == "bridge: workspace nope is not connected here (nothing to disconnect)\n"
