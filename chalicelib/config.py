@@ -18,12 +18,16 @@ class Config:
     max_body_bytes: int         # larger webhook bodies get 413
     http_timeout: float         # seconds, per HTTP call to Intercom / RF
     max_retry_wait: float       # longer server-requested waits go back to the queue instead
-    rf_calls_per_minute: int    # shared budget, below RF's 600/min IP-block limit
-    intercom_calls_per_10s: int  # shared budget per workspace, below ~1,666 / 10 s
+    rf_calls_per_minute: int    # shared budget: the most calls to RF in any 60 s (its limit: 600, then an IP block)
+    intercom_calls_per_10s: int  # shared budget per workspace: the most calls in any 10 s (~1,666)
     reconcile_per_run: int      # pending leads checked per reconciliation run
+    reconcile_sweep_days: float  # pending leads older than this leave the one-by-one sweep
     record_budget_ms: int       # a record is not started with less Lambda time left than this
     secrets_path: str           # SSM Parameter Store prefix of this stage's secrets (adapters/secrets.py)
     history_days: int           # history entries expire (DynamoDB TTL) after this many days; 0: never
+    search_lag: float = 180.0   # seconds Intercom's search may lag a create (what the bridge waits for)
+    concurrency: int = 10       # records of a batch (and calls of a batch step) run at once
+    rf_block_recheck: float = 900.0   # seconds after RF blocked us (403) before one call checks again
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -39,10 +43,14 @@ class Config:
             max_body_bytes=int(e.get("BRIDGE_MAX_BODY_BYTES", str(256 * 1024))),
             http_timeout=float(e.get("BRIDGE_HTTP_TIMEOUT", "10")),
             max_retry_wait=float(e.get("BRIDGE_MAX_RETRY_WAIT", "20")),
-            rf_calls_per_minute=int(e.get("RF_CALLS_PER_MINUTE", "500")),
-            intercom_calls_per_10s=int(e.get("INTERCOM_CALLS_PER_10S", "1500")),
+            rf_calls_per_minute=int(e.get("RF_CALLS_PER_MINUTE", "600")),
+            intercom_calls_per_10s=int(e.get("INTERCOM_CALLS_PER_10S", "1666")),
             reconcile_per_run=int(e.get("RECONCILE_PER_RUN", "1000")),
+            reconcile_sweep_days=float(e.get("RECONCILE_SWEEP_DAYS", "7")),
             record_budget_ms=int(e.get("BRIDGE_RECORD_BUDGET_MS", "30000")),
             secrets_path="/" + e.get("BRIDGE_SECRETS_PATH", "/rf-intercom-bridge").strip("/"),
             history_days=int(e.get("BRIDGE_HISTORY_DAYS", "400")),
+            search_lag=float(e.get("INTERCOM_SEARCH_LAG_SECONDS", "180")),
+            concurrency=max(1, int(e.get("BRIDGE_CONCURRENCY", "10"))),
+            rf_block_recheck=float(e.get("RF_BLOCK_RECHECK_SECONDS", "900")),
         )

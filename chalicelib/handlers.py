@@ -1,6 +1,9 @@
 """Glue between Chalice's objects and the services: app.py stays wiring only."""
 from __future__ import annotations
 
+import os
+from typing import Optional
+
 from chalice import Response
 
 from .observability import count, logger, metrics
@@ -77,6 +80,21 @@ def sqs_batch(event) -> dict:
         metrics.flush_metrics()
 
 
+def prewarm(environ=os.environ) -> Optional[str]:
+    """In a Lambda container (and only there), the init phase makes what this function's first
+    invocation needs (Runtime.warm). Chalice names the functions <app>-<stage>, -worker, -reconcile.
+    A failure is logged, never raised: the invocation then makes them itself."""
+    name = environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    if not name:
+        return None
+    function = next((f for f in ("worker", "reconcile") if name.endswith(f"-{f}")), "api")
+    try:
+        default_runtime().warm(function)
+    except Exception:  # noqa: BLE001 - e.g. a missing variable: the first invocation says so
+        logger.exception("prewarm failed", extra={"function": name})
+    return function
+
+
 def reconcile(event) -> dict:
     from .services.reconcile import reconcile as run
 
@@ -85,3 +103,6 @@ def reconcile(event) -> dict:
         return run(default_runtime())
     finally:
         metrics.flush_metrics()
+
+
+prewarm()

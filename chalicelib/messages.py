@@ -1,5 +1,6 @@
 """The work queue's messages: one pydantic model per kind, told apart by `kind` (`rf.join`,
-`intercom.contact`, `intercom.check`; who produces and who handles each: README, "Code layout").
+`intercom.contact`, `intercom.check`, `intercom.changes`, `join.verify`; who produces and who handles each:
+README, "Code layout").
 Every message is built here and read back here; nothing else knows their fields.
 
 The wire format is the model's JSON, flat, as earlier versions wrote it: messages already in the
@@ -11,7 +12,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .domain.link import PersonRef
-from .webhooks import CONTACT_TOPICS, Change, ContactItem, Id, RFPerson, Timestamp, describe
+from .webhooks import CONTACT_TOPICS, Change, ContactItem, Email, Id, RFPerson, Timestamp, describe
 
 
 class _Message(BaseModel):
@@ -82,9 +83,33 @@ class CheckMessage(_AboutPerson):
     workspace: Id
 
 
-Message = Annotated[Union[JoinMessage, ContactMessage, CheckMessage], Field(discriminator="kind")]
+class VerifyMessage(_AboutPerson):
+    """A lead the bridge created for this person, looked at again once Intercom's search has caught
+    up (`not_before`): did it duplicate a contact that search did not show yet when they joined?"""
+
+    kind: Literal["join.verify"] = "join.verify"
+    workspace: Id
+    contact_id: Id
+    email: Email
+    created_at: Optional[float] = None   # the contact's, as Intercom answered the create
+    not_before: float
+
+
+class ChangesMessage(_Message):
+    """Reconciliation: search this workspace's contacts changed since its last search (or, the first
+    time, within `lookback` seconds of `at`), and judge the pending leads linked to them."""
+
+    kind: Literal["intercom.changes"] = "intercom.changes"
+    workspace: Id
+    at: float                    # when reconciliation asked: where the next search starts (with an overlap)
+    lookback: float = 7 * 86400
+
+
+AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, VerifyMessage, ChangesMessage]
+Message = Annotated[AnyMessage, Field(discriminator="kind")]
 KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m
-                                    for m in (JoinMessage, ContactMessage, CheckMessage)}
+                                    for m in (JoinMessage, ContactMessage, CheckMessage, VerifyMessage,
+                                              ChangesMessage)}
 _MESSAGE = TypeAdapter(Message)
 
 
@@ -96,14 +121,14 @@ class Unreadable(ValueError):
         self.reason = reason
 
 
-def parse(body: Union[str, bytes]) -> Union[JoinMessage, ContactMessage, CheckMessage]:
+def parse(body: Union[str, bytes]) -> AnyMessage:
     try:
         return _MESSAGE.validate_json(body)
     except ValidationError as exc:
         raise Unreadable(describe(exc)) from None
 
 
-def read(message: Any) -> Union[JoinMessage, ContactMessage, CheckMessage]:
+def read(message: Any) -> AnyMessage:
     """A message from an already-decoded dict (e.g. a test's or a fake queue's)."""
     try:
         return _MESSAGE.validate_python(message)

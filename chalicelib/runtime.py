@@ -48,7 +48,7 @@ class Runtime:
     def deps(self) -> "WorkDeps":
         """The worker's use cases' interfaces: the store's repositories, and this runtime as the Apis."""
         from .services.deps import WorkDeps
-        return WorkDeps.of(self.store, self)
+        return WorkDeps.of(self.store, self, self.queue, self.clock, lambda: self.config.search_lag)
 
     def _cached(self, key: tuple, load: Callable[[], T], seconds: float = CACHE_SECONDS) -> T:
         hit = self._cache.get(key)
@@ -94,9 +94,12 @@ class Runtime:
         return {"timeout": self.config.http_timeout, "limiter": limiter, "clock": self.clock,
                 "sleeper": self.sleeper, "max_wait": self.max_wait}
 
-    def limiter(self, budget: str, limit: int, window: int) -> SharedLimiter:
-        return SharedLimiter(self.store.rates, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
-                             max_wait=self.max_wait)
+    def limiter(self, budget: str, limit: int, window: int, **kw: Any) -> SharedLimiter:
+        """One per budget and container: its threads share the slots it reserved."""
+        def make() -> SharedLimiter:
+            return SharedLimiter(self.store.rates, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
+                                 max_wait=self.max_wait, **kw)
+        return self._cached(("limiter", budget, limit, window), make, seconds=float("inf"))
 
     def intercom(self, workspace: str) -> "IntercomClient":
         def make() -> "IntercomClient":
@@ -110,7 +113,8 @@ class Runtime:
             if not token:
                 raise Permanent(f"Intercom workspace {workspace} is not connected — run "
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
-            limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10)
+            limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10, skew=0.5,
+                                   vendor="Intercom")
             # On a 401 the token is read again: a reconnected one is used at once. No new one: when the
             # workspace was disconnected meanwhile (its token revoked too), that is the reason.
             assert conn is not None
@@ -146,7 +150,10 @@ class Runtime:
             token = self.worker_secrets.get(RF_TOKEN)
             if not token:
                 raise Permanent("Referral Factory is not connected — run `bridge rf connect`")
-            limiter = self.limiter("referral-factory", self.config.rf_calls_per_minute, 60)
+            # RF blocks the IP after repeated excess, and says so with 403: its circuit opens.
+            limiter = self.limiter("referral-factory", self.config.rf_calls_per_minute, 60, skew=1.0,
+                                   vendor="Referral Factory", block_status=403,
+                                   recheck=self.config.rf_block_recheck)
             return ReferralFactoryClient(self.config.rf_base_url, token,
                                          reauth=lambda stale: self.worker_secrets.refresh(RF_TOKEN, stale),
                                          **self._http_kw(limiter))
@@ -155,8 +162,40 @@ class Runtime:
     def attributes(self, workspace: str) -> dict[str, dict]:
         return self._cached(("attributes", workspace), lambda: self.intercom(workspace).data_attributes())
 
+    def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
+        full_name = f"custom_attributes.{name}"
+        if full_name in self.attributes(workspace):
+            return
+        try:
+            self.intercom(workspace).create_data_attribute(name, "string", description)
+        except Permanent as exc:        # e.g. another container created it a moment ago: look again
+            refused = exc.reason
+        else:
+            refused = ""
+        self._cache.pop(("attributes", workspace), None)
+        if full_name not in self.attributes(workspace):
+            raise Permanent(f"the bridge could not create the text attribute {name} in workspace {workspace} "
+                            f"({refused or 'Intercom does not list it'}) — create it in Intercom (Settings > Data > "
+                            "People, type Text), then replay")
+
     def campaign_name(self, campaign_id: str) -> Optional[str]:
         return self._cached(("campaign-name", campaign_id), lambda: self.rf().get_campaign(campaign_id).get("name"))
+
+
+    def warm(self, function: str) -> None:
+        """Create now, without a call, what the function's first invocation would create: its AWS
+        clients, and for the worker the HTTP clients' modules. A Lambda container does it in its
+        init phase, which AWS runs on a whole CPU."""
+        from .adapters.dynamo import client as dynamodb_client
+
+        dynamodb_client()
+        if isinstance(self.queue, Queue):
+            self.queue.client
+        if isinstance(self.secrets, SsmSecrets) and function != "reconcile":
+            self.secrets.client
+        if function == "worker":
+            from .adapters import intercom, referral_factory  # noqa: F401  (requests, urllib3)
+            from .services import worker  # noqa: F401
 
 
 _default: Optional[Runtime] = None

@@ -120,16 +120,19 @@ def policies(target: Target) -> dict[str, dict]:
             _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                  "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [table]),
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
-            # the worker itself deletes what it handled and delays what it retries.
+            # the worker itself deletes what it handled, delays what it retries, sends back a copy of
+            # what must wait (a wait is not a try), and queues follow-up work (a lead it created is
+            # verified once Intercom's search has caught up).
             _statement("WorkQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-                                     "sqs:GetQueueAttributes"], [work]),
+                                     "sqs:GetQueueAttributes", "sqs:SendMessage"], [work]),
             _statement("DeadLetterQueue", ["sqs:SendMessage"], [dlq]),
             _statement("WorkerSecrets", ["ssm:GetParameter"], [f"{secrets}/worker/*"]),
         ],
         "reconcile": [
             logs("reconcile"),
-            _statement("Cursor", ["dynamodb:GetItem", "dynamodb:PutItem"], [table]),
-            _statement("PendingIndex", ["dynamodb:Query"], [f"{table}/index/pending"]),
+            # Its cursor, the workspaces and their campaigns; the history of the unfinished links it finds.
+            _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"], [table]),
+            _statement("Indexes", ["dynamodb:Query"], [f"{table}/index/pending", f"{table}/index/overdue"]),
             _statement("WorkQueue", ["sqs:SendMessage"], [work]),
         ],
     }

@@ -1,13 +1,15 @@
 """In-memory fakes of the adapters' interfaces, for unit tests of the services."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
-from chalicelib.ports import Conflict, Merged, NotFound
+from chalicelib.domain.mapping import MARKER_NAME
+from chalicelib.errors import Uncertain
+from chalicelib.ports import Conflict, Later, Merged, NotFound
 from chalicelib.services.deps import WorkDeps
 
 
@@ -58,14 +60,17 @@ class FakeQueue:
         self.dead: list[dict] = []
         self.deleted: list[str] = []
         self.delayed: dict[str, float] = {}
+        self.sent_delays: list[float] = []
+        self.deferred: list[Later] = []
 
     def send(self, message: dict | str) -> str:
         encode(message)                      # the same size limit as SQS (raises MessageTooLarge)
         self.sent.append(message)
         return f"m{len(self.sent)}"
 
-    def send_many(self, messages: list[dict]) -> None:
+    def send_many(self, messages: list[dict], delay: float = 0) -> None:
         self.sent += messages
+        self.sent_delays += [delay] * len(messages)
 
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.dead.append({"body": body, "reason": reason, "attempts": attempts, "failed_at": failed_at})
@@ -75,6 +80,11 @@ class FakeQueue:
 
     def retry_in(self, receipt_handle: str, seconds: float) -> None:
         self.delayed[receipt_handle] = seconds
+
+    def defer(self, later: list[Later]) -> None:
+        for m in later:
+            encode(m.body)
+        self.deferred += later
 
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
         return []
@@ -109,8 +119,10 @@ class FakeEdge:
 
 
 class FakeIntercom:
-    """IntercomPort in memory: contacts by id, search that can lag, 409 on a duplicate email, merged
-    (410) and gone (404) contacts. `fail` maps a call name to the exception its next call raises."""
+    """IntercomPort in memory: contacts by id, search that can lag, leads that share an email (a user
+    gets 409 on another user's email), merged (410) and gone (404) contacts. `fail` maps a call name
+    to the exception its next call raises before doing anything; `after` to the exception it raises
+    after it was applied (its answer lost: "create" then `Uncertain`)."""
 
     def __init__(self, attributes: Optional[dict] = None):
         self.contacts: dict[str, dict] = {}
@@ -119,18 +131,25 @@ class FakeIntercom:
         self.tags: list[tuple[str, str]] = []
         self.calls: list[str] = []
         self.fail: dict[str, Exception] = {}
+        self.after: dict[str, Exception] = {}
         self.attributes = attributes or {}
         self.made = 0
+        self.searches: list[dict] = []
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
         if name in self.fail:
             raise self.fail.pop(name)
 
+    def _done(self, name: str) -> None:
+        if name in self.after:
+            raise self.after.pop(name)
+
     def add(self, email: str, role: str = "lead", searchable: bool = True, **custom: Any) -> dict:
         self.made += 1
         contact_id = f"c{self.made}"
-        contact = {"type": "contact", "id": contact_id, "email": email, "role": role, "custom_attributes": dict(custom)}
+        contact = {"type": "contact", "id": contact_id, "email": email, "role": role, "created_at": self.made,
+                   "custom_attributes": dict(custom)}
         self.contacts[contact_id] = contact
         if not searchable:
             self.unsearchable.add(contact_id)
@@ -141,17 +160,45 @@ class FakeIntercom:
         self.contacts.pop(contact_id, None)
         self.merged[contact_id] = into
 
+    def with_email(self, email: str) -> list[dict]:
+        return [c for c in self.contacts.values() if c["email"] == email]
+
     def search_by_email(self, email: str) -> list[dict]:
+        return self.search([email])
+
+    def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
         self._call("search")
-        return [c for c in self.contacts.values() if c["email"] == email and c["id"] not in self.unsearchable]
+        wanted = {e.lower() for e in emails}
+        return [c for c in self.contacts.values() if c["id"] not in self.unsearchable and (
+            c["email"] in wanted or c["custom_attributes"].get(MARKER_NAME) in markers)]
+
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        """Intercom's search rules (the simulator's engine: dates by calendar day, strings without case)."""
+        from infra.local.sims.search import compile_query
+        self._call("search_contacts")
+        self.searches.append(query)
+
+        def field(contact: dict, name: str) -> Any:
+            value: Any = contact
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+        match = compile_query(query, field, lambda name: name in ("created_at", "updated_at"))
+        hits = [c for c in self.contacts.values() if c["id"] not in self.unsearchable and match(c)]
+        start = int(starting_after or 0)
+        more = start + per_page < len(hits)
+        return hits[start:start + per_page], str(start + per_page) if more else None
 
     def create_contact(self, body: dict) -> dict:
         self._call("create")
-        for c in self.contacts.values():
-            if c["email"] == body.get("email"):
-                raise Conflict(c["id"], f"A contact matching those details already exists with id={c['id']}")
+        if body.get("role", "user") == "user":
+            for c in self.contacts.values():
+                if c["email"] == body.get("email") and c["role"] == "user":
+                    raise Conflict(c["id"], f"A contact matching those details already exists with id={c['id']}")
         contact = self.add(body["email"], body.get("role", "user"), **body.get("custom_attributes", {}))
         contact.update({k: v for k, v in body.items() if k not in ("custom_attributes", "role")})
+        self._done("create")
         return contact
 
     def update_contact(self, contact_id: str, body: dict) -> dict:
@@ -169,27 +216,50 @@ class FakeIntercom:
             raise NotFound(contact_id)
         return self.contacts[contact_id]
 
+    def merge_contacts(self, lead_id: str, into_id: str) -> dict:
+        self._call("merge")
+        lead, user = self.contacts[lead_id], self.contacts[into_id]
+        assert lead["role"] == "lead" and user["role"] == "user", "Intercom merges a lead into a user only"
+        for key, value in lead["custom_attributes"].items():
+            user["custom_attributes"].setdefault(key, value)
+        self.tags += [(into_id, name) for cid, name in list(self.tags) if cid == lead_id]
+        self.merge(lead_id, into_id)
+        self._done("merge")
+        return user
+
     def data_attributes(self) -> dict[str, dict]:
         return self.attributes
 
-    def tag_contact(self, contact_id: str, tag_name: str) -> str:
+    def create_data_attribute(self, name: str, data_type: str, description: str) -> dict:
+        self._call("attribute")
+        attribute = {"name": name, "full_name": f"custom_attributes.{name}", "data_type": data_type,
+                     "description": description}
+        self.attributes[attribute["full_name"]] = attribute
+        return attribute
+
+    def tag_contacts(self, contact_ids: Sequence[str], tag_name: str) -> None:
         self._call("tag")
-        self.tags.append((contact_id, tag_name))
-        return "t1"
+        self.tags += [(contact_id, tag_name) for contact_id in contact_ids]
 
 
 class FakeRF:
     """ReferralFactoryPort in memory. `qualify` answers with `answers` in turn (an exception is
-    raised) and then succeeds; `qualified_at` is what get_user says of a qualified user."""
+    raised) and then succeeds; `lost` calls after that are applied and then raise Uncertain (the
+    answer was lost); `qualified_at` is what get_user says of a qualified user, and `get_answers`
+    are raised by get_user in turn."""
 
     def __init__(self, users: Optional[dict] = None):
         self.users = users or {}
         self.qualified: list[str] = []
         self.calls: list[str] = []
         self.answers: list[Exception] = []
+        self.get_answers: list[Exception] = []
+        self.lost = 0
 
     def get_user(self, user_id: str) -> dict:
         self.calls.append(f"get_user {user_id}")
+        if self.get_answers:
+            raise self.get_answers.pop(0)
         user = dict(self.users.get(str(user_id), {"id": user_id}))
         if str(user_id) in self.qualified:
             user["qualified_at"] = "2026-11-25T12:00:00Z"
@@ -203,6 +273,9 @@ class FakeRF:
         if self.answers:
             raise self.answers.pop(0)
         self.qualified.append(user_id)
+        if self.lost:
+            self.lost -= 1
+            raise Uncertain("Referral Factory did not answer: read timed out")
         return {"id": user_id}
 
 
@@ -222,6 +295,10 @@ class FakeApis:
     def attributes(self, workspace: str) -> dict[str, dict]:
         return self.intercom_.attributes
 
+    def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
+        if f"custom_attributes.{name}" not in self.intercom_.attributes:
+            self.intercom_.create_data_attribute(name, "string", description)
+
     def campaign_name(self, campaign_id: str) -> Optional[str]:
         return self.rf_.get_campaign(campaign_id).get("name")
 
@@ -236,7 +313,7 @@ class FakeWork:
         self.store = MemoryStore(self.clock)
         self.apis = apis or FakeApis()
         self.queue = FakeQueue()
-        self.deps = WorkDeps.of(self.store, self.apis)
+        self.deps = WorkDeps.of(self.store, self.apis, self.queue, self.clock, lambda: self.config.search_lag)
         self.remaining_ms: Callable[[], int] = lambda: 10**9
 
 

@@ -1,30 +1,69 @@
-"""The one way we talk HTTP to Intercom and Referral Factory: a requests session whose
-urllib3 `Retry` retries 429 / 5xx / connection errors with exponential backoff and jitter,
-honours `Retry-After` and `X-RateLimit-Reset`, and takes a slot from the shared rate
-limiter before every attempt (retries included). Clock and sleep are injected."""
+"""The one way we talk HTTP to Intercom and Referral Factory: requests sessions whose urllib3 `Retry`
+retries with exponential backoff and jitter, honours `Retry-After` and `X-RateLimit-Reset`, and
+takes a slot from the shared rate limiter before every attempt (retries included).
+
+What is retried depends on whether the request may be sent twice:
+- an idempotent request (GET, PUT of a value, a search) is retried on 429, 5xx, timeouts and
+  connection errors;
+- one that is not (Referral Factory's qualification, a create) is retried only when the failure
+  proves it was not applied: a 429, or no connection at all. A read timeout, a connection dropped
+  after sending, or a 5xx raise `Uncertain`: the caller looks before it sends again.
+
+A 429 pauses every caller of the budget (the limiter records it); the vendor's block status opens
+its circuit. Clock and sleep are injected."""
 from __future__ import annotations
 
 import json
 import random
+import re
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
-from ..errors import ApiError, Transient
+from ..errors import ApiError, Deferred, Transient, Uncertain
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})   # idempotent by HTTP's definition
+
+
+class Gate(Protocol):
+    """The shared rate limiter as the HTTP client uses it (adapters/ratelimit.SharedLimiter)."""
+
+    def acquire(self) -> None: ...
+    def throttled(self, wait: Optional[float]) -> None: ...
+    def answered(self, status: int, reason: str) -> None: ...
+
+
+class _Open:
+    """No shared budget (a client made alone): a 429's wait is still waited, by this client."""
+
+    def __init__(self, sleeper: Callable[[float], None]):
+        self.sleeper, self._wait = sleeper, 0.0
+
+    def acquire(self) -> None:
+        wait, self._wait = self._wait, 0.0
+        if wait > 0:
+            self.sleeper(wait)
+
+    def throttled(self, wait: Optional[float]) -> None:
+        self._wait = wait if wait is not None else 1.0
+
+    def answered(self, status: int, reason: str) -> None:
+        pass
 
 
 class _BridgeRetry(Retry):
     """Per-client subclass attributes (set by `retry_policy`): clock, sleeper, max_wait,
-    before_attempt. `Retry.new()` keeps the subclass, so they survive every increment."""
+    before_attempt, on_throttled. `Retry.new()` keeps the subclass, so they survive every increment."""
 
     clock: Callable[[], float] = time.time
     sleeper: Callable[[float], None] = time.sleep
     before_attempt: Callable[[], None] = staticmethod(lambda: None)
+    on_throttled: Callable[[Optional[float]], None] = staticmethod(lambda wait: None)
     max_wait: Callable[[], float] = staticmethod(lambda: 20.0)
 
     def get_retry_after(self, response) -> Optional[float]:
@@ -37,65 +76,109 @@ class _BridgeRetry(Retry):
                 delay = None
         return delay
 
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if response is not None and response.status == 429:   # the last one too: every caller pauses
+            self.on_throttled(self.get_retry_after(response))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
     def sleep(self, response=None) -> None:
-        told = self.get_retry_after(response) if response is not None else None
-        delay = self.get_backoff_time() if told is None else told + random.uniform(0, 0.5)
-        if delay > self.max_wait():
-            # Too long to wait inside a Lambda: the message goes back to the queue for that long.
-            raise Transient(f"rate limited: asked to wait {delay:.0f}s", retry_after=delay)
-        if delay > 0:
-            self.sleeper(delay)
+        if response is None or response.status != 429:
+            told = self.get_retry_after(response) if response is not None else None
+            delay = self.get_backoff_time() if told is None else told + random.uniform(0, 0.5)
+            if delay > self.max_wait():
+                # Too long to wait inside a Lambda: the message goes back to the queue for that long.
+                raise Transient(f"asked to wait {delay:.0f}s", retry_after=delay)
+            if delay > 0:
+                self.sleeper(delay)
+        # A 429's pause is the shared limiter's: it waits it out, or defers the work.
         self.before_attempt()
 
 
-def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3) -> Retry:
+def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,
+                 on_throttled: Callable[[Optional[float]], None] = lambda wait: None,
+                 idempotent: bool = True) -> Retry:
+    """Not idempotent: no retry after a read error (the request may have been applied), and of the
+    answers only a 429 (which says it was not)."""
     wait_cap = max_wait if callable(max_wait) else (lambda: max_wait)
     cls = type("Retry", (_BridgeRetry,), {
-        "clock": staticmethod(clock), "sleeper": staticmethod(sleeper),
+        "clock": staticmethod(clock), "sleeper": staticmethod(sleeper), "on_throttled": staticmethod(on_throttled),
         "before_attempt": staticmethod(before_attempt), "max_wait": staticmethod(wait_cap),
     })
-    return cls(total=total, connect=total, read=total, status=total, other=0, redirect=0,
+    return cls(total=total, connect=total, read=total if idempotent else False, status=total, other=0, redirect=0,
                backoff_factor=0.5, backoff_jitter=0.5, backoff_max=30,
-               status_forcelist=RETRY_STATUSES, allowed_methods=None,
+               status_forcelist=RETRY_STATUSES if idempotent else (429,), allowed_methods=None,
                respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
+
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """Did the request surely not reach the server (no connection could be made)?"""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, ConnectTimeoutError)      # urllib3's NewConnectionError is one too
 
 
 class JsonApi:
     """Base of the Intercom and RF clients. `reauth(stale_token)` answers a newer token, or None:
     on a 401 it is asked once, and the call is made once more with the new token (a 401 means the
-    request was refused, so repeating it is safe)."""
+    request was refused, so repeating it is safe).
+
+    `NOT_IDEMPOTENT` and `IDEMPOTENT` list (method, path pattern) exceptions to the method's rule
+    (GET, HEAD, OPTIONS, PUT and DELETE may be sent twice; POST and PATCH may not)."""
 
     service = "API"
+    NOT_IDEMPOTENT: tuple[tuple[str, str], ...] = ()
+    IDEMPOTENT: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, base_url: str, headers: dict, *, token: str = "",
                  reauth: Optional[Callable[[str], Optional[str]]] = None, timeout: float = 10.0,
-                 limiter: Any = None, clock=time.time, sleeper=time.sleep,
+                 limiter: Optional[Gate] = None, clock=time.time, sleeper=time.sleep,
                  max_wait: float | Callable[[], float] = 20.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._acquire = limiter.acquire if limiter is not None else (lambda: None)
+        self._gate: Gate = limiter if limiter is not None else _Open(sleeper)
         self._reauth = reauth
-        self.session = requests.Session()
-        self.session.headers.update({"Accept": "application/json", **headers})
+        self._sessions: dict[bool, requests.Session] = {}
+        for idempotent in (True, False):
+            session = requests.Session()
+            session.headers.update({"Accept": "application/json", **headers})
+            retry = retry_policy(clock, sleeper, self._gate.acquire, max_wait, on_throttled=self._gate.throttled,
+                                 idempotent=idempotent)
+            adapter = HTTPAdapter(max_retries=retry)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._sessions[idempotent] = session
+        self._retry = retry
         self._use(token)
-        self._retry = retry_policy(clock, sleeper, self._acquire, max_wait)
-        adapter = HTTPAdapter(max_retries=self._retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
 
     def _use(self, token: str) -> None:
         self._token = token
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            for session in self._sessions.values():
+                session.headers["Authorization"] = f"Bearer {token}"
+
+    def idempotent(self, method: str, path: str) -> bool:
+        for rules, answer in ((self.NOT_IDEMPOTENT, False), (self.IDEMPOTENT, True)):
+            if any(m == method and re.fullmatch(p, path) for m, p in rules):
+                return answer
+        return method in SAFE_METHODS
 
     def request(self, method: str, path: str, *, json_body: Any = None,
-                params: Optional[dict] = None) -> requests.Response:
+                params: Optional[dict] = None, idempotent: Optional[bool] = None) -> requests.Response:
+        method = method.upper()
+        safe = self.idempotent(method, path) if idempotent is None else idempotent
+
         def send() -> requests.Response:
-            self._acquire()
+            self._gate.acquire()
             try:
-                return self.session.request(method, self.base_url + path, json=json_body, params=params,
-                                            timeout=self.timeout, allow_redirects=False)
+                return self._sessions[safe].request(method, self.base_url + path, json=json_body, params=params,
+                                                    timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
+                if not safe and not never_sent(exc):
+                    raise Uncertain(f"{self.service} {method} {path}: no answer ({type(exc).__name__}); it may "
+                                    "have been applied, so it is not sent again without looking first") from None
                 raise Transient(f"{self.service} unreachable after retries ({type(exc).__name__})") from None
         resp = send()
         if resp.status_code == 401 and self._reauth is not None:
@@ -104,7 +187,13 @@ class JsonApi:
                 self._use(fresh)
                 resp = send()
         if resp.status_code >= 400:
-            raise self.error(resp)
+            error = self.error(resp)
+            self._gate.answered(resp.status_code, error.reason)     # may open the circuit (raises)
+            if resp.status_code >= 500 and not safe:
+                raise Uncertain(f"{error.reason} (to {method} {path}, which may have been applied: it is not "
+                                "sent again without looking first)", retry_after=error.retry_after)
+            raise error
+        self._gate.answered(resp.status_code, "")
         return resp
 
     def call(self, method: str, path: str, **kw) -> Any:
@@ -114,10 +203,15 @@ class JsonApi:
     def error(self, resp: requests.Response) -> ApiError:
         body = _json(resp) or {}
         retry_after = None
-        if resp.status_code == 429:
+        if resp.status_code in RETRY_STATUSES:
             retry_after = self._retry.get_retry_after(resp.raw) if resp.raw is not None else None
         return ApiError(self.service, resp.status_code, self.message(body) or resp.reason or "error",
                         code=self.code(body), retry_after=retry_after, headers=dict(resp.headers))
+
+    @staticmethod
+    def retry_later(exc: ApiError) -> Transient:
+        """A retryable answer: a 429 is a wait (it uses up no try), a 5xx is a failed try."""
+        return (Deferred if exc.status == 429 else Transient)(exc.reason, retry_after=exc.retry_after)
 
     def message(self, body: Any) -> str:
         return str(body.get("message", "")) if isinstance(body, dict) else ""

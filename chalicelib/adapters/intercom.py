@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterator, Optional, Sequence
 
+from ..domain.mapping import MARKER_ATTRIBUTE
 from ..errors import ApiError, Permanent, Transient
 from ..ports.apis import Conflict, Merged, NotFound
 from .http import JsonApi
@@ -13,10 +14,17 @@ __all__ = ["IntercomClient", "Conflict", "Merged", "NotFound"]
 VERSION = "2.16"
 _CONFLICT_ID = re.compile(r"id=([A-Za-z0-9_-]+)")
 _CANONICAL = re.compile(r"</contacts/([^>]+)>\s*;\s*rel=\"?canonical\"?")
+IN_VALUES = 15        # values in one IN filter
+GROUP_FILTERS = 15    # filters in one AND/OR group
+PER_PAGE = 150        # contacts in one page of search results (the API's maximum)
+MAX_PAGES = 20        # pages read of one search (3,000 contacts)
+TAG_USERS = 50        # contacts tagged in one POST /tags
 
 
 class IntercomClient(JsonApi):
     service = "Intercom"
+    # POSTs that may be sent twice (adapters/http.py): a search reads; a tag is created or found.
+    IDEMPOTENT = (("POST", "/contacts/search"), ("POST", "/tags"), ("POST", "/contacts/[^/]+/tags"))
 
     def __init__(self, base_url: str, token: str, **kw):
         super().__init__(base_url, {"Intercom-Version": VERSION}, token=token, **kw)
@@ -39,7 +47,7 @@ class IntercomClient(JsonApi):
 
     def _classify(self, exc: ApiError) -> Exception:
         if exc.retryable:
-            return Transient(exc.reason, retry_after=exc.retry_after)
+            return self.retry_later(exc)
         if exc.status == 401:
             # The token was read again before this: a reconnected one was already tried.
             return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "
@@ -48,8 +56,38 @@ class IntercomClient(JsonApi):
 
     # --- contacts -------------------------------------------------------------------------
     def search_by_email(self, email: str) -> list[dict]:
-        body = {"query": {"field": "email", "operator": "=", "value": email}, "pagination": {"per_page": 50}}
-        return (self._call("POST", "/contacts/search", json_body=body) or {}).get("data", [])
+        return self.search([email])
+
+    def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
+        filters = [{"field": field, "operator": "IN", "value": chunk}
+                   for field, values in (("email", sorted({e.lower() for e in emails})),
+                                         (MARKER_ATTRIBUTE, sorted(set(markers))))
+                   for chunk in _chunks(values, IN_VALUES)]
+        found: dict[str, dict] = {}
+        for group in _chunks(filters, GROUP_FILTERS):
+            query = group[0] if len(group) == 1 else {"operator": "OR", "value": group}
+            for contact in self._pages("/contacts/search", query):
+                found.setdefault(str(contact.get("id")), contact)
+        return list(found.values())
+
+    def _pages(self, path: str, query: dict) -> Iterator[dict]:
+        pagination: dict[str, Any] = {"per_page": PER_PAGE}
+        for _ in range(MAX_PAGES):
+            answer = self._call("POST", path, json_body={"query": query, "pagination": pagination}) or {}
+            yield from answer.get("data", [])
+            after = ((answer.get("pages") or {}).get("next") or {}).get("starting_after")
+            if not after:
+                return
+            pagination = {"per_page": PER_PAGE, "starting_after": after}
+
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        paging: dict[str, Any] = {"per_page": per_page}
+        if starting_after:
+            paging["starting_after"] = starting_after
+        answer = self._call("POST", "/contacts/search", json_body={"query": query, "pagination": paging}) or {}
+        following = (answer.get("pages") or {}).get("next") or {}
+        return answer.get("data", []), following.get("starting_after") or None
 
     def create_contact(self, body: dict) -> dict:
         try:
@@ -74,15 +112,27 @@ class IntercomClient(JsonApi):
                 raise NotFound(contact_id) from None
             raise self._classify(exc) from None
 
+    def merge_contacts(self, lead_id: str, into_id: str) -> dict:
+        return self._call("POST", "/contacts/merge", json_body={"from": lead_id, "into": into_id})
+
     def data_attributes(self) -> dict[str, dict]:
         """full_name -> attribute, for contacts."""
         answer = self._call("GET", "/data_attributes", params={"model": "contact"}) or {}
         return {a.get("full_name") or a.get("name"): a for a in answer.get("data", [])}
 
-    def tag_contact(self, contact_id: str, tag_name: str) -> str:
-        tag = self._call("POST", "/tags", json_body={"name": tag_name})
-        self._call("POST", f"/contacts/{contact_id}/tags", json_body={"id": str(tag["id"])})
-        return str(tag["id"])
+    def create_data_attribute(self, name: str, data_type: str, description: str) -> dict:
+        return self._call("POST", "/data_attributes", json_body={
+            "name": name, "model": "contact", "data_type": data_type, "description": description})
+
+    def tag_contacts(self, contact_ids: Sequence[str], tag_name: str) -> None:
+        """`POST /tags` with the list of users: the tag is found (or created) by its name and applied
+        to every contact in one call (no tag id to learn first)."""
+        for chunk in _chunks(list(dict.fromkeys(contact_ids)), TAG_USERS):
+            self._call("POST", "/tags", json_body={"name": tag_name, "users": [{"id": i} for i in chunk]})
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 class IntercomAuthClient:

@@ -5,22 +5,27 @@ unit tests of the services; like the todo sample's in-memory DB beside its Dynam
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso
-from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PendingPage, PersonRef
+from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+                           PersonRef)
 from ..domain.qualification import ENDINGS, QState, claimable
-from ..ports.store import (KEEP, LEASE_SECONDS, Busy, Connection, ConnectionRepository, Cursor, Found,
-                           HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository,
-                           StoredSettings, normal_email)
+from ..ports.store import (KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor,
+                           Found, HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection,
+                           SettingsRepository, StoredSettings, normal_email)
 
 
 @dataclass
 class _Held:
-    """What the store keeps beside a link: its claim, and its place in the pending index."""
+    """What the store keeps beside a link: its claim, and its place in the pending index and in the
+    overdue index (every link with a `lease_until`)."""
 
     link: Link
     claim: Optional[str] = None
@@ -52,9 +57,9 @@ class MemoryHistory:
         self.tables.history.setdefault(ref, []).extend(
             Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str) -> None:
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         before = self.tables.repeats.get((ref, event))
-        self.tables.repeats[(ref, event)] = Recorded(iso(self.clock()), event, "ignored", reason,
+        self.tables.repeats[(ref, event)] = Recorded(iso(self.clock()), event, outcome, reason,
                                                      count=(before.count or 0) + 1 if before else 1,
                                                      expires_at=self._expires())
 
@@ -99,24 +104,27 @@ class MemoryLinks:
             assert held is not None
             if held.link.final:
                 return None
-            raise Busy("another worker is applying this join right now", retry_after=lease)
+            raise Busy("another worker is applying this join right now",
+                       retry_after=max(1.0, (held.lease_until or now) - now))
         token = uuid.uuid4().hex
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
         link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS,
-                                   joined_at=base.joined_at or iso(now), updated_at=iso(now))
+                                   joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
         self.tables.links[ref] = _Held(link, token, now + lease, held.pending if held else None)
         return JoinClaim(ref, workspace, token)
+
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
+                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+        return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+
+    def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
+        return [_answer(partial(self.finish, *d)) for d in done]
 
     def _held_by(self, ref: PersonRef, token: str) -> _Held:
         held = self.tables.links.get(ref)
         if held is None or held.claim != token:
             raise Busy("lost the claim on this join to another worker")
         return held
-
-    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
-        held = self._held_by(claim.ref, claim.token)
-        held.link = dataclasses.replace(held.link, contact_id=contact_id, baseline=baseline,
-                                        reason="contact created; join not finished")
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         held = self._held_by(claim.ref, claim.token)
@@ -131,7 +139,8 @@ class MemoryLinks:
             self._point(self.tables.emails, (claim.workspace, normal_email(result.email)), claim.ref)
 
     # --- what Intercom says of the contact ---------------------------------------------------
-    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
+             baseline: Any = KEEP) -> Link:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -141,8 +150,9 @@ class MemoryLinks:
         if old:
             self.tables.contacts.get((link.workspace, old), set()).discard(link.ref)
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
+        changes = {} if baseline is KEEP else {"baseline": baseline}
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None,
-                           contact_role=role or stored.link.contact_role)
+                           contact_role=role or stored.link.contact_role, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
@@ -173,20 +183,20 @@ class MemoryLinks:
             return held.link
         held.claim, held.lease_until = uuid.uuid4().hex, now + lease
         held.link = dataclasses.replace(held.link, qualification=QState.QUALIFYING)
-        return Claim(held.claim, held.link, took_over)
+        return Claim(held.claim, held.link, took_over, state)
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None) -> Link:
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
         held = self.tables.links.get(claim.link.ref)
         if held is None or held.claim != claim.token:
             raise Busy("lost the qualification claim to another worker")
-        held.claim = held.lease_until = None
-        now = iso(self.clock())
-        held.pending = f"{held.link.joined_at}#{claim.link.ref}" if state is QState.PENDING else None
+        now = self.clock()
+        held.claim, held.pending = None, None
+        held.lease_until = now + lease if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
-                           qualified_at=now if state is QState.QUALIFIED else held.link.qualified_at)
+                           qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at)
 
     def unpend(self, link: Link, reason: str) -> Link:
         held = self.tables.links[link.ref]
@@ -199,6 +209,15 @@ class MemoryLinks:
                          if h.pending is not None and (after is None or h.pending > after))[:limit]
         return PendingPage([link for _, link in waiting], waiting[-1][0] if waiting else None)
 
+    def count_pending(self, before: Optional[str] = None) -> int:
+        return sum(1 for h in self.tables.links.values()
+                   if h.pending is not None and (before is None or h.pending < before))
+
+    def overdue(self, now: float, limit: int) -> list[Overdue]:
+        late = sorted((h.lease_until, h.link.ref) for h in self.tables.links.values()
+                      if h.lease_until is not None and h.lease_until < now)[:limit]
+        return [Overdue(self.tables.links[ref].link, until) for until, ref in late]
+
     def erase(self, link: Link) -> tuple[int, int]:
         entries = self.history.erase(link.ref)
         pointers = 0
@@ -210,6 +229,13 @@ class MemoryLinks:
                 del self.tables.contacts[key]
         self.tables.links.pop(link.ref, None)
         return entries, pointers
+
+
+def _answer(write: Callable[[], Any]) -> Any:
+    try:
+        return write()
+    except Exception as exc:
+        return exc
 
 
 class MemoryLookup:
@@ -240,12 +266,17 @@ class MemorySettings:
     def __init__(self, clock: Callable[[], float], connections: "MemoryConnections"):
         self.clock, self.connections = clock, connections
         self.stored: dict[str, StoredSettings] = {}
+        self.by_workspace: dict[str, set[str]] = {}
 
     def put(self, campaign_id: str, document: dict, workspace: str) -> int:
         version = (self.stored[campaign_id].version if campaign_id in self.stored else 0) + 1
         self.stored[campaign_id] = StoredSettings(campaign_id, workspace, document, version, iso(self.clock()))
         self.connections.register_workspace(workspace)
+        self.by_workspace.setdefault(workspace, set()).add(campaign_id)
         return version
+
+    def campaigns(self, workspace: str) -> set[str]:
+        return set(self.by_workspace.get(workspace, ()))
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
         return self.stored.get(campaign_id)
@@ -298,25 +329,68 @@ class MemoryConnections:
 
 class MemoryCursor:
     def __init__(self) -> None:
-        self.position: Optional[str] = None
+        self.positions: dict[str, str] = {}
 
-    def get(self) -> Optional[str]:
-        return self.position
+    def get(self, name: str = PENDING_SWEEP) -> Optional[str]:
+        return self.positions.get(name)
 
-    def set(self, position: Optional[str]) -> None:
-        self.position = position
+    def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None:
+        if position is None:
+            self.positions.pop(name, None)
+        else:
+            self.positions[name] = position
 
 
 class MemoryRates:
-    def __init__(self) -> None:
-        self.windows: dict[tuple[str, int], int] = {}
+    """Thread-safe: several limiters (as several Lambdas) may share one."""
 
-    def take_slot(self, budget: str, window_start: int, limit: int, ttl: int) -> bool:
-        used = self.windows.get((budget, window_start), 0)
-        if used >= limit:
+    def __init__(self) -> None:
+        self.windows: dict[tuple[str, int], tuple[int, int]] = {}    # (budget, slice) -> (asked for, cap)
+        self.states: dict[str, BudgetState] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:
+        with self._lock:
+            before = self.windows.get((budget, slice_id), (0, cap))[0]
+            self.windows[(budget, slice_id)] = (before + want, cap)
+        return max(0, min(want, cap - before))
+
+    def used(self, budget: str, slice_ids: Iterable[int]) -> int:
+        with self._lock:
+            return sum(min(asked, cap) for asked, cap in (self.windows.get((budget, s), (0, 0)) for s in slice_ids))
+
+    def state(self, budget: str) -> BudgetState:
+        return self.states.get(budget, BudgetState())
+
+    def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
+        with self._lock:
+            state = self.state(budget)
+            if state.pause_until < now:
+                self.states[budget] = dataclasses.replace(state, pause_until=until, share=share, lowered_at=now,
+                                                          strikes=strikes)
+                return True
+            if state.pause_until < until:
+                self.states[budget] = dataclasses.replace(state, pause_until=until)
             return False
-        self.windows[(budget, window_start)] = used + 1
-        return True
+
+    def block(self, budget: str, until: float, now: float, reason: str) -> None:
+        with self._lock:
+            state = self.state(budget)
+            self.states[budget] = dataclasses.replace(state, blocked_until=until, blocked_reason=reason,
+                                                      blocked_since=state.blocked_since or now)
+
+    def probe(self, budget: str, now: float, until: float) -> bool:
+        with self._lock:
+            state = self.state(budget)
+            if state.blocked_since is None or state.blocked_until > now:
+                return False
+            self.states[budget] = dataclasses.replace(state, blocked_until=until)
+            return True
+
+    def unblock(self, budget: str) -> None:
+        with self._lock:
+            self.states[budget] = dataclasses.replace(self.state(budget), blocked_until=0.0, blocked_since=None,
+                                                      blocked_reason=None)
 
 
 class MemoryStore:

@@ -3,10 +3,13 @@ It carries message bodies and knows nothing of what is inside them (chalicelib/m
 from __future__ import annotations
 
 import json
+import math
 
-from ..ports import MessageTooLarge
+from ..ports import Later, MessageTooLarge
+from ..ports.queue import TRIES, WAITS
 
 SQS_MAX_BYTES = 256 * 1024
+MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
 # Room left for what travels with a message later: the dead-letter attributes (reason up to 1,000
 # characters, attempts, failed_at) and a replay's `replayed_from`.
 MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
@@ -42,11 +45,25 @@ class Queue:
         answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode(message))
         return answer["MessageId"]
 
-    def send_many(self, messages: list[dict]) -> None:
+    def send_many(self, messages: list[dict], delay: float = 0) -> None:
+        seconds = max(0, min(int(delay), MAX_DELAY_SECONDS))
         for start in range(0, len(messages), 10):
             chunk = messages[start:start + 10]
             answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "MessageBody": encode(m)} for i, m in enumerate(chunk)])
+                {"Id": str(i), "MessageBody": encode(m), **({"DelaySeconds": seconds} if seconds else {})}
+                for i, m in enumerate(chunk)])
+            if answer.get("Failed"):
+                raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {answer['Failed'][0]}")
+
+    def defer(self, later: list[Later]) -> None:
+        for start in range(0, len(later), 10):
+            chunk = later[start:start + 10]
+            answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[{
+                "Id": str(i), "MessageBody": encode(m.body),
+                "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, math.ceil(m.delay))),
+                "MessageAttributes": {TRIES: {"DataType": "Number", "StringValue": str(m.tries)},
+                                      WAITS: {"DataType": "Number", "StringValue": str(m.waits)}}}
+                for i, m in enumerate(chunk)])
             if answer.get("Failed"):
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {answer['Failed'][0]}")
 

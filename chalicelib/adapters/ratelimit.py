@@ -1,32 +1,165 @@
-"""One rate budget shared by every concurrent Lambda: a fixed-window counter in DynamoDB.
-Each call takes a slot with a conditional update; a full window means waiting for the next
-(or, past `max_wait`, giving the work back to the queue)."""
+"""One rate budget shared by every concurrent Lambda (and every thread of one).
+
+- **Slices.** The vendor's window is cut into slices with a cap each (domain/budget.py), so that no
+  span of the window's length anywhere holds more than the budget, whenever the vendor's window starts.
+- **Blocks.** A container takes its slots in blocks: one write reserves several of the current
+  slice's slots (as many as it used in the last slice, doubling while it needs more), and hands them
+  out itself until the slice ends. Callers together never get more than the slice's cap.
+- **429.** A 429 pauses every caller until the vendor's reset (recorded in the shared state). For a
+  vendor that blocks after repeated excess (RF), the first 429 of a pause also lowers the budget,
+  which recovers slowly (domain/budget.py).
+- **Circuit.** A vendor that blocks us (Referral Factory's 403) opens a circuit: no call goes out
+  until `recheck` seconds have passed; then one caller probes, and any answer but another block
+  closes it.
+
+Waits longer than `max_wait` are not spent in a Lambda: the work is `Deferred` to the queue, where
+waiting does not use up a try."""
 from __future__ import annotations
 
+import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
-from ..errors import Transient
+from ..domain.budget import BudgetState, Slicing
+from ..domain.history import iso
+from ..errors import Deferred
+from ..observability import count, logger
 from ..ports import RateWindows
+
+KEEP_SLICES_SECONDS = 3600      # a slice's counter outlives the slice this long (DynamoDB TTL)
+PROBE_SECONDS = 60              # a probe of an open circuit holds this long before another may try
+
+
+class CircuitOpen(Deferred):
+    """The vendor blocked us: no call goes out until the circuit's recheck (the work waits in the queue)."""
 
 
 class SharedLimiter:
-    def __init__(self, windows: RateWindows, budget: str, limit: int, window: int, *,
+    def __init__(self, windows: RateWindows, budget: str, limit: int, window: float, *, skew: float = 1.0,
+                 vendor: str = "the API", block_status: Optional[int] = None, recheck: float = 900.0,
                  clock: Callable[[], float] = time.time, sleeper: Callable[[float], None] = time.sleep,
                  max_wait: float | Callable[[], float] = 20.0):
-        self.windows, self.budget, self.limit, self.window = windows, budget, limit, window
+        self.windows, self.budget, self.vendor = windows, budget, vendor
+        self.slicing = Slicing(limit, window, skew)
+        self.block_status, self.recheck = block_status, recheck
         self.clock, self.sleeper, self.max_wait = clock, sleeper, max_wait
+        self._lock = threading.Lock()
+        self._slice: Optional[int] = None   # the slice our local slots belong to
+        self._left = 0                      # slots reserved and not yet handed out
+        self._used = 0                      # slots handed out in this slice
+        self._full = False                  # this slice has no slot left anywhere
+        self._last: tuple[Optional[int], int] = (None, 0)   # (slice, slots used) of the slice before
+        self._state: Optional[BudgetState] = None
+        self._state_slice: Optional[int] = None
+        self._probe_until = 0.0             # this container's probe of an open circuit is out until then
 
+    @property
+    def limit(self) -> int:
+        return self.slicing.limit
+
+    # --- taking a slot -----------------------------------------------------------------------
     def acquire(self) -> None:
+        """A slot for one call, now or after a short wait; else `Deferred` (or `CircuitOpen`)."""
         waited = 0.0
         while True:
-            now = self.clock()
-            start = int(now // self.window * self.window)
-            if self.windows.take_slot(self.budget, start, self.limit, ttl=start + self.window * 10):
+            with self._lock:
+                wait, why = self._take(self.clock())
+            if wait is None:
                 return
-            wait = start + self.window - now + 0.05
-            if waited + wait > (self.max_wait() if callable(self.max_wait) else self.max_wait):
-                raise Transient(f"shared {self.budget} budget of {self.limit} calls per {self.window}s is spent",
-                                retry_after=wait)
+            cap = self.max_wait() if callable(self.max_wait) else self.max_wait
+            if waited + wait > cap:
+                raise Deferred(why, retry_after=wait)
             self.sleeper(wait)
             waited += wait
+
+    def _take(self, now: float) -> tuple[Optional[float], str]:
+        """(None, "") with a slot taken; else how long to wait and why."""
+        slice_id = self.slicing.slice_of(now)
+        if slice_id != self._slice:
+            self._last = (self._slice, self._used)
+            self._slice, self._left, self._used, self._full = slice_id, 0, 0, False
+        state = self._current_state(slice_id)
+        if state.blocked:
+            # Our own probe is on its way, or the time to probe has not come, or another caller probes.
+            if now < self._probe_until or state.blocked_until > now or \
+                    not self.windows.probe(self.budget, now, now + PROBE_SECONDS):
+                raise self._circuit_open(state, now)
+            self._probe_until = now + PROBE_SECONDS      # this call is the probe
+            logger.warning("probing a vendor that blocked us", extra={"budget": self.budget})
+        if state.paused(now):
+            return state.pause_until - now + 0.05, (f"{self.vendor} answered 429: every call waits until "
+                                                   f"{iso(state.pause_until)}")
+        end = self.slicing.end_of(slice_id)
+        if not self._left and not self._full:
+            cap = self.slicing.cap(state.share_at(now))
+            want = self._want(slice_id, cap)
+            got = self.windows.reserve(self.budget, slice_id, want, cap, ttl=int(end) + KEEP_SLICES_SECONDS)
+            self._left, self._full = got, got < want        # fewer than asked: that was the last of it
+        if self._left:
+            self._left -= 1
+            self._used += 1
+            return None, ""
+        return end - now + 0.001, (f"the shared {self.vendor} budget ({self.limit} calls per "
+                                   f"{self.slicing.window:g}s) is spent")
+
+    def _want(self, slice_id: int, cap: int) -> int:
+        last_slice, last_used = self._last
+        demand = max(self._used, last_used if last_slice == slice_id - 1 else 1)
+        return max(1, min(demand, (cap + 1) // 2))     # at most half a slice: other containers get some
+
+    def _current_state(self, slice_id: int) -> BudgetState:
+        if self._state is None or self._state_slice != slice_id:
+            self._state, self._state_slice = self.windows.state(self.budget), slice_id
+        return self._state
+
+    def _circuit_open(self, state: BudgetState, now: float) -> CircuitOpen:
+        until = max(state.blocked_until, now + 1)
+        return CircuitOpen(f"{state.blocked_reason} (since {iso(state.blocked_since or now)}): {self.vendor} has "
+                           "probably blocked this IP for going over its rate limit. No call goes to it until "
+                           f"{iso(until)}, when one call checks again; the work waits in the queue",
+                           retry_after=until - now)
+
+    # --- what the vendor answered ------------------------------------------------------------------
+    def throttled(self, wait: Optional[float]) -> None:
+        """The vendor answered 429 (`wait`: its Retry-After or reset, if it gave one): every caller
+        pauses until then, and the first 429 of a pause lowers the budget."""
+        with self._lock:
+            now = self.clock()
+            until = now + (wait if wait is not None else self.slicing.window)
+            state = self.windows.state(self.budget)
+            first = not state.paused(now)
+            if first and self.block_status is not None:
+                # What all our callers used in the vendor's window that went over (it ends at `until`).
+                # Only a vendor that blocks after repeated excess (RF) lowers the budget: for one that
+                # does not (Intercom), honouring its reset is enough, and a lowered budget that
+                # recovers over hours would hold every join back for hours after one 429.
+                start = until - self.slicing.window
+                used = self.windows.used(self.budget, range(self.slicing.slice_of(start), self.slicing.slice_of(now) + 1))
+                share, strikes = state.lowered(now, used, self.limit, elapsed=(now - start) / self.slicing.window)
+            else:
+                share, strikes = state.share, state.strikes
+            first = self.windows.pause(self.budget, until, now, share, strikes)
+            self._state = self.windows.state(self.budget)
+            self._left, self._full = 0, True             # our reserved slots are not for this pause
+        count("RateLimited")
+        if first:
+            logger.warning("rate limited: every caller pauses until the reset", extra={
+                "budget": self.budget, "until": iso(until), "share": round(share, 3), "strikes": strikes})
+
+    def answered(self, status: int, reason: str) -> None:
+        """After every answer. The vendor's block status opens the circuit (raises CircuitOpen);
+        any other answer closes a circuit this container was probing."""
+        if self.block_status is not None and status == self.block_status:
+            with self._lock:
+                now = self.clock()
+                self.windows.block(self.budget, now + self.recheck, now, reason)
+                self._state, self._probe_until, self._left = self.windows.state(self.budget), 0.0, 0
+                state = self._state
+            logger.error("the vendor blocked us: the circuit is open", extra={
+                "budget": self.budget, "until": iso(state.blocked_until), "reason": reason})
+            raise self._circuit_open(state, now)
+        if self._probe_until:
+            with self._lock:
+                self.windows.unblock(self.budget)
+                self._probe_until, self._state = 0.0, None
+            logger.warning("the vendor answers again: the circuit is closed", extra={"budget": self.budget})

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ApiError, Permanent, Transient
+from ..errors import ApiError, Permanent
+from ..observability import count
 from .http import JsonApi
+from .ratelimit import CircuitOpen
 
 
 class ReferralFactoryClient(JsonApi):
     service = "Referral Factory"
+    # A qualification is a reward: never sent twice without asking RF first (errors.Uncertain).
+    NOT_IDEMPOTENT = (("PUT", "/users/qualification"),)
 
     def __init__(self, base_url: str, token: str, **kw):
         super().__init__(base_url, {}, token=token, **kw)
@@ -27,9 +31,12 @@ class ReferralFactoryClient(JsonApi):
     def _call(self, method: str, path: str, **kw) -> Any:
         try:
             return self.call(method, path, **kw)
+        except CircuitOpen:
+            count("RFBlocked")              # the alarm: RF blocked us, and the work waits in the queue
+            raise
         except ApiError as exc:
             if exc.retryable:
-                raise Transient(exc.reason, retry_after=exc.retry_after) from None
+                raise self.retry_later(exc) from None
             if exc.status == 401:
                 raise Permanent(f"{exc.reason} — the RF token is invalid: run `bridge rf connect`, then replay "
                                 "the dead-letter queue") from None

@@ -3,9 +3,9 @@ Intercom, what to do with a duplicate, which baseline to remember. Pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
-from .mapping import ContactPayload, attribute_value, build_payload
+from .mapping import MARKER_NAME, ContactPayload, attribute_value, build_payload, is_empty
 from .settings import CampaignSettings, People
 
 
@@ -20,15 +20,24 @@ class Plan:
     def role(self) -> Optional[str]:
         return self.people.role
 
-    def create_body(self) -> dict:
-        return self.payload.body(role=self.role)
+    def create_body(self, marker: str) -> dict:
+        """The new contact: the mapped attributes, the role, and our marker (which RF person we
+        created it for), so that it can be found and recognised if the create's answer is lost."""
+        body = self.payload.body(role=self.role)
+        body["custom_attributes"] = {**body.get("custom_attributes", {}), MARKER_NAME: marker}
+        return body
 
-    def update_body(self) -> dict:
-        """What "update the existing contact to mark them as referred" writes: the mapped
-        attributes, never the email (it is how we found them), the role, nor the
-        qualification's initial value (the contact already has a real one)."""
+    def update_body(self, existing: dict) -> dict:
+        """What "update the existing contact to mark them as referred" writes: the mapped attributes
+        the contact has no value for yet, and those whose mapping row says `overwrite: true`. Never
+        the email (it is how we found them), the role, the qualification's initial value (the
+        contact already has a real one), nor a value the contact already has."""
+        overwrite = {r.to for r in self.people.fields if r.overwrite}
         without = ("email",) + ((self.initial_attribute,) if self.initial_attribute else ())
-        return self.payload.body(without=without)
+        keep = [name for name, value in self.payload.attributes.items()
+                if name not in without and attribute_value(existing, name) != value
+                and (name in overwrite or is_empty(attribute_value(existing, name)))]
+        return ContactPayload({name: self.payload.attributes[name] for name in keep}).body()
 
 
 @dataclass(frozen=True)
@@ -57,12 +66,12 @@ def plan(settings: CampaignSettings, person: dict, attributes: dict[str, dict]) 
     return Plan(kind=kind, people=people, payload=payload, initial_attribute=next(iter(extra), None))
 
 
-def duplicate_action(plan_: Plan) -> Optional[dict]:
-    """The update to send to an existing contact, or None to leave it untouched (skip)."""
+def duplicate_action(plan_: Plan, existing: dict) -> Optional[dict]:
+    """The update to send to an existing contact, or None to leave it untouched (skip, or nothing
+    left to write)."""
     if plan_.people.duplicates == "skip":
         return None
-    body = plan_.update_body()
-    return body or None
+    return plan_.update_body(existing) or None
 
 
 def baseline(settings: CampaignSettings, contact: dict) -> Any:
@@ -71,9 +80,79 @@ def baseline(settings: CampaignSettings, contact: dict) -> Any:
     return None if q is None else attribute_value(contact, q.attribute)
 
 
-def pick_existing(contacts: list[dict]) -> Optional[dict]:
+def created_baseline(settings: CampaignSettings, plan_: Plan) -> Any:
+    """The baseline of a contact the bridge creates: the value the create writes (mapped, or the
+    rule's initial value), never what the contact became since."""
+    q = settings.qualification
+    return None if q is None else plan_.payload.attributes.get(q.attribute)
+
+
+def marker(campaign_id: str, rf_user_id: str) -> str:
+    """Our marker's value on a contact we create for this person."""
+    return f"{campaign_id}#{rf_user_id}"
+
+
+def _created(contact: dict) -> float:
+    try:
+        return float(contact.get("created_at") or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _live(contacts: Iterable[dict]) -> list[dict]:
+    return [c for c in contacts if not c.get("archived")]
+
+
+def ours(contacts: Iterable[dict], marker_value: str) -> Optional[dict]:
+    """The contact the bridge created for this person (our marker on it), the oldest if several."""
+    mine = [c for c in _live(contacts) if attribute_value(c, f"custom_attributes.{MARKER_NAME}") == marker_value]
+    return min(mine, key=_created) if mine else None
+
+
+def pick_existing(contacts: Iterable[dict]) -> Optional[dict]:
     """Among contacts sharing the email, prefer a user over a lead, then the oldest."""
-    live = [c for c in contacts if not c.get("archived")]
+    live = _live(contacts)
     if not live:
         return None
-    return sorted(live, key=lambda c: (c.get("role") != "user", str(c.get("created_at") or "")))[0]
+    return sorted(live, key=lambda c: (c.get("role") != "user", _created(c)))[0]
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A contact the bridge created turned out to duplicate `target`, which search did not show yet
+    when the person joined: `merge` ours into it (Intercom merges a lead into a user only), or move
+    the link to it."""
+
+    target: dict
+    merge: bool
+
+
+def duplicate_of(ours_: dict, contacts: Iterable[dict], duplicates: str) -> Optional[Duplicate]:
+    """`contacts`: those with our contact's email, as search shows them once it has caught up. Only
+    a contact created before ours counts: one made later is not what the join missed."""
+    older = [c for c in _live(contacts) if c.get("id") != ours_.get("id") and _created(c) <= _created(ours_)]
+    target = pick_existing(older)
+    if target is None:
+        return None
+    merge = duplicates == "update" and ours_.get("role") == "lead" and target.get("role") == "user"
+    return Duplicate(target, merge)
+
+
+def moved_baseline(settings: CampaignSettings, target: dict, joined_at: Optional[float], current: Any) -> tuple[Any, bool]:
+    """The baseline once the link moves to `target` (a contact that existed when the person joined):
+    its value, when it has not changed since the person joined (then that was its value at join
+    time); else its value then is unknown and the baseline stays the one we created our contact with.
+    Returns (baseline, known)."""
+    if settings.qualification is None:
+        return current, True
+    updated = _number(target.get("updated_at"))
+    if joined_at is not None and updated is not None and updated <= joined_at:
+        return baseline(settings, target), True
+    return current, False
+
+
+def _number(value: Any) -> Optional[float]:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -24,13 +24,14 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Sighting:
-    """A view of the contact: from a webhook, a reconciliation check, or a resumed join."""
+    """A view of the contact: from a webhook, a reconciliation check or search, or a resumed join."""
 
     contact: Mapping[str, Any]
     via: str
     when: Optional[float] = None          # the event's time (None: now, or unknown)
     duplicate: Optional[str] = None       # the id of another contact with the lead's email
     replay: bool = False
+    current: bool = False                 # the contact as it is now (read, or found by search), not an event
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ class Link:
     reason: Optional[str] = None
     joined_at: Optional[str] = None
     updated_at: Optional[str] = None
+    # A try may have created the person's contact since then without seeing Intercom's answer (it
+    # claimed the join then, or its create got no answer): look for our marker before creating again.
+    uncertain_since: Optional[float] = None
 
     @property
     def ref(self) -> PersonRef:
@@ -100,6 +103,7 @@ class JoinResult:
     baseline: Any = None
     qualification: Optional[QState] = None
     reason: Optional[str] = None
+    uncertain_since: Optional[float] = None          # a failed try's create may have been applied
 
 
 @dataclass(frozen=True)
@@ -113,12 +117,23 @@ class JoinClaim:
 
 @dataclass(frozen=True)
 class Claim:
-    """A qualification claim: `link` as it is now that we hold it; `took_over` when it was another
-    worker's whose lease had run out (RF may already have said yes)."""
+    """A qualification claim: `link` as it is now that we hold it; `previous`, the state it was taken
+    from; `took_over` when it was another worker's whose lease had run out (RF may already have said
+    yes)."""
 
     token: str
     link: Link
     took_over: bool = False
+    previous: Optional[QState] = None
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """A link left unfinished past `lease_until`: a join or a qualification whose worker died holding
+    its claim, or a qualification left unconfirmed that no retry has finished (reconciliation's job)."""
+
+    link: Link
+    lease_until: float
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,15 @@ STANDARD_ATTRIBUTE_TYPES = {
 }
 MAX_STRING = 255  # Intercom's limit for a text attribute
 
+# The bridge's own marker on every contact it creates: which RF person (`<campaign>#<RF user id>`)
+# it was created for. A text attribute the bridge creates in the workspace when it is missing. It is
+# how a contact whose create answer was lost is found again (and recognised as ours), and never
+# written to a contact the bridge did not create.
+MARKER_NAME = "rf_person"
+MARKER_ATTRIBUTE = f"custom_attributes.{MARKER_NAME}"
+MARKER_DESCRIPTION = ("Set by the Referral Factory bridge on the contacts it creates: the campaign and "
+                      "Referral Factory user (<campaign>#<user id>) it created this contact for")
+
 # Referral Factory fields a mapping may read (`meta.<field>` reads a custom field).
 RF_FIELDS = {
     "id": "string", "email": "string", "first_name": "string", "code": "string", "url": "string",
@@ -203,6 +212,11 @@ def has_attribute(contact: dict, name: str) -> bool:
     if name.startswith("custom_attributes."):
         return isinstance(contact.get("custom_attributes"), dict)
     return name in contact
+
+
+def is_empty(value: Any) -> bool:
+    """Nothing written there yet (what `duplicates: update` may fill)."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def attribute_value(contact: dict, name: str) -> Any:

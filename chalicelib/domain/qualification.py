@@ -1,11 +1,17 @@
 """Qualification as a state machine: the states of a lead's qualification and the transitions the
 store allows (judge.py says what a contact's value means for a link). Pure: no I/O.
 
-    (join) ──> PENDING ──claim──> QUALIFYING ──RF yes──> QUALIFIED (final)
-                  ^                  │  │
-                  └──RF busy (5xx)───┘  └──RF no (4xx)──> FAILED ──replay──> QUALIFYING
+    (join) ──> PENDING ──rule met, claim──> QUALIFYING ──RF yes──> QUALIFIED (final)
+                                             │    ^   └──RF no (4xx)──> FAILED ──replay──> QUALIFYING
+              RF's answer lost (Uncertain),  │    │ claim: ask RF first (GET the user),
+              RF busy, or the worker died    v    │ and send the PUT only if RF says no
+                                           UNCONFIRMED
 
-A QUALIFYING link whose claim's lease ran out (its worker died) may be claimed again."""
+Once a worker decided to qualify, the decision sticks: a try that cannot finish leaves the referral
+UNCONFIRMED (never back to PENDING, where only a new sighting of the target could restart it), and
+whoever resumes it — the message's retry, or reconciliation — asks Referral Factory before sending
+anything (a qualification is a reward: a PUT that may have reached RF is never sent blindly again).
+A QUALIFYING link whose claim's lease ran out (its worker died) is resumed the same way."""
 from __future__ import annotations
 
 from enum import StrEnum
@@ -15,6 +21,7 @@ from typing import Mapping, Optional
 class QState(StrEnum):
     PENDING = "pending"          # waiting for the contact to reach the target
     QUALIFYING = "qualifying"    # a worker holds the claim and is asking RF
+    UNCONFIRMED = "unconfirmed"  # the rule was met, RF has not confirmed: whoever resumes asks RF first
     QUALIFIED = "qualified"      # RF confirmed it: final
     FAILED = "failed"            # RF refused it (a 4xx): final until a replay
 
@@ -23,19 +30,22 @@ class QState(StrEnum):
 TRANSITIONS: Mapping[Optional[QState], frozenset[QState]] = {
     None: frozenset({QState.PENDING}),
     QState.PENDING: frozenset({QState.QUALIFYING}),
-    QState.QUALIFYING: frozenset({QState.QUALIFIED, QState.FAILED, QState.PENDING,
+    QState.QUALIFYING: frozenset({QState.QUALIFIED, QState.FAILED, QState.UNCONFIRMED,
                                   QState.QUALIFYING}),         # the last: a takeover after the lease
+    QState.UNCONFIRMED: frozenset({QState.QUALIFYING}),        # a claim that asks RF first
     QState.FAILED: frozenset({QState.QUALIFYING}),             # by a replay only
     QState.QUALIFIED: frozenset(),
 }
-#: How a claim ends: qualified, failed, or released for a retry.
+#: How a claim ends: qualified, failed, or left unconfirmed for a retry.
 ENDINGS = TRANSITIONS[QState.QUALIFYING] - {QState.QUALIFYING}
+#: Decided, not finished: reconciliation finishes these once their lease ran out (overdue).
+UNFINISHED = frozenset({QState.QUALIFYING, QState.UNCONFIRMED})
 
 
 def open_states(replay: bool) -> frozenset[QState]:
     """The states in which a contact's value still matters. A replay may retry a failed qualification
     (and only a replay: a 4xx is not retried on every webhook and reconciliation run)."""
-    return frozenset({QState.PENDING, QState.QUALIFYING} | ({QState.FAILED} if replay else set()))
+    return frozenset({QState.PENDING, QState.QUALIFYING, QState.UNCONFIRMED} | ({QState.FAILED} if replay else set()))
 
 
 def claimable(replay: bool) -> frozenset[QState]:
@@ -47,3 +57,9 @@ def allowed(current: Optional[QState], to: QState, replay: bool = False) -> bool
     if current is QState.FAILED and to is QState.QUALIFYING:
         return replay
     return to in TRANSITIONS[current]
+
+
+def ask_rf_first(previous: Optional[QState]) -> bool:
+    """Must a claim taken from `previous` ask RF whether the user is qualified before sending the PUT?
+    Yes when an earlier try may have sent it: it was left unconfirmed, or its worker died mid-call."""
+    return previous in UNFINISHED

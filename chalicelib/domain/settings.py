@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .mapping import STANDARD_ATTRIBUTE_TYPES, rf_field_known
+from .mapping import MARKER_ATTRIBUTE, STANDARD_ATTRIBUTE_TYPES, rf_field_known
 
 Action = Literal["nothing", "create_lead", "create_user"]
 
@@ -45,11 +45,18 @@ class _Row(_Strict):
 
 
 class FieldMap(_Row):
-    """A join mapping row: `from` an RF field (or a fixed `value`) `to` an Intercom attribute."""
+    """A join mapping row: `from` an RF field (or a fixed `value`) `to` an Intercom attribute.
+    `overwrite`: with `duplicates: update`, also replace a value the existing contact already has
+    (by default only empty fields are filled)."""
+
+    overwrite: bool = False
 
     @field_validator("to")
     @classmethod
     def _to(cls, v: str) -> str:
+        if v == MARKER_ATTRIBUTE:
+            raise ValueError(f"'{v}' is the bridge's own marker (which RF person a contact was created for) — "
+                             "map another attribute")
         return _check_target(v)
 
     @field_validator("from_")

@@ -2,12 +2,13 @@
 live in chalicelib/adapters (DynamoDB, SQS, SSM, HTTP); their in-memory twins in
 chalicelib/adapters/memory.py (the store) and tests/fakes.py (the APIs, the queue, secrets)."""
 from .apis import Apis, Conflict, IntercomAuth, IntercomPort, Merged, NotFound, ReferralFactoryPort
-from .queue import DeadLetterQueue, MessageTooLarge, WorkQueue
+from .queue import DeadLetterQueue, Later, MessageTooLarge, WorkQueue
 from .secrets import SecretStore
 from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, HistoryLog, LinkLookup, LinkRepository,
                     RateWindows, RFConnection, SettingsRepository, Store, StoredSettings)
 
 __all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "Found",
-           "HistoryLog", "IntercomAuth", "IntercomPort", "LinkLookup", "LinkRepository", "Merged", "MessageTooLarge", "NotFound",
+           "HistoryLog", "IntercomAuth", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged",
+           "MessageTooLarge", "NotFound",
            "RFConnection", "RateWindows", "ReferralFactoryPort", "SecretStore", "SettingsRepository", "Store",
            "StoredSettings", "WorkQueue"]

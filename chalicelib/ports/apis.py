@@ -3,7 +3,7 @@ adapters/referral_factory.py over HTTP; tests/fakes.py in memory). Both raise er
 (retry later) and errors.Permanent (dead-letter with the reason) besides what is named here."""
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Sequence
 
 
 class Conflict(Exception):
@@ -28,11 +28,22 @@ class NotFound(Exception):
 
 class IntercomPort(Protocol):
     def search_by_email(self, email: str) -> list[dict]: ...
+    def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
+        """Every contact with one of these emails or our marker set to one of these values, in as
+        few searches as the API allows (`IN`, 15 values a filter, 15 filters a group)."""
+    def search_contacts(self, query: dict, starting_after: Optional[str] = None,
+                        per_page: int = 150) -> tuple[list[dict], Optional[str]]:
+        """One page of a contact search (`query`: Intercom's search query object), and the cursor of
+        the next page (None: the last page)."""
     def create_contact(self, body: dict) -> dict: ...            # raises Conflict on 409
     def update_contact(self, contact_id: str, body: dict) -> dict: ...
     def get_contact(self, contact_id: str) -> dict: ...           # raises Merged, NotFound
+    def merge_contacts(self, lead_id: str, into_id: str) -> dict:
+        """Merge a lead into a user; the user as it is afterwards."""
     def data_attributes(self) -> dict[str, dict]: ...
-    def tag_contact(self, contact_id: str, tag_name: str) -> str: ...
+    def create_data_attribute(self, name: str, data_type: str, description: str) -> dict: ...
+    def tag_contacts(self, contact_ids: Sequence[str], tag_name: str) -> None:
+        """Tag every contact with the tag of this name (created when missing), in one call per 50."""
 
 
 class ReferralFactoryPort(Protocol):
@@ -47,6 +58,8 @@ class Apis(Protocol):
     def intercom(self, workspace: str) -> IntercomPort: ...
     def rf(self) -> ReferralFactoryPort: ...
     def attributes(self, workspace: str) -> dict[str, dict]: ...        # Intercom's data attributes
+    def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
+        """The text attribute custom_attributes.<name> exists in the workspace (created if not)."""
     def campaign_name(self, campaign_id: str) -> Optional[str]: ...
 
 

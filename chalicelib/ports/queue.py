@@ -1,6 +1,7 @@
 """The work queue and its dead-letter queue (adapters/queue.py: SQS; tests/fakes.py: FakeQueue)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -9,12 +10,29 @@ class MessageTooLarge(ValueError):
     attributes): the webhook answers 413."""
 
 
+TRIES, WAITS = "bridge-tries", "bridge-waits"      # the message attributes of a copy sent to wait
+
+
+@dataclass(frozen=True)
+class Later:
+    """A message sent back to the queue to wait: its body as it came, how long it waits, and the
+    tries and waits it has had (carried as message attributes, since SQS counts receives only)."""
+
+    body: str
+    delay: float
+    tries: int
+    waits: int
+
+
 class WorkQueue(Protocol):
     # A dict is sent as JSON; a str as it is (a dead letter's body going back unchanged).
     def send(self, message: dict | str) -> str: ...                 # raises MessageTooLarge
-    def send_many(self, messages: list[dict]) -> None: ...
+    def send_many(self, messages: list[dict], delay: float = 0) -> None:
+        """`delay`: seconds before they can be received (SQS: at most 900)."""
     def delete(self, receipt_handles: list[str]) -> None: ...
     def retry_in(self, receipt_handle: str, seconds: float) -> None: ...
+    def defer(self, later: list[Later]) -> None:
+        """Send copies that wait (at most 15 minutes each: SQS's longest delay)."""
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None: ...
 
 

@@ -7,18 +7,20 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
+from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
-from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, PendingPage, PersonRef
+from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, Overdue, PendingPage, PersonRef
 from ..domain.qualification import QState
-from ..errors import Transient
+from ..errors import Deferred
 
 # How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
 # shortens it for chaos runs, where killed workers' claims must run out within the run.
 LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", "120"))
 
 
-class Busy(Transient):
-    """Another worker holds the claim right now, or took it from us: retry later."""
+class Busy(Deferred):
+    """Another worker holds the claim right now, or took it from us: the work waits (`retry_after`:
+    until the claim's lease ends) without using up a try."""
 
 
 class _Keep:
@@ -33,20 +35,28 @@ class LinkRepository(Protocol):
     def get(self, ref: PersonRef) -> Optional[Link]: ...
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]: ...
 
-    # joining: claim -> (note the contact created) -> finish, only while the claim is held
+    # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
         """The claim, or None when the join was already applied (final). Raises Busy while another
-        worker's lease runs."""
-    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
-        """Remember at once the contact this try created, so that a crash before the end cannot make
-        our own contact look like someone else's on the next try."""
+        worker's lease runs. The claim records its time as `uncertain_since` (this try may create the
+        contact from now on: a crash before `finish` leaves that said) and keeps what earlier tries
+        recorded (the contact they created, its baseline, when the person joined)."""
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
+                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+        """claim() for each (ref, workspace), in as few writes as the store can: per item what
+        claim() answers, or the exception it raises (Busy) as a value."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once. Raises Busy when
         the claim was lost."""
+    def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
+        """finish() for each, in as few writes as the store can: per item None, or the exception
+        finish() raises (Busy) as a value."""
 
     # what Intercom says of the contact
-    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
-        """The contact was merged into `contact_id` (which is alive): the link and its pointer follow."""
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
+             baseline: Any = KEEP) -> Link:
+        """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
+        into it, or it is the older duplicate of the one we created. `baseline`: its new baseline."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
         """With `when` (the event's time), an event older than the newest applied changes nothing:
@@ -58,11 +68,19 @@ class LinkRepository(Protocol):
         """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
         replay, or another worker's lease runs)."""
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None) -> Link: ...
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
+        """End the claim: QUALIFIED or FAILED (final; out of every index), or UNCONFIRMED (out of the
+        pending index; overdue once `lease` has run, unless a retry finished it first)."""
     def unpend(self, link: Link, reason: str) -> Link:
         """Reconciliation stops checking this link (the reason goes into its history)."""
     def pending(self, after: Optional[str], limit: int) -> PendingPage:
-        """Links waiting for qualification, oldest first (never a scan)."""
+        """Links waiting for qualification, oldest first (never a scan). Positions sort by the time
+        the lead joined, as ISO-8601 text: `after=iso(t)` starts with the leads who joined at `t`."""
+    def count_pending(self, before: Optional[str] = None) -> int:
+        """How many links wait in the pending index (with `before`: those who joined earlier)."""
+    def overdue(self, now: float, limit: int) -> list[Overdue]:
+        """Links left unfinished past their lease, longest overdue first (never a scan): joins and
+        qualifications whose worker died holding the claim, and qualifications left unconfirmed."""
 
     def erase(self, link: Link) -> tuple[int, int]:
         """The link, its history and its contact pointer's reference: (entries, pointers) removed."""
@@ -104,8 +122,8 @@ class LinkLookup(Protocol):
 
 class HistoryLog(Protocol):
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
-    def note_repeat(self, ref: PersonRef, event: str, reason: str) -> None:
-        """One entry per person and event counts the ignored repeats."""
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
+        """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`)."""
     def entries(self, ref: PersonRef) -> list[Recorded]: ...
 
 
@@ -122,6 +140,9 @@ class SettingsRepository(Protocol):
     def put(self, campaign_id: str, document: dict, workspace: str) -> int: ...     # the new version
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
+    def campaigns(self, workspace: str) -> set[str]:
+        """Every campaign whose settings were ever applied for this workspace (a campaign moved to
+        another workspace stays listed: read its settings to know where it is now)."""
 
 
 @dataclass(frozen=True)
@@ -155,15 +176,38 @@ class ConnectionRepository(Protocol):
     def rf(self) -> Optional[RFConnection]: ...
 
 
-class Cursor(Protocol):
-    """Where reconciliation left off."""
+PENDING_SWEEP = "pending"
 
-    def get(self) -> Optional[str]: ...
-    def set(self, position: Optional[str]) -> None: ...
+
+class Cursor(Protocol):
+    """Where reconciliation left off, by name: the sweep of pending leads (`PENDING_SWEEP`), and the
+    search of each workspace's changed contacts (`changes#<workspace>`, the time it last finished)."""
+
+    def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
+    def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None: ...
 
 
 class RateWindows(Protocol):
-    def take_slot(self, budget: str, window_start: int, limit: int, ttl: int) -> bool: ...
+    """The shared side of the rate limiter (adapters/ratelimit.py): each slice's counter, and the
+    budget's state (a 429's pause, the lowered share, an open circuit). domain/budget.py says why."""
+
+    def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:
+        """Up to `want` of the slice's `cap` slots, with one write: how many were taken (0: the
+        slice is full). Callers together never get more than `cap`."""
+    def used(self, budget: str, slice_ids: Iterable[int]) -> int:
+        """The slots handed out in these slices, all callers together (one batched read)."""
+    def state(self, budget: str) -> BudgetState: ...
+    def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
+        """A 429: everyone waits until `until`. The 429 that starts a pause (none runs at `now`)
+        also sets the lowered `share` and `strikes`, and answers True; a later one only makes the
+        pause longer (False)."""
+    def block(self, budget: str, until: float, now: float, reason: str) -> None:
+        """The vendor blocked us: no call before `until` (the circuit opens, or stays open)."""
+    def probe(self, budget: str, now: float, until: float) -> bool:
+        """An open circuit whose time is up lets one call through: True for exactly one caller,
+        whose probe holds until `until` (another may probe after that)."""
+    def unblock(self, budget: str) -> None:
+        """A call went through: the circuit closes."""
 
 
 class Store(Protocol):

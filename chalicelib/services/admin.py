@@ -8,6 +8,7 @@ import yaml
 
 from .. import messages
 from ..domain.link import PersonRef
+from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
 from ..domain.settings import SettingsError, check_against_workspace, parse_settings
 from ..errors import WorkError
 from ..ports import DeadLetterQueue, IntercomPort
@@ -32,6 +33,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
     """Validate and store a campaign's settings. Returns {campaign_id, version, warnings}."""
     settings = parse_settings(load_document(text))
     warnings: list[str] = []
+    created: list[str] = []
     if check_workspace:
         if rt.store.connections.workspace(settings.workspace) is None:
             warnings.append(f"workspace {settings.workspace} is not connected yet: attributes were not checked "
@@ -44,9 +46,26 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
             problems = check_against_workspace(settings, attributes)
             if problems:
                 raise SettingsError(problems)
+            warnings += _marker(rt, settings.workspace, attributes, created)
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)
     rt.forget()
-    return {"campaign_id": settings.campaign_id, "version": version, "warnings": warnings}
+    return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
+            "warnings": warnings}
+
+
+def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) -> list[str]:
+    """The bridge's marker attribute (which RF person a contact was created for), created in the
+    workspace when it is missing. Returns a warning when it could not be (the worker tries again)."""
+    if MARKER_ATTRIBUTE in attributes:
+        return []
+    try:
+        rt.intercom(workspace).create_data_attribute(MARKER_NAME, "string", MARKER_DESCRIPTION)
+    except WorkError as exc:
+        return [f"could not create the text attribute {MARKER_NAME} in workspace {workspace} ({exc.reason}): the "
+                "bridge marks the contacts it creates with it — create it in Intercom (Settings > Data > People, "
+                "type Text)"]
+    created.append(MARKER_ATTRIBUTE)
+    return []
 
 
 def show_settings(rt: Operator, campaign_id: str) -> Optional[dict]:

@@ -1,33 +1,48 @@
-"""Use case: a person joined a campaign. Apply its settings: create or find the Intercom contact,
-link it to the RF person, and record every decision in the person's history. Each step is a small
-function that returns what it found; only `_apply` strings them together."""
+"""Use case: people joined a campaign. Apply its settings: create or find each person's Intercom
+contact, link it to the RF person, and record every decision in the person's history.
+
+A batch of joins is applied together, in steps: what can be asked once for the whole batch is
+asked once (one contact search for every email, one tag call for every new contact), and the
+per-person steps (claim, Referral Factory's fields, create or update, finish) run at once. Each
+person fails alone: a failure is recorded on their link and raised for their message only.
+
+At most one contact per person: every contact the bridge creates carries our marker (the RF
+person it was created for). A try whose create got no answer (a timeout, a 5xx, a crash) leaves
+that said on the link (`uncertain_since`); the next try looks for the marker before creating, and
+waits (a deferral, not a failure) while Intercom's search may still be catching up. A lead it
+created is looked at again once search has caught up (`VerifyMessage`, services/duplicates.py)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
 
 from ..domain import join as decide
 from ..domain import people
-from ..domain.history import Entry
+from ..domain.history import Entry, iso
 from ..domain.link import LEAD, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
+from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..errors import Permanent
-from ..messages import JoinMessage
+from ..errors import Deferred, Permanent
+from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
-from ..ports import Apis, Conflict, IntercomPort, LinkRepository, Merged, NotFound
+from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
+from ..ports.store import LEASE_SECONDS
+from .concurrency import Runner
 from .deps import WorkDeps
 
 
 @dataclass(frozen=True)
 class Known:
-    """What a failed try records: the email, and the contact it was working with (with its baseline)."""
+    """What a failed try records: the email, the contact it was working with (with its baseline),
+    and since when a contact it created may exist unseen."""
 
     email: Optional[str]
     contact_id: Optional[str] = None
     baseline: Any = None
+    uncertain_since: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -55,39 +70,429 @@ class Reached:
     outcome: str                 # created | updated | linked
     baseline: Any
     entries: tuple[Entry, ...] = ()
+    resumed: bool = False        # an earlier try created it: webhooks may have come meanwhile
 
 
-@dataclass(frozen=True)
-class Applied:
-    outcome: str                 # created | updated | linked | ignored
-    result: JoinResult
-    entries: list[Entry]
-    resumed: Optional[dict] = None
+@dataclass(eq=False)
+class Attempt:
+    """One message's join, as it goes through the batch's steps."""
+
+    message: JoinMessage
+    link: Optional[Link]                       # as the batch read it, before our claim
+    settings: Optional[CampaignSettings] = None
+    claim: Optional[JoinClaim] = None
+    known: Known = Known(None)
+    person: Optional[Person] = None
+    plan: Optional[decide.Plan] = None
+    reached: Optional[Reached] = None
+    entries: list[Entry] = field(default_factory=list)       # before the contact's own entries
+    tagged: list[Entry] = field(default_factory=list)        # after them
+    found: list[dict] = field(default_factory=list)          # the batch's search: contacts with its email
+    ignored: Optional[JoinResult] = None                     # the settings create no contact for them
+    outcome: Optional[str] = None              # created | updated | linked | ignored | repeat
+    error: Optional[Exception] = None
+    sent_create: bool = False                  # POST /contacts went out and its answer is not known
+
+    @property
+    def active(self) -> bool:
+        return self.outcome is None and self.error is None
+
+    @property
+    def ref(self) -> PersonRef:
+        return self.message.person_ref
+
+    @property
+    def workspace(self) -> str:
+        assert self.settings is not None
+        return self.settings.workspace
+
+    @property
+    def marker(self) -> str:
+        return decide.marker(*self.ref)
 
 
-def process_join(message: JoinMessage, deps: WorkDeps, link: Optional[Link], settings_doc: Optional[dict]) -> str:
-    """`link` and `settings_doc`: what the worker's batched read found. Returns the outcome
-    (created, updated, linked, ignored, repeat)."""
-    settings, ref = _settings(message.campaign_id, settings_doc), message.person_ref
-    if link is not None and link.final:
-        return _repeat(deps, ref)
-    claim = deps.links.claim(ref, settings.workspace)
-    if claim is None:
-        return _repeat(deps, ref)
-    # A contact we created on an earlier, failed try is ours: resume with it (and with the
-    # baseline recorded when it was created), not as a duplicate.
-    email = people.given_email(message.person.as_dict())
-    known = Known(email, link.contact_id, link.baseline) if link is not None else Known(email)
-    applied = _apply(settings, message, claim, known, deps)
-    deps.links.finish(claim, applied.result, applied.entries)
-    count({"created": "ContactsCreated", "ignored": "JoinsSkipped"}.get(applied.outcome, "ContactsLinked"))
-    if applied.resumed is not None and applied.result.qualification is QState.PENDING:
-        # Webhooks that came while the join was unfinished were not applied: look now.
-        resumed = deps.links.get(ref)
-        if resumed is not None:
-            deps.qualifier.evaluate(resumed, settings.qualification, Sighting(applied.resumed, "join resumed"))
-    return applied.outcome
+def process_joins(messages: Sequence[JoinMessage], deps: WorkDeps, links: dict[PersonRef, Link],
+                  documents: dict[str, dict], runner: Optional[Runner] = None) -> list[Any]:
+    """`links` and `documents`: what the worker's batched read found. Returns, per message, its
+    outcome (created, updated, linked, ignored, repeat) or the exception it failed with. The same
+    person twice in a batch: the second waits for the first (and is then a repeat)."""
+    runner = runner or Runner(1)
+    attempts = [Attempt(m, links.get(m.person_ref)) for m in messages]
+    for n, wave in enumerate(_turns(attempts, lambda a: a.ref)):
+        if n:   # a repeat within the batch: see what the first left
+            fresh = deps.links.get_many(a.ref for a in wave)
+            for attempt in wave:
+                attempt.link = fresh.get(attempt.ref)
+        _apply(wave, deps, documents, runner)
+    return [a.error if a.error is not None else a.outcome for a in attempts]
 
+
+def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], runner: Runner) -> None:
+    for attempt in attempts:
+        _guard(attempt, lambda a: _begin(a, deps, documents.get(a.message.campaign_id)))
+    # The claims (one write for the batch) while the people are completed and looked for (reads).
+    to_claim = _active(attempts)
+    claims, _ = runner.both(lambda: _claims(to_claim, deps), lambda: _prepare(attempts, deps, runner))
+    _claimed(to_claim, claims, deps)
+    for turn in _turns(_active(attempts), lambda a: (a.workspace, a.plan and a.plan.payload.email)):
+        # People sharing an email take turns: the contact one creates is the other's existing one
+        # (search cannot show it yet).
+        _each(turn, runner, lambda a: _reach(a, deps))
+        for attempt in turn:
+            if attempt.active and attempt.reached is not None and attempt.reached.outcome == "created":
+                for other in _active(attempts):
+                    if other.workspace == attempt.workspace:
+                        other.found.append(attempt.reached.contact)
+    tags: dict[tuple[str, str], list[Attempt]] = {}
+    for attempt in _active(attempts):
+        if attempt.plan is not None and attempt.reached is not None and attempt.plan.people.tag \
+                and attempt.reached.outcome != "linked":
+            tags.setdefault((attempt.workspace, attempt.plan.people.tag), []).append(attempt)
+    for (workspace, tag), group in tags.items():
+        _together(group, lambda: _tag(deps.apis.intercom(workspace), tag, group))
+    created = [a for a in _active(attempts) if a.reached is not None and a.reached.outcome == "created"]
+    _together(created, lambda: _verify_later(created, deps))
+    _finish(attempts, deps)
+    for attempt in attempts:
+        if attempt.error is None and attempt.outcome == "created":
+            try:
+                _resumed_evaluation(attempt, deps)
+            except Exception as exc:     # the join is done; the evaluation's failure is the message's
+                attempt.outcome = None
+                _fail(attempt, exc)
+
+
+def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
+    """Everything before the first write to Intercom that needs no claim: the attributes, each
+    person's fields (from RF where the webhook lacked them) and plan, and one search per workspace."""
+    for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
+        _together(group, lambda: deps.apis.attributes(workspace))
+    _each(attempts, runner, lambda a: _plan(a, deps))
+    for workspace, group in _by_workspace(attempts).items():
+        planned = [a for a in group if a.plan is not None]
+        if not planned:
+            continue
+        _together(planned, lambda: deps.apis.ensure_attribute(workspace, MARKER_NAME, MARKER_DESCRIPTION))
+        found: list[dict] = []
+        _together(planned, lambda: found.extend(_search(deps.apis.intercom(workspace), planned)))
+        for attempt in planned:
+            attempt.found = list(found)
+
+
+# --- running the steps ----------------------------------------------------------------------------
+
+def _turns(attempts: list[Attempt], key: Any) -> list[list[Attempt]]:
+    """The attempts in turns: the first with each key, then the second with each key, ..."""
+    turns: list[list[Attempt]] = []
+    seen: dict[Any, int] = {}
+    for attempt in attempts:
+        n = seen[key(attempt)] = seen.get(key(attempt), -1) + 1
+        if n == len(turns):
+            turns.append([])
+        turns[n].append(attempt)
+    return turns
+
+
+def _active(attempts: list[Attempt]) -> list[Attempt]:
+    return [a for a in attempts if a.active]
+
+
+def _by_workspace(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
+    groups: dict[str, list[Attempt]] = {}
+    for attempt in _active(attempts):
+        groups.setdefault(attempt.workspace, []).append(attempt)
+    return groups
+
+
+def _guard(attempt: Attempt, step: Any) -> None:
+    if not attempt.active:
+        return
+    try:
+        step(attempt)
+    except Exception as exc:
+        _fail(attempt, exc)
+
+
+def _each(attempts: list[Attempt], runner: Runner, step: Any) -> None:
+    """A per-person step for every active attempt, at once; a failure stays with its person."""
+    active = _active(attempts)
+    for attempt, result in zip(active, runner.each(step, active)):
+        if isinstance(result, Exception):
+            _fail(attempt, result)
+
+
+def _together(group: list[Attempt], step: Any) -> None:
+    """One call for the whole group: its failure is every member's."""
+    try:
+        step()
+    except Exception as exc:
+        for attempt in _active(group):
+            _fail(attempt, exc)
+
+
+def _fail(attempt: Attempt, exc: Exception) -> None:
+    """The join failed: what is known is recorded on the link when the batch finishes (so that the
+    next try resumes with our contact, and `bridge forget` finds a failed join too), and the failure
+    goes back to the worker."""
+    attempt.error = exc
+    if isinstance(exc, Permanent):
+        exc.about(*attempt.ref)
+
+
+# --- the steps ------------------------------------------------------------------------------------
+
+def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
+    attempt.settings = _settings(attempt.message.campaign_id, document)
+    if attempt.link is not None and attempt.link.final:
+        attempt.outcome = _repeat(deps, attempt.ref)
+    email = people.given_email(attempt.message.person.as_dict())
+    link = attempt.link
+    if link is None:
+        attempt.known = Known(email)
+        return
+    since = link.uncertain_since
+    if since is not None and link.status is LinkStatus.IN_PROGRESS:
+        since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
+    attempt.known = Known(email, link.contact_id, link.baseline, since)
+
+
+def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
+    answers = deps.links.claim_many([(a.ref, a.workspace) for a in attempts]) if attempts else []
+    return dict(zip(attempts, answers))
+
+
+def _claimed(attempts: list[Attempt], claims: dict[Attempt, Any] | Exception, deps: WorkDeps) -> None:
+    for attempt in attempts:
+        answer = claims if isinstance(claims, Exception) else claims[attempt]
+        if isinstance(answer, Exception):            # another worker holds it: nothing of ours to record
+            attempt.error, attempt.outcome = answer, None
+        elif answer is None:                         # already applied: a repeat
+            attempt.error, attempt.outcome = None, _repeat(deps, attempt.ref)
+        else:
+            attempt.claim = answer
+
+
+def _plan(attempt: Attempt, deps: WorkDeps) -> None:
+    assert attempt.settings is not None
+    person = attempt.person = _person(attempt.settings, attempt.message, deps.apis)
+    attempt.known = dataclasses.replace(attempt.known, email=person.email)
+    plan = decide.plan(attempt.settings, person.values, deps.apis.attributes(attempt.workspace))
+    if isinstance(plan, decide.Skip):
+        if plan.outcome == "failed":
+            raise Permanent(plan.reason)
+        attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
+                                     reason=plan.reason)
+        attempt.entries = [person.received, Entry("join", "ignored", plan.reason)]
+        attempt.outcome = "ignored"
+        return
+    attempt.plan = plan
+    attempt.entries = [person.received, *_field_errors(plan)]
+
+
+def _search(intercom: IntercomPort, group: list[Attempt]) -> list[dict]:
+    """One search for the whole group: the contacts with their emails, and those carrying their
+    markers (a contact an earlier try created, even if its email changed since)."""
+    emails = [str(a.plan.payload.email) for a in group if a.plan is not None]
+    markers = [a.marker for a in group if a.plan is not None]
+    return intercom.search(emails, markers) if emails else []
+
+
+def _reach(attempt: Attempt, deps: WorkDeps) -> None:
+    """The contact this join ends with: the one an earlier try created (resumed), an existing one
+    (skip or update), or a new one."""
+    assert attempt.settings is not None and attempt.plan is not None
+    settings, plan, found = attempt.settings, attempt.plan, attempt.found
+    intercom = deps.apis.intercom(attempt.workspace)
+    email = str(plan.payload.email)
+    if attempt.known.contact_id:
+        contact = _find(intercom, attempt.known.contact_id)
+        if contact is not None:
+            attempt.reached = _resumed(contact, attempt.known.baseline, "an earlier try created this contact and "
+                                       "then failed; resuming with it")
+            return
+        attempt.entries.append(Entry("contact", "vanished", f"contact {attempt.known.contact_id}, created by an "
+                                     "earlier try, no longer exists; starting over"))
+        attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None)
+    mine = decide.ours(found, attempt.marker)
+    if mine is not None:
+        contact = _find(intercom, str(mine["id"])) or mine
+        attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]))
+        attempt.reached = _resumed(contact, decide.created_baseline(settings, plan),
+                                   "an earlier try created this contact (it carries our marker) but never saw "
+                                   "Intercom's answer; resuming with it")
+        return
+    existing = decide.pick_existing(c for c in found if (c.get("email") or "").lower() == email)
+    if existing is not None:
+        attempt.reached = _existing(intercom, plan, settings, existing, "email search")
+        return
+    _wait_if_unsure(attempt, deps)
+    attempt.reached = _create(attempt, intercom)
+
+
+def _resumed(contact: dict, baseline: Any, why: str) -> Reached:
+    """The baseline of a contact we created is what we created it with, not what it became since."""
+    return Reached(contact, "created", baseline, (Entry("contact", "resumed", why, {"contact_id": contact["id"]}),),
+                   resumed=True)
+
+
+def _wait_if_unsure(attempt: Attempt, deps: WorkDeps) -> None:
+    """An earlier try may have created the contact unseen: until Intercom's search has had time to
+    show it, creating again could make a second one. Wait (a deferral: not a failed try)."""
+    since = attempt.known.uncertain_since
+    if since is None:
+        return
+    until, now = since + deps.search_lag(), deps.clock()
+    if now >= until:
+        return
+    raise Deferred(f"an earlier try may have created this contact without seeing Intercom's answer, and "
+                   f"Intercom's search may not show it yet: looking again after {iso(until)} before creating "
+                   "one", retry_after=until - now)
+
+
+def _create(attempt: Attempt, intercom: IntercomPort) -> Reached:
+    assert attempt.settings is not None and attempt.plan is not None
+    settings, plan = attempt.settings, attempt.plan
+    attempt.sent_create = True
+    try:
+        created = intercom.create_contact(plan.create_body(attempt.marker))
+    except Conflict as conflict:
+        attempt.sent_create = False
+        if not conflict.contact_id:
+            raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
+        existing = _get(intercom, conflict.contact_id)
+        return _existing(intercom, plan, settings, existing, "409 conflict on create (search had not caught up)")
+    except (Permanent, Deferred):
+        attempt.sent_create = False      # refused, or never sent: no contact was made
+        raise
+    attempt.sent_create = False
+    baseline = decide.created_baseline(settings, plan)
+    attempt.known = dataclasses.replace(attempt.known, contact_id=str(created["id"]), baseline=baseline,
+                                        uncertain_since=None)
+    return Reached(created, "created", baseline, (Entry(
+        "contact", "created", f"no contact with this email existed; created a {plan.role}",
+        {"contact_id": created["id"], "role": created.get("role"), "attributes": sorted(plan.payload.attributes)}),))
+
+
+def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSettings, existing: dict,
+              found_by: str) -> Reached:
+    """A contact with this email exists: read it as it is now (search lags updates too), then leave
+    it untouched (skip) or mark it as referred without replacing what it already has (update)."""
+    found = f"a {existing.get('role')} with this email already exists (found by {found_by})"
+    contact = _get(intercom, str(existing["id"]))
+    baseline = decide.baseline(settings, contact)
+    ids = {"contact_id": contact["id"], "role": contact.get("role")}
+    if plan.people.duplicates == "skip":
+        return Reached(contact, "linked", baseline, (Entry(
+            "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked", ids),))
+    update = decide.duplicate_action(plan, contact)
+    if update is None:     # every mapped field already has a value: only the tag marks them as referred
+        tagged = bool(plan.people.tag)
+        return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
+            "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
+            f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
+    updated = intercom.update_contact(str(contact["id"]), update)
+    written = set(_written(update))
+    kept = sorted(name for name in _written(plan.update_body({}))
+                  if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])
+    details: dict[str, Any] = {"contact_id": contact["id"], "attributes": sorted(written)}
+    if kept:
+        details["kept"] = kept
+    return Reached(updated, "updated", baseline, (Entry(
+        "contact", "updated_existing", f"{found}; duplicates is update, so it was marked as referred (fields it "
+        "already had were kept) and linked", details),))
+
+
+def _written(body: dict) -> list[str]:
+    return [k for k in body if k != "custom_attributes"] + [
+        f"custom_attributes.{k}" for k in body.get("custom_attributes", {})]
+
+
+def _tag(intercom: IntercomPort, tag: str, group: list[Attempt]) -> None:
+    live = _active(group)
+    intercom.tag_contacts([str(a.reached.contact["id"]) for a in live if a.reached is not None], tag)
+    for attempt in live:
+        attempt.tagged.append(Entry("tag", "tagged", details={"tag": tag}))
+
+
+def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """Every claimed join of the batch ends in one write: linked, ignored, or failed with what is
+    known (the contact it created and its baseline, or since when a contact may exist unseen)."""
+    done = [(a, a.claim, *_result(a, deps)) for a in attempts if a.claim is not None]
+    answers = deps.links.finish_many([(claim, result, entries) for _, claim, result, entries in done]) if done else []
+    for (attempt, _, result, _), lost in zip(done, answers):
+        if lost is not None:
+            if attempt.error is None:
+                attempt.error, attempt.outcome = lost, None
+            else:       # the failure itself goes back to the worker; this one is only logged
+                logger.warning("could not record a failed join", extra={"campaign_id": attempt.ref.campaign_id,
+                                                                        "reason": str(lost)})
+            continue
+        if attempt.error is not None:
+            continue
+        if result.status is LinkStatus.IGNORED:
+            count("JoinsSkipped")
+            continue
+        reached, person = attempt.reached, attempt.person
+        assert reached is not None and person is not None and attempt.settings is not None
+        attempt.outcome = reached.outcome
+        count({"created": "ContactsCreated"}.get(reached.outcome, "ContactsLinked"))
+        logger.info("join applied", extra={"campaign_id": attempt.settings.campaign_id, "outcome": reached.outcome,
+                                           "email": mask_email(person.email), "contact_id": reached.contact["id"]})
+
+
+def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
+    if attempt.error is not None:
+        known, exc = attempt.known, attempt.error
+        if attempt.sent_create and not known.contact_id:      # the create's answer was never seen
+            known = dataclasses.replace(known, uncertain_since=deps.clock())
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        entry = Entry("join", "waiting" if isinstance(exc, Deferred) else "failed", reason)
+        return JoinResult(LinkStatus.FAILED, email=known.email, contact_id=known.contact_id, baseline=known.baseline,
+                          uncertain_since=known.uncertain_since, reason=reason), [entry]
+    if attempt.ignored is not None:
+        return attempt.ignored, attempt.entries
+    reached, person, settings = attempt.reached, attempt.person, attempt.settings
+    assert reached is not None and person is not None and settings is not None
+    contact, kind = reached.contact, person.values.get("type")
+    pending = kind == LEAD and settings.qualification is not None
+    return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
+                      contact_role=contact.get("role"), baseline=reached.baseline,
+                      qualification=QState.PENDING if pending else None), \
+        [*attempt.entries, *reached.entries, *attempt.tagged]
+
+
+def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
+    """Webhooks that came while the join was unfinished were not applied: look now."""
+    reached, settings = attempt.reached, attempt.settings
+    if reached is None or not reached.resumed or settings is None or settings.qualification is None:
+        return
+    resumed = deps.links.get(attempt.ref)
+    if resumed is not None and resumed.qualification is QState.PENDING:
+        deps.qualifier.evaluate(resumed, settings.qualification, Sighting(reached.contact, "join resumed"))
+
+
+def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
+    """Each lead the bridge created (on this try or an earlier one) is looked at again once
+    Intercom's search has caught up: a contact with the same email made just before the person
+    joined shows only then. Queued before the links are written, so that a worker dying in between
+    leaves a contact that is looked at anyway (the next try resumes it and queues it again)."""
+    lag, now = deps.search_lag(), deps.clock()
+    checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
+                            contact_id=str(a.reached.contact["id"]), email=str(a.known.email),
+                            created_at=_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
+              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and a.known.email]
+    if checks and deps.queue is not None:
+        deps.queue.send_many(checks, delay=lag)
+
+
+def _number(value: Any) -> Optional[float]:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+# --- pieces ---------------------------------------------------------------------------------------
 
 def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
     if document is None:
@@ -103,34 +508,6 @@ def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
     deps.history.note_repeat(ref, "join", "the same join arrived again and was ignored: it had already been applied")
     count("JoinRepeatsIgnored")
     return "repeat"
-
-
-def _apply(settings: CampaignSettings, message: JoinMessage, claim: JoinClaim, known: Known,
-           deps: WorkDeps) -> Applied:
-    """The join's steps. A failure records what is known on the link (so that the next try resumes
-    with our contact, and `bridge forget` finds a failed join too), then goes on to the worker."""
-    try:
-        person = _person(settings, message, deps.apis)
-        known = dataclasses.replace(known, email=person.email)
-        plan = decide.plan(settings, person.values, deps.apis.attributes(settings.workspace))
-        if isinstance(plan, decide.Skip):
-            return _skipped(plan, person)
-        intercom = deps.apis.intercom(settings.workspace)
-        resumed, vanished = _resume(intercom, known)
-        if vanished is not None:
-            known = Known(known.email)
-        reached = _created(resumed, plan) if resumed else _find_or_create(intercom, plan, settings, claim, deps.links)
-        if reached.outcome == "created":
-            known = dataclasses.replace(known, contact_id=reached.contact["id"], baseline=reached.baseline)
-        entries = [person.received, *_field_errors(plan), *([vanished] if vanished else []), *reached.entries,
-                   *_tag(intercom, plan, reached)]
-    except Exception as exc:
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        deps.links.finish(claim, JoinResult(LinkStatus.FAILED, email=known.email, contact_id=known.contact_id,
-                                            baseline=known.baseline, reason=reason),
-                          [Entry("join", "failed", reason)])
-        raise
-    return _linked(settings, person, reached, entries, resumed is not None)
 
 
 def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Person:
@@ -150,13 +527,6 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
     return Person(values, tuple(fetched))
 
 
-def _skipped(skip: decide.Skip, person: Person) -> Applied:
-    if skip.outcome == "failed":
-        raise Permanent(skip.reason)
-    result = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email, reason=skip.reason)
-    return Applied("ignored", result, [person.received, Entry("join", "ignored", skip.reason)])
-
-
 def _field_errors(plan: decide.Plan) -> list[Entry]:
     errors = [{"to": e.to, "source": e.source, "reason": e.reason} for e in plan.payload.errors]
     if not errors:
@@ -164,82 +534,6 @@ def _field_errors(plan: decide.Plan) -> list[Entry]:
     count("FieldConversionErrors", len(errors))
     return [Entry("fields", "not_written", "some mapped values could not be converted; the contact was still "
                   "created or linked", {"errors": errors})]
-
-
-def _resume(intercom: IntercomPort, known: Known) -> tuple[Optional[Reached], Optional[Entry]]:
-    """The contact an earlier try created, if it still exists; else the entry that says it vanished."""
-    if not known.contact_id:
-        return None, None
-    contact = _find(intercom, known.contact_id)
-    if contact is None:
-        return None, Entry("contact", "vanished", f"contact {known.contact_id}, created by an earlier try, no "
-                           "longer exists; starting over")
-    # The baseline is what the contact was created with (a resumed try may read a value the lead
-    # reached since).
-    return Reached(contact, "created", known.baseline, (Entry(
-        "contact", "resumed", "an earlier try created this contact and then failed; resuming with it",
-        {"contact_id": contact["id"]}),)), None
-
-
-def _created(reached: Reached, plan: decide.Plan) -> Reached:
-    contact = reached.contact
-    return dataclasses.replace(reached, entries=reached.entries + (Entry(
-        "contact", "created", f"no contact with this email existed; created a {plan.role}",
-        {"contact_id": contact["id"], "role": contact.get("role"), "attributes": sorted(plan.payload.attributes)}),))
-
-
-def _find_or_create(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSettings, claim: JoinClaim,
-                    links: LinkRepository) -> Reached:
-    existing = decide.pick_existing(intercom.search_by_email(str(plan.payload.email)))
-    found_by = "email search"
-    if existing is None:
-        try:
-            created = intercom.create_contact(plan.create_body())
-        except Conflict as conflict:
-            if not conflict.contact_id:
-                raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
-            existing, found_by = _get(intercom, conflict.contact_id), "409 conflict on create (search had not caught up)"
-        else:
-            baseline = decide.baseline(settings, created)
-            links.note_created(claim, created["id"], baseline)
-            return _created(Reached(created, "created", baseline), plan)
-    assert existing is not None
-    return _existing(intercom, plan, settings, existing, found_by)
-
-
-def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSettings, existing: dict,
-              found_by: str) -> Reached:
-    found = f"a {existing.get('role')} with this email already exists (found by {found_by})"
-    update = decide.duplicate_action(plan)
-    if update is None:
-        contact = _get(intercom, existing["id"]) if found_by == "email search" else existing   # search lags
-        return Reached(contact, "linked", decide.baseline(settings, contact), (Entry(
-            "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked",
-            {"contact_id": existing["id"], "role": existing.get("role")}),))
-    contact = intercom.update_contact(existing["id"], update)
-    return Reached(contact, "updated", decide.baseline(settings, contact), (Entry(
-        "contact", "updated_existing", f"{found}; duplicates is update, so it was marked as referred and linked",
-        {"contact_id": existing["id"], "attributes": sorted(update)}),))
-
-
-def _tag(intercom: IntercomPort, plan: decide.Plan, reached: Reached) -> list[Entry]:
-    if not plan.people.tag or reached.outcome == "linked":
-        return []
-    intercom.tag_contact(reached.contact["id"], plan.people.tag)
-    return [Entry("tag", "tagged", details={"tag": plan.people.tag})]
-
-
-def _linked(settings: CampaignSettings, person: Person, reached: Reached, entries: list[Entry],
-            resumed: bool) -> Applied:
-    contact = reached.contact
-    logger.info("join applied", extra={"campaign_id": settings.campaign_id, "outcome": reached.outcome,
-                                       "email": mask_email(person.email), "contact_id": contact["id"]})
-    kind = person.values.get("type")
-    pending = kind == LEAD and settings.qualification is not None
-    result = JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=contact["id"],
-                        contact_role=contact.get("role"), baseline=reached.baseline,
-                        qualification=QState.PENDING if pending else None)
-    return Applied(reached.outcome, result, entries, contact if resumed else None)
 
 
 def _get(intercom: IntercomPort, contact_id: str) -> dict:

@@ -4,23 +4,33 @@ Chalice's SQS event source does not enable partial batch responses: whatever the
 returns, a normal return deletes the whole batch, and an exception returns the whole batch.
 So the worker deletes the records it has handled itself, then raises if any record must be
 retried: only those come back. A record that fails permanently, or too many times, is sent
-to the dead-letter queue with its reason (and the failure is in the person's history)."""
+to the dead-letter queue with its reason (and the failure is in the person's history).
+
+A record that must wait (errors.Deferred: another worker's claim, a rate-limit pause, an open
+circuit) has not failed: a copy goes back to the queue with a delay, carrying the tries used so far
+(SQS's receive count cannot tell a wait from a try), and the original is deleted. Waiting never
+uses up a try, and never sends a message to the dead-letter queue."""
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterable, Optional, Protocol, Sequence, TypeVar
 
 from .. import messages
 from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
-from ..errors import WorkError
-from ..messages import CheckMessage, ContactMessage, JoinMessage
+from ..errors import Deferred, WorkError
+from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage, VerifyMessage
 from ..observability import count, logger
-from ..ports import WorkQueue
+from ..ports import Later, WorkQueue
+from ..ports.queue import TRIES, WAITS
+from .concurrency import Runner
 from .deps import WorkDeps
-from .join import process_join
+from .duplicates import Verification, on_verify
+from .join import process_joins
 from .qualification.batch import Batch
+from .qualification.changes import on_changes
 from .qualification.checks import on_check
 from .qualification.contact_events import on_contact_event
 
@@ -45,24 +55,50 @@ class Record:
     body: str
     receipt_handle: str
     receive_count: int
+    tries_before: int = 0      # tries used by the copies this message was deferred from
+    waits: int = 0             # how often it was deferred
+
+    @property
+    def tries(self) -> int:
+        """Tries used, this receive included (a receive that ends in a wait is given back)."""
+        return self.tries_before + self.receive_count
 
     @classmethod
     def from_lambda(cls, raw: dict) -> "Record":
+        attributes = raw.get("messageAttributes") or {}
+
+        def number(name: str) -> int:
+            try:
+                return max(0, int((attributes.get(name) or {}).get("stringValue", "0")))
+            except ValueError:
+                return 0
         return cls(raw.get("messageId", ""), raw.get("body", ""), raw.get("receiptHandle", ""),
-                   int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")))
+                   int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")),
+                   number(TRIES), number(WAITS))
 
 
 M = TypeVar("M")
 C = TypeVar("C")
 
 
+def _about(message: Any, context: Any) -> Iterable[Hashable]:
+    """Who a message is about: messages sharing any of these never run at the same time."""
+    ref = getattr(message, "person_ref", None)
+    return [("person", *ref)] if ref is not None else []
+
+
 @dataclass(frozen=True)
 class Handler(Generic[M, C]):
     """How one kind of message is worked: `prepare` reads what all the batch's messages of that
-    kind need in a few batched calls; `handle` applies one message with it."""
+    kind need in a few batched calls; `handle` applies one message with it, or `run_all` applies
+    them all at once (steps shared by the whole batch: one search, one tag call) and answers, per
+    message, its outcome or the exception it failed with. `about`: the people (or contacts) a
+    message concerns; messages about the same one run one after another, in batch order."""
 
     prepare: Callable[[list[M], WorkDeps], C]
-    handle: Callable[[M, WorkDeps, C], Any]
+    handle: Optional[Callable[[M, WorkDeps, C], Any]] = None
+    run_all: Optional[Callable[[list[M], WorkDeps, C, Runner], list[Any]]] = None
+    about: Callable[[M, C], Iterable[Hashable]] = _about
 
 
 @dataclass(eq=False)
@@ -78,30 +114,104 @@ class RetryBatch(Exception):
 @dataclass
 class Result:
     record: Record
-    outcome: str                       # done | retry | dead
+    outcome: str                       # done | retry | dead | wait
     reason: Optional[str] = None
     retry_after: Optional[float] = None
+
+
+_RUNNERS: dict[int, Runner] = {}
+
+
+def runner(workers: int) -> Runner:
+    """The container's pool for running records at once (one per size)."""
+    if workers not in _RUNNERS:
+        _RUNNERS[workers] = Runner(workers)
+    return _RUNNERS[workers]
+DEFAULT_WAIT = 30.0                    # a wait that did not say how long
 
 
 def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int] = lambda: 10**9,
                  handlers: Optional[dict[type, Handler]] = None) -> dict:
     """`remaining_ms`: the Lambda's time left; records not started in time are handed back.
     Each record succeeds or fails on its own: an unreadable one goes straight to the dead-letter
-    queue with the reason, and one that breaks a batched read is found and failed alone."""
+    queue with the reason, and one that breaks a batched read is found and failed alone. The
+    records run at once (the work is I/O-bound), except those about the same person."""
     handlers = HANDLERS if handlers is None else handlers
     work.remaining_ms = remaining_ms
     jobs, results = _read(raw_records, work)
+    logger.remove_keys(["message_id"])
     contexts: dict[Job, Any] = {}
     for kind, handler in handlers.items():    # one batched read per kind, not one per record
         group = [j for j in jobs if type(j.message) is kind]
         if group:
             contexts.update(_prepare(handler, group, work.deps))
+    ready: list[Job] = []
     for job in jobs:
-        logger.append_keys(message_id=job.record.message_id)
         context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
-        results.append(_work_one(job, work, handlers, context, remaining_ms))
-    logger.remove_keys(["message_id"])
+        if isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
+            results.append(_waits(work, job.record, job.message, context))
+        elif isinstance(context, WorkError):   # its read failed: a try like any other
+            results.append(_failed(work, job.record, job.message, context.reason, True, 5))  # soon, not after the timeout
+        elif remaining_ms() < work.config.record_budget_ms:
+            # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
+            results.append(Result(job.record, "wait", "not started: the Lambda's time is running out",
+                                  retry_after=5))
+        else:
+            ready.append(job)
+    results += _run(ready, work, handlers, contexts)
     return settle(results, work)
+
+
+def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: dict[Job, Any]) -> list[Result]:
+    pool = runner(work.config.concurrency)
+    outcomes: dict[Job, Any] = {}
+    together: dict[int, list[Job]] = {}        # run_all kinds, per shared context
+    alone: list[Job] = []
+    for job in jobs:
+        if handlers[type(job.message)].run_all is not None:
+            together.setdefault(id(contexts[job]), []).append(job)
+        else:
+            alone.append(job)
+    for group in together.values():
+        run_all = handlers[type(group[0].message)].run_all
+        assert run_all is not None
+        try:
+            answers = run_all([j.message for j in group], work.deps, contexts[group[0]], pool)
+        except Exception as exc:   # a bug in the batch's own steps: every record of it failed with it
+            logger.exception("batch of records failed")
+            answers = [exc] * len(group)
+        outcomes.update(zip(group, answers))
+
+    def one(job: Job) -> Any:
+        logger.thread_safe_append_keys(message_id=job.record.message_id)
+        try:
+            handle = handlers[type(job.message)].handle
+            assert handle is not None
+            return handle(job.message, work.deps, contexts[job])
+        except WorkError:
+            raise
+        except Exception:  # a bug or an outage we did not foresee: logged here, with its traceback
+            logger.exception("record failed")
+            raise
+        finally:
+            logger.thread_safe_remove_keys(["message_id"])
+
+    about = {job: {("record", id(job)), *handlers[type(job.message)].about(job.message, contexts[job])}
+             for job in alone}
+    outcomes.update(zip(alone, pool.chains(one, alone, lambda job: about[job])))
+    return [_result(work, job, outcomes[job]) for job in jobs]
+
+
+def _result(work: Work, job: Job, outcome: Any) -> Result:
+    record, message = job.record, job.message
+    if isinstance(outcome, Deferred):    # not a failure: it waits, without using up a try
+        return _waits(work, record, message, outcome)
+    if isinstance(outcome, WorkError):
+        return _failed(work, record, message, outcome.reason, outcome.retryable, outcome.retry_after, outcome.person)
+    if isinstance(outcome, Exception):   # a bug or an outage we did not foresee: retry, then dead-letter
+        return _failed(work, record, message, f"{type(outcome).__name__}: {outcome}", True, None)
+    count("RecordsProcessed")
+    return Result(record, "done")
 
 
 def _read(raw_records: list[dict], work: Work) -> tuple[list[Job], list[Result]]:
@@ -114,24 +224,6 @@ def _read(raw_records: list[dict], work: Work) -> tuple[list[Job], list[Result]]
         except messages.Unreadable as exc:
             dead.append(_dead(work, record, f"unreadable message: {exc.reason}"))
     return jobs, dead
-
-
-def _work_one(job: Job, work: Work, handlers: dict[type, Handler], context: Any,
-              remaining_ms: Callable[[], int]) -> Result:
-    record, message = job.record, job.message
-    if isinstance(context, WorkError):   # its read failed: a try like any other
-        return _failed(work, record, message, context.reason, True, 5)   # soon, not after the timeout
-    if remaining_ms() < work.config.record_budget_ms:
-        return Result(record, "retry", "not started: the Lambda's time is running out", retry_after=5)
-    try:
-        handlers[type(message)].handle(message, work.deps, context)
-        count("RecordsProcessed")
-        return Result(record, "done")
-    except WorkError as exc:
-        return _failed(work, record, message, exc.reason, exc.retryable, exc.retry_after, exc.person)
-    except Exception as exc:  # a bug or an outage we did not foresee: retry, then dead-letter
-        logger.exception("record failed")
-        return _failed(work, record, message, f"{type(exc).__name__}: {exc}", True, None)
 
 
 def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, Any]:
@@ -162,13 +254,22 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 
 
 def _read_failed(exc: Exception) -> WorkError:
+    if isinstance(exc, Deferred):      # the read must wait (a rate-limit pause, a spent budget): it waits
+        return exc
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
 
 def settle(results: list[Result], work: Work) -> dict:
+    """`{"done", "retry", "dead"}` counts (and `"waiting"` when some records wait)."""
     retry = [r for r in results if r.outcome == "retry"]
+    waiting = [r for r in results if r.outcome == "wait"]
     summary = {"done": sum(r.outcome == "done" for r in results), "retry": len(retry),
                "dead": sum(r.outcome == "dead" for r in results)}
+    if waiting:
+        summary["waiting"] = len(waiting)
+        # Copies first: if this fails, the whole batch comes back and nothing is lost.
+        work.queue.defer([Later(r.record.body, r.retry_after or DEFAULT_WAIT, r.record.tries - 1,
+                                r.record.waits + 1) for r in waiting])
     if not retry:
         return summary
     work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
@@ -179,24 +280,41 @@ def settle(results: list[Result], work: Work) -> dict:
                      + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry))
 
 
+def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
+    """Not a failure: the record waits in the queue. A little jitter, so that what one pause held
+    back does not all come back at the same moment."""
+    delay = (exc.retry_after or DEFAULT_WAIT) + random.uniform(0, 2)
+    count("RecordsDeferred")
+    logger.info("record waits", extra={"reason": exc.reason, "seconds": round(delay), "tries": record.tries - 1,
+                                       "waits": record.waits + 1})
+    person = exc.person or message.person_ref
+    if person:
+        try:
+            work.deps.history.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, "
+                                          "without using up a try)", outcome="deferred")
+        except Exception:  # the wait stands without its note
+            logger.exception("could not note the wait in the history")
+    return Result(record, "wait", exc.reason, delay)
+
+
 def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bool, retry_after: Optional[float],
             person: Optional[tuple[str, str]] = None) -> Result:
     count("RecordsFailed")
-    if retryable and record.receive_count < work.config.max_attempts:
-        logger.warning("record will be retried", extra={"reason": reason, "attempt": record.receive_count})
+    if retryable and record.tries < work.config.max_attempts:
+        logger.warning("record will be retried", extra={"reason": reason, "attempt": record.tries})
         return Result(record, "retry", reason, retry_after)
     if retryable:
-        reason = f"gave up after {record.receive_count} tries: {reason}"
+        reason = f"gave up after {record.tries} tries: {reason}"
     return _dead(work, record, reason, person or message.person_ref)
 
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None) -> Result:
-    work.queue.dead_letter(record.body, reason, record.receive_count, iso(work.clock()))
+    work.queue.dead_letter(record.body, reason, record.tries, iso(work.clock()))
     count("DeadLettered")
     logger.error("record sent to the dead-letter queue", extra={"reason": reason})
     if person:
         work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
-            "attempts": record.receive_count, "replay": "bridge dlq replay"})])
+            "attempts": record.tries, "replay": "bridge dlq replay"})])
     return Result(record, "dead", reason)
 
 
@@ -209,16 +327,28 @@ def _prepare_joins(messages_: list[JoinMessage], deps: WorkDeps) -> JoinContext:
     return links, settings
 
 
-def _join(message: JoinMessage, deps: WorkDeps, context: JoinContext) -> str:
+def _joins(messages_: list[JoinMessage], deps: WorkDeps, context: JoinContext, pool: Runner) -> list[Any]:
     links, settings = context
-    return process_join(message, deps, links.get(message.person_ref), settings.get(message.campaign_id))
+    return process_joins(messages_, deps, links, settings, pool)
+
+
+def _contact_about(message: ContactMessage, batch: Batch) -> Iterable[Hashable]:
+    """A contact event is about its contact (and the one merged into it), and about every person
+    linked to them or, by email, to its email."""
+    ws, item = message.workspace, message.item
+    contacts = [c for c in (item.id, item.merged_from and item.merged_from.id) if c]
+    linked = [link for c in contacts for link in batch.linked_to_contact(ws, c)]
+    linked += batch.linked_to_email(ws, item.email)
+    return [*(("contact", ws, c) for c in contacts), *(("person", *link.ref) for link in linked)]
 
 
 # The one registry of what the worker does with each kind of message (chalicelib/messages.py).
 HANDLERS: dict[type, Handler] = {
-    JoinMessage: Handler(_prepare_joins, _join),
-    ContactMessage: Handler(Batch.read, on_contact_event),
+    JoinMessage: Handler(_prepare_joins, run_all=_joins),
+    ContactMessage: Handler(Batch.read, on_contact_event, about=_contact_about),
     CheckMessage: Handler(Batch.read, on_check),
+    VerifyMessage: Handler(Verification.read, on_verify),
+    ChangesMessage: Handler(lambda messages_, deps: None, on_changes),   # one search per workspace
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

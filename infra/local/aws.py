@@ -146,6 +146,11 @@ def start_moto(
     from moto.server import ThreadedMotoServer
 
     quiet_moto_logging()
+    # moto's DynamoDB is not safe for concurrent requests (a transaction deep-copies the whole table
+    # while other threads write to it, and rolls back by putting the copy back): the worker runs a
+    # batch's records at once, so every local stack serialises DynamoDB as the chaos run's does.
+    from infra.local.chaos import moto_patch
+    moto_patch.install()
     if warm:
         _warm_up()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

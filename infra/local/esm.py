@@ -17,6 +17,9 @@ What is emulated (standard queue, as configured by ``chalice deploy``):
   message this poller received and did not delete to 0.
 * SQS itself (moto) counts receives and redrives to the DLQ after
   maxReceiveCount.
+* Delays are moto's, in real time; :meth:`QueuePoller.release_delayed` ends
+  them at once (moto in this process only), as :meth:`expire_inflight` ends
+  visibility timeouts.
 
 Not emulated: batching windows, batch sizes above 10, concurrent pollers,
 Lambda timeouts killing the handler.
@@ -273,6 +276,23 @@ class QueuePoller:
             for bad in resp.get("Failed", []):
                 log.debug("could not expire %s: %s", chunk[int(bad["Id"])][0], bad)
         return changed
+
+    def release_delayed(self) -> int:
+        """Make every delayed message of the queue visible now: "its delay elapsed" (what a
+        deferred record's copy waits). moto counts delays in real time, and tests move a fake
+        clock instead; this reaches into the moto server running in this process (only there).
+
+        Returns how many messages were released."""
+        from moto.sqs.models import sqs_backends
+
+        queue = sqs_backends[self.account_id][self.region].queues[self.queue_url.rsplit("/", 1)[1]]
+        released = 0
+        with queue._messages_lock:
+            for message in queue._messages:
+                if message.delayed:
+                    message.delayed_until = 0.0
+                    released += 1
+        return released
 
     # ------------------------------------------------------------------- loop
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.history import Entry
-from chalicelib.domain.link import Claim, ContactState, JoinResult, Link, LinkStatus, PersonRef
+from chalicelib.domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
 
@@ -39,9 +39,11 @@ def test_a_finished_join_is_read_back_as_the_link_with_its_history(store):
 
 def test_a_claim_holds_until_its_lease_runs_out_and_the_loser_cannot_finish(store, clock):
     first = store.links.claim(ANN, WS, lease=120)
-    with pytest.raises(Busy):
+    clock.now += 30
+    with pytest.raises(Busy) as busy:
         store.links.claim(ANN, WS)
-    clock.now += 121
+    assert busy.value.retry_after == pytest.approx(90)          # the work waits until the lease ends
+    clock.now += 91
     second = store.links.claim(ANN, WS)
     assert second is not None and second.token != first.token
     with pytest.raises(Busy):
@@ -50,10 +52,20 @@ def test_a_claim_holds_until_its_lease_runs_out_and_the_loser_cannot_finish(stor
     assert store.links.get(ANN).contact_id == "c2"
 
 
+def test_a_claim_says_since_when_the_contact_may_exist_and_only_a_linked_join_clears_it(store, clock):
+    claim = store.links.claim(ANN, WS)
+    assert store.links.get(ANN).uncertain_since == clock.now      # a crash from here on: look before creating
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", uncertain_since=clock.now - 1,
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+    assert store.links.get(ANN).uncertain_since == clock.now - 1
+    clock.now += 5
+    again = store.links.claim(ANN, WS)
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, contact_id="c1"), [])
+    assert store.links.get(ANN).uncertain_since is None
+
+
 def test_a_failed_join_keeps_what_it_created_for_the_next_claim(store, clock):
     claim = store.links.claim(ANN, WS)
-    store.links.note_created(claim, "c9", "No")
-    assert store.links.get(ANN).contact_id == "c9"
     store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c9", baseline="No",
                                          reason="Intercom answered 400"), [Entry("join", "failed")])
     joined_at = store.links.get(ANN).joined_at
@@ -64,6 +76,25 @@ def test_a_failed_join_keeps_what_it_created_for_the_next_claim(store, clock):
     assert (link.contact_id, link.baseline, link.joined_at) == ("c9", "No", joined_at)
     found = store.lookup.look_up(emails=[(WS, "ANN@example.com")])
     assert found.linked_to_email(WS, "ann@example.com") == [link]        # forget can find a failed join
+
+
+def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
+    bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")
+    claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS)])
+    assert [c.ref for c in claims] == [ANN, bob, cid]
+    assert {store.links.get(r).status for r in (ANN, bob, cid)} == {LinkStatus.IN_PROGRESS}
+    linked = [(c, JoinResult(LinkStatus.LINKED, email="same@example.com", contact_id="c1"), [Entry("join", "linked")])
+              for c in claims[:2]]                               # two people, one contact and one email
+    stale = (JoinClaim(cid, WS, "not-the-token"), JoinResult(LinkStatus.LINKED, contact_id="c3"), [])
+    answers = store.links.finish_many([*linked, stale])
+    assert answers[:2] == [None, None] and isinstance(answers[2], Busy)
+    assert [store.links.get(r).status for r in (ANN, bob, cid)] == [LinkStatus.LINKED, LinkStatus.LINKED,
+                                                                   LinkStatus.IN_PROGRESS]
+    found = store.lookup.look_up(contacts=[(WS, "c1")])
+    assert {link.ref for link in found.linked_to_contact(WS, "c1")} == {ANN, bob}
+    assert outcomes(store, bob) == ["linked"]
+    again = store.links.claim_many([(ANN, WS), (cid, WS), (dan, WS)])   # done, held elsewhere, free
+    assert again[0] is None and isinstance(again[1], Busy) and again[2].ref == dan
 
 
 def test_get_many_reads_only_the_links_that_exist(store):
@@ -117,6 +148,13 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     with pytest.raises(Busy):                                     # someone else's view of the link is stale
         store.links.move(link, "c3", [])
     assert store.links.move(moved, "c2", []) is moved             # already there: nothing to write
+    assert moved.baseline == "No"                                 # kept unless given
+
+
+def test_a_move_to_an_older_duplicate_can_set_the_baseline(store):
+    moved = store.links.move(joined(store), "c0", [Entry("contact", "moved_to_existing")], role="user",
+                             baseline="Yes")
+    assert store.links.get(ANN) == moved and (moved.contact_id, moved.baseline) == ("c0", "Yes")
 
 
 def test_arming_is_recorded_with_its_entry(store):
@@ -184,10 +222,62 @@ def test_pending_leads_come_oldest_first_in_pages_and_leave_when_settled(store, 
     claim = store.links.start_qualifying(rest.links[0])
     store.links.finish_qualifying(claim, QState.QUALIFIED, [])
     store.links.unpend(rest.links[1], "no rule any more")
-    released = store.links.start_qualifying(first.links[0])
-    store.links.finish_qualifying(released, QState.PENDING, [Entry("qualification", "retrying")], reason="503")
-    assert [l.ref for l in store.links.pending(None, 10).links] == refs[:2]
+    unsure = store.links.start_qualifying(first.links[0])        # decided: it waits for RF, not for the contact
+    store.links.finish_qualifying(unsure, QState.UNCONFIRMED, [Entry("qualification", "unconfirmed")], reason="lost")
+    assert [l.ref for l in store.links.pending(None, 10).links] == refs[1:2]
     assert outcomes(store, refs[3])[-1] == "stopped"
+
+
+def test_pending_leads_are_counted_and_paged_from_a_join_time(store, clock):
+    from chalicelib.domain.history import iso
+    old = [PersonRef("42", str(n)) for n in range(1, 4)]
+    for n, ref in enumerate(old):
+        joined(store, ref, contact=f"c{n}", email=f"p{n}@example.com")
+    clock.now += 86400
+    young = PersonRef("42", "9")
+    joined(store, young, contact="c9", email="y@example.com")
+    bound = iso(clock.now - 3600)
+    assert store.links.count_pending() == 4 and store.links.count_pending(before=bound) == 3
+    assert [l.ref for l in store.links.pending(bound, 10).links] == [young]
+
+
+# --- the overdue index: what reconciliation finishes ------------------------------------------------
+def test_a_join_claim_past_its_lease_is_overdue_until_the_join_finishes(store, clock):
+    assert store.links.overdue(clock() + 10**6, 10) == []
+    claim = store.links.claim(ANN, WS, lease=120)
+    assert store.links.overdue(clock.now + 119, 10) == []                    # its worker may still be at it
+    [late] = store.links.overdue(clock.now + 121, 10)
+    assert (late.link.ref, late.link.status, late.lease_until) == (ANN, LinkStatus.IN_PROGRESS, clock.now + 120)
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c1",
+                                         qualification=QState.PENDING), [])
+    assert store.links.overdue(clock.now + 10**6, 10) == []
+
+
+def test_a_qualification_left_unconfirmed_is_overdue_until_a_claim_finishes_it(store, clock):
+    link = joined(store)
+    claim = store.links.start_qualifying(link, lease=120)
+    assert claim.previous is QState.PENDING
+    [dying] = store.links.overdue(clock.now + 121, 10)                        # a worker died mid-call
+    assert dying.link.qualification is QState.QUALIFYING
+    unsure = store.links.finish_qualifying(claim, QState.UNCONFIRMED, [Entry("qualification", "unconfirmed")],
+                                           reason="Referral Factory's answer was lost", lease=60)
+    assert unsure.qualification is QState.UNCONFIRMED and unsure.reason.endswith("lost")
+    assert store.links.overdue(clock.now + 59, 10) == [] and store.links.pending(None, 10).links == []
+    [late] = store.links.overdue(clock.now + 61, 10)
+    assert late.link.qualification is QState.UNCONFIRMED
+    again = store.links.start_qualifying(late.link)                           # no lease to wait for
+    assert isinstance(again, Claim) and again.previous is QState.UNCONFIRMED and not again.took_over
+    store.links.finish_qualifying(again, QState.QUALIFIED, [])
+    assert store.links.overdue(clock.now + 10**6, 10) == []
+
+
+def test_overdue_links_come_longest_overdue_first_and_a_limit_holds(store, clock):
+    refs = [PersonRef("42", str(n)) for n in range(1, 4)]
+    for ref in refs:
+        store.links.claim(ref, WS, lease=120)
+        clock.now += 1
+    got = store.links.overdue(clock.now + 500, 2)
+    assert [o.link.ref for o in got] == refs[:2] and got[0].lease_until < got[1].lease_until
 
 
 # --- history ---------------------------------------------------------------------------------------
@@ -211,6 +301,15 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
 
 
 # --- the small repositories ------------------------------------------------------------------------
+def test_the_campaigns_of_a_workspace_are_listed(store):
+    assert store.settings.campaigns(WS) == set()
+    store.settings.put("42", {"campaign_id": "42"}, WS)
+    store.settings.put("43", {"campaign_id": "43"}, WS)
+    store.settings.put("42", {"campaign_id": "42", "v": 2}, WS)
+    store.settings.put("44", {"campaign_id": "44"}, "ws2")
+    assert store.settings.campaigns(WS) == {"42", "43"} and store.settings.campaigns("ws2") == {"44"}
+
+
 def test_settings_are_versioned_and_read_in_batches(store):
     assert store.settings.put("42", {"campaign_id": "42"}, WS) == 1
     assert store.settings.put("42", {"campaign_id": "42", "v": 2}, WS) == 2
@@ -255,7 +354,54 @@ def test_the_cursor_and_the_rate_windows(store):
     assert store.cursor.get() is None
     store.cursor.set("x#1")
     assert store.cursor.get() == "x#1"
+    store.cursor.set("1790000000", "changes#ws1")                      # named positions are kept apart
+    assert (store.cursor.get(), store.cursor.get("changes#ws1"), store.cursor.get("changes#ws2")) == (
+        "x#1", "1790000000", None)
     store.cursor.set(None)
-    assert store.cursor.get() is None
-    assert [store.rates.take_slot("rf", 60, 2, ttl=600) for _ in range(3)] == [True, True, False]
-    assert store.rates.take_slot("rf", 120, 2, ttl=600)
+    assert store.cursor.get() is None and store.cursor.get("changes#ws1") == "1790000000"
+
+
+# --- the shared rate budget (adapters/ratelimit.py, domain/budget.py) --------------------------------
+def test_a_slice_hands_out_its_cap_in_blocks_and_never_more(store):
+    got = [store.rates.reserve("rf", 7, want, cap=10, ttl=600) for want in (4, 4, 4, 1)]
+    assert got == [4, 4, 2, 0]                       # the third asks for 4 and gets the last 2
+    assert store.rates.reserve("rf", 8, 3, cap=10, ttl=600) == 3          # the next slice is new
+    assert store.rates.reserve("intercom#ws1", 7, 10, cap=10, ttl=600) == 10   # budgets are apart
+    assert store.rates.used("rf", [6, 7, 8, 9]) == 13                   # handed out, not asked for
+
+
+def test_callers_in_parallel_never_get_more_than_the_cap_between_them(store, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.moto_atomic import atomic_dynamodb
+    atomic_dynamodb(monkeypatch)             # DynamoDB's one-item atomicity, which moto lacks
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda want: store.rates.reserve("rf", 1, want, cap=25, ttl=600), [3, 5, 2, 7] * 4))
+    assert sum(got) == 25 and all(0 <= g <= w for g, w in zip(got, [3, 5, 2, 7] * 4))
+
+
+def test_a_429_pauses_everyone_and_only_the_first_lowers_the_share(store):
+    from chalicelib.domain.budget import BudgetState
+    assert store.rates.state("rf") == BudgetState()
+    assert store.rates.pause("rf", until=1060.0, now=1000.0, share=0.5, strikes=1) is True
+    # more 429s of the same pause (calls that were already on their way): a longer pause, no lower share
+    assert store.rates.pause("rf", until=1070.0, now=1001.0, share=0.25, strikes=2) is False
+    assert store.rates.pause("rf", until=1065.0, now=1002.0, share=0.25, strikes=2) is False
+    state = store.rates.state("rf")
+    assert (state.pause_until, state.share, state.lowered_at, state.strikes) == (1070.0, 0.5, 1000.0, 1)
+    # a 429 after the pause ended starts a new one
+    assert store.rates.pause("rf", until=1200.0, now=1100.0, share=0.3, strikes=2) is True
+    assert (store.rates.state("rf").share, store.rates.state("rf").strikes) == (0.3, 2)
+
+
+def test_a_block_opens_the_circuit_then_one_probe_and_a_success_close_it(store):
+    store.rates.block("rf", until=1900.0, now=1000.0, reason="IP blocked")
+    store.rates.block("rf", until=2000.0, now=1100.0, reason="IP blocked again")
+    state = store.rates.state("rf")
+    assert state.blocked and (state.blocked_until, state.blocked_since, state.blocked_reason) == (
+        2000.0, 1000.0, "IP blocked again")
+    assert store.rates.probe("rf", now=1999.0, until=2060.0) is False           # not yet
+    assert [store.rates.probe("rf", now=2000.0, until=2060.0) for _ in range(2)] == [True, False]
+    assert store.rates.probe("rf", now=2061.0, until=2120.0) is True            # the prober died: another
+    store.rates.unblock("rf")
+    assert not store.rates.state("rf").blocked and store.rates.probe("rf", now=3000.0, until=3060.0) is False

@@ -139,3 +139,15 @@ def test_the_lambda_paths_never_import_the_stage_lookup():
             "print('chalicelib.stage' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_rf_blocking_us_alarms_the_topic_on_a_metric_the_code_emits():
+    """Issue 7: RF's 403 opens the circuit, the work waits in the queue, and someone is told."""
+    alarm = load_template()["Resources"]["RFBlockedAlarm"]["Properties"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, "RFBlocked")
+    assert alarm["MetricName"] in emitted_metrics()
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "Prefix"}}]      # this stage's only
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    shown = {name for namespace, name, _ in dashboard() if namespace == NAMESPACE}
+    assert {"RFBlocked", "RateLimited", "RecordsDeferred"} <= shown

@@ -74,10 +74,38 @@ def rf(clock):
     assert not sim.blocked, "we got Referral Factory to block our IP"
 
 
+class Later:
+    """Follow-up work the bridge queues with a delay (a created lead's verification, after Intercom's
+    search lag): SQS would deliver it that many real seconds later; here it is held until the test
+    says the time has come (`release()`, which also moves the fake clock by the lag). A deferred
+    record's copy (`queue.defer`) is not held: `poller.release_delayed()` frees those."""
+
+    def __init__(self, rt):
+        self.rt, self.held = rt, []
+
+    def hold(self, send_many):
+        self.send_many = send_many
+
+        def held_or_sent(messages, delay=0):
+            if delay:
+                self.held.extend(messages)
+            else:
+                send_many(messages)
+        return held_or_sent
+
+    def release(self) -> int:
+        self.rt.clock.now += self.rt.config.search_lag
+        sent, self.held[:] = list(self.held), []
+        if sent:
+            self.send_many(sent)
+        return len(sent)
+
+
 class Bridge:
     def __init__(self, rt, server, poller, resources, intercom, rf):
         self.rt, self.server, self.poller, self.resources = rt, server, poller, resources
         self.intercom, self.rf = intercom, rf
+        self.later = Later(rt)
 
     def post_join(self, body, secret=SECRET, raw: bytes | None = None, headers=None) -> requests.Response:
         hdrs = {"Content-Type": "application/json", **({"X-Bridge-Secret": secret} if secret else {}),
@@ -112,7 +140,8 @@ class Bridge:
     def queued(self) -> int:
         attrs = self.resources.client("sqs").get_queue_attributes(
             QueueUrl=self.resources.queue_url, AttributeNames=["ApproximateNumberOfMessages",
-                                                              "ApproximateNumberOfMessagesNotVisible"])
+                                                              "ApproximateNumberOfMessagesNotVisible",
+                                                              "ApproximateNumberOfMessagesDelayed"])
         return sum(int(v) for v in attrs["Attributes"].values())
 
     def dead_letters(self) -> list[dict]:
@@ -147,7 +176,9 @@ def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
     reset_default_runtime(rt)
     server = serve_app(app_module.app)
     poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
-    yield Bridge(rt, server, poller, resources, intercom, rf)
+    bridge = Bridge(rt, server, poller, resources, intercom, rf)
+    monkeypatch.setattr(rt.queue, "send_many", bridge.later.hold(rt.queue.send_many))
+    yield bridge
     server.stop()
     reset_default_runtime(None)
 

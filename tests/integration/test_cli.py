@@ -18,10 +18,14 @@ def write(tmp_path, doc) -> str:
 
 def test_settings_apply_then_show(bridge, tmp_path, capsys):
     assert main(["settings", "apply", write(tmp_path, lead_settings())], rt=bridge.rt) == 0
-    assert json.loads(capsys.readouterr().out) == {"campaign_id": "42", "version": 1}
+    # the workspace lacked the bridge's marker attribute: applying made it (once)
+    assert json.loads(capsys.readouterr().out) == {"campaign_id": "42", "version": 1,
+                                                   "created": ["custom_attributes.rf_person"]}
+    assert main(["settings", "apply", write(tmp_path, lead_settings())], rt=bridge.rt) == 0
+    assert json.loads(capsys.readouterr().out) == {"campaign_id": "42", "version": 2}
     assert main(["settings", "show", "42"], rt=bridge.rt) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["version"] == 1 and shown["settings"]["leads"]["action"] == "create_lead"
+    assert shown["version"] == 2 and shown["settings"]["leads"]["action"] == "create_lead"
 
 
 def test_invalid_settings_name_the_key_and_the_fix_and_are_not_stored(bridge, tmp_path, capsys):

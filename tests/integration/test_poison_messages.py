@@ -71,11 +71,12 @@ def test_nine_contact_events_qualify_on_the_first_delivery_beside_a_poison_event
     assert dead["body"] == poison and dead["reason"] == "unreadable message: intercom.contact.item: must be an object"
 
 
-def test_nine_reconciliation_checks_qualify_on_the_first_delivery_beside_a_poison_check(bridge, intercom, rf):
-    people = joined_leads(bridge, intercom, rf)
+def test_nine_reconciliation_messages_qualify_on_the_first_delivery_beside_a_poison_check(bridge, intercom, rf):
+    people = joined_leads(bridge, intercom, rf, n=8)
     for _, contact in people:
         intercom.update_contact(contact["id"], signed_up="Yes")        # the webhooks were lost
-    assert bridge.reconcile()["queued"] == 9
+    run = bridge.reconcile()
+    assert (run["queued"], run["searches"]) == (8, 1)                  # a check per lead, one search of changes
     enqueue(bridge, {"kind": "intercom.check", "campaign_id": "42", "rf_user_id": "7"})    # no workspace
 
     first_delivery(bridge)

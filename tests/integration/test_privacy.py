@@ -37,7 +37,7 @@ def test_forget_erases_a_person_across_campaigns_and_leaves_others_untouched(bri
     bridge.drain()
     assert qualified_ids(rf) == [ann["id"]]
     ann_again = rf.add_user(43, "ann@example.com", "Ann", referrer_id=rf.add_user(43, "r@example.com", "R")["id"])
-    intercom.fail_next("PUT", r"^/contacts/", 400)                 # her second join fails: a dead letter
+    intercom.fail_next("GET", r"^/contacts/", 400)                 # her second join fails: a dead letter
     bridge.post_join(join_body(ann_again))
     bob = new_lead(rf, email="bob@example.com", first_name="Bob")
     intercom.fail_next("POST", r"^/contacts$", 400)                # and so does Bob's: his must stay

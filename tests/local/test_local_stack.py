@@ -68,7 +68,7 @@ def test_deploy_creates_the_template_resources(stack: Resources):
 
     table = stack.client("dynamodb").describe_table(TableName=stack.table)["Table"]
     assert {k["AttributeName"] for k in table["KeySchema"]} == {"pk", "sk"}
-    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"pending"}
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"pending", "overdue"}
 
     attrs = stack.client("sqs").get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == "720"  # template default

@@ -368,3 +368,37 @@ def test_rf_rate_limit_then_ip_block(rf, clock):
     clock.advance(3600)
     r = call(rf, "GET", "/campaigns")
     assert r.status_code == 403 and r.json() == {"code": 403, "message": "IP blocked"}
+
+
+@pytest.mark.parametrize("how", ["drop", "500"])
+def test_an_answer_lost_after_the_request_was_applied(rf, how):
+    ref = rf.add_user(7, "r@x.io", "Ref")
+    lead = rf.add_user(7, "l@x.io", "Lead", referrer_id=ref["id"])
+    rf.lose_answer_next("PUT", "qualification", how)
+    if how == "drop":
+        with pytest.raises(requests.ConnectionError):
+            call(rf, "PUT", "/users/qualification", json={"qualified": True, "id": lead["id"]})
+    else:
+        assert call(rf, "PUT", "/users/qualification", json={"qualified": True, "id": lead["id"]}).status_code == 500
+    assert rf.qualified[lead["id"]] and [c["status"] for c in rf.qualification_calls] == [200]   # applied
+    assert rf.requests[-1]["lost"] == how
+    assert call(rf, "GET", f"/users/{lead['id']}").json()["data"]["qualified_at"]           # the next is answered
+
+
+def test_a_stalled_answer_after_applying_times_the_client_out(ic):
+    ic.lose_answer_next("POST", "^/contacts$", "stall", seconds=0.3)
+    with pytest.raises(requests.Timeout):
+        ic.session.post(ic.base_url + "/contacts", json={"email": "s@x.io"}, timeout=0.05)
+    assert [c["email"] for c in ic.contacts.values()] == ["s@x.io"]
+
+
+def test_another_client_spends_part_of_every_window_and_windows_may_start_anywhere(rf, clock):
+    clock.now = 1_700_000_000.0
+    rf.rate_limit, rf.window_offset = 5, 30.0          # windows [1_699_999_950, 1_700_000_010), ...
+    rf.spend_elsewhere(3)
+    assert [call(rf, "GET", "/campaigns").status_code for _ in range(3)] == [200, 200, 429]
+    clock.now = 1_700_000_009.0
+    assert call(rf, "GET", "/campaigns").status_code == 429
+    clock.now = 1_700_000_010.0                         # a new window: the other client spent 3 again
+    assert [call(rf, "GET", "/campaigns").status_code for _ in range(3)] == [200, 200, 429]
+    assert rf.busiest() == 7 and rf.busiest(seconds=1) == 3   # two windows of its own, one 60 s span

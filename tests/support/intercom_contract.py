@@ -222,7 +222,33 @@ def _read_only(validator: Any, value: Any, instance: Any, schema: Any) -> Iterab
         yield ValidationError("is a readOnly property and must not be sent in a request")
 
 
-_RequestValidator = validators.extend(Draft4Validator, {"readOnly": _read_only})
+def _required(validator: Any, schema: Any) -> frozenset[str]:
+    for _ in range(50):
+        if not (isinstance(schema, dict) and "$ref" in schema):
+            break
+        schema = validator._resolver.lookup(schema["$ref"]).contents
+    return frozenset(schema.get("required", ())) if isinstance(schema, dict) else frozenset()
+
+
+_ONE_OF = Draft4Validator.VALIDATORS["oneOf"]
+
+
+def _one_of(validator: Any, one_of: Any, instance: Any, schema: Any) -> Iterable[ValidationError]:
+    """oneOf, with the spec's overlapping alternatives told apart by what they require: a body that
+    matches several is the one alternative whose required properties include every other match's
+    (e.g. POST /tags: {name, users} is tag_multiple_users_request, although create_or_update_tag_request,
+    which requires only `name` and allows other properties, matches it too). Matches that require the
+    same properties (tag_company_request and untag_company_request) stay ambiguous: an error."""
+    matched = [alt for alt in one_of if validator.evolve(schema=alt).is_valid(instance)]
+    if len(matched) > 1:
+        required = [_required(validator, alt) for alt in matched]
+        widest = max(required, key=len)
+        if all(r < widest for r in required if r is not widest) and required.count(widest) == 1:
+            return
+    yield from _ONE_OF(validator, one_of, instance, schema)
+
+
+_RequestValidator = validators.extend(Draft4Validator, {"readOnly": _read_only, "oneOf": _one_of})
 
 
 # --------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_reconcile_queues_the_pending_leads_oldest_first_and_resumes_where_it_st
     for user in ("1", "2", "3"):
         joined(work, user, email=f"p{user}@example.com")
     joined(work, "4", email="r@example.com", kind="referrer")
-    assert reconcile(work, limit=2) == {"queued": 2, "round_complete": False}
-    assert reconcile(work, limit=2) == {"queued": 1, "round_complete": True}
+    assert reconcile(work, limit=2) == {"queued": 2, "round_complete": False, "searches": 0, "overdue": 0}
+    assert reconcile(work, limit=2) == {"queued": 1, "round_complete": True, "searches": 0, "overdue": 0}
     assert [m["rf_user_id"] for m in work.queue.sent] == ["1", "2", "3"]
     assert work.store.cursor.get() is None

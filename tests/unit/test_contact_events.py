@@ -37,6 +37,47 @@ def test_a_later_message_of_the_batch_sees_what_an_earlier_one_changed():
     assert link_of(work).armed and work.apis.rf_.qualified == ["7"]
 
 
+def test_yes_newer_delivered_before_no_older_qualifies_in_the_same_drain():
+    """require_change, and the contact already had "Yes" when the person joined: it went "No", then
+    "Yes" again. The newer "Yes" arrives first (noted: no change seen yet), then the older "No",
+    which arms the link: the contact's value now is read at once, and it qualifies."""
+    work = world()
+    link, contact = joined(work, signed_up="Yes")
+    now = work.clock()
+    yes = event(dict(contact, custom_attributes={"signed_up": "Yes"}), notification="n2", created_at=now + 20)
+    no = event(dict(contact, custom_attributes={"signed_up": "No"}), notification="n1", created_at=now + 10)
+    run(work, yes)
+    assert work.apis.rf_.qualified == [] and not link_of(work).armed
+    run(work, no)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert work.apis.intercom_.calls == ["get"]
+    assert history(work)[-3:] == [("evaluation", "not_met"), ("evaluation", "met"), ("qualification", "qualified")]
+    assert "then the contact read at once" in reasons(work)[-1]
+
+
+def test_arming_on_the_latest_value_reads_the_contact_and_waits():
+    work = world()
+    link, contact = joined(work, signed_up="Yes")
+    set_value(work, contact, "No")
+    run(work, event(contact, created_at=work.clock() + 5))
+    assert link_of(work).armed and work.apis.rf_.calls == [] and history(work)[-1] == ("evaluation", "not_met")
+
+
+def test_a_failed_read_after_arming_writes_nothing_so_the_retry_reads_again():
+    import pytest
+    from chalicelib.errors import Transient
+    from chalicelib.services.worker import RetryBatch
+    work = world()
+    link, contact = joined(work, signed_up="Yes")
+    no = event(dict(contact, custom_attributes={"signed_up": "No"}), created_at=work.clock() + 5)
+    work.apis.intercom_.fail["get"] = Transient("Intercom answered 503")
+    with pytest.raises(RetryBatch):
+        run(work, no)
+    assert not link_of(work).armed
+    run(work, no)
+    assert work.apis.rf_.qualified == ["7"]
+
+
 def test_an_older_archive_does_not_undo_a_newer_unarchive():
     work = world()
     link, contact = joined(work)
@@ -79,6 +120,22 @@ def test_a_contact_nobody_is_linked_to_is_done_and_counted():
     stranger = work.apis.intercom_.add("who@example.com")
     assert run(work, event(stranger)) == {"done": 1, "retry": 0, "dead": 0}
     assert work.apis.rf_.calls == []
+
+
+def test_events_about_unlinked_contacts_write_nothing():
+    """A batch of 10: one batched read, no "seen" marks (a repeat of such an event costs a read and
+    changes nothing)."""
+    work = world()
+    strangers = [work.apis.intercom_.add(f"who{n}@example.com") for n in range(10)]
+    assert run(work, *[event(s, notification=f"n{n}") for n, s in enumerate(strangers)])["done"] == 10
+    assert work.store.tables.seen == {} and work.store.tables.history == {}
+
+
+def test_an_event_about_a_linked_contact_is_marked_seen():
+    work = world()
+    link, contact = joined(work)
+    run(work, event(contact, notification="n-linked"))
+    assert ("ws", "n-linked") in work.store.tables.seen
 
 
 def test_with_match_email_a_duplicate_contact_with_the_leads_email_qualifies_them():

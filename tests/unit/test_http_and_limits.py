@@ -1,41 +1,51 @@
-import pytest
+"""The retry policy and the shared rate limiter, on the store's in-memory twin and injected clocks."""
+import random
 
-from urllib3.exceptions import ConnectTimeoutError
+import pytest
+from urllib3.exceptions import ConnectTimeoutError, ProtocolError, ReadTimeoutError
 
 from chalicelib.adapters.http import retry_policy
-from chalicelib.adapters.ratelimit import SharedLimiter
-from chalicelib.errors import Transient
 from chalicelib.adapters.memory import MemoryRates
+from chalicelib.adapters.ratelimit import CircuitOpen, SharedLimiter
+from chalicelib.domain.budget import BudgetState, Slicing
+from chalicelib.errors import Deferred, Transient
 from tests.fakes import FakeClock
+from tests.support.virtual_time import VirtualTime, busiest
 
 
 class Resp:
     def __init__(self, headers, status=429):
         self.headers, self.status = headers, status
 
+    def get_redirect_location(self):
+        return None
 
-def policy(clock, taken, max_wait=20):
-    return retry_policy(clock, clock.sleep, lambda: taken.append(clock()), max_wait)
+
+def policy(clock, taken, max_wait=20, throttled=None, idempotent=True):
+    return retry_policy(clock, clock.sleep, lambda: taken.append(clock()), max_wait,
+                        on_throttled=(throttled.append if throttled is not None else (lambda wait: None)),
+                        idempotent=idempotent)
 
 
-def test_retry_honours_x_ratelimit_reset_then_takes_a_slot():
+# --- the retry policy ------------------------------------------------------------------------------
+@pytest.mark.parametrize("headers,told", [({"Retry-After": "2"}, 2), ({"X-RateLimit-Reset": "+4"}, 4)])
+def test_a_429_tells_the_limiter_how_long_everyone_waits_and_the_limiter_does_the_waiting(headers, told):
+    clock, taken, throttled = FakeClock(), [], []
+    if "X-RateLimit-Reset" in headers:
+        headers = {"X-RateLimit-Reset": str(int(clock()) + 4)}
+    retry = policy(clock, taken, throttled=throttled)
+    retry = retry.increment(method="GET", url="/x", response=Resp(headers))
+    retry.sleep(Resp(headers))
+    assert throttled == [told] and clock.slept == [] and len(taken) == 1    # the slot is the limiter's wait
+
+
+def test_a_5xx_with_retry_after_waits_as_told_and_too_long_a_wait_goes_back_to_the_queue():
     clock, taken = FakeClock(), []
-    retry = policy(clock, taken)
-    retry.sleep(Resp({"X-RateLimit-Reset": str(int(clock()) + 4)}))
-    assert 4 <= clock.slept[0] <= 4.5 and len(taken) == 1
-
-
-def test_retry_honours_retry_after():
-    clock, taken = FakeClock(), []
-    policy(clock, taken).sleep(Resp({"Retry-After": "2"}))
-    assert 2 <= clock.slept[0] <= 2.5
-
-
-def test_a_wait_too_long_for_a_lambda_goes_back_to_the_queue():
-    clock, taken = FakeClock(), []
+    policy(clock, taken).sleep(Resp({"Retry-After": "2"}, status=503))
+    assert 2 <= clock.slept[0] <= 2.5 and len(taken) == 1
     with pytest.raises(Transient) as exc:
-        policy(clock, taken).sleep(Resp({"Retry-After": "3600"}))
-    assert exc.value.retry_after >= 3600 and clock.slept == [] and taken == []
+        policy(clock, taken).sleep(Resp({"Retry-After": "3600"}, status=503))
+    assert exc.value.retry_after >= 3600 and not isinstance(exc.value, Deferred)      # a 503 is a try
 
 
 def test_backoff_grows_with_jitter_and_stays_capped():
@@ -46,35 +56,196 @@ def test_backoff_grows_with_jitter_and_stays_capped():
     assert 0 < retry.get_backoff_time() <= 5
 
 
-def test_retry_policy_covers_429_5xx_and_every_method():
+def test_an_idempotent_request_is_retried_on_429_5xx_and_read_errors():
     retry = policy(FakeClock(), [])
-    assert all(retry.is_retry("POST", s) for s in (429, 500, 502, 503, 504))
-    assert not retry.is_retry("POST", 400) and not retry.is_retry("PUT", 422)
+    assert all(retry.is_retry("GET", s) for s in (429, 500, 502, 503, 504))
+    assert not retry.is_retry("GET", 400) and not retry.is_retry("PUT", 422)
+    assert retry.increment(method="GET", url="/u", error=ReadTimeoutError(None, "/u", "timed out")).read == 2
 
 
-def test_shared_limiter_waits_for_the_next_window_when_the_budget_is_spent():
-    clock, slots = FakeClock(now=600.0), MemoryRates()
-    limiter = SharedLimiter(slots, "rf", limit=3, window=60, clock=clock, sleeper=clock.sleep, max_wait=120)
-    for _ in range(4):
-        limiter.acquire()
-    assert len(clock.slept) == 1 and 60 <= clock.slept[0] <= 60.1
-    assert sorted(slots.windows.values()) == [1, 3]
+def test_a_request_that_may_not_be_sent_twice_is_retried_only_when_it_surely_was_not_applied():
+    retry = policy(FakeClock(), [], idempotent=False)
+    assert retry.is_retry("PUT", 429)
+    assert not any(retry.is_retry("PUT", s) for s in (500, 502, 503, 504))
+    assert retry.increment(method="PUT", url="/q", error=ConnectTimeoutError()).connect == 2   # never sent
+    for lost in (ReadTimeoutError(None, "/q", "timed out"), ProtocolError("Connection aborted.")):
+        with pytest.raises(type(lost)):
+            retry.increment(method="PUT", url="/q", error=lost)
 
 
-def test_shared_limiter_gives_work_back_rather_than_wait_too_long():
-    clock, slots = FakeClock(now=600.0), MemoryRates()
-    limiter = SharedLimiter(slots, "rf", limit=1, window=60, clock=clock, sleeper=clock.sleep, max_wait=20)
-    limiter.acquire()
-    with pytest.raises(Transient, match="budget of 1 calls per 60s is spent"):
-        limiter.acquire()
-    assert clock.slept == []
+# --- slices: no span of the window anywhere over the budget --------------------------------------------
+def test_referral_factorys_budget_runs_at_95_percent_and_no_60s_span_can_pass_600():
+    rf = Slicing(600, 60, skew=1.0)
+    assert rf.sustained() == 570 and rf.sustained() / 600 >= 0.9
+    # a span of 60 s (plus 1 s for a call to reach RF) touches at most `spans` slices
+    assert rf.spans * rf.cap() <= 600
+    assert Slicing(1666, 10, skew=0.5).sustained() == 1359     # Intercom: slices of at least a second
+    assert Slicing(5, 60).sustained() == 3                    # a tiny budget: fewer, longer slices
+    with pytest.raises(ValueError, match="too small"):
+        Slicing(1, 60)
 
 
-def test_two_limiters_share_one_budget():
-    clock, slots = FakeClock(now=600.0), MemoryRates()
-    a, b = (SharedLimiter(slots, "rf", limit=2, window=60, clock=clock, sleeper=clock.sleep, max_wait=0)
-            for _ in range(2))
+def test_a_429_lowers_the_budget_to_what_the_other_clients_pace_leaves():
+    state = BudgetState()
+    assert state.lowered(now=1000) == (0.5, 1)                       # nothing known: half
+    # all our callers used 200 of RF's 600 in the window that went over: someone else used 400
+    assert state.lowered(now=1000, used=200, limit=600) == (pytest.approx(0.8 * 200 / 600), 1)
+    # ...and had used them a third of the way through it: at that pace they need the whole window
+    assert state.lowered(now=1000, used=400, limit=600, elapsed=1 / 3) == (0.1, 1)    # never below a tenth
+    assert BudgetState(share=0.3, lowered_at=0, strikes=1).lowered(0, used=590, limit=600)[0] == 0.3  # never up
+
+
+def test_a_lowered_budget_recovers_slowly_and_more_slowly_after_repeats_and_not_after_the_third():
+    state = BudgetState(share=0.5, lowered_at=0, strikes=1)
+    assert state.share_at(0) == 0.5 and state.share_at(3600) == pytest.approx(0.6)    # a tenth an hour
+    assert state.share_at(5 * 3600) == 1.0 and state.lowered(5 * 3600)[1] == 1       # whole again: strikes reset
+    assert BudgetState(share=0.5, lowered_at=0, strikes=2).share_at(4 * 3600) == pytest.approx(0.6)  # 4x slower
+    last = BudgetState(share=0.2, lowered_at=0, strikes=3)               # one more window over: RF blocks
+    assert last.share_at(86_000) == 0.2 and last.share_at(86_400 + 3600) > 0.2         # held for a day
+    assert last.lowered(100)[1] == 4
+
+
+def limiter(rates, clock, limit=600, window=60, **kw):
+    kw.setdefault("max_wait", 3600)
+    kw.setdefault("block_status", 403)              # as the runtime makes RF's
+    return SharedLimiter(rates, "rf", limit, window, vendor="Referral Factory", clock=clock, sleeper=clock.sleep, **kw)
+
+
+def test_one_container_takes_its_slots_in_blocks_and_runs_at_the_sustained_rate():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    writes = []
+    reserve = rates.reserve
+    rates.reserve = lambda *a, **kw: writes.append(a) or reserve(*a, **kw)
+    rf, times = limiter(rates, clock), []
+    for _ in range(1200):
+        rf.acquire()
+        times.append(clock())
+    assert busiest(times, 60) <= 585                     # any 60 s, wherever RF's minute starts
+    assert 1200 / ((times[-1] - times[0]) / 60) >= 540   # >= 90% of RF's 600/min
+    assert len(writes) < 1200 / 5                        # a write reserves several slots
+
+
+def test_several_containers_in_parallel_never_pass_the_budget_in_any_60s():
+    """Eight containers (each its own limiter), one shared budget; the clock moves only when all of
+    them wait, so their reservations really race. A call takes 50-300 ms, now and then seconds."""
+    clock, rates = VirtualTime(), MemoryRates()
+    taken: list[float] = []
+
+    def container(seed: int):
+        rf, rng = limiter(rates, clock), random.Random(seed)
+        for _ in range(150):
+            rf.acquire()
+            taken.append(clock())
+            clock.sleep(rng.uniform(0.05, 0.3) if rng.random() > 0.05 else rng.uniform(0, 5))
+    clock.run([lambda s=s: container(s) for s in range(8)])
+    assert len(taken) == 1200
+    assert busiest(taken, 60) <= 600 and busiest(taken, 61) <= 600
+    assert 1200 / ((max(taken) - min(taken)) / 60) >= 510          # and they still use most of it
+
+
+def test_a_429_pauses_every_container_and_lowers_the_budget_for_all():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    a, b = limiter(rates, clock), limiter(rates, clock)
     a.acquire()
     b.acquire()
-    with pytest.raises(Transient):
-        a.acquire()
+    a.throttled(30.0)                              # RF: Retry-After 30
+    start = clock()
+    clock.now += 2
+    b.acquire()                                    # b reads the pause at its next slice, and waits
+    assert clock() >= start + 30
+    # they had used 2 of RF's 600 when it said 429: someone else uses the rest, so the budget falls to
+    # its floor, a tenth, and recovers from there
+    assert rates.state("rf").share == 0.1 and rates.state("rf").strikes == 1
+    assert b.slicing.cap(rates.state("rf").share_at(clock())) == 1
+
+
+def test_a_429_from_a_vendor_that_never_blocks_pauses_everyone_and_keeps_the_budget_whole():
+    """Intercom does not block after repeated excess: its reset is honoured by every caller, and the
+    budget is not lowered (one 429 would otherwise hold every join back for hours)."""
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    a = SharedLimiter(rates, "intercom#ws", 100, 10, vendor="Intercom", clock=clock, sleeper=clock.sleep, max_wait=60)
+    b = SharedLimiter(rates, "intercom#ws", 100, 10, vendor="Intercom", clock=clock, sleeper=clock.sleep, max_wait=60)
+    a.acquire()
+    a.throttled(5.0)
+    start = clock()
+    b.acquire()
+    assert clock() >= start + 5 and rates.state("intercom#ws").share == 1.0
+    assert rates.state("intercom#ws").strikes == 0
+
+
+def test_a_pause_longer_than_a_lambda_may_wait_defers_the_work():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    rf = limiter(rates, clock, max_wait=20)
+    rf.throttled(45.0)
+    with pytest.raises(Deferred, match="Referral Factory answered 429: every call waits") as exc:
+        rf.acquire()
+    assert 45 <= exc.value.retry_after <= 46 and clock.slept == []
+
+
+def test_a_spent_budget_defers_rather_than_wait_too_long():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    rf = limiter(rates, clock, limit=5, max_wait=0)
+    rf.acquire()
+    with pytest.raises(Deferred, match=r"shared Referral Factory budget \(5 calls per 60s\) is spent"):
+        rf.acquire()
+
+
+def test_a_block_opens_the_circuit_for_every_container_then_one_probe_closes_it():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    a, b = (limiter(rates, clock, block_status=403, recheck=900) for _ in range(2))
+    a.acquire()
+    b.acquire()
+    with pytest.raises(CircuitOpen, match=r"^Referral Factory answered 403: IP blocked \(since .*\): Referral "
+                       r"Factory has probably blocked this IP .* the work waits in the queue$"):
+        a.answered(403, "Referral Factory answered 403: IP blocked")
+    clock.now += 2                                 # b's next slice: it reads the state
+    with pytest.raises(CircuitOpen) as held:
+        b.acquire()
+    assert 890 < held.value.retry_after <= 900
+    clock.now += 900
+    a.acquire()                                    # a probes...
+    with pytest.raises(CircuitOpen):
+        b.acquire()                                # ...and b waits for its answer
+    a.answered(200, "")
+    clock.now += 2
+    b.acquire()
+    assert not rates.state("rf").blocked
+
+
+def test_other_answers_never_open_a_circuit():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    intercom = SharedLimiter(rates, "intercom#ws", 1666, 10, clock=clock, sleeper=clock.sleep)
+    intercom.acquire()
+    intercom.answered(403, "Intercom answered 403 api_plan_restricted")
+    assert not rates.state("intercom#ws").blocked
+
+
+def contend(other: int, spread: bool, hours: float) -> tuple[int, float]:
+    """RF (its windows start at second 23) with another client spending `other` calls of every
+    window, spread over it or all at its start, and the bridge calling without a pause for hours
+    (50 ms a call). Answers the windows that went over, and the bridge's calls a minute."""
+    clock, rates = FakeClock(now=1_790_000_000.0), MemoryRates()
+    rf = limiter(rates, clock, max_wait=10**6)
+    end, mine, over, calls = clock() + hours * 3600, {}, set(), 0
+    while clock() < end:
+        rf.acquire()
+        now = clock()
+        start = (now - 23) // 60 * 60 + 23
+        theirs = other * (now - start) / 60 if spread else other
+        if mine.get(start, 0) + 1 + theirs > 600:
+            over.add(start)
+            rf.throttled(start + 60 - now)                     # RF: Retry-After until its window ends
+        else:
+            mine[start] = mine.get(start, 0) + 1
+            calls += 1
+        clock.now += 0.05
+    return len(over), calls / (hours * 60)
+
+
+@pytest.mark.parametrize("other,spread", [(400, True), (400, False), (200, True)])
+def test_hours_beside_another_client_of_rf_never_go_over_more_than_3_windows(other, spread):
+    """RF blocks the IP after more than 3 windows over. Each 429 lowers the budget to what the other
+    client's pace leaves, recovery is slow, slower after each 429, and held after the third."""
+    over, per_minute = contend(other, spread, hours=6)
+    assert over <= 3
+    assert per_minute >= 0.5 * (600 - other)                  # and the bridge still gets work done

@@ -1,12 +1,16 @@
-"""Use case: a person joined. Through the worker's registry, on the store's twin and fake APIs."""
+"""Use case: people joined. Through the worker's registry, on the store's twin and fake APIs."""
 from __future__ import annotations
+
+import pytest
 
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
-from chalicelib.errors import Permanent
+from chalicelib.errors import Permanent, Uncertain
 from chalicelib.messages import JoinMessage
+from chalicelib.ports.store import LEASE_SECONDS
+from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import history, link_of, run
+from tests.unit.scenario import history, link_of, reasons, run
 
 SETTINGS = {
     "campaign_id": "42", "workspace": "ws",
@@ -20,6 +24,7 @@ SETTINGS = {
 LEAD = {"id": "7", "campaign_id": "42", "email": "Ann@Example.com", "first_name": "Ann", "type": "lead",
         "referrer_id": "3"}
 RF_USERS = {"7": {**LEAD, "code": "c7"}, "3": {"id": 3, "first_name": "Rita", "email": "rita@example.com"}}
+LAG = 180.0          # the search lag the bridge allows for (Config.search_lag's default)
 
 
 def world(settings=SETTINGS) -> FakeWork:
@@ -32,19 +37,54 @@ def join(person=LEAD, user="7", replayed_from=None) -> dict:
     return JoinMessage(campaign_id="42", rf_user_id=user, person=person, replayed_from=replayed_from).wire()
 
 
-def test_a_new_lead_is_created_with_referrer_and_campaign_fields_and_the_initial_value():
+def comes_back(work: FakeWork, *bodies) -> str:
+    """The batch hands its record(s) back to the queue: why."""
+    with pytest.raises(RetryBatch) as raised:
+        run(work, *bodies)
+    return str(raised.value)
+
+
+def verifications(work: FakeWork) -> list[dict]:
+    return [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "join.verify"]
+
+
+def test_a_new_lead_is_created_with_referrer_and_campaign_fields_the_initial_value_and_our_marker():
     work = world()
     assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
     [contact] = work.apis.intercom_.contacts.values()
     assert contact["role"] == "lead" and contact["email"] == "ann@example.com"
-    assert contact["custom_attributes"] == {"referred_by": "Rita", "campaign": "Friends of Acme", "signed_up": "No"}
+    assert contact["custom_attributes"] == {"referred_by": "Rita", "campaign": "Friends of Acme", "signed_up": "No",
+                                            "rf_person": "42#7"}
     link = link_of(work)
-    assert (link.status, link.baseline, link.qualification, link.email) == (
-        LinkStatus.LINKED, "No", QState.PENDING, "ann@example.com")
+    assert (link.status, link.baseline, link.qualification, link.email, link.uncertain_since) == (
+        LinkStatus.LINKED, "No", QState.PENDING, "ann@example.com", None)
     assert work.apis.intercom_.tags == [(contact["id"], "Referred")]
     received = work.store.history.entries(PersonRef("42", "7"))[0]
     assert received.details == {"type": "lead", "fetched_from_referral_factory": ["referrer"]}
     assert history(work)[1:] == [("contact", "created"), ("tag", "tagged")]
+    [check] = verifications(work)                      # looked at again once search has caught up
+    assert (check["contact_id"], check["not_before"]) == (contact["id"], work.clock.now + LAG)
+    assert work.queue.sent_delays == [LAG]
+
+
+def test_the_marker_attribute_is_created_once_when_the_workspace_lacks_it():
+    work = world()
+    run(work, join())
+    run(work, join({**LEAD, "email": "bob@example.com"}, user="8"))
+    assert work.apis.intercom_.calls.count("attribute") == 1
+    assert "custom_attributes.rf_person" in work.apis.intercom_.attributes
+
+
+def test_a_batch_of_ten_new_leads_makes_one_search_ten_creates_and_one_tag_call():
+    work = world()
+    run(work, join())                                              # warm: the marker attribute exists
+    calls = len(work.apis.intercom_.calls)
+    bodies = [join({**LEAD, "id": str(n), "email": f"lead{n}@example.com"}, user=str(n)) for n in range(10, 20)]
+    assert run(work, *bodies) == {"done": 10, "retry": 0, "dead": 0}
+    made = work.apis.intercom_.calls[calls:]
+    assert sorted(made) == ["create"] * 10 + ["search", "tag"]
+    assert len(made) / 10 <= 1.5
+    assert len(work.apis.intercom_.tags) == 11 and len(verifications(work)) == 11
 
 
 def test_the_same_join_again_is_a_counted_repeat_and_changes_nothing():
@@ -55,14 +95,125 @@ def test_the_same_join_again_is_a_counted_repeat_and_changes_nothing():
     assert [e.count for e in work.store.history.entries(PersonRef("42", "7")) if e.event == "join"] == [2]
 
 
-def test_an_existing_user_found_by_409_is_updated_but_keeps_its_value_as_the_baseline():
+def test_two_people_with_one_email_in_one_batch_share_one_contact():
     work = world()
-    existing = work.apis.intercom_.add("ann@example.com", role="user", searchable=False, signed_up="Yes")
+    run(work, join(), join({**LEAD, "id": "8"}, user="8"))
+    [contact] = work.apis.intercom_.contacts.values()
+    assert link_of(work, "7").contact_id == link_of(work, "8").contact_id == contact["id"]
+    assert ("contact", "updated_existing") in history(work, "8")
+
+
+# --- duplicates: update keeps what the contact has -----------------------------------------------------
+
+def test_duplicates_update_keeps_the_name_an_existing_contact_has_and_fills_the_empty_fields():
+    work = world()
+    existing = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    existing["name"] = "Existing User"
+    run(work, join())
+    assert existing["name"] == "Existing User"
+    assert existing["custom_attributes"] == {"signed_up": "Yes", "referred_by": "Rita", "campaign": "Friends of Acme"}
+    assert work.apis.intercom_.tags == [(existing["id"], "Referred")]
+    link = link_of(work)
+    assert (link.contact_id, link.baseline) == (existing["id"], "Yes")
+    [updated] = [e for e in work.store.history.entries(link.ref) if e.outcome == "updated_existing"]
+    assert updated.details["kept"] == ["name"] and "rf_person" not in str(updated.details)
+
+
+def test_overwrite_true_replaces_the_name():
+    doc = {**SETTINGS, "leads": {**SETTINGS["leads"], "fields": [
+        {"from": "email", "to": "email"}, {"from": "first_name", "to": "name", "overwrite": True}]}}
+    work = world(doc)
+    existing = work.apis.intercom_.add("ann@example.com", role="user")
+    existing["name"] = "Existing User"
+    run(work, join())
+    assert existing["name"] == "Ann"
+
+
+def test_an_existing_user_found_by_409_is_updated_but_keeps_its_value_as_the_baseline():
+    doc = {**SETTINGS, "referrers": {"action": "create_user", "duplicates": "update",
+                                     "fields": [{"from": "email", "to": "email"},
+                                                {"value": "yes", "to": "custom_attributes.referrer"}]}}
+    work = world(doc)
+    existing = work.apis.intercom_.add("rita@example.com", role="user", searchable=False, signed_up="Yes")
+    run(work, join({"id": "3", "campaign_id": "42", "email": "rita@example.com", "type": "referrer"}, user="3"))
+    link = link_of(work, "3")
+    assert existing["custom_attributes"] == {"signed_up": "Yes", "referrer": "yes"}
+    assert link.contact_id == existing["id"] and len(work.apis.intercom_.contacts) == 1
+    assert "409 conflict" in work.store.history.entries(link.ref)[1].reason
+
+
+# --- at most one contact per person ---------------------------------------------------------------------
+
+def test_a_create_whose_answer_is_lost_is_found_by_our_marker_not_made_again():
+    work = world()
+    work.apis.intercom_.after["create"] = Uncertain("Intercom answered 500 to POST /contacts")
+    assert "Intercom answered 500" in comes_back(work, join())
+    failed = link_of(work)
+    assert failed.status is LinkStatus.FAILED and failed.uncertain_since == work.clock.now and failed.contact_id is None
+    work.clock.now += 30
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}     # search shows it: resumed at once
+    [contact] = work.apis.intercom_.contacts.values()
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.uncertain_since) == (
+        LinkStatus.LINKED, contact["id"], "No", None)
+    assert work.apis.intercom_.tags == [(contact["id"], "Referred")]
+    assert ("contact", "resumed") in history(work) and work.apis.intercom_.calls.count("create") == 1
+
+
+def test_while_search_may_still_hide_it_the_retry_waits_instead_of_creating_again():
+    work = world()
+    intercom = work.apis.intercom_
+    intercom.after["create"] = Uncertain("Intercom did not answer POST /contacts in time")
+    comes_back(work, join())
+    [contact] = intercom.contacts.values()
+    intercom.unsearchable.add(contact["id"])                          # search lags the create
+    work.clock.now += 60
+    assert run(work, join()) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}     # a wait, not a try
+    [later] = work.queue.deferred
+    assert any("looking again after" in r for r in reasons(work)) and LAG - 60 <= later.delay <= LAG - 58
+    assert intercom.calls.count("create") == 1 and later.waits == 1
+    assert link_of(work).status is LinkStatus.FAILED and ("join", "waiting") in history(work)
+    work.clock.now += LAG
+    intercom.unsearchable.clear()
+    run(work, join())
+    assert len(intercom.contacts) == 1 and link_of(work).contact_id == contact["id"]
+
+
+def test_a_create_that_never_reached_intercom_is_made_once_the_search_lag_has_passed():
+    work = world()
+    work.apis.intercom_.fail["create"] = Uncertain("connection dropped after sending POST /contacts")
+    comes_back(work, join())
+    work.clock.now += LAG - 1
+    assert run(work, join())["waiting"] == 1                           # not yet: it might be hidden
+    work.clock.now += 2
+    run(work, join())
+    assert len(work.apis.intercom_.contacts) == 1 and link_of(work).status is LinkStatus.LINKED
+
+
+def test_a_refused_create_is_retried_without_waiting():
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent("Intercom answered 400: bad attribute")
+    assert run(work, join())["dead"] == 1
+    assert link_of(work).uncertain_since is None
+    run(work, join(replayed_from="dead-1"))
+    assert link_of(work).status is LinkStatus.LINKED
+
+
+def test_the_crash_after_create_resumes_with_the_value_we_created_and_the_lead_qualifies():
+    """The worker died after Intercom created the contact ("No") and before the link recorded it;
+    the lead reached "Yes" meanwhile. The retried join finds our contact by its marker, takes "No"
+    (what we created it with) as the baseline, and judges "Yes": qualified."""
+    work = world()
+    intercom = work.apis.intercom_
+    work.store.links.claim(PersonRef("42", "7"), "ws")                 # the dead worker's claim...
+    contact = intercom.add("ann@example.com", signed_up="No", rf_person="42#7")   # ...and its contact
+    contact["custom_attributes"]["signed_up"] = "Yes"                   # the lead signed up since
+    work.clock.now += LEASE_SECONDS + 1
     run(work, join())
     link = link_of(work)
-    assert existing["custom_attributes"]["signed_up"] == "Yes" and existing["custom_attributes"]["referred_by"] == "Rita"
-    assert (link.contact_id, link.baseline) == (existing["id"], "Yes")
-    assert "409 conflict" in work.store.history.entries(link.ref)[1].reason
+    assert (link.contact_id, link.baseline) == (contact["id"], "No") and len(intercom.contacts) == 1
+    assert work.apis.rf_.qualified == ["7"] and link.qualification is QState.QUALIFIED
+    assert intercom.calls.count("create") == 0
 
 
 def test_a_try_that_failed_after_creating_the_contact_resumes_it_with_its_recorded_baseline():
@@ -91,6 +242,70 @@ def test_a_vanished_contact_from_an_earlier_try_is_created_again():
     assert ("contact", "vanished") in history(work)
 
 
+# --- a contact search could not show yet: resolved once it can --------------------------------------------
+
+def verify_later(work: FakeWork) -> dict:
+    """The verifications the joins queued, once their time has come."""
+    checks = verifications(work)
+    work.queue.sent.clear()
+    work.clock.now = max(c["not_before"] for c in checks)
+    return run(work, *checks)
+
+
+def test_a_lead_joining_just_after_a_user_was_made_elsewhere_is_merged_into_it_once_search_shows_it():
+    work = world()
+    intercom = work.apis.intercom_
+    user = intercom.add("ann@example.com", role="user", searchable=False, signed_up="No")
+    user.update(name="Existing User", updated_at=work.clock.now - 5)
+    run(work, join())
+    [ours] = [c for c in intercom.contacts.values() if c["id"] != user["id"]]
+    assert link_of(work).contact_id == ours["id"]                       # search hid the user
+    intercom.unsearchable.clear()
+    assert verify_later(work) == {"done": 1, "retry": 0, "dead": 0}
+    link = link_of(work)
+    assert (link.contact_id, link.contact_role, link.baseline) == (user["id"], "user", "No")
+    assert list(intercom.contacts) == [user["id"]] and intercom.merged == {ours["id"]: user["id"]}
+    assert user["name"] == "Existing User" and (user["id"], "Referred") in intercom.tags
+    assert history(work)[-2:] == [("contact", "merged_into_existing"), ("evaluation", "not_met")]
+    user["custom_attributes"]["signed_up"] = "Yes"
+    from tests.unit.scenario import event
+    run(work, event(user, topic="contact.user.updated"))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_lead_joining_just_after_another_lead_was_made_moves_its_link_to_the_older_lead():
+    work = world()
+    intercom = work.apis.intercom_
+    older = intercom.add("ann@example.com", role="lead", searchable=False, signed_up="Yes")
+    run(work, join())
+    ours = link_of(work).contact_id
+    intercom.unsearchable.clear()
+    verify_later(work)
+    link = link_of(work)
+    assert link.contact_id == older["id"] and ours in intercom.contacts          # Intercom cannot merge two leads
+    assert link.baseline == "No"              # the older lead changed when? unknown: what we created ours with
+    moved = [e for e in work.store.history.entries(link.ref) if e.outcome == "moved_to_existing"]
+    assert moved and f"the lead {ours} stays in Intercom" in moved[0].reason
+    assert work.apis.rf_.qualified == ["7"]   # its "Yes" came after the person joined (not known otherwise)
+
+
+def test_a_verification_finds_nothing_when_the_lead_is_the_only_contact():
+    work = world()
+    run(work, join())
+    writes = len(work.store.history.entries(PersonRef("42", "7")))
+    assert verify_later(work) == {"done": 1, "retry": 0, "dead": 0}
+    assert len(work.store.history.entries(PersonRef("42", "7"))) == writes
+
+
+def test_a_verification_that_comes_early_waits():
+    work = world()
+    run(work, join())
+    [check] = verifications(work)
+    assert run(work, check)["waiting"] == 1 and any("looking again later" in r for r in reasons(work))
+
+
+# --- the rest -----------------------------------------------------------------------------------------
+
 def test_action_nothing_is_recorded_as_ignored_with_the_reason():
     work = world()
     run(work, join({**LEAD, "type": "referrer", "referrer_id": None}))
@@ -109,16 +324,31 @@ def test_a_join_without_settings_or_type_fails_alone_with_a_clear_reason():
         "campaign 99 has no settings — apply them with `bridge settings apply`",
         "Referral Factory did not say whether this person is a lead or a referrer"]
     assert link_of(work, "8").status is LinkStatus.FAILED
+    assert "did not say whether" in reasons(work, "8")[-2]
 
 
-def test_a_join_held_by_another_worker_is_retried_later():
+def test_a_join_held_by_another_worker_waits_for_its_lease_without_using_a_try():
     work = world()
-    work.store.links.claim(PersonRef("42", "7"), "ws")
-    from chalicelib.services.worker import RetryBatch
-    try:
-        run(work, join())
-    except RetryBatch as exc:
-        assert "another worker is applying this join right now" in str(exc)
-    else:
-        raise AssertionError("the record should come back")
-    assert work.apis.intercom_.calls == []
+    work.store.links.claim(PersonRef("42", "7"), "ws", lease=120)
+    work.clock.now += 20
+    assert run(work, join()) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    [later] = work.queue.deferred
+    assert (later.tries, later.waits) == (0, 1) and 100 <= later.delay <= 103      # until the lease ends
+    assert work.apis.intercom_.calls == ["attribute", "search"]      # looked (while claiming), wrote nothing
+    assert work.queue.dead == [] and history(work)[-1] == ("waiting", "deferred")
+
+
+def test_a_lead_created_on_an_earlier_try_is_verified_too_and_a_lost_verification_fails_the_join():
+    work = world()
+    sent = work.queue.send_many
+
+    def refused(messages, delay=0):
+        raise RuntimeError("SQS unavailable")
+
+    work.queue.send_many = refused                                   # type: ignore[method-assign]
+    assert "SQS unavailable" in comes_back(work, join())
+    assert link_of(work).status is LinkStatus.FAILED and link_of(work).contact_id is not None
+    work.queue.send_many = sent                                      # type: ignore[method-assign]
+    run(work, join())
+    [check] = verifications(work)
+    assert check["contact_id"] == link_of(work).contact_id and ("contact", "resumed") in history(work)

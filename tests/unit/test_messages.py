@@ -5,7 +5,7 @@ import json
 import pytest
 
 from chalicelib import messages
-from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage, PersonRef, Unreadable
+from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage, PersonRef, Unreadable, VerifyMessage
 from chalicelib.webhooks import CONTACT_TOPICS
 
 # Bodies exactly as the previous version's intake and reconciliation put them on the queue.
@@ -50,7 +50,8 @@ def test_a_contact_message_reads_its_item_as_sent_and_its_topic_from_the_table()
 
 def test_every_kind_is_built_by_its_model_with_its_kind():
     assert messages.KINDS == {"rf.join": JoinMessage, "intercom.contact": ContactMessage,
-                              "intercom.check": CheckMessage}
+                              "intercom.check": CheckMessage, "join.verify": VerifyMessage,
+                              "intercom.changes": messages.ChangesMessage}
     check = CheckMessage(campaign_id="42", rf_user_id=7, workspace="ws")
     assert check.wire() == {"kind": "intercom.check", "campaign_id": "42", "rf_user_id": "7", "workspace": "ws"}
 
@@ -59,7 +60,7 @@ def test_every_kind_is_built_by_its_model_with_its_kind():
     ("not json", "(body): Invalid JSON: expected ident at line 1 column 2"),
     ("[]", "(body): must be an object"),
     ('{"kind": "rf.leave"}', "(body): Input tag 'rf.leave' found using 'kind' does not match any of the expected "
-                             "tags: 'rf.join', 'intercom.contact', 'intercom.check'"),
+                             "tags: 'rf.join', 'intercom.contact', 'intercom.check', 'join.verify', 'intercom.changes'"),
     ('{"campaign_id": "42"}', "(body): Unable to extract tag using discriminator 'kind'"),
     (json.dumps({**OLD_JOIN, "rf_user_id": None}), "rf.join.rf_user_id: must be a number, or text of letters"),
     (json.dumps({**OLD_JOIN, "person": {**OLD_JOIN["person"], "email": 5}}), "rf.join.person.email: must be text"),
@@ -116,5 +117,5 @@ def test_reconciliation_builds_its_checks_with_the_model_and_skips_a_link_no_che
         rt.clock.now += 1
     gone = rt.store.links.get(PersonRef("42", "3"))
     rt.store.links.set_contact(gone, [], state=ContactState.DELETED)
-    assert reconcile(rt, limit=10) == {"queued": 2, "round_complete": True}
+    assert reconcile(rt, limit=10) == {"queued": 2, "round_complete": True, "searches": 0, "overdue": 0}
     assert [messages.read(m).person_ref for m in rt.queue.sent] == [("42", "1"), ("42", "4")]

@@ -34,11 +34,54 @@ def test_merge_prefers_webhook_values_and_fills_gaps():
         {"email": "hook@x.co", "code": "c1", "url": "u"}
 
 
-def test_lead_plan_writes_initial_value_and_role():
+def test_lead_plan_writes_initial_value_role_and_our_marker():
     plan = join.plan(SETTINGS, {"type": "lead", "email": "a@b.co", "first_name": "Ann", "code": "c"}, {})
-    assert plan.create_body() == {"email": "a@b.co", "name": "Ann", "role": "lead",
-                                  "custom_attributes": {"referral_code": "c", "signed_up": "No"}}
-    assert join.duplicate_action(plan) == {"name": "Ann", "custom_attributes": {"referral_code": "c"}}
+    assert plan.create_body("42#7") == {"email": "a@b.co", "name": "Ann", "role": "lead", "custom_attributes": {
+        "referral_code": "c", "signed_up": "No", "rf_person": "42#7"}}
+    assert join.created_baseline(SETTINGS, plan) == "No"
+    assert join.duplicate_action(plan, {}) == {"name": "Ann", "custom_attributes": {"referral_code": "c"}}
+
+
+def test_update_fills_empty_fields_and_keeps_what_the_contact_has():
+    plan = join.plan(SETTINGS, {"type": "lead", "email": "a@b.co", "first_name": "Ann", "code": "c"}, {})
+    named = {"name": "Existing User", "custom_attributes": {"referral_code": "", "signed_up": "Yes"}}
+    assert join.duplicate_action(plan, named) == {"custom_attributes": {"referral_code": "c"}}
+    complete = {"name": "Existing User", "custom_attributes": {"referral_code": "old"}}
+    assert join.duplicate_action(plan, complete) is None
+    assert join.duplicate_action(plan, {"name": "Ann", "custom_attributes": {"referral_code": "c"}}) is None
+
+
+def test_overwrite_true_replaces_a_value_the_contact_has():
+    doc = SETTINGS.to_document()
+    doc["leads"]["fields"][2] = {"from": "code", "to": "custom_attributes.referral_code", "overwrite": True}
+    plan = join.plan(parse_settings(doc), {"type": "lead", "email": "a@b.co", "first_name": "Ann", "code": "c"}, {})
+    existing = {"name": "Existing User", "custom_attributes": {"referral_code": "old"}}
+    assert join.duplicate_action(plan, existing) == {"custom_attributes": {"referral_code": "c"}}
+
+
+def test_our_contact_is_the_one_with_our_marker():
+    contacts = [{"id": "x", "created_at": 1, "custom_attributes": {}},
+                {"id": "b", "created_at": 9, "custom_attributes": {"rf_person": "42#7"}},
+                {"id": "a", "created_at": 5, "custom_attributes": {"rf_person": "42#7"}},
+                {"id": "o", "created_at": 2, "custom_attributes": {"rf_person": "43#7"}}]
+    assert join.ours(contacts, join.marker("42", "7"))["id"] == "a"
+    assert join.ours(contacts[:1], "42#7") is None
+
+
+def test_a_duplicate_is_an_older_contact_a_lead_merges_only_into_a_user_and_only_with_update():
+    ours = {"id": "l9", "role": "lead", "created_at": 100}
+    user, lead, later = ({"id": "u1", "role": "user", "created_at": 90}, {"id": "l1", "role": "lead", "created_at": 80},
+                         {"id": "u2", "role": "user", "created_at": 200})
+    assert join.duplicate_of(ours, [ours, later], "update") is None            # made after the person joined
+    assert join.duplicate_of(ours, [ours, lead, user], "update") == join.Duplicate(user, merge=True)
+    assert join.duplicate_of(ours, [ours, lead], "update") == join.Duplicate(lead, merge=False)
+    assert join.duplicate_of(ours, [user], "skip") == join.Duplicate(user, merge=False)
+
+
+def test_the_baseline_after_moving_is_the_older_contacts_value_only_if_it_did_not_change_since():
+    yes = {"custom_attributes": {"signed_up": "Yes"}, "updated_at": 1000}
+    assert join.moved_baseline(SETTINGS, yes, 1000.0, "No") == ("Yes", True)
+    assert join.moved_baseline(SETTINGS, yes, 999.0, "No") == ("No", False)
 
 
 def test_referrer_with_action_nothing_is_ignored_with_reason():
@@ -56,7 +99,7 @@ def test_duplicates_skip_leaves_contact_untouched():
     skip_settings = parse_settings({**SETTINGS.to_document(),
                                     "leads": {**SETTINGS.to_document()["leads"], "duplicates": "skip"}})
     plan = join.plan(skip_settings, {"type": "lead", "email": "a@b.co"}, {})
-    assert join.duplicate_action(plan) is None
+    assert join.duplicate_action(plan, {}) is None
 
 
 def test_existing_contact_prefers_user_then_oldest():

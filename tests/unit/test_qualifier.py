@@ -1,4 +1,5 @@
-"""The Qualifier: one claim, one RF call, and what happens when RF is slow, says no, or a worker died."""
+"""The Qualifier: one claim, one RF call, and what happens when RF is slow, says no, loses its
+answer, or a worker died."""
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,8 @@ import pytest
 from chalicelib.domain.judge import Sighting
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
-from chalicelib.errors import Permanent, Transient
-from tests.unit.scenario import history, joined, link_of, world
+from chalicelib.errors import Permanent, Transient, Uncertain
+from tests.unit.scenario import history, joined, link_of, reasons, world
 
 RULE = Qualification(attribute="custom_attributes.signed_up", value="Yes")
 
@@ -16,16 +17,70 @@ def met(contact):
     return Sighting({**contact, "custom_attributes": {"signed_up": "Yes"}}, "webhook contact.lead.updated")
 
 
-def test_rf_busy_releases_the_claim_for_a_retry_and_the_retry_qualifies_once():
+def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_asks_rf_then_qualifies_once():
     work = world()
     link, contact = joined(work)
-    work.apis.rf_.answers = [Transient("Referral Factory answered 503")]
+    work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
     with pytest.raises(Transient) as raised:
         work.deps.qualifier.evaluate(link, RULE, met(contact))
-    assert raised.value.person == ("42", "7") and link_of(work).qualification is QState.PENDING
-    assert link_of(work).reason == "Referral Factory answered 503"
+    assert raised.value.person == ("42", "7") and link_of(work).qualification is QState.UNCONFIRMED
+    assert link_of(work).reason == "Referral Factory answered 429"
     work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).reason is None
+    assert work.apis.rf_.calls == ["qualify 7", "get_user 7", "qualify 7"]
+    assert history(work)[-3:] == [("evaluation", "met"), ("qualification", "resumed"), ("qualification", "qualified")]
+
+
+def test_rf_applies_the_call_and_its_answer_is_lost_one_put_and_qualified_in_the_same_try():
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.lost = 1
+    work.deps.qualifier.evaluate(link, RULE, met(contact))
+    assert work.apis.rf_.calls == ["qualify 7", "get_user 7"]               # asked, never sent again
+    assert link_of(work).qualification is QState.QUALIFIED
+    assert "asked before calling it again" in reasons(work)[-1]
+
+
+def test_four_lost_answers_in_a_row_still_make_one_put_and_the_referral_ends_qualified():
+    """RF applies the PUT and its answer is lost; the next three answers (RF asked whether the user
+    is qualified) are lost too. Every retry asks first: RF receives one PUT."""
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.lost = 1
+    work.apis.rf_.get_answers = [Transient("Referral Factory did not answer: read timed out")] * 3
+    with pytest.raises(Uncertain) as raised:
+        work.deps.qualifier.evaluate(link, RULE, met(contact))
+    assert raised.value.retry_after == 30 and link_of(work).qualification is QState.UNCONFIRMED
+    assert "it is asked before the call is made again" in link_of(work).reason
+    for _ in range(2):                     # the message's retries: RF still cannot be asked
+        with pytest.raises(Transient):
+            work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+        assert link_of(work).qualification is QState.UNCONFIRMED
+    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
+    assert link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_lost_answer_for_a_call_rf_never_applied_is_sent_again_only_after_rf_says_no():
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.answers = [Uncertain("Referral Factory did not answer: connection dropped")]
+    with pytest.raises(Uncertain):
+        work.deps.qualifier.evaluate(link, RULE, met(contact))
+    assert work.apis.rf_.calls == ["qualify 7", "get_user 7"] and link_of(work).qualification is QState.UNCONFIRMED
+    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    assert work.apis.rf_.calls[2:] == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
+
+
+def test_an_unconfirmed_decision_is_finished_whatever_the_contact_says_now():
+    """Once the rule was met, the referral is due: a later "No" does not take it back."""
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
+    with pytest.raises(Transient):
+        work.deps.qualifier.evaluate(link, RULE, met(contact))
+    work.deps.qualifier.resume(link_of(work), "reconciliation")
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
 def test_rf_saying_no_fails_the_qualification_with_rfs_reason_and_takes_it_out_of_reconciliation():
@@ -56,6 +111,18 @@ def test_taking_over_a_dead_workers_claim_asks_rf_before_calling_it_again():
     work.clock.now += 600
     work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
     assert work.apis.rf_.calls == ["get_user 7"] and link_of(work).qualification is QState.QUALIFIED
+    assert ("qualification", "taken_over") in history(work)
+
+
+def test_rf_unreachable_when_asked_first_sends_nothing():
+    work = world()
+    link, contact = joined(work)
+    work.store.links.start_qualifying(link)
+    work.clock.now += 600                                   # the claim's worker died mid-call
+    work.apis.rf_.get_answers = [Transient("Referral Factory answered 503")]
+    with pytest.raises(Transient):
+        work.deps.qualifier.resume(link_of(work), "reconciliation")
+    assert work.apis.rf_.calls == ["get_user 7"] and link_of(work).qualification is QState.UNCONFIRMED
 
 
 def test_a_claim_held_by_another_worker_is_recorded_and_rf_is_not_called():
@@ -79,5 +146,5 @@ def test_a_value_that_arms_is_written_on_the_link():
     work = world()
     link, contact = joined(work, signed_up="Yes")
     after = work.deps.qualifier.evaluate(link, RULE, Sighting({**contact, "custom_attributes": {"signed_up": "No"}},
-                                                              "reconciliation"))
+                                                              "reconciliation", current=True))
     assert after.armed and link_of(work).armed and work.apis.rf_.calls == []

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from chalicelib.errors import Permanent, Transient
+from chalicelib import messages
+from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
 from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
 from chalicelib.domain.link import PersonRef
@@ -45,7 +46,7 @@ class Recorder:
 
 
 def test_the_registry_handles_every_kind_of_message():
-    assert set(HANDLERS) == {JoinMessage, ContactMessage, CheckMessage}
+    assert set(HANDLERS) == set(messages.KINDS.values())
 
 
 def test_an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_finish():
@@ -80,6 +81,21 @@ def test_a_read_that_keeps_failing_dead_letters_after_the_last_try_with_the_reas
     [dead] = rt.queue.dead
     assert dead["reason"] == "gave up after 3 tries: batched read failed: RuntimeError: ValidationException: key too long"
     assert rt.store.history.entries(PersonRef("42", "5"))[-1].reason == dead["reason"]
+
+
+def test_a_batched_read_that_must_wait_makes_its_records_wait_without_using_a_try():
+    """The read itself waits for the rate budget (say, reconciliation's search): a wait, never a try,
+    so no dead letter however often it happens."""
+    rt = FakeWork()
+
+    def spent(messages_, deps):
+        raise Deferred("the shared Intercom budget (120 calls per 10s) is spent", retry_after=3)
+
+    records = [record(i, check(str(i)), receives=3) for i in range(3)]
+    kind = Recorder()
+    assert handle_batch(records, rt, handlers={CheckMessage: Handler(spent, kind.handle)}) == {
+        "done": 0, "retry": 0, "dead": 0, "waiting": 3}
+    assert rt.queue.dead == [] and [later.waits for later in rt.queue.deferred] == [1, 1, 1]
 
 
 def test_handler_failures_are_per_record_permanent_at_once_transient_until_the_last_try():
@@ -133,12 +149,12 @@ def test_a_mixed_batch_makes_one_batched_read_per_kind_and_applies_every_record(
     assert sorted(work.apis.rf_.qualified) == ["1", "2"]
 
 
-def test_records_not_started_before_the_lambdas_time_runs_out_come_back_soon():
+def test_records_not_started_before_the_lambdas_time_runs_out_come_back_soon_without_using_a_try():
     from tests.unit.scenario import records, world
     work = world()
-    with pytest.raises(RetryBatch, match="not started: the Lambda's time is running out"):
-        handle_batch(records(check("1"), check("2")), work, remaining_ms=lambda: 1000)
-    assert work.queue.delayed == {"rh0": 5, "rh1": 5} and work.queue.deleted == []
+    summary = handle_batch(records(check("1"), check("2")), work, remaining_ms=lambda: 1000)
+    assert summary == {"done": 0, "retry": 0, "dead": 0, "waiting": 2}
+    assert [(d.delay, d.tries, d.waits) for d in work.queue.deferred] == [(5, 0, 1), (5, 0, 1)]
 
 
 def test_a_dead_lettered_record_about_a_person_says_so_in_their_history():
@@ -150,3 +166,42 @@ def test_a_dead_lettered_record_about_a_person_says_so_in_their_history():
     assert handle_batch(records(replayed_check("7", replayed_from="d1")), work)["dead"] == 1
     assert history(work)[-1] == ("dead_letter", "failed")
     assert work.queue.dead[0]["failed_at"].startswith("2026-")
+
+
+def test_records_about_different_people_run_at_once_and_about_one_person_one_after_another():
+    """Three people's checks meet at a barrier (so they ran at the same time); the second check of
+    person 1 starts only after the first has finished."""
+    import threading
+
+    barrier, lock = threading.Barrier(3, timeout=10), threading.Lock()
+    running: set[str] = set()
+    overlaps: list[str] = []
+    order: list[str] = []
+
+    class AtOnce(Recorder):
+        def handle(self, message, deps, context):
+            user = message.rf_user_id
+            with lock:
+                if user in running:
+                    overlaps.append(user)
+                running.add(user)
+                first = user not in order
+                order.append(user)
+            try:
+                if first:
+                    barrier.wait()
+            finally:
+                with lock:
+                    running.discard(user)
+
+    kind = AtOnce()
+    records = [record(n, check(user)) for n, user in enumerate(["1", "2", "3", "1"])]
+    assert handle_batch(records, FakeWork(), handlers=kind.handlers()) == {"done": 4, "retry": 0, "dead": 0}
+    assert overlaps == [] and order[-1] == "1" and sorted(order) == ["1", "1", "2", "3"]
+
+
+def test_with_one_at_a_time_records_run_in_batch_order():
+    kind = Recorder()
+    records = [record(n, check(str(n))) for n in range(5)]
+    handle_batch(records, FakeWork(BRIDGE_CONCURRENCY="1"), handlers=kind.handlers())
+    assert kind.applied == ["0", "1", "2", "3", "4"]

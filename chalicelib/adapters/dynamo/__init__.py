@@ -12,6 +12,7 @@ from .catalog import DynamoConnections, DynamoCursor, DynamoRates, DynamoSetting
 from .history import DynamoHistory
 from .links import DynamoLinks
 from .lookup import DynamoLookup
+from .models import _client as client
 from .models import bind
 
 
@@ -30,4 +31,4 @@ class DynamoStore:
         self.rates: RateWindows = DynamoRates()
 
 
-__all__ = ["DynamoStore", "bind"]
+__all__ = ["DynamoStore", "bind", "client"]

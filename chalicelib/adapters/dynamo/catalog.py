@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Callable, Iterable, Optional
 
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
+from ...domain.budget import BudgetState
 from ...domain.history import iso
 from ...ports.store import Connection, RFConnection, StoredSettings
-from .keys import (CURSOR_KEY, RF_KEY, WORKSPACES_KEY, campaign_of_settings, connection_key, oauth_state_key,
-                   rate_key, settings_key)
-from .models import (ConnectionItem, CursorItem, OAuthStateItem, RateItem, RFConfigItem, SettingsItem, WorkspacesItem,
-                     batch_get, conditional, get)
+from ...ports.store import PENDING_SWEEP
+from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
+                   cursor_key, oauth_state_key, rate_key, settings_key)
+from .models import (BudgetStateItem, CampaignsItem, ConnectionItem, CursorItem, OAuthStateItem, RateItem, RFConfigItem,
+                     SettingsItem, WorkspacesItem, batch_get, conditional, get)
 
 
 class DynamoConnections:
@@ -87,7 +90,12 @@ class DynamoSettings:
         SettingsItem(*settings_key(campaign_id), document=document, workspace=workspace, version=version,
                      updated_at=iso(self.clock())).save()
         self.connections.register_workspace(workspace)
+        CampaignsItem(*campaigns_key(workspace)).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
+
+    def campaigns(self, workspace: str) -> set[str]:
+        item = get(CampaignsItem, campaigns_key(workspace))
+        return set(item.names or ()) if item is not None else set()
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
         item = get(SettingsItem, settings_key(campaign_id))
@@ -101,22 +109,67 @@ class DynamoSettings:
 
 
 class DynamoCursor:
-    def get(self) -> Optional[str]:
-        item = get(CursorItem, CURSOR_KEY)
+    def get(self, name: str = PENDING_SWEEP) -> Optional[str]:
+        item = get(CursorItem, cursor_key(name))
         return item.position if item is not None else None
 
-    def set(self, position: Optional[str]) -> None:
-        CursorItem(*CURSOR_KEY, position=position).save()
+    def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None:
+        CursorItem(*cursor_key(name), position=position).save()
 
 
 class DynamoRates:
-    def take_slot(self, budget: str, window_start: int, limit: int, ttl: int) -> bool:
-        try:
-            RateItem(*rate_key(budget, window_start)).update(
-                actions=[RateItem.n.add(1), RateItem.expires_at.set(ttl)],
-                condition=RateItem.n.does_not_exist() | (RateItem.n < limit))
+    def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:
+        # One unconditional ADD that answers the new count: our slots are the ones between the count
+        # before us and ours, so callers together never get more than `cap`, and a full slice costs
+        # one write (a conditional one would cost more tries to find how many are left).
+        item = RateItem(*rate_key(budget, slice_id))
+        item.update(actions=[RateItem.n.add(want), RateItem.cap.set(cap), RateItem.expires_at.set(ttl)])
+        before = int(item.n) - want
+        return max(0, min(want, cap - before))
+
+    def used(self, budget: str, slice_ids: Iterable[int]) -> int:
+        items = batch_get(RateItem, (rate_key(budget, s) for s in slice_ids))
+        return sum(min(int(i.n), int(i.cap if i.cap is not None else i.n)) for i in items)
+
+    def state(self, budget: str) -> BudgetState:
+        item = get(BudgetStateItem, budget_state_key(budget))
+        if item is None:
+            return BudgetState()
+        return BudgetState(pause_until=item.pause_until or 0.0, share=1.0 if item.share is None else item.share,
+                           lowered_at=item.lowered_at or 0.0, strikes=int(item.strikes or 0),
+                           blocked_until=item.blocked_until or 0.0, blocked_since=item.blocked_since,
+                           blocked_reason=item.blocked_reason)
+
+    def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
+        item = BudgetStateItem(*budget_state_key(budget))
+        if _update(item, [BudgetStateItem.pause_until.set(until), BudgetStateItem.share.set(share),
+                          BudgetStateItem.lowered_at.set(now), BudgetStateItem.strikes.set(strikes)],
+                   BudgetStateItem.pause_until.does_not_exist() | (BudgetStateItem.pause_until < now)):
             return True
-        except UpdateError as exc:
-            if conditional(exc):
-                return False
-            raise
+        _update(item, [BudgetStateItem.pause_until.set(until)], BudgetStateItem.pause_until < until)
+        return False
+
+    def block(self, budget: str, until: float, now: float, reason: str) -> None:
+        BudgetStateItem(*budget_state_key(budget)).update(actions=[
+            BudgetStateItem.blocked_until.set(until), BudgetStateItem.blocked_reason.set(reason),
+            BudgetStateItem.blocked_since.set(BudgetStateItem.blocked_since | now)])
+
+    def probe(self, budget: str, now: float, until: float) -> bool:
+        return _update(BudgetStateItem(*budget_state_key(budget)), [BudgetStateItem.blocked_until.set(until)],
+                       BudgetStateItem.blocked_since.exists() & (BudgetStateItem.blocked_until <= now))
+
+    def unblock(self, budget: str) -> None:
+        BudgetStateItem(*budget_state_key(budget)).update(actions=[
+            BudgetStateItem.blocked_until.remove(), BudgetStateItem.blocked_since.remove(),
+            BudgetStateItem.blocked_reason.remove()])
+
+
+def _update(item: BudgetStateItem, actions: list[Action], condition: Condition) -> bool:
+    """A conditional update: False when its condition did not hold."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as exc:
+        if conditional(exc):
+            return False
+        raise

@@ -47,23 +47,28 @@ class DynamoHistory:
     def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update) -> None:
         """The updates and the entries at once. Raises TransactWriteError (models.conditional
         tells a failed condition)."""
+        self.transact_all([(ref, entries, updates)])
+
+    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update]]]) -> None:
+        """Several people's updates and entries in one transaction (all or nothing)."""
         now = self.clock()
         with TransactWrite(connection=HistoryItem._get_connection().connection) as tx:
-            for update in updates:
-                tx.update(update.item, actions=update.actions, condition=update.condition)
-            for item in self._items(ref, entries, now):
-                tx.save(item)
+            for ref, entries, updates in groups:
+                for update in updates:
+                    tx.update(update.item, actions=update.actions, condition=update.condition)
+                for item in self._items(ref, entries, now):
+                    tx.save(item)
 
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
         with HistoryItem.batch_write() as batch:
             for item in self._items(ref, entries, self.clock()):
                 batch.save(item)
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str) -> None:
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         now = self.clock()
         expires = self._expires(now)
         HistoryItem(history_pk(ref), repeats_sk(event)).update(actions=[
-            HistoryItem.event.set(event), HistoryItem.outcome.set("ignored"), HistoryItem.reason.set(reason),
+            HistoryItem.event.set(event), HistoryItem.outcome.set(outcome), HistoryItem.reason.set(reason),
             HistoryItem.repeats.add(1), HistoryItem.at.set(iso(now)),
             HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()])
 

@@ -5,25 +5,34 @@ Item kinds (pk / sk):
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
+  WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
+                                         of changed contacts reads the rules of)
   OAUTH#<nonce> / STATE                  an OAuth state already used (TTL: until it would have expired)
   RF / CONFIG                            Referral Factory is connected: which secrets are set
   CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
-                                         qualification it is in the sparse `pending` index
+                                         qualification it is in the sparse `pending` index; while a claim
+                                         holds it (or RF has not confirmed a qualification) it is in the
+                                         sparse `overdue` index, by `lease_until`
   CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers
   EMAIL#<ws>#<email> / LINKS             which links share an email      } "is this contact linked?"
   NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
   HISTORY#<campaign>#<rf id> / <ts>      the person's history, read by `explain`; expires (TTL
                                          `expires_at`) after BRIDGE_HISTORY_DAYS
-  RATE#<budget> / <window start>         shared rate-limit windows (TTL)
-  RECONCILE / CURSOR                     where the reconciliation left off
+  RATE#<budget> / <slice>                a shared rate budget's slice counter (TTL; domain/budget.py)
+  RATE#<budget> / STATE                  the budget's shared state: a 429's pause, the lowered share,
+                                         the open circuit of a vendor that blocked us
+  RECONCILE / CURSOR                     where the sweep of pending leads left off
+  RECONCILE / CURSOR#<name>              other reconciliation positions (the changed-contacts search's
+                                         last finished run, per workspace)
 """
 from __future__ import annotations
 
 from ...domain.link import PersonRef
-from ...ports.store import normal_email
+from ...ports.store import PENDING_SWEEP, normal_email
 
 Key = tuple[str, str]
 PENDING = "PENDING"             # the pending index's one partition
+OVERDUE = "OVERDUE"             # the overdue index's one partition
 
 
 def settings_key(campaign_id: str) -> Key:
@@ -45,6 +54,14 @@ def oauth_state_key(nonce: str) -> Key:
 WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")
 RF_KEY: Key = ("RF", "CONFIG")
 CURSOR_KEY: Key = ("RECONCILE", "CURSOR")
+
+
+def cursor_key(name: str) -> Key:
+    return CURSOR_KEY if name == PENDING_SWEEP else (CURSOR_KEY[0], f"{CURSOR_KEY[1]}#{name}")
+
+
+def campaigns_key(workspace: str) -> Key:
+    return f"WORKSPACE#{workspace}", "CAMPAIGNS"
 
 
 def link_key(ref: PersonRef) -> Key:
@@ -71,5 +88,9 @@ def repeats_sk(event: str) -> str:
     return f"~repeats#{event}"
 
 
-def rate_key(budget: str, window_start: int) -> Key:
-    return f"RATE#{budget}", str(window_start)
+def rate_key(budget: str, slice_id: int) -> Key:
+    return f"RATE#{budget}", str(slice_id)
+
+
+def budget_state_key(budget: str) -> Key:
+    return f"RATE#{budget}", "STATE"

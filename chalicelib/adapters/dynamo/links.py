@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PendingPage, PersonRef
+from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+                           PersonRef)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import KEEP, LEASE_SECONDS, Busy
 from .history import DynamoHistory, Update
-from .keys import PENDING, contact_key, email_key, link_key
+from .keys import OVERDUE, PENDING, contact_key, email_key, link_key
 from .lookup import drop_reference
 from .models import LinkItem, PointerItem, batch_get, conditional, get
 
@@ -24,6 +26,21 @@ def _assign(attr: Any, value: Any) -> Any:
 
 def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
     return Update(PointerItem(*key), [PointerItem.links.add({str(ref)})])
+
+
+MAX_TRANSACTION = 100      # items in one TransactWriteItems
+
+
+class _Alone(Exception):
+    """One join: finished on its own, as finish() does."""
+
+
+def _answer(write: Callable[[], Any]) -> Any:
+    """The write's answer, or the exception it raised (as a value)."""
+    try:
+        return write()
+    except Exception as exc:
+        return exc
 
 
 class DynamoLinks:
@@ -38,38 +55,54 @@ class DynamoLinks:
         return {link.ref: link for link in links}
 
     # --- joining ---------------------------------------------------------------------------
-    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
-        now, token = self.clock(), uuid.uuid4().hex
+    def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:
         # An update, not a put: what an earlier try recorded (the contact it created, its
         # baseline, when the person joined) survives the new claim.
+        return Update(LinkItem(*link_key(ref)), [
+            LinkItem.campaign_id.set(ref.campaign_id), LinkItem.rf_user_id.set(ref.rf_user_id),
+            LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value),
+            LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease), LinkItem.uncertain_since.set(now),
+            LinkItem.overdue_pk.set(OVERDUE),
+            LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
+            LinkItem.pk.does_not_exist() | (LinkItem.status == LinkStatus.FAILED.value)
+            | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & (LinkItem.lease_until < now)))
+
+    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
+        now, token = self.clock(), uuid.uuid4().hex
+        update = self._claim(ref, workspace, lease, now, token)
         try:
-            LinkItem(*link_key(ref)).update(actions=[
-                LinkItem.campaign_id.set(ref.campaign_id), LinkItem.rf_user_id.set(ref.rf_user_id),
-                LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value),
-                LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease),
-                LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
-                condition=LinkItem.pk.does_not_exist() | (LinkItem.status == LinkStatus.FAILED.value)
-                | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & (LinkItem.lease_until < now)))
+            update.item.update(actions=update.actions, condition=update.condition)
             return JoinClaim(ref, workspace, token)
         except UpdateError as exc:
             if not conditional(exc):
                 raise
-        current = self.get(ref)
-        if current is not None and current.final:
+        current = get(LinkItem, link_key(ref))
+        if current is not None and current.to_link().final:
             return None
-        raise Busy("another worker is applying this join right now", retry_after=lease)
+        lease_until = current.lease_until if current is not None and current.lease_until else now + lease
+        raise Busy("another worker is applying this join right now", retry_after=max(1.0, lease_until - now))
 
-    def note_created(self, claim: JoinClaim, contact_id: str, baseline: Any) -> None:
-        LinkItem(*link_key(claim.ref)).update(
-            actions=[LinkItem.contact_id.set(contact_id), LinkItem.baseline.set(baseline),
-                     LinkItem.reason.set("contact created; join not finished")],
-            condition=LinkItem.claim == claim.token)
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
+                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+        """All in one transaction; when one cannot be taken (a repeat, another worker's claim) or the
+        transaction conflicts with another, each is claimed alone to tell which."""
+        if len(wanted) > 1 and len({ref for ref, _ in wanted}) == len(wanted) <= MAX_TRANSACTION:
+            now = self.clock()
+            claims = [JoinClaim(ref, workspace, uuid.uuid4().hex) for ref, workspace in wanted]
+            try:
+                self.history.transact_all([(c.ref, [], [self._claim(c.ref, c.workspace, lease, now, c.token)])
+                                           for c in claims])
+                return list(claims)
+            except TransactWriteError:      # a condition, or a conflict with another transaction
+                pass
+        return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
 
-    def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
+    def _finish(self, claim: JoinClaim, result: JoinResult) -> list[Update]:
         ref, now = claim.ref, iso(self.clock())
         actions = [LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
-                   LinkItem.lease_until.remove()]
-        for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason"):
+                   LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove()]
+        for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
+                     "uncertain_since"):
             value = getattr(result, name)
             actions.append(_assign(getattr(LinkItem, name), getattr(value, "value", value)))
         if result.qualification is QState.PENDING:
@@ -79,15 +112,41 @@ class DynamoLinks:
             updates.append(_add_ref(contact_key(claim.workspace, result.contact_id), ref))
         if result.email:
             updates.append(_add_ref(email_key(claim.workspace, result.email), ref))
+        return updates
+
+    def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
-            self.history.transact(ref, entries, *updates)
+            self.history.transact(claim.ref, entries, *self._finish(claim, result))
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
             raise
 
+    def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
+        """In as few transactions as fit (100 items each); when one fails (a lost claim, two people
+        pointing at one contact), each of its joins is finished alone to tell which."""
+        groups = [(claim.ref, entries, self._finish(claim, result)) for claim, result, entries in done]
+        answers: list[Optional[Exception]] = []
+        start = 0
+        while start < len(groups):
+            end, items = start, 0
+            while end < len(groups) and items + len(groups[end][1]) + len(groups[end][2]) <= MAX_TRANSACTION:
+                items += len(groups[end][1]) + len(groups[end][2])
+                end += 1
+            end = max(end, start + 1)
+            try:
+                if end - start == 1:
+                    raise _Alone()
+                self.history.transact_all(groups[start:end])
+                answers += [None] * (end - start)
+            except (TransactWriteError, _Alone):
+                answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]
+            start = end
+        return answers
+
     # --- what Intercom says of the contact ---------------------------------------------------
-    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None) -> Link:
+    def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
+             baseline: Any = KEEP) -> Link:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -96,6 +155,8 @@ class DynamoLinks:
                    LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
         if role:
             actions.append(LinkItem.contact_role.set(role))
+        if baseline is not KEEP:
+            actions.append(_assign(LinkItem.baseline, baseline))
         updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
         if old:
             updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
@@ -108,7 +169,8 @@ class DynamoLinks:
                 raise Busy("the link moved meanwhile (another worker applied the merge)") from None
             raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None,
-                                   contact_role=role or link.contact_role, updated_at=now)
+                                   contact_role=role or link.contact_role, updated_at=now,
+                                   baseline=link.baseline if baseline is KEEP else baseline)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
@@ -145,7 +207,7 @@ class DynamoLinks:
         try:
             answer = LinkItem._get_connection().update_item(
                 *key, actions=[LinkItem.qualification.set(QState.QUALIFYING.value), LinkItem.claim.set(token),
-                               LinkItem.lease_until.set(now + lease)],
+                               LinkItem.lease_until.set(now + lease), LinkItem.overdue_pk.set(OVERDUE)],
                 condition=LinkItem.qualification.is_in(*(s.value for s in claimable(replay)))
                 | ((LinkItem.qualification == QState.QUALIFYING.value) & (LinkItem.lease_until < now)),
                 return_values="ALL_OLD")
@@ -156,21 +218,22 @@ class DynamoLinks:
             return current.to_link() if current is not None else link
         before = LinkItem.from_raw_data(answer["Attributes"]).to_link()
         return Claim(token, dataclasses.replace(before, qualification=QState.QUALIFYING),
-                     took_over=before.qualification is QState.QUALIFYING)
+                     took_over=before.qualification is QState.QUALIFYING, previous=before.qualification)
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None) -> Link:
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
-        link, now = claim.link, iso(self.clock())
-        actions = [LinkItem.qualification.set(state.value), LinkItem.claim.remove(), LinkItem.lease_until.remove(),
-                   LinkItem.updated_at.set(now), _assign(LinkItem.reason, reason or None)]
+        link, at = claim.link, self.clock()
+        now = iso(at)
+        actions = [LinkItem.qualification.set(state.value), LinkItem.claim.remove(), LinkItem.updated_at.set(now),
+                   _assign(LinkItem.reason, reason or None), LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]
         if state is QState.QUALIFIED:
             actions.append(LinkItem.qualified_at.set(now))
-        if state is QState.PENDING:
-            actions += [LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{link.joined_at}#{link.ref}")]
-        else:  # qualified, or failed: reconciliation must not retry a 4xx every run
-            actions += [LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]
+        if state is QState.UNCONFIRMED:     # overdue once the lease runs, unless a retry finishes it first
+            actions += [LinkItem.lease_until.set(at + lease), LinkItem.overdue_pk.set(OVERDUE)]
+        else:                               # qualified, or failed: a 4xx is not retried every run
+            actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove()]
         try:
             self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
                                                             LinkItem.claim == claim.token))
@@ -190,6 +253,14 @@ class DynamoLinks:
         condition = LinkItem.pending_sk > after if after else None
         items = list(LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit))
         return PendingPage([i.to_link() for i in items], items[-1].pending_sk if items else None)
+
+    def count_pending(self, before: Optional[str] = None) -> int:
+        condition = LinkItem.pending_sk < before if before else None
+        return LinkItem.pending.count(PENDING, range_key_condition=condition)
+
+    def overdue(self, now: float, limit: int) -> list[Overdue]:
+        items = LinkItem.overdue.query(OVERDUE, range_key_condition=LinkItem.lease_until < now, limit=limit)
+        return [Overdue(i.to_link(), float(i.lease_until)) for i in items]
 
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> tuple[int, int]:

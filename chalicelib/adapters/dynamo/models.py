@@ -1,8 +1,10 @@
 """The PynamoDB items of the one table (keys.py names them), and the Link they store."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Type, TypeVar
+import os
+from typing import Any, Iterable, Optional, Type, TypeVar
 
+from pynamodb.connection.table import TableConnection
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute,
                                  UnicodeSetAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -24,6 +26,17 @@ class _Item(Model):
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        # PynamoDB gives each model its own botocore session and client, and each new session loads
+        # botocore's endpoint and service files again: ten models cost a cold start about a second.
+        # Every model of the table shares one client, made from boto3's default session (SQS and SSM
+        # use it too, so the files are read once per container).
+        connection = super()._get_connection()
+        if connection.connection._client is None:
+            connection.connection._client = _client()
+        return connection
 
 
 class SettingsItem(_Item):
@@ -64,6 +77,15 @@ class PendingIndex(GlobalSecondaryIndex):
     pending_sk = UnicodeAttribute(range_key=True)
 
 
+class OverdueIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "overdue"
+        projection = AllProjection()
+
+    overdue_pk = UnicodeAttribute(hash_key=True)
+    lease_until = NumberAttribute(range_key=True)
+
+
 class LinkItem(_Item):
     campaign_id = UnicodeAttribute()
     rf_user_id = UnicodeAttribute()
@@ -84,9 +106,12 @@ class LinkItem(_Item):
     lease_until = NumberAttribute(null=True)
     joined_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
+    overdue_pk = UnicodeAttribute(null=True)       # set with lease_until: the sparse `overdue` index
+    overdue = OverdueIndex()
 
     def to_link(self) -> Link:
         return Link(campaign_id=self.campaign_id, rf_user_id=self.rf_user_id, workspace=self.workspace,
@@ -96,7 +121,7 @@ class LinkItem(_Item):
                     baseline=self.baseline, armed=bool(self.armed),
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
-                    joined_at=self.joined_at, updated_at=self.updated_at)
+                    joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since)
 
 
 class PointerItem(_Item):
@@ -118,23 +143,71 @@ class HistoryItem(_Item):
 
 
 class RateItem(_Item):
-    n = NumberAttribute(default=0)
+    n = NumberAttribute(default=0)                  # slots asked for in the slice (may pass its cap)
+    cap = NumberAttribute(null=True)                # the slice's cap, as its last caller saw it
     expires_at = NumberAttribute()
+
+
+class BudgetStateItem(_Item):
+    """A rate budget's shared state (domain.budget.BudgetState)."""
+
+    pause_until = NumberAttribute(null=True)
+    share = NumberAttribute(null=True)
+    lowered_at = NumberAttribute(null=True)
+    strikes = NumberAttribute(null=True)
+    blocked_until = NumberAttribute(null=True)
+    blocked_since = NumberAttribute(null=True)
+    blocked_reason = UnicodeAttribute(null=True)
 
 
 class CursorItem(_Item):
     position = UnicodeAttribute(null=True)
 
 
+class CampaignsItem(_Item):
+    names = UnicodeSetAttribute(null=True)
+
+
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
-                                   NotificationItem, HistoryItem, RateItem, CursorItem, OAuthStateItem)
+                                   NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem,
+                                   CampaignsItem, OAuthStateItem)
+
+
+_clients: dict[tuple[Optional[str], ...], Any] = {}
+_bound: tuple = ()
+
+
+def _where() -> tuple[Optional[str], ...]:
+    """Where and as whom the client talks (a process whose credentials change gets a new client)."""
+    e = os.environ
+    return (e.get("AWS_ENDPOINT_URL"), e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION"),
+            e.get("AWS_PROFILE"), e.get("AWS_ACCESS_KEY_ID"))
+
+
+def _client() -> Any:
+    """The DynamoDB client of this endpoint and region (PynamoDB's own settings: no parameter
+    validation, its timeouts and retries)."""
+    where = _where()
+    if where not in _clients:
+        import boto3
+        from botocore.config import Config
+
+        _clients[where] = boto3.client("dynamodb", config=Config(
+            parameter_validation=False, connect_timeout=15, read_timeout=30, max_pool_connections=10,
+            retries={"total_max_attempts": 4, "mode": "standard"}))
+    return _clients[where]
 
 
 def bind(table_name: str) -> None:
-    """Point every model at `table_name` (tests and the local stack create a table per stack)."""
+    """Point every model at `table_name` (tests and the local stack create a table per stack). Binding
+    again to the same table, endpoint and region keeps the connections (and their client)."""
+    global _bound
+    if _bound == (table_name, _where()):
+        return
     for model in MODELS:
         model.Meta.table_name = table_name
         model._connection = None
+    _bound = (table_name, _where())
 
 
 M = TypeVar("M", bound=_Item)

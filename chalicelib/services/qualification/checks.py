@@ -9,7 +9,8 @@ from ...domain.history import Entry
 from ...domain.join import pick_existing
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting
-from ...domain.qualification import open_states
+from ...domain.qualification import UNFINISHED, open_states
+from ...domain.settings import CampaignSettings
 from ...errors import Permanent
 from ...messages import CheckMessage
 from ...ports import Merged, NotFound
@@ -22,6 +23,11 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
     replay = bool(message.replayed_from)
     if link is None or not link.contact_id:
         return "skipped"
+    if link.qualification in UNFINISHED:
+        # Decided and left unfinished (RF's answer lost, or a worker died holding the claim): finish
+        # it, whatever the contact says now and whatever the settings became. RF is asked first.
+        batch.keep(deps.qualifier.resume(link, "reconciliation"))
+        return "done"
     if link.campaign_id in batch.invalid and not replay:
         deps.history.note_repeat(link.ref, "reconciliation_settings_invalid",
                                  f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
@@ -33,13 +39,23 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         return "skipped"
     if link.qualification not in open_states(replay):
         return "skipped"
+    after = check_link(link, settings, deps, replay)
+    if after is None:
+        return "gone"
+    batch.keep(after)
+    return "done"
+
+
+def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool) -> Optional[Link]:
+    """Read the lead's contact now (following a merge) and judge it, as if its webhook had come.
+    None when the contact is gone for good."""
     read = _read_contact(link, deps)
     if read is None:
-        return "gone"
+        return None
     link, contact = read
-    seen = Sighting(contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay)
-    batch.keep(deps.qualifier.evaluate(link, settings.qualification, seen))
-    return "done"
+    seen = Sighting(contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay,
+                    current=True)
+    return deps.qualifier.evaluate(link, settings.qualification, seen)
 
 
 def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:

@@ -36,8 +36,11 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
         for link in direct:
             _changed(link, item, message.topic, seen, deps, batch)
         _same_email(message, item, direct, seen, deps, batch)
-    if not direct:
+    if not direct and not batch.linked_to_email(ws, item.get("email")):
+        # Nobody is linked: nothing was applied, so a repeat of it would change nothing either. No
+        # "seen" mark is written (a batch of such events costs one read, and no write).
         count("ContactsNotLinked")
+        return "not_linked"
     batch.mark_seen(ws, message.notification_id)
     return "done" if direct else "not_linked"
 

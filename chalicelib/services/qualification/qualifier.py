@@ -1,27 +1,36 @@
 """Judge what was seen of a contact, act on the verdict, and qualify the referral in Referral
-Factory exactly once (a claim in the store, RF asked first when another worker may have called it)."""
+Factory at most once: a claim in the store, and RF asked first whenever an earlier try may have
+reached it (domain/qualification.py: the states, and why a decision never goes back to pending)."""
 from __future__ import annotations
 
 from typing import Optional
 
 from ...domain.history import Entry
+from ...domain.judge import Action, Sighting, Verdict, judge
 from ...domain.link import Claim, Link
 from ...domain.mapping import attribute_type
-from ...domain.judge import Action, Sighting, judge
-from ...domain.qualification import QState
+from ...domain.qualification import QState, ask_rf_first
 from ...domain.settings import Qualification
-from ...errors import Permanent, Transient
+from ...errors import Permanent, Transient, Uncertain
 from ...observability import count, logger
-from ...ports import Apis, HistoryLog, LinkRepository
+from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
+
+#: After RF's answer was lost and RF could not tell us whether it applied the call, try again this soon.
+UNSURE_RETRY_SECONDS = 30.0
 
 
 class Qualifier:
     def __init__(self, links: LinkRepository, history: HistoryLog, apis: Apis):
         self.links, self.history, self.apis = links, history, apis
 
-    def evaluate(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Link:
-        """Returns the link as it is afterwards."""
-        verdict = judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
+    def evaluate(self, link: Link, rule: Optional[Qualification], seen: Sighting, note: bool = True) -> Link:
+        """Returns the link as it is afterwards. `note=False`: a verdict that changes nothing leaves
+        no trace (reconciliation's search sees the same contacts run after run)."""
+        verdict = self._judge(link, rule, seen)
+        if verdict.action is Action.ARM and not seen.current:
+            return self._arm_and_look(link, rule, seen, verdict)
+        if not note and verdict.action in (Action.NOTE, Action.IGNORE):
+            return link
         if verdict.repeat is not None:
             self.history.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [verdict.entry] if verdict.entry is not None else []
@@ -33,27 +42,66 @@ class Qualifier:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
 
+    def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
+        return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
+
+    def _arm_and_look(self, link: Link, rule: Optional[Qualification], seen: Sighting, verdict: Verdict) -> Link:
+        """Order never matters: an event that arms the link may be older than one already judged (the
+        newer "Yes" came first and was noted as unchanged). So the contact's value now is read and
+        judged with the link armed. Read before anything is written: a failed read retries the event."""
+        assert link.contact_id is not None
+        try:
+            now = self.apis.intercom(link.workspace).get_contact(link.contact_id)
+        except (Merged, NotFound):
+            now = None             # reconciliation follows merges and deletions
+        armed = self.links.arm(link, [verdict.entry] if verdict.entry is not None else [])
+        if now is None or not armed.armed:
+            return armed
+        current = Sighting(now, f"{seen.via}, then the contact read at once", current=True, replay=seen.replay)
+        return self.evaluate(armed, rule, current, note=False)
+
+    # --- qualifying ---------------------------------------------------------------------------
     def qualify(self, link: Link, via: str, replay: bool = False) -> Link:
+        """Claim the referral and have RF qualify it: once, even when RF's answer is lost."""
         claim = self.links.start_qualifying(link, replay=replay)
         if not isinstance(claim, Claim):
             return self._not_claimed(claim)
-        # A worker died mid-call (or we took over its lease): RF may have said yes already.
-        taking_over = link.qualification is QState.QUALIFYING or claim.took_over
+        entries = _resumed(claim)
         try:
-            if not (taking_over and self._qualified_in_rf(link)):
+            if ask_rf_first(claim.previous) and self._rf_says(link):
+                return self._qualified(claim, via, entries, asked=True)
+            try:
                 self.apis.rf().qualify(link.rf_user_id)
+            except Uncertain:
+                # RF may have applied it: ask, and never send it again blindly.
+                if self._rf_says(link, quiet=True):
+                    return self._qualified(claim, via, entries, asked=True)
+                raise
         except Transient as exc:
-            self.links.finish_qualifying(claim, QState.PENDING, [Entry("qualification", "retrying", exc.reason)],
-                                         reason=exc.reason)
+            self._unconfirmed(claim, exc, entries)
             raise exc.about(*link.ref)
         except Permanent as exc:
-            if self._qualified_in_rf(link):    # e.g. a resent PUT answered "already qualified"
-                return self._qualified(claim, via)
-            self.links.finish_qualifying(claim, QState.FAILED, [Entry("qualification", "failed", exc.reason)],
+            if self._rf_says(link, quiet=True):    # e.g. a resent PUT answered "already qualified"
+                return self._qualified(claim, via, entries, asked=True)
+            self.links.finish_qualifying(claim, QState.FAILED, [*entries, Entry("qualification", "failed", exc.reason)],
                                          reason=exc.reason)
             count("QualificationsFailed")
             raise exc.about(*link.ref)
-        return self._qualified(claim, via)
+        return self._qualified(claim, via, entries)
+
+    def resume(self, link: Link, via: str) -> Link:
+        """Finish a qualification that was decided and left unfinished (unconfirmed, or claimed by a
+        worker that died): whatever the contact's value is now, RF is asked first."""
+        return self.qualify(link, via, replay=False)
+
+    def _unconfirmed(self, claim: Claim, exc: Transient, entries: list[Entry]) -> None:
+        maybe_sent = isinstance(exc, Uncertain)
+        if maybe_sent and exc.retry_after is None:
+            exc.retry_after = UNSURE_RETRY_SECONDS
+        reason = (f"{exc.reason} — Referral Factory may have qualified the user: it is asked before the call is "
+                  "made again" if maybe_sent else exc.reason)
+        self.links.finish_qualifying(claim, QState.UNCONFIRMED,
+                                     [*entries, Entry("qualification", "unconfirmed", reason)], reason=reason)
 
     def _not_claimed(self, current: Link) -> Link:
         if current.qualification in (QState.QUALIFIED, QState.FAILED):
@@ -64,17 +112,37 @@ class Qualifier:
                                                     "another worker is qualifying this referral right now")])
         return current
 
-    def _qualified_in_rf(self, link: Link) -> bool:
+    def _rf_says(self, link: Link, quiet: bool = False) -> bool:
+        """Is the user qualified in RF? Unreachable: raises Transient (no PUT may follow), or with
+        `quiet` answers False (the caller has an error of its own to raise)."""
         try:
             return bool(self.apis.rf().get_user(link.rf_user_id).get("qualified_at"))
-        except (Permanent, Transient):
-            return False
+        except Permanent:
+            return False           # e.g. 404: the PUT will say why, in RF's words
+        except Transient:
+            if quiet:
+                return False
+            raise
 
-    def _qualified(self, claim: Claim, via: str) -> Link:
+    def _qualified(self, claim: Claim, via: str, entries: list[Entry], asked: bool = False) -> Link:
         link = claim.link
-        done = self.links.finish_qualifying(claim, QState.QUALIFIED, [Entry(
-            "qualification", "qualified",
-            f"Referral Factory confirmed the qualification of user {link.rf_user_id} (via {via})")])
+        said = (f"Referral Factory says user {link.rf_user_id} is qualified (asked before calling it again, "
+                f"via {via}): not called again" if asked else
+                f"Referral Factory confirmed the qualification of user {link.rf_user_id} (via {via})")
+        done = self.links.finish_qualifying(claim, QState.QUALIFIED, [*entries, Entry("qualification", "qualified",
+                                                                                      said)])
         count("ReferralsQualified")
         logger.info("referral qualified", extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id})
         return done
+
+
+def _resumed(claim: Claim) -> list[Entry]:
+    """The history names a qualification that was left unfinished, and how it is being finished."""
+    if claim.took_over:
+        return [Entry("qualification", "taken_over", "the worker that claimed this qualification did not finish "
+                      "within its lease (it died): taking it over, asking Referral Factory first")]
+    if claim.previous is QState.UNCONFIRMED:
+        return [Entry("qualification", "resumed", "Referral Factory had not confirmed this qualification: "
+                      "asking it first")]
+    return []
+

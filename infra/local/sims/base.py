@@ -5,6 +5,20 @@ background thread. Subclasses declare ``ROUTES`` (method, path regex, handler me
 a few hooks; this module provides the request log, fault injection, the fixed-window rate
 limiter (driven by the injectable ``clock``) and the optional request ``validator``.
 
+Faults (for the client's retry and "look before re-sending" paths):
+
+* before the request reaches the simulator, which never applies it: ``fail_next`` (an error
+  answer), ``delay_next`` (a stall before handling);
+* after the simulator applied it, so the client cannot know: ``lose_answer_next`` drops the
+  connection without an answer (``"drop"``), stalls past the client's timeout before answering
+  (``"stall"``), or answers 500 instead of the real answer (``"500"``). The log entry keeps the
+  real status and says ``"lost": how``.
+
+Rate limits: fixed windows of ``window_seconds``, starting at ``window_offset`` (plus multiples);
+``spend_elsewhere(n)`` counts ``n`` calls of another client of the same account at the start of
+every window. ``busiest(seconds)`` is the most requests the simulator received in any span of
+that length, wherever it starts.
+
 Handlers are called with the lock held and return ``(status, body)`` or
 ``(status, body, headers)``; ``body`` is JSON-encoded unless it is ``bytes``/``str``/``None``.
 
@@ -13,13 +27,14 @@ Request log entries (``sim.requests``) are dicts::
     {"method", "path" (relative to the sim's url prefix; "!<path>" when outside it),
      "query" (dict of str, first value),
      "headers" (dict), "json" (parsed body or None), "body" (raw bytes), "time" (clock()),
-     "status" (answered status)}
+     "status" (answered status), "lost" (how the answer was lost, by `lose_answer_next`)}
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+import socket
 import threading
 import time
 from urllib.parse import parse_qsl
@@ -47,6 +62,8 @@ class SimServer:
         self.requests: list[dict] = []
         self.contract_violations: list[dict] = []
         self.rate_limit = self.default_rate_limit
+        self.window_offset = 0.0     # the rate windows start at offset + k * window_seconds
+        self.elsewhere = 0           # calls another client of the account makes at every window's start
         self.base_url = None
         self._faults: list[dict] = []
         self._window = (None, 0)   # (window start, requests counted in it)
@@ -92,6 +109,32 @@ class SimServer:
     def delay_next(self, method, path_regex, seconds, times=1):
         """Sleep `seconds` (real time) before answering the next `times` matching requests."""
         self._add_fault("delay", method, path_regex, times, seconds=seconds)
+
+    def lose_answer_next(self, method, path_regex, how="drop", times=1, seconds=1.0):
+        """Apply the next `times` matching requests, then lose the answer: "drop" closes the
+        connection without one, "stall" holds it `seconds` (real time) before answering, "500"
+        answers 500 instead."""
+        if how not in ("drop", "stall", "500"):
+            raise ValueError(f"how must be drop, stall or 500, not {how!r}")
+        self._add_fault("lose", method, path_regex, times, how=how, seconds=seconds)
+
+    def spend_elsewhere(self, calls):
+        """Another client of the same account spends `calls` of every rate window, at its start."""
+        with self.lock:
+            self.elsewhere = calls
+            self._window = (None, 0)
+
+    def busiest(self, seconds=None):
+        """The most requests received in any span of `seconds` (default: the rate window)."""
+        span = self.window_seconds if seconds is None else seconds
+        with self.lock:
+            times = sorted(r["time"] for r in self.requests)
+        most, first = 0, 0
+        for last, at in enumerate(times):
+            while times[first] <= at - span:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     def clear_faults(self):
         """Drop every pending injected fault (the outage is over)."""
@@ -175,6 +218,16 @@ class SimServer:
             time.sleep(delay["seconds"])
         status, body, headers = self._answer(rec)
         rec["status"] = status
+        lose = self._take_fault("lose", rec) if status < 400 else None
+        if lose:
+            rec["lost"] = lose["how"]
+            if lose["how"] == "drop":        # applied; the client gets no answer at all
+                environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+                raise ConnectionAbortedError("answer dropped (injected)")
+            if lose["how"] == "stall":       # applied; the answer comes after the client gave up
+                time.sleep(lose["seconds"])
+            else:
+                status, body, headers = 500, self.error_body(500, "Injected failure after applying"), {}
         if isinstance(body, (dict, list)):
             body, ctype = json.dumps(body).encode(), "application/json"
         else:
@@ -187,9 +240,10 @@ class SimServer:
     def _answer(self, rec):
         with self.lock:
             now = self.clock()
-            start = math.floor(now / self.window_seconds) * self.window_seconds
+            start = math.floor((now - self.window_offset) / self.window_seconds) * self.window_seconds \
+                + self.window_offset
             if self._window[0] != start:
-                self._window = (start, 0)
+                self._window = (start, self.elsewhere)
             used = self._window[1] + 1
             self._window = (start, used)
             end = start + self.window_seconds

@@ -17,7 +17,9 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
 * A merged-away contact answers 410 ``contact_merged`` with ``Link: </contacts/<final id>>;
   rel="canonical"`` (chains resolved) on every ``/contacts/{id}...`` route; archived and deleted
   ones answer 404. Also served: DELETE /contacts/{id}, POST /contacts/{id}/archive|unarchive,
-  GET /tags. Webhook builders live in webhooks.py (re-exported here).
+  GET /tags, ``POST /tags`` (with ``users``: tags those contacts), ``POST /contacts/merge`` (a lead
+  into a user only), ``POST /data_attributes`` (400 when the name exists). Webhook builders live
+  in webhooks.py (re-exported here).
 * ``GET /me`` names the admin and the app (``app_id``, ``app_name``, ``region``) any valid token
   belongs to.
 * OAuth: ``GET /oauth?client_id&state&redirect_uri`` is the authorize page an admin sees (an HTML
@@ -91,6 +93,7 @@ class IntercomSim(SimServer):
         ("POST", r"/contacts/(?P<cid>[^/]+)/(?P<action>archive|unarchive)", "_archive_http"),
         ("POST", r"/contacts/(?P<cid>[^/]+)/tags", "_tag_contact"),
         ("GET", r"/data_attributes", "_data_attributes"),
+        ("POST", r"/data_attributes", "_create_data_attribute"),
         ("GET", r"/segments", "_segments"),
         ("GET", r"/tags", "_list_tags"),
         ("POST", r"/tags", "_create_tag"),
@@ -133,14 +136,16 @@ class IntercomSim(SimServer):
                                             archived, options, label))
 
     def add_contact(self, email, role="lead", name=None, custom_attributes=None, created_at=None,
-                    searchable=True, **fields):
+                    searchable=True, searchable_after=None, **fields):
         """Create a contact directly. ``searchable=False`` keeps it out of search until
-        ``make_searchable`` (an indexing delay of unbounded length)."""
+        ``make_searchable`` (an indexing delay of unbounded length); ``searchable_after`` (seconds
+        of the sim's clock) keeps it out for that long."""
         with self.lock:
             created = self.clock() if created_at is None else created_at
+            indexed = (created + searchable_after if searchable_after is not None
+                       else -math.inf if searchable else math.inf)
             c = self._insert(dict(fields, email=email, role=role, name=name,
-                                  custom_attributes=custom_attributes or {}), created,
-                             -math.inf if searchable else math.inf)
+                                  custom_attributes=custom_attributes or {}), created, indexed)
             return copy.deepcopy(c)
 
     def make_searchable(self, contact_id=None):
@@ -490,14 +495,34 @@ class IntercomSim(SimServer):
         return 200, {"type": "list", "data": [dict(t) for t in self.tags.values()]}
 
     def _create_tag(self, rec):
-        name = (rec["json"] or {}).get("name") if isinstance(rec["json"], dict) else None
+        """Create (or find, by name) a tag; with ``users: [{id}...]`` also tag those contacts (all
+        of them exist, or none is tagged and the answer is 404)."""
+        body = rec["json"] if isinstance(rec["json"], dict) else {}
+        name = body.get("name")
         if not isinstance(name, str) or not name:
             return self._err(400, "name is required", field="name")
-        tag = next((t for t in self.tags.values() if t["name"] == name), None)
+        users = body.get("users")
+        if users is not None and not (isinstance(users, list) and all(
+                isinstance(u, dict) and isinstance(u.get("id"), str) for u in users)):
+            return self._err(400, "users must be a list of {id}", field="users")
+        contacts = []
+        for user in users or []:
+            c, err = self._find(user["id"])
+            if err:
+                return self._err(404, "User Not Found")
+            contacts.append(c)
+        tag = next((t for t in self.tags.values() if t["name"].lower() == name.lower()), None)
         if tag is None:
             tid = str(next(self._seq))
             tag = self.tags[tid] = {"type": "tag", "id": tid, "name": name}
+        for c in contacts:
+            self._add_tag(c, tag)
         return 200, dict(tag)
+
+    def _add_tag(self, c, tag):
+        if tag["id"] not in {t["id"] for t in c["tags"]["data"]}:
+            c["tags"]["data"].append({**tag, "url": f"/tags/{tag['id']}"})
+            c["tags"]["total_count"] = len(c["tags"]["data"])
 
     def _tag_contact(self, rec, cid):
         c, err = self._find(cid)
@@ -506,10 +531,21 @@ class IntercomSim(SimServer):
         tag = self.tags.get(str((rec["json"] or {}).get("id")))
         if tag is None:
             return self._err(404, "Resource Not Found")
-        if tag["id"] not in {t["id"] for t in c["tags"]["data"]}:
-            c["tags"]["data"].append({**tag, "url": f"/tags/{tag['id']}"})
-            c["tags"]["total_count"] = len(c["tags"]["data"])
+        self._add_tag(c, tag)
         return 200, {**tag, "applied_at": int(self.clock())}
+
+    def _create_data_attribute(self, rec):
+        body = rec["json"] if isinstance(rec["json"], dict) else {}
+        name, model, data_type = body.get("name"), body.get("model"), body.get("data_type")
+        if not isinstance(name, str) or not name or model not in ("contact", "company"):
+            return self._err(400, "name and model (contact or company) are required", field="name")
+        if data_type not in ("string", "integer", "float", "boolean", "date", "datetime"):
+            return self._err(400, f"data_type {data_type!r} is not supported", field="data_type")
+        if f"custom_attributes.{name}" in self.attributes or name in STANDARD_ATTRIBUTES:
+            return self._err(400, f"You already have a '{name}' attribute", field="name")
+        attr = self._add_attribute(name, f"custom_attributes.{name}", data_type, True)
+        attr["description"] = str(body.get("description") or "")
+        return 200, dict(attr)
 
     def _me(self, rec):
         return 200, {"type": "admin", "id": "991267459", "email": "admin@example.com", "name": "Sim Admin",

@@ -1,0 +1,142 @@
+"""Use case: a lead the bridge created, looked at again once Intercom's search has caught up
+(`VerifyMessage`, queued by services/join.py with the search lag as its delay).
+
+Intercom lets leads share an email and its search lags creation, so a person who joins just after
+a contact with their email was made elsewhere gets a new lead: neither the search nor a 409 could
+show the older contact. Once search shows it: a lead of ours duplicating a user is merged into the
+user (the only merge Intercom allows; with `duplicates: update`, as the update would have marked
+the user); otherwise the link moves to the older contact and our lead stays. Either way the link
+follows, the history says what was done and why, and the rule is evaluated on the contact the
+person now has."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..domain import join as decide
+from ..domain import rules
+from ..domain.history import Entry
+from ..domain.judge import Sighting
+from ..domain.link import Link, PersonRef
+from ..domain.qualification import QState
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..errors import Deferred, Permanent
+from ..messages import VerifyMessage
+from ..observability import count
+from ..ports import IntercomPort, Merged, NotFound
+from .deps import WorkDeps
+
+EARLY = 2.0     # seconds: a message SQS delivers this much before its time (clocks differ) is due
+
+
+@dataclass
+class Verification:
+    """What one batch of verifications needs: their links, their campaigns' settings, and one
+    search per workspace for the emails of those that are due."""
+
+    links: dict[PersonRef, Link] = field(default_factory=dict)
+    documents: dict[str, dict] = field(default_factory=dict)
+    found: dict[str, list[dict]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, messages: list[VerifyMessage], deps: WorkDeps) -> "Verification":
+        links = deps.links.get_many(m.person_ref for m in messages)
+        due = [m for m in messages if _due(m, deps) and _still_ours(m, links.get(m.person_ref))]
+        found: dict[str, list[dict]] = {}
+        for workspace in sorted({m.workspace for m in due}):
+            found[workspace] = deps.apis.intercom(workspace).search([m.email for m in due if m.workspace == workspace])
+        return cls(links, deps.settings.documents({m.campaign_id for m in messages}), found)
+
+
+def on_verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
+    now = deps.clock()
+    if not _due(message, deps):
+        raise Deferred("Intercom's search may not show every contact with this email yet: looking again later",
+                       retry_after=message.not_before - now)
+    link = batch.links.get(message.person_ref)
+    if not _still_ours(message, link):
+        return "moved"               # merged, moved or erased since: nothing of ours to look at
+    assert link is not None
+    settings = _settings(message.campaign_id, batch.documents.get(message.campaign_id))
+    if settings is None:
+        return "skipped"
+    ours = {"id": message.contact_id, "role": link.contact_role, "created_at": message.created_at}
+    same_email = [c for c in batch.found.get(message.workspace, [])
+                  if (c.get("email") or "").lower() == message.email.lower()]
+    duplicate = decide.duplicate_of(ours, same_email, settings.people(link.is_lead).duplicates)
+    if duplicate is None:
+        return "unique"
+    intercom = deps.apis.intercom(message.workspace)
+    target = _find(intercom, str(duplicate.target["id"]))
+    if target is None:
+        return "unique"              # gone since search listed it
+    baseline, known = decide.moved_baseline(settings, target, rules.event_time(link.joined_at), link.baseline)
+    entry, now_contact = _merge_or_move(intercom, message, link, target, duplicate.merge)
+    if not known:
+        entry = dataclasses.replace(entry, details={**(entry.details or {}), "baseline": (
+            f"{target['id']} changed after the person joined, so its value then is not known: the baseline stays "
+            f"{baseline!r}, the value the bridge created the lead with")})
+    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"), baseline=baseline)
+    count("DuplicatesResolved")
+    rule = settings.qualification
+    if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:
+        deps.qualifier.evaluate(moved, rule, Sighting(now_contact, "duplicate resolved"))
+    return "merged" if entry.outcome == "merged_into_existing" else "moved"
+
+
+def _merge_or_move(intercom: IntercomPort, message: VerifyMessage, link: Link, target: dict,
+                   merge: bool) -> tuple[Entry, dict]:
+    ours, into, role = message.contact_id, str(target["id"]), target.get("role")
+    found = (f"the lead {ours} the bridge created when the person joined has the email of {role} {into}, made "
+             "before they joined, which Intercom's search did not show yet")
+    details = {"from": ours, "into": into, "role": role}
+    if merge:
+        try:
+            merged = intercom.merge_contacts(ours, into)
+        except Permanent as exc:
+            if _merged_into(intercom, ours) != into:     # not a merge whose answer was lost: move instead
+                return Entry("contact", "moved_to_existing", f"{found}; Intercom refused to merge them "
+                             f"({exc.reason}), so the link moves to {into}; the lead {ours} stays", details), target
+            merged = target
+        return Entry("contact", "merged_into_existing", f"{found}; merged it into the {role}, and the link follows "
+                     "it", details), merged
+    why = ("duplicates is skip, so the bridge leaves that contact untouched" if role == "user"
+           else "Intercom merges a lead only into a user")
+    return Entry("contact", "moved_to_existing", f"{found}; {why}: the link moves to {into} (the older contact), and "
+                 f"the lead {ours} stays in Intercom", details), target
+
+
+def _merged_into(intercom: IntercomPort, contact_id: str) -> Optional[str]:
+    try:
+        intercom.get_contact(contact_id)
+    except Merged as merged:
+        return merged.canonical_id
+    except NotFound:
+        return None
+    return None
+
+
+def _due(message: VerifyMessage, deps: WorkDeps) -> bool:
+    return deps.clock() >= message.not_before - EARLY
+
+
+def _still_ours(message: VerifyMessage, link: Optional[Link]) -> bool:
+    return link is not None and link.contact_id == message.contact_id and link.workspace == message.workspace
+
+
+def _settings(campaign_id: str, document: Optional[dict]) -> Optional[CampaignSettings]:
+    if document is None:
+        return None
+    try:
+        return parse_settings(document)
+    except SettingsError as exc:
+        raise Permanent(f"the stored settings of campaign {campaign_id} are invalid ({'; '.join(exc.problems)}) "
+                        "— apply corrected settings, then replay") from None
+
+
+def _find(intercom: IntercomPort, contact_id: str) -> Optional[dict]:
+    try:
+        return intercom.get_contact(contact_id)
+    except (Merged, NotFound):
+        return None

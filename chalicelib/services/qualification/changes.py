@@ -1,0 +1,117 @@
+"""Use case: reconciliation by change. Ask Intercom which of a workspace's contacts changed since its
+last search and may meet one of its campaigns' targets (domain/changes.py), and judge the pending
+leads linked to them, with the contact as search returned it. A run costs one search call per 150
+changed contacts, however many leads are pending; a lost webhook is caught by the next run."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ...domain import rules as rule_values
+from ...domain.changes import changes_query
+from ...domain.judge import Sighting
+from ...domain.link import Link
+from ...domain.mapping import attribute_type, attribute_value
+from ...domain.qualification import QState
+from ...domain.settings import CampaignSettings, Qualification, SettingsError, parse_settings
+from ...messages import ChangesMessage
+from ...observability import count, logger
+from ...ports import Found
+from ..deps import WorkDeps
+from .checks import check_link
+
+OVERLAP = 3600.0            # each search starts this long before the last one did (search lags)
+PER_PAGE = 150              # Intercom's largest page
+
+
+def cursor_name(workspace: str) -> str:
+    return f"changes#{workspace}"
+
+
+def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None) -> str:
+    ws = message.workspace
+    campaigns = _campaigns(deps, ws)
+    targets = [(c.qualification, attribute_type(c.qualification.attribute, deps.apis.attributes(ws)))
+               for c in campaigns.values() if c.qualification is not None]
+    if not targets:
+        return "no_rules"
+    last = deps.cursor.get(cursor_name(ws))
+    since = (float(last) if last else message.at - message.lookback) - OVERLAP
+    query = changes_query(targets, since)
+    intercom, after, pages = deps.apis.intercom(ws), None, 0
+    seen: set[str] = set()
+    while True:
+        contacts, after = intercom.search_contacts(query, starting_after=after, per_page=PER_PAGE)
+        pages += 1
+        fresh = [c for c in contacts if c.get("id") and c["id"] not in seen]   # pages may repeat a record
+        seen.update(c["id"] for c in fresh)
+        _judge(ws, fresh, campaigns, deps)
+        if not after:
+            break
+    if not last or float(last) < message.at:
+        deps.cursor.set(repr(message.at), cursor_name(ws))
+    count("ReconciliationContactsSearched", len(seen))
+    logger.info("reconciliation searched changed contacts", extra={"workspace": ws, "contacts": len(seen),
+                                                                   "pages": pages})
+    return "done"
+
+
+def _campaigns(deps: WorkDeps, workspace: str) -> dict[str, CampaignSettings]:
+    """The workspace's campaigns with valid settings (an invalid one is said when its leads are
+    checked one by one; here it is left out)."""
+    out = {}
+    for campaign_id, document in deps.settings.documents(deps.settings.campaigns(workspace)).items():
+        try:
+            settings = parse_settings(document)
+        except SettingsError:
+            continue
+        if settings.workspace == workspace:
+            out[campaign_id] = settings
+    return out
+
+
+def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings], deps: WorkDeps) -> None:
+    """One batched read for the page, then each waiting lead linked to a contact (or, with `match:
+    email`, sharing its email) is judged with the contact as search found it."""
+    if not contacts:
+        return
+    found = deps.lookup.look_up(contacts=[(ws, c["id"]) for c in contacts],
+                                emails=[(ws, c["email"]) for c in contacts if c.get("email")])
+    for contact in contacts:
+        seen = Sighting(contact, "reconciliation (changed contacts)", rule_values.event_time(contact.get("updated_at")),
+                        current=True)
+        direct = set()
+        for link in found.linked_to_contact(ws, contact["id"]):
+            rule = _waiting_rule(link, campaigns)
+            if rule is not None:
+                direct.add(link.ref)
+                deps.qualifier.evaluate(link, rule, seen, note=False)
+        for link in _by_email(found, ws, contact, direct):
+            rule = _waiting_rule(link, campaigns)
+            if rule is None:
+                continue
+            if rule.match == "email":
+                duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact["id"], current=True)
+                deps.qualifier.evaluate(link, rule, duplicate, note=False)
+            elif _meets(rule, contact, deps, ws):
+                # Another contact with the lead's email meets the target: the lead's own contact may
+                # have been merged into it (the webhook lost). Read the lead's own contact to know.
+                check_link(link, campaigns[link.campaign_id], deps, replay=False)
+
+
+def _by_email(found: Found, ws: str, contact: dict, done: set) -> list[Link]:
+    return [link for link in found.linked_to_email(ws, contact.get("email"))
+            if link.ref not in done and link.contact_id != contact["id"]]
+
+
+def _waiting_rule(link: Link, campaigns: dict[str, CampaignSettings]) -> Optional[Qualification]:
+    """The rule of a lead that waits for its contact (a decided one is finished through the overdue
+    index, a settled one needs nothing)."""
+    settings = campaigns.get(link.campaign_id)
+    if settings is None or not link.final or not link.is_lead or link.qualification is not QState.PENDING:
+        return None
+    return settings.qualification
+
+
+def _meets(rule: Qualification, contact: dict, deps: WorkDeps, ws: str) -> bool:
+    data_type = attribute_type(rule.attribute, deps.apis.attributes(ws))
+    return rule_values.matches(rule, data_type, attribute_value(contact, rule.attribute))

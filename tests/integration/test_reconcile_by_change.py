@@ -1,0 +1,138 @@
+"""Issue 9: reconciliation scales with changes, not with the backlog. With 50,000 pending leads in
+the simulators, a lost webhook is caught by the next run, and that run makes at most
+(changed contacts / 150 + a few) Intercom calls. Leads past the sweep's age are no longer read one
+by one, and still qualify by webhook."""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import pytest
+
+from chalicelib.domain.history import iso
+from chalicelib.domain.link import PersonRef
+
+from .conftest import WORKSPACE, join_body, qualifying_settings
+from .test_join_flow import new_lead
+from .test_qualification import qualified_ids
+
+BACKLOG = 50_000
+DAY = 86400
+
+
+def seed_backlog(bridge, intercom, rf, n: int, joined_at: float, qualifying: int) -> list[tuple[str, str]]:
+    """`n` leads who joined at `joined_at` and are still pending: their contacts in the Intercom
+    simulator (last updated then), their links and pointers in the store, written straight into moto's
+    table in this process, as the store writes them (150,000 items over HTTP would take minutes). The
+    first `qualifying` are real RF users, so that RF can qualify them. Returns (rf id, contact id)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
+
+    from chalicelib.adapters.dynamo.keys import PENDING, contact_key, email_key, link_key
+    from chalicelib.adapters.dynamo.models import LinkItem, PointerItem
+
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][bridge.resources.region]
+    referrer = rf.add_user(42, "rita@example.com", "Rita")
+    when, people = iso(joined_at), []
+    with pytest.MonkeyPatch.context() as mp:
+        # moto re-measures an item's whole size at each attribute it sets (the 400 KB limit): quadratic.
+        # Ours are far below the limit; the check is skipped while seeding.
+        mp.setattr(LimitedSizeDict, "__setitem__", dict.__setitem__)
+        for i in range(n):
+            email = f"lead{i}@example.com"
+            rf_id = str(rf.add_user(42, email, "Lead", referrer_id=referrer["id"])["id"]) if i < qualifying \
+                else str(900_000 + i)
+            contact = intercom.add_contact(email, custom_attributes={"signed_up": "No"}, created_at=joined_at)
+            ref = PersonRef("42", rf_id)
+            link = LinkItem(*link_key(ref), campaign_id="42", rf_user_id=rf_id, workspace=WORKSPACE, status="linked",
+                            kind="lead", email=email, contact_id=contact["id"], contact_role="lead", baseline="No",
+                            qualification="pending", joined_at=when, updated_at=when, pending_pk=PENDING,
+                            pending_sk=f"{when}#{ref}")
+            for item in (link, PointerItem(*contact_key(WORKSPACE, contact["id"]), links={str(ref)}),
+                         PointerItem(*email_key(WORKSPACE, email), links={str(ref)})):
+                backend.put_item(bridge.resources.table, item.serialize())
+            people.append((rf_id, contact["id"]))
+    return people
+
+
+def kinds(requests: list[str]) -> Counter:
+    """Requests by kind, ids folded: {"GET /contacts/{id}": 3, ...}."""
+    return Counter(re.sub(r"^(\w+ /contacts/)(?!search$)[^/]+$", r"\1{id}", r) for r in requests)
+
+
+def test_a_run_over_50000_pending_leads_costs_calls_by_the_changes_not_the_backlog(bridge, intercom, rf, clock,
+                                                                                  counter, monkeypatch):
+    # moto backs a transaction up by deep-copying the whole table once per item: with 150,000 items each
+    # qualification takes seconds. The chaos run's patch backs up item by item.
+    from moto.dynamodb.models import DynamoDBBackend
+
+    from infra.local.chaos.moto_patch import _transact_write_items
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", _transact_write_items)
+    bridge.apply(qualifying_settings())
+    at_target, other_changes = 155, 300
+    people = seed_backlog(bridge, intercom, rf, BACKLOG, clock() - 30 * DAY, qualifying=at_target)
+    # Today: 155 contacts reach the target and 300 others change otherwise; every webhook is lost.
+    for rf_id, contact_id in people[:at_target]:
+        intercom.update_contact(contact_id, signed_up="Yes")
+    for _, contact_id in people[at_target:at_target + other_changes]:
+        intercom.update_contact(contact_id, signed_up="Maybe")
+    changed = at_target + other_changes
+
+    with counter.measure() as counts:
+        run = bridge.reconcile()
+        bridge.drain()
+
+    assert sorted(qualified_ids(rf)) == sorted(int(rf_id) for rf_id, _ in people[:at_target])
+    assert run == {"queued": 0, "round_complete": True, "searches": 1, "overdue": 0}   # none read one by one
+    assert counts.intercom <= changed / 150 + 3, kinds(counts.intercom_requests)
+    assert kinds(counts.intercom_requests) == {"POST /contacts/search": math.ceil(at_target / 150),
+                                               "GET /data_attributes": 1}
+    searched = [r["json"] for r in intercom.requests if r["path"] == "/contacts/search"]
+    assert searched[0]["query"]["value"][1] == {"field": "custom_attributes.signed_up", "operator": "=",
+                                                "value": "Yes"}
+    assert all(s["pagination"]["per_page"] == 150 for s in searched)
+    # DynamoDB: a few reads for the run and for each page of 150 contacts (the pointers of their ids and
+    # emails, then their links, by BatchGetItem's 100 keys), none for the 49,845 leads that wait.
+    reads, pages = counts.operations("dynamodb"), math.ceil(at_target / 150)
+    assert reads["dynamodb:Query"] == 2 and reads["dynamodb:BatchGetItem"] <= 5 * pages + 1
+
+
+def test_the_next_run_searches_from_the_last_one_and_catches_a_webhook_lost_since(bridge, intercom, rf, clock):
+    bridge.apply(qualifying_settings())
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    bridge.reconcile()
+    bridge.drain()
+    assert rf.qualification_calls == []
+    clock.now += 900
+    intercom.update_contact(contact["id"], signed_up="Yes")          # its webhook is lost
+    bridge.reconcile()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    first, second = [r["json"]["query"]["value"][0]["value"] for r in intercom.requests
+                     if r["path"] == "/contacts/search" and r["json"]["query"].get("operator") == "AND"]
+    assert second - first == 7 * DAY and second == int(clock() - 900 - 3600) - DAY    # an hour's overlap
+
+
+def test_leads_past_the_sweep_age_are_not_read_one_by_one_and_still_qualify_by_webhook(bridge, intercom, rf, clock):
+    from chalicelib.services.reconcile import past_sweep_age
+    bridge.apply(qualifying_settings())
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert bridge.reconcile()["queued"] == 1 and past_sweep_age(bridge.rt) == 0
+    bridge.drain()
+    clock.now += 8 * DAY
+    before = len(intercom.requests)
+    assert bridge.reconcile()["queued"] == 0 and past_sweep_age(bridge.rt) == 1
+    bridge.drain()
+    assert not [r for r in intercom.requests[before:] if r["method"] == "GET" and r["path"].startswith("/contacts/")]
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]

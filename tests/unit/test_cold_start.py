@@ -1,0 +1,60 @@
+"""Issue 9, cold start: what a fresh container does before its first invocation (timed only by
+`make bench`; here, what happens). Each runs in a fresh interpreter, as a new Lambda container."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"PATH": "/usr/bin:/bin", "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1",  # as Lambda sets them
+       "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+       "BRIDGE_TABLE": "t", "BRIDGE_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
+       "BRIDGE_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/1/d"}
+PROBE = """
+import json, sys
+import app
+from chalicelib import runtime
+from chalicelib.adapters.dynamo import models
+rt = runtime._default
+print(json.dumps({"worker": "chalicelib.services.worker" in sys.modules, "requests": "requests" in sys.modules,
+                  "dynamodb": len(models._clients), "sqs": bool(rt and rt.queue._client),
+                  "ssm": bool(rt and rt.secrets._client)}))
+"""
+
+
+def container(function_name: str = "") -> dict:
+    env = {**ENV, **({"AWS_LAMBDA_FUNCTION_NAME": function_name} if function_name else {})}
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_workers_init_makes_its_clients_and_imports_what_its_records_need():
+    assert container("rf-intercom-bridge-prod-worker") == {
+        "worker": True, "requests": True, "dynamodb": 1, "sqs": True, "ssm": True}
+
+
+def test_the_webhook_functions_init_makes_its_aws_clients_and_leaves_the_http_clients_out():
+    assert container("rf-intercom-bridge-prod") == {
+        "worker": False, "requests": False, "dynamodb": 1, "sqs": True, "ssm": True}
+
+
+def test_outside_lambda_importing_the_app_makes_nothing():
+    assert container() == {"worker": False, "requests": False, "dynamodb": 0, "sqs": False, "ssm": False}
+
+
+def test_every_model_of_the_table_shares_one_client():
+    """PynamoDB would give each model its own botocore session, each reading botocore's files again."""
+    code = ("from chalicelib.adapters.dynamo import models; "
+            "clients = {id(m._get_connection().connection.client) for m in models.MODELS}; print(len(clients))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
+def test_an_init_that_cannot_make_its_clients_logs_it_and_the_container_still_starts():
+    env = {k: v for k, v in ENV.items() if "REGION" not in k}
+    out = subprocess.run([sys.executable, "-c", "import app; print('started')"], cwd=ROOT,
+                         env={**env, "AWS_LAMBDA_FUNCTION_NAME": "rf-intercom-bridge-prod-worker"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "started" and '"message":"prewarm failed"' in out.stdout

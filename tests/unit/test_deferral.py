@@ -1,0 +1,86 @@
+"""Waiting is not a try: a record that must wait (errors.Deferred) goes back to the queue as a copy
+with a delay and the tries it has used, and never reaches the dead-letter queue for waiting alone."""
+import json
+
+import pytest
+
+from chalicelib.errors import Deferred, Transient
+from chalicelib.messages import CheckMessage
+from chalicelib.services.worker import Handler, Record, RetryBatch, handle_batch
+from tests.fakes import FakeWork
+
+
+def record(n: int, user: str, receives: int = 1, tries: int | None = None, waits: int | None = None) -> dict:
+    attributes = {name: {"stringValue": str(value), "dataType": "Number"}
+                  for name, value in (("bridge-tries", tries), ("bridge-waits", waits)) if value is not None}
+    return {"messageId": f"m{n}", "receiptHandle": f"rh{n}", "messageAttributes": attributes,
+            "attributes": {"ApproximateReceiveCount": str(receives)},
+            "body": json.dumps(CheckMessage(campaign_id="42", rf_user_id=user, workspace="ws").wire())}
+
+
+def handlers(outcomes: dict):
+    def handle(message, deps, context):
+        outcome = outcomes.get(message.rf_user_id)
+        if outcome is not None:
+            raise outcome
+    return {CheckMessage: Handler(lambda messages, deps: None, handle)}
+
+
+def test_a_waiting_record_is_sent_back_with_its_tries_and_its_neighbours_settle_as_usual():
+    work = FakeWork()                                         # BRIDGE_MAX_ATTEMPTS=3
+    outcomes = {"2": Deferred("shared budget spent", retry_after=40), "3": Transient("RF answered 503")}
+    with pytest.raises(RetryBatch, match="1 of 3 records will be retried: m3: RF answered 503"):
+        handle_batch([record(1, "1"), record(2, "2", receives=2, tries=1), record(3, "3")], work,
+                     handlers=handlers(outcomes))
+    [later] = work.queue.deferred
+    # received twice (a crash, then this wait): one more try used, this receive given back
+    assert (later.tries, later.waits) == (2, 1) and 40 <= later.delay <= 42
+    assert json.loads(later.body)["rf_user_id"] == "2"
+    assert work.queue.deleted == ["rh1", "rh2"]               # the original is gone with the done one
+
+
+def test_waits_only_return_normally_and_the_event_source_deletes_the_originals():
+    work = FakeWork()
+    summary = handle_batch([record(1, "1"), record(2, "2")], work,
+                           handlers=handlers({"2": Deferred("another worker holds it", retry_after=5)}))
+    assert summary == {"done": 1, "retry": 0, "dead": 0, "waiting": 1}
+    assert work.queue.deleted == [] and len(work.queue.deferred) == 1
+
+
+def test_a_record_that_waited_many_times_still_has_all_its_tries():
+    work = FakeWork()
+    fails = handlers({"1": Transient("RF answered 503")})
+    with pytest.raises(RetryBatch):
+        handle_batch([record(1, "1", receives=1, tries=1, waits=60)], work, handlers=fails)   # try 2 of 3
+    assert work.queue.dead == []
+    handle_batch([record(1, "1", receives=2, tries=1, waits=60)], work, handlers=fails)       # try 3 of 3
+    [dead] = work.queue.dead
+    assert dead["reason"] == "gave up after 3 tries: RF answered 503" and dead["attempts"] == 3
+
+
+def test_a_wait_never_dead_letters_however_often_it_comes_back():
+    work = FakeWork()
+    for waits in range(50):
+        handle_batch([record(1, "1", receives=1, tries=0, waits=waits)], work,
+                     handlers=handlers({"1": Deferred("Referral Factory blocked us", retry_after=900)}))
+    assert work.queue.dead == [] and [d.waits for d in work.queue.deferred] == list(range(1, 51))
+    assert {d.tries for d in work.queue.deferred} == {0}
+
+
+def test_the_copy_keeps_the_body_and_sqs_caps_its_delay():
+    from chalicelib.adapters.queue import MAX_DELAY_SECONDS, Queue
+    from chalicelib.ports import Later
+
+    class Client:
+        sent: list = []
+
+        def send_message_batch(self, **kw):
+            self.sent.append(kw)
+            return {}
+    queue = Queue("https://sqs/q", client=Client())
+    queue.defer([Later('{"kind":"intercom.check"}', 7200.0, 2, 5), Later("{}", 0.4, 0, 1)])
+    [batch] = Client.sent
+    assert [e["DelaySeconds"] for e in batch["Entries"]] == [MAX_DELAY_SECONDS, 1]
+    assert batch["Entries"][0]["MessageBody"] == '{"kind":"intercom.check"}'
+    assert batch["Entries"][0]["MessageAttributes"]["bridge-tries"] == {"DataType": "Number", "StringValue": "2"}
+    assert Record.from_lambda({"messageAttributes": {"bridge-tries": {"stringValue": "x"}}}).tries_before == 0
