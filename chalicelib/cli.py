@@ -132,10 +132,35 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_rf_connect)
 
     dlq = sub.add_parser("dlq", help="dead-letter queue").add_subparsers(dest="action", required=True)
-    dlq.add_parser("list", help="show failed work and why it failed").set_defaults(func=_dlq_list)
-    dlq.add_parser("replay", help="send failed work back to the queue").set_defaults(func=_dlq_replay)
+    p = dlq.add_parser("list", help="every dead letter: why it failed, whom it is about, counts by reason and "
+                                    "campaign")
+    p.add_argument("--show-payload", action="store_true", help="also print each message's payload")
+    p.add_argument("--json", action="store_true", help="JSON for machines")
+    p.set_defaults(func=_dlq_list)
+    p = dlq.add_parser("replay", help="send failed work back to the queue (all, or by reason or campaign)")
+    p.add_argument("--reason", help="only dead letters whose reason contains this text")
+    p.add_argument("--campaign", help="only dead letters of this campaign")
+    p.add_argument("--all", action="store_true", help="every dead letter (the default without --reason/--campaign)")
+    p.set_defaults(func=_dlq_replay)
 
-    p = sub.add_parser("history", help="a person's link and history")
+    p = sub.add_parser("explain", help="everything the bridge knows of a person, across campaigns, in time order")
+    p.add_argument("who", help="an email, a Referral Factory user id, or an Intercom contact id")
+    p.add_argument("--json", action="store_true", help="JSON for machines")
+    p.set_defaults(func=_explain)
+
+    p = sub.add_parser("doctor", help="check a campaign against Intercom, Referral Factory and the bridge's records")
+    p.add_argument("campaign_id")
+    p.add_argument("--json", action="store_true", help="JSON for machines")
+    p.set_defaults(func=_doctor)
+
+    p = sub.add_parser("backfill", help="send the campaign's people who joined before its settings (dry run "
+                                        "unless --apply)")
+    p.add_argument("campaign_id")
+    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook)")
+    p.add_argument("--json", action="store_true", help="JSON for machines")
+    p.set_defaults(func=_backfill)
+
+    p = sub.add_parser("history", help="a person's link and history in one campaign (see also `explain`)")
     p.add_argument("campaign_id")
     p.add_argument("rf_user_id")
     p.set_defaults(func=_history)
@@ -245,14 +270,89 @@ def _needs_dlq(rt: Runtime) -> None:
 
 
 def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services import dead_letters
+
     _needs_dlq(rt)
-    _print(admin.dead_letters(rt))
+    listed = dead_letters.summary(dead_letters.list_dead(rt), show_payload=args.show_payload)
+    if args.json:
+        _print(listed)
+        return 0
+    print(f"{listed['total']} dead letter(s)")
+    for title, key in (("by reason", "by_reason"), ("by campaign", "by_campaign")):
+        if listed[key]:
+            print(f"{title}:")
+            for name, n in listed[key].items():
+                print(f"  {n:>5}  {name}")
+    for d in listed["dead_letters"]:
+        who = " ".join(f"{k}={d[k]}" for k in ("campaign_id", "rf_user_id", "workspace", "contact_id", "email")
+                       if d.get(k))
+        print(f"- {d['message_id']}  {d.get('kind') or '?'}  {who}  tries={d.get('attempts', '?')}  "
+              f"failed_at={d.get('failed_at', '?')}\n    {d['reason']}")
+        if args.show_payload:
+            print("    payload: " + json.dumps(d.get("payload"), default=str))
     return 0
 
 
 def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services import dead_letters
+
     _needs_dlq(rt)
-    print(f"{admin.replay_dead_letters(rt)} message(s) sent back to the work queue")
+    if args.all and (args.reason or args.campaign):
+        raise CliError("--all replays every dead letter: give it alone, or filter with --reason / --campaign")
+    done = dead_letters.replay(rt, args.reason, args.campaign)
+    print(f"{done['replayed']} message(s) sent back to the work queue"
+          + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+    return 0
+
+
+def _explain(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services import explain
+
+    found = explain.explain(rt, args.who)
+    if args.json:
+        _print(found.view())
+    else:
+        print(explain.as_text(found))
+    return 0 if found.found else 1
+
+
+def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services import doctor
+
+    report = doctor.examine(rt, args.campaign_id, dlq=bool(rt.config.dlq_url))
+    if args.json:
+        _print(report.view())
+    else:
+        print(doctor.as_text(report))
+    return 0 if report.ok else 1
+
+
+def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.backfill import BackfillError, backfill
+
+    def bar(read: int, total: Optional[int], queued: int) -> None:
+        if args.json or not sys.stderr.isatty():
+            return
+        width = 30
+        done = int(width * read / total) if total else 0
+        shown = f"{read}/{total}" if total else str(read)
+        print(f"\r[{'#' * done}{'.' * (width - done)}] {shown} people read, {queued} "
+              f"{'queued' if args.apply else 'to send'}", end="", file=sys.stderr, flush=True)
+
+    try:
+        result = backfill(rt, args.campaign_id, apply=args.apply, progress=bar)
+    except BackfillError as exc:
+        raise CliError(str(exc)) from None
+    if not args.json and sys.stderr.isatty():
+        print(file=sys.stderr)
+    view = result.view()
+    if args.json:
+        _print(view)
+        return 0
+    print(f"campaign {view['campaign_id']}: {view['people_in_rf']} people in Referral Factory"
+          + (" (dry run: nothing was sent; --apply sends them)" if view["dry_run"] else f", {view['queued']} queued"))
+    for outcome, n in view["outcomes"].items():
+        print(f"  {n:>6}  {outcome}")
     return 0
 
 

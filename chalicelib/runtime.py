@@ -15,7 +15,9 @@ from .adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, Secret
                                intercom_client_secret, intercom_token, valid_workspace)
 from .config import Config
 from .errors import Disconnected, Permanent
-from .ports import SecretStore, Store
+from .observability import logger
+from .ports import RefusalSample, SecretStore, Store
+from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
     from .adapters.intercom import IntercomAuthClient, IntercomClient
@@ -25,7 +27,8 @@ if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the wo
 T = TypeVar("T")
 
 CACHE_SECONDS = 300
-EDGE_SECRET_SECONDS = 60     # a value refused by a signature is checked against the store at once anyway
+EDGE_SECRET_SECONDS = 60
+HEARD_EVERY_SECONDS = 60     # the edge notes "heard a join / a notification" at most this often per container     # a value refused by a signature is checked against the store at once anyway
 
 
 class Runtime:
@@ -83,6 +86,34 @@ class Runtime:
         if known:
             self._cache[("campaign", campaign_id)] = (self.clock() + 60, True)
         return known
+
+    # --- the edge's log (ports/edge.py): what doctor and explain read of the webhooks ----------
+    def note_refusal(self, sample: "RefusalSample", campaign_id: Optional[str] = None,
+                     workspace: Optional[str] = None) -> None:
+        """Only a campaign with settings or a connected workspace gets a scope of its own: whatever
+        an unauthenticated caller names, everything else goes to the one 'unknown' bucket."""
+        try:
+            if campaign_id and self.campaign_known(campaign_id):
+                scope = campaign_scope(campaign_id)
+            elif workspace and valid_workspace(workspace) and self.edge_secrets.peek(intercom_client_secret(workspace)):
+                # (a peek: the signature check just read it; reading again would use up its recheck)
+                scope = workspace_scope(workspace)
+            else:
+                scope = UNKNOWN
+            self.store.edge.refused(scope, sample)
+        except Exception:  # the answer never depends on the log
+            logger.warning("could not record a refused webhook", exc_info=True)
+
+    def note_heard(self, scope: str, what: str) -> None:
+        """At most one write per container, scope and kind a minute: a join costs no write beyond that."""
+        key = ("heard", scope, what)
+        if key in self._cache and self._cache[key][0] > self.clock():
+            return
+        self._cache[key] = (self.clock() + HEARD_EVERY_SECONDS, True)
+        try:
+            self.store.edge.heard(scope, what)
+        except Exception:
+            logger.warning("could not record a webhook as heard", exc_info=True)
 
     # --- clients -------------------------------------------------------------------------
     def max_wait(self) -> float:

@@ -165,6 +165,10 @@ def _id(value: Any) -> Any:
     return value
 
 
+def is_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
 Id = Annotated[str, BeforeValidator(_id)]
 Text = Annotated[StrictStr, Field(max_length=1024)]
 Email = Annotated[StrictStr, Field(max_length=320)]

@@ -107,6 +107,8 @@ class FakeEdge:
         self._rf_secret = rf_secret
         self._intercom = intercom_secrets or {}
         self._campaigns = set(campaigns)
+        self.refusals: list = []
+        self.heard: list = []
 
     def rf_webhook_secret(self, accept: Optional[Callable[[str], bool]] = None) -> str:
         return self._rf_secret
@@ -116,6 +118,12 @@ class FakeEdge:
 
     def campaign_known(self, campaign_id: str) -> bool:
         return campaign_id in self._campaigns
+
+    def note_refusal(self, sample: Any, campaign_id: Optional[str] = None, workspace: Optional[str] = None) -> None:
+        self.refusals.append((campaign_id, workspace, sample))
+
+    def note_heard(self, scope: str, what: str) -> None:
+        self.heard.append((scope, what))
 
 
 class FakeIntercom:

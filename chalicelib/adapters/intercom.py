@@ -120,6 +120,10 @@ class IntercomClient(JsonApi):
         answer = self._call("GET", "/data_attributes", params={"model": "contact"}) or {}
         return {a.get("full_name") or a.get("name"): a for a in answer.get("data", [])}
 
+    def me(self) -> dict:
+        """GET /me: the admin the token belongs to; `app.id_code` is its workspace."""
+        return self._call("GET", "/me") or {}
+
     def create_data_attribute(self, name: str, data_type: str, description: str) -> dict:
         return self._call("POST", "/data_attributes", json_body={
             "name": name, "model": "contact", "data_type": data_type, "description": description})

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -17,6 +18,7 @@ from ..domain.history import Entry, Recorded, iso
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef)
 from ..domain.qualification import ENDINGS, QState, claimable
+from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
 from ..ports.store import (KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor,
                            Found, HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection,
                            SettingsRepository, StoredSettings, normal_email)
@@ -285,6 +287,41 @@ class MemorySettings:
         return {c: self.stored[c].document for c in campaign_ids if c in self.stored}
 
 
+class MemoryEdge:
+    """The edge's log (ports/edge.py), with the same bounds as the table's."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.counts: dict[tuple[str, str, str], RefusalCount] = {}        # (scope, reason, hour)
+        self.samples: dict[tuple[str, str, int], tuple[float, RefusalSample]] = {}
+        self.beats: dict[tuple[str, str], str] = {}
+
+    def refused(self, scope: str, sample: RefusalSample) -> None:
+        now = self.clock()
+        hour = datetime.fromtimestamp(now - now % 3600, timezone.utc).strftime("%Y-%m-%dT%H:00Z")
+        before = self.counts.get((scope, sample.reason, hour))
+        n = (before.count if before else 0) + 1
+        self.counts[(scope, sample.reason, hour)] = RefusalCount(sample.reason, hour, n,
+                                                                 before.first_at if before else sample.at, sample.at)
+        if n <= SAMPLES:
+            self.samples[(scope, sample.reason, n - 1)] = (now, sample)
+
+    def refusals(self, scope: str) -> Refusals:
+        keep = self.clock() - REFUSALS_KEEP_DAYS * 86400
+        counts = [c for (s, _, hour), c in self.counts.items()
+                  if s == scope and datetime.strptime(hour, "%Y-%m-%dT%H:00Z").replace(
+                      tzinfo=timezone.utc).timestamp() + 3600 > keep]
+        samples = [sample for (s, _, _), (at, sample) in self.samples.items() if s == scope and at > keep]
+        return Refusals(sorted(counts, key=lambda c: c.last_at, reverse=True),
+                        sorted(samples, key=lambda x: x.at, reverse=True))
+
+    def heard(self, scope: str, what: str) -> None:
+        self.beats[(scope, what)] = iso(self.clock())
+
+    def last_heard(self, scope: str, what: str) -> Optional[str]:
+        return self.beats.get((scope, what))
+
+
 class MemoryConnections:
     def __init__(self) -> None:
         self.workspaces_: dict[str, Connection] = {}
@@ -404,5 +441,6 @@ class MemoryStore:
         self.settings: SettingsRepository = MemorySettings(clock, connections)
         self.cursor: Cursor = MemoryCursor()
         self.rates: RateWindows = MemoryRates()
+        self.edge: EdgeLog = MemoryEdge(clock)
 
 

@@ -1,7 +1,7 @@
 """Referral Factory REST client (API v2). Only what the bridge needs."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import ApiError, Permanent
 from ..observability import count
@@ -57,3 +57,14 @@ class ReferralFactoryClient(JsonApi):
     def qualify(self, user_id: str) -> dict:
         ident: int | str = int(user_id) if str(user_id).isdigit() else user_id
         return self._data(self._call("PUT", "/users/qualification", json_body={"id": ident, "qualified": True}))
+
+    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
+        """One page of a campaign's people (GET /users?campaign_id=...&page=...), whether another
+        follows, and how many there are in all (when RF says)."""
+        answer = self._call("GET", "/users", params={"campaign_id": campaign_id, "page": page, "per_page": per_page})
+        answer = answer if isinstance(answer, dict) else {}
+        data: list = answer["data"] if isinstance(answer.get("data"), list) else []
+        links: dict = answer["links"] if isinstance(answer.get("links"), dict) else {}
+        meta: dict = answer["meta"] if isinstance(answer.get("meta"), dict) else {}
+        total = meta.get("total") if isinstance(meta.get("total"), int) else None
+        return [u for u in data if isinstance(u, dict)], bool(links.get("next")), total

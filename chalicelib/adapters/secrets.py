@@ -128,6 +128,11 @@ class SecretCache:
         self._rechecked[name] = self.clock()
         return self._read(name)
 
+    def peek(self, name: str) -> Optional[str]:
+        """The value as cached, however old, without reading the store (and without using up a recheck)."""
+        hit = self._values.get(name)
+        return hit[1] if hit else None
+
     def refresh(self, name: str, stale: Optional[str]) -> Optional[str]:
         """Read again; the new value if it differs from `stale`, else None."""
         value = self._read(name)

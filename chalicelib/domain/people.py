@@ -2,6 +2,7 @@
 that the mapping reads. Pure: no I/O."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterable, Optional
 
 # Webhook body names we accept for each field (RF lets the account owner name them).
@@ -101,3 +102,8 @@ def given_email(person: Any) -> Optional[str]:
     """The person's email as the bridge keys it (lower case), or None."""
     email = person.get("email") if isinstance(person, dict) else None
     return email.strip().lower() or None if isinstance(email, str) else None
+
+
+def email_hash(email: str) -> str:
+    """How the edge's log names an email it must not keep: sha256 of the normalised address."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()

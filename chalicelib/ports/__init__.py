@@ -2,13 +2,14 @@
 live in chalicelib/adapters (DynamoDB, SQS, SSM, HTTP); their in-memory twins in
 chalicelib/adapters/memory.py (the store) and tests/fakes.py (the APIs, the queue, secrets)."""
 from .apis import Apis, Conflict, IntercomAuth, IntercomPort, Merged, NotFound, ReferralFactoryPort
+from .edge import EdgeLog, RefusalSample, Refusals
 from .queue import DeadLetterQueue, Later, MessageTooLarge, WorkQueue
 from .secrets import SecretStore
 from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, HistoryLog, LinkLookup, LinkRepository,
                     RateWindows, RFConnection, SettingsRepository, Store, StoredSettings)
 
-__all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "Found",
-           "HistoryLog", "IntercomAuth", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged",
-           "MessageTooLarge", "NotFound",
+__all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "EdgeLog",
+           "Found", "HistoryLog", "IntercomAuth", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged",
+           "MessageTooLarge", "NotFound", "RefusalSample", "Refusals",
            "RFConnection", "RateWindows", "ReferralFactoryPort", "SecretStore", "SettingsRepository", "Store",
            "StoredSettings", "WorkQueue"]

@@ -52,6 +52,22 @@ class ReferralFactoryPort(Protocol):
     def qualify(self, user_id: str) -> dict: ...
 
 
+class IntercomAccount(Protocol):
+    """What `doctor` asks of a workspace's token (adapters/intercom.py)."""
+
+    def me(self) -> dict: ...                                      # GET /me: app.id_code is the workspace
+    def search_by_email(self, email: str) -> list[dict]: ...
+    def data_attributes(self) -> dict[str, dict]: ...
+
+
+class CampaignPeople(Protocol):
+    """What `doctor` and `backfill` ask of Referral Factory (adapters/referral_factory.py)."""
+
+    def get_campaign(self, campaign_id: str) -> dict: ...
+    def users_page(self, campaign_id: str, page: int = 1,
+                   per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]: ...  # people, more?, total
+
+
 class Apis(Protocol):
     """The clients of one container, by workspace, with what is worth caching between invocations."""
 

@@ -12,6 +12,7 @@ from ..domain.history import Entry, Recorded
 from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, Overdue, PendingPage, PersonRef
 from ..domain.qualification import QState
 from ..errors import Deferred
+from .edge import EdgeLog
 
 # How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
 # shortens it for chaos runs, where killed workers' claims must run out within the run.
@@ -220,3 +221,4 @@ class Store(Protocol):
     connections: ConnectionRepository
     cursor: Cursor
     rates: RateWindows
+    edge: EdgeLog

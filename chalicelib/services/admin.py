@@ -1,17 +1,16 @@
 """Operator commands behind the CLI: settings, connections, dead letters, history."""
 from __future__ import annotations
 
-import json
 from typing import Any, Optional, Protocol
 
 import yaml
 
-from .. import messages
 from ..domain.link import PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
 from ..domain.settings import SettingsError, check_against_workspace, parse_settings
 from ..errors import WorkError
 from ..ports import DeadLetterQueue, IntercomPort
+from .dead_letters import list_dead, replay
 from .deps import Stack
 
 
@@ -75,57 +74,16 @@ def show_settings(rt: Operator, campaign_id: str) -> Optional[dict]:
     return {"version": item.version, "updated_at": item.updated_at, "settings": item.document}
 
 
-def dead_letters(rt: Operator, limit: int = 100) -> list[dict]:
-    """Peek at the dead-letter queue (messages stay there). Each has a reason: the worker's own, or,
-    for a message SQS moved there itself, one told from how often it was received."""
-    out: list[dict] = []
-    seen: set[str] = set()
-    while len(out) < limit:
-        batch = rt.queue.receive_dead(visibility=0)
-        fresh = [m for m in batch if m["MessageId"] not in seen]
-        if not fresh:
-            break
-        for m in fresh:
-            seen.add(m["MessageId"])
-            attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
-            if not attrs.get("reason"):
-                attrs.update(_moved_by_sqs(m))
-            out.append({"message_id": m["MessageId"], "body": _body(m["Body"]), **attrs})
-    return out[:limit]
+def dead_letters(rt: Operator) -> list[dict]:
+    """Every dead letter, each with its reason and its payload (services/dead_letters.py reads them)."""
+    return [{"message_id": d.message_id, "body": d.body,
+             **{k: v for k, v in (("reason", d.reason), ("attempts", d.attempts), ("failed_at", d.failed_at))
+                if v is not None}} for d in list_dead(rt)]
 
 
-def _moved_by_sqs(m: dict) -> dict:
-    """SQS's redrive policy moves a message after maxReceiveCount receives that ended without an
-    answer: the worker crashed or ran out of time each time, before it could record a reason.
-    SQS's count includes this peek (and earlier `dlq list` peeks), hence "about"."""
-    receives = max(1, int(m.get("Attributes", {}).get("ApproximateReceiveCount", "2")) - 1)
-    return {"reason": f"moved by SQS after about {receives} receives: the worker crashed or timed out each time",
-            "attempts": str(receives)}
-
-
-def _body(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text          # an unreadable message is shown as it came
-
-
-def replay_dead_letters(rt: Operator, limit: int = 1000) -> int:
-    """Move dead letters back to the work queue; each is tried again from scratch, marked as a
-    replay. One no model can read goes back as it is (a fixed bridge may read it now)."""
-    moved = 0
-    while moved < limit:
-        batch = rt.queue.receive_dead(visibility=300)
-        if not batch:
-            break
-        for m in batch:
-            try:
-                rt.queue.send(messages.parse(m["Body"]).replayed(m["MessageId"]).wire())
-            except messages.Unreadable:
-                rt.queue.send(m["Body"])
-            rt.queue.delete_dead(m["ReceiptHandle"])
-            moved += 1
-    return moved
+def replay_dead_letters(rt: Operator, reason: Optional[str] = None, campaign: Optional[str] = None) -> int:
+    """Move dead letters (all, or those of a reason or a campaign) back to the work queue."""
+    return int(replay(rt, reason, campaign)["replayed"])
 
 
 def person_history(rt: Operator, campaign_id: str, rf_user_id: str) -> dict:

@@ -11,8 +11,12 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Union
 
 from .. import webhooks
 from ..config import Config
+from ..domain.history import iso
+from ..domain.people import email_hash, normalise
 from ..messages import ContactMessage, JoinMessage
-from ..ports import MessageTooLarge, WorkQueue
+from ..observability import mask_email
+from ..ports import MessageTooLarge, RefusalSample, WorkQueue
+from ..ports.edge import campaign_scope, workspace_scope
 from ..webhooks import FORM, BodyError
 
 RF_SECRET_HEADER = "x-bridge-secret"
@@ -31,6 +35,12 @@ class Edge(Protocol):
     def intercom_client_secret(self, workspace: str,
                                accept: Optional[Callable[[str], bool]] = None) -> Optional[str]: ...
     def campaign_known(self, campaign_id: str) -> bool: ...
+    def note_refusal(self, sample: RefusalSample, campaign_id: Optional[str] = None,
+                     workspace: Optional[str] = None) -> None:
+        """Keep the refusal in the edge's log (the campaign's or workspace's, if known; else the
+        one 'unknown' bucket). Never raises: the answer does not depend on it."""
+    def note_heard(self, scope: str, what: str) -> None:
+        """The edge accepted a webhook (written at most once a minute per container). Never raises."""
 
 
 @dataclass(frozen=True)
@@ -71,28 +81,70 @@ def _same(given: str, secret: str) -> bool:
 
 
 def receive_rf_join(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
-    """POST /webhooks/referral-factory: one RF "user joins" event, as JSON or as a form."""
+    """POST /webhooks/referral-factory: one RF "user joins" event, as JSON or as a form. A refusal is
+    kept in the edge's log (for `doctor` and `explain`); an accepted join marks the campaign as heard."""
     lowered = _lower(headers)
+    reply, campaign_id = _rf_join(lowered, raw, rt)
+    if reply.status >= 400:
+        _note_rf_refusal(rt, lowered, raw, reply)
+    elif campaign_id:
+        rt.note_heard(campaign_scope(campaign_id), "join")
+    return reply
+
+
+def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]:
     media = _checked_shape(lowered, raw, rt, accepted=(FORM,))
     if isinstance(media, Reply):
-        return media
+        return media, None
     given = lowered.get(RF_SECRET_HEADER) or ""
     secret = rt.rf_webhook_secret(accept=lambda s: _same(given, s))
     if not secret:
-        return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`")
+        return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`"), None
     if not _same(given, secret):
-        return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header")
+        return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header"), None
     try:
         body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw)
         person = webhooks.rf_person(body)
     except BodyError as exc:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message), None
     if not rt.campaign_known(person.campaign_id):
         return _error(404, "unknown_campaign", f"campaign {person.campaign_id} has no settings here: "
-                      "apply them with `bridge settings apply`")
+                      "apply them with `bridge settings apply`"), None
     message = JoinMessage(campaign_id=person.campaign_id, rf_user_id=person.id, person=person,
                           received_at=rt.clock())
-    return _enqueue(rt, message, 202, {})
+    return _enqueue(rt, message, 202, {}), person.campaign_id
+
+
+def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply) -> None:
+    """What can be read of a refused join, best effort (its campaign, person and email: never the
+    secret, never the body). A body too large or of another media type is not read at all."""
+    campaign_id = rf_user_id = email = None
+    if reply.status not in (413, 415):
+        try:
+            media = webhooks.media_type(lowered.get("content-type"))
+            body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw)
+            person = normalise(body)
+            campaign_id, rf_user_id = _plain_id(person.get("campaign_id")), _plain_id(person.get("id"))
+            email = person.get("email") if isinstance(person.get("email"), str) else None
+        except Exception:  # an unreadable body: counted without a person
+            pass
+    rt.note_refusal(_sample(reply, rf_user_id=rf_user_id, email=email, at=rt.clock(), campaign_id=campaign_id),
+                    campaign_id=campaign_id)
+
+
+def _plain_id(value: Any) -> Optional[str]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and webhooks.is_id(value) else None
+
+
+def _sample(reply: Reply, *, at: float, rf_user_id: Optional[str] = None, email: Optional[str] = None,
+            contact_id: Optional[str] = None, campaign_id: Optional[str] = None) -> RefusalSample:
+    email = email.strip().lower() if email and len(email) <= 320 else None
+    return RefusalSample(reason=str(reply.body.get("error")), at=iso(at), message=str(reply.body.get("message"))[:300],
+                         rf_user_id=rf_user_id, email_hash=email_hash(email) if email else None,
+                         email_masked=mask_email(email) if email else None, contact_id=contact_id,
+                         campaign_id=campaign_id)
 
 
 def signature(secret: str, raw: bytes) -> str:
@@ -101,8 +153,21 @@ def signature(secret: str, raw: bytes) -> str:
 
 def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     """POST /webhooks/intercom: one Intercom notification. The body must be read to know whose
-    secret signs it; only `app_id` is looked at before the signature is checked."""
-    lowered = _lower(headers)
+    secret signs it; only `app_id` is looked at before the signature is checked. A refusal is kept
+    in the edge's log (the workspace's when it is connected); a queued one marks it as heard."""
+    body: dict = {}
+    reply = _intercom(_lower(headers), raw, rt, body)
+    workspace = webhooks.app_id_of(body)
+    if reply.status >= 400:
+        item = body.get("data", {}).get("item") if reply.status != 401 and isinstance(body.get("data"), dict) else None
+        contact_id = _plain_id(item.get("id")) if isinstance(item, dict) else None
+        rt.note_refusal(_sample(reply, at=rt.clock(), contact_id=contact_id), workspace=workspace)
+    elif reply.body.get("queued") and workspace:
+        rt.note_heard(workspace_scope(workspace), "notification")
+    return reply
+
+
+def _intercom(lowered: dict, raw: bytes, rt: Edge, read: dict) -> Reply:
     media = _checked_shape(lowered, raw, rt, accepted=())
     if isinstance(media, Reply):
         return media
@@ -110,6 +175,7 @@ def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
         body = webhooks.parse_json_object(raw)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message)
+    read.update(body)
     workspace = webhooks.app_id_of(body)
     given = lowered.get("x-hub-signature") or ""
     signed = lambda s: hmac.compare_digest(given.encode(), signature(s, raw).encode())  # noqa: E731

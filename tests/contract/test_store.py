@@ -405,3 +405,43 @@ def test_a_block_opens_the_circuit_then_one_probe_and_a_success_close_it(store):
     assert store.rates.probe("rf", now=2061.0, until=2120.0) is True            # the prober died: another
     store.rates.unblock("rf")
     assert not store.rates.state("rf").blocked and store.rates.probe("rf", now=3000.0, until=3060.0) is False
+
+
+# --- the edge's log: bounded, expiring (ports/edge.py) ---------------------------------------------
+def refusal(n: int, reason="unauthorized", rf_user_id=None):
+    from chalicelib.ports import RefusalSample
+    from chalicelib.domain.history import iso
+    return RefusalSample(reason, iso(1_790_000_000 + n), f"refused #{n}", rf_user_id=rf_user_id)
+
+
+def test_refusals_are_counted_per_reason_and_hour_with_a_bounded_ring_of_samples(store, clock):
+    from chalicelib.ports.edge import SAMPLES
+    for n in range(3 * SAMPLES):
+        store.edge.refused("campaign:42", refusal(n, rf_user_id=str(n)))
+    store.edge.refused("campaign:42", refusal(99, "unknown_campaign"))
+    clock.sleep(3600)
+    store.edge.refused("campaign:42", refusal(100))
+    kept = store.edge.refusals("campaign:42")
+    assert sorted((c.reason, c.count) for c in kept.counts) == [
+        ("unauthorized", 1), ("unauthorized", 3 * SAMPLES), ("unknown_campaign", 1)]
+    assert kept.total("unauthorized") == 3 * SAMPLES + 1 and kept.total() == 3 * SAMPLES + 2
+    # the ring: at most SAMPLES per reason, whatever the number of refusals
+    assert sum(s.reason == "unauthorized" for s in kept.samples) == SAMPLES
+    assert store.edge.refusals("campaign:7") == type(kept)([], [])
+
+
+def test_refusals_expire_after_a_week(store, clock):
+    from chalicelib.ports.edge import REFUSALS_KEEP_DAYS
+    store.edge.refused("unknown", refusal(1))
+    clock.sleep(REFUSALS_KEEP_DAYS * 86400 + 3600)
+    assert store.edge.refusals("unknown").counts == [] and store.edge.refusals("unknown").samples == []
+
+
+def test_the_edge_remembers_when_it_last_heard_each_webhook(store, clock):
+    assert store.edge.last_heard("campaign:42", "join") is None
+    store.edge.heard("campaign:42", "join")
+    first = store.edge.last_heard("campaign:42", "join")
+    clock.sleep(90)
+    store.edge.heard("campaign:42", "join")
+    assert store.edge.last_heard("campaign:42", "join") > first
+    assert store.edge.last_heard("workspace:ws1", "notification") is None

@@ -45,7 +45,7 @@ def test_bridge_with_a_stage_reads_that_stages_queues(operator_env, monkeypatch,
     if how == "environment":
         monkeypatch.setenv("BRIDGE_STAGE", "dev")
         monkeypatch.delenv("AWS_DEFAULT_REGION")   # AWS_REGION alone, as the AWS CLI allows
-    assert cli.main(["--stage", "dev", "dlq", "list"] if how == "option" else ["dlq", "list"]) == 0
+    assert cli.main(["--stage", "dev", "dlq", "list", "--json"] if how == "option" else ["dlq", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert f"found through the {how}" in json.dumps(listed)
 

@@ -147,12 +147,21 @@ def test_with_match_email_a_duplicate_contact_with_the_leads_email_qualifies_the
     assert any("on duplicate contact" in r for r in reasons(work))
 
 
-def test_without_match_email_a_duplicate_contact_is_not_judged():
+def test_without_match_email_a_duplicate_contact_is_not_judged_but_reaching_the_target_is_noted_once():
     work = world()
-    joined(work)
-    duplicate = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    link, _ = joined(work)
+    duplicate = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     run(work, event(duplicate, "contact.user.updated"))
+    assert work.apis.rf_.qualified == [] and len(history(work)) == 1     # "No" there: nothing to say
+    set_value(work, duplicate, "Yes")
+    for n in range(2):
+        run(work, event(duplicate, "contact.user.updated", notification=f"n{n + 2}"))
     assert work.apis.rf_.qualified == []
+    [noted] = [e for e in work.store.history.entries(link.ref) if e.event.startswith("duplicate_contact#")]
+    assert noted.reason == (f"attribute changed on contact {duplicate['id']}, a duplicate of the linked contact "
+                            f"{link.contact_id} (same email): custom_attributes.signed_up is 'Yes' there — set "
+                            "`match: email` to count it")
+    assert noted.count == 2
 
 
 def test_invalid_stored_settings_dead_letter_the_event_with_the_reason():

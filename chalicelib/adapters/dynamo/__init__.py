@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ...ports.edge import EdgeLog
 from ...ports.store import (ConnectionRepository, Cursor, HistoryLog, LinkLookup, LinkRepository, RateWindows,
                             SettingsRepository)
+from .edge import DynamoEdge
 from .catalog import DynamoConnections, DynamoCursor, DynamoRates, DynamoSettings
 from .history import DynamoHistory
 from .links import DynamoLinks
@@ -29,6 +31,7 @@ class DynamoStore:
         self.settings: SettingsRepository = DynamoSettings(clock, connections)
         self.cursor: Cursor = DynamoCursor()
         self.rates: RateWindows = DynamoRates()
+        self.edge: EdgeLog = DynamoEdge(clock)
 
 
 __all__ = ["DynamoStore", "bind", "client"]

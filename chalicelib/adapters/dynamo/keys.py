@@ -4,6 +4,8 @@ Item kinds (pk / sk):
   CAMPAIGN#<id> / SETTINGS               the settings document
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
+  WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
+                                         of changed contacts reads the rules of)
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
                                          of changed contacts reads the rules of)
@@ -21,6 +23,10 @@ Item kinds (pk / sk):
   RATE#<budget> / <slice>                a shared rate budget's slice counter (TTL; domain/budget.py)
   RATE#<budget> / STATE                  the budget's shared state: a 429's pause, the lowered share,
                                          the open circuit of a vendor that blocked us
+  EDGE#<scope> / REFUSED#<reason>#<hour> requests the edge refused, counted per reason and hour (TTL)
+  EDGE#<scope> / SAMPLE#<reason>#<n>     a ring of samples of them, SAMPLES per reason (TTL)
+  EDGE#<scope> / HEARD#<what>            when the edge last accepted a join / a notification
+                                         (ports/edge.py says why all of these stay bounded)
   RECONCILE / CURSOR                     where the sweep of pending leads left off
   RECONCILE / CURSOR#<name>              other reconciliation positions (the changed-contacts search's
                                          last finished run, per workspace)
@@ -62,6 +68,22 @@ def cursor_key(name: str) -> Key:
 
 def campaigns_key(workspace: str) -> Key:
     return f"WORKSPACE#{workspace}", "CAMPAIGNS"
+
+
+def edge_pk(scope: str) -> str:
+    return f"EDGE#{scope}"
+
+
+def refusal_sk(reason: str, hour: str) -> str:
+    return f"REFUSED#{reason}#{hour}"
+
+
+def sample_sk(reason: str, slot: int) -> str:
+    return f"SAMPLE#{reason}#{slot}"
+
+
+def heard_sk(what: str) -> str:
+    return f"HEARD#{what}"
 
 
 def link_key(ref: PersonRef) -> Key:

@@ -168,9 +168,26 @@ class CampaignsItem(_Item):
     names = UnicodeSetAttribute(null=True)
 
 
+class EdgeItem(_Item):
+    """What the edge keeps (ports/edge.py): a refusal counter, a sample, or when it last heard."""
+
+    reason = UnicodeAttribute(null=True)
+    n = NumberAttribute(null=True)
+    first_at = UnicodeAttribute(null=True)
+    at = UnicodeAttribute(null=True)                # last_at of a counter; a sample's or a beat's time
+    message = UnicodeAttribute(null=True)
+    rf_user_id = UnicodeAttribute(null=True)
+    email_hash = UnicodeAttribute(null=True)
+    email_masked = UnicodeAttribute(null=True)
+    contact_id = UnicodeAttribute(null=True)
+    campaign_id = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+
+
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
                                    NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem,
-                                   CampaignsItem, OAuthStateItem)
+                                   CampaignsItem, EdgeItem, OAuthStateItem)
 
 
 _clients: dict[tuple[Optional[str], ...], Any] = {}

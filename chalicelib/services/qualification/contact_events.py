@@ -9,6 +9,8 @@ from ...domain import rules
 from ...domain.history import Entry
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting
+from ...domain.mapping import attribute_type, attribute_value, has_attribute
+from ...domain.qualification import QState
 from ...domain.settings import Qualification
 from ...messages import ContactMessage
 from ...observability import count
@@ -90,10 +92,28 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
         if link.ref in done or link.contact_id == contact_id:
             continue
         settings = batch.settings_for(link)
-        if settings is None or settings.qualification is None or settings.qualification.match != "email":
+        if settings is None or settings.qualification is None:
+            continue
+        if settings.qualification.match != "email":
+            _not_counted(link, settings.qualification, item, deps)
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
         batch.keep(deps.qualifier.evaluate(link, settings.qualification, duplicate))
+
+
+def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) -> None:
+    """`match: contact`: a duplicate contact (same email) reached the target, which does not count.
+    The lead's history says so (one entry per duplicate contact, its repeats counted), so that the
+    cause of "converted in Intercom but not qualified" is named, not guessed."""
+    if not link.is_lead or link.status != "linked" or link.qualification is not QState.PENDING \
+            or not has_attribute(item, rule.attribute):
+        return
+    value = attribute_value(item, rule.attribute)
+    if not rules.matches(rule, attribute_type(rule.attribute, deps.apis.attributes(link.workspace)), value):
+        return
+    deps.history.note_repeat(link.ref, f"duplicate_contact#{item.get('id')}", (
+        f"attribute changed on contact {item.get('id')}, a duplicate of the linked contact {link.contact_id} "
+        f"(same email): {rule.attribute} is {value!r} there — set `match: email` to count it"), outcome="not_counted")
 
 
 def _rule(batch: Batch, link: Link) -> Optional[Qualification]:

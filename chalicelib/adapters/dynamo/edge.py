@@ -1,0 +1,71 @@
+"""The edge's log in DynamoDB (ports/edge.py): refusal counters, a ring of samples, and when each
+webhook was last heard. Each refusal is one UpdateItem (plus one for a sample, the first SAMPLES of
+each reason and hour); every item lives in the scope's one partition and expires."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+from ...domain.history import iso
+from ...ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, RefusalCount, Refusals, RefusalSample
+from .keys import edge_pk, heard_sk, refusal_sk, sample_sk
+from .models import EdgeItem, get
+
+HEARD_KEEP_DAYS = 90
+
+
+def hour_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts - ts % 3600, timezone.utc).strftime("%Y-%m-%dT%H:00Z")
+
+
+class DynamoEdge:
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+
+    def refused(self, scope: str, sample: RefusalSample) -> None:
+        now = self.clock()
+        expires = int(now) + REFUSALS_KEEP_DAYS * 86400
+        counter = EdgeItem(edge_pk(scope), refusal_sk(sample.reason, hour_of(now)))
+        counter.update(actions=[
+            EdgeItem.n.add(1), EdgeItem.reason.set(sample.reason), EdgeItem.at.set(sample.at),
+            EdgeItem.first_at.set(EdgeItem.first_at | sample.at), EdgeItem.expires_at.set(expires)])
+        n = int(counter.n or 1)                 # the update answers the item as it is now
+        if n > SAMPLES:
+            return
+        EdgeItem(edge_pk(scope), sample_sk(sample.reason, n - 1)).update(actions=[
+            EdgeItem.reason.set(sample.reason), EdgeItem.at.set(sample.at), EdgeItem.message.set(sample.message[:300]),
+            *(_set_or_remove(EdgeItem.rf_user_id, sample.rf_user_id)),
+            *(_set_or_remove(EdgeItem.email_hash, sample.email_hash)),
+            *(_set_or_remove(EdgeItem.email_masked, sample.email_masked)),
+            *(_set_or_remove(EdgeItem.contact_id, sample.contact_id)),
+            *(_set_or_remove(EdgeItem.campaign_id, sample.campaign_id)),
+            EdgeItem.expires_at.set(expires)])
+
+    def refusals(self, scope: str) -> Refusals:
+        now = int(self.clock())
+        counts, samples = [], []
+        for item in EdgeItem.query(edge_pk(scope)):
+            if item.expires_at is not None and item.expires_at < now:
+                continue                       # DynamoDB's TTL deletes it within a day or two
+            if item.sk.startswith("REFUSED#"):
+                counts.append(RefusalCount(item.reason or "", item.sk.rsplit("#", 1)[1], int(item.n or 0),
+                                           item.first_at or item.at or "", item.at or ""))
+            elif item.sk.startswith("SAMPLE#"):
+                samples.append(RefusalSample(item.reason or "", item.at or "", item.message or "", item.rf_user_id,
+                                             item.email_hash, item.email_masked, item.contact_id, item.campaign_id))
+        counts.sort(key=lambda c: c.last_at, reverse=True)
+        samples.sort(key=lambda s: s.at, reverse=True)
+        return Refusals(counts, samples)
+
+    def heard(self, scope: str, what: str) -> None:
+        now = self.clock()
+        EdgeItem(edge_pk(scope), heard_sk(what)).update(actions=[
+            EdgeItem.at.set(iso(now)), EdgeItem.expires_at.set(int(now) + HEARD_KEEP_DAYS * 86400)])
+
+    def last_heard(self, scope: str, what: str) -> Optional[str]:
+        item = get(EdgeItem, (edge_pk(scope), heard_sk(what)))
+        return item.at if item is not None else None
+
+
+def _set_or_remove(attribute, value):
+    return [attribute.set(value)] if value else [attribute.remove()]

@@ -1,0 +1,71 @@
+"""What the webhook edge remembers for the operator (adapters/dynamo/edge.py; adapters/memory.py):
+the requests it refused, as a bounded, expiring log per scope, and when it last heard each webhook.
+
+Bounded by construction, whatever an unauthenticated caller sends:
+- a scope is a campaign that has settings (`campaign:<id>`), a connected workspace
+  (`workspace:<app_id>`), or the ONE bucket `unknown` for everything else;
+- a reason is one of the edge's own error codes (a fixed set);
+- a scope holds one counter per reason and hour (expiring after REFUSALS_KEEP_DAYS), and at most
+  SAMPLES samples per reason (the first of each hour overwrite the ring);
+- `heard` is one item per scope and kind, overwritten (the runtime writes it at most once a
+  minute per container)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+UNKNOWN = "unknown"
+SAMPLES = 5                       # samples kept per scope and reason (a ring)
+REFUSALS_KEEP_DAYS = 7
+
+
+def campaign_scope(campaign_id: str) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def workspace_scope(workspace: str) -> str:
+    return f"workspace:{workspace}"
+
+
+@dataclass(frozen=True)
+class RefusalCount:
+    """How many requests of one scope were refused for one reason in one hour."""
+
+    reason: str
+    hour: str                     # ISO-8601, the hour's start
+    count: int
+    first_at: str
+    last_at: str
+
+
+@dataclass(frozen=True)
+class RefusalSample:
+    """One refused request, as much as the edge could read of it (never a secret, never the body)."""
+
+    reason: str
+    at: str
+    message: str
+    rf_user_id: Optional[str] = None
+    email_hash: Optional[str] = None     # sha256 of the normalised email: `explain` matches it
+    email_masked: Optional[str] = None
+    contact_id: Optional[str] = None
+    campaign_id: Optional[str] = None    # the campaign the body named (kept in the unknown bucket too)
+
+
+@dataclass(frozen=True)
+class Refusals:
+    counts: list[RefusalCount]
+    samples: list[RefusalSample]
+
+    def total(self, reason: Optional[str] = None) -> int:
+        return sum(c.count for c in self.counts if reason is None or c.reason == reason)
+
+
+class EdgeLog(Protocol):
+    def refused(self, scope: str, sample: RefusalSample) -> None:
+        """Count a refusal (and keep its sample while the ring of its reason is not yet full this hour)."""
+    def refusals(self, scope: str) -> Refusals:
+        """What is kept for the scope (expired counters are left out), newest first."""
+    def heard(self, scope: str, what: str) -> None:
+        """Now is when the edge last accepted a `what` (join, notification) for the scope."""
+    def last_heard(self, scope: str, what: str) -> Optional[str]: ...

@@ -1,0 +1,471 @@
+"""`bridge doctor CAMPAIGN`: checks a campaign against the live workspace, Referral Factory and the
+bridge's own records. Each finding says what is wrong, why it matters and the fix; `ok` says
+whether anything is wrong (the CLI's exit status).
+
+Reads only: GET /me, the data attributes, one contact search per pending lead (at most
+DUPLICATE_CHECKS), the campaign in RF; the store (no scan); the dead-letter queue (listed and
+released). Every call to Intercom and RF goes through the shared rate limiter."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional, Protocol
+
+from ..domain.link import Link, PersonRef
+from ..domain.mapping import attribute_type
+from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..config import Config
+from ..errors import WorkError
+from ..observability import mask_email
+from ..ports import DeadLetterQueue, Store
+from ..ports.apis import CampaignPeople, IntercomAccount
+from ..ports.edge import UNKNOWN, Refusals, campaign_scope, workspace_scope
+from ..webhooks import CONTACT_TOPICS
+from . import dead_letters
+
+# The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
+TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
+          "contact.deleted", "contact.archived")
+assert set(TOPICS) <= set(CONTACT_TOPICS)
+QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
+DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
+PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
+LAG_MINUTES = 60              # reconciliation runs every 15 minutes by default: an hour is late
+LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
+
+
+class Examined(Protocol):
+    """What the doctor is given (the composition root's Runtime)."""
+
+    config: Config
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def queue(self) -> DeadLetterQueue: ...
+    def intercom(self, workspace: str) -> Any: ...          # an IntercomAccount
+    def rf(self) -> Any: ...                                  # CampaignPeople
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    what: str
+    why: str = ""
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    campaign_id: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+    def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "") -> None:
+        self.findings.append(Finding(check, ok, what, why, fix))
+
+    def view(self) -> dict:
+        return {"campaign_id": self.campaign_id, "ok": self.ok,
+                "problems": sum(not f.ok for f in self.findings),
+                "findings": [asdict(f) for f in self.findings]}
+
+
+def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
+    report = Report(str(campaign_id))
+    store = rt.store
+    stored = store.settings.get(report.campaign_id)
+    refused_unknown = _unknown_campaign_refusals(store.edge.refusals(UNKNOWN), report.campaign_id)
+    if stored is None:
+        report.add("settings", False, f"campaign {campaign_id} has no settings here"
+                   + (f"; {refused_unknown} join(s) for it were refused as unknown_campaign" if refused_unknown else ""),
+                   "every join for it is refused (404 unknown_campaign): nobody is sent to Intercom",
+                   f"apply its settings: `bridge settings apply <file>`, then `bridge backfill {campaign_id} --apply`")
+        return report
+    try:
+        settings = parse_settings(stored.document)
+    except SettingsError as exc:
+        report.add("settings", False, "the stored settings are invalid: " + "; ".join(exc.problems),
+                   "every join and qualification of this campaign fails", "apply corrected settings")
+        return report
+    report.add("settings", True, f"settings version {stored.version} (applied {stored.updated_at})")
+    if refused_unknown:
+        report.add("webhooks.before_settings", False,
+                   f"{refused_unknown} join(s) for campaign {campaign_id} were refused as unknown_campaign "
+                   "(they came before its settings existed)",
+                   "those people were never sent to Intercom: the bridge does not apply settings retroactively "
+                   "by itself", f"`bridge backfill {campaign_id}` (dry run), then `--apply`")
+    _shared_link_attribute(store, report, settings)
+    attributes = _intercom(rt, report, settings)
+    if attributes is not None:
+        _settings_against_workspace(report, settings, attributes)
+    _rf(rt, report, settings)
+    pending = _pending(store, report.campaign_id)
+    _liveness(rt, report, settings, pending)
+    _in_flight(rt, report, settings, pending, attributes, dlq)
+    return report
+
+
+# --- Intercom ------------------------------------------------------------------------------------
+def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optional[dict]:
+    ws = settings.workspace
+    conn = rt.store.connections.workspace(ws)
+    if conn is None or "token" not in conn.secrets:
+        report.add("intercom.connection", False, f"workspace {ws} is not connected",
+                   "nothing can be sent to Intercom and nothing qualifies: every join ends in the dead-letter queue",
+                   f"`bridge workspace connect {ws} --token ... --client-secret ...`, then `bridge dlq replay`")
+        return None
+    if conn.status != "active":
+        report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
+                   "its work waits in the dead-letter queue", f"reconnect it: `bridge workspace connect {ws} ...`, "
+                   "then `bridge dlq replay`")
+        return None
+    if "client-secret" not in conn.secrets:
+        report.add("intercom.client_secret", False, f"workspace {ws} has no client secret",
+                   "every Intercom webhook is refused (401), so qualification waits for reconciliation",
+                   f"`bridge workspace connect {ws} --client-secret ...` (the app's client secret)")
+    client: IntercomAccount = rt.intercom(ws)
+    try:
+        me = client.me()
+    except WorkError as exc:
+        report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
+                   "joins and qualification checks fail until it is replaced",
+                   f"`bridge workspace connect {ws} --token ...`, then `bridge dlq replay`")
+        return None
+    app = (me.get("app") or {}).get("id_code") if isinstance(me.get("app"), dict) else None
+    if app and app != ws:
+        report.add("intercom.workspace", False, f"the token stored for {ws} belongs to workspace {app}",
+                   "contacts would be created in the wrong workspace",
+                   f"connect {ws} with its own token, or set `workspace: {app}` in the settings")
+        return None
+    report.add("intercom.token", True, f"the token is valid for workspace {ws}")
+    try:
+        return client.data_attributes()
+    except WorkError as exc:
+        report.add("intercom.attributes", False, f"could not read the data attributes: {exc.reason}",
+                   "the mapping cannot be checked", "check the token's scopes (read data attributes)")
+        return None
+
+
+_WHY = {"does not exist": "the contact is created without it (or Intercom refuses the write)",
+        "archived": "Intercom refuses writes to an archived attribute",
+        "read-only": "Intercom refuses writes to it",
+        "is not a number": "the value cannot be written as the attribute's type",
+        " but ": "values of this field cannot be converted to the attribute's type: they are not written"}
+
+
+def _settings_against_workspace(report: Report, settings: CampaignSettings, attributes: dict) -> None:
+    problems = check_against_workspace(settings, attributes)
+    # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
+    q = settings.qualification
+    if q is not None and q.attribute in attributes and q.operator in ("gte",) and \
+            attribute_type(q.attribute, attributes) not in ("integer", "float", "date", "datetime"):
+        problems.append(f"qualification.operator: gte on {q.attribute}, a text attribute — use equals, or a number")
+    for problem in problems:
+        what, _, fix = problem.partition(" — ")
+        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written")
+        report.add("settings.workspace", False, what, why, fix)
+    if not problems:
+        report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
+                   "and fits its type" + (f"; the rule's attribute {q.attribute} is "
+                                          f"{attribute_type(q.attribute, attributes)}" if q else ""))
+
+
+def _link_attributes(settings: CampaignSettings) -> set[str]:
+    return {row.to for people in (settings.leads, settings.referrers) if people.action != "nothing"
+            for row in people.fields if row.from_ == "url"}
+
+
+def _shared_link_attribute(store: Store, report: Report, settings: CampaignSettings) -> None:
+    """Each campaign needs its own referral-link attribute: two campaigns writing the same one overwrite
+    each other's links on a person in both."""
+    mine = _link_attributes(settings)
+    if not mine:
+        return
+    others = sorted(store.settings.campaigns(settings.workspace) - {settings.campaign_id})
+    for other, document in sorted(store.settings.documents(others).items()):
+        try:
+            theirs = parse_settings(document)
+        except SettingsError:
+            continue
+        shared = mine & _link_attributes(theirs) if theirs.workspace == settings.workspace else set()
+        for attribute in sorted(shared):
+            report.add("settings.referral_link", False,
+                       f"campaign {other} also writes its referral links to {attribute}",
+                       "a person in both campaigns gets one campaign's link over the other's",
+                       f"create one referral-link attribute per campaign (e.g. {attribute}_{settings.campaign_id}) "
+                       "and map `url` to it")
+
+
+# --- Referral Factory ------------------------------------------------------------------------------
+def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    conn = rt.store.connections.rf()
+    secrets = conn.secrets if conn else frozenset()
+    if "webhook-secret" not in secrets:
+        report.add("rf.webhook_secret", False, "no RF webhook secret is set",
+                   "every join is refused (503 not_configured)", "`bridge rf connect --webhook-secret ...`")
+    if "token" not in secrets:
+        report.add("rf.connection", False, "Referral Factory is not connected (no API token)",
+                   "missing fields cannot be read and no referral can be qualified", "`bridge rf connect --token ...`")
+        return
+    try:
+        campaign = rt.rf().get_campaign(settings.campaign_id)
+    except WorkError as exc:
+        report.add("rf.campaign", False, f"Referral Factory could not show campaign {settings.campaign_id}: {exc.reason}",
+                   "joins and qualifications for it cannot work", "check the campaign id and the RF token")
+        return
+    status = campaign.get("status")
+    if status not in (None, "launched", "live", "active"):
+        report.add("rf.campaign", False, f"campaign {settings.campaign_id} is {status} in Referral Factory",
+                   "nobody joins a campaign that is not live, so nothing reaches Intercom",
+                   "launch the campaign in Referral Factory")
+    else:
+        report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
+    _newest_reached_us(rt, report, settings)
+
+
+def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    """The campaign's newest person in RF (its last page, one person a page: two calls) should have
+    reached the bridge a few minutes after joining; if not, joins are not arriving (whatever the
+    reason: no webhook, a filter in RF, refused at the edge)."""
+    c = settings.campaign_id
+    try:
+        _, _, total = rt.rf().users_page(c, 1, 1)
+        if not total:
+            return
+        people, _, _ = rt.rf().users_page(c, total, 1)
+    except WorkError:
+        return
+    if not people or not isinstance(people[-1].get("id"), (int, str)):
+        return
+    newest = people[-1]
+    if rt.store.links.get(PersonRef(c, str(newest["id"]))) is not None:
+        return
+    joined = str(newest.get("signed_up_at") or "")
+    if joined and _age_hours(rt.clock(), joined) < LATE_MINUTES / 60:
+        return                                          # may still be on its way
+    report.add("webhooks.rf_missing", False,
+               f"the newest person in RF's campaign {c} (RF user {newest['id']}, joined {joined or 'at an unknown time'}) "
+               f"never reached the bridge ({total} people in RF)",
+               "joins are not arriving: RF's webhook is missing, filtered, or refused, and those people are not in "
+               "Intercom",
+               f"check RF's webhook (README, Setting up Referral Factory's webhook), then `bridge backfill {c}`")
+
+
+# --- webhooks ---------------------------------------------------------------------------------------
+_FIX = {
+    "unauthorized": ("RF's webhook sends a wrong or no X-Bridge-Secret header",
+                     "in RF, set the webhook's custom header X-Bridge-Secret to the value of `bridge rf connect "
+                     "--webhook-secret` (or connect again with RF's value), then `bridge backfill {c} --apply`"),
+    "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect --webhook-secret ...`, then "
+                       "`bridge backfill {c} --apply`"),
+    "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
+                        "payload (README, Setting up Referral Factory's webhook)"),
+    "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
+    "invalid_field": ("a payload field has the wrong type", "fix the payload field named in the message"),
+    "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
+    "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
+    "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
+    "too_large": ("the body is too large", "send only the fields the README lists"),
+    "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
+                         "`bridge backfill {c} --apply`"),
+}
+
+
+_INTERCOM_FIX = {
+    "unauthorized": ("X-Hub-Signature does not verify with the workspace's stored client secret",
+                     "`bridge workspace connect {ws} --client-secret <the app's client secret>` (Developer Hub > "
+                     "Basic information)"),
+    "invalid_notification": ("a notification of an unexpected shape", "see the message; report it if Intercom "
+                             "changed its payload"),
+    "no_contact": ("a contact notification without a contact id", "see the message"),
+    "malformed_json": ("the body is not JSON", "check the webhook URL is the bridge's /webhooks/intercom"),
+    "unsupported_media_type": ("the body's Content-Type is not JSON", "check the webhook URL"),
+    "too_large": ("the body is too large", "see the message"),
+}
+
+
+def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
+                      fixes: Optional[dict] = None, ws: str = "") -> int:
+    by_reason: dict[str, list] = {}
+    for count in refusals.counts:
+        by_reason.setdefault(count.reason, []).append(count)
+    for reason, counts in sorted(by_reason.items()):
+        total = sum(x.count for x in counts)
+        last = max(x.last_at for x in counts)
+        first = min(x.first_at for x in counts)
+        what, fix = (fixes or _FIX).get(reason, (reason, "see the message in `bridge explain`"))
+        sample = next((s.message for s in refusals.samples if s.reason == reason), "")
+        report.add(check, False, f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
+                   + (f" — e.g. \"{sample}\"" if sample else ""),
+                   "refused webhooks are not retried by the sender: those people or changes never reach the bridge",
+                   fix.format(c=c, ws=ws))
+    return len(by_reason)
+
+
+def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
+    return sum(1 for s in refusals.samples if s.reason == "unknown_campaign" and s.campaign_id == campaign_id)
+
+
+def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link]) -> None:
+    store, c = rt.store, settings.campaign_id
+    problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)")
+    last = store.edge.last_heard(campaign_scope(c), "join")
+    if last is None:
+        report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
+                   "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
+                   "set up the webhook in RF (README, Setting up Referral Factory's webhook: event User joins, "
+                   f"header X-Bridge-Secret), then `bridge backfill {c}`")
+    elif _age_hours(rt.clock(), last) > QUIET_HOURS:
+        report.add("webhooks.rf", True, f"the last join of campaign {c} was received at {last} "
+                   f"(over {QUIET_HOURS} h ago): if people joined since, check RF's webhook")
+    elif not problems:
+        report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
+    ws = settings.workspace
+    _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
+                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws)
+    heard = store.edge.last_heard(workspace_scope(ws), "notification")
+    if settings.qualification is None:
+        return
+    if heard is None and pending:
+        report.add("webhooks.intercom", False,
+                   f"no Intercom contact notification was ever received for workspace {ws} while "
+                   f"{len(pending)} lead(s) are pending",
+                   "the topics are probably not subscribed: qualification waits for the periodic reconciliation "
+                   "instead of seconds",
+                   "in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
+                   "the topics " + ", ".join(TOPICS))
+    elif heard is not None:
+        report.add("webhooks.intercom", True, f"Intercom notifications arrive (last at {heard})")
+
+
+def _age_hours(now: float, iso_text: str) -> float:
+    try:
+        then = datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+    return (now - then) / 3600
+
+
+# --- work in flight ------------------------------------------------------------------------------------
+def _pending(store: Store, campaign_id: str) -> list[Link]:
+    out, position, read = [], None, 0
+    while read < PENDING_SCAN:
+        page = store.links.pending(position, 500)
+        read += len(page.links)
+        out += [link for link in page.links if link.campaign_id == campaign_id]
+        if not page.links or page.position is None:
+            break
+        position = page.position
+    return out
+
+
+def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
+               attributes: Optional[dict], dlq: bool) -> None:
+    c = settings.campaign_id
+    if dlq:
+        letters = [d for d in dead_letters.list_dead(rt) if d.campaign_id == c]
+        reasons: dict[str, int] = {}
+        for d in letters:
+            reasons[d.reason] = reasons.get(d.reason, 0) + 1
+        for reason, n in sorted(reasons.items(), key=lambda x: -x[1]):
+            report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
+                       "this work is stopped until it is replayed",
+                       f"fix the cause, then `bridge dlq replay --campaign {c}` (see `bridge dlq list`)")
+        if not letters:
+            report.add("dead_letters", True, f"no dead letters for campaign {c}")
+    if settings.qualification is None:
+        return
+    if pending:
+        oldest = min(pending, key=lambda link: link.joined_at or "")
+        age = _age_hours(rt.clock(), oldest.joined_at or "")
+        report.add("pending", True, f"{len(pending)} lead(s) wait for qualification; the oldest, RF user "
+                   f"{oldest.rf_user_id}, joined at {oldest.joined_at} ({age:.1f} h ago)")
+    else:
+        report.add("pending", True, "no lead is waiting for qualification")
+    _reconciliation(rt, report, settings)
+    if settings.qualification.match == "email" or attributes is None:
+        return
+    duplicates = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
+    for link, others in duplicates:
+        report.add("duplicates", False,
+                   f"pending lead RF user {link.rf_user_id} ({mask_email(link.email)}) is linked to contact "
+                   f"{link.contact_id}, but contact(s) {', '.join(others)} share the email",
+                   "with `match: contact`, a conversion recorded on the duplicate does not qualify the referral",
+                   "set `qualification.match: email` in the settings (then `bridge settings apply`), or merge the "
+                   "contacts in Intercom")
+
+
+def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
+    unfinished past their lease, and the leads too old for the one-by-one sweep."""
+    from .qualification.changes import cursor_name
+    from .reconcile import past_sweep_age
+
+    now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
+    last = rt.store.cursor.get(cursor_name(ws))
+    if last is None:
+        report.add("reconciliation", False, f"reconciliation has never searched the changed contacts of workspace {ws}",
+                   "a lost Intercom webhook is caught only by the slower one-by-one sweep, or not at all for leads "
+                   "older than RECONCILE_SWEEP_DAYS",
+                   "check that the reconcile schedule runs (the stage's `reconcile` function); settings applied "
+                   "with an older version: apply them once more (`bridge settings apply`)")
+    else:
+        lag = (now - float(last)) / 60
+        ok = lag <= LAG_MINUTES
+        report.add("reconciliation", ok, f"the last search of changed contacts of {ws} ran {lag:.0f} min ago",
+                   "" if ok else "qualifications whose webhook was lost wait for it",
+                   "" if ok else "check that the reconcile schedule runs (the stage's `reconcile` function, its errors)")
+    stuck = [o for o in rt.store.links.overdue(now, 1000) if o.link.campaign_id == c]
+    late = [o for o in stuck if now - o.lease_until > LAG_MINUTES * 60]
+    if late:
+        oldest = min(late, key=lambda o: o.lease_until)
+        report.add("reconciliation.overdue", False,
+                   f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
+                   f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}) "
+                   f"for over {LAG_MINUTES} min after their worker's claim ran out",
+                   "reconciliation finishes such links on its next run: these were not",
+                   "check that the reconcile schedule runs; `bridge explain <RF id>` shows each one's trail")
+    old = past_sweep_age(rt)  # type: ignore[arg-type]
+    if old:
+        report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "
+                   f"{rt.config.reconcile_sweep_days:g} days ago: they qualify by webhook and by the search of changes, "
+                   "not by the one-by-one sweep")
+
+
+def _duplicates(rt: Examined, settings: CampaignSettings, pending: list[Link]) -> list[tuple[Link, list[str]]]:
+    client = rt.intercom(settings.workspace)
+    out = []
+    for link in pending:
+        if not link.email:
+            continue
+        try:
+            found = client.search_by_email(link.email)
+        except WorkError:
+            continue
+        others = sorted(str(c["id"]) for c in found if str(c.get("id")) != link.contact_id)
+        if others:
+            out.append((link, others))
+    return out
+
+
+# --- text -----------------------------------------------------------------------------------------------
+def as_text(report: Report) -> str:
+    lines = [f"campaign {report.campaign_id}: " + ("no problems found" if report.ok else
+                                                  f"{sum(not f.ok for f in report.findings)} problem(s)")]
+    for f in report.findings:
+        lines.append(f"  {'ok ' if f.ok else 'BAD'} [{f.check}] {f.what}")
+        if not f.ok:
+            if f.why:
+                lines.append(f"        why: {f.why}")
+            if f.fix:
+                lines.append(f"        fix: {f.fix}")
+    return "\n".join(lines)
+
+
+__all__ = ["CampaignPeople", "Finding", "Report", "TOPICS", "as_text", "examine"]

@@ -1,0 +1,193 @@
+"""`bridge explain <email | RF user id | Intercom contact id>`: everything the bridge knows of one
+person, across campaigns and workspaces, in time order — the joins received, what was done with
+their contact and why, rule evaluations with the actual and expected values, changes seen on a
+duplicate contact, qualification calls, failures and retries, and the webhooks about them that the
+edge refused. Emails are masked; nothing here holds a secret. Reads only (no table scan)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+from ..domain.link import Link, PersonRef
+from ..domain.people import email_hash
+from ..observability import mask_email
+from ..ports import Store
+from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
+from ..ports.store import normal_email
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+
+
+def masked(value: Any) -> Any:
+    """Every email inside `value` (text, lists, dicts) as a***@example.com."""
+    if isinstance(value, str):
+        return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    return value
+
+
+class Reader(Protocol):
+    @property
+    def store(self) -> Store: ...
+
+
+@dataclass
+class Explanation:
+    query: str
+    people: list[Link] = field(default_factory=list)
+    trail: list[dict] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.people or self.trail)
+
+    def view(self) -> dict:
+        return masked({"query": self.query, "found": self.found,
+                       "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
+                                   "workspace": p.workspace, **p.view()} for p in self.people],
+                       "trail": self.trail,
+                       **({} if self.found else {"message": never_seen(self.query)})})
+
+
+def never_seen(query: str) -> str:
+    return (f"the bridge has never seen {masked(query)}: no join, no contact, no history and no refused "
+            "webhook names them here (or they were forgotten). If they joined before the campaign's settings "
+            "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them; if they are in "
+            "Intercom only, check the email or id")
+
+
+def explain(rt: Reader, query: str) -> Explanation:
+    store = rt.store
+    query = query.strip()
+    workspaces = sorted(store.connections.workspaces())
+    campaigns = sorted(set().union(*(store.settings.campaigns(ws) for ws in workspaces)))
+    emails: set[str] = {normal_email(query)} if "@" in query else set()
+    rf_ids: set[str] = set() if "@" in query else {query}
+    contacts: set[str] = set() if "@" in query else {query}
+    people: dict[PersonRef, Link] = {}
+    # What one identifier leads to (links by email, contact or RF id), then what those links name,
+    # until nothing new: any of a person's identifiers gives the same trail.
+    for _ in range(4):
+        found = store.lookup.look_up(
+            contacts=[(ws, c) for ws in workspaces for c in sorted(contacts)],
+            emails=[(ws, e) for ws in workspaces for e in sorted(emails)],
+            refs=[PersonRef(c, r) for c in campaigns for r in sorted(rf_ids)])
+        before = (len(people), len(emails), len(contacts), len(rf_ids))
+        for link in found.links.values():
+            people[link.ref] = link
+            emails |= {normal_email(link.email)} if link.email else set()
+            contacts |= {link.contact_id} if link.contact_id else set()
+            rf_ids.add(link.rf_user_id)
+        if (len(people), len(emails), len(contacts), len(rf_ids)) == before:
+            break
+    refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
+    trail: list[dict] = []
+    for ref in sorted(refs):
+        for entry in store.history.entries(ref):
+            trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()},
+                                   people.get(ref)))
+    hashes = {email_hash(e) for e in emails}
+    scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
+    for scope in scopes:
+        for sample in store.edge.refusals(scope).samples:
+            if _about(sample, hashes, rf_ids, contacts, scope):
+                trail.append(_with_fix(_refused(sample, scope), None))
+    trail.sort(key=lambda e: e["at"])
+    return Explanation(query, [people[r] for r in sorted(people)], trail)
+
+
+# What to do about an entry, where the entry itself does not say (event, outcome) -> fix.
+FIXES = {
+    ("contact", "skipped_existing"): "to write the mapped attributes to existing contacts too, set "
+                                     "`{side}.duplicates: update` and apply the settings",
+    ("fields", "not_written"): "fix the value in Referral Factory, or map the field to an attribute of a type it "
+                               "converts to (text holds at most 255 characters)",
+    ("join", "ignored"): "set `{side}.action` to create_lead or create_user, apply the settings, then "
+                         "`bridge backfill {campaign} --apply`",
+    ("join", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
+    ("dead_letter", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
+    ("qualification", "failed"): "fix the cause at Referral Factory, then `bridge dlq replay --campaign {campaign}`",
+    ("evaluation", "not_met"): "the contact's value does not meet the rule: check the contact in Intercom, and the "
+                               "rule's attribute and value (`bridge settings show {campaign}`)",
+    ("evaluation", "not_qualified"): "only leads (the person invited) qualify; referrers never do",
+}
+REFUSAL_FIXES = {
+    "unauthorized": "set RF's webhook header X-Bridge-Secret to the secret given to `bridge rf connect "
+                    "--webhook-secret`, then `bridge backfill {campaign} --apply`",
+    "not_configured": "`bridge rf connect --webhook-secret ...`, then `bridge backfill {campaign} --apply`",
+    "unknown_campaign": "apply the campaign's settings (`bridge settings apply`), then `bridge backfill {campaign} "
+                        "--apply`",
+}
+
+
+def _with_fix(entry: dict, link: Optional[Link]) -> dict:
+    fix = FIXES.get((entry["event"], entry["outcome"]))
+    if entry["event"] == "webhook_refused":
+        if str((entry.get("details") or {}).get("scope", "")).startswith("workspace:"):
+            fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
+        else:
+            fix = REFUSAL_FIXES.get(entry["outcome"], "see the message: fix the webhook's payload in Referral Factory")
+    if fix:
+        side = "referrers" if link is not None and link.kind == "referrer" else "leads"
+        entry["fix"] = fix.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
+    return entry
+
+
+def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], scope: str) -> bool:
+    if sample.email_hash and sample.email_hash in hashes:
+        return True
+    if sample.contact_id and sample.contact_id in contacts:
+        return True
+    return bool(sample.rf_user_id and sample.rf_user_id in rf_ids)
+
+
+def _refused(sample: RefusalSample, scope: str) -> dict:
+    campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
+    return {"campaign_id": campaign, "rf_user_id": sample.rf_user_id, "at": sample.at, "event": "webhook_refused",
+            "outcome": sample.reason, "reason": f"the edge refused a webhook about this person: {sample.message}",
+            "details": {k: v for k, v in (("scope", scope), ("email", sample.email_masked),
+                                          ("contact_id", sample.contact_id)) if v}}
+
+
+# --- text -----------------------------------------------------------------------------------------
+def as_text(explanation: Explanation) -> str:
+    view = explanation.view()
+    if not view["found"]:
+        return view["message"]
+    lines = [f"{view['query']}:"]
+    for p in view["people"]:
+        state = p["status"] + (f", qualification {p['qualification']}" if p.get("qualification") else "")
+        contact = f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
+        lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
+                     f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
+                     + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
+                     + (f" — {p['reason']}" if p.get("reason") else ""))
+    if not view["people"]:
+        lines.append("  no link: no join of theirs was applied")
+    lines.append("")
+    for e in view["trail"]:
+        who = f"{e.get('campaign_id') or '?'}#{e.get('rf_user_id') or '?'}"
+        text = f"{e['at']}  {who:<14} {e['event']}: {e['outcome']}"
+        if e.get("reason"):
+            text += f" — {e['reason']}"
+        if e.get("count"):
+            text += f" (x{e['count']})"
+        details = e.get("details") or {}
+        if details:
+            text += "  " + ", ".join(f"{k}={_short(v)}" for k, v in details.items())
+        lines.append(text)
+        if e.get("fix"):
+            lines.append(f"{'':26}fix: {e['fix']}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+__all__ = ["Explanation", "as_text", "explain", "mask_email", "masked", "never_seen"]

@@ -1,0 +1,108 @@
+"""Issue 10 §3 and §4, end to end: `bridge backfill` (dry run, --apply once, a second --apply does
+nothing) reading RF's campaign people page by page, and `bridge dlq list` / `replay` over every dead
+letter, not only the first batch SQS hands out."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.cli import main
+
+from .conftest import join_body, lead_settings
+
+
+def run(bridge, capsys, *argv) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main([*argv, "--json"], rt=bridge.operator())
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def campaign_before_settings(bridge, rf, intercom, monkeypatch, clock):
+    """A referrer and 4 leads in RF's campaign; one lead joined after the settings (linked), the others
+    before (their webhooks were refused: unknown campaign). RF answers 2 people a page."""
+    from chalicelib.services import backfill
+    monkeypatch.setattr(backfill, "PER_PAGE", 2)
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    early = [rf.add_user(42, f"early{i}@example.com", f"E{i}", referrer_id=rita["id"]) for i in range(3)]
+    for person in [rita, *early]:
+        assert bridge.post_join(join_body(person)).status_code == 404
+    clock.sleep(60)
+    bridge.apply(lead_settings())
+    late = rf.add_user(42, "late@example.com", "Late", referrer_id=rita["id"])
+    bridge.post_join(join_body(late))
+    bridge.drain()
+    return rita, early, late
+
+
+def test_backfill_dry_run_counts_and_creates_nothing(bridge, intercom, rf, capsys, campaign_before_settings):
+    before = intercom.count("POST", "/contacts")
+    code, report = run(bridge, capsys, "backfill", "42")
+    assert code == 0 and report["dry_run"] is True and report["queued"] == 0
+    assert report["people_in_rf"] == 5
+    assert report["outcomes"] == {"not in the bridge: would be joined": 4, "already linked": 1}
+    assert bridge.queued() == 0 and intercom.count("POST", "/contacts") == before
+    assert rf.count("GET", "/users") == 3                       # 5 people, 2 a page
+
+
+def test_backfill_apply_creates_the_missing_contacts_once_and_a_second_apply_does_nothing(
+        bridge, intercom, rf, capsys, campaign_before_settings):
+    rita, early, late = campaign_before_settings
+    code, report = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and report["queued"] == 4
+    assert report["outcomes"] == {"not in the bridge: joined": 4, "already linked": 1}
+    bridge.drain()
+    for person in [rita, *early, late]:
+        assert len(intercom.contacts_by_email(person["email"])) == 1, person["email"]
+    assert intercom.contacts_by_email("rita@example.com")[0]["role"] == "user"     # the same settings as a join
+    created = intercom.count("POST", "/contacts")
+
+    code, again = run(bridge, capsys, "backfill", "42", "--apply")
+    assert again["queued"] == 0 and again["outcomes"] == {"already linked": 5}
+    bridge.drain()
+    assert intercom.count("POST", "/contacts") == created
+    # the trail says how they came: a join like any other
+    code, found = run(bridge, capsys, "explain", "early0@example.com")
+    assert [e["outcome"] for e in found["trail"]][:3] == ["unknown_campaign", "received", "created"]
+
+
+def test_backfill_refuses_a_campaign_without_settings(bridge, capsys):
+    capsys.readouterr()
+    assert main(["backfill", "77"], rt=bridge.operator()) == 1
+    assert "campaign 77 has no settings here" in capsys.readouterr().err
+
+
+def test_dlq_list_shows_every_dead_letter_counted_by_reason_and_campaign(bridge, rf, intercom, capsys):
+    """Today's peek showed 10 while the queue held 69: here 25, all listed, and still there after."""
+    bridge.apply(lead_settings())
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    for i in range(23):
+        intercom.fail_next("POST", r"^/contacts$", 400)
+        bridge.post_join(join_body(rf.add_user(42, f"p{i}@example.com", f"P{i}", referrer_id=rita["id"])))
+        bridge.drain()
+    bridge.rt.queue.dead_letter('{"kind": "rf.join", "campaign_id": "43", "rf_user_id": "1"}', "gave up", 3, "now")
+    bridge.rt.queue.dead_letter("{not json", "unreadable message: (body): not JSON", 1, "now")
+    for _ in range(2):                                   # listing leaves them in the queue
+        code, listed = run(bridge, capsys, "dlq", "list")
+        assert listed["total"] == 25 and len({d["message_id"] for d in listed["dead_letters"]}) == 25
+    assert listed["by_campaign"] == {"42": 23, "43": 1, "(none)": 1}
+    assert sum(listed["by_reason"].values()) == 25
+    one = next(d for d in listed["dead_letters"] if d.get("campaign_id") == "42")
+    assert one["email"].endswith("***@example.com") and "payload" not in one
+    assert "@example.com" not in json.dumps(listed).replace("***@example.com", "")
+    code, shown = run(bridge, capsys, "dlq", "list", "--show-payload")
+    assert all("payload" in d for d in shown["dead_letters"])
+
+    capsys.readouterr()
+    assert main(["dlq", "replay", "--campaign", "43"], rt=bridge.operator()) == 0
+    assert capsys.readouterr().out.startswith("1 message(s) sent back to the work queue; 24 left")
+    assert main(["dlq", "replay", "--reason", "unreadable"], rt=bridge.operator()) == 0
+    assert capsys.readouterr().out.startswith("1 message(s) sent back")
+    assert main(["dlq", "replay", "--all"], rt=bridge.operator()) == 0
+    assert capsys.readouterr().out.startswith("23 message(s) sent back")
+    bridge.drain()                                        # the 400s are gone: the joins now work
+    assert all(len(intercom.contacts_by_email(f"p{i}@example.com")) == 1 for i in range(23))
+    capsys.readouterr()
+    main(["dlq", "list"], rt=bridge.operator())
+    assert capsys.readouterr().out.startswith("2 dead letter(s)")   # the two made-up ones fail again

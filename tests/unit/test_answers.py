@@ -1,0 +1,187 @@
+"""Issue 10's use cases on the store's twin and fakes (fast): what the edge keeps of a refusal, the
+container's throttle on "heard", explain's identity closure and masking, backfill's classification
+and idempotence, reading dead letters."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from chalicelib.adapters.memory import MemoryStore
+from chalicelib.config import Config
+from chalicelib.domain.history import Entry
+from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+from chalicelib.domain.people import email_hash
+from chalicelib.domain.qualification import QState
+from chalicelib.ports.edge import UNKNOWN, RefusalSample
+from chalicelib.runtime import Runtime
+from chalicelib.services import dead_letters
+from chalicelib.services.backfill import backfill
+from chalicelib.services.explain import as_text, explain, masked
+from chalicelib.services.ingest import receive_intercom, receive_rf_join
+from tests.fakes import FakeClock, FakeEdge, FakeQueue, MemorySecrets
+
+WS = "ws1"
+
+
+# --- the edge ---------------------------------------------------------------------------------------
+def test_a_refused_join_keeps_its_campaign_person_and_hashed_email_never_the_secret():
+    edge = FakeEdge()
+    raw = json.dumps({"id": 7, "campaign_id": 42, "email": " Ann@Example.com "}).encode()
+    reply = receive_rf_join({"X-Bridge-Secret": "guess"}, raw, edge)
+    assert reply.status == 401
+    [(campaign, workspace, sample)] = edge.refusals
+    assert (campaign, workspace, sample.reason, sample.rf_user_id) == ("42", None, "unauthorized", "7")
+    assert sample.email_hash == email_hash("ann@example.com") and sample.email_masked == "a***@example.com"
+    assert "guess" not in repr(sample) and edge.heard == []
+
+
+def test_a_body_too_large_or_of_another_type_is_counted_without_being_read():
+    edge = FakeEdge(BRIDGE_MAX_BODY_BYTES="10")
+    receive_rf_join({"X-Bridge-Secret": "s3cret"}, b'{"id": 7, "campaign_id": 42}', edge)
+    receive_rf_join({"Content-Type": "multipart/form-data"}, b"x", edge)
+    assert [(c, s.reason, s.rf_user_id) for c, _, s in edge.refusals] == [
+        (None, "too_large", None), (None, "unsupported_media_type", None)]
+
+
+def test_accepted_webhooks_mark_their_campaign_and_workspace_as_heard():
+    from chalicelib.services.ingest import signature
+    edge = FakeEdge(intercom_secrets={WS: "cs"})
+    receive_rf_join({"X-Bridge-Secret": "s3cret"}, b'{"id": 7, "campaign_id": 42}', edge)
+    raw = json.dumps({"app_id": WS, "topic": "contact.lead.updated", "id": "n1",
+                      "data": {"item": {"id": "c1", "email": "a@b.co"}}}).encode()
+    receive_intercom({"X-Hub-Signature": signature("cs", raw)}, raw, edge)
+    receive_intercom({"X-Hub-Signature": "sha1=bad"}, raw, edge)
+    assert edge.heard == [("campaign:42", "join"), ("workspace:ws1", "notification")]
+    [(_, workspace, sample)] = edge.refusals
+    assert (workspace, sample.reason, sample.contact_id) == (WS, "unauthorized", None)
+
+
+def runtime(clock=None, store=None, **env) -> Runtime:
+    clock = clock or FakeClock()
+    return Runtime(Config.from_env({"BRIDGE_QUEUE_URL": "q", **env}), clock=clock, sleeper=clock.sleep,
+                   store=store or MemoryStore(clock), queue=FakeQueue(), secrets=MemorySecrets())  # type: ignore
+
+
+def test_the_runtime_writes_heard_at_most_once_a_minute_per_scope_and_refusals_to_known_scopes_only():
+    clock = FakeClock()
+    rt = runtime(clock)
+    writes: list = []
+    real = rt.store.edge.heard
+    rt.store.edge.heard = lambda scope, what: (writes.append(scope), real(scope, what))  # type: ignore
+    for _ in range(50):
+        rt.note_heard("campaign:42", "join")
+    clock.sleep(61)
+    rt.note_heard("campaign:42", "join")
+    assert writes == ["campaign:42", "campaign:42"]
+    rt.store.settings.put("42", {"campaign_id": "42"}, WS)
+    rt.note_refusal(RefusalSample("unauthorized", "t", "m"), campaign_id="42")
+    rt.note_refusal(RefusalSample("unauthorized", "t", "m"), campaign_id="no-such")
+    rt.note_refusal(RefusalSample("unauthorized", "t", "m"), workspace="not-connected")
+    assert rt.store.edge.refusals("campaign:42").total() == 1 and rt.store.edge.refusals(UNKNOWN).total() == 2
+
+
+def test_a_failing_log_never_changes_the_answer():
+    rt = runtime()
+
+    def broken(*args):
+        raise RuntimeError("DynamoDB is down")
+    rt.store.edge.refused = rt.store.edge.heard = broken  # type: ignore
+    rt.note_refusal(RefusalSample("unauthorized", "t", "m"))
+    rt.note_heard("campaign:42", "join")
+
+
+# --- explain ------------------------------------------------------------------------------------------
+def linked(store, ref, contact, email, kind="lead"):
+    claim = store.links.claim(ref, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=contact,
+                                         contact_role="lead", qualification=QState.PENDING if kind == "lead" else None),
+                       [Entry("contact", "created", f"created for {email}", {"contact_id": contact})])
+
+
+def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_emails():
+    clock = FakeClock()
+    store = MemoryStore(clock)
+    for campaign in ("42", "43"):
+        store.settings.put(campaign, {"campaign_id": campaign}, WS)
+    linked(store, PersonRef("42", "7"), "c1", "ann@example.com")
+    clock.sleep(1)
+    linked(store, PersonRef("43", "9"), "c2", "ann@example.com", kind="referrer")
+    linked(store, PersonRef("42", "8"), "c3", "bob@example.com")
+    store.edge.refused("campaign:43", RefusalSample("unauthorized", "2026-01-01T00:00:00.000Z", "wrong secret",
+                                                    rf_user_id="9"))
+    rt = type("R", (), {"store": store})()
+    trails = [explain(rt, who).view() for who in ("ANN@example.com", "7", "c2", "9")]
+    assert all(t["trail"] == trails[0]["trail"] for t in trails)
+    assert [(e["campaign_id"], e["event"]) for e in trails[0]["trail"]] == [
+        ("43", "webhook_refused"), ("42", "contact"), ("43", "contact")]
+    assert {(p["campaign_id"], p["rf_user_id"]) for p in trails[0]["people"]} == {("42", "7"), ("43", "9")}
+    assert "ann@example.com" not in json.dumps(trails) and "bob" not in json.dumps(trails)
+    assert "fix:" in as_text(explain(rt, "9"))        # the refusal names its fix
+    nobody = explain(rt, "zed@example.com")
+    assert not nobody.found and as_text(nobody).startswith("the bridge has never seen z***@example.com")
+
+
+def test_masked_reaches_every_email_in_text_lists_and_dicts():
+    assert masked({"a": ["x ann.b@mail.example.org y"], "b": "no email"}) == {
+        "a": ["x a***@mail.example.org y"], "b": "no email"}
+
+
+# --- backfill -----------------------------------------------------------------------------------------
+class PeopleRF:
+    def __init__(self, users: list[dict], per_page: int = 2):
+        self.users, self.per_page, self.pages = users, per_page, 0
+
+    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
+        self.pages += 1
+        start = (page - 1) * self.per_page
+        return self.users[start:start + self.per_page], start + self.per_page < len(self.users), len(self.users)
+
+
+class Backfilling:
+    def __init__(self, users):
+        self.clock = FakeClock()
+        self.store, self.queue, self._rf = MemoryStore(self.clock), FakeQueue(), PeopleRF(users)
+
+    def rf(self):
+        return self._rf
+
+
+SETTINGS = {"campaign_id": "42", "workspace": WS,
+            "leads": {"action": "create_lead", "fields": [{"from": "email", "to": "email"}]},
+            "referrers": {"action": "nothing"}}
+
+
+def test_backfill_sends_only_the_people_the_bridge_has_not_applied():
+    users = [{"id": 1, "email": "r@x.co", "type": "person_referring", "referrer_id": None},
+             {"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": 3, "email": "b@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": 4, "email": "c@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": "bad id!", "email": "d@x.co"}]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", SETTINGS, WS)
+    linked(rt.store, PersonRef("42", "2"), "c2", "a@x.co")
+    failed = rt.store.links.claim(PersonRef("42", "3"), WS)
+    rt.store.links.finish(failed, JoinResult(LinkStatus.FAILED, reason="boom"), [])
+    seen: list = []
+    dry = backfill(rt, "42", progress=lambda read, total, queued: seen.append((read, total, queued)))
+    assert dry.view()["outcomes"] == {"nothing to do (the settings' action is nothing)": 1, "already linked": 1,
+                                      "failed earlier: would be joined again": 1,
+                                      "not in the bridge: would be joined": 1, "unreadable in Referral Factory": 1}
+    assert rt.queue.sent == [] and seen == [(2, 5, 0), (4, 5, 2), (5, 5, 2)] and rt._rf.pages == 3
+    done = backfill(rt, "42", apply=True)
+    assert done.queued == 2 and sorted(m["rf_user_id"] for m in rt.queue.sent) == ["3", "4"]
+    assert {m["kind"] for m in rt.queue.sent} == {"rf.join"}
+
+
+# --- dead letters -----------------------------------------------------------------------------------------
+def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_request():
+    m = {"MessageId": "d1", "Body": json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
+                                                "person": {"email": "ann@example.com"}}),
+         "MessageAttributes": {"reason": {"StringValue": "Intercom 400"}, "attempts": {"StringValue": "1"}}}
+    letter = dead_letters.read(m)
+    assert letter.view() == {"message_id": "d1", "reason": "Intercom 400", "attempts": "1", "kind": "rf.join",
+                             "campaign_id": "42", "rf_user_id": "7", "email": "a***@example.com"}
+    assert "payload" in letter.view(show_payload=True)
+    moved = dead_letters.read({"MessageId": "d2", "Body": "{x", "Attributes": {"ApproximateReceiveCount": "11"}})
+    assert moved.reason.startswith("moved by SQS after about 10 receives")
+    assert dead_letters.summary([letter, moved])["by_campaign"] == {"42": 1, "(none)": 1}
