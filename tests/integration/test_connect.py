@@ -122,6 +122,17 @@ def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_t
     assert dead["reason"].startswith("workspace disconnected:") and dead["attempts"] == "1"
 
 
+def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(bridge, capsys):
+    import json
+    bridge.apply(qualifying_settings())
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    capsys.readouterr()
+    assert main(["doctor", "42", "--json"], rt=bridge.operator()) == 1
+    [finding] = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["check"] == "intercom.connection"]
+    assert finding["what"] == f"workspace {WORKSPACE} is disconnected" and not finding["ok"]
+    assert "workspace disconnected" in finding["why"] and "`bridge dlq replay`" in finding["fix"]
+
+
 def test_disconnecting_an_unknown_workspace_is_one_clear_line(bridge, capsys):
     assert main(["workspace", "disconnect", "nope"], rt=bridge.operator()) == 1
     assert capsys.readouterr().err == "bridge: workspace nope is not connected here (nothing to disconnect)\n"
