@@ -21,6 +21,16 @@ def intercom_webhook():
     return handlers.intercom_webhook(app.current_request)
 
 
+@app.route("/oauth/intercom/start", methods=["GET"])
+def oauth_start():
+    return handlers.oauth_start(app.current_request)
+
+
+@app.route("/oauth/intercom/callback", methods=["GET"])
+def oauth_callback():
+    return handlers.oauth_callback(app.current_request)
+
+
 @app.on_sqs_message(queue=os.environ.get("BRIDGE_QUEUE_NAME", "rf-intercom-bridge-work"), batch_size=10)
 def worker(event):
     return handlers.sqs_batch(event)

@@ -17,7 +17,8 @@ from .domain.settings import SettingsError, parse_settings
 from .errors import WorkError
 from .runtime import Runtime
 from .services import admin
-from .services.connections import ConnectError, connect_rf, connect_workspace
+from .services.connections import (ConnectError, configure_oauth, connect_rf, connect_workspace,
+                                   disconnect_workspace)
 
 
 class CliError(Exception):
@@ -113,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
     p.add_argument("--api-base", default=None, help="regional API base, e.g. https://api.eu.intercom.io")
     p.set_defaults(func=_workspace_connect)
+    p = ws.add_parser("disconnect", help="delete a workspace's token and pause its work (settings, links and "
+                                         "history are kept; its work waits in the dead-letter queue)")
+    p.add_argument("workspace")
+    p.set_defaults(func=_workspace_disconnect)
+    p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
+                                        "can connect their workspace at <api>/oauth/intercom/start")
+    p.add_argument("--client-id", default=os.environ.get("INTERCOM_CLIENT_ID"))
+    p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
+    p.set_defaults(func=_workspace_oauth_app)
 
     rf = sub.add_parser("rf", help="Referral Factory").add_subparsers(dest="action", required=True)
     p = rf.add_parser("connect", help="store the RF API token and the webhook secret in SSM (what is not given "
@@ -233,11 +243,30 @@ def _settings_show(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     done = connect_workspace(rt, args.workspace, args.token, args.client_secret, args.api_base)
-    print(f"workspace {args.workspace} connected: token {done['token']}, client secret "
+    named = f" ({done['name']})" if done["name"] else ""
+    checked = " (checked with Intercom)" if done["token"] == "set" else ""
+    print(f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client secret "
           f"{done['client_secret']}, api base {done['api_base']}")
     if done["client_secret"] == "missing":
         print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
               "workspace will be refused (401) until it is set", file=sys.stderr)
+    return 0
+
+
+def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
+    disconnect_workspace(rt, args.workspace)
+    print(f"workspace {args.workspace} disconnected: its token is deleted; settings, links and history are kept. "
+          "Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
+          f"`bridge workspace connect {args.workspace} --token ...`, run `bridge dlq replay`. Running workers "
+          "notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
+    return 0
+
+
+def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
+    done = configure_oauth(rt, args.client_id, args.client_secret)
+    print(f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, state key "
+          f"{done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
+          "<api>/oauth/intercom/callback as the app's redirect URL.")
     return 0
 
 

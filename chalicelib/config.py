@@ -12,6 +12,7 @@ class Config:
     queue_url: str
     dlq_url: str
     intercom_base_url: str
+    intercom_oauth_url: str     # where an admin authorizes the public app (the simulator's page in tests)
     rf_base_url: str
     max_attempts: int           # tries before a message goes to the DLQ with its reason
     max_body_bytes: int         # larger webhook bodies get 413
@@ -36,6 +37,7 @@ class Config:
             queue_url=e.get("BRIDGE_QUEUE_URL", ""),
             dlq_url=e.get("BRIDGE_DLQ_URL", ""),
             intercom_base_url=e.get("INTERCOM_BASE_URL", "https://api.intercom.io").rstrip("/"),
+            intercom_oauth_url=e.get("INTERCOM_OAUTH_URL", "https://app.intercom.com/oauth"),
             rf_base_url=e.get("RF_BASE_URL", "https://api.referral-factory.com/api/v2").rstrip("/"),
             max_attempts=int(e.get("BRIDGE_MAX_ATTEMPTS", "5")),
             max_body_bytes=int(e.get("BRIDGE_MAX_BODY_BYTES", str(256 * 1024))),

@@ -34,6 +34,40 @@ def intercom_webhook(request) -> Response:
     return _reply(request, ingest.receive_intercom)
 
 
+def _place(request):
+    """Where the browser reaches this API: the forwarded scheme, the Host, and the stage's path
+    (API Gateway's context path holds `/api/...`; the local server's has no stage)."""
+    from .services.oauth import Place
+
+    headers = {k.lower(): v for k, v in (request.headers or {}).items()}
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    path = (request.context or {}).get("path") or request.path
+    prefix = path[: path.rfind("/oauth/intercom/")] if "/oauth/intercom/" in path else ""
+    return Place(f"{scheme}://{headers.get('host', 'localhost')}{prefix}", scheme == "https")
+
+
+def _html(page) -> Response:
+    return Response(body=page.html, status_code=page.status,
+                    headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+                             "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", **page.headers})
+
+
+def oauth_start(request) -> Response:
+    from .services import oauth
+
+    logger.set_correlation_id(request.context.get("requestId"))
+    return _html(oauth.start(default_runtime(), _place(request)))
+
+
+def oauth_callback(request) -> Response:
+    from .services import oauth
+
+    logger.set_correlation_id(request.context.get("requestId"))
+    headers = {k.lower(): v for k, v in (request.headers or {}).items()}
+    query = {k: v for k, v in (request.query_params or {}).items() if isinstance(v, str)}
+    return _html(oauth.callback(default_runtime(), query, headers.get("cookie"), _place(request)))
+
+
 def sqs_batch(event) -> dict:
     from .services.worker import handle_batch  # the worker's imports stay off the webhook path
 

@@ -14,13 +14,13 @@ from .adapters.ratelimit import SharedLimiter
 from .adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SsmSecrets,
                                intercom_client_secret, intercom_token, valid_workspace)
 from .config import Config
-from .errors import Permanent
+from .errors import Disconnected, Permanent
 from .observability import logger
 from .ports import RefusalSample, SecretStore, Store
 from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
-    from .adapters.intercom import IntercomClient
+    from .adapters.intercom import IntercomAuthClient, IntercomClient
     from .adapters.referral_factory import ReferralFactoryClient
     from .services.deps import WorkDeps
 
@@ -138,6 +138,8 @@ class Runtime:
             from .adapters.intercom import IntercomClient
 
             conn = self.store.connections.workspace(workspace)
+            if conn is not None and conn.status == "disconnected":
+                raise Disconnected(workspace)
             name = intercom_token(workspace)
             token = self.worker_secrets.get(name) if conn is not None and conn.status == "active" else None
             if not token:
@@ -145,12 +147,33 @@ class Runtime:
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
             limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10, skew=0.5,
                                    vendor="Intercom")
-            # On a 401 the token is read again: a reconnected one is used at once.
+            # On a 401 the token is read again: a reconnected one is used at once. No new one: when the
+            # workspace was disconnected meanwhile (its token revoked too), that is the reason.
             assert conn is not None
-            return IntercomClient(conn.api_base or self.config.intercom_base_url, token,
-                                  reauth=lambda stale: self.worker_secrets.refresh(name, stale),
+
+            def reauth(stale: str) -> Optional[str]:
+                fresh = self.worker_secrets.refresh(name, stale)
+                if fresh is None:
+                    now = self.store.connections.workspace(workspace)
+                    if now is not None and now.status == "disconnected":
+                        self._cache.pop(("intercom", workspace), None)
+                        raise Disconnected(workspace)
+                return fresh
+            return IntercomClient(conn.api_base or self.config.intercom_base_url, token, reauth=reauth,
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
+
+    def intercom_auth(self) -> "IntercomAuthClient":
+        """Token questions (the OAuth callback's exchange, `/me` before a token is stored)."""
+        from .adapters.intercom import IntercomAuthClient
+        return IntercomAuthClient(self.config.intercom_base_url, self.config.http_timeout)
+
+    def oauth_app(self) -> Optional[tuple[str, str, str]]:
+        """The public app's (client id, client secret, state key), or None until `bridge workspace oauth-app`."""
+        from .services.connections import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY
+
+        values = tuple(self.edge_secrets.get(name) for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY))
+        return values if all(values) else None   # type: ignore[return-value]
 
     def rf(self) -> "ReferralFactoryClient":
         def make() -> "ReferralFactoryClient":

@@ -105,8 +105,15 @@ def policies(target: Target) -> dict[str, dict]:
             # UpdateItem: the edge's log (refusals counted, when a webhook was last heard; ports/edge.py).
             _statement("Table", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table]),
             _statement("WorkQueue", ["sqs:SendMessage"], [work]),
-            # SECRETS-DESIGN: the edge reads only what it verifies webhooks with.
+            # SECRETS-DESIGN: the edge reads only what it verifies webhooks (and OAuth states) with.
             _statement("EdgeSecrets", ["ssm:GetParameter"], [f"{secrets}/edge/*"]),
+            # The OAuth callback (GET /oauth/intercom/callback): it uses a state once (a conditional put,
+            # on the states' keys only) and records the workspace it connected (UpdateItem, above); it
+            # writes a workspace's token and client secret, and can read neither back.
+            {**_statement("OAuthTable", ["dynamodb:PutItem"], [table]),
+             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OAUTH#*"]}}},
+            _statement("OAuthSecrets", ["ssm:PutParameter"], [f"{secrets}/worker/intercom/*/token",
+                                                               f"{secrets}/edge/intercom/*/client-secret"]),
         ],
         "worker": [
             logs("worker"),

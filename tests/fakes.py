@@ -357,11 +357,55 @@ class FakeWork:
         self.remaining_ms: Callable[[], int] = lambda: 10**9
 
 
+class FakeIntercomAuth:
+    """IntercomAuth in memory: `codes` code -> token (single use), `apps` token -> /me's app."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+        self.apps: dict[str, dict] = {}
+        self.calls: list[str] = []
+
+    def exchange(self, code: str, client_id: str, client_secret: str) -> str:
+        from chalicelib.errors import Permanent
+        self.calls.append("exchange")
+        if code not in self.codes:
+            raise Permanent("Intercom answered 400: Invalid or already used authorization code")
+        return self.codes.pop(code)
+
+    def whoami(self, token: str, api_base: Optional[str] = None) -> dict:
+        from chalicelib.errors import Permanent
+        self.calls.append("me")
+        if token not in self.apps:
+            raise Permanent("Intercom answered 401 unauthorized: Access Token Invalid")
+        return {"type": "admin", "email": "admin@example.com", "app": self.apps[token]}
+
+
+class FakeConnecting:
+    """What connecting is given (services/connections.Connecting, services/oauth.OAuthEdge)."""
+
+    def __init__(self, **config: str):
+        self.config = Config.from_env(config)
+        self.clock = FakeClock()
+        self.store = MemoryStore(self.clock)
+        self.secrets = MemorySecrets()
+        self.auth = FakeIntercomAuth()
+
+    def intercom_auth(self) -> FakeIntercomAuth:
+        return self.auth
+
+    def oauth_app(self) -> Optional[tuple[str, str, str]]:
+        from chalicelib.services.connections import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY
+        edge = self.secrets.scoped("edge")
+        values = tuple(edge.get(n) for n in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY))
+        return values if all(values) else None  # type: ignore[return-value]
+
+
 def _typed_as_their_interfaces() -> None:
     """Never called: the type checker (make test) proves that each fake still implements the
     interface it stands in for, so a fake cannot drift from its port."""
-    from chalicelib.ports import (Apis, DeadLetterQueue, IntercomPort, ReferralFactoryPort, SecretStore, Store,
-                                  WorkQueue)
+    from chalicelib.ports import (Apis, DeadLetterQueue, IntercomAuth, IntercomPort, ReferralFactoryPort, SecretStore,
+                                  Store, WorkQueue)
+    from chalicelib.services.oauth import OAuthEdge
     from chalicelib.services.admin import Operator
     from chalicelib.services.ingest import Edge
     from chalicelib.services.deps import Stack
@@ -377,4 +421,6 @@ def _typed_as_their_interfaces() -> None:
     edge: Edge = FakeEdge()
     work: Work = FakeWork()
     scheduled: Stack[WorkQueue] = FakeWork()
-    del intercom, rf, apis, queue, dead, secrets, store, edge, work, scheduled, Operator
+    auth: IntercomAuth = FakeIntercomAuth()
+    connecting: OAuthEdge = FakeConnecting()
+    del intercom, rf, apis, queue, dead, secrets, store, edge, work, scheduled, Operator, auth, connecting

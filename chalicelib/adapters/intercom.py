@@ -158,3 +158,45 @@ class IntercomClient(JsonApi):
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class IntercomAuthClient:
+    """Token questions (ports.apis.IntercomAuth). One call each, outside the shared limiter: a connect
+    is one person's click, and the workspace is not known before `/me` answers."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0):
+        self.base_url, self.timeout = base_url.rstrip("/"), timeout
+
+    def exchange(self, code: str, client_id: str, client_secret: str) -> str:
+        import requests
+
+        # Never retried: a code is single-use, and an answer lost after Intercom used it cannot be asked again.
+        try:
+            resp = requests.post(f"{self.base_url}/auth/eagle/token", timeout=self.timeout,
+                                 data={"code": code, "client_id": client_id, "client_secret": client_secret},
+                                 headers={"Accept": "application/json"}, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise Transient(f"Intercom unreachable ({type(exc).__name__})") from None
+        body = _json_or_none(resp)
+        if resp.status_code >= 400:
+            errors = body.get("errors") if isinstance(body, dict) else None
+            message = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)) \
+                if isinstance(errors, list) else ""
+            reason = f"Intercom answered {resp.status_code}: {message or resp.reason}"
+            raise (Transient if resp.status_code >= 500 else Permanent)(reason)
+        token = (body.get("access_token") or body.get("token")) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise Permanent("Intercom's token answer held no access token")
+        return token
+
+    def whoami(self, token: str, api_base: str | None = None) -> dict:
+        client = IntercomClient(api_base or self.base_url, token, timeout=self.timeout)
+        me = client._call("GET", "/me")
+        return me if isinstance(me, dict) else {}
+
+
+def _json_or_none(resp) -> Any:
+    try:
+        return resp.json() if resp.content else None
+    except ValueError:
+        return None

@@ -328,6 +328,7 @@ class MemoryConnections:
         self.workspaces_: dict[str, Connection] = {}
         self.known: set[str] = set()
         self.rf_: Optional[RFConnection] = None
+        self.used_states: set[str] = set()
 
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
         now = self.workspaces_.get(workspace) or Connection(workspace)
@@ -337,6 +338,19 @@ class MemoryConnections:
 
     def workspace(self, workspace: str) -> Optional[Connection]:
         return self.workspaces_.get(workspace)
+
+    def disconnect_workspace(self, workspace: str) -> bool:
+        now = self.workspaces_.get(workspace)
+        if now is None:
+            return False
+        self.workspaces_[workspace] = Connection(workspace, "disconnected", now.api_base, now.secrets - {"token"})
+        return True
+
+    def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
+        if nonce in self.used_states:
+            return False
+        self.used_states.add(nonce)
+        return True
 
     def register_workspace(self, workspace: str) -> None:
         self.known.add(workspace)

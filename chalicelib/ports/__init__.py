@@ -1,7 +1,7 @@
 """The interfaces the services are typed against, each with the exceptions it raises. Real adapters
 live in chalicelib/adapters (DynamoDB, SQS, SSM, HTTP); their in-memory twins in
 chalicelib/adapters/memory.py (the store) and tests/fakes.py (the APIs, the queue, secrets)."""
-from .apis import Apis, Conflict, IntercomPort, Merged, NotFound, ReferralFactoryPort, Refused
+from .apis import Apis, Conflict, IntercomAuth, IntercomPort, Merged, NotFound, ReferralFactoryPort, Refused
 from .edge import EdgeLog, RefusalSample, Refusals
 from .queue import DeadLetterQueue, Later, MessageTooLarge, WorkQueue
 from .secrets import SecretStore
@@ -9,7 +9,7 @@ from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, Histo
                     RateWindows, RFConnection, SettingsRepository, Store, StoredSettings, SyncRepository)
 
 __all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "EdgeLog",
-           "Found", "HistoryLog", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged", "MessageTooLarge",
-           "NotFound", "RefusalSample", "Refusals",
+           "Found", "HistoryLog", "IntercomAuth", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged",
+           "MessageTooLarge", "NotFound", "RefusalSample", "Refusals",
            "RFConnection", "RateWindows", "ReferralFactoryPort", "Refused", "SecretStore", "SettingsRepository", "Store",
            "StoredSettings", "SyncRepository", "WorkQueue"]

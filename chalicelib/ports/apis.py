@@ -95,3 +95,13 @@ class Apis(Protocol):
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
         """The text attribute custom_attributes.<name> exists in the workspace (created if not)."""
     def campaign_name(self, campaign_id: str) -> Optional[str]: ...
+
+
+class IntercomAuth(Protocol):
+    """Intercom's answers about tokens (adapters/intercom.py: IntercomAuthClient). Errors are
+    errors.Permanent (a refused code or token, with Intercom's message) or errors.Transient."""
+
+    def exchange(self, code: str, client_id: str, client_secret: str) -> str:
+        """POST /auth/eagle/token: the access token for an OAuth code (sent once: a code is single-use)."""
+    def whoami(self, token: str, api_base: Optional[str] = None) -> dict:
+        """GET /me with this token (on `api_base`, else the configured base): the admin and its app."""

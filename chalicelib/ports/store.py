@@ -167,6 +167,11 @@ class ConnectionRepository(Protocol):
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
         """Mark a workspace connected. What is not given (a secret, the api base) is kept."""
     def workspace(self, workspace: str) -> Optional[Connection]: ...
+    def disconnect_workspace(self, workspace: str) -> bool:
+        """Mark it disconnected and its token no longer set (settings, links, history stay). False
+        when the workspace was never connected."""
+    def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
+        """True the first time a state's nonce is used, False ever after (kept until it expires)."""
     def register_workspace(self, workspace: str) -> None: ...
     def workspaces(self) -> set[str]:
         """Every workspace ever connected or configured (what `forget` visits)."""

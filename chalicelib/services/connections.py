@@ -1,26 +1,65 @@
-"""Connecting Intercom workspaces and Referral Factory (the operator's CLI; later the OAuth callback).
+"""Connecting Intercom workspaces and Referral Factory: the operator's CLI, and the OAuth callback
+(services/oauth.py) through `store_workspace`.
 
 Secrets go to the secret store (SSM SecureString, see adapters/secrets.py); the table records only
 that a workspace is connected, its API base and which secrets are set. What a reconnect is not
-given is kept. The answers say what was set or kept, never a value."""
+given is kept. A token is checked with Intercom's `GET /me` before anything is stored, and must
+belong to the workspace it is given for. The answers say what was set or kept, never a value."""
 from __future__ import annotations
 
 from typing import Optional, Protocol
 
 from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
                                 valid_workspace)
-from ..ports import SecretStore, Store
+from ..config import Config
+from ..domain.oauth import Workspace, new_key, workspace_of
+from ..errors import Permanent, WorkError
+from ..ports import IntercomAuth, SecretStore, Store
+
+# The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
+OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
 
 
 class Connecting(Protocol):
+    config: Config
+
     @property
     def store(self) -> Store: ...
     @property
     def secrets(self) -> SecretStore: ...
+    def intercom_auth(self) -> IntercomAuth: ...
 
 
 class ConnectError(Exception):
     """The operator's request cannot be done as given (one line, says what to do)."""
+
+
+def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspace:
+    """Who the token belongs to, by `GET /me`; ConnectError (nothing stored) when Intercom refuses it."""
+    where = api_base or rt.config.intercom_base_url
+    try:
+        return workspace_of(rt.intercom_auth().whoami(token, api_base))
+    except Permanent as exc:
+        if "401" in exc.reason:
+            raise ConnectError(f"Intercom refused this token (401 at {where}): check the token, or the workspace's "
+                               "region (--api-base https://api.eu.intercom.io); nothing was stored") from None
+        raise ConnectError(f"Intercom would not confirm the token ({exc.reason}); nothing was stored") from None
+    except WorkError as exc:
+        raise ConnectError(f"could not reach Intercom to check the token ({exc.reason}); nothing was stored, "
+                           "try again") from None
+    except ValueError as exc:
+        raise ConnectError(f"{exc}; nothing was stored") from None
+
+
+def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],
+                    api_base: Optional[str]) -> None:
+    # Secrets first: the table never says a secret is set before it is.
+    if token:
+        rt.secrets.scoped(WORKER).put(intercom_token(workspace), token)
+    if client_secret:
+        rt.secrets.scoped(EDGE).put(intercom_client_secret(workspace), client_secret)
+    given = {name for name, value in (("token", token), ("client-secret", client_secret)) if value}
+    rt.store.connections.put_workspace(workspace, secrets=given, api_base=api_base)
 
 
 def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = None, client_secret: Optional[str] = None,
@@ -30,21 +69,57 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
     current = rt.store.connections.workspace(workspace)
     had = set(current.secrets if current is not None else ())
     if not token and "token" not in had:
+        if current is not None and current.status == "disconnected":
+            raise ConnectError(f"workspace {workspace} is disconnected: give --token (or INTERCOM_TOKEN) to "
+                               "reconnect it, or connect it by OAuth")
         raise ConnectError(f"workspace {workspace} has no access token yet: give --token (or INTERCOM_TOKEN)")
     if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
         raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
-    # Secrets first: the table never says a secret is set before it is.
-    if token:
-        rt.secrets.scoped(WORKER).put(intercom_token(workspace), token)
-    if client_secret:
-        rt.secrets.scoped(EDGE).put(intercom_client_secret(workspace), client_secret)
-    given = {name for name, value in (("token", token), ("client-secret", client_secret)) if value}
-    rt.store.connections.put_workspace(workspace, secrets=given, api_base=api_base)
-    now = had | given
-    return {"workspace": workspace,
+    name = None
+    if token:   # checked where it will be used: the given base, else the one already configured
+        found = check_token(rt, token, api_base or (current.api_base if current is not None else None))
+        if found.app_id != workspace:
+            raise ConnectError(f"this token belongs to workspace {found.app_id} ({found.name}), not {workspace}: "
+                               "nothing was stored")
+        name = found.name
+        if not api_base and not (current and current.api_base):
+            api_base = found.api_base(rt.config.intercom_base_url)
+    store_workspace(rt, workspace, token, client_secret, api_base)
+    now = had | {n for n, v in (("token", token), ("client-secret", client_secret)) if v}
+    return {"workspace": workspace, "name": name,
             "token": "set" if token else "kept",
             "client_secret": "set" if client_secret else ("kept" if "client-secret" in now else "missing"),
             "api_base": api_base or (current.api_base if current is not None else None) or "default"}
+
+
+def disconnect_workspace(rt: Connecting, workspace: str) -> dict:
+    """The workspace's token is deleted and the workspace marked disconnected. Settings, links and
+    history stay; its client secret stays too, so that Intercom's notifications are still verified
+    and kept: the worker sends all work for the workspace to the dead-letter queue with the reason
+    "workspace disconnected", to replay once it is connected again."""
+    if not valid_workspace(workspace) or not rt.store.connections.disconnect_workspace(workspace):
+        raise ConnectError(f"workspace {workspace} is not connected here (nothing to disconnect)")
+    rt.secrets.scoped(WORKER).delete(intercom_token(workspace))
+    return {"workspace": workspace, "status": "disconnected"}
+
+
+def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str]) -> dict:
+    """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
+    made once. What is not given is kept."""
+    edge = rt.secrets.scoped(EDGE)
+    had = {name: edge.get(name) is not None for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
+    if not client_id and not had[OAUTH_CLIENT_ID]:
+        raise ConnectError("give --client-id (or INTERCOM_CLIENT_ID): the public app's client id")
+    if not client_secret and not had[OAUTH_CLIENT_SECRET]:
+        raise ConnectError("give --client-secret (or INTERCOM_CLIENT_SECRET): the public app's client secret")
+    if client_id:
+        edge.put(OAUTH_CLIENT_ID, client_id)
+    if client_secret:
+        edge.put(OAUTH_CLIENT_SECRET, client_secret)
+    if not had[OAUTH_STATE_KEY]:
+        edge.put(OAUTH_STATE_KEY, new_key())
+    return {"client_id": "set" if client_id else "kept", "client_secret": "set" if client_secret else "kept",
+            "state_key": "kept" if had[OAUTH_STATE_KEY] else "made"}
 
 
 def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None) -> dict:

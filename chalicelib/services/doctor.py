@@ -149,15 +149,16 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
 def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optional[dict]:
     ws = settings.workspace
     conn = rt.store.connections.workspace(ws)
+    if conn is not None and conn.status != "active":     # a disconnect also deletes the token: say which
+        report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
+                   "its work waits in the dead-letter queue (reason: workspace disconnected)",
+                   f"reconnect it: `bridge workspace connect {ws} --token ...` (or by OAuth), "
+                   "then `bridge dlq replay`")
+        return None
     if conn is None or "token" not in conn.secrets:
         report.add("intercom.connection", False, f"workspace {ws} is not connected",
                    "nothing can be sent to Intercom and nothing qualifies: every join ends in the dead-letter queue",
                    f"`bridge workspace connect {ws} --token ... --client-secret ...`, then `bridge dlq replay`")
-        return None
-    if conn.status != "active":
-        report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
-                   "its work waits in the dead-letter queue", f"reconnect it: `bridge workspace connect {ws} ...`, "
-                   "then `bridge dlq replay`")
         return None
     if "client-secret" not in conn.secrets:
         report.add("intercom.client_secret", False, f"workspace {ws} has no client secret",

@@ -33,11 +33,13 @@ def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     now = rt.clock()
     overdue = _overdue(rt, now, limit)
     changes = _changes(rt, now)
-    checks, round_complete = _sweep(rt, now, limit)
+    checks, round_complete, paused = _sweep(rt, now, limit)
     rt.queue.send_many(overdue + changes + checks)
     count("ReconciliationChecksQueued", len(checks))
-    summary = {"queued": len(checks), "round_complete": round_complete, "searches": len(changes),
-               "overdue": len(overdue)}
+    summary: dict = {"queued": len(checks), "round_complete": round_complete, "searches": len(changes),
+                     "overdue": len(overdue)}
+    if paused:
+        summary["paused_workspaces"] = paused
     logger.info("reconciliation queued its work", extra=summary)
     return summary
 
@@ -106,14 +108,19 @@ def _changes(rt: Stack[WorkQueue], now: float) -> list[dict]:
     return out
 
 
-def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> tuple[list[dict], bool]:
-    """Checks of the next pending leads younger than the sweep's age, oldest first."""
+def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> tuple[list[dict], bool, list[str]]:
+    """Checks of the next pending leads younger than the sweep's age, oldest first (and the
+    disconnected workspaces whose leads were left out)."""
     bound = iso(now - rt.config.reconcile_sweep_days * DAY)
     cursor = rt.store.cursor.get()
     page = rt.store.links.pending(cursor if cursor and cursor > bound else bound, limit)
     checks = []
+    # A disconnected workspace's leads are not checked: each check would only add a dead letter
+    # every run. They are checked again once the workspace is connected.
+    paused = {ws for ws in {link.workspace for link in page.links}
+              if (conn := rt.store.connections.workspace(ws)) is not None and conn.status == "disconnected"}
     for link in page.links:
-        if link.contact_id and not link.contact_state:
+        if link.contact_id and not link.contact_state and link.workspace not in paused:
             try:
                 checks.append(CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
                                            workspace=link.workspace).wire())
@@ -122,4 +129,4 @@ def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> tuple[list[dict], bo
                                                               "rf_user_id": link.rf_user_id, "reason": str(exc)})
     round_complete = len(page.links) < limit
     rt.store.cursor.set(None if round_complete else page.position)
-    return checks, round_complete
+    return checks, round_complete, sorted(paused)

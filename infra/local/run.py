@@ -95,6 +95,8 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
         parts += [intercom.stop, rf.stop]
         intercom_url, rf_url = intercom.base_url, rf.base_url
     env.update({"INTERCOM_BASE_URL": intercom_url, "RF_BASE_URL": rf_url})
+    if intercom is not None:   # the simulator's authorize page: OAuth works locally in any browser
+        env["INTERCOM_OAUTH_URL"] = f"{intercom_url}/oauth"
     os.environ.update(env)
 
     import app as app_module
@@ -110,6 +112,8 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
     connect_rf(rt, os.environ.get("RF_TOKEN") or "rf-token", os.environ.get("RF_WEBHOOK_SECRET") or RF_WEBHOOK_SECRET)
     if not real:
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
+        from chalicelib.services.connections import configure_oauth
+        configure_oauth(rt, "local-public-app", os.environ.get("INTERCOM_CLIENT_SECRET") or CLIENT_SECRET)
     api = serve_app(app_module.app, port=api_port)
     parts.append(api.stop)
     poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
@@ -154,6 +158,7 @@ def main() -> None:
   Intercom        {stack.intercom_url}
   Referral Factory {stack.rf_url}
   Worker          polling the work queue; reconciliation every {os.environ.get('RECONCILE_EVERY_SECONDS', '60')} s
+  Connect by OAuth {stack.api_url}/oauth/intercom/start   (simulators: the simulated workspace's authorize page)
 
   In another terminal:  make demo      (a referral joins, signs up, and qualifies)
   Operator commands:    ./bridge history 42 <rf user id>   (finds this stack through {STATE.relative_to(ROOT)})

@@ -331,6 +331,25 @@ def test_a_reconnect_keeps_what_it_is_not_given(store):
     assert store.connections.rf().secrets == {"token", "webhook-secret"}
 
 
+def test_a_disconnect_keeps_the_workspace_known_without_its_token_and_a_reconnect_revives_it(store):
+    assert store.connections.disconnect_workspace("never") is False
+    assert store.connections.workspace("never") is None
+    store.connections.put_workspace("ws2", secrets={"token", "client-secret"}, api_base="https://eu")
+    assert store.connections.disconnect_workspace("ws2") is True
+    conn = store.connections.workspace("ws2")
+    assert (conn.status, conn.api_base, conn.secrets) == ("disconnected", "https://eu", {"client-secret"})
+    assert "ws2" in store.connections.workspaces()
+    store.connections.put_workspace("ws2", secrets={"token"})
+    conn = store.connections.workspace("ws2")
+    assert (conn.status, conn.api_base, conn.secrets) == ("active", "https://eu", {"token", "client-secret"})
+
+
+def test_an_oauth_state_is_used_once(store, clock):
+    assert store.connections.use_oauth_state("n-1", clock() + 600) is True
+    assert store.connections.use_oauth_state("n-1", clock() + 600) is False
+    assert store.connections.use_oauth_state("n-2", clock() + 600) is True
+
+
 def test_the_cursor_and_the_rate_windows(store):
     assert store.cursor.get() is None
     store.cursor.set("x#1")

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 from fnmatch import fnmatchcase
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import pytest
 import yaml
@@ -200,6 +200,10 @@ class Stage:
         with self.running("api_handler"):
             return self.gateway.handle_request(method=method, path=path, headers=headers, body=body)["statusCode"]
 
+    def get(self, path: str, headers: dict) -> dict:
+        with self.running("api_handler"):
+            return self.gateway.handle_request(method="GET", path=path, headers=headers, body=b"")
+
     def post_join(self, body, secret=RF_SECRET) -> int:
         return self.request("POST", "/webhooks/referral-factory", json.dumps(body).encode(),
                             {"Content-Type": "application/json", "X-Bridge-Secret": secret})
@@ -330,10 +334,30 @@ def drive(stage: Stage) -> dict:
     outcome["reconcile"] = stage.reconcile()
     stage.drain()
     outcome["eve"] = [c["id"] for c in intercom.contacts_by_email("eve@example.com")]
+    outcome["oauth"] = oauth_connect(stage)
     dlq = stage.sqs.receive_message(QueueUrl=stage.target.outputs["DeadLetterQueueUrl"], MaxNumberOfMessages=10,
                                     MessageAttributeNames=["All"], VisibilityTimeout=0)
     outcome["dead letters"] = [m["MessageAttributes"]["reason"]["StringValue"] for m in dlq.get("Messages", [])]
     return outcome
+
+
+def oauth_connect(stage: Stage) -> list[int]:
+    """The operator stores the public app (not recorded); an admin's browser follows the start link,
+    authorizes on Intercom's page and comes back to the callback, which connects the workspace."""
+    import requests
+
+    from chalicelib.services.connections import configure_oauth
+
+    configure_oauth(stage.operator, "public-app", "public-app-secret")
+    stage._warm["api_handler"].forget()
+    start = stage.get("/oauth/intercom/start", {"Host": "abc.execute-api.example", "X-Forwarded-Proto": "https"})
+    location, cookie = start["headers"]["Location"], start["headers"]["Set-Cookie"].split(";")[0]
+    query = dict(parse_qsl(urlparse(location).query))
+    decided = requests.post(f"{stage.intercom.base_url}/oauth", data={**query, "decision": "allow"},
+                            allow_redirects=False, timeout=10)
+    back = urlparse(decided.headers["Location"])
+    done = stage.get(f"{back.path}?{back.query}", {"Host": "abc.execute-api.example", "Cookie": cookie})
+    return [start["statusCode"], done["statusCode"]]
 
 
 def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
@@ -354,6 +378,7 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert outcome["reconcile"] == {"queued": 1, "round_complete": True, "searches": 1, "overdue": 1}
     assert len(outcome["eve"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
+    assert outcome["oauth"] == [302, 200]
 
 
 @pytest.mark.parametrize("function", deploy.FUNCTIONS)
@@ -370,7 +395,8 @@ def test_what_each_function_does(performed):
     """The actions, per function, as read from the recording (a readable summary of the above)."""
     _, stage, recorder = performed
     actions = {fn: sorted({a for a, _ in performed_pairs(stage, recorder, fn)}) for fn in deploy.FUNCTIONS}
-    assert actions["api_handler"] == ["dynamodb:GetItem", "dynamodb:UpdateItem", "sqs:SendMessage", "ssm:GetParameter"]
+    assert actions["api_handler"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage",
+                                      "ssm:GetParameter", "ssm:PutParameter"]
     assert actions["reconcile"] == ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
                                     "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
@@ -426,3 +452,14 @@ def test_the_api_function_cannot_read_an_access_token(rendered):
     assert allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", token)
     assert not allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", edge)
     assert not any(a.startswith("ssm:") for a, _ in granted(rendered.policy(STAGE, "reconcile")))
+
+
+def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered):
+    """The OAuth state's put is narrowed to its keys (dynamodb:LeadingKeys): every put the API
+    function made falls inside it, so the condition would not refuse the real callback."""
+    _, stage, recorder = performed
+    statement = next(s for s in rendered.policy(STAGE, "api_handler")["Statement"] if s["Sid"] == "OAuthTable")
+    allowed = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    writes = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == "PutItem"]
+    keys = [c.params["Item"]["pk"]["S"] for c in writes]
+    assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys

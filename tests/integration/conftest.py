@@ -49,6 +49,23 @@ def intercom(clock):
 
 
 @pytest.fixture
+def other_workspaces(clock):
+    """More Intercom workspaces, each its own simulator: `other_workspaces("ws2", "ws2-token")` answers
+    the started sim (its `base_url` is the workspace's API base; `GET /me` names `app_id`)."""
+    sims: list[IntercomSim] = []
+
+    def start(app_id: str, *tokens: str, app_name: str | None = None) -> IntercomSim:
+        sim = IntercomSim(tokens=tokens or (f"{app_id}-token",), app_id=app_id, clock=clock,
+                          validator=validate_request, app_name=app_name or f"Workspace {app_id}").start()
+        sims.append(sim)
+        return sim
+    yield start
+    for sim in sims:
+        sim.stop()
+    assert [v for sim in sims for v in sim.contract_violations] == [], "requests broke Intercom's OpenAPI contract"
+
+
+@pytest.fixture
 def rf(clock):
     sim = RFSim(clock=clock).start()
     sim.add_campaign(42, "Friends of Acme")

@@ -156,10 +156,11 @@ def test_joins_for_a_campaign_just_configured_are_accepted(bridge, rf):
     assert bridge.post_join(join_body(lead)).status_code == 202     # no stale "unknown" answer
 
 
-def test_one_workspace_cannot_touch_another_workspaces_links(bridge, intercom, rf):
+def test_one_workspace_cannot_touch_another_workspaces_links(bridge, intercom, rf, other_workspaces):
     lead, contact = join(bridge, intercom, rf)
     from chalicelib.services.connections import connect_workspace
-    connect_workspace(bridge.rt, "other-ws", "other-token", client_secret="other-secret")
+    other = other_workspaces("other-ws", "other-token")
+    connect_workspace(bridge.rt, "other-ws", "other-token", client_secret="other-secret", api_base=other.base_url)
     intercom.update_contact(contact["id"], signed_up="Yes")
     forged = intercom.webhook_payload("contact.lead.updated", contact["id"], app_id="other-ws")
     answer = bridge.post_intercom(forged, secret="other-secret")   # validly signed by the other workspace

@@ -113,7 +113,7 @@ def test_a_warm_edge_makes_one_aws_call_per_accepted_webhook(bridge, intercom, r
     assert [(s, op) for s, op, _ in aws_calls] == [("sqs", "SendMessage")] * 6
 
 
-def test_connect_then_send_at_once_is_accepted(bridge, intercom, rf):
+def test_connect_then_send_at_once_is_accepted(bridge, intercom, rf, other_workspaces):
     bridge.apply(lead_settings())
     lead = new_lead(rf)
     contact = intercom.add_contact("x@example.com")
@@ -125,7 +125,7 @@ def test_connect_then_send_at_once_is_accepted(bridge, intercom, rf):
 
     operator = bridge.operator()                                     # another process; same instant
     connect_rf(operator, "rf-token", "first")
-    connect_workspace(operator, "ws2", "ws2-token", client_secret="ws2-secret")
+    connect_workspace(operator, "ws2", "ws2-token", client_secret="ws2-secret", api_base=other_workspaces("ws2").base_url)
 
     assert bridge.post_join(join_body(lead), secret="first").status_code == 202
     assert bridge.post_intercom(payload, secret="ws2-secret").status_code == 200
@@ -207,16 +207,21 @@ def test_a_token_that_did_not_change_is_read_once_then_the_401_is_permanent(brid
     assert "Intercom answered 401" in dead["reason"] and dead["attempts"] == "1"
 
 
-def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, capsys):
+def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, capsys, other_workspaces):
     operator = bridge.operator()
+    eu = other_workspaces("ws2", "t-1", "t-2", app_name="Acme EU")     # a regional API base of its own
     assert main(["workspace", "connect", "ws2", "--token", "t-1", "--client-secret", "cs-1",
-                 "--api-base", "https://api.eu.intercom.io"], rt=operator) == 0
+                 "--api-base", eu.base_url], rt=operator) == 0
     assert main(["workspace", "connect", "ws2", "--token", "t-2"], rt=operator) == 0
     out = capsys.readouterr().out
-    assert "token set, client secret kept, api base https://api.eu.intercom.io" in out
+    # The second token was checked on the API base already configured, which it kept, as the client secret.
+    assert f"workspace ws2 (Acme EU) connected: token set (checked with Intercom), client secret kept, api base " \
+           f"{eu.base_url}" in out
+    assert eu.count("GET", "/me") == 2 and [r["headers"]["Authorization"] for r in eu.requests] == \
+        ["Bearer t-1", "Bearer t-2"]
     assert not {"t-1", "t-2", "cs-1"} & set(out.split())
     conn = bridge.rt.store.connections.workspace("ws2")
-    assert conn.api_base == "https://api.eu.intercom.io" and conn.secrets == {"token", "client-secret"}
+    assert conn.api_base == eu.base_url and conn.secrets == {"token", "client-secret"}
     contact = intercom.add_contact("x@example.com")
     payload = intercom.webhook_payload("contact.lead.updated", contact["id"], app_id="ws2")
     assert bridge.post_intercom(payload, secret="cs-1").status_code == 200
@@ -259,9 +264,10 @@ def test_secrets_never_reach_logs_cli_output_history_or_dead_letters(bridge, int
     bridge.post_join(join_body(bob), secret=given["webhook_secret"])
     bridge.drain()
     for argv in (["history", "42", str(ann["id"])], ["history", "42", str(bob["id"])], ["dlq", "list"],
-                 ["settings", "show", "42"], ["workspace", "connect", WORKSPACE, "--token", given["token"]],
-                 ["rf", "connect", "--webhook-secret", given["webhook_secret"]]):
+                 ["settings", "show", "42"], ["rf", "connect", "--webhook-secret", given["webhook_secret"]]):
         assert main(argv, rt=operator) == 0
+    # Reconnecting with the revoked token is refused by Intercom's /me: one line, and the token is not in it.
+    assert main(["workspace", "connect", WORKSPACE, "--token", given["token"]], rt=operator) == 1
 
     dead = bridge.dead_letters()
     assert len(dead) == 1 and "401" in dead[0]["reason"]

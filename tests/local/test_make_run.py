@@ -69,7 +69,15 @@ def test_the_readmes_settings_example_and_commands_apply_as_written(local_stack,
 def test_with_real_apis_the_state_file_names_where_secrets_came_from_but_holds_none(monkeypatch):
     given = {"INTERCOM_TOKEN": "real-ic-token", "RF_TOKEN": "real-rf-token",
              "INTERCOM_CLIENT_SECRET": "real-ic-client-secret", "RF_WEBHOOK_SECRET": "real-rf-webhook-secret"}
-    stack, stop = started(monkeypatch, **given)
+    # "Intercom" answers the token check (GET /me) that connecting makes: the workspace is make run's.
+    from infra.local.sims.intercom import IntercomSim
+    intercom = IntercomSim(tokens=("real-ic-token",), app_id=run.WORKSPACE).start()
+    monkeypatch.setenv("INTERCOM_BASE_URL", intercom.base_url)
+    try:
+        stack, stop = started(monkeypatch, **given)
+    except BaseException:
+        intercom.stop()
+        raise
     try:
         state = stack.state()
         written = json.dumps(state)
@@ -82,8 +90,10 @@ def test_with_real_apis_the_state_file_names_where_secrets_came_from_but_holds_n
         answer = requests.post(f"{stack.api_url}/webhooks/referral-factory", json={"id": 1, "campaign_id": 42},
                                headers={"X-Bridge-Secret": "real-rf-webhook-secret"}, timeout=10)
         assert answer.status_code == 404          # the secret in use is the one given (no settings yet)
+        assert [r["path"] for r in intercom.requests] == ["/me"]
     finally:
         stop()
+        intercom.stop()
 
 
 def test_make_run_takes_a_port():
@@ -94,3 +104,19 @@ def test_make_run_takes_a_port():
     dry = subprocess.run(["make", "-n", "run", "PORT=8123"], cwd=root, capture_output=True, text=True, check=True)
     assert "PORT=8123 .venv/bin/python -m infra.local.run" in dry.stdout
     assert run.api_port({"PORT": "8123"}) == 8123 and run.api_port({}) == 8000
+
+
+def test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack):
+    """`make run` prints an OAuth start link; following it (as a browser would) connects the
+    simulated workspace through the simulator's authorize page."""
+    import requests
+    from urllib.parse import parse_qsl, urlsplit
+
+    browser = requests.Session()
+    start = browser.get(f"{local_stack.api_url}/oauth/intercom/start", allow_redirects=False, timeout=10)
+    assert start.status_code == 302 and start.headers["Location"].startswith(f"{local_stack.intercom_url}/oauth?")
+    query = dict(parse_qsl(urlsplit(start.headers["Location"]).query))
+    page = browser.get(start.headers["Location"], timeout=10)
+    assert "Authorize access" in page.text
+    done = browser.post(f"{local_stack.intercom_url}/oauth", data={**query, "decision": "allow"}, timeout=10)
+    assert done.status_code == 200 and f"(app_id <code id=\"workspace-id\">{run.WORKSPACE}</code>)" in done.text

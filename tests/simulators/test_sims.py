@@ -212,6 +212,23 @@ def test_auth_revoke_and_oauth(ic):
     assert requests.get(ic.base_url + "/contacts", headers={"Authorization": "Bearer tok-2"}).ok
 
 
+def test_me_and_the_authorize_page(ic):
+    me = call(ic, "GET", "/me").json()
+    assert me["type"] == "admin" and me["app"]["id_code"] == ic.app_id and me["app"]["region"] == "US"
+    assert requests.get(ic.base_url + "/me", headers={"Authorization": "Bearer nope"}).status_code == 401
+    query = {"client_id": "cid", "state": "s.1.x", "redirect_uri": "https://bridge.example/cb?a=1"}
+    page = requests.get(ic.base_url + "/oauth", params=query)          # public: the admin's browser
+    assert page.status_code == 200 and 'id="authorize"' in page.text and 'value="s.1.x"' in page.text
+    allow = requests.post(ic.base_url + "/oauth", data={**query, "decision": "allow"}, allow_redirects=False)
+    assert allow.status_code == 302 and allow.headers["Location"].startswith("https://bridge.example/cb?a=1&code=")
+    code = dict(p.split("=", 1) for p in allow.headers["Location"].split("?", 1)[1].split("&"))["code"]
+    assert code.endswith("%3D")                                          # a code may end in "=", URL-encoded
+    deny = requests.post(ic.base_url + "/oauth", data={**query, "decision": "deny"}, allow_redirects=False)
+    assert deny.headers["Location"] == "https://bridge.example/cb?a=1&error=access_denied&state=s.1.x"
+    ic.client_id = "someone-else"
+    assert requests.get(ic.base_url + "/oauth", params=query).status_code == 400
+
+
 def test_intercom_rate_limit_headers(ic, clock):
     clock.now = 1_700_000_000.0  # start of a 10 s window
     ic.rate_limit = 2

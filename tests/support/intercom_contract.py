@@ -66,7 +66,9 @@ _DEFAULT_SPEC = (
 
 #: (METHOD, concrete path) pairs our code calls that the spec does not describe.
 #: They are accepted without any validation.
-NOT_IN_SPEC: frozenset[tuple[str, str]] = frozenset({("POST", "/auth/eagle/token")})
+#: The authorize page (GET and POST /oauth) is the admin's browser talking to Intercom's web app, not an API call.
+NOT_IN_SPEC: frozenset[tuple[str, str]] = frozenset({("POST", "/auth/eagle/token"), ("GET", "/oauth"),
+                                                     ("POST", "/oauth")})
 
 #: Headers every request to a spec operation must carry (project policy).
 #: The spec declares ``Intercom-Version`` as optional (the workspace default

@@ -9,6 +9,7 @@ Item kinds (pk / sk):
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
                                          of changed contacts reads the rules of)
+  OAUTH#<nonce> / STATE                  an OAuth state already used (TTL: until it would have expired)
   RF / CONFIG                            Referral Factory is connected: which secrets are set
   CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
                                          qualification it is in the sparse `pending` index; while a claim
@@ -54,6 +55,10 @@ def campaign_of_settings(pk: str) -> str:
 
 def connection_key(workspace: str) -> Key:
     return f"WORKSPACE#{workspace}", "CONNECTION"
+
+
+def oauth_state_key(nonce: str) -> Key:
+    return f"OAUTH#{nonce}", "STATE"
 
 
 WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")

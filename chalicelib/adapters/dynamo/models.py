@@ -64,6 +64,10 @@ class WorkspacesItem(_Item):
     names = UnicodeSetAttribute(null=True)
 
 
+class OAuthStateItem(_Item):
+    expires_at = NumberAttribute()
+
+
 class PendingIndex(GlobalSecondaryIndex):
     class Meta:
         index_name = "pending"
@@ -223,7 +227,7 @@ class EdgeItem(_Item):
 
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
                                    NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem,
-                                   CampaignsItem, EdgeItem, SyncRunItem, LedgerItem)
+                                   CampaignsItem, EdgeItem, OAuthStateItem, SyncRunItem, LedgerItem)
 
 
 _clients: dict[tuple[Optional[str], ...], Any] = {}

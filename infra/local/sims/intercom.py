@@ -20,16 +20,26 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
   GET /tags, ``POST /tags`` (with ``users``: tags those contacts), ``POST /contacts/merge`` (a lead
   into a user only), ``POST /data_attributes`` (400 when the name exists). Webhook builders live
   in webhooks.py (re-exported here).
+* ``GET /me`` names the admin and the app (``app_id``, ``app_name``, ``region``) any valid token
+  belongs to.
+* OAuth: ``GET /oauth?client_id&state&redirect_uri`` is the authorize page an admin sees (an HTML
+  form: Authorize / Cancel); ``POST /oauth`` issues a single-use code (ending in ``=``, as real codes
+  may) for a new token and redirects to ``redirect_uri?code=...&state=...`` (Cancel:
+  ``?error=access_denied&state=...``); ``POST /auth/eagle/token`` exchanges it.
 """
 from __future__ import annotations
 
 import base64
 import copy
+import html
+import secrets
 import itertools
 import json
 import math
 import time
 import uuid
+
+from urllib.parse import urlencode
 
 from .base import SimServer
 from .search import SearchError, compile_query, norm
@@ -67,9 +77,11 @@ def _type_ok(data_type, value):
 class IntercomSim(SimServer):
     window_seconds = 10
     default_rate_limit = 1666
-    public_paths = (r"/auth/eagle/token",)
+    public_paths = (r"/auth/eagle/token", r"/oauth")
     ROUTES = [
         ("POST", r"/auth/eagle/token", "_oauth_token"),
+        ("GET", r"/oauth", "_authorize_page"),
+        ("POST", r"/oauth", "_authorize_decide"),
         ("GET", r"/me", "_me"),
         ("POST", r"/contacts/search", "_search"),
         ("POST", r"/contacts/merge", "_merge_http"),
@@ -88,10 +100,10 @@ class IntercomSim(SimServer):
     ]
 
     def __init__(self, tokens=("sim-token",), app_id=DEFAULT_APP_ID, clock=time.time,
-                 search_lag=0.0, validator=None):
+                 search_lag=0.0, validator=None, app_name="Acme (simulated)", region="US"):
         super().__init__(clock=clock, validator=validator)
         self.tokens = set(tokens)
-        self.app_id = app_id
+        self.app_id, self.app_name, self.region = app_id, app_name, region
         self.search_lag = search_lag
         self.contacts: dict[str, dict] = {}   # every contact ever created (except deleted)
         self.archived: set[str] = set()
@@ -522,13 +534,6 @@ class IntercomSim(SimServer):
         self._add_tag(c, tag)
         return 200, {**tag, "applied_at": int(self.clock())}
 
-    def _me(self, rec):
-        """The admin the token belongs to, and the workspace (`app.id_code`)."""
-        return 200, {"type": "admin", "id": "991", "name": "Sim Admin", "email": "admin@example.com",
-                     "email_verified": True, "app": {"type": "app", "id_code": self.app_id, "name": "Sim Workspace",
-                                                     "region": "US", "timezone": "UTC", "identity_verification": False,
-                                                     "created_at": 1600000000}}
-
     def _create_data_attribute(self, rec):
         body = rec["json"] if isinstance(rec["json"], dict) else {}
         name, model, data_type = body.get("name"), body.get("model"), body.get("data_type")
@@ -541,6 +546,40 @@ class IntercomSim(SimServer):
         attr = self._add_attribute(name, f"custom_attributes.{name}", data_type, True)
         attr["description"] = str(body.get("description") or "")
         return 200, dict(attr)
+
+    def _me(self, rec):
+        return 200, {"type": "admin", "id": "991267459", "email": "admin@example.com", "name": "Sim Admin",
+                     "email_verified": True, "has_inbox_seat": True,
+                     "app": {"type": "app", "id_code": self.app_id, "name": self.app_name,
+                             "created_at": 1734537243, "secure": False, "identity_verification": False,
+                             "timezone": "Europe/London", "region": self.region}}
+
+    def _authorize_page(self, rec):
+        q = rec["query"]
+        if self.client_id is not None and q.get("client_id") != self.client_id:
+            return 400, "<!doctype html><title>Error</title><link rel=icon href='data:,'><p>Unknown app (client_id)</p>", \
+                {"Content-Type": "text/html; charset=utf-8"}
+        hidden = "".join(f'<input type="hidden" name="{k}" value="{html.escape(q.get(k, ""))}">'
+                         for k in ("client_id", "state", "redirect_uri"))
+        page = f"""<!doctype html><html><head><title>Authorize access</title><link rel="icon" href="data:,"></head><body>
+<h1>Allow the app to access {html.escape(self.app_name)}?</h1>
+<form method="post" action="/oauth">{hidden}
+<button id="authorize" name="decision" value="allow">Authorize access</button>
+<button id="cancel" name="decision" value="deny">Cancel</button></form></body></html>"""
+        return 200, page, {"Content-Type": "text/html; charset=utf-8"}
+
+    def _authorize_decide(self, rec):
+        form = self.form(rec)
+        target = form.get("redirect_uri") or ""
+        if not target.startswith(("http://", "https://")):
+            return 400, "<!doctype html><link rel=icon href='data:,'><p>No redirect_uri</p>", {"Content-Type": "text/html; charset=utf-8"}
+        if form.get("decision") != "allow":
+            answer = {"error": "access_denied", "state": form.get("state", "")}
+        else:
+            code = secrets.token_urlsafe(12) + "="
+            self.issue_oauth_code(code, "oauth-" + secrets.token_urlsafe(12))
+            answer = {"code": code, "state": form.get("state", "")}
+        return 302, b"", {"Location": f"{target}{'&' if '?' in target else '?'}{urlencode(answer)}"}
 
     def _oauth_token(self, rec):
         form = self.form(rec)

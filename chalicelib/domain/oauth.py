@@ -1,0 +1,115 @@
+"""Intercom OAuth, the pure part: the `state` that ties a callback to a start, and what Intercom's
+`GET /me` says about the workspace a token belongs to. No I/O: keys, clocks and answers are given.
+
+The state is `<nonce>.<expires>.<signature>`: a random nonce, the unix second it expires, and
+HMAC-SHA256 of both under a key kept in the secret store. It is checked in constant time. It is
+single-use because the callback consumes its nonce with a conditional write (the store's job), and
+it is bound to the browser that started: the start sets a cookie holding the nonce."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, Optional
+from urllib.parse import urlencode
+
+STATE_SECONDS = 600                        # from the start to the callback: the admin reads, then clicks
+COOKIE = "bridge_oauth"
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+REGIONS = {"EU": "https://api.eu.intercom.io", "AU": "https://api.au.intercom.io"}
+DEFAULT_API = "https://api.intercom.io"
+
+
+class StateError(Exception):
+    """Why a callback's state is refused: `reason` is shown to the admin (no secret in it)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _sign(key: str, payload: str) -> str:
+    digest = hmac.new(key.encode(), payload.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def make_state(key: str, nonce: str, now: float, seconds: int = STATE_SECONDS) -> str:
+    payload = f"{nonce}.{int(now) + seconds}"
+    return f"{payload}.{_sign(key, payload)}"
+
+
+@dataclass(frozen=True)
+class State:
+    nonce: str
+    expires_at: int
+
+
+def read_state(key: str, state: Optional[str], now: float) -> State:
+    """The state's nonce and expiry, or StateError: missing, not ours (forged or altered), expired."""
+    if not state:
+        raise StateError("the link has no state: start again from the bridge's connect page")
+    parts = state.split(".")
+    if len(parts) != 3 or not _NONCE.match(parts[0]) or not parts[1].isdigit() or len(state) > 200:
+        raise StateError("the state is not one this bridge issued (forged or altered): start again")
+    payload, signature = f"{parts[0]}.{parts[1]}", parts[2]
+    if not hmac.compare_digest(_sign(key, payload).encode(), signature.encode()):
+        raise StateError("the state is not one this bridge issued (forged or altered): start again")
+    expires_at = int(parts[1])
+    if now >= expires_at:
+        raise StateError(f"the sign-in took longer than {STATE_SECONDS // 60} minutes and expired: start again")
+    return State(parts[0], expires_at)
+
+
+def authorize_url(base: str, client_id: str, state: str, redirect_uri: str) -> str:
+    return f"{base}?{urlencode({'client_id': client_id, 'state': state, 'redirect_uri': redirect_uri})}"
+
+
+def cookie_nonce(cookie_header: Optional[str]) -> Optional[str]:
+    """The nonce our start put in the browser's cookie, if any."""
+    for part in (cookie_header or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE and _NONCE.match(value):
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Who a token belongs to, from `GET /me`."""
+
+    app_id: str
+    name: str
+    region: Optional[str]
+    admin_email: Optional[str]
+
+    def api_base(self, default: str) -> Optional[str]:
+        """The regional API base when the token was checked on Intercom's default (US) one and the
+        workspace lives elsewhere; else None (keep what is configured)."""
+        if default.rstrip("/") != DEFAULT_API:
+            return None
+        return REGIONS.get((self.region or "").upper())
+
+
+def workspace_of(me: Any) -> Workspace:
+    """Read `GET /me`'s answer (an admin with its app). ValueError when it names no workspace."""
+    app = me.get("app") if isinstance(me, dict) else None
+    app_id = app.get("id_code") if isinstance(app, dict) else None
+    if not isinstance(app_id, str) or not app_id:
+        raise ValueError("Intercom's /me named no workspace (app.id_code)")
+    assert isinstance(app, dict)
+    name = app.get("name")
+    region = app.get("region")
+    email = me.get("email")
+    return Workspace(app_id, name if isinstance(name, str) and name else app_id,
+                     region if isinstance(region, str) else None, email if isinstance(email, str) else None)

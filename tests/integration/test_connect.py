@@ -1,0 +1,200 @@
+"""Issue 10 §5: connecting checks the token with Intercom, disconnecting keeps everything but the
+token and parks the workspace's work in the dead-letter queue until a reconnect and a replay, and
+two connected workspaces with campaigns never touch each other. Real parts: moto server, the
+simulators, the app over HTTP, the operator's CLI."""
+from __future__ import annotations
+
+import yaml
+
+from chalicelib.cli import main
+from chalicelib.runtime import CACHE_SECONDS
+from chalicelib.services.admin import apply_settings, replay_dead_letters
+
+from .conftest import WORKSPACE, join_body, qualifying_settings
+from .test_join_flow import new_lead
+from .test_qualification import qualified_ids
+
+
+def tokens_used(sim) -> set[str]:
+    return {r["headers"].get("Authorization") for r in sim.requests if r["path"] != "/oauth"}
+
+
+# --- connect checks the token ------------------------------------------------------------------
+
+def test_connect_checks_the_token_with_intercom_and_names_the_workspace(bridge, intercom, capsys):
+    intercom.tokens.add("fresh-token")
+    assert main(["workspace", "connect", WORKSPACE, "--token", "fresh-token"], rt=bridge.operator()) == 0
+    out = capsys.readouterr().out
+    assert out == (f"workspace {WORKSPACE} (Acme (simulated)) connected: token set (checked with Intercom), "
+                   "client secret kept, api base default\n")
+    assert intercom.requests[-1]["path"] == "/me" and intercom.requests[-1]["headers"]["Authorization"] == \
+        "Bearer fresh-token"
+    assert bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") == "fresh-token"
+
+
+def test_a_token_intercom_refuses_is_not_stored(bridge, intercom, capsys):
+    assert main(["workspace", "connect", WORKSPACE, "--token", "typo-token"], rt=bridge.operator()) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bridge: Intercom refused this token (401 at ") and "nothing was stored" in err
+    assert "typo-token" not in err
+    assert bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") == "sim-token"
+
+
+def test_a_token_of_another_workspace_is_not_stored_and_the_answer_names_its_workspace(
+        bridge, intercom, other_workspaces, capsys):
+    other = other_workspaces("ws-b", "b-token", app_name="Beta Inc")
+    assert main(["workspace", "connect", WORKSPACE, "--token", "b-token", "--api-base", other.base_url],
+                rt=bridge.operator()) == 1
+    assert capsys.readouterr().err == ("bridge: this token belongs to workspace ws-b (Beta Inc), not "
+                                       f"{WORKSPACE}: nothing was stored\n")
+    conn = bridge.rt.store.connections.workspace(WORKSPACE)
+    assert conn.api_base is None and bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") == \
+        "sim-token"
+
+
+def test_a_first_connect_without_a_client_secret_warns_that_webhooks_will_be_refused(
+        bridge, other_workspaces, capsys):
+    other = other_workspaces("ws-c", "c-token")
+    assert main(["workspace", "connect", "ws-c", "--token", "c-token", "--api-base", other.base_url],
+                rt=bridge.operator()) == 0
+    captured = capsys.readouterr()
+    assert "client secret missing" in captured.out and "will be refused (401)" in captured.err
+
+
+# --- disconnect, then reconnect and replay ---------------------------------------------------------
+
+def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_reconnect_and_replay(
+        bridge, intercom, rf, clock, capsys):
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    before = bridge.history(42, ann["id"])
+
+    operator = bridge.operator()
+    assert main(["workspace", "disconnect", WORKSPACE], rt=operator) == 0
+    assert "settings, links and history are kept" in capsys.readouterr().out
+    assert bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") is None
+    clock.now += CACHE_SECONDS                       # running workers notice within their cache time
+    calls = len(intercom.requests)
+
+    # Work keeps arriving: accepted at the edge, parked in the dead-letter queue with one reason.
+    bob = new_lead(rf, email="bob@example.com", first_name="Bob")
+    assert bridge.post_join(join_body(bob)).status_code == 202
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+    bridge.drain()
+    dead = bridge.dead_letters()
+    assert len(dead) == 2
+    assert all(d["reason"].startswith("workspace disconnected: Intercom workspace vne310wv was disconnected")
+               and d["attempts"] == "1" for d in dead)                              # not retried
+    assert len(intercom.requests) == calls and rf.qualification_calls == []        # nothing reached anyone
+    # Reconciliation does not fill the dead-letter queue with checks meanwhile.
+    assert bridge.reconcile()["paused_workspaces"] == [WORKSPACE] and bridge.queued() == 0
+
+    # Nothing was lost: settings, the link and its history are as they were, plus the reason.
+    assert bridge.rt.store.settings.get("42") is not None
+    after = bridge.history(42, ann["id"])
+    assert after["link"]["contact_id"] == contact["id"] and after["history"] == before["history"]
+    assert "workspace disconnected" in bridge.history(42, bob["id"])["history"][-1]["reason"]
+
+    assert main(["workspace", "connect", WORKSPACE, "--token", "sim-token"], rt=operator) == 0
+    assert "client secret kept" in capsys.readouterr().out
+    assert replay_dead_letters(operator) == 2
+    bridge.drain()
+    assert bridge.dead_letters() == []
+    assert len(intercom.contacts_by_email("bob@example.com")) == 1
+    assert qualified_ids(rf) == [ann["id"]]
+
+
+def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_too(bridge, intercom, rf, capsys):
+    """Disconnect, then uninstall the app in Intercom: a worker still holding the old client gets a
+    401 and says "workspace disconnected", not "token invalid"."""
+    bridge.apply(qualifying_settings())
+    bridge.post_join(join_body(new_lead(rf)))
+    bridge.drain()                                   # the worker's Intercom client is warm
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    intercom.revoke("sim-token")
+    bridge.post_join(join_body(new_lead(rf, email="bob@example.com", first_name="Bob")))
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["reason"].startswith("workspace disconnected:") and dead["attempts"] == "1"
+
+
+def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(bridge, capsys):
+    import json
+    bridge.apply(qualifying_settings())
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    capsys.readouterr()
+    assert main(["doctor", "42", "--json"], rt=bridge.operator()) == 1
+    [finding] = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["check"] == "intercom.connection"]
+    assert finding["what"] == f"workspace {WORKSPACE} is disconnected" and not finding["ok"]
+    assert "workspace disconnected" in finding["why"] and "`bridge dlq replay`" in finding["fix"]
+
+
+def test_disconnecting_an_unknown_workspace_is_one_clear_line(bridge, capsys):
+    assert main(["workspace", "disconnect", "nope"], rt=bridge.operator()) == 1
+    assert capsys.readouterr().err == "bridge: workspace nope is not connected here (nothing to disconnect)\n"
+
+
+# --- two workspaces at once ------------------------------------------------------------------------
+
+def test_two_workspaces_with_their_campaigns_work_end_to_end_and_never_touch_each_other(
+        bridge, intercom, rf, other_workspaces, clock):
+    beta = other_workspaces("ws-b", "b-token", app_name="Beta Inc")
+    for name, dtype in (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
+                        ("referral_link", "string")):
+        beta.define_attribute(name, dtype)
+    operator = bridge.operator()
+    assert main(["workspace", "connect", "ws-b", "--token", "b-token", "--client-secret", "b-secret",
+                 "--api-base", beta.base_url], rt=operator) == 0
+    rf.add_campaign(43, "Beta friends")
+    bridge.apply(qualifying_settings())                                           # campaign 42 -> vne310wv
+    apply_settings(operator, yaml.safe_dump({**qualifying_settings(), "campaign_id": "43", "workspace": "ws-b"}))
+
+    # The same person joins both campaigns: each workspace gets its own contact.
+    ann_a = new_lead(rf)
+    referrer_b = rf.add_user(43, "rob@example.com", "Rob")
+    ann_b = rf.add_user(43, "ann@example.com", "Ann", referrer_id=referrer_b["id"])
+    assert bridge.post_join(join_body(ann_a)).status_code == 202
+    assert bridge.post_join(join_body(ann_b)).status_code == 202
+    bridge.drain()
+    [contact_a] = intercom.contacts_by_email("ann@example.com")
+    [contact_b] = beta.contacts_by_email("ann@example.com")
+    assert bridge.history(42, ann_a["id"])["link"]["contact_id"] == contact_a["id"]
+    assert bridge.history(43, ann_b["id"])["link"]["contact_id"] == contact_b["id"]
+
+    # Beta's contact qualifies Beta's lead only; a notification about Beta's contact id signed as
+    # the other workspace changes nothing.
+    beta.update_contact(contact_b["id"], signed_up="Yes")
+    forged = beta.webhook_payload("contact.lead.updated", contact_b["id"], app_id=WORKSPACE)
+    assert bridge.post_intercom(forged).status_code == 200                      # signed with vne310wv's secret
+    bridge.drain()
+    assert qualified_ids(rf) == []
+    payload = beta.webhook_payload("contact.lead.updated", contact_b["id"])
+    assert bridge.post_intercom(payload, secret="b-secret").status_code == 200
+    assert bridge.post_intercom(payload, secret="client-secret").status_code == 401  # the other's secret
+    bridge.drain()
+    assert qualified_ids(rf) == [ann_b["id"]]
+    assert bridge.history(42, ann_a["id"])["link"]["qualification"] == "pending"
+
+    # Disconnecting Beta parks Beta's work only.
+    assert main(["workspace", "disconnect", "ws-b"], rt=operator) == 0
+    clock.now += CACHE_SECONDS
+    bob_a = new_lead(rf, email="bob@example.com", first_name="Bob")
+    bob_b = rf.add_user(43, "bob@example.com", "Bob", referrer_id=referrer_b["id"])
+    bridge.post_join(join_body(bob_a))
+    bridge.post_join(join_body(bob_b))
+    intercom.update_contact(contact_a["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact_a["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [ann_b["id"], ann_a["id"]]
+    assert len(intercom.contacts_by_email("bob@example.com")) == 1 and beta.contacts_by_email("bob@example.com") == []
+    [dead] = bridge.dead_letters()
+    assert dead["reason"].startswith("workspace disconnected: Intercom workspace ws-b") and \
+        dead["body"]["campaign_id"] == "43"
+
+    # Each workspace's API saw only its own token.
+    assert tokens_used(intercom) == {"Bearer sim-token"}
+    assert tokens_used(beta) == {"Bearer b-token"}

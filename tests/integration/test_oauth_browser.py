@@ -1,0 +1,220 @@
+"""Issue 10 §5 "Must show": connecting a workspace by OAuth, in a real headless Chromium, against the
+Intercom simulator's authorize page; the bridge's API served over HTTP on moto; each bad `state`
+(missing, forged, expired, replayed) and a bad code answer an error page and store nothing.
+
+The browser is Debian's `chromium` with `chromium-driver` (.ci/run installs them). Without them the
+tests are skipped, unless BRIDGE_BROWSER_REQUIRED=1 (CI sets it): then they fail."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import yaml
+
+from chalicelib.cli import main
+from chalicelib.domain import oauth
+
+from .conftest import join_body
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CLIENT_ID, APP_SECRET = "public-app-id", "public-app-secret"
+OAUTH_WS = "acme-oauth"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        if os.environ.get("BRIDGE_BROWSER_REQUIRED"):
+            pytest.fail("chromium and chromium-driver are required (apt-get install -y chromium chromium-driver)")
+        pytest.skip("no chromium/chromedriver here: apt-get install -y chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="bridge-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+class OAuthStack:
+    def __init__(self, bridge, sim, rt, driver):
+        self.bridge, self.sim, self.rt, self.driver = bridge, sim, rt, driver
+
+    @property
+    def start_url(self) -> str:
+        return f"{self.bridge.server.url}/oauth/intercom/start"
+
+    def callback_url(self, **query) -> str:
+        return f"{self.bridge.server.url}/oauth/intercom/callback?{urlencode(query)}"
+
+    def to_authorize_page(self) -> str:
+        """The admin opens the start link and lands on Intercom's authorize page: its state."""
+        self.driver.get(self.start_url)
+        assert self.text("authorize") == "Authorize access"          # Intercom's page has loaded
+        here = urlsplit(self.driver.current_url)
+        assert f"{here.scheme}://{here.netloc}" == self.sim.base_url and here.path == "/oauth"
+        assert "Allow the app to access" in self.driver.page_source
+        query = parse_qs(here.query)
+        assert query["client_id"] == [CLIENT_ID]
+        assert query["redirect_uri"] == [f"{self.bridge.server.url}/oauth/intercom/callback"]
+        return query["state"][0]
+
+    def click(self, button: str = "authorize") -> None:
+        from selenium.webdriver.common.by import By
+        self.driver.find_element(By.ID, button).click()
+
+    def text(self, element_id: str) -> str:
+        """The element's text once the page that has it has loaded (a click returns before the
+        navigation it starts has ended)."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+        return WebDriverWait(self.driver, 15).until(
+            expected_conditions.presence_of_element_located((By.ID, element_id))).text
+
+    def token(self):
+        return self.rt.secrets.scoped("worker").get(f"intercom/{OAUTH_WS}/token")
+
+    def nothing_stored(self) -> bool:
+        edge = self.rt.secrets.scoped("edge")
+        return (self.rt.store.connections.workspace(OAUTH_WS) is None and self.token() is None
+                and edge.get(f"intercom/{OAUTH_WS}/client-secret") is None)
+
+    def exchanges(self) -> int:
+        return self.sim.count("POST", "/auth/eagle/token")
+
+
+@pytest.fixture
+def stack(bridge, other_workspaces, browser, clock):
+    """The API and the worker talk to the public app's Intercom (its own simulator, workspace
+    acme-oauth, not connected yet); the operator has stored the app's credentials."""
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime, reset_default_runtime
+
+    sim = other_workspaces(OAUTH_WS, app_name="Acme Oauth Ltd")
+    sim.client_id, sim.client_secret = CLIENT_ID, APP_SECRET
+    env = {**os.environ, "INTERCOM_BASE_URL": sim.base_url, "INTERCOM_OAUTH_URL": f"{sim.base_url}/oauth"}
+    rt = Runtime(Config.from_env(env), clock=clock, sleeper=clock.sleep)
+    reset_default_runtime(rt)
+    assert main(["workspace", "oauth-app", "--client-id", CLIENT_ID, "--client-secret", APP_SECRET],
+                rt=bridge.operator()) == 0
+    browser.delete_all_cookies()
+    return OAuthStack(bridge, sim, rt, browser)
+
+
+def test_an_admin_connects_a_workspace_by_oauth_and_it_works_at_once(stack, rf):
+    assert stack.nothing_stored()
+    stack.to_authorize_page()
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS and stack.text("workspace-name") == "Acme Oauth Ltd"
+    page = stack.driver.page_source
+    assert "Next steps" in page and f"{stack.bridge.server.url}/webhooks/intercom" in page
+    assert "contact.lead.updated" in page and f'workspace: "{OAUTH_WS}"' in page
+
+    token = stack.token()
+    assert token and token in stack.sim.tokens and token not in page      # stored, never shown
+    conn = stack.rt.store.connections.workspace(OAUTH_WS)
+    assert conn.status == "active" and conn.secrets == {"token", "client-secret"}
+    # The public app's client secret signs the workspace's webhooks.
+    assert stack.rt.secrets.scoped("edge").get(f"intercom/{OAUTH_WS}/client-secret") == APP_SECRET
+    assert stack.exchanges() == 1 and stack.sim.count("GET", "/me") == 1
+
+    # Connected means usable: a join for a campaign of that workspace reaches it.
+    from chalicelib.services.admin import apply_settings
+    apply_settings(stack.rt, yaml.safe_dump({"campaign_id": "42", "workspace": OAUTH_WS, "leads": {
+        "action": "create_lead", "fields": [{"from": "email", "to": "email"}]}}))
+    referrer = rf.add_user(42, "rita@example.com", "Rita")
+    lead = rf.add_user(42, "lia@example.com", "Lia", referrer_id=referrer["id"])
+    assert stack.bridge.post_join(join_body(lead)).status_code == 202
+    stack.bridge.drain()
+    assert [c["role"] for c in stack.sim.contacts_by_email("lia@example.com")] == ["lead"]
+    assert stack.bridge.intercom.contacts_by_email("lia@example.com") == []
+
+
+def test_a_callback_without_state_is_refused(stack):
+    stack.driver.get(stack.callback_url(code="some-code="))
+    assert "the link has no state" in stack.text("reason")
+    assert "Nothing was connected or stored" in stack.driver.page_source
+    assert stack.nothing_stored() and stack.exchanges() == 0
+
+
+def test_a_forged_state_is_refused(stack, clock):
+    state = stack.to_authorize_page()
+    nonce = state.split(".")[0]
+    for forged in (oauth.make_state("someone-elses-key", nonce, clock()),            # signed with another key
+                   state.rsplit(".", 1)[0] + "." + "A" * 43,                         # signature replaced
+                   f"{nonce}.{int(clock()) + 10**6}.{state.rsplit('.', 1)[1]}",       # expiry stretched
+                   "not-a-state"):
+        stack.driver.get(stack.callback_url(code="c=", state=forged))
+        assert "not one this bridge issued" in stack.text("reason"), forged
+    assert stack.nothing_stored() and stack.exchanges() == 0
+
+
+def test_an_expired_state_is_refused_even_with_a_good_code(stack, clock):
+    stack.to_authorize_page()
+    clock.now += oauth.STATE_SECONDS                 # the admin went for lunch on Intercom's page
+    stack.click("authorize")                         # Intercom issues a real code
+    assert "expired" in stack.text("reason")
+    assert stack.nothing_stored() and stack.exchanges() == 0
+
+
+def test_a_replayed_callback_is_refused_and_stores_nothing_more(stack):
+    stack.to_authorize_page()
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS
+    used, token = stack.driver.current_url, stack.token()
+    stack.driver.get(used)                           # the same callback URL again (history, a leaked link)
+    assert "already used" in stack.text("reason")
+    assert stack.token() == token and stack.exchanges() == 1
+
+
+def test_a_state_used_by_a_failed_callback_cannot_be_used_again(stack):
+    state = stack.to_authorize_page()
+    stack.driver.get(stack.callback_url(code="bogus=", state=state))
+    assert "Intercom refused the code" in stack.text("reason")
+    stack.driver.get(stack.callback_url(code="bogus=", state=state))
+    assert "already used" in stack.text("reason")
+    assert stack.nothing_stored() and stack.exchanges() == 1
+
+
+def test_a_bad_code_is_refused(stack):
+    state = stack.to_authorize_page()
+    stack.driver.get(stack.callback_url(code="not-a-code=", state=state))
+    reason = stack.text("reason")
+    assert "Intercom refused the code" in reason and "Invalid or already used authorization code" in reason
+    assert stack.nothing_stored()
+
+
+def test_a_callback_in_another_browser_is_refused(stack):
+    stack.to_authorize_page()
+    stack.driver.delete_all_cookies()                # the link was opened somewhere else
+    stack.click("authorize")
+    assert "started in another browser" in stack.text("reason")
+    assert stack.nothing_stored() and stack.exchanges() == 0
+
+
+def test_an_admin_who_cancels_at_intercom_gets_a_page_saying_so(stack):
+    stack.to_authorize_page()
+    stack.click("cancel")
+    assert "did not authorize the app (access_denied)" in stack.text("reason")
+    assert stack.nothing_stored()
+
+
+def test_before_the_operator_sets_the_app_up_the_start_page_says_how(stack):
+    for name in ("client-id", "client-secret", "state-key"):
+        stack.rt.secrets.scoped("edge").delete(f"oauth/{name}")
+    stack.rt.forget()
+    stack.driver.get(stack.start_url)
+    assert "bridge workspace oauth-app" in stack.text("reason")
+    assert urlsplit(stack.driver.current_url).path == "/oauth/intercom/start"

@@ -1,0 +1,181 @@
+"""Connecting, on the in-memory twins: the OAuth state (pure), the OAuth callback's decisions, the
+token check before a connect, disconnect. Fast; the same flows on real parts are in
+tests/integration/test_connect.py and test_oauth_browser.py."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain import oauth
+from chalicelib.domain.oauth import StateError
+from chalicelib.services import oauth as flow
+from chalicelib.services.connections import (ConnectError, configure_oauth, connect_workspace,
+                                             disconnect_workspace)
+from tests.fakes import FakeConnecting
+
+KEY = "k" * 43
+NOW = 1_790_000_000.0
+HERE = flow.Place("https://bridge.example/api", secure=True)
+
+
+# --- the state ----------------------------------------------------------------------------------
+
+def test_a_state_reads_back_until_it_expires():
+    state = oauth.make_state(KEY, "n" * 24, NOW)
+    assert oauth.read_state(KEY, state, NOW + oauth.STATE_SECONDS - 1) == oauth.State("n" * 24, int(NOW) + 600)
+    with pytest.raises(StateError, match="expired"):
+        oauth.read_state(KEY, state, NOW + oauth.STATE_SECONDS)
+
+
+@pytest.mark.parametrize("state", [
+    oauth.make_state("another-key", "n" * 24, NOW),
+    oauth.make_state(KEY, "n" * 24, NOW)[:-1] + "A",
+    "n" * 24 + f".{int(NOW) + 10**6}." + oauth.make_state(KEY, "n" * 24, NOW).rsplit(".", 1)[1],
+    "garbage", "a.b.c", "n" * 24 + ".12.", "é" * 30, "x" * 500])
+def test_a_state_this_bridge_did_not_sign_is_refused(state):
+    with pytest.raises(StateError, match="not one this bridge issued"):
+        oauth.read_state(KEY, state, NOW)
+
+
+@pytest.mark.parametrize("state", [None, ""])
+def test_no_state_is_refused(state):
+    with pytest.raises(StateError, match="no state"):
+        oauth.read_state(KEY, state, NOW)
+
+
+def test_the_cookie_gives_back_only_a_well_formed_nonce():
+    assert oauth.cookie_nonce(f"a=1; {oauth.COOKIE}={'n' * 24}; b=2") == "n" * 24
+    assert oauth.cookie_nonce(f"{oauth.COOKIE}=<script>") is None and oauth.cookie_nonce(None) is None
+
+
+def test_a_regional_workspace_gets_its_api_base_only_when_checked_on_the_default_one():
+    eu = oauth.workspace_of({"app": {"id_code": "abc", "name": "Acme", "region": "EU"}})
+    assert eu.api_base("https://api.intercom.io") == "https://api.eu.intercom.io"
+    assert eu.api_base("http://127.0.0.1:9") is None
+    assert oauth.workspace_of({"app": {"id_code": "abc"}}).name == "abc"
+    with pytest.raises(ValueError):
+        oauth.workspace_of({"type": "admin"})
+
+
+# --- the OAuth use case -----------------------------------------------------------------------
+
+@pytest.fixture
+def rt():
+    rt = FakeConnecting()
+    configure_oauth(rt, "app-id", "app-secret")
+    rt.auth.apps["tok-1"] = {"id_code": "ws1", "name": "Acme <b>", "region": "US"}
+    return rt
+
+
+def started(rt) -> tuple[dict, str]:
+    page = flow.start(rt, HERE)
+    assert page.status == 302
+    query = dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))
+    cookie = page.headers["Set-Cookie"].split(";")[0]
+    return query, cookie
+
+
+def test_start_redirects_with_a_signed_state_and_binds_the_browser(rt):
+    page = flow.start(rt, HERE)
+    location = page.headers["Location"]
+    assert location.startswith("https://app.intercom.com/oauth?client_id=app-id&state=")
+    assert "redirect_uri=https%3A%2F%2Fbridge.example%2Fapi%2Foauth%2Fintercom%2Fcallback" in location
+    assert "HttpOnly" in page.headers["Set-Cookie"] and "Secure" in page.headers["Set-Cookie"]
+    assert rt.store.connections.workspaces() == set()                     # a start stores nothing
+
+
+def test_the_callback_connects_the_workspace_the_token_belongs_to(rt):
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert page.status == 200 and "Acme &lt;b&gt;" in page.html and "<b>" not in page.html   # escaped
+    assert "https://bridge.example/api/webhooks/intercom" in page.html and "tok-1" not in page.html
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == "app-secret"
+    assert rt.store.connections.workspace("ws1").secrets == {"token", "client-secret"}
+
+
+def refused(rt, page, reason: str) -> None:
+    assert page.status in (400, 502) and reason in page.html and "Nothing was connected or stored" in page.html
+    assert rt.store.connections.workspaces() == set() and rt.secrets.scoped("worker").get("intercom/ws1/token") is None
+
+
+def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    refused(rt, flow.callback(rt, {"code": "code="}, cookie, HERE), "no state")
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"] + "x"}, cookie, HERE), "not one this")
+    rt.clock.now += oauth.STATE_SECONDS
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE), "expired")
+    assert rt.auth.calls == []                                            # Intercom was never asked
+
+    query, cookie = started(rt)
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, "other=1", HERE), "another browser")
+
+    query, cookie = started(rt)
+    refused(rt, flow.callback(rt, {"code": "wrong=", "state": query["state"]}, cookie, HERE),
+            "Intercom refused the code")
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE), "already used")
+    assert rt.auth.calls == ["exchange"]
+    query, cookie = started(rt)
+    refused(rt, flow.callback(rt, {"error": "access_denied", "state": query["state"]}, cookie, HERE),
+            "did not authorize the app (access_denied)")
+
+
+def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
+    bare = FakeConnecting()
+    for page in (flow.start(bare, HERE), flow.callback(bare, {"code": "c"}, None, HERE)):
+        assert page.status == 503 and "bridge workspace oauth-app" in page.html
+
+
+# --- the operator's connect and disconnect ----------------------------------------------------
+
+def test_connect_refuses_a_token_intercom_refuses_or_of_another_workspace_and_stores_nothing(rt):
+    with pytest.raises(ConnectError, match="Intercom refused this token"):
+        connect_workspace(rt, "ws1", "typo")
+    with pytest.raises(ConnectError, match=r"belongs to workspace ws1 \(Acme <b>\), not ws2"):
+        connect_workspace(rt, "ws2", "tok-1")
+    assert rt.store.connections.workspaces() == set() and rt.secrets.scoped("worker").get("intercom/ws2/token") is None
+
+
+def test_a_connect_of_a_regional_workspace_records_its_api_base_and_a_reconnect_keeps_it():
+    rt = FakeConnecting()
+    rt.auth.apps.update({"t1": {"id_code": "eu1", "region": "EU"}, "t2": {"id_code": "eu1", "region": "EU"}})
+    assert connect_workspace(rt, "eu1", "t1", "cs")["api_base"] == "https://api.eu.intercom.io"
+    done = connect_workspace(rt, "eu1", "t2")
+    assert (done["client_secret"], done["api_base"]) == ("kept", "https://api.eu.intercom.io")
+
+
+def test_disconnect_deletes_the_token_and_keeps_the_client_secret(rt):
+    connect_workspace(rt, "ws1", "tok-1", "cs")
+    disconnect_workspace(rt, "ws1")
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") is None
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == "cs"
+    with pytest.raises(ConnectError, match="ws1 is disconnected: give --token"):
+        connect_workspace(rt, "ws1", client_secret="cs2")
+    with pytest.raises(ConnectError, match="not connected here"):
+        disconnect_workspace(rt, "never")
+
+
+def test_the_oauth_app_keeps_what_it_is_not_given_and_its_state_key(rt):
+    key = rt.secrets.scoped("edge").get("oauth/state-key")
+    assert configure_oauth(rt, None, "new-secret") == {"client_id": "kept", "client_secret": "set", "state_key": "kept"}
+    assert rt.secrets.scoped("edge").get("oauth/state-key") == key
+    with pytest.raises(ConnectError, match="--client-id"):
+        configure_oauth(FakeConnecting(), None, "s")
+
+
+def test_the_callback_url_follows_the_deployed_stage_and_scheme():
+    """API Gateway's context path carries the stage (`/api/...`) and X-Forwarded-Proto the scheme;
+    the redirect URI Intercom must know is built from them."""
+    from types import SimpleNamespace
+
+    from chalicelib.handlers import _place
+
+    deployed = SimpleNamespace(headers={"Host": "abc.execute-api.eu-west-1.amazonaws.com", "X-Forwarded-Proto": "https"},
+                               context={"path": "/api/oauth/intercom/start"}, path="/oauth/intercom/start")
+    place = _place(deployed)
+    assert place.callback == "https://abc.execute-api.eu-west-1.amazonaws.com/api/oauth/intercom/callback"
+    assert place.secure
+    local = SimpleNamespace(headers={"host": "127.0.0.1:8000"}, context={"path": "/oauth/intercom/start"},
+                            path="/oauth/intercom/start")
+    assert _place(local) == flow.Place("http://127.0.0.1:8000", False)
