@@ -13,11 +13,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-## make test — the type checker (mypy.ini), then the whole suite (unit, contract, integration on moto server + simulators)
+## make test — the type checker (mypy.ini), then the whole suite (unit, contract, integration on moto server + simulators),
+## in two processes (pytest-xdist): each has its own moto server and simulators
 test: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml

@@ -48,6 +48,17 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def busiest(times: list[float], span: float) -> int:
+    """The most of `times` inside any span of `span` seconds, wherever it starts."""
+    times = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - span:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 class SimServer:
     url_prefix = ""          # e.g. "/api/v2": served routes live under it
     window_seconds = 60      # rate-limit window length (seconds of the injected clock)
@@ -128,13 +139,8 @@ class SimServer:
         """The most requests received in any span of `seconds` (default: the rate window)."""
         span = self.window_seconds if seconds is None else seconds
         with self.lock:
-            times = sorted(r["time"] for r in self.requests)
-        most, first = 0, 0
-        for last, at in enumerate(times):
-            while times[first] <= at - span:
-                first += 1
-            most = max(most, last - first + 1)
-        return most
+            times = [r["time"] for r in self.requests]
+        return busiest(times, span)
 
     def clear_faults(self):
         """Drop every pending injected fault (the outage is over)."""
