@@ -14,11 +14,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 ## make test — the type checker (mypy.ini), then the whole suite (unit, contract, integration on moto server + simulators),
-## in two processes (pytest-xdist): each has its own moto server and simulators
+## in two processes (pytest-xdist): each has its own moto server and simulators; then the chaos run alone, so
+## that its report and seed reach the end of the output (pytest-xdist keeps a worker's terminal summary)
 test: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --ignore=tests/chaos
+	$(BIN)/python -m pytest -q tests/chaos
 
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
