@@ -14,13 +14,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 ## make test — the type checker (mypy.ini), then the whole suite (unit, contract, integration on moto server + simulators),
-## in two processes (pytest-xdist): each has its own moto server and simulators; then the chaos run alone, so
-## that its report and seed reach the end of the output (pytest-xdist keeps a worker's terminal summary)
+## in two processes (pytest-xdist): each has its own moto server and simulators; beside them the chaos run in a
+## pytest of its own (mostly waiting on its processes), whose report and seed are printed at the end
+## (pytest-xdist would keep them in its worker)
 test: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n 2 --ignore=tests/chaos
-	$(BIN)/python -m pytest -q tests/chaos
+	chaos_out=$$(mktemp); \
+	$(BIN)/python -m pytest -q tests/chaos > $$chaos_out 2>&1 & chaos=$$!; \
+	$(BIN)/python -m pytest -q -n 2 --ignore=tests/chaos; suite=$$?; \
+	wait $$chaos; chaos_rc=$$?; cat $$chaos_out; rm -f $$chaos_out; \
+	test $$suite -eq 0 && test $$chaos_rc -eq 0
 
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
