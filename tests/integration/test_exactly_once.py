@@ -8,17 +8,9 @@ import pytest
 from chalicelib.domain.link import PersonRef
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
+from .test_edge_cases import join
 from .test_join_flow import new_lead
 from .test_qualification import qualified_ids
-
-
-def join(bridge, intercom, rf, settings=None, email="ann@example.com"):
-    bridge.apply(settings or qualifying_settings())
-    lead = new_lead(rf, email=email)
-    bridge.post_join(join_body(lead))
-    bridge.drain()
-    [contact] = intercom.contacts_by_email(email)
-    return lead, contact
 
 
 def puts(rf) -> list[dict]:

@@ -15,6 +15,7 @@ import yaml
 from chalicelib.cli import main
 
 from .conftest import SECRET, WORKSPACE, join_body, lead_settings, qualifying_settings
+from .test_edge_cases import join
 from .test_join_flow import new_lead
 
 
@@ -268,12 +269,7 @@ def test_the_referral_link_attribute_doctor_wants_text_and_one_attribute_per_cam
 @pytest.fixture
 def pending_lead(bridge, intercom, rf):
     def make(settings=None, email="ann@example.com"):
-        bridge.apply(settings or qualifying_settings())
-        lead = new_lead(rf, email=email)
-        bridge.post_join(join_body(lead))
-        bridge.drain()
-        [contact] = intercom.contacts_by_email(email)
-        return lead, contact
+        return join(bridge, intercom, rf, settings, email)
     return make
 
 
