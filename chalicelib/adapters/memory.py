@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso
@@ -116,8 +116,8 @@ class MemoryLinks:
         self.tables.links[ref] = _Held(link, token, now + lease, held.pending if held else None)
         return JoinClaim(ref, workspace, token)
 
-    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
-                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
+                   new: Collection[PersonRef] = ()) -> list[JoinClaim | None | Exception]:
         return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:

@@ -113,6 +113,7 @@ class JoinClaim:
     ref: PersonRef
     workspace: str
     token: str
+    created_at: Optional[float] = None   # this claim wrote the link first, then: nothing else is in it
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Protocol, Sequence
+from typing import Any, Collection, Iterable, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
@@ -42,10 +42,11 @@ class LinkRepository(Protocol):
         worker's lease runs. The claim records its time as `uncertain_since` (this try may create the
         contact from now on: a crash before `finish` leaves that said) and keeps what earlier tries
         recorded (the contact they created, its baseline, when the person joined)."""
-    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]],
-                   lease: float = LEASE_SECONDS) -> list[JoinClaim | None | Exception]:
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
+                   new: Collection[PersonRef] = ()) -> list[JoinClaim | None | Exception]:
         """claim() for each (ref, workspace), in as few writes as the store can: per item what
-        claim() answers, or the exception it raises (Busy) as a value."""
+        claim() answers, or the exception it raises (Busy) as a value. `new`: the people the
+        caller found no link for; the store may write theirs whole (the answers are the same)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once. Raises Busy when
         the claim was lost."""

@@ -148,10 +148,14 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
         if attempt.plan is not None and attempt.reached is not None and attempt.plan.people.tag \
                 and attempt.reached.outcome != "linked":
             tags.setdefault((attempt.workspace, attempt.plan.people.tag), []).append(attempt)
-    for (workspace, tag), group in tags.items():
-        _together(group, lambda: _tag(deps.apis.intercom(workspace), tag, group))
     created = [a for a in _active(attempts) if a.reached is not None and a.reached.outcome == "created"]
-    _together(created, lambda: _verify_later(created, deps))
+
+    def tag_all() -> None:
+        for (workspace, tag), group in tags.items():
+            _together(group, lambda: _tag(deps.apis.intercom(workspace), tag, group))
+
+    # The new leads' verifications are queued while they are tagged: both before the links are written.
+    runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
     for attempt in attempts:
         if attempt.error is None and attempt.outcome == "created":
@@ -257,7 +261,8 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
-    answers = deps.links.claim_many([(a.ref, a.workspace) for a in attempts]) if attempts else []
+    answers = deps.links.claim_many([(a.ref, a.workspace) for a in attempts],
+                                    new={a.ref for a in attempts if a.link is None}) if attempts else []
     return dict(zip(attempts, answers))
 
 

@@ -3,9 +3,11 @@ implementations: claims and leases, event-time ordering, only-forward qualificat
 index, pointers, history, and the small repositories."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from chalicelib.domain.history import Entry
+from chalicelib.domain.history import Entry, iso
 from chalicelib.domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
@@ -95,6 +97,43 @@ def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
     assert outcomes(store, bob) == ["linked"]
     again = store.links.claim_many([(ANN, WS), (cid, WS), (dan, WS)])   # done, held elsewhere, free
     assert again[0] is None and isinstance(again[1], Busy) and again[2].ref == dan
+
+
+def test_claims_of_people_without_a_link_end_as_the_same_links_and_a_link_written_meanwhile_is_kept(store, clock):
+    """`new` (no link was read for them) changes how the store writes, never what it answers or keeps."""
+    bob, cid, dan, eve = (PersonRef("42", n) for n in ("8", "9", "10", "11"))
+    joined(store, bob, contact="c8", email="bob@example.com")       # written since the batch's read: a repeat
+    store.links.claim(cid, WS)                                      # ... held by another worker
+    failed = store.links.claim(dan, WS)                             # ... a failed join that created c9
+    store.links.finish(failed, JoinResult(LinkStatus.FAILED, email="dan@example.com", contact_id="c9",
+                                          reason="Intercom answered 500"), [Entry("join", "failed")])
+    dan_joined = store.links.get(dan).joined_at
+    clock.now += 5
+    claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS), (dan, WS)], new={ANN, bob, cid, dan})
+    assert claims[0].ref == ANN and claims[1] is None and isinstance(claims[2], Busy) and claims[3].ref == dan
+    assert store.links.get(dan).contact_id == "c9" and store.links.get(dan).joined_at == dan_joined
+    [eve_claim] = store.links.claim_many([(eve, WS)], new={eve})
+    claimed_at = iso(clock.now)
+    assert store.links.get(ANN).status is LinkStatus.IN_PROGRESS and store.links.get(ANN).uncertain_since == clock.now
+    assert {late.link.ref for late in store.links.overdue(clock.now + 10_000, 10)} >= {ANN, eve}   # until finished
+    clock.now += 1
+    result = JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1", contact_role="lead",
+                        baseline="No", qualification=QState.PENDING)
+    assert store.links.finish_many([(claims[0], result, [Entry("join", "linked")]),
+                                    (eve_claim, dataclasses.replace(result, email="eve@example.com", contact_id="c2"),
+                                     [])]) == [None, None]
+    ann, eve_link = store.links.get(ANN), store.links.get(eve)
+    assert (ann.status, ann.kind, ann.email, ann.contact_id, ann.contact_role, ann.baseline, ann.qualification,
+            ann.uncertain_since, ann.joined_at) == (LinkStatus.LINKED, "lead", "ann@example.com", "c1", "lead", "No",
+                                                   QState.PENDING, None, claimed_at)
+    assert ann.final and eve_link.contact_id == "c2" and outcomes(store) == ["linked"]
+    assert {link.ref for link in store.links.pending(None, 10).links} == {bob, ANN, eve}
+    assert {late.link.ref for late in store.links.overdue(clock.now + 10_000, 10)}.isdisjoint({ANN, eve})
+    found = store.lookup.look_up(contacts=[(WS, "c1")], emails=[(WS, "eve@example.com")])
+    assert found.linked_to_contact(WS, "c1") == [ann] and found.linked_to_email(WS, "eve@example.com") == [eve_link]
+    never = JoinClaim(PersonRef("42", "12"), WS, "token", created_at=clock.now)   # its link was erased meanwhile
+    assert isinstance(store.links.finish_many([(never, result, [])])[0], Busy)
+    assert store.links.get(PersonRef("42", "12")) is None
 
 
 def test_get_many_reads_only_the_links_that_exist(store):

@@ -28,6 +28,14 @@ class Update:
     condition: Optional[Condition] = None
 
 
+@dataclass
+class Put:
+    """One conditional put of a whole item inside a transaction."""
+
+    item: Model
+    condition: Optional[Condition] = None
+
+
 class DynamoHistory:
     """Entries expire (the table's TTL) after `days` (0: never)."""
 
@@ -44,18 +52,21 @@ class DynamoHistory:
     def _expires(self, now: float) -> Optional[int]:
         return int(now) + self.days * 86400 if self.days > 0 else None
 
-    def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update) -> None:
+    def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update | Put) -> None:
         """The updates and the entries at once. Raises TransactWriteError (models.conditional
         tells a failed condition)."""
         self.transact_all([(ref, entries, updates)])
 
-    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update]]]) -> None:
+    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]) -> None:
         """Several people's updates and entries in one transaction (all or nothing)."""
         now = self.clock()
         with TransactWrite(connection=HistoryItem._get_connection().connection) as tx:
             for ref, entries, updates in groups:
                 for update in updates:
-                    tx.update(update.item, actions=update.actions, condition=update.condition)
+                    if isinstance(update, Put):
+                        tx.save(update.item, condition=update.condition)
+                    else:
+                        tx.update(update.item, actions=update.actions, condition=update.condition)
                 for item in self._items(ref, entries, now):
                     tx.save(item)
 
