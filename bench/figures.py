@@ -32,8 +32,8 @@ class Mode:
     ack_samples: int = 300         # per route (and as many floor samples)
     ack_round: int = 50            # queues are purged after each round of this many
     e2e_samples: int = 30          # per kind (join, qualification), each beside a round trip
-    throughput_rounds: int = 3
-    throughput_batches: int = 2    # batches of 10 joins per round
+    throughput_rounds: int = 7     # alternating which goes first; the median of each
+    throughput_batches: int = 3    # batches of 10 joins per round
     latency: float = 0.1           # seconds the simulators take to answer, for joins/min
     budget_clients: int = 4        # limiter clients (containers) in parallel
     budget_windows: int = 3        # complete RF windows measured

@@ -323,8 +323,13 @@ JoinContext = tuple[dict, dict]
 
 
 def _prepare_joins(messages_: list[JoinMessage], deps: WorkDeps) -> JoinContext:
-    links = deps.links.get_many(m.person_ref for m in messages_)
-    settings = deps.settings.documents(m.campaign_id for m in messages_)
+    """The batch's links and its campaigns' settings: two reads, at once."""
+    links, settings = runner(2).both(lambda: deps.links.get_many(m.person_ref for m in messages_),
+                                     lambda: deps.settings.documents(m.campaign_id for m in messages_))
+    if isinstance(links, Exception):
+        raise links
+    if isinstance(settings, Exception):
+        raise settings
     return links, settings
 
 
