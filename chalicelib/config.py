@@ -22,6 +22,7 @@ class Config:
     intercom_calls_per_10s: int  # shared budget per workspace: the most calls in any 10 s (~1,666)
     reconcile_per_run: int      # pending leads checked per reconciliation run
     reconcile_sweep_days: float  # pending leads older than this leave the one-by-one sweep
+    reconcile_retry: float      # seconds work reconciliation queued gets before it is queued again
     record_budget_ms: int       # a record is not started with less Lambda time left than this
     secrets_path: str           # SSM Parameter Store prefix of this stage's secrets (adapters/secrets.py)
     history_days: int           # history entries expire (DynamoDB TTL) after this many days; 0: never
@@ -47,6 +48,8 @@ class Config:
             intercom_calls_per_10s=int(e.get("INTERCOM_CALLS_PER_10S", "1666")),
             reconcile_per_run=int(e.get("RECONCILE_PER_RUN", "1000")),
             reconcile_sweep_days=float(e.get("RECONCILE_SWEEP_DAYS", "7")),
+            # The work queue's visibility timeout (720 s) times BRIDGE_MAX_ATTEMPTS (5): a message's tries.
+            reconcile_retry=float(e.get("RECONCILE_RETRY_SECONDS", "3600")),
             record_budget_ms=int(e.get("BRIDGE_RECORD_BUDGET_MS", "30000")),
             secrets_path="/" + e.get("BRIDGE_SECRETS_PATH", "/rf-intercom-bridge").strip("/"),
             history_days=int(e.get("BRIDGE_HISTORY_DAYS", "400")),

@@ -28,12 +28,15 @@ from ..ports.store import LedgerEntry, SyncRun
 @dataclass
 class _Held:
     """What the store keeps beside a link: its claim, and its place in the pending index and in the
-    overdue index (every link with a `lease_until`)."""
+    overdue index (every link with a `lease_until`; once reconciliation requeued it, `lease_until` is
+    its next retry and `lease_ended` when the lease ended)."""
 
     link: Link
     claim: Optional[str] = None
     lease_until: Optional[float] = None
     pending: Optional[str] = None
+    lease_ended: Optional[float] = None
+    requeued: int = 0
 
 
 @dataclass
@@ -102,7 +105,7 @@ class MemoryLinks:
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
         now, held = self.clock(), self.tables.links.get(ref)
         free = held is None or held.link.status is LinkStatus.FAILED or (
-            held.link.status is LinkStatus.IN_PROGRESS and (held.lease_until or 0) < now)
+            held.link.status is LinkStatus.IN_PROGRESS and _lease_ended(held, now))
         if not free:
             assert held is not None
             if held.link.final:
@@ -131,7 +134,8 @@ class MemoryLinks:
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         held = self._held_by(claim.ref, claim.token)
-        held.claim = held.lease_until = None
+        held.claim = held.lease_until = held.lease_ended = None
+        held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
         link = self._write(claim.ref, entries, **fields)
         if result.qualification is QState.PENDING:
@@ -181,10 +185,10 @@ class MemoryLinks:
         if held is None:
             return link
         state = held.link.qualification
-        took_over = state is QState.QUALIFYING and (held.lease_until or 0) < now
+        took_over = state is QState.QUALIFYING and _lease_ended(held, now)
         if state not in claimable(replay) and not took_over:
             return held.link
-        held.claim, held.lease_until = uuid.uuid4().hex, now + lease
+        held.claim, held.lease_until, held.lease_ended, held.requeued = uuid.uuid4().hex, now + lease, None, 0
         held.link = dataclasses.replace(held.link, qualification=QState.QUALIFYING)
         return Claim(held.claim, held.link, took_over, state)
 
@@ -196,7 +200,7 @@ class MemoryLinks:
         if held is None or held.claim != claim.token:
             raise Busy("lost the qualification claim to another worker")
         now = self.clock()
-        held.claim, held.pending = None, None
+        held.claim, held.pending, held.lease_ended, held.requeued = None, None, None, 0
         held.lease_until = now + lease if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
                            qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at)
@@ -219,7 +223,16 @@ class MemoryLinks:
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         late = sorted((h.lease_until, h.link.ref) for h in self.tables.links.values()
                       if h.lease_until is not None and h.lease_until < now)[:limit]
-        return [Overdue(self.tables.links[ref].link, until) for until, ref in late]
+        return [_overdue(self.tables.links[ref]) for _, ref in late]
+
+    def requeue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        held = self.tables.links.get(late.link.ref)
+        if held is None or held.lease_until is None or held.lease_until != late.due:
+            return False
+        held.lease_ended = held.lease_until if held.lease_ended is None else held.lease_ended
+        held.lease_until, held.requeued = retry_at, held.requeued + 1
+        self.history.append(late.link.ref, entries)
+        return True
 
     def erase(self, link: Link) -> tuple[int, int]:
         entries = self.history.erase(link.ref)
@@ -232,6 +245,17 @@ class MemoryLinks:
                 del self.tables.contacts[key]
         self.tables.links.pop(link.ref, None)
         return entries, pointers
+
+
+def _lease_ended(held: _Held, now: float) -> bool:
+    """The claim's lease ran out (reconciliation's requeue keeps it ended)."""
+    return held.lease_ended is not None or (held.lease_until or 0) < now
+
+
+def _overdue(held: _Held) -> Overdue:
+    assert held.lease_until is not None
+    return Overdue(held.link, held.lease_until if held.lease_ended is None else held.lease_ended,
+                   due=held.lease_until, requeued=held.requeued)
 
 
 def _answer(write: Callable[[], Any]) -> Any:

@@ -130,10 +130,15 @@ class Claim:
 @dataclass(frozen=True)
 class Overdue:
     """A link left unfinished past `lease_until`: a join or a qualification whose worker died holding
-    its claim, or a qualification left unconfirmed that no retry has finished (reconciliation's job)."""
+    its claim, or a qualification left unconfirmed that no retry has finished (reconciliation's job).
+    `due` is its place in the overdue index: the end of its lease, or, once reconciliation queued the
+    message that finishes it (`requeued` times since the lease ended), when that message has had its
+    fair chance to run (the next retry)."""
 
     link: Link
     lease_until: float
+    due: float
+    requeued: int = 0
 
 
 @dataclass(frozen=True)

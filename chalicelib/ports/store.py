@@ -80,8 +80,17 @@ class LinkRepository(Protocol):
     def count_pending(self, before: Optional[str] = None) -> int:
         """How many links wait in the pending index (with `before`: those who joined earlier)."""
     def overdue(self, now: float, limit: int) -> list[Overdue]:
-        """Links left unfinished past their lease, longest overdue first (never a scan): joins and
-        qualifications whose worker died holding the claim, and qualifications left unconfirmed."""
+        """Links left unfinished past their lease and due (`Overdue.due` before `now`), longest due
+        first (never a scan): joins and qualifications whose worker died holding the claim, and
+        qualifications left unconfirmed — except those whose finishing message was queued
+        (`requeue`) and has not yet had its fair chance to run."""
+    def requeue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        """Reconciliation queued the message that finishes this overdue link: the link leaves the
+        overdue index until `retry_at` (then it is due again, unless that message finished it), its
+        `requeued` count grows and `entries` go into its history, in one conditional write. Its
+        lease stays ended: any worker may take the link at once (the queued message's; a dead
+        worker's token still finishes it while nobody has). False, and nothing written, when the
+        link moved since `late` was read (claimed, finished, or queued by another run)."""
 
     def erase(self, link: Link) -> tuple[int, int]:
         """The link, its history and its contact pointer's reference: (entries, pointers) removed."""
@@ -180,11 +189,13 @@ class ConnectionRepository(Protocol):
 
 
 PENDING_SWEEP = "pending"
+SWEEP_ROUND = "pending#round"
 
 
 class Cursor(Protocol):
-    """Where reconciliation left off, by name: the sweep of pending leads (`PENDING_SWEEP`), and the
-    search of each workspace's changed contacts (`changes#<workspace>`, the time it last finished)."""
+    """Where reconciliation left off, by name: the sweep of pending leads (`PENDING_SWEEP`; None
+    between rounds) and when its latest round began (`SWEEP_ROUND`, epoch seconds), and the search of
+    each workspace's changed contacts (`changes#<workspace>`, the time it last finished)."""
 
     def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
     def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None: ...

@@ -456,16 +456,24 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings) ->
         report.add("reconciliation", ok, f"the last search of changed contacts of {ws} ran {lag:.0f} min ago",
                    "" if ok else "qualifications whose webhook was lost wait for it",
                    "" if ok else "check that the reconcile schedule runs (the stage's `reconcile` function, its errors)")
-    stuck = [o for o in rt.store.links.overdue(now, 1000) if o.link.campaign_id == c]
+    # Every unfinished link, also those whose finishing message reconciliation queued (out of the
+    # index's due part until their retry): the index is sparse, so this is not a scan.
+    stuck = [o for o in rt.store.links.overdue(now + rt.config.reconcile_retry + 366 * 86400, 1000)
+             if o.link.campaign_id == c]
     late = [o for o in stuck if now - o.lease_until > LAG_MINUTES * 60]
     if late:
         oldest = min(late, key=lambda o: o.lease_until)
+        queued = (f"; its finishing work was queued {oldest.requeued} time(s)" if oldest.requeued
+                  else "; reconciliation has not queued its finishing work yet")
         report.add("reconciliation.overdue", False,
                    f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
-                   f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}) "
-                   f"for over {LAG_MINUTES} min after their worker's claim ran out",
-                   "reconciliation finishes such links on its next run: these were not",
-                   "check that the reconcile schedule runs; `bridge explain <RF id>` shows each one's trail")
+                   f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}"
+                   f"{queued}) for over {LAG_MINUTES} min after their worker's claim ran out",
+                   "reconciliation queues the work that finishes such links on its next run, and again every "
+                   f"RECONCILE_RETRY_SECONDS ({rt.config.reconcile_retry:g} s) while they stay unfinished: "
+                   "these were not finished",
+                   "check that the reconcile schedule runs, and the dead-letter queue (`bridge dlq list`); "
+                   "`bridge explain <RF id>` shows each one's trail")
     old = past_sweep_age(rt)  # type: ignore[arg-type]
     if old:
         report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "

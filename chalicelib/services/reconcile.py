@@ -4,14 +4,20 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
 1. the overdue links (the store's `overdue` index, never a scan): a join whose worker died holding
    its claim is queued again (a join message with just the person: the join reads the rest from RF,
    and resumes with the contact an earlier try created); a qualification left unconfirmed, or whose
-   worker died, gets a check that finishes it, asking RF first. Each one's history says so;
+   worker died, gets a check that finishes it, asking RF first. Each one's history says so. The link
+   then leaves the index for RECONCILE_RETRY_SECONDS (`requeue`), so that the next runs do not queue
+   it again while its message still waits in the queue; if it is still unfinished after that, it is
+   queued again;
 2. one search of changed contacts per connected workspace with campaigns (qualification/changes.py):
    its cost grows with the contacts that changed, not with the leads that wait;
 3. a check of the next pending leads, oldest first, one contact read each — only those younger than
    RECONCILE_SWEEP_DAYS (older ones still qualify by webhook and by the search of changes), resuming
-   where the last run stopped."""
+   where the last run stopped. A round over them begins at most once per RECONCILE_RETRY_SECONDS:
+   when they fit in one run, the next runs do not check them all again while the last round's
+   checks still wait in the queue."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Optional
 
 from pydantic import ValidationError
@@ -22,6 +28,7 @@ from ..domain.qualification import UNFINISHED
 from ..messages import ChangesMessage, CheckMessage, JoinMessage
 from ..observability import count, logger
 from ..ports import WorkQueue
+from ..ports.store import PENDING_SWEEP, SWEEP_ROUND
 from ..webhooks import RFPerson
 from .deps import Stack
 
@@ -33,13 +40,17 @@ def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     now = rt.clock()
     overdue = _overdue(rt, now, limit)
     changes = _changes(rt, now)
-    checks, round_complete, paused = _sweep(rt, now, limit)
-    rt.queue.send_many(overdue + changes + checks)
-    count("ReconciliationChecksQueued", len(checks))
-    summary: dict = {"queued": len(checks), "round_complete": round_complete, "searches": len(changes),
-                     "overdue": len(overdue)}
-    if paused:
-        summary["paused_workspaces"] = paused
+    sweep = _sweep(rt, now, limit)
+    rt.queue.send_many(overdue + changes + sweep.checks)
+    for position, name in sweep.cursor:          # once its checks are queued: a failed send repeats the page
+        rt.store.cursor.set(position, name)
+    count("ReconciliationChecksQueued", len(sweep.checks))
+    summary: dict = {"queued": len(sweep.checks), "round_complete": sweep.round_complete,
+                     "searches": len(changes), "overdue": len(overdue)}
+    if sweep.next_round_at is not None:
+        summary["next_round_at"] = iso(sweep.next_round_at)
+    if sweep.paused:
+        summary["paused_workspaces"] = sweep.paused
     logger.info("reconciliation queued its work", extra=summary)
     return summary
 
@@ -57,40 +68,52 @@ def past_sweep_age(rt: Stack[WorkQueue]) -> int:
 
 
 def _overdue(rt: Stack[WorkQueue], now: float, limit: int) -> list[dict]:
+    """The messages that finish the overdue links. Each link is requeued first (one conditional write
+    with its history entry): a link claimed, finished or queued by another run since it was read is
+    left to them."""
+    retry_at = now + rt.config.reconcile_retry
     out = []
     for late in rt.store.links.overdue(now, limit):
-        queued = _finish(late, now)
+        queued = _finish(late, now, retry_at)
         if queued is None:
             continue
         message, entry = queued
-        out.append(message)
-        rt.store.history.append(late.link.ref, [entry])
+        if rt.store.links.requeue(late, retry_at, [entry]):
+            out.append(message)
     if out:
         count("ReconciliationOverdueLinks", len(out))
         logger.warning("reconciliation found unfinished links", extra={"overdue": len(out)})
     return out
 
 
-def _finish(late: Overdue, now: float) -> Optional[tuple[dict, Entry]]:
+def _finish(late: Overdue, now: float, retry_at: float) -> Optional[tuple[dict, Entry]]:
     """The message that finishes an overdue link, and the history entry that names it."""
-    link, since = late.link, iso(late.lease_until)
+    link, since, times = late.link, iso(late.lease_until), late.requeued + 1
     details = {"status": link.status.value, "qualification": link.qualification and link.qualification.value,
-               "lease_ended_at": since, "overdue_seconds": round(now - late.lease_until)}
+               "lease_ended_at": since, "overdue_seconds": round(now - late.lease_until), "queued": times,
+               "retry_at": iso(retry_at)}
+    again = (f"; if it is still unfinished at {iso(retry_at)}, reconciliation queues it again"
+             " (until then, the message queued now has its chance to run)")
     if link.status is LinkStatus.IN_PROGRESS:
         message = JoinMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
                               person=RFPerson(id=link.rf_user_id, campaign_id=link.campaign_id)).wire()
+        stuck = (f"the join was still in progress when its claim's lease ended at {since} (the worker holding it "
+                 "died)") if times == 1 else (
+                 f"the join is still in progress ({late.requeued} join(s) queued since its claim's lease ended "
+                 f"at {since} did not finish it)")
         return message, Entry("reconciliation", "stuck_join", (
-            f"the join was still in progress when its claim's lease ended at {since} (the worker holding it "
-            "died): queued again; it reads the person from Referral Factory and resumes with what the "
-            "earlier try recorded"), details)
+            f"{stuck}: queued again; it reads the person from Referral Factory and resumes with what the "
+            f"earlier try recorded{again}"), details)
     if link.qualification in UNFINISHED:
         message = CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
                                workspace=link.workspace).wire()
         why = ("Referral Factory had not confirmed it" if link.qualification.value == "unconfirmed"
                else "the worker qualifying it died")
+        stuck = f"the qualification was still {link.qualification.value} at {since} ({why})" if times == 1 else (
+            f"the qualification is still {link.qualification.value} ({why} at {since}; {late.requeued} check(s) "
+            "queued since did not finish it)")
         return message, Entry("reconciliation", "stuck_qualification", (
-            f"the qualification was still {link.qualification.value} at {since} ({why}): queued a check that "
-            "asks Referral Factory first and finishes it"), details)
+            f"{stuck}: queued a check that asks Referral Factory first and finishes it{again}"), details)
     return None
 
 
@@ -108,25 +131,46 @@ def _changes(rt: Stack[WorkQueue], now: float) -> list[dict]:
     return out
 
 
-def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> tuple[list[dict], bool, list[str]]:
-    """Checks of the next pending leads younger than the sweep's age, oldest first (and the
-    disconnected workspaces whose leads were left out)."""
+@dataclass
+class _Sweep:
+    checks: list[dict] = field(default_factory=list)
+    round_complete: bool = True
+    paused: list[str] = field(default_factory=list)       # disconnected workspaces whose leads were left out
+    cursor: list[tuple[Optional[str], str]] = field(default_factory=list)   # (position, name) to write
+    next_round_at: Optional[float] = None                 # no round runs: the next one begins then
+
+
+def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> _Sweep:
+    """Checks of the next pending leads younger than the sweep's age, oldest first. Between rounds,
+    a new one begins once the last one began RECONCILE_RETRY_SECONDS ago: its checks had their
+    chance to run."""
     bound = iso(now - rt.config.reconcile_sweep_days * DAY)
     cursor = rt.store.cursor.get()
+    out = _Sweep()
+    if cursor is None:
+        began = rt.store.cursor.get(SWEEP_ROUND)
+        if began is not None and now < float(began) + rt.config.reconcile_retry:
+            out.next_round_at = float(began) + rt.config.reconcile_retry
+            return out
+        out.cursor.append((repr(now), SWEEP_ROUND))
     page = rt.store.links.pending(cursor if cursor and cursor > bound else bound, limit)
-    checks = []
     # A disconnected workspace's leads are not checked: each check would only add a dead letter
     # every run. They are checked again once the workspace is connected.
     paused = {ws for ws in {link.workspace for link in page.links}
               if (conn := rt.store.connections.workspace(ws)) is not None and conn.status == "disconnected"}
     for link in page.links:
+        # A qualification under way (its claim's lease runs, or it is overdue) is the overdue
+        # index's: a check from here would be the same work queued twice.
+        if link.qualification in UNFINISHED:
+            continue
         if link.contact_id and not link.contact_state and link.workspace not in paused:
             try:
-                checks.append(CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
-                                           workspace=link.workspace).wire())
+                out.checks.append(CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id,
+                                               workspace=link.workspace).wire())
             except ValidationError as exc:   # a link stored by an older, laxer intake: it cannot be checked
                 logger.error("link cannot be checked", extra={"campaign_id": link.campaign_id,
                                                               "rf_user_id": link.rf_user_id, "reason": str(exc)})
-    round_complete = len(page.links) < limit
-    rt.store.cursor.set(None if round_complete else page.position)
-    return checks, round_complete, sorted(paused)
+    out.round_complete = len(page.links) < limit
+    out.cursor.append((None if out.round_complete else page.position, PENDING_SWEEP))
+    out.paused = sorted(paused)
+    return out

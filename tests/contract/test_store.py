@@ -280,6 +280,69 @@ def test_overdue_links_come_longest_overdue_first_and_a_limit_holds(store, clock
     assert [o.link.ref for o in got] == refs[:2] and got[0].lease_until < got[1].lease_until
 
 
+# --- requeued: reconciliation queued the work that finishes an overdue link -------------------------
+STUCK = [Entry("reconciliation", "stuck_join")]
+
+
+def test_a_requeued_link_is_not_due_until_its_retry_and_keeps_when_its_lease_ended(store, clock):
+    store.links.claim(ANN, WS, lease=120)                                    # ...and its worker died
+    ended = clock.now + 120
+    clock.now += 121
+    [late] = store.links.overdue(clock.now, 10)
+    assert (late.lease_until, late.due, late.requeued) == (ended, ended, 0)
+    assert store.links.requeue(late, clock.now + 3600, STUCK)
+    assert not store.links.requeue(late, clock.now + 3600, STUCK)            # another run read it too: moved
+    assert store.links.overdue(clock.now + 3599, 10) == []                   # its message has its chance
+    [again] = store.links.overdue(clock.now + 3601, 10)
+    assert (again.lease_until, again.due, again.requeued) == (ended, clock.now + 3600, 1)
+    assert store.links.requeue(again, clock.now + 7200, STUCK)
+    [third] = store.links.overdue(clock.now + 7201, 10)
+    assert (third.lease_until, third.due, third.requeued) == (ended, clock.now + 7200, 2)
+    assert outcomes(store) == ["stuck_join", "stuck_join"]                   # one entry per requeue
+
+
+def test_a_requeued_join_is_claimed_at_once_and_a_new_claim_starts_afresh(store, clock):
+    dead = store.links.claim(ANN, WS, lease=120)
+    clock.now += 121
+    [late] = store.links.overdue(clock.now, 10)
+    store.links.requeue(late, clock.now + 3600, STUCK)
+    taken = store.links.claim(ANN, WS, lease=120)                           # the queued join: no waiting
+    assert taken is not None and not store.links.requeue(late, clock.now + 3600, STUCK)
+    with pytest.raises(Busy):
+        store.links.claim(ANN, WS)                                          # the new claim holds
+    clock.now += 121                                                        # and its worker died too
+    [fresh] = store.links.overdue(clock.now, 10)
+    assert (fresh.lease_until, fresh.due, fresh.requeued) == (clock.now - 1, clock.now - 1, 0)
+    with pytest.raises(Busy):
+        store.links.finish(dead, JoinResult(LinkStatus.LINKED, contact_id="c1"), [])
+    store.links.finish(taken, JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c1"), [])
+    assert store.links.overdue(clock.now + 10**6, 10) == []
+
+
+def test_a_requeued_joins_first_claim_still_finishes_while_nobody_took_it(store, clock):
+    slow = store.links.claim(ANN, WS, lease=120)                            # not dead: slow
+    clock.now += 121
+    [late] = store.links.overdue(clock.now, 10)
+    store.links.requeue(late, clock.now + 3600, STUCK)
+    store.links.finish(slow, JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c1"), [])
+    assert store.links.overdue(clock.now + 10**6, 10) == [] and store.links.claim(ANN, WS) is None
+
+
+def test_a_requeued_qualification_is_taken_over_at_once(store, clock):
+    link = joined(store)
+    dead = store.links.start_qualifying(link, lease=120)
+    clock.now += 121
+    [late] = store.links.overdue(clock.now, 10)
+    store.links.requeue(late, clock.now + 3600, [Entry("reconciliation", "stuck_qualification")])
+    taken = store.links.start_qualifying(link)                              # the queued check: no waiting
+    assert isinstance(taken, Claim) and taken.took_over and taken.previous is QState.QUALIFYING
+    with pytest.raises(Busy):
+        store.links.finish_qualifying(dead, QState.QUALIFIED, [])
+    store.links.finish_qualifying(taken, QState.UNCONFIRMED, [], reason="lost again", lease=60)
+    [unsure] = store.links.overdue(clock.now + 61, 10)                      # due after its own wait
+    assert (unsure.lease_until, unsure.due, unsure.requeued) == (clock.now + 60, clock.now + 60, 0)
+
+
 # --- history ---------------------------------------------------------------------------------------
 def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
     store.history.append(ANN, [Entry("a", "one", "r1", {"k": 1}), Entry("b", "two")])

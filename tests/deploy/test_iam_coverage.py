@@ -397,7 +397,7 @@ def test_what_each_function_does(performed):
     actions = {fn: sorted({a for a, _ in performed_pairs(stage, recorder, fn)}) for fn in deploy.FUNCTIONS}
     assert actions["api_handler"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage",
                                       "ssm:GetParameter", "ssm:PutParameter"]
-    assert actions["reconcile"] == ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+    assert actions["reconcile"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
                                     "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
             "dynamodb:UpdateItem", "ssm:GetParameter"} <= set(actions["worker"])
@@ -452,6 +452,19 @@ def test_the_api_function_cannot_read_an_access_token(rendered):
     assert allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", token)
     assert not allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", edge)
     assert not any(a.startswith("ssm:") for a, _ in granted(rendered.policy(STAGE, "reconcile")))
+
+
+def test_reconciles_updates_stay_within_the_links_leading_keys(performed, rendered):
+    """Reconcile updates only links (an unfinished link's next retry), inside transactions: every
+    update it made falls inside its statement's dynamodb:LeadingKeys."""
+    _, stage, recorder = performed
+    statement = next(s for s in rendered.policy(STAGE, "reconcile")["Statement"] if s["Sid"] == "LinkTable")
+    allowed = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    calls = [c for c in recorder.of("reconcile") if c.service == "dynamodb"]
+    keys = [c.params["Key"]["pk"]["S"] for c in calls if c.operation == "UpdateItem"]
+    keys += [item["Update"]["Key"]["pk"]["S"] for c in calls if c.operation == "TransactWriteItems"
+             for item in c.params["TransactItems"] if "Update" in item]
+    assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
 
 
 def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered):

@@ -67,6 +67,7 @@ def test_without_any_webhook_the_reconciliation_qualifies_the_lead(bridge, inter
     assert bridge.reconcile() == {"queued": 1, "round_complete": True, "searches": 1, "overdue": 0}
     bridge.drain()
     assert qualified_ids(rf) == [lead["id"]]
+    bridge.rt.clock.now += bridge.rt.config.reconcile_retry           # the sweep's next round
     assert bridge.reconcile()["queued"] == 0                          # qualified leads leave the index
 
 

@@ -136,3 +136,43 @@ def test_leads_past_the_sweep_age_are_not_read_one_by_one_and_still_qualify_by_w
     bridge.notify("contact.lead.updated", contact["id"])
     bridge.drain()
     assert qualified_ids(rf) == [lead["id"]]
+
+
+def test_a_run_queues_nothing_again_that_an_earlier_run_queued_and_still_waits(bridge, intercom, rf, clock):
+    """Three pending leads (one of them mid-qualification when its worker died) and a join whose worker
+    died. The first run queues a check per lead and the join again; while all of that still waits in
+    the queue, the next runs queue only their search of changed contacts. Once the retry interval has
+    passed, what is still unfinished is queued again, and nothing is lost."""
+    bridge.apply(qualifying_settings())
+    referrer = rf.add_user(42, "rita@example.com", "Rita")
+    for i in range(3):
+        bridge.post_join(join_body(rf.add_user(42, f"lead{i}@example.com", "Lead", referrer_id=referrer["id"])))
+    bridge.drain()
+    links = bridge.rt.store.links
+    dying = links.pending(None, 10).links[0]
+    intercom.update_contact(dying.contact_id, signed_up="Yes")
+    assert links.start_qualifying(dying)                             # ...and its worker died
+    stuck = rf.add_user(42, "stuck@example.com", "Stuck", referrer_id=referrer["id"])
+    links.claim(PersonRef("42", str(stuck["id"])), WORKSPACE)        # ...and its worker died
+    clock.now += 121
+    assert bridge.queued() == 0
+    runs = [bridge.reconcile()]
+    assert bridge.queued() == 5                                      # 2 overdue, 2 pending checks, 1 search
+    for _ in range(3):                                               # the schedule runs on; nothing was handled
+        clock.now += 15 * 60
+        runs.append(bridge.reconcile())
+    assert [(r["overdue"], r["queued"], r["searches"]) for r in runs] == [(2, 2, 1)] + [(0, 0, 1)] * 3
+    assert bridge.queued() == 5 + 3
+    clock.now += bridge.rt.config.reconcile_retry                    # their chance to run has passed
+    again = bridge.reconcile()
+    assert (again["overdue"], again["queued"], again["searches"]) == (2, 2, 1)
+    assert bridge.queued() == 8 + 5
+    for _ in range(4):                              # the dead worker may have created the contact: the search lag
+        bridge.poller.drain(retry_failures=True)
+        clock.now += 60
+        bridge.poller.release_delayed()
+    assert links.overdue(clock() + 10**6, 10) == [] and bridge.dead_letters() == []
+    assert qualified_ids(rf) == [int(dying.rf_user_id)]
+    assert bridge.history(42, stuck["id"])["link"]["status"] == "linked"
+    stuck_entries = [h for h in bridge.history(42, stuck["id"])["history"] if h["outcome"] == "stuck_join"]
+    assert len(stuck_entries) == 2 and "did not finish it" in stuck_entries[1]["reason"]

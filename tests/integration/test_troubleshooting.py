@@ -379,6 +379,36 @@ def test_faq_give_it_a_few_minutes_a_reconciliation_that_does_not_run_is_named(b
     assert stale["what"] == "the last search of changed contacts of vne310wv ran 180 min ago"
 
 
+def test_a_link_whose_queued_work_never_finished_it_is_named_by_doctor_and_explained(bridge, capsys, clock,
+                                                                                        pending_lead, monkeypatch):
+    """Reconciliation queued a check for a qualification whose worker died, then left the link alone
+    while the check waited in the queue (it never ran). Doctor still counts the link as unfinished,
+    with how many times its work was queued; explain says when the next retry is due."""
+    import dataclasses
+
+    from chalicelib.domain.history import iso
+    from chalicelib.domain.link import PersonRef
+    monkeypatch.setenv("RECONCILE_RETRY_SECONDS", "7200")       # longer than doctor's hour (the operator's CLI)
+    monkeypatch.setattr(bridge.rt, "config", dataclasses.replace(bridge.rt.config, reconcile_retry=7200))
+    lead, _ = pending_lead()
+    links = bridge.rt.store.links
+    assert links.start_qualifying(links.get(PersonRef("42", str(lead["id"]))))   # ...and the Lambda died
+    clock.sleep(121)
+    queued_at = clock()
+    assert bridge.reconcile()["overdue"] == 1                      # its check waits in the queue, never handled
+    clock.sleep(61 * 60)
+    assert bridge.reconcile()["overdue"] == 0                      # not queued again yet
+    code, report = doctor(bridge, capsys)
+    [late] = bad(report, "reconciliation.overdue")
+    assert late["what"] == (f"1 link(s) of campaign 42 left unfinished (e.g. RF user {lead['id']}: linked, qualification "
+                            "qualifying; its finishing work was queued 1 time(s)) for over 60 min after their "
+                            "worker's claim ran out") and code == 1
+    code, found = explain(bridge, capsys, lead["id"])
+    [stuck] = entries(found, "reconciliation", "stuck_qualification")
+    retry = iso(queued_at + 7200)
+    assert f"if it is still unfinished at {retry}, reconciliation queues it again" in stuck["reason"]
+
+
 # ===================================================================================================
 # A healthy campaign, and explain's other promises
 # ===================================================================================================

@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib import messages
 from chalicelib.domain.changes import DAY, changes_query, target_filter
+from chalicelib.domain.history import iso
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
@@ -206,7 +207,7 @@ def test_a_qualification_whose_worker_died_is_finished_by_a_check_asking_rf_firs
     work.store.links.start_qualifying(link)                      # claimed; RF said yes; the Lambda died
     work.apis.rf_.qualified.append("7")
     work.clock.now += 121
-    reconcile(work)                                              # (the sweep of young leads checks it too)
+    assert reconcile(work)["queued"] == 0                       # one check: the overdue one, not the sweep's too
     set_value(work, contact, "No")                               # what the contact says now does not matter
     run(work, *[m for m in work.queue.sent if m["kind"] == "intercom.check"])
     assert link_of(work).qualification is QState.QUALIFIED and work.apis.rf_.calls == ["get_user 7"]
@@ -236,3 +237,136 @@ def test_a_linked_lead_is_never_overdue():
     joined(work)
     work.clock.now += 10 * DAY
     assert reconcile(work)["overdue"] == 0 and link_of(work).status is LinkStatus.LINKED
+
+
+# --- nothing queued again while its earlier copy waits in the queue ------------------------------
+def unfinished_and_pending(work):
+    """A join whose worker died (RF user 1), a qualification whose worker died (2), one RF left
+    unconfirmed (3), and two leads waiting for their contact (4, 5); every lease has run out."""
+    connected(work)
+    work.store.links.claim(PersonRef("42", "1"), WS)
+    dying, _ = joined(work, "2", email="b@example.com")
+    work.store.links.start_qualifying(dying)
+    unsure, _ = joined(work, "3", email="c@example.com")
+    claim = work.store.links.start_qualifying(unsure)
+    work.store.links.finish_qualifying(claim, QState.UNCONFIRMED, [], reason="RF's answer was lost")
+    for user in ("4", "5"):
+        joined(work, user, email=f"p{user}@example.com")
+    work.clock.now += 121
+
+
+def sent_since(work, before: int) -> list[tuple[str, str]]:
+    return sorted((m["kind"], m.get("rf_user_id", "")) for m in work.queue.sent[before:])
+
+
+def test_a_second_run_queues_nothing_again_while_the_first_runs_messages_wait_in_the_queue():
+    work = world()
+    unfinished_and_pending(work)
+    reconcile(work)
+    assert sent_since(work, 0) == [("intercom.changes", ""), ("intercom.check", "2"), ("intercom.check", "3"),
+                                   ("intercom.check", "4"), ("intercom.check", "5"), ("rf.join", "1")]
+    for minutes in (15, 30, 45):                           # the schedule runs on; nothing was handled
+        work.clock.now += 15 * 60
+        before = len(work.queue.sent)
+        run_ = reconcile(work)
+        assert sent_since(work, before) == [("intercom.changes", "")], minutes    # only the search of changes
+        assert (run_["overdue"], run_["queued"]) == (0, 0)
+    assert len(work.queue.sent) == 6 + 3
+    assert history(work, "1") == [("reconciliation", "stuck_join")]            # one entry, not one per run
+
+
+def test_after_the_retry_interval_what_is_still_unfinished_is_queued_again_and_its_history_says_so():
+    work = world()
+    unfinished_and_pending(work)
+    first = work.clock()
+    reconcile(work)
+    retry = work.config.reconcile_retry
+    assert retry == 3600 and f"if it is still unfinished at {iso(first + retry)}" in reasons(work, "1")[-1]
+    work.clock.now = first + retry - 1
+    before = len(work.queue.sent)
+    reconcile(work)
+    assert sent_since(work, before) == [("intercom.changes", "")]
+    work.clock.now = first + retry + 1                     # their messages had their chance: none finished them
+    before = len(work.queue.sent)
+    run_ = reconcile(work)
+    assert sent_since(work, before) == [("intercom.changes", ""), ("intercom.check", "2"), ("intercom.check", "3"),
+                                        ("intercom.check", "4"), ("intercom.check", "5"), ("rf.join", "1")]
+    assert run_["overdue"] == 3
+    assert history(work, "1") == [("reconciliation", "stuck_join")] * 2
+    again = work.store.history.entries(PersonRef("42", "1"))[-1]
+    assert "1 join(s) queued since its claim's lease ended" in (again.reason or "")
+    assert again.details["queued"] == 2 and again.details["retry_at"] == iso(first + 2 * retry + 1)
+
+
+def test_a_message_that_ran_lets_the_link_be_queued_again_at_its_own_lease_not_the_retry():
+    """The check ran, and RF still did not answer: the qualification is unconfirmed again and due
+    after its own wait, not after the retry interval."""
+    from chalicelib.errors import Uncertain
+    work = world()
+    link, contact = joined(work)
+    set_value(work, contact, "Yes")
+    claim = work.store.links.start_qualifying(link)
+    work.store.links.finish_qualifying(claim, QState.UNCONFIRMED, [], reason="RF's answer was lost")
+    work.clock.now += 121
+    assert reconcile(work)["overdue"] == 1
+    work.apis.rf_.get_answers = [Uncertain("Referral Factory did not answer")] * 3
+    work.apis.rf_.answers = [Uncertain("Referral Factory did not answer")] * 3
+    [queued] = [m for m in work.queue.sent if m["kind"] == "intercom.check"]
+    from chalicelib.services.worker import RetryBatch
+    with pytest.raises(RetryBatch):
+        run(work, queued)
+    assert link_of(work).qualification is QState.UNCONFIRMED
+    work.clock.now += 121
+    assert reconcile(work)["overdue"] == 1
+
+
+def test_two_runs_at_once_queue_an_overdue_link_once():
+    work = world()
+    work.store.links.claim(PersonRef("42", "1"), WS)
+    work.clock.now += 121
+    [late] = work.store.links.overdue(work.clock(), 10)    # the other run read it too, and requeued it first
+    assert work.store.links.requeue(late, work.clock() + 3600, [])
+    assert reconcile(work)["overdue"] == 0 and work.queue.sent == []
+
+
+# --- the sweep: a round at most once per retry interval ----------------------------------------------
+def test_a_small_pending_set_is_swept_once_per_interval_not_every_run():
+    work = world()
+    for user in ("4", "5", "6"):
+        joined(work, user, email=f"p{user}@example.com")
+    began = work.clock()
+    first = reconcile(work)
+    assert (first["queued"], first["round_complete"]) == (3, True)
+    work.clock.now += 15 * 60
+    second = reconcile(work)
+    assert (second["queued"], second["next_round_at"]) == (0, iso(began + 3600))
+    work.clock.now = began + 3600
+    assert reconcile(work)["queued"] == 3                  # the next round
+    assert [m["kind"] for m in work.queue.sent] == ["intercom.check"] * 6
+
+
+def test_a_backlog_larger_than_a_run_is_swept_run_after_run_and_the_next_round_waits_for_the_interval():
+    work = world()
+    for n in range(5):
+        joined(work, str(10 + n), email=f"p{n}@example.com")
+    began = work.clock()
+    done = []
+    for _ in range(4):
+        done.append(reconcile(work, limit=2)["queued"])
+        work.clock.now += 15 * 60
+    assert done == [2, 2, 1, 0]                            # a round over three runs, then it waits
+    work.clock.now = began + 3600
+    assert reconcile(work, limit=2)["queued"] == 2
+    checked = [m["rf_user_id"] for m in work.queue.sent]
+    assert checked == ["10", "11", "12", "13", "14", "10", "11"]
+
+
+def test_a_round_that_takes_longer_than_the_interval_is_followed_at_once():
+    work = world()
+    for n in range(3):
+        joined(work, str(10 + n), email=f"p{n}@example.com")
+    done = []
+    for _ in range(3):
+        done.append(reconcile(work, limit=2)["queued"])
+        work.clock.now += 3600
+    assert done == [2, 1, 2]

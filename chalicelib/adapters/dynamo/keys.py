@@ -14,7 +14,8 @@ Item kinds (pk / sk):
   CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
                                          qualification it is in the sparse `pending` index; while a claim
                                          holds it (or RF has not confirmed a qualification) it is in the
-                                         sparse `overdue` index, by `lease_until`
+                                         sparse `overdue` index, by `lease_until` (the lease's end; once
+                                         reconciliation queued the work that finishes it, its next retry)
   CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers
   EMAIL#<ws>#<email> / LINKS             which links share an email      } "is this contact linked?"
   NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
@@ -32,8 +33,9 @@ Item kinds (pk / sk):
   EDGE#<scope> / HEARD#<what>            when the edge last accepted a join / a notification
                                          (ports/edge.py says why all of these stay bounded)
   RECONCILE / CURSOR                     where the sweep of pending leads left off
-  RECONCILE / CURSOR#<name>              other reconciliation positions (the changed-contacts search's
-                                         last finished run, per workspace)
+  RECONCILE / CURSOR#<name>              other reconciliation positions (when the sweep's latest round
+                                         began; the changed-contacts search's last finished run, per
+                                         workspace)
 """
 from __future__ import annotations
 

@@ -29,6 +29,13 @@ def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
 
 
 MAX_TRANSACTION = 100      # items in one TransactWriteItems
+# A new claim, or the end of one, starts the link's overdue trail afresh (LinkRepository.requeue).
+_NOT_REQUEUED = (LinkItem.lease_ended.remove(), LinkItem.requeued.remove())
+
+
+def _lease_ended(now: float) -> Any:
+    """The claim's lease ran out (reconciliation's requeue keeps it ended)."""
+    return (LinkItem.lease_until < now) | LinkItem.lease_ended.exists()
 
 
 class _Alone(Exception):
@@ -62,10 +69,10 @@ class DynamoLinks:
             LinkItem.campaign_id.set(ref.campaign_id), LinkItem.rf_user_id.set(ref.rf_user_id),
             LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value),
             LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease), LinkItem.uncertain_since.set(now),
-            LinkItem.overdue_pk.set(OVERDUE),
+            LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED,
             LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
             LinkItem.pk.does_not_exist() | (LinkItem.status == LinkStatus.FAILED.value)
-            | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & (LinkItem.lease_until < now)))
+            | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & _lease_ended(now)))
 
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
         now, token = self.clock(), uuid.uuid4().hex
@@ -100,7 +107,7 @@ class DynamoLinks:
     def _finish(self, claim: JoinClaim, result: JoinResult) -> list[Update]:
         ref, now = claim.ref, iso(self.clock())
         actions = [LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
-                   LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove()]
+                   LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), *_NOT_REQUEUED]
         for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
                      "uncertain_since"):
             value = getattr(result, name)
@@ -207,9 +214,9 @@ class DynamoLinks:
         try:
             answer = LinkItem._get_connection().update_item(
                 *key, actions=[LinkItem.qualification.set(QState.QUALIFYING.value), LinkItem.claim.set(token),
-                               LinkItem.lease_until.set(now + lease), LinkItem.overdue_pk.set(OVERDUE)],
+                               LinkItem.lease_until.set(now + lease), LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED],
                 condition=LinkItem.qualification.is_in(*(s.value for s in claimable(replay)))
-                | ((LinkItem.qualification == QState.QUALIFYING.value) & (LinkItem.lease_until < now)),
+                | ((LinkItem.qualification == QState.QUALIFYING.value) & _lease_ended(now)),
                 return_values="ALL_OLD")
         except UpdateError as exc:
             if not conditional(exc):
@@ -227,7 +234,8 @@ class DynamoLinks:
         link, at = claim.link, self.clock()
         now = iso(at)
         actions = [LinkItem.qualification.set(state.value), LinkItem.claim.remove(), LinkItem.updated_at.set(now),
-                   _assign(LinkItem.reason, reason or None), LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]
+                   _assign(LinkItem.reason, reason or None), LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove(),
+                   *_NOT_REQUEUED]
         if state is QState.QUALIFIED:
             actions.append(LinkItem.qualified_at.set(now))
         if state is QState.UNCONFIRMED:     # overdue once the lease runs, unless a retry finishes it first
@@ -260,7 +268,20 @@ class DynamoLinks:
 
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         items = LinkItem.overdue.query(OVERDUE, range_key_condition=LinkItem.lease_until < now, limit=limit)
-        return [Overdue(i.to_link(), float(i.lease_until)) for i in items]
+        return [Overdue(i.to_link(), float(i.lease_until if i.lease_ended is None else i.lease_ended),
+                        due=float(i.lease_until), requeued=int(i.requeued or 0)) for i in items]
+
+    def requeue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        update = Update(LinkItem(*link_key(late.link.ref)), [
+            LinkItem.lease_until.set(retry_at), LinkItem.lease_ended.set(LinkItem.lease_ended | late.due),
+            LinkItem.requeued.add(1)], LinkItem.lease_until == late.due)
+        try:
+            self.history.transact(late.link.ref, entries, update)
+        except TransactWriteError as exc:
+            if conditional(exc):
+                return False
+            raise
+        return True
 
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> tuple[int, int]:

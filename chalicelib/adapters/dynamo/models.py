@@ -103,7 +103,9 @@ class LinkItem(_Item):
     last_event_at = NumberAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     claim = UnicodeAttribute(null=True)
-    lease_until = NumberAttribute(null=True)
+    lease_until = NumberAttribute(null=True)        # the overdue index's position: the lease's end, or the next retry
+    lease_ended = NumberAttribute(null=True)        # set once reconciliation requeued it: when the lease ended
+    requeued = NumberAttribute(null=True)           # how many times reconciliation queued its finishing message
     joined_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
     uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)

@@ -130,6 +130,7 @@ class ChaosConfig:
     join_spread: Optional[float] = None   # seconds over which the join deliveries arrive (default max(8, N/5))
     spread: float = 3.0              # seconds over which the copies of a contact change arrive
     reconcile_every: float = 10.0    # seconds between reconciliation runs during the deliveries
+    reconcile_retry: float = 30.0    # RECONCILE_RETRY_SECONDS: the visibility timeout x MAX_ATTEMPTS, as deployed
     kill_window: Optional[float] = None   # random kills are spread over [1.5 s, this] (default join_spread + 10),
     #                                       as long as there is work: none after the deliveries went quiet
     deadline: float = 900.0          # the run gives up (and says so) after this many seconds
@@ -619,6 +620,7 @@ def _stack_env(resources, cfg: ChaosConfig, intercom_url: str, rf_url: str) -> d
     return {**base, **resources.env(),
             "PYTHONPATH": str(ROOT), "INTERCOM_BASE_URL": intercom_url, "RF_BASE_URL": rf_url,
             "BRIDGE_HTTP_TIMEOUT": str(cfg.http_timeout), "BRIDGE_LEASE_SECONDS": str(cfg.lease_seconds),
+            "RECONCILE_RETRY_SECONDS": str(cfg.reconcile_retry),
             "BRIDGE_MAX_ATTEMPTS": str(cfg.max_attempts), "BRIDGE_RECORD_BUDGET_MS": str(cfg.record_budget_ms),
             "INTERCOM_SEARCH_LAG_SECONDS": str(cfg.bridge_search_lag),
             "INTERCOM_CALLS_PER_10S": str(cfg.intercom_budget), "RF_CALLS_PER_MINUTE": str(cfg.rf_budget),
@@ -899,15 +901,24 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
         return (contacts, crowd.applied, deliveries.sent, len(rf.qualification_calls),
                 sum(1 for u in rf.users.values() if u["qualified_at"]))
 
+    ddb = client("dynamodb", endpoint)
+
+    def unfinished() -> int:
+        """Links in the overdue index (keys.py), due or waiting for their retry: a run queues the
+        work of those whose queued work did not finish them once RECONCILE_RETRY_SECONDS passed."""
+        return ddb.query(TableName=resources.table, IndexName="overdue", Select="COUNT",
+                         KeyConditionExpression="overdue_pk = :p",
+                         ExpressionAttributeValues={":p": {"S": "OVERDUE"}})["Count"]
+
     def settle(what: str) -> int:
-        """Reconcile until two runs in a row change nothing."""
+        """Reconcile until two runs in a row change nothing and no link is left unfinished."""
         rounds, stable, last = 0, 0, fingerprint()
         while stable < 2 and time.monotonic() < deadline:
             api.reconcile()
             rounds += 1
             quiet(what)
             now = fingerprint()
-            stable = stable + 1 if now == last else 0
+            stable = stable + 1 if now == last and not unfinished() else 0
             last = now
         return rounds
 
@@ -1147,7 +1158,9 @@ def _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliv
                                f"{_pct(deliveries.latencies, .5) * 1000:.0f} ms, p95 "
                                f"{_pct(deliveries.latencies, .95) * 1000:.0f} ms")
     reconciled = sum(int(r.get("queued", 0)) for r in api.runs if isinstance(r, dict))
-    f["reconciliation runs"] = f"{len(api.runs)} ({settle_rounds} while settling), {reconciled} checks queued"
+    overdue = sum(int(r.get("overdue", 0)) for r in api.runs if isinstance(r, dict))
+    f["reconciliation runs"] = (f"{len(api.runs)} ({settle_rounds} while settling), {reconciled} checks of pending "
+                                f"leads and {overdue} of unfinished links queued")
     f["worker batches"] = (f"{workers.batches} finished ({workers.failed_batches} raised to retry), "
                            f"{workers.records} records")
     f["throughput"] = (f"{workers.records / total_seconds:.1f} records/s, "
