@@ -4,7 +4,11 @@
     python -m bench.coldstart floor                 import boto3, a client, one SQS receive
 
 Timed from the first line of this module (after the interpreter's own start, which both share).
-Prints one line: BENCH_COLDSTART {"import": s, "first": s, "total": s, "error": ...}."""
+Prints one line: BENCH_COLDSTART {"import": s, "first": s, "total": s, "error": ...}.
+
+With BENCH_COLDSTART_DETAIL=1, the worker's line also says what its botocore clients and AWS calls
+took ({"clients": [n, s], "aws_calls": [n, s]}, from the import on; calls made at once overlap). To
+time them, botocore is imported before the app: the import's share moves, not the total."""
 import time
 
 _STARTED = time.perf_counter()
@@ -12,10 +16,34 @@ _STARTED = time.perf_counter()
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+
+
+def _timed(cls: type, name: str, into: list) -> None:
+    """Every call of cls.name adds to into = [calls, seconds]."""
+    original, lock = getattr(cls, name), threading.Lock()
+
+    def timed(*args, **kw):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kw)
+        finally:
+            with lock:
+                into[0] += 1
+                into[1] += time.perf_counter() - started
+    setattr(cls, name, timed)
 
 
 def worker() -> dict:
     event = json.loads(sys.stdin.read())
+    detail = None
+    if os.environ.get("BENCH_COLDSTART_DETAIL"):
+        import botocore.client
+        import botocore.session
+
+        detail = {"clients": [0, 0.0], "aws_calls": [0, 0.0]}
+        _timed(botocore.session.Session, "create_client", detail["clients"])
+        _timed(botocore.client.BaseClient, "_make_api_call", detail["aws_calls"])
     started = time.perf_counter()
     import app                                               # the Lambda's init: the handler module
 
@@ -30,7 +58,7 @@ def worker() -> dict:
         error = f"{type(exc).__name__}: {exc}"
     done = time.perf_counter()
     return {"import": imported - _STARTED, "first": done - imported, "total": done - _STARTED,
-            "read_event": started - _STARTED, "error": error}
+            "read_event": started - _STARTED, "error": error, **({"detail": detail} if detail else {})}
 
 
 def floor() -> dict:

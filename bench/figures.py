@@ -483,8 +483,13 @@ def cold_start(stack: BenchStack, mode: Mode) -> list[Row]:
     for kind, name in (("contact", "an Intercom event"), ("join", "a join")):
         totals = [s["total"] for s in samples[kind]]
         imports = median([s["import"] for s in samples[kind]])
+        detail = ""
+        if all("detail" in s for s in samples[kind]):          # BENCH_COLDSTART_DETAIL=1
+            clients, calls = ([s["detail"][k] for s in samples[kind]] for k in ("clients", "aws_calls"))
+            detail = (f"; {clients[0][0]} clients {median([c[1] for c in clients]) * 1000:.0f} ms, "
+                      f"{calls[0][0]} AWS calls {median([c[1] for c in calls]) * 1000:.0f} ms")
         rows.append(Row(f"worker cold start, {name}", median(floor), median(totals), unit="s",
-                        note=f"n={len(totals)}; import {imports:.2f} s; floor: import boto3 + client + 1 receive "
+                        note=f"n={len(totals)}; import {imports:.2f} s{detail}; floor: import boto3 + client + 1 receive "
                              f"({median([s['import'] for s in samples['floor']]):.2f} s import)"))
     return rows
 

@@ -1,4 +1,4 @@
-"""The work queue and its dead-letter queue (SQS). The boto3 client is created on first use.
+"""The work queue and its dead-letter queue (SQS). The client is created on first use (adapters/aws.py).
 It carries message bodies and knows nothing of what is inside them (chalicelib/messages.py does)."""
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ class Queue:
     @property
     def client(self):
         if self._client is None:
-            import boto3  # deferred: only the paths that enqueue pay for it
-            self._client = boto3.client("sqs")
+            from . import aws  # deferred: only the paths that enqueue pay for it
+            self._client = aws.client("sqs")
         return self._client
 
     def send(self, message: dict | str) -> str:

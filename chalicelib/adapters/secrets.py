@@ -50,7 +50,7 @@ class Scoped:
 
 
 class SsmSecrets(Scoped):
-    """The real store. The boto3 client is created on first use (AWS_ENDPOINT_URL points it at moto)
+    """The real store. The client is created on first use (adapters/aws.py; AWS_ENDPOINT_URL points it at moto)
     and shared by the scoped views."""
 
     def __init__(self, prefix: str, client=None, _root: Optional["SsmSecrets"] = None):
@@ -62,11 +62,10 @@ class SsmSecrets(Scoped):
         if self._root is not None:
             return self._root.client
         if self._client is None:
-            import boto3  # deferred: only the paths that read a secret pay for it
-            from botocore.config import Config
+            from . import aws  # deferred: only the paths that read a secret pay for it
 
-            self._client = boto3.client("ssm", config=Config(connect_timeout=3, read_timeout=5,
-                                                              retries={"max_attempts": 3, "mode": "standard"}))
+            self._client = aws.client("ssm", connect_timeout=3, read_timeout=5,
+                                      retries={"max_attempts": 3, "mode": "standard"})
         return self._client
 
     def scoped(self, part: str) -> "SsmSecrets":

@@ -31,8 +31,8 @@ class _Item(Model):
     def _get_connection(cls) -> TableConnection:
         # PynamoDB gives each model its own botocore session and client, and each new session loads
         # botocore's endpoint and service files again: ten models cost a cold start about a second.
-        # Every model of the table shares one client, made from boto3's default session (SQS and SSM
-        # use it too, so the files are read once per container).
+        # Every model of the table shares one client, made from the container's one botocore session
+        # (adapters/aws.py: SQS and SSM use it too, so the files are read once per container).
         connection = super()._get_connection()
         if connection.connection._client is None:
             connection.connection._client = _client()
@@ -248,12 +248,10 @@ def _client() -> Any:
     validation, its timeouts and retries)."""
     where = _where()
     if where not in _clients:
-        import boto3
-        from botocore.config import Config
+        from .. import aws
 
-        _clients[where] = boto3.client("dynamodb", config=Config(
-            parameter_validation=False, connect_timeout=15, read_timeout=30, max_pool_connections=10,
-            retries={"total_max_attempts": 4, "mode": "standard"}))
+        _clients[where] = aws.client("dynamodb", parameter_validation=False, connect_timeout=15, read_timeout=30,
+                                     max_pool_connections=10, retries={"total_max_attempts": 4, "mode": "standard"})
     return _clients[where]
 
 

@@ -1,0 +1,115 @@
+"""Issue 9, cold start: what a fresh worker container does for its first record, counted (the time
+is `make bench`'s). The record is real (queued by the webhook, received from the work queue); a
+fresh interpreter imports the app and runs the worker on it, as a new Lambda container would."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.local.esm import build_sqs_event
+
+from .test_call_counts import demo_settings
+from .test_join_flow import new_lead
+from .conftest import join_body
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Counts what the container does: botocore sessions and clients made, AWS calls (by operation),
+# modules imported. The runtime's clock is frozen, so that the rate limiter's calls do not depend
+# on whether the record straddles one of its slices.
+CONTAINER = r"""
+import gc, json, sys, time
+from collections import Counter
+import botocore.client, botocore.session
+
+made = Counter()
+session_init, create_client = botocore.session.Session.__init__, botocore.session.Session.create_client
+def counted_session(self, *args, **kw):
+    made["sessions"] += 1
+    session_init(self, *args, **kw)
+def counted_client(self, service_name, *args, **kw):
+    made[f"client:{service_name}"] += 1
+    return create_client(self, service_name, *args, **kw)
+botocore.session.Session.__init__, botocore.session.Session.create_client = counted_session, counted_client
+calls = Counter()
+call = botocore.client.BaseClient._make_api_call
+def counted_call(client, operation, params):
+    calls[f"{client.meta.service_model.service_name}:{operation}"] += 1
+    return call(client, operation, params)
+botocore.client.BaseClient._make_api_call = counted_call
+
+import app
+init = {"boto3": "boto3" in sys.modules, "gc_enabled": gc.isenabled(), "gc_frozen": gc.get_freeze_count()}
+from chalicelib.config import Config
+from chalicelib.runtime import Runtime, reset_default_runtime
+from infra.local.context import FakeLambdaContext
+from tests.fakes import FakeClock
+
+clock = FakeClock(time.time())
+reset_default_runtime(Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep))
+app.worker(json.loads(sys.stdin.read()), FakeLambdaContext(function_name="worker", timeout_seconds=120))
+print(json.dumps({"init": init, "made": made, "calls": calls, "boto3": "boto3" in sys.modules}))
+"""
+
+
+def first_record(bridge, counter) -> tuple[dict, list[str]]:
+    """The one queued message, taken by a fresh container: what it reported, and its Intercom calls."""
+    sqs = bridge.resources.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=bridge.resources.queue_url, MaxNumberOfMessages=10,
+                                    AttributeNames=["All"], MessageAttributeNames=["All"], VisibilityTimeout=120,
+                                    WaitTimeSeconds=1)["Messages"]
+    event = build_sqs_event([message], bridge.resources.queue_arn)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+    with counter.measure() as counts:
+        done = subprocess.run([sys.executable, "-c", CONTAINER], input=json.dumps(event), env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sqs.delete_message(QueueUrl=bridge.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return json.loads(done.stdout.strip().splitlines()[-1]), counts.intercom_requests
+
+
+def test_a_fresh_workers_first_join(bridge, intercom, rf, counter):
+    bridge.apply(demo_settings())
+    assert bridge.post_join(join_body(new_lead(rf, email="cold@example.com"))).status_code == 202
+    report, intercom_calls = first_record(bridge, counter)
+
+    [contact] = intercom.contacts_by_email("cold@example.com")          # the join was applied
+    assert [t["name"] for t in contact["tags"]["data"]] == ["Referred"]
+    # Its init imports no boto3 (clients come from botocore: adapters/aws.py), and leaves what it made
+    # frozen, out of the garbage collector's walks, which run again after it.
+    assert report["init"]["boto3"] is False and report["boto3"] is False
+    assert report["init"]["gc_enabled"] is True and report["init"]["gc_frozen"] > 10_000
+    # One botocore session: each service's files are read once. One client per service.
+    assert report["made"] == {"sessions": 1, "client:dynamodb": 1, "client:ssm": 1, "client:sqs": 1}
+    # The calls: the join's own (its link and settings read, its claim, the verification queued, the
+    # finishing transaction), and what a cold container reads once: the workspace's connection, its
+    # token, the rate budget's state, Intercom's attribute list; the rate limiter's reservations take
+    # blocks of 1, 1, 2 slots for the 4 Intercom calls.
+    assert report["calls"] == {"dynamodb:BatchGetItem": 2, "dynamodb:UpdateItem": 1 + 3, "dynamodb:GetItem": 2,
+                               "ssm:GetParameter": 1, "sqs:SendMessageBatch": 1, "dynamodb:TransactWriteItems": 1}
+    assert sorted(intercom_calls) == ["GET /data_attributes", "POST /contacts", "POST /contacts/search",
+                                      "POST /tags"]
+
+
+def test_a_fresh_workers_first_intercom_event(bridge, intercom, rf, counter):
+    bridge.apply(demo_settings())
+    bridge.post_join(join_body(new_lead(rf, email="cold@example.com")))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("cold@example.com")
+    intercom.update_contact(contact["id"], name="Renamed")                # a change that does not qualify
+    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+    report, intercom_calls = first_record(bridge, counter)
+
+    assert report["init"]["boto3"] is False and report["boto3"] is False
+    # No message to queue: no SQS client.
+    assert report["made"] == {"sessions": 1, "client:dynamodb": 1, "client:ssm": 1}
+    # The batch's reads (the contact's and email's links with the notification's mark, the person's
+    # link, the settings), the connection, token and budget state, 2 reservations for the 2 Intercom
+    # calls; the history of the judged value and the notification marked done.
+    assert report["calls"] == {"dynamodb:BatchGetItem": 3, "dynamodb:GetItem": 2, "ssm:GetParameter": 1,
+                               "dynamodb:UpdateItem": 2, "dynamodb:TransactWriteItems": 1, "dynamodb:PutItem": 1}
+    assert sorted(intercom_calls) == [f"GET /contacts/{contact['id']}", "GET /data_attributes"]
