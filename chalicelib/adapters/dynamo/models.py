@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Iterable, Optional, Type, TypeVar
 
 from pynamodb.connection.table import TableConnection
@@ -233,6 +234,7 @@ MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, W
 
 
 _clients: dict[tuple[Optional[str], ...], Any] = {}
+_clients_lock = threading.Lock()
 _bound: tuple = ()
 
 
@@ -247,12 +249,14 @@ def _client() -> Any:
     """The DynamoDB client of this endpoint and region (PynamoDB's own settings: no parameter
     validation, its timeouts and retries)."""
     where = _where()
-    if where not in _clients:
-        from .. import aws
+    with _clients_lock:         # a cold worker's first reads run at once: one client for them all
+        if where not in _clients:
+            from .. import aws
 
-        _clients[where] = aws.client("dynamodb", parameter_validation=False, connect_timeout=15, read_timeout=30,
-                                     max_pool_connections=10, retries={"total_max_attempts": 4, "mode": "standard"})
-    return _clients[where]
+            _clients[where] = aws.client("dynamodb", parameter_validation=False, connect_timeout=15,
+                                         read_timeout=30, max_pool_connections=10,
+                                         retries={"total_max_attempts": 4, "mode": "standard"})
+        return _clients[where]
 
 
 def bind(table_name: str) -> None:
