@@ -258,15 +258,21 @@ def joins_per_minute(stack: BenchStack, mode: Mode) -> list[Row]:
 # --- RF budget -------------------------------------------------------------------------------------
 
 class ScaledClock:
-    """Simulated time running `speed` times faster than real time, starting 1 s before a window."""
+    """Simulated time running `speed` times faster than real time, starting 1 s before a window, and
+    after every time an earlier scaled clock of this run reached: the figures share the table and its
+    rate budgets, and RF's slots one figure took in its future must not be another's present."""
+
+    latest = 0.0     # the furthest any scaled clock of this process has read
 
     def __init__(self, speed: float, window: int = 60) -> None:
         self.speed = speed
-        self.start = (math.floor(time.time() / window) + 1) * window - 1
+        self.start = (math.floor(max(time.time(), ScaledClock.latest) / window) + 1) * window - 1
         self.real0 = time.perf_counter()
 
     def __call__(self) -> float:
-        return self.start + (time.perf_counter() - self.real0) * self.speed
+        now = self.start + (time.perf_counter() - self.real0) * self.speed
+        ScaledClock.latest = max(ScaledClock.latest, now)
+        return now
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:

@@ -249,3 +249,51 @@ def test_hours_beside_another_client_of_rf_never_go_over_more_than_3_windows(oth
     over, per_minute = contend(other, spread, hours=6)
     assert over <= 3
     assert per_minute >= 0.5 * (600 - other)                  # and the bridge still gets work done
+
+
+# --- the environment's proxy, read once ------------------------------------------------------------
+@pytest.fixture
+def proxy():
+    """A local HTTP proxy that answers every request itself: what it saw is what was sent through it."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)                       # through a proxy: the absolute URL
+            body = json.dumps({"type": "admin", "via": "proxy"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_api_clients_go_through_the_environments_proxy_and_keep_out_of_it_what_no_proxy_names(
+        proxy, monkeypatch):
+    from chalicelib.adapters.http import JsonApi
+
+    url, seen = proxy
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    api = JsonApi("http://intercom.invalid", {}, token="t")
+    assert api.call("GET", "/me") == {"type": "admin", "via": "proxy"}
+    assert seen == ["http://intercom.invalid/me"]
+    monkeypatch.setenv("NO_PROXY", "intercom.invalid")
+    direct = JsonApi("http://intercom.invalid", {}, token="t", timeout=0.5, sleeper=lambda seconds: None)
+    with pytest.raises(Transient):                   # not through the proxy: the name does not resolve
+        direct.call("GET", "/me")
+    assert seen == ["http://intercom.invalid/me"]
