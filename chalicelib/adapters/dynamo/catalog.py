@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Optional
 
-from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -15,7 +14,7 @@ from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
                    cursor_key, oauth_state_key, rate_key, settings_key)
 from .models import (BudgetStateItem, CampaignsItem, ConnectionItem, CursorItem, OAuthStateItem, RateItem, RFConfigItem,
-                     SettingsItem, WorkspacesItem, batch_get, conditional, get)
+                     SettingsItem, WorkspacesItem, applied, batch_get, get)
 
 
 class DynamoConnections:
@@ -40,26 +39,14 @@ class DynamoConnections:
         return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()))
 
     def disconnect_workspace(self, workspace: str) -> bool:
-        try:
-            ConnectionItem(*connection_key(workspace)).update(
-                actions=[ConnectionItem.status.set("disconnected"), ConnectionItem.secrets.delete({"token"}),
-                         ConnectionItem.updated_at.set(iso(self.clock()))],
-                condition=ConnectionItem.pk.exists())
-            return True
-        except UpdateError as exc:
-            if conditional(exc):
-                return False
-            raise
+        return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
+            actions=[ConnectionItem.status.set("disconnected"), ConnectionItem.secrets.delete({"token"}),
+                     ConnectionItem.updated_at.set(iso(self.clock()))],
+            condition=ConnectionItem.pk.exists()))
 
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
-        try:
-            OAuthStateItem(*oauth_state_key(nonce), expires_at=int(expires_at)).save(
-                condition=OAuthStateItem.pk.does_not_exist())
-            return True
-        except PutError as exc:
-            if conditional(exc):
-                return False
-            raise
+        return applied(lambda: OAuthStateItem(*oauth_state_key(nonce), expires_at=int(expires_at)).save(
+            condition=OAuthStateItem.pk.does_not_exist()))
 
     def register_workspace(self, workspace: str) -> None:
         WorkspacesItem(*WORKSPACES_KEY).update(actions=[WorkspacesItem.names.add({workspace})])
@@ -166,10 +153,4 @@ class DynamoRates:
 
 def _update(item: BudgetStateItem, actions: list[Action], condition: Condition) -> bool:
     """A conditional update: False when its condition did not hold."""
-    try:
-        item.update(actions=actions, condition=condition)
-        return True
-    except UpdateError as exc:
-        if conditional(exc):
-            return False
-        raise
+    return applied(lambda: item.update(actions=actions, condition=condition))

@@ -17,7 +17,7 @@ from ...ports.store import KEEP, LEASE_SECONDS, Busy
 from .history import DynamoHistory, Put, Update
 from .keys import OVERDUE, PENDING, contact_key, email_key, link_key
 from .lookup import drop_reference
-from .models import LinkItem, PointerItem, batch_get, conditional, get
+from .models import LinkItem, PointerItem, applied, batch_get, conditional, get
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -299,13 +299,7 @@ class DynamoLinks:
         update = Update(LinkItem(*link_key(late.link.ref)), [
             LinkItem.lease_until.set(retry_at), LinkItem.lease_ended.set(LinkItem.lease_ended | late.due),
             LinkItem.requeued.add(1)], LinkItem.lease_until == late.due)
-        try:
-            self.history.transact(late.link.ref, entries, update)
-        except TransactWriteError as exc:
-            if conditional(exc):
-                return False
-            raise
-        return True
+        return applied(lambda: self.history.transact(late.link.ref, entries, update))
 
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> tuple[int, int]:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterable, Optional, Type, TypeVar
+from typing import Any, Callable, Iterable, Optional, Type, TypeVar
 
 from pynamodb.connection.table import TableConnection
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute,
                                  UnicodeSetAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -284,6 +285,18 @@ def get(model: Type[M], key: Key) -> Optional[M]:
         return model.get(*key)
     except model.DoesNotExist:
         return None
+
+
+def applied(write: Callable[[], Any]) -> bool:
+    """Run a conditional write: True when it went through, False when its condition did not hold
+    (any other failure raises)."""
+    try:
+        write()
+    except PynamoDBException as exc:
+        if conditional(exc):
+            return False
+        raise
+    return True
 
 
 def conditional(exc: Exception) -> bool:

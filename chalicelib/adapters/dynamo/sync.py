@@ -10,7 +10,7 @@ from ...domain.history import iso
 from ...domain.sync import OUTCOMES
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
-from .models import LedgerItem, SyncRunItem, batch_get, conditional, get
+from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
 
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
                "finished_at", "message", "lease_until", "owner") + tuple(f"c_{o}" for o in OUTCOMES)
@@ -100,15 +100,9 @@ class DynamoSync:
             actions += [SyncRunItem.status.set("stopped" if message else "done"), SyncRunItem.finished_at.set(now)]
         if message:
             actions.append(SyncRunItem.message.set(message))
-        try:
-            SyncRunItem(*sync_run_key(campaign_id)).update(
-                actions=actions, condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
-                & (SyncRunItem.page == page) & (SyncRunItem.owner == owner))
-            return True
-        except UpdateError as exc:
-            if conditional(exc):
-                return False
-            raise
+        return applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(
+            actions=actions, condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
+            & (SyncRunItem.page == page) & (SyncRunItem.owner == owner)))
 
     def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
         try:
