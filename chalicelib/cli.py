@@ -427,15 +427,18 @@ def _bar(done: int, total: Optional[int], width: int = 30) -> str:
     return f"[{'#' * round(share * width)}{'.' * (width - round(share * width))}] {done:,}/{total:,} {share:.0%}"
 
 
+def _synced(campaign_id: str, found: Optional[dict]) -> dict:
+    if found is None:
+        raise CliError(f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`")
+    return found
+
+
 def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     import time as _time
 
     from .services import sync
     while True:
-        found = sync.status(rt.deps, args.campaign_id)
-        if found is None:
-            raise CliError(f"campaign {args.campaign_id} has never been synced — run `bridge sync start "
-                           f"{args.campaign_id}`")
+        found = _synced(args.campaign_id, sync.status(rt.deps, args.campaign_id))
         if not _text(args):
             _print(found)
             return 0
@@ -456,10 +459,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
-    found = sync.report(rt.deps, args.campaign_id)
-    if found is None:
-        raise CliError(f"campaign {args.campaign_id} has never been synced — run `bridge sync start "
-                       f"{args.campaign_id}`")
+    found = _synced(args.campaign_id, sync.report(rt.deps, args.campaign_id))
     if not _text(args):
         _print(found)
         return 0
