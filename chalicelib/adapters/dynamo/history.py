@@ -43,11 +43,15 @@ class DynamoHistory:
         self.clock, self.days = clock, days
 
     def _items(self, ref: PersonRef, entries: Sequence[Entry], now: float) -> Iterator[HistoryItem]:
-        for entry in entries:
-            # Sorts by time, then by write order within this container (same-millisecond entries).
-            sk = f"{iso(now)}#{next(_SEQUENCE):09d}#{uuid.uuid4().hex[:4]}"
-            yield HistoryItem(history_pk(ref), sk, event=entry.event, outcome=entry.outcome, reason=entry.reason,
-                              details=entry.details, at=iso(now), expires_at=self._expires(now))
+        """One item for the entries of one write: the first's fields, the others in `also`."""
+        if not entries:
+            return
+        first, rest = entries[0], entries[1:]
+        # Sorts by time, then by write order within this container (same-millisecond writes).
+        sk = f"{iso(now)}#{next(_SEQUENCE):09d}#{uuid.uuid4().hex[:4]}"
+        yield HistoryItem(history_pk(ref), sk, event=first.event, outcome=first.outcome, reason=first.reason,
+                          details=first.details, at=iso(now), expires_at=self._expires(now),
+                          also=[[e.event, e.outcome, e.reason, e.details] for e in rest] or None)
 
     def _expires(self, now: float) -> Optional[int]:
         return int(now) + self.days * 86400 if self.days > 0 else None
@@ -84,14 +88,18 @@ class DynamoHistory:
             HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()])
 
     def entries(self, ref: PersonRef) -> list[Recorded]:
-        return [Recorded(at=h.at, event=h.event, outcome=h.outcome, reason=h.reason, details=h.details,
-                         count=int(h.repeats) if h.repeats else None,
-                         expires_at=int(h.expires_at) if h.expires_at is not None else None)
-                for h in HistoryItem.query(history_pk(ref))]
+        out = []
+        for h in HistoryItem.query(history_pk(ref)):
+            expires = int(h.expires_at) if h.expires_at is not None else None
+            out.append(Recorded(at=h.at, event=h.event, outcome=h.outcome, reason=h.reason, details=h.details,
+                                count=int(h.repeats) if h.repeats else None, expires_at=expires))
+            out += [Recorded(at=h.at, event=event, outcome=outcome, reason=reason, details=details, expires_at=expires)
+                    for event, outcome, reason, details in h.also or ()]
+        return out
 
     def erase(self, ref: PersonRef) -> int:
-        entries = list(HistoryItem.query(history_pk(ref), attributes_to_get=["pk", "sk"]))
+        items = list(HistoryItem.query(history_pk(ref), attributes_to_get=["pk", "sk", "also"]))
         with HistoryItem.batch_write() as batch:
-            for entry in entries:
-                batch.delete(entry)
-        return len(entries)
+            for item in items:
+                batch.delete(item)
+        return sum(1 + len(item.also or ()) for item in items)     # entries, as the memory twin counts them

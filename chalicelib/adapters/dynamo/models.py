@@ -144,6 +144,9 @@ class HistoryItem(_Item):
     repeats = NumberAttribute(null=True, attr_name="count")    # counted repeats (`note_repeat`)
     at = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)         # the table's TTL attribute
+    # The entries written with the first, in order ([event, outcome, reason, details] each): one
+    # item per write, not per entry (DynamoDB bills each item of a transaction).
+    also = JSONAttribute(null=True)
 
 
 class RateItem(_Item):
