@@ -1010,8 +1010,12 @@ def _links_and_history(table: list[dict]) -> tuple[dict, dict]:
             links[sk.split("#", 1)[1]] = item
         elif pk.startswith(f"HISTORY#{CAMPAIGN}#"):
             history[pk.rsplit("#", 1)[1]].append(item)
-    for entries in history.values():
-        entries.sort(key=lambda e: str(e.get("sk")))
+    for person, items in history.items():
+        items.sort(key=lambda e: str(e.get("sk")))
+        # One item per write: the entries after its first are in `also` ([event, outcome, reason, details]).
+        history[person] = [entry for item in items for entry in [item, *(
+            {"sk": item.get("sk"), "event": e[0], "outcome": e[1], "reason": e[2], "details": e[3]}
+            for e in _json(item.get("also")) or ())]]
     return links, history
 
 
@@ -1175,6 +1179,12 @@ def _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliv
     f["intercom calls"] = _windows(intercom.requests, 10, intercom.rate_limit, 0)
     f["rf calls"] = _windows(rf.requests, 60, rf.rate_limit, 0) + (
         f"; another tool: {other.calls} calls, {other.refused} refused" if other.interval else "")
+    f["rf calls by kind"] = _by_kind(rf.requests)
+    yes = {f"/users/{p.rf_id}": p.yes_at + cfg.rf_offset for p in people if p.yes_at}   # on RF's clock
+    reads = [r for r in rf.requests if r["method"] == "GET" and r["path"] in yes]
+    after = sum(1 for r in reads if r["time"] >= yes[r["path"]])
+    f["rf reads of referrals"] = (f"{len(reads) - after} before their 'Yes' (joins), {after} after it (asking RF "
+                                  "before a qualification PUT)")
     puts = [c for c in rf.qualification_calls]
     f["rf qualification PUTs"] = (f"{len(puts)} reached RF for {len({str((c['body'] or {}).get('id')) for c in puts})}"
                                   f" referrals; {sum(1 for u in rf.users.values() if u['qualified_at'])} qualified")
@@ -1194,6 +1204,30 @@ def _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliv
     cores += [("workers", worker_cpu), ("webhook process", api.cpu()), ("this process", _own_cpu() - cpu_at_start)]
     f["CPU (share of one core)"] = ", ".join(f"{name} {sec:.0f} s = {sec / total_seconds:.0%}" for name, sec in cores)
     return f
+
+
+def _by_kind(requests_log: list) -> str:
+    """Calls by method and path (ids as {id}), with their statuses, and how the user reads spread over
+    the users read: where a budget went."""
+    kinds: Counter = Counter()
+    statuses: dict[str, Counter] = {}
+    per_user: Counter = Counter()
+    for r in requests_log:
+        path = re.sub(r"/\d+(?=/|$)", "/{id}", r["path"])
+        kind = f"{r['method']} {path}"
+        kinds[kind] += 1
+        statuses.setdefault(kind, Counter())[str(r.get("status"))] += 1
+        if kind == "GET /users/{id}":
+            per_user[r["path"]] += 1
+    out = []
+    for kind, n in kinds.most_common():
+        codes = ", ".join(f"{s} {c}" for s, c in statuses[kind].most_common())
+        out.append(f"{kind} {n} ({codes})")
+    if per_user:
+        reads = sorted(per_user.values())
+        out.append(f"users read {len(reads)}: per user p50 {reads[len(reads) // 2]}, "
+                   f"p95 {reads[int(len(reads) * .95)]}, max {reads[-1]}")
+    return "; ".join(out)
 
 
 def _short(reason: str) -> str:
