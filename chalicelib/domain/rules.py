@@ -14,9 +14,12 @@ class Evaluation:
     actual: Any
     expected: Any
     reason: str
+    unchanged: bool = False           # met, but already when the person joined (require_change holds it back)
+    baseline: Any = None
 
     def as_details(self) -> dict:
-        return {"actual": self.actual, "expected": self.expected, "met": self.met}
+        held = {"baseline": self.baseline, "require_change": True} if self.unchanged else {}
+        return {"actual": self.actual, "expected": self.expected, "met": self.met, **held}
 
 
 def _typed(value: Any, data_type: str, case_sensitive: bool) -> Any:
@@ -65,7 +68,8 @@ def evaluate(rule: Qualification, data_type: str, value: Any, baseline: Any, arm
     if rule.require_change and matches(rule, data_type, baseline) and not armed:
         return Evaluation(False, value, expected,
                           f"{rule.attribute} already met {expected!r} when the person joined (it was "
-                          f"{baseline!r}); require_change is true, so only a change to the target qualifies")
+                          f"{baseline!r}); require_change is true, so only a change to the target qualifies",
+                          unchanged=True, baseline=baseline)
     return Evaluation(True, value, expected, f"{rule.attribute} is {value!r}: meets {expected!r}")
 
 

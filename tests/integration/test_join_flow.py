@@ -103,8 +103,11 @@ def test_the_same_join_three_times_gives_one_contact_one_link_one_repeat_entry(b
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
     assert intercom.count("POST", "/contacts") - intercom.count("POST", "/contacts/search") == 1
     history = bridge.history(42, lead["id"])["history"]
-    repeats = [h for h in history if h["outcome"] == "ignored"]
+    repeats = [h for h in history if h["outcome"] == "repeated"]
     assert len(repeats) == 1 and repeats[0]["count"] == 2 and "already been applied" in repeats[0]["reason"]
+    from chalicelib.services.explain import explain
+    [repeat] = [e for e in explain(bridge.operator(), "ann@example.com").view()["trail"] if e.get("count")]
+    assert (repeat["event"], repeat["outcome"]) == ("join", "repeated") and "fix" not in repeat   # nothing to do
 
 
 def test_missing_webhook_fields_are_read_from_referral_factory(bridge, intercom, rf):

@@ -210,6 +210,10 @@ def test_a_contact_that_already_had_the_target_at_join_does_not_qualify(bridge, 
     person = bridge.history(42, lead["id"])
     assert person["link"]["baseline"] == "Yes"
     assert "already met 'Yes' when the person joined" in person["history"][-1]["reason"]
+    from chalicelib.services.explain import explain
+    held = explain(bridge.operator(), str(lead["id"])).view()["trail"][-1]
+    assert (held["event"], held["outcome"], held["details"]["baseline"]) == ("evaluation", "not_met", "Yes")
+    assert "set `qualification.require_change: false`" in held["fix"] and "already had the target" in held["fix"]
 
     intercom.update_contact(contact["id"], signed_up="No")          # a real change: away, then back
     bridge.notify("contact.user.updated", contact["id"])
