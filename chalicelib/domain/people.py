@@ -33,7 +33,8 @@ def _scalar_id(value: Any) -> Optional[str]:
 
 def _unusable_id(value: Any) -> bool:
     """An object, a list or a fraction is not an id: kept as it came, so that the webhook's
-    model can say which field is wrong (None and "" still read as "not given")."""
+    model can say which field is wrong (None and "" still read as "not given"; so does a boolean
+    `referrer_id`, while a boolean `id` or `campaign_id` is kept, to be refused as such)."""
     return isinstance(value, (dict, list)) or (isinstance(value, float) and not value.is_integer())
 
 
@@ -51,7 +52,7 @@ def normalise(obj: dict) -> dict:
                 out[name] = obj[alias]
                 break
     for key in ("id", "campaign_id", "referrer_id"):
-        if key in out and not _unusable_id(out[key]):
+        if key in out and not _unusable_id(out[key]) and not (key != "referrer_id" and isinstance(out[key], bool)):
             out[key] = _scalar_id(out[key])
     if "type" in out:
         out["type"] = TYPES.get(str(out["type"]).strip().lower())

@@ -78,7 +78,7 @@ def test_an_intercom_400_is_not_retried_and_dead_letters_with_intercoms_message(
     [dead] = bridge.dead_letters()
     assert dead["reason"] == ("Intercom answered 400 parameter_invalid: Custom attribute 'referral_code' "
                               "does not exist")
-    assert dead["attempts"] == "1"
+    assert dead["attempts"] == 1
     link = bridge.history(42, lead["id"])["link"]
     assert link["status"] == "failed" and link["reason"] == dead["reason"]
 
@@ -108,6 +108,8 @@ BAD = [
     ("not an object", {}, None, b"[1, 2]", 400, "malformed_json"),
     ("no user id", {}, {"campaign_id": 42, "email": "a@b.co"}, None, 400, "missing_user_id"),
     ("no campaign", {}, {"id": 1}, None, 400, "missing_campaign_id"),
+    ("a boolean id", {}, {"id": True, "campaign_id": 42}, None, 400, "invalid_field"),
+    ("a boolean campaign", {}, {"id": 1, "campaign_id": True}, None, 400, "invalid_field"),
     ("unknown campaign", {}, {"id": 1, "campaign_id": 999}, None, 404, "unknown_campaign"),
     ("oversize body", {}, None, json.dumps({"id": 1, "campaign_id": 42, "pad": "x" * 300_000}).encode(), 413,
      "too_large"),
@@ -121,3 +123,6 @@ def test_bad_input_gets_its_status_and_nothing_is_enqueued(bridge, case, kw, bod
     assert answer.status_code == status
     assert answer.json()["error"] == error and answer.json()["message"]
     assert bridge.queued() == 0
+    from chalicelib.ports.edge import UNKNOWN
+    store = bridge.operator().store                         # the reason is recorded, for doctor and explain
+    assert sum(store.edge.refusals(scope).total(error) for scope in ("campaign:42", UNKNOWN)) == 1

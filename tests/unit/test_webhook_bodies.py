@@ -148,6 +148,8 @@ def test_an_rf_body_is_read_through_the_owners_field_names():
     ({"id": 7}, "missing_campaign_id", "no campaign id"),
     ({"id": {"v": 7}, "campaign_id": 42}, "invalid_field", "id: must be a number, or text"),
     ({"id": 7.5, "campaign_id": 42}, "invalid_field", "id: must be a number"),
+    ({"id": True, "campaign_id": 42}, "invalid_field", "id: must be a number, or text"),
+    ({"id": 7, "campaign_id": False}, "invalid_field", "campaign_id: must be a number, or text"),
     ({"id": "7/../8", "campaign_id": 42}, "invalid_field", "id: must be a number"),
     ({"id": 10**200, "campaign_id": 42}, "invalid_field", "id: must be a number"),
     ({"id": 7, "campaign_id": [42]}, "invalid_field", "campaign_id: must be"),
