@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import Any, Optional
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -19,6 +21,24 @@ def mask_email(email: object) -> str:
         return "<none>" if not email else "<invalid>"
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}"
+
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+
+
+def mask_emails(value: Any, known: Optional[str] = None) -> Any:
+    """Every email inside `value` (text, lists, dicts) as a***@example.com; `known` (the person's
+    email as they gave it, valid or not, in any case) as mask_email masks it."""
+    if isinstance(value, str):
+        if known and known.strip():       # where it stands alone, not inside a longer word
+            value = re.sub(rf"(?<![\w.@+-]){re.escape(known.strip())}(?![\w.@+-])",
+                           lambda _: mask_email(known.strip()), value, flags=re.IGNORECASE)
+        return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
+    if isinstance(value, list):
+        return [mask_emails(v, known) for v in value]
+    if isinstance(value, dict):
+        return {k: mask_emails(v, known) for k, v in value.items()}
+    return value
 
 
 def count(name: str, value: float = 1) -> None:

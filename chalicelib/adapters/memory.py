@@ -551,10 +551,14 @@ class MemorySync:
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)
 
+    def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
+        with self._lock:
+            return [e for e in self.ledgers.get(campaign_id, {}).values() if (e.email or "") == normal_email(email)]
+
     def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         with self._lock:
             ledger = self.ledgers.get(campaign_id, {})
-            gone = [e for e in ledger.values() if (e.email or "") == email.strip().lower()]
+            gone = [e for e in ledger.values() if (e.email or "") == normal_email(email)]
             for e in gone:
                 del ledger[e.contact_id]
             return gone

@@ -298,6 +298,8 @@ class SyncRepository(Protocol):
         """Write final entries (batched)."""
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         """Every entry of the campaign (a query: for reports, not for the worker)."""
+    def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
+        """The campaign's entries with this email (a query of the campaign's ledger: for `explain`)."""
     def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         """Delete the campaign's entries with this email (erasure): the entries deleted."""
 

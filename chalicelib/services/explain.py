@@ -5,29 +5,17 @@ duplicate contact, qualification calls, failures and retries, and the webhooks a
 edge refused. Emails are masked; nothing here holds a secret. Reads only (no table scan)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
 from ..domain.link import Link, PersonRef
 from ..domain.people import email_hash
-from ..observability import mask_email
+from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import normal_email
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
-
-
-def masked(value: Any) -> Any:
-    """Every email inside `value` (text, lists, dicts) as a***@example.com."""
-    if isinstance(value, str):
-        return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
-    if isinstance(value, list):
-        return [masked(v) for v in value]
-    if isinstance(value, dict):
-        return {k: masked(v) for k, v in value.items()}
-    return value
+masked = mask_emails       # every email inside a value (text, lists, dicts) as a***@example.com
 
 
 class Reader(Protocol):
@@ -69,6 +57,13 @@ def explain(rt: Reader, query: str) -> Explanation:
     rf_ids: set[str] = set() if "@" in query else {query}
     contacts: set[str] = set() if "@" in query else {query}
     people: dict[PersonRef, Link] = {}
+    # Contact sync's ledger, by email (a query of each campaign's ledger): the contacts it enrolled or
+    # skipped have no link, only their ledger entry (and, once enrolled, their history under their RF id).
+    for c in campaigns:
+        for email in sorted(emails):
+            for synced in store.sync.with_email(c, email):
+                contacts.add(synced.contact_id)
+                rf_ids |= {synced.rf_user_id} if synced.rf_user_id else set()
     # What one identifier leads to (links by email, contact or RF id), then what those links name,
     # until nothing new: any of a person's identifiers gives the same trail.
     for _ in range(4):
@@ -93,7 +88,8 @@ def explain(rt: Reader, query: str) -> Explanation:
                 rf_ids.add(synced.rf_user_id)
             elif synced.final:
                 trail.append({"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
-                              "outcome": "skipped", "reason": f"skipped by sync run {synced.run}: {synced.reason}",
+                              "outcome": "skipped",
+                              "reason": masked(f"skipped by sync run {synced.run}: {synced.reason}", synced.email),
                               "details": {"contact_id": synced.contact_id},
                               "fix": f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"})
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
@@ -124,6 +120,10 @@ FIXES = {
     ("qualification", "failed"): "fix the cause at Referral Factory, then `bridge dlq replay --campaign {campaign}`",
     ("evaluation", "not_met"): "the contact's value does not meet the rule: check the contact in Intercom, and the "
                                "rule's attribute and value (`bridge settings show {campaign}`)",
+    ("evaluation", "not_changed"): "the contact already had the target value when the person joined, and the rule "
+                                   "has `require_change: true`: it qualifies once the value changes away and back. "
+                                   "To count a value held at joining, set `qualification.require_change: false` and "
+                                   "apply the settings (`bridge settings apply`)",
     ("evaluation", "not_qualified"): "only leads (the person invited) qualify; referrers never do",
 }
 REFUSAL_FIXES = {
@@ -136,9 +136,12 @@ REFUSAL_FIXES = {
 
 
 def _with_fix(entry: dict, link: Optional[Link]) -> dict:
-    fix = FIXES.get((entry["event"], entry["outcome"]))
+    details = entry.get("details") or {}
+    why = "not_changed" if entry["event"] == "evaluation" and details.get("require_change") else entry["outcome"]
+    # A counted repeat (the same join, notification... seen again) needs nothing done.
+    fix = None if entry.get("count") else FIXES.get((entry["event"], why))
     if entry["event"] == "webhook_refused":
-        if str((entry.get("details") or {}).get("scope", "")).startswith("workspace:"):
+        if str(details.get("scope", "")).startswith("workspace:"):
             fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
         else:
             fix = REFUSAL_FIXES.get(entry["outcome"], "see the message: fix the webhook's payload in Referral Factory")
@@ -187,18 +190,37 @@ def as_text(explanation: Explanation) -> str:
             text += f" — {e['reason']}"
         if e.get("count"):
             text += f" (x{e['count']})"
-        details = e.get("details") or {}
-        if details:
-            text += "  " + ", ".join(f"{k}={_short(v)}" for k, v in details.items())
+        inline, below = _details(e.get("details") or {})
+        if inline:
+            text += "  " + ", ".join(inline)
         lines.append(text)
+        lines += [f"{'':26}{line}" for line in below]
         if e.get("fix"):
             lines.append(f"{'':26}fix: {e['fix']}")
     return "\n".join(lines)
 
 
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+def _details(details: dict) -> tuple[list[str], list[str]]:
+    """An entry's details as text, never cut: values on the entry's line (`k=v`), and each object of
+    a list (e.g. the field errors) on its own line below it."""
+    inline, below = [], []
+    for k, v in details.items():
+        if isinstance(v, list) and any(isinstance(x, dict) for x in v):
+            below += [f"{k}:"] + [f"  - {_item(x)}" for x in v]
+        elif isinstance(v, list):
+            inline.append(f"{k}=[{', '.join(_item(x) for x in v)}]")
+        else:
+            inline.append(f"{k}={_item(v)}")
+    return inline, below
+
+
+def _item(value: Any) -> str:
+    if isinstance(value, dict):
+        if "to" in value and "reason" in value:                # a field error: where, from what, why
+            source = f" ({value['source']})" if value.get("source") else ""
+            return f"{value['to']}{source}: {value['reason']}"
+        return ", ".join(f"{k}={_item(v)}" for k, v in value.items())
+    return value if isinstance(value, str) else repr(value)
 
 
 __all__ = ["Explanation", "as_text", "explain", "mask_email", "masked", "never_seen"]

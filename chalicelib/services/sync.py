@@ -32,7 +32,7 @@ from ..domain.sync import (ALREADY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tal
                            matches_source, preflight, search_query, writeback_body)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
-from ..observability import count, logger, mask_email
+from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.store import LedgerEntry, SyncRun
 from .deps import WorkDeps
@@ -494,7 +494,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
             group["count"] += 1
             if len(group["examples"]) < examples:
                 group["examples"].append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
-                                          "detail": entry.reason, "run": entry.run})
+                                          "detail": mask_emails(entry.reason, entry.email), "run": entry.run})
         if entry.rf_user_id:
             enrolled += 1
             if full is not None and full.status == "done" and max(entry.seen_run, entry.run) < full.number:
@@ -546,8 +546,9 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 tally.add(decision.reason)
                 group = shown.setdefault(decision.reason, [])
                 if len(group) < examples:
-                    group.append({"contact_id": str(contact.get("id")), "detail": decision.detail,
-                                  "email": mask_email(str(contact.get("email") or ""))})
+                    email = str(contact.get("email") or "")
+                    group.append({"contact_id": str(contact.get("id")), "detail": mask_emails(decision.detail, email),
+                                  "email": mask_email(email)})
             else:
                 tally.add(WOULD)
                 in_campaign.add(decision.email)

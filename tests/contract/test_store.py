@@ -561,6 +561,15 @@ def test_forgetting_an_email_deletes_its_ledger_entries_only(store):
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c2"]
 
 
+def test_the_ledger_entries_of_an_email_are_found_in_its_campaign(store):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7"),
+                             LedgerEntry("c2", "missing_field", email="b@x.io")])
+    store.sync.record("43", [LedgerEntry("c3", "invalid_email", email="a@x.io")])
+    assert [(e.contact_id, e.rf_user_id) for e in store.sync.with_email("42", " A@x.io")] == [("c1", "7")]
+    assert store.sync.with_email("44", "a@x.io") == [] and len(list(store.sync.ledger("42"))) == 2
+
+
 # --- the edge's log: bounded, expiring (ports/edge.py) ---------------------------------------------
 def refusal(n: int, reason="unauthorized", rf_user_id=None):
     from chalicelib.ports import RefusalSample

@@ -73,7 +73,7 @@ def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_report
     assert {k: v["count"] for k, v in report["skipped"].items()} == {"already_in_campaign": 1, "missing_field": 1,
                                                                      "invalid_email": 1}
     [invalid] = report["skipped"]["invalid_email"]["examples"]
-    assert invalid["detail"] == "invalid email: 'not-an-email' is not an email address"
+    assert invalid["detail"] == "invalid email: '<invalid>' is not an email address"      # masked, as `email`
     assert report["skipped"]["missing_field"]["examples"][0]["detail"] == \
         "missing required field: first_name (from name)"
     user = rf.users_by_email("person3@example.com", 42)[0]
@@ -87,7 +87,7 @@ def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_report
     assert by_contact == explain(bridge.operator(), str(user["id"])).view()["trail"]
     skipped = explain(bridge.operator(), odd[0]["id"]).view()["trail"]
     assert [(t["outcome"], t["reason"]) for t in skipped] == [
-        ("skipped", "skipped by sync run 1: invalid email: 'not-an-email' is not an email address")]
+        ("skipped", "skipped by sync run 1: invalid email: '<invalid>' is not an email address")]
 
     clock.now += 60
     before = len(rf.requests)
@@ -98,6 +98,44 @@ def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_report
     again = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
     assert (again["run"], again["enrolled"], again["already_enrolled"]) == (2, 0, 999)
     assert not rf.blocked and rf.excess_windows == []
+
+
+def test_explain_finds_whom_sync_enrolled_or_skipped_by_their_email_and_no_report_shows_an_email(
+        bridge, intercom, rf, capsys):
+    seg, contacts = segment(intercom, 2, **{"Bad@@Example": {"name": "Bad"}})
+    bridge.apply(sync_settings(seg))
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    [user] = rf.users_by_email("person1@example.com", 42)
+    code, out, _ = cli(bridge, "explain", "Person1@Example.com", "--json", capsys=capsys)
+    by_email = json.loads(out)
+    assert code == 0 and [(t["event"], t["outcome"], t["rf_user_id"]) for t in by_email["trail"]] == [
+        ("sync", "enrolled", str(user["id"]))]
+    assert by_email["trail"] == json.loads(cli(bridge, "explain", str(user["id"]), "--json", capsys=capsys)[1])["trail"]
+    code, out, _ = cli(bridge, "explain", "bad@@example", "--json", capsys=capsys)
+    [skipped] = json.loads(out)["trail"]
+    assert code == 0 and skipped["reason"] == ("skipped by sync run 1: invalid email: 'b***@@example' is not an "
+                                               "email address")
+    assert skipped["details"] == {"contact_id": contacts[2]["id"]}
+    report = cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1]
+    [example] = json.loads(report)["skipped"]["invalid_email"]["examples"]
+    assert example["email"] == "b***@@example" and example["detail"] == \
+        "invalid email: 'b***@@example' is not an email address"
+    assert "bad@@example" not in report.lower()
+
+
+def test_the_operators_terminal_shows_the_answer_and_no_log_lines(bridge, intercom, rf):
+    """`./bridge sync start` as an operator runs it (its own process): the services log in the Lambdas."""
+    import subprocess
+    from pathlib import Path
+    seg, _ = segment(intercom, 2)
+    bridge.apply(sync_settings(seg))
+    done = subprocess.run([str(Path(__file__).resolve().parents[2] / "bridge"), "sync", "start", "42"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("sync run 1 of campaign 42 started")
+    assert done.stderr == ""
+    bridge.drain()
+    assert creates(rf) == 2
 
 
 @pytest.mark.parametrize("problem", ["segment", "attribute"])

@@ -215,6 +215,28 @@ def test_direct_users_sent_but_an_attribute_not_updated_explain_names_the_unconv
     assert field["details"]["errors"][0]["to"] == "custom_attributes.score"
 
 
+def test_explain_in_text_shows_every_field_error_whole(bridge, rf, intercom, capsys):
+    """Two fields not written, each with a long reason: the text shows both, in full, one a line."""
+    settings = lead_settings()
+    settings["referrers"]["fields"].append({"from": "meta.score", "to": "custom_attributes.score"})
+    settings["referrers"]["fields"].append({"from": "meta.bio", "to": "custom_attributes.lead_source"})
+    bridge.apply(settings)
+    referrer = rf.add_user(42, "rita@example.com", "Rita")
+    bridge.post_join({**join_body(referrer), "meta": {"score": "lots", "bio": "b" * 300}})
+    bridge.drain()
+    code, found = explain(bridge, capsys, "rita@example.com")
+    [field] = entries(found, "fields", "not_written")
+    errors = {e["to"]: e for e in field["details"]["errors"]}
+    assert set(errors) == {"custom_attributes.score", "custom_attributes.lead_source"}
+    assert len(json.dumps(field["details"])) > 120 and "255" in errors["custom_attributes.lead_source"]["reason"]
+    capsys.readouterr()
+    assert main(["explain", "rita@example.com"], rt=bridge.operator()) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for to, error in errors.items():
+        [line] = [x for x in lines if x.strip().startswith(f"- {to} ")]
+        assert line.strip() == f"- {to} ({error['source']}): {error['reason']}"
+
+
 def test_direct_users_not_updating_in_intercom_explain_names_referrers_duplicates_skip(bridge, rf, intercom, capsys):
     """"Direct users are not updating in Intercom": referrers.duplicates is skip."""
     bridge.apply(lead_settings())                         # referrers: duplicates skip

@@ -126,6 +126,13 @@ def test_masked_reaches_every_email_in_text_lists_and_dicts():
         "a": ["x a***@mail.example.org y"], "b": "no email"}
 
 
+def test_the_persons_own_email_is_masked_even_where_it_is_not_a_valid_one():
+    said = "invalid email: 'Bad@@Example' is not an email address; badge: x"
+    assert masked(said, "bad@@example") == "invalid email: 'b***@@example' is not an email address; badge: x"
+    assert masked("invalid email: 'x' is not an email address", "x") == \
+        "invalid email: '<invalid>' is not an email address"          # only where it stands alone
+
+
 # --- backfill -----------------------------------------------------------------------------------------
 class PeopleRF:
     def __init__(self, users: list[dict], per_page: int = 2):
@@ -179,7 +186,7 @@ def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_re
                                                 "person": {"email": "ann@example.com"}}),
          "MessageAttributes": {"reason": {"StringValue": "Intercom 400"}, "attempts": {"StringValue": "1"}}}
     letter = dead_letters.read(m)
-    assert letter.view() == {"message_id": "d1", "reason": "Intercom 400", "attempts": "1", "kind": "rf.join",
+    assert letter.view() == {"message_id": "d1", "reason": "Intercom 400", "attempts": 1, "kind": "rf.join",
                              "campaign_id": "42", "rf_user_id": "7", "email": "a***@example.com"}
     assert "payload" in letter.view(show_payload=True)
     moved = dead_letters.read({"MessageId": "d2", "Body": "{x", "Attributes": {"ApproximateReceiveCount": "11"}})

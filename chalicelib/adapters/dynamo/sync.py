@@ -8,7 +8,7 @@ from pynamodb.expressions.update import Action
 
 from ...domain.history import iso
 from ...domain.sync import OUTCOMES
-from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun
+from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
 
@@ -148,9 +148,15 @@ class DynamoSync:
         for item in LedgerItem.query(ledger_pk(campaign_id)):
             yield _entry(item)
 
+    def _with_email(self, campaign_id: str, email: str) -> Iterable[LedgerItem]:
+        return LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == normal_email(email))
+
+    def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
+        return [_entry(item) for item in self._with_email(campaign_id, email)]
+
     def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         gone = []
-        for item in LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == email.strip().lower()):
+        for item in self._with_email(campaign_id, email):
             gone.append(_entry(item))
             item.delete()
         return gone
