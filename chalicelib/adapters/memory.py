@@ -340,6 +340,12 @@ class MemoryEdge:
         return Refusals(sorted(counts, key=lambda c: c.last_at, reverse=True),
                         sorted(samples, key=lambda x: x.at, reverse=True))
 
+    def forget(self, scope: str, about: Callable[[RefusalSample], bool]) -> int:
+        gone = [key for key, (_, sample) in self.samples.items() if key[0] == scope and about(sample)]
+        for key in gone:
+            del self.samples[key]
+        return len(gone)
+
     def heard(self, scope: str, what: str) -> None:
         self.beats[(scope, what)] = iso(self.clock())
 

@@ -12,7 +12,7 @@ Bounded by construction, whatever an unauthenticated caller sends:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 UNKNOWN = "unknown"
 SAMPLES = 5                       # samples kept per scope and reason (a ring)
@@ -66,6 +66,8 @@ class EdgeLog(Protocol):
         """Count a refusal (and keep its sample while the ring of its reason is not yet full this hour)."""
     def refusals(self, scope: str) -> Refusals:
         """What is kept for the scope (expired counters are left out), newest first."""
+    def forget(self, scope: str, about: Callable[[RefusalSample], bool]) -> int:
+        """Delete the scope's samples about a person (erasure; the counters hold nobody): how many."""
     def heard(self, scope: str, what: str) -> None:
         """Now is when the edge last accepted a `what` (join, notification) for the scope."""
     def last_heard(self, scope: str, what: str) -> Optional[str]: ...

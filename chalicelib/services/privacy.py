@@ -3,16 +3,18 @@
 No table scan: the workspaces index names every workspace ever connected or configured; the
 `EMAIL#<workspace>#<email>` pointers lead to the person's links (every campaign), and each link to
 its history and its contact pointer. Dead letters about the person are deleted from the
-dead-letter queue. Safe to repeat: the email pointers go last, so an interrupted run is finished by
-running it again."""
+dead-letter queue, and the edge's samples of refused webhooks about them from its log. Safe to
+repeat: the email pointers go last, so an interrupted run is finished by running it again."""
 from __future__ import annotations
 
 import json
 from typing import Any
 
 from ..domain.link import PersonRef
+from ..domain.people import email_hash
 from ..observability import mask_email
 from ..ports import DeadLetterQueue
+from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from .deps import Stack
 
 Erasing = Stack[DeadLetterQueue]
@@ -32,12 +34,10 @@ def forget(rt: Erasing, email: str) -> dict:
         entries, dropped = rt.store.links.erase(link)
         history += entries
         pointer_count += dropped
-    for workspace, _ in sorted(found.by_email):
-        rt.store.lookup.forget_email(workspace, email)
-        pointer_count += 1
     ledger = 0
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
-    for campaign_id in sorted({c for ws in workspaces for c in rt.store.settings.campaigns(ws)}):
+    campaigns = sorted({c for ws in workspaces for c in rt.store.settings.campaigns(ws)})
+    for campaign_id in campaigns:
         for entry in rt.store.sync.forget(campaign_id, email):     # contact sync's ledger
             ledger += 1
             if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
@@ -45,14 +45,38 @@ def forget(rt: Erasing, email: str) -> dict:
                 erased.add((campaign_id, entry.rf_user_id))
                 people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id, "workspace": None,
                                "contact_id": entry.contact_id})
+    refused = forget_refusals(rt, email, campaigns, workspaces, people)
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     if rt.config.dlq_url:
         dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
                                    {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]})
+    for workspace, _ in sorted(found.by_email):
+        rt.store.lookup.forget_email(workspace, email)
+        pointer_count += 1
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
-            "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger, "dead_letters": dead, "people": people,
+            "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
+            "refused_webhook_samples": refused, "dead_letters": dead, "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
                                "there too (the contact ids and RF user ids above)"}
+
+
+def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: list[str], people: list[dict]) -> int:
+    """Delete the edge's samples of refused webhooks about the person (the scopes `explain` reads): by
+    their email's hash, or by the RF user id or contact id of someone erased here, in the same campaign
+    or workspace. The counters stay: they hold nobody."""
+    hashed = email_hash(email)
+    erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
+    contacts = {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]}
+
+    def about(scope: str):
+        def match(sample: RefusalSample) -> bool:
+            campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
+            workspace = scope.split(":", 1)[1] if scope.startswith("workspace:") else None
+            return (sample.email_hash == hashed or (campaign, sample.rf_user_id) in erased
+                    or (workspace, sample.contact_id) in contacts)
+        return match
+    scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
+    return sum(rt.store.edge.forget(scope, about(scope)) for scope in scopes)
 
 
 def _mentions(value: Any, email: str) -> bool:

@@ -593,6 +593,15 @@ def test_refusals_are_counted_per_reason_and_hour_with_a_bounded_ring_of_samples
     assert store.edge.refusals("campaign:7") == type(kept)([], [])
 
 
+def test_forgetting_deletes_the_samples_about_a_person_and_keeps_the_counts(store):
+    for n in range(3):
+        store.edge.refused("campaign:42", refusal(n, rf_user_id=str(n)))
+    assert store.edge.forget("campaign:42", lambda s: s.rf_user_id in ("0", "2")) == 2
+    kept = store.edge.refusals("campaign:42")
+    assert [s.rf_user_id for s in kept.samples] == ["1"] and kept.total() == 3
+    assert store.edge.forget("campaign:7", lambda s: True) == 0
+
+
 def test_refusals_expire_after_a_week(store, clock):
     from chalicelib.ports.edge import REFUSALS_KEEP_DAYS
     store.edge.refused("unknown", refusal(1))

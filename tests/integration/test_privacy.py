@@ -101,3 +101,28 @@ def test_history_days_zero_keeps_history(bridge, rf):
     bridge.drain()
     entries = bridge.rt.store.history.entries(PersonRef("42", str(ann["id"])))
     assert entries and all(e.expires_at is None for e in entries)
+
+
+def test_forget_erases_the_refused_webhooks_that_named_the_person_and_explain_then_finds_nothing(bridge, rf, capsys):
+    bridge.apply(qualifying_settings())
+    ann, bob = new_lead(rf), new_lead(rf, email="bob@example.com", first_name="Bob")
+    for person in (ann, bob):
+        assert bridge.post_join(join_body(person), secret="wrong").status_code == 401     # a misconfigured RF
+    assert bridge.post_join({**join_body(ann), "campaign_id": 999}).status_code == 404   # the shared bucket
+    assert bridge.post_join(join_body(ann)).status_code == 202
+    bridge.drain()
+    capsys.readouterr()
+    main(["explain", "ann@example.com", "--json"], rt=bridge.operator())
+    refused = [e for e in json.loads(capsys.readouterr().out)["trail"] if e["event"] == "webhook_refused"]
+    assert sorted(e["outcome"] for e in refused) == ["unauthorized", "unknown_campaign"]
+
+    assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["links"], report["refused_webhook_samples"]) == (1, 2)
+    assert main(["explain", "ann@example.com"], rt=bridge.operator()) == 1
+    assert main(["explain", str(ann["id"])], rt=bridge.operator()) == 1
+    assert capsys.readouterr().out.startswith("the bridge has never seen a***@example.com")
+    main(["explain", "bob@example.com", "--json"], rt=bridge.operator())          # Bob's stays
+    assert [e["outcome"] for e in json.loads(capsys.readouterr().out)["trail"]] == ["unauthorized"]
+    assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0
+    assert json.loads(capsys.readouterr().out)["refused_webhook_samples"] == 0

@@ -51,11 +51,18 @@ class DynamoEdge:
                 counts.append(RefusalCount(item.reason or "", item.sk.rsplit("#", 1)[1], int(item.n or 0),
                                            item.first_at or item.at or "", item.at or ""))
             elif item.sk.startswith("SAMPLE#"):
-                samples.append(RefusalSample(item.reason or "", item.at or "", item.message or "", item.rf_user_id,
-                                             item.email_hash, item.email_masked, item.contact_id, item.campaign_id))
+                samples.append(_sample(item))
         counts.sort(key=lambda c: c.last_at, reverse=True)
         samples.sort(key=lambda s: s.at, reverse=True)
         return Refusals(counts, samples)
+
+    def forget(self, scope: str, about: Callable[[RefusalSample], bool]) -> int:
+        gone = [item for item in EdgeItem.query(edge_pk(scope), EdgeItem.sk.startswith("SAMPLE#"))
+                if about(_sample(item))]
+        with EdgeItem.batch_write() as batch:
+            for item in gone:
+                batch.delete(item)
+        return len(gone)
 
     def heard(self, scope: str, what: str) -> None:
         now = self.clock()
@@ -65,6 +72,11 @@ class DynamoEdge:
     def last_heard(self, scope: str, what: str) -> Optional[str]:
         item = get(EdgeItem, (edge_pk(scope), heard_sk(what)))
         return item.at if item is not None else None
+
+
+def _sample(item: EdgeItem) -> RefusalSample:
+    return RefusalSample(item.reason or "", item.at or "", item.message or "", item.rf_user_id, item.email_hash,
+                         item.email_masked, item.contact_id, item.campaign_id)
 
 
 def _set_or_remove(attribute, value):
