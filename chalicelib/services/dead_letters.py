@@ -29,7 +29,7 @@ class HasDeadLetters(Protocol):
 class DeadLetter:
     message_id: str
     reason: str
-    attempts: Optional[str]
+    attempts: Optional[int]            # tries before it was given up
     failed_at: Optional[str]
     kind: Optional[str]
     campaign_id: Optional[str]
@@ -63,10 +63,18 @@ def read(m: dict) -> DeadLetter:
     person: dict = about["person"] if isinstance(about.get("person"), dict) else {}
     item: dict = about["item"] if isinstance(about.get("item"), dict) else {}
     email = person.get("email") or item.get("email")
-    return DeadLetter(m["MessageId"], attrs.get("reason") or "unknown", attrs.get("attempts"), attrs.get("failed_at"),
+    return DeadLetter(m["MessageId"], attrs.get("reason") or "unknown", _count(attrs.get("attempts")),
+                      attrs.get("failed_at"),
                       _text(about.get("kind")), _text(about.get("campaign_id")), _text(about.get("rf_user_id")),
                       _text(about.get("workspace")), _text(item.get("id")),
                       mask_email(email) if isinstance(email, str) and email else None, body)
+
+
+def _count(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:                  # not ours: a message someone else put in the queue
+        return None
 
 
 def _text(value: Any) -> Optional[str]:
@@ -79,7 +87,7 @@ def _moved_by_sqs(m: dict) -> dict:
     SQS's count includes this look (and earlier `dlq list` looks), hence "about"."""
     receives = max(1, int(m.get("Attributes", {}).get("ApproximateReceiveCount", "2")) - 1)
     return {"reason": f"moved by SQS after about {receives} receives: the worker crashed or timed out each time",
-            "attempts": str(receives)}
+            "attempts": str(receives)}       # as the worker's message attribute holds it
 
 
 def _receive_all(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED) -> list[dict]:

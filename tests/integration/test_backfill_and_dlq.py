@@ -89,6 +89,8 @@ def test_dlq_list_shows_every_dead_letter_counted_by_reason_and_campaign(bridge,
     assert listed["by_campaign"] == {"42": 23, "43": 1, "(none)": 1}
     assert sum(listed["by_reason"].values()) == 25
     one = next(d for d in listed["dead_letters"] if d.get("campaign_id") == "42")
+    assert one["attempts"] == 1                          # a number, for machines
+    assert next(d for d in listed["dead_letters"] if d.get("campaign_id") == "43")["attempts"] == 3
     assert one["email"].endswith("***@example.com") and "payload" not in one
     assert "@example.com" not in json.dumps(listed).replace("***@example.com", "")
     code, shown = run(bridge, capsys, "dlq", "list", "--show-payload")

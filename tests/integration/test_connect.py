@@ -88,7 +88,7 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     dead = bridge.dead_letters()
     assert len(dead) == 2
     assert all(d["reason"].startswith("workspace disconnected: Intercom workspace vne310wv was disconnected")
-               and d["attempts"] == "1" for d in dead)                              # not retried
+               and d["attempts"] == 1 for d in dead)                              # not retried
     assert len(intercom.requests) == calls and rf.qualification_calls == []        # nothing reached anyone
     # Reconciliation does not fill the dead-letter queue with checks meanwhile.
     assert bridge.reconcile()["paused_workspaces"] == [WORKSPACE] and bridge.queued() == 0
@@ -119,7 +119,7 @@ def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_t
     bridge.post_join(join_body(new_lead(rf, email="bob@example.com", first_name="Bob")))
     bridge.drain()
     [dead] = bridge.dead_letters()
-    assert dead["reason"].startswith("workspace disconnected:") and dead["attempts"] == "1"
+    assert dead["reason"].startswith("workspace disconnected:") and dead["attempts"] == 1
 
 
 def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(bridge, capsys):

@@ -204,7 +204,7 @@ def test_a_token_that_did_not_change_is_read_once_then_the_401_is_permanent(brid
     bridge.drain()
     assert ssm_reads(aws_calls) == [f"{path(bridge)}/worker/intercom/{WORKSPACE}/token"]
     [dead] = bridge.dead_letters()
-    assert "Intercom answered 401" in dead["reason"] and dead["attempts"] == "1"
+    assert "Intercom answered 401" in dead["reason"] and dead["attempts"] == 1
 
 
 def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, capsys, other_workspaces):
