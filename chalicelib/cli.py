@@ -27,6 +27,9 @@ class CliError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):   # one line, not the usage block
+        commands = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if commands is not None and message == f"the following arguments are required: {commands.dest}":
+            message = f"give a command: {', '.join(commands.choices)}"     # `bridge`, `bridge sync`...
         self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
 
 
@@ -204,6 +207,8 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as exc:  # one line, never a traceback (nor a secret)
         if os.environ.get("BRIDGE_DEBUG"):
             import traceback
@@ -216,6 +221,16 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
             message = _aws_problem(exc) or f"unexpected error: {type(exc).__name__}: {exc}"
         print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
         return 1
+
+
+def _reader_gone() -> int:
+    """stdout's reader left (`bridge dlq list | head -1`): stop quietly, as Unix tools do when SIGPIPE
+    ends them (exit 128 + 13). What Python still holds for stdout goes to /dev/null at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):                # not a real file (a test's capture)
+        pass
+    return 141
 
 
 # --- the commands: each gets the parsed arguments and the runtime, and answers an exit code ------------
@@ -324,6 +339,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
 def _explain(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import explain
 
+    if not args.who.strip():
+        raise CliError("explain whom? Give an email, a Referral Factory user id or an Intercom contact id")
     found = explain.explain(rt, args.who)
     if args.json:
         _print(found.view())
@@ -373,18 +390,23 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _history(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.explain import masked
+
     found = admin.person_history(rt, args.campaign_id, args.rf_user_id)
     if found["link"] is None and not found["history"]:
         if rt.store.settings.get(args.campaign_id) is None:
             raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
         raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
                        f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
-    _print(found)
+    _print(masked(found))          # as `explain` shows them (the table holds them: see the README)
     return 0
 
 
 def _forget(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.privacy import forget
+    if "@" not in args.email:
+        raise CliError(f"{args.email.strip()!r} is not an email address: `bridge forget` takes the person's email "
+                       "(e.g. ann@example.com)")
     _print(forget(rt, args.email))
     return 0
 
@@ -482,14 +504,24 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def command(argv: list[str] | None = None) -> int:
-    """The `bridge` command: stdout carries only the answer (logs go to stderr), so `| jq` works."""
+    """The `bridge` command: stdout carries only the answer, so `| jq` works; stderr only its errors,
+    one line each (the services' log lines are for the Lambdas: only their errors show here, unless
+    BRIDGE_DEBUG is set)."""
     import logging
 
     from .observability import logger
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
-    return main(argv)
+    logger.setLevel(logging.DEBUG if os.environ.get("BRIDGE_DEBUG") else logging.ERROR)
+    try:
+        try:
+            code = main(argv)
+        finally:
+            sys.stdout.flush()                   # here, where a reader that left is caught, not at exit
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
 
 
 if __name__ == "__main__":

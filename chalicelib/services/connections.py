@@ -106,6 +106,9 @@ def disconnect_workspace(rt: Connecting, workspace: str) -> dict:
 def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str]) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
     made once. What is not given is kept."""
+    if not client_id and not client_secret:
+        raise ConnectError("give --client-id and/or --client-secret (or INTERCOM_CLIENT_ID, INTERCOM_CLIENT_SECRET): "
+                           "the public Intercom app's client id and secret")
     edge = rt.secrets.scoped(EDGE)
     had = {name: edge.get(name) is not None for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
     if not client_id and not had[OAUTH_CLIENT_ID]:

@@ -81,7 +81,35 @@ def test_bad_arguments_are_one_line_too(aws_env, capsys):
         main(["workspace"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert one_line(err).startswith("bridge: the following arguments are required: action")
+    assert one_line(err) == "bridge: give a command: connect, disconnect, oauth-app (see `bridge workspace --help`)\n"
+
+
+def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and one_line(err).startswith("bridge: give a command: settings, workspace, rf, dlq, ")
+    assert "explain" in err and "forget" in err and "cmd" not in err
+    with pytest.raises(SystemExit):
+        main(["sync"])
+    assert one_line(capsys.readouterr().err).startswith("bridge: give a command: start, status, report ")
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["forget", "notanemail"], "bridge: 'notanemail' is not an email address: `bridge forget` takes the person's "
+                               "email (e.g. ann@example.com)\n"),
+    (["explain", ""], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
+    (["explain", "  "], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
+    (["workspace", "oauth-app"], "bridge: give --client-id and/or --client-secret (or INTERCOM_CLIENT_ID, "
+                                 "INTERCOM_CLIENT_SECRET): the public Intercom app's client id and secret\n"),
+])
+def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env, capsys, argv, said):
+    """Before anything is read or stored: no AWS is reachable here (a call to it would fail otherwise)."""
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
+    code, out, err = run_cli(argv, capsys)
+    assert (code, out, one_line(err)) == (1, "", said)
 
 
 def test_a_secret_in_an_error_message_is_masked(aws_env, capsys, monkeypatch):
@@ -126,3 +154,25 @@ def test_the_local_stack_is_used_unless_the_environment_or_a_stage_names_another
     assert bridge_env.local_env(["--stage=prod", "dlq", "list"], {}) == {}
     monkeypatch.setattr(bridge_env, "STATE", tmp_path / "absent.json")
     assert bridge_env.local_env(["history"], {}) == {}
+
+
+def test_a_reader_that_left_ends_the_command_quietly_as_unix_tools_do(tmp_path):
+    """`./bridge ... | head -1`: the reader is gone before the answer is written."""
+    args = ["settings", "check", str(ROOT / "docs/examples/campaign.yaml")]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([str(ROOT / "bridge"), *args], cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, env={**os.environ, "BRIDGE_TABLE": "t-table"})
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")           # 128 + SIGPIPE, as `yes | head -1` ends
+
+
+def test_a_reader_that_leaves_midway_through_a_long_answer_ends_it_quietly(aws_env, capsys, monkeypatch):
+    def long_answer(args, rt):
+        print("a dead letter")
+        raise BrokenPipeError(32, "Broken pipe")             # what print raises once `head` has gone
+    monkeypatch.setattr("chalicelib.cli._dlq_list", long_answer)
+    code, _, err = run_cli(["dlq", "list"], capsys)
+    assert (code, err) == (141, "")

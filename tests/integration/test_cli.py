@@ -59,4 +59,5 @@ def test_history_shows_the_trail_without_secrets(bridge, rf, intercom, capsys):
     assert main(["history", "42", str(lead["id"])], rt=bridge.rt) == 0
     out = capsys.readouterr().out
     assert '"outcome": "created"' in out
+    assert "ann@example.com" not in out and '"email": "a***@example.com"' in out       # masked, as explain
     assert "sim-token" not in out and "client-secret" not in out and "rf-hook-secret" not in out
