@@ -65,7 +65,7 @@ def test_a_worker_dying_after_its_work_redelivers_the_batch_without_doubling_any
     assert len(intercom.contacts) == 3
     for lead in leads:
         history = bridge.history(42, lead["id"])["history"]
-        assert [h["outcome"] for h in history] == ["received", "created", "ignored"]
+        assert [h["outcome"] for h in history] == ["received", "created", "repeated"]
 
 
 def test_an_intercom_400_is_not_retried_and_dead_letters_with_intercoms_message(bridge, intercom, rf):
