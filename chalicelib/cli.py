@@ -25,6 +25,11 @@ class CliError(Exception):
     """A clear, one-line refusal."""
 
 
+# Without a stage, the BRIDGE_* variables name the stack (./bridge sets them from a running `make run`).
+NO_STACK = ("no stack to talk to: no local stack is running (start one with `make run`), and no deployed one is "
+            "named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):   # one line, not the usage block
         self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
@@ -192,6 +197,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
+    if rt is None and args.func is not _settings_check and not os.environ.get("BRIDGE_TABLE"):
+        print(f"bridge: {NO_STACK}", file=sys.stderr)
+        return 1
     secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]
     try:
         if args.func is _settings_check:      # reads a file only: no runtime, no AWS
@@ -489,7 +497,10 @@ def command(argv: list[str] | None = None) -> int:
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
-    return main(argv)
+    try:
+        return main(argv)
+    except KeyboardInterrupt:   # Ctrl-C while arguments are read or a stage is looked up
+        return 130
 
 
 if __name__ == "__main__":
