@@ -8,7 +8,7 @@ released). Every call to Intercom and RF goes through the shared rate limiter.""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain.link import Link, PersonRef
@@ -444,7 +444,15 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings) ->
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
-    if last is None:
+    stored = rt.store.settings.get(c)
+    applied = _age_hours(now, stored.updated_at) * 60 if stored is not None else None
+    if last is None and applied is not None and applied < LAG_MINUTES:
+        # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
+        due = datetime.fromtimestamp(now + (LAG_MINUTES - applied) * 60, timezone.utc).strftime("%H:%M UTC")
+        report.add("reconciliation", True, f"reconciliation has not searched the changed contacts of workspace {ws} "
+                   f"yet: the settings were applied {applied:.0f} min ago, and the first search comes with the next "
+                   f"scheduled run (late if not done by {due})")
+    elif last is None:
         report.add("reconciliation", False, f"reconciliation has never searched the changed contacts of workspace {ws}",
                    "a lost Intercom webhook is caught only by the slower one-by-one sweep, or not at all for leads "
                    "older than RECONCILE_SWEEP_DAYS",
