@@ -261,7 +261,7 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
                        "the stored one: `bridge settings show <campaign_id>`)")
     print(f"settings of campaign {args.campaign_id!r} deleted (version {done['deleted_version']}, workspace "
           f"{done['workspace']}): its joins are now refused (404 unknown_campaign)"
-          + (f"; its {done['kept']} are kept, with their history" if done["kept"] else ""))
+          + (f"; kept, with their history: {done['kept']}" if done["kept"] else ""))
     return 0
 
 
