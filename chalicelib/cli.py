@@ -13,7 +13,7 @@ import sys
 from typing import Any, Optional
 
 from .config import Config
-from .domain.settings import SettingsError, parse_settings
+from .domain.settings import SettingsError
 from .errors import WorkError
 from .runtime import Runtime
 from .services import admin
@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     p = settings.add_parser("show", help="print a campaign's stored settings")
     p.add_argument("campaign_id")
     p.set_defaults(func=_settings_show)
+    p = settings.add_parser("delete", help="remove a campaign's settings (applied by mistake): its joins are then "
+                                           "refused; its links and history are kept")
+    p.add_argument("campaign_id")
+    p.add_argument("--yes", action="store_true", help="confirm, when people of the campaign are already linked")
+    p.set_defaults(func=_settings_delete)
 
     ws = sub.add_parser("workspace", help="Intercom workspaces").add_subparsers(dest="action", required=True)
     p = ws.add_parser("connect", help="store a workspace's access token and client secret in SSM (what is not "
@@ -228,8 +233,11 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
 
 # --- the commands: each gets the parsed arguments and the runtime, and answers an exit code ------------
 def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
-    parse_settings(admin.load_document(_read(args.file)))
-    print("settings are valid")
+    _, warnings = admin.check_settings(_read(args.file))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print("settings are valid" + (" (the live workspace was not asked: `settings apply` checks the attributes)"
+                                  if warnings else ""))
     return 0
 
 
@@ -246,6 +254,22 @@ def _settings_show(args: argparse.Namespace, rt: Runtime) -> int:
     if shown is None:
         raise CliError(f"campaign {args.campaign_id} has no settings")
     _print(shown)
+    return 0
+
+
+def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
+    try:
+        done = admin.delete_settings(rt, args.campaign_id, confirmed=args.yes)
+    except admin.NeedsConfirmation as exc:
+        raise CliError(f"campaign {args.campaign_id} has {exc}: once its settings are deleted, its joins are "
+                       "refused and its pending leads no longer checked — add --yes to delete them anyway (links "
+                       "and history are kept)") from None
+    if done is None:
+        raise CliError(f"campaign {args.campaign_id!r} has no settings, nothing was deleted (the id must be exactly "
+                       "the stored one: `bridge settings show <campaign_id>`)")
+    print(f"settings of campaign {args.campaign_id!r} deleted (version {done['deleted_version']}, workspace "
+          f"{done['workspace']}): its joins are now refused (404 unknown_campaign)"
+          + (f"; kept, with their history: {done['kept']}" if done["kept"] else ""))
     return 0
 
 
