@@ -26,6 +26,18 @@ def intercom_webhook():
     return handlers.intercom_webhook(app.current_request)
 
 
+# Every other method of the webhook URLs gets the same JSON 405 here and on API Gateway.
+@app.route("/webhooks/referral-factory", methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+           content_types=ANY_MEDIA)
+def referral_factory_webhook_other_methods():
+    return handlers.method_not_allowed(app.current_request, "POST")
+
+
+@app.route("/webhooks/intercom", methods=["GET", "PUT", "PATCH", "DELETE", "OPTIONS"], content_types=ANY_MEDIA)
+def intercom_webhook_other_methods():
+    return handlers.method_not_allowed(app.current_request, "POST, HEAD")
+
+
 @app.route("/oauth/intercom/start", methods=["GET"])
 def oauth_start():
     return handlers.oauth_start(app.current_request)

@@ -13,7 +13,7 @@ import sys
 from typing import Any, Optional
 
 from .config import Config
-from .domain.settings import SettingsError, parse_settings
+from .domain.settings import SettingsError
 from .errors import WorkError
 from .runtime import Runtime
 from .services import admin
@@ -23,6 +23,11 @@ from .services.connections import (ConnectError, configure_oauth, connect_rf, co
 
 class CliError(Exception):
     """A clear, one-line refusal."""
+
+
+# Without a stage, the BRIDGE_* variables name the stack (./bridge sets them from a running `make run`).
+NO_STACK = ("no stack to talk to: no local stack is running (start one with `make run`), and no deployed one is "
+            "named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     p = settings.add_parser("show", help="print a campaign's stored settings")
     p.add_argument("campaign_id")
     p.set_defaults(func=_settings_show)
+    p = settings.add_parser("delete", help="remove a campaign's settings (applied by mistake): its joins are then "
+                                           "refused; its links and history are kept")
+    p.add_argument("campaign_id")
+    p.add_argument("--yes", action="store_true", help="confirm, when people of the campaign are already linked")
+    p.set_defaults(func=_settings_delete)
 
     ws = sub.add_parser("workspace", help="Intercom workspaces").add_subparsers(dest="action", required=True)
     p = ws.add_parser("connect", help="store a workspace's access token and client secret in SSM (what is not "
@@ -195,6 +205,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
+    if rt is None and args.func is not _settings_check and not os.environ.get("BRIDGE_TABLE"):
+        print(f"bridge: {NO_STACK}", file=sys.stderr)
+        return 1
     secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]
     try:
         if args.func is _settings_check:      # reads a file only: no runtime, no AWS
@@ -235,8 +248,11 @@ def _reader_gone() -> int:
 
 # --- the commands: each gets the parsed arguments and the runtime, and answers an exit code ------------
 def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
-    parse_settings(admin.load_document(_read(args.file)))
-    print("settings are valid")
+    _, warnings = admin.check_settings(_read(args.file))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print("settings are valid" + (" (the live workspace was not asked: `settings apply` checks the attributes)"
+                                  if warnings else ""))
     return 0
 
 
@@ -253,6 +269,22 @@ def _settings_show(args: argparse.Namespace, rt: Runtime) -> int:
     if shown is None:
         raise CliError(f"campaign {args.campaign_id} has no settings")
     _print(shown)
+    return 0
+
+
+def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
+    try:
+        done = admin.delete_settings(rt, args.campaign_id, confirmed=args.yes)
+    except admin.NeedsConfirmation as exc:
+        raise CliError(f"campaign {args.campaign_id} has {exc}: once its settings are deleted, its joins are "
+                       "refused and its pending leads no longer checked — add --yes to delete them anyway (links "
+                       "and history are kept)") from None
+    if done is None:
+        raise CliError(f"campaign {args.campaign_id!r} has no settings, nothing was deleted (the id must be exactly "
+                       "the stored one: `bridge settings show <campaign_id>`)")
+    print(f"settings of campaign {args.campaign_id!r} deleted (version {done['deleted_version']}, workspace "
+          f"{done['workspace']}): its joins are now refused (404 unknown_campaign)"
+          + (f"; kept, with their history: {done['kept']}" if done["kept"] else ""))
     return 0
 
 
@@ -521,6 +553,8 @@ def command(argv: list[str] | None = None) -> int:
             sys.stdout.flush()                   # here, where a reader that left is caught, not at exit
     except BrokenPipeError:
         return _reader_gone()
+    except KeyboardInterrupt:   # Ctrl-C while arguments are read or a stage is looked up
+        return 130
     return code
 
 

@@ -34,6 +34,17 @@ def intercom_webhook(request) -> Response:
     return _reply(request, ingest.receive_intercom)
 
 
+def method_not_allowed(request, allowed: str) -> Response:
+    """A webhook URL asked with another method: the README's JSON error, with `Allow`. app.py routes
+    every other method here, so that API Gateway (which answers a method no route has with its own
+    403 "Missing Authentication Token") and the local server (Chalice's 405 body) answer alike."""
+    logger.set_correlation_id(request.context.get("requestId"))
+    logger.warning("webhook rejected", extra={"path": request.path, "status": 405, "error": "method_not_allowed"})
+    body = {"error": "method_not_allowed", "message": f"{request.method} is not accepted here: use {allowed}"}
+    return Response(body="" if request.method == "HEAD" else body, status_code=405,
+                    headers={"Content-Type": "application/json", "Allow": allowed})
+
+
 def _place(request):
     """Where the browser reaches this API: the forwarded scheme, the Host, and the stage's path
     (API Gateway's context path holds `/api/...`; the local server's has no stage)."""

@@ -61,7 +61,7 @@ def cloudformation_client(environ: Optional[Mapping[str, str]] = None) -> Any:
     try:
         return boto3.client("cloudformation", region_name=(environ or os.environ).get("AWS_REGION") or None)
     except BotoCoreError as exc:   # no region
-        raise StageError(f"cannot read the stage's stack: {exc}") from None
+        raise StageError(_aws_missing(exc) or f"cannot read the stage's stack: {exc}") from None
 
 
 def stack_outputs(stage: str, cloudformation: Any = None) -> dict[str, str]:
@@ -78,7 +78,7 @@ def stack_outputs(stage: str, cloudformation: Any = None) -> dict[str, str]:
                              f"run `make deploy STAGE={stage}`, or set AWS_REGION to its region") from None
         raise StageError(f"cannot read stack {name}: {exc}") from None
     except BotoCoreError as exc:  # no credentials, no region, no network
-        raise StageError(f"cannot read stack {name}: {exc}") from None
+        raise StageError(f"cannot read stack {name}: {_aws_missing(exc) or exc}") from None
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
@@ -90,6 +90,7 @@ def resolve(stage: str, cloudformation: Any = None) -> dict[str, str]:
 def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None, cloudformation: Any = None) -> dict[str, str]:
     """Point this process at the stage's resources (what `bridge --stage <stage>` does)."""
     target: MutableMapping[str, str] = os.environ if environ is None else environ
+    check_stage(stage)
     cfn = cloudformation or cloudformation_client(target)
     env = resolve(stage, cfn)
     # Every other client of this process (the queue's, PynamoDB's) must look in the same region.
@@ -103,7 +104,20 @@ def use_stage_or_exit(stage: str) -> dict[str, str]:
     try:
         return use_stage(stage)
     except StageError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"bridge: {exc}") from None
+
+
+def _aws_missing(exc: BaseException) -> Optional[str]:
+    """What the operator's shell lacks, for the AWS failures that mean it (else None)."""
+    from botocore import exceptions as bx
+
+    if isinstance(exc, bx.NoRegionError):
+        return "no AWS region: set AWS_REGION to the stage's region (or a region in your AWS profile)"
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
+        return f"AWS is unreachable ({exc}): check the network"
+    return None
 
 
 def _region(client: Any) -> str:

@@ -16,6 +16,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValida
                       field_validator, model_serializer, model_validator)
 from pydantic_core import from_json
 
+from .domain.ids import ID, as_id, is_id
 from .domain.people import normalise
 
 
@@ -150,23 +151,8 @@ _MESSAGES = {
 
 
 # --- shared field types ------------------------------------------------------------------------
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-
-def _id(value: Any) -> Any:
-    """Ids are numbers or short text of letters, digits, `-` and `_`: they go into URL paths and
-    storage keys, so nothing else is let through."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    elif isinstance(value, float) and value.is_integer():
-        value = str(int(value))
-    if not isinstance(value, str) or not _ID.match(value):
-        raise ValueError("must be a number, or text of letters, digits, '-' and '_' (at most 128)")
-    return value
-
-
-def is_id(value: str) -> bool:
-    return bool(_ID.match(value))
+_ID = ID          # the one rule for ids (domain/ids.py): settings name campaigns by it too
+_id = as_id
 
 
 Id = Annotated[str, BeforeValidator(_id)]

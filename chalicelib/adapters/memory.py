@@ -92,6 +92,9 @@ class MemoryLinks:
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]:
         return {link.ref: link for link in (self.get(r) for r in refs) if link is not None}
 
+    def count_in(self, campaign_id: str, limit: int) -> int:
+        return min(limit, sum(1 for ref in self.tables.links if ref.campaign_id == campaign_id))
+
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
         held.link = dataclasses.replace(held.link, updated_at=iso(self.clock()), **changes)
@@ -307,6 +310,9 @@ class MemorySettings:
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
         return self.stored.get(campaign_id)
+
+    def delete(self, campaign_id: str) -> bool:
+        return self.stored.pop(campaign_id, None) is not None
 
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         return {c: self.stored[c].document for c in campaign_ids if c in self.stored}

@@ -6,7 +6,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .mapping import MARKER_ATTRIBUTE, STANDARD_ATTRIBUTE_TYPES, rf_field_known
+from .ids import ID_RULE, as_id
+from .mapping import (MARKER_ATTRIBUTE, RF_FIELDS, STANDARD_ATTRIBUTE_TYPES, ConversionError, convert,
+                      rf_field_known)
 
 Action = Literal["nothing", "create_lead", "create_user"]
 
@@ -30,6 +32,26 @@ def _check_target(to: str) -> str:
         f"'{to}' is not an Intercom contact attribute — use a standard one "
         f"({', '.join(sorted(STANDARD_ATTRIBUTE_TYPES))}) or custom_attributes.<name>"
     )
+
+
+_SEPARATOR = "\n"     # a model validator's several problems travel in one ValueError, one a line
+
+
+def _refuse(model: Any, problems: list[str]) -> Any:
+    """Every independent problem a model validator finds, at once (parse_settings splits them)."""
+    if problems:
+        raise ValueError(_SEPARATOR.join(problems))
+    return model
+
+
+def _twice(rows: list, what: str) -> list[str]:
+    seen: set[str] = set()
+    problems = []
+    for row in rows:
+        if row.to in seen:
+            problems.append(f"'{row.to}' is mapped twice — map each {what} at most once")
+        seen.add(row.to)
+    return problems
 
 
 class _Row(_Strict):
@@ -63,11 +85,8 @@ class FieldMap(_Row):
     @classmethod
     def _from(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not rf_field_known(v):
-            raise ValueError(
-                f"'{v}' is not a Referral Factory field — use email, first_name, code, url, source, id, "
-                "signed_up_at, referrer_name, referrer_email, referrer_code, campaign_name, or meta.<field> "
-                "for a custom field"
-            )
+            raise ValueError(f"'{v}' is not a Referral Factory field — use {', '.join(RF_FIELDS)}, or "
+                             "meta.<field> for a custom field")
         return v
 
 
@@ -79,24 +98,24 @@ class People(_Strict):
 
     @model_validator(mode="after")
     def _mapping(self) -> "People":
-        seen: set[str] = set()
-        for row in self.fields:
-            if row.to in seen:
-                raise ValueError(f"'{row.to}' is mapped twice — map each Intercom attribute at most once")
-            seen.add(row.to)
+        problems = _twice(self.fields, "Intercom attribute")
         if self.action != "nothing" and not any(r.to == "email" and r.from_ for r in self.fields):
-            raise ValueError("email is not mapped — add {from: email, to: email} to fields (Intercom needs an email)")
-        return self
+            problems.append("email is not mapped — add {from: email, to: email} to fields (Intercom needs an email)")
+        return _refuse(self, problems)
 
     @property
     def role(self) -> Optional[str]:
         return {"create_lead": "lead", "create_user": "user"}.get(self.action)
 
 
+Operator = Literal["equals", "is_set", "gte", "contains"]
+NO_VALUE = ("is_set",)              # operators that compare with nothing: `value` is not needed
+
+
 class Qualification(_Strict):
     attribute: str
-    value: Any
-    operator: Literal["equals", "is_set", "gte", "contains"] = "equals"
+    value: Any = None
+    operator: Operator = "equals"
     initial_value: Any = None
     require_change: bool = True
     match: Literal["contact", "email"] = "contact"
@@ -106,6 +125,13 @@ class Qualification(_Strict):
     @classmethod
     def _attr(cls, v: str) -> str:
         return _check_target(v)
+
+    @model_validator(mode="after")
+    def _value(self) -> "Qualification":
+        if self.value is None and self.operator not in NO_VALUE:
+            raise ValueError(f"value is missing — operator {self.operator} compares the attribute with it: add "
+                             f"`value:` (or use operator: {NO_VALUE[0]}, which needs none)")
+        return self
 
 
 class SyncFieldMap(_Row):
@@ -144,19 +170,15 @@ class Sync(_Strict):
 
     @model_validator(mode="after")
     def _segment(self) -> "Sync":
+        problems = []
         if self.source == "segment" and not self.segment_id:
-            raise ValueError("source is segment but segment_id is missing — add segment_id (see GET /segments)")
+            problems.append("source is segment but segment_id is missing — add segment_id (see GET /segments)")
         mapped = {r.to for r in self.fields}
         for name, source in (("email", "email"), ("first_name", "name")):
             if name not in mapped:
-                raise ValueError(f"{name} is not mapped — add {{from: {source}, to: {name}}} to fields "
-                                 "(Referral Factory requires it)")
-        seen: set[str] = set()
-        for row in self.fields:
-            if row.to in seen:
-                raise ValueError(f"'{row.to}' is mapped twice — map each Referral Factory field at most once")
-            seen.add(row.to)
-        return self
+                problems.append(f"{name} is not mapped — add {{from: {source}, to: {name}}} to fields "
+                                "(Referral Factory requires it)")
+        return _refuse(self, problems + _twice(self.fields, "Referral Factory field"))
 
 
 class CampaignSettings(_Strict):
@@ -169,8 +191,14 @@ class CampaignSettings(_Strict):
 
     @field_validator("campaign_id", "workspace", mode="before")
     @classmethod
-    def _str(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    def _id(cls, v: Any) -> Any:
+        """The ids webhooks carry follow one rule (domain/ids.py): a campaign named otherwise would
+        never receive a join, nor a workspace a notification."""
+        try:
+            return as_id(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an id a webhook can carry — write the id exactly as Referral "
+                             f"Factory / Intercom show it: {ID_RULE}") from None
 
     def people(self, is_lead: bool) -> People:
         return self.leads if is_lead else self.referrers
@@ -211,18 +239,25 @@ def parse_settings(doc: Any) -> CampaignSettings:
             if kind == "literal_error":
                 msg = f"{err['msg'].lower()} (got {err.get('input')!r})"
             elif kind == "value_error":
-                msg = str(err["msg"]).removeprefix("Value error, ")
+                for line in str(err["msg"]).removeprefix("Value error, ").split(_SEPARATOR):
+                    problems.append(f"{_loc(err['loc'])}: {line}")
+                continue
             else:
                 msg = _FIXES.get(kind, err["msg"])
             problems.append(f"{_loc(err['loc'])}: {msg}")
         raise SettingsError(problems) from None
 
 
-def check_against_workspace(settings: CampaignSettings, attributes: dict[str, dict]) -> list[str]:
-    """Problems only the live workspace can reveal: attributes that do not exist, are archived
-    or read-only, and values whose type cannot be converted. `attributes` maps full_name ->
-    Intercom data attribute (as listed by GET /data_attributes)."""
-    from .mapping import ConversionError, convert, rf_field_type
+def check_against_workspace(settings: CampaignSettings, attributes: dict[str, dict],
+                            segments: Optional[list[dict]] = None) -> list[str]:
+    """Problems only the live workspace can reveal, every one at once: attributes that do not exist,
+    are archived or read-only; values that do not fit the attribute's type; a rule's operator that
+    cannot compare that type; the sync block's attributes and segment (the same checks as `sync start`).
+    `attributes` maps full_name -> Intercom data attribute (as listed by GET /data_attributes);
+    `segments`: the workspace's segments, when the sync block reads one (None: not checked).
+    `bridge settings apply` refuses what this finds, and `bridge doctor` reports it."""
+    from .mapping import rf_field_type
+    from .sync import check_sync
 
     problems: list[str] = []
     sections = [("leads", settings.leads), ("referrers", settings.referrers)]
@@ -240,12 +275,11 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                 problems.append(f"{key}: {row.to} is archived in Intercom — unarchive it or map another attribute")
             if attr.get("api_writable") is False:
                 problems.append(f"{key}: {row.to} is read-only in Intercom — map a writable attribute")
-            dtype = attr.get("data_type", "string")
+            dtype = attr.get("data_type") or "string"
             if row.value is not None:
-                try:
-                    convert(row.value, dtype)
-                except ConversionError as exc:
-                    problems.append(f"{section}.fields[{i}].value: {exc} — change the value or the attribute")
+                unfit = value_unfit(row.value, dtype, row.to, "value", "change the value or the attribute")
+                if unfit:
+                    problems.append(f"{section}.fields[{i}].value: {unfit}")
             elif not _compatible(rf_field_type(row.from_ or ""), dtype):
                 problems.append(
                     f"{section}.fields[{i}]: {row.from_} is {rf_field_type(row.from_ or '')} but {row.to} is "
@@ -258,13 +292,47 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
             problems.append(f"qualification.attribute: {q.attribute} does not exist in workspace "
                             f"{settings.workspace} — create it in Intercom or fix the name")
         else:
-            for key, val in (("value", q.value), ("initial_value", q.initial_value)):
-                if val is None or (key == "value" and q.operator == "is_set"):
-                    continue
-                try:
-                    convert(val, attr.get("data_type", "string"))
-                except ConversionError as exc:
-                    problems.append(f"qualification.{key}: {exc} — use a value of type {attr.get('data_type')}")
+            problems += rule_problems(q, attr.get("data_type") or "string")
+    if settings.sync is not None:
+        problems += check_sync(settings, attributes, segments)
+    return problems
+
+
+_KIND = {"string": "a text attribute", "integer": "a whole-number attribute", "float": "a decimal attribute",
+         "boolean": "a true/false attribute", "date": "a date attribute", "datetime": "a date attribute"}
+
+
+def value_unfit(value: Any, data_type: str, attribute: str, key: str, fix: str) -> Optional[str]:
+    """Why `value` (from the settings) cannot be written to or compared with an attribute of
+    `data_type`, as "what — fix"; None when it fits. A boolean fits only a true/false attribute:
+    YAML turns an unquoted Yes into true, which no text attribute ever equals."""
+    if isinstance(value, bool) and data_type != "boolean":
+        word = "Yes" if value else "No"
+        return (f"{str(value).lower()} is a boolean, but {attribute} is {_KIND.get(data_type, data_type)} — YAML "
+                f"reads unquoted Yes/No, true/false and on/off as booleans: quote the text, e.g. {key}: \"{word}\"")
+    try:
+        convert(value, data_type)
+    except ConversionError as exc:
+        return f"{exc} — {fix}"
+    return None
+
+
+def rule_problems(q: Qualification, data_type: str) -> list[str]:
+    """Does the rule fit its attribute's type: its value and initial value, and its operator."""
+    problems = []
+    for key, val in (("value", q.value), ("initial_value", q.initial_value)):
+        if val is None or (key == "value" and q.operator in NO_VALUE):
+            continue
+        unfit = value_unfit(val, data_type, q.attribute, key, f"use a value of type {data_type}")
+        if unfit:
+            problems.append(f"qualification.{key}: {unfit}")
+    kind = _KIND.get(data_type, data_type)
+    if q.operator == "gte" and data_type not in ("integer", "float", "date", "datetime"):
+        problems.append(f"qualification.operator: gte compares numbers or dates, but {q.attribute} is {kind} — use "
+                        "equals or contains, or a number or date attribute")
+    if q.operator == "contains" and data_type != "string":
+        problems.append(f"qualification.operator: contains looks for text, but {q.attribute} is {kind} — use equals "
+                        "(or gte for a number or a date)")
     return problems
 
 

@@ -127,9 +127,25 @@ def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments:
               campaign: Optional[dict]) -> list[str]:
     """Why a run must not start, each naming the fix (empty: go). `segments`: every segment of the
     workspace (None when the source is not a segment); `campaign`: RF's campaign (None: not found)."""
+    if settings.sync is None:
+        return ["sync: the settings have no sync block — add one (docs/examples/campaign.yaml) and apply them"]
+    problems = check_sync(settings, attributes, segments)
+    if campaign is None:
+        problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory — fix campaign_id")
+    elif str(campaign.get("status", "launched")) != "launched":
+        problems.append(f"campaign {settings.campaign_id} is not live in Referral Factory (status "
+                        f"{campaign.get('status')}) — launch it first: people cannot join a "
+                        f"{campaign.get('status')} campaign")
+    return problems
+
+
+def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments: Optional[list[dict]]) -> list[str]:
+    """The sync block against the workspace: the segment exists, the referral link goes to a writable
+    text attribute, every `from` attribute exists. What `sync start` (and its dry run) checks first,
+    and what `settings apply` and `doctor` check (domain/settings.check_against_workspace)."""
     sync = settings.sync
     if sync is None:
-        return ["sync: the settings have no sync block — add one (docs/examples/campaign.yaml) and apply them"]
+        return []
     problems = []
     if sync.source == "segment" and segments is not None and \
             not any(str(s.get("id")) == str(sync.segment_id) for s in segments):
@@ -157,21 +173,14 @@ def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments:
             problems.append(f"sync.referral_link_attribute: {attribute} is archived or read-only in Intercom — "
                             "unarchive it or name a writable Text attribute")
     for required in ("email", "first_name"):
-        rows = [r for r in sync.fields if r.to == required]
-        if not rows:
+        if not any(r.to == required for r in sync.fields):
             source = "email" if required == "email" else "name"
             problems.append(f"sync.fields: {required} is not mapped — add {{from: {source}, to: {required}}} "
                             "(Referral Factory requires it)")
-        for row in rows:
-            if row.from_ and row.from_ not in attributes and row.from_ not in ("id", "role"):
-                problems.append(f"sync.fields: {row.from_} (mapped to {required}) does not exist in workspace "
-                                f"{settings.workspace} — map an existing attribute")
-    if campaign is None:
-        problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory — fix campaign_id")
-    elif str(campaign.get("status", "launched")) != "launched":
-        problems.append(f"campaign {settings.campaign_id} is not live in Referral Factory (status "
-                        f"{campaign.get('status')}) — launch it first: people cannot join a "
-                        f"{campaign.get('status')} campaign")
+    for row in sync.fields:
+        if row.from_ and row.from_ not in attributes and row.from_ not in ("id", "role"):
+            problems.append(f"sync.fields: {row.from_} (mapped to {row.to}) does not exist in workspace "
+                            f"{settings.workspace} — map an existing attribute")
     return problems
 
 

@@ -35,6 +35,8 @@ KEEP: Any = _Keep()         # "leave this attribute as it is" (None removes it)
 class LinkRepository(Protocol):
     def get(self, ref: PersonRef) -> Optional[Link]: ...
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]: ...
+    def count_in(self, campaign_id: str, limit: int) -> int:
+        """How many links the campaign has, counted up to `limit` (reads the campaign's own items only)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
@@ -152,6 +154,9 @@ class StoredSettings:
 class SettingsRepository(Protocol):
     def put(self, campaign_id: str, document: dict, workspace: str) -> int: ...     # the new version
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
+    def delete(self, campaign_id: str) -> bool:
+        """Remove the campaign's settings (False: there were none). The campaign stays listed in
+        `campaigns` (what `forget` and `explain` visit: its links and history are kept)."""
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
     def campaigns(self, workspace: str) -> set[str]:
         """Every campaign whose settings were ever applied for this workspace (a campaign moved to

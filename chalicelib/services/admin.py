@@ -7,7 +7,7 @@ import yaml
 
 from ..domain.link import PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
-from ..domain.settings import SettingsError, check_against_workspace, parse_settings
+from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..errors import WorkError
 from ..ports import DeadLetterQueue, IntercomPort
 from .dead_letters import list_dead, replay
@@ -21,31 +21,87 @@ class Operator(Stack[DeadLetterQueue], Protocol):
     def forget(self) -> None: ...
 
 
-def load_document(text: str) -> Any:
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (YAML itself keeps the last
+    silently), and notes each `value:` / `initial_value:` whose unquoted Yes/No/On/Off it reads as a boolean."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        first: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key_node.start_mark.line + 1
+            key = (key_node.tag, key_node.value)
+            if key in first:
+                self.problems.append(f"line {line}: the key '{key_node.value}' is given twice (first on line "
+                                     f"{first[key]}) — keep one: YAML would silently use the last")
+            else:
+                first[key] = line
+            if key_node.value in ("value", "initial_value") and isinstance(value_node, yaml.ScalarNode) and \
+                    value_node.tag == "tag:yaml.org,2002:bool" and value_node.style is None and \
+                    value_node.value.lower() in ("yes", "no", "on", "off"):
+                word, read = value_node.value, value_node.value.lower() in ("yes", "on")
+                self.notes.append(f"line {value_node.start_mark.line + 1}: {key_node.value}: {word} is read as the "
+                                  f"boolean {str(read).lower()}, not the text \"{word}\" — for a text attribute, "
+                                  f"quote it ({key_node.value}: \"{word}\"); a true/false attribute takes it as is")
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_document(text: str) -> tuple[Any, list[str]]:
+    """A settings file (YAML, or JSON, which is YAML too) and its warnings. Raises SettingsError:
+    not YAML, or a key given twice (each with its line)."""
+    loader = _Loader(text)
     try:
-        return yaml.safe_load(text)  # JSON is YAML too
+        doc = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise SettingsError([f"(document): not valid YAML or JSON — {exc}"]) from None
+    finally:
+        loader.dispose()
+    if loader.problems:
+        raise SettingsError(loader.problems)
+    return doc, loader.notes
+
+
+def load_document(text: str) -> Any:
+    return read_document(text)[0]
+
+
+def check_settings(text: str) -> tuple[CampaignSettings, list[str]]:
+    """What `bridge settings check` says without the workspace: the settings, or every problem of
+    the document at once (SettingsError); and its warnings."""
+    doc, notes = read_document(text)
+    return parse_settings(doc), notes
 
 
 def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dict:
     """Validate and store a campaign's settings. Returns {campaign_id, version, warnings}."""
-    settings = parse_settings(load_document(text))
+    settings, notes = check_settings(text)
     warnings: list[str] = []
     created: list[str] = []
+    checked = False
     if check_workspace:
         if rt.store.connections.workspace(settings.workspace) is None:
             warnings.append(f"workspace {settings.workspace} is not connected yet: attributes were not checked "
                             f"(run `bridge workspace connect {settings.workspace} --token ...`)")
         else:
+            intercom = rt.intercom(settings.workspace)
             try:
-                attributes = rt.intercom(settings.workspace).data_attributes()
+                attributes = intercom.data_attributes()
+                segments = intercom.segments() if settings.sync and settings.sync.source == "segment" else None
             except WorkError as exc:
                 raise SettingsError([f"workspace: could not read attributes from Intercom — {exc.reason}"]) from None
-            problems = check_against_workspace(settings, attributes)
+            problems = check_against_workspace(settings, attributes, segments)
             if problems:
                 raise SettingsError(problems)
+            checked = True
             warnings += _marker(rt, settings.workspace, attributes, created)
+    if not checked:                 # the live check did not run: say what it would have decided
+        warnings += notes
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
@@ -65,6 +121,37 @@ def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) 
                 "type Text)"]
     created.append(MARKER_ATTRIBUTE)
     return []
+
+
+PEOPLE_COUNTED = 100     # links counted before asking for confirmation ("100 or more")
+
+
+class NeedsConfirmation(Exception):
+    """The campaign already has people: deleting its settings waits for the operator's yes."""
+
+
+def delete_settings(rt: Operator, campaign_id: str, confirmed: bool = False) -> Optional[dict]:
+    """Remove a campaign's settings (applied by mistake, or a campaign retired): its joins are refused
+    from then on (404 unknown_campaign), reconciliation stops checking its pending leads, contact sync
+    stops; its links, history and sync ledger stay (`explain`, `forget` still find them). None: it had
+    no settings. Raises NeedsConfirmation when people are linked or synced and not `confirmed`."""
+    stored = rt.store.settings.get(campaign_id)
+    if stored is None:
+        return None
+    linked = rt.store.links.count_in(campaign_id, PEOPLE_COUNTED)
+    people = []
+    if linked:
+        people.append(f"{linked}{' or more' if linked >= PEOPLE_COUNTED else ''} linked "
+                      f"{'person' if linked == 1 else 'people'}")
+    if rt.store.sync.run(campaign_id) is not None:
+        people.append("contact sync runs")
+    said = " and ".join(people)
+    if said and not confirmed:
+        raise NeedsConfirmation(said)
+    rt.store.settings.delete(campaign_id)
+    rt.forget()
+    return {"campaign_id": campaign_id, "deleted_version": stored.version, "workspace": stored.workspace,
+            "kept": said}
 
 
 def show_settings(rt: Operator, campaign_id: str) -> Optional[dict]:

@@ -8,7 +8,7 @@ released). Every call to Intercom and RF goes through the shared rate limiter.""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain.link import Link, PersonRef
@@ -103,7 +103,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _shared_link_attribute(store, report, settings)
     attributes = _intercom(rt, report, settings)
     if attributes is not None:
-        _settings_against_workspace(report, settings, attributes)
+        _settings_against_workspace(rt, report, settings, attributes)
     _rf(rt, report, settings)
     pending = _pending(store, report.campaign_id)
     _liveness(rt, report, settings, pending)
@@ -187,28 +187,38 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optio
         return None
 
 
-_WHY = {"does not exist": "the contact is created without it (or Intercom refuses the write)",
+_WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link",
+        "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
+        "qualification.operator": "the rule never compares as meant: nothing qualifies",
+        "does not exist": "the contact is created without it (or Intercom refuses the write)",
         "archived": "Intercom refuses writes to an archived attribute",
         "read-only": "Intercom refuses writes to it",
         "is not a number": "the value cannot be written as the attribute's type",
         " but ": "values of this field cannot be converted to the attribute's type: they are not written"}
 
 
-def _settings_against_workspace(report: Report, settings: CampaignSettings, attributes: dict) -> None:
-    problems = check_against_workspace(settings, attributes)
+def _settings_against_workspace(rt: Examined, report: Report, settings: CampaignSettings, attributes: dict) -> None:
+    """The same check `bridge settings apply` refuses settings by (domain/settings.check_against_workspace):
+    settings applied before the workspace changed, or with --offline, show their problems here."""
+    segments = None
+    if settings.sync is not None and settings.sync.source == "segment":
+        try:
+            segments = rt.intercom(settings.workspace).segments()
+        except WorkError as exc:
+            report.add("settings.workspace", False, f"could not read the segments of {settings.workspace}: "
+                       f"{exc.reason}", "the sync block's segment cannot be checked", "try again later")
+    problems = check_against_workspace(settings, attributes, segments)
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
-    q = settings.qualification
-    if q is not None and q.attribute in attributes and q.operator in ("gte",) and \
-            attribute_type(q.attribute, attributes) not in ("integer", "float", "date", "datetime"):
-        problems.append(f"qualification.operator: gte on {q.attribute}, a text attribute — use equals, or a number")
     for problem in problems:
         what, _, fix = problem.partition(" — ")
         why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written")
         report.add("settings.workspace", False, what, why, fix)
+    q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
                    "and fits its type" + (f"; the rule's attribute {q.attribute} is "
-                                          f"{attribute_type(q.attribute, attributes)}" if q else ""))
+                                          f"{attribute_type(q.attribute, attributes)}" if q else "")
+                   + ("; the sync block's attributes exist" if settings.sync else ""))
 
 
 def _link_attributes(settings: CampaignSettings) -> set[str]:
@@ -444,7 +454,15 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings) ->
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
-    if last is None:
+    stored = rt.store.settings.get(c)
+    applied = _age_hours(now, stored.updated_at) * 60 if stored is not None else None
+    if last is None and applied is not None and applied < LAG_MINUTES:
+        # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
+        due = datetime.fromtimestamp(now + (LAG_MINUTES - applied) * 60, timezone.utc).strftime("%H:%M UTC")
+        report.add("reconciliation", True, f"reconciliation has not searched the changed contacts of workspace {ws} "
+                   f"yet: the settings were applied {applied:.0f} min ago, and the first search comes with the next "
+                   f"scheduled run (late if not done by {due})")
+    elif last is None:
         report.add("reconciliation", False, f"reconciliation has never searched the changed contacts of workspace {ws}",
                    "a lost Intercom webhook is caught only by the slower one-by-one sweep, or not at all for leads "
                    "older than RECONCILE_SWEEP_DAYS",

@@ -4,6 +4,10 @@ appears in Intercom, signs up ("signed_up" becomes "Yes"), Intercom's webhook re
 bridge, and the referral is qualified in Referral Factory. Prints the person's history."""
 from __future__ import annotations
 
+if __name__ == "__main__":
+    from infra.local import exit_quietly_on_interrupt
+    exit_quietly_on_interrupt()
+
 import hashlib
 import hmac
 import json
@@ -11,26 +15,34 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Callable
 
-import requests
+# Light imports only: a Ctrl-C while the demo loads ends as quietly as one while it plays.
+from infra.local.bridge_env import STATE, answers
 
-from infra.local.run import STATE, secret
+
+START = "start the stack first: make run"
 
 
-def _wait(what: str, check: Callable[[], object], settle: Callable[[], None], timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
+def _wait(what: str, check: Callable[[], object], settle: Callable[[], None], look: str, timeout: float = 30.0,
+          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    deadline = clock() + timeout
     while True:
         settle()
         found = check()
         if found:
             return found
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.5)
+        if clock() > deadline:
+            raise SystemExit(f"timed out after {timeout:g} s waiting for {what}: see why with `{look}`")
+        sleep(0.5)
 
 
 def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> dict:
+    import requests
+
+    from infra.local.run import secret
+
     rf = requests.Session()
     rf.headers["Authorization"] = "Bearer rf-token"
     ic = requests.Session()
@@ -51,7 +63,8 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
         found = ic.post(f"{state['intercom_url']}/contacts/search", json={
             "query": {"field": "email", "operator": "=", "value": lead["email"]}}).json()["data"]
         return found[0] if found else None
-    found = _wait("the Intercom contact", contact, settle)
+    look = f"./bridge explain {lead['id']}"
+    found = _wait("the Intercom contact", contact, settle, look)
     say(f"3. Intercom now has a {found['role']} {found['id']} with {found['custom_attributes']}")
     updated = ic.put(f"{state['intercom_url']}/contacts/{found['id']}",
                      json={"custom_attributes": {"signed_up": "Yes"}}).json()
@@ -64,26 +77,49 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
                            headers={"Content-Type": "application/json", "X-Hub-Signature": signature})
     say(f"4. Ann signed up (signed_up = Yes); Intercom's webhook -> bridge: {answer.status_code}")
     user = _wait("the qualification in RF", lambda: rf.get(f"{state['rf_url']}/users/{lead['id']}").json()
-                 ["data"].get("qualified_at"), settle)
+                 ["data"].get("qualified_at"), settle, look)
     say(f"5. Referral Factory: Ann's referral qualified at {user} — Rita's reward is due")
     os.environ.update(state["env"])
     from chalicelib.services.admin import person_history
     from chalicelib.runtime import default_runtime
     history = person_history(default_runtime(), "42", str(lead["id"]))
-    say(f"\nWhy (./bridge history 42 {lead['id']}):")
+    say(f"\nWhy: Ann's history in the bridge (`{look}` prints it with its details)")
     for entry in history["history"]:
         say(f"  {entry['at']}  {entry['event']:<14} {entry['outcome']:<16} {entry.get('reason') or ''}")
     return history
 
 
-def main() -> None:
-    if not STATE.exists():
-        sys.exit("start the stack first: make run")
-    state = json.loads(STATE.read_text())
+def main(state_file: Path = STATE) -> int:
+    """`make demo`: one line and exit 1 when there is no running stack to play on; Ctrl-C: exit 130."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = None
+    if not isinstance(state, dict) or not answers(state.get("api_url")):   # none, or left by a stopped stack
+        print(START, file=sys.stderr)
+        return 1
     if state.get("mode") == "real":
-        sys.exit("make demo plays a referral on the simulators; this stack runs against the real APIs")
-    play(state)
+        print("make demo plays a referral on the simulators; this stack runs against the real APIs", file=sys.stderr)
+        return 1
+    import requests
+
+    from infra.local import interrupts_raise
+    from infra.local.run import secret  # noqa: F401 (loaded before Ctrl-C raises)
+    interrupts_raise()
+    try:
+        play(state)
+    except KeyboardInterrupt:
+        return 130
+    except requests.ConnectionError as exc:   # the stack stopped while the demo played
+        url = getattr(exc.request, "url", None) or state.get("api_url")
+        print(f"the local stack stopped answering ({url}): {START}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        code = main()
+    except KeyboardInterrupt:     # Ctrl-C while loading (exit_quietly_on_interrupt covers most of it)
+        code = 130
+    sys.exit(code)

@@ -7,9 +7,16 @@ credentials are given (INTERCOM_TOKEN + RF_TOKEN), simulators of Intercom and Re
 Factory seeded with a demo campaign, so `make demo` shows a referral qualify end to end."""
 from __future__ import annotations
 
+if __name__ == "__main__":    # Ctrl-C while starting: exit 130 at once, quietly (nothing is written yet)
+    from infra.local import exit_quietly_on_interrupt
+    exit_quietly_on_interrupt()
+
+import errno
 import json
 import os
 import signal
+import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,10 @@ LOCAL_ATTRIBUTES = {"referral_code": "string", "lead_source": "string", "signed_
                     "referral_link": "string", "score": "float"}
 
 
+class StartError(Exception):
+    """`make run` cannot start as configured: one line that says what to change."""
+
+
 @dataclass
 class LocalStack:
     api_url: str
@@ -43,6 +54,7 @@ class LocalStack:
     scheduler: Optional[Scheduler] = None
 
     real: bool = False
+    workspace: str = WORKSPACE
     intercom: Any = None    # the simulators (None with real APIs): their request logs, state, faults
     rf: Any = None
 
@@ -51,7 +63,7 @@ class LocalStack:
         only the names of the variables the secrets came from (a file of secrets on disk would
         outlive the shell); the local defaults are dummies the demo and the bench sign with."""
         state = {"api_url": self.api_url, "aws_endpoint_url": self.endpoint_url, "intercom_url": self.intercom_url,
-                 "rf_url": self.rf_url, "workspace": WORKSPACE, "mode": "real" if self.real else "simulators",
+                 "rf_url": self.rf_url, "workspace": self.workspace, "mode": "real" if self.real else "simulators",
                  "env": self.env}
         for key, var, default in (("intercom_client_secret", "INTERCOM_CLIENT_SECRET", CLIENT_SECRET),
                                   ("rf_webhook_secret", "RF_WEBHOOK_SECRET", RF_WEBHOOK_SECRET)):
@@ -79,13 +91,81 @@ def secret(state: dict, key: str) -> str:
 def start(api_port: int = 8000, background: bool = True, reconcile_seconds: float = 60.0,
           prefix: str = "local") -> LocalStack:
     """Start everything; with background=False the worker and the schedule are driven by the caller.
-    (moto keeps its state per process: a second stack in the same process needs another prefix.)"""
+    (moto keeps its state per process: a second stack in the same process needs another prefix.)
+    StartError when the real APIs are half configured, Intercom refuses or cannot be reached, or
+    the port is taken; what was started by then is stopped."""
+    real, workspace = real_apis()
     parts: list[Any] = []
+    try:
+        return _start(parts, api_port, background, reconcile_seconds, prefix, real, workspace)
+    except BaseException:
+        for stop in reversed(parts):
+            stop()
+        raise
+
+
+def real_apis(env=os.environ) -> tuple[bool, str]:
+    """Whether `make run` uses the real APIs (INTERCOM_TOKEN and RF_TOKEN), and the workspace."""
+    given = [var for var in ("INTERCOM_TOKEN", "RF_TOKEN") if env.get(var)]
+    if len(given) == 1:
+        missing = "RF_TOKEN" if given == ["INTERCOM_TOKEN"] else "INTERCOM_TOKEN"
+        raise StartError(f"{given[0]} is set but {missing} is not: the real APIs need both "
+                         f"(unset {given[0]} to run on the simulators)")
+    if not given:
+        return False, WORKSPACE
+    if not env.get("INTERCOM_WORKSPACE"):
+        raise StartError("with INTERCOM_TOKEN and RF_TOKEN (the real APIs), set INTERCOM_WORKSPACE to your "
+                         "Intercom workspace's app_id too")
+    return True, env["INTERCOM_WORKSPACE"]
+
+
+def _check_intercom(rt: Any, token: str, workspace: str, url: str) -> Any:
+    """The real token's workspace (GET /me), which must be INTERCOM_WORKSPACE."""
+    from chalicelib.domain.oauth import workspace_of
+    from chalicelib.errors import Permanent, WorkError
+
+    try:
+        found = workspace_of(rt.intercom_auth().whoami(token, None))
+    except Permanent as exc:
+        raise StartError(f"Intercom at {url} refused INTERCOM_TOKEN ({exc.reason}): check the token, or set "
+                         "INTERCOM_BASE_URL to your workspace's region (e.g. https://api.eu.intercom.io)") from None
+    except WorkError as exc:
+        raise StartError(f"cannot check INTERCOM_TOKEN with Intercom at {url}: {exc.reason} — check the network "
+                         "(or INTERCOM_BASE_URL)") from None
+    except ValueError as exc:
+        raise StartError(f"Intercom at {url}: {exc}") from None
+    if found.app_id != workspace:
+        raise StartError(f"INTERCOM_TOKEN is a token of workspace {found.app_id} ({found.name}), not of "
+                         f"INTERCOM_WORKSPACE={workspace}: set INTERCOM_WORKSPACE={found.app_id} (or use that "
+                         "workspace's token)")
+    return found
+
+
+def _port_taken(port: int) -> StartError:
+    return StartError(f"port {port} is in use (another `make run`?): stop what uses it, or pick another port: "
+                      f"make run PORT={port + 1 if port < 65535 else 8001}")
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """Before the slow part of the start: StartError if the API's port cannot be listened on."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the HTTP server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise _port_taken(port) if exc.errno == errno.EADDRINUSE else \
+                StartError(f"cannot listen on port {port} ({exc.strerror}): pick another port: make run PORT=8000") \
+                from None
+
+
+def _start(parts: list, api_port: int, background: bool, reconcile_seconds: float, prefix: str, real: bool,
+           workspace: str) -> LocalStack:
     server, endpoint = start_moto()
     parts.append(lambda: stop_moto(server))
     resources = deploy(endpoint, prefix, visibility_timeout=10, max_receive_count=10)
     env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": os.environ.get("BRIDGE_MAX_ATTEMPTS", "5")}
-    real = os.environ.get("INTERCOM_TOKEN") and os.environ.get("RF_TOKEN")
     if real:
         intercom = rf = None
         intercom_url = os.environ.get("INTERCOM_BASE_URL", "https://api.intercom.io")
@@ -101,24 +181,34 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
 
     import app as app_module
     from chalicelib.services import admin
-    from chalicelib.services.connections import connect_rf, connect_workspace
+    from chalicelib.services.connections import connect_rf, connect_workspace, store_workspace
     from chalicelib.runtime import default_runtime, reset_default_runtime
 
     reset_default_runtime(None)
     rt = default_runtime()
     # As an operator would: through the secret store (SSM on moto), never the table.
-    connect_workspace(rt, WORKSPACE, os.environ.get("INTERCOM_TOKEN") or "sim-token",
-                      os.environ.get("INTERCOM_CLIENT_SECRET") or CLIENT_SECRET)
+    client_secret = os.environ.get("INTERCOM_CLIENT_SECRET") or CLIENT_SECRET
+    if real:
+        token = os.environ["INTERCOM_TOKEN"]
+        found = _check_intercom(rt, token, workspace, intercom_url)
+        store_workspace(rt, workspace, token, client_secret, found.api_base(rt.config.intercom_base_url))
+    else:
+        connect_workspace(rt, workspace, "sim-token", client_secret)
     connect_rf(rt, os.environ.get("RF_TOKEN") or "rf-token", os.environ.get("RF_WEBHOOK_SECRET") or RF_WEBHOOK_SECRET)
     if not real:
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
         from chalicelib.services.connections import configure_oauth
-        configure_oauth(rt, "local-public-app", os.environ.get("INTERCOM_CLIENT_SECRET") or CLIENT_SECRET)
-    api = serve_app(app_module.app, port=api_port)
+        configure_oauth(rt, "local-public-app", client_secret)
+    try:
+        api = serve_app(app_module.app, port=api_port)
+    except OSError as exc:   # taken since check_port
+        if exc.errno == errno.EADDRINUSE:
+            raise _port_taken(api_port) from None
+        raise
     parts.append(api.stop)
     poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
-    stack = LocalStack(api.url, endpoint, env, intercom_url, rf_url, poller, parts, real=bool(real),
-                       intercom=intercom, rf=rf)
+    stack = LocalStack(api.url, endpoint, env, intercom_url, rf_url, poller, parts, real=real,
+                       workspace=workspace, intercom=intercom, rf=rf)
     if background:
         stop_event = threading.Event()
         thread = threading.Thread(target=poller.run_forever, args=(stop_event,), daemon=True)
@@ -143,33 +233,72 @@ def _simulators():
 
 def api_port(env=os.environ) -> int:
     """`make run PORT=8080`: the local API's port (8000 by default)."""
-    return int(env.get("PORT") or 8000)
+    given = env.get("PORT") or "8000"
+    if not given.isdigit() or not 0 < int(given) < 65536:
+        raise StartError(f"PORT={given} is not a port number: e.g. make run PORT=8080")
+    return int(given)
 
 
-def main() -> None:
-    stack = start(api_port=api_port(),
-                  reconcile_seconds=float(os.environ.get("RECONCILE_EVERY_SECONDS", "60")))
+def banner(stack: LocalStack, every: str) -> str:
+    """What `make run` prints once the stack is up: where each part runs, and what to do next (on the
+    simulators: the demo and its campaign 42; on the real APIs: your own settings)."""
+    lines = ["", "  Referral Factory <-> Intercom bridge, running locally"
+             + (f" against the real Intercom (workspace {stack.workspace}) and Referral Factory" if stack.real else ""),
+             f"  API             {stack.api_url}   (POST /webhooks/referral-factory, POST|HEAD /webhooks/intercom)",
+             f"  AWS (moto)      {stack.endpoint_url}",
+             f"  Intercom        {stack.intercom_url}",
+             f"  Referral Factory {stack.rf_url}",
+             f"  Worker          polling the work queue; reconciliation every {every} s"]
+    state = STATE.relative_to(ROOT)
+    if stack.real:
+        lines += ["",
+                  "  Next:                 ./bridge settings apply <your campaign.yaml>, then ./bridge doctor <campaign id>",
+                  f"  Operator commands:    ./bridge ...   (finds this stack through {state})",
+                  "  Real webhooks cannot reach 127.0.0.1 without a tunnel."]
+    else:
+        lines += [f"  Connect by OAuth {stack.api_url}/oauth/intercom/start   (the simulated workspace's authorize page)",
+                  "",
+                  "  In another terminal:  make demo      (a referral joins, signs up, and qualifies)",
+                  f"  Operator commands:    ./bridge explain <rf user id>   (finds this stack through {state})"]
+    lines += ["  Ctrl-C stops everything.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """`make run`: start, say where everything runs, wait for Ctrl-C. A start that fails ends in one
+    line on stderr (exit 1); Ctrl-C while starting ends quietly (130)."""
+    every = os.environ.get("RECONCILE_EVERY_SECONDS", "60")
+    try:
+        port = api_port()
+        real_apis()                  # before the port: the first thing to fix is said first
+        check_port(port)
+        stack = start(api_port=port, reconcile_seconds=float(every))
+    except KeyboardInterrupt:
+        return 130
+    except StartError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
     STATE.parent.mkdir(exist_ok=True)
-    STATE.write_text(json.dumps(stack.state(), indent=2))
-    print(f"""
-  Referral Factory <-> Intercom bridge, running locally
-  API             {stack.api_url}   (POST /webhooks/referral-factory, POST|HEAD /webhooks/intercom)
-  AWS (moto)      {stack.endpoint_url}
-  Intercom        {stack.intercom_url}
-  Referral Factory {stack.rf_url}
-  Worker          polling the work queue; reconciliation every {os.environ.get('RECONCILE_EVERY_SECONDS', '60')} s
-  Connect by OAuth {stack.api_url}/oauth/intercom/start   (simulators: the simulated workspace's authorize page)
-
-  In another terminal:  make demo      (a referral joins, signs up, and qualifies)
-  Operator commands:    ./bridge history 42 <rf user id>   (finds this stack through {STATE.relative_to(ROOT)})
-  Ctrl-C stops everything.
-""", flush=True)
+    written = json.dumps(stack.state(), indent=2)
+    STATE.write_text(written)
+    print(banner(stack, every), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: done.set())
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     done.wait()
     stack.stop()
+    forget_state(written)
+    return 0
+
+
+def forget_state(written: str, path: Path = STATE) -> None:
+    """A stopped stack leaves no .local/stack.json behind (unless another `make run` wrote it since)."""
+    try:
+        if path.read_text() == written:
+            path.unlink()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,8 +2,12 @@
 and `make bridge` print only what the CLI prints."""
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,12 +150,17 @@ def test_make_bridge_prints_only_the_clis_output():
 def test_the_local_stack_is_used_unless_the_environment_or_a_stage_names_another(monkeypatch, tmp_path):
     from infra.local import bridge_env
     state = tmp_path / "stack.json"
-    state.write_text('{"env": {"BRIDGE_TABLE": "local-table"}}')
-    monkeypatch.setattr(bridge_env, "STATE", state)
-    assert bridge_env.local_env(["history", "42", "1"], {}) == {"BRIDGE_TABLE": "local-table"}
-    assert bridge_env.local_env(["history", "42", "1"], {"BRIDGE_TABLE": "mine"}) == {}
-    assert bridge_env.local_env(["--stage", "prod", "history", "42", "1"], {}) == {}
-    assert bridge_env.local_env(["--stage=prod", "dlq", "list"], {}) == {}
+    with socket.socket() as moto:           # the running stack's AWS endpoint
+        moto.bind(("127.0.0.1", 0))
+        moto.listen()
+        state.write_text(json.dumps({"aws_endpoint_url": f"http://127.0.0.1:{moto.getsockname()[1]}",
+                                     "env": {"BRIDGE_TABLE": "local-table"}}))
+        monkeypatch.setattr(bridge_env, "STATE", state)
+        assert bridge_env.local_env(["history", "42", "1"], {}) == {"BRIDGE_TABLE": "local-table"}
+        assert bridge_env.local_env(["history", "42", "1"], {"BRIDGE_TABLE": "mine"}) == {}
+        assert bridge_env.local_env(["--stage", "prod", "history", "42", "1"], {}) == {}
+        assert bridge_env.local_env(["--stage=prod", "dlq", "list"], {}) == {}
+    assert bridge_env.local_env(["history"], {}) == {}       # left by a `make run` that stopped: not used
     monkeypatch.setattr(bridge_env, "STATE", tmp_path / "absent.json")
     assert bridge_env.local_env(["history"], {}) == {}
 
@@ -176,3 +185,72 @@ def test_a_reader_that_leaves_midway_through_a_long_answer_ends_it_quietly(aws_e
     monkeypatch.setattr("chalicelib.cli._dlq_list", long_answer)
     code, _, err = run_cli(["dlq", "list"], capsys)
     assert (code, err) == (141, "")
+
+
+# `./bridge` (infra/local/bridge_env.py) in a process of its own, with the given .local/stack.json
+BRIDGE = ("import sys; from pathlib import Path; from infra.local import bridge_env\n"
+          "bridge_env.STATE = Path(sys.argv[1]); sys.exit(bridge_env.main(sys.argv[2:]))")
+
+
+def no_aws(tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BRIDGE_", "INTERCOM_", "RF_"))}
+    return {**env, "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true", "PYTHONPATH": str(ROOT), **extra}
+
+
+@pytest.mark.parametrize("argv", [["settings", "show", "42"], ["dlq", "list"], ["doctor", "42"],
+                                  ["explain", "ann@example.com"], ["workspace", "connect", "ws1", "--token", "t"]])
+def test_with_no_stack_running_and_none_named_every_command_says_so_in_one_line(tmp_path, argv):
+    stale = tmp_path / "stack.json"          # left by a `make run` that did not stop cleanly
+    with socket.socket() as gone:
+        gone.bind(("127.0.0.1", 0))
+        stale.write_text(json.dumps({"aws_endpoint_url": f"http://127.0.0.1:{gone.getsockname()[1]}",
+                                     "env": {"BRIDGE_TABLE": "local-table"}}))
+    for state in (tmp_path / "absent.json", stale):
+        done = subprocess.run([sys.executable, "-c", BRIDGE, str(state), *argv], cwd=tmp_path, env=no_aws(tmp_path),
+                              capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout) == (1, "")
+        assert one_line(done.stderr) == (
+            "bridge: no stack to talk to: no local stack is running (start one with `make run`), and no deployed "
+            "one is named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)\n")
+    done = subprocess.run([sys.executable, "-c", BRIDGE, str(tmp_path / "absent.json"), "settings", "check",
+                           str(ROOT / "docs/examples/campaign.yaml")], env=no_aws(tmp_path), capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "settings are valid\n")      # needs no stack
+
+
+@pytest.mark.parametrize("stage, env, says", [
+    ("Prod", {}, "bridge: stage 'Prod' is not a valid name: use lowercase letters and digits, e.g. dev or prod"),
+    ("prod", {}, "bridge: no AWS region: set AWS_REGION to the stage's region (or a region in your AWS profile)"),
+    ("prod", {"AWS_REGION": "eu-west-1"}, "bridge: cannot read stack rf-intercom-bridge-prod: no AWS credentials: set "
+                                          "AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
+])
+def test_a_stage_that_cannot_be_read_is_one_bridge_line_saying_what_is_missing(tmp_path, stage, env, says):
+    done = subprocess.run([sys.executable, "-c", BRIDGE, str(tmp_path / "absent.json"), "--stage", stage, "dlq",
+                           "list"], env=no_aws(tmp_path, **env), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and one_line(done.stderr) == says + "\n"
+
+
+# Ctrl-C at a chosen point of the real ./bridge: when the named module is first imported, the process
+# sends itself SIGINT (a sitecustomize on PYTHONPATH; no timing involved).
+INTERRUPT_HOOK = """
+import os, signal, sys
+class _CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ.get("INTERRUPT_AT_IMPORT"):
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, _CtrlC())
+"""
+
+
+@pytest.mark.parametrize("at", ["chalicelib.cli",                # while ./bridge loads
+                                "chalicelib.services.doctor"])   # while the command runs
+def test_ctrl_c_ends_the_bridge_command_quietly_with_130(tmp_path, at):
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_HOOK)
+    done = subprocess.run([str(ROOT / "bridge"), "doctor", "42"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "BRIDGE_TABLE": "t-table", "PYTHONPATH": str(tmp_path),
+                                           "INTERRUPT_AT_IMPORT": at},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")

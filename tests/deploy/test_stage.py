@@ -53,7 +53,7 @@ def test_bridge_with_a_stage_reads_that_stages_queues(operator_env, monkeypatch,
 def test_a_stage_that_is_not_deployed_is_one_clear_line(operator_env, capsys):
     with pytest.raises(SystemExit) as stopped:
         cli.main(["--stage", "staging", "dlq", "list"])
-    assert str(stopped.value).startswith("error: stage staging is not deployed in eu-west-1 (no stack "
+    assert str(stopped.value).startswith("bridge: stage staging is not deployed in eu-west-1 (no stack "
                                          "rf-intercom-bridge-staging): run `make deploy STAGE=staging`")
     assert "\n" not in str(stopped.value)
 

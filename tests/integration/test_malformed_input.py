@@ -171,3 +171,21 @@ def test_the_bodies_that_answered_500_before(bridge, intercom):
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_field")
     assert answer.json()["message"].startswith("id: must be a number")
     assert bridge.queued() == 0
+
+
+def test_another_method_on_a_webhook_url_gets_the_documented_json_405_as_api_gateway_would_send_it(bridge):
+    """Any other method gets {"error": "method_not_allowed", ...} with `Allow`, not Chalice's own
+    {"Code": "MethodNotAllowedError"} body: app.py routes every method of the webhook URLs, so API
+    Gateway (which answers a method with no route 403 "Missing Authentication Token") forwards them
+    to the same answer."""
+    import app as app_module
+    for path, allowed, others in (("/webhooks/referral-factory", "POST", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+                                  ("/webhooks/intercom", "POST, HEAD", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])):
+        assert set(app_module.app.routes[path]) == {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+        for method in others:
+            answer = requests.request(method, f"{bridge.server.url}{path}", json={"id": 1}, timeout=10)
+            assert (answer.status_code, answer.headers["Allow"]) == (405, allowed), (path, method)
+            assert answer.json() == {"error": "method_not_allowed",
+                                     "message": f"{method} is not accepted here: use {allowed}"}
+    head = requests.head(f"{bridge.server.url}/webhooks/referral-factory", timeout=10)
+    assert (head.status_code, head.headers["Allow"], head.content) == (405, "POST", b"")

@@ -69,6 +69,7 @@ def test_the_readmes_settings_example_and_commands_apply_as_written(local_stack,
 def test_with_real_apis_the_state_file_names_where_secrets_came_from_but_holds_none(monkeypatch):
     given = {"INTERCOM_TOKEN": "real-ic-token", "RF_TOKEN": "real-rf-token",
              "INTERCOM_CLIENT_SECRET": "real-ic-client-secret", "RF_WEBHOOK_SECRET": "real-rf-webhook-secret"}
+    monkeypatch.setenv("INTERCOM_WORKSPACE", run.WORKSPACE)
     # "Intercom" answers the token check (GET /me) that connecting makes: the workspace is make run's.
     from infra.local.sims.intercom import IntercomSim
     intercom = IntercomSim(tokens=("real-ic-token",), app_id=run.WORKSPACE).start()

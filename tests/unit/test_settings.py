@@ -65,8 +65,12 @@ def test_the_documented_sync_block_is_valid():
 
 
 def test_a_sync_block_names_what_is_wrong_and_the_fix():
-    doc = {**base(), "sync": {"source": "segment"}}
-    assert problems(doc) == ["sync: source is segment but segment_id is missing — add segment_id (see GET /segments)"]
+    doc = {**base(), "sync": {"source": "segment"}}        # every problem of the block at once
+    assert problems(doc) == ["sync: source is segment but segment_id is missing — add segment_id (see GET /segments)",
+                             "sync: email is not mapped — add {from: email, to: email} to fields (Referral Factory "
+                             "requires it)",
+                             "sync: first_name is not mapped — add {from: name, to: first_name} to fields (Referral "
+                             "Factory requires it)"]
     doc = {**base(), "sync": {"fields": [{"from": "email", "to": "email"}]}}
     assert problems(doc) == ["sync: first_name is not mapped — add {from: name, to: first_name} to fields "
                              "(Referral Factory requires it)"]
@@ -148,3 +152,123 @@ def test_qualification_value_must_fit_the_attribute_type():
     doc = {**base(), "qualification": {"attribute": "custom_attributes.signed_up", "value": "maybe"}}
     found = check_against_workspace(parse_settings(doc), WORKSPACE)
     assert found == ["qualification.value: 'maybe' is not true or false — use a value of type boolean"]
+
+
+# --- what the walkthrough found: values, ids, operators, every problem at once ---------------------
+TEXT_RULE = {"attribute": "custom_attributes.lead_source", "value": True}
+TYPES = {**WORKSPACE, "custom_attributes.lead_source": {"full_name": "custom_attributes.lead_source",
+                                                        "data_type": "string"},
+         "custom_attributes.link": {"full_name": "custom_attributes.link", "data_type": "string"},
+         "custom_attributes.rate": {"full_name": "custom_attributes.rate", "data_type": "float"}}
+
+
+def test_a_boolean_for_a_text_attribute_is_refused_with_the_yaml_fix():
+    """`value: Yes` unquoted is YAML's true: a text attribute never equals it, so nothing would qualify."""
+    import yaml
+    doc = yaml.safe_load(PRODUCT_EXAMPLE.replace('value: "Yes"', "value: Yes").replace('initial_value: "No"',
+                                                                                       "initial_value: No"))
+    found = check_against_workspace(parse_settings(doc), TYPES | {"custom_attributes.signed_up": {
+        "full_name": "custom_attributes.signed_up", "data_type": "string"}})
+    assert [p for p in found if p.startswith("qualification")] == [
+        'qualification.value: true is a boolean, but custom_attributes.signed_up is a text attribute — YAML reads '
+        'unquoted Yes/No, true/false and on/off as booleans: quote the text, e.g. value: "Yes"',
+        'qualification.initial_value: false is a boolean, but custom_attributes.signed_up is a text attribute — YAML '
+        'reads unquoted Yes/No, true/false and on/off as booleans: quote the text, e.g. initial_value: "No"']
+    # a fixed mapping value too; and a true/false attribute takes a boolean as it is
+    s = parse_settings(base(fields=[{"from": "email", "to": "email"},
+                                    {"value": True, "to": "custom_attributes.lead_source"}]))
+    [row] = check_against_workspace(s, TYPES)
+    assert row.startswith("leads.fields[1].value: true is a boolean, but custom_attributes.lead_source is a text")
+    on_bool = {**base(), "qualification": {"attribute": "custom_attributes.signed_up", "value": True,
+                                           "initial_value": False}}
+    assert check_against_workspace(parse_settings(on_bool), WORKSPACE) == []
+
+
+def test_campaign_and_workspace_ids_follow_the_webhooks_rule():
+    for bad in ("42 ", "", "4 2", True, "42/43"):
+        [msg] = problems({**base(), "campaign_id": bad})
+        assert msg.startswith(f"campaign_id: {bad!r} is not an id a webhook can carry") and "letters, digits" in msg
+    [msg] = problems({**base(), "workspace": "vne310wv "})
+    assert msg.startswith("workspace: 'vne310wv ' is not an id")
+    assert parse_settings({**base(), "campaign_id": "spring-2024_b"}).campaign_id == "spring-2024_b"
+    assert parse_settings({**base(), "campaign_id": 42.0}).campaign_id == "42"
+
+
+def test_an_operator_that_cannot_compare_the_attributes_type_is_a_problem():
+    def rule(**q):
+        return check_against_workspace(parse_settings({**base(), "qualification": q}), TYPES)
+    assert rule(attribute="custom_attributes.lead_source", operator="gte", value="abc") == [
+        "qualification.operator: gte compares numbers or dates, but custom_attributes.lead_source is a text "
+        "attribute — use equals or contains, or a number or date attribute"]
+    assert rule(attribute="custom_attributes.rate", operator="contains", value="1")[0].startswith(
+        "qualification.operator: contains looks for text, but custom_attributes.rate is a decimal attribute")
+    assert rule(attribute="custom_attributes.rate", operator="gte", value="abc") == [
+        "qualification.value: 'abc' is not a number — use a value of type float"]
+    assert rule(attribute="custom_attributes.rate", operator="gte", value="2.5") == []
+    assert rule(attribute="custom_attributes.plan_started", operator="gte", value="2024-01-01") == []
+
+
+def test_is_set_needs_no_value_and_the_others_say_value_is_missing():
+    s = parse_settings({**base(), "qualification": {"attribute": "custom_attributes.signed_up", "operator": "is_set"}})
+    assert s.qualification.value is None and check_against_workspace(s, WORKSPACE) == []
+    [msg] = problems({**base(), "qualification": {"attribute": "custom_attributes.signed_up"}})
+    assert msg == ("qualification: value is missing — operator equals compares the attribute with it: add `value:` "
+                   "(or use operator: is_set, which needs none)")
+
+
+def test_every_independent_problem_is_reported_at_once():
+    doc = {**base(fields=[{"from": "first_name", "to": "name"}, {"from": "code", "to": "name"}]),
+           "campaign_id": "4 2", "colour": "red",
+           "referrers": {"action": "create_user", "fields": [{"from": "favourite", "to": "email"}]}}
+    found = problems(doc)
+    assert "leads: 'name' is mapped twice — map each Intercom attribute at most once" in found
+    assert any(p.startswith("leads: email is not mapped") for p in found)
+    assert any(p.startswith("campaign_id: '4 2'") for p in found)
+    assert "colour: unknown key — remove it or check its spelling" in found
+    assert any(p.startswith("referrers.fields[0].from: 'favourite'") for p in found)
+    assert len(found) == 5
+
+
+def test_a_bad_from_lists_every_field_a_mapping_can_read():
+    [msg] = [p for p in problems(base(fields=[{"from": "email", "to": "email"}, {"from": "kind", "to": "name"}]))]
+    from chalicelib.domain.mapping import RF_FIELDS
+    assert all(f in msg for f in RF_FIELDS) and "type" in msg and "referrer_id" in msg and "meta.<field>" in msg
+
+
+def test_the_sync_block_is_checked_against_the_workspace_as_the_dry_run_checks_it():
+    import yaml
+    doc = yaml.safe_load(PRODUCT_EXAMPLE + SYNC)
+    doc["sync"]["referral_link_attribute"] = "custom_attributes.rate"
+    doc["sync"]["fields"].append({"from": "custom_attributes.gone", "to": "meta.plan"})
+    attrs = {**TYPES, "custom_attributes.referral_code": {"data_type": "string"},
+             "custom_attributes.referral_link": {"data_type": "string"}}
+    found = [p for p in check_against_workspace(parse_settings(doc), attrs, segments=[{"id": "1", "name": "VIP"}])
+             if p.startswith("sync")]
+    assert [p.split(":")[0] for p in found] == ["sync.segment_id", "sync.referral_link_attribute", "sync.fields"]
+    assert "segment 5f2a does not exist in workspace vne310wv (1 segments listed: VIP (1))" in found[0]
+    assert "custom_attributes.rate is of type float, not a text attribute" in found[1]
+    assert found[2].startswith("sync.fields: custom_attributes.gone (mapped to meta.plan) does not exist")
+    from chalicelib.domain.sync import preflight            # the dry run's checks are the same ones
+    assert preflight(parse_settings(doc), attrs, [{"id": "1", "name": "VIP"}], {"status": "launched"}) == found
+
+
+def test_a_key_given_twice_is_refused_with_its_line():
+    from chalicelib.services.admin import read_document
+    text = PRODUCT_EXAMPLE + "leads:\n  action: nothing\n"
+    with pytest.raises(SettingsError) as exc:
+        read_document(text)
+    assert exc.value.problems == ["line 25: the key 'leads' is given twice (first on line 4) — keep one: YAML would "
+                                  "silently use the last"]
+    with pytest.raises(SettingsError) as exc:
+        read_document("a: 1\nb: {x: 1, x: 2}\n")
+    assert exc.value.problems[0].startswith("line 2: the key 'x' is given twice")
+
+
+def test_the_file_reader_notes_a_yes_or_no_word_read_as_a_boolean():
+    from chalicelib.services.admin import read_document
+    doc, notes = read_document(PRODUCT_EXAMPLE.replace('value: "Yes"', "value: Yes"))
+    assert doc["qualification"]["value"] is True
+    assert notes == ['line 21: value: Yes is read as the boolean true, not the text "Yes" — for a text attribute, '
+                     'quote it (value: "Yes"); a true/false attribute takes it as is']
+    assert read_document(PRODUCT_EXAMPLE)[1] == []
+    assert read_document('{"qualification": {"value": true}, "overwrite": yes}')[1] == []   # meant as booleans

@@ -90,6 +90,9 @@ class DynamoSettings:
             return None
         return StoredSettings(campaign_id, item.workspace, item.document, int(item.version), item.updated_at)
 
+    def delete(self, campaign_id: str) -> bool:
+        return applied(lambda: SettingsItem(*settings_key(campaign_id)).delete(condition=SettingsItem.pk.exists()))
+
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         items = batch_get(SettingsItem, (settings_key(c) for c in campaign_ids))
         return {campaign_of_settings(i.pk): i.document for i in items}

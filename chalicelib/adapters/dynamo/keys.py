@@ -96,6 +96,11 @@ def link_key(ref: PersonRef) -> Key:
     return f"CAMPAIGN#{ref.campaign_id}", f"PERSON#{ref.rf_user_id}"
 
 
+def campaign_links(campaign_id: str) -> Key:
+    """The partition and the sort-key prefix of a campaign's links."""
+    return f"CAMPAIGN#{campaign_id}", "PERSON#"
+
+
 def contact_key(workspace: str, contact_id: str) -> Key:
     return f"CONTACT#{workspace}#{contact_id}", "LINKS"
 

@@ -15,7 +15,7 @@ from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, Li
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import KEEP, LEASE_SECONDS, Busy
 from .history import DynamoHistory, Put, Update
-from .keys import OVERDUE, PENDING, contact_key, email_key, link_key
+from .keys import OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key
 from .lookup import drop_reference
 from .models import LinkItem, PointerItem, applied, batch_get, conditional, get
 
@@ -60,6 +60,11 @@ class DynamoLinks:
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]:
         links = (i.to_link() for i in batch_get(LinkItem, (link_key(PersonRef(*r)) for r in refs)))
         return {link.ref: link for link in links}
+
+    def count_in(self, campaign_id: str, limit: int) -> int:
+        pk, prefix = campaign_links(campaign_id)
+        return sum(1 for _ in LinkItem.query(pk, LinkItem.sk.startswith(prefix), limit=limit,
+                                             attributes_to_get=["pk"]))
 
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:

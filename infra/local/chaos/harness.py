@@ -1180,11 +1180,7 @@ def _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliv
     f["rf calls"] = _windows(rf.requests, 60, rf.rate_limit, 0) + (
         f"; another tool: {other.calls} calls, {other.refused} refused" if other.interval else "")
     f["rf calls by kind"] = _by_kind(rf.requests)
-    yes = {f"/users/{p.rf_id}": p.yes_at + cfg.rf_offset for p in people if p.yes_at}   # on RF's clock
-    reads = [r for r in rf.requests if r["method"] == "GET" and r["path"] in yes]
-    after = sum(1 for r in reads if r["time"] >= yes[r["path"]])
-    f["rf reads of referrals"] = (f"{len(reads) - after} before their 'Yes' (joins), {after} after it (asking RF "
-                                  "before a qualification PUT)")
+    f["rf reads"] = _reads(people, rf.requests, cfg.rf_offset)
     puts = [c for c in rf.qualification_calls]
     f["rf qualification PUTs"] = (f"{len(puts)} reached RF for {len({str((c['body'] or {}).get('id')) for c in puts})}"
                                   f" referrals; {sum(1 for u in rf.users.values() if u['qualified_at'])} qualified")
@@ -1228,6 +1224,29 @@ def _by_kind(requests_log: list) -> str:
         out.append(f"users read {len(reads)}: per user p50 {reads[len(reads) // 2]}, "
                    f"p95 {reads[int(len(reads) * .95)]}, max {reads[-1]}")
     return "; ".join(out)
+
+
+def _reads(people, requests_log: list, offset: float) -> str:
+    """Who RF's user reads were of: a referral before its first 'Yes' (its join), after it (asking RF
+    before a qualification PUT: followed by the PUT within 5 s or not), or a referrer."""
+    yes = {f"/users/{p.rf_id}": (p.yes_at + offset if p.yes_at else math.inf) for p in people}  # RF's clock
+    puts = defaultdict(list)
+    for r in requests_log:
+        if r["method"] == "PUT" and isinstance(r.get("json"), dict):
+            puts[f"/users/{r['json'].get('id')}"].append(r["time"])
+    kinds: Counter = Counter()
+    for r in requests_log:
+        if r["method"] != "GET" or not r["path"].startswith("/users/"):
+            continue
+        if r["path"] not in yes:
+            kinds["of referrers"] += 1
+        elif r["time"] < yes[r["path"]]:
+            kinds["of referrals before their 'Yes'"] += 1
+        elif any(0 <= t - r["time"] <= 5 for t in puts[r["path"]]):
+            kinds["after it, then the PUT"] += 1
+        else:
+            kinds["after it, no PUT within 5 s"] += 1
+    return ", ".join(f"{n} {k}" for k, n in kinds.most_common())
 
 
 def _short(reason: str) -> str:

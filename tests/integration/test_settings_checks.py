@@ -1,0 +1,166 @@
+"""Settings the walkthrough of a new user let through: a `value: Yes` that YAML made a boolean, a
+campaign id no webhook can carry, an operator that cannot compare its attribute, a sync block
+nothing checked, a key given twice. Each is refused by `bridge settings apply` with the same line
+`bridge doctor` reports (one shared check), on the local stack (moto + the simulators), as an
+operator runs them. And settings applied by mistake can be deleted."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from chalicelib.cli import main
+
+from .conftest import join_body, lead_settings, qualifying_settings
+from .test_join_flow import new_lead
+from .test_troubleshooting import apply_offline, bad, doctor
+
+YES_FIX = ('qualification.value: true is a boolean, but custom_attributes.signed_up is a text attribute — YAML '
+           'reads unquoted Yes/No, true/false and on/off as booleans: quote the text, e.g. value: "Yes"')
+
+
+def write(tmp_path, text: str, name="campaign.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def run(bridge, capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv), rt=bridge.operator())
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def unquoted_yes() -> str:
+    """docs/examples/campaign.yaml's rule with `value: Yes` not quoted (the walkthrough's sed)."""
+    text = yaml.safe_dump(qualifying_settings(), sort_keys=False).replace("value: 'Yes'", "value: Yes")
+    assert "value: Yes\n" in text
+    return text
+
+
+def test_an_unquoted_yes_for_a_text_attribute_is_refused_by_apply_and_reported_by_doctor(bridge, tmp_path, capsys):
+    path = write(tmp_path, unquoted_yes())
+    # offline, the type of the attribute is unknown: a warning, with its line and the fix
+    code, out, err = run(bridge, capsys, "settings", "check", path)
+    assert code == 0 and out.startswith("settings are valid")
+    assert 'value: Yes is read as the boolean true, not the text "Yes" — for a text attribute, quote it' in err
+    # the live check knows custom_attributes.signed_up is text: refused, nothing stored
+    code, out, err = run(bridge, capsys, "settings", "apply", path)
+    assert (code, err) == (2, f"settings are invalid:\n  - {YES_FIX}\n")
+    assert run(bridge, capsys, "settings", "show", "42")[0] == 1
+    # stored anyway (--offline): doctor says the same, as a problem
+    code, out, err = run(bridge, capsys, "settings", "apply", "--offline", path)
+    assert code == 0 and "value: Yes is read as the boolean true" in err
+    code, report = doctor(bridge, capsys)
+    [found] = [f for f in bad(report, "settings.workspace") if f["what"].startswith("qualification.value")]
+    assert f"{found['what']} — {found['fix']}" == YES_FIX and "nothing qualifies" in found["why"]
+    # quoted, it applies (and doctor finds nothing wrong with the settings)
+    assert run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
+    assert bad(doctor(bridge, capsys)[1], "settings") == []
+
+
+def test_a_campaign_id_no_webhook_can_carry_is_refused_by_check_and_apply(bridge, tmp_path, capsys):
+    for wrong in ("42 ", "", "4 2"):
+        path = write(tmp_path, yaml.safe_dump({**lead_settings(), "campaign_id": wrong}))
+        for argv in (["settings", "check", path], ["settings", "apply", path]):
+            code, _, err = run(bridge, capsys, *argv)
+            assert code == 2 and f"  - campaign_id: {wrong!r} is not an id a webhook can carry" in err
+
+
+def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(bridge, rf, tmp_path, capsys):
+    """Campaign 43 was applied by mistake with 42's referral-link attribute: doctor 42 names it until
+    it is deleted. Deleting 42, which has a linked person, needs --yes; the link and history stay."""
+    bridge.apply(lead_settings())
+    rf.add_campaign(43, "Typo")
+    bridge.apply({**lead_settings(), "campaign_id": "43"})
+    assert [f["what"] for f in bad(doctor(bridge, capsys)[1], "settings.referral_link")] == [
+        "campaign 43 also writes its referral links to custom_attributes.referral_link"]
+
+    code, out, _ = run(bridge, capsys, "settings", "delete", "43")
+    assert code == 0 and out.startswith("settings of campaign '43' deleted (version 1, workspace vne310wv)")
+    assert bad(doctor(bridge, capsys)[1], "settings.referral_link") == []
+    assert bad(doctor(bridge, capsys, 43)[1], "settings")[0]["what"] == "campaign 43 has no settings here"
+    code, _, err = run(bridge, capsys, "settings", "delete", "43")
+    assert code == 1 and "campaign '43' has no settings, nothing was deleted" in err
+
+    lead = new_lead(rf)
+    assert bridge.post_join(join_body(lead)).status_code == 202
+    bridge.drain()
+    code, _, err = run(bridge, capsys, "settings", "delete", "42")
+    assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person: once its settings are deleted")
+    assert "add --yes" in err and run(bridge, capsys, "settings", "show", "42")[0] == 0
+    code, out, _ = run(bridge, capsys, "settings", "delete", "42", "--yes")
+    assert code == 0 and out.rstrip().endswith("; kept, with their history: 1 linked person")
+    assert run(bridge, capsys, "settings", "show", "42")[0] == 1
+    code, out, _ = run(bridge, capsys, "history", "42", str(lead["id"]))
+    assert code == 0 and json.loads(out)["link"]["status"] == "linked"
+    bridge.rt.forget()                       # the API's cache of known campaigns (a minute in a Lambda)
+    answer = bridge.post_join(join_body(new_lead(rf, "bob@example.com")))
+    assert (answer.status_code, answer.json()["error"]) == (404, "unknown_campaign")
+
+
+def test_an_operator_that_cannot_compare_the_attribute_is_refused_by_apply_as_doctor_reports_it(
+        bridge, tmp_path, capsys):
+    doc = qualifying_settings(operator="gte", value="abc")
+    line = ("qualification.operator: gte compares numbers or dates, but custom_attributes.signed_up is a text "
+            "attribute — use equals or contains, or a number or date attribute")
+    code, _, err = run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    assert (code, err) == (2, f"settings are invalid:\n  - {line}\n")
+    apply_offline(bridge, doc)
+    [found] = bad(doctor(bridge, capsys)[1], "settings.workspace")
+    assert f"{found['what']} — {found['fix']}" == line
+
+
+def test_the_sync_block_is_checked_by_apply_and_doctor_as_the_dry_run_checks_it(bridge, intercom, tmp_path, capsys):
+    doc = {**lead_settings(), "sync": {
+        "source": "segment", "segment_id": "nope",
+        "fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"},
+                   {"from": "custom_attributes.plan", "to": "meta.plan"}],
+        "referral_link_attribute": "custom_attributes.score"}}
+    code, _, err = run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    refused = [line.removeprefix("  - ") for line in err.splitlines()[1:]]
+    assert code == 2 and [p.split(":")[0] for p in refused] == [
+        "sync.segment_id", "sync.referral_link_attribute", "sync.fields"]
+    assert "custom_attributes.score is of type float, not a text attribute" in refused[1]
+    assert "custom_attributes.plan (mapped to meta.plan) does not exist in workspace vne310wv" in refused[2]
+    apply_offline(bridge, doc)
+    reported = [f"{f['what']} — {f['fix']}" for f in bad(doctor(bridge, capsys)[1], "settings.workspace")]
+    assert reported == refused
+    code, _, err = run(bridge, capsys, "sync", "start", "42", "--dry-run")
+    assert code == 1 and [line.removeprefix("  - ") for line in err.splitlines()[1:]] == refused
+
+
+def test_a_key_given_twice_is_refused_with_the_key_and_its_line(bridge, tmp_path, capsys):
+    text = yaml.safe_dump(lead_settings(), sort_keys=False) + "leads:\n  action: nothing\n"
+    path = write(tmp_path, text)
+    first = text.splitlines().index("leads:") + 1
+    last = len(text.splitlines()) - 1
+    expected = (f"settings are invalid:\n  - line {last}: the key 'leads' is given twice (first on line {first}) — "
+                "keep one: YAML would silently use the last\n")
+    for argv in (["settings", "check", path], ["settings", "apply", path]):
+        assert run(bridge, capsys, *argv)[::2] == (2, expected)
+    assert run(bridge, capsys, "settings", "show", "42")[0] == 1
+
+
+def test_the_readmes_invalid_settings_example_is_what_apply_answers(bridge, tmp_path, capsys):
+    """README, Settings: "Invalid settings are refused, with one line per problem" — every problem at once."""
+    doc = qualifying_settings(value=True)
+    doc["leads"]["fields"] += [{"from": "meta.score", "to": "custom_attributes.scor"},
+                               {"value": "ten", "to": "custom_attributes.score"}]
+    code, _, err = run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    assert code == 2 and err == (
+        "settings are invalid:\n"
+        "  - leads.fields[4].to: custom_attributes.scor does not exist in workspace vne310wv — create it in "
+        "Intercom (Settings > Data > People) or fix the name\n"
+        "  - leads.fields[5].value: 'ten' is not a number — change the value or the attribute\n"
+        f"  - {YES_FIX}\n")
+    doc = {**lead_settings(), "campaign_id": "4 2"}
+    doc["leads"]["fields"] = [{"from": "first_name", "to": "name"}, {"from": "code", "to": "name"}]
+    code, _, err = run(bridge, capsys, "settings", "check", write(tmp_path, yaml.safe_dump(doc)))
+    assert code == 2 and err == (
+        "settings are invalid:\n"
+        "  - campaign_id: '4 2' is not an id a webhook can carry — write the id exactly as Referral Factory / "
+        "Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"
+        "  - leads: 'name' is mapped twice — map each Intercom attribute at most once\n"
+        "  - leads: email is not mapped — add {from: email, to: email} to fields (Intercom needs an email)\n")

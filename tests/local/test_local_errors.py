@@ -1,0 +1,263 @@
+"""`make run` and `make demo` as a new user meets them when something is off: a start that cannot
+happen ends in one line that says what to change (never a traceback); the demo without a running
+stack says to start it; Ctrl-C ends either quietly with 130; a demo that times out names the command
+that says why; the real-API banner advertises only what is there."""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from infra.local import demo, run
+from infra.local.aws import unique_prefix
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETS = ("INTERCOM_TOKEN", "RF_TOKEN", "INTERCOM_WORKSPACE", "INTERCOM_CLIENT_SECRET", "RF_WEBHOOK_SECRET",
+           "INTERCOM_BASE_URL", "RF_BASE_URL", "PORT")
+
+# Ctrl-C at a chosen point of a real process: when the named module is first imported, the process
+# sends itself SIGINT (a sitecustomize on PYTHONPATH; no timing involved).
+INTERRUPT_HOOK = """
+import os, signal, sys
+class _CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ.get("INTERRUPT_AT_IMPORT"):
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, _CtrlC())
+"""
+
+
+def env_without_apis(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def process(args: list[str], env: dict, cwd=ROOT) -> subprocess.CompletedProcess:
+    # Ctrl-C as a terminal sends it: SIGINT not ignored (a background job would ignore it)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def make_run(**env) -> subprocess.CompletedProcess:
+    return process([sys.executable, "-m", "infra.local.run"], env_without_apis(**env))
+
+
+def one_line(err: str, prefix: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err and err.startswith(prefix), err
+    return err.strip()
+
+
+@pytest.fixture
+def held_port():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- make run ---------------------------------------------------------------------------------------
+def test_make_run_on_a_port_in_use_names_the_port_and_how_to_pick_another(held_port):
+    done = make_run(PORT=str(held_port))
+    assert done.returncode == 1 and done.stdout == ""
+    assert one_line(done.stderr, "make run: ") == (
+        f"make run: port {held_port} is in use (another `make run`?): stop what uses it, or pick another port: "
+        f"make run PORT={held_port + 1}")
+
+
+def test_make_run_with_a_port_that_is_not_a_number():
+    done = make_run(PORT="80a")
+    assert done.returncode == 1
+    assert one_line(done.stderr, "make run: ") == "make run: PORT=80a is not a port number: e.g. make run PORT=8080"
+
+
+@pytest.mark.parametrize("given, says", [
+    ({"INTERCOM_TOKEN": "t"}, "make run: INTERCOM_TOKEN is set but RF_TOKEN is not: the real APIs need both "
+                              "(unset INTERCOM_TOKEN to run on the simulators)"),
+    ({"RF_TOKEN": "t"}, "make run: RF_TOKEN is set but INTERCOM_TOKEN is not: the real APIs need both "
+                        "(unset RF_TOKEN to run on the simulators)"),
+    ({"INTERCOM_TOKEN": "t", "RF_TOKEN": "t"}, "make run: with INTERCOM_TOKEN and RF_TOKEN (the real APIs), set "
+                                               "INTERCOM_WORKSPACE to your Intercom workspace's app_id too"),
+])
+def test_make_run_with_the_real_apis_half_configured_says_what_is_missing(given, says):
+    done = make_run(**given)
+    assert done.returncode == 1 and one_line(done.stderr, "make run: ") == says
+
+
+def test_ctrl_c_while_make_run_starts_exits_quietly(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_HOOK)
+    done = process([sys.executable, "-m", "infra.local.run"],
+                   env_without_apis(PYTHONPATH=f"{tmp_path}:{ROOT}", INTERRUPT_AT_IMPORT="moto.server",
+                                    PORT=str(closed_port())))
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
+
+
+class FakeIntercomAuth:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def whoami(self, token, api_base=None):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class FakeRuntime:
+    def __init__(self, answer):
+        self.auth = FakeIntercomAuth(answer)
+
+    def intercom_auth(self):
+        return self.auth
+
+
+def test_the_real_intercom_that_cannot_be_reached_or_refuses_the_token_is_one_line():
+    from chalicelib.errors import Permanent, WorkError
+    url = "https://api.intercom.io"
+    with pytest.raises(run.StartError) as unreachable:
+        run._check_intercom(FakeRuntime(WorkError("Intercom unreachable after retries (ConnectionError)")),
+                            "tok", "abc", url)
+    assert str(unreachable.value) == ("cannot check INTERCOM_TOKEN with Intercom at https://api.intercom.io: "
+                                      "Intercom unreachable after retries (ConnectionError) — check the network "
+                                      "(or INTERCOM_BASE_URL)")
+    with pytest.raises(run.StartError) as refused:
+        run._check_intercom(FakeRuntime(Permanent("Intercom answered 401: Unauthorized")), "tok", "abc", url)
+    assert str(refused.value).startswith("Intercom at https://api.intercom.io refused INTERCOM_TOKEN (Intercom "
+                                         "answered 401: Unauthorized): check the token, or set INTERCOM_BASE_URL")
+
+
+def test_a_token_of_another_workspace_stops_make_run_and_names_both(monkeypatch):
+    """The token is checked with the real Intercom (here: the simulator answering GET /me) before the
+    stack serves anything; what was started is stopped again."""
+    from infra.local.sims.intercom import IntercomSim
+    intercom = IntercomSim(tokens=("real-ic-token",), app_id="theirs1").start()
+    saved = dict(os.environ)
+    try:
+        for var in SECRETS:
+            monkeypatch.delenv(var, raising=False)
+        for var, value in {"INTERCOM_TOKEN": "real-ic-token", "RF_TOKEN": "real-rf-token",
+                           "INTERCOM_WORKSPACE": "mine1", "INTERCOM_BASE_URL": intercom.base_url}.items():
+            monkeypatch.setenv(var, value)
+        with pytest.raises(run.StartError) as stopped:
+            run.start(api_port=0, background=False, prefix=unique_prefix("local"))
+        assert str(stopped.value) == ("INTERCOM_TOKEN is a token of workspace theirs1 (Acme (simulated)), not of "
+                                      "INTERCOM_WORKSPACE=mine1: set INTERCOM_WORKSPACE=theirs1 (or use that "
+                                      "workspace's token)")
+    finally:
+        intercom.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        from chalicelib.runtime import reset_default_runtime
+        reset_default_runtime(None)
+
+
+def a_stack(real: bool) -> run.LocalStack:
+    return run.LocalStack("http://127.0.0.1:8000", "http://127.0.0.1:5000", {}, "https://api.intercom.io",
+                          "https://api.referral-factory.com/api/v2", poller=None, real=real,   # type: ignore[arg-type]
+                          workspace="abc123" if real else run.WORKSPACE)
+
+
+def test_the_real_api_banner_advertises_neither_the_demo_nor_the_simulators_pages():
+    real = run.banner(a_stack(real=True), "60")
+    assert "make demo" not in real and "/oauth/intercom/start" not in real and "campaign 42" not in real
+    assert "against the real Intercom (workspace abc123)" in real and "./bridge settings apply" in real
+    simulated = run.banner(a_stack(real=False), "60")
+    assert "make demo" in simulated and "/oauth/intercom/start" in simulated
+
+
+def test_a_stopped_stack_leaves_no_state_file_unless_another_stack_wrote_it(tmp_path):
+    state = tmp_path / "stack.json"
+    state.write_text("mine")
+    run.forget_state("mine", state)
+    assert not state.exists()
+    state.write_text("another make run's")
+    run.forget_state("mine", state)
+    assert state.read_text() == "another make run's"
+
+
+# --- make demo --------------------------------------------------------------------------------------
+# `make demo` is `python -m infra.local.demo`, whose main reads .local/stack.json: here another file.
+DEMO = "import sys; from pathlib import Path; from infra.local import demo; sys.exit(demo.main(Path(sys.argv[1])))"
+
+
+def run_demo(state_file: Path, **env) -> subprocess.CompletedProcess:
+    """`make demo`'s main in a process of its own, reading the given state file."""
+    return process([sys.executable, "-c", DEMO, str(state_file)], env_without_apis(**env))
+
+
+def test_make_demo_without_a_stack_or_with_one_that_stopped_says_to_start_it(tmp_path):
+    done = run_demo(tmp_path / "absent.json")
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", "start the stack first: make run\n")
+    stale = tmp_path / "stack.json"          # left by a `make run` that did not stop cleanly
+    dead = f"http://127.0.0.1:{closed_port()}"
+    stale.write_text(json.dumps({"api_url": dead, "rf_url": dead, "intercom_url": dead, "mode": "simulators",
+                                 "env": {}}))
+    done = run_demo(stale)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", "start the stack first: make run\n")
+
+
+def test_a_stack_that_stops_while_the_demo_plays_is_one_line(tmp_path, held_port):
+    state = tmp_path / "stack.json"
+    dead = f"http://127.0.0.1:{closed_port()}"
+    state.write_text(json.dumps({"api_url": f"http://127.0.0.1:{held_port}", "rf_url": dead, "intercom_url": dead,
+                                 "mode": "simulators", "env": {}}))
+    done = run_demo(state)
+    assert done.returncode == 1 and one_line(done.stderr, "the local stack stopped answering") == (
+        f"the local stack stopped answering ({dead}/users): start the stack first: make run")
+
+
+def test_ctrl_c_during_make_demo_exits_quietly(tmp_path):
+    """The demo's first request reaches a "stack" that presses Ctrl-C for the user (SIGINT to the
+    demo's process) before it answers."""
+    class Stack(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            os.kill(demo_pid[0], signal.SIGINT)
+            body = b'{"data": {"id": 1}}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    demo_pid: list[int] = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    state = tmp_path / "stack.json"
+    state.write_text(json.dumps({"api_url": url, "rf_url": url, "intercom_url": url, "mode": "simulators",
+                                 "env": {}, "rf_webhook_secret": "s", "intercom_client_secret": "s"}))
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", DEMO, str(state)], cwd=ROOT, env=env_without_apis(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        demo_pid.append(proc.pid)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (proc.returncode, err) == (130, "")
+    assert "Traceback" not in out
+
+
+def test_a_demo_that_times_out_names_the_command_that_says_why():
+    ticks = iter(range(0, 1000, 10))
+    with pytest.raises(SystemExit) as stopped:
+        demo._wait("the qualification in RF", lambda: None, lambda: None, "./bridge explain 1002",
+                   clock=lambda: float(next(ticks)), sleep=lambda _: None)
+    assert str(stopped.value) == ("timed out after 30 s waiting for the qualification in RF: see why with "
+                                  "`./bridge explain 1002`")
