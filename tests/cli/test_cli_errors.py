@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.cli import main
+from tests.support.interrupt import INTERRUPT_HOOK
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,18 +232,6 @@ def test_a_stage_that_cannot_be_read_is_one_bridge_line_saying_what_is_missing(t
     assert done.returncode == 1 and one_line(done.stderr) == says + "\n"
 
 
-# Ctrl-C at a chosen point of the real ./bridge: when the named module is first imported, the process
-# sends itself SIGINT (a sitecustomize on PYTHONPATH; no timing involved).
-INTERRUPT_HOOK = """
-import os, signal, sys
-class _CtrlC:
-    def find_spec(self, name, path=None, target=None):
-        if name == os.environ.get("INTERRUPT_AT_IMPORT"):
-            sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
-        return None
-sys.meta_path.insert(0, _CtrlC())
-"""
 
 
 @pytest.mark.parametrize("at", ["chalicelib.cli",                # while ./bridge loads

@@ -18,23 +18,12 @@ import pytest
 
 from infra.local import demo, run
 from infra.local.aws import unique_prefix
+from tests.support.interrupt import INTERRUPT_HOOK
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = ("INTERCOM_TOKEN", "RF_TOKEN", "INTERCOM_WORKSPACE", "INTERCOM_CLIENT_SECRET", "RF_WEBHOOK_SECRET",
            "INTERCOM_BASE_URL", "RF_BASE_URL", "PORT")
 
-# Ctrl-C at a chosen point of a real process: when the named module is first imported, the process
-# sends itself SIGINT (a sitecustomize on PYTHONPATH; no timing involved).
-INTERRUPT_HOOK = """
-import os, signal, sys
-class _CtrlC:
-    def find_spec(self, name, path=None, target=None):
-        if name == os.environ.get("INTERRUPT_AT_IMPORT"):
-            sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
-        return None
-sys.meta_path.insert(0, _CtrlC())
-"""
 
 
 def env_without_apis(**extra) -> dict:
