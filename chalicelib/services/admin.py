@@ -64,7 +64,17 @@ def read_document(text: str) -> tuple[Any, list[str]]:
         loader.dispose()
     if loader.problems:
         raise SettingsError(loader.problems)
-    return doc, loader.notes
+    return _shown(doc), loader.notes
+
+
+SHOWN = {"version", "updated_at", "settings"}
+
+
+def _shown(doc: Any) -> Any:
+    """What `bridge settings show` printed is a settings file too: its `settings` (edit, then apply)."""
+    if isinstance(doc, dict) and set(doc) == SHOWN and isinstance(doc["settings"], dict):
+        return doc["settings"]
+    return doc
 
 
 def load_document(text: str) -> Any:

@@ -164,3 +164,16 @@ def test_the_readmes_invalid_settings_example_is_what_apply_answers(bridge, tmp_
         "Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"
         "  - leads: 'name' is mapped twice — map each Intercom attribute at most once\n"
         "  - leads: email is not mapped — add {from: email, to: email} to fields (Intercom needs an email)\n")
+
+
+def test_what_settings_show_prints_can_be_edited_and_applied_again(bridge, tmp_path, capsys):
+    assert run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
+    code, out, _ = run(bridge, capsys, "settings", "show", "42")
+    shown = json.loads(out)
+    assert code == 0 and shown["version"] == 1
+    shown["settings"]["qualification"]["value"] = "Done"
+    path = write(tmp_path, json.dumps(shown), name="shown.json")
+    assert run(bridge, capsys, "settings", "check", path)[:2] == (0, "settings are valid\n")
+    assert run(bridge, capsys, "settings", "apply", path)[0] == 0
+    again = json.loads(run(bridge, capsys, "settings", "show", "42")[1])
+    assert again["version"] == 2 and again["settings"]["qualification"]["value"] == "Done"
