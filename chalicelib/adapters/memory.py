@@ -196,7 +196,8 @@ class MemoryLinks:
         return Claim(held.claim, held.link, took_over, state)
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS,
+                          rf_said_no: bool = False) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
         held = self.tables.links.get(claim.link.ref)
@@ -206,7 +207,8 @@ class MemoryLinks:
         held.claim, held.pending, held.lease_ended, held.requeued = None, None, None, 0
         held.lease_until = now + lease if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
-                           qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at)
+                           qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at,
+                           rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None)
 
     def unpend(self, link: Link, reason: str) -> Link:
         held = self.tables.links[link.ref]

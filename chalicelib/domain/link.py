@@ -65,6 +65,10 @@ class Link:
     # A try may have created the person's contact since then without seeing Intercom's answer (it
     # claimed the join then, or its create got no answer): look for our marker before creating again.
     uncertain_since: Optional[float] = None
+    # An unconfirmed qualification whose PUT never went out after RF said the user is not qualified
+    # (e.g. the shared budget held it back): RF's answer still holds, so the next try need not ask.
+    # False or None (links written before this was recorded): a PUT may have reached RF.
+    rf_said_no: Optional[bool] = None
 
     @property
     def ref(self) -> PersonRef:

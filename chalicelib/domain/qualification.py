@@ -59,7 +59,11 @@ def allowed(current: Optional[QState], to: QState, replay: bool = False) -> bool
     return to in TRANSITIONS[current]
 
 
-def ask_rf_first(previous: Optional[QState]) -> bool:
+def ask_rf_first(previous: Optional[QState], rf_said_no: Optional[bool] = None) -> bool:
     """Must a claim taken from `previous` ask RF whether the user is qualified before sending the PUT?
-    Yes when an earlier try may have sent it: it was left unconfirmed, or its worker died mid-call."""
+    Yes when an earlier try may have sent it: its worker died mid-call, or it was left unconfirmed
+    after a PUT that may have reached RF. Not when it was left unconfirmed with RF's "not qualified"
+    still true (`rf_said_no`: RF was asked, or never sent anything, and no PUT went out since)."""
+    if previous is QState.UNCONFIRMED:
+        return not rf_said_no
     return previous in UNFINISHED

@@ -72,9 +72,11 @@ class LinkRepository(Protocol):
         """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
         replay, or another worker's lease runs)."""
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS,
+                          rf_said_no: bool = False) -> Link:
         """End the claim: QUALIFIED or FAILED (final; out of every index), or UNCONFIRMED (out of the
-        pending index; overdue once `lease` has run, unless a retry finished it first)."""
+        pending index; overdue once `lease` has run, unless a retry finished it first), recording
+        `rf_said_no` (Link.rf_said_no) with it."""
     def unpend(self, link: Link, reason: str) -> Link:
         """Reconciliation stops checking this link (the reason goes into its history)."""
     def pending(self, after: Optional[str], limit: int) -> PendingPage:

@@ -310,6 +310,20 @@ def test_a_qualification_left_unconfirmed_is_overdue_until_a_claim_finishes_it(s
     assert store.links.overdue(clock.now + 10**6, 10) == []
 
 
+def test_an_unconfirmed_qualification_keeps_whether_rfs_no_still_holds_until_it_ends(store, clock):
+    link = joined(store)
+    claim = store.links.start_qualifying(link)
+    held = store.links.finish_qualifying(claim, QState.UNCONFIRMED, [], reason="budget spent", rf_said_no=True)
+    assert held.rf_said_no and store.links.get(link.ref).rf_said_no
+    again = store.links.start_qualifying(held)
+    assert again.previous is QState.UNCONFIRMED and again.link.rf_said_no      # what the claim decides from
+    lost = store.links.finish_qualifying(again, QState.UNCONFIRMED, [], reason="answer lost")
+    assert store.links.get(link.ref).rf_said_no is None and lost.rf_said_no is None
+    last = store.links.start_qualifying(lost)
+    store.links.finish_qualifying(last, QState.QUALIFIED, [])
+    assert store.links.get(link.ref).rf_said_no is None
+
+
 def test_overdue_links_come_longest_overdue_first_and_a_limit_holds(store, clock):
     refs = [PersonRef("42", str(n)) for n in range(1, 4)]
     for ref in refs:

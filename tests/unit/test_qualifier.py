@@ -7,7 +7,7 @@ import pytest
 from chalicelib.domain.judge import Sighting
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
-from chalicelib.errors import Permanent, Transient, Uncertain
+from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
 from tests.unit.scenario import history, joined, link_of, reasons, world
 
 RULE = Qualification(attribute="custom_attributes.signed_up", value="Yes")
@@ -17,18 +17,40 @@ def met(contact):
     return Sighting({**contact, "custom_attributes": {"signed_up": "Yes"}}, "webhook contact.lead.updated")
 
 
-def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_asks_rf_then_qualifies_once():
+def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_sends_it_without_asking_rf_first():
+    """A 429 is RF refusing the PUT: nothing was applied, so RF's budget is not spent on asking."""
     work = world()
     link, contact = joined(work)
     work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
     with pytest.raises(Transient) as raised:
         work.deps.qualifier.evaluate(link, RULE, met(contact))
     assert raised.value.person == ("42", "7") and link_of(work).qualification is QState.UNCONFIRMED
-    assert link_of(work).reason == "Referral Factory answered 429"
+    assert link_of(work).reason == "Referral Factory answered 429" and link_of(work).rf_said_no
     work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).reason is None
-    assert work.apis.rf_.calls == ["qualify 7", "get_user 7", "qualify 7"]
+    assert work.apis.rf_.calls == ["qualify 7", "qualify 7"]
     assert history(work)[-3:] == [("evaluation", "met"), ("qualification", "resumed"), ("qualification", "qualified")]
+
+
+def test_after_a_lost_answer_rf_is_asked_once_and_its_no_holds_while_the_budget_holds_the_put_back():
+    """The PUT's answer is lost (RF did not apply it): the next try asks RF, which says no, and then
+    the shared budget has no slot for the PUT. RF's "no" still holds: the try after that sends the
+    PUT without asking again (each ask is a call of RF's scarce budget)."""
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.answers = [Uncertain("Referral Factory PUT /users/qualification: no answer (ReadTimeout)"),
+                             Deferred("the shared Referral Factory budget (500 calls per 60s) is spent")]
+    with pytest.raises(Uncertain):
+        work.deps.qualifier.evaluate(link, RULE, met(contact))
+    assert not link_of(work).rf_said_no                     # it may have reached RF: ask first
+    with pytest.raises(Deferred):
+        work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    assert link_of(work).qualification is QState.UNCONFIRMED and link_of(work).rf_said_no
+    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    assert work.apis.rf_.calls == ["qualify 7", "get_user 7",      # lost; asked at once (quietly): no
+                                   "get_user 7", "qualify 7",      # asked first: no; the budget held it back
+                                   "qualify 7"]                    # RF's no still holds: sent
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
 def test_rf_applies_the_call_and_its_answer_is_lost_one_put_and_qualified_in_the_same_try():

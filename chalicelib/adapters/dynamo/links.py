@@ -257,7 +257,8 @@ class DynamoLinks:
                      took_over=before.qualification is QState.QUALIFYING, previous=before.qualification)
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None, lease: float = LEASE_SECONDS) -> Link:
+                          reason: Optional[str] = None, lease: float = LEASE_SECONDS,
+                          rf_said_no: bool = False) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
         link, at = claim.link, self.clock()
@@ -268,9 +269,10 @@ class DynamoLinks:
         if state is QState.QUALIFIED:
             actions.append(LinkItem.qualified_at.set(now))
         if state is QState.UNCONFIRMED:     # overdue once the lease runs, unless a retry finishes it first
-            actions += [LinkItem.lease_until.set(at + lease), LinkItem.overdue_pk.set(OVERDUE)]
+            actions += [LinkItem.lease_until.set(at + lease), LinkItem.overdue_pk.set(OVERDUE),
+                        LinkItem.rf_said_no.set(True) if rf_said_no else LinkItem.rf_said_no.remove()]
         else:                               # qualified, or failed: a 4xx is not retried every run
-            actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove()]
+            actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), LinkItem.rf_said_no.remove()]
         try:
             self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
                                                             LinkItem.claim == claim.token))
@@ -279,7 +281,8 @@ class DynamoLinks:
                 raise Busy("lost the qualification claim to another worker") from None
             raise
         return dataclasses.replace(link, qualification=state, reason=reason or None, updated_at=now,
-                                   qualified_at=now if state is QState.QUALIFIED else link.qualified_at)
+                                   qualified_at=now if state is QState.QUALIFIED else link.qualified_at,
+                                   rf_said_no=rf_said_no if state is QState.UNCONFIRMED and rf_said_no else None)
 
     def unpend(self, link: Link, reason: str) -> Link:
         self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(

@@ -111,6 +111,7 @@ class LinkItem(_Item):
     joined_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
     uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)
+    rf_said_no = BooleanAttribute(null=True)        # unconfirmed, and RF's "not qualified" still holds (Link)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -125,7 +126,8 @@ class LinkItem(_Item):
                     baseline=self.baseline, armed=bool(self.armed),
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
-                    joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since)
+                    joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
+                    rf_said_no=self.rf_said_no)
 
 
 class PointerItem(_Item):

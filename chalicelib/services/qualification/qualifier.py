@@ -67,18 +67,25 @@ class Qualifier:
         if not isinstance(claim, Claim):
             return self._not_claimed(claim)
         entries = _resumed(claim)
+        must_ask = ask_rf_first(claim.previous, claim.link.rf_said_no)
+        said_no = not must_ask        # no PUT of ours may have reached RF since it last said no (or ever)
         try:
-            if ask_rf_first(claim.previous) and self._rf_says(link):
-                return self._qualified(claim, via, entries, asked=True)
+            if must_ask:
+                if self._rf_says(link):
+                    return self._qualified(claim, via, entries, asked=True)
+                said_no = True
             try:
                 self.apis.rf().qualify(link.rf_user_id)
             except Uncertain:
                 # RF may have applied it: ask, and never send it again blindly.
+                said_no = False
                 if self._rf_says(link, quiet=True):
                     return self._qualified(claim, via, entries, asked=True)
                 raise
         except Transient as exc:
-            self._unconfirmed(claim, exc, entries)
+            # Not sent (e.g. the shared budget held the PUT back after RF was asked): RF's "no" still
+            # holds, and the next try sends the PUT without asking again (RF's budget is the scarce one).
+            self._unconfirmed(claim, exc, entries, said_no)
             raise exc.about(*link.ref)
         except Permanent as exc:
             if self._rf_says(link, quiet=True):    # e.g. a resent PUT answered "already qualified"
@@ -94,14 +101,14 @@ class Qualifier:
         worker that died): whatever the contact's value is now, RF is asked first."""
         return self.qualify(link, via, replay=False)
 
-    def _unconfirmed(self, claim: Claim, exc: Transient, entries: list[Entry]) -> None:
+    def _unconfirmed(self, claim: Claim, exc: Transient, entries: list[Entry], said_no: bool) -> None:
         maybe_sent = isinstance(exc, Uncertain)
         if maybe_sent and exc.retry_after is None:
             exc.retry_after = UNSURE_RETRY_SECONDS
         reason = (f"{exc.reason} — Referral Factory may have qualified the user: it is asked before the call is "
                   "made again" if maybe_sent else exc.reason)
-        self.links.finish_qualifying(claim, QState.UNCONFIRMED,
-                                     [*entries, Entry("qualification", "unconfirmed", reason)], reason=reason)
+        self.links.finish_qualifying(claim, QState.UNCONFIRMED, [*entries, Entry("qualification", "unconfirmed", reason)],
+                                     reason=reason, rf_said_no=said_no)
 
     def _not_claimed(self, current: Link) -> Link:
         if current.qualification in (QState.QUALIFIED, QState.FAILED):
