@@ -10,8 +10,10 @@ store allows (judge.py says what a contact's value means for a link). Pure: no I
 Once a worker decided to qualify, the decision sticks: a try that cannot finish leaves the referral
 UNCONFIRMED (never back to PENDING, where only a new sighting of the target could restart it), and
 whoever resumes it — the message's retry, or reconciliation — asks Referral Factory before sending
-anything (a qualification is a reward: a PUT that may have reached RF is never sent blindly again).
-A QUALIFYING link whose claim's lease ran out (its worker died) is resumed the same way."""
+anything when a PUT may have reached RF (a qualification is a reward: such a PUT is never sent blindly
+again). RF's "no" holds while no PUT went out since (`Link.rf_said_no`): a try whose PUT the budget
+held back is resumed without asking again. A QUALIFYING link whose claim's lease ran out (its worker
+died) is resumed asking first."""
 from __future__ import annotations
 
 from enum import StrEnum

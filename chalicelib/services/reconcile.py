@@ -4,7 +4,7 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
 1. the overdue links (the store's `overdue` index, never a scan): a join whose worker died holding
    its claim is queued again (a join message with just the person: the join reads the rest from RF,
    and resumes with the contact an earlier try created); a qualification left unconfirmed, or whose
-   worker died, gets a check that finishes it, asking RF first. Each one's history says so. The link
+   worker died, gets a check that finishes it (asking RF first where a PUT may have reached it). Each one's history says so. The link
    then leaves the index for RECONCILE_RETRY_SECONDS (`requeue`), so that the next runs do not queue
    it again while its message still waits in the queue; if it is still unfinished after that, it is
    queued again;

@@ -25,7 +25,7 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         return "skipped"
     if link.qualification in UNFINISHED:
         # Decided and left unfinished (RF's answer lost, or a worker died holding the claim): finish
-        # it, whatever the contact says now and whatever the settings became. RF is asked first.
+        # it, whatever the contact says now and whatever the settings became (RF asked first: Qualifier).
         batch.keep(deps.qualifier.resume(link, "reconciliation"))
         return "done"
     if link.campaign_id in batch.invalid and not replay:

@@ -98,7 +98,8 @@ class Qualifier:
 
     def resume(self, link: Link, via: str) -> Link:
         """Finish a qualification that was decided and left unfinished (unconfirmed, or claimed by a
-        worker that died): whatever the contact's value is now, RF is asked first."""
+        worker that died): whatever the contact's value is now, RF is asked first (unless its "no"
+        still holds: domain/qualification.ask_rf_first)."""
         return self.qualify(link, via, replay=False)
 
     def _unconfirmed(self, claim: Claim, exc: Transient, entries: list[Entry], said_no: bool) -> None:
