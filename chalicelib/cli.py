@@ -106,12 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     p = settings.add_parser("apply", help="validate a settings YAML/JSON file and store it")
     p.add_argument("file")
     p.add_argument("--offline", action="store_true", help="skip the check against the live Intercom workspace")
+    _json_already(p)
     p.set_defaults(func=_settings_apply)
     p = settings.add_parser("check", help="validate a settings file without storing it")
     p.add_argument("file")
     p.set_defaults(func=_settings_check)
     p = settings.add_parser("show", help="print a campaign's stored settings")
     p.add_argument("campaign_id")
+    _json_already(p)
     p.set_defaults(func=_settings_show)
     p = settings.add_parser("delete", help="remove a campaign's settings (applied by mistake): its joins are then "
                                            "refused; its links and history are kept")
@@ -176,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="a person's link and history in one campaign (see also `explain`)")
     p.add_argument("campaign_id")
     p.add_argument("rf_user_id")
+    _json_already(p)
     p.set_defaults(func=_history)
 
     sy = sub.add_parser("sync", help="contact sync: Intercom contacts enrolled as referrers").add_subparsers(
@@ -183,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sy.add_parser("start", help="check, then start a sync run of a campaign (--dry-run: say what it would do)")
     p.add_argument("campaign_id")
     p.add_argument("--dry-run", action="store_true", help="create nothing: count who would be enrolled or skipped")
+    p.add_argument("--json", action="store_true", help="JSON for machines (the dry run's answer is JSON anyway)")
     p.set_defaults(func=_sync_start)
     p = sy.add_parser("status", help="the latest run: done / total, rate, ETA")
     p.add_argument("campaign_id")
@@ -196,8 +200,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("forget", help="erase a person (links, pointers, history, dead letters) by email")
     p.add_argument("email")
+    _json_already(p)
     p.set_defaults(func=_forget)
     return parser
+
+
+def _json_already(p: argparse.ArgumentParser) -> None:
+    """A command whose answer is JSON anyway takes --json too, as every answering command does."""
+    p.add_argument("--json", action="store_true", help="its answer is JSON already (taken for scripts that pass it)")
 
 
 def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
@@ -469,6 +479,9 @@ def _sync_start(args: argparse.Namespace, rt: Runtime) -> int:
         run = sync.start(rt.deps, args.campaign_id)
     except sync.SyncStopped as exc:
         return _sync_stopped(exc)
+    if args.json:
+        _print({"campaign_id": args.campaign_id, "run": run.number, "source": run.source, "status": "started"})
+        return 0
     print(f"sync run {run.number} of campaign {args.campaign_id} started ({run.source}); follow it with "
           f"`bridge sync status {args.campaign_id} --watch`")
     return 0

@@ -245,3 +245,23 @@ def test_in_a_terminal_status_shows_a_progress_bar_and_report_reads_as_text(brid
                                      f"    - contact {intercom.contacts_by_email('nameless@example.com')[0]['id']} "
                                      "n***@example.com: missing required field: first_name (from name)"]
     assert cli(bridge, "sync", "status", "43", capsys=capsys)[0] == 1
+
+
+def test_every_command_that_answers_takes_json_and_answers_json(bridge, intercom, rf, tmp_path, capsys):
+    """README: answers are text for people or JSON with --json. Commands whose answer is JSON anyway
+    take --json too (a script passing it everywhere is not refused); `sync start` answers JSON with it."""
+    seg, contacts = segment(intercom, 2)
+    bridge.apply(sync_settings(seg))
+    settings = tmp_path / "campaign.json"
+    settings.write_text(json.dumps(sync_settings(seg)))
+    commands = [["settings", "apply", str(settings)], ["settings", "show", "42"], ["sync", "start", "42", "--dry-run"],
+                ["sync", "start", "42"], ["sync", "status", "42"], ["sync", "report", "42"],
+                ["explain", "person0@example.com"], ["doctor", "42"], ["dlq", "list"], ["backfill", "42"]]
+    for argv in commands:
+        code, out, err = cli(bridge, *argv, "--json", capsys=capsys)
+        assert code in (0, 1) and isinstance(json.loads(out), dict), (argv, err)
+    bridge.drain()
+    [user] = rf.users_by_email("person0@example.com", 42)
+    for argv in (["history", "42", str(user["id"])], ["forget", "person1@example.com"]):
+        code, out, err = cli(bridge, *argv, "--json", capsys=capsys)
+        assert code == 0 and isinstance(json.loads(out), dict), (argv, err)
