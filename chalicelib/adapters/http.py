@@ -98,7 +98,8 @@ def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], 
                  on_throttled: Callable[[Optional[float]], None] = lambda wait: None,
                  idempotent: bool = True) -> Retry:
     """Not idempotent: no retry after a read error (the request may have been applied), and of the
-    answers only a 429 (which says it was not)."""
+    answers only a 429 (which says it was not). urllib3 would also retry a 413 or 503 that carries
+    `Retry-After`, whatever the method: not such a request, whose 503 may have been applied."""
     wait_cap = max_wait if callable(max_wait) else (lambda: max_wait)
     cls = type("Retry", (_BridgeRetry,), {
         "clock": staticmethod(clock), "sleeper": staticmethod(sleeper), "on_throttled": staticmethod(on_throttled),
@@ -107,7 +108,7 @@ def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], 
     return cls(total=total, connect=total, read=total if idempotent else False, status=total, other=0, redirect=0,
                backoff_factor=0.5, backoff_jitter=0.5, backoff_max=30,
                status_forcelist=RETRY_STATUSES if idempotent else (429,), allowed_methods=None,
-               respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
+               respect_retry_after_header=idempotent, raise_on_status=False, raise_on_redirect=False)
 
 
 def never_sent(exc: requests.RequestException) -> bool:

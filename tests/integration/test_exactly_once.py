@@ -71,6 +71,24 @@ def test_a_lost_answer_rf_never_applied_is_sent_again_only_after_rf_says_no(brid
     assert asks[-2:] == ["GET", "PUT"]                               # RF said no, then the one applied PUT
 
 
+def test_a_503_with_retry_after_to_the_put_is_not_sent_again_before_rf_is_asked(bridge, intercom, rf, clock):
+    """A 503 to the PUT may have been applied. urllib3 retries a 503 that carries Retry-After even for
+    a method it is told not to retry: the PUT would go out twice in one call. It is Uncertain
+    instead, and the next try asks RF first."""
+    lead, contact = join(bridge, intercom, rf)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    rf.fail_next("PUT", r"^/users/qualification$", 503, headers={"Retry-After": "1"}, times=2)
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    link = bridge.history(42, lead["id"])["link"]
+    assert len(puts(rf)) == 1 and link["qualification"] == "unconfirmed"
+    rf.clear_faults()
+    bridge.poller.expire_inflight()
+    bridge.poller.drain(retry_failures=True)
+    asks = [r["method"] for r in rf.requests if r["path"].startswith("/users")]
+    assert asks.count("PUT") == 2 and asks[-2:] == ["GET", "PUT"] and qualified_ids(rf) == [lead["id"]]
+
+
 # --- no link left unfinished -----------------------------------------------------------------------
 def test_a_join_left_in_progress_by_a_dead_worker_is_finished_by_reconciliation(bridge, intercom, rf, clock):
     """A worker claimed the join, created the contact (with our marker), and died; its deliveries are

@@ -67,6 +67,10 @@ def test_a_request_that_may_not_be_sent_twice_is_retried_only_when_it_surely_was
     retry = policy(FakeClock(), [], idempotent=False)
     assert retry.is_retry("PUT", 429)
     assert not any(retry.is_retry("PUT", s) for s in (500, 502, 503, 504))
+    # not even a 503 (or 413) with Retry-After, which urllib3 retries for any method it is told to
+    assert not any(retry.is_retry("PUT", s, has_retry_after=True) for s in (413, 500, 503))
+    assert retry.is_retry("PUT", 429, has_retry_after=True)
+    assert policy(FakeClock(), []).is_retry("GET", 503, has_retry_after=True)
     assert retry.increment(method="PUT", url="/q", error=ConnectTimeoutError()).connect == 2   # never sent
     for lost in (ReadTimeoutError(None, "/q", "timed out"), ProtocolError("Connection aborted.")):
         with pytest.raises(type(lost)):
