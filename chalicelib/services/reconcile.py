@@ -113,7 +113,8 @@ def _finish(late: Overdue, now: float, retry_at: float) -> Optional[tuple[dict, 
             f"the qualification is still {link.qualification.value} ({why} at {since}; {late.requeued} check(s) "
             "queued since did not finish it)")
         return message, Entry("reconciliation", "stuck_qualification", (
-            f"{stuck}: queued a check that asks Referral Factory first and finishes it{again}"), details)
+            f"{stuck}: queued a check that finishes it (asking Referral Factory first where its answer is not "
+            f"known){again}"), details)
     return None
 
 

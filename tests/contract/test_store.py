@@ -320,8 +320,9 @@ def test_an_unconfirmed_qualification_keeps_whether_rfs_no_still_holds_until_it_
     lost = store.links.finish_qualifying(again, QState.UNCONFIRMED, [], reason="answer lost")
     assert store.links.get(link.ref).rf_said_no is None and lost.rf_said_no is None
     last = store.links.start_qualifying(lost)
-    store.links.finish_qualifying(last, QState.QUALIFIED, [])
-    assert store.links.get(link.ref).rf_said_no is None
+    held = store.links.finish_qualifying(last, QState.UNCONFIRMED, [], reason="budget spent", rf_said_no=True)
+    done = store.links.finish_qualifying(store.links.start_qualifying(held), QState.QUALIFIED, [])
+    assert store.links.get(link.ref).rf_said_no is None and done.rf_said_no is None     # it ends with it
 
 
 def test_overdue_links_come_longest_overdue_first_and_a_limit_holds(store, clock):

@@ -136,6 +136,22 @@ def test_taking_over_a_dead_workers_claim_asks_rf_before_calling_it_again():
     assert ("qualification", "taken_over") in history(work)
 
 
+def test_a_worker_that_died_after_rfs_no_was_remembered_is_taken_over_asking_rf_first():
+    """RF's "no" was remembered (the budget held the PUT back); the next try sent the PUT and died
+    mid-call. The link still says RF said no, but its PUT may have landed: the takeover asks."""
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.answers = [Deferred("the shared Referral Factory budget (500 calls per 60s) is spent")]
+    with pytest.raises(Deferred):
+        work.deps.qualifier.evaluate(link, RULE, met(contact))
+    assert link_of(work).rf_said_no
+    work.store.links.start_qualifying(link_of(work))        # the next try's worker claimed it...
+    work.apis.rf_.qualified.append("7")                     # ...its PUT reached RF, and the Lambda died
+    work.clock.now += 600
+    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    assert work.apis.rf_.calls == ["qualify 7", "get_user 7"] and link_of(work).qualification is QState.QUALIFIED
+
+
 def test_rf_unreachable_when_asked_first_sends_nothing():
     work = world()
     link, contact = joined(work)

@@ -150,7 +150,8 @@ def _resumed(claim: Claim) -> list[Entry]:
         return [Entry("qualification", "taken_over", "the worker that claimed this qualification did not finish "
                       "within its lease (it died): taking it over, asking Referral Factory first")]
     if claim.previous is QState.UNCONFIRMED:
-        return [Entry("qualification", "resumed", "Referral Factory had not confirmed this qualification: "
-                      "asking it first")]
+        how = ("it said the user is not qualified and no call that could have changed that went out since: "
+               "sending the qualification" if claim.link.rf_said_no else "asking it first")
+        return [Entry("qualification", "resumed", f"Referral Factory had not confirmed this qualification: {how}")]
     return []
 
