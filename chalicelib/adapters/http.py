@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
-from ..errors import ApiError, Deferred, Transient, Uncertain
+from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})   # idempotent by HTTP's definition
@@ -192,6 +192,13 @@ class JsonApi:
             if fresh:
                 self._use(fresh)
                 resp = send()
+        if 300 <= resp.status_code < 400:      # redirects are not followed: the API's address is wrong
+            reason = (f"{self.service} answered {resp.status_code} to {method} {path} (moved to "
+                      f"{resp.headers.get('Location', '?')}): check its base URL")
+            self._gate.answered(resp.status_code, reason)
+            if not safe:
+                raise Uncertain(f"{reason}; it may have been applied, so it is not sent again without looking first")
+            raise Permanent(reason)
         if resp.status_code >= 400:
             error = self.error(resp)
             self._gate.answered(resp.status_code, error.reason)     # may open the circuit (raises)

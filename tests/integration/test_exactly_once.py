@@ -89,6 +89,22 @@ def test_a_503_with_retry_after_to_the_put_is_not_sent_again_before_rf_is_asked(
     assert asks.count("PUT") == 2 and asks[-2:] == ["GET", "PUT"] and qualified_ids(rf) == [lead["id"]]
 
 
+def test_a_redirect_answered_to_the_put_never_counts_as_qualified(bridge, intercom, rf, clock):
+    """Redirects are not followed (an API address that moved, e.g. http:// for https://): a 3xx to
+    the PUT is not RF's yes, and may have been applied; the next try asks RF first."""
+    lead, contact = join(bridge, intercom, rf)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    rf.fail_next("PUT", r"^/users/qualification$", 301, headers={"Location": "https://rf.example/users/qualification"})
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    link = bridge.history(42, lead["id"])["link"]
+    assert link["qualification"] == "unconfirmed" and "answered 301" in link["reason"] and qualified_ids(rf) == []
+    bridge.poller.expire_inflight()
+    bridge.poller.drain(retry_failures=True)
+    asks = [r["method"] for r in rf.requests if r["path"].startswith("/users")]
+    assert asks[-2:] == ["GET", "PUT"] and qualified_ids(rf) == [lead["id"]]
+
+
 # --- no link left unfinished -----------------------------------------------------------------------
 def test_a_join_left_in_progress_by_a_dead_worker_is_finished_by_reconciliation(bridge, intercom, rf, clock):
     """A worker claimed the join, created the contact (with our marker), and died; its deliveries are

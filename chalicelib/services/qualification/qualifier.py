@@ -71,9 +71,10 @@ class Qualifier:
         said_no = not must_ask        # no PUT of ours may have reached RF since it last said no (or ever)
         try:
             if must_ask:
-                if self._rf_says(link):
+                said = self._rf_says(link)
+                if said:
                     return self._qualified(claim, via, entries, asked=True)
-                said_no = True
+                said_no = said is False       # None: RF refused the question (the PUT will say why)
             try:
                 self.apis.rf().qualify(link.rf_user_id)
             except Uncertain:
@@ -120,16 +121,17 @@ class Qualifier:
                                                     "another worker is qualifying this referral right now")])
         return current
 
-    def _rf_says(self, link: Link, quiet: bool = False) -> bool:
-        """Is the user qualified in RF? Unreachable: raises Transient (no PUT may follow), or with
-        `quiet` answers False (the caller has an error of its own to raise)."""
+    def _rf_says(self, link: Link, quiet: bool = False) -> Optional[bool]:
+        """Is the user qualified in RF? None when RF refused the question. Unreachable: raises
+        Transient (no PUT may follow), or with `quiet` answers None (the caller has an error of its
+        own to raise)."""
         try:
             return bool(self.apis.rf().get_user(link.rf_user_id).get("qualified_at"))
         except Permanent:
-            return False           # e.g. 404: the PUT will say why, in RF's words
+            return None            # e.g. 404: the PUT will say why, in RF's words
         except Transient:
             if quiet:
-                return False
+                return None
             raise
 
     def _qualified(self, claim: Claim, via: str, entries: list[Entry], asked: bool = False) -> Link:
