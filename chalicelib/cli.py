@@ -53,42 +53,6 @@ def _read(path: str) -> str:
         raise CliError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
-def _aws_problem(exc: BaseException) -> str | None:
-    """One line for an AWS failure (botocore's own, or wrapped by PynamoDB), else None."""
-    from botocore import exceptions as bx
-
-    seen: set[int] = set()
-    current: Optional[BaseException] = exc
-    while current is not None and id(current) not in seen:
-        exc = current
-        seen.add(id(exc))
-        if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-            return ("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); "
-                    "for the local stack, start `make run`")
-        if isinstance(exc, bx.NoRegionError):
-            return "no AWS region: set AWS_DEFAULT_REGION (or a region in your AWS profile)"
-        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
-                            bx.ConnectionClosedError)):
-            where = os.environ.get("AWS_ENDPOINT_URL")
-            return (f"AWS is unreachable ({type(exc).__name__}"
-                    + (f" at AWS_ENDPOINT_URL={where}: is `make run` running?)" if where else "): check the network"))
-        if isinstance(exc, bx.ClientError):
-            error = exc.response.get("Error", {})
-            code, message = error.get("Code", "error"), error.get("Message", "")
-            if code == "ResourceNotFoundException":
-                return f"AWS: {message or code} — is BRIDGE_TABLE (or the stage) right?"
-            if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
-                return f"AWS refused ({code}): {message} — see the rights the CLI needs in the README"
-            return f"AWS answered {code}: {message}"
-        if isinstance(exc, bx.ParamValidationError):
-            return (f"AWS call not sent: {exc} — is the stage's environment set (BRIDGE_TABLE, BRIDGE_QUEUE_URL, "
-                    "BRIDGE_DLQ_URL)?")
-        if isinstance(exc, bx.BotoCoreError):
-            return f"AWS: {exc}"
-        current = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
-    return None
-
-
 def _redact(text: str, secrets: list) -> str:
     for secret in secrets:
         if secret:
@@ -241,7 +205,8 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         elif isinstance(exc, WorkError):
             message = exc.reason
         else:
-            message = _aws_problem(exc) or f"unexpected error: {type(exc).__name__}: {exc}"
+            from .stage import aws_problem
+            message = aws_problem(exc) or f"unexpected error: {type(exc).__name__}: {exc}"
         print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
         return 1
 

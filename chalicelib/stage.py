@@ -61,7 +61,7 @@ def cloudformation_client(environ: Optional[Mapping[str, str]] = None) -> Any:
     try:
         return boto3.client("cloudformation", region_name=(environ or os.environ).get("AWS_REGION") or None)
     except BotoCoreError as exc:   # no region
-        raise StageError(_aws_missing(exc) or f"cannot read the stage's stack: {exc}") from None
+        raise StageError(aws_problem(exc, stage=True) or f"cannot read the stage's stack: {exc}") from None
 
 
 def stack_outputs(stage: str, cloudformation: Any = None) -> dict[str, str]:
@@ -78,7 +78,7 @@ def stack_outputs(stage: str, cloudformation: Any = None) -> dict[str, str]:
                              f"run `make deploy STAGE={stage}`, or set AWS_REGION to its region") from None
         raise StageError(f"cannot read stack {name}: {exc}") from None
     except BotoCoreError as exc:  # no credentials, no region, no network
-        raise StageError(f"cannot read stack {name}: {_aws_missing(exc) or exc}") from None
+        raise StageError(f"cannot read stack {name}: {aws_problem(exc, stage=True) or exc}") from None
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
@@ -107,16 +107,42 @@ def use_stage_or_exit(stage: str) -> dict[str, str]:
         raise SystemExit(f"bridge: {exc}") from None
 
 
-def _aws_missing(exc: BaseException) -> Optional[str]:
-    """What the operator's shell lacks, for the AWS failures that mean it (else None)."""
+def aws_problem(exc: BaseException, stage: bool = False) -> Optional[str]:
+    """One line for an AWS failure (botocore's own, or wrapped by PynamoDB), else None: what the
+    operator's shell lacks, or what AWS said. `stage`: reading a deployed stage's stack (no local stack
+    to start; its region is the stage's)."""
     from botocore import exceptions as bx
 
-    if isinstance(exc, bx.NoRegionError):
-        return "no AWS region: set AWS_REGION to the stage's region (or a region in your AWS profile)"
-    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
-        return f"AWS is unreachable ({exc}): check the network"
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        exc = current
+        seen.add(id(exc))
+        if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+            return ("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                    + ("" if stage else "; for the local stack, start `make run`"))
+        if isinstance(exc, bx.NoRegionError):
+            return ("no AWS region: set AWS_REGION to the stage's region (or a region in your AWS profile)" if stage
+                    else "no AWS region: set AWS_DEFAULT_REGION (or a region in your AWS profile)")
+        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
+                            bx.ConnectionClosedError)):
+            where = os.environ.get("AWS_ENDPOINT_URL")
+            return (f"AWS is unreachable ({type(exc).__name__}"
+                    + (f" at AWS_ENDPOINT_URL={where}: is `make run` running?)" if where else "): check the network"))
+        if isinstance(exc, bx.ClientError):
+            error = exc.response.get("Error", {})
+            code, message = error.get("Code", "error"), error.get("Message", "")
+            if code == "ResourceNotFoundException":
+                return f"AWS: {message or code} — is BRIDGE_TABLE (or the stage) right?"
+            if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
+                return f"AWS refused ({code}): {message} — see the rights the CLI needs in the README"
+            return f"AWS answered {code}: {message}"
+        if isinstance(exc, bx.ParamValidationError):
+            return (f"AWS call not sent: {exc} — is the stage's environment set (BRIDGE_TABLE, BRIDGE_QUEUE_URL, "
+                    "BRIDGE_DLQ_URL)?")
+        if isinstance(exc, bx.BotoCoreError):
+            return f"AWS: {exc}"
+        current = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
 
 
