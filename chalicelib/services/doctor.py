@@ -107,7 +107,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _rf(rt, report, settings)
     pending = _pending(store, report.campaign_id)
     _liveness(rt, report, settings, pending)
-    _in_flight(rt, report, settings, pending, attributes, dlq)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at)
     _sync(rt, report, settings)
     return report
 
@@ -411,7 +411,7 @@ def _pending(store: Store, campaign_id: str) -> list[Link]:
 
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
-               attributes: Optional[dict], dlq: bool) -> None:
+               attributes: Optional[dict], dlq: bool, applied_at: str) -> None:
     c = settings.campaign_id
     if dlq:
         letters = [d for d in dead_letters.list_dead(rt) if d.campaign_id == c]
@@ -433,7 +433,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    f"{oldest.rf_user_id}, joined at {oldest.joined_at} ({age:.1f} h ago)")
     else:
         report.add("pending", True, "no lead is waiting for qualification")
-    _reconciliation(rt, report, settings)
+    _reconciliation(rt, report, settings, applied_at)
     if settings.qualification.match == "email" or attributes is None:
         return
     duplicates = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
@@ -446,17 +446,17 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    "contacts in Intercom")
 
 
-def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str) -> None:
     """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
-    unfinished past their lease, and the leads too old for the one-by-one sweep."""
+    unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
+    the campaign's settings were stored."""
     from .qualification.changes import cursor_name
     from .reconcile import past_sweep_age
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
-    stored = rt.store.settings.get(c)
-    applied = _age_hours(now, stored.updated_at) * 60 if stored is not None else None
-    if last is None and applied is not None and applied < LAG_MINUTES:
+    applied = _age_hours(now, applied_at) * 60
+    if last is None and applied < LAG_MINUTES:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (LAG_MINUTES - applied) * 60, timezone.utc).strftime("%H:%M UTC")
         report.add("reconciliation", True, f"reconciliation has not searched the changed contacts of workspace {ws} "
