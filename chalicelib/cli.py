@@ -397,7 +397,7 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _history(args: argparse.Namespace, rt: Runtime) -> int:
-    from .services.explain import masked
+    from .observability import mask_emails
 
     found = admin.person_history(rt, args.campaign_id, args.rf_user_id)
     if found["link"] is None and not found["history"]:
@@ -405,7 +405,7 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
         raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
                        f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
-    _print(masked(found))          # as `explain` shows them (the table holds them: see the README)
+    _print(mask_emails(found))          # as `explain` shows them (the table holds them: see the README)
     return 0
 
 

@@ -15,9 +15,6 @@ from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import normal_email
 
-masked = mask_emails       # every email inside a value (text, lists, dicts) as a***@example.com
-
-
 class Reader(Protocol):
     @property
     def store(self) -> Store: ...
@@ -34,7 +31,7 @@ class Explanation:
         return bool(self.people or self.trail)
 
     def view(self) -> dict:
-        return masked({"query": self.query, "found": self.found,
+        return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view()} for p in self.people],
                        "trail": self.trail,
@@ -42,7 +39,7 @@ class Explanation:
 
 
 def never_seen(query: str) -> str:
-    return (f"the bridge has never seen {masked(query)}: no join, no contact, no history and no refused "
+    return (f"the bridge has never seen {mask_emails(query)}: no join, no contact, no history and no refused "
             "webhook names them here (or they were forgotten). If they joined before the campaign's settings "
             "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them; if they are in "
             "Intercom only, check the email or id")
@@ -89,7 +86,7 @@ def explain(rt: Reader, query: str) -> Explanation:
             elif synced.final:
                 trail.append({"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
                               "outcome": "skipped",
-                              "reason": masked(f"skipped by sync run {synced.run}: {synced.reason}", synced.email),
+                              "reason": mask_emails(f"skipped by sync run {synced.run}: {synced.reason}", synced.email),
                               "details": {"contact_id": synced.contact_id},
                               "fix": f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"})
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
@@ -223,4 +220,4 @@ def _item(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-__all__ = ["Explanation", "as_text", "explain", "mask_email", "masked", "never_seen"]
+__all__ = ["Explanation", "as_text", "explain", "mask_email", "never_seen"]

@@ -16,7 +16,8 @@ from chalicelib.ports.edge import UNKNOWN, RefusalSample
 from chalicelib.runtime import Runtime
 from chalicelib.services import dead_letters
 from chalicelib.services.backfill import backfill
-from chalicelib.services.explain import as_text, explain, masked
+from chalicelib.observability import mask_emails as masked
+from chalicelib.services.explain import as_text, explain
 from chalicelib.services.ingest import receive_intercom, receive_rf_join
 from tests.fakes import FakeClock, FakeEdge, FakeQueue, MemorySecrets
 
