@@ -1,5 +1,5 @@
 """The work queue's messages: one pydantic model per kind, told apart by `kind` (`rf.join`,
-`intercom.contact`, `intercom.check`, `intercom.changes`, `join.verify`, `sync.page`; who produces and who handles each:
+`intercom.contact`, `intercom.check`, `intercom.changes`, `join.verify`, `sync.page`, `referral.count`; who produces and who handles each:
 README, "Code layout").
 Every message is built here and read back here; nothing else knows their fields.
 
@@ -116,11 +116,21 @@ class SyncPageMessage(_Message):
     cursor: Optional[Annotated[str, Field(max_length=4096)]] = None
 
 
-AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, VerifyMessage, ChangesMessage, SyncPageMessage]
+class ReferralCountMessage(_AboutPerson):
+    """Write this referrer's referral count (as the store has it when the message is worked) to their
+    Intercom contact (services/referral_count.py). `unless_written`: only when Intercom may not hold it
+    yet (a repeated join's check), not on every repeat."""
+
+    kind: Literal["referral.count"] = "referral.count"
+    unless_written: bool = False
+
+
+AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, VerifyMessage, ChangesMessage, SyncPageMessage,
+                   ReferralCountMessage]
 Message = Annotated[AnyMessage, Field(discriminator="kind")]
 KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m
                                     for m in (JoinMessage, ContactMessage, CheckMessage, VerifyMessage,
-                                              ChangesMessage, SyncPageMessage)}
+                                              ChangesMessage, SyncPageMessage, ReferralCountMessage)}
 _MESSAGE = TypeAdapter(Message)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
-                           PersonRef)
+                           PersonRef, ReferralCount)
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
 from ..ports.store import (KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor,
@@ -49,6 +49,7 @@ class Tables:
     seen: dict[tuple[str, str], float] = field(default_factory=dict)         # -> expires at
     history: dict[PersonRef, list[Recorded]] = field(default_factory=dict)
     repeats: dict[tuple[PersonRef, str], Recorded] = field(default_factory=dict)
+    referrals: dict[PersonRef, ReferralCount] = field(default_factory=dict)
 
 
 class MemoryHistory:
@@ -139,14 +140,31 @@ class MemoryLinks:
         held = self._held_by(claim.ref, claim.token)
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
-        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
         link = self._write(claim.ref, entries, **fields)
+        if result.counts_for and result.status.final:
+            referrer = PersonRef(claim.ref.campaign_id, result.counts_for)
+            count = self.tables.referrals.get(referrer, ReferralCount())
+            self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1)
         if result.qualification is QState.PENDING:
             held.pending = f"{link.updated_at}#{claim.ref}"
         if result.contact_id:
             self._point(self.tables.contacts, (claim.workspace, result.contact_id), claim.ref)
         if result.email:
             self._point(self.tables.emails, (claim.workspace, normal_email(result.email)), claim.ref)
+
+    # --- referral counts -------------------------------------------------------------------
+    def referrals(self, ref: PersonRef) -> Optional[ReferralCount]:
+        return self.tables.referrals.get(PersonRef(*ref))
+
+    def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
+        count = self.tables.referrals[ref] = dataclasses.replace(
+            self.tables.referrals.get(ref, ReferralCount()), contact_id=contact_id)
+        return count
+
+    def referrals_written(self, ref: PersonRef, n: int) -> None:
+        if ref in self.tables.referrals:
+            self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n)
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
@@ -249,6 +267,7 @@ class MemoryLinks:
             if not self.tables.contacts[key]:
                 del self.tables.contacts[key]
         self.tables.links.pop(link.ref, None)
+        self.tables.referrals.pop(link.ref, None)
         return entries, pointers
 
 

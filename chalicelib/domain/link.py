@@ -108,6 +108,19 @@ class JoinResult:
     qualification: Optional[QState] = None
     reason: Optional[str] = None
     uncertain_since: Optional[float] = None          # a failed try's create may have been applied
+    # A lead's join that ends (linked or ignored) counts for their referrer (RF id): the store adds it
+    # to the referrer's ReferralCount in the same write. Not a field of the link.
+    counts_for: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ReferralCount:
+    """A referrer's count of leads the bridge saw join with them (each lead once), the contact it is
+    written to (known once sync enrolled them), and the count last written to Intercom."""
+
+    n: int = 0
+    written: Optional[int] = None
+    contact_id: Optional[str] = None
 
 
 @dataclass(frozen=True)

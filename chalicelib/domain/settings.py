@@ -157,13 +157,15 @@ class Sync(_Strict):
     mode: Literal["once", "ongoing"] = "once"
     fields: list[SyncFieldMap] = []
     referral_link_attribute: Optional[str] = None
+    # An integer attribute: each referrer's count of leads the bridge saw join with them (README).
+    referral_count_attribute: Optional[str] = None
 
     @field_validator("segment_id", mode="before")
     @classmethod
     def _segment_str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
-    @field_validator("referral_link_attribute")
+    @field_validator("referral_link_attribute", "referral_count_attribute")
     @classmethod
     def _link(cls, v: Optional[str]) -> Optional[str]:
         return v if v is None else _check_target(v)
@@ -178,6 +180,10 @@ class Sync(_Strict):
             if name not in mapped:
                 problems.append(f"{name} is not mapped — add {{from: {source}, to: {name}}} to fields "
                                 "(Referral Factory requires it)")
+        if self.referral_count_attribute and self.referral_count_attribute == self.referral_link_attribute:
+            problems.append(f"referral_count_attribute: {self.referral_count_attribute} is also the "
+                            "referral_link_attribute — a count and a link cannot share one attribute: name an "
+                            "integer attribute for the count")
         return _refuse(self, problems + _twice(self.fields, "Referral Factory field"))
 
 

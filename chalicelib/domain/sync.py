@@ -117,10 +117,14 @@ def decide(sync: Sync, campaign_id: str, contact: dict) -> Decision:
 
 def writeback_body(sync: Sync, url: str) -> dict:
     """Intercom's `PUT /contacts/{id}` body that writes the referral link back."""
-    attribute = sync.referral_link_attribute or ""
+    return attribute_body(sync.referral_link_attribute or "", url)
+
+
+def attribute_body(attribute: str, value: Any) -> dict:
+    """Intercom's `PUT /contacts/{id}` body that writes one attribute (standard or custom)."""
     if attribute.startswith("custom_attributes."):
-        return {"custom_attributes": {attribute[len("custom_attributes."):]: url}}
-    return {attribute: url}
+        return {"custom_attributes": {attribute[len("custom_attributes."):]: value}}
+    return {attribute: value}
 
 
 def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments: Optional[list[dict]],
@@ -172,6 +176,7 @@ def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments
         elif attr.get("archived") or attr.get("api_writable") is False:
             problems.append(f"sync.referral_link_attribute: {attribute} is archived or read-only in Intercom — "
                             "unarchive it or name a writable Text attribute")
+    problems += _count_attribute(settings, attributes)
     for required in ("email", "first_name"):
         if not any(r.to == required for r in sync.fields):
             source = "email" if required == "email" else "name"
@@ -182,6 +187,26 @@ def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments
             problems.append(f"sync.fields: {row.from_} (mapped to {row.to}) does not exist in workspace "
                             f"{settings.workspace} — map an existing attribute")
     return problems
+
+
+def _count_attribute(settings: CampaignSettings, attributes: dict[str, dict]) -> list[str]:
+    """The referral count goes to a writable integer attribute (when the sync block names one)."""
+    assert settings.sync is not None
+    attribute = settings.sync.referral_count_attribute
+    if not attribute:
+        return []
+    attr = attributes.get(attribute)
+    if attr is None:
+        return [f"sync.referral_count_attribute: {attribute} does not exist in workspace {settings.workspace} — "
+                "create it as a Number (integer) attribute in Intercom (Settings > Data > People) or fix the name"]
+    if attr.get("data_type") != "integer" or attr.get("options"):
+        kind = "a list" if attr.get("options") else f"of type {attr.get('data_type', 'string')}"
+        return [f"sync.referral_count_attribute: {attribute} is {kind}, not an integer attribute — a referral "
+                "count is a whole number: create a Number (integer) attribute and name it here"]
+    if attr.get("archived") or attr.get("api_writable") is False:
+        return [f"sync.referral_count_attribute: {attribute} is archived or read-only in Intercom — unarchive it "
+                "or name a writable integer attribute"]
+    return []
 
 
 @dataclass
@@ -196,3 +221,17 @@ class Tally:
     @property
     def skipped(self) -> int:
         return sum(n for k, n in self.counts.items() if k in SKIPS)
+
+
+def count_attribute(settings: CampaignSettings) -> Optional[str]:
+    """Where each referrer's referral count goes (None: the campaign keeps no count)."""
+    return settings.sync.referral_count_attribute if settings.sync is not None else None
+
+
+def counted_referrer(settings: CampaignSettings, person: dict) -> Optional[str]:
+    """The referrer (RF id) a lead's join counts for: a lead with a referrer, in a campaign that keeps
+    referral counts. None for a referrer, a lead without one, or a campaign without the setting."""
+    referrer = person.get("referrer_id")
+    if not count_attribute(settings) or person.get("type") != "lead" or referrer in (None, ""):
+        return None
+    return str(referrer)

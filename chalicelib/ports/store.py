@@ -9,7 +9,8 @@ from typing import Any, Collection, Iterable, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
-from ..domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, Overdue, PendingPage, PersonRef
+from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, Overdue, PendingPage, PersonRef,
+                           ReferralCount)
 from ..domain.qualification import QState
 from ..errors import Deferred
 from .edge import EdgeLog
@@ -50,11 +51,21 @@ class LinkRepository(Protocol):
         claim() answers, or the exception it raises (Busy) as a value. `new`: the people the
         caller found no link for; the store may write theirs whole (the answers are the same)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
-        """The result, the contact and email pointers and the history, at once. Raises Busy when
-        the claim was lost."""
+        """The result, the contact and email pointers and the history, at once (and, with
+        `result.counts_for`, one more lead on that referrer's ReferralCount). Raises Busy when the
+        claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception
-        finish() raises (Busy) as a value."""
+        finish() raises (Busy) as a value. A referrer counted by several joins of one write gets
+        them in one update."""
+
+    # referral counts (the referrer's PersonRef; services/referral_count.py)
+    def referrals(self, ref: PersonRef) -> Optional[ReferralCount]: ...
+    def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
+        """Record the contact the referrer's count is written to (sync enrolled them): the count as
+        it stands (0 when no lead counted yet)."""
+    def referrals_written(self, ref: PersonRef, n: int) -> None:
+        """Intercom holds `n` (written, and checked after)."""
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
@@ -273,6 +284,7 @@ class LedgerEntry:
     seen_run: int = 0                     # the last full run that saw the contact in the source
     written_back: bool = False
     at: Optional[str] = None
+    count_known: bool = False             # the referral count knows this contact (ReferralCount.contact_id)
 
     @property
     def final(self) -> bool:

@@ -25,6 +25,7 @@ from ..domain.judge import Sighting
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.sync import count_attribute, counted_referrer
 from ..errors import Deferred, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
@@ -32,6 +33,7 @@ from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
 from ..ports.store import LEASE_SECONDS
 from .concurrency import Runner
 from .deps import WorkDeps
+from .referral_count import messages as count_messages
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     # The new leads' verifications are queued while they are tagged: both before the links are written.
     runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
+    _count_later(attempts, deps)
     for attempt in attempts:
         if attempt.error is None and attempt.outcome == "created":
             try:
@@ -248,7 +251,7 @@ def _fail(attempt: Attempt, exc: Exception) -> None:
 def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     attempt.settings = _settings(attempt.message.campaign_id, document)
     if attempt.link is not None and attempt.link.final:
-        attempt.outcome = _repeat(deps, attempt.ref)
+        attempt.outcome = _repeat(deps, attempt)
     email = people.given_email(attempt.message.person.as_dict())
     link = attempt.link
     if link is None:
@@ -272,7 +275,7 @@ def _claimed(attempts: list[Attempt], claims: dict[Attempt, Any] | Exception, de
         if isinstance(answer, Exception):            # another worker holds it: nothing of ours to record
             attempt.error, attempt.outcome = answer, None
         elif answer is None:                         # already applied: a repeat
-            attempt.error, attempt.outcome = None, _repeat(deps, attempt.ref)
+            attempt.error, attempt.outcome = None, _repeat(deps, attempt)
         else:
             attempt.claim = answer
 
@@ -455,14 +458,17 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         return JoinResult(LinkStatus.FAILED, email=known.email, contact_id=known.contact_id, baseline=known.baseline,
                           uncertain_since=known.uncertain_since, reason=reason), [entry]
     if attempt.ignored is not None:
-        return attempt.ignored, attempt.entries
+        assert attempt.settings is not None and attempt.person is not None
+        return dataclasses.replace(attempt.ignored, counts_for=counted_referrer(
+            attempt.settings, attempt.person.values)), attempt.entries
     reached, person, settings = attempt.reached, attempt.person, attempt.settings
     assert reached is not None and person is not None and settings is not None
     contact, kind = reached.contact, person.values.get("type")
     pending = kind == LEAD and settings.qualification is not None
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline,
-                      qualification=QState.PENDING if pending else None), \
+                      qualification=QState.PENDING if pending else None,
+                      counts_for=counted_referrer(settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged]
 
 
@@ -509,11 +515,37 @@ def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
                         "— apply corrected settings, then replay") from None
 
 
-def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
-    deps.history.note_repeat(ref, "join", "the same join arrived again and was ignored: it had already been applied",
-                             outcome="repeated")       # not "ignored": that is a join the settings skip
+def _repeat(deps: WorkDeps, attempt: Attempt) -> str:
+    deps.history.note_repeat(attempt.ref, "join", "the same join arrived again and was ignored: it had already "
+                             "been applied", outcome="repeated")   # not "ignored": that is a join the settings skip
     count("JoinRepeatsIgnored")
     return "repeat"
+
+
+def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """In a campaign that keeps referral counts: each referrer a finished lead's join counted for gets
+    their count written back (one message per referrer), and so does a referrer whose own join linked
+    their contact (leads may have joined before them). A repeated lead's join asks again, in case the
+    worker that finished it died before asking: the write is then made only if Intercom lacks it."""
+    counted: set[PersonRef] = set()
+    repeated: set[PersonRef] = set()
+    for attempt in attempts:
+        settings = attempt.settings
+        if attempt.error is not None or settings is None or not count_attribute(settings):
+            continue
+        campaign = attempt.ref.campaign_id
+        if attempt.outcome == "repeat":
+            referrer = counted_referrer(settings, {"type": "lead", "referrer_id": attempt.message.person.referrer_id})
+            if referrer:
+                repeated.add(PersonRef(campaign, referrer))
+        elif attempt.claim is not None and attempt.person is not None:
+            referrer = counted_referrer(settings, attempt.person.values)
+            if referrer:
+                counted.add(PersonRef(campaign, referrer))
+            elif attempt.person.values.get("type") != LEAD and attempt.outcome not in (None, "ignored"):
+                counted.add(attempt.ref)
+    if deps.queue is not None and (counted or repeated - counted):
+        deps.queue.send_many(count_messages(counted) + count_messages(repeated - counted, unless_written=True))
 
 
 def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Person:

@@ -28,14 +28,15 @@ from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..domain.mapping import ConversionError, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, decide, describe_source,
-                           matches_source, preflight, search_query, writeback_body)
+from ..domain.sync import (ALREADY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, count_attribute, decide,
+                           describe_source, matches_source, preflight, search_query, writeback_body)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.store import LedgerEntry, SyncRun
 from .deps import WorkDeps
+from .referral_count import messages as count_messages
 
 PEOPLE_PAGE = 250                  # RF's largest page of a campaign's people
 THREADS = 8                        # contacts of a page in flight at once: the limiter paces them
@@ -175,6 +176,8 @@ class Page:
         self.tally = Tally()
         self.stopped: Optional[str] = None
         self.errors: list[WorkError] = []
+        self.counting = bool(count_attribute(settings))
+        self.to_count: set[PersonRef] = set()     # referrers with a count to write, now their contact is known
         self._directory: Optional[_Directory] = None
         self._lock = threading.Lock()
 
@@ -196,8 +199,13 @@ class Page:
             if entry is not None and entry.final and entry.rf_user_id:
                 if entry.written_back or not self.sync.referral_link_attribute:
                     self.tally.add(entry.outcome if ours else ALREADY)
+                    changed = entry
                     if self.full and entry.seen_run != self.number:
-                        seen.append(_replace(entry, seen_run=self.number))
+                        changed = _replace(changed, seen_run=self.number)
+                    if self.counting and not entry.count_known:    # enrolled before the count was kept
+                        changed = self._count_contact(changed)
+                    if changed is not entry:
+                        seen.append(changed)
                 else:
                     writebacks.append(entry)
                 continue
@@ -219,6 +227,8 @@ class Page:
         jobs: list[Callable[[], None]] = [partial(self._write_back, e) for e in writebacks]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
+        if self.to_count and self.deps.queue is not None:
+            self.deps.queue.send_many(count_messages(self.to_count))
         if self.errors:
             first = self.errors[0]
             if isinstance(first, Deferred):
@@ -315,8 +325,20 @@ class Page:
                 self._done(_Outcome(_replace(entry, outcome="writeback_failed", reason=detail, written_back=False),
                                     "writeback_failed", failed))
                 return
+        if self.counting and entry.rf_user_id:
+            entry = self._count_contact(entry)
         self._done(_Outcome(_replace(entry, outcome=ENROLLED, reason=None, written_back=bool(attribute)),
                             ENROLLED if note is not None or entry.outcome != ENROLLED else ALREADY, note))
+
+    def _count_contact(self, entry: LedgerEntry) -> LedgerEntry:
+        """The referral count learns the referrer's contact: a count their leads made before (their
+        joins may come first) is written to it now."""
+        assert entry.rf_user_id
+        ref = PersonRef(self.campaign_id, entry.rf_user_id)
+        if self.deps.links.referrer_contact(ref, entry.contact_id).n:
+            with self._lock:
+                self.to_count.add(ref)
+        return _replace(entry, count_known=True)
 
     @property
     def directory(self) -> "_Directory":

@@ -21,7 +21,8 @@ from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..errors import Deferred, WorkError
-from ..messages import ChangesMessage, CheckMessage, ContactMessage, JoinMessage, SyncPageMessage, VerifyMessage
+from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
+                        SyncPageMessage, VerifyMessage)
 from ..observability import count, logger
 from ..ports import Later, WorkQueue
 from ..ports.queue import TRIES, WAITS
@@ -33,6 +34,7 @@ from .qualification.batch import Batch
 from .qualification.changes import on_changes
 from .qualification.checks import on_check
 from .qualification.contact_events import on_contact_event
+from .referral_count import on_count
 from . import sync
 
 
@@ -367,6 +369,7 @@ HANDLERS: dict[type, Handler] = {
     ChangesMessage: Handler(lambda messages_, deps: None, _changes),   # one search per workspace
     SyncPageMessage: Handler(lambda messages_, deps: None, sync.on_page,
                              about=lambda message, context: [("sync", message.campaign_id)]),
+    ReferralCountMessage: Handler(lambda messages_, deps: None, on_count),
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")

@@ -51,7 +51,8 @@ def test_a_contact_message_reads_its_item_as_sent_and_its_topic_from_the_table()
 def test_every_kind_is_built_by_its_model_with_its_kind():
     assert messages.KINDS == {"rf.join": JoinMessage, "intercom.contact": ContactMessage,
                               "intercom.check": CheckMessage, "join.verify": VerifyMessage,
-                              "intercom.changes": messages.ChangesMessage, "sync.page": messages.SyncPageMessage}
+                              "intercom.changes": messages.ChangesMessage, "sync.page": messages.SyncPageMessage,
+                              "referral.count": messages.ReferralCountMessage}
     check = CheckMessage(campaign_id="42", rf_user_id=7, workspace="ws")
     assert check.wire() == {"kind": "intercom.check", "campaign_id": "42", "rf_user_id": "7", "workspace": "ws"}
 

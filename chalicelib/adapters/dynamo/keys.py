@@ -16,6 +16,9 @@ Item kinds (pk / sk):
                                          holds it (or RF has not confirmed a qualification) it is in the
                                          sparse `overdue` index, by `lease_until` (the lease's end; once
                                          reconciliation queued the work that finishes it, its next retry)
+  CAMPAIGN#<id> / REFERRALS#<rf id>      a referrer's count of leads seen joining with them (only with
+                                         sync.referral_count_attribute), the contact it is written to,
+                                         and the count Intercom last got
   CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers
   EMAIL#<ws>#<email> / LINKS             which links share an email      } "is this contact linked?"
   NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
@@ -94,6 +97,10 @@ def heard_sk(what: str) -> str:
 
 def link_key(ref: PersonRef) -> Key:
     return f"CAMPAIGN#{ref.campaign_id}", f"PERSON#{ref.rf_user_id}"
+
+
+def referrals_key(ref: PersonRef) -> Key:
+    return f"CAMPAIGN#{ref.campaign_id}", f"REFERRALS#{ref.rf_user_id}"
 
 
 def campaign_links(campaign_id: str) -> Key:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from functools import partial
 from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
@@ -11,13 +12,13 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
 from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
-                           PersonRef)
+                           PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import KEEP, LEASE_SECONDS, Busy
 from .history import DynamoHistory, Put, Update
-from .keys import OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key
+from .keys import OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key
 from .lookup import drop_reference
-from .models import LinkItem, PointerItem, applied, batch_get, conditional, get
+from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, get
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -150,9 +151,18 @@ class DynamoLinks:
             updates.append(_add_ref(email_key(claim.workspace, result.email), ref))
         return updates
 
+    def _counted(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Update]:
+        """One update per referrer the joins count for (a transaction may touch an item once)."""
+        referrers = Counter(PersonRef(claim.ref.campaign_id, result.counts_for) for claim, result, _ in done
+                            if result.counts_for and result.status.final)
+        now = iso(self.clock())
+        return [Update(ReferralItem(*referrals_key(ref)), [ReferralItem.n.add(n), ReferralItem.updated_at.set(now)])
+                for ref, n in sorted(referrers.items())]
+
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
-            self.history.transact(claim.ref, entries, *self._finish(claim, result))
+            self.history.transact(claim.ref, entries, *self._finish(claim, result),
+                                  *self._counted([(claim, result, entries)]))
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
@@ -166,19 +176,37 @@ class DynamoLinks:
         start = 0
         while start < len(groups):
             end, items = start, 0
-            while end < len(groups) and items + len(groups[end][1]) + len(groups[end][2]) <= MAX_TRANSACTION:
-                items += len(groups[end][1]) + len(groups[end][2])
+            # (room for the item of the join's referrer's count, when it counts for one)
+            while end < len(groups) and items + len(groups[end][1]) + len(groups[end][2]) + \
+                    bool(done[end][1].counts_for) <= MAX_TRANSACTION:
+                items += len(groups[end][1]) + len(groups[end][2]) + bool(done[end][1].counts_for)
                 end += 1
             end = max(end, start + 1)
             try:
                 if end - start == 1:
                     raise _Alone()
-                self.history.transact_all(groups[start:end])
+                counted = self._counted(done[start:end])
+                self.history.transact_all([*groups[start:end], *([(groups[start][0], [], counted)] if counted else [])])
                 answers += [None] * (end - start)
             except (TransactWriteError, _Alone):
                 answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]
             start = end
         return answers
+
+    # --- referral counts -------------------------------------------------------------------
+    def referrals(self, ref: PersonRef) -> Optional[ReferralCount]:
+        item = get(ReferralItem, referrals_key(ref))
+        return item.to_count() if item is not None else None
+
+    def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
+        answer = ReferralItem._get_connection().update_item(
+            *referrals_key(ref), actions=[ReferralItem.contact_id.set(contact_id),
+                                          ReferralItem.updated_at.set(iso(self.clock()))], return_values="ALL_NEW")
+        return ReferralItem.from_raw_data(answer["Attributes"]).to_count()
+
+    def referrals_written(self, ref: PersonRef, n: int) -> None:
+        applied(lambda: ReferralItem(*referrals_key(ref)).update(
+            actions=[ReferralItem.written.set(n)], condition=ReferralItem.pk.exists()))
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
@@ -314,4 +342,5 @@ class DynamoLinks:
         entries = self.history.erase(link.ref)
         pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
         LinkItem(*link_key(link.ref)).delete()
+        ReferralItem(*referrals_key(link.ref)).delete()
         return entries, pointers

@@ -12,7 +12,7 @@ from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribut
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from ...domain.link import ContactState, Link, LinkStatus
+from ...domain.link import ContactState, Link, LinkStatus, ReferralCount
 from ...domain.qualification import QState
 from .keys import Key
 
@@ -130,6 +130,18 @@ class LinkItem(_Item):
                     rf_said_no=self.rf_said_no)
 
 
+class ReferralItem(_Item):
+    """A referrer's count (domain.link.ReferralCount): `n` grows in the joins' own transactions."""
+
+    n = NumberAttribute(null=True)
+    written = NumberAttribute(null=True)
+    contact_id = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+
+    def to_count(self) -> ReferralCount:
+        return ReferralCount(int(self.n or 0), None if self.written is None else int(self.written), self.contact_id)
+
+
 class PointerItem(_Item):
     links = UnicodeSetAttribute(null=True)          # {"<campaign>#<rf id>", ...}; none for a marker
 
@@ -217,6 +229,7 @@ class LedgerItem(_Item):
     seen_run = NumberAttribute(default=0)
     written_back = BooleanAttribute(default=False)
     at = UnicodeAttribute(null=True)
+    count_known = BooleanAttribute(null=True)
 class EdgeItem(_Item):
     """What the edge keeps (ports/edge.py): a refusal counter, a sample, or when it last heard."""
 
@@ -236,7 +249,7 @@ class EdgeItem(_Item):
 
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
                                    NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem,
-                                   CampaignsItem, EdgeItem, OAuthStateItem, SyncRunItem, LedgerItem)
+                                   CampaignsItem, EdgeItem, OAuthStateItem, SyncRunItem, LedgerItem, ReferralItem)
 
 
 _clients: dict[tuple[Optional[str], ...], Any] = {}

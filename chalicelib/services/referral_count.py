@@ -1,0 +1,94 @@
+"""The referral count (product.md §4: "and optionally referral counts"), written back beside the link.
+
+RF's user object carries no count, so the bridge keeps one: each lead whose join it applies counts
+once for their referrer, in the join's own finishing write (LinkRepository.finish_many). After that
+write, one `referral.count` message per referrer asks for the count to be written to the referrer's
+Intercom contact (the one sync enrolled, or the one their own join linked).
+
+Two workers may write one referrer's count at once, and their PUTs may reach Intercom in any order.
+So every PUT is followed by a read of the count: a worker whose value is no longer the count writes
+again. Whichever PUT Intercom applies last, its worker then reads the latest count, and writes it if
+its own was older: Intercom ends with the latest count. A failed PUT raises: the message is retried
+(SQS), the count stays in the store, and the referrer's history says what Intercom answered."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..domain.history import Entry
+from ..domain.link import LinkStatus, PersonRef, ReferralCount
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.sync import attribute_body, count_attribute
+from ..errors import Deferred, Transient, WorkError
+from ..messages import ReferralCountMessage
+from ..observability import logger
+from .deps import WorkDeps
+
+REWRITES = 5          # PUTs one message makes while the count keeps moving; then it is tried again later
+
+
+def messages(refs: set[PersonRef], unless_written: bool = False) -> list[dict]:
+    return [ReferralCountMessage(campaign_id=r.campaign_id, rf_user_id=r.rf_user_id,
+                                 unless_written=unless_written).wire() for r in sorted(refs)]
+
+
+def on_count(message: ReferralCountMessage, deps: WorkDeps, _context: Any = None) -> str:
+    ref = message.person_ref
+    settings = _settings(deps, ref.campaign_id)
+    attribute = count_attribute(settings) if settings is not None else None
+    if settings is None or not attribute:
+        return "off"                                   # the setting was removed since: nothing to write
+    count = deps.links.referrals(ref)
+    if count is None or not count.n:
+        return "nothing"
+    if message.unless_written and count.written == count.n:
+        return "written"
+    return write(deps, settings, ref, count)
+
+
+def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount) -> str:
+    """Write the count to the referrer's contact, and again while the store's count moved meanwhile.
+    A referrer whose contact the bridge does not know keeps the count: it is written once sync
+    enrols them, or their own join links them."""
+    attribute = count_attribute(settings)
+    assert attribute
+    contact_id = count.contact_id or _linked_contact(deps, ref)
+    if contact_id is None:
+        logger.info("referral count kept: no contact known for the referrer",
+                    extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})
+        return "kept"
+    intercom = deps.apis.intercom(settings.workspace)
+    for _ in range(REWRITES):
+        n = count.n
+        try:
+            intercom.update_contact(contact_id, attribute_body(attribute, n))
+        except WorkError as exc:
+            if not isinstance(exc, Deferred):      # a wait for the rate budget is not a failure
+                deps.history.append(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "
+                                                f"written to {attribute}: {exc.reason}",
+                                                {"count": n, "contact_id": contact_id})])
+            raise
+        count = deps.links.referrals(ref) or count
+        if count.n == n:
+            deps.links.referrals_written(ref, n)
+            deps.history.append(ref, [Entry("referral_count", "written", f"referral count: {n} written to "
+                                            f"{attribute}", {"count": n, "contact_id": contact_id})])
+            return "written"
+    raise Transient(f"the referral count kept changing while it was written to {attribute}: written again later")
+
+
+def _linked_contact(deps: WorkDeps, ref: PersonRef) -> Optional[str]:
+    """The contact the referrer's own join linked (a link with role referrer)."""
+    link = deps.links.get(ref)
+    if link is None or link.status is not LinkStatus.LINKED or link.is_lead:
+        return None
+    return link.contact_id
+
+
+def _settings(deps: WorkDeps, campaign_id: str) -> Optional[CampaignSettings]:
+    stored = deps.settings.get(campaign_id)
+    if stored is None:
+        return None
+    try:
+        return parse_settings(stored.document)
+    except SettingsError:
+        return None
