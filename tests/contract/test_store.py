@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
+from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
+                                   ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
 
@@ -632,3 +633,47 @@ def test_the_edge_remembers_when_it_last_heard_each_webhook(store, clock):
     store.edge.heard("campaign:42", "join")
     assert store.edge.last_heard("campaign:42", "join") > first
     assert store.edge.last_heard("workspace:ws1", "notification") is None
+
+
+# --- referral counts: each lead once, in the join's own finishing write -------------------------------
+REFERRER = PersonRef("42", "100")
+
+
+def _finish_leads(store, *users: str, status=LinkStatus.LINKED, counts_for="100") -> list:
+    claims = store.links.claim_many([(PersonRef("42", u), WS) for u in users])
+    return store.links.finish_many([(c, JoinResult(status, kind="lead", contact_id=f"c{c.ref.rf_user_id}",
+                                                   counts_for=counts_for), [Entry("join", "linked")])
+                                    for c in claims])
+
+
+def test_a_referrer_counts_each_lead_once_whatever_repeats_and_batches_and_a_failed_try_counts_nothing(store):
+    assert store.links.referrals(REFERRER) is None
+    assert _finish_leads(store, "1", "2", "3") == [None, None, None]     # three leads in one write
+    assert store.links.referrals(REFERRER).n == 3
+    assert store.links.claim(PersonRef("42", "1"), WS) is None             # a repeat cannot be claimed: no count
+    assert _finish_leads(store, "4", status=LinkStatus.FAILED) == [None]   # a failed try counts nothing...
+    assert store.links.referrals(REFERRER).n == 3
+    assert _finish_leads(store, "4", "5", status=LinkStatus.IGNORED) == [None, None]   # ...its next one does
+    assert store.links.referrals(REFERRER).n == 5
+    _finish_leads(store, "6", counts_for=None)                             # a campaign without the setting
+    assert store.links.referrals(REFERRER).n == 5
+    assert store.links.referrals(PersonRef("42", "6")) is None
+
+
+def test_a_lost_claim_counts_nothing_and_the_other_joins_of_its_write_still_count(store, clock):
+    lost = store.links.claim(PersonRef("42", "1"), WS, lease=10)
+    clock.now += 11
+    store.links.claim(PersonRef("42", "1"), WS)                      # another worker took it over
+    other = store.links.claim(PersonRef("42", "2"), WS)
+    answers = store.links.finish_many([(c, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
+                                       for c in (lost, other)])
+    assert isinstance(answers[0], Busy) and answers[1] is None
+    assert store.links.referrals(REFERRER).n == 1
+
+
+def test_the_count_learns_its_contact_and_what_intercom_holds(store):
+    assert store.links.referrer_contact(REFERRER, "c9").n == 0               # enrolled before any lead joined
+    _finish_leads(store, "1", "2")
+    store.links.referrals_written(REFERRER, 2)
+    assert store.links.referrals(REFERRER) == ReferralCount(2, 2, "c9")
+    assert store.links.referrer_contact(PersonRef("42", "101"), "c8") == ReferralCount(0, None, "c8")

@@ -1,0 +1,177 @@
+"""The referral count written back beside the link (product.md §4): its checks, who counts for whom,
+and its write-back on the store's twin and fake APIs (services/referral_count.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.domain.link import PersonRef
+from chalicelib.domain.settings import SettingsError, parse_settings
+from chalicelib.domain.sync import check_sync, counted_referrer
+from chalicelib.errors import Transient
+from chalicelib.messages import JoinMessage, ReferralCountMessage
+from chalicelib.services import sync
+from chalicelib.services.referral_count import on_count
+from chalicelib.services.worker import RetryBatch
+from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.unit.scenario import joined, run, settings
+
+WS = "ws"
+LINK, COUNT = "custom_attributes.referral_link", "custom_attributes.referral_count"
+ATTRIBUTES = {LINK: {"data_type": "string"}, COUNT: {"data_type": "integer"}, "name": {"data_type": "string"},
+              "email": {"data_type": "string"}}
+RITA = PersonRef("42", "100")
+
+
+def counting_settings(**block) -> dict:
+    return {**settings(rule=None), "sync": {"source": "users", "fields": [{"from": "email", "to": "email"},
+                                                                          {"from": "name", "to": "first_name"}],
+                                            "referral_link_attribute": LINK, "referral_count_attribute": COUNT,
+                                            **block}}
+
+
+# --- the pure decisions ---------------------------------------------------------------------------
+@pytest.mark.parametrize("attribute,problem", [
+    (None, "sync.referral_count_attribute: custom_attributes.referral_count does not exist in workspace ws — "
+           "create it as a Number (integer) attribute in Intercom (Settings > Data > People) or fix the name"),
+    ({"data_type": "string"}, "sync.referral_count_attribute: custom_attributes.referral_count is of type string, "
+                              "not an integer attribute — a referral count is a whole number: create a Number "
+                              "(integer) attribute and name it here"),
+    ({"data_type": "integer", "archived": True}, "sync.referral_count_attribute: custom_attributes.referral_count "
+                                                 "is archived or read-only in Intercom — unarchive it or name a "
+                                                 "writable integer attribute"),
+    ({"data_type": "integer", "api_writable": False}, "sync.referral_count_attribute: "
+                                                      "custom_attributes.referral_count is archived or read-only in "
+                                                      "Intercom — unarchive it or name a writable integer attribute"),
+    ({"data_type": "integer"}, None),
+])
+def test_the_count_attribute_is_checked_as_the_link_attribute_is(attribute, problem):
+    attributes = {k: v for k, v in ATTRIBUTES.items() if k != COUNT}
+    if attribute is not None:
+        attributes[COUNT] = attribute
+    problems = check_sync(parse_settings(counting_settings()), attributes, None)
+    assert problems == ([problem] if problem else [])
+
+
+def test_one_attribute_cannot_hold_both_the_link_and_the_count():
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(counting_settings(referral_count_attribute=LINK))
+    assert refused.value.problems == [
+        "sync: referral_count_attribute: custom_attributes.referral_link is also the referral_link_attribute — a "
+        "count and a link cannot share one attribute: name an integer attribute for the count"]
+
+
+def test_a_lead_counts_for_its_referrer_only_where_the_campaign_keeps_counts():
+    counting, plain = parse_settings(counting_settings()), parse_settings(settings(rule=None))
+    assert counted_referrer(counting, {"type": "lead", "referrer_id": 100}) == "100"
+    assert counted_referrer(counting, {"type": "referrer"}) is None
+    assert counted_referrer(counting, {"type": "lead", "referrer_id": None}) is None
+    assert counted_referrer(plain, {"type": "lead", "referrer_id": "100"}) is None
+
+
+# --- joins count, the count is written ----------------------------------------------------------
+def world() -> FakeWork:
+    rf = FakeRF({"100": {"id": 100, "email": "rita@example.com", "first_name": "Rita"}})
+    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), rf))
+    work.store.settings.put("42", counting_settings(), WS)
+    return work
+
+
+def lead_join(user: str, referrer: str = "100") -> dict:
+    person = {"id": user, "campaign_id": "42", "email": f"lead{user}@example.com", "first_name": f"L{user}",
+              "type": "lead", "referrer_id": referrer}
+    return JoinMessage(campaign_id="42", rf_user_id=user, person=person).wire()
+
+
+def sent(work: FakeWork, kind: str = "referral.count") -> list[dict]:
+    out = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == kind]
+    work.queue.sent[:] = [m for m in work.queue.sent if m not in out]
+    return out
+
+
+def test_two_leads_each_delivered_twice_out_of_order_make_a_count_of_2_on_the_referrers_contact():
+    work = world()
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")       # linked by her join
+    run(work, lead_join("2"), lead_join("1"))
+    run(work, lead_join("1"))
+    run(work, lead_join("2"))
+    assert work.store.links.referrals(RITA).n == 2
+    messages = sent(work)
+    assert [(m["rf_user_id"], m["unless_written"]) for m in messages] == [("100", False), ("100", True),
+                                                                          ("100", True)]
+    run(work, *messages)
+    assert rita["custom_attributes"]["referral_count"] == 2
+    assert work.apis.intercom_.calls.count("update") == 1       # the repeats' checks found it written
+    [written] = [e for e in work.store.history.entries(RITA) if e.event == "referral_count"]
+    assert (written.outcome, written.reason) == ("written", f"referral count: 2 written to {COUNT}")
+
+
+def test_a_campaign_without_the_setting_counts_nothing_and_sends_nothing():
+    work = world()
+    work.store.settings.put("42", settings(rule=None), WS)
+    run(work, lead_join("1"), lead_join("2"))
+    assert work.store.links.referrals(RITA) is None and sent(work) == []
+
+
+def test_a_count_whose_referrer_has_no_known_contact_is_kept_and_written_when_sync_enrols_them():
+    work = world()
+    run(work, lead_join("1"), lead_join("2"))
+    assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.intercom_.calls.count("update") == 0                  # nobody to write to yet: kept
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))
+    run(work, *sent(work))
+    assert rita["custom_attributes"] == {"referral_link": "https://rf.example/r/rita", "referral_count": 2}
+
+
+def test_a_failed_write_is_in_the_referrers_history_with_intercoms_message_and_the_retry_writes_the_count():
+    work = world()
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    [message] = sent(work)
+    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503: service_unavailable")
+    with pytest.raises(RetryBatch):
+        run(work, message)
+    assert work.store.links.referrals(RITA).n == 1 and work.store.links.referrals(RITA).written is None
+    run(work, message)                                                      # SQS delivers it again
+    assert [(e.outcome, e.reason) for e in work.store.history.entries(RITA) if e.event == "referral_count"] == [
+        ("failed", f"referral count: 1 could not be written to {COUNT}: Intercom answered 503: service_unavailable"),
+        ("written", f"referral count: 1 written to {COUNT}")]
+
+
+class Reordering(FakeIntercom):
+    """Intercom where the first PUT of a count reaches it only after a second worker's whole write
+    (the two PUTs reorder): `between` runs when the first PUT is on its way."""
+
+    def __init__(self, attributes: dict):
+        super().__init__(attributes)
+        self.between = None
+
+    def update_contact(self, contact_id: str, body: dict) -> dict:
+        if self.between is not None:
+            between, self.between = self.between, None
+            between()                     # the other worker: its lead counted, its PUT applied first
+        return super().update_contact(contact_id, body)
+
+
+def test_two_workers_writing_one_count_at_once_leave_intercom_with_the_latest_count():
+    intercom = Reordering(dict(ATTRIBUTES))
+    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work.store.settings.put("42", counting_settings(), WS)
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    first = ReferralCountMessage.model_validate(sent(work)[0])
+
+    def second_worker() -> None:
+        run(work, lead_join("2"))                      # count 2, and its own message, worked at once
+        run(work, *sent(work))
+        assert rita["custom_attributes"]["referral_count"] == 2
+    intercom.between = second_worker
+    assert on_count(first, work.deps) == "written"     # its PUT of 1 lands after the 2: it reads 2, writes 2
+    assert rita["custom_attributes"]["referral_count"] == 2
+    assert [json.loads(json.dumps(e.details))["count"] for e in work.store.history.entries(RITA)
+            if e.event == "referral_count"] == [2, 2]
