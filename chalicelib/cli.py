@@ -500,6 +500,8 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
           f"already enrolled {run['already_enrolled']:,}, skipped {run['skipped']:,}")
     if run["message"]:
         print(f"  stopped: {run['message']}")
+    if found.get("writes"):
+        print(f"sync {found['writes']}")
     print("skipped contacts (all runs), by reason:" if found["skipped"] else "no contact was skipped")
     for group in found["skipped"].values():
         print(f"  {group['reason']}: {group['count']:,}")

@@ -51,6 +51,15 @@ def describe_source(sync: Sync) -> str:
     return {"all": "all contacts", "leads": "leads", "users": "users"}.get(sync.source) or f"segment {sync.segment_id}"
 
 
+def describe_writes(sync: Sync) -> str:
+    """Which attributes sync writes back, as `sync report` and `doctor` say it."""
+    writes = [f"{what} to {attribute}" for what, attribute in (
+        ("each referrer's referral link", sync.referral_link_attribute),
+        ("each referrer's referral count (the leads the bridge saw join with them)", sync.referral_count_attribute))
+        if attribute]
+    return "writes back " + " and ".join(writes) if writes else "writes nothing back"
+
+
 def source_query(sync: Sync) -> dict:
     if sync.source == "segment":
         return {"field": "segment_id", "operator": "=", "value": sync.segment_id}

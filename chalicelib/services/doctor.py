@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Protocol
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.sync import describe_writes
 from ..config import Config
 from ..errors import WorkError
 from ..observability import mask_email
@@ -141,7 +142,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
     else:
         skipped = sum(n for k, n in run.counts.items() if k not in ("enrolled", "already_enrolled"))
-        report.add("sync", True, f"{where} {run.status}: {counts}"
+        report.add("sync", True, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
                    + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""))
 
 
@@ -187,7 +188,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optio
         return None
 
 
-_WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link",
+_WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
         "does not exist": "the contact is created without it (or Intercom refuses the write)",

@@ -29,7 +29,8 @@ from ..domain.link import PersonRef
 from ..domain.mapping import ConversionError, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import (ALREADY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, count_attribute, decide,
-                           describe_source, matches_source, preflight, search_query, writeback_body)
+                           describe_source, describe_writes, matches_source, preflight, search_query,
+                           writeback_body)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -522,7 +523,12 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
             if full is not None and full.status == "done" and max(entry.seen_run, entry.run) < full.number:
                 left.append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
                              "rf_user_id": entry.rf_user_id, "last_seen_run": entry.seen_run})
+    try:
+        block = settings_of(deps, campaign_id).sync
+    except SyncStopped:                 # settings deleted, or without their sync block, since the run
+        block = None
     return {"campaign_id": campaign_id, "run": status(deps, campaign_id), "counts": dict(run.counts),
+            "writes": describe_writes(block) if block is not None else None,
             "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])),
             "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],

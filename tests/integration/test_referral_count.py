@@ -76,3 +76,10 @@ def test_a_campaign_without_the_setting_writes_no_count_and_makes_no_call_for_it
                                  or "REFERRALS#" in str(c.params)] == []
     table = bridge.resources.client("dynamodb").scan(TableName=bridge.resources.table)["Items"]
     assert [i for i in table if i["sk"]["S"].startswith("REFERRALS#")] == []
+
+
+def test_sync_report_and_doctor_say_where_the_count_is_written(bridge, intercom, rf, rita, capsys):
+    code, out, _ = cli(bridge, "sync", "report", "42", capsys=capsys)
+    assert code == 0 and f"each referrer's referral count (the leads the bridge saw join with them) to {COUNT}" in out
+    _, out, _ = cli(bridge, "doctor", "42", "--json", capsys=capsys)
+    assert f"referral count (the leads the bridge saw join with them) to {COUNT}" in out
