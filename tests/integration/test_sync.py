@@ -241,7 +241,8 @@ def test_in_a_terminal_status_shows_a_progress_bar_and_report_reads_as_text(brid
     assert code == 0 and out.startswith(f"run 1 (full, segment {seg}) done: [") and "4/4 100%" in out
     assert "enrolled 3, already 0, skipped 1" in out
     code, out, _ = cli(bridge, "sync", "report", "42", capsys=capsys)
-    assert out.splitlines()[1:4] == ["skipped contacts (all runs), by reason:", "  missing required field: 1",
+    assert out.splitlines()[1:5] == [f"sync writes back each referrer's referral link to {LINK}",
+                                     "skipped contacts (all runs), by reason:", "  missing required field: 1",
                                      f"    - contact {intercom.contacts_by_email('nameless@example.com')[0]['id']} "
                                      "n***@example.com: missing required field: first_name (from name)"]
     assert cli(bridge, "sync", "status", "43", capsys=capsys)[0] == 1
