@@ -1,11 +1,17 @@
 """The AWS clients (DynamoDB, SQS, SSM) of a container, all made from one botocore session: botocore
 reads its endpoint and service files once, and boto3 is not imported at all (a client is all the
-bridge uses of it; its import, with s3transfer's, cost a cold start about 20 ms)."""
+bridge uses of it; its import, with s3transfer's, cost a cold start about 20 ms).
+
+The session's loader checks a service's name in that service's own directory: botocore's lists all
+of its ~440 service directories to check one name (twice, for the model and its endpoint rules),
+which was ~25 ms of a container's first client."""
 from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Optional
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any, Iterator, Optional
 
 _lock = threading.Lock()        # a botocore session is not thread-safe; the clients it makes are
 _session: Any = None
@@ -28,4 +34,42 @@ def client(service: str, **config: Any) -> Any:
     with _lock:
         if _session is None or env != _session_env:
             _session, _session_env = get_session(), env
+            _session.register_component("data_loader", _loader(_session.get_config_variable("data_path")))
         return _session.create_client(service, config=Config(**config) if config else None)
+
+
+def _loader(data_path: Optional[str]) -> Any:
+    """botocore's loader (create_loader's, with AWS_DATA_PATH's extra paths), whose answer to "which
+    services are there?" checks a name in its own directory and lists them all only when read."""
+    from botocore.exceptions import DataNotFoundError
+    from botocore.loaders import Loader, create_loader
+
+    class ServiceNames(Sequence):
+        def __init__(self, loader: Loader, type_name: str) -> None:
+            self.loader, self.type_name = loader, type_name
+
+        def __contains__(self, name: object) -> bool:
+            try:
+                return isinstance(name, str) and bool(self.loader.list_api_versions(name, self.type_name))
+            except DataNotFoundError:
+                return False
+
+        @cached_property
+        def _all(self) -> list[str]:
+            return Loader.list_available_services(self.loader, self.type_name)
+
+        def __getitem__(self, index: Any) -> Any:
+            return self._all[index]
+
+        def __len__(self) -> int:
+            return len(self._all)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(self._all)
+
+    class NamedLoader(Loader):
+        def list_available_services(self, type_name: str) -> Sequence:
+            return ServiceNames(self, type_name)
+
+    base = create_loader(data_path)
+    return NamedLoader(extra_search_paths=base.search_paths, include_default_search_paths=False)
