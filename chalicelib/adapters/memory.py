@@ -162,6 +162,9 @@ class MemoryLinks:
             self.tables.referrals.get(ref, ReferralCount()), contact_id=contact_id)
         return count
 
+    def forget_referrals(self, ref: PersonRef) -> bool:
+        return self.tables.referrals.pop(PersonRef(*ref), None) is not None
+
     def referrals_written(self, ref: PersonRef, n: int) -> None:
         if ref in self.tables.referrals:
             self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n)
@@ -267,7 +270,7 @@ class MemoryLinks:
             if not self.tables.contacts[key]:
                 del self.tables.contacts[key]
         self.tables.links.pop(link.ref, None)
-        self.tables.referrals.pop(link.ref, None)
+        self.forget_referrals(link.ref)
         return entries, pointers
 
 

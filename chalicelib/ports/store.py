@@ -66,6 +66,8 @@ class LinkRepository(Protocol):
         it stands (0 when no lead counted yet)."""
     def referrals_written(self, ref: PersonRef, n: int) -> None:
         """Intercom holds `n` (written, and checked after)."""
+    def forget_referrals(self, ref: PersonRef) -> bool:
+        """Erase the referrer's count (and the contact it named): whether there was one."""
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
@@ -109,7 +111,8 @@ class LinkRepository(Protocol):
         link moved since `late` was read (claimed, finished, or queued by another run)."""
 
     def erase(self, link: Link) -> tuple[int, int]:
-        """The link, its history and its contact pointer's reference: (entries, pointers) removed."""
+        """The link, its history, its contact pointer's reference and the person's referral count (as a
+        referrer): (entries, pointers) removed."""
 
 
 @dataclass

@@ -42,6 +42,7 @@ def forget(rt: Erasing, email: str) -> dict:
             ledger += 1
             if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
                 history += rt.store.history.erase(PersonRef(campaign_id, entry.rf_user_id))
+                rt.store.links.forget_referrals(PersonRef(campaign_id, entry.rf_user_id))   # as a referrer
                 erased.add((campaign_id, entry.rf_user_id))
                 people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id, "workspace": None,
                                "contact_id": entry.contact_id})

@@ -677,3 +677,15 @@ def test_the_count_learns_its_contact_and_what_intercom_holds(store):
     store.links.referrals_written(REFERRER, 2)
     assert store.links.referrals(REFERRER) == ReferralCount(2, 2, "c9")
     assert store.links.referrer_contact(PersonRef("42", "101"), "c8") == ReferralCount(0, None, "c8")
+
+
+def test_forgetting_a_referrer_erases_their_count_and_the_contact_it_named(store):
+    _finish_leads(store, "1")
+    store.links.referrer_contact(REFERRER, "c9")
+    assert store.links.forget_referrals(REFERRER) is True
+    assert store.links.referrals(REFERRER) is None
+    assert store.links.forget_referrals(REFERRER) is False
+    joined(store, REFERRER, contact="c9", kind="referrer", pending=False)   # a referrer linked by their own join
+    _finish_leads(store, "2")
+    store.links.erase(store.links.get(REFERRER))
+    assert store.links.referrals(REFERRER) is None

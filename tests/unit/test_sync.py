@@ -158,6 +158,19 @@ def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
     assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
 
 
+def test_forget_erases_a_synced_referrers_referral_count():
+    from chalicelib.domain.link import PersonRef
+    from chalicelib.services.privacy import forget
+    work = world(1)
+    sync.start(deps(work), "42")
+    drain(work)
+    [user] = work.apis.rf_.created
+    referrer = PersonRef("42", str(user["id"]))
+    work.store.links.referrer_contact(referrer, "c1")        # the count kept for her (no link of her own)
+    forget(work, user["email"])
+    assert work.store.links.referrals(referrer) is None
+
+
 def test_after_a_crash_someone_who_joined_rf_by_themselves_before_is_still_already_in_the_campaign():
     from chalicelib.domain.history import iso
     from chalicelib.ports.store import LedgerEntry

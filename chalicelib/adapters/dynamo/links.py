@@ -204,6 +204,10 @@ class DynamoLinks:
                                           ReferralItem.updated_at.set(iso(self.clock()))], return_values="ALL_NEW")
         return ReferralItem.from_raw_data(answer["Attributes"]).to_count()
 
+    def forget_referrals(self, ref: PersonRef) -> bool:
+        answer = ReferralItem._get_connection().delete_item(*referrals_key(ref), return_values="ALL_OLD")
+        return bool(answer.get("Attributes"))
+
     def referrals_written(self, ref: PersonRef, n: int) -> None:
         applied(lambda: ReferralItem(*referrals_key(ref)).update(
             actions=[ReferralItem.written.set(n)], condition=ReferralItem.pk.exists()))
@@ -342,5 +346,5 @@ class DynamoLinks:
         entries = self.history.erase(link.ref)
         pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
         LinkItem(*link_key(link.ref)).delete()
-        ReferralItem(*referrals_key(link.ref)).delete()
+        self.forget_referrals(link.ref)
         return entries, pointers
