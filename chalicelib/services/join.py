@@ -553,7 +553,9 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
     values = {"id": message.rf_user_id, "campaign_id": message.campaign_id, **message.person.as_dict()}
     sources = {r.from_ for p in (settings.leads, settings.referrers) for r in p.fields if r.from_}
     fetched: list[str] = []
-    if people.missing(values, sources):
+    # A lead counts for their referrer (referral counts): a webhook without `referrer_id` asks RF who it is.
+    uncounted = bool(count_attribute(settings)) and values.get("type") == LEAD and "referrer_id" not in values
+    if people.missing(values, sources) or uncounted:
         values = people.merge(values, people.normalise(apis.rf().get_user(values["id"])))
         fetched.append("user")
     wanted = {s for s in sources if s.startswith("referrer_")}

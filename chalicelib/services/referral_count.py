@@ -18,7 +18,7 @@ from ..domain.history import Entry
 from ..domain.link import LinkStatus, PersonRef, ReferralCount
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import attribute_body, count_attribute
-from ..errors import Deferred, Transient, WorkError
+from ..errors import Deferred, WorkError
 from ..messages import ReferralCountMessage
 from ..observability import logger
 from .deps import WorkDeps
@@ -51,7 +51,9 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
     enrols them, or their own join links them."""
     attribute = count_attribute(settings)
     assert attribute
-    contact_id = count.contact_id or _linked_contact(deps, ref)
+    # The contact their own join linked first: a link follows merges (`move`); the one sync enrolled
+    # is what the count learnt then.
+    contact_id = _linked_contact(deps, ref) or count.contact_id
     if contact_id is None:
         logger.info("referral count kept: no contact known for the referrer",
                     extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})
@@ -73,7 +75,9 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
             deps.history.append(ref, [Entry("referral_count", "written", f"referral count: {n} written to "
                                             f"{attribute}", {"count": n, "contact_id": contact_id})])
             return "written"
-    raise Transient(f"the referral count kept changing while it was written to {attribute}: written again later")
+    # Not a failed try: the count is busy growing, and the next delivery writes the latest.
+    raise Deferred(f"the referral count kept changing while it was written to {attribute}: written again later",
+                   retry_after=5)
 
 
 def _linked_contact(deps: WorkDeps, ref: PersonRef) -> Optional[str]:

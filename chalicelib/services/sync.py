@@ -178,7 +178,6 @@ class Page:
         self.stopped: Optional[str] = None
         self.errors: list[WorkError] = []
         self.counting = bool(count_attribute(settings))
-        self.to_count: set[PersonRef] = set()     # referrers with a count to write, now their contact is known
         self._directory: Optional[_Directory] = None
         self._lock = threading.Lock()
 
@@ -228,8 +227,6 @@ class Page:
         jobs: list[Callable[[], None]] = [partial(self._write_back, e) for e in writebacks]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
-        if self.to_count and self.deps.queue is not None:
-            self.deps.queue.send_many(count_messages(self.to_count))
         if self.errors:
             first = self.errors[0]
             if isinstance(first, Deferred):
@@ -333,12 +330,12 @@ class Page:
 
     def _count_contact(self, entry: LedgerEntry) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their
-        joins may come first) is written to it now."""
+        joins may come first) is written to it now. Asked at once, before the ledger records that the
+        count knows the contact: a page that dies after this still leaves the write asked for."""
         assert entry.rf_user_id
         ref = PersonRef(self.campaign_id, entry.rf_user_id)
-        if self.deps.links.referrer_contact(ref, entry.contact_id).n:
-            with self._lock:
-                self.to_count.add(ref)
+        if self.deps.links.referrer_contact(ref, entry.contact_id).n and self.deps.queue is not None:
+            self.deps.queue.send_many(count_messages({ref}))
         return _replace(entry, count_known=True)
 
     @property

@@ -175,3 +175,47 @@ def test_two_workers_writing_one_count_at_once_leave_intercom_with_the_latest_co
     assert rita["custom_attributes"]["referral_count"] == 2
     assert [json.loads(json.dumps(e.details))["count"] for e in work.store.history.entries(RITA)
             if e.event == "referral_count"] == [2, 2]
+
+
+def test_a_lead_whose_webhook_leaves_out_its_referrer_counts_for_the_one_rf_names():
+    work = world()
+    work.apis.rf_.users["5"] = {"id": 5, "email": "lead5@example.com", "first_name": "L5", "referrer_id": 100}
+    thin = {"id": "5", "campaign_id": "42", "email": "lead5@example.com", "first_name": "L5", "type": "lead"}
+    run(work, JoinMessage(campaign_id="42", rf_user_id="5", person=thin).wire())
+    assert work.apis.rf_.calls == ["get_user 5"]
+    assert work.store.links.referrals(RITA).n == 1
+
+
+def test_the_count_goes_to_the_contact_the_referrers_link_has_now_not_the_one_sync_first_saw():
+    work = world()
+    link, _ = joined(work, "100", "rita@example.com", kind="referrer", role="lead")
+    work.store.links.referrer_contact(RITA, link.contact_id)              # what sync enrolled
+    user = work.apis.intercom_.add("rita@example.com", role="user")       # the lead merged into this user
+    work.store.links.move(link, user["id"], [])
+    run(work, lead_join("1"))
+    run(work, *sent(work))
+    assert user["custom_attributes"]["referral_count"] == 1
+
+
+def test_a_sync_page_asks_for_the_count_at_once_so_a_worker_that_dies_after_the_ledger_write_still_asked():
+    work = world()
+    run(work, lead_join("1"))
+    sent(work)
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    sync.start(work.deps, "42")
+    [page] = sent(work, "sync.page")
+
+    class Killed(BaseException):
+        """The worker's process ends here (a Lambda timeout): nothing after it runs."""
+    record = work.store.sync.record
+
+    def recorded_then_killed(*args, **kw):
+        record(*args, **kw)                       # the ledger now says the count knows her contact
+        raise Killed()
+    work.store.sync.record = recorded_then_killed     # type: ignore
+    with pytest.raises(Killed):
+        run(work, page)
+    [asked] = sent(work)
+    assert asked["rf_user_id"] == "100"

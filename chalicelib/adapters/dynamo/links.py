@@ -195,8 +195,11 @@ class DynamoLinks:
 
     # --- referral counts -------------------------------------------------------------------
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]:
-        item = get(ReferralItem, referrals_key(ref))
-        return item.to_count() if item is not None else None
+        # Strongly consistent: a write-back reads the count its PUT must match (after the join's ADD).
+        try:
+            return ReferralItem.get(*referrals_key(ref), consistent_read=True).to_count()
+        except ReferralItem.DoesNotExist:
+            return None
 
     def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
         answer = ReferralItem._get_connection().update_item(
