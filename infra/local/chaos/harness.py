@@ -60,6 +60,7 @@ ATTRIBUTE = "signed_up"
 TARGET = "Yes"
 NOT_YET = ("No", "Not yet", "Trial")
 TAG = "Referred"
+COUNT_ATTRIBUTE = "referral_count"    # an integer attribute: each referrer's referral count (README)
 
 SETTINGS = {
     "campaign_id": str(CAMPAIGN), "workspace": WORKSPACE,
@@ -70,6 +71,11 @@ SETTINGS = {
     "referrers": {"action": "create_user", "duplicates": "skip",
                   "fields": [{"from": "email", "to": "email"}]},
     "qualification": {"attribute": f"custom_attributes.{ATTRIBUTE}", "value": TARGET, "initial_value": "No"},
+    # For the referral counts: no sync run is started (settings apply wants sync's fields and link
+    # attribute all the same).
+    "sync": {"fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"}],
+             "referral_link_attribute": "custom_attributes.referral_link",
+             "referral_count_attribute": f"custom_attributes.{COUNT_ATTRIBUTE}"},
 }
 
 # What each check promises (issue 7, "It asserts" and "Deliver").
@@ -86,6 +92,8 @@ CHECKS = {
     "no_unfinished_link": "no link left in_progress or qualifying",
     "no_webhook_5xx": "no webhook delivery answered with a 5xx (or not answered)",
     "order_never_matters": "'Yes' (newer) delivered before 'No' (older) qualifies without a reconciliation",
+    "referral_counts_exact": "every referrer's contact holds the number of distinct leads that joined with them",
+    "referral_counts_stored": "every referrer's stored count is the number of distinct leads that joined with them",
 }
 
 # Known breaks of issue 7 that this run reproduces in every run (the probes make sure): the test
@@ -317,11 +325,20 @@ class Deliveries:
 
 
 def _join_event(p: Person) -> Event:
-    user = p.rf
-    body = {"id": user["id"], "campaign_id": user["campaign_id"]} if p.thin else {
+    return _rf_join(f"join:{p.i}", p.rf, p.thin)
+
+
+def _referrer_join_event(j: int, user: dict) -> Event:
+    """A referrer's own join (`referrers: create_user`): it links the contact their count is written
+    to. Every third is thin (the bridge reads from RF that they are a referrer)."""
+    return _rf_join(f"referrer-join:{j}", user, thin=j % 3 == 2)
+
+
+def _rf_join(key: str, user: dict, thin: bool) -> Event:
+    body = {"id": user["id"], "campaign_id": user["campaign_id"]} if thin else {
         k: user.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "source",
                                  "referrer_id", "signed_up_at")}
-    return Event(f"join:{p.i}", "referral-factory", json.dumps(body).encode(),
+    return Event(key, "referral-factory", json.dumps(body).encode(),
                  {"Content-Type": "application/json", "X-Bridge-Secret": RF_WEBHOOK_SECRET})
 
 
@@ -766,8 +783,9 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     intercom.rate_limit = cfg.intercom_limit
     intercom_excess: set = set()
     intercom.on_excess = intercom_excess.add
-    for name in ("referral_code", "lead_source", ATTRIBUTE):
+    for name in ("referral_code", "lead_source", "referral_link", ATTRIBUTE):
         intercom.define_attribute(name, "string")
+    intercom.define_attribute(COUNT_ATTRIBUTE, "integer")
     rf = RFSim(token=RF_TOKEN, clock=lambda: time.time() + cfg.rf_offset).start()
     stack.append(rf.stop)
     rf.rate_limit = cfg.rf_limit
@@ -858,6 +876,8 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
         # the dead worker's claim probe first, all its copies at once, on a still quiet queue
         together = p.kind == "probe:claim_of_dead_worker"
         deliveries.schedule(_join_event(p), 0.0 if together else cfg.join_spread)
+    for j, user in enumerate(referrers):      # their own joins, among their leads' (before, between, after)
+        deliveries.schedule(_referrer_join_event(j, user), cfg.join_spread)
     stop_chaos = threading.Event()
     kill_times = sorted(rng.uniform(1.5, cfg.kill_window) for _ in range(cfg.kills))
 
@@ -898,7 +918,9 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     def fingerprint() -> tuple:
         with intercom.lock:
             contacts = len(intercom.contacts)
-        return (contacts, crowd.applied, deliveries.sent, len(rf.qualification_calls),
+            counts = sum((c.get("custom_attributes") or {}).get(COUNT_ATTRIBUTE) or 0
+                         for c in intercom.contacts.values())
+        return (contacts, counts, crowd.applied, deliveries.sent, len(rf.qualification_calls),
                 sum(1 for u in rf.users.values() if u["qualified_at"]))
 
     ddb = client("dynamodb", endpoint)
@@ -950,9 +972,10 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     # -- the judgement --------------------------------------------------------------------------
     table = _scan(client("dynamodb", endpoint), resources.table)
     dead = _dead_letters(sqs, resources.dlq_url)
-    checks = _judge(people, intercom, rf, existing_ids, table, dead, deliveries, intercom_excess, order_probe)
+    checks = _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliveries, intercom_excess,
+                    order_probe)
     worker_cpu = workers.cpu()
-    figures = _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead,
+    figures = _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead,
                        table, other, moto, kill_log, setup_seconds, main_seconds, total_seconds, settle_rounds,
                        worker_cpu, timed_out, cpu_at_start)
     stats = {"faults": intercom_proxy.counts + rf_proxy.counts, "kills": len(workers.kills),
@@ -960,7 +983,8 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
              "kills_by_reason": Counter(k["why"] for k in workers.kills),
              "deliveries_scheduled": deliveries.scheduled, "deliveries_sent": deliveries.sent,
              "webhooks_by_route": dict(deliveries.per_route), "records": workers.records,
-             "timed_out": list(timed_out), "people": len(people), "seconds": total_seconds}
+             "timed_out": list(timed_out), "people": len(people), "referrers": len(referrers),
+             "seconds": total_seconds}
     report = Report(cfg, figures, checks, stats, str(log_dir) if cfg.keep_logs else None)
     if cfg.report:
         Path(cfg.report).write_text(json.dumps(report.as_json(), indent=1, default=str))
@@ -1036,7 +1060,8 @@ def _last_reason(entries: list[dict]) -> str:
     return "(no history)"
 
 
-def _judge(people, intercom, rf, existing_ids, table, dead, deliveries, intercom_excess, order_probe) -> dict:
+def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliveries, intercom_excess,
+           order_probe) -> dict:
     links, history = _links_and_history(table)
     dead_by_person = defaultdict(list)
     for d in dead:
@@ -1060,6 +1085,11 @@ def _judge(people, intercom, rf, existing_ids, table, dead, deliveries, intercom
             why = "; ".join(dict.fromkeys(dead_by_person.get(str(p.rf_id), []))) or \
                 _last_reason(history.get(str(p.rf_id), []))
             lost.append(f"{who(p)}: {status} — {why[:300]}")
+    for j, user in enumerate(referrers):          # the referrers' own joins too
+        link = links.get(str(user["id"]))
+        if link is None or link.get("status") not in ("linked", "ignored"):
+            lost.append(f"referrer #{j} (rf {user['id']}): {link.get('status') if link else 'no link'} — "
+                        f"{_last_reason(history.get(str(user['id']), []))[:300]}")
     check("nothing_lost", lost)
 
     # qualification against the person's latest value (on the contact they changed)
@@ -1110,6 +1140,9 @@ def _judge(people, intercom, rf, existing_ids, table, dead, deliveries, intercom
             now = intercom.get(canonical) or {}
             if p.existing_name and now.get("name") != p.existing_name:
                 clobbered.append(f"{who(p)}: name {p.existing_name!r} became {now.get('name')!r}")
+    for j, user in enumerate(referrers):
+        if len(by_email.get(user["email"].lower(), [])) > 1:
+            dup.append(f"referrer #{j} (rf {user['id']}): {len(by_email[user['email'].lower()])} contacts")
     check("no_duplicate_contact", dup)
     check("existing_contact_linked", not_existing)
     check("existing_values_kept", clobbered)
@@ -1128,11 +1161,61 @@ def _judge(people, intercom, rf, existing_ids, table, dead, deliveries, intercom
     bad = [f"{n} answered {s}" for s, n in deliveries.statuses.items() if s == "no answer" or int(s) >= 500]
     check("no_webhook_5xx", bad)
 
+    exact, stored = _referral_counts(people, referrers, intercom, links, history, table, dead_by_person)
+    check("referral_counts_exact", exact)
+    check("referral_counts_stored", stored)
+
     if order_probe:
         check("order_never_matters", [] if order_probe.get("qualified") else [
             "the probe's 'Yes' then 'No' were applied and it was not qualified before a reconciliation"
             + (f" ({order_probe['why']})" if order_probe.get("why") else "")])
     return checks
+
+
+def _expected_counts(people: list[Person]) -> Counter:
+    """Each referrer's distinct leads: every person's join was sent (R times), so each counts once."""
+    return Counter(str(p.rf["referrer_id"]) for p in people if p.rf.get("referrer_id"))
+
+
+def _referrer_contact(intercom: IntercomSim, link: Optional[dict], email: str) -> Optional[str]:
+    """The referrer's contact: the one their link names (or what it was merged into), else the
+    oldest live contact with their email."""
+    cid = (link or {}).get("contact_id")
+    with intercom.lock:
+        while cid in intercom.merged_into:
+            cid = intercom.merged_into[cid]
+        if cid is None:
+            cid = next((c for c, v in intercom.contacts.items() if c not in intercom.merged_into
+                        and c not in intercom.archived and (v.get("email") or "").lower() == email.lower()), None)
+    return cid
+
+
+def _referral_counts(people, referrers, intercom, links, history, table, dead_by_person) -> tuple[list, list]:
+    """Each referrer's count, on their Intercom contact and in the store (CAMPAIGN#<id> / REFERRALS#<rf id>),
+    against the distinct leads that joined with them: none over, none under (0 may also be absent)."""
+    expected = _expected_counts(people)
+    items = {str(i["sk"]).split("#", 1)[1]: i for i in table
+             if str(i.get("pk")) == f"CAMPAIGN#{CAMPAIGN}" and str(i.get("sk", "")).startswith("REFERRALS#")}
+    exact, stored = [], []
+    for j, user in enumerate(referrers):
+        rid, want = str(user["id"]), expected.get(str(user["id"]), 0)
+        item = items.get(rid) or {}
+        n = int(item["n"]) if item.get("n") is not None else None
+        written = int(item["written"]) if item.get("written") is not None else None
+        label = f"referrer #{j} (rf {rid})"
+        state = f"stored n {n}, written {written}, contact {item.get('contact_id')}"
+        cid = _referrer_contact(intercom, links.get(rid), user["email"])
+        held = ((intercom.get(cid) or {}).get("custom_attributes") or {}).get(COUNT_ATTRIBUTE) if cid else None
+        if (held or 0) != want or (cid is None and want):
+            how = "no contact" if cid is None else "over" if (held or 0) > want else "under"
+            last = [e for e in history.get(rid, []) if e.get("event") == "referral_count"]
+            why = "; ".join(dict.fromkeys(dead_by_person.get(rid, []))) or \
+                (f"{last[-1].get('outcome')}: {last[-1].get('reason')}" if last else "no count written")
+            exact.append(f"{how}: {label}: Intercom holds {held!r} on {cid}, {want} leads joined ({state}) — "
+                         f"{why[:200]}")
+        if (n or 0) != want:
+            stored.append(f"{'over' if (n or 0) > want else 'under'}: {label}: {state}, {want} leads joined")
+    return exact, stored
 
 
 def _pct(values: list, q: float) -> float:
@@ -1148,7 +1231,7 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead, table, other,
+def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead, table, other,
              moto, kill_log, setup_seconds, main_seconds, total_seconds, settle_rounds, worker_cpu, timed_out,
              cpu_at_start) -> dict:
     f: dict[str, Any] = {}
@@ -1188,6 +1271,12 @@ def _figures(cfg, people, intercom, rf, intercom_proxy, rf_proxy, workers, deliv
     if lat:
         f["'Yes' to qualification PUT"] = (f"p50 {_pct(lat, .5):.1f} s, p95 {_pct(lat, .95):.1f} s, max {max(lat):.1f} s"
                                           f" ({len(lat)} leads)")
+    expected = _expected_counts(people)
+    count_puts = [r for r in intercom.requests if r["method"] == "PUT" and isinstance(r.get("json"), dict)
+                  and COUNT_ATTRIBUTE in (r["json"].get("custom_attributes") or {})]
+    f["referral counts"] = (f"{len(referrers)} referrers ({sum(1 for u in referrers if expected[str(u['id'])])} "
+                            f"with leads, at most {max(expected.values(), default=0)}), {sum(expected.values())} "
+                            f"leads counted; {len(count_puts)} count PUTs reached Intercom")
     reasons = Counter(_short(d["reason"]) for d in dead)
     f["dead letters"] = f"{len(dead)}" + (": " + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(5))
                                          if dead else "")
