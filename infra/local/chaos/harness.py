@@ -984,6 +984,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
              "deliveries_scheduled": deliveries.scheduled, "deliveries_sent": deliveries.sent,
              "webhooks_by_route": dict(deliveries.per_route), "records": workers.records,
              "timed_out": list(timed_out), "people": len(people), "referrers": len(referrers),
+             "count_puts": len(_count_puts(intercom)),
              "seconds": total_seconds}
     report = Report(cfg, figures, checks, stats, str(log_dir) if cfg.keep_logs else None)
     if cfg.report:
@@ -1177,6 +1178,12 @@ def _expected_counts(people: list[Person]) -> Counter:
     return Counter(str(p.rf["referrer_id"]) for p in people if p.rf.get("referrer_id"))
 
 
+def _count_puts(intercom: IntercomSim) -> list[dict]:
+    """The referral counts' writes that reached Intercom."""
+    return [r for r in intercom.requests if r["method"] == "PUT" and isinstance(r.get("json"), dict)
+            and COUNT_ATTRIBUTE in (r["json"].get("custom_attributes") or {})]
+
+
 def _referrer_contact(intercom: IntercomSim, link: Optional[dict], email: str) -> Optional[str]:
     """The referrer's contact: the one their link names (or what it was merged into), else the
     oldest live contact with their email."""
@@ -1272,8 +1279,7 @@ def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, wor
         f["'Yes' to qualification PUT"] = (f"p50 {_pct(lat, .5):.1f} s, p95 {_pct(lat, .95):.1f} s, max {max(lat):.1f} s"
                                           f" ({len(lat)} leads)")
     expected = _expected_counts(people)
-    count_puts = [r for r in intercom.requests if r["method"] == "PUT" and isinstance(r.get("json"), dict)
-                  and COUNT_ATTRIBUTE in (r["json"].get("custom_attributes") or {})]
+    count_puts = _count_puts(intercom)
     f["referral counts"] = (f"{len(referrers)} referrers ({sum(1 for u in referrers if expected[str(u['id'])])} "
                             f"with leads, at most {max(expected.values(), default=0)}), {sum(expected.values())} "
                             f"leads counted; {len(count_puts)} count PUTs reached Intercom")
