@@ -141,9 +141,9 @@ class MemoryLinks:
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
-        link = self._write(claim.ref, entries, **fields)
-        if result.counts_for and result.status.final:
-            referrer = PersonRef(claim.ref.campaign_id, result.counts_for)
+        link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for)
+        if result.counted_for:
+            referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
             count = self.tables.referrals.get(referrer, ReferralCount())
             self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1)
         if result.qualification is QState.PENDING:
@@ -269,8 +269,13 @@ class MemoryLinks:
             pointers = 1
             if not self.tables.contacts[key]:
                 del self.tables.contacts[key]
-        self.tables.links.pop(link.ref, None)
+        held = self.tables.links.pop(link.ref, None)
         self.forget_referrals(link.ref)
+        # The lead counts no more (once: only while their link was still there; never below 0).
+        count = self.tables.referrals.get(PersonRef(link.campaign_id, link.counted_for or ""))
+        if held is not None and link.counted_for and count is not None and count.n > 0:
+            self.tables.referrals[PersonRef(link.campaign_id, link.counted_for)] = dataclasses.replace(
+                count, n=count.n - 1)
         return entries, pointers
 
 

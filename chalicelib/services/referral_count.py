@@ -38,7 +38,7 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, _context: Any = None
     if settings is None or not attribute:
         return "off"                                   # the setting was removed since: nothing to write
     count = deps.links.referrals(ref)
-    if count is None or not count.n:
+    if count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
         return "nothing"
     if message.unless_written and count.written == count.n:
         return "written"

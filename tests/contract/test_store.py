@@ -689,3 +689,25 @@ def test_forgetting_a_referrer_erases_their_count_and_the_contact_it_named(store
     _finish_leads(store, "2")
     store.links.erase(store.links.get(REFERRER))
     assert store.links.referrals(REFERRER) is None
+
+
+def test_an_erased_lead_is_taken_off_their_referrers_count_once_and_never_below_0(store):
+    _finish_leads(store, "1", "2")
+    one = store.links.get(PersonRef("42", "1"))
+    assert one.counted_for == "100"
+    store.links.erase(one)
+    assert store.links.referrals(REFERRER).n == 1
+    store.links.erase(one)                                           # a repeated forget takes nothing more off
+    assert store.links.referrals(REFERRER).n == 1
+    assert _finish_leads(store, "1") == [None]                       # their join again: counted once again
+    assert store.links.referrals(REFERRER).n == 2
+    _finish_leads(store, "3", status=LinkStatus.FAILED)              # a failed try counted for nobody
+    assert store.links.get(PersonRef("42", "3")).counted_for is None
+    store.links.erase(store.links.get(PersonRef("42", "3")))
+    assert store.links.referrals(REFERRER).n == 2
+    store.links.forget_referrals(REFERRER)                           # the referrer was forgotten first
+    _finish_leads(store, "4")                                        # a count of 1 again, which 2 is not in
+    store.links.erase(store.links.get(PersonRef("42", "2")))
+    store.links.erase(store.links.get(PersonRef("42", "4")))
+    assert store.links.referrals(REFERRER).n == 0
+    assert store.links.get_many([PersonRef("42", "2"), PersonRef("42", "4")]) == {}

@@ -219,3 +219,36 @@ def test_a_sync_page_asks_for_the_count_at_once_so_a_worker_that_dies_after_the_
         run(work, page)
     [asked] = sent(work)
     assert asked["rf_user_id"] == "100"
+
+
+def test_a_forgotten_lead_whose_join_comes_again_counts_once_and_intercom_is_corrected_after_the_forget():
+    from chalicelib.services.privacy import forget
+    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
+    work.store.settings.put("42", counting_settings(), WS)
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"), lead_join("2"))
+    run(work, *sent(work))
+    assert rita["custom_attributes"]["referral_count"] == 2
+    assert forget(work, "lead1@example.com")["referral_counts_rewritten"] == 1
+    assert work.store.links.referrals(RITA).n == 1
+    run(work, *sent(work))                                 # the forget asked for the count to be written
+    assert rita["custom_attributes"]["referral_count"] == 1
+    run(work, lead_join("1"))                              # RF sends her join again (or backfill --apply)
+    run(work, *sent(work))
+    assert work.store.links.referrals(RITA).n == 2 and rita["custom_attributes"]["referral_count"] == 2
+    forget(work, "lead1@example.com")
+    forget(work, "lead2@example.com")
+    run(work, *sent(work))                                 # no lead left: Intercom is told 0
+    assert rita["custom_attributes"]["referral_count"] == 0
+
+
+def test_forget_without_the_queue_says_the_lowered_count_is_not_written_yet():
+    from chalicelib.services.privacy import forget
+    work = world()
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    sent(work)
+    assert forget(work, "lead1@example.com")["referral_counts_rewritten"] == (
+        "1, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (the next lead's join of each referrer "
+        "writes it)")
+    assert work.store.links.referrals(RITA).n == 0 and sent(work) == []

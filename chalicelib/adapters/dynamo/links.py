@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from ...domain.history import Entry, iso
 from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
@@ -127,7 +128,7 @@ class DynamoLinks:
         ref, now = claim.ref, iso(self.clock())
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
-                               "uncertain_since")}
+                               "uncertain_since", "counted_for")}
         if result.qualification is QState.PENDING:
             fields.update(pending_pk=PENDING, pending_sk=f"{now}#{ref}")
         link: Update | Put
@@ -153,8 +154,8 @@ class DynamoLinks:
 
     def _counted(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Update]:
         """One update per referrer the joins count for (a transaction may touch an item once)."""
-        referrers = Counter(PersonRef(claim.ref.campaign_id, result.counts_for) for claim, result, _ in done
-                            if result.counts_for and result.status.final)
+        referrers = Counter(PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
+                            if result.counted_for)
         now = iso(self.clock())
         return [Update(ReferralItem(*referrals_key(ref)), [ReferralItem.n.add(n), ReferralItem.updated_at.set(now)])
                 for ref, n in sorted(referrers.items())]
@@ -348,6 +349,24 @@ class DynamoLinks:
     def erase(self, link: Link) -> tuple[int, int]:
         entries = self.history.erase(link.ref)
         pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
-        LinkItem(*link_key(link.ref)).delete()
+        self._delete(link)
         self.forget_referrals(link.ref)
         return entries, pointers
+
+    def _delete(self, link: Link) -> None:
+        """Delete the link, and take its lead off the count they added to, at once (so that a join
+        that comes again counts once again). The count never goes below 0, and a link already gone
+        (a repeated forget) takes nothing off."""
+        item = LinkItem(*link_key(link.ref))
+        if link.counted_for:
+            referrer = PersonRef(link.campaign_id, link.counted_for)
+            uncount = Update(ReferralItem(*referrals_key(referrer)), [
+                ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(self.clock()))], ReferralItem.n > 0)
+
+            def uncounted() -> None:
+                with TransactWrite(connection=LinkItem._get_connection().connection) as tx:
+                    tx.delete(item, condition=LinkItem.pk.exists())
+                    tx.update(uncount.item, actions=uncount.actions, condition=uncount.condition)
+            if applied(uncounted):
+                return
+        item.delete()
