@@ -3,6 +3,8 @@ ordering, only-forward qualification), written with its history in one transacti
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 import uuid
 from collections import Counter
 from functools import partial
@@ -19,7 +21,7 @@ from ...ports.store import KEEP, LEASE_SECONDS, Busy
 from .history import DynamoHistory, Put, Update
 from .keys import OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key
 from .lookup import drop_reference
-from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, get
+from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -52,9 +54,14 @@ def _answer(write: Callable[[], Any]) -> Any:
         return exc
 
 
+CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
+CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
+
+
 class DynamoLinks:
-    def __init__(self, clock: Callable[[], float], history: DynamoHistory):
-        self.clock, self.history = clock, history
+    def __init__(self, clock: Callable[[], float], history: DynamoHistory,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.clock, self.history, self.sleep = clock, history, sleep
 
     def get(self, ref: PersonRef) -> Optional[Link]:
         return self.get_many([ref]).get(ref)
@@ -160,10 +167,23 @@ class DynamoLinks:
         return [Update(ReferralItem(*referrals_key(ref)), [ReferralItem.n.add(n), ReferralItem.updated_at.set(now)])
                 for ref, n in sorted(referrers.items())]
 
+    def _transact_finishing(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]) -> None:
+        """Finishing joins of one referrer on several workers at once write one count item: DynamoDB
+        may cancel such a transaction as a conflict with another (nothing of it applied). It is
+        tried again a few times, after a short jittered wait: safe, as its conditions (the claims'
+        tokens) let it apply once only. A failed condition, or anything else, raises at once."""
+        for retry in range(CONFLICT_TRIES):
+            try:
+                return self.history.transact_all(groups)
+            except TransactWriteError as exc:
+                if retry == CONFLICT_TRIES - 1 or not conflicted(exc):
+                    raise
+            self.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** retry))
+
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
-            self.history.transact(claim.ref, entries, *self._finish(claim, result),
-                                  *self._counted([(claim, result, entries)]))
+            self._transact_finishing([(claim.ref, entries, [*self._finish(claim, result),
+                                                            *self._counted([(claim, result, entries)])])])
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
@@ -187,7 +207,7 @@ class DynamoLinks:
                 if end - start == 1:
                     raise _Alone()
                 counted = self._counted(done[start:end])
-                self.history.transact_all([*groups[start:end], *([(groups[start][0], [], counted)] if counted else [])])
+                self._transact_finishing([*groups[start:end], *([(groups[start][0], [], counted)] if counted else [])])
                 answers += [None] * (end - start)
             except (TransactWriteError, _Alone):
                 answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]

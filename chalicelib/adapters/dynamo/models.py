@@ -325,3 +325,13 @@ def conditional(exc: Exception) -> bool:
         return True
     return code == "TransactionCanceledException" and "ConditionalCheckFailed" in str(
         getattr(exc, "cause_response_message", ""))
+
+
+def conflicted(exc: Exception) -> bool:
+    """Was a transaction cancelled only because other transactions were writing its items at that
+    moment (DynamoDB's `TransactionConflict`), not on a condition or anything else?"""
+    if getattr(exc, "cause_response_code", None) != "TransactionCanceledException":
+        return False
+    reasons = getattr(getattr(exc, "cause", None), "cancellation_reasons", None) or []
+    codes = {reason.code for reason in reasons if reason is not None}
+    return codes == {"TransactionConflict"}
