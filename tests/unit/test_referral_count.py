@@ -252,3 +252,60 @@ def test_forget_without_the_queue_says_the_lowered_count_is_not_written_yet():
         "1, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (the next lead's join of each referrer "
         "writes it)")
     assert work.store.links.referrals(RITA).n == 0 and sent(work) == []
+
+
+def test_a_failed_ask_for_the_count_fails_only_the_joins_that_asked_and_a_resumed_lead_is_still_judged():
+    from chalicelib.domain.link import LinkStatus
+    from chalicelib.ports.store import LEASE_SECONDS
+    from tests.unit.scenario import RULE
+    work = world()
+    work.store.settings.put("42", {**counting_settings(), "qualification": RULE}, WS)
+    work.apis.intercom_.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.links.claim(PersonRef("42", "7"), WS)                   # a dead worker's claim and its contact,
+    ann = work.apis.intercom_.add("lead7@example.com", signed_up="No", rf_person="42#7")
+    ann["custom_attributes"]["signed_up"] = "Yes"                      # who signed up meanwhile
+    work.clock.now += LEASE_SECONDS + 1
+    send_many = refuse_counts(work)
+    with pytest.raises(RetryBatch):
+        run(work, lead_join("7"), lead_join("1"), lead_join("9", referrer=None))
+    assert work.queue.deleted == ["rh2"]                 # the lead who counts for nobody is done
+    assert work.apis.rf_.qualified == ["7"]              # the resumed lead was judged (before the ask failed)
+    assert {work.store.links.get(PersonRef("42", u)).status for u in "719"} == {LinkStatus.LINKED}
+    assert work.store.links.referrals(RITA).n == 2
+    work.queue.send_many = send_many                                    # type: ignore
+    run(work, lead_join("7"), lead_join("1"))                           # tried again: repeats, which ask again
+    run(work, *sent(work))
+    assert work.apis.intercom_.contacts[link_contact(work, "100")]["custom_attributes"]["referral_count"] == 2
+
+
+def link_contact(work: FakeWork, user: str) -> str:
+    return str(work.store.links.get(PersonRef("42", user)).contact_id)
+
+
+def refuse_counts(work: FakeWork):
+    """SQS refuses the sends of referral.count messages: the queue's own send_many, to put back."""
+    send_many = work.queue.send_many
+
+    def refused(messages, delay=0):
+        if any(m.get("kind") == "referral.count" for m in messages):
+            raise RuntimeError("SQS refused 1 message(s)")
+        send_many(messages, delay)
+    work.queue.send_many = refused                                      # type: ignore
+    return send_many
+
+
+def test_a_referrers_own_join_whose_ask_failed_asks_again_when_it_comes_again():
+    work = world()
+    run(work, lead_join("1"))
+    run(work, *sent(work))                                              # kept: no contact known for her
+    rita = {"id": "100", "campaign_id": "42", "email": "rita@example.com", "first_name": "Rita", "type": "referrer"}
+    send_many = refuse_counts(work)
+    with pytest.raises(RetryBatch):
+        run(work, JoinMessage(campaign_id="42", rf_user_id="100", person=rita).wire())
+    work.queue.send_many = send_many                                    # type: ignore
+    run(work, JoinMessage(campaign_id="42", rf_user_id="100", person=rita).wire())    # a repeat: asks again
+    [asked] = sent(work)
+    assert (asked["rf_user_id"], asked["unless_written"]) == ("100", True)
+    run(work, asked)
+    assert work.apis.intercom_.contacts[link_contact(work, "100")]["custom_attributes"]["referral_count"] == 1
