@@ -410,6 +410,21 @@ def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
     assert {e.expires_at for e in entries} == {int(clock()) + 400 * 86400}
 
 
+def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_the_history(store, clock):
+    for n in (1, 2, 3):
+        clock.now += 60
+        store.history.note_latest(ANN, Entry("referral_count", "written", f"count {n}", {"count": n}))
+    store.history.append(ANN, [Entry("referral_count", "failed", "count 4 not written")])   # failures: each kept
+    store.history.append(ANN, [Entry("referral_count", "failed", "count 4 not written")])
+    store.history.note_repeat(ANN, "join", "again")
+    entries = store.history.entries(ANN)
+    assert [(e.outcome, e.reason) for e in entries] == [("failed", "count 4 not written")] * 2 + [
+        ("written", "count 3"), ("ignored", "again")]
+    assert entries[2].details == {"count": 3} and entries[2].at == iso(clock())
+    assert entries[2].expires_at == int(clock()) + 400 * 86400
+    assert store.history.erase(ANN) == 4 and store.history.entries(ANN) == []
+
+
 def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     link = joined(store)
     store.history.note_repeat(ANN, "join", "again")

@@ -174,7 +174,7 @@ def test_two_workers_writing_one_count_at_once_leave_intercom_with_the_latest_co
     assert on_count(first, work.deps) == "written"     # its PUT of 1 lands after the 2: it reads 2, writes 2
     assert rita["custom_attributes"]["referral_count"] == 2
     assert [json.loads(json.dumps(e.details))["count"] for e in work.store.history.entries(RITA)
-            if e.event == "referral_count"] == [2, 2]
+            if e.event == "referral_count"] == [2]             # one entry, the latest write
 
 
 def test_a_lead_whose_webhook_leaves_out_its_referrer_counts_for_the_one_rf_names():
@@ -309,3 +309,19 @@ def test_a_referrers_own_join_whose_ask_failed_asks_again_when_it_comes_again():
     assert (asked["rf_user_id"], asked["unless_written"]) == ("100", True)
     run(work, asked)
     assert work.apis.intercom_.contacts[link_contact(work, "100")]["custom_attributes"]["referral_count"] == 1
+
+
+def test_a_referrers_history_keeps_one_entry_for_the_latest_write_however_many_and_each_failure():
+    work = world()
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    for user in range(1, 21):
+        run(work, lead_join(str(user)))
+        if user == 10:
+            work.apis.intercom_.fail["update"] = Transient("Intercom answered 503: service_unavailable")
+            with pytest.raises(RetryBatch):
+                run(work, *sent(work))
+        run(work, *sent(work))
+    assert rita["custom_attributes"]["referral_count"] == 20
+    assert [(e.outcome, e.reason) for e in work.store.history.entries(RITA) if e.event == "referral_count"] == [
+        ("failed", f"referral count: 10 could not be written to {COUNT}: Intercom answered 503: service_unavailable"),
+        ("written", f"referral count: 20 written to {COUNT}")]
