@@ -49,6 +49,7 @@ class Tables:
     seen: dict[tuple[str, str], float] = field(default_factory=dict)         # -> expires at
     history: dict[PersonRef, list[Recorded]] = field(default_factory=dict)
     repeats: dict[tuple[PersonRef, str], Recorded] = field(default_factory=dict)
+    latest: dict[tuple[PersonRef, str], Recorded] = field(default_factory=dict)   # (ref, event#outcome)
     referrals: dict[PersonRef, ReferralCount] = field(default_factory=dict)
 
 
@@ -70,15 +71,21 @@ class MemoryHistory:
                                                      count=(before.count or 0) + 1 if before else 1,
                                                      expires_at=self._expires())
 
+    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        self.tables.latest[(ref, f"{entry.event}#{entry.outcome}")] = Recorded(
+            iso(self.clock()), entry.event, entry.outcome, entry.reason, entry.details, expires_at=self._expires())
+
     def entries(self, ref: PersonRef) -> list[Recorded]:
-        repeats = [r for (who, _), r in sorted(self.tables.repeats.items()) if who == ref]
-        return list(self.tables.history.get(ref, [])) + repeats      # counted repeats sort last, as in the table
+        # The latest entries, then the counted repeats, sort last, as in the table.
+        return list(self.tables.history.get(ref, [])) + [r for table in (self.tables.latest, self.tables.repeats)
+                                                         for (who, _), r in sorted(table.items()) if who == ref]
 
     def erase(self, ref: PersonRef) -> int:
         gone = len(self.tables.history.pop(ref, []))
-        for key in [k for k in self.tables.repeats if k[0] == ref]:
-            del self.tables.repeats[key]
-            gone += 1
+        for table in (self.tables.latest, self.tables.repeats):
+            for key in [k for k in table if k[0] == ref]:
+                del table[key]
+                gone += 1
         return gone
 
 
@@ -141,9 +148,9 @@ class MemoryLinks:
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
-        link = self._write(claim.ref, entries, **fields)
-        if result.counts_for and result.status.final:
-            referrer = PersonRef(claim.ref.campaign_id, result.counts_for)
+        link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for)
+        if result.counted_for:
+            referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
             count = self.tables.referrals.get(referrer, ReferralCount())
             self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1)
         if result.qualification is QState.PENDING:
@@ -269,8 +276,13 @@ class MemoryLinks:
             pointers = 1
             if not self.tables.contacts[key]:
                 del self.tables.contacts[key]
-        self.tables.links.pop(link.ref, None)
+        held = self.tables.links.pop(link.ref, None)
         self.forget_referrals(link.ref)
+        # The lead counts no more (once: only while their link was still there; never below 0).
+        count = self.tables.referrals.get(PersonRef(link.campaign_id, link.counted_for or ""))
+        if held is not None and link.counted_for and count is not None and count.n > 0:
+            self.tables.referrals[PersonRef(link.campaign_id, link.counted_for)] = dataclasses.replace(
+                count, n=count.n - 1)
         return entries, pointers
 
 

@@ -69,6 +69,9 @@ class Link:
     # (e.g. the shared budget held it back): RF's answer still holds, so the next try need not ask.
     # False or None (links written before this was recorded): a PUT may have reached RF.
     rf_said_no: Optional[bool] = None
+    # The referrer (RF id) this lead's join counted for (referral counts): erasing the link takes the
+    # lead off that count, so that a join that comes again after `bridge forget` counts once again.
+    counted_for: Optional[str] = None
 
     @property
     def ref(self) -> PersonRef:
@@ -109,8 +112,13 @@ class JoinResult:
     reason: Optional[str] = None
     uncertain_since: Optional[float] = None          # a failed try's create may have been applied
     # A lead's join that ends (linked or ignored) counts for their referrer (RF id): the store adds it
-    # to the referrer's ReferralCount in the same write. Not a field of the link.
+    # to the referrer's ReferralCount in the same write, and the link keeps it as `counted_for`.
     counts_for: Optional[str] = None
+
+    @property
+    def counted_for(self) -> Optional[str]:
+        """The referrer this join counts for, once it ends (a failed try counts for nobody)."""
+        return self.counts_for if self.status.final else None
 
 
 @dataclass(frozen=True)

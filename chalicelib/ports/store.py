@@ -153,6 +153,9 @@ class HistoryLog(Protocol):
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`)."""
+    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        """One entry per person, event and outcome, replaced by each newer one (e.g. the latest
+        referral count written): it sorts after the timed entries, before the counted repeats."""
     def entries(self, ref: PersonRef) -> list[Recorded]: ...
     def erase(self, ref: PersonRef) -> int:
         """Delete the person's whole history: how many entries."""

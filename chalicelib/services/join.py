@@ -159,14 +159,20 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     # The new leads' verifications are queued while they are tagged: both before the links are written.
     runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
-    _count_later(attempts, deps)
     for attempt in attempts:
         if attempt.error is None and attempt.outcome == "created":
             try:
                 _resumed_evaluation(attempt, deps)
-            except Exception as exc:     # the join is done; the evaluation's failure is the message's
-                attempt.outcome = None
-                _fail(attempt, exc)
+            except Exception as exc:
+                _failed_after(attempt, exc)
+    _count_later(attempts, deps)
+
+
+def _failed_after(attempt: Attempt, exc: Exception) -> None:
+    """A step after the join was done failed: the failure is the message's (tried again, the join is
+    then a repeat, which takes the step again where it must)."""
+    attempt.outcome = None
+    _fail(attempt, exc)
 
 
 def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
@@ -526,9 +532,10 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
     """In a campaign that keeps referral counts: each referrer a finished lead's join counted for gets
     their count written back (one message per referrer), and so does a referrer whose own join linked
     their contact (leads may have joined before them). A repeated lead's join asks again, in case the
-    worker that finished it died before asking: the write is then made only if Intercom lacks it."""
-    counted: set[PersonRef] = set()
-    repeated: set[PersonRef] = set()
+    worker that finished it died before asking (or its send failed): the write is then made only if
+    Intercom lacks it. A failed send is the failure of the messages that asked (not of the batch)."""
+    counted: dict[PersonRef, list[Attempt]] = {}
+    repeated: dict[PersonRef, list[Attempt]] = {}
     for attempt in attempts:
         settings = attempt.settings
         if attempt.error is not None or settings is None or not count_attribute(settings):
@@ -537,15 +544,23 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
         if attempt.outcome == "repeat":
             referrer = counted_referrer(settings, {"type": "lead", "referrer_id": attempt.message.person.referrer_id})
             if referrer:
-                repeated.add(PersonRef(campaign, referrer))
+                repeated.setdefault(PersonRef(campaign, referrer), []).append(attempt)
+            elif attempt.link is not None and attempt.link.status is LinkStatus.LINKED and not attempt.link.is_lead:
+                repeated.setdefault(attempt.ref, []).append(attempt)     # a referrer's own join
         elif attempt.claim is not None and attempt.person is not None:
             referrer = counted_referrer(settings, attempt.person.values)
             if referrer:
-                counted.add(PersonRef(campaign, referrer))
+                counted.setdefault(PersonRef(campaign, referrer), []).append(attempt)
             elif attempt.person.values.get("type") != LEAD and attempt.outcome not in (None, "ignored"):
-                counted.add(attempt.ref)
-    if deps.queue is not None and (counted or repeated - counted):
-        deps.queue.send_many(count_messages(counted) + count_messages(repeated - counted, unless_written=True))
+                counted.setdefault(attempt.ref, []).append(attempt)
+    again = set(repeated) - set(counted)
+    if deps.queue is None or not (counted or again):
+        return
+    try:
+        deps.queue.send_many(count_messages(set(counted)) + count_messages(again, unless_written=True))
+    except Exception as exc:
+        for attempt in dict.fromkeys(a for asked in (*counted.values(), *repeated.values()) for a in asked):
+            _failed_after(attempt, exc)
 
 
 def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Person:

@@ -16,6 +16,7 @@ from ..observability import mask_email
 from ..ports import DeadLetterQueue
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from .deps import Stack
+from .referral_count import messages as count_messages
 
 Erasing = Stack[DeadLetterQueue]
 
@@ -46,6 +47,8 @@ def forget(rt: Erasing, email: str) -> dict:
                 erased.add((campaign_id, entry.rf_user_id))
                 people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id, "workspace": None,
                                "contact_id": entry.contact_id})
+    recounted = _recount(rt, {PersonRef(link.campaign_id, link.counted_for) for link in links if link.counted_for}
+                         - {PersonRef(*p) for p in erased})
     refused = forget_refusals(rt, email, campaigns, workspaces, people)
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     if rt.config.dlq_url:
@@ -56,9 +59,20 @@ def forget(rt: Erasing, email: str) -> dict:
         pointer_count += 1
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
             "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
-            "refused_webhook_samples": refused, "dead_letters": dead, "people": people,
+            "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead, "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
                                "there too (the contact ids and RF user ids above)"}
+
+
+def _recount(rt: Erasing, referrers: set[PersonRef]) -> int | str:
+    """A lead erased took themselves off their referrer's count (LinkRepository.erase): the count is
+    written to the referrer's contact again, by the worker (one referral.count message each)."""
+    if referrers and not rt.config.queue_url:
+        return f"{len(referrers)}, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (the next lead's join " \
+               "of each referrer writes it)"
+    for message in count_messages(referrers):
+        rt.queue.send(message)
+    return len(referrers)
 
 
 def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: list[str], people: list[dict]) -> int:

@@ -38,7 +38,7 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, _context: Any = None
     if settings is None or not attribute:
         return "off"                                   # the setting was removed since: nothing to write
     count = deps.links.referrals(ref)
-    if count is None or not count.n:
+    if count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
         return "nothing"
     if message.unless_written and count.written == count.n:
         return "written"
@@ -72,8 +72,9 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
         count = deps.links.referrals(ref) or count
         if count.n == n:
             deps.links.referrals_written(ref, n)
-            deps.history.append(ref, [Entry("referral_count", "written", f"referral count: {n} written to "
-                                            f"{attribute}", {"count": n, "contact_id": contact_id})])
+            # One entry, the latest write (a referrer with 10,000 leads is written to up to 10,000 times).
+            deps.history.note_latest(ref, Entry("referral_count", "written", f"referral count: {n} written to "
+                                                f"{attribute}", {"count": n, "contact_id": contact_id}))
             return "written"
     # Not a failed try: the count is busy growing, and the next delivery writes the latest.
     raise Deferred(f"the referral count kept changing while it was written to {attribute}: written again later",

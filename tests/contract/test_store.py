@@ -410,6 +410,21 @@ def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
     assert {e.expires_at for e in entries} == {int(clock()) + 400 * 86400}
 
 
+def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_the_history(store, clock):
+    for n in (1, 2, 3):
+        clock.now += 60
+        store.history.note_latest(ANN, Entry("referral_count", "written", f"count {n}", {"count": n}))
+    store.history.append(ANN, [Entry("referral_count", "failed", "count 4 not written")])   # failures: each kept
+    store.history.append(ANN, [Entry("referral_count", "failed", "count 4 not written")])
+    store.history.note_repeat(ANN, "join", "again")
+    entries = store.history.entries(ANN)
+    assert [(e.outcome, e.reason) for e in entries] == [("failed", "count 4 not written")] * 2 + [
+        ("written", "count 3"), ("ignored", "again")]
+    assert entries[2].details == {"count": 3} and entries[2].at == iso(clock())
+    assert entries[2].expires_at == int(clock()) + 400 * 86400
+    assert store.history.erase(ANN) == 4 and store.history.entries(ANN) == []
+
+
 def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     link = joined(store)
     store.history.note_repeat(ANN, "join", "again")
@@ -688,4 +703,90 @@ def test_forgetting_a_referrer_erases_their_count_and_the_contact_it_named(store
     joined(store, REFERRER, contact="c9", kind="referrer", pending=False)   # a referrer linked by their own join
     _finish_leads(store, "2")
     store.links.erase(store.links.get(REFERRER))
+    assert store.links.referrals(REFERRER) is None
+
+
+def test_an_erased_lead_is_taken_off_their_referrers_count_once_and_never_below_0(store):
+    _finish_leads(store, "1", "2")
+    one = store.links.get(PersonRef("42", "1"))
+    assert one.counted_for == "100"
+    store.links.erase(one)
+    assert store.links.referrals(REFERRER).n == 1
+    store.links.erase(one)                                           # a repeated forget takes nothing more off
+    assert store.links.referrals(REFERRER).n == 1
+    assert _finish_leads(store, "1") == [None]                       # their join again: counted once again
+    assert store.links.referrals(REFERRER).n == 2
+    _finish_leads(store, "3", status=LinkStatus.FAILED)              # a failed try counted for nobody
+    assert store.links.get(PersonRef("42", "3")).counted_for is None
+    store.links.erase(store.links.get(PersonRef("42", "3")))
+    assert store.links.referrals(REFERRER).n == 2
+    store.links.forget_referrals(REFERRER)                           # the referrer was forgotten first
+    _finish_leads(store, "4")                                        # a count of 1 again, which 2 is not in
+    store.links.erase(store.links.get(PersonRef("42", "2")))
+    store.links.erase(store.links.get(PersonRef("42", "4")))
+    assert store.links.referrals(REFERRER).n == 0
+    assert store.links.get_many([PersonRef("42", "2"), PersonRef("42", "4")]) == {}
+
+
+# --- DynamoDB only: a finishing transaction cancelled as a conflict (moto does not make them) -------------
+class Conflicts:
+    """The table's client, whose next `n` TransactWriteItems DynamoDB cancels as conflicting with
+    other transactions (the error AWS answers, read by PynamoDB as it reads any)."""
+
+    def __init__(self, monkeypatch, n: int):
+        from botocore.exceptions import ClientError
+
+        from chalicelib.adapters.dynamo.models import HistoryItem
+        client = HistoryItem._get_connection().connection.client
+        call, self.n, self.tries, self.sleeps = client._make_api_call, n, 0, []
+
+        def cancelled(operation, kwargs):
+            if operation != "TransactWriteItems":
+                return call(operation, kwargs)
+            self.tries += 1
+            if self.n <= 0:
+                return call(operation, kwargs)
+            self.n -= 1
+            reasons = [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1) + [
+                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": (
+                "Transaction cancelled, please refer cancellation reasons for specific reasons "
+                f"[{', '.join(r['Code'] for r in reasons)}]")}, "CancellationReasons": reasons}, operation)
+        monkeypatch.setattr(client, "_make_api_call", cancelled)
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_finishing_write_cancelled_as_a_conflict_is_tried_again_after_a_short_wait_and_counts_once(
+        store, monkeypatch):
+    claims = store.links.claim_many([(PersonRef("42", u), WS) for u in "123"])
+    conflicts = Conflicts(monkeypatch, 2)
+    store.links.sleep = conflicts.sleeps.append
+    assert store.links.finish_many([(c, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
+                                    for c in claims]) == [None, None, None]
+    assert (conflicts.tries, len(conflicts.sleeps)) == (3, 2)           # one write of the three, third try
+    assert 0 <= conflicts.sleeps[0] <= 0.05 and 0 <= conflicts.sleeps[1] <= 0.1
+    assert store.links.referrals(REFERRER).n == 3
+    assert {store.links.get(PersonRef("42", u)).status for u in "123"} == {LinkStatus.LINKED}
+    claim = store.links.claim(PersonRef("42", "4"), WS)
+    conflicts.n = 1
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])   # alone too
+    assert store.links.referrals(REFERRER).n == 4 and len(conflicts.sleeps) == 3
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(store, clock, monkeypatch):
+    from pynamodb.exceptions import TransactWriteError
+    lost = store.links.claim(PersonRef("42", "1"), WS, lease=10)
+    clock.now += 11
+    store.links.claim(PersonRef("42", "1"), WS)                      # another worker took it over
+    conflicts = Conflicts(monkeypatch, 0)
+    store.links.sleep = conflicts.sleeps.append
+    with pytest.raises(Busy):
+        store.links.finish(lost, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
+    assert (conflicts.tries, conflicts.sleeps) == (1, [])            # a failed condition: at once, no wait
+    claim = store.links.claim(PersonRef("42", "2"), WS)
+    conflicts.n, conflicts.tries = 10, 0
+    with pytest.raises(TransactWriteError):
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
+    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join fails (retried)
     assert store.links.referrals(REFERRER) is None

@@ -165,19 +165,15 @@ def test_an_unconvertible_value_is_recorded_and_the_contact_still_created(bridge
                                                "reason": "'lots' is not a number"}]
 
 
-def test_the_webhook_route_answers_fast_and_calls_no_api(bridge, intercom, rf):
-    import time
+def test_the_webhook_route_calls_no_api(bridge, intercom, rf):
+    """(Its speed is the bench's: `make bench`, webhook ack beside its floor.)"""
     bridge.apply(lead_settings())
     lead = new_lead(rf)
     bridge.post_join(join_body(lead))                       # warm: secrets and campaign are cached
     calls_before = len(intercom.requests) + len(rf.requests)
-    timings = []
     for _ in range(10):
-        started = time.perf_counter()
         assert bridge.post_join(join_body(lead)).status_code == 202
-        timings.append(time.perf_counter() - started)
     assert len(intercom.requests) + len(rf.requests) == calls_before
-    assert max(timings) < 0.5, timings
 
 
 def test_a_slow_intercom_answer_times_out_and_is_retried(bridge, intercom, rf, monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -404,7 +403,9 @@ def test_openapi_30_semantics(mini_spec):
 # --------------------------------------------------------------------------
 
 
-def test_validation_is_fast_after_warm_up():
+def test_validation_after_warm_up_reuses_what_the_first_compiled(monkeypatch):
+    """Counted, not timed (timings are the bench's): the spec is read, and each operation's and the
+    version's validators are compiled, once; later validations only run them."""
     search = body(
         {
             "query": {
@@ -426,13 +427,15 @@ def test_validation_is_fast_after_warm_up():
     ]
     for call in calls:
         assert validate_request(*call) == []
-    rounds = 50
-    start = time.perf_counter()
-    for _ in range(rounds):
+    compiled: list[str] = []
+    for name in ("_compile", "validator"):
+        real = getattr(ic._Contract, name)
+        monkeypatch.setattr(ic._Contract, name, lambda *a, _real=real, _name=name: compiled.append(_name) or _real(*a))
+    monkeypatch.setattr(ic, "_spec_for", lambda path: compiled.append("spec") or {})
+    for _ in range(3):
         for call in calls:
-            validate_request(*call)
-    per_call = (time.perf_counter() - start) / (rounds * len(calls))
-    assert per_call < 0.010, f"{per_call * 1000:.2f} ms per validation"
+            assert validate_request(*call) == []
+    assert compiled == []
 
 
 def test_concurrent_first_use_is_safe(mini_spec):

@@ -174,7 +174,7 @@ def test_two_workers_writing_one_count_at_once_leave_intercom_with_the_latest_co
     assert on_count(first, work.deps) == "written"     # its PUT of 1 lands after the 2: it reads 2, writes 2
     assert rita["custom_attributes"]["referral_count"] == 2
     assert [json.loads(json.dumps(e.details))["count"] for e in work.store.history.entries(RITA)
-            if e.event == "referral_count"] == [2, 2]
+            if e.event == "referral_count"] == [2]             # one entry, the latest write
 
 
 def test_a_lead_whose_webhook_leaves_out_its_referrer_counts_for_the_one_rf_names():
@@ -219,3 +219,109 @@ def test_a_sync_page_asks_for_the_count_at_once_so_a_worker_that_dies_after_the_
         run(work, page)
     [asked] = sent(work)
     assert asked["rf_user_id"] == "100"
+
+
+def test_a_forgotten_lead_whose_join_comes_again_counts_once_and_intercom_is_corrected_after_the_forget():
+    from chalicelib.services.privacy import forget
+    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
+    work.store.settings.put("42", counting_settings(), WS)
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"), lead_join("2"))
+    run(work, *sent(work))
+    assert rita["custom_attributes"]["referral_count"] == 2
+    assert forget(work, "lead1@example.com")["referral_counts_rewritten"] == 1
+    assert work.store.links.referrals(RITA).n == 1
+    run(work, *sent(work))                                 # the forget asked for the count to be written
+    assert rita["custom_attributes"]["referral_count"] == 1
+    run(work, lead_join("1"))                              # RF sends her join again (or backfill --apply)
+    run(work, *sent(work))
+    assert work.store.links.referrals(RITA).n == 2 and rita["custom_attributes"]["referral_count"] == 2
+    forget(work, "lead1@example.com")
+    forget(work, "lead2@example.com")
+    run(work, *sent(work))                                 # no lead left: Intercom is told 0
+    assert rita["custom_attributes"]["referral_count"] == 0
+
+
+def test_forget_without_the_queue_says_the_lowered_count_is_not_written_yet():
+    from chalicelib.services.privacy import forget
+    work = world()
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    sent(work)
+    assert forget(work, "lead1@example.com")["referral_counts_rewritten"] == (
+        "1, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (the next lead's join of each referrer "
+        "writes it)")
+    assert work.store.links.referrals(RITA).n == 0 and sent(work) == []
+
+
+def test_a_failed_ask_for_the_count_fails_only_the_joins_that_asked_and_a_resumed_lead_is_still_judged():
+    from chalicelib.domain.link import LinkStatus
+    from chalicelib.ports.store import LEASE_SECONDS
+    from tests.unit.scenario import RULE
+    work = world()
+    work.store.settings.put("42", {**counting_settings(), "qualification": RULE}, WS)
+    work.apis.intercom_.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.links.claim(PersonRef("42", "7"), WS)                   # a dead worker's claim and its contact,
+    ann = work.apis.intercom_.add("lead7@example.com", signed_up="No", rf_person="42#7")
+    ann["custom_attributes"]["signed_up"] = "Yes"                      # who signed up meanwhile
+    work.clock.now += LEASE_SECONDS + 1
+    send_many = refuse_counts(work)
+    with pytest.raises(RetryBatch):
+        run(work, lead_join("7"), lead_join("1"), lead_join("9", referrer=None))
+    assert work.queue.deleted == ["rh2"]                 # the lead who counts for nobody is done
+    assert work.apis.rf_.qualified == ["7"]              # the resumed lead was judged (before the ask failed)
+    assert {work.store.links.get(PersonRef("42", u)).status for u in "719"} == {LinkStatus.LINKED}
+    assert work.store.links.referrals(RITA).n == 2
+    work.queue.send_many = send_many                                    # type: ignore
+    run(work, lead_join("7"), lead_join("1"))                           # tried again: repeats, which ask again
+    run(work, *sent(work))
+    assert work.apis.intercom_.contacts[link_contact(work, "100")]["custom_attributes"]["referral_count"] == 2
+
+
+def link_contact(work: FakeWork, user: str) -> str:
+    return str(work.store.links.get(PersonRef("42", user)).contact_id)
+
+
+def refuse_counts(work: FakeWork):
+    """SQS refuses the sends of referral.count messages: the queue's own send_many, to put back."""
+    send_many = work.queue.send_many
+
+    def refused(messages, delay=0):
+        if any(m.get("kind") == "referral.count" for m in messages):
+            raise RuntimeError("SQS refused 1 message(s)")
+        send_many(messages, delay)
+    work.queue.send_many = refused                                      # type: ignore
+    return send_many
+
+
+def test_a_referrers_own_join_whose_ask_failed_asks_again_when_it_comes_again():
+    work = world()
+    run(work, lead_join("1"))
+    run(work, *sent(work))                                              # kept: no contact known for her
+    rita = {"id": "100", "campaign_id": "42", "email": "rita@example.com", "first_name": "Rita", "type": "referrer"}
+    send_many = refuse_counts(work)
+    with pytest.raises(RetryBatch):
+        run(work, JoinMessage(campaign_id="42", rf_user_id="100", person=rita).wire())
+    work.queue.send_many = send_many                                    # type: ignore
+    run(work, JoinMessage(campaign_id="42", rf_user_id="100", person=rita).wire())    # a repeat: asks again
+    [asked] = sent(work)
+    assert (asked["rf_user_id"], asked["unless_written"]) == ("100", True)
+    run(work, asked)
+    assert work.apis.intercom_.contacts[link_contact(work, "100")]["custom_attributes"]["referral_count"] == 1
+
+
+def test_a_referrers_history_keeps_one_entry_for_the_latest_write_however_many_and_each_failure():
+    work = world()
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    for user in range(1, 21):
+        run(work, lead_join(str(user)))
+        if user == 10:
+            work.apis.intercom_.fail["update"] = Transient("Intercom answered 503: service_unavailable")
+            with pytest.raises(RetryBatch):
+                run(work, *sent(work))
+        run(work, *sent(work))
+    assert rita["custom_attributes"]["referral_count"] == 20
+    assert [(e.outcome, e.reason) for e in work.store.history.entries(RITA) if e.event == "referral_count"] == [
+        ("failed", f"referral count: 10 could not be written to {COUNT}: Intercom answered 503: service_unavailable"),
+        ("written", f"referral count: 20 written to {COUNT}")]

@@ -13,7 +13,7 @@ from pynamodb.transactions import TransactWrite
 
 from ...domain.history import Entry, Recorded, iso
 from ...domain.link import PersonRef
-from .keys import history_pk, repeats_sk
+from .keys import history_pk, latest_sk, repeats_sk
 from .models import HistoryItem
 
 _SEQUENCE = itertools.count()
@@ -86,6 +86,11 @@ class DynamoHistory:
             HistoryItem.event.set(event), HistoryItem.outcome.set(outcome), HistoryItem.reason.set(reason),
             HistoryItem.repeats.add(1), HistoryItem.at.set(iso(now)),
             HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()])
+
+    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        now = self.clock()
+        HistoryItem(history_pk(ref), latest_sk(entry.event, entry.outcome), event=entry.event, outcome=entry.outcome,
+                    reason=entry.reason, details=entry.details, at=iso(now), expires_at=self._expires(now)).save()
 
     def entries(self, ref: PersonRef) -> list[Recorded]:
         out = []

@@ -128,6 +128,10 @@ def repeats_sk(event: str) -> str:
     return f"~repeats#{event}"
 
 
+def latest_sk(event: str, outcome: str) -> str:
+    return f"~latest#{event}#{outcome}"
+
+
 def rate_key(budget: str, slice_id: int) -> Key:
     return f"RATE#{budget}", str(slice_id)
 

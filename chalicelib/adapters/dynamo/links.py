@@ -3,12 +3,15 @@ ordering, only-forward qualification), written with its history in one transacti
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 import uuid
 from collections import Counter
 from functools import partial
 from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from ...domain.history import Entry, iso
 from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
@@ -18,7 +21,7 @@ from ...ports.store import KEEP, LEASE_SECONDS, Busy
 from .history import DynamoHistory, Put, Update
 from .keys import OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key
 from .lookup import drop_reference
-from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, get
+from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -51,9 +54,14 @@ def _answer(write: Callable[[], Any]) -> Any:
         return exc
 
 
+CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
+CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
+
+
 class DynamoLinks:
-    def __init__(self, clock: Callable[[], float], history: DynamoHistory):
-        self.clock, self.history = clock, history
+    def __init__(self, clock: Callable[[], float], history: DynamoHistory,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.clock, self.history, self.sleep = clock, history, sleep
 
     def get(self, ref: PersonRef) -> Optional[Link]:
         return self.get_many([ref]).get(ref)
@@ -127,7 +135,7 @@ class DynamoLinks:
         ref, now = claim.ref, iso(self.clock())
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
-                               "uncertain_since")}
+                               "uncertain_since", "counted_for")}
         if result.qualification is QState.PENDING:
             fields.update(pending_pk=PENDING, pending_sk=f"{now}#{ref}")
         link: Update | Put
@@ -153,16 +161,29 @@ class DynamoLinks:
 
     def _counted(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Update]:
         """One update per referrer the joins count for (a transaction may touch an item once)."""
-        referrers = Counter(PersonRef(claim.ref.campaign_id, result.counts_for) for claim, result, _ in done
-                            if result.counts_for and result.status.final)
+        referrers = Counter(PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
+                            if result.counted_for)
         now = iso(self.clock())
         return [Update(ReferralItem(*referrals_key(ref)), [ReferralItem.n.add(n), ReferralItem.updated_at.set(now)])
                 for ref, n in sorted(referrers.items())]
 
+    def _transact_finishing(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]) -> None:
+        """Finishing joins of one referrer on several workers at once write one count item: DynamoDB
+        may cancel such a transaction as a conflict with another (nothing of it applied). It is
+        tried again a few times, after a short jittered wait: safe, as its conditions (the claims'
+        tokens) let it apply once only. A failed condition, or anything else, raises at once."""
+        for retry in range(CONFLICT_TRIES):
+            try:
+                return self.history.transact_all(groups)
+            except TransactWriteError as exc:
+                if retry == CONFLICT_TRIES - 1 or not conflicted(exc):
+                    raise
+            self.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** retry))
+
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
-            self.history.transact(claim.ref, entries, *self._finish(claim, result),
-                                  *self._counted([(claim, result, entries)]))
+            self._transact_finishing([(claim.ref, entries, [*self._finish(claim, result),
+                                                            *self._counted([(claim, result, entries)])])])
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
@@ -186,7 +207,7 @@ class DynamoLinks:
                 if end - start == 1:
                     raise _Alone()
                 counted = self._counted(done[start:end])
-                self.history.transact_all([*groups[start:end], *([(groups[start][0], [], counted)] if counted else [])])
+                self._transact_finishing([*groups[start:end], *([(groups[start][0], [], counted)] if counted else [])])
                 answers += [None] * (end - start)
             except (TransactWriteError, _Alone):
                 answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]
@@ -348,6 +369,24 @@ class DynamoLinks:
     def erase(self, link: Link) -> tuple[int, int]:
         entries = self.history.erase(link.ref)
         pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
-        LinkItem(*link_key(link.ref)).delete()
+        self._delete(link)
         self.forget_referrals(link.ref)
         return entries, pointers
+
+    def _delete(self, link: Link) -> None:
+        """Delete the link, and take its lead off the count they added to, at once (so that a join
+        that comes again counts once again). The count never goes below 0, and a link already gone
+        (a repeated forget) takes nothing off."""
+        item = LinkItem(*link_key(link.ref))
+        if link.counted_for:
+            referrer = PersonRef(link.campaign_id, link.counted_for)
+            uncount = Update(ReferralItem(*referrals_key(referrer)), [
+                ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(self.clock()))], ReferralItem.n > 0)
+
+            def uncounted() -> None:
+                with TransactWrite(connection=LinkItem._get_connection().connection) as tx:
+                    tx.delete(item, condition=LinkItem.pk.exists())
+                    tx.update(uncount.item, actions=uncount.actions, condition=uncount.condition)
+            if applied(uncounted):
+                return
+        item.delete()

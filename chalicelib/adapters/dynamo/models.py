@@ -112,6 +112,7 @@ class LinkItem(_Item):
     updated_at = UnicodeAttribute(null=True)
     uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)
     rf_said_no = BooleanAttribute(null=True)        # unconfirmed, and RF's "not qualified" still holds (Link)
+    counted_for = UnicodeAttribute(null=True)      # the referrer whose count this lead's join added to (Link)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -127,7 +128,7 @@ class LinkItem(_Item):
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
                     joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
-                    rf_said_no=self.rf_said_no)
+                    rf_said_no=self.rf_said_no, counted_for=self.counted_for)
 
 
 class ReferralItem(_Item):
@@ -324,3 +325,13 @@ def conditional(exc: Exception) -> bool:
         return True
     return code == "TransactionCanceledException" and "ConditionalCheckFailed" in str(
         getattr(exc, "cause_response_message", ""))
+
+
+def conflicted(exc: Exception) -> bool:
+    """Was a transaction cancelled only because other transactions were writing its items at that
+    moment (DynamoDB's `TransactionConflict`), not on a condition or anything else?"""
+    if getattr(exc, "cause_response_code", None) != "TransactionCanceledException":
+        return False
+    reasons = getattr(getattr(exc, "cause", None), "cancellation_reasons", None) or []
+    codes = {reason.code for reason in reasons if reason is not None}
+    return codes == {"TransactionConflict"}
