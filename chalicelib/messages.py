@@ -123,6 +123,9 @@ class ReferralCountMessage(_AboutPerson):
 
     kind: Literal["referral.count"] = "referral.count"
     unless_written: bool = False
+    # The contact the referrer's own join linked, when it asks: a read of the link just after may
+    # not show it yet (DynamoDB's reads are eventually consistent).
+    contact_id: Optional[str] = None
 
 
 AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, VerifyMessage, ChangesMessage, SyncPageMessage,

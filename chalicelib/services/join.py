@@ -536,28 +536,37 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
     Intercom lacks it. A failed send is the failure of the messages that asked (not of the batch)."""
     counted: dict[PersonRef, list[Attempt]] = {}
     repeated: dict[PersonRef, list[Attempt]] = {}
+    contacts: dict[PersonRef, str] = {}            # a referrer's own join: the contact it linked
     for attempt in attempts:
         settings = attempt.settings
         if attempt.error is not None or settings is None or not count_attribute(settings):
             continue
         campaign = attempt.ref.campaign_id
         if attempt.outcome == "repeat":
-            referrer = counted_referrer(settings, {"type": "lead", "referrer_id": attempt.message.person.referrer_id})
+            # Whom the finished join counted for, as its link recorded it (a thin webhook names nobody).
+            counted_for = attempt.link.counted_for if attempt.link is not None else None
+            referrer = counted_for or counted_referrer(
+                settings, {"type": "lead", "referrer_id": attempt.message.person.referrer_id})
             if referrer:
                 repeated.setdefault(PersonRef(campaign, referrer), []).append(attempt)
             elif attempt.link is not None and attempt.link.status is LinkStatus.LINKED and not attempt.link.is_lead:
                 repeated.setdefault(attempt.ref, []).append(attempt)     # a referrer's own join
+                if attempt.link.contact_id:
+                    contacts[attempt.ref] = attempt.link.contact_id
         elif attempt.claim is not None and attempt.person is not None:
             referrer = counted_referrer(settings, attempt.person.values)
             if referrer:
                 counted.setdefault(PersonRef(campaign, referrer), []).append(attempt)
             elif attempt.person.values.get("type") != LEAD and attempt.outcome not in (None, "ignored"):
                 counted.setdefault(attempt.ref, []).append(attempt)
+                if attempt.reached is not None:
+                    contacts[attempt.ref] = str(attempt.reached.contact["id"])
     again = set(repeated) - set(counted)
     if deps.queue is None or not (counted or again):
         return
     try:
-        deps.queue.send_many(count_messages(set(counted)) + count_messages(again, unless_written=True))
+        deps.queue.send_many(count_messages(set(counted), contacts=contacts)
+                             + count_messages(again, unless_written=True, contacts=contacts))
     except Exception as exc:
         for attempt in dict.fromkeys(a for asked in (*counted.values(), *repeated.values()) for a in asked):
             _failed_after(attempt, exc)

@@ -26,9 +26,11 @@ from .deps import WorkDeps
 REWRITES = 5          # PUTs one message makes while the count keeps moving; then it is tried again later
 
 
-def messages(refs: set[PersonRef], unless_written: bool = False) -> list[dict]:
-    return [ReferralCountMessage(campaign_id=r.campaign_id, rf_user_id=r.rf_user_id,
-                                 unless_written=unless_written).wire() for r in sorted(refs)]
+def messages(refs: set[PersonRef], unless_written: bool = False,
+             contacts: Optional[dict[PersonRef, str]] = None) -> list[dict]:
+    """`contacts`: a referrer's contact their own join linked (so the write need not find the link)."""
+    return [ReferralCountMessage(campaign_id=r.campaign_id, rf_user_id=r.rf_user_id, unless_written=unless_written,
+                                 contact_id=(contacts or {}).get(r)).wire() for r in sorted(refs)]
 
 
 def on_count(message: ReferralCountMessage, deps: WorkDeps, _context: Any = None) -> str:
@@ -42,18 +44,20 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, _context: Any = None
         return "nothing"
     if message.unless_written and count.written == count.n:
         return "written"
-    return write(deps, settings, ref, count)
+    return write(deps, settings, ref, count, linked=message.contact_id)
 
 
-def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount) -> str:
+def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,
+          linked: Optional[str] = None) -> str:
     """Write the count to the referrer's contact, and again while the store's count moved meanwhile.
     A referrer whose contact the bridge does not know keeps the count: it is written once sync
     enrols them, or their own join links them."""
     attribute = count_attribute(settings)
     assert attribute
-    # The contact their own join linked first: a link follows merges (`move`); the one sync enrolled
-    # is what the count learnt then.
-    contact_id = _linked_contact(deps, ref) or count.contact_id
+    # The contact their own join linked first: a link follows merges (`move`); `linked`, what the join
+    # that asked linked (its link may not be readable yet); the one sync enrolled is what the count
+    # learnt then.
+    contact_id = _linked_contact(deps, ref) or linked or count.contact_id
     if contact_id is None:
         logger.info("referral count kept: no contact known for the referrer",
                     extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})

@@ -325,3 +325,18 @@ def test_a_referrers_history_keeps_one_entry_for_the_latest_write_however_many_a
     assert [(e.outcome, e.reason) for e in work.store.history.entries(RITA) if e.event == "referral_count"] == [
         ("failed", f"referral count: 10 could not be written to {COUNT}: Intercom answered 503: service_unavailable"),
         ("written", f"referral count: 20 written to {COUNT}")]
+
+
+def test_the_referrers_own_join_names_the_contact_it_linked_so_a_read_that_misses_her_link_still_writes():
+    work = world()
+    run(work, lead_join("1"))                                    # counted and kept: no contact known yet
+    run(work, *sent(work))
+    rita = {"id": "100", "campaign_id": "42", "email": "rita@example.com", "first_name": "Rita", "type": "referrer"}
+    run(work, JoinMessage(campaign_id="42", rf_user_id="100", person=rita).wire())
+    [asked] = sent(work)
+    [contact] = [c for c in work.apis.intercom_.contacts.values() if c.get("email") == "rita@example.com"]
+    assert asked["contact_id"] == contact["id"]
+    read = work.store.links.get
+    work.store.links.get = lambda ref: None if ref == RITA else read(ref)   # type: ignore  # a stale read
+    run(work, asked)
+    assert contact["custom_attributes"]["referral_count"] == 1

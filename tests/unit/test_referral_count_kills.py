@@ -1,7 +1,8 @@
 """A worker SIGKILLed between a join's finishing write and its `referral.count` message (the chaos
 run's kills, infra/local/chaos): the join's next delivery is a repeat, and the repeat must still ask
-for the count to be written (README, "Referral counts": "the count is never lost"). A lead whose
-webhook names its referrer asks again (`unless_written`); these are the joins that do not."""
+for the count to be written (README, "Referral counts": "the count is never lost"), whether the
+webhook named the referrer, was thin (the lead's link recorded whom it counted for), or was the
+referrer's own join."""
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,7 @@ from chalicelib.messages import JoinMessage
 from tests.unit.scenario import run
 from tests.unit.test_referral_count import RITA, lead_join, sent, world
 
-REPEAT_ASKS_NOT = ("a repeated join asks for the count again only with the referrer_id its webhook carried "
-                   "(services/join.py _count_later): not for a referrer's own join, nor a webhook without "
-                   "referrer_id")
+REPEAT_ASKS_NOT = "a repeated join asks for the count again (services/join.py _count_later)"
 
 
 class Killed(BaseException):
@@ -57,11 +56,8 @@ def dies_then_repeats(work, join: dict) -> None:
     run(work, *sent(work))
 
 
-KNOWN = pytest.mark.xfail(strict=True, reason=REPEAT_ASKS_NOT)
-
-
 def test_the_worker_dies_after_a_leads_join_counted_and_the_repeat_writes_the_count():
-    """What holds today: the webhook names the referrer, so the repeat asks (`unless_written`)."""
+    """The webhook names the referrer: the repeat asks (`unless_written`)."""
     work = world()
     run(work, rita_joins())
     run(work, *sent(work))
@@ -69,7 +65,6 @@ def test_the_worker_dies_after_a_leads_join_counted_and_the_repeat_writes_the_co
     assert work.store.links.referrals(RITA).n == 1 and rita_count(work) == 1
 
 
-@KNOWN
 def test_the_worker_dies_after_the_referrers_own_join_linked_her_and_the_repeat_still_writes_her_count():
     work = world()
     run(work, lead_join("1"), lead_join("2"))          # her leads first: counted and kept, no contact known
@@ -79,7 +74,6 @@ def test_the_worker_dies_after_the_referrers_own_join_linked_her_and_the_repeat_
     assert rita_count(work) == 2, REPEAT_ASKS_NOT
 
 
-@KNOWN
 def test_the_worker_dies_after_a_thin_leads_join_counted_and_the_repeat_still_writes_the_count():
     work = world()
     run(work, rita_joins())
