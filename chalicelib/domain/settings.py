@@ -170,6 +170,11 @@ class Sync(_Strict):
     def _link(cls, v: Optional[str]) -> Optional[str]:
         return v if v is None else _check_target(v)
 
+    @property
+    def counts_only(self) -> bool:
+        """A block that only keeps referral counts (no fields, no link attribute): no sync runs from it."""
+        return bool(self.referral_count_attribute) and not self.fields and not self.referral_link_attribute
+
     @model_validator(mode="after")
     def _segment(self) -> "Sync":
         problems = []
@@ -177,7 +182,7 @@ class Sync(_Strict):
             problems.append("source is segment but segment_id is missing — add segment_id (see GET /segments)")
         mapped = {r.to for r in self.fields}
         for name, source in (("email", "email"), ("first_name", "name")):
-            if name not in mapped:
+            if name not in mapped and not self.counts_only:
                 problems.append(f"{name} is not mapped — add {{from: {source}, to: {name}}} to fields "
                                 "(Referral Factory requires it)")
         if self.referral_count_attribute and self.referral_count_attribute == self.referral_link_attribute:

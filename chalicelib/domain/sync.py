@@ -142,6 +142,10 @@ def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments:
     workspace (None when the source is not a segment); `campaign`: RF's campaign (None: not found)."""
     if settings.sync is None:
         return ["sync: the settings have no sync block — add one (docs/examples/campaign.yaml) and apply them"]
+    if settings.sync.counts_only:
+        return ["sync: this block only keeps referral counts (it has no fields and no referral_link_attribute) — "
+                "to run a sync, add fields (at least {from: email, to: email} and {from: name, to: first_name}) "
+                "and referral_link_attribute, then apply the settings"]
     problems = check_sync(settings, attributes, segments)
     if campaign is None:
         problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory — fix campaign_id")
@@ -159,6 +163,8 @@ def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments
     sync = settings.sync
     if sync is None:
         return []
+    if sync.counts_only:               # no sync runs from it: only the count's attribute matters
+        return _count_attribute(settings, attributes)
     problems = []
     if sync.source == "segment" and segments is not None and \
             not any(str(s.get("id")) == str(sync.segment_id) for s in segments):

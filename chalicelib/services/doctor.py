@@ -122,6 +122,9 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     sync, c = settings.sync, settings.campaign_id
     if sync is None:
         return
+    if sync.counts_only:
+        report.add("sync", True, f"no contact sync: the sync block only {describe_writes(sync)}")
+        return
     run = rt.store.sync.run(c)
     if run is None:
         report.add("sync", sync.mode == "once", f"contact sync ({sync.mode}) is configured but was never started",

@@ -469,7 +469,8 @@ def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
             settings = parse_settings(document)
         except SettingsError:
             continue
-        if settings.workspace == workspace and settings.sync is not None and settings.sync.mode == "ongoing":
+        if settings.workspace == workspace and settings.sync is not None and settings.sync.mode == "ongoing" \
+                and not settings.sync.counts_only:
             out.append(settings)
     return out
 

@@ -83,3 +83,22 @@ def test_sync_report_and_doctor_say_where_the_count_is_written(bridge, intercom,
     assert code == 0 and f"each referrer's referral count (the leads the bridge saw join with them) to {COUNT}" in out
     _, out, _ = cli(bridge, "doctor", "42", "--json", capsys=capsys)
     assert f"referral count (the leads the bridge saw join with them) to {COUNT}" in out
+
+
+def test_a_campaign_can_keep_counts_without_contact_sync(bridge, intercom, rf, capsys):
+    """A sync block with only `referral_count_attribute`: applied as it is, counts written to the
+    contact the referrer's own join linked, and no sync can start from it (it says what to add)."""
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    referrer = rf.add_user(42, "ref@example.com", "Rita")
+    bridge.post_join(join_body(referrer))
+    bridge.drain()
+    for lead in leads(rf, referrer, 2):
+        bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ref@example.com")
+    assert count_of(intercom, contact) == 2
+    _, out, _ = cli(bridge, "doctor", "42", capsys=capsys)
+    assert "no contact sync: the sync block only writes back each referrer's referral count" in out
+    code, out, err = cli(bridge, "sync", "start", "42", "--dry-run", capsys=capsys)
+    assert code != 0 and "this block only keeps referral counts" in out + err
