@@ -108,3 +108,22 @@ def test_dlq_list_shows_every_dead_letter_counted_by_reason_and_campaign(bridge,
     capsys.readouterr()
     main(["dlq", "list"], rt=bridge.operator())
     assert capsys.readouterr().out.startswith("2 dead letter(s)")   # the two made-up ones fail again
+
+
+def test_backfill_apply_counts_the_leads_from_before_for_their_referrer(bridge, intercom, rf, capsys, monkeypatch,
+                                                                        clock):
+    """Referral counts (README): leads who joined before the bridge count once backfill sends their joins."""
+    from chalicelib.services import backfill
+    monkeypatch.setattr(backfill, "PER_PAGE", 2)
+    intercom.define_attribute("referral_count", "integer")
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    for i in range(3):
+        rf.add_user(42, f"early{i}@example.com", f"E{i}", referrer_id=rita["id"])
+    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}})
+    run(bridge, capsys, "backfill", "42", "--apply")
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("rita@example.com")
+    assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 3
+    run(bridge, capsys, "backfill", "42", "--apply")                 # nothing new: nothing counted again
+    bridge.drain()
+    assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 3
