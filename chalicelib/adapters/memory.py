@@ -278,10 +278,12 @@ class MemoryLinks:
                 del self.tables.contacts[key]
         held = self.tables.links.pop(link.ref, None)
         self.forget_referrals(link.ref)
-        # The lead counts no more (once: only while their link was still there; never below 0).
-        count = self.tables.referrals.get(PersonRef(link.campaign_id, link.counted_for or ""))
-        if held is not None and link.counted_for and count is not None and count.n > 0:
-            self.tables.referrals[PersonRef(link.campaign_id, link.counted_for)] = dataclasses.replace(
+        # The lead counts no more (once: only while their link was still there; never below 0), for
+        # whom the stored link says it counted (a join may have finished since `link` was read).
+        counted_for = held.link.counted_for if held is not None else None
+        count = self.tables.referrals.get(PersonRef(link.campaign_id, counted_for or ""))
+        if counted_for and count is not None and count.n > 0:
+            self.tables.referrals[PersonRef(link.campaign_id, counted_for)] = dataclasses.replace(
                 count, n=count.n - 1)
         return entries, pointers
 

@@ -211,6 +211,16 @@ class CampaignSettings(_Strict):
             raise ValueError(f"{v!r} is not an id a webhook can carry — write the id exactly as Referral "
                              f"Factory / Intercom show it: {ID_RULE}") from None
 
+    @model_validator(mode="after")
+    def _counts_reach_someone(self) -> "CampaignSettings":
+        """With no contact sync, a referrer's count goes to the contact their own join links."""
+        if self.sync is not None and self.sync.counts_only and self.referrers.action == "nothing":
+            raise ValueError(
+                "sync.referral_count_attribute: the counts would be kept but never written — with no contact "
+                "sync, a referrer's count goes to the contact their own join links, and referrers.action is "
+                "nothing: set referrers.action to create_user or create_lead (with fields), or add a sync")
+        return self
+
     def people(self, is_lead: bool) -> People:
         return self.leads if is_lead else self.referrers
 

@@ -129,7 +129,9 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     campaign_id = message.campaign_id
     try:
         settings = settings_of(deps, campaign_id)
-        problems = checks(deps, settings) if message.page == 0 else []
+        # (a run's later pages: settings applied since that keep only counts stop it, as they would its start)
+        problems = checks(deps, settings) if message.page == 0 or (settings.sync and settings.sync.counts_only) \
+            else []
     except SyncStopped as exc:
         problems = exc.problems
     if problems:

@@ -728,6 +728,17 @@ def test_an_erased_lead_is_taken_off_their_referrers_count_once_and_never_below_
     assert store.links.get_many([PersonRef("42", "2"), PersonRef("42", "4")]) == {}
 
 
+def test_a_link_read_before_its_join_finished_is_erased_with_what_the_join_counted(store):
+    [claim] = store.links.claim_many([(PersonRef("42", "1"), WS)])
+    stale = store.links.get(PersonRef("42", "1"))                 # `forget` reads it: counts for nobody yet
+    assert stale is not None and stale.counted_for is None
+    store.links.finish_many([(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])])
+    assert store.links.referrals(REFERRER).n == 1
+    store.links.erase(stale)
+    assert store.links.get(PersonRef("42", "1")) is None
+    assert store.links.referrals(REFERRER).n == 0                  # a join that comes again counts once
+
+
 # --- DynamoDB only: a finishing transaction cancelled as a conflict (moto does not make them) -------------
 class Conflicts:
     """The table's client, whose next `n` TransactWriteItems DynamoDB cancels as conflicting with
@@ -790,3 +801,13 @@ def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(s
         store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
     assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join fails (retried)
     assert store.links.referrals(REFERRER) is None
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_erasing_a_lead_cancelled_as_a_conflict_is_tried_again(store, monkeypatch):
+    _finish_leads(store, "1", "2")
+    conflicts = Conflicts(monkeypatch, 2)
+    store.links.sleep = conflicts.sleeps.append
+    store.links.erase(store.links.get(PersonRef("42", "1")))
+    assert (conflicts.tries, len(conflicts.sleeps)) == (3, 2)
+    assert store.links.get(PersonRef("42", "1")) is None and store.links.referrals(REFERRER).n == 1

@@ -340,3 +340,14 @@ def test_the_referrers_own_join_names_the_contact_it_linked_so_a_read_that_misse
     work.store.links.get = lambda ref: None if ref == RITA else read(ref)   # type: ignore  # a stale read
     run(work, asked)
     assert contact["custom_attributes"]["referral_count"] == 1
+
+
+def test_counts_without_sync_and_without_referrer_contacts_are_refused_as_never_written():
+    document = {**settings(rule=None), "referrers": {"action": "nothing"},
+                "sync": {"referral_count_attribute": COUNT}}
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(document)
+    assert "the counts would be kept but never written" in refused.value.problems[0]
+    assert "set referrers.action to create_user or create_lead" in refused.value.problems[0]
+    assert parse_settings({**document, "referrers": {"action": "create_user", "fields": [
+        {"from": "email", "to": "email"}]}}).sync.counts_only

@@ -212,3 +212,22 @@ def test_the_campaign_s_user_limit_stops_the_run_naming_the_fix():
     assert (run.status, run.counts) == ("stopped", {"user_limit": 1})
     assert run.message == ("campaign user limit reached: The campaign has reached its user limit. — raise the "
                            "campaign's user limit in Referral Factory, then run `bridge sync start` again")
+
+
+def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(monkeypatch):
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(5)
+    sync.start(deps(work), "42")
+    [first] = work.queue.sent
+    work.queue.sent.clear()
+    handle_batch([{"messageId": "m1", "body": json.dumps(first), "receiptHandle": "r1",
+                   "attributes": {"ApproximateReceiveCount": "1"}}], work)          # page 0: 2 enrolled
+    assert len(work.apis.rf_.created) == 2
+    work.apis.intercom_.attributes["custom_attributes.referral_count"] = {"data_type": "integer"}
+    work.store.settings.put("42", {**settings(rule=None), "referrers": {"action": "create_user", "fields": [
+        {"from": "email", "to": "email"}]}, "sync": {"referral_count_attribute": "custom_attributes.referral_count"}},
+        WS)
+    drain(work)
+    assert len(work.apis.rf_.created) == 2                                          # nobody more
+    run = work.store.sync.run("42")
+    assert run.status == "stopped" and "this block only keeps referral counts" in run.message

@@ -172,13 +172,7 @@ class DynamoLinks:
         may cancel such a transaction as a conflict with another (nothing of it applied). It is
         tried again a few times, after a short jittered wait: safe, as its conditions (the claims'
         tokens) let it apply once only. A failed condition, or anything else, raises at once."""
-        for retry in range(CONFLICT_TRIES):
-            try:
-                return self.history.transact_all(groups)
-            except TransactWriteError as exc:
-                if retry == CONFLICT_TRIES - 1 or not conflicted(exc):
-                    raise
-            self.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** retry))
+        self._retrying_conflicts(lambda: self.history.transact_all(groups))
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
@@ -376,17 +370,40 @@ class DynamoLinks:
     def _delete(self, link: Link) -> None:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again). The count never goes below 0, and a link already gone
-        (a repeated forget) takes nothing off."""
+        (a repeated forget) takes nothing off. Each delete holds only while the stored link counts
+        for whom `link` says: a join that finished since it was read is read again (and taken off)."""
         item = LinkItem(*link_key(link.ref))
-        if link.counted_for:
-            referrer = PersonRef(link.campaign_id, link.counted_for)
-            uncount = Update(ReferralItem(*referrals_key(referrer)), [
-                ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(self.clock()))], ReferralItem.n > 0)
+        for _ in range(CONFLICT_TRIES):
+            same = (LinkItem.counted_for == link.counted_for if link.counted_for
+                    else LinkItem.counted_for.does_not_exist())
+            if link.counted_for:
+                referrer = PersonRef(link.campaign_id, link.counted_for)
+                uncount = Update(ReferralItem(*referrals_key(referrer)), [
+                    ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(self.clock()))], ReferralItem.n > 0)
 
-            def uncounted() -> None:
-                with TransactWrite(connection=LinkItem._get_connection().connection) as tx:
-                    tx.delete(item, condition=LinkItem.pk.exists())
-                    tx.update(uncount.item, actions=uncount.actions, condition=uncount.condition)
-            if applied(uncounted):
+                def uncounted() -> None:
+                    with TransactWrite(connection=LinkItem._get_connection().connection) as tx:
+                        tx.delete(item, condition=LinkItem.pk.exists() & same)
+                        tx.update(uncount.item, actions=uncount.actions, condition=uncount.condition)
+                if applied(lambda: self._retrying_conflicts(uncounted)):
+                    return
+            if applied(lambda: item.delete(condition=same)):     # (no count left to lower)
                 return
-        item.delete()
+            try:
+                fresh = LinkItem.get(*link_key(link.ref), consistent_read=True)
+            except LinkItem.DoesNotExist:
+                return                                            # gone already
+            link = fresh.to_link()
+        raise Busy("the link kept changing while it was erased: run `bridge forget` again")
+
+    def _retrying_conflicts(self, write: Callable[[], Any]) -> Any:
+        """A transaction DynamoDB cancels only as a conflict with another (nothing of it applied) is
+        tried again a few times, after a short jittered wait; a failed condition, or anything else,
+        raises at once."""
+        for retry in range(CONFLICT_TRIES):
+            try:
+                return write()
+            except TransactWriteError as exc:
+                if retry == CONFLICT_TRIES - 1 or not conflicted(exc):
+                    raise
+            self.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** retry))
