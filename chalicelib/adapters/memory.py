@@ -150,9 +150,7 @@ class MemoryLinks:
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
         link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for)
         if result.counted_for:
-            referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
-            count = self.tables.referrals.get(referrer, ReferralCount())
-            self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1)
+            self._one_more(PersonRef(claim.ref.campaign_id, result.counted_for))
         if result.qualification is QState.PENDING:
             held.pending = f"{link.updated_at}#{claim.ref}"
         if result.contact_id:
@@ -175,6 +173,18 @@ class MemoryLinks:
     def referrals_written(self, ref: PersonRef, n: int) -> None:
         if ref in self.tables.referrals:
             self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n)
+
+    def count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry] = ()) -> bool:
+        held = self.tables.links.get(PersonRef(*ref))
+        if held is None or not held.link.final or held.link.counted_for:
+            return False
+        self._write(held.link.ref, entries, counted_for=referrer)
+        self._one_more(PersonRef(ref.campaign_id, referrer))
+        return True
+
+    def _one_more(self, referrer: PersonRef) -> None:
+        count = self.tables.referrals.get(referrer, ReferralCount())
+        self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1)
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,

@@ -68,6 +68,11 @@ class LinkRepository(Protocol):
         """Intercom holds `n` (written, and checked after)."""
     def forget_referrals(self, ref: PersonRef) -> bool:
         """Erase the referrer's count (and the contact it named): whether there was one."""
+    def count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry] = ()) -> bool:
+        """Count a lead whose join was applied without counting (before the campaign kept counts):
+        their link records `counted_for = referrer`, the referrer's count grows by 1 and `entries` go
+        into the lead's history, at once. False, and nothing written, unless the link exists, is final
+        (linked or ignored) and counted for nobody yet: each lead counts once, by their join or by this."""
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,

@@ -811,3 +811,31 @@ def test_erasing_a_lead_cancelled_as_a_conflict_is_tried_again(store, monkeypatc
     store.links.erase(store.links.get(PersonRef("42", "1")))
     assert (conflicts.tries, len(conflicts.sleeps)) == (3, 2)
     assert store.links.get(PersonRef("42", "1")) is None and store.links.referrals(REFERRER).n == 1
+
+
+def test_a_lead_applied_before_the_campaign_kept_counts_is_counted_once_afterwards(store):
+    _finish_leads(store, "1", "2", counts_for=None)                 # joins applied before the setting
+    _finish_leads(store, "3", status=LinkStatus.IGNORED, counts_for=None)
+    done = [Entry("referral_count", "counted", "counted for referrer 100")]
+    assert store.links.count_applied(PersonRef("42", "1"), "100", done) is True
+    assert store.links.count_applied(PersonRef("42", "3"), "100") is True     # an ignored lead counts too
+    assert store.links.referrals(REFERRER).n == 2
+    assert store.links.get(PersonRef("42", "1")).counted_for == "100"
+    assert outcomes(store, PersonRef("42", "1")) == ["linked", "counted"]
+    assert store.links.count_applied(PersonRef("42", "1"), "100", done) is False   # a second time: nothing
+    assert store.links.count_applied(PersonRef("42", "1"), "101") is False         # nor for someone else
+    assert store.links.referrals(REFERRER).n == 2 and store.links.referrals(PersonRef("42", "101")) is None
+    assert outcomes(store, PersonRef("42", "1")) == ["linked", "counted"]
+    store.links.erase(store.links.get(PersonRef("42", "1")))          # counted this way, taken off as a join's
+    assert store.links.referrals(REFERRER).n == 1
+
+
+def test_only_a_final_link_counted_for_nobody_is_counted_afterwards(store, clock):
+    _finish_leads(store, "1")                                          # its join counted it already
+    _finish_leads(store, "2", status=LinkStatus.FAILED, counts_for=None)
+    store.links.claim(PersonRef("42", "3"), WS)                        # a join in progress
+    for user in ("1", "2", "3", "4"):                                  # (4: no link at all)
+        assert store.links.count_applied(PersonRef("42", user), "100") is False, user
+    assert store.links.referrals(REFERRER).n == 1
+    assert [store.links.get(PersonRef("42", u)).counted_for for u in ("1", "2", "3")] == ["100", None, None]
+    assert store.links.get(PersonRef("42", "4")) is None

@@ -32,6 +32,11 @@ def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
     return Update(PointerItem(*key), [PointerItem.links.add({str(ref)})])
 
 
+def _more_leads(referrer: PersonRef, n: int, now: str) -> Update:
+    """`n` more leads on the referrer's count (the item is created at the first)."""
+    return Update(ReferralItem(*referrals_key(referrer)), [ReferralItem.n.add(n), ReferralItem.updated_at.set(now)])
+
+
 MAX_TRANSACTION = 100      # items in one TransactWriteItems
 # A new claim, or the end of one, starts the link's overdue trail afresh (LinkRepository.requeue).
 _NOT_REQUEUED = (LinkItem.lease_ended.remove(), LinkItem.requeued.remove())
@@ -164,8 +169,7 @@ class DynamoLinks:
         referrers = Counter(PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
                             if result.counted_for)
         now = iso(self.clock())
-        return [Update(ReferralItem(*referrals_key(ref)), [ReferralItem.n.add(n), ReferralItem.updated_at.set(now)])
-                for ref, n in sorted(referrers.items())]
+        return [_more_leads(ref, n, now) for ref, n in sorted(referrers.items())]
 
     def _transact_finishing(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]) -> None:
         """Finishing joins of one referrer on several workers at once write one count item: DynamoDB
@@ -229,6 +233,15 @@ class DynamoLinks:
     def referrals_written(self, ref: PersonRef, n: int) -> None:
         applied(lambda: ReferralItem(*referrals_key(ref)).update(
             actions=[ReferralItem.written.set(n)], condition=ReferralItem.pk.exists()))
+
+    def count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry] = ()) -> bool:
+        now = iso(self.clock())
+        link = Update(LinkItem(*link_key(ref)), [LinkItem.counted_for.set(referrer), LinkItem.updated_at.set(now)],
+                      LinkItem.pk.exists() & LinkItem.counted_for.does_not_exist()
+                      & LinkItem.status.is_in(LinkStatus.LINKED.value, LinkStatus.IGNORED.value))
+        count = _more_leads(PersonRef(ref.campaign_id, referrer), 1, now)
+        # (the count item is the one finishing joins of this referrer write: a conflict is retried)
+        return applied(lambda: self._retrying_conflicts(lambda: self.history.transact(ref, entries, link, count)))
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
