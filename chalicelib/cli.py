@@ -135,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backfill", help="send the campaign's people who joined before its settings (dry run "
                                         "unless --apply)")
     p.add_argument("campaign_id")
-    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook)")
+    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), and "
+                   "count the leads applied before the campaign kept referral counts")
     p.add_argument("--json", action="store_true", help="JSON for machines")
     p.set_defaults(func=_backfill)
 
@@ -390,7 +391,9 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
         _print(view)
         return 0
     print(f"campaign {view['campaign_id']}: {view['people_in_rf']} people in Referral Factory"
-          + (" (dry run: nothing was sent; --apply sends them)" if view["dry_run"] else f", {view['queued']} queued"))
+          + (" (dry run: nothing was sent; --apply sends them)" if view["dry_run"] else f", {view['queued']} queued")
+          + (f", {view['counted']} counted for their referrer ({view['count_writes_queued']} count writes queued)"
+             if view["counted"] else ""))
     for outcome, n in view["outcomes"].items():
         print(f"  {n:>6}  {outcome}")
     return 0

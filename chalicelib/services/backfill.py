@@ -4,7 +4,12 @@ Factory page by page (through the shared rate limiter), compares them with the l
 keeps (one batched read per page), and — with `apply` — queues a join for each person the bridge
 has not applied, exactly as the webhook would: the same join pipeline, so the same settings,
 duplicate handling, limits and history. Idempotent: an applied join is final, so a second run
-finds nobody to send. A dry run (the default) only counts."""
+finds nobody to send. A dry run (the default) only counts.
+
+In a campaign that keeps referral counts, a lead whose join was applied before the setting (their
+link is final and counted for nobody) is counted for their RF referrer here, once
+(LinkRepository.count_applied), and each referrer whose count grew gets it written back (one
+`referral.count` message each, after each page, like the joins)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -12,11 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain import people as people_
-from ..domain.link import LinkStatus, PersonRef
-from ..domain.settings import SettingsError, parse_settings
+from ..domain.history import Entry
+from ..domain.link import Link, LinkStatus, PersonRef
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.sync import counted_referrer
 from ..messages import JoinMessage
 from ..ports import Store, WorkQueue
-from ..webhooks import BodyError, rf_person
+from ..webhooks import BodyError, RFPerson, rf_person
+from .referral_count import messages as count_messages
 
 PER_PAGE = 250
 
@@ -28,6 +36,7 @@ RETRY = "failed earlier: joined again"
 MISSING = "not in the bridge: joined"
 NOTHING = "nothing to do (the settings' action is nothing)"
 UNREADABLE = "unreadable in Referral Factory"
+COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
 
 
 class Backfilling(Protocol):
@@ -50,13 +59,17 @@ class Result:
     applied: bool
     read: int = 0
     queued: int = 0
+    counted: int = 0                 # leads counted for their referrer now (referral counts)
+    count_writes: int = 0            # referral.count messages queued: one per referrer whose count grew
     outcomes: Counter = field(default_factory=Counter)
 
     def view(self) -> dict:
-        dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined"}
+        dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined",
+               COUNTED: "already applied: would be counted for their referrer"}
         outcomes = {(k if self.applied else dry.get(k, k)): v for k, v in self.outcomes.most_common()}
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
-                "queued": self.queued, "outcomes": outcomes}
+                "queued": self.queued, "counted": self.counted, "count_writes_queued": self.count_writes,
+                "outcomes": outcomes}
 
 
 def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
@@ -74,16 +87,23 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     while True:
         users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
-        to_send = []
+        to_send, counted, grown = [], 0, set()
         for user in users:
-            outcome, message = _classify(user, links, settings, result.campaign_id, rt.clock())
+            outcome, message, uncounted = _classify(user, links, settings, result.campaign_id, rt.clock())
+            if uncounted is not None and not apply:
+                outcome = COUNTED
+            elif uncounted is not None and _count(rt, uncounted, result.campaign_id):
+                outcome, counted = COUNTED, counted + 1
+                grown.add(uncounted.counted)
             result.outcomes[outcome] += 1
             if message is not None:
                 to_send.append(message.wire())
         result.read += len(users)
-        if apply and to_send:
-            rt.queue.send_many(to_send)
+        result.counted += counted
+        if apply and (to_send or grown):
+            _send(rt, to_send, grown)
             result.queued += len(to_send)
+            result.count_writes += len(grown)
         if progress:
             progress(result.read, total, result.queued if apply else sum(
                 result.outcomes[o] for o in (MISSING, RETRY)))
@@ -92,20 +112,61 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         page += 1
 
 
-def _classify(user: dict, links: dict, settings: Any, campaign_id: str, now: float) -> tuple[str, Optional[JoinMessage]]:
+@dataclass(frozen=True)
+class _Uncounted:
+    """A lead applied without counting, and the referrer (RF id) they count for."""
+
+    lead: PersonRef
+    referrer: str
+
+    @property
+    def counted(self) -> PersonRef:
+        return PersonRef(self.lead.campaign_id, self.referrer)
+
+
+def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str,
+              now: float) -> tuple[str, Optional[JoinMessage], Optional[_Uncounted]]:
     try:
         person = rf_person({**user, "campaign_id": campaign_id})
     except BodyError:
-        return UNREADABLE, None
+        return UNREADABLE, None, None
     link = links.get(PersonRef(campaign_id, person.id))
     if link is not None and link.status is LinkStatus.LINKED:
-        return LINKED, None
+        return LINKED, None, _uncounted(settings, person, link)
     if link is not None and link.status is LinkStatus.IGNORED:
-        return IGNORED, None
+        return IGNORED, None, _uncounted(settings, person, link)
     if link is not None and link.status is LinkStatus.IN_PROGRESS:
-        return IN_PROGRESS, None
+        return IN_PROGRESS, None, None
     kind = people_.normalise(user).get("type")
     if kind in ("lead", "referrer") and settings.people(kind == "lead").action == "nothing":
-        return NOTHING, None
+        return NOTHING, None, None
     message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person, received_at=now)
-    return (RETRY if link is not None else MISSING), message
+    return (RETRY if link is not None else MISSING), message, None
+
+
+def _uncounted(settings: CampaignSettings, person: RFPerson, link: Link) -> Optional[_Uncounted]:
+    """A lead whose join was applied (final) before the campaign kept referral counts counts for
+    their referrer (RF says who) as their join would now: None for anyone else, or one counted."""
+    referrer = None if link.counted_for else counted_referrer(
+        settings, {"type": person.type, "referrer_id": person.referrer_id})
+    return _Uncounted(link.ref, referrer) if referrer else None
+
+
+def _count(rt: Backfilling, uncounted: _Uncounted, campaign_id: str) -> bool:
+    """Count the lead now (False: counted meanwhile, by another run, or the link changed)."""
+    return rt.store.links.count_applied(uncounted.lead, uncounted.referrer, [Entry(
+        "referral_count", "counted", f"counted for referrer {uncounted.referrer} by `bridge backfill "
+        f"{campaign_id} --apply` (the join was applied before the campaign kept referral counts)",
+        {"referrer_id": uncounted.referrer})])
+
+
+def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef]) -> None:
+    try:
+        rt.queue.send_many(joins + count_messages(grown))
+    except Exception as exc:
+        if not grown:
+            raise
+        # The leads counted stay counted (a run again does not count them twice, nor ask again).
+        raise BackfillError(f"the messages could not be queued ({exc}); the counts of referrer(s) "
+                            f"{', '.join(r.rf_user_id for r in sorted(grown))} grew and are kept, and reach "
+                            "Intercom with each one's next lead's join: run backfill again for the joins") from exc

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from chalicelib.cli import main
+from chalicelib.domain.link import PersonRef
 
 from .conftest import join_body, lead_settings
 
@@ -127,3 +128,43 @@ def test_backfill_apply_counts_the_leads_from_before_for_their_referrer(bridge, 
     run(bridge, capsys, "backfill", "42", "--apply")                 # nothing new: nothing counted again
     bridge.drain()
     assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 3
+
+
+def test_backfill_apply_counts_the_leads_applied_before_the_count_setting_once(bridge, intercom, rf, capsys,
+                                                                               monkeypatch):
+    """Referral counts (README): leads whose joins were applied before the campaign kept counts are
+    counted by `backfill --apply`, once, and a join delivered again afterwards counts nothing more."""
+    from chalicelib.services import backfill
+    monkeypatch.setattr(backfill, "PER_PAGE", 2)
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply(lead_settings())                                    # no count setting yet
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    early = [rf.add_user(42, f"early{i}@example.com", f"E{i}", referrer_id=rita["id"]) for i in range(3)]
+    for person in [rita, *early]:
+        assert bridge.post_join(join_body(person)).status_code == 202
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("rita@example.com")
+    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}})
+
+    code, dry = run(bridge, capsys, "backfill", "42")
+    assert dry["outcomes"] == {"already applied: would be counted for their referrer": 3, "already linked": 1}
+    assert (dry["counted"], dry["queued"]) == (0, 0) and bridge.queued() == 0
+    code, done = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and done["outcomes"] == {"already applied: counted now for their referrer": 3,
+                                              "already linked": 1}
+    assert (done["queued"], done["counted"], done["count_writes_queued"]) == (0, 3, 2)   # 2 people a page
+    bridge.drain()
+    assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 3
+    found = bridge.history(42, early[0]["id"])["history"]
+    assert found[-1]["outcome"] == "counted" and found[-1]["reason"].startswith(
+        f"counted for referrer {rita['id']} by `bridge backfill 42 --apply`")
+
+    writes = intercom.count("PUT", "/contacts")
+    code, again = run(bridge, capsys, "backfill", "42", "--apply")   # a second apply: nothing counted again
+    assert (again["counted"], again["queued"]) == (0, 0) and again["outcomes"] == {"already linked": 4}
+    assert bridge.queued() == 0
+    assert bridge.post_join(join_body(early[0])).status_code == 202  # RF sends a lead's join again
+    bridge.drain()
+    assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 3
+    assert bridge.rt.store.links.referrals(PersonRef("42", str(rita["id"]))).n == 3
+    assert intercom.count("PUT", "/contacts") == writes                 # (the repeat finds it written)

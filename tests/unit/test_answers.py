@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Optional
 
+import pytest
+
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.config import Config
 from chalicelib.domain.history import Entry
@@ -15,7 +17,7 @@ from chalicelib.domain.qualification import QState
 from chalicelib.ports.edge import UNKNOWN, RefusalSample
 from chalicelib.runtime import Runtime
 from chalicelib.services import dead_letters
-from chalicelib.services.backfill import backfill
+from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.observability import mask_emails as masked
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.ingest import receive_intercom, receive_rf_join
@@ -179,6 +181,75 @@ def test_backfill_sends_only_the_people_the_bridge_has_not_applied():
     done = backfill(rt, "42", apply=True)
     assert done.queued == 2 and sorted(m["rf_user_id"] for m in rt.queue.sent) == ["3", "4"]
     assert {m["kind"] for m in rt.queue.sent} == {"rf.join"}
+
+
+COUNTING = {**SETTINGS, "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"}]},
+            "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
+
+
+def _lead(store, user: str, status=LinkStatus.LINKED, counts_for=None):
+    claim = store.links.claim(PersonRef("42", user), WS)
+    store.links.finish(claim, JoinResult(status, kind="lead", counts_for=counts_for), [])
+
+
+def test_backfill_counts_the_leads_applied_before_the_count_setting_once_and_asks_for_each_referrers_write():
+    users = [{"id": 1, "email": "r@x.co", "type": "person_referring", "referrer_id": None},
+             {"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": 3, "email": "b@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": 4, "email": "c@x.co", "type": "person_invited", "referrer_id": 9},
+             {"id": 5, "email": "d@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": 6, "email": "e@x.co", "type": "person_invited", "referrer_id": None},
+             {"id": 7, "email": "f@x.co", "type": "person_invited", "referrer_id": 1}]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", COUNTING, WS)
+    linked(rt.store, PersonRef("42", "1"), "c1", "r@x.co", kind="referrer")
+    _lead(rt.store, "2")                                     # applied before the setting: not counted
+    _lead(rt.store, "3", LinkStatus.IGNORED)                 # (nothing was done for them, but they joined)
+    _lead(rt.store, "4")
+    _lead(rt.store, "5", counts_for="1")                     # joined after it: counted by their join
+    _lead(rt.store, "6")                                     # no referrer: nobody to count for
+    rt.store.links.claim(PersonRef("42", "7"), WS)           # being joined: the join counts them
+    dry = backfill(rt, "42")
+    assert dry.view()["outcomes"] == {"already applied: would be counted for their referrer": 3,
+                                      "already linked": 3, "being joined right now": 1}
+    assert (dry.counted, rt.store.links.referrals(PersonRef("42", "1")).n, rt.queue.sent) == (0, 1, [])
+    done = backfill(rt, "42", apply=True)
+    view = done.view()
+    assert view["outcomes"] == {"already applied: counted now for their referrer": 3, "already linked": 3,
+                                "being joined right now": 1}
+    assert (view["queued"], view["counted"], view["count_writes_queued"]) == (0, 3, 3)
+    # after each page (2 people a page), one write per referrer whose count grew in it
+    assert [(m["kind"], m["rf_user_id"]) for m in rt.queue.sent] == [("referral.count", "1")] * 2 + [
+        ("referral.count", "9")]
+    assert rt.store.links.referrals(PersonRef("42", "1")).n == 3 and rt.store.links.referrals(PersonRef("42", "9")).n == 1
+    assert rt.store.history.entries(PersonRef("42", "2"))[-1].reason.startswith("counted for referrer 1 by `bridge "
+                                                                                "backfill 42 --apply`")
+    again = backfill(rt, "42", apply=True)                   # nothing left to count, nothing asked
+    assert (again.counted, len(rt.queue.sent)) == (0, 3)
+    assert again.view()["outcomes"] == {"already linked": 5, "already applied: nothing to do by the settings": 1,
+                                        "being joined right now": 1}
+    assert rt.store.links.referrals(PersonRef("42", "1")).n == 3
+
+
+def test_backfill_counts_nobody_in_a_campaign_without_the_count_setting():
+    rt = Backfilling([{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1}])
+    rt.store.settings.put("42", SETTINGS, WS)
+    _lead(rt.store, "2")
+    assert backfill(rt, "42", apply=True).view()["outcomes"] == {"already linked": 1}
+    assert rt.store.links.get(PersonRef("42", "2")).counted_for is None and rt.queue.sent == []
+
+
+def test_a_backfill_whose_count_writes_cannot_be_queued_says_the_counts_are_kept():
+    rt = Backfilling([{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1}])
+    rt.store.settings.put("42", COUNTING, WS)
+    _lead(rt.store, "2")
+
+    def down(messages, delay=0):
+        raise RuntimeError("SQS is down")
+    rt.queue.send_many = down
+    with pytest.raises(BackfillError, match="referrer.s. 1 grew and are kept"):
+        backfill(rt, "42", apply=True)
+    assert rt.store.links.referrals(PersonRef("42", "1")).n == 1
 
 
 # --- dead letters -----------------------------------------------------------------------------------------
