@@ -69,8 +69,9 @@ class Link:
     # (e.g. the shared budget held it back): RF's answer still holds, so the next try need not ask.
     # False or None (links written before this was recorded): a PUT may have reached RF.
     rf_said_no: Optional[bool] = None
-    # The referrer (RF id) this lead's join counted for (referral counts): erasing the link takes the
-    # lead off that count, so that a join that comes again after `bridge forget` counts once again.
+    # The referrer (RF id) this lead's join counted for (referral counts; or `bridge backfill --apply`,
+    # for a join applied before the campaign kept counts): erasing the link takes the lead off that
+    # count, so that a join that comes again after `bridge forget` counts once again.
     counted_for: Optional[str] = None
 
     @property

@@ -1,7 +1,8 @@
 """The referral count (product.md §4: "and optionally referral counts"), written back beside the link.
 
 RF's user object carries no count, so the bridge keeps one: each lead whose join it applies counts
-once for their referrer, in the join's own finishing write (LinkRepository.finish_many). After that
+once for their referrer, in the join's own finishing write (LinkRepository.finish_many; a join applied
+before the campaign kept counts is counted by `bridge backfill --apply`: count_applied). After that
 write, one `referral.count` message per referrer asks for the count to be written to the referrer's
 Intercom contact (the one sync enrolled, or the one their own join linked).
 
