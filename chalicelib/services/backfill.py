@@ -38,6 +38,8 @@ NOTHING = "nothing to do (the settings' action is nothing)"
 UNREADABLE = "unreadable in Referral Factory"
 COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
 
+Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
+
 
 class Backfilling(Protocol):
     @property
@@ -92,9 +94,9 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             outcome, message, uncounted = _classify(user, links, settings, result.campaign_id, rt.clock())
             if uncounted is not None and not apply:
                 outcome = COUNTED
-            elif uncounted is not None and _count(rt, uncounted, result.campaign_id):
+            elif uncounted is not None and _count(rt, uncounted):
                 outcome, counted = COUNTED, counted + 1
-                grown.add(uncounted.counted)
+                grown.add(uncounted[1])
             result.outcomes[outcome] += 1
             if message is not None:
                 to_send.append(message.wire())
@@ -112,20 +114,8 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         page += 1
 
 
-@dataclass(frozen=True)
-class _Uncounted:
-    """A lead applied without counting, and the referrer (RF id) they count for."""
-
-    lead: PersonRef
-    referrer: str
-
-    @property
-    def counted(self) -> PersonRef:
-        return PersonRef(self.lead.campaign_id, self.referrer)
-
-
 def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str,
-              now: float) -> tuple[str, Optional[JoinMessage], Optional[_Uncounted]]:
+              now: float) -> tuple[str, Optional[JoinMessage], Optional[Uncounted]]:
     try:
         person = rf_person({**user, "campaign_id": campaign_id})
     except BodyError:
@@ -144,20 +134,21 @@ def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: 
     return (RETRY if link is not None else MISSING), message, None
 
 
-def _uncounted(settings: CampaignSettings, person: RFPerson, link: Link) -> Optional[_Uncounted]:
+def _uncounted(settings: CampaignSettings, person: RFPerson, link: Link) -> Optional[Uncounted]:
     """A lead whose join was applied (final) before the campaign kept referral counts counts for
     their referrer (RF says who) as their join would now: None for anyone else, or one counted."""
     referrer = None if link.counted_for else counted_referrer(
         settings, {"type": person.type, "referrer_id": person.referrer_id})
-    return _Uncounted(link.ref, referrer) if referrer else None
+    return (link.ref, PersonRef(link.campaign_id, referrer)) if referrer else None
 
 
-def _count(rt: Backfilling, uncounted: _Uncounted, campaign_id: str) -> bool:
+def _count(rt: Backfilling, uncounted: Uncounted) -> bool:
     """Count the lead now (False: counted meanwhile, by another run, or the link changed)."""
-    return rt.store.links.count_applied(uncounted.lead, uncounted.referrer, [Entry(
-        "referral_count", "counted", f"counted for referrer {uncounted.referrer} by `bridge backfill "
-        f"{campaign_id} --apply` (the join was applied before the campaign kept referral counts)",
-        {"referrer_id": uncounted.referrer})])
+    lead, referrer = uncounted
+    return rt.store.links.count_applied(lead, referrer.rf_user_id, [Entry(
+        "referral_count", "counted", f"counted for referrer {referrer.rf_user_id} by `bridge backfill "
+        f"{lead.campaign_id} --apply` (the join was applied before the campaign kept referral counts)",
+        {"referrer_id": referrer.rf_user_id})])
 
 
 def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef]) -> None:
