@@ -462,8 +462,16 @@ def _bar(done: int, total: Optional[int], width: int = 30) -> str:
     return f"[{'#' * round(share * width)}{'.' * (width - round(share * width))}] {done:,}/{total:,} {share:.0%}"
 
 
-def _synced(campaign_id: str, found: Optional[dict]) -> dict:
+def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
     if found is None:
+        from .services.sync import SyncStopped, settings_of
+        try:
+            counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
+        except SyncStopped:
+            counts_only = False
+        if counts_only:
+            raise CliError(f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts "
+                           "(README, Referral counts) — add fields and referral_link_attribute to sync contacts")
         raise CliError(f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`")
     return found
 
@@ -473,7 +481,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
 
     from .services import sync
     while True:
-        found = _synced(args.campaign_id, sync.status(rt.deps, args.campaign_id))
+        found = _synced(rt, args.campaign_id, sync.status(rt.deps, args.campaign_id))
         if not _text(args):
             _print(found)
             return 0
@@ -494,7 +502,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
-    found = _synced(args.campaign_id, sync.report(rt.deps, args.campaign_id))
+    found = _synced(rt, args.campaign_id, sync.report(rt.deps, args.campaign_id))
     if not _text(args):
         _print(found)
         return 0

@@ -102,3 +102,6 @@ def test_a_campaign_can_keep_counts_without_contact_sync(bridge, intercom, rf, c
     assert "no contact sync: the sync block only writes back each referrer's referral count" in out
     code, out, err = cli(bridge, "sync", "start", "42", "--dry-run", capsys=capsys)
     assert code != 0 and "this block only keeps referral counts" in out + err
+    for command in ("status", "report"):
+        code, out, err = cli(bridge, "sync", command, "42", capsys=capsys)
+        assert code != 0 and "runs no contact sync: its sync block only keeps referral counts" in out + err
