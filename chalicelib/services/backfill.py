@@ -20,7 +20,7 @@ from ..domain import people as people_
 from ..domain.history import Entry
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import counted_referrer
+from ..domain.sync import count_attribute, counted_referrer
 from ..messages import JoinMessage
 from ..ports import Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
@@ -89,23 +89,30 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     while True:
         users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
-        to_send, counted, grown = [], 0, set()
-        for user in users:
-            outcome, message, uncounted = _classify(user, links, settings, result.campaign_id, rt.clock())
-            if uncounted is not None and not apply:
-                outcome = COUNTED
-            elif uncounted is not None and _count(rt, uncounted):
-                outcome, counted = COUNTED, counted + 1
-                grown.add(uncounted[1])
-            result.outcomes[outcome] += 1
-            if message is not None:
-                to_send.append(message.wire())
+        to_send: list[dict] = []
+        counted, grown = 0, set()
+        try:
+            for user in users:
+                outcome, message, uncounted = _classify(user, links, settings, result.campaign_id, rt.clock())
+                if uncounted is not None and not apply:
+                    outcome = COUNTED
+                elif uncounted is not None and _count(rt, uncounted):
+                    outcome, counted = COUNTED, counted + 1
+                    grown.add(uncounted[1])
+                result.outcomes[outcome] += 1
+                if message is not None:
+                    to_send.append(message.wire())
+        except BaseException:
+            if grown:     # (stopped mid-page: what was counted still asks for its write)
+                rt.queue.send_many(count_messages(grown))
+            raise
+        owed = _owed(rt, links, grown) if apply and count_attribute(settings) else set()
         result.read += len(users)
         result.counted += counted
-        if apply and (to_send or grown):
-            _send(rt, to_send, grown)
+        if apply and (to_send or grown or owed):
+            _send(rt, to_send, grown, owed)
             result.queued += len(to_send)
-            result.count_writes += len(grown)
+            result.count_writes += len(grown) + len(owed)
         if progress:
             progress(result.read, total, result.queued if apply else sum(
                 result.outcomes[o] for o in (MISSING, RETRY)))
@@ -151,13 +158,23 @@ def _count(rt: Backfilling, uncounted: Uncounted) -> bool:
         {"referrer_id": referrer.rf_user_id})])
 
 
-def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef]) -> None:
+def _owed(rt: Backfilling, links: dict[PersonRef, Link], grown: set[PersonRef]) -> set[PersonRef]:
+    """The referrers of this page's counted leads whose stored count Intercom may not hold (a run that
+    stopped before asking for the write, a failed send): asked again, each only when the count
+    written is not the count kept (one read each)."""
+    referrers = {PersonRef(link.campaign_id, link.counted_for) for link in links.values()
+                 if link.counted_for and link.final} - grown
+    return {r for r in referrers if (kept := rt.store.links.referrals(r)) is not None and kept.written != kept.n}
+
+
+def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef], owed: set[PersonRef]) -> None:
+    # The counts first: a join a failed send left out is found again by the next run.
     try:
-        rt.queue.send_many(joins + count_messages(grown))
+        rt.queue.send_many(count_messages(grown) + count_messages(owed, unless_written=True) + joins)
     except Exception as exc:
         if not grown:
             raise
-        # The leads counted stay counted (a run again does not count them twice, nor ask again).
+        # The leads counted stay counted: a run again does not count them twice, and asks for the write.
         raise BackfillError(f"the messages could not be queued ({exc}); the counts of referrer(s) "
-                            f"{', '.join(r.rf_user_id for r in sorted(grown))} grew and are kept, and reach "
-                            "Intercom with each one's next lead's join: run backfill again for the joins") from exc
+                            f"{', '.join(r.rf_user_id for r in sorted(grown))} grew and are kept: run backfill "
+                            "again, which asks for their writes to Intercom (and queues the joins)") from exc

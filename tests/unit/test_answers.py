@@ -217,17 +217,24 @@ def test_backfill_counts_the_leads_applied_before_the_count_setting_once_and_ask
     view = done.view()
     assert view["outcomes"] == {"already applied: counted now for their referrer": 3, "already linked": 3,
                                 "being joined right now": 1}
-    assert (view["queued"], view["counted"], view["count_writes_queued"]) == (0, 3, 3)
-    # after each page (2 people a page), one write per referrer whose count grew in it
-    assert [(m["kind"], m["rf_user_id"]) for m in rt.queue.sent] == [("referral.count", "1")] * 2 + [
-        ("referral.count", "9")]
+    assert (view["queued"], view["counted"], view["count_writes_queued"]) == (0, 3, 4)
+    # after each page (2 people a page), one write per referrer whose count grew in it; and for a
+    # referrer of the page's counted leads whose count Intercom may not hold yet, a check (page 3: lead 5)
+    asked = [(m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent]
+    assert asked == [("1", False), ("1", False), ("9", False), ("1", True)]
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 3 and rt.store.links.referrals(PersonRef("42", "9")).n == 1
     assert rt.store.history.entries(PersonRef("42", "2"))[-1].reason.startswith("counted for referrer 1 by `bridge "
                                                                                 "backfill 42 --apply`")
-    again = backfill(rt, "42", apply=True)                   # nothing left to count, nothing asked
-    assert (again.counted, len(rt.queue.sent)) == (0, 3)
+    rt.queue.sent.clear()
+    again = backfill(rt, "42", apply=True)          # the writes never happened (a failed send, a stopped run):
+    assert again.counted == 0                       # nothing counted twice, every unwritten count asked again
+    assert sorted({(m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent}) == [("1", True), ("9", True)]
     assert again.view()["outcomes"] == {"already linked": 5, "already applied: nothing to do by the settings": 1,
                                         "being joined right now": 1}
+    for referrer, n in (("1", 3), ("9", 1)):        # the worker wrote them
+        rt.store.links.referrals_written(PersonRef("42", referrer), n)
+    rt.queue.sent.clear()
+    assert (backfill(rt, "42", apply=True).counted, rt.queue.sent) == (0, [])    # nothing left to ask
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 3
 
 
@@ -264,3 +271,25 @@ def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_re
     moved = dead_letters.read({"MessageId": "d2", "Body": "{x", "Attributes": {"ApproximateReceiveCount": "11"}})
     assert moved.reason.startswith("moved by SQS after about 10 receives")
     assert dead_letters.summary([letter, moved])["by_campaign"] == {"42": 1, "(none)": 1}
+
+
+def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counted():
+    users = [{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": 3, "email": "b@x.co", "type": "person_invited", "referrer_id": 1}]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", COUNTING, WS)
+    _lead(rt.store, "2")
+    _lead(rt.store, "3")
+    count_applied = rt.store.links.count_applied
+    calls = []
+
+    def count_then_stop(*args, **kw):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt()                # Ctrl-C (or DynamoDB failing) at the page's second lead
+        return count_applied(*args, **kw)
+    rt.store.links.count_applied = count_then_stop   # type: ignore
+    with pytest.raises(KeyboardInterrupt):
+        backfill(rt, "42", apply=True)
+    assert rt.store.links.referrals(PersonRef("42", "1")).n == 1
+    assert [(m["kind"], m["rf_user_id"]) for m in rt.queue.sent] == [("referral.count", "1")]
