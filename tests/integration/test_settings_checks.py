@@ -143,27 +143,32 @@ def test_a_key_given_twice_is_refused_with_the_key_and_its_line(bridge, tmp_path
     assert run(bridge, capsys, "settings", "show", "42")[0] == 1
 
 
+def refused(bridge, capsys, tmp_path, command: str, doc: dict) -> list[str]:
+    """`bridge settings <command>` refuses the document: its problems, one a line, in order."""
+    code, _, err = run(bridge, capsys, "settings", command, write(tmp_path, yaml.safe_dump(doc)))
+    head, *lines = err.splitlines()
+    assert code == 2 and head == "settings are invalid:" and err.endswith("\n")
+    assert all(line.startswith("  - ") for line in lines)
+    return [line[4:] for line in lines]
+
+
 def test_the_readmes_invalid_settings_example_is_what_apply_answers(bridge, tmp_path, capsys):
     """README, Settings: "Invalid settings are refused, with one line per problem" — every problem at once."""
     doc = qualifying_settings(value=True)
     doc["leads"]["fields"] += [{"from": "meta.score", "to": "custom_attributes.scor"},
                                {"value": "ten", "to": "custom_attributes.score"}]
-    code, _, err = run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
-    assert code == 2 and err == (
-        "settings are invalid:\n"
-        "  - leads.fields[4].to: custom_attributes.scor does not exist in workspace vne310wv — create it in "
-        "Intercom (Settings > Data > People) or fix the name\n"
-        "  - leads.fields[5].value: 'ten' is not a number — change the value or the attribute\n"
-        f"  - {YES_FIX}\n")
+    assert refused(bridge, capsys, tmp_path, "apply", doc) == [
+        "leads.fields[4].to: custom_attributes.scor does not exist in workspace vne310wv — create it in "
+        "Intercom (Settings > Data > People) or fix the name",
+        "leads.fields[5].value: 'ten' is not a number — change the value or the attribute",
+        YES_FIX]
     doc = {**lead_settings(), "campaign_id": "4 2"}
     doc["leads"]["fields"] = [{"from": "first_name", "to": "name"}, {"from": "code", "to": "name"}]
-    code, _, err = run(bridge, capsys, "settings", "check", write(tmp_path, yaml.safe_dump(doc)))
-    assert code == 2 and err == (
-        "settings are invalid:\n"
-        "  - campaign_id: '4 2' is not an id a webhook can carry — write the id exactly as Referral Factory / "
-        "Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"
-        "  - leads: 'name' is mapped twice — map each Intercom attribute at most once\n"
-        "  - leads: email is not mapped — add {from: email, to: email} to fields (Intercom needs an email)\n")
+    assert refused(bridge, capsys, tmp_path, "check", doc) == [
+        "campaign_id: '4 2' is not an id a webhook can carry — write the id exactly as Referral Factory / "
+        "Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)",
+        "leads: 'name' is mapped twice — map each Intercom attribute at most once",
+        "leads: email is not mapped — add {from: email, to: email} to fields (Intercom needs an email)"]
 
 
 def test_what_settings_show_prints_can_be_edited_and_applied_again(bridge, tmp_path, capsys):
