@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from .mapping import MAX_STRING
+from .mapping import MAX_STRING, ContactPayload
 from .settings import CampaignSettings, Sync
 
 DAY = 86400
@@ -126,14 +126,12 @@ def decide(sync: Sync, campaign_id: str, contact: dict) -> Decision:
 
 def writeback_body(sync: Sync, url: str) -> dict:
     """Intercom's `PUT /contacts/{id}` body that writes the referral link back."""
-    return attribute_body(sync.referral_link_attribute or "", url)
+    return ContactPayload({sync.referral_link_attribute or "": url}).body()
 
 
-def attribute_body(attribute: str, value: Any) -> dict:
-    """Intercom's `PUT /contacts/{id}` body that writes one attribute (standard or custom)."""
-    if attribute.startswith("custom_attributes."):
-        return {"custom_attributes": {attribute[len("custom_attributes."):]: value}}
-    return {attribute: value}
+COUNTS_ONLY = ("sync: this block only keeps referral counts (it has no fields and no referral_link_attribute) — "
+               "to run a sync, add fields (at least {from: email, to: email} and {from: name, to: first_name}) "
+               "and referral_link_attribute, then apply the settings")
 
 
 def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments: Optional[list[dict]],
@@ -143,9 +141,7 @@ def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments:
     if settings.sync is None:
         return ["sync: the settings have no sync block — add one (docs/examples/campaign.yaml) and apply them"]
     if settings.sync.counts_only:
-        return ["sync: this block only keeps referral counts (it has no fields and no referral_link_attribute) — "
-                "to run a sync, add fields (at least {from: email, to: email} and {from: name, to: first_name}) "
-                "and referral_link_attribute, then apply the settings"]
+        return [COUNTS_ONLY]
     problems = check_sync(settings, attributes, segments)
     if campaign is None:
         problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory — fix campaign_id")

@@ -257,7 +257,7 @@ def _fail(attempt: Attempt, exc: Exception) -> None:
 def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     attempt.settings = _settings(attempt.message.campaign_id, document)
     if attempt.link is not None and attempt.link.final:
-        attempt.outcome = _repeat(deps, attempt)
+        attempt.outcome = _repeat(deps, attempt.ref)
     email = people.given_email(attempt.message.person.as_dict())
     link = attempt.link
     if link is None:
@@ -281,7 +281,7 @@ def _claimed(attempts: list[Attempt], claims: dict[Attempt, Any] | Exception, de
         if isinstance(answer, Exception):            # another worker holds it: nothing of ours to record
             attempt.error, attempt.outcome = answer, None
         elif answer is None:                         # already applied: a repeat
-            attempt.error, attempt.outcome = None, _repeat(deps, attempt)
+            attempt.error, attempt.outcome = None, _repeat(deps, attempt.ref)
         else:
             attempt.claim = answer
 
@@ -521,8 +521,8 @@ def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
                         "— apply corrected settings, then replay") from None
 
 
-def _repeat(deps: WorkDeps, attempt: Attempt) -> str:
-    deps.history.note_repeat(attempt.ref, "join", "the same join arrived again and was ignored: it had already "
+def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
+    deps.history.note_repeat(ref, "join", "the same join arrived again and was ignored: it had already "
                              "been applied", outcome="repeated")   # not "ignored": that is a join the settings skip
     count("JoinRepeatsIgnored")
     return "repeat"

@@ -18,7 +18,8 @@ from typing import Any, Optional
 from ..domain.history import Entry
 from ..domain.link import LinkStatus, PersonRef, ReferralCount
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import attribute_body, count_attribute
+from ..domain.mapping import ContactPayload
+from ..domain.sync import count_attribute
 from ..errors import Deferred, WorkError
 from ..messages import ReferralCountMessage
 from ..observability import logger
@@ -67,7 +68,7 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
     for _ in range(REWRITES):
         n = count.n
         try:
-            intercom.update_contact(contact_id, attribute_body(attribute, n))
+            intercom.update_contact(contact_id, ContactPayload({attribute: n}).body())
         except WorkError as exc:
             if not isinstance(exc, Deferred):      # a wait for the rate budget is not a failure
                 deps.history.append(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "

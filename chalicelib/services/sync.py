@@ -28,7 +28,7 @@ from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..domain.mapping import ConversionError, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, count_attribute, decide,
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, count_attribute, decide,
                            describe_source, describe_writes, matches_source, preflight, search_query,
                            writeback_body)
 from ..errors import Deferred, Permanent, Transient, WorkError
@@ -130,8 +130,8 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     try:
         settings = settings_of(deps, campaign_id)
         # (a run's later pages: settings applied since that keep only counts stop it, as they would its start)
-        problems = checks(deps, settings) if message.page == 0 or (settings.sync and settings.sync.counts_only) \
-            else []
+        problems = checks(deps, settings) if message.page == 0 else \
+            [COUNTS_ONLY] if settings.sync and settings.sync.counts_only else []
     except SyncStopped as exc:
         problems = exc.problems
     if problems:

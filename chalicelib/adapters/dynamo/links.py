@@ -171,17 +171,12 @@ class DynamoLinks:
         now = iso(self.clock())
         return [_more_leads(ref, n, now) for ref, n in sorted(referrers.items())]
 
-    def _transact_finishing(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]) -> None:
-        """Finishing joins of one referrer on several workers at once write one count item: DynamoDB
-        may cancel such a transaction as a conflict with another (nothing of it applied). It is
-        tried again a few times, after a short jittered wait: safe, as its conditions (the claims'
-        tokens) let it apply once only. A failed condition, or anything else, raises at once."""
-        self._retrying_conflicts(lambda: self.history.transact_all(groups))
-
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
-            self._transact_finishing([(claim.ref, entries, [*self._finish(claim, result),
-                                                            *self._counted([(claim, result, entries)])])])
+            # (joins of one referrer finishing at once write one count item: a conflict is tried again,
+            # and the claim's condition lets it apply once only)
+            self._retrying_conflicts(lambda: self.history.transact_all([(claim.ref, entries, [
+                *self._finish(claim, result), *self._counted([(claim, result, entries)])])]))
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
@@ -196,16 +191,18 @@ class DynamoLinks:
         while start < len(groups):
             end, items = start, 0
             # (room for the item of the join's referrer's count, when it counts for one)
-            while end < len(groups) and items + len(groups[end][1]) + len(groups[end][2]) + \
-                    bool(done[end][1].counts_for) <= MAX_TRANSACTION:
-                items += len(groups[end][1]) + len(groups[end][2]) + bool(done[end][1].counts_for)
+            while end < len(groups) and items + (size := len(groups[end][1]) + len(groups[end][2]) + bool(
+                    done[end][1].counted_for)) <= MAX_TRANSACTION:
+                items += size
                 end += 1
             end = max(end, start + 1)
             try:
                 if end - start == 1:
                     raise _Alone()
                 counted = self._counted(done[start:end])
-                self._transact_finishing([*groups[start:end], *([(groups[start][0], [], counted)] if counted else [])])
+                batch: list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]] = [
+                    *groups[start:end], *([(groups[start][0], [], counted)] if counted else [])]
+                self._retrying_conflicts(lambda: self.history.transact_all(batch))
                 answers += [None] * (end - start)
             except (TransactWriteError, _Alone):
                 answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]
@@ -221,14 +218,13 @@ class DynamoLinks:
             return None
 
     def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
-        answer = ReferralItem._get_connection().update_item(
-            *referrals_key(ref), actions=[ReferralItem.contact_id.set(contact_id),
-                                          ReferralItem.updated_at.set(iso(self.clock()))], return_values="ALL_NEW")
-        return ReferralItem.from_raw_data(answer["Attributes"]).to_count()
+        item = ReferralItem(*referrals_key(ref))
+        item.update(actions=[ReferralItem.contact_id.set(contact_id), ReferralItem.updated_at.set(iso(self.clock()))])
+        return item.to_count()                       # (update reads the whole item back)
 
     def forget_referrals(self, ref: PersonRef) -> bool:
-        answer = ReferralItem._get_connection().delete_item(*referrals_key(ref), return_values="ALL_OLD")
-        return bool(answer.get("Attributes"))
+        item = ReferralItem(*referrals_key(ref))
+        return applied(lambda: item.delete(condition=ReferralItem.pk.exists()))
 
     def referrals_written(self, ref: PersonRef, n: int) -> None:
         applied(lambda: ReferralItem(*referrals_key(ref)).update(
