@@ -193,6 +193,7 @@ class Page:
         todo: list[tuple[dict, Create, Optional[LedgerEntry]]] = []
         writebacks: list[LedgerEntry] = []
         seen: list[LedgerEntry] = []
+        asks: set[PersonRef] = set()          # referrers whose counts are written, now their contact is known
         for contact in contacts:
             cid = str(contact.get("id"))
             entry = known.get(cid)
@@ -205,7 +206,7 @@ class Page:
                     if self.full and entry.seen_run != self.number:
                         changed = _replace(changed, seen_run=self.number)
                     if self.counting and not entry.count_known:    # enrolled before the count was kept
-                        changed = self._count_contact(changed)
+                        changed = self._count_contact(changed, asks)
                     if changed is not entry:
                         seen.append(changed)
                 else:
@@ -219,6 +220,8 @@ class Page:
                 self._skip(cid, contact, decision.reason, decision.detail)
                 continue
             todo.append((contact, decision, entry if entry is not None and not entry.final else None))
+        if asks and self.deps.queue is not None:      # one send, before the ledger says the count knows them
+            self.deps.queue.send_many(count_messages(asks))
         if seen:
             self.deps.sync.record(self.campaign_id, seen)
         if todo:
@@ -330,14 +333,18 @@ class Page:
         self._done(_Outcome(_replace(entry, outcome=ENROLLED, reason=None, written_back=bool(attribute)),
                             ENROLLED if note is not None or entry.outcome != ENROLLED else ALREADY, note))
 
-    def _count_contact(self, entry: LedgerEntry) -> LedgerEntry:
+    def _count_contact(self, entry: LedgerEntry, asks: Optional[set[PersonRef]] = None) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their
-        joins may come first) is written to it now. Asked at once, before the ledger records that the
-        count knows the contact: a page that dies after this still leaves the write asked for."""
+        joins may come first) is written to it now. Asked before the ledger records that the count
+        knows the contact (a page that dies after this still leaves the write asked for): at once,
+        or added to `asks`, which the caller sends before its ledger write."""
         assert entry.rf_user_id
         ref = PersonRef(self.campaign_id, entry.rf_user_id)
-        if self.deps.links.referrer_contact(ref, entry.contact_id).n and self.deps.queue is not None:
-            self.deps.queue.send_many(count_messages({ref}))
+        if self.deps.links.referrer_contact(ref, entry.contact_id).n:
+            if asks is not None:
+                asks.add(ref)
+            elif self.deps.queue is not None:
+                self.deps.queue.send_many(count_messages({ref}))
         return _replace(entry, count_known=True)
 
     @property

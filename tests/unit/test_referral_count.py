@@ -351,3 +351,27 @@ def test_counts_without_sync_and_without_referrer_contacts_are_refused_as_never_
     assert "set referrers.action to create_user or create_lead" in refused.value.problems[0]
     assert parse_settings({**document, "referrers": {"action": "create_user", "fields": [
         {"from": "email", "to": "email"}]}}).sync.counts_only
+
+
+def test_a_referrer_sync_enrolled_before_the_count_was_kept_gets_it_at_the_next_run_in_one_send():
+    work = world()
+    plain = counting_settings()
+    del plain["sync"]["referral_count_attribute"]
+    work.store.settings.put("42", plain, WS)
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))                          # enrolled, her link written back
+    work.store.settings.put("42", counting_settings(), WS)      # then the campaign keeps counts
+    run(work, lead_join("1"), lead_join("2"))
+    run(work, *sent(work))
+    assert "referral_count" not in rita["custom_attributes"]   # kept: the count does not know her contact
+    sends = []
+    send_many = work.queue.send_many
+    work.queue.send_many = lambda messages, delay=0: (sends.append(messages), send_many(messages, delay))  # type: ignore
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))                          # the full run sees her again
+    assert [len(m) for m in sends if any(x.get("kind") == "referral.count" for x in m)] == [1]
+    run(work, *sent(work))
+    assert rita["custom_attributes"]["referral_count"] == 2
