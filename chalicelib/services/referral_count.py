@@ -13,12 +13,13 @@ its own was older: Intercom ends with the latest count. A failed PUT raises: the
 (SQS), the count stays in the store, and the referrer's history says what Intercom answered."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 from ..domain.history import Entry
-from ..domain.link import LinkStatus, PersonRef, ReferralCount
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.link import Link, LinkStatus, PersonRef, ReferralCount
 from ..domain.mapping import ContactPayload
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute
 from ..errors import Deferred, WorkError
 from ..messages import ReferralCountMessage
@@ -35,9 +36,26 @@ def messages(refs: set[PersonRef], unless_written: bool = False,
                                  contact_id=(contacts or {}).get(r)).wire() for r in sorted(refs)]
 
 
-def on_count(message: ReferralCountMessage, deps: WorkDeps, _context: Any = None) -> str:
+@dataclass(frozen=True)
+class Known:
+    """What a batch's count messages read at once: their campaigns' settings (None: none valid) and
+    their referrers' links."""
+
+    settings: dict[str, Optional[CampaignSettings]]
+    links: dict[PersonRef, Link]
+
+
+def read(messages_: list[ReferralCountMessage], deps: WorkDeps) -> Known:
+    """Two batched reads for the whole batch (the counts themselves are read one by one, consistently)."""
+    documents = deps.settings.documents({m.campaign_id for m in messages_})
+    return Known({m.campaign_id: _parsed(documents.get(m.campaign_id)) for m in messages_},
+                 deps.links.get_many(m.person_ref for m in messages_))
+
+
+def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known] = None) -> str:
     ref = message.person_ref
-    settings = _settings(deps, ref.campaign_id)
+    known = known or read([message], deps)
+    settings = known.settings.get(ref.campaign_id)
     attribute = count_attribute(settings) if settings is not None else None
     if settings is None or not attribute:
         return "off"                                   # the setting was removed since: nothing to write
@@ -46,10 +64,10 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, _context: Any = None
         return "nothing"
     if message.unless_written and count.written == count.n:
         return "written"
-    return write(deps, settings, ref, count, linked=message.contact_id)
+    return write(deps, settings, ref, count, known.links.get(ref), linked=message.contact_id)
 
 
-def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,
+def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount, link: Optional[Link],
           linked: Optional[str] = None) -> str:
     """Write the count to the referrer's contact, and again while the store's count moved meanwhile.
     A referrer whose contact the bridge does not know keeps the count: it is written once sync
@@ -59,7 +77,7 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
     # The contact their own join linked first: a link follows merges (`move`); `linked`, what the join
     # that asked linked (its link may not be readable yet); the one sync enrolled is what the count
     # learnt then.
-    contact_id = _linked_contact(deps, ref) or linked or count.contact_id
+    contact_id = _linked_contact(link) or linked or count.contact_id
     if contact_id is None:
         logger.info("referral count kept: no contact known for the referrer",
                     extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})
@@ -87,19 +105,17 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
                    retry_after=5)
 
 
-def _linked_contact(deps: WorkDeps, ref: PersonRef) -> Optional[str]:
+def _linked_contact(link: Optional[Link]) -> Optional[str]:
     """The contact the referrer's own join linked (a link with role referrer)."""
-    link = deps.links.get(ref)
     if link is None or link.status is not LinkStatus.LINKED or link.is_lead:
         return None
     return link.contact_id
 
 
-def _settings(deps: WorkDeps, campaign_id: str) -> Optional[CampaignSettings]:
-    stored = deps.settings.get(campaign_id)
-    if stored is None:
+def _parsed(document: Optional[dict]) -> Optional[CampaignSettings]:
+    if document is None:
         return None
     try:
-        return parse_settings(stored.document)
+        return parse_settings(document)
     except SettingsError:
         return None

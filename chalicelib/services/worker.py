@@ -34,7 +34,7 @@ from .qualification.batch import Batch
 from .qualification.changes import on_changes
 from .qualification.checks import on_check
 from .qualification.contact_events import on_contact_event
-from .referral_count import on_count
+from .referral_count import on_count, read as read_counts
 from . import sync
 
 
@@ -369,7 +369,7 @@ HANDLERS: dict[type, Handler] = {
     ChangesMessage: Handler(lambda messages_, deps: None, _changes),   # one search per workspace
     SyncPageMessage: Handler(lambda messages_, deps: None, sync.on_page,
                              about=lambda message, context: [("sync", message.campaign_id)]),
-    ReferralCountMessage: Handler(lambda messages_, deps: None, on_count),
+    ReferralCountMessage: Handler(read_counts, on_count),
 }
 if set(HANDLERS) != set(messages.KINDS.values()):
     raise ImportError("worker.HANDLERS must handle every kind of chalicelib.messages")
