@@ -61,6 +61,8 @@ class LinkRepository(Protocol):
 
     # referral counts (the referrer's PersonRef; services/referral_count.py)
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]: ...
+    def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
+        """Those that exist, in one read (not strongly consistent: for a check a write re-reads)."""
     def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
         """Record the contact the referrer's count is written to (sync enrolled them): the count as
         it stands (0 when no lead counted yet)."""

@@ -161,10 +161,10 @@ def _count(rt: Backfilling, uncounted: Uncounted) -> bool:
 def _owed(rt: Backfilling, links: dict[PersonRef, Link], grown: set[PersonRef]) -> set[PersonRef]:
     """The referrers of this page's counted leads whose stored count Intercom may not hold (a run that
     stopped before asking for the write, a failed send): asked again, each only when the count
-    written is not the count kept (one read each)."""
+    written is not the count kept (one batched read for the page)."""
     referrers = {PersonRef(link.campaign_id, link.counted_for) for link in links.values()
                  if link.counted_for and link.final} - grown
-    return {r for r in referrers if (kept := rt.store.links.referrals(r)) is not None and kept.written != kept.n}
+    return {r for r, kept in rt.store.links.referrals_many(referrers).items() if kept.written != kept.n}
 
 
 def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef], owed: set[PersonRef]) -> None:

@@ -694,6 +694,15 @@ def test_the_count_learns_its_contact_and_what_intercom_holds(store):
     assert store.links.referrer_contact(PersonRef("42", "101"), "c8") == ReferralCount(0, None, "c8")
 
 
+def test_referrers_counts_are_read_together_and_only_those_that_exist(store):
+    _finish_leads(store, "1", "2")
+    _finish_leads(store, "3", counts_for="200")
+    other = PersonRef("42", "200")
+    assert store.links.referrals_many([REFERRER, other, PersonRef("42", "300")]) == {
+        REFERRER: store.links.referrals(REFERRER), other: ReferralCount(1)}
+    assert store.links.referrals_many([]) == {}
+
+
 def test_forgetting_a_referrer_erases_their_count_and_the_contact_it_named(store):
     _finish_leads(store, "1")
     store.links.referrer_contact(REFERRER, "c9")

@@ -217,6 +217,10 @@ class DynamoLinks:
         except ReferralItem.DoesNotExist:
             return None
 
+    def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
+        wanted = {referrals_key(PersonRef(*r)): PersonRef(*r) for r in refs}
+        return {wanted[(i.pk, i.sk)]: i.to_count() for i in batch_get(ReferralItem, wanted)}
+
     def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
         item = ReferralItem(*referrals_key(ref))
         item.update(actions=[ReferralItem.contact_id.set(contact_id), ReferralItem.updated_at.set(iso(self.clock()))])
