@@ -36,6 +36,14 @@ class Put:
     condition: Optional[Condition] = None
 
 
+@dataclass
+class Delete:
+    """One conditional delete of an item inside a transaction."""
+
+    item: Model
+    condition: Optional[Condition] = None
+
+
 class DynamoHistory:
     """Entries expire (the table's TTL) after `days` (0: never)."""
 
@@ -56,12 +64,12 @@ class DynamoHistory:
     def _expires(self, now: float) -> Optional[int]:
         return int(now) + self.days * 86400 if self.days > 0 else None
 
-    def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update | Put) -> None:
+    def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update | Put | Delete) -> None:
         """The updates and the entries at once. Raises TransactWriteError (models.conditional
         tells a failed condition)."""
         self.transact_all([(ref, entries, updates)])
 
-    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]) -> None:
+    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete]]]) -> None:
         """Several people's updates and entries in one transaction (all or nothing)."""
         now = self.clock()
         with TransactWrite(connection=HistoryItem._get_connection().connection) as tx:
@@ -69,6 +77,8 @@ class DynamoHistory:
                 for update in updates:
                     if isinstance(update, Put):
                         tx.save(update.item, condition=update.condition)
+                    elif isinstance(update, Delete):
+                        tx.delete(update.item, condition=update.condition)
                     else:
                         tx.update(update.item, actions=update.actions, condition=update.condition)
                 for item in self._items(ref, entries, now):

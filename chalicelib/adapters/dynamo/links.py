@@ -11,14 +11,13 @@ from functools import partial
 from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
 
 from ...domain.history import Entry, iso
 from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import KEEP, LEASE_SECONDS, Busy
-from .history import DynamoHistory, Put, Update
+from .history import Delete, DynamoHistory, Put, Update
 from .keys import OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key
 from .lookup import drop_reference
 from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
@@ -391,14 +390,9 @@ class DynamoLinks:
                     else LinkItem.counted_for.does_not_exist())
             if link.counted_for:
                 referrer = PersonRef(link.campaign_id, link.counted_for)
-                uncount = Update(ReferralItem(*referrals_key(referrer)), [
-                    ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(self.clock()))], ReferralItem.n > 0)
-
-                def uncounted() -> None:
-                    with TransactWrite(connection=LinkItem._get_connection().connection) as tx:
-                        tx.delete(item, condition=LinkItem.pk.exists() & same)
-                        tx.update(uncount.item, actions=uncount.actions, condition=uncount.condition)
-                if applied(lambda: self._retrying_conflicts(uncounted)):
+                writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
+                    ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(self.clock()))], ReferralItem.n > 0))
+                if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *writes))):
                     return
             if applied(lambda: item.delete(condition=same)):     # (no count left to lower)
                 return
