@@ -133,7 +133,8 @@ def policies(target: Target) -> dict[str, dict]:
             # Its cursor, the workspaces and their campaigns; the history of the unfinished links it finds.
             _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem"], [table]),
             # An unfinished link whose work it queued waits for its next retry (LinkRepository.requeue):
-            # an update of links only, each with its history entry in one transaction.
+            # an update of links only, each with its history entry in one transaction; and a referral
+            # count whose write it queued is no longer owed (LinkRepository.count_asked): same keys.
             {**_statement("LinkTable", ["dynamodb:UpdateItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CAMPAIGN#*"]}}},
             _statement("Indexes", ["dynamodb:Query"], [f"{table}/index/pending", f"{table}/index/overdue"]),

@@ -19,9 +19,10 @@ from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, Lin
                            PersonRef, ReferralCount)
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor,
-                           Found, HistoryLog, LinkLookup, LinkRepository, RateWindows, RFConnection,
-                           SettingsRepository, StoredSettings, SyncRepository, normal_email)
+from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection,
+                           ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
+                           RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
+                           normal_email)
 from ..ports.store import LedgerEntry, SyncRun
 
 
@@ -51,6 +52,7 @@ class Tables:
     repeats: dict[tuple[PersonRef, str], Recorded] = field(default_factory=dict)
     latest: dict[tuple[PersonRef, str], Recorded] = field(default_factory=dict)   # (ref, event#outcome)
     referrals: dict[PersonRef, ReferralCount] = field(default_factory=dict)
+    owed: dict[PersonRef, float] = field(default_factory=dict)     # counts owing their write -> due at
 
 
 class MemoryHistory:
@@ -171,6 +173,7 @@ class MemoryLinks:
         return count
 
     def forget_referrals(self, ref: PersonRef) -> bool:
+        self.tables.owed.pop(PersonRef(*ref), None)
         return self.tables.referrals.pop(PersonRef(*ref), None) is not None
 
     def referrals_written(self, ref: PersonRef, n: int) -> None:
@@ -280,8 +283,7 @@ class MemoryLinks:
         self.history.append(late.link.ref, entries)
         return True
 
-    def erase(self, link: Link) -> tuple[int, int]:
-        entries = self.history.erase(link.ref)
+    def erase(self, link: Link) -> Erased:
         pointers = 0
         key = (link.workspace, link.contact_id or "")
         if link.ref in self.tables.contacts.get(key, set()):
@@ -292,13 +294,26 @@ class MemoryLinks:
         held = self.tables.links.pop(link.ref, None)
         self.forget_referrals(link.ref)
         # The lead counts no more (once: only while their link was still there; never below 0), for
-        # whom the stored link says it counted (a join may have finished since `link` was read).
+        # whom the stored link says it counted (a join may have finished since `link` was read); the
+        # count owes its write from now on.
         counted_for = held.link.counted_for if held is not None else None
-        count = self.tables.referrals.get(PersonRef(link.campaign_id, counted_for or ""))
-        if counted_for and count is not None and count.n > 0:
-            self.tables.referrals[PersonRef(link.campaign_id, counted_for)] = dataclasses.replace(
-                count, n=count.n - 1)
-        return entries, pointers
+        referrer = PersonRef(link.campaign_id, counted_for) if counted_for else None
+        count = self.tables.referrals.get(referrer) if referrer else None
+        lowered = None
+        if referrer and count is not None and count.n > 0:
+            self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n - 1)
+            self.tables.owed[referrer] = self.clock() + COUNT_ASK_GRACE
+            lowered = referrer
+        return Erased(self.history.erase(link.ref), pointers, lowered)
+
+    def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
+        return sorted(((ref, due) for ref, due in self.tables.owed.items() if due < now), key=lambda o: o[1])[:limit]
+
+    def count_asked(self, ref: PersonRef, due: float) -> bool:
+        if self.tables.owed.get(ref) != due:
+            return False
+        del self.tables.owed[ref]
+        return True
 
 
 def _lease_ended(held: _Held, now: float) -> bool:

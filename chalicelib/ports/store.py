@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Optional, Protocol, Sequence
+from typing import Any, Collection, Iterable, NamedTuple, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
@@ -69,7 +69,7 @@ class LinkRepository(Protocol):
     def referrals_written(self, ref: PersonRef, n: int) -> None:
         """Intercom holds `n` (written, and checked after)."""
     def forget_referrals(self, ref: PersonRef) -> bool:
-        """Erase the referrer's count (and the contact it named): whether there was one."""
+        """Erase the referrer's count (and the contact it named, and a write it owed): whether there was one."""
     def count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry] = ()) -> bool:
         """Count a lead whose join was applied without counting (before the campaign kept counts):
         their link records `counted_for = referrer`, the referrer's count grows by 1 and `entries` go
@@ -117,9 +117,33 @@ class LinkRepository(Protocol):
         worker's token still finishes it while nobody has). False, and nothing written, when the
         link moved since `late` was read (claimed, finished, or queued by another run)."""
 
-    def erase(self, link: Link) -> tuple[int, int]:
+    def erase(self, link: Link) -> Erased:
         """The link, its history, its contact pointer's reference and the person's referral count (as a
-        referrer): (entries, pointers) removed."""
+        referrer). The lead is taken off the count the stored link says they added to (`counted_for`,
+        which a join or backfill may have set since `link` was read), never below 0, in the link's own
+        delete, and that count is marked as owing its write to Intercom (`counts_owed`) in that same
+        write: whatever interrupts the caller before it asks for the write, reconciliation asks. The
+        history goes last, so no entry written with the link (it was there) outlives it."""
+    def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
+        """The referrers whose count an erasure lowered, each with when its mark fell due
+        (COUNT_ASK_GRACE seconds after the erasure) before `now`, until `count_asked` clears it;
+        longest due first (never a scan)."""
+    def count_asked(self, ref: PersonRef, due: float) -> bool:
+        """The write of the referrer's count was queued after `counts_owed` read its mark (`due`): the
+        mark goes, unless an erasure marked it again since (then it stays owed, and False)."""
+
+
+# Seconds an erasure's own ask for its referrer's count write (services/privacy.py) gets before
+# reconciliation asks again: the mark `erase` leaves is what repairs an erasure interrupted before asking.
+COUNT_ASK_GRACE = 60.0
+
+
+class Erased(NamedTuple):
+    """What LinkRepository.erase removed, and the referrer whose count it lowered (None: none)."""
+
+    entries: int
+    pointers: int
+    lowered: Optional[PersonRef]
 
 
 @dataclass

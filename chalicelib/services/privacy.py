@@ -29,12 +29,18 @@ def forget(rt: Erasing, email: str) -> dict:
              if (link.email or "").strip().lower() == email]   # a pointer never erases someone else
     people: list[dict] = []
     history = pointer_count = 0
+    lowered: set[PersonRef] = set()
     for link in links:
         people.append({"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
                        "workspace": link.workspace, "contact_id": link.contact_id})
-        entries, dropped = rt.store.links.erase(link)
-        history += entries
-        pointer_count += dropped
+        done = rt.store.links.erase(link)
+        history += done.entries
+        pointer_count += done.pointers
+        lowered |= {done.lowered} if done.lowered else set()
+    # A run interrupted after deleting a link (the email pointers go last) may have left its history and
+    # count: a person the pointers name whose link is gone was being erased (links go only here).
+    for ref in sorted(set[PersonRef]().union(*found.by_email.values()) - set(found.links)):
+        history += _erase_unlinked(rt, ref)
     ledger = 0
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
     campaigns = sorted({c for ws in workspaces for c in rt.store.settings.campaigns(ws)})
@@ -42,13 +48,11 @@ def forget(rt: Erasing, email: str) -> dict:
         for entry in rt.store.sync.forget(campaign_id, email):     # contact sync's ledger
             ledger += 1
             if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
-                history += rt.store.history.erase(PersonRef(campaign_id, entry.rf_user_id))
-                rt.store.links.forget_referrals(PersonRef(campaign_id, entry.rf_user_id))   # as a referrer
+                history += _erase_unlinked(rt, PersonRef(campaign_id, entry.rf_user_id))
                 erased.add((campaign_id, entry.rf_user_id))
                 people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id, "workspace": None,
                                "contact_id": entry.contact_id})
-    recounted = _recount(rt, {PersonRef(link.campaign_id, link.counted_for) for link in links if link.counted_for}
-                         - {PersonRef(*p) for p in erased})
+    recounted = _recount(rt, lowered - {PersonRef(*p) for p in erased})
     refused = forget_refusals(rt, email, campaigns, workspaces, people)
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     if rt.config.dlq_url:
@@ -64,12 +68,20 @@ def forget(rt: Erasing, email: str) -> dict:
                                "there too (the contact ids and RF user ids above)"}
 
 
+def _erase_unlinked(rt: Erasing, ref: PersonRef) -> int:
+    """The history and (as a referrer) the count of someone with no link: how many entries."""
+    rt.store.links.forget_referrals(ref)
+    return rt.store.history.erase(ref)
+
+
 def _recount(rt: Erasing, referrers: set[PersonRef]) -> int | str:
-    """A lead erased took themselves off their referrer's count (LinkRepository.erase): the count is
-    written to the referrer's contact again, by the worker (one referral.count message each)."""
+    """A lead erased took themselves off their referrer's count (LinkRepository.erase, for whom the
+    stored link counted): the count is written to the referrer's contact again, by the worker (one
+    referral.count message each). The erasure marked each count as owing its write, so a run that
+    stops before this send (killed, a failed send) is repaired by reconciliation, which asks again."""
     if referrers and not rt.config.queue_url:
-        return f"{len(referrers)}, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (the next lead's join " \
-               "of each referrer writes it)"
+        return f"{len(referrers)}, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (reconciliation's next " \
+               "run writes it)"
     for message in count_messages(referrers):
         rt.queue.send(message)
     return len(referrers)

@@ -14,7 +14,11 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
    RECONCILE_SWEEP_DAYS (older ones still qualify by webhook and by the search of changes), resuming
    where the last run stopped. A round over them begins at most once per RECONCILE_RETRY_SECONDS:
    when they fit in one run, the next runs do not check them all again while the last round's
-   checks still wait in the queue."""
+   checks still wait in the queue;
+4. the write of each referral count an erasure (`bridge forget`) lowered, once, a minute after it
+   (LinkRepository.counts_owed: the erasure marked it in its own write, so a forget stopped before it
+   asked, or whose send failed, is repaired): made only if Intercom lacks the count (the forget's own
+   ask usually wrote it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from ..ports import WorkQueue
 from ..ports.store import PENDING_SWEEP, SWEEP_ROUND
 from ..webhooks import RFPerson
 from .deps import Stack
+from .referral_count import messages as count_messages
 
 DAY = 86400
 
@@ -41,9 +46,12 @@ def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     overdue = _overdue(rt, now, limit)
     changes = _changes(rt, now)
     sweep = _sweep(rt, now, limit)
-    rt.queue.send_many(overdue + changes + sweep.checks)
+    owed = rt.store.links.counts_owed(now, limit)
+    rt.queue.send_many(overdue + changes + sweep.checks + count_messages({ref for ref, _ in owed}, unless_written=True))
     for position, name in sweep.cursor:          # once its checks are queued: a failed send repeats the page
         rt.store.cursor.set(position, name)
+    for ref, due in owed:                        # (likewise: asked again by the next run)
+        rt.store.links.count_asked(ref, due)
     count("ReconciliationChecksQueued", len(sweep.checks))
     summary: dict = {"queued": len(sweep.checks), "round_complete": sweep.round_complete,
                      "searches": len(changes), "overdue": len(overdue)}
@@ -51,6 +59,8 @@ def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
         summary["next_round_at"] = iso(sweep.next_round_at)
     if sweep.paused:
         summary["paused_workspaces"] = sweep.paused
+    if owed:
+        summary["referral_count_writes"] = len(owed)
     logger.info("reconciliation queued its work", extra=summary)
     return summary
 

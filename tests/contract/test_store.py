@@ -12,6 +12,7 @@ from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, 
                                    ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
+from chalicelib.ports.store import COUNT_ASK_GRACE
 
 ANN = PersonRef("42", "7")
 WS = "ws1"
@@ -428,7 +429,7 @@ def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_
 def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     link = joined(store)
     store.history.note_repeat(ANN, "join", "again")
-    assert store.links.erase(link) == (2, 1)
+    assert store.links.erase(link) == (2, 1, None)             # (nobody's count lowered)
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
 
@@ -746,6 +747,62 @@ def test_a_link_read_before_its_join_finished_is_erased_with_what_the_join_count
     store.links.erase(stale)
     assert store.links.get(PersonRef("42", "1")) is None
     assert store.links.referrals(REFERRER).n == 0                  # a join that comes again counts once
+
+
+def test_a_count_an_erasure_lowered_owes_its_write_until_its_ask_is_confirmed(store, clock):
+    """The mark is written with the lowered count (one write), so nothing that stops the caller after
+    it can lose the write: reconciliation finds it once the erasure's own ask had its grace."""
+    _finish_leads(store, "1", "2")
+    assert store.links.counts_owed(clock.now + 10_000, 10) == []                # joins owe nothing
+    stale = store.links.get(PersonRef("42", "2"))
+    assert store.links.erase(store.links.get(PersonRef("42", "1"))).lowered == REFERRER
+    assert store.links.counts_owed(clock.now + COUNT_ASK_GRACE, 10) == []      # the erasure's own ask goes first
+    [(owed, due)] = store.links.counts_owed(clock.now + COUNT_ASK_GRACE + 1, 10)
+    assert owed == REFERRER and store.links.referrals(REFERRER).n == 1
+    clock.now += 5
+    assert store.links.erase(stale).lowered == REFERRER                        # lowered again since it was read
+    assert store.links.count_asked(REFERRER, due) is False                     # so it still owes that write
+    [(_, later)] = store.links.counts_owed(clock.now + COUNT_ASK_GRACE + 1, 10)
+    assert later == due + 5 and store.links.referrals(REFERRER).n == 0
+    assert store.links.count_asked(REFERRER, later) is True
+    assert store.links.counts_owed(clock.now + 10_000, 10) == []
+    assert store.links.count_asked(REFERRER, later) is False                   # once
+    assert store.links.erase(stale).lowered is None                            # a repeat lowers nothing
+
+
+def test_a_referrer_forgotten_owes_no_write(store, clock):
+    _finish_leads(store, "1")
+    store.links.erase(store.links.get(PersonRef("42", "1")))
+    store.links.forget_referrals(REFERRER)
+    assert store.links.counts_owed(clock.now + 10_000, 10) == []
+
+
+def test_an_entry_written_with_the_link_after_it_was_read_goes_with_it_and_its_count_is_lowered(store):
+    """`bridge backfill --apply` counts the lead (its entry goes into their history with the link's
+    update) after `forget` read the link: the erasure takes that referrer's count down, says whose,
+    and leaves no entry about the lead."""
+    _finish_leads(store, "1", counts_for=None)
+    stale = store.links.get(PersonRef("42", "1"))
+    store.links.count_applied(stale.ref, "100", [Entry("referral_count", "counted", "counted for referrer 100")])
+    assert store.links.erase(stale).lowered == REFERRER
+    assert store.history.entries(stale.ref) == [] and store.links.referrals(REFERRER).n == 0
+
+
+def test_no_entry_written_with_the_link_outlives_its_erasure(store, monkeypatch):
+    """Whenever the erasure reaches the history, a write with the link (conditional on it) can no
+    longer land: the history goes after the link's delete."""
+    _finish_leads(store, "1", counts_for=None)
+    lead = PersonRef("42", "1")
+    erase, landed = store.history.erase, []
+
+    def erased_then_counted(ref):
+        gone = erase(ref)
+        landed.append(store.links.count_applied(lead, "100", [Entry("referral_count", "counted", "by backfill")]))
+        return gone
+    monkeypatch.setattr(store.history, "erase", erased_then_counted)
+    store.links.erase(store.links.get(lead))
+    assert landed == [False] and store.history.entries(lead) == []
+    assert store.links.referrals(REFERRER) is None
 
 
 # --- DynamoDB only: a finishing transaction cancelled as a conflict (moto does not make them) -------------

@@ -3,8 +3,12 @@ simulators (every request to Intercom checked against its OpenAPI file), the wor
 Lambda's SQS event source."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from chalicelib.cli import main
+from chalicelib.ports.store import COUNT_ASK_GRACE
 from tests.integration.conftest import join_body, lead_settings
 from tests.integration.test_sync import cli, segment, sync_settings
 
@@ -105,3 +109,65 @@ def test_a_campaign_can_keep_counts_without_contact_sync(bridge, intercom, rf, c
     for command in ("status", "report"):
         code, out, err = cli(bridge, "sync", command, "42", capsys=capsys)
         assert code != 0 and "runs no contact sync: its sync block only keeps referral counts" in out + err
+
+
+class Killed(BaseException):
+    """The operator's process ends here (SIGKILL, a closed terminal): nothing after it runs."""
+
+
+def test_a_forget_killed_before_it_asked_for_the_lowered_counts_write_is_repaired_by_reconciliation(
+        bridge, intercom, rf, rita, clock, capsys):
+    contact, user = rita
+    for lead in leads(rf, user, 2):
+        bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert count_of(intercom, contact) == 2
+    operator = bridge.operator()
+
+    def killed(message):
+        raise Killed()
+    operator.queue.send = killed                                     # type: ignore
+    with pytest.raises(Killed):
+        main(["forget", "lead0@example.com"], operator)
+    code, out, _ = cli(bridge, "forget", "lead0@example.com", capsys=capsys)       # again: nothing left to erase
+    assert code == 0 and json.loads(out)["links"] == 0
+    bridge.drain()
+    assert count_of(intercom, contact) == 2                          # the old count, until...
+    clock.now += COUNT_ASK_GRACE + 1
+    assert bridge.reconcile()["referral_count_writes"] == 1          # ...reconciliation asks for the write
+    bridge.drain()
+    assert count_of(intercom, contact) == 1
+    assert "referral_count_writes" not in bridge.reconcile()
+
+
+def test_a_forget_racing_backfill_counting_the_lead_asks_for_the_lowered_count_and_leaves_no_entry(
+        bridge, intercom, rf, capsys):
+    """The lead's join was applied before the campaign kept counts; `forget` reads their link, then
+    `backfill --apply` counts them (an entry in their history) and writes the count, then `forget`
+    erases them."""
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply(lead_settings())
+    referrer = rf.add_user(42, "ref@example.com", "Rita")
+    [lead] = leads(rf, referrer, 1)
+    for person in (referrer, lead):
+        bridge.post_join(join_body(person))
+        bridge.drain()
+    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    [contact] = intercom.contacts_by_email("ref@example.com")
+    operator = bridge.operator()
+    look_up = operator.store.lookup.look_up
+
+    def read_then_backfill(**kw):
+        found = look_up(**kw)
+        assert cli(bridge, "backfill", "42", "--apply", capsys=capsys)[0] == 0
+        bridge.drain()
+        assert count_of(intercom, contact) == 1
+        return found
+    operator.store.lookup.look_up = read_then_backfill               # type: ignore
+    capsys.readouterr()
+    assert main(["forget", "lead0@example.com"], operator) == 0
+    out = capsys.readouterr().out                                    # (after the worker's metrics lines)
+    assert json.loads(out[out.index("{\n"):])["referral_counts_rewritten"] == 1
+    bridge.drain()
+    assert count_of(intercom, contact) == 0
+    assert bridge.history(42, lead["id"])["history"] == []

@@ -244,14 +244,19 @@ def test_a_forgotten_lead_whose_join_comes_again_counts_once_and_intercom_is_cor
 
 def test_forget_without_the_queue_says_the_lowered_count_is_not_written_yet():
     from chalicelib.services.privacy import forget
+    from chalicelib.ports.store import COUNT_ASK_GRACE
+    from chalicelib.services.reconcile import reconcile
     work = world()
-    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
     run(work, lead_join("1"))
-    sent(work)
+    run(work, *sent(work))
     assert forget(work, "lead1@example.com")["referral_counts_rewritten"] == (
-        "1, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (the next lead's join of each referrer "
-        "writes it)")
+        "1, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (reconciliation's next run writes it)")
     assert work.store.links.referrals(RITA).n == 0 and sent(work) == []
+    work.clock.now += COUNT_ASK_GRACE + 1                 # (the deployed stack's reconciliation has its queue)
+    reconcile(work)
+    run(work, *sent(work))
+    assert rita["custom_attributes"]["referral_count"] == 0
 
 
 def test_a_failed_ask_for_the_count_fails_only_the_joins_that_asked_and_a_resumed_lead_is_still_judged():

@@ -18,7 +18,9 @@ Item kinds (pk / sk):
                                          reconciliation queued the work that finishes it, its next retry)
   CAMPAIGN#<id> / REFERRALS#<rf id>      a referrer's count of leads seen joining with them (only with
                                          sync.referral_count_attribute), the contact it is written to,
-                                         and the count Intercom last got
+                                         and the count Intercom last got; once an erasure lowered it,
+                                         in the `overdue` index's COUNT_WRITES partition until
+                                         reconciliation asked for its write (it owes one)
   CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers
   EMAIL#<ws>#<email> / LINKS             which links share an email      } "is this contact linked?"
   NOTIFICATION#<ws>#<id> / DONE          Intercom notifications already applied (TTL)
@@ -47,7 +49,8 @@ from ...ports.store import PENDING_SWEEP, normal_email
 
 Key = tuple[str, str]
 PENDING = "PENDING"             # the pending index's one partition
-OVERDUE = "OVERDUE"             # the overdue index's one partition
+OVERDUE = "OVERDUE"             # the overdue index's partition of links
+COUNT_WRITES = "COUNT_WRITES"   # the overdue index's partition of referral counts owing their write
 
 
 def settings_key(campaign_id: str) -> Key:
@@ -101,6 +104,11 @@ def link_key(ref: PersonRef) -> Key:
 
 def referrals_key(ref: PersonRef) -> Key:
     return f"CAMPAIGN#{ref.campaign_id}", f"REFERRALS#{ref.rf_user_id}"
+
+
+def referrer_of(pk: str, sk: str) -> PersonRef:
+    """The referrer whose count item this key is (referrals_key's inverse)."""
+    return PersonRef(pk.split("#", 1)[1], sk.split("#", 1)[1])
 
 
 def campaign_links(campaign_id: str) -> Key:

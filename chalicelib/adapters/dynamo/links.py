@@ -16,9 +16,10 @@ from ...domain.history import Entry, iso
 from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import KEEP, LEASE_SECONDS, Busy
+from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, Busy, Erased
 from .history import Delete, DynamoHistory, Put, Update
-from .keys import OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key
+from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key,
+                   referrer_of)
 from .lookup import drop_reference
 from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
 
@@ -372,36 +373,49 @@ class DynamoLinks:
         return applied(lambda: self.history.transact(late.link.ref, entries, update))
 
     # --- erasure --------------------------------------------------------------------------
-    def erase(self, link: Link) -> tuple[int, int]:
-        entries = self.history.erase(link.ref)
+    def erase(self, link: Link) -> Erased:
         pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
-        self._delete(link)
+        lowered = self._delete(link)
         self.forget_referrals(link.ref)
-        return entries, pointers
+        # Last: an entry written with the link (a backfill counting the lead) while it was still there goes too.
+        return Erased(self.history.erase(link.ref), pointers, lowered)
 
-    def _delete(self, link: Link) -> None:
+    def _delete(self, link: Link) -> Optional[PersonRef]:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
-        that comes again counts once again). The count never goes below 0, and a link already gone
-        (a repeated forget) takes nothing off. Each delete holds only while the stored link counts
-        for whom `link` says: a join that finished since it was read is read again (and taken off)."""
+        that comes again counts once again): the referrer whose count it lowered. The count never goes
+        below 0, and a link already gone (a repeated forget) takes nothing off. Each delete holds only
+        while the stored link counts for whom `link` says: a join that finished since it was read is
+        read again (and taken off). The count lowered owes its write to Intercom from that same write
+        (`counts_owed`)."""
         item = LinkItem(*link_key(link.ref))
         for _ in range(CONFLICT_TRIES):
             same = (LinkItem.counted_for == link.counted_for if link.counted_for
                     else LinkItem.counted_for.does_not_exist())
             if link.counted_for:
-                referrer = PersonRef(link.campaign_id, link.counted_for)
+                referrer, now = PersonRef(link.campaign_id, link.counted_for), self.clock()
                 writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
-                    ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(self.clock()))], ReferralItem.n > 0))
+                    ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(now)),
+                    ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],
+                    ReferralItem.n > 0))
                 if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *writes))):
-                    return
+                    return referrer
             if applied(lambda: item.delete(condition=same)):     # (no count left to lower)
-                return
+                return None
             try:
                 fresh = LinkItem.get(*link_key(link.ref), consistent_read=True)
             except LinkItem.DoesNotExist:
-                return                                            # gone already
+                return None                                       # gone already
             link = fresh.to_link()
         raise Busy("the link kept changing while it was erased: run `bridge forget` again")
+
+    def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
+        items = ReferralItem.owed.query(COUNT_WRITES, range_key_condition=ReferralItem.lease_until < now, limit=limit)
+        return [(referrer_of(i.pk, i.sk), float(i.lease_until)) for i in items]
+
+    def count_asked(self, ref: PersonRef, due: float) -> bool:
+        return applied(lambda: ReferralItem(*referrals_key(ref)).update(
+            actions=[ReferralItem.overdue_pk.remove(), ReferralItem.lease_until.remove()],
+            condition=ReferralItem.lease_until == due))
 
     def _retrying_conflicts(self, write: Callable[[], Any]) -> Any:
         """A transaction DynamoDB cancels only as a conflict with another (nothing of it applied) is

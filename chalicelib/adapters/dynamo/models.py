@@ -138,6 +138,12 @@ class ReferralItem(_Item):
     written = NumberAttribute(null=True)
     contact_id = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    # Set in the very write of an erasure that lowered the count (the sparse `overdue` index, in a
+    # partition of its own): its write to Intercom is owed until reconciliation queued it again
+    # (LinkRepository.erase, counts_owed, count_asked).
+    overdue_pk = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
+    owed = OverdueIndex()
 
     def to_count(self) -> ReferralCount:
         return ReferralCount(int(self.n or 0), None if self.written is None else int(self.written), self.contact_id)
