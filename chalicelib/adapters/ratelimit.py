@@ -109,6 +109,12 @@ class SharedLimiter:
         demand = max(self._used, last_used if last_slice == slice_id - 1 else self.first_block)
         return max(1, min(demand, (cap + 1) // 2))     # at most half a slice: other containers get some
 
+    def prime(self) -> None:
+        """Read the shared state now (a cold container does it beside its other first reads), so that
+        the first call does not wait for it."""
+        with self._lock:
+            self._current_state(self.slicing.slice_of(self.clock()))
+
     def _current_state(self, slice_id: int) -> BudgetState:
         if self._state is None or self._state_slice != slice_id:
             self._state, self._state_slice = self.windows.state(self.budget), slice_id
