@@ -293,7 +293,7 @@ class DynamoLinks:
             except TransactWriteError as exc:
                 if not conditional(exc):
                     raise
-                refused = self.history.refused(exc, groups)
+                refused = self.history.refused(exc, groups) & set(range(len(chunk)))   # (leads only)
             if not refused:          # the reasons did not say whose: each alone (one alone was refused)
                 return set().union(*(self._count_chunk([lead]) for lead in chunk)) if len(chunk) > 1 else set()
             chunk = [lead for n, lead in enumerate(chunk) if n not in refused]
