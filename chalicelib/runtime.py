@@ -16,7 +16,7 @@ from .adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, Secret
 from .config import Config
 from .errors import Disconnected, Permanent
 from .observability import logger
-from .ports import RefusalSample, SecretStore, Store
+from .ports import Connection, RefusalSample, SecretStore, Store
 from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
@@ -28,6 +28,9 @@ T = TypeVar("T")
 
 CACHE_SECONDS = 300
 EDGE_SECRET_SECONDS = 60
+# A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
+# search, create, tag) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
+INTERCOM_FIRST_BLOCK = 4
 HEARD_EVERY_SECONDS = 60     # the edge notes "heard a join / a notification" at most this often per container     # a value refused by a signature is checked against the store at once anyway
 
 
@@ -53,6 +56,12 @@ class Runtime:
         from .services.deps import WorkDeps
         return WorkDeps.of(self.store, self, self.queue, self.clock, lambda: self.config.search_lag,
                            lambda: self.remaining_ms())
+
+    @cached_property
+    def _both(self) -> Callable[[Callable[[], Any], Callable[[], T]], tuple[Any, T | Exception]]:
+        """Two reads at once (Runner.both), for a cold container's lookups."""
+        from .services.concurrency import Runner
+        return Runner(2).both
 
     def _cached(self, key: tuple, load: Callable[[], T], seconds: float = CACHE_SECONDS) -> T:
         hit = self._cache.get(key)
@@ -137,16 +146,32 @@ class Runtime:
         def make() -> "IntercomClient":
             from .adapters.intercom import IntercomClient
 
-            conn = self.store.connections.workspace(workspace)
+            name = intercom_token(workspace)
+            limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10, skew=0.5,
+                                   vendor="Intercom", first_block=INTERCOM_FIRST_BLOCK)
+
+            def connection() -> Optional[Connection]:
+                found = self.store.connections.workspace(workspace)
+                if found is not None and found.status == "active":
+                    limiter.prime()
+                return found
+            # The connection (then the budget's state) and the token at once: a cold container makes
+            # its SSM client meanwhile. The token only counts for an active connection.
+            conn, read = self._both(connection, lambda: self.worker_secrets.get(name))
+            if isinstance(conn, Exception) or conn is None or conn.status != "active":
+                self.worker_secrets.discard(name)
+            if isinstance(conn, Exception):
+                raise conn
             if conn is not None and conn.status == "disconnected":
                 raise Disconnected(workspace)
-            name = intercom_token(workspace)
-            token = self.worker_secrets.get(name) if conn is not None and conn.status == "active" else None
+            token = None
+            if conn is not None and conn.status == "active":
+                if isinstance(read, Exception):
+                    raise read
+                token = read
             if not token:
                 raise Permanent(f"Intercom workspace {workspace} is not connected — run "
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
-            limiter = self.limiter(f"intercom#{workspace}", self.config.intercom_calls_per_10s, 10, skew=0.5,
-                                   vendor="Intercom")
             # On a 401 the token is read again: a reconnected one is used at once. No new one: when the
             # workspace was disconnected meanwhile (its token revoked too), that is the reason.
             assert conn is not None

@@ -36,7 +36,7 @@ class MemorySecrets(Scoped):
         self.reads = [] if reads is None else reads
 
     def scoped(self, part: str) -> "MemorySecrets":
-        return MemorySecrets(self.full_name(part), self.values, self.reads)
+        return type(self)(self.full_name(part), self.values, self.reads)
 
     def get(self, name: str) -> Optional[str]:
         full = self.full_name(name)

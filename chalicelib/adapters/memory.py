@@ -180,8 +180,11 @@ class MemoryLinks:
         if ref in self.tables.referrals:
             self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n)
 
-    def count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry] = ()) -> bool:
-        held = self.tables.links.get(PersonRef(*ref))
+    def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
+        return [self._count_applied(PersonRef(*ref), referrer, entries) for ref, referrer, entries in leads]
+
+    def _count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry]) -> bool:
+        held = self.tables.links.get(ref)
         if held is None or not held.link.final or held.link.counted_for:
             return False
         self._write(held.link.ref, entries, counted_for=referrer)

@@ -4,7 +4,9 @@
   span of the window's length anywhere holds more than the budget, whenever the vendor's window starts.
 - **Blocks.** A container takes its slots in blocks: one write reserves several of the current
   slice's slots (as many as it used in the last slice, doubling while it needs more), and hands them
-  out itself until the slice ends. Callers together never get more than the slice's cap.
+  out itself until the slice ends. Callers together never get more than the slice's cap. A slice
+  after an idle one starts with `first_block` slots (Intercom's: a join's or an event's few calls in
+  one write; RF's slices are small, so it starts with one).
 - **429.** A 429 pauses every caller until the vendor's reset (recorded in the shared state). For a
   vendor that blocks after repeated excess (RF), the first 429 of a pause also lowers the budget,
   which recovers slowly (domain/budget.py).
@@ -38,10 +40,10 @@ class SharedLimiter:
     def __init__(self, windows: RateWindows, budget: str, limit: int, window: float, *, skew: float = 1.0,
                  vendor: str = "the API", block_status: Optional[int] = None, recheck: float = 900.0,
                  clock: Callable[[], float] = time.time, sleeper: Callable[[float], None] = time.sleep,
-                 max_wait: float | Callable[[], float] = 20.0):
+                 max_wait: float | Callable[[], float] = 20.0, first_block: int = 1):
         self.windows, self.budget, self.vendor = windows, budget, vendor
         self.slicing = Slicing(limit, window, skew)
-        self.block_status, self.recheck = block_status, recheck
+        self.block_status, self.recheck, self.first_block = block_status, recheck, max(1, first_block)
         self.clock, self.sleeper, self.max_wait = clock, sleeper, max_wait
         self._lock = threading.Lock()
         self._slice: Optional[int] = None   # the slice our local slots belong to
@@ -104,8 +106,14 @@ class SharedLimiter:
 
     def _want(self, slice_id: int, cap: int) -> int:
         last_slice, last_used = self._last
-        demand = max(self._used, last_used if last_slice == slice_id - 1 else 1)
+        demand = max(self._used, last_used if last_slice == slice_id - 1 else self.first_block)
         return max(1, min(demand, (cap + 1) // 2))     # at most half a slice: other containers get some
+
+    def prime(self) -> None:
+        """Read the shared state now (a cold container does it beside its other first reads), so that
+        the first call does not wait for it."""
+        with self._lock:
+            self._current_state(self.slicing.slice_of(self.clock()))
 
     def _current_state(self, slice_id: int) -> BudgetState:
         if self._state is None or self._state_slice != slice_id:

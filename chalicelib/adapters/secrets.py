@@ -137,6 +137,12 @@ class SecretCache:
         value = self._read(name)
         return value if value and value != stale else None
 
+    def discard(self, name: str) -> None:
+        """Keep nothing of `name`: a read made before it was known to be needed (its absence, kept,
+        would hold back a secret connected a moment later)."""
+        self._values.pop(name, None)
+        self._rechecked.pop(name, None)
+
     def clear(self) -> None:
         self._values.clear()
         self._rechecked.clear()

@@ -70,11 +70,14 @@ class LinkRepository(Protocol):
         """Intercom holds `n` (written, and checked after)."""
     def forget_referrals(self, ref: PersonRef) -> bool:
         """Erase the referrer's count (and the contact it named, and a write it owed): whether there was one."""
-    def count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry] = ()) -> bool:
-        """Count a lead whose join was applied without counting (before the campaign kept counts):
-        their link records `counted_for = referrer`, the referrer's count grows by 1 and `entries` go
-        into the lead's history, at once. False, and nothing written, unless the link exists, is final
-        (linked or ignored) and counted for nobody yet: each lead counts once, by their join or by this."""
+    def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
+        """Count leads whose joins were applied without counting (before the campaign kept counts),
+        each (lead, referrer, entries): their link records `counted_for = referrer`, the referrer's
+        count grows by 1 and `entries` go into the lead's history, at once, in as few writes as the
+        store can (a referrer of several gets them in one update). Per lead True, or False and
+        nothing written for them, unless the link exists, is final (linked or ignored) and counted
+        for nobody yet (nor named earlier in `leads`): each lead counts once, by their join or by
+        this. A lead refused does not hold back the others."""
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,

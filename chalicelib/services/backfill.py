@@ -7,9 +7,9 @@ duplicate handling, limits and history. Idempotent: an applied join is final, so
 finds nobody to send. A dry run (the default) only counts.
 
 In a campaign that keeps referral counts, a lead whose join was applied before the setting (their
-link is final and counted for nobody) is counted for their RF referrer here, once
-(LinkRepository.count_applied), and each referrer whose count grew gets it written back (one
-`referral.count` message each, after each page, like the joins)."""
+link is final and counted for nobody) is counted for their RF referrer here, once, the page's leads
+in one batched write (LinkRepository.count_applied_many), and each referrer whose count grew gets it
+written back (one `referral.count` message each, after each page, like the joins)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -89,26 +89,20 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     while True:
         users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
+        classified = [_classify(user, links, settings, result.campaign_id, rt.clock()) for user in users]
+        uncounted = [u for _, _, u in classified if u is not None]
+        counted = _count(rt, uncounted) if apply and uncounted else set()
+        grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[dict] = []
-        counted, grown = 0, set()
-        try:
-            for user in users:
-                outcome, message, uncounted = _classify(user, links, settings, result.campaign_id, rt.clock())
-                if uncounted is not None and not apply:
-                    outcome = COUNTED
-                elif uncounted is not None and _count(rt, uncounted):
-                    outcome, counted = COUNTED, counted + 1
-                    grown.add(uncounted[1])
-                result.outcomes[outcome] += 1
-                if message is not None:
-                    to_send.append(message.wire())
-        except BaseException:
-            if grown:     # (stopped mid-page: what was counted still asks for its write)
-                rt.queue.send_many(count_messages(grown))
-            raise
+        for outcome, message, lead in classified:
+            if lead is not None and (not apply or lead[0] in counted):
+                outcome = COUNTED
+            result.outcomes[outcome] += 1
+            if message is not None:
+                to_send.append(message.wire())
         owed = _owed(rt, links, grown) if apply and count_attribute(settings) else set()
         result.read += len(users)
-        result.counted += counted
+        result.counted += len(counted)
         if apply and (to_send or grown or owed):
             _send(rt, to_send, grown, owed)
             result.queued += len(to_send)
@@ -149,13 +143,20 @@ def _uncounted(settings: CampaignSettings, person: RFPerson, link: Link) -> Opti
     return (link.ref, PersonRef(link.campaign_id, referrer)) if referrer else None
 
 
-def _count(rt: Backfilling, uncounted: Uncounted) -> bool:
-    """Count the lead now (False: counted meanwhile, by another run, or the link changed)."""
-    lead, referrer = uncounted
-    return rt.store.links.count_applied(lead, referrer.rf_user_id, [Entry(
-        "referral_count", "counted", f"counted for referrer {referrer.rf_user_id} by `bridge backfill "
-        f"{lead.campaign_id} --apply` (the join was applied before the campaign kept referral counts)",
-        {"referrer_id": referrer.rf_user_id})])
+def _count(rt: Backfilling, uncounted: list[Uncounted]) -> set[PersonRef]:
+    """Count the page's leads now, in one batched write: those counted (not those counted meanwhile,
+    by another run or their join, nor those whose link changed or was erased)."""
+    try:
+        answers = rt.store.links.count_applied_many([(lead, referrer.rf_user_id, [Entry(
+            "referral_count", "counted", f"counted for referrer {referrer.rf_user_id} by `bridge backfill "
+            f"{lead.campaign_id} --apply` (the join was applied before the campaign kept referral counts)",
+            {"referrer_id": referrer.rf_user_id})]) for lead, referrer in uncounted])
+    except BaseException:
+        # Stopped mid-page (Ctrl-C, DynamoDB failing): some of the page's leads may be counted. Each of
+        # their referrers asks for the write, of the count kept, unless Intercom holds it already.
+        rt.queue.send_many(count_messages({referrer for _, referrer in uncounted}, unless_written=True))
+        raise
+    return {lead for (lead, _), counted in zip(uncounted, answers) if counted}
 
 
 def _owed(rt: Backfilling, links: dict[PersonRef, Link], grown: set[PersonRef]) -> set[PersonRef]:

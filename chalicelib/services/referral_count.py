@@ -2,7 +2,7 @@
 
 RF's user object carries no count, so the bridge keeps one: each lead whose join it applies counts
 once for their referrer, in the join's own finishing write (LinkRepository.finish_many; a join applied
-before the campaign kept counts is counted by `bridge backfill --apply`: count_applied). After that
+before the campaign kept counts is counted by `bridge backfill --apply`: count_applied_many). After that
 write, one `referral.count` message per referrer asks for the count to be written to the referrer's
 Intercom contact (the one sync enrolled, or the one their own join linked).
 

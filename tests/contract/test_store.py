@@ -783,7 +783,7 @@ def test_an_entry_written_with_the_link_after_it_was_read_goes_with_it_and_its_c
     and leaves no entry about the lead."""
     _finish_leads(store, "1", counts_for=None)
     stale = store.links.get(PersonRef("42", "1"))
-    store.links.count_applied(stale.ref, "100", [Entry("referral_count", "counted", "counted for referrer 100")])
+    store.links.count_applied_many([(stale.ref, "100", [Entry("referral_count", "counted", "counted for referrer 100")])])
     assert store.links.erase(stale).lowered == REFERRER
     assert store.history.entries(stale.ref) == [] and store.links.referrals(REFERRER).n == 0
 
@@ -797,7 +797,7 @@ def test_no_entry_written_with_the_link_outlives_its_erasure(store, monkeypatch)
 
     def erased_then_counted(ref):
         gone = erase(ref)
-        landed.append(store.links.count_applied(lead, "100", [Entry("referral_count", "counted", "by backfill")]))
+        landed.extend(store.links.count_applied_many([(lead, "100", [Entry("referral_count", "counted", "by backfill")])]))
         return gone
     monkeypatch.setattr(store.history, "erase", erased_then_counted)
     store.links.erase(store.links.get(lead))
@@ -879,17 +879,21 @@ def test_erasing_a_lead_cancelled_as_a_conflict_is_tried_again(store, monkeypatc
     assert store.links.get(PersonRef("42", "1")) is None and store.links.referrals(REFERRER).n == 1
 
 
+def _counting(*users: str, referrer="100", entries=()) -> list:
+    return [(PersonRef("42", u), referrer, list(entries)) for u in users]
+
+
 def test_a_lead_applied_before_the_campaign_kept_counts_is_counted_once_afterwards(store):
     _finish_leads(store, "1", "2", counts_for=None)                 # joins applied before the setting
     _finish_leads(store, "3", status=LinkStatus.IGNORED, counts_for=None)
     done = [Entry("referral_count", "counted", "counted for referrer 100")]
-    assert store.links.count_applied(PersonRef("42", "1"), "100", done) is True
-    assert store.links.count_applied(PersonRef("42", "3"), "100") is True     # an ignored lead counts too
+    assert store.links.count_applied_many([*_counting("1", entries=done),
+                                           *_counting("3")]) == [True, True]     # an ignored lead counts too
     assert store.links.referrals(REFERRER).n == 2
     assert store.links.get(PersonRef("42", "1")).counted_for == "100"
     assert outcomes(store, PersonRef("42", "1")) == ["linked", "counted"]
-    assert store.links.count_applied(PersonRef("42", "1"), "100", done) is False   # a second time: nothing
-    assert store.links.count_applied(PersonRef("42", "1"), "101") is False         # nor for someone else
+    assert store.links.count_applied_many([*_counting("1", entries=done),             # a second time: nothing
+                                           *_counting("1", referrer="101")]) == [False, False]   # nor for another
     assert store.links.referrals(REFERRER).n == 2 and store.links.referrals(PersonRef("42", "101")) is None
     assert outcomes(store, PersonRef("42", "1")) == ["linked", "counted"]
     store.links.erase(store.links.get(PersonRef("42", "1")))          # counted this way, taken off as a join's
@@ -900,8 +904,113 @@ def test_only_a_final_link_counted_for_nobody_is_counted_afterwards(store, clock
     _finish_leads(store, "1")                                          # its join counted it already
     _finish_leads(store, "2", status=LinkStatus.FAILED, counts_for=None)
     store.links.claim(PersonRef("42", "3"), WS)                        # a join in progress
-    for user in ("1", "2", "3", "4"):                                  # (4: no link at all)
-        assert store.links.count_applied(PersonRef("42", user), "100") is False, user
+    assert store.links.count_applied_many(_counting("1", "2", "3", "4")) == [False] * 4   # (4: no link at all)
     assert store.links.referrals(REFERRER).n == 1
     assert [store.links.get(PersonRef("42", u)).counted_for for u in ("1", "2", "3")] == ["100", None, None]
     assert store.links.get(PersonRef("42", "4")) is None
+
+
+def test_a_page_of_leads_counts_each_once_for_their_referrers_and_a_refused_lead_holds_back_no_other(store):
+    _finish_leads(store, "1", "2", "3", "4", "5", "6", counts_for=None)
+    _finish_leads(store, "7")                                          # counted by its join
+    _finish_leads(store, "8", status=LinkStatus.FAILED, counts_for=None)
+    done = [Entry("referral_count", "counted", "counted by backfill")]
+    page = [*_counting("1", "2", entries=done), *_counting("3", referrer="101", entries=done),
+            *_counting("7", "4", "8", entries=done), *_counting("9", "1", "5", referrer="101", entries=done),
+            *_counting("6")]                                           # (9: no link; 1: named twice)
+    assert store.links.count_applied_many(page) == [True, True, True, False, True, False, False, False, True, True]
+    assert store.links.referrals(REFERRER).n == 1 + 4                  # 7's join, then 1, 2, 4 and 6
+    assert store.links.referrals(PersonRef("42", "101")).n == 2        # 3 and 5
+    assert [store.links.get(PersonRef("42", u)).counted_for for u in "12345678"] == [
+        "100", "100", "101", "100", "101", "100", "100", None]
+    assert outcomes(store, PersonRef("42", "1")) == ["linked", "counted"] and outcomes(
+        store, PersonRef("42", "6")) == ["linked"]                     # (no entries given: none written)
+    assert store.links.count_applied_many(page) == [False] * len(page)    # the same page again: nothing
+    assert store.links.count_applied_many([]) == []
+    assert store.links.referrals(REFERRER).n == 5
+
+
+def _transactions(monkeypatch) -> list[int]:
+    """The number of items of each TransactWriteItems the store sends from now on."""
+    from chalicelib.adapters.dynamo.models import HistoryItem
+    client, sent = HistoryItem._get_connection().connection.client, []
+    call = client._make_api_call
+
+    def recording(operation, kwargs):
+        if operation == "TransactWriteItems":
+            sent.append(len(kwargs["TransactItems"]))
+        return call(operation, kwargs)
+    monkeypatch.setattr(client, "_make_api_call", recording)
+    return sent
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_page_of_leads_is_counted_in_transactions_of_at_most_100_items_not_one_each(store, monkeypatch):
+    users = [str(u) for u in range(1, 121)]
+    _finish_leads(store, *users[:60], counts_for=None)
+    _finish_leads(store, *users[60:], counts_for=None)
+    sent = _transactions(monkeypatch)
+    done = [Entry("referral_count", "counted", "counted by backfill")]
+    page = [(PersonRef("42", u), f"10{int(u) % 3}", done) for u in users]      # 120 leads of 3 referrers
+    assert store.links.count_applied_many(page) == [True] * 120
+    # a lead's link and history item, and each referrer's one update in each transaction: 249 items
+    assert sent == [99, 99, 51]                                         # ceil(249 / 100) transactions, not 120
+    assert [store.links.referrals(PersonRef("42", f"10{r}")).n for r in range(3)] == [40, 40, 40]
+    assert all(outcomes(store, PersonRef("42", u)) == ["linked", "counted"] for u in users)
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_leads_counted_or_erased_by_another_worker_meanwhile_leave_the_others_counted_once(store, clock, monkeypatch):
+    """Two backfills at once, or a forget racing one: DynamoDB cancels the transaction on those leads'
+    conditions; its other leads are written again without them, and the counts are exact."""
+    _finish_leads(store, "1", "2", "3", "4", "5", counts_for=None)
+    other, sent = type(store)(clock), _transactions(monkeypatch)
+    transact_all = store.links.history.transact_all
+
+    def meanwhile(groups):
+        if not sent:                       # just before the first: another run counts 2, a forget erases 3
+            assert other.links.count_applied_many(_counting("2")) == [True]
+            other.links.erase(other.links.get(PersonRef("42", "3")))
+        return transact_all(groups)
+    monkeypatch.setattr(store.links.history, "transact_all", meanwhile)
+    done = [Entry("referral_count", "counted", "counted by backfill")]
+    assert store.links.count_applied_many(_counting("1", "2", "3", "4", "5", entries=done)) == [
+        True, False, False, True, True]
+    assert sent == [1 + 1, 11, 7]          # (the other run's), the cancelled one, the one written again without them
+    assert store.links.referrals(REFERRER).n == 4                      # 2 by the other run, 1, 4 and 5 by this one
+    assert store.links.get(PersonRef("42", "3")) is None and outcomes(store, PersonRef("42", "2")) == ["linked"]
+    assert outcomes(store, PersonRef("42", "1")) == ["linked", "counted"]
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_counting_transaction_cancelled_as_a_conflict_is_tried_again_and_counts_once(store, monkeypatch):
+    _finish_leads(store, "1", "2", "3", counts_for=None)
+    conflicts = Conflicts(monkeypatch, 2)
+    store.links.sleep = conflicts.sleeps.append
+    assert store.links.count_applied_many(_counting("1", "2", "3")) == [True] * 3
+    assert (conflicts.tries, len(conflicts.sleeps)) == (3, 2)
+    assert store.links.referrals(REFERRER).n == 3
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_counting_transaction_cancelled_without_saying_whose_condition_failed_counts_each_lead_alone(
+        store, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from chalicelib.adapters.dynamo.models import HistoryItem
+    _finish_leads(store, "1", "2", counts_for=None)
+    _finish_leads(store, "3", counts_for="100")
+    client, sent = HistoryItem._get_connection().connection.client, []
+    call = client._make_api_call
+
+    def unexplained(operation, kwargs):
+        if operation == "TransactWriteItems":
+            sent.append(len(kwargs["TransactItems"]))
+            if len(sent) == 1:
+                raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": (
+                    "Transaction cancelled, please refer cancellation reasons for specific reasons "
+                    "[ConditionalCheckFailed]")}}, operation)
+        return call(operation, kwargs)
+    monkeypatch.setattr(client, "_make_api_call", unexplained)
+    assert store.links.count_applied_many(_counting("1", "2", "3")) == [True, True, False]
+    assert sent == [4, 2, 2, 2] and store.links.referrals(REFERRER).n == 3

@@ -3,6 +3,8 @@ nothing) reading RF's campaign people page by page, and `bridge dlq list` / `rep
 letter, not only the first batch SQS hands out."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -130,21 +132,30 @@ def test_backfill_apply_counts_the_leads_from_before_for_their_referrer(bridge, 
     assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 3
 
 
+COUNTING = {**lead_settings(), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
+
+
+def joined_before_counts(bridge, intercom, rf, leads: int) -> tuple[dict, list[dict]]:
+    """Rita and her `leads` leads joined (applied) before the campaign kept referral counts; then it does."""
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply(lead_settings())                                    # no count setting yet
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    early = [rf.add_user(42, f"early{i}@example.com", f"E{i}", referrer_id=rita["id"]) for i in range(leads)]
+    for person in [rita, *early]:
+        assert bridge.post_join(join_body(person)).status_code == 202
+    bridge.drain()
+    bridge.apply(COUNTING)
+    return rita, early
+
+
 def test_backfill_apply_counts_the_leads_applied_before_the_count_setting_once(bridge, intercom, rf, capsys,
                                                                                monkeypatch):
     """Referral counts (README): leads whose joins were applied before the campaign kept counts are
     counted by `backfill --apply`, once, and a join delivered again afterwards counts nothing more."""
     from chalicelib.services import backfill
     monkeypatch.setattr(backfill, "PER_PAGE", 2)
-    intercom.define_attribute("referral_count", "integer")
-    bridge.apply(lead_settings())                                    # no count setting yet
-    rita = rf.add_user(42, "rita@example.com", "Rita")
-    early = [rf.add_user(42, f"early{i}@example.com", f"E{i}", referrer_id=rita["id"]) for i in range(3)]
-    for person in [rita, *early]:
-        assert bridge.post_join(join_body(person)).status_code == 202
-    bridge.drain()
+    rita, early = joined_before_counts(bridge, intercom, rf, 3)
     [contact] = intercom.contacts_by_email("rita@example.com")
-    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}})
 
     code, dry = run(bridge, capsys, "backfill", "42")
     assert dry["outcomes"] == {"already applied: would be counted for their referrer": 3, "already linked": 1}
@@ -168,3 +179,59 @@ def test_backfill_apply_counts_the_leads_applied_before_the_count_setting_once(b
     assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 3
     assert bridge.rt.store.links.referrals(PersonRef("42", str(rita["id"]))).n == 3
     assert intercom.count("PUT", "/contacts") == writes                 # (the repeat finds it written)
+
+
+def test_backfill_apply_counts_a_page_of_earlier_leads_in_a_few_transactions_not_one_each(bridge, intercom, rf,
+                                                                                           capsys, counter):
+    """120 leads of 3 referrers whose joins were applied before the campaign kept counts, in one page
+    (250 people a page): counted in ceil(items / 100) TransactWriteItems (each lead's link and history
+    item, each referrer's one update per transaction: 249 items), not one per lead."""
+    from chalicelib.domain.link import JoinResult, LinkStatus
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply(COUNTING)
+    referrers = [rf.add_user(42, f"r{r}@example.com", f"R{r}") for r in range(3)]
+    leads = [rf.add_user(42, f"lead{i}@example.com", f"L{i}", referrer_id=referrers[i % 3]["id"])
+             for i in range(120)]
+    people = [PersonRef("42", str(p["id"])) for p in [*referrers, *leads]]
+    links, workspace = bridge.rt.store.links, bridge.rt.store.settings.get("42").workspace
+    for start in range(0, len(people), 60):      # their joins, applied before the count setting: counted for none
+        claims = links.claim_many([(ref, workspace) for ref in people[start:start + 60]])
+        assert links.finish_many([(c, JoinResult(LinkStatus.LINKED), []) for c in claims]) == [None] * len(claims)
+    with counter.measure() as counts:
+        code, done = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and done["counted"] == 120 and done["count_writes_queued"] == 3
+    assert counts.operations("dynamodb")["dynamodb:TransactWriteItems"] == 3          # was 120: one per lead
+    [limiter] = [c for c in counts.aws_calls if c.operation == "UpdateItem"]          # (the RF page's slot)
+    assert counts.dynamodb_writes == 3 + 1 and limiter.params["Key"]["pk"]["S"].startswith("RATE")
+    assert [c.items for c in counts.aws_calls if c.operation == "TransactWriteItems"] == [99, 99, 51]
+    assert [bridge.rt.store.links.referrals(PersonRef("42", str(r["id"]))).n for r in referrers] == [40, 40, 40]
+    code, again = run(bridge, capsys, "backfill", "42", "--apply")
+    assert again["counted"] == 0
+
+
+def test_backfill_apply_counts_the_rest_of_a_page_exactly_when_a_lead_is_counted_or_forgotten_meanwhile(
+        bridge, intercom, rf, capsys, monkeypatch):
+    """Another backfill counts one lead of the page, and `bridge forget` erases another, after this run
+    read the page and before its counting write: that write is refused on those two, and written again
+    without them; the others count once, and the count is exact."""
+    from chalicelib.adapters.dynamo.history import DynamoHistory
+    rita, early = joined_before_counts(bridge, intercom, rf, 6)
+    transact_all, raced = DynamoHistory.transact_all, []
+
+    def meanwhile(self, groups):
+        if not raced:
+            raced.append(True)
+            assert bridge.rt.store.links.count_applied_many([(PersonRef("42", str(early[2]["id"])), str(rita["id"]),
+                                                              [])]) == [True]
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert main(["forget", "early4@example.com"], rt=bridge.rt) == 0
+        return transact_all(self, groups)
+    monkeypatch.setattr(DynamoHistory, "transact_all", meanwhile)
+    code, done = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and done["counted"] == 4 and done["outcomes"] == {
+        "already applied: counted now for their referrer": 4, "already linked": 3}    # (as read: Rita, 2 and 4)
+    assert bridge.rt.store.links.referrals(PersonRef("42", str(rita["id"]))).n == 5   # 4 by this run, 1 by the other
+    assert bridge.rt.store.links.get(PersonRef("42", str(early[4]["id"]))) is None
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("rita@example.com")
+    assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 5

@@ -280,16 +280,33 @@ def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counte
     rt.store.settings.put("42", COUNTING, WS)
     _lead(rt.store, "2")
     _lead(rt.store, "3")
-    count_applied = rt.store.links.count_applied
-    calls = []
+    count_applied_many = rt.store.links.count_applied_many
 
-    def count_then_stop(*args, **kw):
-        calls.append(args)
-        if len(calls) == 2:
-            raise KeyboardInterrupt()                # Ctrl-C (or DynamoDB failing) at the page's second lead
-        return count_applied(*args, **kw)
-    rt.store.links.count_applied = count_then_stop   # type: ignore
+    def count_then_stop(leads):
+        count_applied_many(leads[:1])
+        raise KeyboardInterrupt()         # Ctrl-C (or DynamoDB failing) after the page's first transaction
+    rt.store.links.count_applied_many = count_then_stop   # type: ignore
     with pytest.raises(KeyboardInterrupt):
         backfill(rt, "42", apply=True)
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 1
-    assert [(m["kind"], m["rf_user_id"]) for m in rt.queue.sent] == [("referral.count", "1")]
+    assert [(m["kind"], m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent] == [("referral.count", "1", True)]
+
+
+def test_a_backfill_counts_a_page_in_one_write_and_not_a_lead_another_run_counted_meanwhile():
+    users = [{"id": u, "email": f"{u}@x.co", "type": "person_invited", "referrer_id": 1} for u in (2, 3, 4)]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", COUNTING, WS)
+    for user in "234":
+        _lead(rt.store, user)
+    count_applied_many, pages = rt.store.links.count_applied_many, []
+
+    def raced(leads):
+        pages.append(len(leads))
+        count_applied_many([(PersonRef("42", "3"), "1", [])])       # another run counted 3 meanwhile
+        return count_applied_many(leads)
+    rt.store.links.count_applied_many = raced   # type: ignore
+    done = backfill(rt, "42", apply=True)
+    assert pages == [2, 1]                                          # one write a page (2 people a page)
+    assert done.view()["outcomes"] == {"already applied: counted now for their referrer": 2, "already linked": 1}
+    assert done.counted == 2 and rt.store.links.referrals(PersonRef("42", "1")).n == 3   # each once
+    assert [m["rf_user_id"] for m in rt.queue.sent if not m["unless_written"]] == ["1", "1"]

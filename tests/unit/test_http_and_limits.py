@@ -129,14 +129,36 @@ def test_one_container_takes_its_slots_in_blocks_and_runs_at_the_sustained_rate(
     assert len(writes) < 1200 / 5                        # a write reserves several slots
 
 
-def test_several_containers_in_parallel_never_pass_the_budget_in_any_60s():
+def test_a_slice_after_an_idle_one_starts_with_the_first_block_then_doubles():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    writes = []
+    reserve = rates.reserve
+    rates.reserve = lambda budget, slice_id, want, cap, ttl: writes.append(want) or reserve(budget, slice_id, want, cap, ttl)
+    intercom = SharedLimiter(rates, "intercom#ws", 1666, 10, skew=0.5, vendor="Intercom", clock=clock,
+                             sleeper=clock.sleep, first_block=4)
+    for _ in range(4):                     # a cold join's 4 calls: one write
+        intercom.acquire()
+    assert writes == [4]
+    for _ in range(8):
+        intercom.acquire()
+    assert writes == [4, 4, 8]             # then as many as it used, doubling while it needs more
+    clock.now += 5                         # idle slices: the next one starts with the first block again
+    intercom.acquire()
+    assert writes == [4, 4, 8, 4]
+    rf = limiter(rates, clock)             # RF's slices are small: it starts with one slot
+    rf.acquire()
+    assert writes[-1] == 1
+
+
+@pytest.mark.parametrize("first_block", [1, 4])
+def test_several_containers_in_parallel_never_pass_the_budget_in_any_60s(first_block):
     """Eight containers (each its own limiter), one shared budget; the clock moves only when all of
     them wait, so their reservations really race. A call takes 50-300 ms, now and then seconds."""
     clock, rates = VirtualTime(), MemoryRates()
     taken: list[float] = []
 
     def container(seed: int):
-        rf, rng = limiter(rates, clock), random.Random(seed)
+        rf, rng = limiter(rates, clock, first_block=first_block), random.Random(seed)
         for _ in range(150):
             rf.acquire()
             taken.append(clock())

@@ -104,3 +104,55 @@ def test_the_runtimes_edge_lookups_read_only_under_edge():
     for forged in ("../worker/intercom/ws1", "ws1/../../worker", "ws1/token", "", "x" * 65):
         assert rt.intercom_client_secret(forged) is None
     assert store.reads and all(name.startswith("/p/edge/") for name in store.reads)
+
+
+def test_a_cold_intercom_client_reads_its_connection_and_budget_beside_its_token():
+    """A cold container's first Intercom call waits for one read's time, not three in a row: the
+    connection (then the budget's shared state) are read while the token is (SSM's client is made
+    meanwhile). Each read here waits until the other has started: read one after another, the
+    connection's read would wait for the token's in vain."""
+    import threading
+
+    from chalicelib.adapters.memory import MemoryStore
+
+    token_asked = threading.Event()
+    clock, store = FakeClock(), MemoryStore()
+    store.connections.put_workspace("ws1", ["token"])
+    states = []
+    state = store.rates.state
+    store.rates.state = lambda budget: states.append(budget) or state(budget)   # type: ignore[method-assign]
+    workspace = store.connections.workspace
+
+    def connection(name):
+        assert token_asked.wait(timeout=5), "the connection was read before the token was asked"
+        return workspace(name)
+    store.connections.workspace = connection                                      # type: ignore[method-assign]
+
+    class Secrets(MemorySecrets):
+        def get(self, name):
+            token_asked.set()
+            return super().get(name)
+    secrets = Secrets("/p", {"/p/worker/intercom/ws1/token": "tok"})
+    rt = Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=clock, queue=FakeQueue(), store=store,
+                 secrets=secrets)
+    client = rt.intercom("ws1")
+    assert client._token == "tok" and states == ["intercom#ws1"]
+    rt.limiter("intercom#ws1", rt.config.intercom_calls_per_10s, 10).acquire()   # the state is not read again
+    assert states == ["intercom#ws1"]
+
+
+def test_a_token_read_ahead_for_a_workspace_not_connected_is_not_kept():
+    """The token is read beside the connection, before it is known to be needed: for a workspace not
+    (or no longer) connected, that read is not kept, so one connected a moment later works at once."""
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.errors import Permanent
+
+    store, secrets = MemoryStore(), MemorySecrets("/p")
+    rt = Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=FakeClock(), queue=FakeQueue(), store=store,
+                 secrets=secrets)
+    for _ in range(3):                                   # work about it keeps arriving meanwhile
+        with pytest.raises(Permanent, match="not connected"):
+            rt.intercom("ws1")
+    secrets.values["/p/worker/intercom/ws1/token"] = "tok"     # `bridge workspace connect`, this instant
+    store.connections.put_workspace("ws1", ["token"])
+    assert rt.intercom("ws1")._token == "tok"

@@ -14,7 +14,7 @@ from pynamodb.transactions import TransactWrite
 from ...domain.history import Entry, Recorded, iso
 from ...domain.link import PersonRef
 from .keys import history_pk, latest_sk, repeats_sk
-from .models import HistoryItem
+from .models import HistoryItem, refused_items
 
 _SEQUENCE = itertools.count()
 
@@ -83,6 +83,19 @@ class DynamoHistory:
                         tx.update(update.item, actions=update.actions, condition=update.condition)
                 for item in self._items(ref, entries, now):
                     tx.save(item)
+
+    @staticmethod
+    def refused(exc: Exception, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete]]]
+                ) -> set[int]:
+        """The groups of a transact_all DynamoDB cancelled whose items' conditions failed, as its
+        cancellation reasons say (none when they say nothing)."""
+        # PynamoDB sends a transaction's deletes, then its puts (a group's entries: one, after the
+        # group's puts), then its updates, each in the order transact_all gave them.
+        def owners(kind: type, entries: bool = False) -> list[int]:
+            return [g for g, (_, written, updates) in enumerate(groups)
+                    for _ in [*(u for u in updates if isinstance(u, kind)), *(written[:1] if entries else ())]]
+        sent = owners(Delete) + owners(Put, entries=True) + owners(Update)
+        return {sent[i] for i in refused_items(exc) if i < len(sent)}
 
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
         with HistoryItem.batch_write() as batch:

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections import Counter
 from functools import partial
-from typing import Any, Callable, Collection, Iterable, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
@@ -45,6 +45,36 @@ _NOT_REQUEUED = (LinkItem.lease_ended.remove(), LinkItem.requeued.remove())
 def _lease_ended(now: float) -> Any:
     """The claim's lease ran out (reconciliation's requeue keeps it ended)."""
     return (LinkItem.lease_until < now) | LinkItem.lease_ended.exists()
+
+
+def _counts_for(lead: PersonRef, referrer: str, now: str) -> Update:
+    """The lead's link counts for the referrer, as long as it is final and counts for nobody."""
+    return Update(LinkItem(*link_key(lead)), [LinkItem.counted_for.set(referrer), LinkItem.updated_at.set(now)],
+                  LinkItem.pk.exists() & LinkItem.counted_for.does_not_exist()
+                  & LinkItem.status.is_in(LinkStatus.LINKED.value, LinkStatus.IGNORED.value))
+
+
+_Counting = tuple[int, PersonRef, str, Sequence[Entry]]     # a lead to count: (position, lead, referrer, entries)
+
+
+def _referrer(lead: _Counting) -> PersonRef:
+    return PersonRef(lead[1].campaign_id, lead[2])
+
+
+def _counting_chunks(leads: Sequence[_Counting]) -> Iterator[list[_Counting]]:
+    """The leads in groups whose transaction fits: each lead's link update and history item, and one
+    count update per referrer of the group."""
+    chunk: list[_Counting] = []
+    items, referrers = 0, set[PersonRef]()
+    for lead in leads:
+        if chunk and items + 1 + bool(lead[3]) + (_referrer(lead) not in referrers) > MAX_TRANSACTION:
+            yield chunk
+            chunk, items, referrers = [], 0, set()
+        items += 1 + bool(lead[3]) + (_referrer(lead) not in referrers)
+        referrers.add(_referrer(lead))
+        chunk.append(lead)
+    if chunk:
+        yield chunk
 
 
 class _Alone(Exception):
@@ -166,10 +196,13 @@ class DynamoLinks:
 
     def _counted(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Update]:
         """One update per referrer the joins count for (a transaction may touch an item once)."""
-        referrers = Counter(PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
-                            if result.counted_for)
+        return self._more(PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
+                          if result.counted_for)
+
+    def _more(self, referrers: Iterable[PersonRef]) -> list[Update]:
+        """One update per referrer, adding each the leads it is named for."""
         now = iso(self.clock())
-        return [_more_leads(ref, n, now) for ref, n in sorted(referrers.items())]
+        return [_more_leads(ref, n, now) for ref, n in sorted(Counter(referrers).items())]
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
@@ -234,14 +267,38 @@ class DynamoLinks:
         applied(lambda: ReferralItem(*referrals_key(ref)).update(
             actions=[ReferralItem.written.set(n)], condition=ReferralItem.pk.exists()))
 
-    def count_applied(self, ref: PersonRef, referrer: str, entries: Sequence[Entry] = ()) -> bool:
-        now = iso(self.clock())
-        link = Update(LinkItem(*link_key(ref)), [LinkItem.counted_for.set(referrer), LinkItem.updated_at.set(now)],
-                      LinkItem.pk.exists() & LinkItem.counted_for.does_not_exist()
-                      & LinkItem.status.is_in(LinkStatus.LINKED.value, LinkStatus.IGNORED.value))
-        count = _more_leads(PersonRef(ref.campaign_id, referrer), 1, now)
-        # (the count item is the one finishing joins of this referrer write: a conflict is retried)
-        return applied(lambda: self._retrying_conflicts(lambda: self.history.transact(ref, entries, link, count)))
+    def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
+        """In as few transactions as fit (_counting_chunks). When DynamoDB cancels one on some
+        leads' conditions (counted meanwhile, by another run or their join; erased), its cancellation
+        reasons name them: they are left out, and the others written again."""
+        first: dict[PersonRef, int] = {}
+        for i, (ref, _, _) in enumerate(leads):
+            first.setdefault(PersonRef(*ref), i)          # (a lead named twice counts at its first)
+        counted: set[int] = set()
+        for chunk in _counting_chunks([(i, *leads[i]) for i in sorted(first.values())]):
+            counted |= self._count_chunk(chunk)
+        return [i in counted for i in range(len(leads))]
+
+    def _count_chunk(self, chunk: list[_Counting]) -> set[int]:
+        """Count the leads of one transaction: the positions of those counted. Each try after a
+        cancelled one leaves out a lead at least (a conflict alone is tried again as such)."""
+        while chunk:
+            now = iso(self.clock())
+            groups: list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]] = [
+                (ref, entries, [_counts_for(ref, referrer, now)]) for _, ref, referrer, entries in chunk]
+            groups.append((chunk[0][1], [], self._more(_referrer(lead) for lead in chunk)))
+            try:
+                # (the count items are those finishing joins of these referrers write: a conflict is retried)
+                self._retrying_conflicts(lambda: self.history.transact_all(groups))
+                return {i for i, *_ in chunk}
+            except TransactWriteError as exc:
+                if not conditional(exc):
+                    raise
+                refused = self.history.refused(exc, groups) & set(range(len(chunk)))   # (leads only)
+            if not refused:          # the reasons did not say whose: each alone (one alone was refused)
+                return set().union(*(self._count_chunk([lead]) for lead in chunk)) if len(chunk) > 1 else set()
+            chunk = [lead for n, lead in enumerate(chunk) if n not in refused]
+        return set()
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,

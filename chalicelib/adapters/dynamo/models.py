@@ -333,11 +333,20 @@ def conditional(exc: Exception) -> bool:
         getattr(exc, "cause_response_message", ""))
 
 
+def _reasons(exc: Exception) -> list[Any]:
+    """A cancelled transaction's reasons, one per item in the order written (None: the item's fine)."""
+    if getattr(exc, "cause_response_code", None) != "TransactionCanceledException":
+        return []
+    return getattr(getattr(exc, "cause", None), "cancellation_reasons", None) or []
+
+
 def conflicted(exc: Exception) -> bool:
     """Was a transaction cancelled only because other transactions were writing its items at that
     moment (DynamoDB's `TransactionConflict`), not on a condition or anything else?"""
-    if getattr(exc, "cause_response_code", None) != "TransactionCanceledException":
-        return False
-    reasons = getattr(getattr(exc, "cause", None), "cancellation_reasons", None) or []
-    codes = {reason.code for reason in reasons if reason is not None}
-    return codes == {"TransactionConflict"}
+    return {reason.code for reason in _reasons(exc) if reason is not None} == {"TransactionConflict"}
+
+
+def refused_items(exc: Exception) -> set[int]:
+    """The positions (in the order written) of a cancelled transaction's items whose condition failed."""
+    return {i for i, reason in enumerate(_reasons(exc))
+            if reason is not None and reason.code == "ConditionalCheckFailed"}
