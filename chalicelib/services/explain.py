@@ -84,11 +84,13 @@ def explain(rt: Reader, query: str) -> Explanation:
             if synced.rf_user_id:
                 rf_ids.add(synced.rf_user_id)
             elif synced.final:
-                trail.append({"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
-                              "outcome": "skipped",
-                              "reason": mask_emails(f"skipped by sync run {synced.run}: {synced.reason}", synced.email),
-                              "details": {"contact_id": synced.contact_id},
-                              "fix": f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"})
+                skipped = {"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
+                           "outcome": "skipped",
+                           "reason": mask_emails(f"skipped by sync run {synced.run}: {synced.reason}", synced.email),
+                           "details": {"contact_id": synced.contact_id}}
+                if synced.outcome != "already_in_campaign":        # one already in RF's campaign: nothing to fix
+                    skipped["fix"] = f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"
+                trail.append(skipped)
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
     for ref in sorted(refs):
         for entry in store.history.entries(ref):
@@ -104,19 +106,22 @@ def explain(rt: Reader, query: str) -> Explanation:
     return Explanation(query, [people[r] for r in sorted(people)], trail)
 
 
-# What to do about an entry, where the entry itself does not say (event, outcome) -> fix.
+# What to do about an entry that needs an action, where the entry itself does not say: (event, outcome) -> fix.
 FIXES = {
-    ("contact", "skipped_existing"): "to write the mapped attributes to existing contacts too, set "
-                                     "`{side}.duplicates: update` and apply the settings",
     ("fields", "not_written"): "fix the value in Referral Factory, or map the field to an attribute of a type it "
                                "converts to (text holds at most 255 characters)",
-    ("join", "ignored"): "set `{side}.action` to create_lead or create_user, apply the settings, then "
-                         "`bridge backfill {campaign} --apply`",
     ("join", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
     ("dead_letter", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
     ("qualification", "failed"): "fix the cause at Referral Factory, then `bridge dlq replay --campaign {campaign}`",
-    ("evaluation", "not_met"): "the contact's value does not meet the rule: check the contact in Intercom, and the "
-                               "rule's attribute and value (`bridge settings show {campaign}`)",
+}
+# Routine entries: what the settings asked for, or a rule not met yet. Nothing is wrong, so no fix;
+# a `hint` says which setting to change if this is not what the operator wants. (A rule not met
+# needs neither: the entry shows the actual and expected values.)
+HINTS = {
+    ("contact", "skipped_existing"): "to write the mapped attributes to existing contacts too, set "
+                                     "`{side}.duplicates: update` and apply the settings",
+    ("join", "ignored"): "to send them, set `{side}.action` to create_lead or create_user, apply the settings, then "
+                         "`bridge backfill {campaign} --apply`",
     ("evaluation", "not_changed"): "the contact already had the target value when the person joined, and the rule "
                                    "has `require_change: true`: it qualifies once the value changes away and back. "
                                    "To count a value held at joining, set `qualification.require_change: false` and "
@@ -137,14 +142,16 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     why = "not_changed" if entry["event"] == "evaluation" and details.get("require_change") else entry["outcome"]
     # A counted repeat (the same join, notification... seen again) needs nothing done.
     fix = None if entry.get("count") else FIXES.get((entry["event"], why))
+    hint = None if entry.get("count") else HINTS.get((entry["event"], why))
     if entry["event"] == "webhook_refused":
         if str(details.get("scope", "")).startswith("workspace:"):
             fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
         else:
             fix = REFUSAL_FIXES.get(entry["outcome"], "see the message: fix the webhook's payload in Referral Factory")
-    if fix:
-        side = "referrers" if link is not None and link.kind == "referrer" else "leads"
-        entry["fix"] = fix.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
+    side = "referrers" if link is not None and link.kind == "referrer" else "leads"
+    for key, text in (("fix", fix), ("hint", hint)):
+        if text:
+            entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
     return entry
 
 
@@ -192,8 +199,9 @@ def as_text(explanation: Explanation) -> str:
             text += "  " + ", ".join(inline)
         lines.append(text)
         lines += [f"{'':26}{line}" for line in below]
-        if e.get("fix"):
-            lines.append(f"{'':26}fix: {e['fix']}")
+        for key in ("fix", "hint"):
+            if e.get(key):
+                lines.append(f"{'':26}{key}: {e[key]}")
     return "\n".join(lines)
 
 
