@@ -29,6 +29,7 @@ class Config:
     search_lag: float = 180.0   # seconds Intercom's search may lag a create (what the bridge waits for)
     concurrency: int = 10       # records of a batch (and calls of a batch step) run at once
     rf_block_recheck: float = 900.0   # seconds after RF blocked us (403) before one call checks again
+    reconcile_every: float = 900.0    # seconds between scheduled reconciliations (what `doctor` expects)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -56,4 +57,7 @@ class Config:
             search_lag=float(e.get("INTERCOM_SEARCH_LAG_SECONDS", "180")),
             concurrency=max(1, int(e.get("BRIDGE_CONCURRENCY", "10"))),
             rf_block_recheck=float(e.get("RF_BLOCK_RECHECK_SECONDS", "900")),
+            # The schedule: RECONCILE_EVERY_MINUTES as deployed (app.py), RECONCILE_EVERY_SECONDS on `make run`.
+            reconcile_every=float(e["RECONCILE_EVERY_SECONDS"]) if e.get("RECONCILE_EVERY_SECONDS")
+            else 60 * float(e.get("RECONCILE_EVERY_MINUTES") or "15"),
         )

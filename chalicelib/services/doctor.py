@@ -31,7 +31,7 @@ assert set(TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
-LAG_MINUTES = 60              # reconciliation runs every 15 minutes by default: an hour is late
+LATE_RUNS = 4                 # reconciliation is late after 4 of its scheduled runs (an hour at the default 15 min)
 LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
 
 
@@ -460,9 +460,11 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
     applied = _age_hours(now, applied_at) * 60
-    if last is None and applied < LAG_MINUTES:
+    # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
+    late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
+    if last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
-        due = datetime.fromtimestamp(now + (LAG_MINUTES - applied) * 60, timezone.utc).strftime("%H:%M UTC")
+        due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")
         report.add("reconciliation", True, f"reconciliation has not searched the changed contacts of workspace {ws} "
                    f"yet: the settings were applied {applied:.0f} min ago, and the first search comes with the next "
                    f"scheduled run (late if not done by {due})")
@@ -474,7 +476,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "with an older version: apply them once more (`bridge settings apply`)")
     else:
         lag = (now - float(last)) / 60
-        ok = lag <= LAG_MINUTES
+        ok = lag <= late_after
         report.add("reconciliation", ok, f"the last search of changed contacts of {ws} ran {lag:.0f} min ago",
                    "" if ok else "qualifications whose webhook was lost wait for it",
                    "" if ok else "check that the reconcile schedule runs (the stage's `reconcile` function, its errors)")
@@ -482,7 +484,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     # index's due part until their retry): the index is sparse, so this is not a scan.
     stuck = [o for o in rt.store.links.overdue(now + rt.config.reconcile_retry + 366 * 86400, 1000)
              if o.link.campaign_id == c]
-    late = [o for o in stuck if now - o.lease_until > LAG_MINUTES * 60]
+    late = [o for o in stuck if now - o.lease_until > late_after * 60]
     if late:
         oldest = min(late, key=lambda o: o.lease_until)
         queued = (f"; its finishing work was queued {oldest.requeued} time(s)" if oldest.requeued
@@ -490,7 +492,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
         report.add("reconciliation.overdue", False,
                    f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
                    f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}"
-                   f"{queued}) for over {LAG_MINUTES} min after their worker's claim ran out",
+                   f"{queued}) for over {late_after:.0f} min after their worker's claim ran out",
                    "reconciliation queues the work that finishes such links on its next run, and again every "
                    f"RECONCILE_RETRY_SECONDS ({rt.config.reconcile_retry:g} s) while they stay unfinished: "
                    "these were not finished",

@@ -165,7 +165,9 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
     server, endpoint = start_moto()
     parts.append(lambda: stop_moto(server))
     resources = deploy(endpoint, prefix, visibility_timeout=10, max_receive_count=10)
-    env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": os.environ.get("BRIDGE_MAX_ATTEMPTS", "5")}
+    env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": os.environ.get("BRIDGE_MAX_ATTEMPTS", "5"),
+           # the schedule below, for whoever reads this environment (`bridge doctor` expects its runs)
+           "RECONCILE_EVERY_SECONDS": f"{reconcile_seconds:g}"}
     if real:
         intercom = rf = None
         intercom_url = os.environ.get("INTERCOM_BASE_URL", "https://api.intercom.io")

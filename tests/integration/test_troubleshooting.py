@@ -419,6 +419,32 @@ def test_faq_give_it_a_few_minutes_a_reconciliation_that_does_not_run_is_named(b
     assert stale["what"] == "the last search of changed contacts of vne310wv ran 180 min ago"
 
 
+def test_doctor_expects_reconciliation_on_the_stage_s_own_schedule(bridge, capsys, clock, pending_lead, monkeypatch):
+    """`make run` reconciles every 60 s (RECONCILE_EVERY_SECONDS, in the stack's environment): a fresh
+    local stack is late after 4 minutes without a search, not after the hour of the deployed 15 min."""
+    from datetime import datetime, timezone
+    monkeypatch.setenv("RECONCILE_EVERY_SECONDS", "60")          # what the local stack's environment holds
+    pending_lead()
+    code, report = doctor(bridge, capsys)
+    [soon] = [f for f in report["findings"] if f["check"] == "reconciliation"]
+    due = datetime.fromtimestamp(clock() + 4 * 60, timezone.utc).strftime("%H:%M UTC")
+    assert soon["ok"] and soon["what"].endswith(f"(late if not done by {due})")
+    clock.sleep(5 * 60)
+    code, report = doctor(bridge, capsys)
+    [never] = bad(report, "reconciliation")
+    assert never["what"] == "reconciliation has never searched the changed contacts of workspace vne310wv"
+    bridge.reconcile()
+    bridge.drain()
+    clock.sleep(5 * 60)
+    code, report = doctor(bridge, capsys)
+    [stale] = bad(report, "reconciliation")
+    assert stale["what"] == "the last search of changed contacts of vne310wv ran 5 min ago"
+    monkeypatch.delenv("RECONCILE_EVERY_SECONDS")
+    monkeypatch.setenv("RECONCILE_EVERY_MINUTES", "2")           # as deployed with a 2-minute schedule
+    code, report = doctor(bridge, capsys)
+    assert bad(report, "reconciliation") == []
+
+
 def test_a_link_whose_queued_work_never_finished_it_is_named_by_doctor_and_explained(bridge, capsys, clock,
                                                                                         pending_lead, monkeypatch):
     """Reconciliation queued a check for a qualification whose worker died, then left the link alone

@@ -49,6 +49,14 @@ def test_the_local_stack_plays_the_demo_end_to_end(local_stack):
     assert any("qualified at" in line for line in lines)
 
 
+def test_the_local_stack_s_environment_carries_its_reconciliation_schedule(local_stack):
+    """The CLI reads the stack's environment (.local/stack.json): `doctor` expects reconciliation every
+    60 s there, as `make run` schedules it, not every 15 minutes as deployed."""
+    from chalicelib.config import Config
+    assert Config.from_env(local_stack.state()["env"]).reconcile_every == 60
+    assert Config.from_env({}).reconcile_every == 15 * 60
+
+
 def test_the_readmes_settings_example_and_commands_apply_as_written(local_stack, tmp_path, capsys, monkeypatch):
     from chalicelib.cli import main
     section = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
