@@ -21,6 +21,7 @@ from ..domain.history import Entry
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
+from ..errors import WorkError
 from ..messages import JoinMessage
 from ..ports import Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
@@ -88,6 +89,8 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     page = 1
     while True:
         users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
+        if page == 1 and not users:
+            _campaign_exists(rt, result.campaign_id)
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
         classified = [_classify(user, links, settings, result.campaign_id, rt.clock()) for user in users]
         uncounted = [u for _, _, u in classified if u is not None]
@@ -113,6 +116,17 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         if not more or not users:
             return result
         page += 1
+
+
+def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:
+    """RF lists no people for a campaign it does not know: an empty campaign is asked about (one call),
+    so that a wrong id is said, as `doctor` says it, rather than counted as nobody to send."""
+    try:
+        rt.rf().get_campaign(campaign_id)
+    except WorkError as exc:
+        raise BackfillError(f"Referral Factory could not show campaign {campaign_id}: {exc.reason} — check the "
+                            "campaign id (the settings' campaign_id) and the RF token (`bridge doctor "
+                            f"{campaign_id}`)") from None
 
 
 def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str,

@@ -76,6 +76,21 @@ def test_backfill_refuses_a_campaign_without_settings(bridge, capsys):
     assert "campaign 77 has no settings here" in capsys.readouterr().err
 
 
+def test_backfill_of_a_campaign_rf_does_not_know_says_so_and_fails(bridge, rf, capsys):
+    """RF lists nobody for an unknown campaign: backfill says RF does not know it (as doctor does), not
+    "0 people in Referral Factory" with exit 0."""
+    bridge.apply({**lead_settings(), "campaign_id": "77"})              # a typo: RF has campaign 42 only
+    capsys.readouterr()
+    assert main(["backfill", "77"], rt=bridge.operator()) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("bridge: Referral Factory could not show campaign 77: ")
+    assert "answered 404: Campaign not found" in err and "check the campaign id" in err
+    rf.add_campaign(43, "Empty")
+    bridge.apply({**lead_settings(), "campaign_id": "43"})              # known, nobody in it yet: fine
+    code, report = run(bridge, capsys, "backfill", "43")
+    assert code == 0 and report["people_in_rf"] == 0
+
+
 def test_dlq_list_shows_every_dead_letter_counted_by_reason_and_campaign(bridge, rf, intercom, capsys):
     """Today's peek showed 10 while the queue held 69: here 25, all listed, and still there after."""
     bridge.apply(lead_settings())
