@@ -65,7 +65,9 @@ def forget(rt: Erasing, email: str) -> dict:
             "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
             "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead, "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
-                               "there too (the contact ids and RF user ids above)"}
+                               "there too (the contact ids and RF user ids above). The bridge keeps nothing that "
+                               "recognises them: while they are in Referral Factory, a join of theirs or `bridge "
+                               "backfill CAMPAIGN --apply` brings them back"}
 
 
 def _erase_unlinked(rt: Erasing, ref: PersonRef) -> int:

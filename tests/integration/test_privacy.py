@@ -126,3 +126,22 @@ def test_forget_erases_the_refused_webhooks_that_named_the_person_and_explain_th
     assert [e["outcome"] for e in json.loads(capsys.readouterr().out)["trail"]] == ["unauthorized"]
     assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0
     assert json.loads(capsys.readouterr().out)["refused_webhook_samples"] == 0
+
+
+def test_a_backfill_after_forget_brings_the_person_back_while_rf_keeps_them_and_forget_says_so(bridge, rf, capsys):
+    """The bridge keeps nothing of an erased person (not even their email's hash), so it cannot tell
+    them from someone never sent: forget's answer says that backfill (or a join) brings them back."""
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    bridge.post_join(join_body(rf.users[ann["referrer_id"]]))          # her referrer, Rita, joined too
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    capsys.readouterr()
+    assert main(["backfill", "42", "--json"], rt=bridge.operator()) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"] == {"already linked": 2}
+    assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0
+    note = json.loads(capsys.readouterr().out)["not_erased_here"]
+    assert "erase them there too" in note and "`bridge backfill CAMPAIGN --apply` brings them back" in note
+    assert main(["backfill", "42", "--json"], rt=bridge.operator()) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"] == {"already linked": 1,
+                                                               "not in the bridge: would be joined": 1}
