@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any, Callable, Optional
 
 from ..domain.history import Entry, iso
-from ..domain.link import PersonRef
+from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, count_attribute, decide,
@@ -190,8 +190,10 @@ class Page:
     def work(self, contacts: list[dict]) -> None:
         ids = [str(c.get("id")) for c in contacts if c.get("id")]
         known = self.deps.sync.entries(self.campaign_id, ids)
+        joined = joined_contacts(self.deps, self.settings, [i for i in ids if not (i in known and known[i].final)])
         todo: list[tuple[dict, Create, Optional[LedgerEntry]]] = []
         writebacks: list[LedgerEntry] = []
+        adopt: list[LedgerEntry] = []         # the bridge's own referrers whose link their join did not write
         seen: list[LedgerEntry] = []
         asks: set[PersonRef] = set()          # referrers whose counts are written, now their contact is known
         for contact in contacts:
@@ -215,7 +217,17 @@ class Page:
             if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign"):
                 self.tally.add(entry.outcome)
                 continue
-            decision = decide(self.sync, self.campaign_id, contact)
+            link = joined.get(cid)
+            if link is not None and link.kind == REFERRER:      # the bridge's own referrer: enrolled by their join
+                adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=link.rf_user_id, run=self.number,
+                                      seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
+                                      written_back=not self.sync.referral_link_attribute or self._join_writes_link())
+                if adopted.written_back:
+                    self._done(_Outcome(adopted, ALREADY))
+                else:
+                    adopt.append(adopted)
+                continue
+            decision = joined_skip(link) if link is not None else decide(self.sync, self.campaign_id, contact)
             if isinstance(decision, Skip):
                 self._skip(cid, contact, decision.reason, decision.detail)
                 continue
@@ -230,6 +242,7 @@ class Page:
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
                 for c, d, earlier in todo])
         jobs: list[Callable[[], None]] = [partial(self._write_back, e) for e in writebacks]
+        jobs += [partial(self._adopt, e) for e in adopt]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
         if self.errors:
@@ -271,8 +284,7 @@ class Page:
                 self.errors.append(Transient(f"{type(exc).__name__}: {exc}"))
 
     def _skip(self, contact_id: str, contact: dict, reason: str, detail: str, **kw: Any) -> None:
-        email = contact.get("email") if isinstance(contact.get("email"), str) else None
-        self._done(_Outcome(LedgerEntry(contact_id, reason, email=(email or "").lower() or None, reason=detail,
+        self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,
                                         run=self.number, seen_run=self.number, **kw), reason))
 
     def _done(self, result: _Outcome) -> None:
@@ -314,6 +326,17 @@ class Page:
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
 
+    def _join_writes_link(self) -> bool:
+        """The referrers' own joins write their referral link where sync would."""
+        return any(r.from_ == "url" and r.to == self.sync.referral_link_attribute
+                   for r in self.settings.people(False).fields)
+
+    def _adopt(self, entry: LedgerEntry) -> None:
+        """A referrer of the bridge's own joins, whose join did not write the link where sync does: RF
+        says the link (one call), then it is written back as for anyone sync enrolled."""
+        assert entry.rf_user_id
+        self._write_back(_replace(entry, url=self.deps.apis.rf().get_user(entry.rf_user_id).get("url")))
+
     def _write_back(self, entry: LedgerEntry, note: Optional[Entry] = None) -> None:
         attribute = self.sync.referral_link_attribute
         if attribute and entry.url:
@@ -330,8 +353,9 @@ class Page:
                 return
         if self.counting and entry.rf_user_id:
             entry = self._count_contact(entry)
-        self._done(_Outcome(_replace(entry, outcome=ENROLLED, reason=None, written_back=bool(attribute)),
-                            ENROLLED if note is not None or entry.outcome != ENROLLED else ALREADY, note))
+        already = note is None and entry.outcome in (ENROLLED, ALREADY)
+        self._done(_Outcome(_replace(entry, outcome=ALREADY if entry.outcome == ALREADY else ENROLLED, reason=None,
+                                     written_back=bool(attribute)), ALREADY if already else ENROLLED, note))
 
     def _count_contact(self, entry: LedgerEntry, asks: Optional[set[PersonRef]] = None) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their
@@ -353,6 +377,30 @@ class Page:
             if self._directory is None:
                 self._directory = _Directory(self.deps, self.campaign_id)
             return self._directory
+
+
+def joined_contacts(deps: WorkDeps, settings: CampaignSettings, contact_ids: list[str]) -> dict[str, Link]:
+    """The contacts the campaign's own joins linked (one batched read): their people are in RF's
+    campaign already, whatever the contact holds (e.g. a referrer created with an email only)."""
+    if not contact_ids:
+        return {}
+    ws = settings.workspace
+    found = deps.lookup.look_up(contacts=[(ws, c) for c in contact_ids])
+    linked = {c: [link for link in found.linked_to_contact(ws, c)
+                  if link.campaign_id == settings.campaign_id and link.status is not LinkStatus.IGNORED]
+              for c in contact_ids}
+    # a referrer first: one contact may hold a referrer and a lead of the campaign (the same email)
+    return {c: sorted(links, key=lambda link: link.kind != REFERRER)[0] for c, links in linked.items() if links}
+
+
+def joined_skip(link: Link) -> Skip:
+    return Skip("already_in_campaign", f"already in the campaign: joined it as a {link.kind or 'person'} (RF user "
+                                       f"{link.rf_user_id}), linked to this contact by the join")
+
+
+def _email(contact: dict) -> Optional[str]:
+    email = contact.get("email") if isinstance(contact.get("email"), str) else None
+    return (email or "").lower() or None
 
 
 def _joined_before(user: dict, intent: LedgerEntry, margin: float = 60.0) -> bool:
@@ -569,12 +617,14 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
         contacts, cursor, found = intercom.search_page(search_query(sync), cursor, PER_PAGE)
         total = found if total is None else total
         known = deps.sync.entries(campaign_id, [str(c.get("id")) for c in contacts])
+        joined = joined_contacts(deps, settings, [str(c.get("id")) for c in contacts if c.get("id")])
         for contact in contacts:
             entry = known.get(str(contact.get("id")))
-            if entry is not None and entry.final and entry.rf_user_id:
+            link = joined.get(str(contact.get("id")))
+            if entry is not None and entry.final and entry.rf_user_id or link is not None and link.kind == REFERRER:
                 tally.add(ALREADY)
                 continue
-            decision = decide(sync, campaign_id, contact)
+            decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact)
             if isinstance(decision, Create) and decision.email in in_campaign:
                 decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
             if isinstance(decision, Skip):

@@ -213,6 +213,84 @@ def test_ongoing_mode_enrols_a_contact_created_after_the_first_run_once(bridge, 
     assert (catch_up["run"], catch_up["kind"], catch_up["status"], catch_up["enrolled"]) == (2, "catch-up", "done", 0)
 
 
+def joined_by_webhook(bridge, intercom, rf) -> tuple[dict, dict, dict, dict]:
+    """Rita (a referrer) and Lea (her lead) join through RF's webhook: the bridge creates Rita's contact
+    with her email and referral link only (the referrers' fields), and Lea's as a lead with her name."""
+    from .conftest import join_body
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    lea = rf.add_user(42, "lea@example.com", "Lea", referrer_id=rita["id"])
+    for person in (rita, lea):
+        assert bridge.post_join(join_body(person)).status_code == 202
+    bridge.drain()
+    [rita_contact] = intercom.contacts_by_email("rita@example.com")
+    [lea_contact] = intercom.contacts_by_email("lea@example.com")
+    assert not rita_contact.get("name") and rita_contact["role"] == "user"
+    return rita, lea, rita_contact, lea_contact
+
+
+def test_the_bridge_s_own_referrers_are_already_enrolled_and_its_leads_already_in_the_campaign(
+        bridge, intercom, rf, capsys):
+    """The contacts the bridge's own joins created are not enrolled again, nor skipped for a name
+    they never had: their join linked them to their RF user."""
+    seg, contacts = segment(intercom, 1)
+    bridge.apply(sync_settings(seg))
+    rita, lea, rita_contact, lea_contact = joined_by_webhook(bridge, intercom, rf)
+    intercom.segment_members[seg].update((rita_contact["id"], lea_contact["id"]))
+    dry = json.loads(cli(bridge, "sync", "start", "42", "--dry-run", capsys=capsys)[1])
+    assert (dry["would_enrol"], dry["already_enrolled"]) == (1, 1)
+    assert {k: v["count"] for k, v in dry["skipped"].items()} == {"already_in_campaign": 1}
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert creates(rf) == 1                                   # only the new person: no 422 asked for
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["enrolled"], status["already_enrolled"], status["skipped"]) == (1, 1, 1)
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    [skip] = report["skipped"]["already_in_campaign"]["examples"]
+    assert skip["contact_id"] == lea_contact["id"]
+    assert skip["detail"] == f"already in the campaign: joined it as a lead (RF user {lea['id']}), linked to " \
+                             "this contact by the join"
+    assert "missing_field" not in report["skipped"]
+    found = json.loads(cli(bridge, "explain", rita_contact["id"], "--json", capsys=capsys)[1])
+    assert not [e for e in found["trail"] if e["event"] == "sync" or e.get("fix")]
+    cli(bridge, "sync", "start", "42", capsys=capsys)          # again: the ledger knows them
+    bridge.drain()
+    again = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (again["run"], again["already_enrolled"], again["skipped"]) == (2, 2, 1) and creates(rf) == 1
+
+
+def test_the_bridge_s_own_referrer_gets_the_referral_link_where_sync_writes_it(bridge, intercom, rf, capsys):
+    """Their join wrote the link to another attribute (or none): sync asks RF for it and writes it."""
+    intercom.define_attribute("sync_link", "string")
+    seg, _ = segment(intercom, 0)
+    bridge.apply(sync_settings(seg, referral_link_attribute="custom_attributes.sync_link"))
+    rita, _, rita_contact, _ = joined_by_webhook(bridge, intercom, rf)
+    intercom.segment_members[seg].add(rita_contact["id"])
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert creates(rf) == 0 and rf.count("GET", f"/users/{rita['id']}") == 1
+    assert intercom.get(rita_contact["id"])["custom_attributes"]["sync_link"] == rita["url"]
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["enrolled"], status["already_enrolled"], status["skipped"]) == (0, 1, 0)
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    assert rf.count("GET", f"/users/{rita['id']}") == 1       # written back once: the ledger says so
+
+
+def test_ongoing_mode_takes_the_contact_a_referrer_s_join_created_as_already_enrolled(bridge, intercom, rf, capsys):
+    """The bridge's own join creates the referrer's contact; Intercom's contact.user.created about it
+    reaches ongoing sync, which recognises them (no create in RF, no skip)."""
+    bridge.apply({**sync_settings("x"), "sync": {**sync_settings("x")["sync"], "source": "users",
+                                                 "mode": "ongoing"}})
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    rita, _, rita_contact, _ = joined_by_webhook(bridge, intercom, rf)
+    assert bridge.notify("contact.user.created", rita_contact["id"]).status_code == 200
+    bridge.drain()
+    assert creates(rf) == 0
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["already_enrolled"], status["skipped"]) == (1, 0)
+
+
 def test_people_who_left_the_segment_are_reported_not_kept_silently(bridge, intercom, rf, capsys):
     seg, contacts = segment(intercom, 4)
     bridge.apply(sync_settings(seg))
