@@ -55,6 +55,7 @@ def test_the_local_stack_s_environment_carries_its_reconciliation_schedule(local
     from chalicelib.config import Config
     assert Config.from_env(local_stack.state()["env"]).reconcile_every == 60
     assert Config.from_env({}).reconcile_every == 15 * 60
+    assert Config.from_env({"RECONCILE_EVERY_MINUTES": "2"}).reconcile_every == 120      # a deployed stage's own
 
 
 def test_the_readmes_settings_example_and_commands_apply_as_written(local_stack, tmp_path, capsys, monkeypatch):
