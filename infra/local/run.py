@@ -33,9 +33,10 @@ WORKSPACE = os.environ.get("INTERCOM_WORKSPACE", "vne310wv")
 CLIENT_SECRET = "local-intercom-client-secret"
 RF_WEBHOOK_SECRET = "local-rf-webhook-secret"
 DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
-# The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the README map.
+# The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the README map
+# (referral_count: README "Referral counts").
 LOCAL_ATTRIBUTES = {"referral_code": "string", "lead_source": "string", "signed_up": "string",
-                    "referral_link": "string", "score": "float"}
+                    "referral_link": "string", "score": "float", "referral_count": "integer"}
 
 
 class StartError(Exception):
