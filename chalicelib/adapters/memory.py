@@ -176,9 +176,10 @@ class MemoryLinks:
         self.tables.owed.pop(PersonRef(*ref), None)
         return self.tables.referrals.pop(PersonRef(*ref), None) is not None
 
-    def referrals_written(self, ref: PersonRef, n: int) -> None:
+    def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
         if ref in self.tables.referrals:
-            self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n)
+            self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n,
+                                                             written_to=attribute)
 
     def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         return [self._count_applied(PersonRef(*ref), referrer, entries) for ref, referrer, entries in leads]

@@ -66,8 +66,8 @@ class LinkRepository(Protocol):
     def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
         """Record the contact the referrer's count is written to (sync enrolled them): the count as
         it stands (0 when no lead counted yet)."""
-    def referrals_written(self, ref: PersonRef, n: int) -> None:
-        """Intercom holds `n` (written, and checked after)."""
+    def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
+        """Intercom holds `n` in `attribute` (written, and checked after); nothing when the count is gone."""
     def forget_referrals(self, ref: PersonRef) -> bool:
         """Erase the referrer's count (and the contact it named, and a write it owed): whether there was one."""
     def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:

@@ -8,6 +8,7 @@ import yaml
 from ..domain.link import PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import DeadLetterQueue, IntercomPort
 from .dead_letters import list_dead, replay
@@ -112,10 +113,27 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
             warnings += _marker(rt, settings.workspace, attributes, created)
     if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
+    warnings += _count_moved(rt, settings)
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
             "warnings": warnings}
+
+
+def _count_moved(rt: Operator, settings: CampaignSettings) -> list[str]:
+    """The referral counts go to another attribute than the stored settings named: the counts kept
+    reach it with each referrer's next lead, or all at once by backfill (which asks for every count
+    Intercom does not hold in the campaign's attribute)."""
+    attribute = count_attribute(settings)
+    stored = rt.store.settings.get(settings.campaign_id) if attribute else None
+    try:
+        before = count_attribute(parse_settings(stored.document)) if stored is not None else None
+    except SettingsError:
+        before = None
+    if not before or before == attribute:
+        return []
+    return [f"referral counts now go to {attribute} (not {before}): run `bridge backfill {settings.campaign_id} "
+            f"--apply` to write each referrer's count to it now ({before} keeps its last value)"]
 
 
 def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) -> list[str]:

@@ -62,7 +62,7 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Know
     count = deps.links.referrals(ref)
     if count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
         return "nothing"
-    if message.unless_written and count.written == count.n:
+    if message.unless_written and count.held(attribute):
         return "written"
     return write(deps, settings, ref, count, known.links.get(ref), linked=message.contact_id)
 
@@ -95,7 +95,7 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
             raise
         count = deps.links.referrals(ref) or count
         if count.n == n:
-            deps.links.referrals_written(ref, n)
+            deps.links.referrals_written(ref, n, attribute)
             # One entry, the latest write (a referrer with 10,000 leads is written to up to 10,000 times).
             deps.history.note_latest(ref, Entry("referral_count", "written", f"referral count: {n} written to "
                                                 f"{attribute}", {"count": n, "contact_id": contact_id}))

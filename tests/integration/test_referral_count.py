@@ -171,3 +171,25 @@ def test_a_forget_racing_backfill_counting_the_lead_asks_for_the_lowered_count_a
     bridge.drain()
     assert count_of(intercom, contact) == 0
     assert bridge.history(42, lead["id"])["history"] == []
+
+
+def test_after_the_count_attribute_changes_one_backfill_writes_every_kept_count_to_the_new_attribute(
+        bridge, intercom, rf, rita, capsys):
+    contact, user = rita
+    for lead in leads(rf, user, 2):
+        bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert count_of(intercom, contact) == 2
+    intercom.define_attribute("referral_count2", "integer")
+    document = bridge.operator().store.settings.get("42").document
+    applied = bridge.apply({**document, "sync": {**document["sync"], "referral_count_attribute": COUNT + "2"}})
+    assert f"run `bridge backfill 42 --apply` to write each referrer's count to it now" in " ".join(
+        applied["warnings"])
+    code, out, _ = cli(bridge, "backfill", "42", "--apply", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["count_writes_queued"] == 1
+    bridge.drain()
+    shown = intercom.get(contact["id"])["custom_attributes"]
+    assert (shown.get("referral_count2"), shown.get("referral_count")) == (2, 2)
+    code, out, _ = cli(bridge, "backfill", "42", "--apply", "--json", capsys=capsys)    # nothing owed any more
+    assert code == 0 and json.loads(out)["count_writes_queued"] == 0
+

@@ -263,9 +263,10 @@ class DynamoLinks:
         item = ReferralItem(*referrals_key(ref))
         return applied(lambda: item.delete(condition=ReferralItem.pk.exists()))
 
-    def referrals_written(self, ref: PersonRef, n: int) -> None:
+    def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
         applied(lambda: ReferralItem(*referrals_key(ref)).update(
-            actions=[ReferralItem.written.set(n)], condition=ReferralItem.pk.exists()))
+            actions=[ReferralItem.written.set(n), ReferralItem.written_to.set(attribute)],
+            condition=ReferralItem.pk.exists()))
 
     def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In as few transactions as fit (_counting_chunks). When DynamoDB cancels one on some
