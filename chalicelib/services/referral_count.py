@@ -60,7 +60,11 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Know
     if settings is None or not attribute:
         return "off"                                   # the setting was removed since: nothing to write
     count = deps.links.referrals(ref)
-    if count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
+    if message.contact_id:
+        # The referrer's own join linked their contact: it shows the count kept, 0 too (no lead yet, or
+        # none since `bridge forget` erased their count), not what it may hold from before.
+        count = count or ReferralCount()
+    elif count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
         return "nothing"
     if message.unless_written and count.held(attribute):
         return "written"

@@ -193,3 +193,28 @@ def test_after_the_count_attribute_changes_one_backfill_writes_every_kept_count_
     code, out, _ = cli(bridge, "backfill", "42", "--apply", "--json", capsys=capsys)    # nothing owed any more
     assert code == 0 and json.loads(out)["count_writes_queued"] == 0
 
+
+def test_a_forgotten_referrer_who_joins_again_shows_the_count_the_bridge_keeps_not_the_old_one(
+        bridge, intercom, rf, capsys):
+    """Forgetting a referrer erases their count; their earlier leads stay counted for the erased
+    referrer (they never count again). Their contact, kept in Intercom, shows 0 once they join again."""
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    rob = rf.add_user(42, "rob@example.com", "Rob")
+    bridge.post_join(join_body(rob))
+    bridge.drain()
+    for lead in leads(rf, rob, 3):
+        bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("rob@example.com")
+    assert count_of(intercom, contact) == 3
+    code, out, _ = cli(bridge, "forget", "rob@example.com", capsys=capsys)
+    assert code == 0 and json.loads(out)["links"] == 1
+    bridge.post_join(join_body(rob))                                 # he joins again (RF sends his join again)
+    bridge.drain()
+    assert count_of(intercom, contact) == 0
+    assert bridge.history(42, rob["id"])["history"][-1]["reason"] == f"referral count: 0 written to {COUNT}"
+    [late] = [rf.add_user(42, "late@example.com", "Late", referrer_id=rob["id"])]
+    bridge.post_join(join_body(late))                                # only leads joining after count for him
+    bridge.drain()
+    assert count_of(intercom, contact) == 1
