@@ -234,9 +234,10 @@ def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
 
 def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
-    for warning in result.pop("warnings"):
+    warnings = result.pop("warnings")
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    _print(result)
+    _print({**result, "warnings": warnings} if args.json else result)    # scripts read them there
     return 0
 
 

@@ -145,6 +145,9 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
                 raise SettingsError(problems)
             checked = True
             warnings += _marker(rt, settings.workspace, attributes, created)
+    else:
+        warnings.append(f"--offline: workspace {settings.workspace}'s attributes were not checked — `bridge doctor "
+                        f"{settings.campaign_id}` checks them (or apply again without --offline)")
     if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)

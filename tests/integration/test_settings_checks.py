@@ -203,6 +203,16 @@ def test_an_unquoted_id_yaml_reads_as_another_number_is_refused_and_never_overwr
     assert [run(bridge, capsys, "settings", "show", other)[0] for other in ("34", "260", "1000")] == [1, 1, 1]
 
 
+def test_apply_offline_warns_that_the_attributes_were_not_checked(bridge, tmp_path, capsys):
+    path = write(tmp_path, yaml.safe_dump(lead_settings()))
+    warning = ("--offline: workspace vne310wv's attributes were not checked — `bridge doctor 42` checks them (or "
+               "apply again without --offline)")
+    code, out, err = run(bridge, capsys, "settings", "apply", "--offline", path)
+    assert (code, err, json.loads(out)) == (0, f"warning: {warning}\n", {"campaign_id": "42", "version": 1})
+    code, out, _ = run(bridge, capsys, "settings", "apply", "--offline", "--json", path)
+    assert (code, json.loads(out)) == (0, {"campaign_id": "42", "version": 2, "warnings": [warning]})
+
+
 def test_a_file_that_is_not_yaml_is_refused_in_one_line(bridge, tmp_path, capsys):
     path = write(tmp_path, "campaign_id: '42'\nleads:\n  action: nothing\n  tag: x: y\n")
     for argv in (["settings", "check", path], ["settings", "apply", path]):
