@@ -6,7 +6,7 @@ from typing import Any, Optional, Protocol
 
 import yaml
 
-from ..domain.link import PersonRef
+from ..domain.link import LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..errors import WorkError
@@ -186,20 +186,31 @@ def delete_settings(rt: Operator, campaign_id: str, confirmed: bool = False) -> 
     stored = rt.store.settings.get(campaign_id)
     if stored is None:
         return None
-    linked = rt.store.links.count_in(campaign_id, PEOPLE_COUNTED)
-    people = []
-    if linked:
-        people.append(f"{linked}{' or more' if linked >= PEOPLE_COUNTED else ''} linked "
-                      f"{'person' if linked == 1 else 'people'}")
+    statuses = rt.store.links.statuses_in(campaign_id, PEOPLE_COUNTED)
+    people = [words[n == 1].format(n=n) for status, words in _PEOPLE.items() if (n := statuses.get(status, 0))]
+    if sum(statuses.values()) >= PEOPLE_COUNTED:
+        people = [f"{_and(people)} among its first {PEOPLE_COUNTED} people (it may have more)"]
     if rt.store.sync.run(campaign_id) is not None:
         people.append("contact sync runs")
-    said = " and ".join(people)
+    said = _and(people)
     if said and not confirmed:
         raise NeedsConfirmation(said)
     rt.store.settings.delete(campaign_id)
     rt.forget()
     return {"campaign_id": campaign_id, "deleted_version": stored.version, "workspace": stored.workspace,
             "kept": said}
+
+
+# A campaign's links by status, in words (several, one): a failed join linked nobody.
+_PEOPLE = {LinkStatus.LINKED: ("{n} linked people", "{n} linked person"),
+           LinkStatus.IGNORED: ("{n} people its settings ignore (action: nothing)",
+                                "{n} person its settings ignore (action: nothing)"),
+           LinkStatus.FAILED: ("{n} failed joins that linked nobody", "{n} failed join that linked nobody"),
+           LinkStatus.IN_PROGRESS: ("{n} joins in progress", "{n} join in progress")}
+
+
+def _and(parts: list[str]) -> str:
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
 
 
 def show_settings(rt: Operator, campaign_id: str) -> Optional[dict]:

@@ -218,3 +218,14 @@ def test_a_file_that_is_not_yaml_is_refused_in_one_line(bridge, tmp_path, capsys
     for argv in (["settings", "check", path], ["settings", "apply", path]):
         assert run(bridge, capsys, *argv) == (2, "", "settings are invalid:\n  - (document): not valid YAML or JSON "
                                                      "— line 4, column 9: mapping values are not allowed here\n")
+
+
+def test_deleting_settings_counts_failed_joins_apart_from_linked_people(bridge, capsys):
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+    bridge.apply(lead_settings())
+    for user, status in (("1", LinkStatus.LINKED), ("2", LinkStatus.FAILED), ("3", LinkStatus.FAILED)):
+        claim = bridge.rt.store.links.claim(PersonRef("42", user), "vne310wv")
+        bridge.rt.store.links.finish(claim, JoinResult(status, reason="Intercom said 500"), [])
+    code, _, err = run(bridge, capsys, "settings", "delete", "42")
+    assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person and 2 failed joins that linked "
+                                        "nobody: once its settings are deleted")

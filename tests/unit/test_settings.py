@@ -314,3 +314,32 @@ def test_a_file_that_is_not_yaml_is_refused_in_one_line_that_says_where(text, li
         read_document(text)
     assert exc.value.problems == [f"(document): not valid YAML or JSON — {line}"]
 
+
+def test_deleting_settings_counts_the_campaigns_people_by_what_their_join_did():
+    """The walkthrough's campaign had 54 links, most of them failed joins: "54 linked people" was not so."""
+    from types import SimpleNamespace
+
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+    from chalicelib.services.admin import PEOPLE_COUNTED, NeedsConfirmation, delete_settings
+    rt = SimpleNamespace(store=MemoryStore(lambda: 1000.0), forget=lambda: None)
+
+    def joins(status: LinkStatus, n: int, campaign="42") -> None:
+        for _ in range(n):
+            claim = rt.store.links.claim(PersonRef(campaign, f"{status}{len(rt.store.tables.links)}"), "ws")
+            rt.store.links.finish(claim, JoinResult(status, reason="boom"), [])
+
+    rt.store.settings.put("42", {"campaign_id": "42"}, "ws")
+    joins(LinkStatus.LINKED, 1)
+    joins(LinkStatus.FAILED, 53)
+    joins(LinkStatus.IGNORED, 2)
+    joins(LinkStatus.FAILED, 5, campaign="43")
+    with pytest.raises(NeedsConfirmation) as exc:
+        delete_settings(rt, "42")
+    assert str(exc.value) == ("1 linked person, 2 people its settings ignore (action: nothing) and 53 failed joins "
+                              "that linked nobody")
+    joins(LinkStatus.FAILED, PEOPLE_COUNTED)
+    with pytest.raises(NeedsConfirmation) as exc:
+        delete_settings(rt, "42")
+    assert str(exc.value).endswith(f"that linked nobody among its first {PEOPLE_COUNTED} people (it may have more)")
+    assert delete_settings(rt, "42", confirmed=True)["kept"] == str(exc.value)
