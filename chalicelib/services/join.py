@@ -318,6 +318,7 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     settings, plan, found = attempt.settings, attempt.plan, attempt.found
     intercom = deps.apis.intercom(attempt.workspace)
     email = str(plan.payload.email)
+    unseen = attempt.known.uncertain_since is not None      # a try may have created a contact it never saw
     if attempt.known.contact_id:
         contact = _find(intercom, attempt.known.contact_id)
         if contact is not None:
@@ -328,6 +329,12 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
                                      "earlier try, no longer exists; starting over"))
         attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None)
     mine = decide.ours(found, attempt.marker)
+    if mine is not None and not unseen:
+        # Made for this person before the bridge's record of them (their link erased, e.g. by `bridge
+        # forget`): a contact that existed before this join, like any other.
+        attempt.reached = _existing(intercom, plan, settings, mine, "our marker: the bridge created it for this "
+                                    "person before, and has kept no record of them since (e.g. `bridge forget`)")
+        return
     if mine is not None:
         contact = _find(intercom, str(mine["id"])) or mine
         attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]))
@@ -391,8 +398,9 @@ def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSetti
               found_by: str) -> Reached:
     """A contact with this email exists: read it as it is now (search lags updates too), then leave
     it untouched (skip) or mark it as referred without replacing what it already has (update)."""
-    found = f"a {existing.get('role')} with this email already exists (found by {found_by})"
     contact = _get(intercom, str(existing["id"]))
+    same = (contact.get("email") or "").lower() == str(plan.payload.email)
+    found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {found_by})"
     baseline = decide.baseline(settings, contact)
     ids = {"contact_id": contact["id"], "role": contact.get("role")}
     if plan.people.duplicates == "skip":

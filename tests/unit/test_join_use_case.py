@@ -223,6 +223,26 @@ def test_a_create_whose_answer_is_lost_is_found_by_our_marker_not_made_again():
     assert ("contact", "resumed") in history(work) and work.apis.intercom_.calls.count("create") == 1
 
 
+def test_after_forget_the_same_join_finds_the_contact_made_before_and_says_so_not_resumed():
+    """`bridge forget` erases the link, not the Intercom contact (it keeps our marker): the join that
+    comes again links it as a contact that existed before, and the history says what happened."""
+    from chalicelib.services.privacy import forget
+    work = world()
+    run(work, join())
+    [contact] = work.apis.intercom_.contacts.values()
+    contact["custom_attributes"]["signed_up"] = "Yes"          # what it became since
+    forget(work, "ann@example.com")
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    assert list(work.apis.intercom_.contacts.values()) == [contact]
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline) == (LinkStatus.LINKED, contact["id"], "Yes")
+    assert ("contact", "resumed") not in history(work) and ("contact", "updated_existing") in history(work)
+    [found] = [r for r in reasons(work) if "already exists" in r]
+    assert found.startswith("a lead with this email already exists (found by our marker: the bridge created it "
+                            "for this person before") and "never saw" not in found
+    assert work.apis.rf_.qualified == []                       # "Yes" before this join: not a change
+
+
 def test_while_search_may_still_hide_it_the_retry_waits_instead_of_creating_again():
     work = world()
     intercom = work.apis.intercom_
