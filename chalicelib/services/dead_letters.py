@@ -156,7 +156,10 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     with _holding(rt, REPLAY_SECONDS) as (received, held, not_seen):
         chosen = [m for m in received if matches(read(m), reason, campaign)]
         ids = {m["MessageId"] for m in chosen}
-        rt.queue.release_dead_many([held.pop(m["MessageId"]) for m in received if m["MessageId"] not in ids])
+        others = [m["MessageId"] for m in received if m["MessageId"] not in ids]
+        rt.queue.release_dead_many([held[i] for i in others])        # cut short: released again below
+        for i in others:
+            del held[i]
         for m in chosen:
             try:
                 rt.queue.send(messages.parse(m["Body"]).replayed(m["MessageId"]).wire())
