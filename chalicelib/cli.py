@@ -234,9 +234,10 @@ def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
 
 def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
-    for warning in result.pop("warnings"):
+    warnings = result.pop("warnings")
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    _print(result)
+    _print({**result, "warnings": warnings} if args.json else result)    # scripts read them there
     return 0
 
 
@@ -476,8 +477,8 @@ def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
         from .services.sync import SyncStopped, settings_of
         try:
             counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
-        except SyncStopped:
-            counts_only = False
+        except SyncStopped as exc:       # no settings, or no sync block: `sync start` would say the same
+            raise CliError("; ".join(exc.problems)) from None
         if counts_only:
             raise CliError(f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts "
                            "(README, Referral counts) — add fields and referral_link_attribute to sync contacts")

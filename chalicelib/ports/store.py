@@ -9,8 +9,8 @@ from typing import Any, Collection, Iterable, NamedTuple, Optional, Protocol, Se
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
-from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, Overdue, PendingPage, PersonRef,
-                           ReferralCount)
+from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+                           PersonRef, ReferralCount)
 from ..domain.qualification import QState
 from ..errors import Deferred
 from .edge import EdgeLog
@@ -36,8 +36,9 @@ KEEP: Any = _Keep()         # "leave this attribute as it is" (None removes it)
 class LinkRepository(Protocol):
     def get(self, ref: PersonRef) -> Optional[Link]: ...
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]: ...
-    def count_in(self, campaign_id: str, limit: int) -> int:
-        """How many links the campaign has, counted up to `limit` (reads the campaign's own items only)."""
+    def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
+        """How many of the campaign's links are in each status, counting up to `limit` links (reads the
+        campaign's own items only)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:

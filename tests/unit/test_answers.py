@@ -124,6 +124,16 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     assert not nobody.found and as_text(nobody).startswith("the bridge has never seen z***@example.com")
 
 
+def test_explain_says_a_failed_join_has_no_contact_yet_never_none():
+    store = MemoryStore(FakeClock())
+    store.settings.put("42", {"campaign_id": "42"}, WS)
+    claim = store.links.claim(PersonRef("42", "7"), WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", reason="Intercom answered 400"),
+                       [Entry("join", "failed", "Intercom answered 400")])
+    text = as_text(explain(type("R", (), {"store": store})(), "7"))
+    assert f"no Intercom contact yet in workspace {WS}; failed" in text and "None" not in text
+
+
 def test_masked_reaches_every_email_in_text_lists_and_dicts():
     assert masked({"a": ["x ann.b@mail.example.org y"], "b": "no email"}) == {
         "a": ["x a***@mail.example.org y"], "b": "no email"}
