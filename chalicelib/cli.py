@@ -309,15 +309,21 @@ def _needs_dlq(rt: Runtime) -> None:
         raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
 
 
+_HOLDERS = "a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed"
+
+
 def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    listed = dead_letters.summary(dead_letters.list_dead(rt), show_payload=args.show_payload)
+    found = dead_letters.look(rt)
+    listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen)
     if args.json:
         _print(listed)
         return 0
     print(f"{listed['total']} dead letter(s)")
+    if found.not_seen:
+        print(f"about {found.not_seen} more are hidden by another command ({_HOLDERS}): list again when it ends")
     for title, key in (("by reason", "by_reason"), ("by campaign", "by_campaign")):
         if listed[key]:
             print(f"{title}:")
@@ -342,6 +348,9 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     done = dead_letters.replay(rt, args.reason, args.campaign)
     print(f"{done['replayed']} message(s) sent back to the work queue"
           + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+    if done["not_seen"]:
+        raise CliError(f"about {done['not_seen']} more dead letter(s) were hidden by another command ({_HOLDERS}) "
+                       "and not sent back: run `bridge dlq replay` again when it ends")
     return 0
 
 
