@@ -259,9 +259,10 @@ def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
 
 def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
-    for warning in result.pop("warnings"):
+    warnings = result.pop("warnings")
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    _print(result)
+    _print({**result, "warnings": warnings} if args.json else result)    # scripts read them there
     return 0
 
 
@@ -344,15 +345,21 @@ def _needs_dlq(rt: Runtime) -> None:
         raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
 
 
+_HOLDERS = "a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed"
+
+
 def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    listed = dead_letters.summary(dead_letters.list_dead(rt), show_payload=args.show_payload)
+    found = dead_letters.look(rt)
+    listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen)
     if args.json:
         _print(listed)
         return 0
     print(f"{listed['total']} dead letter(s)")
+    if found.not_seen:
+        print(f"about {found.not_seen} more are hidden by another command ({_HOLDERS}): list again when it ends")
     for title, key in (("by reason", "by_reason"), ("by campaign", "by_campaign")):
         if listed[key]:
             print(f"{title}:")
@@ -377,6 +384,9 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+    if done["not_seen"]:
+        raise CliError(f"about {done['not_seen']} more dead letter(s) were hidden by another command ({_HOLDERS}) "
+                       "and not sent back: run `bridge dlq replay` again when it ends")
     return 0
 
 
@@ -503,8 +513,8 @@ def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
         from .services.sync import SyncStopped, settings_of
         try:
             counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
-        except SyncStopped:
-            counts_only = False
+        except SyncStopped as exc:       # no settings, or no sync block: `sync start` would say the same
+            raise CliError("; ".join(exc.problems)) from None
         if counts_only:
             raise CliError(f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts "
                            "(README, Referral counts) — add fields and referral_link_attribute to sync contacts")
