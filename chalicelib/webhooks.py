@@ -32,11 +32,17 @@ class BodyError(ValueError):
 FORM = "application/x-www-form-urlencoded"
 
 
+_MEDIA = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")   # type/subtype (RFC 9110)
+
+
 def media_type(content_type: Optional[str]) -> str:
-    """The bare media type of a Content-Type header, lower case; none given reads as JSON
-    (as Chalice and API Gateway assume)."""
+    """The bare media type of a Content-Type header, lower case; none given (no header, or a blank
+    one) reads as JSON (as Chalice and API Gateway assume). A header whose media type is empty or
+    not `type/subtype` (`;;;`, `; charset=utf-8`, `json`) is "" (accepted by no route)."""
+    if not (content_type or "").strip():
+        return "application/json"
     bare = re.split(r"[;,]", content_type or "", maxsplit=1)[0].strip().lower()
-    return bare or "application/json"
+    return bare if _MEDIA.match(bare) else ""
 
 
 def is_json(media: str) -> bool:

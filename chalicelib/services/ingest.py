@@ -63,7 +63,8 @@ def _checked_shape(headers: dict, raw: bytes, rt: Edge, accepted: tuple[str, ...
         return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
     media = webhooks.media_type(headers.get("content-type"))
     if not (webhooks.is_json(media) or media in accepted):
-        return _error(415, "unsupported_media_type", f"Content-Type {media[:100]} is not accepted: send "
+        shown = media or f"{str(headers.get('content-type'))[:100]!r} (no type/subtype)"
+        return _error(415, "unsupported_media_type", f"Content-Type {shown[:120]} is not accepted: send "
                       + " or ".join(("application/json",) + accepted))
     return media
 

@@ -47,9 +47,12 @@ def test_json_nested_199_deep_and_a_utf8_bom_are_read():
 
 
 @pytest.mark.parametrize("header,media", [(None, "application/json"), ("", "application/json"),
+                                          (" ", "application/json"),
                                           ("Application/JSON; charset=UTF-8", "application/json"),
                                           ("application/x-www-form-urlencoded", webhooks.FORM),
-                                          ("text/plain,application/xml", "text/plain")])
+                                          ("text/plain,application/xml", "text/plain"),
+                                          (";;;", ""), ("; charset=utf-8", ""), ("json", ""),  # no type/subtype:
+                                          ("application/", ""), ("a b/json", "")])              # accepted nowhere
 def test_media_type_of_a_content_type_header(header, media):
     assert webhooks.media_type(header) == media
 
