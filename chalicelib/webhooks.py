@@ -16,8 +16,9 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValida
                       field_validator, model_serializer, model_validator)
 from pydantic_core import from_json
 
-from .domain.ids import ID, as_id, is_id
-from .domain.people import normalise
+from .domain.ids import ID, ID_RULE, as_id, is_id
+from .domain.mapping import to_unix
+from .domain.people import ALIASES, TYPES, normalise
 
 
 class BodyError(ValueError):
@@ -176,12 +177,19 @@ Scalar = Annotated[Any, PlainValidator(_scalar)]
 
 
 def _timestamp(value: Any) -> Any:
+    """Intercom sends unix seconds (the envelope's `created_at`) and ISO-8601 texts (a contact's
+    `updated_at`): a time qualification can read (domain.mapping.to_unix), or a refusal."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("must be a unix time or an ISO-8601 text")
     if isinstance(value, str) and len(value) > 64:
         raise ValueError("is too long for a time")
     if isinstance(value, (int, float)) and not -1e13 < value < 1e13:   # seconds or milliseconds
         raise ValueError("is out of range for a unix time")
+    if isinstance(value, str):
+        try:
+            to_unix(value)
+        except (ValueError, OverflowError):
+            raise ValueError("is not a time: send a unix time or an ISO-8601 text") from None
     return value
 
 

@@ -112,6 +112,11 @@ def notification(**over):
      "data.item.custom_attributes: must be an object"),
     ({"data": {"item": {"id": "c1", "updated_at": True}}}, "invalid_notification", "data.item.updated_at: must be"),
     ({"created_at": 10**20}, "invalid_notification", "created_at: is out of range for a unix time"),
+    ({"created_at": "x"}, "invalid_notification", "created_at: is not a time"),
+    ({"data": {"item": {"id": "c1", "updated_at": "yesterday"}}}, "invalid_notification",
+     "data.item.updated_at: is not a time: send a unix time or an ISO-8601 text"),
+    ({"data": {"item": {"id": "c1", "updated_at": "2023-13-01T00:00:00Z"}}}, "invalid_notification",
+     "data.item.updated_at: is not a time"),
     ({"id": 5}, "invalid_notification", "id: must be text"),
     ({"data": {"item": {"type": "contact_tag", "contact": ["c9"]}}}, "invalid_notification", "data.item: must be"),
 ])
