@@ -18,7 +18,7 @@ from .errors import WorkError
 from .runtime import Runtime
 from .services import admin
 from .services.connections import (ConnectError, configure_oauth, connect_rf, connect_workspace,
-                                   disconnect_workspace)
+                                   disconnect_workspace, list_workspaces)
 
 
 class CliError(Exception):
@@ -55,8 +55,8 @@ def _read(path: str) -> str:
 
 def _redact(text: str, secrets: list) -> str:
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+        if secret and secret.strip():      # a blank one is refused by name: its spaces are no secret
+            text = text.replace(secret.strip(), "***")
     return text
 
 
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_settings_apply)
     p = settings.add_parser("check", help="validate a settings file without storing it")
     p.add_argument("file")
+    _json(p)
     p.set_defaults(func=_settings_check)
     p = settings.add_parser("show", help="print a campaign's stored settings")
     p.add_argument("campaign_id")
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "refused; its links and history are kept")
     p.add_argument("campaign_id")
     p.add_argument("--yes", action="store_true", help="confirm, when people of the campaign are already linked")
+    _json(p)
     p.set_defaults(func=_settings_delete)
 
     ws = sub.add_parser("workspace", help="Intercom workspaces").add_subparsers(dest="action", required=True)
@@ -92,22 +94,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("INTERCOM_TOKEN"))
     p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
     p.add_argument("--api-base", default=None, help="regional API base, e.g. https://api.eu.intercom.io")
+    _json(p)
     p.set_defaults(func=_workspace_connect)
     p = ws.add_parser("disconnect", help="delete a workspace's token and pause its work (settings, links and "
                                          "history are kept; its work waits in the dead-letter queue)")
     p.add_argument("workspace")
+    _json(p)
     p.set_defaults(func=_workspace_disconnect)
     p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
                                         "can connect their workspace at <api>/oauth/intercom/start")
     p.add_argument("--client-id", default=os.environ.get("INTERCOM_CLIENT_ID"))
     p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
+    _json(p)
     p.set_defaults(func=_workspace_oauth_app)
+    p = ws.add_parser("list", help="every workspace the bridge knows: its status, which secrets are set (never "
+                                   "their values) and its campaigns")
+    _json(p)
+    p.set_defaults(func=_workspace_list)
 
     rf = sub.add_parser("rf", help="Referral Factory").add_subparsers(dest="action", required=True)
     p = rf.add_parser("connect", help="store the RF API token and the webhook secret in SSM (what is not given "
                                       "is kept)")
     p.add_argument("--token", default=os.environ.get("RF_TOKEN"))
     p.add_argument("--webhook-secret", default=os.environ.get("RF_WEBHOOK_SECRET"))
+    _json(p)
     p.set_defaults(func=_rf_connect)
 
     dlq = sub.add_parser("dlq", help="dead-letter queue").add_subparsers(dest="action", required=True)
@@ -120,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
     p.add_argument("--all", action="store_true", help="every dead letter (the default without --reason/--campaign)")
+    _json(p)
     p.set_defaults(func=_dlq_replay)
 
     p = sub.add_parser("explain", help="everything the bridge knows of a person, across campaigns, in time order")
@@ -168,6 +179,18 @@ def _parser() -> argparse.ArgumentParser:
     _json_already(p)
     p.set_defaults(func=_forget)
     return parser
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="JSON for machines")
+
+
+def _answer(args: argparse.Namespace, view: dict, text: str) -> None:
+    """The answer on stdout: `view` as one JSON object with --json, else `text` for people."""
+    if args.json:
+        _print(view)
+    else:
+        print(text)
 
 
 def _json_already(p: argparse.ArgumentParser) -> None:
@@ -224,19 +247,22 @@ def _reader_gone() -> int:
 
 # --- the commands: each gets the parsed arguments and the runtime, and answers an exit code ------------
 def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
-    _, warnings = admin.check_settings(_read(args.file))
+    checked, warnings = admin.check_settings(_read(args.file))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print("settings are valid" + (" (the live workspace was not asked: `settings apply` checks the attributes)"
-                                  if warnings else ""))
+    _answer(args, {"valid": True, "campaign_id": checked.campaign_id, "workspace": checked.workspace,
+                   "workspace_checked": False},
+            "settings are valid" + (" (the live workspace was not asked: `settings apply` checks the attributes)"
+                                    if warnings else ""))
     return 0
 
 
 def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
-    for warning in result.pop("warnings"):
+    warnings = result.pop("warnings")
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    _print(result)
+    _print({**result, "warnings": warnings} if args.json else result)    # scripts read them there
     return 0
 
 
@@ -258,9 +284,9 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
     if done is None:
         raise CliError(f"campaign {args.campaign_id!r} has no settings, nothing was deleted (the id must be exactly "
                        "the stored one: `bridge settings show <campaign_id>`)")
-    print(f"settings of campaign {args.campaign_id!r} deleted (version {done['deleted_version']}, workspace "
-          f"{done['workspace']}): its joins are now refused (404 unknown_campaign)"
-          + (f"; kept, with their history: {done['kept']}" if done["kept"] else ""))
+    _answer(args, done, f"settings of campaign {args.campaign_id!r} deleted (version {done['deleted_version']}, "
+            f"workspace {done['workspace']}): its joins are now refused (404 unknown_campaign)"
+            + (f"; kept, with their history: {done['kept']}" if done["kept"] else ""))
     return 0
 
 
@@ -268,8 +294,8 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     done = connect_workspace(rt, args.workspace, args.token, args.client_secret, args.api_base)
     named = f" ({done['name']})" if done["name"] else ""
     checked = " (checked with Intercom)" if done["token"] == "set" else ""
-    print(f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client secret "
-          f"{done['client_secret']}, api base {done['api_base']}")
+    _answer(args, done, f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client "
+            f"secret {done['client_secret']}, api base {done['api_base']}")
     if done["client_secret"] == "missing":
         print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
               "workspace will be refused (401) until it is set", file=sys.stderr)
@@ -277,25 +303,36 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
-    disconnect_workspace(rt, args.workspace)
-    print(f"workspace {args.workspace} disconnected: its token is deleted; settings, links and history are kept. "
-          "Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
-          f"`bridge workspace connect {args.workspace} --token ...`, run `bridge dlq replay`. Running workers "
-          "notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
+    done = disconnect_workspace(rt, args.workspace)
+    _answer(args, done, f"workspace {args.workspace} disconnected: its token is deleted; settings, links and "
+            "history are kept. Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
+            f"`bridge workspace connect {args.workspace} --token ...`, run `bridge dlq replay`. Running workers "
+            "notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
     return 0
 
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     done = configure_oauth(rt, args.client_id, args.client_secret)
-    print(f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, state key "
-          f"{done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
-          "<api>/oauth/intercom/callback as the app's redirect URL.")
+    _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, "
+            f"state key {done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
+            "<api>/oauth/intercom/callback as the app's redirect URL.")
+    return 0
+
+
+def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
+    listed = list_workspaces(rt)
+    lines = [f"{len(listed)} workspace(s)" + (": connect one with `bridge workspace connect <app_id> --token ...`"
+                                               if not listed else "")]
+    for w in listed:
+        lines.append(f"- {w['workspace']}  {w['status']}  secrets set: {', '.join(w['secrets_set']) or 'none'}  "
+                     f"api base {w['api_base'] or 'default'}  campaigns: {', '.join(w['campaigns']) or 'none'}")
+    _answer(args, {"workspaces": listed}, "\n".join(lines))
     return 0
 
 
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     done = connect_rf(rt, args.token, args.webhook_secret)
-    print(f"Referral Factory connected: token {done['token']}, webhook secret {done['webhook_secret']}")
+    _answer(args, done, f"Referral Factory connected: token {done['token']}, webhook secret {done['webhook_secret']}")
     for name, option in (("token", "--token"), ("webhook_secret", "--webhook-secret")):
         if done[name] == "missing":
             print(f"warning: no {option} yet: " + ("joins cannot be read from RF or qualified"
@@ -308,15 +345,21 @@ def _needs_dlq(rt: Runtime) -> None:
         raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
 
 
+_HOLDERS = "a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed"
+
+
 def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    listed = dead_letters.summary(dead_letters.list_dead(rt), show_payload=args.show_payload)
+    found = dead_letters.look(rt)
+    listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen)
     if args.json:
         _print(listed)
         return 0
     print(f"{listed['total']} dead letter(s)")
+    if found.not_seen:
+        print(f"about {found.not_seen} more are hidden by another command ({_HOLDERS}): list again when it ends")
     for title, key in (("by reason", "by_reason"), ("by campaign", "by_campaign")):
         if listed[key]:
             print(f"{title}:")
@@ -339,8 +382,11 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     if args.all and (args.reason or args.campaign):
         raise CliError("--all replays every dead letter: give it alone, or filter with --reason / --campaign")
     done = dead_letters.replay(rt, args.reason, args.campaign)
-    print(f"{done['replayed']} message(s) sent back to the work queue"
-          + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+    _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
+            + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+    if done["not_seen"]:
+        raise CliError(f"about {done['not_seen']} more dead letter(s) were hidden by another command ({_HOLDERS}) "
+                       "and not sent back: run `bridge dlq replay` again when it ends")
     return 0
 
 
@@ -467,8 +513,8 @@ def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
         from .services.sync import SyncStopped, settings_of
         try:
             counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
-        except SyncStopped:
-            counts_only = False
+        except SyncStopped as exc:       # no settings, or no sync block: `sync start` would say the same
+            raise CliError("; ".join(exc.problems)) from None
         if counts_only:
             raise CliError(f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts "
                            "(README, Referral counts) — add fields and referral_link_attribute to sync contacts")

@@ -95,6 +95,12 @@ class FakeQueue:
     def release_dead(self, receipt_handle: str) -> None:
         pass
 
+    def release_dead_many(self, receipt_handles: list[str]) -> None:
+        pass
+
+    def dead_count(self) -> int:
+        return 0
+
 
 class FakeEdge:
     """What the webhook intake is given (services/ingest.Edge)."""

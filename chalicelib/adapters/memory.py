@@ -8,6 +8,7 @@ import dataclasses
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -102,8 +103,9 @@ class MemoryLinks:
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]:
         return {link.ref: link for link in (self.get(r) for r in refs) if link is not None}
 
-    def count_in(self, campaign_id: str, limit: int) -> int:
-        return min(limit, sum(1 for ref in self.tables.links if ref.campaign_id == campaign_id))
+    def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
+        held = [h.link.status for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
+        return dict(Counter(held[:limit]))
 
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
@@ -176,9 +178,10 @@ class MemoryLinks:
         self.tables.owed.pop(PersonRef(*ref), None)
         return self.tables.referrals.pop(PersonRef(*ref), None) is not None
 
-    def referrals_written(self, ref: PersonRef, n: int) -> None:
+    def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
         if ref in self.tables.referrals:
-            self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n)
+            self.tables.referrals[ref] = dataclasses.replace(self.tables.referrals[ref], written=n,
+                                                             written_to=attribute)
 
     def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         return [self._count_applied(PersonRef(*ref), referrer, entries) for ref, referrer, entries in leads]

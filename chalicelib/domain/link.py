@@ -125,11 +125,18 @@ class JoinResult:
 @dataclass(frozen=True)
 class ReferralCount:
     """A referrer's count of leads the bridge saw join with them (each lead once), the contact it is
-    written to (known once sync enrolled them), and the count last written to Intercom."""
+    written to (known once sync enrolled them), and the count last written to Intercom, and to which
+    attribute (`written_to`: a count written to another attribute, or before the bridge recorded it,
+    is not held by the campaign's attribute now)."""
 
     n: int = 0
     written: Optional[int] = None
     contact_id: Optional[str] = None
+    written_to: Optional[str] = None
+
+    def held(self, attribute: str) -> bool:
+        """Intercom holds the count kept, in `attribute`."""
+        return self.written == self.n and self.written_to == attribute
 
 
 @dataclass(frozen=True)

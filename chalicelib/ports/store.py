@@ -9,8 +9,8 @@ from typing import Any, Collection, Iterable, NamedTuple, Optional, Protocol, Se
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
-from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, Overdue, PendingPage, PersonRef,
-                           ReferralCount)
+from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+                           PersonRef, ReferralCount)
 from ..domain.qualification import QState
 from ..errors import Deferred
 from .edge import EdgeLog
@@ -36,8 +36,9 @@ KEEP: Any = _Keep()         # "leave this attribute as it is" (None removes it)
 class LinkRepository(Protocol):
     def get(self, ref: PersonRef) -> Optional[Link]: ...
     def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]: ...
-    def count_in(self, campaign_id: str, limit: int) -> int:
-        """How many links the campaign has, counted up to `limit` (reads the campaign's own items only)."""
+    def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
+        """How many of the campaign's links are in each status, counting up to `limit` links (reads the
+        campaign's own items only)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
@@ -66,8 +67,8 @@ class LinkRepository(Protocol):
     def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
         """Record the contact the referrer's count is written to (sync enrolled them): the count as
         it stands (0 when no lead counted yet)."""
-    def referrals_written(self, ref: PersonRef, n: int) -> None:
-        """Intercom holds `n` (written, and checked after)."""
+    def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
+        """Intercom holds `n` in `attribute` (written, and checked after); nothing when the count is gone."""
     def forget_referrals(self, ref: PersonRef) -> bool:
         """Erase the referrer's count (and the contact it named, and a write it owed): whether there was one."""
     def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:

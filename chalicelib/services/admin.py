@@ -1,13 +1,15 @@
 """Operator commands behind the CLI: settings, connections, dead letters, history."""
 from __future__ import annotations
 
+import re
 from typing import Any, Optional, Protocol
 
 import yaml
 
-from ..domain.link import PersonRef
+from ..domain.link import LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import DeadLetterQueue, IntercomPort
 from .dead_letters import list_dead, replay
@@ -21,9 +23,16 @@ class Operator(Stack[DeadLetterQueue], Protocol):
     def forget(self) -> None: ...
 
 
+# The settings' ids, and who shows them. Each is taken as the text written: YAML 1.1 reads an unquoted 042
+# as octal 34, 4:20 as 260, 0x2A, 42.0 and +42 as 42 — another campaign (or workspace, segment) silently.
+ID_KEYS = {"campaign_id": "Referral Factory", "workspace": "Intercom", "segment_id": "Intercom"}
+PLAIN_NUMBER = re.compile(r"0|[1-9][0-9]*")      # the only unquoted numbers whose text YAML keeps
+
+
 class _Loader(yaml.SafeLoader):
     """YAML's safe loader that refuses a key given twice in one mapping (YAML itself keeps the last
-    silently), and notes each `value:` / `initial_value:` whose unquoted Yes/No/On/Off it reads as a boolean."""
+    silently) and an unquoted id YAML would not keep as written (ID_KEYS), and notes each `value:` /
+    `initial_value:` whose unquoted Yes/No/On/Off it reads as a boolean."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
@@ -42,6 +51,8 @@ class _Loader(yaml.SafeLoader):
                                      f"{first[key]}) — keep one: YAML would silently use the last")
             else:
                 first[key] = line
+            if key_node.value in ID_KEYS:
+                self._id(key_node.value, value_node)
             if key_node.value in ("value", "initial_value") and isinstance(value_node, yaml.ScalarNode) and \
                     value_node.tag == "tag:yaml.org,2002:bool" and value_node.style is None and \
                     value_node.value.lower() in ("yes", "no", "on", "off"):
@@ -51,20 +62,45 @@ class _Loader(yaml.SafeLoader):
                                   f"quote it ({key_node.value}: \"{word}\"); a true/false attribute takes it as is")
         return super().construct_mapping(node, deep=deep)
 
+    def _id(self, key: str, node: Any) -> None:
+        if not isinstance(node, yaml.ScalarNode) or node.style is not None or node.tag in (
+                "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"):     # quoted, text, or empty (the model says)
+            return
+        if node.tag == "tag:yaml.org,2002:int" and PLAIN_NUMBER.fullmatch(node.value):
+            return
+        read = self.construct_object(node)
+        what = (f"the boolean {str(read).lower()}" if isinstance(read, bool) else
+                f"the number {read}" if isinstance(read, (int, float)) else f"the {type(read).__name__} {read}")
+        self.problems.append(f"line {node.start_mark.line + 1}: {key}: {node.value} is read by YAML as {what}, not "
+                             f"the text \"{node.value}\" — write the id exactly as {ID_KEYS[key]} shows it, quoted: "
+                             f"{key}: \"{node.value}\"")
+
 
 def read_document(text: str) -> tuple[Any, list[str]]:
     """A settings file (YAML, or JSON, which is YAML too) and its warnings. Raises SettingsError:
-    not YAML, or a key given twice (each with its line)."""
-    loader = _Loader(text)
+    not YAML (in one line, saying where), a key given twice, or an id YAML would not keep as written
+    (each with its line)."""
     try:
-        doc = loader.get_single_data()
+        loader = _Loader(text)          # refuses a control character already
+        try:
+            doc = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise SettingsError([f"(document): not valid YAML or JSON — {exc}"]) from None
-    finally:
-        loader.dispose()
+        raise SettingsError([f"(document): not valid YAML or JSON — {_where(exc)}"]) from None
     if loader.problems:
         raise SettingsError(loader.problems)
     return _shown(doc), loader.notes
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    """PyYAML's several lines (each quoting the file), as one: "line 3, column 5: what is wrong"."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None or not getattr(exc, "problem", None):
+        return " ".join(str(exc).replace(' in "<unicode string>",', " at").split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"     # type: ignore[attr-defined]
+    context, at = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    return where + (f" ({context}{f' on line {at.line + 1}' if at else ''})" if context else "")
 
 
 SHOWN = {"version", "updated_at", "settings"}
@@ -110,12 +146,32 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
                 raise SettingsError(problems)
             checked = True
             warnings += _marker(rt, settings.workspace, attributes, created)
+    else:
+        warnings.append(f"--offline: workspace {settings.workspace}'s attributes were not checked — `bridge doctor "
+                        f"{settings.campaign_id}` checks them (or apply again without --offline)")
     if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
+    warnings += _count_moved(rt, settings)
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
             "warnings": warnings}
+
+
+def _count_moved(rt: Operator, settings: CampaignSettings) -> list[str]:
+    """The referral counts go to another attribute than the stored settings named: the counts kept
+    reach it with each referrer's next lead, or all at once by backfill (which asks for every count
+    Intercom does not hold in the campaign's attribute)."""
+    attribute = count_attribute(settings)
+    stored = rt.store.settings.get(settings.campaign_id) if attribute else None
+    try:
+        before = count_attribute(parse_settings(stored.document)) if stored is not None else None
+    except SettingsError:
+        before = None
+    if not before or before == attribute:
+        return []
+    return [f"referral counts now go to {attribute} (not {before}): run `bridge backfill {settings.campaign_id} "
+            f"--apply` to write each referrer's count to it now ({before} keeps its last value)"]
 
 
 def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) -> list[str]:
@@ -148,20 +204,31 @@ def delete_settings(rt: Operator, campaign_id: str, confirmed: bool = False) -> 
     stored = rt.store.settings.get(campaign_id)
     if stored is None:
         return None
-    linked = rt.store.links.count_in(campaign_id, PEOPLE_COUNTED)
-    people = []
-    if linked:
-        people.append(f"{linked}{' or more' if linked >= PEOPLE_COUNTED else ''} linked "
-                      f"{'person' if linked == 1 else 'people'}")
+    statuses = rt.store.links.statuses_in(campaign_id, PEOPLE_COUNTED)
+    people = [words[n == 1].format(n=n) for status, words in _PEOPLE.items() if (n := statuses.get(status, 0))]
+    if sum(statuses.values()) >= PEOPLE_COUNTED:
+        people = [f"{_and(people)} among its first {PEOPLE_COUNTED} people (it may have more)"]
     if rt.store.sync.run(campaign_id) is not None:
         people.append("contact sync runs")
-    said = " and ".join(people)
+    said = _and(people)
     if said and not confirmed:
         raise NeedsConfirmation(said)
     rt.store.settings.delete(campaign_id)
     rt.forget()
     return {"campaign_id": campaign_id, "deleted_version": stored.version, "workspace": stored.workspace,
             "kept": said}
+
+
+# A campaign's links by status, in words (several, one): a failed join linked nobody.
+_PEOPLE = {LinkStatus.LINKED: ("{n} linked people", "{n} linked person"),
+           LinkStatus.IGNORED: ("{n} people its settings ignore (action: nothing)",
+                                "{n} person its settings ignore (action: nothing)"),
+           LinkStatus.FAILED: ("{n} failed joins that linked nobody", "{n} failed join that linked nobody"),
+           LinkStatus.IN_PROGRESS: ("{n} joins in progress", "{n} join in progress")}
+
+
+def _and(parts: list[str]) -> str:
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
 
 
 def show_settings(rt: Operator, campaign_id: str) -> Optional[dict]:

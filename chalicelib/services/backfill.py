@@ -9,7 +9,9 @@ finds nobody to send. A dry run (the default) only counts.
 In a campaign that keeps referral counts, a lead whose join was applied before the setting (their
 link is final and counted for nobody) is counted for their RF referrer here, once, the page's leads
 in one batched write (LinkRepository.count_applied_many), and each referrer whose count grew gets it
-written back (one `referral.count` message each, after each page, like the joins)."""
+written back (one `referral.count` message each, after each page, like the joins). So is each
+referrer of the page's counted leads whose count Intercom may not hold in the campaign's attribute
+(after `referral_count_attribute` changed, every kept count)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -85,6 +87,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     except SettingsError as exc:
         raise BackfillError(f"the stored settings of campaign {campaign_id} are invalid: {'; '.join(exc.problems)}")
     result = Result(str(campaign_id), apply)
+    asked: set[PersonRef] = set()          # referrers whose count write this run asked for (once is enough)
     page = 1
     while True:
         users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
@@ -100,11 +103,13 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             result.outcomes[outcome] += 1
             if message is not None:
                 to_send.append(message.wire())
-        owed = _owed(rt, links, grown) if apply and count_attribute(settings) else set()
+        attribute = count_attribute(settings)
+        owed = _owed(rt, links, grown | asked, attribute) if apply and attribute else set()
         result.read += len(users)
         result.counted += len(counted)
         if apply and (to_send or grown or owed):
             _send(rt, to_send, grown, owed)
+            asked |= grown | owed
             result.queued += len(to_send)
             result.count_writes += len(grown) + len(owed)
         if progress:
@@ -159,13 +164,14 @@ def _count(rt: Backfilling, uncounted: list[Uncounted]) -> set[PersonRef]:
     return {lead for (lead, _), counted in zip(uncounted, answers) if counted}
 
 
-def _owed(rt: Backfilling, links: dict[PersonRef, Link], grown: set[PersonRef]) -> set[PersonRef]:
+def _owed(rt: Backfilling, links: dict[PersonRef, Link], asked: set[PersonRef], attribute: str) -> set[PersonRef]:
     """The referrers of this page's counted leads whose stored count Intercom may not hold (a run that
-    stopped before asking for the write, a failed send): asked again, each only when the count
-    written is not the count kept (one batched read for the page)."""
+    stopped before asking for the write, a failed send, a count written to the attribute the settings
+    named before): asked again, each only when the count written is not the count kept, in the
+    campaign's attribute (one batched read for the page), and not asked already by this run."""
     referrers = {PersonRef(link.campaign_id, link.counted_for) for link in links.values()
-                 if link.counted_for and link.final} - grown
-    return {r for r, kept in rt.store.links.referrals_many(referrers).items() if kept.written != kept.n}
+                 if link.counted_for and link.final} - asked
+    return {r for r, kept in rt.store.links.referrals_many(referrers).items() if not kept.held(attribute)}
 
 
 def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef], owed: set[PersonRef]) -> None:

@@ -34,6 +34,19 @@ class ConnectError(Exception):
     """The operator's request cannot be done as given (one line, says what to do)."""
 
 
+def refuse_blank(**given: Optional[str]) -> None:
+    """A token or secret given empty, only spaces, or with spaces around it (a copy-paste's newline)
+    would be stored as it is and never match anything: refused, naming the option (never the value)."""
+    for name, value in given.items():
+        option = "--" + name.replace("_", "-")
+        if value is not None and not value.strip():
+            raise ConnectError(f"{option} is empty (or only spaces), which nothing could ever match: give the "
+                               f"{name.replace('_', ' ')} itself; nothing was stored")
+        if value is not None and value != value.strip():
+            raise ConnectError(f"{option} begins or ends with spaces or a newline (a copy-paste?): give it without "
+                               "them; nothing was stored")
+
+
 def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspace:
     """Who the token belongs to, by `GET /me`; ConnectError (nothing stored) when Intercom refuses it."""
     where = api_base or rt.config.intercom_base_url
@@ -66,6 +79,7 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
                       api_base: Optional[str] = None) -> dict:
     if not valid_workspace(workspace):
         raise ConnectError(f"{workspace!r} is not an Intercom app_id (letters, digits, _ and - only)")
+    refuse_blank(token=token, client_secret=client_secret)
     current = rt.store.connections.workspace(workspace)
     had = set(current.secrets if current is not None else ())
     if not token and "token" not in had:
@@ -103,9 +117,23 @@ def disconnect_workspace(rt: Connecting, workspace: str) -> dict:
     return {"workspace": workspace, "status": "disconnected"}
 
 
+def list_workspaces(rt: Connecting) -> list[dict]:
+    """Every workspace the bridge knows (connected, disconnected, or only named by a campaign's
+    settings: "not connected"), with which secrets are set (never a value) and its campaigns."""
+    listed = []
+    for workspace in sorted(rt.store.connections.workspaces()):
+        conn = rt.store.connections.workspace(workspace)
+        listed.append({"workspace": workspace, "status": conn.status if conn is not None else "not connected",
+                       "secrets_set": sorted(conn.secrets) if conn is not None else [],
+                       "api_base": conn.api_base if conn is not None else None,
+                       "campaigns": sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c))})
+    return listed
+
+
 def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str]) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
     made once. What is not given is kept."""
+    refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret:
         raise ConnectError("give --client-id and/or --client-secret (or INTERCOM_CLIENT_ID, INTERCOM_CLIENT_SECRET): "
                            "the public Intercom app's client id and secret")
@@ -126,6 +154,7 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
 
 
 def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None) -> dict:
+    refuse_blank(token=token, webhook_secret=webhook_secret)
     current = rt.store.connections.rf()
     had = set(current.secrets if current is not None else ())
     if not token and not webhook_secret:

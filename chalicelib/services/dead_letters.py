@@ -3,20 +3,24 @@ hands out), counted by reason and campaign, with the person each is about (email
 payload only on request; and replay by reason, by campaign, or all.
 
 Reading every message: receive with a visibility timeout until the queue answers nothing more (each
-message received once, hidden while we look), then make them visible again at once. A message
-received twice in one listing (its timeout ran out meanwhile) is counted once."""
+message received once, hidden while we look), then make them visible again at once, and also when
+the look is cut short (Ctrl-C, an error): only a process killed outright leaves them hidden, for the
+timeout. A message received twice in one listing (its timeout ran out meanwhile) is counted once.
+Letters another reader holds hidden meanwhile cannot be seen: the queue's count says about how many."""
 from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Iterator, Optional, Protocol
 
 from .. import messages
 from ..observability import mask_email
 from ..ports import DeadLetterQueue
 
-LOOK_SECONDS = 120          # how long a listed message stays hidden if we die before releasing it
+LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
+REPLAY_SECONDS = 300        # the same for a replay (it also sends each back)
 MAX_LISTED = 10_000
 
 
@@ -90,27 +94,48 @@ def _moved_by_sqs(m: dict) -> dict:
             "attempts": str(receives)}       # as the worker's message attribute holds it
 
 
-def _receive_all(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED) -> list[dict]:
-    seen: dict[str, dict] = {}
-    while len(seen) < limit:
-        batch = rt.queue.receive_dead(max_messages=10, visibility=visibility)
-        if not batch:
-            break
-        for m in batch:
-            seen.setdefault(m["MessageId"], m)
-    return list(seen.values())
+@dataclass(frozen=True)
+class Listing:
+    letters: list[DeadLetter]
+    not_seen: int                      # about how many more the queue held, hidden by another reader
+
+
+@contextmanager
+def _holding(rt: HasDeadLetters, visibility: int,
+             limit: int = MAX_LISTED) -> Iterator[tuple[list[dict], dict[str, str], int]]:
+    """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
+    for the caller to take out those it deletes; about how many more the queue holds that we could
+    not see. However the block ends (done, an error, Ctrl-C), each letter still held is visible again
+    at once."""
+    received: dict[str, dict] = {}
+    held: dict[str, str] = {}
+    try:
+        while len(received) < limit:
+            batch = rt.queue.receive_dead(max_messages=10, visibility=visibility)
+            if not batch:
+                break
+            for m in batch:
+                received.setdefault(m["MessageId"], m)
+                held[m["MessageId"]] = m["ReceiptHandle"]
+        yield list(received.values()), held, max(0, rt.queue.dead_count() - len(received))
+    finally:
+        if held:
+            rt.queue.release_dead_many(list(held.values()))
+
+
+def look(rt: HasDeadLetters) -> Listing:
+    """Every dead letter; the queue is left as it was (each message visible again as soon as all are read)."""
+    with _holding(rt, LOOK_SECONDS) as (received, _, not_seen):
+        pass
+    return Listing([read(m) for m in received], not_seen)
 
 
 def list_dead(rt: HasDeadLetters) -> list[DeadLetter]:
-    """Every dead letter; the queue is left as it was (each message visible again)."""
-    received = _receive_all(rt, LOOK_SECONDS)
-    for m in received:
-        rt.queue.release_dead(m["ReceiptHandle"])
-    return [read(m) for m in received]
+    return look(rt).letters
 
 
-def summary(letters: list[DeadLetter], show_payload: bool = False) -> dict:
-    return {"total": len(letters),
+def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int = 0) -> dict:
+    return {"total": len(letters), "not_seen": not_seen,
             "by_reason": dict(Counter(d.reason for d in letters).most_common()),
             "by_campaign": dict(Counter(d.campaign_id or "(none)" for d in letters).most_common()),
             "dead_letters": [d.view(show_payload) for d in letters]}
@@ -123,18 +148,36 @@ def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str]) 
 
 def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
     """Send the matching dead letters back to the work queue, marked as replays (one no model can read
-    goes back as it was: a fixed bridge may read it now); the others stay, visible again at once."""
-    received = _receive_all(rt, 300)
-    sent, kept = 0, 0
-    for m in received:
-        if not matches(read(m), reason, campaign):
-            rt.queue.release_dead(m["ReceiptHandle"])
-            kept += 1
-            continue
-        try:
-            rt.queue.send(messages.parse(m["Body"]).replayed(m["MessageId"]).wire())
-        except messages.Unreadable:
-            rt.queue.send(m["Body"])
-        rt.queue.delete_dead(m["ReceiptHandle"])
-        sent += 1
-    return {"replayed": sent, "left": kept}
+    goes back as it was: a fixed bridge may read it now); the others stay, visible again at once.
+    Interrupted, those not sent back are visible again at once. The one being sent when it was
+    interrupted may have reached the work queue and stay a dead letter too: replaying it again is
+    harmless (a message that comes twice is worked once)."""
+    sent = 0
+    with _holding(rt, REPLAY_SECONDS) as (received, held, not_seen):
+        chosen = [m for m in received if matches(read(m), reason, campaign)]
+        ids = {m["MessageId"] for m in chosen}
+        others = [m["MessageId"] for m in received if m["MessageId"] not in ids]
+        rt.queue.release_dead_many([held[i] for i in others])        # cut short: released again below
+        for i in others:
+            del held[i]
+        for m in chosen:
+            try:
+                rt.queue.send(messages.parse(m["Body"]).replayed(m["MessageId"]).wire())
+            except messages.Unreadable:
+                rt.queue.send(m["Body"])
+            _delete_sent(rt, held, m["MessageId"])
+            sent += 1
+    return {"replayed": sent, "left": len(received) - len(chosen), "not_seen": not_seen}
+
+
+def _delete_sent(rt: Any, held: dict[str, str], message_id: str) -> None:
+    """A letter sent back leaves the dead-letter queue, even when Ctrl-C or an error cuts its delete
+    short (tried once more); if it cannot, it is released with the others, visible again at once."""
+    try:
+        rt.queue.delete_dead(held[message_id])
+    except BaseException:
+        with suppress(Exception):
+            rt.queue.delete_dead(held[message_id])
+            del held[message_id]
+        raise
+    del held[message_id]

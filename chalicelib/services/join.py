@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 from ..domain import join as decide
 from ..domain import people
 from ..domain.history import Entry, iso
-from ..domain.link import LEAD, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
+from ..domain.link import LEAD, REFERRER, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
@@ -318,6 +318,7 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     settings, plan, found = attempt.settings, attempt.plan, attempt.found
     intercom = deps.apis.intercom(attempt.workspace)
     email = str(plan.payload.email)
+    unseen = attempt.known.uncertain_since is not None      # a try may have created a contact it never saw
     if attempt.known.contact_id:
         contact = _find(intercom, attempt.known.contact_id)
         if contact is not None:
@@ -328,6 +329,12 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
                                      "earlier try, no longer exists; starting over"))
         attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None)
     mine = decide.ours(found, attempt.marker)
+    if mine is not None and not unseen:
+        # Made for this person before the bridge's record of them (their link erased, e.g. by `bridge
+        # forget`): a contact that existed before this join, like any other.
+        attempt.reached = _existing(intercom, plan, settings, mine, "our marker: the bridge created it for this "
+                                    "person before, and has kept no record of them since (e.g. `bridge forget`)")
+        return
     if mine is not None:
         contact = _find(intercom, str(mine["id"])) or mine
         attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]))
@@ -391,8 +398,9 @@ def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSetti
               found_by: str) -> Reached:
     """A contact with this email exists: read it as it is now (search lags updates too), then leave
     it untouched (skip) or mark it as referred without replacing what it already has (update)."""
-    found = f"a {existing.get('role')} with this email already exists (found by {found_by})"
     contact = _get(intercom, str(existing["id"]))
+    same = (contact.get("email") or "").lower() == str(plan.payload.email)
+    found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {found_by})"
     baseline = decide.baseline(settings, contact)
     ids = {"contact_id": contact["id"], "role": contact.get("role")}
     if plan.people.duplicates == "skip":
@@ -575,13 +583,14 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
 def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Person:
     """The webhook's person, completed from Referral Factory with what the mapping needs."""
     values = {"id": message.rf_user_id, "campaign_id": message.campaign_id, **message.person.as_dict()}
-    sources = {r.from_ for p in (settings.leads, settings.referrers) for r in p.fields if r.from_}
+    sources = _sources(settings, values)
     fetched: list[str] = []
     # A lead counts for their referrer (referral counts): a webhook without `referrer_id` asks RF who it is.
     uncounted = bool(count_attribute(settings)) and values.get("type") == LEAD and "referrer_id" not in values
     if people.missing(values, sources) or uncounted:
         values = people.merge(values, people.normalise(apis.rf().get_user(values["id"])))
         fetched.append("user")
+        sources = _sources(settings, values)       # RF may have said only now whether a lead or a referrer
     wanted = {s for s in sources if s.startswith("referrer_")}
     if wanted and values.get("referrer_id") and not wanted <= set(values):
         values = people.with_referrer(values, people.normalise(apis.rf().get_user(values["referrer_id"])))
@@ -589,6 +598,15 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
     if "campaign_name" in sources and "campaign_name" not in values:
         values["campaign_name"] = apis.campaign_name(settings.campaign_id)
     return Person(values, tuple(fetched))
+
+
+def _sources(settings: CampaignSettings, values: dict) -> set[str]:
+    """The fields the person's own mapping reads: the leads' for a lead, the referrers' for a referrer
+    (the webhook's `type`, or `referrer_id` given or not). Until that is known, both mappings': the
+    type is missing then, so RF is asked anyway."""
+    kind = values.get("type")
+    mappings = [settings.people(kind == LEAD)] if kind in (LEAD, REFERRER) else [settings.leads, settings.referrers]
+    return {r.from_ for p in mappings for r in p.fields if r.from_}
 
 
 def _field_errors(plan: decide.Plan) -> list[Entry]:

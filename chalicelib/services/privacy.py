@@ -8,6 +8,7 @@ repeat: the email pointers go last, so an interrupted run is finished by running
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from ..domain.link import PersonRef
@@ -43,21 +44,26 @@ def forget(rt: Erasing, email: str) -> dict:
         history += _erase_unlinked(rt, ref)
     ledger = 0
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
-    campaigns = sorted({c for ws in workspaces for c in rt.store.settings.campaigns(ws)})
+    listed = [(ws, c) for ws in workspaces for c in rt.store.settings.campaigns(ws)]
+    campaigns = sorted({c for _, c in listed})
+    # A sync ledger entry names no workspace: the campaign's, unless it moved (listed under several).
+    times = Counter(c for _, c in listed)
+    workspace_of = {c: ws for ws, c in listed if times[c] == 1}
     for campaign_id in campaigns:
         for entry in rt.store.sync.forget(campaign_id, email):     # contact sync's ledger
             ledger += 1
             if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
                 history += _erase_unlinked(rt, PersonRef(campaign_id, entry.rf_user_id))
                 erased.add((campaign_id, entry.rf_user_id))
-                people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id, "workspace": None,
+                people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id,
+                               **({"workspace": workspace_of[campaign_id]} if campaign_id in workspace_of else {}),
                                "contact_id": entry.contact_id})
     recounted = _recount(rt, lowered - {PersonRef(*p) for p in erased})
     refused = forget_refusals(rt, email, campaigns, workspaces, people)
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     if rt.config.dlq_url:
         dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
-                                   {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]})
+                                   {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]})
     for workspace, _ in sorted(found.by_email):
         rt.store.lookup.forget_email(workspace, email)
         pointer_count += 1
@@ -93,7 +99,7 @@ def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: l
     or workspace. The counters stay: they hold nobody."""
     hashed = email_hash(email)
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
-    contacts = {(p["workspace"], p["contact_id"]) for p in people if p["contact_id"]}
+    contacts = {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]}
 
     def about(scope: str):
         def match(sample: RefusalSample) -> bool:

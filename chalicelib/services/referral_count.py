@@ -60,9 +60,13 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Know
     if settings is None or not attribute:
         return "off"                                   # the setting was removed since: nothing to write
     count = deps.links.referrals(ref)
-    if count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
+    if message.contact_id:
+        # The referrer's own join linked their contact: it shows the count kept, 0 too (no lead yet, or
+        # none since `bridge forget` erased their count), not what it may hold from before.
+        count = count or ReferralCount()
+    elif count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
         return "nothing"
-    if message.unless_written and count.written == count.n:
+    if message.unless_written and count.held(attribute):
         return "written"
     return write(deps, settings, ref, count, known.links.get(ref), linked=message.contact_id)
 
@@ -95,7 +99,7 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
             raise
         count = deps.links.referrals(ref) or count
         if count.n == n:
-            deps.links.referrals_written(ref, n)
+            deps.links.referrals_written(ref, n, attribute)
             # One entry, the latest write (a referrer with 10,000 leads is written to up to 10,000 times).
             deps.history.note_latest(ref, Entry("referral_count", "written", f"referral count: {n} written to "
                                                 f"{attribute}", {"count": n, "contact_id": contact_id}))

@@ -59,7 +59,8 @@ class SyncStopped(Exception):
 def settings_of(deps: WorkDeps, campaign_id: str) -> CampaignSettings:
     stored = deps.settings.get(campaign_id)
     if stored is None:
-        raise SyncStopped([f"campaign {campaign_id} has no settings — apply them first (`bridge settings apply`)"])
+        raise SyncStopped([f"campaign {campaign_id} has no settings — apply them first, with a `sync` block "
+                           "(`bridge settings apply <file>`)"])
     try:
         settings = parse_settings(stored.document)
     except SettingsError as exc:

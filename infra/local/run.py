@@ -33,9 +33,10 @@ WORKSPACE = os.environ.get("INTERCOM_WORKSPACE", "vne310wv")
 CLIENT_SECRET = "local-intercom-client-secret"
 RF_WEBHOOK_SECRET = "local-rf-webhook-secret"
 DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
-# The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the README map.
+# The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the README map
+# (referral_count: README "Referral counts").
 LOCAL_ATTRIBUTES = {"referral_code": "string", "lead_source": "string", "signed_up": "string",
-                    "referral_link": "string", "score": "float"}
+                    "referral_link": "string", "score": "float", "referral_count": "integer"}
 
 
 class StartError(Exception):
@@ -266,7 +267,7 @@ def banner(stack: LocalStack, every: str) -> str:
 
 def main() -> int:
     """`make run`: start, say where everything runs, wait for Ctrl-C. A start that fails ends in one
-    line on stderr (exit 1); Ctrl-C while starting ends quietly (130)."""
+    line on stderr (exit 1); Ctrl-C ends it quietly (130), while starting or once running."""
     every = os.environ.get("RECONCILE_EVERY_SECONDS", "60")
     try:
         port = api_port()
@@ -278,17 +279,22 @@ def main() -> int:
     except StartError as exc:
         print(f"make run: {exc}", file=sys.stderr)
         return 1
+    # Stopping is wanted from here on (before the banner: a Ctrl-C right after it stops the stack too).
+    done, stopped_by = threading.Event(), []
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopped_by.append(signum)
+        done.set()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     STATE.parent.mkdir(exist_ok=True)
     written = json.dumps(stack.state(), indent=2)
     STATE.write_text(written)
     print(banner(stack, every), flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     done.wait()
     stack.stop()
-    forget_state(written)
-    return 0
+    forget_state(written, STATE)
+    return 128 + stopped_by[0]          # as the shell reports a signal: Ctrl-C 130, SIGTERM 143
 
 
 def forget_state(written: str, path: Path = STATE) -> None:

@@ -690,8 +690,8 @@ def test_a_lost_claim_counts_nothing_and_the_other_joins_of_its_write_still_coun
 def test_the_count_learns_its_contact_and_what_intercom_holds(store):
     assert store.links.referrer_contact(REFERRER, "c9").n == 0               # enrolled before any lead joined
     _finish_leads(store, "1", "2")
-    store.links.referrals_written(REFERRER, 2)
-    assert store.links.referrals(REFERRER) == ReferralCount(2, 2, "c9")
+    store.links.referrals_written(REFERRER, 2, "custom_attributes.referral_count")
+    assert store.links.referrals(REFERRER) == ReferralCount(2, 2, "c9", "custom_attributes.referral_count")
     assert store.links.referrer_contact(PersonRef("42", "101"), "c8") == ReferralCount(0, None, "c8")
 
 

@@ -104,6 +104,20 @@ def test_a_webhook_makes_one_aws_call_on_both_routes(bridge, intercom, rf, count
     assert counts.intercom == counts.rf == 0
 
 
+def test_a_leads_webhook_carrying_what_the_leads_mapping_reads_costs_no_rf_call(bridge, intercom, counter):
+    """The referrers' mapping reads `url`, which a lead's webhook does not carry: not the lead's business.
+    RF does not know this lead (yet): nothing is asked, so the join does not fail for it either."""
+    bridge.apply(demo_settings())
+    body = {"id": 1017, "campaign_id": 42, "email": "bea@example.com", "first_name": "Bea", "code": "rqaljto7",
+            "referrer_id": 1003, "type": "person_invited"}
+    assert bridge.post_join(body).status_code == 202
+    with counter.measure() as counts:
+        bridge.drain()
+    assert counts.rf == 0
+    [contact] = intercom.contacts_by_email("bea@example.com")
+    assert contact["custom_attributes"]["referral_code"] == "rqaljto7"
+
+
 # --- issue 9's targets: strict xfails, for the optimisation to flip ---------------------------------
 
 def test_target_at_most_1_5_intercom_calls_per_join_of_a_batch_of_10_new_leads(joins_of_new_leads):

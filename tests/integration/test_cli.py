@@ -7,7 +7,7 @@ import yaml
 
 from chalicelib.cli import main
 
-from .conftest import lead_settings
+from .conftest import WORKSPACE, lead_settings
 
 
 def write(tmp_path, doc) -> str:
@@ -61,3 +61,93 @@ def test_history_shows_the_trail_without_secrets(bridge, rf, intercom, capsys):
     assert '"outcome": "created"' in out
     assert "ann@example.com" not in out and '"email": "a***@example.com"' in out       # masked, as explain
     assert "sim-token" not in out and "client-secret" not in out and "rf-hook-secret" not in out
+
+
+# --- --json on every command that answers, `workspace list`, blank secrets ---------------------------
+
+def run(bridge, capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv), rt=bridge.operator())
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_object(bridge, intercom, tmp_path,
+                                                                                    capsys):
+    """README: every command that answers takes --json (these exited 2, "unrecognized arguments")."""
+    settings = write(tmp_path, lead_settings())
+    other = lead_settings()
+    other["campaign_id"] = "43"
+    bridge.apply(other)
+    answers = {}
+    for argv in (["settings", "check", settings], ["rf", "connect", "--webhook-secret", "rotated-hook"],
+                 ["workspace", "connect", WORKSPACE, "--token", "sim-token"],
+                 ["workspace", "oauth-app", "--client-id", "public-app", "--client-secret", "public-secret"],
+                 ["dlq", "replay"], ["settings", "delete", "43"], ["workspace", "list"],
+                 ["workspace", "disconnect", WORKSPACE]):
+        code, out, err = run(bridge, capsys, *argv, "--json")
+        assert code == 0, (argv, err)
+        answers[" ".join(argv[:2])] = json.loads(out)      # one JSON object, nothing else on stdout
+    assert answers["settings check"] == {"valid": True, "campaign_id": "42", "workspace": WORKSPACE,
+                                "workspace_checked": False}
+    assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set"}
+    assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
+                                            "client_secret": "kept", "api_base": "default"}
+    assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made"}
+    assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}
+    assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
+    assert answers["workspace list"]["workspaces"][0]["status"] == "active"
+    assert answers["workspace disconnect"] == {"workspace": WORKSPACE, "status": "disconnected"}
+    assert "rotated-hook" not in str(answers) and "public-secret" not in str(answers)
+
+
+def test_workspace_list_shows_each_workspace_its_status_and_which_secrets_are_set_never_their_values(
+        bridge, other_workspaces, capsys):
+    other = other_workspaces("ws-b", "b-token-value")
+    assert run(bridge, capsys, "workspace", "connect", "ws-b", "--token", "b-token-value", "--client-secret",
+               "b-client-secret-value", "--api-base", other.base_url)[0] == 0
+    assert run(bridge, capsys, "workspace", "disconnect", "ws-b")[0] == 0
+    named_only = lead_settings()
+    named_only.update(campaign_id="44", workspace="ws-never")
+    bridge.apply(named_only)
+    bridge.apply(lead_settings())
+
+    code, out, _ = run(bridge, capsys, "workspace", "list", "--json")
+    assert code == 0 and json.loads(out) == {"workspaces": [
+        {"workspace": "vne310wv", "status": "active", "secrets_set": ["client-secret", "token"], "api_base": None,
+         "campaigns": ["42"]},
+        {"workspace": "ws-b", "status": "disconnected", "secrets_set": ["client-secret"], "api_base": other.base_url,
+         "campaigns": []},
+        {"workspace": "ws-never", "status": "not connected", "secrets_set": [], "api_base": None,
+         "campaigns": ["44"]}]}
+    code, text, _ = run(bridge, capsys, "workspace", "list")
+    assert code == 0 and text.splitlines() == [
+        "3 workspace(s)",
+        "- vne310wv  active  secrets set: client-secret, token  api base default  campaigns: 42",
+        f"- ws-b  disconnected  secrets set: client-secret  api base {other.base_url}  campaigns: none",
+        "- ws-never  not connected  secrets set: none  api base default  campaigns: 44"]
+    for secret in ("sim-token", "b-token-value", "b-client-secret-value"):
+        assert secret not in out + text
+
+
+def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_stores_nothing(bridge, capsys):
+    for argv, says in (
+            (["--webhook-secret", " "], "bridge: --webhook-secret is empty (or only spaces), which nothing could "
+                                        "ever match: give the webhook secret itself; nothing was stored\n"),
+            (["--webhook-secret", ""], "bridge: --webhook-secret is empty (or only spaces)"),
+            (["--token", "rf-new\n"], "bridge: --token begins or ends with spaces or a newline (a copy-paste?): "
+                                     "give it without them; nothing was stored\n"),
+            (["--token", " rf-new", "--webhook-secret", "fine"], "bridge: --token begins or ends with spaces")):
+        code, out, err = run(bridge, capsys, "rf", "connect", *argv)
+        assert (code, out) == (1, "") and err.startswith(says) and err.count("\n") == 1, (argv, err)
+    secrets = bridge.rt.secrets.scoped("edge")
+    assert secrets.get("rf/webhook-secret") == "rf-hook-secret"
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
+
+
+def test_workspace_connect_and_the_oauth_app_refuse_blank_secrets_too(bridge, capsys):
+    code, _, err = run(bridge, capsys, "workspace", "connect", WORKSPACE, "--client-secret", "  ")
+    assert code == 1 and err.startswith("bridge: --client-secret is empty (or only spaces)")
+    code, _, err = run(bridge, capsys, "workspace", "oauth-app", "--client-id", "app ", "--client-secret", "public-secret")
+    assert code == 1 and err.startswith("bridge: --client-id begins or ends with spaces")
+    assert bridge.rt.secrets.scoped("edge").get(f"intercom/{WORKSPACE}/client-secret") == "client-secret"

@@ -31,6 +31,20 @@ def leads(rf, referrer: dict, n: int) -> list[dict]:
     return [rf.add_user(42, f"lead{i}@example.com", f"Lead {i}", referrer_id=referrer["id"]) for i in range(n)]
 
 
+def joined_with_leads(bridge, intercom, rf, email: str, n: int) -> tuple[dict, dict]:
+    """A campaign keeping counts without contact sync: a referrer whose own join linked their contact,
+    then `n` leads of theirs joined. Their RF user and contact."""
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    referrer = rf.add_user(42, email, "Rita")
+    for people in ([referrer], leads(rf, referrer, n)):
+        for person in people:
+            bridge.post_join(join_body(person))
+        bridge.drain()
+    [contact] = intercom.contacts_by_email(email)
+    return referrer, contact
+
+
 def count_of(intercom, contact: dict):
     return intercom.get(contact["id"])["custom_attributes"].get("referral_count")
 
@@ -92,15 +106,7 @@ def test_sync_report_and_doctor_say_where_the_count_is_written(bridge, intercom,
 def test_a_campaign_can_keep_counts_without_contact_sync(bridge, intercom, rf, capsys):
     """A sync block with only `referral_count_attribute`: applied as it is, counts written to the
     contact the referrer's own join linked, and no sync can start from it (it says what to add)."""
-    intercom.define_attribute("referral_count", "integer")
-    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
-    referrer = rf.add_user(42, "ref@example.com", "Rita")
-    bridge.post_join(join_body(referrer))
-    bridge.drain()
-    for lead in leads(rf, referrer, 2):
-        bridge.post_join(join_body(lead))
-    bridge.drain()
-    [contact] = intercom.contacts_by_email("ref@example.com")
+    _, contact = joined_with_leads(bridge, intercom, rf, "ref@example.com", 2)
     assert count_of(intercom, contact) == 2
     _, out, _ = cli(bridge, "doctor", "42", capsys=capsys)
     assert "no contact sync: the sync block only writes back each referrer's referral count" in out
@@ -171,3 +177,42 @@ def test_a_forget_racing_backfill_counting_the_lead_asks_for_the_lowered_count_a
     bridge.drain()
     assert count_of(intercom, contact) == 0
     assert bridge.history(42, lead["id"])["history"] == []
+
+
+def test_after_the_count_attribute_changes_one_backfill_writes_every_kept_count_to_the_new_attribute(
+        bridge, intercom, rf, rita, capsys):
+    contact, user = rita
+    for lead in leads(rf, user, 2):
+        bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert count_of(intercom, contact) == 2
+    intercom.define_attribute("referral_count2", "integer")
+    document = bridge.operator().store.settings.get("42").document
+    applied = bridge.apply({**document, "sync": {**document["sync"], "referral_count_attribute": COUNT + "2"}})
+    assert f"run `bridge backfill 42 --apply` to write each referrer's count to it now" in " ".join(
+        applied["warnings"])
+    code, out, _ = cli(bridge, "backfill", "42", "--apply", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["count_writes_queued"] == 1
+    bridge.drain()
+    shown = intercom.get(contact["id"])["custom_attributes"]
+    assert (shown.get("referral_count2"), shown.get("referral_count")) == (2, 2)
+    code, out, _ = cli(bridge, "backfill", "42", "--apply", "--json", capsys=capsys)    # nothing owed any more
+    assert code == 0 and json.loads(out)["count_writes_queued"] == 0
+
+
+def test_a_forgotten_referrer_who_joins_again_shows_the_count_the_bridge_keeps_not_the_old_one(
+        bridge, intercom, rf, capsys):
+    """Forgetting a referrer erases their count; their earlier leads stay counted for the erased
+    referrer (they never count again). Their contact, kept in Intercom, shows 0 once they join again."""
+    rob, contact = joined_with_leads(bridge, intercom, rf, "rob@example.com", 3)
+    assert count_of(intercom, contact) == 3
+    code, out, _ = cli(bridge, "forget", "rob@example.com", capsys=capsys)
+    assert code == 0 and json.loads(out)["links"] == 1
+    bridge.post_join(join_body(rob))                                 # he joins again (RF sends his join again)
+    bridge.drain()
+    assert count_of(intercom, contact) == 0
+    assert bridge.history(42, rob["id"])["history"][-1]["reason"] == f"referral count: 0 written to {COUNT}"
+    [late] = [rf.add_user(42, "late@example.com", "Late", referrer_id=rob["id"])]
+    bridge.post_join(join_body(late))                                # only leads joining after count for him
+    bridge.drain()
+    assert count_of(intercom, contact) == 1

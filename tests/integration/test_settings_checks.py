@@ -182,3 +182,50 @@ def test_what_settings_show_prints_can_be_edited_and_applied_again(bridge, tmp_p
     assert run(bridge, capsys, "settings", "apply", path)[0] == 0
     again = json.loads(run(bridge, capsys, "settings", "show", "42")[1])
     assert again["version"] == 2 and again["settings"]["qualification"]["value"] == "Done"
+
+
+def test_an_unquoted_id_yaml_reads_as_another_number_is_refused_and_never_overwrites_that_campaign(
+        bridge, tmp_path, capsys):
+    """The walkthrough's 042 was stored as campaign 34; 0x2A, 42.0 and +42 overwrote campaign 42."""
+    bridge.apply(lead_settings())
+    for written, read in (("042", "34"), ("0x2A", "42"), ("4:20", "260"), ("1_000", "1000"), ("42.0", "42.0"),
+                          ("+42", "42")):
+        path = write(tmp_path, f"campaign_id: {written}\nworkspace: vne310wv\nleads: {{action: nothing}}\n"
+                               "referrers: {action: nothing}\n")
+        for argv in (["settings", "check", path], ["settings", "apply", "--offline", path]):
+            assert run(bridge, capsys, *argv) == (2, "", (
+                f'settings are invalid:\n  - line 1: campaign_id: {written} is read by YAML as the number {read}, '
+                f'not the text "{written}" — write the id exactly as Referral Factory shows it, quoted: '
+                f'campaign_id: "{written}"\n'))
+    code, out, _ = run(bridge, capsys, "settings", "show", "42")
+    assert code == 0 and json.loads(out)["version"] == 1 and json.loads(out)["settings"]["leads"]["action"] == \
+        "create_lead"
+    assert [run(bridge, capsys, "settings", "show", other)[0] for other in ("34", "260", "1000")] == [1, 1, 1]
+
+
+def test_apply_offline_warns_that_the_attributes_were_not_checked(bridge, tmp_path, capsys):
+    path = write(tmp_path, yaml.safe_dump(lead_settings()))
+    warning = ("--offline: workspace vne310wv's attributes were not checked — `bridge doctor 42` checks them (or "
+               "apply again without --offline)")
+    code, out, err = run(bridge, capsys, "settings", "apply", "--offline", path)
+    assert (code, err, json.loads(out)) == (0, f"warning: {warning}\n", {"campaign_id": "42", "version": 1})
+    code, out, _ = run(bridge, capsys, "settings", "apply", "--offline", "--json", path)
+    assert (code, json.loads(out)) == (0, {"campaign_id": "42", "version": 2, "warnings": [warning]})
+
+
+def test_a_file_that_is_not_yaml_is_refused_in_one_line(bridge, tmp_path, capsys):
+    path = write(tmp_path, "campaign_id: '42'\nleads:\n  action: nothing\n  tag: x: y\n")
+    for argv in (["settings", "check", path], ["settings", "apply", path]):
+        assert run(bridge, capsys, *argv) == (2, "", "settings are invalid:\n  - (document): not valid YAML or JSON "
+                                                     "— line 4, column 9: mapping values are not allowed here\n")
+
+
+def test_deleting_settings_counts_failed_joins_apart_from_linked_people(bridge, capsys):
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+    bridge.apply(lead_settings())
+    for user, status in (("1", LinkStatus.LINKED), ("2", LinkStatus.FAILED), ("3", LinkStatus.FAILED)):
+        claim = bridge.rt.store.links.claim(PersonRef("42", user), "vne310wv")
+        bridge.rt.store.links.finish(claim, JoinResult(status, reason="Intercom said 500"), [])
+    code, _, err = run(bridge, capsys, "settings", "delete", "42")
+    assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person and 2 failed joins that linked "
+                                        "nobody: once its settings are deleted")

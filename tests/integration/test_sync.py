@@ -266,3 +266,13 @@ def test_every_command_that_answers_takes_json_and_answers_json(bridge, intercom
     for argv in (["history", "42", str(user["id"])], ["forget", "person1@example.com"]):
         code, out, err = cli(bridge, *argv, "--json", capsys=capsys)
         assert code == 0 and isinstance(json.loads(out), dict), (argv, err)
+
+
+def test_status_of_a_campaign_without_settings_or_sync_block_says_so(bridge, capsys):
+    """`sync start` would fail there too: "never synced — run `bridge sync start`" was bad advice."""
+    assert cli(bridge, "sync", "status", "5555", capsys=capsys) == (
+        1, "", "bridge: campaign 5555 has no settings — apply them first, with a `sync` block (`bridge settings "
+               "apply <file>`)\n")
+    bridge.apply(lead_settings())
+    assert cli(bridge, "sync", "report", "42", capsys=capsys) == (
+        1, "", "bridge: campaign 42's settings have no sync block — add one and apply them\n")

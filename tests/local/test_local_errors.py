@@ -168,6 +168,35 @@ def test_the_real_api_banner_advertises_neither_the_demo_nor_the_simulators_page
     assert "make demo" in simulated and "/oauth/intercom/start" in simulated
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_of_a_running_stack_stops_it_and_exits_130(signum, code, tmp_path, monkeypatch, capsys):
+    """README: Ctrl-C exits 130 (it exited 0 once the banner was out); SIGTERM 143, as the shell says."""
+    for var in SECRETS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PORT", str(closed_port()))
+    stack = a_stack(real=False)
+    stopped = []
+    monkeypatch.setattr(stack, "stop", lambda: stopped.append(True), raising=False)
+    monkeypatch.setattr(run, "start", lambda **_: stack)
+    monkeypatch.setattr(run, "STATE", tmp_path / "stack.json")
+
+    def banner(*_):             # the operator presses Ctrl-C as soon as the banner is out
+        os.kill(os.getpid(), signum)
+        return "the banner"
+    monkeypatch.setattr(run, "banner", banner)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)      # unhandled, it fails the test, not pytest
+    try:
+        assert run.main() == code
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C right after the banner raised (a traceback) instead of stopping the stack")
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert stopped == [True] and not (tmp_path / "stack.json").exists()
+    assert capsys.readouterr() == ("the banner\n", "")
+
+
 def test_a_stopped_stack_leaves_no_state_file_unless_another_stack_wrote_it(tmp_path):
     state = tmp_path / "stack.json"
     state.write_text("mine")

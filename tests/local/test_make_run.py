@@ -5,6 +5,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,59 @@ def test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack):
     assert "Authorize access" in page.text
     done = browser.post(f"{local_stack.intercom_url}/oauth", data={**query, "decision": "allow"}, timeout=10)
     assert done.status_code == 200 and f"(app_id <code id=\"workspace-id\">{run.WORKSPACE}</code>)" in done.text
+
+
+def test_the_readmes_counts_only_sync_block_applies_to_the_simulated_workspace(local_stack, tmp_path, capsys):
+    """README, Referral counts: `sync: {referral_count_attribute: custom_attributes.referral_count}` —
+    the simulated workspace has that integer attribute, so the example applies on the local stack."""
+    from chalicelib.cli import main
+    import yaml
+    [block] = re.findall(r"`(sync: \{referral_count_attribute: [^`]*)`", README)
+    doc = {**yaml.safe_load(run.DEMO_SETTINGS.read_text()), **yaml.safe_load(block), "campaign_id": "77"}
+    path = tmp_path / "counts.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["settings", "apply", str(path)]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["campaign_id"] == "77"
+
+
+@pytest.mark.skipif(not all(shutil.which(tool) for tool in ("bash", "curl", "jq", "openssl")),
+                    reason="the README's shell example needs bash, curl, jq and openssl")
+def test_the_readmes_by_hand_example_plays_a_referral_on_the_local_stack(local_stack, tmp_path, capsys):
+    """README, Using the local stack by hand: its commands, run as written in one shell (the worker
+    driven by the test where the README says "a moment later"), make a lead, qualify the referral."""
+    from chalicelib.cli import main
+    assert main(["settings", "apply", str(run.DEMO_SETTINGS)]) == 0          # as `make run` applied them
+    section = README.split("### Using the local stack by hand", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    [last] = re.findall(r"qualified in the simulated RF: `(.*?)`", section, re.S)
+    assert len(blocks) == 2
+    (tmp_path / ".local").mkdir()
+    (tmp_path / ".local" / "stack.json").write_text(json.dumps(local_stack.state()))
+    shell = subprocess.Popen(["bash"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+
+    def step(commands: str) -> str:
+        mine = "\n".join(line for line in commands.splitlines() if not line.startswith("./bridge "))
+        shell.stdin.write(f"{mine}\necho; echo __step_done__\n")
+        shell.stdin.flush()
+        lines = []
+        for line in shell.stdout:
+            if line.strip() == "__step_done__":
+                return "".join(lines)
+            lines.append(line)
+        raise AssertionError(f"the shell ended: {''.join(lines)}")
+
+    try:
+        joined = step(blocks[0])
+        assert json.loads(joined)["queued"] is True, joined
+        local_stack.poller.drain()
+        looked = step(blocks[1])
+        assert '"role": "lead"' in looked and "referral_count integer" in looked, looked
+        assert '{"ok":true,"queued":true,' in looked, looked                 # the signed webhook was taken
+        assert main(["explain", "zoe@example.com"]) == 0
+        local_stack.poller.drain()
+        qualified = step(last.replace("\n", " ")).strip()
+        assert qualified not in ("", "null") and "T" in qualified, qualified
+    finally:
+        shell.stdin.close()
+        shell.wait(timeout=30)

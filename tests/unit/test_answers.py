@@ -124,6 +124,16 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     assert not nobody.found and as_text(nobody).startswith("the bridge has never seen z***@example.com")
 
 
+def test_explain_says_a_failed_join_has_no_contact_yet_never_none():
+    store = MemoryStore(FakeClock())
+    store.settings.put("42", {"campaign_id": "42"}, WS)
+    claim = store.links.claim(PersonRef("42", "7"), WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", reason="Intercom answered 400"),
+                       [Entry("join", "failed", "Intercom answered 400")])
+    text = as_text(explain(type("R", (), {"store": store})(), "7"))
+    assert f"no Intercom contact yet in workspace {WS}; failed" in text and "None" not in text
+
+
 def test_masked_reaches_every_email_in_text_lists_and_dicts():
     assert masked({"a": ["x ann.b@mail.example.org y"], "b": "no email"}) == {
         "a": ["x a***@mail.example.org y"], "b": "no email"}
@@ -183,8 +193,9 @@ def test_backfill_sends_only_the_people_the_bridge_has_not_applied():
     assert {m["kind"] for m in rt.queue.sent} == {"rf.join"}
 
 
+COUNT = "custom_attributes.referral_count"
 COUNTING = {**SETTINGS, "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"}]},
-            "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
+            "sync": {"referral_count_attribute": COUNT}}
 
 
 def _lead(store, user: str, status=LinkStatus.LINKED, counts_for=None):
@@ -217,25 +228,29 @@ def test_backfill_counts_the_leads_applied_before_the_count_setting_once_and_ask
     view = done.view()
     assert view["outcomes"] == {"already applied: counted now for their referrer": 3, "already linked": 3,
                                 "being joined right now": 1}
-    assert (view["queued"], view["counted"], view["count_writes_queued"]) == (0, 3, 4)
-    # after each page (2 people a page), one write per referrer whose count grew in it; and for a
-    # referrer of the page's counted leads whose count Intercom may not hold yet, a check (page 3: lead 5)
+    assert (view["queued"], view["counted"], view["count_writes_queued"]) == (0, 3, 3)
+    # after each page (2 people a page), one write per referrer whose count grew in it; a referrer of the
+    # page's counted leads whose write this run asked for already is not checked again (page 3: lead 5)
     asked = [(m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent]
-    assert asked == [("1", False), ("1", False), ("9", False), ("1", True)]
+    assert asked == [("1", False), ("1", False), ("9", False)]
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 3 and rt.store.links.referrals(PersonRef("42", "9")).n == 1
     assert rt.store.history.entries(PersonRef("42", "2"))[-1].reason.startswith("counted for referrer 1 by `bridge "
                                                                                 "backfill 42 --apply`")
     rt.queue.sent.clear()
     again = backfill(rt, "42", apply=True)          # the writes never happened (a failed send, a stopped run):
     assert again.counted == 0                       # nothing counted twice, every unwritten count asked again
-    assert sorted({(m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent}) == [("1", True), ("9", True)]
+    assert sorted((m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent) == [("1", True), ("9", True)]
     assert again.view()["outcomes"] == {"already linked": 5, "already applied: nothing to do by the settings": 1,
                                         "being joined right now": 1}
     for referrer, n in (("1", 3), ("9", 1)):        # the worker wrote them
-        rt.store.links.referrals_written(PersonRef("42", referrer), n)
+        rt.store.links.referrals_written(PersonRef("42", referrer), n, COUNT)
     rt.queue.sent.clear()
     assert (backfill(rt, "42", apply=True).counted, rt.queue.sent) == (0, [])    # nothing left to ask
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 3
+    # The counts go to another attribute now: Intercom holds none of them there, so each is asked again.
+    rt.store.settings.put("42", {**COUNTING, "sync": {"referral_count_attribute": COUNT + "2"}}, WS)
+    assert backfill(rt, "42", apply=True).view()["count_writes_queued"] == 2
+    assert sorted((m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent) == [("1", True), ("9", True)]
 
 
 def test_backfill_counts_nobody_in_a_campaign_without_the_count_setting():

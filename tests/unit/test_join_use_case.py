@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.domain import people
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Permanent, Uncertain
@@ -65,6 +66,68 @@ def test_a_new_lead_is_created_with_referrer_and_campaign_fields_the_initial_val
     [check] = verifications(work)                      # looked at again once search has caught up
     assert (check["contact_id"], check["not_before"]) == (contact["id"], work.clock.now + LAG)
     assert work.queue.sent_delays == [LAG]
+
+
+# docs/examples/campaign.yaml's mappings: the referrers' map `url`, which a lead's webhook does not carry.
+EXAMPLE = {"campaign_id": "42", "workspace": "ws",
+           "leads": {"action": "create_lead", "duplicates": "update",
+                     "fields": [{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"},
+                                {"from": "code", "to": "custom_attributes.referral_code"}]},
+           "referrers": {"action": "create_user", "duplicates": "skip",
+                         "fields": [{"from": "email", "to": "email"},
+                                    {"from": "url", "to": "custom_attributes.referral_link"}]}}
+BEA = {"id": 1017, "campaign_id": 42, "email": "bea@example.com", "first_name": "Bea", "code": "rqaljto7",
+       "referrer_id": 1003, "type": "person_invited"}
+
+
+def webhook(body: dict, user: str) -> dict:
+    """The join the intake queues for RF's webhook body (read through the field names)."""
+    return join(people.normalise(body), user=user)
+
+
+def fetched(work: FakeWork, user: str) -> list[str]:
+    received = work.store.history.entries(PersonRef("42", user))[0]
+    return received.details["fetched_from_referral_factory"]
+
+
+@pytest.mark.parametrize("body", [BEA, {k: v for k, v in BEA.items() if k != "type"}],
+                         ids=["type", "referrer_id"])
+def test_a_leads_webhook_with_every_field_the_leads_mapping_reads_costs_no_rf_call(body):
+    """The referrers' `url` is not the lead's business: no call to RF's budget, and a lead RF does
+    not know (yet) still joins. Lead or referrer is read from `type`, or from `referrer_id`."""
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF({})))
+    work.store.settings.put("42", EXAMPLE, "ws")
+    assert run(work, webhook(body, "1017")) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == [] and fetched(work, "1017") == []
+    [contact] = work.apis.intercom_.contacts.values()
+    assert contact["custom_attributes"]["referral_code"] == "rqaljto7"
+
+
+def test_a_field_the_persons_own_mapping_reads_and_the_webhook_lacks_is_still_read_from_rf():
+    users = {"1017": {**BEA, "id": "1017", "code": "fromrf"},
+             "1003": {"id": "1003", "email": "rita@example.com", "url": "https://rf.example/r/rita",
+                      "type": "referrer"}}
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF(users)))
+    work.store.settings.put("42", EXAMPLE, "ws")
+    lead = {k: v for k, v in BEA.items() if k != "code"}
+    referrer = {"id": 1003, "campaign_id": 42, "email": "rita@example.com", "type": "person_referring"}
+    assert run(work, webhook(lead, "1017"), webhook(referrer, "1003")) == {"done": 2, "retry": 0, "dead": 0}
+    assert sorted(work.apis.rf_.calls) == ["get_user 1003", "get_user 1017"]
+    assert fetched(work, "1017") == fetched(work, "1003") == ["user"]
+    contacts = {c["email"]: c for c in work.apis.intercom_.contacts.values()}
+    assert contacts["bea@example.com"]["custom_attributes"]["referral_code"] == "fromrf"
+    assert contacts["rita@example.com"]["custom_attributes"]["referral_link"] == "https://rf.example/r/rita"
+
+
+def test_a_webhook_that_does_not_say_lead_or_referrer_asks_rf_and_maps_with_the_answer():
+    users = {"1017": {**BEA, "id": "1017", "url": "https://rf.example/r/bea"}}
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF(users)))
+    work.store.settings.put("42", EXAMPLE, "ws")
+    body = {k: v for k, v in BEA.items() if k not in ("type", "referrer_id")}
+    assert run(work, webhook(body, "1017")) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == ["get_user 1017"]
+    [contact] = work.apis.intercom_.contacts.values()
+    assert contact["role"] == "lead" and contact["custom_attributes"]["referral_code"] == "rqaljto7"
 
 
 def test_the_marker_attribute_is_created_once_when_the_workspace_lacks_it():
@@ -158,6 +221,26 @@ def test_a_create_whose_answer_is_lost_is_found_by_our_marker_not_made_again():
         LinkStatus.LINKED, contact["id"], "No", None)
     assert work.apis.intercom_.tags == [(contact["id"], "Referred")]
     assert ("contact", "resumed") in history(work) and work.apis.intercom_.calls.count("create") == 1
+
+
+def test_after_forget_the_same_join_finds_the_contact_made_before_and_says_so_not_resumed():
+    """`bridge forget` erases the link, not the Intercom contact (it keeps our marker): the join that
+    comes again links it as a contact that existed before, and the history says what happened."""
+    from chalicelib.services.privacy import forget
+    work = world()
+    run(work, join())
+    [contact] = work.apis.intercom_.contacts.values()
+    contact["custom_attributes"]["signed_up"] = "Yes"          # what it became since
+    forget(work, "ann@example.com")
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    assert list(work.apis.intercom_.contacts.values()) == [contact]
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline) == (LinkStatus.LINKED, contact["id"], "Yes")
+    assert ("contact", "resumed") not in history(work) and ("contact", "updated_existing") in history(work)
+    [found] = [r for r in reasons(work) if "already exists" in r]
+    assert found.startswith("a lead with this email already exists (found by our marker: the bridge created it "
+                            "for this person before") and "never saw" not in found
+    assert work.apis.rf_.qualified == []                       # "Yes" before this join: not a change
 
 
 def test_while_search_may_still_hide_it_the_retry_waits_instead_of_creating_again():

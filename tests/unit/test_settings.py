@@ -272,3 +272,74 @@ def test_the_file_reader_notes_a_yes_or_no_word_read_as_a_boolean():
                      'quote it (value: "Yes"); a true/false attribute takes it as is']
     assert read_document(PRODUCT_EXAMPLE)[1] == []
     assert read_document('{"qualification": {"value": true}, "overwrite": yes}')[1] == []   # meant as booleans
+
+
+@pytest.mark.parametrize("written, read", [("042", "the number 34"), ("0x2A", "the number 42"),
+                                           ("4:20", "the number 260"), ("1_000", "the number 1000"),
+                                           ("42.0", "the number 42.0"), ("+42", "the number 42"),
+                                           ("1.0e+3", "the number 1000.0"), ("yes", "the boolean true")])
+def test_an_unquoted_id_yaml_would_read_as_another_value_is_refused_with_the_fix(written, read):
+    """YAML 1.1 turns 042 into 34 and 0x2A into 42: another campaign, silently (one that exists, overwritten)."""
+    from chalicelib.services.admin import check_settings
+    text = PRODUCT_EXAMPLE.replace('campaign_id: "42"', f"campaign_id: {written}")
+    with pytest.raises(SettingsError) as exc:
+        check_settings(text)
+    assert exc.value.problems == [f'line 2: campaign_id: {written} is read by YAML as {read}, not the text '
+                                  f'"{written}" — write the id exactly as Referral Factory shows it, quoted: '
+                                  f'campaign_id: "{written}"']
+
+
+def test_every_id_of_the_file_is_taken_as_written():
+    from chalicelib.services.admin import check_settings
+    for plain in ("42", "0", "1e3", "0o17"):     # YAML keeps their text (neither last is a number to YAML 1.1)
+        assert check_settings(PRODUCT_EXAMPLE.replace('"42"', plain))[0].campaign_id == plain
+    assert check_settings(PRODUCT_EXAMPLE.replace('"42"', '"042"'))[0].campaign_id == "042"
+    with pytest.raises(SettingsError) as exc:
+        check_settings(PRODUCT_EXAMPLE.replace('"vne310wv"', "0x10") + SYNC.replace('"5f2a"', "017"))
+    assert [p.split(" is read by YAML")[0] for p in exc.value.problems] == ["line 3: workspace: 0x10",
+                                                                            "line 28: segment_id: 017"]
+    assert 'as Intercom shows it, quoted: workspace: "0x10"' in exc.value.problems[0]
+
+
+@pytest.mark.parametrize("text, line", [
+    ("campaign_id: '42'\nleads:\n  action: nothing\n  tag: x: y\n",
+     "line 4, column 9: mapping values are not allowed here"),
+    ('{"campaign_id": "42", "leads": {"action": "nothing"}\n',
+     "line 2, column 1: expected ',' or '}', but got '<stream end>' (while parsing a flow mapping on line 1)"),
+    ("campaign_id: '42'\n\x07\n", "unacceptable character #x0007: special characters are not allowed at position 18"),
+])
+def test_a_file_that_is_not_yaml_is_refused_in_one_line_that_says_where(text, line):
+    from chalicelib.services.admin import read_document
+    with pytest.raises(SettingsError) as exc:
+        read_document(text)
+    assert exc.value.problems == [f"(document): not valid YAML or JSON — {line}"]
+
+
+def test_deleting_settings_counts_the_campaigns_people_by_what_their_join_did():
+    """The walkthrough's campaign had 54 links, most of them failed joins: "54 linked people" was not so."""
+    from types import SimpleNamespace
+
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+    from chalicelib.services.admin import PEOPLE_COUNTED, NeedsConfirmation, delete_settings
+    rt = SimpleNamespace(store=MemoryStore(lambda: 1000.0), forget=lambda: None)
+
+    def joins(status: LinkStatus, n: int, campaign="42") -> None:
+        for _ in range(n):
+            claim = rt.store.links.claim(PersonRef(campaign, f"{status}{len(rt.store.tables.links)}"), "ws")
+            rt.store.links.finish(claim, JoinResult(status, reason="boom"), [])
+
+    rt.store.settings.put("42", {"campaign_id": "42"}, "ws")
+    joins(LinkStatus.LINKED, 1)
+    joins(LinkStatus.FAILED, 53)
+    joins(LinkStatus.IGNORED, 2)
+    joins(LinkStatus.FAILED, 5, campaign="43")
+    with pytest.raises(NeedsConfirmation) as exc:
+        delete_settings(rt, "42")
+    assert str(exc.value) == ("1 linked person, 2 people its settings ignore (action: nothing) and 53 failed joins "
+                              "that linked nobody")
+    joins(LinkStatus.FAILED, PEOPLE_COUNTED)
+    with pytest.raises(NeedsConfirmation) as exc:
+        delete_settings(rt, "42")
+    assert str(exc.value).endswith(f"that linked nobody among its first {PEOPLE_COUNTED} people (it may have more)")
+    assert delete_settings(rt, "42", confirmed=True)["kept"] == str(exc.value)

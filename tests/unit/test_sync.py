@@ -152,10 +152,24 @@ def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
     drain(work)
     user = next(u for u in work.apis.rf_.created if u["email"] == "p1@example.com")
     assert work.store.history.entries(PersonRef("42", str(user["id"])))
+    [entry] = [e for e in work.store.sync.ledger("42") if e.email == "p1@example.com"]
     done = forget(work, "P1@example.com")
     assert (done["sync_ledger_entries"], done["history_entries"]) == (1, 1)
+    # what the operator erases in Intercom too: the contact in the campaign's workspace
+    assert done["people"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]), "workspace": WS,
+                               "contact_id": entry.contact_id}]
     assert [e.email for e in work.store.sync.ledger("42")] == ["p0@example.com"]
     assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
+
+
+def test_forget_names_no_workspace_for_a_synced_person_of_a_campaign_that_moved_workspaces():
+    from chalicelib.services.privacy import forget
+    work = world(1)
+    sync.start(deps(work), "42")
+    drain(work)
+    work.store.settings.put("42", {**sync_settings(), "workspace": "ws2"}, "ws2")   # which one held the contact?
+    [person] = forget(work, "p0@example.com")["people"]
+    assert "workspace" not in person and person["contact_id"]
 
 
 def test_forget_erases_a_synced_referrers_referral_count():

@@ -18,7 +18,7 @@ Item kinds (pk / sk):
                                          reconciliation queued the work that finishes it, its next retry)
   CAMPAIGN#<id> / REFERRALS#<rf id>      a referrer's count of leads seen joining with them (only with
                                          sync.referral_count_attribute), the contact it is written to,
-                                         and the count Intercom last got; once an erasure lowered it,
+                                         and the count Intercom last got (in which attribute); once an erasure lowered it,
                                          in the `overdue` index's COUNT_WRITES partition until
                                          reconciliation asked for its write (it owes one)
   CONTACT#<ws>#<contact id> / LINKS      which links point at a contact  } one BatchGetItem answers

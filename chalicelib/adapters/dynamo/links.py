@@ -105,10 +105,10 @@ class DynamoLinks:
         links = (i.to_link() for i in batch_get(LinkItem, (link_key(PersonRef(*r)) for r in refs)))
         return {link.ref: link for link in links}
 
-    def count_in(self, campaign_id: str, limit: int) -> int:
+    def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
         pk, prefix = campaign_links(campaign_id)
-        return sum(1 for _ in LinkItem.query(pk, LinkItem.sk.startswith(prefix), limit=limit,
-                                             attributes_to_get=["pk"]))
+        return dict(Counter(LinkStatus(i.status) for i in LinkItem.query(
+            pk, LinkItem.sk.startswith(prefix), limit=limit, attributes_to_get=["status"])))
 
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:
@@ -263,9 +263,10 @@ class DynamoLinks:
         item = ReferralItem(*referrals_key(ref))
         return applied(lambda: item.delete(condition=ReferralItem.pk.exists()))
 
-    def referrals_written(self, ref: PersonRef, n: int) -> None:
+    def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
         applied(lambda: ReferralItem(*referrals_key(ref)).update(
-            actions=[ReferralItem.written.set(n)], condition=ReferralItem.pk.exists()))
+            actions=[ReferralItem.written.set(n), ReferralItem.written_to.set(attribute)],
+            condition=ReferralItem.pk.exists()))
 
     def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In as few transactions as fit (_counting_chunks). When DynamoDB cancels one on some

@@ -136,6 +136,7 @@ class ReferralItem(_Item):
 
     n = NumberAttribute(null=True)
     written = NumberAttribute(null=True)
+    written_to = UnicodeAttribute(null=True)        # the attribute `written` went to (none: before it was kept)
     contact_id = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
     # Set in the very write of an erasure that lowered the count (the sparse `overdue` index, in a
@@ -146,7 +147,8 @@ class ReferralItem(_Item):
     owed = OverdueIndex()
 
     def to_count(self) -> ReferralCount:
-        return ReferralCount(int(self.n or 0), None if self.written is None else int(self.written), self.contact_id)
+        return ReferralCount(int(self.n or 0), None if self.written is None else int(self.written), self.contact_id,
+                             self.written_to)
 
 
 class PointerItem(_Item):
