@@ -16,8 +16,9 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValida
                       field_validator, model_serializer, model_validator)
 from pydantic_core import from_json
 
-from .domain.ids import ID, as_id, is_id
-from .domain.people import normalise
+from .domain.ids import ID, ID_RULE, as_id, is_id
+from .domain.mapping import to_unix
+from .domain.people import ALIASES, TYPES, normalise
 
 
 class BodyError(ValueError):
@@ -32,11 +33,17 @@ class BodyError(ValueError):
 FORM = "application/x-www-form-urlencoded"
 
 
+_MEDIA = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")   # type/subtype (RFC 9110)
+
+
 def media_type(content_type: Optional[str]) -> str:
-    """The bare media type of a Content-Type header, lower case; none given reads as JSON
-    (as Chalice and API Gateway assume)."""
+    """The bare media type of a Content-Type header, lower case; none given (no header, or a blank
+    one) reads as JSON (as Chalice and API Gateway assume). A header whose media type is empty or
+    not `type/subtype` (`;;;`, `; charset=utf-8`, `json`) is "" (accepted by no route)."""
+    if not (content_type or "").strip():
+        return "application/json"
     bare = re.split(r"[;,]", content_type or "", maxsplit=1)[0].strip().lower()
-    return bare or "application/json"
+    return bare if _MEDIA.match(bare) else ""
 
 
 def is_json(media: str) -> bool:
@@ -170,12 +177,19 @@ Scalar = Annotated[Any, PlainValidator(_scalar)]
 
 
 def _timestamp(value: Any) -> Any:
+    """Intercom sends unix seconds (the envelope's `created_at`) and ISO-8601 texts (a contact's
+    `updated_at`): a time qualification can read (domain.mapping.to_unix), or a refusal."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("must be a unix time or an ISO-8601 text")
     if isinstance(value, str) and len(value) > 64:
         raise ValueError("is too long for a time")
     if isinstance(value, (int, float)) and not -1e13 < value < 1e13:   # seconds or milliseconds
         raise ValueError("is out of range for a unix time")
+    if isinstance(value, str):
+        try:
+            to_unix(value)
+        except (ValueError, OverflowError):
+            raise ValueError("is not a time: send a unix time or an ISO-8601 text") from None
     return value
 
 
@@ -325,6 +339,73 @@ class RFPerson(AsSent):
     source: Optional[Scalar] = None
     signed_up_at: Optional[Scalar] = None
     qualified_at: Optional[Scalar] = None
+
+
+def rf_join(body: dict) -> RFPerson:
+    """RF's "user joins" webhook as a person: rf_person, after the checks only a webhook gets (an RF
+    API user, as backfill reads it, is taken as RF sends it). What the owner's field names would
+    let normalise read one way silently is refused, naming the field: a `data`, `user` or `meta`
+    of the wrong shape, a field sent twice (under two names, or beside and inside `user`) with
+    different values, a `referrer_id` of true or false."""
+    data = body.get("data")
+    if _given(data) and not isinstance(data, dict):
+        _invalid("data: must be an object (the user's fields)")
+    where, top = ("data.", data) if isinstance(data, dict) else ("", body)
+    user = top.get("user")
+    if _given(user) and not isinstance(user, dict):
+        _invalid(f"{where}user: must be an object (the user's fields)")
+    places = [(where, top)] + ([(f"{where}user.", user)] if isinstance(user, dict) else [])
+    for prefix, node in places:
+        _meta_shape(f"{prefix}meta", node.get("meta"))
+    for field, aliases in ALIASES.items():
+        sent = [(f"{prefix}{alias}", node[alias]) for prefix, node in places for alias in aliases
+                if alias in node and _given(node[alias])]
+        for name, value in sent:
+            if field == "referrer_id" and isinstance(value, bool):
+                _invalid(f"{name}: must be {ID_RULE}")
+            if _comparable(field, value) != _comparable(field, sent[0][1]):
+                _invalid(f"{field}: `{sent[0][0]}` and `{name}` differ: send one value")
+    return rf_person(body)
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def _invalid(message: str) -> None:
+    raise BodyError(400, "invalid_field", message)
+
+
+def _meta_shape(name: str, meta: Any) -> None:
+    if not _given(meta) or isinstance(meta, dict):
+        return
+    if not isinstance(meta, list):
+        _invalid(f"{name}: must be a list of {{field, value}} or an object")
+    for i, item in enumerate(meta):
+        if not (isinstance(item, dict) and isinstance(item.get("field"), str) and item["field"]):
+            _invalid(f"{name}[{i}]: must be an object with a `field` name and a `value`")
+
+
+def _comparable(field: str, value: Any) -> Any:
+    """A value as the bridge reads it, so that the same value sent twice is not a conflict:
+    7, 7.0 and "7"; "Ann@x.co" and "ann@x.co"; "lead" and "person_invited"; a date as ISO and as
+    unix seconds."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, (int, float, str)):
+        return value
+    text = str(value).strip()
+    if field == "email" or field == "type":
+        text = text.lower()
+        return TYPES.get(text, text) if field == "type" else text
+    if field in ("signed_up_at", "qualified_at"):
+        try:
+            return to_unix(text)
+        except (ValueError, OverflowError):
+            return text
+    return text
 
 
 def rf_person(body: dict) -> RFPerson:

@@ -63,7 +63,8 @@ def _checked_shape(headers: dict, raw: bytes, rt: Edge, accepted: tuple[str, ...
         return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
     media = webhooks.media_type(headers.get("content-type"))
     if not (webhooks.is_json(media) or media in accepted):
-        return _error(415, "unsupported_media_type", f"Content-Type {media[:100]} is not accepted: send "
+        shown = media or f"{str(headers.get('content-type'))[:100]!r} (no type/subtype)"
+        return _error(415, "unsupported_media_type", f"Content-Type {shown[:120]} is not accepted: send "
                       + " or ".join(("application/json",) + accepted))
     return media
 
@@ -104,7 +105,7 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]
         return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header"), None
     try:
         body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw)
-        person = webhooks.rf_person(body)
+        person = webhooks.rf_join(body)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message), None
     if not rt.campaign_known(person.campaign_id):

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 import requests
 
 from infra.local.sims.webhooks import sign
@@ -189,3 +190,51 @@ def test_another_method_on_a_webhook_url_gets_the_documented_json_405_as_api_gat
                                      "message": f"{method} is not accepted here: use {allowed}"}
     head = requests.head(f"{bridge.server.url}/webhooks/referral-factory", timeout=10)
     assert (head.status_code, head.headers["Allow"], head.content) == (405, "POST", b"")
+
+
+WALKTHROUGH = [   # a new user's bodies that were queued before: (headers, body, status, error, message start)
+    ({}, {"id": 1, "campaign_id": 42, "referrer_id": False}, 400, "invalid_field", "referrer_id: must be a number"),
+    ({}, {"id": 1, "campaign": 43, "campaign_id": 42}, 400, "invalid_field",
+     "campaign_id: `campaign_id` and `campaign` differ"),
+    ({"Content-Type": ";;;"}, {"id": 1, "campaign_id": 42}, 415, "unsupported_media_type", "Content-Type ';;;'"),
+    ({}, {"user": [1]}, 400, "invalid_field", "user: must be an object"),
+    ({}, {"id": 1, "campaign_id": 42, "meta": "company"}, 400, "invalid_field", "meta: must be a list"),
+]
+
+
+@pytest.mark.parametrize("headers,body,status,error,message", WALKTHROUGH, ids=[w[4][:30] for w in WALKTHROUGH])
+def test_a_join_read_one_way_silently_before_is_refused_with_its_reason_recorded(bridge, headers, body, status,
+                                                                                 error, message):
+    from chalicelib.ports.edge import UNKNOWN
+    bridge.apply(lead_settings())
+    answer = bridge.post_join(body, headers=headers)
+    assert (answer.status_code, answer.json()["error"]) == (status, error)
+    assert answer.json()["message"].startswith(message), answer.json()["message"]
+    assert bridge.queued() == 0
+    store = bridge.operator().store
+    assert sum(store.edge.refusals(scope).total(error) for scope in ("campaign:42", UNKNOWN)) == 1
+
+
+def test_a_join_sending_one_value_under_two_names_or_no_content_type_is_still_queued(bridge):
+    bridge.apply(lead_settings())
+    same = bridge.post_join({"id": 1, "campaign": "42", "campaign_id": 42, "user": {"id": "1"}})
+    bare = requests.post(f"{bridge.server.url}/webhooks/referral-factory", data=json.dumps({"id": 2, "campaign_id": 42}),
+                         headers={"X-Bridge-Secret": SECRET}, timeout=10)
+    assert [same.status_code, bare.status_code] == [202, 202] and bridge.queued() == 2
+
+
+@pytest.mark.parametrize("where,value", [("item", "yesterday"), ("envelope", "x")])
+def test_a_notification_with_a_time_that_is_not_one_is_refused_with_its_reason_recorded(bridge, intercom, where, value):
+    bridge.apply(lead_settings())
+    real = json.loads(REAL_PAYLOAD.read_text())
+    assert bridge.post_intercom(real).status_code == 200             # as Intercom sends it: ISO item times
+    if where == "item":
+        real["data"]["item"]["updated_at"] = value
+    else:
+        real["created_at"] = value
+    answer = bridge.post_intercom(real)
+    field = "data.item.updated_at" if where == "item" else "created_at"
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_notification")
+    assert answer.json()["message"] == f"{field}: is not a time: send a unix time or an ISO-8601 text"
+    assert bridge.queued() == 1
+    assert bridge.operator().store.edge.refusals("workspace:vne310wv").total("invalid_notification") == 1

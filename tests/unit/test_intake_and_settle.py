@@ -114,6 +114,16 @@ def test_an_unsupported_media_type_is_our_own_415(receive, content_type):
     assert reply.body["message"].startswith(f"Content-Type {content_type.split(';')[0]} is not accepted: send ")
 
 
+@pytest.mark.parametrize("receive", [receive_rf_join, receive_intercom])
+@pytest.mark.parametrize("content_type", [";;;", "; charset=utf-8", "json", "application/"])
+def test_a_content_type_without_a_media_type_is_a_415_not_read_as_json(receive, content_type):
+    runtime = FakeEdge(intercom_secrets={"ws1": "cs"})
+    reply = receive({"Content-Type": content_type, "X-Bridge-Secret": "s3cret"}, b'{"id": 1, "campaign_id": 42}',
+                    runtime)
+    assert (reply.status, reply.body["error"]) == (415, "unsupported_media_type") and runtime.queue.sent == []
+    assert reply.body["message"].startswith(f"Content-Type {content_type!r} (no type/subtype) is not accepted: send ")
+
+
 def test_an_unsigned_body_nested_past_pythons_recursion_limit_is_a_400_before_the_signature_check():
     runtime = FakeEdge(intercom_secrets={"ws1": "cs"})
     reply = receive_intercom({}, b"[" * 100_000, runtime)

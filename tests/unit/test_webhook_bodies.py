@@ -47,9 +47,12 @@ def test_json_nested_199_deep_and_a_utf8_bom_are_read():
 
 
 @pytest.mark.parametrize("header,media", [(None, "application/json"), ("", "application/json"),
+                                          (" ", "application/json"),
                                           ("Application/JSON; charset=UTF-8", "application/json"),
                                           ("application/x-www-form-urlencoded", webhooks.FORM),
-                                          ("text/plain,application/xml", "text/plain")])
+                                          ("text/plain,application/xml", "text/plain"),
+                                          (";;;", ""), ("; charset=utf-8", ""), ("json", ""),  # no type/subtype:
+                                          ("application/", ""), ("a b/json", "")])              # accepted nowhere
 def test_media_type_of_a_content_type_header(header, media):
     assert webhooks.media_type(header) == media
 
@@ -109,6 +112,11 @@ def notification(**over):
      "data.item.custom_attributes: must be an object"),
     ({"data": {"item": {"id": "c1", "updated_at": True}}}, "invalid_notification", "data.item.updated_at: must be"),
     ({"created_at": 10**20}, "invalid_notification", "created_at: is out of range for a unix time"),
+    ({"created_at": "x"}, "invalid_notification", "created_at: is not a time"),
+    ({"data": {"item": {"id": "c1", "updated_at": "yesterday"}}}, "invalid_notification",
+     "data.item.updated_at: is not a time: send a unix time or an ISO-8601 text"),
+    ({"data": {"item": {"id": "c1", "updated_at": "2023-13-01T00:00:00Z"}}}, "invalid_notification",
+     "data.item.updated_at: is not a time"),
     ({"id": 5}, "invalid_notification", "id: must be text"),
     ({"data": {"item": {"type": "contact_tag", "contact": ["c9"]}}}, "invalid_notification", "data.item: must be"),
 ])
@@ -161,3 +169,59 @@ def test_an_rf_body_is_read_through_the_owners_field_names():
 def test_an_rf_body_of_the_wrong_shape_is_a_400_naming_the_field(body, code, message):
     error = refused(webhooks.rf_person, body)
     assert (error.status, error.code) == (400, code) and error.message.startswith(message)
+
+
+@pytest.mark.parametrize("created_at,updated_at", [
+    (1692131388, "2023-08-15T20:29:47.988+00:00"),        # as Intercom sends them (the real payload)
+    (1692131388, 1692131387), (1692131388000, "2025-07-21T14:44:35.000Z"), ("1692131388", "2023-08-15")])
+def test_the_times_intercom_sends_are_accepted(created_at, updated_at):
+    body = notification(created_at=created_at, data={"item": {"id": "c1", "updated_at": updated_at}})
+    read = webhooks.contact_notification(body)
+    assert (read.created_at, read.contact.updated_at) == (created_at, updated_at)   # kept as sent
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"id": 1, "campaign_id": 42, "referrer_id": False}, "referrer_id: must be a number, or text"),
+    ({"id": 1, "campaign_id": 42, "user": {"referrer_id": True}}, "user.referrer_id: must be a number, or text"),
+    ({"id": 1, "campaign": 43, "campaign_id": 42}, "campaign_id: `campaign_id` and `campaign` differ: send one value"),
+    ({"id": 1, "user_id": 2, "campaign_id": 42}, "id: `id` and `user_id` differ"),
+    ({"id": 1, "campaign_id": 42, "user": {"id": 2}}, "id: `id` and `user.id` differ"),
+    ({"id": 1, "campaign_id": 42, "email": "a@b.co", "user_email": "c@d.co"}, "email: `email` and `user_email` differ"),
+    ({"id": 1, "campaign_id": 42, "type": "lead", "user_type": "person_referring"}, "type: `type` and `user_type`"),
+    ({"id": 1, "campaign_id": 42, "signed_up_at": "2024-01-01", "created_at": "2024-01-02"}, "signed_up_at: "),
+    ({"user": [1]}, "user: must be an object"),
+    ({"user": "7", "campaign_id": 42}, "user: must be an object"),
+    ({"data": [{"id": 1}]}, "data: must be an object"),
+    ({"data": {"user": 5}}, "data.user: must be an object"),
+    ({"id": 1, "campaign_id": 42, "meta": "company=Acme"}, "meta: must be a list of {field, value} or an object"),
+    ({"id": 1, "campaign_id": 42, "meta": [["company", "Acme"]]}, "meta[0]: must be an object with a `field`"),
+    ({"id": 1, "campaign_id": 42, "meta": [{"value": "Acme"}]}, "meta[0]: must be an object with a `field`"),
+    ({"id": 1, "campaign_id": 42, "user": {"meta": 3}}, "user.meta: must be a list"),
+])
+def test_an_rf_webhook_read_one_way_silently_before_is_refused_naming_the_field(body, message):
+    error = refused(webhooks.rf_join, body)
+    assert (error.status, error.code) == (400, "invalid_field") and error.message.startswith(message), error.message
+
+
+@pytest.mark.parametrize("body,read", [
+    ({"id": 1, "campaign": 42.0, "campaign_id": "42"}, {"id": "1", "campaign_id": "42"}),   # the same value twice
+    ({"id": 1, "campaign_id": 42, "user": {"id": "1", "email": "Ann@B.co"}, "email": "ann@b.co "},
+     {"id": "1", "campaign_id": "42", "email": "Ann@B.co"}),
+    ({"id": 1, "campaign_id": 42, "type": "lead", "user_type": "person_invited", "referrer_id": None},
+     {"id": "1", "campaign_id": "42", "type": "lead", "referrer_id": None}),
+    ({"id": 1, "campaign_id": 42, "created_at": "2024-01-01T00:00:00Z", "signed_up_at": 1704067200},
+     {"id": "1", "campaign_id": "42", "signed_up_at": 1704067200}),
+    ({"id": 1, "campaign_id": 42, "campaign": None, "user": None, "meta": "", "data": None},
+     {"id": "1", "campaign_id": "42"}),                 # null and "" are "not sent", as for ids
+    ({"data": {"user": {"id": 3, "campaign_id": 4, "meta": []}}}, {"id": "3", "campaign_id": "4"}),
+])
+def test_an_rf_webhook_with_one_value_per_field_is_read(body, read):
+    assert webhooks.rf_join(body).as_dict() == read
+
+
+def test_an_rf_api_user_is_read_as_rf_sends_it():
+    """backfill reads RF's own users through rf_person: the webhook's checks are not RF's rules."""
+    person = webhooks.rf_person({"id": 7, "campaign_id": 42, "referrer_id": False,
+                                 "created_at": "2024-01-01", "signed_up_at": "2024-01-02"})
+    assert person.as_dict() == {"id": "7", "campaign_id": "42", "referrer_id": None, "type": "referrer",
+                                "signed_up_at": "2024-01-02"}
