@@ -341,12 +341,19 @@ class RFPerson(AsSent):
     qualified_at: Optional[Scalar] = None
 
 
+# The fields that say who joined where: sent twice with different values, the join is refused (which
+# person, which campaign?). Any other field (a `name` beside `first_name`, a `created_at` beside
+# `signed_up_at`) is read from its first name, as the README's table orders them: an owner's payload
+# may well carry a full `name` beside `first_name`, and a join is never lost over a descriptive field.
+WHO = ("id", "campaign_id", "email", "type", "referrer_id")
+
+
 def rf_join(body: dict) -> RFPerson:
     """RF's "user joins" webhook as a person: rf_person, after the checks only a webhook gets (an RF
     API user, as backfill reads it, is taken as RF sends it). What the owner's field names would
     let normalise read one way silently is refused, naming the field: a `data`, `user` or `meta`
-    of the wrong shape, a field sent twice (under two names, or beside and inside `user`) with
-    different values, a `referrer_id` of true or false."""
+    of the wrong shape, one of the WHO fields sent twice (under two names, or beside and inside
+    `user`) with different values, a `referrer_id` of true or false."""
     data = body.get("data")
     if _given(data) and not isinstance(data, dict):
         _invalid("data: must be an object (the user's fields)")
@@ -358,6 +365,8 @@ def rf_join(body: dict) -> RFPerson:
     for prefix, node in places:
         _meta_shape(f"{prefix}meta", node.get("meta"))
     for field, aliases in ALIASES.items():
+        if field not in WHO:
+            continue
         sent = [(f"{prefix}{alias}", node[alias]) for prefix, node in places for alias in aliases
                 if alias in node and _given(node[alias])]
         for name, value in sent:

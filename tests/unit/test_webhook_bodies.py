@@ -188,7 +188,6 @@ def test_the_times_intercom_sends_are_accepted(created_at, updated_at):
     ({"id": 1, "campaign_id": 42, "user": {"id": 2}}, "id: `id` and `user.id` differ"),
     ({"id": 1, "campaign_id": 42, "email": "a@b.co", "user_email": "c@d.co"}, "email: `email` and `user_email` differ"),
     ({"id": 1, "campaign_id": 42, "type": "lead", "user_type": "person_referring"}, "type: `type` and `user_type`"),
-    ({"id": 1, "campaign_id": 42, "signed_up_at": "2024-01-01", "created_at": "2024-01-02"}, "signed_up_at: "),
     ({"user": [1]}, "user: must be an object"),
     ({"user": "7", "campaign_id": 42}, "user: must be an object"),
     ({"data": [{"id": 1}]}, "data: must be an object"),
@@ -211,6 +210,12 @@ def test_an_rf_webhook_read_one_way_silently_before_is_refused_naming_the_field(
      {"id": "1", "campaign_id": "42", "type": "lead", "referrer_id": None}),
     ({"id": 1, "campaign_id": 42, "created_at": "2024-01-01T00:00:00Z", "signed_up_at": 1704067200},
      {"id": "1", "campaign_id": "42", "signed_up_at": 1704067200}),
+    # A descriptive field under two names with different values is read from its first name (a full
+    # `name` beside `first_name` is a likely payload): never a lost join.
+    ({"id": 1, "campaign_id": 42, "first_name": "Ann", "name": "Ann Smith"},
+     {"id": "1", "campaign_id": "42", "first_name": "Ann"}),
+    ({"id": 1, "campaign_id": 42, "signed_up_at": "2024-01-01", "created_at": "2024-01-02"},
+     {"id": "1", "campaign_id": "42", "signed_up_at": "2024-01-01"}),
     ({"id": 1, "campaign_id": 42, "campaign": None, "user": None, "meta": "", "data": None},
      {"id": "1", "campaign_id": "42"}),                 # null and "" are "not sent", as for ids
     ({"data": {"user": {"id": 3, "campaign_id": 4, "meta": []}}}, {"id": "3", "campaign_id": "4"}),
