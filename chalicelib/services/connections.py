@@ -35,11 +35,12 @@ class ConnectError(Exception):
 
 
 def refuse_blank(**given: Optional[str]) -> None:
-    """A token or secret given empty, only spaces, or with spaces around it (a copy-paste's newline)
-    would be stored as it is and never match anything: refused, naming the option (never the value)."""
+    """A token or secret of only spaces, or with spaces around it (a copy-paste's newline), would be
+    stored as it is and never match anything: refused, naming the option (never the value). An empty
+    one is not given (an environment variable exported empty, as the options' defaults read them)."""
     for name, value in given.items():
         option = "--" + name.replace("_", "-")
-        if value is not None and not value.strip():
+        if value and not value.strip():
             raise ConnectError(f"{option} is empty (or only spaces), which nothing could ever match: give the "
                                f"{name.replace('_', ' ')} itself; nothing was stored")
         if value is not None and value != value.strip():

@@ -134,7 +134,7 @@ def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_store
     for argv, says in (
             (["--webhook-secret", " "], "bridge: --webhook-secret is empty (or only spaces), which nothing could "
                                         "ever match: give the webhook secret itself; nothing was stored\n"),
-            (["--webhook-secret", ""], "bridge: --webhook-secret is empty (or only spaces)"),
+            (["--webhook-secret", ""], "bridge: give --token and/or --webhook-secret"),   # empty: not given
             (["--token", "rf-new\n"], "bridge: --token begins or ends with spaces or a newline (a copy-paste?): "
                                      "give it without them; nothing was stored\n"),
             (["--token", " rf-new", "--webhook-secret", "fine"], "bridge: --token begins or ends with spaces")):
