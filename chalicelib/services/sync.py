@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
-from ..domain.mapping import ConversionError, to_unix
+from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, count_attribute, decide,
                            describe_source, describe_writes, matches_source, preflight, search_query,
@@ -220,9 +220,12 @@ class Page:
                 continue
             link = joined.get(cid)
             if link is not None and link.kind == REFERRER:      # the bridge's own referrer: enrolled by their join
+                # Their link is written when the contact holds one where sync writes it (their join may have
+                # skipped an existing contact, or kept its value): else RF says it (_adopt).
+                attribute = self.sync.referral_link_attribute
                 adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=link.rf_user_id, run=self.number,
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
-                                      written_back=not self.sync.referral_link_attribute or self._join_writes_link())
+                                      written_back=not attribute or bool(attribute_value(contact, attribute)))
                 if adopted.written_back:
                     self._done(_Outcome(adopted, ALREADY))
                 else:
@@ -327,11 +330,6 @@ class Page:
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
 
-    def _join_writes_link(self) -> bool:
-        """The referrers' own joins write their referral link where sync would."""
-        return any(r.from_ == "url" and r.to == self.sync.referral_link_attribute
-                   for r in self.settings.people(False).fields)
-
     def _adopt(self, entry: LedgerEntry) -> None:
         """A referrer of the bridge's own joins, whose join did not write the link where sync does: RF
         says the link (one call), then it is written back as for anyone sync enrolled."""
@@ -356,7 +354,8 @@ class Page:
             entry = self._count_contact(entry)
         already = note is None and entry.outcome in (ENROLLED, ALREADY)
         self._done(_Outcome(_replace(entry, outcome=ALREADY if entry.outcome == ALREADY else ENROLLED, reason=None,
-                                     written_back=bool(attribute)), ALREADY if already else ENROLLED, note))
+                                     written_back=bool(attribute and entry.url)), ALREADY if already else ENROLLED,
+                            note))
 
     def _count_contact(self, entry: LedgerEntry, asks: Optional[set[PersonRef]] = None) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their

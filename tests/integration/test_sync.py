@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from chalicelib.cli import main
-from tests.integration.conftest import WORKSPACE, lead_settings
+from tests.integration.conftest import WORKSPACE, join_body, lead_settings
 
 LINK = "custom_attributes.referral_link"
 
@@ -354,3 +354,20 @@ def test_status_of_a_campaign_without_settings_or_sync_block_says_so(bridge, cap
     bridge.apply(lead_settings())
     assert cli(bridge, "sync", "report", "42", capsys=capsys) == (
         1, "", "bridge: campaign 42's settings have no sync block — add one and apply them\n")
+
+
+def test_a_referrer_whose_join_skipped_her_existing_contact_still_gets_her_referral_link(bridge, intercom, rf, capsys):
+    """The bridge's own referrer counts as enrolled, but her link is written only if her contact holds
+    one: her join left an existing contact untouched (`duplicates: skip`), so sync writes it (RF says it)."""
+    seg, _ = segment(intercom, 0)
+    bridge.apply(sync_settings(seg))
+    existing = intercom.add_contact("rita@example.com", role="user", name="Rita")
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    assert bridge.post_join(join_body(rita)).status_code == 202
+    bridge.drain()
+    assert intercom.get(existing["id"])["custom_attributes"].get("referral_link") is None
+    intercom.segment_members[seg].add(existing["id"])
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert creates(rf) == 0
+    assert intercom.get(existing["id"])["custom_attributes"].get("referral_link") == rita["url"]
