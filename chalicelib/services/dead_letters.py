@@ -101,7 +101,7 @@ class Listing:
 
 
 @contextmanager
-def _holding(rt: HasDeadLetters, visibility: int,
+def holding(rt: HasDeadLetters, visibility: int,
              limit: int = MAX_LISTED) -> Iterator[tuple[list[dict], dict[str, str], int]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
@@ -125,7 +125,7 @@ def _holding(rt: HasDeadLetters, visibility: int,
 
 def look(rt: HasDeadLetters) -> Listing:
     """Every dead letter; the queue is left as it was (each message visible again as soon as all are read)."""
-    with _holding(rt, LOOK_SECONDS) as (received, _, not_seen):
+    with holding(rt, LOOK_SECONDS) as (received, _, not_seen):
         pass
     return Listing([read(m) for m in received], not_seen)
 
@@ -153,7 +153,7 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     interrupted may have reached the work queue and stay a dead letter too: replaying it again is
     harmless (a message that comes twice is worked once)."""
     sent = 0
-    with _holding(rt, REPLAY_SECONDS) as (received, held, not_seen):
+    with holding(rt, REPLAY_SECONDS) as (received, held, not_seen):
         chosen = [m for m in received if matches(read(m), reason, campaign)]
         ids = {m["MessageId"] for m in chosen}
         others = [m["MessageId"] for m in received if m["MessageId"] not in ids]

@@ -22,6 +22,9 @@ from .referral_count import messages as count_messages
 Erasing = Stack[DeadLetterQueue]
 
 
+FORGET_SECONDS = 60     # dead letters held while forget reads them (each visible again at once after)
+
+
 def forget(rt: Erasing, email: str) -> dict:
     email = email.strip().lower()
     workspaces = sorted(rt.store.connections.workspaces())
@@ -61,15 +64,20 @@ def forget(rt: Erasing, email: str) -> dict:
     recounted = _recount(rt, lowered - {PersonRef(*p) for p in erased})
     refused = forget_refusals(rt, email, campaigns, workspaces, people)
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
+    hidden = 0
     if rt.config.dlq_url:
-        dead = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
-                                   {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]})
+        dead, hidden = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
+                                           {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]})
     for workspace, _ in sorted(found.by_email):
         rt.store.lookup.forget_email(workspace, email)
         pointer_count += 1
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
             "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
-            "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead, "people": people,
+            "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead,
+            **({"dead_letters_not_seen": f"about {hidden} more were hidden by another command (a `dlq list`, `doctor` "
+                                         "or `dlq replay` running, or one killed) and not looked at: run `bridge "
+                                         "forget` again when it ends"} if hidden else {}),
+            "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
                                "there too (the contact ids and RF user ids above). The bridge keeps nothing that "
                                "recognises them: while they are in Referral Factory, a join of theirs or `bridge "
@@ -135,26 +143,19 @@ def _about(body: Any, email: str, people: set, contacts: set) -> bool:
     return _mentions(body, email)
 
 
-def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set, limit: int = 10_000) -> int:
-    """Delete dead letters about the person; the others are put back at once."""
-    deleted, kept, seen = 0, [], set[str]()
-    try:
-        while len(seen) < limit:
-            batch = [m for m in rt.queue.receive_dead(visibility=60) if m["MessageId"] not in seen]
-            if not batch:
-                break
-            for m in batch:
-                seen.add(m["MessageId"])
-                try:
-                    body = json.loads(m["Body"])
-                except ValueError:
-                    body = m["Body"]
-                if _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower()):
-                    rt.queue.delete_dead(m["ReceiptHandle"])
-                    deleted += 1
-                else:
-                    kept.append(m["ReceiptHandle"])
-    finally:
-        for handle in kept:
-            rt.queue.release_dead(handle)
-    return deleted
+def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> tuple[int, int]:
+    """Delete dead letters about the person; the others are visible again at once (and so are all,
+    however it ends). (deleted, about how many more another command held hidden: not looked at)."""
+    from .dead_letters import holding
+
+    deleted = 0
+    with holding(rt, FORGET_SECONDS) as (received, held, not_seen):
+        for m in received:
+            try:
+                body = json.loads(m["Body"])
+            except ValueError:
+                body = m["Body"]
+            if _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower()):
+                rt.queue.delete_dead(held.pop(m["MessageId"]))
+                deleted += 1
+    return deleted, not_seen
