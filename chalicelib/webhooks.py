@@ -391,7 +391,8 @@ def _meta_shape(name: str, meta: Any) -> None:
     if not isinstance(meta, list):
         _invalid(f"{name}: must be a list of {{field, value}} or an object")
     for i, item in enumerate(meta):
-        if not (isinstance(item, dict) and isinstance(item.get("field"), str) and item["field"]):
+        field = item.get("field") if isinstance(item, dict) else None
+        if isinstance(field, bool) or not isinstance(field, (str, int)) or field == "":
             _invalid(f"{name}[{i}]: must be an object with a `field` name and a `value`")
 
 
