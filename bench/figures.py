@@ -39,7 +39,7 @@ class Mode:
     budget_windows: int = 3        # complete RF windows measured
     budget_speed: float = 6.0      # simulated seconds per real second (the clients must outrun RF's
                                    # limit at this speed: about 120 calls/s here, 60/s needed)
-    cold_samples: int = 5          # per kind (after one discarded warm-up each)
+    cold_samples: int = 11         # per kind (after one discarded warm-up each): medians of few move by ~10%
     sync_contacts: int = 2400      # a segment: about 4 of RF's minutes, so that 3 windows are complete
     sync_workers: int = 3
     sync_speed: float = 2.0        # the sync's simulated seconds per real second (moto sets the pace above)
