@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
+from chalicelib.domain.link import (COUNT_CLOCK_SLACK, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
                                    ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
@@ -738,13 +738,26 @@ def test_an_erased_lead_is_taken_off_their_referrers_count_once_and_never_below_
     assert store.links.get_many([PersonRef("42", "2"), PersonRef("42", "4")]) == {}
 
 
+def test_a_lead_dated_a_moment_before_its_count_began_is_in_it(store, clock):
+    """Two first leads of a referrer finishing on two workers: the one that creates the count may date
+    it a moment after the other dated its lead. That lead is still taken off when forgotten."""
+    _finish_leads(store, "1")
+    stale_clock = clock.now
+    clock.now += 2
+    assert store.links.forget_referrals(REFERRER) is True          # (a count begun 2 s after lead 2's date)
+    _finish_leads(store, "3")
+    lead2 = store.links.get(PersonRef("42", "1"))
+    assert lead2.counted_at == stale_clock and store.links.referrals(REFERRER).since == clock.now
+    assert store.links.erase(lead2).lowered == REFERRER and store.links.referrals(REFERRER).n == 0
+
+
 def test_an_old_lead_of_a_forgotten_referrer_is_not_taken_off_the_count_she_began_since(store, clock):
     """The referrer's count was erased (`bridge forget`) after leads 1 and 2 counted; she came back and
     lead 3 counts: forgetting lead 1 leaves her 1 (lead 3), forgetting lead 3 takes it off."""
     _finish_leads(store, "1", "2")
     clock.now += 60
     assert store.links.forget_referrals(REFERRER) is True
-    clock.now += 60
+    clock.now += COUNT_CLOCK_SLACK + 60                              # she comes back later than the slack
     _finish_leads(store, "3")
     assert store.links.referrals(REFERRER).n == 1
     erased = store.links.erase(store.links.get(PersonRef("42", "1")))

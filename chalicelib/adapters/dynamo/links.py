@@ -13,7 +13,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+from ...domain.link import (COUNT_CLOCK_SLACK, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, Busy, Erased
@@ -467,7 +467,7 @@ class DynamoLinks:
                 # (a count begun after the lead was counted, the referrer's since they were erased, holds
                 # no lead counted before; undated, either side: as before the bridge dated them)
                 holds = (ReferralItem.n > 0 if link.counted_at is None else (ReferralItem.n > 0) & (
-                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at)))
+                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at + COUNT_CLOCK_SLACK)))
                 writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
                     ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(now)),
                     ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],
