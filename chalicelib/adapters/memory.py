@@ -152,9 +152,11 @@ class MemoryLinks:
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
-        link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for)
+        now = self.clock()
+        link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for,
+                           counted_at=now if result.counted_for else None)
         if result.counted_for:
-            self._one_more(PersonRef(claim.ref.campaign_id, result.counted_for))
+            self._one_more(PersonRef(claim.ref.campaign_id, result.counted_for), now)
         if result.qualification is QState.PENDING:
             held.pending = f"{link.updated_at}#{claim.ref}"
         if result.contact_id:
@@ -190,13 +192,16 @@ class MemoryLinks:
         held = self.tables.links.get(ref)
         if held is None or not held.link.final or held.link.counted_for:
             return False
-        self._write(held.link.ref, entries, counted_for=referrer)
-        self._one_more(PersonRef(ref.campaign_id, referrer))
+        now = self.clock()
+        self._write(held.link.ref, entries, counted_for=referrer, counted_at=now)
+        self._one_more(PersonRef(ref.campaign_id, referrer), now)
         return True
 
-    def _one_more(self, referrer: PersonRef) -> None:
+    def _one_more(self, referrer: PersonRef, now: float) -> None:
+        """One more lead, counted at `now` (the count begins then, unless it began already)."""
         count = self.tables.referrals.get(referrer, ReferralCount())
-        self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1)
+        since = now if count.since is None else count.since
+        self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1, since=since)
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
@@ -300,13 +305,13 @@ class MemoryLinks:
         held = self.tables.links.pop(link.ref, None)
         self.forget_referrals(link.ref)
         # The lead counts no more (once: only while their link was still there; never below 0), for
-        # whom the stored link says it counted (a join may have finished since `link` was read); the
-        # count owes its write from now on.
+        # whom the stored link says it counted (a join may have finished since `link` was read), if
+        # that count began no later than the lead was counted; the count owes its write from now on.
         counted_for = held.link.counted_for if held is not None else None
         referrer = PersonRef(link.campaign_id, counted_for) if counted_for else None
         count = self.tables.referrals.get(referrer) if referrer else None
         lowered = None
-        if referrer and count is not None and count.n > 0:
+        if referrer and held and count is not None and count.n > 0 and count.counts(held.link):
             self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n - 1)
             self.tables.owed[referrer] = self.clock() + COUNT_ASK_GRACE
             lowered = referrer

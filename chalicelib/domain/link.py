@@ -43,6 +43,13 @@ class ContactState(StrEnum):
 LEAD, REFERRER = "lead", "referrer"
 
 
+
+# Two leads of a referrer finishing at once on two workers each take their own clock: the one that
+# creates the count may date it (`since`) a moment after the other dates its lead (`counted_at`). A
+# lead dated up to this much before its count began is still in it (the referrer was not erased and
+# back within 5 minutes).
+COUNT_CLOCK_SLACK = 300.0
+
 @dataclass(frozen=True)
 class Link:
     campaign_id: str
@@ -73,6 +80,11 @@ class Link:
     # for a join applied before the campaign kept counts): erasing the link takes the lead off that
     # count, so that a join that comes again after `bridge forget` counts once again.
     counted_for: Optional[str] = None
+    # When it was counted (unix time, in the write that set `counted_for`; None: counted before the
+    # bridge dated it). Erasing the link lowers the count only if that count began no later
+    # (ReferralCount.counts): a lead counted before their referrer was forgotten is not taken off the
+    # count the referrer began since.
+    counted_at: Optional[float] = None
 
     @property
     def ref(self) -> PersonRef:
@@ -128,12 +140,21 @@ class ReferralCount:
     """A referrer's count of leads the bridge saw join with them (each lead once), the contact it is
     written to (known once sync enrolled them), and the count last written to Intercom, and to which
     attribute (`written_to`: a count written to another attribute, or before the bridge recorded it,
-    is not held by the campaign's attribute now)."""
+    is not held by the campaign's attribute now). `since`: when it began (unix time, set by the write
+    that counts its first lead, and erased with it when the referrer is forgotten; None: begun before
+    the bridge dated counts). It dates the count, it is not part of its value (not compared)."""
 
     n: int = 0
     written: Optional[int] = None
     contact_id: Optional[str] = None
     written_to: Optional[str] = None
+    since: Optional[float] = field(default=None, compare=False)
+
+    def counts(self, lead: Link) -> bool:
+        """The lead (whose link counted for this referrer) is in this count, as far as the dates tell:
+        not when the lead was counted before it began (into a count of the referrer erased since).
+        A count or a link not dated (written before the bridge dated them) is taken to hold the lead."""
+        return self.since is None or lead.counted_at is None or self.since <= lead.counted_at + COUNT_CLOCK_SLACK
 
     def held(self, attribute: str) -> bool:
         """Intercom holds the count kept, in `attribute`."""

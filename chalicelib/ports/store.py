@@ -53,8 +53,9 @@ class LinkRepository(Protocol):
         caller found no link for; the store may write theirs whole (the answers are the same)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once (and, with
-        `result.counts_for`, one more lead on that referrer's ReferralCount). Raises Busy when the
-        claim was lost."""
+        `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
+        `counted_at` and the count, if it begins with this lead, `since`, both with the write's time).
+        Raises Busy when the claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception
         finish() raises (Busy) as a value. A referrer counted by several joins of one write gets
@@ -73,9 +74,10 @@ class LinkRepository(Protocol):
         """Erase the referrer's count (and the contact it named, and a write it owed): whether there was one."""
     def count_applied_many(self, leads: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """Count leads whose joins were applied without counting (before the campaign kept counts),
-        each (lead, referrer, entries): their link records `counted_for = referrer`, the referrer's
-        count grows by 1 and `entries` go into the lead's history, at once, in as few writes as the
-        store can (a referrer of several gets them in one update). Per lead True, or False and
+        each (lead, referrer, entries): their link records `counted_for = referrer` (and `counted_at`,
+        dated as finish() dates it), the referrer's count grows by 1 and `entries` go into the lead's
+        history, at once, in as few writes as the store can (a referrer of several gets them in one
+        update). Per lead True, or False and
         nothing written for them, unless the link exists, is final (linked or ignored) and counted
         for nobody yet (nor named earlier in `leads`): each lead counts once, by their join or by
         this. A lead refused does not hold back the others."""
@@ -124,10 +126,12 @@ class LinkRepository(Protocol):
     def erase(self, link: Link) -> Erased:
         """The link, its history, its contact pointer's reference and the person's referral count (as a
         referrer). The lead is taken off the count the stored link says they added to (`counted_for`,
-        which a join or backfill may have set since `link` was read), never below 0, in the link's own
-        delete, and that count is marked as owing its write to Intercom (`counts_owed`) in that same
-        write: whatever interrupts the caller before it asks for the write, reconciliation asks. The
-        history goes last, so no entry written with the link (it was there) outlives it."""
+        which a join or backfill may have set since `link` was read), never below 0, and only if that
+        count began no later than the lead was counted (ReferralCount.counts: a count begun since,
+        after the referrer was forgotten, never held the lead), in the link's own delete, and that
+        count is marked as owing its write to Intercom (`counts_owed`) in that same write: whatever
+        interrupts the caller before it asks for the write, reconciliation asks. The history goes
+        last, so no entry written with the link (it was there) outlives it."""
     def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
         """The referrers whose count an erasure lowered, each with when its mark fell due
         (COUNT_ASK_GRACE seconds after the erasure) before `now`, until `count_asked` clears it;

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
+from chalicelib.domain.link import (COUNT_CLOCK_SLACK, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
                                    ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
@@ -738,6 +738,73 @@ def test_an_erased_lead_is_taken_off_their_referrers_count_once_and_never_below_
     assert store.links.get_many([PersonRef("42", "2"), PersonRef("42", "4")]) == {}
 
 
+def test_a_lead_dated_a_moment_before_its_count_began_is_in_it(store, clock):
+    """Two first leads of a referrer finishing on two workers: the one that creates the count may date
+    it a moment after the other dated its lead. That lead is still taken off when forgotten."""
+    _finish_leads(store, "1")
+    stale_clock = clock.now
+    clock.now += 2
+    assert store.links.forget_referrals(REFERRER) is True          # (a count begun 2 s after lead 2's date)
+    _finish_leads(store, "3")
+    lead2 = store.links.get(PersonRef("42", "1"))
+    assert lead2.counted_at == stale_clock and store.links.referrals(REFERRER).since == clock.now
+    assert store.links.erase(lead2).lowered == REFERRER and store.links.referrals(REFERRER).n == 0
+
+
+def test_an_old_lead_of_a_forgotten_referrer_is_not_taken_off_the_count_she_began_since(store, clock):
+    """The referrer's count was erased (`bridge forget`) after leads 1 and 2 counted; she came back and
+    lead 3 counts: forgetting lead 1 leaves her 1 (lead 3), forgetting lead 3 takes it off."""
+    _finish_leads(store, "1", "2")
+    clock.now += 60
+    assert store.links.forget_referrals(REFERRER) is True
+    clock.now += COUNT_CLOCK_SLACK + 60                              # she comes back later than the slack
+    _finish_leads(store, "3")
+    assert store.links.referrals(REFERRER).n == 1
+    erased = store.links.erase(store.links.get(PersonRef("42", "1")))
+    assert erased.lowered is None and store.links.get(PersonRef("42", "1")) is None      # the link goes all the same
+    assert store.links.referrals(REFERRER).n == 1
+    assert store.links.counts_owed(clock.now + 10_000, 10) == []                          # nothing to write again
+    clock.now += 60
+    assert store.links.erase(store.links.get(PersonRef("42", "3"))).lowered == REFERRER   # counted after it began
+    assert store.links.referrals(REFERRER).n == 0
+
+
+def test_a_lead_backfill_counts_into_a_count_begun_earlier_is_taken_off_it(store, clock):
+    _finish_leads(store, "1")
+    _finish_leads(store, "2", counts_for=None)                       # applied before the campaign kept counts
+    clock.now += 60
+    assert store.links.count_applied_many([(PersonRef("42", "2"), "100", [])]) == [True]
+    clock.now += 60
+    assert store.links.erase(store.links.get(PersonRef("42", "2"))).lowered == REFERRER
+    assert store.links.referrals(REFERRER).n == 1
+
+
+def _undated(store, *leads: PersonRef) -> None:
+    """What a version that did not date counts wrote: the leads' links and their referrer's count
+    without `counted_at` and `since`."""
+    if hasattr(store, "tables"):
+        for ref in leads:
+            store.tables.links[ref].link = dataclasses.replace(store.tables.links[ref].link, counted_at=None)
+        store.tables.referrals[REFERRER] = dataclasses.replace(store.tables.referrals[REFERRER], since=None)
+        return
+    from chalicelib.adapters.dynamo.keys import link_key, referrals_key
+    from chalicelib.adapters.dynamo.models import LinkItem, ReferralItem
+    for ref in leads:
+        LinkItem(*link_key(ref)).update(actions=[LinkItem.counted_at.remove()])
+    ReferralItem(*referrals_key(REFERRER)).update(actions=[ReferralItem.since.remove()])
+
+
+def test_counts_and_links_written_before_they_were_dated_are_lowered_as_before(store, clock):
+    _finish_leads(store, "1", "2", "3")
+    _undated(store, *(PersonRef("42", u) for u in ("1", "2", "3")))
+    assert store.links.referrals(REFERRER).since is None and store.links.get(PersonRef("42", "1")).counted_at is None
+    clock.now += 60
+    assert store.links.erase(store.links.get(PersonRef("42", "1"))).lowered == REFERRER    # neither dated
+    _finish_leads(store, "4")                                    # the old count is dated from now on
+    clock.now += 60
+    assert store.links.erase(store.links.get(PersonRef("42", "2"))).lowered == REFERRER    # an undated link
+    assert store.links.erase(store.links.get(PersonRef("42", "4"))).lowered == REFERRER
+    assert store.links.referrals(REFERRER).n == 1                                          # lead 3
 def test_a_link_read_before_its_join_finished_is_erased_with_what_the_join_counted(store):
     [claim] = store.links.claim_many([(PersonRef("42", "1"), WS)])
     stale = store.links.get(PersonRef("42", "1"))                 # `forget` reads it: counts for nobody yet

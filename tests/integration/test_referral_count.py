@@ -216,3 +216,27 @@ def test_a_forgotten_referrer_who_joins_again_shows_the_count_the_bridge_keeps_n
     bridge.post_join(join_body(late))                                # only leads joining after count for him
     bridge.drain()
     assert count_of(intercom, contact) == 1
+
+
+def test_forgetting_a_lead_from_before_their_referrer_was_forgotten_leaves_the_count_of_his_new_leads(
+        bridge, intercom, rf, clock, capsys):
+    """Rob's leads 0-2 counted; `forget rob` erased his count; he came back and a new lead joined
+    (his count: 1). Forgetting lead 0 (counted for the erased Rob) leaves 1, in the table and on his
+    contact; forgetting the new lead takes it off."""
+    rob, contact = joined_with_leads(bridge, intercom, rf, "rob@example.com", 3)
+    assert cli(bridge, "forget", "rob@example.com", capsys=capsys)[0] == 0
+    clock.now += 3600                                                # he comes back
+    bridge.post_join(join_body(rob))
+    late = rf.add_user(42, "late@example.com", "Late", referrer_id=rob["id"])
+    bridge.post_join(join_body(late))
+    bridge.drain()
+    assert count_of(intercom, contact) == 1
+    code, out, _ = cli(bridge, "forget", "lead0@example.com", capsys=capsys)
+    assert code == 0 and json.loads(out)["links"] == 1 and json.loads(out)["referral_counts_rewritten"] == 0
+    bridge.drain()
+    assert count_of(intercom, contact) == 1
+    assert bridge.history(42, rob["id"])["history"][-1]["reason"] == f"referral count: 1 written to {COUNT}"
+    code, out, _ = cli(bridge, "forget", "late@example.com", capsys=capsys)
+    assert code == 0 and json.loads(out)["referral_counts_rewritten"] == 1
+    bridge.drain()
+    assert count_of(intercom, contact) == 0

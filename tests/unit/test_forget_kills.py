@@ -136,3 +136,15 @@ def test_a_counted_entry_backfill_writes_while_forget_erases_the_lead_does_not_o
     run(work, *sent(work))
     assert work.store.history.entries(LEAD) == []
     assert count_of(rita) == work.store.links.referrals(RITA).n == 1           # lead 2, counted by that backfill
+
+
+def test_forgetting_an_old_lead_of_a_forgotten_referrer_leaves_the_count_of_her_new_leads():
+    work, rita = counting()                                   # Rita's leads 1 and 2 counted: 2
+    forget(work, "rita@example.com")
+    assert work.store.links.referrals(RITA) is None
+    work.clock.now += 3600                                    # she comes back: her lead 3 joins
+    run(work, lead_join("3"))
+    run(work, *sent(work))
+    assert work.store.links.referrals(RITA).n == 1
+    forget(work, "lead1@example.com")
+    assert work.store.links.referrals(RITA).n == 1            # was 0

@@ -13,7 +13,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+from ...domain.link import (COUNT_CLOCK_SLACK, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, Busy, Erased
@@ -32,9 +32,11 @@ def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
     return Update(PointerItem(*key), [PointerItem.links.add({str(ref)})])
 
 
-def _more_leads(referrer: PersonRef, n: int, now: str) -> Update:
-    """`n` more leads on the referrer's count (the item is created at the first)."""
-    return Update(ReferralItem(*referrals_key(referrer)), [ReferralItem.n.add(n), ReferralItem.updated_at.set(now)])
+def _more_leads(referrer: PersonRef, n: int, at: float) -> Update:
+    """`n` more leads on the referrer's count, counted `at` (the item is created at the first, and
+    the count begins then: `since`, kept until the item is erased)."""
+    return Update(ReferralItem(*referrals_key(referrer)), [
+        ReferralItem.n.add(n), ReferralItem.since.set(ReferralItem.since | at), ReferralItem.updated_at.set(iso(at))])
 
 
 MAX_TRANSACTION = 100      # items in one TransactWriteItems
@@ -47,9 +49,10 @@ def _lease_ended(now: float) -> Any:
     return (LinkItem.lease_until < now) | LinkItem.lease_ended.exists()
 
 
-def _counts_for(lead: PersonRef, referrer: str, now: str) -> Update:
-    """The lead's link counts for the referrer, as long as it is final and counts for nobody."""
-    return Update(LinkItem(*link_key(lead)), [LinkItem.counted_for.set(referrer), LinkItem.updated_at.set(now)],
+def _counts_for(lead: PersonRef, referrer: str, at: float) -> Update:
+    """The lead's link counts for the referrer from `at`, as long as it is final and counts for nobody."""
+    return Update(LinkItem(*link_key(lead)), [LinkItem.counted_for.set(referrer), LinkItem.counted_at.set(at),
+                                              LinkItem.updated_at.set(iso(at))],
                   LinkItem.pk.exists() & LinkItem.counted_for.does_not_exist()
                   & LinkItem.status.is_in(LinkStatus.LINKED.value, LinkStatus.IGNORED.value))
 
@@ -166,11 +169,12 @@ class DynamoLinks:
                             lease_until=now + lease, uncertain_since=now, overdue_pk=OVERDUE, joined_at=iso(now),
                             updated_at=iso(now)), LinkItem.pk.does_not_exist())
 
-    def _finish(self, claim: JoinClaim, result: JoinResult) -> list[Update | Put]:
-        ref, now = claim.ref, iso(self.clock())
+    def _finish(self, claim: JoinClaim, result: JoinResult, at: float) -> list[Update | Put]:
+        ref, now = claim.ref, iso(at)
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
                                "uncertain_since", "counted_for", "qualified_at")}
+        fields.update(counted_at=at if result.counted_for else None)
         if result.qualification is QState.PENDING:
             fields.update(pending_pk=PENDING, pending_sk=f"{now}#{ref}")
         link: Update | Put
@@ -194,22 +198,26 @@ class DynamoLinks:
             updates.append(_add_ref(email_key(claim.workspace, result.email), ref))
         return updates
 
-    def _counted(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Update]:
-        """One update per referrer the joins count for (a transaction may touch an item once)."""
-        return self._more(PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
-                          if result.counted_for)
+    def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]
+                  ) -> list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]:
+        """The joins' writes, and one update per referrer they count for (a transaction may touch an
+        item once), all dated now: a lead's link is counted when its count grows (and begins)."""
+        at = self.clock()
+        groups = [(claim.ref, entries, self._finish(claim, result, at)) for claim, result, entries in done]
+        counted = self._more([PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
+                              if result.counted_for], at)
+        return [*groups, *([(groups[0][0], [], counted)] if counted else [])]
 
-    def _more(self, referrers: Iterable[PersonRef]) -> list[Update]:
-        """One update per referrer, adding each the leads it is named for."""
-        now = iso(self.clock())
-        return [_more_leads(ref, n, now) for ref, n in sorted(Counter(referrers).items())]
+    @staticmethod
+    def _more(referrers: Iterable[PersonRef], at: float) -> list[Update]:
+        """One update per referrer, adding each the leads it is named for, counted `at`."""
+        return [_more_leads(ref, n, at) for ref, n in sorted(Counter(referrers).items())]
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
-            # and the claim's condition lets it apply once only)
-            self._retrying_conflicts(lambda: self.history.transact_all([(claim.ref, entries, [
-                *self._finish(claim, result), *self._counted([(claim, result, entries)])])]))
+            # dated anew, and the claim's condition lets it apply once only)
+            self._retrying_conflicts(lambda: self.history.transact_all(self._finished([(claim, result, entries)])))
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
@@ -218,13 +226,14 @@ class DynamoLinks:
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """In as few transactions as fit (100 items each); when one fails (a lost claim, two people
         pointing at one contact), each of its joins is finished alone to tell which."""
-        groups = [(claim.ref, entries, self._finish(claim, result)) for claim, result, entries in done]
+        at = self.clock()          # (the writes, to size the transactions: each is written dated anew)
+        sizes = [len(entries) + len(self._finish(claim, result, at)) for claim, result, entries in done]
         answers: list[Optional[Exception]] = []
         start = 0
-        while start < len(groups):
+        while start < len(done):
             end, items = start, 0
             # (room for the item of the join's referrer's count, when it counts for one)
-            while end < len(groups) and items + (size := len(groups[end][1]) + len(groups[end][2]) + bool(
+            while end < len(done) and items + (size := sizes[end] + bool(
                     done[end][1].counted_for)) <= MAX_TRANSACTION:
                 items += size
                 end += 1
@@ -232,10 +241,7 @@ class DynamoLinks:
             try:
                 if end - start == 1:
                     raise _Alone()
-                counted = self._counted(done[start:end])
-                batch: list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]] = [
-                    *groups[start:end], *([(groups[start][0], [], counted)] if counted else [])]
-                self._retrying_conflicts(lambda: self.history.transact_all(batch))
+                self._retrying_conflicts(lambda: self.history.transact_all(self._finished(done[start:end])))
                 answers += [None] * (end - start)
             except (TransactWriteError, _Alone):
                 answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]
@@ -280,22 +286,26 @@ class DynamoLinks:
             counted |= self._count_chunk(chunk)
         return [i in counted for i in range(len(leads))]
 
+    def _counting(self, chunk: list[_Counting]) -> list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]:
+        """The leads' link updates, then one update per referrer, all dated now (each lead's link is
+        counted when the count grows, and begins)."""
+        at = self.clock()
+        return [*((ref, entries, [_counts_for(ref, referrer, at)]) for _, ref, referrer, entries in chunk),
+                (chunk[0][1], [], self._more([_referrer(lead) for lead in chunk], at))]
+
     def _count_chunk(self, chunk: list[_Counting]) -> set[int]:
         """Count the leads of one transaction: the positions of those counted. Each try after a
         cancelled one leaves out a lead at least (a conflict alone is tried again as such)."""
         while chunk:
-            now = iso(self.clock())
-            groups: list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]] = [
-                (ref, entries, [_counts_for(ref, referrer, now)]) for _, ref, referrer, entries in chunk]
-            groups.append((chunk[0][1], [], self._more(_referrer(lead) for lead in chunk)))
             try:
-                # (the count items are those finishing joins of these referrers write: a conflict is retried)
-                self._retrying_conflicts(lambda: self.history.transact_all(groups))
+                # (the count items are those finishing joins of these referrers write: a conflict is
+                # retried, dated anew)
+                self._retrying_conflicts(lambda: self.history.transact_all(self._counting(chunk)))
                 return {i for i, *_ in chunk}
             except TransactWriteError as exc:
                 if not conditional(exc):
                     raise
-                refused = self.history.refused(exc, groups) & set(range(len(chunk)))   # (leads only)
+                refused = self.history.refused(exc, self._counting(chunk)) & set(range(len(chunk)))   # (leads only)
             if not refused:          # the reasons did not say whose: each alone (one alone was refused)
                 return set().union(*(self._count_chunk([lead]) for lead in chunk)) if len(chunk) > 1 else set()
             chunk = [lead for n, lead in enumerate(chunk) if n not in refused]
@@ -441,20 +451,27 @@ class DynamoLinks:
     def _delete(self, link: Link) -> Optional[PersonRef]:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again): the referrer whose count it lowered. The count never goes
-        below 0, and a link already gone (a repeated forget) takes nothing off. Each delete holds only
-        while the stored link counts for whom `link` says: a join that finished since it was read is
-        read again (and taken off). The count lowered owes its write to Intercom from that same write
-        (`counts_owed`)."""
+        below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`:
+        the referrer was forgotten since), and a link already gone (a repeated forget) takes nothing
+        off. Each delete holds only while the stored link counts for whom and since when `link` says:
+        a join that finished since it was read is read again (and taken off). The count lowered owes
+        its write to Intercom from that same write (`counts_owed`)."""
         item = LinkItem(*link_key(link.ref))
         for _ in range(CONFLICT_TRIES):
-            same = (LinkItem.counted_for == link.counted_for if link.counted_for
-                    else LinkItem.counted_for.does_not_exist())
+            same = ((LinkItem.counted_for == link.counted_for if link.counted_for
+                     else LinkItem.counted_for.does_not_exist())
+                    & (LinkItem.counted_at == link.counted_at if link.counted_at is not None
+                       else LinkItem.counted_at.does_not_exist()))
             if link.counted_for:
                 referrer, now = PersonRef(link.campaign_id, link.counted_for), self.clock()
+                # (a count begun after the lead was counted, the referrer's since they were erased, holds
+                # no lead counted before; undated, either side: as before the bridge dated them)
+                holds = (ReferralItem.n > 0 if link.counted_at is None else (ReferralItem.n > 0) & (
+                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at + COUNT_CLOCK_SLACK)))
                 writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
                     ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(now)),
                     ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],
-                    ReferralItem.n > 0))
+                    holds))
                 if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *writes))):
                     return referrer
             if applied(lambda: item.delete(condition=same)):     # (no count left to lower)

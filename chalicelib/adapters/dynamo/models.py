@@ -113,6 +113,7 @@ class LinkItem(_Item):
     uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)
     rf_said_no = BooleanAttribute(null=True)        # unconfirmed, and RF's "not qualified" still holds (Link)
     counted_for = UnicodeAttribute(null=True)      # the referrer whose count this lead's join added to (Link)
+    counted_at = NumberAttribute(null=True)        # when (Link.counted_at), written with `counted_for`
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -128,7 +129,7 @@ class LinkItem(_Item):
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
                     joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
-                    rf_said_no=self.rf_said_no, counted_for=self.counted_for)
+                    rf_said_no=self.rf_said_no, counted_for=self.counted_for, counted_at=self.counted_at)
 
 
 class ReferralItem(_Item):
@@ -139,6 +140,7 @@ class ReferralItem(_Item):
     written_to = UnicodeAttribute(null=True)        # the attribute `written` went to (none: before it was kept)
     contact_id = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    since = NumberAttribute(null=True)              # when it began (ReferralCount.since): set once, by its first lead
     # Set in the very write of an erasure that lowered the count (the sparse `overdue` index, in a
     # partition of its own): its write to Intercom is owed until reconciliation queued it again
     # (LinkRepository.erase, counts_owed, count_asked).
@@ -148,7 +150,7 @@ class ReferralItem(_Item):
 
     def to_count(self) -> ReferralCount:
         return ReferralCount(int(self.n or 0), None if self.written is None else int(self.written), self.contact_id,
-                             self.written_to)
+                             self.written_to, self.since)
 
 
 class PointerItem(_Item):
