@@ -272,14 +272,14 @@ class FakeRF:
     """ReferralFactoryPort in memory. `qualify` answers with `answers` in turn (an exception is
     raised) and then succeeds; `lost` calls after that are applied and then raise Uncertain (the
     answer was lost); `qualified_at` is what get_user says of a qualified user, and `get_answers`
-    are raised by get_user in turn."""
+    are raised by get_user in turn (None: that one answers)."""
 
     def __init__(self, users: Optional[dict] = None):
         self.users = users or {}
         self.qualified: list[str] = []
         self.calls: list[str] = []
         self.answers: list[Exception] = []
-        self.get_answers: list[Exception] = []
+        self.get_answers: list[Optional[Exception]] = []
         self.lost = 0
         self.created: list[dict] = []        # users made by create_user (a referrer each)
         self.create_answers: list[Exception] = []
@@ -287,7 +287,9 @@ class FakeRF:
     def get_user(self, user_id: str) -> dict:
         self.calls.append(f"get_user {user_id}")
         if self.get_answers:
-            raise self.get_answers.pop(0)
+            answer = self.get_answers.pop(0)
+            if answer is not None:                       # None: this one answers as RF would
+                raise answer
         user = dict(self.users.get(str(user_id), {"id": user_id}))
         if str(user_id) in self.qualified:
             user["qualified_at"] = "2026-11-25T12:00:00Z"

@@ -7,7 +7,8 @@ store allows (judge.py says what a contact's value means for a link). Pure: no I
               RF busy, or the worker died    v    │ and send the PUT only if RF says no
                                            UNCONFIRMED
 
-Once a worker decided to qualify, the decision sticks: a try that cannot finish leaves the referral
+Every first claim asks RF before its PUT (one GET): a qualification is a reward, and whether RF
+holds the lead qualified already is RF's to say. Once a worker decided to qualify, the decision sticks: a try that cannot finish leaves the referral
 UNCONFIRMED (never back to PENDING, where only a new sighting of the target could restart it), and
 whoever resumes it — the message's retry, or reconciliation — asks Referral Factory before sending
 anything when a PUT may have reached RF (a qualification is a reward: such a PUT is never sent blindly
@@ -63,9 +64,13 @@ def allowed(current: Optional[QState], to: QState, replay: bool = False) -> bool
 
 def ask_rf_first(previous: Optional[QState], rf_said_no: Optional[bool] = None) -> bool:
     """Must a claim taken from `previous` ask RF whether the user is qualified before sending the PUT?
-    Yes when an earlier try may have sent it: its worker died mid-call, or it was left unconfirmed
-    after a PUT that may have reached RF. Not when it was left unconfirmed with RF's "not qualified"
-    still true (`rf_said_no`: RF was asked, or never sent anything, and no PUT went out since)."""
+    Yes for a link's first claim (from PENDING): RF may hold them qualified already, which the bridge
+    cannot know (a lead who qualified before the bridge was installed, then backfilled; a lead the
+    bridge forgot, whose earlier PUT reached RF, and who joined again, whatever contact they have
+    now). Yes when an earlier try may have sent it: its worker died mid-call, or it was left
+    unconfirmed after a PUT that may have reached RF. Not when it was left unconfirmed with RF's "not
+    qualified" still true (`rf_said_no`: RF was asked, or never sent anything, and no PUT went out
+    since), nor for a replay of a FAILED one (RF refused it)."""
     if previous is QState.UNCONFIRMED:
         return not rf_said_no
-    return previous in UNFINISHED
+    return previous in UNFINISHED or previous is QState.PENDING

@@ -94,7 +94,6 @@ class Attempt:
     outcome: Optional[str] = None              # created | updated | linked | ignored | repeat
     error: Optional[Exception] = None
     sent_create: bool = False                  # POST /contacts went out and its answer is not known
-    rf_qualified_at: Optional[str] = None      # RF, asked at the join, says the lead is qualified already
 
     @property
     def active(self) -> bool:
@@ -335,12 +334,6 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
         # forget`): a contact that existed before this join, like any other.
         attempt.reached = _existing(intercom, plan, settings, mine, "our marker: the bridge created it for this "
                                     "person before, and has kept no record of them since (e.g. `bridge forget`)")
-        # Their qualification may have reached RF before the bridge forgot them: RF is asked now (once),
-        # so that it is never sent again without asking (_result records it qualified).
-        person = attempt.person
-        if person is not None and person.values.get("type") == LEAD and settings.qualification is not None \
-                and not person.values.get("qualified_at") and "user" not in person.fetched:
-            attempt.rf_qualified_at = _text(deps.apis.rf().get_user(attempt.message.rf_user_id).get("qualified_at"))
         return
     if mine is not None:
         contact = _find(intercom, str(mine["id"])) or mine
@@ -486,21 +479,11 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     assert reached is not None and person is not None and settings is not None
     contact, kind = reached.contact, person.values.get("type")
     pending = kind == LEAD and settings.qualification is not None
-    # RF says the lead is qualified already (backfill of a lead who qualified before the bridge, a lead
-    # the bridge forgot and meets again): recorded as such, and never sent to RF again.
-    already = (_text(person.values.get("qualified_at")) or attempt.rf_qualified_at) if pending else None
-    entries = [Entry("qualification", "already", f"Referral Factory says this lead was qualified at {already}: "
-                     "recorded as qualified, and never sent to Referral Factory again")] if already else []
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline,
-                      qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
-                      qualified_at=already, counts_for=counted_referrer(settings, person.values)), \
-        [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
-
-
-def _text(value: Any) -> Optional[str]:
-    """RF's `qualified_at` (a time, or null until qualified) as text; None when not qualified."""
-    return None if value is None or value == "" or value is False else str(value)
+                      qualification=QState.PENDING if pending else None,
+                      counts_for=counted_referrer(settings, person.values)), \
+        [*attempt.entries, *reached.entries, *attempt.tagged]
 
 
 def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:

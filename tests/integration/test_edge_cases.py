@@ -76,6 +76,9 @@ def test_concurrent_workers_seeing_the_same_change_make_one_rf_call(bridge, inte
     outcomes = []
 
     class InFlight:
+        def get_user(self, user_id):                  # the first claim asks RF first
+            return real_rf.get_user(user_id)
+
         def qualify(self, user_id):
             link_b = b.store.links.get(PersonRef("42", str(lead["id"])))
             after = b.deps.qualifier.evaluate(link_b, rule, Sighting(current, "webhook (worker B)"))

@@ -24,12 +24,13 @@ def history(bridge, lead) -> list[tuple[str, str]]:
 # --- at most one PUT ------------------------------------------------------------------------------
 @pytest.mark.parametrize("lost", [1, 4], ids=["once", "four times in a row"])
 def test_rf_applies_the_put_and_its_answer_is_lost(bridge, intercom, rf, lost):
-    """RF qualifies the user and the answer never comes back; with four, the answers to the next three
-    requests (asking RF whether the user is qualified) are lost too. RF receives one PUT, and the
-    referral ends qualified."""
+    """RF qualifies the user and the answer never comes back; with four, the answers to the three
+    tries before it asking RF whether the user is qualified (a first claim asks) are lost too. RF
+    receives one PUT, and the referral ends qualified."""
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
-    rf.lose_answer_next("*", r"^/users", "drop", times=lost)
+    rf.lose_answer_next("GET", r"^/users/\d", "drop", times=lost - 1)
+    rf.lose_answer_next("PUT", r"^/users/qualification", "drop")
     bridge.notify("contact.lead.updated", contact["id"])
     bridge.poller.drain(retry_failures=True)
     assert puts(rf) == [{"id": lead["id"], "qualified": True}]

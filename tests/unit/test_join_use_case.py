@@ -438,48 +438,69 @@ def test_a_lead_created_on_an_earlier_try_is_verified_too_and_a_lost_verificatio
 
 
 # --- a lead Referral Factory already qualified: never sent again ------------------------------------
+NO_CHANGE = {**SETTINGS, "qualification": {**SETTINGS["qualification"], "require_change": False}}
+
+
 def _meets_target(work: FakeWork, notification: str) -> None:
     from tests.unit.scenario import event
-    [contact] = work.apis.intercom_.contacts.values()
-    contact["custom_attributes"]["signed_up"] = "Yes"
-    run(work, event(contact, notification=notification))
+    for contact in work.apis.intercom_.contacts.values():
+        contact["custom_attributes"]["signed_up"] = "Yes"
+        run(work, event(contact, notification=notification))
 
 
 def test_a_lead_qualified_then_forgotten_and_joining_again_is_not_qualified_at_rf_a_second_time():
-    """`bridge forget` erased the lead (RF still has them qualified); their join comes again and
-    finds the contact the bridge made before: RF is asked once, and the link is recorded qualified."""
+    """`bridge forget` erased the lead (RF still has them qualified); their join comes again: the
+    first claim of the new link asks RF, which says qualified, and no PUT goes out."""
     from chalicelib.services.privacy import forget
 
-    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "require_change": False}})
+    work = world(NO_CHANGE)
     run(work, join())
     _meets_target(work, "n1")
     assert work.apis.rf_.qualified == ["7"]
     forget(work, "ann@example.com")
     run(work, join())
-    link = link_of(work, "7")
-    assert link.qualification is QState.QUALIFIED and link.qualified_at == "2026-11-25T12:00:00Z"
-    assert any("qualified at 2026-11-25T12:00:00Z" in r for r in reasons(work, "7"))
     _meets_target(work, "n2")
-    assert work.apis.rf_.qualified == ["7"]                    # one PUT, ever
+    assert work.apis.rf_.qualified == ["7"] and work.apis.rf_.calls.count("qualify 7") == 1    # one PUT, ever
+    assert link_of(work, "7").qualification is QState.QUALIFIED
+    assert any("asked before calling it again" in r for r in reasons(work, "7"))
+
+
+@pytest.mark.parametrize("contact", ["existing", "erased in Intercom"])
+def test_a_forgotten_lead_on_any_contact_is_never_qualified_at_rf_twice(contact):
+    """Whatever contact they have when they join again (one that existed before the bridge, never
+    marked; a new one, the old erased in Intercom as `forget` asks): RF is asked first."""
+    from chalicelib.services.privacy import forget
+
+    work = world(NO_CHANGE)
+    if contact == "existing":
+        work.apis.intercom_.add("ann@example.com", role="lead", signed_up="No")
+    run(work, join())
+    _meets_target(work, "n1")
+    forget(work, "ann@example.com")
+    if contact == "erased in Intercom":
+        work.apis.intercom_.contacts.clear()
+    run(work, join())
+    _meets_target(work, "n2")
+    assert work.apis.rf_.qualified == ["7"] and work.apis.rf_.calls.count("qualify 7") == 1
 
 
 def test_a_lead_forgotten_before_qualifying_who_joins_again_still_qualifies_once():
     from chalicelib.services.privacy import forget
 
-    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "require_change": False}})
+    work = world(NO_CHANGE)
     run(work, join())
     forget(work, "ann@example.com")
-    run(work, join())                                           # RF asked: not qualified
+    run(work, join())
+    _meets_target(work, "n1")
+    assert work.apis.rf_.qualified == ["7"] and link_of(work, "7").qualification is QState.QUALIFIED
+
+
+@pytest.mark.parametrize("sent", ["2025-01-02T03:04:05Z", "null", "0", 0, "false"])
+def test_a_webhooks_own_qualified_at_is_not_taken_for_rfs_word(sent):
+    """Whatever the owner's payload says in `qualified_at`, the link starts pending: RF is asked at
+    the first claim (here it says no), and the PUT is sent once."""
+    work = world(NO_CHANGE)
+    run(work, join({**LEAD, "qualified_at": sent}))
     assert link_of(work, "7").qualification is QState.PENDING
     _meets_target(work, "n1")
-    assert work.apis.rf_.qualified == ["7"]
-
-
-def test_a_join_whose_person_rf_says_is_qualified_is_recorded_qualified_and_never_sent():
-    """`bridge backfill --apply` of a lead who qualified before the bridge was installed: RF's user
-    carries `qualified_at`, so the link is final at once, with no call to RF's qualification."""
-    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "require_change": False}})
-    run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))
-    assert link_of(work, "7").qualification is QState.QUALIFIED
-    _meets_target(work, "n1")
-    assert work.apis.rf_.qualified == [] and work.apis.rf_.calls.count("get_user 7") == 0
+    assert work.apis.rf_.calls[-2:] == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]

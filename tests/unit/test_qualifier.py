@@ -18,7 +18,8 @@ def met(contact):
 
 
 def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_sends_it_without_asking_rf_first():
-    """A 429 is RF refusing the PUT: nothing was applied, so RF's budget is not spent on asking."""
+    """A 429 is RF refusing the PUT (after RF, asked first, said no): nothing was applied, so RF's
+    budget is not spent on asking again."""
     work = world()
     link, contact = joined(work)
     work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
@@ -28,7 +29,7 @@ def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_sends_it_without_
     assert link_of(work).reason == "Referral Factory answered 429" and link_of(work).rf_said_no
     work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).reason is None
-    assert work.apis.rf_.calls == ["qualify 7", "qualify 7"]
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "qualify 7"]      # asked first: no
     assert history(work)[-3:] == [("evaluation", "met"), ("qualification", "resumed"), ("qualification", "qualified")]
 
 
@@ -47,7 +48,8 @@ def test_after_a_lost_answer_rf_is_asked_once_and_its_no_holds_while_the_budget_
         work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
     assert link_of(work).qualification is QState.UNCONFIRMED and link_of(work).rf_said_no
     work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
-    assert work.apis.rf_.calls == ["qualify 7", "get_user 7",      # lost; asked at once (quietly): no
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7",      # asked first: no; sent, its answer lost
+                                   "get_user 7",                   # asked at once (quietly): no
                                    "get_user 7", "qualify 7",      # asked first: no; the budget held it back
                                    "qualify 7"]                    # RF's no still holds: sent
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
@@ -58,7 +60,7 @@ def test_rf_applies_the_call_and_its_answer_is_lost_one_put_and_qualified_in_the
     link, contact = joined(work)
     work.apis.rf_.lost = 1
     work.deps.qualifier.evaluate(link, RULE, met(contact))
-    assert work.apis.rf_.calls == ["qualify 7", "get_user 7"]               # asked, never sent again
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "get_user 7"]   # asked, never sent again
     assert link_of(work).qualification is QState.QUALIFIED
     assert "asked before calling it again" in reasons(work)[-1]
 
@@ -69,7 +71,7 @@ def test_four_lost_answers_in_a_row_still_make_one_put_and_the_referral_ends_qua
     work = world()
     link, contact = joined(work)
     work.apis.rf_.lost = 1
-    work.apis.rf_.get_answers = [Transient("Referral Factory did not answer: read timed out")] * 3
+    work.apis.rf_.get_answers = [None, *[Transient("Referral Factory did not answer: read timed out")] * 3]
     with pytest.raises(Uncertain) as raised:
         work.deps.qualifier.evaluate(link, RULE, met(contact))
     assert raised.value.retry_after == 30 and link_of(work).qualification is QState.UNCONFIRMED
@@ -89,9 +91,10 @@ def test_a_lost_answer_for_a_call_rf_never_applied_is_sent_again_only_after_rf_s
     work.apis.rf_.answers = [Uncertain("Referral Factory did not answer: connection dropped")]
     with pytest.raises(Uncertain):
         work.deps.qualifier.evaluate(link, RULE, met(contact))
-    assert work.apis.rf_.calls == ["qualify 7", "get_user 7"] and link_of(work).qualification is QState.UNCONFIRMED
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "get_user 7"]
+    assert link_of(work).qualification is QState.UNCONFIRMED
     work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
-    assert work.apis.rf_.calls[2:] == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
+    assert work.apis.rf_.calls[3:] == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
 
 
 def test_an_unconfirmed_decision_is_finished_whatever_the_contact_says_now():
@@ -149,7 +152,8 @@ def test_a_worker_that_died_after_rfs_no_was_remembered_is_taken_over_asking_rf_
     work.apis.rf_.qualified.append("7")                     # ...its PUT reached RF, and the Lambda died
     work.clock.now += 600
     work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
-    assert work.apis.rf_.calls == ["qualify 7", "get_user 7"] and link_of(work).qualification is QState.QUALIFIED
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "get_user 7"]
+    assert link_of(work).qualification is QState.QUALIFIED
 
 
 def test_rf_unreachable_when_asked_first_sends_nothing():

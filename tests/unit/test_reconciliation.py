@@ -221,7 +221,7 @@ def test_an_unconfirmed_qualification_no_retry_finished_is_finished_by_the_next_
     work = world()
     link, contact = joined(work)
     work.apis.rf_.answers = [Uncertain("Referral Factory did not answer: read timed out")]
-    work.apis.rf_.get_answers = [Uncertain("Referral Factory did not answer")]
+    work.apis.rf_.get_answers = [None, Uncertain("Referral Factory did not answer")]   # asked first: no
     set_value(work, contact, "Yes")
     with pytest.raises(RetryBatch):                            # its retries went to the dead-letter queue
         run(work, check())
