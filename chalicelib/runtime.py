@@ -168,7 +168,9 @@ class Runtime:
             if conn is not None and conn.status == "active":
                 if isinstance(read, Exception):
                     raise read
-                token = read
+                # `connect` stores the token, then marks the workspace active: read at once, the token may
+                # have been read just before it was stored. Read once more before refusing.
+                token = read or self.worker_secrets.refresh(name, None)
             if not token:
                 raise Permanent(f"Intercom workspace {workspace} is not connected — run "
                                 f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")

@@ -65,7 +65,7 @@ def normalise(obj: dict) -> dict:
     meta = obj.get("meta")
     if isinstance(meta, list):
         for item in meta:
-            if isinstance(item, dict) and item.get("field"):
+            if isinstance(item, dict) and item.get("field") is not None and item.get("field") != "":
                 out[f"meta.{item['field']}"] = item.get("value")
     elif isinstance(meta, dict):
         for key, value in meta.items():

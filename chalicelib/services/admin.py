@@ -68,9 +68,13 @@ class _Loader(yaml.SafeLoader):
             return
         if node.tag == "tag:yaml.org,2002:int" and PLAIN_NUMBER.fullmatch(node.value):
             return
-        read = self.construct_object(node)
+        try:
+            read = yaml.safe_load(node.value)            # (apart: a node this loader fails on stays broken)
+        except (ValueError, yaml.YAMLError):             # e.g. 2024-13-45: a date YAML cannot even make
+            read = None
         what = (f"the boolean {str(read).lower()}" if isinstance(read, bool) else
-                f"the number {read}" if isinstance(read, (int, float)) else f"the {type(read).__name__} {read}")
+                f"the number {read}" if isinstance(read, (int, float)) else
+                "an impossible date" if read is None else f"the {type(read).__name__} {read}")
         self.problems.append(f"line {node.start_mark.line + 1}: {key}: {node.value} is read by YAML as {what}, not "
                              f"the text \"{node.value}\" — write the id exactly as {ID_KEYS[key]} shows it, quoted: "
                              f"{key}: \"{node.value}\"")
@@ -80,6 +84,7 @@ def read_document(text: str) -> tuple[Any, list[str]]:
     """A settings file (YAML, or JSON, which is YAML too) and its warnings. Raises SettingsError:
     not YAML (in one line, saying where), a key given twice, or an id YAML would not keep as written
     (each with its line)."""
+    loader: Optional[_Loader] = None
     try:
         loader = _Loader(text)          # refuses a control character already
         try:
@@ -88,6 +93,10 @@ def read_document(text: str) -> tuple[Any, list[str]]:
             loader.dispose()
     except yaml.YAMLError as exc:
         raise SettingsError([f"(document): not valid YAML or JSON — {_where(exc)}"]) from None
+    except ValueError as exc:           # a value YAML cannot make, e.g. the date 2024-13-45
+        raise SettingsError((loader.problems if loader is not None else []) or [
+            f"(document): a value YAML cannot read: {exc} — quote it to keep it as text"]) from None
+    assert loader is not None
     if loader.problems:
         raise SettingsError(loader.problems)
     return _shown(doc), loader.notes

@@ -156,3 +156,33 @@ def test_a_token_read_ahead_for_a_workspace_not_connected_is_not_kept():
     secrets.values["/p/worker/intercom/ws1/token"] = "tok"     # `bridge workspace connect`, this instant
     store.connections.put_workspace("ws1", ["token"])
     assert rt.intercom("ws1")._token == "tok"
+
+
+def test_a_workspace_connected_while_a_cold_container_reads_it_is_not_refused():
+    """`connect` stores the token, then marks the workspace active. Read at once, the token's read may
+    come just before the token was stored and the connection's just after it was marked active: the
+    token is read once more before the workspace is called not connected."""
+    import threading
+
+    from chalicelib.adapters.memory import MemoryStore
+
+    token_read = threading.Event()
+    store = MemoryStore()
+    workspace = store.connections.workspace
+
+    class Secrets(MemorySecrets):
+        def get(self, name):
+            value = super().get(name)
+            token_read.set()
+            return value
+    secrets = Secrets("/p")
+
+    def connection(name):
+        assert token_read.wait(timeout=5)
+        secrets.values["/p/worker/intercom/ws1/token"] = "tok"        # `bridge workspace connect`: the token,
+        store.connections.put_workspace("ws1", ["token"])               # then the workspace active
+        return workspace(name)
+    store.connections.workspace = connection                          # type: ignore[method-assign]
+    rt = Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=FakeClock(), queue=FakeQueue(), store=store,
+                 secrets=secrets)
+    assert rt.intercom("ws1")._token == "tok"

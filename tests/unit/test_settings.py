@@ -277,7 +277,8 @@ def test_the_file_reader_notes_a_yes_or_no_word_read_as_a_boolean():
 @pytest.mark.parametrize("written, read", [("042", "the number 34"), ("0x2A", "the number 42"),
                                            ("4:20", "the number 260"), ("1_000", "the number 1000"),
                                            ("42.0", "the number 42.0"), ("+42", "the number 42"),
-                                           ("1.0e+3", "the number 1000.0"), ("yes", "the boolean true")])
+                                           ("1.0e+3", "the number 1000.0"), ("yes", "the boolean true"),
+                                           ("2024-13-45", "an impossible date")])
 def test_an_unquoted_id_yaml_would_read_as_another_value_is_refused_with_the_fix(written, read):
     """YAML 1.1 turns 042 into 34 and 0x2A into 42: another campaign, silently (one that exists, overwritten)."""
     from chalicelib.services.admin import check_settings
@@ -343,3 +344,10 @@ def test_deleting_settings_counts_the_campaigns_people_by_what_their_join_did():
         delete_settings(rt, "42")
     assert str(exc.value).endswith(f"that linked nobody among its first {PEOPLE_COUNTED} people (it may have more)")
     assert delete_settings(rt, "42", confirmed=True)["kept"] == str(exc.value)
+
+
+def test_a_value_yaml_cannot_make_is_one_problem_line_not_an_unexpected_error():
+    with pytest.raises(SettingsError) as exc:
+        read_document('campaign_id: "42"\nworkspace: ws\nqualification: {value: 2024-13-45}\n')
+    assert exc.value.problems == ["(document): a value YAML cannot read: month must be in 1..12 — quote it to keep "
+                                  "it as text"]

@@ -221,6 +221,8 @@ def test_an_rf_webhook_read_one_way_silently_before_is_refused_naming_the_field(
     ({"data": {"user": {"id": 3, "campaign_id": 4, "meta": []}}}, {"id": "3", "campaign_id": "4"}),
     ({"id": 1, "campaign_id": 42, "meta": [{"field": 12, "value": "Acme"}]},     # a field named by a number
      {"id": "1", "campaign_id": "42", "meta.12": "Acme"}),
+    ({"id": 1, "campaign_id": 42, "meta": [{"field": 0, "value": "Acme"}]},      # ... 0 too
+     {"id": "1", "campaign_id": "42", "meta.0": "Acme"}),
 ])
 def test_an_rf_webhook_with_one_value_per_field_is_read(body, read):
     assert webhooks.rf_join(body).as_dict() == read
