@@ -347,6 +347,7 @@ def test_deleting_settings_counts_the_campaigns_people_by_what_their_join_did():
 
 
 def test_a_value_yaml_cannot_make_is_one_problem_line_not_an_unexpected_error():
+    from chalicelib.services.admin import read_document
     with pytest.raises(SettingsError) as exc:
         read_document('campaign_id: "42"\nworkspace: ws\nqualification: {value: 2024-13-45}\n')
     assert exc.value.problems == ["(document): a value YAML cannot read: month must be in 1..12 — quote it to keep "
