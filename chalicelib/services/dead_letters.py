@@ -106,17 +106,19 @@ def holding(rt: HasDeadLetters, visibility: int,
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
     not see. However the block ends (done, an error, Ctrl-C), each letter still held is visible again
-    at once."""
+    at once. It stops at a receive that brings nothing new: the queue is read, or (a scan longer than
+    `visibility`) the first letters it hid are coming back."""
     received: dict[str, dict] = {}
     held: dict[str, str] = {}
     try:
         while len(received) < limit:
             batch = rt.queue.receive_dead(max_messages=10, visibility=visibility)
-            if not batch:
-                break
+            new = [m for m in batch if m["MessageId"] not in received]
             for m in batch:
                 received.setdefault(m["MessageId"], m)
                 held[m["MessageId"]] = m["ReceiptHandle"]
+            if not new:
+                break
         yield list(received.values()), held, max(0, rt.queue.dead_count() - len(received))
     finally:
         if held:

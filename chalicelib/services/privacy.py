@@ -22,7 +22,7 @@ from .referral_count import messages as count_messages
 Erasing = Stack[DeadLetterQueue]
 
 
-FORGET_SECONDS = 60     # dead letters held while forget reads them (each visible again at once after)
+FORGET_SECONDS = 300    # dead letters held while forget reads them (each visible again at once after)
 
 
 def forget(rt: Erasing, email: str) -> dict:
@@ -76,7 +76,8 @@ def forget(rt: Erasing, email: str) -> dict:
             "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead,
             **({"dead_letters_not_seen": f"about {hidden} more were hidden by another command (a `dlq list`, `doctor` "
                                          "or `dlq replay` running, or one killed) and not looked at: run `bridge "
-                                         "forget` again when it ends"} if hidden else {}),
+                                         "forget` again when it ends (SQS's count is approximate: for a minute after "
+                                         "letters are taken out it may still count them)"} if hidden else {}),
             "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
                                "there too (the contact ids and RF user ids above). The bridge keeps nothing that "
