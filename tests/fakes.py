@@ -290,7 +290,7 @@ class FakeRF:
             answer = self.get_answers.pop(0)
             if answer is not None:                       # None: this one answers as RF would
                 raise answer
-        user = dict(self.users.get(str(user_id), {"id": user_id}))
+        user = {"qualified_at": None, **self.users.get(str(user_id), {"id": user_id})}   # RF says null until
         if str(user_id) in self.qualified:
             user["qualified_at"] = "2026-11-25T12:00:00Z"
         return user

@@ -70,7 +70,8 @@ def ask_rf_first(previous: Optional[QState], rf_said_no: Optional[bool] = None) 
     now). Yes when an earlier try may have sent it: its worker died mid-call, or it was left
     unconfirmed after a PUT that may have reached RF. Not when it was left unconfirmed with RF's "not
     qualified" still true (`rf_said_no`: RF was asked, or never sent anything, and no PUT went out
-    since), nor for a replay of a FAILED one (RF refused it)."""
+    since). Yes for a replay of a FAILED one: RF refused the PUT, and may have been set right by hand
+    since (the owner qualified the lead in RF, then replayed)."""
     if previous is QState.UNCONFIRMED:
         return not rf_said_no
-    return previous in UNFINISHED or previous is QState.PENDING
+    return previous in UNFINISHED or previous in (QState.PENDING, QState.FAILED)

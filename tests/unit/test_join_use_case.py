@@ -462,7 +462,7 @@ def test_a_lead_qualified_then_forgotten_and_joining_again_is_not_qualified_at_r
     _meets_target(work, "n2")
     assert work.apis.rf_.qualified == ["7"] and work.apis.rf_.calls.count("qualify 7") == 1    # one PUT, ever
     assert link_of(work, "7").qualification is QState.QUALIFIED
-    assert any("asked before calling it again" in r for r in reasons(work, "7"))
+    assert any("is qualified already (asked before the first call" in r for r in reasons(work, "7"))
 
 
 @pytest.mark.parametrize("contact", ["existing", "erased in Intercom"])

@@ -73,7 +73,8 @@ class Qualifier:
             if must_ask:
                 said = self._rf_says(link)
                 if said:
-                    return self._qualified(claim, via, entries, asked=True)
+                    return self._qualified(claim, via, entries, asked=True,
+                                           first=claim.previous is QState.PENDING)
                 said_no = said is False       # None: RF refused the question (the PUT will say why)
             try:
                 self.apis.rf().qualify(link.rf_user_id)
@@ -126,7 +127,11 @@ class Qualifier:
         Transient (no PUT may follow), or with `quiet` answers None (the caller has an error of its
         own to raise)."""
         try:
-            return bool(self.apis.rf().get_user(link.rf_user_id).get("qualified_at"))
+            user = self.apis.rf().get_user(link.rf_user_id)
+            if "qualified_at" not in user:      # not an answer to the question: no PUT on it
+                raise Transient(f"Referral Factory's user {link.rf_user_id} came without `qualified_at`: "
+                                "whether it is qualified is not known; asked again later")
+            return bool(user["qualified_at"])
         except Permanent:
             return None            # e.g. 404: the PUT will say why, in RF's words
         except Transient:
@@ -134,14 +139,18 @@ class Qualifier:
                 return None
             raise
 
-    def _qualified(self, claim: Claim, via: str, entries: list[Entry], asked: bool = False) -> Link:
+    def _qualified(self, claim: Claim, via: str, entries: list[Entry], asked: bool = False,
+                   first: bool = False) -> Link:
+        """`first`: RF, asked before the bridge ever called it for this lead, says qualified already."""
         link = claim.link
-        said = (f"Referral Factory says user {link.rf_user_id} is qualified (asked before calling it again, "
+        said = (f"Referral Factory says user {link.rf_user_id} is qualified already (asked before the first "
+                f"call, via {via}): not called" if first else
+                f"Referral Factory says user {link.rf_user_id} is qualified (asked before calling it again, "
                 f"via {via}): not called again" if asked else
                 f"Referral Factory confirmed the qualification of user {link.rf_user_id} (via {via})")
         done = self.links.finish_qualifying(claim, QState.QUALIFIED, [*entries, Entry("qualification", "qualified",
                                                                                       said)])
-        count("ReferralsQualified")
+        count("ReferralsFoundQualified" if first else "ReferralsQualified")
         logger.info("referral qualified", extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id})
         return done
 
