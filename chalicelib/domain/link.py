@@ -124,6 +124,7 @@ class JoinResult:
     qualification: Optional[QState] = None
     reason: Optional[str] = None
     uncertain_since: Optional[float] = None          # a failed try's create may have been applied
+    qualified_at: Optional[str] = None               # RF holds the lead qualified already (then QUALIFIED)
     # A lead's join that ends (linked or ignored) counts for their referrer (RF id): the store adds it
     # to the referrer's ReferralCount in the same write, and the link keeps it as `counted_for`.
     counts_for: Optional[str] = None

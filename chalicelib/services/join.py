@@ -26,7 +26,7 @@ from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Permanent
+from ..errors import Deferred, Permanent, Transient
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -94,6 +94,7 @@ class Attempt:
     outcome: Optional[str] = None              # created | updated | linked | ignored | repeat
     error: Optional[Exception] = None
     sent_create: bool = False                  # POST /contacts went out and its answer is not known
+    rf_qualified_at: Optional[str] = None      # RF, asked at the join, holds the lead qualified already
 
     @property
     def active(self) -> bool:
@@ -145,6 +146,8 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
                 for other in _active(attempts):
                     if other.workspace == attempt.workspace:
                         other.found.append(attempt.reached.contact)
+    for attempt in _active(attempts):
+        _qualified_in_rf(attempt, deps)
     tags: dict[tuple[str, str], list[Attempt]] = {}
     for attempt in _active(attempts):
         if attempt.plan is not None and attempt.reached is not None and attempt.plan.people.tag \
@@ -479,11 +482,32 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     assert reached is not None and person is not None and settings is not None
     contact, kind = reached.contact, person.values.get("type")
     pending = kind == LEAD and settings.qualification is not None
+    already = attempt.rf_qualified_at if pending else None
+    entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
+                     f"qualified already (since {already}): recorded, and never called for it")] if already else []
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline,
-                      qualification=QState.PENDING if pending else None,
-                      counts_for=counted_referrer(settings, person.values)), \
-        [*attempt.entries, *reached.entries, *attempt.tagged]
+                      qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
+                      qualified_at=already, counts_for=counted_referrer(settings, person.values)), \
+        [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
+
+
+def _qualified_in_rf(attempt: Attempt, deps: WorkDeps) -> None:
+    """A lead whose person says `qualified_at` (backfill's page of RF's users; a webhook that maps it):
+    RF is asked (one GET) and only its word counts — a body may say "null" or 0 there. Qualified in
+    RF, the link is recorded qualified at once: with the contact at the target already, the rule would
+    never be met again, and the lead would wait as pending for ever. RF not answering: pending (the
+    first claim asks RF anyway)."""
+    person, settings = attempt.person, attempt.settings
+    if person is None or settings is None or settings.qualification is None or person.values.get("type") != LEAD \
+            or not person.values.get("qualified_at"):
+        return
+    try:
+        user = deps.apis.rf().get_user(attempt.message.rf_user_id)
+    except (Permanent, Transient):
+        return
+    if user.get("qualified_at"):
+        attempt.rf_qualified_at = str(user["qualified_at"])
 
 
 def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:

@@ -254,8 +254,9 @@ def test_backfill_apply_counts_the_rest_of_a_page_exactly_when_a_lead_is_counted
 
 def test_backfill_of_a_lead_rf_already_qualified_never_sends_it_again(
         bridge, intercom, rf, capsys, clock):
-    """A lead who qualified before the bridge was installed: `backfill --apply` links them, and when
-    their contact meets the target RF is asked first, says qualified, and no PUT goes out."""
+    """A lead who qualified before the bridge was installed: `backfill --apply` links them; RF (asked,
+    since its page says `qualified_at`) holds them qualified, so the link is qualified at once, and
+    their contact meeting the target sends nothing to RF."""
     from .conftest import qualifying_settings
     rita = rf.add_user(42, "rita@example.com", "Rita")
     early = rf.add_user(42, "early@example.com", "Early", referrer_id=rita["id"])
@@ -263,6 +264,7 @@ def test_backfill_of_a_lead_rf_already_qualified_never_sends_it_again(
     bridge.apply(qualifying_settings(require_change=False))
     assert run(bridge, capsys, "backfill", "42", "--apply")[0] == 0
     bridge.drain()
+    assert bridge.rt.store.links.get(PersonRef("42", str(early["id"]))).qualification.value == "qualified"
     [contact] = intercom.contacts_by_email("early@example.com")
     intercom.update_contact(contact["id"], signed_up="Yes")
     assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200

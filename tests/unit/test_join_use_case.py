@@ -504,3 +504,20 @@ def test_a_webhooks_own_qualified_at_is_not_taken_for_rfs_word(sent):
     assert link_of(work, "7").qualification is QState.PENDING
     _meets_target(work, "n1")
     assert work.apis.rf_.calls[-2:] == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
+
+
+def test_a_backfilled_lead_rf_holds_qualified_whose_contact_is_at_the_target_is_not_left_pending_for_ever():
+    """Backfill of a lead who qualified before the bridge (RF's page says `qualified_at`), whose contact
+    already holds the target: the rule (require_change) would never be met again. RF is asked at the
+    join, says qualified: the link is recorded qualified, and RF is never called for it."""
+    from tests.unit.scenario import check
+    work = world()
+    work.apis.rf_.qualified.append("7")
+    work.apis.intercom_.add("ann@example.com", role="lead", signed_up="Yes")
+    run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))
+    link = link_of(work, "7")
+    assert link.qualification is QState.QUALIFIED and link.qualified_at == "2026-11-25T12:00:00Z"
+    assert any("qualified already (since 2026-11-25T12:00:00Z)" in r for r in reasons(work, "7"))
+    _meets_target(work, "n1")
+    run(work, check())
+    assert work.apis.rf_.calls.count("qualify 7") == 0

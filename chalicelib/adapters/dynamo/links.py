@@ -173,7 +173,7 @@ class DynamoLinks:
         ref, now = claim.ref, iso(at)
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
-                               "uncertain_since", "counted_for")}
+                               "uncertain_since", "counted_for", "qualified_at")}
         fields.update(counted_at=at if result.counted_for else None)
         if result.qualification is QState.PENDING:
             fields.update(pending_pk=PENDING, pending_sk=f"{now}#{ref}")
