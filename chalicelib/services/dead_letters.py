@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
 from ..observability import mask_email
@@ -101,20 +101,28 @@ class Listing:
 
 
 @contextmanager
-def holding(rt: HasDeadLetters, visibility: int,
-             limit: int = MAX_LISTED) -> Iterator[tuple[list[dict], dict[str, str], int]]:
+def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
+            take: Optional[Callable[[dict], bool]] = None) -> Iterator[tuple[list[dict], dict[str, str], int]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
     not see. However the block ends (done, an error, Ctrl-C), each letter still held is visible again
     at once. It stops at a receive that brings nothing new: the queue is read, or (a scan longer than
-    `visibility`) the first letters it hid are coming back."""
+    `visibility`) the first letters it hid are coming back. `take`: a letter it says yes to is deleted
+    as soon as it is received (its handle is fresh), and is not among those yielded."""
     received: dict[str, dict] = {}
     held: dict[str, str] = {}
+    taken: set[str] = set()
     try:
         while len(received) < limit:
             batch = rt.queue.receive_dead(max_messages=10, visibility=visibility)
-            new = [m for m in batch if m["MessageId"] not in received]
+            new = [m for m in batch if m["MessageId"] not in received and m["MessageId"] not in taken]
             for m in batch:
+                if m["MessageId"] in taken:
+                    continue
+                if take is not None and m["MessageId"] not in received and take(m):
+                    rt.queue.delete_dead(m["ReceiptHandle"])
+                    taken.add(m["MessageId"])
+                    continue
                 received.setdefault(m["MessageId"], m)
                 held[m["MessageId"]] = m["ReceiptHandle"]
             if not new:

@@ -150,13 +150,16 @@ def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> 
     from .dead_letters import holding
 
     deleted = 0
-    with holding(rt, FORGET_SECONDS) as (received, held, not_seen):
-        for m in received:
-            try:
-                body = json.loads(m["Body"])
-            except ValueError:
-                body = m["Body"]
-            if _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower()):
-                rt.queue.delete_dead(held.pop(m["MessageId"]))
-                deleted += 1
+
+    def about_them(m: dict) -> bool:          # deleted as soon as received (holding's `take`)
+        nonlocal deleted
+        try:
+            body = json.loads(m["Body"])
+        except ValueError:
+            body = m["Body"]
+        hit = _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower())
+        deleted += hit
+        return hit
+    with holding(rt, FORGET_SECONDS, take=about_them) as (_, _, not_seen):
+        pass
     return deleted, not_seen

@@ -48,3 +48,28 @@ def test_a_scan_shorter_than_the_hide_time_reads_every_letter():
     queue = ComingBack(95, hidden_for=1_000)
     with holding(Rt(queue), 60) as (received, _, not_seen):
         assert len(received) == 95 and not_seen == 0
+
+
+class Deleting(ComingBack):
+    """ComingBack, whose letter `about` is about the person, and which records deletes."""
+
+    def __init__(self, n: int, hidden_for: int, about: int):
+        super().__init__(n, hidden_for)
+        self.about, self.deleted = f"m{about}", []
+
+    def receive_dead(self, max_messages: int = 10, visibility: int = 0) -> list[dict]:
+        return [{**m, "Body": '{"campaign_id": "42", "rf_user_id": "7"}' if m["MessageId"] == self.about else "{}"}
+                for m in super().receive_dead(max_messages, visibility)]
+
+    def delete_dead(self, handle: str) -> None:
+        self.deleted.append((handle.split("@")[0], self.receives))       # and at which receive
+        self.hidden = [(at, i) for at, i in self.hidden if i != handle.split("@")[0]]
+
+
+def test_forget_deletes_the_persons_letter_as_soon_as_it_is_received():
+    """Deleted while its handle is fresh, not after the whole scan; the others are released."""
+    from chalicelib.services.privacy import forget_dead_letters
+    queue = Deleting(40, hidden_for=1_000, about=3)
+    assert forget_dead_letters(Rt(queue), "ann@example.com", {("42", "7")}, set()) == (1, 0)
+    assert queue.deleted == [("m3", 1)] and queue.receives == 5           # at its receive, not after the scan
+    assert len(queue.released) == 39 and "m3@1" not in queue.released
