@@ -97,24 +97,35 @@ def _moved_by_sqs(m: dict) -> dict:
 @dataclass(frozen=True)
 class Listing:
     letters: list[DeadLetter]
-    not_seen: int                      # about how many more the queue held, hidden by another reader
+    not_seen: int                      # about how many more the queue held, hidden by another reader...
+    cut: bool = False                  # ...or not read: the scan stopped before the end (CUT)
+
+
+#: Why a scan that stopped before an empty receive saw less than the queue holds.
+CUT = (f"the scan stopped before the end: it outlasted the time it hides each letter, or reached "
+       f"{MAX_LISTED:,}")
 
 
 @contextmanager
 def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
-            take: Optional[Callable[[dict], bool]] = None) -> Iterator[tuple[list[dict], dict[str, str], int]]:
+            take: Optional[Callable[[dict], bool]] = None) -> Iterator[tuple[list[dict], dict[str, str], int, bool]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
-    not see. However the block ends (done, an error, Ctrl-C), each letter still held is visible again
+    not see; whether the scan was cut (stopped before an empty receive: those were not read, rather
+    than hidden by another reader). However the block ends (done, an error, Ctrl-C), each letter still held is visible again
     at once. It stops at a receive that brings nothing new: the queue is read, or (a scan longer than
     `visibility`) the first letters it hid are coming back. `take`: a letter it says yes to is deleted
     as soon as it is received (its handle is fresh), and is not among those yielded."""
     received: dict[str, dict] = {}
     held: dict[str, str] = {}
     taken: set[str] = set()
+    cut = True
     try:
         while len(received) < limit:
             batch = rt.queue.receive_dead(max_messages=10, visibility=visibility)
+            if not batch:
+                cut = False
+                break
             new = [m for m in batch if m["MessageId"] not in received and m["MessageId"] not in taken]
             for m in batch:
                 if m["MessageId"] in taken:
@@ -127,7 +138,7 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
                 held[m["MessageId"]] = m["ReceiptHandle"]
             if not new:
                 break
-        yield list(received.values()), held, max(0, rt.queue.dead_count() - len(received))
+        yield list(received.values()), held, max(0, rt.queue.dead_count() - len(received)), cut
     finally:
         if held:
             rt.queue.release_dead_many(list(held.values()))
@@ -135,9 +146,9 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
 
 def look(rt: HasDeadLetters) -> Listing:
     """Every dead letter; the queue is left as it was (each message visible again as soon as all are read)."""
-    with holding(rt, LOOK_SECONDS) as (received, _, not_seen):
+    with holding(rt, LOOK_SECONDS) as (received, _, not_seen, cut):
         pass
-    return Listing([read(m) for m in received], not_seen)
+    return Listing([read(m) for m in received], not_seen, cut and bool(not_seen))
 
 
 def list_dead(rt: HasDeadLetters) -> list[DeadLetter]:
@@ -163,7 +174,7 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     interrupted may have reached the work queue and stay a dead letter too: replaying it again is
     harmless (a message that comes twice is worked once)."""
     sent = 0
-    with holding(rt, REPLAY_SECONDS) as (received, held, not_seen):
+    with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut):
         chosen = [m for m in received if matches(read(m), reason, campaign)]
         ids = {m["MessageId"] for m in chosen}
         others = [m["MessageId"] for m in received if m["MessageId"] not in ids]
@@ -177,7 +188,8 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
                 rt.queue.send(m["Body"])
             _delete_sent(rt, held, m["MessageId"])
             sent += 1
-    return {"replayed": sent, "left": len(received) - len(chosen), "not_seen": not_seen}
+    return {"replayed": sent, "left": len(received) - len(chosen), "not_seen": not_seen,
+            **({"cut": True} if cut and not_seen else {})}
 
 
 def _delete_sent(rt: Any, held: dict[str, str], message_id: str) -> None:

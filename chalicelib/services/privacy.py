@@ -64,9 +64,9 @@ def forget(rt: Erasing, email: str) -> dict:
     recounted = _recount(rt, lowered - {PersonRef(*p) for p in erased})
     refused = forget_refusals(rt, email, campaigns, workspaces, people)
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
-    hidden = 0
+    hidden, cut = 0, False
     if rt.config.dlq_url:
-        dead, hidden = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
+        dead, hidden, cut = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
                                            {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]})
     for workspace, _ in sorted(found.by_email):
         rt.store.lookup.forget_email(workspace, email)
@@ -74,7 +74,10 @@ def forget(rt: Erasing, email: str) -> dict:
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
             "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
             "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead,
-            **({"dead_letters_not_seen": f"about {hidden} more were hidden by another command (a `dlq list`, `doctor` "
+            **({"dead_letters_not_seen": f"about {hidden} more were not read ({cut_reason()}): run `bridge forget` "
+                                         "again"}
+               if hidden and cut else
+               {"dead_letters_not_seen": f"about {hidden} more were hidden by another command (a `dlq list`, `doctor` "
                                          "or `dlq replay` running, or one killed) and not looked at: run `bridge "
                                          "forget` again when it ends (SQS's count is approximate: for a minute after "
                                          "letters are taken out it may still count them)"} if hidden else {}),
@@ -144,9 +147,15 @@ def _about(body: Any, email: str, people: set, contacts: set) -> bool:
     return _mentions(body, email)
 
 
-def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> tuple[int, int]:
+def cut_reason() -> str:
+    from .dead_letters import CUT
+    return CUT
+
+
+def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> tuple[int, int, bool]:
     """Delete dead letters about the person; the others are visible again at once (and so are all,
-    however it ends). (deleted, about how many more another command held hidden: not looked at)."""
+    however it ends). (deleted, about how many more another command held hidden — or, cut, the scan
+    did not read: not looked at — and whether it was cut)."""
     from .dead_letters import holding
 
     deleted = 0
@@ -160,6 +169,6 @@ def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> 
         hit = _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower())
         deleted += hit
         return hit
-    with holding(rt, FORGET_SECONDS, take=about_them) as (_, _, not_seen):
+    with holding(rt, FORGET_SECONDS, take=about_them) as (_, _, not_seen, cut):
         pass
-    return deleted, not_seen
+    return deleted, not_seen, cut

@@ -38,16 +38,17 @@ class Rt:
 def test_a_scan_longer_than_the_hide_time_ends_with_every_letter_once():
     """It stops where the first letters come back (the rest are counted as not seen): it never loops."""
     queue = ComingBack(2_000, hidden_for=50)           # 200 receives to read them all; each hidden for 50
-    with holding(Rt(queue), 60) as (received, held, _):
+    with holding(Rt(queue), 60) as (received, held, not_seen, cut):
         ids = [m["MessageId"] for m in received]
     assert queue.receives < 400 and len(ids) == len(set(ids))
+    assert cut and not_seen == 2_000 - len(ids)                # not read (not "hidden by another command")
     assert set(held) == set(ids) and len(queue.released) == len(ids)          # all visible again after
 
 
 def test_a_scan_shorter_than_the_hide_time_reads_every_letter():
     queue = ComingBack(95, hidden_for=1_000)
-    with holding(Rt(queue), 60) as (received, _, not_seen):
-        assert len(received) == 95 and not_seen == 0
+    with holding(Rt(queue), 60) as (received, _, not_seen, cut):
+        assert len(received) == 95 and not_seen == 0 and not cut
 
 
 class Deleting(ComingBack):
@@ -70,6 +71,12 @@ def test_forget_deletes_the_persons_letter_as_soon_as_it_is_received():
     """Deleted while its handle is fresh, not after the whole scan; the others are released."""
     from chalicelib.services.privacy import forget_dead_letters
     queue = Deleting(40, hidden_for=1_000, about=3)
-    assert forget_dead_letters(Rt(queue), "ann@example.com", {("42", "7")}, set()) == (1, 0)
+    assert forget_dead_letters(Rt(queue), "ann@example.com", {("42", "7")}, set()) == (1, 0, False)
     assert queue.deleted == [("m3", 1)] and queue.receives == 5           # at its receive, not after the scan
     assert len(queue.released) == 39 and "m3@1" not in queue.released
+
+
+def test_a_list_cut_short_says_the_rest_were_not_read_not_hidden_by_another_command():
+    from chalicelib.services.dead_letters import look
+    found = look(Rt(ComingBack(2_000, hidden_for=50)))
+    assert found.cut and found.not_seen == 2_000 - len(found.letters)
