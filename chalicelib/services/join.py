@@ -26,7 +26,7 @@ from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Permanent, Transient
+from ..errors import Deferred, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -146,8 +146,6 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
                 for other in _active(attempts):
                     if other.workspace == attempt.workspace:
                         other.found.append(attempt.reached.contact)
-    for attempt in _active(attempts):
-        _qualified_in_rf(attempt, deps)
     tags: dict[tuple[str, str], list[Attempt]] = {}
     for attempt in _active(attempts):
         if attempt.plan is not None and attempt.reached is not None and attempt.plan.people.tag \
@@ -304,6 +302,7 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
         return
     attempt.plan = plan
     attempt.entries = [person.received, *_field_errors(plan)]
+    _qualified_in_rf(attempt, deps)
 
 
 def _search(intercom: IntercomPort, group: list[Attempt]) -> list[dict]:
@@ -483,6 +482,8 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     contact, kind = reached.contact, person.values.get("type")
     pending = kind == LEAD and settings.qualification is not None
     already = attempt.rf_qualified_at if pending else None
+    if already:
+        count("ReferralsFoundQualified")
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
@@ -494,20 +495,28 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
 
 def _qualified_in_rf(attempt: Attempt, deps: WorkDeps) -> None:
     """A lead whose person says `qualified_at` (backfill's page of RF's users; a webhook that maps it):
-    RF is asked (one GET) and only its word counts — a body may say "null" or 0 there. Qualified in
-    RF, the link is recorded qualified at once: with the contact at the target already, the rule would
-    never be met again, and the lead would wait as pending for ever. RF not answering: pending (the
-    first claim asks RF anyway)."""
+    only RF's word counts — a body may say "null" or 0 there — so RF is asked (one GET), unless the
+    person was read from RF for this join already. Qualified in RF, the link is recorded qualified at
+    once: with the contact at the target already, the rule would never be met again, and the lead
+    would wait as pending for ever. Asked before anything is written to Intercom: RF busy or away
+    fails (or defers) this join alone, and its retry asks again. RF refusing the question (a 4xx):
+    pending, said in the history (the first claim asks RF again)."""
     person, settings = attempt.person, attempt.settings
     if person is None or settings is None or settings.qualification is None or person.values.get("type") != LEAD \
             or not person.values.get("qualified_at"):
         return
-    try:
-        user = deps.apis.rf().get_user(attempt.message.rf_user_id)
-    except (Permanent, Transient):
-        return
-    if user.get("qualified_at"):
-        attempt.rf_qualified_at = str(user["qualified_at"])
+    if "user" in person.fetched:                          # the values are RF's own
+        said = person.values.get("qualified_at")
+    else:
+        try:
+            said = deps.apis.rf().get_user(attempt.message.rf_user_id).get("qualified_at")
+        except Permanent as exc:
+            attempt.entries.append(Entry("qualification", "not_checked", f"the join's person says qualified_at; "
+                                         f"Referral Factory would not say ({exc.reason}): pending, and asked again "
+                                         "before the first qualification call"))
+            return
+    if said:
+        attempt.rf_qualified_at = str(said)
 
 
 def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:

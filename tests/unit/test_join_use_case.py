@@ -6,7 +6,7 @@ import pytest
 from chalicelib.domain import people
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
-from chalicelib.errors import Permanent, Uncertain
+from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
 from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
@@ -519,5 +519,29 @@ def test_a_backfilled_lead_rf_holds_qualified_whose_contact_is_at_the_target_is_
     assert link.qualification is QState.QUALIFIED and link.qualified_at == "2026-11-25T12:00:00Z"
     assert any("qualified already (since 2026-11-25T12:00:00Z)" in r for r in reasons(work, "7"))
     _meets_target(work, "n1")
+    run(work, check())
+    assert work.apis.rf_.calls.count("qualify 7") == 0
+
+
+@pytest.mark.parametrize("error", [Deferred("the shared RF budget is spent", retry_after=5.0),
+                                   Transient("Referral Factory answered 503")])
+def test_a_backfilled_qualified_lead_whose_join_check_cannot_reach_rf_waits_and_is_checked_again(error):
+    """RF busy or away when the join asks: that join alone waits or fails, before anything is written
+    to Intercom; its retry asks again (never left pending for ever)."""
+    from tests.unit.scenario import check
+    work = world()
+    work.apis.rf_.qualified.append("7")
+    work.apis.intercom_.add("ann@example.com", role="lead", signed_up="Yes")
+    work.apis.rf_.get_answers = [None, error]            # the referrer's GET answers; the join's check does not
+    bea = {**LEAD, "id": "8", "email": "bea@example.com"}
+    work.apis.rf_.users["8"] = {**RF_USERS["7"], "id": "8", "email": "bea@example.com"}
+    try:
+        run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}), join(bea, user="8"))
+    except RetryBatch:
+        pass                                                                 # Ann's join comes back
+    assert link_of(work, "8").status is LinkStatus.LINKED                   # the other join is not dragged
+    assert link_of(work, "7") is None or link_of(work, "7").status is not LinkStatus.LINKED
+    run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))        # its retry (or the wait's end)
+    assert link_of(work, "7").qualification is QState.QUALIFIED
     run(work, check())
     assert work.apis.rf_.calls.count("qualify 7") == 0
