@@ -120,7 +120,6 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
     held: dict[str, str] = {}
     taken: set[str] = set()
     cut = True
-    before = rt.queue.dead_count() if take is not None else 0   # (counted before deleting: SQS's count lags)
     try:
         while len(received) < limit:
             batch = rt.queue.receive_dead(max_messages=10, visibility=visibility)
@@ -139,8 +138,9 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
                 held[m["MessageId"]] = m["ReceiptHandle"]
             if not new:
                 break
-        count = before - len(taken) if take is not None else rt.queue.dead_count()
-        yield list(received.values()), held, max(0, count - len(received)), cut
+        # (Counted after the scan: SQS's count may still hold letters just taken, for a minute: a false
+        # "hidden" rather than a letter hidden and not said, for `forget` above all.)
+        yield list(received.values()), held, max(0, rt.queue.dead_count() - len(received)), cut
     finally:
         if held:
             rt.queue.release_dead_many(list(held.values()))

@@ -26,7 +26,7 @@ from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Permanent
+from ..errors import Deferred, Permanent, Transient
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -53,6 +53,7 @@ class Person:
 
     values: dict[str, Any]
     fetched: tuple[str, ...] = ()
+    rf_user: Optional[dict] = None        # RF's own answer for them, when read (before the webhook's values win)
 
     @property
     def email(self) -> Optional[str]:
@@ -496,27 +497,29 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
 def _qualified_in_rf(attempt: Attempt, deps: WorkDeps) -> None:
     """A lead whose person says `qualified_at` (backfill's page of RF's users; a webhook that maps it):
     only RF's word counts — a body may say "null" or 0 there — so RF is asked (one GET), unless the
-    person was read from RF for this join already. Qualified in RF, the link is recorded qualified at
-    once: with the contact at the target already, the rule would never be met again, and the lead
-    would wait as pending for ever. Asked before anything is written to Intercom: RF busy or away
-    fails (or defers) this join alone, and its retry asks again. RF refusing the question (a 4xx):
-    pending, said in the history (the first claim asks RF again)."""
+    person was read from RF for this join already (RF's own answer, not the merged values, where the
+    webhook's win). Qualified in RF, the link is recorded qualified at once: with the contact at the
+    target already, the rule would never be met again, and the lead would wait as pending for ever.
+    Asked before anything is written to Intercom: RF busy or away, or refusing (a bad token), fails (or
+    defers) this join alone, and its retry or replay asks again. RF not knowing them (404): pending,
+    said in the history."""
     person, settings = attempt.person, attempt.settings
     if person is None or settings is None or settings.qualification is None or person.values.get("type") != LEAD \
             or not person.values.get("qualified_at"):
         return
-    if "user" in person.fetched:                          # the values are RF's own
-        said = person.values.get("qualified_at")
-    else:
-        try:
-            said = deps.apis.rf().get_user(attempt.message.rf_user_id).get("qualified_at")
-        except Permanent as exc:
-            attempt.entries.append(Entry("qualification", "not_checked", f"the join's person says qualified_at; "
-                                         f"Referral Factory would not say ({exc.reason}): pending, and asked again "
-                                         "before the first qualification call"))
-            return
-    if said:
-        attempt.rf_qualified_at = str(said)
+    try:
+        user = person.rf_user if person.rf_user is not None else deps.apis.rf().get_user(attempt.message.rf_user_id)
+    except Permanent as exc:
+        if "404" not in exc.reason:       # a bad token, RF not connected: the join fails (and can be replayed)
+            raise
+        attempt.entries.append(Entry("qualification", "not_checked", f"the join's person says qualified_at; "
+                                     f"Referral Factory does not know them ({exc.reason}): pending"))
+        return
+    if "qualified_at" not in user:        # not an answer to the question (the qualifier waits on it too)
+        raise Transient(f"Referral Factory's user {attempt.message.rf_user_id} came without `qualified_at`: "
+                        "whether it is qualified is not known; asked again later")
+    if user["qualified_at"]:
+        attempt.rf_qualified_at = str(user["qualified_at"])
 
 
 def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
@@ -618,10 +621,12 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
     values = {"id": message.rf_user_id, "campaign_id": message.campaign_id, **message.person.as_dict()}
     sources = _sources(settings, values)
     fetched: list[str] = []
+    rf_user: Optional[dict] = None
     # A lead counts for their referrer (referral counts): a webhook without `referrer_id` asks RF who it is.
     uncounted = bool(count_attribute(settings)) and values.get("type") == LEAD and "referrer_id" not in values
     if people.missing(values, sources) or uncounted:
-        values = people.merge(values, people.normalise(apis.rf().get_user(values["id"])))
+        rf_user = apis.rf().get_user(values["id"])
+        values = people.merge(values, people.normalise(rf_user))
         fetched.append("user")
         sources = _sources(settings, values)       # RF may have said only now whether a lead or a referrer
     wanted = {s for s in sources if s.startswith("referrer_")}
@@ -630,7 +635,7 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
         fetched.append("referrer")
     if "campaign_name" in sources and "campaign_name" not in values:
         values["campaign_name"] = apis.campaign_name(settings.campaign_id)
-    return Person(values, tuple(fetched))
+    return Person(values, tuple(fetched), rf_user)
 
 
 def _sources(settings: CampaignSettings, values: dict) -> set[str]:

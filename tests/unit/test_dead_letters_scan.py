@@ -81,23 +81,3 @@ def test_a_list_cut_short_says_the_rest_were_not_read_not_hidden_by_another_comm
     found = look(Rt(ComingBack(2_000, hidden_for=50)))
     assert found.cut and found.not_seen == 2_000 - len(found.letters)
 
-
-class Lagging(Deleting):
-    """SQS's approximate count still counts the letters just deleted."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.recently_deleted = 0
-
-    def delete_dead(self, handle: str) -> None:
-        super().delete_dead(handle)
-        self.recently_deleted += 1
-
-    def dead_count(self) -> int:
-        return super().dead_count() + self.recently_deleted
-
-
-def test_forget_that_deletes_a_letter_does_not_report_it_as_hidden_by_another_command():
-    from chalicelib.services.privacy import forget_dead_letters
-    queue = Lagging(40, hidden_for=1_000, about=3)
-    assert forget_dead_letters(Rt(queue), "ann@example.com", {("42", "7")}, set()) == (1, 0, False)

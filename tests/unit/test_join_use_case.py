@@ -532,7 +532,15 @@ def test_a_backfilled_qualified_lead_whose_join_check_cannot_reach_rf_waits_and_
     work = world()
     work.apis.rf_.qualified.append("7")
     work.apis.intercom_.add("ann@example.com", role="lead", signed_up="Yes")
-    work.apis.rf_.get_answers = [None, error]            # the referrer's GET answers; the join's check does not
+    real, failed = work.apis.rf_.get_user, []
+
+    def get_user(user_id):                               # the join's check of Ann fails once; all else answers
+        if str(user_id) == "7" and not failed:
+            failed.append(user_id)
+            work.apis.rf_.calls.append("get_user 7")
+            raise error
+        return real(user_id)
+    work.apis.rf_.get_user = get_user                    # type: ignore[method-assign]
     bea = {**LEAD, "id": "8", "email": "bea@example.com"}
     work.apis.rf_.users["8"] = {**RF_USERS["7"], "id": "8", "email": "bea@example.com"}
     try:
@@ -541,7 +549,35 @@ def test_a_backfilled_qualified_lead_whose_join_check_cannot_reach_rf_waits_and_
         pass                                                                 # Ann's join comes back
     assert link_of(work, "8").status is LinkStatus.LINKED                   # the other join is not dragged
     assert link_of(work, "7") is None or link_of(work, "7").status is not LinkStatus.LINKED
+    [ann] = [c for c in work.apis.intercom_.contacts.values() if c["email"] == "ann@example.com"]
+    assert not ann.get("tags") and "referral_code" not in ann["custom_attributes"]   # nothing written to her
     run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))        # its retry (or the wait's end)
     assert link_of(work, "7").qualification is QState.QUALIFIED
     run(work, check())
     assert work.apis.rf_.calls.count("qualify 7") == 0
+
+
+@pytest.mark.parametrize("sent", ["null", "2025-01-02T03:04:05Z"])
+def test_a_body_without_type_saying_qualified_at_is_checked_against_rfs_own_answer_not_the_merge(sent):
+    """The body lacks `type`, so the join reads the person from RF; RF says `qualified_at: null`. The
+    merged values (where the webhook wins) say otherwise: RF's own answer counts, the link is pending,
+    and the lead qualifies once."""
+    work = world(NO_CHANGE)
+    body = {k: v for k, v in LEAD.items() if k not in ("type", "referrer_id")}
+    run(work, join({**body, "qualified_at": sent}))
+    assert link_of(work, "7").qualification is QState.PENDING
+    _meets_target(work, "n1")
+    assert work.apis.rf_.calls.count("qualify 7") == 1 and work.apis.rf_.qualified == ["7"]
+
+
+def test_rf_refusing_the_joins_check_fails_the_join_rather_than_leave_it_pending_for_ever():
+    """A bad token or RF not connected: the join fails with RF's reason (replayable); only RF not
+    knowing the user (404) leaves it pending."""
+    work = world()
+    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 401: the RF token is invalid")]
+    try:
+        run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))
+    except RetryBatch:
+        pass
+    assert link_of(work, "7") is None or link_of(work, "7").status is not LinkStatus.LINKED
+    assert any("401" in r for r in reasons(work, "7"))
