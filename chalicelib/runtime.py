@@ -158,16 +158,16 @@ class Runtime:
             # The connection (then the budget's state) and the token at once: a cold container makes
             # its SSM client meanwhile. The token only counts for an active connection.
             conn, read = self._both(connection, lambda: self.worker_secrets.get(name))
-            if isinstance(conn, Exception) or conn is None or conn.status != "active":
-                self.worker_secrets.discard(name)
-            if isinstance(conn, Exception):
-                raise conn
-            if conn is not None and conn.status == "disconnected":
-                raise Disconnected(workspace)
             token = None
-            if conn is not None and conn.status == "active":
-                if isinstance(read, Exception):
-                    raise read
+            if isinstance(conn, Exception) or conn is None or conn.status != "active":
+                self.worker_secrets.discard(name)        # read ahead, not needed: not kept
+                if isinstance(conn, Exception):
+                    raise conn
+                if conn is not None and conn.status == "disconnected":
+                    raise Disconnected(workspace)
+            elif isinstance(read, Exception):
+                raise read
+            else:
                 # `connect` stores the token, then marks the workspace active: read at once, the token may
                 # have been read just before it was stored. Read once more before refusing.
                 token = read or self.worker_secrets.refresh(name, None)
