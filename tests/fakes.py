@@ -92,9 +92,6 @@ class FakeQueue:
     def delete_dead(self, receipt_handle: str) -> None:
         pass
 
-    def release_dead(self, receipt_handle: str) -> None:
-        pass
-
     def release_dead_many(self, receipt_handles: list[str]) -> None:
         pass
 

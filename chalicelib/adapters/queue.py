@@ -93,13 +93,8 @@ class Queue:
     def delete_dead(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
 
-    def release_dead(self, receipt_handle: str) -> None:
-        """Make a dead letter received for a look visible again at once."""
-        self.client.change_message_visibility(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle,
-                                              VisibilityTimeout=0)
-
     def release_dead_many(self, receipt_handles: list[str]) -> None:
-        """`release_dead`, 10 a call. A handle SQS refuses (the letter was deleted, or received again by
+        """Make dead letters received for a look visible again at once, 10 a call. A handle SQS refuses (the letter was deleted, or received again by
         another reader, who holds it now) is left as it is."""
         for start in range(0, len(receipt_handles), 10):
             self.client.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=[
