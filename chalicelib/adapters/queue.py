@@ -94,8 +94,8 @@ class Queue:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
 
     def release_dead_many(self, receipt_handles: list[str]) -> None:
-        """Make dead letters received for a look visible again at once, 10 a call. A handle SQS refuses (the letter was deleted, or received again by
-        another reader, who holds it now) is left as it is."""
+        """Make dead letters received for a look visible again at once, 10 a call. A handle SQS refuses
+        (the letter was deleted, or received again by another reader, who holds it now) is left as it is."""
         for start in range(0, len(receipt_handles), 10):
             self.client.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
