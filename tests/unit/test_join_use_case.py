@@ -543,12 +543,14 @@ def test_a_backfilled_qualified_lead_whose_join_check_cannot_reach_rf_waits_and_
     work.apis.rf_.get_user = get_user                    # type: ignore[method-assign]
     bea = {**LEAD, "id": "8", "email": "bea@example.com"}
     work.apis.rf_.users["8"] = {**RF_USERS["7"], "id": "8", "email": "bea@example.com"}
-    try:
-        run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}), join(bea, user="8"))
-    except RetryBatch:
-        pass                                                                 # Ann's join comes back
+    both = [join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}), join(bea, user="8")]
+    if isinstance(error, Deferred):                                         # Ann's join waits (not a try)
+        assert run(work, *both) == {"done": 1, "retry": 0, "dead": 0, "waiting": 1}
+    else:
+        with pytest.raises(RetryBatch, match="1 of 2 records will be retried"):   # Ann's join comes back
+            run(work, *both)
     assert link_of(work, "8").status is LinkStatus.LINKED                   # the other join is not dragged
-    assert link_of(work, "7") is None or link_of(work, "7").status is not LinkStatus.LINKED
+    assert link_of(work, "7").status is LinkStatus.FAILED
     [ann] = [c for c in work.apis.intercom_.contacts.values() if c["email"] == "ann@example.com"]
     assert not ann.get("tags") and "referral_code" not in ann["custom_attributes"]   # nothing written to her
     run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))        # its retry (or the wait's end)
@@ -575,9 +577,14 @@ def test_rf_refusing_the_joins_check_fails_the_join_rather_than_leave_it_pending
     knowing the user (404) leaves it pending."""
     work = world()
     work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 401: the RF token is invalid")]
-    try:
-        run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))
-    except RetryBatch:
-        pass
-    assert link_of(work, "7") is None or link_of(work, "7").status is not LinkStatus.LINKED
+    assert run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"})) == {"done": 0, "retry": 0, "dead": 1}
+    assert link_of(work, "7").status is LinkStatus.FAILED
     assert any("401" in r for r in reasons(work, "7"))
+
+
+def test_rf_not_knowing_the_user_at_the_joins_check_leaves_them_pending_and_says_so():
+    work = world()
+    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 404: User not found.")]
+    assert run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"})) == {"done": 1, "retry": 0, "dead": 0}
+    assert link_of(work, "7").qualification is QState.PENDING
+    assert any("does not know them" in r for r in reasons(work, "7"))
