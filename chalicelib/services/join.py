@@ -26,13 +26,14 @@ from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Permanent, Transient
+from ..errors import Deferred, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
 from ..ports.store import LEASE_SECONDS
 from .concurrency import Runner
 from .deps import WorkDeps
+from .qualification.qualifier import qualified_at
 from .referral_count import messages as count_messages
 
 
@@ -515,11 +516,7 @@ def _qualified_in_rf(attempt: Attempt, deps: WorkDeps) -> None:
         attempt.entries.append(Entry("qualification", "not_checked", f"the join's person says qualified_at; "
                                      f"Referral Factory does not know them ({exc.reason}): pending"))
         return
-    if "qualified_at" not in user:        # not an answer to the question (the qualifier waits on it too)
-        raise Transient(f"Referral Factory's user {attempt.message.rf_user_id} came without `qualified_at`: "
-                        "whether it is qualified is not known; asked again later")
-    if user["qualified_at"]:
-        attempt.rf_qualified_at = str(user["qualified_at"])
+    attempt.rf_qualified_at = qualified_at(user, attempt.message.rf_user_id)
 
 
 def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:

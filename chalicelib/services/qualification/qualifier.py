@@ -127,11 +127,7 @@ class Qualifier:
         Transient (no PUT may follow), or with `quiet` answers None (the caller has an error of its
         own to raise)."""
         try:
-            user = self.apis.rf().get_user(link.rf_user_id)
-            if "qualified_at" not in user:      # not an answer to the question: no PUT on it
-                raise Transient(f"Referral Factory's user {link.rf_user_id} came without `qualified_at`: "
-                                "whether it is qualified is not known; asked again later")
-            return bool(user["qualified_at"])
+            return bool(qualified_at(self.apis.rf().get_user(link.rf_user_id), link.rf_user_id))
         except Permanent:
             return None            # e.g. 404: the PUT will say why, in RF's words
         except Transient:
@@ -166,3 +162,11 @@ def _resumed(claim: Claim) -> list[Entry]:
         return [Entry("qualification", "resumed", f"Referral Factory had not confirmed this qualification: {how}")]
     return []
 
+
+def qualified_at(user: dict, rf_user_id: str) -> Optional[str]:
+    """RF's answer to "is the user qualified?": since when, or None. A user object without the field
+    is no answer (never a "no" a PUT could follow): Transient, asked again later."""
+    if "qualified_at" not in user:
+        raise Transient(f"Referral Factory's user {rf_user_id} came without `qualified_at`: whether it is "
+                        "qualified is not known; asked again later")
+    return str(user["qualified_at"]) if user["qualified_at"] else None
