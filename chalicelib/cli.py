@@ -358,7 +358,7 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
         _print(listed)
         return 0
     print(f"{listed['total']} dead letter(s)")
-    if found.not_seen and found.cut:
+    if found.cut:
         print(f"about {found.not_seen} more were not read ({dead_letters.CUT}): list again")
     elif found.not_seen:
         print(f"about {found.not_seen} more are hidden by another command ({_HOLDERS}): list again when it ends")
@@ -386,13 +386,12 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
-    if done["not_seen"] and done.get("cut"):
+    if done.get("cut"):
         raise CliError(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not sent "
                        "back: run `bridge dlq replay` again")
     if done["not_seen"]:
         raise CliError(f"about {done['not_seen']} more dead letter(s) were hidden by another command ({_HOLDERS}) "
-                       "and not sent back: run `bridge dlq replay` again when it ends (SQS's count is approximate: "
-                       "for a minute after letters are taken out it may still count them)")
+                       f"and not sent back: run `bridge dlq replay` again when it ends ({dead_letters.APPROXIMATE})")
     return 0
 
 

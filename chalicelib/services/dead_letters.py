@@ -54,15 +54,19 @@ class DeadLetter:
         return out
 
 
+def body_of(m: dict) -> Any:
+    """A dead letter's body: its JSON, or the text as it is (one no model could read)."""
+    try:
+        return json.loads(m["Body"])
+    except ValueError:
+        return m["Body"]
+
+
 def read(m: dict) -> DeadLetter:
     attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
     if not attrs.get("reason"):
         attrs.update(_moved_by_sqs(m))
-    body: Any
-    try:
-        body = json.loads(m["Body"])
-    except ValueError:
-        body = m["Body"]
+    body = body_of(m)
     about: dict[str, Any] = body if isinstance(body, dict) else {}
     person: dict = about["person"] if isinstance(about.get("person"), dict) else {}
     item: dict = about["item"] if isinstance(about.get("item"), dict) else {}
@@ -104,6 +108,8 @@ class Listing:
 #: Why a scan that stopped before an empty receive saw less than the queue holds.
 CUT = (f"the scan stopped before the end: it outlasted the time it hides each letter, or reached "
        f"{MAX_LISTED:,}")
+#: Why a count of hidden letters may be too high.
+APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken out it may still count them"
 
 
 @contextmanager
@@ -111,8 +117,8 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
             take: Optional[Callable[[dict], bool]] = None) -> Iterator[tuple[list[dict], dict[str, str], int, bool]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
-    not see; whether the scan was cut (stopped before an empty receive: those were not read, rather
-    than hidden by another reader). However the block ends (done, an error, Ctrl-C), each letter still held is visible again
+    not see; whether those were not read, the scan cut (stopped before an empty receive), rather
+    than hidden by another reader. However the block ends (done, an error, Ctrl-C), each letter still held is visible again
     at once. It stops at a receive that brings nothing new: the queue is read, or (a scan longer than
     `visibility`) the first letters it hid are coming back. `take`: a letter it says yes to is deleted
     as soon as it is received (its handle is fresh), and is not among those yielded."""
@@ -140,7 +146,8 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
                 break
         # (Counted after the scan: SQS's count may still hold letters just taken, for a minute: a false
         # "hidden" rather than a letter hidden and not said, for `forget` above all.)
-        yield list(received.values()), held, max(0, rt.queue.dead_count() - len(received)), cut
+        not_seen = max(0, rt.queue.dead_count() - len(received))
+        yield list(received.values()), held, not_seen, cut and not_seen > 0
     finally:
         if held:
             rt.queue.release_dead_many(list(held.values()))
@@ -150,7 +157,7 @@ def look(rt: HasDeadLetters) -> Listing:
     """Every dead letter; the queue is left as it was (each message visible again as soon as all are read)."""
     with holding(rt, LOOK_SECONDS) as (received, _, not_seen, cut):
         pass
-    return Listing([read(m) for m in received], not_seen, cut and bool(not_seen))
+    return Listing([read(m) for m in received], not_seen, cut)
 
 
 def list_dead(rt: HasDeadLetters) -> list[DeadLetter]:
@@ -191,7 +198,7 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
             _delete_sent(rt, held, m["MessageId"])
             sent += 1
     return {"replayed": sent, "left": len(received) - len(chosen), "not_seen": not_seen,
-            **({"cut": True} if cut and not_seen else {})}
+            **({"cut": True} if cut else {})}
 
 
 def _delete_sent(rt: Any, held: dict[str, str], message_id: str) -> None:

@@ -7,7 +7,6 @@ dead-letter queue, and the edge's samples of refused webhooks about them from it
 repeat: the email pointers go last, so an interrupted run is finished by running it again."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -16,6 +15,7 @@ from ..domain.people import email_hash
 from ..observability import mask_email
 from ..ports import DeadLetterQueue
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
+from .dead_letters import APPROXIMATE, CUT, body_of, holding
 from .deps import Stack
 from .referral_count import messages as count_messages
 
@@ -74,13 +74,11 @@ def forget(rt: Erasing, email: str) -> dict:
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
             "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
             "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead,
-            **({"dead_letters_not_seen": f"about {hidden} more were not read ({cut_reason()}): run `bridge forget` "
-                                         "again"}
-               if hidden and cut else
+            **({"dead_letters_not_seen": f"about {hidden} more were not read ({CUT}): run `bridge forget` again"}
+               if cut else
                {"dead_letters_not_seen": f"about {hidden} more were hidden by another command (a `dlq list`, `doctor` "
                                          "or `dlq replay` running, or one killed) and not looked at: run `bridge "
-                                         "forget` again when it ends (SQS's count is approximate: for a minute after "
-                                         "letters are taken out it may still count them)"} if hidden else {}),
+                                         f"forget` again when it ends ({APPROXIMATE})"} if hidden else {}),
             "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
                                "there too (the contact ids and RF user ids above). The bridge keeps nothing that "
@@ -147,25 +145,15 @@ def _about(body: Any, email: str, people: set, contacts: set) -> bool:
     return _mentions(body, email)
 
 
-def cut_reason() -> str:
-    from .dead_letters import CUT
-    return CUT
-
-
 def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> tuple[int, int, bool]:
     """Delete dead letters about the person; the others are visible again at once (and so are all,
     however it ends). (deleted, about how many more another command held hidden — or, cut, the scan
     did not read: not looked at — and whether it was cut)."""
-    from .dead_letters import holding
-
     deleted = 0
 
     def about_them(m: dict) -> bool:          # deleted as soon as received (holding's `take`)
         nonlocal deleted
-        try:
-            body = json.loads(m["Body"])
-        except ValueError:
-            body = m["Body"]
+        body = body_of(m)
         hit = _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower())
         deleted += hit
         return hit
