@@ -138,8 +138,8 @@ class SecretCache:
         return value if value and value != stale else None
 
     def discard(self, name: str) -> None:
-        """Keep nothing of `name`: a read made before it was known to be needed (its absence, kept,
-        would hold back a secret connected a moment later)."""
+        """Keep nothing of `name`: a read made before it was known to be needed (what it read, kept,
+        would outlive a secret changed a moment later: a stale value, used until a 401 says so)."""
         self._values.pop(name, None)
         self._rechecked.pop(name, None)
 
