@@ -398,8 +398,8 @@ def _meta_shape(name: str, meta: Any) -> None:
 
 def _comparable(field: str, value: Any) -> Any:
     """A value as the bridge reads it, so that the same value sent twice is not a conflict:
-    7, 7.0 and "7"; "Ann@x.co" and "ann@x.co"; "lead" and "person_invited"; a date as ISO and as
-    unix seconds."""
+    7, 7.0 and "7"; "Ann@x.co" and "ann@x.co"; "lead" and "person_invited" (only WHO fields are
+    compared)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
@@ -410,11 +410,6 @@ def _comparable(field: str, value: Any) -> Any:
     if field == "email" or field == "type":
         text = text.lower()
         return TYPES.get(text, text) if field == "type" else text
-    if field in ("signed_up_at", "qualified_at"):
-        try:
-            return to_unix(text)
-        except (ValueError, OverflowError):
-            return text
     return text
 
 
