@@ -169,7 +169,7 @@ class MemoryLinks:
         return self.tables.referrals.get(PersonRef(*ref))
 
     def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
-        return {PersonRef(*r): c for r in refs if (c := self.tables.referrals.get(PersonRef(*r))) is not None}
+        return {PersonRef(*r): c for r in refs if (c := self.referrals(r)) is not None}
 
     def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
         count = self.tables.referrals[ref] = dataclasses.replace(

@@ -54,7 +54,7 @@ def _counts_for(lead: PersonRef, referrer: str, at: float) -> Update:
     return Update(LinkItem(*link_key(lead)), [LinkItem.counted_for.set(referrer), LinkItem.counted_at.set(at),
                                               LinkItem.updated_at.set(iso(at))],
                   LinkItem.pk.exists() & LinkItem.counted_for.does_not_exist()
-                  & LinkItem.status.is_in(LinkStatus.LINKED.value, LinkStatus.IGNORED.value))
+                  & LinkItem.status.is_in(*(s.value for s in LinkStatus if s.final)))
 
 
 _Counting = tuple[int, PersonRef, str, Sequence[Entry]]     # a lead to count: (position, lead, referrer, entries)
@@ -251,10 +251,8 @@ class DynamoLinks:
     # --- referral counts -------------------------------------------------------------------
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]:
         # Strongly consistent: a write-back reads the count its PUT must match (after the join's ADD).
-        try:
-            return ReferralItem.get(*referrals_key(ref), consistent_read=True).to_count()
-        except ReferralItem.DoesNotExist:
-            return None
+        item = get(ReferralItem, referrals_key(ref), consistent=True)
+        return item.to_count() if item is not None else None
 
     def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
         wanted = {referrals_key(PersonRef(*r)): PersonRef(*r) for r in refs}
@@ -476,9 +474,8 @@ class DynamoLinks:
                     return referrer
             if applied(lambda: item.delete(condition=same)):     # (no count left to lower)
                 return None
-            try:
-                fresh = LinkItem.get(*link_key(link.ref), consistent_read=True)
-            except LinkItem.DoesNotExist:
+            fresh = get(LinkItem, link_key(link.ref), consistent=True)
+            if fresh is None:
                 return None                                       # gone already
             link = fresh.to_link()
         raise Busy("the link kept changing while it was erased: run `bridge forget` again")

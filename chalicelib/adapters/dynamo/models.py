@@ -309,9 +309,9 @@ def batch_get(model: Type[M], keys: Iterable[Key]) -> list[M]:
     return list(model.batch_get(wanted)) if wanted else []
 
 
-def get(model: Type[M], key: Key) -> Optional[M]:
+def get(model: Type[M], key: Key, consistent: bool = False) -> Optional[M]:
     try:
-        return model.get(*key)
+        return model.get(*key, consistent_read=consistent)
     except model.DoesNotExist:
         return None
 
