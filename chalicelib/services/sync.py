@@ -227,7 +227,8 @@ class Page:
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
                                       written_back=not attribute or bool(attribute_value(contact, attribute)))
                 if adopted.written_back:
-                    self._done(_Outcome(adopted, ALREADY))
+                    self.tally.add(ALREADY)
+                    seen.append(adopted)                        # (recorded with the page's others, in one write)
                 else:
                     adopt.append(adopted)
                 continue
