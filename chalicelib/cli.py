@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     p = dlq.add_parser("list", help="every dead letter: why it failed, whom it is about, counts by reason and "
                                     "campaign")
     p.add_argument("--show-payload", action="store_true", help="also print each message's payload")
-    p.add_argument("--json", action="store_true", help="JSON for machines")
+    _json(p)
     p.set_defaults(func=_dlq_list)
     p = dlq.add_parser("replay", help="send failed work back to the queue (all, or by reason or campaign)")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
@@ -135,12 +135,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="everything the bridge knows of a person, across campaigns, in time order")
     p.add_argument("who", help="an email, a Referral Factory user id, or an Intercom contact id")
-    p.add_argument("--json", action="store_true", help="JSON for machines")
+    _json(p)
     p.set_defaults(func=_explain)
 
     p = sub.add_parser("doctor", help="check a campaign against Intercom, Referral Factory and the bridge's records")
     p.add_argument("campaign_id")
-    p.add_argument("--json", action="store_true", help="JSON for machines")
+    _json(p)
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("backfill", help="send the campaign's people who joined before its settings (dry run "
@@ -148,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("campaign_id")
     p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), and "
                    "count the leads applied before the campaign kept referral counts")
-    p.add_argument("--json", action="store_true", help="JSON for machines")
+    _json(p)
     p.set_defaults(func=_backfill)
 
     p = sub.add_parser("history", help="a person's link and history in one campaign (see also `explain`)")

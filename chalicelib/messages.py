@@ -7,7 +7,7 @@ The wire format is the model's JSON, flat, as earlier versions wrote it: message
 queue or the dead-letter queue still parse. `replayed_from` is set by `bridge dlq replay`."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -131,9 +131,7 @@ class ReferralCountMessage(_AboutPerson):
 AnyMessage = Union[JoinMessage, ContactMessage, CheckMessage, VerifyMessage, ChangesMessage, SyncPageMessage,
                    ReferralCountMessage]
 Message = Annotated[AnyMessage, Field(discriminator="kind")]
-KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m
-                                    for m in (JoinMessage, ContactMessage, CheckMessage, VerifyMessage,
-                                              ChangesMessage, SyncPageMessage, ReferralCountMessage)}
+KINDS: dict[str, type[_Message]] = {m.model_fields["kind"].default: m for m in get_args(AnyMessage)}
 _MESSAGE = TypeAdapter(Message)
 
 
