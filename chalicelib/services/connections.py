@@ -14,7 +14,7 @@ from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, inter
 from ..config import Config
 from ..domain.oauth import Workspace, new_key, workspace_of
 from ..errors import Permanent, WorkError
-from ..ports import IntercomAuth, SecretStore, Store
+from ..ports import Connection, IntercomAuth, SecretStore, Store
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
 OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
@@ -123,11 +123,9 @@ def list_workspaces(rt: Connecting) -> list[dict]:
     settings: "not connected"), with which secrets are set (never a value) and its campaigns."""
     listed = []
     for workspace in sorted(rt.store.connections.workspaces()):
-        conn = rt.store.connections.workspace(workspace)
-        listed.append({"workspace": workspace, "status": conn.status if conn is not None else "not connected",
-                       "secrets_set": sorted(conn.secrets) if conn is not None else [],
-                       "api_base": conn.api_base if conn is not None else None,
-                       "campaigns": sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c))})
+        conn = rt.store.connections.workspace(workspace) or Connection(workspace, "not connected")
+        listed.append({"workspace": workspace, "status": conn.status, "secrets_set": sorted(conn.secrets),
+                       "api_base": conn.api_base, "campaigns": sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c))})
     return listed
 
 
