@@ -298,13 +298,13 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
-                                     reason=plan.reason)
+                                     reason=plan.reason, counts_for=counted_referrer(attempt.settings, person.values))
         attempt.entries = [person.received, Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
     attempt.plan = plan
     attempt.entries = [person.received, *_field_errors(plan)]
-    _qualified_in_rf(attempt, deps)
+    _qualified_in_rf(attempt, person, attempt.settings, deps)
 
 
 def _search(intercom: IntercomPort, group: list[Attempt]) -> list[dict]:
@@ -476,9 +476,7 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         return JoinResult(LinkStatus.FAILED, email=known.email, contact_id=known.contact_id, baseline=known.baseline,
                           uncertain_since=known.uncertain_since, reason=reason), [entry]
     if attempt.ignored is not None:
-        assert attempt.settings is not None and attempt.person is not None
-        return dataclasses.replace(attempt.ignored, counts_for=counted_referrer(
-            attempt.settings, attempt.person.values)), attempt.entries
+        return attempt.ignored, attempt.entries
     reached, person, settings = attempt.reached, attempt.person, attempt.settings
     assert reached is not None and person is not None and settings is not None
     contact, kind = reached.contact, person.values.get("type")
@@ -495,7 +493,7 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
 
 
-def _qualified_in_rf(attempt: Attempt, deps: WorkDeps) -> None:
+def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSettings, deps: WorkDeps) -> None:
     """A lead whose person says `qualified_at` (backfill's page of RF's users; a webhook that maps it):
     only RF's word counts — a body may say "null" or 0 there — so RF is asked (one GET), unless the
     person was read from RF for this join already (RF's own answer, not the merged values, where the
@@ -504,9 +502,7 @@ def _qualified_in_rf(attempt: Attempt, deps: WorkDeps) -> None:
     Asked before anything is written to Intercom: RF busy or away, or refusing (a bad token), fails (or
     defers) this join alone, and its retry or replay asks again. RF not knowing them (404): pending,
     said in the history."""
-    person, settings = attempt.person, attempt.settings
-    if person is None or settings is None or settings.qualification is None or person.values.get("type") != LEAD \
-            or not person.values.get("qualified_at"):
+    if settings.qualification is None or person.values.get("type") != LEAD or not person.values.get("qualified_at"):
         return
     try:
         user = person.rf_user if person.rf_user is not None else deps.apis.rf().get_user(attempt.message.rf_user_id)
