@@ -174,19 +174,9 @@ def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments
         problems.append("sync.referral_link_attribute: not set — name a text attribute to write each "
                         "referrer's referral link to, e.g. custom_attributes.referral_link")
     else:
-        attr = attributes.get(attribute)
-        if attr is None:
-            problems.append(f"sync.referral_link_attribute: {attribute} does not exist in workspace "
-                            f"{settings.workspace} — create it as a Text attribute in Intercom (Settings > Data > "
-                            "People) or fix the name")
-        elif attr.get("data_type", "string") != "string" or attr.get("options"):
-            kind = "a list" if attr.get("options") else f"of type {attr.get('data_type')}"
-            problems.append(f"sync.referral_link_attribute: {attribute} is {kind}, not a text attribute — a "
-                            f"referral link is text (up to {MAX_STRING} characters): create a Text attribute and "
-                            "name it here")
-        elif attr.get("archived") or attr.get("api_writable") is False:
-            problems.append(f"sync.referral_link_attribute: {attribute} is archived or read-only in Intercom — "
-                            "unarchive it or name a writable Text attribute")
+        problems += _writable("sync.referral_link_attribute", attribute, attributes, settings.workspace, "string",
+                              ("Text", "Text", "a text attribute"),
+                              f"a referral link is text (up to {MAX_STRING} characters): create a Text attribute")
     problems += _count_attribute(settings, attributes)
     for required in ("email", "first_name"):
         if not any(r.to == required for r in sync.fields):
@@ -202,21 +192,30 @@ def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments
 
 def _count_attribute(settings: CampaignSettings, attributes: dict[str, dict]) -> list[str]:
     """The referral count goes to a writable integer attribute (when the sync block names one)."""
-    assert settings.sync is not None
-    attribute = settings.sync.referral_count_attribute
+    attribute = count_attribute(settings)
     if not attribute:
         return []
+    return _writable("sync.referral_count_attribute", attribute, attributes, settings.workspace, "integer",
+                     ("Number (integer)", "integer", "an integer attribute"),
+                     "a referral count is a whole number: create a Number (integer) attribute")
+
+
+def _writable(setting: str, attribute: str, attributes: dict[str, dict], workspace: str, data_type: str,
+              names: tuple[str, str, str], fix: str) -> list[str]:
+    """The attribute a setting names exists in the workspace, is of `data_type` (not a list), and is
+    writable: the problems, each with its fix (none: fine). `names`: the type as Intercom's settings
+    name it, as a writable one is called, and what the attribute is not when it is of another type."""
+    type_name, writable, is_not = names
     attr = attributes.get(attribute)
     if attr is None:
-        return [f"sync.referral_count_attribute: {attribute} does not exist in workspace {settings.workspace} — "
-                "create it as a Number (integer) attribute in Intercom (Settings > Data > People) or fix the name"]
-    if attr.get("data_type") != "integer" or attr.get("options"):
+        return [f"{setting}: {attribute} does not exist in workspace {workspace} — create it as a {type_name} "
+                "attribute in Intercom (Settings > Data > People) or fix the name"]
+    if attr.get("data_type", "string") != data_type or attr.get("options"):
         kind = "a list" if attr.get("options") else f"of type {attr.get('data_type', 'string')}"
-        return [f"sync.referral_count_attribute: {attribute} is {kind}, not an integer attribute — a referral "
-                "count is a whole number: create a Number (integer) attribute and name it here"]
+        return [f"{setting}: {attribute} is {kind}, not {is_not} — {fix} and name it here"]
     if attr.get("archived") or attr.get("api_writable") is False:
-        return [f"sync.referral_count_attribute: {attribute} is archived or read-only in Intercom — unarchive it "
-                "or name a writable integer attribute"]
+        return [f"{setting}: {attribute} is archived or read-only in Intercom — unarchive it or name a writable "
+                f"{writable} attribute"]
     return []
 
 
