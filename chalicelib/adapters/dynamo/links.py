@@ -80,6 +80,16 @@ def _counting_chunks(leads: Sequence[_Counting]) -> Iterator[list[_Counting]]:
         yield chunk
 
 
+_Groups = list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]
+
+
+def _with_counts(groups: _Groups, referrers: Sequence[PersonRef], at: float) -> _Groups:
+    """`groups` (each person's writes), then one update per referrer, adding each the leads it is
+    named for, counted `at` (a transaction may touch an item once)."""
+    counted = [_more_leads(ref, n, at) for ref, n in sorted(Counter(referrers).items())]
+    return [*groups, *([(groups[0][0], [], counted)] if counted else [])]
+
+
 class _Alone(Exception):
     """One join: finished on its own, as finish() does."""
 
@@ -199,19 +209,13 @@ class DynamoLinks:
         return updates
 
     def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]
-                  ) -> list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]:
+                  ) -> _Groups:
         """The joins' writes, and one update per referrer they count for (a transaction may touch an
         item once), all dated now: a lead's link is counted when its count grows (and begins)."""
         at = self.clock()
-        groups = [(claim.ref, entries, self._finish(claim, result, at)) for claim, result, entries in done]
-        counted = self._more([PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
-                              if result.counted_for], at)
-        return [*groups, *([(groups[0][0], [], counted)] if counted else [])]
-
-    @staticmethod
-    def _more(referrers: Iterable[PersonRef], at: float) -> list[Update]:
-        """One update per referrer, adding each the leads it is named for, counted `at`."""
-        return [_more_leads(ref, n, at) for ref, n in sorted(Counter(referrers).items())]
+        return _with_counts([(claim.ref, entries, self._finish(claim, result, at)) for claim, result, entries in done],
+                            [PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
+                             if result.counted_for], at)
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
@@ -284,12 +288,12 @@ class DynamoLinks:
             counted |= self._count_chunk(chunk)
         return [i in counted for i in range(len(leads))]
 
-    def _counting(self, chunk: list[_Counting]) -> list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]:
+    def _counting(self, chunk: list[_Counting]) -> _Groups:
         """The leads' link updates, then one update per referrer, all dated now (each lead's link is
         counted when the count grows, and begins)."""
         at = self.clock()
-        return [*((ref, entries, [_counts_for(ref, referrer, at)]) for _, ref, referrer, entries in chunk),
-                (chunk[0][1], [], self._more([_referrer(lead) for lead in chunk], at))]
+        return _with_counts([(ref, entries, [_counts_for(ref, referrer, at)]) for _, ref, referrer, entries in chunk],
+                            [_referrer(lead) for lead in chunk], at)
 
     def _count_chunk(self, chunk: list[_Counting]) -> set[int]:
         """Count the leads of one transaction: the positions of those counted. Each try after a
