@@ -49,6 +49,7 @@ class Runtime:
         self.worker_secrets = SecretCache(self.secrets.scoped(WORKER), clock, CACHE_SECONDS)
         self._cache: dict[tuple, tuple[float, Any]] = {}
         self._noted: dict[str, frozenset[str]] = {}     # the bridge's attributes the connection says exist
+        self._looked: set[tuple[str, str]] = set()       # ... and those this container saw in Intercom's list
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
 
     @cached_property
@@ -75,6 +76,7 @@ class Runtime:
     def forget(self) -> None:
         self._cache.clear()
         self._noted.clear()
+        self._looked.clear()
         self.edge_secrets.clear()
         self.worker_secrets.clear()
 
@@ -233,19 +235,22 @@ class Runtime:
             return
         if full_name not in self.attributes(workspace):
             self._create_attribute(workspace, name, description)
+        self._looked.add((workspace, full_name))
         self.store.connections.note_attribute(workspace, full_name)
         self._noted[workspace] = self._noted.get(workspace, frozenset()) | {full_name}
 
     def forget_attribute(self, workspace: str, name: str) -> bool:
         """Intercom refused a write naming the bridge's attribute: it is not taken as existing any more
-        (here, nor by the connection record), and the next ensure_attribute looks. Whether it was."""
+        (here, nor by the connection record), and the next ensure_attribute looks. Whether it was taken
+        so without a look (True: a look may change the answer; False: it was just looked at)."""
         full_name = f"custom_attributes.{name}"
-        known = full_name in self._noted.get(workspace, ())
+        known, looked = full_name in self._noted.get(workspace, ()), (workspace, full_name) in self._looked
         self._noted[workspace] = self._noted.get(workspace, frozenset()) - {full_name}
+        self._looked.discard((workspace, full_name))
         self._cache.pop(("attributes", workspace), None)
         if known:
             self.store.connections.note_attribute(workspace, full_name, exists=False)
-        return known
+        return known and not looked
 
     def _create_attribute(self, workspace: str, name: str, description: str) -> None:
         full_name = f"custom_attributes.{name}"

@@ -330,6 +330,7 @@ class FakeApis:
         self.intercom_ = intercom or FakeIntercom()
         self.rf_ = rf or FakeRF()
         self.noted: set[str] = set()       # the bridge's attributes the connection record says exist
+        self.looked: set[str] = set()      # ... and those seen in the list (by ensure_attribute)
         self.listed = 0                    # reads of the workspace's attribute list (GET /data_attributes)
 
     def intercom(self, workspace: str) -> FakeIntercom:
@@ -348,11 +349,14 @@ class FakeApis:
         if f"custom_attributes.{name}" not in self.attributes(workspace):
             self.intercom_.create_data_attribute(name, "string", description)
         self.noted.add(f"custom_attributes.{name}")
+        self.looked.add(f"custom_attributes.{name}")
 
     def forget_attribute(self, workspace: str, name: str) -> bool:
-        known = f"custom_attributes.{name}" in self.noted
-        self.noted.discard(f"custom_attributes.{name}")
-        return known
+        full_name = f"custom_attributes.{name}"
+        known, looked = full_name in self.noted, full_name in self.looked
+        self.noted.discard(full_name)
+        self.looked.discard(full_name)
+        return known and not looked
 
     def campaign_name(self, campaign_id: str) -> Optional[str]:
         return self.rf_.get_campaign(campaign_id).get("name")
