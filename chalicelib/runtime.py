@@ -28,8 +28,8 @@ T = TypeVar("T")
 
 CACHE_SECONDS = 300
 EDGE_SECRET_SECONDS = 60
-# A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
-# search, create, tag) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
+# A container's first Intercom slots after an idle slice, in one write: a join's (search, create, tag,
+# and the attribute list for settings that kept no types) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
 INTERCOM_FIRST_BLOCK = 4
 HEARD_EVERY_SECONDS = 60     # the edge notes "heard a join / a notification" at most this often per container     # a value refused by a signature is checked against the store at once anyway
 
