@@ -182,8 +182,10 @@ def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
     """Everything before the first write to Intercom that needs no claim: the attributes, each
     person's fields (from RF where the webhook lacked them) and plan, and one search per workspace."""
     for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
-        if any(a.settings is not None and a.settings.kept_types is None for a in group):
-            _together(group, lambda: deps.apis.attributes(workspace))     # (settings apply kept none)
+        # The attribute list where settings kept no types, else the client alone (a disconnected
+        # workspace's joins are parked at once).
+        listed = any(a.settings is not None and a.settings.kept_types is None for a in group)
+        _together(group, lambda: deps.apis.attributes(workspace) if listed else deps.apis.intercom(workspace))
     _each(attempts, runner, lambda a: _plan(a, deps))
     for workspace, group in _by_workspace(attempts).items():
         planned = [a for a in group if a.plan is not None]

@@ -45,7 +45,10 @@ class Qualifier:
         return link
 
     def types(self, workspace: str, kept: Optional[dict[str, str]]) -> Mapping[str, dict]:
-        """The attributes' types: those the settings kept, else the workspace's list (read once a container)."""
+        """The attributes' types: those the settings kept, else the workspace's list (read once a container).
+        The workspace's client first: a disconnected workspace's work is parked (Disconnected), as when
+        the list was always read."""
+        self.apis.intercom(workspace)
         return KeptTypes(kept, lambda: self.apis.attributes(workspace))
 
     def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting,
