@@ -507,7 +507,7 @@ def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSetting
     try:
         user = person.rf_user if person.rf_user is not None else deps.apis.rf().get_user(attempt.message.rf_user_id)
     except Permanent as exc:
-        if "404" not in exc.reason:       # a bad token, RF not connected: the join fails (and can be replayed)
+        if exc.status != 404:             # a bad token, RF not connected: the join fails (and can be replayed)
             raise
         attempt.entries.append(Entry("qualification", "not_checked", f"the join's person says qualified_at; "
                                      f"Referral Factory does not know them ({exc.reason}): pending"))

@@ -79,7 +79,7 @@ def checks(deps: WorkDeps, settings: CampaignSettings) -> list[str]:
     try:
         campaign: Optional[dict] = deps.apis.rf().get_campaign(settings.campaign_id)
     except Permanent as exc:
-        if "404" not in exc.reason:
+        if exc.status != 404:             # RF does not know the campaign: preflight says so
             raise
         campaign = None
     return preflight(settings, intercom.data_attributes(), segments, campaign)

@@ -584,7 +584,17 @@ def test_rf_refusing_the_joins_check_fails_the_join_rather_than_leave_it_pending
 
 def test_rf_not_knowing_the_user_at_the_joins_check_leaves_them_pending_and_says_so():
     work = world()
-    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 404: User not found.")]
+    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 404: User not found.", status=404)]
     assert run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"})) == {"done": 1, "retry": 0, "dead": 0}
     assert link_of(work, "7").qualification is QState.PENDING
     assert any("does not know them" in r for r in reasons(work, "7"))
+
+
+def test_rf_refusing_with_a_message_that_quotes_404_is_a_refusal_not_an_unknown_user():
+    """Only RF's status says it does not know the user: a 422 whose text happens to hold "404"
+    fails the join with RF's reason (replayable) instead of leaving the lead pending for ever."""
+    work = world()
+    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 422: user id 404 is invalid", status=422)]
+    assert run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"})) == {"done": 0, "retry": 0, "dead": 1}
+    assert link_of(work, "7").status is LinkStatus.FAILED
+    assert not any("does not know them" in r for r in reasons(work, "7"))
