@@ -234,12 +234,17 @@ def test_a_stage_that_cannot_be_read_is_one_bridge_line_saying_what_is_missing(t
 
 
 
-@pytest.mark.parametrize("at", ["chalicelib.cli",                # while ./bridge loads
-                                "chalicelib.services.doctor"])   # while the command runs
-def test_ctrl_c_ends_the_bridge_command_quietly_with_130(tmp_path, at):
+@pytest.mark.parametrize("command, at", [
+    ([str(ROOT / "bridge")], "infra.local"),                  # while Python finds ./bridge's module
+    ([str(ROOT / "bridge")], "chalicelib.cli"),               # while ./bridge loads
+    ([str(ROOT / "bridge")], "chalicelib.services.doctor"),   # while the command runs
+    ([sys.executable, "-m", "chalicelib.cli"], "chalicelib.config"),            # while the CLI loads
+    ([sys.executable, "-m", "chalicelib.cli"], "chalicelib.services.doctor"),
+])
+def test_ctrl_c_ends_the_bridge_command_quietly_with_130(tmp_path, command, at):
     (tmp_path / "sitecustomize.py").write_text(INTERRUPT_HOOK)
-    done = subprocess.run([str(ROOT / "bridge"), "doctor", "42"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "BRIDGE_TABLE": "t-table", "PYTHONPATH": str(tmp_path),
-                                           "INTERRUPT_AT_IMPORT": at},
+    done = subprocess.run([*command, "doctor", "42"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "BRIDGE_TABLE": "t-table", "INTERRUPT_AT_IMPORT": at,
+                                           "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
