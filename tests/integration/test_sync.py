@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from chalicelib.cli import main
 from tests.integration.conftest import WORKSPACE, join_body, lead_settings
+from tests.support.cli import run_cli
 
 LINK = "custom_attributes.referral_link"
 
@@ -28,10 +28,7 @@ def segment(intercom, n: int, name="Customers", **extra) -> tuple[str, list[dict
 
 
 def cli(bridge, *args: str, capsys) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args), bridge.operator())
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(bridge.operator(), capsys, *args)
 
 
 def creates(rf) -> int:
