@@ -16,8 +16,11 @@ from ..errors import Deferred
 from .edge import EdgeLog
 
 # How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
-# shortens it for chaos runs, where killed workers' claims must run out within the run.
-LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", "120"))
+# shortens it for chaos runs, where killed workers' claims must run out within the run. It must be at
+# least the worker Lambda's timeout, or a claim runs out while its worker still works (`make deploy`
+# refuses a shorter one: infra/deploy.py lease_problem).
+DEFAULT_LEASE_SECONDS = 120.0
+LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
 
 
 class Busy(Deferred):
