@@ -21,4 +21,4 @@ pay for importing moto.
 
 # For the tools run as `python -m infra.local.<tool>` (./bridge, make run, make demo); `python -m
 # chalicelib.cli` uses them too, so they live beside the CLI.
-from chalicelib.interrupts import exit_quietly_on_interrupt, interrupts_raise  # noqa: E402,F401
+from chalicelib.interrupts import exit_quietly_on_interrupt, interrupts_raise  # noqa: F401
