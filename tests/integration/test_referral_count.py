@@ -130,9 +130,9 @@ def test_a_forget_killed_before_it_asked_for_the_lowered_counts_write_is_repaire
     assert count_of(intercom, contact) == 2
     operator = bridge.operator()
 
-    def killed(message):
+    def killed(messages, delay=0):
         raise Killed()
-    operator.queue.send = killed                                     # type: ignore
+    operator.queue.send_many = killed                                # type: ignore
     with pytest.raises(Killed):
         main(["forget", "lead0@example.com"], operator)
     code, out, _ = cli(bridge, "forget", "lead0@example.com", capsys=capsys)       # again: nothing left to erase
