@@ -152,11 +152,9 @@ class MemoryLinks:
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
-        now = self.clock()
+        referrer = PersonRef(claim.ref.campaign_id, result.counted_for) if result.counted_for else None
         link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for,
-                           counted_at=now if result.counted_for else None)
-        if result.counted_for:
-            self._one_more(PersonRef(claim.ref.campaign_id, result.counted_for), now)
+                           counted_at=self._one_more(referrer) if referrer else None)
         if result.qualification is QState.PENDING:
             held.pending = f"{link.updated_at}#{claim.ref}"
         if result.contact_id:
@@ -192,16 +190,18 @@ class MemoryLinks:
         held = self.tables.links.get(ref)
         if held is None or not held.link.final or held.link.counted_for:
             return False
-        now = self.clock()
-        self._write(held.link.ref, entries, counted_for=referrer, counted_at=now)
-        self._one_more(PersonRef(ref.campaign_id, referrer), now)
+        self._write(held.link.ref, entries, counted_for=referrer,
+                    counted_at=self._one_more(PersonRef(ref.campaign_id, referrer)))
         return True
 
-    def _one_more(self, referrer: PersonRef, now: float) -> None:
-        """One more lead, counted at `now` (the count begins then, unless it began already)."""
+    def _one_more(self, referrer: PersonRef) -> float:
+        """One more lead, counted now (the count begins then, unless it began already), but never
+        before the count began (another worker may have begun it by a clock ahead of this one's):
+        when the lead is counted."""
         count = self.tables.referrals.get(referrer, ReferralCount())
-        since = now if count.since is None else count.since
+        since = self.clock() if count.since is None else count.since
         self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1, since=since)
+        return max(self.clock(), since)
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
