@@ -225,7 +225,7 @@ def test_forgetting_a_lead_from_before_their_referrer_was_forgotten_leaves_the_c
     contact; forgetting the new lead takes it off."""
     rob, contact = joined_with_leads(bridge, intercom, rf, "rob@example.com", 3)
     assert cli(bridge, "forget", "rob@example.com", capsys=capsys)[0] == 0
-    clock.now += 3600                                                # he comes back
+    clock.now += 60                                                  # he comes back a minute later
     bridge.post_join(join_body(rob))
     late = rf.add_user(42, "late@example.com", "Late", referrer_id=rob["id"])
     bridge.post_join(join_body(late))
