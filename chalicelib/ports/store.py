@@ -57,8 +57,9 @@ class LinkRepository(Protocol):
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once (and, with
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
-        `counted_at` and the count, if it begins with this lead, `since`, both with the write's time).
-        Raises Busy when the claim was lost."""
+        `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
+        never before the count's `since`: a count another worker began by a clock ahead dates the lead
+        from its start). Raises Busy when the claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception
         finish() raises (Busy) as a value. A referrer counted by several joins of one write gets

@@ -245,3 +245,35 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert len(work.apis.rf_.created) == 2                                          # nobody more
     run = work.store.sync.run("42")
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
+
+
+def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it():
+    """Each run asks RF again for the user it had no link for (one call), and writes it once RF has one."""
+    work = world(1)
+    rf, intercom = work.apis.rf_, work.apis.intercom_
+    real = rf.create_user
+
+    def without_url(body):
+        return {**real(body), "url": None}                      # RF answered before making the link
+    rf.create_user = without_url
+    sync.start(deps(work), "42")
+    drain(work)
+    [user], [contact] = rf.created, intercom.contacts.values()
+    assert work.store.sync.run("42").counts == {"no_link_yet": 1}
+    assert "referral_link" not in contact["custom_attributes"]
+    rf.users[str(user["id"])] = {"id": user["id"], "url": None}
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"no_link_yet": 1} and "update" not in intercom.calls
+
+    rf.users[str(user["id"])]["url"] = "https://rf.example/r/late"
+    asked = rf.calls.count(f"get_user {user['id']}")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert rf.calls.count(f"get_user {user['id']}") == asked + 1 and intercom.calls.count("update") == 1
+    assert contact["custom_attributes"]["referral_link"] == "https://rf.example/r/late"
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+    sync.start(deps(work), "42")
+    drain(work)
+    assert rf.calls.count(f"get_user {user['id']}") == asked + 1 and intercom.calls.count("update") == 1
+    assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.created) == 1
