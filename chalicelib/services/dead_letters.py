@@ -208,9 +208,14 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     harmless (a message that comes twice is worked once)."""
     sent = 0
     with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut):
-        chosen = [m for m in received if matches(read(m), reason, campaign)]
+        # A letter read but no longer held (it came back during a slow scan; another reader may
+        # hold it) is not sent: it is reported as not read, for the next replay.
+        matching = [m for m in received if matches(read(m), reason, campaign)]
+        chosen = [m for m in matching if m["MessageId"] in held]
+        let_go = len(matching) - len(chosen)
+        not_seen, cut = not_seen + let_go, cut or let_go > 0
         ids = {m["MessageId"] for m in chosen}
-        others = [m["MessageId"] for m in received if m["MessageId"] not in ids]
+        others = [i for i in held if i not in ids]
         rt.queue.release_dead_many([held[i] for i in others])        # cut short: released again below
         for i in others:
             del held[i]
@@ -221,7 +226,7 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
                 rt.queue.send(m["Body"])
             _delete_sent(rt, held, m["MessageId"])
             sent += 1
-    return {"replayed": sent, "left": len(received) - len(chosen), "not_seen": not_seen,
+    return {"replayed": sent, "left": len(received) - len(matching), "not_seen": not_seen,
             **({"cut": True} if cut else {})}
 
 

@@ -106,3 +106,39 @@ def test_a_slow_forget_deletes_every_letter_about_the_person_and_reads_all_the_o
     assert 200 * 2 > FORGET_SECONDS
     assert forget_dead_letters(rt, "ann@example.com", {("42", "7")}, set()) == (1, 0, False)
     assert rt.queue.dead_count() == 1_999 and visible_now(rt.queue) == 1_999
+
+
+class OneStall(SlowLink):
+    """One hide-again call stalls for 200 s (botocore's read timeout and its retries): the letters it
+    was to hide come back, and the queue refuses to hide them again."""
+
+    def __init__(self, clock: FakeClock):
+        super().__init__(clock, receive_seconds=1.0, hide_seconds=2.0)
+        self.stalled, self.start = False, clock.now
+
+    def hide_dead_many(self, receipt_handles: list[str], seconds: int, call: str = "hide") -> set[str]:
+        if call == "hide" and not self.stalled and self.fake_clock.now - self.start >= 200:
+            self.stalled = True
+            self.fake_clock.now += 200
+        return super().hide_dead_many(receipt_handles, seconds, call)
+
+
+def test_a_replay_whose_letters_came_back_during_a_stall_sends_only_those_it_holds_and_says_the_rest():
+    """Letters read but no longer held (they came back; another reader may hold them) are not sent:
+    each letter held is sent once and leaves the queue, the others are "not read", and a second replay
+    sends them."""
+    from chalicelib.services.dead_letters import replay
+
+    rt = letters(0)
+    rt.queue = OneStall(rt.clock)
+    for i in range(3_000):
+        rt.queue.dead_letter(json.dumps({"kind": "join", "campaign_id": "42", "rf_user_id": str(i)}), "boom", 3, "t")
+    first = replay(rt, reason="boom")
+    assert first["not_seen"] > 0 and first["cut"] and first["left"] == 0
+    assert first["replayed"] + first["not_seen"] >= 3_000
+    sent = [json.loads(m)["rf_user_id"] if isinstance(m, str) else m["rf_user_id"] for m in rt.queue.sent]
+    assert len(sent) == len(set(sent)) == first["replayed"]                          # none sent twice
+    assert rt.queue.dead_count() == 3_000 - first["replayed"]                        # each sent one left the queue
+    rt.clock.now += 3_600
+    second = replay(rt, reason="boom")
+    assert first["replayed"] + second["replayed"] == 3_000 and second["not_seen"] == 0
