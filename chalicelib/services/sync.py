@@ -341,7 +341,7 @@ class Page:
             try:
                 entry = _replace(entry, url=self.deps.apis.rf().get_user(entry.rf_user_id).get("url") or None)
             except Permanent as exc:       # a user deleted in RF: said, and asked again, as a link not made yet
-                if "404" not in exc.reason:
+                if exc.status != 404:
                     raise
                 self._no_link(entry, None, f" ({exc.reason})")
                 return
