@@ -224,7 +224,12 @@ def lease_problem(base: dict, stage: str) -> Optional[str]:
     env: dict = {}
     for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get("worker", {})):   # as Chalice merges
         env.update(scope.get("environment_variables", {}))
-    lease, timeout = float(env.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)), worker_timeout(base, stage)
+    raw, timeout = env.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS), worker_timeout(base, stage)
+    try:
+        lease = float(raw)
+    except (TypeError, ValueError):
+        return (f"infra/chalice-config.json: BRIDGE_LEASE_SECONDS is {raw!r} (stage {stage}), not a number of "
+                f"seconds — set it to at least the worker's lambda_timeout, {timeout}")
     if lease >= timeout:
         return None
     return (f"infra/chalice-config.json: BRIDGE_LEASE_SECONDS is {lease:g} s, shorter than the worker's "

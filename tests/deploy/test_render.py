@@ -242,6 +242,8 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
      "BRIDGE_LEASE_SECONDS is 60 s, shorter than the worker's lambda_timeout of 120 s"),
     ({"stages": {"prod": {"lambda_functions": {"worker": {"lambda_timeout": 900}}}}},
      "BRIDGE_LEASE_SECONDS is 120 s, shorter than the worker's lambda_timeout of 900 s"),
+    ({"stages": {"prod": {"environment_variables": {"BRIDGE_LEASE_SECONDS": "2 minutes"}}}},
+     "BRIDGE_LEASE_SECONDS is '2 minutes' (stage prod), not a number of seconds"),
 ])
 def test_make_deploy_refuses_a_lease_shorter_than_the_workers_timeout_in_one_line_before_touching_aws(
         tmp_path, capsys, change, says):
