@@ -5,6 +5,7 @@ unit tests of the services; like the todo sample's in-memory DB beside its Dynam
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 import time
 import uuid
@@ -34,7 +35,7 @@ _ONE_AT_A_TIME = threading.RLock()
 
 def _atomic(cls: type) -> type:
     for name, method in list(vars(cls).items()):
-        if callable(method) and not name.startswith("_"):
+        if inspect.isfunction(method) and not name.startswith("_"):     # instance methods (not static ones)
             setattr(cls, name, _alone(method))
     return cls
 
