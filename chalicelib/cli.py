@@ -6,6 +6,10 @@ from options or environment variables, written to SSM Parameter Store, and never
 Every error is one line on stderr and a non-zero exit (BRIDGE_DEBUG=1 adds the traceback)."""
 from __future__ import annotations
 
+if __name__ == "__main__":    # `python -m chalicelib.cli`: a Ctrl-C while the CLI loads exits 130 quietly, as later
+    from chalicelib.interrupts import exit_quietly_on_interrupt
+    exit_quietly_on_interrupt()
+
 import argparse
 import json
 import os
@@ -602,4 +606,6 @@ def command(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from chalicelib.interrupts import interrupts_raise
+    interrupts_raise()
     sys.exit(command())

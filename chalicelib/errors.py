@@ -5,15 +5,18 @@ from typing import Any, Optional
 
 
 class WorkError(Exception):
-    """Base: `reason` is what the history and the dead-letter queue record."""
+    """Base: `reason` is what the history and the dead-letter queue record; `status` is the
+    vendor's HTTP status when an answer caused it (None otherwise). Decide by the status, never by
+    looking for digits in the reason: a vendor's message may quote any number."""
 
     retryable = False
     person: Optional[tuple[str, str]] = None   # (campaign_id, rf_user_id) whose history records it
 
-    def __init__(self, reason: str, retry_after: Optional[float] = None):
+    def __init__(self, reason: str, retry_after: Optional[float] = None, status: Optional[int] = None):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.status = status
 
     def about(self, campaign_id: str, rf_user_id: str) -> "WorkError":
         self.person = (campaign_id, rf_user_id)
@@ -58,7 +61,7 @@ class ApiError(WorkError):
 
     def __init__(self, service: str, status: int, message: str, code: str = "",
                  retry_after: Optional[float] = None, headers: Optional[dict] = None, body: Any = None):
-        super().__init__(f"{service} answered {status}{' ' + code if code else ''}: {message}", retry_after)
+        super().__init__(f"{service} answered {status}{' ' + code if code else ''}: {message}", retry_after, status)
         self.service, self.status, self.code, self.message = service, status, code, message
         self.headers = headers or {}
         self.body = body

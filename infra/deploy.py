@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
 from chalicelib.stage import APP_NAME, StageError, check_stage, env_from_outputs, prefix as stage_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,6 +215,27 @@ def worker_timeout(base: dict, stage: str) -> int:
         if "lambda_timeout" in scope:
             return int(scope["lambda_timeout"])
     return 60
+
+
+def lease_problem(base: dict, stage: str) -> Optional[str]:
+    """A worker's claim (of a join, a qualification) must last as long as the worker may run: a
+    shorter lease lets a second worker take over a person the first one is still working on."""
+    stage_cfg = base.get("stages", {}).get(stage, {})
+    env: dict = {}
+    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get("worker", {})):   # as Chalice merges
+        env.update(scope.get("environment_variables", {}))
+    raw, timeout = env.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS), worker_timeout(base, stage)
+    try:
+        lease = float(raw)
+    except (TypeError, ValueError):
+        return (f"infra/chalice-config.json: BRIDGE_LEASE_SECONDS is {raw!r} (stage {stage}), not a number of "
+                f"seconds — set it to at least the worker's lambda_timeout, {timeout}")
+    if lease >= timeout:
+        return None
+    return (f"infra/chalice-config.json: BRIDGE_LEASE_SECONDS is {lease:g} s, shorter than the worker's "
+            f"lambda_timeout of {timeout} s (stage {stage}): a second worker could take over a join or a "
+            f"qualification still being worked on — set BRIDGE_LEASE_SECONDS to at least {timeout}, or lower "
+            f"the worker's lambda_timeout")
 
 
 def concurrency_problem(unreserved: int, current: int, wanted: int, total: int) -> Optional[str]:
@@ -441,6 +463,9 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
+    problem = lease_problem(base, stage)
+    if problem:
+        raise DeployError(problem)           # before anything is created or changed
     outputs = ensure_stack(aws, stage, base, alarm_email=alarm_email, say=say, sleep=sleep)       # 1
     target = identify(aws, stage, outputs)                                                        # 2
     written = render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config)  # 3, 4

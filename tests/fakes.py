@@ -1,6 +1,7 @@
 """In-memory fakes of the adapters' interfaces, for unit tests of the services."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable, Optional, Sequence
 
 from chalicelib.adapters.memory import MemoryStore
@@ -9,7 +10,7 @@ from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
 from chalicelib.domain.mapping import MARKER_NAME
 from chalicelib.errors import Uncertain
-from chalicelib.ports import Conflict, Later, Merged, NotFound, Refused
+from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, Refused
 from chalicelib.services.deps import WorkDeps
 
 
@@ -51,17 +52,29 @@ class MemorySecrets(Scoped):
 
 
 class FakeQueue:
-    """WorkQueue and DeadLetterQueue in memory."""
+    """WorkQueue and DeadLetterQueue in memory. Batch sends go 10 a call (`batch_calls` holds each
+    call's size); `refuse(message)` gives the reason SQS would refuse one (send_many then raises
+    NotSent after sending the rest). Dead letters (`dead_letter` puts them in, as SQS messages) keep
+    SQS's hide times by `clock`: a letter received is hidden for its visibility timeout, then can be
+    received again (with a new receipt handle); `hide_dead_many` refuses a stale handle or a letter
+    whose hide time ran out."""
 
     dlq_url = "memory://dlq"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Optional[Callable[[], float]] = None) -> None:
+        self.clock: Callable[[], float] = clock or FakeClock()
         self.sent: list[dict | str] = []
         self.dead: list[dict] = []
         self.deleted: list[str] = []
         self.delayed: dict[str, float] = {}
         self.sent_delays: list[float] = []
         self.deferred: list[Later] = []
+        self.batch_calls: list[int] = []
+        self.refuse: Callable[[dict | str], Optional[str]] = lambda message: None
+        self.letters: dict[str, dict] = {}           # message id -> the SQS message, as received last
+        self._visible_at: dict[str, float] = {}
+        self.dead_calls: Counter[str] = Counter()
+        self._made = 0
 
     def send(self, message: dict | str) -> str:
         encode(message)                      # the same size limit as SQS (raises MessageTooLarge)
@@ -69,11 +82,29 @@ class FakeQueue:
         return f"m{len(self.sent)}"
 
     def send_many(self, messages: list[dict], delay: float = 0) -> None:
-        self.sent += messages
-        self.sent_delays += [delay] * len(messages)
+        refused: list[tuple[dict | str, str]] = []
+        for start in range(0, len(messages), 10):
+            chunk = messages[start:start + 10]
+            for m in chunk:
+                encode(m)
+            self.batch_calls.append(len(chunk))
+            answers = [(m, self.refuse(m)) for m in chunk]
+            refused += [(m, reason) for m, reason in answers if reason]
+            sent = [m for m, reason in answers if not reason]
+            self.sent += sent
+            self.sent_delays += [delay] * len(sent)
+        if refused:
+            raise NotSent(refused, len(messages))
 
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.dead.append({"body": body, "reason": reason, "attempts": attempts, "failed_at": failed_at})
+        self._made += 1
+        message_id = f"d{self._made}"
+        self.letters[message_id] = {"MessageId": message_id, "Body": body, "Attributes": {}, "MessageAttributes": {
+            "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+            "attempts": {"DataType": "Number", "StringValue": str(attempts)},
+            "failed_at": {"DataType": "String", "StringValue": failed_at}}}
+        self._visible_at[message_id] = self.clock()
 
     def delete(self, receipt_handles: list[str]) -> None:
         self.deleted += receipt_handles
@@ -87,16 +118,44 @@ class FakeQueue:
         self.deferred += later
 
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
-        return []
+        self.dead_calls["receive"] += 1
+        now = self.clock()
+        out = []
+        for message_id in [i for i, at in self._visible_at.items() if at <= now][:max_messages]:
+            old = self.letters[message_id]
+            receives = int(old["Attributes"].get("ApproximateReceiveCount", "0")) + 1
+            self.letters[message_id] = {**old, "ReceiptHandle": f"{message_id}@{receives}",
+                                        "Attributes": {"ApproximateReceiveCount": str(receives)}}
+            self._visible_at[message_id] = now + visibility
+            out.append(dict(self.letters[message_id]))
+        return out
+
+    def _latest(self, receipt_handle: str) -> Optional[str]:
+        """The letter whose latest receive gave this handle (SQS ignores an older one)."""
+        message_id = receipt_handle.split("@")[0]
+        letter = self.letters.get(message_id)
+        return message_id if letter and letter.get("ReceiptHandle") == receipt_handle else None
 
     def delete_dead(self, receipt_handle: str) -> None:
-        pass
+        if (message_id := self._latest(receipt_handle)) is not None:
+            del self.letters[message_id], self._visible_at[message_id]
+
+    def hide_dead_many(self, receipt_handles: list[str], seconds: int, call: str = "hide") -> set[str]:
+        self.dead_calls[call] += -(-len(receipt_handles) // 10)          # 10 a ChangeMessageVisibilityBatch
+        refused = set()
+        for handle in receipt_handles:
+            message_id = self._latest(handle)
+            if message_id is None or self._visible_at[message_id] <= self.clock():     # MessageNotInflight
+                refused.add(handle)
+            else:
+                self._visible_at[message_id] = self.clock() + seconds
+        return refused
 
     def release_dead_many(self, receipt_handles: list[str]) -> None:
-        pass
+        self.hide_dead_many(receipt_handles, 0, call="release")
 
     def dead_count(self) -> int:
-        return 0
+        return len(self.letters)
 
 
 class FakeEdge:
@@ -106,7 +165,7 @@ class FakeEdge:
                  campaigns: tuple = ("42",), **config: str):
         self.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", **config})
         self.clock: Callable[[], float] = FakeClock()
-        self.queue = FakeQueue()
+        self.queue = FakeQueue(self.clock)
         self._rf_secret = rf_secret
         self._intercom = intercom_secrets or {}
         self._campaigns = set(campaigns)
@@ -371,7 +430,7 @@ class FakeWork:
         self.clock = FakeClock()
         self.store = MemoryStore(self.clock)
         self.apis = apis or FakeApis()
-        self.queue = FakeQueue()
+        self.queue = FakeQueue(self.clock)
         self.deps = WorkDeps.of(self.store, self.apis, self.queue, self.clock, lambda: self.config.search_lag,
                                 lambda: self.remaining_ms())
         self.remaining_ms: Callable[[], int] = lambda: 10**9

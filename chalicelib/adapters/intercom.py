@@ -51,8 +51,8 @@ class IntercomClient(JsonApi):
         if exc.status == 401:
             # The token was read again before this: a reconnected one was already tried.
             return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "
-                             "workspace, then replay the dead-letter queue")
-        return Permanent(exc.reason)
+                             "workspace, then replay the dead-letter queue", status=401)
+        return Permanent(exc.reason, status=exc.status)
 
     # --- contacts -------------------------------------------------------------------------
     def search_by_email(self, email: str) -> list[dict]:

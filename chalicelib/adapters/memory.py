@@ -5,13 +5,14 @@ unit tests of the services; like the todo sample's in-memory DB beside its Dynam
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
+from functools import partial, wraps
 from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 from ..domain.budget import BudgetState
@@ -25,6 +26,26 @@ from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, 
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
 from ..ports.store import LedgerEntry, SyncRun
+
+# One database: each repository call runs alone, as each of DynamoDB's conditional writes and
+# transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
+# read), which must not interleave inside a claim's check and its write.
+_ONE_AT_A_TIME = threading.RLock()
+
+
+def _atomic(cls: type) -> type:
+    for name, method in list(vars(cls).items()):
+        if inspect.isfunction(method) and not name.startswith("_"):     # instance methods (not static ones)
+            setattr(cls, name, _alone(method))
+    return cls
+
+
+def _alone(method: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(method)
+    def alone(*args: Any, **kw: Any) -> Any:
+        with _ONE_AT_A_TIME:
+            return method(*args, **kw)
+    return alone
 
 
 @dataclass
@@ -56,6 +77,7 @@ class Tables:
     owed: dict[PersonRef, float] = field(default_factory=dict)     # counts owing their write -> due at
 
 
+@_atomic
 class MemoryHistory:
     def __init__(self, tables: Tables, clock: Callable[[], float], days: int = 400):
         self.tables, self.clock, self.days = tables, clock, days
@@ -92,6 +114,7 @@ class MemoryHistory:
         return gone
 
 
+@_atomic
 class MemoryLinks:
     def __init__(self, tables: Tables, clock: Callable[[], float], history: MemoryHistory):
         self.tables, self.clock, self.history = tables, clock, history
@@ -152,11 +175,9 @@ class MemoryLinks:
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
-        now = self.clock()
+        referrer = PersonRef(claim.ref.campaign_id, result.counted_for) if result.counted_for else None
         link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for,
-                           counted_at=now if result.counted_for else None)
-        if result.counted_for:
-            self._one_more(PersonRef(claim.ref.campaign_id, result.counted_for), now)
+                           counted_at=self._one_more(referrer) if referrer else None)
         if result.qualification is QState.PENDING:
             held.pending = f"{link.updated_at}#{claim.ref}"
         if result.contact_id:
@@ -192,16 +213,18 @@ class MemoryLinks:
         held = self.tables.links.get(ref)
         if held is None or not held.link.final or held.link.counted_for:
             return False
-        now = self.clock()
-        self._write(held.link.ref, entries, counted_for=referrer, counted_at=now)
-        self._one_more(PersonRef(ref.campaign_id, referrer), now)
+        self._write(held.link.ref, entries, counted_for=referrer,
+                    counted_at=self._one_more(PersonRef(ref.campaign_id, referrer)))
         return True
 
-    def _one_more(self, referrer: PersonRef, now: float) -> None:
-        """One more lead, counted at `now` (the count begins then, unless it began already)."""
+    def _one_more(self, referrer: PersonRef) -> float:
+        """One more lead, counted now (the count begins then, unless it began already), but never
+        before the count began (another worker may have begun it by a clock ahead of this one's):
+        when the lead is counted."""
         count = self.tables.referrals.get(referrer, ReferralCount())
-        since = now if count.since is None else count.since
+        since = self.clock() if count.since is None else count.since
         self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n + 1, since=since)
+        return max(self.clock(), since)
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
@@ -345,6 +368,7 @@ def _answer(write: Callable[[], Any]) -> Any:
         return exc
 
 
+@_atomic
 class MemoryLookup:
     def __init__(self, tables: Tables, clock: Callable[[], float]):
         self.tables, self.clock = tables, clock
@@ -369,6 +393,7 @@ class MemoryLookup:
         self.tables.emails.pop((workspace, normal_email(email)), None)
 
 
+@_atomic
 class MemorySettings:
     def __init__(self, clock: Callable[[], float], connections: "MemoryConnections"):
         self.clock, self.connections = clock, connections
@@ -395,6 +420,7 @@ class MemorySettings:
         return {c: self.stored[c].document for c in campaign_ids if c in self.stored}
 
 
+@_atomic
 class MemoryEdge:
     """The edge's log (ports/edge.py), with the same bounds as the table's."""
 
@@ -436,6 +462,7 @@ class MemoryEdge:
         return self.beats.get((scope, what))
 
 
+@_atomic
 class MemoryConnections:
     def __init__(self) -> None:
         self.workspaces_: dict[str, Connection] = {}
@@ -484,6 +511,7 @@ class MemoryConnections:
         return self.rf_
 
 
+@_atomic
 class MemoryCursor:
     def __init__(self) -> None:
         self.positions: dict[str, str] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from ..ports import Later, MessageTooLarge
+from ..ports import Later, MessageTooLarge, NotSent
 from ..ports.queue import TRIES, WAITS
 
 SQS_MAX_BYTES = 256 * 1024
@@ -47,25 +47,28 @@ class Queue:
 
     def send_many(self, messages: list[dict], delay: float = 0) -> None:
         seconds = max(0, min(int(delay), MAX_DELAY_SECONDS))
-        for start in range(0, len(messages), 10):
-            chunk = messages[start:start + 10]
-            answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "MessageBody": encode(m), **({"DelaySeconds": seconds} if seconds else {})}
-                for i, m in enumerate(chunk)])
-            if answer.get("Failed"):
-                raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {answer['Failed'][0]}")
+        self._send_batches([({"MessageBody": encode(m), **({"DelaySeconds": seconds} if seconds else {})}, m)
+                            for m in messages])
 
     def defer(self, later: list[Later]) -> None:
-        for start in range(0, len(later), 10):
-            chunk = later[start:start + 10]
-            answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[{
-                "Id": str(i), "MessageBody": encode(m.body),
-                "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, math.ceil(m.delay))),
-                "MessageAttributes": {TRIES: {"DataType": "Number", "StringValue": str(m.tries)},
-                                      WAITS: {"DataType": "Number", "StringValue": str(m.waits)}}}
-                for i, m in enumerate(chunk)])
-            if answer.get("Failed"):
-                raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {answer['Failed'][0]}")
+        self._send_batches([({
+            "MessageBody": encode(m.body), "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, math.ceil(m.delay))),
+            "MessageAttributes": {TRIES: {"DataType": "Number", "StringValue": str(m.tries)},
+                                  WAITS: {"DataType": "Number", "StringValue": str(m.waits)}}}, m.body)
+            for m in later])
+
+    def _send_batches(self, entries: list[tuple[dict, dict | str]]) -> None:
+        """Each (entry, message it carries), 10 a SendMessageBatch call; every call is made, then the
+        entries SQS refused (a batch can half succeed) raise NotSent, each with its message and reason."""
+        refused: list[tuple[dict | str, str]] = []
+        for start in range(0, len(entries), 10):
+            chunk = entries[start:start + 10]
+            answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), **entry} for i, (entry, _) in enumerate(chunk)])
+            refused += [(chunk[int(f["Id"])][1], ": ".join(filter(None, (f.get("Code"), f.get("Message")))))
+                        for f in answer.get("Failed", [])]
+        if refused:
+            raise NotSent(refused, len(entries))
 
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.client.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
@@ -93,13 +96,19 @@ class Queue:
     def delete_dead(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
 
+    def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
+        refused: set[str] = set()
+        for start in range(0, len(receipt_handles), 10):
+            chunk = receipt_handles[start:start + 10]
+            answer = self.client.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds} for i, h in enumerate(chunk)])
+            refused |= {chunk[int(f["Id"])] for f in answer.get("Failed", [])}
+        return refused
+
     def release_dead_many(self, receipt_handles: list[str]) -> None:
         """Make dead letters received for a look visible again at once, 10 a call. A handle SQS refuses
         (the letter was deleted, or received again by another reader, who holds it now) is left as it is."""
-        for start in range(0, len(receipt_handles), 10):
-            self.client.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-                for i, h in enumerate(receipt_handles[start:start + 10])])
+        self.hide_dead_many(receipt_handles, 0)
 
     def dead_count(self) -> int:
         """About how many dead letters the queue holds, visible or not (SQS's approximate counts)."""

@@ -43,13 +43,6 @@ class ContactState(StrEnum):
 LEAD, REFERRER = "lead", "referrer"
 
 
-
-# Two leads of a referrer finishing at once on two workers each take their own clock: the one that
-# creates the count may date it (`since`) a moment after the other dates its lead (`counted_at`). A
-# lead dated up to this much before its count began is still in it (the referrer was not erased and
-# back within 5 minutes).
-COUNT_CLOCK_SLACK = 300.0
-
 @dataclass(frozen=True)
 class Link:
     campaign_id: str
@@ -153,8 +146,10 @@ class ReferralCount:
     def counts(self, lead: Link) -> bool:
         """The lead (whose link counted for this referrer) is in this count, as far as the dates tell:
         not when the lead was counted before it began (into a count of the referrer erased since).
-        A count or a link not dated (written before the bridge dated them) is taken to hold the lead."""
-        return self.since is None or lead.counted_at is None or self.since <= lead.counted_at + COUNT_CLOCK_SLACK
+        A count or a link not dated (written before the bridge dated them) is taken to hold the lead.
+        Exact: a lead is never dated before the count it is added to began (its store dates it from the
+        count's `since` when another worker began the count by a clock ahead of its own)."""
+        return self.since is None or lead.counted_at is None or self.since <= lead.counted_at
 
     def held(self, attribute: str) -> bool:
         """Intercom holds the count kept, in `attribute`."""

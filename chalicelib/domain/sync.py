@@ -22,8 +22,10 @@ SKIPS = {
     "user_limit": "campaign user limit reached",
     "invalid_email": "invalid email",
     "writeback_failed": "write-back failed",
+    "no_link_yet": "no referral link yet",   # enrolled, but RF had made no link: each run asks RF again
     "refused": "refused by Referral Factory",
 }
+NO_LINK = "no_link_yet"
 OUTCOMES = (ENROLLED, ALREADY, *SKIPS)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

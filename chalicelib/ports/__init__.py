@@ -3,13 +3,13 @@ live in chalicelib/adapters (DynamoDB, SQS, SSM, HTTP); their in-memory twins in
 chalicelib/adapters/memory.py (the store) and tests/fakes.py (the APIs, the queue, secrets)."""
 from .apis import Apis, Conflict, IntercomAuth, IntercomPort, Merged, NotFound, ReferralFactoryPort, Refused
 from .edge import EdgeLog, RefusalSample, Refusals
-from .queue import DeadLetterQueue, Later, MessageTooLarge, WorkQueue
+from .queue import DeadLetterQueue, Later, MessageTooLarge, NotSent, WorkQueue
 from .secrets import SecretStore
 from .store import (Busy, Connection, ConnectionRepository, Cursor, Found, HistoryLog, LinkLookup, LinkRepository,
                     RateWindows, RFConnection, SettingsRepository, Store, StoredSettings, SyncRepository)
 
 __all__ = ["Apis", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "EdgeLog",
            "Found", "HistoryLog", "IntercomAuth", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged",
-           "MessageTooLarge", "NotFound", "RefusalSample", "Refusals",
+           "MessageTooLarge", "NotFound", "NotSent", "RefusalSample", "Refusals",
            "RFConnection", "RateWindows", "ReferralFactoryPort", "Refused", "SecretStore", "SettingsRepository", "Store",
            "StoredSettings", "SyncRepository", "WorkQueue"]

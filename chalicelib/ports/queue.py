@@ -10,6 +10,17 @@ class MessageTooLarge(ValueError):
     attributes): the webhook answers 413."""
 
 
+class NotSent(RuntimeError):
+    """A batch send of which the queue refused some messages (every other one was sent): each refused
+    message with the queue's reason, so none is dropped unsaid. The text names the reasons only (a
+    body may hold an email)."""
+
+    def __init__(self, refused: list[tuple[dict | str, str]], of: int):
+        self.refused = refused
+        reasons = "; ".join(dict.fromkeys(reason for _, reason in refused))
+        super().__init__(f"SQS refused {len(refused)} of {of} message(s): {reasons}")
+
+
 TRIES, WAITS = "bridge-tries", "bridge-waits"      # the message attributes of a copy sent to wait
 
 
@@ -28,11 +39,12 @@ class WorkQueue(Protocol):
     # A dict is sent as JSON; a str as it is (a dead letter's body going back unchanged).
     def send(self, message: dict | str) -> str: ...                 # raises MessageTooLarge
     def send_many(self, messages: list[dict], delay: float = 0) -> None:
-        """`delay`: seconds before they can be received (SQS: at most 900)."""
+        """10 a call (SQS's SendMessageBatch). `delay`: seconds before they can be received (SQS: at
+        most 900). Raises NotSent, after sending every other one, naming each message refused."""
     def delete(self, receipt_handles: list[str]) -> None: ...
     def retry_in(self, receipt_handle: str, seconds: float) -> None: ...
     def defer(self, later: list[Later]) -> None:
-        """Send copies that wait (at most 15 minutes each: SQS's longest delay)."""
+        """Send copies that wait (at most 15 minutes each: SQS's longest delay); NotSent as send_many."""
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None: ...
 
 
@@ -42,8 +54,13 @@ class DeadLetterQueue(Protocol):
     dlq_url: str
 
     def send(self, message: dict | str) -> str: ...
+    def send_many(self, messages: list[dict], delay: float = 0) -> None: ...       # to the work queue, as above
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]: ...
     def delete_dead(self, receipt_handle: str) -> None: ...
-    def release_dead_many(self, receipt_handles: list[str]) -> None: ...
+    def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
+        """Hide received letters for `seconds` from now (a longer look keeps them hidden; 0 shows them
+        at once), 10 a call; the handles refused: the letter was deleted, or its hide time had run
+        out (it may be another reader's now)."""
+    def release_dead_many(self, receipt_handles: list[str]) -> None: ...           # hide_dead_many for 0
     def dead_count(self) -> int:
         """About how many dead letters there are, hidden ones included (SQS's counts are approximate)."""

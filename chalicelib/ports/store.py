@@ -16,8 +16,11 @@ from ..errors import Deferred
 from .edge import EdgeLog
 
 # How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
-# shortens it for chaos runs, where killed workers' claims must run out within the run.
-LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", "120"))
+# shortens it for chaos runs, where killed workers' claims must run out within the run. It must be at
+# least the worker Lambda's timeout, or a claim runs out while its worker still works (`make deploy`
+# refuses a shorter one: infra/deploy.py lease_problem).
+DEFAULT_LEASE_SECONDS = 120.0
+LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
 
 
 class Busy(Deferred):
@@ -54,8 +57,9 @@ class LinkRepository(Protocol):
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once (and, with
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
-        `counted_at` and the count, if it begins with this lead, `since`, both with the write's time).
-        Raises Busy when the claim was lost."""
+        `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
+        never before the count's `since`: a count another worker began by a clock ahead dates the lead
+        from its start). Raises Busy when the claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception
         finish() raises (Busy) as a value. A referrer counted by several joins of one write gets

@@ -3,7 +3,8 @@ hands out), counted by reason and campaign, with the person each is about (email
 payload only on request; and replay by reason, by campaign, or all.
 
 Reading every message: receive with a visibility timeout until the queue answers nothing more (each
-message received once, hidden while we look), then make them visible again at once, and also when
+message received once, hidden while we look: hidden again before its timeout runs out, however long
+the look lasts), then make them visible again at once, and also when
 the look is cut short (Ctrl-C, an error): only a process killed outright leaves them hidden, for the
 timeout. A message received twice in one listing (its timeout ran out meanwhile) is counted once.
 Letters another reader holds hidden meanwhile cannot be seen: the queue's count says about how many."""
@@ -27,6 +28,8 @@ MAX_LISTED = 10_000
 class HasDeadLetters(Protocol):
     @property
     def queue(self) -> DeadLetterQueue: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,8 @@ class Listing:
 
 
 #: Why a scan that stopped before an empty receive saw less than the queue holds.
-CUT = (f"the scan stopped before the end: it outlasted the time it hides each letter, or reached "
-       f"{MAX_LISTED:,}")
+CUT = (f"the scan stopped before the end: it reached {MAX_LISTED:,} letters, or the letters it held came back "
+       "before it could hide them again (a very slow link)")
 #: Why a count of hidden letters may be too high.
 APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken out it may still count them"
 
@@ -119,15 +122,20 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
     for the caller to take out those it deletes; about how many more the queue holds that we could
     not see; whether those were not read, the scan cut (stopped before an empty receive), rather
     than hidden by another reader. However the block ends (done, an error, Ctrl-C), each letter still held is visible again
-    at once. It stops at a receive that brings nothing new: the queue is read, or (a scan longer than
-    `visibility`) the first letters it hid are coming back. `take`: a letter it says yes to is deleted
-    as soon as it is received (its handle is fresh), and is not among those yielded."""
+    at once. It reads until a receive brings nothing: a scan longer than `visibility` hides the letters
+    it holds again, by `rt.clock`, before their time runs out (so they do not come back). It stops
+    early at `limit` letters held (memory), or at a receive that brings nothing new (letters came back
+    all the same: a link too slow to hide them again in time). `take`: a letter it says yes to is
+    deleted as soon as it is received (its handle is fresh), and is not among those yielded."""
     received: dict[str, dict] = {}
     held: dict[str, str] = {}
+    renew: dict[str, float] = {}       # when each held letter is hidden again (half its hide time before it ends)
     taken: set[str] = set()
     cut = True
     try:
         while len(received) < limit:
+            _hide_again(rt, held, renew, visibility)
+            at = rt.clock()
             batch = rt.queue.receive_dead(max_messages=10, visibility=visibility)
             if not batch:
                 cut = False
@@ -142,6 +150,7 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
                     continue
                 received.setdefault(m["MessageId"], m)
                 held[m["MessageId"]] = m["ReceiptHandle"]
+                renew[m["MessageId"]] = at + visibility / 2
             if not new:
                 break
         # (Counted after the scan: SQS's count may still hold letters just taken, for a minute: a false
@@ -151,6 +160,21 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
     finally:
         if held:
             rt.queue.release_dead_many(list(held.values()))
+
+
+def _hide_again(rt: HasDeadLetters, held: dict[str, str], renew: dict[str, float], visibility: int) -> None:
+    """Hide again for `visibility` the held letters half of whose hide time has passed (10 a call). One
+    the queue refuses came back before (another reader may hold it now): it is read, no longer held."""
+    now = rt.clock()
+    due = [i for i, at in renew.items() if at <= now]
+    if not due:
+        return
+    refused = rt.queue.hide_dead_many([held[i] for i in due], visibility)
+    for i in due:
+        if held[i] in refused:
+            del held[i], renew[i]
+        else:
+            renew[i] = now + visibility / 2
 
 
 def look(rt: HasDeadLetters) -> Listing:
@@ -184,9 +208,14 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     harmless (a message that comes twice is worked once)."""
     sent = 0
     with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut):
-        chosen = [m for m in received if matches(read(m), reason, campaign)]
+        # A letter read but no longer held (it came back during a slow scan; another reader may
+        # hold it) is not sent: it is reported as not read, for the next replay.
+        matching = [m for m in received if matches(read(m), reason, campaign)]
+        chosen = [m for m in matching if m["MessageId"] in held]
+        let_go = len(matching) - len(chosen)
+        not_seen, cut = not_seen + let_go, cut or let_go > 0
         ids = {m["MessageId"] for m in chosen}
-        others = [m["MessageId"] for m in received if m["MessageId"] not in ids]
+        others = [i for i in held if i not in ids]
         rt.queue.release_dead_many([held[i] for i in others])        # cut short: released again below
         for i in others:
             del held[i]
@@ -197,7 +226,7 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
                 rt.queue.send(m["Body"])
             _delete_sent(rt, held, m["MessageId"])
             sent += 1
-    return {"replayed": sent, "left": len(received) - len(chosen), "not_seen": not_seen,
+    return {"replayed": sent, "left": len(received) - len(matching), "not_seen": not_seen,
             **({"cut": True} if cut else {})}
 
 

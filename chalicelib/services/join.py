@@ -471,6 +471,8 @@ def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:
         assert reached is not None and person is not None and attempt.settings is not None
         attempt.outcome = reached.outcome
         count({"created": "ContactsCreated"}.get(reached.outcome, "ContactsLinked"))
+        if result.qualification is QState.QUALIFIED:     # counted once its link is written, not when decided
+            count("ReferralsFoundQualified")
         logger.info("join applied", extra={"campaign_id": attempt.settings.campaign_id, "outcome": reached.outcome,
                                            "email": mask_email(person.email), "contact_id": reached.contact["id"]})
 
@@ -491,8 +493,6 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     contact, kind = reached.contact, person.values.get("type")
     pending = kind == LEAD and settings.qualification is not None
     already = attempt.rf_qualified_at if pending else None
-    if already:
-        count("ReferralsFoundQualified")
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
@@ -516,7 +516,7 @@ def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSetting
     try:
         user = person.rf_user if person.rf_user is not None else deps.apis.rf().get_user(attempt.message.rf_user_id)
     except Permanent as exc:
-        if "404" not in exc.reason:       # a bad token, RF not connected: the join fails (and can be replayed)
+        if exc.status != 404:             # a bad token, RF not connected: the join fails (and can be replayed)
             raise
         attempt.entries.append(Entry("qualification", "not_checked", f"the join's person says qualified_at; "
                                      f"Referral Factory does not know them ({exc.reason}): pending"))

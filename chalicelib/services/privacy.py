@@ -13,7 +13,7 @@ from typing import Any
 from ..domain.link import PersonRef
 from ..domain.people import email_hash
 from ..observability import mask_email
-from ..ports import DeadLetterQueue
+from ..ports import DeadLetterQueue, NotSent
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from .dead_letters import APPROXIMATE, CUT, body_of, holding
 from .deps import Stack
@@ -95,13 +95,17 @@ def _erase_unlinked(rt: Erasing, ref: PersonRef) -> int:
 def _recount(rt: Erasing, referrers: set[PersonRef]) -> int | str:
     """A lead erased took themselves off their referrer's count (LinkRepository.erase, for whom the
     stored link counted): the count is written to the referrer's contact again, by the worker (one
-    referral.count message each). The erasure marked each count as owing its write, so a run that
-    stops before this send (killed, a failed send) is repaired by reconciliation, which asks again."""
+    referral.count message each, 10 a send). The erasure marked each count as owing its write, so a run
+    that stops before this send (killed, a failed send) is repaired by reconciliation, which asks
+    again; so are the messages SQS refused in a batch (the others were sent): it says how many."""
     if referrers and not rt.config.queue_url:
         return f"{len(referrers)}, not yet written to Intercom: BRIDGE_QUEUE_URL is not set (reconciliation's next " \
                "run writes it)"
-    for message in count_messages(referrers):
-        rt.queue.send(message)
+    try:
+        rt.queue.send_many(count_messages(referrers))
+    except NotSent as refused:
+        return f"{len(referrers)}, {len(refused.refused)} of them not yet written to Intercom: {refused} " \
+               "(reconciliation's next run writes them)"
     return len(referrers)
 
 

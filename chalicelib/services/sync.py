@@ -28,9 +28,9 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, PER_PAGE, SKIPS, Create, Skip, Tally, count_attribute, decide,
-                           describe_source, describe_writes, matches_source, preflight, search_query,
-                           writeback_body)
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, NO_LINK, PER_PAGE, SKIPS, Create, Skip, Tally,
+                           count_attribute, decide, describe_source, describe_writes, matches_source, preflight,
+                           search_query, writeback_body)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -79,7 +79,7 @@ def checks(deps: WorkDeps, settings: CampaignSettings) -> list[str]:
     try:
         campaign: Optional[dict] = deps.apis.rf().get_campaign(settings.campaign_id)
     except Permanent as exc:
-        if "404" not in exc.reason:
+        if exc.status != 404:             # RF does not know the campaign: preflight says so
             raise
         campaign = None
     return preflight(settings, intercom.data_attributes(), segments, campaign)
@@ -193,8 +193,9 @@ class Page:
         known = self.deps.sync.entries(self.campaign_id, ids)
         joined = joined_contacts(self.deps, self.settings, [i for i in ids if not (i in known and known[i].final)])
         todo: list[tuple[dict, Create, Optional[LedgerEntry]]] = []
-        writebacks: list[LedgerEntry] = []
-        adopt: list[LedgerEntry] = []         # the bridge's own referrers whose link their join did not write
+        attribute = self.sync.referral_link_attribute
+        links: list[tuple[LedgerEntry, Any]] = []   # enrolled referrers whose link is written (where the contact's
+                                                    # value, second, differs)
         seen: list[LedgerEntry] = []
         asks: set[PersonRef] = set()          # referrers whose counts are written, now their contact is known
         for contact in contacts:
@@ -203,7 +204,7 @@ class Page:
             # An entry of this very run: a try of this page before (it failed, or its worker died) decided it.
             ours = entry is not None and self.run is not None and entry.run == self.number
             if entry is not None and entry.final and entry.rf_user_id:
-                if entry.written_back or not self.sync.referral_link_attribute:
+                if entry.written_back or not attribute:
                     self.tally.add(entry.outcome if ours else ALREADY)
                     changed = entry
                     if self.full and entry.seen_run != self.number:
@@ -213,24 +214,24 @@ class Page:
                     if changed is not entry:
                         seen.append(changed)
                 else:
-                    writebacks.append(entry)
+                    links.append((entry, attribute_value(contact, attribute)))
                 continue
             if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign"):
                 self.tally.add(entry.outcome)
                 continue
             link = joined.get(cid)
             if link is not None and link.kind == REFERRER:      # the bridge's own referrer: enrolled by their join
-                # Their link is written when the contact holds one where sync writes it (their join may have
-                # skipped an existing contact, or kept its value): else RF says it (_adopt).
-                attribute = self.sync.referral_link_attribute
+                # RF says their link (_link), written unless the contact holds it where sync writes it: their join
+                # may have skipped an existing contact, or kept its value (another campaign's link, an old URL),
+                # or written the link elsewhere.
                 adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=link.rf_user_id, run=self.number,
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
-                                      written_back=not attribute or bool(attribute_value(contact, attribute)))
-                if adopted.written_back:
+                                      written_back=not attribute)
+                if attribute:
+                    links.append((adopted, attribute_value(contact, attribute)))
+                else:
                     self.tally.add(ALREADY)
                     seen.append(adopted)                        # (recorded with the page's others, in one write)
-                else:
-                    adopt.append(adopted)
                 continue
             decision = joined_skip(link) if link is not None else decide(self.sync, self.campaign_id, contact)
             if isinstance(decision, Skip):
@@ -246,8 +247,7 @@ class Page:
                 LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.number, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
                 for c, d, earlier in todo])
-        jobs: list[Callable[[], None]] = [partial(self._write_back, e) for e in writebacks]
-        jobs += [partial(self._adopt, e) for e in adopt]
+        jobs: list[Callable[[], None]] = [partial(self._link, e, value) for e, value in links]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
         if self.errors:
@@ -331,15 +331,25 @@ class Page:
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
 
-    def _adopt(self, entry: LedgerEntry) -> None:
-        """A referrer of the bridge's own joins, whose join did not write the link where sync does: RF
-        says the link (one call), then it is written back as for anyone sync enrolled."""
+    def _link(self, entry: LedgerEntry, value: Any) -> None:
+        """An enrolled referrer's link, written back unless the contact holds it already (`value`: the
+        contact's value where sync writes it). When the ledger has no link, RF says it (one call): a
+        referrer of the bridge's own joins (their contact may hold a stale link), or one RF had made no
+        link for when they were enrolled (asked again each run, until RF has one)."""
         assert entry.rf_user_id
-        self._write_back(_replace(entry, url=self.deps.apis.rf().get_user(entry.rf_user_id).get("url")))
+        if not entry.url:
+            try:
+                entry = _replace(entry, url=self.deps.apis.rf().get_user(entry.rf_user_id).get("url") or None)
+            except Permanent as exc:       # a user deleted in RF: said, and asked again, as a link not made yet
+                if exc.status != 404:
+                    raise
+                self._no_link(entry, None, f" ({exc.reason})")
+                return
+        self._write_back(entry, value=value)
 
-    def _write_back(self, entry: LedgerEntry, note: Optional[Entry] = None) -> None:
+    def _write_back(self, entry: LedgerEntry, note: Optional[Entry] = None, value: Any = None) -> None:
         attribute = self.sync.referral_link_attribute
-        if attribute and entry.url:
+        if attribute and entry.url and entry.url != value:
             try:
                 self.deps.apis.intercom(self.settings.workspace).update_contact(
                     entry.contact_id, writeback_body(self.sync, entry.url))
@@ -351,12 +361,31 @@ class Page:
                 self._done(_Outcome(_replace(entry, outcome="writeback_failed", reason=detail, written_back=False),
                                     "writeback_failed", failed))
                 return
-        if self.counting and entry.rf_user_id:
+        if self.counting and entry.rf_user_id and not entry.count_known:
             entry = self._count_contact(entry)
+        if attribute and not entry.url:
+            self._no_link(entry, note)
+            return
         already = note is None and entry.outcome in (ENROLLED, ALREADY)
+        if entry.outcome == NO_LINK:
+            note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: Referral "
+                         "Factory had made none before", {"contact_id": entry.contact_id, "run": self.number,
+                                                         "referral_link": entry.url})
         self._done(_Outcome(_replace(entry, outcome=ALREADY if entry.outcome == ALREADY else ENROLLED, reason=None,
                                      written_back=bool(attribute and entry.url)), ALREADY if already else ENROLLED,
                             note))
+
+    def _no_link(self, entry: LedgerEntry, note: Optional[Entry], why: str = "") -> None:
+        """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
+        person's history too (the first time), and each run asks RF again (_link) until it has one."""
+        detail = (f"no referral link yet: Referral Factory has none for user {entry.rf_user_id}{why} — each sync "
+                  f"run asks it again, and writes the link to {self.sync.referral_link_attribute} once it has one")
+        first = None
+        if entry.outcome != NO_LINK:
+            details = {**((note.details or {}) if note else {}), "contact_id": entry.contact_id, "run": self.number}
+            first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
+                          details)
+        self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), NO_LINK, first))
 
     def _count_contact(self, entry: LedgerEntry, asks: Optional[set[PersonRef]] = None) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their

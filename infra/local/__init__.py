@@ -19,21 +19,6 @@ pay for importing moto.
 """
 
 
-def exit_quietly_on_interrupt() -> None:
-    """For the tools run as `python -m infra.local.<tool>` (./bridge, make run, make demo), first thing:
-    a Ctrl-C while the tool still loads ends it at once with 130, the shell's code for an interrupt,
-    not with a traceback of whatever module was being imported. (Not when Ctrl-C is ignored, as in a
-    background job.) `interrupts_raise` hands Ctrl-C back to KeyboardInterrupt once the tool runs."""
-    import os
-
-    import _signal   # `signal` without its enums: importing those takes ~15 ms, a window of its own
-
-    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
-        _signal.signal(_signal.SIGINT, lambda *_: os._exit(130))
-
-
-def interrupts_raise() -> None:
-    import signal
-
-    if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.SIG_DFL, signal.default_int_handler):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+# For the tools run as `python -m infra.local.<tool>` (./bridge, make run, make demo); `python -m
+# chalicelib.cli` uses them too, so they live beside the CLI.
+from chalicelib.interrupts import exit_quietly_on_interrupt, interrupts_raise  # noqa: F401

@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 
 from chalicelib.cli import main
+from tests.support.cli import run_cli
 from tests.support.interrupt import INTERRUPT_HOOK
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(err: str) -> str:
@@ -49,18 +44,18 @@ def aws_env(monkeypatch, tmp_path):
 
 def test_a_missing_settings_file_as_the_readme_once_showed_it(aws_env, tmp_path, capsys):
     aws_env.chdir(tmp_path)
-    code, out, err = run_cli(["settings", "apply", "--offline", "campaign.yaml"], capsys)
+    code, out, err = run_cli(None, capsys, "settings", "apply", "--offline", "campaign.yaml")
     assert code == 1 and out == ""
     assert one_line(err) == "bridge: campaign.yaml: no such file (an example: docs/examples/campaign.yaml)\n"
 
 
 def test_a_directory_instead_of_a_file(aws_env, tmp_path, capsys):
-    code, _, err = run_cli(["settings", "check", str(tmp_path)], capsys)
+    code, _, err = run_cli(None, capsys, "settings", "check", str(tmp_path))
     assert code == 1 and "cannot be read" in one_line(err)
 
 
 def test_no_aws_credentials(aws_env, capsys):
-    code, _, err = run_cli(["history", "42", "1"], capsys)
+    code, _, err = run_cli(None, capsys, "history", "42", "1")
     assert code == 1 and one_line(err).startswith("bridge: no AWS credentials: set AWS_PROFILE")
 
 
@@ -70,14 +65,14 @@ def test_aws_unreachable(aws_env, capsys):
     aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
     for argv in (["history", "42", "1"], ["settings", "show", "42"], ["dlq", "list"],
                  ["workspace", "connect", "ws1", "--token", "tok-not-shown"]):
-        code, _, err = run_cli(argv, capsys)
+        code, _, err = run_cli(None, capsys, *argv)
         assert code == 1 and "AWS is unreachable" in one_line(err), argv
         assert "tok-not-shown" not in err
 
 
 def test_no_dead_letter_queue_configured(aws_env, capsys):
     aws_env.delenv("BRIDGE_DLQ_URL")
-    code, _, err = run_cli(["dlq", "list"], capsys)
+    code, _, err = run_cli(None, capsys, "dlq", "list")
     assert code == 1 and "BRIDGE_DLQ_URL is not set" in one_line(err)
 
 
@@ -113,7 +108,7 @@ def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env
     aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
     aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
     aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
-    code, out, err = run_cli(argv, capsys)
+    code, out, err = run_cli(None, capsys, *argv)
     assert (code, out, one_line(err)) == (1, "", said)
 
 
@@ -121,7 +116,7 @@ def test_a_secret_in_an_error_message_is_masked(aws_env, capsys, monkeypatch):
     def boom(rt, *args, **kw):
         raise RuntimeError(f"something echoed {args[1]}")
     monkeypatch.setattr("chalicelib.cli.connect_workspace", boom)
-    code, _, err = run_cli(["workspace", "connect", "ws1", "--token", "tok-12345"], capsys)
+    code, _, err = run_cli(None, capsys, "workspace", "connect", "ws1", "--token", "tok-12345")
     assert code == 1 and "tok-12345" not in one_line(err) and "something echoed ***" in err
 
 
@@ -184,7 +179,7 @@ def test_a_reader_that_leaves_midway_through_a_long_answer_ends_it_quietly(aws_e
         print("a dead letter")
         raise BrokenPipeError(32, "Broken pipe")             # what print raises once `head` has gone
     monkeypatch.setattr("chalicelib.cli._dlq_list", long_answer)
-    code, _, err = run_cli(["dlq", "list"], capsys)
+    code, _, err = run_cli(None, capsys, "dlq", "list")
     assert (code, err) == (141, "")
 
 
@@ -234,12 +229,17 @@ def test_a_stage_that_cannot_be_read_is_one_bridge_line_saying_what_is_missing(t
 
 
 
-@pytest.mark.parametrize("at", ["chalicelib.cli",                # while ./bridge loads
-                                "chalicelib.services.doctor"])   # while the command runs
-def test_ctrl_c_ends_the_bridge_command_quietly_with_130(tmp_path, at):
+@pytest.mark.parametrize("command, at", [
+    ([str(ROOT / "bridge")], "infra.local"),                  # while Python finds ./bridge's module
+    ([str(ROOT / "bridge")], "chalicelib.cli"),               # while ./bridge loads
+    ([str(ROOT / "bridge")], "chalicelib.services.doctor"),   # while the command runs
+    ([sys.executable, "-m", "chalicelib.cli"], "chalicelib.config"),            # while the CLI loads
+    ([sys.executable, "-m", "chalicelib.cli"], "chalicelib.services.doctor"),
+])
+def test_ctrl_c_ends_the_bridge_command_quietly_with_130(tmp_path, command, at):
     (tmp_path / "sitecustomize.py").write_text(INTERRUPT_HOOK)
-    done = subprocess.run([str(ROOT / "bridge"), "doctor", "42"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "BRIDGE_TABLE": "t-table", "PYTHONPATH": str(tmp_path),
-                                           "INTERRUPT_AT_IMPORT": at},
+    done = subprocess.run([*command, "doctor", "42"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "BRIDGE_TABLE": "t-table", "INTERRUPT_AT_IMPORT": at,
+                                           "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "")

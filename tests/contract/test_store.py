@@ -3,16 +3,18 @@ implementations: claims and leases, event-time ordering, only-forward qualificat
 index, pointers, history, and the small repositories."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
 
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (COUNT_CLOCK_SLACK, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
+from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
                                    ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
+from tests.fakes import FakeClock
 
 ANN = PersonRef("42", "7")
 WS = "ws1"
@@ -755,17 +757,60 @@ def test_an_erased_lead_is_taken_off_their_referrers_count_once_and_never_below_
     assert store.links.get_many([PersonRef("42", "2"), PersonRef("42", "4")]) == {}
 
 
-def test_a_lead_dated_a_moment_before_its_count_began_is_in_it(store, clock):
-    """Two first leads of a referrer finishing on two workers: the one that creates the count may date
-    it a moment after the other dated its lead. That lead is still taken off when forgotten."""
+def _worker(store, clock):
+    """The store's links as another worker sees them: the same table, its own clock."""
+    links = copy.copy(store.links)
+    links.clock = clock
+    return links
+
+
+@pytest.mark.parametrize("batch", [1, 2], ids=["alone", "in_a_batch"])
+def test_a_lead_counted_on_a_worker_whose_clock_is_behind_the_count_s_start_is_dated_from_it(store, clock, batch):
+    """Two first leads of a referrer finishing at once on two workers: the one whose clock is 2 s ahead
+    begins the count first; the other's lead is counted from that start, not by its own clock. So
+    forgetting either takes it off, while a lead counted before the count began is not."""
+    behind = _worker(store, FakeClock(clock.now - 2))
+    _finish_leads(store, "0")                                        # counted for the referrer forgotten below
+    clock.now += 60
+    assert store.links.forget_referrals(REFERRER) is True
+    behind.clock.now = clock.now - 2
+    _finish_leads(store, "1")                                        # the worker ahead begins the count
+    began = store.links.referrals(REFERRER).since
+    users = ["2", "3"][:batch]
+    claims = behind.claim_many([(PersonRef("42", u), WS) for u in users])
+    assert behind.finish_many([(c, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
+                               for c in claims]) == [None] * batch
+    late = [store.links.get(PersonRef("42", u)) for u in users]
+    assert [lead.counted_at for lead in late] == [began] * batch and store.links.referrals(REFERRER).since == began
+    assert store.links.referrals(REFERRER).n == 1 + batch
+    assert store.links.erase(late[0]).lowered == REFERRER
+    assert store.links.erase(store.links.get(PersonRef("42", "0"))).lowered is None     # counted 1 min before it began
+    assert store.links.referrals(REFERRER).n == batch
+
+
+def test_a_lead_backfill_counts_on_a_worker_whose_clock_is_behind_the_count_s_start_is_dated_from_it(store, clock):
     _finish_leads(store, "1")
-    stale_clock = clock.now
-    clock.now += 2
-    assert store.links.forget_referrals(REFERRER) is True          # (a count begun 2 s after lead 2's date)
-    _finish_leads(store, "3")
-    lead2 = store.links.get(PersonRef("42", "1"))
-    assert lead2.counted_at == stale_clock and store.links.referrals(REFERRER).since == clock.now
-    assert store.links.erase(lead2).lowered == REFERRER and store.links.referrals(REFERRER).n == 0
+    began = store.links.referrals(REFERRER).since
+    _finish_leads(store, "2", counts_for=None)                       # applied before the campaign kept counts
+    behind = _worker(store, FakeClock(clock.now - 2))
+    assert behind.count_applied_many([(PersonRef("42", "2"), "100", [])]) == [True]
+    assert store.links.get(PersonRef("42", "2")).counted_at == began
+    assert store.links.erase(store.links.get(PersonRef("42", "2"))).lowered == REFERRER
+    assert store.links.referrals(REFERRER).n == 1
+
+
+def test_a_lost_claim_on_a_worker_whose_clock_is_behind_the_count_s_start_is_not_retried_as_the_count_s(
+        store, clock):
+    """The count's refusal is retried dated from its start; the claim's, in the same write, still
+    means the claim was lost: nothing is counted."""
+    _finish_leads(store, "1")
+    behind = _worker(store, FakeClock(clock.now - 2))
+    lost = behind.claim(PersonRef("42", "2"), WS, lease=1)
+    clock.now += 5
+    assert store.links.claim(PersonRef("42", "2"), WS) is not None              # its lease ran out: taken over
+    with pytest.raises(Busy, match="lost the claim"):
+        behind.finish(lost, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
+    assert store.links.referrals(REFERRER).n == 1
 
 
 def test_an_old_lead_of_a_forgotten_referrer_is_not_taken_off_the_count_she_began_since(store, clock):
@@ -774,7 +819,7 @@ def test_an_old_lead_of_a_forgotten_referrer_is_not_taken_off_the_count_she_bega
     _finish_leads(store, "1", "2")
     clock.now += 60
     assert store.links.forget_referrals(REFERRER) is True
-    clock.now += COUNT_CLOCK_SLACK + 60                              # she comes back later than the slack
+    clock.now += 60                                                  # she comes back a minute later
     _finish_leads(store, "3")
     assert store.links.referrals(REFERRER).n == 1
     erased = store.links.erase(store.links.get(PersonRef("42", "1")))

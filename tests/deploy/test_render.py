@@ -224,3 +224,40 @@ def test_stack_parameters_follow_the_chalice_config_and_keep_earlier_values():
 def test_the_output_names_the_cli_reads_are_outputs_of_the_template():
     assert set(OUTPUT_ENV) <= set(re.findall(r"^  (\w+):\n", deploy.TEMPLATE.read_text().split("\nOutputs:\n")[1],
                                              re.M))
+
+
+def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeout():
+    """A claim shorter than the worker's run lets a second worker take over a person still being
+    worked on. What is deployed: infra/chalice-config.json's worker timeout, and the lease the worker
+    reads (BRIDGE_LEASE_SECONDS, or its default); the queue's visibility timeout is six times it."""
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    for stage in base["stages"]:
+        assert deploy.lease_problem(base, stage) is None
+        assert deploy.worker_timeout(base, stage) <= 120      # the default lease, unless the config sets one
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"lambda_timeout": 300}, "BRIDGE_LEASE_SECONDS is 120 s, shorter than the worker's lambda_timeout of 300 s"),
+    ({"stages": {"prod": {"environment_variables": {"BRIDGE_LEASE_SECONDS": "60"}}}},
+     "BRIDGE_LEASE_SECONDS is 60 s, shorter than the worker's lambda_timeout of 120 s"),
+    ({"stages": {"prod": {"lambda_functions": {"worker": {"lambda_timeout": 900}}}}},
+     "BRIDGE_LEASE_SECONDS is 120 s, shorter than the worker's lambda_timeout of 900 s"),
+    ({"stages": {"prod": {"environment_variables": {"BRIDGE_LEASE_SECONDS": "2 minutes"}}}},
+     "BRIDGE_LEASE_SECONDS is '2 minutes' (stage prod), not a number of seconds"),
+])
+def test_make_deploy_refuses_a_lease_shorter_than_the_workers_timeout_in_one_line_before_touching_aws(
+        tmp_path, capsys, change, says):
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    config = tmp_path / "chalice-config.json"
+    config.write_text(json.dumps(deploy._merge(base, change)))
+
+    class NoAws:
+        def client(self, service):
+            raise AssertionError(f"{service} was called")
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.deploy("prod", project_dir=tmp_path, aws=NoAws(), base_config=config)   # type: ignore[arg-type]
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / ".chalice").exists()
+    longer = {"stages": {"prod": {"lambda_functions": {"worker": {"environment_variables": {
+        "BRIDGE_LEASE_SECONDS": "900"}}}}}}                 # the worker's own setting wins, as in Chalice
+    assert deploy.lease_problem(deploy._merge(json.loads(config.read_text()), longer), "prod") is None

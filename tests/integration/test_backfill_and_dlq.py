@@ -12,13 +12,14 @@ import pytest
 from chalicelib.cli import main
 from chalicelib.domain.link import PersonRef
 
+from tests.support.cli import run_cli
+
 from .conftest import join_body, lead_settings
 
 
 def run(bridge, capsys, *argv) -> tuple[int, dict]:
-    capsys.readouterr()
-    code = main([*argv, "--json"], rt=bridge.operator())
-    return code, json.loads(capsys.readouterr().out)
+    code, out, _ = run_cli(bridge.operator(), capsys, *argv, "--json")
+    return code, json.loads(out)
 
 
 @pytest.fixture

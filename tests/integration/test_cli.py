@@ -6,6 +6,7 @@ import json
 import yaml
 
 from chalicelib.cli import main
+from tests.support.cli import run_cli
 
 from .conftest import WORKSPACE, lead_settings
 
@@ -65,13 +66,6 @@ def test_history_shows_the_trail_without_secrets(bridge, rf, intercom, capsys):
 
 # --- --json on every command that answers, `workspace list`, blank secrets ---------------------------
 
-def run(bridge, capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv), rt=bridge.operator())
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_object(bridge, intercom, tmp_path,
                                                                                     capsys):
     """README: every command that answers takes --json (these exited 2, "unrecognized arguments")."""
@@ -85,7 +79,7 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
                  ["workspace", "oauth-app", "--client-id", "public-app", "--client-secret", "public-secret"],
                  ["dlq", "replay"], ["settings", "delete", "43"], ["workspace", "list"],
                  ["workspace", "disconnect", WORKSPACE]):
-        code, out, err = run(bridge, capsys, *argv, "--json")
+        code, out, err = run_cli(bridge.operator(), capsys, *argv, "--json")
         assert code == 0, (argv, err)
         answers[" ".join(argv[:2])] = json.loads(out)      # one JSON object, nothing else on stdout
     assert answers["settings check"] == {"valid": True, "campaign_id": "42", "workspace": WORKSPACE,
@@ -104,15 +98,15 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
 def test_workspace_list_shows_each_workspace_its_status_and_which_secrets_are_set_never_their_values(
         bridge, other_workspaces, capsys):
     other = other_workspaces("ws-b", "b-token-value")
-    assert run(bridge, capsys, "workspace", "connect", "ws-b", "--token", "b-token-value", "--client-secret",
-               "b-client-secret-value", "--api-base", other.base_url)[0] == 0
-    assert run(bridge, capsys, "workspace", "disconnect", "ws-b")[0] == 0
+    assert run_cli(bridge.operator(), capsys, "workspace", "connect", "ws-b", "--token", "b-token-value",
+                   "--client-secret", "b-client-secret-value", "--api-base", other.base_url)[0] == 0
+    assert run_cli(bridge.operator(), capsys, "workspace", "disconnect", "ws-b")[0] == 0
     named_only = lead_settings()
     named_only.update(campaign_id="44", workspace="ws-never")
     bridge.apply(named_only)
     bridge.apply(lead_settings())
 
-    code, out, _ = run(bridge, capsys, "workspace", "list", "--json")
+    code, out, _ = run_cli(bridge.operator(), capsys, "workspace", "list", "--json")
     assert code == 0 and json.loads(out) == {"workspaces": [
         {"workspace": "vne310wv", "status": "active", "secrets_set": ["client-secret", "token"], "api_base": None,
          "campaigns": ["42"]},
@@ -120,7 +114,7 @@ def test_workspace_list_shows_each_workspace_its_status_and_which_secrets_are_se
          "campaigns": []},
         {"workspace": "ws-never", "status": "not connected", "secrets_set": [], "api_base": None,
          "campaigns": ["44"]}]}
-    code, text, _ = run(bridge, capsys, "workspace", "list")
+    code, text, _ = run_cli(bridge.operator(), capsys, "workspace", "list")
     assert code == 0 and text.splitlines() == [
         "3 workspace(s)",
         "- vne310wv  active  secrets set: client-secret, token  api base default  campaigns: 42",
@@ -138,7 +132,7 @@ def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_store
             (["--token", "rf-new\n"], "bridge: --token begins or ends with spaces or a newline (a copy-paste?): "
                                      "give it without them; nothing was stored\n"),
             (["--token", " rf-new", "--webhook-secret", "fine"], "bridge: --token begins or ends with spaces")):
-        code, out, err = run(bridge, capsys, "rf", "connect", *argv)
+        code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", *argv)
         assert (code, out) == (1, "") and err.startswith(says) and err.count("\n") == 1, (argv, err)
     secrets = bridge.rt.secrets.scoped("edge")
     assert secrets.get("rf/webhook-secret") == "rf-hook-secret"
@@ -146,8 +140,9 @@ def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_store
 
 
 def test_workspace_connect_and_the_oauth_app_refuse_blank_secrets_too(bridge, capsys):
-    code, _, err = run(bridge, capsys, "workspace", "connect", WORKSPACE, "--client-secret", "  ")
+    code, _, err = run_cli(bridge.operator(), capsys, "workspace", "connect", WORKSPACE, "--client-secret", "  ")
     assert code == 1 and err.startswith("bridge: --client-secret is empty (or only spaces)")
-    code, _, err = run(bridge, capsys, "workspace", "oauth-app", "--client-id", "app ", "--client-secret", "public-secret")
+    code, _, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-app", "--client-id", "app ",
+                           "--client-secret", "public-secret")
     assert code == 1 and err.startswith("bridge: --client-id begins or ends with spaces")
     assert bridge.rt.secrets.scoped("edge").get(f"intercom/{WORKSPACE}/client-secret") == "client-secret"

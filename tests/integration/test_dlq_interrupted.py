@@ -8,16 +8,9 @@ import json
 
 import pytest
 
-from chalicelib.cli import main
+from tests.support.cli import run_cli as run
 
 LETTERS = 30
-
-
-def run(rt, capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv), rt=rt)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def listed(bridge, capsys) -> dict:

@@ -130,9 +130,9 @@ def test_a_forget_killed_before_it_asked_for_the_lowered_counts_write_is_repaire
     assert count_of(intercom, contact) == 2
     operator = bridge.operator()
 
-    def killed(message):
+    def killed(messages, delay=0):
         raise Killed()
-    operator.queue.send = killed                                     # type: ignore
+    operator.queue.send_many = killed                                # type: ignore
     with pytest.raises(Killed):
         main(["forget", "lead0@example.com"], operator)
     code, out, _ = cli(bridge, "forget", "lead0@example.com", capsys=capsys)       # again: nothing left to erase
@@ -225,7 +225,7 @@ def test_forgetting_a_lead_from_before_their_referrer_was_forgotten_leaves_the_c
     contact; forgetting the new lead takes it off."""
     rob, contact = joined_with_leads(bridge, intercom, rf, "rob@example.com", 3)
     assert cli(bridge, "forget", "rob@example.com", capsys=capsys)[0] == 0
-    clock.now += 3600                                                # he comes back
+    clock.now += 60                                                  # he comes back a minute later
     bridge.post_join(join_body(rob))
     late = rf.add_user(42, "late@example.com", "Late", referrer_id=rob["id"])
     bridge.post_join(join_body(late))

@@ -9,7 +9,7 @@ import json
 
 import yaml
 
-from chalicelib.cli import main
+from tests.support.cli import run_cli
 
 from .conftest import WORKSPACE, join_body, lead_settings, qualifying_settings
 from .test_join_flow import new_lead
@@ -25,13 +25,6 @@ def write(tmp_path, text: str, name="campaign.yaml") -> str:
     return str(path)
 
 
-def run(bridge, capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv), rt=bridge.operator())
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def unquoted_yes() -> str:
     """docs/examples/campaign.yaml's rule with `value: Yes` not quoted (the walkthrough's sed)."""
     text = yaml.safe_dump(qualifying_settings(), sort_keys=False).replace("value: 'Yes'", "value: Yes")
@@ -42,21 +35,22 @@ def unquoted_yes() -> str:
 def test_an_unquoted_yes_for_a_text_attribute_is_refused_by_apply_and_reported_by_doctor(bridge, tmp_path, capsys):
     path = write(tmp_path, unquoted_yes())
     # offline, the type of the attribute is unknown: a warning, with its line and the fix
-    code, out, err = run(bridge, capsys, "settings", "check", path)
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "check", path)
     assert code == 0 and out.startswith("settings are valid")
     assert 'value: Yes is read as the boolean true, not the text "Yes" — for a text attribute, quote it' in err
     # the live check knows custom_attributes.signed_up is text: refused, nothing stored
-    code, out, err = run(bridge, capsys, "settings", "apply", path)
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", path)
     assert (code, err) == (2, f"settings are invalid:\n  - {YES_FIX}\n")
-    assert run(bridge, capsys, "settings", "show", "42")[0] == 1
+    assert run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 1
     # stored anyway (--offline): doctor says the same, as a problem
-    code, out, err = run(bridge, capsys, "settings", "apply", "--offline", path)
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", path)
     assert code == 0 and "value: Yes is read as the boolean true" in err
     code, report = doctor(bridge, capsys)
     [found] = [f for f in bad(report, "settings.workspace") if f["what"].startswith("qualification.value")]
     assert f"{found['what']} — {found['fix']}" == YES_FIX and "nothing qualifies" in found["why"]
     # quoted, it applies (and doctor finds nothing wrong with the settings)
-    assert run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
+    assert run_cli(bridge.operator(), capsys, "settings", "apply",
+                   write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
     assert bad(doctor(bridge, capsys)[1], "settings") == []
 
 
@@ -64,7 +58,7 @@ def test_a_campaign_id_no_webhook_can_carry_is_refused_by_check_and_apply(bridge
     for wrong in ("42 ", "", "4 2"):
         path = write(tmp_path, yaml.safe_dump({**lead_settings(), "campaign_id": wrong}))
         for argv in (["settings", "check", path], ["settings", "apply", path]):
-            code, _, err = run(bridge, capsys, *argv)
+            code, _, err = run_cli(bridge.operator(), capsys, *argv)
             assert code == 2 and f"  - campaign_id: {wrong!r} is not an id a webhook can carry" in err
 
 
@@ -77,23 +71,23 @@ def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(br
     assert [f["what"] for f in bad(doctor(bridge, capsys)[1], "settings.referral_link")] == [
         "campaign 43 also writes its referral links to custom_attributes.referral_link"]
 
-    code, out, _ = run(bridge, capsys, "settings", "delete", "43")
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "delete", "43")
     assert code == 0 and out.startswith("settings of campaign '43' deleted (version 1, workspace vne310wv)")
     assert bad(doctor(bridge, capsys)[1], "settings.referral_link") == []
     assert bad(doctor(bridge, capsys, 43)[1], "settings")[0]["what"] == "campaign 43 has no settings here"
-    code, _, err = run(bridge, capsys, "settings", "delete", "43")
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "43")
     assert code == 1 and "campaign '43' has no settings, nothing was deleted" in err
 
     lead = new_lead(rf)
     assert bridge.post_join(join_body(lead)).status_code == 202
     bridge.drain()
-    code, _, err = run(bridge, capsys, "settings", "delete", "42")
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42")
     assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person: once its settings are deleted")
-    assert "add --yes" in err and run(bridge, capsys, "settings", "show", "42")[0] == 0
-    code, out, _ = run(bridge, capsys, "settings", "delete", "42", "--yes")
+    assert "add --yes" in err and run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 0
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "delete", "42", "--yes")
     assert code == 0 and out.rstrip().endswith("; kept, with their history: 1 linked person")
-    assert run(bridge, capsys, "settings", "show", "42")[0] == 1
-    code, out, _ = run(bridge, capsys, "history", "42", str(lead["id"]))
+    assert run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 1
+    code, out, _ = run_cli(bridge.operator(), capsys, "history", "42", str(lead["id"]))
     assert code == 0 and json.loads(out)["link"]["status"] == "linked"
     bridge.rt.forget()                       # the API's cache of known campaigns (a minute in a Lambda)
     answer = bridge.post_join(join_body(new_lead(rf, "bob@example.com")))
@@ -105,7 +99,7 @@ def test_an_operator_that_cannot_compare_the_attribute_is_refused_by_apply_as_do
     doc = qualifying_settings(operator="gte", value="abc")
     line = ("qualification.operator: gte compares numbers or dates, but custom_attributes.signed_up is a text "
             "attribute — use equals or contains, or a number or date attribute")
-    code, _, err = run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
     assert (code, err) == (2, f"settings are invalid:\n  - {line}\n")
     apply_offline(bridge, doc)
     [found] = bad(doctor(bridge, capsys)[1], "settings.workspace")
@@ -118,7 +112,7 @@ def test_the_sync_block_is_checked_by_apply_and_doctor_as_the_dry_run_checks_it(
         "fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"},
                    {"from": "custom_attributes.plan", "to": "meta.plan"}],
         "referral_link_attribute": "custom_attributes.score"}}
-    code, _, err = run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
     refused = [line.removeprefix("  - ") for line in err.splitlines()[1:]]
     assert code == 2 and [p.split(":")[0] for p in refused] == [
         "sync.segment_id", "sync.referral_link_attribute", "sync.fields"]
@@ -127,7 +121,7 @@ def test_the_sync_block_is_checked_by_apply_and_doctor_as_the_dry_run_checks_it(
     apply_offline(bridge, doc)
     reported = [f"{f['what']} — {f['fix']}" for f in bad(doctor(bridge, capsys)[1], "settings.workspace")]
     assert reported == refused
-    code, _, err = run(bridge, capsys, "sync", "start", "42", "--dry-run")
+    code, _, err = run_cli(bridge.operator(), capsys, "sync", "start", "42", "--dry-run")
     assert code == 1 and [line.removeprefix("  - ") for line in err.splitlines()[1:]] == refused
 
 
@@ -139,13 +133,13 @@ def test_a_key_given_twice_is_refused_with_the_key_and_its_line(bridge, tmp_path
     expected = (f"settings are invalid:\n  - line {last}: the key 'leads' is given twice (first on line {first}) — "
                 "keep one: YAML would silently use the last\n")
     for argv in (["settings", "check", path], ["settings", "apply", path]):
-        assert run(bridge, capsys, *argv)[::2] == (2, expected)
-    assert run(bridge, capsys, "settings", "show", "42")[0] == 1
+        assert run_cli(bridge.operator(), capsys, *argv)[::2] == (2, expected)
+    assert run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 1
 
 
 def refused(bridge, capsys, tmp_path, command: str, doc: dict) -> list[str]:
     """`bridge settings <command>` refuses the document: its problems, one a line, in order."""
-    code, _, err = run(bridge, capsys, "settings", command, write(tmp_path, yaml.safe_dump(doc)))
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", command, write(tmp_path, yaml.safe_dump(doc)))
     head, *lines = err.splitlines()
     assert code == 2 and head == "settings are invalid:" and err.endswith("\n")
     assert all(line.startswith("  - ") for line in lines)
@@ -172,15 +166,16 @@ def test_the_readmes_invalid_settings_example_is_what_apply_answers(bridge, tmp_
 
 
 def test_what_settings_show_prints_can_be_edited_and_applied_again(bridge, tmp_path, capsys):
-    assert run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
-    code, out, _ = run(bridge, capsys, "settings", "show", "42")
+    assert run_cli(bridge.operator(), capsys, "settings", "apply",
+                   write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "show", "42")
     shown = json.loads(out)
     assert code == 0 and shown["version"] == 1
     shown["settings"]["qualification"]["value"] = "Done"
     path = write(tmp_path, json.dumps(shown), name="shown.json")
-    assert run(bridge, capsys, "settings", "check", path)[:2] == (0, "settings are valid\n")
-    assert run(bridge, capsys, "settings", "apply", path)[0] == 0
-    again = json.loads(run(bridge, capsys, "settings", "show", "42")[1])
+    assert run_cli(bridge.operator(), capsys, "settings", "check", path)[:2] == (0, "settings are valid\n")
+    assert run_cli(bridge.operator(), capsys, "settings", "apply", path)[0] == 0
+    again = json.loads(run_cli(bridge.operator(), capsys, "settings", "show", "42")[1])
     assert again["version"] == 2 and again["settings"]["qualification"]["value"] == "Done"
 
 
@@ -193,31 +188,33 @@ def test_an_unquoted_id_yaml_reads_as_another_number_is_refused_and_never_overwr
         path = write(tmp_path, f"campaign_id: {written}\nworkspace: vne310wv\nleads: {{action: nothing}}\n"
                                "referrers: {action: nothing}\n")
         for argv in (["settings", "check", path], ["settings", "apply", "--offline", path]):
-            assert run(bridge, capsys, *argv) == (2, "", (
+            assert run_cli(bridge.operator(), capsys, *argv) == (2, "", (
                 f'settings are invalid:\n  - line 1: campaign_id: {written} is read by YAML as the number {read}, '
                 f'not the text "{written}" — write the id exactly as Referral Factory shows it, quoted: '
                 f'campaign_id: "{written}"\n'))
-    code, out, _ = run(bridge, capsys, "settings", "show", "42")
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "show", "42")
     assert code == 0 and json.loads(out)["version"] == 1 and json.loads(out)["settings"]["leads"]["action"] == \
         "create_lead"
-    assert [run(bridge, capsys, "settings", "show", other)[0] for other in ("34", "260", "1000")] == [1, 1, 1]
+    assert [run_cli(bridge.operator(), capsys, "settings", "show", other)[0]
+            for other in ("34", "260", "1000")] == [1, 1, 1]
 
 
 def test_apply_offline_warns_that_the_attributes_were_not_checked(bridge, tmp_path, capsys):
     path = write(tmp_path, yaml.safe_dump(lead_settings()))
     warning = ("--offline: workspace vne310wv's attributes were not checked — `bridge doctor 42` checks them (or "
                "apply again without --offline)")
-    code, out, err = run(bridge, capsys, "settings", "apply", "--offline", path)
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", path)
     assert (code, err, json.loads(out)) == (0, f"warning: {warning}\n", {"campaign_id": "42", "version": 1})
-    code, out, _ = run(bridge, capsys, "settings", "apply", "--offline", "--json", path)
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", "--json", path)
     assert (code, json.loads(out)) == (0, {"campaign_id": "42", "version": 2, "warnings": [warning]})
 
 
 def test_a_file_that_is_not_yaml_is_refused_in_one_line(bridge, tmp_path, capsys):
     path = write(tmp_path, "campaign_id: '42'\nleads:\n  action: nothing\n  tag: x: y\n")
     for argv in (["settings", "check", path], ["settings", "apply", path]):
-        assert run(bridge, capsys, *argv) == (2, "", "settings are invalid:\n  - (document): not valid YAML or JSON "
-                                                     "— line 4, column 9: mapping values are not allowed here\n")
+        assert run_cli(bridge.operator(), capsys, *argv) == (
+            2, "", "settings are invalid:\n  - (document): not valid YAML or JSON "
+                   "— line 4, column 9: mapping values are not allowed here\n")
 
 
 def test_deleting_settings_counts_failed_joins_apart_from_linked_people(bridge, capsys):
@@ -226,7 +223,7 @@ def test_deleting_settings_counts_failed_joins_apart_from_linked_people(bridge, 
     for user, status in (("1", LinkStatus.LINKED), ("2", LinkStatus.FAILED), ("3", LinkStatus.FAILED)):
         claim = bridge.rt.store.links.claim(PersonRef("42", user), "vne310wv")
         bridge.rt.store.links.finish(claim, JoinResult(status, reason="Intercom said 500"), [])
-    code, _, err = run(bridge, capsys, "settings", "delete", "42")
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42")
     assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person and 2 failed joins that linked "
                                         "nobody: once its settings are deleted")
 

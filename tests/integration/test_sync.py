@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from chalicelib.cli import main
 from tests.integration.conftest import WORKSPACE, join_body, lead_settings
+from tests.support.cli import run_cli
 
 LINK = "custom_attributes.referral_link"
 
@@ -28,10 +28,7 @@ def segment(intercom, n: int, name="Customers", **extra) -> tuple[str, list[dict
 
 
 def cli(bridge, *args: str, capsys) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args), bridge.operator())
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(bridge.operator(), capsys, *args)
 
 
 def creates(rf) -> int:
@@ -371,3 +368,80 @@ def test_a_referrer_whose_join_skipped_her_existing_contact_still_gets_her_refer
     bridge.drain()
     assert creates(rf) == 0
     assert intercom.get(existing["id"])["custom_attributes"].get("referral_link") == rita["url"]
+
+
+def test_the_bridge_s_own_referrer_whose_contact_holds_a_stale_link_gets_hers_and_a_right_one_is_not_written_again(
+        bridge, intercom, rf, capsys):
+    """Any value where sync writes the link is not taken as written: the hosted integration (another
+    campaign's link) or an old URL may have left it. RF says each referrer's link once; a contact that
+    holds it already is not written again."""
+    seg, _ = segment(intercom, 0)
+    bridge.apply(sync_settings(seg))
+    stale = intercom.add_contact("rita@example.com", role="user", name="Rita",
+                                 custom_attributes={"referral_link": "https://old.example/r/rita"})
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    assert bridge.post_join(join_body(rita)).status_code == 202          # duplicates: skip keeps the old value
+    ria = rf.add_user(42, "ria@example.com", "Ria")
+    assert bridge.post_join(join_body(ria)).status_code == 202           # her contact is created with her link
+    bridge.drain()
+    [right] = intercom.contacts_by_email("ria@example.com")
+    assert intercom.get(stale["id"])["custom_attributes"]["referral_link"] == "https://old.example/r/rita"
+    assert intercom.get(right["id"])["custom_attributes"]["referral_link"] == ria["url"]
+    intercom.segment_members[seg].update((stale["id"], right["id"]))
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert intercom.get(stale["id"])["custom_attributes"]["referral_link"] == rita["url"]
+    assert intercom.count("PUT", f"/contacts/{stale['id']}") == 1
+    assert intercom.count("PUT", f"/contacts/{right['id']}") == 0
+    assert creates(rf) == 0 and rf.count("GET", f"/users/{rita['id']}") == rf.count("GET", f"/users/{ria['id']}") == 1
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["enrolled"], status["already_enrolled"], status["skipped"]) == (0, 2, 0)
+    cli(bridge, "sync", "start", "42", capsys=capsys)                     # again: the ledger knows both
+    bridge.drain()
+    assert intercom.count("PUT", f"/contacts/{stale['id']}") == 1 and rf.count("GET", f"/users/{rita['id']}") == 1
+
+
+def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(bridge, intercom, rf, capsys, monkeypatch):
+    """RF answered the create without a url: the run says so (`sync report`, `explain`) and the next
+    run asks RF for that user again (once), then writes the link."""
+    seg, contacts = segment(intercom, 2)
+    bridge.apply(sync_settings(seg))
+    insert = rf._insert
+
+    def without_url(*args, **kwargs):
+        user = insert(*args, **kwargs)
+        user["url"] = None if user["email"] == "person0@example.com" else user["url"]
+        return user
+    monkeypatch.setattr(rf, "_insert", without_url)
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    [pending] = rf.users_by_email("person0@example.com")
+    cid = contacts[0]["id"]
+    assert intercom.count("PUT", f"/contacts/{cid}") == 0
+    assert rf.count("GET", f"/users/{pending['id']}") == 0
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    [example] = report["skipped"]["no_link_yet"]["examples"]
+    assert (report["counts"], example["contact_id"]) == ({"enrolled": 1, "no_link_yet": 1}, cid)
+    assert example["detail"].startswith(f"no referral link yet: Referral Factory has none for user {pending['id']}")
+    found = json.loads(cli(bridge, "explain", cid, "--json", capsys=capsys)[1])
+    assert [e["reason"] for e in found["trail"] if e["event"] == "sync"] == \
+        [f"enrolled by sync run 1 from segment {seg}; {example['detail']}"]
+
+    cli(bridge, "sync", "start", "42", capsys=capsys)                     # RF has no link yet: asked, said again
+    bridge.drain()
+    assert rf.count("GET", f"/users/{pending['id']}") == 1 and intercom.count("PUT", f"/contacts/{cid}") == 0
+    assert json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])["skipped"] == 1
+
+    rf.users[pending["id"]]["url"] = "https://rf.example/r/late"          # RF made the link since
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    assert rf.count("GET", f"/users/{pending['id']}") == 2 and intercom.count("PUT", f"/contacts/{cid}") == 1
+    assert intercom.get(cid)["custom_attributes"]["referral_link"] == "https://rf.example/r/late"
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["enrolled"], status["already_enrolled"], status["skipped"]) == (1, 1, 0)
+    found = json.loads(cli(bridge, "explain", cid, "--json", capsys=capsys)[1])
+    assert found["trail"][-1]["reason"] == f"referral link written to {LINK} by sync run 3 from segment {seg}: " \
+                                           "Referral Factory had made none before"
+    cli(bridge, "sync", "start", "42", capsys=capsys)                     # written: not asked again
+    bridge.drain()
+    assert rf.count("GET", f"/users/{pending['id']}") == 2 and creates(rf) == 2

@@ -14,6 +14,8 @@ import yaml
 
 from chalicelib.cli import main
 
+from tests.support.cli import run_cli
+
 from .conftest import SECRET, WORKSPACE, join_body, lead_settings, qualifying_settings
 from .test_edge_cases import join
 from .test_join_flow import new_lead
@@ -21,15 +23,12 @@ from .test_join_flow import new_lead
 
 # --- the two commands, as an operator runs them (a fresh CLI runtime each time) ---------------------
 def doctor(bridge, capsys, campaign="42") -> tuple[int, dict]:
-    capsys.readouterr()                                   # the stack's own log lines so far
-    code = main(["doctor", str(campaign), "--json"], rt=bridge.operator())
-    return code, json.loads(capsys.readouterr().out)
+    code, out = doctor_text(bridge, capsys, campaign, "--json")
+    return code, json.loads(out)
 
 
-def doctor_text(bridge, capsys, campaign="42") -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["doctor", str(campaign)], rt=bridge.operator())
-    return code, capsys.readouterr().out
+def doctor_text(bridge, capsys, campaign="42", *options: str) -> tuple[int, str]:
+    return run_cli(bridge.operator(), capsys, "doctor", str(campaign), *options)[:2]
 
 
 def bad(report: dict, check: str) -> list[dict]:
@@ -38,9 +37,8 @@ def bad(report: dict, check: str) -> list[dict]:
 
 
 def explain(bridge, capsys, who) -> tuple[int, dict]:
-    capsys.readouterr()
-    code = main(["explain", str(who), "--json"], rt=bridge.operator())
-    return code, json.loads(capsys.readouterr().out)
+    code, out, _ = run_cli(bridge.operator(), capsys, "explain", str(who), "--json")
+    return code, json.loads(out)
 
 
 def entries(found: dict, event: str, outcome: str | None = None) -> list[dict]:

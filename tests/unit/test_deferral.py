@@ -84,3 +84,27 @@ def test_the_copy_keeps_the_body_and_sqs_caps_its_delay():
     assert batch["Entries"][0]["MessageBody"] == '{"kind":"intercom.check"}'
     assert batch["Entries"][0]["MessageAttributes"]["bridge-tries"] == {"DataType": "Number", "StringValue": "2"}
     assert Record.from_lambda({"messageAttributes": {"bridge-tries": {"stringValue": "x"}}}).tries_before == 0
+
+
+def test_a_batch_send_sqs_half_refuses_sends_every_batch_and_names_each_refused_message():
+    """SQS answers a SendMessageBatch with some entries Failed: the later batches are still sent, and
+    the error carries each refused message with its reason (none dropped unsaid), not the bodies."""
+    from chalicelib.adapters.queue import Queue
+    from chalicelib.ports import NotSent
+
+    class Client:
+        def __init__(self):
+            self.calls: list = []
+
+        def send_message_batch(self, **kw):
+            self.calls.append(kw["Entries"])
+            return {"Failed": [{"Id": "3", "SenderFault": False, "Code": "InternalError"},
+                               {"Id": "7", "SenderFault": True, "Code": "InvalidMessageContents", "Message": "bad"}]
+                    } if len(self.calls) == 1 else {}
+    client = Client()
+    messages = [{"kind": "referral.count", "n": n} for n in range(25)]
+    with pytest.raises(NotSent) as refused:
+        Queue("https://sqs/q", client=client).send_many(messages)
+    assert [len(c) for c in client.calls] == [10, 10, 5]
+    assert refused.value.refused == [(messages[3], "InternalError"), (messages[7], "InvalidMessageContents: bad")]
+    assert str(refused.value) == "SQS refused 2 of 25 message(s): InternalError; InvalidMessageContents: bad"

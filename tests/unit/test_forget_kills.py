@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from chalicelib.domain.link import PersonRef
+from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
 from chalicelib.ports.store import COUNT_ASK_GRACE
 from chalicelib.services.backfill import backfill
 from chalicelib.services.privacy import forget
@@ -48,14 +48,14 @@ def count_of(rita: dict):
 def test_a_forget_stopped_after_erasing_and_before_asking_for_the_write_is_repaired_by_reconciliation(stop):
     work, rita = counting()
     assert count_of(rita) == 2
-    send = work.queue.send
+    send_many = work.queue.send_many
 
-    def stopped(message):
+    def stopped(messages, delay=0):
         raise stop
-    work.queue.send = stopped                         # type: ignore
+    work.queue.send_many = stopped                    # type: ignore
     with pytest.raises(type(stop)):
         forget(work, "lead1@example.com")
-    work.queue.send = send                            # type: ignore
+    work.queue.send_many = send_many                  # type: ignore
     assert work.store.links.referrals(RITA).n == 1 and count_of(rita) == 2      # lowered, not written
     assert forget(work, "lead1@example.com")["links"] == 0                      # again: nothing left to erase
     run(work, *sent(work))
@@ -148,3 +148,40 @@ def test_forgetting_an_old_lead_of_a_forgotten_referrer_leaves_the_count_of_her_
     assert work.store.links.referrals(RITA).n == 1
     forget(work, "lead1@example.com")
     assert work.store.links.referrals(RITA).n == 1            # was 0
+
+
+def lead_of_25_referrers() -> FakeWork:
+    """ann@example.com joined 25 campaigns as a lead, each time with another referrer, who counts her."""
+    work = FakeWork(BRIDGE_QUEUE_URL="memory://queue")
+    for n in range(25):
+        campaign = str(100 + n)
+        work.store.settings.put(campaign, {**counting_settings(), "campaign_id": campaign}, WS)
+        claim = work.store.links.claim(PersonRef(campaign, "7"), WS)
+        assert claim is not None
+        work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                                  contact_id="c1", counts_for="100"), [])
+    return work
+
+
+def test_forgetting_a_lead_counted_by_25_referrers_asks_for_their_25_counts_in_3_sends():
+    work = lead_of_25_referrers()
+    assert forget(work, "ann@example.com")["referral_counts_rewritten"] == 25
+    asked = sent(work)
+    assert sorted(m["campaign_id"] for m in asked) == [str(100 + n) for n in range(25)]
+    assert work.queue.batch_calls == [10, 10, 5]                  # SendMessageBatch calls, not 25 sends
+
+
+def test_a_count_sqs_refuses_in_a_batch_is_said_and_reconciliation_asks_for_it_again():
+    """SQS sends the rest of the batch and refuses one entry: forget says so (not a silent drop),
+    finishes the erasure, and reconciliation asks for the write that count still owes."""
+    work = lead_of_25_referrers()
+    work.queue.refuse = lambda m: "InternalError: try again" if isinstance(m, dict) and m["campaign_id"] == "113" else None
+    done = forget(work, "ann@example.com")
+    assert done["referral_counts_rewritten"] == (
+        "25, 1 of them not yet written to Intercom: SQS refused 1 of 25 message(s): InternalError: try again "
+        "(reconciliation's next run writes them)")
+    assert len(sent(work)) == 24 and done["links"] == 25 and forget(work, "ann@example.com")["links"] == 0
+    work.queue.refuse = lambda m: None
+    work.clock.now += COUNT_ASK_GRACE + 1
+    assert reconcile(work)["referral_count_writes"] == 25
+    assert "113" in {m["campaign_id"] for m in sent(work)}

@@ -584,7 +584,45 @@ def test_rf_refusing_the_joins_check_fails_the_join_rather_than_leave_it_pending
 
 def test_rf_not_knowing_the_user_at_the_joins_check_leaves_them_pending_and_says_so():
     work = world()
-    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 404: User not found.")]
+    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 404: User not found.", status=404)]
     assert run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"})) == {"done": 1, "retry": 0, "dead": 0}
     assert link_of(work, "7").qualification is QState.PENDING
     assert any("does not know them" in r for r in reasons(work, "7"))
+
+
+def test_rf_refusing_with_a_message_that_quotes_404_is_a_refusal_not_an_unknown_user():
+    """Only RF's status says it does not know the user: a 422 whose text happens to hold "404"
+    fails the join with RF's reason (replayable) instead of leaving the lead pending for ever."""
+    work = world()
+    work.apis.rf_.get_answers = [None, Permanent("Referral Factory answered 422: user id 404 is invalid", status=422)]
+    assert run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"})) == {"done": 0, "retry": 0, "dead": 1}
+    assert link_of(work, "7").status is LinkStatus.FAILED
+    assert not any("does not know them" in r for r in reasons(work, "7"))
+
+
+def test_a_lead_found_qualified_is_counted_once_when_its_first_try_loses_its_claim():
+    """ReferralsFoundQualified counts leads RF holds qualified already, once each: a try that lost
+    its claim to another worker (its lease ran out while it asked RF) wrote nothing and counts
+    nothing; the retry that links the lead counts it."""
+    from chalicelib.observability import metrics
+
+    work = world()
+    rf = work.apis.rf_
+    rf.qualified.append("7")
+    asked, slowed = rf.get_user, []
+
+    def slow_get_user(user_id: str) -> dict:
+        if str(user_id) == "7" and not slowed:          # the first try: its lease runs out meanwhile
+            slowed.append(user_id)
+            work.clock.now += LEASE_SECONDS + 1
+            work.store.links.claim(PersonRef("42", "7"), "ws")          # another worker takes it over, then dies
+        return asked(user_id)
+    rf.get_user = slow_get_user
+    metrics.metric_set.clear()
+    assert run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"})).get("waiting") == 1   # comes back
+    assert "ReferralsFoundQualified" not in metrics.metric_set
+    work.clock.now += 3600      # past the other's lease, and any wait for Intercom's search to show a contact
+    run(work, join({**LEAD, "qualified_at": "2025-01-02T03:04:05Z"}))
+    assert link_of(work, "7").qualification is QState.QUALIFIED
+    assert metrics.metric_set["ReferralsFoundQualified"]["Value"] == [1.0]
+    metrics.metric_set.clear()

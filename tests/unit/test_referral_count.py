@@ -242,6 +242,23 @@ def test_a_forgotten_lead_whose_join_comes_again_counts_once_and_intercom_is_cor
     assert rita["custom_attributes"]["referral_count"] == 0
 
 
+def test_a_lead_counted_a_minute_before_a_forgotten_referrer_came_back_is_not_taken_off_her_new_count():
+    """Rita was forgotten (her count erased); her first new lead joins a minute after lead 1 counted.
+    Forgetting lead 1 leaves her new count alone; forgetting the new lead takes it off."""
+    from chalicelib.services.privacy import forget
+    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
+    work.store.settings.put("42", counting_settings(), WS)
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    forget(work, "rita@example.com")
+    work.clock.now += 60
+    run(work, lead_join("2"))                              # her count begins again
+    assert forget(work, "lead1@example.com")["referral_counts_rewritten"] == 0
+    assert work.store.links.referrals(RITA).n == 1
+    assert forget(work, "lead2@example.com")["referral_counts_rewritten"] == 1
+    assert work.store.links.referrals(RITA).n == 0
+
+
 def test_forget_without_the_queue_says_the_lowered_count_is_not_written_yet():
     from chalicelib.services.privacy import forget
     from chalicelib.ports.store import COUNT_ASK_GRACE

@@ -8,7 +8,7 @@ import pytest
 from chalicelib.errors import Uncertain
 from chalicelib.messages import ContactMessage
 from chalicelib.services import sync
-from chalicelib.services.worker import handle_batch
+from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.fakes import FakeWork
 from tests.unit.scenario import settings
 
@@ -245,3 +245,58 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert len(work.apis.rf_.created) == 2                                          # nobody more
     run = work.store.sync.run("42")
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
+
+
+def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it():
+    """Each run asks RF again for the user it had no link for (one call), and writes it once RF has one."""
+    work = world(1)
+    rf, intercom = work.apis.rf_, work.apis.intercom_
+    real = rf.create_user
+
+    def without_url(body):
+        return {**real(body), "url": None}                      # RF answered before making the link
+    rf.create_user = without_url
+    sync.start(deps(work), "42")
+    drain(work)
+    [user], [contact] = rf.created, intercom.contacts.values()
+    assert work.store.sync.run("42").counts == {"no_link_yet": 1}
+    assert "referral_link" not in contact["custom_attributes"]
+    rf.users[str(user["id"])] = {"id": user["id"], "url": None}
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"no_link_yet": 1} and "update" not in intercom.calls
+
+    rf.users[str(user["id"])]["url"] = "https://rf.example/r/late"
+    asked = rf.calls.count(f"get_user {user['id']}")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert rf.calls.count(f"get_user {user['id']}") == asked + 1 and intercom.calls.count("update") == 1
+    assert contact["custom_attributes"]["referral_link"] == "https://rf.example/r/late"
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+    sync.start(deps(work), "42")
+    drain(work)
+    assert rf.calls.count(f"get_user {user['id']}") == asked + 1 and intercom.calls.count("update") == 1
+    assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.created) == 1
+
+
+def test_rf_refusing_a_referrers_link_with_a_message_that_quotes_404_fails_the_page_not_as_a_deleted_user():
+    """Only RF's status says it does not know a user: a 422 whose text holds "404" is RF's refusal
+    (the page fails with it), not "no link yet" asked again every run."""
+    from chalicelib.errors import Permanent
+
+    work = world(1)
+    rf = work.apis.rf_
+    real = rf.create_user
+    rf.create_user = lambda body: {**real(body), "url": None}
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"no_link_yet": 1}
+
+    def refused(user_id: str) -> dict:
+        raise Permanent("Referral Factory answered 422: user 404 of campaign 404 is not valid", status=422)
+    rf.get_user = refused
+    sync.start(work.deps, "42")
+    with pytest.raises(RetryBatch, match="Referral Factory answered 422"):         # the page fails, with RF's reason
+        drain(work)
+    [entry] = work.store.sync.entries("42", list(work.apis.intercom_.contacts)).values()
+    assert entry.outcome == "no_link_yet" and "422" not in (entry.reason or "")    # not recorded as a deleted user

@@ -13,7 +13,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (COUNT_CLOCK_SLACK, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, Busy, Erased
@@ -34,9 +34,11 @@ def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
 
 def _more_leads(referrer: PersonRef, n: int, at: float) -> Update:
     """`n` more leads on the referrer's count, counted `at` (the item is created at the first, and
-    the count begins then: `since`, kept until the item is erased)."""
+    the count begins then: `since`, kept until the item is erased), never before the count began: a
+    count another worker began later by its own clock refuses them (DynamoLinks._counting_write)."""
     return Update(ReferralItem(*referrals_key(referrer)), [
-        ReferralItem.n.add(n), ReferralItem.since.set(ReferralItem.since | at), ReferralItem.updated_at.set(iso(at))])
+        ReferralItem.n.add(n), ReferralItem.since.set(ReferralItem.since | at), ReferralItem.updated_at.set(iso(at))],
+        ReferralItem.since.does_not_exist() | (ReferralItem.since <= at))
 
 
 MAX_TRANSACTION = 100      # items in one TransactWriteItems
@@ -85,7 +87,7 @@ _Groups = list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]
 
 def _with_counts(groups: _Groups, referrers: Sequence[PersonRef], at: float) -> _Groups:
     """`groups` (each person's writes), then one update per referrer, adding each the leads it is
-    named for, counted `at` (a transaction may touch an item once)."""
+    named for, counted `at` (a transaction may touch an item once): the last group, if any."""
     counted = [_more_leads(ref, n, at) for ref, n in sorted(Counter(referrers).items())]
     return [*groups, *([(groups[0][0], [], counted)] if counted else [])]
 
@@ -208,20 +210,19 @@ class DynamoLinks:
             updates.append(_add_ref(email_key(claim.workspace, result.email), ref))
         return updates
 
-    def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]
-                  ) -> _Groups:
-        """The joins' writes, and one update per referrer they count for (a transaction may touch an
-        item once), all dated now: a lead's link is counted when its count grows (and begins)."""
-        at = self.clock()
-        return _with_counts([(claim.ref, entries, self._finish(claim, result, at)) for claim, result, entries in done],
-                            [PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
-                             if result.counted_for], at)
+    def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> None:
+        """The joins' writes, and one update per referrer they count for, all dated alike: a lead's
+        link is counted when its count grows (and begins)."""
+        self._counting_write(lambda at: [(claim.ref, entries, self._finish(claim, result, at))
+                                         for claim, result, entries in done],
+                             [PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
+                              if result.counted_for])
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         try:
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
             # dated anew, and the claim's condition lets it apply once only)
-            self._retrying_conflicts(lambda: self.history.transact_all(self._finished([(claim, result, entries)])))
+            self._finished([(claim, result, entries)])
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
@@ -245,9 +246,9 @@ class DynamoLinks:
             try:
                 if end - start == 1:
                     raise _Alone()
-                self._retrying_conflicts(lambda: self.history.transact_all(self._finished(done[start:end])))
+                self._finished(done[start:end])
                 answers += [None] * (end - start)
-            except (TransactWriteError, _Alone):
+            except (TransactWriteError, Busy, _Alone):
                 answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]
             start = end
         return answers
@@ -288,12 +289,10 @@ class DynamoLinks:
             counted |= self._count_chunk(chunk)
         return [i in counted for i in range(len(leads))]
 
-    def _counting(self, chunk: list[_Counting]) -> _Groups:
-        """The leads' link updates, then one update per referrer, all dated now (each lead's link is
-        counted when the count grows, and begins)."""
-        at = self.clock()
-        return _with_counts([(ref, entries, [_counts_for(ref, referrer, at)]) for _, ref, referrer, entries in chunk],
-                            [_referrer(lead) for lead in chunk], at)
+    @staticmethod
+    def _counting(chunk: list[_Counting], at: float) -> _Groups:
+        """The leads' link updates, counted `at` (their referrers' count updates follow them)."""
+        return [(ref, entries, [_counts_for(ref, referrer, at)]) for _, ref, referrer, entries in chunk]
 
     def _count_chunk(self, chunk: list[_Counting]) -> set[int]:
         """Count the leads of one transaction: the positions of those counted. Each try after a
@@ -302,12 +301,12 @@ class DynamoLinks:
             try:
                 # (the count items are those finishing joins of these referrers write: a conflict is
                 # retried, dated anew)
-                self._retrying_conflicts(lambda: self.history.transact_all(self._counting(chunk)))
+                self._counting_write(partial(self._counting, chunk), [_referrer(lead) for lead in chunk])
                 return {i for i, *_ in chunk}
             except TransactWriteError as exc:
                 if not conditional(exc):
                     raise
-                refused = self.history.refused(exc, self._counting(chunk)) & set(range(len(chunk)))   # (leads only)
+                refused = self.history.refused(exc, self._counting(chunk, 0.0))   # (the leads': theirs come first)
             if not refused:          # the reasons did not say whose: each alone (one alone was refused)
                 return set().union(*(self._count_chunk([lead]) for lead in chunk)) if len(chunk) > 1 else set()
             chunk = [lead for n, lead in enumerate(chunk) if n not in refused]
@@ -469,7 +468,7 @@ class DynamoLinks:
                 # (a count begun after the lead was counted, the referrer's since they were erased, holds
                 # no lead counted before; undated, either side: as before the bridge dated them)
                 holds = (ReferralItem.n > 0 if link.counted_at is None else (ReferralItem.n > 0) & (
-                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at + COUNT_CLOCK_SLACK)))
+                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at)))
                 writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
                     ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(now)),
                     ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],
@@ -492,6 +491,47 @@ class DynamoLinks:
         return applied(lambda: ReferralItem(*referrals_key(ref)).update(
             actions=[ReferralItem.overdue_pk.remove(), ReferralItem.lease_until.remove()],
             condition=ReferralItem.lease_until == due))
+
+    def _counting_write(self, writes: Callable[[float], _Groups], referrers: Sequence[PersonRef]) -> None:
+        """One transaction: the people's `writes` dated `at`, and the referrers' counts grown by the
+        leads they are named for, counted `at` (_with_counts). `at` is now, but never before a count
+        began: when another worker began one later by its own clock, the count's condition refuses
+        the transaction (nothing of it applied), and it is built again dated from that count's start
+        (so a lead's `counted_at` is never before its count's `since`, and erasing it compares the two
+        exactly). A conflict is tried again as such, dated anew; any other refusal (a claim's, a lead's
+        counted meanwhile) raises, as does a count begun again at each try (Busy)."""
+        floor, at = 0.0, 0.0
+        groups: _Groups = []
+
+        def write() -> None:
+            nonlocal at, groups
+            at = max(self.clock(), floor)
+            groups = _with_counts(writes(at), referrers, at)
+            self.history.transact_all(groups)
+        for _ in range(CONFLICT_TRIES):
+            try:
+                return self._retrying_conflicts(write)
+            except TransactWriteError as exc:
+                began = self._began_later(exc, groups, referrers, at)
+                if began is None:
+                    raise
+                floor = began
+        raise Busy("the referrer's count began again while this lead was counted: try again")
+
+    def _began_later(self, exc: TransactWriteError, groups: _Groups, referrers: Sequence[PersonRef],
+                     at: float) -> Optional[float]:
+        """The date to count from again, when a transaction of _counting_write was refused by a count's
+        condition (the count began after `at`): the latest start of the referrers' counts (strongly
+        consistent). None when it was refused for anything else, as its cancellation reasons say (or,
+        when they say nothing, when no count began after `at`)."""
+        if not referrers or not conditional(exc):
+            return None
+        refused = self.history.refused(exc, groups)
+        if refused and len(groups) - 1 not in refused:        # (the counts' group is the last)
+            return None
+        starts = (get(ReferralItem, referrals_key(ref), consistent=True) for ref in set(referrers))
+        latest = max((float(i.since) for i in starts if i is not None and i.since is not None), default=0.0)
+        return latest if refused or latest > at else None
 
     def _retrying_conflicts(self, write: Callable[[], Any]) -> Any:
         """A transaction DynamoDB cancels only as a conflict with another (nothing of it applied) is

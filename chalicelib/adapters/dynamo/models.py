@@ -226,6 +226,7 @@ class SyncRunItem(_Item):
     c_user_limit = NumberAttribute(null=True)
     c_invalid_email = NumberAttribute(null=True)
     c_writeback_failed = NumberAttribute(null=True)
+    c_no_link_yet = NumberAttribute(null=True)
     c_refused = NumberAttribute(null=True)
 
 
