@@ -233,8 +233,8 @@ def test_apply_keeps_the_types_of_the_attributes_the_settings_use_and_offline_ke
     """Only the campaign's attributes' types are kept (not the workspace's list), and the marker is
     noted on the connection; offline nothing is kept, whatever the file says (e.g. what `show` printed)."""
     intercom.define_attribute("unused", "integer")
-    assert run(bridge, capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
-    shown = json.loads(run(bridge, capsys, "settings", "show", "42")[1])
+    assert run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
+    shown = json.loads(run_cli(bridge.operator(), capsys, "settings", "show", "42")[1])
     assert shown["settings"]["kept_types"] == {
         "email": "string", "name": "string", "custom_attributes.referral_code": "string",
         "custom_attributes.lead_source": "string", "custom_attributes.referral_link": "string",
@@ -242,8 +242,8 @@ def test_apply_keeps_the_types_of_the_attributes_the_settings_use_and_offline_ke
     assert bridge.rt.store.connections.workspace(WORKSPACE).attributes == {"custom_attributes.rf_person"}
 
     path = write(tmp_path, json.dumps(shown), name="shown.json")
-    assert run(bridge, capsys, "settings", "apply", "--offline", path)[0] == 0
-    assert "kept_types" not in json.loads(run(bridge, capsys, "settings", "show", "42")[1])["settings"]
+    assert run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", path)[0] == 0
+    assert "kept_types" not in json.loads(run_cli(bridge.operator(), capsys, "settings", "show", "42")[1])["settings"]
 
 
 def test_an_attribute_archived_after_apply_is_a_dead_letter_naming_it_as_before(bridge, intercom, rf):
