@@ -28,8 +28,8 @@ T = TypeVar("T")
 
 CACHE_SECONDS = 300
 EDGE_SECRET_SECONDS = 60
-# A container's first Intercom slots after an idle slice, in one write: a join's (search, create, tag,
-# and the attribute list for settings that kept no types) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
+# A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
+# search, create, tag) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
 INTERCOM_FIRST_BLOCK = 4
 HEARD_EVERY_SECONDS = 60     # the edge notes "heard a join / a notification" at most this often per container     # a value refused by a signature is checked against the store at once anyway
 
@@ -48,8 +48,6 @@ class Runtime:
         self.edge_secrets = SecretCache(self.secrets.scoped(EDGE), clock, EDGE_SECRET_SECONDS)
         self.worker_secrets = SecretCache(self.secrets.scoped(WORKER), clock, CACHE_SECONDS)
         self._cache: dict[tuple, tuple[float, Any]] = {}
-        self._noted: dict[str, frozenset[str]] = {}     # the bridge's attributes the connection says exist
-        self._looked: set[tuple[str, str]] = set()       # ... and those this container saw in Intercom's list
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
 
     @cached_property
@@ -75,8 +73,6 @@ class Runtime:
 
     def forget(self) -> None:
         self._cache.clear()
-        self._noted.clear()
-        self._looked.clear()
         self.edge_secrets.clear()
         self.worker_secrets.clear()
 
@@ -158,7 +154,6 @@ class Runtime:
                 found = self.store.connections.workspace(workspace)
                 if found is not None and found.status == "active":
                     limiter.prime()
-                    self._noted[workspace] = found.attributes
                 return found
             # The connection (then the budget's state) and the token at once: a cold container makes
             # its SSM client meanwhile. The token only counts for an active connection.
@@ -227,33 +222,9 @@ class Runtime:
         return self._cached(("attributes", workspace), lambda: self.intercom(workspace).data_attributes())
 
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
-        """Known from the workspace's connection record (read with its client: no call), else the
-        attribute list is read (and the attribute created when missing), and the record notes it."""
         full_name = f"custom_attributes.{name}"
-        self.intercom(workspace)
-        if full_name in self._noted.get(workspace, ()):
+        if full_name in self.attributes(workspace):
             return
-        if full_name not in self.attributes(workspace):
-            self._create_attribute(workspace, name, description)
-        self._looked.add((workspace, full_name))
-        self.store.connections.note_attribute(workspace, full_name)
-        self._noted[workspace] = self._noted.get(workspace, frozenset()) | {full_name}
-
-    def forget_attribute(self, workspace: str, name: str) -> bool:
-        """Intercom refused a write naming the bridge's attribute: it is not taken as existing any more
-        (here, nor by the connection record), and the next ensure_attribute looks. Whether it was taken
-        so without a look (True: a look may change the answer; False: it was just looked at)."""
-        full_name = f"custom_attributes.{name}"
-        known, looked = full_name in self._noted.get(workspace, ()), (workspace, full_name) in self._looked
-        self._noted[workspace] = self._noted.get(workspace, frozenset()) - {full_name}
-        self._looked.discard((workspace, full_name))
-        self._cache.pop(("attributes", workspace), None)
-        if known:
-            self.store.connections.note_attribute(workspace, full_name, exists=False)
-        return known and not looked
-
-    def _create_attribute(self, workspace: str, name: str, description: str) -> None:
-        full_name = f"custom_attributes.{name}"
         try:
             self.intercom(workspace).create_data_attribute(name, "string", description)
         except Permanent as exc:        # e.g. another container created it a moment ago: look again

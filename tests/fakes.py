@@ -388,9 +388,6 @@ class FakeApis:
     def __init__(self, intercom: Optional[FakeIntercom] = None, rf: Optional[FakeRF] = None):
         self.intercom_ = intercom or FakeIntercom()
         self.rf_ = rf or FakeRF()
-        self.noted: set[str] = set()       # the bridge's attributes the connection record says exist
-        self.looked: set[str] = set()      # ... and those seen in the list (by ensure_attribute)
-        self.listed = 0                    # reads of the workspace's attribute list (GET /data_attributes)
 
     def intercom(self, workspace: str) -> FakeIntercom:
         return self.intercom_
@@ -399,23 +396,11 @@ class FakeApis:
         return self.rf_
 
     def attributes(self, workspace: str) -> dict[str, dict]:
-        self.listed += 1
         return self.intercom_.attributes
 
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
-        if f"custom_attributes.{name}" in self.noted:          # the connection record says it exists
-            return
-        if f"custom_attributes.{name}" not in self.attributes(workspace):
+        if f"custom_attributes.{name}" not in self.intercom_.attributes:
             self.intercom_.create_data_attribute(name, "string", description)
-        self.noted.add(f"custom_attributes.{name}")
-        self.looked.add(f"custom_attributes.{name}")
-
-    def forget_attribute(self, workspace: str, name: str) -> bool:
-        full_name = f"custom_attributes.{name}"
-        known, looked = full_name in self.noted, full_name in self.looked
-        self.noted.discard(full_name)
-        self.looked.discard(full_name)
-        return known and not looked
 
     def campaign_name(self, campaign_id: str) -> Optional[str]:
         return self.rf_.get_campaign(campaign_id).get("name")

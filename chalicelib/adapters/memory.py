@@ -472,8 +472,8 @@ class MemoryConnections:
 
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
         now = self.workspaces_.get(workspace) or Connection(workspace)
-        self.workspaces_[workspace] = dataclasses.replace(now, status="active", api_base=api_base or now.api_base,
-                                                          secrets=now.secrets | frozenset(secrets))
+        self.workspaces_[workspace] = Connection(workspace, "active", api_base or now.api_base,
+                                                 now.secrets | frozenset(secrets))
         self.register_workspace(workspace)
 
     def workspace(self, workspace: str) -> Optional[Connection]:
@@ -483,14 +483,8 @@ class MemoryConnections:
         now = self.workspaces_.get(workspace)
         if now is None:
             return False
-        self.workspaces_[workspace] = dataclasses.replace(now, status="disconnected", secrets=now.secrets - {"token"})
+        self.workspaces_[workspace] = Connection(workspace, "disconnected", now.api_base, now.secrets - {"token"})
         return True
-
-    def note_attribute(self, workspace: str, full_name: str, exists: bool = True) -> None:
-        now = self.workspaces_.get(workspace)
-        if now is not None:
-            self.workspaces_[workspace] = dataclasses.replace(
-                now, attributes=now.attributes | {full_name} if exists else now.attributes - {full_name})
 
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         if nonce in self.used_states:

@@ -3,7 +3,7 @@ Intercom, what to do with a duplicate, which baseline to remember. Pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Optional
 
 from .mapping import MARKER_NAME, ContactPayload, attribute_value, build_payload, is_empty
 from .settings import CampaignSettings, People
@@ -46,7 +46,7 @@ class Skip:
     reason: str
 
 
-def plan(settings: CampaignSettings, person: dict, attributes: Mapping[str, dict]) -> Plan | Skip:
+def plan(settings: CampaignSettings, person: dict, attributes: dict[str, dict]) -> Plan | Skip:
     kind = person.get("type")
     if kind not in ("lead", "referrer"):
         return Skip("failed", "Referral Factory did not say whether this person is a lead or a referrer")

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Optional
 
 # Standard Intercom contact attributes that our mapping may write, with their types.
 STANDARD_ATTRIBUTE_TYPES = {
@@ -173,34 +173,14 @@ class ContactPayload:
         return self.attributes.get("email")
 
 
-class KeptTypes(Mapping[str, dict]):
-    """The workspace's data attributes as GET /data_attributes lists them (full name -> attribute;
-    only `data_type` is read), from the types a campaign's settings kept (`kept`, None: none kept),
-    and from `live()` (the list, read when called) only for a name they did not keep."""
-
-    def __init__(self, kept: Optional[dict[str, str]], live: Callable[[], Mapping[str, dict]]):
-        self.kept, self.live = kept or {}, live
-
-    def __getitem__(self, name: str) -> dict:
-        if name in self.kept:
-            return {"full_name": name, "data_type": self.kept[name]}
-        return self.live()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**dict.fromkeys(self.live()), **dict.fromkeys(self.kept)})
-
-    def __len__(self) -> int:
-        return len(list(iter(self)))
-
-
-def attribute_type(name: str, attributes: Mapping[str, dict]) -> str:
+def attribute_type(name: str, attributes: dict[str, dict]) -> str:
     attr = attributes.get(name)
     if attr is not None:
         return attr.get("data_type") or "string"
     return STANDARD_ATTRIBUTE_TYPES.get(name, "string")
 
 
-def build_payload(rows, person: dict, attributes: Mapping[str, dict], extra: Optional[dict] = None) -> ContactPayload:
+def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Optional[dict] = None) -> ContactPayload:
     """Apply mapping `rows` (settings FieldMap) to a flat RF `person` dict.
     `extra` adds attribute values (e.g. the qualification's initial value) the same way."""
     payload = ContactPayload()

@@ -199,10 +199,6 @@ class CampaignSettings(_Strict):
     referrers: People = People()
     qualification: Optional[Qualification] = None
     sync: Optional[Sync] = None
-    # The bridge's, not the operator's: the data types of the Intercom attributes these settings use
-    # (full name -> data_type), as `settings apply` read them from the workspace (types_kept). None:
-    # applied offline or before types were kept; the worker then reads the workspace's attribute list.
-    kept_types: Optional[dict[str, str]] = None
 
     @field_validator("campaign_id", "workspace", mode="before")
     @classmethod
@@ -271,25 +267,6 @@ def parse_settings(doc: Any) -> CampaignSettings:
                 msg = _FIXES.get(kind, err["msg"])
             problems.append(f"{_loc(err['loc'])}: {msg}")
         raise SettingsError(problems) from None
-
-
-def attributes_used(settings: CampaignSettings) -> set[str]:
-    """The Intercom attributes the worker reads or writes for these settings: the mapping's targets,
-    the qualification's attribute, and the sync block's attributes (read, link and count)."""
-    used = {row.to for people in (settings.leads, settings.referrers) for row in people.fields}
-    if settings.qualification is not None:
-        used.add(settings.qualification.attribute)
-    if settings.sync is not None:
-        used |= {row.from_ for row in settings.sync.fields if row.from_ and row.from_ not in ("id", "role")}
-        used |= {a for a in (settings.sync.referral_link_attribute, settings.sync.referral_count_attribute) if a}
-    return used
-
-
-def types_kept(settings: CampaignSettings, attributes: dict[str, dict]) -> dict[str, str]:
-    """The data types of the attributes the settings use, of the workspace's `attributes` (GET
-    /data_attributes): only those, not the whole list. A type cannot change once an attribute exists."""
-    return {name: attributes[name].get("data_type") or "string"
-            for name in sorted(attributes_used(settings)) if name in attributes}
 
 
 def check_against_workspace(settings: CampaignSettings, attributes: dict[str, dict],

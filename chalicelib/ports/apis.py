@@ -93,11 +93,7 @@ class Apis(Protocol):
     def rf(self) -> ReferralFactoryPort: ...
     def attributes(self, workspace: str) -> dict[str, dict]: ...        # Intercom's data attributes
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
-        """The text attribute custom_attributes.<name> exists in the workspace (created if not); once
-        seen, the workspace's connection record says so, and no call is made to know it."""
-    def forget_attribute(self, workspace: str, name: str) -> bool:
-        """A write naming custom_attributes.<name> was refused: no longer take it as existing (the next
-        ensure_attribute looks). Whether it was taken as existing."""
+        """The text attribute custom_attributes.<name> exists in the workspace (created if not)."""
     def campaign_name(self, campaign_id: str) -> Optional[str]: ...
 
 

@@ -233,9 +233,6 @@ class Connection:
     status: str = "active"
     api_base: Optional[str] = None
     secrets: frozenset[str] = frozenset()
-    # The bridge's own attributes (full names, e.g. its marker) seen to exist in the workspace: a cold
-    # worker does not list the workspace's attributes to know it (Intercom cannot delete one, only archive it).
-    attributes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -250,9 +247,6 @@ class ConnectionRepository(Protocol):
     def disconnect_workspace(self, workspace: str) -> bool:
         """Mark it disconnected and its token no longer set (settings, links, history stay). False
         when the workspace was never connected."""
-    def note_attribute(self, workspace: str, full_name: str, exists: bool = True) -> None:
-        """Record that the bridge's attribute exists in the workspace (or, `exists=False`, that it may
-        not: a write naming it was refused). Nothing when the workspace was never connected."""
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         """True the first time a state's nonce is used, False ever after (kept until it expires)."""
     def register_workspace(self, workspace: str) -> None: ...

@@ -8,7 +8,7 @@ import yaml
 
 from ..domain.link import LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
-from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings, types_kept
+from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import DeadLetterQueue, IntercomPort
@@ -138,7 +138,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
     settings, notes = check_settings(text)
     warnings: list[str] = []
     created: list[str] = []
-    kept = None          # the types of the attributes used, for the worker (CampaignSettings.kept_types)
+    checked = False
     if check_workspace:
         if rt.store.connections.workspace(settings.workspace) is None:
             warnings.append(f"workspace {settings.workspace} is not connected yet: attributes were not checked "
@@ -153,14 +153,13 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
             problems = check_against_workspace(settings, attributes, segments)
             if problems:
                 raise SettingsError(problems)
-            kept = types_kept(settings, attributes)
+            checked = True
             warnings += _marker(rt, settings.workspace, attributes, created)
     else:
         warnings.append(f"--offline: workspace {settings.workspace}'s attributes were not checked — `bridge doctor "
                         f"{settings.campaign_id}` checks them (or apply again without --offline)")
-    if kept is None:                # the live check did not run: say what it would have decided
+    if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
-    settings = settings.model_copy(update={"kept_types": kept})     # never what the file said
     warnings += _count_moved(rt, settings)
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)
     rt.forget()
@@ -188,7 +187,6 @@ def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) 
     """The bridge's marker attribute (which RF person a contact was created for), created in the
     workspace when it is missing. Returns a warning when it could not be (the worker tries again)."""
     if MARKER_ATTRIBUTE in attributes:
-        rt.store.connections.note_attribute(workspace, MARKER_ATTRIBUTE)     # a cold worker need not look
         return []
     try:
         rt.intercom(workspace).create_data_attribute(MARKER_NAME, "string", MARKER_DESCRIPTION)
@@ -197,7 +195,6 @@ def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) 
                 "bridge marks the contacts it creates with it — create it in Intercom (Settings > Data > People, "
                 "type Text)"]
     created.append(MARKER_ATTRIBUTE)
-    rt.store.connections.note_attribute(workspace, MARKER_ATTRIBUTE)
     return []
 
 

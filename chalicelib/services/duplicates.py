@@ -81,7 +81,7 @@ def on_verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> st
     count("DuplicatesResolved")
     rule = settings.qualification
     if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:
-        deps.qualifier.evaluate(moved, rule, Sighting(now_contact, "duplicate resolved"), kept=settings.kept_types)
+        deps.qualifier.evaluate(moved, rule, Sighting(now_contact, "duplicate resolved"))
     return "merged" if entry.outcome == "merged_into_existing" else "moved"
 
 

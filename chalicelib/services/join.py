@@ -22,11 +22,11 @@ from ..domain import people
 from ..domain.history import Entry, iso
 from ..domain.link import LEAD, REFERRER, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
-from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, KeptTypes, attribute_value
+from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Permanent, Transient
+from ..errors import Deferred, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -182,10 +182,7 @@ def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
     """Everything before the first write to Intercom that needs no claim: the attributes, each
     person's fields (from RF where the webhook lacked them) and plan, and one search per workspace."""
     for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
-        # The attribute list where settings kept no types, else the client alone (a disconnected
-        # workspace's joins are parked at once).
-        listed = any(a.settings is not None and a.settings.kept_types is None for a in group)
-        _together(group, lambda: deps.apis.attributes(workspace) if listed else deps.apis.intercom(workspace))
+        _together(group, lambda: deps.apis.attributes(workspace))
     _each(attempts, runner, lambda a: _plan(a, deps))
     for workspace, group in _by_workspace(attempts).items():
         planned = [a for a in group if a.plan is not None]
@@ -296,8 +293,7 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
     assert attempt.settings is not None
     person = attempt.person = _person(attempt.settings, attempt.message, deps.apis)
     attempt.known = dataclasses.replace(attempt.known, email=person.email)
-    types = KeptTypes(attempt.settings.kept_types, lambda: deps.apis.attributes(attempt.workspace))
-    plan = decide.plan(attempt.settings, person.values, types)
+    plan = decide.plan(attempt.settings, person.values, deps.apis.attributes(attempt.workspace))
     if isinstance(plan, decide.Skip):
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
@@ -355,7 +351,7 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
         attempt.reached = _existing(intercom, plan, settings, existing, "email search")
         return
     _wait_if_unsure(attempt, deps)
-    attempt.reached = _create(attempt, intercom, deps)
+    attempt.reached = _create(attempt, intercom)
 
 
 def _resumed(contact: dict, baseline: Any, why: str) -> Reached:
@@ -378,7 +374,7 @@ def _wait_if_unsure(attempt: Attempt, deps: WorkDeps) -> None:
                    "one", retry_after=until - now)
 
 
-def _create(attempt: Attempt, intercom: IntercomPort, deps: WorkDeps) -> Reached:
+def _create(attempt: Attempt, intercom: IntercomPort) -> Reached:
     assert attempt.settings is not None and attempt.plan is not None
     settings, plan = attempt.settings, attempt.plan
     attempt.sent_create = True
@@ -390,13 +386,8 @@ def _create(attempt: Attempt, intercom: IntercomPort, deps: WorkDeps) -> Reached
             raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
         existing = _get(intercom, conflict.contact_id)
         return _existing(intercom, plan, settings, existing, "409 conflict on create (search had not caught up)")
-    except (Permanent, Deferred) as exc:
+    except (Permanent, Deferred):
         attempt.sent_create = False      # refused, or never sent: no contact was made
-        if isinstance(exc, Permanent) and f"'{MARKER_NAME}'" in exc.reason and \
-                deps.apis.forget_attribute(attempt.workspace, MARKER_NAME):
-            # Taken as existing (the connection record said so) without a look: the next try looks
-            # (and creates it again if it is gone, or says why it cannot).
-            raise Transient(f"{exc.reason} — the bridge looks at {MARKER_NAME} again at the next try") from None
         raise
     attempt.sent_create = False
     baseline = decide.created_baseline(settings, plan)
@@ -531,8 +522,7 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
         return
     resumed = deps.links.get(attempt.ref)
     if resumed is not None and resumed.qualification is QState.PENDING:
-        deps.qualifier.evaluate(resumed, settings.qualification, Sighting(reached.contact, "join resumed"),
-                                kept=settings.kept_types)
+        deps.qualifier.evaluate(resumed, settings.qualification, Sighting(reached.contact, "join resumed"))
 
 
 def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:

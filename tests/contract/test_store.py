@@ -480,23 +480,6 @@ def test_a_disconnect_keeps_the_workspace_known_without_its_token_and_a_reconnec
     assert (conn.status, conn.api_base, conn.secrets) == ("active", "https://eu", {"token", "client-secret"})
 
 
-def test_the_bridges_attributes_seen_in_a_workspace_are_noted_on_its_connection_and_kept_across_a_reconnect(store):
-    """What a cold worker reads instead of Intercom's attribute list (the marker exists)."""
-    store.connections.note_attribute("never", "custom_attributes.rf_person")     # not connected: nothing
-    assert store.connections.workspace("never") is None
-    store.connections.put_workspace("ws2", secrets={"token"})
-    assert store.connections.workspace("ws2").attributes == frozenset()
-    store.connections.note_attribute("ws2", "custom_attributes.rf_person")
-    store.connections.note_attribute("ws2", "custom_attributes.rf_person")
-    store.connections.disconnect_workspace("ws2")
-    store.connections.put_workspace("ws2", secrets={"token"})
-    assert store.connections.workspace("ws2").attributes == {"custom_attributes.rf_person"}
-    store.connections.note_attribute("ws2", "custom_attributes.rf_person", exists=False)   # a write refused it
-    store.connections.note_attribute("ws2", "custom_attributes.other", exists=False)
-    conn = store.connections.workspace("ws2")
-    assert (conn.status, conn.secrets, conn.attributes) == ("active", {"token"}, frozenset())
-
-
 def test_an_oauth_state_is_used_once(store, clock):
     assert store.connections.use_oauth_state("n-1", clock() + 600) is True
     assert store.connections.use_oauth_state("n-1", clock() + 600) is False

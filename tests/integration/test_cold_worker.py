@@ -94,33 +94,12 @@ def test_a_fresh_workers_first_join(bridge, intercom, rf, counter):
     assert report["made"] == {"sessions": 1, "client:dynamodb": 1, "client:ssm": 1, "client:sqs": 1}
     # The calls: the join's own (its link and settings read, its claim, the verification queued, the
     # finishing transaction), and what a cold container reads once: the workspace's connection, its
-    # token, the rate budget's state; the rate limiter reserves the Intercom calls' slots in one write
-    # (its first block: was 1, 1, 2 slots in three).
+    # token, the rate budget's state, Intercom's attribute list; the rate limiter reserves the 4
+    # Intercom calls' slots in one write (its first block: was 1, 1, 2 slots in three).
     assert report["calls"] == {"dynamodb:BatchGetItem": 2, "dynamodb:UpdateItem": 1 + 1, "dynamodb:GetItem": 2,
                                "ssm:GetParameter": 1, "sqs:SendMessageBatch": 1, "dynamodb:TransactWriteItems": 1}
-    # Not Intercom's attribute list (was its first call): the settings carry the types of the attributes
-    # they use (kept by `settings apply`), and the connection record says the bridge's marker exists.
-    assert sorted(intercom_calls) == ["POST /contacts", "POST /contacts/search", "POST /tags"]
-
-
-def test_a_fresh_workers_first_join_with_settings_applied_offline_reads_the_attribute_list(bridge, intercom, rf,
-                                                                                          counter):
-    """Settings applied offline (or before types were kept) carry no types: the list is read, as before;
-    the marker, missing, is created and noted, so the next cold container does not look for it again."""
-    from chalicelib.services.admin import apply_settings
-    import yaml
-
-    apply_settings(bridge.rt, yaml.safe_dump(demo_settings()), check_workspace=False)
-    firsts = []
-    for email in ("cold@example.com", "colder@example.com"):       # each by a fresh container
-        assert bridge.post_join(join_body(new_lead(rf, email=email))).status_code == 202
-        firsts.append(first_record(bridge, counter)[1])
-    first, second = firsts
-
-    assert len(intercom.contacts_by_email("cold@example.com")) == len(intercom.contacts_by_email("colder@example.com")) == 1
-    assert sorted(first) == ["GET /data_attributes", "GET /data_attributes", "POST /contacts", "POST /contacts/search",
-                             "POST /data_attributes", "POST /tags"]
-    assert sorted(second) == ["GET /data_attributes", "POST /contacts", "POST /contacts/search", "POST /tags"]
+    assert sorted(intercom_calls) == ["GET /data_attributes", "POST /contacts", "POST /contacts/search",
+                                      "POST /tags"]
 
 
 def test_a_fresh_workers_first_intercom_event(bridge, intercom, rf, counter):
@@ -140,28 +119,4 @@ def test_a_fresh_workers_first_intercom_event(bridge, intercom, rf, counter):
     # calls (was 2); the history of the judged value and the notification marked done.
     assert report["calls"] == {"dynamodb:BatchGetItem": 3, "dynamodb:GetItem": 2, "ssm:GetParameter": 1,
                                "dynamodb:UpdateItem": 1, "dynamodb:TransactWriteItems": 1, "dynamodb:PutItem": 1}
-    # The qualification attribute's type is the settings' own: Intercom's attribute list is not read.
-    assert intercom_calls == [f"GET /contacts/{contact['id']}"]
-
-
-def test_fresh_workers_convert_with_the_types_settings_apply_kept(bridge, intercom, rf, counter):
-    """A whole-number attribute: the join writes the number 0 (the simulator refuses a text "0", as
-    Intercom does), and a later event qualifies at 7 >= 5 (compared as numbers) — by two fresh
-    containers, neither reading Intercom's attribute list: the types are the settings'."""
-    intercom.define_attribute("visits", "integer")
-    settings = demo_settings()
-    bridge.apply({**settings, "qualification": {"attribute": "custom_attributes.visits", "operator": "gte",
-                                                "value": "5", "initial_value": "0"}})
-    assert bridge.rt.store.settings.get("42").document["kept_types"]["custom_attributes.visits"] == "integer"
-    lead = new_lead(rf, email="cold@example.com")
-    assert bridge.post_join(join_body(lead)).status_code == 202
-    _, join_calls = first_record(bridge, counter)
-    [contact] = intercom.contacts_by_email("cold@example.com")
-    assert contact["custom_attributes"]["visits"] == 0
-
-    intercom.update_contact(contact["id"], custom_attributes={"visits": 7})
-    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
-    _, event_calls = first_record(bridge, counter)
-
-    assert [user_id for user_id, _ in rf.qualification_events] == [lead["id"]]
-    assert "GET /data_attributes" not in join_calls + event_calls
+    assert sorted(intercom_calls) == [f"GET /contacts/{contact['id']}", "GET /data_attributes"]

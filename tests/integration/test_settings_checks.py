@@ -11,7 +11,7 @@ import yaml
 
 from tests.support.cli import run_cli
 
-from .conftest import WORKSPACE, join_body, lead_settings, qualifying_settings
+from .conftest import join_body, lead_settings, qualifying_settings
 from .test_join_flow import new_lead
 from .test_troubleshooting import apply_offline, bad, doctor
 
@@ -226,33 +226,3 @@ def test_deleting_settings_counts_failed_joins_apart_from_linked_people(bridge, 
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42")
     assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person and 2 failed joins that linked "
                                         "nobody: once its settings are deleted")
-
-
-def test_apply_keeps_the_types_of_the_attributes_the_settings_use_and_offline_keeps_none(bridge, intercom, tmp_path,
-                                                                                         capsys):
-    """Only the campaign's attributes' types are kept (not the workspace's list), and the marker is
-    noted on the connection; offline nothing is kept, whatever the file says (e.g. what `show` printed)."""
-    intercom.define_attribute("unused", "integer")
-    assert run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(qualifying_settings())))[0] == 0
-    shown = json.loads(run_cli(bridge.operator(), capsys, "settings", "show", "42")[1])
-    assert shown["settings"]["kept_types"] == {
-        "email": "string", "name": "string", "custom_attributes.referral_code": "string",
-        "custom_attributes.lead_source": "string", "custom_attributes.referral_link": "string",
-        "custom_attributes.signed_up": "string"}
-    assert bridge.rt.store.connections.workspace(WORKSPACE).attributes == {"custom_attributes.rf_person"}
-
-    path = write(tmp_path, json.dumps(shown), name="shown.json")
-    assert run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", path)[0] == 0
-    assert "kept_types" not in json.loads(run_cli(bridge.operator(), capsys, "settings", "show", "42")[1])["settings"]
-
-
-def test_an_attribute_archived_after_apply_is_a_dead_letter_naming_it_as_before(bridge, intercom, rf):
-    """A kept type cannot go stale (Intercom never changes an attribute's type); an attribute archived
-    since `settings apply` is Intercom's refusal of the write, with its name, as when the list was read."""
-    bridge.apply(lead_settings())
-    intercom.attributes["custom_attributes.referral_code"]["archived"] = True
-    bridge.post_join(join_body(new_lead(rf)))
-    bridge.drain()
-    [dead] = bridge.dead_letters()
-    assert "Custom attribute 'referral_code' is archived" in dead["reason"]
-    assert intercom.contacts_by_email("ann@example.com") == []

@@ -36,19 +36,13 @@ class DynamoConnections:
         item = get(ConnectionItem, connection_key(workspace))
         if item is None:
             return None
-        return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()),
-                          frozenset(item.attributes or ()))
+        return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()))
 
     def disconnect_workspace(self, workspace: str) -> bool:
         return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
             actions=[ConnectionItem.status.set("disconnected"), ConnectionItem.secrets.delete({"token"}),
                      ConnectionItem.updated_at.set(iso(self.clock()))],
             condition=ConnectionItem.pk.exists()))
-
-    def note_attribute(self, workspace: str, full_name: str, exists: bool = True) -> None:
-        change = ConnectionItem.attributes.add if exists else ConnectionItem.attributes.delete
-        applied(lambda: ConnectionItem(*connection_key(workspace)).update(
-            actions=[change({full_name})], condition=ConnectionItem.pk.exists()))
 
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         return applied(lambda: OAuthStateItem(*oauth_state_key(nonce), expires_at=int(expires_at)).save(

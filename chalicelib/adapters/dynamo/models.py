@@ -55,7 +55,6 @@ class ConnectionItem(_Item):
     status = UnicodeAttribute(default="active")
     secrets = UnicodeSetAttribute(null=True)        # which are set in the secret store: token, client-secret
     updated_at = UnicodeAttribute(null=True)
-    attributes = UnicodeSetAttribute(null=True)     # the bridge's own attributes seen in the workspace
 
 
 class RFConfigItem(_Item):

@@ -30,7 +30,7 @@ def cursor_name(workspace: str) -> str:
 def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None) -> str:
     ws = message.workspace
     campaigns = _campaigns(deps, ws)
-    targets = [(c.qualification, attribute_type(c.qualification.attribute, deps.qualifier.types(ws, c.kept_types)))
+    targets = [(c.qualification, attribute_type(c.qualification.attribute, deps.apis.attributes(ws)))
                for c in campaigns.values() if c.qualification is not None]
     if not targets:
         return "no_rules"
@@ -84,16 +84,15 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             rule = _waiting_rule(link, campaigns)
             if rule is not None:
                 direct.add(link.ref)
-                deps.qualifier.evaluate(link, rule, seen, note=False, kept=campaigns[link.campaign_id].kept_types)
+                deps.qualifier.evaluate(link, rule, seen, note=False)
         for link in _by_email(found, ws, contact, direct):
             rule = _waiting_rule(link, campaigns)
             if rule is None:
                 continue
             if rule.match == "email":
                 duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact["id"], current=True)
-                deps.qualifier.evaluate(link, rule, duplicate, note=False,
-                                        kept=campaigns[link.campaign_id].kept_types)
-            elif _meets(rule, contact, deps, ws, campaigns[link.campaign_id].kept_types):
+                deps.qualifier.evaluate(link, rule, duplicate, note=False)
+            elif _meets(rule, contact, deps, ws):
                 # Another contact with the lead's email meets the target: the lead's own contact may
                 # have been merged into it (the webhook lost). Read the lead's own contact to know.
                 check_link(link, campaigns[link.campaign_id], deps, replay=False)
@@ -113,6 +112,6 @@ def _waiting_rule(link: Link, campaigns: dict[str, CampaignSettings]) -> Optiona
     return settings.qualification
 
 
-def _meets(rule: Qualification, contact: dict, deps: WorkDeps, ws: str, kept: Optional[dict[str, str]]) -> bool:
-    data_type = attribute_type(rule.attribute, deps.qualifier.types(ws, kept))
+def _meets(rule: Qualification, contact: dict, deps: WorkDeps, ws: str) -> bool:
+    data_type = attribute_type(rule.attribute, deps.apis.attributes(ws))
     return rule_values.matches(rule, data_type, attribute_value(contact, rule.attribute))

@@ -55,7 +55,7 @@ def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: b
     link, contact = read
     seen = Sighting(contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay,
                     current=True)
-    return deps.qualifier.evaluate(link, settings.qualification, seen, kept=settings.kept_types)
+    return deps.qualifier.evaluate(link, settings.qualification, seen)
 
 
 def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:

@@ -81,9 +81,7 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
     if role and link.contact_role != role:
         entry = Entry("contact", "role_changed", f"the contact is now a {role} ({topic})")
         link = batch.keep(deps.links.set_contact(link, [entry], when=seen.when, role=role) or link)
-    settings = batch.settings_for(link)
-    batch.keep(deps.qualifier.evaluate(link, settings.qualification if settings else None, seen,
-                                       kept=settings.kept_types if settings else None))
+    batch.keep(deps.qualifier.evaluate(link, _rule(batch, link), seen))
 
 
 def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
@@ -97,13 +95,13 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
         if settings is None or settings.qualification is None:
             continue
         if settings.qualification.match != "email":
-            _not_counted(link, settings.qualification, settings.kept_types, item, deps)
+            _not_counted(link, settings.qualification, item, deps)
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
-        batch.keep(deps.qualifier.evaluate(link, settings.qualification, duplicate, kept=settings.kept_types))
+        batch.keep(deps.qualifier.evaluate(link, settings.qualification, duplicate))
 
 
-def _not_counted(link: Link, rule: Qualification, kept: Optional[dict[str, str]], item: dict, deps: WorkDeps) -> None:
+def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) -> None:
     """`match: contact`: a duplicate contact (same email) reached the target, which does not count.
     The lead's history says so (one entry per duplicate contact, its repeats counted), so that the
     cause of "converted in Intercom but not qualified" is named, not guessed."""
@@ -111,8 +109,13 @@ def _not_counted(link: Link, rule: Qualification, kept: Optional[dict[str, str]]
             or not has_attribute(item, rule.attribute):
         return
     value = attribute_value(item, rule.attribute)
-    if not rules.matches(rule, attribute_type(rule.attribute, deps.qualifier.types(link.workspace, kept)), value):
+    if not rules.matches(rule, attribute_type(rule.attribute, deps.apis.attributes(link.workspace)), value):
         return
     deps.history.note_repeat(link.ref, f"duplicate_contact#{item.get('id')}", (
         f"attribute changed on contact {item.get('id')}, a duplicate of the linked contact {link.contact_id} "
         f"(same email): {rule.attribute} is {value!r} there — set `match: email` to count it"), outcome="not_counted")
+
+
+def _rule(batch: Batch, link: Link) -> Optional[Qualification]:
+    settings = batch.settings_for(link)
+    return settings.qualification if settings else None

@@ -3,12 +3,12 @@ Factory at most once: a claim in the store, and RF asked first whenever an earli
 reached it (domain/qualification.py: the states, and why a decision never goes back to pending)."""
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Optional
 
 from ...domain.history import Entry
 from ...domain.judge import Action, Sighting, Verdict, judge
 from ...domain.link import Claim, Link
-from ...domain.mapping import KeptTypes, attribute_type
+from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first
 from ...domain.settings import Qualification
 from ...errors import Permanent, Transient, Uncertain
@@ -23,14 +23,12 @@ class Qualifier:
     def __init__(self, links: LinkRepository, history: HistoryLog, apis: Apis):
         self.links, self.history, self.apis = links, history, apis
 
-    def evaluate(self, link: Link, rule: Optional[Qualification], seen: Sighting, note: bool = True,
-                 kept: Optional[dict[str, str]] = None) -> Link:
+    def evaluate(self, link: Link, rule: Optional[Qualification], seen: Sighting, note: bool = True) -> Link:
         """Returns the link as it is afterwards. `note=False`: a verdict that changes nothing leaves
-        no trace (reconciliation's search sees the same contacts run after run). `kept`: the types
-        the campaign's settings kept (CampaignSettings.kept_types)."""
-        verdict = self._judge(link, rule, seen, kept)
+        no trace (reconciliation's search sees the same contacts run after run)."""
+        verdict = self._judge(link, rule, seen)
         if verdict.action is Action.ARM and not seen.current:
-            return self._arm_and_look(link, rule, seen, verdict, kept)
+            return self._arm_and_look(link, rule, seen, verdict)
         if not note and verdict.action in (Action.NOTE, Action.IGNORE):
             return link
         if verdict.repeat is not None:
@@ -44,19 +42,10 @@ class Qualifier:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
 
-    def types(self, workspace: str, kept: Optional[dict[str, str]]) -> Mapping[str, dict]:
-        """The attributes' types: those the settings kept, else the workspace's list (read once a container).
-        The workspace's client first: a disconnected workspace's work is parked (Disconnected), as when
-        the list was always read."""
-        self.apis.intercom(workspace)
-        return KeptTypes(kept, lambda: self.apis.attributes(workspace))
+    def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
+        return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
 
-    def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting,
-               kept: Optional[dict[str, str]]) -> Verdict:
-        return judge(link, rule, seen, lambda name: attribute_type(name, self.types(link.workspace, kept)))
-
-    def _arm_and_look(self, link: Link, rule: Optional[Qualification], seen: Sighting, verdict: Verdict,
-                      kept: Optional[dict[str, str]]) -> Link:
+    def _arm_and_look(self, link: Link, rule: Optional[Qualification], seen: Sighting, verdict: Verdict) -> Link:
         """Order never matters: an event that arms the link may be older than one already judged (the
         newer "Yes" came first and was noted as unchanged). So the contact's value now is read and
         judged with the link armed. Read before anything is written: a failed read retries the event."""
@@ -69,7 +58,7 @@ class Qualifier:
         if now is None or not armed.armed:
             return armed
         current = Sighting(now, f"{seen.via}, then the contact read at once", current=True, replay=seen.replay)
-        return self.evaluate(armed, rule, current, note=False, kept=kept)
+        return self.evaluate(armed, rule, current, note=False)
 
     # --- qualifying ---------------------------------------------------------------------------
     def qualify(self, link: Link, via: str, replay: bool = False) -> Link:
