@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, 
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import LedgerEntry, SyncRun
+from ..ports.store import AttributeList, LedgerEntry, SyncRun
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -472,18 +473,26 @@ class MemoryConnections:
 
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
         now = self.workspaces_.get(workspace) or Connection(workspace)
-        self.workspaces_[workspace] = Connection(workspace, "active", api_base or now.api_base,
-                                                 now.secrets | frozenset(secrets))
+        self.workspaces_[workspace] = dataclasses.replace(now, status="active", api_base=api_base or now.api_base,
+                                              secrets=now.secrets | frozenset(secrets))
         self.register_workspace(workspace)
 
     def workspace(self, workspace: str) -> Optional[Connection]:
         return self.workspaces_.get(workspace)
 
+    def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
+        now = self.workspaces_.get(workspace)
+        if now is None or (now.attribute_list is not None and now.attribute_list.read_at > listed.read_at):
+            return False
+        self.workspaces_[workspace] = dataclasses.replace(now, attribute_list=AttributeList(
+            json.loads(json.dumps(listed.attributes)), listed.read_at))     # a copy, as stored
+        return True
+
     def disconnect_workspace(self, workspace: str) -> bool:
         now = self.workspaces_.get(workspace)
         if now is None:
             return False
-        self.workspaces_[workspace] = Connection(workspace, "disconnected", now.api_base, now.secrets - {"token"})
+        self.workspaces_[workspace] = dataclasses.replace(now, status="disconnected", secrets=now.secrets - {"token"})
         return True
 
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:

@@ -173,6 +173,20 @@ class ContactPayload:
         return self.attributes.get("email")
 
 
+def compact_attributes(listed: dict[str, dict]) -> dict[str, dict]:
+    """Of Intercom's attribute list (full_name -> data attribute), only what the bridge reads of
+    it: the type, and whether it is archived or read-only (only when so)."""
+    out: dict[str, dict] = {}
+    for name, attr in listed.items():
+        kept: dict[str, Any] = {"data_type": attr.get("data_type") or "string"}
+        if attr.get("archived"):
+            kept["archived"] = True
+        if attr.get("api_writable") is False:
+            kept["api_writable"] = False
+        out[name] = kept
+    return out
+
+
 def attribute_type(name: str, attributes: dict[str, dict]) -> str:
     attr = attributes.get(name)
     if attr is not None:

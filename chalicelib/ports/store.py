@@ -226,6 +226,15 @@ class SettingsRepository(Protocol):
 
 
 @dataclass(frozen=True)
+class AttributeList:
+    """A workspace's contact attributes as a worker last read them from Intercom (compact:
+    domain/mapping.compact_attributes), and when (epoch seconds, taken before the read)."""
+
+    attributes: dict[str, dict]
+    read_at: float
+
+
+@dataclass(frozen=True)
 class Connection:
     """A connected Intercom workspace: never a token or a secret, only which are set."""
 
@@ -233,6 +242,7 @@ class Connection:
     status: str = "active"
     api_base: Optional[str] = None
     secrets: frozenset[str] = frozenset()
+    attribute_list: Optional[AttributeList] = None     # shared by the workers: runtime.Runtime.attributes
 
 
 @dataclass(frozen=True)
@@ -244,6 +254,10 @@ class ConnectionRepository(Protocol):
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
         """Mark a workspace connected. What is not given (a secret, the api base) is kept."""
     def workspace(self, workspace: str) -> Optional[Connection]: ...
+    def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
+        """Keep the workspace's attribute list on its connection record, for other containers to use
+        while it is fresh. Touches nothing else (status, api base, secrets); creates no connection
+        (False when there is none), and never replaces a list read later (False too)."""
     def disconnect_workspace(self, workspace: str) -> bool:
         """Mark it disconnected and its token no longer set (settings, links, history stay). False
         when the workspace was never connected."""

@@ -12,7 +12,7 @@ from chalicelib.domain.history import Entry, iso
 from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
                                    ReferralCount)
 from chalicelib.domain.qualification import QState
-from chalicelib.ports import Busy
+from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
 from tests.fakes import FakeClock
 
@@ -478,6 +478,34 @@ def test_a_disconnect_keeps_the_workspace_known_without_its_token_and_a_reconnec
     store.connections.put_workspace("ws2", secrets={"token"})
     conn = store.connections.workspace("ws2")
     assert (conn.status, conn.api_base, conn.secrets) == ("active", "https://eu", {"token", "client-secret"})
+
+
+def test_a_workspaces_attribute_list_is_kept_on_its_connection_without_touching_the_connection(store, clock):
+    """What a cold worker adopts instead of reading Intercom's attribute list (runtime.attributes)."""
+    listed = {"custom_attributes.visits": {"data_type": "integer"},
+              "custom_attributes.old": {"data_type": "string", "archived": True, "api_writable": False}}
+    assert store.connections.keep_attributes("never", AttributeList(listed, clock())) is False
+    assert store.connections.workspace("never") is None                # no connection is made up
+    store.connections.put_workspace("ws2", secrets={"token", "client-secret"}, api_base="https://eu")
+    assert store.connections.workspace("ws2").attribute_list is None
+    assert store.connections.keep_attributes("ws2", AttributeList(listed, clock())) is True
+    conn = store.connections.workspace("ws2")
+    assert (conn.status, conn.api_base, conn.secrets) == ("active", "https://eu", {"token", "client-secret"})
+    assert conn.attribute_list == AttributeList(listed, clock())
+    # A list read earlier (a slow container) never replaces one read later; one read since does.
+    older = {"custom_attributes.visits": {"data_type": "string"}}
+    assert store.connections.keep_attributes("ws2", AttributeList(older, clock() - 1)) is False
+    assert store.connections.workspace("ws2").attribute_list.attributes == listed
+    assert store.connections.keep_attributes("ws2", AttributeList(older, clock() + 1)) is True
+    assert store.connections.workspace("ws2").attribute_list == AttributeList(older, clock() + 1)
+    # A disconnect and a reconnect change the status and token, and only them.
+    store.connections.disconnect_workspace("ws2")
+    conn = store.connections.workspace("ws2")
+    assert (conn.status, conn.secrets, conn.attribute_list.attributes) == ("disconnected", {"client-secret"}, older)
+    assert store.connections.keep_attributes("ws2", AttributeList(listed, clock() + 2)) is True
+    assert store.connections.workspace("ws2").status == "disconnected"        # keeping a list reconnects nothing
+    store.connections.put_workspace("ws2", secrets={"token"})
+    assert store.connections.workspace("ws2").attribute_list == AttributeList(listed, clock() + 2)
 
 
 def test_an_oauth_state_is_used_once(store, clock):

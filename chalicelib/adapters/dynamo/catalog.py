@@ -9,7 +9,7 @@ from pynamodb.expressions.update import Action
 
 from ...domain.budget import BudgetState
 from ...domain.history import iso
-from ...ports.store import Connection, RFConnection, StoredSettings
+from ...ports.store import AttributeList, Connection, RFConnection, StoredSettings
 from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
                    cursor_key, oauth_state_key, rate_key, settings_key)
@@ -36,7 +36,15 @@ class DynamoConnections:
         item = get(ConnectionItem, connection_key(workspace))
         if item is None:
             return None
-        return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()))
+        listed = (AttributeList(item.attributes, float(item.attributes_read_at))
+                  if item.attributes is not None and item.attributes_read_at is not None else None)
+        return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()), listed)
+
+    def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
+        read_at = ConnectionItem.attributes_read_at
+        return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
+            actions=[ConnectionItem.attributes.set(listed.attributes), read_at.set(listed.read_at)],
+            condition=ConnectionItem.pk.exists() & (read_at.does_not_exist() | (read_at <= listed.read_at))))
 
     def disconnect_workspace(self, workspace: str) -> bool:
         return applied(lambda: ConnectionItem(*connection_key(workspace)).update(

@@ -55,6 +55,8 @@ class ConnectionItem(_Item):
     status = UnicodeAttribute(default="active")
     secrets = UnicodeSetAttribute(null=True)        # which are set in the secret store: token, client-secret
     updated_at = UnicodeAttribute(null=True)
+    attributes = JSONAttribute(null=True)           # Intercom's attribute list (compact), shared by the workers
+    attributes_read_at = NumberAttribute(null=True)
 
 
 class RFConfigItem(_Item):
