@@ -16,7 +16,8 @@ from .adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, Secret
 from .config import Config
 from .errors import Disconnected, Permanent
 from .observability import logger
-from .ports import Connection, RefusalSample, SecretStore, Store
+from .domain.mapping import compact_attributes
+from .ports import AttributeList, Connection, RefusalSample, SecretStore, Store
 from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
@@ -186,6 +187,7 @@ class Runtime:
                         self._cache.pop(("intercom", workspace), None)
                         raise Disconnected(workspace)
                 return fresh
+            self._adopt_attributes(workspace, conn.attribute_list)
             return IntercomClient(conn.api_base or self.config.intercom_base_url, token, reauth=reauth,
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
@@ -219,20 +221,51 @@ class Runtime:
         return self._cached(("rf",), make)
 
     def attributes(self, workspace: str) -> dict[str, dict]:
-        return self._cached(("attributes", workspace), lambda: self.intercom(workspace).data_attributes())
+        """Intercom's attribute list (compact: domain/mapping.compact_attributes), never older than
+        CACHE_SECONDS: this container's, or the one another container kept on the connection record
+        (a cold container adopts it with the connection it reads anyway: no call), or read now and
+        kept there for the others."""
+        client = self.intercom(workspace)        # a disconnected workspace raises here, whatever was kept
+        hit = self._cache.get(("attributes", workspace))
+        if hit and hit[0] > self.clock():
+            return hit[1]
+        return self._read_attributes(workspace, client)
+
+    def _read_attributes(self, workspace: str, client: "IntercomClient") -> dict[str, dict]:
+        read_at = self.clock()                   # before the call: the list is at least this fresh
+        listed = compact_attributes(client.data_attributes())
+        self._cache[("attributes", workspace)] = (read_at + CACHE_SECONDS, listed)
+        try:
+            self.store.connections.keep_attributes(workspace, AttributeList(listed, read_at))
+        except Exception:                        # the others read it themselves, as without it
+            logger.warning("could not keep the workspace's attribute list", extra={"workspace": workspace},
+                           exc_info=True)
+        return listed
+
+    def _adopt_attributes(self, workspace: str, kept: Optional[AttributeList]) -> None:
+        """The list kept on an active connection, until CACHE_SECONDS after it was read (a read time
+        ahead of this clock counts as now): no container uses a list older than its own would be."""
+        if kept is None:
+            return
+        now = self.clock()
+        expires = min(kept.read_at, now) + CACHE_SECONDS
+        hit = self._cache.get(("attributes", workspace))
+        if expires > now and (hit is None or hit[0] < expires):
+            self._cache[("attributes", workspace)] = (expires, kept.attributes)
 
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
         full_name = f"custom_attributes.{name}"
         if full_name in self.attributes(workspace):
             return
+        client = self.intercom(workspace)
         try:
-            self.intercom(workspace).create_data_attribute(name, "string", description)
+            client.create_data_attribute(name, "string", description)
         except Permanent as exc:        # e.g. another container created it a moment ago: look again
             refused = exc.reason
         else:
             refused = ""
-        self._cache.pop(("attributes", workspace), None)
-        if full_name not in self.attributes(workspace):
+        # Read again, and kept: the list on the connection record no longer says it is missing.
+        if full_name not in self._read_attributes(workspace, client):
             raise Permanent(f"the bridge could not create the text attribute {name} in workspace {workspace} "
                             f"({refused or 'Intercom does not list it'}) — create it in Intercom (Settings > Data > "
                             "People, type Text), then replay")

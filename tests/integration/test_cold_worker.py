@@ -8,18 +8,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
+from chalicelib.domain.mapping import MARKER_NAME
+from chalicelib.runtime import CACHE_SECONDS
 from infra.local.esm import build_sqs_event
 
 from .test_call_counts import demo_settings
 from .test_join_flow import new_lead
-from .conftest import join_body
+from .conftest import WORKSPACE, join_body
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # Counts what the container does: botocore sessions and clients made, AWS calls (by operation),
-# modules imported. The runtime's clock is frozen, so that the rate limiter's calls do not depend
-# on whether the record straddles one of its slices.
+# modules imported. The runtime's clock is frozen (at the time given, the test's clock), so that the
+# rate limiter's calls do not depend on whether the record straddles one of its slices.
 CONTAINER = r"""
 import gc, json, sys, time
 from collections import Counter
@@ -54,15 +57,16 @@ from chalicelib.runtime import Runtime, reset_default_runtime
 from infra.local.context import FakeLambdaContext
 from tests.fakes import FakeClock
 
-clock = FakeClock(time.time())
+clock = FakeClock(float(sys.argv[1]))
 reset_default_runtime(Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep))
 app.worker(json.loads(sys.stdin.read()), FakeLambdaContext(function_name="worker", timeout_seconds=120))
 print(json.dumps({"init": init, "made": made, "calls": calls, "boto3": "boto3" in sys.modules}))
 """
 
 
-def first_record(bridge, counter) -> tuple[dict, list[str]]:
-    """The one queued message, taken by a fresh container: what it reported, and its Intercom calls."""
+def first_record(bridge, counter, at: Optional[float] = None) -> tuple[dict, list[str]]:
+    """The one queued message, taken by a fresh container (its clock at `at`, default the test's):
+    what it reported, and its Intercom calls."""
     sqs = bridge.resources.client("sqs")
     [message] = sqs.receive_message(QueueUrl=bridge.resources.queue_url, MaxNumberOfMessages=10,
                                     AttributeNames=["All"], MessageAttributeNames=["All"], VisibilityTimeout=120,
@@ -71,7 +75,7 @@ def first_record(bridge, counter) -> tuple[dict, list[str]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
     with counter.measure() as counts:
-        done = subprocess.run([sys.executable, "-c", CONTAINER], input=json.dumps(event), env=env, cwd=ROOT,
+        done = subprocess.run([sys.executable, "-c", CONTAINER, repr(bridge.rt.clock() if at is None else at)], input=json.dumps(event), env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     sqs.delete_message(QueueUrl=bridge.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -95,11 +99,79 @@ def test_a_fresh_workers_first_join(bridge, intercom, rf, counter):
     # The calls: the join's own (its link and settings read, its claim, the verification queued, the
     # finishing transaction), and what a cold container reads once: the workspace's connection, its
     # token, the rate budget's state, Intercom's attribute list; the rate limiter reserves the 4
-    # Intercom calls' slots in one write (its first block: was 1, 1, 2 slots in three).
-    assert report["calls"] == {"dynamodb:BatchGetItem": 2, "dynamodb:UpdateItem": 1 + 1, "dynamodb:GetItem": 2,
+    # Intercom calls' slots in one write (its first block: was 1, 1, 2 slots in three). No container
+    # read the list in the last 5 minutes: this one does, and keeps it on the connection (1 write).
+    assert report["calls"] == {"dynamodb:BatchGetItem": 2, "dynamodb:UpdateItem": 1 + 1 + 1, "dynamodb:GetItem": 2,
                                "ssm:GetParameter": 1, "sqs:SendMessageBatch": 1, "dynamodb:TransactWriteItems": 1}
     assert sorted(intercom_calls) == ["GET /data_attributes", "POST /contacts", "POST /contacts/search",
                                       "POST /tags"]
+
+
+def test_a_fresh_worker_uses_the_attribute_list_another_read_less_than_5_minutes_ago(bridge, intercom, rf, counter,
+                                                                                    clock):
+    """The list comes with the connection record a cold container reads anyway: no call, no read."""
+    bridge.apply(demo_settings())
+    read_at = clock.now
+    firsts = []
+    for email, at in (("cold@example.com", read_at), ("colder@example.com", read_at + CACHE_SECONDS - 1)):
+        assert bridge.post_join(join_body(new_lead(rf, email=email))).status_code == 202
+        firsts.append(first_record(bridge, counter, at))
+    (_, first), (report, second) = firsts
+
+    assert len(intercom.contacts_by_email("colder@example.com")) == 1
+    assert sorted(first) == ["GET /data_attributes", "POST /contacts", "POST /contacts/search", "POST /tags"]
+    assert sorted(second) == ["POST /contacts", "POST /contacts/search", "POST /tags"]
+    # What a cold join read before, less the list's call: nothing more read or written for it.
+    assert report["calls"] == {"dynamodb:BatchGetItem": 2, "dynamodb:UpdateItem": 1 + 1, "dynamodb:GetItem": 2,
+                               "ssm:GetParameter": 1, "sqs:SendMessageBatch": 1, "dynamodb:TransactWriteItems": 1}
+    assert bridge.rt.store.connections.workspace(WORKSPACE).attribute_list.read_at == read_at
+
+    # 5 minutes after that read, the next cold container reads the list itself, and keeps it.
+    assert bridge.post_join(join_body(new_lead(rf, email="coldest@example.com"))).status_code == 202
+    report, third = first_record(bridge, counter, read_at + CACHE_SECONDS)
+    assert "GET /data_attributes" in third and report["calls"]["dynamodb:UpdateItem"] == 1 + 1 + 1
+    assert bridge.rt.store.connections.workspace(WORKSPACE).attribute_list.read_at == read_at + CACHE_SECONDS
+
+
+def test_the_marker_a_fresh_worker_creates_is_not_missing_from_the_list_it_keeps(bridge, intercom, rf, counter):
+    """The bridge's marker attribute, deleted in Intercom since the settings were applied: the first
+    cold container creates it and keeps the list read again; the next neither reads nor creates it."""
+    bridge.apply(demo_settings())
+    del intercom.attributes[f"custom_attributes.{MARKER_NAME}"]
+    firsts = []
+    for email in ("cold@example.com", "colder@example.com"):          # each by a fresh container
+        assert bridge.post_join(join_body(new_lead(rf, email=email))).status_code == 202
+        firsts.append(first_record(bridge, counter)[1])
+    first, second = firsts
+
+    assert len(intercom.contacts_by_email("colder@example.com")) == 1
+    assert sorted(first) == ["GET /data_attributes", "GET /data_attributes", "POST /contacts",
+                             "POST /contacts/search", "POST /data_attributes", "POST /tags"]
+    assert sorted(second) == ["POST /contacts", "POST /contacts/search", "POST /tags"]
+
+
+def test_a_type_changed_in_intercom_is_used_once_the_kept_list_is_5_minutes_old(bridge, intercom, rf, counter, clock):
+    """Intercom's UI can change an attribute's type. The initial value is written as the attribute's
+    type says: text "0", then the number 0 (Intercom refuses text in a number attribute) — by a cold
+    container 5 minutes after the kept list was read, and by a warm one once its own list expires."""
+    intercom.define_attribute("visits", "string")
+    bridge.apply({**demo_settings(), "qualification": {"attribute": "custom_attributes.visits", "value": "5",
+                                                       "initial_value": "0"}})
+    read_at = clock.now
+    bridge.post_join(join_body(new_lead(rf, email="warm@example.com")))
+    bridge.drain()                                       # a warm container read the list, and kept it
+    assert intercom.contacts_by_email("warm@example.com")[0]["custom_attributes"]["visits"] == "0"
+
+    intercom.attributes["custom_attributes.visits"]["data_type"] = "integer"    # changed in Intercom's UI
+    assert bridge.post_join(join_body(new_lead(rf, email="cold@example.com"))).status_code == 202
+    _, cold_calls = first_record(bridge, counter, read_at + CACHE_SECONDS)
+    assert intercom.contacts_by_email("cold@example.com")[0]["custom_attributes"]["visits"] == 0
+    assert "GET /data_attributes" in cold_calls
+
+    clock.now = read_at + CACHE_SECONDS                  # the warm container's list expires
+    bridge.post_join(join_body(new_lead(rf, email="warmer@example.com")))
+    bridge.drain()
+    assert intercom.contacts_by_email("warmer@example.com")[0]["custom_attributes"]["visits"] == 0
 
 
 def test_a_fresh_workers_first_intercom_event(bridge, intercom, rf, counter):
@@ -119,4 +191,6 @@ def test_a_fresh_workers_first_intercom_event(bridge, intercom, rf, counter):
     # calls (was 2); the history of the judged value and the notification marked done.
     assert report["calls"] == {"dynamodb:BatchGetItem": 3, "dynamodb:GetItem": 2, "ssm:GetParameter": 1,
                                "dynamodb:UpdateItem": 1, "dynamodb:TransactWriteItems": 1, "dynamodb:PutItem": 1}
-    assert sorted(intercom_calls) == [f"GET /contacts/{contact['id']}", "GET /data_attributes"]
+    # Not Intercom's attribute list (was its first call): the join's container read it a moment ago
+    # and kept it on the workspace's connection record, which this one reads anyway.
+    assert intercom_calls == [f"GET /contacts/{contact['id']}"]

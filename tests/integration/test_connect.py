@@ -198,3 +198,38 @@ def test_two_workspaces_with_their_campaigns_work_end_to_end_and_never_touch_eac
     # Each workspace's API saw only its own token.
     assert tokens_used(intercom) == {"Bearer sim-token"}
     assert tokens_used(beta) == {"Bearer b-token"}
+
+
+def test_a_cold_worker_parks_a_disconnected_workspaces_work_though_its_attribute_list_is_fresh(
+        bridge, intercom, rf, capsys):
+    """The attribute list kept on the connection record a moment ago is never served for a disconnected
+    workspace: a cold container parks its joins, events, checks and searches of changed contacts, as it
+    did when the list's own call was what refused them."""
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann))
+    bridge.drain()                                   # the list is read and kept; the duplicate check is held
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert bridge.reconcile()["searches"] == 1      # a search of changed contacts, queued
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    assert "disconnected" in capsys.readouterr().out
+    assert bridge.later.release() == 1               # the duplicate check's time comes
+    kept = bridge.rt.store.connections.workspace(WORKSPACE).attribute_list
+    assert kept is not None and bridge.rt.clock() - kept.read_at < CACHE_SECONDS
+    bridge.rt.forget()                               # a cold container
+    calls = len(intercom.requests)
+
+    assert bridge.post_join(join_body(new_lead(rf, email="bob@example.com", first_name="Bob"))).status_code == 202
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+    bridge.drain()
+    dead = bridge.dead_letters()
+    # The join, the event, the reconciliation's search of changed contacts and its check of the pending lead.
+    assert sorted(d["body"]["kind"] for d in dead) == ["intercom.changes", "intercom.check", "intercom.contact",
+                                                         "rf.join"]
+    assert all(d["reason"].startswith("workspace disconnected: Intercom workspace vne310wv was disconnected")
+               and d["attempts"] == 1 for d in dead)
+    assert len(intercom.requests) == calls and rf.qualification_calls == []
+    # The duplicate check's batched read (Intercom's search) raised it too: retried, as before the kept
+    # list (worker._read_failed retries what a batched read raises), never reaching Intercom.
+    assert bridge.queued() == 1
