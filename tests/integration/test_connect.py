@@ -108,6 +108,22 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     assert qualified_ids(rf) == [ann["id"]]
 
 
+def test_a_delayed_duplicate_check_of_a_disconnected_workspace_is_parked_at_once_with_the_one_reason(
+        bridge, intercom, rf, clock):
+    """The created lead's look for duplicates comes after Intercom's search lag, by then the workspace
+    is disconnected: its batched read fails for good, so no retries (README, Disconnecting)."""
+    bridge.apply(qualifying_settings())
+    bridge.post_join(join_body(new_lead(rf)))
+    bridge.drain()
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    clock.now += CACHE_SECONDS
+    assert bridge.later.release() == 1
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["body"]["kind"] == "join.verify" and dead["attempts"] == 1
+    assert dead["reason"].startswith("workspace disconnected: Intercom workspace vne310wv was disconnected")
+
+
 def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_too(bridge, intercom, rf, capsys):
     """Disconnect, then uninstall the app in Intercom: a worker still holding the old client gets a
     401 and says "workspace disconnected", not "token invalid"."""
