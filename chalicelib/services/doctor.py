@@ -7,6 +7,7 @@ DUPLICATE_CHECKS), the campaign in RF; the store (no scan); the dead-letter queu
 released). Every call to Intercom and RF goes through the shared rate limiter."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
@@ -16,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_writes
 from ..config import Config
-from ..errors import WorkError
+from ..errors import DISCONNECTED, WorkError
 from ..observability import mask_email
 from ..ports import DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -418,16 +419,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                attributes: Optional[dict], dlq: bool, applied_at: str) -> None:
     c = settings.campaign_id
     if dlq:
-        letters = [d for d in dead_letters.list_dead(rt) if d.campaign_id == c]
-        reasons: dict[str, int] = {}
-        for d in letters:
-            reasons[d.reason] = reasons.get(d.reason, 0) + 1
-        for reason, n in sorted(reasons.items(), key=lambda x: -x[1]):
-            report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                       "this work is stopped until it is replayed",
-                       f"fix the cause, then `bridge dlq replay --campaign {c}` (see `bridge dlq list`)")
-        if not letters:
-            report.add("dead_letters", True, f"no dead letters for campaign {c}")
+        _dead_letters(rt, report, settings)
     if settings.qualification is None:
         return
     if pending:
@@ -448,6 +440,31 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    "with `match: contact`, a conversion recorded on the duplicate does not qualify the referral",
                    "set `qualification.match: email` in the settings (then `bridge settings apply`), or merge the "
                    "contacts in Intercom")
+
+
+_NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
+
+
+def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
+    of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them."""
+    c, ws = settings.campaign_id, settings.workspace
+    letters = dead_letters.list_dead(rt)
+    mine = [d for d in letters if d.campaign_id == c]
+    unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
+    for reason, n in Counter(d.reason for d in mine).most_common():
+        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
+                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c))
+    for reason, n in Counter(d.reason for d in unnamed).most_common():
+        kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
+                                  if d.reason == reason}))
+        report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
+                   "they may be about this campaign's people (a notification can qualify a lead): this work is "
+                   "stopped until it is replayed, and `--campaign` does not reach it",
+                   dead_letters.replay_fix(reason, c) if DISCONNECTED in reason else
+                   "see `bridge dlq list`; fix the cause, then `bridge dlq replay --reason TEXT` (a part of the reason)")
+    if not mine and not unnamed:
+        report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str) -> None:

@@ -10,10 +10,12 @@ from typing import Any, Optional, Protocol
 
 from ..domain.link import Link, PersonRef
 from ..domain.people import email_hash
+from ..errors import DISCONNECTED
 from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import normal_email
+from .dead_letters import replay_fix
 
 class Reader(Protocol):
     @property
@@ -152,6 +154,8 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     for key, text in (("fix", fix), ("hint", hint)):
         if text:
             entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
+    if fix and DISCONNECTED in str(entry.get("reason") or ""):      # `--campaign` would leave some behind
+        entry["fix"] = replay_fix(entry["reason"], entry.get("campaign_id") or "CAMPAIGN")
     return entry
 
 
