@@ -472,14 +472,21 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
     the campaign's settings were stored."""
     from .qualification.changes import cursor_name
-    from .reconcile import past_sweep_age
+    from .reconcile import past_sweep_age, searchable
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
-    if last is None and applied < late_after:
+    conn = rt.store.connections.workspace(ws)
+    if not searchable(conn):           # the connection's own finding names the cause and its fix
+        report.add("reconciliation", True, f"reconciliation waits for workspace {ws} to be "
+                   f"{'reconnected' if conn is not None else 'connected'}: it searches no changed contacts "
+                   "without the workspace's token (" + ("it has never searched them" if last is None else
+                                                        f"the last search ran {(now - float(last)) / 60:.0f} min ago")
+                   + ")")
+    elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")
         report.add("reconciliation", True, f"reconciliation has not searched the changed contacts of workspace {ws} "

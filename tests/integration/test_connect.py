@@ -138,15 +138,26 @@ def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_t
     assert dead["reason"].startswith("workspace disconnected:") and dead["attempts"] == 1
 
 
-def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(bridge, capsys):
+def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(bridge, clock, capsys):
+    """The disconnect is the one problem: reconciliation, paused by it for hours, waits for the reconnect
+    (its schedule is not to blame)."""
     import json
     bridge.apply(qualifying_settings())
+    bridge.reconcile()
+    bridge.drain()
     assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    clock.now += 2 * 3600
+    bridge.reconcile()
     capsys.readouterr()
     assert main(["doctor", "42", "--json"], rt=bridge.operator()) == 1
-    [finding] = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["check"] == "intercom.connection"]
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    [finding] = [f for f in findings if f["check"] == "intercom.connection"]
     assert finding["what"] == f"workspace {WORKSPACE} is disconnected" and not finding["ok"]
     assert "workspace disconnected" in finding["why"] and "`bridge dlq replay`" in finding["fix"]
+    [waits] = [f for f in findings if f["check"] == "reconciliation"]
+    assert waits == {"check": "reconciliation", "ok": True, "why": "", "fix": "", "what": (
+        f"reconciliation waits for workspace {WORKSPACE} to be reconnected: it searches no changed contacts "
+        "without the workspace's token (the last search ran 120 min ago)")}
 
 
 def test_after_a_disconnect_doctor_and_explain_advise_a_replay_that_also_brings_back_the_notifications(
