@@ -195,7 +195,11 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optio
 _WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
-        "does not exist": "the contact is created without it (or Intercom refuses the write)",
+        # (Checked in the simulator and Intercom's docs: a write naming an unknown attribute is a 400.)
+        "qualification.attribute": "the rule reads an attribute no contact has: it compares an empty value, never "
+                                   "the one meant",
+        "does not exist": "Intercom refuses the whole contact it is written with (400), not only the attribute: "
+                          "each {who} whose join writes it fails to the dead-letter queue",
         "archived": "Intercom refuses writes to an archived attribute",
         "read-only": "Intercom refuses writes to it",
         "is not a number": "the value cannot be written as the attribute's type",
@@ -216,7 +220,8 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
     for problem in problems:
         what, _, fix = problem.partition(" — ")
-        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written")
+        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written").format(
+            who="referrer" if what.startswith("referrers.") else "lead")
         report.add("settings.workspace", False, what, why, fix)
     q = settings.qualification
     if not problems:
