@@ -41,10 +41,12 @@ class Explanation:
 
 
 def never_seen(query: str) -> str:
-    return (f"the bridge has never seen {mask_emails(query)}: no join, no contact, no history and no refused "
-            "webhook names them here (or they were forgotten). If they joined before the campaign's settings "
-            "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them; if they are in "
-            "Intercom only, check the email or id")
+    # No trace is kept of someone forgotten: the backfill hint must not read as the fix for them.
+    return (f"the bridge has never seen {mask_emails(query)}, or they were forgotten (`bridge forget`): no join, "
+            "no contact, no history and no refused webhook names them here. Only if they joined before the "
+            "campaign's settings existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them "
+            "(a backfill would also bring a forgotten person back to Intercom); if they are in Intercom only, "
+            "check the email or id")
 
 
 def explain(rt: Reader, query: str) -> Explanation:

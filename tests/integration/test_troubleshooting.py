@@ -520,7 +520,7 @@ def test_explain_says_plainly_when_it_has_never_seen_someone(bridge, capsys):
     capsys.readouterr()
     assert main(["explain", "nobody@example.com"], rt=bridge.operator()) == 1
     out = capsys.readouterr().out
-    assert out.startswith("the bridge has never seen n***@example.com:") and "bridge backfill" in out
+    assert out.startswith("the bridge has never seen n***@example.com, or they were forgotten") and "bridge backfill" in out
     code, found = explain(bridge, capsys, "999999")
     assert code == 1 and found["found"] is False and found["message"].startswith("the bridge has never seen 999999")
 
