@@ -274,8 +274,8 @@ def test_two_workspaces_with_their_campaigns_work_end_to_end_and_never_touch_eac
 def test_a_cold_worker_parks_a_disconnected_workspaces_work_though_its_attribute_list_is_fresh(
         bridge, intercom, rf, capsys):
     """The attribute list kept on the connection record a moment ago is never served for a disconnected
-    workspace: a cold container parks its joins, events, checks and searches of changed contacts, as it
-    did when the list's own call was what refused them."""
+    workspace: a cold container parks its joins, events, duplicate checks, checks and searches of changed
+    contacts, as it did when the list's own call was what refused them."""
     bridge.apply(qualifying_settings())
     ann = new_lead(rf)
     bridge.post_join(join_body(ann))
@@ -295,12 +295,10 @@ def test_a_cold_worker_parks_a_disconnected_workspaces_work_though_its_attribute
     assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
     bridge.drain()
     dead = bridge.dead_letters()
-    # The join, the event, the reconciliation's search of changed contacts and its check of the pending lead.
+    # The join, the event, the duplicate check, the reconciliation's search of changed contacts and its
+    # check of the pending lead.
     assert sorted(d["body"]["kind"] for d in dead) == ["intercom.changes", "intercom.check", "intercom.contact",
-                                                         "rf.join"]
+                                                         "join.verify", "rf.join"]
     assert all(d["reason"].startswith("workspace disconnected: Intercom workspace vne310wv was disconnected")
                and d["attempts"] == 1 for d in dead)
-    assert len(intercom.requests) == calls and rf.qualification_calls == []
-    # The duplicate check's batched read (Intercom's search) raised it too: retried, as before the kept
-    # list (worker._read_failed retries what a batched read raises), never reaching Intercom.
-    assert bridge.queued() == 1
+    assert len(intercom.requests) == calls and rf.qualification_calls == [] and bridge.queued() == 0
