@@ -335,8 +335,10 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
-    done = connect_rf(rt, args.token, args.webhook_secret)
-    _answer(args, done, f"Referral Factory connected: token {done['token']}, webhook secret {done['webhook_secret']}")
+    done = connect_rf(rt, args.token, args.webhook_secret, check=True)
+    checked = " (checked with Referral Factory)" if done["token"] == "set" else ""
+    _answer(args, done, f"Referral Factory connected: token {done['token']}{checked}, webhook secret "
+            f"{done['webhook_secret']}")
     for name, option in (("token", "--token"), ("webhook_secret", "--webhook-secret")):
         if done[name] == "missing":
             print(f"warning: no {option} yet: " + ("joins cannot be read from RF or qualified"

@@ -139,6 +139,44 @@ def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_store
     assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
 
 
+def test_rf_connect_checks_the_token_with_rf_and_refuses_one_rf_refuses_storing_nothing(bridge, rf, capsys):
+    """As `workspace connect` asks Intercom, `rf connect` asks RF (its campaigns, one call) before it
+    stores a token: a refused one is one line, exit 1, and the token already stored stays."""
+    code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "bogus-token")
+    assert (code, out, err) == (1, "", f"bridge: Referral Factory refused this token (it answered 401: "
+                                       f"Unauthenticated. at {rf.base_url}): check the token; nothing was stored\n")
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
+    assert [(r["method"], r["path"], r["status"]) for r in rf.requests] == [("GET", "/campaigns", 401)]
+    rf.blocked = True                                       # RF's 403: refused too, in RF's words
+    code, _, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "rf-token")
+    assert (code, err) == (1, f"bridge: Referral Factory refused this token (it answered 403: IP blocked at "
+                              f"{rf.base_url}): check the token; nothing was stored\n")
+    rf.blocked = False
+    rf.token = "rf-new"                                     # RF's token, regenerated
+    code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "rf-new")
+    assert (code, out, err) == (0, "Referral Factory connected: token set (checked with Referral Factory), "
+                                   "webhook secret kept\n", "")
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-new" and rf.count("GET", "/campaigns") == 3
+    code, out, _ = run_cli(bridge.operator(), capsys, "rf", "connect", "--webhook-secret", "hook-2")
+    assert (code, out) == (0, "Referral Factory connected: token kept, webhook secret set\n")
+    assert rf.count() == 3                                  # no token given: nothing to ask RF
+
+
+def test_rf_connect_that_cannot_reach_rf_stores_nothing_and_says_so(bridge, rf, capsys):
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime
+
+    rf.stop()                                               # nothing answers at RF's address
+    waits: list[float] = []
+    operator = Runtime(Config.from_env(), clock=bridge.rt.clock, sleeper=waits.append)
+    code, out, err = run_cli(operator, capsys, "rf", "connect", "--token", "rf-new")
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("bridge: could not reach Referral Factory to check the token (Referral Factory unreachable "
+                          "after retries (") and err.endswith("); nothing was stored, try again\n")
+    assert waits                                            # tried again, as every call to RF is, then refused
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
+
+
 def test_workspace_connect_and_the_oauth_app_refuse_blank_secrets_too(bridge, capsys):
     code, _, err = run_cli(bridge.operator(), capsys, "workspace", "connect", WORKSPACE, "--client-secret", "  ")
     assert code == 1 and err.startswith("bridge: --client-secret is empty (or only spaces)")
