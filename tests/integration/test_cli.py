@@ -83,7 +83,7 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
         assert code == 0, (argv, err)
         answers[" ".join(argv[:2])] = json.loads(out)      # one JSON object, nothing else on stdout
     assert answers["settings check"] == {"valid": True, "campaign_id": "42", "workspace": WORKSPACE,
-                                "workspace_checked": False}
+                                "workspace_checked": False, "warnings": []}
     assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set"}
     assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
                                             "client_secret": "kept", "api_base": "default"}
