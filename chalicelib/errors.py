@@ -46,12 +46,15 @@ class Permanent(WorkError):
     queue with the reason, replayable once fixed (e.g. RF 422, Intercom 400, revoked token)."""
 
 
+DISCONNECTED = "workspace disconnected"
+
+
 class Disconnected(Permanent):
     """The operator disconnected the workspace: its work waits in the dead-letter queue, with this
-    one reason, until the workspace is connected again and the queue replayed."""
+    one reason (it starts with DISCONNECTED), until the workspace is connected again and the queue replayed."""
 
     def __init__(self, workspace: str):
-        super().__init__(f"workspace disconnected: Intercom workspace {workspace} was disconnected — reconnect it "
+        super().__init__(f"{DISCONNECTED}: Intercom workspace {workspace} was disconnected — reconnect it "
                          f"(`bridge workspace connect {workspace} --token ...` or OAuth), then `bridge dlq replay`")
         self.workspace = workspace
 

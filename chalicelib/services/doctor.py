@@ -7,6 +7,7 @@ DUPLICATE_CHECKS), the campaign in RF; the store (no scan); the dead-letter queu
 released). Every call to Intercom and RF goes through the shared rate limiter."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
@@ -16,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_writes
 from ..config import Config
-from ..errors import WorkError
+from ..errors import DISCONNECTED, WorkError
 from ..observability import mask_email
 from ..ports import DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -194,7 +195,11 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optio
 _WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
-        "does not exist": "the contact is created without it (or Intercom refuses the write)",
+        # (Checked in the simulator and Intercom's docs: a write naming an unknown attribute is a 400.)
+        "qualification.attribute": "the rule reads an attribute no contact has: it compares an empty value, never "
+                                   "the one meant",
+        "does not exist": "Intercom refuses the whole contact it is written with (400), not only the attribute: "
+                          "each {who} whose join writes it fails to the dead-letter queue",
         "archived": "Intercom refuses writes to an archived attribute",
         "read-only": "Intercom refuses writes to it",
         "is not a number": "the value cannot be written as the attribute's type",
@@ -215,7 +220,8 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
     for problem in problems:
         what, _, fix = problem.partition(" — ")
-        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written")
+        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written").format(
+            who="referrer" if what.startswith("referrers.") else "lead")
         report.add("settings.workspace", False, what, why, fix)
     q = settings.qualification
     if not problems:
@@ -418,16 +424,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                attributes: Optional[dict], dlq: bool, applied_at: str) -> None:
     c = settings.campaign_id
     if dlq:
-        letters = [d for d in dead_letters.list_dead(rt) if d.campaign_id == c]
-        reasons: dict[str, int] = {}
-        for d in letters:
-            reasons[d.reason] = reasons.get(d.reason, 0) + 1
-        for reason, n in sorted(reasons.items(), key=lambda x: -x[1]):
-            report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                       "this work is stopped until it is replayed",
-                       f"fix the cause, then `bridge dlq replay --campaign {c}` (see `bridge dlq list`)")
-        if not letters:
-            report.add("dead_letters", True, f"no dead letters for campaign {c}")
+        _dead_letters(rt, report, settings)
     if settings.qualification is None:
         return
     if pending:
@@ -450,19 +447,51 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    "contacts in Intercom")
 
 
+_NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
+
+
+def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+    """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
+    of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them."""
+    c, ws = settings.campaign_id, settings.workspace
+    letters = dead_letters.list_dead(rt)
+    mine = [d for d in letters if d.campaign_id == c]
+    unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
+    for reason, n in Counter(d.reason for d in mine).most_common():
+        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
+                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c))
+    for reason, n in Counter(d.reason for d in unnamed).most_common():
+        kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
+                                  if d.reason == reason}))
+        report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
+                   "they may be about this campaign's people (a notification can qualify a lead): this work is "
+                   "stopped until it is replayed, and `--campaign` does not reach it",
+                   dead_letters.replay_fix(reason, c) if DISCONNECTED in reason else
+                   "see `bridge dlq list`; fix the cause, then `bridge dlq replay --reason TEXT` (a part of the reason)")
+    if not mine and not unnamed:
+        report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
+
+
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str) -> None:
     """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
     the campaign's settings were stored."""
     from .qualification.changes import cursor_name
-    from .reconcile import past_sweep_age
+    from .reconcile import past_sweep_age, searchable
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
-    if last is None and applied < late_after:
+    conn = rt.store.connections.workspace(ws)
+    if not searchable(conn):           # the connection's own finding names the cause and its fix
+        report.add("reconciliation", True, f"reconciliation waits for workspace {ws} to be "
+                   f"{'reconnected' if conn is not None else 'connected'}: it searches no changed contacts "
+                   "without the workspace's token (" + ("it has never searched them" if last is None else
+                                                        f"the last search ran {(now - float(last)) / 60:.0f} min ago")
+                   + ")")
+    elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")
         report.add("reconciliation", True, f"reconciliation has not searched the changed contacts of workspace {ws} "

@@ -10,10 +10,12 @@ from typing import Any, Optional, Protocol
 
 from ..domain.link import Link, PersonRef
 from ..domain.people import email_hash
+from ..errors import DISCONNECTED
 from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import normal_email
+from .dead_letters import replay_fix
 
 class Reader(Protocol):
     @property
@@ -39,10 +41,12 @@ class Explanation:
 
 
 def never_seen(query: str) -> str:
-    return (f"the bridge has never seen {mask_emails(query)}: no join, no contact, no history and no refused "
-            "webhook names them here (or they were forgotten). If they joined before the campaign's settings "
-            "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them; if they are in "
-            "Intercom only, check the email or id")
+    # No trace is kept of someone forgotten: the backfill hint must not read as the fix for them.
+    return (f"the bridge has never seen {mask_emails(query)}, or they were forgotten (`bridge forget`): no join, "
+            "no contact, no history and no refused webhook names them here. Only if they joined before the "
+            "campaign's settings existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them "
+            "(a backfill would also bring a forgotten person back to Intercom); if they are in Intercom only, "
+            "check the email or id")
 
 
 def explain(rt: Reader, query: str) -> Explanation:
@@ -152,6 +156,8 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     for key, text in (("fix", fix), ("hint", hint)):
         if text:
             entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
+    if fix and DISCONNECTED in str(entry.get("reason") or ""):      # `--campaign` would leave some behind
+        entry["fix"] = replay_fix(entry["reason"], entry.get("campaign_id") or "CAMPAIGN")
     return entry
 
 

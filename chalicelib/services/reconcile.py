@@ -32,7 +32,7 @@ from ..domain.qualification import UNFINISHED
 from ..messages import ChangesMessage, CheckMessage, JoinMessage
 from ..observability import count, logger
 from ..ports import WorkQueue
-from ..ports.store import PENDING_SWEEP, SWEEP_ROUND
+from ..ports.store import PENDING_SWEEP, SWEEP_ROUND, Connection
 from ..webhooks import RFPerson
 from .deps import Stack
 from .referral_count import messages as count_messages
@@ -128,12 +128,17 @@ def _finish(late: Overdue, now: float, retry_at: float) -> Optional[tuple[dict, 
     return None
 
 
+def searchable(conn: Optional[Connection]) -> bool:
+    """Whether reconciliation searches the workspace's changed contacts: it is connected, with its token
+    (a disconnected one waits for the reconnect)."""
+    return conn is not None and conn.status == "active" and "token" in conn.secrets
+
+
 def _changes(rt: Stack[WorkQueue], now: float) -> list[dict]:
     """One search of changed contacts per connected workspace that has campaigns."""
     out = []
     for workspace in sorted(rt.store.connections.workspaces()):
-        conn = rt.store.connections.workspace(workspace)
-        if conn is None or conn.status != "active" or "token" not in conn.secrets:
+        if not searchable(rt.store.connections.workspace(workspace)):
             continue
         if not rt.store.settings.campaigns(workspace):
             continue

@@ -20,7 +20,7 @@ from .. import messages
 from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
-from ..errors import Deferred, WorkError
+from ..errors import Deferred, Permanent, WorkError
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
 from ..observability import count, logger
@@ -153,6 +153,8 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
         context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
         if isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
             results.append(_waits(work, job.record, job.message, context))
+        elif isinstance(context, Permanent):   # its read failed for good (the workspace disconnected): no retry
+            results.append(_failed(work, job.record, job.message, context.reason, False, None, context.person))
         elif isinstance(context, WorkError):   # its read failed: a try like any other
             results.append(_failed(work, job.record, job.message, context.reason, True, 5))  # soon, not after the timeout
         elif remaining_ms() < work.config.record_budget_ms:
@@ -257,7 +259,9 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 
 
 def _read_failed(exc: Exception) -> WorkError:
-    if isinstance(exc, Deferred):      # the read must wait (a rate-limit pause, a spent budget): it waits
+    # The read must wait (a rate-limit pause, a spent budget), or retrying will not help (the workspace
+    # disconnected): each goes on as itself, with its own reason.
+    if isinstance(exc, (Deferred, Permanent)):
         return exc
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 

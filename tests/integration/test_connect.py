@@ -108,6 +108,22 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     assert qualified_ids(rf) == [ann["id"]]
 
 
+def test_a_delayed_duplicate_check_of_a_disconnected_workspace_is_parked_at_once_with_the_one_reason(
+        bridge, intercom, rf, clock):
+    """The created lead's look for duplicates comes after Intercom's search lag, by then the workspace
+    is disconnected: its batched read fails for good, so no retries (README, Disconnecting)."""
+    bridge.apply(qualifying_settings())
+    bridge.post_join(join_body(new_lead(rf)))
+    bridge.drain()
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    clock.now += CACHE_SECONDS
+    assert bridge.later.release() == 1
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["body"]["kind"] == "join.verify" and dead["attempts"] == 1
+    assert dead["reason"].startswith("workspace disconnected: Intercom workspace vne310wv was disconnected")
+
+
 def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_too(bridge, intercom, rf, capsys):
     """Disconnect, then uninstall the app in Intercom: a worker still holding the old client gets a
     401 and says "workspace disconnected", not "token invalid"."""
@@ -122,15 +138,70 @@ def test_a_warm_worker_names_the_disconnect_at_once_when_the_token_was_revoked_t
     assert dead["reason"].startswith("workspace disconnected:") and dead["attempts"] == 1
 
 
-def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(bridge, capsys):
+def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(bridge, clock, capsys):
+    """The disconnect is the one problem: reconciliation, paused by it for hours, waits for the reconnect
+    (its schedule is not to blame)."""
     import json
     bridge.apply(qualifying_settings())
+    bridge.reconcile()
+    bridge.drain()
     assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    clock.now += 2 * 3600
+    bridge.reconcile()
     capsys.readouterr()
     assert main(["doctor", "42", "--json"], rt=bridge.operator()) == 1
-    [finding] = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["check"] == "intercom.connection"]
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    [finding] = [f for f in findings if f["check"] == "intercom.connection"]
     assert finding["what"] == f"workspace {WORKSPACE} is disconnected" and not finding["ok"]
     assert "workspace disconnected" in finding["why"] and "`bridge dlq replay`" in finding["fix"]
+    [waits] = [f for f in findings if f["check"] == "reconciliation"]
+    assert waits == {"check": "reconciliation", "ok": True, "why": "", "fix": "", "what": (
+        f"reconciliation waits for workspace {WORKSPACE} to be reconnected: it searches no changed contacts "
+        "without the workspace's token (the last search ran 120 min ago)")}
+
+
+def test_after_a_disconnect_doctor_and_explain_advise_a_replay_that_also_brings_back_the_notifications(
+        bridge, intercom, rf, clock, capsys):
+    """A parked Intercom notification names no campaign: `dlq replay --campaign 42` would leave it
+    behind, and doctor would say the campaign has no dead letters while one waits."""
+    import json
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    operator = bridge.operator()
+    assert main(["workspace", "disconnect", WORKSPACE], rt=operator) == 0
+    clock.now += CACHE_SECONDS
+    bob = new_lead(rf, email="bob@example.com", first_name="Bob")
+    bridge.post_join(join_body(bob))
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    capsys.readouterr()
+
+    advice = '`bridge dlq replay --reason "workspace disconnected"`'
+    assert main(["doctor", "42", "--json"], rt=bridge.operator()) == 1
+    found = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["check"] == "dead_letters"]
+    assert [(f["ok"], f["what"].partition(": workspace disconnected")[0]) for f in found] == [
+        (False, "1 dead letter(s) of campaign 42"),
+        (False, "1 dead letter(s) name no campaign (Intercom notifications)")]
+    assert all(advice in f["fix"] for f in found) and "--campaign" in found[1]["why"]
+    assert main(["explain", str(bob["id"]), "--json"], rt=bridge.operator()) == 0
+    [failed] = [e for e in json.loads(capsys.readouterr().out)["trail"] if e["event"] == "dead_letter"]
+    assert advice in failed["fix"] and "--campaign" not in failed["fix"]
+
+    # The advice followed: both come back, and doctor finds no dead letter left.
+    assert main(["workspace", "connect", WORKSPACE, "--token", "sim-token"], rt=operator) == 0
+    capsys.readouterr()
+    assert main(["dlq", "replay", "--reason", "workspace disconnected", "--json"], rt=bridge.operator()) == 0
+    assert json.loads(capsys.readouterr().out)["replayed"] == 2
+    bridge.drain()
+    assert qualified_ids(rf) == [ann["id"]] and bridge.dead_letters() == []
+    capsys.readouterr()
+    main(["doctor", "42", "--json"], rt=bridge.operator())
+    assert [(f["ok"], f["what"]) for f in json.loads(capsys.readouterr().out)["findings"]
+            if f["check"] == "dead_letters"] == [(True, "no dead letters for campaign 42 or without a campaign")]
 
 
 def test_disconnecting_an_unknown_workspace_is_one_clear_line(bridge, capsys):

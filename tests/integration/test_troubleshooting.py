@@ -267,6 +267,23 @@ def test_a_mapped_attribute_not_available_doctor_names_it_missing_with_the_fix(b
     assert missing["fix"] == "create it in Intercom (Settings > Data > People) or fix the name"
 
 
+def test_a_mapped_attribute_that_does_not_exist_doctor_says_intercom_refuses_every_join_writing_it(
+        bridge, intercom, rf, capsys):
+    """Intercom does not create the contact without the attribute: it refuses the whole write (400), so
+    the join is dead-lettered, and doctor's why says so."""
+    bridge.apply(lead_settings())
+    del intercom.attributes["custom_attributes.lead_source"]        # deleted in Intercom since
+    bridge.post_join(join_body(new_lead(rf)))
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["reason"] == ("Intercom answered 400 parameter_invalid: Custom attribute 'lead_source' does not "
+                              "exist") and dead["attempts"] == 1 and intercom.contacts == {}
+    code, report = doctor(bridge, capsys)
+    [missing] = bad(report, "settings.workspace")
+    assert missing["why"] == ("Intercom refuses the whole contact it is written with (400), not only the attribute: "
+                              "each lead whose join writes it fails to the dead-letter queue")
+
+
 def test_the_referral_link_attribute_doctor_wants_text_and_one_attribute_per_campaign(bridge, intercom, rf,
                                                                                      capsys):
     """"The data attribute for referral links is not available": it must be a text attribute, and each
@@ -361,6 +378,7 @@ def test_faq_the_rule_is_not_set_up_correctly_doctor_names_the_missing_attribute
     code, report = doctor(bridge, capsys)
     [rule] = [f for f in bad(report, "settings.workspace") if "qualification" in f["what"]]
     assert rule["what"] == "qualification.attribute: custom_attributes.signedup does not exist in workspace vne310wv"
+    assert rule["why"].startswith("the rule reads an attribute no contact has")     # nothing is written to it
 
 
 def test_faq_give_it_a_few_minutes_notifications_refused_for_a_wrong_client_secret_are_named(bridge, intercom, capsys,
@@ -502,7 +520,7 @@ def test_explain_says_plainly_when_it_has_never_seen_someone(bridge, capsys):
     capsys.readouterr()
     assert main(["explain", "nobody@example.com"], rt=bridge.operator()) == 1
     out = capsys.readouterr().out
-    assert out.startswith("the bridge has never seen n***@example.com:") and "bridge backfill" in out
+    assert out.startswith("the bridge has never seen n***@example.com, or they were forgotten") and "bridge backfill" in out
     code, found = explain(bridge, capsys, "999999")
     assert code == 1 and found["found"] is False and found["message"].startswith("the bridge has never seen 999999")
 

@@ -121,7 +121,11 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     assert "ann@example.com" not in json.dumps(trails) and "bob" not in json.dumps(trails)
     assert "fix:" in as_text(explain(rt, "9"))        # the refusal names its fix
     nobody = explain(rt, "zed@example.com")
-    assert not nobody.found and as_text(nobody).startswith("the bridge has never seen z***@example.com")
+    assert not nobody.found and as_text(nobody) == (
+        "the bridge has never seen z***@example.com, or they were forgotten (`bridge forget`): no join, no contact, "
+        "no history and no refused webhook names them here. Only if they joined before the campaign's settings "
+        "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring "
+        "a forgotten person back to Intercom); if they are in Intercom only, check the email or id")
 
 
 def test_explain_says_a_failed_join_has_no_contact_yet_never_none():

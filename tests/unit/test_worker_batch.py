@@ -205,3 +205,40 @@ def test_with_one_at_a_time_records_run_in_batch_order():
     records = [record(n, check(str(n))) for n in range(5)]
     handle_batch(records, FakeWork(BRIDGE_CONCURRENCY="1"), handlers=kind.handlers())
     assert kind.applied == ["0", "1", "2", "3", "4"]
+
+
+def test_a_batched_read_that_fails_for_good_dead_letters_at_once_with_its_own_reason():
+    """A delayed duplicate check of a disconnected workspace: its batched read (Intercom's search) says
+    the workspace is disconnected. That is not retried: the one reason, one try, as for every other kind."""
+    from chalicelib.errors import Disconnected
+    from chalicelib.messages import VerifyMessage
+    from tests.unit.scenario import joined, records, world
+    work = world()
+    link, contact = joined(work)
+    verify = VerifyMessage(campaign_id="42", rf_user_id="7", workspace="ws", contact_id=contact["id"],
+                           email="ann@example.com", not_before=work.clock() - 1).wire()
+
+    def disconnected(workspace):
+        raise Disconnected(workspace)
+
+    work.apis.intercom = disconnected          # what the runtime answers for a disconnected workspace
+    assert handle_batch(records(verify, verify), work) == {"done": 0, "retry": 0, "dead": 2}
+    assert [(d["reason"].partition(" — ")[0], d["attempts"]) for d in work.queue.dead] == [
+        ("workspace disconnected: Intercom workspace ws was disconnected", 1)] * 2
+    assert work.store.history.entries(PersonRef("42", "7"))[-1].reason.startswith("workspace disconnected:")
+
+
+def test_a_record_whose_read_fails_for_good_is_still_found_alone_and_its_neighbours_finish():
+    kind = Recorder()
+
+    def read(messages_, deps):
+        if "5" in [m.rf_user_id for m in messages_]:
+            raise Permanent("Intercom answered 400: bad email")
+        return kind.prepare(messages_, deps)
+
+    rt = FakeWork()
+    records = [record(i, check(str(i))) for i in range(4, 7)]
+    assert handle_batch(records, rt, handlers={CheckMessage: Handler(read, kind.handle)}) == {
+        "done": 2, "retry": 0, "dead": 1}
+    assert kind.applied == ["4", "6"] and [(d["reason"], d["attempts"]) for d in rt.queue.dead] == [
+        ("Intercom answered 400: bad email", 1)]
