@@ -250,12 +250,19 @@ def _reader_gone() -> int:
 
 
 # --- the commands: each gets the parsed arguments and the runtime, and answers an exit code ------------
+def _warn(args: argparse.Namespace, warnings: list[str]) -> None:
+    """Warnings on stderr for people; with --json they are in the answer's `warnings` only (stderr
+    then carries errors only, as the README says)."""
+    if not args.json:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+
+
 def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
     checked, warnings = admin.check_settings(_read(args.file))
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    _warn(args, warnings)
     _answer(args, {"valid": True, "campaign_id": checked.campaign_id, "workspace": checked.workspace,
-                   "workspace_checked": False},
+                   "workspace_checked": False, "warnings": warnings},
             "settings are valid" + (" (the live workspace was not asked: `settings apply` checks the attributes)"
                                     if warnings else ""))
     return 0
@@ -264,8 +271,7 @@ def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
 def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
     warnings = result.pop("warnings")
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    _warn(args, warnings)
     _print({**result, "warnings": warnings} if args.json else result)    # scripts read them there
     return 0
 
@@ -335,8 +341,10 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
-    done = connect_rf(rt, args.token, args.webhook_secret)
-    _answer(args, done, f"Referral Factory connected: token {done['token']}, webhook secret {done['webhook_secret']}")
+    done = connect_rf(rt, args.token, args.webhook_secret, check=True)
+    checked = " (checked with Referral Factory)" if done["token"] == "set" else ""
+    _answer(args, done, f"Referral Factory connected: token {done['token']}{checked}, webhook secret "
+            f"{done['webhook_secret']}")
     for name, option in (("token", "--token"), ("webhook_secret", "--webhook-secret")):
         if done[name] == "missing":
             print(f"warning: no {option} yet: " + ("joins cannot be read from RF or qualified"

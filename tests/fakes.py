@@ -453,6 +453,7 @@ class FakeConnecting:
         self.store = MemoryStore(self.clock)
         self.secrets = MemorySecrets()
         self.auth = FakeIntercomAuth()
+        self.sleeper: Callable[[float], None] = lambda seconds: None
 
     def intercom_auth(self) -> FakeIntercomAuth:
         return self.auth

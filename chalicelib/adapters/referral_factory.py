@@ -55,6 +55,13 @@ class ReferralFactoryClient(JsonApi):
     def get_campaign(self, campaign_id: str) -> dict:
         return self._data(self._call("GET", f"/campaigns/{campaign_id}"))
 
+    def campaigns(self) -> list[dict]:
+        """The account's campaigns (GET /campaigns, its first page): a question that needs only the
+        token, which `bridge rf connect` asks before it stores one."""
+        answer = self._call("GET", "/campaigns")
+        data = answer.get("data") if isinstance(answer, dict) else None
+        return [c for c in data if isinstance(c, dict)] if isinstance(data, list) else []
+
     def qualify(self, user_id: str) -> dict:
         ident: int | str = int(user_id) if str(user_id).isdigit() else user_id
         return self._data(self._call("PUT", "/users/qualification", json_body={"id": ident, "qualified": True}))

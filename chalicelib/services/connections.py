@@ -7,13 +7,13 @@ given is kept. A token is checked with Intercom's `GET /me` before anything is s
 belong to the workspace it is given for. The answers say what was set or kept, never a value."""
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
                                 valid_workspace)
 from ..config import Config
 from ..domain.oauth import Workspace, new_key, workspace_of
-from ..errors import Permanent, WorkError
+from ..errors import ApiError, Permanent, WorkError
 from ..ports import Connection, IntercomAuth, SecretStore, Store
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
@@ -22,6 +22,7 @@ OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oaut
 
 class Connecting(Protocol):
     config: Config
+    sleeper: Callable[[float], None]        # (between the tries of a token check)
 
     @property
     def store(self) -> Store: ...
@@ -152,12 +153,37 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
             "state_key": "kept" if had[OAUTH_STATE_KEY] else "made"}
 
 
-def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None) -> dict:
+def check_rf_token(rt: Connecting, token: str) -> None:
+    """RF's campaigns, asked with this token (one call, outside the shared limiter, as Intercom's
+    `/me`); ConnectError (nothing stored) when RF refuses the token or cannot be reached."""
+    from ..adapters.referral_factory import ReferralFactoryClient
+
+    where = rt.config.rf_base_url
+    try:
+        ReferralFactoryClient(where, token, timeout=rt.config.http_timeout, sleeper=rt.sleeper).campaigns()
+    except Permanent as exc:
+        answer = exc.__context__ if isinstance(exc.__context__, ApiError) else None
+        if exc.status in (401, 403):
+            said = f"{exc.status}: {answer.message}" if answer is not None else str(exc.status)
+            raise ConnectError(f"Referral Factory refused this token (it answered {said} at {where}): check the "
+                               "token; nothing was stored") from None
+        raise ConnectError(f"Referral Factory would not confirm the token ({exc.reason}); nothing was stored") \
+            from None
+    except WorkError as exc:
+        raise ConnectError(f"could not reach Referral Factory to check the token ({exc.reason}); nothing was "
+                           "stored, try again") from None
+
+
+def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None, *,
+               check: bool = False) -> dict:
+    """`check`: a given token is asked of RF before it is stored (the operator's `bridge rf connect`)."""
     refuse_blank(token=token, webhook_secret=webhook_secret)
     current = rt.store.connections.rf()
     had = set(current.secrets if current is not None else ())
     if not token and not webhook_secret:
         raise ConnectError("give --token and/or --webhook-secret (or RF_TOKEN, RF_WEBHOOK_SECRET)")
+    if token and check:
+        check_rf_token(rt, token)
     if token:
         rt.secrets.scoped(WORKER).put(RF_TOKEN, token)
     if webhook_secret:

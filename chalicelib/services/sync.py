@@ -191,7 +191,11 @@ class Page:
     def work(self, contacts: list[dict]) -> None:
         ids = [str(c.get("id")) for c in contacts if c.get("id")]
         known = self.deps.sync.entries(self.campaign_id, ids)
-        joined = joined_contacts(self.deps, self.settings, [i for i in ids if not (i in known and known[i].final)])
+        # The joins' links of the contacts not decided yet, and of those an earlier run skipped as already in
+        # the campaign: a join since (a webhook, `backfill --apply`) may have made them the bridge's own
+        # referrer. All in the one batched read; no call to RF or Intercom for a skip that still stands.
+        joined = joined_contacts(self.deps, self.settings, [i for i in ids if i not in known or not known[i].final
+                                                            or self._may_have_joined(known[i])])
         todo: list[tuple[dict, Create, Optional[LedgerEntry]]] = []
         attribute = self.sync.referral_link_attribute
         links: list[tuple[LedgerEntry, Any]] = []   # enrolled referrers whose link is written (where the contact's
@@ -216,15 +220,17 @@ class Page:
                 else:
                     links.append((entry, attribute_value(contact, attribute)))
                 continue
-            if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign"):
+            link = joined.get(cid)
+            own = link if link is not None and link.kind == REFERRER else None   # the bridge's own referrer
+            # (who replaces an earlier run's skip as already in the campaign once a join has linked them)
+            if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign" and own is None):
                 self.tally.add(entry.outcome)
                 continue
-            link = joined.get(cid)
-            if link is not None and link.kind == REFERRER:      # the bridge's own referrer: enrolled by their join
+            if own is not None:                                 # enrolled by their join
                 # RF says their link (_link), written unless the contact holds it where sync writes it: their join
                 # may have skipped an existing contact, or kept its value (another campaign's link, an old URL),
                 # or written the link elsewhere.
-                adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=link.rf_user_id, run=self.number,
+                adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=own.rf_user_id, run=self.number,
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
                                       written_back=not attribute)
                 if attribute:
@@ -256,6 +262,10 @@ class Page:
                 raise Deferred(f"sync page waits: {first.reason}", retry_after=first.retry_after)
             raise Transient(f"{len(self.errors)} contact(s) of the page failed, first: {first.reason}",
                             retry_after=first.retry_after)
+
+    def _may_have_joined(self, entry: LedgerEntry) -> bool:
+        """An earlier run's skip as already in the campaign (RF had the email, or a join linked a lead)."""
+        return entry.outcome == "already_in_campaign" and not (self.run is not None and entry.run == self.number)
 
     def _run(self, jobs: list[Callable[[], None]]) -> None:
         if not jobs:

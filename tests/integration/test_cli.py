@@ -83,7 +83,7 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
         assert code == 0, (argv, err)
         answers[" ".join(argv[:2])] = json.loads(out)      # one JSON object, nothing else on stdout
     assert answers["settings check"] == {"valid": True, "campaign_id": "42", "workspace": WORKSPACE,
-                                "workspace_checked": False}
+                                "workspace_checked": False, "warnings": []}
     assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set"}
     assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
                                             "client_secret": "kept", "api_base": "default"}
@@ -136,6 +136,44 @@ def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_store
         assert (code, out) == (1, "") and err.startswith(says) and err.count("\n") == 1, (argv, err)
     secrets = bridge.rt.secrets.scoped("edge")
     assert secrets.get("rf/webhook-secret") == "rf-hook-secret"
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
+
+
+def test_rf_connect_checks_the_token_with_rf_and_refuses_one_rf_refuses_storing_nothing(bridge, rf, capsys):
+    """As `workspace connect` asks Intercom, `rf connect` asks RF (its campaigns, one call) before it
+    stores a token: a refused one is one line, exit 1, and the token already stored stays."""
+    code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "bogus-token")
+    assert (code, out, err) == (1, "", f"bridge: Referral Factory refused this token (it answered 401: "
+                                       f"Unauthenticated. at {rf.base_url}): check the token; nothing was stored\n")
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
+    assert [(r["method"], r["path"], r["status"]) for r in rf.requests] == [("GET", "/campaigns", 401)]
+    rf.blocked = True                                       # RF's 403: refused too, in RF's words
+    code, _, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "rf-token")
+    assert (code, err) == (1, f"bridge: Referral Factory refused this token (it answered 403: IP blocked at "
+                              f"{rf.base_url}): check the token; nothing was stored\n")
+    rf.blocked = False
+    rf.token = "rf-new"                                     # RF's token, regenerated
+    code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "rf-new")
+    assert (code, out, err) == (0, "Referral Factory connected: token set (checked with Referral Factory), "
+                                   "webhook secret kept\n", "")
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-new" and rf.count("GET", "/campaigns") == 3
+    code, out, _ = run_cli(bridge.operator(), capsys, "rf", "connect", "--webhook-secret", "hook-2")
+    assert (code, out) == (0, "Referral Factory connected: token kept, webhook secret set\n")
+    assert rf.count() == 3                                  # no token given: nothing to ask RF
+
+
+def test_rf_connect_that_cannot_reach_rf_stores_nothing_and_says_so(bridge, rf, capsys):
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime
+
+    rf.stop()                                               # nothing answers at RF's address
+    waits: list[float] = []
+    operator = Runtime(Config.from_env(), clock=bridge.rt.clock, sleeper=waits.append)
+    code, out, err = run_cli(operator, capsys, "rf", "connect", "--token", "rf-new")
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("bridge: could not reach Referral Factory to check the token (Referral Factory unreachable "
+                          "after retries (") and err.endswith("); nothing was stored, try again\n")
+    assert waits                                            # tried again, as every call to RF is, then refused
     assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
 
 

@@ -207,7 +207,7 @@ def test_a_token_that_did_not_change_is_read_once_then_the_401_is_permanent(brid
     assert "Intercom answered 401" in dead["reason"] and dead["attempts"] == 1
 
 
-def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, capsys, other_workspaces):
+def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, rf, capsys, other_workspaces):
     operator = bridge.operator()
     eu = other_workspaces("ws2", "t-1", "t-2", app_name="Acme EU")     # a regional API base of its own
     assert main(["workspace", "connect", "ws2", "--token", "t-1", "--client-secret", "cs-1",
@@ -225,8 +225,9 @@ def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, capsys, other
     contact = intercom.add_contact("x@example.com")
     payload = intercom.webhook_payload("contact.lead.updated", contact["id"], app_id="ws2")
     assert bridge.post_intercom(payload, secret="cs-1").status_code == 200
+    rf.token = "rf-2"                                                 # RF's token, regenerated
     assert main(["rf", "connect", "--token", "rf-2"], rt=operator) == 0
-    assert "token set, webhook secret kept" in capsys.readouterr().out
+    assert "token set (checked with Referral Factory), webhook secret kept" in capsys.readouterr().out
     assert bridge.post_join({"id": 1, "campaign_id": 42}, secret=SECRET).status_code == 404   # secret still good
 
 

@@ -38,6 +38,8 @@ def test_an_unquoted_yes_for_a_text_attribute_is_refused_by_apply_and_reported_b
     code, out, err = run_cli(bridge.operator(), capsys, "settings", "check", path)
     assert code == 0 and out.startswith("settings are valid")
     assert 'value: Yes is read as the boolean true, not the text "Yes" — for a text attribute, quote it' in err
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "check", path, "--json")   # in the JSON only
+    assert (code, err) == (0, "") and [w for w in json.loads(out)["warnings"] if "value: Yes is read as" in w]
     # the live check knows custom_attributes.signed_up is text: refused, nothing stored
     code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", path)
     assert (code, err) == (2, f"settings are invalid:\n  - {YES_FIX}\n")
@@ -205,8 +207,8 @@ def test_apply_offline_warns_that_the_attributes_were_not_checked(bridge, tmp_pa
                "apply again without --offline)")
     code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", path)
     assert (code, err, json.loads(out)) == (0, f"warning: {warning}\n", {"campaign_id": "42", "version": 1})
-    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", "--json", path)
-    assert (code, json.loads(out)) == (0, {"campaign_id": "42", "version": 2, "warnings": [warning]})
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", "--offline", "--json", path)
+    assert (code, err, json.loads(out)) == (0, "", {"campaign_id": "42", "version": 2, "warnings": [warning]})
 
 
 def test_a_file_that_is_not_yaml_is_refused_in_one_line(bridge, tmp_path, capsys):

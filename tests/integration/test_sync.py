@@ -445,3 +445,45 @@ def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(brid
     cli(bridge, "sync", "start", "42", capsys=capsys)                     # written: not asked again
     bridge.drain()
     assert rf.count("GET", f"/users/{pending['id']}") == 2 and creates(rf) == 2
+
+
+def test_a_contact_skipped_as_already_in_the_campaign_whom_backfill_then_linked_gets_her_referral_link_once(
+        bridge, intercom, rf, capsys):
+    """Run 1 skips Rita (RF has her email); `backfill --apply` then links her contact as the campaign's
+    referrer: the next run takes her as the bridge's own referrer (RF says her link once, written once),
+    and a skip that still stands costs no call to RF or Intercom."""
+    seg, _ = segment(intercom, 0)
+    bridge.apply(sync_settings(seg))
+    existing = intercom.add_contact("rita@example.com", role="user", name="Rita")
+    other = intercom.add_contact("other@example.com", role="user", name="Other")
+    intercom.segment_members[seg].add(existing["id"])
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    [skip] = report["skipped"]["already_in_campaign"]["examples"]
+    assert (skip["contact_id"], skip["detail"]) == (existing["id"], "already in the campaign (Referral Factory "
+                                                                    "has this email)")
+    assert run_cli(bridge.operator(), capsys, "backfill", "42", "--apply")[0] == 0
+    bridge.drain()
+    assert intercom.get(existing["id"])["custom_attributes"].get("referral_link") is None   # duplicates: skip
+    rf.add_user(42, "other@example.com", "Other")     # RF has Other's email too, by now: skipped, and it stands
+    intercom.segment_members[seg].add(other["id"])
+    puts, users = intercom.count("PUT", "/contacts/"), rf.count(None, "/users")
+
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert intercom.get(existing["id"])["custom_attributes"]["referral_link"] == rita["url"]
+    assert rf.count(None, "/users") - users == 1 + 1 and rf.count("GET", f"/users/{rita['id']}") == 1
+    assert intercom.count("PUT", "/contacts/") - puts == 1 and intercom.count("PUT", f"/contacts/{existing['id']}") == 1
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["enrolled"], status["already_enrolled"], status["skipped"]) == (0, 1, 1)
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    assert [e["contact_id"] for e in report["skipped"]["already_in_campaign"]["examples"]] == [other["id"]]
+
+    users = rf.count(None, "/users")
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0          # again: the ledger knows both
+    bridge.drain()
+    assert rf.count(None, "/users") == users and intercom.count("PUT", "/contacts/") - puts == 1
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["run"], status["already_enrolled"], status["skipped"]) == (3, 1, 1)

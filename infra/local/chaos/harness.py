@@ -806,10 +806,12 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
         except Exception as exc:  # raised below, in this thread
             failures.append(exc)
 
+    # The connects' token checks (Intercom's GET /me, RF's GET /campaigns) are the operator's, not the
+    # pipeline's: no random fault, and no draw from the seeded sequence, so a seed repeats the same faults
+    # as before the checks existed.
+    rf_proxy.exempt = lambda req: req.method == "GET" and req.path.endswith("/campaigns")
     rf_connect = threading.Thread(target=connect_rf)   # two CLI processes at once: a second saved
     rf_connect.start()
-    # The connect's token check (GET /me) is the operator's, not the pipeline's: no random fault, and
-    # no draw from the seeded sequence, so a seed repeats the same faults as before the check existed.
     intercom_proxy.exempt = lambda req: req.path == "/me"
     _bridge_cli(env, "workspace", "connect", WORKSPACE, "--api-base", intercom_proxy.url,
                 secrets={"INTERCOM_TOKEN": INTERCOM_TOKEN, "INTERCOM_CLIENT_SECRET": CLIENT_SECRET})
