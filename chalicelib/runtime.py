@@ -244,10 +244,11 @@ class Runtime:
 
     def _adopt_attributes(self, workspace: str, kept: Optional[AttributeList]) -> None:
         """The list kept on an active connection, until CACHE_SECONDS after it was read (a read time
-        ahead of this clock counts as now): no container uses a list older than its own would be."""
-        if kept is None:
-            return
+        ahead of this clock, by less than clocks differ, counts as now; one further ahead is not used,
+        and this container's own read replaces it): no container uses a list older than its own would be."""
         now = self.clock()
+        if kept is None or kept.ahead_of(now):
+            return
         expires = min(kept.read_at, now) + CACHE_SECONDS
         hit = self._cache.get(("attributes", workspace))
         if expires > now and (hit is None or hit[0] < expires):

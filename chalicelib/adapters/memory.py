@@ -482,7 +482,8 @@ class MemoryConnections:
 
     def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
         now = self.workspaces_.get(workspace)
-        if now is None or (now.attribute_list is not None and now.attribute_list.read_at > listed.read_at):
+        kept = now.attribute_list if now is not None else None
+        if now is None or (kept is not None and listed.read_at < kept.read_at and not kept.ahead_of(listed.read_at)):
             return False
         self.workspaces_[workspace] = dataclasses.replace(now, attribute_list=AttributeList(
             json.loads(json.dumps(listed.attributes)), listed.read_at))     # a copy, as stored

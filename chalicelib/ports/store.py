@@ -233,6 +233,15 @@ class AttributeList:
     attributes: dict[str, dict]
     read_at: float
 
+    def ahead_of(self, now: float) -> bool:
+        """Read "later" than `now` by more than clocks differ: a writer's clock was wrong. Such a list
+        is not used, and a list read now replaces it (it would otherwise block fresher ones)."""
+        return self.read_at > now + LIST_CLOCK_SKEW
+
+
+#: How far two containers' clocks may differ (Lambda's are synchronised to milliseconds).
+LIST_CLOCK_SKEW = 5.0
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -257,7 +266,8 @@ class ConnectionRepository(Protocol):
     def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
         """Keep the workspace's attribute list on its connection record, for other containers to use
         while it is fresh. Touches nothing else (status, api base, secrets); creates no connection
-        (False when there is none), and never replaces a list read later (False too)."""
+        (False when there is none), and never replaces a list read later (False too), unless that
+        one is stamped ahead of this read by more than clocks differ (AttributeList.ahead_of)."""
     def disconnect_workspace(self, workspace: str) -> bool:
         """Mark it disconnected and its token no longer set (settings, links, history stay). False
         when the workspace was never connected."""

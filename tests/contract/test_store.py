@@ -498,6 +498,12 @@ def test_a_workspaces_attribute_list_is_kept_on_its_connection_without_touching_
     assert store.connections.workspace("ws2").attribute_list.attributes == listed
     assert store.connections.keep_attributes("ws2", AttributeList(older, clock() + 1)) is True
     assert store.connections.workspace("ws2").attribute_list == AttributeList(older, clock() + 1)
+    # One stamped ahead of a read by more than clocks differ (a writer's wrong clock) is replaced by it;
+    # one a moment ahead is not.
+    assert store.connections.keep_attributes("ws2", AttributeList(older, clock() + 3600)) is True
+    assert store.connections.keep_attributes("ws2", AttributeList(listed, clock() + 3598)) is False
+    assert store.connections.keep_attributes("ws2", AttributeList(older, clock() + 1)) is True
+    assert store.connections.workspace("ws2").attribute_list == AttributeList(older, clock() + 1)
     # A disconnect and a reconnect change the status and token, and only them.
     store.connections.disconnect_workspace("ws2")
     conn = store.connections.workspace("ws2")

@@ -46,13 +46,30 @@ def test_a_cold_container_uses_the_kept_list_until_5_minutes_after_it_was_read()
         {"custom_attributes.visits": {"data_type": "string", "archived": True}}, clock.now)
 
 
-def test_a_kept_list_read_ahead_of_this_containers_clock_is_kept_5_minutes_from_now_at_most():
+def test_a_kept_list_read_a_moment_ahead_of_this_containers_clock_is_used_5_minutes_from_now_at_most():
     clock = FakeClock()
-    rt = runtime(connected(clock, clock.now + 3600), clock)
+    rt = runtime(connected(clock, clock.now + 2), clock)           # another container's clock, 2 s ahead
     assert rt.attributes("ws1") == KEPT
     clock.now += CACHE_SECONDS
     rt._cache[("intercom", "ws1")] = (float("inf"), FakeIntercom())
     assert rt.attributes("ws1") == FakeIntercom().attributes
+
+
+def test_a_list_stamped_an_hour_ahead_is_never_used_and_this_containers_read_replaces_it():
+    """A writer's clock an hour ahead: its list would be adopted again and again, and block every
+    fresher one. It is taken for a clock's error: not used, and replaced by this container's read."""
+    clock = FakeClock()
+    store = connected(clock, clock.now + 3600)
+    rt = runtime(store, clock)
+    intercom = FakeIntercom()
+    rt._cache[("intercom", "ws1")] = (float("inf"), intercom)
+    assert rt.attributes("ws1") == intercom.attributes != KEPT      # read now, not the skewed list
+    kept = store.connections.workspace("ws1").attribute_list
+    assert kept == AttributeList(intercom.attributes, clock.now)    # and kept for the others
+    other = runtime(store, clock)                                    # a cold container after it
+    other._cache[("intercom", "ws1")] = (float("inf"), FakeIntercom())
+    intercom.attributes = {}                                         # (a read now would differ)
+    assert other.attributes("ws1") == kept.attributes
 
 
 @pytest.mark.parametrize("status, refused", [("disconnected", Disconnected), ("pending", Permanent)])

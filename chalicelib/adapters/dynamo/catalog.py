@@ -9,7 +9,7 @@ from pynamodb.expressions.update import Action
 
 from ...domain.budget import BudgetState
 from ...domain.history import iso
-from ...ports.store import AttributeList, Connection, RFConnection, StoredSettings
+from ...ports.store import LIST_CLOCK_SKEW, AttributeList, Connection, RFConnection, StoredSettings
 from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
                    cursor_key, oauth_state_key, rate_key, settings_key)
@@ -44,7 +44,8 @@ class DynamoConnections:
         read_at = ConnectionItem.attributes_read_at
         return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
             actions=[ConnectionItem.attributes.set(listed.attributes), read_at.set(listed.read_at)],
-            condition=ConnectionItem.pk.exists() & (read_at.does_not_exist() | (read_at <= listed.read_at))))
+            condition=ConnectionItem.pk.exists() & (read_at.does_not_exist() | (read_at <= listed.read_at)
+                                                    | (read_at > listed.read_at + LIST_CLOCK_SKEW))))
 
     def disconnect_workspace(self, workspace: str) -> bool:
         return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
