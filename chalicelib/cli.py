@@ -304,11 +304,11 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     done = connect_workspace(rt, args.workspace, args.token, args.client_secret, args.api_base)
     named = f" ({done['name']})" if done["name"] else ""
     checked = " (checked with Intercom)" if done["token"] == "set" else ""
-    _answer(args, done, f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client "
-            f"secret {done['client_secret']}, api base {done['api_base']}")
-    if done["client_secret"] == "missing":
-        print("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this "
-              "workspace will be refused (401) until it is set", file=sys.stderr)
+    warnings = ["no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this workspace will be "
+                "refused (401) until it is set"] if done["client_secret"] == "missing" else []
+    _answer(args, {**done, "warnings": warnings}, f"workspace {args.workspace}{named} connected: token "
+            f"{done['token']}{checked}, client secret {done['client_secret']}, api base {done['api_base']}")
+    _warn(args, warnings)
     return 0
 
 
@@ -343,12 +343,12 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     done = connect_rf(rt, args.token, args.webhook_secret, check=True)
     checked = " (checked with Referral Factory)" if done["token"] == "set" else ""
-    _answer(args, done, f"Referral Factory connected: token {done['token']}{checked}, webhook secret "
-            f"{done['webhook_secret']}")
-    for name, option in (("token", "--token"), ("webhook_secret", "--webhook-secret")):
-        if done[name] == "missing":
-            print(f"warning: no {option} yet: " + ("joins cannot be read from RF or qualified"
-                  if name == "token" else "RF's webhooks will be refused (503)"), file=sys.stderr)
+    warnings = [f"no {option} yet: {why}" for name, option, why in (
+        ("token", "--token", "joins cannot be read from RF or qualified"),
+        ("webhook_secret", "--webhook-secret", "RF's webhooks will be refused (503)")) if done[name] == "missing"]
+    _answer(args, {**done, "warnings": warnings}, f"Referral Factory connected: token {done['token']}{checked}, "
+            f"webhook secret {done['webhook_secret']}")
+    _warn(args, warnings)
     return 0
 
 

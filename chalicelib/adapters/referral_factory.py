@@ -60,7 +60,10 @@ class ReferralFactoryClient(JsonApi):
         token, which `bridge rf connect` asks before it stores one."""
         answer = self._call("GET", "/campaigns")
         data = answer.get("data") if isinstance(answer, dict) else None
-        return [c for c in data if isinstance(c, dict)] if isinstance(data, list) else []
+        if not isinstance(data, list):      # a 200 that is not RF's API (a web page: a wrong RF_BASE_URL)
+            raise Permanent(f"the answer at {self.base_url}/campaigns is not Referral Factory's API (no `data` "
+                            "list): check RF_BASE_URL")
+        return [c for c in data if isinstance(c, dict)]
 
     def qualify(self, user_id: str) -> dict:
         ident: int | str = int(user_id) if str(user_id).isdigit() else user_id

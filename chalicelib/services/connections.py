@@ -163,10 +163,14 @@ def check_rf_token(rt: Connecting, token: str) -> None:
         ReferralFactoryClient(where, token, timeout=rt.config.http_timeout, sleeper=rt.sleeper).campaigns()
     except Permanent as exc:
         answer = exc.__context__ if isinstance(exc.__context__, ApiError) else None
-        if exc.status in (401, 403):
-            said = f"{exc.status}: {answer.message}" if answer is not None else str(exc.status)
+        said = f"{exc.status}: {answer.message}" if answer is not None else str(exc.status)
+        if exc.status == 401:
             raise ConnectError(f"Referral Factory refused this token (it answered {said} at {where}): check the "
                                "token; nothing was stored") from None
+        if exc.status == 403:           # RF's answer to an IP it blocks after repeated excess, too
+            raise ConnectError(f"Referral Factory answered {said} at {where}: it blocks this machine's address "
+                               "after too many calls (wait, then try again), or the token may not read campaigns; "
+                               "nothing was stored") from None
         raise ConnectError(f"Referral Factory would not confirm the token ({exc.reason}); nothing was stored") \
             from None
     except WorkError as exc:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import yaml
 
@@ -84,9 +85,9 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
         answers[" ".join(argv[:2])] = json.loads(out)      # one JSON object, nothing else on stdout
     assert answers["settings check"] == {"valid": True, "campaign_id": "42", "workspace": WORKSPACE,
                                 "workspace_checked": False, "warnings": []}
-    assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set"}
+    assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set", "warnings": []}
     assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
-                                            "client_secret": "kept", "api_base": "default"}
+                                            "client_secret": "kept", "api_base": "default", "warnings": []}
     assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made"}
     assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}
     assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
@@ -147,10 +148,11 @@ def test_rf_connect_checks_the_token_with_rf_and_refuses_one_rf_refuses_storing_
                                        f"Unauthenticated. at {rf.base_url}): check the token; nothing was stored\n")
     assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
     assert [(r["method"], r["path"], r["status"]) for r in rf.requests] == [("GET", "/campaigns", 401)]
-    rf.blocked = True                                       # RF's 403: refused too, in RF's words
+    rf.blocked = True                                       # RF's 403: its IP block, said as such
     code, _, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "rf-token")
-    assert (code, err) == (1, f"bridge: Referral Factory refused this token (it answered 403: IP blocked at "
-                              f"{rf.base_url}): check the token; nothing was stored\n")
+    assert (code, err) == (1, f"bridge: Referral Factory answered 403: IP blocked at {rf.base_url}: it blocks this "
+                              "machine's address after too many calls (wait, then try again), or the token may not "
+                              "read campaigns; nothing was stored\n")
     rf.blocked = False
     rf.token = "rf-new"                                     # RF's token, regenerated
     code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "rf-new")
@@ -184,3 +186,55 @@ def test_workspace_connect_and_the_oauth_app_refuse_blank_secrets_too(bridge, ca
                            "--client-secret", "public-secret")
     assert code == 1 and err.startswith("bridge: --client-id begins or ends with spaces")
     assert bridge.rt.secrets.scoped("edge").get(f"intercom/{WORKSPACE}/client-secret") == "client-secret"
+
+
+def test_a_connect_without_its_webhook_secret_warns_on_stderr_and_with_json_in_the_answer_only(
+        bridge, other_workspaces, capsys):
+    """A workspace connected without its client secret: its webhooks will be refused. People see a
+    warning on stderr; with --json it is in the answer's `warnings`, and stderr carries errors only."""
+    other = other_workspaces("ws-b", "b-token-value")
+    code, out, err = run_cli(bridge.operator(), capsys, "workspace", "connect", "ws-b", "--token", "b-token-value",
+                             "--api-base", other.base_url)
+    assert code == 0 and err == ("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for "
+                                 "this workspace will be refused (401) until it is set\n")
+    code, out, err = run_cli(bridge.operator(), capsys, "workspace", "connect", "ws-b", "--token", "b-token-value",
+                             "--api-base", other.base_url, "--json")
+    assert (code, err) == (0, "") and json.loads(out)["warnings"] == [
+        "no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this workspace will be refused "
+        "(401) until it is set"]
+    code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--webhook-secret", "hook-2", "--json")
+    assert (code, err) == (0, "") and json.loads(out)["warnings"] == []
+
+
+def test_rf_connect_refuses_a_200_that_is_not_rfs_api(bridge, rf, capsys):
+    """RF_BASE_URL pointing at a web page (some docs give referral-factory.com/api/v2, not api.…):
+    a 200 without RF's `data` list is not RF accepting the token."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import threading
+
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>Sign in to Referral Factory</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+    server = HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}/api/v2"
+        operator = Runtime(Config.from_env({**os.environ, "RF_BASE_URL": base}), clock=bridge.rt.clock)
+        code, out, err = run_cli(operator, capsys, "rf", "connect", "--token", "any-token")
+    finally:
+        server.shutdown()
+    assert (code, out) == (1, "") and err == (
+        f"bridge: Referral Factory would not confirm the token (the answer at {base}/campaigns is not Referral "
+        "Factory's API (no `data` list): check RF_BASE_URL); nothing was stored\n")
+    assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
