@@ -7,11 +7,11 @@ from typing import Any, Optional, Protocol
 import yaml
 
 from ..domain.link import LinkStatus, PersonRef
-from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME
+from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import count_attribute
 from ..errors import WorkError
-from ..ports import DeadLetterQueue, IntercomPort
+from ..ports import AttributeList, DeadLetterQueue, IntercomPort
 from .dead_letters import list_dead, replay
 from .deps import Stack
 
@@ -145,6 +145,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
                             f"(run `bridge workspace connect {settings.workspace} --token ...`)")
         else:
             intercom = rt.intercom(settings.workspace)
+            read_at = rt.clock()
             try:
                 attributes = intercom.data_attributes()
                 segments = intercom.segments() if settings.sync and settings.sync.source == "segment" else None
@@ -155,6 +156,10 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
                 raise SettingsError(problems)
             checked = True
             warnings += _marker(rt, settings.workspace, attributes, created)
+            # The list just read (with the marker, if made now), for cold workers: an attribute created
+            # in Intercom before `settings apply` is known to them at once.
+            listed = {**compact_attributes(attributes), **{name: {"data_type": "string"} for name in created}}
+            rt.store.connections.keep_attributes(settings.workspace, AttributeList(listed, read_at))
     else:
         warnings.append(f"--offline: workspace {settings.workspace}'s attributes were not checked — `bridge doctor "
                         f"{settings.campaign_id}` checks them (or apply again without --offline)")
