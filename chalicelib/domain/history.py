@@ -40,6 +40,10 @@ class Recorded:
                 **({"count": int(self.count)} if self.count else {})}
 
 
+# Said on the entry of a try that `bridge dlq replay` sent back (a message's `replayed_from`).
+REPLAYED = "replayed from the dead-letter queue (bridge dlq replay)"
+
+
 def iso(ts: float) -> str:
     """A unix time as ISO-8601 in UTC, to the millisecond (how the history and the links write time)."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

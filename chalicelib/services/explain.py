@@ -5,6 +5,7 @@ duplicate contact, qualification calls, failures and retries, and the webhooks a
 edge refused. Emails are masked; nothing here holds a secret. Reads only (no table scan)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -100,6 +101,9 @@ def explain(rt: Reader, query: str) -> Explanation:
         for entry in store.history.entries(ref):
             trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()},
                                    people.get(ref)))
+            kind = (entry.details or {}).get("type") if entry.event == "join_received" else None
+            if ref in people and people[ref].kind is None and kind:      # a failed join's: as its webhook said
+                people[ref] = dataclasses.replace(people[ref], kind=kind)
     hashes = {email_hash(e) for e in emails}
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     for scope in scopes:
@@ -107,7 +111,7 @@ def explain(rt: Reader, query: str) -> Explanation:
             if _about(sample, hashes, rf_ids, contacts, scope):
                 trail.append(_with_fix(_refused(sample, scope), None))
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], trail)
+    return Explanation(query, [people[r] for r in sorted(people)], _resolved(trail))
 
 
 # What to do about an entry that needs an action, where the entry itself does not say: (event, outcome) -> fix.
@@ -161,6 +165,47 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     return entry
 
 
+# What a later entry must be about to resolve a failure: its topic. Events not named here are their own.
+TOPICS = {"join": "join", "join_received": "join", "contact": "join", "tag": "join", "webhook_refused": "join",
+          "qualification": "qualification", "referral_count": "referral_count"}
+KIND_TOPICS = {"rf.join": "join", "intercom.contact": "qualification", "intercom.check": "qualification",
+               "referral.count": "referral_count"}      # a dead letter's, by its message's kind
+NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere")   # neither failed nor done
+
+
+def _resolved(trail: list[dict]) -> list[dict]:
+    """A fix shows while it still applies: a failure followed, for the same person, by a success of
+    the same work (the join linked, the qualification made) is marked `resolved` without its fix; one
+    followed by a later try of the join (its `join_received`) loses its fix to that try's entries."""
+    topics = []
+    failed: dict[tuple, str] = {}       # (campaign, person, reason) -> the topic of the failure said so
+    for e in trail:
+        who = (e.get("campaign_id"), e.get("rf_user_id"))
+        topic = TOPICS.get(e["event"], e["event"])
+        if e["event"] == "webhook_refused" and not (e.get("rf_user_id") and e.get("campaign_id")):
+            topic = "webhook_refused"
+        if e["event"] == "dead_letter":      # the work it stopped: named (newer entries), or the failure it ends
+            reason = str(e.get("reason") or "")
+            topic = KIND_TOPICS.get(str((e.get("details") or {}).get("kind")), "") or next(
+                (t for (c, r, said), t in failed.items() if (c, r) == who and reason.endswith(said)), "dead_letter")
+        elif e["outcome"] == "failed" and e.get("reason"):
+            failed[(*who, e["reason"])] = topic
+        topics.append((*who, topic))
+    done: set[tuple] = set()
+    tried: set[tuple] = set()
+    for e, key in reversed(list(zip(trail, topics))):
+        failure = e["outcome"] == "failed" or e["event"] == "webhook_refused"
+        if failure and e.get("fix") and key in done | tried:
+            del e["fix"]
+            if key in done:
+                e["resolved"] = True
+        elif e["event"] == "join_received":
+            tried.add(key)
+        elif not failure and e["outcome"] not in NEUTRAL:
+            done.add(key)
+    return trail
+
+
 def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], scope: str) -> bool:
     if sample.email_hash and sample.email_hash in hashes:
         return True
@@ -201,6 +246,8 @@ def as_text(explanation: Explanation) -> str:
             text += f" — {e['reason']}"
         if e.get("count"):
             text += f" (x{e['count']})"
+        if e.get("resolved"):
+            text += " (resolved since)"
         inline, below = _details(e.get("details") or {})
         if inline:
             text += "  " + ", ".join(inline)

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 from ..domain import join as decide
 from ..domain import people
-from ..domain.history import Entry, iso
+from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
@@ -60,10 +60,11 @@ class Person:
     def email(self) -> Optional[str]:
         return (self.values.get("email") or "").lower() or None
 
-    @property
-    def received(self) -> Entry:
-        return Entry("join_received", "received", details={
-            "type": self.values.get("type"), "fetched_from_referral_factory": list(self.fetched)})
+    def received(self, replayed_from: Optional[str] = None) -> Entry:
+        """What the try read of the person; a replay says so (and which dead letter it was)."""
+        return Entry("join_received", "received", REPLAYED if replayed_from else None, {
+            "type": self.values.get("type"), "fetched_from_referral_factory": list(self.fetched),
+            **({"replayed_from": replayed_from} if replayed_from else {})})
 
 
 @dataclass(frozen=True)
@@ -299,11 +300,11 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
             raise Permanent(plan.reason)
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
                                      reason=plan.reason, counts_for=counted_referrer(attempt.settings, person.values))
-        attempt.entries = [person.received, Entry("join", "ignored", plan.reason)]
+        attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
     attempt.plan = plan
-    attempt.entries = [person.received, *_field_errors(plan)]
+    attempt.entries = [_received(attempt), *_field_errors(plan)]
     _qualified_in_rf(attempt, person, attempt.settings, deps)
 
 
@@ -475,8 +476,12 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
             known = dataclasses.replace(known, uncertain_since=deps.clock())
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         entry = Entry("join", "waiting" if isinstance(exc, Deferred) else "failed", reason)
+        # The first try that does not finish, and each replay, says what was received (a retry's try
+        # of the same failed join does not repeat it).
+        first = attempt.link is None or attempt.link.status is not LinkStatus.FAILED or attempt.message.replayed_from
         return JoinResult(LinkStatus.FAILED, email=known.email, contact_id=known.contact_id, baseline=known.baseline,
-                          uncertain_since=known.uncertain_since, reason=reason), [entry]
+                          uncertain_since=known.uncertain_since, reason=reason), \
+            [_received(attempt), entry] if first else [entry]
     if attempt.ignored is not None:
         return attempt.ignored, attempt.entries
     reached, person, settings = attempt.reached, attempt.person, attempt.settings
@@ -629,6 +634,16 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
     if "campaign_name" in sources and "campaign_name" not in values:
         values["campaign_name"] = apis.campaign_name(settings.campaign_id)
     return Person(values, tuple(fetched), rf_user)
+
+
+def _received(attempt: Attempt) -> Entry:
+    """The try's `join_received` entry: the person as read, or, before they were read, as the webhook
+    says (a `referrer_id` without a `type`: a lead)."""
+    if attempt.person is not None:
+        return attempt.person.received(attempt.message.replayed_from)
+    values = attempt.message.person.as_dict()
+    kind = values.get("type") or (LEAD if values.get("referrer_id") else None)
+    return Person({**values, "type": kind}).received(attempt.message.replayed_from)
 
 
 def _sources(settings: CampaignSettings, values: dict) -> set[str]:

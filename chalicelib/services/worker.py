@@ -312,16 +312,18 @@ def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bo
         return Result(record, "retry", reason, retry_after)
     if retryable:
         reason = f"gave up after {record.tries} tries: {reason}"
-    return _dead(work, record, reason, person or message.person_ref)
+    return _dead(work, record, reason, person or message.person_ref, message.kind)
 
 
-def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None) -> Result:
+def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None,
+          kind: Optional[str] = None) -> Result:
     work.queue.dead_letter(record.body, reason, record.tries, iso(work.clock()))
     count("DeadLettered")
     logger.error("record sent to the dead-letter queue", extra={"reason": reason})
     if person:
+        # `kind`: the message's, as `bridge dlq list` says it (explain tells what a later success resolves).
         work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
-            "attempts": record.tries, "replay": "bridge dlq replay"})])
+            "attempts": record.tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {})})])
     return Result(record, "dead", reason)
 
 

@@ -119,7 +119,9 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
         ("43", "webhook_refused"), ("42", "contact"), ("43", "contact")]
     assert {(p["campaign_id"], p["rf_user_id"]) for p in trails[0]["people"]} == {("42", "7"), ("43", "9")}
     assert "ann@example.com" not in json.dumps(trails) and "bob" not in json.dumps(trails)
-    assert "fix:" in as_text(explain(rt, "9"))        # the refusal names its fix
+    # The refusal's fix no longer applies: the person's join was applied since.
+    [refused] = [e for e in explain(rt, "9").view()["trail"] if e["event"] == "webhook_refused"]
+    assert refused["resolved"] and "fix" not in refused and "(resolved since)" in as_text(explain(rt, "9"))
     nobody = explain(rt, "zed@example.com")
     assert not nobody.found and as_text(nobody) == (
         "the bridge has never seen z***@example.com, or they were forgotten (`bridge forget`): no join, no contact, "

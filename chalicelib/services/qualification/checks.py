@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ...domain import rules
-from ...domain.history import Entry
+from ...domain.history import REPLAYED, Entry
 from ...domain.join import pick_existing
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting
@@ -53,7 +53,7 @@ def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: b
     if read is None:
         return None
     link, contact = read
-    seen = Sighting(contact, "reconciliation", rules.event_time(contact.get("updated_at")), replay=replay,
+    seen = Sighting(contact, "reconciliation" + (f", {REPLAYED}" if replay else ""), rules.event_time(contact.get("updated_at")), replay=replay,
                     current=True)
     return deps.qualifier.evaluate(link, settings.qualification, seen)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ...domain import rules
-from ...domain.history import Entry
+from ...domain.history import REPLAYED, Entry
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
@@ -29,7 +29,9 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
             deps.history.note_repeat(link.ref, "intercom_notification",
                                      "the same Intercom notification arrived again and was ignored")
         return "repeat"
-    seen = Sighting(item, f"webhook {message.topic}", _event_time(message, item), replay=bool(message.replayed_from))
+    replay = bool(message.replayed_from)
+    seen = Sighting(item, f"webhook {message.topic}" + (f", {REPLAYED}" if replay else ""), _event_time(message, item),
+                    replay=replay)
     if message.change in STATES:
         for link in direct:
             _set_state(link, STATES[message.change], seen, deps, batch)

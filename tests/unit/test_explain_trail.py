@@ -1,0 +1,130 @@
+"""`bridge explain` after a failure and after a replay, as an operator reads it: a failed join says
+it was received and whether a lead or a referrer; a replayed try says it was one; a fix shows only
+while it still applies (a later success marks the failure resolved, a later try takes the fix)."""
+from __future__ import annotations
+
+from chalicelib.adapters.memory import MemoryStore
+from chalicelib.domain.history import Entry
+from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+from chalicelib.errors import Permanent
+from chalicelib.services.explain import as_text, explain
+from tests.fakes import FakeClock
+from tests.unit import scenario
+from tests.unit.test_join_use_case import LEAD, join, world
+
+AMY = {k: v for k, v in LEAD.items() if k != "type"}          # the body says `referrer_id`, not `type`
+REFUSED = "Intercom answered 400 parameter_invalid: Custom attribute 'lead_source' does not exist"
+REPLAYED = "replayed from the dead-letter queue (bridge dlq replay)"
+
+
+def trail(work, who: str = "ann@example.com") -> tuple[str, dict]:
+    found = explain(work, who)
+    return as_text(found), found.view()
+
+
+def lines(text: str, part: str) -> list[str]:
+    return [line for line in text.splitlines() if part in line]
+
+
+def test_a_failed_join_says_it_was_received_and_the_kind_its_webhook_gave():
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    assert scenario.run(work, join(AMY))["dead"] == 1
+    text, view = trail(work)
+    assert "campaign 42, RF user 7 (lead, a***@example.com): no Intercom contact yet" in text
+    assert view["people"][0]["kind"] == "lead"
+    assert [(e["event"], e["outcome"]) for e in view["trail"]] == [
+        ("join_received", "received"), ("join", "failed"), ("dead_letter", "failed")]
+    assert view["trail"][0]["details"]["type"] == "lead"
+    assert len(lines(text, "fix: fix the cause named here, then `bridge dlq replay --campaign 42`")) == 2
+
+
+def test_a_join_that_failed_before_the_person_was_read_takes_the_kind_from_the_webhook():
+    work = world()
+    work.apis.rf_.get_answers = [Permanent("Referral Factory answered 401: bad token")]
+    assert scenario.run(work, join(AMY))["dead"] == 1
+    text, view = trail(work)
+    assert "RF user 7 (lead, " in text and "kind unknown" not in text
+    assert view["trail"][0]["event"] == "join_received" and view["trail"][0]["details"]["type"] == "lead"
+
+
+def test_a_retry_of_a_failed_join_does_not_say_received_again():
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    scenario.run(work, join(AMY))
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    scenario.run(work, join(AMY))                       # the same webhook, sent again by RF
+    _, view = trail(work)
+    assert [e["event"] for e in view["trail"]].count("join_received") == 1
+
+
+def test_a_replayed_join_says_it_was_a_replay_and_the_failure_it_fixed_shows_no_fix():
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    scenario.run(work, join(AMY))
+    work.clock.now += 60                                # the attribute created, then `bridge dlq replay`
+    assert scenario.run(work, join(AMY, replayed_from="dead-1"))["done"] == 1
+    text, view = trail(work)
+    assert "fix:" not in text
+    [replayed] = lines(text, REPLAYED)
+    assert "join_received: received — " + REPLAYED in replayed and "replayed_from=dead-1" in replayed
+    failed = [e for e in view["trail"] if e["outcome"] == "failed"]
+    assert [e["event"] for e in failed] == ["join", "dead_letter"]
+    assert all(e["resolved"] and "fix" not in e for e in failed)
+    assert len(lines(text, "(resolved since)")) == 2
+    assert "RF user 7 (lead, a***@example.com): Intercom contact c1 (lead)" in text
+
+
+def test_a_replay_that_fails_again_has_the_only_fix_of_the_trail():
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    scenario.run(work, join(AMY))
+    work.clock.now += 60
+    work.apis.intercom_.fail["create"] = Permanent("Intercom answered 400: email invalid")
+    scenario.run(work, join(AMY, replayed_from="dead-1"))
+    text, view = trail(work)
+    with_fix = [(e["event"], e["reason"]) for e in view["trail"] if e.get("fix")]
+    assert with_fix == [("join", "Intercom answered 400: email invalid"),
+                        ("dead_letter", "Intercom answered 400: email invalid")]
+    assert not any(e.get("resolved") for e in view["trail"])          # not resolved: it failed again
+    assert "(resolved since)" not in text
+
+
+def test_a_failed_qualification_replayed_says_so_and_is_resolved():
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]
+    scenario.set_value(work, contact, "Yes")
+    scenario.run(work, scenario.check())
+    text, view = trail(work, "7")
+    assert lines(text, "qualification: failed") and lines(text, "fix: fix the cause at Referral Factory")
+    work.clock.now += 60
+    scenario.run(work, scenario.check(replayed_from="dead-1"))
+    text, view = trail(work, "7")
+    assert "fix:" not in text
+    [failed] = [e for e in view["trail"] if e["event"] == "qualification" and e["outcome"] == "failed"]
+    assert failed["resolved"]
+    [qualified] = lines(text, "qualification: qualified")
+    assert REPLAYED in qualified
+
+
+def test_entries_written_before_these_details_still_render_and_resolve():
+    """An old history: a join_received without a type, a dead letter without its message's kind."""
+    clock = FakeClock()
+    store = MemoryStore(clock)
+    store.settings.put("42", {"campaign_id": "42"}, "ws")
+    ref = PersonRef("42", "7")
+    claim = store.links.claim(ref, "ws")
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", reason=REFUSED),
+                       [Entry("join", "failed", REFUSED)])
+    store.history.append(ref, [Entry("dead_letter", "failed", f"gave up after 5 tries: {REFUSED}",
+                                     {"attempts": 5, "replay": "bridge dlq replay"})])
+    rt = type("R", (), {"store": store})()
+    text = as_text(explain(rt, "7"))
+    assert "(kind unknown, a***@example.com)" in text and len(lines(text, "fix:")) == 2
+    clock.sleep(60)
+    claim = store.links.claim(ref, "ws")
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, email="ann@example.com", contact_id="c1"),
+                       [Entry("join_received", "received"), Entry("contact", "created", "created a lead")])
+    text = as_text(explain(rt, "7"))
+    assert "fix:" not in text and len(lines(text, "(resolved since)")) == 2
