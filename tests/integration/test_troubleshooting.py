@@ -284,6 +284,34 @@ def test_a_mapped_attribute_that_does_not_exist_doctor_says_intercom_refuses_eve
                               "each lead whose join writes it fails to the dead-letter queue")
 
 
+def test_a_join_refused_then_replayed_explain_tells_the_failure_the_replay_and_no_stale_fix(
+        bridge, intercom, rf, capsys):
+    """After a failed join (its mapped attribute deleted in Intercom), explain says it was received and
+    whether a lead (the webhook's `referrer_id`), with its fix; once the attribute exists again and the
+    dead letter is replayed, the try says it was a replay and the failure shows as resolved, no fix."""
+    bridge.apply(lead_settings())
+    definition = intercom.attributes.pop("custom_attributes.lead_source")
+    bridge.post_join(join_body(new_lead(rf, email="amy@example.com")))
+    bridge.drain()
+    code, found = explain(bridge, capsys, "amy@example.com")
+    assert found["people"][0]["kind"] == "lead"
+    assert [(e["event"], e["outcome"]) for e in found["trail"]] == [
+        ("join_received", "received"), ("join", "failed"), ("dead_letter", "failed")]
+    assert all("bridge dlq replay --campaign 42" in e["fix"] for e in found["trail"][1:])
+    intercom.attributes["custom_attributes.lead_source"] = definition        # created again in Intercom
+    assert main(["dlq", "replay", "--campaign", "42"], rt=bridge.operator()) == 0
+    bridge.drain()
+    code, found = explain(bridge, capsys, "amy@example.com")
+    assert [e["event"] for e in found["trail"] if e.get("resolved")] == ["join", "dead_letter"]
+    assert not any(e.get("fix") for e in found["trail"])
+    capsys.readouterr()
+    assert main(["explain", "amy@example.com"], rt=bridge.operator()) == 0
+    text = capsys.readouterr().out
+    assert "RF user" in text and "(lead, a***@example.com): Intercom contact" in text and "fix:" not in text
+    [replayed] = [line for line in text.splitlines() if "join_received" in line and "replayed" in line]
+    assert "received — replayed from the dead-letter queue (bridge dlq replay)" in replayed
+
+
 def test_the_referral_link_attribute_doctor_wants_text_and_one_attribute_per_campaign(bridge, intercom, rf,
                                                                                      capsys):
     """"The data attribute for referral links is not available": it must be a text attribute, and each
