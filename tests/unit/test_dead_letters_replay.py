@@ -142,3 +142,19 @@ def test_a_letter_sqs_refuses_stays_a_dead_letter_and_is_named_once_every_other_
         replay(rt, reason="boom")
     assert sorted(sent_ids(rt.queue), key=int) == [str(i) for i in range(25) if i != 3]
     assert rt.queue.dead_count() == 1 == visible_now(rt.queue)                 # visible again at once
+
+
+def test_the_operator_is_told_which_letters_a_stall_left_behind_and_to_run_the_replay_again(capsys):
+    from types import SimpleNamespace
+
+    from tests.support.cli import run_cli
+    rt = dead_letters()
+    rt.config = SimpleNamespace(dlq_url=rt.queue.dlq_url)         # type: ignore[attr-defined]
+    rt.queue.before_send = once(lambda _: setattr(rt.clock, "now", rt.clock.now + 400), after=1_000)
+    code, out, err = run_cli(rt, capsys, "dlq", "replay")
+    replayed = len(sent_ids(rt.queue))
+    assert code == 1 and out == (f"{replayed} message(s) sent back to the work queue; 10 of them came back during "
+                                 "a stall before they were taken out: they may still be dead letters too, and be "
+                                 "sent again (harmless: a message that comes twice is worked once)\n")
+    assert err.startswith(f"bridge: about {LETTERS - replayed} more dead letter(s) were not read (the scan stopped "
+                          "before the end") and err.endswith("run `bridge dlq replay` again\n")
