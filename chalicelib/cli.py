@@ -397,7 +397,10 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
         raise CliError("--all replays every dead letter: give it alone, or filter with --reason / --campaign")
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
-            + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+            + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
+            + (f"; {done['sent_late']} of them came back during a stall before they were taken out: they may "
+               "still be dead letters too, and be sent again (harmless: a message that comes twice is worked once)"
+               if done.get("sent_late") else ""))
     if done.get("cut"):
         raise CliError(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not sent "
                        "back: run `bridge dlq replay` again")

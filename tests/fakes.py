@@ -81,7 +81,7 @@ class FakeQueue:
         self.sent.append(message)
         return f"m{len(self.sent)}"
 
-    def send_many(self, messages: list[dict], delay: float = 0) -> None:
+    def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None:
         refused: list[tuple[dict | str, str]] = []
         for start in range(0, len(messages), 10):
             chunk = messages[start:start + 10]
@@ -139,6 +139,11 @@ class FakeQueue:
     def delete_dead(self, receipt_handle: str) -> None:
         if (message_id := self._latest(receipt_handle)) is not None:
             del self.letters[message_id], self._visible_at[message_id]
+
+    def delete_dead_many(self, receipt_handles: list[str]) -> None:
+        self.dead_calls["delete"] += -(-len(receipt_handles) // 10)        # 10 a DeleteMessageBatch
+        for handle in receipt_handles:
+            self.delete_dead(handle)
 
     def hide_dead_many(self, receipt_handles: list[str], seconds: int, call: str = "hide") -> set[str]:
         self.dead_calls[call] += -(-len(receipt_handles) // 10)          # 10 a ChangeMessageVisibilityBatch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Sequence
 
 from ..ports import Later, MessageTooLarge, NotSent
 from ..ports.queue import TRIES, WAITS
@@ -45,7 +46,7 @@ class Queue:
         answer = self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode(message))
         return answer["MessageId"]
 
-    def send_many(self, messages: list[dict], delay: float = 0) -> None:
+    def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None:
         seconds = max(0, min(int(delay), MAX_DELAY_SECONDS))
         self._send_batches([({"MessageBody": encode(m), **({"DelaySeconds": seconds} if seconds else {})}, m)
                             for m in messages])
@@ -78,9 +79,12 @@ class Queue:
         })
 
     def delete(self, receipt_handles: list[str]) -> None:
+        self._delete_batches(self.queue_url, receipt_handles)
+
+    def _delete_batches(self, url: str, receipt_handles: list[str]) -> None:
         for start in range(0, len(receipt_handles), 10):
             chunk = receipt_handles[start:start + 10]
-            self.client.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+            self.client.delete_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)])
 
     def retry_in(self, receipt_handle: str, seconds: float) -> None:
@@ -95,6 +99,11 @@ class Queue:
 
     def delete_dead(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
+
+    def delete_dead_many(self, receipt_handles: list[str]) -> None:
+        """10 a DeleteMessageBatch call. As with DeleteMessage, SQS leaves a letter received again since
+        (its handle is not the latest) where it is."""
+        self._delete_batches(self.dlq_url, receipt_handles)
 
     def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
         refused: set[str] = set()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 
 class MessageTooLarge(ValueError):
@@ -54,9 +54,11 @@ class DeadLetterQueue(Protocol):
     dlq_url: str
 
     def send(self, message: dict | str) -> str: ...
-    def send_many(self, messages: list[dict], delay: float = 0) -> None: ...       # to the work queue, as above
+    # To the work queue, as above; a str as it is (a dead letter's body going back unchanged).
+    def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None: ...
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]: ...
     def delete_dead(self, receipt_handle: str) -> None: ...
+    def delete_dead_many(self, receipt_handles: list[str]) -> None: ...           # 10 a call
     def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
         """Hide received letters for `seconds` from now (a longer look keeps them hidden; 0 shows them
         at once), 10 a call; the handles refused: the letter was deleted, or its hide time had run

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 from .. import messages
 from ..errors import DISCONNECTED
 from ..observability import mask_email
-from ..ports import DeadLetterQueue
+from ..ports import DeadLetterQueue, NotSent
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
 REPLAY_SECONDS = 300        # the same for a replay (it also sends each back)
@@ -127,7 +127,8 @@ APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken 
 
 @contextmanager
 def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
-            take: Optional[Callable[[dict], bool]] = None) -> Iterator[tuple[list[dict], dict[str, str], int, bool]]:
+            take: Optional[Callable[[dict], bool]] = None
+            ) -> Iterator[tuple[list[dict], dict[str, str], int, bool, Callable[[], None]]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
     not see; whether those were not read, the scan cut (stopped before an empty receive), rather
@@ -136,7 +137,11 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
     it holds again, by `rt.clock`, before their time runs out (so they do not come back). It stops
     early at `limit` letters held (memory), or at a receive that brings nothing new (letters came back
     all the same: a link too slow to hide them again in time). `take`: a letter it says yes to is
-    deleted as soon as it is received (its handle is fresh), and is not among those yielded."""
+    deleted as soon as it is received (its handle is fresh), and is not among those yielded. Last, a
+    call that keeps the letters still held hidden while the caller works (call it often: it hides
+    again, 10 a call, those half of whose hide time has passed): one that came back meanwhile is no
+    longer held (another reader may hold it). The caller takes out of `held` the letters it deletes
+    or releases itself."""
     received: dict[str, dict] = {}
     held: dict[str, str] = {}
     renew: dict[str, float] = {}       # when each held letter is hidden again (half its hide time before it ends)
@@ -166,7 +171,8 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
         # (Counted after the scan: SQS's count may still hold letters just taken, for a minute: a false
         # "hidden" rather than a letter hidden and not said, for `forget` above all.)
         not_seen = max(0, rt.queue.dead_count() - len(received))
-        yield list(received.values()), held, not_seen, cut and not_seen > 0
+        yield (list(received.values()), held, not_seen, cut and not_seen > 0,
+               lambda: _hide_again(rt, held, renew, visibility))
     finally:
         if held:
             rt.queue.release_dead_many(list(held.values()))
@@ -175,6 +181,8 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
 def _hide_again(rt: HasDeadLetters, held: dict[str, str], renew: dict[str, float], visibility: int) -> None:
     """Hide again for `visibility` the held letters half of whose hide time has passed (10 a call). One
     the queue refuses came back before (another reader may hold it now): it is read, no longer held."""
+    for i in [i for i in renew if i not in held]:      # the caller took it out (deleted, or released)
+        del renew[i]
     now = rt.clock()
     due = [i for i, at in renew.items() if at <= now]
     if not due:
@@ -189,7 +197,7 @@ def _hide_again(rt: HasDeadLetters, held: dict[str, str], renew: dict[str, float
 
 def look(rt: HasDeadLetters) -> Listing:
     """Every dead letter; the queue is left as it was (each message visible again as soon as all are read)."""
-    with holding(rt, LOOK_SECONDS) as (received, _, not_seen, cut):
+    with holding(rt, LOOK_SECONDS) as (received, _, not_seen, cut, _):
         pass
     return Listing([read(m) for m in received], not_seen, cut)
 
@@ -212,42 +220,66 @@ def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str]) 
 
 def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
     """Send the matching dead letters back to the work queue, marked as replays (one no model can read
-    goes back as it was: a fixed bridge may read it now); the others stay, visible again at once.
-    Interrupted, those not sent back are visible again at once. The one being sent when it was
-    interrupted may have reached the work queue and stay a dead letter too: replaying it again is
-    harmless (a message that comes twice is worked once)."""
-    sent = 0
-    with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut):
-        # A letter read but no longer held (it came back during a slow scan; another reader may
-        # hold it) is not sent: it is reported as not read, for the next replay.
+    goes back as it was: a fixed bridge may read it now), 10 a call, each taken out of the dead-letter
+    queue once its copy was sent; the others stay, visible again at once. The letters not sent yet are
+    kept hidden however long the replay lasts; one that came back all the same (a stall: another
+    reader may hold it) is not sent, and is reported as not read, for the next replay; one sent during
+    the stall itself is reported too (`sent_late`: it may stay a dead letter, to be sent again).
+    Interrupted, those not sent back are visible again at once. The ten being sent when it was
+    interrupted may have reached the work queue and stay dead letters too. Sent twice, a message is
+    worked once. Those SQS refuses stay dead letters: NotSent names them once every other is sent."""
+    sent, late = 0, 0
+    refused: list[tuple[dict | str, str]] = []
+    with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut, keep_hidden):
         matching = [m for m in received if matches(read(m), reason, campaign)]
-        chosen = [m for m in matching if m["MessageId"] in held]
-        let_go = len(matching) - len(chosen)
-        not_seen, cut = not_seen + let_go, cut or let_go > 0
-        ids = {m["MessageId"] for m in chosen}
+        ids = {m["MessageId"] for m in matching}
         others = [i for i in held if i not in ids]
         rt.queue.release_dead_many([held[i] for i in others])        # cut short: released again below
         for i in others:
             del held[i]
-        for m in chosen:
+        for start in range(0, len(matching), 10):
+            keep_hidden()
+            # A letter read but no longer held (it came back during a slow scan or a stall; another
+            # reader may hold it) is not sent: it is reported as not read, for the next replay.
+            batch = {m["MessageId"]: m for m in matching[start:start + 10] if m["MessageId"] in held}
+            handles = {i: held[i] for i in batch}
+            copies = {i: _copy(m) for i, m in batch.items()}
             try:
-                rt.queue.send(messages.parse(m["Body"]).replayed(m["MessageId"]).wire())
-            except messages.Unreadable:
-                rt.queue.send(m["Body"])
-            _delete_sent(rt, held, m["MessageId"])
-            sent += 1
+                rt.queue.send_many(list(copies.values()))
+                refused_now: list[tuple[dict | str, str]] = []
+            except NotSent as exc:
+                refused_now = exc.refused
+            keep_hidden()           # a send that outlasted their hide time: another reader may hold them
+            done = [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)]
+            late += sum(i not in held for i in done)
+            _delete_sent(rt, held, {i: handles[i] for i in done})
+            sent, refused = sent + len(done), refused + refused_now
+        let_go = len(matching) - sent - len(refused)
+        not_seen, cut = not_seen + let_go, cut or let_go > 0
+        if refused:
+            raise NotSent(refused, len(matching))
     return {"replayed": sent, "left": len(received) - len(matching), "not_seen": not_seen,
-            **({"cut": True} if cut else {})}
+            **({"cut": True} if cut else {}), **({"sent_late": late} if late else {})}
 
 
-def _delete_sent(rt: Any, held: dict[str, str], message_id: str) -> None:
-    """A letter sent back leaves the dead-letter queue, even when Ctrl-C or an error cuts its delete
-    short (tried once more); if it cannot, it is released with the others, visible again at once."""
+def _copy(m: dict) -> dict | str:
     try:
-        rt.queue.delete_dead(held[message_id])
+        return messages.parse(m["Body"]).replayed(m["MessageId"]).wire()
+    except messages.Unreadable:
+        return m["Body"]
+
+
+def _delete_sent(rt: Any, held: dict[str, str], handles: dict[str, str]) -> None:
+    """Letters sent back (their handles by message id) leave the dead-letter queue, even when Ctrl-C or
+    an error cuts their delete short (tried once more); if they cannot, those still held are released
+    with the others, visible again at once."""
+    try:
+        rt.queue.delete_dead_many(list(handles.values()))
     except BaseException:
         with suppress(Exception):
-            rt.queue.delete_dead(held[message_id])
-            del held[message_id]
+            rt.queue.delete_dead_many(list(handles.values()))
+            for i in handles:
+                held.pop(i, None)
         raise
-    del held[message_id]
+    for i in handles:
+        held.pop(i, None)

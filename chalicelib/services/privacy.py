@@ -161,6 +161,6 @@ def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> 
         hit = _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower())
         deleted += hit
         return hit
-    with holding(rt, FORGET_SECONDS, take=about_them) as (_, _, not_seen, cut):
+    with holding(rt, FORGET_SECONDS, take=about_them) as (_, _, not_seen, cut, _):
         pass
     return deleted, not_seen, cut

@@ -104,7 +104,7 @@ def test_a_scan_longer_than_its_hide_time_reads_every_letter_once_and_leaves_the
         later(5)
         return receive(max_messages, visibility)
     queue.receive_dead = slow                                     # type: ignore[method-assign]
-    with holding(Rt(queue, clock), 60) as (received, _, not_seen, cut):
+    with holding(Rt(queue, clock), 60) as (received, _, not_seen, cut, _):
         ids = [m["MessageId"] for m in received]
     assert len(ids) == len(set(ids)) == 300 and not_seen == 0 and not cut
     assert queue.client.calls.count("change_message_visibility_batch") < 300   # 10 a call, hidden again and released

@@ -64,21 +64,21 @@ def test_a_finished_list_leaves_the_queue_as_it_was(bridge, capsys, dead):
 def test_a_replay_interrupted_before_a_letter_reached_the_queue_leaves_the_rest_visible_at_once(
         bridge, capsys, dead):
     rt = bridge.operator()
-    interrupt(rt, "send", after=4)                                 # Ctrl-C while the 5th is sent
+    interrupt(rt, "send_many", after=1)                            # Ctrl-C while the 2nd ten are sent
     assert run(rt, capsys, "dlq", "replay")[:2] == (130, "")
-    assert bridge.queued() == 4                                    # 4 sent back
-    assert listed(bridge, capsys)["total"] == dead - 4             # the 26 others, at once
-    assert run(bridge.operator(), capsys, "dlq", "replay")[:2] == (0, f"{dead - 4} message(s) sent back to "
-                                                                      "the work queue\n")
+    assert bridge.queued() == 10                                   # 10 sent back
+    assert listed(bridge, capsys)["total"] == dead - 10            # the 20 others, at once
+    assert run(bridge.operator(), capsys, "dlq", "replay")[:2] == (0, f"{dead - 10} message(s) sent back to "
+                                                                       "the work queue\n")
     assert bridge.queued() == dead and listed(bridge, capsys)["total"] == 0
 
 
-def test_a_replay_interrupted_after_sending_a_letter_still_takes_it_out_of_the_queue(bridge, capsys, dead):
+def test_a_replay_interrupted_after_sending_letters_still_takes_them_out_of_the_queue(bridge, capsys, dead):
     rt = bridge.operator()
-    interrupt(rt, "delete_dead", after=4)                          # the 5th was sent back, Ctrl-C before its delete
+    interrupt(rt, "delete_dead_many", after=1)                     # the 2nd ten sent back, Ctrl-C at their delete
     assert run(rt, capsys, "dlq", "replay")[:2] == (130, "")
-    assert bridge.queued() == 5
-    assert listed(bridge, capsys)["total"] == dead - 5             # sent once, never left to be sent again
+    assert bridge.queued() == 20
+    assert listed(bridge, capsys)["total"] == dead - 20            # sent once, never left to be sent again
     run(bridge.operator(), capsys, "dlq", "replay")
     assert bridge.queued() == dead
 
@@ -106,7 +106,7 @@ def test_a_replay_while_a_list_holds_letters_says_how_many_it_could_not_see(brid
 
 def test_a_list_during_a_replay_says_how_many_it_could_not_see(bridge, capsys, dead):
     rt, seen = bridge.operator(), []
-    real = rt.queue.send
+    real = rt.queue.send_many
 
     def list_meanwhile(body):                                     # the replay holds every letter now
         if not seen:
@@ -115,7 +115,7 @@ def test_a_list_during_a_replay_says_how_many_it_could_not_see(bridge, capsys, d
             code, out, _ = run(bridge.operator(), capsys, "dlq", "list", "--json")
             seen.append(json.loads(out))
         return real(body)
-    rt.queue.send = list_meanwhile
+    rt.queue.send_many = list_meanwhile
     run(rt, capsys, "dlq", "replay")
     assert seen[0].startswith(f"0 dead letter(s)\nabout {dead} more are hidden by another command")
     assert seen[1]["total"] == 0 and seen[1]["not_seen"] == dead

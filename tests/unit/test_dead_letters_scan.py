@@ -48,7 +48,7 @@ def test_a_scan_longer_than_the_hide_time_reads_every_letter_exactly_once():
     """2,000 letters, 200 receives of a second each, each letter hidden for 60 s: no letter comes back."""
     rt = letters(2_000)
     start = rt.clock()
-    with holding(rt, 60) as (received, held, not_seen, cut):
+    with holding(rt, 60) as (received, held, not_seen, cut, _):
         assert rt.clock() - start >= 200                                    # more than three hide times
         ids = [m["MessageId"] for m in received]
         assert visible_now(rt.queue) == 0                                   # all still hidden while held
@@ -62,14 +62,14 @@ def test_a_scan_longer_than_the_hide_time_reads_every_letter_exactly_once():
 
 def test_a_scan_shorter_than_the_hide_time_hides_nothing_again():
     rt = letters(95)
-    with holding(rt, 60) as (received, _, not_seen, cut):
+    with holding(rt, 60) as (received, _, not_seen, cut, _):
         assert len(received) == 95 and not_seen == 0 and not cut
     assert rt.queue.dead_calls["hide"] == 0 and visible_now(rt.queue) == 95
 
 
 def test_a_scan_reaching_its_limit_says_the_rest_were_not_read():
     rt = letters(95)
-    with holding(rt, 60, limit=50) as (received, _, not_seen, cut):
+    with holding(rt, 60, limit=50) as (received, _, not_seen, cut, _):
         assert len(received) == 50 and cut and not_seen == 45
     assert visible_now(rt.queue) == 95
 

@@ -1,0 +1,160 @@
+"""A replay of thousands of dead letters on a slow link lasts far longer than the time it hides each
+letter: it keeps the letters it has not sent yet hidden while it sends (so no other reader sees or
+takes them), sends each exactly once, and takes each out of the dead-letter queue once its copy was
+sent. A letter that came back all the same (a stall) is not sent, is reported, and the next replay
+sends it; Ctrl-C leaves every letter not sent visible again at once. On the queue's in-memory twin,
+which keeps SQS's hide times by a fake clock."""
+from __future__ import annotations
+
+import json
+from typing import Callable, Optional, Sequence
+
+import pytest
+
+from chalicelib.services.dead_letters import REPLAY_SECONDS, look, replay
+from tests.fakes import FakeClock
+from tests.unit.test_dead_letters_scan import Rt, SlowLink, visible_now
+
+LETTERS = 3_000
+
+
+class SlowSends(SlowLink):
+    """Each message sent to the work queue takes `send_seconds` (a batch of ten, ten times that);
+    `before_send(seconds_sending)` runs before each send call, the clock already moved."""
+
+    def __init__(self, clock: FakeClock, send_seconds: float = 1.0):
+        super().__init__(clock, receive_seconds=1.0)
+        self.send_seconds, self.sending_since = send_seconds, None
+        self.before_send: Callable[[float], None] = lambda seconds: None
+
+    def _slow(self, n: int) -> None:
+        self.fake_clock.now += self.send_seconds * n
+        if self.sending_since is None:
+            self.sending_since = self.fake_clock.now
+        self.before_send(self.fake_clock.now - self.sending_since)
+
+    def send(self, message: dict | str) -> str:
+        self._slow(1)
+        return super().send(message)
+
+    def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None:
+        self._slow(len(messages))
+        super().send_many(messages, delay)
+
+
+def dead_letters(n: int = LETTERS) -> Rt:
+    clock = FakeClock()
+    queue = SlowSends(clock)
+    for i in range(n):
+        queue.dead_letter(json.dumps({"kind": "join", "campaign_id": "42", "rf_user_id": str(i)}), "boom", 3, "t")
+    return Rt(queue, clock)
+
+
+def sent_ids(queue: SlowSends) -> list[str]:
+    return [(json.loads(m) if isinstance(m, str) else m)["rf_user_id"] for m in queue.sent]
+
+
+def once(hook: Callable[[float], None], after: float) -> Callable[[float], None]:
+    """`hook` run at the first send `after` seconds into sending, never again."""
+    done: list[bool] = []
+
+    def run(seconds: float) -> None:
+        if seconds >= after and not done:
+            done.append(True)
+            hook(seconds)
+    return run
+
+
+def test_a_replay_far_longer_than_its_hide_time_sends_each_letter_once_and_empties_the_queue():
+    """3,000 letters, a second each to send (50 minutes), each hidden for 5 minutes: halfway, another
+    operator's `dlq list` sees none of them (all still hidden), and none is sent twice or left behind."""
+    rt = dead_letters()
+    assert REPLAY_SECONDS == 300
+    listed: list = []
+    rt.queue.before_send = once(lambda _: listed.append(look(Rt(rt.queue, rt.clock))), after=1_500)
+    done = replay(rt, reason="boom")
+    assert done == {"replayed": LETTERS, "left": 0, "not_seen": 0}
+    assert rt.clock() > 10 * REPLAY_SECONDS
+    assert listed[0].letters == [] and listed[0].not_seen > 0          # hidden from the other reader
+    ids = sent_ids(rt.queue)
+    assert len(ids) == len(set(ids)) == LETTERS                         # each sent exactly once
+    assert rt.queue.dead_count() == 0                                   # each taken out once sent
+    # Sent and deleted 10 a call; hidden again 10 a call, each letter about every half hide time.
+    assert rt.queue.batch_calls == [10] * (LETTERS // 10) and rt.queue.dead_calls["delete"] == LETTERS // 10
+    assert rt.queue.dead_calls["hide"] <= LETTERS // 10 * (rt.clock() // (REPLAY_SECONDS / 2) + 1)
+
+
+def test_letters_that_came_back_during_a_stalled_send_are_not_sent_and_the_next_replay_sends_them():
+    """A send stalls for 400 s (botocore's timeouts and retries): every letter not sent yet came back,
+    and another reader takes 30 meanwhile, among them the ten in that send. No letter that came back
+    is sent; the replay says they were not read (and that the ten sent in the stall may stay dead
+    letters too), they stay dead letters, and the next replay (the other reader done) sends them."""
+    rt = dead_letters()
+    other: list[dict] = []
+
+    def stall(_: float) -> None:
+        rt.clock.now += 400
+        other.extend(rt.queue.receive_dead(max_messages=30, visibility=120))    # another reader holds them
+    rt.queue.before_send = once(stall, after=1_000)
+    first = replay(rt, reason="boom")
+    ids = sent_ids(rt.queue)
+    assert len(ids) == len(set(ids)) == first["replayed"] < LETTERS         # none sent twice
+    assert first["cut"] and first["left"] == 0 and first["not_seen"] == LETTERS - first["replayed"]
+    taken = {json.loads(m["Body"])["rf_user_id"] for m in other}
+    assert len(taken & set(ids)) == first["sent_late"] == 10                # only the ten sent in the stall
+    assert rt.queue.dead_count() == LETTERS - first["replayed"] + 10        # the others stay dead letters
+    rt.queue.release_dead_many([m["ReceiptHandle"] for m in other])          # the other reader ends
+    assert visible_now(rt.queue) == rt.queue.dead_count()
+    second = replay(rt, reason="boom")
+    assert second == {"replayed": LETTERS - first["replayed"] + 10, "left": 0, "not_seen": 0}
+    ids = sent_ids(rt.queue)
+    assert set(ids) == {str(i) for i in range(LETTERS)} and len(ids) == LETTERS + 10   # the ten, as said
+    assert rt.queue.dead_count() == 0
+
+
+def test_ctrl_c_mid_replay_leaves_every_letter_not_sent_visible_again_at_once():
+    """Ctrl-C 20 minutes into sending: until then no letter was visible to another reader; after it,
+    each letter sent is gone, each other one is visible at once, and the next replay sends those."""
+    rt = dead_letters()
+    visible_at_ctrl_c: list[int] = []
+
+    def ctrl_c(_: float) -> Optional[None]:
+        visible_at_ctrl_c.append(visible_now(rt.queue))
+        raise KeyboardInterrupt
+    rt.queue.before_send = once(ctrl_c, after=1_200)
+    with pytest.raises(KeyboardInterrupt):
+        replay(rt, reason="boom")
+    ids = sent_ids(rt.queue)
+    assert visible_at_ctrl_c == [0]                                          # all held hidden till then
+    assert 0 < len(ids) == len(set(ids)) < LETTERS
+    assert rt.queue.dead_count() == LETTERS - len(ids) == visible_now(rt.queue)   # the rest visible at once
+    rt.queue.before_send = lambda seconds: None
+    assert replay(rt, reason="boom")["replayed"] == LETTERS - len(ids)
+    ids = sent_ids(rt.queue)
+    assert len(ids) == len(set(ids)) == LETTERS and rt.queue.dead_count() == 0
+
+
+def test_a_letter_sqs_refuses_stays_a_dead_letter_and_is_named_once_every_other_is_sent():
+    from chalicelib.ports import NotSent
+    rt = dead_letters(25)
+    rt.queue.refuse = lambda m: "InvalidMessageContents" if json.loads(m)["rf_user_id"] == "3" else None
+    with pytest.raises(NotSent, match="SQS refused 1 of 25 message"):
+        replay(rt, reason="boom")
+    assert sorted(sent_ids(rt.queue), key=int) == [str(i) for i in range(25) if i != 3]
+    assert rt.queue.dead_count() == 1 == visible_now(rt.queue)                 # visible again at once
+
+
+def test_the_operator_is_told_which_letters_a_stall_left_behind_and_to_run_the_replay_again(capsys):
+    from types import SimpleNamespace
+
+    from tests.support.cli import run_cli
+    rt = dead_letters()
+    rt.config = SimpleNamespace(dlq_url=rt.queue.dlq_url)         # type: ignore[attr-defined]
+    rt.queue.before_send = once(lambda _: setattr(rt.clock, "now", rt.clock.now + 400), after=1_000)
+    code, out, err = run_cli(rt, capsys, "dlq", "replay")
+    replayed = len(sent_ids(rt.queue))
+    assert code == 1 and out == (f"{replayed} message(s) sent back to the work queue; 10 of them came back during "
+                                 "a stall before they were taken out: they may still be dead letters too, and be "
+                                 "sent again (harmless: a message that comes twice is worked once)\n")
+    assert err.startswith(f"bridge: about {LETTERS - replayed} more dead letter(s) were not read (the scan stopped "
+                          "before the end") and err.endswith("run `bridge dlq replay` again\n")
