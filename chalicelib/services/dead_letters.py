@@ -128,7 +128,7 @@ APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken 
 @contextmanager
 def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
             take: Optional[Callable[[dict], bool]] = None
-            ) -> Iterator[tuple[list[dict], dict[str, str], int, bool, Callable[[], None]]]:
+            ) -> Iterator[tuple[list[dict], dict[str, str], int, bool, Callable[..., None]]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
     not see; whether those were not read, the scan cut (stopped before an empty receive), rather
@@ -140,8 +140,9 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
     deleted as soon as it is received (its handle is fresh), and is not among those yielded. Last, a
     call that keeps the letters still held hidden while the caller works (call it often: it hides
     again, 10 a call, those half of whose hide time has passed): one that came back meanwhile is no
-    longer held (another reader may hold it). The caller takes out of `held` the letters it deletes
-    or releases itself."""
+    longer held (another reader may hold it); called with `ask=False`, it asks the queue nothing (so
+    nothing can fail) and only lets go, by the clock, those whose hide time has run out. The caller
+    takes out of `held` the letters it deletes or releases itself."""
     received: dict[str, dict] = {}
     held: dict[str, str] = {}
     renew: dict[str, float] = {}       # when each held letter is hidden again (half its hide time before it ends)
@@ -172,18 +173,24 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
         # "hidden" rather than a letter hidden and not said, for `forget` above all.)
         not_seen = max(0, rt.queue.dead_count() - len(received))
         yield (list(received.values()), held, not_seen, cut and not_seen > 0,
-               lambda: _hide_again(rt, held, renew, visibility))
+               lambda ask=True: _hide_again(rt, held, renew, visibility, ask))
     finally:
         if held:
             rt.queue.release_dead_many(list(held.values()))
 
 
-def _hide_again(rt: HasDeadLetters, held: dict[str, str], renew: dict[str, float], visibility: int) -> None:
+def _hide_again(rt: HasDeadLetters, held: dict[str, str], renew: dict[str, float], visibility: int,
+                ask: bool = True) -> None:
     """Hide again for `visibility` the held letters half of whose hide time has passed (10 a call). One
-    the queue refuses came back before (another reader may hold it now): it is read, no longer held."""
+    the queue refuses came back before (another reader may hold it now): it is read, no longer held.
+    `ask` False: no call to the queue; only those whose hide time ran out, by the clock, are let go."""
     for i in [i for i in renew if i not in held]:      # the caller took it out (deleted, or released)
         del renew[i]
     now = rt.clock()
+    if not ask:
+        for i in [i for i, at in renew.items() if at + visibility / 2 <= now]:
+            del held[i], renew[i]
+        return
     due = [i for i, at in renew.items() if at <= now]
     if not due:
         return
@@ -249,7 +256,9 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
                 refused_now: list[tuple[dict | str, str]] = []
             except NotSent as exc:
                 refused_now = exc.refused
-            keep_hidden()           # a send that outlasted their hide time: another reader may hold them
+            # A send that outlasted their hide time: another reader may hold them. Told by the clock, not
+            # by a call that could fail (Ctrl-C, an error) before the letters sent are taken out.
+            keep_hidden(ask=False)
             done = [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)]
             late += sum(i not in held for i in done)
             _delete_sent(rt, held, {i: handles[i] for i in done})

@@ -134,6 +134,28 @@ def test_ctrl_c_mid_replay_leaves_every_letter_not_sent_visible_again_at_once():
     assert len(ids) == len(set(ids)) == LETTERS and rt.queue.dead_count() == 0
 
 
+def test_ctrl_c_in_the_hide_that_follows_a_send_still_takes_the_letters_sent_out_of_the_queue():
+    """A slow send (200 s): the letters still held are due to be hidden again, and Ctrl-C lands in that
+    hide. The ten just sent are taken out of the dead-letter queue before it (never left visible, to be
+    sent again by the next replay); the fifteen others are visible again at once."""
+    rt = dead_letters(25)
+    real_hide, sends = rt.queue.hide_dead_many, []
+    rt.queue.before_send = lambda seconds: setattr(rt.clock, "now", rt.clock.now + 200) or sends.append(1)
+
+    def hide(handles: list[str], seconds: int, call: str = "hide") -> set[str]:
+        if call == "hide" and sends:
+            raise KeyboardInterrupt
+        return real_hide(handles, seconds, call)
+    rt.queue.hide_dead_many = hide                   # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        replay(rt, reason="boom")
+    assert len(sent_ids(rt.queue)) == 10 and len(sends) == 1                        # one send of ten
+    assert rt.queue.dead_count() == 25 - 10 == visible_now(rt.queue)
+    del rt.queue.hide_dead_many                      # the next replay, not interrupted
+    assert sorted(replay(rt, reason="boom").items()) == [("left", 0), ("not_seen", 0), ("replayed", 15)]
+    assert sorted(sent_ids(rt.queue), key=int) == [str(i) for i in range(25)]          # none sent twice
+
+
 def test_a_letter_sqs_refuses_stays_a_dead_letter_and_is_named_once_every_other_is_sent():
     from chalicelib.ports import NotSent
     rt = dead_letters(25)
