@@ -400,13 +400,22 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + (f"; {done['sent_late']} of them came back during a stall before they were taken out: they may "
                "still be dead letters too, and be sent again (harmless: a message that comes twice is worked once)"
-               if done.get("sent_late") else ""))
+               if done.get("sent_late") else "")
+            + (f"; {done['not_taken_out']} of them SQS would not take out of the dead-letter queue: they are still "
+               "dead letters, and the next replay sends them again (harmless: a message that comes twice is worked once)"
+               if done.get("not_taken_out") else ""))
+    problems = []                  # one line, however many there are
+    if done.get("not_taken_out"):
+        problems.append(f"SQS would not take {done['not_taken_out']} message(s) sent back out of the dead-letter "
+                        f"queue ({'; '.join(done['not_taken_out_because'])}): run `bridge dlq replay` again")
     if done.get("cut"):
-        raise CliError(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not sent "
-                       "back: run `bridge dlq replay` again")
-    if done["not_seen"]:
-        raise CliError(f"about {done['not_seen']} more dead letter(s) were hidden by another command ({_HOLDERS}) "
-                       f"and not sent back: run `bridge dlq replay` again when it ends ({dead_letters.APPROXIMATE})")
+        problems.append(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not "
+                        "sent back: run `bridge dlq replay` again")
+    elif done["not_seen"]:
+        problems.append(f"about {done['not_seen']} more dead letter(s) were hidden by another command ({_HOLDERS}) "
+                        f"and not sent back: run `bridge dlq replay` again when it ends ({dead_letters.APPROXIMATE})")
+    if problems:
+        raise CliError("; ".join(problems))
     return 0
 
 

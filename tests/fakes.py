@@ -57,7 +57,8 @@ class FakeQueue:
     NotSent after sending the rest). Dead letters (`dead_letter` puts them in, as SQS messages) keep
     SQS's hide times by `clock`: a letter received is hidden for its visibility timeout, then can be
     received again (with a new receipt handle); `hide_dead_many` refuses a stale handle or a letter
-    whose hide time ran out."""
+    whose hide time ran out. `refuse_delete(handle)` gives the reason SQS would refuse to delete one
+    (a work record or a dead letter: it stays)."""
 
     dlq_url = "memory://dlq"
 
@@ -71,6 +72,7 @@ class FakeQueue:
         self.deferred: list[Later] = []
         self.batch_calls: list[int] = []
         self.refuse: Callable[[dict | str], Optional[str]] = lambda message: None
+        self.refuse_delete: Callable[[str], Optional[str]] = lambda handle: None
         self.letters: dict[str, dict] = {}           # message id -> the SQS message, as received last
         self._visible_at: dict[str, float] = {}
         self.dead_calls: Counter[str] = Counter()
@@ -106,8 +108,13 @@ class FakeQueue:
             "failed_at": {"DataType": "String", "StringValue": failed_at}}}
         self._visible_at[message_id] = self.clock()
 
-    def delete(self, receipt_handles: list[str]) -> None:
-        self.deleted += receipt_handles
+    def delete(self, receipt_handles: list[str]) -> dict[str, str]:
+        refused = self._refused_deletes(receipt_handles)
+        self.deleted += [h for h in receipt_handles if h not in refused]
+        return refused
+
+    def _refused_deletes(self, receipt_handles: list[str]) -> dict[str, str]:
+        return {h: reason for h in receipt_handles if (reason := self.refuse_delete(h))}
 
     def retry_in(self, receipt_handle: str, seconds: float) -> None:
         self.delayed[receipt_handle] = seconds
@@ -140,10 +147,13 @@ class FakeQueue:
         if (message_id := self._latest(receipt_handle)) is not None:
             del self.letters[message_id], self._visible_at[message_id]
 
-    def delete_dead_many(self, receipt_handles: list[str]) -> None:
+    def delete_dead_many(self, receipt_handles: list[str]) -> dict[str, str]:
         self.dead_calls["delete"] += -(-len(receipt_handles) // 10)        # 10 a DeleteMessageBatch
+        refused = self._refused_deletes(receipt_handles)
         for handle in receipt_handles:
-            self.delete_dead(handle)
+            if handle not in refused:
+                self.delete_dead(handle)
+        return refused
 
     def hide_dead_many(self, receipt_handles: list[str], seconds: int, call: str = "hide") -> set[str]:
         self.dead_calls[call] += -(-len(receipt_handles) // 10)          # 10 a ChangeMessageVisibilityBatch

@@ -66,8 +66,7 @@ class Queue:
             chunk = entries[start:start + 10]
             answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
                 {"Id": str(i), **entry} for i, (entry, _) in enumerate(chunk)])
-            refused += [(chunk[int(f["Id"])][1], ": ".join(filter(None, (f.get("Code"), f.get("Message")))))
-                        for f in answer.get("Failed", [])]
+            refused += [(chunk[int(f["Id"])][1], _reason(f)) for f in answer.get("Failed", [])]
         if refused:
             raise NotSent(refused, len(entries))
 
@@ -78,14 +77,18 @@ class Queue:
             "failed_at": {"DataType": "String", "StringValue": failed_at},
         })
 
-    def delete(self, receipt_handles: list[str]) -> None:
-        self._delete_batches(self.queue_url, receipt_handles)
+    def delete(self, receipt_handles: list[str]) -> dict[str, str]:
+        return self._delete_batches(self.queue_url, receipt_handles)
 
-    def _delete_batches(self, url: str, receipt_handles: list[str]) -> None:
+    def _delete_batches(self, url: str, receipt_handles: list[str]) -> dict[str, str]:
+        """10 a DeleteMessageBatch call; the handles SQS refused (a batch can half succeed), each with its reason."""
+        refused: dict[str, str] = {}
         for start in range(0, len(receipt_handles), 10):
             chunk = receipt_handles[start:start + 10]
-            self.client.delete_message_batch(QueueUrl=url, Entries=[
+            answer = self.client.delete_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)])
+            refused.update({chunk[int(f["Id"])]: _reason(f) for f in answer.get("Failed", [])})
+        return refused
 
     def retry_in(self, receipt_handle: str, seconds: float) -> None:
         self.client.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle,
@@ -100,10 +103,10 @@ class Queue:
     def delete_dead(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
 
-    def delete_dead_many(self, receipt_handles: list[str]) -> None:
-        """10 a DeleteMessageBatch call. As with DeleteMessage, SQS leaves a letter received again since
-        (its handle is not the latest) where it is."""
-        self._delete_batches(self.dlq_url, receipt_handles)
+    def delete_dead_many(self, receipt_handles: list[str]) -> dict[str, str]:
+        """10 a DeleteMessageBatch call; the handles SQS refused, with its reasons. As with DeleteMessage,
+        SQS leaves a letter received again since (its handle is not the latest) where it is, unsaid."""
+        return self._delete_batches(self.dlq_url, receipt_handles)
 
     def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
         refused: set[str] = set()
@@ -124,3 +127,8 @@ class Queue:
         attrs = self.client.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return sum(int(v) for v in attrs.values())
+
+
+def _reason(failed: dict) -> str:
+    """SQS's reason for an entry of a batch call it refused."""
+    return ": ".join(filter(None, (failed.get("Code"), failed.get("Message"))))

@@ -41,7 +41,8 @@ class WorkQueue(Protocol):
     def send_many(self, messages: list[dict], delay: float = 0) -> None:
         """10 a call (SQS's SendMessageBatch). `delay`: seconds before they can be received (SQS: at
         most 900). Raises NotSent, after sending every other one, naming each message refused."""
-    def delete(self, receipt_handles: list[str]) -> None: ...
+    def delete(self, receipt_handles: list[str]) -> dict[str, str]:
+        """10 a call; the handles the queue refused, each with its reason (those records come back)."""
     def retry_in(self, receipt_handle: str, seconds: float) -> None: ...
     def defer(self, later: list[Later]) -> None:
         """Send copies that wait (at most 15 minutes each: SQS's longest delay); NotSent as send_many."""
@@ -58,7 +59,8 @@ class DeadLetterQueue(Protocol):
     def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None: ...
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]: ...
     def delete_dead(self, receipt_handle: str) -> None: ...
-    def delete_dead_many(self, receipt_handles: list[str]) -> None: ...           # 10 a call
+    def delete_dead_many(self, receipt_handles: list[str]) -> dict[str, str]:
+        """10 a call; the handles the queue refused, each with its reason (those letters stay)."""
     def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
         """Hide received letters for `seconds` from now (a longer look keeps them hidden; 0 shows them
         at once), 10 a call; the handles refused: the letter was deleted, or its hide time had run

@@ -234,9 +234,12 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     the stall itself is reported too (`sent_late`: it may stay a dead letter, to be sent again).
     Interrupted, those not sent back are visible again at once. The ten being sent when it was
     interrupted may have reached the work queue and stay dead letters too. Sent twice, a message is
-    worked once. Those SQS refuses stay dead letters: NotSent names them once every other is sent."""
+    worked once. Those SQS refuses stay dead letters: NotSent names them once every other is sent.
+    Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
+    and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
     sent, late = 0, 0
     refused: list[tuple[dict | str, str]] = []
+    kept: dict[str, str] = {}          # sent, but the queue would not take them out: handle -> its reason
     with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut, keep_hidden):
         matching = [m for m in received if matches(read(m), reason, campaign)]
         ids = {m["MessageId"] for m in matching}
@@ -261,14 +264,15 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
             keep_hidden(ask=False)
             done = [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)]
             late += sum(i not in held for i in done)
-            _delete_sent(rt, held, {i: handles[i] for i in done})
+            kept.update(_delete_sent(rt, held, {i: handles[i] for i in done}))
             sent, refused = sent + len(done), refused + refused_now
         let_go = len(matching) - sent - len(refused)
         not_seen, cut = not_seen + let_go, cut or let_go > 0
         if refused:
             raise NotSent(refused, len(matching))
     return {"replayed": sent, "left": len(received) - len(matching), "not_seen": not_seen,
-            **({"cut": True} if cut else {}), **({"sent_late": late} if late else {})}
+            **({"cut": True} if cut else {}), **({"sent_late": late} if late else {}),
+            **({"not_taken_out": len(kept), "not_taken_out_because": dict(Counter(kept.values()))} if kept else {})}
 
 
 def _copy(m: dict) -> dict | str:
@@ -278,17 +282,22 @@ def _copy(m: dict) -> dict | str:
         return m["Body"]
 
 
-def _delete_sent(rt: Any, held: dict[str, str], handles: dict[str, str]) -> None:
+def _delete_sent(rt: Any, held: dict[str, str], handles: dict[str, str]) -> dict[str, str]:
     """Letters sent back (their handles by message id) leave the dead-letter queue, even when Ctrl-C or
     an error cuts their delete short (tried once more); if they cannot, those still held are released
-    with the others, visible again at once."""
+    with the others, visible again at once. The handles the queue refused, with its reasons: those
+    letters are still held (released with the others)."""
     try:
-        rt.queue.delete_dead_many(list(handles.values()))
+        refused = rt.queue.delete_dead_many(list(handles.values()))
     except BaseException:
         with suppress(Exception):
-            rt.queue.delete_dead_many(list(handles.values()))
-            for i in handles:
-                held.pop(i, None)
+            _let_go(held, handles, rt.queue.delete_dead_many(list(handles.values())))
         raise
-    for i in handles:
-        held.pop(i, None)
+    _let_go(held, handles, refused)
+    return refused
+
+
+def _let_go(held: dict[str, str], handles: dict[str, str], refused: dict[str, str]) -> None:
+    for i, handle in handles.items():
+        if handle not in refused:
+            held.pop(i, None)

@@ -279,12 +279,15 @@ def settle(results: list[Result], work: Work) -> dict:
                                 r.record.waits + 1) for r in waiting])
     if not retry:
         return summary
-    work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
+    kept = work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
     for r in retry:
         if r.retry_after:
             work.queue.retry_in(r.record.receipt_handle, r.retry_after)
+    # A handled record SQS would not delete comes back with the batch and is worked again, as a repeat.
+    not_deleted = (f"; SQS would not delete {len(kept)} handled record(s) ({'; '.join(dict.fromkeys(kept.values()))}):"
+                   " they come back and are worked again as repeats") if kept else ""
     raise RetryBatch(f"{len(retry)} of {len(results)} records will be retried: "
-                     + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry))
+                     + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry) + not_deleted)
 
 
 def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:

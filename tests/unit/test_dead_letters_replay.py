@@ -156,6 +156,65 @@ def test_ctrl_c_in_the_hide_that_follows_a_send_still_takes_the_letters_sent_out
     assert sorted(sent_ids(rt.queue), key=int) == [str(i) for i in range(25)]          # none sent twice
 
 
+class RefusingDeletes:
+    """An SQS client holding one dead letter; DeleteMessageBatch answers that each delete failed."""
+
+    def __init__(self) -> None:
+        self.released: list[str] = []
+        self.received = False
+
+    def receive_message(self, **kw: object) -> dict:
+        if self.received:
+            return {}
+        self.received = True
+        return {"Messages": [{"MessageId": "d1", "ReceiptHandle": "h1", "Attributes": {}, "MessageAttributes": {
+            "reason": {"DataType": "String", "StringValue": "boom"}}, "Body": json.dumps(
+                {"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7", "person": {"id": "7"}})}]}
+
+    def get_queue_attributes(self, **kw: object) -> dict:
+        return {"Attributes": {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "1"}}
+
+    def change_message_visibility_batch(self, Entries: list[dict], **kw: object) -> dict:
+        self.released += [e["ReceiptHandle"] for e in Entries if e["VisibilityTimeout"] == 0]
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+    def send_message_batch(self, Entries: list[dict], **kw: object) -> dict:
+        return {"Successful": [{"Id": e["Id"], "MessageId": "w1"} for e in Entries]}
+
+    def delete_message_batch(self, Entries: list[dict], **kw: object) -> dict:
+        return {"Failed": [{"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in Entries]}
+
+
+def test_a_letter_sent_back_that_sqs_would_not_delete_is_said_to_be_still_a_dead_letter():
+    from chalicelib.adapters.queue import Queue
+    sqs = RefusingDeletes()
+    done = replay(Rt(Queue("https://q/work", "https://q/dlq", client=sqs), FakeClock()))
+    assert done == {"replayed": 1, "left": 0, "not_seen": 0,
+                    "not_taken_out": 1, "not_taken_out_because": {"InternalError": 1}}
+    assert sqs.released == ["h1"]                                   # visible again at once, not hidden for 5 min
+
+
+def test_the_next_replay_sends_again_the_letters_sqs_would_not_take_out(capsys):
+    from types import SimpleNamespace
+
+    from tests.support.cli import run_cli
+    rt = dead_letters(25)
+    rt.config = SimpleNamespace(dlq_url=rt.queue.dlq_url)         # type: ignore[attr-defined]
+    rt.queue.refuse_delete = lambda handle: "InternalError" if handle.startswith("d4@") else None
+    code, out, err = run_cli(rt, capsys, "dlq", "replay")
+    assert code == 1 and out == ("25 message(s) sent back to the work queue; 1 of them SQS would not take out of the "
+                                 "dead-letter queue: they are still dead letters, and the next replay sends them "
+                                 "again (harmless: a message that comes twice is worked once)\n")
+    assert err == ("bridge: SQS would not take 1 message(s) sent back out of the dead-letter queue (InternalError): "
+                   "run `bridge dlq replay` again\n")
+    assert rt.queue.dead_count() == 1 == visible_now(rt.queue)
+    rt.queue.refuse_delete = lambda handle: None
+    assert run_cli(rt, capsys, "dlq", "replay", "--json")[:2] == (
+        0, json.dumps({"replayed": 1, "left": 0, "not_seen": 0}, indent=2) + "\n")
+    assert sorted(sent_ids(rt.queue), key=int) == sorted([str(i) for i in range(25)] + ["3"], key=int)
+    assert rt.queue.dead_count() == 0
+
+
 def test_a_letter_sqs_refuses_stays_a_dead_letter_and_is_named_once_every_other_is_sent():
     from chalicelib.ports import NotSent
     rt = dead_letters(25)

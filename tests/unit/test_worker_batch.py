@@ -242,3 +242,15 @@ def test_a_record_whose_read_fails_for_good_is_still_found_alone_and_its_neighbo
         "done": 2, "retry": 0, "dead": 1}
     assert kind.applied == ["4", "6"] and [(d["reason"], d["attempts"]) for d in rt.queue.dead] == [
         ("Intercom answered 400: bad email", 1)]
+
+
+def test_a_handled_record_sqs_would_not_delete_is_named_in_the_batch_error():
+    """SQS refuses to delete a handled record: it comes back with the retried one and is worked again
+    (a repeat, worked once); the error says so, rather than nothing."""
+    rt, kind = FakeWork(), Recorder(fails={"2": Transient("RF answered 503")})
+    rt.queue.refuse_delete = lambda handle: "InternalError" if handle == "rh1" else None
+    with pytest.raises(RetryBatch, match=r"m2: RF answered 503; SQS would not delete 1 handled record\(s\) "
+                                         r"\(InternalError\): they come back and are worked again as repeats$"):
+        handle_batch([record(i, check(str(i))) for i in range(3)], rt, handlers=kind.handlers())
+    assert rt.queue.deleted == ["rh0"]
+
