@@ -403,8 +403,13 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
                if done.get("sent_late") else "")
             + (f"; {done['not_taken_out']} of them SQS would not take out of the dead-letter queue: they are still "
                "dead letters, and the next replay sends them again (harmless: a message that comes twice is worked once)"
-               if done.get("not_taken_out") else ""))
+               if done.get("not_taken_out") else "")
+            + (f"; SQS refused {done['refused']}: they are still dead letters" if done.get("refused") else ""))
     problems = []                  # one line, however many there are
+    if done.get("refused"):
+        problems.append(f"SQS refused {done['refused']} message(s) sent back to the work queue "
+                        f"({'; '.join(done['refused_because'])}): they are still dead letters (`bridge dlq list` "
+                        "shows them); fix the cause, then run `bridge dlq replay` again")
     if done.get("not_taken_out"):
         problems.append(f"SQS would not take {done['not_taken_out']} message(s) sent back out of the dead-letter "
                         f"queue ({'; '.join(done['not_taken_out_because'])}): run `bridge dlq replay` again")

@@ -234,7 +234,8 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     the stall itself is reported too (`sent_late`: it may stay a dead letter, to be sent again).
     Interrupted, those not sent back are visible again at once. The ten being sent when it was
     interrupted may have reached the work queue and stay dead letters too. Sent twice, a message is
-    worked once. Those SQS refuses stay dead letters: NotSent names them once every other is sent.
+    worked once. Those SQS refuses to send stay dead letters, visible again at once: `refused`, with
+    SQS's reasons and how many each (never their bodies: they may hold emails).
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
     and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
     sent, late = 0, 0
@@ -268,10 +269,10 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
             sent, refused = sent + len(done), refused + refused_now
         let_go = len(matching) - sent - len(refused)
         not_seen, cut = not_seen + let_go, cut or let_go > 0
-        if refused:
-            raise NotSent(refused, len(matching))
     return {"replayed": sent, "left": len(received) - len(matching), "not_seen": not_seen,
             **({"cut": True} if cut else {}), **({"sent_late": late} if late else {}),
+            **({"refused": len(refused), "refused_because": dict(Counter(why for _, why in refused))}
+               if refused else {}),
             **({"not_taken_out": len(kept), "not_taken_out_because": dict(Counter(kept.values()))} if kept else {})}
 
 

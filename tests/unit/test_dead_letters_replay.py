@@ -216,11 +216,10 @@ def test_the_next_replay_sends_again_the_letters_sqs_would_not_take_out(capsys):
 
 
 def test_a_letter_sqs_refuses_stays_a_dead_letter_and_is_named_once_every_other_is_sent():
-    from chalicelib.ports import NotSent
     rt = dead_letters(25)
     rt.queue.refuse = lambda m: "InvalidMessageContents" if json.loads(m)["rf_user_id"] == "3" else None
-    with pytest.raises(NotSent, match="SQS refused 1 of 25 message"):
-        replay(rt, reason="boom")
+    assert replay(rt, reason="boom") == {"replayed": 24, "left": 0, "not_seen": 0, "refused": 1,
+                                         "refused_because": {"InvalidMessageContents": 1}}
     assert sorted(sent_ids(rt.queue), key=int) == [str(i) for i in range(25) if i != 3]
     assert rt.queue.dead_count() == 1 == visible_now(rt.queue)                 # visible again at once
 
@@ -239,3 +238,27 @@ def test_the_operator_is_told_which_letters_a_stall_left_behind_and_to_run_the_r
                                  "sent again (harmless: a message that comes twice is worked once)\n")
     assert err.startswith(f"bridge: about {LETTERS - replayed} more dead letter(s) were not read (the scan stopped "
                           "before the end") and err.endswith("run `bridge dlq replay` again\n")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_the_operator_is_told_what_was_sent_back_and_what_sqs_refused(capsys, as_json):
+    """SQS refuses one copy of 25: the answer still says the 24 sent back (text or --json), and one line
+    names the one refused and SQS's reason, never the letter's body (it may hold an email)."""
+    from types import SimpleNamespace
+
+    from tests.support.cli import run_cli
+    rt = dead_letters(25)
+    rt.config = SimpleNamespace(dlq_url=rt.queue.dlq_url)         # type: ignore[attr-defined]
+    rt.queue.refuse = lambda m: "InvalidMessageContents: bad" if json.loads(m)["rf_user_id"] == "3" else None
+    code, out, err = run_cli(rt, capsys, "dlq", "replay", *(["--json"] if as_json else []))
+    assert code == 1
+    if as_json:
+        assert json.loads(out) == {"replayed": 24, "left": 0, "not_seen": 0, "refused": 1,
+                                   "refused_because": {"InvalidMessageContents: bad": 1}}
+    else:
+        assert out == "24 message(s) sent back to the work queue; SQS refused 1: they are still dead letters\n"
+    assert err == ("bridge: SQS refused 1 message(s) sent back to the work queue (InvalidMessageContents: bad): "
+                   "they are still dead letters (`bridge dlq list` shows them); fix the cause, then run "
+                   "`bridge dlq replay` again\n")
+    assert rt.queue.dead_count() == 1 == visible_now(rt.queue)
+
