@@ -170,6 +170,15 @@ TOPICS = {"join": "join", "join_received": "join", "contact": "join", "tag": "jo
           "qualification": "qualification", "referral_count": "referral_count"}
 KIND_TOPICS = {"rf.join": "join", "intercom.contact": "qualification", "intercom.check": "qualification",
                "referral.count": "referral_count"}      # a dead letter's, by its message's kind
+# What ends a failure: the same work done since. A join is done only by what a join writes when it
+# is applied (the contact it reached, or the settings skipping it), never by Intercom's news of the
+# contact (archived, merged, its role changed...): a join that created its contact and then failed
+# keeps that contact, and the news comes for the failed link too. A qualification is done only once
+# Referral Factory confirmed it (not `unconfirmed`, `resumed`, `not_checked`...). Other topics: any
+# entry neither failed nor one of NEUTRAL.
+DONE = {"join": {("join", "ignored"), ("join", "repeated"), ("contact", "created"), ("contact", "resumed"),
+                 ("contact", "skipped_existing"), ("contact", "updated_existing"), ("tag", "tagged")},
+        "qualification": {("qualification", "qualified")}}
 NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere")   # neither failed nor done
 
 
@@ -201,9 +210,14 @@ def _resolved(trail: list[dict]) -> list[dict]:
                 e["resolved"] = True
         elif e["event"] == "join_received":
             tried.add(key)
-        elif not failure and e["outcome"] not in NEUTRAL:
+        elif not failure and _done(e, key[-1]):
             done.add(key)
     return trail
+
+
+def _done(entry: dict, topic: str) -> bool:
+    said = DONE.get(topic)
+    return (entry["event"], entry["outcome"]) in said if said is not None else entry["outcome"] not in NEUTRAL
 
 
 def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], scope: str) -> bool:

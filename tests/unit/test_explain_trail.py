@@ -3,11 +3,14 @@ it was received and whether a lead or a referrer; a replayed try says it was one
 while it still applies (a later success marks the failure resolved, a later try takes the fix)."""
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
-from chalicelib.errors import Permanent
+from chalicelib.errors import Permanent, Transient
 from chalicelib.services.explain import as_text, explain
+from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeClock
 from tests.unit import scenario
 from tests.unit.test_join_use_case import LEAD, join, world
@@ -90,12 +93,18 @@ def test_a_replay_that_fails_again_has_the_only_fix_of_the_trail():
     assert "(resolved since)" not in text
 
 
-def test_a_failed_qualification_replayed_says_so_and_is_resolved():
+def failed_qualification():
+    """A lead whose rule was met, and whose qualification Referral Factory refused."""
     work = scenario.world()
     _, contact = scenario.joined(work)
     work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]
     scenario.set_value(work, contact, "Yes")
     scenario.run(work, scenario.check())
+    return work
+
+
+def test_a_failed_qualification_replayed_says_so_and_is_resolved():
+    work = failed_qualification()
     text, view = trail(work, "7")
     assert lines(text, "qualification: failed") and lines(text, "fix: fix the cause at Referral Factory")
     work.clock.now += 60
@@ -106,6 +115,41 @@ def test_a_failed_qualification_replayed_says_so_and_is_resolved():
     assert failed["resolved"]
     [qualified] = lines(text, "qualification: qualified")
     assert REPLAYED in qualified
+
+
+def test_intercom_news_of_a_failed_joins_contact_does_not_resolve_the_join():
+    """The join created the contact, then Intercom refused its tag: the failed link keeps the contact,
+    so Intercom's webhooks about it (the lead converted to a user) reach it. They are not the join
+    applied: the failure and its dead letter keep their fix."""
+    work = world()
+    work.apis.intercom_.fail["tag"] = Permanent("Intercom answered 403: tags not allowed")
+    assert scenario.run(work, join(LEAD))["dead"] == 1
+    link = work.store.links.get(PersonRef("42", "7"))
+    assert link is not None and link.contact_id
+    work.clock.now += 60
+    contact = work.apis.intercom_.contacts[link.contact_id]
+    scenario.run(work, scenario.event({**contact, "role": "user"}, topic="contact.user.created"))
+    text, view = trail(work)
+    assert ("contact", "role_changed") in [(e["event"], e["outcome"]) for e in view["trail"]]
+    assert "(resolved since)" not in text
+    assert len(lines(text, "fix: fix the cause named here, then `bridge dlq replay --campaign 42`")) == 2
+    work.clock.now += 60                                # tags allowed again, then `bridge dlq replay`
+    assert scenario.run(work, join(LEAD, replayed_from="dead-1"))["done"] == 1
+    text, _ = trail(work)
+    assert "fix:" not in text and len(lines(text, "(resolved since)")) == 2
+
+
+def test_a_qualification_left_unconfirmed_does_not_resolve_the_failed_one():
+    work = failed_qualification()
+    work.clock.now += 60
+    work.apis.rf_.answers = [Transient("Referral Factory answered 503")]
+    with pytest.raises(RetryBatch):                     # the replay's try is left for a retry
+        scenario.run(work, scenario.check(replayed_from="dead-1"))
+    text, view = trail(work, "7")
+    assert lines(text, "qualification: unconfirmed")
+    [failed] = [e for e in view["trail"] if e["event"] == "qualification" and e["outcome"] == "failed"]
+    assert not failed.get("resolved") and "(resolved since)" not in text
+    assert lines(text, "fix: fix the cause at Referral Factory")
 
 
 def test_entries_written_before_these_details_still_render_and_resolve():
