@@ -455,7 +455,7 @@ class FakeIntercomAuth:
         from chalicelib.errors import Permanent
         self.calls.append("me")
         if token not in self.apps:
-            raise Permanent("Intercom answered 401 unauthorized: Access Token Invalid")
+            raise Permanent("Intercom answered 401 unauthorized: Access Token Invalid", status=401)
         return {"type": "admin", "email": "admin@example.com", "app": self.apps[token]}
 
 

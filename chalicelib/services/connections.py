@@ -7,7 +7,7 @@ given is kept. A token is checked with Intercom's `GET /me` before anything is s
 belong to the workspace it is given for. The answers say what was set or kept, never a value."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, TypeVar
 
 from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
                                 valid_workspace)
@@ -18,6 +18,7 @@ from ..ports import Connection, IntercomAuth, SecretStore, Store
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
 OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
+T = TypeVar("T")
 
 
 class Connecting(Protocol):
@@ -49,19 +50,28 @@ def refuse_blank(**given: Optional[str]) -> None:
                                "them; nothing was stored")
 
 
+def confirmed(service: str, ask: Callable[[], T], refused: Callable[[Permanent], Optional[str]]) -> T:
+    """What `ask` (a token check) answers; ConnectError (nothing stored) when `service` refuses the
+    token (`refused` says how, for the answers it knows), would not confirm it, or cannot be reached."""
+    try:
+        return ask()
+    except Permanent as exc:
+        raise ConnectError(f"{refused(exc) or f'{service} would not confirm the token ({exc.reason})'}; "
+                           "nothing was stored") from None
+    except WorkError as exc:
+        raise ConnectError(f"could not reach {service} to check the token ({exc.reason}); nothing was stored, "
+                           "try again") from None
+
+
 def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspace:
     """Who the token belongs to, by `GET /me`; ConnectError (nothing stored) when Intercom refuses it."""
     where = api_base or rt.config.intercom_base_url
+
+    def refused(exc: Permanent) -> Optional[str]:
+        return (f"Intercom refused this token (401 at {where}): check the token, or the workspace's region "
+                "(--api-base https://api.eu.intercom.io)") if exc.status == 401 else None
     try:
-        return workspace_of(rt.intercom_auth().whoami(token, api_base))
-    except Permanent as exc:
-        if "401" in exc.reason:
-            raise ConnectError(f"Intercom refused this token (401 at {where}): check the token, or the workspace's "
-                               "region (--api-base https://api.eu.intercom.io); nothing was stored") from None
-        raise ConnectError(f"Intercom would not confirm the token ({exc.reason}); nothing was stored") from None
-    except WorkError as exc:
-        raise ConnectError(f"could not reach Intercom to check the token ({exc.reason}); nothing was stored, "
-                           "try again") from None
+        return workspace_of(confirmed("Intercom", lambda: rt.intercom_auth().whoami(token, api_base), refused))
     except ValueError as exc:
         raise ConnectError(f"{exc}; nothing was stored") from None
 
@@ -159,23 +169,18 @@ def check_rf_token(rt: Connecting, token: str) -> None:
     from ..adapters.referral_factory import ReferralFactoryClient
 
     where = rt.config.rf_base_url
-    try:
-        ReferralFactoryClient(where, token, timeout=rt.config.http_timeout, sleeper=rt.sleeper).campaigns()
-    except Permanent as exc:
+
+    def refused(exc: Permanent) -> Optional[str]:
         answer = exc.__context__ if isinstance(exc.__context__, ApiError) else None
         said = f"{exc.status}: {answer.message}" if answer is not None else str(exc.status)
         if exc.status == 401:
-            raise ConnectError(f"Referral Factory refused this token (it answered {said} at {where}): check the "
-                               "token; nothing was stored") from None
+            return f"Referral Factory refused this token (it answered {said} at {where}): check the token"
         if exc.status == 403:           # RF's answer to an IP it blocks after repeated excess, too
-            raise ConnectError(f"Referral Factory answered {said} at {where}: it blocks this machine's address "
-                               "after too many calls (wait, then try again), or the token may not read campaigns; "
-                               "nothing was stored") from None
-        raise ConnectError(f"Referral Factory would not confirm the token ({exc.reason}); nothing was stored") \
-            from None
-    except WorkError as exc:
-        raise ConnectError(f"could not reach Referral Factory to check the token ({exc.reason}); nothing was "
-                           "stored, try again") from None
+            return (f"Referral Factory answered {said} at {where}: it blocks this machine's address after too "
+                    "many calls (wait, then try again), or the token may not read campaigns")
+        return None
+    client = ReferralFactoryClient(where, token, timeout=rt.config.http_timeout, sleeper=rt.sleeper)
+    confirmed("Referral Factory", client.campaigns, refused)
 
 
 def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None, *,
