@@ -299,14 +299,13 @@ def test_a_join_refused_then_replayed_explain_tells_the_failure_the_replay_and_n
         ("join_received", "received"), ("join", "failed"), ("dead_letter", "failed")]
     assert all("bridge dlq replay --campaign 42" in e["fix"] for e in found["trail"][1:])
     intercom.attributes["custom_attributes.lead_source"] = definition        # created again in Intercom
-    assert main(["dlq", "replay", "--campaign", "42"], rt=bridge.operator()) == 0
+    assert run_cli(bridge.operator(), capsys, "dlq", "replay", "--campaign", "42")[0] == 0
     bridge.drain()
     code, found = explain(bridge, capsys, "amy@example.com")
     assert [e["event"] for e in found["trail"] if e.get("resolved")] == ["join", "dead_letter"]
     assert not any(e.get("fix") for e in found["trail"])
-    capsys.readouterr()
-    assert main(["explain", "amy@example.com"], rt=bridge.operator()) == 0
-    text = capsys.readouterr().out
+    code, text, _ = run_cli(bridge.operator(), capsys, "explain", "amy@example.com")
+    assert code == 0
     assert "RF user" in text and "(lead, a***@example.com): Intercom contact" in text and "fix:" not in text
     [replayed] = [line for line in text.splitlines() if "join_received" in line and "replayed" in line]
     assert "received — replayed from the dead-letter queue (bridge dlq replay)" in replayed
