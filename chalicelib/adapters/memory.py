@@ -480,14 +480,13 @@ class MemoryConnections:
     def workspace(self, workspace: str) -> Optional[Connection]:
         return self.workspaces_.get(workspace)
 
-    def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
+    def keep_attributes(self, workspace: str, listed: AttributeList) -> None:
         now = self.workspaces_.get(workspace)
         kept = now.attribute_list if now is not None else None
         if now is None or (kept is not None and listed.read_at < kept.read_at and not kept.ahead_of(listed.read_at)):
-            return False
+            return
         self.workspaces_[workspace] = dataclasses.replace(now, attribute_list=AttributeList(
             json.loads(json.dumps(listed.attributes)), listed.read_at))     # a copy, as stored
-        return True
 
     def disconnect_workspace(self, workspace: str) -> bool:
         now = self.workspaces_.get(workspace)

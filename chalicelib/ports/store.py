@@ -263,11 +263,11 @@ class ConnectionRepository(Protocol):
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
         """Mark a workspace connected. What is not given (a secret, the api base) is kept."""
     def workspace(self, workspace: str) -> Optional[Connection]: ...
-    def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
+    def keep_attributes(self, workspace: str, listed: AttributeList) -> None:
         """Keep the workspace's attribute list on its connection record, for other containers to use
         while it is fresh. Touches nothing else (status, api base, secrets); creates no connection
-        (False when there is none), and never replaces a list read later (False too), unless that
-        one is stamped ahead of this read by more than clocks differ (AttributeList.ahead_of)."""
+        (nothing is kept when there is none), and never replaces a list read later, unless that one
+        is stamped ahead of this read by more than clocks differ (AttributeList.ahead_of)."""
     def disconnect_workspace(self, workspace: str) -> bool:
         """Mark it disconnected and its token no longer set (settings, links, history stay). False
         when the workspace was never connected."""

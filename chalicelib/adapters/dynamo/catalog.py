@@ -40,9 +40,9 @@ class DynamoConnections:
                   if item.attributes is not None and item.attributes_read_at is not None else None)
         return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()), listed)
 
-    def keep_attributes(self, workspace: str, listed: AttributeList) -> bool:
+    def keep_attributes(self, workspace: str, listed: AttributeList) -> None:
         read_at = ConnectionItem.attributes_read_at
-        return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
+        applied(lambda: ConnectionItem(*connection_key(workspace)).update(
             actions=[ConnectionItem.attributes.set(listed.attributes), read_at.set(listed.read_at)],
             condition=ConnectionItem.pk.exists() & (read_at.does_not_exist() | (read_at <= listed.read_at)
                                                     | (read_at > listed.read_at + LIST_CLOCK_SKEW))))
