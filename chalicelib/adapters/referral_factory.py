@@ -55,15 +55,15 @@ class ReferralFactoryClient(JsonApi):
     def get_campaign(self, campaign_id: str) -> dict:
         return self._data(self._call("GET", f"/campaigns/{campaign_id}"))
 
-    def campaigns(self) -> list[dict]:
-        """The account's campaigns (GET /campaigns, its first page): a question that needs only the
-        token, which `bridge rf connect` asks before it stores one."""
+    def check_token(self) -> None:
+        """Asks for the account's campaigns (GET /campaigns, its first page), a question that needs
+        only the token, as `bridge rf connect` does before it stores one: Permanent when RF refuses
+        it, or when what answers is not RF's API."""
         answer = self._call("GET", "/campaigns")
-        data = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(data, list):      # a 200 that is not RF's API (a web page: a wrong RF_BASE_URL)
+        if not isinstance(answer.get("data") if isinstance(answer, dict) else None, list):
+            # a 200 that is not RF's API (a web page: a wrong RF_BASE_URL)
             raise Permanent(f"the answer at {self.base_url}/campaigns is not Referral Factory's API (no `data` "
                             "list): check RF_BASE_URL")
-        return [c for c in data if isinstance(c, dict)]
 
     def qualify(self, user_id: str) -> dict:
         ident: int | str = int(user_id) if str(user_id).isdigit() else user_id

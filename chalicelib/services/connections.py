@@ -180,7 +180,7 @@ def check_rf_token(rt: Connecting, token: str) -> None:
                     "many calls (wait, then try again), or the token may not read campaigns")
         return None
     client = ReferralFactoryClient(where, token, timeout=rt.config.http_timeout, sleeper=rt.sleeper)
-    confirmed("Referral Factory", client.campaigns, refused)
+    confirmed("Referral Factory", client.check_token, refused)
 
 
 def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None, *,
