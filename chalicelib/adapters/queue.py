@@ -97,11 +97,6 @@ class Queue:
         return {h for h, _ in _in_tens(self.client.change_message_visibility_batch, self.dlq_url,
                                        receipt_handles, lambda h: {**_handle(h), "VisibilityTimeout": seconds})}
 
-    def release_dead_many(self, receipt_handles: list[str]) -> None:
-        """Make dead letters received for a look visible again at once, 10 a call. A handle SQS refuses
-        (the letter was deleted, or received again by another reader, who holds it now) is left as it is."""
-        self.hide_dead_many(receipt_handles, 0)
-
     def dead_count(self) -> int:
         """About how many dead letters the queue holds, visible or not (SQS's approximate counts)."""
         attrs = self.client.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=[
