@@ -408,7 +408,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
                         "shows them); fix the cause, then run `bridge dlq replay` again")
     if done.get("not_taken_out"):
         problems.append(f"SQS would not take {done['not_taken_out']} message(s) sent back out of the dead-letter "
-                        f"queue ({'; '.join(done['not_taken_out_because'])}): run `bridge dlq replay` again")
+                        f"queue ({'; '.join(done['not_taken_out_because'])}): they are still dead letters, and "
+                        "`bridge dlq replay` sends them again (harmless: a message that comes twice is worked once)")
     if done.get("cut"):
         problems.append(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not "
                         "sent back: run `bridge dlq replay` again")
