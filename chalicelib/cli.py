@@ -400,12 +400,7 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + (f"; {done['sent_late']} of them came back during a stall before they were taken out: they may "
                "still be dead letters too, and be sent again (harmless: a message that comes twice is worked once)"
-               if done.get("sent_late") else "")
-            + (f"; {done['not_taken_out']} of them SQS would not take out of the dead-letter queue: they are "
-               "still dead letters, and the next replay sends them again (harmless: a message that comes twice is "
-               "worked once)"
-               if done.get("not_taken_out") else "")
-            + (f"; SQS refused {done['refused']}: they are still dead letters" if done.get("refused") else ""))
+               if done.get("sent_late") else ""))
     problems = []                  # one line, however many there are
     if done.get("refused"):
         problems.append(f"SQS refused {done['refused']} message(s) sent back to the work queue "
@@ -413,7 +408,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
                         "shows them); fix the cause, then run `bridge dlq replay` again")
     if done.get("not_taken_out"):
         problems.append(f"SQS would not take {done['not_taken_out']} message(s) sent back out of the dead-letter "
-                        f"queue ({'; '.join(done['not_taken_out_because'])}): run `bridge dlq replay` again")
+                        f"queue ({'; '.join(done['not_taken_out_because'])}): they are still dead letters, and "
+                        "`bridge dlq replay` sends them again (harmless: a message that comes twice is worked once)")
     if done.get("cut"):
         problems.append(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not "
                         "sent back: run `bridge dlq replay` again")

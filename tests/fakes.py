@@ -155,8 +155,9 @@ class FakeQueue:
                 self.delete_dead(handle)
         return refused
 
-    def hide_dead_many(self, receipt_handles: list[str], seconds: int, call: str = "hide") -> set[str]:
-        self.dead_calls[call] += -(-len(receipt_handles) // 10)          # 10 a ChangeMessageVisibilityBatch
+    def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
+        # 10 a ChangeMessageVisibilityBatch; counted apart: hiding ("hide") and showing at once ("release")
+        self.dead_calls["hide" if seconds > 0 else "release"] += -(-len(receipt_handles) // 10)
         refused = set()
         for handle in receipt_handles:
             message_id = self._latest(handle)
@@ -165,9 +166,6 @@ class FakeQueue:
             else:
                 self._visible_at[message_id] = self.clock() + seconds
         return refused
-
-    def release_dead_many(self, receipt_handles: list[str]) -> None:
-        self.hide_dead_many(receipt_handles, 0, call="release")
 
     def dead_count(self) -> int:
         return len(self.letters)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 from ..ports import Later, MessageTooLarge, NotSent
 from ..ports.queue import TRIES, WAITS
@@ -14,6 +14,7 @@ MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
 # Room left for what travels with a message later: the dead-letter attributes (reason up to 1,000
 # characters, attempts, failed_at) and a replay's `replayed_from`.
 MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
+T = TypeVar("T")
 
 
 def encode(message: dict | str) -> str:
@@ -59,16 +60,10 @@ class Queue:
             for m in later])
 
     def _send_batches(self, entries: list[tuple[dict, dict | str]]) -> None:
-        """Each (entry, message it carries), 10 a SendMessageBatch call; every call is made, then the
-        entries SQS refused (a batch can half succeed) raise NotSent, each with its message and reason."""
-        refused: list[tuple[dict | str, str]] = []
-        for start in range(0, len(entries), 10):
-            chunk = entries[start:start + 10]
-            answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), **entry} for i, (entry, _) in enumerate(chunk)])
-            refused += [(chunk[int(f["Id"])][1], _reason(f)) for f in answer.get("Failed", [])]
+        """Each (entry, message it carries); every call is made, then those SQS refused raise NotSent."""
+        refused = _in_tens(self.client.send_message_batch, self.queue_url, entries, lambda e: e[0])
         if refused:
-            raise NotSent(refused, len(entries))
+            raise NotSent([(message, reason) for (_, message), reason in refused], len(entries))
 
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.client.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
@@ -78,17 +73,7 @@ class Queue:
         })
 
     def delete(self, receipt_handles: list[str]) -> dict[str, str]:
-        return self._delete_batches(self.queue_url, receipt_handles)
-
-    def _delete_batches(self, url: str, receipt_handles: list[str]) -> dict[str, str]:
-        """10 a DeleteMessageBatch call; the handles SQS refused (a batch can half succeed), each with its reason."""
-        refused: dict[str, str] = {}
-        for start in range(0, len(receipt_handles), 10):
-            chunk = receipt_handles[start:start + 10]
-            answer = self.client.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)])
-            refused.update({chunk[int(f["Id"])]: _reason(f) for f in answer.get("Failed", [])})
-        return refused
+        return dict(_in_tens(self.client.delete_message_batch, self.queue_url, receipt_handles, _handle))
 
     def retry_in(self, receipt_handle: str, seconds: float) -> None:
         self.client.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle,
@@ -106,27 +91,33 @@ class Queue:
     def delete_dead_many(self, receipt_handles: list[str]) -> dict[str, str]:
         """10 a DeleteMessageBatch call; the handles SQS refused, with its reasons. As with DeleteMessage,
         SQS leaves a letter received again since (its handle is not the latest) where it is, unsaid."""
-        return self._delete_batches(self.dlq_url, receipt_handles)
+        return dict(_in_tens(self.client.delete_message_batch, self.dlq_url, receipt_handles, _handle))
 
     def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
-        refused: set[str] = set()
-        for start in range(0, len(receipt_handles), 10):
-            chunk = receipt_handles[start:start + 10]
-            answer = self.client.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds} for i, h in enumerate(chunk)])
-            refused |= {chunk[int(f["Id"])] for f in answer.get("Failed", [])}
-        return refused
-
-    def release_dead_many(self, receipt_handles: list[str]) -> None:
-        """Make dead letters received for a look visible again at once, 10 a call. A handle SQS refuses
-        (the letter was deleted, or received again by another reader, who holds it now) is left as it is."""
-        self.hide_dead_many(receipt_handles, 0)
+        return {h for h, _ in _in_tens(self.client.change_message_visibility_batch, self.dlq_url,
+                                       receipt_handles, lambda h: {**_handle(h), "VisibilityTimeout": seconds})}
 
     def dead_count(self) -> int:
         """About how many dead letters the queue holds, visible or not (SQS's approximate counts)."""
         attrs = self.client.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return sum(int(v) for v in attrs.values())
+
+
+def _in_tens(call: Callable[..., dict], url: str, items: Sequence[T],
+             entry: Callable[[T], dict]) -> list[tuple[T, str]]:
+    """`call` (an SQS batch action) on `url` for each item as `entry(item)`, 10 a call; every call is
+    made, then the items SQS refused (a batch can half succeed), each with its reason."""
+    refused: list[tuple[T, str]] = []
+    for start in range(0, len(items), 10):
+        chunk = items[start:start + 10]
+        answer = call(QueueUrl=url, Entries=[{"Id": str(i), **entry(item)} for i, item in enumerate(chunk)])
+        refused += [(chunk[int(f["Id"])], _reason(f)) for f in answer.get("Failed", [])]
+    return refused
+
+
+def _handle(receipt_handle: str) -> dict:
+    return {"ReceiptHandle": receipt_handle}
 
 
 def _reason(failed: dict) -> str:

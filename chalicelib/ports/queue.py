@@ -54,7 +54,6 @@ class DeadLetterQueue(Protocol):
 
     dlq_url: str
 
-    def send(self, message: dict | str) -> str: ...
     # To the work queue, as above; a str as it is (a dead letter's body going back unchanged).
     def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None: ...
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]: ...
@@ -65,6 +64,5 @@ class DeadLetterQueue(Protocol):
         """Hide received letters for `seconds` from now (a longer look keeps them hidden; 0 shows them
         at once), 10 a call; the handles refused: the letter was deleted, or its hide time had run
         out (it may be another reader's now)."""
-    def release_dead_many(self, receipt_handles: list[str]) -> None: ...           # hide_dead_many for 0
     def dead_count(self) -> int:
         """About how many dead letters there are, hidden ones included (SQS's counts are approximate)."""

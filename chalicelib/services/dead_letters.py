@@ -176,7 +176,7 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
                lambda ask=True: _hide_again(rt, held, renew, visibility, ask))
     finally:
         if held:
-            rt.queue.release_dead_many(list(held.values()))
+            rt.queue.hide_dead_many(list(held.values()), 0)
 
 
 def _hide_again(rt: HasDeadLetters, held: dict[str, str], renew: dict[str, float], visibility: int,
@@ -245,7 +245,7 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
         matching = [m for m in received if matches(read(m), reason, campaign)]
         ids = {m["MessageId"] for m in matching}
         others = [i for i in held if i not in ids]
-        rt.queue.release_dead_many([held[i] for i in others])        # cut short: released again below
+        rt.queue.hide_dead_many([held[i] for i in others], 0)       # cut short: released again below
         for i in others:
             del held[i]
         for start in range(0, len(matching), 10):

@@ -21,9 +21,9 @@ class SlowLink(FakeQueue):
         self.fake_clock.now += self.receive_seconds
         return super().receive_dead(max_messages, visibility)
 
-    def hide_dead_many(self, receipt_handles: list[str], seconds: int, call: str = "hide") -> set[str]:
-        self.fake_clock.now += self.hide_seconds if call == "hide" else 0
-        return super().hide_dead_many(receipt_handles, seconds, call)
+    def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
+        self.fake_clock.now += self.hide_seconds if seconds > 0 else 0
+        return super().hide_dead_many(receipt_handles, seconds)
 
 
 class Rt:
@@ -116,11 +116,11 @@ class OneStall(SlowLink):
         super().__init__(clock, receive_seconds=1.0, hide_seconds=2.0)
         self.stalled, self.start = False, clock.now
 
-    def hide_dead_many(self, receipt_handles: list[str], seconds: int, call: str = "hide") -> set[str]:
-        if call == "hide" and not self.stalled and self.fake_clock.now - self.start >= 200:
+    def hide_dead_many(self, receipt_handles: list[str], seconds: int) -> set[str]:
+        if seconds > 0 and not self.stalled and self.fake_clock.now - self.start >= 200:
             self.stalled = True
             self.fake_clock.now += 200
-        return super().hide_dead_many(receipt_handles, seconds, call)
+        return super().hide_dead_many(receipt_handles, seconds)
 
 
 def test_a_replay_whose_letters_came_back_during_a_stall_sends_only_those_it_holds_and_says_the_rest():
