@@ -16,7 +16,7 @@ from typing import Optional
 
 from ..domain import join as decide
 from ..domain import rules
-from ..domain.history import Entry
+from ..domain.history import REPLAYED, Entry
 from ..domain.judge import Sighting
 from ..domain.link import Link, PersonRef
 from ..domain.qualification import QState
@@ -49,14 +49,29 @@ class Verification:
         return cls(links, deps.settings.documents({m.campaign_id for m in messages}), found)
 
 
+# What a duplicate check that `bridge dlq replay` sent back found, said in the person's history (the
+# entry that resolves its dead letter; a check that was never parked writes nothing of its own).
+FOUND = {"unique": "no other contact has this email", "gone": "the link no longer names the lead it was to check",
+         "skipped": "the campaign has no settings", "merged": "merged the lead into the older contact (above)",
+         "moved": "the link moved to the older contact (above)"}
+
+
 def on_verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
+    outcome = _verify(message, deps, batch)
+    if message.replayed_from and batch.links.get(message.person_ref) is not None:    # (none: forgotten since)
+        deps.history.append(message.person_ref, [Entry("duplicate_check", outcome, f"duplicate check {REPLAYED}: "
+                                                       f"{FOUND[outcome]}", {"replayed_from": message.replayed_from})])
+    return outcome
+
+
+def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     now = deps.clock()
     if not _due(message, deps):
         raise Deferred("Intercom's search may not show every contact with this email yet: looking again later",
                        retry_after=message.not_before - now)
     link = batch.links.get(message.person_ref)
     if not _still_ours(message, link):
-        return "moved"               # merged, moved or erased since: nothing of ours to look at
+        return "gone"                # merged, moved or erased since: nothing of ours to look at
     assert link is not None
     settings = _settings(message.campaign_id, batch.documents.get(message.campaign_id))
     if settings is None:

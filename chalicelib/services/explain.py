@@ -169,7 +169,7 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
 TOPICS = {"join": "join", "join_received": "join", "contact": "join", "tag": "join", "webhook_refused": "join",
           "qualification": "qualification", "referral_count": "referral_count"}
 KIND_TOPICS = {"rf.join": "join", "intercom.contact": "qualification", "intercom.check": "qualification",
-               "referral.count": "referral_count"}      # a dead letter's, by its message's kind
+               "referral.count": "referral_count", "join.verify": "duplicate_check"}   # a dead letter's, by its kind
 # What ends a failure: the same work done since. A join is done only by what a join writes when it
 # is applied (the contact it reached, or the settings skipping it), never by Intercom's news of the
 # contact (archived, merged, its role changed...): a join that created its contact and then failed

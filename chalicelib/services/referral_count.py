@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..domain.history import Entry
+from ..domain.history import REPLAYED, Entry
 from ..domain.link import Link, LinkStatus, PersonRef, ReferralCount
 from ..domain.mapping import ContactPayload
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
@@ -52,7 +52,20 @@ def read(messages_: list[ReferralCountMessage], deps: WorkDeps) -> Known:
                  deps.links.get_many(m.person_ref for m in messages_))
 
 
+# Why a count write that `bridge dlq replay` sent back wrote nothing, though the store keeps the count (said
+# in the referrer's history: the entry that resolves its dead letter; a write never parked notes nothing).
+UNWRITTEN = {"held": "Intercom holds the count already", "kept": "no contact known for the referrer yet"}
+
+
 def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known] = None) -> str:
+    outcome = _count(message, deps, known)
+    if message.replayed_from and outcome in UNWRITTEN:
+        deps.history.note_latest(message.person_ref, Entry("referral_count", outcome, f"referral count "
+                                                           f"{REPLAYED}: {UNWRITTEN[outcome]}"))
+    return "written" if outcome == "held" else outcome
+
+
+def _count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known]) -> str:
     ref = message.person_ref
     known = known or read([message], deps)
     settings = known.settings.get(ref.campaign_id)
@@ -67,12 +80,13 @@ def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Know
     elif count is None or not (count.n or count.written):     # (a count forget lowered to 0 is written)
         return "nothing"
     if message.unless_written and count.held(attribute):
-        return "written"
-    return write(deps, settings, ref, count, known.links.get(ref), linked=message.contact_id)
+        return "held"
+    return write(deps, settings, ref, count, known.links.get(ref), linked=message.contact_id,
+                 replayed=bool(message.replayed_from))
 
 
 def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount, link: Optional[Link],
-          linked: Optional[str] = None) -> str:
+          linked: Optional[str] = None, replayed: bool = False) -> str:
     """Write the count to the referrer's contact, and again while the store's count moved meanwhile.
     A referrer whose contact the bridge does not know keeps the count: it is written once sync
     enrols them, or their own join links them."""
@@ -102,7 +116,8 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
             deps.links.referrals_written(ref, n, attribute)
             # One entry, the latest write (a referrer with 10,000 leads is written to up to 10,000 times).
             deps.history.note_latest(ref, Entry("referral_count", "written", f"referral count: {n} written to "
-                                                f"{attribute}", {"count": n, "contact_id": contact_id}))
+                                                f"{attribute}" + (f", {REPLAYED}" if replayed else ""),
+                                                {"count": n, "contact_id": contact_id}))
             return "written"
     # Not a failed try: the count is busy growing, and the next delivery writes the latest.
     raise Deferred(f"the referral count kept changing while it was written to {attribute}: written again later",

@@ -9,6 +9,7 @@ import json
 import yaml
 
 from chalicelib.cli import main
+from chalicelib.domain.history import REPLAYED
 from chalicelib.runtime import CACHE_SECONDS
 from chalicelib.services.admin import apply_settings, replay_dead_letters
 
@@ -317,3 +318,8 @@ def test_a_cold_worker_parks_a_disconnected_workspaces_work_though_its_attribute
     code, told = explain(bridge, capsys, ann["id"])
     [parked] = [e for e in told["trail"] if e["event"] == "dead_letter" and e["details"]["kind"] == "intercom.check"]
     assert parked.get("resolved") and "fix" not in parked
+    # So is the parked duplicate check, by the entry its replayed try wrote.
+    [verify] = [e for e in told["trail"] if e["event"] == "dead_letter" and e["details"]["kind"] == "join.verify"]
+    assert verify.get("resolved") and "fix" not in verify
+    [checked] = [e for e in told["trail"] if e["event"] == "duplicate_check"]
+    assert checked["outcome"] == "unique" and REPLAYED in checked["reason"]

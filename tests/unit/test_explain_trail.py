@@ -8,7 +8,7 @@ import pytest
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
-from chalicelib.errors import Permanent, Transient
+from chalicelib.errors import Disconnected, Permanent, Transient
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeClock
@@ -172,3 +172,42 @@ def test_entries_written_before_these_details_still_render_and_resolve():
                        [Entry("join_received", "received"), Entry("contact", "created", "created a lead")])
     text = as_text(explain(rt, "7"))
     assert "fix:" not in text and len(lines(text, "(resolved since)")) == 2
+
+
+def test_a_parked_duplicate_check_replayed_says_so_and_resolves_its_dead_letter():
+    """A duplicate check Intercom refused (its workspace disconnected): once replayed and done, its dead
+    letter shows no fix, and the check's entry says it was a replay. A check never parked writes nothing."""
+    work = world()
+    scenario.run(work, join(AMY))
+    [check] = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "join.verify"]
+    work.clock.now = check["not_before"]
+    work.apis.intercom_.fail["search"] = Disconnected("ws")
+    assert scenario.run(work, check)["dead"] == 1
+    text, _ = trail(work)
+    assert len(lines(text, "fix: reconnect the workspace")) == 1
+    work.clock.now += 60                                # reconnected, then `bridge dlq replay`
+    assert scenario.run(work, {**check, "replayed_from": "dead-1"})["done"] == 1
+    text, view = trail(work)
+    assert "fix:" not in text
+    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
+    assert parked["resolved"] and parked["details"]["kind"] == "join.verify"
+    [checked] = lines(text, "duplicate_check: unique")
+    assert f"duplicate check {REPLAYED}: no other contact has this email" in checked
+
+
+def test_a_parked_referral_count_replayed_says_so_and_resolves_its_dead_letter():
+    from tests.unit.test_referral_count import RITA, lead_join, sent, world as counting_world
+    work = counting_world()
+    scenario.joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    scenario.run(work, lead_join("1"))
+    [count] = sent(work)
+    work.apis.intercom_.fail["update"] = Disconnected("ws")
+    assert scenario.run(work, count)["dead"] == 1
+    work.clock.now += 60
+    assert scenario.run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
+    text, view = trail(work, RITA.rf_user_id)
+    assert "fix:" not in text
+    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
+    assert parked["resolved"] and parked["details"]["kind"] == "referral.count"
+    [written] = lines(text, "referral_count: written")
+    assert REPLAYED in written
