@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from .config import Config
 from .domain.settings import SettingsError
-from .errors import WorkError
+from .errors import REPLAY_PARKED, WorkError
 from .runtime import Runtime
 from .services import admin
 from .services.connections import (ConnectError, configure_oauth, connect_rf, connect_workspace,
@@ -316,8 +316,8 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
     done = disconnect_workspace(rt, args.workspace)
     _answer(args, done, f"workspace {args.workspace} disconnected: its token is deleted; settings, links and "
             "history are kept. Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
-            f"`bridge workspace connect {args.workspace} --token ...`, run `bridge dlq replay`. Running workers "
-            "notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
+            f"`INTERCOM_TOKEN=... bridge workspace connect {args.workspace}`, run `{REPLAY_PARKED}`. "
+            "Running workers notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
     return 0
 
 

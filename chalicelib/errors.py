@@ -47,6 +47,7 @@ class Permanent(WorkError):
 
 
 DISCONNECTED = "workspace disconnected"
+REPLAY_PARKED = f'bridge dlq replay --reason "{DISCONNECTED}"'     # brings back every letter a disconnect parked
 
 
 class Disconnected(Permanent):
@@ -55,7 +56,8 @@ class Disconnected(Permanent):
 
     def __init__(self, workspace: str):
         super().__init__(f"{DISCONNECTED}: Intercom workspace {workspace} was disconnected — reconnect it "
-                         f"(`bridge workspace connect {workspace} --token ...` or OAuth), then `bridge dlq replay`")
+                         f"(`INTERCOM_TOKEN=... bridge workspace connect {workspace}` or OAuth), then "
+                         f"`{REPLAY_PARKED}`")
         self.workspace = workspace
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..errors import DISCONNECTED
+from ..errors import DISCONNECTED, REPLAY_PARKED
 from ..observability import mask_email
 from ..ports import DeadLetterQueue, NotSent
 
@@ -62,7 +62,7 @@ def replay_fix(reason: str, campaign: str) -> str:
     """How to bring back dead letters of `reason` (one of `campaign`'s). Those a disconnect parked go back
     by their reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind."""
     if DISCONNECTED in reason:
-        return (f'reconnect the workspace, then `bridge dlq replay --reason "{DISCONNECTED}"` (every letter the '
+        return (f"reconnect the workspace, then `{REPLAY_PARKED}` (every letter the "
                 "disconnect parked, also those of Intercom notifications, which name no campaign)")
     return f"fix the cause, then `bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
 

@@ -17,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_writes
 from ..config import Config
-from ..errors import DISCONNECTED, WorkError
+from ..errors import DISCONNECTED, REPLAY_PARKED, WorkError
 from ..observability import mask_email
 from ..ports import DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -157,8 +157,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optio
     if conn is not None and conn.status != "active":     # a disconnect also deletes the token: say which
         report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
                    "its work waits in the dead-letter queue (reason: workspace disconnected)",
-                   f"reconnect it: `bridge workspace connect {ws} --token ...` (or by OAuth), "
-                   "then `bridge dlq replay`")
+                   f"reconnect it: `INTERCOM_TOKEN=... bridge workspace connect {ws}` (or by OAuth), "
+                   f"then `{REPLAY_PARKED}`")
         return None
     if conn is None or "token" not in conn.secrets:
         report.add("intercom.connection", False, f"workspace {ws} is not connected",
