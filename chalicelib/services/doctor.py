@@ -518,15 +518,20 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
         oldest = min(late, key=lambda o: o.lease_until)
         queued = (f"; its finishing work was queued {oldest.requeued} time(s)" if oldest.requeued
                   else "; reconciliation has not queued its finishing work yet")
-        report.add("reconciliation.overdue", False,
-                   f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
-                   f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}"
-                   f"{queued}) for over {late_after:.0f} min after their worker's claim ran out",
-                   "reconciliation queues the work that finishes such links on its next run, and again every "
-                   f"RECONCILE_RETRY_SECONDS ({rt.config.reconcile_retry:g} s) while they stay unfinished: "
-                   "these were not finished",
-                   "check that the reconcile schedule runs, and the dead-letter queue (`bridge dlq list`); "
-                   "`bridge explain <RF id>` shows each one's trail")
+        what = (f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
+                f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}"
+                f"{queued}) for over {late_after:.0f} min after their worker's claim ran out")
+        if not searchable(conn):    # as above: the connection's own finding names the cause and its fix
+            report.add("reconciliation.overdue", True, f"{what}: they wait for workspace {ws} to be "
+                       f"{'reconnected' if conn is not None else 'connected'} (the work reconciliation queues to finish "
+                       "them waits in the dead-letter queue meanwhile)")
+        else:
+            report.add("reconciliation.overdue", False, what,
+                       "reconciliation queues the work that finishes such links on its next run, and again every "
+                       f"RECONCILE_RETRY_SECONDS ({rt.config.reconcile_retry:g} s) while they stay unfinished: "
+                       "these were not finished",
+                       "check that the reconcile schedule runs, and the dead-letter queue (`bridge dlq list`); "
+                       "`bridge explain <RF id>` shows each one's trail")
     old = past_sweep_age(rt)  # type: ignore[arg-type]
     if old:
         report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "

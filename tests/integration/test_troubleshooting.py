@@ -501,6 +501,25 @@ def test_a_link_whose_queued_work_never_finished_it_is_named_by_doctor_and_expla
     assert f"if it is still unfinished at {retry}, reconciliation queues it again" in stuck["reason"]
 
 
+def test_a_link_left_unfinished_while_its_workspace_is_disconnected_waits_for_the_reconnect(bridge, capsys, clock,
+                                                                                             pending_lead):
+    """Its finishing work cannot run without the workspace's token: doctor says the link waits for the
+    reconnect (the connection's finding has the fix), not that the reconcile schedule is to blame."""
+    from chalicelib.domain.link import PersonRef
+    lead, _ = pending_lead()
+    links = bridge.rt.store.links
+    assert links.start_qualifying(links.get(PersonRef("42", str(lead["id"]))))   # ...and the Lambda died
+    assert main(["workspace", "disconnect", WORKSPACE], rt=bridge.operator()) == 0
+    clock.sleep(2 * 3600)
+    bridge.reconcile()
+    code, report = doctor(bridge, capsys)
+    assert bad(report, "intercom.connection") and not bad(report, "reconciliation") and code == 1
+    [waits] = [f for f in report["findings"] if f["check"] == "reconciliation.overdue"]
+    assert waits["what"].endswith(f"worker's claim ran out: they wait for workspace {WORKSPACE} to be reconnected "
+                                  "(the work reconciliation queues to finish them waits in the dead-letter queue "
+                                  "meanwhile)") and waits["fix"] == ""
+
+
 # ===================================================================================================
 # A healthy campaign, and explain's other promises
 # ===================================================================================================
