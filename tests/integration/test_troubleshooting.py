@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from chalicelib.cli import main
+from chalicelib.domain.settings import parse_settings
 
 from tests.support.cli import run_cli
 
@@ -282,6 +283,33 @@ def test_a_mapped_attribute_that_does_not_exist_doctor_says_intercom_refuses_eve
     [missing] = bad(report, "settings.workspace")
     assert missing["why"] == ("Intercom refuses the whole contact it is written with (400), not only the attribute: "
                               "each lead whose join writes it fails to the dead-letter queue")
+
+
+def test_a_mapped_attribute_archived_or_read_only_doctor_says_every_join_writing_it_is_dead_lettered(
+        bridge, intercom, rf, capsys):
+    """Archived in Intercom since the settings were applied: a write naming it is refused whole (400), so
+    the join is dead-lettered, as for an attribute that does not exist. Intercom's list leaves archived
+    attributes out (doctor names it missing); where it shows one archived, or read-only, doctor says so."""
+    from chalicelib.services.doctor import Report, _settings_against_workspace
+    bridge.apply(lead_settings())
+    source = intercom.attributes["custom_attributes.lead_source"]
+    source["archived"] = True
+    bridge.post_join(join_body(new_lead(rf)))
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["reason"] == "Intercom answered 400 parameter_invalid: Custom attribute 'lead_source' is archived"
+    assert intercom.contacts == {}
+    dead_lettered = ": each lead whose join writes it fails to the dead-letter queue"
+    report = Report("42")
+    _settings_against_workspace(bridge.rt, report, parse_settings(lead_settings()), {
+        **bridge.rt.attributes(WORKSPACE), "custom_attributes.lead_source": {"data_type": "string", "archived": True}})
+    [archived] = report.view()["findings"]
+    assert "is archived in Intercom" in archived["what"] and archived["why"].endswith(dead_lettered)
+    source.update(archived=False, api_writable=False)
+    code, found = doctor(bridge, capsys)
+    [read_only] = bad(found, "settings.workspace")
+    assert read_only["what"] == "leads.fields[3].to: custom_attributes.lead_source is read-only in Intercom"
+    assert read_only["why"].endswith(dead_lettered) and code == 1
 
 
 def test_a_join_refused_then_replayed_explain_tells_the_failure_the_replay_and_no_stale_fix(
