@@ -300,3 +300,38 @@ def test_rf_refusing_a_referrers_link_with_a_message_that_quotes_404_fails_the_p
         drain(work)
     [entry] = work.store.sync.entries("42", list(work.apis.intercom_.contacts)).values()
     assert entry.outcome == "no_link_yet" and "422" not in (entry.reason or "")    # not recorded as a deleted user
+
+
+def test_a_referrer_deleted_in_rf_is_skipped_for_good_and_rf_is_not_asked_again():
+    """RF's 404 for a referrer sync enrolled (and had no link for) is final: the ledger, `sync report`
+    and their history say they are no longer in RF; later runs (full or dry) ask RF nothing for them
+    and never enrol the contact again."""
+    from chalicelib.domain.link import PersonRef
+    from chalicelib.errors import Permanent
+
+    work = world(1)
+    rf = work.apis.rf_
+    real = rf.create_user
+    rf.create_user = lambda body: {**real(body), "url": None}
+    sync.start(work.deps, "42")
+    drain(work)
+    [user] = rf.created
+    rf.get_answers = [Permanent(f"Referral Factory answered 404: no user {user['id']}", status=404)]
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"not_in_rf": 1}
+    report = sync.report(work.deps, "42")
+    [example] = report["skipped"]["not_in_rf"]["examples"]
+    assert report["skipped"]["not_in_rf"]["reason"] == "no longer in Referral Factory (deleted there)"
+    assert example["detail"].startswith(f"no longer in Referral Factory: user {user['id']} was deleted there")
+    assert report["enrolled_in_all"] == 0
+    [*_, note] = work.store.history.entries(PersonRef("42", str(user["id"])))
+    assert note.outcome == "not_in_rf" and "does not enrol this contact again" in note.reason
+
+    calls = list(rf.calls)
+    sync.start(work.deps, "42")
+    drain(work)
+    assert rf.calls == calls and len(rf.created) == 1                # no get_user, no create
+    assert work.store.sync.run("42").counts == {"not_in_rf": 1}
+    dry = sync.dry_run(work.deps, "42")
+    assert (dry["would_enrol"], dry["skipped"]["not_in_rf"]["count"]) == (0, 1)

@@ -229,6 +229,7 @@ class SyncRunItem(_Item):
     c_writeback_failed = NumberAttribute(null=True)
     c_no_link_yet = NumberAttribute(null=True)
     c_refused = NumberAttribute(null=True)
+    c_not_in_rf = NumberAttribute(null=True)
 
 
 class LedgerItem(_Item):
