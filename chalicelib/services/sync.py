@@ -537,7 +537,7 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
                     f"{describe_source(settings.sync)}")
         page.number = latest.number
         page.work([contact])
-        deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts, deps.clock())
+        deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
@@ -585,24 +585,29 @@ def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
 
 
 # --- what the operator reads -------------------------------------------------------------------------
+RATE_AFTER = 10.0                  # seconds: a run shorter than this shows no rate (nor ETA), as it would mean nothing
+
+
 def status(deps: WorkDeps, campaign_id: str) -> Optional[dict]:
+    """The latest run's progress: its own pages' contacts against the search's total, at the rate
+    they went over the run's own time. Ongoing mode's webhooks meanwhile are counted apart."""
     run = deps.sync.run(campaign_id)
     if run is None:
         return None
-    now = deps.clock()
-    end = run.finished_at or now
-    elapsed = max(0.0, end - run.started_at)
+    elapsed = max(0.0, (run.finished_at or deps.clock()) - run.started_at)
     done = run.done
-    rate = done / elapsed * 60 if elapsed > 0 else 0.0
+    rate = done / elapsed * 60 if done and elapsed >= RATE_AFTER else None
     total = run.total
     eta = None
-    if run.status == "running" and total and rate > 0:
+    if run.status == "running" and total and rate:
         eta = max(0.0, (total - done) / rate * 60)
     return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
             "status": run.status, "done": done, "total": total, "page": run.page,
             "enrolled": run.counts.get(ENROLLED, 0), "already_enrolled": run.counts.get(ALREADY, 0),
             "skipped": sum(n for k, n in run.counts.items() if k in SKIPS),
-            "rate_per_minute": round(rate, 1), "eta_seconds": None if eta is None else round(eta),
+            "by_webhook": dict(run.by_webhook),
+            "rate_per_minute": None if rate is None else round(rate, 1),
+            "eta_seconds": None if eta is None else round(eta),
             "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
             "last_progress_at": iso(run.updated_at),
             "message": run.message, **({"since": iso(run.since)} if run.since else {})}
