@@ -279,17 +279,23 @@ def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_h
     assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.created) == 1
 
 
+def enrolled_without_link() -> FakeWork:
+    """One contact enrolled by a run to which RF answered without a referral link."""
+    work = world(1)
+    real = work.apis.rf_.create_user
+    work.apis.rf_.create_user = lambda body: {**real(body), "url": None}
+    sync.start(work.deps, "42")
+    drain(work)
+    return work
+
+
 def test_rf_refusing_a_referrers_link_with_a_message_that_quotes_404_fails_the_page_not_as_a_deleted_user():
     """Only RF's status says it does not know a user: a 422 whose text holds "404" is RF's refusal
     (the page fails with it), not "no link yet" asked again every run."""
     from chalicelib.errors import Permanent
 
-    work = world(1)
+    work = enrolled_without_link()
     rf = work.apis.rf_
-    real = rf.create_user
-    rf.create_user = lambda body: {**real(body), "url": None}
-    sync.start(work.deps, "42")
-    drain(work)
     assert work.store.sync.run("42").counts == {"no_link_yet": 1}
 
     def refused(user_id: str) -> dict:
@@ -309,12 +315,8 @@ def test_a_referrer_deleted_in_rf_is_skipped_for_good_and_rf_is_not_asked_again(
     from chalicelib.domain.link import PersonRef
     from chalicelib.errors import Permanent
 
-    work = world(1)
+    work = enrolled_without_link()
     rf = work.apis.rf_
-    real = rf.create_user
-    rf.create_user = lambda body: {**real(body), "url": None}
-    sync.start(work.deps, "42")
-    drain(work)
     [user] = rf.created
     rf.get_answers = [Permanent(f"Referral Factory answered 404: no user {user['id']}", status=404)]
     sync.start(work.deps, "42")
