@@ -563,12 +563,13 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         if not _text(args):
             _print(found)
             return 0
-        eta = found["eta_seconds"]
+        eta, rate = found["eta_seconds"], found["rate_per_minute"]
         line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
-                f"{_bar(found['done'], found['total'])} · {found['rate_per_minute']:,.0f}/min"
+                f"{_bar(found['done'], found['total'])}"
+                + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
                 + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
                 + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}, "
-                  f"skipped {found['skipped']:,}")
+                  f"skipped {found['skipped']:,}" + _by_webhook(found))
         if found["message"]:
             line += f"\n  stopped: {found['message']}"
         if not args.watch or found["status"] != "running":
@@ -576,6 +577,18 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             return 0
         print(f"\r{line}", end="", flush=True)
         _time.sleep(2)
+
+
+def _by_webhook(found: dict) -> str:
+    """Ongoing mode's contacts by webhook while the run was the latest: apart from the run's own."""
+    hooks = found.get("by_webhook") or {}
+    if not hooks:
+        return ""
+    enrolled, already = hooks.get("enrolled", 0), hooks.get("already_enrolled", 0)
+    skipped = sum(hooks.values()) - enrolled - already
+    parts = [f"+{enrolled:,} enrolled"] + ([f"{already:,} already"] if already else []) + \
+        ([f"{skipped:,} skipped"] if skipped else [])
+    return f" · by webhook since: {', '.join(parts)}"
 
 
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
@@ -586,7 +599,7 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
         return 0
     run = found["run"]
     print(f"run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: enrolled {run['enrolled']:,}, "
-          f"already enrolled {run['already_enrolled']:,}, skipped {run['skipped']:,}")
+          f"already enrolled {run['already_enrolled']:,}, skipped {run['skipped']:,}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")
     if found.get("writes"):

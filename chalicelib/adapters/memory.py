@@ -644,14 +644,14 @@ class MemorySync:
             if run is not None and run.page == page and run.owner == owner:
                 self._set(run, owner=None, lease_until=None)
 
-    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int], now: float) -> None:
+    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         with self._lock:
             run = self.run(campaign_id, number)
             if run is not None:
-                added = dict(run.counts)
+                added = dict(run.by_webhook)
                 for k, n in counts.items():
                     added[k] = added.get(k, 0) + n
-                self._set(run, counts=added, updated_at=now)
+                self._set(run, by_webhook=added)
 
     def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         ledger = self.ledgers.get(campaign_id, {})

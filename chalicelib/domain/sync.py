@@ -24,8 +24,10 @@ SKIPS = {
     "writeback_failed": "write-back failed",
     "no_link_yet": "no referral link yet",   # enrolled, but RF had made no link: each run asks RF again
     "refused": "refused by Referral Factory",
+    "not_in_rf": "no longer in Referral Factory (deleted there)",   # final: never asked again, nor re-created
 }
 NO_LINK = "no_link_yet"
+NOT_IN_RF = "not_in_rf"
 OUTCOMES = (ENROLLED, ALREADY, *SKIPS)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

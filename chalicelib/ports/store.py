@@ -327,7 +327,9 @@ class SyncRun:
     status: str                           # running | done | stopped
     page: int = 0                         # the next page to work (its cursor below)
     cursor: Optional[str] = None
-    counts: dict[str, int] = field(default_factory=dict)   # by outcome (domain/sync.OUTCOMES)
+    counts: dict[str, int] = field(default_factory=dict)   # by outcome (domain/sync.OUTCOMES), of its own pages
+    by_webhook: dict[str, int] = field(default_factory=dict)   # ongoing mode's contacts, by webhook, while it was the
+                                                               # latest run (not its progress: apart from `counts`)
     total: Optional[int] = None           # the contacts the search found
     since: Optional[float] = None         # a catch-up: contacts updated since
     started_at: float = 0.0
@@ -381,7 +383,9 @@ class SyncRepository(Protocol):
         (and the run done, or stopped with `message`). False when this worker no longer held it."""
     def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
         """Give the page back unfinished (it is worked again later)."""
-    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int], now: float) -> None: ...
+    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
+        """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
+        neither its progress nor its last progress."""
     def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The ledger's entries of these contacts (one batched read)."""
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:

@@ -28,9 +28,9 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, NO_LINK, PER_PAGE, SKIPS, Create, Skip, Tally,
-                           count_attribute, decide, describe_source, describe_writes, matches_source, preflight,
-                           search_query, writeback_body)
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, NO_LINK, NOT_IN_RF, PER_PAGE, SKIPS, Create, Decision,
+                           Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
+                           preflight, search_query, writeback_body)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -207,6 +207,9 @@ class Page:
             entry = known.get(cid)
             # An entry of this very run: a try of this page before (it failed, or its worker died) decided it.
             ours = entry is not None and self.run is not None and entry.run == self.number
+            if entry is not None and entry.outcome == NOT_IN_RF:    # deleted in RF: not asked again, nor re-created
+                self.tally.add(NOT_IN_RF)
+                continue
             if entry is not None and entry.final and entry.rf_user_id:
                 if entry.written_back or not attribute:
                     self.tally.add(entry.outcome if ours else ALREADY)
@@ -345,15 +348,16 @@ class Page:
         """An enrolled referrer's link, written back unless the contact holds it already (`value`: the
         contact's value where sync writes it). When the ledger has no link, RF says it (one call): a
         referrer of the bridge's own joins (their contact may hold a stale link), or one RF had made no
-        link for when they were enrolled (asked again each run, until RF has one)."""
+        link for when they were enrolled (asked again each run, until RF has one, or says it has no
+        such user: _gone)."""
         assert entry.rf_user_id
         if not entry.url:
             try:
                 entry = _replace(entry, url=self.deps.apis.rf().get_user(entry.rf_user_id).get("url") or None)
-            except Permanent as exc:       # a user deleted in RF: said, and asked again, as a link not made yet
+            except Permanent as exc:
                 if exc.status != 404:
                     raise
-                self._no_link(entry, None, f" ({exc.reason})")
+                self._gone(entry, exc.reason)
                 return
         self._write_back(entry, value=value)
 
@@ -385,10 +389,10 @@ class Page:
                                      written_back=bool(attribute and entry.url)), ALREADY if already else ENROLLED,
                             note))
 
-    def _no_link(self, entry: LedgerEntry, note: Optional[Entry], why: str = "") -> None:
+    def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
         person's history too (the first time), and each run asks RF again (_link) until it has one."""
-        detail = (f"no referral link yet: Referral Factory has none for user {entry.rf_user_id}{why} — each sync "
+        detail = (f"no referral link yet: Referral Factory has none for user {entry.rf_user_id} — each sync "
                   f"run asks it again, and writes the link to {self.sync.referral_link_attribute} once it has one")
         first = None
         if entry.outcome != NO_LINK:
@@ -396,6 +400,14 @@ class Page:
             first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
                           details)
         self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), NO_LINK, first))
+
+    def _gone(self, entry: LedgerEntry, why: str) -> None:
+        """RF has no such user (404: deleted there): a final skip, said in the ledger and the person's
+        history. Later runs ask RF nothing for the contact and do not enrol it again (README)."""
+        detail = (f"no longer in Referral Factory: user {entry.rf_user_id} was deleted there ({why}) — sync asks "
+                  "no more, and does not enrol this contact again")
+        note = Entry("sync", NOT_IN_RF, detail, {"contact_id": entry.contact_id, "run": self.number})
+        self._done(_Outcome(_replace(entry, outcome=NOT_IN_RF, reason=detail, written_back=False), NOT_IN_RF, note))
 
     def _count_contact(self, entry: LedgerEntry, asks: Optional[set[PersonRef]] = None) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their
@@ -525,7 +537,7 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
                     f"{describe_source(settings.sync)}")
         page.number = latest.number
         page.work([contact])
-        deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts, deps.clock())
+        deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
@@ -573,24 +585,29 @@ def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
 
 
 # --- what the operator reads -------------------------------------------------------------------------
+RATE_AFTER = 10.0                  # seconds: a run shorter than this shows no rate (nor ETA), as it would mean nothing
+
+
 def status(deps: WorkDeps, campaign_id: str) -> Optional[dict]:
+    """The latest run's progress: its own pages' contacts against the search's total, at the rate
+    they went over the run's own time. Ongoing mode's webhooks meanwhile are counted apart."""
     run = deps.sync.run(campaign_id)
     if run is None:
         return None
-    now = deps.clock()
-    end = run.finished_at or now
-    elapsed = max(0.0, end - run.started_at)
+    elapsed = max(0.0, (run.finished_at or deps.clock()) - run.started_at)
     done = run.done
-    rate = done / elapsed * 60 if elapsed > 0 else 0.0
+    rate = done / elapsed * 60 if done and elapsed >= RATE_AFTER else None
     total = run.total
     eta = None
-    if run.status == "running" and total and rate > 0:
+    if run.status == "running" and total and rate:
         eta = max(0.0, (total - done) / rate * 60)
     return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
             "status": run.status, "done": done, "total": total, "page": run.page,
             "enrolled": run.counts.get(ENROLLED, 0), "already_enrolled": run.counts.get(ALREADY, 0),
             "skipped": sum(n for k, n in run.counts.items() if k in SKIPS),
-            "rate_per_minute": round(rate, 1), "eta_seconds": None if eta is None else round(eta),
+            "by_webhook": dict(run.by_webhook),
+            "rate_per_minute": None if rate is None else round(rate, 1),
+            "eta_seconds": None if eta is None else round(eta),
             "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
             "last_progress_at": iso(run.updated_at),
             "message": run.message, **({"since": iso(run.since)} if run.since else {})}
@@ -613,7 +630,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
             if len(group["examples"]) < examples:
                 group["examples"].append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
                                           "detail": mask_emails(entry.reason, entry.email), "run": entry.run})
-        if entry.rf_user_id:
+        if entry.rf_user_id and entry.outcome != NOT_IN_RF:
             enrolled += 1
             if full is not None and full.status == "done" and max(entry.seen_run, entry.run) < full.number:
                 left.append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
@@ -661,10 +678,14 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
         for contact in contacts:
             entry = known.get(str(contact.get("id")))
             link = joined.get(str(contact.get("id")))
-            if entry is not None and entry.final and entry.rf_user_id or link is not None and link.kind == REFERRER:
+            decision: Decision
+            if entry is not None and entry.outcome == NOT_IN_RF:     # deleted in RF: stays skipped
+                decision = Skip(NOT_IN_RF, entry.reason or SKIPS[NOT_IN_RF])
+            elif entry is not None and entry.final and entry.rf_user_id or link is not None and link.kind == REFERRER:
                 tally.add(ALREADY)
                 continue
-            decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact)
+            else:
+                decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact)
             if isinstance(decision, Create) and decision.email in in_campaign:
                 decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
             if isinstance(decision, Skip):

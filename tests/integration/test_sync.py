@@ -285,7 +285,7 @@ def test_ongoing_mode_takes_the_contact_a_referrer_s_join_created_as_already_enr
     bridge.drain()
     assert creates(rf) == 0
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
-    assert (status["already_enrolled"], status["skipped"]) == (1, 0)
+    assert (status["by_webhook"], status["done"]) == ({"already_enrolled": 1}, 0)   # the webhook's, not the run's
 
 
 def test_people_who_left_the_segment_are_reported_not_kept_silently(bridge, intercom, rf, capsys):
@@ -445,6 +445,36 @@ def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(brid
     cli(bridge, "sync", "start", "42", capsys=capsys)                     # written: not asked again
     bridge.drain()
     assert rf.count("GET", f"/users/{pending['id']}") == 2 and creates(rf) == 2
+
+
+def test_a_referrer_deleted_in_rf_is_said_once_and_never_asked_for_nor_enrolled_again(bridge, intercom, rf, capsys,
+                                                                                       monkeypatch):
+    """RF answers 404 for a referrer sync enrolled without a link (the owner deleted them in RF): the
+    ledger (`sync report`) and `explain` say so, and later runs ask RF nothing for them."""
+    seg, contacts = segment(intercom, 1)
+    bridge.apply(sync_settings(seg))
+    insert = rf._insert
+
+    def without_url(*args, **kwargs):
+        return {**insert(*args, **kwargs), "url": None}
+    monkeypatch.setattr(rf, "_insert", without_url)
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    [user] = rf.users_by_email("person0@example.com")
+    del rf.users[user["id"]]                                               # deleted in RF
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    assert rf.count("GET", f"/users/{user['id']}") == 1
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    [example] = report["skipped"]["not_in_rf"]["examples"]
+    assert (report["counts"], report["enrolled_in_all"]) == ({"not_in_rf": 1}, 0)
+    assert example["detail"].startswith(f"no longer in Referral Factory: user {user['id']} was deleted there")
+    found = json.loads(cli(bridge, "explain", contacts[0]["id"], "--json", capsys=capsys)[1])
+    assert found["trail"][-1]["reason"] == example["detail"]
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    assert rf.count("GET", f"/users/{user['id']}") == 1 and creates(rf) == 1     # not asked again, nor re-created
+    assert json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])["skipped"] == 1
 
 
 def test_a_contact_skipped_as_already_in_the_campaign_whom_backfill_then_linked_gets_her_referral_link_once(

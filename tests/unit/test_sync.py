@@ -279,17 +279,23 @@ def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_h
     assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.created) == 1
 
 
+def enrolled_without_link() -> FakeWork:
+    """One contact enrolled by a run to which RF answered without a referral link."""
+    work = world(1)
+    real = work.apis.rf_.create_user
+    work.apis.rf_.create_user = lambda body: {**real(body), "url": None}
+    sync.start(work.deps, "42")
+    drain(work)
+    return work
+
+
 def test_rf_refusing_a_referrers_link_with_a_message_that_quotes_404_fails_the_page_not_as_a_deleted_user():
     """Only RF's status says it does not know a user: a 422 whose text holds "404" is RF's refusal
     (the page fails with it), not "no link yet" asked again every run."""
     from chalicelib.errors import Permanent
 
-    work = world(1)
+    work = enrolled_without_link()
     rf = work.apis.rf_
-    real = rf.create_user
-    rf.create_user = lambda body: {**real(body), "url": None}
-    sync.start(work.deps, "42")
-    drain(work)
     assert work.store.sync.run("42").counts == {"no_link_yet": 1}
 
     def refused(user_id: str) -> dict:
@@ -300,3 +306,77 @@ def test_rf_refusing_a_referrers_link_with_a_message_that_quotes_404_fails_the_p
         drain(work)
     [entry] = work.store.sync.entries("42", list(work.apis.intercom_.contacts)).values()
     assert entry.outcome == "no_link_yet" and "422" not in (entry.reason or "")    # not recorded as a deleted user
+
+
+def test_a_referrer_deleted_in_rf_is_skipped_for_good_and_rf_is_not_asked_again():
+    """RF's 404 for a referrer sync enrolled (and had no link for) is final: the ledger, `sync report`
+    and their history say they are no longer in RF; later runs (full or dry) ask RF nothing for them
+    and never enrol the contact again."""
+    from chalicelib.domain.link import PersonRef
+    from chalicelib.errors import Permanent
+
+    work = enrolled_without_link()
+    rf = work.apis.rf_
+    [user] = rf.created
+    rf.get_answers = [Permanent(f"Referral Factory answered 404: no user {user['id']}", status=404)]
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"not_in_rf": 1}
+    report = sync.report(work.deps, "42")
+    [example] = report["skipped"]["not_in_rf"]["examples"]
+    assert report["skipped"]["not_in_rf"]["reason"] == "no longer in Referral Factory (deleted there)"
+    assert example["detail"].startswith(f"no longer in Referral Factory: user {user['id']} was deleted there")
+    assert report["enrolled_in_all"] == 0
+    [*_, note] = work.store.history.entries(PersonRef("42", str(user["id"])))
+    assert note.outcome == "not_in_rf" and "does not enrol this contact again" in note.reason
+
+    calls = list(rf.calls)
+    sync.start(work.deps, "42")
+    drain(work)
+    assert rf.calls == calls and len(rf.created) == 1                # no get_user, no create
+    assert work.store.sync.run("42").counts == {"not_in_rf": 1}
+    dry = sync.dry_run(work.deps, "42")
+    assert (dry["would_enrol"], dry["skipped"]["not_in_rf"]["count"]) == (0, 1)
+
+
+def test_status_counts_a_runs_own_contacts_at_its_own_rate_and_webhook_enrolments_apart(monkeypatch, capsys):
+    """`sync status` after ongoing mode enrolled a new contact by webhook: the run's progress is its own
+    pages' (6/6, not 7/6), the rate is over its own time (not shown for a run of a few seconds), and
+    the webhook's enrolment is shown apart."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: True)
+    work = world(6, mode="ongoing")
+    rt = SimpleNamespace(deps=work.deps)
+    sync.start(work.deps, "42")
+    drain(work)                                          # a run of no time at all: no rate, rather than a wild one
+    assert sync.status(work.deps, "42")["rate_per_minute"] is None
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) done: [##############################] 6/6 100% · enrolled 6, already 0, skipped 0\n")
+
+    work.clock.now += 86400
+    real = work.apis.rf_.create_user
+
+    def slow(body):                                     # each create takes RF 3 s
+        work.clock.now += 3
+        return real(body)
+    work.apis.rf_.create_user = slow
+    for i in range(6, 12):
+        work.apis.intercom_.add(f"p{i}@example.com", role="user")["name"] = f"P{i}"
+    sync.start(work.deps, "42")
+    drain(work)                                         # 6 enrolled, 6 already, in 18 s: 40 contacts a minute
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    work.clock.now += 3600                              # an hour later, a webhook enrols a new contact
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.user.created", item=new), work.deps)
+    found = sync.status(work.deps, "42")
+    assert (found["done"], found["total"], found["rate_per_minute"]) == (12, 12, 40.0)
+    assert (found["by_webhook"], found["last_progress_at"]) == ({"enrolled": 1}, found["finished_at"])
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 2 (full, users) done: [##############################] 12/12 100% · 40 contacts/min · enrolled 6, "
+        "already 6, skipped 0 · by webhook since: +1 enrolled\n")
+    assert run_cli(rt, capsys, "sync", "report", "42")[1].splitlines()[0] == (
+        "run 2 (full, users) done: enrolled 6, already enrolled 6, skipped 0 · by webhook since: +1 enrolled")

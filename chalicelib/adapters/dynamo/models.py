@@ -229,6 +229,18 @@ class SyncRunItem(_Item):
     c_writeback_failed = NumberAttribute(null=True)
     c_no_link_yet = NumberAttribute(null=True)
     c_refused = NumberAttribute(null=True)
+    c_not_in_rf = NumberAttribute(null=True)
+    # ongoing mode's webhook outcomes while this run was the latest (SyncRun.by_webhook)
+    w_enrolled = NumberAttribute(null=True)
+    w_already_enrolled = NumberAttribute(null=True)
+    w_missing_field = NumberAttribute(null=True)
+    w_already_in_campaign = NumberAttribute(null=True)
+    w_user_limit = NumberAttribute(null=True)
+    w_invalid_email = NumberAttribute(null=True)
+    w_writeback_failed = NumberAttribute(null=True)
+    w_no_link_yet = NumberAttribute(null=True)
+    w_refused = NumberAttribute(null=True)
+    w_not_in_rf = NumberAttribute(null=True)
 
 
 class LedgerItem(_Item):

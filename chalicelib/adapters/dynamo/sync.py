@@ -13,13 +13,14 @@ from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
 
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
-               "finished_at", "message", "lease_until", "owner") + tuple(f"c_{o}" for o in OUTCOMES)
+               "finished_at", "message", "lease_until", "owner") + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
 
 
 def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
-    counts = {o: int(getattr(item, f"c_{o}")) for o in OUTCOMES if getattr(item, f"c_{o}")}
+    counts, by_webhook = ({o: int(getattr(item, f"{p}_{o}")) for o in OUTCOMES if getattr(item, f"{p}_{o}")}
+                          for p in "cw")
     return SyncRun(campaign_id, int(item.number), item.kind, item.source, item.status, page=int(item.page or 0),
-                   cursor=item.cursor, counts=counts, total=None if item.total is None else int(item.total),
+                   cursor=item.cursor, counts=counts, by_webhook=by_webhook, total=None if item.total is None else int(item.total),
                    since=item.since, started_at=item.started_at, updated_at=item.updated_at,
                    finished_at=item.finished_at, message=item.message, lease_until=item.lease_until,
                    owner=item.owner)
@@ -31,8 +32,8 @@ def _entry(item: LedgerItem) -> LedgerEntry:
                        written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known))
 
 
-def _counts(counts: dict[str, int]) -> list[Action]:
-    return [getattr(SyncRunItem, f"c_{o}").add(n) for o, n in counts.items() if n and o in OUTCOMES]
+def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
+    return [getattr(SyncRunItem, f"{prefix}_{o}").add(n) for o, n in counts.items() if n and o in OUTCOMES]
 
 
 class DynamoSync:
@@ -113,13 +114,12 @@ class DynamoSync:
             if not conditional(exc):
                 raise
 
-    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int], now: float) -> None:
-        actions = _counts(counts)
+    def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
+        actions = _counts(counts, "w")
         if not actions:
             return
         try:
-            SyncRunItem(*sync_run_key(campaign_id)).update(actions=[*actions, SyncRunItem.updated_at.set(now)],
-                                                          condition=SyncRunItem.number == number)
+            SyncRunItem(*sync_run_key(campaign_id)).update(actions=actions, condition=SyncRunItem.number == number)
         except UpdateError as exc:
             if not conditional(exc):     # a newer run started meanwhile: the count stays with the ledger
                 raise
