@@ -349,6 +349,8 @@ class FakeRF:
         self.calls: list[str] = []
         self.answers: list[Exception] = []
         self.get_answers: list[Optional[Exception]] = []
+        self.campaign_calls = 0                  # get_campaign's, which raises `campaign_answers` in turn
+        self.campaign_answers: list[Optional[Exception]] = []
         self.lost = 0
         self.created: list[dict] = []        # users made by create_user (a referrer each)
         self.create_answers: list[Exception] = []
@@ -365,6 +367,11 @@ class FakeRF:
         return user
 
     def get_campaign(self, campaign_id: str) -> dict:
+        self.campaign_calls += 1
+        if self.campaign_answers:
+            answer = self.campaign_answers.pop(0)
+            if answer is not None:
+                raise answer
         return {"id": campaign_id, "name": "Friends of Acme"}
 
     def qualify(self, user_id: str) -> dict:

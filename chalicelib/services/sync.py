@@ -183,6 +183,8 @@ class Page:
         self.counting = bool(count_attribute(settings))
         self._directory: Optional[_Directory] = None
         self._lock = threading.Lock()
+        self._campaign_lock = threading.Lock()
+        self._campaign: Optional[str] = None    # once a 404 for a user is seen: "" RF knows the campaign, or why not
 
     @property
     def campaign_id(self) -> str:
@@ -207,10 +209,14 @@ class Page:
             entry = known.get(cid)
             # An entry of this very run: a try of this page before (it failed, or its worker died) decided it.
             ours = entry is not None and self.run is not None and entry.run == self.number
-            if entry is not None and entry.outcome == NOT_IN_RF:    # deleted in RF: not asked again, nor re-created
-                self.tally.add(NOT_IN_RF)
+            link = joined.get(cid)
+            own = link if link is not None and link.kind == REFERRER else None   # the bridge's own referrer
+            # (who replaces an earlier run's skip as already in the campaign once a join has linked them, or one
+            # as deleted in RF once they joined again: a new RF user)
+            if entry is not None and entry.outcome == NOT_IN_RF and not _rejoined(entry, own):
+                self.tally.add(NOT_IN_RF)            # deleted in RF: not asked again, nor re-created
                 continue
-            if entry is not None and entry.final and entry.rf_user_id:
+            if entry is not None and entry.final and entry.rf_user_id and entry.outcome != NOT_IN_RF:
                 if entry.written_back or not attribute:
                     self.tally.add(entry.outcome if ours else ALREADY)
                     changed = entry
@@ -223,9 +229,6 @@ class Page:
                 else:
                     links.append((entry, attribute_value(contact, attribute)))
                 continue
-            link = joined.get(cid)
-            own = link if link is not None and link.kind == REFERRER else None   # the bridge's own referrer
-            # (who replaces an earlier run's skip as already in the campaign once a join has linked them)
             if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign" and own is None):
                 self.tally.add(entry.outcome)
                 continue
@@ -267,8 +270,9 @@ class Page:
                             retry_after=first.retry_after)
 
     def _may_have_joined(self, entry: LedgerEntry) -> bool:
-        """An earlier run's skip as already in the campaign (RF had the email, or a join linked a lead)."""
-        return entry.outcome == "already_in_campaign" and not (self.run is not None and entry.run == self.number)
+        """An earlier run's skip as already in the campaign (RF had the email, or a join linked a lead), or as
+        deleted in RF (they may have joined again since)."""
+        return entry.outcome in ("already_in_campaign", NOT_IN_RF) and not (self.run is not None and entry.run == self.number)
 
     def _run(self, jobs: list[Callable[[], None]]) -> None:
         if not jobs:
@@ -357,6 +361,7 @@ class Page:
             except Permanent as exc:
                 if exc.status != 404:
                     raise
+                self._campaign_known(exc.reason)
                 self._gone(entry, exc.reason)
                 return
         self._write_back(entry, value=value)
@@ -400,6 +405,21 @@ class Page:
             first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
                           details)
         self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), NO_LINK, first))
+
+    def _campaign_known(self, why: str) -> None:
+        """A 404 for a user is final (_gone) only while RF still knows the campaign with this token: asked
+        once a page (GET /campaigns/{id}). Else RF's answer is not about the user (an outage's page, a token
+        of another account): the page fails with RF's reason, is retried, and marks nobody."""
+        with self._campaign_lock:
+            if self._campaign is None:
+                try:
+                    self.deps.apis.rf().get_campaign(self.campaign_id)
+                    self._campaign = ""
+                except Permanent as exc:
+                    self._campaign = exc.reason
+        if self._campaign:
+            raise Transient(f"{why}, but it does not know campaign {self.campaign_id} "
+                            f"either ({self._campaign}): not taken as a deleted user — check RF and its token")
 
     def _gone(self, entry: LedgerEntry, why: str) -> None:
         """RF has no such user (404: deleted there): a final skip, said in the ledger and the person's
@@ -453,6 +473,12 @@ def joined_skip(link: Link) -> Skip:
 def _email(contact: dict) -> Optional[str]:
     email = contact.get("email") if isinstance(contact.get("email"), str) else None
     return (email or "").lower() or None
+
+
+def _rejoined(entry: LedgerEntry, own: Optional[Link]) -> bool:
+    """A referrer deleted in RF (not_in_rf) whose join since linked the contact as the bridge's own referrer,
+    a new RF user: taken as such (adopted), no longer skipped."""
+    return own is not None and own.rf_user_id != entry.rf_user_id
 
 
 def _joined_before(user: dict, intent: LedgerEntry, margin: float = 60.0) -> bool:
@@ -679,7 +705,8 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             entry = known.get(str(contact.get("id")))
             link = joined.get(str(contact.get("id")))
             decision: Decision
-            if entry is not None and entry.outcome == NOT_IN_RF:     # deleted in RF: stays skipped
+            if entry is not None and entry.outcome == NOT_IN_RF and not _rejoined(
+                    entry, link if link is not None and link.kind == REFERRER else None):  # deleted in RF: stays skipped
                 decision = Skip(NOT_IN_RF, entry.reason or SKIPS[NOT_IN_RF])
             elif entry is not None and entry.final and entry.rf_user_id or link is not None and link.kind == REFERRER:
                 tally.add(ALREADY)

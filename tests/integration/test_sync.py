@@ -477,6 +477,38 @@ def test_a_referrer_deleted_in_rf_is_said_once_and_never_asked_for_nor_enrolled_
     assert json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])["skipped"] == 1
 
 
+
+def test_a_referrer_deleted_in_rf_who_joins_again_is_taken_as_the_bridges_referrer_not_left_not_in_rf(
+        bridge, intercom, rf, capsys, monkeypatch):
+    """Person0 was enrolled without a link, then deleted in RF (run 2: not_in_rf). She then joins the
+    campaign again by herself (a new RF user) and `backfill --apply` links her contact as the campaign's
+    referrer: the next run takes her as the bridge's own referrer (writes her new link), as for an
+    `already_in_campaign` skip, and no longer says she is deleted in RF."""
+    seg, contacts = segment(intercom, 1)
+    bridge.apply(sync_settings(seg))
+    insert = rf._insert
+    monkeypatch.setattr(rf, "_insert", lambda *a, **k: {**insert(*a, **k), "url": None})
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    [old] = rf.users_by_email("person0@example.com")
+    del rf.users[old["id"]]
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    assert report["counts"] == {"not_in_rf": 1}
+
+    monkeypatch.setattr(rf, "_insert", insert)
+    back = rf.add_user(42, "person0@example.com", "Person 0")          # she joins again: a new RF user
+    assert back["id"] != old["id"] and back["url"]
+    assert run_cli(bridge.operator(), capsys, "backfill", "42", "--apply")[0] == 0
+    bridge.drain()
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    assert intercom.get(contacts[0]["id"])["custom_attributes"].get("referral_link") == back["url"], report
+    assert report["counts"] == {"already_enrolled": 1} and report["enrolled_in_all"] == 1, report
+    assert creates(rf) == 1                                            # taken as hers, not enrolled again
+
 def test_a_contact_skipped_as_already_in_the_campaign_whom_backfill_then_linked_gets_her_referral_link_once(
         bridge, intercom, rf, capsys):
     """Run 1 skips Rita (RF has her email); `backfill --apply` then links her contact as the campaign's

@@ -279,9 +279,9 @@ def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_h
     assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.created) == 1
 
 
-def enrolled_without_link() -> FakeWork:
-    """One contact enrolled by a run to which RF answered without a referral link."""
-    work = world(1)
+def enrolled_without_link(n: int = 1) -> FakeWork:
+    """`n` contacts enrolled by a run to which RF answered without a referral link."""
+    work = world(n)
     real = work.apis.rf_.create_user
     work.apis.rf_.create_user = lambda body: {**real(body), "url": None}
     sync.start(work.deps, "42")
@@ -320,8 +320,11 @@ def test_a_referrer_deleted_in_rf_is_skipped_for_good_and_rf_is_not_asked_again(
     [user] = rf.created
     rf.get_answers = [Permanent(f"Referral Factory answered 404: no user {user['id']}", status=404)]
     sync.start(work.deps, "42")
+    checked = rf.campaign_calls
     drain(work)
     assert work.store.sync.run("42").counts == {"not_in_rf": 1}
+    assert rf.campaign_calls == checked + 2          # the run's checks, then (a 404 on the page) RF still knows
+                                                     # the campaign with this token: asked once
     report = sync.report(work.deps, "42")
     [example] = report["skipped"]["not_in_rf"]["examples"]
     assert report["skipped"]["not_in_rf"]["reason"] == "no longer in Referral Factory (deleted there)"
@@ -332,8 +335,10 @@ def test_a_referrer_deleted_in_rf_is_skipped_for_good_and_rf_is_not_asked_again(
 
     calls = list(rf.calls)
     sync.start(work.deps, "42")
+    checked = rf.campaign_calls
     drain(work)
     assert rf.calls == calls and len(rf.created) == 1                # no get_user, no create
+    assert rf.campaign_calls == checked + 1                          # the run's checks; no 404: no other check
     assert work.store.sync.run("42").counts == {"not_in_rf": 1}
     dry = sync.dry_run(work.deps, "42")
     assert (dry["would_enrol"], dry["skipped"]["not_in_rf"]["count"]) == (0, 1)
@@ -380,3 +385,32 @@ def test_status_counts_a_runs_own_contacts_at_its_own_rate_and_webhook_enrolment
         "already 6, skipped 0 · by webhook since: +1 enrolled\n")
     assert run_cli(rt, capsys, "sync", "report", "42")[1].splitlines()[0] == (
         "run 2 (full, users) done: enrolled 6, already enrolled 6, skipped 0 · by webhook since: +1 enrolled")
+
+
+def test_a_404_for_a_user_while_rf_does_not_know_the_campaign_either_marks_nobody_deleted():
+    """RF answers 404 for referrers sync enrolled, and for the campaign too (an outage's page, a token of
+    another RF account): no one is taken as deleted in RF; the page fails with RF's reason (retried),
+    having asked about the campaign once. Once RF knows the campaign again, its 404s are deletions."""
+    from chalicelib.errors import Permanent
+
+    work = enrolled_without_link(2)
+    rf = work.apis.rf_
+    assert work.store.sync.run("42").counts == {"no_link_yet": 2}
+    gone = [Permanent(f"Referral Factory answered 404: no user {u['id']}", status=404) for u in rf.created]
+    rf.get_answers = list(gone)
+    sync.start(work.deps, "42")
+    rf.campaign_answers = [None, Permanent("Referral Factory answered 404: Not Found", status=404)]   # the
+    # first page's checks find the campaign; asked again after the users' 404s, RF does not know it
+    checked, page = rf.campaign_calls, list(work.queue.sent)
+    with pytest.raises(RetryBatch, match="does not know campaign 42 either"):
+        drain(work)
+    assert rf.campaign_calls == checked + 2                           # once for the page, not once a user
+    entries = work.store.sync.entries("42", list(work.apis.intercom_.contacts)).values()
+    assert sorted(e.outcome for e in entries) == ["no_link_yet", "no_link_yet"]
+    assert "not_in_rf" not in work.store.sync.run("42").counts
+
+    rf.get_answers = list(gone)                                       # the page's retry: RF knows the campaign
+    work.queue.sent.extend(page)
+    drain(work)
+    assert rf.campaign_calls == checked + 4
+    assert work.store.sync.run("42").counts == {"not_in_rf": 2}
