@@ -646,9 +646,9 @@ class MemorySync:
 
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         with self._lock:
-            run = self.run(campaign_id, number)
-            if run is not None:
-                added = dict(run.by_webhook)
+            run = self.run(campaign_id)
+            if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,
+                added = dict(run.by_webhook)                # the count stays with the ledger
                 for k, n in counts.items():
                     added[k] = added.get(k, 0) + n
                 self._set(run, by_webhook=added)
