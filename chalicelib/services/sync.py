@@ -208,12 +208,11 @@ class Page:
             cid = str(contact.get("id"))
             entry = known.get(cid)
             # An entry of this very run: a try of this page before (it failed, or its worker died) decided it.
-            ours = entry is not None and self.run is not None and entry.run == self.number
+            ours = entry is not None and self._ours(entry)
             link = joined.get(cid)
-            own = link if link is not None and link.kind == REFERRER else None   # the bridge's own referrer
-            # (who replaces an earlier run's skip as already in the campaign once a join has linked them, or one
-            # as deleted in RF once they joined again: a new RF user)
-            if entry is not None and entry.outcome == NOT_IN_RF and not _rejoined(entry, own):
+            own = _own(link)   # the bridge's own referrer (who replaces an earlier run's skip as already in the
+            # campaign once a join has linked them, or one as deleted in RF once they joined again: a new RF user)
+            if _still_not_in_rf(entry, link):
                 self.tally.add(NOT_IN_RF)            # deleted in RF: not asked again, nor re-created
                 continue
             if entry is not None and entry.final and entry.rf_user_id and entry.outcome != NOT_IN_RF:
@@ -272,7 +271,11 @@ class Page:
     def _may_have_joined(self, entry: LedgerEntry) -> bool:
         """An earlier run's skip as already in the campaign (RF had the email, or a join linked a lead), or as
         deleted in RF (they may have joined again since)."""
-        return entry.outcome in ("already_in_campaign", NOT_IN_RF) and not (self.run is not None and entry.run == self.number)
+        return entry.outcome in ("already_in_campaign", NOT_IN_RF) and not self._ours(entry)
+
+    def _ours(self, entry: LedgerEntry) -> bool:
+        """Is the entry this very run's (a try of this page before decided it)?"""
+        return self.run is not None and entry.run == self.number
 
     def _run(self, jobs: list[Callable[[], None]]) -> None:
         if not jobs:
@@ -475,10 +478,18 @@ def _email(contact: dict) -> Optional[str]:
     return (email or "").lower() or None
 
 
-def _rejoined(entry: LedgerEntry, own: Optional[Link]) -> bool:
-    """A referrer deleted in RF (not_in_rf) whose join since linked the contact as the bridge's own referrer,
-    a new RF user: taken as such (adopted), no longer skipped."""
-    return own is not None and own.rf_user_id != entry.rf_user_id
+def _own(link: Optional[Link]) -> Optional[Link]:
+    """The join's link if it makes the contact the bridge's own referrer."""
+    return link if link is not None and link.kind == REFERRER else None
+
+
+def _still_not_in_rf(entry: Optional[LedgerEntry], link: Optional[Link]) -> bool:
+    """An earlier skip as deleted in RF (not_in_rf) that still stands: unless a join since linked the contact
+    as the bridge's own referrer, a new RF user, taken as such (adopted), no longer skipped."""
+    if entry is None or entry.outcome != NOT_IN_RF:
+        return False
+    own = _own(link)
+    return own is None or own.rf_user_id == entry.rf_user_id
 
 
 def _joined_before(user: dict, intent: LedgerEntry, margin: float = 60.0) -> bool:
@@ -705,10 +716,9 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             entry = known.get(str(contact.get("id")))
             link = joined.get(str(contact.get("id")))
             decision: Decision
-            if entry is not None and entry.outcome == NOT_IN_RF and not _rejoined(
-                    entry, link if link is not None and link.kind == REFERRER else None):  # deleted in RF: stays skipped
+            if entry is not None and _still_not_in_rf(entry, link):   # deleted in RF: stays skipped
                 decision = Skip(NOT_IN_RF, entry.reason or SKIPS[NOT_IN_RF])
-            elif entry is not None and entry.final and entry.rf_user_id or link is not None and link.kind == REFERRER:
+            elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue
             else:
