@@ -357,9 +357,6 @@ def _needs_dlq(rt: Runtime) -> None:
         raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
 
 
-_HOLDERS = "a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed"
-
-
 def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
@@ -373,7 +370,8 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     if found.cut:
         print(f"about {found.not_seen} more were not read ({dead_letters.CUT}): list again")
     elif found.not_seen:
-        print(f"about {found.not_seen} more are hidden by another command ({_HOLDERS}): list again when it ends")
+        print(f"about {found.not_seen} more are hidden by another command ({dead_letters.HOLDERS}): list again "
+              "when it ends")
     for title, key in (("by reason", "by_reason"), ("by campaign", "by_campaign")):
         if listed[key]:
             print(f"{title}:")
@@ -414,8 +412,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
         problems.append(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not "
                         "sent back: run `bridge dlq replay` again")
     elif done["not_seen"]:
-        problems.append(f"about {done['not_seen']} more dead letter(s) were hidden by another command ({_HOLDERS}) "
-                        f"and not sent back: run `bridge dlq replay` again when it ends ({dead_letters.APPROXIMATE})")
+        problems.append(f"about {done['not_seen']} more dead letter(s) were hidden by another command "
+                        f"({dead_letters.HOLDERS}) and not sent back: run `bridge dlq replay` again when it ends ({dead_letters.APPROXIMATE})")
     if problems:
         raise CliError("; ".join(problems))
     return 0

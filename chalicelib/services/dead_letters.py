@@ -121,6 +121,8 @@ class Listing:
 #: Why a scan that stopped before an empty receive saw less than the queue holds.
 CUT = (f"the scan stopped before the end: it reached {MAX_LISTED:,} letters, or the letters it held came back "
        "before it could hide them again (a very slow link)")
+#: The commands that hide dead letters from another while they run (or for a while after one is killed).
+HOLDERS = "a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed"
 #: Why a count of hidden letters may be too high.
 APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken out it may still count them"
 

@@ -15,7 +15,7 @@ from ..domain.people import email_hash
 from ..observability import mask_email
 from ..ports import DeadLetterQueue, NotSent
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
-from .dead_letters import APPROXIMATE, CUT, body_of, holding
+from .dead_letters import APPROXIMATE, CUT, HOLDERS, body_of, holding
 from .deps import Stack
 from .referral_count import messages as count_messages
 
@@ -76,9 +76,8 @@ def forget(rt: Erasing, email: str) -> dict:
             "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead,
             **({"dead_letters_not_seen": f"about {hidden} more were not read ({CUT}): run `bridge forget` again"}
                if cut else
-               {"dead_letters_not_seen": f"about {hidden} more were hidden by another command (a `dlq list`, `doctor` "
-                                         "or `dlq replay` running, or one killed) and not looked at: run `bridge "
-                                         f"forget` again when it ends ({APPROXIMATE})"} if hidden else {}),
+               {"dead_letters_not_seen": f"about {hidden} more were hidden by another command ({HOLDERS}) and not "
+                                         f"looked at: run `bridge forget` again when it ends ({APPROXIMATE})"} if hidden else {}),
             "people": people,
             "not_erased_here": "Intercom and Referral Factory keep their own copies of this person: erase them "
                                "there too (the contact ids and RF user ids above). The bridge keeps nothing that "

@@ -135,6 +135,7 @@ def test_forget_while_a_list_holds_dead_letters_says_it_could_not_look_at_them_a
     answer = json.loads(out)
     assert code == 1 and answer["dead_letters"] == 12 - len(held)
     assert answer["dead_letters_not_seen"].startswith(f"about {len(held)} more were hidden by another command")
+    assert "(a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed)" in answer["dead_letters_not_seen"]
     looker.queue.hide_dead_many([m["ReceiptHandle"] for m in held], 0)    # the list ends
     code, out, _ = run(bridge.operator(), capsys, "forget", "ann@example.com")
     assert code == 0 and json.loads(out)["dead_letters"] == len(held) and listed(bridge, capsys)["total"] == 0
