@@ -189,12 +189,16 @@ def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON for machines")
 
 
-def _answer(args: argparse.Namespace, view: dict, text: str) -> None:
-    """The answer on stdout: `view` as one JSON object with --json, else `text` for people."""
+def _answer(args: argparse.Namespace, view: dict, text: str, warnings: Optional[list[str]] = None) -> None:
+    """The answer on stdout: `view` as one JSON object with --json, else `text` for people. Given
+    `warnings` (even none), the JSON answer holds them as `warnings` (stderr then carries errors only, as
+    the README says); people read them on stderr."""
     if args.json:
-        _print(view)
+        _print(view if warnings is None else {**view, "warnings": warnings})
     else:
         print(text)
+        for warning in warnings or []:
+            print(f"warning: {warning}", file=sys.stderr)
 
 
 def _json_already(p: argparse.ArgumentParser) -> None:
@@ -250,29 +254,19 @@ def _reader_gone() -> int:
 
 
 # --- the commands: each gets the parsed arguments and the runtime, and answers an exit code ------------
-def _warn(args: argparse.Namespace, warnings: list[str]) -> None:
-    """Warnings on stderr for people; with --json they are in the answer's `warnings` only (stderr
-    then carries errors only, as the README says)."""
-    if not args.json:
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-
-
 def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
     checked, warnings = admin.check_settings(_read(args.file))
-    _warn(args, warnings)
     _answer(args, {"valid": True, "campaign_id": checked.campaign_id, "workspace": checked.workspace,
-                   "workspace_checked": False, "warnings": warnings},
+                   "workspace_checked": False},
             "settings are valid" + (" (the live workspace was not asked: `settings apply` checks the attributes)"
-                                    if warnings else ""))
+                                    if warnings else ""), warnings)
     return 0
 
 
 def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
     warnings = result.pop("warnings")
-    _warn(args, warnings)
-    _print({**result, "warnings": warnings} if args.json else result)    # scripts read them there
+    _answer(args, result, json.dumps(result, indent=2, default=str), warnings)    # scripts read them in the JSON
     return 0
 
 
@@ -306,9 +300,8 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     checked = " (checked with Intercom)" if done["token"] == "set" else ""
     warnings = ["no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this workspace will be "
                 "refused (401) until it is set"] if done["client_secret"] == "missing" else []
-    _answer(args, {**done, "warnings": warnings}, f"workspace {args.workspace}{named} connected: token "
-            f"{done['token']}{checked}, client secret {done['client_secret']}, api base {done['api_base']}")
-    _warn(args, warnings)
+    _answer(args, done, f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client "
+            f"secret {done['client_secret']}, api base {done['api_base']}", warnings)
     return 0
 
 
@@ -346,9 +339,8 @@ def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     warnings = [f"no {option} yet: {why}" for name, option, why in (
         ("token", "--token", "joins cannot be read from RF or qualified"),
         ("webhook_secret", "--webhook-secret", "RF's webhooks will be refused (503)")) if done[name] == "missing"]
-    _answer(args, {**done, "warnings": warnings}, f"Referral Factory connected: token {done['token']}{checked}, "
-            f"webhook secret {done['webhook_secret']}")
-    _warn(args, warnings)
+    _answer(args, done, f"Referral Factory connected: token {done['token']}{checked}, "
+            f"webhook secret {done['webhook_secret']}", warnings)
     return 0
 
 
