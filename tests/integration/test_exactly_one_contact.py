@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 
 from chalicelib.ports.store import LEASE_SECONDS
+from tests.support.killed import Killed
 
 from .conftest import join_body, lead_settings, qualifying_settings
 from .test_join_flow import new_lead
@@ -64,9 +65,6 @@ def test_a_create_intercom_applied_whose_answer_never_came_gives_one_contact_lin
     assert tagged(contact) == ["Referred"]
     assert bridge.history(42, lead["id"])["link"]["contact_id"] == contact["id"]
 
-
-class Killed(BaseException):
-    """The worker's process dies here (nothing after it runs; the message stays in flight)."""
 
 
 def test_the_crash_after_create_the_lead_qualifies_when_its_contact_later_reaches_the_target(

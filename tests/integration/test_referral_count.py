@@ -11,6 +11,7 @@ from chalicelib.cli import main
 from chalicelib.ports.store import COUNT_ASK_GRACE
 from tests.integration.conftest import join_body, lead_settings
 from tests.integration.test_sync import cli, segment, sync_settings
+from tests.support.killed import Killed
 
 COUNT = "custom_attributes.referral_count"
 
@@ -116,9 +117,6 @@ def test_a_campaign_can_keep_counts_without_contact_sync(bridge, intercom, rf, c
         code, out, err = cli(bridge, "sync", command, "42", capsys=capsys)
         assert code != 0 and "runs no contact sync: its sync block only keeps referral counts" in out + err
 
-
-class Killed(BaseException):
-    """The operator's process ends here (SIGKILL, a closed terminal): nothing after it runs."""
 
 
 def test_a_forget_killed_before_it_asked_for_the_lowered_counts_write_is_repaired_by_reconciliation(

@@ -13,14 +13,12 @@ from chalicelib.services.backfill import backfill
 from chalicelib.services.privacy import forget
 from chalicelib.services.reconcile import reconcile
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.support.killed import Killed
 from tests.unit.scenario import joined, run, settings
 from tests.unit.test_referral_count import ATTRIBUTES, RITA, WS, counting_settings, lead_join, sent
 
 LEAD = PersonRef("42", "1")
 
-
-class Killed(BaseException):
-    """The operator's process ends here (SIGKILL, a closed terminal): nothing after it runs."""
 
 
 def counting(counts_from_the_start: bool = True) -> tuple[FakeWork, dict]:

@@ -15,6 +15,7 @@ from chalicelib.services import sync
 from chalicelib.services.referral_count import on_count
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.support.killed import Killed
 from tests.unit.scenario import joined, run, settings
 
 WS = "ws"
@@ -207,8 +208,6 @@ def test_a_sync_page_asks_for_the_count_at_once_so_a_worker_that_dies_after_the_
     sync.start(work.deps, "42")
     [page] = sent(work, "sync.page")
 
-    class Killed(BaseException):
-        """The worker's process ends here (a Lambda timeout): nothing after it runs."""
     record = work.store.sync.record
 
     def recorded_then_killed(*args, **kw):

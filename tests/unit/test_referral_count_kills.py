@@ -8,14 +8,12 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.messages import JoinMessage
+from tests.support.killed import Killed
 from tests.unit.scenario import run
 from tests.unit.test_referral_count import RITA, lead_join, sent, world
 
 REPEAT_ASKS_NOT = "a repeated join asks for the count again (services/join.py _count_later)"
 
-
-class Killed(BaseException):
-    """The worker's process ends here (SIGKILL, a Lambda timeout): nothing after it runs."""
 
 
 def killed_before_the_count_is_asked(work) -> None:
