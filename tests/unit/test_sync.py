@@ -249,15 +249,8 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
 
 def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it():
     """Each run asks RF again for the user it had no link for (one call), and writes it once RF has one."""
-    work = world(1)
+    work = enrolled_without_link()                              # RF answered before making the link
     rf, intercom = work.apis.rf_, work.apis.intercom_
-    real = rf.create_user
-
-    def without_url(body):
-        return {**real(body), "url": None}                      # RF answered before making the link
-    rf.create_user = without_url
-    sync.start(deps(work), "42")
-    drain(work)
     [user], [contact] = rf.created, intercom.contacts.values()
     assert work.store.sync.run("42").counts == {"no_link_yet": 1}
     assert "referral_link" not in contact["custom_attributes"]
