@@ -67,7 +67,7 @@ class ApiError(WorkError):
     def __init__(self, service: str, status: int, message: str, code: str = "",
                  retry_after: Optional[float] = None, headers: Optional[dict] = None, body: Any = None):
         super().__init__(f"{service} answered {status}{' ' + code if code else ''}: {message}", retry_after, status)
-        self.service, self.status, self.code, self.message = service, status, code, message
+        self.service, self.code, self.message = service, code, message
         self.headers = headers or {}
         self.body = body
         self.retryable = status == 429 or status >= 500

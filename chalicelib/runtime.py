@@ -197,6 +197,12 @@ class Runtime:
         from .adapters.intercom import IntercomAuthClient
         return IntercomAuthClient(self.config.intercom_base_url, self.config.http_timeout)
 
+    def rf_auth(self, token: str) -> "ReferralFactoryClient":
+        """RF asked with a token not yet stored (`bridge rf connect`): outside the shared limiter."""
+        from .adapters.referral_factory import ReferralFactoryClient
+        return ReferralFactoryClient(self.config.rf_base_url, token, timeout=self.config.http_timeout,
+                                     sleeper=self.sleeper)
+
     def oauth_app(self) -> Optional[tuple[str, str, str]]:
         """The public app's (client id, client secret, state key), or None until `bridge workspace oauth-app`."""
         from .services.connections import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY

@@ -473,10 +473,15 @@ class FakeConnecting:
         self.store = MemoryStore(self.clock)
         self.secrets = MemorySecrets()
         self.auth = FakeIntercomAuth()
-        self.sleeper: Callable[[float], None] = lambda seconds: None
 
     def intercom_auth(self) -> FakeIntercomAuth:
         return self.auth
+
+    def rf_auth(self, token: str) -> "FakeConnecting":
+        return self                         # (its check_token: RF takes every token)
+
+    def check_token(self) -> None:
+        pass
 
     def oauth_app(self) -> Optional[tuple[str, str, str]]:
         from chalicelib.services.connections import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY

@@ -529,76 +529,69 @@ class MemoryCursor:
             self.positions[name] = position
 
 
+@_atomic
 class MemoryRates:
     """Thread-safe: several limiters (as several Lambdas) may share one."""
 
     def __init__(self) -> None:
         self.windows: dict[tuple[str, int], tuple[int, int]] = {}    # (budget, slice) -> (asked for, cap)
         self.states: dict[str, BudgetState] = {}
-        self._lock = threading.Lock()
 
     def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:
-        with self._lock:
-            before = self.windows.get((budget, slice_id), (0, cap))[0]
-            self.windows[(budget, slice_id)] = (before + want, cap)
+        before = self.windows.get((budget, slice_id), (0, cap))[0]
+        self.windows[(budget, slice_id)] = (before + want, cap)
         return max(0, min(want, cap - before))
 
     def used(self, budget: str, slice_ids: Iterable[int]) -> int:
-        with self._lock:
-            return sum(min(asked, cap) for asked, cap in (self.windows.get((budget, s), (0, 0)) for s in slice_ids))
+        return sum(min(asked, cap) for asked, cap in (self.windows.get((budget, s), (0, 0)) for s in slice_ids))
 
     def state(self, budget: str) -> BudgetState:
         return self.states.get(budget, BudgetState())
 
     def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
-        with self._lock:
-            state = self.state(budget)
-            if state.pause_until < now:
-                self.states[budget] = dataclasses.replace(state, pause_until=until, share=share, lowered_at=now,
-                                                          strikes=strikes)
-                return True
-            if state.pause_until < until:
-                self.states[budget] = dataclasses.replace(state, pause_until=until)
-            return False
+        state = self.state(budget)
+        if state.pause_until < now:
+            self.states[budget] = dataclasses.replace(state, pause_until=until, share=share, lowered_at=now,
+                                                      strikes=strikes)
+            return True
+        if state.pause_until < until:
+            self.states[budget] = dataclasses.replace(state, pause_until=until)
+        return False
 
     def block(self, budget: str, until: float, now: float, reason: str) -> None:
-        with self._lock:
-            state = self.state(budget)
-            self.states[budget] = dataclasses.replace(state, blocked_until=until, blocked_reason=reason,
-                                                      blocked_since=state.blocked_since or now)
+        state = self.state(budget)
+        self.states[budget] = dataclasses.replace(state, blocked_until=until, blocked_reason=reason,
+                                                  blocked_since=state.blocked_since or now)
 
     def probe(self, budget: str, now: float, until: float) -> bool:
-        with self._lock:
-            state = self.state(budget)
-            if state.blocked_since is None or state.blocked_until > now:
-                return False
-            self.states[budget] = dataclasses.replace(state, blocked_until=until)
-            return True
+        state = self.state(budget)
+        if state.blocked_since is None or state.blocked_until > now:
+            return False
+        self.states[budget] = dataclasses.replace(state, blocked_until=until)
+        return True
 
     def unblock(self, budget: str) -> None:
-        with self._lock:
-            self.states[budget] = dataclasses.replace(self.state(budget), blocked_until=0.0, blocked_since=None,
-                                                      blocked_reason=None)
+        self.states[budget] = dataclasses.replace(self.state(budget), blocked_until=0.0, blocked_since=None,
+                                                  blocked_reason=None)
 
 
+@_atomic
 class MemorySync:
     """Sync runs (one list per campaign, the last is the latest) and the ledger."""
 
     def __init__(self) -> None:
         self.runs: dict[str, list[SyncRun]] = {}
         self.ledgers: dict[str, dict[str, LedgerEntry]] = {}
-        self._lock = threading.Lock()
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
               since: Optional[float] = None) -> Optional[SyncRun]:
-        with self._lock:
-            runs = self.runs.setdefault(campaign_id, [])
-            if runs and runs[-1].status == "running":
-                return None
-            run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
-                          updated_at=now)
-            runs.append(run)
-            return run
+        runs = self.runs.setdefault(campaign_id, [])
+        if runs and runs[-1].status == "running":
+            return None
+        run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
+                      updated_at=now)
+        runs.append(run)
+        return run
 
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
         runs = self.runs.get(campaign_id) or []
@@ -613,81 +606,73 @@ class MemorySync:
 
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
                    lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
-        with self._lock:
-            run = self.run(campaign_id, number)
-            if run is None or run.status != "running" or run.page != page:
-                return run, False
-            if run.owner and run.owner != owner and (run.lease_until or 0) > now:
-                raise Busy(f"another worker works page {page} of sync run {number}",
-                           retry_after=(run.lease_until or now) - now)
-            return self._set(run, owner=owner, lease_until=now + lease), True
+        run = self.run(campaign_id, number)
+        if run is None or run.status != "running" or run.page != page:
+            return run, False
+        if run.owner and run.owner != owner and (run.lease_until or 0) > now:
+            raise Busy(f"another worker works page {page} of sync run {number}",
+                       retry_after=(run.lease_until or now) - now)
+        return self._set(run, owner=owner, lease_until=now + lease), True
 
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
                    finished: bool = False, message: Optional[str] = None) -> bool:
-        with self._lock:
-            run = self.run(campaign_id, number)
-            if run is None or run.status != "running" or run.page != page or run.owner != owner:
-                return False
-            added = dict(run.counts)
-            for k, n in counts.items():
-                added[k] = added.get(k, 0) + n
-            status = "stopped" if message else "done" if finished else "running"
-            self._set(run, page=page + 1, cursor=cursor, counts=added,
-                      total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
-                      status=status, message=message, finished_at=now if status != "running" else None)
-            return True
+        run = self.run(campaign_id, number)
+        if run is None or run.status != "running" or run.page != page or run.owner != owner:
+            return False
+        added = dict(run.counts)
+        for k, n in counts.items():
+            added[k] = added.get(k, 0) + n
+        status = "stopped" if message else "done" if finished else "running"
+        self._set(run, page=page + 1, cursor=cursor, counts=added,
+                  total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
+                  status=status, message=message, finished_at=now if status != "running" else None)
+        return True
 
     def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
-        with self._lock:
-            run = self.run(campaign_id, number)
-            if run is not None and run.page == page and run.owner == owner:
-                self._set(run, owner=None, lease_until=None)
+        run = self.run(campaign_id, number)
+        if run is not None and run.page == page and run.owner == owner:
+            self._set(run, owner=None, lease_until=None)
 
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
-        with self._lock:
-            run = self.run(campaign_id)
-            if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,
-                added = dict(run.by_webhook)                # the count stays with the ledger
-                for k, n in counts.items():
-                    added[k] = added.get(k, 0) + n
-                self._set(run, by_webhook=added)
+        run = self.run(campaign_id)
+        if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,
+            added = dict(run.by_webhook)                # the count stays with the ledger
+            for k, n in counts.items():
+                added[k] = added.get(k, 0) + n
+            self._set(run, by_webhook=added)
 
     def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         ledger = self.ledgers.get(campaign_id, {})
         return {c: ledger[c] for c in contact_ids if c in ledger}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        with self._lock:
-            ledger = self.ledgers.setdefault(campaign_id, {})
-            written = set()
-            for e in entries:
-                if e.contact_id in ledger and ledger[e.contact_id].final:
-                    continue
-                ledger[e.contact_id] = e
-                written.add(e.contact_id)
-            return written
+        ledger = self.ledgers.setdefault(campaign_id, {})
+        written = set()
+        for e in entries:
+            if e.contact_id in ledger and ledger[e.contact_id].final:
+                continue
+            ledger[e.contact_id] = e
+            written.add(e.contact_id)
+        return written
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
-        with self._lock:
-            ledger = self.ledgers.setdefault(campaign_id, {})
-            for e in entries:
-                ledger[e.contact_id] = e
+        ledger = self.ledgers.setdefault(campaign_id, {})
+        for e in entries:
+            ledger[e.contact_id] = e
 
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)
 
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        with self._lock:
-            return [e for e in self.ledgers.get(campaign_id, {}).values() if (e.email or "") == normal_email(email)]
+        return [e for e in self.ledgers.get(campaign_id, {}).values() if (e.email or "") == normal_email(email)]
 
     def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        with self._lock:
-            ledger = self.ledgers.get(campaign_id, {})
-            gone = [e for e in ledger.values() if (e.email or "") == normal_email(email)]
-            for e in gone:
-                del ledger[e.contact_id]
-            return gone
+        ledger = self.ledgers.get(campaign_id, {})
+        gone = [e for e in ledger.values() if (e.email or "") == normal_email(email)]
+        for e in gone:
+            del ledger[e.contact_id]
+        return gone
 
 
 class MemoryStore:

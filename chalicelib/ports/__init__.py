@@ -1,7 +1,7 @@
 """The interfaces the services are typed against, each with the exceptions it raises. Real adapters
 live in chalicelib/adapters (DynamoDB, SQS, SSM, HTTP); their in-memory twins in
 chalicelib/adapters/memory.py (the store) and tests/fakes.py (the APIs, the queue, secrets)."""
-from .apis import Apis, Conflict, IntercomAuth, IntercomPort, Merged, NotFound, ReferralFactoryPort, Refused
+from .apis import Apis, Conflict, IntercomAuth, IntercomPort, Merged, NotFound, ReferralFactoryAuth, ReferralFactoryPort, Refused
 from .edge import EdgeLog, RefusalSample, Refusals
 from .queue import DeadLetterQueue, Later, MessageTooLarge, NotSent, WorkQueue
 from .secrets import SecretStore
@@ -11,5 +11,5 @@ from .store import (AttributeList, Busy, Connection, ConnectionRepository, Curso
 __all__ = ["Apis", "AttributeList", "Busy", "Conflict", "Connection", "ConnectionRepository", "Cursor", "DeadLetterQueue", "EdgeLog",
            "Found", "HistoryLog", "IntercomAuth", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged",
            "MessageTooLarge", "NotFound", "NotSent", "RefusalSample", "Refusals",
-           "RFConnection", "RateWindows", "ReferralFactoryPort", "Refused", "SecretStore", "SettingsRepository", "Store",
+           "RFConnection", "RateWindows", "ReferralFactoryAuth", "ReferralFactoryPort", "Refused", "SecretStore", "SettingsRepository", "Store",
            "StoredSettings", "SyncRepository", "WorkQueue"]

@@ -105,3 +105,11 @@ class IntercomAuth(Protocol):
         """POST /auth/eagle/token: the access token for an OAuth code (sent once: a code is single-use)."""
     def whoami(self, token: str, api_base: Optional[str] = None) -> dict:
         """GET /me with this token (on `api_base`, else the configured base): the admin and its app."""
+
+
+class ReferralFactoryAuth(Protocol):
+    """Referral Factory asked with a token not yet stored (adapters/referral_factory.py:
+    ReferralFactoryClient). Errors are errors.Permanent (a refused token) or errors.WorkError."""
+
+    def check_token(self) -> None:
+        """GET /campaigns (its first page): Permanent when RF refuses the token."""

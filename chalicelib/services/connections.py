@@ -14,7 +14,7 @@ from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, inter
 from ..config import Config
 from ..domain.oauth import Workspace, new_key, workspace_of
 from ..errors import ApiError, Permanent, WorkError
-from ..ports import Connection, IntercomAuth, SecretStore, Store
+from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
 OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
@@ -23,13 +23,13 @@ T = TypeVar("T")
 
 class Connecting(Protocol):
     config: Config
-    sleeper: Callable[[float], None]        # (between the tries of a token check)
 
     @property
     def store(self) -> Store: ...
     @property
     def secrets(self) -> SecretStore: ...
     def intercom_auth(self) -> IntercomAuth: ...
+    def rf_auth(self, token: str) -> ReferralFactoryAuth: ...
 
 
 class ConnectError(Exception):
@@ -166,8 +166,6 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
 def check_rf_token(rt: Connecting, token: str) -> None:
     """RF's campaigns, asked with this token (one call, outside the shared limiter, as Intercom's
     `/me`); ConnectError (nothing stored) when RF refuses the token or cannot be reached."""
-    from ..adapters.referral_factory import ReferralFactoryClient
-
     where = rt.config.rf_base_url
 
     def refused(exc: Permanent) -> Optional[str]:
@@ -179,8 +177,7 @@ def check_rf_token(rt: Connecting, token: str) -> None:
             return (f"Referral Factory answered {said} at {where}: it blocks this machine's address after too "
                     "many calls (wait, then try again), or the token may not read campaigns")
         return None
-    client = ReferralFactoryClient(where, token, timeout=rt.config.http_timeout, sleeper=rt.sleeper)
-    confirmed("Referral Factory", client.check_token, refused)
+    confirmed("Referral Factory", rt.rf_auth(token).check_token, refused)
 
 
 def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None, *,

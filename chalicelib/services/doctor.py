@@ -19,7 +19,7 @@ from ..domain.sync import describe_writes
 from ..config import Config
 from ..errors import DISCONNECTED, REPLAY_PARKED, WorkError
 from ..observability import mask_email
-from ..ports import DeadLetterQueue, Store
+from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, campaign_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
@@ -103,13 +103,14 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "those people were never sent to Intercom: the bridge does not apply settings retroactively "
                    "by itself", f"`bridge backfill {campaign_id}` (dry run), then `--apply`")
     _shared_link_attribute(store, report, settings)
-    attributes = _intercom(rt, report, settings)
+    conn = store.connections.workspace(settings.workspace)
+    attributes = _intercom(rt, report, settings, conn)
     if attributes is not None:
         _settings_against_workspace(rt, report, settings, attributes)
     _rf(rt, report, settings)
     pending = _pending(store, report.campaign_id)
     _liveness(rt, report, settings, pending)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn)
     _sync(rt, report, settings)
     return report
 
@@ -151,9 +152,9 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
 
 
 # --- Intercom ------------------------------------------------------------------------------------
-def _intercom(rt: Examined, report: Report, settings: CampaignSettings) -> Optional[dict]:
+def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
+              conn: Optional[Connection]) -> Optional[dict]:
     ws = settings.workspace
-    conn = rt.store.connections.workspace(ws)
     if conn is not None and conn.status != "active":     # a disconnect also deletes the token: say which
         report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
                    "its work waits in the dead-letter queue (reason: workspace disconnected)",
@@ -423,7 +424,7 @@ def _pending(store: Store, campaign_id: str) -> list[Link]:
 
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
-               attributes: Optional[dict], dlq: bool, applied_at: str) -> None:
+               attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection]) -> None:
     c = settings.campaign_id
     if dlq:
         _dead_letters(rt, report, settings)
@@ -436,7 +437,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    f"{oldest.rf_user_id}, joined at {oldest.joined_at} ({age:.1f} h ago)")
     else:
         report.add("pending", True, "no lead is waiting for qualification")
-    _reconciliation(rt, report, settings, applied_at)
+    _reconciliation(rt, report, settings, applied_at, conn)
     if settings.qualification.match == "email" or attributes is None:
         return
     duplicates = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
@@ -474,10 +475,11 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
 
 
-def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str) -> None:
+def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,
+                    conn: Optional[Connection]) -> None:
     """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
-    the campaign's settings were stored."""
+    the campaign's settings were stored; `conn`: the workspace's connection, as read for this report."""
     from .qualification.changes import cursor_name
     from .reconcile import past_sweep_age, searchable
 
@@ -486,7 +488,6 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
-    conn = rt.store.connections.workspace(ws)
     if not searchable(conn):           # the connection's own finding names the cause and its fix
         report.add("reconciliation", True, f"reconciliation waits for workspace {ws} to be "
                    f"{'reconnected' if conn is not None else 'connected'}: it searches no changed contacts "

@@ -529,8 +529,8 @@ class DynamoLinks:
         refused = self.history.refused(exc, groups)
         if refused and len(groups) - 1 not in refused:        # (the counts' group is the last)
             return None
-        starts = (get(ReferralItem, referrals_key(ref), consistent=True) for ref in set(referrers))
-        latest = max((float(i.since) for i in starts if i is not None and i.since is not None), default=0.0)
+        starts = batch_get(ReferralItem, map(referrals_key, referrers), consistent=True)
+        latest = max((float(i.since) for i in starts if i.since is not None), default=0.0)
         return latest if refused or latest > at else None
 
     def _retrying_conflicts(self, write: Callable[[], Any]) -> Any:

@@ -319,9 +319,9 @@ def bind(table_name: str) -> None:
 M = TypeVar("M", bound=_Item)
 
 
-def batch_get(model: Type[M], keys: Iterable[Key]) -> list[M]:
+def batch_get(model: Type[M], keys: Iterable[Key], consistent: bool = False) -> list[M]:
     wanted = list(dict.fromkeys(keys))
-    return list(model.batch_get(wanted)) if wanted else []
+    return list(model.batch_get(wanted, consistent_read=consistent)) if wanted else []
 
 
 def get(model: Type[M], key: Key, consistent: bool = False) -> Optional[M]:
