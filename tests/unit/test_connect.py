@@ -150,7 +150,8 @@ def test_disconnect_deletes_the_token_and_keeps_the_client_secret(rt):
     disconnect_workspace(rt, "ws1")
     assert rt.secrets.scoped("worker").get("intercom/ws1/token") is None
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == "cs"
-    with pytest.raises(ConnectError, match="ws1 is disconnected: give --token"):
+    with pytest.raises(ConnectError, match="ws1 is disconnected: reconnect it by OAuth, or with `bridge workspace "
+                                           "connect ws1`, which asks for the token in a terminal"):
         connect_workspace(rt, "ws1", client_secret="cs2")
     with pytest.raises(ConnectError, match="not connected here"):
         disconnect_workspace(rt, "never")
