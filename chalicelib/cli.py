@@ -380,7 +380,7 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
     done = disconnect_workspace(rt, args.workspace)
     _answer(args, done, f"workspace {args.workspace} disconnected: its token is deleted; settings, links and "
             "history are kept. Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
-            f"`INTERCOM_TOKEN=... bridge workspace connect {args.workspace}`, run `{REPLAY_PARKED}`. "
+            f"`bridge workspace connect {args.workspace}` (it asks for the token), run `{REPLAY_PARKED}`. "
             "Running workers notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
     return 0
 
