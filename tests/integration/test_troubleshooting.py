@@ -74,6 +74,22 @@ def test_connection_fails_doctor_names_a_revoked_token_and_an_unconnected_worksp
         "`bridge workspace connect otherws` (it asks for the token and the client secret), then `bridge dlq replay`")
 
 
+def test_doctor_names_the_missing_secrets_and_advises_commands_that_ask_for_them(bridge, capsys):
+    """No fix tells the operator to type a secret on a command line (it would stay in the history)."""
+    from chalicelib.adapters.dynamo.catalog import ConnectionItem, RFConfigItem
+    from chalicelib.adapters.dynamo.keys import RF_KEY, connection_key
+    bridge.apply(lead_settings())
+    RFConfigItem(*RF_KEY).delete()                                           # RF never connected
+    ConnectionItem(*connection_key("vne310wv")).update(actions=[ConnectionItem.secrets.delete({"client-secret"})])
+    code, report = doctor(bridge, capsys)
+    fixes = {f["check"]: f["fix"] for f in bad(report, "")}
+    assert code == 1 and {k: fixes[k] for k in ("rf.webhook_secret", "rf.connection", "intercom.client_secret")} == {
+        "rf.webhook_secret": "`bridge rf connect` (it asks for the webhook secret)",
+        "rf.connection": "`bridge rf connect` (it asks for the token)",
+        "intercom.client_secret": "`bridge workspace connect vne310wv` (Enter keeps the token; then it asks for the "
+                                  "app's client secret)"}
+
+
 # ===================================================================================================
 # 2. Referred users (the person invited)
 # ===================================================================================================
