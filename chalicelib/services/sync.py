@@ -28,9 +28,9 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, NO_LINK, NOT_IN_RF, PER_PAGE, SKIPS, Create, Decision,
-                           Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
-                           preflight, search_query, writeback_body)
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, LINKED, NO_LINK, NOT_IN_RF, PER_PAGE, SKIPS, UNWRITTEN,
+                           Create, Decision, Skip, Tally, count_attribute, decide, describe_source, describe_writes,
+                           matches_source, preflight, search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -388,14 +388,13 @@ class Page:
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
-        already = note is None and entry.outcome in (ENROLLED, ALREADY)
-        if entry.outcome == NO_LINK:
-            note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: Referral "
-                         "Factory had made none before", {"contact_id": entry.contact_id, "run": self.number,
-                                                         "referral_link": entry.url})
-        self._done(_Outcome(_replace(entry, outcome=ALREADY if entry.outcome == ALREADY else ENROLLED, reason=None,
-                                     written_back=bool(attribute and entry.url)), ALREADY if already else ENROLLED,
-                            note))
+        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry))
+        if entry.outcome in UNWRITTEN:
+            why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
+            note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
+                         {"contact_id": entry.contact_id, "run": self.number, "referral_link": entry.url})
+        self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=bool(attribute and entry.url),
+                                     run=self.number if counted == LINKED else entry.run), counted, note))
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
@@ -641,6 +640,7 @@ def status(deps: WorkDeps, campaign_id: str) -> Optional[dict]:
     return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
             "status": run.status, "done": done, "total": total, "page": run.page,
             "enrolled": run.counts.get(ENROLLED, 0), "already_enrolled": run.counts.get(ALREADY, 0),
+            "linked": run.counts.get(LINKED, 0),
             "skipped": sum(n for k, n in run.counts.items() if k in SKIPS),
             "by_webhook": dict(run.by_webhook),
             "rate_per_minute": None if rate is None else round(rate, 1),
@@ -685,6 +685,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
 
 
 WOULD = "would_enrol"
+WOULD_LINK = "would_link"          # enrolled by an earlier run, their link not written: the run would write it
 
 
 def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
@@ -699,10 +700,12 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
     in_campaign: set[str] = set()
+    urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
     page, more = 1, True
     while more:
         people, more, _ = rf.users_page(campaign_id, page, PEOPLE_PAGE)
         in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
+        urls |= {str(p.get("id")): p["url"] for p in people if p.get("url")}
         page += 1
     tally, shown = Tally(), dict[str, list[dict]]()
     cursor: Optional[str] = None
@@ -718,6 +721,11 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             decision: Decision
             if entry is not None and _still_not_in_rf(entry, link):   # deleted in RF: stays skipped
                 decision = Skip(NOT_IN_RF, entry.reason or SKIPS[NOT_IN_RF])
+            elif entry is not None and entry.outcome in UNWRITTEN and entry.rf_user_id and sync.referral_link_attribute:
+                if entry.url or urls.get(entry.rf_user_id):  # enrolled earlier: the run would write their link (LINKED)
+                    tally.add(WOULD_LINK)
+                    continue
+                decision = Skip(NO_LINK, entry.reason or SKIPS[NO_LINK])
             elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue
@@ -741,5 +749,6 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             break
     return {"campaign_id": campaign_id, "dry_run": True, "source": describe_source(sync), "total": total,
             "would_enrol": tally.counts.get(WOULD, 0), "already_enrolled": tally.counts.get(ALREADY, 0),
+            "would_link": tally.counts.get(WOULD_LINK, 0),
             "skipped": {k: {"reason": SKIPS[k], "count": n, "examples": shown.get(k, [])}
                         for k, n in sorted(tally.counts.items(), key=lambda kv: -kv[1]) if k in SKIPS}}

@@ -403,7 +403,8 @@ def test_the_bridge_s_own_referrer_whose_contact_holds_a_stale_link_gets_hers_an
 
 def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(bridge, intercom, rf, capsys, monkeypatch):
     """RF answered the create without a url: the run says so (`sync report`, `explain`) and the next
-    run asks RF for that user again (once), then writes the link."""
+    run asks RF for that user again (once), then writes the link: counted as a link written later, not as
+    a second enrolment."""
     seg, contacts = segment(intercom, 2)
     bridge.apply(sync_settings(seg))
     insert = rf._insert
@@ -438,7 +439,7 @@ def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(brid
     assert rf.count("GET", f"/users/{pending['id']}") == 2 and intercom.count("PUT", f"/contacts/{cid}") == 1
     assert intercom.get(cid)["custom_attributes"]["referral_link"] == "https://rf.example/r/late"
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
-    assert (status["enrolled"], status["already_enrolled"], status["skipped"]) == (1, 1, 0)
+    assert (status["enrolled"], status["already_enrolled"], status["linked"], status["skipped"]) == (0, 1, 1, 0)
     found = json.loads(cli(bridge, "explain", cid, "--json", capsys=capsys)[1])
     assert found["trail"][-1]["reason"] == f"referral link written to {LINK} by sync run 3 from segment {seg}: " \
                                            "Referral Factory had made none before"
