@@ -562,18 +562,28 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
     if message.topic not in CREATED:
         return
     contact = message.item.model_dump()
-    for settings in _ongoing(deps, message.workspace):
+    ws = message.workspace
+    campaigns = []
+    for settings in _ongoing(deps, ws):
         assert settings.sync is not None
-        if not matches_source(settings.sync, contact):
-            continue
-        latest = deps.sync.run(settings.campaign_id)
-        if latest is None:          # sync was never started: ongoing mode begins with the first run
+        latest = deps.sync.run(settings.campaign_id) if matches_source(settings.sync, contact) else None
+        if latest is not None:      # (none: sync was never started: ongoing mode begins with the first run)
+            campaigns.append((settings, latest, f"sync {settings.campaign_id} {message.notification_id}"))
+    # A repeat of a notification a campaign's sync worked (Intercom and SQS redeliver) is not counted again: a
+    # mark per campaign and notification, written after its counts, all read in one batched read.
+    seen = deps.lookup.look_up(notifications=[(ws, heard) for *_, heard in campaigns]).seen \
+        if campaigns and message.notification_id else set()
+    for settings, latest, heard in campaigns:
+        assert settings.sync is not None
+        if (ws, heard) in seen:
             continue
         page = Page(deps, settings, None, full=False, via=f"ongoing sync ({message.topic}) from "
                     f"{describe_source(settings.sync)}")
         page.number = latest.number
         page.work([contact])
         deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
+        if message.notification_id:
+            deps.lookup.mark_seen(ws, heard)
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:

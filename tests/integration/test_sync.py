@@ -192,10 +192,12 @@ def test_ongoing_mode_enrols_a_contact_created_after_the_first_run_once(bridge, 
     clock.now += 3600
     new = intercom.add_contact("new@example.com", role="user", name="New")
     lead = intercom.add_contact("lead@example.com", role="lead", name="Lead")        # not a user: not synced
-    for contact in (new, lead, new):                        # Intercom repeats a webhook now and then
-        topic = f"contact.{contact['role']}.created"
-        assert bridge.notify(topic, contact["id"]).status_code == 200
+    for contact in (new, lead, new):                        # Intercom repeats a webhook now and then (the same
+        topic = f"contact.{contact['role']}.created"        # notification, its id too)
+        assert bridge.notify(topic, contact["id"], notif_id=f"notif_{contact['id']}").status_code == 200
     bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert status["by_webhook"] == {"enrolled": 1}           # counted once, not "+1 enrolled, 1 already"
     clock.now += 900
     bridge.reconcile()                                       # the scheduled catch-up searches updated contacts
     bridge.drain()

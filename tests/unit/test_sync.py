@@ -144,6 +144,30 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
     assert (catch.number, catch.kind, catch.status) == (2, "catch-up", "done")
 
 
+def test_a_redelivered_contact_webhook_is_counted_once_in_status(monkeypatch, capsys):
+    """Intercom (or the queue) delivers the same notification twice: `sync status`'s "by webhook since" counts
+    the contact once (not "+1 enrolled, 1 already"), and the repeat asks RF nothing."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: True)
+    work = world(1, mode="ongoing")
+    sync.start(deps(work), "42")
+    drain(work)
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    note = ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
+    sync.on_contact(note, deps(work))
+    calls = list(work.apis.rf_.calls)
+    sync.on_contact(note, deps(work))                                  # the same notification again
+    assert work.apis.rf_.calls == calls
+    assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].endswith(
+        " · by webhook since: +1 enrolled\n")
+
+
 def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
     from chalicelib.domain.link import PersonRef
     from chalicelib.services.privacy import forget
