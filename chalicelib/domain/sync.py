@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from .mapping import MAX_STRING, ContactPayload
+from .mapping import MAX_STRING, ContactPayload, ConversionError, to_unix
 from .settings import CampaignSettings, Sync
 
 DAY = 86400
@@ -141,6 +141,15 @@ def written(previous: str, fresh: bool, ours: bool) -> tuple[str, str]:
     if previous in UNWRITTEN:
         return LINKED, LINKED
     return (previous if previous in (ALREADY, LINKED) else ENROLLED), ALREADY
+
+
+def restored(joined_at: Optional[str], skipped_at: Optional[str]) -> bool:
+    """A referrer skipped as deleted in RF (`skipped_at`) whose own join, naming the same RF id, the bridge
+    received after (`joined_at`): RF knows them again (restored), so the skip no longer stands. ISO times."""
+    try:
+        return bool(joined_at and skipped_at) and to_unix(joined_at) > to_unix(skipped_at)
+    except ConversionError:
+        return False
 
 
 def writeback_body(sync: Sync, url: str) -> dict:

@@ -30,7 +30,7 @@ from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, LINKED, NO_LINK, NOT_IN_RF, PER_PAGE, SKIPS, UNWRITTEN,
                            Create, Decision, Skip, Tally, count_attribute, decide, describe_source, describe_writes,
-                           matches_source, preflight, search_query, writeback_body, written)
+                           matches_source, preflight, restored, search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -445,7 +445,8 @@ class Page:
         detail = (f"no longer in Referral Factory: user {entry.rf_user_id} was deleted there ({why}) — sync asks "
                   "no more, and does not enrol this contact again")
         note = Entry("sync", NOT_IN_RF, detail, {"contact_id": entry.contact_id, "run": self.number})
-        self._done(_Outcome(_replace(entry, outcome=NOT_IN_RF, reason=detail, written_back=False), NOT_IN_RF, note))
+        self._done(_Outcome(_replace(entry, outcome=NOT_IN_RF, reason=detail, written_back=False,
+                                     at=iso(self.deps.clock())), NOT_IN_RF, note))   # (when: a later join clears it)
 
     def _count_contact(self, entry: LedgerEntry, asks: Optional[set[PersonRef]] = None) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their
@@ -500,11 +501,12 @@ def _own(link: Optional[Link]) -> Optional[Link]:
 
 def _still_not_in_rf(entry: Optional[LedgerEntry], link: Optional[Link]) -> bool:
     """An earlier skip as deleted in RF (not_in_rf) that still stands: unless a join since linked the contact
-    as the bridge's own referrer, a new RF user, taken as such (adopted), no longer skipped."""
+    as the bridge's own referrer — a new RF user, or the same one joining after the skip (RF restored them) —
+    taken as such (adopted), no longer skipped."""
     if entry is None or entry.outcome != NOT_IN_RF:
         return False
     own = _own(link)
-    return own is None or own.rf_user_id == entry.rf_user_id
+    return own is None or own.rf_user_id == entry.rf_user_id and not restored(own.joined_at, entry.at)
 
 
 def _joined_before(user: dict, intent: LedgerEntry, margin: float = 60.0) -> bool:

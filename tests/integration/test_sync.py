@@ -516,6 +516,36 @@ def test_a_referrer_deleted_in_rf_who_joins_again_is_taken_as_the_bridges_referr
     assert report["counts"] == {"already_enrolled": 1} and report["enrolled_in_all"] == 1, report
     assert creates(rf) == 1                                            # taken as hers, not enrolled again
 
+def test_a_referrer_deleted_in_rf_whom_rf_restores_under_the_same_id_is_no_longer_skipped_once_she_joins(
+        bridge, intercom, rf, capsys, monkeypatch, clock):
+    """Person0 was enrolled without a link, then deleted in RF (run 2: not_in_rf). RF restores her under the
+    same id, and her join reaches the bridge after the skip (`backfill --apply` here): the next run takes her
+    as the bridge's own referrer (writes her link) instead of saying for ever that she is deleted in RF."""
+    seg, contacts = segment(intercom, 1)
+    bridge.apply(sync_settings(seg))
+    insert = rf._insert
+    monkeypatch.setattr(rf, "_insert", lambda *a, **k: {**insert(*a, **k), "url": None})
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    [user] = rf.users_by_email("person0@example.com")
+    del rf.users[user["id"]]
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    assert json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])["counts"] == {"not_in_rf": 1}
+
+    clock.now += 60
+    rf.users[user["id"]] = {**user, "url": "https://rf.example/r/restored"}       # restored: the same id
+    assert run_cli(bridge.operator(), capsys, "backfill", "42", "--apply")[0] == 0
+    bridge.drain()
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    assert intercom.get(contacts[0]["id"])["custom_attributes"].get("referral_link") == \
+        "https://rf.example/r/restored", report
+    assert report["counts"] == {"already_enrolled": 1} and report["enrolled_in_all"] == 1, report
+    assert "not_in_rf" not in report["skipped"] and creates(rf) == 1               # hers, not enrolled again
+
+
 def test_a_contact_skipped_as_already_in_the_campaign_whom_backfill_then_linked_gets_her_referral_link_once(
         bridge, intercom, rf, capsys):
     """Run 1 skips Rita (RF has her email); `backfill --apply` then links her contact as the campaign's

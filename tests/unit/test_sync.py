@@ -336,6 +336,15 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     assert (note.outcome, note.reason.split(": ")[-1]) == ("link_written", "the write before had failed")
 
 
+def test_only_a_join_received_after_a_deleted_in_rf_skip_says_rf_restored_the_referrer():
+    from chalicelib.domain.sync import restored
+
+    skipped = "2026-11-26T10:00:00.000Z"
+    assert restored("2026-11-26T10:00:05.000Z", skipped)
+    assert not restored("2026-11-26T09:59:00.000Z", skipped)      # the join before it: the deletion came after
+    assert not restored(None, skipped) and not restored("2026-11-26T10:00:05.000Z", None)
+
+
 def enrolled_without_link(n: int = 1) -> FakeWork:
     """`n` contacts enrolled by a run to which RF answered without a referral link."""
     work = world(n)
