@@ -45,8 +45,6 @@ PAGE_TIME_MS = 20_000              # a page starts no contact with less Lambda t
                                    # the worker's own margin): it gives itself back and continues later
 FULL_EVERY = 86400.0               # ongoing mode: a full run (which finds who left) at least this often
 CREATED = ("contact.user.created", "contact.lead.created")
-CHECK_FRESH = 60.0                 # seconds: a page's own check that RF knows the campaign confirms a user's 404
-                                   # this long (older: RF is asked again)
 
 
 class SyncStopped(Exception):
@@ -74,11 +72,6 @@ def settings_of(deps: WorkDeps, campaign_id: str) -> CampaignSettings:
 
 def checks(deps: WorkDeps, settings: CampaignSettings) -> list[str]:
     """Checks first: what would stop the run, each naming the fix (product.md §4)."""
-    return checked(deps, settings)[0]
-
-
-def checked(deps: WorkDeps, settings: CampaignSettings) -> tuple[list[str], Optional[dict]]:
-    """The checks, and RF's campaign as they read it (None: RF does not know it)."""
     sync = settings.sync
     assert sync is not None
     intercom = deps.apis.intercom(settings.workspace)
@@ -89,7 +82,7 @@ def checked(deps: WorkDeps, settings: CampaignSettings) -> tuple[list[str], Opti
         if exc.status != 404:             # RF does not know the campaign: preflight says so
             raise
         campaign = None
-    return preflight(settings, intercom.data_attributes(), segments, campaign), campaign
+    return preflight(settings, intercom.data_attributes(), segments, campaign)
 
 
 def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Optional[float] = None) -> SyncRun:
@@ -135,15 +128,11 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None) -> s
 
 def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: str) -> str:
     campaign_id = message.campaign_id
-    known_at: Optional[float] = None       # when the first page's checks found RF's campaign (with this token)
     try:
         settings = settings_of(deps, campaign_id)
         # (a run's later pages: settings applied since that keep only counts stop it, as they would its start)
-        if message.page == 0:
-            problems, campaign = checked(deps, settings)
-            known_at = deps.clock() if campaign is not None else None
-        else:
-            problems = [COUNTS_ONLY] if settings.sync and settings.sync.counts_only else []
+        problems = checks(deps, settings) if message.page == 0 else \
+            [COUNTS_ONLY] if settings.sync and settings.sync.counts_only else []
     except SyncStopped as exc:
         problems = exc.problems
     if problems:
@@ -155,7 +144,7 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     assert sync is not None
     contacts, following, total = deps.apis.intercom(settings.workspace).search_page(
         search_query(sync, run.since), message.cursor, PER_PAGE)
-    page = Page(deps, settings, run, full=run.kind == "full", campaign_known_at=known_at)
+    page = Page(deps, settings, run, full=run.kind == "full")
     page.work(contacts)
     stop = page.stopped
     finished = following is None or stop is not None
@@ -183,7 +172,7 @@ class Page:
     write-back on a few threads, each contact's entry written as soon as it is decided."""
 
     def __init__(self, deps: WorkDeps, settings: CampaignSettings, run: Optional[SyncRun], full: bool,
-                 via: Optional[str] = None, campaign_known_at: Optional[float] = None):
+                 via: Optional[str] = None):
         assert settings.sync is not None
         self.deps, self.settings, self.sync, self.run, self.full = deps, settings, settings.sync, run, full
         self.number = run.number if run else 0
@@ -196,7 +185,6 @@ class Page:
         self._lock = threading.Lock()
         self._campaign_lock = threading.Lock()
         self._campaign: Optional[str] = None    # once a 404 for a user is seen: "" RF knows the campaign, or why not
-        self._campaign_known_at = campaign_known_at   # the page's own checks found RF's campaign then
 
     @property
     def campaign_id(self) -> str:
@@ -422,13 +410,9 @@ class Page:
 
     def _campaign_known(self, why: str) -> None:
         """A 404 for a user is final (_gone) only while RF still knows the campaign with this token: asked
-        once a page (GET /campaigns/{id}), unless the page's own checks found it less than CHECK_FRESH ago
-        (a run's first page: no second call). Else RF's answer is not about the user (an outage's page, a
-        token of another account): the page fails with RF's reason, is retried, and marks nobody."""
+        once a page (GET /campaigns/{id}). Else RF's answer is not about the user (an outage's page, a token
+        of another account): the page fails with RF's reason, is retried, and marks nobody."""
         with self._campaign_lock:
-            known_at = self._campaign_known_at
-            if self._campaign is None and known_at is not None and self.deps.clock() - known_at <= CHECK_FRESH:
-                self._campaign = ""
             if self._campaign is None:
                 try:
                     self.deps.apis.rf().get_campaign(self.campaign_id)

@@ -466,13 +466,9 @@ def test_a_referrer_deleted_in_rf_is_said_once_and_never_asked_for_nor_enrolled_
     bridge.drain()
     [user] = rf.users_by_email("person0@example.com")
     del rf.users[user["id"]]                                               # deleted in RF
-    campaign, calls = rf.count("GET", "/campaigns/42"), rf.count()
     cli(bridge, "sync", "start", "42", capsys=capsys)
     bridge.drain()
     assert rf.count("GET", f"/users/{user['id']}") == 1
-    # RF's budget: the start's check and the first page's (which also confirms the 404 is a deleted user), the
-    # user's 404, and nothing else
-    assert (rf.count("GET", "/campaigns/42") - campaign, rf.count() - calls) == (2, 3)
     report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
     [example] = report["skipped"]["not_in_rf"]["examples"]
     assert (report["counts"], report["enrolled_in_all"]) == ({"not_in_rf": 1}, 0)
