@@ -473,9 +473,9 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
-            + (f"; {done['sent_late']} of them came back during a stall before they were taken out: they may "
-               "still be dead letters too, and be sent again (harmless: a message that comes twice is worked once)"
-               if done.get("sent_late") else ""))
+            + (f"; about {done['sent_late']} of them came back during a stall before they were taken out, and "
+               "another command held them when the replay looked again: they may still be dead letters, and be "
+               "sent again (harmless: a message that comes twice is worked once)" if done.get("sent_late") else ""))
     problems = []                  # one line, however many there are
     if done.get("refused"):
         problems.append(f"SQS refused {done['refused']} message(s) sent back to the work queue "
@@ -643,7 +643,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
                 f"{_bar(found['done'], found['total'])}"
                 + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
                 + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
-                + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}, "
+                + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}{_linked(found)}, "
                   f"skipped {found['skipped']:,}" + _by_webhook(found))
         if found["message"]:
             line += f"\n  stopped: {found['message']}"
@@ -659,11 +659,16 @@ def _by_webhook(found: dict) -> str:
     hooks = found.get("by_webhook") or {}
     if not hooks:
         return ""
-    enrolled, already = hooks.get("enrolled", 0), hooks.get("already_enrolled", 0)
-    skipped = sum(hooks.values()) - enrolled - already
+    enrolled, already, linked = hooks.get("enrolled", 0), hooks.get("already_enrolled", 0), hooks.get("linked", 0)
+    skipped = sum(hooks.values()) - enrolled - already - linked
     parts = [f"+{enrolled:,} enrolled"] + ([f"{already:,} already"] if already else []) + \
-        ([f"{skipped:,} skipped"] if skipped else [])
+        ([f"{linked:,} link written later"] if linked else []) + ([f"{skipped:,} skipped"] if skipped else [])
     return f" · by webhook since: {', '.join(parts)}"
+
+
+def _linked(found: dict) -> str:
+    """Referrers enrolled by an earlier run whose referral link this run wrote: not enrolled again."""
+    return f", link written later {found['linked']:,}" if found.get("linked") else ""
 
 
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
@@ -674,7 +679,7 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
         return 0
     run = found["run"]
     print(f"run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: enrolled {run['enrolled']:,}, "
-          f"already enrolled {run['already_enrolled']:,}, skipped {run['skipped']:,}" + _by_webhook(run))
+          f"already enrolled {run['already_enrolled']:,}{_linked(run)}, skipped {run['skipped']:,}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")
     if found.get("writes"):

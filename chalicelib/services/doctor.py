@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Protocol
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
-from ..domain.sync import describe_writes
+from ..domain.sync import SKIPS, describe_writes
 from ..config import Config
 from ..errors import DISCONNECTED, REPLAY_PARKED, WorkError
 from ..observability import mask_email
@@ -146,7 +146,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
                    "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
     else:
-        skipped = sum(n for k, n in run.counts.items() if k not in ("enrolled", "already_enrolled"))
+        skipped = sum(n for k, n in run.counts.items() if k in SKIPS)
         report.add("sync", True, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
                    + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""))
 
