@@ -713,11 +713,13 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
     in_campaign: set[str] = set()
     urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
+    ids: set[str] = set()                 # RF's people's ids: one enrolled earlier and not among them is deleted
     page, more = 1, True
     while more:
         people, more, _ = rf.users_page(campaign_id, page, PEOPLE_PAGE)
         in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
         urls |= {str(p.get("id")): p["url"] for p in people if p.get("url")}
+        ids |= {str(p.get("id")) for p in people}
         page += 1
     tally, shown = Tally(), dict[str, list[dict]]()
     cursor: Optional[str] = None
@@ -737,7 +739,10 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 if entry.url or urls.get(entry.rf_user_id):  # enrolled earlier: the run would write their link (LINKED)
                     tally.add(WOULD_LINK)
                     continue
-                decision = Skip(NO_LINK, entry.reason or SKIPS[NO_LINK])
+                # (the run asks RF for them: a user RF no longer has answers 404, a final skip)
+                decision = Skip(NO_LINK, entry.reason or SKIPS[NO_LINK]) if entry.rf_user_id in ids else \
+                    Skip(NOT_IN_RF, f"no longer in Referral Factory: user {entry.rf_user_id} is not among the "
+                                    "campaign's people (deleted there)")
             elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue
