@@ -572,7 +572,9 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
         if latest is not None:      # (none: sync was never started: ongoing mode begins with the first run)
             campaigns.append((settings, latest, f"sync {settings.campaign_id} {message.notification_id}"))
     # A repeat of a notification a campaign's sync worked (Intercom and SQS redeliver) is not counted again: a
-    # mark per campaign and notification, written after its counts, all read in one batched read.
+    # mark per campaign and notification, all read in one batched read. The mark is written once the contact is
+    # worked, only where none is (two workers handed the same notification at once: one marks it), and the
+    # counts are added by the worker that wrote it.
     seen = deps.lookup.look_up(notifications=[(ws, heard) for *_, heard in campaigns]).seen \
         if campaigns and message.notification_id else set()
     for settings, latest, heard in campaigns:
@@ -583,9 +585,8 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
                     f"{describe_source(settings.sync)}")
         page.number = latest.number
         page.work([contact])
-        deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
-        if message.notification_id:
-            deps.lookup.mark_seen(ws, heard)
+        if not message.notification_id or deps.lookup.first_seen(ws, heard):
+            deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
