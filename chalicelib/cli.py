@@ -358,7 +358,7 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     ws = args.workspace
-    check_workspace_id(ws)
+    check_workspace_id(ws, args.api_base)
     had = functools.cache(lambda: _stored(rt.store.connections.workspace(ws)))     # read only to prompt
     warnings: list[str] = []
     token = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}", warnings,

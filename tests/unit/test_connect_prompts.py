@@ -134,3 +134,11 @@ def test_the_oauth_app_asks_for_its_client_secret_but_not_before_its_client_id_i
     code, out, _ = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id")
     assert code == 0 and typed.prompts == ["Public Intercom app's client secret: "] and "app-Typed" not in out
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-Typed:1"
+
+
+def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed(rt, monkeypatch, capsys):
+    typed = Terminal(monkeypatch, TOKEN, CLIENT_SECRET)
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "http://api.eu.intercom.io")
+    assert (code, out, typed.prompts) == (1, "", [])
+    assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got "
+                   "'http://api.eu.intercom.io')\n")
