@@ -142,3 +142,19 @@ def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed
     assert (code, out, typed.prompts) == (1, "", [])
     assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got "
                    "'http://api.eu.intercom.io')\n")
+
+
+@pytest.mark.parametrize("command, variable, stored_as", [
+    (("rf", "connect"), "RF_TOKEN", ("worker", "rf/token")),
+    (("rf", "connect"), "RF_WEBHOOK_SECRET", ("edge", "rf/webhook-secret")),
+    (("workspace", "connect", "ws1"), "INTERCOM_TOKEN", ("worker", "intercom/ws1/token"))])
+def test_a_script_in_a_terminal_that_gives_one_secret_is_not_stopped_by_a_prompt_for_the_other(
+        rt, monkeypatch, capsys, command, variable, stored_as):
+    """A script run from a terminal (a token rotation: `RF_TOKEN=... bridge rf connect`) gives what it
+    replaces; what it does not give is kept as it is, as outside a terminal: no prompt waits for Enter,
+    and none refuses to store the one given without the other."""
+    monkeypatch.setenv(variable, TOKEN)
+    typed = Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, *command)
+    assert (code, typed.prompts) == (0, [])
+    assert rt.secrets.scoped(stored_as[0]).get(stored_as[1]) == TOKEN
