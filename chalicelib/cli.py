@@ -399,6 +399,8 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET", "public Intercom app's client secret",
                             warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
                             else None)     # a missing client id is refused before the secret is typed
+    if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
+        raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
     done = configure_oauth(rt, args.client_id, client_secret)
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, "
             f"state key {done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "

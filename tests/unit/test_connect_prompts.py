@@ -158,3 +158,14 @@ def test_a_script_in_a_terminal_that_gives_one_secret_is_not_stopped_by_a_prompt
     code, out, err = run_cli(rt, capsys, *command)
     assert (code, typed.prompts) == (0, [])
     assert rt.secrets.scoped(stored_as[0]).get(stored_as[1]) == TOKEN
+
+
+def test_enter_at_the_oauth_apps_prompt_with_nothing_else_given_says_nothing_changed(rt, monkeypatch, capsys):
+    """As `rf connect` says: not a hint to run the very command that asked (\"asks for it in a terminal\")."""
+    from chalicelib.services.connections import configure_oauth
+    configure_oauth(rt, "app-id", "app-secret")
+    typed = Terminal(monkeypatch, "")
+    assert run_cli(rt, capsys, "workspace", "oauth-app") == (
+        1, "", "bridge: nothing was typed: the public Intercom app's client id and secret are kept as they were\n")
+    assert typed.prompts == ["Public Intercom app's client secret (Enter keeps the stored one): "]
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-secret"
