@@ -83,6 +83,15 @@ def test_the_trimmed_models_are_what_make_models_writes_from_the_installed_botoc
     assert stale == [], f"the trimmed models of {stale} are stale: run `make models` and commit them"
 
 
+def test_the_lambdas_get_the_botocore_the_trimmed_models_were_cut_from():
+    """Chalice packages PynamoDB's botocore (requirements.txt), not this venv's: unpinned, a deploy
+    would take the newest, and its clients botocore's whole models."""
+    import botocore
+
+    [pinned] = re.findall(r"^botocore==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned == botocore.__version__, "pin requirements.txt's botocore to the installed one, and run `make models`"
+
+
 @pytest.mark.parametrize("stale", [{"botocore": "0.0.1"}, {"api_version": "2000-01-01"}])
 def test_a_trimmed_model_from_another_botocore_or_model_is_not_used(session, tmp_path, monkeypatch, stale):
     trimmed = json.loads((aws.TRIMMED / "ssm.json").read_text())
