@@ -1,8 +1,9 @@
 """`bridge` — the operator's command line (./bridge, or python -m chalicelib.cli ...).
 
 Reads the same environment as the Lambdas (BRIDGE_TABLE, BRIDGE_QUEUE_URL, BRIDGE_DLQ_URL,
-BRIDGE_SECRETS_PATH, INTERCOM_BASE_URL, RF_BASE_URL, AWS credentials/region). Secrets are read
-from options or environment variables, written to SSM Parameter Store, and never printed.
+BRIDGE_SECRETS_PATH, INTERCOM_BASE_URL, RF_BASE_URL, AWS credentials/region). Secrets are asked for
+(not echoed) in a terminal, else read from environment variables (or options, which land in the shell's
+history), written to SSM Parameter Store, and never printed.
 Every error is one line on stderr and a non-zero exit (BRIDGE_DEBUG=1 adds the traceback)."""
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ if __name__ == "__main__":    # `python -m chalicelib.cli`: a Ctrl-C while the C
     exit_quietly_on_interrupt()
 
 import argparse
+import functools
+import getpass
 import json
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .config import Config
 from .domain.settings import SettingsError
 from .errors import REPLAY_PARKED, WorkError
+from .ports import Connection, RFConnection
 from .runtime import Runtime
 from .services import admin
-from .services.connections import (ConnectError, configure_oauth, connect_rf, connect_workspace,
-                                   disconnect_workspace, list_workspaces)
+from .services.connections import (OAUTH_CLIENT_SECRET, ConnectError, check_workspace_id,
+                                   configure_oauth, connect_rf, connect_workspace, disconnect_workspace,
+                                   list_workspaces, oauth_app_stored)
 
 
 class CliError(Exception):
@@ -95,8 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     p = ws.add_parser("connect", help="store a workspace's access token and client secret in SSM (what is not "
                                       "given is kept)")
     p.add_argument("workspace")
-    p.add_argument("--token", default=os.environ.get("INTERCOM_TOKEN"))
-    p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
+    _secret_option(p, "--token", "INTERCOM_TOKEN", "the workspace's access token")
+    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the app's client secret")
     p.add_argument("--api-base", default=None, help="regional API base, e.g. https://api.eu.intercom.io")
     _json(p)
     p.set_defaults(func=_workspace_connect)
@@ -108,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
                                         "can connect their workspace at <api>/oauth/intercom/start")
     p.add_argument("--client-id", default=os.environ.get("INTERCOM_CLIENT_ID"))
-    p.add_argument("--client-secret", default=os.environ.get("INTERCOM_CLIENT_SECRET"))
+    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the app's client secret")
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
     p = ws.add_parser("list", help="every workspace the bridge knows: its status, which secrets are set (never "
@@ -119,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     rf = sub.add_parser("rf", help="Referral Factory").add_subparsers(dest="action", required=True)
     p = rf.add_parser("connect", help="store the RF API token and the webhook secret in SSM (what is not given "
                                       "is kept)")
-    p.add_argument("--token", default=os.environ.get("RF_TOKEN"))
-    p.add_argument("--webhook-secret", default=os.environ.get("RF_WEBHOOK_SECRET"))
+    _secret_option(p, "--token", "RF_TOKEN", "RF's API token")
+    _secret_option(p, "--webhook-secret", "RF_WEBHOOK_SECRET", "the webhook's X-Bridge-Secret value")
     _json(p)
     p.set_defaults(func=_rf_connect)
 
@@ -185,6 +190,63 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
+    p.add_argument(option, help=f"{what}; left out, it is read from {env}, else asked for (not echoed) in a "
+                   "terminal. Given here, it lands in the shell's history: prefer the prompt or the variable")
+
+
+KEEP = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
+
+
+def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings: list[str], *,
+            kept: Callable[[], Optional[str]]) -> Optional[str]:
+    """The secret of `option` (`args` gets it, so that no error can print it): the option's value, else
+    `env`'s, else typed at a prompt without echo when stdin is a terminal; not a terminal: None (the
+    service then names the variable to set). `kept()`, asked only to prompt: what an empty answer does,
+    said in the prompt (None: it is refused). An option given in a terminal warns that it is in the
+    shell's history now; scripts that pass one are not nagged."""
+    name = option.lstrip("-").replace("-", "_")
+    value = getattr(args, name)
+    if value:
+        if _terminal():
+            warnings.append(f"{option} on the command line lands in the shell's history (and shows in `ps`): "
+                            f"leave it out to be asked for it, or set {env}")
+    else:
+        value = os.environ.get(env) or _typed(what, kept)
+    setattr(args, name, value)
+    return value
+
+
+def _stored(connection: Optional[Connection | RFConnection]) -> frozenset[str]:
+    """Which secrets a connection has stored (a disconnect deletes the workspace's token)."""
+    return connection.secrets if connection is not None else frozenset()
+
+
+def _terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):     # no stdin, or a closed one
+        return False
+
+
+def _typed(what: str, keeping: Callable[[], Optional[str]]) -> Optional[str]:
+    if not _terminal():
+        return None
+    kept = keeping()
+    try:
+        typed = getpass.getpass(f"{what[0].upper()}{what[1:]}" + (f" ({kept})" if kept else "") + ": ")
+    except EOFError:                         # Ctrl-D
+        typed = ""
+    if not typed and kept:
+        return None
+    if not typed.strip():
+        raise CliError(f"the {what} cannot be empty: nothing was stored")
+    if typed != typed.strip():
+        raise CliError(f"the {what} begins or ends with spaces (a copy-paste?): type it without them; nothing was "
+                       "stored")
+    return typed
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON for machines")
 
@@ -214,7 +276,6 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     if rt is None and args.func is not _settings_check and not os.environ.get("BRIDGE_TABLE"):
         print(f"bridge: {NO_STACK}", file=sys.stderr)
         return 1
-    secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]
     try:
         if args.func is _settings_check:      # reads a file only: no runtime, no AWS
             return _settings_check(args, None)
@@ -239,6 +300,7 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         else:
             from .stage import aws_problem
             message = aws_problem(exc) or f"unexpected error: {type(exc).__name__}: {exc}"
+        secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]  # typed ones too
         print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
         return 1
 
@@ -295,11 +357,20 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
-    done = connect_workspace(rt, args.workspace, args.token, args.client_secret, args.api_base)
+    ws = args.workspace
+    check_workspace_id(ws)
+    had = functools.cache(lambda: _stored(rt.store.connections.workspace(ws)))     # read only to prompt
+    warnings: list[str] = []
+    token = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}", warnings,
+                    kept=lambda: KEEP if "token" in had() else None)
+    client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET",
+                            f"Intercom app's client secret for workspace {ws}", warnings,
+                            kept=lambda: KEEP if "client-secret" in had() else "Enter skips it")
+    done = connect_workspace(rt, ws, token, client_secret, args.api_base)
     named = f" ({done['name']})" if done["name"] else ""
     checked = " (checked with Intercom)" if done["token"] == "set" else ""
-    warnings = ["no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this workspace will be "
-                "refused (401) until it is set"] if done["client_secret"] == "missing" else []
+    warnings += [f"no client secret: Intercom's webhooks for this workspace will be refused (401) until it is set "
+                 f"(`bridge workspace connect {ws}` asks for it)"] if done["client_secret"] == "missing" else []
     _answer(args, done, f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client "
             f"secret {done['client_secret']}, api base {done['api_base']}", warnings)
     return 0
@@ -309,22 +380,27 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
     done = disconnect_workspace(rt, args.workspace)
     _answer(args, done, f"workspace {args.workspace} disconnected: its token is deleted; settings, links and "
             "history are kept. Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
-            f"`INTERCOM_TOKEN=... bridge workspace connect {args.workspace}`, run `{REPLAY_PARKED}`. "
+            f"`bridge workspace connect {args.workspace}` (it asks for the token), run `{REPLAY_PARKED}`. "
             "Running workers notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
     return 0
 
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
-    done = configure_oauth(rt, args.client_id, args.client_secret)
+    warnings: list[str] = []
+    client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET", "public Intercom app's client secret",
+                            warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
+                            else None)     # a missing client id is refused before the secret is typed
+    done = configure_oauth(rt, args.client_id, client_secret)
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, "
             f"state key {done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
-            "<api>/oauth/intercom/callback as the app's redirect URL.")
+            "<api>/oauth/intercom/callback as the app's redirect URL.", warnings)
     return 0
 
 
 def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
     listed = list_workspaces(rt)
-    lines = [f"{len(listed)} workspace(s)" + (": connect one with `bridge workspace connect <app_id> --token ...`"
+    lines = [f"{len(listed)} workspace(s)" + (": connect one with `bridge workspace connect <app_id>` (it asks for "
+                                               "the token)"
                                                if not listed else "")]
     for w in listed:
         lines.append(f"- {w['workspace']}  {w['status']}  secrets set: {', '.join(w['secrets_set']) or 'none'}  "
@@ -334,11 +410,20 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
-    done = connect_rf(rt, args.token, args.webhook_secret, check=True)
+    had = functools.cache(lambda: _stored(rt.store.connections.rf()))     # read only to prompt
+    warnings: list[str] = []
+    token = _secret(args, "--token", "RF_TOKEN", "Referral Factory API token", warnings,
+                    kept=lambda: KEEP if "token" in had() else None)
+    webhook_secret = _secret(args, "--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook secret (the "
+                             "X-Bridge-Secret header's value)", warnings,
+                             kept=lambda: KEEP if "webhook-secret" in had() else None)
+    if not token and not webhook_secret and _terminal():     # Enter at each prompt
+        raise CliError("nothing was typed: Referral Factory's token and webhook secret are kept as they were")
+    done = connect_rf(rt, token, webhook_secret, check=True)
     checked = " (checked with Referral Factory)" if done["token"] == "set" else ""
-    warnings = [f"no {option} yet: {why}" for name, option, why in (
-        ("token", "--token", "joins cannot be read from RF or qualified"),
-        ("webhook_secret", "--webhook-secret", "RF's webhooks will be refused (503)")) if done[name] == "missing"]
+    warnings += [f"no {what} yet: {why} (`bridge rf connect` asks for it)" for name, what, why in (
+        ("token", "token", "joins cannot be read from RF or qualified"),
+        ("webhook_secret", "webhook secret", "RF's webhooks will be refused (503)")) if done[name] == "missing"]
     _answer(args, done, f"Referral Factory connected: token {done['token']}{checked}, "
             f"webhook secret {done['webhook_secret']}", warnings)
     return 0
@@ -388,9 +473,9 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
-            + (f"; {done['sent_late']} of them came back during a stall before they were taken out: they may "
-               "still be dead letters too, and be sent again (harmless: a message that comes twice is worked once)"
-               if done.get("sent_late") else ""))
+            + (f"; about {done['sent_late']} of them came back during a stall before they were taken out, and "
+               "another command held them when the replay looked again: they may still be dead letters, and be "
+               "sent again (harmless: a message that comes twice is worked once)" if done.get("sent_late") else ""))
     problems = []                  # one line, however many there are
     if done.get("refused"):
         problems.append(f"SQS refused {done['refused']} message(s) sent back to the work queue "
@@ -558,7 +643,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
                 f"{_bar(found['done'], found['total'])}"
                 + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
                 + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
-                + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}, "
+                + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}{_linked(found)}, "
                   f"skipped {found['skipped']:,}" + _by_webhook(found))
         if found["message"]:
             line += f"\n  stopped: {found['message']}"
@@ -574,11 +659,16 @@ def _by_webhook(found: dict) -> str:
     hooks = found.get("by_webhook") or {}
     if not hooks:
         return ""
-    enrolled, already = hooks.get("enrolled", 0), hooks.get("already_enrolled", 0)
-    skipped = sum(hooks.values()) - enrolled - already
+    enrolled, already, linked = hooks.get("enrolled", 0), hooks.get("already_enrolled", 0), hooks.get("linked", 0)
+    skipped = sum(hooks.values()) - enrolled - already - linked
     parts = [f"+{enrolled:,} enrolled"] + ([f"{already:,} already"] if already else []) + \
-        ([f"{skipped:,} skipped"] if skipped else [])
+        ([f"{linked:,} link written later"] if linked else []) + ([f"{skipped:,} skipped"] if skipped else [])
     return f" · by webhook since: {', '.join(parts)}"
+
+
+def _linked(found: dict) -> str:
+    """Referrers enrolled by an earlier run whose referral link this run wrote: not enrolled again."""
+    return f", link written later {found['linked']:,}" if found.get("linked") else ""
 
 
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
@@ -589,7 +679,7 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
         return 0
     run = found["run"]
     print(f"run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: enrolled {run['enrolled']:,}, "
-          f"already enrolled {run['already_enrolled']:,}, skipped {run['skipped']:,}" + _by_webhook(run))
+          f"already enrolled {run['already_enrolled']:,}{_linked(run)}, skipped {run['skipped']:,}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")
     if found.get("writes"):

@@ -56,7 +56,7 @@ class Disconnected(Permanent):
 
     def __init__(self, workspace: str):
         super().__init__(f"{DISCONNECTED}: Intercom workspace {workspace} was disconnected — reconnect it "
-                         f"(`INTERCOM_TOKEN=... bridge workspace connect {workspace}` or OAuth), then "
+                         f"(`bridge workspace connect {workspace}`, which asks for the token, or OAuth), then "
                          f"`{REPLAY_PARKED}`")
         self.workspace = workspace
 

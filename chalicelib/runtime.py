@@ -174,7 +174,8 @@ class Runtime:
                 token = read or self.worker_secrets.refresh(name, None)
             if not token:
                 raise Permanent(f"Intercom workspace {workspace} is not connected — run "
-                                f"`bridge workspace connect {workspace} --token ...`, then replay the dead-letter queue")
+                                f"`bridge workspace connect {workspace}` (it asks for the token), then replay the "
+                                "dead-letter queue")
             # On a 401 the token is read again: a reconnected one is used at once. No new one: when the
             # workspace was disconnected meanwhile (its token revoked too), that is the reason.
             assert conn is not None

@@ -7,15 +7,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from .mapping import MAX_STRING, ContactPayload
+from .mapping import MAX_STRING, ContactPayload, ConversionError, to_unix
 from .settings import CampaignSettings, Sync
 
 DAY = 86400
 PER_PAGE = 150                    # Intercom's largest search page
 
-# What a contact became, per run. ENROLLED and ALREADY are not skips; the rest are, each with its reason.
+# What a contact became, per run. ENROLLED, ALREADY and LINKED are not skips; the rest are, each with its reason.
 ENROLLED = "enrolled"
 ALREADY = "already_enrolled"      # an earlier run (or the webhook) enrolled it: nothing to do
+LINKED = "linked"                 # enrolled earlier (counted then as no link yet, or write-back failed): its referral
+                                  # link is written now — not a second enrolment
 SKIPS = {
     "missing_field": "missing required field",
     "already_in_campaign": "already in the campaign",
@@ -28,7 +30,8 @@ SKIPS = {
 }
 NO_LINK = "no_link_yet"
 NOT_IN_RF = "not_in_rf"
-OUTCOMES = (ENROLLED, ALREADY, *SKIPS)
+UNWRITTEN = (NO_LINK, "writeback_failed")   # enrolled, their link not written yet: a later run writes it (LINKED)
+OUTCOMES = (ENROLLED, ALREADY, LINKED, *SKIPS)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -126,6 +129,27 @@ def decide(sync: Sync, campaign_id: str, contact: dict) -> Decision:
     if not _EMAIL.match(email):
         return Skip("invalid_email", f"invalid email: {email!r} is not an email address")
     return Create(email.lower(), body)
+
+
+def written(previous: str, fresh: bool, ours: bool) -> tuple[str, str]:
+    """A referrer whose link is now written (or who needs none): (the ledger's outcome, what the run counts).
+    `previous`: the ledger's outcome before; `fresh`: enrolled just now; `ours`: the ledger's entry is this very
+    run's (a try of its page before enrolled them). Someone enrolled earlier is counted once as enrolled: the
+    run that writes their late link counts it as LINKED, and a run finding them done as ALREADY."""
+    if fresh or ours and previous in UNWRITTEN:
+        return ENROLLED, ENROLLED
+    if previous in UNWRITTEN:
+        return LINKED, LINKED
+    return (previous if previous in (ALREADY, LINKED) else ENROLLED), ALREADY
+
+
+def restored(joined_at: Optional[str], skipped_at: Optional[str]) -> bool:
+    """A referrer skipped as deleted in RF (`skipped_at`) whose own join, naming the same RF id, the bridge
+    received after (`joined_at`): RF knows them again (restored), so the skip no longer stands. ISO times."""
+    try:
+        return bool(joined_at and skipped_at) and to_unix(joined_at) > to_unix(skipped_at)
+    except ConversionError:
+        return False
 
 
 def writeback_body(sync: Sync, url: str) -> dict:

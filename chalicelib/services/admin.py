@@ -142,7 +142,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
     if check_workspace:
         if rt.store.connections.workspace(settings.workspace) is None:
             warnings.append(f"workspace {settings.workspace} is not connected yet: attributes were not checked "
-                            f"(run `bridge workspace connect {settings.workspace} --token ...`)")
+                            f"(run `bridge workspace connect {settings.workspace}`: it asks for the token)")
         else:
             intercom = rt.intercom(settings.workspace)
             read_at = rt.clock()

@@ -76,6 +76,11 @@ def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspac
         raise ConnectError(f"{exc}; nothing was stored") from None
 
 
+def check_workspace_id(workspace: str) -> None:
+    if not valid_workspace(workspace):
+        raise ConnectError(f"{workspace!r} is not an Intercom app_id (letters, digits, _ and - only)")
+
+
 def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],
                     api_base: Optional[str]) -> None:
     # Secrets first: the table never says a secret is set before it is.
@@ -89,16 +94,17 @@ def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client
 
 def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = None, client_secret: Optional[str] = None,
                       api_base: Optional[str] = None) -> dict:
-    if not valid_workspace(workspace):
-        raise ConnectError(f"{workspace!r} is not an Intercom app_id (letters, digits, _ and - only)")
+    check_workspace_id(workspace)
     refuse_blank(token=token, client_secret=client_secret)
     current = rt.store.connections.workspace(workspace)
     had = set(current.secrets if current is not None else ())
     if not token and "token" not in had:
         if current is not None and current.status == "disconnected":
-            raise ConnectError(f"workspace {workspace} is disconnected: give --token (or INTERCOM_TOKEN) to "
-                               "reconnect it, or connect it by OAuth")
-        raise ConnectError(f"workspace {workspace} has no access token yet: give --token (or INTERCOM_TOKEN)")
+            raise ConnectError(f"workspace {workspace} is disconnected: reconnect it by OAuth, or with `bridge "
+                               f"workspace connect {workspace}`, which asks for the token in a terminal (elsewhere, set "
+                               "INTERCOM_TOKEN)")
+        raise ConnectError(f"workspace {workspace} has no access token yet: `bridge workspace connect {workspace}` asks "
+                           "for it in a terminal (elsewhere, set INTERCOM_TOKEN)")
     if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
         raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
     name = None
@@ -140,19 +146,29 @@ def list_workspaces(rt: Connecting) -> list[dict]:
     return listed
 
 
+def oauth_app_stored(rt: Connecting, client_id: Optional[str]) -> dict[str, bool]:
+    """Which of the public app's settings are stored (never their values); refused when it would have
+    no client id."""
+    edge = rt.secrets.scoped(EDGE)
+    had = {name: edge.get(name) is not None for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
+    if not client_id and not had[OAUTH_CLIENT_ID]:
+        raise ConnectError("give --client-id (or INTERCOM_CLIENT_ID): the public app's client id")
+    return had
+
+
 def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str]) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
     made once. What is not given is kept."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret:
-        raise ConnectError("give --client-id and/or --client-secret (or INTERCOM_CLIENT_ID, INTERCOM_CLIENT_SECRET): "
-                           "the public Intercom app's client id and secret")
+        raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
+                           "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
+                           "INTERCOM_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
-    had = {name: edge.get(name) is not None for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
-    if not client_id and not had[OAUTH_CLIENT_ID]:
-        raise ConnectError("give --client-id (or INTERCOM_CLIENT_ID): the public app's client id")
+    had = oauth_app_stored(rt, client_id)
     if not client_secret and not had[OAUTH_CLIENT_SECRET]:
-        raise ConnectError("give --client-secret (or INTERCOM_CLIENT_SECRET): the public app's client secret")
+        raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
+                           "terminal (elsewhere, set INTERCOM_CLIENT_SECRET)")
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:
@@ -187,7 +203,8 @@ def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Opti
     current = rt.store.connections.rf()
     had = set(current.secrets if current is not None else ())
     if not token and not webhook_secret:
-        raise ConnectError("give --token and/or --webhook-secret (or RF_TOKEN, RF_WEBHOOK_SECRET)")
+        raise ConnectError("give Referral Factory's token and/or webhook secret: `bridge rf connect` asks for them in a "
+                           "terminal (elsewhere, set RF_TOKEN and/or RF_WEBHOOK_SECRET)")
     if token and check:
         check_rf_token(rt, token)
     if token:

@@ -232,15 +232,19 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     goes back as it was: a fixed bridge may read it now), 10 a call, each taken out of the dead-letter
     queue once its copy was sent; the others stay, visible again at once. The letters not sent yet are
     kept hidden however long the replay lasts; one that came back all the same (a stall: another
-    reader may hold it) is not sent, and is reported as not read, for the next replay; one sent during
-    the stall itself is reported too (`sent_late`: it may stay a dead letter, to be sent again).
+    reader may hold it) is not sent, and is reported as not read, for the next replay. One sent during
+    the stall itself may stay a dead letter (another reader received it meanwhile: the delete by the
+    replay's receipt does nothing): at the end it is looked for again and taken out by a fresh receipt
+    (its copy is in the work queue); those another reader still holds then cannot be seen, and are
+    reported (`sent_late`: they may stay dead letters, to be sent again).
     Interrupted, those not sent back are visible again at once. The ten being sent when it was
     interrupted may have reached the work queue and stay dead letters too. Sent twice, a message is
     worked once. Those SQS refuses to send stay dead letters, visible again at once: `refused`, with
     SQS's reasons and how many each (never their bodies: they may hold emails).
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
     and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
-    sent, late = 0, 0
+    sent = 0
+    late: dict[str, str] = {}          # sent after their hide time ran out: message id -> the handle used
     refused: list[tuple[dict | str, str]] = []
     kept: dict[str, str] = {}          # sent, but the queue would not take them out: handle -> its reason
     with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut, keep_hidden):
@@ -266,16 +270,37 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
             # by a call that could fail (Ctrl-C, an error) before the letters sent are taken out.
             keep_hidden(ask=False)
             done = [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)]
-            late += sum(i not in held for i in done)
+            late.update({i: handles[i] for i in done if i not in held})
             kept.update(_delete_sent(rt, held, {i: handles[i] for i in done}))
             sent, refused = sent + len(done), refused + refused_now
         let_go = len(matching) - sent - len(refused)
         not_seen, cut = not_seen + let_go, cut or let_go > 0
+    late_left = _take_out_late(rt, late, kept) if late else 0
     return {"replayed": sent, "left": len(received) - len(matching), "not_seen": not_seen,
-            **({"cut": True} if cut else {}), **({"sent_late": late} if late else {}),
+            **({"cut": True} if cut else {}), **({"sent_late": late_left} if late_left else {}),
             **({"refused": len(refused), "refused_because": dict(Counter(why for _, why in refused))}
                if refused else {}),
             **({"not_taken_out": len(kept), "not_taken_out_because": dict(Counter(kept.values()))} if kept else {})}
+
+
+def _take_out_late(rt: Any, late: dict[str, str], kept: dict[str, str]) -> int:
+    """Letters sent back after their hide time ran out (message id -> the handle the replay used): if
+    another reader received one meanwhile, the delete by that handle did nothing (SQS answers it all
+    the same), and it is still a dead letter. A scan takes out each one it sees (a fresh receipt; its
+    copy is in the work queue, so nothing is lost), and they leave `kept`. About how many may still be
+    dead letters: those another reader holds now are not seen (SQS's counts are approximate)."""
+    found: set[str] = set()
+
+    def take(m: dict) -> bool:
+        mine = m["MessageId"] in late
+        if mine:
+            found.add(m["MessageId"])
+        return mine
+    with holding(rt, LOOK_SECONDS, take=take) as (_, _, not_seen, _, _):
+        pass
+    for i in found:
+        kept.pop(late[i], None)
+    return min(len(late) - len(found), not_seen)
 
 
 def _copy(m: dict) -> dict | str:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Protocol
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
-from ..domain.sync import describe_writes
+from ..domain.sync import SKIPS, describe_writes
 from ..config import Config
 from ..errors import DISCONNECTED, REPLAY_PARKED, WorkError
 from ..observability import mask_email
@@ -146,7 +146,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
                    "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
     else:
-        skipped = sum(n for k, n in run.counts.items() if k not in ("enrolled", "already_enrolled"))
+        skipped = sum(n for k, n in run.counts.items() if k in SKIPS)
         report.add("sync", True, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
                    + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""))
 
@@ -158,25 +158,27 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
     if conn is not None and conn.status != "active":     # a disconnect also deletes the token: say which
         report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
                    "its work waits in the dead-letter queue (reason: workspace disconnected)",
-                   f"reconnect it: `INTERCOM_TOKEN=... bridge workspace connect {ws}` (or by OAuth), "
+                   f"reconnect it: `bridge workspace connect {ws}` (it asks for the token) or by OAuth, "
                    f"then `{REPLAY_PARKED}`")
         return None
     if conn is None or "token" not in conn.secrets:
         report.add("intercom.connection", False, f"workspace {ws} is not connected",
                    "nothing can be sent to Intercom and nothing qualifies: every join ends in the dead-letter queue",
-                   f"`bridge workspace connect {ws} --token ... --client-secret ...`, then `bridge dlq replay`")
+                   f"`bridge workspace connect {ws}` (it asks for the token and the client secret), then "
+                   "`bridge dlq replay`")
         return None
     if "client-secret" not in conn.secrets:
         report.add("intercom.client_secret", False, f"workspace {ws} has no client secret",
                    "every Intercom webhook is refused (401), so qualification waits for reconciliation",
-                   f"`bridge workspace connect {ws} --client-secret ...` (the app's client secret)")
+                   f"`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
+                   "secret)")
     client: IntercomAccount = rt.intercom(ws)
     try:
         me = client.me()
     except WorkError as exc:
         report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
                    "joins and qualification checks fail until it is replaced",
-                   f"`bridge workspace connect {ws} --token ...`, then `bridge dlq replay`")
+                   f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
         return None
     app = (me.get("app") or {}).get("id_code") if isinstance(me.get("app"), dict) else None
     if app and app != ws:
@@ -266,10 +268,12 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     secrets = conn.secrets if conn else frozenset()
     if "webhook-secret" not in secrets:
         report.add("rf.webhook_secret", False, "no RF webhook secret is set",
-                   "every join is refused (503 not_configured)", "`bridge rf connect --webhook-secret ...`")
+                   "every join is refused (503 not_configured)",
+                   "`bridge rf connect` (it asks for the webhook secret)")
     if "token" not in secrets:
         report.add("rf.connection", False, "Referral Factory is not connected (no API token)",
-                   "missing fields cannot be read and no referral can be qualified", "`bridge rf connect --token ...`")
+                   "missing fields cannot be read and no referral can be qualified",
+                   "`bridge rf connect` (it asks for the token)")
         return
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
@@ -318,10 +322,10 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
 # --- webhooks ---------------------------------------------------------------------------------------
 _FIX = {
     "unauthorized": ("RF's webhook sends a wrong or no X-Bridge-Secret header",
-                     "in RF, set the webhook's custom header X-Bridge-Secret to the value of `bridge rf connect "
-                     "--webhook-secret` (or connect again with RF's value), then `bridge backfill {c} --apply`"),
-    "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect --webhook-secret ...`, then "
-                       "`bridge backfill {c} --apply`"),
+                     "in RF, set the webhook's custom header X-Bridge-Secret to the webhook secret given to "
+                     "`bridge rf connect` (or connect again with RF's value), then `bridge backfill {c} --apply`"),
+    "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect` (it asks for the webhook "
+                       "secret), then `bridge backfill {c} --apply`"),
     "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
                         "payload (README, Setting up Referral Factory's webhook)"),
     "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
@@ -337,8 +341,8 @@ _FIX = {
 
 _INTERCOM_FIX = {
     "unauthorized": ("X-Hub-Signature does not verify with the workspace's stored client secret",
-                     "`bridge workspace connect {ws} --client-secret <the app's client secret>` (Developer Hub > "
-                     "Basic information)"),
+                     "`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
+                     "secret: Developer Hub > Basic information)"),
     "invalid_notification": ("a notification of an unexpected shape", "see the message; report it if Intercom "
                              "changed its payload"),
     "no_contact": ("a contact notification without a contact id", "see the message"),

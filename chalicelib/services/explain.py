@@ -137,9 +137,10 @@ HINTS = {
     ("evaluation", "not_qualified"): "only leads (the person invited) qualify; referrers never do",
 }
 REFUSAL_FIXES = {
-    "unauthorized": "set RF's webhook header X-Bridge-Secret to the secret given to `bridge rf connect "
-                    "--webhook-secret`, then `bridge backfill {campaign} --apply`",
-    "not_configured": "`bridge rf connect --webhook-secret ...`, then `bridge backfill {campaign} --apply`",
+    "unauthorized": "set RF's webhook header X-Bridge-Secret to the webhook secret given to `bridge rf connect`, "
+                    "then `bridge backfill {campaign} --apply`",
+    "not_configured": "`bridge rf connect` (it asks for the webhook secret), then `bridge backfill {campaign} "
+                      "--apply`",
     "unknown_campaign": "apply the campaign's settings (`bridge settings apply`), then `bridge backfill {campaign} "
                         "--apply`",
 }

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Optional, Protocol
 from ..adapters.secrets import valid_workspace
 from ..domain import oauth
 from ..domain.oauth import StateError
-from ..errors import Permanent, WorkError
+from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
 from .connections import ConnectError, Connecting, check_token, store_workspace
 
@@ -51,8 +51,8 @@ class Place:
 
 
 NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
-              "<code>bridge workspace oauth-app --client-id ... --client-secret ...</code> with the public app's "
-              "credentials (Intercom Developer Hub → your app → Basic information)")
+              "<code>bridge workspace oauth-app --client-id ...</code> (it asks for the client secret) with the "
+              "public app's credentials (Intercom Developer Hub → your app → Basic information)")
 
 
 def start(rt: OAuthEdge, place: Place) -> Page:
@@ -122,7 +122,7 @@ def _connected(place: Place, found: oauth.Workspace, reconnected: bool) -> Page:
 <code>contact.merged</code>, <code>contact.deleted</code>, <code>contact.archived</code>.</li>
 <li>Write the campaign's settings with <code>workspace: "{ws}"</code> and apply them:
 <code>bridge settings apply campaign.yaml</code>.</li>
-<li>If work waited while the workspace was disconnected: <code>bridge dlq replay</code>.</li>
+<li>If work waited while the workspace was disconnected: <code>{html.escape(REPLAY_PARKED)}</code>.</li>
 </ol>"""
     # The cookie is left to expire: its nonce is spent, and a replay in this browser is told so.
     return Page(200, _html(f"Connected: {found.name}", body))

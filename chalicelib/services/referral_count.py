@@ -52,9 +52,11 @@ def read(messages_: list[ReferralCountMessage], deps: WorkDeps) -> Known:
                  deps.links.get_many(m.person_ref for m in messages_))
 
 
-# Why a count write that `bridge dlq replay` sent back wrote nothing, though the store keeps the count (said
-# in the referrer's history: the entry that resolves its dead letter; a write never parked notes nothing).
-UNWRITTEN = {"held": "Intercom holds the count already", "kept": "no contact known for the referrer yet"}
+# Why a count write that `bridge dlq replay` sent back wrote nothing (said in the referrer's history: the
+# entry that resolves its dead letter, so `bridge explain` stops showing its fix; a write never parked notes
+# nothing).
+UNWRITTEN = {"held": "Intercom holds the count already", "kept": "no contact known for the referrer yet",
+             "off": "referral count off in the settings since: nothing to write"}
 
 
 def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known] = None) -> str:

@@ -28,9 +28,9 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, NO_LINK, NOT_IN_RF, PER_PAGE, SKIPS, Create, Decision,
-                           Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
-                           preflight, search_query, writeback_body)
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, LINKED, NO_LINK, NOT_IN_RF, PER_PAGE, SKIPS, UNWRITTEN,
+                           Create, Decision, Skip, Tally, count_attribute, decide, describe_source, describe_writes,
+                           matches_source, preflight, restored, search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -388,14 +388,13 @@ class Page:
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
-        already = note is None and entry.outcome in (ENROLLED, ALREADY)
-        if entry.outcome == NO_LINK:
-            note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: Referral "
-                         "Factory had made none before", {"contact_id": entry.contact_id, "run": self.number,
-                                                         "referral_link": entry.url})
-        self._done(_Outcome(_replace(entry, outcome=ALREADY if entry.outcome == ALREADY else ENROLLED, reason=None,
-                                     written_back=bool(attribute and entry.url)), ALREADY if already else ENROLLED,
-                            note))
+        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry))
+        if entry.outcome in UNWRITTEN:
+            why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
+            note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
+                         {"contact_id": entry.contact_id, "run": self.number, "referral_link": entry.url})
+        self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=bool(attribute and entry.url),
+                                     run=self.number if counted == LINKED else entry.run), counted, note))
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
@@ -430,7 +429,8 @@ class Page:
         detail = (f"no longer in Referral Factory: user {entry.rf_user_id} was deleted there ({why}) — sync asks "
                   "no more, and does not enrol this contact again")
         note = Entry("sync", NOT_IN_RF, detail, {"contact_id": entry.contact_id, "run": self.number})
-        self._done(_Outcome(_replace(entry, outcome=NOT_IN_RF, reason=detail, written_back=False), NOT_IN_RF, note))
+        self._done(_Outcome(_replace(entry, outcome=NOT_IN_RF, reason=detail, written_back=False,
+                                     at=iso(self.deps.clock())), NOT_IN_RF, note))   # (when: a later join clears it)
 
     def _count_contact(self, entry: LedgerEntry, asks: Optional[set[PersonRef]] = None) -> LedgerEntry:
         """The referral count learns the referrer's contact: a count their leads made before (their
@@ -485,11 +485,12 @@ def _own(link: Optional[Link]) -> Optional[Link]:
 
 def _still_not_in_rf(entry: Optional[LedgerEntry], link: Optional[Link]) -> bool:
     """An earlier skip as deleted in RF (not_in_rf) that still stands: unless a join since linked the contact
-    as the bridge's own referrer, a new RF user, taken as such (adopted), no longer skipped."""
+    as the bridge's own referrer — a new RF user, or the same one joining after the skip (RF restored them) —
+    taken as such (adopted), no longer skipped."""
     if entry is None or entry.outcome != NOT_IN_RF:
         return False
     own = _own(link)
-    return own is None or own.rf_user_id == entry.rf_user_id
+    return own is None or own.rf_user_id == entry.rf_user_id and not restored(own.joined_at, entry.at)
 
 
 def _joined_before(user: dict, intent: LedgerEntry, margin: float = 60.0) -> bool:
@@ -563,18 +564,28 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
     if message.topic not in CREATED:
         return
     contact = message.item.model_dump()
-    for settings in _ongoing(deps, message.workspace):
+    ws = message.workspace
+    campaigns = []
+    for settings in _ongoing(deps, ws):
         assert settings.sync is not None
-        if not matches_source(settings.sync, contact):
-            continue
-        latest = deps.sync.run(settings.campaign_id)
-        if latest is None:          # sync was never started: ongoing mode begins with the first run
+        latest = deps.sync.run(settings.campaign_id) if matches_source(settings.sync, contact) else None
+        if latest is not None:      # (none: sync was never started: ongoing mode begins with the first run)
+            campaigns.append((settings, latest, f"sync {settings.campaign_id} {message.notification_id}"))
+    # A repeat of a notification a campaign's sync worked (Intercom and SQS redeliver) is not counted again: a
+    # mark per campaign and notification, written after its counts, all read in one batched read.
+    seen = deps.lookup.look_up(notifications=[(ws, heard) for *_, heard in campaigns]).seen \
+        if campaigns and message.notification_id else set()
+    for settings, latest, heard in campaigns:
+        assert settings.sync is not None
+        if (ws, heard) in seen:
             continue
         page = Page(deps, settings, None, full=False, via=f"ongoing sync ({message.topic}) from "
                     f"{describe_source(settings.sync)}")
         page.number = latest.number
         page.work([contact])
         deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
+        if message.notification_id:
+            deps.lookup.mark_seen(ws, heard)
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
@@ -641,6 +652,7 @@ def status(deps: WorkDeps, campaign_id: str) -> Optional[dict]:
     return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
             "status": run.status, "done": done, "total": total, "page": run.page,
             "enrolled": run.counts.get(ENROLLED, 0), "already_enrolled": run.counts.get(ALREADY, 0),
+            "linked": run.counts.get(LINKED, 0),
             "skipped": sum(n for k, n in run.counts.items() if k in SKIPS),
             "by_webhook": dict(run.by_webhook),
             "rate_per_minute": None if rate is None else round(rate, 1),
@@ -685,6 +697,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
 
 
 WOULD = "would_enrol"
+WOULD_LINK = "would_link"          # enrolled by an earlier run, their link not written: the run would write it
 
 
 def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
@@ -699,10 +712,12 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
     in_campaign: set[str] = set()
+    urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
     page, more = 1, True
     while more:
         people, more, _ = rf.users_page(campaign_id, page, PEOPLE_PAGE)
         in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
+        urls |= {str(p.get("id")): p["url"] for p in people if p.get("url")}
         page += 1
     tally, shown = Tally(), dict[str, list[dict]]()
     cursor: Optional[str] = None
@@ -718,6 +733,11 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             decision: Decision
             if entry is not None and _still_not_in_rf(entry, link):   # deleted in RF: stays skipped
                 decision = Skip(NOT_IN_RF, entry.reason or SKIPS[NOT_IN_RF])
+            elif entry is not None and entry.outcome in UNWRITTEN and entry.rf_user_id and sync.referral_link_attribute:
+                if entry.url or urls.get(entry.rf_user_id):  # enrolled earlier: the run would write their link (LINKED)
+                    tally.add(WOULD_LINK)
+                    continue
+                decision = Skip(NO_LINK, entry.reason or SKIPS[NO_LINK])
             elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue
@@ -741,5 +761,6 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             break
     return {"campaign_id": campaign_id, "dry_run": True, "source": describe_source(sync), "total": total,
             "would_enrol": tally.counts.get(WOULD, 0), "already_enrolled": tally.counts.get(ALREADY, 0),
+            "would_link": tally.counts.get(WOULD_LINK, 0),
             "skipped": {k: {"reason": SKIPS[k], "count": n, "examples": shown.get(k, [])}
                         for k, n in sorted(tally.counts.items(), key=lambda kv: -kv[1]) if k in SKIPS}}

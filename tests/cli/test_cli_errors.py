@@ -100,8 +100,9 @@ def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
                                "email (e.g. ann@example.com)\n"),
     (["explain", ""], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["explain", "  "], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
-    (["workspace", "oauth-app"], "bridge: give --client-id and/or --client-secret (or INTERCOM_CLIENT_ID, "
-                                 "INTERCOM_CLIENT_SECRET): the public Intercom app's client id and secret\n"),
+    (["workspace", "oauth-app"], "bridge: give the public Intercom app's client id (--client-id or "
+                                 "INTERCOM_CLIENT_ID) and/or secret (`bridge workspace oauth-app` asks for it in a "
+                                 "terminal; elsewhere, set INTERCOM_CLIENT_SECRET)\n"),
 ])
 def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env, capsys, argv, said):
     """Before anything is read or stored: no AWS is reachable here (a call to it would fail otherwise)."""

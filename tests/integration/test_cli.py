@@ -88,7 +88,8 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
     assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set", "warnings": []}
     assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
                                             "client_secret": "kept", "api_base": "default", "warnings": []}
-    assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made"}
+    assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made",
+                                              "warnings": []}
     assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}
     assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
     assert answers["workspace list"]["workspaces"][0]["status"] == "active"
@@ -129,7 +130,9 @@ def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_store
     for argv, says in (
             (["--webhook-secret", " "], "bridge: --webhook-secret is empty (or only spaces), which nothing could "
                                         "ever match: give the webhook secret itself; nothing was stored\n"),
-            (["--webhook-secret", ""], "bridge: give --token and/or --webhook-secret"),   # empty: not given
+            (["--webhook-secret", ""], "bridge: give Referral Factory's token and/or webhook secret: `bridge rf "
+                                       "connect` asks for them in a terminal (elsewhere, set RF_TOKEN and/or "
+                                       "RF_WEBHOOK_SECRET)\n"),   # empty: not given
             (["--token", "rf-new\n"], "bridge: --token begins or ends with spaces or a newline (a copy-paste?): "
                                      "give it without them; nothing was stored\n"),
             (["--token", " rf-new", "--webhook-secret", "fine"], "bridge: --token begins or ends with spaces")):
@@ -195,13 +198,13 @@ def test_a_connect_without_its_webhook_secret_warns_on_stderr_and_with_json_in_t
     other = other_workspaces("ws-b", "b-token-value")
     code, out, err = run_cli(bridge.operator(), capsys, "workspace", "connect", "ws-b", "--token", "b-token-value",
                              "--api-base", other.base_url)
-    assert code == 0 and err == ("warning: no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for "
-                                 "this workspace will be refused (401) until it is set\n")
+    assert code == 0 and err == ("warning: no client secret: Intercom's webhooks for this workspace will be refused "
+                                 "(401) until it is set (`bridge workspace connect ws-b` asks for it)\n")
     code, out, err = run_cli(bridge.operator(), capsys, "workspace", "connect", "ws-b", "--token", "b-token-value",
                              "--api-base", other.base_url, "--json")
     assert (code, err) == (0, "") and json.loads(out)["warnings"] == [
-        "no --client-secret (or INTERCOM_CLIENT_SECRET): Intercom's webhooks for this workspace will be refused "
-        "(401) until it is set"]
+        "no client secret: Intercom's webhooks for this workspace will be refused (401) until it is set "
+        "(`bridge workspace connect ws-b` asks for it)"]
     code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--webhook-secret", "hook-2", "--json")
     assert (code, err) == (0, "") and json.loads(out)["warnings"] == []
 

@@ -82,7 +82,7 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     assert main(["workspace", "disconnect", WORKSPACE], rt=operator) == 0
     told = capsys.readouterr().out
     assert "settings, links and history are kept" in told and "--token" not in told
-    assert (f'after `INTERCOM_TOKEN=... bridge workspace connect {WORKSPACE}`, run '
+    assert (f'after `bridge workspace connect {WORKSPACE}` (it asks for the token), run '
             '`bridge dlq replay --reason "workspace disconnected"`') in told      # not the unrelated failures
     assert bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") is None
     clock.now += CACHE_SECONDS                       # running workers notice within their cache time
@@ -97,7 +97,7 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     dead = bridge.dead_letters()
     assert len(dead) == 2
     assert all(d["reason"] == "workspace disconnected: Intercom workspace vne310wv was disconnected — reconnect it "
-               "(`INTERCOM_TOKEN=... bridge workspace connect vne310wv` or OAuth), then "
+               "(`bridge workspace connect vne310wv`, which asks for the token, or OAuth), then "
                '`bridge dlq replay --reason "workspace disconnected"`' and d["attempts"] == 1 for d in dead)  # no retry
     assert len(intercom.requests) == calls and rf.qualification_calls == []        # nothing reached anyone
     # Reconciliation does not fill the dead-letter queue with checks meanwhile.
@@ -163,8 +163,8 @@ def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(br
     [finding] = [f for f in findings if f["check"] == "intercom.connection"]
     assert finding["what"] == f"workspace {WORKSPACE} is disconnected" and not finding["ok"]
     assert "workspace disconnected" in finding["why"]
-    assert finding["fix"] == (f"reconnect it: `INTERCOM_TOKEN=... bridge workspace connect {WORKSPACE}` (or by "
-                              'OAuth), then `bridge dlq replay --reason "workspace disconnected"`')
+    assert finding["fix"] == (f"reconnect it: `bridge workspace connect {WORKSPACE}` (it asks for the token) or by "
+                              'OAuth, then `bridge dlq replay --reason "workspace disconnected"`')
     [waits] = [f for f in findings if f["check"] == "reconciliation"]
     assert waits == {"check": "reconciliation", "ok": True, "why": "", "fix": "", "what": (
         f"reconciliation waits for workspace {WORKSPACE} to be reconnected: it searches no changed contacts "

@@ -238,3 +238,31 @@ def test_forgetting_a_lead_from_before_their_referrer_was_forgotten_leaves_the_c
     assert code == 0 and json.loads(out)["referral_counts_rewritten"] == 1
     bridge.drain()
     assert count_of(intercom, contact) == 0
+
+
+def test_a_parked_count_replayed_after_the_count_was_turned_off_leaves_no_fix_in_explain(
+        bridge, intercom, rf, rita, capsys):
+    """The count's write refused (dead letter, with its fix), then the count taken out of the settings:
+    the replay has nothing to write, and explain says why and shows the dead letter resolved, no fix."""
+    contact, user = rita
+    intercom.fail_next("PUT", rf"^/contacts/{contact['id']}$", 400, body={"type": "error.list", "errors": [
+        {"code": "parameter_invalid", "message": "Custom attribute 'referral_count' does not exist"}]})
+    bridge.post_join(join_body(leads(rf, user, 1)[0]))
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["body"]["kind"] == "referral.count"
+    code, out, _ = cli(bridge, "explain", "rita@example.com", "--json", capsys=capsys)
+    assert [e["event"] for e in json.loads(out)["trail"] if e.get("fix")] == ["dead_letter"]
+    document = bridge.rt.store.settings.get("42").document
+    del document["sync"]["referral_count_attribute"]
+    bridge.apply(document)
+    assert cli(bridge, "dlq", "replay", "--campaign", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert bridge.dead_letters() == [] and count_of(intercom, contact) is None
+    code, out, _ = cli(bridge, "explain", "rita@example.com", "--json", capsys=capsys)
+    trail = json.loads(out)["trail"]
+    assert code == 0 and not any(e.get("fix") for e in trail)
+    assert [e["event"] for e in trail if e.get("resolved")] == ["dead_letter"]
+    [off] = [e for e in trail if (e["event"], e["outcome"]) == ("referral_count", "off")]
+    assert off["reason"].endswith("replayed from the dead-letter queue (bridge dlq replay): referral count off "
+                                  "in the settings since: nothing to write")

@@ -234,7 +234,8 @@ def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, rf, capsys, o
 def test_a_first_connect_without_a_token_is_one_clear_line(bridge, capsys):
     assert main(["workspace", "connect", "new-ws", "--client-secret", "cs"], rt=bridge.operator()) == 1
     err = capsys.readouterr().err
-    assert err == "bridge: workspace new-ws has no access token yet: give --token (or INTERCOM_TOKEN)\n"
+    assert err == ("bridge: workspace new-ws has no access token yet: `bridge workspace connect new-ws` asks for it "
+                   "in a terminal (elsewhere, set INTERCOM_TOKEN)\n")
 
 
 def test_secrets_never_reach_logs_cli_output_history_or_dead_letters(bridge, intercom, rf, capfd, caplog):

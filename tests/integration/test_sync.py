@@ -3,6 +3,7 @@ OpenAPI file), the worker driven like Lambda's SQS event source, the operator's 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -192,10 +193,12 @@ def test_ongoing_mode_enrols_a_contact_created_after_the_first_run_once(bridge, 
     clock.now += 3600
     new = intercom.add_contact("new@example.com", role="user", name="New")
     lead = intercom.add_contact("lead@example.com", role="lead", name="Lead")        # not a user: not synced
-    for contact in (new, lead, new):                        # Intercom repeats a webhook now and then
-        topic = f"contact.{contact['role']}.created"
-        assert bridge.notify(topic, contact["id"]).status_code == 200
+    for contact in (new, lead, new):                        # Intercom repeats a webhook now and then (the same
+        topic = f"contact.{contact['role']}.created"        # notification, its id too)
+        assert bridge.notify(topic, contact["id"], notif_id=f"notif_{contact['id']}").status_code == 200
     bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert status["by_webhook"] == {"enrolled": 1}           # counted once, not "+1 enrolled, 1 already"
     clock.now += 900
     bridge.reconcile()                                       # the scheduled catch-up searches updated contacts
     bridge.drain()
@@ -403,7 +406,8 @@ def test_the_bridge_s_own_referrer_whose_contact_holds_a_stale_link_gets_hers_an
 
 def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(bridge, intercom, rf, capsys, monkeypatch):
     """RF answered the create without a url: the run says so (`sync report`, `explain`) and the next
-    run asks RF for that user again (once), then writes the link."""
+    run asks RF for that user again (once), then writes the link: counted as a link written later, not as
+    a second enrolment."""
     seg, contacts = segment(intercom, 2)
     bridge.apply(sync_settings(seg))
     insert = rf._insert
@@ -438,7 +442,7 @@ def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(brid
     assert rf.count("GET", f"/users/{pending['id']}") == 2 and intercom.count("PUT", f"/contacts/{cid}") == 1
     assert intercom.get(cid)["custom_attributes"]["referral_link"] == "https://rf.example/r/late"
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
-    assert (status["enrolled"], status["already_enrolled"], status["skipped"]) == (1, 1, 0)
+    assert (status["enrolled"], status["already_enrolled"], status["linked"], status["skipped"]) == (0, 1, 1, 0)
     found = json.loads(cli(bridge, "explain", cid, "--json", capsys=capsys)[1])
     assert found["trail"][-1]["reason"] == f"referral link written to {LINK} by sync run 3 from segment {seg}: " \
                                            "Referral Factory had made none before"
@@ -478,12 +482,9 @@ def test_a_referrer_deleted_in_rf_is_said_once_and_never_asked_for_nor_enrolled_
 
 
 
-def test_a_referrer_deleted_in_rf_who_joins_again_is_taken_as_the_bridges_referrer_not_left_not_in_rf(
-        bridge, intercom, rf, capsys, monkeypatch):
-    """Person0 was enrolled without a link, then deleted in RF (run 2: not_in_rf). She then joins the
-    campaign again by herself (a new RF user) and `backfill --apply` links her contact as the campaign's
-    referrer: the next run takes her as the bridge's own referrer (writes her new link), as for an
-    `already_in_campaign` skip, and no longer says she is deleted in RF."""
+def deleted_in_rf(bridge, intercom, rf, capsys, monkeypatch) -> tuple[dict, dict, Any]:
+    """Person0 is enrolled by run 1 without a link (RF made none), then deleted in RF: run 2 skips her as
+    not_in_rf. Her contact, her RF user, and RF's own insert (which makes links)."""
     seg, contacts = segment(intercom, 1)
     bridge.apply(sync_settings(seg))
     insert = rf._insert
@@ -494,20 +495,46 @@ def test_a_referrer_deleted_in_rf_who_joins_again_is_taken_as_the_bridges_referr
     del rf.users[old["id"]]
     cli(bridge, "sync", "start", "42", capsys=capsys)
     bridge.drain()
-    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
-    assert report["counts"] == {"not_in_rf": 1}
+    assert json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])["counts"] == {"not_in_rf": 1}
+    return contacts[0], old, insert
 
-    monkeypatch.setattr(rf, "_insert", insert)
-    back = rf.add_user(42, "person0@example.com", "Person 0")          # she joins again: a new RF user
-    assert back["id"] != old["id"] and back["url"]
+
+def linked_by_backfill_then_synced(bridge, intercom, rf, capsys, contact: dict, url: str) -> None:
+    """`backfill --apply` links the campaign's people to their contacts, then a run takes the contact as the
+    bridge's own referrer: her link written, already enrolled, not deleted in RF, nobody created."""
     assert run_cli(bridge.operator(), capsys, "backfill", "42", "--apply")[0] == 0
     bridge.drain()
     cli(bridge, "sync", "start", "42", capsys=capsys)
     bridge.drain()
     report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
-    assert intercom.get(contacts[0]["id"])["custom_attributes"].get("referral_link") == back["url"], report
+    assert intercom.get(contact["id"])["custom_attributes"].get("referral_link") == url, report
     assert report["counts"] == {"already_enrolled": 1} and report["enrolled_in_all"] == 1, report
-    assert creates(rf) == 1                                            # taken as hers, not enrolled again
+    assert "not_in_rf" not in report["skipped"] and creates(rf) == 1       # taken as hers, not enrolled again
+
+
+def test_a_referrer_deleted_in_rf_who_joins_again_is_taken_as_the_bridges_referrer_not_left_not_in_rf(
+        bridge, intercom, rf, capsys, monkeypatch):
+    """Person0 was enrolled without a link, then deleted in RF (run 2: not_in_rf). She then joins the
+    campaign again by herself (a new RF user) and `backfill --apply` links her contact as the campaign's
+    referrer: the next run takes her as the bridge's own referrer (writes her new link), as for an
+    `already_in_campaign` skip, and no longer says she is deleted in RF."""
+    contact, old, insert = deleted_in_rf(bridge, intercom, rf, capsys, monkeypatch)
+    monkeypatch.setattr(rf, "_insert", insert)
+    back = rf.add_user(42, "person0@example.com", "Person 0")          # she joins again: a new RF user
+    assert back["id"] != old["id"] and back["url"]
+    linked_by_backfill_then_synced(bridge, intercom, rf, capsys, contact, back["url"])
+
+
+def test_a_referrer_deleted_in_rf_whom_rf_restores_under_the_same_id_is_no_longer_skipped_once_she_joins(
+        bridge, intercom, rf, capsys, monkeypatch, clock):
+    """Person0 was enrolled without a link, then deleted in RF (run 2: not_in_rf). RF restores her under the
+    same id, and her join reaches the bridge after the skip (`backfill --apply` here): the next run takes her
+    as the bridge's own referrer (writes her link) instead of saying for ever that she is deleted in RF."""
+    contact, user, _ = deleted_in_rf(bridge, intercom, rf, capsys, monkeypatch)
+    clock.now += 60
+    rf.users[user["id"]] = {**user, "url": "https://rf.example/r/restored"}       # restored: the same id
+    linked_by_backfill_then_synced(bridge, intercom, rf, capsys, contact, "https://rf.example/r/restored")
+
 
 def test_a_contact_skipped_as_already_in_the_campaign_whom_backfill_then_linked_gets_her_referral_link_once(
         bridge, intercom, rf, capsys):

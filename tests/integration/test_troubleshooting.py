@@ -65,12 +65,29 @@ def test_connection_fails_doctor_names_a_revoked_token_and_an_unconnected_worksp
     assert code == 1
     [token] = bad(report, "intercom.token")
     assert "refused the token of workspace vne310wv" in token["what"]
-    assert token["fix"].startswith("`bridge workspace connect vne310wv --token")
+    assert token["fix"] == "`bridge workspace connect vne310wv` (it asks for the new token), then `bridge dlq replay`"
 
     apply_offline(bridge, {**lead_settings(), "campaign_id": "43", "workspace": "otherws"})
     code, report = doctor(bridge, capsys, 43)
     [conn] = bad(report, "intercom.connection")
-    assert conn["what"] == "workspace otherws is not connected" and "bridge workspace connect otherws" in conn["fix"]
+    assert conn["what"] == "workspace otherws is not connected" and conn["fix"] == (
+        "`bridge workspace connect otherws` (it asks for the token and the client secret), then `bridge dlq replay`")
+
+
+def test_doctor_names_the_missing_secrets_and_advises_commands_that_ask_for_them(bridge, capsys):
+    """No fix tells the operator to type a secret on a command line (it would stay in the history)."""
+    from chalicelib.adapters.dynamo.catalog import ConnectionItem, RFConfigItem
+    from chalicelib.adapters.dynamo.keys import RF_KEY, connection_key
+    bridge.apply(lead_settings())
+    RFConfigItem(*RF_KEY).delete()                                           # RF never connected
+    ConnectionItem(*connection_key("vne310wv")).update(actions=[ConnectionItem.secrets.delete({"client-secret"})])
+    code, report = doctor(bridge, capsys)
+    fixes = {f["check"]: f["fix"] for f in bad(report, "")}
+    assert code == 1 and {k: fixes[k] for k in ("rf.webhook_secret", "rf.connection", "intercom.client_secret")} == {
+        "rf.webhook_secret": "`bridge rf connect` (it asks for the webhook secret)",
+        "rf.connection": "`bridge rf connect` (it asks for the token)",
+        "intercom.client_secret": "`bridge workspace connect vne310wv` (Enter keeps the token; then it asks for the "
+                                  "app's client secret)"}
 
 
 # ===================================================================================================
@@ -180,10 +197,11 @@ def test_no_direct_users_sent_the_webhook_secret_is_not_set_and_the_refusals_are
     assert bridge.post_join(join_body(referrer)).status_code == 503
     code, report = doctor(bridge, capsys)
     [refused] = bad(report, "webhooks.rf_refused")
-    assert "not_configured" in refused["what"] and "bridge rf connect --webhook-secret" in refused["fix"]
+    assert "not_configured" in refused["what"] and refused["fix"].startswith(
+        "`bridge rf connect` (it asks for the webhook secret)")
     code, found = explain(bridge, capsys, referrer["id"])
     [shown] = entries(found, "webhook_refused", "not_configured")
-    assert shown["fix"].startswith("`bridge rf connect --webhook-secret ...`")
+    assert shown["fix"].startswith("`bridge rf connect` (it asks for the webhook secret)")
 
 
 def test_some_direct_users_not_sent_a_referrer_without_email_is_a_named_dead_letter(bridge, rf, capsys):
@@ -448,7 +466,8 @@ def test_faq_give_it_a_few_minutes_notifications_refused_for_a_wrong_client_secr
     [refused] = bad(report, "webhooks.intercom_refused")
     assert refused["what"].startswith("1 Intercom notification(s) for workspace vne310wv refused (unauthorized: "
                                       "X-Hub-Signature does not verify")
-    assert refused["fix"].startswith("`bridge workspace connect vne310wv --client-secret")
+    assert refused["fix"] == ("`bridge workspace connect vne310wv` (Enter keeps the token; then it asks for the "
+                              "app's client secret: Developer Hub > Basic information)")
 
 
 def test_faq_give_it_a_few_minutes_doctor_says_no_notification_arrives_and_names_the_topics(bridge, capsys,

@@ -14,3 +14,27 @@ def run_cli(rt: Optional[Any], capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv), rt=rt)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+class Terminal:
+    """stdin is a terminal, and `getpass.getpass` answers from `answers` (a BaseException is raised:
+    KeyboardInterrupt is Ctrl-C) without reading anything; `prompts` records what was asked."""
+
+    def __init__(self, monkeypatch, *answers: object):
+        import io
+        import sys
+
+        class Tty(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+        self.answers, self.prompts = list(answers), []
+        monkeypatch.setattr(sys, "stdin", Tty())
+        monkeypatch.setattr("getpass.getpass", self.getpass)
+
+    def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        self.prompts.append(prompt)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        assert isinstance(answer, str)
+        return answer

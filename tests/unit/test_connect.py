@@ -89,6 +89,8 @@ def test_the_callback_connects_the_workspace_the_token_belongs_to(rt):
     page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
     assert page.status == 200 and "Acme &lt;b&gt;" in page.html and "<b>" not in page.html   # escaped
     assert "https://bridge.example/api/webhooks/intercom" in page.html and "tok-1" not in page.html
+    # Work a disconnect parked comes back with the replay the CLI advises, not every dead letter.
+    assert "<code>bridge dlq replay --reason &quot;workspace disconnected&quot;</code>" in page.html
     assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == "app-secret"
     assert rt.store.connections.workspace("ws1").secrets == {"token", "client-secret"}
@@ -124,7 +126,8 @@ def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
 def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
     bare = FakeConnecting()
     for page in (flow.start(bare, HERE), flow.callback(bare, {"code": "c"}, None, HERE)):
-        assert page.status == 503 and "bridge workspace oauth-app" in page.html
+        assert page.status == 503 and "bridge workspace oauth-app --client-id ...</code> (it asks for the client " \
+            "secret)" in page.html and "--client-secret" not in page.html       # no secret on a command line
 
 
 # --- the operator's connect and disconnect ----------------------------------------------------
@@ -150,7 +153,8 @@ def test_disconnect_deletes_the_token_and_keeps_the_client_secret(rt):
     disconnect_workspace(rt, "ws1")
     assert rt.secrets.scoped("worker").get("intercom/ws1/token") is None
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == "cs"
-    with pytest.raises(ConnectError, match="ws1 is disconnected: give --token"):
+    with pytest.raises(ConnectError, match="ws1 is disconnected: reconnect it by OAuth, or with `bridge workspace "
+                                           "connect ws1`, which asks for the token in a terminal"):
         connect_workspace(rt, "ws1", client_secret="cs2")
     with pytest.raises(ConnectError, match="not connected here"):
         disconnect_workspace(rt, "never")

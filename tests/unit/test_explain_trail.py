@@ -211,3 +211,33 @@ def test_a_parked_referral_count_replayed_says_so_and_resolves_its_dead_letter()
     assert parked["resolved"] and parked["details"]["kind"] == "referral.count"
     [written] = lines(text, "referral_count: written")
     assert REPLAYED in written
+
+
+@pytest.mark.parametrize("turn_off", ["the count attribute", "the campaign's settings"])
+def test_a_parked_referral_count_replayed_after_the_count_was_turned_off_resolves_its_dead_letter(turn_off):
+    """Replayed once the campaign keeps no count any more, the write has nothing to do: the trail says
+    why, and the dead letter's fix is gone (else the operator would replay it again and again)."""
+    from tests.unit.test_referral_count import RITA, WS, counting_settings, lead_join, sent, world as counting_world
+    work = counting_world()
+    scenario.joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    scenario.run(work, lead_join("1"))
+    [count] = sent(work)
+    work.apis.intercom_.fail["update"] = Permanent(REFUSED)
+    assert scenario.run(work, count)["dead"] == 1
+    text, _ = trail(work, RITA.rf_user_id)
+    assert len(lines(text, "fix: fix the cause named here, then `bridge dlq replay --campaign 42`")) == 1
+    work.clock.now += 60
+    if turn_off == "the count attribute":
+        document = counting_settings()
+        del document["sync"]["referral_count_attribute"]
+        work.store.settings.put("42", document, WS)
+    else:
+        work.store.settings.delete("42")
+    assert scenario.run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
+    assert work.apis.intercom_.calls.count("update") == 1                 # the failed try only
+    text, view = trail(work, RITA.rf_user_id)
+    assert "fix:" not in text
+    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
+    assert parked["resolved"] and parked["details"]["kind"] == "referral.count"
+    [off] = lines(text, "referral_count: off")
+    assert f"referral count {REPLAYED}: referral count off in the settings since: nothing to write" in off

@@ -144,6 +144,30 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
     assert (catch.number, catch.kind, catch.status) == (2, "catch-up", "done")
 
 
+def test_a_redelivered_contact_webhook_is_counted_once_in_status(monkeypatch, capsys):
+    """Intercom (or the queue) delivers the same notification twice: `sync status`'s "by webhook since" counts
+    the contact once (not "+1 enrolled, 1 already"), and the repeat asks RF nothing."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: True)
+    work = world(1, mode="ongoing")
+    sync.start(deps(work), "42")
+    drain(work)
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    note = ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
+    sync.on_contact(note, deps(work))
+    calls = list(work.apis.rf_.calls)
+    sync.on_contact(note, deps(work))                                  # the same notification again
+    assert work.apis.rf_.calls == calls
+    assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].endswith(
+        " · by webhook since: +1 enrolled\n")
+
+
 def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
     from chalicelib.domain.link import PersonRef
     from chalicelib.services.privacy import forget
@@ -247,8 +271,16 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
 
 
-def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it():
-    """Each run asks RF again for the user it had no link for (one call), and writes it once RF has one."""
+def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it(monkeypatch, capsys):
+    """Each run asks RF again for the user it had no link for (one call), and writes it once RF has one:
+    counted as a link written later, not as a second enrolment (the run's counts, `sync status` in text
+    and JSON, the dry run before it, and the person's history, which says enrolled once)."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from chalicelib.domain.link import PersonRef
+    from tests.support.cli import run_cli
+
     work = enrolled_without_link()                              # RF answered before making the link
     rf, intercom = work.apis.rf_, work.apis.intercom_
     [user], [contact] = rf.created, intercom.contacts.values()
@@ -259,24 +291,70 @@ def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_h
     drain(work)
     assert work.store.sync.run("42").counts == {"no_link_yet": 1} and "update" not in intercom.calls
 
-    rf.users[str(user["id"])]["url"] = "https://rf.example/r/late"
+    assert sync.dry_run(deps(work), "42")["skipped"]["no_link_yet"]["count"] == 1
+
+    rf.users[str(user["id"])]["url"] = user["url"] = "https://rf.example/r/late"     # (RF's people list says it too)
+    dry = sync.dry_run(deps(work), "42")
+    assert (dry["would_enrol"], dry["would_link"], dry["already_enrolled"], dry["skipped"]) == (0, 1, 0, {})
     asked = rf.calls.count(f"get_user {user['id']}")
     sync.start(deps(work), "42")
     drain(work)
     assert rf.calls.count(f"get_user {user['id']}") == asked + 1 and intercom.calls.count("update") == 1
     assert contact["custom_attributes"]["referral_link"] == "https://rf.example/r/late"
-    assert work.store.sync.run("42").counts == {"enrolled": 1}
+    assert work.store.sync.run("42").counts == {"linked": 1}
+    found = sync.status(deps(work), "42")
+    assert (found["enrolled"], found["already_enrolled"], found["linked"], found["skipped"]) == (0, 0, 1, 0)
+    monkeypatch.setattr(cli_module, "_text", lambda args: True)
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].endswith(
+        " · enrolled 0, already 0, link written later 1, skipped 0\n")
+    history = [e.outcome for e in work.store.history.entries(PersonRef("42", str(user["id"])))]
+    assert history == ["enrolled", "link_written"]
     sync.start(deps(work), "42")
     drain(work)
     assert rf.calls.count(f"get_user {user['id']}") == asked + 1 and intercom.calls.count("update") == 1
     assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.created) == 1
 
 
+def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_by_the_run_that_writes_it():
+    """Intercom refused the write-back when run 1 enrolled them: run 2 writes it (no RF call) and counts a link
+    written later, not a second enrolment; run 3 finds them done."""
+    from chalicelib.domain.link import PersonRef
+    from chalicelib.errors import Permanent
+
+    work = world(1)
+    work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400: attribute is read-only", status=400)
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"writeback_failed": 1}
+    for expected in ({"linked": 1}, {"already_enrolled": 1}):
+        sync.start(deps(work), "42")
+        drain(work)
+        assert work.store.sync.run("42").counts == expected
+    [user] = work.apis.rf_.created
+    assert work.apis.intercom_.calls.count("update") == 2 and len(work.apis.rf_.calls) == 1     # RF: the one create
+    [*_, note] = work.store.history.entries(PersonRef("42", str(user["id"])))
+    assert (note.outcome, note.reason.split(": ")[-1]) == ("link_written", "the write before had failed")
+
+
+def test_only_a_join_received_after_a_deleted_in_rf_skip_says_rf_restored_the_referrer():
+    from chalicelib.domain.sync import restored
+
+    skipped = "2026-11-26T10:00:00.000Z"
+    assert restored("2026-11-26T10:00:05.000Z", skipped)
+    assert not restored("2026-11-26T09:59:00.000Z", skipped)      # the join before it: the deletion came after
+    assert not restored(None, skipped) and not restored("2026-11-26T10:00:05.000Z", None)
+
+
 def enrolled_without_link(n: int = 1) -> FakeWork:
     """`n` contacts enrolled by a run to which RF answered without a referral link."""
     work = world(n)
     real = work.apis.rf_.create_user
-    work.apis.rf_.create_user = lambda body: {**real(body), "url": None}
+
+    def without_link(body: dict) -> dict:
+        user = real(body)
+        user["url"] = None                          # RF has none: its people list says so too
+        return dict(user)
+    work.apis.rf_.create_user = without_link
     sync.start(work.deps, "42")
     drain(work)
     return work

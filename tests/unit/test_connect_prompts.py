@@ -1,0 +1,136 @@
+"""No secret needs to be typed on a command line (where it stays in the shell's history): in a terminal,
+`bridge workspace connect`, `bridge rf connect` and `bridge workspace oauth-app` ask for what they were not
+given, without echo; elsewhere (CI, a pipe) they refuse in one line naming the variable to set. The CLI on
+the in-memory twins; the prompt is a stand-in for getpass (tests/support/cli.Terminal)."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.services.connections import connect_rf, connect_workspace
+from tests.fakes import FakeConnecting
+from tests.support.cli import Terminal, run_cli
+
+VARIABLES = ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_CLIENT_ID", "RF_TOKEN", "RF_WEBHOOK_SECRET")
+TOKEN, CLIENT_SECRET = "tok-Typed:1", "cs-Typed:2"
+
+
+@pytest.fixture
+def rt(monkeypatch):
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    rt = FakeConnecting()
+    rt.auth.apps[TOKEN] = {"id_code": "ws1", "name": "Acme", "region": "US"}
+    return rt
+
+
+def stored(rt) -> tuple:
+    return (rt.secrets.scoped("worker").get("intercom/ws1/token"),
+            rt.secrets.scoped("edge").get("intercom/ws1/client-secret"))
+
+
+def test_a_connect_in_a_terminal_asks_for_the_token_and_client_secret_and_stores_them_as_typed(rt, monkeypatch, capsys):
+    typed = Terminal(monkeypatch, TOKEN, CLIENT_SECRET)
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert typed.prompts == ["Intercom access token for workspace ws1: ",
+                             "Intercom app's client secret for workspace ws1 (Enter skips it): "]
+    assert (code, out, err) == (0, "workspace ws1 (Acme) connected: token set (checked with Intercom), client secret "
+                                   "set, api base default\n", "")
+    assert stored(rt) == (TOKEN, CLIENT_SECRET)
+
+
+def test_a_reconnect_in_a_terminal_keeps_what_is_stored_on_enter(rt, monkeypatch, capsys):
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    rt.auth.apps["tok-new"] = rt.auth.apps[TOKEN]
+    typed = Terminal(monkeypatch, "tok-new", "")
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert typed.prompts == ["Intercom access token for workspace ws1 (Enter keeps the stored one): ",
+                             "Intercom app's client secret for workspace ws1 (Enter keeps the stored one): "]
+    assert code == 0 and "token set (checked with Intercom), client secret kept" in out
+    assert stored(rt) == ("tok-new", "cs-old")
+
+
+@pytest.mark.parametrize("answer", ["", "   "])
+def test_an_empty_answer_for_a_needed_token_is_refused_in_one_line_and_nothing_is_stored(
+        rt, monkeypatch, capsys, answer):
+    Terminal(monkeypatch, answer)
+    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (
+        1, "", "bridge: the Intercom access token for workspace ws1 cannot be empty: nothing was stored\n")
+    assert stored(rt) == (None, None) and rt.store.connections.workspaces() == set()
+
+
+def test_an_answer_with_spaces_around_it_is_refused_as_a_copy_paste_and_never_shown(rt, monkeypatch, capsys):
+    Terminal(monkeypatch, f"{TOKEN} ")
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert (code, out) == (1, "") and err == (
+        "bridge: the Intercom access token for workspace ws1 begins or ends with spaces (a copy-paste?): type it "
+        "without them; nothing was stored\n")
+    assert stored(rt) == (None, None)
+
+
+def test_ctrl_c_at_the_prompt_exits_130_quietly_and_stores_nothing(rt, monkeypatch, capsys):
+    Terminal(monkeypatch, TOKEN, KeyboardInterrupt())
+    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (130, "", "")
+    assert stored(rt) == (None, None)
+
+
+def test_outside_a_terminal_a_missing_token_is_one_line_naming_the_variable_and_nothing_is_asked(
+        rt, monkeypatch, capsys):
+    monkeypatch.setattr("getpass.getpass", lambda *a, **k: pytest.fail("asked outside a terminal"))
+    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (
+        1, "", "bridge: workspace ws1 has no access token yet: `bridge workspace connect ws1` asks for it in a "
+               "terminal (elsewhere, set INTERCOM_TOKEN)\n")
+
+
+def test_a_secret_in_its_variable_is_not_asked_for_even_in_a_terminal(rt, monkeypatch, capsys):
+    monkeypatch.setenv("INTERCOM_TOKEN", TOKEN)
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", CLIENT_SECRET)
+    typed = Terminal(monkeypatch)
+    code, _, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert (code, err, typed.prompts) == (0, "", [])
+    assert stored(rt) == (TOKEN, CLIENT_SECRET)
+
+
+def test_an_option_typed_in_a_terminal_still_works_and_warns_that_it_is_in_the_history(rt, monkeypatch, capsys):
+    Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1", "--token", TOKEN, "--client-secret",
+                             CLIENT_SECRET)
+    assert code == 0 and stored(rt) == (TOKEN, CLIENT_SECRET)
+    assert err == ("warning: --token on the command line lands in the shell's history (and shows in `ps`): leave it "
+                   "out to be asked for it, or set INTERCOM_TOKEN\n"
+                   "warning: --client-secret on the command line lands in the shell's history (and shows in `ps`): "
+                   "leave it out to be asked for it, or set INTERCOM_CLIENT_SECRET\n")
+    assert TOKEN not in out + err and CLIENT_SECRET not in out + err
+
+
+def test_rf_connect_in_a_terminal_asks_for_both_secrets_and_enter_keeps_a_stored_one(rt, monkeypatch, capsys):
+    typed = Terminal(monkeypatch, "rf-Typed:1", "hook-Typed:2")
+    code, out, err = run_cli(rt, capsys, "rf", "connect")
+    assert typed.prompts == ["Referral Factory API token: ",
+                             "Referral Factory webhook secret (the X-Bridge-Secret header's value): "]
+    assert (code, err) == (0, "") and "rf-Typed" not in out and "hook-Typed" not in out
+    assert rt.secrets.scoped("worker").get("rf/token") == "rf-Typed:1"
+    assert rt.secrets.scoped("edge").get("rf/webhook-secret") == "hook-Typed:2"
+    Terminal(monkeypatch, "", "hook-3")
+    code, out, _ = run_cli(rt, capsys, "rf", "connect")
+    assert code == 0 and "token kept" in out and rt.secrets.scoped("edge").get("rf/webhook-secret") == "hook-3"
+    Terminal(monkeypatch, "", "")
+    assert run_cli(rt, capsys, "rf", "connect") == (
+        1, "", "bridge: nothing was typed: Referral Factory's token and webhook secret are kept as they were\n")
+
+
+def test_rf_connect_refuses_an_empty_webhook_secret_when_none_is_stored(rt, monkeypatch, capsys):
+    connect_rf(rt, token="rf-1")
+    Terminal(monkeypatch, "", "")
+    assert run_cli(rt, capsys, "rf", "connect") == (
+        1, "", "bridge: the Referral Factory webhook secret (the X-Bridge-Secret header's value) cannot be empty: "
+               "nothing was stored\n")
+
+
+def test_the_oauth_app_asks_for_its_client_secret_but_not_before_its_client_id_is_known(rt, monkeypatch, capsys):
+    typed = Terminal(monkeypatch, "app-Typed:1")
+    assert run_cli(rt, capsys, "workspace", "oauth-app") == (
+        1, "", "bridge: give --client-id (or INTERCOM_CLIENT_ID): the public app's client id\n")
+    assert typed.prompts == []
+    code, out, _ = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id")
+    assert code == 0 and typed.prompts == ["Public Intercom app's client secret: "] and "app-Typed" not in out
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-Typed:1"
