@@ -485,7 +485,7 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
-            + (f"; about {done['sent_late']} of them came back during a stall before they were taken out, and "
+            + (f"; up to {done['sent_late']} of them came back during a stall before they were taken out, and "
                "another command held them when the replay looked again: they may still be dead letters, and be "
                "sent again (harmless: a message that comes twice is worked once)" if done.get("sent_late") else ""))
     problems = []                  # one line, however many there are
