@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo bridge chaos bench deploy destroy clean
+.PHONY: install test lint run demo bridge chaos bench models deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -57,6 +57,11 @@ chaos: $(STAMP)
 ##   QUICK=1: a few samples of each, a smoke check
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+## make models — chalicelib/adapters/aws_models/: botocore's DynamoDB, SQS and SSM models trimmed to the operations
+##   the bridge calls (infra/aws_models.py); after a botocore upgrade, or a new operation called
+models: $(STAMP)
+	$(BIN)/python -m infra.aws_models
 
 ## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
 ##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs

@@ -4,14 +4,23 @@ bridge uses of it; its import, with s3transfer's, cost a cold start about 20 ms)
 
 The session's loader checks a service's name in that service's own directory: botocore's lists all
 of its ~440 service directories to check one name (twice, for the model and its endpoint rules),
-which was ~25 ms of a container's first client."""
+which was ~25 ms of a container's first client.
+
+It serves DynamoDB's, SQS's and SSM's models trimmed to the operations the bridge calls
+(aws_models/, written by `make models`: infra/aws_models.py), which a client parses in a fraction of
+the time of botocore's (SSM's is ~950 KB for 154 operations): only when a trimmed file was cut from the
+installed botocore's model, else botocore's own file."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Iterator, Optional
+
+TRIMMED = Path(__file__).with_name("aws_models")
 
 _lock = threading.Lock()        # a botocore session is not thread-safe; the clients it makes are
 _session: Any = None
@@ -38,9 +47,26 @@ def client(service: str, **config: Any) -> Any:
         return _session.create_client(service, config=Config(**config) if config else None)
 
 
+def trimmed_model(name: str) -> Optional[dict]:
+    """The trimmed model of `name` (a service model's data path, "ssm/2014-11-06/service-2"), when
+    there is one and it was cut from this very model of the installed botocore."""
+    import botocore
+
+    service, _, rest = name.partition(os.sep)
+    version, _, type_name = rest.partition(os.sep)
+    path = TRIMMED / f"{service}.json"
+    if type_name != "service-2" or not path.is_file():
+        return None
+    with path.open("rb") as f:
+        trimmed = json.load(f)
+    fresh = trimmed.get("botocore") == botocore.__version__ and trimmed.get("api_version") == version
+    return trimmed["model"] if fresh else None
+
+
 def _loader(data_path: Optional[str]) -> Any:
     """botocore's loader (create_loader's, with AWS_DATA_PATH's extra paths), whose answer to "which
-    services are there?" checks a name in its own directory and lists them all only when read."""
+    services are there?" checks a name in its own directory and lists them all only when read, and
+    which serves trimmed models (none when AWS_DATA_PATH is set: a model there overrides botocore's)."""
     from botocore.exceptions import DataNotFoundError
     from botocore.loaders import Loader, create_loader
 
@@ -70,6 +96,10 @@ def _loader(data_path: Optional[str]) -> Any:
     class NamedLoader(Loader):
         def list_available_services(self, type_name: str) -> Sequence:
             return ServiceNames(self, type_name)
+
+        def load_data(self, name: str) -> Any:
+            model = None if data_path else trimmed_model(name)
+            return super().load_data(name) if model is None else model
 
     base = create_loader(data_path)
     return NamedLoader(extra_search_paths=base.search_paths, include_default_search_paths=False)

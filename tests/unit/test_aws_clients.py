@@ -1,15 +1,22 @@
 """adapters/aws.py: the container's botocore session checks a service's name in that service's own
-directory instead of listing all of botocore's (~25 ms of a cold start), and answers as botocore does."""
+directory instead of listing all of botocore's (~25 ms of a cold start), and answers as botocore does;
+its DynamoDB, SQS and SSM clients parse models trimmed to the operations the bridge calls (`make models`)."""
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import UnknownServiceError
 from botocore.loaders import Loader
 
 from chalicelib.adapters import aws
+from infra import aws_models
+
+ROOT = Path(__file__).resolve().parents[2]
 
 AWS_ENV = {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
 
@@ -57,3 +64,74 @@ def test_aws_data_path_still_adds_models(tmp_path, monkeypatch):
     assert "bridge-made-up" in loader.list_available_services("service-2")
     assert "dynamodb" in loader.list_available_services("service-2")
     assert loader.load_service_model("bridge-made-up", "service-2")["version"] == "2.0"
+
+
+def test_the_bridges_clients_parse_the_trimmed_models(session):
+    for service, operations in aws_models.OPERATIONS.items():
+        client = aws.client(service)
+        assert client.meta.service_model.operation_names == sorted(operations)
+        assert client.meta.service_model.api_version == Loader().determine_latest_version(service, "service-2")
+    # What the adapters catch is there (adapters/secrets.py: a secret never set).
+    assert aws.client("ssm").exceptions.ParameterNotFound.__name__ == "ParameterNotFound"
+    # Any other service: botocore's own model, whole.
+    assert len(aws.client("sts").meta.service_model.operation_names) > 5
+
+
+def test_the_trimmed_models_are_what_make_models_writes_from_the_installed_botocore():
+    stale = [service for service, text in aws_models.generate().items()
+             if not (aws.TRIMMED / f"{service}.json").is_file() or (aws.TRIMMED / f"{service}.json").read_text() != text]
+    assert stale == [], f"the trimmed models of {stale} are stale: run `make models` and commit them"
+
+
+def test_the_lambdas_get_the_botocore_the_trimmed_models_were_cut_from():
+    """Chalice packages PynamoDB's botocore (requirements.txt), not this venv's: unpinned, a deploy
+    would take the newest, and its clients botocore's whole models."""
+    import botocore
+
+    [pinned] = re.findall(r"^botocore==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned == botocore.__version__, "pin requirements.txt's botocore to the installed one, and run `make models`"
+
+
+@pytest.mark.parametrize("stale", [{"botocore": "0.0.1"}, {"api_version": "2000-01-01"}])
+def test_a_trimmed_model_from_another_botocore_or_model_is_not_used(session, tmp_path, monkeypatch, stale):
+    trimmed = json.loads((aws.TRIMMED / "ssm.json").read_text())
+    (tmp_path / "ssm.json").write_text(json.dumps({**trimmed, **stale}))
+    monkeypatch.setattr(aws, "TRIMMED", tmp_path)
+    assert len(aws._loader(None).load_service_model("ssm", "service-2")["operations"]) > 100
+    monkeypatch.setattr(aws, "TRIMMED", aws.TRIMMED.parent / "no-such-directory")
+    assert len(aws._loader(None).load_service_model("sqs", "service-2")["operations"]) > 10
+
+
+def test_with_aws_data_path_set_botocores_files_are_used(tmp_path):
+    assert len(aws._loader(os.fspath(tmp_path)).load_service_model("ssm", "service-2")["operations"]) > 100
+
+
+def _kept(service: str) -> dict:
+    return aws.trimmed_model(f"{service}/{Loader().determine_latest_version(service, 'service-2')}/service-2")["operations"]
+
+
+def test_every_client_method_the_bridge_names_is_in_the_trimmed_models():
+    """A method missing from a trimmed model would fail in production only (AttributeError): each one
+    named on a client in chalicelib/ (`client.send_message(`, `_in_tens(self.client.delete_message_batch, `)
+    is kept in every trimmed model whose service has it."""
+    from botocore import xform_name
+
+    named = {m for path in (ROOT / "chalicelib").rglob("*.py")
+             for m in re.findall(r"\bclient(?:\(\))?\.([a-z_]+)", path.read_text())}
+    assert {"get_parameter", "send_message_batch", "delete_message_batch", "get_queue_attributes"} <= named
+    missing = []
+    for service in aws_models.OPERATIONS:
+        every = Loader().load_service_model(service, "service-2")["operations"]
+        missing += [f"{service}:{op}" for op in every if xform_name(op) in named and op not in _kept(service)]
+    assert missing == []
+
+
+def test_every_operation_pynamodbs_connection_can_issue_is_in_the_trimmed_model():
+    import pynamodb.constants
+    import pynamodb.connection.base as base
+
+    dispatched = {getattr(pynamodb.constants, node.args[0].id) for node in ast.walk(ast.parse(Path(base.__file__).read_text()))
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "dispatch"
+                  and node.args and isinstance(node.args[0], ast.Name)}
+    assert {"GetItem", "TransactWriteItems", "BatchGetItem", "Query"} <= dispatched
+    assert sorted(dispatched - set(_kept("dynamodb"))) == []
