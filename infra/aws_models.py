@@ -62,7 +62,8 @@ def generate() -> dict[str, str]:
     import botocore
     from botocore.loaders import Loader
 
-    loader, texts = Loader(), {}
+    # botocore's own files only (not a model the developer added to ~/.aws/models).
+    loader, texts = Loader(extra_search_paths=[Loader.BUILTIN_DATA_PATH], include_default_search_paths=False), {}
     for service, operations in OPERATIONS.items():
         version = loader.determine_latest_version(service, "service-2")
         model = loader.load_data(f"{service}/{version}/service-2")

@@ -66,7 +66,8 @@ def trimmed_model(name: str) -> Optional[dict]:
 def _loader(data_path: Optional[str]) -> Any:
     """botocore's loader (create_loader's, with AWS_DATA_PATH's extra paths), whose answer to "which
     services are there?" checks a name in its own directory and lists them all only when read, and
-    which serves trimmed models (none when AWS_DATA_PATH is set: a model there overrides botocore's)."""
+    which serves trimmed models (none when AWS_DATA_PATH is set, nor for a model in ~/.aws/models: a
+    model there overrides botocore's)."""
     from botocore.exceptions import DataNotFoundError
     from botocore.loaders import Loader, create_loader
 
@@ -99,7 +100,10 @@ def _loader(data_path: Optional[str]) -> Any:
 
         def load_data(self, name: str) -> Any:
             model = None if data_path else trimmed_model(name)
+            if model is not None and any(self.file_loader.exists(os.path.join(p, name)) for p in users):
+                model = None        # ~/.aws/models (`aws configure add-model`) holds it: botocore reads that one
             return super().load_data(name) if model is None else model
 
     base = create_loader(data_path)
+    users = [p for p in base.search_paths if p != Loader.BUILTIN_DATA_PATH]
     return NamedLoader(extra_search_paths=base.search_paths, include_default_search_paths=False)

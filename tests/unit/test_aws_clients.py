@@ -135,3 +135,19 @@ def test_every_operation_pynamodbs_connection_can_issue_is_in_the_trimmed_model(
                   and node.args and isinstance(node.args[0], ast.Name)}
     assert {"GetItem", "TransactWriteItems", "BatchGetItem", "Query"} <= dispatched
     assert sorted(dispatched - set(_kept("dynamodb"))) == []
+
+
+def test_a_model_in_the_users_aws_models_is_used_as_botocore_uses_it(session, tmp_path, monkeypatch):
+    """~/.aws/models (`aws configure add-model`) overrides botocore's own model, as AWS_DATA_PATH does:
+    the trimmed copy, cut from botocore's, is not served over it."""
+    full = Loader().load_data("ssm/2014-11-06/service-2")
+    added = {**full, "operations": {**full["operations"], "BridgeAddedOperation": full["operations"]["GetParameter"]}}
+    (tmp_path / "ssm" / "2014-11-06").mkdir(parents=True)
+    (tmp_path / "ssm" / "2014-11-06" / "service-2.json").write_text(json.dumps(added))
+    monkeypatch.setattr(Loader, "CUSTOMER_DATA_PATH", os.fspath(tmp_path))
+    assert "BridgeAddedOperation" in aws._loader(None).load_service_model("ssm", "service-2")["operations"]
+    # The services it does not hold still get their trimmed copies.
+    assert sorted(aws._loader(None).load_service_model("sqs", "service-2")["operations"]) == sorted(
+        aws_models.OPERATIONS["sqs"])
+    # `make models` cuts from botocore's own files, whatever the developer added.
+    assert aws_models.generate()["ssm"] == (aws.TRIMMED / "ssm.json").read_text()
