@@ -117,7 +117,7 @@ def test_every_client_method_the_bridge_names_is_in_the_trimmed_models():
     from botocore import xform_name
 
     named = {m for path in (ROOT / "chalicelib").rglob("*.py")
-             for m in re.findall(r"\bclient(?:\(\))?\.([a-z_]+)", path.read_text())}
+             for m in re.findall(r"\b_?client(?:\(\))?\.([a-z_]+)", path.read_text())}
     assert {"get_parameter", "send_message_batch", "delete_message_batch", "get_queue_attributes"} <= named
     missing = []
     for service in aws_models.OPERATIONS:
@@ -151,3 +151,19 @@ def test_a_model_in_the_users_aws_models_is_used_as_botocore_uses_it(session, tm
         aws_models.OPERATIONS["sqs"])
     # `make models` cuts from botocore's own files, whatever the developer added.
     assert aws_models.generate()["ssm"] == (aws.TRIMMED / "ssm.json").read_text()
+
+
+def test_every_error_class_the_bridge_catches_is_in_the_trimmed_models():
+    """`except client.exceptions.X:` is looked up only when an error reaches it, so an X missing from
+    a trimmed model (one the whole model has: SSM's ThrottlingException, SQS's QueueDeletedRecently)
+    fails in production only, on the error it was meant to catch (AttributeError)."""
+    caught = {name for path in (ROOT / "chalicelib").rglob("*.py")
+              for name in re.findall(r"\b_?client(?:\(\))?\.exceptions\.([A-Za-z_]+)", path.read_text())}
+    assert "ParameterNotFound" in caught
+    missing = []
+    for service in aws_models.OPERATIONS:
+        whole = Loader().load_service_model(service, "service-2")["shapes"]
+        kept = aws.trimmed_model(f"{service}/{Loader().determine_latest_version(service, 'service-2')}/service-2")["shapes"]
+        missing += [f"{service}:{name}" for name in caught
+                    if whole.get(name, {}).get("exception") and not kept.get(name, {}).get("exception")]
+    assert missing == [], "add an operation that raises them to infra/aws_models.py, and run `make models`"
