@@ -198,13 +198,21 @@ def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str)
 KEEP = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
 
 
+def _none_given(args: argparse.Namespace, *secrets: tuple[str, str]) -> bool:
+    """Whether none of a command's secrets (option, variable) is given: only then are they asked for.
+    One given (a script run from a terminal, replacing a token) keeps the others as they are, as
+    outside a terminal: no prompt waits for an answer."""
+    return not any(getattr(args, option.lstrip("-").replace("-", "_")) or os.environ.get(env)
+                   for option, env in secrets)
+
+
 def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings: list[str], *,
-            kept: Callable[[], Optional[str]]) -> Optional[str]:
+            kept: Callable[[], Optional[str]], ask: bool = True) -> Optional[str]:
     """The secret of `option` (`args` gets it, so that no error can print it): the option's value, else
-    `env`'s, else typed at a prompt without echo when stdin is a terminal; not a terminal: None (the
-    service then names the variable to set). `kept()`, asked only to prompt: what an empty answer does,
-    said in the prompt (None: it is refused). An option given in a terminal warns that it is in the
-    shell's history now; scripts that pass one are not nagged."""
+    `env`'s, else (`ask`) typed at a prompt without echo when stdin is a terminal; not a terminal: None
+    (the service then names the variable to set). `kept()`, asked only to prompt: what an empty answer
+    does, said in the prompt (None: it is refused). An option given in a terminal warns that it is in
+    the shell's history now; scripts that pass one are not nagged."""
     name = option.lstrip("-").replace("-", "_")
     value = getattr(args, name)
     if value:
@@ -212,7 +220,7 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
             warnings.append(f"{option} on the command line lands in the shell's history (and shows in `ps`): "
                             f"leave it out to be asked for it, or set {env}")
     else:
-        value = os.environ.get(env) or _typed(what, kept)
+        value = os.environ.get(env) or (_typed(what, kept) if ask else None)
     setattr(args, name, value)
     return value
 
@@ -358,14 +366,15 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     ws = args.workspace
-    check_workspace_id(ws)
+    check_workspace_id(ws, args.api_base)
     had = functools.cache(lambda: _stored(rt.store.connections.workspace(ws)))     # read only to prompt
     warnings: list[str] = []
+    ask = _none_given(args, ("--token", "INTERCOM_TOKEN"), ("--client-secret", "INTERCOM_CLIENT_SECRET"))
     token = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}", warnings,
-                    kept=lambda: KEEP if "token" in had() else None)
+                    kept=lambda: KEEP if "token" in had() else None, ask=ask)
     client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET",
                             f"Intercom app's client secret for workspace {ws}", warnings,
-                            kept=lambda: KEEP if "client-secret" in had() else "Enter skips it")
+                            kept=lambda: KEEP if "client-secret" in had() else "Enter skips it", ask=ask)
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
     named = f" ({done['name']})" if done["name"] else ""
     checked = " (checked with Intercom)" if done["token"] == "set" else ""
@@ -390,6 +399,8 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET", "public Intercom app's client secret",
                             warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
                             else None)     # a missing client id is refused before the secret is typed
+    if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
+        raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
     done = configure_oauth(rt, args.client_id, client_secret)
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, "
             f"state key {done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
@@ -412,11 +423,12 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     had = functools.cache(lambda: _stored(rt.store.connections.rf()))     # read only to prompt
     warnings: list[str] = []
+    ask = _none_given(args, ("--token", "RF_TOKEN"), ("--webhook-secret", "RF_WEBHOOK_SECRET"))
     token = _secret(args, "--token", "RF_TOKEN", "Referral Factory API token", warnings,
-                    kept=lambda: KEEP if "token" in had() else None)
+                    kept=lambda: KEEP if "token" in had() else None, ask=ask)
     webhook_secret = _secret(args, "--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook secret (the "
                              "X-Bridge-Secret header's value)", warnings,
-                             kept=lambda: KEEP if "webhook-secret" in had() else None)
+                             kept=lambda: KEEP if "webhook-secret" in had() else None, ask=ask)
     if not token and not webhook_secret and _terminal():     # Enter at each prompt
         raise CliError("nothing was typed: Referral Factory's token and webhook secret are kept as they were")
     done = connect_rf(rt, token, webhook_secret, check=True)
@@ -473,7 +485,7 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
-            + (f"; about {done['sent_late']} of them came back during a stall before they were taken out, and "
+            + (f"; up to {done['sent_late']} of them came back during a stall before they were taken out, and "
                "another command held them when the replay looked again: they may still be dead letters, and be "
                "sent again (harmless: a message that comes twice is worked once)" if done.get("sent_late") else ""))
     problems = []                  # one line, however many there are

@@ -390,6 +390,12 @@ class MemoryLookup:
     def mark_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> None:
         self.tables.seen[(workspace, notification_id)] = self.clock() + keep_days * 86400
 
+    def first_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> bool:
+        if self.tables.seen.get((workspace, notification_id), 0) > self.clock():
+            return False
+        self.mark_seen(workspace, notification_id, keep_days)
+        return True
+
     def forget_email(self, workspace: str, email: str) -> None:
         self.tables.emails.pop((workspace, normal_email(email)), None)
 

@@ -188,6 +188,8 @@ class LinkLookup(Protocol):
         """One batched read: the links pointing at these (workspace, contact id) and (workspace,
         email) pairs, the links named by `refs`, and which (workspace, notification id) were seen."""
     def mark_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> None: ...
+    def first_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> bool:
+        """Mark the notification seen unless a live mark is there: True for the one worker that marked it."""
     def forget_email(self, workspace: str, email: str) -> None:
         """Delete the email's pointer (after its links were erased)."""
 

@@ -76,9 +76,12 @@ def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspac
         raise ConnectError(f"{exc}; nothing was stored") from None
 
 
-def check_workspace_id(workspace: str) -> None:
+def check_workspace_id(workspace: str, api_base: Optional[str] = None) -> None:
+    """What a connect refuses whatever its secrets: checked before they are asked for."""
     if not valid_workspace(workspace):
         raise ConnectError(f"{workspace!r} is not an Intercom app_id (letters, digits, _ and - only)")
+    if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
+        raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
 
 
 def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],
@@ -94,7 +97,7 @@ def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client
 
 def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = None, client_secret: Optional[str] = None,
                       api_base: Optional[str] = None) -> dict:
-    check_workspace_id(workspace)
+    check_workspace_id(workspace, api_base)
     refuse_blank(token=token, client_secret=client_secret)
     current = rt.store.connections.workspace(workspace)
     had = set(current.secrets if current is not None else ())
@@ -105,8 +108,6 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
                                "INTERCOM_TOKEN)")
         raise ConnectError(f"workspace {workspace} has no access token yet: `bridge workspace connect {workspace}` asks "
                            "for it in a terminal (elsewhere, set INTERCOM_TOKEN)")
-    if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
-        raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
     name = None
     if token:   # checked where it will be used: the given base, else the one already configured
         found = check_token(rt, token, api_base or (current.api_base if current is not None else None))

@@ -236,7 +236,8 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     the stall itself may stay a dead letter (another reader received it meanwhile: the delete by the
     replay's receipt does nothing): at the end it is looked for again and taken out by a fresh receipt
     (its copy is in the work queue); those another reader still holds then cannot be seen, and are
-    reported (`sent_late`: they may stay dead letters, to be sent again).
+    reported (`sent_late`: they may stay dead letters, to be sent again; an upper bound, as SQS does not say
+    which letters another reader holds).
     Interrupted, those not sent back are visible again at once. The ten being sent when it was
     interrupted may have reached the work queue and stay dead letters too. Sent twice, a message is
     worked once. Those SQS refuses to send stay dead letters, visible again at once: `refused`, with

@@ -61,9 +61,11 @@ UNWRITTEN = {"held": "Intercom holds the count already", "kept": "no contact kno
 
 def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known] = None) -> str:
     outcome = _count(message, deps, known)
-    if message.replayed_from and outcome in UNWRITTEN:
-        deps.history.note_latest(message.person_ref, Entry("referral_count", outcome, f"referral count "
-                                                           f"{REPLAYED}: {UNWRITTEN[outcome]}"))
+    ref = message.person_ref     # "off" reads no count: one forgotten since (no link, no count) gets no history
+    if message.replayed_from and outcome in UNWRITTEN and (
+            outcome != "off" or deps.links.get(ref) is not None or deps.links.referrals(ref) is not None):
+        deps.history.note_latest(ref, Entry("referral_count", outcome, f"referral count {REPLAYED}: "
+                                                                 f"{UNWRITTEN[outcome]}"))
     return "written" if outcome == "held" else outcome
 
 

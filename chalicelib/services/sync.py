@@ -572,7 +572,9 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
         if latest is not None:      # (none: sync was never started: ongoing mode begins with the first run)
             campaigns.append((settings, latest, f"sync {settings.campaign_id} {message.notification_id}"))
     # A repeat of a notification a campaign's sync worked (Intercom and SQS redeliver) is not counted again: a
-    # mark per campaign and notification, written after its counts, all read in one batched read.
+    # mark per campaign and notification, all read in one batched read. The mark is written once the contact is
+    # worked, only where none is (two workers handed the same notification at once: one marks it), and the
+    # counts are added by the worker that wrote it.
     seen = deps.lookup.look_up(notifications=[(ws, heard) for *_, heard in campaigns]).seen \
         if campaigns and message.notification_id else set()
     for settings, latest, heard in campaigns:
@@ -583,9 +585,8 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
                     f"{describe_source(settings.sync)}")
         page.number = latest.number
         page.work([contact])
-        deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
-        if message.notification_id:
-            deps.lookup.mark_seen(ws, heard)
+        if not message.notification_id or deps.lookup.first_seen(ws, heard):
+            deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
@@ -713,11 +714,13 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
     in_campaign: set[str] = set()
     urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
+    ids: set[str] = set()                 # RF's people's ids: one enrolled earlier and not among them is deleted
     page, more = 1, True
     while more:
         people, more, _ = rf.users_page(campaign_id, page, PEOPLE_PAGE)
         in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
         urls |= {str(p.get("id")): p["url"] for p in people if p.get("url")}
+        ids |= {str(p.get("id")) for p in people}
         page += 1
     tally, shown = Tally(), dict[str, list[dict]]()
     cursor: Optional[str] = None
@@ -737,7 +740,10 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 if entry.url or urls.get(entry.rf_user_id):  # enrolled earlier: the run would write their link (LINKED)
                     tally.add(WOULD_LINK)
                     continue
-                decision = Skip(NO_LINK, entry.reason or SKIPS[NO_LINK])
+                # (the run asks RF for them: a user RF no longer has answers 404, a final skip)
+                decision = Skip(NO_LINK, entry.reason or SKIPS[NO_LINK]) if entry.rf_user_id in ids else \
+                    Skip(NOT_IN_RF, f"no longer in Referral Factory: user {entry.rf_user_id} is not among the "
+                                    "campaign's people (deleted there)")
             elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue

@@ -1170,3 +1170,12 @@ def test_a_counting_transaction_cancelled_without_saying_whose_condition_failed_
     monkeypatch.setattr(client, "_make_api_call", unexplained)
     assert store.links.count_applied_many(_counting("1", "2", "3")) == [True, True, False]
     assert sent == [4, 2, 2, 2] and store.links.referrals(REFERRER).n == 3
+
+
+def test_a_notification_is_first_seen_once_until_its_mark_expires(store, clock):
+    """The conditional mark: one of two workers marking the same notification is the first; a mark kept
+    7 days, once expired, is taken again."""
+    assert store.lookup.first_seen(WS, "sync 42 n1") and not store.lookup.first_seen(WS, "sync 42 n1")
+    assert store.lookup.look_up(notifications=[(WS, "sync 42 n1")]).seen == {(WS, "sync 42 n1")}
+    clock.now += 8 * 86400
+    assert store.lookup.first_seen(WS, "sync 42 n1")

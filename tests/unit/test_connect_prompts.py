@@ -134,3 +134,38 @@ def test_the_oauth_app_asks_for_its_client_secret_but_not_before_its_client_id_i
     code, out, _ = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id")
     assert code == 0 and typed.prompts == ["Public Intercom app's client secret: "] and "app-Typed" not in out
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-Typed:1"
+
+
+def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed(rt, monkeypatch, capsys):
+    typed = Terminal(monkeypatch, TOKEN, CLIENT_SECRET)
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "http://api.eu.intercom.io")
+    assert (code, out, typed.prompts) == (1, "", [])
+    assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got "
+                   "'http://api.eu.intercom.io')\n")
+
+
+@pytest.mark.parametrize("command, variable, stored_as", [
+    (("rf", "connect"), "RF_TOKEN", ("worker", "rf/token")),
+    (("rf", "connect"), "RF_WEBHOOK_SECRET", ("edge", "rf/webhook-secret")),
+    (("workspace", "connect", "ws1"), "INTERCOM_TOKEN", ("worker", "intercom/ws1/token"))])
+def test_a_script_in_a_terminal_that_gives_one_secret_is_not_stopped_by_a_prompt_for_the_other(
+        rt, monkeypatch, capsys, command, variable, stored_as):
+    """A script run from a terminal (a token rotation: `RF_TOKEN=... bridge rf connect`) gives what it
+    replaces; what it does not give is kept as it is, as outside a terminal: no prompt waits for Enter,
+    and none refuses to store the one given without the other."""
+    monkeypatch.setenv(variable, TOKEN)
+    typed = Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, *command)
+    assert (code, typed.prompts) == (0, [])
+    assert rt.secrets.scoped(stored_as[0]).get(stored_as[1]) == TOKEN
+
+
+def test_enter_at_the_oauth_apps_prompt_with_nothing_else_given_says_nothing_changed(rt, monkeypatch, capsys):
+    """As `rf connect` says: not a hint to run the very command that asked (\"asks for it in a terminal\")."""
+    from chalicelib.services.connections import configure_oauth
+    configure_oauth(rt, "app-id", "app-secret")
+    typed = Terminal(monkeypatch, "")
+    assert run_cli(rt, capsys, "workspace", "oauth-app") == (
+        1, "", "bridge: nothing was typed: the public Intercom app's client id and secret are kept as they were\n")
+    assert typed.prompts == ["Public Intercom app's client secret (Enter keeps the stored one): "]
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-secret"

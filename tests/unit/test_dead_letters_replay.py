@@ -258,7 +258,7 @@ def test_the_operator_is_told_which_letters_a_stall_left_behind_and_to_run_the_r
     rt.queue.before_send = once(stall, after=1_000)
     code, out, err = run_cli(rt, capsys, "dlq", "replay")
     replayed = len(sent_ids(rt.queue))
-    assert code == 1 and out == (f"{replayed} message(s) sent back to the work queue; about 10 of them came back "
+    assert code == 1 and out == (f"{replayed} message(s) sent back to the work queue; up to 10 of them came back "
                                  "during a stall before they were taken out, and another command held them when "
                                  "the replay looked again: they may still be dead letters, and be sent again "
                                  "(harmless: a message that comes twice is worked once)\n")

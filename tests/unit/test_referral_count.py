@@ -396,3 +396,25 @@ def test_a_referrer_sync_enrolled_before_the_count_was_kept_gets_it_at_the_next_
     assert [len(m) for m in sends if any(x.get("kind") == "referral.count" for x in m)] == [1]
     run(work, *sent(work))
     assert rita["custom_attributes"]["referral_count"] == 2
+
+
+def test_a_parked_count_replayed_after_its_referrer_was_forgotten_and_the_count_turned_off_writes_no_history():
+    """The replayed write was in the work queue when `bridge forget` erased Rita, and the count was then
+    taken out of the settings: the bridge keeps nothing about her, so the replay notes nothing either
+    (as a replayed duplicate check of someone forgotten)."""
+    from chalicelib.errors import Permanent
+    from chalicelib.services.privacy import forget
+    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
+    work.store.settings.put("42", counting_settings(), WS)
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    [count] = sent(work)
+    work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400 parameter_invalid")
+    assert run(work, count)["dead"] == 1
+    forget(work, "rita@example.com")
+    assert work.store.history.entries(RITA) == []
+    document = counting_settings()
+    del document["sync"]["referral_count_attribute"]
+    work.store.settings.put("42", document, WS)
+    assert run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
+    assert work.store.history.entries(RITA) == []

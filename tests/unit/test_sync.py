@@ -485,3 +485,46 @@ def test_a_404_for_a_user_while_rf_does_not_know_the_campaign_either_marks_nobod
     drain(work)
     assert rf.campaign_calls == checked + 4
     assert work.store.sync.run("42").counts == {"not_in_rf": 2}
+
+
+def test_the_dry_run_says_not_in_rf_for_a_referrer_without_a_link_whom_rf_no_longer_has_as_the_run_will():
+    """A referrer enrolled without a link whom the owner then deleted in RF: the dry run reads RF's people (she
+    is not among them), so it says what the run then does — not in RF — not "no referral link yet"."""
+    from chalicelib.errors import Permanent
+
+    work = enrolled_without_link()
+    rf = work.apis.rf_
+    [user] = rf.created
+    rf.created.remove(user)                                     # deleted in RF: no longer in its people
+    rf.users.pop(str(user["id"]), None)
+    dry = sync.dry_run(deps(work), "42")
+    rf.get_answers = [Permanent(f"Referral Factory answered 404: no user {user['id']}", status=404)]
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"not_in_rf": 1}
+    assert {k: v["count"] for k, v in dry["skipped"].items()} == {"not_in_rf": 1}
+
+
+def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook_since():
+    """Intercom (or SQS, its visibility timeout over) hands the same notification to two workers at once:
+    the second reads no mark (the first writes it only after its counts), so both add their counts."""
+    work = world(1, mode="ongoing")
+    sync.start(deps(work), "42")
+    drain(work)
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    note = ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
+    rf = work.apis.rf_
+    real = rf.create_user
+    calls = []
+
+    def create_while_the_other_worker_runs(body: dict) -> dict:
+        user = real(body)
+        if not calls:                                # the second worker runs while the first waits on RF's answer
+            calls.append(1)
+            sync.on_contact(note, deps(work))
+        return user
+    rf.create_user = create_while_the_other_worker_runs
+    sync.on_contact(note, deps(work))
+    assert [u["email"] for u in rf.created].count("new@example.com") == 1   # one RF user (the second found hers)
+    assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
 from ...domain.link import PersonRef
 from ...ports.store import Found, normal_email
@@ -41,6 +41,17 @@ class DynamoLookup:
     def mark_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> None:
         NotificationItem(*notification_key(workspace, notification_id),
                          expires_at=int(self.clock()) + keep_days * 86400).save()
+
+    def first_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> bool:
+        now = int(self.clock())
+        try:
+            NotificationItem(*notification_key(workspace, notification_id), expires_at=now + keep_days * 86400).save(
+                condition=NotificationItem.pk.does_not_exist() | (NotificationItem.expires_at <= now))
+            return True
+        except PutError as exc:
+            if conditional(exc):
+                return False
+            raise
 
     def forget_email(self, workspace: str, email: str) -> None:
         PointerItem(*email_key(workspace, email)).delete()
