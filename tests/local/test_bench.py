@@ -60,3 +60,14 @@ def test_end_to_end_sees_a_join_and_a_qualification_through(bench_stack, mode):
         "end to end p50, join: RF webhook -> contact tagged in Intercom",
         "end to end p50, qualification: Intercom webhook -> RF"]
     assert all(r.floor and r.project for r in rows)
+
+
+def test_the_cold_starts_run_the_worker_as_a_lambda_container_beside_both_floors(bench_stack, mode):
+    """Fresh processes: the worker's init runs as on Lambda (its clients made before the first record;
+    the figure refuses a child that did not), beside the floor and the stack alone."""
+    from bench.figures import cold_start
+
+    rows = cold_start(bench_stack, dataclasses.replace(mode, cold_samples=1))
+    assert [r.figure for r in rows] == ["cold start of the stack alone (its imports + the floor)",
+                                        "worker cold start, an Intercom event", "worker cold start, a join"]
+    assert all(r.floor and r.project for r in rows)
