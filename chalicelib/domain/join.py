@@ -66,6 +66,30 @@ def plan(settings: CampaignSettings, person: dict, attributes: dict[str, dict]) 
     return Plan(kind=kind, people=people, payload=payload, initial_attribute=next(iter(extra), None))
 
 
+@dataclass(frozen=True)
+class Replan:
+    """A refused write planned again with the attribute list read again: the new plan, and the
+    attributes it writes otherwise (converted to another type, or no longer convertible)."""
+
+    plan: Plan
+    changed: tuple[str, ...]
+
+
+def replan(settings: CampaignSettings, person: dict, old: Plan, fresh: dict[str, dict]) -> Optional[Replan]:
+    """Intercom refused a write planned with an attribute list older than `fresh`: the plan made with
+    `fresh`, when it writes something else; None when it writes the same (the list does not explain
+    the refusal: writing again would be refused again). A value is the same only with the same type
+    too (True == 1 in Python, not in an Intercom attribute)."""
+    again = plan(settings, person, fresh)
+    if not isinstance(again, Plan):
+        return None
+    before, after = old.payload.attributes, again.payload.attributes
+    changed = tuple(sorted(name for name in set(before) | set(after)
+                           if name not in before or name not in after
+                           or (type(before[name]), before[name]) != (type(after[name]), after[name])))
+    return Replan(again, changed) if changed else None
+
+
 def duplicate_action(plan_: Plan, existing: dict) -> Optional[dict]:
     """The update to send to an existing contact, or None to leave it untouched (skip, or nothing
     left to write)."""
