@@ -4,6 +4,7 @@ services/worker.py, the Apis of ports/apis.py, ...). One per Lambda container: c
 attribute lists are cached between invocations."""
 from __future__ import annotations
 
+import threading
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
@@ -49,6 +50,7 @@ class Runtime:
         self.edge_secrets = SecretCache(self.secrets.scoped(EDGE), clock, EDGE_SECRET_SECONDS)
         self.worker_secrets = SecretCache(self.secrets.scoped(WORKER), clock, CACHE_SECONDS)
         self._cache: dict[tuple, tuple[float, Any]] = {}
+        self._reread = threading.Lock()     # attributes_again: the threads of a batch share one read
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
 
     @cached_property
@@ -237,6 +239,18 @@ class Runtime:
         if hit and hit[0] > self.clock():
             return hit[1]
         return self._read_attributes(workspace, client)
+
+    def attributes_again(self, workspace: str, since: float) -> dict[str, dict]:
+        """The list once Intercom refused a write converted with it (a type changed in Intercom's UI, an
+        attribute created without an apply): read again and kept on the connection record, as
+        `attributes` does, unless the list held was read at `since` or later (by this try, or by another
+        thread's re-read for the same batch: one call serves them all)."""
+        client = self.intercom(workspace)
+        with self._reread:
+            hit = self._cache.get(("attributes", workspace))
+            if hit and hit[0] > self.clock() and hit[0] - CACHE_SECONDS >= since:
+                return hit[1]
+            return self._read_attributes(workspace, client)
 
     def _read_attributes(self, workspace: str, client: "IntercomClient") -> dict[str, dict]:
         read_at = self.clock()                   # before the call: the list is at least this fresh

@@ -408,6 +408,8 @@ class FakeApis:
     def __init__(self, intercom: Optional[FakeIntercom] = None, rf: Optional[FakeRF] = None):
         self.intercom_ = intercom or FakeIntercom()
         self.rf_ = rf or FakeRF()
+        self.held: Optional[dict] = None     # a list this container read before (stale): `hold_attributes`
+        self.read_again = 0
 
     def intercom(self, workspace: str) -> FakeIntercom:
         return self.intercom_
@@ -415,7 +417,18 @@ class FakeApis:
     def rf(self) -> FakeRF:
         return self.rf_
 
+    def hold_attributes(self) -> None:
+        """This container keeps the attribute list as it is now: later changes in Intercom are not seen
+        until the list is read again (`attributes_again`)."""
+        self.held = {name: dict(attr) for name, attr in self.intercom_.attributes.items()}
+
     def attributes(self, workspace: str) -> dict[str, dict]:
+        return self.intercom_.attributes if self.held is None else self.held
+
+    def attributes_again(self, workspace: str, since: float) -> dict[str, dict]:
+        if self.held is not None:
+            self.read_again += 1
+            self.held = None
         return self.intercom_.attributes
 
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:

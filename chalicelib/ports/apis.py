@@ -92,6 +92,9 @@ class Apis(Protocol):
     def intercom(self, workspace: str) -> IntercomPort: ...
     def rf(self) -> ReferralFactoryPort: ...
     def attributes(self, workspace: str) -> dict[str, dict]: ...        # Intercom's data attributes
+    def attributes_again(self, workspace: str, since: float) -> dict[str, dict]:
+        """Intercom's data attributes for a write it refused: read again (one call, kept for the other
+        containers), unless the list held was read at `since` or later (reading again would say the same)."""
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
         """The text attribute custom_attributes.<name> exists in the workspace (created if not)."""
     def campaign_name(self, campaign_id: str) -> Optional[str]: ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from ..domain import join as decide
 from ..domain import people
@@ -35,6 +35,8 @@ from .concurrency import Runner
 from .deps import WorkDeps
 from .qualification.qualifier import qualified_at
 from .referral_count import messages as count_messages
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Attempt:
     error: Optional[Exception] = None
     sent_create: bool = False                  # POST /contacts went out and its answer is not known
     rf_qualified_at: Optional[str] = None      # RF, asked at the join, holds the lead qualified already
+    began: float = 0.0                         # before this try read the attribute list (a list read since is fresh)
+    read_again: bool = False                   # a refused write read the list again (at most once a try)
 
     @property
     def active(self) -> bool:
@@ -182,6 +186,9 @@ def _failed_after(attempt: Attempt, exc: Exception) -> None:
 def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
     """Everything before the first write to Intercom that needs no claim: the attributes, each
     person's fields (from RF where the webhook lacked them) and plan, and one search per workspace."""
+    began = deps.clock()
+    for attempt in attempts:
+        attempt.began = began
     for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
         _together(group, lambda: deps.apis.attributes(workspace))
     _each(attempts, runner, lambda a: _plan(a, deps))
@@ -337,7 +344,7 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     if mine is not None and not unseen:
         # Made for this person before the bridge's record of them (their link erased, e.g. by `bridge
         # forget`): a contact that existed before this join, like any other.
-        attempt.reached = _existing(intercom, plan, settings, mine, "our marker: the bridge created it for this "
+        attempt.reached = _existing(attempt, deps, intercom, mine, "our marker: the bridge created it for this "
                                     "person before, and has kept no record of them since (e.g. `bridge forget`)")
         return
     if mine is not None:
@@ -349,10 +356,10 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
         return
     existing = decide.pick_existing(c for c in found if (c.get("email") or "").lower() == email)
     if existing is not None:
-        attempt.reached = _existing(intercom, plan, settings, existing, "email search")
+        attempt.reached = _existing(attempt, deps, intercom, existing, "email search")
         return
     _wait_if_unsure(attempt, deps)
-    attempt.reached = _create(attempt, intercom)
+    attempt.reached = _create(attempt, deps, intercom)
 
 
 def _resumed(contact: dict, baseline: Any, why: str) -> Reached:
@@ -375,22 +382,23 @@ def _wait_if_unsure(attempt: Attempt, deps: WorkDeps) -> None:
                    "one", retry_after=until - now)
 
 
-def _create(attempt: Attempt, intercom: IntercomPort) -> Reached:
+def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached:
     assert attempt.settings is not None and attempt.plan is not None
     settings, plan = attempt.settings, attempt.plan
     attempt.sent_create = True
     try:
-        created = intercom.create_contact(plan.create_body(attempt.marker))
+        created = _written_or_again(attempt, deps, lambda plan_: intercom.create_contact(plan_.create_body(attempt.marker)))
     except Conflict as conflict:
         attempt.sent_create = False
         if not conflict.contact_id:
             raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
         existing = _get(intercom, conflict.contact_id)
-        return _existing(intercom, plan, settings, existing, "409 conflict on create (search had not caught up)")
+        return _existing(attempt, deps, intercom, existing, "409 conflict on create (search had not caught up)")
     except (Permanent, Deferred):
         attempt.sent_create = False      # refused, or never sent: no contact was made
         raise
     attempt.sent_create = False
+    plan = attempt.plan                  # as written: planned again if the list was read again
     baseline = decide.created_baseline(settings, plan)
     attempt.known = dataclasses.replace(attempt.known, contact_id=str(created["id"]), baseline=baseline,
                                         uncertain_since=None)
@@ -399,10 +407,11 @@ def _create(attempt: Attempt, intercom: IntercomPort) -> Reached:
         {"contact_id": created["id"], "role": created.get("role"), "attributes": sorted(plan.payload.attributes)}),))
 
 
-def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSettings, existing: dict,
-              found_by: str) -> Reached:
+def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing: dict, found_by: str) -> Reached:
     """A contact with this email exists: read it as it is now (search lags updates too), then leave
     it untouched (skip) or mark it as referred without replacing what it already has (update)."""
+    assert attempt.settings is not None and attempt.plan is not None
+    settings, plan = attempt.settings, attempt.plan
     contact = _get(intercom, str(existing["id"]))
     same = (contact.get("email") or "").lower() == str(plan.payload.email)
     found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {found_by})"
@@ -417,7 +426,12 @@ def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSetti
         return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
             "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
             f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
-    updated = intercom.update_contact(str(contact["id"]), update)
+
+    def send(plan_: decide.Plan) -> tuple[dict, dict]:
+        body = decide.duplicate_action(plan_, contact) or {}     # planned again: may have nothing left to write
+        return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
+    updated, update = _written_or_again(attempt, deps, send)
+    plan = attempt.plan
     written = set(_written(update))
     kept = sorted(name for name in _written(plan.update_body({}))
                   if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])
@@ -427,6 +441,38 @@ def _existing(intercom: IntercomPort, plan: decide.Plan, settings: CampaignSetti
     return Reached(updated, "updated", baseline, (Entry(
         "contact", "updated_existing", f"{found}; duplicates is update, so it was marked as referred (fields it "
         "already had were kept) and linked", details),))
+
+
+def _written_or_again(attempt: Attempt, deps: WorkDeps, send: Callable[[decide.Plan], T]) -> T:
+    """Send a contact write as planned. Refused by Intercom (400: a value of the wrong type, an unknown
+    attribute), when the attribute list it was converted with is older than this try: the list is read
+    again (once a try: one call, kept for the other containers), and when that changes what the plan
+    writes (a type changed in Intercom's UI, an attribute created without an apply), the write is planned
+    again and sent again, once. Otherwise the refusal stands, with Intercom's reason. Only a refusal is
+    sent again: the write was not applied (a lost answer is never a Permanent)."""
+    assert attempt.plan is not None
+    try:
+        return send(attempt.plan)
+    except Permanent as refused:
+        if refused.status != 400 or attempt.read_again or not _planned_again(attempt, deps, refused):
+            raise
+    return send(attempt.plan)
+
+
+def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool:
+    assert attempt.settings is not None and attempt.plan is not None and attempt.person is not None
+    attempt.read_again = True
+    fresh = deps.apis.attributes_again(attempt.workspace, attempt.began)
+    again = decide.replan(attempt.settings, attempt.person.values, attempt.plan, fresh)
+    if again is None:
+        return False
+    count("AttributeListsReadAgain")
+    attempt.plan = again.plan
+    attempt.entries = [*(e for e in attempt.entries if e.event != "fields"), Entry(
+        "attributes", "read_again", "attribute types changed in Intercom: read again; the contact was written "
+        "with the types Intercom has now", {"attributes": list(again.changed), "refused": refused.reason}),
+        *_field_errors(again.plan)]
+    return True
 
 
 def _written(body: dict) -> list[str]:
