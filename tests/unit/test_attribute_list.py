@@ -104,3 +104,24 @@ def test_a_list_that_cannot_be_kept_is_used_all_the_same_and_said(caplog):
         rt.ensure_attribute("ws1", "rf_person", "the marker")                   # created, and seen
     assert "custom_attributes.rf_person" in intercom.attributes
     assert "could not keep the workspace's attribute list" in caplog.text
+
+
+def test_a_refused_write_reads_a_list_older_than_its_try_again_once_and_keeps_it_not_one_read_since():
+    """`attributes_again`: a list read before the try began is read again (and kept for the others);
+    one read since (by this try, or by another thread's re-read for the same batch) is what a read
+    would say: no call."""
+    clock = FakeClock()
+    rt = runtime(connected(clock, clock.now - 60), clock)
+    assert rt.attributes("ws1") == KEPT                     # adopted: read a minute ago by another container
+    intercom = FakeIntercom()
+    intercom.attributes = {"custom_attributes.visits": {"data_type": "float"}}
+    reads = []
+    listed = intercom.data_attributes
+    intercom.data_attributes = lambda: reads.append(1) or listed()     # type: ignore[method-assign]
+    rt._cache[("intercom", "ws1")] = (float("inf"), intercom)
+    began = clock.now
+    assert rt.attributes_again("ws1", began) == {"custom_attributes.visits": {"data_type": "float"}}
+    assert rt.store.connections.workspace("ws1").attribute_list == AttributeList(
+        {"custom_attributes.visits": {"data_type": "float"}}, began)
+    assert rt.attributes_again("ws1", began) == {"custom_attributes.visits": {"data_type": "float"}}
+    assert len(reads) == 1
