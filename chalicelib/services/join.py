@@ -387,7 +387,8 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached
     settings, plan = attempt.settings, attempt.plan
     attempt.sent_create = True
     try:
-        created = _written_or_again(attempt, deps, lambda plan_: intercom.create_contact(plan_.create_body(attempt.marker)))
+        created = _written_or_again(attempt, deps,
+                                    lambda plan_: intercom.create_contact(plan_.create_body(attempt.marker)))
     except Conflict as conflict:
         attempt.sent_create = False
         if not conflict.contact_id:
@@ -466,7 +467,7 @@ def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool
     again = decide.replan(attempt.settings, attempt.person.values, attempt.plan, fresh)
     if again is None:
         return False
-    count("AttributeListsReadAgain")
+    count("StaleAttributeWritesHealed")
     attempt.plan = again.plan
     attempt.entries = [*(e for e in attempt.entries if e.event != "fields"), Entry(
         "attributes", "read_again", "attribute types changed in Intercom: read again; the contact was written "
