@@ -127,13 +127,18 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice():
     assert all(c["custom_attributes"].get("referral_link") for c in work.apis.intercom_.contacts.values())
 
 
-def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
+def after_a_first_run_a_new_contact_notified():
+    """An ongoing sync after its first run, and Intercom's notification of a contact created since."""
     work = world(1, mode="ongoing")
     sync.start(deps(work), "42")
     drain(work)
     new = work.apis.intercom_.add("new@example.com", role="user")
     new["name"] = "New"
-    note = ContactMessage(workspace=WS, topic="contact.user.created", item=new)
+    return work, ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
+
+
+def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
+    work, note = after_a_first_run_a_new_contact_notified()
     sync.on_contact(note, deps(work))
     sync.on_contact(note, deps(work))                   # a repeat
     work.clock.now += 900
@@ -143,16 +148,6 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
     catch = work.store.sync.run("42")
     assert (catch.number, catch.kind, catch.status) == (2, "catch-up", "done")
 
-
-
-def after_a_first_run_a_new_contact_notified():
-    """An ongoing sync after its first run, and Intercom's notification of a contact created since."""
-    work = world(1, mode="ongoing")
-    sync.start(deps(work), "42")
-    drain(work)
-    new = work.apis.intercom_.add("new@example.com", role="user")
-    new["name"] = "New"
-    return work, ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
 
 
 def test_a_redelivered_contact_webhook_is_counted_once_in_status(monkeypatch, capsys):
