@@ -127,13 +127,18 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice():
     assert all(c["custom_attributes"].get("referral_link") for c in work.apis.intercom_.contacts.values())
 
 
-def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
+def after_a_first_run_a_new_contact_notified():
+    """An ongoing sync after its first run, and Intercom's notification of a contact created since."""
     work = world(1, mode="ongoing")
     sync.start(deps(work), "42")
     drain(work)
     new = work.apis.intercom_.add("new@example.com", role="user")
     new["name"] = "New"
-    note = ContactMessage(workspace=WS, topic="contact.user.created", item=new)
+    return work, ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
+
+
+def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
+    work, note = after_a_first_run_a_new_contact_notified()
     sync.on_contact(note, deps(work))
     sync.on_contact(note, deps(work))                   # a repeat
     work.clock.now += 900
@@ -142,6 +147,7 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
     assert [u["email"] for u in work.apis.rf_.created] == ["p0@example.com", "new@example.com"]
     catch = work.store.sync.run("42")
     assert (catch.number, catch.kind, catch.status) == (2, "catch-up", "done")
+
 
 
 def test_a_redelivered_contact_webhook_is_counted_once_in_status(monkeypatch, capsys):
@@ -153,12 +159,7 @@ def test_a_redelivered_contact_webhook_is_counted_once_in_status(monkeypatch, ca
     from tests.support.cli import run_cli
 
     monkeypatch.setattr(cli_module, "_text", lambda args: True)
-    work = world(1, mode="ongoing")
-    sync.start(deps(work), "42")
-    drain(work)
-    new = work.apis.intercom_.add("new@example.com", role="user")
-    new["name"] = "New"
-    note = ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
+    work, note = after_a_first_run_a_new_contact_notified()
     sync.on_contact(note, deps(work))
     calls = list(work.apis.rf_.calls)
     sync.on_contact(note, deps(work))                                  # the same notification again
@@ -508,12 +509,7 @@ def test_the_dry_run_says_not_in_rf_for_a_referrer_without_a_link_whom_rf_no_lon
 def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook_since():
     """Intercom (or SQS, its visibility timeout over) hands the same notification to two workers at once:
     the second reads no mark (the first writes it only after its counts), so both add their counts."""
-    work = world(1, mode="ongoing")
-    sync.start(deps(work), "42")
-    drain(work)
-    new = work.apis.intercom_.add("new@example.com", role="user")
-    new["name"] = "New"
-    note = ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
+    work, note = after_a_first_run_a_new_contact_notified()
     rf = work.apis.rf_
     real = rf.create_user
     calls = []
