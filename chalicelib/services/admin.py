@@ -173,19 +173,26 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
 
 
 def _count_moved(rt: Operator, settings: CampaignSettings) -> list[str]:
-    """The referral counts go to another attribute than the stored settings named: the counts kept
-    reach it with each referrer's next lead, or all at once by backfill (which asks for every count
-    Intercom does not hold in the campaign's attribute)."""
+    """The referral counts go to another attribute than the stored settings named, or are turned on
+    (off in the stored settings, or none stored) in a campaign the store already has people of: the
+    counts kept reach Intercom only with each referrer's next lead (a write dropped while they were
+    off is not made again; a lead applied meanwhile is not counted), or all at once by backfill
+    (which counts those leads and asks for every count Intercom does not hold in the attribute)."""
     attribute = count_attribute(settings)
     stored = rt.store.settings.get(settings.campaign_id) if attribute else None
     try:
         before = count_attribute(parse_settings(stored.document)) if stored is not None else None
     except SettingsError:
         before = None
-    if not before or before == attribute:
+    backfill = f"run `bridge backfill {settings.campaign_id} --apply` to write each referrer's count to it now"
+    if not attribute or before == attribute:
         return []
-    return [f"referral counts now go to {attribute} (not {before}): run `bridge backfill {settings.campaign_id} "
-            f"--apply` to write each referrer's count to it now ({before} keeps its last value)"]
+    if before:
+        return [f"referral counts now go to {attribute} (not {before}): {backfill} ({before} keeps its last value)"]
+    if not rt.store.links.statuses_in(settings.campaign_id, 1):
+        return []                   # nobody joined yet: every count begins with its first lead, and is written
+    return [f"referral counts are turned on, to {attribute}: {backfill} (until then it shows the count last "
+            f"written, if any, and leads applied while counts were off are not counted)"]
 
 
 def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) -> list[str]:

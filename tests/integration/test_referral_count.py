@@ -156,7 +156,11 @@ def test_a_forget_racing_backfill_counting_the_lead_asks_for_the_lowered_count_a
     for person in (referrer, lead):
         bridge.post_join(join_body(person))
         bridge.drain()
-    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    applied = bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    assert [w for w in applied["warnings"] if "referral counts are turned on" in w] == [
+        f"referral counts are turned on, to {COUNT}: run `bridge backfill 42 --apply` to write each referrer's "
+        "count to it now (until then it shows the count last written, if any, and leads applied while counts "
+        "were off are not counted)"]
     [contact] = intercom.contacts_by_email("ref@example.com")
     operator = bridge.operator()
     look_up = operator.store.lookup.look_up

@@ -418,3 +418,55 @@ def test_a_parked_count_replayed_after_its_referrer_was_forgotten_and_the_count_
     work.store.settings.put("42", document, WS)
     assert run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
     assert work.store.history.entries(RITA) == []
+
+
+def apply(work: FakeWork, document: dict) -> list[str]:
+    """`bridge settings apply --offline` on the worker's store: the answer's warnings."""
+    import yaml
+
+    from chalicelib.services.admin import apply_settings
+    operator = type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
+    warnings = apply_settings(operator, yaml.safe_dump(document), check_workspace=False)["warnings"]  # type: ignore
+    return [w for w in warnings if not w.startswith("--offline")]
+
+
+BACKFILL = "run `bridge backfill 42 --apply` to write each referrer's count to it now"
+
+
+def test_switching_the_count_to_another_attribute_says_to_backfill():
+    work = world()
+    assert apply(work, counting_settings(referral_count_attribute=COUNT + "2")) == [
+        f"referral counts now go to {COUNT}2 (not {COUNT}): {BACKFILL} ({COUNT} keeps its last value)"]
+
+
+def test_turning_the_count_on_again_after_a_dropped_write_says_to_backfill_as_a_switch_does():
+    """The walkthrough: a count write dead-lettered, the count taken out of the settings, the replay
+    wrote nothing ("off"), the count put back: Intercom shows the old count until a backfill."""
+    from chalicelib.errors import Permanent
+    work = world()
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    run(work, *sent(work))
+    run(work, lead_join("2"))
+    [count] = sent(work)
+    work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400 parameter_invalid")
+    assert run(work, count)["dead"] == 1
+    off = counting_settings()
+    del off["sync"]["referral_count_attribute"]
+    assert apply(work, off) == []
+    assert run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
+    assert apply(work, counting_settings()) == [
+        f"referral counts are turned on, to {COUNT}: {BACKFILL} (until then it shows the count last written, if "
+        "any, and leads applied while counts were off are not counted)"]
+    assert (rita["custom_attributes"]["referral_count"], work.store.links.referrals(RITA).n) == (1, 2)
+    assert apply(work, counting_settings()) == []                       # on already: nothing new to say
+
+
+def test_a_campaign_applied_anew_with_the_count_says_to_backfill_only_when_the_store_has_its_people():
+    work = world()
+    work.store.settings.delete("42")
+    assert apply(work, counting_settings()) == []                        # nobody joined: nothing to write
+    work.store.settings.delete("42")
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    [warning] = apply(work, counting_settings())
+    assert BACKFILL in warning
