@@ -173,8 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="create nothing: count who would be enrolled or skipped")
     p.add_argument("--json", action="store_true", help="JSON for machines (the dry run's answer is JSON anyway)")
     p.set_defaults(func=_sync_start)
-    p = sy.add_parser("status", help="the latest run: done / total, rate, ETA")
+    p = sy.add_parser("status", help="the latest run (and the latest full run, if a catch-up followed it): done / "
+                                     "total, rate, ETA")
     p.add_argument("campaign_id")
+    p.add_argument("--run", type=int, metavar="N", help="run N instead (its number as `sync start` said it)")
     p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
     p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends")
     p.set_defaults(func=_sync_status)
@@ -646,24 +648,37 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
 
     from .services import sync
     while True:
-        found = _synced(rt, args.campaign_id, sync.status(rt.deps, args.campaign_id))
+        found = sync.status(rt.deps, args.campaign_id, args.run)
+        if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
+            raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
+                           f"{args.campaign_id}` shows its latest")
+        found = _synced(rt, args.campaign_id, found)
         if not _text(args):
             _print(found)
             return 0
-        eta, rate = found["eta_seconds"], found["rate_per_minute"]
-        line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
-                f"{_bar(found['done'], found['total'])}"
-                + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
-                + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
-                + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}{_linked(found)}, "
-                  f"skipped {found['skipped']:,}" + _by_webhook(found))
-        if found["message"]:
-            line += f"\n  stopped: {found['message']}"
+        line = _status_line(found)
         if not args.watch or found["status"] != "running":
-            print(("\r" if args.watch else "") + line)
+            print(("\r" if args.watch else "") + line + _full_run(found))
             return 0
         print(f"\r{line}", end="", flush=True)
         _time.sleep(2)
+
+
+def _status_line(found: dict) -> str:
+    eta, rate = found["eta_seconds"], found["rate_per_minute"]
+    line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
+            f"{_bar(found['done'], found['total'])}"
+            + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
+            + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
+            + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}{_linked(found)}, "
+              f"skipped {found['skipped']:,}" + _by_webhook(found))
+    return line + (f"\n  stopped: {found['message']}" if found["message"] else "")
+
+
+def _full_run(found: dict) -> str:
+    """The latest full run (the one `sync start` began), when a scheduled catch-up followed it."""
+    full = found.get("full_run")
+    return f"\nlatest full run: {_status_line(full)}" if full else ""
 
 
 def _by_webhook(found: dict) -> str:
@@ -694,6 +709,8 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
           f"already enrolled {run['already_enrolled']:,}{_linked(run)}, skipped {run['skipped']:,}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")
+    if run.get("full_run"):
+        print(_full_run(run).lstrip("\n"))
     if found.get("writes"):
         print(f"sync {found['writes']}")
     print("skipped contacts (all runs), by reason:" if found["skipped"] else "no contact was skipped")

@@ -637,12 +637,21 @@ def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
 RATE_AFTER = 10.0                  # seconds: a run shorter than this shows no rate (nor ETA), as it would mean nothing
 
 
-def status(deps: WorkDeps, campaign_id: str) -> Optional[dict]:
-    """The latest run's progress: its own pages' contacts against the search's total, at the rate
-    they went over the run's own time. Ongoing mode's webhooks meanwhile are counted apart."""
-    run = deps.sync.run(campaign_id)
+def status(deps: WorkDeps, campaign_id: str, number: Optional[int] = None) -> Optional[dict]:
+    """The latest run's progress (or run `number`'s): its own pages' contacts against the search's
+    total, at the rate they went over the run's own time. Ongoing mode's webhooks meanwhile are
+    counted apart. When the latest run is a scheduled catch-up, the latest full run (the one
+    `bridge sync start` began, or the daily one) is shown with it, as `full_run`: a catch-up starting
+    seconds after the operator's run must not hide that run's counts."""
+    run = deps.sync.run(campaign_id, number)
     if run is None:
         return None
+    full = _last_full(deps, campaign_id, run) if number is None and run.kind != "full" else None
+    return {**_status(deps, run), **({"full_run": _status(deps, full)} if full is not None else {})}
+
+
+def _status(deps: WorkDeps, run: SyncRun) -> dict:
+    campaign_id = run.campaign_id
     elapsed = max(0.0, (run.finished_at or deps.clock()) - run.started_at)
     done = run.done
     rate = done / elapsed * 60 if done and elapsed >= RATE_AFTER else None

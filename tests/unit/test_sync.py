@@ -459,6 +459,36 @@ def test_status_counts_a_runs_own_contacts_at_its_own_rate_and_webhook_enrolment
         "run 2 (full, users) done: enrolled 6, already enrolled 6, skipped 0 · by webhook since: +1 enrolled")
 
 
+def test_status_keeps_the_run_the_operator_started_in_sight_when_a_catch_up_follows_it(monkeypatch, capsys):
+    """Ongoing mode: `bridge sync start` began run 1, the schedule's catch-up run 2 began seconds later.
+    `sync status` (text and JSON) and `sync report` show run 2 and, below it, run 1's counts; `--run 1`
+    shows run 1 alone."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)
+    work = world(3, mode="ongoing")
+    rt = SimpleNamespace(deps=work.deps)
+    sync.start(work.deps, "42")
+    drain(work)
+    work.clock.now += 2
+    [catch] = sync.catch_up(work.deps, WS)
+    drain(work)
+    assert (catch.number, catch.kind) == (2, "catch-up")
+    full = ("run 1 (full, users) done: [##############################] 3/3 100% · enrolled 3, already 0, "
+            "skipped 0")
+    lines = run_cli(rt, capsys, "sync", "status", "42")[1].splitlines()
+    assert lines[0].startswith("run 2 (catch-up, users) done:") and lines[1:] == [f"latest full run: {full}"]
+    found = json.loads(run_cli(rt, capsys, "sync", "status", "42", "--json")[1])
+    assert (found["run"], found["full_run"]["run"], found["full_run"]["enrolled"]) == (2, 1, 3)
+    assert run_cli(rt, capsys, "sync", "report", "42")[1].splitlines()[1] == f"latest full run: {full}"
+    assert run_cli(rt, capsys, "sync", "status", "42", "--run", "1")[1] == full + "\n"
+    code, _, err = run_cli(rt, capsys, "sync", "status", "42", "--run", "7")
+    assert (code, err) == (1, "bridge: campaign 42 has no sync run 7 — `bridge sync status 42` shows its latest\n")
+
+
 def test_a_404_for_a_user_while_rf_does_not_know_the_campaign_either_marks_nobody_deleted():
     """RF answers 404 for referrers sync enrolled, and for the campaign too (an outage's page, a token of
     another RF account): no one is taken as deleted in RF; the page fails with RF's reason (retried),
