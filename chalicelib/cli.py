@@ -665,13 +665,13 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _status_line(found: dict) -> str:
+    from .domain.sync import describe_counts
     eta, rate = found["eta_seconds"], found["rate_per_minute"]
     line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
             f"{_bar(found['done'], found['total'])}"
             + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
             + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
-            + f" · enrolled {found['enrolled']:,}, already {found['already_enrolled']:,}{_linked(found)}, "
-              f"skipped {found['skipped']:,}" + _by_webhook(found))
+            + f" · {describe_counts(found)}" + _by_webhook(found))
     return line + (f"\n  stopped: {found['message']}" if found["message"] else "")
 
 
@@ -683,30 +683,28 @@ def _full_run(found: dict) -> str:
 
 def _by_webhook(found: dict) -> str:
     """Ongoing mode's contacts by webhook while the run was the latest: apart from the run's own."""
-    hooks = found.get("by_webhook") or {}
-    if not hooks:
+    from .domain.sync import run_counts
+    if not found.get("by_webhook"):
         return ""
-    enrolled, already, linked = hooks.get("enrolled", 0), hooks.get("already_enrolled", 0), hooks.get("linked", 0)
-    skipped = sum(hooks.values()) - enrolled - already - linked
-    parts = [f"+{enrolled:,} enrolled"] + ([f"{already:,} already"] if already else []) + \
+    hooks = run_counts(found["by_webhook"])
+    already, linked, skipped = hooks["already_enrolled"], hooks["linked"], hooks["skipped"]
+    without, still = hooks["enrolled_without_link"], hooks["still_without_link"]
+    parts = [f"+{hooks['enrolled']:,} enrolled" + (f" ({without:,} without a link yet)" if without else "")] + \
+        ([f"{already:,} already" + (f" ({still:,} still without a link)" if still else "")] if already else []) + \
         ([f"{linked:,} link written later"] if linked else []) + ([f"{skipped:,} skipped"] if skipped else [])
     return f" · by webhook since: {', '.join(parts)}"
 
 
-def _linked(found: dict) -> str:
-    """Referrers enrolled by an earlier run whose referral link this run wrote: not enrolled again."""
-    return f", link written later {found['linked']:,}" if found.get("linked") else ""
-
-
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
+    from .domain.sync import describe_counts
     from .services import sync
     found = _synced(rt, args.campaign_id, sync.report(rt.deps, args.campaign_id))
     if not _text(args):
         _print(found)
         return 0
     run = found["run"]
-    print(f"run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: enrolled {run['enrolled']:,}, "
-          f"already enrolled {run['already_enrolled']:,}{_linked(run)}, skipped {run['skipped']:,}" + _by_webhook(run))
+    print(f"run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: "
+          f"{describe_counts(run, 'already enrolled')}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")
     if run.get("full_run"):
@@ -717,6 +715,12 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
     for group in found["skipped"].values():
         print(f"  {group['reason']}: {group['count']:,}")
         for ex in group["examples"]:
+            print(f"    - contact {ex['contact_id']} {ex['email']}: {ex['detail']}")
+    without = found["without_link"]
+    if without["count"]:
+        print(f"enrolled without a referral link yet (all runs; each run asks Referral Factory again): "
+              f"{without['count']:,}")
+        for ex in without["examples"]:
             print(f"    - contact {ex['contact_id']} {ex['email']}: {ex['detail']}")
     left = found["left"]
     if left["count"]:

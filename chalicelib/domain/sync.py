@@ -13,25 +13,52 @@ from .settings import CampaignSettings, Sync
 DAY = 86400
 PER_PAGE = 150                    # Intercom's largest search page
 
-# What a contact became, per run. ENROLLED, ALREADY and LINKED are not skips; the rest are, each with its reason.
+# What a contact became, per run. ENROLLED, ENROLLED_NO_LINK, ALREADY, NO_LINK and LINKED are not skips; the rest
+# are, each with its reason.
 ENROLLED = "enrolled"
 ALREADY = "already_enrolled"      # an earlier run (or the webhook) enrolled it: nothing to do
-LINKED = "linked"                 # enrolled earlier (counted then as no link yet, or write-back failed): its referral
+LINKED = "linked"                 # enrolled earlier (counted then without a link, or write-back failed): its referral
                                   # link is written now — not a second enrolment
+# Enrolled in RF, but RF had made no referral link yet: each run asks RF again (then LINKED). The ledger's outcome
+# is NO_LINK; a run counts ENROLLED_NO_LINK where it enrolled them (enrolled), NO_LINK where an earlier run did
+# (already enrolled): "skipped" would read as "not enrolled".
+ENROLLED_NO_LINK = "enrolled_no_link"
+NO_LINK = "no_link_yet"
+NO_LINK_REASON = "no referral link yet"
 SKIPS = {
     "missing_field": "missing required field",
     "already_in_campaign": "already in the campaign",
     "user_limit": "campaign user limit reached",
     "invalid_email": "invalid email",
     "writeback_failed": "write-back failed",
-    "no_link_yet": "no referral link yet",   # enrolled, but RF had made no link: each run asks RF again
     "refused": "refused by Referral Factory",
     "not_in_rf": "no longer in Referral Factory (deleted there)",   # final: never asked again, nor re-created
 }
-NO_LINK = "no_link_yet"
 NOT_IN_RF = "not_in_rf"
 UNWRITTEN = (NO_LINK, "writeback_failed")   # enrolled, their link not written yet: a later run writes it (LINKED)
-OUTCOMES = (ENROLLED, ALREADY, LINKED, *SKIPS)
+OUTCOMES = (ENROLLED, ENROLLED_NO_LINK, ALREADY, NO_LINK, LINKED, *SKIPS)
+
+
+def run_counts(counts: dict[str, int]) -> dict[str, int]:
+    """A run's (or its webhooks') counts by outcome, as the operator reads them: a referrer enrolled
+    without a referral link yet is enrolled (or already enrolled), the missing link said apart."""
+    return {"enrolled": counts.get(ENROLLED, 0) + counts.get(ENROLLED_NO_LINK, 0),
+            "enrolled_without_link": counts.get(ENROLLED_NO_LINK, 0),
+            "already_enrolled": counts.get(ALREADY, 0) + counts.get(NO_LINK, 0),
+            "still_without_link": counts.get(NO_LINK, 0),
+            "linked": counts.get(LINKED, 0),
+            "skipped": sum(n for k, n in counts.items() if k in SKIPS)}
+
+
+def describe_counts(counts: dict, already: str = "already") -> str:
+    """run_counts() in words: "enrolled 3 (1 without a link yet), already 0, skipped 1"."""
+    def apart(n: Optional[int], words: str) -> str:
+        return f" ({n:,} {words})" if n else ""
+    return ", ".join([f"enrolled {counts['enrolled']:,}" + apart(counts.get("enrolled_without_link"), "without a link yet"),
+                      f"{already} {counts['already_enrolled']:,}" + apart(counts.get("still_without_link"),
+                                                                          "still without a link")]
+                     + ([f"link written later {counts['linked']:,}"] if counts.get("linked") else [])
+                     + [f"skipped {counts['skipped']:,}"])
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Protocol
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
-from ..domain.sync import SKIPS, describe_writes
+from ..domain.sync import describe_counts, describe_writes, run_counts
 from ..config import Config
 from ..errors import DISCONNECTED, REPLAY_PARKED, WorkError
 from ..observability import mask_email
@@ -134,7 +134,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                                            "first run" if sync.mode == "ongoing" else ""),
                    f"`bridge sync start {c} --dry-run`, then `bridge sync start {c}`")
         return
-    counts = ", ".join(f"{k} {n}" for k, n in sorted(run.counts.items())) or "nothing yet"
+    counts = describe_counts(run_counts(run.counts)) if run.counts else "nothing yet"
     where = f"sync run {run.number} ({run.kind}, {run.source})"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",
@@ -146,7 +146,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
                    "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
     else:
-        skipped = sum(n for k, n in run.counts.items() if k in SKIPS)
+        skipped = run_counts(run.counts)["skipped"]
         report.add("sync", True, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
                    + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""))
 

@@ -28,9 +28,10 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, LINKED, NO_LINK, NOT_IN_RF, PER_PAGE, SKIPS, UNWRITTEN,
-                           Create, Decision, Skip, Tally, count_attribute, decide, describe_source, describe_writes,
-                           matches_source, preflight, restored, search_query, writeback_body, written)
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, LINKED, NO_LINK, NO_LINK_REASON, NOT_IN_RF,
+                           PER_PAGE, SKIPS, UNWRITTEN, Create, Decision, Skip, Tally, count_attribute, decide,
+                           describe_source, describe_writes, matches_source, preflight, restored, run_counts,
+                           search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -406,7 +407,9 @@ class Page:
             details = {**((note.details or {}) if note else {}), "contact_id": entry.contact_id, "run": self.number}
             first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
                           details)
-        self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), NO_LINK, first))
+        # Enrolled by this run (or webhook), or by an earlier run (already): not a skip either way.
+        counted = ENROLLED_NO_LINK if note is not None or self._ours(entry) else NO_LINK
+        self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first))
 
     def _campaign_known(self, why: str) -> None:
         """A 404 for a user is final (_gone) only while RF still knows the campaign with this token: asked
@@ -660,10 +663,7 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
     if run.status == "running" and total and rate:
         eta = max(0.0, (total - done) / rate * 60)
     return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
-            "status": run.status, "done": done, "total": total, "page": run.page,
-            "enrolled": run.counts.get(ENROLLED, 0), "already_enrolled": run.counts.get(ALREADY, 0),
-            "linked": run.counts.get(LINKED, 0),
-            "skipped": sum(n for k, n in run.counts.items() if k in SKIPS),
+            "status": run.status, "done": done, "total": total, "page": run.page, **run_counts(run.counts),
             "by_webhook": dict(run.by_webhook),
             "rate_per_minute": None if rate is None else round(rate, 1),
             "eta_seconds": None if eta is None else round(eta),
@@ -683,8 +683,9 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
     left: list[dict] = []
     enrolled = 0
     for entry in deps.sync.ledger(campaign_id):
-        if entry.outcome in SKIPS:
-            group = skips.setdefault(entry.outcome, {"reason": SKIPS[entry.outcome], "count": 0, "examples": []})
+        if entry.outcome in SKIPS or entry.outcome == NO_LINK:     # (no link yet: enrolled, said apart)
+            group = skips.setdefault(entry.outcome, {"reason": SKIPS.get(entry.outcome, NO_LINK_REASON), "count": 0,
+                                                     "examples": []})
             group["count"] += 1
             if len(group["examples"]) < examples:
                 group["examples"].append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
@@ -700,7 +701,8 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
         block = None
     return {"campaign_id": campaign_id, "run": status(deps, campaign_id), "counts": dict(run.counts),
             "writes": describe_writes(block) if block is not None else None,
-            "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])),
+            "skipped": dict(sorted(((k, g) for k, g in skips.items() if k != NO_LINK), key=lambda kv: -kv[1]["count"])),
+            "without_link": skips.get(NO_LINK, {"reason": NO_LINK_REASON, "count": 0, "examples": []}),
             "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
                      "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}
@@ -750,9 +752,11 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                     tally.add(WOULD_LINK)
                     continue
                 # (the run asks RF for them: a user RF no longer has answers 404, a final skip)
-                decision = Skip(NO_LINK, entry.reason or SKIPS[NO_LINK]) if entry.rf_user_id in ids else \
-                    Skip(NOT_IN_RF, f"no longer in Referral Factory: user {entry.rf_user_id} is not among the "
-                                    "campaign's people (deleted there)")
+                if entry.rf_user_id in ids:
+                    tally.add(NO_LINK)                       # enrolled earlier, RF has no link for them yet
+                    continue
+                decision = Skip(NOT_IN_RF, f"no longer in Referral Factory: user {entry.rf_user_id} is not among the "
+                                           "campaign's people (deleted there)")
             elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue
@@ -775,7 +779,8 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
         if cursor is None:
             break
     return {"campaign_id": campaign_id, "dry_run": True, "source": describe_source(sync), "total": total,
-            "would_enrol": tally.counts.get(WOULD, 0), "already_enrolled": tally.counts.get(ALREADY, 0),
-            "would_link": tally.counts.get(WOULD_LINK, 0),
+            "would_enrol": tally.counts.get(WOULD, 0),
+            "already_enrolled": tally.counts.get(ALREADY, 0) + tally.counts.get(NO_LINK, 0),
+            "would_link": tally.counts.get(WOULD_LINK, 0), "still_without_link": tally.counts.get(NO_LINK, 0),
             "skipped": {k: {"reason": SKIPS[k], "count": n, "examples": shown.get(k, [])}
                         for k, n in sorted(tally.counts.items(), key=lambda kv: -kv[1]) if k in SKIPS}}

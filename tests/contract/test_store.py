@@ -602,19 +602,22 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     _, took = store.sync.claim_page("42", 1, 1, "w4", clock())                   # w3 died: its lease ran out
     before = store.sync.run("42").updated_at
     clock.now += 5
-    store.sync.add_counts("42", 1, {"enrolled": 1})                              # a webhook's: apart, no progress
+    store.sync.add_counts("42", 1, {"enrolled": 1, "enrolled_no_link": 1})      # a webhook's: apart, no progress
     assert store.sync.run("42").updated_at == before
-    assert store.sync.checkpoint("42", 1, 1, "w4", clock(), cursor=None, counts={"already_in_campaign": 2},
+    assert store.sync.checkpoint("42", 1, 1, "w4", clock(), cursor=None, counts={"already_in_campaign": 2,
+                                                                                 "enrolled_no_link": 1},
                                  finished=True)
     done = store.sync.run("42")
-    assert (done.status, done.counts, done.done) == ("done", {"enrolled": 3, "already_in_campaign": 2}, 5)
-    assert done.by_webhook == {"enrolled": 1}
+    assert (done.status, done.counts, done.done) == ("done", {"enrolled": 3, "already_in_campaign": 2,
+                                                              "enrolled_no_link": 1}, 6)
+    assert done.by_webhook == {"enrolled": 1, "enrolled_no_link": 1}
     second = store.sync.start("42", "catch-up", "segment s1", clock(), since=1000.0)
     assert (second.number, second.kind, second.since) == (2, "catch-up", 1000.0)
-    assert store.sync.run("42", 1).counts == {"enrolled": 3, "already_in_campaign": 2}
-    assert (store.sync.run("42", 1).by_webhook, second.by_webhook) == ({"enrolled": 1}, {})
+    assert store.sync.run("42", 1).counts == {"enrolled": 3, "already_in_campaign": 2, "enrolled_no_link": 1}
+    assert (store.sync.run("42", 1).by_webhook, second.by_webhook) == ({"enrolled": 1, "enrolled_no_link": 1}, {})
     store.sync.add_counts("42", 1, {"enrolled": 1})     # a webhook read run 1 as the latest, then run 2 started:
-    assert (store.sync.run("42", 1).by_webhook, store.sync.run("42").by_webhook) == ({"enrolled": 1}, {})   # left out
+    assert (store.sync.run("42", 1).by_webhook, store.sync.run("42").by_webhook) == (
+        {"enrolled": 1, "enrolled_no_link": 1}, {})                                                   # left out
     assert store.sync.run("42").number == 2 and store.sync.run("43") is None
 
     store.sync.intend("42", [LedgerEntry("c1", "creating", email="a@x.io", run=1),

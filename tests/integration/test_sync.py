@@ -424,8 +424,10 @@ def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(brid
     assert intercom.count("PUT", f"/contacts/{cid}") == 0
     assert rf.count("GET", f"/users/{pending['id']}") == 0
     report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
-    [example] = report["skipped"]["no_link_yet"]["examples"]
-    assert (report["counts"], example["contact_id"]) == ({"enrolled": 1, "no_link_yet": 1}, cid)
+    [example] = report["without_link"]["examples"]                      # enrolled: not a skip
+    assert (report["counts"], example["contact_id"], report["skipped"]) == ({"enrolled": 1, "enrolled_no_link": 1},
+                                                                            cid, {})
+    assert (report["run"]["enrolled"], report["run"]["enrolled_without_link"], report["run"]["skipped"]) == (2, 1, 0)
     assert example["detail"].startswith(f"no referral link yet: Referral Factory has none for user {pending['id']}")
     found = json.loads(cli(bridge, "explain", cid, "--json", capsys=capsys)[1])
     assert [e["reason"] for e in found["trail"] if e["event"] == "sync"] == \
@@ -434,7 +436,8 @@ def test_a_referrer_rf_had_made_no_link_for_gets_it_written_by_the_next_run(brid
     cli(bridge, "sync", "start", "42", capsys=capsys)                     # RF has no link yet: asked, said again
     bridge.drain()
     assert rf.count("GET", f"/users/{pending['id']}") == 1 and intercom.count("PUT", f"/contacts/{cid}") == 0
-    assert json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])["skipped"] == 1
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["already_enrolled"], status["still_without_link"], status["skipped"]) == (2, 1, 0)
 
     rf.users[pending["id"]]["url"] = "https://rf.example/r/late"          # RF made the link since
     cli(bridge, "sync", "start", "42", capsys=capsys)

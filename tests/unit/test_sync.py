@@ -285,14 +285,17 @@ def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_h
     work = enrolled_without_link()                              # RF answered before making the link
     rf, intercom = work.apis.rf_, work.apis.intercom_
     [user], [contact] = rf.created, intercom.contacts.values()
-    assert work.store.sync.run("42").counts == {"no_link_yet": 1}
+    assert work.store.sync.run("42").counts == {"enrolled_no_link": 1}
     assert "referral_link" not in contact["custom_attributes"]
     rf.users[str(user["id"])] = {"id": user["id"], "url": None}
     sync.start(deps(work), "42")
     drain(work)
     assert work.store.sync.run("42").counts == {"no_link_yet": 1} and "update" not in intercom.calls
+    found = sync.status(deps(work), "42")                       # enrolled by run 1: already, still without a link
+    assert (found["enrolled"], found["already_enrolled"], found["still_without_link"], found["skipped"]) == (0, 1, 1, 0)
 
-    assert sync.dry_run(deps(work), "42")["skipped"]["no_link_yet"]["count"] == 1
+    dry = sync.dry_run(deps(work), "42")
+    assert (dry["already_enrolled"], dry["still_without_link"], dry["skipped"]) == (1, 1, {})
 
     rf.users[str(user["id"])]["url"] = user["url"] = "https://rf.example/r/late"     # (RF's people list says it too)
     dry = sync.dry_run(deps(work), "42")
@@ -361,6 +364,56 @@ def enrolled_without_link(n: int = 1) -> FakeWork:
     return work
 
 
+def test_referrers_enrolled_before_rf_made_their_link_are_counted_enrolled_not_skipped(monkeypatch, capsys):
+    """The walkthrough: the dry run said "would_enrol 3", RF got 3 new referrers (one without a link yet), and
+    the run said "enrolled 2, skipped 2" (a user reads skipped as not enrolled). They are enrolled, the missing
+    link said apart: in the run's counts, `sync status` (text, JSON), "by webhook since", `sync report`, doctor."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from chalicelib.domain.settings import parse_settings
+    from chalicelib.services.doctor import Report, _sync
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)
+    work = world(4, mode="ongoing")
+    work.apis.intercom_.contacts[next(iter(work.apis.intercom_.contacts))]["email"] = "not an email"
+    rt = SimpleNamespace(deps=work.deps)
+    real = work.apis.rf_.create_user
+
+    def without_link(body: dict) -> dict:                       # RF makes no link for p1 (nor, later, for new)
+        user = real(body)
+        if body["email"] in ("p1@example.com", "new@example.com"):
+            user["url"] = None
+        return dict(user)
+    work.apis.rf_.create_user = without_link
+    assert sync.dry_run(deps(work), "42")["would_enrol"] == 3
+    sync.start(deps(work), "42")
+    drain(work)
+    assert len(work.apis.rf_.created) == 3
+    found = sync.status(deps(work), "42")
+    assert (found["enrolled"], found["enrolled_without_link"], found["already_enrolled"], found["skipped"]) == \
+        (3, 1, 0, 1)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · enrolled 3 (1 without a link yet), already 0, skipped 1\n")
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.user.created", item=new), deps(work))
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · by webhook since: +1 enrolled (1 without a link yet)\n")
+    report = json.loads(run_cli(rt, capsys, "sync", "report", "42", "--json")[1])
+    assert (list(report["skipped"]), report["without_link"]["count"]) == (["invalid_email"], 2)
+    text = run_cli(rt, capsys, "sync", "report", "42")[1]
+    assert "enrolled without a referral link yet (all runs; each run asks Referral Factory again): 2\n" in text
+    assert "no referral link yet:" not in text.split("skipped contacts (all runs), by reason:")[1].split(
+        "enrolled without")[0]
+    report = Report("42")
+    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings(mode="ongoing")))
+    assert report.findings[0].what.startswith("sync run 1 (full, users) done: enrolled 3 (1 without a link yet), "
+                                              "already 0, skipped 1; ")
+    assert report.findings[0].what.endswith("see `bridge sync report 42` for the 1 skipped, with their reasons")
+
+
 def test_rf_refusing_a_referrers_link_with_a_message_that_quotes_404_fails_the_page_not_as_a_deleted_user():
     """Only RF's status says it does not know a user: a 422 whose text holds "404" is RF's refusal
     (the page fails with it), not "no link yet" asked again every run."""
@@ -368,7 +421,7 @@ def test_rf_refusing_a_referrers_link_with_a_message_that_quotes_404_fails_the_p
 
     work = enrolled_without_link()
     rf = work.apis.rf_
-    assert work.store.sync.run("42").counts == {"no_link_yet": 1}
+    assert work.store.sync.run("42").counts == {"enrolled_no_link": 1}
 
     def refused(user_id: str) -> dict:
         raise Permanent("Referral Factory answered 422: user 404 of campaign 404 is not valid", status=422)
@@ -497,7 +550,7 @@ def test_a_404_for_a_user_while_rf_does_not_know_the_campaign_either_marks_nobod
 
     work = enrolled_without_link(2)
     rf = work.apis.rf_
-    assert work.store.sync.run("42").counts == {"no_link_yet": 2}
+    assert work.store.sync.run("42").counts == {"enrolled_no_link": 2}
     gone = [Permanent(f"Referral Factory answered 404: no user {u['id']}", status=404) for u in rf.created]
     rf.get_answers = list(gone)
     sync.start(work.deps, "42")
