@@ -11,6 +11,7 @@ from typing import Any, Optional, Protocol
 
 from ..domain.link import Link, PersonRef
 from ..domain.people import email_hash
+from ..domain.sync import NOT_IN_RF
 from ..errors import DISCONNECTED
 from ..observability import mask_email, mask_emails
 from ..ports import Store
@@ -28,6 +29,7 @@ class Explanation:
     query: str
     people: list[Link] = field(default_factory=list)
     trail: list[dict] = field(default_factory=list)
+    enrolled: list[dict] = field(default_factory=list)   # contact sync enrolled them (its ledger): no join needed
 
     @property
     def found(self) -> bool:
@@ -37,7 +39,7 @@ class Explanation:
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view()} for p in self.people],
-                       "trail": self.trail,
+                       "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({} if self.found else {"message": never_seen(self.query)})})
 
 
@@ -84,10 +86,14 @@ def explain(rt: Reader, query: str) -> Explanation:
     # Contact sync's ledger, by Intercom contact id: a referrer it enrolled (their history is under their
     # RF id) or a contact it skipped (no RF id: the ledger holds the reason).
     trail: list[dict] = []
+    enrolled: list[dict] = []
     for c in campaigns:
         for synced in store.sync.entries(c, sorted(contacts)).values() if contacts else ():
             if synced.rf_user_id:
                 rf_ids.add(synced.rf_user_id)
+                if synced.outcome != NOT_IN_RF:
+                    enrolled.append({"campaign_id": c, "rf_user_id": synced.rf_user_id,
+                                     "contact_id": synced.contact_id, "run": synced.run})
             elif synced.final:
                 skipped = {"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
                            "outcome": "skipped",
@@ -111,7 +117,7 @@ def explain(rt: Reader, query: str) -> Explanation:
             if _about(sample, hashes, rf_ids, contacts, scope):
                 trail.append(_with_fix(_refused(sample, scope), None))
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], _resolved(trail))
+    return Explanation(query, [people[r] for r in sorted(people)], _resolved(trail), enrolled)
 
 
 # What to do about an entry that needs an action, where the entry itself does not say: (event, outcome) -> fix.
@@ -251,7 +257,11 @@ def as_text(explanation: Explanation) -> str:
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
                      + (f" — {p['reason']}" if p.get("reason") else ""))
-    if not view["people"]:
+    for e in view.get("enrolled_by_sync", []):
+        if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):
+            lines.append(f"  campaign {e['campaign_id']}, RF user {e['rf_user_id']}: enrolled by contact sync (run "
+                         f"{e['run']}) from Intercom contact {e['contact_id']}, not by a join")
+    if not view["people"] and not view.get("enrolled_by_sync"):
         lines.append("  no link: no join of theirs was applied")
     lines.append("")
     for e in view["trail"]:

@@ -607,3 +607,21 @@ def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook
     sync.on_contact(note, deps(work))
     assert [u["email"] for u in rf.created].count("new@example.com") == 1   # one RF user (the second found hers)
     assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
+
+
+def test_explain_of_a_referrer_enrolled_by_sync_says_so_not_that_no_join_was_applied():
+    """`bridge explain` began with "no link: no join of theirs was applied" right above "referral link
+    written to …": for a person contact sync enrolled, it says what is true."""
+    from chalicelib.services.explain import as_text, explain
+    work = world(1)
+    work.store.connections.register_workspace(WS)
+    sync.start(deps(work), "42")
+    drain(work)
+    [user], [contact] = work.apis.rf_.created, work.apis.intercom_.contacts.values()
+    found = explain(work, "p0@example.com")
+    text = as_text(found)
+    assert "no join of theirs" not in text
+    assert text.splitlines()[1] == (f"  campaign 42, RF user {user['id']}: enrolled by contact sync (run 1) from "
+                                    f"Intercom contact {contact['id']}, not by a join")
+    assert found.view()["enrolled_by_sync"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]),
+                                                 "contact_id": contact["id"], "run": 1}]
