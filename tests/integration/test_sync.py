@@ -166,6 +166,33 @@ def test_an_unknown_segment_or_a_link_attribute_that_is_not_text_stops_the_run_b
     assert creates(rf) == 0 and bridge.operator().store.sync.run("42") is None
 
 
+def test_a_segment_that_cannot_be_found_is_named_where_the_readmes_troubleshooting_table_says(bridge, intercom, rf,
+                                                                                              capsys):
+    """"Sync: a segment cannot be found": `settings apply`, `sync start` (and its `--dry-run`) and `doctor`
+    name it with the fix; `sync report` cannot (nothing ran). The README's row names those, not `sync report`."""
+    from pathlib import Path
+
+    from chalicelib.domain.settings import SettingsError
+    from chalicelib.services.admin import apply_settings
+    missing = "6f00000000000000ffffffff"
+    named = f"sync.segment_id: segment {missing} does not exist in workspace {WORKSPACE}"
+    with pytest.raises(SettingsError) as refused:
+        bridge.apply(sync_settings(missing))
+    assert any(p.startswith(named) for p in refused.value.problems)
+    apply_settings(bridge.rt, yaml.safe_dump(sync_settings(missing)), check_workspace=False)   # (or Intercom changed)
+    for dry in ((), ("--dry-run",)):
+        code, _, err = cli(bridge, "sync", "start", "42", *dry, capsys=capsys)
+        assert code == 1 and err.splitlines()[1].startswith(f"  - {named}")
+    code, out, _ = cli(bridge, "doctor", "42", "--json", capsys=capsys)
+    assert any(f["what"].startswith(named) for f in json.loads(out)["findings"] if not f["ok"])
+    code, _, err = cli(bridge, "sync", "report", "42", capsys=capsys)
+    assert code == 1 and missing not in err
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| Sync: a segment cannot be found |")]
+    assert [c for c in ("settings apply", "sync start", "--dry-run", "doctor", "sync report") if c in row] == [
+        "settings apply", "sync start", "--dry-run", "doctor"]
+
+
 def test_a_run_whose_checks_fail_in_the_worker_stops_with_the_fix_and_creates_nothing(bridge, intercom, rf, capsys):
     seg, _ = segment(intercom, 5)
     bridge.apply(sync_settings(seg))
