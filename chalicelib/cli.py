@@ -199,30 +199,49 @@ KEEP = "Enter keeps the stored one"      # a prompt's empty answer, when one is 
 
 
 def _none_given(args: argparse.Namespace, *secrets: tuple[str, str]) -> bool:
-    """Whether none of a command's secrets (option, variable) is given: only then are they asked for.
-    One given (a script run from a terminal, replacing a token) keeps the others as they are, as
-    outside a terminal: no prompt waits for an answer."""
+    """Whether none of a command's secrets (option, variable) is given: only then are they all asked
+    for. One given (a script run from a terminal, replacing a token) keeps the others as they are
+    stored, without a prompt; one that none is stored of is still asked for (`_askable`)."""
     return not any(getattr(args, option.lstrip("-").replace("-", "_")) or os.environ.get(env)
                    for option, env in secrets)
 
 
 def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings: list[str], *,
-            kept: Callable[[], Optional[str]], ask: bool = True) -> Optional[str]:
-    """The secret of `option` (`args` gets it, so that no error can print it): the option's value, else
-    `env`'s, else (`ask`) typed at a prompt without echo when stdin is a terminal; not a terminal: None
-    (the service then names the variable to set). `kept()`, asked only to prompt: what an empty answer
-    does, said in the prompt (None: it is refused). An option given in a terminal warns that it is in
-    the shell's history now; scripts that pass one are not nagged."""
+            kept: Callable[[], Optional[str]], ask: bool = True) -> tuple[Optional[str], Optional[str]]:
+    """The secret of `option` (`args` gets it, so that no error can print it) and where it came from
+    (`option`, `env`, "typed"; None: not given): the option's value, else `env`'s, else (`ask`) typed at
+    a prompt without echo when stdin is a terminal; not a terminal: None (the service then names the
+    variable to set). `kept()`, asked only to prompt: what an empty answer does, said in the prompt
+    (None: it is refused). An option given in a terminal warns that it is in the shell's history now;
+    scripts that pass one are not nagged."""
     name = option.lstrip("-").replace("-", "_")
-    value = getattr(args, name)
+    value: Optional[str] = getattr(args, name)
+    source: Optional[str] = option
     if value:
         if _terminal():
             warnings.append(f"{option} on the command line lands in the shell's history (and shows in `ps`): "
                             f"leave it out to be asked for it, or set {env}")
+    elif os.environ.get(env):
+        value, source = os.environ[env], env
     else:
-        value = os.environ.get(env) or (_typed(what, kept) if ask else None)
+        value = _typed(what, kept) if ask else None
+        source = "typed" if value else None
     setattr(args, name, value)
-    return value
+    return value, source
+
+
+def _said(state: str, source: Optional[str], checked: str = "") -> str:
+    """A secret's state and where it came from, as the answers say it: `set (from INTERCOM_TOKEN,
+    checked with Intercom)`, `set (typed)`, `kept (none given)`: a variable left over from an earlier
+    shell shows, as it is what was stored."""
+    came = "typed" if source == "typed" else f"from {source}" if source else "none given"
+    return f"{state} ({came}{checked if state == 'set' else ''})"
+
+
+def _askable(none_given: bool, name: str, stored: Callable[[], frozenset[str]]) -> bool:
+    """Whether the secret `name` is asked for: when none of the command's secrets is given, or when it
+    cannot be kept (none is stored: a first connect, a disconnected workspace), in a terminal only."""
+    return none_given or (_terminal() and name not in stored())
 
 
 def _stored(connection: Optional[Connection | RFConnection]) -> frozenset[str]:
@@ -370,18 +389,21 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     had = functools.cache(lambda: _stored(rt.store.connections.workspace(ws)))     # read only to prompt
     warnings: list[str] = []
     ask = _none_given(args, ("--token", "INTERCOM_TOKEN"), ("--client-secret", "INTERCOM_CLIENT_SECRET"))
-    token = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}", warnings,
-                    kept=lambda: KEEP if "token" in had() else None, ask=ask)
-    client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET",
-                            f"Intercom app's client secret for workspace {ws}", warnings,
-                            kept=lambda: KEEP if "client-secret" in had() else "Enter skips it", ask=ask)
+    token, token_from = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}",
+                                warnings, kept=lambda: KEEP if "token" in had() else None,
+                                ask=_askable(ask, "token", had))
+    client_secret, secret_from = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET",
+                                         f"Intercom app's client secret for workspace {ws}", warnings,
+                                         kept=lambda: KEEP if "client-secret" in had() else "Enter skips it",
+                                         ask=_askable(ask, "client-secret", had))
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
+    done["from"] = {"token": token_from, "client_secret": secret_from}
     named = f" ({done['name']})" if done["name"] else ""
-    checked = " (checked with Intercom)" if done["token"] == "set" else ""
     warnings += [f"no client secret: Intercom's webhooks for this workspace will be refused (401) until it is set "
                  f"(`bridge workspace connect {ws}` asks for it)"] if done["client_secret"] == "missing" else []
-    _answer(args, done, f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client "
-            f"secret {done['client_secret']}, api base {done['api_base']}", warnings)
+    _answer(args, done, f"workspace {args.workspace}{named} connected: token "
+            f"{_said(done['token'], token_from, ', checked with Intercom')}, client secret "
+            f"{_said(done['client_secret'], secret_from)}, api base {done['api_base']}", warnings)
     return 0
 
 
@@ -396,7 +418,7 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
-    client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET", "public Intercom app's client secret",
+    client_secret, _ = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET", "public Intercom app's client secret",
                             warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
                             else None)     # a missing client id is refused before the secret is typed
     if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
@@ -424,20 +446,22 @@ def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     had = functools.cache(lambda: _stored(rt.store.connections.rf()))     # read only to prompt
     warnings: list[str] = []
     ask = _none_given(args, ("--token", "RF_TOKEN"), ("--webhook-secret", "RF_WEBHOOK_SECRET"))
-    token = _secret(args, "--token", "RF_TOKEN", "Referral Factory API token", warnings,
-                    kept=lambda: KEEP if "token" in had() else None, ask=ask)
-    webhook_secret = _secret(args, "--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook secret (the "
-                             "X-Bridge-Secret header's value)", warnings,
-                             kept=lambda: KEEP if "webhook-secret" in had() else None, ask=ask)
+    token, token_from = _secret(args, "--token", "RF_TOKEN", "Referral Factory API token", warnings,
+                                kept=lambda: KEEP if "token" in had() else None, ask=_askable(ask, "token", had))
+    webhook_secret, secret_from = _secret(args, "--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook "
+                                          "secret (the X-Bridge-Secret header's value)", warnings,
+                                          kept=lambda: KEEP if "webhook-secret" in had() else None,
+                                          ask=_askable(ask, "webhook-secret", had))
     if not token and not webhook_secret and _terminal():     # Enter at each prompt
         raise CliError("nothing was typed: Referral Factory's token and webhook secret are kept as they were")
     done = connect_rf(rt, token, webhook_secret, check=True)
-    checked = " (checked with Referral Factory)" if done["token"] == "set" else ""
+    done["from"] = {"token": token_from, "webhook_secret": secret_from}
     warnings += [f"no {what} yet: {why} (`bridge rf connect` asks for it)" for name, what, why in (
         ("token", "token", "joins cannot be read from RF or qualified"),
         ("webhook_secret", "webhook secret", "RF's webhooks will be refused (503)")) if done[name] == "missing"]
-    _answer(args, done, f"Referral Factory connected: token {done['token']}{checked}, "
-            f"webhook secret {done['webhook_secret']}", warnings)
+    checked = ", checked with Referral Factory"
+    _answer(args, done, f"Referral Factory connected: token {_said(done['token'], token_from, checked)}, webhook "
+            f"secret {_said(done['webhook_secret'], secret_from)}", warnings)
     return 0
 
 

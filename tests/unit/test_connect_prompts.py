@@ -4,6 +4,8 @@ given, without echo; elsewhere (CI, a pipe) they refuse in one line naming the v
 the in-memory twins; the prompt is a stand-in for getpass (tests/support/cli.Terminal)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chalicelib.services.connections import connect_rf, connect_workspace
@@ -33,8 +35,8 @@ def test_a_connect_in_a_terminal_asks_for_the_token_and_client_secret_and_stores
     code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
     assert typed.prompts == ["Intercom access token for workspace ws1: ",
                              "Intercom app's client secret for workspace ws1 (Enter skips it): "]
-    assert (code, out, err) == (0, "workspace ws1 (Acme) connected: token set (checked with Intercom), client secret "
-                                   "set, api base default\n", "")
+    assert (code, out, err) == (0, "workspace ws1 (Acme) connected: token set (typed, checked with Intercom), client "
+                                   "secret set (typed), api base default\n", "")
     assert stored(rt) == (TOKEN, CLIENT_SECRET)
 
 
@@ -45,7 +47,7 @@ def test_a_reconnect_in_a_terminal_keeps_what_is_stored_on_enter(rt, monkeypatch
     code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1")
     assert typed.prompts == ["Intercom access token for workspace ws1 (Enter keeps the stored one): ",
                              "Intercom app's client secret for workspace ws1 (Enter keeps the stored one): "]
-    assert code == 0 and "token set (checked with Intercom), client secret kept" in out
+    assert code == 0 and "token set (typed, checked with Intercom), client secret kept (none given)" in out
     assert stored(rt) == ("tok-new", "cs-old")
 
 
@@ -151,8 +153,10 @@ def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed
 def test_a_script_in_a_terminal_that_gives_one_secret_is_not_stopped_by_a_prompt_for_the_other(
         rt, monkeypatch, capsys, command, variable, stored_as):
     """A script run from a terminal (a token rotation: `RF_TOKEN=... bridge rf connect`) gives what it
-    replaces; what it does not give is kept as it is, as outside a terminal: no prompt waits for Enter,
-    and none refuses to store the one given without the other."""
+    replaces; what it does not give is kept as it is stored, as outside a terminal: no prompt waits for
+    Enter."""
+    connect_rf(rt, token="rf-old", webhook_secret="hook-old")
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
     monkeypatch.setenv(variable, TOKEN)
     typed = Terminal(monkeypatch)
     code, out, err = run_cli(rt, capsys, *command)
@@ -169,3 +173,53 @@ def test_enter_at_the_oauth_apps_prompt_with_nothing_else_given_says_nothing_cha
         1, "", "bridge: nothing was typed: the public Intercom app's client id and secret are kept as they were\n")
     assert typed.prompts == ["Public Intercom app's client secret (Enter keeps the stored one): "]
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-secret"
+
+
+@pytest.mark.parametrize("disconnected", [False, True])
+def test_a_leftover_client_secret_variable_does_not_stop_the_prompt_for_a_token_none_is_stored_of(
+        rt, monkeypatch, capsys, disconnected):
+    """INTERCOM_CLIENT_SECRET left in the shell: a first connect, or the reconnect of a disconnected
+    workspace, still asks for the token it cannot keep, and the answer says where each value came from."""
+    if disconnected:
+        connect_workspace(rt, "ws1", TOKEN, "cs-old")
+        run_cli(rt, capsys, "workspace", "disconnect", "ws1")
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", CLIENT_SECRET)
+    typed = Terminal(monkeypatch, TOKEN)
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert typed.prompts == ["Intercom access token for workspace ws1: "]
+    assert (code, out, err) == (0, "workspace ws1 (Acme) connected: token set (typed, checked with Intercom), client "
+                                   "secret set (from INTERCOM_CLIENT_SECRET), api base default\n", "")
+    assert stored(rt) == (TOKEN, CLIENT_SECRET)
+
+
+def test_a_token_given_on_a_first_connect_in_a_terminal_still_asks_for_the_client_secret(rt, monkeypatch, capsys):
+    typed = Terminal(monkeypatch, "")
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--token", TOKEN, "--json")
+    assert typed.prompts == ["Intercom app's client secret for workspace ws1 (Enter skips it): "]
+    assert code == 0 and {k: v for k, v in json.loads(out).items() if k in ("token", "client_secret", "from")} == {
+        "token": "set", "client_secret": "missing", "from": {"token": "--token", "client_secret": None}}
+
+
+def test_a_reconnect_with_a_leftover_variable_says_the_other_secret_was_kept_because_none_was_given(
+        rt, monkeypatch, capsys):
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", CLIENT_SECRET)
+    Terminal(monkeypatch)
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert (code, out) == (0, "workspace ws1 connected: token kept (none given), client secret set (from "
+                              "INTERCOM_CLIENT_SECRET), api base default\n")
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--json")
+    assert json.loads(out)["from"] == {"token": None, "client_secret": "INTERCOM_CLIENT_SECRET"}
+
+
+def test_rf_connect_asks_for_the_secret_none_is_stored_of_even_when_a_variable_gives_the_other(
+        rt, monkeypatch, capsys):
+    monkeypatch.setenv("RF_WEBHOOK_SECRET", "hook-from-env")
+    typed = Terminal(monkeypatch, "rf-Typed:1")
+    code, out, err = run_cli(rt, capsys, "rf", "connect")
+    assert typed.prompts == ["Referral Factory API token: "]
+    assert (code, out, err) == (0, "Referral Factory connected: token set (typed, checked with Referral Factory), "
+                                   "webhook secret set (from RF_WEBHOOK_SECRET)\n", "")
+    assert rt.secrets.scoped("worker").get("rf/token") == "rf-Typed:1"
+    code, out, _ = run_cli(rt, capsys, "rf", "connect", "--json")
+    assert json.loads(out)["from"] == {"token": None, "webhook_secret": "RF_WEBHOOK_SECRET"}
