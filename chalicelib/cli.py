@@ -396,6 +396,8 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
                                          f"Intercom app's client secret for workspace {ws}", warnings,
                                          kept=lambda: KEEP if "client-secret" in had() else "Enter skips it",
                                          ask=_askable(ask, "client-secret", had))
+    if not token and not client_secret and not args.api_base and _terminal():     # Enter at each prompt
+        raise CliError(f"nothing was typed: workspace {ws}'s token and client secret are kept as they were")
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
     done["from"] = {"token": token_from, "client_secret": secret_from}
     named = f" ({done['name']})" if done["name"] else ""

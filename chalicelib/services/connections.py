@@ -108,6 +108,10 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
                                "INTERCOM_TOKEN)")
         raise ConnectError(f"workspace {workspace} has no access token yet: `bridge workspace connect {workspace}` asks "
                            "for it in a terminal (elsewhere, set INTERCOM_TOKEN)")
+    if not token and not client_secret and not api_base:      # a new API base alone is a change
+        raise ConnectError(f"give workspace {workspace}'s token and/or client secret: `bridge workspace connect "
+                           f"{workspace}` asks for them in a terminal (elsewhere, set INTERCOM_TOKEN and/or "
+                           "INTERCOM_CLIENT_SECRET)")
     name = None
     if token:   # checked where it will be used: the given base, else the one already configured
         found = check_token(rt, token, api_base or (current.api_base if current is not None else None))

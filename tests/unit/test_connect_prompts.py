@@ -223,3 +223,35 @@ def test_rf_connect_asks_for_the_secret_none_is_stored_of_even_when_a_variable_g
     assert rt.secrets.scoped("worker").get("rf/token") == "rf-Typed:1"
     code, out, _ = run_cli(rt, capsys, "rf", "connect", "--json")
     assert json.loads(out)["from"] == {"token": None, "webhook_secret": "RF_WEBHOOK_SECRET"}
+
+
+@pytest.mark.parametrize("stdin", ["", "tok-piped\n"])
+def test_a_workspace_connect_given_nothing_outside_a_terminal_fails_naming_the_variables(
+        rt, monkeypatch, capsys, stdin):
+    """As `rf connect`: not "connected: token kept, client secret kept" for a run that changed nothing
+    (`</dev/null`, or a token piped in, which is not read)."""
+    import io
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (
+        1, "", "bridge: give workspace ws1's token and/or client secret: `bridge workspace connect ws1` asks for them "
+               "in a terminal (elsewhere, set INTERCOM_TOKEN and/or INTERCOM_CLIENT_SECRET)\n")
+    assert stored(rt) == (TOKEN, "cs-old")
+
+
+def test_enter_at_both_prompts_of_a_workspace_connect_says_nothing_changed(rt, monkeypatch, capsys):
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    Terminal(monkeypatch, "", "")
+    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (
+        1, "", "bridge: nothing was typed: workspace ws1's token and client secret are kept as they were\n")
+
+
+def test_a_new_api_base_alone_is_a_change_and_keeps_both_secrets(rt, monkeypatch, capsys):
+    """README: connecting again replaces only what is given, the API base too."""
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    Terminal(monkeypatch, "", "")
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "https://api.eu.intercom.io")
+    assert (code, out) == (0, "workspace ws1 connected: token kept (none given), client secret kept (none given), "
+                              "api base https://api.eu.intercom.io\n")
+    assert rt.store.connections.workspace("ws1").api_base == "https://api.eu.intercom.io" and \
+        stored(rt) == (TOKEN, "cs-old")
