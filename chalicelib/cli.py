@@ -212,7 +212,8 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
     (`option`, `env`, "typed"; None: not given): the option's value, else `env`'s, else (`ask`) typed at
     a prompt without echo when stdin is a terminal; not a terminal: None (the service then names the
     variable to set). `kept()`, asked only to prompt: what an empty answer does, said in the prompt
-    (None: it is refused). An option given in a terminal warns that it is in the shell's history now;
+    (None: it is refused). One that is not printable ASCII is refused, however it came, before anything
+    is called or stored. An option given in a terminal warns that it is in the shell's history now;
     scripts that pass one are not nagged."""
     name = option.lstrip("-").replace("-", "_")
     value: Optional[str] = getattr(args, name)
@@ -227,6 +228,9 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
         value = _typed(what, kept) if ask else None
         source = "typed" if value else None
     setattr(args, name, value)
+    if value and not (value.strip().isascii() and value.strip().isprintable()):  # spaces around: refused as such
+        raise CliError(f"the {what} holds a character that is not plain ASCII (a pasted € or curly quote?): nothing "
+                       "was stored")     # tokens and secrets are ASCII: an HTTP header could not carry it
     return value, source
 
 

@@ -255,3 +255,34 @@ def test_a_new_api_base_alone_is_a_change_and_keeps_both_secrets(rt, monkeypatch
                               "api base https://api.eu.intercom.io\n")
     assert rt.store.connections.workspace("ws1").api_base == "https://api.eu.intercom.io" and \
         stored(rt) == (TOKEN, "cs-old")
+
+
+@pytest.mark.parametrize("how", ["typed", "variable", "option"])
+@pytest.mark.parametrize("command, option, variable, what", [
+    (("workspace", "connect", "ws1"), "--token", "INTERCOM_TOKEN", "Intercom access token for workspace ws1"),
+    (("workspace", "connect", "ws1"), "--client-secret", "INTERCOM_CLIENT_SECRET",
+     "Intercom app's client secret for workspace ws1"),
+    (("rf", "connect"), "--token", "RF_TOKEN", "Referral Factory API token"),
+    (("rf", "connect"), "--webhook-secret", "RF_WEBHOOK_SECRET",
+     "Referral Factory webhook secret (the X-Bridge-Secret header's value)")])
+def test_a_secret_that_is_not_plain_ascii_is_refused_in_one_line_before_anything_is_called_or_stored(
+        rt, monkeypatch, capsys, how, command, option, variable, what):
+    """A pasted € or curly quote: no codec error, no webhook secret stored that every webhook then fails."""
+    connect_rf(rt, token="rf-old", webhook_secret="hook-old")
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    bad, argv = "wh€-secret\u201d", list(command)
+    rt.auth.apps[bad] = rt.auth.apps[TOKEN]         # Intercom's twin would take it: only the CLI refuses it
+    calls = list(rt.auth.calls)
+    if how == "variable":
+        monkeypatch.setenv(variable, bad)
+    elif how == "option":
+        argv += [option, bad]
+    first = (option in ("--token",))           # the prompts come in the order token, then the other
+    typed = Terminal(monkeypatch, *([bad] if first else ["", bad])) if how == "typed" else Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, *argv)
+    assert (code, out) == (1, "") and err == (f"bridge: the {what} holds a character that is not plain ASCII (a "
+                                              "pasted € or curly quote?): nothing was stored\n")
+    assert stored(rt) == (TOKEN, "cs-old") and rt.secrets.scoped("worker").get("rf/token") == "rf-old"
+    assert rt.secrets.scoped("edge").get("rf/webhook-secret") == "hook-old"
+    assert rt.auth.calls == calls
+    assert len(typed.prompts) == (0 if how != "typed" else 1 if first else 2)
