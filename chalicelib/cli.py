@@ -98,10 +98,15 @@ def _parser() -> argparse.ArgumentParser:
 
     ws = sub.add_parser("workspace", help="Intercom workspaces").add_subparsers(dest="action", required=True)
     p = ws.add_parser("connect", help="store a workspace's access token and client secret in SSM (what is not "
-                                      "given is kept)")
-    p.add_argument("workspace")
+                                      "given is kept)",
+                      description="Store a workspace's access token and its private app's client secret in SSM, "
+                                  "the token checked with Intercom first. Given neither (option or variable), both "
+                                  "are asked for in a terminal (Enter keeps a stored one). Giving one keeps the "
+                                  "other as stored, without asking; one none is stored of is still asked for.")
+    p.add_argument("workspace", help="the workspace's Intercom app id (its workspace id, e.g. vne310wv)")
     _secret_option(p, "--token", "INTERCOM_TOKEN", "the workspace's access token")
-    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the app's client secret")
+    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the private app's client secret (it signs "
+                   "the workspace's webhooks; a public app's goes to `workspace oauth-app`)")
     p.add_argument("--api-base", default=None, help="regional API base, e.g. https://api.eu.intercom.io")
     _json(p)
     p.set_defaults(func=_workspace_connect)
@@ -111,9 +116,15 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_workspace_disconnect)
     p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
-                                        "can connect their workspace at <api>/oauth/intercom/start")
-    p.add_argument("--client-id", default=os.environ.get("INTERCOM_CLIENT_ID"))
-    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the app's client secret")
+                                        "can connect their workspace at <api>/oauth/intercom/start",
+                      description="Store the public Intercom app's client id and secret, for OAuth. Its secret "
+                                  "is read from INTERCOM_OAUTH_CLIENT_SECRET; INTERCOM_CLIENT_SECRET (a private "
+                                  "app's, for `workspace connect`) only when that is not set.")
+    p.add_argument("--client-id", default=os.environ.get("INTERCOM_CLIENT_ID"),
+                   help="the public app's client id; left out, it is read from INTERCOM_CLIENT_ID, else the stored "
+                        "one is kept (needed the first time)")
+    _secret_option(p, "--client-secret", "INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)",
+                   "the public app's client secret")
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
     p = ws.add_parser("list", help="every workspace the bridge knows: its status, which secrets are set (never "
@@ -123,7 +134,11 @@ def _parser() -> argparse.ArgumentParser:
 
     rf = sub.add_parser("rf", help="Referral Factory").add_subparsers(dest="action", required=True)
     p = rf.add_parser("connect", help="store the RF API token and the webhook secret in SSM (what is not given "
-                                      "is kept)")
+                                      "is kept)",
+                      description="Store Referral Factory's API token (checked with RF first) and the webhook "
+                                  "secret in SSM. Given neither (option or variable), both are asked for in a "
+                                  "terminal (Enter keeps a stored one). Giving one keeps the other as stored, "
+                                  "without asking; one none is stored of is still asked for.")
     _secret_option(p, "--token", "RF_TOKEN", "RF's API token")
     _secret_option(p, "--webhook-secret", "RF_WEBHOOK_SECRET", "the webhook's X-Bridge-Secret value")
     _json(p)
@@ -192,10 +207,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
     p.add_argument(option, help=f"{what}; left out, it is read from {env}, else asked for (not echoed) in a "
-                   "terminal. Given here, it lands in the shell's history: prefer the prompt or the variable")
+                   "terminal. Given here, it lands in the shell's history: prefer the prompt, or a variable set "
+                   "without typing its value on a command line")
 
 
 KEEP = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
+# The public app's client secret: its own variable first; INTERCOM_CLIENT_SECRET, which `workspace connect`
+# reads for a private app's, as before.
+OAUTH_SECRET_VARIABLES = ("INTERCOM_OAUTH_CLIENT_SECRET", "INTERCOM_CLIENT_SECRET")
 
 
 def _none_given(args: argparse.Namespace, *secrets: tuple[str, str]) -> bool:
@@ -424,13 +443,19 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
-    client_secret, _ = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET", "public Intercom app's client secret",
+    variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
+    client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
                             warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
                             else None)     # a missing client id is refused before the secret is typed
     if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
     done = configure_oauth(rt, args.client_id, client_secret)
-    _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, "
+    done["from"] = {"client_secret": secret_from}
+    if secret_from == OAUTH_SECRET_VARIABLES[1]:
+        warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
+                        f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
+    _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
+            f"{_said(done['client_secret'], secret_from)}, "
             f"state key {done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
             "<api>/oauth/intercom/callback as the app's redirect URL.", warnings)
     return 0

@@ -168,12 +168,12 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     if not client_id and not client_secret:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
-                           "INTERCOM_CLIENT_SECRET)")
+                           "INTERCOM_OAUTH_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
     had = oauth_app_stored(rt, client_id)
     if not client_secret and not had[OAUTH_CLIENT_SECRET]:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
-                           "terminal (elsewhere, set INTERCOM_CLIENT_SECRET)")
+                           "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:

@@ -91,7 +91,7 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
                                             "client_secret": "kept", "api_base": "default", "warnings": [],
                                             "from": {"token": "--token", "client_secret": None}}
     assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made",
-                                              "warnings": []}
+                                              "warnings": [], "from": {"client_secret": "--client-secret"}}
     assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}
     assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
     assert answers["workspace list"]["workspaces"][0]["status"] == "active"

@@ -12,7 +12,8 @@ from chalicelib.services.connections import connect_rf, connect_workspace
 from tests.fakes import FakeConnecting
 from tests.support.cli import Terminal, run_cli
 
-VARIABLES = ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_CLIENT_ID", "RF_TOKEN", "RF_WEBHOOK_SECRET")
+VARIABLES = ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_CLIENT_ID", "INTERCOM_OAUTH_CLIENT_SECRET", "RF_TOKEN",
+             "RF_WEBHOOK_SECRET")
 TOKEN, CLIENT_SECRET = "tok-Typed:1", "cs-Typed:2"
 
 
@@ -286,3 +287,47 @@ def test_a_secret_that_is_not_plain_ascii_is_refused_in_one_line_before_anything
     assert rt.secrets.scoped("edge").get("rf/webhook-secret") == "hook-old"
     assert rt.auth.calls == calls
     assert len(typed.prompts) == (0 if how != "typed" else 1 if first else 2)
+
+
+def help_of(capsys, *command: str) -> str:
+    from chalicelib.cli import main
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    return " ".join(capsys.readouterr().out.split())      # argparse's wrapping undone
+
+
+@pytest.mark.parametrize("command", [("workspace", "connect"), ("rf", "connect")])
+def test_the_help_of_a_connect_says_that_one_secret_given_keeps_the_other_and_how_to_keep_them_out_of_history(
+        capsys, command):
+    said = help_of(capsys, *command)
+    assert "Giving one keeps the other as stored, without asking; one none is stored of is still asked for." in said
+    assert "prefer the prompt, or a variable set without typing its value on a command line" in said
+    assert "prefer the prompt or the variable" not in said
+
+
+def test_the_help_names_the_workspace_argument_the_client_id_variable_and_whose_client_secret_each_reads(capsys):
+    said = help_of(capsys, "workspace", "connect")
+    assert "workspace the workspace's Intercom app id (its workspace id, e.g. vne310wv)" in said
+    assert "--client-secret CLIENT_SECRET the private app's client secret" in said
+    said = help_of(capsys, "workspace", "oauth-app")
+    assert "--client-id CLIENT_ID the public app's client id; left out, it is read from INTERCOM_CLIENT_ID" in said
+    assert "read from INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)" in said
+
+
+def test_the_oauth_app_reads_its_own_variable_before_the_private_apps_client_secret(rt, monkeypatch, capsys):
+    """INTERCOM_CLIENT_SECRET is what `workspace connect` (and `make run`) read for a private app: with
+    INTERCOM_OAUTH_CLIENT_SECRET set, the public app's is taken from it; without, the old variable still
+    works, and the answer says which one was read."""
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", "private-secret")
+    monkeypatch.setenv("INTERCOM_OAUTH_CLIENT_SECRET", "public-secret")
+    Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id")
+    assert (code, err) == (0, "") and "client secret set (from INTERCOM_OAUTH_CLIENT_SECRET)" in out
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "public-secret"
+    monkeypatch.delenv("INTERCOM_OAUTH_CLIENT_SECRET")
+    code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--json")
+    assert code == 0 and json.loads(out)["from"] == {"client_secret": "INTERCOM_CLIENT_SECRET"}
+    assert json.loads(out)["warnings"] == [
+        "the client secret came from INTERCOM_CLIENT_SECRET, which `workspace connect` reads for a private app's: "
+        "set INTERCOM_OAUTH_CLIENT_SECRET for the public app's"]
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "private-secret"
