@@ -228,7 +228,8 @@ def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, rf, capsys, o
     assert bridge.post_intercom(payload, secret="cs-1").status_code == 200
     rf.token = "rf-2"                                                 # RF's token, regenerated
     assert main(["rf", "connect", "--token", "rf-2"], rt=operator) == 0
-    assert "token set (from --token, checked with Referral Factory), webhook secret kept (none given)" in capsys.readouterr().out
+    assert "token set (from --token, checked with Referral Factory), webhook secret kept (none given)" in \
+        capsys.readouterr().out
     assert bridge.post_join({"id": 1, "campaign_id": 42}, secret=SECRET).status_code == 404   # secret still good
 
 

@@ -12,8 +12,8 @@ from chalicelib.services.connections import connect_rf, connect_workspace
 from tests.fakes import FakeConnecting
 from tests.support.cli import Terminal, run_cli
 
-VARIABLES = ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_CLIENT_ID", "INTERCOM_OAUTH_CLIENT_SECRET", "RF_TOKEN",
-             "RF_WEBHOOK_SECRET")
+VARIABLES = ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_CLIENT_ID", "INTERCOM_OAUTH_CLIENT_SECRET",
+             "RF_TOKEN", "RF_WEBHOOK_SECRET")
 TOKEN, CLIENT_SECRET = "tok-Typed:1", "cs-Typed:2"
 
 
