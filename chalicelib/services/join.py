@@ -384,20 +384,23 @@ def _wait_if_unsure(attempt: Attempt, deps: WorkDeps) -> None:
 
 def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached:
     assert attempt.settings is not None and attempt.plan is not None
-    settings, plan = attempt.settings, attempt.plan
-    attempt.sent_create = True
+    settings = attempt.settings
+
+    def send(plan_: decide.Plan) -> dict:
+        attempt.sent_create = True
+        try:
+            return intercom.create_contact(plan_.create_body(attempt.marker))
+        except (Permanent, Deferred):
+            attempt.sent_create = False      # refused, or never sent: no contact was made (before any re-read)
+            raise
     try:
-        created = _written_or_again(attempt, deps,
-                                    lambda plan_: intercom.create_contact(plan_.create_body(attempt.marker)))
+        created = _written_or_again(attempt, deps, send)
     except Conflict as conflict:
         attempt.sent_create = False
         if not conflict.contact_id:
             raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
         existing = _get(intercom, conflict.contact_id)
         return _existing(attempt, deps, intercom, existing, "409 conflict on create (search had not caught up)")
-    except (Permanent, Deferred):
-        attempt.sent_create = False      # refused, or never sent: no contact was made
-        raise
     attempt.sent_create = False
     plan = attempt.plan                  # as written: planned again if the list was read again
     baseline = decide.created_baseline(settings, plan)

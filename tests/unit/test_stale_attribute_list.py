@@ -8,7 +8,7 @@ from chalicelib.domain.link import LinkStatus
 from chalicelib.domain.settings import parse_settings
 from chalicelib.errors import Permanent
 from tests.unit.scenario import history, link_of, run, settings, world
-from tests.unit.test_join_use_case import join
+from tests.unit.test_join_use_case import comes_back, join
 
 SIGNED_UP = "custom_attributes.signed_up"
 PERSON = {"id": "7", "email": "ann@example.com", "first_name": "Ann", "type": "lead"}
@@ -125,3 +125,22 @@ def test_a_write_refused_again_after_the_list_was_read_again_is_not_sent_a_third
     assert run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))["dead"] == 1
     assert intercom.calls == ["search", "create", "create"] and work.apis.read_again == 1
 
+
+
+# --- review: what the second read and the second write leave behind ----------------------------------
+
+def test_a_refused_create_whose_list_cannot_be_read_again_is_not_taken_for_a_create_that_may_exist():
+    """The create was refused (400: no contact was made); reading the list again then fails (Intercom
+    busy). The next try must not wait for search as if a contact might exist unseen."""
+    from chalicelib.errors import Transient
+    work = world()
+    stale(work)
+    refused(work, "create")
+
+    def busy(workspace: str, since: float) -> dict:
+        raise Transient("Intercom answered 503 to GET /data_attributes")
+    work.apis.attributes_again = busy               # type: ignore[method-assign]
+    assert "GET /data_attributes" in comes_back(work, join({"id": "7", "campaign_id": "42",
+                                                            "email": "ann@example.com", "type": "lead"}))
+    assert link_of(work).uncertain_since is None                # no contact can exist: nothing to wait for
+    assert run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))["done"] == 1
