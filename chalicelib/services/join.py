@@ -460,7 +460,9 @@ def _written_or_again(attempt: Attempt, deps: WorkDeps, send: Callable[[decide.P
     except Permanent as refused:
         if refused.status != 400 or attempt.read_again or not _planned_again(attempt, deps, refused):
             raise
-    return send(attempt.plan)
+    written = send(attempt.plan)
+    count("StaleAttributeWritesHealed")      # written with the fresh list: not counted when refused again
+    return written
 
 
 def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool:
@@ -470,12 +472,12 @@ def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool
     again = decide.replan(attempt.settings, attempt.person.values, attempt.plan, fresh)
     if again is None:
         return False
-    count("StaleAttributeWritesHealed")
+    before = set(attempt.plan.payload.errors)          # counted when first planned
     attempt.plan = again.plan
     attempt.entries = [*(e for e in attempt.entries if e.event != "fields"), Entry(
         "attributes", "read_again", "attribute types changed in Intercom: read again; the contact was written "
         "with the types Intercom has now", {"attributes": list(again.changed), "refused": refused.reason}),
-        *_field_errors(again.plan)]
+        *_field_errors(again.plan, counted=before)]
     return True
 
 
@@ -705,11 +707,14 @@ def _sources(settings: CampaignSettings, values: dict) -> set[str]:
     return {r.from_ for p in mappings for r in p.fields if r.from_}
 
 
-def _field_errors(plan: decide.Plan) -> list[Entry]:
+def _field_errors(plan: decide.Plan, counted: frozenset | set = frozenset()) -> list[Entry]:
+    """The plan's conversion errors, said; each counted unless in `counted` (a plan made again)."""
     errors = [{"to": e.to, "source": e.source, "reason": e.reason} for e in plan.payload.errors]
     if not errors:
         return []
-    count("FieldConversionErrors", len(errors))
+    new = [e for e in plan.payload.errors if e not in counted]
+    if new:
+        count("FieldConversionErrors", len(new))
     return [Entry("fields", "not_written", "some mapped values could not be converted; the contact was still "
                   "created or linked", {"errors": errors})]
 

@@ -144,3 +144,46 @@ def test_a_refused_create_whose_list_cannot_be_read_again_is_not_taken_for_a_cre
                                                             "email": "ann@example.com", "type": "lead"}))
     assert link_of(work).uncertain_since is None                # no contact can exist: nothing to wait for
     assert run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))["done"] == 1
+
+
+def counted(monkeypatch) -> list[tuple[str, float]]:
+    from chalicelib.services import join as service
+    seen: list[tuple[str, float]] = []
+    monkeypatch.setattr(service, "count", lambda name, value=1: seen.append((name, value)))
+    return seen
+
+
+def test_a_field_that_cannot_be_converted_is_counted_once_when_the_write_is_planned_again(monkeypatch):
+    """`age` is a number in both lists ("Ann" never converts); `signed_up` became a boolean since."""
+    work = world(settings(fields=[{"from": "email", "to": "email"}, {"from": "first_name", "to": "custom_attributes.age"}]))
+    work.apis.intercom_.attributes["custom_attributes.age"] = {"data_type": "integer"}
+    stale(work)
+    refused(work, "create")
+    metrics = counted(monkeypatch)
+    run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "first_name": "Ann", "type": "lead"}))
+    assert link_of(work).status is LinkStatus.LINKED and work.apis.read_again == 1
+    assert sum(v for n, v in metrics if n == "FieldConversionErrors") == 1
+
+
+def test_a_write_planned_again_and_refused_again_is_not_counted_as_healed(monkeypatch):
+    work = world()
+    stale(work)
+    intercom = work.apis.intercom_
+
+    def create(body: dict) -> dict:                    # Intercom refuses every create
+        intercom.calls.append("create")
+        raise Permanent("Intercom answered 400 parameter_invalid: no", status=400)
+    intercom.create_contact = create                   # type: ignore[method-assign]
+    metrics = counted(monkeypatch)
+    assert run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))["dead"] == 1
+    assert intercom.calls.count("create") == 2
+    assert "StaleAttributeWritesHealed" not in [n for n, _ in metrics]
+
+
+def test_a_healed_write_is_counted_once(monkeypatch):
+    work = world()
+    stale(work)
+    refused(work, "create")
+    metrics = counted(monkeypatch)
+    run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))
+    assert [n for n, _ in metrics].count("StaleAttributeWritesHealed") == 1
