@@ -424,18 +424,22 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
     if plan.people.duplicates == "skip":
         return Reached(contact, "linked", baseline, (Entry(
             "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked", ids),))
-    update = decide.duplicate_action(plan, contact)
-    if update is None:     # every mapped field already has a value: only the tag marks them as referred
+
+    def untouched() -> Reached:     # every mapped field already has a value: only the tag marks them as referred
         tagged = bool(plan.people.tag)
         return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
             "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
             f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
+    if decide.duplicate_action(plan, contact) is None:
+        return untouched()
 
     def send(plan_: decide.Plan) -> tuple[dict, dict]:
         body = decide.duplicate_action(plan_, contact) or {}     # planned again: may have nothing left to write
         return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
     updated, update = _written_or_again(attempt, deps, send)
     plan = attempt.plan
+    if not update:
+        return untouched()
     written = set(_written(update))
     kept = sorted(name for name in _written(plan.update_body({}))
                   if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])

@@ -187,3 +187,23 @@ def test_a_healed_write_is_counted_once(monkeypatch):
     metrics = counted(monkeypatch)
     run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))
     assert [n for n, _ in metrics].count("StaleAttributeWritesHealed") == 1
+
+
+def test_an_update_planned_again_with_nothing_left_to_write_links_the_contact_and_says_so():
+    """`nick` was text when the list was read, a number now: "Ann" cannot be one, so the update
+    planned again has nothing to write (the contact has its name already). Without a tag that is a
+    link, said as the update with nothing to write is when first planned, not "marked as referred"."""
+    work = world(settings(fields=[{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"},
+                                  {"from": "first_name", "to": "custom_attributes.nick"}]))
+    contact = work.apis.intercom_.add("ann@example.com", role="user")
+    contact["name"] = "Ann"
+    work.apis.intercom_.attributes["custom_attributes.nick"] = {"data_type": "string"}
+    held(work)
+    work.apis.intercom_.attributes["custom_attributes.nick"] = {"data_type": "integer"}
+    refused(work, "update")
+    outcome = run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "first_name": "Ann",
+                              "type": "lead"}))
+    assert outcome["done"] == 1 and work.apis.intercom_.calls == ["search", "get", "update"]
+    assert link_of(work).status is LinkStatus.LINKED
+    [said] = [e for e in work.store.history.entries(link_of(work).ref) if e.event == "contact"]
+    assert "nothing to write" in (said.reason or "") and "marked as referred" not in (said.reason or "")
