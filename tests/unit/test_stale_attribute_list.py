@@ -207,3 +207,20 @@ def test_an_update_planned_again_with_nothing_left_to_write_links_the_contact_an
     assert link_of(work).status is LinkStatus.LINKED
     [said] = [e for e in work.store.history.entries(link_of(work).ref) if e.event == "contact"]
     assert "nothing to write" in (said.reason or "") and "marked as referred" not in (said.reason or "")
+
+
+def test_a_create_sent_again_whose_answer_is_lost_is_found_by_its_marker_not_made_a_third_time():
+    from chalicelib.errors import Uncertain
+    from tests.unit.test_join_use_case import LAG
+    work = world()
+    stale(work)
+    refused(work, "create")                                            # the first create: refused
+    work.apis.intercom_.after["create"] = Uncertain("Intercom did not answer POST /contacts in time")   # the second
+    lead = {"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}
+    comes_back(work, join(lead))
+    assert link_of(work).uncertain_since == work.clock.now
+    work.clock.now += LAG
+    assert run(work, join(lead))["done"] == 1
+    [contact] = work.apis.intercom_.contacts.values()
+    assert work.apis.intercom_.calls.count("create") == 2
+    assert (link_of(work).contact_id, link_of(work).baseline) == (contact["id"], False)
