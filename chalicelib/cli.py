@@ -44,6 +44,13 @@ class _Parser(argparse.ArgumentParser):
         commands = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
         if commands is not None and message == f"the following arguments are required: {commands.dest}":
             message = f"give a command: {', '.join(commands.choices)}"     # `bridge`, `bridge sync`...
+        elif message.startswith("unrecognized arguments: "):       # `bridge rf connect <token>`: never repeated
+            words = message.split(": ", 1)[1].split(" ")
+            named = [w.split("=", 1)[0] + ("=..." if "=" in w else "") for w in words if w.startswith("-")]
+            others = len(words) - len(named)
+            message = "unrecognized arguments: " + ", ".join(named + [f"{others} word(s) not repeated here (a secret "
+                                                                      "is given at the prompt, in its variable or "
+                                                                      "with its option)"] * bool(others))
         self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
 
 
@@ -243,6 +250,10 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
                             f"leave it out to be asked for it, or set {env}")
     elif os.environ.get(env):
         value, source = os.environ[env], env
+        if value != value.strip():   # named as the variable it is in (the service's refusal names the option)
+            raise CliError(f"{env} is only spaces: set it to the {what} itself; nothing was stored" if not value.strip()
+                           else f"{env} begins or ends with spaces or a newline (a copy-paste, a file's line end?): "
+                           "set it without them; nothing was stored")
     else:
         value = _typed(what, kept) if ask else None
         source = "typed" if value else None

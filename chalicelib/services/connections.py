@@ -79,7 +79,8 @@ def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspac
 def check_workspace_id(workspace: str, api_base: Optional[str] = None) -> None:
     """What a connect refuses whatever its secrets: checked before they are asked for."""
     if not valid_workspace(workspace):
-        raise ConnectError(f"{workspace!r} is not an Intercom app_id (letters, digits, _ and - only)")
+        raise ConnectError("the workspace given is not an Intercom app_id (letters, digits, _ and - only, at most 64; "
+                           "not repeated here: it may be a token given in its place)")
     if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
         raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
 

@@ -331,3 +331,38 @@ def test_the_oauth_app_reads_its_own_variable_before_the_private_apps_client_sec
         "the client secret came from INTERCOM_CLIENT_SECRET, which `workspace connect` reads for a private app's: "
         "set INTERCOM_OAUTH_CLIENT_SECRET for the public app's"]
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "private-secret"
+
+
+@pytest.mark.parametrize("argv", [
+    ("rf", "connect", "rf-Secret:9"),                          # the token taken for a positional argument
+    ("workspace", "connect", "ws1", "tok-Secret:9"),
+    ("rf", "connect", "--tokne=rf-Secret:9"),                  # a misspelt option, its value attached
+    ("workspace", "connect", "tok-Secret:9=="),                # the token given where the app_id goes
+])
+def test_a_secret_given_where_the_command_takes_none_is_refused_without_repeating_it(rt, monkeypatch, capsys, argv):
+    """One line on stderr, as any refusal, but never the value: it may be the secret itself."""
+    Terminal(monkeypatch)
+    try:
+        code, out, err = run_cli(rt, capsys, *argv)
+    except SystemExit as exc:                   # argparse's refusal
+        code, (out, err) = exc.code, capsys.readouterr()
+    assert code in (1, 2) and out == "" and err.startswith("bridge: ") and err.count("\n") == 1
+    assert "Secret:9" not in err
+    assert rt.store.connections.workspaces() == set()
+
+
+@pytest.mark.parametrize("command, variable, option", [
+    (("rf", "connect"), "RF_TOKEN", "--token"),
+    (("workspace", "connect", "ws1"), "INTERCOM_CLIENT_SECRET", "--client-secret"),
+    (("workspace", "oauth-app", "--client-id", "app-id"), "INTERCOM_OAUTH_CLIENT_SECRET", "--client-secret")])
+@pytest.mark.parametrize("value", ["tok-Secret:9\r", "   "])
+def test_a_variable_with_spaces_around_its_value_is_refused_by_its_own_name(
+        rt, monkeypatch, capsys, command, variable, option, value):
+    """`export RF_TOKEN=$(cat token.txt)` from a file with Windows line ends: the refusal names the
+    variable that holds it, not an option that was never typed."""
+    monkeypatch.setenv("INTERCOM_TOKEN", TOKEN)
+    monkeypatch.setenv(variable, value)
+    Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, *command)
+    assert (code, out) == (1, "") and err.startswith(f"bridge: {variable} ") and option not in err
+    assert "Secret:9" not in err and "nothing was stored" in err
