@@ -39,7 +39,8 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo
 
-## make bridge ARGS="settings show 42" — the same as ./bridge settings show 42 (prints only the CLI's output)
+## make bridge ARGS="settings show 42" — the same as ./bridge settings show 42 (on a failure or Ctrl-C, make adds its
+##   own "Error" line and exits 2: scripts use ./bridge, whose exit code is the CLI's)
 bridge: $(STAMP)
 	@$(BIN)/python -m infra.local.bridge_env $(ARGS)
 

@@ -44,6 +44,13 @@ class _Parser(argparse.ArgumentParser):
         commands = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
         if commands is not None and message == f"the following arguments are required: {commands.dest}":
             message = f"give a command: {', '.join(commands.choices)}"     # `bridge`, `bridge sync`...
+        elif message.startswith("unrecognized arguments: "):       # `bridge rf connect <token>`: never repeated
+            words = message.split(": ", 1)[1].split(" ")
+            named = [w.split("=", 1)[0] + ("=..." if "=" in w else "") for w in words if w.startswith("-")]
+            others = len(words) - len(named)
+            message = "unrecognized arguments: " + ", ".join(named + [f"{others} word(s) not repeated here (a secret "
+                                                                      "is given at the prompt, in its variable or "
+                                                                      "with its option)"] * bool(others))
         self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
 
 
@@ -98,10 +105,15 @@ def _parser() -> argparse.ArgumentParser:
 
     ws = sub.add_parser("workspace", help="Intercom workspaces").add_subparsers(dest="action", required=True)
     p = ws.add_parser("connect", help="store a workspace's access token and client secret in SSM (what is not "
-                                      "given is kept)")
-    p.add_argument("workspace")
+                                      "given is kept)",
+                      description="Store a workspace's access token and its private app's client secret in SSM, "
+                                  "the token checked with Intercom first. Given neither (option or variable), both "
+                                  "are asked for in a terminal (Enter keeps a stored one). Giving one keeps the "
+                                  "other as stored, without asking; one none is stored of is still asked for.")
+    p.add_argument("workspace", help="the workspace's Intercom app id (its workspace id, e.g. vne310wv)")
     _secret_option(p, "--token", "INTERCOM_TOKEN", "the workspace's access token")
-    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the app's client secret")
+    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the private app's client secret (it signs "
+                   "the workspace's webhooks; a public app's goes to `workspace oauth-app`)")
     p.add_argument("--api-base", default=None, help="regional API base, e.g. https://api.eu.intercom.io")
     _json(p)
     p.set_defaults(func=_workspace_connect)
@@ -111,9 +123,15 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_workspace_disconnect)
     p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
-                                        "can connect their workspace at <api>/oauth/intercom/start")
-    p.add_argument("--client-id", default=os.environ.get("INTERCOM_CLIENT_ID"))
-    _secret_option(p, "--client-secret", "INTERCOM_CLIENT_SECRET", "the app's client secret")
+                                        "can connect their workspace at <api>/oauth/intercom/start",
+                      description="Store the public Intercom app's client id and secret, for OAuth. Its secret "
+                                  "is read from INTERCOM_OAUTH_CLIENT_SECRET; INTERCOM_CLIENT_SECRET (a private "
+                                  "app's, for `workspace connect`) only when that is not set.")
+    p.add_argument("--client-id", default=os.environ.get("INTERCOM_CLIENT_ID"),
+                   help="the public app's client id; left out, it is read from INTERCOM_CLIENT_ID, else the stored "
+                        "one is kept (needed the first time)")
+    _secret_option(p, "--client-secret", "INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)",
+                   "the public app's client secret")
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
     p = ws.add_parser("list", help="every workspace the bridge knows: its status, which secrets are set (never "
@@ -123,7 +141,11 @@ def _parser() -> argparse.ArgumentParser:
 
     rf = sub.add_parser("rf", help="Referral Factory").add_subparsers(dest="action", required=True)
     p = rf.add_parser("connect", help="store the RF API token and the webhook secret in SSM (what is not given "
-                                      "is kept)")
+                                      "is kept)",
+                      description="Store Referral Factory's API token (checked with RF first) and the webhook "
+                                  "secret in SSM. Given neither (option or variable), both are asked for in a "
+                                  "terminal (Enter keeps a stored one). Giving one keeps the other as stored, "
+                                  "without asking; one none is stored of is still asked for.")
     _secret_option(p, "--token", "RF_TOKEN", "RF's API token")
     _secret_option(p, "--webhook-secret", "RF_WEBHOOK_SECRET", "the webhook's X-Bridge-Secret value")
     _json(p)
@@ -194,37 +216,68 @@ def _parser() -> argparse.ArgumentParser:
 
 def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
     p.add_argument(option, help=f"{what}; left out, it is read from {env}, else asked for (not echoed) in a "
-                   "terminal. Given here, it lands in the shell's history: prefer the prompt or the variable")
+                   "terminal. Given here, it lands in the shell's history: prefer the prompt, or a variable set "
+                   "without typing its value on a command line")
 
 
 KEEP = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
+# The public app's client secret: its own variable first; INTERCOM_CLIENT_SECRET, which `workspace connect`
+# reads for a private app's, as before.
+OAUTH_SECRET_VARIABLES = ("INTERCOM_OAUTH_CLIENT_SECRET", "INTERCOM_CLIENT_SECRET")
 
 
 def _none_given(args: argparse.Namespace, *secrets: tuple[str, str]) -> bool:
-    """Whether none of a command's secrets (option, variable) is given: only then are they asked for.
-    One given (a script run from a terminal, replacing a token) keeps the others as they are, as
-    outside a terminal: no prompt waits for an answer."""
+    """Whether none of a command's secrets (option, variable) is given: only then are they all asked
+    for. One given (a script run from a terminal, replacing a token) keeps the others as they are
+    stored, without a prompt; one that none is stored of is still asked for (`_askable`)."""
     return not any(getattr(args, option.lstrip("-").replace("-", "_")) or os.environ.get(env)
                    for option, env in secrets)
 
 
 def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings: list[str], *,
-            kept: Callable[[], Optional[str]], ask: bool = True) -> Optional[str]:
-    """The secret of `option` (`args` gets it, so that no error can print it): the option's value, else
-    `env`'s, else (`ask`) typed at a prompt without echo when stdin is a terminal; not a terminal: None
-    (the service then names the variable to set). `kept()`, asked only to prompt: what an empty answer
-    does, said in the prompt (None: it is refused). An option given in a terminal warns that it is in
-    the shell's history now; scripts that pass one are not nagged."""
+            kept: Callable[[], Optional[str]], ask: bool = True) -> tuple[Optional[str], Optional[str]]:
+    """The secret of `option` (`args` gets it, so that no error can print it) and where it came from
+    (`option`, `env`, "typed"; None: not given): the option's value, else `env`'s, else (`ask`) typed at
+    a prompt without echo when stdin is a terminal; not a terminal: None (the service then names the
+    variable to set). `kept()`, asked only to prompt: what an empty answer does, said in the prompt
+    (None: it is refused). One that is not printable ASCII is refused, however it came, before anything
+    is called or stored. An option given in a terminal warns that it is in the shell's history now;
+    scripts that pass one are not nagged."""
     name = option.lstrip("-").replace("-", "_")
-    value = getattr(args, name)
+    value: Optional[str] = getattr(args, name)
+    source: Optional[str] = option
     if value:
         if _terminal():
             warnings.append(f"{option} on the command line lands in the shell's history (and shows in `ps`): "
                             f"leave it out to be asked for it, or set {env}")
+    elif os.environ.get(env):
+        value, source = os.environ[env], env
+        if value != value.strip():   # named as the variable it is in (the service's refusal names the option)
+            raise CliError(f"{env} is only spaces: set it to the {what} itself; nothing was stored" if not value.strip()
+                           else f"{env} begins or ends with spaces or a newline (a copy-paste, a file's line end?): "
+                           "set it without them; nothing was stored")
     else:
-        value = os.environ.get(env) or (_typed(what, kept) if ask else None)
+        value = _typed(what, kept) if ask else None
+        source = "typed" if value else None
     setattr(args, name, value)
-    return value
+    if value and not (value.strip().isascii() and value.strip().isprintable()):  # spaces around: refused as such
+        raise CliError(f"the {what} holds a character that is not plain ASCII (a pasted € or curly quote?): nothing "
+                       "was stored")     # tokens and secrets are ASCII: an HTTP header could not carry it
+    return value, source
+
+
+def _said(state: str, source: Optional[str], checked: str = "") -> str:
+    """A secret's state and where it came from, as the answers say it: `set (from INTERCOM_TOKEN,
+    checked with Intercom)`, `set (typed)`, `kept (none given)`: a variable left over from an earlier
+    shell shows, as it is what was stored."""
+    came = "typed" if source == "typed" else f"from {source}" if source else "none given"
+    return f"{state} ({came}{checked if state == 'set' else ''})"
+
+
+def _askable(none_given: bool, name: str, stored: Callable[[], frozenset[str]]) -> bool:
+    """Whether the secret `name` is asked for: when none of the command's secrets is given, or when it
+    cannot be kept (none is stored: a first connect, a disconnected workspace), in a terminal only."""
+    return none_given or (_terminal() and name not in stored())
 
 
 def _stored(connection: Optional[Connection | RFConnection]) -> frozenset[str]:
@@ -372,18 +425,23 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     had = functools.cache(lambda: _stored(rt.store.connections.workspace(ws)))     # read only to prompt
     warnings: list[str] = []
     ask = _none_given(args, ("--token", "INTERCOM_TOKEN"), ("--client-secret", "INTERCOM_CLIENT_SECRET"))
-    token = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}", warnings,
-                    kept=lambda: KEEP if "token" in had() else None, ask=ask)
-    client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET",
-                            f"Intercom app's client secret for workspace {ws}", warnings,
-                            kept=lambda: KEEP if "client-secret" in had() else "Enter skips it", ask=ask)
+    token, token_from = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}",
+                                warnings, kept=lambda: KEEP if "token" in had() else None,
+                                ask=_askable(ask, "token", had))
+    client_secret, secret_from = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET",
+                                         f"Intercom app's client secret for workspace {ws}", warnings,
+                                         kept=lambda: KEEP if "client-secret" in had() else "Enter skips it",
+                                         ask=_askable(ask, "client-secret", had))
+    if not token and not client_secret and not args.api_base and _terminal():     # Enter at each prompt
+        raise CliError(f"nothing was typed: workspace {ws}'s token and client secret are kept as they were")
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
+    done["from"] = {"token": token_from, "client_secret": secret_from}
     named = f" ({done['name']})" if done["name"] else ""
-    checked = " (checked with Intercom)" if done["token"] == "set" else ""
     warnings += [f"no client secret: Intercom's webhooks for this workspace will be refused (401) until it is set "
                  f"(`bridge workspace connect {ws}` asks for it)"] if done["client_secret"] == "missing" else []
-    _answer(args, done, f"workspace {args.workspace}{named} connected: token {done['token']}{checked}, client "
-            f"secret {done['client_secret']}, api base {done['api_base']}", warnings)
+    _answer(args, done, f"workspace {args.workspace}{named} connected: token "
+            f"{_said(done['token'], token_from, ', checked with Intercom')}, client secret "
+            f"{_said(done['client_secret'], secret_from)}, api base {done['api_base']}", warnings)
     return 0
 
 
@@ -398,13 +456,19 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
-    client_secret = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET", "public Intercom app's client secret",
+    variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
+    client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
                             warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
                             else None)     # a missing client id is refused before the secret is typed
     if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
     done = configure_oauth(rt, args.client_id, client_secret)
-    _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret {done['client_secret']}, "
+    done["from"] = {"client_secret": secret_from}
+    if secret_from == OAUTH_SECRET_VARIABLES[1]:
+        warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
+                        f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
+    _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
+            f"{_said(done['client_secret'], secret_from)}, "
             f"state key {done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
             "<api>/oauth/intercom/callback as the app's redirect URL.", warnings)
     return 0
@@ -426,20 +490,22 @@ def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     had = functools.cache(lambda: _stored(rt.store.connections.rf()))     # read only to prompt
     warnings: list[str] = []
     ask = _none_given(args, ("--token", "RF_TOKEN"), ("--webhook-secret", "RF_WEBHOOK_SECRET"))
-    token = _secret(args, "--token", "RF_TOKEN", "Referral Factory API token", warnings,
-                    kept=lambda: KEEP if "token" in had() else None, ask=ask)
-    webhook_secret = _secret(args, "--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook secret (the "
-                             "X-Bridge-Secret header's value)", warnings,
-                             kept=lambda: KEEP if "webhook-secret" in had() else None, ask=ask)
+    token, token_from = _secret(args, "--token", "RF_TOKEN", "Referral Factory API token", warnings,
+                                kept=lambda: KEEP if "token" in had() else None, ask=_askable(ask, "token", had))
+    webhook_secret, secret_from = _secret(args, "--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook "
+                                          "secret (the X-Bridge-Secret header's value)", warnings,
+                                          kept=lambda: KEEP if "webhook-secret" in had() else None,
+                                          ask=_askable(ask, "webhook-secret", had))
     if not token and not webhook_secret and _terminal():     # Enter at each prompt
         raise CliError("nothing was typed: Referral Factory's token and webhook secret are kept as they were")
     done = connect_rf(rt, token, webhook_secret, check=True)
-    checked = " (checked with Referral Factory)" if done["token"] == "set" else ""
+    done["from"] = {"token": token_from, "webhook_secret": secret_from}
     warnings += [f"no {what} yet: {why} (`bridge rf connect` asks for it)" for name, what, why in (
         ("token", "token", "joins cannot be read from RF or qualified"),
         ("webhook_secret", "webhook secret", "RF's webhooks will be refused (503)")) if done[name] == "missing"]
-    _answer(args, done, f"Referral Factory connected: token {done['token']}{checked}, "
-            f"webhook secret {done['webhook_secret']}", warnings)
+    checked = ", checked with Referral Factory"
+    _answer(args, done, f"Referral Factory connected: token {_said(done['token'], token_from, checked)}, webhook "
+            f"secret {_said(done['webhook_secret'], secret_from)}", warnings)
     return 0
 
 

@@ -79,7 +79,8 @@ def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspac
 def check_workspace_id(workspace: str, api_base: Optional[str] = None) -> None:
     """What a connect refuses whatever its secrets: checked before they are asked for."""
     if not valid_workspace(workspace):
-        raise ConnectError(f"{workspace!r} is not an Intercom app_id (letters, digits, _ and - only)")
+        raise ConnectError("the workspace given is not an Intercom app_id (letters, digits, _ and - only, at most 64; "
+                           "not repeated here: it may be a token given in its place)")
     if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
         raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
 
@@ -108,6 +109,10 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
                                "INTERCOM_TOKEN)")
         raise ConnectError(f"workspace {workspace} has no access token yet: `bridge workspace connect {workspace}` asks "
                            "for it in a terminal (elsewhere, set INTERCOM_TOKEN)")
+    if not token and not client_secret and not api_base:      # a new API base alone is a change
+        raise ConnectError(f"give workspace {workspace}'s token and/or client secret: `bridge workspace connect "
+                           f"{workspace}` asks for them in a terminal (elsewhere, set INTERCOM_TOKEN and/or "
+                           "INTERCOM_CLIENT_SECRET)")
     name = None
     if token:   # checked where it will be used: the given base, else the one already configured
         found = check_token(rt, token, api_base or (current.api_base if current is not None else None))
@@ -164,12 +169,12 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     if not client_id and not client_secret:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
-                           "INTERCOM_CLIENT_SECRET)")
+                           "INTERCOM_OAUTH_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
     had = oauth_app_stored(rt, client_id)
     if not client_secret and not had[OAUTH_CLIENT_SECRET]:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
-                           "terminal (elsewhere, set INTERCOM_CLIENT_SECRET)")
+                           "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:

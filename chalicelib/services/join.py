@@ -384,20 +384,23 @@ def _wait_if_unsure(attempt: Attempt, deps: WorkDeps) -> None:
 
 def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached:
     assert attempt.settings is not None and attempt.plan is not None
-    settings, plan = attempt.settings, attempt.plan
-    attempt.sent_create = True
+    settings = attempt.settings
+
+    def send(plan_: decide.Plan) -> dict:
+        attempt.sent_create = True
+        try:
+            return intercom.create_contact(plan_.create_body(attempt.marker))
+        except (Permanent, Deferred):
+            attempt.sent_create = False      # refused, or never sent: no contact was made (before any re-read)
+            raise
     try:
-        created = _written_or_again(attempt, deps,
-                                    lambda plan_: intercom.create_contact(plan_.create_body(attempt.marker)))
+        created = _written_or_again(attempt, deps, send)
     except Conflict as conflict:
         attempt.sent_create = False
         if not conflict.contact_id:
             raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
         existing = _get(intercom, conflict.contact_id)
         return _existing(attempt, deps, intercom, existing, "409 conflict on create (search had not caught up)")
-    except (Permanent, Deferred):
-        attempt.sent_create = False      # refused, or never sent: no contact was made
-        raise
     attempt.sent_create = False
     plan = attempt.plan                  # as written: planned again if the list was read again
     baseline = decide.created_baseline(settings, plan)
@@ -421,18 +424,22 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
     if plan.people.duplicates == "skip":
         return Reached(contact, "linked", baseline, (Entry(
             "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked", ids),))
-    update = decide.duplicate_action(plan, contact)
-    if update is None:     # every mapped field already has a value: only the tag marks them as referred
+
+    def untouched() -> Reached:     # every mapped field already has a value: only the tag marks them as referred
         tagged = bool(plan.people.tag)
         return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
             "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
             f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
+    if decide.duplicate_action(plan, contact) is None:
+        return untouched()
 
     def send(plan_: decide.Plan) -> tuple[dict, dict]:
         body = decide.duplicate_action(plan_, contact) or {}     # planned again: may have nothing left to write
         return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
     updated, update = _written_or_again(attempt, deps, send)
     plan = attempt.plan
+    if not update:
+        return untouched()
     written = set(_written(update))
     kept = sorted(name for name in _written(plan.update_body({}))
                   if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])
@@ -457,7 +464,9 @@ def _written_or_again(attempt: Attempt, deps: WorkDeps, send: Callable[[decide.P
     except Permanent as refused:
         if refused.status != 400 or attempt.read_again or not _planned_again(attempt, deps, refused):
             raise
-    return send(attempt.plan)
+    written = send(attempt.plan)
+    count("StaleAttributeWritesHealed")      # written with the fresh list: not counted when refused again
+    return written
 
 
 def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool:
@@ -467,12 +476,12 @@ def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool
     again = decide.replan(attempt.settings, attempt.person.values, attempt.plan, fresh)
     if again is None:
         return False
-    count("StaleAttributeWritesHealed")
+    before = set(attempt.plan.payload.errors)          # counted when first planned
     attempt.plan = again.plan
     attempt.entries = [*(e for e in attempt.entries if e.event != "fields"), Entry(
         "attributes", "read_again", "attribute types changed in Intercom: read again; the contact was written "
         "with the types Intercom has now", {"attributes": list(again.changed), "refused": refused.reason}),
-        *_field_errors(again.plan)]
+        *_field_errors(again.plan, counted=before)]
     return True
 
 
@@ -702,11 +711,14 @@ def _sources(settings: CampaignSettings, values: dict) -> set[str]:
     return {r.from_ for p in mappings for r in p.fields if r.from_}
 
 
-def _field_errors(plan: decide.Plan) -> list[Entry]:
+def _field_errors(plan: decide.Plan, counted: frozenset | set = frozenset()) -> list[Entry]:
+    """The plan's conversion errors, said; each counted unless in `counted` (a plan made again)."""
     errors = [{"to": e.to, "source": e.source, "reason": e.reason} for e in plan.payload.errors]
     if not errors:
         return []
-    count("FieldConversionErrors", len(errors))
+    new = [e for e in plan.payload.errors if e not in counted]
+    if new:
+        count("FieldConversionErrors", len(new))
     return [Entry("fields", "not_written", "some mapped values could not be converted; the contact was still "
                   "created or linked", {"errors": errors})]
 

@@ -85,11 +85,13 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
         answers[" ".join(argv[:2])] = json.loads(out)      # one JSON object, nothing else on stdout
     assert answers["settings check"] == {"valid": True, "campaign_id": "42", "workspace": WORKSPACE,
                                 "workspace_checked": False, "warnings": []}
-    assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set", "warnings": []}
+    assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set", "warnings": [],
+                                     "from": {"token": None, "webhook_secret": "--webhook-secret"}}
     assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
-                                            "client_secret": "kept", "api_base": "default", "warnings": []}
+                                            "client_secret": "kept", "api_base": "default", "warnings": [],
+                                            "from": {"token": "--token", "client_secret": None}}
     assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made",
-                                              "warnings": []}
+                                              "warnings": [], "from": {"client_secret": "--client-secret"}}
     assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}
     assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
     assert answers["workspace list"]["workspaces"][0]["status"] == "active"
@@ -159,11 +161,12 @@ def test_rf_connect_checks_the_token_with_rf_and_refuses_one_rf_refuses_storing_
     rf.blocked = False
     rf.token = "rf-new"                                     # RF's token, regenerated
     code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", "--token", "rf-new")
-    assert (code, out, err) == (0, "Referral Factory connected: token set (checked with Referral Factory), "
-                                   "webhook secret kept\n", "")
+    assert (code, out, err) == (0, "Referral Factory connected: token set (from --token, checked with Referral "
+                                   "Factory), webhook secret kept (none given)\n", "")
     assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-new" and rf.count("GET", "/campaigns") == 3
     code, out, _ = run_cli(bridge.operator(), capsys, "rf", "connect", "--webhook-secret", "hook-2")
-    assert (code, out) == (0, "Referral Factory connected: token kept, webhook secret set\n")
+    assert (code, out) == (0, "Referral Factory connected: token kept (none given), webhook secret set (from "
+                              "--webhook-secret)\n")
     assert rf.count() == 3                                  # no token given: nothing to ask RF
 
 

@@ -31,8 +31,8 @@ def test_connect_checks_the_token_with_intercom_and_names_the_workspace(bridge, 
     intercom.tokens.add("fresh-token")
     assert main(["workspace", "connect", WORKSPACE, "--token", "fresh-token"], rt=bridge.operator()) == 0
     out = capsys.readouterr().out
-    assert out == (f"workspace {WORKSPACE} (Acme (simulated)) connected: token set (checked with Intercom), "
-                   "client secret kept, api base default\n")
+    assert out == (f"workspace {WORKSPACE} (Acme (simulated)) connected: token set (from --token, checked with "
+                   "Intercom), client secret kept (none given), api base default\n")
     assert intercom.requests[-1]["path"] == "/me" and intercom.requests[-1]["headers"]["Authorization"] == \
         "Bearer fresh-token"
     assert bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") == "fresh-token"

@@ -215,7 +215,8 @@ def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, rf, capsys, o
     assert main(["workspace", "connect", "ws2", "--token", "t-2"], rt=operator) == 0
     out = capsys.readouterr().out
     # The second token was checked on the API base already configured, which it kept, as the client secret.
-    assert f"workspace ws2 (Acme EU) connected: token set (checked with Intercom), client secret kept, api base " \
+    assert f"workspace ws2 (Acme EU) connected: token set (from --token, checked with Intercom), client secret kept " \
+           f"(none given), api base " \
            f"{eu.base_url}" in out
     assert eu.count("GET", "/me") == 2 and [r["headers"]["Authorization"] for r in eu.requests] == \
         ["Bearer t-1", "Bearer t-2"]
@@ -227,7 +228,8 @@ def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, rf, capsys, o
     assert bridge.post_intercom(payload, secret="cs-1").status_code == 200
     rf.token = "rf-2"                                                 # RF's token, regenerated
     assert main(["rf", "connect", "--token", "rf-2"], rt=operator) == 0
-    assert "token set (checked with Referral Factory), webhook secret kept" in capsys.readouterr().out
+    assert "token set (from --token, checked with Referral Factory), webhook secret kept (none given)" in \
+        capsys.readouterr().out
     assert bridge.post_join({"id": 1, "campaign_id": 42}, secret=SECRET).status_code == 404   # secret still good
 
 

@@ -4,13 +4,16 @@ given, without echo; elsewhere (CI, a pipe) they refuse in one line naming the v
 the in-memory twins; the prompt is a stand-in for getpass (tests/support/cli.Terminal)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chalicelib.services.connections import connect_rf, connect_workspace
 from tests.fakes import FakeConnecting
 from tests.support.cli import Terminal, run_cli
 
-VARIABLES = ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_CLIENT_ID", "RF_TOKEN", "RF_WEBHOOK_SECRET")
+VARIABLES = ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_CLIENT_ID", "INTERCOM_OAUTH_CLIENT_SECRET",
+             "RF_TOKEN", "RF_WEBHOOK_SECRET")
 TOKEN, CLIENT_SECRET = "tok-Typed:1", "cs-Typed:2"
 
 
@@ -33,8 +36,8 @@ def test_a_connect_in_a_terminal_asks_for_the_token_and_client_secret_and_stores
     code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
     assert typed.prompts == ["Intercom access token for workspace ws1: ",
                              "Intercom app's client secret for workspace ws1 (Enter skips it): "]
-    assert (code, out, err) == (0, "workspace ws1 (Acme) connected: token set (checked with Intercom), client secret "
-                                   "set, api base default\n", "")
+    assert (code, out, err) == (0, "workspace ws1 (Acme) connected: token set (typed, checked with Intercom), client "
+                                   "secret set (typed), api base default\n", "")
     assert stored(rt) == (TOKEN, CLIENT_SECRET)
 
 
@@ -45,7 +48,7 @@ def test_a_reconnect_in_a_terminal_keeps_what_is_stored_on_enter(rt, monkeypatch
     code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1")
     assert typed.prompts == ["Intercom access token for workspace ws1 (Enter keeps the stored one): ",
                              "Intercom app's client secret for workspace ws1 (Enter keeps the stored one): "]
-    assert code == 0 and "token set (checked with Intercom), client secret kept" in out
+    assert code == 0 and "token set (typed, checked with Intercom), client secret kept (none given)" in out
     assert stored(rt) == ("tok-new", "cs-old")
 
 
@@ -151,8 +154,10 @@ def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed
 def test_a_script_in_a_terminal_that_gives_one_secret_is_not_stopped_by_a_prompt_for_the_other(
         rt, monkeypatch, capsys, command, variable, stored_as):
     """A script run from a terminal (a token rotation: `RF_TOKEN=... bridge rf connect`) gives what it
-    replaces; what it does not give is kept as it is, as outside a terminal: no prompt waits for Enter,
-    and none refuses to store the one given without the other."""
+    replaces; what it does not give is kept as it is stored, as outside a terminal: no prompt waits for
+    Enter."""
+    connect_rf(rt, token="rf-old", webhook_secret="hook-old")
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
     monkeypatch.setenv(variable, TOKEN)
     typed = Terminal(monkeypatch)
     code, out, err = run_cli(rt, capsys, *command)
@@ -169,3 +174,195 @@ def test_enter_at_the_oauth_apps_prompt_with_nothing_else_given_says_nothing_cha
         1, "", "bridge: nothing was typed: the public Intercom app's client id and secret are kept as they were\n")
     assert typed.prompts == ["Public Intercom app's client secret (Enter keeps the stored one): "]
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-secret"
+
+
+@pytest.mark.parametrize("disconnected", [False, True])
+def test_a_leftover_client_secret_variable_does_not_stop_the_prompt_for_a_token_none_is_stored_of(
+        rt, monkeypatch, capsys, disconnected):
+    """INTERCOM_CLIENT_SECRET left in the shell: a first connect, or the reconnect of a disconnected
+    workspace, still asks for the token it cannot keep, and the answer says where each value came from."""
+    if disconnected:
+        connect_workspace(rt, "ws1", TOKEN, "cs-old")
+        run_cli(rt, capsys, "workspace", "disconnect", "ws1")
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", CLIENT_SECRET)
+    typed = Terminal(monkeypatch, TOKEN)
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert typed.prompts == ["Intercom access token for workspace ws1: "]
+    assert (code, out, err) == (0, "workspace ws1 (Acme) connected: token set (typed, checked with Intercom), client "
+                                   "secret set (from INTERCOM_CLIENT_SECRET), api base default\n", "")
+    assert stored(rt) == (TOKEN, CLIENT_SECRET)
+
+
+def test_a_token_given_on_a_first_connect_in_a_terminal_still_asks_for_the_client_secret(rt, monkeypatch, capsys):
+    typed = Terminal(monkeypatch, "")
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--token", TOKEN, "--json")
+    assert typed.prompts == ["Intercom app's client secret for workspace ws1 (Enter skips it): "]
+    assert code == 0 and {k: v for k, v in json.loads(out).items() if k in ("token", "client_secret", "from")} == {
+        "token": "set", "client_secret": "missing", "from": {"token": "--token", "client_secret": None}}
+
+
+def test_a_reconnect_with_a_leftover_variable_says_the_other_secret_was_kept_because_none_was_given(
+        rt, monkeypatch, capsys):
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", CLIENT_SECRET)
+    Terminal(monkeypatch)
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    assert (code, out) == (0, "workspace ws1 connected: token kept (none given), client secret set (from "
+                              "INTERCOM_CLIENT_SECRET), api base default\n")
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--json")
+    assert json.loads(out)["from"] == {"token": None, "client_secret": "INTERCOM_CLIENT_SECRET"}
+
+
+def test_rf_connect_asks_for_the_secret_none_is_stored_of_even_when_a_variable_gives_the_other(
+        rt, monkeypatch, capsys):
+    monkeypatch.setenv("RF_WEBHOOK_SECRET", "hook-from-env")
+    typed = Terminal(monkeypatch, "rf-Typed:1")
+    code, out, err = run_cli(rt, capsys, "rf", "connect")
+    assert typed.prompts == ["Referral Factory API token: "]
+    assert (code, out, err) == (0, "Referral Factory connected: token set (typed, checked with Referral Factory), "
+                                   "webhook secret set (from RF_WEBHOOK_SECRET)\n", "")
+    assert rt.secrets.scoped("worker").get("rf/token") == "rf-Typed:1"
+    code, out, _ = run_cli(rt, capsys, "rf", "connect", "--json")
+    assert json.loads(out)["from"] == {"token": None, "webhook_secret": "RF_WEBHOOK_SECRET"}
+
+
+@pytest.mark.parametrize("stdin", ["", "tok-piped\n"])
+def test_a_workspace_connect_given_nothing_outside_a_terminal_fails_naming_the_variables(
+        rt, monkeypatch, capsys, stdin):
+    """As `rf connect`: not "connected: token kept, client secret kept" for a run that changed nothing
+    (`</dev/null`, or a token piped in, which is not read)."""
+    import io
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (
+        1, "", "bridge: give workspace ws1's token and/or client secret: `bridge workspace connect ws1` asks for them "
+               "in a terminal (elsewhere, set INTERCOM_TOKEN and/or INTERCOM_CLIENT_SECRET)\n")
+    assert stored(rt) == (TOKEN, "cs-old")
+
+
+def test_enter_at_both_prompts_of_a_workspace_connect_says_nothing_changed(rt, monkeypatch, capsys):
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    Terminal(monkeypatch, "", "")
+    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (
+        1, "", "bridge: nothing was typed: workspace ws1's token and client secret are kept as they were\n")
+
+
+def test_a_new_api_base_alone_is_a_change_and_keeps_both_secrets(rt, monkeypatch, capsys):
+    """README: connecting again replaces only what is given, the API base too."""
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    Terminal(monkeypatch, "", "")
+    code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "https://api.eu.intercom.io")
+    assert (code, out) == (0, "workspace ws1 connected: token kept (none given), client secret kept (none given), "
+                              "api base https://api.eu.intercom.io\n")
+    assert rt.store.connections.workspace("ws1").api_base == "https://api.eu.intercom.io" and \
+        stored(rt) == (TOKEN, "cs-old")
+
+
+@pytest.mark.parametrize("how", ["typed", "variable", "option"])
+@pytest.mark.parametrize("command, option, variable, what", [
+    (("workspace", "connect", "ws1"), "--token", "INTERCOM_TOKEN", "Intercom access token for workspace ws1"),
+    (("workspace", "connect", "ws1"), "--client-secret", "INTERCOM_CLIENT_SECRET",
+     "Intercom app's client secret for workspace ws1"),
+    (("rf", "connect"), "--token", "RF_TOKEN", "Referral Factory API token"),
+    (("rf", "connect"), "--webhook-secret", "RF_WEBHOOK_SECRET",
+     "Referral Factory webhook secret (the X-Bridge-Secret header's value)")])
+def test_a_secret_that_is_not_plain_ascii_is_refused_in_one_line_before_anything_is_called_or_stored(
+        rt, monkeypatch, capsys, how, command, option, variable, what):
+    """A pasted € or curly quote: no codec error, no webhook secret stored that every webhook then fails."""
+    connect_rf(rt, token="rf-old", webhook_secret="hook-old")
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    bad, argv = "wh€-secret\u201d", list(command)
+    rt.auth.apps[bad] = rt.auth.apps[TOKEN]         # Intercom's twin would take it: only the CLI refuses it
+    calls = list(rt.auth.calls)
+    if how == "variable":
+        monkeypatch.setenv(variable, bad)
+    elif how == "option":
+        argv += [option, bad]
+    first = (option in ("--token",))           # the prompts come in the order token, then the other
+    typed = Terminal(monkeypatch, *([bad] if first else ["", bad])) if how == "typed" else Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, *argv)
+    assert (code, out) == (1, "") and err == (f"bridge: the {what} holds a character that is not plain ASCII (a "
+                                              "pasted € or curly quote?): nothing was stored\n")
+    assert stored(rt) == (TOKEN, "cs-old") and rt.secrets.scoped("worker").get("rf/token") == "rf-old"
+    assert rt.secrets.scoped("edge").get("rf/webhook-secret") == "hook-old"
+    assert rt.auth.calls == calls
+    assert len(typed.prompts) == (0 if how != "typed" else 1 if first else 2)
+
+
+def help_of(capsys, *command: str) -> str:
+    from chalicelib.cli import main
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    return " ".join(capsys.readouterr().out.split())      # argparse's wrapping undone
+
+
+@pytest.mark.parametrize("command", [("workspace", "connect"), ("rf", "connect")])
+def test_the_help_of_a_connect_says_that_one_secret_given_keeps_the_other_and_how_to_keep_them_out_of_history(
+        capsys, command):
+    said = help_of(capsys, *command)
+    assert "Giving one keeps the other as stored, without asking; one none is stored of is still asked for." in said
+    assert "prefer the prompt, or a variable set without typing its value on a command line" in said
+    assert "prefer the prompt or the variable" not in said
+
+
+def test_the_help_names_the_workspace_argument_the_client_id_variable_and_whose_client_secret_each_reads(capsys):
+    said = help_of(capsys, "workspace", "connect")
+    assert "workspace the workspace's Intercom app id (its workspace id, e.g. vne310wv)" in said
+    assert "--client-secret CLIENT_SECRET the private app's client secret" in said
+    said = help_of(capsys, "workspace", "oauth-app")
+    assert "--client-id CLIENT_ID the public app's client id; left out, it is read from INTERCOM_CLIENT_ID" in said
+    assert "read from INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)" in said
+
+
+def test_the_oauth_app_reads_its_own_variable_before_the_private_apps_client_secret(rt, monkeypatch, capsys):
+    """INTERCOM_CLIENT_SECRET is what `workspace connect` (and `make run`) read for a private app: with
+    INTERCOM_OAUTH_CLIENT_SECRET set, the public app's is taken from it; without, the old variable still
+    works, and the answer says which one was read."""
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", "private-secret")
+    monkeypatch.setenv("INTERCOM_OAUTH_CLIENT_SECRET", "public-secret")
+    Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id")
+    assert (code, err) == (0, "") and "client secret set (from INTERCOM_OAUTH_CLIENT_SECRET)" in out
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "public-secret"
+    monkeypatch.delenv("INTERCOM_OAUTH_CLIENT_SECRET")
+    code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--json")
+    assert code == 0 and json.loads(out)["from"] == {"client_secret": "INTERCOM_CLIENT_SECRET"}
+    assert json.loads(out)["warnings"] == [
+        "the client secret came from INTERCOM_CLIENT_SECRET, which `workspace connect` reads for a private app's: "
+        "set INTERCOM_OAUTH_CLIENT_SECRET for the public app's"]
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "private-secret"
+
+
+@pytest.mark.parametrize("argv", [
+    ("rf", "connect", "rf-Secret:9"),                          # the token taken for a positional argument
+    ("workspace", "connect", "ws1", "tok-Secret:9"),
+    ("rf", "connect", "--tokne=rf-Secret:9"),                  # a misspelt option, its value attached
+    ("workspace", "connect", "tok-Secret:9=="),                # the token given where the app_id goes
+])
+def test_a_secret_given_where_the_command_takes_none_is_refused_without_repeating_it(rt, monkeypatch, capsys, argv):
+    """One line on stderr, as any refusal, but never the value: it may be the secret itself."""
+    Terminal(monkeypatch)
+    try:
+        code, out, err = run_cli(rt, capsys, *argv)
+    except SystemExit as exc:                   # argparse's refusal
+        code, (out, err) = exc.code, capsys.readouterr()
+    assert code in (1, 2) and out == "" and err.startswith("bridge: ") and err.count("\n") == 1
+    assert "Secret:9" not in err
+    assert rt.store.connections.workspaces() == set()
+
+
+@pytest.mark.parametrize("command, variable, option", [
+    (("rf", "connect"), "RF_TOKEN", "--token"),
+    (("workspace", "connect", "ws1"), "INTERCOM_CLIENT_SECRET", "--client-secret"),
+    (("workspace", "oauth-app", "--client-id", "app-id"), "INTERCOM_OAUTH_CLIENT_SECRET", "--client-secret")])
+@pytest.mark.parametrize("value", ["tok-Secret:9\r", "   "])
+def test_a_variable_with_spaces_around_its_value_is_refused_by_its_own_name(
+        rt, monkeypatch, capsys, command, variable, option, value):
+    """`export RF_TOKEN=$(cat token.txt)` from a file with Windows line ends: the refusal names the
+    variable that holds it, not an option that was never typed."""
+    monkeypatch.setenv("INTERCOM_TOKEN", TOKEN)
+    monkeypatch.setenv(variable, value)
+    Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, *command)
+    assert (code, out) == (1, "") and err.startswith(f"bridge: {variable} ") and option not in err
+    assert "Secret:9" not in err and "nothing was stored" in err

@@ -8,7 +8,7 @@ from chalicelib.domain.link import LinkStatus
 from chalicelib.domain.settings import parse_settings
 from chalicelib.errors import Permanent
 from tests.unit.scenario import history, link_of, run, settings, world
-from tests.unit.test_join_use_case import join
+from tests.unit.test_join_use_case import comes_back, join
 
 SIGNED_UP = "custom_attributes.signed_up"
 PERSON = {"id": "7", "email": "ann@example.com", "first_name": "Ann", "type": "lead"}
@@ -125,3 +125,102 @@ def test_a_write_refused_again_after_the_list_was_read_again_is_not_sent_a_third
     assert run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))["dead"] == 1
     assert intercom.calls == ["search", "create", "create"] and work.apis.read_again == 1
 
+
+
+# --- review: what the second read and the second write leave behind ----------------------------------
+
+def test_a_refused_create_whose_list_cannot_be_read_again_is_not_taken_for_a_create_that_may_exist():
+    """The create was refused (400: no contact was made); reading the list again then fails (Intercom
+    busy). The next try must not wait for search as if a contact might exist unseen."""
+    from chalicelib.errors import Transient
+    work = world()
+    stale(work)
+    refused(work, "create")
+
+    def busy(workspace: str, since: float) -> dict:
+        raise Transient("Intercom answered 503 to GET /data_attributes")
+    work.apis.attributes_again = busy               # type: ignore[method-assign]
+    assert "GET /data_attributes" in comes_back(work, join({"id": "7", "campaign_id": "42",
+                                                            "email": "ann@example.com", "type": "lead"}))
+    assert link_of(work).uncertain_since is None                # no contact can exist: nothing to wait for
+    assert run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))["done"] == 1
+
+
+def counted(monkeypatch) -> list[tuple[str, float]]:
+    from chalicelib.services import join as service
+    seen: list[tuple[str, float]] = []
+    monkeypatch.setattr(service, "count", lambda name, value=1: seen.append((name, value)))
+    return seen
+
+
+def test_a_field_that_cannot_be_converted_is_counted_once_when_the_write_is_planned_again(monkeypatch):
+    """`age` is a number in both lists ("Ann" never converts); `signed_up` became a boolean since."""
+    work = world(settings(fields=[{"from": "email", "to": "email"}, {"from": "first_name", "to": "custom_attributes.age"}]))
+    work.apis.intercom_.attributes["custom_attributes.age"] = {"data_type": "integer"}
+    stale(work)
+    refused(work, "create")
+    metrics = counted(monkeypatch)
+    run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "first_name": "Ann", "type": "lead"}))
+    assert link_of(work).status is LinkStatus.LINKED and work.apis.read_again == 1
+    assert sum(v for n, v in metrics if n == "FieldConversionErrors") == 1
+
+
+def test_a_write_planned_again_and_refused_again_is_not_counted_as_healed(monkeypatch):
+    work = world()
+    stale(work)
+    intercom = work.apis.intercom_
+
+    def create(body: dict) -> dict:                    # Intercom refuses every create
+        intercom.calls.append("create")
+        raise Permanent("Intercom answered 400 parameter_invalid: no", status=400)
+    intercom.create_contact = create                   # type: ignore[method-assign]
+    metrics = counted(monkeypatch)
+    assert run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))["dead"] == 1
+    assert intercom.calls.count("create") == 2
+    assert "StaleAttributeWritesHealed" not in [n for n, _ in metrics]
+
+
+def test_a_healed_write_is_counted_once(monkeypatch):
+    work = world()
+    stale(work)
+    refused(work, "create")
+    metrics = counted(monkeypatch)
+    run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}))
+    assert [n for n, _ in metrics].count("StaleAttributeWritesHealed") == 1
+
+
+def test_an_update_planned_again_with_nothing_left_to_write_links_the_contact_and_says_so():
+    """`nick` was text when the list was read, a number now: "Ann" cannot be one, so the update
+    planned again has nothing to write (the contact has its name already). Without a tag that is a
+    link, said as the update with nothing to write is when first planned, not "marked as referred"."""
+    work = world(settings(fields=[{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"},
+                                  {"from": "first_name", "to": "custom_attributes.nick"}]))
+    contact = work.apis.intercom_.add("ann@example.com", role="user")
+    contact["name"] = "Ann"
+    work.apis.intercom_.attributes["custom_attributes.nick"] = {"data_type": "string"}
+    held(work)
+    work.apis.intercom_.attributes["custom_attributes.nick"] = {"data_type": "integer"}
+    refused(work, "update")
+    outcome = run(work, join({"id": "7", "campaign_id": "42", "email": "ann@example.com", "first_name": "Ann",
+                              "type": "lead"}))
+    assert outcome["done"] == 1 and work.apis.intercom_.calls == ["search", "get", "update"]
+    assert link_of(work).status is LinkStatus.LINKED
+    [said] = [e for e in work.store.history.entries(link_of(work).ref) if e.event == "contact"]
+    assert "nothing to write" in (said.reason or "") and "marked as referred" not in (said.reason or "")
+
+
+def test_a_create_sent_again_whose_answer_is_lost_is_found_by_its_marker_not_made_a_third_time():
+    from chalicelib.errors import Uncertain
+    from tests.unit.test_join_use_case import LAG
+    work = world()
+    stale(work)
+    refused(work, "create")                                            # the first create: refused
+    work.apis.intercom_.after["create"] = Uncertain("Intercom did not answer POST /contacts in time")   # the second
+    lead = {"id": "7", "campaign_id": "42", "email": "ann@example.com", "type": "lead"}
+    comes_back(work, join(lead))
+    assert link_of(work).uncertain_since == work.clock.now
+    work.clock.now += LAG
+    assert run(work, join(lead))["done"] == 1
+    [contact] = work.apis.intercom_.contacts.values()
+    assert work.apis.intercom_.calls.count("create") == 2
+    assert (link_of(work).contact_id, link_of(work).baseline) == (contact["id"], False)
