@@ -97,7 +97,7 @@ def explain(rt: Reader, query: str) -> Explanation:
             elif synced.final:
                 skipped = {"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
                            "outcome": "skipped",
-                           "reason": mask_emails(f"skipped by sync run {synced.run}: {synced.reason}", synced.email),
+                           "reason": mask_emails(f"skipped by {_by(synced.run)}: {synced.reason}", synced.email),
                            "details": {"contact_id": synced.contact_id}}
                 if synced.outcome != "already_in_campaign":        # one already in RF's campaign: nothing to fix
                     skipped["fix"] = f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"
@@ -118,6 +118,11 @@ def explain(rt: Reader, query: str) -> Explanation:
                 trail.append(_with_fix(_refused(sample, scope), None))
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], _resolved(trail), enrolled)
+
+
+def _by(run: int) -> str:
+    """Which sync decided a ledger entry: a run, or (0) ongoing mode's webhook."""
+    return f"sync run {run}" if run else "ongoing sync, by webhook"
 
 
 # What to do about an entry that needs an action, where the entry itself does not say: (event, outcome) -> fix.
@@ -259,8 +264,9 @@ def as_text(explanation: Explanation) -> str:
                      + (f" — {p['reason']}" if p.get("reason") else ""))
     for e in view.get("enrolled_by_sync", []):
         if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):
-            lines.append(f"  campaign {e['campaign_id']}, RF user {e['rf_user_id']}: enrolled by contact sync (run "
-                         f"{e['run']}) from Intercom contact {e['contact_id']}, not by a join")
+            how = f"contact sync (run {e['run']})" if e["run"] else "ongoing contact sync (by webhook)"
+            lines.append(f"  campaign {e['campaign_id']}, RF user {e['rf_user_id']}: enrolled by {how} from Intercom "
+                         f"contact {e['contact_id']}, not by a join")
     if not view["people"] and not view.get("enrolled_by_sync"):
         lines.append("  no link: no join of theirs was applied")
     lines.append("")

@@ -177,6 +177,9 @@ class Page:
         assert settings.sync is not None
         self.deps, self.settings, self.sync, self.run, self.full = deps, settings, settings.sync, run, full
         self.number = run.number if run else 0
+        # The ledger's `run` of what this page decides: 0 for a webhook's contact (its counts are the latest run's
+        # by_webhook), so that the run's own page meeting the contact later does not take it for its own (_ours).
+        self.decider = self.number if run else 0
         self.via = via or (f"sync run {self.number} from {describe_source(self.sync)}")
         self.tally = Tally()
         self.stopped: Optional[str] = None
@@ -236,7 +239,7 @@ class Page:
                 # RF says their link (_link), written unless the contact holds it where sync writes it: their join
                 # may have skipped an existing contact, or kept its value (another campaign's link, an old URL),
                 # or written the link elsewhere.
-                adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=own.rf_user_id, run=self.number,
+                adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=own.rf_user_id, run=self.decider,
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
                                       written_back=not attribute)
                 if attribute:
@@ -256,7 +259,7 @@ class Page:
             self.deps.sync.record(self.campaign_id, seen)
         if todo:
             self.deps.sync.intend(self.campaign_id, [
-                LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.number, seen_run=self.number,
+                LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.decider, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
                 for c, d, earlier in todo])
         jobs: list[Callable[[], None]] = [partial(self._link, e, value) for e, value in links]
@@ -311,7 +314,7 @@ class Page:
 
     def _skip(self, contact_id: str, contact: dict, reason: str, detail: str, **kw: Any) -> None:
         self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,
-                                        run=self.number, seen_run=self.number, **kw), reason))
+                                        run=self.decider, seen_run=self.number, **kw), reason))
 
     def _done(self, result: _Outcome) -> None:
         self.deps.sync.record(self.campaign_id, [result.entry])
@@ -346,7 +349,7 @@ class Page:
         how = " (found in Referral Factory: an earlier, interrupted try created them)" if found else ""
         note = Entry("sync", "enrolled", f"enrolled by {self.via}{how}",
                      {"contact_id": cid, "run": self.number, "referral_link": url})
-        entry = LedgerEntry(cid, ENROLLED, email=decision.email, rf_user_id=rf_id, url=url, run=self.number,
+        entry = LedgerEntry(cid, ENROLLED, email=decision.email, rf_user_id=rf_id, url=url, run=self.decider,
                             seen_run=self.number)
         logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
                                                       "rf_user_id": rf_id, "found": found})
@@ -395,7 +398,7 @@ class Page:
             note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
                          {"contact_id": entry.contact_id, "run": self.number, "referral_link": entry.url})
         self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=bool(attribute and entry.url),
-                                     run=self.number if counted == LINKED else entry.run), counted, note))
+                                     run=self.decider if counted == LINKED else entry.run), counted, note))
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the

@@ -625,3 +625,30 @@ def test_explain_of_a_referrer_enrolled_by_sync_says_so_not_that_no_join_was_app
                                     f"Intercom contact {contact['id']}, not by a join")
     assert found.view()["enrolled_by_sync"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]),
                                                  "contact_id": contact["id"], "run": 1}]
+
+
+def test_a_contact_a_webhook_enrolled_while_the_run_was_running_is_not_enrolled_again_by_the_run(monkeypatch):
+    """Ongoing mode: during the operator's first run, Intercom notifies a new contact and the webhook enrols it
+    (counted in "by webhook since"). When the run's later page meets that contact, the run counts it already
+    enrolled: not enrolled a second time (status would say 4 enrolled + 1 by webhook for 4 people)."""
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    for url in ("https://rf.example/r/x", None):         # RF made the webhook's referrer a link, or none yet
+        work = world(3, mode="ongoing")
+        if url is None:
+            real = work.apis.rf_.create_user
+
+            def without_link(body: dict, real=real) -> dict:
+                user = real(body)
+                if body["email"] == "new@example.com":
+                    user["url"] = None
+                return dict(user)
+            work.apis.rf_.create_user = without_link
+        sync.start(deps(work), "42")
+        new = work.apis.intercom_.add("new@example.com", role="user")
+        new["name"] = "New"
+        sync.on_contact(ContactMessage(workspace=WS, topic="contact.user.created", item=new), deps(work))
+        drain(work)
+        assert len(work.apis.rf_.created) == 4
+        found = sync.status(deps(work), "42")
+        assert (found["enrolled"], found["already_enrolled"], found["done"]) == (3, 1, 4), url
+        assert sum(found["by_webhook"].values()) == 1
