@@ -11,7 +11,7 @@ from typing import Any, Optional, Protocol
 
 from ..domain.link import Link, PersonRef
 from ..domain.people import email_hash
-from ..domain.sync import NOT_IN_RF
+from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED
 from ..observability import mask_email, mask_emails
 from ..ports import Store
@@ -91,7 +91,7 @@ def explain(rt: Reader, query: str) -> Explanation:
         for synced in store.sync.entries(c, sorted(contacts)).values() if contacts else ():
             if synced.rf_user_id:
                 rf_ids.add(synced.rf_user_id)
-                if synced.outcome != NOT_IN_RF:
+                if synced.outcome not in (NOT_IN_RF, ALREADY):    # (already: their own join enrolled them)
                     enrolled.append({"campaign_id": c, "rf_user_id": synced.rf_user_id,
                                      "contact_id": synced.contact_id, "run": synced.run})
             elif synced.final:

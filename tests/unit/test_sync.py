@@ -652,3 +652,21 @@ def test_a_contact_a_webhook_enrolled_while_the_run_was_running_is_not_enrolled_
         found = sync.status(deps(work), "42")
         assert (found["enrolled"], found["already_enrolled"], found["done"]) == (3, 1, 4), url
         assert sum(found["by_webhook"].values()) == 1
+
+
+def test_explain_does_not_say_contact_sync_enrolled_a_referrer_it_found_enrolled_by_their_join():
+    """Sync's ledger says already_enrolled for a contact whose own join made them the bridge's referrer (sync
+    adopted them, RF created nothing): explain must not list them as enrolled by contact sync."""
+    from dataclasses import replace
+
+    from chalicelib.services.explain import as_text, explain
+    work = world(1)
+    work.store.connections.register_workspace(WS)
+    sync.start(deps(work), "42")
+    drain(work)
+    [contact] = work.apis.intercom_.contacts.values()
+    entry = work.store.sync.entries("42", [contact["id"]])[contact["id"]]
+    work.store.sync.record("42", [replace(entry, outcome="already_enrolled")])     # as sync records an adopted join
+    found = explain(work, "p0@example.com")
+    assert "enrolled_by_sync" not in found.view()
+    assert "enrolled by contact sync" not in as_text(found)
