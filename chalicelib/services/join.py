@@ -430,11 +430,9 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
         return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
             "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
             f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
-    if decide.duplicate_action(plan, contact) is None:
-        return untouched()
 
     def send(plan_: decide.Plan) -> tuple[dict, dict]:
-        body = decide.duplicate_action(plan_, contact) or {}     # planned again: may have nothing left to write
+        body = decide.duplicate_action(plan_, contact) or {}     # nothing to write: no call
         return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
     updated, update = _written_or_again(attempt, deps, send)
     plan = attempt.plan
