@@ -683,12 +683,13 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
         return None
     full = _last_full(deps, campaign_id, run)
     skips: dict[str, dict] = {}
+    without_link: dict = {"reason": NO_LINK_REASON, "count": 0, "examples": []}   # enrolled: said apart from skips
     left: list[dict] = []
     enrolled = 0
     for entry in deps.sync.ledger(campaign_id):
-        if entry.outcome in SKIPS or entry.outcome == NO_LINK:     # (no link yet: enrolled, said apart)
-            group = skips.setdefault(entry.outcome, {"reason": SKIPS.get(entry.outcome, NO_LINK_REASON), "count": 0,
-                                                     "examples": []})
+        if entry.outcome in SKIPS or entry.outcome == NO_LINK:
+            group = without_link if entry.outcome == NO_LINK else skips.setdefault(
+                entry.outcome, {"reason": SKIPS[entry.outcome], "count": 0, "examples": []})
             group["count"] += 1
             if len(group["examples"]) < examples:
                 group["examples"].append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
@@ -704,8 +705,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
         block = None
     return {"campaign_id": campaign_id, "run": status(deps, campaign_id), "counts": dict(run.counts),
             "writes": describe_writes(block) if block is not None else None,
-            "skipped": dict(sorted(((k, g) for k, g in skips.items() if k != NO_LINK), key=lambda kv: -kv[1]["count"])),
-            "without_link": skips.get(NO_LINK, {"reason": NO_LINK_REASON, "count": 0, "examples": []}),
+            "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])), "without_link": without_link,
             "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
                      "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}
