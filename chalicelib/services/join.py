@@ -425,19 +425,16 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
         return Reached(contact, "linked", baseline, (Entry(
             "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked", ids),))
 
-    def untouched() -> Reached:     # every mapped field already has a value: only the tag marks them as referred
-        tagged = bool(plan.people.tag)
-        return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
-            "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
-            f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
-
     def send(plan_: decide.Plan) -> tuple[dict, dict]:
         body = decide.duplicate_action(plan_, contact) or {}     # nothing to write: no call
         return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
     updated, update = _written_or_again(attempt, deps, send)
     plan = attempt.plan
-    if not update:
-        return untouched()
+    if not update:     # every mapped field already has a value: only the tag marks them as referred
+        tagged = bool(plan.people.tag)
+        return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
+            "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
+            f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
     written = set(_written(update))
     kept = sorted(name for name in _written(plan.update_body({}))
                   if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])
