@@ -220,7 +220,7 @@ def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str)
                    "without typing its value on a command line")
 
 
-KEEP = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
+ENTER_KEEPS = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
 # The public app's client secret: its own variable first; INTERCOM_CLIENT_SECRET, which `workspace connect`
 # reads for a private app's, as before.
 OAUTH_SECRET_VARIABLES = ("INTERCOM_OAUTH_CLIENT_SECRET", "INTERCOM_CLIENT_SECRET")
@@ -240,7 +240,7 @@ def _secrets(args: argparse.Namespace, warnings: list[str], read: Callable[[], O
     none_given = not any(getattr(args, option.lstrip("-").replace("-", "_")) or os.environ.get(env)
                          for option, env, _, _ in secrets)
     return [_secret(args, option, env, what, warnings,      # `kept` is called, if at all, within `_secret`
-                    kept=lambda: KEEP if option.lstrip("-") in stored() else unkept,
+                    kept=lambda: ENTER_KEEPS if option.lstrip("-") in stored() else unkept,
                     ask=none_given or (_terminal() and option.lstrip("-") not in stored()))
             for option, env, what, unkept in secrets]
 
@@ -454,8 +454,9 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
     client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
-                            warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
-                            else None)     # a missing client id is refused before the secret is typed
+                                         warnings, kept=lambda: ENTER_KEEPS if oauth_app_stored(
+                                             rt, args.client_id)[OAUTH_CLIENT_SECRET] else None)
+    # (a missing client id is refused by oauth_app_stored, before the secret is typed)
     if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
     done = configure_oauth(rt, args.client_id, client_secret)
