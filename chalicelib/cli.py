@@ -220,18 +220,29 @@ def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str)
                    "without typing its value on a command line")
 
 
-KEEP = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
+ENTER_KEEPS = "Enter keeps the stored one"      # a prompt's empty answer, when one is stored
 # The public app's client secret: its own variable first; INTERCOM_CLIENT_SECRET, which `workspace connect`
 # reads for a private app's, as before.
 OAUTH_SECRET_VARIABLES = ("INTERCOM_OAUTH_CLIENT_SECRET", "INTERCOM_CLIENT_SECRET")
 
 
-def _none_given(args: argparse.Namespace, *secrets: tuple[str, str]) -> bool:
-    """Whether none of a command's secrets (option, variable) is given: only then are they all asked
-    for. One given (a script run from a terminal, replacing a token) keeps the others as they are
-    stored, without a prompt; one that none is stored of is still asked for (`_askable`)."""
-    return not any(getattr(args, option.lstrip("-").replace("-", "_")) or os.environ.get(env)
-                   for option, env in secrets)
+def _secrets(args: argparse.Namespace, warnings: list[str], read: Callable[[], Optional[Connection | RFConnection]],
+             *secrets: tuple[str, str, str, Optional[str]]) -> list[tuple[Optional[str], Optional[str]]]:
+    """A connect's secrets, each (option, variable, what it is, what Enter does when none is stored), by
+    `_secret`. Given none of them (option or variable), all are asked for. One given (a script run from a
+    terminal, replacing a token) keeps the others as they are stored, without a prompt; one that none is
+    stored of (a first connect, a disconnected workspace) is still asked for, in a terminal only. `read()`
+    (the stored connection, whose secrets say which are kept) is called in a terminal only."""
+    @functools.cache
+    def stored() -> frozenset[str]:
+        connection = read()
+        return connection.secrets if connection is not None else frozenset()
+    none_given = not any(getattr(args, option.lstrip("-").replace("-", "_")) or os.environ.get(env)
+                         for option, env, _, _ in secrets)
+    return [_secret(args, option, env, what, warnings,      # `kept` is called, if at all, within `_secret`
+                    kept=lambda: ENTER_KEEPS if option.lstrip("-") in stored() else unkept,
+                    ask=none_given or (_terminal() and option.lstrip("-") not in stored()))
+            for option, env, what, unkept in secrets]
 
 
 def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings: list[str], *,
@@ -272,17 +283,6 @@ def _said(state: str, source: Optional[str], checked: str = "") -> str:
     shell shows, as it is what was stored."""
     came = "typed" if source == "typed" else f"from {source}" if source else "none given"
     return f"{state} ({came}{checked if state == 'set' else ''})"
-
-
-def _askable(none_given: bool, name: str, stored: Callable[[], frozenset[str]]) -> bool:
-    """Whether the secret `name` is asked for: when none of the command's secrets is given, or when it
-    cannot be kept (none is stored: a first connect, a disconnected workspace), in a terminal only."""
-    return none_given or (_terminal() and name not in stored())
-
-
-def _stored(connection: Optional[Connection | RFConnection]) -> frozenset[str]:
-    """Which secrets a connection has stored (a disconnect deletes the workspace's token)."""
-    return connection.secrets if connection is not None else frozenset()
 
 
 def _terminal() -> bool:
@@ -422,16 +422,12 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
 def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     ws = args.workspace
     check_workspace_id(ws, args.api_base)
-    had = functools.cache(lambda: _stored(rt.store.connections.workspace(ws)))     # read only to prompt
     warnings: list[str] = []
-    ask = _none_given(args, ("--token", "INTERCOM_TOKEN"), ("--client-secret", "INTERCOM_CLIENT_SECRET"))
-    token, token_from = _secret(args, "--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}",
-                                warnings, kept=lambda: KEEP if "token" in had() else None,
-                                ask=_askable(ask, "token", had))
-    client_secret, secret_from = _secret(args, "--client-secret", "INTERCOM_CLIENT_SECRET",
-                                         f"Intercom app's client secret for workspace {ws}", warnings,
-                                         kept=lambda: KEEP if "client-secret" in had() else "Enter skips it",
-                                         ask=_askable(ask, "client-secret", had))
+    (token, token_from), (client_secret, secret_from) = _secrets(
+        args, warnings, lambda: rt.store.connections.workspace(ws),
+        ("--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}", None),
+        ("--client-secret", "INTERCOM_CLIENT_SECRET", f"Intercom app's client secret for workspace {ws}",
+         "Enter skips it"))
     if not token and not client_secret and not args.api_base and _terminal():     # Enter at each prompt
         raise CliError(f"nothing was typed: workspace {ws}'s token and client secret are kept as they were")
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
@@ -458,8 +454,9 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
     client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
-                            warnings, kept=lambda: KEEP if oauth_app_stored(rt, args.client_id)[OAUTH_CLIENT_SECRET]
-                            else None)     # a missing client id is refused before the secret is typed
+                                         warnings, kept=lambda: ENTER_KEEPS if oauth_app_stored(
+                                             rt, args.client_id)[OAUTH_CLIENT_SECRET] else None)
+    # (a missing client id is refused by oauth_app_stored, before the secret is typed)
     if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
     done = configure_oauth(rt, args.client_id, client_secret)
@@ -487,15 +484,12 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
-    had = functools.cache(lambda: _stored(rt.store.connections.rf()))     # read only to prompt
     warnings: list[str] = []
-    ask = _none_given(args, ("--token", "RF_TOKEN"), ("--webhook-secret", "RF_WEBHOOK_SECRET"))
-    token, token_from = _secret(args, "--token", "RF_TOKEN", "Referral Factory API token", warnings,
-                                kept=lambda: KEEP if "token" in had() else None, ask=_askable(ask, "token", had))
-    webhook_secret, secret_from = _secret(args, "--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook "
-                                          "secret (the X-Bridge-Secret header's value)", warnings,
-                                          kept=lambda: KEEP if "webhook-secret" in had() else None,
-                                          ask=_askable(ask, "webhook-secret", had))
+    (token, token_from), (webhook_secret, secret_from) = _secrets(
+        args, warnings, rt.store.connections.rf,
+        ("--token", "RF_TOKEN", "Referral Factory API token", None),
+        ("--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook secret (the X-Bridge-Secret header's "
+         "value)", None))
     if not token and not webhook_secret and _terminal():     # Enter at each prompt
         raise CliError("nothing was typed: Referral Factory's token and webhook secret are kept as they were")
     done = connect_rf(rt, token, webhook_secret, check=True)

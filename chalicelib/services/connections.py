@@ -39,7 +39,7 @@ class ConnectError(Exception):
 def refuse_blank(**given: Optional[str]) -> None:
     """A token or secret of only spaces, or with spaces around it (a copy-paste's newline), would be
     stored as it is and never match anything: refused, naming the option (never the value). An empty
-    one is not given (an environment variable exported empty, as the options' defaults read them)."""
+    one is not given (a variable exported empty, as --client-id's default reads INTERCOM_CLIENT_ID)."""
     for name, value in given.items():
         option = "--" + name.replace("_", "-")
         if value and not value.strip():
@@ -76,7 +76,7 @@ def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspac
         raise ConnectError(f"{exc}; nothing was stored") from None
 
 
-def check_workspace_id(workspace: str, api_base: Optional[str] = None) -> None:
+def check_workspace_id(workspace: str, api_base: Optional[str]) -> None:
     """What a connect refuses whatever its secrets: checked before they are asked for."""
     if not valid_workspace(workspace):
         raise ConnectError("the workspace given is not an Intercom app_id (letters, digits, _ and - only, at most 64; "
