@@ -16,6 +16,7 @@ import functools
 import getpass
 import json
 import os
+import re
 import sys
 from typing import Any, Callable, Optional
 
@@ -46,12 +47,21 @@ class _Parser(argparse.ArgumentParser):
             message = f"give a command: {', '.join(commands.choices)}"     # `bridge`, `bridge sync`...
         elif message.startswith("unrecognized arguments: "):       # `bridge rf connect <token>`: never repeated
             words = message.split(": ", 1)[1].split(" ")
-            named = [w.split("=", 1)[0] + ("=..." if "=" in w else "") for w in words if w.startswith("-")]
+            named = [w.split("=", 1)[0] + ("=..." if "=" in w else "") for w in words
+                     if _OPTION.fullmatch(w.split("=", 1)[0])]
             others = len(words) - len(named)
             message = "unrecognized arguments: " + ", ".join(named + [f"{others} word(s) not repeated here (a secret "
                                                                       "is given at the prompt, in its variable or "
                                                                       "with its option)"] * bool(others))
+        else:                                                      # `bridge rf <token>`: the same
+            message = re.sub(r"(invalid choice|invalid \w+ value): '([^']*)'", lambda m: f"{m[1]}: " + (
+                f"'{m[2]}'" if _WORD.fullmatch(m[2]) or m[2].isdigit() else "(not repeated)"), message)
         self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
+
+
+# What a usage error may repeat of what was typed: a command's or an option's shape (a secret is neither).
+_WORD = re.compile(r"[a-z][a-z-]{0,24}")
+_OPTION = re.compile(r"--?[a-z][a-z-]{0,24}")
 
 
 def _print(obj: Any) -> None:
