@@ -91,7 +91,8 @@ def explain(rt: Reader, query: str) -> Explanation:
         for synced in store.sync.entries(c, sorted(contacts)).values() if contacts else ():
             if synced.rf_user_id:
                 rf_ids.add(synced.rf_user_id)
-                if synced.outcome not in (NOT_IN_RF, ALREADY):    # (already: their own join enrolled them)
+                # (already, or a join link of theirs: their own join enrolled them)
+                if synced.outcome not in (NOT_IN_RF, ALREADY) and PersonRef(c, synced.rf_user_id) not in people:
                     enrolled.append({"campaign_id": c, "rf_user_id": synced.rf_user_id,
                                      "contact_id": synced.contact_id, "run": synced.run})
             elif synced.final:

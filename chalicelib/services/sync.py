@@ -410,8 +410,8 @@ class Page:
             details = {**((note.details or {}) if note else {}), "contact_id": entry.contact_id, "run": self.number}
             first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
                           details)
-        # Enrolled by this run (or webhook), or by an earlier run (already): not a skip either way.
-        counted = ENROLLED_NO_LINK if note is not None or self._ours(entry) else NO_LINK
+        # Enrolled by this run (or webhook), or by an earlier run or their own join (already): not a skip either way.
+        counted = ENROLLED_NO_LINK if note is not None or self._ours(entry) and entry.outcome != ALREADY else NO_LINK
         self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first))
 
     def _campaign_known(self, why: str) -> None:

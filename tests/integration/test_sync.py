@@ -303,6 +303,24 @@ def test_the_bridge_s_own_referrer_gets_the_referral_link_where_sync_writes_it(b
     assert rf.count("GET", f"/users/{rita['id']}") == 1       # written back once: the ledger says so
 
 
+def test_the_bridge_s_own_referrer_rf_has_no_link_for_yet_is_already_enrolled_not_enrolled_by_sync(
+        bridge, intercom, rf, capsys):
+    """Her join enrolled her; RF has made no link for her yet when sync meets her: already enrolled (still
+    without a link), not counted as enrolled by this run, and explain does not say sync enrolled her."""
+    intercom.define_attribute("sync_link", "string")
+    seg, _ = segment(intercom, 0)
+    bridge.apply(sync_settings(seg, referral_link_attribute="custom_attributes.sync_link"))
+    rita, _, rita_contact, _ = joined_by_webhook(bridge, intercom, rf)
+    rf.users[rita["id"]]["url"] = None
+    intercom.segment_members[seg].add(rita_contact["id"])
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["enrolled"], status["already_enrolled"], status["still_without_link"]) == (0, 1, 1)
+    found = json.loads(cli(bridge, "explain", rita_contact["id"], "--json", capsys=capsys)[1])
+    assert "enrolled_by_sync" not in found and creates(rf) == 0
+
+
 def test_ongoing_mode_takes_the_contact_a_referrer_s_join_created_as_already_enrolled(bridge, intercom, rf, capsys):
     """The bridge's own join creates the referrer's contact; Intercom's contact.user.created about it
     reaches ongoing sync, which recognises them (no create in RF, no skip)."""
