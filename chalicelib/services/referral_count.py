@@ -56,14 +56,16 @@ def read(messages_: list[ReferralCountMessage], deps: WorkDeps) -> Known:
 # entry that resolves its dead letter, so `bridge explain` stops showing its fix; a write never parked notes
 # nothing).
 UNWRITTEN = {"held": "Intercom holds the count already", "kept": "no contact known for the referrer yet",
-             "off": "referral count off in the settings since: nothing to write"}
+             "off": "referral count off in the settings since: nothing to write",
+             "nothing": "no lead counted since: nothing to write"}
 
 
 def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known] = None) -> str:
     outcome = _count(message, deps, known)
-    ref = message.person_ref     # "off" reads no count: one forgotten since (no link, no count) gets no history
+    ref = message.person_ref     # "off", "nothing": a referrer forgotten since (no link, no count) gets no history
     if message.replayed_from and outcome in UNWRITTEN and (
-            outcome != "off" or deps.links.get(ref) is not None or deps.links.referrals(ref) is not None):
+            outcome not in ("off", "nothing") or deps.links.get(ref) is not None
+            or deps.links.referrals(ref) is not None):
         deps.history.note_latest(ref, Entry("referral_count", outcome, f"referral count {REPLAYED}: "
                                                                  f"{UNWRITTEN[outcome]}"))
     return "written" if outcome == "held" else outcome

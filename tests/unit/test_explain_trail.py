@@ -241,3 +241,25 @@ def test_a_parked_referral_count_replayed_after_the_count_was_turned_off_resolve
     assert parked["resolved"] and parked["details"]["kind"] == "referral.count"
     [off] = lines(text, "referral_count: off")
     assert f"referral count {REPLAYED}: referral count off in the settings since: nothing to write" in off
+
+
+def test_a_parked_referral_count_replayed_after_its_only_lead_was_forgotten_resolves_its_dead_letter():
+    """The count's write failed (never written), then its only lead was forgotten (the count is 0): the
+    replay has nothing to write, and says so; the dead letter's fix is gone."""
+    from chalicelib.services.privacy import forget
+    from tests.unit.test_referral_count import RITA, lead_join, sent, world as counting_world
+    work = counting_world()
+    scenario.joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    scenario.run(work, lead_join("1"))
+    [count] = sent(work)
+    work.apis.intercom_.fail["update"] = Permanent(REFUSED)
+    assert scenario.run(work, count)["dead"] == 1
+    work.clock.now += 60
+    forget(work, "lead1@example.com")
+    assert scenario.run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
+    text, view = trail(work, RITA.rf_user_id)
+    assert "fix:" not in text
+    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
+    assert parked["resolved"]
+    [nothing] = lines(text, "referral_count: nothing")
+    assert f"referral count {REPLAYED}: no lead counted since: nothing to write" in nothing
