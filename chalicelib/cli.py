@@ -12,6 +12,7 @@ if __name__ == "__main__":    # `python -m chalicelib.cli`: a Ctrl-C while the C
     exit_quietly_on_interrupt()
 
 import argparse
+import ast
 import functools
 import getpass
 import json
@@ -53,15 +54,23 @@ class _Parser(argparse.ArgumentParser):
             message = "unrecognized arguments: " + ", ".join(named + [f"{others} word(s) not repeated here (a secret "
                                                                       "is given at the prompt, in its variable or "
                                                                       "with its option)"] * bool(others))
-        else:                                                      # `bridge rf <token>`: the same
-            message = re.sub(r"(invalid choice|invalid \w+ value): '([^']*)'", lambda m: f"{m[1]}: " + (
-                f"'{m[2]}'" if _WORD.fullmatch(m[2]) or m[2].isdigit() else "(not repeated)"), message)
+        elif message.startswith("ambiguous option: "):            # `--client=<secret>`: its name only
+            typed, matches = message.split(": ", 1)[1].rsplit(" could match ", 1)
+            name = typed.split("=", 1)[0]
+            message = "ambiguous option: " + (name + "=..." * ("=" in typed) if _OPTION.fullmatch(name)
+                                              else "(not repeated)") + f" could match {matches}"
+        else:                                                      # `bridge rf <token>`, `--json=<token>`: the same
+            message = _TYPED.sub(lambda m: f"{m[1]} " + (m[2] if _WORD.fullmatch(v := ast.literal_eval(m[2]))
+                                                         or v.isdigit() else "(not repeated)"), message)
         self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
 
 
 # What a usage error may repeat of what was typed: a command's or an option's shape (a secret is neither).
 _WORD = re.compile(r"[a-z][a-z-]{0,24}")
 _OPTION = re.compile(r"--?[a-z][a-z-]{0,24}")
+# argparse's messages that repeat a typed value, as its repr (in "" when it holds a ').
+_TYPED = re.compile(r"(invalid choice:|invalid \w+ value:|ignored explicit argument) "
+                    r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
 def _print(obj: Any) -> None:
