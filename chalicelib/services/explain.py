@@ -91,8 +91,12 @@ def explain(rt: Reader, query: str) -> Explanation:
         for synced in store.sync.entries(c, sorted(contacts)).values() if contacts else ():
             if synced.rf_user_id:
                 rf_ids.add(synced.rf_user_id)
-                # (already, or a join link of theirs: their own join enrolled them)
-                if synced.outcome not in (NOT_IN_RF, ALREADY) and PersonRef(c, synced.rf_user_id) not in people:
+                # (already: their own join enrolled them; so did it, a join link of theirs with no "enrolled by"
+                # entry of sync's in their history — RF's join webhook also comes for the users sync creates)
+                ref = PersonRef(c, synced.rf_user_id)
+                if synced.outcome not in (NOT_IN_RF, ALREADY) and (ref not in people or any(
+                        e.event == "sync" and (e.reason or "").startswith("enrolled by ")
+                        for e in store.history.entries(ref))):
                     enrolled.append({"campaign_id": c, "rf_user_id": synced.rf_user_id,
                                      "contact_id": synced.contact_id, "run": synced.run})
             elif synced.final:
