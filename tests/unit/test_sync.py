@@ -672,43 +672,6 @@ def test_explain_does_not_say_contact_sync_enrolled_a_referrer_it_found_enrolled
     assert "enrolled by contact sync" not in as_text(found)
 
 
-@pytest.mark.xfail(strict=True, reason="open: once her ledger entry says no_link_yet (or writeback_failed), "
-                   "nothing tells a referrer this run adopted from one it enrolled")
-@pytest.mark.parametrize("url", [None, "https://rf.example/r/rita"])
-def test_a_referrer_their_own_join_enrolled_without_a_link_is_already_enrolled_after_the_page_is_tried_again(url):
-    """The page met Rita (her join linked her contact; RF had no link for her yet) and failed for another
-    contact; its retry meets her ledger entry of this very run: still already enrolled, not enrolled by the
-    run, whether RF has her link by then or not."""
-    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
-    from chalicelib.domain.history import Entry
-    work = world(2)
-    rita = next(c for c in work.apis.intercom_.contacts.values() if c["email"] == "p0@example.com")
-    work.apis.rf_.users["100"] = {"id": 100, "email": "p0@example.com", "url": None}
-    claim = work.store.links.claim(PersonRef("42", "100"), WS)
-    work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email="p0@example.com",
-                                              contact_id=rita["id"], contact_role="user"),
-                            [Entry("join_received", "received")])
-    real = work.apis.rf_.create_user
-
-    tries = []
-
-    def fails_once(body):                                # p1's create: no answer the first time (not made)
-        tries.append(body)
-        if len(tries) == 1:
-            raise Uncertain("Referral Factory POST /users: no answer")
-        return real(body)
-    work.apis.rf_.create_user = fails_once
-    sync.start(deps(work), "42")
-    page = work.queue.sent[0]
-    with pytest.raises(Exception, match="records will be retried"):
-        drain(work)
-    work.apis.rf_.users["100"]["url"] = url
-    work.queue.sent.append(page)
-    drain(work)
-    found = sync.status(deps(work), "42")
-    assert (found["enrolled"], found["already_enrolled"], len(work.apis.rf_.created)) == (1, 1, 1)
-
-
 def test_explain_still_says_contact_sync_enrolled_a_referrer_whose_join_webhook_came_after():
     """RF's join webhook fires for the users sync creates too: the join links the referrer sync enrolled.
     explain still says sync enrolled them (a join of their own that came after does not undo that)."""
