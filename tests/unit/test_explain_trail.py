@@ -174,6 +174,18 @@ def test_entries_written_before_these_details_still_render_and_resolve():
     assert "fix:" not in text and len(lines(text, "(resolved since)")) == 2
 
 
+def parked_and_resolved(work, who: str, kind: str, line: str, says: str) -> str:
+    """explain after the replay: no fix left, the dead letter (of `kind`) resolved, and the one line
+    with `line` saying `says`. That line."""
+    text, view = trail(work, who)
+    assert "fix:" not in text
+    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
+    assert parked["resolved"] and parked["details"]["kind"] == kind
+    [found] = lines(text, line)
+    assert says in found
+    return found
+
+
 def test_a_parked_duplicate_check_replayed_says_so_and_resolves_its_dead_letter():
     """A duplicate check Intercom refused (its workspace disconnected): once replayed and done, its dead
     letter shows no fix, and the check's entry says it was a replay. A check never parked writes nothing."""
@@ -187,44 +199,39 @@ def test_a_parked_duplicate_check_replayed_says_so_and_resolves_its_dead_letter(
     assert len(lines(text, "fix: reconnect the workspace")) == 1
     work.clock.now += 60                                # reconnected, then `bridge dlq replay`
     assert scenario.run(work, {**check, "replayed_from": "dead-1"})["done"] == 1
-    text, view = trail(work)
-    assert "fix:" not in text
-    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
-    assert parked["resolved"] and parked["details"]["kind"] == "join.verify"
-    [checked] = lines(text, "duplicate_check: unique")
-    assert f"duplicate check {REPLAYED}: no other contact has this email" in checked
+    parked_and_resolved(work, "ann@example.com", "join.verify", "duplicate_check: unique",
+                        f"duplicate check {REPLAYED}: no other contact has this email")
+
+
+RITA_ID = "100"
+
+
+def parked_count(refusal: Exception) -> tuple:
+    """Rita's referral count, after her lead joined, refused by Intercom and dead-lettered: (work, its message)."""
+    from tests.unit.test_referral_count import lead_join, sent, world as counting_world
+    work = counting_world()
+    scenario.joined(work, RITA_ID, "rita@example.com", kind="referrer", role="user")
+    scenario.run(work, lead_join("1"))
+    [count] = sent(work)
+    work.apis.intercom_.fail["update"] = refusal
+    assert scenario.run(work, count)["dead"] == 1
+    return work, count
 
 
 def test_a_parked_referral_count_replayed_says_so_and_resolves_its_dead_letter():
-    from tests.unit.test_referral_count import RITA, lead_join, sent, world as counting_world
-    work = counting_world()
-    scenario.joined(work, "100", "rita@example.com", kind="referrer", role="user")
-    scenario.run(work, lead_join("1"))
-    [count] = sent(work)
-    work.apis.intercom_.fail["update"] = Disconnected("ws")
-    assert scenario.run(work, count)["dead"] == 1
+    work, count = parked_count(Disconnected("ws"))
     work.clock.now += 60
     assert scenario.run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
-    text, view = trail(work, RITA.rf_user_id)
-    assert "fix:" not in text
-    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
-    assert parked["resolved"] and parked["details"]["kind"] == "referral.count"
-    [written] = lines(text, "referral_count: written")
-    assert REPLAYED in written
+    parked_and_resolved(work, RITA_ID, "referral.count", "referral_count: written", REPLAYED)
 
 
 @pytest.mark.parametrize("turn_off", ["the count attribute", "the campaign's settings"])
 def test_a_parked_referral_count_replayed_after_the_count_was_turned_off_resolves_its_dead_letter(turn_off):
     """Replayed once the campaign keeps no count any more, the write has nothing to do: the trail says
     why, and the dead letter's fix is gone (else the operator would replay it again and again)."""
-    from tests.unit.test_referral_count import RITA, WS, counting_settings, lead_join, sent, world as counting_world
-    work = counting_world()
-    scenario.joined(work, "100", "rita@example.com", kind="referrer", role="user")
-    scenario.run(work, lead_join("1"))
-    [count] = sent(work)
-    work.apis.intercom_.fail["update"] = Permanent(REFUSED)
-    assert scenario.run(work, count)["dead"] == 1
-    text, _ = trail(work, RITA.rf_user_id)
+    from tests.unit.test_referral_count import WS, counting_settings
+    work, count = parked_count(Permanent(REFUSED))
+    text, _ = trail(work, RITA_ID)
     assert len(lines(text, "fix: fix the cause named here, then `bridge dlq replay --campaign 42`")) == 1
     work.clock.now += 60
     if turn_off == "the count attribute":
@@ -235,31 +242,17 @@ def test_a_parked_referral_count_replayed_after_the_count_was_turned_off_resolve
         work.store.settings.delete("42")
     assert scenario.run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
     assert work.apis.intercom_.calls.count("update") == 1                 # the failed try only
-    text, view = trail(work, RITA.rf_user_id)
-    assert "fix:" not in text
-    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
-    assert parked["resolved"] and parked["details"]["kind"] == "referral.count"
-    [off] = lines(text, "referral_count: off")
-    assert f"referral count {REPLAYED}: referral count off in the settings since: nothing to write" in off
+    parked_and_resolved(work, RITA_ID, "referral.count", "referral_count: off",
+                        f"referral count {REPLAYED}: referral count off in the settings since: nothing to write")
 
 
 def test_a_parked_referral_count_replayed_after_its_only_lead_was_forgotten_resolves_its_dead_letter():
     """The count's write failed (never written), then its only lead was forgotten (the count is 0): the
     replay has nothing to write, and says so; the dead letter's fix is gone."""
     from chalicelib.services.privacy import forget
-    from tests.unit.test_referral_count import RITA, lead_join, sent, world as counting_world
-    work = counting_world()
-    scenario.joined(work, "100", "rita@example.com", kind="referrer", role="user")
-    scenario.run(work, lead_join("1"))
-    [count] = sent(work)
-    work.apis.intercom_.fail["update"] = Permanent(REFUSED)
-    assert scenario.run(work, count)["dead"] == 1
+    work, count = parked_count(Permanent(REFUSED))
     work.clock.now += 60
     forget(work, "lead1@example.com")
     assert scenario.run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
-    text, view = trail(work, RITA.rf_user_id)
-    assert "fix:" not in text
-    [parked] = [e for e in view["trail"] if e["event"] == "dead_letter"]
-    assert parked["resolved"]
-    [nothing] = lines(text, "referral_count: nothing")
-    assert f"referral count {REPLAYED}: no lead counted since: nothing to write" in nothing
+    parked_and_resolved(work, RITA_ID, "referral.count", "referral_count: nothing",
+                        f"referral count {REPLAYED}: no lead counted since: nothing to write")
