@@ -61,19 +61,19 @@ UNWRITTEN = {"held": "Intercom holds the count already", "kept": "no contact kno
 
 
 def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known] = None) -> str:
+    known = known or read([message], deps)
     outcome = _count(message, deps, known)
     ref = message.person_ref     # "off", "nothing": a referrer forgotten since (no link, no count) gets no history
     if message.replayed_from and outcome in UNWRITTEN and (
-            outcome not in ("off", "nothing") or deps.links.get(ref) is not None
+            outcome not in ("off", "nothing") or known.links.get(ref) is not None
             or deps.links.referrals(ref) is not None):
         deps.history.note_latest(ref, Entry("referral_count", outcome, f"referral count {REPLAYED}: "
                                                                  f"{UNWRITTEN[outcome]}"))
     return "written" if outcome == "held" else outcome
 
 
-def _count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known]) -> str:
+def _count(message: ReferralCountMessage, deps: WorkDeps, known: Known) -> str:
     ref = message.person_ref
-    known = known or read([message], deps)
     settings = known.settings.get(ref.campaign_id)
     attribute = count_attribute(settings) if settings is not None else None
     if settings is None or not attribute:
