@@ -48,17 +48,14 @@ class _Parser(argparse.ArgumentParser):
             message = f"give a command: {', '.join(commands.choices)}"     # `bridge`, `bridge sync`...
         elif message.startswith("unrecognized arguments: "):       # `bridge rf connect <token>`: never repeated
             words = message.split(": ", 1)[1].split(" ")
-            named = [w.split("=", 1)[0] + ("=..." if "=" in w else "") for w in words
-                     if _OPTION.fullmatch(w.split("=", 1)[0])]
+            named = [shown for w in words if (shown := _option_shown(w))]
             others = len(words) - len(named)
             message = "unrecognized arguments: " + ", ".join(named + [f"{others} word(s) not repeated here (a secret "
                                                                       "is given at the prompt, in its variable or "
                                                                       "with its option)"] * bool(others))
         elif message.startswith("ambiguous option: "):            # `--client=<secret>`: its name only
             typed, matches = message.split(": ", 1)[1].rsplit(" could match ", 1)
-            name = typed.split("=", 1)[0]
-            message = "ambiguous option: " + (name + "=..." * ("=" in typed) if _OPTION.fullmatch(name)
-                                              else "(not repeated)") + f" could match {matches}"
+            message = f"ambiguous option: {_option_shown(typed) or '(not repeated)'} could match {matches}"
         else:                                                      # `bridge rf <token>`, `--json=<token>`: the same
             message = _TYPED.sub(lambda m: f"{m[1]} " + (m[2] if _WORD.fullmatch(v := ast.literal_eval(m[2]))
                                                          or v.isdigit() else "(not repeated)"), message)
@@ -71,6 +68,13 @@ _OPTION = re.compile(r"--?[a-z][a-z-]{0,24}")
 # argparse's messages that repeat a typed value, as its repr (in "" when it holds a ').
 _TYPED = re.compile(r"(invalid choice:|invalid \w+ value:|ignored explicit argument) "
                     r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+def _option_shown(typed: str) -> Optional[str]:
+    """A typed word as a usage error may repeat it: an option's name, a value attached to it said as
+    `=...`; None when it has no option's shape."""
+    name = typed.split("=", 1)[0]
+    return name + "=..." * ("=" in typed) if _OPTION.fullmatch(name) else None
 
 
 def _print(obj: Any) -> None:
