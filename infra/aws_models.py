@@ -3,11 +3,10 @@
 A client parses its service's whole model when it is made: SSM's is ~950 KB of JSON for 154
 operations, of which the bridge calls 3. Each copy keeps the operations below, every shape their
 input, output and errors reach, and the model's metadata; no documentation. It records the botocore
-version and the full model it was cut from: a client uses it only with that botocore, else botocore's
+version and the API version it was cut from: a client uses it only with that botocore, else botocore's
 own file (tests/unit/test_aws_clients.py fails, saying to run `make models`, when a copy is stale)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -67,8 +66,7 @@ def generate() -> dict[str, str]:
     for service, operations in OPERATIONS.items():
         version = loader.determine_latest_version(service, "service-2")
         model = loader.load_data(f"{service}/{version}/service-2")
-        source = hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
-        texts[service] = json.dumps({"botocore": botocore.__version__, "api_version": version, "source_sha256": source,
+        texts[service] = json.dumps({"botocore": botocore.__version__, "api_version": version,
                                      "model": trim(model, operations)}, separators=(",", ":")) + "\n"
     return texts
 

@@ -581,6 +581,11 @@ class MemoryRates:
                                                   blocked_reason=None)
 
 
+def _plus(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """Counts by outcome with `more` added (DynamoDB's ADD on each)."""
+    return {**counts, **{k: counts.get(k, 0) + n for k, n in more.items()}}
+
+
 @_atomic
 class MemorySync:
     """Sync runs (one list per campaign, the last is the latest) and the ledger."""
@@ -626,11 +631,8 @@ class MemorySync:
         run = self.run(campaign_id, number)
         if run is None or run.status != "running" or run.page != page or run.owner != owner:
             return False
-        added = dict(run.counts)
-        for k, n in counts.items():
-            added[k] = added.get(k, 0) + n
         status = "stopped" if message else "done" if finished else "running"
-        self._set(run, page=page + 1, cursor=cursor, counts=added,
+        self._set(run, page=page + 1, cursor=cursor, counts=_plus(run.counts, counts),
                   total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
                   status=status, message=message, finished_at=now if status != "running" else None)
         return True
@@ -643,10 +645,7 @@ class MemorySync:
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         run = self.run(campaign_id)
         if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,
-            added = dict(run.by_webhook)                # the count stays with the ledger
-            for k, n in counts.items():
-                added[k] = added.get(k, 0) + n
-            self._set(run, by_webhook=added)
+            self._set(run, by_webhook=_plus(run.by_webhook, counts))   # the count stays with the ledger
 
     def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         ledger = self.ledgers.get(campaign_id, {})

@@ -134,7 +134,8 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                                            "first run" if sync.mode == "ongoing" else ""),
                    f"`bridge sync start {c} --dry-run`, then `bridge sync start {c}`")
         return
-    counts = describe_counts(run_counts(run.counts)) if run.counts else "nothing yet"
+    shown = run_counts(run.counts)
+    counts = describe_counts(shown) if run.counts else "nothing yet"
     where = f"sync run {run.number} ({run.kind}, {run.source})"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",
@@ -146,7 +147,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
                    "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
     else:
-        skipped = run_counts(run.counts)["skipped"]
+        skipped = shown["skipped"]
         report.add("sync", True, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
                    + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""))
 

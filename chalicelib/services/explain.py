@@ -16,7 +16,7 @@ from ..errors import DISCONNECTED
 from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
-from ..ports.store import normal_email
+from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import replay_fix
 
 class Reader(Protocol):
@@ -86,19 +86,13 @@ def explain(rt: Reader, query: str) -> Explanation:
     # Contact sync's ledger, by Intercom contact id: a referrer it enrolled (their history is under their
     # RF id) or a contact it skipped (no RF id: the ledger holds the reason).
     trail: list[dict] = []
-    enrolled: list[dict] = []
+    enrolled_by_sync: list[tuple[str, LedgerEntry]] = []
     for c in campaigns:
         for synced in store.sync.entries(c, sorted(contacts)).values() if contacts else ():
             if synced.rf_user_id:
                 rf_ids.add(synced.rf_user_id)
-                # (already: their own join enrolled them; so did it, a join link of theirs with no "enrolled by"
-                # entry of sync's in their history — RF's join webhook also comes for the users sync creates)
-                ref = PersonRef(c, synced.rf_user_id)
-                if synced.outcome not in (NOT_IN_RF, ALREADY) and (ref not in people or any(
-                        e.event == "sync" and (e.reason or "").startswith("enrolled by ")
-                        for e in store.history.entries(ref))):
-                    enrolled.append({"campaign_id": c, "rf_user_id": synced.rf_user_id,
-                                     "contact_id": synced.contact_id, "run": synced.run})
+                if synced.outcome not in (NOT_IN_RF, ALREADY):
+                    enrolled_by_sync.append((c, synced))
             elif synced.final:
                 skipped = {"campaign_id": c, "rf_user_id": None, "at": synced.at or "", "event": "sync",
                            "outcome": "skipped",
@@ -108,13 +102,21 @@ def explain(rt: Reader, query: str) -> Explanation:
                     skipped["fix"] = f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"
                 trail.append(skipped)
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
-    for ref in sorted(refs):
-        for entry in store.history.entries(ref):
+    histories = {ref: store.history.entries(ref) for ref in sorted(refs)}
+    for ref, entries in histories.items():
+        for entry in entries:
             trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()},
                                    people.get(ref)))
             kind = (entry.details or {}).get("type") if entry.event == "join_received" else None
             if ref in people and people[ref].kind is None and kind:      # a failed join's: as its webhook said
                 people[ref] = dataclasses.replace(people[ref], kind=kind)
+    # (already: their own join enrolled them; so did it, a join link of theirs with no "enrolled by" entry of
+    # sync's in their history — RF's join webhook also comes for the users sync creates)
+    enrolled = [{"campaign_id": c, "rf_user_id": synced.rf_user_id, "contact_id": synced.contact_id,
+                 "run": synced.run}
+                for c, synced in enrolled_by_sync
+                if (ref := PersonRef(c, synced.rf_user_id or "")) not in people or any(
+                    e.event == "sync" and (e.reason or "").startswith("enrolled by ") for e in histories[ref])]
     hashes = {email_hash(e) for e in emails}
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     for scope in scopes:

@@ -31,8 +31,8 @@ def test_rfs_4xx_answers_carry_their_status_whatever_their_message_says(rf):
 @pytest.mark.parametrize("status, stopped", [(404, "does not exist in Referral Factory"), (422, None)])
 def test_sync_checks_say_the_campaign_is_unknown_only_when_rf_answers_404(status, stopped):
     work = world(1)
-    work.apis.rf_.get_campaign = lambda cid: (_ for _ in ()).throw(
-        Permanent(f"Referral Factory answered {status}: campaign 404 not found", status=status))
+    work.apis.rf_.campaign_answers = [Permanent(f"Referral Factory answered {status}: campaign 404 not found",
+                                                status=status)]
     settings = sync.settings_of(work.deps, "42")
     if stopped:
         assert any(stopped in p for p in sync.checks(work.deps, settings))

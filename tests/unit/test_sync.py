@@ -591,7 +591,8 @@ def test_the_dry_run_says_not_in_rf_for_a_referrer_without_a_link_whom_rf_no_lon
 
 def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook_since():
     """Intercom (or SQS, its visibility timeout over) hands the same notification to two workers at once:
-    the second reads no mark (the first writes it only after its counts), so both add their counts."""
+    the second reads no mark (the first writes it only once its contact is worked); only the worker whose mark
+    is written adds its counts."""
     work, note = after_a_first_run_a_new_contact_notified()
     rf = work.apis.rf_
     real = rf.create_user
