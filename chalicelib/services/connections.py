@@ -13,7 +13,7 @@ from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, inter
                                 valid_workspace)
 from ..config import Config
 from ..domain.oauth import Workspace, new_key, workspace_of
-from ..errors import ApiError, Permanent, WorkError
+from ..errors import Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
@@ -191,8 +191,7 @@ def check_rf_token(rt: Connecting, token: str) -> None:
     where = rt.config.rf_base_url
 
     def refused(exc: Permanent) -> Optional[str]:
-        answer = exc.__context__ if isinstance(exc.__context__, ApiError) else None
-        said = f"{exc.status}: {answer.message}" if answer is not None else str(exc.status)
+        said = f"{exc.status}: {exc.message}" if exc.message else str(exc.status)
         if exc.status == 401:
             return f"Referral Factory refused this token (it answered {said} at {where}): check the token"
         if exc.status == 403:           # RF's answer to an IP it blocks after repeated excess, too
