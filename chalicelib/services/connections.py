@@ -162,16 +162,18 @@ def oauth_app_stored(rt: Connecting, client_id: Optional[str]) -> dict[str, bool
     return had
 
 
-def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str]) -> dict:
+def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str],
+                    had: Optional[dict[str, bool]] = None) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
-    made once. What is not given is kept."""
+    made once. What is not given is kept. `had`: what oauth_app_stored already answered for this
+    client id (a prompt asked it), not read again."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
                            "INTERCOM_OAUTH_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
-    had = oauth_app_stored(rt, client_id)
+    had = had or oauth_app_stored(rt, client_id)
     if not client_secret and not had[OAUTH_CLIENT_SECRET]:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
                            "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
