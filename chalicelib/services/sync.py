@@ -241,7 +241,7 @@ class Page:
                 # or written the link elsewhere.
                 adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=own.rf_user_id, run=self.decider,
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
-                                      written_back=not attribute)
+                                      written_back=not attribute, adopted=True)
                 if attribute:
                     links.append((adopted, attribute_value(contact, attribute)))
                 else:
@@ -392,7 +392,8 @@ class Page:
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
-        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry))
+        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry),
+                                   adopted=entry.adopted)
         if entry.outcome in UNWRITTEN:
             why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
             note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
@@ -411,7 +412,8 @@ class Page:
             first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
                           details)
         # Enrolled by this run (or webhook), or by an earlier run or their own join (already): not a skip either way.
-        counted = ENROLLED_NO_LINK if note is not None or self._ours(entry) and entry.outcome != ALREADY else NO_LINK
+        counted = ENROLLED_NO_LINK if note is not None or self._ours(entry) and not entry.adopted and \
+            entry.outcome != ALREADY else NO_LINK
         self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first))
 
     def _campaign_known(self, why: str) -> None:

@@ -689,3 +689,37 @@ def test_explain_still_says_contact_sync_enrolled_a_referrer_whose_join_webhook_
     found = explain(work, "p0@example.com")
     assert found.people and found.view()["enrolled_by_sync"] == [
         {"campaign_id": "42", "rf_user_id": str(user["id"]), "contact_id": contact["id"], "run": 1}]
+
+
+@pytest.mark.parametrize("url", [None, "https://rf.example/r/rita"])
+def test_a_referrer_her_own_join_enrolled_is_already_enrolled_on_the_retry_of_a_page_that_failed(url):
+    """Rita's own join enrolled her; the page's first try adopts her (RF has no link for her yet, or Intercom
+    refuses the write of her link) and fails on another contact (RF busy). The retry still counts her as
+    already enrolled, not as enrolled by the run: the run enrolled one person, not two."""
+    from chalicelib.domain.history import Entry
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+    from chalicelib.errors import Permanent, Transient
+
+    work = world(2)
+    rita, _ = work.apis.intercom_.contacts.values()
+    claim = work.store.links.claim(PersonRef("42", "7"), WS)          # her join linked her contact
+    work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email=rita["email"],
+                                              contact_id=rita["id"], contact_role="user"),
+                            [Entry("join_received", "received")])
+    work.apis.rf_.users["7"] = {"id": "7", "url": url}
+    work.apis.rf_.create_answers = [Transient("Referral Factory answered 503")]       # the other contact's create
+    if url:
+        work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400: attribute is read-only", status=400)
+    sync.start(deps(work), "42")
+    page = list(work.queue.sent)
+    with pytest.raises(RetryBatch):
+        drain(work)
+    assert work.store.sync.entries("42", [rita["id"]])[rita["id"]].outcome == \
+        ("writeback_failed" if url else "no_link_yet")
+    work.queue.sent.extend(page)                                      # the page's retry
+    drain(work)
+    assert len(work.apis.rf_.created) == 1
+    found = sync.status(deps(work), "42")
+    assert (found["status"], found["enrolled"], found["already_enrolled"], found["skipped"]) == ("done", 1, 1, 0)
+    assert found["still_without_link"] == (0 if url else 1)
+    assert work.apis.intercom_.contacts[rita["id"]]["custom_attributes"].get("referral_link") == url

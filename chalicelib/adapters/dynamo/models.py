@@ -260,6 +260,7 @@ class LedgerItem(_Item):
     written_back = BooleanAttribute(default=False)
     at = UnicodeAttribute(null=True)
     count_known = BooleanAttribute(null=True)
+    adopted = BooleanAttribute(null=True)           # (absent from items written before it: False)
 class EdgeItem(_Item):
     """What the edge keeps (ports/edge.py): a refusal counter, a sample, or when it last heard."""
 
