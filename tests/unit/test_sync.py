@@ -329,7 +329,7 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400: attribute is read-only", status=400)
     sync.start(deps(work), "42")
     drain(work)
-    assert work.store.sync.run("42").counts == {"writeback_failed": 1}
+    assert work.store.sync.run("42").counts == {"enrolled_writeback_failed": 1}
     for expected in ({"linked": 1}, {"already_enrolled": 1}):
         sync.start(deps(work), "42")
         drain(work)
@@ -338,6 +338,46 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     assert work.apis.intercom_.calls.count("update") == 2 and len(work.apis.rf_.calls) == 1     # RF: the one create
     [*_, note] = work.store.history.entries(PersonRef("42", str(user["id"])))
     assert (note.outcome, note.reason.split(": ")[-1]) == ("link_written", "the write before had failed")
+
+
+def test_a_referrer_whose_link_write_failed_is_counted_enrolled_with_the_link_said_apart_not_skipped(monkeypatch,
+                                                                                                      capsys):
+    """RF enrolled her; only Intercom refused her link: the run says "enrolled 1 (1 link not written)", not
+    "skipped 1" (read as not enrolled) — its counts, `sync status` (text, JSON), `sync report` (apart from the
+    skips, with Intercom's message), "by webhook since"; a run whose write fails again says already."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from chalicelib.errors import Permanent
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)
+    work = world(1, mode="ongoing")
+    rt = SimpleNamespace(deps=work.deps)
+    refused = Permanent("Intercom answered 400: attribute is read-only", status=400)
+    work.apis.intercom_.fail["update"] = refused
+    sync.start(deps(work), "42")
+    drain(work)
+    found = sync.status(deps(work), "42")
+    assert (found["enrolled"], found["enrolled_link_not_written"], found["skipped"]) == (1, 1, 0)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · enrolled 1 (1 link not written), already 0, skipped 0\n")
+    report = json.loads(run_cli(rt, capsys, "sync", "report", "42", "--json")[1])
+    assert (report["skipped"], report["link_not_written"]["count"]) == ({}, 1)
+    assert report["link_not_written"]["examples"][0]["detail"] == f"write-back failed: {refused.reason}"
+    text = run_cli(rt, capsys, "sync", "report", "42")[1]
+    assert "no contact was skipped\n" in text and "referral link not written to Intercom (all runs" in text
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    work.apis.intercom_.fail["update"] = refused
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.user.created", item=new), deps(work))
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · by webhook since: +1 enrolled (1 link not written)\n")
+    work.apis.intercom_.fail["update"] = refused                        # run 2: one of the two fails again
+    sync.start(deps(work), "42")
+    drain(work)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · enrolled 0, already 1 (1 link still not written), link written later 1, skipped 0\n")
 
 
 def test_only_a_join_received_after_a_deleted_in_rf_skip_says_rf_restored_the_referrer():

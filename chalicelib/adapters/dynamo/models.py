@@ -230,6 +230,7 @@ class SyncRunItem(_Item):
     c_invalid_email = NumberAttribute(null=True)
     c_writeback_failed = NumberAttribute(null=True)
     c_no_link_yet = NumberAttribute(null=True)
+    c_enrolled_writeback_failed = NumberAttribute(null=True)
     c_refused = NumberAttribute(null=True)
     c_not_in_rf = NumberAttribute(null=True)
     # ongoing mode's webhook outcomes while this run was the latest (SyncRun.by_webhook)
@@ -243,6 +244,7 @@ class SyncRunItem(_Item):
     w_invalid_email = NumberAttribute(null=True)
     w_writeback_failed = NumberAttribute(null=True)
     w_no_link_yet = NumberAttribute(null=True)
+    w_enrolled_writeback_failed = NumberAttribute(null=True)
     w_refused = NumberAttribute(null=True)
     w_not_in_rf = NumberAttribute(null=True)
 
