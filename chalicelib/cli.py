@@ -476,13 +476,17 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
+    had: dict[str, bool] = {}           # what is stored, read once: by the prompt, else by configure_oauth
+
+    def kept() -> Optional[str]:
+        had.update(oauth_app_stored(rt, args.client_id))
+        return ENTER_KEEPS if had[OAUTH_CLIENT_SECRET] else None
     client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
-                                         warnings, kept=lambda: ENTER_KEEPS if oauth_app_stored(
-                                             rt, args.client_id)[OAUTH_CLIENT_SECRET] else None)
+                                         warnings, kept=kept)
     # (a missing client id is refused by oauth_app_stored, before the secret is typed)
     if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
-    done = configure_oauth(rt, args.client_id, client_secret)
+    done = configure_oauth(rt, args.client_id, client_secret, had)
     done["from"] = {"client_secret": secret_from}
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "

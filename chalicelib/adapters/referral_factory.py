@@ -40,8 +40,8 @@ class ReferralFactoryClient(JsonApi):
                 raise self.retry_later(exc) from None
             if exc.status == 401:
                 raise Permanent(f"{exc.reason} — the RF token is invalid: run `bridge rf connect`, then replay "
-                                "the dead-letter queue", status=401) from None
-            raise Permanent(exc.reason, status=exc.status) from None
+                                "the dead-letter queue", status=401, message=exc.message) from None
+            raise Permanent(exc.reason, status=exc.status, message=exc.message) from None
 
     @staticmethod
     def _data(answer: Any) -> dict:

@@ -177,13 +177,17 @@ def _count_moved(rt: Operator, settings: CampaignSettings) -> list[str]:
     (off in the stored settings, or none stored) in a campaign the store already has people of: the
     counts kept reach Intercom only with each referrer's next lead (a write dropped while they were
     off is not made again; a lead applied meanwhile is not counted), or all at once by backfill
-    (which counts those leads and asks for every count Intercom does not hold in the attribute)."""
+    (which counts those leads and asks for every count Intercom does not hold in the attribute).
+    Stored settings that no longer parse cannot say where the counts went: said as such (a backfill
+    is safe either way). Only this warning can know it: `doctor`, later, sees only the settings
+    applied, and links do not record whether a lead had a referrer."""
     attribute = count_attribute(settings)
     stored = rt.store.settings.get(settings.campaign_id) if attribute else None
+    unknown = False
     try:
         before = count_attribute(parse_settings(stored.document)) if stored is not None else None
     except SettingsError:
-        before = None
+        before, unknown = None, True
     backfill = f"run `bridge backfill {settings.campaign_id} --apply` to write each referrer's count to it now"
     if not attribute or before == attribute:
         return []
@@ -191,6 +195,10 @@ def _count_moved(rt: Operator, settings: CampaignSettings) -> list[str]:
         return [f"referral counts now go to {attribute} (not {before}): {backfill} ({before} keeps its last value)"]
     if not rt.store.links.statuses_in(settings.campaign_id, 1):
         return []                   # nobody joined yet: every count begins with its first lead, and is written
+    if unknown:
+        return [f"the stored settings no longer parse, so whether referral counts already went to {attribute} is "
+                f"not known: if they were off or went elsewhere, {backfill} (it counts only leads not counted yet, "
+                "and writes only the counts Intercom does not hold)"]
     return [f"referral counts are turned on, to {attribute}: {backfill} (until then it shows the count last "
             f"written, if any, and leads applied while counts were off are not counted)"]
 

@@ -13,7 +13,7 @@ from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, inter
                                 valid_workspace)
 from ..config import Config
 from ..domain.oauth import Workspace, new_key, workspace_of
-from ..errors import ApiError, Permanent, WorkError
+from ..errors import Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
@@ -162,16 +162,18 @@ def oauth_app_stored(rt: Connecting, client_id: Optional[str]) -> dict[str, bool
     return had
 
 
-def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str]) -> dict:
+def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str],
+                    had: Optional[dict[str, bool]] = None) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
-    made once. What is not given is kept."""
+    made once. What is not given is kept. `had`: what oauth_app_stored already answered for this
+    client id (a prompt asked it), not read again."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
                            "INTERCOM_OAUTH_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
-    had = oauth_app_stored(rt, client_id)
+    had = had or oauth_app_stored(rt, client_id)
     if not client_secret and not had[OAUTH_CLIENT_SECRET]:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
                            "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
@@ -191,8 +193,7 @@ def check_rf_token(rt: Connecting, token: str) -> None:
     where = rt.config.rf_base_url
 
     def refused(exc: Permanent) -> Optional[str]:
-        answer = exc.__context__ if isinstance(exc.__context__, ApiError) else None
-        said = f"{exc.status}: {answer.message}" if answer is not None else str(exc.status)
+        said = f"{exc.status}: {exc.message}" if exc.message else str(exc.status)
         if exc.status == 401:
             return f"Referral Factory refused this token (it answered {said} at {where}): check the token"
         if exc.status == 403:           # RF's answer to an IP it blocks after repeated excess, too

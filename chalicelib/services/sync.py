@@ -791,9 +791,9 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             progress(sum(tally.counts.values()), total)
         if cursor is None:
             break
+    counted = run_counts(tally.counts)      # "already" as a run counts it (its WOULD keys are apart)
     return {"campaign_id": campaign_id, "dry_run": True, "source": describe_source(sync), "total": total,
-            "would_enrol": tally.counts.get(WOULD, 0),
-            "already_enrolled": tally.counts.get(ALREADY, 0) + tally.counts.get(NO_LINK, 0),
-            "would_link": tally.counts.get(WOULD_LINK, 0), "still_without_link": tally.counts.get(NO_LINK, 0),
+            "would_enrol": tally.counts.get(WOULD, 0), "already_enrolled": counted["already_enrolled"],
+            "would_link": tally.counts.get(WOULD_LINK, 0), "still_without_link": counted["still_without_link"],
             "skipped": {k: {"reason": SKIPS[k], "count": n, "examples": shown.get(k, [])}
                         for k, n in sorted(tally.counts.items(), key=lambda kv: -kv[1]) if k in SKIPS}}

@@ -1205,3 +1205,15 @@ def test_a_notification_is_first_seen_once_until_its_mark_expires(store, clock):
     assert store.lookup.look_up(notifications=[(WS, "sync 42 n1")]).seen == {(WS, "sync 42 n1")}
     clock.now += 8 * 86400
     assert store.lookup.first_seen(WS, "sync 42 n1")
+
+
+def test_a_lookup_treats_an_expired_mark_as_gone_as_first_seen_does(store, clock):
+    """DynamoDB deletes an expired item only days later: a mark past its time is not `seen` (the
+    notification is applied again, as first_seen would let it), at the very second it expires."""
+    store.lookup.mark_seen(WS, "n1", keep_days=1)
+    clock.now += 86400 - 1
+    assert store.lookup.look_up(notifications=[(WS, "n1")]).seen == {(WS, "n1")}
+    clock.now += 1
+    assert store.lookup.look_up(contacts=[(WS, "c1")], notifications=[(WS, "n1")]).seen == set()
+    assert store.lookup.first_seen(WS, "n1")
+    assert store.lookup.look_up(notifications=[(WS, "n1")]).seen == {(WS, "n1")}

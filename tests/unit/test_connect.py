@@ -183,3 +183,25 @@ def test_the_callback_url_follows_the_deployed_stage_and_scheme():
     local = SimpleNamespace(headers={"host": "127.0.0.1:8000"}, context={"path": "/oauth/intercom/start"},
                             path="/oauth/intercom/start")
     assert _place(local) == flow.Place("http://127.0.0.1:8000", False)
+
+
+def test_rf_connect_shows_rfs_own_words_carried_by_the_adapters_error():
+    """The RF adapter's refusal carries RF's message (as it carries the status), and `rf connect`
+    shows it from there: the words reach the operator however the error travelled."""
+    from chalicelib.adapters.referral_factory import ReferralFactoryClient
+    from chalicelib.errors import Permanent
+    from chalicelib.services.connections import check_rf_token
+    from infra.local.sims.referral_factory import RFSim
+    with RFSim() as sim:
+        with pytest.raises(Permanent) as refused:
+            ReferralFactoryClient(sim.base_url, "bogus-token").check_token()
+    assert (refused.value.status, refused.value.message) == (401, "Unauthenticated.")
+    rt = FakeConnecting()
+
+    def blocked() -> None:              # RF's answer, raised afresh (no exception chained to it)
+        raise Permanent("Referral Factory answered 403: IP blocked", status=403, message="IP blocked")
+    rt.check_token = blocked            # type: ignore[method-assign]
+    with pytest.raises(ConnectError) as said:
+        check_rf_token(rt, "rf-token")
+    assert str(said.value).startswith(f"Referral Factory answered 403: IP blocked at {rt.config.rf_base_url}: it "
+                                      "blocks this machine's address")

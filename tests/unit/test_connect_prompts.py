@@ -134,8 +134,11 @@ def test_the_oauth_app_asks_for_its_client_secret_but_not_before_its_client_id_i
     assert run_cli(rt, capsys, "workspace", "oauth-app") == (
         1, "", "bridge: give --client-id (or INTERCOM_CLIENT_ID): the public app's client id\n")
     assert typed.prompts == []
+    rt.secrets.reads.clear()
     code, out, _ = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id")
     assert code == 0 and typed.prompts == ["Public Intercom app's client secret: "] and "app-Typed" not in out
+    assert sorted(rt.secrets.reads) == [f"/bridge/edge/oauth/{name}" for name in ("client-id", "client-secret",
+                                                                                "state-key")]  # each read once
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-Typed:1"
 
 

@@ -470,3 +470,15 @@ def test_a_campaign_applied_anew_with_the_count_says_to_backfill_only_when_the_s
     joined(work, "100", "rita@example.com", kind="referrer", role="user")
     [warning] = apply(work, counting_settings())
     assert BACKFILL in warning
+
+
+def test_applying_the_count_over_stored_settings_that_no_longer_parse_says_it_cannot_tell_whether_it_was_on():
+    """Settings stored by an older bridge that this one cannot read: whether counts went to the
+    attribute before is unknown, so the warning says so instead of claiming they were off."""
+    work = world()
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.settings.put("42", {"campaign_id": "42", "workspace": WS, "no_such_key": True}, WS)
+    assert apply(work, counting_settings()) == [
+        f"the stored settings no longer parse, so whether referral counts already went to {COUNT} is not known: if "
+        "they were off or went elsewhere, " + BACKFILL + " (it counts only leads not counted yet, and writes only "
+        "the counts Intercom does not hold)"]

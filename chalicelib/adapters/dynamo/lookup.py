@@ -25,12 +25,14 @@ class DynamoLookup:
                 pair = (workspace, normal_email(value) if kind == "email" else value)
                 wanted[key(workspace, value)] = (kind, pair)
         found = Found()
+        now = self.clock()
         pointed: set[PersonRef] = set(PersonRef(*r) for r in refs)
         for item in batch_get(PointerItem, wanted):
             kind, pair = wanted[(item.pk, item.sk)]
             names = frozenset(PersonRef.parse(r) for r in item.links or ())
             if kind == "notification":
-                found.seen.add(pair)
+                if item.expires_at is None or item.expires_at > now:    # past it: gone (TTL deletes it late)
+                    found.seen.add(pair)
             else:
                 (found.by_contact if kind == "contact" else found.by_email)[pair] = names
                 pointed |= names

@@ -157,6 +157,8 @@ class ReferralItem(_Item):
 
 class PointerItem(_Item):
     links = UnicodeSetAttribute(null=True)          # {"<campaign>#<rf id>", ...}; none for a marker
+    # A notification mark's (NotificationItem) TTL, read in the pointers' batch (lookup); never set on a pointer.
+    expires_at = NumberAttribute(null=True)
 
 
 class NotificationItem(_Item):
