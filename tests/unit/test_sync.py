@@ -765,9 +765,10 @@ def test_a_referrer_her_own_join_enrolled_is_already_enrolled_on_the_retry_of_a_
     assert work.apis.intercom_.contacts[rita["id"]]["custom_attributes"].get("referral_link") == url
 
 
-def test_backfill_says_the_referrers_contact_sync_enrolled_were_enrolled_by_it_and_sends_no_join_for_them():
-    """Sync's referrers have no link of a join, only their ledger entry: backfill's dry run does not call them
-    "not in the bridge: would be joined", and --apply queues a join only for the person the bridge never saw."""
+def test_backfill_says_the_referrers_contact_sync_enrolled_and_not_linked_yet_were_enrolled_by_it_and_joins_them():
+    """Sync's referrers whose join (RF sends one for the users sync creates) has not reached the bridge have
+    no link of a join, only their ledger entry: backfill does not call them "not in the bridge", and sends
+    their join (as RF's webhook would: it links them), as for the person the bridge never saw."""
     from types import SimpleNamespace
 
     from chalicelib.services.backfill import backfill
@@ -779,7 +780,9 @@ def test_backfill_says_the_referrers_contact_sync_enrolled_were_enrolled_by_it_a
     rf.created.append({"id": 6000, "email": "zoe@example.com", "campaign_id": 42, "type": "person_referring"})
     rt = SimpleNamespace(store=work.store, queue=work.queue, clock=work.clock, rf=lambda: rf)
     dry = backfill(rt, "42")
-    assert dry.view()["outcomes"] == {"enrolled by contact sync: nothing to join": 2,
+    assert dry.view()["outcomes"] == {"enrolled by contact sync, not linked yet: would be joined": 2,
                                       "not in the bridge: would be joined": 1}
+    assert not work.queue.sent
     done = backfill(rt, "42", apply=True)
-    assert done.queued == 1 and [m["rf_user_id"] for m in work.queue.sent] == ["6000"]
+    assert done.queued == 3 and sorted(m["rf_user_id"] for m in work.queue.sent) == \
+        sorted([*(str(u["id"]) for u in rf.created[:2]), "6000"])
