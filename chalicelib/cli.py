@@ -770,14 +770,13 @@ def _full_run(found: dict) -> str:
 
 def _by_webhook(found: dict) -> str:
     """Ongoing mode's contacts by webhook while the run was the latest: apart from the run's own."""
-    from .domain.sync import run_counts
+    from .domain.sync import apart, run_counts
     if not found.get("by_webhook"):
         return ""
     hooks = run_counts(found["by_webhook"])
     already, linked, skipped = hooks["already_enrolled"], hooks["linked"], hooks["skipped"]
-    without, still = hooks["enrolled_without_link"], hooks["still_without_link"]
-    parts = [f"+{hooks['enrolled']:,} enrolled" + (f" ({without:,} without a link yet)" if without else "")] + \
-        ([f"{already:,} already" + (f" ({still:,} still without a link)" if still else "")] if already else []) + \
+    parts = [f"+{hooks['enrolled']:,} enrolled" + apart(hooks, "enrolled")] + \
+        ([f"{already:,} already" + apart(hooks, "already_enrolled")] if already else []) + \
         ([f"{linked:,} link written later"] if linked else []) + ([f"{skipped:,} skipped"] if skipped else [])
     return f" · by webhook since: {', '.join(parts)}"
 
@@ -803,12 +802,14 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
         print(f"  {group['reason']}: {group['count']:,}")
         for ex in group["examples"]:
             print(f"    - contact {ex['contact_id']} {ex['email']}: {ex['detail']}")
-    without = found["without_link"]
-    if without["count"]:
-        print(f"enrolled without a referral link yet (all runs; each run asks Referral Factory again): "
-              f"{without['count']:,}")
-        for ex in without["examples"]:
-            print(f"    - contact {ex['contact_id']} {ex['email']}: {ex['detail']}")
+    for group, words in ((found["without_link"], "enrolled without a referral link yet (all runs; each run asks "
+                                                 "Referral Factory again)"),
+                         (found["link_not_written"], "enrolled, their referral link not written to Intercom (all "
+                                                     "runs; the next run writes it again)")):
+        if group["count"]:
+            print(f"{words}: {group['count']:,}")
+            for ex in group["examples"]:
+                print(f"    - contact {ex['contact_id']} {ex['email']}: {ex['detail']}")
     left = found["left"]
     if left["count"]:
         print(f"left the source since full run {left['since_run']}: {left['count']:,} ({left['note']})")

@@ -13,8 +13,8 @@ from .settings import CampaignSettings, Sync
 DAY = 86400
 PER_PAGE = 150                    # Intercom's largest search page
 
-# What a contact became, per run. ENROLLED, ENROLLED_NO_LINK, ALREADY, NO_LINK and LINKED are not skips; the rest
-# are, each with its reason.
+# What a contact became, per run. ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, ALREADY, NO_LINK,
+# WRITEBACK_FAILED and LINKED are not skips; the rest (SKIPS) are, each with its reason.
 ENROLLED = "enrolled"
 ALREADY = "already_enrolled"      # an earlier run (or the webhook) enrolled it: nothing to do
 LINKED = "linked"                 # enrolled earlier (counted then without a link, or write-back failed): its referral
@@ -25,38 +25,55 @@ LINKED = "linked"                 # enrolled earlier (counted then without a lin
 ENROLLED_NO_LINK = "enrolled_no_link"
 NO_LINK = "no_link_yet"
 NO_LINK_REASON = "no referral link yet"
+# Enrolled in RF, but Intercom refused the write of their link: the next run writes it again (then LINKED). Counted
+# as ENROLLED_NO_LINK and NO_LINK are: ENROLLED_WRITEBACK_FAILED where the run enrolled them, WRITEBACK_FAILED
+# (the ledger's outcome) where an earlier run (or their join) did.
+ENROLLED_WRITEBACK_FAILED = "enrolled_writeback_failed"
+WRITEBACK_FAILED = "writeback_failed"
+WRITEBACK_FAILED_REASON = "referral link not written to Intercom (write-back failed)"
 SKIPS = {
     "missing_field": "missing required field",
     "already_in_campaign": "already in the campaign",
     "user_limit": "campaign user limit reached",
     "invalid_email": "invalid email",
-    "writeback_failed": "write-back failed",
     "refused": "refused by Referral Factory",
     "not_in_rf": "no longer in Referral Factory (deleted there)",   # final: never asked again, nor re-created
 }
 NOT_IN_RF = "not_in_rf"
-UNWRITTEN = (NO_LINK, "writeback_failed")   # enrolled, their link not written yet: a later run writes it (LINKED)
-OUTCOMES = (ENROLLED, ENROLLED_NO_LINK, ALREADY, NO_LINK, LINKED, *SKIPS)
+UNWRITTEN = (NO_LINK, WRITEBACK_FAILED)    # enrolled, their link not written yet: a later run writes it (LINKED)
+OUTCOMES = (ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, ALREADY, NO_LINK, WRITEBACK_FAILED, LINKED, *SKIPS)
 
 
 def run_counts(counts: dict[str, int]) -> dict[str, int]:
     """A run's (or its webhooks') counts by outcome, as the operator reads them: a referrer enrolled
-    without a referral link yet is enrolled (or already enrolled), the missing link said apart."""
-    return {"enrolled": counts.get(ENROLLED, 0) + counts.get(ENROLLED_NO_LINK, 0),
+    without a referral link yet, or whose link Intercom refused, is enrolled (or already enrolled), the
+    missing link said apart."""
+    return {"enrolled": counts.get(ENROLLED, 0) + counts.get(ENROLLED_NO_LINK, 0) +
+            counts.get(ENROLLED_WRITEBACK_FAILED, 0),
             "enrolled_without_link": counts.get(ENROLLED_NO_LINK, 0),
-            "already_enrolled": counts.get(ALREADY, 0) + counts.get(NO_LINK, 0),
+            "enrolled_link_not_written": counts.get(ENROLLED_WRITEBACK_FAILED, 0),
+            "already_enrolled": counts.get(ALREADY, 0) + counts.get(NO_LINK, 0) + counts.get(WRITEBACK_FAILED, 0),
             "still_without_link": counts.get(NO_LINK, 0),
+            "still_link_not_written": counts.get(WRITEBACK_FAILED, 0),
             "linked": counts.get(LINKED, 0),
             "skipped": sum(n for k, n in counts.items() if k in SKIPS)}
 
 
+_APART = {"enrolled": (("enrolled_without_link", "without a link yet"), ("enrolled_link_not_written", "link not written")),
+          "already_enrolled": (("still_without_link", "still without a link"),
+                               ("still_link_not_written", "link still not written"))}
+
+
+def apart(counts: dict, group: str) -> str:
+    """What run_counts() says apart in a group (enrolled, already_enrolled), in words: " (1 without a link yet)"."""
+    parts = [f"{counts[key]:,} {words}" for key, words in _APART[group] if counts.get(key)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def describe_counts(counts: dict, already: str = "already") -> str:
-    """run_counts() in words: "enrolled 3 (1 without a link yet), already 0, skipped 1"."""
-    def apart(n: Optional[int], words: str) -> str:
-        return f" ({n:,} {words})" if n else ""
-    return ", ".join([f"enrolled {counts['enrolled']:,}" + apart(counts.get("enrolled_without_link"), "without a link yet"),
-                      f"{already} {counts['already_enrolled']:,}" + apart(counts.get("still_without_link"),
-                                                                          "still without a link")]
+    """run_counts() in words: "enrolled 3 (1 without a link yet, 1 link not written), already 0, skipped 1"."""
+    return ", ".join([f"enrolled {counts['enrolled']:,}" + apart(counts, "enrolled"),
+                      f"{already} {counts['already_enrolled']:,}" + apart(counts, "already_enrolled")]
                      + ([f"link written later {counts['linked']:,}"] if counts.get("linked") else [])
                      + [f"skipped {counts['skipped']:,}"])
 
@@ -158,13 +175,16 @@ def decide(sync: Sync, campaign_id: str, contact: dict) -> Decision:
     return Create(email.lower(), body)
 
 
-def written(previous: str, fresh: bool, ours: bool) -> tuple[str, str]:
+def written(previous: str, fresh: bool, ours: bool, adopted: bool = False) -> tuple[str, str]:
     """A referrer whose link is now written (or who needs none): (the ledger's outcome, what the run counts).
     `previous`: the ledger's outcome before; `fresh`: enrolled just now; `ours`: the ledger's entry is this very
-    run's (a try of its page before enrolled them). Someone enrolled earlier is counted once as enrolled: the
-    run that writes their late link counts it as LINKED, and a run finding them done as ALREADY."""
-    if fresh or ours and previous in UNWRITTEN:
+    run's (a try of its page before enrolled them, or `adopted` them: their own join enrolled them). Someone
+    enrolled earlier is counted once as enrolled: the run that writes their late link counts it as LINKED, and a
+    run finding them done (or adopting them) as ALREADY."""
+    if fresh or ours and previous in UNWRITTEN and not adopted:
         return ENROLLED, ENROLLED
+    if ours and previous in UNWRITTEN:               # adopted by a try of this page before: already, as it was
+        return ALREADY, ALREADY
     if previous in UNWRITTEN:
         return LINKED, LINKED
     return (previous if previous in (ALREADY, LINKED) else ENROLLED), ALREADY

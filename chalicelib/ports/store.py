@@ -378,6 +378,8 @@ class LedgerEntry:
     written_back: bool = False
     at: Optional[str] = None
     count_known: bool = False             # the referral count knows this contact (ReferralCount.contact_id)
+    adopted: bool = False                 # their own join enrolled them (sync created nothing): already enrolled,
+                                          # also while their link is not written yet (no_link_yet, writeback_failed)
 
     @property
     def final(self) -> bool:

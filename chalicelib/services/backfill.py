@@ -24,7 +24,7 @@ from ..domain import people as people_
 from ..domain.history import Entry
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import count_attribute, counted_referrer
+from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
 from ..errors import WorkError
 from ..messages import JoinMessage
 from ..ports import Store, WorkQueue
@@ -39,6 +39,9 @@ IGNORED = "already applied: nothing to do by the settings"
 IN_PROGRESS = "being joined right now"
 RETRY = "failed earlier: joined again"
 MISSING = "not in the bridge: joined"
+# Enrolled by contact sync, whose join (RF sends one for the users sync creates, and it links them)
+# has not reached the bridge yet, or was lost: backfill sends it, as it sends any missing join.
+SYNCED = "enrolled by contact sync, not linked yet: joined"
 NOTHING = "nothing to do (the settings' action is nothing)"
 UNREADABLE = "unreadable in Referral Factory"
 COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
@@ -72,6 +75,7 @@ class Result:
 
     def view(self) -> dict:
         dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined",
+               SYNCED: "enrolled by contact sync, not linked yet: would be joined",
                COUNTED: "already applied: would be counted for their referrer"}
         outcomes = {(k if self.applied else dry.get(k, k)): v for k, v in self.outcomes.most_common()}
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
@@ -91,6 +95,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         raise BackfillError(f"the stored settings of campaign {campaign_id} are invalid: {'; '.join(exc.problems)}")
     result = Result(str(campaign_id), apply)
     asked: set[PersonRef] = set()          # referrers whose count write this run asked for (once is enough)
+    synced: Optional[set[str]] = None      # the RF ids contact sync enrolled (its ledger, read once if needed)
     page = 1
     while True:
         users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
@@ -98,6 +103,10 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             _campaign_exists(rt, result.campaign_id)
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
         classified = [_classify(user, links, settings, result.campaign_id, rt.clock()) for user in users]
+        if any(outcome == MISSING for outcome, _, _ in classified):
+            synced = _synced(rt, result.campaign_id) if synced is None else synced
+            classified = [(SYNCED, message, lead) if outcome == MISSING and message and message.rf_user_id in synced
+                          else (outcome, message, lead) for outcome, message, lead in classified]
         uncounted = [u for _, _, u in classified if u is not None]
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
@@ -119,12 +128,18 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             result.count_writes += len(grown) + len(owed)
         if progress:
             progress(result.read, total, result.queued if apply else sum(
-                result.outcomes[o] for o in (MISSING, RETRY)))
+                result.outcomes[o] for o in (MISSING, SYNCED, RETRY)))
         if not more or not users:
             if apply and stored.count_backfill is not None:
                 rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
             return result
         page += 1
+
+
+def _synced(rt: Backfilling, campaign_id: str) -> set[str]:
+    """The RF ids of the referrers contact sync enrolled in the campaign (one query of its ledger): in RF
+    already, and known to the bridge by their ledger entry (their join links them)."""
+    return {e.rf_user_id for e in rt.store.sync.ledger(campaign_id) if e.rf_user_id and e.outcome != NOT_IN_RF}
 
 
 def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:

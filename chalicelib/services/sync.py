@@ -28,8 +28,9 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, LINKED, NO_LINK, NO_LINK_REASON, NOT_IN_RF,
-                           PER_PAGE, SKIPS, UNWRITTEN, Create, Decision, Skip, Tally, count_attribute, decide,
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, LINKED, NO_LINK,
+                           NO_LINK_REASON, NOT_IN_RF, PER_PAGE, SKIPS, UNWRITTEN, WRITEBACK_FAILED,
+                           WRITEBACK_FAILED_REASON, Create, Decision, Skip, Tally, count_attribute, decide,
                            describe_source, describe_writes, matches_source, preflight, restored, run_counts,
                            search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError
@@ -241,7 +242,7 @@ class Page:
                 # or written the link elsewhere.
                 adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=own.rf_user_id, run=self.decider,
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
-                                      written_back=not attribute)
+                                      written_back=not attribute, adopted=True)
                 if attribute:
                     links.append((adopted, attribute_value(contact, attribute)))
                 else:
@@ -381,18 +382,21 @@ class Page:
                     entry.contact_id, writeback_body(self.sync, entry.url))
             except Permanent as exc:
                 detail = f"write-back failed: {exc.reason}"
-                failed = Entry("sync", "writeback_failed", f"{note.reason if note else 'enrolled'}; the referral "
+                failed = Entry("sync", WRITEBACK_FAILED, f"{note.reason if note else 'enrolled'}; the referral "
                                f"link could not be written to {attribute}: {exc.reason}",
                                {"contact_id": entry.contact_id, "run": self.number})
-                self._done(_Outcome(_replace(entry, outcome="writeback_failed", reason=detail, written_back=False),
-                                    "writeback_failed", failed))
+                # Enrolled by this run (or webhook), or earlier (already): not a skip either way, as for _no_link.
+                counted = ENROLLED_WRITEBACK_FAILED if self._enrolled_here(entry, note) else WRITEBACK_FAILED
+                self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
+                                    counted, failed))
                 return
         if self.counting and entry.rf_user_id and not entry.count_known:
             entry = self._count_contact(entry)
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
-        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry))
+        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry),
+                                   adopted=entry.adopted)
         if entry.outcome in UNWRITTEN:
             why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
             note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
@@ -411,8 +415,13 @@ class Page:
             first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
                           details)
         # Enrolled by this run (or webhook), or by an earlier run or their own join (already): not a skip either way.
-        counted = ENROLLED_NO_LINK if note is not None or self._ours(entry) and entry.outcome != ALREADY else NO_LINK
+        counted = ENROLLED_NO_LINK if self._enrolled_here(entry, note) else NO_LINK
         self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first))
+
+    def _enrolled_here(self, entry: LedgerEntry, note: Optional[Entry]) -> bool:
+        """Did this run (or webhook) enrol them — now (`note`), or on a try of this page before — rather than an
+        earlier run or their own join (adopted)?"""
+        return note is not None or self._ours(entry) and not entry.adopted and entry.outcome != ALREADY
 
     def _campaign_known(self, why: str) -> None:
         """A 404 for a user is final (_gone) only while RF still knows the campaign with this token: asked
@@ -684,12 +693,13 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
     full = _last_full(deps, campaign_id, run)
     skips: dict[str, dict] = {}
     without_link: dict = {"reason": NO_LINK_REASON, "count": 0, "examples": []}   # enrolled: said apart from skips
+    not_written: dict = {"reason": WRITEBACK_FAILED_REASON, "count": 0, "examples": []}      # so are these
     left: list[dict] = []
     enrolled = 0
     for entry in deps.sync.ledger(campaign_id):
-        if entry.outcome in SKIPS or entry.outcome == NO_LINK:
-            group = without_link if entry.outcome == NO_LINK else skips.setdefault(
-                entry.outcome, {"reason": SKIPS[entry.outcome], "count": 0, "examples": []})
+        if entry.outcome in SKIPS or entry.outcome in UNWRITTEN:
+            group = without_link if entry.outcome == NO_LINK else not_written if entry.outcome == WRITEBACK_FAILED \
+                else skips.setdefault(entry.outcome, {"reason": SKIPS[entry.outcome], "count": 0, "examples": []})
             group["count"] += 1
             if len(group["examples"]) < examples:
                 group["examples"].append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
@@ -706,7 +716,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
     return {"campaign_id": campaign_id, "run": status(deps, campaign_id), "counts": dict(run.counts),
             "writes": describe_writes(block) if block is not None else None,
             "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])), "without_link": without_link,
-            "enrolled_in_all": enrolled,
+            "link_not_written": not_written, "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
                      "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}
 

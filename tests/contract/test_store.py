@@ -669,6 +669,29 @@ def test_the_ledger_entries_of_an_email_are_found_in_its_campaign(store):
     assert store.sync.with_email("44", "a@x.io") == [] and len(list(store.sync.ledger("42"))) == 2
 
 
+def test_a_run_keeps_its_count_of_referrers_enrolled_whose_link_write_failed(store, clock):
+    """The run's counts (and its webhooks') keep every outcome, enrolled_writeback_failed too."""
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock())
+    store.sync.add_counts("42", 1, {"enrolled_writeback_failed": 1})
+    assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor=None, counts={"enrolled_writeback_failed": 2,
+                                                                                 "writeback_failed": 1}, finished=True)
+    run = store.sync.run("42")
+    assert (run.counts, run.by_webhook) == ({"enrolled_writeback_failed": 2, "writeback_failed": 1},
+                                            {"enrolled_writeback_failed": 1})
+
+
+def test_a_ledger_entry_keeps_that_a_referrers_own_join_enrolled_them_and_one_written_without_it_loads(store):
+    """`adopted` survives the store (a retried page reads it to count her as already enrolled); an entry
+    written without it (as before the field existed) loads as not adopted."""
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "no_link_yet", email="a@x.io", rf_user_id="7", run=1, adopted=True),
+                             LedgerEntry("c2", "writeback_failed", email="b@x.io", rf_user_id="8", run=1)])
+    got = store.sync.entries("42", ["c1", "c2"])
+    assert (got["c1"].adopted, got["c2"].adopted) == (True, False)
+    assert [e.adopted for e in store.sync.ledger("42")] == [True, False]
+
+
 # --- the edge's log: bounded, expiring (ports/edge.py) ---------------------------------------------
 def refusal(n: int, reason="unauthorized", rf_user_id=None):
     from chalicelib.ports import RefusalSample

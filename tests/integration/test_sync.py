@@ -303,22 +303,47 @@ def test_the_bridge_s_own_referrer_gets_the_referral_link_where_sync_writes_it(b
     assert rf.count("GET", f"/users/{rita['id']}") == 1       # written back once: the ledger says so
 
 
-def test_the_bridge_s_own_referrer_rf_has_no_link_for_yet_is_already_enrolled_not_enrolled_by_sync(
-        bridge, intercom, rf, capsys):
-    """Her join enrolled her; RF has made no link for her yet when sync meets her: already enrolled (still
-    without a link), not counted as enrolled by this run, and explain does not say sync enrolled her."""
+def own_referrer_without_link(bridge, intercom, rf, n: int) -> tuple[dict, list[dict]]:
+    """A segment of `n` contacts and Rita, whose join enrolled her and for whom RF has made no link yet; sync
+    writes links to another attribute than her join's. Her contact, and the others."""
     intercom.define_attribute("sync_link", "string")
-    seg, _ = segment(intercom, 0)
+    seg, contacts = segment(intercom, n)
     bridge.apply(sync_settings(seg, referral_link_attribute="custom_attributes.sync_link"))
     rita, _, rita_contact, _ = joined_by_webhook(bridge, intercom, rf)
     rf.users[rita["id"]]["url"] = None
     intercom.segment_members[seg].add(rita_contact["id"])
+    return rita_contact, contacts
+
+
+def test_the_bridge_s_own_referrer_rf_has_no_link_for_yet_is_already_enrolled_not_enrolled_by_sync(
+        bridge, intercom, rf, capsys):
+    """Her join enrolled her; RF has made no link for her yet when sync meets her: already enrolled (still
+    without a link), not counted as enrolled by this run, and explain does not say sync enrolled her."""
+    rita_contact, _ = own_referrer_without_link(bridge, intercom, rf, 0)
     assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
     bridge.drain()
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
     assert (status["enrolled"], status["already_enrolled"], status["still_without_link"]) == (0, 1, 1)
     found = json.loads(cli(bridge, "explain", rita_contact["id"], "--json", capsys=capsys)[1])
     assert "enrolled_by_sync" not in found and creates(rf) == 0
+
+
+def test_the_bridge_s_own_referrer_adopted_by_a_failed_try_of_a_page_is_already_enrolled_on_its_retry(
+        bridge, intercom, rf, capsys):
+    """The page's first try adopts Rita (her join enrolled her; RF has no link for her yet) and fails on
+    Person 0, whose create RF answers 503. Its retry still counts Rita already enrolled (the ledger, in
+    DynamoDB, keeps that her join enrolled her): the run enrolled one person, not two."""
+    _, contacts = own_referrer_without_link(bridge, intercom, rf, 1)
+    rf.fail_next("POST", r"^/users$", 503, times=10)
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    assert bridge.drain()[-1].error is not None                   # the page failed: SQS gives it back
+    rf.clear_faults()
+    bridge.poller.expire_inflight()                               # (its visibility timeout elapsed)
+    bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["enrolled"], status["already_enrolled"], status["still_without_link"]) == \
+        ("done", 1, 1, 1)
+    assert creates(rf) == 2 and len(rf.users_by_email(contacts[0]["email"])) == 1    # the 503'd try, then hers
 
 
 def test_ongoing_mode_takes_the_contact_a_referrer_s_join_created_as_already_enrolled(bridge, intercom, rf, capsys):

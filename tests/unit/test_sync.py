@@ -329,7 +329,7 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400: attribute is read-only", status=400)
     sync.start(deps(work), "42")
     drain(work)
-    assert work.store.sync.run("42").counts == {"writeback_failed": 1}
+    assert work.store.sync.run("42").counts == {"enrolled_writeback_failed": 1}
     for expected in ({"linked": 1}, {"already_enrolled": 1}):
         sync.start(deps(work), "42")
         drain(work)
@@ -338,6 +338,46 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     assert work.apis.intercom_.calls.count("update") == 2 and len(work.apis.rf_.calls) == 1     # RF: the one create
     [*_, note] = work.store.history.entries(PersonRef("42", str(user["id"])))
     assert (note.outcome, note.reason.split(": ")[-1]) == ("link_written", "the write before had failed")
+
+
+def test_a_referrer_whose_link_write_failed_is_counted_enrolled_with_the_link_said_apart_not_skipped(monkeypatch,
+                                                                                                      capsys):
+    """RF enrolled her; only Intercom refused her link: the run says "enrolled 1 (1 link not written)", not
+    "skipped 1" (read as not enrolled) — its counts, `sync status` (text, JSON), `sync report` (apart from the
+    skips, with Intercom's message), "by webhook since"; a run whose write fails again says already."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from chalicelib.errors import Permanent
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)
+    work = world(1, mode="ongoing")
+    rt = SimpleNamespace(deps=work.deps)
+    refused = Permanent("Intercom answered 400: attribute is read-only", status=400)
+    work.apis.intercom_.fail["update"] = refused
+    sync.start(deps(work), "42")
+    drain(work)
+    found = sync.status(deps(work), "42")
+    assert (found["enrolled"], found["enrolled_link_not_written"], found["skipped"]) == (1, 1, 0)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · enrolled 1 (1 link not written), already 0, skipped 0\n")
+    report = json.loads(run_cli(rt, capsys, "sync", "report", "42", "--json")[1])
+    assert (report["skipped"], report["link_not_written"]["count"]) == ({}, 1)
+    assert report["link_not_written"]["examples"][0]["detail"] == f"write-back failed: {refused.reason}"
+    text = run_cli(rt, capsys, "sync", "report", "42")[1]
+    assert "no contact was skipped\n" in text and "referral link not written to Intercom (all runs" in text
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    new["name"] = "New"
+    work.apis.intercom_.fail["update"] = refused
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.user.created", item=new), deps(work))
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · by webhook since: +1 enrolled (1 link not written)\n")
+    work.apis.intercom_.fail["update"] = refused                        # run 2: one of the two fails again
+    sync.start(deps(work), "42")
+    drain(work)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].endswith(
+        " · enrolled 0, already 1 (1 link still not written), link written later 1, skipped 0\n")
 
 
 def test_only_a_join_received_after_a_deleted_in_rf_skip_says_rf_restored_the_referrer():
@@ -689,3 +729,60 @@ def test_explain_still_says_contact_sync_enrolled_a_referrer_whose_join_webhook_
     found = explain(work, "p0@example.com")
     assert found.people and found.view()["enrolled_by_sync"] == [
         {"campaign_id": "42", "rf_user_id": str(user["id"]), "contact_id": contact["id"], "run": 1}]
+
+
+@pytest.mark.parametrize("url", [None, "https://rf.example/r/rita"])
+def test_a_referrer_her_own_join_enrolled_is_already_enrolled_on_the_retry_of_a_page_that_failed(url):
+    """Rita's own join enrolled her; the page's first try adopts her (RF has no link for her yet, or Intercom
+    refuses the write of her link) and fails on another contact (RF busy). The retry still counts her as
+    already enrolled, not as enrolled by the run: the run enrolled one person, not two."""
+    from chalicelib.domain.history import Entry
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+    from chalicelib.errors import Permanent, Transient
+
+    work = world(2)
+    rita, _ = work.apis.intercom_.contacts.values()
+    claim = work.store.links.claim(PersonRef("42", "7"), WS)          # her join linked her contact
+    work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email=rita["email"],
+                                              contact_id=rita["id"], contact_role="user"),
+                            [Entry("join_received", "received")])
+    work.apis.rf_.users["7"] = {"id": "7", "url": url}
+    work.apis.rf_.create_answers = [Transient("Referral Factory answered 503")]       # the other contact's create
+    if url:
+        work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400: attribute is read-only", status=400)
+    sync.start(deps(work), "42")
+    page = list(work.queue.sent)
+    with pytest.raises(RetryBatch):
+        drain(work)
+    assert work.store.sync.entries("42", [rita["id"]])[rita["id"]].outcome == \
+        ("writeback_failed" if url else "no_link_yet")
+    work.queue.sent.extend(page)                                      # the page's retry
+    drain(work)
+    assert len(work.apis.rf_.created) == 1
+    found = sync.status(deps(work), "42")
+    assert (found["status"], found["enrolled"], found["already_enrolled"], found["skipped"]) == ("done", 1, 1, 0)
+    assert found["still_without_link"] == (0 if url else 1)
+    assert work.apis.intercom_.contacts[rita["id"]]["custom_attributes"].get("referral_link") == url
+
+
+def test_backfill_says_the_referrers_contact_sync_enrolled_and_not_linked_yet_were_enrolled_by_it_and_joins_them():
+    """Sync's referrers whose join (RF sends one for the users sync creates) has not reached the bridge have
+    no link of a join, only their ledger entry: backfill does not call them "not in the bridge", and sends
+    their join (as RF's webhook would: it links them), as for the person the bridge never saw."""
+    from types import SimpleNamespace
+
+    from chalicelib.services.backfill import backfill
+
+    work = world(2)
+    sync.start(deps(work), "42")
+    drain(work)
+    rf = work.apis.rf_
+    rf.created.append({"id": 6000, "email": "zoe@example.com", "campaign_id": 42, "type": "person_referring"})
+    rt = SimpleNamespace(store=work.store, queue=work.queue, clock=work.clock, rf=lambda: rf)
+    dry = backfill(rt, "42")
+    assert dry.view()["outcomes"] == {"enrolled by contact sync, not linked yet: would be joined": 2,
+                                      "not in the bridge: would be joined": 1}
+    assert not work.queue.sent
+    done = backfill(rt, "42", apply=True)
+    assert done.queued == 3 and sorted(m["rf_user_id"] for m in work.queue.sent) == \
+        sorted([*(str(u["id"]) for u in rf.created[:2]), "6000"])

@@ -234,6 +234,7 @@ class SyncRunItem(_Item):
     c_invalid_email = NumberAttribute(null=True)
     c_writeback_failed = NumberAttribute(null=True)
     c_no_link_yet = NumberAttribute(null=True)
+    c_enrolled_writeback_failed = NumberAttribute(null=True)
     c_refused = NumberAttribute(null=True)
     c_not_in_rf = NumberAttribute(null=True)
     # ongoing mode's webhook outcomes while this run was the latest (SyncRun.by_webhook)
@@ -247,6 +248,7 @@ class SyncRunItem(_Item):
     w_invalid_email = NumberAttribute(null=True)
     w_writeback_failed = NumberAttribute(null=True)
     w_no_link_yet = NumberAttribute(null=True)
+    w_enrolled_writeback_failed = NumberAttribute(null=True)
     w_refused = NumberAttribute(null=True)
     w_not_in_rf = NumberAttribute(null=True)
 
@@ -264,6 +266,7 @@ class LedgerItem(_Item):
     written_back = BooleanAttribute(default=False)
     at = UnicodeAttribute(null=True)
     count_known = BooleanAttribute(null=True)
+    adopted = BooleanAttribute(null=True)           # (absent from items written before it: False)
 class EdgeItem(_Item):
     """What the edge keeps (ports/edge.py): a refusal counter, a sample, or when it last heard."""
 

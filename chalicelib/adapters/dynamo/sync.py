@@ -29,7 +29,8 @@ def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
 def _entry(item: LedgerItem) -> LedgerEntry:
     return LedgerEntry(contact_of_ledger(item.sk), item.outcome, email=item.email, rf_user_id=item.rf_user_id,
                        url=item.url, reason=item.reason, run=int(item.run or 0), seen_run=int(item.seen_run or 0),
-                       written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known))
+                       written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known),
+                       adopted=bool(item.adopted))
 
 
 def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
@@ -143,7 +144,7 @@ class DynamoSync:
                 batch.save(LedgerItem(*ledger_key(campaign_id, e.contact_id), outcome=e.outcome, email=e.email,
                                       rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run,
                                       seen_run=e.seen_run, written_back=e.written_back, at=e.at or at,
-                                      count_known=e.count_known or None))
+                                      count_known=e.count_known or None, adopted=e.adopted or None))
 
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         for item in LedgerItem.query(ledger_pk(campaign_id)):
