@@ -367,10 +367,7 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
             return _settings_check(args, None)
         return args.func(args, rt or Runtime(Config.from_env()))
     except SettingsError as exc:
-        print("settings are invalid:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 2
+        return _refused(args, "settings are invalid", {"valid": False}, exc.problems, 2)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -675,11 +672,21 @@ def _forget(args: argparse.Namespace, rt: Runtime) -> int:
     return 1 if "dead_letters_not_seen" in done else 0      # some of their dead letters may remain
 
 
-def _sync_stopped(exc: Exception) -> int:
-    print("sync cannot start:", file=sys.stderr)
-    for problem in getattr(exc, "problems", [str(exc)]):
+def _refused(args: argparse.Namespace, head: str, view: dict, problems: list[str], code: int) -> int:
+    """Checks that failed: with --json, the answer on stdout (`view` and its `problems`), stderr empty; else
+    `head:` on stderr, then one line per problem (as the README shows them)."""
+    if getattr(args, "json", False):
+        _print({**view, "problems": problems})
+        return code
+    print(f"{head}:", file=sys.stderr)
+    for problem in problems:
         print(f"  - {problem}", file=sys.stderr)
-    return 1
+    return code
+
+
+def _sync_stopped(args: argparse.Namespace, exc: Exception) -> int:
+    view = {"campaign_id": args.campaign_id, "dry_run": bool(args.dry_run), "can_start": False}
+    return _refused(args, "sync cannot start", view, getattr(exc, "problems", [str(exc)]), 1)
 
 
 def _text(args: argparse.Namespace) -> bool:
@@ -700,7 +707,7 @@ def _sync_start(args: argparse.Namespace, rt: Runtime) -> int:
             return 0
         run = sync.start(rt.deps, args.campaign_id)
     except sync.SyncStopped as exc:
-        return _sync_stopped(exc)
+        return _sync_stopped(args, exc)
     if args.json:
         _print({"campaign_id": args.campaign_id, "run": run.number, "source": run.source, "status": "started"})
         return 0

@@ -244,3 +244,24 @@ def test_ctrl_c_ends_the_bridge_command_quietly_with_130(tmp_path, command, at):
                                            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
+
+
+BAD_SETTINGS = ('campaign_id: "4 2"\nworkspace: ws\n'
+                'leads: {action: create_lead, fields: [{from: email, to: email}, {from: name, to: name}]}\n')
+
+
+@pytest.mark.parametrize("argv", [["settings", "check"], ["settings", "apply", "--offline"]])
+def test_invalid_settings_under_json_are_a_json_answer_on_stdout_with_the_same_exit(aws_env, capsys, tmp_path, argv):
+    """A script reading `--json` learns why, not only that it failed; stderr stays empty."""
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_SETTINGS)
+    code, out, err = run_cli(None, capsys, *argv, str(bad), "--json")
+    answer = json.loads(out)
+    assert (code, err, answer["valid"]) == (2, "", False)
+    assert [p.split(":")[0] for p in answer["problems"]] == ["campaign_id", "leads.fields[1].from"]
+    code, out, err = run_cli(None, capsys, *argv, str(bad))             # for people: the README's form
+    assert (code, out) == (2, "")
+    assert err.splitlines()[0] == "settings are invalid:" and len(err.splitlines()) == 3

@@ -103,6 +103,24 @@ def test_checks_first_stop_the_run_before_anything_is_created():
     assert work.apis.rf_.created == [] and work.queue.sent == []
 
 
+@pytest.mark.parametrize("dry_run", [["--dry-run"], []])
+def test_a_run_that_cannot_start_answers_json_under_json_naming_its_problems(capsys, dry_run):
+    from types import SimpleNamespace
+
+    from tests.support.cli import run_cli
+    work = world(3, source="segment", segment_id="s-missing")
+    rt = SimpleNamespace(deps=work.deps)
+    code, out, err = run_cli(rt, capsys, "sync", "start", "42", *dry_run, "--json")
+    answer = json.loads(out)
+    assert (code, err) == (1, "")
+    assert answer["campaign_id"] == "42" and answer["can_start"] is False and answer["dry_run"] is bool(dry_run)
+    [problem] = answer["problems"]
+    assert problem.startswith("sync.segment_id: segment s-missing does not exist")
+    code, out, err = run_cli(rt, capsys, "sync", "start", "42", *dry_run)          # for people: on stderr
+    assert (code, out) == (1, "") and err.splitlines() == ["sync cannot start:", f"  - {problem}"]
+    assert work.apis.rf_.created == [] and work.queue.sent == []
+
+
 def test_a_create_whose_answer_was_lost_is_found_not_made_twice():
     work = world(3)
     work.apis.rf_.create_answers = [Uncertain("Referral Factory POST /users: no answer")]
