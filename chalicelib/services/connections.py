@@ -143,12 +143,16 @@ def disconnect_workspace(rt: Connecting, workspace: str) -> dict:
 
 def list_workspaces(rt: Connecting) -> list[dict]:
     """Every workspace the bridge knows (connected, disconnected, or only named by a campaign's
-    settings: "not connected"), with which secrets are set (never a value) and its campaigns."""
+    settings: "not connected"), with which secrets are set (never a value) and its campaigns: those whose
+    settings are stored for it now. The store's index keeps every campaign ever applied (`forget` and
+    `explain` visit their links and ledger): one deleted, or moved to another workspace, is not listed."""
     listed = []
     for workspace in sorted(rt.store.connections.workspaces()):
         conn = rt.store.connections.workspace(workspace) or Connection(workspace, "not connected")
+        stored = rt.store.settings.documents(rt.store.settings.campaigns(workspace))
+        campaigns = [c for c, document in stored.items() if document.get("workspace") == workspace]
         listed.append({"workspace": workspace, "status": conn.status, "secrets_set": sorted(conn.secrets),
-                       "api_base": conn.api_base, "campaigns": sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c))})
+                       "api_base": conn.api_base, "campaigns": sorted(campaigns, key=lambda c: (len(c), c))})
     return listed
 
 

@@ -346,6 +346,22 @@ def test_deleting_settings_counts_the_campaigns_people_by_what_their_join_did():
     assert delete_settings(rt, "42", confirmed=True)["kept"] == str(exc.value)
 
 
+def test_workspace_list_names_only_the_campaigns_whose_settings_are_stored_for_the_workspace_now():
+    """`settings delete 43` (or 44 applied again for another workspace): `workspace list` no longer shows it
+    there; `forget` still visits it (its ledger and history are kept)."""
+    from types import SimpleNamespace
+
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.services.admin import delete_settings
+    from chalicelib.services.connections import list_workspaces
+    rt = SimpleNamespace(store=MemoryStore(lambda: 1000.0), forget=lambda: None)
+    for campaign, workspace in (("42", "ws"), ("43", "ws"), ("44", "ws"), ("44", "ws-b")):
+        rt.store.settings.put(campaign, {"campaign_id": campaign, "workspace": workspace}, workspace)
+    delete_settings(rt, "43")
+    assert {w["workspace"]: w["campaigns"] for w in list_workspaces(rt)} == {"ws": ["42"], "ws-b": ["44"]}
+    assert rt.store.settings.campaigns("ws") == {"42", "43", "44"}       # what forget and explain visit
+
+
 def test_a_value_yaml_cannot_make_is_one_problem_line_not_an_unexpected_error():
     from chalicelib.services.admin import read_document
     with pytest.raises(SettingsError) as exc:
