@@ -57,17 +57,60 @@ def is_json(media: str) -> bool:
 _BOM = b"\xef\xbb\xbf"
 
 
-def parse_json_object(raw: bytes) -> dict:
+class Sent(dict):
+    """A body as read (a key sent twice keeps its last value), with `repeated`: each name sent more than
+    once in the body, its person or its `data` (`id`, `user.id`, `data.user.id`), with every value it
+    carried, in order — for rf_join to refuse the ones that say who joined where."""
+
+    repeated: dict[str, list]
+
+    def __init__(self, body: dict, repeated: dict[str, list]):
+        super().__init__(body)
+        self.repeated = repeated
+
+
+class _Pairs(dict):
+    """A JSON object as json.loads' object_pairs_hook sees it: its keys written twice, with their values."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__(pairs)
+        values: dict[str, list] = {}
+        for key, value in pairs:
+            values.setdefault(key, []).append(value)
+        self.twice = {key: sent for key, sent in values.items() if len(sent) > 1}
+
+
+# Where a body carries the person's fields (rf_join's places): a key sent twice elsewhere is no concern.
+_PERSON_AT = ("", "user.", "data.", "data.user.")
+
+
+def parse_json_object(raw: bytes, repeats: bool = False) -> dict:
     """A JSON object from UTF-8 bytes. The parser (pydantic-core's) refuses nesting deeper than
     200 levels, lone surrogates, NaN/Infinity and integers over 4300 digits by itself, each as a
-    ValueError: nothing here recurses in Python."""
+    ValueError: nothing here recurses in Python. With `repeats`, a `Sent` whose `repeated` names the
+    keys of the person's objects written twice (read again by json, once the body is known good)."""
+    text = raw[len(_BOM):] if raw.startswith(_BOM) else raw
     try:
-        body = from_json(raw[len(_BOM):] if raw.startswith(_BOM) else raw, allow_inf_nan=False)
+        body = from_json(text, allow_inf_nan=False)
     except ValueError as exc:
         raise BodyError(400, "malformed_json", f"the body is not JSON in UTF-8: {_short(exc)}") from None
     if not isinstance(body, dict):
         raise BodyError(400, "malformed_json", f"the body must be a JSON object, not {_json_type(body)}")
-    return body
+    if not repeats:
+        return body
+    import json
+    try:
+        pairs = json.loads(text, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):     # what pydantic-core read, json may not: no repeats known
+        return Sent(body, {})
+    repeated: dict[str, list] = {}
+    for prefix in _PERSON_AT:
+        node: Any = pairs
+        for key in prefix.split(".")[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        for key, sent in (node.twice.items() if isinstance(node, _Pairs) else ()):
+            repeated[f"{prefix}{key}"] = sent
+    return Sent(body, repeated)
 
 
 MAX_FORM_FIELDS = 1000
@@ -78,8 +121,9 @@ _BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 def parse_form(raw: bytes) -> dict:
     """An application/x-www-form-urlencoded body as a dict. Bracketed names nest the way PHP and
     Rails write them: `user[email]=a` -> {"user": {"email": "a"}}; `meta[0][field]=x` -> a list
-    when every key is a number; `tags[]=a&tags[]=b` -> a list. A repeated plain name keeps its
-    last value."""
+    when every key is a number; `tags[]=a&tags[]=b` -> a list. A name sent twice (`id=1&id=2`,
+    `user[id]=1&user[id]=2`) keeps its last value: the `Sent` answered holds every value it carried
+    (`repeated`, by dotted name), for rf_join to refuse an id sent twice with different values."""
     try:
         text = raw.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict",
@@ -89,6 +133,7 @@ def parse_form(raw: bytes) -> dict:
     except ValueError as exc:
         raise BodyError(400, "malformed_form", f"the form is not readable: {_short(exc)}") from None
     out: dict = {}
+    sent: dict[str, list] = {}
     for name, value in pairs:
         match = _BRACKETS.match(name)
         if not match:
@@ -97,7 +142,9 @@ def parse_form(raw: bytes) -> dict:
         if len(path) > MAX_FORM_NESTING + 1:
             raise BodyError(400, "malformed_form", f"field {name[:60]!r} nests deeper than {MAX_FORM_NESTING} levels")
         _put(out, path, value, name)
-    return _lists(out)
+        if "" not in path:                                 # `tags[]` adds an item, never repeats one
+            sent.setdefault(".".join(path), []).append(value)
+    return Sent(_lists(out), {name: values for name, values in sent.items() if len(values) > 1})
 
 
 def _put(node: dict, path: list[str], value: str, name: str) -> None:
@@ -352,8 +399,8 @@ def rf_join(body: dict) -> RFPerson:
     """RF's "user joins" webhook as a person: rf_person, after the checks only a webhook gets (an RF
     API user, as backfill reads it, is taken as RF sends it). What the owner's field names would
     let normalise read one way silently is refused, naming the field: a `data`, `user` or `meta`
-    of the wrong shape, one of the WHO fields sent twice (under two names, or beside and inside
-    `user`) with different values, a `referrer_id` of true or false."""
+    of the wrong shape, one of the WHO fields sent twice (under two names, beside and inside `user`, or
+    under one name: the body's `repeated`) with different values, a `referrer_id` of true or false."""
     data = body.get("data")
     if _given(data) and not isinstance(data, dict):
         _invalid("data: must be an object (the user's fields)")
@@ -364,16 +411,18 @@ def rf_join(body: dict) -> RFPerson:
     places = [(where, top)] + ([(f"{where}user.", user)] if isinstance(user, dict) else [])
     for prefix, node in places:
         _meta_shape(f"{prefix}meta", node.get("meta"))
+    repeated = getattr(body, "repeated", {})
     for field, aliases in ALIASES.items():
         if field not in WHO:
             continue
-        sent = [(f"{prefix}{alias}", node[alias]) for prefix, node in places for alias in aliases
-                if alias in node and _given(node[alias])]
+        sent = [(f"{prefix}{alias}", value) for prefix, node in places for alias in aliases
+                if alias in node for value in repeated.get(f"{prefix}{alias}", [node[alias]]) if _given(value)]
         for name, value in sent:
             if field == "referrer_id" and isinstance(value, bool):
                 _invalid(f"{name}: must be {ID_RULE}")
             if _comparable(field, value) != _comparable(field, sent[0][1]):
-                _invalid(f"{field}: `{sent[0][0]}` and `{name}` differ: send one value")
+                _invalid(f"{field}: `{name}` is sent twice with different values: send one value" if name == sent[0][0]
+                         else f"{field}: `{sent[0][0]}` and `{name}` differ: send one value")
     return rf_person(body)
 
 

@@ -104,7 +104,7 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]
     if not _same(given, secret):
         return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header"), None
     try:
-        body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw)
+        body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw, repeats=True)
         person = webhooks.rf_join(body)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message), None

@@ -223,6 +223,19 @@ def test_a_join_sending_one_value_under_two_names_or_no_content_type_is_still_qu
     assert [same.status_code, bare.status_code] == [202, 202] and bridge.queued() == 2
 
 
+@pytest.mark.parametrize("raw,content_type,message", [
+    ("id=1&id=2&campaign_id=42", "application/x-www-form-urlencoded", "id: `id` is sent twice with different values"),
+    ('{"id": 1, "campaign_id": 42, "campaign_id": 43}', "application/json", "campaign_id: `campaign_id` is sent twice"),
+])
+def test_an_id_sent_twice_under_one_name_with_different_values_is_refused_not_read_by_its_last(
+        bridge, raw, content_type, message):
+    bridge.apply(lead_settings())
+    answer = requests.post(f"{bridge.server.url}/webhooks/referral-factory", data=raw, timeout=10,
+                           headers={"X-Bridge-Secret": SECRET, "Content-Type": content_type})
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_field")
+    assert answer.json()["message"].startswith(message) and bridge.queued() == 0
+
+
 @pytest.mark.parametrize("where,value", [("item", "yesterday"), ("envelope", "x")])
 def test_a_notification_with_a_time_that_is_not_one_is_refused_with_its_reason_recorded(bridge, intercom, where, value):
     bridge.apply(lead_settings())

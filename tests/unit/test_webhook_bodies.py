@@ -228,6 +228,34 @@ def test_an_rf_webhook_with_one_value_per_field_is_read(body, read):
     assert webhooks.rf_join(body).as_dict() == read
 
 
+@pytest.mark.parametrize("raw,form,message", [
+    (b"id=1&id=2&campaign_id=42", True, "id: `id` is sent twice with different values: send one value"),
+    (b"id=1&campaign_id=42&user[email]=a@b.co&user[email]=c@d.co", True, "email: `user.email` is sent twice"),
+    (b"id=1&campaign_id=42&referrer_id=5&referrer_id=6", True, "referrer_id: `referrer_id` is sent twice"),
+    (b'{"id": 1, "campaign_id": 42, "campaign_id": 43}', False, "campaign_id: `campaign_id` is sent twice"),
+    (b'{"campaign_id": 42, "user": {"id": 1, "id": 2}}', False, "id: `user.id` is sent twice"),
+    (b'{"data": {"user": {"id": 1, "campaign_id": 4, "email": "a@b.co", "email": "c@d.co"}}}', False,
+     "email: `data.user.email` is sent twice"),
+])
+def test_an_id_sent_twice_under_one_name_with_different_values_is_refused_not_read_by_its_last(raw, form, message):
+    """README: which person joined where would be a guess (the last value was read before)."""
+    body = webhooks.parse_form(raw) if form else webhooks.parse_json_object(raw, repeats=True)
+    error = refused(webhooks.rf_join, body)
+    assert (error.status, error.code) == (400, "invalid_field") and error.message.startswith(message), error.message
+
+
+@pytest.mark.parametrize("raw,form,read", [
+    (b"id=1&id=1&campaign_id=42&name=Ann&name=Bo", True, {"id": "1", "campaign_id": "42", "first_name": "Bo"}),
+    (b'{"id": 1, "id": "1", "campaign_id": 42, "name": "Ann", "name": "Bo"}', False,
+     {"id": "1", "campaign_id": "42", "first_name": "Bo"}),
+    (b'{"id": 1, "campaign_id": 42, "meta": {"a": 1, "a": 2}, "x": {"id": 1, "id": 2}}', False,
+     {"id": "1", "campaign_id": "42", "meta.a": 2}),
+])
+def test_the_same_id_twice_or_another_field_twice_under_one_name_is_read(raw, form, read):
+    body = webhooks.parse_form(raw) if form else webhooks.parse_json_object(raw, repeats=True)
+    assert webhooks.rf_join(body).as_dict() == read
+
+
 def test_an_rf_api_user_is_read_as_rf_sends_it():
     """backfill reads RF's own users through rf_person: the webhook's checks are not RF's rules."""
     person = webhooks.rf_person({"id": 7, "campaign_id": 42, "referrer_id": False,
