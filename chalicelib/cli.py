@@ -724,17 +724,25 @@ def _bar(done: int, total: Optional[int], width: int = 30) -> str:
 
 
 def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
-    if found is None:
-        from .services.sync import SyncStopped, settings_of
-        try:
-            counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
-        except SyncStopped as exc:       # no settings, or no sync block: `sync start` would say the same
+    """The runs found, with `no_contact_sync` saying so when the settings now keep only referral counts
+    (the runs shown are then past ones); none found is an error naming why."""
+    from .services.sync import SyncStopped, settings_of
+    try:
+        counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
+    except SyncStopped as exc:           # no settings, or no sync block: `sync start` would say the same
+        if found is None:
             raise CliError("; ".join(exc.problems)) from None
-        if counts_only:
-            raise CliError(f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts "
-                           "(README, Referral counts) — add fields and referral_link_attribute to sync contacts")
-        raise CliError(f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`")
-    return found
+        counts_only = False
+    said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts (README, "
+            "Referral counts) — add fields and referral_link_attribute to sync contacts")
+    if found is None:
+        raise CliError(said if counts_only else
+                       f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`")
+    return {"no_contact_sync": said, **found} if counts_only else found
+
+
+def _no_sync(found: dict) -> str:
+    return f"{found['no_contact_sync']}. Its past runs:\n" if found.get("no_contact_sync") else ""
 
 
 def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
@@ -752,7 +760,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             return 0
         line = _status_line(found)
         if not args.watch or found["status"] != "running":
-            print(("\r" if args.watch else "") + line + _full_run(found))
+            print(("\r" if args.watch else "") + _no_sync(found) + line + _full_run(found))
             return 0
         print(f"\r{line}", end="", flush=True)
         _time.sleep(2)
@@ -796,7 +804,7 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
         _print(found)
         return 0
     run = found["run"]
-    print(f"run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: "
+    print(f"{_no_sync(found)}run {run['run']} ({run['kind']}, {run['source']}) {run['status']}: "
           f"{describe_counts(run, 'already enrolled')}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")

@@ -290,6 +290,31 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
 
 
+def test_status_and_report_say_no_contact_sync_once_the_settings_keep_only_counts_and_show_the_past_runs(
+        monkeypatch, capsys):
+    """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from tests.support.cli import run_cli
+    work = world(2)
+    sync.start(deps(work), "42")
+    drain(work)
+    work.store.settings.put("42", {**settings(rule=None), "sync": {
+        "referral_count_attribute": "custom_attributes.referral_count"}}, WS)
+    rt = SimpleNamespace(deps=work.deps)
+    said = ("campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
+            "— add fields and referral_link_attribute to sync contacts")
+    for command in ("status", "report"):
+        answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
+        assert answer["no_contact_sync"] == said
+        monkeypatch.setattr(cli_module, "_text", lambda args: True)
+        code, out, _ = run_cli(rt, capsys, "sync", command, "42")
+        monkeypatch.undo()
+        lines = out.splitlines()
+        assert code == 0 and lines[0] == f"{said}. Its past runs:" and lines[1].startswith("run 1 (full, users) done")
+
+
 def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it(monkeypatch, capsys):
     """Each run asks RF again for the user it had no link for (one call), and writes it once RF has one:
     counted as a link written later, not as a second enrolment (the run's counts, `sync status` in text
