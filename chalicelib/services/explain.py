@@ -302,7 +302,11 @@ def _details(details: dict) -> tuple[list[str], list[str]]:
     a list (e.g. the field errors) on its own line below it."""
     inline, below = [], []
     for k, v in details.items():
-        if isinstance(v, list) and any(isinstance(x, dict) for x in v):
+        if v is None:                                          # not known (a join's type): not "None"
+            continue
+        if k == "run" and v == 0:                              # a sync entry's: ongoing sync's webhook, no run
+            inline.append("by webhook")
+        elif isinstance(v, list) and any(isinstance(x, dict) for x in v):
             below += [f"{k}:"] + [f"  - {_item(x)}" for x in v]
         elif isinstance(v, list):
             inline.append(f"{k}=[{', '.join(_item(x) for x in v)}]")

@@ -349,7 +349,7 @@ class Page:
         rf_id, url = str(user.get("id")), user.get("url")
         how = " (found in Referral Factory: an earlier, interrupted try created them)" if found else ""
         note = Entry("sync", "enrolled", f"enrolled by {self.via}{how}",
-                     {"contact_id": cid, "run": self.number, "referral_link": url})
+                     {"contact_id": cid, "run": self.decider, "referral_link": url})
         entry = LedgerEntry(cid, ENROLLED, email=decision.email, rf_user_id=rf_id, url=url, run=self.decider,
                             seen_run=self.number)
         logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
@@ -384,7 +384,7 @@ class Page:
                 detail = f"write-back failed: {exc.reason}"
                 failed = Entry("sync", WRITEBACK_FAILED, f"{note.reason if note else 'enrolled'}; the referral "
                                f"link could not be written to {attribute}: {exc.reason}",
-                               {"contact_id": entry.contact_id, "run": self.number})
+                               {"contact_id": entry.contact_id, "run": self.decider})
                 # Enrolled by this run (or webhook), or earlier (already): not a skip either way, as for _no_link.
                 counted = ENROLLED_WRITEBACK_FAILED if self._enrolled_here(entry, note) else WRITEBACK_FAILED
                 self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
@@ -400,7 +400,7 @@ class Page:
         if entry.outcome in UNWRITTEN:
             why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
             note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
-                         {"contact_id": entry.contact_id, "run": self.number, "referral_link": entry.url})
+                         {"contact_id": entry.contact_id, "run": self.decider, "referral_link": entry.url})
         self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=bool(attribute and entry.url),
                                      run=self.decider if counted == LINKED else entry.run), counted, note))
 
@@ -411,7 +411,7 @@ class Page:
                   f"run asks it again, and writes the link to {self.sync.referral_link_attribute} once it has one")
         first = None
         if entry.outcome != NO_LINK:
-            details = {**((note.details or {}) if note else {}), "contact_id": entry.contact_id, "run": self.number}
+            details = {**((note.details or {}) if note else {}), "contact_id": entry.contact_id, "run": self.decider}
             first = Entry("sync", note.outcome if note else NO_LINK, f"{note.reason}; {detail}" if note else detail,
                           details)
         # Enrolled by this run (or webhook), or by an earlier run or their own join (already): not a skip either way.
@@ -443,7 +443,7 @@ class Page:
         history. Later runs ask RF nothing for the contact and do not enrol it again (README)."""
         detail = (f"no longer in Referral Factory: user {entry.rf_user_id} was deleted there ({why}) — sync asks "
                   "no more, and does not enrol this contact again")
-        note = Entry("sync", NOT_IN_RF, detail, {"contact_id": entry.contact_id, "run": self.number})
+        note = Entry("sync", NOT_IN_RF, detail, {"contact_id": entry.contact_id, "run": self.decider})
         self._done(_Outcome(_replace(entry, outcome=NOT_IN_RF, reason=detail, written_back=False,
                                      at=iso(self.deps.clock())), NOT_IN_RF, note))   # (when: a later join clears it)
 

@@ -51,6 +51,15 @@ def test_a_join_that_failed_before_the_person_was_read_takes_the_kind_from_the_w
     assert view["trail"][0]["event"] == "join_received" and view["trail"][0]["details"]["type"] == "lead"
 
 
+def test_a_join_whose_webhook_gave_no_type_shows_none_as_text_not_pythons_none():
+    work = world()
+    work.apis.rf_.get_answers = [Permanent("Referral Factory answered 401: bad token")]
+    assert scenario.run(work, join({k: v for k, v in AMY.items() if k != "referrer_id"}))["dead"] == 1
+    text, view = trail(work)
+    [received] = lines(text, "join_received: received")
+    assert view["trail"][0]["details"]["type"] is None and "None" not in received, received
+
+
 def test_a_retry_of_a_failed_join_does_not_say_received_again():
     work = world()
     work.apis.intercom_.fail["create"] = Permanent(REFUSED)

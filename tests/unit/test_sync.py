@@ -155,6 +155,23 @@ def after_a_first_run_a_new_contact_notified():
     return work, ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
 
 
+def test_explain_of_a_contact_ongoing_sync_enrolled_by_webhook_says_by_webhook_in_its_trail_and_heading():
+    """`enrolled_by_sync` said run 0 (by webhook) while the trail's entry said run 1 (the latest run, which
+    did not enrol them): both now say the ledger's run, 0, by webhook."""
+    from chalicelib.services.explain import as_text, explain
+    work, note = after_a_first_run_a_new_contact_notified()
+    work.store.connections.register_workspace(WS)
+    sync.on_contact(note, deps(work))
+    found = explain(work, "new@example.com")
+    view, text = found.view(), as_text(found)
+    [enrolled] = view["enrolled_by_sync"]
+    [entry] = [e for e in view["trail"] if e["event"] == "sync"]
+    assert enrolled["run"] == entry["details"]["run"] == 0
+    assert "enrolled by ongoing contact sync (by webhook)" in text
+    [line] = [t for t in text.splitlines() if "sync: enrolled" in t]
+    assert "by webhook" in line and "run=" not in line, line
+
+
 def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
     work, note = after_a_first_run_a_new_contact_notified()
     sync.on_contact(note, deps(work))
