@@ -132,9 +132,15 @@ def parse_form(raw: bytes) -> dict:
         raise BodyError(400, "malformed_form", "the form is not UTF-8 (also after %-decoding)") from None
     except ValueError as exc:
         raise BodyError(400, "malformed_form", f"the form is not readable: {_short(exc)}") from None
+    if text.lstrip().startswith(("{", "[")):      # `curl -d '{...}'`: curl labels it a form
+        raise BodyError(400, "malformed_form", "the body looks like JSON but was sent as a form (Content-Type: "
+                        f"{FORM}, curl -d's default): send it with `Content-Type: application/json`")
     out: dict = {}
     sent: dict[str, list] = {}
     for name, value in pairs:
+        if not name:
+            raise BodyError(400, "malformed_form", "a field has an empty name (`=value`): send name=value pairs "
+                            "joined by &")
         match = _BRACKETS.match(name)
         if not match:
             raise BodyError(400, "malformed_form", f"field name {name[:60]!r} has unbalanced brackets")

@@ -198,6 +198,8 @@ WALKTHROUGH = [   # a new user's bodies that were queued before: (headers, body,
      "campaign_id: `campaign_id` and `campaign` differ"),
     ({"Content-Type": ";;;"}, {"id": 1, "campaign_id": 42}, 415, "unsupported_media_type", "Content-Type ';;;'"),
     ({}, {"user": [1]}, 400, "invalid_field", "user: must be an object"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, {"id": 1, "campaign_id": 42}, 400,   # curl -d '{...}'
+     "malformed_form", "the body looks like JSON but was sent as a form"),
     ({}, {"id": 1, "campaign_id": 42, "meta": "company"}, 400, "invalid_field", "meta: must be a list"),
 ]
 

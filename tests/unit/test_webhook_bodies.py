@@ -75,6 +75,11 @@ def test_a_form_reads_into_the_same_fields_as_json_with_php_style_nesting():
 @pytest.mark.parametrize("raw,why", [
     (b"a=%ff", "not UTF-8"),
     (b"a[b=1", "unbalanced brackets"),
+    (b'{"id": 7, "campaign_id": 42}', "the body looks like JSON but was sent as a form (Content-Type: "
+                                      "application/x-www-form-urlencoded, curl -d's default): send it with "
+                                      "`Content-Type: application/json`"),
+    (b' [{"id": 7}]', "the body looks like JSON"),
+    (b"&&&=&==", "a field has an empty name (`=value`): send name=value pairs joined by &"),
     (b"a" + b"[x]" * 6 + b"=1", "nests deeper than 5 levels"),
     (b"a=1&a[b]=2", "both a value and a group"),
     (b"a[b]=1&a=2", "both a value and a group"),
