@@ -2,6 +2,7 @@
 and validation whose messages name the key and say how to fix it. Pure: no I/O."""
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -247,6 +248,9 @@ def _loc(loc: tuple) -> str:
     return out or "(document)"
 
 
+_NAMES_KEY = re.compile(r"^[a-z_]+(?:\.[a-z_]+)*: ")
+
+
 def parse_settings(doc: Any) -> CampaignSettings:
     """Validate a settings document (already parsed from YAML/JSON)."""
     if not isinstance(doc, dict):
@@ -261,7 +265,9 @@ def parse_settings(doc: Any) -> CampaignSettings:
                 msg = f"{err['msg'].lower()} (got {err.get('input')!r})"
             elif kind == "value_error":
                 for line in str(err["msg"]).removeprefix("Value error, ").split(_SEPARATOR):
-                    problems.append(f"{_loc(err['loc'])}: {line}")
+                    # a check of the whole document names its key itself (`sync.referral_count_attribute: ...`)
+                    named = not err["loc"] and _NAMES_KEY.match(line)
+                    problems.append(line if named else f"{_loc(err['loc'])}: {line}")
                 continue
             else:
                 msg = _FIXES.get(kind, err["msg"])

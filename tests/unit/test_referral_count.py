@@ -369,7 +369,8 @@ def test_counts_without_sync_and_without_referrer_contacts_are_refused_as_never_
                 "sync": {"referral_count_attribute": COUNT}}
     with pytest.raises(SettingsError) as refused:
         parse_settings(document)
-    assert "the counts would be kept but never written" in refused.value.problems[0]
+    assert refused.value.problems[0].startswith("sync.referral_count_attribute: the counts would be kept but never "
+                                                "written")                # its key, as other problems name theirs
     assert "set referrers.action to create_user or create_lead" in refused.value.problems[0]
     assert parse_settings({**document, "referrers": {"action": "create_user", "fields": [
         {"from": "email", "to": "email"}]}}).sync.counts_only
