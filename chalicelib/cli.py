@@ -42,6 +42,18 @@ NO_STACK = ("no stack to talk to: no local stack is running (start one with `mak
 
 
 class _Parser(argparse.ArgumentParser):
+    help_of: Optional[str] = None    # the command whose --help an error points to (else this parser's)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's own, but words left over point to the help of the command they were given to
+        (`bridge rf connect --bogus` -> `bridge rf connect --help`): its name is of chosen words only."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.help_of = " ".join([self.prog] + [w for w in (getattr(parsed, "cmd", None),
+                                                               getattr(parsed, "action", None)) if w])
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
     def error(self, message: str):   # one line, not the usage block
         commands = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
         if commands is not None and message == f"the following arguments are required: {commands.dest}":
@@ -59,7 +71,7 @@ class _Parser(argparse.ArgumentParser):
         else:                                                      # `bridge rf <token>`, `--json=<token>`: the same
             message = _TYPED.sub(lambda m: f"{m[1]} " + (m[2] if _WORD.fullmatch(v := ast.literal_eval(m[2]))
                                                          or v.isdigit() else "(not repeated)"), message)
-        self.exit(2, f"bridge: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"bridge: {message} (see `{self.help_of or self.prog} --help`)\n")
 
 
 # What a usage error may repeat of what was typed: a command's or an option's shape (a secret is neither).

@@ -265,3 +265,16 @@ def test_invalid_settings_under_json_are_a_json_answer_on_stdout_with_the_same_e
     code, out, err = run_cli(None, capsys, *argv, str(bad))             # for people: the README's form
     assert (code, out) == (2, "")
     assert err.splitlines()[0] == "settings are invalid:" and len(err.splitlines()) == 3
+
+
+@pytest.mark.parametrize("argv, help_of", [
+    (["rf", "connect", "--bogus=X"], "bridge rf connect"),
+    (["workspace", "connect", "ws1", "--tokne=tok-Secret:9"], "bridge workspace connect"),
+    (["doctor", "42", "--bogus"], "bridge doctor"),
+])
+def test_an_unknown_option_points_to_its_commands_help_without_repeating_its_value(aws_env, capsys, argv, help_of):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and one_line(err).endswith(f" (see `{help_of} --help`)\n")
+    assert "Secret:9" not in err and "=X" not in err
