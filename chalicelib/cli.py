@@ -44,7 +44,7 @@ NO_STACK = ("no stack to talk to: no local stack is running (start one with `mak
 class _Parser(argparse.ArgumentParser):
     help_of: Optional[str] = None    # the command whose --help an error points to (else this parser's)
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(self, args=None, namespace=None):
         """argparse's own, but words left over point to the help of the command they were given to
         (`bridge rf connect --bogus` -> `bridge rf connect --help`): its name is of chosen words only."""
         parsed, extras = self.parse_known_args(args, namespace)
