@@ -124,9 +124,21 @@ def test_the_real_intercom_that_cannot_be_reached_or_refuses_the_token_is_one_li
                                       "Intercom unreachable after retries (ConnectionError) — check the network "
                                       "(or INTERCOM_BASE_URL)")
     with pytest.raises(run.StartError) as refused:
-        run._check_intercom(FakeRuntime(Permanent("Intercom answered 401: Unauthorized")), "tok", "abc", url)
+        run._check_intercom(FakeRuntime(Permanent("Intercom answered 403: Forbidden", status=403)), "tok", "abc", url)
     assert str(refused.value).startswith("Intercom at https://api.intercom.io refused INTERCOM_TOKEN (Intercom "
-                                         "answered 401: Unauthorized): check the token, or set INTERCOM_BASE_URL")
+                                         "answered 403: Forbidden): check INTERCOM_TOKEN, or set INTERCOM_BASE_URL")
+
+
+def test_a_refused_token_at_start_says_to_check_it_not_the_workers_advice_to_replay_dead_letters():
+    from chalicelib.adapters.intercom import IntercomClient
+    from chalicelib.errors import ApiError
+    url = "https://api.intercom.io"
+    as_the_adapter_says = IntercomClient(url, "tok")._classify(ApiError("Intercom", 401, "Unauthorized"))
+    with pytest.raises(run.StartError) as refused:
+        run._check_intercom(FakeRuntime(as_the_adapter_says), "tok", "abc", url)
+    assert str(refused.value) == ("Intercom at https://api.intercom.io refused INTERCOM_TOKEN (401: the token is "
+                                  "invalid or revoked): check INTERCOM_TOKEN, or set INTERCOM_BASE_URL to your "
+                                  "workspace's region (e.g. https://api.eu.intercom.io)")
 
 
 def test_a_token_of_another_workspace_stops_make_run_and_names_both(monkeypatch):
