@@ -189,7 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     dlq = sub.add_parser("dlq", help="dead-letter queue").add_subparsers(dest="action", required=True)
     p = dlq.add_parser("list", help="every dead letter: why it failed, whom it is about, counts by reason and "
                                     "campaign")
-    p.add_argument("--show-payload", action="store_true", help="also print each message's payload")
+    p.add_argument("--show-payload", action="store_true", help="also print each message's payload (emails masked)")
+    p.add_argument("--raw", action="store_true", help="with --show-payload: the payload as queued, emails included")
     _json(p)
     p.set_defaults(func=_dlq_list)
     p = dlq.add_parser("replay", help="send failed work back to the queue (all, or by reason or campaign)")
@@ -549,7 +550,10 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
 
     _needs_dlq(rt)
     found = dead_letters.look(rt)
-    listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen)
+    if args.raw and not args.show_payload:
+        raise CliError("--raw shows the payloads as queued: give it with --show-payload")
+    listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
+                                  raw=args.raw)
     if args.json:
         _print(listed)
         return 0

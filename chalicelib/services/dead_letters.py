@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
 from ..errors import DISCONNECTED, REPLAY_PARKED
-from ..observability import mask_email
+from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
@@ -47,14 +47,16 @@ class DeadLetter:
     email: Optional[str]               # masked
     body: Any
 
-    def view(self, show_payload: bool = False) -> dict:
+    def view(self, show_payload: bool = False, raw: bool = False) -> dict:
+        """The letter for `dlq list`: whom it is about (email masked), and with `show_payload` its message,
+        its emails masked too unless `raw` (as queued: e.g. to see what Intercom refused in an email)."""
         out = {k: v for k, v in (("message_id", self.message_id), ("reason", self.reason),
                                  ("attempts", self.attempts), ("failed_at", self.failed_at), ("kind", self.kind),
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
                                  ("email", self.email)) if v is not None}
         if show_payload:
-            out["payload"] = self.body
+            out["payload"] = self.body if raw else mask_emails(self.body, self.email)
         return out
 
 
@@ -215,11 +217,11 @@ def list_dead(rt: HasDeadLetters) -> list[DeadLetter]:
     return look(rt).letters
 
 
-def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int = 0) -> dict:
+def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int = 0, raw: bool = False) -> dict:
     return {"total": len(letters), "not_seen": not_seen,
             "by_reason": dict(Counter(d.reason for d in letters).most_common()),
             "by_campaign": dict(Counter(d.campaign_id or "(none)" for d in letters).most_common()),
-            "dead_letters": [d.view(show_payload) for d in letters]}
+            "dead_letters": [d.view(show_payload, raw) for d in letters]}
 
 
 def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str]) -> bool:

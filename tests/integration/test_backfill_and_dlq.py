@@ -114,6 +114,9 @@ def test_dlq_list_shows_every_dead_letter_counted_by_reason_and_campaign(bridge,
     assert "@example.com" not in json.dumps(listed).replace("***@example.com", "")
     code, shown = run(bridge, capsys, "dlq", "list", "--show-payload")
     assert all("payload" in d for d in shown["dead_letters"])
+    assert "@example.com" not in json.dumps(shown).replace("***@example.com", "")     # the payloads' emails too
+    code, raw = run(bridge, capsys, "dlq", "list", "--show-payload", "--raw")
+    assert "p0@example.com" in json.dumps(raw)                                         # as queued, on request
 
     capsys.readouterr()
     assert main(["dlq", "replay", "--campaign", "43"], rt=bridge.operator()) == 0

@@ -288,7 +288,8 @@ def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_re
     letter = dead_letters.read(m)
     assert letter.view() == {"message_id": "d1", "reason": "Intercom 400", "attempts": 1, "kind": "rf.join",
                              "campaign_id": "42", "rf_user_id": "7", "email": "a***@example.com"}
-    assert "payload" in letter.view(show_payload=True)
+    assert letter.view(show_payload=True)["payload"]["person"] == {"email": "a***@example.com"}    # README: masked
+    assert letter.view(show_payload=True, raw=True)["payload"]["person"] == {"email": "ann@example.com"}
     moved = dead_letters.read({"MessageId": "d2", "Body": "{x", "Attributes": {"ApproximateReceiveCount": "11"}})
     assert moved.reason.startswith("moved by SQS after about 10 receives")
     assert dead_letters.summary([letter, moved])["by_campaign"] == {"42": 1, "(none)": 1}
