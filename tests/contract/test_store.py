@@ -446,6 +446,16 @@ def test_the_campaigns_of_a_workspace_are_listed(store):
     assert store.settings.campaigns(WS) == {"42", "43"} and store.settings.campaigns("ws2") == {"44"}
 
 
+def test_deleted_settings_stay_in_the_campaigns_index_for_forget_but_their_document_is_gone(store):
+    """`forget` and `explain` visit every campaign ever applied (its links, history and sync ledger are kept);
+    what lists the workspace's campaigns now (`workspace list`, doctor) reads the documents."""
+    store.settings.put("42", {"campaign_id": "42"}, WS)
+    store.settings.put("43", {"campaign_id": "43"}, WS)
+    assert store.settings.delete("43") and not store.settings.delete("43")
+    assert store.settings.campaigns(WS) == {"42", "43"}
+    assert store.settings.documents(store.settings.campaigns(WS)) == {"42": {"campaign_id": "42"}}
+
+
 def test_settings_are_versioned_and_read_in_batches(store):
     assert store.settings.put("42", {"campaign_id": "42"}, WS) == 1
     assert store.settings.put("42", {"campaign_id": "42", "v": 2}, WS) == 2
