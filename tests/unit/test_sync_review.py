@@ -1,0 +1,71 @@
+"""Review findings on contact sync's counts and report across runs (services/sync.py, services/doctor.py)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from chalicelib.errors import Permanent
+from chalicelib.services import sync
+from tests.unit.test_sync import drain, enrolled_without_link, sync_settings, world
+
+REFUSED = "Intercom answered 400: attribute is read-only"
+
+
+def refused_write_back(n: int = 1) -> object:
+    """`n` contacts enrolled by run 1, whose link Intercom refused to write."""
+    work = world(n)
+    work.apis.intercom_.fail["update"] = Permanent(REFUSED, status=400)
+    sync.start(work.deps, "42")
+    drain(work)
+    return work
+
+
+@pytest.mark.parametrize("case", ["writeback_failed", "no_link_yet"])
+def test_a_full_run_that_still_cannot_write_a_referrers_link_saw_them_in_the_source(case):
+    """Run 1 enrolled her without writing her link (Intercom refused it, or RF had none yet); full run 2 finds
+    her in the source and still cannot write it. `sync report` must not list her as having left the source
+    since run 2 ("A full run marks who it saw"): she is still there, and run 2 counted her (already enrolled)."""
+    if case == "writeback_failed":
+        work = refused_write_back()
+        work.apis.intercom_.fail["update"] = Permanent(REFUSED, status=400)
+    else:
+        work = enrolled_without_link()
+    sync.start(work.deps, "42")
+    drain(work)
+    found = sync.report(work.deps, "42")
+    assert found["run"]["already_enrolled"] == 1 and found["run"]["status"] == "done"
+    assert found["left"]["count"] == 0, found["left"]
+
+
+def test_doctor_points_to_sync_report_for_referrers_whose_link_intercom_refused():
+    """Before, a refused write-back was a skip, and doctor said "see `bridge sync report 42` for the 1 skipped".
+    It is now counted as enrolled, and doctor says only "enrolled 1 (1 link not written)": nothing names where
+    Intercom's refusal is read, though it repeats each run until the operator fixes it."""
+    from chalicelib.domain.settings import parse_settings
+    from chalicelib.services.doctor import Report, _sync
+
+    work = refused_write_back()
+    report = Report("42")
+    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings()))
+    [finding] = report.findings
+    assert "enrolled 1 (1 link not written)" in finding.what
+    assert "bridge sync report 42" in " ".join((finding.what, finding.why, finding.fix)), finding
+
+
+def test_explain_names_the_run_that_enrolled_a_referrer_not_the_later_run_that_wrote_her_link():
+    """Run 1 enrolled her (its status says "enrolled 1 (1 link not written)", her history "enrolled by sync run 1")
+    and run 2 wrote the link Intercom had refused (a link written later, not an enrolment). `explain` must still
+    say run 1 enrolled her, not run 2."""
+    from chalicelib.services.explain import as_text, explain
+
+    work = refused_write_back()
+    work.store.connections.register_workspace("ws")
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"linked": 1}
+    [user], [contact] = work.apis.rf_.created, work.apis.intercom_.contacts.values()
+    found = explain(work, "p0@example.com")
+    assert found.view()["enrolled_by_sync"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]),
+                                                 "contact_id": contact["id"], "run": 1}]
+    assert "enrolled by contact sync (run 1)" in as_text(found)
