@@ -69,3 +69,37 @@ def test_explain_names_the_run_that_enrolled_a_referrer_not_the_later_run_that_w
     assert found.view()["enrolled_by_sync"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]),
                                                  "contact_id": contact["id"], "run": 1}]
     assert "enrolled by contact sync (run 1)" in as_text(found)
+
+
+def test_a_contact_skipped_before_whose_create_answer_is_lost_is_found_on_the_retry_not_skipped():
+    """Run 1 skipped her (no name); the operator fills it in. Run 2 creates her in RF, but the answer is lost and the
+    page fails. Its retry must find her in RF (as DynamoDB's ledger does: its `intend` writes `creating` over the
+    skip), not skip her as "already in the campaign" — the in-memory twin keeps the old skip under `intend`, so
+    the retry takes RF's 422 for someone else's user: enrolled in RF, her link never written."""
+    from chalicelib.errors import Uncertain
+
+    work = world(0)
+    her = work.apis.intercom_.add("her@example.com", role="user")
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"missing_field": 1}
+    her["name"] = "Her"
+    real = work.apis.rf_.create_user
+    lost = [True]
+
+    def lost_after_applying(body):
+        user = real(body)
+        if lost:
+            lost.pop()
+            raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
+        return user
+    work.apis.rf_.create_user = lost_after_applying
+    sync.start(work.deps, "42")
+    page = work.queue.sent[0]
+    with pytest.raises(Exception, match="records will be retried"):
+        drain(work)
+    work.queue.sent.append(page)
+    drain(work)
+    assert len(work.apis.rf_.created) == 1
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+    assert her["custom_attributes"].get("referral_link") == work.apis.rf_.created[0]["url"]
