@@ -26,7 +26,7 @@ from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, 
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import AttributeList, LedgerEntry, SyncRun
+from ..ports.store import AttributeList, CountBackfill, LedgerEntry, SyncRun
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -407,9 +407,11 @@ class MemorySettings:
         self.stored: dict[str, StoredSettings] = {}
         self.by_workspace: dict[str, set[str]] = {}
 
-    def put(self, campaign_id: str, document: dict, workspace: str) -> int:
+    def put(self, campaign_id: str, document: dict, workspace: str,
+            count_backfill: Optional[CountBackfill] = None) -> int:
         version = (self.stored[campaign_id].version if campaign_id in self.stored else 0) + 1
-        self.stored[campaign_id] = StoredSettings(campaign_id, workspace, document, version, iso(self.clock()))
+        self.stored[campaign_id] = StoredSettings(campaign_id, workspace, document, version, iso(self.clock()),
+                                                  count_backfill)
         self.connections.register_workspace(workspace)
         self.by_workspace.setdefault(workspace, set()).add(campaign_id)
         return version
@@ -419,6 +421,13 @@ class MemorySettings:
 
     def get(self, campaign_id: str) -> Optional[StoredSettings]:
         return self.stored.get(campaign_id)
+
+    def count_backfilled(self, campaign_id: str, owed: CountBackfill) -> bool:
+        stored = self.stored.get(campaign_id)
+        if stored is None or stored.count_backfill != owed:
+            return False
+        self.stored[campaign_id] = dataclasses.replace(stored, count_backfill=None)
+        return True
 
     def delete(self, campaign_id: str) -> bool:
         return self.stored.pop(campaign_id, None) is not None

@@ -41,7 +41,7 @@ class ReferralFactoryClient(JsonApi):
             if exc.status == 401:
                 raise Permanent(f"{exc.reason} — the RF token is invalid: run `bridge rf connect`, then replay "
                                 "the dead-letter queue", status=401, message=exc.message) from None
-            raise Permanent(exc.reason, status=exc.status, message=exc.message) from None
+            raise Permanent(exc.reason, status=exc.status, message=exc.message, body=exc.body) from None
 
     @staticmethod
     def _data(answer: Any) -> dict:
@@ -73,17 +73,16 @@ class ReferralFactoryClient(JsonApi):
         try:
             return self._data(self._call("POST", "/users", json_body=body))
         except Permanent as exc:
-            api = exc.__context__ if isinstance(exc.__context__, ApiError) else None
-            if api is None or api.status not in (400, 404, 409, 422):
+            if exc.status not in (400, 404, 409, 422):      # (RF's answer: its status, message and body)
                 raise
             fields = {}
-            errors = api.body.get("errors") if isinstance(api.body, dict) else None
+            errors = exc.body.get("errors") if isinstance(exc.body, dict) else None
             if isinstance(errors, dict):
                 for name, items in errors.items():
                     first = items[0] if isinstance(items, list) and items else items
                     fields[str(name)] = str(first.get("message", "") if isinstance(first, dict) else first)
-            raise Refused(api.status, str(api.body.get("message") or api.message) if isinstance(api.body, dict)
-                          else api.message, fields) from None
+            raise Refused(exc.status, str(exc.body.get("message") or exc.message) if isinstance(exc.body, dict)
+                          else str(exc.message), fields) from None
 
     def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
         """One page of a campaign's people (GET /users?campaign_id=...&page=...), whether another

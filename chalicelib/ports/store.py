@@ -207,17 +207,33 @@ class HistoryLog(Protocol):
 
 
 @dataclass(frozen=True)
+class CountBackfill:
+    """A `bridge backfill CAMPAIGN --apply` is owed: `settings apply` turned the referral counts on, or
+    moved them to `attribute`, in a campaign that has people, at `since` (ISO-8601): Intercom's counts
+    in `attribute` may be stale until a backfill completes (services/admin.py, backfill.py, doctor.py)."""
+
+    attribute: str
+    since: str
+
+
+@dataclass(frozen=True)
 class StoredSettings:
     campaign_id: str
     workspace: str
     document: dict
     version: int
     updated_at: str
+    count_backfill: Optional[CountBackfill] = None      # (settings stored before it existed have none)
 
 
 class SettingsRepository(Protocol):
-    def put(self, campaign_id: str, document: dict, workspace: str) -> int: ...     # the new version
+    def put(self, campaign_id: str, document: dict, workspace: str,
+            count_backfill: Optional[CountBackfill] = None) -> int:
+        """Store the settings, with the count backfill they owe (None: none): the new version."""
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
+    def count_backfilled(self, campaign_id: str, owed: CountBackfill) -> bool:
+        """A backfill that began while `owed` was marked has completed: the mark goes, unless settings
+        applied since marked another (or none is stored): then nothing changes, and False."""
     def delete(self, campaign_id: str) -> bool:
         """Remove the campaign's settings (False: there were none). The campaign stays listed in
         `campaigns` (what `forget` and `explain` visit: its links and history are kept)."""

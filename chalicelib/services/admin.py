@@ -6,12 +6,13 @@ from typing import Any, Optional, Protocol
 
 import yaml
 
+from ..domain.history import iso
 from ..domain.link import LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import count_attribute
 from ..errors import WorkError
-from ..ports import AttributeList, DeadLetterQueue, IntercomPort
+from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from .dead_letters import list_dead, replay
 from .deps import Stack
 
@@ -165,24 +166,29 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
                         f"{settings.campaign_id}` checks them (or apply again without --offline)")
     if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
-    warnings += _count_moved(rt, settings)
-    version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace)
+    moved, owed = _count_moved(rt, settings)
+    warnings += moved
+    version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace, owed)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
             "warnings": warnings}
 
 
-def _count_moved(rt: Operator, settings: CampaignSettings) -> list[str]:
+def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], Optional[CountBackfill]]:
     """The referral counts go to another attribute than the stored settings named, or are turned on
     (off in the stored settings, or none stored) in a campaign the store already has people of: the
     counts kept reach Intercom only with each referrer's next lead (a write dropped while they were
     off is not made again; a lead applied meanwhile is not counted), or all at once by backfill
     (which counts those leads and asks for every count Intercom does not hold in the attribute).
     Stored settings that no longer parse cannot say where the counts went: said as such (a backfill
-    is safe either way). Only this warning can know it: `doctor`, later, sees only the settings
-    applied, and links do not record whether a lead had a referrer."""
+    is safe either way). Only this decision can know it (links do not record whether a lead had a
+    referrer), so it is also kept with the settings, as the count backfill they owe (CountBackfill,
+    dated now), until a `backfill --apply` completes: what `doctor` reports. A backfill owed already
+    stays owed while the counts still go to its attribute; counts turned off owe none."""
     attribute = count_attribute(settings)
     stored = rt.store.settings.get(settings.campaign_id) if attribute else None
+    kept = stored.count_backfill if stored is not None and stored.count_backfill is not None and \
+        stored.count_backfill.attribute == attribute else None
     unknown = False
     try:
         before = count_attribute(parse_settings(stored.document)) if stored is not None else None
@@ -190,17 +196,19 @@ def _count_moved(rt: Operator, settings: CampaignSettings) -> list[str]:
         before, unknown = None, True
     backfill = f"run `bridge backfill {settings.campaign_id} --apply` to write each referrer's count to it now"
     if not attribute or before == attribute:
-        return []
+        return [], kept
+    owed = CountBackfill(attribute, iso(rt.clock()))
     if before:
-        return [f"referral counts now go to {attribute} (not {before}): {backfill} ({before} keeps its last value)"]
+        return [f"referral counts now go to {attribute} (not {before}): {backfill} ({before} keeps its last "
+                "value)"], owed
     if not rt.store.links.statuses_in(settings.campaign_id, 1):
-        return []                   # nobody joined yet: every count begins with its first lead, and is written
+        return [], kept             # nobody joined yet: every count begins with its first lead, and is written
     if unknown:
         return [f"the stored settings no longer parse, so whether referral counts already went to {attribute} is "
                 f"not known: if they were off or went elsewhere, {backfill} (it counts only leads not counted yet, "
-                "and writes only the counts Intercom does not hold)"]
+                "and writes only the counts Intercom does not hold)"], owed
     return [f"referral counts are turned on, to {attribute}: {backfill} (until then it shows the count last "
-            f"written, if any, and leads applied while counts were off are not counted)"]
+            f"written, if any, and leads applied while counts were off are not counted)"], owed
 
 
 def _marker(rt: Operator, workspace: str, attributes: dict, created: list[str]) -> list[str]:

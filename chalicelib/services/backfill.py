@@ -11,7 +11,9 @@ link is final and counted for nobody) is counted for their RF referrer here, onc
 in one batched write (LinkRepository.count_applied_many), and each referrer whose count grew gets it
 written back (one `referral.count` message each, after each page, like the joins). So is each
 referrer of the page's counted leads whose count Intercom may not hold in the campaign's attribute
-(after `referral_count_attribute` changed, every kept count)."""
+(after `referral_count_attribute` changed, every kept count). A run with `apply` that completes pays
+the count backfill the settings owed when it began (ports.store.CountBackfill: `doctor` stops
+reporting it); a dry run, or a run that stops or fails part-way, leaves it owed."""
 from __future__ import annotations
 
 from collections import Counter
@@ -128,6 +130,8 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             progress(result.read, total, result.queued if apply else sum(
                 result.outcomes[o] for o in (MISSING, SYNCED, RETRY)))
         if not more or not users:
+            if apply and stored.count_backfill is not None:
+                rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
             return result
         page += 1
 

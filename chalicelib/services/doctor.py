@@ -96,6 +96,15 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "every join and qualification of this campaign fails", "apply corrected settings")
         return report
     report.add("settings", True, f"settings version {stored.version} (applied {stored.updated_at})")
+    owed = stored.count_backfill
+    if owed is not None:
+        report.add("referral_count.backfill", False,
+                   f"Intercom's referral counts in {owed.attribute} may be stale since {owed.since}: "
+                   "`bridge settings apply` turned the counts on or moved them there then, and no "
+                   f"`bridge backfill {campaign_id} --apply` has completed since",
+                   "each referrer's contact shows the count last written there (or none), without the leads "
+                   "applied while counts were off, until their next lead",
+                   f"`bridge backfill {campaign_id} --apply`")
     if refused_unknown:
         report.add("webhooks.before_settings", False,
                    f"{refused_unknown} join(s) for campaign {campaign_id} were refused as unknown_campaign "

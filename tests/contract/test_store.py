@@ -456,6 +456,24 @@ def test_settings_are_versioned_and_read_in_batches(store):
     assert store.connections.workspaces() == {WS}
 
 
+def test_the_count_backfill_settings_owe_is_kept_with_them_and_goes_only_when_the_backfill_it_began_with_ends(store):
+    from chalicelib.ports import CountBackfill
+    owed, later = CountBackfill("custom_attributes.n", "2026-01-01T00:00:00.000Z"), \
+        CountBackfill("custom_attributes.n2", "2026-01-02T00:00:00.000Z")
+    store.settings.put("42", {"campaign_id": "42"}, WS)                   # as settings stored before the mark
+    assert store.settings.get("42").count_backfill is None
+    assert store.settings.count_backfilled("42", owed) is False and store.settings.count_backfilled("9", owed) is False
+    store.settings.put("42", {"campaign_id": "42"}, WS, owed)
+    assert store.settings.get("42").count_backfill == owed
+    store.settings.put("42", {"campaign_id": "42"}, WS, later)            # settings applied during a backfill
+    assert store.settings.count_backfilled("42", owed) is False            # the backfill began before: stays
+    assert store.settings.get("42").count_backfill == later
+    assert store.settings.count_backfilled("42", later) is True
+    stored = store.settings.get("42")
+    assert (stored.count_backfill, stored.version, stored.document) == (None, 3, {"campaign_id": "42"})
+    assert store.settings.count_backfilled("42", later) is False
+
+
 def test_a_reconnect_keeps_what_it_is_not_given(store):
     store.connections.put_workspace("ws2", secrets={"token", "client-secret"}, api_base="https://eu")
     store.connections.put_workspace("ws2", secrets={"token"})

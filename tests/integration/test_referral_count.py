@@ -202,6 +202,40 @@ def test_after_the_count_attribute_changes_one_backfill_writes_every_kept_count_
     assert code == 0 and json.loads(out)["count_writes_queued"] == 0
 
 
+def test_doctor_reports_the_count_backfill_settings_apply_asked_for_until_backfill_apply_completes(
+        bridge, intercom, rf, clock, capsys):
+    """The operator missed `settings apply`'s warning: `doctor` says it (text and --json) until the backfill ran."""
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply(lead_settings())
+    referrer = rf.add_user(42, "ref@example.com", "Rita")
+    for person in (referrer, *leads(rf, referrer, 1)):
+        bridge.post_join(join_body(person))
+        bridge.drain()
+    applied = bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    assert any("run `bridge backfill 42 --apply`" in w for w in applied["warnings"])
+    since = bridge.operator().store.settings.get("42").updated_at
+
+    def owed() -> tuple[list[dict], str]:
+        clock.now += 60                     # (each command is a new process, taking its own share of RF's budget)
+        _, out, _ = cli(bridge, "doctor", "42", "--json", capsys=capsys)
+        _, text, _ = cli(bridge, "doctor", "42", capsys=capsys)
+        return [f for f in json.loads(out)["findings"] if f["check"] == "referral_count.backfill"], text
+    [finding], text = owed()
+    assert (finding["ok"], finding["fix"]) == (False, "`bridge backfill 42 --apply`")
+    assert finding["what"].startswith(f"Intercom's referral counts in {COUNT} may be stale since {since}: ")
+    assert f"BAD [referral_count.backfill] Intercom's referral counts in {COUNT} may be stale since {since}" in text
+    [contact] = intercom.contacts_by_email("ref@example.com")
+    assert count_of(intercom, contact) is None
+    assert cli(bridge, "backfill", "42", capsys=capsys)[0] == 0                 # a dry run: still owed
+    assert len(owed()[0]) == 1
+    clock.now += 60
+    assert cli(bridge, "backfill", "42", "--apply", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert count_of(intercom, contact) == 1
+    findings, text = owed()
+    assert findings == [] and "referral_count.backfill" not in text
+
+
 def test_a_forgotten_referrer_who_joins_again_shows_the_count_the_bridge_keeps_not_the_old_one(
         bridge, intercom, rf, capsys):
     """Forgetting a referrer erases their count; their earlier leads stay counted for the erased

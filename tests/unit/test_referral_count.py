@@ -3,6 +3,7 @@ and its write-back on the store's twin and fake APIs (services/referral_count.py
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import pytest
 
@@ -482,3 +483,95 @@ def test_applying_the_count_over_stored_settings_that_no_longer_parse_says_it_ca
         f"the stored settings no longer parse, so whether referral counts already went to {COUNT} is not known: if "
         "they were off or went elsewhere, " + BACKFILL + " (it counts only leads not counted yet, and writes only "
         "the counts Intercom does not hold)"]
+
+
+# --- the count backfill owed: kept with the settings, reported by doctor, paid by a completed backfill ---------
+class Operating:
+    """`bridge backfill` and `bridge doctor` on the worker's store; RF lists `users`, one a page."""
+
+    def __init__(self, work: FakeWork, users: list[dict], fail_page: int = 0):
+        from tests.unit.test_answers import PeopleRF
+        self.config, self.store, self.clock, self.queue = work.config, work.store, work.clock, work.queue
+        self._rf, self.fail_page = PeopleRF(users, per_page=1), fail_page
+
+    def rf(self):
+        return self
+
+    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250):
+        if page == self.fail_page:
+            raise Transient("Referral Factory answered 503: unavailable")
+        return self._rf.users_page(campaign_id, page, per_page)
+
+    def intercom(self, workspace: str):
+        raise AssertionError("the workspace is not connected: doctor does not call Intercom")
+
+
+RITA_IN_RF = {"id": 100, "email": "rita@example.com", "type": "person_referring", "referrer_id": None}
+
+
+def doctor(work: FakeWork) -> tuple[list[str], str]:
+    """`bridge doctor 42`: its count-backfill findings (what, why and fix), and its text."""
+    from chalicelib.services.doctor import as_text, examine
+    report = examine(Operating(work, []), "42", dlq=False)     # type: ignore[arg-type]
+    return [f"{f.what} | {f.fix}" for f in report.findings if f.check == "referral_count.backfill" and not f.ok], \
+        as_text(report)
+
+
+def counts_off() -> dict:
+    document = counting_settings()
+    del document["sync"]["referral_count_attribute"]
+    return document
+
+
+def test_counts_turned_on_where_people_joined_are_reported_by_doctor_until_a_backfill_apply_completes():
+    from chalicelib.domain.history import iso
+    from chalicelib.services.backfill import backfill
+    work = world()
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    apply(work, counts_off())
+    assert doctor(work)[0] == []
+    since = iso(work.clock())
+    [warning] = apply(work, counting_settings())
+    assert BACKFILL in warning
+    owed = [f"Intercom's referral counts in {COUNT} may be stale since {since}: `bridge settings apply` turned the "
+            "counts on or moved them there then, and no `bridge backfill 42 --apply` has completed since | "
+            "`bridge backfill 42 --apply`"]
+    findings, text = doctor(work)
+    assert findings == owed and "fix: `bridge backfill 42 --apply`" in text
+    work.clock.now += 60
+    assert apply(work, counting_settings()) == [] and doctor(work)[0] == owed     # applied again: still owed, since then
+    rt = Operating(work, [RITA_IN_RF])
+    assert backfill(rt, "42").view()["dry_run"] and doctor(work)[0] == owed        # a dry run pays nothing
+    backfill(rt, "42", apply=True)
+    assert doctor(work)[0] == []
+    assert apply(work, counting_settings()) == [] and doctor(work)[0] == []       # nothing owed: nothing said
+
+
+def test_a_backfill_that_fails_part_way_leaves_the_count_backfill_owed():
+    from chalicelib.services.backfill import backfill
+    work = world()
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    apply(work, counting_settings(referral_count_attribute=COUNT + "2"))
+    lead = {"id": 1, "email": "lead1@example.com", "type": "person_invited", "referrer_id": 100}
+    with pytest.raises(Transient):
+        backfill(Operating(work, [RITA_IN_RF, lead], fail_page=2), "42", apply=True)     # page 1 done, page 2 fails
+    [finding] = doctor(work)[0]
+    assert finding.startswith(f"Intercom's referral counts in {COUNT}2 may be stale since ")
+    backfill(Operating(work, [RITA_IN_RF, lead]), "42", apply=True)
+    assert doctor(work)[0] == []
+
+
+def test_each_warning_to_backfill_is_kept_as_owed_and_counts_turned_off_owe_none():
+    def owed() -> Optional[str]:
+        stored = work.store.settings.get("42")
+        return stored.count_backfill.attribute if stored and stored.count_backfill else None
+    work = world()
+    assert apply(work, counting_settings(referral_count_attribute=COUNT + "2")) and owed() == COUNT + "2"   # moved
+    assert apply(work, counts_off()) == [] and owed() is None                                              # off
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.settings.put("42", {"campaign_id": "42", "workspace": WS, "no_such_key": True}, WS)
+    assert apply(work, counting_settings()) and owed() == COUNT                           # stored ones unreadable
+    assert apply(work, counting_settings(referral_count_attribute=COUNT + "2")) and owed() == COUNT + "2"
+    fresh = world()
+    fresh.store.settings.delete("42")
+    assert apply(fresh, counting_settings()) == [] and fresh.store.settings.get("42").count_backfill is None

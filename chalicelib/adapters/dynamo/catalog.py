@@ -9,7 +9,7 @@ from pynamodb.expressions.update import Action
 
 from ...domain.budget import BudgetState
 from ...domain.history import iso
-from ...ports.store import LIST_CLOCK_SKEW, AttributeList, Connection, RFConnection, StoredSettings
+from ...ports.store import LIST_CLOCK_SKEW, AttributeList, Connection, CountBackfill, RFConnection, StoredSettings
 from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
                    cursor_key, oauth_state_key, rate_key, settings_key)
@@ -80,11 +80,14 @@ class DynamoSettings:
     def __init__(self, clock: Callable[[], float], connections: DynamoConnections):
         self.clock, self.connections = clock, connections
 
-    def put(self, campaign_id: str, document: dict, workspace: str) -> int:
+    def put(self, campaign_id: str, document: dict, workspace: str,
+            count_backfill: Optional[CountBackfill] = None) -> int:
         existing = self.get(campaign_id)
         version = (existing.version if existing else 0) + 1
         SettingsItem(*settings_key(campaign_id), document=document, workspace=workspace, version=version,
-                     updated_at=iso(self.clock())).save()
+                     updated_at=iso(self.clock()),
+                     count_backfill_attribute=count_backfill.attribute if count_backfill else None,
+                     count_backfill_since=count_backfill.since if count_backfill else None).save()
         self.connections.register_workspace(workspace)
         CampaignsItem(*campaigns_key(workspace)).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
@@ -97,7 +100,15 @@ class DynamoSettings:
         item = get(SettingsItem, settings_key(campaign_id))
         if item is None:
             return None
-        return StoredSettings(campaign_id, item.workspace, item.document, int(item.version), item.updated_at)
+        owed = (CountBackfill(item.count_backfill_attribute, item.count_backfill_since)
+                if item.count_backfill_attribute and item.count_backfill_since else None)
+        return StoredSettings(campaign_id, item.workspace, item.document, int(item.version), item.updated_at, owed)
+
+    def count_backfilled(self, campaign_id: str, owed: CountBackfill) -> bool:
+        return applied(lambda: SettingsItem(*settings_key(campaign_id)).update(
+            actions=[SettingsItem.count_backfill_attribute.remove(), SettingsItem.count_backfill_since.remove()],
+            condition=(SettingsItem.count_backfill_attribute == owed.attribute)
+            & (SettingsItem.count_backfill_since == owed.since)))
 
     def delete(self, campaign_id: str) -> bool:
         return applied(lambda: SettingsItem(*settings_key(campaign_id)).delete(condition=SettingsItem.pk.exists()))

@@ -1,7 +1,7 @@
 """The key scheme of the one table (infra/template.yaml). Nothing outside this package knows it.
 
 Item kinds (pk / sk):
-  CAMPAIGN#<id> / SETTINGS               the settings document
+  CAMPAIGN#<id> / SETTINGS               the settings document (and the count backfill they owe)
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search

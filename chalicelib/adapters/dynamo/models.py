@@ -46,6 +46,8 @@ class SettingsItem(_Item):
     workspace = UnicodeAttribute()
     version = NumberAttribute(default=1)
     updated_at = UnicodeAttribute()
+    count_backfill_attribute = UnicodeAttribute(null=True)      # ports.store.CountBackfill (older items: none)
+    count_backfill_since = UnicodeAttribute(null=True)
 
 
 class ConnectionItem(_Item):
