@@ -409,7 +409,9 @@ class SyncRepository(Protocol):
     def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The ledger's entries of these contacts (one batched read)."""
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        """Write `creating` entries, except over a final one: the contact ids written."""
+        """Write `creating` entries over whatever the ledger holds (the page read it just now, under its lease):
+        an earlier run's final skip too (a contact fixed since), so that a retry after a lost create answer
+        finds the `creating` entry and looks the user up in RF. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
