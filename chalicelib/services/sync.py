@@ -230,8 +230,9 @@ class Page:
                         changed = self._count_contact(changed, asks)
                     if changed is not entry:
                         seen.append(changed)
-                else:
-                    links.append((entry, attribute_value(contact, attribute)))
+                else:          # (a full run marks them seen, whatever becomes of their link: _write_back, _no_link)
+                    links.append((_replace(entry, seen_run=self.number) if self.full else entry,
+                                  attribute_value(contact, attribute)))
                 continue
             if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign" and own is None):
                 self.tally.add(entry.outcome)
