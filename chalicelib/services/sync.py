@@ -377,6 +377,8 @@ class Page:
 
     def _write_back(self, entry: LedgerEntry, note: Optional[Entry] = None, value: Any = None) -> None:
         attribute = self.sync.referral_link_attribute
+        if self.counting and entry.rf_user_id and not entry.count_known:   # (whether or not Intercom takes the link)
+            entry = self._count_contact(entry)
         if attribute and entry.url and entry.url != value:
             try:
                 self.deps.apis.intercom(self.settings.workspace).update_contact(
@@ -391,8 +393,6 @@ class Page:
                 self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
                                     counted, failed))
                 return
-        if self.counting and entry.rf_user_id and not entry.count_known:
-            entry = self._count_contact(entry)
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
