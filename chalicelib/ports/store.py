@@ -373,13 +373,16 @@ class LedgerEntry:
     rf_user_id: Optional[str] = None
     url: Optional[str] = None
     reason: Optional[str] = None
-    run: int = 0                          # the run that decided it (0: ongoing, by webhook)
+    run: int = 0                          # the run that decided it (0: ongoing, by webhook): for an enrolled
+                                          # referrer, the run that enrolled them, also once a later run writes
+                                          # their link (linked_run)
     seen_run: int = 0                     # the last full run that saw the contact in the source
     written_back: bool = False
     at: Optional[str] = None
     count_known: bool = False             # the referral count knows this contact (ReferralCount.contact_id)
     adopted: bool = False                 # their own join enrolled them (sync created nothing): already enrolled,
                                           # also while their link is not written yet (no_link_yet, writeback_failed)
+    linked_run: int = 0                   # the run that wrote their late link (outcome `linked`; 0: none, or a webhook)
 
     @property
     def final(self) -> bool:
