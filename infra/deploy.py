@@ -506,7 +506,8 @@ def destroy(stage: str, *, project_dir: Path = ROOT, purge: bool = False, aws: O
     name = stage_prefix(stage)
     stack = _stack(cfn, name)
     if stack is None:
-        say(f"stage {stage} has no stack {name} in {aws.region}: nothing to destroy")
+        # What an earlier destroy kept (or a stack deleted by hand left): named as the template names them.
+        _without_stack(aws, stage, purge, say)
         return
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     bucket = outputs.get("StateBucket")
@@ -524,22 +525,68 @@ def destroy(stage: str, *, project_dir: Path = ROOT, purge: bool = False, aws: O
     say(f"deleting stack {name}")
     cfn.delete_stack(StackName=name)
     _wait(cfn, name, say, sleep)
-    table, secrets = outputs.get("TableName"), outputs.get("SecretsPath")
+    table, secrets = outputs.get("TableName", kept_table(stage)), outputs.get("SecretsPath", kept_secrets(stage))
     if purge:
-        if table:
-            try:
-                aws.client("dynamodb").delete_table(TableName=table)
-                say(f"  deleted table {table}")
-            except ClientError as exc:
-                if "ResourceNotFoundException" not in str(exc):
-                    raise
-        if secrets:
-            say(f"  deleted {_delete_parameters(aws.client('ssm'), secrets)} secret(s) under {secrets}")
+        _purge(aws, table, secrets, say)
     else:
         say("Kept, with your data (`make destroy STAGE=... PURGE=1` deletes them too):")
         say(f"  table {table} (DeletionPolicy: Retain; a new deploy of this stage needs it deleted first)")
         say(f"  secrets under SSM path {secrets}")
     say(f"Stage {stage} is destroyed.")
+
+
+def kept_table(stage: str) -> str:
+    """The table a destroy keeps (infra/template.yaml names it ${Prefix}-table)."""
+    return f"{stage_prefix(stage)}-table"
+
+
+def kept_secrets(stage: str) -> str:
+    """The SSM path of the stage's secrets, which a destroy keeps (the template's SecretsPath)."""
+    return f"/{stage_prefix(stage)}"
+
+
+def _without_stack(aws: Aws, stage: str, purge: bool, say: Say) -> None:
+    """No stack: only what a destroy keeps can be left. PURGE deletes it; otherwise it is named."""
+    name, table, secrets = stage_prefix(stage), kept_table(stage), kept_secrets(stage)
+    if purge:
+        deleted = _purge(aws, table, secrets, say)
+        say(f"Stage {stage} (no stack {name} in {aws.region}) is purged." if deleted else
+            f"stage {stage} has no stack {name}, table {table} nor secrets under {secrets} in {aws.region}: "
+            f"nothing to destroy")
+        return
+    try:
+        aws.client("dynamodb").describe_table(TableName=table)
+        has_table = True
+    except ClientError as exc:
+        if "ResourceNotFoundException" not in str(exc):
+            raise
+        has_table = False
+    count = len(_parameter_names(aws.client("ssm"), secrets))
+    if not has_table and not count:
+        say(f"stage {stage} has no stack {name} in {aws.region}: nothing to destroy")
+        return
+    say(f"stage {stage} has no stack {name} in {aws.region}; an earlier destroy kept, with your data "
+        f"(`make destroy STAGE={stage} PURGE=1` deletes them):")
+    if has_table:
+        say(f"  table {table} (a new deploy of this stage needs it deleted first)")
+    if count:
+        say(f"  {count} secret(s) under SSM path {secrets}")
+
+
+def _purge(aws: Aws, table: str, secrets: str, say: Say) -> int:
+    """Delete the stage's table and secrets; say what was deleted; how many things were."""
+    deleted = 0
+    try:
+        aws.client("dynamodb").delete_table(TableName=table)
+        say(f"  deleted table {table}")
+        deleted += 1
+    except ClientError as exc:
+        if "ResourceNotFoundException" not in str(exc):
+            raise
+    count = _delete_parameters(aws.client("ssm"), secrets)
+    if count:
+        say(f"  deleted {count} secret(s) under {secrets}")
+    return deleted + count
 
 
 def _empty_bucket(s3: Any, bucket: str) -> None:
@@ -550,9 +597,13 @@ def _empty_bucket(s3: Any, bucket: str) -> None:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
 
 
+def _parameter_names(ssm: Any, path: str) -> list[str]:
+    return [p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True)
+            for p in page.get("Parameters", [])]
+
+
 def _delete_parameters(ssm: Any, path: str) -> int:
-    names = [p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True)
-             for p in page.get("Parameters", [])]
+    names = _parameter_names(ssm, path)
     for start in range(0, len(names), 10):
         ssm.delete_parameters(Names=names[start:start + 10])
     return len(names)
