@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,13 +33,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError,
+                                 PartialCredentialsError)
 
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
-from chalicelib.stage import APP_NAME, StageError, check_stage, env_from_outputs, prefix as stage_prefix
+from chalicelib.stage import APP_NAME, StageError, aws_problem, check_stage, env_from_outputs, prefix as stage_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -460,6 +462,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
            base_config: Path = BASE_CONFIG, say: Say = print, sleep: Callable[[float], None] = time.sleep,
            chalice: Callable[[Path, list[str], str], None] = run_chalice) -> dict:
     check_stage(stage)
+    check_alarm_email(alarm_email)
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
@@ -609,23 +612,51 @@ def _delete_parameters(ssm: Any, path: str) -> int:
     return len(names)
 
 
-def _concurrency(value: str) -> Optional[int]:
+def api_concurrency(value: str) -> Optional[int]:
+    """API_CONCURRENCY as given to `make deploy`: a whole number of executions, or none."""
     if value.strip().lower() in ("", "none", "off"):
         return None
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("a positive number, or none")
-    return number
+    if not value.strip().isdigit() or int(value) < 1:
+        raise DeployError(f"API_CONCURRENCY={value} is not a number of executions: API_CONCURRENCY must be a whole "
+                          f"number ≥ 1 (default {DEFAULT_API_CONCURRENCY}), or none for no reservation")
+    return int(value)
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+
+
+def check_alarm_email(email: Optional[str]) -> None:
+    """Before any AWS call: SNS would take anything and email nobody."""
+    if email is not None and not _EMAIL.match(email):
+        raise DeployError(f"ALARM_EMAIL={email} is not an email address: e.g. ALARM_EMAIL=ops@example.com "
+                          f"(or leave it out: the alarms still reach the stage's SNS topic)")
+
+
+def aws_failure(exc: BaseException) -> Optional[str]:
+    """One line for a failure of AWS or of botocore (any of its exceptions, e.g. a response it could not
+    parse), else None."""
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(exc, ClientError):
+        return f"AWS said: {exc}"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, NoRegionError, EndpointConnectionError)):
+        return aws_problem(exc, stage=True)
+    if isinstance(exc, (BotoCoreError, ResponseParserError)) or type(exc).__module__.split(".")[0] in (
+            "botocore", "boto3", "s3transfer"):
+        text = " ".join(str(exc).split())            # a parser's message carries the response's lines
+        return f"AWS failed ({type(exc).__name__}): {text[:300] + ' ...' if len(text) > 300 else text}"
+    return None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Every failure is one line on stderr and exit 1 (BRIDGE_DEBUG=1 adds the traceback)."""
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("deploy", help="create or update a stage")
     p.add_argument("--stage", required=True)
     p.add_argument("--render-only", action="store_true", help="steps 1-4 only: no `chalice deploy`")
     p.add_argument("--alarm-email", default=None, help="email the alarms notify (kept on later deploys)")
-    p.add_argument("--api-concurrency", type=_concurrency, default=DEFAULT_API_CONCURRENCY,
+    p.add_argument("--api-concurrency", default=str(DEFAULT_API_CONCURRENCY),
                    help=f"reserved concurrency of the webhook function (default {DEFAULT_API_CONCURRENCY}; none: no reservation)")
     p.add_argument("--project-dir", type=Path, default=ROOT, help=argparse.SUPPRESS)
     p = sub.add_parser("destroy", help="delete a stage (chalice delete, then its stack)")
@@ -636,14 +667,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "deploy":
             deploy(args.stage, project_dir=args.project_dir, render_only=args.render_only,
-                   alarm_email=args.alarm_email or None, api_concurrency=args.api_concurrency)
+                   alarm_email=args.alarm_email or None, api_concurrency=api_concurrency(args.api_concurrency))
         else:
             destroy(args.stage, project_dir=args.project_dir, purge=args.purge)
-    except (DeployError, StageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError) as exc:
-        print(f"error: AWS said: {exc}", file=sys.stderr)
+    except Exception as exc:  # one line, never a traceback
+        if os.environ.get("BRIDGE_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        message = str(exc) if isinstance(exc, (DeployError, StageError)) else aws_failure(exc)
+        if message is None:
+            message = (f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+                       f"(BRIDGE_DEBUG=1 shows where)")
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 
