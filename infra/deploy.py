@@ -670,6 +670,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                    alarm_email=args.alarm_email or None, api_concurrency=api_concurrency(args.api_concurrency))
         else:
             destroy(args.stage, project_dir=args.project_dir, purge=args.purge)
+    except KeyboardInterrupt:
+        # What AWS was already asked goes on there: a stack change completes or rolls back by itself.
+        print(f"interrupted: what AWS was already asked to do goes on there (a stack change completes or rolls "
+              f"back by itself); run `make {args.command} STAGE={args.stage}` again to finish", file=sys.stderr)
+        return 130
     except Exception as exc:  # one line, never a traceback
         if os.environ.get("BRIDGE_DEBUG"):
             import traceback

@@ -99,3 +99,13 @@ def test_an_alarm_email_that_is_not_an_email_is_refused_before_any_aws_call(aws_
 @pytest.mark.parametrize("email", ["ops@example.com", "first.last+alarms@mail.example.co.uk"])
 def test_an_email_address_is_accepted(email):
     deploy.check_alarm_email(email)
+
+
+@pytest.mark.parametrize("command", [["deploy", "--stage", "dev", "--render-only"], ["destroy", "--stage", "dev"]])
+def test_ctrl_c_is_one_line_saying_what_goes_on_in_aws_and_how_to_finish_exit_130(aws_calls, monkeypatch, capsys,
+                                                                                  command):
+    failing_with(monkeypatch, KeyboardInterrupt())
+    assert deploy.main(command) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("interrupted: ") and f"make {command[0]} STAGE=dev" in err
