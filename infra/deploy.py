@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,13 +33,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError,
+                                 PartialCredentialsError)
 
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
-from chalicelib.stage import APP_NAME, StageError, check_stage, env_from_outputs, prefix as stage_prefix
+from chalicelib.stage import APP_NAME, StageError, aws_problem, check_stage, env_from_outputs, prefix as stage_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -460,6 +462,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
            base_config: Path = BASE_CONFIG, say: Say = print, sleep: Callable[[float], None] = time.sleep,
            chalice: Callable[[Path, list[str], str], None] = run_chalice) -> dict:
     check_stage(stage)
+    check_alarm_email(alarm_email)
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
@@ -506,7 +509,8 @@ def destroy(stage: str, *, project_dir: Path = ROOT, purge: bool = False, aws: O
     name = stage_prefix(stage)
     stack = _stack(cfn, name)
     if stack is None:
-        say(f"stage {stage} has no stack {name} in {aws.region}: nothing to destroy")
+        # What an earlier destroy kept (or a stack deleted by hand left): named as the template names them.
+        _without_stack(aws, stage, purge, say)
         return
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     bucket = outputs.get("StateBucket")
@@ -524,22 +528,68 @@ def destroy(stage: str, *, project_dir: Path = ROOT, purge: bool = False, aws: O
     say(f"deleting stack {name}")
     cfn.delete_stack(StackName=name)
     _wait(cfn, name, say, sleep)
-    table, secrets = outputs.get("TableName"), outputs.get("SecretsPath")
+    table, secrets = outputs.get("TableName", kept_table(stage)), outputs.get("SecretsPath", kept_secrets(stage))
     if purge:
-        if table:
-            try:
-                aws.client("dynamodb").delete_table(TableName=table)
-                say(f"  deleted table {table}")
-            except ClientError as exc:
-                if "ResourceNotFoundException" not in str(exc):
-                    raise
-        if secrets:
-            say(f"  deleted {_delete_parameters(aws.client('ssm'), secrets)} secret(s) under {secrets}")
+        _purge(aws, table, secrets, say)
     else:
         say("Kept, with your data (`make destroy STAGE=... PURGE=1` deletes them too):")
         say(f"  table {table} (DeletionPolicy: Retain; a new deploy of this stage needs it deleted first)")
         say(f"  secrets under SSM path {secrets}")
     say(f"Stage {stage} is destroyed.")
+
+
+def kept_table(stage: str) -> str:
+    """The table a destroy keeps (infra/template.yaml names it ${Prefix}-table)."""
+    return f"{stage_prefix(stage)}-table"
+
+
+def kept_secrets(stage: str) -> str:
+    """The SSM path of the stage's secrets, which a destroy keeps (the template's SecretsPath)."""
+    return f"/{stage_prefix(stage)}"
+
+
+def _without_stack(aws: Aws, stage: str, purge: bool, say: Say) -> None:
+    """No stack: only what a destroy keeps can be left. PURGE deletes it; otherwise it is named."""
+    name, table, secrets = stage_prefix(stage), kept_table(stage), kept_secrets(stage)
+    if purge:
+        deleted = _purge(aws, table, secrets, say)
+        say(f"Stage {stage} (no stack {name} in {aws.region}) is purged." if deleted else
+            f"stage {stage} has no stack {name}, table {table} nor secrets under {secrets} in {aws.region}: "
+            f"nothing to destroy")
+        return
+    try:
+        aws.client("dynamodb").describe_table(TableName=table)
+        has_table = True
+    except ClientError as exc:
+        if "ResourceNotFoundException" not in str(exc):
+            raise
+        has_table = False
+    count = len(_parameter_names(aws.client("ssm"), secrets))
+    if not has_table and not count:
+        say(f"stage {stage} has no stack {name} in {aws.region}: nothing to destroy")
+        return
+    say(f"stage {stage} has no stack {name} in {aws.region}; an earlier destroy kept, with your data "
+        f"(`make destroy STAGE={stage} PURGE=1` deletes them):")
+    if has_table:
+        say(f"  table {table} (a new deploy of this stage needs it deleted first)")
+    if count:
+        say(f"  {count} secret(s) under SSM path {secrets}")
+
+
+def _purge(aws: Aws, table: str, secrets: str, say: Say) -> int:
+    """Delete the stage's table and secrets; say what was deleted; how many things were."""
+    deleted = 0
+    try:
+        aws.client("dynamodb").delete_table(TableName=table)
+        say(f"  deleted table {table}")
+        deleted += 1
+    except ClientError as exc:
+        if "ResourceNotFoundException" not in str(exc):
+            raise
+    count = _delete_parameters(aws.client("ssm"), secrets)
+    if count:
+        say(f"  deleted {count} secret(s) under {secrets}")
+    return deleted + count
 
 
 def _empty_bucket(s3: Any, bucket: str) -> None:
@@ -550,31 +600,63 @@ def _empty_bucket(s3: Any, bucket: str) -> None:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
 
 
+def _parameter_names(ssm: Any, path: str) -> list[str]:
+    return [p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True)
+            for p in page.get("Parameters", [])]
+
+
 def _delete_parameters(ssm: Any, path: str) -> int:
-    names = [p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True)
-             for p in page.get("Parameters", [])]
+    names = _parameter_names(ssm, path)
     for start in range(0, len(names), 10):
         ssm.delete_parameters(Names=names[start:start + 10])
     return len(names)
 
 
-def _concurrency(value: str) -> Optional[int]:
+def api_concurrency(value: str) -> Optional[int]:
+    """API_CONCURRENCY as given to `make deploy`: a whole number of executions, or none."""
     if value.strip().lower() in ("", "none", "off"):
         return None
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("a positive number, or none")
-    return number
+    if not value.strip().isdigit() or int(value) < 1:
+        raise DeployError(f"API_CONCURRENCY={value} is not a number of executions: API_CONCURRENCY must be a whole "
+                          f"number ≥ 1 (default {DEFAULT_API_CONCURRENCY}), or none for no reservation")
+    return int(value)
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+
+
+def check_alarm_email(email: Optional[str]) -> None:
+    """Before any AWS call: SNS would take anything and email nobody."""
+    if email is not None and not _EMAIL.match(email):
+        raise DeployError(f"ALARM_EMAIL={email} is not an email address: e.g. ALARM_EMAIL=ops@example.com "
+                          f"(or leave it out: the alarms still reach the stage's SNS topic)")
+
+
+def aws_failure(exc: BaseException) -> Optional[str]:
+    """One line for a failure of AWS or of botocore (any of its exceptions, e.g. a response it could not
+    parse), else None."""
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(exc, ClientError):
+        return f"AWS said: {exc}"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, NoRegionError, EndpointConnectionError)):
+        return aws_problem(exc, stage=True)
+    if isinstance(exc, (BotoCoreError, ResponseParserError)) or type(exc).__module__.split(".")[0] in (
+            "botocore", "boto3", "s3transfer"):
+        text = " ".join(str(exc).split())            # a parser's message carries the response's lines
+        return f"AWS failed ({type(exc).__name__}): {text[:300] + ' ...' if len(text) > 300 else text}"
+    return None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Every failure is one line on stderr and exit 1 (BRIDGE_DEBUG=1 adds the traceback)."""
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("deploy", help="create or update a stage")
     p.add_argument("--stage", required=True)
     p.add_argument("--render-only", action="store_true", help="steps 1-4 only: no `chalice deploy`")
     p.add_argument("--alarm-email", default=None, help="email the alarms notify (kept on later deploys)")
-    p.add_argument("--api-concurrency", type=_concurrency, default=DEFAULT_API_CONCURRENCY,
+    p.add_argument("--api-concurrency", default=str(DEFAULT_API_CONCURRENCY),
                    help=f"reserved concurrency of the webhook function (default {DEFAULT_API_CONCURRENCY}; none: no reservation)")
     p.add_argument("--project-dir", type=Path, default=ROOT, help=argparse.SUPPRESS)
     p = sub.add_parser("destroy", help="delete a stage (chalice delete, then its stack)")
@@ -585,14 +667,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "deploy":
             deploy(args.stage, project_dir=args.project_dir, render_only=args.render_only,
-                   alarm_email=args.alarm_email or None, api_concurrency=args.api_concurrency)
+                   alarm_email=args.alarm_email or None, api_concurrency=api_concurrency(args.api_concurrency))
         else:
             destroy(args.stage, project_dir=args.project_dir, purge=args.purge)
-    except (DeployError, StageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError) as exc:
-        print(f"error: AWS said: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        # What AWS was already asked goes on there: a stack change completes or rolls back by itself.
+        print(f"interrupted: what AWS was already asked to do goes on there (a stack change completes or rolls "
+              f"back by itself); run `make {args.command} STAGE={args.stage}` again to finish", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, never a traceback
+        if os.environ.get("BRIDGE_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        message = str(exc) if isinstance(exc, (DeployError, StageError)) else aws_failure(exc)
+        if message is None:
+            message = (f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+                       f"(BRIDGE_DEBUG=1 shows where)")
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -662,13 +662,9 @@ class MemorySync:
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
         ledger = self.ledgers.setdefault(campaign_id, {})
-        written = set()
-        for e in entries:
-            if e.contact_id in ledger and ledger[e.contact_id].final:
-                continue
+        for e in entries:                      # over any entry, as DynamoDB's: an earlier run's skip too
             ledger[e.contact_id] = e
-            written.add(e.contact_id)
-        return written
+        return {e.contact_id for e in entries}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         ledger = self.ledgers.setdefault(campaign_id, {})

@@ -373,13 +373,16 @@ class LedgerEntry:
     rf_user_id: Optional[str] = None
     url: Optional[str] = None
     reason: Optional[str] = None
-    run: int = 0                          # the run that decided it (0: ongoing, by webhook)
+    run: int = 0                          # the run that decided it (0: ongoing, by webhook): for an enrolled
+                                          # referrer, the run that enrolled them, also once a later run writes
+                                          # their link (linked_run)
     seen_run: int = 0                     # the last full run that saw the contact in the source
     written_back: bool = False
     at: Optional[str] = None
     count_known: bool = False             # the referral count knows this contact (ReferralCount.contact_id)
     adopted: bool = False                 # their own join enrolled them (sync created nothing): already enrolled,
                                           # also while their link is not written yet (no_link_yet, writeback_failed)
+    linked_run: int = 0                   # the run that wrote their late link (outcome `linked`; 0: none, or a webhook)
 
     @property
     def final(self) -> bool:
@@ -409,7 +412,9 @@ class SyncRepository(Protocol):
     def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The ledger's entries of these contacts (one batched read)."""
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        """Write `creating` entries, except over a final one: the contact ids written."""
+        """Write `creating` entries over whatever the ledger holds (the page read it just now, under its lease):
+        an earlier run's final skip too (a contact fixed since), so that a retry after a lost create answer
+        finds the `creating` entry and looks the user up in RF. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:

@@ -157,8 +157,14 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
     else:
         skipped = shown["skipped"]
-        report.add("sync", True, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
-                   + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""))
+        refused = shown["enrolled_link_not_written"] + shown["still_link_not_written"]
+        # Enrolled, yet Intercom refused their link: not a skip, but it repeats each run until the operator fixes it.
+        report.add("sync", not refused, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
+                   + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""),
+                   *((f"Intercom refused to write the referral link of {refused:,} enrolled referrer(s) to "
+                      f"{sync.referral_link_attribute}: their contacts do not show it, and each run tries again",
+                      f"see `bridge sync report {c}` for Intercom's reason (e.g. a read-only or wrong-type attribute), "
+                      "fix it, and the next run writes the link") if refused else ()))
 
 
 # --- Intercom ------------------------------------------------------------------------------------

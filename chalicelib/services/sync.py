@@ -222,7 +222,8 @@ class Page:
                 continue
             if entry is not None and entry.final and entry.rf_user_id and entry.outcome != NOT_IN_RF:
                 if entry.written_back or not attribute:
-                    self.tally.add(entry.outcome if ours else ALREADY)
+                    # (a try of this page before wrote their late link: LINKED still)
+                    self.tally.add(entry.outcome if ours or self._linked_here(entry) else ALREADY)
                     changed = entry
                     if self.full and entry.seen_run != self.number:
                         changed = _replace(changed, seen_run=self.number)
@@ -230,8 +231,9 @@ class Page:
                         changed = self._count_contact(changed, asks)
                     if changed is not entry:
                         seen.append(changed)
-                else:
-                    links.append((entry, attribute_value(contact, attribute)))
+                else:          # (a full run marks them seen, whatever becomes of their link: _write_back, _no_link)
+                    links.append((_replace(entry, seen_run=self.number) if self.full else entry,
+                                  attribute_value(contact, attribute)))
                 continue
             if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign" and own is None):
                 self.tally.add(entry.outcome)
@@ -281,6 +283,10 @@ class Page:
     def _ours(self, entry: LedgerEntry) -> bool:
         """Is the entry this very run's (a try of this page before decided it)?"""
         return self.run is not None and entry.run == self.number
+
+    def _linked_here(self, entry: LedgerEntry) -> bool:
+        """Did a try of this page before write the late link of someone an earlier run enrolled?"""
+        return self.run is not None and entry.outcome == LINKED and entry.linked_run == self.number
 
     def _run(self, jobs: list[Callable[[], None]]) -> None:
         if not jobs:
@@ -376,6 +382,8 @@ class Page:
 
     def _write_back(self, entry: LedgerEntry, note: Optional[Entry] = None, value: Any = None) -> None:
         attribute = self.sync.referral_link_attribute
+        if self.counting and entry.rf_user_id and not entry.count_known:   # (whether or not Intercom takes the link)
+            entry = self._count_contact(entry)
         if attribute and entry.url and entry.url != value:
             try:
                 self.deps.apis.intercom(self.settings.workspace).update_contact(
@@ -390,8 +398,6 @@ class Page:
                 self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
                                     counted, failed))
                 return
-        if self.counting and entry.rf_user_id and not entry.count_known:
-            entry = self._count_contact(entry)
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
@@ -401,8 +407,10 @@ class Page:
             why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
             note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
                          {"contact_id": entry.contact_id, "run": self.decider, "referral_link": entry.url})
+        # (the ledger's `run` stays the run that enrolled them; the LINKED note says which run wrote the link)
         self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=bool(attribute and entry.url),
-                                     run=self.decider if counted == LINKED else entry.run), counted, note))
+                                     linked_run=self.decider if counted == LINKED else entry.linked_run), counted,
+                            note))
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the

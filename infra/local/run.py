@@ -148,6 +148,26 @@ def _port_taken(port: int) -> StartError:
                       f"make run PORT={port + 1 if port < 65535 else 8001}")
 
 
+def check_running(state_file: Path) -> None:
+    """StartError if a stack of this checkout still runs: a second one would take over its
+    .local/stack.json (and delete it when it stops), so ./bridge and make demo would lose the first.
+    A state file whose stack does not answer (it was killed) is left to be replaced."""
+    from urllib.parse import urlsplit
+
+    from infra.local.bridge_env import answers
+
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(state, dict) or not answers(state.get("aws_endpoint_url")):
+        return
+    url = str(state.get("api_url"))
+    port = urlsplit(url).port
+    raise StartError(f"a stack of this checkout already runs on port {port} ({url}; ./bridge and make demo use it): "
+                     f"stop it first (Ctrl-C in its terminal) — one `make run` per checkout")
+
+
 def check_port(port: int, host: str = "127.0.0.1") -> None:
     """Before the slow part of the start: StartError if the API's port cannot be listened on."""
     if port == 0:
@@ -275,6 +295,7 @@ def main() -> int:
     try:
         port = api_port()
         real_apis()                  # before the port: the first thing to fix is said first
+        check_running(STATE)         # on any port: it would take over the running stack's state file
         check_port(port)
         stack = start(api_port=port, reconcile_seconds=float(every))
     except KeyboardInterrupt:

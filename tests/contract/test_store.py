@@ -662,6 +662,26 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
 
 
+def test_intending_to_create_a_contact_an_earlier_run_skipped_leaves_a_creating_entry_on_both_stores(store):
+    """A contact run 1 skipped (no name) is created by run 2 once fixed: run 2's `creating` entry must replace the
+    skip on both stores, so that a retry after a lost create answer looks the user up in RF (services/sync.py
+    `_enrol`'s `earlier`), not skips them as already in the campaign."""
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "missing_field", email="a@x.io", reason="missing", run=1)])
+    store.sync.intend("42", [LedgerEntry("c1", "creating", email="a@x.io", run=2, seen_run=2)])
+    got = store.sync.entries("42", ["c1"])["c1"]
+    assert (got.outcome, got.run, got.final) == ("creating", 2, False)
+
+
+def test_a_ledger_entry_keeps_the_run_that_enrolled_and_the_run_that_wrote_the_late_link_on_both_stores(store):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "linked", email="a@x.io", rf_user_id="7", url="u", run=1, seen_run=2,
+                                         written_back=True, linked_run=2),
+                             LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="8", url="v", run=1)])
+    got = store.sync.entries("42", ["c1", "c2"])
+    assert (got["c1"].run, got["c1"].linked_run, got["c2"].linked_run) == (1, 2, 0)
+
+
 def test_forgetting_an_email_deletes_its_ledger_entries_only(store):
     from chalicelib.ports.store import LedgerEntry
     store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7"),

@@ -261,3 +261,32 @@ def test_make_deploy_refuses_a_lease_shorter_than_the_workers_timeout_in_one_lin
     longer = {"stages": {"prod": {"lambda_functions": {"worker": {"environment_variables": {
         "BRIDGE_LEASE_SECONDS": "900"}}}}}}                 # the worker's own setting wins, as in Chalice
     assert deploy.lease_problem(deploy._merge(json.loads(config.read_text()), longer), "prod") is None
+
+
+def test_purge_after_a_destroy_that_kept_the_table_deletes_it_and_the_stage_deploys_again(moto_endpoint, tmp_path):
+    """`make destroy STAGE=x` keeps the table and the secrets and says PURGE=1 deletes them: with the
+    stack gone, `make destroy STAGE=x PURGE=1` still does (it did nothing, and the next deploy failed)."""
+    aws = aws_on(moto_endpoint)
+    deploy.deploy("kept", project_dir=project_copy(tmp_path / "p"), render_only=True, aws=aws, say=lambda _: None)
+    aws.client("ssm").put_parameter(Name="/rf-intercom-bridge-kept/worker/rf/token", Value="x", Type="SecureString")
+    no_chalice = lambda *a: pytest.fail("nothing was deployed by chalice: nothing to delete")  # noqa: E731
+    deploy.destroy("kept", project_dir=tmp_path / "p", aws=aws, say=lambda _: None, chalice=no_chalice)
+    assert "rf-intercom-bridge-kept-table" in aws.client("dynamodb").list_tables()["TableNames"]
+
+    again: list[str] = []       # without PURGE, a second destroy names what is still there
+    deploy.destroy("kept", project_dir=tmp_path / "p", aws=aws, say=again.append, chalice=no_chalice)
+    assert "PURGE=1" in again[0] and "  table rf-intercom-bridge-kept-table" in again[1]
+    assert "  1 secret(s) under SSM path /rf-intercom-bridge-kept" in again
+
+    purged: list[str] = []
+    deploy.destroy("kept", project_dir=tmp_path / "p", purge=True, aws=aws, say=purged.append, chalice=no_chalice)
+    assert "rf-intercom-bridge-kept-table" not in aws.client("dynamodb").list_tables()["TableNames"]
+    assert aws.client("ssm").get_parameters_by_path(Path="/rf-intercom-bridge-kept", Recursive=True)["Parameters"] == []
+    assert purged[:2] == ["  deleted table rf-intercom-bridge-kept-table",
+                          "  deleted 1 secret(s) under /rf-intercom-bridge-kept"]
+    assert not any("nothing to destroy" in line for line in purged)
+
+    nothing: list[str] = []
+    deploy.destroy("kept", project_dir=tmp_path / "p", purge=True, aws=aws, say=nothing.append, chalice=no_chalice)
+    assert len(nothing) == 1 and "nothing to destroy" in nothing[0]
+    deploy.deploy("kept", project_dir=tmp_path / "p", render_only=True, aws=aws, say=lambda _: None)

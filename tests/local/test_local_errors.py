@@ -219,6 +219,44 @@ def test_a_stopped_stack_leaves_no_state_file_unless_another_stack_wrote_it(tmp_
     assert state.read_text() == "another make run's"
 
 
+
+def test_a_second_make_run_of_the_same_checkout_refuses_to_take_over_the_running_stacks_state(
+        held_port, tmp_path, monkeypatch, capsys):
+    """`make run PORT=8001` beside a running `make run`: it overwrote .local/stack.json and deleted it
+    when it stopped, so ./bridge lost the first stack, still running. It now says which runs, and starts
+    nothing; the first stack's state file is untouched."""
+    for var in SECRETS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PORT", str(closed_port()))
+    state = tmp_path / "stack.json"
+    first = json.dumps({"api_url": "http://127.0.0.1:8000", "aws_endpoint_url": f"http://127.0.0.1:{held_port}",
+                        "env": {"BRIDGE_TABLE": "local-table"}})
+    state.write_text(first)                  # the first stack: its moto server answers at held_port
+    monkeypatch.setattr(run, "STATE", state)
+    monkeypatch.setattr(run, "start", lambda **_: pytest.fail("a second stack was started"))
+    assert run.main() == 1
+    out, err = capsys.readouterr()
+    assert out == "" and one_line(err, "make run: ") == (
+        "make run: a stack of this checkout already runs on port 8000 (http://127.0.0.1:8000; ./bridge and make "
+        "demo use it): stop it first (Ctrl-C in its terminal) — one `make run` per checkout")
+    assert state.read_text() == first
+
+
+def test_the_state_file_of_a_stack_that_was_killed_does_not_stop_make_run(tmp_path, monkeypatch, capsys):
+    for var in SECRETS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PORT", str(closed_port()))
+    state = tmp_path / "stack.json"
+    state.write_text(json.dumps({"api_url": "http://127.0.0.1:8000",
+                                 "aws_endpoint_url": f"http://127.0.0.1:{closed_port()}"}))   # nothing answers
+
+    def start(**_):
+        raise run.StartError("started")
+    monkeypatch.setattr(run, "STATE", state)
+    monkeypatch.setattr(run, "start", start)
+    assert run.main() == 1 and capsys.readouterr().err == "make run: started\n"
+
+
 # --- make demo --------------------------------------------------------------------------------------
 # `make demo` is `python -m infra.local.demo`, whose main reads .local/stack.json: here another file.
 DEMO = "import sys; from pathlib import Path; from infra.local import demo; sys.exit(demo.main(Path(sys.argv[1])))"

@@ -221,6 +221,26 @@ def test_a_sync_page_asks_for_the_count_at_once_so_a_worker_that_dies_after_the_
     assert asked["rf_user_id"] == "100"
 
 
+def test_a_referrer_whose_link_write_intercom_refused_still_gets_the_count_of_her_leads():
+    """Her leads joined before sync enrolled her (their count kept, nobody to write it to). Sync enrols her; Intercom
+    refuses the write of her link (another attribute than the count's). She counts as enrolled, and the count
+    learns her contact all the same: her count is written, though her link is not."""
+    from chalicelib.errors import Permanent
+
+    work = world()
+    run(work, lead_join("1"), lead_join("2"))
+    run(work, *sent(work))
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400: referral_link is read-only", status=400)
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))
+    assert work.store.sync.run("42").counts == {"enrolled_writeback_failed": 1}
+    run(work, *sent(work))
+    assert rita["custom_attributes"].get("referral_count") == 2
+
+
 def test_a_forgotten_lead_whose_join_comes_again_counts_once_and_intercom_is_corrected_after_the_forget():
     from chalicelib.services.privacy import forget
     work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from chalicelib.errors import Uncertain
+from chalicelib.errors import Permanent, Uncertain
 from chalicelib.messages import ContactMessage
 from chalicelib.services import sync
 from chalicelib.services.worker import RetryBatch, handle_batch
@@ -846,3 +847,132 @@ def test_backfill_says_the_referrers_contact_sync_enrolled_and_not_linked_yet_we
     done = backfill(rt, "42", apply=True)
     assert done.queued == 3 and sorted(m["rf_user_id"] for m in work.queue.sent) == \
         sorted([*(str(u["id"]) for u in rf.created[:2]), "6000"])
+
+
+REFUSED = "Intercom answered 400: attribute is read-only"
+
+
+def refused_write_back(n: int = 1) -> FakeWork:
+    """`n` contacts enrolled by run 1, whose link Intercom refused to write."""
+    work = world(n)
+    work.apis.intercom_.fail["update"] = Permanent(REFUSED, status=400)
+    sync.start(work.deps, "42")
+    drain(work)
+    return work
+
+
+@pytest.mark.parametrize("case", ["writeback_failed", "no_link_yet", "adopted"])
+def test_a_full_run_that_still_cannot_write_a_referrers_link_saw_them_in_the_source(case):
+    """Run 1 enrolled her (or adopted her: her own join enrolled her) without writing her link (Intercom refused
+    it, or RF had none yet); full run 2 finds her in the source and still cannot write it. `sync report` does not
+    list her as having left the source since run 2 ("A full run marks who it saw"): she is still there, and run 2
+    counted her (already enrolled)."""
+    from chalicelib.domain.history import Entry
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+
+    if case == "writeback_failed":
+        work = refused_write_back()
+    elif case == "adopted":
+        work = world(1)
+        [rita] = work.apis.intercom_.contacts.values()
+        claim = work.store.links.claim(PersonRef("42", "7"), WS)          # her join linked her contact
+        work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email=rita["email"],
+                                                  contact_id=rita["id"], contact_role="user"),
+                                [Entry("join_received", "received")])
+        work.apis.rf_.users["7"] = {"id": "7", "url": "https://rf.example/r/rita"}
+        work.apis.intercom_.fail["update"] = Permanent(REFUSED, status=400)
+        sync.start(work.deps, "42")
+        drain(work)
+        assert work.store.sync.run("42").counts == {"writeback_failed": 1}
+    else:
+        work = enrolled_without_link()
+    if case != "no_link_yet":
+        work.apis.intercom_.fail["update"] = Permanent(REFUSED, status=400)
+    sync.start(work.deps, "42")
+    drain(work)
+    found = sync.report(work.deps, "42")
+    assert found["run"]["already_enrolled"] == 1 and found["run"]["status"] == "done"
+    assert found["left"]["count"] == 0, found["left"]
+
+
+def test_doctor_points_to_sync_report_for_referrers_whose_link_intercom_refused():
+    """A refused write-back counts as enrolled ("enrolled 1 (1 link not written)"), not as a skip, yet it repeats
+    each run until the operator fixes it: doctor flags it, and names where Intercom's reason is read."""
+    from chalicelib.domain.settings import parse_settings
+    from chalicelib.services.doctor import Report, _sync
+
+    work = refused_write_back()
+    report = Report("42")
+    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings()))
+    [finding] = report.findings
+    assert not finding.ok and "enrolled 1 (1 link not written)" in finding.what
+    assert "bridge sync report 42" in " ".join((finding.what, finding.why, finding.fix)), finding
+
+
+def test_explain_names_the_run_that_enrolled_a_referrer_not_the_later_run_that_wrote_her_link():
+    """Run 1 enrolled her (its status says "enrolled 1 (1 link not written)", her history "enrolled by sync run 1")
+    and run 2 wrote the link Intercom had refused (a link written later, not an enrolment). `explain` must still
+    say run 1 enrolled her, not run 2."""
+    from chalicelib.services.explain import as_text, explain
+
+    work = refused_write_back()
+    work.store.connections.register_workspace("ws")
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"linked": 1}
+    [user], [contact] = work.apis.rf_.created, work.apis.intercom_.contacts.values()
+    found = explain(work, "p0@example.com")
+    assert found.view()["enrolled_by_sync"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]),
+                                                 "contact_id": contact["id"], "run": 1}]
+    assert "enrolled by contact sync (run 1)" in as_text(found)
+
+
+def test_the_retry_of_a_page_that_wrote_a_late_link_still_counts_it_as_a_link_written_later():
+    """Run 2 writes the link Intercom refused in run 1, and its page fails on another contact (RF busy). The
+    retry counts her link as written later (as the first try did), not as already enrolled: the ledger still
+    names run 1 as the run that enrolled her."""
+    from chalicelib.errors import Transient
+
+    work = refused_write_back()
+    work.apis.intercom_.add("new@example.com", role="user")["name"] = "New"
+    work.apis.rf_.create_answers = [Transient("Referral Factory answered 503")]       # the new contact's create
+    sync.start(work.deps, "42")
+    page = list(work.queue.sent)
+    with pytest.raises(RetryBatch):
+        drain(work)
+    work.queue.sent.extend(page)                                      # the page's retry
+    drain(work)
+    assert work.store.sync.run("42").counts == {"linked": 1, "enrolled": 1}
+
+
+def test_a_contact_skipped_before_whose_create_answer_is_lost_is_found_on_the_retry_not_skipped():
+    """Run 1 skipped her (no name); the operator fills it in. Run 2 creates her in RF, but the answer is lost and the
+    page fails. Its retry finds her in RF (the ledger's `intend` wrote `creating` over the skip), not skipped as
+    "already in the campaign" — RF's 422 taken for someone else's user: enrolled in RF, her link never written."""
+    from chalicelib.errors import Uncertain
+
+    work = world(0)
+    her = work.apis.intercom_.add("her@example.com", role="user")
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"missing_field": 1}
+    her["name"] = "Her"
+    real = work.apis.rf_.create_user
+    lost = [True]
+
+    def lost_after_applying(body):
+        user = real(body)
+        if lost:
+            lost.pop()
+            raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
+        return user
+    work.apis.rf_.create_user = lost_after_applying
+    sync.start(work.deps, "42")
+    page = work.queue.sent[0]
+    with pytest.raises(Exception, match="records will be retried"):
+        drain(work)
+    work.queue.sent.append(page)
+    drain(work)
+    assert len(work.apis.rf_.created) == 1
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+    assert her["custom_attributes"].get("referral_link") == work.apis.rf_.created[0]["url"]

@@ -30,7 +30,7 @@ def _entry(item: LedgerItem) -> LedgerEntry:
     return LedgerEntry(contact_of_ledger(item.sk), item.outcome, email=item.email, rf_user_id=item.rf_user_id,
                        url=item.url, reason=item.reason, run=int(item.run or 0), seen_run=int(item.seen_run or 0),
                        written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known),
-                       adopted=bool(item.adopted))
+                       adopted=bool(item.adopted), linked_run=int(item.linked_run or 0))
 
 
 def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
@@ -144,7 +144,8 @@ class DynamoSync:
                 batch.save(LedgerItem(*ledger_key(campaign_id, e.contact_id), outcome=e.outcome, email=e.email,
                                       rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run,
                                       seen_run=e.seen_run, written_back=e.written_back, at=e.at or at,
-                                      count_known=e.count_known or None, adopted=e.adopted or None))
+                                      count_known=e.count_known or None, adopted=e.adopted or None,
+                                      linked_run=e.linked_run or None))
 
     def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
         for item in LedgerItem.query(ledger_pk(campaign_id)):

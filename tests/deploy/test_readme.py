@@ -1,0 +1,39 @@
+"""The README's operator reference stays true to what is deployed: the CLI operator's rights name
+every index the CLI queries, and each environment variable has one row (two rows drift apart)."""
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from infra import deploy
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _template() -> dict:
+    class Loader(yaml.SafeLoader):
+        pass
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    return yaml.load(deploy.TEMPLATE.read_text(), Loader=Loader)
+
+
+def test_the_cli_operators_rights_grant_query_on_every_index_of_the_table():
+    """`doctor` queries the `pending` and the `overdue` index (store.links.overdue): an operator given
+    only what the README lists would have doctor refused."""
+    indexes = [i["IndexName"] for i in _template()["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]]
+    rights = README.split("The CLI runs with the operator's own AWS credentials. It needs:")[1].split("\n\n")[1]
+    table = next(item for item in rights.split("\n- ") if item.lstrip("- ").startswith("on the table:"))
+    named = re.search(r"`Query` on its (.*?) index", " ".join(table.split()))
+    assert named, table
+    assert sorted(re.findall(r"`(\w+)`", named.group(1))) == sorted(indexes)
+
+
+def test_each_environment_variable_has_one_row():
+    section = README.split("### Environment variables")[1].split("\n#")[0]
+    rows = [re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]) for line in section.splitlines()
+            if line.startswith("| `")]
+    names = [name for row in rows for name in row]
+    assert len(names) > 20 and sorted({n for n in names if names.count(n) > 1}) == []
