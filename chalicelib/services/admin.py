@@ -197,12 +197,12 @@ def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], O
     backfill = f"run `bridge backfill {settings.campaign_id} --apply` to write each referrer's count to it now"
     if not attribute or before == attribute:
         return [], kept
+    if not rt.store.links.statuses_in(settings.campaign_id, 1):
+        return [], kept             # nobody joined yet: every count begins with its first lead, and is written
     owed = CountBackfill(attribute, iso(rt.clock()))
     if before:
         return [f"referral counts now go to {attribute} (not {before}): {backfill} ({before} keeps its last "
                 "value)"], owed
-    if not rt.store.links.statuses_in(settings.campaign_id, 1):
-        return [], kept             # nobody joined yet: every count begins with its first lead, and is written
     if unknown:
         return [f"the stored settings no longer parse, so whether referral counts already went to {attribute} is "
                 f"not known: if they were off or went elsewhere, {backfill} (it counts only leads not counted yet, "

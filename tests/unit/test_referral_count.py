@@ -455,8 +455,9 @@ def apply(work: FakeWork, document: dict) -> list[str]:
 BACKFILL = "run `bridge backfill 42 --apply` to write each referrer's count to it now"
 
 
-def test_switching_the_count_to_another_attribute_says_to_backfill():
+def test_switching_the_count_to_another_attribute_says_to_backfill_once_people_joined():
     work = world()
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
     assert apply(work, counting_settings(referral_count_attribute=COUNT + "2")) == [
         f"referral counts now go to {COUNT}2 (not {COUNT}): {BACKFILL} ({COUNT} keeps its last value)"]
 
@@ -587,9 +588,11 @@ def test_each_warning_to_backfill_is_kept_as_owed_and_counts_turned_off_owe_none
         stored = work.store.settings.get("42")
         return stored.count_backfill.attribute if stored and stored.count_backfill else None
     work = world()
-    assert apply(work, counting_settings(referral_count_attribute=COUNT + "2")) and owed() == COUNT + "2"   # moved
-    assert apply(work, counts_off()) == [] and owed() is None                                              # off
+    # Moved where nobody joined yet: no count was written anywhere, nothing to backfill.
+    assert apply(work, counting_settings(referral_count_attribute=COUNT + "2")) == [] and owed() is None
     joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    assert apply(work, counting_settings()) and owed() == COUNT                                            # moved
+    assert apply(work, counts_off()) == [] and owed() is None                                              # off
     work.store.settings.put("42", {"campaign_id": "42", "workspace": WS, "no_such_key": True}, WS)
     assert apply(work, counting_settings()) and owed() == COUNT                           # stored ones unreadable
     assert apply(work, counting_settings(referral_count_attribute=COUNT + "2")) and owed() == COUNT + "2"
