@@ -740,15 +740,17 @@ def _bar(done: int, total: Optional[int], width: int = 30) -> str:
 
 
 def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
-    """The runs found, with `no_contact_sync` saying so when the settings now keep only referral counts
-    (the runs shown are then past ones); none found is an error naming why."""
+    """The runs found, with `no_contact_sync` saying so when the settings now keep only referral counts,
+    or are gone, or have no sync block any more (the runs shown are then past ones); none found is an
+    error naming why."""
     from .services.sync import SyncStopped, settings_of
     try:
         counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
     except SyncStopped as exc:           # no settings, or no sync block: `sync start` would say the same
         if found is None:
             raise CliError("; ".join(exc.problems)) from None
-        counts_only = False
+        return {"no_contact_sync": f"campaign {campaign_id} runs no contact sync now: {'; '.join(exc.problems)}",
+                **found}
     said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts (README, "
             "Referral counts) — add fields and referral_link_attribute to sync contacts")
     if found is None:

@@ -333,6 +333,35 @@ def test_status_and_report_say_no_contact_sync_once_the_settings_keep_only_count
         assert code == 0 and lines[0] == f"{said}. Its past runs:" and lines[1].startswith("run 1 (full, users) done")
 
 
+@pytest.mark.parametrize("gone", ["settings deleted", "sync block removed"])
+def test_status_and_report_say_no_contact_sync_once_the_settings_or_their_sync_block_are_gone(monkeypatch, capsys,
+                                                                                               gone):
+    """The past runs are still shown, under a line saying the campaign runs no contact sync now, and why."""
+    from types import SimpleNamespace
+
+    import chalicelib.cli as cli_module
+    from tests.support.cli import run_cli
+    work = world(2)
+    sync.start(deps(work), "42")
+    drain(work)
+    if gone == "settings deleted":
+        work.store.settings.delete("42")
+        why = "campaign 42 has no settings"
+    else:
+        work.store.settings.put("42", settings(rule=None), WS)
+        why = "campaign 42's settings have no sync block"
+    rt = SimpleNamespace(deps=work.deps)
+    for command in ("status", "report"):
+        answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
+        assert answer["no_contact_sync"].startswith(f"campaign 42 runs no contact sync now: {why}")
+        monkeypatch.setattr(cli_module, "_text", lambda args: True)
+        code, out, _ = run_cli(rt, capsys, "sync", command, "42")
+        monkeypatch.undo()
+        lines = out.splitlines()
+        assert code == 0 and lines[0].startswith(f"campaign 42 runs no contact sync now: {why}")
+        assert lines[0].endswith(". Its past runs:") and lines[1].startswith("run 1 (full, users) done")
+
+
 def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it(monkeypatch, capsys):
     """Each run asks RF again for the user it had no link for (one call), and writes it once RF has one:
     counted as a link written later, not as a second enrolment (the run's counts, `sync status` in text
