@@ -295,6 +295,17 @@ def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_re
     assert dead_letters.summary([letter, moved])["by_campaign"] == {"42": 1, "(none)": 1}
 
 
+def test_dlq_show_payload_masks_the_persons_email_also_when_it_is_not_a_valid_address():
+    # Intercom refusing an email it cannot read (no dot in its domain, a non-ASCII domain) is what sends a
+    # join to the dead letters: `dlq list --show-payload` must not print that email whole (README: masked).
+    for email in ("ann.smith@localhost", "ann@exämple.com"):
+        m = {"MessageId": "d1", "Body": json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
+                                                    "person": {"email": email}}),
+             "MessageAttributes": {"reason": {"StringValue": "Intercom 400"}}}
+        shown = json.dumps(dead_letters.read(m).view(show_payload=True), ensure_ascii=False)
+        assert email not in shown, shown
+
+
 def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counted():
     users = [{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1},
              {"id": 3, "email": "b@x.co", "type": "person_invited", "referrer_id": 1}]
