@@ -249,6 +249,21 @@ def test_an_id_sent_twice_under_one_name_with_different_values_is_refused_not_re
     assert (error.status, error.code) == (400, "invalid_field") and error.message.startswith(message), error.message
 
 
+@pytest.mark.parametrize("raw,message", [
+    (b'{"campaign_id": 42, "user": {"id": 1}, "user": {"id": 2}}', "id: "),
+    (b'{"data": {"id": 1, "campaign_id": 42}, "data": {"id": 2, "campaign_id": 42}}', "id: "),
+    (b'{"data": {"user": {"id": 1, "campaign_id": 42}}, "data": {"user": {"id": 1, "campaign_id": 43}}}',
+     "campaign_id: "),
+])
+def test_a_json_person_object_sent_twice_with_different_ids_is_refused_as_the_same_form_is(raw, message):
+    """The form `user[id]=1&user[id]=2` is refused (README: an id sent twice under one name); in JSON the same
+    id inside a `user` (or `data`) written twice must not be read from the last one silently either."""
+    form = webhooks.parse_form(b"campaign_id=42&user[id]=1&user[id]=2")
+    assert refused(webhooks.rf_join, form).code == "invalid_field"
+    error = refused(webhooks.rf_join, webhooks.parse_json_object(raw, repeats=True))
+    assert (error.status, error.code) == (400, "invalid_field") and error.message.startswith(message), error.message
+
+
 @pytest.mark.parametrize("raw,form,read", [
     (b"id=1&id=1&campaign_id=42&name=Ann&name=Bo", True, {"id": "1", "campaign_id": "42", "first_name": "Bo"}),
     (b'{"id": 1, "id": "1", "campaign_id": 42, "name": "Ann", "name": "Bo"}', False,
