@@ -105,12 +105,20 @@ def parse_json_object(raw: bytes, repeats: bool = False) -> dict:
         return Sent(body, {})
     repeated: dict[str, list] = {}
     for prefix in _PERSON_AT:
-        node: Any = pairs
+        nodes: list = [pairs]          # every copy of the object at prefix (`user` written twice: both)
         for key in prefix.split(".")[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        for key, sent in (node.twice.items() if isinstance(node, _Pairs) else ()):
-            repeated[f"{prefix}{key}"] = sent
+            nodes = [v for n in nodes if isinstance(n, _Pairs) for v in _all(n, key) if isinstance(v, _Pairs)]
+        sent: dict[str, list] = {}
+        for node in nodes:
+            for key in node:
+                sent.setdefault(key, []).extend(_all(node, key))
+        repeated.update({f"{prefix}{key}": values for key, values in sent.items() if len(values) > 1})
     return Sent(body, repeated)
+
+
+def _all(node: _Pairs, key: str) -> list:
+    """Every value `key` was given in the object, in order (the last is the one kept)."""
+    return node.twice.get(key) or ([node[key]] if key in node else [])
 
 
 MAX_FORM_FIELDS = 1000
