@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
@@ -46,6 +46,9 @@ class DeadLetter:
     contact_id: Optional[str]
     email: Optional[str]               # masked
     body: Any
+    # The email as the message carries it (never shown): masked wherever it stands in the payload, also when
+    # no address pattern would match it (an invalid one Intercom refused is what dead letters hold most).
+    given_email: Optional[str] = field(default=None, repr=False)
 
     def view(self, show_payload: bool = False, raw: bool = False) -> dict:
         """The letter for `dlq list`: whom it is about (email masked), and with `show_payload` its message,
@@ -56,7 +59,7 @@ class DeadLetter:
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
                                  ("email", self.email)) if v is not None}
         if show_payload:
-            out["payload"] = self.body if raw else mask_emails(self.body, self.email)
+            out["payload"] = self.body if raw else mask_emails(self.body, self.given_email)
         return out
 
 
@@ -90,7 +93,8 @@ def read(m: dict) -> DeadLetter:
                       attrs.get("failed_at"),
                       _text(about.get("kind")), _text(about.get("campaign_id")), _text(about.get("rf_user_id")),
                       _text(about.get("workspace")), _text(item.get("id")),
-                      mask_email(email) if isinstance(email, str) and email else None, body)
+                      mask_email(email) if isinstance(email, str) and email else None, body,
+                      email if isinstance(email, str) and email else None)
 
 
 def _count(value: Optional[str]) -> Optional[int]:
