@@ -6,7 +6,7 @@ from typing import Optional
 
 from chalice import Response
 
-from .observability import count, logger, metrics
+from .observability import count, flush, logger
 from .services import ingest
 from .runtime import default_runtime
 
@@ -24,7 +24,7 @@ def rf_webhook(request) -> Response:
     response = _reply(request, ingest.receive_rf_join)
     if response.status_code == 202:  # the dashboard's "joins received" (EMF: a log line, no AWS call)
         count("JoinsReceived")
-        metrics.flush_metrics()
+        flush()
     return response
 
 
@@ -88,7 +88,7 @@ def sqs_batch(event) -> dict:
         remaining = getattr(context, "get_remaining_time_in_millis", None) or (lambda: 10**9)
         return handle_batch([record.to_dict() for record in event], default_runtime(), remaining)
     finally:
-        metrics.flush_metrics()
+        flush()
 
 
 def prewarm(environ=os.environ) -> Optional[str]:
@@ -113,7 +113,7 @@ def reconcile(event) -> dict:
     try:
         return run(default_runtime())
     finally:
-        metrics.flush_metrics()
+        flush()
 
 
 prewarm()

@@ -43,3 +43,10 @@ def mask_emails(value: Any, known: Optional[str] = None) -> Any:
 
 def count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def flush() -> None:
+    """The invocation's metrics as one EMF log line; none, no line (Powertools would log a UserWarning
+    saying there is nothing to publish: noise in the function's logs, once per container)."""
+    if metrics.metric_set:
+        metrics.flush_metrics()

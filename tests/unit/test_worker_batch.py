@@ -254,3 +254,26 @@ def test_a_handled_record_sqs_would_not_delete_is_named_in_the_batch_error():
         handle_batch([record(i, check(str(i))) for i in range(3)], rt, handlers=kind.handlers())
     assert rt.queue.deleted == ["rh0"]
 
+
+
+def test_an_invocation_that_counted_nothing_logs_no_metrics_warning_and_one_that_counted_logs_its_metrics(capsys):
+    """Powertools warns ("No application metrics to publish") when flushed empty: a stray line in the
+    function's log. The handlers flush only what was counted."""
+    import warnings
+
+    from chalicelib import handlers
+    from chalicelib.observability import count
+    from chalicelib.runtime import reset_default_runtime
+
+    reset_default_runtime(FakeWork())
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert handlers.sqs_batch([]) == {"done": 0, "retry": 0, "dead": 0}
+            count("RecordsProcessed")
+            handlers.sqs_batch([])
+    finally:
+        reset_default_runtime(None)
+    assert [str(w.message) for w in caught] == []
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m.get("RecordsProcessed") for m in emf] == [[1.0]]
