@@ -262,9 +262,10 @@ def test_an_invocation_that_counted_nothing_logs_no_metrics_warning_and_one_that
     import warnings
 
     from chalicelib import handlers
-    from chalicelib.observability import count
+    from chalicelib.observability import count, metrics
     from chalicelib.runtime import reset_default_runtime
 
+    metrics.clear_metrics()                 # what other tests counted without a handler to flush it
     reset_default_runtime(FakeWork())
     try:
         with warnings.catch_warnings(record=True) as caught:
