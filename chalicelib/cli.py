@@ -679,12 +679,15 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _forget(args: argparse.Namespace, rt: Runtime) -> int:
-    from .services.privacy import forget
+    from .services.privacy import QUEUED, forget
     if "@" not in args.email:
         raise CliError(f"{args.email.strip()!r} is not an email address: `bridge forget` takes the person's email "
                        "(e.g. ann@example.com)")
     done = forget(rt, args.email)
-    _print(done)
+    queued = done["queued_work"]
+    # Exit 0 all the same: the erasure happened; the warning says when to run it again.
+    _answer(args, done, json.dumps(done, indent=2, default=str),
+            [QUEUED.format(n=queued)] if isinstance(queued, int) and queued else [])
     return 1 if "dead_letters_not_seen" in done else 0      # some of their dead letters may remain
 
 

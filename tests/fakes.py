@@ -170,6 +170,10 @@ class FakeQueue:
     def dead_count(self) -> int:
         return len(self.letters)
 
+    def work_count(self) -> int:
+        """The messages sent and deferred that no test has worked yet (tests take them out of `sent`)."""
+        return len(self.sent) + len(self.deferred)
+
 
 class FakeEdge:
     """What the webhook intake is given (services/ingest.Edge)."""

@@ -99,8 +99,15 @@ class Queue:
 
     def dead_count(self) -> int:
         """About how many dead letters the queue holds, visible or not (SQS's approximate counts)."""
-        attrs = self.client.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return self._count(self.dlq_url, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+
+    def work_count(self) -> int:
+        return self._count(self.queue_url, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                           "ApproximateNumberOfMessagesDelayed")
+
+    def _count(self, url: str, *counts: str) -> int:
+        """The sum of these counts of the queue at `url` (one GetQueueAttributes)."""
+        attrs = self.client.get_queue_attributes(QueueUrl=url, AttributeNames=list(counts))["Attributes"]
         return sum(int(v) for v in attrs.values())
 
 

@@ -66,3 +66,6 @@ class DeadLetterQueue(Protocol):
         out (it may be another reader's now)."""
     def dead_count(self) -> int:
         """About how many dead letters there are, hidden ones included (SQS's counts are approximate)."""
+    def work_count(self) -> int:
+        """About how many messages the work queue holds: waiting, being worked (hidden) and delayed (a
+        retry or deferral waiting its time): one call (SQS's counts are approximate)."""

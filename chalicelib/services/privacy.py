@@ -25,8 +25,16 @@ Erasing = Stack[DeadLetterQueue]
 FORGET_SECONDS = 300    # dead letters held while forget reads them (each visible again at once after)
 
 
+#: Said when messages wait in the work queue as `forget` runs (README "Erasure").
+QUEUED = ("{n} message(s) wait in the work queue: one may be this person's and bring them back — run `bridge forget` "
+          "again once it is empty")
+
+
 def forget(rt: Erasing, email: str) -> dict:
     email = email.strip().lower()
+    # Read first: the work waiting as the erasure starts (a join of theirs there links them again);
+    # the count writes the erasure queues itself are not counted.
+    queued: int | str = rt.queue.work_count() if rt.config.queue_url else "not checked: BRIDGE_QUEUE_URL is not set"
     workspaces = sorted(rt.store.connections.workspaces())
     found = rt.store.lookup.look_up(emails=[(ws, email) for ws in workspaces])
     links = [link for _, link in sorted(found.links.items())
@@ -74,6 +82,7 @@ def forget(rt: Erasing, email: str) -> dict:
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
             "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
             "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead,
+            "queued_work": queued,
             **({"dead_letters_not_seen": f"about {hidden} more were not read ({CUT}): run `bridge forget` again"}
                if cut else
                {"dead_letters_not_seen": f"about {hidden} more were hidden by another command ({HOLDERS}) and not "

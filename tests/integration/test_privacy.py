@@ -147,3 +147,35 @@ def test_a_backfill_after_forget_brings_the_person_back_while_rf_keeps_them_and_
     assert main(["backfill", "42", "--json"], rt=bridge.operator()) == 0
     assert json.loads(capsys.readouterr().out)["outcomes"] == {"already linked": 1,
                                                                "not in the bridge: would be joined": 1}
+
+
+def test_forget_of_a_person_whose_join_waits_on_a_rate_limit_warns_that_it_would_bring_them_back(
+        bridge, intercom, rf, clock, capsys):
+    """Ann's join waits in the work queue (Intercom answered 429: its copy is delayed in SQS). `forget`
+    erases what the bridge has of her (the claim her join took), and says that one message waits: once it is worked she is back, and
+    `forget` run again with the queue empty erases her with nothing to warn of."""
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    intercom.fail_next("POST", "^/contacts/search$", 429, headers={"Retry-After": "20"})
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    assert bridge.queued() == 1 and intercom.contacts == {}          # delayed (ApproximateNumberOfMessagesDelayed)
+
+    capsys.readouterr()
+    assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0    # erased what there was: exit 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["queued_work"] == 1 and bridge.history(42, ann["id"])["link"] is None
+    assert err.strip() == ("warning: 1 message(s) wait in the work queue: one may be this person's and bring them "
+                           "back — run `bridge forget` again once it is empty")
+
+    clock.now += 20
+    bridge.poller.release_delayed()
+    bridge.drain()                                                   # her join is worked: she is back
+    assert bridge.history(42, ann["id"])["link"]["status"] == "linked" and bridge.queued() == 0
+
+    capsys.readouterr()
+    assert main(["forget", "ann@example.com", "--json"], rt=bridge.operator()) == 0
+    out, err = capsys.readouterr()
+    again = json.loads(out)
+    assert (again["links"], again["queued_work"], again["warnings"], err) == (1, 0, [], "")
