@@ -199,6 +199,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every dead letter (the default without --reason/--campaign)")
     _json(p)
     p.set_defaults(func=_dlq_replay)
+    p = dlq.add_parser("discard", help="take out for good dead letters that can never succeed (by reason or "
+                                       "campaign), each person's history saying so")
+    p.add_argument("--reason", help="only dead letters whose reason contains this text")
+    p.add_argument("--campaign", help="only dead letters of this campaign")
+    p.add_argument("--yes", action="store_true", help="confirm: without it, only says how many would be discarded")
+    _json(p)
+    p.set_defaults(func=_dlq_discard)
 
     p = sub.add_parser("explain", help="everything the bridge knows of a person, across campaigns, in time order")
     p.add_argument("who", help="an email, a Referral Factory user id, or an Intercom contact id")
@@ -595,18 +602,52 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
         problems.append(f"SQS refused {done['refused']} message(s) sent back to the work queue "
                         f"({'; '.join(done['refused_because'])}): they are still dead letters (`bridge dlq list` "
                         "shows them); fix the cause, then run `bridge dlq replay` again")
+    _not_reached(done, "sent back", "replay", problems, "`bridge dlq replay` sends them again (harmless: a message "
+                 "that comes twice is worked once)")
+    return 0
+
+
+def _not_reached(done: dict, undone: str, command: str, problems: list[str], again: str) -> None:
+    """A replay's or a discard's letters SQS would not take out (`again`: what running it again does), and
+    those it could not read (cut, or held by another command), after its other `problems`: one line for
+    them all (exit 1), if any."""
+    from .services import dead_letters
+
     if done.get("not_taken_out"):
-        problems.append(f"SQS would not take {done['not_taken_out']} message(s) sent back out of the dead-letter "
+        problems.append(f"SQS would not take {done['not_taken_out']} message(s) {undone} out of the dead-letter "
                         f"queue ({'; '.join(done['not_taken_out_because'])}): they are still dead letters, and "
-                        "`bridge dlq replay` sends them again (harmless: a message that comes twice is worked once)")
+                        f"{again}")
     if done.get("cut"):
         problems.append(f"about {done['not_seen']} more dead letter(s) were not read ({dead_letters.CUT}) and not "
-                        "sent back: run `bridge dlq replay` again")
+                        f"{undone}: run `bridge dlq {command}` again")
     elif done["not_seen"]:
         problems.append(f"about {done['not_seen']} more dead letter(s) were hidden by another command "
-                        f"({dead_letters.HOLDERS}) and not sent back: run `bridge dlq replay` again when it ends ({dead_letters.APPROXIMATE})")
+                        f"({dead_letters.HOLDERS}) and not {undone}: run `bridge dlq {command}` again when it ends ({dead_letters.APPROXIMATE})")
     if problems:
         raise CliError("; ".join(problems))
+
+
+def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services import dead_letters
+
+    _needs_dlq(rt)
+    if not args.reason and not args.campaign:      # (an empty --reason would match every letter)
+        raise CliError("discard which dead letters? Give --reason TEXT (a part of their reason) and/or --campaign ID "
+                       "(`bridge dlq list` shows them); nothing was discarded")
+    if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
+        found = dead_letters.look(rt)
+        n = sum(dead_letters.matches(d, args.reason, args.campaign) for d in found.letters)
+        raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
+                       "bring them back) — add --yes to discard them; nothing was discarded")
+    done = dead_letters.discard(rt, args.reason, args.campaign)
+    _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
+            + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+    problems = []
+    if done.get("discarded_late"):
+        problems.append(f"up to {done['discarded_late']} of them came back during a stall before they were taken "
+                        "out, and another command held them: they may still be dead letters; run `bridge dlq "
+                        "discard` again")
+    _not_reached(done, "discarded", "discard", problems, "`bridge dlq discard` run again takes them out")
     return 0
 
 

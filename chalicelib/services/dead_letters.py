@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
+from ..domain.history import Entry
+from ..domain.link import PersonRef
 from ..errors import DISCONNECTED, REPLAY_PARKED
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent
@@ -63,12 +65,26 @@ class DeadLetter:
         return out
 
 
+#: The reason of work that can never succeed: Referral Factory does not know the user (deleted there).
+RF_GONE = "Referral Factory answered 404"
+
+
+def never_succeeds(reason: str) -> bool:
+    """Work a replay would only dead-letter again (its fix says to discard it instead)."""
+    return RF_GONE in reason
+
+
 def replay_fix(reason: str, campaign: str) -> str:
     """How to bring back dead letters of `reason` (one of `campaign`'s). Those a disconnect parked go back
-    by their reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind."""
+    by their reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
+    Those that can never succeed are discarded instead."""
     if DISCONNECTED in reason:
         return (f"reconnect the workspace, then `{REPLAY_PARKED}` (every letter the "
                 "disconnect parked, also those of Intercom notifications, which name no campaign)")
+    if never_succeeds(reason):
+        return ("Referral Factory does not have this user (deleted there?): a replay would fail the same way — "
+                f'`bridge dlq discard --reason "{RF_GONE}" --campaign {campaign} --yes` takes them out (each '
+                "person's history says so)")
     return f"fix the cause, then `bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
 
 
@@ -128,7 +144,7 @@ class Listing:
 CUT = (f"the scan stopped before the end: it reached {MAX_LISTED:,} letters, or the letters it held came back "
        "before it could hide them again (a very slow link)")
 #: The commands that hide dead letters from another while they run (or for a while after one is killed).
-HOLDERS = "a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed"
+HOLDERS = "a `dlq list`, `doctor`, `forget`, `dlq replay` or `dlq discard` running, or one killed"
 #: Why a count of hidden letters may be too high.
 APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken out it may still count them"
 
@@ -250,11 +266,51 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     SQS's reasons and how many each (never their bodies: they may hold emails).
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
     and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
-    sent = 0
-    late: dict[str, str] = {}          # sent after their hide time ran out: message id -> the handle used
+    def send(batch: dict[str, dict]) -> tuple[list[str], list[tuple[dict | str, str]]]:
+        copies = {i: _copy(m) for i, m in batch.items()}
+        try:
+            rt.queue.send_many(list(copies.values()))
+            refused_now: list[tuple[dict | str, str]] = []
+        except NotSent as exc:
+            refused_now = exc.refused
+        return [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)], refused_now
+    done = _take_matching(rt, reason, campaign, REPLAY_SECONDS, send)
+    return {{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()}
+
+
+def discard(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
+    """Take the matching dead letters out for good (work that can never succeed: a replay would only
+    dead-letter it again), as `replay` walks them but sending nothing; the history of the person each
+    is about (its campaign and RF user id) says it was discarded and why, so `explain` shows the failure
+    resolved. A selector is required: discarding every letter at once is never what is meant.
+    The answer as replay's, `discarded` for `replayed` and `discarded_late` for `sent_late`."""
+    if reason is None and campaign is None:
+        raise ValueError("discard takes a reason or a campaign")
+
+    def note(batch: dict[str, dict]) -> tuple[list[str], list[tuple[dict | str, str]]]:
+        # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
+        for d in map(read, batch.values()):
+            if d.campaign_id and d.rf_user_id:
+                rt.store.history.append(PersonRef(d.campaign_id, d.rf_user_id), [Entry(
+                    "dead_letter", "discarded", f"dead letter discarded by the operator: {d.reason}",
+                    {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})})])
+        return list(batch), []
+    done = _take_matching(rt, reason, campaign, REPLAY_SECONDS, note)
+    return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
+
+
+def _take_matching(rt: Any, reason: Optional[str], campaign: Optional[str], visibility: int,
+                   act: Callable[[dict[str, dict]], tuple[list[str], list[tuple[dict | str, str]]]]) -> dict:
+    """Replay's and discard's walk (see `replay`): the matching dead letters, 10 at a time, each kept
+    hidden until `act` on its ten (message id -> letter) says which of them it did (the others refused
+    by SQS, with SQS's reasons), then those done taken out of the dead-letter queue. The answer: `done`,
+    `left`, `not_seen`, and when it applies `cut`, `late` (done after their hide time ran out, and still dead letters as far as a last look can tell),
+    `refused`, `not_taken_out` (each with its reasons)."""
+    done_n = 0
+    late: dict[str, str] = {}          # done after their hide time ran out: message id -> the handle used
     refused: list[tuple[dict | str, str]] = []
-    kept: dict[str, str] = {}          # sent, but the queue would not take them out: handle -> its reason
-    with holding(rt, REPLAY_SECONDS) as (received, held, not_seen, cut, keep_hidden):
+    kept: dict[str, str] = {}          # done, but the queue would not take them out: handle -> its reason
+    with holding(rt, visibility) as (received, held, not_seen, cut, keep_hidden):
         matching = [m for m in received if matches(read(m), reason, campaign)]
         ids = {m["MessageId"] for m in matching}
         others = [i for i in held if i not in ids]
@@ -264,27 +320,21 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
         for start in range(0, len(matching), 10):
             keep_hidden()
             # A letter read but no longer held (it came back during a slow scan or a stall; another
-            # reader may hold it) is not sent: it is reported as not read, for the next replay.
+            # reader may hold it) is not acted on: it is reported as not read, for the next run.
             batch = {m["MessageId"]: m for m in matching[start:start + 10] if m["MessageId"] in held}
             handles = {i: held[i] for i in batch}
-            copies = {i: _copy(m) for i, m in batch.items()}
-            try:
-                rt.queue.send_many(list(copies.values()))
-                refused_now: list[tuple[dict | str, str]] = []
-            except NotSent as exc:
-                refused_now = exc.refused
-            # A send that outlasted their hide time: another reader may hold them. Told by the clock, not
-            # by a call that could fail (Ctrl-C, an error) before the letters sent are taken out.
+            done, refused_now = act(batch)
+            # An act that outlasted their hide time: another reader may hold them. Told by the clock, not
+            # by a call that could fail (Ctrl-C, an error) before the letters done are taken out.
             keep_hidden(ask=False)
-            done = [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)]
             late.update({i: handles[i] for i in done if i not in held})
             kept.update(_delete_sent(rt, held, {i: handles[i] for i in done}))
-            sent, refused = sent + len(done), refused + refused_now
-        let_go = len(matching) - sent - len(refused)
+            done_n, refused = done_n + len(done), refused + refused_now
+        let_go = len(matching) - done_n - len(refused)
         not_seen, cut = not_seen + let_go, cut or let_go > 0
     late_left = _take_out_late(rt, late, kept) if late else 0
-    return {"replayed": sent, "left": len(received) - len(matching), "not_seen": not_seen,
-            **({"cut": True} if cut else {}), **({"sent_late": late_left} if late_left else {}),
+    return {"done": done_n, "left": len(received) - len(matching), "not_seen": not_seen,
+            **({"cut": True} if cut else {}), **({"late": late_left} if late_left else {}),
             **({"refused": len(refused), "refused_because": dict(Counter(why for _, why in refused))}
                if refused else {}),
             **({"not_taken_out": len(kept), "not_taken_out_because": dict(Counter(kept.values()))} if kept else {})}

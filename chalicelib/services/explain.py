@@ -17,7 +17,7 @@ from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import replay_fix
+from .dead_letters import never_succeeds, replay_fix
 
 class Reader(Protocol):
     @property
@@ -179,7 +179,8 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     for key, text in (("fix", fix), ("hint", hint)):
         if text:
             entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
-    if fix and DISCONNECTED in str(entry.get("reason") or ""):      # `--campaign` would leave some behind
+    reason = str(entry.get("reason") or "")
+    if fix and (DISCONNECTED in reason or never_succeeds(reason)):  # `--campaign` would leave some behind; or discard
         entry["fix"] = replay_fix(entry["reason"], entry.get("campaign_id") or "CAMPAIGN")
     return entry
 
@@ -198,6 +199,7 @@ KIND_TOPICS = {"rf.join": "join", "intercom.contact": "qualification", "intercom
 DONE = {"join": {("join", "ignored"), ("join", "repeated"), ("contact", "created"), ("contact", "resumed"),
                  ("contact", "skipped_existing"), ("contact", "updated_existing"), ("tag", "tagged")},
         "qualification": {("qualification", "qualified")}}
+DISCARDED = ("dead_letter", "discarded")     # ends any failure of its work: given up on by the operator
 NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere")   # neither failed nor done
 
 
@@ -220,6 +222,7 @@ def _resolved(trail: list[dict]) -> list[dict]:
             failed[(*who, e["reason"])] = topic
         topics.append((*who, topic))
     done: set[tuple] = set()
+    discarded: set[tuple] = set()      # ended by the operator discarding its dead letter (`bridge dlq discard`)
     tried: set[tuple] = set()
     for e, key in reversed(list(zip(trail, topics))):
         failure = e["outcome"] == "failed" or e["event"] == "webhook_refused"
@@ -227,14 +230,20 @@ def _resolved(trail: list[dict]) -> list[dict]:
             del e["fix"]
             if key in done:
                 e["resolved"] = True
+            if key in discarded:
+                e["discarded"] = True
         elif e["event"] == "join_received":
             tried.add(key)
         elif not failure and _done(e, key[-1]):
+            if (e["event"], e["outcome"]) == DISCARDED and key not in done:     # not done since by other means
+                discarded.add(key)
             done.add(key)
     return trail
 
 
 def _done(entry: dict, topic: str) -> bool:
+    if (entry["event"], entry["outcome"]) == DISCARDED:
+        return True
     said = DONE.get(topic)
     return (entry["event"], entry["outcome"]) in said if said is not None else entry["outcome"] not in NEUTRAL
 
@@ -285,7 +294,7 @@ def as_text(explanation: Explanation) -> str:
         if e.get("count"):
             text += f" (x{e['count']})"
         if e.get("resolved"):
-            text += " (resolved since)"
+            text += " (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)"
         inline, below = _details(e.get("details") or {})
         if inline:
             text += "  " + ", ".join(inline)

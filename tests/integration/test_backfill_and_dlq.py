@@ -275,3 +275,35 @@ def test_backfill_of_a_lead_rf_already_qualified_never_sends_it_again(
     bridge.drain()
     assert rf.qualification_calls == []
     assert bridge.rt.store.links.get(PersonRef("42", str(early["id"]))).qualification.value == "qualified"
+
+
+def test_dlq_discard_takes_out_a_join_rf_will_never_accept_where_replay_only_dead_letters_it_again(
+        bridge, rf, intercom, capsys):
+    """A join for a user RF answers 404 `User not found.`: replay sends it back and it fails again;
+    doctor says to discard it; `dlq discard` takes it out of the real dead-letter queue (the other
+    letter stays), and the person's history says so (`explain`: resolved, discarded)."""
+    bridge.apply(lead_settings())
+    bridge.post_join({"id": 999999, "campaign_id": 42})             # RF has no such user: GET /users answers 404
+    intercom.fail_next("POST", r"^/contacts$", 400)
+    bridge.post_join(join_body(rf.add_user(42, "bob@example.com", "Bob")))
+    bridge.drain()
+    code, listed = run(bridge, capsys, "dlq", "list")
+    assert listed["total"] == 2 and "Referral Factory answered 404: User not found." in listed["by_reason"]
+    assert main(["dlq", "replay", "--reason", "answered 404"], rt=bridge.operator()) == 0
+    bridge.drain()
+    code, listed = run(bridge, capsys, "dlq", "list")
+    assert listed["total"] == 2                                     # replay cannot help: dead-lettered again
+
+    code, report = run(bridge, capsys, "doctor", "42")
+    [gone] = [f for f in report["findings"] if "answered 404" in f["what"]]
+    assert '`bridge dlq discard --reason "Referral Factory answered 404" --campaign 42 --yes`' in gone["fix"]
+
+    code, done = run(bridge, capsys, "dlq", "discard", "--reason", "Referral Factory answered 404", "--yes")
+    assert code == 0 and done == {"discarded": 1, "left": 1, "not_seen": 0}
+    code, listed = run(bridge, capsys, "dlq", "list")
+    assert listed["total"] == 1 and listed["dead_letters"][0]["email"] == "b***@example.com"   # Bob's stays
+    code, explained = run(bridge, capsys, "explain", "999999")
+    trail = explained["trail"]
+    assert trail[-1]["event"] == "dead_letter" and trail[-1]["outcome"] == "discarded"
+    assert trail[-1]["reason"] == "dead letter discarded by the operator: Referral Factory answered 404: User not found."
+    assert all(e.get("resolved") and e.get("discarded") for e in trail if e["outcome"] == "failed")

@@ -96,7 +96,7 @@ def test_a_replay_while_a_list_holds_letters_says_how_many_it_could_not_see(brid
     code, out, err = run(rt, capsys, "dlq", "replay")
     assert (code, out) == (1, f"{dead - 10} message(s) sent back to the work queue\n")
     assert err == ("bridge: about 10 more dead letter(s) were hidden by another command (a `dlq list`, `doctor`, "
-                   "`forget` or `dlq replay` running, or one killed) and not sent back: "
+                   "`forget`, `dlq replay` or `dlq discard` running, or one killed) and not sent back: "
                    "run `bridge dlq replay` again when it ends (SQS's count is approximate: for a minute after "
                    "letters are taken out it may still count them)\n")
     looker.queue.hide_dead_many([m["ReceiptHandle"] for m in held], 0)    # the list ends
@@ -135,7 +135,7 @@ def test_forget_while_a_list_holds_dead_letters_says_it_could_not_look_at_them_a
     answer = json.loads(out)
     assert code == 1 and answer["dead_letters"] == 12 - len(held)
     assert answer["dead_letters_not_seen"].startswith(f"about {len(held)} more were hidden by another command")
-    assert "(a `dlq list`, `doctor`, `forget` or `dlq replay` running, or one killed)" in answer["dead_letters_not_seen"]
+    assert "(a `dlq list`, `doctor`, `forget`, `dlq replay` or `dlq discard` running, or one killed)" in answer["dead_letters_not_seen"]
     looker.queue.hide_dead_many([m["ReceiptHandle"] for m in held], 0)    # the list ends
     code, out, _ = run(bridge.operator(), capsys, "forget", "ann@example.com")
     assert code == 0 and json.loads(out)["dead_letters"] == len(held) and listed(bridge, capsys)["total"] == 0

@@ -1,0 +1,111 @@
+"""`bridge dlq discard`: a dead letter that can never succeed (a join for a user Referral Factory
+answers 404 `User not found.`: a replay only dead-letters it again, and doctor stays BAD) is taken
+out for good, by reason and/or campaign, only with --yes; the person's history says it was discarded,
+so `explain` shows the failure resolved. On the in-memory twins."""
+from __future__ import annotations
+
+import json
+
+from chalicelib.cli import main
+from chalicelib.config import Config
+from chalicelib.domain.link import PersonRef
+from chalicelib.errors import Permanent
+from chalicelib.services import explain
+from chalicelib.services.dead_letters import REPLAY_SECONDS, discard
+from tests.fakes import FakeWork
+from tests.unit.scenario import run
+from tests.unit.test_dead_letters_scan import SlowLink, visible_now
+from tests.unit.test_join_use_case import join, world
+
+GONE = "Referral Factory answered 404: User not found."
+
+
+def with_a_dead_join_rf_does_not_know() -> FakeWork:
+    """The join of RF user 9 (its webhook named only the id: the worker asks RF, which answers 404) is a
+    dead letter; so is another of campaign 42, which a replay can fix (Intercom refused it once)."""
+    work = world()
+    work.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_QUEUE_URL": "memory://queue",
+                                   "BRIDGE_DLQ_URL": "memory://dlq"})
+    work.apis.rf_.get_answers = [Permanent(GONE, status=404)]
+    assert run(work, join({"id": "9", "campaign_id": "42"}, user="9"))["dead"] == 1
+    work.queue.dead_letter(json.dumps(join(user="8")), "Intercom answered 400: bad request", 1, "t")
+    assert work.queue.dead_count() == 2
+    return work
+
+
+def cli(work: FakeWork, capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["dlq", *argv], rt=work)                    # type: ignore[arg-type]
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def trail(work: FakeWork) -> list[dict]:
+    return [e for e in explain.explain(work, "9").view()["trail"] if e.get("rf_user_id") == "9"]  # type: ignore[arg-type]
+
+
+def test_explain_says_to_discard_a_letter_rf_will_never_accept():
+    work = with_a_dead_join_rf_does_not_know()
+    fixes = [e["fix"] for e in trail(work) if e.get("fix")]
+    assert fixes and all('`bridge dlq discard --reason "Referral Factory answered 404" --campaign 42 --yes`' in f
+                         and "a replay would fail the same way" in f for f in fixes)
+
+
+def test_discard_needs_a_selector_and_yes(capsys):
+    work = with_a_dead_join_rf_does_not_know()
+    code, out, err = cli(work, capsys, "discard", "--yes")
+    assert code == 1 and out == "" and err.startswith("bridge: discard which dead letters? Give --reason TEXT")
+    code, out, err = cli(work, capsys, "discard", "--reason", "", "--yes")           # would match every letter
+    assert code == 1 and "discard which dead letters?" in err
+    code, out, err = cli(work, capsys, "discard", "--reason", "answered 404")
+    assert code == 1 and out == ""
+    assert err.strip() == ("bridge: 1 dead letter(s) match: discarding takes them out for good (a replay can no "
+                           "longer bring them back) — add --yes to discard them; nothing was discarded")
+    assert work.queue.dead_count() == 2 == visible_now(work.queue)                    # all still there, visible
+
+
+def test_discard_takes_the_matching_letters_out_and_the_persons_history_says_so(capsys):
+    work = with_a_dead_join_rf_does_not_know()
+    code, out, err = cli(work, capsys, "discard", "--reason", "answered 404", "--campaign", "42", "--yes", "--json")
+    assert code == 0 and err == ""
+    assert json.loads(out) == {"discarded": 1, "left": 1, "not_seen": 0}
+    [left] = work.queue.letters.values()
+    assert json.loads(left["Body"])["rf_user_id"] == "8" and visible_now(work.queue) == 1    # the other stays
+    last = work.store.history.entries(PersonRef("42", "9"))[-1]
+    assert (last.event, last.outcome, last.reason) == ("dead_letter", "discarded",
+                                                       f"dead letter discarded by the operator: {GONE}")
+    failures = [e for e in trail(work) if e["outcome"] == "failed"]
+    assert failures and all(e.get("resolved") and e.get("discarded") and "fix" not in e for e in failures)
+    text = explain.as_text(explain.explain(work, "9"))                               # type: ignore[arg-type]
+    assert "(resolved since: discarded by the operator)" in text and "dlq discard" not in text
+
+    code, out, _ = cli(work, capsys, "discard", "--campaign", "42", "--yes")          # text; the other one now
+    assert code == 0 and out.strip() == "1 dead letter(s) discarded (each person's history says so)"
+    assert work.queue.dead_count() == 0
+
+
+def test_a_discard_far_longer_than_its_hide_time_takes_each_letter_out_once():
+    """3,000 letters on a slow link (a second a receive): the scan outlasts the time each letter is
+    hidden, and each is discarded once, its person's history saying so once."""
+    work = world()
+    queue = work.queue = SlowLink(work.clock)                                      # type: ignore[assignment]
+    for i in range(3_000):
+        queue.dead_letter(json.dumps(join(user=str(i))), GONE, 1, "t")
+    done = discard(work, reason="answered 404")
+    assert done == {"discarded": 3_000, "left": 0, "not_seen": 0}
+    assert work.clock() > REPLAY_SECONDS and queue.dead_count() == 0
+    assert all([e.outcome for e in work.store.history.entries(PersonRef("42", str(i)))] == ["discarded"]
+               for i in range(0, 3_000, 97))
+
+
+def test_letters_sqs_would_not_take_out_stay_and_are_said(capsys):
+    work = with_a_dead_join_rf_does_not_know()
+    work.queue.refuse_delete = lambda handle: "ReceiptHandleIsInvalid"
+    code, out, err = cli(work, capsys, "discard", "--campaign", "42", "--yes")
+    assert code == 1 and out.startswith("2 dead letter(s) discarded")
+    assert err.strip() == ("bridge: SQS would not take 2 message(s) discarded out of the dead-letter queue "
+                           "(ReceiptHandleIsInvalid): they are still dead letters, and `bridge dlq discard` run again "
+                           "takes them out")
+    assert work.queue.dead_count() == 2 == visible_now(work.queue)
+    work.queue.refuse_delete = lambda handle: None
+    assert cli(work, capsys, "discard", "--campaign", "42", "--yes")[0] == 0 and work.queue.dead_count() == 0
