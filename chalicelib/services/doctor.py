@@ -446,6 +446,10 @@ def _pending(store: Store, campaign_id: str) -> list[Link]:
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
                attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection]) -> None:
     c = settings.campaign_id
+    if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
+        waiting = rt.queue.work_count()
+        report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
+                                       "worked or delayed)" if waiting else "the work queue is empty")
     if dlq:
         _dead_letters(rt, report, settings)
     if settings.qualification is None:

@@ -160,6 +160,10 @@ def test_forget_of_a_person_whose_join_waits_on_a_rate_limit_warns_that_it_would
     bridge.post_join(join_body(ann))
     bridge.drain()
     assert bridge.queued() == 1 and intercom.contacts == {}          # delayed (ApproximateNumberOfMessagesDelayed)
+    capsys.readouterr()
+    main(["doctor", "42", "--json"], rt=bridge.operator())          # doctor shows the work queue's count too
+    assert [f["what"] for f in json.loads(capsys.readouterr().out)["findings"] if f["check"] == "work_queue"] == [
+        "1 message(s) in the work queue (every campaign's: waiting, being worked or delayed)"]
 
     capsys.readouterr()
     assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0    # erased what there was: exit 0
