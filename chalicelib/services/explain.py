@@ -268,7 +268,8 @@ def as_text(explanation: Explanation) -> str:
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
-                     + (f" — {p['reason']}" if p.get("reason") else ""))
+                     + (f" — {p['reason']}" if p.get("reason") else "")
+                     + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else ""))
     for e in view.get("enrolled_by_sync", []):
         if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):
             how = f"contact sync (run {e['run']})" if e["run"] else "ongoing contact sync (by webhook)"
