@@ -17,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_counts, describe_writes, run_counts
 from ..config import Config
-from ..errors import DISCONNECTED, REPLAY_PARKED, WorkError
+from ..errors import REPLAY_PARKED, WorkError
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -489,8 +489,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, c) if DISCONNECTED in reason else
-                   "see `bridge dlq list`; fix the cause, then `bridge dlq replay --reason TEXT` (a part of the reason)")
+                   dead_letters.replay_fix(reason, None))
     if not mine and not unnamed:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
 
