@@ -192,9 +192,18 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
     try:
         me = client.me()
     except WorkError as exc:
-        report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
-                   "joins and qualification checks fail until it is replaced",
-                   f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
+        if exc.status in REFUSED_TOKEN:
+            report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
+                       "joins and qualification checks fail until it is replaced",
+                       f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
+        elif exc.retryable:
+            report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
+                       f"workspace {ws} could not be checked ({exc.reason})", *_waits("joins and qualification "
+                                                                                       "checks", settings))
+        else:
+            report.add("intercom.token", False, f"Intercom could not check the token of workspace {ws}: {exc.reason}",
+                       "the workspace and the settings cannot be checked against it",
+                       f"see the reason, then run `bridge doctor {settings.campaign_id}` again")
         return None
     app = (me.get("app") or {}).get("id_code") if isinstance(me.get("app"), dict) else None
     if app and app != ws:
@@ -305,6 +314,17 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     else:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
+
+
+#: The statuses that say a vendor refused the token itself (any other error says nothing of it).
+REFUSED_TOKEN = (401, 403)
+
+
+def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
+    """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
+    change, never a token to replace."""
+    return (f"{work} wait and are retried meanwhile; those that run out of tries wait in the dead-letter queue",
+            f"nothing to change: the work waits and retries; run `bridge doctor {settings.campaign_id}` again later")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:
