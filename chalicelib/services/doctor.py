@@ -303,8 +303,13 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
-        report.add("rf.campaign", False, f"Referral Factory could not show campaign {settings.campaign_id}: {exc.reason}",
-                   "joins and qualifications for it cannot work", "check the campaign id and the RF token")
+        c = settings.campaign_id
+        if exc.retryable:
+            report.add("rf.campaign", False, f"Referral Factory is unavailable or limiting the bridge now: campaign "
+                       f"{c} could not be checked ({exc.reason})", *_waits("joins and qualifications", settings))
+        else:
+            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
+                       "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         return
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
@@ -325,6 +330,18 @@ def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
     change, never a token to replace."""
     return (f"{work} wait and are retried meanwhile; those that run out of tries wait in the dead-letter queue",
             f"nothing to change: the work waits and retries; run `bridge doctor {settings.campaign_id}` again later")
+
+
+def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
+    """What to do when Referral Factory could not show a campaign, by its answer's status (never by digits
+    in its message): its token refused, RF unavailable or limiting now (then `again`: the command to run
+    again later), or the campaign unknown to it (404: a wrong id, or a token of another account)."""
+    if exc.status in REFUSED_TOKEN:
+        return "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"
+    if exc.retryable:
+        return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
+    return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
+            f"campaign {campaign_id} (`bridge rf connect` asks for the token)")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:

@@ -1,7 +1,7 @@
 """`bridge doctor` (and `bridge backfill`) when Intercom or Referral Factory answers with an error: the
 advice follows the answer's status, never digits in its text. Only 401/403 say the token was refused;
 a 429, a 5xx or a timeout says the vendor is unavailable or limiting the bridge now (nothing to change,
-no token to replace)."""
+no token to replace); RF's 404 says the campaign is unknown to it (its id, or a token of another account)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.errors import ApiError, Transient, WorkError
+from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.services.doctor import examine
 from tests.unit import scenario
 
@@ -63,3 +64,51 @@ def test_intercom_refusing_the_token_is_told_to_replace_it(status):
     token = finding(rt, "intercom.token")
     assert token["what"].startswith("Intercom refused the token of workspace ws")
     assert token["fix"] == "`bridge workspace connect ws` (it asks for the new token), then `bridge dlq replay`"
+
+
+@pytest.mark.parametrize("answer", list(UNAVAILABLE))
+def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.rf_.campaign_answers = [UNAVAILABLE[answer]("Referral Factory")]
+    campaign = finding(rt, "rf.campaign")
+    assert not campaign["ok"] and campaign["what"].startswith("Referral Factory is unavailable or limiting the "
+                                                              "bridge now: campaign 42 could not be checked")
+    assert campaign["fix"] == WAITS and "campaign id" not in campaign["fix"]
+
+
+@pytest.mark.parametrize("status, fix", [
+    (404, "check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
+          "campaign 42 (`bridge rf connect` asks for the token)"),
+    (401, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"),
+    (403, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)")])
+def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fix):
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.rf_.campaign_answers = [ApiError("Referral Factory", status, "Nope")]
+    assert finding(rt, "rf.campaign")["fix"] == fix
+
+
+class EmptyCampaign:
+    def __init__(self, exc: WorkError) -> None:
+        self.exc = exc
+
+    def users_page(self, *_: Any) -> tuple[list, bool, int]:
+        return [], False, 0
+
+    def get_campaign(self, campaign_id: str) -> dict:
+        raise self.exc
+
+
+@pytest.mark.parametrize("answer", list(UNAVAILABLE))
+def test_backfill_of_an_rf_unavailable_or_limiting_says_to_run_it_again_later(answer):
+    rt = Doctored()
+    rt.rf = lambda: EmptyCampaign(UNAVAILABLE[answer]("Referral Factory"))            # type: ignore[method-assign]
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert str(said.value).endswith("— nothing to change: Referral Factory is unavailable or limiting the bridge "
+                                    "now; run `bridge backfill 42` again later")
+    rt.rf = lambda: EmptyCampaign(ApiError("Referral Factory", 401, "Unauthenticated"))  # type: ignore[method-assign]
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert "`bridge rf connect` (it asks for the new token)" in str(said.value)
