@@ -674,7 +674,8 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
         raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
                        f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
-    _print(mask_emails(found))          # as `explain` shows them (the table holds them: see the README)
+    # as `explain` shows them (the table holds them: see the README); their own email whatever its form
+    _print(mask_emails(found, (found["link"] or {}).get("email")))
     return 0
 
 

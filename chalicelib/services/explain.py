@@ -36,16 +36,19 @@ class Explanation:
         return bool(self.people or self.trail)
 
     def view(self) -> dict:
+        # The people's own emails as they gave them (then the query's), masked whatever their form; then any
+        # other address.
+        known = list(dict.fromkeys([p.email for p in self.people if p.email] + [self.query] * ("@" in self.query)))
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view()} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
-                       **({} if self.found else {"message": never_seen(self.query)})})
+                       **({} if self.found else {"message": never_seen(self.query)})}, known)
 
 
 def never_seen(query: str) -> str:
     # No trace is kept of someone forgotten: the backfill hint must not read as the fix for them.
-    return (f"the bridge has never seen {mask_emails(query)}, or they were forgotten (`bridge forget`): no join, "
+    return (f"the bridge has never seen {mask_emails(query, query if '@' in query else None)}, or they were forgotten (`bridge forget`): no join, "
             "no contact, no history and no refused webhook names them here. Only if they joined before the "
             "campaign's settings existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them "
             "(a backfill would also bring a forgotten person back to Intercom); if they are in Intercom only, "
