@@ -236,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("campaign_id")
     p.add_argument("--run", type=int, metavar="N", help="run N instead (its number as `sync start` said it)")
     p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
-    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends")
+    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends: on a terminal, its "
+                   "line in place; as JSON (piped, or --json), one object a line each refresh")
     p.set_defaults(func=_sync_status)
     p = sy.add_parser("report", help="skips by reason with examples, and who left the source")
     p.add_argument("campaign_id")
@@ -774,6 +775,12 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
                            f"{args.campaign_id}` shows its latest")
         found = _synced(rt, args.campaign_id, found)
+        if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
+            print(json.dumps(found, default=str), flush=True)
+            if found["status"] != "running":
+                return 0
+            _time.sleep(2)
+            continue
         if not _text(args):
             _print(found)
             return 0
