@@ -765,9 +765,14 @@ def _no_sync(found: dict) -> str:
     return f"{found['no_contact_sync']}. Its past runs:\n" if found.get("no_contact_sync") else ""
 
 
-def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
-    import time as _time
+def _pause(seconds: float) -> None:
+    """The wait between two refreshes of a watch (tests replace it)."""
+    import time
 
+    time.sleep(seconds)
+
+
+def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
     while True:
         found = sync.status(rt.deps, args.campaign_id, args.run)
@@ -779,7 +784,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             print(json.dumps(found, default=str), flush=True)
             if found["status"] != "running":
                 return 0
-            _time.sleep(2)
+            _pause(2)
             continue
         if not _text(args):
             _print(found)
@@ -789,7 +794,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             print(("\r" if args.watch else "") + _no_sync(found) + line + _full_run(found))
             return 0
         print(f"\r{line}", end="", flush=True)
-        _time.sleep(2)
+        _pause(2)
 
 
 def _status_line(found: dict) -> str:
