@@ -312,3 +312,28 @@ def test_a_join_a_try_holds_again_does_not_say_the_last_tries_reason_as_its_own(
     said = header(work, "ann@example.com")
     assert said.endswith("; in_progress") and "429" not in said, said
     assert RATE_LIMITED in trail(work)[0]                                # the trail still says it
+
+
+def test_a_dead_letter_of_an_intercom_notification_is_replayed_by_its_reason_not_its_campaign():
+    """The notification's message names no campaign: `dlq replay --campaign 42` leaves its letter ("1 left
+    (not matching)"). explain advises the replay that reaches it, by a part of its reason, as doctor does."""
+    from chalicelib.services import dead_letters
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]
+    assert scenario.run(work, scenario.event(scenario.set_value(work, contact, "Yes")))["dead"] == 1
+    text, view = trail(work, "7")
+    [letter] = [e for e in view["trail"] if e["event"] == "dead_letter"]
+    assert letter["details"]["kind"] == "intercom.contact"
+    replay = "`bridge dlq replay --reason 'Referral Factory answered 422: paused'`"
+    assert replay in letter["fix"] and "--campaign 42" not in text
+    assert lines(text, "fix: fix the cause at Referral Factory, then " + replay)
+    [queued] = [dead_letters.read(m) for m in work.queue.letters.values()]
+    assert dead_letters.matches(queued, "Referral Factory answered 422: paused", None)
+    assert not dead_letters.matches(queued, None, "42")
+
+
+def test_the_reason_a_replay_names_matches_letters_of_the_cause_whatever_their_tries_and_never_an_email():
+    from chalicelib.services.dead_letters import replay_fix
+    fix = replay_fix("gave up after 5 tries: Intercom answered 400: email zoë@exämple.com is invalid", None)
+    assert "`bridge dlq replay --reason 'Intercom answered 400: email'`" in fix
