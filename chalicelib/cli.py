@@ -243,7 +243,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("campaign_id")
     p.add_argument("--run", type=int, metavar="N", help="run N instead (its number as `sync start` said it)")
     p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
-    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends")
+    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends: on a terminal, its "
+                   "line in place; as JSON (piped, or --json), one object a line each refresh")
     p.set_defaults(func=_sync_status)
     p = sy.add_parser("report", help="skips by reason with examples, and who left the source")
     p.add_argument("campaign_id")
@@ -715,7 +716,8 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
         raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
                        f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
-    _print(mask_emails(found))          # as `explain` shows them (the table holds them: see the README)
+    # as `explain` shows them (the table holds them: see the README); their own email whatever its form
+    _print(mask_emails(found, (found["link"] or {}).get("email")))
     return 0
 
 
@@ -807,9 +809,14 @@ def _no_sync(found: dict) -> str:
     return f"{found['no_contact_sync']}. Its past runs:\n" if found.get("no_contact_sync") else ""
 
 
-def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
-    import time as _time
+def _pause(seconds: float) -> None:
+    """The wait between two refreshes of a watch (tests replace it)."""
+    import time
 
+    time.sleep(seconds)
+
+
+def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
     while True:
         found = sync.status(rt.deps, args.campaign_id, args.run)
@@ -817,6 +824,12 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
                            f"{args.campaign_id}` shows its latest")
         found = _synced(rt, args.campaign_id, found)
+        if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
+            print(json.dumps(found, default=str), flush=True)
+            if found["status"] != "running":
+                return 0
+            _pause(2)
+            continue
         if not _text(args):
             _print(found)
             return 0
@@ -825,7 +838,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             print(("\r" if args.watch else "") + _no_sync(found) + line + _full_run(found))
             return 0
         print(f"\r{line}", end="", flush=True)
-        _time.sleep(2)
+        _pause(2)
 
 
 def _status_line(found: dict) -> str:

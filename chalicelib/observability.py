@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional
+from typing import Any, Sequence, Union
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,22 +23,36 @@ def mask_email(email: object) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+# An address as people write it, not only as the RFC's ASCII would have it: a run of characters that are
+# no space, quote, bracket or separator (unicode letters, `\u00e9` as JSON escapes them...) or a quoted
+# name, an @, and a host of such characters with a dot in it, or one word (`localhost`).
+_RUN = r"[^\s\"'<>()\[\]{},;:@]"
+_EMAIL = re.compile(rf"(\"[^\"\n]{{0,64}}\"|(?:{_RUN}|')+)@((?:{_RUN}+\.)+{_RUN}+|[^\W\d_][\w-]*)")
 
 
-def mask_emails(value: Any, known: Optional[str] = None) -> Any:
-    """Every email inside `value` (text, lists, dicts) as a***@example.com; `known` (the person's
-    email as they gave it, valid or not, in any case) as mask_email masks it."""
+def mask_emails(value: Any, known: Union[None, str, Sequence[str]] = None) -> Any:
+    """Every email inside `value` (text, lists, dicts: their values, never their keys) as a***@example.com;
+    `known` (the person's email as they gave it, valid or not, in any case; or several people's) as
+    mask_email masks it."""
     if isinstance(value, str):
-        if known and known.strip():       # where it stands alone, not inside a longer word
-            value = re.sub(rf"(?<![\w.@+-]){re.escape(known.strip())}(?![\w.@+-])",
-                           lambda _: mask_email(known.strip()), value, flags=re.IGNORECASE)
-        return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
+        for one in [known] if isinstance(known, str) else known or ():
+            masked = mask_email(one.strip()) if one and one.strip() else None
+            if masked:                    # where it stands alone, not inside a longer word
+                value = re.sub(rf"(?<![\w.@+-]){re.escape(one.strip())}(?![\w.@+-])", lambda _: masked, value,
+                               flags=re.IGNORECASE)
+        return _EMAIL.sub(_masked, value)
     if isinstance(value, list):
         return [mask_emails(v, known) for v in value]
     if isinstance(value, dict):
         return {k: mask_emails(v, known) for k, v in value.items()}
     return value
+
+
+def _masked(m: re.Match) -> str:
+    local = m.group(1)
+    if re.fullmatch(r".?\*\*\*", local):        # masked already (a***@, or "***@ of a quoted name)
+        return m.group(0)
+    return f"{local[:1]}***@{m.group(2)}"
 
 
 def count(name: str, value: float = 1) -> None:

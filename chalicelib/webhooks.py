@@ -8,12 +8,13 @@ non-UTF-8, NaN, numbers too large to read."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Mapping, Optional, Union
 from urllib.parse import parse_qsl
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StrictStr, ValidationError,
-                      field_validator, model_serializer, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StrictStr,
+                      ValidationError, field_validator, model_serializer, model_validator)
 from pydantic_core import from_json
 
 from .domain.ids import ID, ID_RULE, as_id, is_id
@@ -225,7 +226,39 @@ _id = as_id
 
 Id = Annotated[str, BeforeValidator(_id)]
 Text = Annotated[StrictStr, Field(max_length=1024)]
-Email = Annotated[StrictStr, Field(max_length=320)]
+Email = Annotated[StrictStr, Field(max_length=320)]       # Intercom's contact email: read as Intercom holds it
+
+
+_UNPRINTABLE = {"Cc": "a control character", "Cf": "an invisible character", "Zs": "a space",
+                "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+def unprintable(text: str) -> Optional[str]:
+    """The first character no email address can hold — a control character (a NUL), an invisible
+    one (a zero-width space), or whitespace inside it — said with its code point and place; None if none."""
+    for n, char in enumerate(text, 1):
+        kind = _UNPRINTABLE.get(unicodedata.category(char))
+        if kind:
+            return f"{kind}, U+{ord(char):04X}, at character {n}"
+    return None
+
+
+def printable(text: str) -> str:
+    """`text` without the characters `unprintable` names: how a refused email is kept for `explain` and
+    `forget` (the address the operator can type)."""
+    return "".join(char for char in text if unicodedata.category(char) not in _UNPRINTABLE)
+
+
+def _email(value: str) -> str:
+    found = unprintable(value)
+    if found:
+        raise ValueError(f"holds a character no email address can ({found}): fix the email in Referral Factory")
+    return value
+
+
+# A person's email as RF's webhook gives it (surrounding spaces are trimmed before): refused if it holds a
+# character no address can, which would be masked, keyed and forgotten as another address.
+RFEmail = Annotated[StrictStr, Field(max_length=320), AfterValidator(_email)]
 
 
 def _scalar(value: Any) -> Any:
@@ -393,7 +426,7 @@ class RFPerson(AsSent):
     campaign_id: Id
     referrer_id: Optional[Id] = None
     type: Optional[Literal["lead", "referrer"]] = None
-    email: Optional[Email] = None
+    email: Optional[RFEmail] = None
     first_name: Optional[Scalar] = None
     code: Optional[Scalar] = None
     url: Optional[Scalar] = None

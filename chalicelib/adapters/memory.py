@@ -143,7 +143,7 @@ class MemoryLinks:
     # --- joining ---------------------------------------------------------------------------
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
         now, held = self.clock(), self.tables.links.get(ref)
-        free = held is None or held.link.status is LinkStatus.FAILED or (
+        free = held is None or held.link.status.tried or (
             held.link.status is LinkStatus.IN_PROGRESS and _lease_ended(held, now))
         if not free:
             assert held is not None
@@ -153,7 +153,7 @@ class MemoryLinks:
                        retry_after=max(1.0, (held.lease_until or now) - now))
         token = uuid.uuid4().hex
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
-        link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS,
+        link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS, reason=None,
                                    joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
         self.tables.links[ref] = _Held(link, token, now + lease, held.pending if held else None)
         return JoinClaim(ref, workspace, token)

@@ -29,10 +29,18 @@ class LinkStatus(StrEnum):
     LINKED = "linked"               # the contact exists and is ours to watch
     IGNORED = "ignored"             # the settings say nothing is done for this person
     FAILED = "failed"               # the join failed; a retry or a replay may claim it again
+    # A try had to wait (errors.Deferred: a 429's pause, another worker's claim, search catching up):
+    # its message waits in the queue without using up a try, and its next try claims it again.
+    WAITING = "waiting"
 
     @property
     def final(self) -> bool:
         return self in (LinkStatus.LINKED, LinkStatus.IGNORED)
+
+    @property
+    def tried(self) -> bool:
+        """A try ended without applying the join (it failed or waits): the next try may claim it."""
+        return self in (LinkStatus.FAILED, LinkStatus.WAITING)
 
 
 class ContactState(StrEnum):

@@ -261,6 +261,7 @@ _PEOPLE = {LinkStatus.LINKED: ("{n} linked people", "{n} linked person"),
            LinkStatus.IGNORED: ("{n} people its settings ignore (action: nothing)",
                                 "{n} person its settings ignore (action: nothing)"),
            LinkStatus.FAILED: ("{n} failed joins that linked nobody", "{n} failed join that linked nobody"),
+           LinkStatus.WAITING: ("{n} joins waiting in the queue", "{n} join waiting in the queue"),
            LinkStatus.IN_PROGRESS: ("{n} joins in progress", "{n} join in progress")}
 
 

@@ -29,6 +29,7 @@ from ..errors import WorkError
 from ..messages import JoinMessage
 from ..ports import Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
+from .doctor import rf_campaign_fix
 from .referral_count import messages as count_messages
 
 PER_PAGE = 250
@@ -148,9 +149,8 @@ def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:
     try:
         rt.rf().get_campaign(campaign_id)
     except WorkError as exc:
-        raise BackfillError(f"Referral Factory could not show campaign {campaign_id}: {exc.reason} — check the "
-                            "campaign id (the settings' campaign_id) and the RF token (`bridge doctor "
-                            f"{campaign_id}`)") from None
+        raise BackfillError(f"Referral Factory could not show campaign {campaign_id}: {exc.reason} — "
+                            + rf_campaign_fix(exc, campaign_id, f"`bridge backfill {campaign_id}`")) from None
 
 
 def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str,

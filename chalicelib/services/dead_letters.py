@@ -11,6 +11,8 @@ Letters another reader holds hidden meanwhile cannot be seen: the queue's count 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from collections import Counter
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -74,18 +76,41 @@ def never_succeeds(reason: str) -> bool:
     return RF_GONE in reason
 
 
-def replay_fix(reason: str, campaign: str) -> str:
-    """How to bring back dead letters of `reason` (one of `campaign`'s). Those a disconnect parked go back
-    by their reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
+def replay_fix(reason: str, campaign: Optional[str]) -> str:
+    """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
+    names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
+    part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
+    reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
     Those that can never succeed are discarded instead."""
     if DISCONNECTED in reason:
         return (f"reconnect the workspace, then `{REPLAY_PARKED}` (every letter the "
                 "disconnect parked, also those of Intercom notifications, which name no campaign)")
     if never_succeeds(reason):
+        scope = f" --campaign {campaign}" if campaign else ""
         return ("Referral Factory does not have this user (deleted there?): a replay would fail the same way — "
-                f'`bridge dlq discard --reason "{RF_GONE}" --campaign {campaign} --yes` takes them out (each '
+                f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each '
                 "person's history says so)")
+    if campaign is None:
+        return (f"fix the cause, then `bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message "
+                "names no campaign: `--campaign` does not reach it; see `bridge dlq list`)")
     return f"fix the cause, then `bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
+
+
+def reason_part(reason: str, most: int = 60) -> str:
+    """A part of a dead letter's reason that `dlq replay --reason` matches it by (a case-insensitive
+    substring): without the tries count (letters of one cause differ in it), stopping before an email
+    (shown masked, it would match nothing), at most `most` characters, cut between words."""
+    part = re.sub(r"^gave up after \d+ tries: ", "", reason)
+    part = re.split(r"\S*@", part, maxsplit=1)[0].rstrip(" :,;(\"'") or part
+    if len(part) > most:
+        part = part[:most].rsplit(" ", 1)[0] or part[:most]
+    return part
+
+
+def no_campaign(kind: Optional[str]) -> bool:
+    """Whether a message of `kind` names no campaign (`dlq replay --campaign` does not reach its letter)."""
+    model = messages.KINDS.get(kind or "")
+    return model is not None and "campaign_id" not in model.model_fields
 
 
 def body_of(m: dict) -> Any:

@@ -17,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_counts, describe_writes, run_counts
 from ..config import Config
-from ..errors import DISCONNECTED, REPLAY_PARKED, WorkError
+from ..errors import REPLAY_PARKED, WorkError
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -192,9 +192,18 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
     try:
         me = client.me()
     except WorkError as exc:
-        report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
-                   "joins and qualification checks fail until it is replaced",
-                   f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
+        if exc.status in REFUSED_TOKEN:
+            report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
+                       "joins and qualification checks fail until it is replaced",
+                       f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
+        elif exc.retryable:
+            report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
+                       f"workspace {ws} could not be checked ({exc.reason})", *_waits("joins and qualification "
+                                                                                       "checks", settings))
+        else:
+            report.add("intercom.token", False, f"Intercom could not check the token of workspace {ws}: {exc.reason}",
+                       "the workspace and the settings cannot be checked against it",
+                       f"see the reason, then run `bridge doctor {settings.campaign_id}` again")
         return None
     app = (me.get("app") or {}).get("id_code") if isinstance(me.get("app"), dict) else None
     if app and app != ws:
@@ -294,8 +303,13 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
-        report.add("rf.campaign", False, f"Referral Factory could not show campaign {settings.campaign_id}: {exc.reason}",
-                   "joins and qualifications for it cannot work", "check the campaign id and the RF token")
+        c = settings.campaign_id
+        if exc.retryable:
+            report.add("rf.campaign", False, f"Referral Factory is unavailable or limiting the bridge now: campaign "
+                       f"{c} could not be checked ({exc.reason})", *_waits("joins and qualifications", settings))
+        else:
+            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
+                       "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         return
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
@@ -305,6 +319,29 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     else:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
+
+
+#: The statuses that say a vendor refused the token itself (any other error says nothing of it).
+REFUSED_TOKEN = (401, 403)
+
+
+def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
+    """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
+    change, never a token to replace."""
+    return (f"{work} wait and are retried meanwhile; those that run out of tries wait in the dead-letter queue",
+            f"nothing to change: the work waits and retries; run `bridge doctor {settings.campaign_id}` again later")
+
+
+def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
+    """What to do when Referral Factory could not show a campaign, by its answer's status (never by digits
+    in its message): its token refused, RF unavailable or limiting now (then `again`: the command to run
+    again later), or the campaign unknown to it (404: a wrong id, or a token of another account)."""
+    if exc.status in REFUSED_TOKEN:
+        return "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"
+    if exc.retryable:
+        return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
+    return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
+            f"campaign {campaign_id} (`bridge rf connect` asks for the token)")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:
@@ -493,8 +530,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, c) if DISCONNECTED in reason else
-                   "see `bridge dlq list`; fix the cause, then `bridge dlq replay --reason TEXT` (a part of the reason)")
+                   dead_letters.replay_fix(reason, None))
     if not mine and not unnamed:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
 

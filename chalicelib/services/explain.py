@@ -17,7 +17,7 @@ from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import never_succeeds, replay_fix
+from .dead_letters import never_succeeds, no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
@@ -36,16 +36,19 @@ class Explanation:
         return bool(self.people or self.trail)
 
     def view(self) -> dict:
+        # The people's own emails as they gave them (then the query's), masked whatever their form; then any
+        # other address.
+        known = list(dict.fromkeys([p.email for p in self.people if p.email] + [self.query] * ("@" in self.query)))
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view()} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
-                       **({} if self.found else {"message": never_seen(self.query)})})
+                       **({} if self.found else {"message": never_seen(self.query)})}, known)
 
 
 def never_seen(query: str) -> str:
     # No trace is kept of someone forgotten: the backfill hint must not read as the fix for them.
-    return (f"the bridge has never seen {mask_emails(query)}, or they were forgotten (`bridge forget`): no join, "
+    return (f"the bridge has never seen {mask_emails(query, query if '@' in query else None)}, or they were forgotten (`bridge forget`): no join, "
             "no contact, no history and no refused webhook names them here. Only if they joined before the "
             "campaign's settings existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them "
             "(a backfill would also bring a forgotten person back to Intercom); if they are in Intercom only, "
@@ -124,7 +127,7 @@ def explain(rt: Reader, query: str) -> Explanation:
             if _about(sample, hashes, rf_ids, contacts, scope):
                 trail.append(_with_fix(_refused(sample, scope), None))
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], _resolved(trail), enrolled)
+    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled)
 
 
 def _by(run: int) -> str:
@@ -180,9 +183,30 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
         if text:
             entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
     reason = str(entry.get("reason") or "")
-    if fix and (DISCONNECTED in reason or never_succeeds(reason)):  # `--campaign` would leave some behind; or discard
-        entry["fix"] = replay_fix(entry["reason"], entry.get("campaign_id") or "CAMPAIGN")
+    nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
+    if fix and (DISCONNECTED in reason or never_succeeds(reason) or nameless):
+        # `--campaign` would leave some behind (a disconnect's), or never reach it (its message names no
+        # campaign); or a replay cannot help (discard)
+        entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN")
     return entry
+
+
+REPLAY = "`bridge dlq replay"
+
+
+def _replayed_by_reason(trail: list[dict]) -> list[dict]:
+    """A failure whose dead letter names no campaign (a qualification an Intercom notification made)
+    is replayed as that letter is: by its reason, not by `--campaign`."""
+    letters = [e for e in trail if e["event"] == "dead_letter" and no_campaign((e.get("details") or {}).get("kind"))]
+    for e in trail:
+        said = e.get("reason")
+        if e["event"] != "dead_letter" and e["outcome"] == "failed" and e.get("fix") and said:
+            letter = next((d for d in letters if d["at"] >= e["at"] and str(d.get("reason")).endswith(said)
+                           and (d.get("campaign_id"), d.get("rf_user_id")) == (e.get("campaign_id"),
+                                                                               e.get("rf_user_id"))), None)
+            if letter is not None and "--campaign" in e["fix"] and REPLAY in letter.get("fix", ""):
+                e["fix"] = e["fix"].split(REPLAY)[0] + letter["fix"][letter["fix"].index(REPLAY):]
+    return trail
 
 
 # What a later entry must be about to resolve a failure: its topic. Events not named here are their own.
@@ -277,7 +301,8 @@ def as_text(explanation: Explanation) -> str:
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
-                     + (f" — {p['reason']}" if p.get("reason") else ""))
+                     + (f" — {p['reason']}" if p.get("reason") else "")
+                     + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else ""))
     for e in view.get("enrolled_by_sync", []):
         if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):
             how = f"contact sync (run {e['run']})" if e["run"] else "ongoing contact sync (by webhook)"

@@ -126,7 +126,9 @@ def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply) -> None:
             body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw)
             person = normalise(body)
             campaign_id, rf_user_id = _plain_id(person.get("campaign_id")), _plain_id(person.get("id"))
-            email = person.get("email") if isinstance(person.get("email"), str) else None
+            # (an email refused for a NUL or a space in it: kept as the address without them, the one
+            # `bridge explain` and `bridge forget` are given)
+            email = webhooks.printable(person["email"]) if isinstance(person.get("email"), str) else None
         except Exception:  # an unreadable body: counted without a person
             pass
     rt.note_refusal(_sample(reply, rf_user_id=rf_user_id, email=email, at=rt.clock(), campaign_id=campaign_id),

@@ -135,7 +135,10 @@ class QueuePoller:
         function_name: str = "worker",
         memory_limit_in_mb: int = 128,
         timeout_seconds: float = 60,
+        expected: tuple[type[BaseException], ...] = (),
     ) -> None:
+        """`expected`: what the handler raises as its normal answer, not as a fault (the worker's
+        RetryBatch: some records come back): logged as one line, its message, without a traceback."""
         if not 1 <= batch_size <= 10:
             raise ValueError("batch_size must be 1..10 (larger batches need a batching window)")
         self.sqs = sqs_client
@@ -148,6 +151,7 @@ class QueuePoller:
         self.function_name = function_name
         self.memory_limit_in_mb = memory_limit_in_mb
         self.timeout_seconds = timeout_seconds
+        self.expected = expected
         self._lock = threading.Lock()
         # message id -> latest receipt handle, for received-but-not-deleted.
         self._inflight: dict[str, str] = {}
@@ -187,6 +191,9 @@ class QueuePoller:
             outcome.result = self.handler(event, context)
         except Exception as exc:  # Lambda reports any error as a failed invocation
             outcome.error = exc
+            if isinstance(exc, self.expected):
+                log.warning("%s: %s", self.function_name, exc)
+                return outcome
             log.warning(
                 "%s failed on %d message(s) %s; they stay on the queue",
                 self.function_name,

@@ -205,6 +205,7 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
 
     import app as app_module
     from chalicelib.services import admin
+    from chalicelib.services.worker import RetryBatch
     from chalicelib.services.connections import connect_rf, connect_workspace, store_workspace
     from chalicelib.runtime import default_runtime, reset_default_runtime
 
@@ -230,7 +231,9 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
             raise _port_taken(api_port) from None
         raise
     parts.append(api.stop)
-    poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
+    # (a batch the worker hands back in part raises RetryBatch: one line in the terminal, not a traceback)
+    poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker,
+                         expected=(RetryBatch,))
     stack = LocalStack(api.url, endpoint, env, intercom_url, rf_url, poller, parts, real=real,
                        workspace=workspace, intercom=intercom, rf=rf)
     if background:

@@ -84,6 +84,19 @@ def test_a_failed_join_keeps_what_it_created_for_the_next_claim(store, clock):
     assert found.linked_to_email(WS, "ann@example.com") == [link]        # forget can find a failed join
 
 
+
+def test_a_waiting_join_keeps_what_the_next_try_needs_and_its_claim_drops_the_wait_reason(store, clock):
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.WAITING, email="ann@example.com", uncertain_since=clock.now - 1,
+                                         reason="Intercom answered 429"), [Entry("join", "waiting")])
+    waiting = store.links.get(ANN)
+    assert (waiting.status, waiting.reason, waiting.uncertain_since) == (
+        LinkStatus.WAITING, "Intercom answered 429", clock.now - 1)
+    clock.now += 5
+    assert store.links.claim_many([(ANN, WS)])[0] is not None          # its next try claims it at once
+    link = store.links.get(ANN)
+    assert (link.status, link.reason, link.email) == (LinkStatus.IN_PROGRESS, None, "ann@example.com")
+
 def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
     bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")
     claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS)])

@@ -201,6 +201,8 @@ WALKTHROUGH = [   # a new user's bodies that were queued before: (headers, body,
     ({"Content-Type": "application/x-www-form-urlencoded"}, {"id": 1, "campaign_id": 42}, 400,   # curl -d '{...}'
      "malformed_form", "the body looks like JSON but was sent as a form"),
     ({}, {"id": 1, "campaign_id": 42, "meta": "company"}, 400, "invalid_field", "meta: must be a list"),
+    ({}, {"id": 1, "campaign_id": 42, "email": "z\u0000@example.com"}, 400, "invalid_field",    # was `z@example.com` masked
+     "email: holds a character no email address can (a control character, U+0000, at character 2)"),
 ]
 
 
@@ -223,6 +225,33 @@ def test_a_join_sending_one_value_under_two_names_or_no_content_type_is_still_qu
     bare = requests.post(f"{bridge.server.url}/webhooks/referral-factory", data=json.dumps({"id": 2, "campaign_id": 42}),
                          headers={"X-Bridge-Secret": SECRET}, timeout=10)
     assert [same.status_code, bare.status_code] == [202, 202] and bridge.queued() == 2
+
+
+def test_a_join_whose_email_holds_a_nul_is_refused_and_explain_and_forget_find_it_by_the_address(bridge, capsys):
+    """`z\\0@example.com` was queued and joined as an address `bridge forget z@example.com` never reached."""
+    from chalicelib.cli import main
+    bridge.apply(lead_settings())
+    answer = requests.post(f"{bridge.server.url}/webhooks/referral-factory", timeout=10,
+                           data="id=1&campaign_id=42&user[email]=z%00@example.com",
+                           headers={"X-Bridge-Secret": SECRET, "Content-Type": "application/x-www-form-urlencoded"})
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_field") and bridge.queued() == 0
+    assert "(a control character, U+0000, at character 2)" in answer.json()["message"]
+    capsys.readouterr()
+    main(["explain", "z@example.com", "--json"], rt=bridge.operator())
+    [refused] = json.loads(capsys.readouterr().out)["trail"]
+    assert (refused["event"], refused["outcome"]) == ("webhook_refused", "invalid_field")
+    assert main(["forget", "z@example.com"], rt=bridge.operator()) == 0
+    assert json.loads(capsys.readouterr().out)["refused_webhook_samples"] == 1
+
+
+def test_an_intercom_contact_whose_email_holds_a_nul_is_intercoms_the_notification_is_taken_and_worked(
+        bridge, intercom):
+    bridge.apply(lead_settings())
+    real = json.loads(REAL_PAYLOAD.read_text())
+    real["data"]["item"]["email"] = "z\u0000@example.com"
+    assert bridge.post_intercom(real).status_code == 200 and bridge.queued() == 1
+    bridge.drain()
+    assert bridge.queued() == 0 and bridge.dead_letters() == []
 
 
 @pytest.mark.parametrize("raw,content_type,message", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import socket
 import threading
 import urllib.request
@@ -235,6 +236,26 @@ def test_failure_keeps_the_batch_until_the_visibility_timeout(stack: Resources):
     assert record["attributes"]["ApproximateReceiveCount"] == "2"
     assert record["body"] == "boom"
     assert counts(stack) == (0, 0)
+
+
+def test_an_expected_exception_is_one_log_line_and_an_unexpected_one_keeps_its_traceback(stack: Resources, caplog):
+    """`make run`'s terminal: the worker's RetryBatch (some records come back) is its normal answer."""
+    from chalicelib.services.worker import RetryBatch
+    send(stack, "a")
+    retry = RetryBatch("1 of 1 records will be retried: m1: Intercom answered 503")
+    p = QueuePoller(stack.client("sqs"), stack.queue_url, stack.queue_arn, Recorder(error=retry),
+                    expected=(RetryBatch,))
+    with caplog.at_level(logging.WARNING, logger="infra.local.esm"):
+        assert p.poll_once().error is retry
+        [line] = caplog.records
+        assert line.getMessage() == f"worker: {retry}" and line.exc_info is None
+        assert p.expire_inflight() == 1
+        caplog.clear()
+        p.handler = Recorder(error=RuntimeError("a bug"))
+        assert isinstance(p.poll_once().error, RuntimeError)
+        [line] = caplog.records
+        assert "failed on 1 message(s)" in line.getMessage() and line.exc_info is not None
+    assert counts(stack) == (0, 1)                                     # neither deleted the batch
 
 
 def test_batch_item_failures_are_ignored_like_chalice(stack: Resources):

@@ -343,3 +343,42 @@ def test_a_backfill_counts_a_page_in_one_write_and_not_a_lead_another_run_counte
     assert done.view()["outcomes"] == {"already applied: counted now for their referrer": 2, "already linked": 1}
     assert done.counted == 2 and rt.store.links.referrals(PersonRef("42", "1")).n == 3   # each once
     assert [m["rf_user_id"] for m in rt.queue.sent if not m["unless_written"]] == ["1", "1"]
+
+
+def strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+UNUSUAL = ["zoë@exämple.com", "jos\\u00e9@ex\\u00e4mple.com", '"quoted name"@example.com', "x@localhost"]
+
+
+@pytest.mark.parametrize("email", UNUSUAL + ["josé@exämple.com"])
+def test_explain_and_history_mask_non_ascii_and_unusual_emails_in_text_and_json(capsys, email):
+    """The person's own email (as they gave it), and any other address of these forms in a reason, are
+    masked a***@domain in `bridge explain` (text and --json) and `bridge history`; the JSON stays JSON."""
+    from chalicelib.cli import main
+    store = MemoryStore(FakeClock())
+    store.settings.put("42", {"campaign_id": "42"}, WS)
+    others = [e for e in UNUSUAL if e != email]
+    claim = store.links.claim(PersonRef("42", "7"), WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email=email, reason="Intercom answered 400"),
+                       [Entry("join", "failed", f"Intercom answered 400: {email} is not valid (nor {', '.join(others)})",
+                              {"given": email})])
+    rt = type("R", (), {"store": store})()
+    shown: list[str] = []
+    for argv in (["explain", "7"], ["explain", "7", "--json"], ["history", "42", "7"]):
+        capsys.readouterr()
+        main(argv, rt=rt)  # type: ignore[arg-type]
+        out = capsys.readouterr().out
+        shown.append(out)
+        if "--json" in argv or argv[0] == "history":
+            out = "\n".join(strings(json.loads(out)))                     # JSON, each value as read back
+        for each in [email, *others]:
+            local, _, domain = each.rpartition("@")
+            assert each not in out and (len(local) == 1 or local not in out), (each, out)
+            assert f"{local[:1]}***@{domain}" in out, (each, out)
+    assert json.loads(shown[2])["link"]["email"] == masked(email, email)

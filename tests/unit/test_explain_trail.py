@@ -8,7 +8,7 @@ import pytest
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
-from chalicelib.errors import Disconnected, Permanent, Transient
+from chalicelib.errors import Deferred, Disconnected, Permanent, Transient
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeClock
@@ -265,3 +265,75 @@ def test_a_parked_referral_count_replayed_after_its_only_lead_was_forgotten_reso
     assert scenario.run(work, {**count, "replayed_from": "dead-1"})["done"] == 1
     parked_and_resolved(work, RITA_ID, "referral.count", "referral_count: nothing",
                         f"referral count {REPLAYED}: no lead counted since: nothing to write")
+
+
+RATE_LIMITED = "Intercom answered 429 Too Many Requests: rate limit exceeded"
+
+
+def header(work, who: str) -> str:
+    [line] = lines(trail(work, who)[0], "RF user ")
+    return line
+
+
+def test_a_join_waiting_on_an_intercom_429_says_it_waits_and_its_next_try_ends_with_one_contact():
+    """Ann's create got no answer (it was applied), Bea is new; then Intercom's 429 holds both back. Each
+    link says it waits (not failed), keeping what the next try needs; the next try links each to one contact."""
+    work = world()
+    intercom = work.apis.intercom_
+    intercom.after["create"] = Transient("Intercom did not answer POST /contacts in time")
+    with pytest.raises(RetryBatch):
+        scenario.run(work, join())
+    lost = scenario.link_of(work).uncertain_since
+    assert lost is not None
+    work.clock.now += 30
+    bea = {**LEAD, "id": "8", "email": "bea@example.com"}
+    work.apis.rf_.users["8"] = {**LEAD, "id": "8", "email": "bea@example.com", "code": "c8"}
+    intercom.fail["search"] = Deferred(RATE_LIMITED, retry_after=10.0, status=429)
+    assert scenario.run(work, join(), join(bea, user="8")) == {"done": 0, "retry": 0, "dead": 0, "waiting": 2}
+    for who, user in (("ann@example.com", "7"), ("bea@example.com", "8")):
+        said = header(work, who)
+        assert f"; waiting — {RATE_LIMITED} (waits in the queue, without using up a try)" in said, said
+        assert "failed" not in said and scenario.link_of(work, user).status is LinkStatus.WAITING
+    ann = scenario.link_of(work)
+    assert ann.uncertain_since == lost and ann.contact_id is None      # the lost create is still looked for
+    work.clock.now += 30
+    assert scenario.run(work, join(), join(bea, user="8")) == {"done": 2, "retry": 0, "dead": 0}
+    assert intercom.calls.count("create") == 2 and len(intercom.contacts) == 2
+    assert {scenario.link_of(work, u).contact_id for u in ("7", "8")} == set(intercom.contacts)
+    assert all(scenario.link_of(work, u).status is LinkStatus.LINKED for u in ("7", "8"))
+    assert ("contact", "resumed") in scenario.history(work, "7")
+
+
+def test_a_join_a_try_holds_again_does_not_say_the_last_tries_reason_as_its_own():
+    work = world()
+    work.apis.intercom_.fail["search"] = Deferred(RATE_LIMITED, status=429)
+    assert scenario.run(work, join())["waiting"] == 1
+    work.store.links.claim(PersonRef("42", "7"), "ws")                # the next try, now running
+    said = header(work, "ann@example.com")
+    assert said.endswith("; in_progress") and "429" not in said, said
+    assert RATE_LIMITED in trail(work)[0]                                # the trail still says it
+
+
+def test_a_dead_letter_of_an_intercom_notification_is_replayed_by_its_reason_not_its_campaign():
+    """The notification's message names no campaign: `dlq replay --campaign 42` leaves its letter ("1 left
+    (not matching)"). explain advises the replay that reaches it, by a part of its reason, as doctor does."""
+    from chalicelib.services import dead_letters
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]
+    assert scenario.run(work, scenario.event(scenario.set_value(work, contact, "Yes")))["dead"] == 1
+    text, view = trail(work, "7")
+    [letter] = [e for e in view["trail"] if e["event"] == "dead_letter"]
+    assert letter["details"]["kind"] == "intercom.contact"
+    replay = "`bridge dlq replay --reason 'Referral Factory answered 422: paused'`"
+    assert replay in letter["fix"] and "--campaign 42" not in text
+    assert lines(text, "fix: fix the cause at Referral Factory, then " + replay)
+    [queued] = [dead_letters.read(m) for m in work.queue.letters.values()]
+    assert dead_letters.matches(queued, "Referral Factory answered 422: paused", None)
+    assert not dead_letters.matches(queued, None, "42")
+
+
+def test_the_reason_a_replay_names_matches_letters_of_the_cause_whatever_their_tries_and_never_an_email():
+    from chalicelib.services.dead_letters import replay_fix
+    fix = replay_fix("gave up after 5 tries: Intercom answered 400: email zoë@exämple.com is invalid", None)
+    assert "`bridge dlq replay --reason 'Intercom answered 400: email'`" in fix

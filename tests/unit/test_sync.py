@@ -1005,3 +1005,22 @@ def test_a_contact_skipped_before_whose_create_answer_is_lost_is_found_on_the_re
     assert len(work.apis.rf_.created) == 1
     assert work.store.sync.run("42").counts == {"enrolled": 1}
     assert her["custom_attributes"].get("referral_link") == work.apis.rf_.created[0]["url"]
+
+
+def test_status_watch_piped_prints_one_json_line_a_refresh_until_the_run_ends(monkeypatch, capsys):
+    """`sync status --watch` piped (not a terminal): it watched nothing, printing one object and exiting
+    while the run went on. Now one JSON object a line each refresh, the last once the run has ended."""
+    from tests.support.cli import run_cli
+    work = world(3)
+    sync.start(deps(work), "42")
+    refreshes: list[float] = []
+
+    def sleep(seconds: float) -> None:          # the 2 s between refreshes: the worker works the run meanwhile
+        refreshes.append(seconds)
+        drain(work)
+    monkeypatch.setattr("chalicelib.cli._pause", sleep)     # (not time.sleep: other tests' threads call it)
+    code, out, _ = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--watch")
+    # (the worker the test runs between refreshes logs to stdout too: its lines are not the CLI's)
+    shown = [s for s in map(json.loads, out.splitlines()) if "level" not in s and "_aws" not in s]
+    assert code == 0 and refreshes == [2]
+    assert [s["status"] for s in shown] == ["running", "done"] and shown[-1]["done"] == 3

@@ -134,6 +134,17 @@ def test_a_signed_notification_of_the_wrong_shape_is_a_400_naming_the_field(over
     assert caught.value.message.startswith(message)
 
 
+def test_an_rf_email_is_read_trimmed_and_may_hold_any_letter():
+    person = webhooks.rf_person({"id": 7, "campaign_id": 42, "email": " José@Example.com\n"})
+    assert person.email == "José@Example.com"
+
+
+def test_an_intercom_contacts_email_is_intercoms_a_control_character_in_it_is_read_as_sent():
+    """Not the bridge's to refuse: the notification is read (and matches no person's email)."""
+    read = webhooks.contact_notification(notification(data={"item": {"id": "c1", "email": "z\u0000@example.com"}}))
+    assert read.contact.as_dict()["email"] == "z\u0000@example.com"
+
+
 def test_tag_topics_carry_their_contact_and_other_topics_are_not_read_as_contacts():
     tagged = webhooks.contact_notification(notification(topic="contact.user.tag.created", data={
         "item": {"type": "contact_tag", "tag": {"id": "1"}, "contact": {"type": "contact", "id": "c9"}}}))
@@ -168,6 +179,13 @@ def test_an_rf_body_is_read_through_the_owners_field_names():
     ({"id": 7, "campaign_id": [42]}, "invalid_field", "campaign_id: must be"),
     ({"id": 7, "campaign_id": 42, "referrer_id": {"id": 3}}, "invalid_field", "referrer_id: must be"),
     ({"id": 7, "campaign_id": 42, "email": ["a@b.co"]}, "invalid_field", "email: must be text"),
+    ({"id": 7, "campaign_id": 42, "email": "z\u0000@example.com"}, "invalid_field",
+     "email: holds a character no email address can (a control character, U+0000, at character 2): fix the email"),
+    ({"id": 7, "campaign_id": 42, "email": "ann smith@example.com"}, "invalid_field",
+     "email: holds a character no email address can (a space, U+0020, at character 4)"),
+    ({"id": 7, "campaign_id": 42, "email": "ann\u200b@example.com"}, "invalid_field",
+     "email: holds a character no email address can (an invisible character, U+200B"),
+    ({"id": 7, "campaign_id": 42, "email": "ann@exa\tmple.com"}, "invalid_field", "email: holds a character"),
     ({"id": 7, "campaign_id": 42, "first_name": {"en": "Ann"}}, "invalid_field",
      "first_name: must be text, a number, or true or false"),
 ])

@@ -128,14 +128,15 @@ class DynamoLinks:
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:
         # An update, not a put: what an earlier try recorded (the contact it created, its
-        # baseline, when the person joined) survives the new claim.
+        # baseline, when the person joined) survives the new claim. Its reason (why it failed or
+        # waited) is the history's from now on: the link in progress does not say it still.
         return Update(LinkItem(*link_key(ref)), [
             LinkItem.campaign_id.set(ref.campaign_id), LinkItem.rf_user_id.set(ref.rf_user_id),
-            LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value),
+            LinkItem.workspace.set(workspace), LinkItem.status.set(LinkStatus.IN_PROGRESS.value), LinkItem.reason.remove(),
             LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease), LinkItem.uncertain_since.set(now),
             LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED,
             LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
-            LinkItem.pk.does_not_exist() | (LinkItem.status == LinkStatus.FAILED.value)
+            LinkItem.pk.does_not_exist() | LinkItem.status.is_in(LinkStatus.FAILED.value, LinkStatus.WAITING.value)
             | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & _lease_ended(now)))
 
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:

@@ -89,7 +89,7 @@ CHECKS = {
     "existing_values_kept": "duplicates: update keeps the name an existing contact had",
     "no_window_over_limits": "no Intercom 10 s window and no RF 60 s window over the simulator's limit",
     "no_rf_ip_block": "Referral Factory never blocks the IP",
-    "no_unfinished_link": "no link left in_progress or qualifying",
+    "no_unfinished_link": "no link left in_progress, waiting or qualifying",
     "no_webhook_5xx": "no webhook delivery answered with a 5xx (or not answered)",
     "order_never_matters": "'Yes' (newer) delivered before 'No' (older) qualifies without a reconciliation",
     "referral_counts_exact": "every referrer's contact holds the number of distinct leads that joined with them",
@@ -1158,7 +1158,7 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
     unfinished = [f"rf {item.get('rf_user_id')}: status {item.get('status')}, qualification "
                   f"{item.get('qualification')}, contact {item.get('contact_id')}"
                   for item in links.values()
-                  if item.get("status") == "in_progress" or item.get("qualification") == "qualifying"]
+                  if item.get("status") in ("in_progress", "waiting") or item.get("qualification") == "qualifying"]
     check("no_unfinished_link", unfinished)
 
     bad = [f"{n} answered {s}" for s, n in deliveries.statuses.items() if s == "no answer" or int(s) >= 500]

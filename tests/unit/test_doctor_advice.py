@@ -1,0 +1,114 @@
+"""`bridge doctor` (and `bridge backfill`) when Intercom or Referral Factory answers with an error: the
+advice follows the answer's status, never digits in its text. Only 401/403 say the token was refused;
+a 429, a 5xx or a timeout says the vendor is unavailable or limiting the bridge now (nothing to change,
+no token to replace); RF's 404 says the campaign is unknown to it (its id, or a token of another account)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.errors import ApiError, Transient, WorkError
+from chalicelib.services.backfill import BackfillError, backfill
+from chalicelib.services.doctor import examine
+from tests.unit import scenario
+
+
+class Doctored:
+    """What the doctor is given, over the worker's fakes."""
+
+    def __init__(self) -> None:
+        self.work = work = scenario.world()
+        self.config, self.store, self.clock, self.queue = work.config, work.store, work.clock, work.queue
+        work.store.connections.put_workspace(scenario.WS, ["token", "client-secret"])
+        work.store.connections.put_rf(["token", "webhook-secret"])
+
+    def intercom(self, workspace: str) -> Any:
+        return self.work.apis.intercom_
+
+    def rf(self) -> Any:
+        return self.work.apis.rf_
+
+
+def finding(rt: Doctored, check: str) -> dict:
+    [found] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == check]
+    return found
+
+
+def raising(exc: WorkError):
+    def call(*_: Any) -> dict:
+        raise exc
+    return call
+
+
+UNAVAILABLE = {"429": lambda vendor: ApiError(vendor, 429, "Too many requests 401", retry_after=10),
+               "500": lambda vendor: ApiError(vendor, 500, "Internal error (403)"),
+               "timeout": lambda vendor: Transient(f"{vendor} did not answer: read timed out")}
+WAITS = "nothing to change: the work waits and retries; run `bridge doctor 42` again later"
+
+
+@pytest.mark.parametrize("answer", list(UNAVAILABLE))
+def test_intercom_unavailable_or_limiting_is_not_a_refused_token(answer):
+    rt = Doctored()
+    rt.work.apis.intercom_.me = raising(UNAVAILABLE[answer]("Intercom"))   # type: ignore[attr-defined]
+    token = finding(rt, "intercom.token")
+    assert not token["ok"] and token["what"].startswith("Intercom is unavailable or limiting the bridge now")
+    assert "refused" not in token["what"] and "connect" not in token["fix"] and "token" not in token["fix"]
+    assert token["fix"] == WAITS
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_intercom_refusing_the_token_is_told_to_replace_it(status):
+    rt = Doctored()
+    rt.work.apis.intercom_.me = raising(ApiError("Intercom", status, "Unauthorized"))   # type: ignore[attr-defined]
+    token = finding(rt, "intercom.token")
+    assert token["what"].startswith("Intercom refused the token of workspace ws")
+    assert token["fix"] == "`bridge workspace connect ws` (it asks for the new token), then `bridge dlq replay`"
+
+
+@pytest.mark.parametrize("answer", list(UNAVAILABLE))
+def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.rf_.campaign_answers = [UNAVAILABLE[answer]("Referral Factory")]
+    campaign = finding(rt, "rf.campaign")
+    assert not campaign["ok"] and campaign["what"].startswith("Referral Factory is unavailable or limiting the "
+                                                              "bridge now: campaign 42 could not be checked")
+    assert campaign["fix"] == WAITS and "campaign id" not in campaign["fix"]
+
+
+@pytest.mark.parametrize("status, fix", [
+    (404, "check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
+          "campaign 42 (`bridge rf connect` asks for the token)"),
+    (401, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"),
+    (403, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)")])
+def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fix):
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.rf_.campaign_answers = [ApiError("Referral Factory", status, "Nope")]
+    assert finding(rt, "rf.campaign")["fix"] == fix
+
+
+class EmptyCampaign:
+    def __init__(self, exc: WorkError) -> None:
+        self.exc = exc
+
+    def users_page(self, *_: Any) -> tuple[list, bool, int]:
+        return [], False, 0
+
+    def get_campaign(self, campaign_id: str) -> dict:
+        raise self.exc
+
+
+@pytest.mark.parametrize("answer", list(UNAVAILABLE))
+def test_backfill_of_an_rf_unavailable_or_limiting_says_to_run_it_again_later(answer):
+    rt = Doctored()
+    rt.rf = lambda: EmptyCampaign(UNAVAILABLE[answer]("Referral Factory"))            # type: ignore[method-assign]
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert str(said.value).endswith("— nothing to change: Referral Factory is unavailable or limiting the bridge "
+                                    "now; run `bridge backfill 42` again later")
+    rt.rf = lambda: EmptyCampaign(ApiError("Referral Factory", 401, "Unauthenticated"))  # type: ignore[method-assign]
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert "`bridge rf connect` (it asks for the new token)" in str(said.value)
