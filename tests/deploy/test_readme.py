@@ -45,3 +45,15 @@ def test_each_environment_variable_has_one_row():
             if line.startswith("| `")]
     names = [name for row in rows for name in row]
     assert len(names) > 20 and sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_the_readmes_discard_example_selects_only_what_can_never_succeed():
+    """The quick reference's `dlq discard --reason "answered 404" --yes` also takes out for good an Intercom
+    404 (a tag or contact deleted in Intercom: re-applying the settings and replaying fixes it), where
+    `doctor` and `explain` advise `--reason "Referral Factory answered 404"` (dead_letters.RF_GONE) only."""
+    from chalicelib.services.dead_letters import never_succeeds
+    examples = re.findall(r'dlq discard --reason "([^"]+)"', README)
+    assert examples
+    for reason in examples:
+        assert never_succeeds(reason), reason
+        assert reason.lower() not in "Intercom answered 404 not_found: Tag not found".lower(), reason
