@@ -107,8 +107,8 @@ def test_the_dashboard_dimension_is_the_one_the_deployed_functions_emit():
     dimension of the namespace in the base config (run as in a fresh Lambda container)."""
     base = json.loads(deploy.BASE_CONFIG.read_text())
     env = {"PATH": "/usr/bin:/bin", **base["environment_variables"], "POWERTOOLS_SERVICE_NAME": "rf-intercom-bridge-prod"}
-    out = subprocess.run([sys.executable, "-c", "from chalicelib.handlers import count, metrics; "
-                          "count('JoinsReceived'); metrics.flush_metrics()"],
+    out = subprocess.run([sys.executable, "-c", "from chalicelib.handlers import count, flush; "
+                          "count('JoinsReceived'); flush()"],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     emf = json.loads(out.strip().splitlines()[-1])
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE

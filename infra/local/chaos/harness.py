@@ -887,7 +887,10 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
         for at in kill_times:
             if stop_chaos.wait(max(0.0, started + at - time.monotonic())):
                 return
-            workers.kill(why="random")
+            # A moment when every worker is being restarted has no one to kill: the kill waits for one.
+            while workers.kill(why="random") is None:
+                if stop_chaos.wait(0.1):
+                    return
 
     def reconciler():
         while not stop_chaos.wait(cfg.reconcile_every):

@@ -195,7 +195,8 @@ class Workers:
                 target = self._slots.get(slot)
             else:
                 busy = [w for w in workers if w.busy and w.ready]
-                target = self._rng.choice(busy or workers)
+                # (none: every slot is between a kill and its restart)
+                target = self._rng.choice(busy or workers) if workers else None
             if target is None:
                 return None
             target.cpu = cpu_seconds(target.proc.pid) or target.cpu
