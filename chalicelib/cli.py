@@ -592,6 +592,9 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     _needs_dlq(rt)
     if args.all and (args.reason or args.campaign):
         raise CliError("--all replays every dead letter: give it alone, or filter with --reason / --campaign")
+    if _blank(args.reason):        # (`--reason "$VAR"` with VAR unset: it would match every letter)
+        raise CliError("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part "
+                       "of their reason), --campaign ID, or --all; nothing was sent back")
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
@@ -606,6 +609,11 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     _not_reached(done, "sent back", "replay", problems, "`bridge dlq replay` sends them again (harmless: a message "
                  "that comes twice is worked once)")
     return 0
+
+
+def _blank(reason: Optional[str]) -> bool:
+    """A `--reason` given that selects nothing in particular (empty, or spaces): every reason holds it."""
+    return reason is not None and not reason.strip()
 
 
 def _not_reached(done: dict, undone: str, command: str, problems: list[str], again: str) -> None:
@@ -632,9 +640,9 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    if not args.reason and not args.campaign:      # (an empty --reason would match every letter)
-        raise CliError("discard which dead letters? Give --reason TEXT (a part of their reason) and/or --campaign ID "
-                       "(`bridge dlq list` shows them); nothing was discarded")
+    if _blank(args.reason) or not (args.reason or args.campaign):      # (a blank --reason matches every letter)
+        raise CliError("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches "
+                       "every letter) and/or --campaign ID (`bridge dlq list` shows them); nothing was discarded")
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = dead_letters.look(rt)
         n = sum(dead_letters.matches(d, args.reason, args.campaign) for d in found.letters)

@@ -64,6 +64,30 @@ def test_discard_needs_a_selector_and_yes(capsys):
     assert work.queue.dead_count() == 2 == visible_now(work.queue)                    # all still there, visible
 
 
+def test_discard_refuses_a_blank_reason_as_it_refuses_an_empty_one(capsys):
+    """`--reason ''` is refused ("an empty --reason would match every letter"), but `--reason ' '` (a stray
+    quoted space, `--reason "$VAR"` with VAR a space) is taken as a selector: every reason holds a space, so
+    both letters, the one a replay can fix included, are discarded for good. With --campaign too, a blank
+    reason is refused rather than dropped (every letter of the campaign would go)."""
+    work = with_a_dead_join_rf_does_not_know()
+    code, out, err = cli(work, capsys, "discard", "--reason", " ", "--yes")
+    assert code == 1 and "discard which dead letters?" in err, (out, err)
+    code, out, err = cli(work, capsys, "discard", "--reason", "  ", "--campaign", "42", "--yes")
+    assert code == 1 and "discard which dead letters?" in err and "a blank one matches every letter" in err
+    assert work.queue.dead_count() == 2 == visible_now(work.queue)
+
+
+def test_replay_refuses_a_blank_reason_rather_than_replaying_every_letter(capsys):
+    """`dlq replay --reason "$VAR"` with VAR empty or a space would send back every dead letter, as `--all`
+    does, though the operator meant some: refused, naming `--all` for when every letter is meant."""
+    work = with_a_dead_join_rf_does_not_know()
+    for blank in ("", " "):
+        code, out, err = cli(work, capsys, "replay", "--reason", blank)
+        assert code == 1 and out == "" and err.startswith("bridge: replay which dead letters? A blank --reason "
+                                                          "matches every letter"), (out, err)
+        assert "--all" in err and work.queue.dead_count() == 2 == visible_now(work.queue)
+
+
 def test_discard_takes_the_matching_letters_out_and_the_persons_history_says_so(capsys):
     work = with_a_dead_join_rf_does_not_know()
     code, out, err = cli(work, capsys, "discard", "--reason", "answered 404", "--campaign", "42", "--yes", "--json")
