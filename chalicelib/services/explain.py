@@ -191,12 +191,12 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     return entry
 
 
-REPLAY = "`bridge dlq replay"
+COMMAND = "`bridge dlq "       # a replay's or a discard's command, in a fix
 
 
 def _replayed_by_reason(trail: list[dict]) -> list[dict]:
     """A failure whose dead letter names no campaign (a qualification an Intercom notification made)
-    is replayed as that letter is: by its reason, not by `--campaign`."""
+    is replayed, or discarded, as that letter is: by its reason, not by `--campaign`."""
     letters = [e for e in trail if e["event"] == "dead_letter" and no_campaign((e.get("details") or {}).get("kind"))]
     for e in trail:
         said = e.get("reason")
@@ -204,8 +204,8 @@ def _replayed_by_reason(trail: list[dict]) -> list[dict]:
             letter = next((d for d in letters if d["at"] >= e["at"] and str(d.get("reason")).endswith(said)
                            and (d.get("campaign_id"), d.get("rf_user_id")) == (e.get("campaign_id"),
                                                                                e.get("rf_user_id"))), None)
-            if letter is not None and "--campaign" in e["fix"] and REPLAY in letter.get("fix", ""):
-                e["fix"] = e["fix"].split(REPLAY)[0] + letter["fix"][letter["fix"].index(REPLAY):]
+            if letter is not None and "--campaign" in e["fix"] and COMMAND in letter.get("fix", ""):
+                e["fix"] = e["fix"].split(COMMAND)[0] + letter["fix"][letter["fix"].index(COMMAND):]
     return trail
 
 

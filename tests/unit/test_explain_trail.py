@@ -3,6 +3,8 @@ it was received and whether a lead or a referrer; a replayed try says it was one
 while it still applies (a later success marks the failure resolved, a later try takes the fix)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chalicelib.adapters.memory import MemoryStore
@@ -18,6 +20,7 @@ from tests.unit.test_join_use_case import LEAD, join, world
 AMY = {k: v for k, v in LEAD.items() if k != "type"}          # the body says `referrer_id`, not `type`
 REFUSED = "Intercom answered 400 parameter_invalid: Custom attribute 'lead_source' does not exist"
 REPLAYED = "replayed from the dead-letter queue (bridge dlq replay)"
+GONE = "Referral Factory answered 404: User not found."
 
 
 def trail(work, who: str = "ann@example.com") -> tuple[str, dict]:
@@ -337,3 +340,24 @@ def test_the_reason_a_replay_names_matches_letters_of_the_cause_whatever_their_t
     from chalicelib.services.dead_letters import replay_fix
     fix = replay_fix("gave up after 5 tries: Intercom answered 400: email zoë@exämple.com is invalid", None)
     assert "`bridge dlq replay --reason 'Intercom answered 400: email'`" in fix
+
+
+def test_every_discard_explain_advises_for_a_notifications_dead_letter_reaches_that_letter():
+    """Ann's lead qualifies by an Intercom notification; RF answers 404 to the qualification (deleted there).
+    The dead letter (kind intercom.contact) says `dlq discard --reason "Referral Factory answered 404" --yes`,
+    but the qualification failure above it says the same with `--campaign 42`: run as said, it matches
+    nothing ("0 dead letter(s) match"), the letter stays and doctor stays BAD."""
+    from chalicelib.services import dead_letters
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    work.apis.rf_.answers = [Permanent(GONE, status=404)]
+    assert scenario.run(work, scenario.event(scenario.set_value(work, contact, "Yes")))["dead"] == 1
+    [letter] = [dead_letters.read(m) for m in work.queue.letters.values()]
+    assert letter.kind == "intercom.contact" and letter.campaign_id is None
+    _, view = trail(work, "7")
+    advised = [e for e in view["trail"] if "dlq discard" in (e.get("fix") or "")]
+    assert advised
+    for e in advised:
+        said = re.search(r'dlq discard --reason "([^"]+)"(?: --campaign (\S+))? --yes', e["fix"])
+        assert said, e["fix"]
+        assert dead_letters.matches(letter, said.group(1), said.group(2)), (e["event"], e["fix"])
