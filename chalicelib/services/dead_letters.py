@@ -306,22 +306,55 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
 def discard(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
     """Take the matching dead letters out for good (work that can never succeed: a replay would only
     dead-letter it again), as `replay` walks them but sending nothing; the history of the person each
-    is about (its campaign and RF user id) says it was discarded and why, so `explain` shows the failure
-    resolved. A selector is required: discarding every letter at once is never what is meant.
+    is about (its campaign and RF user id; for an Intercom notification's, those linked to its contact
+    whose history holds its failure: `_people_of`) says it was discarded and why, so `explain` shows the
+    failure resolved. A selector is required: discarding every letter at once is never what is meant.
     The answer as replay's, `discarded` for `replayed` and `discarded_late` for `sent_late`."""
     if reason is None and campaign is None:
         raise ValueError("discard takes a reason or a campaign")
 
     def note(batch: dict[str, dict]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
-        for d in map(read, batch.values()):
-            if d.campaign_id and d.rf_user_id:
-                rt.store.history.append(PersonRef(d.campaign_id, d.rf_user_id), [Entry(
+        letters = [read(m) for m in batch.values()]
+        for d, refs in zip(letters, _people_of(rt, letters)):
+            for ref in refs:
+                rt.store.history.append(ref, [Entry(
                     "dead_letter", "discarded", f"dead letter discarded by the operator: {d.reason}",
                     {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})})])
         return list(batch), []
     done = _take_matching(rt, reason, campaign, REPLAY_SECONDS, note)
     return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
+
+
+def _people_of(rt: Any, letters: list[DeadLetter]) -> list[list[PersonRef]]:
+    """Whom each letter's failure is recorded under: the person its message names (campaign and RF user),
+    or for an Intercom notification's (it names the workspace and contact) the people linked to its
+    contact, to the contact merged into it or to its email, as the worker finds them (one lookup for
+    all), whose history holds this letter's failure (another person of that contact keeps theirs)."""
+    contacts: dict[str, list[tuple[str, str]]] = {}
+    emails: dict[str, list[tuple[str, str]]] = {}
+    for d in letters:
+        if not (d.campaign_id and d.rf_user_id) and d.workspace and d.kind == "intercom.contact":
+            item = d.body.get("item") if isinstance(d.body, dict) else None
+            merged = item.get("merged_from") if isinstance(item, dict) else None
+            ids = [d.contact_id, _text(merged.get("id")) if isinstance(merged, dict) else None]
+            contacts[d.message_id] = [(d.workspace, c) for c in ids if c]
+            emails[d.message_id] = [(d.workspace, d.given_email)] if d.given_email else []
+    found = rt.store.lookup.look_up(contacts=[c for cs in contacts.values() for c in cs],
+                                    emails=[e for es in emails.values() for e in es]) if contacts else None
+    people: list[list[PersonRef]] = []
+    for d in letters:
+        if d.campaign_id and d.rf_user_id:
+            people.append([PersonRef(d.campaign_id, d.rf_user_id)])
+        elif found is not None and d.message_id in contacts:
+            refs = {link.ref for ws, c in contacts[d.message_id] for link in found.linked_to_contact(ws, c)}
+            refs |= {link.ref for ws, e in emails[d.message_id] for link in found.linked_to_email(ws, e)}
+            people.append([ref for ref in sorted(refs) if any(
+                (e.event, e.outcome, e.reason) == ("dead_letter", "failed", d.reason)
+                for e in rt.store.history.entries(ref))])
+        else:
+            people.append([])
+    return people
 
 
 def _take_matching(rt: Any, reason: Optional[str], campaign: Optional[str], visibility: int,

@@ -133,3 +133,25 @@ def test_letters_sqs_would_not_take_out_stay_and_are_said(capsys):
     assert work.queue.dead_count() == 2 == visible_now(work.queue)
     work.queue.refuse_delete = lambda handle: None
     assert cli(work, capsys, "discard", "--campaign", "42", "--yes")[0] == 0 and work.queue.dead_count() == 0
+
+
+def test_a_notifications_letter_discarded_is_said_to_the_linked_person_whose_failure_it_holds_only():
+    """The letter of an Intercom notification names the workspace and contact, not the person: the entry
+    goes to Ann (linked to the contact, her qualification's failure is that letter), and not to another
+    person linked to the same contact in campaign 43, whose own failure stays open."""
+    from chalicelib.domain.history import Entry
+    from chalicelib.domain.link import JoinResult, LinkStatus
+    from tests.unit import scenario
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    other = PersonRef("43", "70")
+    claim = work.store.links.claim(other, scenario.WS)
+    work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email="ann@example.com",
+                                              contact_id=contact["id"], contact_role="lead"), [])
+    work.store.history.append(other, [Entry("dead_letter", "failed", "Intercom answered 400: bad request")])
+    work.apis.rf_.answers = [Permanent(GONE, status=404)]
+    assert scenario.run(work, scenario.event(scenario.set_value(work, contact, "Yes")))["dead"] == 1
+    assert discard(work, reason="Referral Factory answered 404")["discarded"] == 1
+    said = [(e.event, e.outcome) for e in work.store.history.entries(PersonRef("42", "7"))]
+    assert said[-2:] == [("dead_letter", "failed"), ("dead_letter", "discarded")]
+    assert ("dead_letter", "discarded") not in [(e.event, e.outcome) for e in work.store.history.entries(other)]

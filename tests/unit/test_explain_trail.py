@@ -361,3 +361,20 @@ def test_every_discard_explain_advises_for_a_notifications_dead_letter_reaches_t
         said = re.search(r'dlq discard --reason "([^"]+)"(?: --campaign (\S+))? --yes', e["fix"])
         assert said, e["fix"]
         assert dead_letters.matches(letter, said.group(1), said.group(2)), (e["event"], e["fix"])
+
+
+def test_after_the_advised_discard_explain_no_longer_shows_the_notifications_failure_as_open():
+    """The same letter discarded as the dead letter's own fix says (by its reason): it is gone, but the
+    discard wrote no history (the letter's message names no campaign nor RF user, though the worker
+    recorded the failure under Ann), so explain still shows the qualification failure and the dead letter
+    unresolved, each still advising the discard that was just done."""
+    from chalicelib.services import dead_letters
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    work.apis.rf_.answers = [Permanent(GONE, status=404)]
+    assert scenario.run(work, scenario.event(scenario.set_value(work, contact, "Yes")))["dead"] == 1
+    assert dead_letters.discard(work, reason="Referral Factory answered 404")["discarded"] == 1
+    assert work.queue.dead_count() == 0
+    _, view = trail(work, "7")
+    still = [(e["event"], e.get("fix")) for e in view["trail"] if e["outcome"] == "failed" and e.get("fix")]
+    assert still == [], still
