@@ -67,13 +67,16 @@ class DeadLetter:
         return out
 
 
-#: The reason of work that can never succeed: Referral Factory does not know the user (deleted there).
-RF_GONE = "Referral Factory answered 404"
+#: Any 404 of Referral Factory's: a user deleted there, but also every call when RF_BASE_URL is wrong.
+RF_404 = "Referral Factory answered 404"
+#: The reason of work that can never succeed: Referral Factory says it does not know the user (deleted
+#: there). Only RF's own answer says so: a 404 without it (a wrong RF_BASE_URL) is fixed and replayed.
+RF_GONE = f"{RF_404}: User not found"
 
 
 def never_succeeds(reason: str) -> bool:
     """Work a replay would only dead-letter again (its fix says to discard it instead)."""
-    return RF_GONE in reason
+    return RF_GONE.lower() in reason.lower()
 
 
 def replay_fix(reason: str, campaign: Optional[str]) -> str:
@@ -90,10 +93,12 @@ def replay_fix(reason: str, campaign: Optional[str]) -> str:
         return ("Referral Factory does not have this user (deleted there?): a replay would fail the same way — "
                 f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each '
                 "person's history says so)")
+    cause = ("check RF_BASE_URL (a wrong one answers 404 to every call) and that the RF token is of the "
+             "campaign's account" if RF_404 in reason else "fix the cause")
     if campaign is None:
-        return (f"fix the cause, then `bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message "
+        return (f"{cause}, then `bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message "
                 "names no campaign: `--campaign` does not reach it; see `bridge dlq list`)")
-    return f"fix the cause, then `bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
+    return f"{cause}, then `bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
 
 
 def reason_part(reason: str, most: int = 60) -> str:

@@ -17,7 +17,7 @@ from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import never_succeeds, no_campaign, replay_fix
+from .dead_letters import RF_404, no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
@@ -184,9 +184,9 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
             entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
     reason = str(entry.get("reason") or "")
     nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
-    if fix and (DISCONNECTED in reason or never_succeeds(reason) or nameless):
+    if fix and (DISCONNECTED in reason or RF_404 in reason or nameless):
         # `--campaign` would leave some behind (a disconnect's), or never reach it (its message names no
-        # campaign); or a replay cannot help (discard)
+        # campaign); or a replay cannot help (discard), or RF's 404 may be the bridge's (its base URL)
         entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN")
     return entry
 

@@ -296,9 +296,9 @@ def test_dlq_discard_takes_out_a_join_rf_will_never_accept_where_replay_only_dea
 
     code, report = run(bridge, capsys, "doctor", "42")
     [gone] = [f for f in report["findings"] if "answered 404" in f["what"]]
-    assert '`bridge dlq discard --reason "Referral Factory answered 404" --campaign 42 --yes`' in gone["fix"]
+    assert '`bridge dlq discard --reason "Referral Factory answered 404: User not found" --campaign 42 --yes`' in gone["fix"]
 
-    code, done = run(bridge, capsys, "dlq", "discard", "--reason", "Referral Factory answered 404", "--yes")
+    code, done = run(bridge, capsys, "dlq", "discard", "--reason", "Referral Factory answered 404: User not found", "--yes")
     assert code == 0 and done == {"discarded": 1, "left": 1, "not_seen": 0}
     code, listed = run(bridge, capsys, "dlq", "list")
     assert listed["total"] == 1 and listed["dead_letters"][0]["email"] == "b***@example.com"   # Bob's stays

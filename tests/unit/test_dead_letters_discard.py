@@ -47,8 +47,24 @@ def trail(work: FakeWork) -> list[dict]:
 def test_explain_says_to_discard_a_letter_rf_will_never_accept():
     work = with_a_dead_join_rf_does_not_know()
     fixes = [e["fix"] for e in trail(work) if e.get("fix")]
-    assert fixes and all('`bridge dlq discard --reason "Referral Factory answered 404" --campaign 42 --yes`' in f
+    assert fixes and all('`bridge dlq discard --reason "Referral Factory answered 404: User not found" --campaign 42 --yes`' in f
                          and "a replay would fail the same way" in f for f in fixes)
+
+
+def test_only_rfs_user_not_found_is_advised_a_discard_a_bare_404_a_fix_and_replay():
+    """A wrong RF_BASE_URL makes every call answer 404 (a web page, not RF's "User not found."): those
+    letters (qualifications: rewards among them) are fixed and replayed, never advised a discard; the
+    fix names the base URL and the token. RF's own answer is advised the discard, by its words."""
+    from chalicelib.services.dead_letters import never_succeeds, replay_fix
+    work = world()
+    work.apis.rf_.get_answers = [Permanent("Referral Factory answered 404: <html>Not Found</html>", status=404)]
+    assert run(work, join({"id": "9", "campaign_id": "42"}, user="9"))["dead"] == 1
+    fixes = [e["fix"] for e in trail(work) if e.get("fix")]
+    assert fixes and all("dlq discard" not in f and "check RF_BASE_URL" in f and "the RF token" in f
+                         and "`bridge dlq replay --campaign 42`" in f for f in fixes), fixes
+    assert not never_succeeds("Referral Factory answered 404: ") and never_succeeds(GONE)
+    assert '--reason "Referral Factory answered 404: User not found" --yes' in replay_fix(GONE.lower(), None)
+    assert "check RF_BASE_URL" in replay_fix("Referral Factory answered 404: Not Found", None)
 
 
 def test_discard_needs_a_selector_and_yes(capsys):
