@@ -38,6 +38,11 @@ class Deferred(Transient):
     open circuit). It comes back after `retry_after` seconds and does not use up a try."""
 
 
+class Blocked(Deferred):
+    """The vendor blocked us (Referral Factory's IP block after repeated excess, for up to days): no call
+    goes to it until a recheck; the work waits."""
+
+
 class Uncertain(Transient):
     """The request may have reached the vendor and been applied, but its answer was lost (a read
     timeout, a connection dropped after sending, a 5xx to a request that is not idempotent). Never

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 from ..domain.budget import BudgetState, Slicing
 from ..domain.history import iso
-from ..errors import Deferred
+from ..errors import Blocked, Deferred
 from ..observability import count, logger
 from ..ports import RateWindows
 
@@ -32,7 +32,7 @@ KEEP_SLICES_SECONDS = 3600      # a slice's counter outlives the slice this long
 PROBE_SECONDS = 60              # a probe of an open circuit holds this long before another may try
 
 
-class CircuitOpen(Deferred):
+class CircuitOpen(Blocked):
     """The vendor blocked us: no call goes out until the circuit's recheck (the work waits in the queue)."""
 
 

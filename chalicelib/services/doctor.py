@@ -17,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_counts, describe_writes, run_counts
 from ..config import Config
-from ..errors import REPLAY_PARKED, WorkError
+from ..errors import REPLAY_PARKED, Blocked, WorkError
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -192,7 +192,12 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
     try:
         me = client.me()
     except WorkError as exc:
-        if exc.status in REFUSED_TOKEN:
+        if plan_restricted(exc):
+            report.add("intercom.token", False, f"Intercom refused the API to workspace {ws}: its plan does not "
+                       f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
+                       f"upgrade workspace {ws}'s Intercom plan to one that includes the API (a new token will not "
+                       "help: the plan refuses every token), then `bridge dlq replay`")
+        elif exc.status in REFUSED_TOKEN:
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
                        "joins and qualification checks fail until it is replaced",
                        f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
@@ -304,7 +309,11 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
         c = settings.campaign_id
-        if exc.retryable:
+        if isinstance(exc, Blocked):
+            report.add("rf.campaign", False, f"Referral Factory has blocked this IP: campaign {c} could not be checked "
+                       f"({exc.reason})", "joins and qualifications wait in the queue (not dead-lettered) until RF "
+                       "lifts the block, which lasts up to days", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
+        elif exc.retryable:
             report.add("rf.campaign", False, f"Referral Factory is unavailable or limiting the bridge now: campaign "
                        f"{c} could not be checked ({exc.reason})", *_waits("joins and qualifications", settings))
         else:
@@ -325,6 +334,11 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
 REFUSED_TOKEN = (401, 403)
 
 
+def plan_restricted(exc: WorkError) -> bool:
+    """Intercom's 403 `api_plan_restricted`: the workspace's plan does not include the API (any token)."""
+    return exc.status == 403 and ("api_plan_restricted" in exc.reason or " plan" in exc.reason.lower())
+
+
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
     """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
     change, never a token to replace."""
@@ -334,8 +348,14 @@ def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
 
 def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
     """What to do when Referral Factory could not show a campaign, by its answer's status (never by digits
-    in its message): its token refused, RF unavailable or limiting now (then `again`: the command to run
+    in its message): RF's block of the bridge's IP (up to days: RF's support lifts it), its token refused, RF
+    unavailable or limiting now (then `again`: the command to run
     again later), or the campaign unknown to it (404: a wrong id, or a token of another account)."""
+    if isinstance(exc, Blocked):
+        return ("ask Referral Factory's support to lift the block of the bridge's IP (it blocks an IP that goes "
+                "over its rate limit repeatedly); meanwhile the bridge calls RF once every RF_BLOCK_RECHECK_SECONDS to "
+                "check, and resumes by itself once RF answers. If another tool shares the RF account, lower "
+                "RF_CALLS_PER_MINUTE to what it leaves")
     if exc.status in REFUSED_TOKEN:
         return "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"
     if exc.retryable:

@@ -1,5 +1,6 @@
 """`bridge doctor` (and `bridge backfill`) when Intercom or Referral Factory answers with an error: the
-advice follows the answer's status, never digits in its text. Only 401/403 say the token was refused;
+advice follows the answer's status, never digits in its text. Only 401/403 say the token was refused
+(not Intercom's 403 `api_plan_restricted`: the plan refuses every token; not RF's block of the IP);
 a 429, a 5xx or a timeout says the vendor is unavailable or limiting the bridge now (nothing to change,
 no token to replace); RF's 404 says the campaign is unknown to it (its id, or a token of another account)."""
 from __future__ import annotations
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.adapters.ratelimit import CircuitOpen
 from chalicelib.errors import ApiError, Transient, WorkError
 from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.services.doctor import examine
@@ -66,6 +68,19 @@ def test_intercom_refusing_the_token_is_told_to_replace_it(status):
     assert token["fix"] == "`bridge workspace connect ws` (it asks for the new token), then `bridge dlq replay`"
 
 
+@pytest.mark.parametrize("code, message", [("api_plan_restricted", "Active subscription needed."),
+                                           ("", "Your plan does not include API access.")])
+def test_intercom_refusing_the_api_for_the_workspaces_plan_is_not_told_to_replace_the_token(code, message):
+    """Intercom's 403 `api_plan_restricted` refuses every token of the workspace: connecting a new one
+    changes nothing; the plan must allow the API."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = raising(ApiError("Intercom", 403, message, code=code))  # type: ignore[attr-defined]
+    token = finding(rt, "intercom.token")
+    assert token["what"].startswith("Intercom refused the API to workspace ws: its plan does not include it")
+    assert "plan" in token["fix"] and "a new token will not help" in token["fix"]
+    assert "workspace connect" not in token["fix"]
+
+
 @pytest.mark.parametrize("answer", list(UNAVAILABLE))
 def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
     rt = Doctored()
@@ -112,3 +127,25 @@ def test_backfill_of_an_rf_unavailable_or_limiting_says_to_run_it_again_later(an
     with pytest.raises(BackfillError) as said:
         backfill(rt, "42")                                                            # type: ignore[arg-type]
     assert "`bridge rf connect` (it asks for the new token)" in str(said.value)
+
+
+BLOCKED = CircuitOpen("Referral Factory answered 403: Forbidden (since 2026-01-01T00:00:00Z): Referral Factory has "
+                      "probably blocked this IP for going over its rate limit. No call goes to it until "
+                      "2026-01-01T00:15:00Z, when one call checks again; the work waits in the queue", retry_after=900)
+
+
+def test_rf_blocking_the_bridges_ip_is_said_with_what_to_do_not_run_again_later():
+    """RF's 403 after repeated excess blocks the IP for up to days: "nothing to change, run again later"
+    would have the operator wait days; doctor and backfill say RF blocked this IP and to ask RF's support."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.rf_.campaign_answers = [BLOCKED]
+    campaign = finding(rt, "rf.campaign")
+    assert campaign["what"].startswith("Referral Factory has blocked this IP: campaign 42 could not be checked")
+    assert "up to days" in campaign["why"] and "not dead-lettered" in campaign["why"]
+    assert campaign["fix"].startswith("ask Referral Factory's support to lift the block of the bridge's IP")
+    assert "nothing to change" not in campaign["fix"] and "rf connect" not in campaign["fix"]
+    rt.rf = lambda: EmptyCampaign(BLOCKED)                                           # type: ignore[method-assign]
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert "— ask Referral Factory's support to lift the block" in str(said.value)
