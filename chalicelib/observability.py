@@ -24,10 +24,14 @@ def mask_email(email: object) -> str:
 
 
 # An address as people write it, not only as the RFC's ASCII would have it: a run of characters that are
-# no space, quote, bracket or separator (unicode letters, `\u00e9` as JSON escapes them...) or a quoted
-# name, an @, and a host of such characters with a dot in it, or one word (`localhost`).
-_RUN = r"[^\s\"'<>()\[\]{},;:@]"
-_EMAIL = re.compile(rf"(\"[^\"\n]{{0,64}}\"|(?:{_RUN}|')+)@((?:{_RUN}+\.)+{_RUN}+|[^\W\d_][\w-]*)")
+# no space, quote, bracket, separator or URL/path separator (unicode letters, `\u00e9` as JSON escapes them,
+# `o'brien`...) or a quoted name, an @, and a host of such labels with a dot between them, or one word
+# (`localhost`). A run is only read from where it begins (quotes before it are kept, not masked) and
+# possessively, so a long text without an address is read once, not again from each of its characters;
+# and a link's or an id's text before the address (`?email=`, `<id>/`) stays.
+_NOT = r"\s\"<>()\[\]{},;:@/?=&#"
+_EMAIL = re.compile(rf"""(?:(?P<name>"[^"\n]{{0,64}}")|(?<![^{_NOT}])(?P<quotes>'*+)(?P<local>[^{_NOT}'][^{_NOT}]*+))"""
+                    rf"@(?P<host>[^{_NOT}'.]++(?:\.[^{_NOT}'.]++)++|[^\W\d_][\w-]*+)")
 
 
 def mask_emails(value: Any, known: Union[None, str, Sequence[str]] = None) -> Any:
@@ -49,10 +53,10 @@ def mask_emails(value: Any, known: Union[None, str, Sequence[str]] = None) -> An
 
 
 def _masked(m: re.Match) -> str:
-    local = m.group(1)
+    local = m["name"] or m["local"]
     if re.fullmatch(r".?\*\*\*", local):        # masked already (a***@, or "***@ of a quoted name)
         return m.group(0)
-    return f"{local[:1]}***@{m.group(2)}"
+    return f"{m['quotes'] or ''}{local[:1]}***@{m['host']}"
 
 
 def count(name: str, value: float = 1) -> None:

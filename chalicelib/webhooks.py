@@ -249,7 +249,9 @@ def printable(text: str) -> str:
     return "".join(char for char in text if unicodedata.category(char) not in _UNPRINTABLE)
 
 
-def _email(value: str) -> str:
+def rf_email(value: str) -> str:
+    """An RF person's email, refused (ValueError) if it holds a character no address can: the webhook's
+    (`RFEmail`), and the one a join reads from Referral Factory's API."""
     found = unprintable(value)
     if found:
         raise ValueError(f"holds a character no email address can ({found}): fix the email in Referral Factory")
@@ -258,7 +260,7 @@ def _email(value: str) -> str:
 
 # A person's email as RF's webhook gives it (surrounding spaces are trimmed before): refused if it holds a
 # character no address can, which would be masked, keyed and forgotten as another address.
-RFEmail = Annotated[StrictStr, Field(max_length=320), AfterValidator(_email)]
+RFEmail = Annotated[StrictStr, Field(max_length=320), AfterValidator(rf_email)]
 
 
 def _scalar(value: Any) -> Any:

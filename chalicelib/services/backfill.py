@@ -38,6 +38,8 @@ PER_PAGE = 250
 LINKED = "already linked"
 IGNORED = "already applied: nothing to do by the settings"
 IN_PROGRESS = "being joined right now"
+# Its try had to wait (a 429's pause, search catching up): its message waits in the queue, nothing to send.
+WAITING = "waiting in the queue: joined on its next try"
 RETRY = "failed earlier: joined again"
 MISSING = "not in the bridge: joined"
 # Enrolled by contact sync, whose join (RF sends one for the users sync creates, and it links them)
@@ -166,6 +168,8 @@ def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: 
         return IGNORED, None, _uncounted(settings, person, link)
     if link is not None and link.status is LinkStatus.IN_PROGRESS:
         return IN_PROGRESS, None, None
+    if link is not None and link.status is LinkStatus.WAITING:
+        return WAITING, None, None
     kind = people_.normalise(user).get("type")
     if kind in ("lead", "referrer") and settings.people(kind == "lead").action == "nothing":
         return NOTHING, None, None

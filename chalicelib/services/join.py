@@ -31,6 +31,7 @@ from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
 from ..ports.store import LEASE_SECONDS
+from ..webhooks import printable, rf_email
 from .concurrency import Runner
 from .deps import WorkDeps
 from .qualification.qualifier import qualified_at
@@ -300,6 +301,14 @@ def _claimed(attempts: list[Attempt], claims: dict[Attempt, Any] | Exception, de
 def _plan(attempt: Attempt, deps: WorkDeps) -> None:
     assert attempt.settings is not None
     person = attempt.person = _person(attempt.settings, attempt.message, deps.apis)
+    email = person.values.get("email")
+    if isinstance(email, str):       # the webhook's was checked as it came; one read from RF by the same rule
+        try:
+            rf_email(email)
+        except ValueError as exc:
+            # kept as the address without the character: the one `bridge explain` and `bridge forget` are given
+            attempt.known = dataclasses.replace(attempt.known, email=printable(email).lower() or None)
+            raise Permanent(f"Referral Factory's email for this person {exc}") from None
     attempt.known = dataclasses.replace(attempt.known, email=person.email)
     plan = decide.plan(attempt.settings, person.values, deps.apis.attributes(attempt.workspace))
     if isinstance(plan, decide.Skip):

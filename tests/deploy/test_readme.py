@@ -31,12 +31,13 @@ def test_the_cli_operators_rights_grant_query_on_every_index_of_the_table():
     assert sorted(re.findall(r"`(\w+)`", named.group(1))) == sorted(indexes)
 
 
-def test_the_cli_operators_rights_let_forget_read_the_work_queues_count():
-    """`forget` counts the work waiting in the work queue (GetQueueAttributes): an operator given only
-    what the README lists would have it refused."""
+def test_the_cli_operators_rights_let_doctor_and_forget_read_the_work_queues_count():
+    """`doctor` and `forget` count the work waiting in the work queue (GetQueueAttributes): an operator
+    given only what the README lists would have it refused, and should read why the right is there."""
     rights = README.split("The CLI runs with the operator's own AWS credentials. It needs:")[1].split("\n\n")[1]
     work = next(item for item in rights.split("\n- ") if item.lstrip("- ").startswith("on the work queue:"))
     assert {"SendMessage", "GetQueueAttributes"} <= set(re.findall(r"`(\w+)`", work))
+    assert "`doctor`" in work and "`forget`" in work
 
 
 def test_each_environment_variable_has_one_row():

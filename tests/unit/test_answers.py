@@ -199,6 +199,32 @@ def test_backfill_sends_only_the_people_the_bridge_has_not_applied():
     assert {m["kind"] for m in rt.queue.sent} == {"rf.join"}
 
 
+def test_backfill_sends_no_join_for_an_rf_email_holding_a_character_no_address_can():
+    """RF's user list is read by the webhook's rule (webhooks.RFEmail): an email with a zero-width space
+    is unreadable, as its webhook would be refused, and no join is sent to fail on it."""
+    users = [{"id": 2, "email": "a\u200b@x.co", "type": "person_invited", "referrer_id": 1}]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", SETTINGS, WS)
+    done = backfill(rt, "42", apply=True)
+    assert done.view()["outcomes"] == {"unreadable in Referral Factory": 1} and rt.queue.sent == []
+
+
+def test_backfill_does_not_count_a_join_waiting_in_the_queue_as_failed_earlier():
+    """A dry run during an Intercom 429 pause said "failed earlier: would be joined again" for every join
+    waiting its turn in the queue (LinkStatus.WAITING: its try ended in errors.Deferred, and its message
+    waits in the queue), and `--apply` sent each of them a second join."""
+    users = [{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1}]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", SETTINGS, WS)
+    claim = rt.store.links.claim(PersonRef("42", "2"), WS)
+    rt.store.links.finish(claim, JoinResult(LinkStatus.WAITING, email="a@x.co",
+                                            reason="Intercom answered 429: rate limited"), [])
+    assert backfill(rt, "42").view()["outcomes"] == {"waiting in the queue: joined on its next try": 1}
+    done = backfill(rt, "42", apply=True)
+    assert done.view()["outcomes"] == {"waiting in the queue: joined on its next try": 1}
+    assert (done.queued, rt.queue.sent) == (0, [])
+
+
 COUNT = "custom_attributes.referral_count"
 COUNTING = {**SETTINGS, "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"}]},
             "sync": {"referral_count_attribute": COUNT}}

@@ -410,6 +410,22 @@ def test_a_join_without_settings_or_type_fails_alone_with_a_clear_reason():
     assert "did not say whether" in reasons(work, "8")[-2]
 
 
+def test_an_email_with_an_invisible_character_read_from_rf_fails_the_join_as_the_webhooks_is_refused():
+    """`{"id": 7, "campaign_id": 42}` (the webhook names only the user): RF answers `ann\\u200b@example.com`.
+    The same address in the webhook is a 400 naming U+200B (webhooks.RFEmail); read from RF it created an
+    Intercom contact of that address and pointed the link's email at it (`bridge forget ann@example.com`
+    never found them). Now the join fails for good, saying which character and where to fix it."""
+    work = world()
+    work.apis.rf_.users["7"] = {**RF_USERS["7"], "email": "ann\u200b@example.com"}
+    assert run(work, join({"id": "7", "campaign_id": "42"})) == {"done": 0, "retry": 0, "dead": 1}
+    reason = ("Referral Factory's email for this person holds a character no email address can (an invisible "
+              "character, U+200B, at character 4): fix the email in Referral Factory")
+    assert [d["reason"] for d in work.queue.dead] == [reason] and reason in reasons(work)
+    assert work.apis.intercom_.contacts == {}
+    link = link_of(work)
+    assert (link.status, link.email) == (LinkStatus.FAILED, "ann@example.com")     # as `bridge forget` is given it
+
+
 def test_a_join_held_by_another_worker_waits_for_its_lease_without_using_a_try():
     work = world()
     work.store.links.claim(PersonRef("42", "7"), "ws", lease=120)

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
      "https://api.intercom.io/contacts/search?email=", "a***@example.com"),
     # an Intercom contact id before an address: the id is what `bridge explain` is given next
     ("contact 65f1a2b3c4d5e6f7a8b9c0d1/ann@example.com", "65f1a2b3c4d5e6f7a8b9c0d1", "a***@example.com"),
+    # the quotes a reason puts around an address (sync's "invalid email: '...'") stay quotes
+    ("invalid email: 'ann@example.com' is not on the list", "invalid email: '", "'a***@example.com'"),
 ])
 def test_masking_an_address_inside_a_url_or_after_an_id_keeps_the_url_and_the_id(text, kept, shown):
     """The address is masked, and only the address: the pattern now takes any run of non-space characters
