@@ -171,3 +171,23 @@ def test_a_notifications_letter_discarded_is_said_to_the_linked_person_whose_fai
     said = [(e.event, e.outcome) for e in work.store.history.entries(PersonRef("42", "7"))]
     assert said[-2:] == [("dead_letter", "failed"), ("dead_letter", "discarded")]
     assert ("dead_letter", "discarded") not in [(e.event, e.outcome) for e in work.store.history.entries(other)]
+
+
+def test_a_notifications_letter_with_a_long_reason_discarded_is_said_to_its_person():
+    """A dead letter keeps the first 1,000 characters of its reason (an SQS message attribute; the queue
+    and its twin cut it there), while the person's history keeps the whole reason. A qualification an
+    Intercom notification made that failed with a long answer (RF's 422 listing every field it refused,
+    an unforeseen exception's text) is discarded, but its person's history was looked up by the letter's
+    cut reason, matched no failure, and got no "discarded" entry: `explain` still shows it unresolved."""
+    from tests.unit import scenario
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    long = "Referral Factory answered 422: The given data was invalid.; " + "; ".join(
+        f"The meta.{i}.value field must be a string of at most 255 characters." for i in range(30))
+    assert len(long) > 1000
+    work.apis.rf_.answers = [Permanent(long, status=422)]
+    assert scenario.run(work, scenario.event(scenario.set_value(work, contact, "Yes")))["dead"] == 1
+    assert scenario.history(work)[-1] == ("dead_letter", "failed")
+    assert discard(work, reason="Referral Factory answered 422")["discarded"] == 1
+    assert scenario.history(work)[-2:] == [("dead_letter", "failed"), ("dead_letter", "discarded")], \
+        scenario.history(work)
