@@ -149,3 +149,27 @@ def test_rf_blocking_the_bridges_ip_is_said_with_what_to_do_not_run_again_later(
     with pytest.raises(BackfillError) as said:
         backfill(rt, "42")                                                            # type: ignore[arg-type]
     assert "— ask Referral Factory's support to lift the block" in str(said.value)
+
+
+class BlockedCampaign:
+    """Referral Factory while it blocks the bridge's IP: the limiter's open circuit refuses every call."""
+
+    def users_page(self, *_: Any) -> tuple[list, bool, int]:
+        raise BLOCKED
+
+    def get_campaign(self, campaign_id: str) -> dict:
+        raise BLOCKED
+
+
+def test_backfill_while_rf_blocks_the_ip_says_to_ask_rfs_support(capsys):
+    """README: "`bridge doctor` says so ("Referral Factory has blocked this IP"), as does `bridge backfill`".
+    A blocked RF refuses backfill's first call, the page of people (the test above reaches the advice only
+    through a campaign whose page comes back empty, which a block never gives): the operator read the open
+    circuit's reason ("the work waits in the queue": backfill queued nothing) and no word of RF's support."""
+    from chalicelib.cli import main
+    rt = Doctored()
+    rt.rf = lambda: BlockedCampaign()                                                 # type: ignore[method-assign]
+    capsys.readouterr()
+    code = main(["backfill", "42"], rt=rt)                                            # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert code == 1 and "ask Referral Factory's support to lift the block" in err, err
