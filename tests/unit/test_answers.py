@@ -408,3 +408,40 @@ def test_explain_and_history_mask_non_ascii_and_unusual_emails_in_text_and_json(
             assert each not in out and (len(local) == 1 or local not in out), (each, out)
             assert f"{local[:1]}***@{domain}" in out, (each, out)
     assert json.loads(shown[2])["link"]["email"] == masked(email, email)
+
+
+def test_backfill_rejoins_a_join_whose_wait_ended_in_the_dead_letter_queue():
+    """A join that waited (LinkStatus.WAITING) and then went to the dead-letter queue without its link
+    being tried again — its next try's batched read failed every time (DynamoDB throttled), so the worker
+    dead-lettered it before the join ran — is in no queue the worker reads: the person's history ends in
+    that dead letter. Backfill said "waiting in the queue: joined on its next try" and sent nothing, for
+    a join no try will ever come to; before it learned the waiting outcome, it sent it again, as it does
+    for a failed join."""
+    from tests.unit.scenario import records
+    from tests.unit.test_join_use_case import join, world
+    from chalicelib.errors import Deferred
+    from chalicelib.services.worker import handle_batch
+    work = world()
+    real = work.apis.rf_.get_user
+
+    def busy(user_id):                              # RF's shared budget is spent: the join waits
+        raise Deferred("the shared RF budget is spent", retry_after=5.0)
+    work.apis.rf_.get_user = busy                   # type: ignore[method-assign]
+    body = join({"id": "7", "campaign_id": "42"})
+    assert handle_batch(records(body), work)["waiting"] == 1
+    work.apis.rf_.get_user = real                   # type: ignore[method-assign]
+
+    def throttled(refs):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    work.store.links.get_many = throttled           # type: ignore[method-assign]
+    [last] = records(body)
+    last["attributes"]["ApproximateReceiveCount"] = str(work.config.max_attempts)     # its last try
+    assert handle_batch([last], work)["dead"] == 1 and len(work.queue.dead) == 1
+    del work.store.links.get_many                   # DynamoDB answers again
+
+    rt = Backfilling([{"id": 7, "email": "ann@example.com", "type": "person_invited", "referrer_id": 3}])
+    rt.store, rt.clock = work.store, work.clock
+    outcomes = backfill(rt, "42").view()["outcomes"]
+    assert "waiting in the queue: joined on its next try" not in outcomes, outcomes
+    done = backfill(rt, "42", apply=True)
+    assert [m["rf_user_id"] for m in rt.queue.sent] == ["7"], done.view()
