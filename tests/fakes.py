@@ -11,6 +11,7 @@ from chalicelib.config import Config
 from chalicelib.domain.mapping import MARKER_NAME
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, Refused
+from chalicelib.ports.queue import REASON_KEPT
 from chalicelib.services.deps import WorkDeps
 
 
@@ -103,7 +104,7 @@ class FakeQueue:
         self._made += 1
         message_id = f"d{self._made}"
         self.letters[message_id] = {"MessageId": message_id, "Body": body, "Attributes": {}, "MessageAttributes": {
-            "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+            "reason": {"DataType": "String", "StringValue": reason[:REASON_KEPT] or "unknown"},
             "attempts": {"DataType": "Number", "StringValue": str(attempts)},
             "failed_at": {"DataType": "String", "StringValue": failed_at}}}
         self._visible_at[message_id] = self.clock()

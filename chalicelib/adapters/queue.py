@@ -7,7 +7,7 @@ import math
 from typing import Callable, Sequence, TypeVar
 
 from ..ports import Later, MessageTooLarge, NotSent
-from ..ports.queue import TRIES, WAITS
+from ..ports.queue import REASON_KEPT, TRIES, WAITS
 
 SQS_MAX_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
@@ -67,7 +67,7 @@ class Queue:
 
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.client.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
-            "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+            "reason": {"DataType": "String", "StringValue": reason[:REASON_KEPT] or "unknown"},
             "attempts": {"DataType": "Number", "StringValue": str(attempts)},
             "failed_at": {"DataType": "String", "StringValue": failed_at},
         })

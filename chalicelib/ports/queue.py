@@ -22,6 +22,7 @@ class NotSent(RuntimeError):
 
 
 TRIES, WAITS = "bridge-tries", "bridge-waits"      # the message attributes of a copy sent to wait
+REASON_KEPT = 1000                                  # a dead letter keeps this much of its reason (an attribute)
 
 
 @dataclass(frozen=True)

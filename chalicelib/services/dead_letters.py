@@ -24,6 +24,7 @@ from ..domain.link import PersonRef
 from ..errors import DISCONNECTED, REPLAY_PARKED
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent
+from ..ports.queue import REASON_KEPT
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
 REPLAY_SECONDS = 300        # the same for a replay (it also sends each back)
@@ -331,6 +332,13 @@ def discard(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = Non
     return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
 
 
+def _same_reason(recorded: Optional[str], letter: str) -> bool:
+    """The history keeps a failure's whole reason; the letter, its first REASON_KEPT characters (SQS's
+    message attribute, as the queue writes it)."""
+    return recorded is not None and (recorded == letter or len(letter) >= REASON_KEPT
+                                     and recorded.startswith(letter))
+
+
 def _people_of(rt: Any, letters: list[DeadLetter]) -> list[list[PersonRef]]:
     """Whom each letter's failure is recorded under: the person its message names (campaign and RF user),
     or for an Intercom notification's (it names the workspace and contact) the people linked to its
@@ -355,7 +363,7 @@ def _people_of(rt: Any, letters: list[DeadLetter]) -> list[list[PersonRef]]:
             refs = {link.ref for ws, c in contacts[d.message_id] for link in found.linked_to_contact(ws, c)}
             refs |= {link.ref for ws, e in emails[d.message_id] for link in found.linked_to_email(ws, e)}
             people.append([ref for ref in sorted(refs) if any(
-                (e.event, e.outcome, e.reason) == ("dead_letter", "failed", d.reason)
+                (e.event, e.outcome) == ("dead_letter", "failed") and _same_reason(e.reason, d.reason)
                 for e in rt.store.history.entries(ref))])
         else:
             people.append([])
