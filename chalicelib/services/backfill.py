@@ -39,7 +39,9 @@ LINKED = "already linked"
 IGNORED = "already applied: nothing to do by the settings"
 IN_PROGRESS = "being joined right now"
 # Its try had to wait (a 429's pause, search catching up): its message waits in the queue, nothing to send.
-WAITING = "waiting in the queue: joined on its next try"
+# A join whose last try had to wait: its message is in the queue, or was dead-lettered before a try came
+# (a batched read that failed each time): sent again, as a repeat is harmless while it still waits.
+WAITING = "waiting (in the queue, or dead-lettered before its next try): joined again"
 RETRY = "failed earlier: joined again"
 MISSING = "not in the bridge: joined"
 # Enrolled by contact sync, whose join (RF sends one for the users sync creates, and it links them)
@@ -79,6 +81,7 @@ class Result:
     def view(self) -> dict:
         dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined",
                SYNCED: "enrolled by contact sync, not linked yet: would be joined",
+               WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
                COUNTED: "already applied: would be counted for their referrer"}
         outcomes = {(k if self.applied else dry.get(k, k)): v for k, v in self.outcomes.most_common()}
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
@@ -101,7 +104,12 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     synced: Optional[set[str]] = None      # the RF ids contact sync enrolled (its ledger, read once if needed)
     page = 1
     while True:
-        users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
+        try:
+            users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
+        except WorkError as exc:        # e.g. RF blocked this IP: said with what to do, as doctor says it
+            raise BackfillError(f"Referral Factory could not list the people of campaign {result.campaign_id} "
+                                f"(page {page}): {exc.reason} — " + rf_campaign_fix(
+                                    exc, result.campaign_id, f"`bridge backfill {result.campaign_id}`")) from None
         if page == 1 and not users:
             _campaign_exists(rt, result.campaign_id)
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
@@ -131,7 +139,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             result.count_writes += len(grown) + len(owed)
         if progress:
             progress(result.read, total, result.queued if apply else sum(
-                result.outcomes[o] for o in (MISSING, SYNCED, RETRY)))
+                result.outcomes[o] for o in (MISSING, SYNCED, RETRY, WAITING)))
         if not more or not users:
             if apply and stored.count_backfill is not None:
                 rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
@@ -168,13 +176,12 @@ def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: 
         return IGNORED, None, _uncounted(settings, person, link)
     if link is not None and link.status is LinkStatus.IN_PROGRESS:
         return IN_PROGRESS, None, None
-    if link is not None and link.status is LinkStatus.WAITING:
-        return WAITING, None, None
     kind = people_.normalise(user).get("type")
     if kind in ("lead", "referrer") and settings.people(kind == "lead").action == "nothing":
         return NOTHING, None, None
     message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person, received_at=now)
-    return (RETRY if link is not None else MISSING), message, None
+    waiting = link is not None and link.status is LinkStatus.WAITING
+    return (WAITING if waiting else RETRY if link is not None else MISSING), message, None
 
 
 def _uncounted(settings: CampaignSettings, person: RFPerson, link: Link) -> Optional[Uncounted]:

@@ -570,12 +570,12 @@ def test_counts_turned_on_where_people_joined_are_reported_by_doctor_until_a_bac
 
 
 def test_a_backfill_that_fails_part_way_leaves_the_count_backfill_owed():
-    from chalicelib.services.backfill import backfill
+    from chalicelib.services.backfill import BackfillError, backfill
     work = world()
     joined(work, "100", "rita@example.com", kind="referrer", role="user")
     apply(work, counting_settings(referral_count_attribute=COUNT + "2"))
     lead = {"id": 1, "email": "lead1@example.com", "type": "person_invited", "referrer_id": 100}
-    with pytest.raises(Transient):
+    with pytest.raises(BackfillError, match="page 2"):
         backfill(Operating(work, [RITA_IN_RF, lead], fail_page=2), "42", apply=True)     # page 1 done, page 2 fails
     [finding] = doctor(work)[0]
     assert finding.startswith(f"Intercom's referral counts in {COUNT}2 may be stale since ")
