@@ -29,7 +29,6 @@ import os
 import queue
 import random
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import yaml
 
 from infra.local.aws import client, deploy, start_moto, stop_moto, unique_prefix
 from infra.local.chaos.processes import ROOT, MotoProcess, Workers, cpu_seconds, pid_of_connection
-from infra.local.chaos.proxy import APPLIED, KINDS, PASS, FaultProxy, Rule
+from infra.local.chaos.proxy import KINDS, PASS, FaultProxy, Rule
 from infra.local.sims.intercom import IntercomSim
 from infra.local.sims.referral_factory import RFSim
 from infra.local.sims.webhooks import sign
