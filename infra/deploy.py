@@ -13,7 +13,8 @@ deploy:
   AWS call goes there (e.g. a moto server).
 
 destroy: `chalice delete --stage <stage>`, then the stack. The table is kept (DeletionPolicy:
-Retain) and so are the stage's secrets, unless --purge.
+Retain) and so are the stage's secrets, unless --purge. With no stack left (an earlier destroy),
+--purge deletes the kept table and secrets (named from the stage); without it, they are named.
 
 Run with the project's Python: `.venv/bin/python -m infra.deploy deploy --stage prod`.
 """
@@ -649,7 +650,8 @@ def aws_failure(exc: BaseException) -> Optional[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Every failure is one line on stderr and exit 1 (BRIDGE_DEBUG=1 adds the traceback)."""
+    """Every failure is one line on stderr and exit 1 (BRIDGE_DEBUG=1 adds the traceback); Ctrl-C: one
+    line, exit 130."""
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("deploy", help="create or update a stage")

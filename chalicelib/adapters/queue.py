@@ -11,7 +11,7 @@ from ..ports.queue import REASON_KEPT, TRIES, WAITS
 
 SQS_MAX_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
-# Room left for what travels with a message later: the dead-letter attributes (reason up to 1,000
+# Room left for what travels with a message later: the dead-letter attributes (reason up to REASON_KEPT
 # characters, attempts, failed_at) and a replay's `replayed_from`.
 MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
 T = TypeVar("T")

@@ -51,7 +51,8 @@ class WorkQueue(Protocol):
 
 
 class DeadLetterQueue(Protocol):
-    """What the operator's commands do with dead letters (each a raw SQS message dict)."""
+    """What the operator's commands do with dead letters (each a raw SQS message dict), and how much work
+    waits in the work queue (`work_count`: doctor, forget)."""
 
     dlq_url: str
 

@@ -186,7 +186,8 @@ class LinkLookup(Protocol):
     def look_up(self, *, contacts: Iterable[tuple[str, str]] = (), emails: Iterable[tuple[str, str]] = (),
                 notifications: Iterable[tuple[str, str]] = (), refs: Iterable[PersonRef] = ()) -> Found:
         """One batched read: the links pointing at these (workspace, contact id) and (workspace,
-        email) pairs, the links named by `refs`, and which (workspace, notification id) were seen."""
+        email) pairs, the links named by `refs`, and which (workspace, notification id) were seen (a
+        mark past its keep_days is not, though DynamoDB's TTL deletes it late)."""
     def mark_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> None: ...
     def first_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> bool:
         """Mark the notification seen unless a live mark is there: True for the one worker that marked it."""

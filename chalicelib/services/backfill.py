@@ -38,7 +38,6 @@ PER_PAGE = 250
 LINKED = "already linked"
 IGNORED = "already applied: nothing to do by the settings"
 IN_PROGRESS = "being joined right now"
-# Its try had to wait (a 429's pause, search catching up): its message waits in the queue, nothing to send.
 # A join whose last try had to wait: its message is in the queue, or was dead-lettered before a try came
 # (a batched read that failed each time): sent again, as a repeat is harmless while it still waits.
 WAITING = "waiting (in the queue, or dead-lettered before its next try): joined again"

@@ -1,6 +1,7 @@
 """The dead-letter queue as an operator reads it: every dead letter (not just the first batch SQS
 hands out), counted by reason and campaign, with the person each is about (email masked), the
-payload only on request; and replay by reason, by campaign, or all.
+payload only on request (its emails masked unless `raw`); replay by reason, by campaign, or all;
+and discard (by reason and/or campaign) what can never succeed.
 
 Reading every message: receive with a visibility timeout until the queue answers nothing more (each
 message received once, hidden while we look: hidden again before its timeout runs out, however long

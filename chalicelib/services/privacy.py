@@ -4,7 +4,8 @@ No table scan: the workspaces index names every workspace ever connected or conf
 `EMAIL#<workspace>#<email>` pointers lead to the person's links (every campaign), and each link to
 its history and its contact pointer. Dead letters about the person are deleted from the
 dead-letter queue, and the edge's samples of refused webhooks about them from its log. Safe to
-repeat: the email pointers go last, so an interrupted run is finished by running it again."""
+repeat: the email pointers go last, so an interrupted run is finished by running it again. It reads the
+work queue's count first and warns while work waits there (a join of theirs would link them again)."""
 from __future__ import annotations
 
 from collections import Counter

@@ -693,8 +693,9 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
 
 
 def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict]:
-    """The latest run's counts; skips by reason with examples (from the whole ledger); and who left
-    the source since the last full run saw them."""
+    """The latest run's counts; skips by reason with examples (from the whole ledger); the enrolled still
+    without a link, or whose link Intercom refused, apart (not skips); and who left the source since the
+    last full run saw them."""
     run = deps.sync.run(campaign_id)
     if run is None:
         return None
