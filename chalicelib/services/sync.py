@@ -180,7 +180,7 @@ class Page:
         self.number = run.number if run else 0
         # The ledger's `run` of what this page decides: 0 for a webhook's contact (its counts are the latest run's
         # by_webhook), so that the run's own page meeting the contact later does not take it for its own (_ours).
-        self.decider = self.number if run else 0
+        self.decider = self.number if run else 0     # (a webhook's page then takes the latest run's number)
         self.via = via or (f"sync run {self.number} from {describe_source(self.sync)}")
         self.tally = Tally()
         self.stopped: Optional[str] = None
@@ -669,8 +669,13 @@ def status(deps: WorkDeps, campaign_id: str, number: Optional[int] = None) -> Op
     run = deps.sync.run(campaign_id, number)
     if run is None:
         return None
-    full = _last_full(deps, campaign_id, run) if number is None and run.kind != "full" else None
-    return {**_status(deps, run), **({"full_run": _status(deps, full)} if full is not None else {})}
+    return _shown(deps, run, _last_full(deps, campaign_id, run) if number is None and run.kind != "full" else None)
+
+
+def _shown(deps: WorkDeps, run: SyncRun, full: Optional[SyncRun]) -> dict:
+    """The run's status, and beside it the latest full run's when the run is a catch-up."""
+    return {**_status(deps, run),
+            **({"full_run": _status(deps, full)} if full is not None and full is not run else {})}
 
 
 def _status(deps: WorkDeps, run: SyncRun) -> dict:
@@ -722,7 +727,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
         block = settings_of(deps, campaign_id).sync
     except SyncStopped:                 # settings deleted, or without their sync block, since the run
         block = None
-    return {"campaign_id": campaign_id, "run": status(deps, campaign_id), "counts": dict(run.counts),
+    return {"campaign_id": campaign_id, "run": _shown(deps, run, full), "counts": dict(run.counts),
             "writes": describe_writes(block) if block is not None else None,
             "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])), "without_link": without_link,
             "link_not_written": not_written, "enrolled_in_all": enrolled,
