@@ -44,6 +44,7 @@ def _more_leads(referrer: PersonRef, n: int, at: float) -> Update:
 MAX_TRANSACTION = 100      # items in one TransactWriteItems
 # A new claim, or the end of one, starts the link's overdue trail afresh (LinkRepository.requeue).
 _NOT_REQUEUED = (LinkItem.lease_ended.remove(), LinkItem.requeued.remove())
+_TRIED = tuple(s.value for s in LinkStatus if s.tried)      # a try ended without the join: claimable again
 
 
 def _lease_ended(now: float) -> Any:
@@ -136,7 +137,7 @@ class DynamoLinks:
             LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease), LinkItem.uncertain_since.set(now),
             LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED,
             LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
-            LinkItem.pk.does_not_exist() | LinkItem.status.is_in(LinkStatus.FAILED.value, LinkStatus.WAITING.value)
+            LinkItem.pk.does_not_exist() | LinkItem.status.is_in(*_TRIED)
             | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & _lease_ended(now)))
 
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
