@@ -101,6 +101,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     result = Result(str(campaign_id), apply)
     asked: set[PersonRef] = set()          # referrers whose count write this run asked for (once is enough)
     synced: Optional[set[str]] = None      # the RF ids contact sync enrolled (its ledger, read once if needed)
+    would_send = 0                          # joins a dry run would send (an apply's are result.queued)
     page = 1
     while True:
         try:
@@ -127,6 +128,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             result.outcomes[outcome] += 1
             if message is not None:
                 to_send.append(message.wire())
+        would_send += len(to_send)
         attribute = count_attribute(settings)
         owed = _owed(rt, links, grown | asked, attribute) if apply and attribute else set()
         result.read += len(users)
@@ -137,8 +139,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             result.queued += len(to_send)
             result.count_writes += len(grown) + len(owed)
         if progress:
-            progress(result.read, total, result.queued if apply else sum(
-                result.outcomes[o] for o in (MISSING, SYNCED, RETRY, WAITING)))
+            progress(result.read, total, result.queued if apply else would_send)
         if not more or not users:
             if apply and stored.count_backfill is not None:
                 rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
