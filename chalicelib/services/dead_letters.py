@@ -357,6 +357,7 @@ def _people_of(rt: Any, letters: list[DeadLetter]) -> list[list[PersonRef]]:
     found = rt.store.lookup.look_up(contacts=[c for cs in contacts.values() for c in cs],
                                     emails=[e for es in emails.values() for e in es]) if contacts else None
     people: list[list[PersonRef]] = []
+    histories: dict[PersonRef, list] = {}       # each person's history read once, however many letters
     for d in letters:
         if d.campaign_id and d.rf_user_id:
             people.append([PersonRef(d.campaign_id, d.rf_user_id)])
@@ -365,7 +366,7 @@ def _people_of(rt: Any, letters: list[DeadLetter]) -> list[list[PersonRef]]:
             refs |= {link.ref for ws, e in emails[d.message_id] for link in found.linked_to_email(ws, e)}
             people.append([ref for ref in sorted(refs) if any(
                 (e.event, e.outcome) == ("dead_letter", "failed") and _same_reason(e.reason, d.reason)
-                for e in rt.store.history.entries(ref))])
+                for e in histories.setdefault(ref, list(rt.store.history.entries(ref))))])
         else:
             people.append([])
     return people
