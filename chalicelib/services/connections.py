@@ -147,10 +147,11 @@ def list_workspaces(rt: Connecting) -> list[dict]:
     settings are stored for it now. The store's index keeps every campaign ever applied (`forget` and
     `explain` visit their links and ledger): one deleted, or moved to another workspace, is not listed."""
     listed = []
-    for workspace in sorted(rt.store.connections.workspaces()):
+    named = {ws: rt.store.settings.campaigns(ws) for ws in sorted(rt.store.connections.workspaces())}
+    stored = rt.store.settings.documents(set().union(*named.values()))     # one batched read for all
+    for workspace, names in named.items():
         conn = rt.store.connections.workspace(workspace) or Connection(workspace, "not connected")
-        stored = rt.store.settings.documents(rt.store.settings.campaigns(workspace))
-        campaigns = [c for c, document in stored.items() if document.get("workspace") == workspace]
+        campaigns = [c for c in names if c in stored and stored[c].get("workspace") == workspace]
         listed.append({"workspace": workspace, "status": conn.status, "secrets_set": sorted(conn.secrets),
                        "api_base": conn.api_base, "campaigns": sorted(campaigns, key=lambda c: (len(c), c))})
     return listed
