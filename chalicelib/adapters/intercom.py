@@ -51,8 +51,9 @@ class IntercomClient(JsonApi):
         if exc.status == 401:
             # The token was read again before this: a reconnected one was already tried.
             return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the "
-                             "workspace, then replay the dead-letter queue", status=401)
-        return Permanent(exc.reason, status=exc.status)
+                             "workspace, then replay the dead-letter queue", status=401, message=exc.message,
+                             body=exc.body)
+        return Permanent(exc.reason, status=exc.status, message=exc.message, body=exc.body)
 
     # --- contacts -------------------------------------------------------------------------
     def search_by_email(self, email: str) -> list[dict]:
