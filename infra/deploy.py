@@ -636,13 +636,11 @@ def check_alarm_email(email: Optional[str]) -> None:
 def aws_failure(exc: BaseException) -> Optional[str]:
     """One line for a failure of AWS or of botocore (any of its exceptions, e.g. a response it could not
     parse), else None."""
-    from botocore.parsers import ResponseParserError
-
     if isinstance(exc, ClientError):
         return f"AWS said: {exc}"
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError, NoRegionError, EndpointConnectionError)):
         return aws_problem(exc, stage=True)
-    if isinstance(exc, (BotoCoreError, ResponseParserError)) or type(exc).__module__.split(".")[0] in (
+    if isinstance(exc, BotoCoreError) or type(exc).__module__.split(".")[0] in (
             "botocore", "boto3", "s3transfer"):
         text = " ".join(str(exc).split())            # a parser's message carries the response's lines
         return f"AWS failed ({type(exc).__name__}): {text[:300] + ' ...' if len(text) > 300 else text}"
