@@ -329,8 +329,10 @@ def test_dlq_show_payload_masks_the_persons_email_also_when_it_is_not_a_valid_ad
         m = {"MessageId": "d1", "Body": json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
                                                     "person": {"email": email}}),
              "MessageAttributes": {"reason": {"StringValue": "Intercom 400"}}}
-        shown = json.dumps(dead_letters.read(m).view(show_payload=True), ensure_ascii=False)
+        view = dead_letters.read(m).view(show_payload=True)
+        shown = json.dumps(view, ensure_ascii=False)
         assert email not in shown, shown
+        assert view["payload"]["person"]["email"] == f"{email[0]}***@{email.rpartition('@')[2]}"
 
 
 def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counted():

@@ -357,6 +357,7 @@ def test_a_secret_given_where_the_command_takes_none_is_refused_without_repeatin
     assert code in (1, 2) and out == "" and err.startswith("bridge: ") and err.count("\n") == 1
     assert "Secret:9" not in err
     assert rt.store.connections.workspaces() == set()
+    assert rt.secrets.values == {} and rt.store.connections.rf() is None
 
 
 @pytest.mark.parametrize("command, variable, option", [

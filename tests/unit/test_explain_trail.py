@@ -364,10 +364,9 @@ def test_every_discard_explain_advises_for_a_notifications_dead_letter_reaches_t
 
 
 def test_after_the_advised_discard_explain_no_longer_shows_the_notifications_failure_as_open():
-    """The same letter discarded as the dead letter's own fix says (by its reason): it is gone, but the
-    discard wrote no history (the letter's message names no campaign nor RF user, though the worker
-    recorded the failure under Ann), so explain still shows the qualification failure and the dead letter
-    unresolved, each still advising the discard that was just done."""
+    """The same letter discarded as the dead letter's own fix says (by its reason): its message names no
+    campaign nor RF user, but the worker recorded the failure under Ann — her trail shows the qualification
+    failure and the dead letter resolved as discarded, with no fix left, and the discard itself."""
     from chalicelib.services import dead_letters
     work = scenario.world()
     _, contact = scenario.joined(work)
@@ -378,3 +377,7 @@ def test_after_the_advised_discard_explain_no_longer_shows_the_notifications_fai
     _, view = trail(work, "7")
     still = [(e["event"], e.get("fix")) for e in view["trail"] if e["outcome"] == "failed" and e.get("fix")]
     assert still == [], still
+    failed = [e for e in view["trail"] if e["outcome"] == "failed"]
+    assert [e["event"] for e in failed] == ["qualification", "dead_letter"]
+    assert all(e.get("resolved") and e.get("discarded") and "fix" not in e for e in failed), failed
+    assert (view["trail"][-1]["event"], view["trail"][-1]["outcome"]) == ("dead_letter", "discarded")
