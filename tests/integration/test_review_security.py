@@ -1,0 +1,79 @@
+"""Security review: workspace isolation and the OAuth connect flow, attacked through the real routes
+(moto server, the Chalice app over HTTP, the Intercom and RF simulators). Each test names an attack
+and what the bridge must do instead; each fails on the code as reviewed."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from .conftest import WORKSPACE, join_body, qualifying_settings
+from .test_join_flow import new_lead
+
+OTHER = "ws-b"
+ATTRIBUTES = (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
+              ("referral_link", "string"))
+
+
+def _joined(bridge, intercom, rf):
+    """Campaign 42 on workspace A (WORKSPACE); a lead joined and has their contact in A (signed_up: No)."""
+    bridge.apply(qualifying_settings())
+    lead = new_lead(rf)
+    assert bridge.post_join(join_body(lead)).status_code == 202
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    return lead, contact
+
+
+def _move_campaign_to_other_workspace(bridge, other_workspaces):
+    """The operator connects workspace B and applies campaign 42's settings naming B (the campaign now
+    belongs to B: another team's Intercom). Returns False when the bridge refuses the move (a fix)."""
+    from chalicelib.domain.settings import SettingsError
+    from chalicelib.services.connections import connect_workspace
+
+    other = other_workspaces(OTHER, "b-token")
+    for name, dtype in ATTRIBUTES:
+        other.define_attribute(name, dtype)
+    connect_workspace(bridge.rt, OTHER, "b-token", client_secret="b-secret", api_base=other.base_url)
+    try:
+        bridge.apply({**qualifying_settings(), "workspace": OTHER})
+    except SettingsError:
+        return False
+    return True
+
+
+def test_a_notification_from_the_old_workspace_never_qualifies_a_campaign_now_connected_to_another(
+        bridge, intercom, rf, other_workspaces):
+    """Attack: campaign 42 was connected to workspace A, then re-applied for workspace B. An admin of A
+    (A is no longer the campaign's workspace) sets the qualifying attribute on a contact A still has
+    linked, and Intercom sends A's signed notification. Today the worker judges the link with the
+    campaign's *current* rule and qualifies the referral in RF (a reward), reading the contact with A's
+    token for B's campaign: the webhook path never checks that the campaign's workspace is the
+    notification's (reconciliation by change does: changes._campaigns).
+    Expected: A's notification changes nothing of campaign 42 (no RF call; the history may say why),
+    or the bridge refuses to move a campaign that has links to another workspace."""
+    lead, contact = _joined(bridge, intercom, rf)
+    moved = _move_campaign_to_other_workspace(bridge, other_workspaces)
+    if moved:
+        intercom.update_contact(contact["id"], signed_up="Yes")
+        assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+        bridge.drain()
+        assert rf.qualification_calls == [], "workspace A's notification qualified a campaign of workspace B"
+        assert bridge.history(42, lead["id"])["link"]["qualification"] != "qualified"
+    else:
+        assert bridge.rt.store.settings.get("42").workspace == WORKSPACE
+
+
+def test_reconciliation_never_qualifies_a_campaign_through_a_workspace_it_is_no_longer_connected_to(
+        bridge, intercom, rf, other_workspaces):
+    """Attack: as above, but no webhook: the scheduled reconciliation's sweep of pending leads reads
+    each lead's contact in the link's workspace (A) with A's token and qualifies by it, although
+    campaign 42 now belongs to workspace B.
+    Expected: the sweep leaves a lead linked in another workspace than its campaign's alone (no RF call)."""
+    lead, contact = _joined(bridge, intercom, rf)
+    if not _move_campaign_to_other_workspace(bridge, other_workspaces):
+        return
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.rt.clock.now += 3600
+    bridge.reconcile()
+    bridge.drain()
+    assert rf.qualification_calls == [], "reconciliation qualified a campaign of workspace B through workspace A"
