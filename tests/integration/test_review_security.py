@@ -77,3 +77,49 @@ def test_reconciliation_never_qualifies_a_campaign_through_a_workspace_it_is_no_
     bridge.reconcile()
     bridge.drain()
     assert rf.qualification_calls == [], "reconciliation qualified a campaign of workspace B through workspace A"
+
+
+# --- OAuth ------------------------------------------------------------------------------------------
+OAUTH_CLIENT_ID, OAUTH_APP_SECRET = "public-app-id", "public-app-secret"
+STRANGER = "stranger-ws"
+
+
+def test_a_stranger_cannot_connect_their_own_workspace_through_the_public_oauth_start(
+        bridge, other_workspaces, clock):
+    """Attack: the operator stored the public app's credentials (`bridge workspace oauth-app`). Anyone
+    on the internet who knows the API's URL opens /oauth/intercom/start (no operator credential is
+    asked), authorizes the app in a workspace of their own, and the callback stores their token and
+    the app's client secret in the operator's SSM and marks their workspace connected: the state proves
+    only that the same browser started and finished, not that the operator asked for this workspace.
+    Each such workspace costs the operator SSM parameters (the account's quota), table items, and
+    the bridge's scheduled work; the operator never chose it.
+    Expected: a connect the operator did not start is refused and stores nothing — e.g. the start
+    takes a one-time link `bridge workspace oauth-link <app_id>` prints, and the callback refuses a
+    token whose `GET /me` names another workspace than the link's."""
+    import os
+
+    from chalicelib.cli import main
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime, reset_default_runtime
+
+    sim = other_workspaces(STRANGER, app_name="Not the operator's")
+    sim.client_id, sim.client_secret = OAUTH_CLIENT_ID, OAUTH_APP_SECRET
+    env = {**os.environ, "INTERCOM_BASE_URL": sim.base_url, "INTERCOM_OAUTH_URL": f"{sim.base_url}/oauth"}
+    rt = Runtime(Config.from_env(env), clock=clock, sleeper=clock.sleep)
+    reset_default_runtime(rt)
+    assert main(["workspace", "oauth-app", "--client-id", OAUTH_CLIENT_ID, "--client-secret", OAUTH_APP_SECRET],
+                rt=bridge.operator()) == 0
+
+    stranger = requests.Session()                      # a browser that has nothing of the operator's
+    start = stranger.get(f"{bridge.server.url}/oauth/intercom/start", allow_redirects=False, timeout=10)
+    if start.status_code == 302:
+        authorize = stranger.get(start.headers["Location"], timeout=10)            # Intercom's page
+        assert authorize.status_code == 200
+        from urllib.parse import parse_qs, urlsplit
+        query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
+        decided = stranger.post(f"{sim.base_url}/oauth", data={**query, "decision": "allow"},
+                                allow_redirects=False, timeout=10)
+        stranger.get(decided.headers["Location"], timeout=10)                       # the callback
+    assert rt.secrets.scoped("worker").get(f"intercom/{STRANGER}/token") is None, \
+        "a stranger's workspace token was stored in the operator's secret store"
+    assert rt.store.connections.workspace(STRANGER) is None
