@@ -123,3 +123,24 @@ def test_a_stranger_cannot_connect_their_own_workspace_through_the_public_oauth_
     assert rt.secrets.scoped("worker").get(f"intercom/{STRANGER}/token") is None, \
         "a stranger's workspace token was stored in the operator's secret store"
     assert rt.store.connections.workspace(STRANGER) is None
+
+
+# --- logs ---------------------------------------------------------------------------------------------
+def test_a_vendors_refusal_that_names_the_email_is_logged_with_the_email_masked(bridge, intercom, rf, caplog):
+    """Leak: Referral Factory (or Intercom) refuses a call with a message that quotes the person's email
+    (vendor text is not ours to trust). The worker logs the reason as it is ("record sent to the
+    dead-letter queue", "record will be retried", "record waits": worker._failed/_dead/_waits log
+    `reason` unmasked), so the address lands in CloudWatch in clear, against "emails masked in logs".
+    Expected: every log line carries the email masked (a***@example.com), as `join applied` does."""
+    lead, contact = _joined(bridge, intercom, rf)
+    rf.fail_next("PUT", r"^/users/qualification$", 422, body={
+        "code": 422, "message": "The given data was invalid.",
+        "errors": {"id": [{"field": "id", "message": "ann@example.com has no referrer in this campaign"}]}})
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    caplog.clear()
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert bridge.dead_letters(), "the refusal reached the dead-letter queue"
+    # every record as its JSON line would carry it: the message and the `extra` fields
+    logged = [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
+    assert logged and not [line for line in logged if "ann@example.com" in line], "an email was logged in clear"
