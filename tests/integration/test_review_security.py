@@ -144,3 +144,30 @@ def test_a_vendors_refusal_that_names_the_email_is_logged_with_the_email_masked(
     # every record as its JSON line would carry it: the message and the `extra` fields
     logged = [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
     assert logged and not [line for line in logged if "ann@example.com" in line], "an email was logged in clear"
+
+
+# --- RF webhook: campaign X acting on campaign Y -------------------------------------------------------
+def test_a_join_naming_campaign_42_for_a_user_of_campaign_43_is_refused_not_linked_and_never_qualified(
+        bridge, intercom, rf):
+    """Attack (or a webhook body template copied between campaigns): RF's join webhook names campaign 42
+    but the user it names belongs to campaign 43 (another team's campaign; the webhook secret is one for
+    the whole RF account). The worker reads the user from RF (the body lacks the mapped fields), and
+    RF's answer says campaign 43 — but the webhook's campaign wins (people.merge) and nothing compares
+    them: campaign 42's settings create a contact in campaign 42's workspace for campaign 43's person,
+    link them to campaign 42, and campaign 42's rule then qualifies RF user 43/… (a reward in another
+    campaign) through `PUT /users/qualification`.
+    Expected: a join whose user RF places in another campaign than the webhook names is refused with
+    that reason (dead-lettered or recorded), no contact is created, and no qualification follows."""
+    bridge.apply(qualifying_settings())
+    rf.add_campaign(43, "Another team's campaign")
+    referrer = rf.add_user(43, "rex@example.com", "Rex")
+    theirs = rf.add_user(43, "tom@example.com", "Tom", referrer_id=referrer["id"])
+    assert bridge.post_join({"id": theirs["id"], "campaign_id": 42}).status_code == 202
+    bridge.drain()
+    created = intercom.contacts_by_email("tom@example.com")
+    for contact in created:                           # the lead "signs up" in campaign 42's workspace
+        intercom.update_contact(contact["id"], signed_up="Yes")
+        bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert rf.qualification_calls == [], "campaign 42's rule qualified a user of campaign 43"
+    assert created == [], "a contact was made for campaign 43's person under campaign 42's settings"
