@@ -8,6 +8,7 @@ import requests
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_join_flow import new_lead
+from .test_oauth_browser import APP_SECRET as OAUTH_APP_SECRET, CLIENT_ID as OAUTH_CLIENT_ID
 
 OTHER = "ws-b"
 ATTRIBUTES = (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
@@ -80,7 +81,6 @@ def test_reconciliation_never_qualifies_a_campaign_through_a_workspace_it_is_no_
 
 
 # --- OAuth ------------------------------------------------------------------------------------------
-OAUTH_CLIENT_ID, OAUTH_APP_SECRET = "public-app-id", "public-app-secret"
 STRANGER = "stranger-ws"
 
 
