@@ -12,7 +12,7 @@ from .history import Entry, Repeat
 from .link import Link
 from .mapping import attribute_value, has_attribute
 from .qualification import QState, open_states
-from .settings import Qualification
+from .settings import CampaignSettings, Qualification
 
 
 class Action(StrEnum):
@@ -48,6 +48,17 @@ SETTLED = {
     QState.QUALIFIED: "already qualified: later changes to the contact are ignored",
     QState.FAILED: "qualifying failed earlier (see the dead-letter queue): replay it once the cause is fixed",
 }
+
+
+def elsewhere(link: Link, settings: Optional[CampaignSettings]) -> Optional[Repeat]:
+    """Why `link` is not judged under the campaign's settings: it was linked in another workspace
+    than the one the campaign is connected to now (its settings were applied naming another). Its
+    contact is another team's: what changes there never qualifies the campaign. None: it is judged."""
+    if settings is None or link.workspace == settings.workspace:
+        return None
+    return Repeat(f"workspace_moved#{settings.workspace}", (
+        f"not qualified: linked in workspace {link.workspace}; campaign {link.campaign_id} is now connected to "
+        f"{settings.workspace} (its settings were applied naming it), so changes to this contact no longer count"))
 
 
 def judge(link: Link, rule: Optional[Qualification], seen: Sighting,

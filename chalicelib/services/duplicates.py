@@ -96,7 +96,7 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     count("DuplicatesResolved")
     rule = settings.qualification
     if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:
-        deps.qualifier.evaluate(moved, rule, Sighting(now_contact, "duplicate resolved"))
+        deps.qualifier.evaluate(moved, settings, Sighting(now_contact, "duplicate resolved"))
     return "merged" if entry.outcome == "merged_into_existing" else "moved"
 
 

@@ -591,7 +591,7 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
         return
     resumed = deps.links.get(attempt.ref)
     if resumed is not None and resumed.qualification is QState.PENDING:
-        deps.qualifier.evaluate(resumed, settings.qualification, Sighting(reached.contact, "join resumed"))
+        deps.qualifier.evaluate(resumed, settings, Sighting(reached.contact, "join resumed"))
 
 
 def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:

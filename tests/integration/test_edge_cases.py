@@ -71,7 +71,7 @@ def test_concurrent_workers_seeing_the_same_change_make_one_rf_call(bridge, inte
     intercom.update_contact(contact["id"], signed_up="Yes")
     current = intercom.get(contact["id"])
     a, b = bridge.rt, Runtime(Config.from_env(), clock=bridge.rt.clock, sleeper=bridge.rt.sleeper)
-    rule = parse_settings(qualifying_settings()).qualification
+    settings = parse_settings(qualifying_settings())
     real_rf = a.rf()
     outcomes = []
 
@@ -81,13 +81,13 @@ def test_concurrent_workers_seeing_the_same_change_make_one_rf_call(bridge, inte
 
         def qualify(self, user_id):
             link_b = b.store.links.get(PersonRef("42", str(lead["id"])))
-            after = b.deps.qualifier.evaluate(link_b, rule, Sighting(current, "webhook (worker B)"))
+            after = b.deps.qualifier.evaluate(link_b, settings, Sighting(current, "webhook (worker B)"))
             outcomes.append(after.qualification)
             return real_rf.qualify(user_id)
 
     a.rf = lambda: InFlight()
     link_a = a.store.links.get(PersonRef("42", str(lead["id"])))
-    a.deps.qualifier.evaluate(link_a, rule, Sighting(current, "webhook (worker A)"))
+    a.deps.qualifier.evaluate(link_a, settings, Sighting(current, "webhook (worker A)"))
     assert qualified_ids(rf) == [lead["id"]] and len(rf.qualification_calls) == 1
     assert outcomes == ["qualifying"]
     history = bridge.history(42, lead["id"])["history"]

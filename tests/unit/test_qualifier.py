@@ -6,11 +6,12 @@ import pytest
 
 from chalicelib.domain.judge import Sighting
 from chalicelib.domain.qualification import QState
-from chalicelib.domain.settings import Qualification
+from chalicelib.domain.settings import CampaignSettings, Qualification
 from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
-from tests.unit.scenario import history, joined, link_of, reasons, world
+from tests.unit.scenario import WS, history, joined, link_of, reasons, world
 
 RULE = Qualification(attribute="custom_attributes.signed_up", value="Yes")
+SETTINGS = CampaignSettings(campaign_id="42", workspace=WS, qualification=RULE)
 
 
 def met(contact):
@@ -24,10 +25,10 @@ def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_sends_it_without_
     link, contact = joined(work)
     work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
     with pytest.raises(Transient) as raised:
-        work.deps.qualifier.evaluate(link, RULE, met(contact))
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert raised.value.person == ("42", "7") and link_of(work).qualification is QState.UNCONFIRMED
     assert link_of(work).reason == "Referral Factory answered 429" and link_of(work).rf_said_no
-    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).reason is None
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "qualify 7"]      # asked first: no
     assert history(work)[-3:] == [("evaluation", "met"), ("qualification", "resumed"), ("qualification", "qualified")]
@@ -42,12 +43,12 @@ def test_after_a_lost_answer_rf_is_asked_once_and_its_no_holds_while_the_budget_
     work.apis.rf_.answers = [Uncertain("Referral Factory PUT /users/qualification: no answer (ReadTimeout)"),
                              Deferred("the shared Referral Factory budget (500 calls per 60s) is spent")]
     with pytest.raises(Uncertain):
-        work.deps.qualifier.evaluate(link, RULE, met(contact))
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert not link_of(work).rf_said_no                     # it may have reached RF: ask first
     with pytest.raises(Deferred):
-        work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+        work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert link_of(work).qualification is QState.UNCONFIRMED and link_of(work).rf_said_no
-    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7",      # asked first: no; sent, its answer lost
                                    "get_user 7",                   # asked at once (quietly): no
                                    "get_user 7", "qualify 7",      # asked first: no; the budget held it back
@@ -59,7 +60,7 @@ def test_rf_applies_the_call_and_its_answer_is_lost_one_put_and_qualified_in_the
     work = world()
     link, contact = joined(work)
     work.apis.rf_.lost = 1
-    work.deps.qualifier.evaluate(link, RULE, met(contact))
+    work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "get_user 7"]   # asked, never sent again
     assert link_of(work).qualification is QState.QUALIFIED
     assert "asked before calling it again" in reasons(work)[-1]
@@ -73,14 +74,14 @@ def test_four_lost_answers_in_a_row_still_make_one_put_and_the_referral_ends_qua
     work.apis.rf_.lost = 1
     work.apis.rf_.get_answers = [None, *[Transient("Referral Factory did not answer: read timed out")] * 3]
     with pytest.raises(Uncertain) as raised:
-        work.deps.qualifier.evaluate(link, RULE, met(contact))
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert raised.value.retry_after == 30 and link_of(work).qualification is QState.UNCONFIRMED
     assert "it is asked before the call is made again" in link_of(work).reason
     for _ in range(2):                     # the message's retries: RF still cannot be asked
         with pytest.raises(Transient):
-            work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+            work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
         assert link_of(work).qualification is QState.UNCONFIRMED
-    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
     assert link_of(work).qualification is QState.QUALIFIED
 
@@ -90,10 +91,10 @@ def test_a_lost_answer_for_a_call_rf_never_applied_is_sent_again_only_after_rf_s
     link, contact = joined(work)
     work.apis.rf_.answers = [Uncertain("Referral Factory did not answer: connection dropped")]
     with pytest.raises(Uncertain):
-        work.deps.qualifier.evaluate(link, RULE, met(contact))
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "get_user 7"]
     assert link_of(work).qualification is QState.UNCONFIRMED
-    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert work.apis.rf_.calls[3:] == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
 
 
@@ -103,7 +104,7 @@ def test_an_unconfirmed_decision_is_finished_whatever_the_contact_says_now():
     link, contact = joined(work)
     work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
     with pytest.raises(Transient):
-        work.deps.qualifier.evaluate(link, RULE, met(contact))
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     work.deps.qualifier.resume(link_of(work), "reconciliation")
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
@@ -113,7 +114,7 @@ def test_rf_saying_no_fails_the_qualification_with_rfs_reason_and_takes_it_out_o
     link, contact = joined(work)
     work.apis.rf_.answers = [Permanent("Referral Factory answered 422: Campaign is paused")]
     with pytest.raises(Permanent):
-        work.deps.qualifier.evaluate(link, RULE, met(contact))
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     failed = link_of(work)
     assert failed.qualification is QState.FAILED and failed.reason.endswith("Campaign is paused")
     assert work.store.links.pending(None, 10).links == []
@@ -124,7 +125,7 @@ def test_a_refusal_for_a_user_rf_already_qualified_is_a_success():
     link, contact = joined(work)
     work.apis.rf_.qualified.append("7")                       # a resent PUT: RF already has it
     work.apis.rf_.answers = [Permanent("Referral Factory answered 422: already qualified")]
-    work.deps.qualifier.evaluate(link, RULE, met(contact))
+    work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert link_of(work).qualification is QState.QUALIFIED
 
 
@@ -134,7 +135,7 @@ def test_taking_over_a_dead_workers_claim_asks_rf_before_calling_it_again():
     work.store.links.start_qualifying(link)                 # a worker claimed it...
     work.apis.rf_.qualified.append("7")                     # ...RF said yes, and the Lambda died
     work.clock.now += 600
-    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert work.apis.rf_.calls == ["get_user 7"] and link_of(work).qualification is QState.QUALIFIED
     assert ("qualification", "taken_over") in history(work)
 
@@ -146,12 +147,12 @@ def test_a_worker_that_died_after_rfs_no_was_remembered_is_taken_over_asking_rf_
     link, contact = joined(work)
     work.apis.rf_.answers = [Deferred("the shared Referral Factory budget (500 calls per 60s) is spent")]
     with pytest.raises(Deferred):
-        work.deps.qualifier.evaluate(link, RULE, met(contact))
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert link_of(work).rf_said_no
     work.store.links.start_qualifying(link_of(work))        # the next try's worker claimed it...
     work.apis.rf_.qualified.append("7")                     # ...its PUT reached RF, and the Lambda died
     work.clock.now += 600
-    work.deps.qualifier.evaluate(link_of(work), RULE, met(contact))
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "get_user 7"]
     assert link_of(work).qualification is QState.QUALIFIED
 
@@ -171,7 +172,7 @@ def test_a_claim_held_by_another_worker_is_recorded_and_rf_is_not_called():
     work = world()
     link, contact = joined(work)
     work.store.links.start_qualifying(link)
-    after = work.deps.qualifier.evaluate(link, RULE, met(contact))
+    after = work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     assert after.qualification is QState.QUALIFYING and work.apis.rf_.calls == []
     assert history(work)[-1] == ("qualification", "in_progress_elsewhere")
 
@@ -179,7 +180,7 @@ def test_a_claim_held_by_another_worker_is_recorded_and_rf_is_not_called():
 def test_an_already_qualified_lead_is_counted_as_a_repeat():
     work = world()
     link, contact = joined(work)
-    work.deps.qualifier.evaluate(link, RULE, met(contact))
+    work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
     work.deps.qualifier.qualify(link, "webhook")            # a stale view of the link: still pending
     assert work.apis.rf_.qualified == ["7"] and history(work)[-1] == ("qualification_qualified", "ignored")
 
@@ -187,6 +188,6 @@ def test_an_already_qualified_lead_is_counted_as_a_repeat():
 def test_a_value_that_arms_is_written_on_the_link():
     work = world()
     link, contact = joined(work, signed_up="Yes")
-    after = work.deps.qualifier.evaluate(link, RULE, Sighting({**contact, "custom_attributes": {"signed_up": "No"}},
+    after = work.deps.qualifier.evaluate(link, SETTINGS, Sighting({**contact, "custom_attributes": {"signed_up": "No"}},
                                                               "reconciliation", current=True))
     assert after.armed and link_of(work).armed and work.apis.rf_.calls == []

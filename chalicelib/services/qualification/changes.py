@@ -84,14 +84,14 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             rule = _waiting_rule(link, campaigns)
             if rule is not None:
                 direct.add(link.ref)
-                deps.qualifier.evaluate(link, rule, seen, note=False)
+                deps.qualifier.evaluate(link, campaigns[link.campaign_id], seen, note=False)
         for link in _by_email(found, ws, contact, direct):
             rule = _waiting_rule(link, campaigns)
             if rule is None:
                 continue
             if rule.match == "email":
                 duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact["id"], current=True)
-                deps.qualifier.evaluate(link, rule, duplicate, note=False)
+                deps.qualifier.evaluate(link, campaigns[link.campaign_id], duplicate, note=False)
             elif _meets(rule, contact, deps, ws):
                 # Another contact with the lead's email meets the target: the lead's own contact may
                 # have been merged into it (the webhook lost). Read the lead's own contact to know.

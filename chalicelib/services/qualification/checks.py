@@ -48,14 +48,19 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
 
 def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool) -> Optional[Link]:
     """Read the lead's contact now (following a merge) and judge it, as if its webhook had come.
-    None when the contact is gone for good."""
+    None when the contact is gone for good. A link made in another workspace than the campaign's now
+    is left as it is (its contact is not read with that workspace's token: Qualifier.moved_away). It
+    stays pending, so that moving the campaign back makes it count again; the sweep checks it only
+    until RECONCILE_SWEEP_DAYS, each time one counted history entry."""
+    if deps.qualifier.moved_away(link, settings):
+        return link
     read = _read_contact(link, deps)
     if read is None:
         return None
     link, contact = read
     seen = Sighting(contact, "reconciliation" + (f", {REPLAYED}" if replay else ""), rules.event_time(contact.get("updated_at")), replay=replay,
                     current=True)
-    return deps.qualifier.evaluate(link, settings.qualification, seen)
+    return deps.qualifier.evaluate(link, settings, seen)
 
 
 def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:

@@ -83,7 +83,7 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
     if role and link.contact_role != role:
         entry = Entry("contact", "role_changed", f"the contact is now a {role} ({topic})")
         link = batch.keep(deps.links.set_contact(link, [entry], when=seen.when, role=role) or link)
-    batch.keep(deps.qualifier.evaluate(link, _rule(batch, link), seen))
+    batch.keep(deps.qualifier.evaluate(link, batch.settings_for(link), seen))
 
 
 def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
@@ -96,11 +96,11 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
         settings = batch.settings_for(link)
         if settings is None or settings.qualification is None:
             continue
-        if settings.qualification.match != "email":
+        if settings.qualification.match != "email" and settings.workspace == link.workspace:
             _not_counted(link, settings.qualification, item, deps)
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
-        batch.keep(deps.qualifier.evaluate(link, settings.qualification, duplicate))
+        batch.keep(deps.qualifier.evaluate(link, settings, duplicate))
 
 
 def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) -> None:
@@ -117,7 +117,3 @@ def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) ->
         f"attribute changed on contact {item.get('id')}, a duplicate of the linked contact {link.contact_id} "
         f"(same email): {rule.attribute} is {value!r} there — set `match: email` to count it"), outcome="not_counted")
 
-
-def _rule(batch: Batch, link: Link) -> Optional[Qualification]:
-    settings = batch.settings_for(link)
-    return settings.qualification if settings else None

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Optional
 
 from ...domain.history import Entry
-from ...domain.judge import Action, Sighting, Verdict, judge
+from ...domain.judge import Action, Sighting, Verdict, elsewhere, judge
 from ...domain.link import Claim, Link
 from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first
-from ...domain.settings import Qualification
+from ...domain.settings import CampaignSettings, Qualification
 from ...errors import Permanent, Transient, Uncertain
 from ...observability import count, logger
 from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
@@ -23,12 +23,16 @@ class Qualifier:
     def __init__(self, links: LinkRepository, history: HistoryLog, apis: Apis):
         self.links, self.history, self.apis = links, history, apis
 
-    def evaluate(self, link: Link, rule: Optional[Qualification], seen: Sighting, note: bool = True) -> Link:
-        """Returns the link as it is afterwards. `note=False`: a verdict that changes nothing leaves
+    def evaluate(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, note: bool = True) -> Link:
+        """Judge `seen` under the campaign's settings as they are now (every path that may qualify comes
+        here). Returns the link as it is afterwards. `note=False`: a verdict that changes nothing leaves
         no trace (reconciliation's search sees the same contacts run after run)."""
+        if self.moved_away(link, settings, note):
+            return link
+        rule = settings.qualification if settings is not None else None
         verdict = self._judge(link, rule, seen)
         if verdict.action is Action.ARM and not seen.current:
-            return self._arm_and_look(link, rule, seen, verdict)
+            return self._arm_and_look(link, settings, seen, verdict)
         if not note and verdict.action in (Action.NOTE, Action.IGNORE):
             return link
         if verdict.repeat is not None:
@@ -42,10 +46,18 @@ class Qualifier:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
 
+    def moved_away(self, link: Link, settings: Optional[CampaignSettings], note: bool = True) -> bool:
+        """The link was made in another workspace than the campaign's now: it is never judged (nor its
+        contact read for it), and its history says why (once, its repeats counted)."""
+        repeat = elsewhere(link, settings)
+        if repeat is not None and note:
+            self.history.note_repeat(link.ref, repeat.event, repeat.reason, outcome="not_qualified")
+        return repeat is not None
+
     def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
         return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
 
-    def _arm_and_look(self, link: Link, rule: Optional[Qualification], seen: Sighting, verdict: Verdict) -> Link:
+    def _arm_and_look(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, verdict: Verdict) -> Link:
         """Order never matters: an event that arms the link may be older than one already judged (the
         newer "Yes" came first and was noted as unchanged). So the contact's value now is read and
         judged with the link armed. Read before anything is written: a failed read retries the event."""
@@ -58,7 +70,7 @@ class Qualifier:
         if now is None or not armed.armed:
             return armed
         current = Sighting(now, f"{seen.via}, then the contact read at once", current=True, replay=seen.replay)
-        return self.evaluate(armed, rule, current, note=False)
+        return self.evaluate(armed, settings, current, note=False)
 
     # --- qualifying ---------------------------------------------------------------------------
     def qualify(self, link: Link, via: str, replay: bool = False) -> Link:
