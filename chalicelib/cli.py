@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     p = settings.add_parser("apply", help="validate a settings YAML/JSON file and store it")
     p.add_argument("file")
     p.add_argument("--offline", action="store_true", help="skip the check against the live Intercom workspace")
+    p.add_argument("--move-workspace", action="store_true",
+                   help="apply settings naming another workspace although people are linked in the stored one "
+                        "(they no longer qualify)")
     _json_already(p)
     p.set_defaults(func=_settings_apply)
     p = settings.add_parser("check", help="validate a settings file without storing it")
@@ -430,7 +433,11 @@ def _settings_check(args: argparse.Namespace, rt: Optional[Runtime]) -> int:
 
 
 def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
-    result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline)
+    try:
+        result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline,
+                                      move_workspace=args.move_workspace)
+    except admin.MovesWorkspace as exc:
+        raise CliError(exc.problems[0]) from None
     warnings = result.pop("warnings")
     _answer(args, result, json.dumps(result, indent=2, default=str), warnings)    # scripts read them in the JSON
     return 0

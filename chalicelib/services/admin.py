@@ -134,10 +134,16 @@ def check_settings(text: str) -> tuple[CampaignSettings, list[str]]:
     return parse_settings(doc), notes
 
 
-def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dict:
-    """Validate and store a campaign's settings. Returns {campaign_id, version, warnings}."""
+class MovesWorkspace(SettingsError):
+    """The settings move a campaign that has linked people to another workspace, unconfirmed."""
+
+
+def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_workspace: bool = False) -> dict:
+    """Validate and store a campaign's settings. Returns {campaign_id, version, warnings}. Raises
+    MovesWorkspace when they name another workspace than the stored ones while people are linked, unless
+    `move_workspace`."""
     settings, notes = check_settings(text)
-    warnings: list[str] = []
+    warnings: list[str] = _moved_workspace(rt, settings, move_workspace)
     created: list[str] = []
     checked = False
     if check_workspace:
@@ -172,6 +178,29 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True) -> dic
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
             "warnings": warnings}
+
+
+def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) -> list[str]:
+    """A campaign moved to another workspace leaves its linked people behind: their contacts stay in the
+    old workspace, whose changes never qualify the campaign again (Qualifier.moved_away). Refused while
+    people are linked, unless confirmed; then said."""
+    stored = rt.store.settings.get(settings.campaign_id)
+    if stored is None or stored.workspace == settings.workspace:
+        return []
+    statuses = rt.store.links.statuses_in(settings.campaign_id, PEOPLE_COUNTED)
+    n = statuses.get(LinkStatus.LINKED, 0)
+    if not n:
+        return []
+    people = (f"{n} or more linked people" if sum(statuses.values()) >= PEOPLE_COUNTED else
+              "1 linked person" if n == 1 else f"{n} linked people")
+    old, new = stored.workspace, settings.workspace
+    if not confirmed:
+        raise MovesWorkspace([
+            f"workspace: campaign {settings.campaign_id} has {people} in workspace {old}; moved to {new}, they would "
+            f"no longer qualify (their contacts stay in {old}, whose changes no longer count) — add --move-workspace "
+            f"to move it anyway, or keep workspace: {old}"])
+    return [f"campaign {settings.campaign_id} moved from workspace {old} to {new}: its {people} of {old} will no "
+            f"longer qualify (their contacts stay in {old}; new joins are created in {new})"]
 
 
 def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], Optional[CountBackfill]]:

@@ -25,59 +25,87 @@ def _joined(bridge, intercom, rf):
     return lead, contact
 
 
-def _move_campaign_to_other_workspace(bridge, other_workspaces):
+def _move_campaign_to_other_workspace(bridge, other_workspaces, tmp_path, capsys):
     """The operator connects workspace B and applies campaign 42's settings naming B (the campaign now
-    belongs to B: another team's Intercom). Returns False when the bridge refuses the move (a fix)."""
-    from chalicelib.domain.settings import SettingsError
+    belongs to B: another team's Intercom). `settings apply` refuses while people are linked in A, in
+    one line naming how many and what follows; with --move-workspace it moves the campaign and says so."""
+    import json
+
+    import yaml
+
     from chalicelib.services.connections import connect_workspace
+    from tests.support.cli import run_cli
 
     other = other_workspaces(OTHER, "b-token")
     for name, dtype in ATTRIBUTES:
         other.define_attribute(name, dtype)
     connect_workspace(bridge.rt, OTHER, "b-token", client_secret="b-secret", api_base=other.base_url)
-    try:
-        bridge.apply({**qualifying_settings(), "workspace": OTHER})
-    except SettingsError:
-        return False
-    return True
+    document = tmp_path / "campaign.yaml"
+    document.write_text(yaml.safe_dump({**qualifying_settings(), "workspace": OTHER}))
+    code, out, err = run_cli(bridge.rt, capsys, "settings", "apply", str(document))
+    assert (code, out) == (1, "") and err == (
+        f"bridge: workspace: campaign 42 has 1 linked person in workspace {WORKSPACE}; moved to {OTHER}, they would "
+        f"no longer qualify (their contacts stay in {WORKSPACE}, whose changes no longer count) — add "
+        f"--move-workspace to move it anyway, or keep workspace: {WORKSPACE}\n")
+    assert bridge.rt.store.settings.get("42").workspace == WORKSPACE
+    code, out, _ = run_cli(bridge.rt, capsys, "settings", "apply", str(document), "--move-workspace", "--json")
+    assert code == 0 and json.loads(out)["warnings"] == [
+        f"campaign 42 moved from workspace {WORKSPACE} to {OTHER}: its 1 linked person of {WORKSPACE} will no longer "
+        f"qualify (their contacts stay in {WORKSPACE}; new joins are created in {OTHER})"]
+    assert bridge.rt.store.settings.get("42").workspace == OTHER
+
+
+def _explained(bridge, capsys, email):
+    """What `bridge explain` says of the person, entry by entry."""
+    import json
+
+    from tests.support.cli import run_cli
+    code, out, _ = run_cli(bridge.operator(), capsys, "explain", email, "--json")
+    assert code == 0
+    return [entry.get("reason") for entry in json.loads(out)["trail"]]
+
+
+NOT_HERE = (f"not qualified: linked in workspace {WORKSPACE}; campaign 42 is now connected to {OTHER} (its settings "
+            "were applied naming it), so changes to this contact no longer count")
 
 
 def test_a_notification_from_the_old_workspace_never_qualifies_a_campaign_now_connected_to_another(
-        bridge, intercom, rf, other_workspaces):
+        bridge, intercom, rf, other_workspaces, tmp_path, capsys):
     """Attack: campaign 42 was connected to workspace A, then re-applied for workspace B. An admin of A
     (A is no longer the campaign's workspace) sets the qualifying attribute on a contact A still has
-    linked, and Intercom sends A's signed notification. Today the worker judges the link with the
-    campaign's *current* rule and qualifies the referral in RF (a reward), reading the contact with A's
-    token for B's campaign: the webhook path never checks that the campaign's workspace is the
-    notification's (reconciliation by change does: changes._campaigns).
-    Expected: A's notification changes nothing of campaign 42 (no RF call; the history may say why),
-    or the bridge refuses to move a campaign that has links to another workspace."""
+    linked, and Intercom sends A's signed notification. Before the fix the worker judged the link with
+    the campaign's *current* rule and qualified the referral in RF (a reward), reading the contact with
+    A's token for B's campaign.
+    Expected: `settings apply` refuses the move while people are linked (unless --move-workspace), and
+    once moved, A's notification changes nothing of campaign 42 (no RF call) and `explain` says why."""
     lead, contact = _joined(bridge, intercom, rf)
-    moved = _move_campaign_to_other_workspace(bridge, other_workspaces)
-    if moved:
-        intercom.update_contact(contact["id"], signed_up="Yes")
-        assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
-        bridge.drain()
-        assert rf.qualification_calls == [], "workspace A's notification qualified a campaign of workspace B"
-        assert bridge.history(42, lead["id"])["link"]["qualification"] != "qualified"
-    else:
-        assert bridge.rt.store.settings.get("42").workspace == WORKSPACE
+    _move_campaign_to_other_workspace(bridge, other_workspaces, tmp_path, capsys)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+    bridge.drain()
+    assert rf.qualification_calls == [], "workspace A's notification qualified a campaign of workspace B"
+    assert bridge.history(42, lead["id"])["link"]["qualification"] != "qualified"
+    assert NOT_HERE in _explained(bridge, capsys, "ann@example.com")
 
 
 def test_reconciliation_never_qualifies_a_campaign_through_a_workspace_it_is_no_longer_connected_to(
-        bridge, intercom, rf, other_workspaces):
-    """Attack: as above, but no webhook: the scheduled reconciliation's sweep of pending leads reads
-    each lead's contact in the link's workspace (A) with A's token and qualifies by it, although
+        bridge, intercom, rf, other_workspaces, tmp_path, capsys):
+    """Attack: as above, but no webhook: the scheduled reconciliation's sweep of pending leads read
+    each lead's contact in the link's workspace (A) with A's token and qualified by it, although
     campaign 42 now belongs to workspace B.
-    Expected: the sweep leaves a lead linked in another workspace than its campaign's alone (no RF call)."""
+    Expected: the sweep leaves a lead linked in another workspace than its campaign's alone (no RF call,
+    its contact not read), and `explain` says why."""
     lead, contact = _joined(bridge, intercom, rf)
-    if not _move_campaign_to_other_workspace(bridge, other_workspaces):
-        return
+    _move_campaign_to_other_workspace(bridge, other_workspaces, tmp_path, capsys)
     intercom.update_contact(contact["id"], signed_up="Yes")
     bridge.rt.clock.now += 3600
+    reads = len(intercom.requests)
     bridge.reconcile()
     bridge.drain()
     assert rf.qualification_calls == [], "reconciliation qualified a campaign of workspace B through workspace A"
+    assert not [r for r in intercom.requests[reads:] if contact["id"] in r["path"]], \
+        "A's contact was read for B's campaign"
+    assert NOT_HERE in _explained(bridge, capsys, "ann@example.com")
 
 
 # --- OAuth ------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalicelib.domain.link import ContactState
 from chalicelib.domain.qualification import QState
-from tests.unit.scenario import check, event, history, joined, link_of, reasons, run, set_value, settings, world
+from tests.unit.scenario import event, history, joined, link_of, reasons, run, set_value, settings, world
 
 
 def test_the_target_value_qualifies_the_lead_in_rf_once():
@@ -184,41 +184,3 @@ def test_a_replayed_event_retries_a_failed_qualification():
     assert work.apis.rf_.qualified == []
     run(work, event(contact, notification="n3", replayed_from="dead-1"))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
-
-
-# --- a campaign moved to another workspace (`settings apply --move-workspace`) ----------------------
-MOVED = ("not qualified: linked in workspace ws; campaign 42 is now connected to ws-b (its settings were applied "
-         "naming it), so changes to this contact no longer count")
-
-
-def _moved(rule: dict = {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "No"}):
-    """Ann joined campaign 42 in workspace `ws`; then the campaign's settings were applied naming ws-b."""
-    work = world(settings(rule=rule))
-    link, contact = joined(work)
-    work.store.settings.put("42", {**settings(rule=rule), "workspace": "ws-b"}, "ws-b")
-    return work, link, contact
-
-
-def test_a_notification_from_the_workspace_a_campaign_left_never_qualifies_it_and_the_history_says_why():
-    work, link, contact = _moved()
-    for n in range(2):
-        assert run(work, event(set_value(work, contact, "Yes"), notification=f"n{n}"))["done"] == 1
-    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
-    [noted] = [e for e in work.store.history.entries(link.ref) if e.outcome == "not_qualified"]
-    assert (noted.reason, noted.count) == (MOVED, 2)
-
-
-def test_with_match_email_a_duplicate_in_the_workspace_a_campaign_left_never_qualifies_it():
-    work, link, _ = _moved({"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"})
-    duplicate = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
-    run(work, event(duplicate, "contact.user.updated"))
-    assert work.apis.rf_.calls == [] and MOVED in reasons(work)
-
-
-def test_reconciliation_does_not_read_the_contact_of_a_lead_in_the_workspace_its_campaign_left():
-    work, link, contact = _moved()
-    set_value(work, contact, "Yes")
-    before = list(work.apis.intercom_.calls)
-    assert run(work, check())["done"] == 1
-    assert work.apis.rf_.calls == [] and work.apis.intercom_.calls == before    # not read with ws's token
-    assert MOVED in reasons(work) and link_of(work).qualification is QState.PENDING
