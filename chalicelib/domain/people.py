@@ -92,6 +92,20 @@ def merge(primary: dict, fallback: dict) -> dict:
     return out
 
 
+#: How the reason of a user of another campaign reads (dead letters name their fix by it).
+OTHER_CAMPAIGN = "belongs to campaign"
+
+
+def other_campaign(user: dict, rf_user_id: str, campaign_id: str) -> Optional[str]:
+    """Why RF's user cannot be handled for `campaign_id`: RF places them in another campaign (a webhook
+    naming one campaign for a user of another; RF's webhook secret is one for the whole account). None
+    when RF says the same campaign, or does not say."""
+    theirs = normalise(user).get("campaign_id")
+    if theirs is None or str(theirs) == str(campaign_id):
+        return None
+    return f"RF user {rf_user_id} {OTHER_CAMPAIGN} {theirs}, not {campaign_id}"
+
+
 def with_referrer(person: dict, referrer: Optional[dict]) -> dict:
     if not referrer:
         return person

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 from .. import messages
 from ..domain.history import Entry
 from ..domain.link import PersonRef
+from ..domain.people import OTHER_CAMPAIGN
 from ..errors import DISCONNECTED, REPLAY_PARKED
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent
@@ -90,8 +91,12 @@ def replay_fix(reason: str, campaign: Optional[str]) -> str:
     if DISCONNECTED in reason:
         return (f"reconnect the workspace, then `{REPLAY_PARKED}` (every letter the "
                 "disconnect parked, also those of Intercom notifications, which name no campaign)")
+    scope = f" --campaign {campaign}" if campaign else ""
+    if OTHER_CAMPAIGN in reason:
+        return ("the webhook named another campaign than Referral Factory places the user in (a webhook body copied "
+                "between campaigns?): a replay would fail the same way — fix the webhook in RF, then "
+                f'`bridge dlq discard --reason "{OTHER_CAMPAIGN}"{scope} --yes` takes them out')
     if never_succeeds(reason):
-        scope = f" --campaign {campaign}" if campaign else ""
         return ("Referral Factory does not have this user (deleted there?): a replay would fail the same way — "
                 f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each '
                 "person's history says so)")

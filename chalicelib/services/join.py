@@ -34,7 +34,7 @@ from ..ports.store import LEASE_SECONDS
 from ..webhooks import printable, rf_email
 from .concurrency import Runner
 from .deps import WorkDeps
-from .qualification.qualifier import qualified_at
+from .qualification.qualifier import campaign_user, qualified_at
 from .referral_count import messages as count_messages
 
 T = TypeVar("T")
@@ -574,7 +574,9 @@ def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSetting
     if settings.qualification is None or person.values.get("type") != LEAD or not person.values.get("qualified_at"):
         return
     try:
-        user = person.rf_user if person.rf_user is not None else deps.apis.rf().get_user(attempt.message.rf_user_id)
+        ref = attempt.message
+        user = person.rf_user if person.rf_user is not None else campaign_user(
+            deps.apis.rf().get_user(ref.rf_user_id), ref.campaign_id, ref.rf_user_id)
     except Permanent as exc:
         if exc.status != 404:             # a bad token, RF not connected: the join fails (and can be replayed)
             raise
@@ -687,7 +689,7 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
     # A lead counts for their referrer (referral counts): a webhook without `referrer_id` asks RF who it is.
     uncounted = bool(count_attribute(settings)) and values.get("type") == LEAD and "referrer_id" not in values
     if people.missing(values, sources) or uncounted:
-        rf_user = apis.rf().get_user(values["id"])
+        rf_user = campaign_user(apis.rf().get_user(values["id"]), message.campaign_id, values["id"])
         values = people.merge(values, people.normalise(rf_user))
         fetched.append("user")
         sources = _sources(settings, values)       # RF may have said only now whether a lead or a referrer

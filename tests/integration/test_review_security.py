@@ -176,7 +176,7 @@ def test_a_vendors_refusal_that_names_the_email_is_logged_with_the_email_masked(
 
 # --- RF webhook: campaign X acting on campaign Y -------------------------------------------------------
 def test_a_join_naming_campaign_42_for_a_user_of_campaign_43_is_refused_not_linked_and_never_qualified(
-        bridge, intercom, rf):
+        bridge, intercom, rf, capsys):
     """Attack (or a webhook body template copied between campaigns): RF's join webhook names campaign 42
     but the user it names belongs to campaign 43 (another team's campaign; the webhook secret is one for
     the whole RF account). The worker reads the user from RF (the body lacks the mapped fields), and
@@ -199,3 +199,7 @@ def test_a_join_naming_campaign_42_for_a_user_of_campaign_43_is_refused_not_link
     bridge.drain()
     assert rf.qualification_calls == [], "campaign 42's rule qualified a user of campaign 43"
     assert created == [], "a contact was made for campaign 43's person under campaign 42's settings"
+    refused = f"RF user {theirs['id']} belongs to campaign 43, not 42"
+    assert [d["reason"] for d in bridge.dead_letters()] == [refused]
+    assert bridge.history(42, theirs["id"])["link"]["status"] != "linked"
+    assert refused in _explained(bridge, capsys, str(theirs["id"]))

@@ -191,3 +191,19 @@ def test_a_value_that_arms_is_written_on_the_link():
     after = work.deps.qualifier.evaluate(link, SETTINGS, Sighting({**contact, "custom_attributes": {"signed_up": "No"}},
                                                               "reconciliation", current=True))
     assert after.armed and link_of(work).armed and work.apis.rf_.calls == []
+
+
+def test_rf_placing_the_user_in_another_campaign_fails_the_qualification_without_a_put():
+    """The join's body carried every mapped field (RF was not read then); the read before the first
+    PUT shows RF's user belongs to campaign 43, not the link's 42: a permanent failure, no PUT, ever."""
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.users["7"] = {"id": 7, "campaign_id": 43}
+    with pytest.raises(Permanent) as raised:
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
+    assert raised.value.reason == "RF user 7 belongs to campaign 43, not 42"
+    assert work.apis.rf_.calls == ["get_user 7"] and link_of(work).qualification is QState.FAILED
+    assert reasons(work)[-1] == "RF user 7 belongs to campaign 43, not 42"
+    with pytest.raises(Permanent):                             # a replay asks again, and refuses again
+        work.deps.qualifier.evaluate(link_of(work), SETTINGS, Sighting(met(contact).contact, "replay", replay=True))
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.FAILED

@@ -11,6 +11,7 @@ from ...domain.link import Claim, Link
 from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first
 from ...domain.settings import CampaignSettings, Qualification
+from ...domain.people import other_campaign
 from ...errors import Permanent, Transient, Uncertain
 from ...observability import count, logger
 from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
@@ -102,7 +103,7 @@ class Qualifier:
             self._unconfirmed(claim, exc, entries, said_no)
             raise exc.about(*link.ref)
         except Permanent as exc:
-            if self._rf_says(link, quiet=True):    # e.g. a resent PUT answered "already qualified"
+            if not isinstance(exc, OtherCampaign) and self._rf_says(link, quiet=True):  # e.g. "already qualified"
                 return self._qualified(claim, via, entries, asked=True)
             self.links.finish_qualifying(claim, QState.FAILED, [*entries, Entry("qualification", "failed", exc.reason)],
                                          reason=exc.reason)
@@ -137,15 +138,17 @@ class Qualifier:
     def _rf_says(self, link: Link, quiet: bool = False) -> Optional[bool]:
         """Is the user qualified in RF? None when RF refused the question. Unreachable: raises
         Transient (no PUT may follow), or with `quiet` answers None (the caller has an error of its
-        own to raise)."""
+        own to raise). RF placing the user in another campaign than the link's raises OtherCampaign:
+        no PUT follows, ever (it would qualify a user of another campaign)."""
         try:
-            return bool(qualified_at(self.apis.rf().get_user(link.rf_user_id), link.rf_user_id))
+            user = self.apis.rf().get_user(link.rf_user_id)
         except Permanent:
             return None            # e.g. 404: the PUT will say why, in RF's words
         except Transient:
             if quiet:
                 return None
             raise
+        return bool(qualified_at(campaign_user(user, link.campaign_id, link.rf_user_id), link.rf_user_id))
 
     def _qualified(self, claim: Claim, via: str, entries: list[Entry], asked: bool = False,
                    first: bool = False) -> Link:
@@ -173,6 +176,19 @@ def _resumed(claim: Claim) -> list[Entry]:
                "sending the qualification" if claim.link.rf_said_no else "asking it first")
         return [Entry("qualification", "resumed", f"Referral Factory had not confirmed this qualification: {how}")]
     return []
+
+
+class OtherCampaign(Permanent):
+    """RF's user belongs to another campaign than the one the bridge handles them for."""
+
+
+def campaign_user(user: dict, campaign_id: str, rf_user_id: str) -> dict:
+    """RF's answer for a user read for `campaign_id`, unless RF places them in another campaign: then
+    OtherCampaign, a permanent failure (never linked, never qualified by this campaign's rule)."""
+    reason = other_campaign(user, rf_user_id, campaign_id)
+    if reason is not None:
+        raise OtherCampaign(reason)
+    return user
 
 
 def qualified_at(user: dict, rf_user_id: str) -> Optional[str]:
