@@ -826,6 +826,7 @@ def _pause(seconds: float) -> None:
 
 def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
+    shown = 0
     while True:
         found = sync.status(rt.deps, args.campaign_id, args.run)
         if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
@@ -841,23 +842,27 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         if not _text(args):
             _print(found)
             return 0
-        line = _status_line(found)
         if not args.watch or found["status"] != "running":
-            print(("\r" if args.watch else "") + _no_sync(found) + line + _full_run(found))
+            wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""   # the watched line
+            print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
             return 0
-        print(f"\r{line}", end="", flush=True)
+        line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
+        print(f"\r{line:<{shown}}", end="", flush=True)
+        shown = len(line)
         _pause(2)
 
 
-def _status_line(found: dict) -> str:
-    from .domain.sync import describe_counts
+def _status_line(found: dict, sep: str = "\n  ") -> str:
+    """The run's line; its page's failure, while the queue retries it, after `sep` (a watch's: on the line)."""
+    from .domain.sync import describe_counts, describe_page_error
     eta, rate = found["eta_seconds"], found["rate_per_minute"]
     line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
             f"{_bar(found['done'], found['total'])}"
             + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
             + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
             + f" · {describe_counts(found)}" + _by_webhook(found))
-    return line + (f"\n  stopped: {found['message']}" if found["message"] else "")
+    return line + (f"\n  stopped: {found['message']}" if found["message"] else "") + \
+        (sep + describe_page_error(found["page_error"]) if found.get("page_error") else "")
 
 
 def _full_run(found: dict) -> str:
@@ -880,7 +885,7 @@ def _by_webhook(found: dict) -> str:
 
 
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
-    from .domain.sync import describe_counts
+    from .domain.sync import describe_counts, describe_page_error
     from .services import sync
     found = _synced(rt, args.campaign_id, sync.report(rt.deps, args.campaign_id))
     if not _text(args):
@@ -891,6 +896,8 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
           f"{describe_counts(run, 'already enrolled')}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")
+    if run.get("page_error"):
+        print(f"  {describe_page_error(run['page_error'])}")
     if run.get("full_run"):
         print(_full_run(run).lstrip("\n"))
     if found.get("writes"):

@@ -21,6 +21,7 @@ from ..domain.history import Entry, Recorded, iso
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.qualification import ENDINGS, QState, claimable
+from ..domain.sync import PageError
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
 from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection,
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
@@ -643,13 +644,14 @@ class MemorySync:
         status = "stopped" if message else "done" if finished else "running"
         self._set(run, page=page + 1, cursor=cursor, counts=_plus(run.counts, counts),
                   total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
-                  status=status, message=message, finished_at=now if status != "running" else None)
+                  status=status, message=message, finished_at=now if status != "running" else None, error=None)
         return True
 
-    def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
+    def release(self, campaign_id: str, number: int, page: int, owner: str,
+                error: Optional[PageError] = None) -> None:
         run = self.run(campaign_id, number)
         if run is not None and run.page == page and run.owner == owner:
-            self._set(run, owner=None, lease_until=None)
+            self._set(run, owner=None, lease_until=None, error=error or run.error)
 
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         run = self.run(campaign_id)

@@ -675,6 +675,31 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
 
 
+def test_a_page_given_back_with_its_error_keeps_it_on_the_run_until_a_checkpoint_clears_it_on_both_stores(
+        store, clock):
+    """`sync status` shows why a page the queue retries fails: the error rides on the page's release, stays on
+    the run over a release without one (a lost lease's), and the page's checkpoint clears it."""
+    from chalicelib.domain.sync import PageError
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 2})
+    failed = PageError(1, "Intercom answered 503: Service Unavailable", 2, clock() + 5, "retrying")
+    store.sync.claim_page("42", 1, 1, "w2", clock())
+    store.sync.release("42", 1, 1, "w2", failed)
+    assert store.sync.run("42").error == failed and store.sync.run("42").owner is None
+    store.sync.claim_page("42", 1, 1, "w3", clock())
+    store.sync.release("42", 1, 1, "w3")
+    assert store.sync.run("42").error == failed
+    store.sync.claim_page("42", 1, 1, "w4", clock())
+    assert store.sync.checkpoint("42", 1, 1, "w4", clock(), cursor=None, counts={"enrolled": 1}, finished=True)
+    assert store.sync.run("42").error is None
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 2, 0, "w5", clock())
+    store.sync.release("42", 2, 0, "w5", PageError(0, "Referral Factory answered 502: Bad Gateway", 1, clock(),
+                                                   "retrying"))
+    assert store.sync.run("42", 1).error is None and store.sync.run("42").error.reason.endswith("Bad Gateway")
+
+
 def test_intending_to_create_a_contact_an_earlier_run_skipped_leaves_a_creating_entry_on_both_stores(store):
     """A contact run 1 skipped (no name) is created by run 2 once fixed: run 2's `creating` entry must replace the
     skip on both stores, so that a retry after a lost create answer looks the user up in RF (services/sync.py

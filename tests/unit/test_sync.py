@@ -1024,3 +1024,94 @@ def test_status_watch_piped_prints_one_json_line_a_refresh_until_the_run_ends(mo
     shown = [s for s in map(json.loads, out.splitlines()) if "level" not in s and "_aws" not in s]
     assert code == 0 and refreshes == [2]
     assert [s["status"] for s in shown] == ["running", "done"] and shown[-1]["done"] == 3
+
+
+def a_run_whose_second_page_fails(monkeypatch, *answers: Exception):
+    """A run of 3 pages (2 contacts each) whose second page's search answers `answers` in turn, then works."""
+    from chalicelib import cli as cli_module
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(5)
+    intercom, left = work.apis.intercom_, list(answers)
+    real = intercom.search_page
+
+    def flaky(query, starting_after=None, per_page=150):
+        if starting_after and left:
+            raise left.pop(0)
+        return real(query, starting_after, per_page)
+    intercom.search_page = flaky
+    sync.start(work.deps, "42")
+    return work, SimpleNamespace(deps=work.deps)
+
+
+def retry_page(work: FakeWork) -> None:
+    """The queue gives the failed page back (its record was not deleted) a minute later."""
+    work.clock.now += 60
+    with pytest.raises(RetryBatch):
+        drain(work)
+
+
+def test_status_shows_why_a_page_the_queue_retries_fails_until_it_succeeds(monkeypatch, capsys):
+    """An operator watching a sync whose page Intercom answers 503 saw counts not moving and no reason: `sync
+    status` (text, JSON) and `sync report` now say which page fails, why, how often and when last; the page
+    working clears it."""
+    from chalicelib.errors import ApiError
+    from tests.support.cli import run_cli
+    busy = ApiError("Intercom", 503, "Service Unavailable")
+    work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy)
+    with pytest.raises(RetryBatch):
+        drain(work)                          # page 1 works, page 2 fails: its record comes back later
+    assert (work.store.sync.run("42").page, work.queue.dead) == (1, [])
+    work.queue.sent.append(json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"}))
+    retry_page(work)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · ETA 1m30s · enrolled "
+        "2, already 0, skipped 0\n  retrying page 2: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20)\n")
+    found = json.loads(run_cli(rt, capsys, "sync", "status", "42", "--json")[1])
+    assert found["page_error"] == {"page": 2, "state": "retrying", "reason": "Intercom answered 503: Service "
+                                   "Unavailable", "tries": 2, "at": "2026-09-21T14:14:20.000Z"}
+    assert "  retrying page 2: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20)" in \
+        run_cli(rt, capsys, "sync", "report", "42")[1].splitlines()
+
+    work.queue.sent.append(json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"}))
+    drain(work)                              # the page works now: the run goes on and ends, its error gone
+    assert sync.status(work.deps, "42")["page_error"] is None
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) done: [##############################] 5/5 100% · 5 contacts/min · enrolled 5, already 0, "
+        "skipped 0\n")
+
+
+def test_status_says_a_page_refused_for_good_waits_in_the_dead_letter_queue_without_the_email_it_quotes(
+        monkeypatch, capsys):
+    from tests.support.cli import run_cli
+    refused = Permanent("Intercom answered 400: invalid query value ann.lee@example.com", status=400)
+    work, rt = a_run_whose_second_page_fails(monkeypatch, refused)
+    drain(work)                              # page 2 is dead-lettered at once: retrying would not help
+    assert len(work.queue.dead) == 1
+    out = run_cli(rt, capsys, "sync", "status", "42")[1]
+    assert out.splitlines()[1] == (
+        "  page 2 failed: Intercom answered 400: invalid query value a***@example.com (1 try, last 14:13:20) — it "
+        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped")
+    assert "ann.lee" not in json.dumps(sync.status(work.deps, "42")) + out
+
+
+def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the_page_works(monkeypatch, capsys):
+    import re
+
+    from chalicelib.errors import ApiError
+    from tests.support.cli import run_cli
+    work, rt = a_run_whose_second_page_fails(monkeypatch, ApiError("Referral Factory", 502, "Bad Gateway"))
+    with pytest.raises(RetryBatch):
+        drain(work)
+
+    def sleep(seconds: float) -> None:        # the queue gives the page back between two refreshes: it works
+        work.queue.sent.append(json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1,
+                                           "cursor": "2"}))
+        drain(work)
+    monkeypatch.setattr("chalicelib.cli._pause", sleep)
+    out = run_cli(rt, capsys, "sync", "status", "42", "--watch")[1]
+    out = re.sub(r'\{"(level|_aws)".*\n', "", out)   # the worker's log and metrics lines: not the CLI's
+    watched = ("\rrun 1 (full, users) running: [############..................] 2/5 40% · enrolled 2, already 0, "
+               "skipped 0 · retrying page 2: Referral Factory answered 502: Bad Gateway (1 try, last 14:13:20)")
+    assert out == watched + "\r" + " " * (len(watched) - 1) + "\r" + (
+        "run 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, already 0, skipped 0\n")
