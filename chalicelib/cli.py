@@ -580,7 +580,8 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
         who = " ".join(f"{k}={d[k]}" for k in ("campaign_id", "rf_user_id", "workspace", "contact_id", "email")
                        if d.get(k))
         print(f"- {d['message_id']}  {d.get('kind') or '?'}  {who}  tries={d.get('attempts', '?')}  "
-              f"failed_at={d.get('failed_at', '?')}\n    {d['reason']}")
+              f"failed_at={d.get('failed_at', '?')}\n    {d['reason']}"
+              + (f"\n    fix: {d['fix']}" if d.get("fix") else ""))
         if args.show_payload:
             print("    payload: " + json.dumps(d.get("payload"), default=str))
     return 0

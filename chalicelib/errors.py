@@ -55,6 +55,19 @@ class Permanent(WorkError):
     queue with the reason, replayable once fixed (e.g. RF 422, Intercom 400, revoked token)."""
 
 
+def plan_restricted(reason: str, status: Optional[int] = None) -> bool:
+    """Intercom's 403 `api_plan_restricted` (or a 403 naming the plan): the workspace's plan does not include
+    the API, and any token fails the same way. `status`: the answer's, when known (a dead letter or a history
+    entry keeps only the reason, whose own "Intercom answered 403" says it)."""
+    refused = status == 403 if status is not None else "Intercom answered 403" in reason
+    return refused and ("api_plan_restricted" in reason or " plan" in reason.lower())
+
+
+#: What to do about it (doctor, explain, `dlq list`): the plan, not the token.
+PLAN_FIX = ("Intercom's plan for {workspace} does not include the API: upgrade it to a plan that does (a "
+            "new token will not help: the plan refuses every token), then {replay}")
+
+
 DISCONNECTED = "workspace disconnected"
 REPLAY_PARKED = f'bridge dlq replay --reason "{DISCONNECTED}"'     # brings back every letter a disconnect parked
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 from .. import messages
 from ..domain.history import Entry
 from ..domain.link import PersonRef
-from ..errors import DISCONNECTED, REPLAY_PARKED
+from ..errors import DISCONNECTED, PLAN_FIX, REPLAY_PARKED, plan_restricted
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent
 from ..ports.queue import REASON_KEPT
@@ -64,6 +64,8 @@ class DeadLetter:
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
                                  ("email", self.email)) if v is not None}
+        if plan_restricted(self.reason):           # not the token's fault, as the reason would make one think
+            out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         if show_payload:
             out["payload"] = self.body if raw else mask_emails(self.body, self.given_email)
         return out
@@ -81,12 +83,16 @@ def never_succeeds(reason: str) -> bool:
     return RF_GONE.lower() in reason.lower()
 
 
-def replay_fix(reason: str, campaign: Optional[str]) -> str:
+def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
     reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
-    Those that can never succeed are discarded instead."""
+    Those that can never succeed are discarded instead. Those Intercom refused for the workspace's plan
+    wait for the plan (a new token would fail the same way)."""
+    if plan_restricted(reason):
+        return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
+                               replay=_replay(reason, campaign))
     if DISCONNECTED in reason:
         return (f"reconnect the workspace, then `{REPLAY_PARKED}` (every letter the "
                 "disconnect parked, also those of Intercom notifications, which name no campaign)")
@@ -97,10 +103,15 @@ def replay_fix(reason: str, campaign: Optional[str]) -> str:
                 "person's history says so)")
     cause = ("check RF_BASE_URL (a wrong one answers 404 to every call) and that the RF token is of the "
              "campaign's account" if RF_404 in reason else "fix the cause")
+    return f"{cause}, then {_replay(reason, campaign)}"
+
+
+def _replay(reason: str, campaign: Optional[str]) -> str:
+    """The replay of letters of `reason`: by `campaign`, or by a part of the reason when it names none."""
     if campaign is None:
-        return (f"{cause}, then `bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message "
-                "names no campaign: `--campaign` does not reach it; see `bridge dlq list`)")
-    return f"{cause}, then `bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
+        return (f"`bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message names no campaign: "
+                "`--campaign` does not reach it; see `bridge dlq list`)")
+    return f"`bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
 
 
 def reason_part(reason: str, most: int = 60) -> str:
