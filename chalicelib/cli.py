@@ -686,7 +686,7 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
-    from .services.backfill import BackfillError, backfill
+    from .services.backfill import UNREADABLE, BackfillError, backfill
 
     def bar(read: int, total: Optional[int], queued: int) -> None:
         if args.json or not sys.stderr.isatty():
@@ -713,6 +713,11 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
              if view["counted"] else ""))
     for outcome, n in view["outcomes"].items():
         print(f"  {n:>6}  {outcome}")
+        if outcome == UNREADABLE:
+            for p in view["unreadable"]:
+                who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
+                       if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
+                print(f"          - {who}: {p['reason']}")
     return 0
 
 
