@@ -1115,3 +1115,18 @@ def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the
                "skipped 0 · retrying page 2: Referral Factory answered 502: Bad Gateway (1 try, last 14:13:20)")
     assert out == watched + "\r" + " " * (len(watched) - 1) + "\r" + (
         "run 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, already 0, skipped 0\n")
+
+
+def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
+    """What `sync status` says of a page: its failed tries (not an earlier page's, nor its waits for a rate
+    budget), on one line of at most PAGE_ERROR_CHARS characters."""
+    from chalicelib.domain.sync import PAGE_ERROR_CHARS, describe_page_error, page_error
+    first = page_error(None, 2, "Intercom answered 503: busy", "retrying", 10.0)
+    again = page_error(first, 2, "Intercom answered 502:\n  Bad Gateway", "retrying", 70.0)
+    waits = page_error(again, 2, "Referral Factory answered 429: slow down", "waiting", 90.0)
+    other = page_error(waits, 3, "x" * 500, "retrying", 95.0)
+    assert [e.tries for e in (first, again, waits, other)] == [1, 2, 2, 1]
+    assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_CHARS
+    assert describe_page_error({"page": 3, "state": "waiting", "reason": waits.reason, "tries": 2,
+                                "at": "2026-09-21T14:13:20.000Z"}) == \
+        "page 3 waits: Referral Factory answered 429: slow down (2 tries, last 14:13:20)"
