@@ -661,9 +661,7 @@ class MemorySync:
         return {c: ledger[c] for c in contact_ids if c in ledger}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        ledger = self.ledgers.setdefault(campaign_id, {})
-        for e in entries:                      # over any entry, as DynamoDB's: an earlier run's skip too
-            ledger[e.contact_id] = e
+        self.record(campaign_id, entries)      # over any entry, as DynamoDB's: an earlier run's skip too
         return {e.contact_id for e in entries}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
