@@ -70,6 +70,15 @@ class Disconnected(Permanent):
         self.workspace = workspace
 
 
+class InvalidSettings(Permanent):
+    """The campaign's stored settings no longer read as valid (`problems`, joined): its work waits in the
+    dead-letter queue until corrected settings are applied and it is replayed."""
+
+    def __init__(self, campaign_id: str, problems: str):
+        super().__init__(f"the stored settings of campaign {campaign_id} are invalid ({problems}) — apply corrected "
+                         "settings, then replay")
+
+
 class ApiError(WorkError):
     """An error answer from Intercom or Referral Factory, with the vendor's own message."""
 

@@ -26,7 +26,7 @@ from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Permanent
+from ..errors import Deferred, InvalidSettings, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -623,8 +623,7 @@ def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
     try:
         return parse_settings(document)
     except SettingsError as exc:
-        raise Permanent(f"the stored settings of campaign {campaign_id} are invalid ({'; '.join(exc.problems)}) "
-                        "— apply corrected settings, then replay") from None
+        raise InvalidSettings(campaign_id, "; ".join(exc.problems)) from None
 
 
 def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
