@@ -602,17 +602,10 @@ def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
     lag, now = deps.search_lag(), deps.clock()
     checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
                             contact_id=str(a.reached.contact["id"]), email=str(a.known.email),
-                            created_at=_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
+                            created_at=decide.time_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
               for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and a.known.email]
     if checks and deps.queue is not None:
         deps.queue.send_many(checks, delay=lag)
-
-
-def _number(value: Any) -> Optional[float]:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 # --- pieces ---------------------------------------------------------------------------------------
