@@ -1,7 +1,7 @@
 """Connecting Intercom workspaces and Referral Factory: the operator's CLI, and the OAuth callback
 (services/oauth.py) through `store_workspace`.
 
-Secrets go to the secret store (SSM SecureString, see adapters/secrets.py); the table records only
+Secrets go to the secret store (SSM SecureString, see adapters/secrets.py; its names: ports/secrets.py); the table records only
 that a workspace is connected, its API base and which secrets are set. What a reconnect is not
 given is kept. A token is checked with Intercom's `GET /me` before anything is stored, and must
 belong to the workspace it is given for. The answers say what was set or kept, never a value."""
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, TypeVar
 
-from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
-                                valid_workspace)
 from ..config import Config
 from ..domain.oauth import Workspace, new_key, workspace_of
 from ..errors import Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
+from ..ports.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
+                             valid_workspace)
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
 OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
