@@ -32,7 +32,7 @@ def dlq(request, monkeypatch):
 
     def later(seconds: float) -> None:
         shift[0] += seconds
-    sqs = client("sqs", request.getfixturevalue("moto"))
+    sqs = client("sqs", request.getfixturevalue("moto_endpoint"))
     name = f"c-{uuid.uuid4().hex[:10]}"
     urls = [sqs.create_queue(QueueName=f"{name}-{part}")["QueueUrl"] for part in ("work", "dead")]
     yield Queue(*urls, client=sqs), later
