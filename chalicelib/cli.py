@@ -29,7 +29,7 @@ from .runtime import Runtime
 from .services import admin
 from .services.connections import (OAUTH_CLIENT_SECRET, ConnectError, check_workspace_id,
                                    configure_oauth, connect_rf, connect_workspace, disconnect_workspace,
-                                   list_workspaces, oauth_app_stored)
+                                   list_workspaces, oauth_app_stored, spaces_refused)
 
 
 class CliError(Exception):
@@ -307,10 +307,9 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
                             f"leave it out to be asked for it, or set {env}")
     elif os.environ.get(env):
         value, source = os.environ[env], env
-        if value != value.strip():   # named as the variable it is in (the service's refusal names the option)
-            raise CliError(f"{env} is only spaces: set it to the {what} itself; nothing was stored" if not value.strip()
-                           else f"{env} begins or ends with spaces or a newline (a copy-paste, a file's line end?): "
-                           "set it without them; nothing was stored")
+        refusal = spaces_refused(env, what, value)   # named as the variable it is in, not the option
+        if refusal:
+            raise CliError(refusal)
     else:
         value = _typed(what, kept) if ask else None
         source = "typed" if value else None
@@ -348,9 +347,9 @@ def _typed(what: str, keeping: Callable[[], Optional[str]]) -> Optional[str]:
         return None
     if not typed.strip():
         raise CliError(f"the {what} cannot be empty: nothing was stored")
-    if typed != typed.strip():
-        raise CliError(f"the {what} begins or ends with spaces (a copy-paste?): type it without them; nothing was "
-                       "stored")
+    refusal = spaces_refused(f"the {what}", what, typed)
+    if refusal:
+        raise CliError(refusal)
     return typed
 
 

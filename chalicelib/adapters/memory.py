@@ -27,7 +27,7 @@ from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, 
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import AttributeList, CountBackfill, LedgerEntry, SyncRun
+from ..ports.store import AttributeList, CountBackfill, LedgerEntry, SyncRun, answer_or_error
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -161,10 +161,10 @@ class MemoryLinks:
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
                    new: Collection[PersonRef] = ()) -> list[JoinClaim | None | Exception]:
-        return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+        return [answer_or_error(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
-        return [_answer(partial(self.finish, *d)) for d in done]
+        return [answer_or_error(partial(self.finish, *d)) for d in done]
 
     def _held_by(self, ref: PersonRef, token: str) -> _Held:
         held = self.tables.links.get(ref)
@@ -361,13 +361,6 @@ def _overdue(held: _Held) -> Overdue:
     assert held.lease_until is not None
     return Overdue(held.link, held.lease_until if held.lease_ended is None else held.lease_ended,
                    due=held.lease_until, requeued=held.requeued)
-
-
-def _answer(write: Callable[[], Any]) -> Any:
-    try:
-        return write()
-    except Exception as exc:
-        return exc
 
 
 @_atomic
@@ -663,9 +656,7 @@ class MemorySync:
         return {c: ledger[c] for c in contact_ids if c in ledger}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        ledger = self.ledgers.setdefault(campaign_id, {})
-        for e in entries:                      # over any entry, as DynamoDB's: an earlier run's skip too
-            ledger[e.contact_id] = e
+        self.record(campaign_id, entries)      # over any entry, as DynamoDB's: an earlier run's skip too
         return {e.contact_id for e in entries}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:

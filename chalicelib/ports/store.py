@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
@@ -181,6 +181,14 @@ class Found:
 
 def normal_email(email: Optional[str]) -> str:
     return (email or "").strip().lower()
+
+
+def answer_or_error(write: Callable[[], Any]) -> Any:
+    """The write's answer, or the exception it raised as a value (claim_many's and finish_many's items)."""
+    try:
+        return write()
+    except Exception as exc:
+        return exc
 
 
 class LinkLookup(Protocol):

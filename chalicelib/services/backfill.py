@@ -25,12 +25,11 @@ from ..domain.history import Entry
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
-from ..errors import WorkError
+from ..errors import WorkError, rf_campaign_fix
 from ..observability import mask_email, mask_emails
 from ..messages import JoinMessage
 from ..ports import Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
-from .doctor import rf_campaign_fix
 from .referral_count import messages as count_messages
 
 PER_PAGE = 250

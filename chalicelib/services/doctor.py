@@ -17,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_counts, describe_writes, run_counts
 from ..config import Config
-from ..errors import PLAN_FIX, REPLAY_PARKED, Blocked, WorkError, plan_restricted
+from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -329,8 +329,6 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     _newest_reached_us(rt, report, settings)
 
 
-#: The statuses that say a vendor refused the token itself (any other error says nothing of it).
-REFUSED_TOKEN = (401, 403)
 
 
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
@@ -338,24 +336,6 @@ def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
     change, never a token to replace."""
     return (f"{work} wait and are retried meanwhile; those that run out of tries wait in the dead-letter queue",
             f"nothing to change: the work waits and retries; run `bridge doctor {settings.campaign_id}` again later")
-
-
-def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
-    """What to do when Referral Factory could not show a campaign, by its answer's status (never by digits
-    in its message): RF's block of the bridge's IP (up to days: RF's support lifts it), its token refused, RF
-    unavailable or limiting now (then `again`: the command to run
-    again later), or the campaign unknown to it (404: a wrong id, or a token of another account)."""
-    if isinstance(exc, Blocked):
-        return ("ask Referral Factory's support to lift the block of the bridge's IP (it blocks an IP that goes "
-                "over its rate limit repeatedly); meanwhile the bridge calls RF once every RF_BLOCK_RECHECK_SECONDS to "
-                "check, and resumes by itself once RF answers. If another tool shares the RF account, lower "
-                "RF_CALLS_PER_MINUTE to what it leaves")
-    if exc.status in REFUSED_TOKEN:
-        return "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"
-    if exc.retryable:
-        return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
-    return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
-            f"campaign {campaign_id} (`bridge rf connect` asks for the token)")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:

@@ -450,6 +450,20 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
 
 
 # --- the small repositories ------------------------------------------------------------------------
+def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_limit(store):
+    """What `settings delete` shows of the people it would leave behind, and whether anyone joined
+    before a referral count moved: the campaign's links only (not its referral counts, not another
+    campaign's), at most `limit` of them read."""
+    joined(store, PersonRef("42", "1"))
+    joined(store, PersonRef("42", "2"))
+    store.links.claim(PersonRef("42", "3"), WS)                                 # a join still held
+    store.links.referrer_contact(PersonRef("42", "1"), "c1")                   # a referrer's count: not a link
+    joined(store, PersonRef("43", "1"))
+    assert store.links.statuses_in("42", 100) == {LinkStatus.LINKED: 2, LinkStatus.IN_PROGRESS: 1}
+    assert sum(store.links.statuses_in("42", 2).values()) == 2
+    assert store.links.statuses_in("44", 100) == {}
+
+
 def test_the_campaigns_of_a_workspace_are_listed(store):
     assert store.settings.campaigns(WS) == set()
     store.settings.put("42", {"campaign_id": "42"}, WS)

@@ -308,21 +308,30 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
 
 
-def test_status_and_report_say_no_contact_sync_once_the_settings_keep_only_counts_and_show_the_past_runs(
-        monkeypatch, capsys):
-    """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does."""
-    from types import SimpleNamespace
+COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
 
+
+@pytest.mark.parametrize("change, said", [
+    (lambda store: store.put("42", COUNTS_ONLY, WS),
+     "campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
+     "— add fields and referral_link_attribute to sync contacts"),
+    (lambda store: store.delete("42"),
+     "campaign 42 runs no contact sync now: campaign 42 has no settings — apply them first, with a `sync` block "
+     "(`bridge settings apply <file>`)"),
+    (lambda store: store.put("42", settings(rule=None), WS),
+     "campaign 42 runs no contact sync now: campaign 42's settings have no sync block — add one and apply them"),
+], ids=["settings keep only counts", "settings deleted", "sync block removed"])
+def test_status_and_report_say_no_contact_sync_and_why_and_still_show_the_past_runs(monkeypatch, capsys, change,
+                                                                                  said):
+    """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does, when
+    the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it."""
     import chalicelib.cli as cli_module
     from tests.support.cli import run_cli
     work = world(2)
     sync.start(deps(work), "42")
     drain(work)
-    work.store.settings.put("42", {**settings(rule=None), "sync": {
-        "referral_count_attribute": "custom_attributes.referral_count"}}, WS)
+    change(work.store.settings)
     rt = SimpleNamespace(deps=work.deps)
-    said = ("campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
-            "— add fields and referral_link_attribute to sync contacts")
     for command in ("status", "report"):
         answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
         assert answer["no_contact_sync"] == said
@@ -331,35 +340,6 @@ def test_status_and_report_say_no_contact_sync_once_the_settings_keep_only_count
         monkeypatch.undo()
         lines = out.splitlines()
         assert code == 0 and lines[0] == f"{said}. Its past runs:" and lines[1].startswith("run 1 (full, users) done")
-
-
-@pytest.mark.parametrize("gone", ["settings deleted", "sync block removed"])
-def test_status_and_report_say_no_contact_sync_once_the_settings_or_their_sync_block_are_gone(monkeypatch, capsys,
-                                                                                               gone):
-    """The past runs are still shown, under a line saying the campaign runs no contact sync now, and why."""
-    from types import SimpleNamespace
-
-    import chalicelib.cli as cli_module
-    from tests.support.cli import run_cli
-    work = world(2)
-    sync.start(deps(work), "42")
-    drain(work)
-    if gone == "settings deleted":
-        work.store.settings.delete("42")
-        why = "campaign 42 has no settings"
-    else:
-        work.store.settings.put("42", settings(rule=None), WS)
-        why = "campaign 42's settings have no sync block"
-    rt = SimpleNamespace(deps=work.deps)
-    for command in ("status", "report"):
-        answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
-        assert answer["no_contact_sync"].startswith(f"campaign 42 runs no contact sync now: {why}")
-        monkeypatch.setattr(cli_module, "_text", lambda args: True)
-        code, out, _ = run_cli(rt, capsys, "sync", command, "42")
-        monkeypatch.undo()
-        lines = out.splitlines()
-        assert code == 0 and lines[0].startswith(f"campaign 42 runs no contact sync now: {why}")
-        assert lines[0].endswith(". Its past runs:") and lines[1].startswith("run 1 (full, users) done")
 
 
 def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it(monkeypatch, capsys):
