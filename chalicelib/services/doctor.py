@@ -329,8 +329,6 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     _newest_reached_us(rt, report, settings)
 
 
-
-
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
     """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
     change, never a token to replace."""
