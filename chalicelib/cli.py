@@ -29,7 +29,7 @@ from .runtime import Runtime
 from .services import admin
 from .services.connections import (OAUTH_CLIENT_SECRET, ConnectError, check_workspace_id,
                                    configure_oauth, connect_rf, connect_workspace, disconnect_workspace,
-                                   list_workspaces, oauth_app_stored)
+                                   list_workspaces, oauth_app_stored, spaces_refused)
 
 
 class CliError(Exception):
@@ -310,10 +310,9 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
                             f"leave it out to be asked for it, or set {env}")
     elif os.environ.get(env):
         value, source = os.environ[env], env
-        if value != value.strip():   # named as the variable it is in (the service's refusal names the option)
-            raise CliError(f"{env} is only spaces: set it to the {what} itself; nothing was stored" if not value.strip()
-                           else f"{env} begins or ends with spaces or a newline (a copy-paste, a file's line end?): "
-                           "set it without them; nothing was stored")
+        refusal = spaces_refused(env, what, value)   # named as the variable it is in, not the option
+        if refusal:
+            raise CliError(refusal)
     else:
         value = _typed(what, kept) if ask else None
         source = "typed" if value else None
@@ -351,9 +350,9 @@ def _typed(what: str, keeping: Callable[[], Optional[str]]) -> Optional[str]:
         return None
     if not typed.strip():
         raise CliError(f"the {what} cannot be empty: nothing was stored")
-    if typed != typed.strip():
-        raise CliError(f"the {what} begins or ends with spaces (a copy-paste?): type it without them; nothing was "
-                       "stored")
+    refusal = spaces_refused(f"the {what}", what, typed)
+    if refusal:
+        raise CliError(refusal)
     return typed
 
 
@@ -587,7 +586,8 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
         who = " ".join(f"{k}={d[k]}" for k in ("campaign_id", "rf_user_id", "workspace", "contact_id", "email")
                        if d.get(k))
         print(f"- {d['message_id']}  {d.get('kind') or '?'}  {who}  tries={d.get('attempts', '?')}  "
-              f"failed_at={d.get('failed_at', '?')}\n    {d['reason']}")
+              f"failed_at={d.get('failed_at', '?')}\n    {d['reason']}"
+              + (f"\n    fix: {d['fix']}" if d.get("fix") else ""))
         if args.show_payload:
             print("    payload: " + json.dumps(d.get("payload"), default=str))
     return 0
@@ -692,7 +692,7 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
-    from .services.backfill import BackfillError, backfill
+    from .services.backfill import UNREADABLE, BackfillError, backfill
 
     def bar(read: int, total: Optional[int], queued: int) -> None:
         if args.json or not sys.stderr.isatty():
@@ -719,6 +719,11 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
              if view["counted"] else ""))
     for outcome, n in view["outcomes"].items():
         print(f"  {n:>6}  {outcome}")
+        if outcome == UNREADABLE:
+            for p in view["unreadable"]:
+                who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
+                       if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
+                print(f"          - {who}: {p['reason']}")
     return 0
 
 
@@ -833,6 +838,7 @@ def _pause(seconds: float) -> None:
 
 def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
+    shown = 0
     while True:
         found = sync.status(rt.deps, args.campaign_id, args.run)
         if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
@@ -848,23 +854,27 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         if not _text(args):
             _print(found)
             return 0
-        line = _status_line(found)
         if not args.watch or found["status"] != "running":
-            print(("\r" if args.watch else "") + _no_sync(found) + line + _full_run(found))
+            wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""   # the watched line
+            print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
             return 0
-        print(f"\r{line}", end="", flush=True)
+        line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
+        print(f"\r{line:<{shown}}", end="", flush=True)
+        shown = len(line)
         _pause(2)
 
 
-def _status_line(found: dict) -> str:
-    from .domain.sync import describe_counts
+def _status_line(found: dict, sep: str = "\n  ") -> str:
+    """The run's line; its page's failure, while the queue retries it, after `sep` (a watch's: on the line)."""
+    from .domain.sync import describe_counts, describe_page_error
     eta, rate = found["eta_seconds"], found["rate_per_minute"]
     line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
             f"{_bar(found['done'], found['total'])}"
             + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
             + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
             + f" · {describe_counts(found)}" + _by_webhook(found))
-    return line + (f"\n  stopped: {found['message']}" if found["message"] else "")
+    return line + (f"\n  stopped: {found['message']}" if found["message"] else "") + \
+        (sep + describe_page_error(found["page_error"]) if found.get("page_error") else "")
 
 
 def _full_run(found: dict) -> str:
@@ -887,7 +897,7 @@ def _by_webhook(found: dict) -> str:
 
 
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
-    from .domain.sync import describe_counts
+    from .domain.sync import describe_counts, describe_page_error
     from .services import sync
     found = _synced(rt, args.campaign_id, sync.report(rt.deps, args.campaign_id))
     if not _text(args):
@@ -898,6 +908,8 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
           f"{describe_counts(run, 'already enrolled')}" + _by_webhook(run))
     if run["message"]:
         print(f"  stopped: {run['message']}")
+    if run.get("page_error"):
+        print(f"  {describe_page_error(run['page_error'])}")
     if run.get("full_run"):
         print(_full_run(run).lstrip("\n"))
     if found.get("writes"):

@@ -55,6 +55,19 @@ class Permanent(WorkError):
     queue with the reason, replayable once fixed (e.g. RF 422, Intercom 400, revoked token)."""
 
 
+def plan_restricted(reason: str, status: Optional[int] = None) -> bool:
+    """Intercom's 403 `api_plan_restricted` (or a 403 naming the plan): the workspace's plan does not include
+    the API, and any token fails the same way. `status`: the answer's, when known (a dead letter or a history
+    entry keeps only the reason, whose own "Intercom answered 403" says it)."""
+    refused = status == 403 if status is not None else "Intercom answered 403" in reason
+    return refused and ("api_plan_restricted" in reason or " plan" in reason.lower())
+
+
+#: What to do about it (doctor, explain, `dlq list`): the plan, not the token.
+PLAN_FIX = ("Intercom's plan for {workspace} does not include the API: upgrade it to a plan that does (a "
+            "new token will not help: the plan refuses every token), then {replay}")
+
+
 DISCONNECTED = "workspace disconnected"
 REPLAY_PARKED = f'bridge dlq replay --reason "{DISCONNECTED}"'     # brings back every letter a disconnect parked
 
@@ -70,6 +83,15 @@ class Disconnected(Permanent):
         self.workspace = workspace
 
 
+class InvalidSettings(Permanent):
+    """The campaign's stored settings no longer read as valid (`problems`, joined): its work waits in the
+    dead-letter queue until corrected settings are applied and it is replayed."""
+
+    def __init__(self, campaign_id: str, problems: str):
+        super().__init__(f"the stored settings of campaign {campaign_id} are invalid ({problems}) — apply corrected "
+                         "settings, then replay")
+
+
 class ApiError(WorkError):
     """An error answer from Intercom or Referral Factory, with the vendor's own message."""
 
@@ -82,3 +104,25 @@ class ApiError(WorkError):
         self.service, self.code = service, code
         self.headers = headers or {}
         self.retryable = status == 429 or status >= 500
+
+
+#: The statuses that say a vendor refused the token itself (any other error says nothing of it).
+REFUSED_TOKEN = (401, 403)
+
+
+def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
+    """What to do when Referral Factory could not show a campaign, by its answer's status (never by digits
+    in its message): RF's block of the bridge's IP (up to days: RF's support lifts it), its token refused, RF
+    unavailable or limiting now (then `again`: the command to run
+    again later), or the campaign unknown to it (404: a wrong id, or a token of another account)."""
+    if isinstance(exc, Blocked):
+        return ("ask Referral Factory's support to lift the block of the bridge's IP (it blocks an IP that goes "
+                "over its rate limit repeatedly); meanwhile the bridge calls RF once every RF_BLOCK_RECHECK_SECONDS to "
+                "check, and resumes by itself once RF answers. If another tool shares the RF account, lower "
+                "RF_CALLS_PER_MINUTE to what it leaves")
+    if exc.status in REFUSED_TOKEN:
+        return "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"
+    if exc.retryable:
+        return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
+    return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
+            f"campaign {campaign_id} (`bridge rf connect` asks for the token)")

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 from .adapters.dynamo import DynamoStore, bind
 from .adapters.queue import Queue
 from .adapters.ratelimit import SharedLimiter
-from .adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, SecretCache, SsmSecrets,
-                               intercom_client_secret, intercom_token, valid_workspace)
+from .adapters.secrets import SecretCache, SsmSecrets
 from .config import Config
 from .errors import Disconnected, Permanent
 from .observability import logger
 from .domain.mapping import compact_attributes
 from .ports import AttributeList, Connection, RefusalSample, SecretStore, Store
+from .ports.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
+                            valid_workspace)
 from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them

@@ -21,12 +21,13 @@ from ..domain.history import Entry, Recorded, iso
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.qualification import ENDINGS, QState, claimable
+from ..domain.sync import PageError
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
 from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection,
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import AttributeList, CountBackfill, LedgerEntry, SyncRun
+from ..ports.store import AttributeList, CountBackfill, LedgerEntry, SyncRun, answer_or_error
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -160,10 +161,10 @@ class MemoryLinks:
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
                    new: Collection[PersonRef] = ()) -> list[JoinClaim | None | Exception]:
-        return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+        return [answer_or_error(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
-        return [_answer(partial(self.finish, *d)) for d in done]
+        return [answer_or_error(partial(self.finish, *d)) for d in done]
 
     def _held_by(self, ref: PersonRef, token: str) -> _Held:
         held = self.tables.links.get(ref)
@@ -360,13 +361,6 @@ def _overdue(held: _Held) -> Overdue:
     assert held.lease_until is not None
     return Overdue(held.link, held.lease_until if held.lease_ended is None else held.lease_ended,
                    due=held.lease_until, requeued=held.requeued)
-
-
-def _answer(write: Callable[[], Any]) -> Any:
-    try:
-        return write()
-    except Exception as exc:
-        return exc
 
 
 @_atomic
@@ -643,13 +637,14 @@ class MemorySync:
         status = "stopped" if message else "done" if finished else "running"
         self._set(run, page=page + 1, cursor=cursor, counts=_plus(run.counts, counts),
                   total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
-                  status=status, message=message, finished_at=now if status != "running" else None)
+                  status=status, message=message, finished_at=now if status != "running" else None, error=None)
         return True
 
-    def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
+    def release(self, campaign_id: str, number: int, page: int, owner: str,
+                error: Optional[PageError] = None) -> None:
         run = self.run(campaign_id, number)
         if run is not None and run.page == page and run.owner == owner:
-            self._set(run, owner=None, lease_until=None)
+            self._set(run, owner=None, lease_until=None, error=error or run.error)
 
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         run = self.run(campaign_id)
@@ -661,9 +656,7 @@ class MemorySync:
         return {c: ledger[c] for c in contact_ids if c in ledger}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        ledger = self.ledgers.setdefault(campaign_id, {})
-        for e in entries:                      # over any entry, as DynamoDB's: an earlier run's skip too
-            ledger[e.contact_id] = e
+        self.record(campaign_id, entries)      # over any entry, as DynamoDB's: an earlier run's skip too
         return {e.contact_id for e in entries}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:

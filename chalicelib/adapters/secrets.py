@@ -1,14 +1,8 @@
-"""Secrets in SSM Parameter Store (SecureString), under one path per stage (BRIDGE_SECRETS_PATH).
+"""Secrets in SSM Parameter Store (SecureString), under one path per stage (BRIDGE_SECRETS_PATH),
+named as ports/secrets.py lays them out (a path per function, so IAM grants each its own part).
 
-The second segment of a name says who may read it, so IAM grants a path per function:
-
-  <path>/edge/rf/webhook-secret                  RF's webhook header value     read by the API function
-  <path>/edge/intercom/<workspace>/client-secret  the app's client secret       read by the API function
-  <path>/worker/rf/token                         the RF API token              read by the worker
-  <path>/worker/intercom/<workspace>/token       the workspace's access token  read by the worker
-
-The CLI writes them. A function gets a store scoped to its own part (`scoped("edge")`): names are
-relative and validated, so the edge's reader has no way to name a `worker/` parameter."""
+A function gets a store scoped to its own part (`scoped("edge")`): names are relative and
+validated, so the edge's reader has no way to name a `worker/` parameter."""
 from __future__ import annotations
 
 import re
@@ -16,23 +10,7 @@ from typing import Callable, Optional
 
 from ..ports import SecretStore
 
-EDGE, WORKER = "edge", "worker"
-RF_WEBHOOK_SECRET = "rf/webhook-secret"            # under edge/
-RF_TOKEN = "rf/token"                              # under worker/
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
-_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def valid_workspace(workspace: object) -> bool:
-    return isinstance(workspace, str) and bool(_WORKSPACE.match(workspace))
-
-
-def intercom_client_secret(workspace: str) -> str:     # under edge/
-    return f"intercom/{workspace}/client-secret"
-
-
-def intercom_token(workspace: str) -> str:              # under worker/
-    return f"intercom/{workspace}/token"
 
 
 class Scoped:

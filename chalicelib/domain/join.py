@@ -169,13 +169,14 @@ def moved_baseline(settings: CampaignSettings, target: dict, joined_at: Optional
     Returns (baseline, known)."""
     if settings.qualification is None:
         return current, True
-    updated = _number(target.get("updated_at"))
+    updated = time_number(target.get("updated_at"))
     if joined_at is not None and updated is not None and updated <= joined_at:
         return baseline(settings, target), True
     return current, False
 
 
-def _number(value: Any) -> Optional[float]:
+def time_number(value: Any) -> Optional[float]:
+    """An Intercom time (a number, or its text) as a number; None when there is none or it is no number."""
     try:
         return float(value) if value is not None else None
     except (TypeError, ValueError):

@@ -77,6 +77,48 @@ def describe_counts(counts: dict, already: str = "already") -> str:
                      + ([f"link written later {counts['linked']:,}"] if counts.get("linked") else [])
                      + [f"skipped {counts['skipped']:,}"])
 
+# A page's failure while its run retries it (`sync status`): RETRYING comes back by itself, FAILED waits in the
+# dead-letter queue (retrying would not help), WAITING is no failure (a rate-limit pause, an open circuit, the
+# Lambda's time running out: it uses up no try).
+RETRYING, FAILED, WAITING = "retrying", "failed", "waiting"
+PAGE_ERROR_CHARS = 200            # the reason as `sync status` shows it: one short line
+
+
+@dataclass(frozen=True)
+class PageError:
+    """The last failure of the run's page `page` (0-based, as SyncRun.page) not yet worked since: what
+    failed it, how many tries of it failed, when the last did. A checkpoint clears it."""
+
+    page: int
+    reason: str
+    tries: int
+    at: float
+    state: str                    # RETRYING | FAILED | WAITING
+
+
+def page_error(previous: Optional[PageError], page: int, reason: str, state: str, at: float) -> PageError:
+    """The page's failure now: its tries counted on from the run's last failure of the same page (a wait
+    counts no try). `reason` on one line, cut to PAGE_ERROR_CHARS (the caller masks emails)."""
+    tries = (previous.tries if previous is not None and previous.page == page else 0) + int(state != WAITING)
+    line = " ".join(reason.split())
+    if len(line) > PAGE_ERROR_CHARS:
+        line = line[:PAGE_ERROR_CHARS - 1] + "…"
+    return PageError(page, line, tries, at, state)
+
+
+def describe_page_error(error: dict) -> str:
+    """A page error as `sync status` shows it (its JSON form: page 1-based, `at` ISO): "retrying page 3:
+    Intercom answered 503 (2 tries, last 12:04:05)"."""
+    tries = f"{error['tries']} {'try' if error['tries'] == 1 else 'tries'}, " if error["tries"] else ""
+    when = f"({tries}last {str(error['at'])[11:19]})"
+    if error["state"] == WAITING:
+        return f"page {error['page']} waits: {error['reason']} {when}"
+    if error["state"] == FAILED:
+        return (f"page {error['page']} failed: {error['reason']} {when} — it waits in the dead-letter queue: "
+                "fix the cause, then `bridge dlq replay` resumes the run where it stopped")
+    return f"retrying page {error['page']}: {error['reason']} {when}"
+
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 

@@ -1,7 +1,33 @@
-"""Secrets (adapters/secrets.py: SSM; tests/fakes.py: MemorySecrets)."""
+"""Secrets (adapters/secrets.py: SSM; tests/fakes.py: MemorySecrets), and the names they are kept
+under. The second segment of a name says who may read it, so IAM grants a path per function:
+
+  <path>/edge/rf/webhook-secret                  RF's webhook header value     read by the API function
+  <path>/edge/intercom/<workspace>/client-secret  the app's client secret       read by the API function
+  <path>/worker/rf/token                         the RF API token              read by the worker
+  <path>/worker/intercom/<workspace>/token       the workspace's access token  read by the worker
+
+The CLI writes them."""
 from __future__ import annotations
 
+import re
 from typing import Optional, Protocol
+
+EDGE, WORKER = "edge", "worker"
+RF_WEBHOOK_SECRET = "rf/webhook-secret"            # under edge/
+RF_TOKEN = "rf/token"                              # under worker/
+_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def valid_workspace(workspace: object) -> bool:
+    return isinstance(workspace, str) and bool(_WORKSPACE.match(workspace))
+
+
+def intercom_client_secret(workspace: str) -> str:     # under edge/
+    return f"intercom/{workspace}/client-secret"
+
+
+def intercom_token(workspace: str) -> str:              # under worker/
+    return f"intercom/{workspace}/token"
 
 
 class SecretStore(Protocol):

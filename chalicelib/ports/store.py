@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.qualification import QState
+from ..domain.sync import PageError
 from ..errors import Deferred
 from .edge import EdgeLog
 
@@ -180,6 +181,14 @@ class Found:
 
 def normal_email(email: Optional[str]) -> str:
     return (email or "").strip().lower()
+
+
+def answer_or_error(write: Callable[[], Any]) -> Any:
+    """The write's answer, or the exception it raised as a value (claim_many's and finish_many's items)."""
+    try:
+        return write()
+    except Exception as exc:
+        return exc
 
 
 class LinkLookup(Protocol):
@@ -357,6 +366,7 @@ class SyncRun:
     message: Optional[str] = None         # why it stopped
     lease_until: Optional[float] = None   # a worker works a page until then
     owner: Optional[str] = None
+    error: Optional[PageError] = None     # the last failure of its next page, while the queue retries it
 
     @property
     def done(self) -> int:
@@ -403,10 +413,13 @@ class SyncRepository(Protocol):
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
                    finished: bool = False, message: Optional[str] = None) -> bool:
-        """The page is done: the next page and its cursor, the counts added, the lease given back
-        (and the run done, or stopped with `message`). False when this worker no longer held it."""
-    def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
-        """Give the page back unfinished (it is worked again later)."""
+        """The page is done: the next page and its cursor, the counts added, the lease given back, the
+        page's error cleared (and the run done, or stopped with `message`). False when this worker no longer
+        held it."""
+    def release(self, campaign_id: str, number: int, page: int, owner: str,
+                error: Optional[PageError] = None) -> None:
+        """Give the page back unfinished (it is worked again later), with why (`error`, kept on the run
+        until a checkpoint clears it; None: the run's error stays as it was)."""
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
         neither its progress nor its last progress."""

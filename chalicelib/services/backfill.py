@@ -25,11 +25,11 @@ from ..domain.history import Entry
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
-from ..errors import WorkError
+from ..errors import WorkError, rf_campaign_fix
+from ..observability import mask_email, mask_emails
 from ..messages import JoinMessage
 from ..ports import Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
-from .doctor import rf_campaign_fix
 from .referral_count import messages as count_messages
 
 PER_PAGE = 250
@@ -76,6 +76,7 @@ class Result:
     counted: int = 0                 # leads counted for their referrer now (referral counts)
     count_writes: int = 0            # referral.count messages queued: one per referrer whose count grew
     outcomes: Counter = field(default_factory=Counter)
+    unreadable: list[dict] = field(default_factory=list)   # who RF listed unreadably, and why (email masked)
 
     def view(self) -> dict:
         dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined",
@@ -85,7 +86,7 @@ class Result:
         outcomes = {(k if self.applied else dry.get(k, k)): v for k, v in self.outcomes.most_common()}
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
                 "queued": self.queued, "counted": self.counted, "count_writes_queued": self.count_writes,
-                "outcomes": outcomes}
+                "outcomes": outcomes, "unreadable": self.unreadable}
 
 
 def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
@@ -122,10 +123,12 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[dict] = []
-        for outcome, message, lead in classified:
+        for user, (outcome, message, lead) in zip(users, classified):
             if lead is not None and (not apply or lead[0] in counted):
                 outcome = COUNTED
             result.outcomes[outcome] += 1
+            if outcome == UNREADABLE:
+                result.unreadable.append(unreadable(user, result.campaign_id))
             if message is not None:
                 to_send.append(message.wire())
         would_send += len(to_send)
@@ -161,6 +164,20 @@ def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:
     except WorkError as exc:
         raise BackfillError(f"Referral Factory could not show campaign {campaign_id}: {exc.reason} — "
                             + rf_campaign_fix(exc, campaign_id, f"`bridge backfill {campaign_id}`")) from None
+
+
+def unreadable(user: dict, campaign_id: str) -> dict:
+    """Whom RF listed so that the bridge cannot read them (their RF id as RF gave it, else their email,
+    masked), and what in RF's answer it cannot read (webhooks.rf_person's reason: the field, never its value)."""
+    person = people_.normalise(user)
+    try:
+        rf_person({**user, "campaign_id": campaign_id})
+        reason = ""
+    except BodyError as exc:
+        reason = exc.message.split(":", 1)[0] if exc.code == "missing_user_id" else exc.message
+    who = person.get("id")
+    return {"rf_user_id": None if who in (None, "") else mask_emails(str(who)),
+            "email": mask_email(person["email"]) if person.get("email") else None, "reason": reason}
 
 
 def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str,

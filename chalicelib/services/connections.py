@@ -1,7 +1,7 @@
 """Connecting Intercom workspaces and Referral Factory: the operator's CLI, and the OAuth callback
 (services/oauth.py) through `store_workspace`.
 
-Secrets go to the secret store (SSM SecureString, see adapters/secrets.py); the table records only
+Secrets go to the secret store (SSM SecureString, see adapters/secrets.py; its names: ports/secrets.py); the table records only
 that a workspace is connected, its API base and which secrets are set. What a reconnect is not
 given is kept. A token is checked with Intercom's `GET /me` before anything is stored, and must
 belong to the workspace it is given for. The answers say what was set or kept, never a value."""
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, TypeVar
 
-from ..adapters.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
-                                valid_workspace)
 from ..config import Config
 from ..domain.oauth import Workspace, new_key, workspace_of
 from ..errors import Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
+from ..ports.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
+                             valid_workspace)
 
 # The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
 OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
@@ -36,18 +36,26 @@ class ConnectError(Exception):
     """The operator's request cannot be done as given (one line, says what to do)."""
 
 
+def spaces_refused(named: str, what: str, value: Optional[str]) -> Optional[str]:
+    """Why a token or secret of only spaces, or with spaces around it (a copy-paste's newline, a file's line
+    end), is refused: stored as it is, it would never match anything. `named` is where it came from, as the
+    operator gave it (an option, a variable, "the ... typed"), `what` what it is; the value is never said.
+    None when it is fine, or empty (not given)."""
+    if value and not value.strip():
+        return (f"{named} is empty (or only spaces), which nothing could ever match: give the {what} itself; "
+                "nothing was stored")
+    if value and value != value.strip():
+        return f"{named} begins or ends with spaces or a newline (a copy-paste?): give it without them; nothing was stored"
+    return None
+
+
 def refuse_blank(**given: Optional[str]) -> None:
-    """A token or secret of only spaces, or with spaces around it (a copy-paste's newline), would be
-    stored as it is and never match anything: refused, naming the option (never the value). An empty
-    one is not given (a variable exported empty, as --client-id's default reads INTERCOM_CLIENT_ID)."""
+    """spaces_refused of each option given (an empty one is not given: a variable exported empty, as
+    --client-id's default reads INTERCOM_CLIENT_ID)."""
     for name, value in given.items():
-        option = "--" + name.replace("_", "-")
-        if value and not value.strip():
-            raise ConnectError(f"{option} is empty (or only spaces), which nothing could ever match: give the "
-                               f"{name.replace('_', ' ')} itself; nothing was stored")
-        if value is not None and value != value.strip():
-            raise ConnectError(f"{option} begins or ends with spaces or a newline (a copy-paste?): give it without "
-                               "them; nothing was stored")
+        refusal = spaces_refused("--" + name.replace("_", "-"), name.replace("_", " "), value)
+        if refusal:
+            raise ConnectError(refusal)
 
 
 def confirmed(service: str, ask: Callable[[], T], refused: Callable[[Permanent], Optional[str]]) -> T:

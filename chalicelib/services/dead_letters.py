@@ -23,9 +23,9 @@ from .. import messages
 from ..domain.history import Entry
 from ..domain.link import PersonRef
 from ..domain.people import OTHER_CAMPAIGN
-from ..errors import DISCONNECTED, REPLAY_PARKED
+from ..errors import DISCONNECTED, PLAN_FIX, REPLAY_PARKED, plan_restricted
 from ..observability import mask_email, mask_emails
-from ..ports import DeadLetterQueue, NotSent
+from ..ports import DeadLetterQueue, NotSent, Store
 from ..ports.queue import REASON_KEPT
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
@@ -38,6 +38,13 @@ class HasDeadLetters(Protocol):
     def queue(self) -> DeadLetterQueue: ...
     @property
     def clock(self) -> Callable[[], float]: ...
+
+
+class Discarding(HasDeadLetters, Protocol):
+    """What discard is given: the queues, and the store whose histories say what was discarded."""
+
+    @property
+    def store(self) -> Store: ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class DeadLetter:
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
                                  ("email", self.email)) if v is not None}
+        if plan_restricted(self.reason):           # not the token's fault, as the reason would make one think
+            out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         if show_payload:
             out["payload"] = self.body if raw else mask_emails(self.body, self.given_email)
         return out
@@ -82,12 +91,16 @@ def never_succeeds(reason: str) -> bool:
     return RF_GONE.lower() in reason.lower()
 
 
-def replay_fix(reason: str, campaign: Optional[str]) -> str:
+def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
     reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
-    Those that can never succeed are discarded instead."""
+    Those that can never succeed are discarded instead. Those Intercom refused for the workspace's plan
+    wait for the plan (a new token would fail the same way)."""
+    if plan_restricted(reason):
+        return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
+                               replay=_replay(reason, campaign))
     if DISCONNECTED in reason:
         return (f"reconnect the workspace, then `{REPLAY_PARKED}` (every letter the "
                 "disconnect parked, also those of Intercom notifications, which name no campaign)")
@@ -102,10 +115,15 @@ def replay_fix(reason: str, campaign: Optional[str]) -> str:
                 "person's history says so)")
     cause = ("check RF_BASE_URL (a wrong one answers 404 to every call) and that the RF token is of the "
              "campaign's account" if RF_404 in reason else "fix the cause")
+    return f"{cause}, then {_replay(reason, campaign)}"
+
+
+def _replay(reason: str, campaign: Optional[str]) -> str:
+    """The replay of letters of `reason`: by `campaign`, or by a part of the reason when it names none."""
     if campaign is None:
-        return (f"{cause}, then `bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message "
-                "names no campaign: `--campaign` does not reach it; see `bridge dlq list`)")
-    return f"{cause}, then `bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
+        return (f"`bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message names no campaign: "
+                "`--campaign` does not reach it; see `bridge dlq list`)")
+    return f"`bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
 
 
 def reason_part(reason: str, most: int = 60) -> str:
@@ -286,7 +304,7 @@ def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str]) 
         campaign is None or letter.campaign_id == str(campaign))
 
 
-def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
+def replay(rt: HasDeadLetters, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
     """Send the matching dead letters back to the work queue, marked as replays (one no model can read
     goes back as it was: a fixed bridge may read it now), 10 a call, each taken out of the dead-letter
     queue once its copy was sent; the others stay, visible again at once. The letters not sent yet are
@@ -315,7 +333,7 @@ def replay(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None
     return {{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()}
 
 
-def discard(rt: Any, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
+def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
     """Take the matching dead letters out for good (work that can never succeed: a replay would only
     dead-letter it again), as `replay` walks them but sending nothing; the history of the person each
     is about (its campaign and RF user id; for an Intercom notification's, those linked to its contact
@@ -345,7 +363,7 @@ def _same_reason(recorded: Optional[str], letter: str) -> bool:
                                      and recorded.startswith(letter))
 
 
-def _people_of(rt: Any, letters: list[DeadLetter]) -> list[list[PersonRef]]:
+def _people_of(rt: Discarding, letters: list[DeadLetter]) -> list[list[PersonRef]]:
     """Whom each letter's failure is recorded under: the person its message names (campaign and RF user),
     or for an Intercom notification's (it names the workspace and contact) the people linked to its
     contact, to the contact merged into it or to its email, as the worker finds them (one lookup for
@@ -377,7 +395,7 @@ def _people_of(rt: Any, letters: list[DeadLetter]) -> list[list[PersonRef]]:
     return people
 
 
-def _take_matching(rt: Any, reason: Optional[str], campaign: Optional[str], visibility: int,
+def _take_matching(rt: HasDeadLetters, reason: Optional[str], campaign: Optional[str], visibility: int,
                    act: Callable[[dict[str, dict]], tuple[list[str], list[tuple[dict | str, str]]]]) -> dict:
     """Replay's and discard's walk (see `replay`): the matching dead letters, 10 at a time, each kept
     hidden until `act` on its ten (message id -> letter) says which of them it did (the others refused
@@ -418,7 +436,7 @@ def _take_matching(rt: Any, reason: Optional[str], campaign: Optional[str], visi
             **({"not_taken_out": len(kept), "not_taken_out_because": dict(Counter(kept.values()))} if kept else {})}
 
 
-def _take_out_late(rt: Any, late: dict[str, str], kept: dict[str, str]) -> int:
+def _take_out_late(rt: HasDeadLetters, late: dict[str, str], kept: dict[str, str]) -> int:
     """Letters sent back after their hide time ran out (message id -> the handle the replay used): if
     another reader received one meanwhile, the delete by that handle did nothing (SQS answers it all
     the same), and it is still a dead letter. A scan takes out each one it sees (a fresh receipt; its
@@ -445,7 +463,7 @@ def _copy(m: dict) -> dict | str:
         return m["Body"]
 
 
-def _delete_sent(rt: Any, held: dict[str, str], handles: dict[str, str]) -> dict[str, str]:
+def _delete_sent(rt: HasDeadLetters, held: dict[str, str], handles: dict[str, str]) -> dict[str, str]:
     """Letters sent back (their handles by message id) leave the dead-letter queue, even when Ctrl-C or
     an error cuts their delete short (tried once more); if they cannot, those still held are released
     with the others, visible again at once. The handles the queue refused, with its reasons: those

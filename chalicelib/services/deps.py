@@ -3,7 +3,6 @@ typed by its narrow interface (chalicelib/ports). The composition root (chalicel
 builds one from the real adapters; unit tests from the in-memory twin and fakes."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Optional, Protocol, TypeVar
@@ -39,18 +38,17 @@ class WorkDeps:
     apis: Apis
     cursor: Cursor
     sync: SyncRepository
+    clock: Callable[[], float]                  # given, never read from the wall: tests run on a fake clock
     queue: Optional[WorkQueue] = None           # follow-up work (a created lead verified later, a sync run's next page)
-    clock: Callable[[], float] = time.time
     search_lag: Callable[[], float] = lambda: 180.0     # Config.search_lag, read when needed
     remaining_ms: Callable[[], int] = lambda: 10**9     # the Lambda's time left (a sync page stops in time)
 
     @classmethod
-    def of(cls, store: Store, apis: Apis, queue: Optional[WorkQueue] = None,
-           clock: Callable[[], float] = time.time,
+    def of(cls, store: Store, apis: Apis, queue: Optional[WorkQueue], clock: Callable[[], float],
            search_lag: Callable[[], float] = lambda: 180.0,
            remaining_ms: Callable[[], int] = lambda: 10**9) -> "WorkDeps":
-        return cls(store.links, store.lookup, store.history, store.settings, apis, store.cursor, store.sync, queue,
-                   clock, search_lag, remaining_ms)
+        return cls(store.links, store.lookup, store.history, store.settings, apis, store.cursor, store.sync, clock,
+                   queue, search_lag, remaining_ms)
 
     @cached_property
     def qualifier(self) -> Qualifier:

@@ -17,7 +17,7 @@ from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import describe_counts, describe_writes, run_counts
 from ..config import Config
-from ..errors import REPLAY_PARKED, Blocked, WorkError
+from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
@@ -192,11 +192,10 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
     try:
         me = client.me()
     except WorkError as exc:
-        if plan_restricted(exc):
+        if plan_restricted(exc.reason, exc.status):
             report.add("intercom.token", False, f"Intercom refused the API to workspace {ws}: its plan does not "
                        f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
-                       f"upgrade workspace {ws}'s Intercom plan to one that includes the API (a new token will not "
-                       "help: the plan refuses every token), then `bridge dlq replay`")
+                       PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
         elif exc.status in REFUSED_TOKEN:
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
                        "joins and qualification checks fail until it is replaced",
@@ -330,38 +329,11 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     _newest_reached_us(rt, report, settings)
 
 
-#: The statuses that say a vendor refused the token itself (any other error says nothing of it).
-REFUSED_TOKEN = (401, 403)
-
-
-def plan_restricted(exc: WorkError) -> bool:
-    """Intercom's 403 `api_plan_restricted`: the workspace's plan does not include the API (any token)."""
-    return exc.status == 403 and ("api_plan_restricted" in exc.reason or " plan" in exc.reason.lower())
-
-
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
     """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
     change, never a token to replace."""
     return (f"{work} wait and are retried meanwhile; those that run out of tries wait in the dead-letter queue",
             f"nothing to change: the work waits and retries; run `bridge doctor {settings.campaign_id}` again later")
-
-
-def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
-    """What to do when Referral Factory could not show a campaign, by its answer's status (never by digits
-    in its message): RF's block of the bridge's IP (up to days: RF's support lifts it), its token refused, RF
-    unavailable or limiting now (then `again`: the command to run
-    again later), or the campaign unknown to it (404: a wrong id, or a token of another account)."""
-    if isinstance(exc, Blocked):
-        return ("ask Referral Factory's support to lift the block of the bridge's IP (it blocks an IP that goes "
-                "over its rate limit repeatedly); meanwhile the bridge calls RF once every RF_BLOCK_RECHECK_SECONDS to "
-                "check, and resumes by itself once RF answers. If another tool shares the RF account, lower "
-                "RF_CALLS_PER_MINUTE to what it leaves")
-    if exc.status in REFUSED_TOKEN:
-        return "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"
-    if exc.retryable:
-        return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
-    return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
-            f"campaign {campaign_id} (`bridge rf connect` asks for the token)")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:
@@ -543,14 +515,14 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
     unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c))
+                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws))
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
                                   if d.reason == reason}))
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, None))
+                   dead_letters.replay_fix(reason, None, ws))
     if not mine and not unnamed:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
 

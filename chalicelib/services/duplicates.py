@@ -21,7 +21,7 @@ from ..domain.judge import Sighting
 from ..domain.link import Link, PersonRef
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..errors import Deferred, Permanent
+from ..errors import Deferred, InvalidSettings, Permanent
 from ..messages import VerifyMessage
 from ..observability import count
 from ..ports import IntercomPort, Merged, NotFound
@@ -146,8 +146,7 @@ def _settings(campaign_id: str, document: Optional[dict]) -> Optional[CampaignSe
     try:
         return parse_settings(document)
     except SettingsError as exc:
-        raise Permanent(f"the stored settings of campaign {campaign_id} are invalid ({'; '.join(exc.problems)}) "
-                        "— apply corrected settings, then replay") from None
+        raise InvalidSettings(campaign_id, "; ".join(exc.problems)) from None
 
 
 def _find(intercom: IntercomPort, contact_id: str) -> Optional[dict]:

@@ -12,7 +12,7 @@ from typing import Any, Optional, Protocol
 from ..domain.link import Link, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.sync import ALREADY, NOT_IN_RF
-from ..errors import DISCONNECTED
+from ..errors import DISCONNECTED, plan_restricted
 from ..observability import mask_email, mask_emails
 from ..ports import Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
@@ -184,10 +184,13 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
             entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
     reason = str(entry.get("reason") or "")
     nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
-    if fix and (DISCONNECTED in reason or RF_404 in reason or OTHER_CAMPAIGN in reason or nameless):
+    if fix and (DISCONNECTED in reason or RF_404 in reason or OTHER_CAMPAIGN in reason or nameless
+                or plan_restricted(reason)):
         # `--campaign` would leave some behind (a disconnect's), or never reach it (its message names no
-        # campaign); or a replay cannot help (discard), or RF's 404 may be the bridge's (its base URL)
-        entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN")
+        # campaign); or a replay cannot help (discard), or RF's 404 may be the bridge's (its base URL), or
+        # Intercom's plan refuses the API (not the token)
+        entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN",
+                                  details.get("workspace"))
     return entry
 
 

@@ -26,7 +26,7 @@ from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Permanent
+from ..errors import Deferred, InvalidSettings, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -604,17 +604,10 @@ def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
     lag, now = deps.search_lag(), deps.clock()
     checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
                             contact_id=str(a.reached.contact["id"]), email=str(a.known.email),
-                            created_at=_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
+                            created_at=decide.time_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
               for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and a.known.email]
     if checks and deps.queue is not None:
         deps.queue.send_many(checks, delay=lag)
-
-
-def _number(value: Any) -> Optional[float]:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 # --- pieces ---------------------------------------------------------------------------------------
@@ -625,8 +618,7 @@ def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
     try:
         return parse_settings(document)
     except SettingsError as exc:
-        raise Permanent(f"the stored settings of campaign {campaign_id} are invalid ({'; '.join(exc.problems)}) "
-                        "— apply corrected settings, then replay") from None
+        raise InvalidSettings(campaign_id, "; ".join(exc.problems)) from None
 
 
 def _repeat(deps: WorkDeps, ref: PersonRef) -> str:

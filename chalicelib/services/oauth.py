@@ -11,11 +11,11 @@ import html
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Protocol
 
-from ..adapters.secrets import valid_workspace
 from ..domain import oauth
 from ..domain.oauth import StateError
 from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
+from ..ports.secrets import valid_workspace
 from .connections import ConnectError, Connecting, check_token, store_workspace
 
 

@@ -28,11 +28,11 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
-from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, LINKED, NO_LINK,
-                           NO_LINK_REASON, NOT_IN_RF, PER_PAGE, SKIPS, UNWRITTEN, WRITEBACK_FAILED,
-                           WRITEBACK_FAILED_REASON, Create, Decision, Skip, Tally, count_attribute, decide,
-                           describe_source, describe_writes, matches_source, preflight, restored, run_counts,
-                           search_query, writeback_body, written)
+from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
+                           NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
+                           WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
+                           count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
+                           preflight, restored, run_counts, search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -123,9 +123,20 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None) -> s
     assert run is not None
     try:
         return _work_page(message, deps, run, owner)
-    except BaseException:
-        deps.sync.release(campaign_id, message.run, message.page, owner)
+    except BaseException as exc:
+        deps.sync.release(campaign_id, message.run, message.page, owner,
+                          _page_error(run, message.page, exc, deps.clock()) if isinstance(exc, Exception) else None)
         raise
+
+
+def _page_error(run: SyncRun, page: int, exc: Exception, now: float) -> PageError:
+    """Why the page failed, as `sync status` shows it while the queue retries it: the reason the worker
+    records (the dead-letter queue's), emails masked."""
+    if isinstance(exc, WorkError):
+        reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else RETRYING if exc.retryable else FAILED
+    else:                           # a bug or an outage nobody foresaw: the worker retries it
+        reason, state = f"{type(exc).__name__}: {exc}", RETRYING
+    return page_error(run.error, page, mask_emails(reason), state, now)
 
 
 def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: str) -> str:
@@ -694,7 +705,17 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
             "eta_seconds": None if eta is None else round(eta),
             "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
             "last_progress_at": iso(run.updated_at),
-            "message": run.message, **({"since": iso(run.since)} if run.since else {})}
+            "message": run.message, **({"since": iso(run.since)} if run.since else {}),
+            "page_error": _shown_error(run)}
+
+
+def _shown_error(run: SyncRun) -> Optional[dict]:
+    """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based."""
+    error = run.error
+    if error is None or run.status != "running" or error.page != run.page:
+        return None
+    return {"page": error.page + 1, "state": error.state, "reason": error.reason, "tries": error.tries,
+            "at": iso(error.at)}
 
 
 def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict]:

@@ -168,6 +168,25 @@ def check_running(state_file: Path) -> None:
                      f"stop it first (Ctrl-C in its terminal) — one `make run` per checkout")
 
 
+def hold_checkout(state_file: Path) -> Any:
+    """Take this checkout's `make run` lock (beside its state file) for as long as this process lives;
+    the kernel lets go when it dies, however it dies. StartError if another `make run` of this checkout
+    holds it: naming its port once its state file says it (check_running), or saying it is starting
+    (two started at the same instant both passed a check of the state file alone)."""
+    import fcntl
+
+    state_file.parent.mkdir(exist_ok=True)
+    lock = open(state_file.with_suffix(".lock"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        check_running(state_file)
+        raise StartError("another `make run` of this checkout is starting: wait for its banner (./bridge and "
+                         "make demo will use it), or stop it first — one `make run` per checkout") from None
+    return lock
+
+
 def check_port(port: int, host: str = "127.0.0.1") -> None:
     """Before the slow part of the start: StartError if the API's port cannot be listened on."""
     if port == 0:
@@ -298,7 +317,7 @@ def main() -> int:
     try:
         port = api_port()
         real_apis()                  # before the port: the first thing to fix is said first
-        check_running(STATE)         # on any port: it would take over the running stack's state file
+        lock = hold_checkout(STATE)  # on any port: it would take over the running stack's state file
         check_port(port)
         stack = start(api_port=port, reconcile_seconds=float(every))
     except KeyboardInterrupt:
@@ -321,6 +340,7 @@ def main() -> int:
     done.wait()
     stack.stop()
     forget_state(written, STATE)
+    lock.close()                        # the next `make run` may start (as it may once this process ends)
     return 128 + stopped_by[0]          # as the shell reports a signal: Ctrl-C 130, SIGTERM 143
 
 

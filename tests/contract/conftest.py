@@ -6,14 +6,7 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from tests.fakes import FakeClock
-
-
-@pytest.fixture(scope="session")
-def moto():
-    from infra.local.aws import start_moto, stop_moto
-    server, endpoint = start_moto()
-    yield endpoint
-    stop_moto(server)
+from tests.support.moto_server import moto_endpoint  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ def store(request, clock, monkeypatch):
 
     from chalicelib.adapters.dynamo import DynamoStore, bind
 
-    resources = deploy(request.getfixturevalue("moto"), unique_prefix("c"))
+    resources = deploy(request.getfixturevalue("moto_endpoint"), unique_prefix("c"))
     for key, value in resources.env().items():
         monkeypatch.setenv(key, value)
     bind(resources.table)

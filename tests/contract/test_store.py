@@ -450,6 +450,20 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
 
 
 # --- the small repositories ------------------------------------------------------------------------
+def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_limit(store):
+    """What `settings delete` shows of the people it would leave behind, and whether anyone joined
+    before a referral count moved: the campaign's links only (not its referral counts, not another
+    campaign's), at most `limit` of them read."""
+    joined(store, PersonRef("42", "1"))
+    joined(store, PersonRef("42", "2"))
+    store.links.claim(PersonRef("42", "3"), WS)                                 # a join still held
+    store.links.referrer_contact(PersonRef("42", "1"), "c1")                   # a referrer's count: not a link
+    joined(store, PersonRef("43", "1"))
+    assert store.links.statuses_in("42", 100) == {LinkStatus.LINKED: 2, LinkStatus.IN_PROGRESS: 1}
+    assert sum(store.links.statuses_in("42", 2).values()) == 2
+    assert store.links.statuses_in("44", 100) == {}
+
+
 def test_the_campaigns_of_a_workspace_are_listed(store):
     assert store.settings.campaigns(WS) == set()
     store.settings.put("42", {"campaign_id": "42"}, WS)
@@ -673,6 +687,31 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     store.sync.claim_page("42", 2, 0, "w1", clock())
     assert store.sync.checkpoint("42", 2, 0, "w1", clock(), cursor=None, counts={}, message="user limit")
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
+
+
+def test_a_page_given_back_with_its_error_keeps_it_on_the_run_until_a_checkpoint_clears_it_on_both_stores(
+        store, clock):
+    """`sync status` shows why a page the queue retries fails: the error rides on the page's release, stays on
+    the run over a release without one (a lost lease's), and the page's checkpoint clears it."""
+    from chalicelib.domain.sync import PageError
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 2})
+    failed = PageError(1, "Intercom answered 503: Service Unavailable", 2, clock() + 5, "retrying")
+    store.sync.claim_page("42", 1, 1, "w2", clock())
+    store.sync.release("42", 1, 1, "w2", failed)
+    assert store.sync.run("42").error == failed and store.sync.run("42").owner is None
+    store.sync.claim_page("42", 1, 1, "w3", clock())
+    store.sync.release("42", 1, 1, "w3")
+    assert store.sync.run("42").error == failed
+    store.sync.claim_page("42", 1, 1, "w4", clock())
+    assert store.sync.checkpoint("42", 1, 1, "w4", clock(), cursor=None, counts={"enrolled": 1}, finished=True)
+    assert store.sync.run("42").error is None
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 2, 0, "w5", clock())
+    store.sync.release("42", 2, 0, "w5", PageError(0, "Referral Factory answered 502: Bad Gateway", 1, clock(),
+                                                   "retrying"))
+    assert store.sync.run("42", 1).error is None and store.sync.run("42").error.reason.endswith("Bad Gateway")
 
 
 def test_intending_to_create_a_contact_an_earlier_run_skipped_leaves_a_creating_entry_on_both_stores(store):

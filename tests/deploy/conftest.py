@@ -11,7 +11,8 @@ import boto3
 import pytest
 
 from infra import deploy
-from infra.local.aws import DUMMY_KEY, _no_expected_unsupported_warnings, start_moto, stop_moto
+from infra.local.aws import DUMMY_KEY, _no_expected_unsupported_warnings
+from tests.support.moto_server import moto_endpoint  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"   # not moto's default: a region that leaked from a default would show
@@ -59,13 +60,6 @@ def _quiet_moto():
     """moto's CloudFormation warns about the resource types it cannot create (the alarm, ...)."""
     with _no_expected_unsupported_warnings():
         yield
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    server, endpoint = start_moto()
-    yield endpoint
-    stop_moto(server)
 
 
 @pytest.fixture(scope="session")

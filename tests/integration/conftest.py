@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from infra.local.aws import deploy, start_moto, stop_moto, unique_prefix
+from infra.local.aws import deploy, unique_prefix
 from infra.local.counting import CallCounter
 from infra.local.esm import QueuePoller
 from infra.local.http import serve_app
@@ -19,17 +19,11 @@ from infra.local.sims.webhooks import sign
 from infra.local.sims.referral_factory import RFSim
 from tests.fakes import FakeClock
 from tests.support.intercom_contract import validate_request
+from tests.support.moto_server import moto_endpoint  # noqa: F401 (a fixture)
 
 WORKSPACE = "vne310wv"
 SECRET = "rf-hook-secret"
 MAX_ATTEMPTS = 3
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    server, endpoint = start_moto()
-    yield endpoint
-    stop_moto(server)
 
 
 @pytest.fixture

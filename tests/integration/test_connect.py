@@ -17,7 +17,7 @@ from tests.support.cli import run_cli
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_join_flow import new_lead
-from .test_qualification import qualified_ids
+from .test_qualification import joined, qualified_ids  # noqa: F401 (joined: a fixture)
 from .test_troubleshooting import doctor, explain
 
 
@@ -70,12 +70,8 @@ def test_a_first_connect_without_a_client_secret_warns_that_webhooks_will_be_ref
 # --- disconnect, then reconnect and replay ---------------------------------------------------------
 
 def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_reconnect_and_replay(
-        bridge, intercom, rf, clock, capsys):
-    bridge.apply(qualifying_settings())
-    ann = new_lead(rf)
-    bridge.post_join(join_body(ann))
-    bridge.drain()
-    [contact] = intercom.contacts_by_email("ann@example.com")
+        bridge, intercom, rf, clock, capsys, joined):
+    ann, contact = joined()
     before = bridge.history(42, ann["id"])
 
     operator = bridge.operator()
@@ -172,14 +168,10 @@ def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(br
 
 
 def test_after_a_disconnect_doctor_and_explain_advise_a_replay_that_also_brings_back_the_notifications(
-        bridge, intercom, rf, clock, capsys):
+        bridge, intercom, rf, clock, capsys, joined):
     """A parked Intercom notification names no campaign: `dlq replay --campaign 42` would leave it
     behind, and doctor would say the campaign has no dead letters while one waits."""
-    bridge.apply(qualifying_settings())
-    ann = new_lead(rf)
-    bridge.post_join(join_body(ann))
-    bridge.drain()
-    [contact] = intercom.contacts_by_email("ann@example.com")
+    ann, contact = joined()
     operator = bridge.operator()
     assert main(["workspace", "disconnect", WORKSPACE], rt=operator) == 0
     clock.now += CACHE_SECONDS

@@ -78,16 +78,6 @@ def test_hiding_received_letters_again_keeps_them_hidden_past_their_first_hide_t
     assert {m["MessageId"] for m in receive_all(queue, 60)} == {m["MessageId"] for m in held}
 
 
-def test_a_deleted_letters_handle_is_refused_and_the_others_are_hidden_again(queue, later):
-    dead_letters(queue, 3)
-    held = receive_all(queue, 60)
-    queue.delete_dead(held[0]["ReceiptHandle"])
-    handles = [m["ReceiptHandle"] for m in held]
-    assert queue.hide_dead_many(handles, 600) == {handles[0]}
-    later(120)
-    assert receive_all(queue, 60) == [] and queue.dead_count() == 2
-
-
 class Rt:
     def __init__(self, queue: Queue, clock: FakeClock):
         self.queue, self.clock = queue, clock

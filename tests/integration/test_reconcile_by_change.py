@@ -14,8 +14,7 @@ from chalicelib.domain.history import iso
 from chalicelib.domain.link import PersonRef
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
-from .test_join_flow import new_lead
-from .test_qualification import qualified_ids
+from .test_qualification import joined, qualified_ids  # noqa: F401 (joined: a fixture)
 
 BACKLOG = 50_000
 DAY = 86400
@@ -100,12 +99,9 @@ def test_a_run_over_50000_pending_leads_costs_calls_by_the_changes_not_the_backl
     assert reads["dynamodb:Query"] == 3 and reads["dynamodb:BatchGetItem"] <= 5 * pages + 1
 
 
-def test_the_next_run_searches_from_the_last_one_and_catches_a_webhook_lost_since(bridge, intercom, rf, clock):
-    bridge.apply(qualifying_settings())
-    lead = new_lead(rf)
-    bridge.post_join(join_body(lead))
-    bridge.drain()
-    [contact] = intercom.contacts_by_email("ann@example.com")
+def test_the_next_run_searches_from_the_last_one_and_catches_a_webhook_lost_since(bridge, intercom, rf, clock,
+                                                                                  joined):
+    lead, contact = joined()
     bridge.reconcile()
     bridge.drain()
     assert rf.qualification_calls == []
@@ -119,13 +115,10 @@ def test_the_next_run_searches_from_the_last_one_and_catches_a_webhook_lost_sinc
     assert second - first == 7 * DAY and second == int(clock() - 900 - 3600) - DAY    # an hour's overlap
 
 
-def test_leads_past_the_sweep_age_are_not_read_one_by_one_and_still_qualify_by_webhook(bridge, intercom, rf, clock):
+def test_leads_past_the_sweep_age_are_not_read_one_by_one_and_still_qualify_by_webhook(bridge, intercom, rf, clock,
+                                                                                        joined):
     from chalicelib.services.reconcile import past_sweep_age
-    bridge.apply(qualifying_settings())
-    lead = new_lead(rf)
-    bridge.post_join(join_body(lead))
-    bridge.drain()
-    [contact] = intercom.contacts_by_email("ann@example.com")
+    lead, contact = joined()
     assert bridge.reconcile()["queued"] == 1 and past_sweep_age(bridge.rt) == 0
     bridge.drain()
     clock.now += 8 * DAY

@@ -189,7 +189,7 @@ def test_referred_users_not_updating_in_intercom_explain_names_duplicates_skip_a
 def test_no_direct_users_sent_the_webhook_secret_is_not_set_and_the_refusals_are_named(bridge, rf, clock, capsys):
     """"No direct users are being sent": here, the bridge has no RF webhook secret (e.g. never
     connected), so every join is refused with 503 not_configured."""
-    from chalicelib.adapters.secrets import EDGE, RF_WEBHOOK_SECRET
+    from chalicelib.ports.secrets import EDGE, RF_WEBHOOK_SECRET
     bridge.apply(lead_settings())
     bridge.rt.secrets.scoped(EDGE).delete(RF_WEBHOOK_SECRET)
     clock.sleep(61)                                      # the edge's cached secret runs out

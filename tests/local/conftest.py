@@ -13,14 +13,8 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from infra.local.aws import Resources, deploy, destroy, start_moto, stop_moto, unique_prefix  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> str:
-    server, endpoint_url = start_moto()
-    yield endpoint_url
-    stop_moto(server)
+from infra.local.aws import Resources, deploy, destroy, unique_prefix  # noqa: E402
+from tests.support.moto_server import moto_endpoint  # noqa: E402,F401 (a fixture)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ stack says to start it; Ctrl-C ends either quietly with 130; a demo that times o
 that says why; the real-API banner advertises only what is there."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -234,12 +235,49 @@ def test_a_second_make_run_of_the_same_checkout_refuses_to_take_over_the_running
     state.write_text(first)                  # the first stack: its moto server answers at held_port
     monkeypatch.setattr(run, "STATE", state)
     monkeypatch.setattr(run, "start", lambda **_: pytest.fail("a second stack was started"))
-    assert run.main() == 1
+    with first_make_run(state):
+        assert run.main() == 1
     out, err = capsys.readouterr()
     assert out == "" and one_line(err, "make run: ") == (
         "make run: a stack of this checkout already runs on port 8000 (http://127.0.0.1:8000; ./bridge and make "
         "demo use it): stop it first (Ctrl-C in its terminal) — one `make run` per checkout")
     assert state.read_text() == first
+
+
+@contextlib.contextmanager
+def first_make_run(state: Path):
+    """Another `make run` of this checkout, alive: in a process of its own, holding the checkout's lock."""
+    code = ("import sys; from pathlib import Path; from infra.local import run; "
+            "lock = run.hold_checkout(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()")
+    first = subprocess.Popen([sys.executable, "-c", code, str(state)], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout is not None and first.stdout.readline() == "held\n"
+        yield
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_two_make_runs_started_at_the_same_instant_do_not_both_start(tmp_path, monkeypatch, capsys):
+    """The first has not written its state file yet (it is starting its stack): the second used to see
+    no state file and start a second stack. It now says the first is starting; once the first has
+    ended (killed, even), a make run starts."""
+    for var in SECRETS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PORT", str(closed_port()))
+    state = tmp_path / "stack.json"
+
+    def start(**_):
+        raise run.StartError("started")
+    monkeypatch.setattr(run, "STATE", state)
+    monkeypatch.setattr(run, "start", start)
+    with first_make_run(state):
+        assert run.main() == 1
+        assert one_line(capsys.readouterr().err, "make run: ") == (
+            "make run: another `make run` of this checkout is starting: wait for its banner (./bridge and make "
+            "demo will use it), or stop it first — one `make run` per checkout")
+    assert run.main() == 1 and capsys.readouterr().err == "make run: started\n"
 
 
 def test_the_state_file_of_a_stack_that_was_killed_does_not_stop_make_run(tmp_path, monkeypatch, capsys):

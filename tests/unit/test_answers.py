@@ -448,3 +448,30 @@ def test_backfill_rejoins_a_join_whose_wait_ended_in_the_dead_letter_queue():
     assert outcomes == {"waiting (in the queue, or dead-lettered before its next try): would be joined again": 1}
     done = backfill(rt, "42", apply=True)
     assert [m["rf_user_id"] for m in rt.queue.sent] == ["7"], done.view()
+
+
+def test_backfill_names_whom_rf_lists_unreadably_and_why_in_text_and_json(capsys):
+    """`bridge backfill` counted people "unreadable in Referral Factory" without saying who or why: it names
+    each (their RF id, else their email, masked) with what in RF's answer it cannot read."""
+    import json
+
+    from tests.support.cli import run_cli
+    users = [{"id": 2, "email": "ann\u200b@x.co", "type": "person_invited", "referrer_id": 1},
+             {"email": "bob@x.co", "type": "person_invited", "referrer_id": 1},
+             {"id": 4, "email": "cy@x.co", "type": "person_invited", "referrer_id": 1}]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", SETTINGS, WS)
+    code, out, _ = run_cli(rt, capsys, "backfill", "42")
+    assert code == 0 and out.splitlines()[1:] == [
+        "       2  unreadable in Referral Factory",
+        "          - RF user 2 (a***@x.co): email: holds a character no email address can (an invisible character, "
+        "U+200B, at character 4): fix the email in Referral Factory",
+        "          - no RF id (b***@x.co): no user id",
+        "       1  not in the bridge: would be joined"]
+    view = json.loads(run_cli(rt, capsys, "backfill", "42", "--json")[1])
+    assert view["unreadable"] == [
+        {"rf_user_id": "2", "email": "a***@x.co", "reason": "email: holds a character no email address can (an "
+                                                            "invisible character, U+200B, at character 4): fix the "
+                                                            "email in Referral Factory"},
+        {"rf_user_id": None, "email": "b***@x.co", "reason": "no user id"}]
+    assert "ann" not in out and "bob" not in out

@@ -65,8 +65,8 @@ def test_an_answer_with_spaces_around_it_is_refused_as_a_copy_paste_and_never_sh
     Terminal(monkeypatch, f"{TOKEN} ")
     code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
     assert (code, out) == (1, "") and err == (
-        "bridge: the Intercom access token for workspace ws1 begins or ends with spaces (a copy-paste?): type it "
-        "without them; nothing was stored\n")
+        "bridge: the Intercom access token for workspace ws1 begins or ends with spaces or a newline (a copy-paste?): "
+        "give it without them; nothing was stored\n")
     assert stored(rt) == (None, None)
 
 
@@ -364,14 +364,16 @@ def test_a_secret_given_where_the_command_takes_none_is_refused_without_repeatin
     (("rf", "connect"), "RF_TOKEN", "--token"),
     (("workspace", "connect", "ws1"), "INTERCOM_CLIENT_SECRET", "--client-secret"),
     (("workspace", "oauth-app", "--client-id", "app-id"), "INTERCOM_OAUTH_CLIENT_SECRET", "--client-secret")])
-@pytest.mark.parametrize("value", ["tok-Secret:9\r", "   "])
+@pytest.mark.parametrize("value, says", [
+    ("tok-Secret:9\r", "begins or ends with spaces or a newline (a copy-paste?): give it without them"),
+    ("   ", "is empty (or only spaces), which nothing could ever match")])
 def test_a_variable_with_spaces_around_its_value_is_refused_by_its_own_name(
-        rt, monkeypatch, capsys, command, variable, option, value):
+        rt, monkeypatch, capsys, command, variable, option, value, says):
     """`export RF_TOKEN=$(cat token.txt)` from a file with Windows line ends: the refusal names the
     variable that holds it, not an option that was never typed."""
     monkeypatch.setenv("INTERCOM_TOKEN", TOKEN)
     monkeypatch.setenv(variable, value)
     Terminal(monkeypatch)
     code, out, err = run_cli(rt, capsys, *command)
-    assert (code, out) == (1, "") and err.startswith(f"bridge: {variable} ") and option not in err
+    assert (code, out) == (1, "") and err.startswith(f"bridge: {variable} {says}") and option not in err
     assert "Secret:9" not in err and "nothing was stored" in err

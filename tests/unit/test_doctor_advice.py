@@ -173,3 +173,50 @@ def test_backfill_while_rf_blocks_the_ip_says_to_ask_rfs_support(capsys):
     code = main(["backfill", "42"], rt=rt)                                            # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert code == 1 and "ask Referral Factory's support to lift the block" in err, err
+
+
+PLAN = "Intercom answered 403 api_plan_restricted: Active subscription needed."
+
+
+def test_work_intercom_refused_for_the_workspaces_plan_is_advised_the_plan_not_a_new_token(capsys):
+    """A join Intercom refuses with 403 `api_plan_restricted` is dead-lettered at once (a retry fails the
+    same way); explain, doctor's dead-letter finding and `dlq list` say the plan refuses the API and that a
+    new token will not help, not "fix the cause"."""
+    from types import SimpleNamespace
+
+    from chalicelib.config import Config
+    from chalicelib.errors import Permanent
+    from chalicelib.services.explain import as_text, explain
+    from tests.support.cli import run_cli
+    from tests.unit.test_join_use_case import join
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.intercom_.fail["create"] = Permanent(PLAN, status=403)
+    assert scenario.run(rt.work, join())["dead"] == 1                                  # its first try: no retry
+    [letter] = rt.work.queue.dead
+    assert (letter["reason"], letter["attempts"]) == (PLAN, 1)
+    said = ("Intercom's plan for {} does not include the API: upgrade it to a plan that does (a new token will not "
+            "help: the plan refuses every token), then `bridge dlq replay --campaign 42` (see `bridge dlq list`)")
+
+    fixes = [e["fix"] for e in explain(rt.work, "ann@example.com").view()["trail"] if e.get("fix")]
+    assert fixes == [said.format("the workspace")] * 2            # the join's failure and its dead letter
+    assert f"fix: {said.format('the workspace')}" in as_text(explain(rt.work, "ann@example.com"))
+    [dead] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "dead_letters"]
+    assert dead["fix"] == said.format("workspace ws")
+
+    cli = SimpleNamespace(config=Config.from_env({"BRIDGE_DLQ_URL": "https://sqs/dlq"}), queue=rt.work.queue,
+                          clock=rt.work.clock)
+    code, out, _ = run_cli(cli, capsys, "dlq", "list")
+    assert code == 0 and out.splitlines()[-2:] == [f"    {PLAN}", f"    fix: {said.format('the workspace')}"]
+    code, out, _ = run_cli(cli, capsys, "dlq", "list", "--json")
+    assert __import__("json").loads(out)["dead_letters"][0]["fix"] == said.format("the workspace")
+
+
+def test_only_intercoms_plan_refusal_is_told_the_plan():
+    from chalicelib.errors import plan_restricted
+    assert plan_restricted(PLAN) and plan_restricted(f"gave up after 3 tries: {PLAN}")
+    assert plan_restricted("Intercom answered 403: Your plan does not include API access.")
+    assert not plan_restricted("Intercom answered 401: Unauthorized — plan B")         # not a 403
+    assert not plan_restricted("Referral Factory answered 403 api_plan_restricted: no")   # not Intercom's
+    assert not plan_restricted("Intercom answered 403 token_unauthorized: Not authorized")
+    assert plan_restricted("anything", 403) is False and plan_restricted("api_plan_restricted", 403)

@@ -18,15 +18,22 @@ def met(contact):
     return Sighting({**contact, "custom_attributes": {"signed_up": "Yes"}}, "webhook contact.lead.updated")
 
 
+def first_answered(answer: Exception):
+    """A joined lead meets the rule and RF's first answer to the qualification is `answer`, which the
+    evaluation raises: the world, the contact and what was raised."""
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.answers = [answer]
+    with pytest.raises(type(answer)) as raised:
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
+    return work, contact, raised.value
+
+
 def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_sends_it_without_asking_rf_first():
     """A 429 is RF refusing the PUT (after RF, asked first, said no): nothing was applied, so RF's
     budget is not spent on asking again."""
-    work = world()
-    link, contact = joined(work)
-    work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
-    with pytest.raises(Transient) as raised:
-        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
-    assert raised.value.person == ("42", "7") and link_of(work).qualification is QState.UNCONFIRMED
+    work, contact, raised = first_answered(Transient("Referral Factory answered 429"))
+    assert raised.person == ("42", "7") and link_of(work).qualification is QState.UNCONFIRMED
     assert link_of(work).reason == "Referral Factory answered 429" and link_of(work).rf_said_no
     work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).reason is None
@@ -87,11 +94,7 @@ def test_four_lost_answers_in_a_row_still_make_one_put_and_the_referral_ends_qua
 
 
 def test_a_lost_answer_for_a_call_rf_never_applied_is_sent_again_only_after_rf_says_no():
-    work = world()
-    link, contact = joined(work)
-    work.apis.rf_.answers = [Uncertain("Referral Factory did not answer: connection dropped")]
-    with pytest.raises(Uncertain):
-        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
+    work, contact, _ = first_answered(Uncertain("Referral Factory did not answer: connection dropped"))
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "get_user 7"]
     assert link_of(work).qualification is QState.UNCONFIRMED
     work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
@@ -100,21 +103,13 @@ def test_a_lost_answer_for_a_call_rf_never_applied_is_sent_again_only_after_rf_s
 
 def test_an_unconfirmed_decision_is_finished_whatever_the_contact_says_now():
     """Once the rule was met, the referral is due: a later "No" does not take it back."""
-    work = world()
-    link, contact = joined(work)
-    work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
-    with pytest.raises(Transient):
-        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
+    work, _, _ = first_answered(Transient("Referral Factory answered 429"))
     work.deps.qualifier.resume(link_of(work), "reconciliation")
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
 def test_rf_saying_no_fails_the_qualification_with_rfs_reason_and_takes_it_out_of_reconciliation():
-    work = world()
-    link, contact = joined(work)
-    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: Campaign is paused")]
-    with pytest.raises(Permanent):
-        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
+    work, _, _ = first_answered(Permanent("Referral Factory answered 422: Campaign is paused"))
     failed = link_of(work)
     assert failed.qualification is QState.FAILED and failed.reason.endswith("Campaign is paused")
     assert work.store.links.pending(None, 10).links == []
@@ -143,11 +138,7 @@ def test_taking_over_a_dead_workers_claim_asks_rf_before_calling_it_again():
 def test_a_worker_that_died_after_rfs_no_was_remembered_is_taken_over_asking_rf_first():
     """RF's "no" was remembered (the budget held the PUT back); the next try sent the PUT and died
     mid-call. The link still says RF said no, but its PUT may have landed: the takeover asks."""
-    work = world()
-    link, contact = joined(work)
-    work.apis.rf_.answers = [Deferred("the shared Referral Factory budget (500 calls per 60s) is spent")]
-    with pytest.raises(Deferred):
-        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
+    work, contact, _ = first_answered(Deferred("the shared Referral Factory budget (500 calls per 60s) is spent"))
     assert link_of(work).rf_said_no
     work.store.links.start_qualifying(link_of(work))        # the next try's worker claimed it...
     work.apis.rf_.qualified.append("7")                     # ...its PUT reached RF, and the Lambda died

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.adapters.secrets import (RECHECK_SECONDS, SecretCache, SsmSecrets, intercom_client_secret,
-                                         intercom_token)
+from chalicelib.adapters.secrets import RECHECK_SECONDS, SecretCache, SsmSecrets
 from chalicelib.config import Config
+from chalicelib.ports.secrets import intercom_client_secret, intercom_token
 from chalicelib.runtime import Runtime
 from tests.fakes import FakeClock, FakeQueue, MemorySecrets
 

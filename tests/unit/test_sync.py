@@ -308,21 +308,30 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
 
 
-def test_status_and_report_say_no_contact_sync_once_the_settings_keep_only_counts_and_show_the_past_runs(
-        monkeypatch, capsys):
-    """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does."""
-    from types import SimpleNamespace
+COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
 
+
+@pytest.mark.parametrize("change, said", [
+    (lambda store: store.put("42", COUNTS_ONLY, WS),
+     "campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
+     "— add fields and referral_link_attribute to sync contacts"),
+    (lambda store: store.delete("42"),
+     "campaign 42 runs no contact sync now: campaign 42 has no settings — apply them first, with a `sync` block "
+     "(`bridge settings apply <file>`)"),
+    (lambda store: store.put("42", settings(rule=None), WS),
+     "campaign 42 runs no contact sync now: campaign 42's settings have no sync block — add one and apply them"),
+], ids=["settings keep only counts", "settings deleted", "sync block removed"])
+def test_status_and_report_say_no_contact_sync_and_why_and_still_show_the_past_runs(monkeypatch, capsys, change,
+                                                                                  said):
+    """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does, when
+    the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it."""
     import chalicelib.cli as cli_module
     from tests.support.cli import run_cli
     work = world(2)
     sync.start(deps(work), "42")
     drain(work)
-    work.store.settings.put("42", {**settings(rule=None), "sync": {
-        "referral_count_attribute": "custom_attributes.referral_count"}}, WS)
+    change(work.store.settings)
     rt = SimpleNamespace(deps=work.deps)
-    said = ("campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
-            "— add fields and referral_link_attribute to sync contacts")
     for command in ("status", "report"):
         answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
         assert answer["no_contact_sync"] == said
@@ -331,35 +340,6 @@ def test_status_and_report_say_no_contact_sync_once_the_settings_keep_only_count
         monkeypatch.undo()
         lines = out.splitlines()
         assert code == 0 and lines[0] == f"{said}. Its past runs:" and lines[1].startswith("run 1 (full, users) done")
-
-
-@pytest.mark.parametrize("gone", ["settings deleted", "sync block removed"])
-def test_status_and_report_say_no_contact_sync_once_the_settings_or_their_sync_block_are_gone(monkeypatch, capsys,
-                                                                                               gone):
-    """The past runs are still shown, under a line saying the campaign runs no contact sync now, and why."""
-    from types import SimpleNamespace
-
-    import chalicelib.cli as cli_module
-    from tests.support.cli import run_cli
-    work = world(2)
-    sync.start(deps(work), "42")
-    drain(work)
-    if gone == "settings deleted":
-        work.store.settings.delete("42")
-        why = "campaign 42 has no settings"
-    else:
-        work.store.settings.put("42", settings(rule=None), WS)
-        why = "campaign 42's settings have no sync block"
-    rt = SimpleNamespace(deps=work.deps)
-    for command in ("status", "report"):
-        answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
-        assert answer["no_contact_sync"].startswith(f"campaign 42 runs no contact sync now: {why}")
-        monkeypatch.setattr(cli_module, "_text", lambda args: True)
-        code, out, _ = run_cli(rt, capsys, "sync", command, "42")
-        monkeypatch.undo()
-        lines = out.splitlines()
-        assert code == 0 and lines[0].startswith(f"campaign 42 runs no contact sync now: {why}")
-        assert lines[0].endswith(". Its past runs:") and lines[1].startswith("run 1 (full, users) done")
 
 
 def test_a_referrer_enrolled_before_rf_made_their_link_gets_it_written_once_rf_has_it(monkeypatch, capsys):
@@ -1024,3 +1004,109 @@ def test_status_watch_piped_prints_one_json_line_a_refresh_until_the_run_ends(mo
     shown = [s for s in map(json.loads, out.splitlines()) if "level" not in s and "_aws" not in s]
     assert code == 0 and refreshes == [2]
     assert [s["status"] for s in shown] == ["running", "done"] and shown[-1]["done"] == 3
+
+
+def a_run_whose_second_page_fails(monkeypatch, *answers: Exception):
+    """A run of 3 pages (2 contacts each) whose second page's search answers `answers` in turn, then works."""
+    from chalicelib import cli as cli_module
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(5)
+    intercom, left = work.apis.intercom_, list(answers)
+    real = intercom.search_page
+
+    def flaky(query, starting_after=None, per_page=150):
+        if starting_after and left:
+            raise left.pop(0)
+        return real(query, starting_after, per_page)
+    intercom.search_page = flaky
+    sync.start(work.deps, "42")
+    return work, SimpleNamespace(deps=work.deps)
+
+
+def retry_page(work: FakeWork) -> None:
+    """The queue gives the failed page back (its record was not deleted) a minute later."""
+    work.clock.now += 60
+    with pytest.raises(RetryBatch):
+        drain(work)
+
+
+def test_status_shows_why_a_page_the_queue_retries_fails_until_it_succeeds(monkeypatch, capsys):
+    """An operator watching a sync whose page Intercom answers 503 saw counts not moving and no reason: `sync
+    status` (text, JSON) and `sync report` now say which page fails, why, how often and when last; the page
+    working clears it."""
+    from chalicelib.errors import ApiError
+    from tests.support.cli import run_cli
+    busy = ApiError("Intercom", 503, "Service Unavailable")
+    work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy)
+    with pytest.raises(RetryBatch):
+        drain(work)                          # page 1 works, page 2 fails: its record comes back later
+    assert (work.store.sync.run("42").page, work.queue.dead) == (1, [])
+    work.queue.sent.append(json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"}))
+    retry_page(work)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · ETA 1m30s · enrolled "
+        "2, already 0, skipped 0\n  retrying page 2: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20)\n")
+    found = json.loads(run_cli(rt, capsys, "sync", "status", "42", "--json")[1])
+    assert found["page_error"] == {"page": 2, "state": "retrying", "reason": "Intercom answered 503: Service "
+                                   "Unavailable", "tries": 2, "at": "2026-09-21T14:14:20.000Z"}
+    assert "  retrying page 2: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20)" in \
+        run_cli(rt, capsys, "sync", "report", "42")[1].splitlines()
+
+    work.queue.sent.append(json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"}))
+    drain(work)                              # the page works now: the run goes on and ends, its error gone
+    assert sync.status(work.deps, "42")["page_error"] is None
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) done: [##############################] 5/5 100% · 5 contacts/min · enrolled 5, already 0, "
+        "skipped 0\n")
+
+
+def test_status_says_a_page_refused_for_good_waits_in_the_dead_letter_queue_without_the_email_it_quotes(
+        monkeypatch, capsys):
+    from tests.support.cli import run_cli
+    refused = Permanent("Intercom answered 400: invalid query value ann.lee@example.com", status=400)
+    work, rt = a_run_whose_second_page_fails(monkeypatch, refused)
+    drain(work)                              # page 2 is dead-lettered at once: retrying would not help
+    assert len(work.queue.dead) == 1
+    out = run_cli(rt, capsys, "sync", "status", "42")[1]
+    assert out.splitlines()[1] == (
+        "  page 2 failed: Intercom answered 400: invalid query value a***@example.com (1 try, last 14:13:20) — it "
+        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped")
+    assert "ann.lee" not in json.dumps(sync.status(work.deps, "42")) + out
+
+
+def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the_page_works(monkeypatch, capsys):
+    import re
+
+    from chalicelib.errors import ApiError
+    from tests.support.cli import run_cli
+    work, rt = a_run_whose_second_page_fails(monkeypatch, ApiError("Referral Factory", 502, "Bad Gateway"))
+    with pytest.raises(RetryBatch):
+        drain(work)
+
+    def sleep(seconds: float) -> None:        # the queue gives the page back between two refreshes: it works
+        work.queue.sent.append(json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1,
+                                           "cursor": "2"}))
+        drain(work)
+    monkeypatch.setattr("chalicelib.cli._pause", sleep)
+    out = run_cli(rt, capsys, "sync", "status", "42", "--watch")[1]
+    out = re.sub(r'\{"(level|_aws)".*\n', "", out)   # the worker's log and metrics lines: not the CLI's
+    watched = ("\rrun 1 (full, users) running: [############..................] 2/5 40% · enrolled 2, already 0, "
+               "skipped 0 · retrying page 2: Referral Factory answered 502: Bad Gateway (1 try, last 14:13:20)")
+    assert out == watched + "\r" + " " * (len(watched) - 1) + "\r" + (
+        "run 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, already 0, skipped 0\n")
+
+
+def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
+    """What `sync status` says of a page: its failed tries (not an earlier page's, nor its waits for a rate
+    budget), on one line of at most PAGE_ERROR_CHARS characters."""
+    from chalicelib.domain.sync import PAGE_ERROR_CHARS, describe_page_error, page_error
+    first = page_error(None, 2, "Intercom answered 503: busy", "retrying", 10.0)
+    again = page_error(first, 2, "Intercom answered 502:\n  Bad Gateway", "retrying", 70.0)
+    waits = page_error(again, 2, "Referral Factory answered 429: slow down", "waiting", 90.0)
+    other = page_error(waits, 3, "x" * 500, "retrying", 95.0)
+    assert [e.tries for e in (first, again, waits, other)] == [1, 2, 2, 1]
+    assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_CHARS
+    assert describe_page_error({"page": 3, "state": "waiting", "reason": waits.reason, "tries": 2,
+                                "at": "2026-09-21T14:13:20.000Z"}) == \
+        "page 3 waits: Referral Factory answered 429: slow down (2 tries, last 14:13:20)"

@@ -16,7 +16,7 @@ from ...domain.history import Entry, iso
 from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, Busy, Erased
+from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, Busy, Erased, answer_or_error
 from .history import Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key,
                    referrer_of)
@@ -97,14 +97,6 @@ class _Alone(Exception):
     """One join: finished on its own, as finish() does."""
 
 
-def _answer(write: Callable[[], Any]) -> Any:
-    """The write's answer, or the exception it raised (as a value)."""
-    try:
-        return write()
-    except Exception as exc:
-        return exc
-
-
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
@@ -171,7 +163,7 @@ class DynamoLinks:
                 return list(claims)
             except TransactWriteError:      # a condition, or a conflict with another transaction
                 pass
-        return [_answer(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+        return [answer_or_error(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
 
     def _created(self, claim: JoinClaim, lease: float) -> Put:
         """A claim that writes the link first: the whole item, as long as there is none. (For
@@ -251,7 +243,7 @@ class DynamoLinks:
                 self._finished(done[start:end])
                 answers += [None] * (end - start)
             except (TransactWriteError, Busy, _Alone):
-                answers += [_answer(partial(self.finish, *d)) for d in done[start:end]]
+                answers += [answer_or_error(partial(self.finish, *d)) for d in done[start:end]]
             start = end
         return answers
 

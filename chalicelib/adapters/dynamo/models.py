@@ -224,6 +224,12 @@ class SyncRunItem(_Item):
     message = UnicodeAttribute(null=True)
     lease_until = NumberAttribute(null=True)
     owner = UnicodeAttribute(null=True)
+    # the last failure of its next page (ports.store.SyncRun.error), until a checkpoint removes it
+    error_page = NumberAttribute(null=True)
+    error_reason = UnicodeAttribute(null=True)
+    error_tries = NumberAttribute(null=True)
+    error_at = NumberAttribute(null=True)
+    error_state = UnicodeAttribute(null=True)
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)

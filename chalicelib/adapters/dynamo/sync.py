@@ -7,13 +7,14 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from ...domain.history import iso
-from ...domain.sync import OUTCOMES
+from ...domain.sync import OUTCOMES, PageError
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
 
+_ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
-               "finished_at", "message", "lease_until", "owner") + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
+               "finished_at", "message", "lease_until", "owner", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
 
 
 def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
@@ -23,7 +24,14 @@ def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
                    cursor=item.cursor, counts=counts, by_webhook=by_webhook, total=None if item.total is None else int(item.total),
                    since=item.since, started_at=item.started_at, updated_at=item.updated_at,
                    finished_at=item.finished_at, message=item.message, lease_until=item.lease_until,
-                   owner=item.owner)
+                   owner=item.owner, error=_error(item))
+
+
+def _error(item: SyncRunItem) -> Optional[PageError]:
+    if item.error_reason is None:
+        return None
+    return PageError(int(item.error_page or 0), item.error_reason, int(item.error_tries or 0),
+                     float(item.error_at or 0), item.error_state or "retrying")
 
 
 def _entry(item: LedgerItem) -> LedgerEntry:
@@ -94,7 +102,8 @@ class DynamoSync:
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
                    finished: bool = False, message: Optional[str] = None) -> bool:
         actions: list[Action] = [SyncRunItem.page.set(page + 1), SyncRunItem.owner.remove(),
-                                 SyncRunItem.lease_until.remove(), SyncRunItem.updated_at.set(now), *_counts(counts)]
+                                 SyncRunItem.lease_until.remove(), SyncRunItem.updated_at.set(now), *_counts(counts),
+                                 *(getattr(SyncRunItem, name).remove() for name in _ERROR)]
         actions.append(SyncRunItem.cursor.set(cursor) if cursor else SyncRunItem.cursor.remove())
         if total is not None:
             actions.append(SyncRunItem.total.set(total))
@@ -106,10 +115,16 @@ class DynamoSync:
             actions=actions, condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
             & (SyncRunItem.page == page) & (SyncRunItem.owner == owner)))
 
-    def release(self, campaign_id: str, number: int, page: int, owner: str) -> None:
+    def release(self, campaign_id: str, number: int, page: int, owner: str,
+                error: Optional[PageError] = None) -> None:
+        actions: list[Action] = [SyncRunItem.owner.remove(), SyncRunItem.lease_until.remove()]
+        if error is not None:
+            actions += [SyncRunItem.error_page.set(error.page), SyncRunItem.error_reason.set(error.reason),
+                        SyncRunItem.error_tries.set(error.tries), SyncRunItem.error_at.set(error.at),
+                        SyncRunItem.error_state.set(error.state)]
         try:
             SyncRunItem(*sync_run_key(campaign_id)).update(
-                actions=[SyncRunItem.owner.remove(), SyncRunItem.lease_until.remove()],
+                actions=actions,
                 condition=(SyncRunItem.number == number) & (SyncRunItem.page == page) & (SyncRunItem.owner == owner))
         except UpdateError as exc:
             if not conditional(exc):

@@ -8,7 +8,7 @@ from typing import Iterable, Optional, Union
 
 from ...domain.link import Link, PersonRef
 from ...domain.settings import CampaignSettings, SettingsError, parse_settings
-from ...errors import Permanent
+from ...errors import InvalidSettings
 from ...messages import CheckMessage, ContactMessage
 from ...ports import Found
 from ..deps import WorkDeps
@@ -58,8 +58,7 @@ class Batch:
 
     def settings_for(self, link: Link) -> Optional[CampaignSettings]:
         if link.campaign_id in self.invalid:
-            raise Permanent(f"the stored settings of campaign {link.campaign_id} are invalid "
-                            f"({self.invalid[link.campaign_id]}) — apply corrected settings, then replay")
+            raise InvalidSettings(link.campaign_id, self.invalid[link.campaign_id])
         return self.settings.get(link.campaign_id)
 
     def seen(self, workspace: str, notification_id: Optional[str]) -> bool:

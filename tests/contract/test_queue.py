@@ -1,0 +1,108 @@
+"""The dead-letter queue's contract (chalicelib/ports/queue.py DeadLetterQueue), proved on both
+implementations: the SQS adapter on a moto server and the in-memory twin the unit tests of
+`bridge dlq` run on (tests/fakes.py FakeQueue). What both must honour is what the operator's list,
+replay and discard rely on: a received letter stays hidden for its hide time and no longer, hiding
+again keeps it hidden past it, and a handle of a letter deleted (or received again since) is refused."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from chalicelib.adapters.queue import Queue
+from tests.fakes import FakeClock, FakeQueue
+
+
+@pytest.fixture(params=["memory", "sqs"])
+def dlq(request, monkeypatch):
+    """(queue, later): `later(seconds)` moves the queue's clock on (hide times run out, no sleep)."""
+    if request.param == "memory":
+        clock = FakeClock()
+
+        def forward(seconds: float) -> None:
+            clock.now += seconds
+        yield FakeQueue(clock), forward
+        return
+    import moto.sqs.models as sqs_models
+    from infra.local.aws import client
+
+    real, shift = sqs_models.unix_time_millis, [0.0]
+    monkeypatch.setattr(sqs_models, "unix_time_millis", lambda *a: real(*a) + shift[0] * 1000)
+
+    def later(seconds: float) -> None:
+        shift[0] += seconds
+    sqs = client("sqs", request.getfixturevalue("moto_endpoint"))
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    urls = [sqs.create_queue(QueueName=f"{name}-{part}")["QueueUrl"] for part in ("work", "dead")]
+    yield Queue(*urls, client=sqs), later
+    for url in urls:
+        sqs.delete_queue(QueueUrl=url)
+
+
+def dead_letters(queue, n: int) -> None:
+    for i in range(n):
+        queue.dead_letter(json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": str(i)}),
+                          "gave up after 5 tries: Referral Factory answered 500", 5, "2026-01-01T00:00:00Z")
+
+
+def receive_all(queue, visibility: int) -> list[dict]:
+    got: list[dict] = []
+    while batch := queue.receive_dead(10, visibility):
+        got += batch
+    return got
+
+
+def ids(messages: list[dict]) -> set[str]:
+    return {m["MessageId"] for m in messages}
+
+
+def test_a_received_letter_is_hidden_for_its_hide_time_then_comes_back_with_its_reason(dlq):
+    queue, later = dlq
+    dead_letters(queue, 12)
+    held = receive_all(queue, 60)
+    assert len(held) == 12 and queue.dead_count() == 12
+    attributes = held[0]["MessageAttributes"]
+    assert (attributes["reason"]["StringValue"], attributes["attempts"]["StringValue"]) == (
+        "gave up after 5 tries: Referral Factory answered 500", "5")
+    later(30)
+    assert receive_all(queue, 60) == []                           # still hidden
+    later(31)
+    assert ids(receive_all(queue, 60)) == ids(held)               # back, every one
+
+
+def test_hiding_again_keeps_letters_hidden_past_their_first_hide_time_and_zero_shows_them_at_once(dlq):
+    queue, later = dlq
+    dead_letters(queue, 15)
+    held = receive_all(queue, 60)
+    assert queue.hide_dead_many([m["ReceiptHandle"] for m in held[:12]], 600) == set()
+    later(120)
+    assert ids(receive_all(queue, 60)) == ids(held[12:])         # only those not hidden again
+    assert queue.hide_dead_many([m["ReceiptHandle"] for m in held[:12]], 0) == set()
+    back = receive_all(queue, 60)
+    assert ids(back) == ids(held[:12])                            # shown at once, long before the 600 s
+
+
+def test_a_deleted_letters_handle_is_refused_and_the_others_are_hidden_again(dlq):
+    queue, later = dlq
+    dead_letters(queue, 3)
+    held = receive_all(queue, 60)
+    handles = [m["ReceiptHandle"] for m in held]
+    queue.delete_dead(handles[0])
+    assert queue.hide_dead_many(handles, 600) == {handles[0]}
+    later(120)
+    assert receive_all(queue, 60) == [] and queue.dead_count() == 2
+
+
+def test_a_letter_whose_hide_time_ran_out_cannot_be_hidden_again_by_its_old_handle(dlq, request):
+    """Another reader may hold it now: `bridge dlq` counts it as not seen rather than keep it. SQS
+    refuses such a change of visibility (the message is not in flight); moto accepts any handle the
+    message ever had, so on moto this half of the contract is not proved (strict: it says when moto does)."""
+    if isinstance(dlq[0], Queue):
+        request.applymarker(pytest.mark.xfail(strict=True, reason="moto changes the visibility of a message "
+                                              "that is no longer in flight; SQS refuses it"))
+    queue, later = dlq
+    dead_letters(queue, 1)
+    first = receive_all(queue, 60)
+    later(61)
+    assert queue.hide_dead_many([first[0]["ReceiptHandle"]], 600) == {first[0]["ReceiptHandle"]}

@@ -1,0 +1,53 @@
+"""Thin edges, pure core: what each layer of chalicelib may import (every import, also one inside a
+function). The domain decides and does no I/O; services reach I/O only through the interfaces of
+chalicelib/ports, so each runs against its in-memory twin; ports name no implementation."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IO_LIBRARIES = {"boto3", "botocore", "requests", "urllib3", "pynamodb", "chalice"}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import in the file."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.append((node.lineno, ".".join(base + ([node.module] if node.module else []))))
+            else:
+                found.append((node.lineno, node.module or ""))
+    return found
+
+
+def _offenders(layer: str, refused: set[str], allowed_inside: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    for path in sorted((ROOT / "chalicelib" / layer).rglob("*.py")):
+        for line, module in _imports(path):
+            if any(module.startswith(a) for a in allowed_inside):
+                continue
+            if module.split(".")[0] in refused or any(module == r or module.startswith(r + ".") for r in refused):
+                out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return out
+
+
+@pytest.mark.parametrize("layer, refused, allowed_inside", [
+    # Decisions: their own package, the standard library's pure parts, pydantic. No clock, no environment.
+    ("domain", IO_LIBRARIES | {"os", "time", "chalicelib"}, ("chalicelib.domain",)),
+    # Use cases: typed against ports, never against the adapters or the composition root; the clock is
+    # given (the composition root's), never the wall's, and the environment is read into Config.
+    ("services", IO_LIBRARIES | {"os", "time", "chalicelib.adapters", "chalicelib.runtime", "chalicelib.handlers",
+                                 "chalicelib.cli"}, ()),
+    # Interfaces: name no implementation and no use case.
+    ("ports", IO_LIBRARIES | {"chalicelib.adapters", "chalicelib.services", "chalicelib.runtime"}, ()),
+])
+def test_each_layer_imports_only_what_the_standard_allows(layer, refused, allowed_inside):
+    assert _offenders(layer, refused, allowed_inside) == []
