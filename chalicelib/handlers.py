@@ -17,7 +17,8 @@ def _reply(request, receive) -> Response:
     if reply.status >= 400:
         logger.warning("webhook rejected", extra={"path": request.path, "status": reply.status,
                                                    "error": reply.body.get("error")})
-    return Response(body=reply.body, status_code=reply.status, headers={"Content-Type": "application/json"})
+    return Response(body=reply.body, status_code=reply.status,
+                    headers={"Content-Type": "application/json", **reply.headers})
 
 
 def rf_webhook(request) -> Response:

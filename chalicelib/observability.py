@@ -6,12 +6,27 @@ import re
 from typing import Any, Sequence, Union
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "rf-intercom-bridge")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "RFIntercomBridge")
 
-logger = Logger()
+
+class MaskingFormatter(LambdaPowertoolsFormatter):
+    """Every log line with its emails masked (mask_emails): the message, every key (the `extra` fields),
+    the exception and its stack trace, whatever a call site passes (a vendor's refusal may quote the
+    person's address). Masked value by value before the line is serialised, so it stays valid JSON;
+    a value JSON cannot carry is masked as the text it becomes. One pass over the line's text."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(json_default=lambda value: mask_emails(str(value)), **kwargs)
+
+    def serialize(self, log: Any) -> str:
+        return super().serialize(mask_emails(log))
+
+
+logger = Logger(logger_formatter=MaskingFormatter())     # the one logger of every function
 metrics = Metrics()
 
 
@@ -35,7 +50,7 @@ _EMAIL = re.compile(rf"""(?:(?P<name>"[^"\n]{{0,64}}")|(?<![^{_NOT}])(?P<quotes>
 
 
 def mask_emails(value: Any, known: Union[None, str, Sequence[str]] = None) -> Any:
-    """Every email inside `value` (text, lists, dicts: their values, never their keys) as a***@example.com;
+    """Every email inside `value` (text, lists, tuples, dicts: their values, never their keys) as a***@example.com;
     `known` (the person's email as they gave it, valid or not, in any case; or several people's) as
     mask_email masks it."""
     if isinstance(value, str):
@@ -47,6 +62,8 @@ def mask_emails(value: Any, known: Union[None, str, Sequence[str]] = None) -> An
         return _EMAIL.sub(_masked, value)
     if isinstance(value, list):
         return [mask_emails(v, known) for v in value]
+    if isinstance(value, tuple):
+        return tuple(mask_emails(v, known) for v in value)
     if isinstance(value, dict):
         return {k: mask_emails(v, known) for k, v in value.items()}
     return value

@@ -87,18 +87,30 @@ class Runtime:
 
     def intercom_client_secret(self, workspace: str, accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
         """None when the workspace is not connected (or has no client secret). `accept`: does the
-        signature verify with this value?"""
-        if not valid_workspace(workspace):
+        signature verify with this value? The table is asked before the secret store: an app_id the
+        bridge never connected costs no secret read (SSM's GetParameter throughput is one budget for
+        the whole account and region; the table's reads are the table's own)."""
+        if not valid_workspace(workspace) or not self.workspace_connected(workspace):
             return None
         return self.edge_secrets.get(intercom_client_secret(workspace), accept)
 
+    def workspace_connected(self, workspace: str) -> bool:
+        """Has the workspace a connection record (connected, or disconnected since)? Known ones are
+        cached; an unknown one is asked again each time (one GetItem: it may have just been connected)."""
+        return self._known(("workspace", workspace), lambda: self.store.connections.workspace(workspace) is not None)
+
     def campaign_known(self, campaign_id: str) -> bool:
         """Known campaigns are cached; unknown ones are asked again (settings may have just been applied)."""
-        if ("campaign", campaign_id) in self._cache and self._cache[("campaign", campaign_id)][0] > self.clock():
+        return self._known(("campaign", campaign_id), lambda: self.store.settings.get(campaign_id) is not None)
+
+    def _known(self, key: tuple, ask: Callable[[], bool]) -> bool:
+        """A yes is kept a minute; a no is asked again each time (what a caller names is not cached)."""
+        hit = self._cache.get(key)
+        if hit and hit[0] > self.clock():
             return True
-        known = self.store.settings.get(campaign_id) is not None
+        known = ask()
         if known:
-            self._cache[("campaign", campaign_id)] = (self.clock() + 60, True)
+            self._cache[key] = (self.clock() + 60, True)
         return known
 
     # --- the edge's log (ports/edge.py): what doctor and explain read of the webhooks ----------

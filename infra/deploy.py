@@ -106,13 +106,18 @@ def policies(target: Target) -> dict[str, dict]:
     documents = {
         "api_handler": [
             logs("api_handler"),
-            # UpdateItem: the edge's log (refusals counted, when a webhook was last heard; ports/edge.py).
-            _statement("Table", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table]),
+            _statement("Table", ["dynamodb:GetItem"], [table]),
+            # UpdateItem, on its own partitions only: the edge's log (refusals counted, when a webhook was
+            # last heard; ports/edge.py), and the OAuth callback's workspace connection and workspace index.
+            # Never a link, a history, settings or a rate budget (the worker's and the operator's).
+            {**_statement("EdgeTable", ["dynamodb:UpdateItem"], [table]),
+             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["EDGE#*", "WORKSPACE#*",
+                                                                                "WORKSPACES"]}}},
             _statement("WorkQueue", ["sqs:SendMessage"], [work]),
             # SECRETS-DESIGN: the edge reads only what it verifies webhooks (and OAuth states) with.
             _statement("EdgeSecrets", ["ssm:GetParameter"], [f"{secrets}/edge/*"]),
             # The OAuth callback (GET /oauth/intercom/callback): it uses a state once (a conditional put,
-            # on the states' keys only) and records the workspace it connected (UpdateItem, above); it
+            # on the states' keys only) and records the workspace it connected (EdgeTable, above); it
             # writes a workspace's token and client secret, and can read neither back.
             {**_statement("OAuthTable", ["dynamodb:PutItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OAUTH#*"]}}},

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Protocol, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Protocol, TypeVar, Union
 
 from .. import webhooks
 from ..config import Config
 from ..domain.history import iso
 from ..domain.people import email_hash, normalise
 from ..messages import ContactMessage, JoinMessage
-from ..observability import mask_email
+from ..observability import logger, mask_email
 from ..ports import MessageTooLarge, RefusalSample, WorkQueue
 from ..ports.edge import campaign_scope, workspace_scope
 from ..webhooks import FORM, BodyError
 
 RF_SECRET_HEADER = "x-bridge-secret"
+#: A store the edge checks a caller with failed to answer (a throttled or failed read): the caller is
+#: asked to come back (both senders retry a webhook that got no 2xx; Intercom after about a minute).
+UNAVAILABLE_RETRY_AFTER = 60
+T = TypeVar("T")
 
 
 class Edge(Protocol):
@@ -47,10 +51,24 @@ class Edge(Protocol):
 class Reply:
     status: int
     body: dict
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def _error(status: int, code: str, message: str) -> Reply:
     return Reply(status, {"error": code, "message": message})
+
+
+def _checked_with(read: Callable[[], T], what: str) -> Union[T, Reply]:
+    """What the caller is checked with (a secret, whether a workspace is connected), or, when the store
+    holding it fails, a 503 with Retry-After: an outage on our side, never the body's fault (no 5xx
+    for a body), and not a 401 that would tell a genuine sender its signature is wrong."""
+    try:
+        return read()
+    except Exception:  # a throttled, timed-out or failed read: told apart from a refusal
+        logger.warning(f"could not read {what} to check a webhook", exc_info=True)
+        return Reply(503, {"error": "unavailable", "message": f"the bridge could not read {what} to check this "
+                           f"request: try again in {UNAVAILABLE_RETRY_AFTER} s"},
+                     {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
 
 
 def _lower(headers: Mapping[str, Any]) -> dict:
@@ -98,7 +116,9 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]
     if isinstance(media, Reply):
         return media, None
     given = lowered.get(RF_SECRET_HEADER) or ""
-    secret = rt.rf_webhook_secret(accept=lambda s: _same(given, s))
+    secret = _checked_with(lambda: rt.rf_webhook_secret(accept=lambda s: _same(given, s)), "the webhook secret")
+    if isinstance(secret, Reply):
+        return secret, None
     if not secret:
         return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`"), None
     if not _same(given, secret):
@@ -182,7 +202,10 @@ def _intercom(lowered: dict, raw: bytes, rt: Edge, read: dict) -> Reply:
     workspace = webhooks.app_id_of(body)
     given = lowered.get("x-hub-signature") or ""
     signed = lambda s: hmac.compare_digest(given.encode(), signature(s, raw).encode())  # noqa: E731
-    secret = rt.intercom_client_secret(workspace, accept=signed) if workspace else None
+    secret = _checked_with(lambda: rt.intercom_client_secret(workspace, accept=signed) if workspace else None,
+                           "the workspace's client secret")
+    if isinstance(secret, Reply):
+        return secret
     if not secret or not signed(secret):
         # One answer for all: an unauthenticated caller must not learn which workspaces exist.
         return _error(401, "unauthorized", "missing or wrong X-Hub-Signature for this app_id")

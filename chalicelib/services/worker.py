@@ -23,7 +23,7 @@ from ..domain.link import PersonRef
 from ..errors import Deferred, Permanent, WorkError
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
-from ..observability import count, logger
+from ..observability import count, logger, mask_emails
 from ..ports import Later, WorkQueue
 from ..ports.queue import TRIES, WAITS
 from .concurrency import Runner
@@ -286,8 +286,9 @@ def settle(results: list[Result], work: Work) -> dict:
     # A handled record SQS would not delete comes back with the batch and is worked again, as a repeat.
     not_deleted = (f"; SQS would not delete {len(kept)} handled record(s) ({'; '.join(dict.fromkeys(kept.values()))}):"
                    " they come back and are worked again as repeats") if kept else ""
+    # (the Lambda runtime logs this exception itself, outside the logger's masking)
     raise RetryBatch(f"{len(retry)} of {len(results)} records will be retried: "
-                     + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry) + not_deleted)
+                     + "; ".join(f"{r.record.message_id}: {mask_emails(r.reason)}" for r in retry) + not_deleted)
 
 
 def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
@@ -295,8 +296,8 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     back does not all come back at the same moment."""
     delay = (exc.retry_after or DEFAULT_WAIT) + random.uniform(0, 2)
     count("RecordsDeferred")
-    logger.info("record waits", extra={"reason": exc.reason, "seconds": round(delay), "tries": record.tries - 1,
-                                       "waits": record.waits + 1})
+    logger.info("record waits", extra={"reason": mask_emails(exc.reason), "seconds": round(delay),
+                                       "tries": record.tries - 1, "waits": record.waits + 1})
     person = exc.person or message.person_ref
     if person:
         try:
@@ -311,7 +312,7 @@ def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bo
             person: Optional[tuple[str, str]] = None) -> Result:
     count("RecordsFailed")
     if retryable and record.tries < work.config.max_attempts:
-        logger.warning("record will be retried", extra={"reason": reason, "attempt": record.tries})
+        logger.warning("record will be retried", extra={"reason": mask_emails(reason), "attempt": record.tries})
         return Result(record, "retry", reason, retry_after)
     if retryable:
         reason = f"gave up after {record.tries} tries: {reason}"
@@ -322,7 +323,7 @@ def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str
           kind: Optional[str] = None) -> Result:
     work.queue.dead_letter(record.body, reason, record.tries, iso(work.clock()))
     count("DeadLettered")
-    logger.error("record sent to the dead-letter queue", extra={"reason": reason})
+    logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
     if person:
         # `kind`: the message's, as `bridge dlq list` says it (explain tells what a later success resolves).
         work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {

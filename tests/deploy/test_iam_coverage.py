@@ -467,12 +467,18 @@ def test_reconciles_updates_stay_within_the_links_leading_keys(performed, render
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
 
 
-def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered):
-    """The OAuth state's put is narrowed to its keys (dynamodb:LeadingKeys): every put the API
-    function made falls inside it, so the condition would not refuse the real callback."""
+@pytest.mark.parametrize("sid, operation", [("OAuthTable", "PutItem"), ("EdgeTable", "UpdateItem")])
+def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered, sid, operation):
+    """The API function's writes are narrowed to their keys (dynamodb:LeadingKeys): the OAuth state's
+    put, and its updates (the edge's log, the workspace the OAuth callback connected). Every write of
+    that kind it made falls inside its statement, so the condition would not refuse the real webhooks
+    or the real callback; and every statement granting the write is so narrowed."""
     _, stage, recorder = performed
-    statement = next(s for s in rendered.policy(STAGE, "api_handler")["Statement"] if s["Sid"] == "OAuthTable")
-    allowed = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-    writes = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == "PutItem"]
-    keys = [c.params["Item"]["pk"]["S"] for c in writes]
+    statements = [s for s in rendered.policy(STAGE, "api_handler")["Statement"] if f"dynamodb:{operation}" in s["Action"]]
+    assert [s["Sid"] for s in statements] == [sid]
+    allowed = statements[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    writes = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == operation]
+    keys = {(c.params["Item"] if operation == "PutItem" else c.params["Key"])["pk"]["S"] for c in writes}
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
+    if operation == "UpdateItem":        # the edge's log and the OAuth callback's connection were both seen
+        assert {k.split("#")[0] for k in keys} >= {"EDGE", "WORKSPACE", "WORKSPACES"}, keys

@@ -282,3 +282,22 @@ def test_a_notification_with_a_time_that_is_not_one_is_refused_with_its_reason_r
     assert answer.json()["message"] == f"{field}: is not a time: send a unix time or an ISO-8601 text"
     assert bridge.queued() == 1
     assert bridge.operator().store.edge.refusals("workspace:vne310wv").total("invalid_notification") == 1
+
+
+def test_a_secret_store_that_throttles_answers_503_with_retry_after_not_a_500(bridge, intercom, monkeypatch):
+    """SSM refuses the edge's read (ThrottlingException, boto3's retries spent): the notification and the
+    join get a JSON 503 with Retry-After over HTTP (the sender retries), not Chalice's 500 nor a 401."""
+    from botocore.exceptions import ClientError
+
+    bridge.apply(lead_settings())
+    bridge.rt.forget()                                       # a cold container: every secret must be read
+
+    def throttled(**params):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameter")
+    monkeypatch.setattr(bridge.rt.secrets.client, "get_parameter", throttled)
+    contact = intercom.add_contact("x@example.com")
+    answers = [bridge.notify("contact.lead.updated", contact["id"]), bridge.post_join({"id": 1, "campaign_id": 42})]
+    for answer in answers:
+        assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "60"), answer.text
+        assert answer.json()["error"] == "unavailable"
+    assert bridge.queued() == 0

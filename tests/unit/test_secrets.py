@@ -90,10 +90,13 @@ def test_refresh_answers_only_a_changed_value():
 
 
 def runtime(values=None) -> tuple[Runtime, MemorySecrets]:
-    clock = FakeClock()
+    from chalicelib.adapters.memory import MemoryStore
+
+    clock, table = FakeClock(), MemoryStore()
+    table.connections.put_workspace("ws1", ["token", "client-secret"])
     store = MemorySecrets("/p", values or {})
     return Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=clock, queue=FakeQueue(),
-                   secrets=store), store
+                   secrets=store, store=table), store
 
 
 def test_the_runtimes_edge_lookups_read_only_under_edge():

@@ -1,0 +1,105 @@
+"""The webhook edge's lookups of who is calling: a connected workspace is known before its secret is read,
+and a store that fails is an outage the caller is asked to retry (503, Retry-After), never a 5xx the
+body caused or a 401 a genuine sender would take for a wrong signature. In-memory twins, fake clock."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from chalicelib.adapters.memory import MemoryStore
+from chalicelib.config import Config
+from chalicelib.runtime import Runtime
+from chalicelib.services.ingest import RF_SECRET_HEADER, receive_intercom, receive_rf_join, signature
+from tests.fakes import FakeClock, FakeQueue, MemorySecrets
+
+WORKSPACE = "vne310wv"
+SECRET_NAME = f"/p/edge/intercom/{WORKSPACE}/client-secret"
+
+
+class FailingSecrets(MemorySecrets):
+    """SSM throttling (or unreachable): every read raises, as boto3 does once its retries are spent."""
+
+    failing = False      # for every scoped view (they are made with type(self))
+
+    def get(self, name: str) -> Optional[str]:
+        if FailingSecrets.failing:
+            raise RuntimeError("ThrottlingException: Rate exceeded")
+        return super().get(name)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.workspace_reads: list[str] = []
+        read = self.connections.workspace
+
+        def counted(workspace: str):
+            self.workspace_reads.append(workspace)
+            return read(workspace)
+        self.connections.workspace = counted  # type: ignore[method-assign]
+
+
+def _runtime(store=None, secrets=None) -> Runtime:
+    store = store or CountingStore()
+    store.connections.put_workspace(WORKSPACE, ["token", "client-secret"])
+    secrets = secrets or MemorySecrets("/p", {SECRET_NAME: "right", "/p/edge/rf/webhook-secret": "hook"})
+    return Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=FakeClock(), queue=FakeQueue(),
+                   store=store, secrets=secrets)
+
+
+def _notify(rt: Runtime, app_id: str = WORKSPACE, secret: str = "right", n: int = 1):
+    raw = json.dumps({"type": "notification_event", "app_id": app_id, "topic": "contact.lead.updated",
+                      "id": f"notif_{n}", "created_at": 1700000000,
+                      "data": {"item": {"type": "contact", "id": "6ab1", "role": "lead"}}}).encode()
+    return receive_intercom({"X-Hub-Signature": signature(secret, raw), "Content-Type": "application/json"}, raw, rt)
+
+
+def test_a_connected_workspaces_notifications_are_accepted_and_its_connection_is_read_once_per_container():
+    store = CountingStore()
+    secrets = MemorySecrets("/p", {SECRET_NAME: "right"})
+    rt = _runtime(store, secrets)
+    assert [_notify(rt, n=n).status for n in range(5)] == [200] * 5
+    assert store.workspace_reads == [WORKSPACE] and secrets.reads == [SECRET_NAME]
+
+
+def test_a_made_up_workspace_costs_a_table_read_and_no_secret_read_and_gets_the_same_401_as_a_wrong_signature():
+    store, secrets = CountingStore(), MemorySecrets("/p", {SECRET_NAME: "right"})
+    rt = _runtime(store, secrets)
+    made_up, wrong = _notify(rt, app_id="made-up"), _notify(rt, secret="guess")
+    assert made_up.status == wrong.status == 401 and made_up.body == wrong.body
+    assert secrets.reads == [SECRET_NAME]                       # the connected one's, for the wrong signature
+    assert store.workspace_reads == ["made-up", WORKSPACE]
+
+
+def test_a_workspace_connected_a_moment_ago_is_accepted_at_once():
+    store = CountingStore()
+    rt = _runtime(store, MemorySecrets("/p", {SECRET_NAME: "right", "/p/edge/intercom/new-ws/client-secret": "new"}))
+    assert _notify(rt, app_id="new-ws", secret="new").status == 401      # not connected yet
+    store.connections.put_workspace("new-ws", ["token", "client-secret"])
+    assert _notify(rt, app_id="new-ws", secret="new").status == 200
+
+
+def test_a_secret_store_that_fails_gets_503_with_retry_after_on_both_webhooks_not_a_5xx_or_a_401():
+    FailingSecrets.failing = True
+    try:
+        rt = _runtime(secrets=FailingSecrets("/p", {SECRET_NAME: "right", "/p/edge/rf/webhook-secret": "hook"}))
+        notified = _notify(rt)
+        joined = receive_rf_join({RF_SECRET_HEADER: "hook", "Content-Type": "application/json"},
+                                 json.dumps({"id": 1001, "campaign_id": 42, "email": "ann@example.com"}).encode(), rt)
+    finally:
+        FailingSecrets.failing = False
+    for reply in (notified, joined):
+        assert reply.status == 503 and reply.body["error"] == "unavailable" and reply.headers == {"Retry-After": "60"}
+        assert "try again" in reply.body["message"]
+    assert _notify(rt).status == 200                            # the store is back: nothing was kept of the outage
+
+
+def test_a_table_that_fails_while_a_workspace_is_looked_up_gets_503():
+    store = CountingStore()
+    rt = _runtime(store)
+
+    def down(workspace: str):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    store.connections.workspace = down  # type: ignore[method-assign]
+    reply = _notify(rt)
+    assert reply.status == 503 and reply.headers["Retry-After"] == "60"
