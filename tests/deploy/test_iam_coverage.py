@@ -347,10 +347,12 @@ def oauth_connect(stage: Stage) -> list[int]:
     import requests
 
     from chalicelib.services.connections import configure_oauth
+    from chalicelib.services.oauth import mint_link
 
     configure_oauth(stage.operator, "public-app", "public-app-secret")
+    link = urlparse(mint_link(stage.operator, "https://abc.execute-api.example")["url"])    # `bridge workspace oauth-link`
     stage._warm["api_handler"].forget()
-    start = stage.get("/oauth/intercom/start", {"Host": "abc.execute-api.example", "X-Forwarded-Proto": "https"})
+    start = stage.get(f"{link.path}?{link.query}", {"Host": "abc.execute-api.example", "X-Forwarded-Proto": "https"})
     location, cookie = start["headers"]["Location"], start["headers"]["Set-Cookie"].split(";")[0]
     query = dict(parse_qsl(urlparse(location).query))
     decided = requests.post(f"{stage.intercom.base_url}/oauth", data={**query, "decision": "allow"},
@@ -395,8 +397,8 @@ def test_what_each_function_does(performed):
     """The actions, per function, as read from the recording (a readable summary of the above)."""
     _, stage, recorder = performed
     actions = {fn: sorted({a for a, _ in performed_pairs(stage, recorder, fn)}) for fn in deploy.FUNCTIONS}
-    assert actions["api_handler"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage",
-                                      "ssm:GetParameter", "ssm:PutParameter"]
+    assert actions["api_handler"] == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                      "dynamodb:UpdateItem", "sqs:SendMessage", "ssm:GetParameter", "ssm:PutParameter"]
     assert actions["reconcile"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
                                     "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
@@ -467,12 +469,18 @@ def test_reconciles_updates_stay_within_the_links_leading_keys(performed, render
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
 
 
-def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered):
-    """The OAuth state's put is narrowed to its keys (dynamodb:LeadingKeys): every put the API
-    function made falls inside it, so the condition would not refuse the real callback."""
+@pytest.mark.parametrize("sid, operation", [("OAuthTable", "PutItem"), ("OAuthTickets", "DeleteItem")])
+def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered, sid, operation):
+    """The OAuth state's put and the start ticket's delete are each narrowed to their keys
+    (dynamodb:LeadingKeys): every such write the API function made falls inside its statement, so the
+    condition would not refuse the real start and callback, and neither reaches the other's keys."""
     _, stage, recorder = performed
-    statement = next(s for s in rendered.policy(STAGE, "api_handler")["Statement"] if s["Sid"] == "OAuthTable")
+    statement = next(s for s in rendered.policy(STAGE, "api_handler")["Statement"] if s["Sid"] == sid)
     allowed = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-    writes = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == "PutItem"]
-    keys = [c.params["Item"]["pk"]["S"] for c in writes]
+    assert statement["Action"] == [f"dynamodb:{operation}"]
+    writes = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == operation]
+    keys = [(c.params.get("Item") or c.params["Key"])["pk"]["S"] for c in writes]
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
+    others = [p for s in rendered.policy(STAGE, "api_handler")["Statement"] if s.get("Sid") != sid
+              for p in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])]
+    assert not [k for k in keys if any(fnmatchcase(k, p) for p in others)], "two statements share these keys"
