@@ -531,12 +531,11 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
-    from .domain.history import iso
     from .services.oauth import mint_link
     done = mint_link(rt, args.api_url or _deployed_api_url(args.stage), args.workspace)
     which = f"workspace {done['workspace']} only" if done["workspace"] else "any workspace whose admin opens it"
     _answer(args, done, f"{done['url']}\nA one-time OAuth start link for {which}: it works once, until "
-            f"{iso(done['expires_at'])} ({TICKET_SECONDS // 60} minutes). Whoever holds it can use it: send it to the "
+            f"{done['expires_at']} ({TICKET_SECONDS // 60} minutes). Whoever holds it can use it: send it to the "
             "admin only (a chat's link preview may spend it; then make another).")
     return 0
 

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from ..adapters.secrets import valid_workspace
 from ..domain import oauth
+from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
@@ -81,7 +82,7 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
     ticket = OAuthTicket(oauth.new_ticket(), workspace, int(rt.clock()) + oauth.TICKET_SECONDS)
     rt.store.connections.add_oauth_ticket(ticket)
     return {"url": f"{Place(api_url.rstrip('/'), False).start}?{urlencode({'ticket': ticket.ticket})}",
-            "workspace": workspace, "expires_at": ticket.expires_at, "single_use": True}
+            "workspace": workspace, "expires_at": iso(ticket.expires_at), "single_use": True}
 
 
 def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
