@@ -159,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_workspace_disconnect)
     p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
-                                        "can connect their workspace at <api>/oauth/intercom/start",
+                                        "can connect their workspace by OAuth (from a `workspace oauth-link`)",
                       description="Store the public Intercom app's client id and secret, for OAuth. Its secret "
                                   "is read from INTERCOM_OAUTH_CLIENT_SECRET; INTERCOM_CLIENT_SECRET (a private "
                                   "app's, for `workspace connect`) only when that is not set.")

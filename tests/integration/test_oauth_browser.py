@@ -110,20 +110,26 @@ class OAuthStack:
         return self.sim.count("POST", "/auth/eagle/token")
 
 
-@pytest.fixture
-def stack(bridge, other_workspaces, browser, clock):
-    """The API and the worker talk to the public app's Intercom (its own simulator, workspace
-    acme-oauth, not connected yet); the operator has stored the app's credentials."""
+def public_app(bridge, other_workspaces, clock, workspace: str, app_name: str):
+    """The API and the worker talk to the public app's Intercom (its own simulator, with `workspace`,
+    not connected yet); the operator has stored the app's credentials. (simulator, runtime)"""
     from chalicelib.config import Config
     from chalicelib.runtime import Runtime, reset_default_runtime
 
-    sim = other_workspaces(OAUTH_WS, app_name="Acme Oauth Ltd")
+    sim = other_workspaces(workspace, app_name=app_name)
     sim.client_id, sim.client_secret = CLIENT_ID, APP_SECRET
     env = {**os.environ, "INTERCOM_BASE_URL": sim.base_url, "INTERCOM_OAUTH_URL": f"{sim.base_url}/oauth"}
     rt = Runtime(Config.from_env(env), clock=clock, sleeper=clock.sleep)
     reset_default_runtime(rt)
     assert main(["workspace", "oauth-app", "--client-id", CLIENT_ID, "--client-secret", APP_SECRET],
                 rt=bridge.operator()) == 0
+    return sim, rt
+
+
+@pytest.fixture
+def stack(bridge, other_workspaces, browser, clock):
+    """The public app's Intercom has workspace acme-oauth (public_app)."""
+    sim, rt = public_app(bridge, other_workspaces, clock, OAUTH_WS, "Acme Oauth Ltd")
     browser.delete_all_cookies()
     return OAuthStack(bridge, sim, rt, browser)
 

@@ -10,7 +10,7 @@ import requests
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_join_flow import new_lead
-from .test_oauth_browser import APP_SECRET as OAUTH_APP_SECRET, CLIENT_ID as OAUTH_CLIENT_ID
+from .test_oauth_browser import public_app
 
 OTHER = "ws-b"
 ATTRIBUTES = (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
@@ -98,20 +98,11 @@ def test_a_stranger_cannot_connect_their_own_workspace_through_the_public_oauth_
     Expected: a connect the operator did not start is refused and stores nothing — the start takes a
     one-time link `bridge workspace oauth-link --workspace <app_id>` prints, and the callback refuses a
     token whose `GET /me` names another workspace than the link's (a link that leaked connects nothing else)."""
-    import os
     from urllib.parse import parse_qs, urlsplit
 
     from chalicelib.cli import main
-    from chalicelib.config import Config
-    from chalicelib.runtime import Runtime, reset_default_runtime
 
-    sim = other_workspaces(STRANGER, app_name="Not the operator's")
-    sim.client_id, sim.client_secret = OAUTH_CLIENT_ID, OAUTH_APP_SECRET
-    env = {**os.environ, "INTERCOM_BASE_URL": sim.base_url, "INTERCOM_OAUTH_URL": f"{sim.base_url}/oauth"}
-    rt = Runtime(Config.from_env(env), clock=clock, sleeper=clock.sleep)
-    reset_default_runtime(rt)
-    assert main(["workspace", "oauth-app", "--client-id", OAUTH_CLIENT_ID, "--client-secret", OAUTH_APP_SECRET],
-                rt=bridge.operator()) == 0
+    sim, rt = public_app(bridge, other_workspaces, clock, STRANGER, "Not the operator's")
 
     def follow(start_url: str) -> requests.Response:
         """A browser that has nothing of the operator's opens the link and authorizes in its own workspace."""
