@@ -22,6 +22,7 @@ import sys
 from typing import Any, Callable, Optional
 
 from .config import Config
+from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
 from .errors import REPLAY_PARKED, WorkError
 from .ports import Connection, RFConnection
@@ -161,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_workspace_disconnect)
     p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
-                                        "can connect their workspace at <api>/oauth/intercom/start",
+                                        "can connect their workspace by OAuth (from a `workspace oauth-link`)",
                       description="Store the public Intercom app's client id and secret, for OAuth. Its secret "
                                   "is read from INTERCOM_OAUTH_CLIENT_SECRET; INTERCOM_CLIENT_SECRET (a private "
                                   "app's, for `workspace connect`) only when that is not set.")
@@ -172,6 +173,19 @@ def _parser() -> argparse.ArgumentParser:
                    "the public app's client secret")
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
+    p = ws.add_parser("oauth-link", help="print a one-time link an admin opens to connect a workspace by OAuth "
+                                         f"(it works once, for {TICKET_SECONDS // 60} minutes)",
+                      description="Print a one-time OAuth start link, <api>/oauth/intercom/start?ticket=...: the "
+                                  "start refuses any browser without one. It works once, for "
+                                  f"{TICKET_SECONDS // 60} minutes; with --workspace, only that workspace can be "
+                                  "connected with it.")
+    p.add_argument("--workspace", default=None, help="the only workspace (its Intercom app id) the link may connect")
+    p.add_argument("--api-url", default=os.environ.get("BRIDGE_API_URL"),
+                   help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (`chalice url "
+                        "--stage <stage>` prints it); left out: BRIDGE_API_URL (set by ./bridge on `make run`), "
+                        "else the stage's .chalice/deployed/<stage>.json")
+    _json(p)
+    p.set_defaults(func=_workspace_oauth_link)
     p = ws.add_parser("list", help="every workspace the bridge knows: its status, which secrets are set (never "
                                    "their values) and its campaigns")
     _json(p)
@@ -517,9 +531,35 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
             f"{_said(done['client_secret'], secret_from)}, "
-            f"state key {done['state_key']}. Admins connect at <api>/oauth/intercom/start; register "
-            "<api>/oauth/intercom/callback as the app's redirect URL.", warnings)
+            f"state key {done['state_key']}. Register <api>/oauth/intercom/callback as the app's redirect URL; "
+            "`bridge workspace oauth-link` prints a one-time link for each admin who connects.", warnings)
     return 0
+
+
+def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.oauth import mint_link
+    done = mint_link(rt, args.api_url or _deployed_api_url(args.stage), args.workspace)
+    which = f"workspace {done['workspace']} only" if done["workspace"] else "any workspace whose admin opens it"
+    _answer(args, done, f"{done['url']}\nA one-time OAuth start link for {which}: it works once, until "
+            f"{done['expires_at']} ({TICKET_SECONDS // 60} minutes). Whoever holds it can use it: send it to the "
+            "admin only (a chat's link preview may spend it; then make another).")
+    return 0
+
+
+def _deployed_api_url(stage: Optional[str]) -> str:
+    """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chalice", "deployed",
+                        f"{stage}.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            resources = json.load(fh).get("resources", []) if stage else []
+    except (OSError, ValueError):
+        resources = []
+    url = next((r.get("rest_api_url") for r in resources if r.get("resource_type") == "rest_api"), None)
+    if not url:
+        raise CliError("the API's URL is not known here: give --api-url https://<id>.execute-api.<region>.amazonaws.com"
+                       "/api (`chalice url --stage <stage>` prints it) or set BRIDGE_API_URL")
+    return str(url)
 
 
 def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:

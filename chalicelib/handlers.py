@@ -68,7 +68,8 @@ def oauth_start(request) -> Response:
     from .services import oauth
 
     logger.set_correlation_id(request.context.get("requestId"))
-    return _html(oauth.start(default_runtime(), _place(request)))
+    ticket = (request.query_params or {}).get("ticket")
+    return _html(oauth.start(default_runtime(), _place(request), ticket if isinstance(ticket, str) else None))
 
 
 def oauth_callback(request) -> Response:

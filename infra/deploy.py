@@ -121,6 +121,10 @@ def policies(target: Target) -> dict[str, dict]:
             # writes a workspace's token and client secret, and can read neither back.
             {**_statement("OAuthTable", ["dynamodb:PutItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OAUTH#*"]}}},
+            # The OAuth start (GET /oauth/intercom/start?ticket=...) spends the operator's one-time
+            # ticket: a conditional delete of the tickets' keys only (it can neither make nor keep one).
+            {**_statement("OAuthTickets", ["dynamodb:DeleteItem"], [table]),
+             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TICKET#*"]}}},
             _statement("OAuthSecrets", ["ssm:PutParameter"], [f"{secrets}/worker/intercom/*/token",
                                                                f"{secrets}/edge/intercom/*/client-secret"]),
         ],

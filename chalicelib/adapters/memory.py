@@ -27,7 +27,7 @@ from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, 
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import AttributeList, CountBackfill, LedgerEntry, SyncRun, answer_or_error
+from ..ports.store import AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -479,6 +479,7 @@ class MemoryConnections:
         self.known: set[str] = set()
         self.rf_: Optional[RFConnection] = None
         self.used_states: set[str] = set()
+        self.tickets: dict[str, OAuthTicket] = {}
 
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
         now = self.workspaces_.get(workspace) or Connection(workspace)
@@ -509,6 +510,18 @@ class MemoryConnections:
             return False
         self.used_states.add(nonce)
         return True
+
+    def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
+        if ticket.ticket in self.tickets:
+            raise ValueError("this ticket id is kept already")
+        self.tickets[ticket.ticket] = ticket
+
+    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        kept = self.tickets.get(ticket)
+        if kept is None or now >= kept.expires_at:      # an expired one stays until TTL removes it, unspendable
+            return None
+        del self.tickets[ticket]
+        return kept
 
     def register_workspace(self, workspace: str) -> None:
         self.known.add(workspace)

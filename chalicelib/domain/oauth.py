@@ -1,10 +1,15 @@
 """Intercom OAuth, the pure part: the `state` that ties a callback to a start, and what Intercom's
 `GET /me` says about the workspace a token belongs to. No I/O: keys, clocks and answers are given.
 
-The state is `<nonce>.<expires>.<signature>`: a random nonce, the unix second it expires, and
-HMAC-SHA256 of both under a key kept in the secret store. It is checked in constant time. It is
-single-use because the callback consumes its nonce with a conditional write (the store's job), and
-it is bound to the browser that started: the start sets a cookie holding the nonce."""
+The start itself is opened only with a ticket the operator minted (`bridge workspace oauth-link`): a
+random 128-bit id, kept in the table until it is spent (once) or expires, that may name the one
+workspace the operator expects.
+
+The state is `<nonce>.<expires>.<workspace>.<signature>`: a random nonce, the unix second it expires,
+the workspace the ticket named (empty: any), and HMAC-SHA256 of them under a key kept in the secret
+store. It is checked in constant time. It is single-use because the callback consumes its nonce with
+a conditional write (the store's job), and it is bound to the browser that started: the start sets a
+cookie holding the nonce."""
 from __future__ import annotations
 
 import base64
@@ -17,8 +22,11 @@ from typing import Any, Optional
 from urllib.parse import urlencode
 
 STATE_SECONDS = 600                        # from the start to the callback: the admin reads, then clicks
+TICKET_SECONDS = 1800                      # from `bridge workspace oauth-link` to the start: the link is sent, opened
 COOKIE = "bridge_oauth"
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_TICKET = re.compile(r"^[A-Za-z0-9_-]{22}$")         # new_ticket's shape: 16 random bytes, base64url
+_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{0,64}$")      # an app_id (adapters/secrets.valid_workspace), or none
 REGIONS = {"EU": "https://api.eu.intercom.io", "AU": "https://api.au.intercom.io"}
 DEFAULT_API = "https://api.intercom.io"
 
@@ -35,6 +43,16 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(18)
 
 
+def new_ticket() -> str:
+    """A start ticket's id: 128 random bits."""
+    return secrets.token_urlsafe(16)
+
+
+def ticket_shape(ticket: str) -> bool:
+    """Whether a start link's ticket has new_ticket's shape (anything else is not looked up)."""
+    return bool(_TICKET.match(ticket))
+
+
 def new_key() -> str:
     return secrets.token_urlsafe(32)
 
@@ -44,8 +62,8 @@ def _sign(key: str, payload: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def make_state(key: str, nonce: str, now: float, seconds: int = STATE_SECONDS) -> str:
-    payload = f"{nonce}.{int(now) + seconds}"
+def make_state(key: str, nonce: str, now: float, seconds: int = STATE_SECONDS, workspace: Optional[str] = None) -> str:
+    payload = f"{nonce}.{int(now) + seconds}.{workspace or ''}"
     return f"{payload}.{_sign(key, payload)}"
 
 
@@ -53,22 +71,24 @@ def make_state(key: str, nonce: str, now: float, seconds: int = STATE_SECONDS) -
 class State:
     nonce: str
     expires_at: int
+    workspace: Optional[str] = None       # the one workspace the operator's link allows (None: any)
 
 
 def read_state(key: str, state: Optional[str], now: float) -> State:
     """The state's nonce and expiry, or StateError: missing, not ours (forged or altered), expired."""
     if not state:
-        raise StateError("the link has no state: start again from the bridge's connect page")
+        raise StateError("the link has no state: start again from a new start link")
     parts = state.split(".")
-    if len(parts) != 3 or not _NONCE.match(parts[0]) or not parts[1].isdigit() or len(state) > 200:
+    if (len(parts) != 4 or not _NONCE.match(parts[0]) or not parts[1].isdigit() or not _WORKSPACE.match(parts[2])
+            or len(state) > 300):
         raise StateError("the state is not one this bridge issued (forged or altered): start again")
-    payload, signature = f"{parts[0]}.{parts[1]}", parts[2]
+    payload, signature = ".".join(parts[:3]), parts[3]
     if not hmac.compare_digest(_sign(key, payload).encode(), signature.encode()):
         raise StateError("the state is not one this bridge issued (forged or altered): start again")
     expires_at = int(parts[1])
     if now >= expires_at:
         raise StateError(f"the sign-in took longer than {STATE_SECONDS // 60} minutes and expired: start again")
-    return State(parts[0], expires_at)
+    return State(parts[0], expires_at, parts[2] or None)
 
 
 def authorize_url(base: str, client_id: str, state: str, redirect_uri: str) -> str:

@@ -5,10 +5,10 @@ from .apis import Apis, Conflict, IntercomAuth, IntercomPort, Merged, NotFound, 
 from .edge import EdgeLog, RefusalSample, Refusals
 from .queue import DeadLetterQueue, Later, MessageTooLarge, NotSent, WorkQueue
 from .secrets import SecretStore
-from .store import (AttributeList, Busy, Connection, ConnectionRepository, CountBackfill, Cursor, Found, HistoryLog, LinkLookup, LinkRepository,
+from .store import (AttributeList, Busy, Connection, ConnectionRepository, CountBackfill, Cursor, Found, HistoryLog, LinkLookup, LinkRepository, OAuthTicket,
                     RateWindows, RFConnection, SettingsRepository, Store, StoredSettings, SyncRepository)
 
-__all__ = ["Apis", "AttributeList", "Busy", "Conflict", "Connection", "ConnectionRepository", "CountBackfill", "Cursor", "DeadLetterQueue", "EdgeLog",
+__all__ = ["Apis", "AttributeList", "Busy", "Conflict", "Connection", "ConnectionRepository", "OAuthTicket", "CountBackfill", "Cursor", "DeadLetterQueue", "EdgeLog",
            "Found", "HistoryLog", "IntercomAuth", "IntercomPort", "Later", "LinkLookup", "LinkRepository", "Merged",
            "MessageTooLarge", "NotFound", "NotSent", "RefusalSample", "Refusals",
            "RFConnection", "RateWindows", "ReferralFactoryAuth", "ReferralFactoryPort", "Refused", "SecretStore", "SettingsRepository", "Store",

@@ -283,6 +283,16 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class OAuthTicket:
+    """A one-time OAuth start link the operator minted (`bridge workspace oauth-link`): its random
+    id, the workspace it allows (None: any), when it expires (epoch seconds)."""
+
+    ticket: str
+    workspace: Optional[str]
+    expires_at: int
+
+
+@dataclass(frozen=True)
 class RFConnection:
     secrets: frozenset[str] = frozenset()
 
@@ -301,6 +311,12 @@ class ConnectionRepository(Protocol):
         when the workspace was never connected."""
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         """True the first time a state's nonce is used, False ever after (kept until it expires)."""
+    def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
+        """Keep a new start ticket until it is spent or expires (an id already kept is refused:
+        ValueError; 128 random bits never are)."""
+    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        """The ticket, removed, the first time it is spent before it expires; None when it was never
+        kept, is spent already, or has expired (once expired, it is never answered again)."""
     def register_workspace(self, workspace: str) -> None: ...
     def workspaces(self) -> set[str]:
         """Every workspace ever connected or configured (what `forget` visits)."""

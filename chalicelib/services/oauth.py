@@ -1,22 +1,29 @@
 """Use case: connect an Intercom workspace through the public app's OAuth (GET routes the admin's
-browser follows). The start sends the browser to Intercom's authorize page with a signed, expiring
-`state` (and a cookie holding its nonce); the callback checks the state (signature, expiry, same
-browser, single use by a conditional write), exchanges the code, asks `GET /me` which workspace the
-token belongs to, stores the token and answers a small page naming the workspace and what to do
-next. Any refusal is a page that says why; nothing is stored before every check has passed (but
-the state: once its signature, expiry and browser are right, it is spent, whatever follows)."""
+browser follows). The operator mints a one-time start link (`mint_link`: `bridge workspace oauth-link`):
+a ticket kept in the table for TICKET_SECONDS, which may name the one workspace expected. The start
+spends the ticket (without one, unused and unexpired, it answers a page saying how to get one, and
+never sends the browser to Intercom), then sends the browser to Intercom's authorize page with a
+signed, expiring `state` carrying the ticket's workspace (and a cookie holding its nonce); the
+callback checks the state (signature, expiry, same browser, single use by a conditional write),
+exchanges the code, asks `GET /me` which workspace the token belongs to, refuses one that is not the
+ticket's, stores the token and answers a small page naming the workspace and what to do next. Any
+refusal is a page that says why; nothing is stored before every check has passed (but the state:
+once its signature, expiry and browser are right, it is spent, whatever follows)."""
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Protocol
+from urllib.parse import urlencode
 
 from ..domain import oauth
+from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
-from .connections import ConnectError, Connecting, check_token, store_workspace
+from ..ports.store import OAuthTicket
+from .connections import ConnectError, Connecting, check_token, check_workspace_id, store_workspace
 
 
 class OAuthEdge(Connecting, Protocol):
@@ -50,18 +57,46 @@ class Place:
         return f"{self.base}/oauth/intercom/start"
 
 
+OAUTH_LINK = "bridge workspace oauth-link"
+NO_TICKET = ("Connecting a workspace needs a one-time link from the bridge's operator, and this one is not valid: "
+             "it has no ticket, it was already used, it expired (links last {minutes} minutes) or it was never "
+             "issued. The operator creates a new one with <code>{command}</code> (<code>--workspace APP_ID</code> "
+             "to allow only that workspace).")
 NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "<code>bridge workspace oauth-app --client-id ...</code> (it asks for the client secret) with the "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")
 
 
-def start(rt: OAuthEdge, place: Place) -> Page:
+def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> dict:
+    """A one-time start link (the operator's): its ticket is kept TICKET_SECONDS and spent by the
+    first start that opens it; with `workspace`, the callback connects that workspace only.
+    ConnectError (nothing kept) before the OAuth app is stored, or for a malformed app_id or URL."""
+    if rt.oauth_app() is None:
+        raise ConnectError("OAuth is not set up on this stage yet: run `bridge workspace oauth-app --client-id ...` "
+                           "first (it asks for the public app's client secret)")
+    if workspace is not None:
+        check_workspace_id(workspace, None)
+    if not api_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConnectError(f"the API's URL must be an https:// URL, e.g. "
+                           f"https://abc123.execute-api.eu-west-1.amazonaws.com/api (got {api_url[:100]!r})")
+    ticket = OAuthTicket(oauth.new_ticket(), workspace, int(rt.clock()) + oauth.TICKET_SECONDS)
+    rt.store.connections.add_oauth_ticket(ticket)
+    return {"url": f"{Place(api_url.rstrip('/'), False).start}?{urlencode({'ticket': ticket.ticket})}",
+            "workspace": workspace, "expires_at": iso(ticket.expires_at), "single_use": True}
+
+
+def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     app = rt.oauth_app()
     if app is None:
         return _page(503, "Not set up", NOT_SET_UP, raw=True)
     client_id, _, key = app
+    spent = rt.store.connections.spend_oauth_ticket(ticket, rt.clock()) if ticket and oauth.ticket_shape(ticket) else None
+    if spent is None:
+        logger.warning("OAuth start refused", extra={"reason": "no valid ticket", "ticket_given": bool(ticket)})
+        return _page(403, "Link not valid", NO_TICKET.format(minutes=oauth.TICKET_SECONDS // 60, command=OAUTH_LINK),
+                     raw=True)
     nonce = oauth.new_nonce()
-    state = oauth.make_state(key, nonce, rt.clock())
+    state = oauth.make_state(key, nonce, rt.clock(), workspace=spent.workspace)
     cookie = (f"{oauth.COOKIE}={nonce}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
               + ("; Secure" if place.secure else ""))
     location = oauth.authorize_url(rt.config.intercom_oauth_url, client_id, state, place.callback)
@@ -102,6 +137,10 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
         return _refused(place, str(exc), status=502)
     if not valid_workspace(found.app_id):
         return _refused(place, f"Intercom named a workspace id this bridge cannot keep ({found.app_id[:80]!r})", 502)
+    if state.workspace and found.app_id != state.workspace:
+        return _refused(place, f"you authorized workspace {found.app_id} ({found.name[:80]}), but this link is for "
+                               f"workspace {state.workspace} only: sign in to Intercom as an admin of "
+                               f"{state.workspace}, with a new link", status=403)
     current = rt.store.connections.workspace(found.app_id)
     api_base = None if current and current.api_base else found.api_base(rt.config.intercom_base_url)
     # The public app's client secret signs this workspace's webhooks.
@@ -130,7 +169,7 @@ def _connected(place: Place, found: oauth.Workspace, reconnected: bool) -> Page:
 
 def _refused(place: Place, reason: str, status: int = 400) -> Page:
     body = (f'<p class="error" id="reason">{html.escape(reason)}.</p><p>Nothing was connected or stored. '
-            f'<a href="{html.escape(place.start)}">Start again</a>.</p>')
+            f'To start again, ask the bridge\'s operator for a new link (<code>{OAUTH_LINK}</code>).</p>')
     logger.warning("OAuth callback refused", extra={"reason": reason})
     return Page(status, _html("Not connected", body))
 

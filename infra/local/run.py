@@ -250,6 +250,8 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
             raise _port_taken(api_port) from None
         raise
     parts.append(api.stop)
+    # `./bridge workspace oauth-link` prints start links on this API (the CLI reads .local/stack.json's env).
+    env["BRIDGE_API_URL"] = os.environ["BRIDGE_API_URL"] = api.url
     # (a batch the worker hands back in part raises RetryBatch: one line in the terminal, not a traceback)
     poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker,
                          expected=(RetryBatch,))
@@ -302,7 +304,8 @@ def banner(stack: LocalStack, every: str) -> str:
                   f"  Operator commands:    ./bridge ...   (finds this stack through {state})",
                   "  Real webhooks cannot reach 127.0.0.1 without a tunnel."]
     else:
-        lines += [f"  Connect by OAuth {stack.api_url}/oauth/intercom/start   (the simulated workspace's authorize page)",
+        lines += ["  Connect by OAuth ./bridge workspace oauth-link   (a one-time start link, 30 minutes: the simulated "
+                  "workspace's authorize page)",
                   "",
                   "  In another terminal:  make demo      (a referral joins, signs up, and qualifies)",
                   f"  Operator commands:    ./bridge explain <rf user id>   (finds this stack through {state})"]

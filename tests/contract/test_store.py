@@ -578,6 +578,23 @@ def test_an_oauth_state_is_used_once(store, clock):
     assert store.connections.use_oauth_state("n-2", clock() + 600) is True
 
 
+def test_an_oauth_ticket_is_spent_once_and_never_after_it_expires(store, clock):
+    from chalicelib.ports import OAuthTicket
+    expires = int(clock()) + 1800
+    store.connections.add_oauth_ticket(OAuthTicket("t-any", None, expires))
+    store.connections.add_oauth_ticket(OAuthTicket("t-ws1", "ws1", expires))
+    store.connections.add_oauth_ticket(OAuthTicket("t-late", None, expires))
+    with pytest.raises(ValueError):
+        store.connections.add_oauth_ticket(OAuthTicket("t-any", "ws2", expires))     # never replaced
+    assert store.connections.spend_oauth_ticket("t-never", clock()) is None
+    assert store.connections.spend_oauth_ticket("t-any", clock()) == OAuthTicket("t-any", None, expires)
+    assert store.connections.spend_oauth_ticket("t-any", clock()) is None               # once
+    clock.now = expires - 1
+    assert store.connections.spend_oauth_ticket("t-ws1", clock()) == OAuthTicket("t-ws1", "ws1", expires)
+    clock.now = expires                      # expired, though still kept until the table's TTL removes it
+    assert store.connections.spend_oauth_ticket("t-late", clock()) is None
+
+
 def test_the_cursor_and_the_rate_windows(store):
     assert store.cursor.get() is None
     store.cursor.set("x#1")

@@ -347,10 +347,12 @@ def oauth_connect(stage: Stage) -> list[int]:
     import requests
 
     from chalicelib.services.connections import configure_oauth
+    from chalicelib.services.oauth import mint_link
 
     configure_oauth(stage.operator, "public-app", "public-app-secret")
+    link = urlparse(mint_link(stage.operator, "https://abc.execute-api.example")["url"])    # `bridge workspace oauth-link`
     stage._warm["api_handler"].forget()
-    start = stage.get("/oauth/intercom/start", {"Host": "abc.execute-api.example", "X-Forwarded-Proto": "https"})
+    start = stage.get(f"{link.path}?{link.query}", {"Host": "abc.execute-api.example", "X-Forwarded-Proto": "https"})
     location, cookie = start["headers"]["Location"], start["headers"]["Set-Cookie"].split(";")[0]
     query = dict(parse_qsl(urlparse(location).query))
     decided = requests.post(f"{stage.intercom.base_url}/oauth", data={**query, "decision": "allow"},
@@ -395,8 +397,8 @@ def test_what_each_function_does(performed):
     """The actions, per function, as read from the recording (a readable summary of the above)."""
     _, stage, recorder = performed
     actions = {fn: sorted({a for a, _ in performed_pairs(stage, recorder, fn)}) for fn in deploy.FUNCTIONS}
-    assert actions["api_handler"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage",
-                                      "ssm:GetParameter", "ssm:PutParameter"]
+    assert actions["api_handler"] == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                      "dynamodb:UpdateItem", "sqs:SendMessage", "ssm:GetParameter", "ssm:PutParameter"]
     assert actions["reconcile"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
                                     "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
@@ -467,18 +469,23 @@ def test_reconciles_updates_stay_within_the_links_leading_keys(performed, render
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
 
 
-@pytest.mark.parametrize("sid, operation", [("OAuthTable", "PutItem"), ("EdgeTable", "UpdateItem")])
+@pytest.mark.parametrize("sid, operation", [("OAuthTable", "PutItem"), ("EdgeTable", "UpdateItem"),
+                                           ("OAuthTickets", "DeleteItem")])
 def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered, sid, operation):
-    """The API function's writes are narrowed to their keys (dynamodb:LeadingKeys): the OAuth state's
-    put, and its updates (the edge's log, the workspace the OAuth callback connected). Every write of
-    that kind it made falls inside its statement, so the condition would not refuse the real webhooks
-    or the real callback; and every statement granting the write is so narrowed."""
+    """The API function's writes are each narrowed to their keys (dynamodb:LeadingKeys): the OAuth
+    state's put, the start ticket's delete, and its updates (the edge's log, the workspace the OAuth
+    callback connected). Every such write it made falls inside its statement, so the condition would not
+    refuse the real webhooks, start or callback; one statement grants each, and no two share keys."""
     _, stage, recorder = performed
-    statements = [s for s in rendered.policy(STAGE, "api_handler")["Statement"] if f"dynamodb:{operation}" in s["Action"]]
-    assert [s["Sid"] for s in statements] == [sid]
+    policy = rendered.policy(STAGE, "api_handler")["Statement"]
+    statements = [s for s in policy if f"dynamodb:{operation}" in s["Action"]]
+    assert [s["Sid"] for s in statements] == [sid] and statements[0]["Action"] == [f"dynamodb:{operation}"]
     allowed = statements[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
     writes = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == operation]
-    keys = {(c.params["Item"] if operation == "PutItem" else c.params["Key"])["pk"]["S"] for c in writes}
+    keys = {(c.params.get("Item") or c.params["Key"])["pk"]["S"] for c in writes}
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
     if operation == "UpdateItem":        # the edge's log and the OAuth callback's connection were both seen
         assert {k.split("#")[0] for k in keys} >= {"EDGE", "WORKSPACE", "WORKSPACES"}, keys
+    others = [p for s in policy if s.get("Sid") != sid
+              for p in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])]
+    assert not [k for k in keys if any(fnmatchcase(k, p) for p in others)], "two statements share these keys"

@@ -245,3 +245,29 @@ def test_rf_connect_refuses_a_200_that_is_not_rfs_api(bridge, rf, capsys):
         f"bridge: Referral Factory would not confirm the token (the answer at {base}/campaigns is not Referral "
         "Factory's API (no `data` list): check RF_BASE_URL); nothing was stored\n")
     assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
+
+
+def test_workspace_oauth_link_prints_a_one_time_start_link_and_says_what_it_needs(bridge, capsys, monkeypatch):
+    """The one way to start an OAuth connect: the operator's link (the bare start is refused)."""
+    monkeypatch.delenv("BRIDGE_API_URL", raising=False)
+    monkeypatch.delenv("BRIDGE_STAGE", raising=False)
+    api = ["--api-url", bridge.server.url]
+    code, out, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-link", *api)
+    assert (code, out) == (1, "") and err == ("bridge: OAuth is not set up on this stage yet: run `bridge workspace "
+                                              "oauth-app --client-id ...` first (it asks for the public app's client "
+                                              "secret)\n")
+    assert run_cli(bridge.operator(), capsys, "workspace", "oauth-app", "--client-id", "public-app",
+                   "--client-secret", "public-secret")[0] == 0
+    code, out, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-link")
+    assert code == 1 and "the API's URL is not known here: give --api-url https://" in err
+    code, out, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-link", *api, "--workspace", "a b")
+    assert code == 1 and "not an Intercom app_id" in err
+
+    code, out, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-link", *api, "--workspace", WORKSPACE)
+    link, said = out.splitlines()
+    assert code == 0 and err == "" and link.startswith(f"{bridge.server.url}/oauth/intercom/start?ticket=")
+    assert f"A one-time OAuth start link for workspace {WORKSPACE} only: it works once, until " in said
+    code, out, _ = run_cli(bridge.operator(), capsys, "workspace", "oauth-link", *api, "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["workspace"] is None and answer["single_use"] is True
+    assert answer["url"] != link and answer["expires_at"].endswith("Z")

@@ -1,6 +1,8 @@
 """Issue 10 §5 "Must show": connecting a workspace by OAuth, in a real headless Chromium, against the
 Intercom simulator's authorize page; the bridge's API served over HTTP on moto; each bad `state`
-(missing, forged, expired, replayed) and a bad code answer an error page and store nothing.
+(missing, forged, expired, replayed) and a bad code answer an error page and store nothing. The start
+opens only from the operator's one-time link (`bridge workspace oauth-link`): without one, or with
+one already used, it answers a page saying so and never sends the browser to Intercom.
 
 The browser is Debian's `chromium` with `chromium-driver` (.ci/run installs them). Without them the
 tests are skipped, unless BRIDGE_BROWSER_REQUIRED=1 (CI sets it): then they fail."""
@@ -53,14 +55,27 @@ class OAuthStack:
 
     @property
     def start_url(self) -> str:
+        """The public start, as anyone can open it (no ticket)."""
         return f"{self.bridge.server.url}/oauth/intercom/start"
+
+    def link(self, workspace: str | None = None) -> str:
+        """A one-time start link, minted as the operator does: `bridge workspace oauth-link --json`."""
+        import contextlib
+        import io
+        import json
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["workspace", "oauth-link", "--api-url", self.bridge.server.url, "--json"]
+                        + (["--workspace", workspace] if workspace else []), rt=self.bridge.operator()) == 0
+        url = json.loads(out.getvalue())["url"]
+        assert url.startswith(f"{self.start_url}?ticket=")
+        return url
 
     def callback_url(self, **query) -> str:
         return f"{self.bridge.server.url}/oauth/intercom/callback?{urlencode(query)}"
 
-    def to_authorize_page(self) -> str:
-        """The admin opens the start link and lands on Intercom's authorize page: its state."""
-        self.driver.get(self.start_url)
+    def to_authorize_page(self, link: str | None = None) -> str:
+        """The admin opens the operator's start link and lands on Intercom's authorize page: its state."""
+        self.driver.get(link or self.link())
         assert self.text("authorize") == "Authorize access"          # Intercom's page has loaded
         here = urlsplit(self.driver.current_url)
         assert f"{here.scheme}://{here.netloc}" == self.sim.base_url and here.path == "/oauth"
@@ -95,20 +110,26 @@ class OAuthStack:
         return self.sim.count("POST", "/auth/eagle/token")
 
 
-@pytest.fixture
-def stack(bridge, other_workspaces, browser, clock):
-    """The API and the worker talk to the public app's Intercom (its own simulator, workspace
-    acme-oauth, not connected yet); the operator has stored the app's credentials."""
+def public_app(bridge, other_workspaces, clock, workspace: str, app_name: str):
+    """The API and the worker talk to the public app's Intercom (its own simulator, with `workspace`,
+    not connected yet); the operator has stored the app's credentials. (simulator, runtime)"""
     from chalicelib.config import Config
     from chalicelib.runtime import Runtime, reset_default_runtime
 
-    sim = other_workspaces(OAUTH_WS, app_name="Acme Oauth Ltd")
+    sim = other_workspaces(workspace, app_name=app_name)
     sim.client_id, sim.client_secret = CLIENT_ID, APP_SECRET
     env = {**os.environ, "INTERCOM_BASE_URL": sim.base_url, "INTERCOM_OAUTH_URL": f"{sim.base_url}/oauth"}
     rt = Runtime(Config.from_env(env), clock=clock, sleeper=clock.sleep)
     reset_default_runtime(rt)
     assert main(["workspace", "oauth-app", "--client-id", CLIENT_ID, "--client-secret", APP_SECRET],
                 rt=bridge.operator()) == 0
+    return sim, rt
+
+
+@pytest.fixture
+def stack(bridge, other_workspaces, browser, clock):
+    """The public app's Intercom has workspace acme-oauth (public_app)."""
+    sim, rt = public_app(bridge, other_workspaces, clock, OAUTH_WS, "Acme Oauth Ltd")
     browser.delete_all_cookies()
     return OAuthStack(bridge, sim, rt, browser)
 
@@ -209,6 +230,52 @@ def test_an_admin_who_cancels_at_intercom_gets_a_page_saying_so(stack):
     stack.click("cancel")
     assert "did not authorize the app (access_denied)" in stack.text("reason")
     assert stack.nothing_stored()
+
+
+def authorize_pages(stack) -> int:
+    return stack.sim.count("GET", "/oauth")
+
+
+def test_a_start_without_the_operators_link_shows_why_and_never_reaches_intercom(stack):
+    for url in (stack.start_url, f"{stack.start_url}?ticket=" + "A" * 22, f"{stack.start_url}?ticket=<b>x</b>"):
+        stack.driver.get(url)
+        reason = stack.text("reason")
+        assert "needs a one-time link from the bridge's operator" in reason and "bridge workspace oauth-link" in reason
+        assert urlsplit(stack.driver.current_url).path == "/oauth/intercom/start"       # no redirect to Intercom
+    assert authorize_pages(stack) == 0 and stack.nothing_stored()
+
+
+def test_a_link_already_used_is_refused_even_in_the_browser_that_used_it(stack):
+    link = stack.link()
+    stack.to_authorize_page(link)
+    stack.driver.get(link)                           # back to the link (history, a second click, a forward)
+    assert "it was already used" in stack.text("reason")
+    assert urlsplit(stack.driver.current_url).path == "/oauth/intercom/start"
+    assert authorize_pages(stack) == 1 and stack.nothing_stored()
+
+
+def test_a_link_expires_after_30_minutes(stack, clock):
+    link = stack.link()
+    clock.now += oauth.TICKET_SECONDS
+    stack.driver.get(link)
+    assert "expired (links last 30 minutes)" in stack.text("reason")
+    assert authorize_pages(stack) == 0 and stack.nothing_stored()
+
+
+def test_a_link_for_another_workspace_connects_nothing(stack):
+    stack.to_authorize_page(stack.link(workspace="someone-else"))
+    stack.click("authorize")                         # the admin authorizes in their own workspace, acme-oauth
+    reason = stack.text("reason")
+    assert f"you authorized workspace {OAUTH_WS} (Acme Oauth Ltd), but this link is for workspace someone-else " \
+           "only" in reason
+    assert "ask the bridge's operator for a new link" in stack.driver.page_source
+    assert stack.nothing_stored() and stack.exchanges() == 1
+
+
+def test_a_link_for_the_workspace_connects_it(stack):
+    stack.to_authorize_page(stack.link(workspace=OAUTH_WS))
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS and stack.token()
 
 
 def test_before_the_operator_sets_the_app_up_the_start_page_says_how(stack):

@@ -3,12 +3,14 @@
 and what the bridge must do instead; each fails on the code as reviewed."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_join_flow import new_lead
-from .test_oauth_browser import APP_SECRET as OAUTH_APP_SECRET, CLIENT_ID as OAUTH_CLIENT_ID
+from .test_oauth_browser import public_app
 
 OTHER = "ws-b"
 ATTRIBUTES = (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
@@ -121,36 +123,45 @@ def test_a_stranger_cannot_connect_their_own_workspace_through_the_public_oauth_
     only that the same browser started and finished, not that the operator asked for this workspace.
     Each such workspace costs the operator SSM parameters (the account's quota), table items, and
     the bridge's scheduled work; the operator never chose it.
-    Expected: a connect the operator did not start is refused and stores nothing — e.g. the start
-    takes a one-time link `bridge workspace oauth-link <app_id>` prints, and the callback refuses a
-    token whose `GET /me` names another workspace than the link's."""
-    import os
+    Expected: a connect the operator did not start is refused and stores nothing — the start takes a
+    one-time link `bridge workspace oauth-link --workspace <app_id>` prints, and the callback refuses a
+    token whose `GET /me` names another workspace than the link's (a link that leaked connects nothing else)."""
+    from urllib.parse import parse_qs, urlsplit
 
     from chalicelib.cli import main
-    from chalicelib.config import Config
-    from chalicelib.runtime import Runtime, reset_default_runtime
 
-    sim = other_workspaces(STRANGER, app_name="Not the operator's")
-    sim.client_id, sim.client_secret = OAUTH_CLIENT_ID, OAUTH_APP_SECRET
-    env = {**os.environ, "INTERCOM_BASE_URL": sim.base_url, "INTERCOM_OAUTH_URL": f"{sim.base_url}/oauth"}
-    rt = Runtime(Config.from_env(env), clock=clock, sleeper=clock.sleep)
-    reset_default_runtime(rt)
-    assert main(["workspace", "oauth-app", "--client-id", OAUTH_CLIENT_ID, "--client-secret", OAUTH_APP_SECRET],
-                rt=bridge.operator()) == 0
+    sim, rt = public_app(bridge, other_workspaces, clock, STRANGER, "Not the operator's")
 
-    stranger = requests.Session()                      # a browser that has nothing of the operator's
-    start = stranger.get(f"{bridge.server.url}/oauth/intercom/start", allow_redirects=False, timeout=10)
-    if start.status_code == 302:
+    def follow(start_url: str) -> requests.Response:
+        """A browser that has nothing of the operator's opens the link and authorizes in its own workspace."""
+        stranger = requests.Session()
+        start = stranger.get(start_url, allow_redirects=False, timeout=10)
+        if start.status_code != 302:
+            return start
         authorize = stranger.get(start.headers["Location"], timeout=10)            # Intercom's page
         assert authorize.status_code == 200
-        from urllib.parse import parse_qs, urlsplit
         query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
         decided = stranger.post(f"{sim.base_url}/oauth", data={**query, "decision": "allow"},
                                 allow_redirects=False, timeout=10)
-        stranger.get(decided.headers["Location"], timeout=10)                       # the callback
-    assert rt.secrets.scoped("worker").get(f"intercom/{STRANGER}/token") is None, \
-        "a stranger's workspace token was stored in the operator's secret store"
-    assert rt.store.connections.workspace(STRANGER) is None
+        return stranger.get(decided.headers["Location"], timeout=10)              # the callback
+
+    def nothing_stored() -> bool:
+        return (rt.secrets.scoped("worker").get(f"intercom/{STRANGER}/token") is None
+                and rt.store.connections.workspace(STRANGER) is None)
+
+    page = follow(f"{bridge.server.url}/oauth/intercom/start")                     # the bare public start
+    assert page.status_code == 403 and "bridge workspace oauth-link" in page.text
+    assert nothing_stored(), "a stranger's workspace token was stored in the operator's secret store"
+
+    # The operator's link for their own workspace reaches the stranger (a forwarded email, a chat log).
+    import io
+    from contextlib import redirect_stdout
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["workspace", "oauth-link", "--workspace", WORKSPACE, "--api-url", bridge.server.url, "--json"],
+                    rt=bridge.operator()) == 0
+    page = follow(json.loads(out.getvalue())["url"])
+    assert page.status_code == 403 and f"but this link is for workspace {WORKSPACE} only" in page.text
+    assert nothing_stored(), "a leaked link connected another workspace than the one it was made for"
 
 
 # --- logs ---------------------------------------------------------------------------------------------

@@ -175,10 +175,12 @@ def a_stack(real: bool) -> run.LocalStack:
 
 def test_the_real_api_banner_advertises_neither_the_demo_nor_the_simulators_pages():
     real = run.banner(a_stack(real=True), "60")
-    assert "make demo" not in real and "/oauth/intercom/start" not in real and "campaign 42" not in real
+    assert "make demo" not in real and "oauth" not in real and "campaign 42" not in real
     assert "against the real Intercom (workspace abc123)" in real and "./bridge settings apply" in real
     simulated = run.banner(a_stack(real=False), "60")
-    assert "make demo" in simulated and "/oauth/intercom/start" in simulated
+    # OAuth starts only from a one-time link: the banner names the command that prints one (no bare start URL)
+    assert "make demo" in simulated and "./bridge workspace oauth-link" in simulated
+    assert "/oauth/intercom/start" not in simulated
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -119,13 +119,26 @@ def test_make_run_takes_a_port():
 
 
 def test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack):
-    """`make run` prints an OAuth start link; following it (as a browser would) connects the
-    simulated workspace through the simulator's authorize page."""
+    """`make run` names `./bridge workspace oauth-link`, which prints a one-time start link on the local
+    API; following it (as a browser would) connects the simulated workspace through the simulator's
+    authorize page. The bare start is refused."""
+    import contextlib
+    import io
+
     import requests
     from urllib.parse import parse_qsl, urlsplit
 
+    from chalicelib.cli import main
+
+    assert "./bridge workspace oauth-link" in run.banner(local_stack, "60")
     browser = requests.Session()
-    start = browser.get(f"{local_stack.api_url}/oauth/intercom/start", allow_redirects=False, timeout=10)
+    bare = browser.get(f"{local_stack.api_url}/oauth/intercom/start", allow_redirects=False, timeout=10)
+    assert bare.status_code == 403 and "bridge workspace oauth-link" in bare.text
+    with contextlib.redirect_stdout(io.StringIO()) as out:          # the stack's environment, as ./bridge has it
+        assert main(["workspace", "oauth-link"]) == 0
+    link = out.getvalue().splitlines()[0]
+    assert link.startswith(f"{local_stack.api_url}/oauth/intercom/start?ticket=")
+    start = browser.get(link, allow_redirects=False, timeout=10)
     assert start.status_code == 302 and start.headers["Location"].startswith(f"{local_stack.intercom_url}/oauth?")
     query = dict(parse_qsl(urlsplit(start.headers["Location"]).query))
     page = browser.get(start.headers["Location"], timeout=10)

@@ -22,14 +22,19 @@ HERE = flow.Place("https://bridge.example/api", secure=True)
 def test_a_state_reads_back_until_it_expires():
     state = oauth.make_state(KEY, "n" * 24, NOW)
     assert oauth.read_state(KEY, state, NOW + oauth.STATE_SECONDS - 1) == oauth.State("n" * 24, int(NOW) + 600)
+    only = oauth.make_state(KEY, "n" * 24, NOW, workspace="ws1")
+    assert oauth.read_state(KEY, only, NOW).workspace == "ws1"
     with pytest.raises(StateError, match="expired"):
         oauth.read_state(KEY, state, NOW + oauth.STATE_SECONDS)
 
 
 @pytest.mark.parametrize("state", [
     oauth.make_state("another-key", "n" * 24, NOW),
-    oauth.make_state(KEY, "n" * 24, NOW)[:-1] + "A",
+    oauth.make_state(KEY, "n" * 24, NOW)[:-1] + ("B" if oauth.make_state(KEY, "n" * 24, NOW)[-1] == "A" else "A"),
     "n" * 24 + f".{int(NOW) + 10**6}." + oauth.make_state(KEY, "n" * 24, NOW).rsplit(".", 1)[1],
+    # the workspace a link allowed, removed or swapped for the attacker's
+    oauth.make_state(KEY, "n" * 24, NOW, workspace="ws1").replace(".ws1.", ".."),
+    oauth.make_state(KEY, "n" * 24, NOW, workspace="ws1").replace(".ws1.", ".ws2."),
     "garbage", "a.b.c", "n" * 24 + ".12.", "é" * 30, "x" * 500])
 def test_a_state_this_bridge_did_not_sign_is_refused(state):
     with pytest.raises(StateError, match="not one this bridge issued"):
@@ -66,8 +71,15 @@ def rt():
     return rt
 
 
-def started(rt) -> tuple[dict, str]:
-    page = flow.start(rt, HERE)
+def ticket(rt, workspace=None) -> str:
+    """The ticket of a link the operator minted (`bridge workspace oauth-link`)."""
+    url = flow.mint_link(rt, HERE.base, workspace)["url"]
+    assert url.startswith(f"{HERE.start}?ticket=")
+    return url.split("=", 1)[1]
+
+
+def started(rt, workspace=None) -> tuple[dict, str]:
+    page = flow.start(rt, HERE, ticket(rt, workspace))
     assert page.status == 302
     query = dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))
     cookie = page.headers["Set-Cookie"].split(";")[0]
@@ -75,7 +87,7 @@ def started(rt) -> tuple[dict, str]:
 
 
 def test_start_redirects_with_a_signed_state_and_binds_the_browser(rt):
-    page = flow.start(rt, HERE)
+    page = flow.start(rt, HERE, ticket(rt))
     location = page.headers["Location"]
     assert location.startswith("https://app.intercom.com/oauth?client_id=app-id&state=")
     assert "redirect_uri=https%3A%2F%2Fbridge.example%2Fapi%2Foauth%2Fintercom%2Fcallback" in location
@@ -96,8 +108,47 @@ def test_the_callback_connects_the_workspace_the_token_belongs_to(rt):
     assert rt.store.connections.workspace("ws1").secrets == {"token", "client-secret"}
 
 
+def test_a_start_without_the_operators_unused_unexpired_ticket_is_refused_and_never_reaches_intercom(rt):
+    unused, spent, late = ticket(rt), ticket(rt), ticket(rt)
+    assert flow.start(rt, HERE, spent).status == 302
+    rt.clock.now += oauth.TICKET_SECONDS - 1
+    assert flow.start(rt, HERE, unused).status == 302                    # a link works for 30 minutes
+    rt.clock.now += 1
+    for given in (None, "", "x" * 22, "not a ticket <b>", spent, late):
+        page = flow.start(rt, HERE, given)
+        assert page.status == 403 and "Location" not in page.headers and "Set-Cookie" not in page.headers, given
+        assert "one-time link from the bridge's operator" in page.html and "bridge workspace oauth-link" in page.html
+    assert rt.store.connections.workspaces() == set()
+
+
+def test_an_operator_link_needs_the_oauth_app_and_a_real_app_id():
+    bare = FakeConnecting()
+    with pytest.raises(ConnectError, match="run `bridge workspace oauth-app --client-id ...` first"):
+        flow.mint_link(bare, HERE.base)
+    configure_oauth(bare, "app-id", "app-secret")
+    with pytest.raises(ConnectError, match="not an Intercom app_id"):
+        flow.mint_link(bare, HERE.base, "ws1.other")
+    with pytest.raises(ConnectError, match="https://"):
+        flow.mint_link(bare, "http://bridge.example/api")
+    assert bare.store.connections.tickets == {}
+
+
+def test_a_link_for_one_workspace_refuses_a_token_of_another_and_stores_nothing(rt):
+    query, cookie = started(rt, workspace="ws2")
+    rt.auth.codes["code="] = "tok-1"                                      # the token of ws1
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert page.status == 403
+    refused(rt, page, "you authorized workspace ws1 (Acme &lt;b&gt;), but this link is for workspace ws2 only")
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") is None
+
+    query, cookie = started(rt, workspace="ws1")                          # the workspace it names: connected
+    rt.auth.codes["code2="] = "tok-1"
+    assert flow.callback(rt, {"code": "code2=", "state": query["state"]}, cookie, HERE).status == 200
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
+
+
 def refused(rt, page, reason: str) -> None:
-    assert page.status in (400, 502) and reason in page.html and "Nothing was connected or stored" in page.html
+    assert page.status in (400, 403, 502) and reason in page.html and "Nothing was connected or stored" in page.html
     assert rt.store.connections.workspaces() == set() and rt.secrets.scoped("worker").get("intercom/ws1/token") is None
 
 
@@ -125,7 +176,7 @@ def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
 
 def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
     bare = FakeConnecting()
-    for page in (flow.start(bare, HERE), flow.callback(bare, {"code": "c"}, None, HERE)):
+    for page in (flow.start(bare, HERE, "t" * 22), flow.callback(bare, {"code": "c"}, None, HERE)):
         assert page.status == 503 and "bridge workspace oauth-app --client-id ...</code> (it asks for the client " \
             "secret)" in page.html and "--client-secret" not in page.html       # no secret on a command line
 

@@ -9,11 +9,12 @@ from pynamodb.expressions.update import Action
 
 from ...domain.budget import BudgetState
 from ...domain.history import iso
-from ...ports.store import LIST_CLOCK_SKEW, AttributeList, Connection, CountBackfill, RFConnection, StoredSettings
+from ...ports.store import (LIST_CLOCK_SKEW, AttributeList, Connection, CountBackfill, OAuthTicket, RFConnection,
+                             StoredSettings)
 from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
-                   cursor_key, oauth_state_key, rate_key, settings_key)
-from .models import (BudgetStateItem, CampaignsItem, ConnectionItem, CursorItem, OAuthStateItem, RateItem, RFConfigItem,
+                   cursor_key, oauth_state_key, oauth_ticket_key, rate_key, settings_key)
+from .models import (BudgetStateItem, CampaignsItem, ConnectionItem, CursorItem, OAuthStateItem, OAuthTicketItem, RateItem, RFConfigItem,
                      SettingsItem, WorkspacesItem, applied, batch_get, get)
 
 
@@ -56,6 +57,22 @@ class DynamoConnections:
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         return applied(lambda: OAuthStateItem(*oauth_state_key(nonce), expires_at=int(expires_at)).save(
             condition=OAuthStateItem.pk.does_not_exist()))
+
+    def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
+        if not applied(lambda: OAuthTicketItem(*oauth_ticket_key(ticket.ticket), workspace=ticket.workspace,
+                                               expires_at=ticket.expires_at).save(
+                condition=OAuthTicketItem.pk.does_not_exist())):
+            raise ValueError("this ticket id is kept already")
+
+    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        # Read (what it allows), then spend by a delete that holds only while it is there and unexpired
+        # (TTL removes expired items late): of two starts with one ticket, one delete goes through.
+        key = oauth_ticket_key(ticket)
+        item = get(OAuthTicketItem, key, consistent=True)
+        if item is None or now >= item.expires_at or not applied(lambda: OAuthTicketItem(*key).delete(
+                condition=OAuthTicketItem.pk.exists() & (OAuthTicketItem.expires_at > int(now)))):
+            return None
+        return OAuthTicket(ticket, item.workspace, int(item.expires_at))
 
     def register_workspace(self, workspace: str) -> None:
         WorkspacesItem(*WORKSPACES_KEY).update(actions=[WorkspacesItem.names.add({workspace})])

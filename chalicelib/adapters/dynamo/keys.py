@@ -10,6 +10,9 @@ Item kinds (pk / sk):
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
                                          of changed contacts reads the rules of)
   OAUTH#<nonce> / STATE                  an OAuth state already used (TTL: until it would have expired)
+  TICKET#<id> / OAUTH                    a one-time OAuth start link the operator minted, until it is spent
+                                         (TTL: when it expires); its own prefix, so the API function may
+                                         delete these and nothing else
   RF / CONFIG                            Referral Factory is connected: which secrets are set
   CAMPAIGN#<id> / PERSON#<rf id>         the link RF person <-> Intercom contact; while a lead awaits
                                          qualification it is in the sparse `pending` index; while a claim
@@ -67,6 +70,10 @@ def connection_key(workspace: str) -> Key:
 
 def oauth_state_key(nonce: str) -> Key:
     return f"OAUTH#{nonce}", "STATE"
+
+
+def oauth_ticket_key(ticket: str) -> Key:
+    return f"TICKET#{ticket}", "OAUTH"
 
 
 WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")

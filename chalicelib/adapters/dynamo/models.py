@@ -74,6 +74,11 @@ class OAuthStateItem(_Item):
     expires_at = NumberAttribute()
 
 
+class OAuthTicketItem(_Item):
+    workspace = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute()              # the table's TTL attribute: DynamoDB removes it some time after
+
+
 class PendingIndex(GlobalSecondaryIndex):
     class Meta:
         index_name = "pending"
@@ -293,7 +298,7 @@ class EdgeItem(_Item):
 
 MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
                                    NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem,
-                                   CampaignsItem, EdgeItem, OAuthStateItem, SyncRunItem, LedgerItem, ReferralItem)
+                                   CampaignsItem, EdgeItem, OAuthStateItem, OAuthTicketItem, SyncRunItem, LedgerItem, ReferralItem)
 
 
 _clients: dict[tuple[Optional[str], ...], Any] = {}
