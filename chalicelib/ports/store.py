@@ -65,6 +65,12 @@ class LinkRepository(Protocol):
         """finish() for each, in as few writes as the store can: per item None, or the exception
         finish() raises (Busy) as a value. A referrer counted by several joins of one write gets
         them in one update."""
+    def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
+        """Joins the settings ignored (action nothing), each (ref, reason, entries), made claimable again
+        for a join sent anew (`bridge backfill` once the action creates): the link waits (WAITING, with
+        `reason`) and keeps everything else (whom it counted for: its join counts it no more), its
+        entries go into its history, at once. Per person True, or False and nothing written unless the
+        link is still ignored."""
 
     # referral counts (the referrer's PersonRef; services/referral_count.py)
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]: ...

@@ -865,6 +865,25 @@ def test_a_referrer_counts_each_lead_once_whatever_repeats_and_batches_and_a_fai
     assert store.links.referrals(PersonRef("42", "6")) is None
 
 
+def test_an_ignored_join_reopened_is_claimable_once_keeps_its_count_and_a_linked_one_is_not_reopened(store):
+    """`bridge backfill` sends again a join ignored under `action: nothing` once the action creates: its
+    link waits (claimable), says why, and still counts for its referrer (once: finishing it counts nobody)."""
+    assert _finish_leads(store, "1", "2", status=LinkStatus.IGNORED) + _finish_leads(store, "3") == [None] * 3
+    assert store.links.referrals(REFERRER).n == 3
+    why = "sent again by `bridge backfill 42 --apply`"
+    assert store.links.reopen_ignored_many([(PersonRef("42", u), why, [Entry("join", "resent", why)])
+                                            for u in ("1", "2", "3")]) == [True, True, False]
+    assert store.links.reopen_ignored_many([(PersonRef("42", "1"), why, [])]) == [False]   # reopened already
+    reopened = store.links.get(PersonRef("42", "1"))
+    assert (reopened.status, reopened.reason, reopened.counted_for) == (LinkStatus.WAITING, why, "100")
+    assert outcomes(store, PersonRef("42", "1")) == ["linked", "resent"]
+    assert store.links.get(PersonRef("42", "3")).status is LinkStatus.LINKED and outcomes(
+        store, PersonRef("42", "3")) == ["linked"]
+    assert _finish_leads(store, "1", "2", counts_for=None) == [None, None]   # the join, which counts nobody again
+    assert [store.links.get(PersonRef("42", u)).counted_for for u in ("1", "2")] == ["100", "100"]
+    assert store.links.referrals(REFERRER).n == 3
+
+
 def test_a_lost_claim_counts_nothing_and_the_other_joins_of_its_write_still_count(store, clock):
     lost = store.links.claim(PersonRef("42", "1"), WS, lease=10)
     clock.now += 11
