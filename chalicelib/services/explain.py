@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
-from ..domain.link import Link, PersonRef
+from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted
@@ -150,7 +150,8 @@ HINTS = {
     ("contact", "skipped_existing"): "to write the mapped attributes to existing contacts too, set "
                                      "`{side}.duplicates: update` and apply the settings",
     ("join", "ignored"): "to send them, set `{side}.action` to create_lead or create_user, apply the settings, then "
-                         "`bridge backfill {campaign} --apply`",
+                         "`bridge backfill {campaign} --apply` (it sends again each join ignored under action "
+                         "nothing)",
     ("evaluation", "not_changed"): "the contact already had the target value when the person joined, and the rule "
                                    "has `require_change: true`: it qualifies once the value changes away and back. "
                                    "To count a value held at joining, set `qualification.require_change: false` and "
@@ -173,6 +174,8 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     # A counted repeat (the same join, notification... seen again) needs nothing done.
     fix = None if entry.get("count") else FIXES.get((entry["event"], why))
     hint = None if entry.get("count") else HINTS.get((entry["event"], why))
+    if (entry["event"], why) == ("join", "ignored") and link is not None and link.status is not LinkStatus.IGNORED:
+        hint = None         # sent again since (`bridge backfill`): the trail goes on with that join
     if entry["event"] == "webhook_refused":
         if str(details.get("scope", "")).startswith("workspace:"):
             fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"

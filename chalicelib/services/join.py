@@ -315,7 +315,7 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
-                                     reason=plan.reason, counts_for=counted_referrer(attempt.settings, person.values))
+                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values))
         attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
@@ -558,8 +558,14 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline,
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
-                      qualified_at=already, counts_for=counted_referrer(settings, person.values)), \
+                      qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
+
+
+def _counts_for(attempt: Attempt, settings: CampaignSettings, values: dict) -> Optional[str]:
+    """The referrer this finished join counts for: nobody when the link counts for one already (a join
+    the settings ignored, counted then, and sent again by `bridge backfill` once the action creates)."""
+    return None if attempt.link is not None and attempt.link.counted_for else counted_referrer(settings, values)
 
 
 def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSettings, deps: WorkDeps) -> None:
