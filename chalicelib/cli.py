@@ -712,7 +712,7 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
 
     if not args.who.strip():
         raise CliError("explain whom? Give an email, a Referral Factory user id or an Intercom contact id")
-    found = explain.explain(rt, args.who)
+    found = explain.explain(rt, args.who, intercom=rt.intercom)
     if args.json:
         _print(found.view())
     else:
