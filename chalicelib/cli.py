@@ -712,7 +712,8 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
 
     if not args.who.strip():
         raise CliError("explain whom? Give an email, a Referral Factory user id or an Intercom contact id")
-    found = explain.explain(rt, args.who, intercom=rt.intercom)
+    # (Intercom is asked about a contact id no link names: a duplicate's email; a store-only runtime asks nobody)
+    found = explain.explain(rt, args.who, intercom=getattr(rt, "intercom", None))
     if args.json:
         _print(found.view())
     else:
