@@ -1,0 +1,80 @@
+"""Review of today's workspace-move guard (services/admin._moved_workspace, Qualifier.moved_away) on the
+store's in-memory twin and fake APIs: cases the guard gets wrong."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+from chalicelib.messages import JoinMessage
+from chalicelib.services.admin import PEOPLE_COUNTED, MovesWorkspace
+from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.unit.scenario import joined, run, settings, world
+from tests.unit.test_referral_count import counting_settings
+from tests.unit.test_workspace_move import apply
+
+
+def test_a_move_is_refused_when_the_linked_people_come_after_the_first_hundred_links():
+    """Scenario: campaign 42 in workspace ws had a bad start: its first PEOPLE_COUNTED (100) joins failed (RF
+    user ids 1000..1099, e.g. before the workspace was connected), and later people were linked (RF user
+    id 2000 onward). The operator applies settings naming ws-b without --move-workspace.
+    Expected: the move is refused (a linked person would stop qualifying), as it is when the linked person
+    comes first. Today `_moved_workspace` counts LINKED only among the first 100 links `statuses_in` reads
+    (`limit`), finds none, and moves the campaign silently."""
+    work = world()
+    for user in range(1000, 1000 + PEOPLE_COUNTED):
+        claim = work.store.links.claim(PersonRef("42", str(user)), "ws")
+        work.store.links.finish(claim, JoinResult(LinkStatus.FAILED, reason="workspace disconnected"), [])
+    joined(work, "2000", "ann@example.com")
+    with pytest.raises(MovesWorkspace):
+        apply(work, {**settings(), "workspace": "ws-b"})
+    assert work.store.settings.get("42").workspace == "ws"
+
+
+class _ByWorkspace(FakeApis):
+    """The fake APIs, remembering which workspace's client made each contact update (one fake Intercom)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.updates: list[tuple[str, str]] = []
+
+    def intercom(self, workspace: str) -> FakeIntercom:
+        client, updates = self.intercom_, self.updates
+        real = client.update_contact
+
+        class Client:
+            def __getattr__(self, name):
+                return getattr(client, name)
+
+            def update_contact(self, contact_id, body, *a, **kw):
+                updates.append((workspace, contact_id))
+                return real(contact_id, body, *a, **kw)
+        return Client()  # type: ignore[return-value]
+
+
+def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces_contact_with_the_new_ones_token():
+    """Scenario: campaign 42 keeps referral counts. Rita (a referrer, RF user 100) was linked by her join in
+    workspace ws (her contact is ws's). The operator moves campaign 42 to ws-b (`settings apply
+    --move-workspace`, warned only that linked people no longer qualify). A new lead referred by Rita joins
+    (created in ws-b) and Rita's count grows.
+    Expected: the count is not written to Rita's ws contact id through ws-b's client (ws-b does not hold that
+    contact: an Intercom 404 and a dead letter at best, another person's contact at worst); it is kept, as
+    for a referrer whose contact is not known in the campaign's workspace. Today referral_count.write takes
+    the link's contact id (ws) and `deps.apis.intercom(settings.workspace)` (ws-b)."""
+    count = "custom_attributes.referral_count"
+    attributes = {count: {"data_type": "integer"}, "custom_attributes.referral_link": {"data_type": "string"},
+                  "name": {"data_type": "string"}, "email": {"data_type": "string"},
+                  "custom_attributes.signed_up": {"data_type": "string"}}
+    apis = _ByWorkspace(FakeIntercom(dict(attributes)), FakeRF({"100": {"id": 100, "email": "rita@example.com"}}))
+    work = FakeWork(apis)
+    counting = counting_settings()
+    work.store.settings.put("42", counting, "ws")
+    _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    apply(work, {**counting, "workspace": "ws-b"}, move=True)
+    assert work.store.settings.get("42").workspace == "ws-b"
+
+    lead = {"id": "1", "campaign_id": "42", "email": "lead1@example.com", "first_name": "L1", "type": "lead",
+            "referrer_id": "100"}
+    run(work, JoinMessage(campaign_id="42", rf_user_id="1", person=lead).wire())
+    counts = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"]
+    run(work, *counts)
+    assert ("ws-b", rita["id"]) not in apis.updates, "ws's contact was written through workspace ws-b's client"
