@@ -78,3 +78,19 @@ def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces
     counts = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"]
     run(work, *counts)
     assert ("ws-b", rita["id"]) not in apis.updates, "ws's contact was written through workspace ws-b's client"
+
+
+def test_settings_deleted_then_applied_naming_another_workspace_are_refused_while_people_are_linked_in_the_first():
+    """Scenario: campaign 42's people are linked in workspace ws. The operator runs `bridge settings delete 42
+    --yes` (the links and history stay, as it says) and then applies campaign 42's settings naming ws-b
+    (without --move-workspace).
+    Expected: the same refusal as a direct move — the people linked in ws would silently stop qualifying
+    (Qualifier.moved_away compares each link's workspace with the settings'). Today `_moved_workspace`
+    compares with the stored settings only: with none stored it says nothing and the move happens."""
+    from chalicelib.services.admin import delete_settings
+    work = world()
+    joined(work, "7", "ann@example.com")
+    operator = type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
+    delete_settings(operator, "42", confirmed=True)
+    with pytest.raises(MovesWorkspace):
+        apply(work, {**settings(), "workspace": "ws-b"})
