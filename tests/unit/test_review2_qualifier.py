@@ -35,15 +35,17 @@ def test_a_put_refused_for_good_fails_the_qualification_whatever_rfs_quiet_answe
     (`_rf_says(quiet=True)`: "a resent PUT answered 'already qualified'"). RF's answer cannot be read as
     qualified or not: it lacks `qualified_at`, or names another campaign.
     Expected: as `quiet` promises, the question's failure is no answer: the qualification is finished as
-    FAILED (with RF's 422 reason, or the other campaign's), and a Permanent is what the worker sees. Today the Transient (or
+    FAILED (with RF's 422 reason, and the other campaign's when RF names one), and a Permanent is what the worker sees. Today the Transient (or
     OtherCampaign) raised by qualified_at/campaign_user escapes the `except Permanent` handler: the claim is
     never finished, so the referral stays QUALIFYING under a lease (the retry finds it "in progress
     elsewhere"), RF's 422 reason is recorded nowhere, and the worker retries a failure that is permanent."""
     work, link, contact = _refused_then_asked(second)
     with pytest.raises(Permanent) as raised:
         work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
-    if second["campaign_id"] == "42":
-        assert "422" in raised.value.reason         # RF's own refusal, not "came without qualified_at"
+    assert "422" in raised.value.reason             # RF's own refusal, not "came without qualified_at"
     after = link_of(work)
     assert after.qualification is QState.FAILED, f"left {after.qualification} (the claim was never finished)"
+    assert after.reason is not None and "422" in after.reason      # recorded where explain reads it
+    if second["campaign_id"] == "43":
+        assert "belongs to campaign 43" in after.reason             # and why RF refused it
     assert work.apis.rf_.calls.count("qualify 7") == 1
