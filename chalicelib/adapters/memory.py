@@ -132,6 +132,11 @@ class MemoryLinks:
         held = [h.link.status for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
         return dict(Counter(held[:limit]))
 
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+        found = [h.link.workspace for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id
+                 and h.link.status is LinkStatus.LINKED and h.link.workspace != workspace]
+        return dict(Counter(found[:limit]))
+
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
         held.link = dataclasses.replace(held.link, updated_at=iso(self.clock()), **changes)

@@ -43,6 +43,10 @@ class LinkRepository(Protocol):
     def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
         """How many of the campaign's links are in each status, counting up to `limit` links (reads the
         campaign's own items only)."""
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+        """The campaign's linked people in other workspaces than `workspace`, by workspace, counting up to
+        `limit` of them: its links are read page by page until `limit` are found or none is left (not only
+        its first `limit` links)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:

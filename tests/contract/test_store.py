@@ -464,6 +464,27 @@ def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_l
     assert store.links.statuses_in("44", 100) == {}
 
 
+def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number_of_other_links(store, monkeypatch):
+    """What `settings apply` asks before a campaign changes workspace: its people linked elsewhere than the
+    workspace named, by workspace, up to `limit` of them, however many of its links come first (failed
+    joins, a referrer's count, people linked in the workspace named), read page after page."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    for user in ("1", "2", "3", "4"):
+        claim = store.links.claim(PersonRef("42", user), WS)
+        store.links.finish(claim, JoinResult(LinkStatus.FAILED, reason="RF answered 404"), [])
+    store.links.referrer_contact(PersonRef("42", "5"), "c5")                   # a referrer's count: not a link
+    store.links.claim(PersonRef("42", "6"), "ws2")                              # a join still held
+    for user, workspace in (("7", WS), ("8", "ws2"), ("9", WS)):
+        claim = store.links.claim(PersonRef("42", user), workspace)
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=f"c{user}"), [])
+    joined(store, PersonRef("43", "1"))                                        # another campaign's
+    assert store.links.linked_elsewhere("42", "ws2", 100) == {WS: 2}
+    assert store.links.linked_elsewhere("42", "ws2", 1) == {WS: 1}            # found after 4 failed joins
+    assert store.links.linked_elsewhere("42", WS, 100) == {"ws2": 1}
+    assert store.links.linked_elsewhere("42", "ws3", 100) == {WS: 2, "ws2": 1}
+    assert store.links.linked_elsewhere("44", WS, 100) == {}
+
+
 def test_the_campaigns_of_a_workspace_are_listed(store):
     assert store.settings.campaigns(WS) == set()
     store.settings.put("42", {"campaign_id": "42"}, WS)
