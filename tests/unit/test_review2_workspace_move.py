@@ -8,7 +8,7 @@ from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
 from chalicelib.messages import JoinMessage
 from chalicelib.services.admin import PEOPLE_COUNTED, MovesWorkspace
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import joined, run, settings, world
+from tests.unit.scenario import joined, reasons, run, settings, world
 from tests.unit.test_referral_count import counting_settings
 from tests.unit.test_workspace_move import apply
 
@@ -69,7 +69,8 @@ def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces
     counting = counting_settings()
     work.store.settings.put("42", counting, "ws")
     _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
-    apply(work, {**counting, "workspace": "ws-b"}, move=True)
+    [moved] = apply(work, {**counting, "workspace": "ws-b"}, move=True)
+    assert "nor will referral counts be written to them" in moved and "their counts are kept" in moved
     assert work.store.settings.get("42").workspace == "ws-b"
 
     lead = {"id": "1", "campaign_id": "42", "email": "lead1@example.com", "first_name": "L1", "type": "lead",
@@ -78,6 +79,13 @@ def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces
     counts = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"]
     run(work, *counts)
     assert ("ws-b", rita["id"]) not in apis.updates, "ws's contact was written through workspace ws-b's client"
+    assert work.store.links.referrals(PersonRef("42", "100")).n == 1                     # kept
+    assert reasons(work, "100")[-1] == (
+        "referral count: 1 kept, not written to custom_attributes.referral_count: the referrer was linked in "
+        "workspace ws; campaign 42 is now connected to ws-b (its settings were applied naming it), which does not "
+        "hold their contact")
+    from chalicelib.services.explain import as_text, explain
+    assert "kept, not written" in as_text(explain(type("R", (), {"store": work.store})(), "rita@example.com"))
 
 
 def test_settings_deleted_then_applied_naming_another_workspace_are_refused_while_people_are_linked_in_the_first():
@@ -92,5 +100,9 @@ def test_settings_deleted_then_applied_naming_another_workspace_are_refused_whil
     joined(work, "7", "ann@example.com")
     operator = type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
     delete_settings(operator, "42", confirmed=True)
-    with pytest.raises(MovesWorkspace):
+    with pytest.raises(MovesWorkspace) as refused:
         apply(work, {**settings(), "workspace": "ws-b"})
+    [said] = refused.value.problems
+    assert said.startswith("workspace: campaign 42 has 1 linked person in workspace ws; moved to ws-b")
+    assert said.endswith("or keep workspace: ws") and work.store.settings.get("42") is None
+    assert apply(work, settings()) == []                       # applied again naming ws: nothing to say
