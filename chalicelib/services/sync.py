@@ -108,8 +108,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
 
 
 # --- one page -------------------------------------------------------------------------------------
-def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, *, last_try: bool = False) -> str:
-    """`last_try`: the worker dead-letters the page if this try fails (worker.Handler.last_try)."""
+def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, last_try: bool = False) -> str:
+    """`last_try`: the worker dead-letters the page if this try fails (worker.Handler.handle_last_try)."""
     campaign_id, owner = message.campaign_id, uuid.uuid4().hex
     run, took = deps.sync.claim_page(campaign_id, message.run, message.page, owner, deps.clock())
     if not took:
