@@ -542,7 +542,8 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     which = f"workspace {done['workspace']} only" if done["workspace"] else "any workspace whose admin opens it"
     _answer(args, done, f"{done['url']}\nA one-time OAuth start link for {which}: it works once, until "
             f"{done['expires_at']} ({TICKET_SECONDS // 60} minutes). Whoever holds it can use it: send it to the "
-            "admin only (a chat's link preview may spend it; then make another).")
+            "admin only. Opening it spends nothing (mail scanners and chat previews cannot use it up): the "
+            "admin's click on Continue to Intercom does.")
     return 0
 
 

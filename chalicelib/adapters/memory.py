@@ -521,11 +521,15 @@ class MemoryConnections:
             raise ValueError("this ticket id is kept already")
         self.tickets[ticket.ticket] = ticket
 
-    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+    def oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
         kept = self.tickets.get(ticket)
-        if kept is None or now >= kept.expires_at:      # an expired one stays until TTL removes it, unspendable
-            return None
-        del self.tickets[ticket]
+        # an expired one stays until TTL removes it, unspendable
+        return kept if kept is not None and now < kept.expires_at else None
+
+    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        kept = self.oauth_ticket(ticket, now)
+        if kept is not None:
+            del self.tickets[ticket]
         return kept
 
     def register_workspace(self, workspace: str) -> None:

@@ -318,6 +318,9 @@ class ConnectionRepository(Protocol):
     def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
         """Keep a new start ticket until it is spent or expires (an id already kept is refused:
         ValueError; 128 random bits never are)."""
+    def oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        """The ticket, left as it is, while it is kept and unexpired (what the start's page shows:
+        opening a link never spends it); None when it was never kept, is spent or has expired."""
     def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
         """The ticket, removed, the first time it is spent before it expires; None when it was never
         kept, is spent already, or has expired (once expired, it is never answered again)."""

@@ -608,11 +608,16 @@ def test_an_oauth_ticket_is_spent_once_and_never_after_it_expires(store, clock):
     with pytest.raises(ValueError):
         store.connections.add_oauth_ticket(OAuthTicket("t-any", "ws2", expires))     # never replaced
     assert store.connections.spend_oauth_ticket("t-never", clock()) is None
+    for _ in range(2):                       # reading one (the start's page) never spends it
+        assert store.connections.oauth_ticket("t-any", clock()) == OAuthTicket("t-any", None, expires)
+    assert store.connections.oauth_ticket("t-never", clock()) is None
     assert store.connections.spend_oauth_ticket("t-any", clock()) == OAuthTicket("t-any", None, expires)
+    assert store.connections.oauth_ticket("t-any", clock()) is None                    # spent
     assert store.connections.spend_oauth_ticket("t-any", clock()) is None               # once
     clock.now = expires - 1
     assert store.connections.spend_oauth_ticket("t-ws1", clock()) == OAuthTicket("t-ws1", "ws1", expires)
     clock.now = expires                      # expired, though still kept until the table's TTL removes it
+    assert store.connections.oauth_ticket("t-late", clock()) is None
     assert store.connections.spend_oauth_ticket("t-late", clock()) is None
 
 
