@@ -30,6 +30,7 @@ TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_u
           "contact.deleted", "contact.archived")
 assert set(TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
+NOTIFICATION_QUIET_HOURS = 24  # no Intercom notification heard for this long, with leads pending: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
 LATE_RUNS = 4                 # reconciliation is late after 4 of its scheduled runs (an hour at the default 15 min)
@@ -398,21 +399,31 @@ _INTERCOM_FIX = {
 
 
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
-                      fixes: Optional[dict] = None, ws: str = "") -> int:
+                      fixes: Optional[dict] = None, ws: str = "", heard: Optional[str] = None,
+                      accepted: str = "", after_fix: str = "") -> int:
+    """One finding per reason refused. A reason whose last refusal is older than the last webhook the edge
+    accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while refusals are the newest.
+    Returns how many are BAD."""
     by_reason: dict[str, list] = {}
     for count in refusals.counts:
         by_reason.setdefault(count.reason, []).append(count)
+    bad = 0
     for reason, counts in sorted(by_reason.items()):
         total = sum(x.count for x in counts)
         last = max(x.last_at for x in counts)
         first = min(x.first_at for x in counts)
         what, fix = (fixes or _FIX).get(reason, (reason, "see the message in `bridge explain`"))
         sample = next((s.message for s in refusals.samples if s.reason == reason), "")
-        report.add(check, False, f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
-                   + (f" — e.g. \"{sample}\"" if sample else ""),
+        refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
+        if heard is not None and _when(heard) > _when(last):
+            report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?"
+                       + (f" {after_fix.format(c=c, ws=ws)}" if after_fix else ""))
+            continue
+        bad += 1
+        report.add(check, False, refused + (f" — e.g. \"{sample}\"" if sample else ""),
                    "refused webhooks are not retried by the sender: those people or changes never reach the bridge",
                    fix.format(c=c, ws=ws))
-    return len(by_reason)
+    return bad
 
 
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
@@ -421,8 +432,11 @@ def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
 
 def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link]) -> None:
     store, c = rt.store, settings.campaign_id
-    problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)")
     last = store.edge.last_heard(campaign_scope(c), "join")
+    problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
+                                 heard=last, accepted="joins",
+                                 after_fix="The refused people are not in Intercom: `bridge backfill {c}` (dry run), "
+                                           "then `--apply`")
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
@@ -434,9 +448,10 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     elif not problems:
         report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
     ws = settings.workspace
-    _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
-                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws)
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
+    _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
+                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws, heard=heard,
+                      accepted="notifications")
     if settings.qualification is None:
         return
     if heard is None and pending:
@@ -445,18 +460,33 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    f"{len(pending)} lead(s) are pending",
                    "the topics are probably not subscribed: qualification waits for the periodic reconciliation "
                    "instead of seconds",
-                   "in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
-                   "the topics " + ", ".join(TOPICS))
+                   _SUBSCRIBE)
+    elif heard is not None and pending and _age_hours(rt.clock(), heard) > NOTIFICATION_QUIET_HOURS:
+        # A warning, as for quiet joins: a workspace may change no contact for a day. With leads waiting,
+        # the subscription may have stopped (a paused or edited webhook, another app's URL).
+        report.add("webhooks.intercom", True,
+                   f"the last Intercom notification for workspace {ws} was received at {heard} (over "
+                   f"{NOTIFICATION_QUIET_HOURS} h ago) while {len(pending)} lead(s) are pending: if contacts changed "
+                   "since, the webhook subscription may have stopped and qualification waits for the periodic "
+                   "reconciliation; check it: " + _SUBSCRIBE)
     elif heard is not None:
         report.add("webhooks.intercom", True, f"Intercom notifications arrive (last at {heard})")
 
 
-def _age_hours(now: float, iso_text: str) -> float:
+_SUBSCRIBE = ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
+              "the topics " + ", ".join(TOPICS))
+
+
+def _when(iso_text: str) -> float:
     try:
-        then = datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
-    return (now - then) / 3600
+
+
+def _age_hours(now: float, iso_text: str) -> float:
+    then = _when(iso_text)
+    return (now - then) / 3600 if then else 0.0
 
 
 # --- work in flight ------------------------------------------------------------------------------------

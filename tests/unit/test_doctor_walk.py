@@ -1,0 +1,139 @@
+"""`bridge doctor` after a tester's walkthrough: a refused-webhook finding shows the fix worked once
+webhooks are accepted after the last refusal; Intercom notifications that stop are noticed; mapped
+fields that were not written are counted. On the store's twin and fakes, with the fake clock."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.history import iso
+from chalicelib.ports.edge import RefusalSample
+from chalicelib.services.doctor import as_text, examine
+from tests.unit import scenario
+from tests.unit.test_doctor_advice import Doctored
+
+
+def healthy() -> Doctored:
+    """A campaign doctor finds nothing wrong with: its attributes exist, a join was heard."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}    # type: ignore[attr-defined]
+    rt.work.apis.intercom_.attributes.update({"email": {"data_type": "string"}, "name": {"data_type": "string"}})
+    rt.store.edge.heard("campaign:42", "join")
+    return rt
+
+
+def look(rt: Doctored) -> tuple[dict, str]:
+    report = examine(rt, "42")
+    return report.view(), as_text(report)
+
+
+def checks(view: dict, check: str) -> list[dict]:
+    return [f for f in view["findings"] if f["check"] == check]
+
+
+def refuse(rt: Doctored, scope: str, reason: str = "unauthorized", message: str = "missing or wrong header") -> str:
+    at = iso(rt.clock())
+    rt.store.edge.refused(scope, RefusalSample(reason, at, message))
+    return at
+
+
+# --- 3. refused webhooks, then accepted ones ------------------------------------------------------
+def test_joins_accepted_after_the_last_refusal_say_fixed_and_the_report_is_ok_again():
+    rt = healthy()
+    rt.work.clock.now += 60
+    first = refuse(rt, "campaign:42")
+    rt.work.clock.now += 120
+    last = refuse(rt, "campaign:42")
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")                 # refusals are the newest: BAD
+    assert not refused["ok"] and not view["ok"] and "fix: in RF, set the webhook's custom header" in text
+    assert checks(view, "webhooks.rf") == []
+
+    rt.work.clock.now += 300                                        # RF's header fixed: joins accepted
+    rt.store.edge.heard("campaign:42", "join")
+    heard = iso(rt.clock())
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert refused["ok"] and view["ok"] and view["problems"] == 0
+    assert refused["what"] == (
+        f"2 join(s) refused (unauthorized: RF's webhook sends a wrong or no X-Bridge-Secret header) between {first} "
+        f"and {last}; joins accepted since (last at {heard}): fixed? The refused people are not in Intercom: "
+        "`bridge backfill 42` (dry run), then `--apply`")
+    assert text.startswith("campaign 42: no problems found")
+    assert f"ok  [webhooks.rf] joins arrive (last received at {heard})" in text
+
+    rt.work.clock.now += 60                                         # refused again: BAD again
+    refuse(rt, "campaign:42")
+    view, text = look(rt)
+    assert not checks(view, "webhooks.rf_refused")[0]["ok"] and not view["ok"]
+    assert "BAD [webhooks.rf_refused] 3 join(s) refused" in text
+
+
+def test_notifications_accepted_after_a_bad_signature_say_fixed():
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    rt.work.clock.now += 60
+    refused_at = refuse(rt, "workspace:ws", message="X-Hub-Signature does not verify")
+    view, _ = look(rt)
+    assert not checks(view, "webhooks.intercom_refused")[0]["ok"]
+    rt.work.clock.now += 60
+    rt.store.edge.heard("workspace:ws", "notification")
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.intercom_refused")
+    assert refused["ok"] and view["ok"]
+    assert (f"ok  [webhooks.intercom_refused] 1 Intercom notification(s) for workspace ws refused (unauthorized: "
+            f"X-Hub-Signature does not verify with the workspace's stored client secret) between {refused_at} and "
+            f"{refused_at}; notifications accepted since (last at {iso(rt.clock())}): fixed?") in text
+
+
+def test_a_refusal_lets_the_next_accepted_webhook_be_noted_at_once():
+    """The runtime notes "heard" at most once a minute per container; after a refusal it notes the next
+    accepted webhook at once, so doctor sees a fix that worked seconds after the refusal."""
+    from tests.unit.test_answers import runtime
+    rt = runtime()
+    rt.store.settings.put("42", {"campaign_id": "42"}, scenario.WS)
+    rt.note_heard("campaign:42", "join")
+    rt.clock.sleep(5)                                                          # type: ignore[attr-defined]
+    rt.note_refusal(RefusalSample("unauthorized", iso(rt.clock()), "m"), campaign_id="42")
+    rt.clock.sleep(5)                                                          # type: ignore[attr-defined]
+    rt.note_heard("campaign:42", "join")
+    assert rt.store.edge.last_heard("campaign:42", "join") == iso(rt.clock())
+
+
+# --- 5. Intercom notifications that stop -------------------------------------------------------------
+def pending(rt: Doctored) -> Any:
+    link, _ = scenario.joined(rt.work, email="pat@example.com")
+    return link
+
+
+def test_notifications_that_stopped_while_leads_wait_are_a_warning_naming_the_subscription():
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    last = iso(rt.clock())
+    pending(rt)
+    rt.work.clock.now += 3600
+    rt.store.edge.heard("campaign:42", "join")
+    view, text = look(rt)
+    assert checks(view, "webhooks.intercom")[0]["what"] == f"Intercom notifications arrive (last at {last})"
+
+    rt.work.clock.now += 25 * 3600                                  # the subscription stopped a day ago
+    rt.store.edge.heard("campaign:42", "join")
+    view, text = look(rt)
+    [quiet] = checks(view, "webhooks.intercom")
+    assert quiet["ok"]                                              # a warning: a workspace may be quiet a day
+    assert quiet["what"] == (
+        f"the last Intercom notification for workspace ws was received at {last} (over 24 h ago) while 1 lead(s) "
+        "are pending: if contacts changed since, the webhook subscription may have stopped and qualification waits "
+        "for the periodic reconciliation; check it: in Intercom's Developer Hub > Webhooks, set the URL to "
+        "<api>/webhooks/intercom and subscribe the topics contact.lead.updated, contact.user.updated, "
+        "contact.lead.signed_up, contact.merged, contact.deleted, contact.archived")
+    assert f"ok  [webhooks.intercom] the last Intercom notification for workspace ws was received at {last}" in text
+
+
+def test_a_quiet_workspace_without_pending_leads_is_not_a_warning():
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    last = iso(rt.clock())
+    rt.work.clock.now += 48 * 3600
+    rt.store.edge.heard("campaign:42", "join")
+    view, _ = look(rt)
+    assert checks(view, "webhooks.intercom")[0]["what"] == f"Intercom notifications arrive (last at {last})"
