@@ -378,7 +378,8 @@ _FIX = {
     "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
                         "payload (README, Setting up Referral Factory's webhook)"),
     "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
-    "invalid_field": ("a payload field has the wrong type", "fix the payload field named in the message"),
+    "invalid_field": ("a payload field has a value the bridge does not accept", "fix the payload field named in "
+                      "the message"),
     "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
     "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
     "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
@@ -386,6 +387,10 @@ _FIX = {
     "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
                          "`bridge backfill {c} --apply`"),
 }
+
+
+_INVALID_EMAIL = ("the person's email is not an address, e.g. it holds a space",
+                  "fix the email in Referral Factory, then `bridge backfill {c}` (dry run), then `--apply`")
 
 
 _INTERCOM_FIX = {
@@ -416,7 +421,10 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         last = max(x.last_at for x in counts)
         first = min(x.first_at for x in counts)
         what, fix = (fixes or _FIX).get(reason, (reason, "see the message in `bridge explain`"))
-        sample = next((s.message for s in refusals.samples if s.reason == reason), "")
+        messages = [s.message for s in refusals.samples if s.reason == reason]
+        sample = messages[0] if messages else ""
+        if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
+            what, fix = _INVALID_EMAIL
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         if heard is not None and _when(heard) > _when(last):
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",

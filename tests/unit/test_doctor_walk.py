@@ -200,3 +200,19 @@ def test_a_campaign_whose_fields_were_all_written_has_no_such_finding():
     lead_joins(rt, "9", "fine@example.com", score="3", plan="basic", vip="yes")
     view, _ = look(rt)
     assert checks(view, "fields.not_written") == []
+
+
+# --- 6. an email with a space is not "a field of the wrong type" ----------------------------------------
+def test_a_join_refused_for_its_email_is_labelled_so_with_the_fix_in_rf():
+    rt = healthy()
+    refuse(rt, "campaign:42", "invalid_field", "email: holds a character no email address can (a space, U+0020, "
+                                               "at character 2): fix the email in Referral Factory")
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert refused["what"].startswith("1 join(s) refused (invalid_field: the person's email is not an address, e.g. "
+                                      "it holds a space) between ")
+    assert refused["fix"] == "fix the email in Referral Factory, then `bridge backfill 42` (dry run), then `--apply`"
+    assert "wrong type" not in text
+    refuse(rt, "campaign:42", "invalid_field", "first_name: must be text, a number, or true or false")
+    [refused] = checks(look(rt)[0], "webhooks.rf_refused")
+    assert "(invalid_field: a payload field has a value the bridge does not accept)" in refused["what"]
