@@ -228,6 +228,40 @@ def test_a_batched_read_that_fails_for_good_dead_letters_at_once_with_its_own_re
     assert work.store.history.entries(PersonRef("42", "7"))[-1].reason.startswith("workspace disconnected:")
 
 
+def test_a_batched_read_that_fails_for_an_expected_reason_is_one_warning_line_without_a_traceback(caplog):
+    """A disconnected workspace dead-letters its work by design: the log says why in one warning line,
+    not an ERROR with a traceback (kept for what nobody expected)."""
+    import logging
+
+    from chalicelib.errors import Disconnected
+    from chalicelib.messages import VerifyMessage
+    from tests.unit.scenario import joined, records, world
+    work = world()
+    link, contact = joined(work)
+    verify = VerifyMessage(campaign_id="42", rf_user_id="7", workspace="ws", contact_id=contact["id"],
+                           email="ann@example.com", not_before=work.clock() - 1).wire()
+
+    def disconnected(workspace):
+        raise Disconnected(workspace)
+
+    work.apis.intercom = disconnected
+    with caplog.at_level(logging.INFO):
+        assert handle_batch(records(verify), work)["dead"] == 1
+    [read] = [r for r in caplog.records if r.getMessage().startswith("batched read failed")]
+    assert (read.levelname, read.exc_info) == ("WARNING", None)
+    assert read.getMessage().startswith("batched read failed: workspace disconnected: Intercom workspace ws was "
+                                        "disconnected — reconnect it")
+    assert not [r for r in caplog.records if r.exc_info]                       # no traceback anywhere
+
+    def broken(messages_, deps):
+        raise RuntimeError("a bug")
+    caplog.clear()
+    with caplog.at_level(logging.INFO), pytest.raises(RetryBatch):
+        handle_batch([record(1, check("1"))], FakeWork(), handlers={CheckMessage: Handler(broken, Recorder().handle)})
+    [read] = [r for r in caplog.records if r.getMessage().startswith("batched read failed")]
+    assert read.levelname == "ERROR" and read.exc_info is not None              # the unexpected keeps its traceback
+
+
 def test_a_record_whose_read_fails_for_good_is_still_found_alone_and_its_neighbours_finish():
     kind = Recorder()
 
