@@ -14,7 +14,7 @@ from typing import Any
 from ..domain.link import PersonRef
 from ..domain.people import email_hash
 from ..observability import mask_email
-from ..ports import DeadLetterQueue, NotSent
+from ..ports import DeadLetterQueue, NotSent, ReceivedLetter
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from .dead_letters import APPROXIMATE, CUT, HOLDERS, body_of, holding
 from .deps import Stack
@@ -175,7 +175,7 @@ def forget_dead_letters(rt: Erasing, email: str, people: set, contacts: set) -> 
     did not read: not looked at — and whether it was cut)."""
     deleted = 0
 
-    def about_them(m: dict) -> bool:          # deleted as soon as received (holding's `take`)
+    def about_them(m: ReceivedLetter) -> bool:          # deleted as soon as received (holding's `take`)
         nonlocal deleted
         body = body_of(m)
         hit = _about(body, email, people, contacts) or (isinstance(body, str) and email in body.lower())

@@ -50,7 +50,7 @@ CREATED = ("contact.user.created", "contact.lead.created")
 
 
 class SyncStopped(Exception):
-    """The run cannot start: `problems` each name the fix."""
+    """The run cannot start (or, `shown_runs`, there is none to show): `problems` each name the fix."""
 
     def __init__(self, problems: list[str]):
         super().__init__("; ".join(problems))
@@ -754,6 +754,26 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
             "link_not_written": not_written, "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
                      "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}
+
+
+def shown_runs(deps: WorkDeps, campaign_id: str, found: Optional[dict]) -> dict:
+    """What `status` or `report` found, as `bridge sync status` and `report` show it: with
+    `no_contact_sync` saying the campaign runs no contact sync now, and why, when its settings keep only
+    referral counts, or are gone, or have no sync block any more (the runs found are then past ones).
+    None found raises SyncStopped naming why: no contact sync, or never synced."""
+    try:
+        block = settings_of(deps, campaign_id).sync
+    except SyncStopped as exc:           # no settings, or no sync block: `sync start` would say the same
+        if found is None:
+            raise
+        return {"no_contact_sync": f"campaign {campaign_id} runs no contact sync now: {exc}", **found}
+    said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts (README, "
+            "Referral counts) — add fields and referral_link_attribute to sync contacts")
+    counts_only = block is not None and bool(block.counts_only)
+    if found is None:
+        raise SyncStopped([said if counts_only else
+                           f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`"])
+    return {"no_contact_sync": said, **found} if counts_only else found
 
 
 WOULD = "would_enrol"

@@ -110,7 +110,7 @@ def test_discard_takes_the_matching_letters_out_and_the_persons_history_says_so(
     assert code == 0 and err == ""
     assert json.loads(out) == {"discarded": 1, "left": 1, "not_seen": 0}
     [left] = work.queue.letters.values()
-    assert json.loads(left["Body"])["rf_user_id"] == "8" and visible_now(work.queue) == 1    # the other stays
+    assert json.loads(left.body)["rf_user_id"] == "8" and visible_now(work.queue) == 1    # the other stays
     last = work.store.history.entries(PersonRef("42", "9"))[-1]
     assert (last.event, last.outcome, last.reason) == ("dead_letter", "discarded",
                                                        f"dead letter discarded by the operator: {GONE}")
