@@ -246,7 +246,10 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
         shared = handler.prepare([j.message for j in group], deps)
         return {j: shared for j in group}
     except Exception as exc:  # e.g. DynamoDB throttled, or a key it refuses
-        logger.exception("batched read failed")
+        if isinstance(exc, (Deferred, Permanent)):    # an expected condition with its reason (a disconnected
+            logger.warning(f"batched read failed: {exc}")  # workspace, a pause): one line, no traceback
+        else:
+            logger.exception("batched read failed")
         if len(group) == 1:
             return {group[0]: _read_failed(exc)}
     out: dict[Job, Any] = {}

@@ -4,6 +4,7 @@ index, pointers, history, and the small repositories."""
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 
 import pytest
@@ -1360,3 +1361,38 @@ def test_a_lookup_treats_an_expired_mark_as_gone_as_first_seen_does(store, clock
     assert store.lookup.look_up(contacts=[(WS, "c1")], notifications=[(WS, "n1")]).seen == set()
     assert store.lookup.first_seen(WS, "n1")
     assert store.lookup.look_up(notifications=[(WS, "n1")]).seen == {(WS, "n1")}
+
+
+# --- doctor's count of mapped fields not written (the edge log's `fields:` scope) -------------------
+def test_a_joins_fields_not_written_are_counted_per_attribute_and_kind_with_a_sample_and_erasable(store, clock):
+    """The worker notes an applied join's fields not written where doctor reads them in one query:
+    a counter per attribute and kind, a sample naming the person (masked) and the RF field, never the value."""
+    from chalicelib.messages import JoinMessage
+    from chalicelib.ports.edge import fields_scope
+    from chalicelib.services.deps import WorkDeps
+    from chalicelib.services.worker import handle_batch
+    from tests.fakes import FakeWork
+    work = FakeWork()
+    work.store, work.clock = store, clock                                  # type: ignore[assignment]
+    work.deps = WorkDeps.of(store, work.apis, work.queue, clock)
+    store.settings.put("42", {"campaign_id": "42", "workspace": WS, "referrers": {"action": "nothing"},
+                              "leads": {"action": "create_lead", "duplicates": "update", "fields": [
+                                  {"from": "email", "to": "email"},
+                                  {"from": "meta.score", "to": "custom_attributes.score"}]}}, WS)
+    work.apis.intercom_.attributes.update({"email": {"data_type": "string"},
+                                          "custom_attributes.score": {"data_type": "integer"}})
+    for user, email, score in (("7", "Ann@Example.com", "three"), ("8", "bob@example.com", 1.5),
+                                ("9", "cy@example.com", "3")):
+        person = {"id": user, "campaign_id": "42", "email": email, "type": "lead", "meta": {"score": score}}
+        work.apis.rf_.users[user] = person
+        body = JoinMessage(campaign_id="42", rf_user_id=user, person=person).wire()
+        assert handle_batch([{"messageId": user, "receiptHandle": user, "body": json.dumps(body),
+                              "attributes": {"ApproximateReceiveCount": "1"}}], work)["done"] == 1
+    kept = store.edge.refusals(fields_scope("42"))
+    assert sorted((c.reason, c.count) for c in kept.counts) == [("custom_attributes.score: not a number", 1),
+                                                                 ("custom_attributes.score: not a whole number", 1)]
+    assert sorted((s.rf_user_id, s.email_masked, s.message, s.campaign_id) for s in kept.samples) == [
+        ("7", "a***@example.com", "from meta.score", "42"), ("8", "b***@example.com", "from meta.score", "42")]
+    assert "three" not in repr(kept)
+    assert store.edge.forget(fields_scope("42"), lambda s: s.rf_user_id == "7") == 1
+    assert [s.rf_user_id for s in store.edge.refusals(fields_scope("42")).samples] == ["8"]
