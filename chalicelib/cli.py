@@ -542,7 +542,8 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     which = f"workspace {done['workspace']} only" if done["workspace"] else "any workspace whose admin opens it"
     _answer(args, done, f"{done['url']}\nA one-time OAuth start link for {which}: it works once, until "
             f"{done['expires_at']} ({TICKET_SECONDS // 60} minutes). Whoever holds it can use it: send it to the "
-            "admin only (a chat's link preview may spend it; then make another).")
+            "admin only. Opening it spends nothing (mail scanners and chat previews cannot use it up): the "
+            "admin's click on Continue to Intercom does.")
     return 0
 
 
@@ -847,23 +848,12 @@ def _bar(done: int, total: Optional[int], width: int = 30) -> str:
 
 
 def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
-    """The runs found, with `no_contact_sync` saying so when the settings now keep only referral counts,
-    or are gone, or have no sync block any more (the runs shown are then past ones); none found is an
-    error naming why."""
-    from .services.sync import SyncStopped, settings_of
+    """The runs found as services/sync.shown_runs says them; none found is an error naming why."""
+    from .services.sync import SyncStopped, shown_runs
     try:
-        counts_only = bool(settings_of(rt.deps, campaign_id).sync.counts_only)   # type: ignore[union-attr]
-    except SyncStopped as exc:           # no settings, or no sync block: `sync start` would say the same
-        if found is None:
-            raise CliError("; ".join(exc.problems)) from None
-        return {"no_contact_sync": f"campaign {campaign_id} runs no contact sync now: {'; '.join(exc.problems)}",
-                **found}
-    said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts (README, "
-            "Referral counts) — add fields and referral_link_attribute to sync contacts")
-    if found is None:
-        raise CliError(said if counts_only else
-                       f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`")
-    return {"no_contact_sync": said, **found} if counts_only else found
+        return shown_runs(rt.deps, campaign_id, found)
+    except SyncStopped as exc:
+        raise CliError(str(exc)) from None
 
 
 def _no_sync(found: dict) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
 from chalicelib.adapters.memory import MemoryStore
@@ -10,7 +11,7 @@ from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
 from chalicelib.domain.mapping import MARKER_NAME
 from chalicelib.errors import Uncertain
-from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, Refused
+from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, ReceivedLetter, Refused
 from chalicelib.ports.queue import REASON_KEPT
 from chalicelib.services.deps import WorkDeps
 
@@ -74,7 +75,7 @@ class FakeQueue:
         self.batch_calls: list[int] = []
         self.refuse: Callable[[dict | str], Optional[str]] = lambda message: None
         self.refuse_delete: Callable[[str], Optional[str]] = lambda handle: None
-        self.letters: dict[str, dict] = {}           # message id -> the SQS message, as received last
+        self.letters: dict[str, ReceivedLetter] = {}   # message id -> the letter, as received last
         self._visible_at: dict[str, float] = {}
         self.dead_calls: Counter[str] = Counter()
         self._made = 0
@@ -103,10 +104,8 @@ class FakeQueue:
         self.dead.append({"body": body, "reason": reason, "attempts": attempts, "failed_at": failed_at})
         self._made += 1
         message_id = f"d{self._made}"
-        self.letters[message_id] = {"MessageId": message_id, "Body": body, "Attributes": {}, "MessageAttributes": {
-            "reason": {"DataType": "String", "StringValue": reason[:REASON_KEPT] or "unknown"},
-            "attempts": {"DataType": "Number", "StringValue": str(attempts)},
-            "failed_at": {"DataType": "String", "StringValue": failed_at}}}
+        self.letters[message_id] = ReceivedLetter(message_id, "", body, reason[:REASON_KEPT] or "unknown", attempts,
+                                                  failed_at, receive_count=0)
         self._visible_at[message_id] = self.clock()
 
     def delete(self, receipt_handles: list[str]) -> dict[str, str]:
@@ -125,24 +124,23 @@ class FakeQueue:
             encode(m.body)
         self.deferred += later
 
-    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
+    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
         self.dead_calls["receive"] += 1
         now = self.clock()
         out = []
         for message_id in [i for i, at in self._visible_at.items() if at <= now][:max_messages]:
-            old = self.letters[message_id]
-            receives = int(old["Attributes"].get("ApproximateReceiveCount", "0")) + 1
-            self.letters[message_id] = {**old, "ReceiptHandle": f"{message_id}@{receives}",
-                                        "Attributes": {"ApproximateReceiveCount": str(receives)}}
+            receives = self.letters[message_id].receive_count + 1
+            self.letters[message_id] = replace(self.letters[message_id], handle=f"{message_id}@{receives}",
+                                               receive_count=receives)
             self._visible_at[message_id] = now + visibility
-            out.append(dict(self.letters[message_id]))
+            out.append(self.letters[message_id])
         return out
 
     def _latest(self, receipt_handle: str) -> Optional[str]:
         """The letter whose latest receive gave this handle (SQS ignores an older one)."""
         message_id = receipt_handle.split("@")[0]
         letter = self.letters.get(message_id)
-        return message_id if letter and letter.get("ReceiptHandle") == receipt_handle else None
+        return message_id if letter and letter.handle == receipt_handle else None
 
     def delete_dead(self, receipt_handle: str) -> None:
         if (message_id := self._latest(receipt_handle)) is not None:

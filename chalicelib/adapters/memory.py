@@ -132,6 +132,11 @@ class MemoryLinks:
         held = [h.link.status for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
         return dict(Counter(held[:limit]))
 
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+        found = [h.link.workspace for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id
+                 and h.link.status is LinkStatus.LINKED and h.link.workspace != workspace]
+        return dict(Counter(found[:limit]))
+
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
         held.link = dataclasses.replace(held.link, updated_at=iso(self.clock()), **changes)
@@ -527,11 +532,15 @@ class MemoryConnections:
             raise ValueError("this ticket id is kept already")
         self.tickets[ticket.ticket] = ticket
 
-    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+    def oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
         kept = self.tickets.get(ticket)
-        if kept is None or now >= kept.expires_at:      # an expired one stays until TTL removes it, unspendable
-            return None
-        del self.tickets[ticket]
+        # an expired one stays until TTL removes it, unspendable
+        return kept if kept is not None and now < kept.expires_at else None
+
+    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        kept = self.oauth_ticket(ticket, now)
+        if kept is not None:
+            del self.tickets[ticket]
         return kept
 
     def register_workspace(self, workspace: str) -> None:

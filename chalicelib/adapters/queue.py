@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
-from ..ports import Later, MessageTooLarge, NotSent
+from ..ports import Later, MessageTooLarge, NotSent, ReceivedLetter
 from ..ports.queue import REASON_KEPT, TRIES, WAITS
 
 SQS_MAX_BYTES = 256 * 1024
@@ -79,11 +79,11 @@ class Queue:
         self.client.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle,
                                               VisibilityTimeout=max(0, min(int(seconds), 43200)))
 
-    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
+    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
         answer = self.client.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=max_messages,
                                              MessageAttributeNames=["All"], AttributeNames=["All"],
                                              VisibilityTimeout=visibility, WaitTimeSeconds=0)
-        return answer.get("Messages", [])
+        return [_letter(m) for m in answer.get("Messages", [])]
 
     def delete_dead(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt_handle)
@@ -121,6 +121,22 @@ def _in_tens(call: Callable[..., dict], url: str, items: Sequence[T],
         answer = call(QueueUrl=url, Entries=[{"Id": str(i), **entry(item)} for i, item in enumerate(chunk)])
         refused += [(chunk[int(f["Id"])], _reason(f)) for f in answer.get("Failed", [])]
     return refused
+
+
+def _letter(m: dict) -> ReceivedLetter:
+    """A dead letter out of SQS's message: the attributes `dead_letter` wrote (none on one the redrive
+    policy moved; anything on one someone else put in the queue)."""
+    attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
+    return ReceivedLetter(m["MessageId"], m["ReceiptHandle"], m["Body"], attrs.get("reason") or None,
+                          _number(attrs.get("attempts")), attrs.get("failed_at"),
+                          int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")))
+
+
+def _number(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:                  # not ours: a message someone else put in the queue
+        return None
 
 
 def _handle(receipt_handle: str) -> dict:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 
 class MessageTooLarge(ValueError):
@@ -36,6 +36,24 @@ class Later:
     waits: int
 
 
+@dataclass(frozen=True)
+class ReceivedLetter:
+    """A dead letter as one receive hands it out: its message id, this receive's handle (the queue
+    honours the latest only), its body as sent, and what `WorkQueue.dead_letter` wrote with it: the
+    reason (its first REASON_KEPT characters), the tries, when. A letter the queue's redrive policy
+    moved (the worker crashed or timed out each time) has none of the three, and one someone else
+    put in the queue may hold tries that are not a number (None). `receive_count`: how many times the
+    queue has handed it out, this receive included."""
+
+    message_id: str
+    handle: str
+    body: str
+    reason: Optional[str] = None
+    attempts: Optional[int] = None
+    failed_at: Optional[str] = None
+    receive_count: int = 1
+
+
 class WorkQueue(Protocol):
     # A dict is sent as JSON; a str as it is (a dead letter's body going back unchanged).
     def send(self, message: dict | str) -> str: ...                 # raises MessageTooLarge
@@ -51,14 +69,14 @@ class WorkQueue(Protocol):
 
 
 class DeadLetterQueue(Protocol):
-    """What the operator's commands do with dead letters (each a raw SQS message dict), and how much work
+    """What the operator's commands do with dead letters (each a ReceivedLetter), and how much work
     waits in the work queue (`work_count`: doctor, forget)."""
 
     dlq_url: str
 
     # To the work queue, as above; a str as it is (a dead letter's body going back unchanged).
     def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None: ...
-    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]: ...
+    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]: ...
     def delete_dead(self, receipt_handle: str) -> None: ...
     def delete_dead_many(self, receipt_handles: list[str]) -> dict[str, str]:
         """10 a call; the handles the queue refused, each with its reason (those letters stay)."""

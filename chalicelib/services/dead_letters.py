@@ -25,7 +25,7 @@ from ..domain.link import PersonRef
 from ..domain.people import OTHER_CAMPAIGN
 from ..errors import DISCONNECTED, PLAN_FIX, REPLAY_PARKED, plan_restricted
 from ..observability import mask_email, mask_emails
-from ..ports import DeadLetterQueue, NotSent, Store
+from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
@@ -143,49 +143,38 @@ def no_campaign(kind: Optional[str]) -> bool:
     return model is not None and "campaign_id" not in model.model_fields
 
 
-def body_of(m: dict) -> Any:
+def body_of(m: ReceivedLetter) -> Any:
     """A dead letter's body: its JSON, or the text as it is (one no model could read)."""
     try:
-        return json.loads(m["Body"])
+        return json.loads(m.body)
     except ValueError:
-        return m["Body"]
+        return m.body
 
 
-def read(m: dict) -> DeadLetter:
-    attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
-    if not attrs.get("reason"):
-        attrs.update(_moved_by_sqs(m))
+def read(m: ReceivedLetter) -> DeadLetter:
+    reason, attempts = (m.reason, m.attempts) if m.reason else _moved_by_sqs(m.receive_count)
     body = body_of(m)
     about: dict[str, Any] = body if isinstance(body, dict) else {}
     person: dict = about["person"] if isinstance(about.get("person"), dict) else {}
     item: dict = about["item"] if isinstance(about.get("item"), dict) else {}
     email = person.get("email") or item.get("email")
-    return DeadLetter(m["MessageId"], attrs.get("reason") or "unknown", _count(attrs.get("attempts")),
-                      attrs.get("failed_at"),
+    return DeadLetter(m.message_id, reason, attempts, m.failed_at,
                       _text(about.get("kind")), _text(about.get("campaign_id")), _text(about.get("rf_user_id")),
                       _text(about.get("workspace")), _text(item.get("id")),
                       mask_email(email) if isinstance(email, str) and email else None, body,
                       email if isinstance(email, str) and email else None)
 
 
-def _count(value: Optional[str]) -> Optional[int]:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:                  # not ours: a message someone else put in the queue
-        return None
-
-
 def _text(value: Any) -> Optional[str]:
     return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
-def _moved_by_sqs(m: dict) -> dict:
+def _moved_by_sqs(receive_count: int) -> tuple[str, int]:
     """SQS's redrive policy moves a message after maxReceiveCount receives that ended without an
     answer: the worker crashed or ran out of time each time, before it could record a reason.
-    SQS's count includes this look (and earlier `dlq list` looks), hence "about"."""
-    receives = max(1, int(m.get("Attributes", {}).get("ApproximateReceiveCount", "2")) - 1)
-    return {"reason": f"moved by SQS after about {receives} receives: the worker crashed or timed out each time",
-            "attempts": str(receives)}       # as the worker's message attribute holds it
+    SQS's count includes this look (and earlier `dlq list` looks), hence "about". (reason, tries)"""
+    receives = max(1, receive_count - 1)
+    return f"moved by SQS after about {receives} receives: the worker crashed or timed out each time", receives
 
 
 @dataclass(frozen=True)
@@ -206,8 +195,8 @@ APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken 
 
 @contextmanager
 def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
-            take: Optional[Callable[[dict], bool]] = None
-            ) -> Iterator[tuple[list[dict], dict[str, str], int, bool, Callable[..., None]]]:
+            take: Optional[Callable[[ReceivedLetter], bool]] = None
+            ) -> Iterator[tuple[list[ReceivedLetter], dict[str, str], int, bool, Callable[..., None]]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
     not see; whether those were not read, the scan cut (stopped before an empty receive), rather
@@ -222,7 +211,7 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
     longer held (another reader may hold it); called with `ask=False`, it asks the queue nothing (so
     nothing can fail) and only lets go, by the clock, those whose hide time has run out. The caller
     takes out of `held` the letters it deletes or releases itself."""
-    received: dict[str, dict] = {}
+    received: dict[str, ReceivedLetter] = {}
     held: dict[str, str] = {}
     renew: dict[str, float] = {}       # when each held letter is hidden again (half its hide time before it ends)
     taken: set[str] = set()
@@ -235,17 +224,17 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
             if not batch:
                 cut = False
                 break
-            new = [m for m in batch if m["MessageId"] not in received and m["MessageId"] not in taken]
+            new = [m for m in batch if m.message_id not in received and m.message_id not in taken]
             for m in batch:
-                if m["MessageId"] in taken:
+                if m.message_id in taken:
                     continue
-                if take is not None and m["MessageId"] not in received and take(m):
-                    rt.queue.delete_dead(m["ReceiptHandle"])
-                    taken.add(m["MessageId"])
+                if take is not None and m.message_id not in received and take(m):
+                    rt.queue.delete_dead(m.handle)
+                    taken.add(m.message_id)
                     continue
-                received.setdefault(m["MessageId"], m)
-                held[m["MessageId"]] = m["ReceiptHandle"]
-                renew[m["MessageId"]] = at + visibility / 2
+                received.setdefault(m.message_id, m)
+                held[m.message_id] = m.handle
+                renew[m.message_id] = at + visibility / 2
             if not new:
                 break
         # (Counted after the scan: SQS's count may still hold letters just taken, for a minute: a false
@@ -321,7 +310,7 @@ def replay(rt: HasDeadLetters, reason: Optional[str] = None, campaign: Optional[
     SQS's reasons and how many each (never their bodies: they may hold emails).
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
     and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
-    def send(batch: dict[str, dict]) -> tuple[list[str], list[tuple[dict | str, str]]]:
+    def send(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         copies = {i: _copy(m) for i, m in batch.items()}
         try:
             rt.queue.send_many(list(copies.values()))
@@ -343,7 +332,7 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     if reason is None and campaign is None:
         raise ValueError("discard takes a reason or a campaign")
 
-    def note(batch: dict[str, dict]) -> tuple[list[str], list[tuple[dict | str, str]]]:
+    def note(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
         letters = [read(m) for m in batch.values()]
         for d, refs in zip(letters, _people_of(rt, letters)):
@@ -396,7 +385,7 @@ def _people_of(rt: Discarding, letters: list[DeadLetter]) -> list[list[PersonRef
 
 
 def _take_matching(rt: HasDeadLetters, reason: Optional[str], campaign: Optional[str], visibility: int,
-                   act: Callable[[dict[str, dict]], tuple[list[str], list[tuple[dict | str, str]]]]) -> dict:
+                   act: Callable[[dict[str, ReceivedLetter]], tuple[list[str], list[tuple[dict | str, str]]]]) -> dict:
     """Replay's and discard's walk (see `replay`): the matching dead letters, 10 at a time, each kept
     hidden until `act` on its ten (message id -> letter) says which of them it did (the others refused
     by SQS, with SQS's reasons), then those done taken out of the dead-letter queue. The answer: `done`,
@@ -408,7 +397,7 @@ def _take_matching(rt: HasDeadLetters, reason: Optional[str], campaign: Optional
     kept: dict[str, str] = {}          # done, but the queue would not take them out: handle -> its reason
     with holding(rt, visibility) as (received, held, not_seen, cut, keep_hidden):
         matching = [m for m in received if matches(read(m), reason, campaign)]
-        ids = {m["MessageId"] for m in matching}
+        ids = {m.message_id for m in matching}
         others = [i for i in held if i not in ids]
         rt.queue.hide_dead_many([held[i] for i in others], 0)       # cut short: released again below
         for i in others:
@@ -417,7 +406,7 @@ def _take_matching(rt: HasDeadLetters, reason: Optional[str], campaign: Optional
             keep_hidden()
             # A letter read but no longer held (it came back during a slow scan or a stall; another
             # reader may hold it) is not acted on: it is reported as not read, for the next run.
-            batch = {m["MessageId"]: m for m in matching[start:start + 10] if m["MessageId"] in held}
+            batch = {m.message_id: m for m in matching[start:start + 10] if m.message_id in held}
             handles = {i: held[i] for i in batch}
             done, refused_now = act(batch)
             # An act that outlasted their hide time: another reader may hold them. Told by the clock, not
@@ -444,10 +433,10 @@ def _take_out_late(rt: HasDeadLetters, late: dict[str, str], kept: dict[str, str
     dead letters: those another reader holds now are not seen (SQS's counts are approximate)."""
     found: set[str] = set()
 
-    def take(m: dict) -> bool:
-        mine = m["MessageId"] in late
+    def take(m: ReceivedLetter) -> bool:
+        mine = m.message_id in late
         if mine:
-            found.add(m["MessageId"])
+            found.add(m.message_id)
         return mine
     with holding(rt, LOOK_SECONDS, take=take) as (_, _, not_seen, _, _):
         pass
@@ -456,11 +445,11 @@ def _take_out_late(rt: HasDeadLetters, late: dict[str, str], kept: dict[str, str
     return min(len(late) - len(found), not_seen)
 
 
-def _copy(m: dict) -> dict | str:
+def _copy(m: ReceivedLetter) -> dict | str:
     try:
-        return messages.parse(m["Body"]).replayed(m["MessageId"]).wire()
+        return messages.parse(m.body).replayed(m.message_id).wire()
     except messages.Unreadable:
-        return m["Body"]
+        return m.body
 
 
 def _delete_sent(rt: HasDeadLetters, held: dict[str, str], handles: dict[str, str]) -> dict[str, str]:

@@ -45,10 +45,21 @@ class Explanation:
         known = list(dict.fromkeys([p.email for p in self.people if p.email] + [self.query] * ("@" in self.query)))
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
-                                   "workspace": p.workspace, **p.view()} for p in self.people],
+                                   "workspace": p.workspace, **p.view(),
+                                   **({"discarded": True} if _discarded(p, self.trail) else {})} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
                        **({} if self.found else {"message": never_seen(self.query)})}, known)
+
+
+def _discarded(link: Link, trail: list[dict]) -> bool:
+    """A failed person whose last failure ended with the operator discarding its dead letter (`bridge dlq
+    discard`): the header says discarded, not failed."""
+    if link.status.value != "failed":
+        return False
+    failures = [e for e in trail if (e.get("campaign_id"), e.get("rf_user_id")) == (link.campaign_id, link.rf_user_id)
+                and e["outcome"] == "failed"]
+    return bool(failures) and bool(failures[-1].get("discarded"))
 
 
 def never_seen(query: str) -> str:
@@ -368,13 +379,14 @@ def as_text(explanation: Explanation) -> str:
         return view["message"]
     lines = [f"{view['query']}:"]
     for p in view["people"]:
-        state = p["status"] + (f", qualification {p['qualification']}" if p.get("qualification") else "")
+        state = ("discarded (its dead letter, by the operator)" if p.get("discarded") else p["status"]) + (
+            f", qualification {p['qualification']}" if p.get("qualification") else "")
         contact = (f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
-                     + (f" — {p['reason']}" if p.get("reason") else "")
+                     + (f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}" if p.get("reason") else "")
                      + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else ""))
     for e in view.get("enrolled_by_sync", []):
         if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):

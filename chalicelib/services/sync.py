@@ -50,7 +50,7 @@ CREATED = ("contact.user.created", "contact.lead.created")
 
 
 class SyncStopped(Exception):
-    """The run cannot start: `problems` each name the fix."""
+    """The run cannot start (or, `shown_runs`, there is none to show): `problems` each name the fix."""
 
     def __init__(self, problems: list[str]):
         super().__init__("; ".join(problems))
@@ -108,7 +108,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
 
 
 # --- one page -------------------------------------------------------------------------------------
-def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None) -> str:
+def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, last_try: bool = False) -> str:
+    """`last_try`: the worker dead-letters the page if this try fails (worker.Handler.handle_last_try)."""
     campaign_id, owner = message.campaign_id, uuid.uuid4().hex
     run, took = deps.sync.claim_page(campaign_id, message.run, message.page, owner, deps.clock())
     if not took:
@@ -125,17 +126,20 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None) -> s
         return _work_page(message, deps, run, owner)
     except BaseException as exc:
         deps.sync.release(campaign_id, message.run, message.page, owner,
-                          _page_error(run, message.page, exc, deps.clock()) if isinstance(exc, Exception) else None)
+                          _page_error(run, message.page, exc, deps.clock(), last_try)
+                          if isinstance(exc, Exception) else None)
         raise
 
 
-def _page_error(run: SyncRun, page: int, exc: Exception, now: float) -> PageError:
-    """Why the page failed, as `sync status` shows it while the queue retries it: the reason the worker
-    records (the dead-letter queue's), emails masked."""
+def _page_error(run: SyncRun, page: int, exc: Exception, now: float, last_try: bool = False) -> PageError:
+    """Why the page failed, as `sync status` shows it: the reason the worker records (the dead-letter
+    queue's), emails masked; retrying while the queue retries it, failed once the worker gives up on it
+    (refused for good, or its last try) and it waits in the dead-letter queue."""
+    retried = FAILED if last_try else RETRYING
     if isinstance(exc, WorkError):
-        reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else RETRYING if exc.retryable else FAILED
+        reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED
     else:                           # a bug or an outage nobody foresaw: the worker retries it
-        reason, state = f"{type(exc).__name__}: {exc}", RETRYING
+        reason, state = f"{type(exc).__name__}: {exc}", retried
     return page_error(run.error, page, mask_emails(reason), state, now)
 
 
@@ -754,6 +758,26 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
             "link_not_written": not_written, "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
                      "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}
+
+
+def shown_runs(deps: WorkDeps, campaign_id: str, found: Optional[dict]) -> dict:
+    """What `status` or `report` found, as `bridge sync status` and `report` show it: with
+    `no_contact_sync` saying the campaign runs no contact sync now, and why, when its settings keep only
+    referral counts, or are gone, or have no sync block any more (the runs found are then past ones).
+    None found raises SyncStopped naming why: no contact sync, or never synced."""
+    try:
+        block = settings_of(deps, campaign_id).sync
+    except SyncStopped as exc:           # no settings, or no sync block: `sync start` would say the same
+        if found is None:
+            raise
+        return {"no_contact_sync": f"campaign {campaign_id} runs no contact sync now: {exc}", **found}
+    said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts (README, "
+            "Referral counts) — add fields and referral_link_attribute to sync contacts")
+    counts_only = block is not None and bool(block.counts_only)
+    if found is None:
+        raise SyncStopped([said if counts_only else
+                           f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`"])
+    return {"no_contact_sync": said, **found} if counts_only else found
 
 
 WOULD = "would_enrol"

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from chalicelib.adapters.queue import Queue
+from chalicelib.ports import ReceivedLetter
 from chalicelib.services.dead_letters import holding
 from infra.local.aws import client
 from tests.fakes import FakeClock
@@ -57,8 +58,8 @@ def dead_letters(queue: Queue, n: int) -> None:
                           "now")
 
 
-def receive_all(queue: Queue, visibility: int) -> list[dict]:
-    got: list[dict] = []
+def receive_all(queue: Queue, visibility: int) -> list[ReceivedLetter]:
+    got: list[ReceivedLetter] = []
     while batch := queue.receive_dead(10, visibility):
         got += batch
     return got
@@ -69,13 +70,13 @@ def test_hiding_received_letters_again_keeps_them_hidden_past_their_first_hide_t
     held = receive_all(queue, 60)
     assert len(held) == 25
     queue.client.calls.clear()
-    assert queue.hide_dead_many([m["ReceiptHandle"] for m in held[:20]], 600) == set()
+    assert queue.hide_dead_many([m.handle for m in held[:20]], 600) == set()
     assert queue.client.calls == ["change_message_visibility_batch"] * 2               # 10 a call
     later(120)                                                    # the first hide time is over
     back = receive_all(queue, 60)
-    assert {m["MessageId"] for m in back} == {m["MessageId"] for m in held[20:]}      # only those not hidden again
+    assert {m.message_id for m in back} == {m.message_id for m in held[20:]}      # only those not hidden again
     later(600)                                                    # the 600 s are over too: all back
-    assert {m["MessageId"] for m in receive_all(queue, 60)} == {m["MessageId"] for m in held}
+    assert {m.message_id for m in receive_all(queue, 60)} == {m.message_id for m in held}
 
 
 class Rt:
@@ -89,13 +90,13 @@ def test_a_scan_longer_than_its_hide_time_reads_every_letter_once_and_leaves_the
     clock = FakeClock()
     receive = queue.receive_dead
 
-    def slow(max_messages: int = 10, visibility: int = 60) -> list[dict]:
+    def slow(max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
         clock.now += 5
         later(5)
         return receive(max_messages, visibility)
     queue.receive_dead = slow                                     # type: ignore[method-assign]
     with holding(Rt(queue, clock), 60) as (received, _, not_seen, cut, _):
-        ids = [m["MessageId"] for m in received]
+        ids = [m.message_id for m in received]
     assert len(ids) == len(set(ids)) == 300 and not_seen == 0 and not cut
     assert queue.client.calls.count("change_message_visibility_batch") < 300   # 10 a call, hidden again and released
     queue.receive_dead = receive                                  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from chalicelib.ports import ReceivedLetter
 from tests.support.cli import run_cli as run
 
 LETTERS = 30
@@ -85,7 +86,7 @@ def test_a_replay_interrupted_after_sending_letters_still_takes_them_out_of_the_
 
 def test_a_replay_while_a_list_holds_letters_says_how_many_it_could_not_see(bridge, capsys, dead):
     rt, looker = bridge.operator(), bridge.operator()
-    held: list[dict] = []
+    held: list[ReceivedLetter] = []
     real = rt.queue.receive_dead
 
     def list_meanwhile(*args, **kwargs):                          # a `dlq list` has read one page so far
@@ -99,7 +100,7 @@ def test_a_replay_while_a_list_holds_letters_says_how_many_it_could_not_see(brid
                    "`forget`, `dlq replay` or `dlq discard` running, or one killed) and not sent back: "
                    "run `bridge dlq replay` again when it ends (SQS's count is approximate: for a minute after "
                    "letters are taken out it may still count them)\n")
-    looker.queue.hide_dead_many([m["ReceiptHandle"] for m in held], 0)    # the list ends
+    looker.queue.hide_dead_many([m.handle for m in held], 0)    # the list ends
     assert run(bridge.operator(), capsys, "dlq", "replay")[:2] == (0, "10 message(s) sent back to the work queue\n")
     assert bridge.queued() == dead
 
@@ -136,6 +137,6 @@ def test_forget_while_a_list_holds_dead_letters_says_it_could_not_look_at_them_a
     assert code == 1 and answer["dead_letters"] == 12 - len(held)
     assert answer["dead_letters_not_seen"].startswith(f"about {len(held)} more were hidden by another command")
     assert "(a `dlq list`, `doctor`, `forget`, `dlq replay` or `dlq discard` running, or one killed)" in answer["dead_letters_not_seen"]
-    looker.queue.hide_dead_many([m["ReceiptHandle"] for m in held], 0)    # the list ends
+    looker.queue.hide_dead_many([m.handle for m in held], 0)    # the list ends
     code, out, _ = run(bridge.operator(), capsys, "forget", "ann@example.com")
     assert code == 0 and json.loads(out)["dead_letters"] == len(held) and listed(bridge, capsys)["total"] == 0

@@ -14,6 +14,7 @@ from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
 from chalicelib.domain.people import email_hash
 from chalicelib.domain.qualification import QState
+from chalicelib.ports import ReceivedLetter
 from chalicelib.ports.edge import UNKNOWN, RefusalSample
 from chalicelib.runtime import Runtime
 from chalicelib.services import dead_letters
@@ -311,15 +312,14 @@ def test_a_backfill_whose_count_writes_cannot_be_queued_says_the_counts_are_kept
 
 # --- dead letters -----------------------------------------------------------------------------------------
 def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_request():
-    m = {"MessageId": "d1", "Body": json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
-                                                "person": {"email": "ann@example.com"}}),
-         "MessageAttributes": {"reason": {"StringValue": "Intercom 400"}, "attempts": {"StringValue": "1"}}}
+    m = ReceivedLetter("d1", "h1", json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
+                                               "person": {"email": "ann@example.com"}}), "Intercom 400", 1)
     letter = dead_letters.read(m)
     assert letter.view() == {"message_id": "d1", "reason": "Intercom 400", "attempts": 1, "kind": "rf.join",
                              "campaign_id": "42", "rf_user_id": "7", "email": "a***@example.com"}
     assert letter.view(show_payload=True)["payload"]["person"] == {"email": "a***@example.com"}    # README: masked
     assert letter.view(show_payload=True, raw=True)["payload"]["person"] == {"email": "ann@example.com"}
-    moved = dead_letters.read({"MessageId": "d2", "Body": "{x", "Attributes": {"ApproximateReceiveCount": "11"}})
+    moved = dead_letters.read(ReceivedLetter("d2", "h2", "{x", receive_count=11))
     assert moved.reason.startswith("moved by SQS after about 10 receives")
     assert dead_letters.summary([letter, moved])["by_campaign"] == {"42": 1, "(none)": 1}
 
@@ -328,9 +328,8 @@ def test_dlq_show_payload_masks_the_persons_email_also_when_it_is_not_a_valid_ad
     # Intercom refusing an email it cannot read (no dot in its domain, a non-ASCII domain) is what sends a
     # join to the dead letters: `dlq list --show-payload` must not print that email whole (README: masked).
     for email in ("ann.smith@localhost", "ann@exämple.com"):
-        m = {"MessageId": "d1", "Body": json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
-                                                    "person": {"email": email}}),
-             "MessageAttributes": {"reason": {"StringValue": "Intercom 400"}}}
+        m = ReceivedLetter("d1", "h1", json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
+                                                   "person": {"email": email}}), "Intercom 400")
         view = dead_letters.read(m).view(show_payload=True)
         shown = json.dumps(view, ensure_ascii=False)
         assert email not in shown, shown

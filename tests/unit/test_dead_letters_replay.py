@@ -11,6 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import pytest
 
+from chalicelib.ports import ReceivedLetter
 from chalicelib.services.dead_letters import REPLAY_SECONDS, look, replay
 from tests.fakes import FakeClock
 from tests.unit.test_dead_letters_scan import Rt, SlowLink, visible_now
@@ -87,7 +88,7 @@ def test_letters_that_came_back_during_a_stalled_send_are_not_sent_and_the_next_
     other reader done) sends them. The ten sent in the stall, back from the other reader before the
     replay ends, are taken out by it: none is sent twice."""
     rt = dead_letters()
-    other: list[dict] = []
+    other: list[ReceivedLetter] = []
 
     def stall(_: float) -> None:
         rt.clock.now += 400
@@ -97,10 +98,10 @@ def test_letters_that_came_back_during_a_stalled_send_are_not_sent_and_the_next_
     ids = sent_ids(rt.queue)
     assert len(ids) == len(set(ids)) == first["replayed"] < LETTERS         # none sent twice
     assert first["cut"] and first["left"] == 0 and first["not_seen"] == LETTERS - first["replayed"]
-    taken = {json.loads(m["Body"])["rf_user_id"] for m in other}
+    taken = {json.loads(m.body)["rf_user_id"] for m in other}
     assert len(taken & set(ids)) == 10 and "sent_late" not in first         # the ten sent in the stall...
     assert rt.queue.dead_count() == LETTERS - first["replayed"]             # ...taken out; the others stay
-    rt.queue.hide_dead_many([m["ReceiptHandle"] for m in other], 0)          # the other reader ends
+    rt.queue.hide_dead_many([m.handle for m in other], 0)          # the other reader ends
     assert visible_now(rt.queue) == rt.queue.dead_count()
     second = replay(rt, reason="boom")
     assert second == {"replayed": LETTERS - first["replayed"], "left": 0, "not_seen": 0}

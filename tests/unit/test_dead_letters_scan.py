@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from chalicelib.ports import ReceivedLetter
 from chalicelib.services.dead_letters import holding, look
 from tests.fakes import FakeClock, FakeQueue
 
@@ -17,7 +18,7 @@ class SlowLink(FakeQueue):
         super().__init__(clock)
         self.fake_clock, self.receive_seconds, self.hide_seconds = clock, receive_seconds, hide_seconds
 
-    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[dict]:
+    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
         self.fake_clock.now += self.receive_seconds
         return super().receive_dead(max_messages, visibility)
 
@@ -50,10 +51,10 @@ def test_a_scan_longer_than_the_hide_time_reads_every_letter_exactly_once():
     start = rt.clock()
     with holding(rt, 60) as (received, held, not_seen, cut, _):
         assert rt.clock() - start >= 200                                    # more than three hide times
-        ids = [m["MessageId"] for m in received]
+        ids = [m.message_id for m in received]
         assert visible_now(rt.queue) == 0                                   # all still hidden while held
     assert len(ids) == len(set(ids)) == 2_000 and not_seen == 0 and not cut
-    assert {m["Attributes"]["ApproximateReceiveCount"] for m in received} == {"1"}      # none received twice
+    assert {m.receive_count for m in received} == {1}      # none received twice
     assert rt.queue.dead_calls["receive"] == 201                        # the last one answers nothing
     assert visible_now(rt.queue) == 2_000                                   # all visible again at once after
     # Hidden again 10 a call, each letter about every half hide time: ~2,000 / 10 * 200 / 30, not one by one.

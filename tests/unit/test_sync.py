@@ -1110,3 +1110,27 @@ def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
     assert describe_page_error({"page": 3, "state": "waiting", "reason": waits.reason, "tries": 2,
                                 "at": "2026-09-21T14:13:20.000Z"}) == \
         "page 3 waits: Referral Factory answered 429: slow down (2 tries, last 14:13:20)"
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda store: None, "campaign 42 has never been synced — run `bridge sync start 42`"),
+    (lambda store: store.put("42", COUNTS_ONLY, WS),
+     "campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
+     "— add fields and referral_link_attribute to sync contacts"),
+    (lambda store: store.delete("42"),
+     "campaign 42 has no settings — apply them first, with a `sync` block (`bridge settings apply <file>`)"),
+    (lambda store: store.put("42", settings(rule=None), WS),
+     "campaign 42's settings have no sync block — add one and apply them"),
+], ids=["never synced", "settings keep only counts", "settings deleted", "sync block removed"])
+def test_status_and_report_of_a_campaign_never_synced_say_why_in_one_line_and_exit_1(capsys, change, said):
+    """No run to show: the service says why (services/sync.shown_runs), the CLI prints it as one line."""
+    from tests.support.cli import run_cli
+    work = world(2)
+    change(work.store.settings)
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.shown_runs(work.deps, "42", sync.status(work.deps, "42"))
+    assert stopped.value.problems == [said]
+    for command in ("status", "report"):
+        for json_flag in ((), ("--json",)):
+            assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", command, "42", *json_flag) == (
+                1, "", f"bridge: {said}\n")

@@ -97,6 +97,7 @@ class _Alone(Exception):
     """One join: finished on its own, as finish() does."""
 
 
+LINKS_PAGE = 500          # a campaign's links read per page (DynamoDB's Limit) when a filter skips most
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
@@ -117,6 +118,13 @@ class DynamoLinks:
         pk, prefix = campaign_links(campaign_id)
         return dict(Counter(LinkStatus(i.status) for i in LinkItem.query(
             pk, LinkItem.sk.startswith(prefix), limit=limit, attributes_to_get=["status"])))
+
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+        # The filter applies after each page is read: pages follow one another until `limit` are found.
+        pk, prefix = campaign_links(campaign_id)
+        return dict(Counter(i.workspace for i in LinkItem.query(
+            pk, LinkItem.sk.startswith(prefix), limit=limit, page_size=LINKS_PAGE, attributes_to_get=["workspace"],
+            filter_condition=(LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.workspace != workspace))))
 
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:
