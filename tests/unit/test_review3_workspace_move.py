@@ -1,0 +1,45 @@
+"""Review 3 of the workspace-move guard (services/referral_count.write, services/admin._moved_workspace):
+the referral count of a referrer that contact sync enrolled in the workspace the campaign left."""
+from __future__ import annotations
+
+from chalicelib.domain.link import PersonRef
+from chalicelib.messages import JoinMessage
+from tests.fakes import FakeIntercom, FakeRF, FakeWork
+from tests.unit.scenario import run
+from tests.unit.test_referral_count import counting_settings
+from tests.unit.test_review2_workspace_move import _ByWorkspace
+from tests.unit.test_workspace_move import apply
+
+COUNT = "custom_attributes.referral_count"
+ATTRIBUTES = {COUNT: {"data_type": "integer"}, "custom_attributes.referral_link": {"data_type": "string"},
+              "name": {"data_type": "string"}, "email": {"data_type": "string"}}
+
+
+def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_contact_after_a_move():
+    """Scenario: campaign 42 keeps referral counts and runs contact sync in workspace ws. Sync enrolled Rita
+    (RF user 100) from her ws contact: her count knows that contact (`referrer_contact`), she has no link (a
+    referrer enrolled by sync is "not linked yet"). The operator applies campaign 42's settings naming ws-b
+    (nobody is linked, so the move happens without a word). A lead referred by Rita joins (in ws-b) and
+    Rita's count grows to 1.
+    Expected: as the README says of a move ("nor is a referral count written to them (the new workspace does
+    not hold their contacts)"), the count is kept, not PUT to Rita's ws contact id through ws-b's client.
+    Today referral_count.write guards only a referrer *linked* elsewhere (`_moved_away` needs a LINKED link);
+    for a sync-enrolled one it takes `count.contact_id` (ws's) and writes it with `intercom(settings.workspace)`
+    (ws-b): another workspace's contact id sent with ws-b's token (a 404 and a dead letter at best)."""
+    apis = _ByWorkspace(FakeIntercom(dict(ATTRIBUTES)), FakeRF({"100": {"id": 100, "email": "rita@example.com"}}))
+    work = FakeWork(apis)
+    counting = counting_settings()
+    work.store.settings.put("42", counting, "ws")
+    rita = apis.intercom_.add("rita@example.com", role="user")
+    work.store.links.referrer_contact(PersonRef("42", "100"), rita["id"])     # contact sync enrolled her in ws
+    apply(work, {**counting, "workspace": "ws-b"}, move=True)
+    assert work.store.settings.get("42").workspace == "ws-b"
+
+    lead = {"id": "1", "campaign_id": "42", "email": "lead1@example.com", "first_name": "L1", "type": "lead",
+            "referrer_id": "100"}
+    run(work, JoinMessage(campaign_id="42", rf_user_id="1", person=lead).wire())
+    counts = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"]
+    assert counts, "the lead's join asked for Rita's count to be written"
+    run(work, *counts)
+    assert work.store.links.referrals(PersonRef("42", "100")).n == 1
+    assert ("ws-b", rita["id"]) not in apis.updates, "ws's contact was written through workspace ws-b's client"
