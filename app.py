@@ -43,6 +43,12 @@ def oauth_start():
     return handlers.oauth_start(app.current_request)
 
 
+# The start page's button posts its form here (opening the link never spends it: handlers.oauth_begin).
+@app.route("/oauth/intercom/start", methods=["POST"], content_types=ANY_MEDIA)
+def oauth_begin():
+    return handlers.oauth_begin(app.current_request)
+
+
 @app.route("/oauth/intercom/callback", methods=["GET"])
 def oauth_callback():
     return handlers.oauth_callback(app.current_request)

@@ -542,7 +542,8 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     which = f"workspace {done['workspace']} only" if done["workspace"] else "any workspace whose admin opens it"
     _answer(args, done, f"{done['url']}\nA one-time OAuth start link for {which}: it works once, until "
             f"{done['expires_at']} ({TICKET_SECONDS // 60} minutes). Whoever holds it can use it: send it to the "
-            "admin only (a chat's link preview may spend it; then make another).")
+            "admin only. Opening it spends nothing (mail scanners and chat previews cannot use it up): the "
+            "admin's click on Continue to Intercom does.")
     return 0
 
 
@@ -712,7 +713,8 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
 
     if not args.who.strip():
         raise CliError("explain whom? Give an email, a Referral Factory user id or an Intercom contact id")
-    found = explain.explain(rt, args.who)
+    # (Intercom is asked about a contact id no link names: a duplicate's email; a store-only runtime asks nobody)
+    found = explain.explain(rt, args.who, intercom=getattr(rt, "intercom", None))
     if args.json:
         _print(found.view())
     else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from typing import Optional
+from urllib.parse import parse_qs
 
 from chalice import Response
 
@@ -70,6 +71,28 @@ def oauth_start(request) -> Response:
     logger.set_correlation_id(request.context.get("requestId"))
     ticket = (request.query_params or {}).get("ticket")
     return _html(oauth.start(default_runtime(), _place(request), ticket if isinstance(ticket, str) else None))
+
+
+def oauth_begin(request) -> Response:
+    """The start page's "Continue to Intercom" button: a form holding the ticket. Any other body is read
+    as no ticket, and answered the start's 403 page."""
+    from .services import oauth
+
+    logger.set_correlation_id(request.context.get("requestId"))
+    headers = {k.lower(): v for k, v in (request.headers or {}).items()}
+    return _html(oauth.begin(default_runtime(), _place(request),
+                             _form_field(headers.get("content-type"), request.raw_body or b"", "ticket")))
+
+
+def _form_field(content_type: Optional[str], raw: bytes, name: str) -> Optional[str]:
+    """The one value of `name` in a form-encoded body; None for any other body, or a name given twice."""
+    if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return None
+    try:
+        values = parse_qs(raw.decode("ascii"), max_num_fields=10).get(name)
+    except (UnicodeDecodeError, ValueError):      # not ASCII (a form's bytes are escaped), or too many fields
+        return None
+    return values[0] if values and len(values) == 1 else None
 
 
 def oauth_callback(request) -> Response:

@@ -127,6 +127,10 @@ class Runtime:
             else:
                 scope = UNKNOWN
             self.store.edge.refused(scope, sample)
+            # The next webhook this container accepts for the scope is written at once (not up to a
+            # minute later): doctor tells a fix that worked by an accepted webhook newer than the refusal.
+            for what in ("join", "notification"):
+                self._cache.pop(("heard", scope, what), None)
         except Exception:  # the answer never depends on the log
             logger.warning("could not record a refused webhook", exc_info=True)
 

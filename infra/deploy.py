@@ -121,8 +121,9 @@ def policies(target: Target) -> dict[str, dict]:
             # writes a workspace's token and client secret, and can read neither back.
             {**_statement("OAuthTable", ["dynamodb:PutItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OAUTH#*"]}}},
-            # The OAuth start (GET /oauth/intercom/start?ticket=...) spends the operator's one-time
-            # ticket: a conditional delete of the tickets' keys only (it can neither make nor keep one).
+            # The OAuth start (its page's Continue: POST /oauth/intercom/start, ticket=...) spends the
+            # operator's one-time ticket: a conditional delete of the tickets' keys only (it can neither make
+            # nor keep one; opening the link only reads it).
             {**_statement("OAuthTickets", ["dynamodb:DeleteItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TICKET#*"]}}},
             _statement("OAuthSecrets", ["ssm:PutParameter"], [f"{secrets}/worker/intercom/*/token",

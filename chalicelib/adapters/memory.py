@@ -132,6 +132,11 @@ class MemoryLinks:
         held = [h.link.status for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
         return dict(Counter(held[:limit]))
 
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+        found = [h.link.workspace for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id
+                 and h.link.status is LinkStatus.LINKED and h.link.workspace != workspace]
+        return dict(Counter(found[:limit]))
+
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
         held.link = dataclasses.replace(held.link, updated_at=iso(self.clock()), **changes)
@@ -166,6 +171,16 @@ class MemoryLinks:
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         return [answer_or_error(partial(self.finish, *d)) for d in done]
 
+    def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
+        return [self._reopen(PersonRef(*ref), reason, entries) for ref, reason, entries in ignored]
+
+    def _reopen(self, ref: PersonRef, reason: str, entries: Sequence[Entry]) -> bool:
+        held = self.tables.links.get(ref)
+        if held is None or held.link.status is not LinkStatus.IGNORED:
+            return False
+        self._write(ref, entries, status=LinkStatus.WAITING, reason=reason)
+        return True
+
     def _held_by(self, ref: PersonRef, token: str) -> _Held:
         held = self.tables.links.get(ref)
         if held is None or held.claim != token:
@@ -177,9 +192,10 @@ class MemoryLinks:
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
-        referrer = PersonRef(claim.ref.campaign_id, result.counted_for) if result.counted_for else None
-        link = self._write(claim.ref, entries, **fields, counted_for=result.counted_for,
-                           counted_at=self._one_more(referrer) if referrer else None)
+        if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
+            referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
+            fields.update(counted_for=result.counted_for, counted_at=self._one_more(referrer))
+        link = self._write(claim.ref, entries, **fields)
         if result.qualification is QState.PENDING:
             held.pending = f"{link.updated_at}#{claim.ref}"
         if result.contact_id:
@@ -516,11 +532,15 @@ class MemoryConnections:
             raise ValueError("this ticket id is kept already")
         self.tickets[ticket.ticket] = ticket
 
-    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+    def oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
         kept = self.tickets.get(ticket)
-        if kept is None or now >= kept.expires_at:      # an expired one stays until TTL removes it, unspendable
-            return None
-        del self.tickets[ticket]
+        # an expired one stays until TTL removes it, unspendable
+        return kept if kept is not None and now < kept.expires_at else None
+
+    def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        kept = self.oauth_ticket(ticket, now)
+        if kept is not None:
+            del self.tickets[ticket]
         return kept
 
     def register_workspace(self, workspace: str) -> None:

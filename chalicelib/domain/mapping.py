@@ -138,11 +138,28 @@ def to_unix(value: Any) -> int:
     raise ConversionError(f"{value!r} is not a date")
 
 
+# What kind of value a field error is about, from convert()'s own words around the value (the reason
+# carries the value: a kind never does).
+_KINDS = ((str.startswith, "text is too long", "text too long"),
+          (str.endswith, "is not a whole number", "not a whole number"),
+          (str.endswith, "number", "not a number"),
+          (str.endswith, "is not true or false", "not true or false"),
+          (str.endswith, "is not a date", "not a date"), (str.endswith, "(use ISO-8601 or unix seconds)", "not a date"),
+          (str.endswith, "for a date", "not a date"),
+          (str.startswith, "attribute type", "attribute type not supported"),
+          (str.startswith, "the person has no email", "no email"))
+
+
 @dataclass(frozen=True)
 class FieldError:
     to: str
     source: str      # "from <rf field>" or "fixed value"
     reason: str
+
+    @property
+    def kind(self) -> str:
+        """The reason without the value (one of a few words): what doctor counts fields not written by."""
+        return next((kind for found, words, kind in _KINDS if found(self.reason, words)), "not convertible")
 
 
 @dataclass

@@ -5,6 +5,9 @@ Bounded by construction, whatever an unauthenticated caller sends:
 - a scope is a campaign that has settings (`campaign:<id>`), a connected workspace
   (`workspace:<app_id>`), or the ONE bucket `unknown` for everything else;
 - a reason is one of the edge's own error codes (a fixed set);
+- the same log keeps, for doctor, the mapped fields a join could not write (`fields:<id>`, written by the
+  worker when the join is applied): its reason is `<attribute>: <kind>` (the campaign's mapping, a few kinds),
+  its samples name the person (masked) and the RF field, never the value;
 - a scope holds one counter per reason and hour (expiring after REFUSALS_KEEP_DAYS), and at most
   SAMPLES samples per reason (the first of each hour overwrite the ring);
 - `heard` is one item per scope and kind, overwritten (the runtime writes it at most once a
@@ -25,6 +28,11 @@ def campaign_scope(campaign_id: str) -> str:
 
 def workspace_scope(workspace: str) -> str:
     return f"workspace:{workspace}"
+
+
+def fields_scope(campaign_id: str) -> str:
+    """The campaign's mapped fields that joins applied without (values that could not be converted)."""
+    return f"fields:{campaign_id}"
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,10 @@ class LinkRepository(Protocol):
     def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
         """How many of the campaign's links are in each status, counting up to `limit` links (reads the
         campaign's own items only)."""
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+        """The campaign's linked people in other workspaces than `workspace`, by workspace, counting up to
+        `limit` of them: its links are read page by page until `limit` are found or none is left (not only
+        its first `limit` links)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
@@ -65,6 +69,12 @@ class LinkRepository(Protocol):
         """finish() for each, in as few writes as the store can: per item None, or the exception
         finish() raises (Busy) as a value. A referrer counted by several joins of one write gets
         them in one update."""
+    def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
+        """Joins the settings ignored (action nothing), each (ref, reason, entries), made claimable again
+        for a join sent anew (`bridge backfill` once the action creates): the link waits (WAITING, with
+        `reason`) and keeps everything else (whom it counted for: its join counts it no more), its
+        entries go into its history, at once. Per person True, or False and nothing written unless the
+        link is still ignored."""
 
     # referral counts (the referrer's PersonRef; services/referral_count.py)
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]: ...
@@ -314,6 +324,9 @@ class ConnectionRepository(Protocol):
     def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
         """Keep a new start ticket until it is spent or expires (an id already kept is refused:
         ValueError; 128 random bits never are)."""
+    def oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        """The ticket, left as it is, while it is kept and unexpired (what the start's page shows:
+        opening a link never spends it); None when it was never kept, is spent or has expired."""
     def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
         """The ticket, removed, the first time it is spent before it expires; None when it was never
         kept, is spent already, or has expired (once expired, it is never answered again)."""

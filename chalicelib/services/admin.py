@@ -182,25 +182,31 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
 
 def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) -> list[str]:
     """A campaign moved to another workspace leaves its linked people behind: their contacts stay in the
-    old workspace, whose changes never qualify the campaign again (Qualifier.moved_away). Refused while
-    people are linked, unless confirmed; then said."""
+    old workspace, whose changes never qualify the campaign again (Qualifier.moved_away), and no referral
+    count is written to them (referral_count.write keeps it). Refused while people are linked in another
+    workspace than the one named (however many links come first; with no settings stored, deleted and
+    applied again, wherever they are linked), unless confirmed; then said."""
     stored = rt.store.settings.get(settings.campaign_id)
-    if stored is None or stored.workspace == settings.workspace:
+    if stored is not None and stored.workspace == settings.workspace:
         return []
-    statuses = rt.store.links.statuses_in(settings.campaign_id, PEOPLE_COUNTED)
-    n = statuses.get(LinkStatus.LINKED, 0)
-    if not n:
+    linked = rt.store.links.linked_elsewhere(settings.campaign_id, settings.workspace, PEOPLE_COUNTED)
+    if not linked:
         return []
-    people = (f"{n} or more linked people" if sum(statuses.values()) >= PEOPLE_COUNTED else
+    n = sum(linked.values())
+    people = (f"{n} or more linked people" if n >= PEOPLE_COUNTED else
               "1 linked person" if n == 1 else f"{n} linked people")
-    old, new = stored.workspace, settings.workspace
+    old, new = _and(sorted(linked)), settings.workspace
+    was = stored.workspace if stored is not None else max(sorted(linked), key=linked.__getitem__)
+    counting = bool(count_attribute(settings))
     if not confirmed:
         raise MovesWorkspace([
             f"workspace: campaign {settings.campaign_id} has {people} in workspace {old}; moved to {new}, they would "
-            f"no longer qualify (their contacts stay in {old}, whose changes no longer count) — add --move-workspace "
-            f"to move it anyway, or keep workspace: {old}"])
-    return [f"campaign {settings.campaign_id} moved from workspace {old} to {new}: its {people} of {old} will no "
-            f"longer qualify (their contacts stay in {old}; new joins are created in {new})"]
+            f"no longer qualify{', nor would referral counts be written to them' if counting else ''} (their "
+            f"contacts stay in {old}, whose changes no longer count) — add --move-workspace to move it anyway, or "
+            f"keep workspace: {was}"])
+    return [f"campaign {settings.campaign_id} moved from workspace {was} to {new}: its {people} of {old} will no "
+            f"longer qualify{', nor will referral counts be written to them' if counting else ''} (their contacts "
+            f"stay in {old}{'; their counts are kept' if counting else ''}; new joins are created in {new})"]
 
 
 def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], Optional[CountBackfill]]:

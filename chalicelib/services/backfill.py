@@ -6,6 +6,13 @@ has not applied, exactly as the webhook would: the same join pipeline, so the sa
 duplicate handling, limits and history. Idempotent: an applied join is final, so a second run
 finds nobody to send. A dry run (the default) only counts.
 
+A join the settings ignored (`action: nothing` then: the only reason a join is ignored) is applied
+under the current settings once their action for the person's side creates a contact: the run
+reopens their link (LinkRepository.reopen_ignored_many: it waits, with why in its history), then
+queues their join, which the worker claims as any waiting join's (a second run sends it again while
+it waits: a repeat is harmless, the join's exactly-one-contact rules hold). Whom it counted for
+already, it counts for still, not twice.
+
 In a campaign that keeps referral counts, a lead whose join was applied before the setting (their
 link is final and counted for nobody) is counted for their RF referrer here, once, the page's leads
 in one batched write (LinkRepository.count_applied_many), and each referrer whose count grew gets it
@@ -47,6 +54,8 @@ MISSING = "not in the bridge: joined"
 # has not reached the bridge yet, or was lost: backfill sends it, as it sends any missing join.
 SYNCED = "enrolled by contact sync, not linked yet: joined"
 NOTHING = "nothing to do (the settings' action is nothing)"
+# A join ignored under `action: nothing`, whose side's action creates now: sent again (`{action}`: the action now).
+REOPENED = "ignored under action nothing, now {action}: joined again"
 UNREADABLE = "unreadable in Referral Factory"
 COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
 
@@ -83,7 +92,9 @@ class Result:
                SYNCED: "enrolled by contact sync, not linked yet: would be joined",
                WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
                COUNTED: "already applied: would be counted for their referrer"}
-        outcomes = {(k if self.applied else dry.get(k, k)): v for k, v in self.outcomes.most_common()}
+        outcomes = {(k if self.applied else dry.get(k, k.replace(": joined again", ": would be joined again")
+                                                       if k.startswith(REOPENED.split("{")[0]) else k)): v
+                    for k, v in self.outcomes.most_common()}
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
                 "queued": self.queued, "counted": self.counted, "count_writes_queued": self.count_writes,
                 "outcomes": outcomes, "unreadable": self.unreadable}
@@ -119,6 +130,8 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             synced = _synced(rt, result.campaign_id) if synced is None else synced
             classified = [(SYNCED, message, lead) if outcome == MISSING and message and message.rf_user_id in synced
                           else (outcome, message, lead) for outcome, message, lead in classified]
+        if apply:
+            classified = _reopened(rt, classified, links)
         uncounted = [u for _, _, u in classified if u is not None]
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
@@ -189,16 +202,43 @@ def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: 
     link = links.get(PersonRef(campaign_id, person.id))
     if link is not None and link.status is LinkStatus.LINKED:
         return LINKED, None, _uncounted(settings, person, link)
+    kind = people_.normalise(user).get("type") or (link.kind if link is not None else None)
     if link is not None and link.status is LinkStatus.IGNORED:
-        return IGNORED, None, _uncounted(settings, person, link)
+        action = settings.people(kind == "lead").action if kind in ("lead", "referrer") else "nothing"
+        if action == "nothing":
+            return IGNORED, None, _uncounted(settings, person, link)
+        message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person, received_at=now)
+        return REOPENED.format(action=action), message, None
     if link is not None and link.status is LinkStatus.IN_PROGRESS:
         return IN_PROGRESS, None, None
-    kind = people_.normalise(user).get("type")
     if kind in ("lead", "referrer") and settings.people(kind == "lead").action == "nothing":
         return NOTHING, None, None
     message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person, received_at=now)
     waiting = link is not None and link.status is LinkStatus.WAITING
     return (WAITING if waiting else RETRY if link is not None else MISSING), message, None
+
+
+def _reopened(rt: Backfilling, classified: list[tuple[str, Optional[JoinMessage], Optional[Uncounted]]],
+              links: dict[PersonRef, Link]) -> list[tuple[str, Optional[JoinMessage], Optional[Uncounted]]]:
+    """The page's ignored joins to send again, reopened first (one batched write), so that the worker
+    claims them: one whose link changed meanwhile (applied, or reopened by another run) is not sent by
+    this run (said as being joined)."""
+    ignored = [(message.person_ref, outcome) for outcome, message, _ in classified
+               if message is not None and outcome.startswith(REOPENED.split("{")[0])]
+    if not ignored:
+        return classified
+    whys = [(ref, _why(ref, outcome, links[ref])) for ref, outcome in ignored]
+    answers = rt.store.links.reopen_ignored_many([(ref, why, [Entry("join", "resent", why)]) for ref, why in whys])
+    lost = {ref for (ref, _), done in zip(ignored, answers) if not done}
+    return [(IN_PROGRESS, None, None) if message is not None and message.person_ref in lost else (outcome, message, lead)
+            for outcome, message, lead in classified]
+
+
+def _why(ref: PersonRef, outcome: str, link: Link) -> str:
+    side = "referrers" if link.kind == "referrer" else "leads"
+    action = outcome.split("now ", 1)[1].split(":", 1)[0]
+    return (f"sent again by `bridge backfill {ref.campaign_id} --apply`: the join was ignored under {side}.action "
+            f"nothing, and the settings now say {action}")
 
 
 def _uncounted(settings: CampaignSettings, person: RFPerson, link: Link) -> Optional[Uncounted]:

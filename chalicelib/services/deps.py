@@ -8,8 +8,8 @@ from functools import cached_property
 from typing import Callable, Optional, Protocol, TypeVar
 
 from ..config import Config
-from ..ports import (Apis, Cursor, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store, SyncRepository,
-                     WorkQueue)
+from ..ports import (Apis, Cursor, EdgeLog, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store,
+                     SyncRepository, WorkQueue)
 from .qualification.qualifier import Qualifier
 
 Q = TypeVar("Q", covariant=True)
@@ -42,13 +42,14 @@ class WorkDeps:
     queue: Optional[WorkQueue] = None           # follow-up work (a created lead verified later, a sync run's next page)
     search_lag: Callable[[], float] = lambda: 180.0     # Config.search_lag, read when needed
     remaining_ms: Callable[[], int] = lambda: 10**9     # the Lambda's time left (a sync page stops in time)
+    edge: Optional[EdgeLog] = None              # where joins note the fields they could not write (for doctor)
 
     @classmethod
     def of(cls, store: Store, apis: Apis, queue: Optional[WorkQueue], clock: Callable[[], float],
            search_lag: Callable[[], float] = lambda: 180.0,
            remaining_ms: Callable[[], int] = lambda: 10**9) -> "WorkDeps":
         return cls(store.links, store.lookup, store.history, store.settings, apis, store.cursor, store.sync, clock,
-                   queue, search_lag, remaining_ms)
+                   queue, search_lag, remaining_ms, store.edge)
 
     @cached_property
     def qualifier(self) -> Qualifier:

@@ -21,7 +21,7 @@ from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError,
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
-from ..ports.edge import UNKNOWN, Refusals, campaign_scope, workspace_scope
+from ..ports.edge import UNKNOWN, Refusals, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
 
@@ -30,6 +30,7 @@ TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_u
           "contact.deleted", "contact.archived")
 assert set(TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
+NOTIFICATION_QUIET_HOURS = 24  # no Intercom notification heard for this long, with leads pending: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
 LATE_RUNS = 4                 # reconciliation is late after 4 of its scheduled runs (an hour at the default 15 min)
@@ -58,6 +59,7 @@ class Finding:
     what: str
     why: str = ""
     fix: str = ""
+    warn: bool = False      # ok, but worth a look: said with its why and fix; the exit status stays 0
 
 
 @dataclass
@@ -69,12 +71,13 @@ class Report:
     def ok(self) -> bool:
         return all(f.ok for f in self.findings)
 
-    def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "") -> None:
-        self.findings.append(Finding(check, ok, what, why, fix))
+    def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "", warn: bool = False) -> None:
+        self.findings.append(Finding(check, ok, what, why, fix, warn and ok))
 
     def view(self) -> dict:
         return {"campaign_id": self.campaign_id, "ok": self.ok,
                 "problems": sum(not f.ok for f in self.findings),
+                "warnings": sum(f.warn for f in self.findings),
                 "findings": [asdict(f) for f in self.findings]}
 
 
@@ -119,6 +122,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _rf(rt, report, settings)
     pending = _pending(store, report.campaign_id)
     _liveness(rt, report, settings, pending)
+    _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn)
     _sync(rt, report, settings)
     return report
@@ -374,7 +378,8 @@ _FIX = {
     "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
                         "payload (README, Setting up Referral Factory's webhook)"),
     "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
-    "invalid_field": ("a payload field has the wrong type", "fix the payload field named in the message"),
+    "invalid_field": ("a payload field has a value the bridge does not accept", "fix the payload field named in "
+                      "the message"),
     "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
     "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
     "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
@@ -382,6 +387,10 @@ _FIX = {
     "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
                          "`bridge backfill {c} --apply`"),
 }
+
+
+_INVALID_EMAIL = ("the person's email is not an address, e.g. it holds a space",
+                  "fix the email in Referral Factory, then `bridge backfill {c}` (dry run), then `--apply`")
 
 
 _INTERCOM_FIX = {
@@ -398,21 +407,34 @@ _INTERCOM_FIX = {
 
 
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
-                      fixes: Optional[dict] = None, ws: str = "") -> int:
+                      fixes: Optional[dict] = None, ws: str = "", heard: Optional[str] = None,
+                      accepted: str = "", after_why: str = "", after_fix: str = "") -> int:
+    """One finding per reason refused. A reason whose last refusal is older than the last webhook the edge
+    accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while refusals are the newest.
+    Returns how many are BAD."""
     by_reason: dict[str, list] = {}
     for count in refusals.counts:
         by_reason.setdefault(count.reason, []).append(count)
+    bad = 0
     for reason, counts in sorted(by_reason.items()):
         total = sum(x.count for x in counts)
         last = max(x.last_at for x in counts)
         first = min(x.first_at for x in counts)
         what, fix = (fixes or _FIX).get(reason, (reason, "see the message in `bridge explain`"))
-        sample = next((s.message for s in refusals.samples if s.reason == reason), "")
-        report.add(check, False, f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
-                   + (f" — e.g. \"{sample}\"" if sample else ""),
+        messages = [s.message for s in refusals.samples if s.reason == reason]
+        sample = messages[0] if messages else ""
+        if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
+            what, fix = _INVALID_EMAIL
+        refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
+        if heard is not None and _when(heard) > _when(last):
+            report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
+                       after_why, after_fix.format(c=c, ws=ws), warn=True)
+            continue
+        bad += 1
+        report.add(check, False, refused + (f" — e.g. \"{sample}\"" if sample else ""),
                    "refused webhooks are not retried by the sender: those people or changes never reach the bridge",
                    fix.format(c=c, ws=ws))
-    return len(by_reason)
+    return bad
 
 
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
@@ -421,8 +443,11 @@ def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
 
 def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link]) -> None:
     store, c = rt.store, settings.campaign_id
-    problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)")
     last = store.edge.last_heard(campaign_scope(c), "join")
+    problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
+                                 heard=last, accepted="joins",
+                                 after_why="the people whose joins were refused are not in Intercom",
+                                 after_fix="`bridge backfill {c}` (dry run), then `--apply`")
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
@@ -434,9 +459,10 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     elif not problems:
         report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
     ws = settings.workspace
-    _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
-                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws)
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
+    _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
+                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws, heard=heard,
+                      accepted="notifications")
     if settings.qualification is None:
         return
     if heard is None and pending:
@@ -445,18 +471,66 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    f"{len(pending)} lead(s) are pending",
                    "the topics are probably not subscribed: qualification waits for the periodic reconciliation "
                    "instead of seconds",
-                   "in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
-                   "the topics " + ", ".join(TOPICS))
+                   _SUBSCRIBE)
+    elif heard is not None and pending and _age_hours(rt.clock(), heard) > NOTIFICATION_QUIET_HOURS:
+        # A warning: a workspace may change no contact for a day. With leads waiting, the subscription
+        # may have stopped (a paused or edited webhook, another app's URL).
+        report.add("webhooks.intercom", True,
+                   f"the last Intercom notification for workspace {ws} was received at {heard} (over "
+                   f"{NOTIFICATION_QUIET_HOURS} h ago) while {len(pending)} lead(s) are pending",
+                   "if contacts changed since, the webhook subscription may have stopped: qualification waits for "
+                   "the periodic reconciliation instead of seconds",
+                   "check the subscription: " + _SUBSCRIBE, warn=True)
     elif heard is not None:
         report.add("webhooks.intercom", True, f"Intercom notifications arrive (last at {heard})")
 
 
-def _age_hours(now: float, iso_text: str) -> float:
+_SUBSCRIBE = ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
+              "the topics " + ", ".join(TOPICS))
+
+
+def _when(iso_text: str) -> float:
     try:
-        then = datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
-    return (now - then) / 3600
+
+
+NOT_WRITTEN_EXAMPLES = 3
+
+
+def _not_written(store: Store, report: Report, settings: CampaignSettings) -> None:
+    """Mapped fields joins were applied without (a value that could not be converted, a text too long), per
+    attribute and kind, from the counter the worker keeps (one query of the campaign's `fields:` partition
+    of the edge's log, never anyone's history): a warning, since the contacts exist; each names a few
+    people (masked) for `bridge explain`."""
+    c = settings.campaign_id
+    found = store.edge.refusals(fields_scope(c))
+    by_key: dict[str, list] = {}
+    for counted in found.counts:
+        by_key.setdefault(counted.reason, []).append(counted)
+    for key, counts in sorted(by_key.items(), key=lambda kv: (-sum(x.count for x in kv[1]), kv[0])):
+        attribute, _, kind = key.rpartition(": ")
+        samples = [s for s in found.samples if s.reason == key]
+        source = samples[0].message if samples else ""
+        shown = [f"{s.email_masked} (RF user {s.rf_user_id})" if s.email_masked else f"RF user {s.rf_user_id}"
+                 for s in samples[:NOT_WRITTEN_EXAMPLES]]
+        first, last = min(x.first_at for x in counts), max(x.last_at for x in counts)
+        example = samples[0].rf_user_id if samples else "<RF id>"
+        report.add("fields.not_written", True,
+                   f"{sum(x.count for x in counts)} join(s) applied without {attribute} ({kind}"
+                   + (f", {source}" if source else "") + (f") at {last}" if first == last else
+                                                          f") between {first} and {last}")
+                   + (f" — e.g. {', '.join(shown)}" if shown else ""),
+                   "their contacts were created or updated without that value: Intercom shows it empty, or as it was",
+                   f"fix the values in Referral Factory, or the field mapping (map it to an attribute of a type they "
+                   f"convert to; text holds at most 255 characters); `bridge explain {example}` lists each person's "
+                   "fields not written", warn=True)
+
+
+def _age_hours(now: float, iso_text: str) -> float:
+    then = _when(iso_text)
+    return (now - then) / 3600 if then else 0.0
 
 
 # --- work in flight ------------------------------------------------------------------------------------
@@ -612,11 +686,13 @@ def _duplicates(rt: Examined, settings: CampaignSettings, pending: list[Link]) -
 
 # --- text -----------------------------------------------------------------------------------------------
 def as_text(report: Report) -> str:
+    warnings = sum(f.warn for f in report.findings)
     lines = [f"campaign {report.campaign_id}: " + ("no problems found" if report.ok else
-                                                  f"{sum(not f.ok for f in report.findings)} problem(s)")]
+                                                  f"{sum(not f.ok for f in report.findings)} problem(s)")
+             + (f", {warnings} warning(s)" if warnings else "")]
     for f in report.findings:
-        lines.append(f"  {'ok ' if f.ok else 'BAD'} [{f.check}] {f.what}")
-        if not f.ok:
+        lines.append(f"  {'BAD' if not f.ok else 'warn' if f.warn else 'ok '} [{f.check}] {f.what}")
+        if not f.ok or f.warn:
             if f.why:
                 lines.append(f"        why: {f.why}")
             if f.fix:

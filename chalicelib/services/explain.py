@@ -6,15 +6,17 @@ edge refused. Emails are masked; nothing here holds a secret. Reads only (no tab
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
-from ..domain.link import Link, PersonRef
+from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
+from ..domain.settings import SettingsError, parse_settings
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted
 from ..observability import mask_email, mask_emails
-from ..ports import Store
+from ..ports import IntercomPort, Merged, NotFound, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import RF_404, no_campaign, replay_fix
@@ -30,10 +32,12 @@ class Explanation:
     people: list[Link] = field(default_factory=list)
     trail: list[dict] = field(default_factory=list)
     enrolled: list[dict] = field(default_factory=list)   # contact sync enrolled them (its ledger): no join needed
+    # The query, an Intercom contact no link names, shares the email of these people (`duplicate_of`).
+    duplicates: list[dict] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
-        return bool(self.people or self.trail)
+        return bool(self.people or self.trail or self.duplicates)
 
     def view(self) -> dict:
         # The people's own emails as they gave them (then the query's), masked whatever their form; then any
@@ -41,9 +45,21 @@ class Explanation:
         known = list(dict.fromkeys([p.email for p in self.people if p.email] + [self.query] * ("@" in self.query)))
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
-                                   "workspace": p.workspace, **p.view()} for p in self.people],
+                                   "workspace": p.workspace, **p.view(),
+                                   **({"discarded": True} if _discarded(p, self.trail) else {})} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
+                       **({"duplicate_of": self.duplicates} if self.duplicates else {}),
                        **({} if self.found else {"message": never_seen(self.query)})}, known)
+
+
+def _discarded(link: Link, trail: list[dict]) -> bool:
+    """A failed person whose last failure ended with the operator discarding its dead letter (`bridge dlq
+    discard`): the header says discarded, not failed."""
+    if link.status.value != "failed":
+        return False
+    failures = [e for e in trail if (e.get("campaign_id"), e.get("rf_user_id")) == (link.campaign_id, link.rf_user_id)
+                and e["outcome"] == "failed"]
+    return bool(failures) and bool(failures[-1].get("discarded"))
 
 
 def never_seen(query: str) -> str:
@@ -55,7 +71,9 @@ def never_seen(query: str) -> str:
             "check the email or id")
 
 
-def explain(rt: Reader, query: str) -> Explanation:
+def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomPort]] = None) -> Explanation:
+    """`intercom(workspace)`: asked (one GET a workspace) about a contact id that no link names, for
+    its email: a duplicate of a linked person's contact is said so (`duplicate_of`)."""
     store = rt.store
     query = query.strip()
     workspaces = sorted(store.connections.workspaces())
@@ -86,6 +104,9 @@ def explain(rt: Reader, query: str) -> Explanation:
             rf_ids.add(link.rf_user_id)
         if (len(people), len(emails), len(contacts), len(rf_ids)) == before:
             break
+    duplicates: list[dict] = []
+    if intercom is not None and not emails and query not in {p.contact_id for p in people.values()}:
+        duplicates = _duplicate_of(store, intercom, workspaces, query)
     # Contact sync's ledger, by Intercom contact id: a referrer it enrolled (their history is under their
     # RF id) or a contact it skipped (no RF id: the ledger holds the reason).
     trail: list[dict] = []
@@ -106,6 +127,12 @@ def explain(rt: Reader, query: str) -> Explanation:
                 trail.append(skipped)
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
     histories = {ref: store.history.entries(ref) for ref in sorted(refs)}
+    for d in duplicates:          # what the history of the person it duplicates says about this contact
+        ref = PersonRef(d["campaign_id"], d["rf_user_id"])
+        for entry in store.history.entries(ref) if ref not in refs else ():
+            if query in f"{entry.event} {entry.reason} {entry.details}":
+                trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id,
+                                        **entry.view()}, None))
     for ref, entries in histories.items():
         for entry in entries:
             trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()},
@@ -127,7 +154,58 @@ def explain(rt: Reader, query: str) -> Explanation:
             if _about(sample, hashes, rf_ids, contacts, scope):
                 trail.append(_with_fix(_refused(sample, scope), None))
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled)
+    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled,
+                       duplicates)
+
+
+CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")      # what may go into Intercom's path /contacts/{id}
+
+
+def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspaces: list[str],
+                  query: str) -> list[dict]:
+    """The people linked to another contact with this contact's email, in its own workspace only (a
+    contact of another workspace says nothing of this one's people), each with whether the contact's
+    changes count for them (the campaign's `qualification.match`), as the qualification judges them."""
+    if not CONTACT_ID.fullmatch(query):
+        return []
+    for workspace in workspaces:
+        try:
+            contact = intercom(workspace).get_contact(query)
+        except (NotFound, Merged):
+            continue
+        except Exception:        # (not connected, Intercom away...): nothing said of this workspace
+            continue
+        email = contact.get("email")
+        if not email:
+            return []
+        found = store.lookup.look_up(emails=[(workspace, email)])
+        return [_duplicate(store, query, workspace, email, link)
+                for link in found.linked_to_email(workspace, email) if link.contact_id and link.contact_id != query]
+    return []
+
+
+def _duplicate(store: Store, contact_id: str, workspace: str, email: str, link: Link) -> dict:
+    stored = store.settings.get(link.campaign_id)
+    try:
+        settings = parse_settings(stored.document) if stored is not None else None
+    except SettingsError:
+        settings = None
+    rule = settings.qualification if settings is not None else None
+    said = {"contact_id": contact_id, "workspace": workspace, "email": mask_email(email),
+            "campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id, "kind": link.kind,
+            "linked_contact_id": link.contact_id, "match": rule.match if rule is not None else None}
+    if not link.is_lead:
+        return {**said, "counts": False, "why": "only leads qualify: a referrer's contacts count for nothing"}
+    if rule is None:
+        return {**said, "counts": False, "why": f"campaign {link.campaign_id} has no qualification rule"}
+    if rule.match == "email":
+        return {**said, "counts": True, "why": f"campaign {link.campaign_id} qualifies its leads on any contact "
+                                               "with their email (qualification.match: email)"}
+    return {**said, "counts": False,
+            "why": f"campaign {link.campaign_id} qualifies its leads on their linked contact only "
+                   "(qualification.match: contact)",
+            "hint": f"to count changes on contacts that share the lead's email, set `qualification.match: email` "
+                    "and apply the settings (`bridge settings apply`); or merge the contacts in Intercom"}
 
 
 def _by(run: int) -> str:
@@ -150,7 +228,8 @@ HINTS = {
     ("contact", "skipped_existing"): "to write the mapped attributes to existing contacts too, set "
                                      "`{side}.duplicates: update` and apply the settings",
     ("join", "ignored"): "to send them, set `{side}.action` to create_lead or create_user, apply the settings, then "
-                         "`bridge backfill {campaign} --apply`",
+                         "`bridge backfill {campaign} --apply` (it sends again each join ignored under action "
+                         "nothing)",
     ("evaluation", "not_changed"): "the contact already had the target value when the person joined, and the rule "
                                    "has `require_change: true`: it qualifies once the value changes away and back. "
                                    "To count a value held at joining, set `qualification.require_change: false` and "
@@ -173,6 +252,8 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
     # A counted repeat (the same join, notification... seen again) needs nothing done.
     fix = None if entry.get("count") else FIXES.get((entry["event"], why))
     hint = None if entry.get("count") else HINTS.get((entry["event"], why))
+    if (entry["event"], why) == ("join", "ignored") and link is not None and link.status is not LinkStatus.IGNORED:
+        hint = None         # sent again since (`bridge backfill`): the trail goes on with that join
     if entry["event"] == "webhook_refused":
         if str(details.get("scope", "")).startswith("workspace:"):
             fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
@@ -298,20 +379,28 @@ def as_text(explanation: Explanation) -> str:
         return view["message"]
     lines = [f"{view['query']}:"]
     for p in view["people"]:
-        state = p["status"] + (f", qualification {p['qualification']}" if p.get("qualification") else "")
+        state = ("discarded (its dead letter, by the operator)" if p.get("discarded") else p["status"]) + (
+            f", qualification {p['qualification']}" if p.get("qualification") else "")
         contact = (f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
-                     + (f" — {p['reason']}" if p.get("reason") else "")
+                     + (f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}" if p.get("reason") else "")
                      + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else ""))
     for e in view.get("enrolled_by_sync", []):
         if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):
             how = f"contact sync (run {e['run']})" if e["run"] else "ongoing contact sync (by webhook)"
             lines.append(f"  campaign {e['campaign_id']}, RF user {e['rf_user_id']}: enrolled by {how} from Intercom "
                          f"contact {e['contact_id']}, not by a join")
-    if not view["people"] and not view.get("enrolled_by_sync"):
+    for d in view.get("duplicate_of", []):
+        lines.append(f"  Intercom contact {d['contact_id']} ({d['email']}, workspace {d['workspace']}) is linked to "
+                     f"nobody: it shares the email of {d.get('kind') or 'person'} RF user {d['rf_user_id']} of "
+                     f"campaign {d['campaign_id']} (linked to contact {d['linked_contact_id']}); its changes "
+                     + ("count" if d["counts"] else "do not count") + f" for them — {d['why']}")
+        if d.get("hint"):
+            lines.append(f"{'':4}hint: {d['hint']}")
+    if not view["people"] and not view.get("enrolled_by_sync") and not view.get("duplicate_of"):
         lines.append("  no link: no join of theirs was applied")
     lines.append("")
     for e in view["trail"]:

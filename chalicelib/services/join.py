@@ -30,6 +30,7 @@ from ..errors import Deferred, InvalidSettings, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
+from ..ports.edge import RefusalSample, fields_scope
 from ..ports.store import LEASE_SECONDS
 from ..webhooks import printable, rf_email
 from .concurrency import Runner
@@ -315,7 +316,7 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
-                                     reason=plan.reason, counts_for=counted_referrer(attempt.settings, person.values))
+                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values))
         attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
@@ -527,6 +528,26 @@ def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:
             count("ReferralsFoundQualified")
         logger.info("join applied", extra={"campaign_id": attempt.settings.campaign_id, "outcome": reached.outcome,
                                            "email": mask_email(person.email), "contact_id": reached.contact["id"]})
+        _note_not_written(attempt, deps)
+
+
+def _note_not_written(attempt: Attempt, deps: WorkDeps) -> None:
+    """An applied join's fields not written, counted per attribute and kind in the edge's log
+    (`fields:<campaign>`: doctor reads it in one query, without reading anyone's history): one update per
+    attribute, and one more for a sample of the first few each hour. Never fails the join."""
+    if deps.edge is None or attempt.plan is None or not attempt.plan.payload.errors:
+        return
+    email = attempt.person.email if attempt.person is not None else None
+    at = iso(deps.clock())
+    for error in {(e.to, e.kind): e for e in attempt.plan.payload.errors}.values():
+        try:
+            deps.edge.refused(fields_scope(attempt.ref.campaign_id), RefusalSample(
+                f"{error.to}: {error.kind}", at, error.source, rf_user_id=attempt.ref.rf_user_id,
+                email_hash=people.email_hash(email) if email else None, email_masked=mask_email(email) if email else None,
+                campaign_id=attempt.ref.campaign_id))
+        except Exception:  # the join is applied; only doctor's count misses it
+            logger.warning("could not count a field not written", extra={"campaign_id": attempt.ref.campaign_id},
+                           exc_info=True)
 
 
 def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
@@ -558,8 +579,14 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline,
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
-                      qualified_at=already, counts_for=counted_referrer(settings, person.values)), \
+                      qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
+
+
+def _counts_for(attempt: Attempt, settings: CampaignSettings, values: dict) -> Optional[str]:
+    """The referrer this finished join counts for: nobody when the link counts for one already (a join
+    the settings ignored, counted then, and sent again by `bridge backfill` once the action creates)."""
+    return None if attempt.link is not None and attempt.link.counted_for else counted_referrer(settings, values)
 
 
 def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSettings, deps: WorkDeps) -> None:

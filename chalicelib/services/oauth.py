@@ -1,14 +1,17 @@
-"""Use case: connect an Intercom workspace through the public app's OAuth (GET routes the admin's
+"""Use case: connect an Intercom workspace through the public app's OAuth (the routes the admin's
 browser follows). The operator mints a one-time start link (`mint_link`: `bridge workspace oauth-link`):
-a ticket kept in the table for TICKET_SECONDS, which may name the one workspace expected. The start
-spends the ticket (without one, unused and unexpired, it answers a page saying how to get one, and
-never sends the browser to Intercom), then sends the browser to Intercom's authorize page with a
-signed, expiring `state` carrying the ticket's workspace (and a cookie holding its nonce); the
-callback checks the state (signature, expiry, same browser, single use by a conditional write),
-exchanges the code, asks `GET /me` which workspace the token belongs to, refuses one that is not the
-ticket's, stores the token and answers a small page naming the workspace and what to do next. Any
-refusal is a page that says why; nothing is stored before every check has passed (but the state:
-once its signature, expiry and browser are right, it is spent, whatever follows)."""
+a ticket kept in the table for TICKET_SECONDS, which may name the one workspace expected. Opening the
+link (GET, `start`) answers a page with a "Continue to Intercom" button and spends nothing, so that a
+mail scanner, a chat preview or a prefetch that opens it leaves it to the admin; the button POSTs the
+ticket back (`begin`), which spends it (without one, unused and unexpired, either answers a page
+saying how to get one, and never sends the browser to Intercom), then sends the browser to
+Intercom's authorize page with a signed, expiring `state` carrying the ticket's workspace (and a
+cookie holding its nonce); the callback checks the state (signature, expiry, same browser, single
+use by a conditional write), exchanges the code, asks `GET /me` which workspace the token belongs
+to, refuses one that is not the ticket's, stores the token and answers a small page naming the
+workspace and what to do next. Any refusal is a page that says why; nothing is stored before every
+check has passed (but the state: once its signature, expiry and browser are right, it is spent,
+whatever follows)."""
 from __future__ import annotations
 
 import html
@@ -68,8 +71,8 @@ NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
 
 
 def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> dict:
-    """A one-time start link (the operator's): its ticket is kept TICKET_SECONDS and spent by the
-    first start that opens it; with `workspace`, the callback connects that workspace only.
+    """A one-time start link (the operator's): its ticket is kept TICKET_SECONDS and spent when the
+    admin first continues from the page it opens; with `workspace`, the callback connects that workspace only.
     ConnectError (nothing kept) before the OAuth app is stored, or for a malformed app_id or URL."""
     if rt.oauth_app() is None:
         raise ConnectError("OAuth is not set up on this stage yet: run `bridge workspace oauth-app --client-id ...` "
@@ -86,22 +89,44 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
 
 
 def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
+    """The link opened (GET): a page whose button POSTs the ticket to `begin`. Never spends it."""
+    if rt.oauth_app() is None:
+        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    kept = rt.store.connections.oauth_ticket(ticket, rt.clock()) if ticket and oauth.ticket_shape(ticket) else None
+    if kept is None:
+        return _no_ticket(ticket)
+    only = f" This link connects workspace <code>{html.escape(kept.workspace)}</code> only." if kept.workspace else ""
+    body = (f"<p>Sign in to Intercom as an admin of the workspace to connect, and allow the app.{only}</p>"
+            f'<form method="post" action="{html.escape(place.start)}">'
+            f'<input type="hidden" name="ticket" value="{html.escape(kept.ticket)}">'
+            '<button type="submit" id="continue">Continue to Intercom</button></form>'
+            "<p>The link works once: continuing uses it.</p>")
+    return Page(200, _html("Connect an Intercom workspace", body))
+
+
+def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
+    """The start page's button (POST): spends the ticket and sends the browser to Intercom."""
     app = rt.oauth_app()
     if app is None:
         return _page(503, "Not set up", NOT_SET_UP, raw=True)
     client_id, _, key = app
     spent = rt.store.connections.spend_oauth_ticket(ticket, rt.clock()) if ticket and oauth.ticket_shape(ticket) else None
     if spent is None:
-        logger.warning("OAuth start refused", extra={"reason": "no valid ticket", "ticket_given": bool(ticket)})
-        return _page(403, "Link not valid", NO_TICKET.format(minutes=oauth.TICKET_SECONDS // 60, command=OAUTH_LINK),
-                     raw=True)
+        return _no_ticket(ticket)
     nonce = oauth.new_nonce()
     state = oauth.make_state(key, nonce, rt.clock(), workspace=spent.workspace)
     cookie = (f"{oauth.COOKIE}={nonce}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
               + ("; Secure" if place.secure else ""))
     location = oauth.authorize_url(rt.config.intercom_oauth_url, client_id, state, place.callback)
-    return Page(302, _html("Connecting to Intercom", f'<p>Continue to <a href="{html.escape(location)}">Intercom</a>.</p>'),
+    # 303: the browser GETs Intercom's page (a POST's 302 may be followed by a POST).
+    return Page(303, _html("Connecting to Intercom", f'<p>Continue to <a href="{html.escape(location)}">Intercom</a>.</p>'),
                 {"Location": location, "Set-Cookie": cookie, "Cache-Control": "no-store"})
+
+
+def _no_ticket(ticket: Optional[str]) -> Page:
+    logger.warning("OAuth start refused", extra={"reason": "no valid ticket", "ticket_given": bool(ticket)})
+    return _page(403, "Link not valid", NO_TICKET.format(minutes=oauth.TICKET_SECONDS // 60, command=OAUTH_LINK),
+                 raw=True)
 
 
 def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[str], place: Place) -> Page:

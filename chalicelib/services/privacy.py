@@ -15,7 +15,7 @@ from ..domain.link import PersonRef
 from ..domain.people import email_hash
 from ..observability import mask_email
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter
-from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
+from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from .dead_letters import APPROXIMATE, CUT, HOLDERS, body_of, holding
 from .deps import Stack
 from .referral_count import messages as count_messages
@@ -72,6 +72,7 @@ def forget(rt: Erasing, email: str) -> dict:
                                "contact_id": entry.contact_id})
     recounted = _recount(rt, lowered - {PersonRef(*p) for p in erased})
     refused = forget_refusals(rt, email, campaigns, workspaces, people)
+    fields = forget_field_samples(rt, email, campaigns, people)
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     hidden, cut = 0, False
     if rt.config.dlq_url:
@@ -82,7 +83,8 @@ def forget(rt: Erasing, email: str) -> dict:
         pointer_count += 1
     return {"email": mask_email(email), "workspaces_searched": len(workspaces), "links": len(people),
             "history_entries": history, "pointers": pointer_count, "sync_ledger_entries": ledger,
-            "referral_counts_rewritten": recounted, "refused_webhook_samples": refused, "dead_letters": dead,
+            "referral_counts_rewritten": recounted, "refused_webhook_samples": refused,
+            "field_error_samples": fields, "dead_letters": dead,
             "queued_work": queued,
             **({"dead_letters_not_seen": f"about {hidden} more were not read ({CUT}): run `bridge forget` again"}
                if cut else
@@ -135,6 +137,15 @@ def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: l
         return match
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     return sum(rt.store.edge.forget(scope, about(scope)) for scope in scopes)
+
+
+def forget_field_samples(rt: Erasing, email: str, campaigns: list[str], people: list[dict]) -> int:
+    """Delete the samples of doctor's count of fields not written that name the person (by their email's
+    hash or their RF user id in the campaign); the counters stay: they hold nobody."""
+    hashed = email_hash(email)
+    erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
+    return sum(rt.store.edge.forget(fields_scope(c), lambda s: s.email_hash == hashed
+                                    or (s.campaign_id, s.rf_user_id) in erased) for c in campaigns)
 
 
 def _mentions(value: Any, email: str) -> bool:

@@ -95,9 +95,11 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
           linked: Optional[str] = None, replayed: bool = False) -> str:
     """Write the count to the referrer's contact, and again while the store's count moved meanwhile.
     A referrer whose contact the bridge does not know keeps the count: it is written once sync
-    enrols them, or their own join links them."""
+    enrols them, or their own join links them. So does one linked in the workspace the campaign left."""
     attribute = count_attribute(settings)
     assert attribute
+    if link is not None and _linked_contact(link) and link.workspace != settings.workspace:
+        return _moved_away(deps, settings, link, count, attribute)
     # The contact their own join linked first: a link follows merges (`move`); `linked`, what the join
     # that asked linked (its link may not be readable yet); the one sync enrolled is what the count
     # learnt then.
@@ -128,6 +130,20 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
     # Not a failed try: the count is busy growing, and the next delivery writes the latest.
     raise Deferred(f"the referral count kept changing while it was written to {attribute}: written again later",
                    retry_after=5)
+
+
+def _moved_away(deps: WorkDeps, settings: CampaignSettings, link: Link, count: ReferralCount, attribute: str) -> str:
+    """The referrer's contact is in the workspace the campaign left (`settings apply --move-workspace`): the
+    new workspace's client cannot write it (nor must it write that id there). Kept, as for a referrer whose
+    contact is not known; her history says why (one entry, the latest)."""
+    deps.history.note_latest(link.ref, Entry(
+        "referral_count", "not_written", f"referral count: {count.n} kept, not written to {attribute}: the referrer "
+        f"was linked in workspace {link.workspace}; campaign {link.campaign_id} is now connected to "
+        f"{settings.workspace} (its settings were applied naming it), which does not hold their contact",
+        {"count": count.n, "contact_id": link.contact_id, "workspace": link.workspace}))
+    logger.info("referral count kept: the referrer's contact is in the workspace the campaign left",
+                extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id, "count": count.n})
+    return "moved"
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:

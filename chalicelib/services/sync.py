@@ -108,7 +108,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
 
 
 # --- one page -------------------------------------------------------------------------------------
-def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None) -> str:
+def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, last_try: bool = False) -> str:
+    """`last_try`: the worker dead-letters the page if this try fails (worker.Handler.handle_last_try)."""
     campaign_id, owner = message.campaign_id, uuid.uuid4().hex
     run, took = deps.sync.claim_page(campaign_id, message.run, message.page, owner, deps.clock())
     if not took:
@@ -125,17 +126,20 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None) -> s
         return _work_page(message, deps, run, owner)
     except BaseException as exc:
         deps.sync.release(campaign_id, message.run, message.page, owner,
-                          _page_error(run, message.page, exc, deps.clock()) if isinstance(exc, Exception) else None)
+                          _page_error(run, message.page, exc, deps.clock(), last_try)
+                          if isinstance(exc, Exception) else None)
         raise
 
 
-def _page_error(run: SyncRun, page: int, exc: Exception, now: float) -> PageError:
-    """Why the page failed, as `sync status` shows it while the queue retries it: the reason the worker
-    records (the dead-letter queue's), emails masked."""
+def _page_error(run: SyncRun, page: int, exc: Exception, now: float, last_try: bool = False) -> PageError:
+    """Why the page failed, as `sync status` shows it: the reason the worker records (the dead-letter
+    queue's), emails masked; retrying while the queue retries it, failed once the worker gives up on it
+    (refused for good, or its last try) and it waits in the dead-letter queue."""
+    retried = FAILED if last_try else RETRYING
     if isinstance(exc, WorkError):
-        reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else RETRYING if exc.retryable else FAILED
+        reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED
     else:                           # a bug or an outage nobody foresaw: the worker retries it
-        reason, state = f"{type(exc).__name__}: {exc}", RETRYING
+        reason, state = f"{type(exc).__name__}: {exc}", retried
     return page_error(run.error, page, mask_emails(reason), state, now)
 
 

@@ -96,12 +96,16 @@ class Handler(Generic[M, C]):
     kind need in a few batched calls; `handle` applies one message with it, or `run_all` applies
     them all at once (steps shared by the whole batch: one search, one tag call) and answers, per
     message, its outcome or the exception it failed with. `about`: the people (or contacts) a
-    message concerns; messages about the same one run one after another, in batch order."""
+    message concerns; messages about the same one run one after another, in batch order.
+    `handle_last_try`: instead of `handle`, also told whether a failure now (but a wait) sends the record
+    to the dead-letter queue, so that what it records of the failure says so (a sync page's error is
+    shown as failed, not as retrying)."""
 
     prepare: Callable[[list[M], WorkDeps], C]
     handle: Optional[Callable[[M, WorkDeps, C], Any]] = None
     run_all: Optional[Callable[[list[M], WorkDeps, C, Runner], list[Any]]] = None
     about: Callable[[M, C], Iterable[Hashable]] = _about
+    handle_last_try: Optional[Callable[[M, WorkDeps, C, bool], Any]] = None
 
 
 @dataclass(eq=False)
@@ -190,9 +194,12 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
     def one(job: Job) -> Any:
         logger.thread_safe_append_keys(message_id=job.record.message_id)
         try:
-            handle = handlers[type(job.message)].handle
-            assert handle is not None
-            return handle(job.message, work.deps, contexts[job])
+            handler = handlers[type(job.message)]
+            if handler.handle_last_try is not None:   # as _failed decides: a failure on the last try is dead
+                return handler.handle_last_try(job.message, work.deps, contexts[job],
+                                               job.record.tries >= work.config.max_attempts)
+            assert handler.handle is not None
+            return handler.handle(job.message, work.deps, contexts[job])
         except WorkError:
             raise
         except Exception:  # a bug or an outage we did not foresee: logged here, with its traceback
@@ -239,7 +246,10 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
         shared = handler.prepare([j.message for j in group], deps)
         return {j: shared for j in group}
     except Exception as exc:  # e.g. DynamoDB throttled, or a key it refuses
-        logger.exception("batched read failed")
+        if isinstance(exc, (Deferred, Permanent)):    # an expected condition with its reason (a disconnected
+            logger.warning(f"batched read failed: {exc}")  # workspace, a pause): one line, no traceback
+        else:
+            logger.exception("batched read failed")
         if len(group) == 1:
             return {group[0]: _read_failed(exc)}
     out: dict[Job, Any] = {}
@@ -377,7 +387,7 @@ HANDLERS: dict[type, Handler] = {
     CheckMessage: Handler(Batch.read, on_check),
     VerifyMessage: Handler(Verification.read, on_verify),
     ChangesMessage: Handler(lambda messages_, deps: None, _changes),   # one search per workspace
-    SyncPageMessage: Handler(lambda messages_, deps: None, sync.on_page,
+    SyncPageMessage: Handler(lambda messages_, deps: None, handle_last_try=sync.on_page,
                              about=lambda message, context: [("sync", message.campaign_id)]),
     ReferralCountMessage: Handler(read_counts, on_count),
 }

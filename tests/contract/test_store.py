@@ -4,6 +4,7 @@ index, pointers, history, and the small repositories."""
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 
 import pytest
@@ -464,6 +465,27 @@ def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_l
     assert store.links.statuses_in("44", 100) == {}
 
 
+def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number_of_other_links(store, monkeypatch):
+    """What `settings apply` asks before a campaign changes workspace: its people linked elsewhere than the
+    workspace named, by workspace, up to `limit` of them, however many of its links come first (failed
+    joins, a referrer's count, people linked in the workspace named), read page after page."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    for user in ("1", "2", "3", "4"):
+        claim = store.links.claim(PersonRef("42", user), WS)
+        store.links.finish(claim, JoinResult(LinkStatus.FAILED, reason="RF answered 404"), [])
+    store.links.referrer_contact(PersonRef("42", "5"), "c5")                   # a referrer's count: not a link
+    store.links.claim(PersonRef("42", "6"), "ws2")                              # a join still held
+    for user, workspace in (("7", WS), ("8", "ws2"), ("9", WS)):
+        claim = store.links.claim(PersonRef("42", user), workspace)
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=f"c{user}"), [])
+    joined(store, PersonRef("43", "1"))                                        # another campaign's
+    assert store.links.linked_elsewhere("42", "ws2", 100) == {WS: 2}
+    assert store.links.linked_elsewhere("42", "ws2", 1) == {WS: 1}            # found after 4 failed joins
+    assert store.links.linked_elsewhere("42", WS, 100) == {"ws2": 1}
+    assert store.links.linked_elsewhere("42", "ws3", 100) == {WS: 2, "ws2": 1}
+    assert store.links.linked_elsewhere("44", WS, 100) == {}
+
+
 def test_the_campaigns_of_a_workspace_are_listed(store):
     assert store.settings.campaigns(WS) == set()
     store.settings.put("42", {"campaign_id": "42"}, WS)
@@ -587,11 +609,16 @@ def test_an_oauth_ticket_is_spent_once_and_never_after_it_expires(store, clock):
     with pytest.raises(ValueError):
         store.connections.add_oauth_ticket(OAuthTicket("t-any", "ws2", expires))     # never replaced
     assert store.connections.spend_oauth_ticket("t-never", clock()) is None
+    for _ in range(2):                       # reading one (the start's page) never spends it
+        assert store.connections.oauth_ticket("t-any", clock()) == OAuthTicket("t-any", None, expires)
+    assert store.connections.oauth_ticket("t-never", clock()) is None
     assert store.connections.spend_oauth_ticket("t-any", clock()) == OAuthTicket("t-any", None, expires)
+    assert store.connections.oauth_ticket("t-any", clock()) is None                    # spent
     assert store.connections.spend_oauth_ticket("t-any", clock()) is None               # once
     clock.now = expires - 1
     assert store.connections.spend_oauth_ticket("t-ws1", clock()) == OAuthTicket("t-ws1", "ws1", expires)
     clock.now = expires                      # expired, though still kept until the table's TTL removes it
+    assert store.connections.oauth_ticket("t-late", clock()) is None
     assert store.connections.spend_oauth_ticket("t-late", clock()) is None
 
 
@@ -863,6 +890,25 @@ def test_a_referrer_counts_each_lead_once_whatever_repeats_and_batches_and_a_fai
     _finish_leads(store, "6", counts_for=None)                             # a campaign without the setting
     assert store.links.referrals(REFERRER).n == 5
     assert store.links.referrals(PersonRef("42", "6")) is None
+
+
+def test_an_ignored_join_reopened_is_claimable_once_keeps_its_count_and_a_linked_one_is_not_reopened(store):
+    """`bridge backfill` sends again a join ignored under `action: nothing` once the action creates: its
+    link waits (claimable), says why, and still counts for its referrer (once: finishing it counts nobody)."""
+    assert _finish_leads(store, "1", "2", status=LinkStatus.IGNORED) + _finish_leads(store, "3") == [None] * 3
+    assert store.links.referrals(REFERRER).n == 3
+    why = "sent again by `bridge backfill 42 --apply`"
+    assert store.links.reopen_ignored_many([(PersonRef("42", u), why, [Entry("join", "resent", why)])
+                                            for u in ("1", "2", "3")]) == [True, True, False]
+    assert store.links.reopen_ignored_many([(PersonRef("42", "1"), why, [])]) == [False]   # reopened already
+    reopened = store.links.get(PersonRef("42", "1"))
+    assert (reopened.status, reopened.reason, reopened.counted_for) == (LinkStatus.WAITING, why, "100")
+    assert outcomes(store, PersonRef("42", "1")) == ["linked", "resent"]
+    assert store.links.get(PersonRef("42", "3")).status is LinkStatus.LINKED and outcomes(
+        store, PersonRef("42", "3")) == ["linked"]
+    assert _finish_leads(store, "1", "2", counts_for=None) == [None, None]   # the join, which counts nobody again
+    assert [store.links.get(PersonRef("42", u)).counted_for for u in ("1", "2")] == ["100", "100"]
+    assert store.links.referrals(REFERRER).n == 3
 
 
 def test_a_lost_claim_counts_nothing_and_the_other_joins_of_its_write_still_count(store, clock):
@@ -1334,3 +1380,38 @@ def test_a_lookup_treats_an_expired_mark_as_gone_as_first_seen_does(store, clock
     assert store.lookup.look_up(contacts=[(WS, "c1")], notifications=[(WS, "n1")]).seen == set()
     assert store.lookup.first_seen(WS, "n1")
     assert store.lookup.look_up(notifications=[(WS, "n1")]).seen == {(WS, "n1")}
+
+
+# --- doctor's count of mapped fields not written (the edge log's `fields:` scope) -------------------
+def test_a_joins_fields_not_written_are_counted_per_attribute_and_kind_with_a_sample_and_erasable(store, clock):
+    """The worker notes an applied join's fields not written where doctor reads them in one query:
+    a counter per attribute and kind, a sample naming the person (masked) and the RF field, never the value."""
+    from chalicelib.messages import JoinMessage
+    from chalicelib.ports.edge import fields_scope
+    from chalicelib.services.deps import WorkDeps
+    from chalicelib.services.worker import handle_batch
+    from tests.fakes import FakeWork
+    work = FakeWork()
+    work.store, work.clock = store, clock                                  # type: ignore[assignment]
+    work.deps = WorkDeps.of(store, work.apis, work.queue, clock)
+    store.settings.put("42", {"campaign_id": "42", "workspace": WS, "referrers": {"action": "nothing"},
+                              "leads": {"action": "create_lead", "duplicates": "update", "fields": [
+                                  {"from": "email", "to": "email"},
+                                  {"from": "meta.score", "to": "custom_attributes.score"}]}}, WS)
+    work.apis.intercom_.attributes.update({"email": {"data_type": "string"},
+                                          "custom_attributes.score": {"data_type": "integer"}})
+    for user, email, score in (("7", "Ann@Example.com", "three"), ("8", "bob@example.com", 1.5),
+                                ("9", "cy@example.com", "3")):
+        person = {"id": user, "campaign_id": "42", "email": email, "type": "lead", "meta": {"score": score}}
+        work.apis.rf_.users[user] = person
+        body = JoinMessage(campaign_id="42", rf_user_id=user, person=person).wire()
+        assert handle_batch([{"messageId": user, "receiptHandle": user, "body": json.dumps(body),
+                              "attributes": {"ApproximateReceiveCount": "1"}}], work)["done"] == 1
+    kept = store.edge.refusals(fields_scope("42"))
+    assert sorted((c.reason, c.count) for c in kept.counts) == [("custom_attributes.score: not a number", 1),
+                                                                 ("custom_attributes.score: not a whole number", 1)]
+    assert sorted((s.rf_user_id, s.email_masked, s.message, s.campaign_id) for s in kept.samples) == [
+        ("7", "a***@example.com", "from meta.score", "42"), ("8", "b***@example.com", "from meta.score", "42")]
+    assert "three" not in repr(kept)
+    assert store.edge.forget(fields_scope("42"), lambda s: s.rf_user_id == "7") == 1
+    assert [s.rf_user_id for s in store.edge.refusals(fields_scope("42")).samples] == ["8"]

@@ -307,3 +307,44 @@ def test_dlq_discard_takes_out_a_join_rf_will_never_accept_where_replay_only_dea
     assert trail[-1]["event"] == "dead_letter" and trail[-1]["outcome"] == "discarded"
     assert trail[-1]["reason"] == "dead letter discarded by the operator: Referral Factory answered 404: User not found."
     assert all(e.get("resolved") and e.get("discarded") for e in trail if e["outcome"] == "failed")
+
+
+def test_a_join_ignored_under_action_nothing_is_created_once_by_backfill_after_the_action_changes(
+        bridge, intercom, rf, capsys):
+    """Walkthrough 3, problem 1: explain's hint for a join ignored under `leads.action: nothing` (set the
+    action, apply, `bridge backfill 42 --apply`) is what creates the contact, once."""
+    bridge.apply(lead_settings(action="nothing"))
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    noth = rf.add_user(42, "noth@example.com", "Noth", referrer_id=rita["id"])
+    for person in (rita, noth):
+        bridge.post_join(join_body(person))
+    bridge.drain()
+    assert intercom.contacts_by_email("noth@example.com") == []
+    code, before = run(bridge, capsys, "explain", "noth@example.com")
+    [ignored] = [e for e in before["trail"] if e["outcome"] == "ignored"]
+    assert ignored["hint"].startswith("to send them, set `leads.action` to create_lead or create_user, apply the "
+                                      "settings, then `bridge backfill 42 --apply`")
+    bridge.apply(lead_settings())                               # what the hint says
+    def creates() -> int:
+        return sum((r["method"], r["path"]) == ("POST", "/contacts") for r in intercom.requests)
+    created = creates()
+    code, dry = run(bridge, capsys, "backfill", "42")
+    assert dry["outcomes"] == {"ignored under action nothing, now create_lead: would be joined again": 1,
+                               "already linked": 1}
+    code, report = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and report["queued"] == 1
+    assert report["outcomes"] == {"ignored under action nothing, now create_lead: joined again": 1,
+                                  "already linked": 1}
+    code, again = run(bridge, capsys, "backfill", "42", "--apply")     # before the worker ran: sent again, harmless
+    assert again["queued"] == 1
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("noth@example.com")
+    assert contact["role"] == "lead" and creates() == created + 1
+    code, after = run(bridge, capsys, "explain", "noth@example.com")
+    [person] = after["people"]
+    assert (person["status"], person["contact_id"]) == ("linked", contact["id"])
+    assert [e["outcome"] for e in after["trail"] if e["event"] in ("join", "contact")] == [
+        "ignored", "resent", "created", "repeated"]                      # the second run's join: a repeat
+    assert "hint" not in next(e for e in after["trail"] if e["outcome"] == "ignored")
+    code, last = run(bridge, capsys, "backfill", "42", "--apply")
+    assert last["queued"] == 0 and last["outcomes"] == {"already linked": 2}

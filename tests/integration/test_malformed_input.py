@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from infra.local.sims.webhooks import sign
-from tests.support.malformed import Body, Malformed
+from tests.support.malformed import WHOLE_BODIES, Body, Malformed
 
 from .conftest import SECRET, join_body, lead_settings
 
@@ -301,3 +301,41 @@ def test_a_secret_store_that_throttles_answers_503_with_retry_after_not_a_500(br
         assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "60"), answer.text
         assert answer.json()["error"] == "unavailable"
     assert bridge.queued() == 0
+
+
+def test_no_body_posted_to_the_oauth_start_gets_a_5xx_or_spends_a_link(bridge):
+    """The start page's "Continue to Intercom" posts a form holding the ticket. Any other body (generated
+    JSON, broken forms, other media types, a ticket given twice or in JSON) gets the start's 403 page,
+    never a 5xx, and spends no link: the link still continues, once."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from chalicelib.cli import main
+    from chalicelib.services.oauth import mint_link
+
+    assert main(["workspace", "oauth-app", "--client-id", "app", "--client-secret", "app-secret"],
+                rt=bridge.operator()) == 0
+    link = mint_link(bridge.operator(), bridge.server.url)["url"]
+    [ticket] = parse_qs(urlsplit(link).query)["ticket"]
+    start = f"{bridge.server.url}/oauth/intercom/start"
+    gen = Malformed(SEED)
+    bodies = [Body(raw, kind, "whole body") for raw in WHOLE_BODIES for kind in ("application/x-www-form-urlencoded", None)]
+    bodies += list(gen.json_bodies([{"ticket": ticket}], [("ticket",)], 150))
+    bodies += list(gen.form_bodies({"ticket": "A" * 22}, 150))          # a ticket of the right shape, never minted
+    bodies += [Body(f"ticket={ticket}&ticket={ticket}".encode(), "application/x-www-form-urlencoded", "twice"),
+               Body(f"ticket={ticket}".encode(), "text/plain", "another media type"),
+               Body(f"ticket={ticket}".encode(), None, "no media type"),
+               Body(json.dumps({"ticket": ticket}).encode(), "application/json", "JSON")]
+
+    def one(body: Body) -> tuple[Body, requests.Response]:
+        headers = {"Content-Type": body.content_type} if body.content_type is not None else {}
+        return body, requests.post(start, data=body.raw, headers=headers, allow_redirects=False, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(one, bodies))
+    wrong = [f"{a.status_code} for {b.how} ({b.content_type}) {b.raw[:120]!r}" for b, a in answers
+             if a.status_code != 403 or "one-time link from the bridge's operator" not in a.text]
+    assert wrong == [], f"FUZZ_SEED={SEED}: {len(wrong)} bad answers, e.g.\n" + "\n".join(wrong[:10])
+    assert requests.get(link, timeout=10).status_code == 200                     # not spent
+    continued = requests.post(start, data={"ticket": ticket}, allow_redirects=False, timeout=10)
+    assert continued.status_code == 303 and continued.headers["Location"].startswith(("http://", "https://"))
+    assert requests.post(start, data={"ticket": ticket}, allow_redirects=False, timeout=10).status_code == 403

@@ -2,7 +2,9 @@
 Intercom simulator's authorize page; the bridge's API served over HTTP on moto; each bad `state`
 (missing, forged, expired, replayed) and a bad code answer an error page and store nothing. The start
 opens only from the operator's one-time link (`bridge workspace oauth-link`): without one, or with
-one already used, it answers a page saying so and never sends the browser to Intercom.
+one already used, it answers a page saying so and never sends the browser to Intercom. Opening the
+link spends nothing (mail scanners, chat previews and prefetches open links): the admin clicks
+"Continue to Intercom" on its page, and that click spends it.
 
 The browser is Debian's `chromium` with `chromium-driver` (.ci/run installs them). Without them the
 tests are skipped, unless BRIDGE_BROWSER_REQUIRED=1 (CI sets it): then they fail."""
@@ -73,9 +75,17 @@ class OAuthStack:
     def callback_url(self, **query) -> str:
         return f"{self.bridge.server.url}/oauth/intercom/callback?{urlencode(query)}"
 
+    def open_link(self, link: str) -> None:
+        """The link opened (by the admin, a scanner, a preview): the start's page, with its button."""
+        self.driver.get(link)
+        assert self.text("continue") == "Continue to Intercom"
+        assert urlsplit(self.driver.current_url).path == "/oauth/intercom/start"
+
     def to_authorize_page(self, link: str | None = None) -> str:
-        """The admin opens the operator's start link and lands on Intercom's authorize page: its state."""
-        self.driver.get(link or self.link())
+        """The admin opens the operator's start link, clicks Continue and lands on Intercom's authorize
+        page: its state."""
+        self.open_link(link or self.link())
+        self.click("continue")
         assert self.text("authorize") == "Authorize access"          # Intercom's page has loaded
         here = urlsplit(self.driver.current_url)
         assert f"{here.scheme}://{here.netloc}" == self.sim.base_url and here.path == "/oauth"
@@ -252,6 +262,36 @@ def test_a_link_already_used_is_refused_even_in_the_browser_that_used_it(stack):
     assert "it was already used" in stack.text("reason")
     assert urlsplit(stack.driver.current_url).path == "/oauth/intercom/start"
     assert authorize_pages(stack) == 1 and stack.nothing_stored()
+
+
+def test_opening_a_link_spends_nothing_and_the_admins_click_still_works(stack):
+    """A mail scanner (Safe Links), a chat preview or a prefetch opens the link before the admin does,
+    and the admin may open it twice: only the click on Continue spends it."""
+    link = stack.link()
+    stack.open_link(link)                            # the scanner
+    stack.open_link(link)                            # the admin, later (or twice)
+    assert authorize_pages(stack) == 0 and not stack.driver.get_cookies()   # nothing started yet
+    stack.click("continue")
+    assert stack.text("authorize") == "Authorize access"
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS and stack.token()
+
+
+def test_a_get_alone_never_spends_the_link(stack):
+    """Opening the link with every GET a fetcher could make spends nothing: the page, again and again,
+    and the link still continues once, and only once."""
+    import requests
+    link = stack.link()
+    for _ in range(3):
+        page = requests.get(link, timeout=10)        # a fetcher with no cookies, not following anything
+        assert page.status_code == 200 and "Continue to Intercom" in page.text
+        assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["Referrer-Policy"] == "no-referrer" and "Set-Cookie" not in page.headers
+    assert authorize_pages(stack) == 0
+    stack.to_authorize_page(link)
+    stack.driver.back()                              # the start's page again (from the history)...
+    stack.driver.refresh()
+    assert "it was already used" in stack.text("reason")            # ...knows it is spent
 
 
 def test_a_link_expires_after_30_minutes(stack, clock):

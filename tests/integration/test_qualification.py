@@ -264,6 +264,24 @@ def test_with_match_contact_a_duplicate_does_not_qualify(bridge, intercom, rf, j
     assert rf.qualification_calls == []
 
 
+def test_explain_on_the_duplicate_contact_names_the_lead_it_shares_the_email_of(bridge, intercom, rf, joined, capsys):
+    """Walkthrough 3, problem 2: the id a user copies from the record they edited in Intercom."""
+    from tests.support.cli import run_cli
+    lead, contact = joined()
+    duplicate = intercom.add_contact("ann@example.com", role="user", searchable=False)
+    intercom.update_contact(duplicate["id"], signed_up="Yes")
+    bridge.notify("contact.user.updated", duplicate["id"])
+    bridge.drain()
+    code, out, _ = run_cli(bridge.operator(), capsys, "explain", duplicate["id"], "--json")
+    [dup] = json.loads(out)["duplicate_of"]
+    assert code == 0 and (dup["rf_user_id"], dup["linked_contact_id"], dup["counts"], dup["match"]) == (
+        str(lead["id"]), contact["id"], False, "contact")
+    code, text, _ = run_cli(bridge.operator(), capsys, "explain", duplicate["id"])
+    assert f"it shares the email of lead RF user {lead['id']} of campaign 42 (linked to contact {contact['id']}); " \
+           "its changes do not count for them" in text and "set `qualification.match: email`" in text
+    assert f"duplicate_contact#{duplicate['id']}: not_counted" in text
+
+
 def test_deleted_contact_is_marked_and_recorded(bridge, intercom, rf, joined):
     lead, contact = joined()
     bridge.notify("contact.deleted", contact["id"])

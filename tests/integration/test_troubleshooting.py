@@ -163,6 +163,31 @@ def test_referred_users_sent_but_an_attribute_not_updated_explain_names_the_fiel
     assert "255 characters" in field["fix"]
 
 
+def test_referred_users_sent_but_an_attribute_not_updated_doctor_counts_them_and_names_whom_to_explain(bridge, rf,
+                                                                                                     capsys):
+    """The same, for an operator with many leads who does not know whom to explain: doctor counts the
+    campaign's joins applied without a field, per attribute and kind, with a few people (masked); forget
+    erases the sample that names the person."""
+    bridge.apply(lead_settings())
+    lead = new_lead(rf, email="long@example.com")
+    bridge.post_join({**join_body(lead), "code": "x" * 300})
+    bridge.drain()
+    code, report = doctor(bridge, capsys)
+    [field] = [f for f in report["findings"] if f["check"] == "fields.not_written"]
+    assert field["ok"] and field["warn"] and report["warnings"] >= 1
+    assert field["what"].startswith("1 join(s) applied without custom_attributes.referral_code (text too long, "
+                                    "from code) at ")
+    assert field["what"].endswith(f"— e.g. l***@example.com (RF user {lead['id']})")
+    assert f"`bridge explain {lead['id']}` lists each person's fields not written" in field["fix"]
+    code, text = doctor_text(bridge, capsys)
+    assert "  warn [fields.not_written] 1 join(s) applied without custom_attributes.referral_code" in text
+    assert main(["forget", "long@example.com"], rt=bridge.operator()) == 0
+    assert json.loads(capsys.readouterr().out)["field_error_samples"] == 1
+    code, report = doctor(bridge, capsys)
+    [field] = [f for f in report["findings"] if f["check"] == "fields.not_written"]      # the count stays, nobody named
+    assert field["what"].startswith("1 join(s) applied without") and "e.g." not in field["what"]
+
+
 def test_referred_users_not_updating_in_intercom_explain_names_duplicates_skip_and_its_fix(bridge, rf, intercom,
                                                                                          capsys):
     """"Referred users are not updating in Intercom": the duplicates option is skip."""

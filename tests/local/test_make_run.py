@@ -120,7 +120,7 @@ def test_make_run_takes_a_port():
 
 def test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack):
     """`make run` names `./bridge workspace oauth-link`, which prints a one-time start link on the local
-    API; following it (as a browser would) connects the simulated workspace through the simulator's
+    API; following it (as a browser would: its page, then Continue) connects the simulated workspace through the simulator's
     authorize page. The bare start is refused."""
     import contextlib
     import io
@@ -138,8 +138,11 @@ def test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack):
         assert main(["workspace", "oauth-link"]) == 0
     link = out.getvalue().splitlines()[0]
     assert link.startswith(f"{local_stack.api_url}/oauth/intercom/start?ticket=")
-    start = browser.get(link, allow_redirects=False, timeout=10)
-    assert start.status_code == 302 and start.headers["Location"].startswith(f"{local_stack.intercom_url}/oauth?")
+    page = browser.get(link, allow_redirects=False, timeout=10)          # opening it spends nothing
+    assert page.status_code == 200 and 'id="continue"' in page.text
+    start = browser.post(link.split("?")[0], data=dict(parse_qsl(urlsplit(link).query)), allow_redirects=False,
+                         timeout=10)                                      # Continue to Intercom
+    assert start.status_code == 303 and start.headers["Location"].startswith(f"{local_stack.intercom_url}/oauth?")
     query = dict(parse_qsl(urlsplit(start.headers["Location"]).query))
     page = browser.get(start.headers["Location"], timeout=10)
     assert "Authorize access" in page.text

@@ -246,7 +246,9 @@ def test_backfill_counts_the_leads_applied_before_the_count_setting_once_and_ask
              {"id": 6, "email": "e@x.co", "type": "person_invited", "referrer_id": None},
              {"id": 7, "email": "f@x.co", "type": "person_invited", "referrer_id": 1}]
     rt = Backfilling(users)
-    rt.store.settings.put("42", COUNTING, WS)
+    # (leads ignored still: an ignored lead is counted, not sent again — test_backfill_ignored.py sends them)
+    counting = {**COUNTING, "leads": {"action": "nothing"}}
+    rt.store.settings.put("42", counting, WS)
     linked(rt.store, PersonRef("42", "1"), "c1", "r@x.co", kind="referrer")
     _lead(rt.store, "2")                                     # applied before the setting: not counted
     _lead(rt.store, "3", LinkStatus.IGNORED)                 # (nothing was done for them, but they joined)
@@ -282,7 +284,7 @@ def test_backfill_counts_the_leads_applied_before_the_count_setting_once_and_ask
     assert (backfill(rt, "42", apply=True).counted, rt.queue.sent) == (0, [])    # nothing left to ask
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 3
     # The counts go to another attribute now: Intercom holds none of them there, so each is asked again.
-    rt.store.settings.put("42", {**COUNTING, "sync": {"referral_count_attribute": COUNT + "2"}}, WS)
+    rt.store.settings.put("42", {**counting, "sync": {"referral_count_attribute": COUNT + "2"}}, WS)
     assert backfill(rt, "42", apply=True).view()["count_writes_queued"] == 2
     assert sorted((m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent) == [("1", True), ("9", True)]
 

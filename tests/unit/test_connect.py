@@ -79,15 +79,31 @@ def ticket(rt, workspace=None) -> str:
 
 
 def started(rt, workspace=None) -> tuple[dict, str]:
-    page = flow.start(rt, HERE, ticket(rt, workspace))
-    assert page.status == 302
+    """The admin opened the link and continued to Intercom: the authorize URL's query, the cookie."""
+    page = flow.begin(rt, HERE, ticket(rt, workspace))
+    assert page.status == 303
     query = dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))
     cookie = page.headers["Set-Cookie"].split(";")[0]
     return query, cookie
 
 
-def test_start_redirects_with_a_signed_state_and_binds_the_browser(rt):
-    page = flow.start(rt, HERE, ticket(rt))
+def test_opening_the_link_spends_nothing_and_its_page_continues_with_a_post(rt):
+    """Mail scanners, chat previews and prefetches open links: the GET answers a page, and only its
+    button (a POST of the ticket) spends it."""
+    given = ticket(rt)
+    for _ in range(3):
+        page = flow.start(rt, HERE, given)
+        assert page.status == 200 and "Location" not in page.headers and "Set-Cookie" not in page.headers
+        assert f'<form method="post" action="{HERE.start}">' in page.html
+        assert f'<input type="hidden" name="ticket" value="{given}">' in page.html and "Continue to Intercom" in page.html
+    assert flow.begin(rt, HERE, given).status == 303
+    assert flow.start(rt, HERE, given).status == 403                      # spent: the page says so
+    only = ticket(rt, "ws1")
+    assert "This link connects workspace <code>ws1</code> only" in flow.start(rt, HERE, only).html
+
+
+def test_continuing_redirects_with_a_signed_state_and_binds_the_browser(rt):
+    page = flow.begin(rt, HERE, ticket(rt))
     location = page.headers["Location"]
     assert location.startswith("https://app.intercom.com/oauth?client_id=app-id&state=")
     assert "redirect_uri=https%3A%2F%2Fbridge.example%2Fapi%2Foauth%2Fintercom%2Fcallback" in location
@@ -110,14 +126,14 @@ def test_the_callback_connects_the_workspace_the_token_belongs_to(rt):
 
 def test_a_start_without_the_operators_unused_unexpired_ticket_is_refused_and_never_reaches_intercom(rt):
     unused, spent, late = ticket(rt), ticket(rt), ticket(rt)
-    assert flow.start(rt, HERE, spent).status == 302
+    assert flow.begin(rt, HERE, spent).status == 303
     rt.clock.now += oauth.TICKET_SECONDS - 1
-    assert flow.start(rt, HERE, unused).status == 302                    # a link works for 30 minutes
+    assert flow.begin(rt, HERE, unused).status == 303                    # a link works for 30 minutes
     rt.clock.now += 1
     for given in (None, "", "x" * 22, "not a ticket <b>", spent, late):
-        page = flow.start(rt, HERE, given)
-        assert page.status == 403 and "Location" not in page.headers and "Set-Cookie" not in page.headers, given
-        assert "one-time link from the bridge's operator" in page.html and "bridge workspace oauth-link" in page.html
+        for page in (flow.start(rt, HERE, given), flow.begin(rt, HERE, given)):
+            assert page.status == 403 and "Location" not in page.headers and "Set-Cookie" not in page.headers, given
+            assert "one-time link from the bridge's operator" in page.html and "bridge workspace oauth-link" in page.html
     assert rt.store.connections.workspaces() == set()
 
 
@@ -176,7 +192,8 @@ def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
 
 def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
     bare = FakeConnecting()
-    for page in (flow.start(bare, HERE, "t" * 22), flow.callback(bare, {"code": "c"}, None, HERE)):
+    for page in (flow.start(bare, HERE, "t" * 22), flow.begin(bare, HERE, "t" * 22),
+                 flow.callback(bare, {"code": "c"}, None, HERE)):
         assert page.status == 503 and "bridge workspace oauth-app --client-id ...</code> (it asks for the client " \
             "secret)" in page.html and "--client-secret" not in page.html       # no secret on a command line
 

@@ -191,3 +191,19 @@ def test_a_notifications_letter_with_a_long_reason_discarded_is_said_to_its_pers
     assert discard(work, reason="Referral Factory answered 422")["discarded"] == 1
     assert scenario.history(work)[-2:] == [("dead_letter", "failed"), ("dead_letter", "discarded")], \
         scenario.history(work)
+
+
+def test_explains_header_says_discarded_once_the_persons_dead_letter_is_discarded(capsys):
+    """Before the discard the header says failed (with RF's answer); after it, discarded, in text and JSON."""
+    work = with_a_dead_join_rf_does_not_know()
+    before = explain.explain(work, "9")                                                # type: ignore[arg-type]
+    [person] = before.view()["people"]
+    assert person["status"] == "failed" and "discarded" not in person
+    assert f"; failed — {GONE}" in explain.as_text(before)
+    assert cli(work, capsys, "discard", "--reason", "answered 404", "--campaign", "42", "--yes")[0] == 0
+    after = explain.explain(work, "9")                                                 # type: ignore[arg-type]
+    [person] = after.view()["people"]
+    assert person["discarded"] is True and person["status"] == "failed"               # the link itself is unchanged
+    header = explain.as_text(after).splitlines()[1]
+    assert header.endswith(f"; discarded (its dead letter, by the operator) — it failed: {GONE}"), header
+    assert "; failed —" not in header

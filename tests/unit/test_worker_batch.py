@@ -207,12 +207,11 @@ def test_with_one_at_a_time_records_run_in_batch_order():
     assert kind.applied == ["0", "1", "2", "3", "4"]
 
 
-def test_a_batched_read_that_fails_for_good_dead_letters_at_once_with_its_own_reason():
-    """A delayed duplicate check of a disconnected workspace: its batched read (Intercom's search) says
-    the workspace is disconnected. That is not retried: the one reason, one try, as for every other kind."""
+def disconnected_verify() -> tuple[FakeWork, dict]:
+    """A delayed duplicate check of a workspace disconnected since."""
     from chalicelib.errors import Disconnected
     from chalicelib.messages import VerifyMessage
-    from tests.unit.scenario import joined, records, world
+    from tests.unit.scenario import joined, world
     work = world()
     link, contact = joined(work)
     verify = VerifyMessage(campaign_id="42", rf_user_id="7", workspace="ws", contact_id=contact["id"],
@@ -222,10 +221,42 @@ def test_a_batched_read_that_fails_for_good_dead_letters_at_once_with_its_own_re
         raise Disconnected(workspace)
 
     work.apis.intercom = disconnected          # what the runtime answers for a disconnected workspace
+    return work, verify
+
+
+def test_a_batched_read_that_fails_for_good_dead_letters_at_once_with_its_own_reason():
+    """A delayed duplicate check of a disconnected workspace: its batched read (Intercom's search) says
+    the workspace is disconnected. That is not retried: the one reason, one try, as for every other kind."""
+    from tests.unit.scenario import records
+    work, verify = disconnected_verify()
     assert handle_batch(records(verify, verify), work) == {"done": 0, "retry": 0, "dead": 2}
     assert [(d["reason"].partition(" — ")[0], d["attempts"]) for d in work.queue.dead] == [
         ("workspace disconnected: Intercom workspace ws was disconnected", 1)] * 2
     assert work.store.history.entries(PersonRef("42", "7"))[-1].reason.startswith("workspace disconnected:")
+
+
+def test_a_batched_read_that_fails_for_an_expected_reason_is_one_warning_line_without_a_traceback(caplog):
+    """A disconnected workspace dead-letters its work by design: the log says why in one warning line,
+    not an ERROR with a traceback (kept for what nobody expected)."""
+    import logging
+
+    from tests.unit.scenario import records
+    work, verify = disconnected_verify()
+    with caplog.at_level(logging.INFO):
+        assert handle_batch(records(verify), work)["dead"] == 1
+    [read] = [r for r in caplog.records if r.getMessage().startswith("batched read failed")]
+    assert (read.levelname, read.exc_info) == ("WARNING", None)
+    assert read.getMessage().startswith("batched read failed: workspace disconnected: Intercom workspace ws was "
+                                        "disconnected — reconnect it")
+    assert not [r for r in caplog.records if r.exc_info]                       # no traceback anywhere
+
+    def broken(messages_, deps):
+        raise RuntimeError("a bug")
+    caplog.clear()
+    with caplog.at_level(logging.INFO), pytest.raises(RetryBatch):
+        handle_batch([record(1, check("1"))], FakeWork(), handlers={CheckMessage: Handler(broken, Recorder().handle)})
+    [read] = [r for r in caplog.records if r.getMessage().startswith("batched read failed")]
+    assert read.levelname == "ERROR" and read.exc_info is not None              # the unexpected keeps its traceback
 
 
 def test_a_record_whose_read_fails_for_good_is_still_found_alone_and_its_neighbours_finish():

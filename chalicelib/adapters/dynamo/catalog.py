@@ -64,15 +64,20 @@ class DynamoConnections:
                 condition=OAuthTicketItem.pk.does_not_exist())):
             raise ValueError("this ticket id is kept already")
 
+    def oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
+        item = get(OAuthTicketItem, oauth_ticket_key(ticket), consistent=True)
+        if item is None or now >= item.expires_at:       # TTL removes expired items late
+            return None
+        return OAuthTicket(ticket, item.workspace, int(item.expires_at))
+
     def spend_oauth_ticket(self, ticket: str, now: float) -> Optional[OAuthTicket]:
         # Read (what it allows), then spend by a delete that holds only while it is there and unexpired
         # (TTL removes expired items late): of two starts with one ticket, one delete goes through.
-        key = oauth_ticket_key(ticket)
-        item = get(OAuthTicketItem, key, consistent=True)
-        if item is None or now >= item.expires_at or not applied(lambda: OAuthTicketItem(*key).delete(
+        kept = self.oauth_ticket(ticket, now)
+        if kept is None or not applied(lambda: OAuthTicketItem(*oauth_ticket_key(ticket)).delete(
                 condition=OAuthTicketItem.pk.exists() & (OAuthTicketItem.expires_at > int(now)))):
             return None
-        return OAuthTicket(ticket, item.workspace, int(item.expires_at))
+        return kept
 
     def register_workspace(self, workspace: str) -> None:
         WorkspacesItem(*WORKSPACES_KEY).update(actions=[WorkspacesItem.names.add({workspace})])

@@ -97,6 +97,7 @@ class _Alone(Exception):
     """One join: finished on its own, as finish() does."""
 
 
+LINKS_PAGE = 500          # a campaign's links read per page (DynamoDB's Limit) when a filter skips most
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
@@ -117,6 +118,13 @@ class DynamoLinks:
         pk, prefix = campaign_links(campaign_id)
         return dict(Counter(LinkStatus(i.status) for i in LinkItem.query(
             pk, LinkItem.sk.startswith(prefix), limit=limit, attributes_to_get=["status"])))
+
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+        # The filter applies after each page is read: pages follow one another until `limit` are found.
+        pk, prefix = campaign_links(campaign_id)
+        return dict(Counter(i.workspace for i in LinkItem.query(
+            pk, LinkItem.sk.startswith(prefix), limit=limit, page_size=LINKS_PAGE, attributes_to_get=["workspace"],
+            filter_condition=(LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.workspace != workspace))))
 
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:
@@ -179,8 +187,9 @@ class DynamoLinks:
         ref, now = claim.ref, iso(at)
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
-                               "uncertain_since", "counted_for", "qualified_at")}
-        fields.update(counted_at=at if result.counted_for else None)
+                               "uncertain_since", "qualified_at")}
+        if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
+            fields.update(counted_for=result.counted_for, counted_at=at)
         if result.qualification is QState.PENDING:
             fields.update(pending_pk=PENDING, pending_sk=f"{now}#{ref}")
         link: Update | Put
@@ -245,6 +254,32 @@ class DynamoLinks:
             except (TransactWriteError, Busy, _Alone):
                 answers += [answer_or_error(partial(self.finish, *d)) for d in done[start:end]]
             start = end
+        return answers
+
+    def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
+        """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
+        no longer ignored), each of its people is reopened alone to tell which."""
+        now = iso(self.clock())
+
+        def reopen(ref: PersonRef, reason: str) -> Update:
+            return Update(LinkItem(*link_key(ref)), [
+                LinkItem.status.set(LinkStatus.WAITING.value), LinkItem.reason.set(reason),
+                LinkItem.updated_at.set(now)], LinkItem.status == LinkStatus.IGNORED.value)
+
+        answers: list[bool] = []
+        for start in range(0, len(ignored), MAX_TRANSACTION // 2):
+            chunk = ignored[start:start + MAX_TRANSACTION // 2]
+            try:
+                if len(chunk) > 1 and all(len(entries) <= 1 for _, _, entries in chunk) \
+                        and len({PersonRef(*ref) for ref, _, _ in chunk}) == len(chunk):
+                    self.history.transact_all([(PersonRef(*ref), entries, [reopen(PersonRef(*ref), reason)])
+                                               for ref, reason, entries in chunk])
+                    answers += [True] * len(chunk)
+                    continue
+            except TransactWriteError:
+                pass
+            answers += [applied(lambda: self.history.transact(PersonRef(*ref), entries, reopen(PersonRef(*ref), reason)))
+                        for ref, reason, entries in chunk]
         return answers
 
     # --- referral counts -------------------------------------------------------------------

@@ -103,8 +103,12 @@ class Qualifier:
             self._unconfirmed(claim, exc, entries, said_no)
             raise exc.about(*link.ref)
         except Permanent as exc:
-            if not isinstance(exc, OtherCampaign) and self._rf_says(link, quiet=True):  # e.g. "already qualified"
-                return self._qualified(claim, via, entries, asked=True)
+            if not isinstance(exc, OtherCampaign):
+                try:
+                    if self._rf_says(link, quiet=True):      # e.g. a resent PUT answered "already qualified"
+                        return self._qualified(claim, via, entries, asked=True)
+                except OtherCampaign as other:               # RF's refusal, and why: never left unfinished
+                    exc.reason = f"{exc.reason} — {other.reason}"
             self.links.finish_qualifying(claim, QState.FAILED, [*entries, Entry("qualification", "failed", exc.reason)],
                                          reason=exc.reason)
             count("QualificationsFailed")
@@ -141,14 +145,16 @@ class Qualifier:
         own to raise). RF placing the user in another campaign than the link's raises OtherCampaign:
         no PUT follows, ever (it would qualify a user of another campaign)."""
         try:
-            user = self.apis.rf().get_user(link.rf_user_id)
+            user = campaign_user(self.apis.rf().get_user(link.rf_user_id), link.campaign_id, link.rf_user_id)
+            return bool(qualified_at(user, link.rf_user_id))
+        except OtherCampaign:
+            raise                  # RF's answer, not a refused question
         except Permanent:
             return None            # e.g. 404: the PUT will say why, in RF's words
-        except Transient:
+        except Transient:          # unreachable, or an answer without `qualified_at`
             if quiet:
                 return None
             raise
-        return bool(qualified_at(campaign_user(user, link.campaign_id, link.rf_user_id), link.rf_user_id))
 
     def _qualified(self, claim: Claim, via: str, entries: list[Entry], asked: bool = False,
                    first: bool = False) -> Link:

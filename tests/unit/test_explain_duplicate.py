@@ -1,0 +1,76 @@
+"""`bridge explain <contact id>` on a duplicate contact (another Intercom contact with the email of a
+linked lead: the record an Intercom user edited): it names the lead and the contact they are linked
+to, and whether its changes count (`qualification.match`), with what the lead's history says of it.
+On the store's twin and fake APIs; a contact of another workspace reveals nothing."""
+from __future__ import annotations
+
+import json
+
+from chalicelib.services.explain import as_text, explain
+from tests.fakes import FakeIntercom
+from tests.unit.scenario import RULE, WS, event, joined, run, set_value, settings, world
+
+
+def duplicate_changed(match: str = "contact"):
+    work = world(settings({**RULE, "match": match}))
+    work.store.connections.register_workspace(WS)
+    _, linked = joined(work, email="twin@example.com")
+    twin = work.apis.intercom_.add("twin@example.com", signed_up="No")        # the duplicate a user edits
+    run(work, event(set_value(work, twin, "Yes"), notification="n-dup"))
+    return work, linked, twin
+
+
+def ask(work, contact_id: str, intercom=None):
+    return explain(work, contact_id, intercom=intercom or (lambda workspace: work.apis.intercom_))
+
+
+def test_explain_on_a_duplicate_under_match_contact_names_the_lead_says_it_does_not_count_and_how_to_fix():
+    work, linked, twin = duplicate_changed("contact")
+    found = ask(work, twin["id"])
+    view = found.view()
+    assert found.found and view["people"] == []
+    [dup] = view["duplicate_of"]
+    assert dup == {"contact_id": twin["id"], "workspace": WS, "email": "t***@example.com", "campaign_id": "42",
+                   "rf_user_id": "7", "kind": "lead", "linked_contact_id": linked["id"], "match": "contact",
+                   "counts": False,
+                   "why": "campaign 42 qualifies its leads on their linked contact only (qualification.match: contact)",
+                   "hint": "to count changes on contacts that share the lead's email, set `qualification.match: "
+                           "email` and apply the settings (`bridge settings apply`); or merge the contacts in "
+                           "Intercom"}
+    # what the lead's history already says of it
+    [said] = view["trail"]
+    assert said["outcome"] == "not_counted" and f"attribute changed on contact {twin['id']}" in said["reason"]
+    text = as_text(found)
+    assert (f"  Intercom contact {twin['id']} (t***@example.com, workspace {WS}) is linked to nobody: it shares the "
+            f"email of lead RF user 7 of campaign 42 (linked to contact {linked['id']}); its changes do not count "
+            "for them — campaign 42 qualifies its leads on their linked contact only (qualification.match: "
+            "contact)") in text
+    assert "    hint: to count changes on contacts that share the lead's email, set `qualification.match: email`" in text
+    assert "no link: no join of theirs was applied" not in text and "twin@example.com" not in json.dumps(view)
+
+
+def test_explain_on_a_duplicate_under_match_email_says_its_changes_count():
+    work, linked, twin = duplicate_changed("email")
+    [dup] = ask(work, twin["id"]).view()["duplicate_of"]
+    assert (dup["counts"], dup["match"], dup["linked_contact_id"]) == (True, "email", linked["id"])
+    assert "hint" not in dup
+    assert "its changes count for them — campaign 42 qualifies its leads on any contact with their email " \
+           "(qualification.match: email)" in as_text(ask(work, twin["id"]))
+
+
+def test_a_contact_of_another_workspace_with_the_same_email_reveals_nothing():
+    work, _, _ = duplicate_changed("contact")
+    work.store.connections.register_workspace("other")
+    elsewhere = FakeIntercom()
+    stranger = elsewhere.add("twin@example.com")
+    stranger["id"] = "x9"
+    elsewhere.contacts = {"x9": stranger}
+    found = ask(work, "x9", lambda workspace: elsewhere if workspace == "other" else work.apis.intercom_)
+    assert not found.found and "duplicate_of" not in found.view()
+
+
+def test_a_contact_id_that_could_not_name_a_path_is_never_sent_to_intercom():
+    work, _, _ = duplicate_changed("contact")
+    asked: list = []
+    ask(work, "../admins", lambda workspace: asked.append(workspace))
+    assert asked == []
