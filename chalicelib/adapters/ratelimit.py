@@ -70,7 +70,9 @@ class SharedLimiter:
                 return
             cap = self.max_wait() if callable(self.max_wait) else self.max_wait
             if waited + wait > cap:
-                raise Deferred(why, retry_after=wait)
+                # Say both sides: a short wait is deferred when the Lambda has little time left.
+                raise Deferred(f"{why} (the next slot is {wait:.1f}s away; this worker may wait "
+                               f"{max(0.0, cap - waited):.1f}s more)", retry_after=wait)
             self.sleeper(wait)
             waited += wait
 
@@ -102,7 +104,7 @@ class SharedLimiter:
             self._used += 1
             return None, ""
         return end - now + 0.001, (f"the shared {self.vendor} budget ({self.limit} calls per "
-                                   f"{self.slicing.window:g}s) is spent")
+                                   f"{self.slicing.window:g}s) is spent for now")
 
     def _want(self, slice_id: int, cap: int) -> int:
         last_slice, last_used = self._last

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Callable
 
 DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account
 
@@ -23,7 +24,10 @@ class FakeLambdaContext:
         region: str = "us-east-1",
         account_id: str = DEFAULT_ACCOUNT_ID,
         aws_request_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: the time the deadline runs on (a test's injected clock, so that a handler's time
+        left shrinks by the waits it made on that clock, not by how busy the machine is)."""
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = (
@@ -36,10 +40,11 @@ class FakeLambdaContext:
         self.identity = None
         self.client_context = None
         self.timeout_seconds = timeout_seconds
-        self._deadline = time.monotonic() + timeout_seconds
+        self._clock = clock
+        self._deadline = clock() + timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int((self._deadline - self._clock()) * 1000))
 
     def __repr__(self) -> str:
         return (

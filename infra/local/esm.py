@@ -136,9 +136,11 @@ class QueuePoller:
         memory_limit_in_mb: int = 128,
         timeout_seconds: float = 60,
         expected: tuple[type[BaseException], ...] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`expected`: what the handler raises as its normal answer, not as a fault (the worker's
-        RetryBatch: some records come back): logged as one line, its message, without a traceback."""
+        RetryBatch: some records come back): logged as one line, its message, without a traceback.
+        `clock`: what each invocation's time left runs on (FakeLambdaContext)."""
         if not 1 <= batch_size <= 10:
             raise ValueError("batch_size must be 1..10 (larger batches need a batching window)")
         self.sqs = sqs_client
@@ -152,6 +154,7 @@ class QueuePoller:
         self.memory_limit_in_mb = memory_limit_in_mb
         self.timeout_seconds = timeout_seconds
         self.expected = expected
+        self.clock = clock
         self._lock = threading.Lock()
         # message id -> latest receipt handle, for received-but-not-deleted.
         self._inflight: dict[str, str] = {}
@@ -165,6 +168,7 @@ class QueuePoller:
             timeout_seconds=self.timeout_seconds,
             region=self.region,
             account_id=self.account_id,
+            clock=self.clock,
         )
 
     def poll_once(self, wait_time_seconds: int = 0) -> BatchOutcome:

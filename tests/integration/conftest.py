@@ -169,7 +169,10 @@ def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
     connect_rf(rt, "rf-token", SECRET)
     reset_default_runtime(rt)
     server = serve_app(app_module.app)
-    poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker)
+    # The worker's time left runs on the test's clock: it shrinks by the waits the worker makes on it
+    # (the rate limiter's), never by how loaded the machine is.
+    poller = QueuePoller(resources.client("sqs"), resources.queue_url, resources.queue_arn, app_module.worker,
+                         clock=clock)
     bridge = Bridge(rt, server, poller, resources, intercom, rf)
     monkeypatch.setattr(rt.queue, "send_many", bridge.later.hold(rt.queue.send_many))
     yield bridge

@@ -79,11 +79,18 @@ def test_a_run_over_50000_pending_leads_costs_calls_by_the_changes_not_the_backl
         intercom.update_contact(contact_id, signed_up="Maybe")
     changed = at_target + other_changes
 
+    started = clock()
     with counter.measure() as counts:
         run = bridge.reconcile()
         bridge.drain()
 
+    assert bridge.queued() == 0                                      # nothing deferred to a later try
     assert sorted(qualified_ids(rf)) == sorted(int(rf_id) for rf_id, _ in people[:at_target])
+    # Referral Factory: each qualification asks RF, then qualifies (2 calls), paced by the shared budget
+    # (600 a minute: 570 sustained), so that the whole run fits in one of RF's minutes.
+    assert Counter(re.sub(r"/\d+$", "/{id}", r) for r in counts.rf_requests) == \
+        {"GET /users/{id}": at_target, "PUT /users/qualification": at_target}
+    assert clock() - started <= 60
     assert run == {"queued": 0, "round_complete": True, "searches": 1, "overdue": 0}   # none read one by one
     assert counts.intercom <= changed / 150 + 3, kinds(counts.intercom_requests)
     # (No attribute list: `settings apply` kept the one it checked the settings with.)

@@ -212,8 +212,10 @@ def test_a_spent_budget_defers_rather_than_wait_too_long():
     clock, rates = FakeClock(now=6000.0), MemoryRates()
     rf = limiter(rates, clock, limit=5, max_wait=0)
     rf.acquire()
-    with pytest.raises(Deferred, match=r"shared Referral Factory budget \(5 calls per 60s\) is spent"):
+    with pytest.raises(Deferred, match=r"shared Referral Factory budget \(5 calls per 60s\) is spent") as exc:
         rf.acquire()
+    # Why it was not waited for: how far the next slot is, and how long this worker may still wait.
+    assert exc.value.reason.endswith("(the next slot is 20.0s away; this worker may wait 0.0s more)")
 
 
 def test_a_block_opens_the_circuit_for_every_container_then_one_probe_closes_it():
