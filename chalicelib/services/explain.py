@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
+from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.settings import SettingsError, parse_settings
@@ -165,7 +166,8 @@ def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspa
                   query: str) -> list[dict]:
     """The people linked to another contact with this contact's email, in its own workspace only (a
     contact of another workspace says nothing of this one's people), each with whether the contact's
-    changes count for them (the campaign's `qualification.match`), as the qualification judges them."""
+    changes count for them (the campaign's `qualification.match`; never for a link left behind by a
+    workspace move), as the qualification judges them."""
     if not CONTACT_ID.fullmatch(query):
         return []
     for workspace in workspaces:
@@ -198,6 +200,9 @@ def _duplicate(store: Store, contact_id: str, workspace: str, email: str, link: 
         return {**said, "counts": False, "why": "only leads qualify: a referrer's contacts count for nothing"}
     if rule is None:
         return {**said, "counts": False, "why": f"campaign {link.campaign_id} has no qualification rule"}
+    moved = elsewhere(link, settings)
+    if moved is not None:
+        return {**said, "counts": False, "why": moved.reason}
     if rule.match == "email":
         return {**said, "counts": True, "why": f"campaign {link.campaign_id} qualifies its leads on any contact "
                                                "with their email (qualification.match: email)"}

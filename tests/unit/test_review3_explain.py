@@ -24,3 +24,5 @@ def test_a_duplicate_of_a_lead_left_behind_by_a_workspace_move_is_not_said_to_co
     assert work.store.links.get(PersonRef("42", "7")).qualification is QState.PENDING
     [dup] = ask(work, twin["id"]).view()["duplicate_of"]
     assert dup["counts"] is False, dup
+    assert "now connected to ws-b" in dup["why"] and "no longer count" in dup["why"], dup
+    assert "hint" not in dup, "no setting to change brings a moved-away lead's contact back into counting"
