@@ -406,12 +406,20 @@ _INTERCOM_FIX = {
 }
 
 
+# Refusals of how the sender is set up (its secret, header, format, the campaign's settings here): one fix
+# serves every later webhook, so webhooks accepted after the last one say it may be fixed. Any other
+# reason (invalid_field, missing_user_id, no_contact...) is about one body's data: other people's
+# webhooks being accepted fix nothing of it.
+_SETUP_REASONS = frozenset({"unauthorized", "not_configured", "missing_campaign_id", "malformed_json",
+                            "malformed_form", "unsupported_media_type", "too_large", "unknown_campaign"})
+
+
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
                       fixes: Optional[dict] = None, ws: str = "", heard: Optional[str] = None,
                       accepted: str = "", after_why: str = "", after_fix: str = "") -> int:
-    """One finding per reason refused. A reason whose last refusal is older than the last webhook the edge
-    accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while refusals are the newest.
-    Returns how many are BAD."""
+    """One finding per reason refused. A setup reason (_SETUP_REASONS) whose last refusal is older than the
+    last webhook the edge accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while
+    refusals are the newest. A reason about a body's own data stays BAD with its fix. Returns how many are BAD."""
     by_reason: dict[str, list] = {}
     for count in refusals.counts:
         by_reason.setdefault(count.reason, []).append(count)
@@ -426,10 +434,13 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
             what, fix = _INVALID_EMAIL
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
-        if heard is not None and _when(heard) > _when(last):
+        since = heard is not None and _when(heard) > _when(last)
+        if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
                        after_why, after_fix.format(c=c, ws=ws), warn=True)
             continue
+        if since:
+            refused += f"; {accepted} accepted since (last at {heard}) do not fix it (it is about those people's own data)"
         bad += 1
         report.add(check, False, refused + (f" — e.g. \"{sample}\"" if sample else ""),
                    "refused webhooks are not retried by the sender: those people or changes never reach the bridge",

@@ -25,3 +25,4 @@ def test_a_join_refused_for_its_email_stays_a_problem_when_other_peoples_joins_a
     [refused] = checks(view, "webhooks.rf_refused")
     assert "fix the email in Referral Factory" in refused["fix"], refused
     assert not refused["ok"] and not view["ok"], text
+    assert "fixed?" not in refused["what"] and "do not fix it" in refused["what"], refused
