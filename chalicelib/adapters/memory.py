@@ -210,9 +210,9 @@ class MemoryLinks:
     def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
         return {PersonRef(*r): c for r in refs if (c := self.referrals(r)) is not None}
 
-    def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
+    def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:
         count = self.tables.referrals[ref] = dataclasses.replace(
-            self.tables.referrals.get(ref, ReferralCount()), contact_id=contact_id)
+            self.tables.referrals.get(ref, ReferralCount()), contact_id=contact_id, workspace=workspace)
         return count
 
     def forget_referrals(self, ref: PersonRef) -> bool:

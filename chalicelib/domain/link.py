@@ -139,7 +139,7 @@ class JoinResult:
 @dataclass(frozen=True)
 class ReferralCount:
     """A referrer's count of leads the bridge saw join with them (each lead once), the contact it is
-    written to (known once sync enrolled them), and the count last written to Intercom, and to which
+    written to (known once sync enrolled them, with its workspace), and the count last written to Intercom, and to which
     attribute (`written_to`: a count written to another attribute, or before the bridge recorded it,
     is not held by the campaign's attribute now). `since`: when it began (unix time, set by the write
     that counts its first lead, and erased with it when the referrer is forgotten; None: begun before
@@ -150,6 +150,7 @@ class ReferralCount:
     contact_id: Optional[str] = None
     written_to: Optional[str] = None
     since: Optional[float] = field(default=None, compare=False)
+    workspace: Optional[str] = None       # contact_id's workspace (None: learnt before the bridge recorded it)
 
     def counts(self, lead: Link) -> bool:
         """The lead (whose link counted for this referrer) is in this count, as far as the dates tell:

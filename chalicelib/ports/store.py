@@ -80,9 +80,9 @@ class LinkRepository(Protocol):
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]: ...
     def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
         """Those that exist, in one read (not strongly consistent: for a check a write re-reads)."""
-    def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
-        """Record the contact the referrer's count is written to (sync enrolled them): the count as
-        it stands (0 when no lead counted yet)."""
+    def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:
+        """Record the contact the referrer's count is written to (sync enrolled them), and its workspace:
+        the count as it stands (0 when no lead counted yet)."""
     def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
         """Intercom holds `n` in `attribute` (written, and checked after); nothing when the count is gone."""
     def forget_referrals(self, ref: PersonRef) -> bool:

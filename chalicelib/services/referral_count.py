@@ -24,6 +24,7 @@ from ..domain.sync import count_attribute
 from ..errors import Deferred, WorkError
 from ..messages import ReferralCountMessage
 from ..observability import logger
+from ..ports import Merged, NotFound
 from .deps import WorkDeps
 
 REWRITES = 5          # PUTs one message makes while the count keeps moving; then it is tried again later
@@ -95,15 +96,22 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
           linked: Optional[str] = None, replayed: bool = False) -> str:
     """Write the count to the referrer's contact, and again while the store's count moved meanwhile.
     A referrer whose contact the bridge does not know keeps the count: it is written once sync
-    enrols them, or their own join links them. So does one linked in the workspace the campaign left."""
+    enrols them, or their own join links them. So does one whose contact is in the workspace the campaign
+    left: linked there, or enrolled there by sync."""
     attribute = count_attribute(settings)
     assert attribute
     if link is not None and _linked_contact(link) and link.workspace != settings.workspace:
-        return _moved_away(deps, settings, link, count, attribute)
+        return _moved_away(deps, settings, ref, count, attribute, "was linked", link.contact_id, link.workspace)
     # The contact their own join linked first: a link follows merges (`move`); `linked`, what the join
     # that asked linked (its link may not be readable yet); the one sync enrolled is what the count
-    # learnt then.
-    contact_id = _linked_contact(link) or linked or count.contact_id
+    # learnt then, in the workspace it learnt it.
+    contact_id = _linked_contact(link) or linked
+    if contact_id is None and count.contact_id is not None:
+        contact_id = count.contact_id
+        workspace = count.workspace or _workspace_of(deps, settings, ref, contact_id)
+        if workspace != settings.workspace:
+            return _moved_away(deps, settings, ref, count, attribute, "was enrolled by contact sync", contact_id,
+                               workspace)
     if contact_id is None:
         logger.info("referral count kept: no contact known for the referrer",
                     extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})
@@ -132,18 +140,36 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
                    retry_after=5)
 
 
-def _moved_away(deps: WorkDeps, settings: CampaignSettings, link: Link, count: ReferralCount, attribute: str) -> str:
+def _moved_away(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount, attribute: str,
+                how: str, contact_id: Optional[str], workspace: Optional[str]) -> str:
     """The referrer's contact is in the workspace the campaign left (`settings apply --move-workspace`): the
     new workspace's client cannot write it (nor must it write that id there). Kept, as for a referrer whose
-    contact is not known; her history says why (one entry, the latest)."""
-    deps.history.note_latest(link.ref, Entry(
+    contact is not known; her history says why (one entry, the latest). `workspace` None: the contact's
+    workspace was not recorded, and the campaign's does not hold it (_workspace_of)."""
+    where = (f"workspace {workspace}" if workspace is not None else
+             f"a workspace the bridge did not record then (not {settings.workspace}, which has no such contact)")
+    deps.history.note_latest(ref, Entry(
         "referral_count", "not_written", f"referral count: {count.n} kept, not written to {attribute}: the referrer "
-        f"was linked in workspace {link.workspace}; campaign {link.campaign_id} is now connected to "
-        f"{settings.workspace} (its settings were applied naming it), which does not hold their contact",
-        {"count": count.n, "contact_id": link.contact_id, "workspace": link.workspace}))
+        f"{how} in {where}; campaign {ref.campaign_id} is now connected to {settings.workspace} (its settings "
+        "were applied naming it), which does not hold their contact",
+        {"count": count.n, "contact_id": contact_id, "workspace": workspace}))
     logger.info("referral count kept: the referrer's contact is in the workspace the campaign left",
-                extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id, "count": count.n})
+                extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})
     return "moved"
+
+
+def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, contact_id: str) -> Optional[str]:
+    """The workspace of a contact the count learnt before the bridge recorded it (older counts): the
+    campaign's, if it holds the contact (one read, then recorded: asked once); None if it does not (the
+    campaign moved since, or the contact was deleted): not written. A read that fails raises (retried)."""
+    try:
+        deps.apis.intercom(settings.workspace).get_contact(contact_id)
+    except NotFound:
+        return None
+    except Merged:
+        pass                   # merged into another of its contacts: it was the workspace's
+    deps.links.referrer_contact(ref, contact_id, settings.workspace)
+    return settings.workspace
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:

@@ -477,7 +477,7 @@ class Page:
         or added to `asks`, which the caller sends before its ledger write."""
         assert entry.rf_user_id
         ref = PersonRef(self.campaign_id, entry.rf_user_id)
-        if self.deps.links.referrer_contact(ref, entry.contact_id).n:
+        if self.deps.links.referrer_contact(ref, entry.contact_id, self.settings.workspace).n:
             if asks is not None:
                 asks.add(ref)
             elif self.deps.queue is not None:

@@ -458,7 +458,7 @@ def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_l
     joined(store, PersonRef("42", "1"))
     joined(store, PersonRef("42", "2"))
     store.links.claim(PersonRef("42", "3"), WS)                                 # a join still held
-    store.links.referrer_contact(PersonRef("42", "1"), "c1")                   # a referrer's count: not a link
+    store.links.referrer_contact(PersonRef("42", "1"), "c1", WS)                 # a referrer's count: not a link
     joined(store, PersonRef("43", "1"))
     assert store.links.statuses_in("42", 100) == {LinkStatus.LINKED: 2, LinkStatus.IN_PROGRESS: 1}
     assert sum(store.links.statuses_in("42", 2).values()) == 2
@@ -473,7 +473,7 @@ def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number
     for user in ("1", "2", "3", "4"):
         claim = store.links.claim(PersonRef("42", user), WS)
         store.links.finish(claim, JoinResult(LinkStatus.FAILED, reason="RF answered 404"), [])
-    store.links.referrer_contact(PersonRef("42", "5"), "c5")                   # a referrer's count: not a link
+    store.links.referrer_contact(PersonRef("42", "5"), "c5", WS)                 # a referrer's count: not a link
     store.links.claim(PersonRef("42", "6"), "ws2")                              # a join still held
     for user, workspace in (("7", WS), ("8", "ws2"), ("9", WS)):
         claim = store.links.claim(PersonRef("42", user), workspace)
@@ -923,11 +923,32 @@ def test_a_lost_claim_counts_nothing_and_the_other_joins_of_its_write_still_coun
 
 
 def test_the_count_learns_its_contact_and_what_intercom_holds(store):
-    assert store.links.referrer_contact(REFERRER, "c9").n == 0               # enrolled before any lead joined
+    assert store.links.referrer_contact(REFERRER, "c9", WS).n == 0           # enrolled before any lead joined
     _finish_leads(store, "1", "2")
     store.links.referrals_written(REFERRER, 2, "custom_attributes.referral_count")
-    assert store.links.referrals(REFERRER) == ReferralCount(2, 2, "c9", "custom_attributes.referral_count")
-    assert store.links.referrer_contact(PersonRef("42", "101"), "c8") == ReferralCount(0, None, "c8")
+    assert store.links.referrals(REFERRER) == ReferralCount(2, 2, "c9", "custom_attributes.referral_count",
+                                                            workspace=WS)
+    assert store.links.referrer_contact(PersonRef("42", "101"), "c8", "ws2") == ReferralCount(0, None, "c8",
+                                                                                             workspace="ws2")
+    assert store.links.referrals_many([REFERRER])[REFERRER].workspace == WS
+
+
+def _count_stored_without_a_workspace(store, ref: PersonRef, contact_id: str) -> None:
+    """A count that learnt its contact before the store recorded the contact's workspace."""
+    if hasattr(store.links, "tables"):
+        store.links.tables.referrals[ref] = ReferralCount(contact_id=contact_id)
+        return
+    from chalicelib.adapters.dynamo.keys import referrals_key
+    from chalicelib.adapters.dynamo.models import ReferralItem
+    ReferralItem(*referrals_key(ref), contact_id=contact_id).save()
+
+
+def test_a_count_stored_before_workspaces_were_recorded_loads_without_one_and_learns_it(store):
+    _count_stored_without_a_workspace(store, REFERRER, "c9")
+    _finish_leads(store, "1")
+    assert store.links.referrals(REFERRER) == ReferralCount(1, None, "c9")        # workspace unknown: None
+    assert store.links.referrals_many([REFERRER]) == {REFERRER: ReferralCount(1, None, "c9")}
+    assert store.links.referrer_contact(REFERRER, "c9", WS) == ReferralCount(1, None, "c9", workspace=WS)
 
 
 def test_referrers_counts_are_read_together_and_only_those_that_exist(store):
@@ -941,7 +962,7 @@ def test_referrers_counts_are_read_together_and_only_those_that_exist(store):
 
 def test_forgetting_a_referrer_erases_their_count_and_the_contact_it_named(store):
     _finish_leads(store, "1")
-    store.links.referrer_contact(REFERRER, "c9")
+    store.links.referrer_contact(REFERRER, "c9", WS)
     assert store.links.forget_referrals(REFERRER) is True
     assert store.links.referrals(REFERRER) is None
     assert store.links.forget_referrals(REFERRER) is False

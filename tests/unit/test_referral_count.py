@@ -191,7 +191,7 @@ def test_a_lead_whose_webhook_leaves_out_its_referrer_counts_for_the_one_rf_name
 def test_the_count_goes_to_the_contact_the_referrers_link_has_now_not_the_one_sync_first_saw():
     work = world()
     link, _ = joined(work, "100", "rita@example.com", kind="referrer", role="lead")
-    work.store.links.referrer_contact(RITA, link.contact_id)              # what sync enrolled
+    work.store.links.referrer_contact(RITA, link.contact_id, link.workspace)            # what sync enrolled
     user = work.apis.intercom_.add("rita@example.com", role="user")       # the lead merged into this user
     work.store.links.move(link, user["id"], [])
     run(work, lead_join("1"))

@@ -2,9 +2,9 @@
 the referral count of a referrer that contact sync enrolled in the workspace the campaign left."""
 from __future__ import annotations
 
-from chalicelib.domain.link import PersonRef
+from chalicelib.domain.link import PersonRef, ReferralCount
 from chalicelib.messages import JoinMessage
-from tests.fakes import FakeIntercom, FakeRF, FakeWork
+from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
 from tests.unit.scenario import run
 from tests.unit.test_referral_count import counting_settings
 from tests.unit.test_review2_workspace_move import _ByWorkspace
@@ -31,7 +31,7 @@ def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_co
     counting = counting_settings()
     work.store.settings.put("42", counting, "ws")
     rita = apis.intercom_.add("rita@example.com", role="user")
-    work.store.links.referrer_contact(PersonRef("42", "100"), rita["id"])     # contact sync enrolled her in ws
+    work.store.links.referrer_contact(PersonRef("42", "100"), rita["id"], "ws")   # contact sync enrolled her in ws
     apply(work, {**counting, "workspace": "ws-b"}, move=True)
     assert work.store.settings.get("42").workspace == "ws-b"
 
@@ -43,3 +43,51 @@ def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_co
     run(work, *counts)
     assert work.store.links.referrals(PersonRef("42", "100")).n == 1
     assert ("ws-b", rita["id"]) not in apis.updates, "ws's contact was written through workspace ws-b's client"
+    [why] = [e for e in work.store.history.entries(PersonRef("42", "100")) if e.event == "referral_count"]
+    assert why.outcome == "not_written" and "enrolled by contact sync in workspace ws" in why.reason, why
+    assert "now connected to ws-b" in why.reason, why
+
+
+class _Workspaces(FakeApis):
+    """One fake Intercom per workspace (a contact id of one is not found in another)."""
+
+    def __init__(self, intercoms: dict[str, FakeIntercom], rf: FakeRF):
+        super().__init__(intercoms["ws"], rf)
+        self.intercoms = intercoms
+
+    def intercom(self, workspace: str) -> FakeIntercom:
+        return self.intercoms[workspace]
+
+
+def _older_count(where: str) -> tuple[FakeWork, _Workspaces, dict]:
+    """Rita's count learnt her `where` contact before the store recorded contacts' workspaces (an older
+    item: no workspace); campaign 42 is connected to ws-b now. A lead referred by Rita joins."""
+    apis = _Workspaces({"ws": FakeIntercom(dict(ATTRIBUTES)), "ws-b": FakeIntercom(dict(ATTRIBUTES))},
+                       FakeRF({"100": {"id": 100, "email": "rita@example.com"}}))
+    apis.intercoms["ws"].made = 100        # Intercom's contact ids are unique: none of ws is one of ws-b
+    work = FakeWork(apis)
+    work.store.settings.put("42", {**counting_settings(), "workspace": "ws-b"}, "ws-b")
+    rita = apis.intercoms[where].add("rita@example.com", role="user")
+    work.store.links.tables.referrals[PersonRef("42", "100")] = ReferralCount(contact_id=rita["id"])
+    lead = {"id": "1", "campaign_id": "42", "email": "lead1@example.com", "first_name": "L1", "type": "lead",
+            "referrer_id": "100"}
+    run(work, JoinMessage(campaign_id="42", rf_user_id="1", person=lead).wire())
+    run(work, *[m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"])
+    return work, apis, rita
+
+
+def test_an_older_count_whose_contact_the_campaigns_workspace_does_not_hold_is_kept_and_says_why():
+    """A count stored before the workspace was recorded: its contact is looked for in the campaign's
+    workspace (one read, no write); not there (it is the old workspace's), the count is kept, and why."""
+    work, apis, rita = _older_count("ws")
+    assert work.store.links.referrals(PersonRef("42", "100")).n == 1
+    assert "update" not in apis.intercoms["ws"].calls           # nor ws-b's client sent its id (a failed write)
+    assert "referral_count" not in apis.intercoms["ws"].contacts[rita["id"]].get("custom_attributes", {})
+    [why] = [e for e in work.store.history.entries(PersonRef("42", "100")) if e.event == "referral_count"]
+    assert why.outcome == "not_written" and "did not record" in why.reason and "not ws-b" in why.reason, why
+
+
+def test_an_older_count_whose_contact_is_in_the_campaigns_workspace_is_written_and_learns_the_workspace():
+    work, apis, rita = _older_count("ws-b")
+    assert apis.intercoms["ws-b"].contacts[rita["id"]]["custom_attributes"]["referral_count"] == 1
+    assert work.store.links.referrals(PersonRef("42", "100")).workspace == "ws-b"     # read once, then recorded

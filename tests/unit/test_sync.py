@@ -241,7 +241,7 @@ def test_forget_erases_a_synced_referrers_referral_count():
     drain(work)
     [user] = work.apis.rf_.created
     referrer = PersonRef("42", str(user["id"]))
-    work.store.links.referrer_contact(referrer, "c1")        # the count kept for her (no link of her own)
+    work.store.links.referrer_contact(referrer, "c1", "ws")      # the count kept for her (no link of her own)
     forget(work, user["email"])
     assert work.store.links.referrals(referrer) is None
 

@@ -292,9 +292,10 @@ class DynamoLinks:
         wanted = {referrals_key(PersonRef(*r)): PersonRef(*r) for r in refs}
         return {wanted[(i.pk, i.sk)]: i.to_count() for i in batch_get(ReferralItem, wanted)}
 
-    def referrer_contact(self, ref: PersonRef, contact_id: str) -> ReferralCount:
+    def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:
         item = ReferralItem(*referrals_key(ref))
-        item.update(actions=[ReferralItem.contact_id.set(contact_id), ReferralItem.updated_at.set(iso(self.clock()))])
+        item.update(actions=[ReferralItem.contact_id.set(contact_id), ReferralItem.contact_workspace.set(workspace),
+                             ReferralItem.updated_at.set(iso(self.clock()))])
         return item.to_count()                       # (update reads the whole item back)
 
     def forget_referrals(self, ref: PersonRef) -> bool:

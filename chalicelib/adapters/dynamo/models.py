@@ -148,6 +148,7 @@ class ReferralItem(_Item):
     written = NumberAttribute(null=True)
     written_to = UnicodeAttribute(null=True)        # the attribute `written` went to (none: before it was kept)
     contact_id = UnicodeAttribute(null=True)
+    contact_workspace = UnicodeAttribute(null=True)  # contact_id's workspace (older items: none, ReferralCount.workspace)
     updated_at = UnicodeAttribute(null=True)
     since = NumberAttribute(null=True)              # when it began (ReferralCount.since): set once, by its first lead
     # Set in the very write of an erasure that lowered the count (the sparse `overdue` index, in a
@@ -159,7 +160,7 @@ class ReferralItem(_Item):
 
     def to_count(self) -> ReferralCount:
         return ReferralCount(int(self.n or 0), None if self.written is None else int(self.written), self.contact_id,
-                             self.written_to, self.since)
+                             self.written_to, self.since, self.contact_workspace)
 
 
 class PointerItem(_Item):
