@@ -183,30 +183,66 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
 def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) -> list[str]:
     """A campaign moved to another workspace leaves its linked people behind: their contacts stay in the
     old workspace, whose changes never qualify the campaign again (Qualifier.moved_away), and no referral
-    count is written to them (referral_count.write keeps it). Refused while people are linked in another
-    workspace than the one named (however many links come first; with no settings stored, deleted and
-    applied again, wherever they are linked), unless confirmed; then said."""
+    count is written to them (referral_count.write keeps it), nor to the referrers contact sync enrolled
+    there (their counts know those contacts). Refused while people are linked in another workspace than
+    the one named (however many links come first; with no settings stored, deleted and applied again,
+    wherever they are linked), or, when it keeps counts, contact sync enrolled referrers before the move,
+    unless confirmed; then said."""
     stored = rt.store.settings.get(settings.campaign_id)
     if stored is not None and stored.workspace == settings.workspace:
         return []
     linked = rt.store.links.linked_elsewhere(settings.campaign_id, settings.workspace, PEOPLE_COUNTED)
+    counting = bool(count_attribute(settings))
+    enrolled = _enrolled_by_sync(rt, settings.campaign_id) if counting and stored is not None else 0
     if not linked:
-        return []
+        return _enrolled_moved(settings, stored.workspace if stored is not None else "", enrolled, confirmed)
     n = sum(linked.values())
     people = (f"{n} or more linked people" if n >= PEOPLE_COUNTED else
               "1 linked person" if n == 1 else f"{n} linked people")
     old, new = _and(sorted(linked)), settings.workspace
     was = stored.workspace if stored is not None else max(sorted(linked), key=linked.__getitem__)
-    counting = bool(count_attribute(settings))
+    also = f"; nor to {_referrers(enrolled)} contact sync enrolled in {was}" if enrolled else ""
     if not confirmed:
         raise MovesWorkspace([
             f"workspace: campaign {settings.campaign_id} has {people} in workspace {old}; moved to {new}, they would "
             f"no longer qualify{', nor would referral counts be written to them' if counting else ''} (their "
-            f"contacts stay in {old}, whose changes no longer count) — add --move-workspace to move it anyway, or "
-            f"keep workspace: {was}"])
+            f"contacts stay in {old}, whose changes no longer count{also}) — add --move-workspace to move it "
+            f"anyway, or keep workspace: {was}"])
     return [f"campaign {settings.campaign_id} moved from workspace {was} to {new}: its {people} of {old} will no "
             f"longer qualify{', nor will referral counts be written to them' if counting else ''} (their contacts "
-            f"stay in {old}{'; their counts are kept' if counting else ''}; new joins are created in {new})"]
+            f"stay in {old}{'; their counts are kept' if counting else ''}{also}; new joins are created in {new})"]
+
+
+def _enrolled_by_sync(rt: Operator, campaign_id: str) -> int:
+    """The referrers contact sync enrolled whose counts know their contact (not those their own join
+    linked: `linked_elsewhere` counts them), counting up to PEOPLE_COUNTED: the sync ledger is read page by
+    page until that many are found or none is left (a query of one partition, only when a campaign moves)."""
+    found = 0
+    for entry in rt.store.sync.ledger(campaign_id):
+        found += entry.count_known and not entry.adopted
+        if found >= PEOPLE_COUNTED:
+            break
+    return found
+
+
+def _referrers(n: int) -> str:
+    return (f"{n} or more referrers" if n >= PEOPLE_COUNTED else "1 referrer" if n == 1 else f"{n} referrers")
+
+
+def _enrolled_moved(settings: CampaignSettings, was: str, enrolled: int, confirmed: bool) -> list[str]:
+    """A move of a campaign nobody is linked in: refused (unless confirmed, then said) while it keeps counts
+    of referrers contact sync enrolled in the workspace it leaves: their counts are no longer written."""
+    if not enrolled:
+        return []
+    who, new = _referrers(enrolled), settings.workspace
+    if not confirmed:
+        raise MovesWorkspace([
+            f"workspace: campaign {settings.campaign_id} has {who} that contact sync enrolled in workspace {was}; "
+            f"moved to {new}, their referral counts would no longer be written (their contacts stay in {was}) — "
+            f"add --move-workspace to move it anyway, or keep workspace: {was}"])
+    return [f"campaign {settings.campaign_id} moved from workspace {was} to {new}: its {who} that contact sync "
+            f"enrolled in {was} will no longer have their referral counts written (their contacts stay in {was}; "
+            "their counts are kept)"]
 
 
 def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], Optional[CountBackfill]]:

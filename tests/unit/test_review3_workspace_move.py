@@ -2,8 +2,13 @@
 the referral count of a referrer that contact sync enrolled in the workspace the campaign left."""
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.domain.link import PersonRef, ReferralCount
+from chalicelib.domain.sync import ALREADY, ENROLLED
 from chalicelib.messages import JoinMessage
+from chalicelib.ports.store import LedgerEntry
+from chalicelib.services.admin import MovesWorkspace
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
 from tests.unit.scenario import run
 from tests.unit.test_referral_count import counting_settings
@@ -91,3 +96,19 @@ def test_an_older_count_whose_contact_is_in_the_campaigns_workspace_is_written_a
     work, apis, rita = _older_count("ws-b")
     assert apis.intercoms["ws-b"].contacts[rita["id"]]["custom_attributes"]["referral_count"] == 1
     assert work.store.links.referrals(PersonRef("42", "100")).workspace == "ws-b"     # read once, then recorded
+
+
+def test_a_move_is_refused_while_contact_sync_enrolled_referrers_whose_counts_it_would_stop_writing():
+    """Nobody is linked, but contact sync enrolled Rita in ws (the sync ledger: her count knows her
+    contact): a move to ws-b stops writing her count, so it is refused without --move-workspace, and said."""
+    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES))))
+    counting = counting_settings()
+    work.store.settings.put("42", counting, "ws")
+    work.store.sync.record("42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True),
+                                  LedgerEntry("c8", ALREADY, rf_user_id="101", count_known=True, adopted=True)])
+    with pytest.raises(MovesWorkspace) as refused:
+        apply(work, {**counting, "workspace": "ws-b"})
+    assert "1 referrer that contact sync enrolled in workspace ws" in str(refused.value.args), refused.value.args
+    assert work.store.settings.get("42").workspace == "ws"
+    [said] = apply(work, {**counting, "workspace": "ws-b"}, move=True)
+    assert "1 referrer that contact sync enrolled in ws will no longer have their referral counts written" in said
