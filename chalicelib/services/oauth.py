@@ -70,6 +70,11 @@ NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")
 
 
+def redirect_url(api_url: str) -> str:
+    """The callback URL to register as the public app's redirect URL (`bridge workspace oauth-app`)."""
+    return Place(api_url.rstrip("/"), False).callback
+
+
 def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> dict:
     """A one-time start link (the operator's): its ticket is kept TICKET_SECONDS and spent when the
     admin first continues from the page it opens; with `workspace`, the callback connects that workspace only.
