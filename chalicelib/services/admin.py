@@ -244,8 +244,8 @@ def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
         if n:
             people = _people(n, sum(back.values()) >= PEOPLE_COUNTED, "linked person", "linked people")
             said.append(f"campaign {settings.campaign_id} moved back to workspace {settings.workspace}: its {people} "
-                        f"of {settings.workspace} count again (their contacts' changes can qualify them"
-                        f"{', and their referral counts are written' if count_attribute(settings) else ''})")
+                        f"of {settings.workspace} {'counts' if n == 1 else 'count'} again (changes to their contacts "
+                        f"can qualify them{', and referral counts are written to them' if count_attribute(settings) else ''})")
     return said
 
 
