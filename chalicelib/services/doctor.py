@@ -3,7 +3,8 @@ bridge's own records. Each finding says what is wrong, why it matters and the fi
 whether anything is wrong (the CLI's exit status).
 
 Reads only: GET /me, the data attributes, one contact search per pending lead (at most
-DUPLICATE_CHECKS), the campaign in RF; the store (no scan); the dead-letter queue (listed and
+DUPLICATE_CHECKS), the campaign in RF; the store (no scan; the links of refused people sampled, and
+of a campaign once applied naming another workspace, see _left_behind); the dead-letter queue (listed and
 released). Every call to Intercom and RF goes through the shared rate limiter."""
 from __future__ import annotations
 
@@ -140,8 +141,9 @@ LEFT_COUNTED = 100      # people linked in other workspaces counted ("100 or mor
 def _left_behind(store: Store, report: Report, settings: CampaignSettings, pending: list[Link]) -> None:
     """The people a workspace move left in the old workspace (linked there: their contacts' changes no
     longer count, domain/judge.elsewhere). Asked only of a campaign once applied naming another workspace
-    (the workspaces' campaign lists, already read); then one query of the campaign's links, stopping once
-    LEFT_COUNTED are found elsewhere (a campaign with none left is read whole, its workspace attribute).
+    (the list of workspaces and each one's campaign list: one read each), or with pending leads linked
+    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere (a
+    campaign with none left, e.g. moved back, is read whole: its workspace attribute).
     `pending`: its pending leads linked elsewhere, as read for the report."""
     c, ws = settings.campaign_id, settings.workspace
     if not pending and not any(c in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
