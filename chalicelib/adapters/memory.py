@@ -125,7 +125,7 @@ class MemoryLinks:
         held = self.tables.links.get(PersonRef(*ref))
         return held.link if held else None
 
-    def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]:
+    def get_many(self, refs: Iterable[PersonRef], consistent: bool = False) -> dict[PersonRef, Link]:
         return {link.ref: link for link in (self.get(r) for r in refs) if link is not None}
 
     def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:

@@ -39,7 +39,9 @@ KEEP: Any = _Keep()         # "leave this attribute as it is" (None removes it)
 
 class LinkRepository(Protocol):
     def get(self, ref: PersonRef) -> Optional[Link]: ...
-    def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]: ...
+    def get_many(self, refs: Iterable[PersonRef], consistent: bool = False) -> dict[PersonRef, Link]:
+        """The links held for `refs` (a ref without one is absent). Not `consistent`: a write just made may
+        not show yet (DynamoDB's batched read); `consistent`: every write made before the read shows."""
     def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
         """How many of the campaign's links are in each status, counting up to `limit` links (reads the
         campaign's own items only)."""

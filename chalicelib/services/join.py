@@ -130,13 +130,26 @@ def process_joins(messages: Sequence[JoinMessage], deps: WorkDeps, links: dict[P
     person twice in a batch: the second waits for the first (and is then a repeat)."""
     runner = runner or Runner(1)
     attempts = [Attempt(m, links.get(m.person_ref)) for m in messages]
+    _read_ignored_again(attempts, deps)
     for n, wave in enumerate(_turns(attempts, lambda a: a.ref)):
-        if n:   # a repeat within the batch: see what the first left
-            fresh = deps.links.get_many(a.ref for a in wave)
+        if n:   # a repeat within the batch: see what the first left (its writes, just made: a consistent read)
+            fresh = deps.links.get_many((a.ref for a in wave), consistent=True)
             for attempt in wave:
                 attempt.link = fresh.get(attempt.ref)
         _apply(wave, deps, documents, runner)
     return [a.error if a.error is not None else a.outcome for a in attempts]
+
+
+def _read_ignored_again(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """A join the batched read shows ignored may have been reopened since (`bridge backfill --apply`
+    reopens it, then queues it): that read may not show the reopening yet. The ignored are read again,
+    consistently, before their joins are called repeats (rare: one small read when there are any)."""
+    ignored = [a for a in attempts if a.link is not None and a.link.status is LinkStatus.IGNORED]
+    if not ignored:
+        return
+    fresh = deps.links.get_many((a.ref for a in ignored), consistent=True)
+    for attempt in ignored:
+        attempt.link = fresh.get(attempt.ref)
 
 
 def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], runner: Runner) -> None:

@@ -159,6 +159,7 @@ def test_get_many_reads_only_the_links_that_exist(store):
     joined(store, PersonRef("42", "8"), contact="c2", email="bob@example.com")
     got = store.links.get_many([ANN, PersonRef("42", "8"), PersonRef("42", "nobody")])
     assert set(got) == {ANN, PersonRef("42", "8")} and got[ANN].contact_id == "c1"
+    assert store.links.get_many([ANN, PersonRef("42", "nobody")], consistent=True) == {ANN: got[ANN]}
 
 
 # --- the lookup -----------------------------------------------------------------------------------

@@ -3,7 +3,11 @@ action creates (the hint `bridge explain` gives for it), through the worker, on 
 and fake APIs: once, never doubled, and counted for its referrer once."""
 from __future__ import annotations
 
-from chalicelib.domain.link import LinkStatus, PersonRef
+import dataclasses
+from typing import Any, Iterable
+
+from chalicelib.adapters.memory import MemoryLinks
+from chalicelib.domain.link import Link, LinkStatus, PersonRef
 from chalicelib.messages import JoinMessage
 from chalicelib.services.backfill import backfill
 from chalicelib.services.explain import as_text, explain
@@ -114,3 +118,34 @@ def test_an_ignored_lead_counted_for_their_referrer_is_counted_once_when_sent_ag
     link = link_of(work)
     assert (link.status, link.counted_for) == (LinkStatus.LINKED, "3")
     assert work.store.links.referrals(PersonRef("42", "3")).n == 1         # not twice
+
+
+class StaleReads:
+    """The links' twin whose batched read (not consistent) answers with the copies held when it was
+    made stale, as DynamoDB's eventually consistent read may just after a write."""
+
+    def __init__(self, links: MemoryLinks):
+        self.links, self.stale = links, {ref: held.link for ref, held in links.tables.links.items()}
+
+    def get_many(self, refs: Iterable[PersonRef], consistent: bool = False) -> dict[PersonRef, Link]:
+        if consistent:
+            return self.links.get_many(refs, consistent=True)
+        return {ref: self.stale[ref] for ref in (PersonRef(*r) for r in refs) if ref in self.stale}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.links, name)
+
+
+def test_a_join_reopened_by_backfill_is_applied_even_when_the_workers_read_still_shows_it_ignored():
+    work = joined_under_nothing()
+    stale = StaleReads(work.store.links)           # the copies before backfill reopened the join
+    work.store.settings.put("42", CREATE, "ws")
+    backfill(Running(work), "42", apply=True)
+    assert link_of(work).status is LinkStatus.WAITING
+    work.deps = dataclasses.replace(work.deps, links=stale)
+    [message] = joins_queued(work)
+    assert run(work, message)["done"] == 1
+    [contact] = work.apis.intercom_.contacts.values()      # applied, not dropped as "already applied"
+    link = link_of(work)
+    assert (link.status, link.contact_id) == (LinkStatus.LINKED, contact["id"])
+    assert ("join", "repeated") not in history(work)

@@ -110,8 +110,9 @@ class DynamoLinks:
     def get(self, ref: PersonRef) -> Optional[Link]:
         return self.get_many([ref]).get(ref)
 
-    def get_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, Link]:
-        links = (i.to_link() for i in batch_get(LinkItem, (link_key(PersonRef(*r)) for r in refs)))
+    def get_many(self, refs: Iterable[PersonRef], consistent: bool = False) -> dict[PersonRef, Link]:
+        keys = (link_key(PersonRef(*r)) for r in refs)
+        links = (i.to_link() for i in batch_get(LinkItem, keys, consistent=consistent))
         return {link.ref: link for link in links}
 
     def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
