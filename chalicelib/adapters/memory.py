@@ -461,15 +461,16 @@ class MemoryEdge:
         self.samples: dict[tuple[str, str, int], tuple[float, RefusalSample]] = {}
         self.beats: dict[tuple[str, str], str] = {}
 
-    def refused(self, scope: str, sample: RefusalSample) -> None:
-        now = self.clock()
+    def refused(self, scope: str, *samples: RefusalSample, count: Optional[int] = None) -> None:
+        now, first, last = self.clock(), samples[0], samples[-1]
         hour = datetime.fromtimestamp(now - now % 3600, timezone.utc).strftime("%Y-%m-%dT%H:00Z")
-        before = self.counts.get((scope, sample.reason, hour))
-        n = (before.count if before else 0) + 1
-        self.counts[(scope, sample.reason, hour)] = RefusalCount(sample.reason, hour, n,
-                                                                 before.first_at if before else sample.at, sample.at)
-        if n <= SAMPLES:
-            self.samples[(scope, sample.reason, n - 1)] = (now, sample)
+        before = self.counts.get((scope, first.reason, hour))
+        was = before.count if before else 0
+        n = was + (len(samples) if count is None else count)
+        self.counts[(scope, first.reason, hour)] = RefusalCount(first.reason, hour, n,
+                                                                before.first_at if before else first.at, last.at)
+        for slot, sample in zip(range(was, min(n, SAMPLES)), samples):
+            self.samples[(scope, first.reason, slot)] = (now, sample)
 
     def refusals(self, scope: str) -> Refusals:
         keep = self.clock() - REFUSALS_KEEP_DAYS * 86400

@@ -9,7 +9,8 @@ Bounded by construction, whatever an unauthenticated caller sends:
   worker when the join is applied): its reason is `<attribute>: <kind>` (the campaign's mapping, a few kinds),
   its samples name the person (masked) and the RF field, never the value;
 - a scope holds one counter per reason and hour (expiring after REFUSALS_KEEP_DAYS), and at most
-  SAMPLES samples per reason (the first of each hour overwrite the ring);
+  SAMPLES samples per reason (the first of each hour overwrite the ring); many refusals of one reason
+  are counted in one write (the worker counts a batch's fields not written so);
 - `heard` is one item per scope and kind, overwritten (the runtime writes it at most once a
   minute per container)."""
 from __future__ import annotations
@@ -70,8 +71,9 @@ class Refusals:
 
 
 class EdgeLog(Protocol):
-    def refused(self, scope: str, sample: RefusalSample) -> None:
-        """Count a refusal (and keep its sample while the ring of its reason is not yet full this hour)."""
+    def refused(self, scope: str, *samples: RefusalSample, count: Optional[int] = None) -> None:
+        """Count `count` refusals of the samples' one reason (by default one per sample) in one write, and
+        keep the samples while the ring of their reason is not yet full this hour (the first go first)."""
     def refusals(self, scope: str) -> Refusals:
         """What is kept for the scope (expired counters are left out), newest first."""
     def forget(self, scope: str, about: Callable[[RefusalSample], bool]) -> int:

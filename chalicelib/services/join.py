@@ -30,7 +30,7 @@ from ..errors import Deferred, InvalidSettings, Permanent
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
-from ..ports.edge import RefusalSample, fields_scope
+from ..ports.edge import SAMPLES, RefusalSample, fields_scope
 from ..ports.store import LEASE_SECONDS
 from ..webhooks import printable, rf_email
 from .concurrency import Runner
@@ -519,6 +519,7 @@ def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:
     """Every claimed join of the batch ends in one write: linked, ignored, or failed with what is
     known (the contact it created and its baseline, or since when a contact may exist unseen)."""
     done = [(a, a.claim, *_result(a, deps)) for a in attempts if a.claim is not None]
+    applied: list[Attempt] = []
     answers = deps.links.finish_many([(claim, result, entries) for _, claim, result, entries in done]) if done else []
     for (attempt, _, result, _), lost in zip(done, answers):
         if lost is not None:
@@ -541,26 +542,33 @@ def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:
             count("ReferralsFoundQualified")
         logger.info("join applied", extra={"campaign_id": attempt.settings.campaign_id, "outcome": reached.outcome,
                                            "email": mask_email(person.email), "contact_id": reached.contact["id"]})
-        _note_not_written(attempt, deps)
+        applied.append(attempt)
+    _note_not_written(applied, deps)
 
 
-def _note_not_written(attempt: Attempt, deps: WorkDeps) -> None:
-    """An applied join's fields not written, counted per attribute and kind in the edge's log
+def _note_not_written(applied: list[Attempt], deps: WorkDeps) -> None:
+    """The applied joins' fields not written, counted per campaign, attribute and kind in the edge's log
     (`fields:<campaign>`: doctor reads it in one query, without reading anyone's history): one update per
-    attribute, and one more for a sample of the first few each hour. Never fails the join."""
-    if deps.edge is None or attempt.plan is None or not attempt.plan.payload.errors:
+    attribute and kind for the whole batch, with the samples of its first few people (kept while the hour
+    has fewer than the ring holds). Never fails the joins."""
+    if deps.edge is None:
         return
-    email = attempt.person.email if attempt.person is not None else None
     at = iso(deps.clock())
-    for error in {(e.to, e.kind): e for e in attempt.plan.payload.errors}.values():
+    found: dict[tuple[str, str], list[RefusalSample]] = {}
+    for attempt in applied:
+        if attempt.plan is None:
+            continue
+        email = attempt.person.email if attempt.person is not None else None
+        for error in {(e.to, e.kind): e for e in attempt.plan.payload.errors}.values():
+            found.setdefault((fields_scope(attempt.ref.campaign_id), f"{error.to}: {error.kind}"), []).append(
+                RefusalSample(f"{error.to}: {error.kind}", at, error.source, rf_user_id=attempt.ref.rf_user_id,
+                              email_hash=people.email_hash(email) if email else None,
+                              email_masked=mask_email(email) if email else None, campaign_id=attempt.ref.campaign_id))
+    for (scope, _), samples in found.items():
         try:
-            deps.edge.refused(fields_scope(attempt.ref.campaign_id), RefusalSample(
-                f"{error.to}: {error.kind}", at, error.source, rf_user_id=attempt.ref.rf_user_id,
-                email_hash=people.email_hash(email) if email else None, email_masked=mask_email(email) if email else None,
-                campaign_id=attempt.ref.campaign_id))
-        except Exception:  # the join is applied; only doctor's count misses it
-            logger.warning("could not count a field not written", extra={"campaign_id": attempt.ref.campaign_id},
-                           exc_info=True)
+            deps.edge.refused(scope, *samples[:SAMPLES], count=len(samples))
+        except Exception:  # the joins are applied; only doctor's count misses them
+            logger.warning("could not count a field not written", extra={"scope": scope}, exc_info=True)
 
 
 def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:

@@ -858,6 +858,19 @@ def test_refusals_are_counted_per_reason_and_hour_with_a_bounded_ring_of_samples
     assert store.edge.refusals("campaign:7") == type(kept)([], [])
 
 
+def test_many_refusals_of_one_reason_are_counted_at_once_and_fill_only_the_rings_free_slots(store):
+    from chalicelib.ports.edge import SAMPLES
+    assert SAMPLES == 5
+    store.edge.refused("fields:42", refusal(0, rf_user_id="0"))
+    store.edge.refused("fields:42", *(refusal(n, rf_user_id=str(n)) for n in range(1, 4)))
+    store.edge.refused("fields:42", *(refusal(n, rf_user_id=str(n)) for n in range(10, 10 + SAMPLES)), count=20)
+    kept = store.edge.refusals("fields:42")
+    assert [(c.count, c.first_at, c.last_at) for c in kept.counts] == [
+        (24, refusal(0).at, refusal(10 + SAMPLES - 1).at)]
+    # the ring keeps the hour's first: one, then three, then the first of the twenty while a slot is free
+    assert sorted(int(s.rf_user_id) for s in kept.samples) == [0, 1, 2, 3, 10]
+
+
 def test_forgetting_deletes_the_samples_about_a_person_and_keeps_the_counts(store):
     for n in range(3):
         store.edge.refused("campaign:42", refusal(n, rf_user_id=str(n)))

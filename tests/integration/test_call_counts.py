@@ -150,3 +150,33 @@ def test_verifying_a_batch_of_10_created_leads_makes_one_search_and_writes_nothi
     assert counts.intercom_requests == ["POST /contacts/search"]
     writes = [c for c in counts.aws_calls if c.is_dynamodb_write]
     assert all(c.params.get("Key", {}).get("pk", {}).get("S", "").startswith("RATE#") for c in writes)
+
+
+def edge_pks(call) -> list[str]:
+    """The partitions a write touches (a batch write's every item)."""
+    if call.operation == "BatchWriteItem":
+        return [r.get("PutRequest", r.get("DeleteRequest", {})).get("Item", r.get("DeleteRequest", {}).get("Key", {}))
+                .get("pk", {}).get("S", "") for rs in call.params["RequestItems"].values() for r in rs]
+    return [call.params.get("Key", {}).get("pk", {}).get("S", "")]
+
+
+def test_a_batch_of_10_joins_each_without_the_same_field_counts_it_in_one_write_and_keeps_a_few_samples(
+        bridge, intercom, rf, counter):
+    """A mapped field that fails for every person (RF's code past Intercom's 255 characters) costs the
+    batch one counter update and one write of the first few samples, not two writes a join."""
+    from chalicelib.ports.edge import SAMPLES
+    bridge.apply(demo_settings())
+    bridge.post_join(join_body(new_lead(rf, email="warm@example.com")))
+    bridge.drain()
+    bridge.later.release()
+    bridge.drain()
+    for i in range(BATCH):
+        lead = new_lead(rf, email=f"long{i}@example.com")
+        assert bridge.post_join({**join_body(lead), "code": "x" * 300}).status_code == 202
+    with counter.measure() as counts:
+        one_batch(bridge, BATCH)
+    edge = [c for c in counts.aws_calls if c.is_dynamodb_write and any(
+        pk == "EDGE#fields:42" for pk in edge_pks(c))]
+    assert [(c.operation, c.items) for c in edge] == [("UpdateItem", 1), ("BatchWriteItem", SAMPLES)]
+    [count] = bridge.operator().store.edge.refusals("fields:42").counts
+    assert (count.reason, count.count) == ("custom_attributes.referral_code: text too long", BATCH)
