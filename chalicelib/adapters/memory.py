@@ -220,6 +220,13 @@ class MemoryLinks:
             self.tables.referrals.get(ref, ReferralCount()), contact_id=contact_id, workspace=workspace)
         return count
 
+    def drop_referrer_contact(self, ref: PersonRef, contact_id: str) -> bool:
+        count = self.tables.referrals.get(ref)
+        if count is None or count.contact_id != contact_id or count.workspace is not None:
+            return False
+        self.tables.referrals[ref] = dataclasses.replace(count, contact_id=None)
+        return True
+
     def forget_referrals(self, ref: PersonRef) -> bool:
         self.tables.owed.pop(PersonRef(*ref), None)
         return self.tables.referrals.pop(PersonRef(*ref), None) is not None

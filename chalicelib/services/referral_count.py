@@ -161,10 +161,13 @@ def _moved_away(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, coun
 def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, contact_id: str) -> Optional[str]:
     """The workspace of a contact the count learnt before the bridge recorded it (older counts): the
     campaign's, if it holds the contact (one read, then recorded: asked once); None if it does not (the
-    campaign moved since, or the contact was deleted): not written. A read that fails raises (retried)."""
+    campaign moved since, or the contact was deleted): not written, and the count forgets the contact (asked
+    once too: the count is then kept until sync enrols the referrer or their join links them). A read that
+    fails raises (retried)."""
     try:
         deps.apis.intercom(settings.workspace).get_contact(contact_id)
     except NotFound:
+        deps.links.drop_referrer_contact(ref, contact_id)
         return None
     except Merged:
         pass                   # merged into another of its contacts: it was the workspace's

@@ -981,6 +981,20 @@ def test_a_count_stored_before_workspaces_were_recorded_loads_without_one_and_le
     assert store.links.referrer_contact(REFERRER, "c9", WS) == ReferralCount(1, None, "c9", workspace=WS)
 
 
+def test_a_count_drops_a_contact_it_learnt_without_a_workspace_but_never_one_recorded_since(store):
+    _count_stored_without_a_workspace(store, REFERRER, "c9")
+    _finish_leads(store, "1")
+    assert not store.links.drop_referrer_contact(REFERRER, "c8")          # not the contact it names
+    assert store.links.drop_referrer_contact(REFERRER, "c9")
+    assert store.links.referrals(REFERRER) == ReferralCount(1)              # the count stays, without a contact
+    assert not store.links.drop_referrer_contact(REFERRER, "c9")
+    store.links.referrer_contact(REFERRER, "c9", WS)                        # sync enrolled them meanwhile
+    assert not store.links.drop_referrer_contact(REFERRER, "c9")
+    assert store.links.referrals(REFERRER) == ReferralCount(1, None, "c9", workspace=WS)
+    assert not store.links.drop_referrer_contact(PersonRef("42", "300"), "c9")     # no count
+    assert store.links.referrals(PersonRef("42", "300")) is None
+
+
 def test_referrers_counts_are_read_together_and_only_those_that_exist(store):
     _finish_leads(store, "1", "2")
     _finish_leads(store, "3", counts_for="200")

@@ -9,6 +9,7 @@ from chalicelib.domain.sync import ALREADY, ENROLLED
 from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.services.admin import MovesWorkspace
+from chalicelib.services.referral_count import messages
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
 from tests.unit.scenario import run
 from tests.unit.test_referral_count import counting_settings
@@ -90,6 +91,29 @@ def test_an_older_count_whose_contact_the_campaigns_workspace_does_not_hold_is_k
     assert "referral_count" not in apis.intercoms["ws"].contacts[rita["id"]].get("custom_attributes", {})
     [why] = [e for e in work.store.history.entries(PersonRef("42", "100")) if e.event == "referral_count"]
     assert why.outcome == "not_written" and "did not record" in why.reason and "not ws-b" in why.reason, why
+
+
+def test_an_older_count_whose_contact_the_campaigns_workspace_does_not_hold_asks_once_then_waits_for_a_contact():
+    """Not found, the count forgets the contact: the next leads' counts neither read it again nor rewrite
+    why; once sync enrols Rita in the campaign's workspace, her count is written there."""
+    work, apis, rita = _older_count("ws")
+    rita_ref = PersonRef("42", "100")
+    [why] = [e for e in work.store.history.entries(rita_ref) if e.event == "referral_count"]
+    reads = apis.intercoms["ws-b"].calls.count("get")
+    work.clock.now += 60
+    lead = {"id": "2", "campaign_id": "42", "email": "lead2@example.com", "first_name": "L2", "type": "lead",
+            "referrer_id": "100"}
+    work.queue.sent.clear()
+    run(work, JoinMessage(campaign_id="42", rf_user_id="2", person=lead).wire())
+    run(work, *[m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"])
+    count = work.store.links.referrals(rita_ref)
+    assert (count.n, count.contact_id) == (2, None)
+    assert apis.intercoms["ws-b"].calls.count("get") == reads               # asked once
+    assert [e for e in work.store.history.entries(rita_ref) if e.event == "referral_count"] == [why]
+    enrolled = apis.intercoms["ws-b"].add("rita@example.com", role="user")
+    work.store.links.referrer_contact(rita_ref, enrolled["id"], "ws-b")     # contact sync enrols her in ws-b
+    run(work, *messages({rita_ref}))
+    assert apis.intercoms["ws-b"].contacts[enrolled["id"]]["custom_attributes"]["referral_count"] == 2
 
 
 def test_an_older_count_whose_contact_is_in_the_campaigns_workspace_is_written_and_learns_the_workspace():

@@ -305,6 +305,11 @@ class DynamoLinks:
                              ReferralItem.updated_at.set(iso(self.clock()))])
         return item.to_count()                       # (update reads the whole item back)
 
+    def drop_referrer_contact(self, ref: PersonRef, contact_id: str) -> bool:
+        return applied(lambda: ReferralItem(*referrals_key(ref)).update(
+            actions=[ReferralItem.contact_id.remove(), ReferralItem.updated_at.set(iso(self.clock()))],
+            condition=(ReferralItem.contact_id == contact_id) & ReferralItem.contact_workspace.does_not_exist()))
+
     def forget_referrals(self, ref: PersonRef) -> bool:
         item = ReferralItem(*referrals_key(ref))
         return applied(lambda: item.delete(condition=ReferralItem.pk.exists()))
