@@ -11,8 +11,9 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
 2. one search of changed contacts per connected workspace with campaigns (qualification/changes.py):
    its cost grows with the contacts that changed, not with the leads that wait;
 3. a check of the next pending leads, oldest first, one contact read each — only those younger than
-   RECONCILE_SWEEP_DAYS (older ones still qualify by webhook and by the search of changes), resuming
-   where the last run stopped. A round over them begins at most once per RECONCILE_RETRY_SECONDS:
+   RECONCILE_SWEEP_DAYS (older ones still qualify by webhook and by the search of changes), and not
+   those linked in a workspace their campaign left (never judged there), resuming where the last run
+   stopped. A round over them begins at most once per RECONCILE_RETRY_SECONDS:
    when they fit in one run, the next runs do not check them all again while the last round's
    checks still wait in the queue;
 4. the write of each referral count an erasure (`bridge forget`) lowered, once, a minute after it
@@ -174,10 +175,17 @@ def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> _Sweep:
     # every run. They are checked again once the workspace is connected.
     paused = {ws for ws in {link.workspace for link in page.links}
               if (conn := rt.store.connections.workspace(ws)) is not None and conn.status == "disconnected"}
+    # Nor are leads linked in a workspace their campaign left (`settings apply --move-workspace`): they are
+    # never judged there (Qualifier.moved_away), so a check would only note that again. One read of the
+    # page's campaigns' settings.
+    now_in = {c: d.get("workspace") for c, d in rt.store.settings.documents(
+        {link.campaign_id for link in page.links}).items()} if page.links else {}
     for link in page.links:
         # A qualification under way (its claim's lease runs, or it is overdue) is the overdue
         # index's: a check from here would be the same work queued twice.
         if link.qualification in UNFINISHED:
+            continue
+        if now_in.get(link.campaign_id, link.workspace) not in (None, link.workspace):
             continue
         if link.contact_id and not link.contact_state and link.workspace not in paused:
             try:

@@ -32,10 +32,10 @@ def world(doc: Optional[dict] = None) -> FakeWork:
 
 
 def joined(work: FakeWork, user: str = "7", email: str = "ann@example.com", signed_up: Any = "No",
-           kind: str = "lead", pending: bool = True, role: str = "lead") -> tuple[Link, dict]:
+           kind: str = "lead", pending: bool = True, role: str = "lead", workspace: str = WS) -> tuple[Link, dict]:
     """A person whose join was applied: their contact in Intercom, their link in the store."""
     contact = work.apis.intercom_.add(email, role=role, signed_up=signed_up)
-    claim = work.store.links.claim(PersonRef("42", user), WS)
+    claim = work.store.links.claim(PersonRef("42", user), workspace)
     work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=contact["id"],
                                               contact_role=role, baseline=signed_up,
                                               qualification=QState.PENDING if pending and kind == "lead" else None),

@@ -345,6 +345,21 @@ def test_a_small_pending_set_is_swept_once_per_interval_not_every_run():
     assert [m["kind"] for m in work.queue.sent] == ["intercom.check"] * 6
 
 
+def test_the_sweep_leaves_out_leads_linked_in_a_workspace_their_campaign_left():
+    """Campaign 42 moved to ws-b (`settings apply --move-workspace`): its leads linked in ws are never judged
+    there, so checking them would only note that again, run after run. Those linked in ws-b are checked."""
+    work = world()
+    for user in ("4", "5"):
+        joined(work, user, email=f"p{user}@example.com")
+    work.store.settings.put("42", {**settings(), "workspace": "ws-b"}, "ws-b")
+    joined(work, "6", email="p6@example.com", workspace="ws-b")
+    before = history(work, "4")
+    assert reconcile(work)["queued"] == 1
+    assert [(m["kind"], m["rf_user_id"], m["workspace"]) for m in work.queue.sent] == [
+        ("intercom.check", "6", "ws-b")]
+    assert history(work, "4") == before
+
+
 def test_a_backlog_larger_than_a_run_is_swept_run_after_run_and_the_next_round_waits_for_the_interval():
     work = world()
     for n in range(5):
