@@ -28,14 +28,19 @@ def one_batch(bridge, n: int):
     return outcome
 
 
-@pytest.fixture
-def joins_of_new_leads(bridge, intercom, rf, counter):
-    """A warm worker (one join done before) takes a batch of 10 joins of new leads."""
+def warm(bridge, rf) -> None:
+    """The demo campaign, and a worker made warm by one join done (and its verification)."""
     bridge.apply(demo_settings())
     bridge.post_join(join_body(new_lead(rf, email="warm@example.com")))
     bridge.drain()
     bridge.later.release()
     bridge.drain()
+
+
+@pytest.fixture
+def joins_of_new_leads(bridge, intercom, rf, counter):
+    """A warm worker (one join done before) takes a batch of 10 joins of new leads."""
+    warm(bridge, rf)
     for i in range(BATCH):
         assert bridge.post_join(join_body(new_lead(rf, email=f"lead{i}@example.com"))).status_code == 202
     with counter.measure() as counts:
@@ -165,11 +170,7 @@ def test_a_batch_of_10_joins_each_without_the_same_field_counts_it_in_one_write_
     """A mapped field that fails for every person (RF's code past Intercom's 255 characters) costs the
     batch one counter update and one write of the first few samples, not two writes a join."""
     from chalicelib.ports.edge import SAMPLES
-    bridge.apply(demo_settings())
-    bridge.post_join(join_body(new_lead(rf, email="warm@example.com")))
-    bridge.drain()
-    bridge.later.release()
-    bridge.drain()
+    warm(bridge, rf)
     for i in range(BATCH):
         lead = new_lead(rf, email=f"long{i}@example.com")
         assert bridge.post_join({**join_body(lead), "code": "x" * 300}).status_code == 202
