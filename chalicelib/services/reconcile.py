@@ -176,10 +176,10 @@ def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> _Sweep:
     paused = {ws for ws in {link.workspace for link in page.links}
               if (conn := rt.store.connections.workspace(ws)) is not None and conn.status == "disconnected"}
     # Nor are leads linked in a workspace their campaign left (`settings apply --move-workspace`): they are
-    # never judged there (Qualifier.moved_away), so a check would only note that again. One read of the
-    # page's campaigns' settings.
-    now_in = {c: d.get("workspace") for c, d in rt.store.settings.documents(
-        {link.campaign_id for link in page.links}).items()} if page.links else {}
+    # never judged there (Qualifier.moved_away), so a check would only note that again. One settings read
+    # per campaign of the page.
+    now_in = {c: stored.workspace if (stored := rt.store.settings.get(c)) is not None else None
+              for c in sorted({link.campaign_id for link in page.links})}
     for link in page.links:
         # A qualification under way (its claim's lease runs, or it is overdue) is the overdue
         # index's: a check from here would be the same work queued twice.

@@ -1,7 +1,6 @@
 """The edge's log in DynamoDB (ports/edge.py): refusal counters, a ring of samples, and when each
 webhook was last heard. Each count of refusals (one, or a batch's of one reason) is one UpdateItem,
-plus one batch write for its samples while they are among the first SAMPLES of their reason and hour;
-every item lives in the scope's one partition and expires."""
+plus one for each of its samples among the first SAMPLES of their reason and hour; every item lives in the scope's one partition and expires."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -32,18 +31,17 @@ class DynamoEdge:
             EdgeItem.n.add(added), EdgeItem.reason.set(first.reason), EdgeItem.at.set(last.at),
             EdgeItem.first_at.set(EdgeItem.first_at | first.at), EdgeItem.expires_at.set(expires)])
         n = int(counter.n or added)             # the update answers the item as it is now
-        kept = list(zip(range(n - added, min(n, SAMPLES)), samples))
-        if not kept:
-            return
-        # each sample item is written whole: one batch write for all of them
-        with EdgeItem.batch_write() as batch:
-            for slot, sample in kept:
-                batch.save(EdgeItem(
-                    edge_pk(scope), sample_sk(first.reason, slot), reason=first.reason, at=sample.at,
-                    message=sample.message[:300], rf_user_id=sample.rf_user_id or None,
-                    email_hash=sample.email_hash or None, email_masked=sample.email_masked or None,
-                    contact_id=sample.contact_id or None, campaign_id=sample.campaign_id or None,
-                    expires_at=expires))
+        for slot, sample in zip(range(n - added, min(n, SAMPLES)), samples):
+            # An update each, not a batch write: the edge (the API function) may only update its items.
+            EdgeItem(edge_pk(scope), sample_sk(first.reason, slot)).update(actions=[
+                EdgeItem.reason.set(first.reason), EdgeItem.at.set(sample.at),
+                EdgeItem.message.set(sample.message[:300]),
+                *(_set_or_remove(EdgeItem.rf_user_id, sample.rf_user_id)),
+                *(_set_or_remove(EdgeItem.email_hash, sample.email_hash)),
+                *(_set_or_remove(EdgeItem.email_masked, sample.email_masked)),
+                *(_set_or_remove(EdgeItem.contact_id, sample.contact_id)),
+                *(_set_or_remove(EdgeItem.campaign_id, sample.campaign_id)),
+                EdgeItem.expires_at.set(expires)])
 
     def refusals(self, scope: str) -> Refusals:
         now = int(self.clock())
@@ -82,3 +80,6 @@ def _sample(item: EdgeItem) -> RefusalSample:
     return RefusalSample(item.reason or "", item.at or "", item.message or "", item.rf_user_id, item.email_hash,
                          item.email_masked, item.contact_id, item.campaign_id)
 
+
+def _set_or_remove(attribute, value):
+    return [attribute.set(value)] if value else [attribute.remove()]
