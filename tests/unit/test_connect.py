@@ -94,7 +94,7 @@ def test_opening_the_link_spends_nothing_and_its_page_continues_with_a_post(rt):
     for _ in range(3):
         page = flow.start(rt, HERE, given)
         assert page.status == 200 and "Location" not in page.headers and "Set-Cookie" not in page.headers
-        assert f'<form method="post" action="{HERE.start}">' in page.html
+        assert f'<form method="post" action="{HERE.start}" ' in page.html
         assert f'<input type="hidden" name="ticket" value="{given}">' in page.html and "Continue to Intercom" in page.html
     assert flow.begin(rt, HERE, given).status == 303
     assert flow.start(rt, HERE, given).status == 403                      # spent: the page says so
@@ -184,6 +184,21 @@ def test_a_first_connect_of_a_workspace_campaigns_already_name_says_how_their_wa
         'write its settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.',
         "Work of campaign 42 that came before the workspace was connected waits in the dead-letter queue, if any "
         '(bridge dlq list shows it): bring it back with bridge dlq replay --reason "workspace ws1 is not connected".']
+
+
+def test_a_table_that_fails_after_the_connect_still_says_connected_with_the_steps_for_any_workspace(rt):
+    """The workspace is stored; reading which campaigns name it then fails: the admin is told it is
+    connected (not a 500 that reads like a failed connect), with the next steps that fit any workspace."""
+    rt.store.settings.put("42", campaign("42"), "ws1")
+
+    def down(workspace):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    rt.store.settings.campaigns = down
+    page = connected(rt)
+    assert 'Connected: Intercom workspace <strong id="workspace-name">Acme &lt;b&gt;</strong>' in page.html
+    assert steps(page)[1:] == [
+        'Write the campaign\'s settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.']
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
 
 
 def test_a_start_without_the_operators_unused_unexpired_ticket_is_refused_and_never_reaches_intercom(rt):
