@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 STATE_SECONDS = 600                        # from the start to the callback: the admin reads, then clicks
 TICKET_SECONDS = 1800                      # from `bridge workspace oauth-link` to the start: the link is sent, opened
 COOKIE = "bridge_oauth"
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_TICKET = re.compile(r"^[A-Za-z0-9_-]{22}$")         # new_ticket's shape: 16 random bytes, base64url
-_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{0,64}$")      # an app_id (adapters/secrets.valid_workspace), or none
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
+_TICKET = re.compile(r"^[A-Za-z0-9_-]{22}\Z")         # new_ticket's shape: 16 random bytes, base64url
+_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{0,64}\Z")      # an app_id (ports/secrets.valid_workspace), or none
 REGIONS = {"EU": "https://api.eu.intercom.io", "AU": "https://api.au.intercom.io"}
 DEFAULT_API = "https://api.intercom.io"
 

@@ -119,7 +119,7 @@ def describe_page_error(error: dict) -> str:
     return f"retrying page {error['page']}: {error['reason']} {when}"
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 
 @dataclass(frozen=True)
