@@ -85,7 +85,7 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
                            "first (it asks for the public app's client secret)")
     if workspace is not None:
         check_workspace_id(workspace, None)
-    if not api_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+    if not oauth.safe_url(api_url):
         raise ConnectError(f"the API's URL must be an https:// URL, e.g. "
                            f"https://abc123.execute-api.eu-west-1.amazonaws.com/api (got {api_url[:100]!r})")
     ticket = OAuthTicket(oauth.new_ticket(), workspace, int(rt.clock()) + oauth.TICKET_SECONDS)

@@ -8,7 +8,7 @@ import pytest
 from chalicelib.domain import oauth
 from chalicelib.domain.oauth import StateError
 from chalicelib.services import oauth as flow
-from chalicelib.services.connections import (ConnectError, configure_oauth, connect_workspace,
+from chalicelib.services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_workspace,
                                              disconnect_workspace)
 from tests.fakes import FakeConnecting
 
@@ -224,6 +224,24 @@ def test_an_operator_link_needs_the_oauth_app_and_a_real_app_id():
     with pytest.raises(ConnectError, match="https://"):
         flow.mint_link(bare, "http://bridge.example/api")
     assert bare.store.connections.tickets == {}
+
+
+@pytest.mark.parametrize("url", ["http://localhost.evil.example/api", "http://127.0.0.1.evil.example",
+                                 "http://localhost@evil.example/api", "http://evil.example/localhost",
+                                 "http://bridge.example/api", "https://", "ftp://localhost/api", "http://[::1"])
+def test_a_url_that_only_starts_like_this_machine_gets_no_link_and_no_token(rt, url):
+    """Where an OAuth link sends the admin and `--api-base` sends a workspace's token: https, or plain
+    http to this very machine; its host is compared, not how the URL begins."""
+    with pytest.raises(ConnectError, match="must be an https:// URL"):
+        flow.mint_link(rt, url)
+    with pytest.raises(ConnectError, match="must be an https:// URL"):
+        check_workspace_id("ws1", url)
+    assert rt.store.connections.tickets == {}
+
+
+def test_this_machine_and_https_urls_are_accepted():
+    assert all(oauth.safe_url(u) for u in ("https://bridge.example/api", "http://localhost:8000/api",
+                                     "http://127.0.0.1:9", "https://api.eu.intercom.io"))
 
 
 def test_a_link_for_one_workspace_refuses_a_token_of_another_and_stores_nothing(rt):
