@@ -94,15 +94,8 @@ def test_a_secret_store_that_fails_gets_503_with_retry_after_on_both_webhooks_no
     assert _notify(rt).status == 200                            # the store is back: nothing was kept of the outage
 
 
-def test_a_table_that_fails_while_a_workspace_is_looked_up_gets_503():
-    store = CountingStore()
-    rt = _runtime(store)
-
-    def down(workspace: str):
-        raise RuntimeError("ProvisionedThroughputExceededException")
-    store.connections.workspace = down  # type: ignore[method-assign]
-    reply = _notify(rt)
-    assert reply.status == 503 and reply.headers["Retry-After"] == "60"
+def _down(*args, **kwargs):
+    raise RuntimeError("ProvisionedThroughputExceededException")
 
 
 def _join(rt: Runtime):
@@ -110,13 +103,13 @@ def _join(rt: Runtime):
                            json.dumps({"id": 1001, "campaign_id": 42, "email": "ann@example.com"}).encode(), rt)
 
 
-def test_a_table_that_fails_while_a_joins_campaign_is_looked_up_gets_503_not_a_500():
+def test_a_table_that_fails_while_a_workspace_or_a_joins_campaign_is_looked_up_gets_503_not_a_500():
     store = CountingStore()
     rt = _runtime(store)
-
-    def down(campaign_id: str):
-        raise RuntimeError("ProvisionedThroughputExceededException")
-    store.settings.get = down  # type: ignore[method-assign]
+    store.connections.workspace = _down  # type: ignore[method-assign]
+    store.settings.get = _down  # type: ignore[method-assign]
+    reply = _notify(rt)
+    assert reply.status == 503 and reply.headers["Retry-After"] == "60"
     reply = _join(rt)
     assert (reply.status, reply.body["error"], reply.headers) == (503, "unavailable", {"Retry-After": "60"})
     assert reply.body["message"] == "the bridge could not read the campaign's settings to check this request: " \
@@ -128,10 +121,7 @@ def test_a_queue_that_fails_gets_503_with_retry_after_on_both_webhooks_and_nothi
     rt.store.settings.put("42", {"campaign_id": "42"}, WORKSPACE)
     queue = rt.queue
     assert isinstance(queue, FakeQueue)
-
-    def down(message):
-        raise RuntimeError("AWS.SimpleQueueService.RequestThrottled")
-    queue.send = down  # type: ignore[method-assign]
+    queue.send = _down  # type: ignore[method-assign]
     for reply in (_notify(rt), _join(rt)):
         assert (reply.status, reply.body["error"], reply.headers) == (503, "unavailable", {"Retry-After": "60"})
         assert reply.body["message"] == "the bridge could not queue this event: try again in 60 s"
@@ -151,10 +141,7 @@ def test_a_forged_notification_refused_during_an_outage_names_no_contact_in_the_
         FailingSecrets.failing = False
     [sample] = rt.store.edge.refusals(f"workspace:{WORKSPACE}").samples
     assert (sample.reason, sample.contact_id) == ("unavailable", None)
-
-    def down(message):
-        raise RuntimeError("AWS.SimpleQueueService.RequestThrottled")
-    rt.queue.send = down  # type: ignore[method-assign]
+    rt.queue.send = _down  # type: ignore[method-assign]
     assert _notify(rt, n=3).status == 503
     assert sorted(str(s.contact_id) for s in rt.store.edge.refusals(f"workspace:{WORKSPACE}").samples) == \
         ["6ab1", "None"]
