@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
+from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
@@ -406,30 +407,6 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
 
 
 # --- webhooks ---------------------------------------------------------------------------------------
-_FIX = {
-    "unauthorized": ("RF's webhook sends a wrong or no X-Bridge-Secret header",
-                     "in RF, set the webhook's custom header X-Bridge-Secret to the webhook secret given to "
-                     "`bridge rf connect` (or connect again with RF's value), then `bridge backfill {c} --apply`"),
-    "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect` (it asks for the webhook "
-                       "secret), then `bridge backfill {c} --apply`"),
-    "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
-                        "payload (README, Setting up Referral Factory's webhook)"),
-    "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
-    "invalid_field": ("a payload field has a value the bridge does not accept", "fix the payload field named in "
-                      "the message"),
-    "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
-    "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
-    "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
-    "too_large": ("the body is too large", "send only the fields the README lists"),
-    "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
-                         "`bridge backfill {c} --apply`"),
-}
-
-
-_INVALID_EMAIL = ("the person's email is not an address, e.g. it holds a space",
-                  "fix the email in Referral Factory, then `bridge backfill {c}` (dry run), then `--apply`")
-
-
 _INTERCOM_FIX = {
     "unauthorized": ("X-Hub-Signature does not verify with the workspace's stored client secret",
                      "`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
@@ -468,11 +445,10 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         total = sum(x.count for x in counts)
         last = max(x.last_at for x in counts)
         first = min(x.first_at for x in counts)
-        what, fix = (fixes or _FIX).get(reason, (reason, "see the message in `bridge explain`"))
         messages = [s.message for s in refusals.samples if s.reason == reason]
         sample = messages[0] if messages else ""
-        if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
-            what, fix = _INVALID_EMAIL
+        unknown = "see the message in `bridge explain`"
+        what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
         resolved = joined([s for s in refusals.samples if s.reason == reason]) if joined is not None and (
@@ -489,7 +465,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         bad += 1
         report.add(check, False, refused + (f" — e.g. \"{sample}\"" if sample else ""),
                    "refused webhooks are not retried by the sender: those people or changes never reach the bridge",
-                   fix.format(c=c, ws=ws))
+                   fix.format(c=c, campaign=c, ws=ws))
     return bad
 
 
@@ -595,9 +571,7 @@ def _not_written(store: Store, report: Report, settings: CampaignSettings) -> No
                                                           f") between {first} and {last}")
                    + (f" — e.g. {', '.join(shown)}" if shown else ""),
                    "their contacts were created or updated without that value: Intercom shows it empty, or as it was",
-                   f"fix the values in Referral Factory, or the field mapping (map it to an attribute of a type they "
-                   f"convert to; text holds at most 255 characters); `bridge explain {example}` lists each person's "
-                   "fields not written", warn=True)
+                   f"{NOT_WRITTEN}; `bridge explain {example}` lists each person's fields not written", warn=True)
 
 
 def _age_hours(now: float, iso_text: str) -> float:
@@ -645,8 +619,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    f"pending lead RF user {link.rf_user_id} ({mask_email(link.email)}) is linked to contact "
                    f"{link.contact_id}, but contact(s) {', '.join(others)} share the email",
                    "with `match: contact`, a conversion recorded on the duplicate does not qualify the referral",
-                   "set `qualification.match: email` in the settings (then `bridge settings apply`), or merge the "
-                   "contacts in Intercom")
+                   DUPLICATE)
 
 
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
