@@ -80,7 +80,7 @@ class Report:
     def view(self) -> dict:
         return {"campaign_id": self.campaign_id, "ok": self.ok,
                 "problems": sum(not f.ok for f in self.findings),
-                "warnings": sum(f.warn for f in self.findings),
+                "warning_count": sum(f.warn for f in self.findings),
                 "findings": [asdict(f) for f in self.findings]}
 
 
@@ -451,10 +451,17 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
-        resolved = joined([s for s in refusals.samples if s.reason == reason]) if joined is not None and (
-            since or reason not in _SETUP_REASONS) else ""
-        if resolved:
+        samples = [s for s in refusals.samples if s.reason == reason]
+        resolved = joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS) else ""
+        sampled = len({s.rf_user_id for s in samples})
+        if resolved and total <= sampled:          # every refused person is among those known joined
             report.add(check, True, f"{refused}; {resolved}: resolved since")
+            continue
+        if resolved:                               # only a few of each reason are sampled: the rest may be missing
+            report.add(check, True, f"{refused}; {resolved}, the other {total - sampled} are not sampled",
+                       "the bridge keeps a few samples of each refusal: the people of the other refused joins may "
+                       "still be missing from Intercom", f"`bridge backfill {c}` lists the rest (dry run), then "
+                       "`--apply`", warn=True)
             continue
         if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
@@ -510,7 +517,12 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
     _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
                       f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws, heard=heard,
-                      accepted="notifications")
+                      accepted="notifications",
+                      after_why="Intercom does not send a refused notification again: the contact changes it told of "
+                                "were not applied when it came (leads it would have qualified waited)",
+                      after_fix="nothing to do if notifications keep being accepted: the scheduled reconciliation "
+                                "searches Intercom's changed contacts and catches those qualifications up (the "
+                                "[reconciliation] check says when it last did)")
     if settings.qualification is None:
         return
     if heard is None and pending:
