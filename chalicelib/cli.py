@@ -787,6 +787,8 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
                 who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
                        if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
                 print(f"          - {who}: {p['reason']}")
+            if view["unreadable_more"]:
+                print(f"          … and {view['unreadable_more']} more")
     return 0
 
 
