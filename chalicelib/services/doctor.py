@@ -22,6 +22,7 @@ from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
+from ..ports.store import SCAN_LIMIT
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
@@ -142,14 +143,20 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
     """The people a workspace move left in the old workspace (linked there: their contacts' changes no
     longer count, domain/judge.elsewhere). Asked only of a campaign once applied naming another workspace
     (the list of workspaces and each one's campaign list: one read each), or with pending leads linked
-    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere (a
-    campaign with none left, e.g. moved back, is read whole: its workspace attribute).
+    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere or
+    SCAN_LIMIT links were read (a campaign with none left, e.g. moved back, reads up to SCAN_LIMIT: said
+    when it stopped there).
     `pending`: its pending leads linked elsewhere, as read for the report."""
     c, ws = settings.campaign_id, settings.workspace
-    if not pending and not any(c in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
-                               if w != ws):
+    if not pending and not applied_elsewhere(store, c, ws):
         return
-    linked = store.links.linked_elsewhere(c, ws, LEFT_COUNTED)
+    linked, complete = store.links.linked_elsewhere(c, ws, LEFT_COUNTED)
+    if not complete:
+        report.add("workspace.left_behind", True,
+                   f"people linked in other workspaces than {ws} were not checked past the first {SCAN_LIMIT:,} "
+                   f"joins of campaign {c}",
+                   "the campaign was applied naming another workspace before: people linked there no longer "
+                   "qualify", f"`bridge explain {c} <email>` says where one person is linked", warn=True)
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
@@ -163,6 +170,13 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
                    "`bridge settings apply`); nothing to do if the move is intended", warn=True)
+
+
+def applied_elsewhere(store: Store, campaign_id: str, workspace: str) -> bool:
+    """The campaign's settings were once applied naming another workspace than `workspace` (each workspace's
+    campaign list says it, never pruned: one read each)."""
+    return any(campaign_id in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
+               if w != workspace)
 
 
 # --- contact sync --------------------------------------------------------------------------------

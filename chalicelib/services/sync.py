@@ -274,12 +274,12 @@ class Page:
         if asks and self.deps.queue is not None:      # one send, before the ledger says the count knows them
             self.deps.queue.send_many(count_messages(asks))
         if seen:
-            self.deps.sync.record(self.campaign_id, seen)
+            self.deps.sync.record(self.campaign_id, self._in_workspace(seen))
         if todo:
-            self.deps.sync.intend(self.campaign_id, [
+            self.deps.sync.intend(self.campaign_id, self._in_workspace([
                 LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.decider, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
-                for c, d, earlier in todo])
+                for c, d, earlier in todo]))
         jobs: list[Callable[[], None]] = [partial(self._link, e, value) for e, value in links]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
@@ -338,8 +338,12 @@ class Page:
         self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,
                                         run=self.decider, seen_run=self.number, **kw), reason))
 
+    def _in_workspace(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        """Each entry says the workspace of its contact: a move of the campaign then knows whom it leaves."""
+        return [_replace(e, workspace=self.settings.workspace) for e in entries]
+
     def _done(self, result: _Outcome) -> None:
-        self.deps.sync.record(self.campaign_id, [result.entry])
+        self.deps.sync.record(self.campaign_id, self._in_workspace([result.entry]))
         if result.note is not None and result.entry.rf_user_id:
             self.deps.history.append(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note])
         with self._lock:

@@ -12,6 +12,7 @@ from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_ema
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
 
+LEDGER_PAGE = 500          # ledger entries read per page when only the first few are asked for
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
                "finished_at", "message", "lease_until", "owner", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
@@ -38,7 +39,8 @@ def _entry(item: LedgerItem) -> LedgerEntry:
     return LedgerEntry(contact_of_ledger(item.sk), item.outcome, email=item.email, rf_user_id=item.rf_user_id,
                        url=item.url, reason=item.reason, run=int(item.run or 0), seen_run=int(item.seen_run or 0),
                        written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known),
-                       adopted=bool(item.adopted), linked_run=int(item.linked_run or 0))
+                       adopted=bool(item.adopted), linked_run=int(item.linked_run or 0),
+                       workspace=item.workspace)
 
 
 def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
@@ -160,10 +162,11 @@ class DynamoSync:
                                       rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run,
                                       seen_run=e.seen_run, written_back=e.written_back, at=e.at or at,
                                       count_known=e.count_known or None, adopted=e.adopted or None,
-                                      linked_run=e.linked_run or None))
+                                      linked_run=e.linked_run or None, workspace=e.workspace))
 
-    def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
-        for item in LedgerItem.query(ledger_pk(campaign_id)):
+    def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
+        for item in LedgerItem.query(ledger_pk(campaign_id), limit=limit,
+                                     page_size=min(limit, LEDGER_PAGE) if limit else None):
             yield _entry(item)
 
     def _with_email(self, campaign_id: str, email: str) -> Iterable[LedgerItem]:
