@@ -710,10 +710,10 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
             "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
             "last_progress_at": iso(run.updated_at),
             "message": run.message, **({"since": iso(run.since)} if run.since else {}),
-            "page_error": _shown_error(run)}
+            "page_error": shown_error(run)}
 
 
-def _shown_error(run: SyncRun) -> Optional[dict]:
+def shown_error(run: SyncRun) -> Optional[dict]:
     """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based."""
     error = run.error
     if error is None or run.status != "running" or error.page != run.page:

@@ -1134,3 +1134,55 @@ def test_status_and_report_of_a_campaign_never_synced_say_why_in_one_line_and_ex
         for json_flag in ((), ("--json",)):
             assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", command, "42", *json_flag) == (
                 1, "", f"bridge: {said}\n")
+
+
+def page_two_again(work: FakeWork, tries: int) -> list:
+    """The queue gives the failed page 2 back a minute later, for its `tries`-th receive (the worker's last try at
+    config.max_attempts: a failure then dead-letters it)."""
+    work.clock.now += 60
+    body = json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"})
+    raw = {"messageId": f"again{tries}", "body": body, "receiptHandle": f"again{tries}",
+           "attributes": {"ApproximateReceiveCount": str(tries)}}
+    return handle_batch([raw], work)
+
+
+def doctor_says(work: FakeWork) -> tuple[str, dict]:
+    """`bridge doctor 42`'s sync finding: its text lines, and its --json finding."""
+    from chalicelib.domain.settings import parse_settings
+    from chalicelib.services.doctor import Report, _sync, as_text
+    report = Report("42")
+    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings()))
+    [finding] = report.view()["findings"]
+    return as_text(report), finding
+
+
+def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once_it_is_dead_lettered(monkeypatch):
+    """Walkthrough F6.a: doctor said `ok [sync] sync run 5 (full, users) running: nothing yet` while the run's
+    page was retried, and still once it was dead-lettered (README: doctor says a sync "stalled on a page in the
+    dead-letter queue"). Now a warning naming the page and why while the queue retries it, and a problem (exit 1)
+    naming the failed page, its reason and `bridge dlq replay` once it waits in the dead-letter queue."""
+    from chalicelib.errors import ApiError
+    busy = ApiError("Intercom", 503, "Service Unavailable")
+    work, _ = a_run_whose_second_page_fails(monkeypatch, busy, busy)
+    with pytest.raises(RetryBatch):
+        drain(work)                          # page 1 works, page 2 fails: the queue retries it
+    text, finding = doctor_says(work)
+    assert text.splitlines() == [
+        "campaign 42: no problems found, 1 warning(s)",
+        "  warn [sync] sync run 1 (full, users) running: enrolled 2, already 0, skipped 0; retrying page 2: Intercom "
+        "answered 503: Service Unavailable (1 try, last 14:13:20)",
+        "        why: the queue retries the page by itself; after its last try it waits in the dead-letter queue and "
+        "the run stops there",
+        "        fix: if it keeps failing, fix the cause; `bridge sync status 42 --watch` follows it"]
+    assert (finding["ok"], finding["warn"]) == (True, True)
+
+    page_two_again(work, work.config.max_attempts)            # its last try fails too: dead-lettered
+    assert len(work.queue.dead) == 1
+    text, finding = doctor_says(work)
+    assert text.splitlines() == [
+        "campaign 42: 1 problem(s)",
+        "  BAD [sync] sync run 1 (full, users) stalled: page 2 failed: Intercom answered 503: Service Unavailable "
+        "(2 tries, last 14:14:20); enrolled 2, already 0, skipped 0 so far",
+        "        why: the page waits in the dead-letter queue: the run does not go on by itself",
+        "        fix: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped"]
+    assert (finding["ok"], finding["warn"]) == (False, False)
