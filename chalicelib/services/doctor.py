@@ -151,7 +151,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     shown = run_counts(run.counts)
     counts = describe_counts(shown) if run.counts else "nothing yet"
     where = f"sync run {run.number} ({run.kind}, {run.source})"
-    error = shown_error(run)             # the failure of the page the run is at (as `sync status` says it)
+    error = shown_error(run, rt.clock())   # the failure of the page the run is at (as `sync status` says it)
     resume = f"fix the cause, then `bridge dlq replay --campaign {c}` resumes the run where it stopped"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",

@@ -710,16 +710,18 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
             "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
             "last_progress_at": iso(run.updated_at),
             "message": run.message, **({"since": iso(run.since)} if run.since else {}),
-            "page_error": shown_error(run)}
+            "page_error": shown_error(run, deps.clock())}
 
 
-def shown_error(run: SyncRun) -> Optional[dict]:
-    """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based."""
+def shown_error(run: SyncRun, now: float) -> Optional[dict]:
+    """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based. A
+    failed page a worker holds again (`bridge dlq replay` sent it back) is retrying."""
     error = run.error
     if error is None or run.status != "running" or error.page != run.page:
         return None
-    return {"page": error.page + 1, "state": error.state, "reason": error.reason, "tries": error.tries,
-            "at": iso(error.at)}
+    worked = bool(run.owner) and (run.lease_until or 0) > now
+    return {"page": error.page + 1, "state": RETRYING if error.state == FAILED and worked else error.state,
+            "reason": error.reason, "tries": error.tries, "at": iso(error.at)}
 
 
 def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict]:

@@ -1186,3 +1186,53 @@ def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once
         "        why: the page waits in the dead-letter queue: the run does not go on by itself",
         "        fix: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped"]
     assert (finding["ok"], finding["warn"]) == (False, False)
+
+
+def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_the_dead_letter_queue(
+        monkeypatch, capsys):
+    """Walkthrough F6.b: `sync status 42 --watch` printed ~300 JSON lines in 10 minutes until killed, once the run's
+    page was dead-lettered (the run stays `running`): a script waiting for the end hung. Now the watch ends there,
+    as it does when the run ends, with the page's error line (text) or its last object (JSON lines), exit 1."""
+    import re
+
+    from chalicelib.errors import ApiError
+    from tests.support.cli import run_cli
+    busy = ApiError("Intercom", 503, "Service Unavailable")
+    for flags in ((), ("--json",)):
+        work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy)
+        with pytest.raises(RetryBatch):
+            drain(work)                      # page 2 fails: the queue retries it
+
+        def sleep(seconds: float, work: FakeWork = work) -> None:     # meanwhile its last try fails: dead-lettered
+            if work.queue.dead:
+                raise AssertionError("the watch went on with the page in the dead-letter queue")
+            page_two_again(work, work.config.max_attempts)
+        monkeypatch.setattr("chalicelib.cli._pause", sleep)
+        code, out, _ = run_cli(rt, capsys, "sync", "status", "42", "--watch", *flags)
+        out = re.sub(r'\{"(level|_aws)".*\n', "", out)     # the worker's log and metrics lines: not the CLI's
+        assert code == 1 and len(work.queue.dead) == 1
+        if flags:
+            assert [(s["status"], s["page_error"]["state"]) for s in map(json.loads, out.splitlines())] == \
+                [("running", "retrying"), ("running", "failed")]
+            continue
+        watched = ("\rrun 1 (full, users) running: [############..................] 2/5 40% · enrolled 2, already 0, "
+                   "skipped 0 · retrying page 2: Intercom answered 503: Service Unavailable (1 try, last 14:13:20)")
+        assert out == watched + "\r" + " " * len(watched[1:]) + "\r" + (
+            "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · ETA 1m30s · "
+            "enrolled 2, already 0, skipped 0\n"
+            "  page 2 failed: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20) — it waits in the "
+            "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
+
+
+def test_a_dead_lettered_page_a_worker_holds_again_after_a_replay_says_retrying_not_failed(monkeypatch, capsys):
+    """Once `bridge dlq replay` sent the page back and a worker works it, `sync status` no longer says it waits in
+    the dead-letter queue (nor does doctor, nor does a watch end there): it is retried."""
+    from tests.support.cli import run_cli
+    work, rt = a_run_whose_second_page_fails(monkeypatch, Permanent("Intercom answered 400: bad query", status=400))
+    drain(work)                              # dead-lettered at once
+    assert sync.status(work.deps, "42")["page_error"]["state"] == "failed"
+    assert not doctor_says(work)[1]["ok"]
+    work.store.sync.claim_page("42", 1, 1, "replayed", work.clock())      # the replayed page, being worked
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines()[1] == \
+        "  retrying page 2: Intercom answered 400: bad query (1 try, last 14:13:20)"
+    assert doctor_says(work)[1]["warn"]
