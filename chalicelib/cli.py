@@ -902,11 +902,13 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
 def _status_line(found: dict, sep: str = "\n  ") -> str:
     """The run's line; its page's failure, while the queue retries it, after `sep` (a watch's: on the line)."""
     from .domain.sync import describe_counts, describe_page_error
-    eta, rate = found["eta_seconds"], found["rate_per_minute"]
+    eta, rate, paused = found["eta_seconds"], found["rate_per_minute"], found.get("paused_seconds")
+    per_minute = f"{rate:,.0f}" if rate is not None else ""
     line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
             f"{_bar(found['done'], found['total'])}"
-            + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
+            + (f" · {per_minute} contact{'' if per_minute == '1' else 's'}/min" if rate is not None else "")
             + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
+            + (f" · paused {paused // 60}m{paused % 60:02d}s in the dead-letter queue" if paused else "")
             + f" · {describe_counts(found)}" + _by_webhook(found))
     return line + (f"\n  stopped: {found['message']}" if found["message"] else "") + \
         (sep + describe_page_error(found["page_error"]) if found.get("page_error") else "")

@@ -1218,7 +1218,7 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
         watched = ("\rrun 1 (full, users) running: [############..................] 2/5 40% · enrolled 2, already 0, "
                    "skipped 0 · retrying page 2: Intercom answered 503: Service Unavailable (1 try, last 14:13:20)")
         assert out == watched + "\r" + " " * len(watched[1:]) + "\r" + (
-            "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · ETA 1m30s · "
+            "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · "
             "enrolled 2, already 0, skipped 0\n"
             "  page 2 failed: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20) — it waits in the "
             "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
@@ -1236,3 +1236,32 @@ def test_a_dead_lettered_page_a_worker_holds_again_after_a_replay_says_retrying_
     assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines()[1] == \
         "  retrying page 2: Intercom answered 400: bad query (1 try, last 14:13:20)"
     assert doctor_says(work)[1]["warn"]
+
+
+def test_the_rate_counts_the_time_the_run_worked_not_the_time_its_page_waited_in_the_dead_letter_queue(
+        monkeypatch, capsys):
+    """Walkthrough F6.d: after a page sat 10 minutes in the dead-letter queue and was replayed, `sync status` said
+    `1 contacts/min`: over the run's whole life, the wait included (and "contacts" for one). Now the rate is over the
+    time the run worked, the wait said apart; while the page waits, the rate stays as it was and no ETA is given."""
+    from tests.support.cli import run_cli
+    work, rt = a_run_whose_second_page_fails(monkeypatch, Permanent("Intercom answered 400: bad query", status=400))
+    work.clock.now += 30
+    drain(work)                              # page 1 took 30 s; page 2 is refused: dead-lettered
+    work.clock.now += 600                    # 10 minutes later
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines()[0] == (
+        "run 1 (full, users) running: [############..................] 2/5 40% · 4 contacts/min · paused 10m00s in "
+        "the dead-letter queue · enrolled 2, already 0, skipped 0")
+    [letter] = work.queue.dead
+    work.queue.sent.append(letter["body"])                      # `bridge dlq replay` sends it back
+    drain(work)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) done: [##############################] 5/5 100% · 10 contacts/min · paused 10m00s in the "
+        "dead-letter queue · enrolled 5, already 0, skipped 0\n")
+    found = json.loads(run_cli(rt, capsys, "sync", "status", "42", "--json")[1])
+    assert (found["rate_per_minute"], found["paused_seconds"]) == (10.0, 600)
+
+    work = world(1)                          # one contact in a minute: "1 contact/min"
+    sync.start(work.deps, "42")
+    work.clock.now += 60
+    drain(work)
+    assert " · 1 contact/min · " in run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1]
