@@ -171,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
                         "one is kept (needed the first time)")
     _secret_option(p, "--client-secret", "INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)",
                    "the public app's client secret")
+    _api_url_option(p)
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
     p = ws.add_parser("oauth-link", help="print a one-time link an admin opens to connect a workspace by OAuth "
@@ -180,10 +181,7 @@ def _parser() -> argparse.ArgumentParser:
                                   f"{TICKET_SECONDS // 60} minutes; with --workspace, only that workspace can be "
                                   "connected with it.")
     p.add_argument("--workspace", default=None, help="the only workspace (its Intercom app id) the link may connect")
-    p.add_argument("--api-url", default=os.environ.get("BRIDGE_API_URL"),
-                   help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (`chalice url "
-                        "--stage <stage>` prints it); left out: BRIDGE_API_URL (set by ./bridge on `make run`), "
-                        "else the stage's .chalice/deployed/<stage>.json")
+    _api_url_option(p)
     _json(p)
     p.set_defaults(func=_workspace_oauth_link)
     p = ws.add_parser("list", help="every workspace the bridge knows: its status, which secrets are set (never "
@@ -274,6 +272,13 @@ def _parser() -> argparse.ArgumentParser:
     _json_already(p)
     p.set_defaults(func=_forget)
     return parser
+
+
+def _api_url_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api-url", default=os.environ.get("BRIDGE_API_URL"),
+                   help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (`chalice url "
+                        "--stage <stage>` prints it); left out: BRIDGE_API_URL (set by ./bridge on `make run`), "
+                        "else the stage's .chalice/deployed/<stage>.json")
 
 
 def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
@@ -450,7 +455,9 @@ def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     try:
         result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline,
                                       move_workspace=args.move_workspace)
-    except admin.MovesWorkspace as exc:
+    except admin.MovesWorkspace as exc:      # one line (--json: the refused check's answer, as README says)
+        if args.json:
+            return _refused(args, "", {"valid": False}, exc.problems, 1)
         raise CliError(exc.problems[0]) from None
     warnings = result.pop("warnings")
     _answer(args, result, json.dumps(result, indent=2, default=str), warnings)    # scripts read them in the JSON
@@ -530,9 +537,14 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
+    from .services.oauth import redirect_url
+    api_url = args.api_url or _known_api_url(args.stage)
+    done["redirect_url"] = redirect_url(api_url) if api_url else None
+    register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
+                f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
             f"{_said(done['client_secret'], secret_from)}, "
-            f"state key {done['state_key']}. Register <api>/oauth/intercom/callback as the app's redirect URL; "
+            f"state key {done['state_key']}. {register}; "
             "`bridge workspace oauth-link` prints a one-time link for each admin who connects.", warnings)
     return 0
 
@@ -548,8 +560,20 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     return 0
 
 
+API_URL_UNKNOWN = ("<api> is the API's URL, not known here: `chalice url --stage <stage>` prints it; with --api-url "
+                   "or BRIDGE_API_URL this command prints the whole redirect URL")
+
+
 def _deployed_api_url(stage: Optional[str]) -> str:
     """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/)."""
+    url = _known_api_url(stage)
+    if not url:
+        raise CliError("the API's URL is not known here: give --api-url https://<id>.execute-api.<region>.amazonaws.com"
+                       "/api (`chalice url --stage <stage>` prints it) or set BRIDGE_API_URL")
+    return url
+
+
+def _known_api_url(stage: Optional[str]) -> Optional[str]:
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chalice", "deployed",
                         f"{stage}.json")
     try:
@@ -558,10 +582,7 @@ def _deployed_api_url(stage: Optional[str]) -> str:
     except (OSError, ValueError):
         resources = []
     url = next((r.get("rest_api_url") for r in resources if r.get("resource_type") == "rest_api"), None)
-    if not url:
-        raise CliError("the API's URL is not known here: give --api-url https://<id>.execute-api.<region>.amazonaws.com"
-                       "/api (`chalice url --stage <stage>` prints it) or set BRIDGE_API_URL")
-    return str(url)
+    return str(url) if url else None
 
 
 def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:

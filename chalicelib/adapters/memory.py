@@ -137,6 +137,11 @@ class MemoryLinks:
                  and h.link.status is LinkStatus.LINKED and h.link.workspace != workspace]
         return dict(Counter(found[:limit]))
 
+    def ignored_in(self, campaign_id: str, limit: int) -> dict[Optional[str], int]:
+        found = [h.link.kind for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id
+                 and h.link.status is LinkStatus.IGNORED]
+        return dict(Counter(found[:limit]))
+
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
         held.link = dataclasses.replace(held.link, updated_at=iso(self.clock()), **changes)

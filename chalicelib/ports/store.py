@@ -47,6 +47,9 @@ class LinkRepository(Protocol):
         """The campaign's linked people in other workspaces than `workspace`, by workspace, counting up to
         `limit` of them: its links are read page by page until `limit` are found or none is left (not only
         its first `limit` links)."""
+    def ignored_in(self, campaign_id: str, limit: int) -> dict[Optional[str], int]:
+        """The campaign's joins the settings ignored (action nothing), by kind (lead, referrer; None: not
+        known), counting up to `limit` of them, read page by page as `linked_elsewhere` reads."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:

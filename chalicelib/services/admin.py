@@ -7,7 +7,7 @@ from typing import Any, Optional, Protocol
 import yaml
 
 from ..domain.history import iso
-from ..domain.link import LinkStatus, PersonRef
+from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
 from ..domain.sync import count_attribute
@@ -173,7 +173,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
     if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
     moved, owed = _count_moved(rt, settings)
-    warnings += moved
+    warnings += moved + _consequences(rt, settings)
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace, owed)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
@@ -213,6 +213,42 @@ def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) 
             f"stay in {old}{'; their counts are kept' if counting else ''}{also}; new joins are created in {new})"]
 
 
+def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
+    """What the settings change for people already seen, said before they are stored (each read bounded,
+    and made only when the change calls for it): a side whose action now creates after `nothing` (its
+    ignored joins are sent only by a backfill); a rule nobody can meet (leads are never linked); a campaign
+    back in the workspace people are linked in (they count again)."""
+    stored = rt.store.settings.get(settings.campaign_id)
+    try:
+        before = parse_settings(stored.document) if stored is not None else None
+    except SettingsError:
+        before = None
+    said = []
+    if settings.qualification is not None and settings.leads.action == "nothing":
+        said.append(f"leads.action is nothing, so no lead is linked to a contact and the qualification rule "
+                    f"({settings.qualification.attribute}) can never qualify anyone: set leads.action to "
+                    "create_lead or create_user to qualify leads")
+    switched = {kind for kind, is_lead in ((LEAD, True), (REFERRER, False)) if before is not None
+                and before.people(is_lead).action == "nothing" and settings.people(is_lead).action != "nothing"}
+    if switched:
+        found = rt.store.links.ignored_in(settings.campaign_id, PEOPLE_COUNTED)
+        n = sum(count for kind, count in found.items() if kind in switched or kind not in (LEAD, REFERRER))
+        side = f"{'leads' if LEAD in switched else 'referrers'}.action" if len(switched) == 1 else "action"
+        if n:
+            who = _people(n, sum(found.values()) >= PEOPLE_COUNTED, "person", "people")
+            said.append(f"{who}'s {'join was' if n == 1 else 'joins were'} ignored under {side} nothing: `bridge backfill {settings.campaign_id}` (a dry run) lists "
+                        f"them, then `bridge backfill {settings.campaign_id} --apply` sends them")
+    if stored is not None and stored.workspace != settings.workspace:
+        back = rt.store.links.linked_elsewhere(settings.campaign_id, stored.workspace, PEOPLE_COUNTED)
+        n = back.get(settings.workspace, 0)
+        if n:
+            people = _people(n, sum(back.values()) >= PEOPLE_COUNTED, "linked person", "linked people")
+            said.append(f"campaign {settings.campaign_id} moved back to workspace {settings.workspace}: its {people} "
+                        f"of {settings.workspace} {'counts' if n == 1 else 'count'} again (changes to their contacts "
+                        f"can qualify them{', and referral counts are written to them' if count_attribute(settings) else ''})")
+    return said
+
+
 def _enrolled_by_sync(rt: Operator, campaign_id: str) -> int:
     """The referrers contact sync enrolled whose counts know their contact (not those their own join
     linked: `linked_elsewhere` counts them), counting up to PEOPLE_COUNTED: the sync ledger is read page by
@@ -226,7 +262,12 @@ def _enrolled_by_sync(rt: Operator, campaign_id: str) -> int:
 
 
 def _referrers(n: int) -> str:
-    return (f"{n} or more referrers" if n >= PEOPLE_COUNTED else "1 referrer" if n == 1 else f"{n} referrers")
+    return _people(n, n >= PEOPLE_COUNTED, "referrer", "referrers")
+
+
+def _people(n: int, bounded: bool, one: str, many: str) -> str:
+    """"1 referrer", "3 referrers"; "3 or more referrers" when the read stopped at its bound."""
+    return f"{n} or more {many}" if bounded else f"1 {one}" if n == 1 else f"{n} {many}"
 
 
 def _enrolled_moved(settings: CampaignSettings, was: str, enrolled: int, confirmed: bool) -> list[str]:

@@ -3,7 +3,8 @@ bridge's own records. Each finding says what is wrong, why it matters and the fi
 whether anything is wrong (the CLI's exit status).
 
 Reads only: GET /me, the data attributes, one contact search per pending lead (at most
-DUPLICATE_CHECKS), the campaign in RF; the store (no scan); the dead-letter queue (listed and
+DUPLICATE_CHECKS), the campaign in RF; the store (no scan; the links of refused people sampled, and
+of a campaign once applied naming another workspace, see _left_behind); the dead-letter queue (listed and
 released). Every call to Intercom and RF goes through the shared rate limiter."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
+from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
@@ -21,7 +23,7 @@ from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError,
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.apis import CampaignPeople, IntercomAccount
-from ..ports.edge import UNKNOWN, Refusals, campaign_scope, fields_scope, workspace_scope
+from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
 from .sync import shown_error
@@ -121,12 +123,47 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     if attributes is not None:
         _settings_against_workspace(rt, report, settings, attributes)
     _rf(rt, report, settings)
-    pending = _pending(store, report.campaign_id)
+    # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
+    # their own finding, not counted by the checks of this workspace's notifications and pending leads.
+    everyone = _pending(store, report.campaign_id)
+    pending = [link for link in everyone if elsewhere(link, settings) is None]
+    _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
     _liveness(rt, report, settings, pending)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn)
     _sync(rt, report, settings)
     return report
+
+
+# --- a workspace move ------------------------------------------------------------------------------
+LEFT_COUNTED = 100      # people linked in other workspaces counted ("100 or more")
+
+
+def _left_behind(store: Store, report: Report, settings: CampaignSettings, pending: list[Link]) -> None:
+    """The people a workspace move left in the old workspace (linked there: their contacts' changes no
+    longer count, domain/judge.elsewhere). Asked only of a campaign once applied naming another workspace
+    (the list of workspaces and each one's campaign list: one read each), or with pending leads linked
+    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere (a
+    campaign with none left, e.g. moved back, is read whole: its workspace attribute).
+    `pending`: its pending leads linked elsewhere, as read for the report."""
+    c, ws = settings.campaign_id, settings.workspace
+    if not pending and not any(c in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
+                               if w != ws):
+        return
+    linked = store.links.linked_elsewhere(c, ws, LEFT_COUNTED)
+    for other, n in sorted(linked.items()):
+        waiting = sum(link.workspace == other for link in pending)
+        n = max(n, waiting)
+        people = f"{n} or more linked people of campaign {c} stay" if sum(linked.values()) >= LEFT_COUNTED else (
+            f"1 linked person of campaign {c} stays" if n == 1 else f"{n} linked people of campaign {c} stay")
+        report.add("workspace.left_behind", True,
+                   f"{people} in workspace {other}"
+                   + (f" (of them {waiting} pending lead(s))" if waiting else "")
+                   + f": the campaign names workspace {ws} now, so they no longer qualify",
+                   f"their contacts stay in {other}, whose changes no longer count for campaign {c}"
+                   + (": its pending leads there never qualify" if waiting else ""),
+                   f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
+                   "`bridge settings apply`); nothing to do if the move is intended", warn=True)
 
 
 # --- contact sync --------------------------------------------------------------------------------
@@ -428,10 +465,13 @@ _SETUP_REASONS = frozenset({"unauthorized", "not_configured", "missing_campaign_
 
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
                       fixes: Optional[dict] = None, ws: str = "", heard: Optional[str] = None,
-                      accepted: str = "", after_why: str = "", after_fix: str = "") -> int:
+                      accepted: str = "", after_why: str = "", after_fix: str = "",
+                      joined: Optional[Callable[[list[RefusalSample]], str]] = None) -> int:
     """One finding per reason refused. A setup reason (_SETUP_REASONS) whose last refusal is older than the
     last webhook the edge accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while
-    refusals are the newest. A reason about a body's own data stays BAD with its fix. Returns how many are BAD."""
+    refusals are the newest. A reason about a body's own data stays BAD with its fix. Either is resolved,
+    ok without a fix, once `joined(samples)` says the refused people sampled were joined since (not a
+    setup refusal that is still the newest: later webhooks are refused too). Returns how many are BAD."""
     by_reason: dict[str, list] = {}
     for count in refusals.counts:
         by_reason.setdefault(count.reason, []).append(count)
@@ -447,6 +487,11 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
             what, fix = _INVALID_EMAIL
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
+        resolved = joined([s for s in refusals.samples if s.reason == reason]) if joined is not None and (
+            since or reason not in _SETUP_REASONS) else ""
+        if resolved:
+            report.add(check, True, f"{refused}; {resolved}: resolved since")
+            continue
         if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
                        after_why, after_fix.format(c=c, ws=ws), warn=True)
@@ -460,6 +505,21 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
     return bad
 
 
+def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> str:
+    """Whether the people of a reason's refusal samples (at most SAMPLES, one batch read of their links)
+    were all joined since (`bridge backfill --apply`, or RF's webhook once accepted): said, or "" (a
+    sample without an RF id, or a person not joined)."""
+    refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
+    if not samples or any(not s.rf_user_id for s in samples):
+        return ""
+    links = store.links.get_many(refs)
+    if len(links) < len(refs) or any(not link.status.final for link in links.values()):
+        return ""
+    return (f"the refused person (RF user {next(iter(refs)).rf_user_id}) was joined since" if len(refs) == 1 else
+            f"the {len(refs)} refused people sampled (RF users "
+            f"{', '.join(sorted(r.rf_user_id for r in refs))}) were joined since")
+
+
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
     return sum(1 for s in refusals.samples if s.reason == "unknown_campaign" and s.campaign_id == campaign_id)
 
@@ -470,7 +530,8 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
                                  heard=last, accepted="joins",
                                  after_why="the people whose joins were refused are not in Intercom",
-                                 after_fix="`bridge backfill {c}` (dry run), then `--apply`")
+                                 after_fix="`bridge backfill {c}` (dry run), then `--apply`",
+                                 joined=lambda samples: _joined_since(store, c, samples))
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
-from ..domain.settings import SettingsError, parse_settings
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted
 from ..observability import mask_email, mask_emails
@@ -133,11 +133,11 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
         for entry in store.history.entries(ref) if ref not in refs else ():
             if query in f"{entry.event} {entry.reason} {entry.details}":
                 trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id,
-                                        **entry.view()}, None))
+                                        **_keyed(entry.view())}, None))
     for ref, entries in histories.items():
         for entry in entries:
-            trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, **entry.view()},
-                                   people.get(ref)))
+            trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id,
+                                    **_keyed(entry.view())}, people.get(ref)))
             kind = (entry.details or {}).get("type") if entry.event == "join_received" else None
             if ref in people and people[ref].kind is None and kind:      # a failed join's: as its webhook said
                 people[ref] = dataclasses.replace(people[ref], kind=kind)
@@ -154,9 +154,60 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
         for sample in store.edge.refusals(scope).samples:
             if _about(sample, hashes, rf_ids, contacts, scope):
                 trail.append(_with_fix(_refused(sample, scope), None))
+    _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled,
                        duplicates)
+
+
+# A counted entry kept once per key (history.note_repeat's `event#key`): its event, and the key as a detail.
+KEYED = {"workspace_moved": "workspace", "duplicate_contact": "contact_id"}
+
+
+def _keyed(entry: dict) -> dict:
+    event, _, key = entry["event"].partition("#")
+    if not key:
+        return entry
+    return {**entry, "event": event, "details": {KEYED.get(event, "key"): key, **(entry.get("details") or {})}}
+
+
+def _against_settings(store: Store, trail: list[dict], people: dict[PersonRef, Link]) -> None:
+    """Entries whose meaning depends on the campaign's settings now (one read of a campaign's settings,
+    only for such entries): a person left behind by a workspace move counts again once the campaign is
+    back in their workspace (resolved), else the hint says how; a join RF sent again while the person's
+    join stays ignored (action nothing) was not applied, and says what sends it."""
+    stored: dict[str, Optional[CampaignSettings]] = {}
+
+    def now(campaign: str) -> Optional[CampaignSettings]:
+        if campaign not in stored:
+            found = store.settings.get(campaign)
+            try:
+                stored[campaign] = parse_settings(found.document) if found is not None else None
+            except SettingsError:
+                stored[campaign] = None
+        return stored[campaign]
+
+    for e in trail:
+        link = people.get(PersonRef(e.get("campaign_id") or "", e.get("rf_user_id") or ""))
+        if link is None:
+            continue
+        c = link.campaign_id
+        if e["event"] == "workspace_moved":
+            settings = now(c)
+            if settings is not None and settings.workspace == link.workspace:
+                e["resolved"] = True
+            else:
+                e["hint"] = (f"to make them count, apply campaign {c} back to workspace {link.workspace} "
+                             f"(`workspace: {link.workspace}`, `bridge settings apply`); nothing to do if the move "
+                             "is intended")
+        elif (e["event"], e["outcome"]) == ("join", "repeated") and link.status is LinkStatus.IGNORED:
+            side = "referrers" if link.kind == "referrer" else "leads"
+            e["reason"] = (f"the same join arrived again and was not applied: the person's join was ignored under "
+                           f"`{side}.action: nothing`, and a repeat is not applied again")
+            settings = now(c)
+            action = settings.people(side == "leads").action if settings is not None else "nothing"
+            e["hint"] = (f"`bridge backfill {c} --apply` sends it now ({side}.action is {action})"
+                         if action != "nothing" else HINTS[("join", "ignored")].format(side=side, campaign=c))
 
 
 CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")      # what may go into Intercom's path /contacts/{id}
@@ -413,7 +464,7 @@ def as_text(explanation: Explanation) -> str:
         text = f"{e['at']}  {who:<14} {e['event']}: {e['outcome']}"
         if e.get("reason"):
             text += f" — {e['reason']}"
-        if e.get("count"):
+        if (e.get("count") or 0) > 1:
             text += f" (x{e['count']})"
         if e.get("resolved"):
             text += " (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)"

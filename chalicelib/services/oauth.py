@@ -22,10 +22,11 @@ from urllib.parse import urlencode
 from ..domain import oauth
 from ..domain.history import iso
 from ..domain.oauth import StateError
+from ..domain.settings import SettingsError, parse_settings
 from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
-from ..ports.store import OAuthTicket
+from ..ports.store import Connection, OAuthTicket
 from .connections import ConnectError, Connecting, check_token, check_workspace_id, store_workspace
 
 
@@ -68,6 +69,11 @@ NO_TICKET = ("Connecting a workspace needs a one-time link from the bridge's ope
 NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "<code>bridge workspace oauth-app --client-id ...</code> (it asks for the client secret) with the "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")
+
+
+def redirect_url(api_url: str) -> str:
+    """The callback URL to register as the public app's redirect URL (`bridge workspace oauth-app`)."""
+    return Place(api_url.rstrip("/"), False).callback
 
 
 def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> dict:
@@ -171,22 +177,64 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     # The public app's client secret signs this workspace's webhooks.
     store_workspace(rt, found.app_id, token, client_secret, api_base)
     logger.info("workspace connected by OAuth", extra={"workspace": found.app_id})
-    return _connected(place, found, reconnected=current is not None)
+    return _connected(place, found, current, _campaigns(rt, found.app_id))
 
 
-def _connected(place: Place, found: oauth.Workspace, reconnected: bool) -> Page:
+def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, bool]:
+    """The campaigns whose stored settings name the workspace, each with whether its contact sync runs in
+    ongoing mode (it needs the `contact.*.created` topics). One read per campaign ever applied for it
+    (the edge may GetItem, not BatchGetItem); settings that no longer parse count, without a sync."""
+    found = {}
+    for campaign_id in sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c)):
+        stored = rt.store.settings.get(campaign_id)
+        if stored is None or stored.workspace != workspace:
+            continue                        # deleted, or moved to another workspace
+        try:
+            sync = parse_settings(stored.document).sync
+        except SettingsError:
+            sync = None
+        found[campaign_id] = sync is not None and sync.mode == "ongoing" and not sync.counts_only
+    return found
+
+
+def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, bool]) -> Page:
+    """The next steps that fit: the webhook topics (with those ongoing contact sync needs, when a campaign
+    of the workspace has it); settings to write, or the campaigns that already name the workspace; the
+    dead letters a disconnect parked (only after one), or those of its campaigns' work that came before
+    it was ever connected."""
     ws, name = html.escape(found.app_id), html.escape(found.name)
     hooks = html.escape(place.base + "/webhooks/intercom")
+    named = ", ".join(campaigns)
+    ongoing = [c for c, runs in campaigns.items() if runs]
+    created = (f""", and, for the ongoing contact sync of campaign{'s' if len(ongoing) > 1 else ''} \
+{html.escape(', '.join(ongoing))}, <code>contact.user.created</code> and <code>contact.lead.created</code>"""
+               if ongoing else "")
+    settings = "Check that your app's <em>Webhooks</em> settings use" if before else \
+        "In your app's <em>Webhooks</em> settings, use"
+    steps = [f"""{settings} <code>{hooks}</code> and subscribe to
+<code>contact.lead.updated</code>, <code>contact.user.updated</code>, <code>contact.lead.signed_up</code>,
+<code>contact.merged</code>, <code>contact.deleted</code>, <code>contact.archived</code>{created}."""]
+    if campaigns:
+        steps.append(f"""Campaign{'s' if len(campaigns) > 1 else ''} {html.escape(named)} already \
+name{'' if len(campaigns) > 1 else 's'} this workspace: {'their' if len(campaigns) > 1 else 'its'} settings \
+stand, nothing to apply. For another campaign, write its settings with <code>workspace: "{ws}"</code> and apply \
+them: <code>bridge settings apply campaign.yaml</code>.""")
+    else:
+        steps.append(f"""Write the campaign's settings with <code>workspace: "{ws}"</code> and apply them:
+<code>bridge settings apply campaign.yaml</code>.""")
+    if before is not None and before.status == "disconnected":
+        steps.append(f"""Work that came while the workspace was disconnected waits in the dead-letter queue, if \
+any (<code>bridge dlq list</code> shows it): bring it back with <code>{html.escape(REPLAY_PARKED)}</code>.""")
+    elif before is None and campaigns:
+        unconnected = html.escape(f'bridge dlq replay --reason "workspace {found.app_id} is not connected"')
+        steps.append(f"""Work of campaign{'s' if len(campaigns) > 1 else ''} {html.escape(named)} that came before the workspace was connected waits in the \
+dead-letter queue, if any (<code>bridge dlq list</code> shows it): bring it back with <code>{unconnected}</code>.""")
+    items = "\n".join(f"<li>{step}</li>" for step in steps)
     body = f"""<p class="ok">Connected: Intercom workspace <strong id="workspace-name">{name}</strong>
-(app_id <code id="workspace-id">{ws}</code>){' — reconnected, its settings and links are as they were' if reconnected else ''}.</p>
+(app_id <code id="workspace-id">{ws}</code>){' — reconnected, its settings and links are as they were' if before else ''}.</p>
 <h2>Next steps</h2>
 <ol>
-<li>In your app's <em>Webhooks</em> settings, use <code>{hooks}</code> and subscribe to
-<code>contact.lead.updated</code>, <code>contact.user.updated</code>, <code>contact.lead.signed_up</code>,
-<code>contact.merged</code>, <code>contact.deleted</code>, <code>contact.archived</code>.</li>
-<li>Write the campaign's settings with <code>workspace: "{ws}"</code> and apply them:
-<code>bridge settings apply campaign.yaml</code>.</li>
-<li>If work waited while the workspace was disconnected: <code>{html.escape(REPLAY_PARKED)}</code>.</li>
+{items}
 </ol>"""
     # The cookie is left to expire: its nonce is spent, and a replay in this browser is told so.
     return Page(200, _html(f"Connected: {found.name}", body))

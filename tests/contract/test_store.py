@@ -486,6 +486,22 @@ def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number
     assert store.links.linked_elsewhere("44", WS, 100) == {}
 
 
+def test_a_campaigns_ignored_joins_are_counted_by_kind_past_any_number_of_other_links(store, monkeypatch):
+    """What `settings apply` asks when an action turns from nothing to creating: the joins ignored under
+    nothing (a backfill sends them), by kind, up to `limit`, however many other links come first."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    for user in ("1", "2", "3"):
+        joined(store, PersonRef("42", user))
+    for user, kind in (("4", "lead"), ("5", "referrer"), ("6", "lead"), ("7", None)):
+        claim = store.links.claim(PersonRef("42", user), WS)
+        store.links.finish(claim, JoinResult(LinkStatus.IGNORED, kind=kind, reason="leads.action is nothing"), [])
+    claim = store.links.claim(PersonRef("43", "1"), WS)                        # another campaign's
+    store.links.finish(claim, JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"), [])
+    assert store.links.ignored_in("42", 100) == {"lead": 2, "referrer": 1, None: 1}
+    assert sum(store.links.ignored_in("42", 2).values()) == 2                  # found after 3 linked people
+    assert store.links.ignored_in("44", 100) == {}
+
+
 def test_the_campaigns_of_a_workspace_are_listed(store):
     assert store.settings.campaigns(WS) == set()
     store.settings.put("42", {"campaign_id": "42"}, WS)

@@ -91,7 +91,8 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
                                             "client_secret": "kept", "api_base": "default", "warnings": [],
                                             "from": {"token": "--token", "client_secret": None}}
     assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made",
-                                              "warnings": [], "from": {"client_secret": "--client-secret"}}
+                                              "warnings": [], "from": {"client_secret": "--client-secret"},
+                                              "redirect_url": None}      # (no API URL given)
     assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}
     assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
     assert answers["workspace list"]["workspaces"][0]["status"] == "active"
@@ -271,3 +272,75 @@ def test_workspace_oauth_link_prints_a_one_time_start_link_and_says_what_it_need
     answer = json.loads(out)
     assert code == 0 and answer["workspace"] is None and answer["single_use"] is True
     assert answer["url"] != link and answer["expires_at"].endswith("Z")
+
+
+def test_settings_apply_says_what_a_change_means_for_the_people_already_seen(bridge, rf, tmp_path, capsys):
+    """A lead's join ignored under `leads.action: nothing` is sent only by a backfill once the action
+    creates (apply says so, with the commands); a qualification rule under action nothing can never
+    qualify anyone (said at each apply)."""
+    from .conftest import join_body, qualifying_settings
+    from .test_join_flow import new_lead
+    idle = qualifying_settings()
+    idle["leads"]["action"] = "nothing"
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, idle), "--json")
+    assert code == 0 and json.loads(out)["warnings"] == [
+        "leads.action is nothing, so no lead is linked to a contact and the qualification rule "
+        "(custom_attributes.signed_up) can never qualify anyone: set leads.action to create_lead or create_user to "
+        "qualify leads"]
+    assert bridge.post_join(join_body(new_lead(rf))).status_code == 202
+    bridge.drain()
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, qualifying_settings()))
+    assert code == 0 and json.loads(out)["version"] == 2 and err == (
+        "warning: 1 person's join was ignored under leads.action nothing: `bridge backfill 42` (a dry run) lists them, "
+        "then `bridge backfill 42 --apply` sends them\n")
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, qualifying_settings()),
+                           "--json")
+    assert code == 0 and json.loads(out)["warnings"] == []             # said once: when the action changed
+
+
+def test_a_refused_move_answers_json_with_json_and_a_move_back_says_who_counts_again(
+        bridge, intercom, rf, other_workspaces, tmp_path, capsys):
+    """README: `settings apply` answers JSON either way; a refused check answers {"valid": false,
+    "problems": [...]} on stdout with --json, stderr empty. Applying the campaign back to the workspace its
+    people are linked in says that they count again."""
+    from chalicelib.services.connections import connect_workspace
+
+    from .conftest import join_body, qualifying_settings
+    from .test_join_flow import new_lead
+    bridge.apply(qualifying_settings())
+    assert bridge.post_join(join_body(new_lead(rf))).status_code == 202
+    bridge.drain()
+    other = other_workspaces("ws-b", "b-token")
+    for name in ("referral_code", "lead_source", "signed_up", "referral_link"):
+        other.define_attribute(name, "string")
+    connect_workspace(bridge.rt, "ws-b", "b-token", client_secret="b-secret", api_base=other.base_url)
+    moved = write(tmp_path, {**qualifying_settings(), "workspace": "ws-b"})
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", moved, "--json")
+    assert (code, err) == (1, "") and json.loads(out) == {"valid": False, "problems": [
+        f"workspace: campaign 42 has 1 linked person in workspace {WORKSPACE}; moved to ws-b, they would no longer "
+        f"qualify (their contacts stay in {WORKSPACE}, whose changes no longer count) — add --move-workspace to move "
+        f"it anyway, or keep workspace: {WORKSPACE}"]}
+    assert run_cli(bridge.operator(), capsys, "settings", "apply", moved, "--move-workspace")[0] == 0
+    code, out, _ = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, qualifying_settings()),
+                           "--json")
+    assert code == 0 and json.loads(out)["warnings"] == [
+        f"campaign 42 moved back to workspace {WORKSPACE}: its 1 linked person of {WORKSPACE} counts again (changes "
+        "to their contacts can qualify them)"]
+
+
+def test_the_oauth_app_prints_the_redirect_url_to_register_when_the_api_url_is_known(bridge, capsys, monkeypatch):
+    monkeypatch.delenv("BRIDGE_STAGE", raising=False)
+    monkeypatch.setenv("BRIDGE_API_URL", "https://abc123.execute-api.eu-west-1.amazonaws.com/api/")
+    app = ("workspace", "oauth-app", "--client-id", "public-app", "--client-secret", "public-secret")
+    code, out, _ = run_cli(bridge.operator(), capsys, *app)
+    assert code == 0 and "Register https://abc123.execute-api.eu-west-1.amazonaws.com/api/oauth/intercom/callback " \
+                         "as the app's redirect URL; " in out and "<api>" not in out
+    code, out, _ = run_cli(bridge.operator(), capsys, *app, "--api-url", bridge.server.url, "--json")
+    assert json.loads(out)["redirect_url"] == f"{bridge.server.url}/oauth/intercom/callback"
+    monkeypatch.delenv("BRIDGE_API_URL")
+    code, out, _ = run_cli(bridge.operator(), capsys, *app)
+    assert code == 0 and "Register <api>/oauth/intercom/callback as the app's redirect URL (<api> is the API's URL, " \
+                         "not known here: `chalice url --stage <stage>` prints it; with --api-url or BRIDGE_API_URL " \
+                         "this command prints the whole redirect URL); " in out
+    code, out, _ = run_cli(bridge.operator(), capsys, *app, "--json")
+    assert json.loads(out)["redirect_url"] is None

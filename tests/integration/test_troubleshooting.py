@@ -458,7 +458,8 @@ def test_faq_duplicate_contacts_the_change_on_the_duplicate_is_in_the_leads_hist
     bridge.drain()
     assert rf.qualification_events == []                    # match: contact — not counted, but said
     code, found = explain(bridge, capsys, "ann@example.com")
-    [noted] = entries(found, f"duplicate_contact#{twin['id']}")
+    [noted] = entries(found, "duplicate_contact")
+    assert (noted["event"], noted["details"]["contact_id"]) == ("duplicate_contact", twin["id"])
     assert noted["reason"].startswith(f"attribute changed on contact {twin['id']}, a duplicate of the linked "
                                       f"contact {contact['id']}")
     assert noted["reason"].endswith("— set `match: email` to count it")

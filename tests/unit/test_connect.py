@@ -117,11 +117,73 @@ def test_the_callback_connects_the_workspace_the_token_belongs_to(rt):
     page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
     assert page.status == 200 and "Acme &lt;b&gt;" in page.html and "<b>" not in page.html   # escaped
     assert "https://bridge.example/api/webhooks/intercom" in page.html and "tok-1" not in page.html
-    # Work a disconnect parked comes back with the replay the CLI advises, not every dead letter.
-    assert "<code>bridge dlq replay --reason &quot;workspace disconnected&quot;</code>" in page.html
+    assert steps(page) == [          # a first connect: no campaign names it, nothing waits for it
+        "In your app's Webhooks settings, use https://bridge.example/api/webhooks/intercom and subscribe to "
+        "contact.lead.updated, contact.user.updated, contact.lead.signed_up, contact.merged, contact.deleted, "
+        "contact.archived.",
+        'Write the campaign\'s settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.']
     assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == "app-secret"
     assert rt.store.connections.workspace("ws1").secrets == {"token", "client-secret"}
+
+
+def steps(page) -> list[str]:
+    """The connected page's next steps, as the admin reads them (tags dropped, entities read)."""
+    import html
+    import re
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", item)).split())
+            for item in re.findall(r"<li>(.*?)</li>", page.html, re.S)]
+
+
+def connected(rt, code: str = "code=") -> flow.Page:
+    query, cookie = started(rt)
+    rt.auth.codes[code] = "tok-1"
+    page = flow.callback(rt, {"code": code, "state": query["state"]}, cookie, HERE)
+    assert page.status == 200
+    return page
+
+
+def campaign(campaign_id: str, workspace: str = "ws1", sync: dict | None = None) -> dict:
+    doc = {"campaign_id": campaign_id, "workspace": workspace,
+           "leads": {"action": "create_lead", "fields": [{"from": "email", "to": "email"}]}}
+    return {**doc, "sync": sync} if sync else doc
+
+
+ONGOING = {"mode": "ongoing", "fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"}]}
+
+
+def test_a_reconnect_after_a_disconnect_names_the_campaigns_applied_the_replay_and_the_ongoing_sync_topics(rt):
+    """Settings applied already, a disconnect parked work, campaign 43's contact sync is ongoing: the
+    page says so, instead of asking to write and apply settings again."""
+    connect_workspace(rt, "ws1", "tok-1", "cs")
+    rt.store.settings.put("42", campaign("42"), "ws1")
+    rt.store.settings.put("43", campaign("43", sync=ONGOING), "ws1")
+    rt.store.settings.put("44", campaign("44", "ws2"), "ws1")         # moved to another workspace since
+    rt.store.settings.put("44", campaign("44", "ws2"), "ws2")
+    disconnect_workspace(rt, "ws1")
+    page = connected(rt)
+    assert "reconnected, its settings and links are as they were" in page.html
+    assert steps(page) == [
+        "Check that your app's Webhooks settings use https://bridge.example/api/webhooks/intercom and subscribe to "
+        "contact.lead.updated, contact.user.updated, contact.lead.signed_up, contact.merged, contact.deleted, "
+        "contact.archived, and, for the ongoing contact sync of campaign 43, contact.user.created and "
+        "contact.lead.created.",
+        'Campaigns 42, 43 already name this workspace: their settings stand, nothing to apply. For another campaign, '
+        'write its settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.',
+        # Work a disconnect parked comes back with the replay the CLI advises, not every dead letter.
+        "Work that came while the workspace was disconnected waits in the dead-letter queue, if any (bridge dlq "
+        'list shows it): bring it back with bridge dlq replay --reason "workspace disconnected".']
+    again = connected(rt, "code-2")                                 # connected: nothing was parked
+    assert [s for s in steps(again) if "dead-letter" in s] == [] and "reconnected" in again.html
+
+
+def test_a_first_connect_of_a_workspace_campaigns_already_name_says_how_their_waiting_work_comes_back(rt):
+    rt.store.settings.put("42", campaign("42"), "ws1")
+    assert steps(connected(rt))[1:] == [
+        'Campaign 42 already names this workspace: its settings stand, nothing to apply. For another campaign, '
+        'write its settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.',
+        "Work of campaign 42 that came before the workspace was connected waits in the dead-letter queue, if any "
+        '(bridge dlq list shows it): bring it back with bridge dlq replay --reason "workspace ws1 is not connected".']
 
 
 def test_a_start_without_the_operators_unused_unexpired_ticket_is_refused_and_never_reaches_intercom(rt):

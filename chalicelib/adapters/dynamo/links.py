@@ -126,6 +126,12 @@ class DynamoLinks:
             pk, LinkItem.sk.startswith(prefix), limit=limit, page_size=LINKS_PAGE, attributes_to_get=["workspace"],
             filter_condition=(LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.workspace != workspace))))
 
+    def ignored_in(self, campaign_id: str, limit: int) -> dict[Optional[str], int]:
+        pk, prefix = campaign_links(campaign_id)
+        return dict(Counter(i.kind for i in LinkItem.query(
+            pk, LinkItem.sk.startswith(prefix), limit=limit, page_size=LINKS_PAGE, attributes_to_get=["kind"],
+            filter_condition=LinkItem.status == LinkStatus.IGNORED.value)))
+
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:
         # An update, not a put: what an earlier try recorded (the contact it created, its

@@ -1,0 +1,56 @@
+"""What `bridge settings apply` says a change means for the people already seen (in-memory twins): joins
+ignored under action nothing that a backfill now sends, a rule no lead can meet, people linked in the
+workspace a campaign moves back to."""
+from __future__ import annotations
+
+from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+from chalicelib.services.admin import PEOPLE_COUNTED
+from tests.unit.scenario import WS, joined, settings, world
+from tests.unit.test_workspace_move import apply
+
+BACKFILL = "`bridge backfill 42` (a dry run) lists them, then `bridge backfill 42 --apply` sends them"
+
+
+def ignored(work, user: str, kind: str) -> None:
+    claim = work.store.links.claim(PersonRef("42", user), WS)
+    work.store.links.finish(claim, JoinResult(LinkStatus.IGNORED, kind=kind, reason="the action is nothing"), [])
+
+
+def test_an_action_turned_from_nothing_to_creating_says_how_many_joins_a_backfill_now_sends():
+    work = world(settings(rule=None, action="nothing"))
+    for user, kind in (("1", "lead"), ("2", "lead"), ("3", "referrer")):
+        ignored(work, user, kind)
+    assert apply(work, settings(rule=None, action="nothing")) == []               # nothing changed
+    assert apply(work, settings(rule=None)) == [f"2 people's joins were ignored under leads.action nothing: {BACKFILL}"]
+    assert apply(work, settings(rule=None)) == []                                 # said when the action changes
+    quiet = {**settings(rule=None), "referrers": {"action": "nothing"}}
+    assert apply(work, quiet) == []
+    assert apply(work, settings(rule=None)) == [f"1 person's join was ignored under referrers.action nothing: "
+                                                f"{BACKFILL}"]
+
+
+def test_a_read_of_ignored_joins_stops_at_its_bound_and_says_or_more():
+    work = world(settings(rule=None, action="nothing"))
+    for user in range(PEOPLE_COUNTED + 5):
+        ignored(work, str(user), "lead")
+    assert apply(work, settings(rule=None)) == [f"100 or more people's joins were ignored under leads.action "
+                                                f"nothing: {BACKFILL}"]
+
+
+def test_a_qualification_rule_under_leads_action_nothing_is_said_to_qualify_nobody():
+    work = world()
+    assert apply(work, settings(action="nothing")) == [
+        "leads.action is nothing, so no lead is linked to a contact and the qualification rule "
+        "(custom_attributes.signed_up) can never qualify anyone: set leads.action to create_lead or create_user to "
+        "qualify leads"]
+    assert apply(work, settings()) == [] and apply(work, settings(rule=None, action="nothing")) == []
+
+
+def test_a_campaign_moved_back_to_the_workspace_its_people_are_linked_in_says_they_count_again():
+    work = world()
+    for user, email in (("7", "ann@example.com"), ("8", "bob@example.com")):
+        joined(work, user, email)
+    apply(work, {**settings(), "workspace": "ws-b"}, move=True)
+    assert apply(work, settings()) == ["campaign 42 moved back to workspace ws: its 2 linked people of ws count "
+                                       "again (changes to their contacts can qualify them)"]
+    assert apply(work, settings()) == []

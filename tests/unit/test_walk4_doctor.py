@@ -1,0 +1,109 @@
+"""Walk 4's findings on doctor: the people a workspace move left behind, and refused joins whose people were
+joined since (services/doctor.py)."""
+from __future__ import annotations
+
+from chalicelib.domain.history import iso
+from chalicelib.ports.edge import RefusalSample
+from tests.unit import scenario
+from tests.unit.test_doctor_advice import Doctored
+from tests.unit.test_doctor_walk import checks, healthy, look, pending
+from tests.unit.test_workspace_move import apply
+
+
+# --- F2.a: doctor after `settings apply --move-workspace` -----------------------------------------------
+def moved_to_ws_b(rt: Doctored) -> None:
+    """`bridge settings apply --move-workspace` naming ws-b, which is connected (its token is ws-b's)."""
+    rt.work.clock.now += 60
+    apply(rt.work, {**scenario.settings(), "workspace": "ws-b"}, move=True)
+    rt.store.connections.put_workspace("ws-b", ["token", "client-secret"])
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": "ws-b"}}      # type: ignore[attr-defined]
+
+
+LEFT = ("1 linked person of campaign 42 stays in workspace ws (of them 1 pending lead(s)): the campaign names "
+        "workspace ws-b now, so they no longer qualify")
+LEFT_WHY = "their contacts stay in ws, whose changes no longer count for campaign 42: its pending leads there never qualify"
+LEFT_FIX = ("to make them count, apply campaign 42 back to workspace ws (`workspace: ws`, `bridge settings apply`); "
+            "nothing to do if the move is intended")
+
+
+def test_after_a_move_the_leads_left_in_the_old_workspace_are_their_own_warning_not_the_new_workspaces_pending():
+    """Scenario: Pat is a pending lead linked in ws; the campaign is moved to ws-b (--move-workspace), whose
+    Intercom has sent no notification yet. Expected: doctor says Pat stays in ws and no longer qualifies, with
+    the fix (apply the campaign back to ws), and does not count Pat as ws-b's pending lead nor blame ws-b's
+    webhook subscription. Before: `ok [pending] 1 lead(s) wait` and `BAD [webhooks.intercom] no Intercom
+    contact notification was ever received for workspace ws-b while 1 lead(s) are pending`."""
+    rt = healthy()
+    pending(rt)
+    moved_to_ws_b(rt)
+    view, text = look(rt)
+    assert checks(view, "webhooks.intercom") == [], text
+    assert [f["what"] for f in checks(view, "pending")] == ["no lead is waiting for qualification"]
+    [left] = checks(view, "workspace.left_behind")
+    assert (left["ok"], left["warn"], left["what"], left["why"], left["fix"]) == (True, True, LEFT, LEFT_WHY, LEFT_FIX)
+    assert view["ok"] and view["problems"] == 0, text
+    assert f"  warn [workspace.left_behind] {LEFT}\n        why: {LEFT_WHY}\n        fix: {LEFT_FIX}" in text
+    assert "not subscribed" not in text
+
+    rt.work.clock.now += 60                                        # the fix: applied back to ws
+    apply(rt.work, scenario.settings(), move=True)
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": "ws"}}        # type: ignore[attr-defined]
+    view, text = look(rt)
+    assert checks(view, "workspace.left_behind") == [], text
+    assert checks(view, "pending")[0]["what"].startswith("1 lead(s) wait for qualification")
+    assert checks(view, "webhooks.intercom")[0]["what"].startswith(
+        "no Intercom contact notification was ever received for workspace ws while 1 lead(s) are pending")
+
+
+def test_a_campaign_never_applied_in_another_workspace_has_no_left_behind_finding_nor_its_read():
+    rt = healthy()
+    pending(rt)
+    read = []
+    links = rt.store.links
+    original = links.linked_elsewhere
+    links.linked_elsewhere = lambda *a: read.append(a) or original(*a)    # type: ignore[method-assign]
+    view, _ = look(rt)
+    assert checks(view, "workspace.left_behind") == [] and read == []
+
+
+# --- F5.a: refused joins whose people were joined since ---------------------------------------------------
+def refused_join(rt: Doctored, user: str) -> None:
+    rt.store.edge.refused("campaign:42", RefusalSample("unauthorized", iso(rt.clock()), "missing or wrong header",
+                                                       rf_user_id=user))
+
+
+def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a_fix():
+    """Scenario: two joins refused (wrong X-Bridge-Secret); RF's header fixed (joins accepted since);
+    `bridge backfill 42 --apply` joins both people. Expected: doctor says the refusal is resolved since (ok,
+    no warning, no fix). Before: `warn ... fixed?` with "the people whose joins were refused are not in
+    Intercom" and the backfill fix, forever."""
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    rt.work.clock.now += 60
+    refused_join(rt, "7")
+    refused_join(rt, "8")
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    scenario.joined(rt.work, "7", "ann@example.com")                     # the backfill joined one: still a warning
+    view, _ = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert refused["warn"] and refused["what"].endswith("fixed?") and "backfill" in refused["fix"]
+
+    scenario.joined(rt.work, "8", "bob@example.com")                     # ... and the other
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert (refused["ok"], refused["warn"], refused["why"], refused["fix"]) == (True, False, "", "")
+    assert refused["what"].endswith("; the 2 refused people sampled (RF users 7, 8) were joined since: resolved "
+                                    "since"), refused
+    assert view["warnings"] == 0 and text.startswith("campaign 42: no problems found\n")
+    assert "  ok  [webhooks.rf_refused] 2 join(s) refused (unauthorized" in text
+    assert "not in Intercom" not in text
+
+
+def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_joined():
+    rt = healthy()
+    rt.work.clock.now += 60
+    scenario.joined(rt.work, "7", "ann@example.com")
+    refused_join(rt, "7")                                                 # the header is still wrong
+    view, _ = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert not refused["ok"] and "resolved" not in refused["what"]
