@@ -676,21 +676,22 @@ class MemorySync:
 
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
-                   finished: bool = False, message: Optional[str] = None) -> bool:
+                   finished: bool = False, message: Optional[str] = None, paused: float = 0.0) -> bool:
         run = self.run(campaign_id, number)
         if run is None or run.status != "running" or run.page != page or run.owner != owner:
             return False
         status = "stopped" if message else "done" if finished else "running"
         self._set(run, page=page + 1, cursor=cursor, counts=_plus(run.counts, counts),
                   total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
-                  status=status, message=message, finished_at=now if status != "running" else None, error=None)
+                  status=status, message=message, finished_at=now if status != "running" else None, error=None,
+                  paused=run.paused + paused)
         return True
 
     def release(self, campaign_id: str, number: int, page: int, owner: str,
-                error: Optional[PageError] = None) -> None:
+                error: Optional[PageError] = None, paused: float = 0.0) -> None:
         run = self.run(campaign_id, number)
         if run is not None and run.page == page and run.owner == owner:
-            self._set(run, owner=None, lease_until=None, error=error or run.error)
+            self._set(run, owner=None, lease_until=None, error=error or run.error, paused=run.paused + paused)
 
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         run = self.run(campaign_id)

@@ -403,6 +403,7 @@ class SyncRun:
     lease_until: Optional[float] = None   # a worker works a page until then
     owner: Optional[str] = None
     error: Optional[PageError] = None     # the last failure of its next page, while the queue retries it
+    paused: float = 0.0                   # seconds its pages waited in the dead-letter queue (not its rate's time)
 
     @property
     def done(self) -> int:
@@ -449,14 +450,14 @@ class SyncRepository(Protocol):
         run's next one (done, or the run ended). Raises Busy while another worker's lease runs."""
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
-                   finished: bool = False, message: Optional[str] = None) -> bool:
+                   finished: bool = False, message: Optional[str] = None, paused: float = 0.0) -> bool:
         """The page is done: the next page and its cursor, the counts added, the lease given back, the
-        page's error cleared (and the run done, or stopped with `message`). False when this worker no longer
-        held it."""
+        page's error cleared (and the run done, or stopped with `message`), `paused` added to the run's. False
+        when this worker no longer held it."""
     def release(self, campaign_id: str, number: int, page: int, owner: str,
-                error: Optional[PageError] = None) -> None:
+                error: Optional[PageError] = None, paused: float = 0.0) -> None:
         """Give the page back unfinished (it is worked again later), with why (`error`, kept on the run
-        until a checkpoint clears it; None: the run's error stays as it was)."""
+        until a checkpoint clears it; None: the run's error stays as it was), `paused` added to the run's."""
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
         neither its progress nor its last progress."""

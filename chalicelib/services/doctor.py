@@ -17,7 +17,7 @@ from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
-from ..domain.sync import describe_counts, describe_writes, run_counts
+from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
 from ..observability import mask_email
@@ -27,6 +27,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
+from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
@@ -201,15 +202,26 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     shown = run_counts(run.counts)
     counts = describe_counts(shown) if run.counts else "nothing yet"
     where = f"sync run {run.number} ({run.kind}, {run.source})"
+    error = shown_error(run, rt.clock())   # the failure of the page the run is at (as `sync status` says it)
+    resume = f"fix the cause, then `bridge dlq replay --campaign {c}` resumes the run where it stopped"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",
                    "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
+    elif error is not None and error["state"] == FAILED:
+        report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
+                   "the page waits in the dead-letter queue: the run does not go on by itself", resume)
     elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
             (run.lease_until or 0) < rt.clock():
         report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "
-                   f"(page {run.page}; {counts})",
+                   f"(page {run.page + 1}; {counts})"
+                   + (f"; last: {describe_page_error(error)}" if error is not None else ""),
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
-                   "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
+                   f"`bridge dlq list`, {resume}")
+    elif error is not None and error["state"] == RETRYING:
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
+                   "the queue retries the page by itself; after its last try it waits in the dead-letter queue and "
+                   "the run stops there", f"if it keeps failing, fix the cause; `bridge sync status {c} --watch` "
+                   "follows it", warn=True)
     else:
         skipped = shown["skipped"]
         refused = shown["enrolled_link_not_written"] + shown["still_link_not_written"]

@@ -799,6 +799,21 @@ def test_a_page_given_back_with_its_error_keeps_it_on_the_run_until_a_checkpoint
     assert store.sync.run("42", 1).error is None and store.sync.run("42").error.reason.endswith("Bad Gateway")
 
 
+def test_the_time_a_run_s_pages_waited_in_the_dead_letter_queue_adds_up_and_stays_with_its_run_on_both_stores(
+        store, clock):
+    """`sync status`'s rate leaves out the time pages waited in the dead-letter queue: each try of a replayed page
+    adds its wait on release or checkpoint, the finished run keeps it, and the next run starts at none."""
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock())
+    store.sync.release("42", 1, 0, "w1", paused=600.5)
+    store.sync.claim_page("42", 1, 0, "w2", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w2", clock(), cursor=None, counts={"enrolled": 1}, finished=True,
+                                 paused=60)
+    assert store.sync.run("42").paused == 660.5
+    store.sync.start("42", "full", "users", clock())
+    assert (store.sync.run("42", 1).paused, store.sync.run("42").paused) == (660.5, 0.0)
+
+
 def test_intending_to_create_a_contact_an_earlier_run_skipped_leaves_a_creating_entry_on_both_stores(store):
     """A contact run 1 skipped (no name) is created by run 2 once fixed: run 2's `creating` entry must replace the
     skip on both stores, so that a retry after a lost create answer looks the user up in RF (services/sync.py

@@ -236,6 +236,7 @@ class SyncRunItem(_Item):
     error_tries = NumberAttribute(null=True)
     error_at = NumberAttribute(null=True)
     error_state = UnicodeAttribute(null=True)
+    paused = NumberAttribute(null=True)       # seconds its pages waited in the dead-letter queue
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)
