@@ -18,15 +18,17 @@ from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
-from ..domain.sync import describe_counts, describe_writes, run_counts
+from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
+from ..ports.store import SCAN_LIMIT
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
+from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
@@ -143,14 +145,20 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
     """The people a workspace move left in the old workspace (linked there: their contacts' changes no
     longer count, domain/judge.elsewhere). Asked only of a campaign once applied naming another workspace
     (the list of workspaces and each one's campaign list: one read each), or with pending leads linked
-    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere (a
-    campaign with none left, e.g. moved back, is read whole: its workspace attribute).
+    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere or
+    SCAN_LIMIT links were read (a campaign with none left, e.g. moved back, reads up to SCAN_LIMIT: said
+    when it stopped there).
     `pending`: its pending leads linked elsewhere, as read for the report."""
     c, ws = settings.campaign_id, settings.workspace
-    if not pending and not any(c in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
-                               if w != ws):
+    if not pending and not applied_elsewhere(store, c, ws):
         return
-    linked = store.links.linked_elsewhere(c, ws, LEFT_COUNTED)
+    linked, complete = store.links.linked_elsewhere(c, ws, LEFT_COUNTED)
+    if not complete:
+        report.add("workspace.left_behind", True,
+                   f"people linked in other workspaces than {ws} were not checked past the first {SCAN_LIMIT:,} "
+                   f"joins of campaign {c}",
+                   "the campaign was applied naming another workspace before: people linked there no longer "
+                   "qualify", f"`bridge explain {c} <email>` says where one person is linked", warn=True)
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
@@ -164,6 +172,13 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
                    "`bridge settings apply`); nothing to do if the move is intended", warn=True)
+
+
+def applied_elsewhere(store: Store, campaign_id: str, workspace: str) -> bool:
+    """The campaign's settings were once applied naming another workspace than `workspace` (each workspace's
+    campaign list says it, never pruned: one read each)."""
+    return any(campaign_id in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
+               if w != workspace)
 
 
 # --- contact sync --------------------------------------------------------------------------------
@@ -188,15 +203,26 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     shown = run_counts(run.counts)
     counts = describe_counts(shown) if run.counts else "nothing yet"
     where = f"sync run {run.number} ({run.kind}, {run.source})"
+    error = shown_error(run, rt.clock())   # the failure of the page the run is at (as `sync status` says it)
+    resume = f"fix the cause, then `bridge dlq replay --campaign {c}` resumes the run where it stopped"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",
                    "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
+    elif error is not None and error["state"] == FAILED:
+        report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
+                   "the page waits in the dead-letter queue: the run does not go on by itself", resume)
     elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
             (run.lease_until or 0) < rt.clock():
         report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "
-                   f"(page {run.page}; {counts})",
+                   f"(page {run.page + 1}; {counts})"
+                   + (f"; last: {describe_page_error(error)}" if error is not None else ""),
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
-                   "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
+                   f"`bridge dlq list`, {resume}")
+    elif error is not None and error["state"] == RETRYING:
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
+                   "the queue retries the page by itself; after its last try it waits in the dead-letter queue and "
+                   "the run stops there", f"if it keeps failing, fix the cause; `bridge sync status {c} --watch` "
+                   "follows it", warn=True)
     else:
         skipped = shown["skipped"]
         refused = shown["enrolled_link_not_written"] + shown["still_link_not_written"]
