@@ -258,8 +258,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("campaign_id")
     p.add_argument("--run", type=int, metavar="N", help="run N instead (its number as `sync start` said it)")
     p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
-    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends: on a terminal, its "
-                   "line in place; as JSON (piped, or --json), one object a line each refresh")
+    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends (or, exit 1, its "
+                   "page fails and waits in the dead-letter queue): on a terminal, its line in place; as JSON (piped, "
+                   "or --json), one object a line each refresh")
     p.set_defaults(func=_sync_status)
     p = sy.add_parser("report", help="skips by reason with examples, and who left the source")
     p.add_argument("campaign_id")
@@ -787,6 +788,8 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
                 who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
                        if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
                 print(f"          - {who}: {p['reason']}")
+            if view["unreadable_more"]:
+                print(f"          … and {view['unreadable_more']} more")
     return 0
 
 
@@ -889,6 +892,7 @@ def _pause(seconds: float) -> None:
 
 
 def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
+    from .domain.sync import FAILED
     from .services import sync
     shown = 0
     while True:
@@ -897,19 +901,21 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
                            f"{args.campaign_id}` shows its latest")
         found = _synced(rt, args.campaign_id, found)
+        # A watch ends when the run does, or (exit 1) when its page failed and waits in the dead-letter queue
+        stalled = (found.get("page_error") or {}).get("state") == FAILED       # (the run goes on once replayed)
         if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
             print(json.dumps(found, default=str), flush=True)
-            if found["status"] != "running":
-                return 0
+            if found["status"] != "running" or stalled:
+                return 1 if stalled else 0
             _pause(2)
             continue
         if not _text(args):
             _print(found)
             return 0
-        if not args.watch or found["status"] != "running":
+        if not args.watch or found["status"] != "running" or stalled:
             wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""   # the watched line
             print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
-            return 0
+            return 1 if stalled and args.watch else 0
         line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
         print(f"\r{line:<{shown}}", end="", flush=True)
         shown = len(line)
@@ -919,11 +925,13 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
 def _status_line(found: dict, sep: str = "\n  ") -> str:
     """The run's line; its page's failure, while the queue retries it, after `sep` (a watch's: on the line)."""
     from .domain.sync import describe_counts, describe_page_error
-    eta, rate = found["eta_seconds"], found["rate_per_minute"]
+    eta, rate, paused = found["eta_seconds"], found["rate_per_minute"], found.get("paused_seconds")
+    per_minute = f"{rate:,.0f}" if rate is not None else ""
     line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
             f"{_bar(found['done'], found['total'])}"
-            + (f" · {rate:,.0f} contacts/min" if rate is not None else "")
+            + (f" · {per_minute} contact{'' if per_minute == '1' else 's'}/min" if rate is not None else "")
             + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
+            + (f" · paused {paused // 60}m{paused % 60:02d}s in the dead-letter queue" if paused else "")
             + f" · {describe_counts(found)}" + _by_webhook(found))
     return line + (f"\n  stopped: {found['message']}" if found["message"] else "") + \
         (sep + describe_page_error(found["page_error"]) if found.get("page_error") else "")

@@ -34,7 +34,7 @@ class BodyError(ValueError):
 FORM = "application/x-www-form-urlencoded"
 
 
-_MEDIA = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")   # type/subtype (RFC 9110)
+_MEDIA = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+\Z")   # type/subtype (RFC 9110)
 
 
 def media_type(content_type: Optional[str]) -> str:
@@ -126,7 +126,7 @@ def _all(node: _Pairs, key: str) -> list:
 
 MAX_FORM_FIELDS = 1000
 MAX_FORM_NESTING = 5
-_BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)\Z")
 
 
 def parse_form(raw: bytes) -> dict:

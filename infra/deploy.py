@@ -106,7 +106,14 @@ def policies(target: Target) -> dict[str, dict]:
     documents = {
         "api_handler": [
             logs("api_handler"),
-            _statement("Table", ["dynamodb:GetItem"], [table]),
+            # GetItem, on the partitions it checks callers with only: a join's campaign settings, a workspace's
+            # connection (and, on the OAuth callback, the campaigns naming it), the operator's OAuth ticket.
+            # Never a history, the links by contact or email, the sync ledger, applied notifications or a
+            # rate budget. CAMPAIGN#* still holds the campaign's links (PERSON#, REFERRALS#, SYNC#RUN sort
+            # keys): dynamodb:LeadingKeys names partitions, and cannot tell SETTINGS from the rest.
+            {**_statement("Table", ["dynamodb:GetItem"], [table]),
+             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CAMPAIGN#*", "WORKSPACE#*",
+                                                                                "TICKET#*"]}}},
             # UpdateItem, on its own partitions only: the edge's log (refusals counted, when a webhook was
             # last heard; ports/edge.py), and the OAuth callback's workspace connection and workspace index.
             # Never a link, a history, settings or a rate budget (the worker's and the operator's).

@@ -27,12 +27,13 @@ from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, 
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error
+from ..ports.store import SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
 # read), which must not interleave inside a claim's check and its write.
 _ONE_AT_A_TIME = threading.RLock()
+_SKIP = object()          # a link a capped read passes over
 
 
 def _atomic(cls: type) -> type:
@@ -132,15 +133,22 @@ class MemoryLinks:
         held = [h.link.status for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
         return dict(Counter(held[:limit]))
 
-    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
-        found = [h.link.workspace for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id
-                 and h.link.status is LinkStatus.LINKED and h.link.workspace != workspace]
-        return dict(Counter(found[:limit]))
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                         scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
+        return self._capped(campaign_id, limit, scan_limit, lambda link: link.workspace if link.status is
+                            LinkStatus.LINKED and link.workspace != workspace else _SKIP)
 
-    def ignored_in(self, campaign_id: str, limit: int) -> dict[Optional[str], int]:
-        found = [h.link.kind for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id
-                 and h.link.status is LinkStatus.IGNORED]
-        return dict(Counter(found[:limit]))
+    def ignored_in(self, campaign_id: str, limit: int,
+                   scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
+        return self._capped(campaign_id, limit, scan_limit,
+                            lambda link: link.kind if link.status is LinkStatus.IGNORED else _SKIP)
+
+    def _capped(self, campaign_id: str, limit: int, scan_limit: int,
+                key: Callable[[Link], Any]) -> tuple[dict[Any, int], bool]:
+        """As DynamoDB reads them: the campaign's links until `limit` match, or `scan_limit` were read."""
+        links = [h.link for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
+        found = [k for k in map(key, links[:scan_limit]) if k is not _SKIP]
+        return dict(Counter(found[:limit])), len(found) >= limit or len(links) < scan_limit
 
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
@@ -676,21 +684,22 @@ class MemorySync:
 
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
-                   finished: bool = False, message: Optional[str] = None) -> bool:
+                   finished: bool = False, message: Optional[str] = None, paused: float = 0.0) -> bool:
         run = self.run(campaign_id, number)
         if run is None or run.status != "running" or run.page != page or run.owner != owner:
             return False
         status = "stopped" if message else "done" if finished else "running"
         self._set(run, page=page + 1, cursor=cursor, counts=_plus(run.counts, counts),
                   total=run.total if total is None else total, owner=None, lease_until=None, updated_at=now,
-                  status=status, message=message, finished_at=now if status != "running" else None, error=None)
+                  status=status, message=message, finished_at=now if status != "running" else None, error=None,
+                  paused=run.paused + paused)
         return True
 
     def release(self, campaign_id: str, number: int, page: int, owner: str,
-                error: Optional[PageError] = None) -> None:
+                error: Optional[PageError] = None, paused: float = 0.0) -> None:
         run = self.run(campaign_id, number)
         if run is not None and run.page == page and run.owner == owner:
-            self._set(run, owner=None, lease_until=None, error=error or run.error)
+            self._set(run, owner=None, lease_until=None, error=error or run.error, paused=run.paused + paused)
 
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         run = self.run(campaign_id)
@@ -710,8 +719,8 @@ class MemorySync:
         for e in entries:
             ledger[e.contact_id] = e
 
-    def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
-        return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)
+    def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
+        return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)[:limit]
 
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         return [e for e in self.ledgers.get(campaign_id, {}).values() if (e.email or "") == normal_email(email)]

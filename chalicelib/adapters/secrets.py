@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from ..ports import SecretStore
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 
 
 class Scoped:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 ID_RULE = "a number, or text of letters, digits, '-' and '_' (at most 128)"
 
 

@@ -111,7 +111,7 @@ def _number(value: Any) -> float:
     return number
 
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 def to_unix(value: Any) -> int:

@@ -19,14 +19,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Optional
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 STATE_SECONDS = 600                        # from the start to the callback: the admin reads, then clicks
 TICKET_SECONDS = 1800                      # from `bridge workspace oauth-link` to the start: the link is sent, opened
 COOKIE = "bridge_oauth"
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_TICKET = re.compile(r"^[A-Za-z0-9_-]{22}$")         # new_ticket's shape: 16 random bytes, base64url
-_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{0,64}$")      # an app_id (adapters/secrets.valid_workspace), or none
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
+_TICKET = re.compile(r"^[A-Za-z0-9_-]{22}\Z")         # new_ticket's shape: 16 random bytes, base64url
+_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{0,64}\Z")      # an app_id (ports/secrets.valid_workspace), or none
 REGIONS = {"EU": "https://api.eu.intercom.io", "AU": "https://api.au.intercom.io"}
 DEFAULT_API = "https://api.intercom.io"
 
@@ -89,6 +89,20 @@ def read_state(key: str, state: Optional[str], now: float) -> State:
     if now >= expires_at:
         raise StateError(f"the sign-in took longer than {STATE_SECONDS // 60} minutes and expired: start again")
     return State(parts[0], expires_at, parts[2] or None)
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+
+
+def safe_url(url: str) -> bool:
+    """An https:// URL with a host, or plain http:// to this machine only (local runs): what a token or a
+    sign-in may be sent to. The host itself is compared (`http://localhost.evil.example` is not local)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:                     # e.g. an unclosed [IPv6 bracket
+        return False
+    return bool(host) and (parts.scheme == "https" or (parts.scheme == "http" and host in LOCAL_HOSTS))
 
 
 def authorize_url(base: str, client_id: str, state: str, redirect_uri: str) -> str:

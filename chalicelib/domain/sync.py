@@ -106,20 +106,22 @@ def page_error(previous: Optional[PageError], page: int, reason: str, state: str
     return PageError(page, line, tries, at, state)
 
 
-def describe_page_error(error: dict) -> str:
+def describe_page_error(error: dict, advice: bool = True) -> str:
     """A page error as `sync status` shows it (its JSON form: page 1-based, `at` ISO): "retrying page 3:
-    Intercom answered 503 (2 tries, last 12:04:05)"."""
+    Intercom answered 503 (2 tries, last 12:04:05)". `advice`: a failed page's line says what to do (doctor
+    says it apart)."""
     tries = f"{error['tries']} {'try' if error['tries'] == 1 else 'tries'}, " if error["tries"] else ""
     when = f"({tries}last {str(error['at'])[11:19]})"
     if error["state"] == WAITING:
         return f"page {error['page']} waits: {error['reason']} {when}"
     if error["state"] == FAILED:
-        return (f"page {error['page']} failed: {error['reason']} {when} — it waits in the dead-letter queue: "
-                "fix the cause, then `bridge dlq replay` resumes the run where it stopped")
+        return f"page {error['page']} failed: {error['reason']} {when}" + (
+            " — it waits in the dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it "
+            "stopped" if advice else "")
     return f"retrying page {error['page']}: {error['reason']} {when}"
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Optional, Protocol
 EDGE, WORKER = "edge", "worker"
 RF_WEBHOOK_SECRET = "rf/webhook-secret"            # under edge/
 RF_TOKEN = "rf/token"                              # under worker/
-_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def valid_workspace(workspace: object) -> bool:

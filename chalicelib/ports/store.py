@@ -22,6 +22,7 @@ from .edge import EdgeLog
 # refuses a shorter one: infra/deploy.py lease_problem).
 DEFAULT_LEASE_SECONDS = 120.0
 LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+SCAN_LIMIT = 2000   # items a check over a whole campaign reads at most (a few pages): past them it says it stopped
 
 
 class Busy(Deferred):
@@ -45,13 +46,16 @@ class LinkRepository(Protocol):
     def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
         """How many of the campaign's links are in each status, counting up to `limit` links (reads the
         campaign's own items only)."""
-    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                         scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
         """The campaign's linked people in other workspaces than `workspace`, by workspace, counting up to
-        `limit` of them: its links are read page by page until `limit` are found or none is left (not only
-        its first `limit` links)."""
-    def ignored_in(self, campaign_id: str, limit: int) -> dict[Optional[str], int]:
+        `limit` of them: its links are read page by page (not only its first `limit` links) until `limit`
+        are found, none is left, or `scan_limit` links were read. With whether the read was complete (False:
+        it stopped at `scan_limit` links, having found fewer than `limit`: the links past them are not known)."""
+    def ignored_in(self, campaign_id: str, limit: int,
+                   scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         """The campaign's joins the settings ignored (action nothing), by kind (lead, referrer; None: not
-        known), counting up to `limit` of them, read page by page as `linked_elsewhere` reads."""
+        known), counting up to `limit` of them, read as `linked_elsewhere` reads (and as complete)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
@@ -404,6 +408,7 @@ class SyncRun:
     lease_until: Optional[float] = None   # a worker works a page until then
     owner: Optional[str] = None
     error: Optional[PageError] = None     # the last failure of its next page, while the queue retries it
+    paused: float = 0.0                   # seconds its pages waited in the dead-letter queue (not its rate's time)
 
     @property
     def done(self) -> int:
@@ -431,6 +436,7 @@ class LedgerEntry:
     adopted: bool = False                 # their own join enrolled them (sync created nothing): already enrolled,
                                           # also while their link is not written yet (no_link_yet, writeback_failed)
     linked_run: int = 0                   # the run that wrote their late link (outcome `linked`; 0: none, or a webhook)
+    workspace: Optional[str] = None       # the workspace of the contact (None: written before entries said it)
 
     @property
     def final(self) -> bool:
@@ -449,14 +455,14 @@ class SyncRepository(Protocol):
         run's next one (done, or the run ended). Raises Busy while another worker's lease runs."""
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
-                   finished: bool = False, message: Optional[str] = None) -> bool:
+                   finished: bool = False, message: Optional[str] = None, paused: float = 0.0) -> bool:
         """The page is done: the next page and its cursor, the counts added, the lease given back, the
-        page's error cleared (and the run done, or stopped with `message`). False when this worker no longer
-        held it."""
+        page's error cleared (and the run done, or stopped with `message`), `paused` added to the run's. False
+        when this worker no longer held it."""
     def release(self, campaign_id: str, number: int, page: int, owner: str,
-                error: Optional[PageError] = None) -> None:
+                error: Optional[PageError] = None, paused: float = 0.0) -> None:
         """Give the page back unfinished (it is worked again later), with why (`error`, kept on the run
-        until a checkpoint clears it; None: the run's error stays as it was)."""
+        until a checkpoint clears it; None: the run's error stays as it was), `paused` added to the run's."""
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
         neither its progress nor its last progress."""
@@ -468,8 +474,9 @@ class SyncRepository(Protocol):
         finds the `creating` entry and looks the user up in RF. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
-    def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
-        """Every entry of the campaign (a query: for reports, not for the worker)."""
+    def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
+        """Every entry of the campaign, or its first `limit` (a query reading no more: for reports, not for
+        the worker)."""
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         """The campaign's entries with this email (a query of the campaign's ledger: for `explain`)."""
     def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:

@@ -13,7 +13,9 @@ from ..domain.settings import CampaignSettings, SettingsError, check_against_wor
 from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
+from ..ports.store import SCAN_LIMIT, StoredSettings
 from .dead_letters import list_dead, replay
+from .doctor import applied_elsewhere
 from .deps import Stack
 
 
@@ -191,11 +193,14 @@ def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) 
     stored = rt.store.settings.get(settings.campaign_id)
     if stored is not None and stored.workspace == settings.workspace:
         return []
-    linked = rt.store.links.linked_elsewhere(settings.campaign_id, settings.workspace, PEOPLE_COUNTED)
+    linked, whole = rt.store.links.linked_elsewhere(settings.campaign_id, settings.workspace, PEOPLE_COUNTED)
     counting = bool(count_attribute(settings))
-    enrolled = _enrolled_by_sync(rt, settings.campaign_id) if counting and stored is not None else 0
+    enrolled, read_all = _enrolled_by_sync(rt, settings.campaign_id, stored.workspace, _home(rt, stored)) \
+        if counting and stored is not None else (0, True)
+    unchecked = _unchecked(settings, stored, whole, read_all)
     if not linked:
-        return _enrolled_moved(settings, stored.workspace if stored is not None else "", enrolled, confirmed)
+        return _enrolled_moved(settings, stored.workspace if stored is not None else "", enrolled,
+                               confirmed) + unchecked
     n = sum(linked.values())
     people = (f"{n} or more linked people" if n >= PEOPLE_COUNTED else
               "1 linked person" if n == 1 else f"{n} linked people")
@@ -210,7 +215,26 @@ def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) 
             f"anyway, or keep workspace: {was}"])
     return [f"campaign {settings.campaign_id} moved from workspace {was} to {new}: its {people} of {old} will no "
             f"longer qualify{', nor will referral counts be written to them' if counting else ''} (their contacts "
-            f"stay in {old}{'; their counts are kept' if counting else ''}{also}; new joins are created in {new})"]
+            f"stay in {old}{'; their counts are kept' if counting else ''}{also}; new joins are created in {new})"
+            ] + unchecked
+
+
+def _home(rt: Operator, stored: StoredSettings) -> Optional[str]:
+    """Where contact sync enrolled the referrers of ledger entries that do not say it (written before entries
+    said their workspace): the stored settings' workspace while the campaign was never applied naming another
+    (None: not known)."""
+    return None if applied_elsewhere(rt.store, stored.campaign_id, stored.workspace) else stored.workspace
+
+
+def _unchecked(settings: CampaignSettings, stored: Optional[StoredSettings], whole: bool, read_all: bool) -> list[str]:
+    """What a move's bounded reads did not check (each stops after SCAN_LIMIT items): said, not taken as none."""
+    c, new, past = settings.campaign_id, settings.workspace, f"not checked past the first {SCAN_LIMIT:,}"
+    said = [] if whole else [f"campaign {c}'s people linked in other workspaces than {new} were {past} joins: any "
+                             f"among the rest no longer qualify (`bridge doctor {c}` after the move)"]
+    if not read_all and stored is not None:
+        said.append(f"referrers contact sync enrolled in workspace {stored.workspace} were {past} entries of campaign "
+                    f"{c}'s sync ledger: any among the rest no longer have their referral counts written")
+    return said
 
 
 def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
@@ -231,34 +255,48 @@ def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
     switched = {kind for kind, is_lead in ((LEAD, True), (REFERRER, False)) if before is not None
                 and before.people(is_lead).action == "nothing" and settings.people(is_lead).action != "nothing"}
     if switched:
-        found = rt.store.links.ignored_in(settings.campaign_id, PEOPLE_COUNTED)
+        found, whole = rt.store.links.ignored_in(settings.campaign_id, PEOPLE_COUNTED)
         n = sum(count for kind, count in found.items() if kind in switched or kind not in (LEAD, REFERRER))
         side = f"{'leads' if LEAD in switched else 'referrers'}.action" if len(switched) == 1 else "action"
         if n:
             who = _people(n, sum(found.values()) >= PEOPLE_COUNTED, "person", "people")
             said.append(f"{who}'s {'join was' if n == 1 else 'joins were'} ignored under {side} nothing: `bridge backfill {settings.campaign_id}` (a dry run) lists "
                         f"them, then `bridge backfill {settings.campaign_id} --apply` sends them")
+        if not whole:
+            said.append(f"joins ignored under {side} nothing were not checked past the first {SCAN_LIMIT:,} joins of "
+                        f"campaign {settings.campaign_id}: `bridge backfill {settings.campaign_id}` (a dry run) lists "
+                        "every one")
     if stored is not None and stored.workspace != settings.workspace:
-        back = rt.store.links.linked_elsewhere(settings.campaign_id, stored.workspace, PEOPLE_COUNTED)
+        back, _ = rt.store.links.linked_elsewhere(settings.campaign_id, stored.workspace, PEOPLE_COUNTED)
         n = back.get(settings.workspace, 0)
         if n:
             people = _people(n, sum(back.values()) >= PEOPLE_COUNTED, "linked person", "linked people")
             said.append(f"campaign {settings.campaign_id} moved back to workspace {settings.workspace}: its {people} "
                         f"of {settings.workspace} {'counts' if n == 1 else 'count'} again (changes to their contacts "
                         f"can qualify them{', and referral counts are written to them' if count_attribute(settings) else ''})")
+        enrolled = _enrolled_by_sync(rt, settings.campaign_id, settings.workspace, _home(rt, stored))[0] \
+            if count_attribute(settings) else 0
+        if enrolled:
+            said.append(f"campaign {settings.campaign_id} moved back to workspace {settings.workspace}: its "
+                        f"{_referrers(enrolled)} that contact sync enrolled in {settings.workspace} "
+                        f"{'counts' if enrolled == 1 else 'count'} again "
+                        "(their referral counts are written to them)")
     return said
 
 
-def _enrolled_by_sync(rt: Operator, campaign_id: str) -> int:
-    """The referrers contact sync enrolled whose counts know their contact (not those their own join
-    linked: `linked_elsewhere` counts them), counting up to PEOPLE_COUNTED: the sync ledger is read page by
-    page until that many are found or none is left (a query of one partition, only when a campaign moves)."""
-    found = 0
-    for entry in rt.store.sync.ledger(campaign_id):
-        found += entry.count_known and not entry.adopted
+def _enrolled_by_sync(rt: Operator, campaign_id: str, workspace: str, home: Optional[str]) -> tuple[int, bool]:
+    """The referrers contact sync enrolled in `workspace` whose counts know their contact (not those their own
+    join linked: `linked_elsewhere` counts them), counting up to PEOPLE_COUNTED; entries that do not say their
+    workspace count as enrolled in `home` (None: in none). The sync ledger is read page by page until that many
+    are found, none is left, or SCAN_LIMIT entries were read (a query of one partition, only when a campaign
+    moves): with whether it was read to its end (or to PEOPLE_COUNTED found)."""
+    found = read = 0
+    for entry in rt.store.sync.ledger(campaign_id, SCAN_LIMIT):
+        read += 1
+        found += entry.count_known and not entry.adopted and (entry.workspace or home) == workspace
         if found >= PEOPLE_COUNTED:
-            break
-    return found
+            return found, True
+    return found, read < SCAN_LIMIT
 
 
 def _referrers(n: int) -> str:

@@ -54,12 +54,25 @@ MISSING = "not in the bridge: joined"
 # has not reached the bridge yet, or was lost: backfill sends it, as it sends any missing join.
 SYNCED = "enrolled by contact sync, not linked yet: joined"
 NOTHING = "nothing to do (the settings' action is nothing)"
-# A join ignored under `action: nothing`, whose side's action creates now: sent again (`{action}`: the action now).
-REOPENED = "ignored under action nothing, now {action}: joined again"
 UNREADABLE = "unreadable in Referral Factory"
+UNREADABLE_EXAMPLES = 20       # people named of those RF lists unreadably (the rest are counted)
 COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
 
 Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
+
+
+@dataclass(frozen=True)
+class Reopened:
+    """A join ignored under `action: nothing`, whose side's action now creates (`action`): sent again."""
+    action: str
+
+    def said(self, applied: bool) -> str:
+        return f"ignored under action nothing, now {self.action}: " + ("joined again" if applied else
+                                                                         "would be joined again")
+
+
+Outcome = str | Reopened
+Classified = tuple[Outcome, Optional[JoinMessage], Optional[Uncounted]]
 
 
 class Backfilling(Protocol):
@@ -85,19 +98,20 @@ class Result:
     counted: int = 0                 # leads counted for their referrer now (referral counts)
     count_writes: int = 0            # referral.count messages queued: one per referrer whose count grew
     outcomes: Counter = field(default_factory=Counter)
-    unreadable: list[dict] = field(default_factory=list)   # who RF listed unreadably, and why (email masked)
+    # who RF listed unreadably, and why (email masked): the first UNREADABLE_EXAMPLES (outcomes counts them all)
+    unreadable: list[dict] = field(default_factory=list)
 
     def view(self) -> dict:
         dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined",
                SYNCED: "enrolled by contact sync, not linked yet: would be joined",
                WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
                COUNTED: "already applied: would be counted for their referrer"}
-        outcomes = {(k if self.applied else dry.get(k, k.replace(": joined again", ": would be joined again")
-                                                       if k.startswith(REOPENED.split("{")[0]) else k)): v
+        outcomes = {(k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)): v
                     for k, v in self.outcomes.most_common()}
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
                 "queued": self.queued, "counted": self.counted, "count_writes_queued": self.count_writes,
-                "outcomes": outcomes, "unreadable": self.unreadable}
+                "outcomes": outcomes, "unreadable": self.unreadable,
+                "unreadable_more": self.outcomes[UNREADABLE] - len(self.unreadable)}
 
 
 def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
@@ -140,7 +154,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             if lead is not None and (not apply or lead[0] in counted):
                 outcome = COUNTED
             result.outcomes[outcome] += 1
-            if outcome == UNREADABLE:
+            if outcome == UNREADABLE and len(result.unreadable) < UNREADABLE_EXAMPLES:
                 result.unreadable.append(unreadable(user, result.campaign_id))
             if message is not None:
                 to_send.append(message.wire())
@@ -193,8 +207,7 @@ def unreadable(user: dict, campaign_id: str) -> dict:
             "email": mask_email(person["email"]) if person.get("email") else None, "reason": reason}
 
 
-def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str,
-              now: float) -> tuple[str, Optional[JoinMessage], Optional[Uncounted]]:
+def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str, now: float) -> Classified:
     try:
         person = rf_person({**user, "campaign_id": campaign_id})
     except BodyError:
@@ -208,7 +221,7 @@ def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: 
         if action == "nothing":
             return IGNORED, None, _uncounted(settings, person, link)
         message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person, received_at=now)
-        return REOPENED.format(action=action), message, None
+        return Reopened(action), message, None
     if link is not None and link.status is LinkStatus.IN_PROGRESS:
         return IN_PROGRESS, None, None
     if kind in ("lead", "referrer") and settings.people(kind == "lead").action == "nothing":
@@ -218,25 +231,23 @@ def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: 
     return (WAITING if waiting else RETRY if link is not None else MISSING), message, None
 
 
-def _reopened(rt: Backfilling, classified: list[tuple[str, Optional[JoinMessage], Optional[Uncounted]]],
-              links: dict[PersonRef, Link]) -> list[tuple[str, Optional[JoinMessage], Optional[Uncounted]]]:
+def _reopened(rt: Backfilling, classified: list[Classified], links: dict[PersonRef, Link]) -> list[Classified]:
     """The page's ignored joins to send again, reopened first (one batched write), so that the worker
     claims them: one whose link changed meanwhile (applied, or reopened by another run) is not sent by
     this run (said as being joined)."""
-    ignored = [(message.person_ref, outcome) for outcome, message, _ in classified
-               if message is not None and outcome.startswith(REOPENED.split("{")[0])]
+    ignored = [(message.person_ref, outcome.action) for outcome, message, _ in classified
+               if message is not None and isinstance(outcome, Reopened)]
     if not ignored:
         return classified
-    whys = [(ref, _why(ref, outcome, links[ref])) for ref, outcome in ignored]
+    whys = [(ref, _why(ref, action, links[ref])) for ref, action in ignored]
     answers = rt.store.links.reopen_ignored_many([(ref, why, [Entry("join", "resent", why)]) for ref, why in whys])
     lost = {ref for (ref, _), done in zip(ignored, answers) if not done}
     return [(IN_PROGRESS, None, None) if message is not None and message.person_ref in lost else (outcome, message, lead)
             for outcome, message, lead in classified]
 
 
-def _why(ref: PersonRef, outcome: str, link: Link) -> str:
+def _why(ref: PersonRef, action: str, link: Link) -> str:
     side = "referrers" if link.kind == "referrer" else "leads"
-    action = outcome.split("now ", 1)[1].split(":", 1)[0]
     return (f"sent again by `bridge backfill {ref.campaign_id} --apply`: the join was ignored under {side}.action "
             f"nothing, and the settings now say {action}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Protocol, TypeVar
 
 from ..config import Config
-from ..domain.oauth import Workspace, new_key, workspace_of
+from ..domain.oauth import Workspace, new_key, safe_url, workspace_of
 from ..errors import Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
 from ..ports.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
@@ -89,7 +89,7 @@ def check_workspace_id(workspace: str, api_base: Optional[str]) -> None:
     if not valid_workspace(workspace):
         raise ConnectError("the workspace given is not an Intercom app_id (letters, digits, _ and - only, at most 64; "
                            "not repeated here: it may be a token given in its place)")
-    if api_base and not api_base.startswith(("https://", "http://127.0.0.1", "http://localhost")):  # gets the token
+    if api_base and not safe_url(api_base):  # it gets the token
         raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
 
 

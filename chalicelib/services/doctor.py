@@ -13,19 +13,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
+from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
-from ..domain.sync import describe_counts, describe_writes, run_counts
+from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
+from ..ports.store import SCAN_LIMIT
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
+from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
@@ -79,7 +82,7 @@ class Report:
     def view(self) -> dict:
         return {"campaign_id": self.campaign_id, "ok": self.ok,
                 "problems": sum(not f.ok for f in self.findings),
-                "warnings": sum(f.warn for f in self.findings),
+                "warning_count": sum(f.warn for f in self.findings),
                 "findings": [asdict(f) for f in self.findings]}
 
 
@@ -142,14 +145,20 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
     """The people a workspace move left in the old workspace (linked there: their contacts' changes no
     longer count, domain/judge.elsewhere). Asked only of a campaign once applied naming another workspace
     (the list of workspaces and each one's campaign list: one read each), or with pending leads linked
-    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere (a
-    campaign with none left, e.g. moved back, is read whole: its workspace attribute).
+    elsewhere; then one query of the campaign's links, stopping once LEFT_COUNTED are found elsewhere or
+    SCAN_LIMIT links were read (a campaign with none left, e.g. moved back, reads up to SCAN_LIMIT: said
+    when it stopped there).
     `pending`: its pending leads linked elsewhere, as read for the report."""
     c, ws = settings.campaign_id, settings.workspace
-    if not pending and not any(c in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
-                               if w != ws):
+    if not pending and not applied_elsewhere(store, c, ws):
         return
-    linked = store.links.linked_elsewhere(c, ws, LEFT_COUNTED)
+    linked, complete = store.links.linked_elsewhere(c, ws, LEFT_COUNTED)
+    if not complete:
+        report.add("workspace.left_behind", True,
+                   f"people linked in other workspaces than {ws} were not checked past the first {SCAN_LIMIT:,} "
+                   f"joins of campaign {c}",
+                   "the campaign was applied naming another workspace before: people linked there no longer "
+                   "qualify", f"`bridge explain {c} <email>` says where one person is linked", warn=True)
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
@@ -163,6 +172,13 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
                    "`bridge settings apply`); nothing to do if the move is intended", warn=True)
+
+
+def applied_elsewhere(store: Store, campaign_id: str, workspace: str) -> bool:
+    """The campaign's settings were once applied naming another workspace than `workspace` (each workspace's
+    campaign list says it, never pruned: one read each)."""
+    return any(campaign_id in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
+               if w != workspace)
 
 
 # --- contact sync --------------------------------------------------------------------------------
@@ -187,15 +203,26 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     shown = run_counts(run.counts)
     counts = describe_counts(shown) if run.counts else "nothing yet"
     where = f"sync run {run.number} ({run.kind}, {run.source})"
+    error = shown_error(run, rt.clock())   # the failure of the page the run is at (as `sync status` says it)
+    resume = f"fix the cause, then `bridge dlq replay --campaign {c}` resumes the run where it stopped"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",
                    "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
+    elif error is not None and error["state"] == FAILED:
+        report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
+                   "the page waits in the dead-letter queue: the run does not go on by itself", resume)
     elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
             (run.lease_until or 0) < rt.clock():
         report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "
-                   f"(page {run.page}; {counts})",
+                   f"(page {run.page + 1}; {counts})"
+                   + (f"; last: {describe_page_error(error)}" if error is not None else ""),
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
-                   "`bridge dlq list`, fix the cause, then `bridge dlq replay` (the run resumes where it stopped)")
+                   f"`bridge dlq list`, {resume}")
+    elif error is not None and error["state"] == RETRYING:
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
+                   "the queue retries the page by itself; after its last try it waits in the dead-letter queue and "
+                   "the run stops there", f"if it keeps failing, fix the cause; `bridge sync status {c} --watch` "
+                   "follows it", warn=True)
     else:
         skipped = shown["skipped"]
         refused = shown["enrolled_link_not_written"] + shown["still_link_not_written"]
@@ -406,30 +433,6 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
 
 
 # --- webhooks ---------------------------------------------------------------------------------------
-_FIX = {
-    "unauthorized": ("RF's webhook sends a wrong or no X-Bridge-Secret header",
-                     "in RF, set the webhook's custom header X-Bridge-Secret to the webhook secret given to "
-                     "`bridge rf connect` (or connect again with RF's value), then `bridge backfill {c} --apply`"),
-    "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect` (it asks for the webhook "
-                       "secret), then `bridge backfill {c} --apply`"),
-    "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
-                        "payload (README, Setting up Referral Factory's webhook)"),
-    "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
-    "invalid_field": ("a payload field has a value the bridge does not accept", "fix the payload field named in "
-                      "the message"),
-    "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
-    "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
-    "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
-    "too_large": ("the body is too large", "send only the fields the README lists"),
-    "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
-                         "`bridge backfill {c} --apply`"),
-}
-
-
-_INVALID_EMAIL = ("the person's email is not an address, e.g. it holds a space",
-                  "fix the email in Referral Factory, then `bridge backfill {c}` (dry run), then `--apply`")
-
-
 _INTERCOM_FIX = {
     "unauthorized": ("X-Hub-Signature does not verify with the workspace's stored client secret",
                      "`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
@@ -468,17 +471,23 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         total = sum(x.count for x in counts)
         last = max(x.last_at for x in counts)
         first = min(x.first_at for x in counts)
-        what, fix = (fixes or _FIX).get(reason, (reason, "see the message in `bridge explain`"))
         messages = [s.message for s in refusals.samples if s.reason == reason]
         sample = messages[0] if messages else ""
-        if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
-            what, fix = _INVALID_EMAIL
+        unknown = "see the message in `bridge explain`"
+        what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
-        resolved = joined([s for s in refusals.samples if s.reason == reason]) if joined is not None and (
-            since or reason not in _SETUP_REASONS) else ""
-        if resolved:
+        samples = [s for s in refusals.samples if s.reason == reason]
+        resolved = joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS) else ""
+        sampled = len({s.rf_user_id for s in samples})
+        if resolved and total <= sampled:          # every refused person is among those known joined
             report.add(check, True, f"{refused}; {resolved}: resolved since")
+            continue
+        if resolved:                               # only a few of each reason are sampled: the rest may be missing
+            report.add(check, True, f"{refused}; {resolved}, the other {total - sampled} are not sampled",
+                       "the bridge keeps a few samples of each refusal: the people of the other refused joins may "
+                       "still be missing from Intercom", f"`bridge backfill {c}` lists the rest (dry run), then "
+                       "`--apply`", warn=True)
             continue
         if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
@@ -489,7 +498,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         bad += 1
         report.add(check, False, refused + (f" — e.g. \"{sample}\"" if sample else ""),
                    "refused webhooks are not retried by the sender: those people or changes never reach the bridge",
-                   fix.format(c=c, ws=ws))
+                   fix.format(c=c, campaign=c, ws=ws))
     return bad
 
 
@@ -534,7 +543,12 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
     _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
                       f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws, heard=heard,
-                      accepted="notifications")
+                      accepted="notifications",
+                      after_why="Intercom does not send a refused notification again: the contact changes it told of "
+                                "were not applied when it came (leads it would have qualified waited)",
+                      after_fix="nothing to do if notifications keep being accepted: the scheduled reconciliation "
+                                "searches Intercom's changed contacts and catches those qualifications up (the "
+                                "[reconciliation] check says when it last did)")
     if settings.qualification is None:
         return
     if heard is None and pending:
@@ -595,9 +609,7 @@ def _not_written(store: Store, report: Report, settings: CampaignSettings) -> No
                                                           f") between {first} and {last}")
                    + (f" — e.g. {', '.join(shown)}" if shown else ""),
                    "their contacts were created or updated without that value: Intercom shows it empty, or as it was",
-                   f"fix the values in Referral Factory, or the field mapping (map it to an attribute of a type they "
-                   f"convert to; text holds at most 255 characters); `bridge explain {example}` lists each person's "
-                   "fields not written", warn=True)
+                   f"{NOT_WRITTEN}; `bridge explain {example}` lists each person's fields not written", warn=True)
 
 
 def _age_hours(now: float, iso_text: str) -> float:
@@ -645,8 +657,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    f"pending lead RF user {link.rf_user_id} ({mask_email(link.email)}) is linked to contact "
                    f"{link.contact_id}, but contact(s) {', '.join(others)} share the email",
                    "with `match: contact`, a conversion recorded on the duplicate does not qualify the referral",
-                   "set `qualification.match: email` in the settings (then `bridge settings apply`), or merge the "
-                   "contacts in Intercom")
+                   DUPLICATE)
 
 
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
+from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
@@ -153,7 +154,7 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
     for scope in scopes:
         for sample in store.edge.refusals(scope).samples:
             if _about(sample, hashes, rf_ids, contacts, scope):
-                trail.append(_with_fix(_refused(sample, scope), None))
+                trail.append(_with_fix(_refused(sample, scope), None, sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled,
@@ -260,8 +261,7 @@ def _duplicate(store: Store, contact_id: str, workspace: str, email: str, link: 
     return {**said, "counts": False,
             "why": f"campaign {link.campaign_id} qualifies its leads on their linked contact only "
                    "(qualification.match: contact)",
-            "hint": f"to count changes on contacts that share the lead's email, set `qualification.match: email` "
-                    "and apply the settings (`bridge settings apply`); or merge the contacts in Intercom"}
+            "hint": "to count changes on contacts that share the lead's email, " + DUPLICATE}
 
 
 def _by(run: int) -> str:
@@ -271,8 +271,7 @@ def _by(run: int) -> str:
 
 # What to do about an entry that needs an action, where the entry itself does not say: (event, outcome) -> fix.
 FIXES = {
-    ("fields", "not_written"): "fix the value in Referral Factory, or map the field to an attribute of a type it "
-                               "converts to (text holds at most 255 characters)",
+    ("fields", "not_written"): NOT_WRITTEN,
     ("join", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
     ("dead_letter", "failed"): "fix the cause named here, then `bridge dlq replay --campaign {campaign}`",
     ("qualification", "failed"): "fix the cause at Referral Factory, then `bridge dlq replay --campaign {campaign}`",
@@ -292,17 +291,9 @@ HINTS = {
                                    "apply the settings (`bridge settings apply`)",
     ("evaluation", "not_qualified"): "only leads (the person invited) qualify; referrers never do",
 }
-REFUSAL_FIXES = {
-    "unauthorized": "set RF's webhook header X-Bridge-Secret to the webhook secret given to `bridge rf connect`, "
-                    "then `bridge backfill {campaign} --apply`",
-    "not_configured": "`bridge rf connect` (it asks for the webhook secret), then `bridge backfill {campaign} "
-                      "--apply`",
-    "unknown_campaign": "apply the campaign's settings (`bridge settings apply`), then `bridge backfill {campaign} "
-                        "--apply`",
-}
 
-
-def _with_fix(entry: dict, link: Optional[Link]) -> dict:
+def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample] = None) -> dict:
+    """`refused`: the edge's sample a `webhook_refused` entry tells of (its message says which field)."""
     details = entry.get("details") or {}
     why = "not_changed" if entry["event"] == "evaluation" and details.get("require_change") else entry["outcome"]
     # A counted repeat (the same join, notification... seen again) needs nothing done.
@@ -314,7 +305,7 @@ def _with_fix(entry: dict, link: Optional[Link]) -> dict:
         if str(details.get("scope", "")).startswith("workspace:"):
             fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
         else:
-            fix = REFUSAL_FIXES.get(entry["outcome"], "see the message: fix the webhook's payload in Referral Factory")
+            fix = refused_join(entry["outcome"], [refused.message] if refused is not None else [])[1]
     side = "referrers" if link is not None and link.kind == "referrer" else "leads"
     for key, text in (("fix", fix), ("hint", hint)):
         if text:

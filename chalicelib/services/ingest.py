@@ -66,9 +66,12 @@ def _checked_with(read: Callable[[], T], what: str) -> Union[T, Reply]:
         return read()
     except Exception:  # a throttled, timed-out or failed read: told apart from a refusal
         logger.warning(f"could not read {what} to check a webhook", exc_info=True)
-        return Reply(503, {"error": "unavailable", "message": f"the bridge could not read {what} to check this "
-                           f"request: try again in {UNAVAILABLE_RETRY_AFTER} s"},
-                     {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+        return _unavailable(f"the bridge could not read {what} to check this request")
+
+
+def _unavailable(what_failed: str) -> Reply:
+    return Reply(503, {"error": "unavailable", "message": f"{what_failed}: try again in {UNAVAILABLE_RETRY_AFTER} s"},
+                 {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
 
 
 def _lower(headers: Mapping[str, Any]) -> dict:
@@ -92,6 +95,9 @@ def _enqueue(rt: Edge, message: Union[JoinMessage, ContactMessage], status: int,
         message_id = rt.queue.send(message.wire())
     except MessageTooLarge as exc:
         return _error(413, "too_large", f"the event is too large to queue ({exc})")
+    except Exception:  # SQS throttled, unreachable or refusing: an outage the sender retries, not the body's fault
+        logger.warning("could not queue a webhook's event", exc_info=True)
+        return _unavailable("the bridge could not queue this event")
     return Reply(status, {**answer, "queued": True, "message_id": message_id})
 
 
@@ -128,7 +134,10 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]
         person = webhooks.rf_join(body)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message), None
-    if not rt.campaign_known(person.campaign_id):
+    known = _checked_with(lambda: rt.campaign_known(person.campaign_id), "the campaign's settings")
+    if isinstance(known, Reply):
+        return known, None
+    if not known:
         return _error(404, "unknown_campaign", f"campaign {person.campaign_id} has no settings here: "
                       "apply them with `bridge settings apply`"), None
     message = JoinMessage(campaign_id=person.campaign_id, rf_user_id=person.id, person=person,
@@ -178,11 +187,14 @@ def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     """POST /webhooks/intercom: one Intercom notification. The body must be read to know whose
     secret signs it; only `app_id` is looked at before the signature is checked. A refusal is kept
     in the edge's log (the workspace's when it is connected); a queued one marks it as heard."""
-    body: dict = {}
-    reply = _intercom(_lower(headers), raw, rt, body)
+    read = _Read()
+    reply = _intercom(_lower(headers), raw, rt, read)
+    body = read.body
     workspace = webhooks.app_id_of(body)
     if reply.status >= 400:
-        item = body.get("data", {}).get("item") if reply.status != 401 and isinstance(body.get("data"), dict) else None
+        # A contact's id only from a body whose signature verified: an unsigned one (a 401, or a 503
+        # before its secret could be read) would file whatever it names under a real workspace.
+        item = body.get("data", {}).get("item") if read.signed and isinstance(body.get("data"), dict) else None
         contact_id = _plain_id(item.get("id")) if isinstance(item, dict) else None
         rt.note_refusal(_sample(reply, at=rt.clock(), contact_id=contact_id), workspace=workspace)
     elif reply.body.get("queued") and workspace:
@@ -190,7 +202,14 @@ def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     return reply
 
 
-def _intercom(lowered: dict, raw: bytes, rt: Edge, read: dict) -> Reply:
+@dataclass
+class _Read:
+    """What `_intercom` read of a notification, for its refusal's sample."""
+    body: dict = field(default_factory=dict)
+    signed: bool = False
+
+
+def _intercom(lowered: dict, raw: bytes, rt: Edge, read: _Read) -> Reply:
     media = _checked_shape(lowered, raw, rt, accepted=())
     if isinstance(media, Reply):
         return media
@@ -198,7 +217,7 @@ def _intercom(lowered: dict, raw: bytes, rt: Edge, read: dict) -> Reply:
         body = webhooks.parse_json_object(raw)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message)
-    read.update(body)
+    read.body = body
     workspace = webhooks.app_id_of(body)
     given = lowered.get("x-hub-signature") or ""
     signed = lambda s: hmac.compare_digest(given.encode(), signature(s, raw).encode())  # noqa: E731
@@ -209,6 +228,7 @@ def _intercom(lowered: dict, raw: bytes, rt: Edge, read: dict) -> Reply:
     if not secret or not signed(secret):
         # One answer for all: an unauthenticated caller must not learn which workspaces exist.
         return _error(401, "unauthorized", "missing or wrong X-Hub-Signature for this app_id")
+    read.signed = True
     try:
         notification = webhooks.intercom_notification(body)
         if notification.topic == "ping":

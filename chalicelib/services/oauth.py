@@ -85,7 +85,7 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
                            "first (it asks for the public app's client secret)")
     if workspace is not None:
         check_workspace_id(workspace, None)
-    if not api_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+    if not oauth.safe_url(api_url):
         raise ConnectError(f"the API's URL must be an https:// URL, e.g. "
                            f"https://abc123.execute-api.eu-west-1.amazonaws.com/api (got {api_url[:100]!r})")
     ticket = OAuthTicket(oauth.new_ticket(), workspace, int(rt.clock()) + oauth.TICKET_SECONDS)
@@ -103,7 +103,10 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
         return _no_ticket(ticket)
     only = f" This link connects workspace <code>{html.escape(kept.workspace)}</code> only." if kept.workspace else ""
     body = (f"<p>Sign in to Intercom as an admin of the workspace to connect, and allow the app.{only}</p>"
-            f'<form method="post" action="{html.escape(place.start)}">'
+            # The button is disabled once pressed: a second POST (a double click) would get the page of a
+            # spent link, in place of Intercom's.
+            f'<form method="post" action="{html.escape(place.start)}" '
+            'onsubmit="this.querySelector(\'button\').disabled = true">'
             f'<input type="hidden" name="ticket" value="{html.escape(kept.ticket)}">'
             '<button type="submit" id="continue">Continue to Intercom</button></form>'
             "<p>The link works once: continuing uses it.</p>")
@@ -177,7 +180,13 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     # The public app's client secret signs this workspace's webhooks.
     store_workspace(rt, found.app_id, token, client_secret, api_base)
     logger.info("workspace connected by OAuth", extra={"workspace": found.app_id})
-    return _connected(place, found, current, _campaigns(rt, found.app_id))
+    try:
+        campaigns = _campaigns(rt, found.app_id)
+    except Exception:  # the workspace is connected: the page says so, with the next steps that fit any workspace
+        logger.warning("could not read the connected workspace's campaigns", extra={"workspace": found.app_id},
+                       exc_info=True)
+        campaigns = {}
+    return _connected(place, found, current, campaigns)
 
 
 def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, bool]:

@@ -122,12 +122,17 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, last
             return "resent"
         return "repeat"
     assert run is not None
+    # A page taken back from the dead-letter queue (`bridge dlq replay`): the time it waited there is not the run's
+    # working time (its rate's), kept apart as `paused`.
+    error = run.error
+    paused = max(0.0, deps.clock() - error.at) if error is not None and error.state == FAILED and \
+        error.page == message.page else 0.0
     try:
-        return _work_page(message, deps, run, owner)
+        return _work_page(message, deps, run, owner, paused)
     except BaseException as exc:
         deps.sync.release(campaign_id, message.run, message.page, owner,
                           _page_error(run, message.page, exc, deps.clock(), last_try)
-                          if isinstance(exc, Exception) else None)
+                          if isinstance(exc, Exception) else None, paused=paused)
         raise
 
 
@@ -143,7 +148,7 @@ def _page_error(run: SyncRun, page: int, exc: Exception, now: float, last_try: b
     return page_error(run.error, page, mask_emails(reason), state, now)
 
 
-def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: str) -> str:
+def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: str, paused: float = 0.0) -> str:
     campaign_id = message.campaign_id
     try:
         settings = settings_of(deps, campaign_id)
@@ -154,7 +159,7 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
         problems = exc.problems
     if problems:
         deps.sync.checkpoint(campaign_id, run.number, message.page, owner, deps.clock(), cursor=None, counts={},
-                             message="; ".join(problems))
+                             message="; ".join(problems), paused=paused)
         logger.warning("sync run stopped by its checks", extra={"campaign_id": campaign_id, "run": run.number})
         return "stopped"
     sync = settings.sync
@@ -167,7 +172,8 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     finished = following is None or stop is not None
     if not deps.sync.checkpoint(campaign_id, run.number, message.page, owner, deps.clock(),
                                 cursor=None if finished else following, counts=page.tally.counts,
-                                total=total if message.page == 0 else None, finished=finished, message=stop):
+                                total=total if message.page == 0 else None, finished=finished, message=stop,
+                                paused=paused):
         return "lost"          # our lease ran out and another worker did the page: its counts stand
     for outcome, n in page.tally.counts.items():
         count(f"Sync{''.join(p.title() for p in outcome.split('_'))}", n)
@@ -274,12 +280,12 @@ class Page:
         if asks and self.deps.queue is not None:      # one send, before the ledger says the count knows them
             self.deps.queue.send_many(count_messages(asks))
         if seen:
-            self.deps.sync.record(self.campaign_id, seen)
+            self.deps.sync.record(self.campaign_id, self._in_workspace(seen))
         if todo:
-            self.deps.sync.intend(self.campaign_id, [
+            self.deps.sync.intend(self.campaign_id, self._in_workspace([
                 LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.decider, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
-                for c, d, earlier in todo])
+                for c, d, earlier in todo]))
         jobs: list[Callable[[], None]] = [partial(self._link, e, value) for e, value in links]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
@@ -338,8 +344,12 @@ class Page:
         self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,
                                         run=self.decider, seen_run=self.number, **kw), reason))
 
+    def _in_workspace(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        """Each entry says the workspace of its contact: a move of the campaign then knows whom it leaves."""
+        return [_replace(e, workspace=self.settings.workspace) for e in entries]
+
     def _done(self, result: _Outcome) -> None:
-        self.deps.sync.record(self.campaign_id, [result.entry])
+        self.deps.sync.record(self.campaign_id, self._in_workspace([result.entry]))
         if result.note is not None and result.entry.rf_user_id:
             self.deps.history.append(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note])
         with self._lock:
@@ -695,31 +705,39 @@ def _shown(deps: WorkDeps, run: SyncRun, full: Optional[SyncRun]) -> dict:
 
 def _status(deps: WorkDeps, run: SyncRun) -> dict:
     campaign_id = run.campaign_id
-    elapsed = max(0.0, (run.finished_at or deps.clock()) - run.started_at)
+    now = deps.clock()
+    error = shown_error(run, now)
+    stalled = error is not None and error["state"] == FAILED     # since its page failed: the run waits, not works
+    # The run's working time: not the time its pages waited in the dead-letter queue, before (paused) or now
+    end = run.finished_at or (run.error.at if stalled and run.error else now)
+    elapsed = max(0.0, end - run.started_at - run.paused)
     done = run.done
     rate = done / elapsed * 60 if done and elapsed >= RATE_AFTER else None
     total = run.total
     eta = None
-    if run.status == "running" and total and rate:
+    if run.status == "running" and total and rate and not stalled:
         eta = max(0.0, (total - done) / rate * 60)
+    paused = run.paused + (now - end if stalled else 0.0)
     return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
             "status": run.status, "done": done, "total": total, "page": run.page, **run_counts(run.counts),
             "by_webhook": dict(run.by_webhook),
             "rate_per_minute": None if rate is None else round(rate, 1),
-            "eta_seconds": None if eta is None else round(eta),
+            "eta_seconds": None if eta is None else round(eta), "paused_seconds": round(paused),
             "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
             "last_progress_at": iso(run.updated_at),
             "message": run.message, **({"since": iso(run.since)} if run.since else {}),
-            "page_error": _shown_error(run)}
+            "page_error": error}
 
 
-def _shown_error(run: SyncRun) -> Optional[dict]:
-    """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based."""
+def shown_error(run: SyncRun, now: float) -> Optional[dict]:
+    """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based. A
+    failed page a worker holds again (`bridge dlq replay` sent it back) is retrying."""
     error = run.error
     if error is None or run.status != "running" or error.page != run.page:
         return None
-    return {"page": error.page + 1, "state": error.state, "reason": error.reason, "tries": error.tries,
-            "at": iso(error.at)}
+    worked = bool(run.owner) and (run.lease_until or 0) > now
+    return {"page": error.page + 1, "state": RETRYING if error.state == FAILED and worked else error.state,
+            "reason": error.reason, "tries": error.tries, "at": iso(error.at)}
 
 
 def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict]:

@@ -480,11 +480,11 @@ def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number
         claim = store.links.claim(PersonRef("42", user), workspace)
         store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=f"c{user}"), [])
     joined(store, PersonRef("43", "1"))                                        # another campaign's
-    assert store.links.linked_elsewhere("42", "ws2", 100) == {WS: 2}
-    assert store.links.linked_elsewhere("42", "ws2", 1) == {WS: 1}            # found after 4 failed joins
-    assert store.links.linked_elsewhere("42", WS, 100) == {"ws2": 1}
-    assert store.links.linked_elsewhere("42", "ws3", 100) == {WS: 2, "ws2": 1}
-    assert store.links.linked_elsewhere("44", WS, 100) == {}
+    assert store.links.linked_elsewhere("42", "ws2", 100) == ({WS: 2}, True)
+    assert store.links.linked_elsewhere("42", "ws2", 1) == ({WS: 1}, True)           # found after 4 failed joins
+    assert store.links.linked_elsewhere("42", WS, 100) == ({"ws2": 1}, True)
+    assert store.links.linked_elsewhere("42", "ws3", 100) == ({WS: 2, "ws2": 1}, True)
+    assert store.links.linked_elsewhere("44", WS, 100) == ({}, True)
 
 
 def test_a_campaigns_ignored_joins_are_counted_by_kind_past_any_number_of_other_links(store, monkeypatch):
@@ -498,10 +498,35 @@ def test_a_campaigns_ignored_joins_are_counted_by_kind_past_any_number_of_other_
         store.links.finish(claim, JoinResult(LinkStatus.IGNORED, kind=kind, reason="leads.action is nothing"), [])
     claim = store.links.claim(PersonRef("43", "1"), WS)                        # another campaign's
     store.links.finish(claim, JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"), [])
-    assert store.links.ignored_in("42", 100) == {"lead": 2, "referrer": 1, None: 1}
-    assert sum(store.links.ignored_in("42", 2).values()) == 2                  # found after 3 linked people
-    assert store.links.ignored_in("44", 100) == {}
+    assert store.links.ignored_in("42", 100) == ({"lead": 2, "referrer": 1, None: 1}, True)
+    assert sum(store.links.ignored_in("42", 2)[0].values()) == 2                  # found after 3 linked people
+    assert store.links.ignored_in("44", 100) == ({}, True)
 
+
+def test_the_reads_of_a_campaigns_links_stop_after_scan_limit_links_and_say_so(store, monkeypatch):
+    """`linked_elsewhere` and `ignored_in` read no more than `scan_limit` links (whatever they find): with
+    fewer than `limit` found there, the answer says it is not complete; read to the end, or `limit` found,
+    it is."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    for user in ("1", "2", "3", "4", "5"):
+        claim = store.links.claim(PersonRef("42", user), WS)
+        store.links.finish(claim, JoinResult(LinkStatus.FAILED, reason="RF answered 404"), [])
+    assert store.links.linked_elsewhere("42", "ws2", 100, scan_limit=3) == ({}, False)
+    assert store.links.ignored_in("42", 100, scan_limit=3) == ({}, False)
+    assert store.links.linked_elsewhere("42", "ws2", 100, scan_limit=6) == ({}, True)
+    assert store.links.ignored_in("42", 100, scan_limit=6) == ({}, True)
+    for user in ("6", "7", "8", "9", "10"):
+        claim = store.links.claim(PersonRef("43", user), WS)
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=f"c{user}"), [])
+    assert store.links.linked_elsewhere("43", "ws2", 2, scan_limit=3) == ({WS: 2}, True)    # found before the cap
+    assert store.links.linked_elsewhere("43", "ws2", 100, scan_limit=3) == ({WS: 3}, False)
+
+
+def test_the_first_entries_of_a_ledger_are_read_without_the_rest(store):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry(f"c{i}", "missing_field", run=1) for i in range(5)])
+    assert [e.contact_id for e in store.sync.ledger("42", 3)] == ["c0", "c1", "c2"]
+    assert len(list(store.sync.ledger("42"))) == 5
 
 def test_the_campaigns_of_a_workspace_are_listed(store):
     assert store.settings.campaigns(WS) == set()
@@ -775,6 +800,21 @@ def test_a_page_given_back_with_its_error_keeps_it_on_the_run_until_a_checkpoint
     assert store.sync.run("42", 1).error is None and store.sync.run("42").error.reason.endswith("Bad Gateway")
 
 
+def test_the_time_a_run_s_pages_waited_in_the_dead_letter_queue_adds_up_and_stays_with_its_run_on_both_stores(
+        store, clock):
+    """`sync status`'s rate leaves out the time pages waited in the dead-letter queue: each try of a replayed page
+    adds its wait on release or checkpoint, the finished run keeps it, and the next run starts at none."""
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock())
+    store.sync.release("42", 1, 0, "w1", paused=600.5)
+    store.sync.claim_page("42", 1, 0, "w2", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w2", clock(), cursor=None, counts={"enrolled": 1}, finished=True,
+                                 paused=60)
+    assert store.sync.run("42").paused == 660.5
+    store.sync.start("42", "full", "users", clock())
+    assert (store.sync.run("42", 1).paused, store.sync.run("42").paused) == (660.5, 0.0)
+
+
 def test_intending_to_create_a_contact_an_earlier_run_skipped_leaves_a_creating_entry_on_both_stores(store):
     """A contact run 1 skipped (no name) is created by run 2 once fixed: run 2's `creating` entry must replace the
     skip on both stores, so that a retry after a lost create answer looks the user up in RF (services/sync.py
@@ -834,6 +874,17 @@ def test_a_ledger_entry_keeps_that_a_referrers_own_join_enrolled_them_and_one_wr
     assert (got["c1"].adopted, got["c2"].adopted) == (True, False)
     assert [e.adopted for e in store.sync.ledger("42")] == [True, False]
 
+
+
+def test_a_ledger_entry_keeps_the_workspace_of_its_contact_and_one_written_without_it_loads_as_not_known(store):
+    """A move of the campaign asks where sync enrolled each referrer; entries written before they said it
+    load with no workspace (None: not known)."""
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", run=1, workspace="ws-b"),
+                             LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="8", run=1)])
+    got = store.sync.entries("42", ["c1", "c2"])
+    assert (got["c1"].workspace, got["c2"].workspace) == ("ws-b", None)
+    assert [e.workspace for e in store.sync.ledger("42")] == ["ws-b", None]
 
 # --- the edge's log: bounded, expiring (ports/edge.py) ---------------------------------------------
 def refusal(n: int, reason="unauthorized", rf_user_id=None):

@@ -490,6 +490,23 @@ def test_the_api_functions_writes_stay_within_its_leading_keys(performed, render
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
     if operation == "UpdateItem":        # the edge's log and the OAuth callback's connection were both seen
         assert {k.split("#")[0] for k in keys} >= {"EDGE", "WORKSPACE", "WORKSPACES"}, keys
-    others = [p for s in policy if s.get("Sid") != sid
+    others = [p for s in policy if s.get("Sid") != sid and s["Action"] != ["dynamodb:GetItem"]   # other writes
               for p in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])]
     assert not [k for k in keys if any(fnmatchcase(k, p) for p in others)], "two statements share these keys"
+
+
+def test_the_api_functions_reads_stay_within_its_leading_keys(performed, rendered):
+    """The internet-facing function reads only the partitions its webhooks, OAuth start and callback
+    check callers with: every GetItem it made falls inside its Table statement's dynamodb:LeadingKeys,
+    and that statement leaves out the partitions of people (histories, links by contact or email, the sync
+    ledger, applied notifications) and the rate budgets."""
+    _, stage, recorder = performed
+    [statement] = [s for s in rendered.policy(STAGE, "api_handler")["Statement"] if "dynamodb:GetItem" in s["Action"]]
+    reads = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == "GetItem"]
+    keys = {c.params["Key"]["pk"]["S"] for c in reads}
+    allowed = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get(
+        "dynamodb:LeadingKeys", ["*"])                                     # no condition: every partition
+    assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
+    for kept_out in ("HISTORY#42#1001", f"EMAIL#{WORKSPACE}#ann@example.com", f"CONTACT#{WORKSPACE}#6ab1",
+                     "SYNC#42", "RATE#intercom", f"NOTIFICATION#{WORKSPACE}#notif_1", "RECONCILE", "RF"):
+        assert not any(fnmatchcase(kept_out, pattern) for pattern in allowed), kept_out

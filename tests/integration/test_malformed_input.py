@@ -303,6 +303,37 @@ def test_a_secret_store_that_throttles_answers_503_with_retry_after_not_a_500(br
     assert bridge.queued() == 0
 
 
+def test_a_table_or_queue_that_throttles_answers_503_with_retry_after_not_a_500(bridge, intercom, rf, monkeypatch):
+    """DynamoDB refuses the read of a join's campaign, then SQS refuses to queue: each webhook gets a
+    JSON 503 with Retry-After over HTTP (the sender retries), not Chalice's 500."""
+    from botocore.exceptions import ClientError
+    from pynamodb.exceptions import GetError
+
+    bridge.apply(lead_settings())
+    bridge.rt.forget()                                       # a cold container: the campaign must be read
+    lead = rf.add_user(42, "ann@example.com", "Ann")
+
+    def table_throttled(campaign_id):
+        raise GetError("Failed to get item", ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}}, "GetItem"))
+    with monkeypatch.context() as patched:
+        patched.setattr(bridge.rt.store.settings, "get", table_throttled)
+        answers = [bridge.post_join(join_body(lead))]
+
+    def queue_throttled(**params):
+        raise ClientError({"Error": {"Code": "RequestThrottled", "Message": "Rate exceeded"}}, "SendMessage")
+    monkeypatch.setattr(bridge.rt.queue.client, "send_message", queue_throttled)
+    contact = intercom.add_contact("x@example.com")
+    answers += [bridge.notify("contact.lead.updated", contact["id"]), bridge.post_join(join_body(lead))]
+    for answer in answers:
+        assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "60"), answer.text
+        assert answer.json()["error"] == "unavailable"
+    assert [a.json()["message"].split(":")[0] for a in answers] == [
+        "the bridge could not read the campaign's settings to check this request"] + \
+        ["the bridge could not queue this event"] * 2
+    assert bridge.queued() == 0
+
+
 def test_no_body_posted_to_the_oauth_start_gets_a_5xx_or_spends_a_link(bridge):
     """The start page's "Continue to Intercom" posts a form holding the ticket. Any other body (generated
     JSON, broken forms, other media types, a ticket given twice or in JSON) gets the start's 403 page,

@@ -277,6 +277,30 @@ def test_opening_a_link_spends_nothing_and_the_admins_click_still_works(stack):
     assert stack.text("workspace-id") == OAUTH_WS and stack.token()
 
 
+def test_a_double_click_on_continue_still_reaches_intercom(stack):
+    """The admin clicks "Continue to Intercom" again while Intercom's page loads: the first click disabled
+    the button, so no second POST gets the page of a spent link in place of Intercom's. (The page's form
+    is held back to count its submits: a second click while the first POST is on its way is otherwise
+    a matter of timing.)"""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    link = stack.link()
+    stack.open_link(link)
+    submits = stack.driver.execute_script("""
+        const button = document.getElementById('continue'); let submits = 0;
+        button.form.addEventListener('submit', event => { submits += 1; event.preventDefault(); });
+        button.click(); button.click();
+        return submits;""")
+    assert submits == 1 and authorize_pages(stack) == 0
+    stack.open_link(link)                                # the real thing: a double click goes on to Intercom
+    ActionChains(stack.driver).double_click(stack.driver.find_element(By.ID, "continue")).perform()
+    assert stack.text("authorize") == "Authorize access"
+    assert authorize_pages(stack) == 1
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS and stack.token()
+
+
 def test_a_get_alone_never_spends_the_link(stack):
     """Opening the link with every GET a fetcher could make spends nothing: the page, again and again,
     and the link still continues once, and only once."""

@@ -8,7 +8,7 @@ import pytest
 from chalicelib.domain import oauth
 from chalicelib.domain.oauth import StateError
 from chalicelib.services import oauth as flow
-from chalicelib.services.connections import (ConnectError, configure_oauth, connect_workspace,
+from chalicelib.services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_workspace,
                                              disconnect_workspace)
 from tests.fakes import FakeConnecting
 
@@ -94,7 +94,7 @@ def test_opening_the_link_spends_nothing_and_its_page_continues_with_a_post(rt):
     for _ in range(3):
         page = flow.start(rt, HERE, given)
         assert page.status == 200 and "Location" not in page.headers and "Set-Cookie" not in page.headers
-        assert f'<form method="post" action="{HERE.start}">' in page.html
+        assert f'<form method="post" action="{HERE.start}" ' in page.html
         assert f'<input type="hidden" name="ticket" value="{given}">' in page.html and "Continue to Intercom" in page.html
     assert flow.begin(rt, HERE, given).status == 303
     assert flow.start(rt, HERE, given).status == 403                      # spent: the page says so
@@ -186,6 +186,21 @@ def test_a_first_connect_of_a_workspace_campaigns_already_name_says_how_their_wa
         '(bridge dlq list shows it): bring it back with bridge dlq replay --reason "workspace ws1 is not connected".']
 
 
+def test_a_table_that_fails_after_the_connect_still_says_connected_with_the_steps_for_any_workspace(rt):
+    """The workspace is stored; reading which campaigns name it then fails: the admin is told it is
+    connected (not a 500 that reads like a failed connect), with the next steps that fit any workspace."""
+    rt.store.settings.put("42", campaign("42"), "ws1")
+
+    def down(workspace):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    rt.store.settings.campaigns = down
+    page = connected(rt)
+    assert 'Connected: Intercom workspace <strong id="workspace-name">Acme &lt;b&gt;</strong>' in page.html
+    assert steps(page)[1:] == [
+        'Write the campaign\'s settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.']
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
+
+
 def test_a_start_without_the_operators_unused_unexpired_ticket_is_refused_and_never_reaches_intercom(rt):
     unused, spent, late = ticket(rt), ticket(rt), ticket(rt)
     assert flow.begin(rt, HERE, spent).status == 303
@@ -209,6 +224,24 @@ def test_an_operator_link_needs_the_oauth_app_and_a_real_app_id():
     with pytest.raises(ConnectError, match="https://"):
         flow.mint_link(bare, "http://bridge.example/api")
     assert bare.store.connections.tickets == {}
+
+
+@pytest.mark.parametrize("url", ["http://localhost.evil.example/api", "http://127.0.0.1.evil.example",
+                                 "http://localhost@evil.example/api", "http://evil.example/localhost",
+                                 "http://bridge.example/api", "https://", "ftp://localhost/api", "http://[::1"])
+def test_a_url_that_only_starts_like_this_machine_gets_no_link_and_no_token(rt, url):
+    """Where an OAuth link sends the admin and `--api-base` sends a workspace's token: https, or plain
+    http to this very machine; its host is compared, not how the URL begins."""
+    with pytest.raises(ConnectError, match="must be an https:// URL"):
+        flow.mint_link(rt, url)
+    with pytest.raises(ConnectError, match="must be an https:// URL"):
+        check_workspace_id("ws1", url)
+    assert rt.store.connections.tickets == {}
+
+
+def test_this_machine_and_https_urls_are_accepted():
+    assert all(oauth.safe_url(u) for u in ("https://bridge.example/api", "http://localhost:8000/api",
+                                     "http://127.0.0.1:9", "https://api.eu.intercom.io"))
 
 
 def test_a_link_for_one_workspace_refuses_a_token_of_another_and_stores_nothing(rt):

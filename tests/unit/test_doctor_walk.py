@@ -180,7 +180,7 @@ def test_fields_not_written_are_counted_per_attribute_and_kind_with_a_few_masked
     view, text = look(rt)
     assert calls.count("fields:42") == 1                        # one query, no history read
     found = checks(view, "fields.not_written")
-    assert [(f["ok"], f["warn"]) for f in found] == [(True, True)] * 3 and view["ok"] and view["warnings"] == 3
+    assert [(f["ok"], f["warn"]) for f in found] == [(True, True)] * 3 and view["ok"] and view["warning_count"] == 3
     score, plan, vip = found
     assert score["what"].startswith("2 join(s) applied without custom_attributes.score (not a number, from "
                                     "meta.score) between ")

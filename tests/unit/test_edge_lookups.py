@@ -94,12 +94,54 @@ def test_a_secret_store_that_fails_gets_503_with_retry_after_on_both_webhooks_no
     assert _notify(rt).status == 200                            # the store is back: nothing was kept of the outage
 
 
-def test_a_table_that_fails_while_a_workspace_is_looked_up_gets_503():
+def _down(*args, **kwargs):
+    raise RuntimeError("ProvisionedThroughputExceededException")
+
+
+def _join(rt: Runtime):
+    return receive_rf_join({RF_SECRET_HEADER: "hook", "Content-Type": "application/json"},
+                           json.dumps({"id": 1001, "campaign_id": 42, "email": "ann@example.com"}).encode(), rt)
+
+
+def test_a_table_that_fails_while_a_workspace_or_a_joins_campaign_is_looked_up_gets_503_not_a_500():
     store = CountingStore()
     rt = _runtime(store)
-
-    def down(workspace: str):
-        raise RuntimeError("ProvisionedThroughputExceededException")
-    store.connections.workspace = down  # type: ignore[method-assign]
+    store.connections.workspace = _down  # type: ignore[method-assign]
+    store.settings.get = _down  # type: ignore[method-assign]
     reply = _notify(rt)
     assert reply.status == 503 and reply.headers["Retry-After"] == "60"
+    reply = _join(rt)
+    assert (reply.status, reply.body["error"], reply.headers) == (503, "unavailable", {"Retry-After": "60"})
+    assert reply.body["message"] == "the bridge could not read the campaign's settings to check this request: " \
+                                    "try again in 60 s"
+
+
+def test_a_queue_that_fails_gets_503_with_retry_after_on_both_webhooks_and_nothing_is_queued():
+    rt = _runtime()
+    rt.store.settings.put("42", {"campaign_id": "42"}, WORKSPACE)
+    queue = rt.queue
+    assert isinstance(queue, FakeQueue)
+    queue.send = _down  # type: ignore[method-assign]
+    for reply in (_notify(rt), _join(rt)):
+        assert (reply.status, reply.body["error"], reply.headers) == (503, "unavailable", {"Retry-After": "60"})
+        assert reply.body["message"] == "the bridge could not queue this event: try again in 60 s"
+    assert queue.sent == []
+
+
+def test_a_forged_notification_refused_during_an_outage_names_no_contact_in_the_workspaces_log():
+    """The container knows the workspace's secret; a body signed with another makes it read the secret
+    again, and the store fails: the 503 comes before any signature verified, so the contact the body
+    names is not filed under the workspace. A signed one whose queueing fails keeps its contact."""
+    rt = _runtime(secrets=FailingSecrets("/p", {SECRET_NAME: "right"}))
+    assert _notify(rt).status == 200
+    FailingSecrets.failing = True
+    try:
+        assert _notify(rt, secret="forged", n=2).status == 503
+    finally:
+        FailingSecrets.failing = False
+    [sample] = rt.store.edge.refusals(f"workspace:{WORKSPACE}").samples
+    assert (sample.reason, sample.contact_id) == ("unavailable", None)
+    rt.queue.send = _down  # type: ignore[method-assign]
+    assert _notify(rt, n=3).status == 503
+    assert sorted(str(s.contact_id) for s in rt.store.edge.refusals(f"workspace:{WORKSPACE}").samples) == \
+        ["6ab1", "None"]

@@ -35,7 +35,7 @@ def test_explain_on_a_duplicate_under_match_contact_names_the_lead_says_it_does_
                    "counts": False,
                    "why": "campaign 42 qualifies its leads on their linked contact only (qualification.match: contact)",
                    "hint": "to count changes on contacts that share the lead's email, set `qualification.match: "
-                           "email` and apply the settings (`bridge settings apply`); or merge the contacts in "
+                           "email` in the settings (then `bridge settings apply`), or merge the contacts in "
                            "Intercom"}
     # what the lead's history already says of it
     [said] = view["trail"]

@@ -32,3 +32,39 @@ def test_unsigned_notifications_naming_made_up_workspaces_do_not_each_cost_a_sec
                                  raw, rt)
         assert reply.status == 401
     assert len(secrets.reads) <= 5, f"{len(secrets.reads)} secret store reads for 200 unauthenticated requests"
+
+
+def test_a_trailing_newline_passes_no_format_check():
+    """Python's `$` also matches before a final newline: "vne310wv\n" must not pass for an app_id, a
+    secret's name, a start link's ticket or an OAuth state, nor "42\n" for a campaign a join names (it
+    would be another campaign, and "1001\n" another person, than the ones without)."""
+    import pytest
+
+    from chalicelib.domain import oauth
+    from chalicelib.ports.secrets import valid_workspace
+    from chalicelib.services.connections import ConnectError, check_workspace_id
+    from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
+
+    assert valid_workspace("vne310wv") and not valid_workspace("vne310wv\n")
+    with pytest.raises(ConnectError, match="not an Intercom app_id"):
+        check_workspace_id("vne310wv\n", None)
+    with pytest.raises(ValueError, match="not a secret name"):
+        MemorySecrets("/p").full_name("rf/token\n")
+    ticket = oauth.new_ticket()
+    assert oauth.ticket_shape(ticket) and not oauth.ticket_shape(ticket + "\n")
+    clock = FakeClock()
+    nonce = oauth.new_nonce()
+    assert oauth.read_state("key", oauth.make_state("key", nonce, clock()), clock()).nonce == nonce
+    with pytest.raises(oauth.StateError):
+        oauth.read_state("key", oauth.make_state("key", nonce + "\n", clock()), clock())
+
+    store = MemoryStore()
+    store.settings.put("42", {"campaign_id": "42"}, "vne310wv")
+    rt = Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=clock, queue=FakeQueue(), store=store,
+                 secrets=MemorySecrets("/p", {"/p/edge/rf/webhook-secret": "hook"}))
+    for body in ({"id": 1001, "campaign_id": "42\n", "email": "ann@example.com"},
+                 {"id": "1001\n", "campaign_id": 42, "email": "ann@example.com"}):
+        reply = receive_rf_join({RF_SECRET_HEADER: "hook", "Content-Type": "application/json"},
+                                json.dumps(body).encode(), rt)
+        assert reply.status == 400, reply
+    assert rt.queue.sent == []

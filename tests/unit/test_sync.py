@@ -1134,3 +1134,134 @@ def test_status_and_report_of_a_campaign_never_synced_say_why_in_one_line_and_ex
         for json_flag in ((), ("--json",)):
             assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", command, "42", *json_flag) == (
                 1, "", f"bridge: {said}\n")
+
+
+def page_two_again(work: FakeWork, tries: int) -> list:
+    """The queue gives the failed page 2 back a minute later, for its `tries`-th receive (the worker's last try at
+    config.max_attempts: a failure then dead-letters it)."""
+    work.clock.now += 60
+    body = json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"})
+    raw = {"messageId": f"again{tries}", "body": body, "receiptHandle": f"again{tries}",
+           "attributes": {"ApproximateReceiveCount": str(tries)}}
+    return handle_batch([raw], work)
+
+
+def doctor_says(work: FakeWork) -> tuple[str, dict]:
+    """`bridge doctor 42`'s sync finding: its text lines, and its --json finding."""
+    from chalicelib.domain.settings import parse_settings
+    from chalicelib.services.doctor import Report, _sync, as_text
+    report = Report("42")
+    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings()))
+    [finding] = report.view()["findings"]
+    return as_text(report), finding
+
+
+def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once_it_is_dead_lettered(monkeypatch):
+    """Walkthrough F6.a: doctor said `ok [sync] sync run 5 (full, users) running: nothing yet` while the run's
+    page was retried, and still once it was dead-lettered (README: doctor says a sync "stalled on a page in the
+    dead-letter queue"). Now a warning naming the page and why while the queue retries it, and a problem (exit 1)
+    naming the failed page, its reason and `bridge dlq replay` once it waits in the dead-letter queue."""
+    from chalicelib.errors import ApiError
+    busy = ApiError("Intercom", 503, "Service Unavailable")
+    work, _ = a_run_whose_second_page_fails(monkeypatch, busy, busy)
+    with pytest.raises(RetryBatch):
+        drain(work)                          # page 1 works, page 2 fails: the queue retries it
+    text, finding = doctor_says(work)
+    assert text.splitlines() == [
+        "campaign 42: no problems found, 1 warning(s)",
+        "  warn [sync] sync run 1 (full, users) running: enrolled 2, already 0, skipped 0; retrying page 2: Intercom "
+        "answered 503: Service Unavailable (1 try, last 14:13:20)",
+        "        why: the queue retries the page by itself; after its last try it waits in the dead-letter queue and "
+        "the run stops there",
+        "        fix: if it keeps failing, fix the cause; `bridge sync status 42 --watch` follows it"]
+    assert (finding["ok"], finding["warn"]) == (True, True)
+
+    page_two_again(work, work.config.max_attempts)            # its last try fails too: dead-lettered
+    assert len(work.queue.dead) == 1
+    text, finding = doctor_says(work)
+    assert text.splitlines() == [
+        "campaign 42: 1 problem(s)",
+        "  BAD [sync] sync run 1 (full, users) stalled: page 2 failed: Intercom answered 503: Service Unavailable "
+        "(2 tries, last 14:14:20); enrolled 2, already 0, skipped 0 so far",
+        "        why: the page waits in the dead-letter queue: the run does not go on by itself",
+        "        fix: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped"]
+    assert (finding["ok"], finding["warn"]) == (False, False)
+
+
+def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_the_dead_letter_queue(
+        monkeypatch, capsys):
+    """Walkthrough F6.b: `sync status 42 --watch` printed ~300 JSON lines in 10 minutes until killed, once the run's
+    page was dead-lettered (the run stays `running`): a script waiting for the end hung. Now the watch ends there,
+    as it does when the run ends, with the page's error line (text) or its last object (JSON lines), exit 1."""
+    import re
+
+    from chalicelib.errors import ApiError
+    from tests.support.cli import run_cli
+    busy = ApiError("Intercom", 503, "Service Unavailable")
+    for flags in ((), ("--json",)):
+        work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy)
+        with pytest.raises(RetryBatch):
+            drain(work)                      # page 2 fails: the queue retries it
+
+        def sleep(seconds: float, work: FakeWork = work) -> None:     # meanwhile its last try fails: dead-lettered
+            if work.queue.dead:
+                raise AssertionError("the watch went on with the page in the dead-letter queue")
+            page_two_again(work, work.config.max_attempts)
+        monkeypatch.setattr("chalicelib.cli._pause", sleep)
+        code, out, _ = run_cli(rt, capsys, "sync", "status", "42", "--watch", *flags)
+        out = re.sub(r'\{"(level|_aws)".*\n', "", out)     # the worker's log and metrics lines: not the CLI's
+        assert code == 1 and len(work.queue.dead) == 1
+        if flags:
+            assert [(s["status"], s["page_error"]["state"]) for s in map(json.loads, out.splitlines())] == \
+                [("running", "retrying"), ("running", "failed")]
+            continue
+        watched = ("\rrun 1 (full, users) running: [############..................] 2/5 40% · enrolled 2, already 0, "
+                   "skipped 0 · retrying page 2: Intercom answered 503: Service Unavailable (1 try, last 14:13:20)")
+        assert out == watched + "\r" + " " * len(watched[1:]) + "\r" + (
+            "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · "
+            "enrolled 2, already 0, skipped 0\n"
+            "  page 2 failed: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20) — it waits in the "
+            "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
+
+
+def test_a_dead_lettered_page_a_worker_holds_again_after_a_replay_says_retrying_not_failed(monkeypatch, capsys):
+    """Once `bridge dlq replay` sent the page back and a worker works it, `sync status` no longer says it waits in
+    the dead-letter queue (nor does doctor, nor does a watch end there): it is retried."""
+    from tests.support.cli import run_cli
+    work, rt = a_run_whose_second_page_fails(monkeypatch, Permanent("Intercom answered 400: bad query", status=400))
+    drain(work)                              # dead-lettered at once
+    assert sync.status(work.deps, "42")["page_error"]["state"] == "failed"
+    assert not doctor_says(work)[1]["ok"]
+    work.store.sync.claim_page("42", 1, 1, "replayed", work.clock())      # the replayed page, being worked
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines()[1] == \
+        "  retrying page 2: Intercom answered 400: bad query (1 try, last 14:13:20)"
+    assert doctor_says(work)[1]["warn"]
+
+
+def test_the_rate_counts_the_time_the_run_worked_not_the_time_its_page_waited_in_the_dead_letter_queue(
+        monkeypatch, capsys):
+    """Walkthrough F6.d: after a page sat 10 minutes in the dead-letter queue and was replayed, `sync status` said
+    `1 contacts/min`: over the run's whole life, the wait included (and "contacts" for one). Now the rate is over the
+    time the run worked, the wait said apart; while the page waits, the rate stays as it was and no ETA is given."""
+    from tests.support.cli import run_cli
+    work, rt = a_run_whose_second_page_fails(monkeypatch, Permanent("Intercom answered 400: bad query", status=400))
+    work.clock.now += 30
+    drain(work)                              # page 1 took 30 s; page 2 is refused: dead-lettered
+    work.clock.now += 600                    # 10 minutes later
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines()[0] == (
+        "run 1 (full, users) running: [############..................] 2/5 40% · 4 contacts/min · paused 10m00s in "
+        "the dead-letter queue · enrolled 2, already 0, skipped 0")
+    [letter] = work.queue.dead
+    work.queue.sent.append(letter["body"])                      # `bridge dlq replay` sends it back
+    drain(work)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) done: [##############################] 5/5 100% · 10 contacts/min · paused 10m00s in the "
+        "dead-letter queue · enrolled 5, already 0, skipped 0\n")
+    found = json.loads(run_cli(rt, capsys, "sync", "status", "42", "--json")[1])
+    assert (found["rate_per_minute"], found["paused_seconds"]) == (10.0, 600)
+
+    work = world(1)                          # one contact in a minute: "1 contact/min"
+    sync.start(work.deps, "42")
+    work.clock.now += 60
+    drain(work)
+    assert " · 1 contact/min · " in run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1]

@@ -94,7 +94,7 @@ def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a
     assert (refused["ok"], refused["warn"], refused["why"], refused["fix"]) == (True, False, "", "")
     assert refused["what"].endswith("; the 2 refused people sampled (RF users 7, 8) were joined since: resolved "
                                     "since"), refused
-    assert view["warnings"] == 0 and text.startswith("campaign 42: no problems found\n")
+    assert view["warning_count"] == 0 and text.startswith("campaign 42: no problems found\n")
     assert "  ok  [webhooks.rf_refused] 2 join(s) refused (unauthorized" in text
     assert "not in Intercom" not in text
 

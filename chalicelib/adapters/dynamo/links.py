@@ -16,7 +16,7 @@ from ...domain.history import Entry, iso
 from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, Busy, Erased, answer_or_error
+from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
 from .history import Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key,
                    referrer_of)
@@ -98,8 +98,29 @@ class _Alone(Exception):
 
 
 LINKS_PAGE = 500          # a campaign's links read per page (DynamoDB's Limit) when a filter skips most
+_FOUND, _PAGE_READ = "Items", "ScannedCount"
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
+
+
+def _capped(campaign_id: str, limit: int, scan_limit: int, attribute: str, condition: Any) -> tuple[list[LinkItem], bool]:
+    """The campaign's links matching `condition` (a filter, applied after each page is read), page after page
+    until `limit` are found, none is left, or `scan_limit` links were read (each page asks for no more than
+    are left of it): (those found, False when the read stopped at `scan_limit`)."""
+    pk, prefix = campaign_links(campaign_id)
+    found: list[LinkItem] = []
+    read, start = 0, None
+    while True:
+        pages = LinkItem.query(pk, LinkItem.sk.startswith(prefix), filter_condition=condition,
+                               attributes_to_get=[attribute], page_size=min(LINKS_PAGE, scan_limit - read),
+                               last_evaluated_key=start).page_iter
+        page = next(pages)
+        found += [LinkItem.from_raw_data(raw) for raw in page.get(_FOUND, [])]
+        read, start = read + int(page.get(_PAGE_READ, 0)), pages.last_evaluated_key
+        if len(found) >= limit or start is None:
+            return found[:limit], True
+        if read >= scan_limit:
+            return found, False
 
 
 class DynamoLinks:
@@ -120,18 +141,16 @@ class DynamoLinks:
         return dict(Counter(LinkStatus(i.status) for i in LinkItem.query(
             pk, LinkItem.sk.startswith(prefix), limit=limit, attributes_to_get=["status"])))
 
-    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int) -> dict[str, int]:
-        # The filter applies after each page is read: pages follow one another until `limit` are found.
-        pk, prefix = campaign_links(campaign_id)
-        return dict(Counter(i.workspace for i in LinkItem.query(
-            pk, LinkItem.sk.startswith(prefix), limit=limit, page_size=LINKS_PAGE, attributes_to_get=["workspace"],
-            filter_condition=(LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.workspace != workspace))))
+    def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                         scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
+        found, complete = _capped(campaign_id, limit, scan_limit, "workspace",
+                                  (LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.workspace != workspace))
+        return dict(Counter(i.workspace for i in found)), complete
 
-    def ignored_in(self, campaign_id: str, limit: int) -> dict[Optional[str], int]:
-        pk, prefix = campaign_links(campaign_id)
-        return dict(Counter(i.kind for i in LinkItem.query(
-            pk, LinkItem.sk.startswith(prefix), limit=limit, page_size=LINKS_PAGE, attributes_to_get=["kind"],
-            filter_condition=LinkItem.status == LinkStatus.IGNORED.value)))
+    def ignored_in(self, campaign_id: str, limit: int,
+                   scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
+        found, complete = _capped(campaign_id, limit, scan_limit, "kind", LinkItem.status == LinkStatus.IGNORED.value)
+        return dict(Counter(i.kind for i in found)), complete
 
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:

@@ -236,6 +236,7 @@ class SyncRunItem(_Item):
     error_tries = NumberAttribute(null=True)
     error_at = NumberAttribute(null=True)
     error_state = UnicodeAttribute(null=True)
+    paused = NumberAttribute(null=True)       # seconds its pages waited in the dead-letter queue
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)
@@ -280,6 +281,7 @@ class LedgerItem(_Item):
     count_known = BooleanAttribute(null=True)
     adopted = BooleanAttribute(null=True)           # (absent from items written before it: False)
     linked_run = NumberAttribute(null=True)         # (absent: 0)
+    workspace = UnicodeAttribute(null=True)         # (absent from items written before it: None, not known)
 class EdgeItem(_Item):
     """What the edge keeps (ports/edge.py): a refusal counter, a sample, or when it last heard."""
 

@@ -12,9 +12,10 @@ from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_ema
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
 
+LEDGER_PAGE = 500          # ledger entries read per page when only the first few are asked for
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
-               "finished_at", "message", "lease_until", "owner", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
+               "finished_at", "message", "lease_until", "owner", "paused", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
 
 
 def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
@@ -24,7 +25,11 @@ def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
                    cursor=item.cursor, counts=counts, by_webhook=by_webhook, total=None if item.total is None else int(item.total),
                    since=item.since, started_at=item.started_at, updated_at=item.updated_at,
                    finished_at=item.finished_at, message=item.message, lease_until=item.lease_until,
-                   owner=item.owner, error=_error(item))
+                   owner=item.owner, error=_error(item), paused=float(item.paused or 0))
+
+
+def _paused(seconds: float) -> list[Action]:
+    return [SyncRunItem.paused.add(seconds)] if seconds > 0 else []
 
 
 def _error(item: SyncRunItem) -> Optional[PageError]:
@@ -38,7 +43,8 @@ def _entry(item: LedgerItem) -> LedgerEntry:
     return LedgerEntry(contact_of_ledger(item.sk), item.outcome, email=item.email, rf_user_id=item.rf_user_id,
                        url=item.url, reason=item.reason, run=int(item.run or 0), seen_run=int(item.seen_run or 0),
                        written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known),
-                       adopted=bool(item.adopted), linked_run=int(item.linked_run or 0))
+                       adopted=bool(item.adopted), linked_run=int(item.linked_run or 0),
+                       workspace=item.workspace)
 
 
 def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
@@ -100,10 +106,10 @@ class DynamoSync:
 
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
-                   finished: bool = False, message: Optional[str] = None) -> bool:
+                   finished: bool = False, message: Optional[str] = None, paused: float = 0.0) -> bool:
         actions: list[Action] = [SyncRunItem.page.set(page + 1), SyncRunItem.owner.remove(),
                                  SyncRunItem.lease_until.remove(), SyncRunItem.updated_at.set(now), *_counts(counts),
-                                 *(getattr(SyncRunItem, name).remove() for name in _ERROR)]
+                                 *(getattr(SyncRunItem, name).remove() for name in _ERROR), *_paused(paused)]
         actions.append(SyncRunItem.cursor.set(cursor) if cursor else SyncRunItem.cursor.remove())
         if total is not None:
             actions.append(SyncRunItem.total.set(total))
@@ -116,8 +122,8 @@ class DynamoSync:
             & (SyncRunItem.page == page) & (SyncRunItem.owner == owner)))
 
     def release(self, campaign_id: str, number: int, page: int, owner: str,
-                error: Optional[PageError] = None) -> None:
-        actions: list[Action] = [SyncRunItem.owner.remove(), SyncRunItem.lease_until.remove()]
+                error: Optional[PageError] = None, paused: float = 0.0) -> None:
+        actions: list[Action] = [SyncRunItem.owner.remove(), SyncRunItem.lease_until.remove(), *_paused(paused)]
         if error is not None:
             actions += [SyncRunItem.error_page.set(error.page), SyncRunItem.error_reason.set(error.reason),
                         SyncRunItem.error_tries.set(error.tries), SyncRunItem.error_at.set(error.at),
@@ -160,10 +166,11 @@ class DynamoSync:
                                       rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run,
                                       seen_run=e.seen_run, written_back=e.written_back, at=e.at or at,
                                       count_known=e.count_known or None, adopted=e.adopted or None,
-                                      linked_run=e.linked_run or None))
+                                      linked_run=e.linked_run or None, workspace=e.workspace))
 
-    def ledger(self, campaign_id: str) -> Iterable[LedgerEntry]:
-        for item in LedgerItem.query(ledger_pk(campaign_id)):
+    def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
+        for item in LedgerItem.query(ledger_pk(campaign_id), limit=limit,
+                                     page_size=min(limit, LEDGER_PAGE) if limit else None):
             yield _entry(item)
 
     def _with_email(self, campaign_id: str, email: str) -> Iterable[LedgerItem]:

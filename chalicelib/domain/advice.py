@@ -1,0 +1,48 @@
+"""What to do about a problem, in words every command that names it shares (`bridge doctor`, `bridge
+explain`): the same problem never gets two different fixes. Templates take `{campaign}`."""
+from __future__ import annotations
+
+from typing import Sequence
+
+#: Send the people a refused join left out (RF does not retry a refused webhook): what ends every such fix.
+BACKFILL = "`bridge backfill {campaign}` (dry run), then `--apply`"
+
+#: Why the edge refused a join of Referral Factory, by reason: (what it means, what to do).
+REFUSED_JOIN = {
+    "unauthorized": ("RF's webhook sends a wrong or no X-Bridge-Secret header",
+                     "in RF, set the webhook's custom header X-Bridge-Secret to the webhook secret given to "
+                     "`bridge rf connect` (or connect again with RF's value), then `bridge backfill {campaign} --apply`"),
+    "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect` (it asks for the webhook "
+                       "secret), then `bridge backfill {campaign} --apply`"),
+    "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
+                        "payload (README, Setting up Referral Factory's webhook)"),
+    "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
+    "invalid_field": ("a payload field has a value the bridge does not accept", "fix the payload field named in "
+                      "the message"),
+    "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
+    "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
+    "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
+    "too_large": ("the body is too large", "send only the fields the README lists"),
+    "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
+                         "`bridge backfill {campaign} --apply`"),
+}
+
+#: A join refused for its email alone (`invalid_field` whose messages all name `email:`): the person's own data.
+INVALID_EMAIL = ("the person's email is not an address, e.g. it holds a space",
+                 "fix the email in Referral Factory, then " + BACKFILL)
+
+
+def refused_join(reason: str, messages: Sequence[str], unknown: str = "see the message") -> tuple[str, str]:
+    """(what, fix) of joins refused for `reason`, whose messages (one or more samples) say which field."""
+    if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
+        return INVALID_EMAIL
+    return REFUSED_JOIN.get(reason, (reason, unknown))
+
+
+#: Mapped fields a join was applied without (a value not converted, a text too long).
+NOT_WRITTEN = ("fix the values in Referral Factory, or the field mapping (map it to an attribute of a type they "
+               "convert to; text holds at most 255 characters)")
+
+#: A lead's email shared by another contact while the campaign qualifies on the linked contact only.
+DUPLICATE = ("set `qualification.match: email` in the settings (then `bridge settings apply`), or merge the "
+             "contacts in Intercom")
