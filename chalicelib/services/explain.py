@@ -173,8 +173,8 @@ def _keyed(entry: dict) -> dict:
 
 
 def _against_settings(store: Store, trail: list[dict], people: dict[PersonRef, Link]) -> None:
-    """Entries whose meaning depends on the campaign's settings now (one read of a campaign's settings,
-    only for such entries): a person left behind by a workspace move counts again once the campaign is
+    """Entries whose meaning depends on the campaign's settings now (one read of a campaign's settings):
+    a person left behind by a workspace move counts again once the campaign is
     back in their workspace (resolved), else the hint says how; a join RF sent again while the person's
     join stays ignored (action nothing) was not applied, and says what sends it."""
     stored: dict[str, Optional[CampaignSettings]] = {}
@@ -188,6 +188,16 @@ def _against_settings(store: Store, trail: list[dict], people: dict[PersonRef, L
                 stored[campaign] = None
         return stored[campaign]
 
+    # A person left behind by a move whose history does not say so yet (nothing about them came since, and
+    # reconciliation's sweep leaves them out): said from the link and the settings now.
+    told = {(e.get("campaign_id"), e.get("rf_user_id")) for e in trail if e["event"] == "workspace_moved"}
+    for ref, person in people.items():
+        moved = elsewhere(person, now(ref.campaign_id)) if person.status is LinkStatus.LINKED else None
+        if moved is not None and (ref.campaign_id, ref.rf_user_id) not in told:
+            trail.append({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id,
+                          "at": max((e["at"] for e in trail), default=""), "event": "workspace_moved",
+                          "outcome": "not_qualified", "reason": moved.reason,
+                          "details": {"workspace": moved.event.partition("#")[2]}})
     for e in trail:
         link = people.get(PersonRef(e.get("campaign_id") or "", e.get("rf_user_id") or ""))
         if link is None:
