@@ -133,9 +133,7 @@ def process_joins(messages: Sequence[JoinMessage], deps: WorkDeps, links: dict[P
     _read_ignored_again(attempts, deps)
     for n, wave in enumerate(_turns(attempts, lambda a: a.ref)):
         if n:   # a repeat within the batch: see what the first left (its writes, just made: a consistent read)
-            fresh = deps.links.get_many((a.ref for a in wave), consistent=True)
-            for attempt in wave:
-                attempt.link = fresh.get(attempt.ref)
+            _read_again(wave, deps)
         _apply(wave, deps, documents, runner)
     return [a.error if a.error is not None else a.outcome for a in attempts]
 
@@ -145,10 +143,14 @@ def _read_ignored_again(attempts: list[Attempt], deps: WorkDeps) -> None:
     reopens it, then queues it): that read may not show the reopening yet. The ignored are read again,
     consistently, before their joins are called repeats (rare: one small read when there are any)."""
     ignored = [a for a in attempts if a.link is not None and a.link.status is LinkStatus.IGNORED]
-    if not ignored:
-        return
-    fresh = deps.links.get_many((a.ref for a in ignored), consistent=True)
-    for attempt in ignored:
+    if ignored:
+        _read_again(ignored, deps)
+
+
+def _read_again(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """The attempts' links as they are now (one consistent read)."""
+    fresh = deps.links.get_many((a.ref for a in attempts), consistent=True)
+    for attempt in attempts:
         attempt.link = fresh.get(attempt.ref)
 
 
