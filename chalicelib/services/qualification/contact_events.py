@@ -8,7 +8,7 @@ from typing import Any, Optional
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
 from ...domain.link import ContactState, Link
-from ...domain.judge import Sighting
+from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.qualification import QState
 from ...domain.settings import Qualification
@@ -96,7 +96,7 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
         settings = batch.settings_for(link)
         if settings is None or settings.qualification is None:
             continue
-        if settings.qualification.match != "email" and settings.workspace == link.workspace:
+        if settings.qualification.match != "email" and elsewhere(link, settings) is None:
             _not_counted(link, settings.qualification, item, deps)
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
