@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 
 from chalice import Response
 
+from . import webhooks
 from .observability import count, flush, logger
 from .services import ingest
 from .runtime import default_runtime
@@ -79,14 +80,14 @@ def oauth_begin(request) -> Response:
     from .services import oauth
 
     logger.set_correlation_id(request.context.get("requestId"))
-    headers = {k.lower(): v for k, v in (request.headers or {}).items()}
     return _html(oauth.begin(default_runtime(), _place(request),
-                             _form_field(headers.get("content-type"), request.raw_body or b"", "ticket")))
+                             _form_field((request.headers or {}).get("content-type"), request.raw_body or b"",
+                                         "ticket")))
 
 
 def _form_field(content_type: Optional[str], raw: bytes, name: str) -> Optional[str]:
     """The one value of `name` in a form-encoded body; None for any other body, or a name given twice."""
-    if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+    if webhooks.media_type(content_type) != webhooks.FORM:
         return None
     try:
         values = parse_qs(raw.decode("ascii"), max_num_fields=10).get(name)
