@@ -574,11 +574,13 @@ def _deployed_api_url(stage: Optional[str]) -> str:
 
 
 def _known_api_url(stage: Optional[str]) -> Optional[str]:
+    if not stage:
+        return None
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chalice", "deployed",
                         f"{stage}.json")
     try:
         with open(path, encoding="utf-8") as fh:
-            resources = json.load(fh).get("resources", []) if stage else []
+            resources = json.load(fh).get("resources", [])
     except (OSError, ValueError):
         resources = []
     url = next((r.get("rest_api_url") for r in resources if r.get("resource_type") == "rest_api"), None)

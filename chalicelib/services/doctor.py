@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
+from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
@@ -471,13 +471,13 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         total = sum(x.count for x in counts)
         last = max(x.last_at for x in counts)
         first = min(x.first_at for x in counts)
-        messages = [s.message for s in refusals.samples if s.reason == reason]
+        samples = [s for s in refusals.samples if s.reason == reason]
+        messages = [s.message for s in samples]
         sample = messages[0] if messages else ""
         unknown = "see the message in `bridge explain`"
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
-        samples = [s for s in refusals.samples if s.reason == reason]
         resolved = joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS) else ""
         sampled = len({s.rf_user_id for s in samples})
         if resolved and total <= sampled:          # every refused person is among those known joined
@@ -527,7 +527,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
                                  heard=last, accepted="joins",
                                  after_why="the people whose joins were refused are not in Intercom",
-                                 after_fix="`bridge backfill {c}` (dry run), then `--apply`",
+                                 after_fix=BACKFILL.format(campaign="{c}"),
                                  joined=lambda samples: _joined_since(store, c, samples))
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",

@@ -18,7 +18,7 @@ from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted
 from ..observability import mask_email, mask_emails
-from ..ports import IntercomPort, Merged, NotFound, Store
+from ..ports import IntercomPort, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import RF_404, no_campaign, replay_fix
@@ -235,9 +235,7 @@ def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspa
     for workspace in workspaces:
         try:
             contact = intercom(workspace).get_contact(query)
-        except (NotFound, Merged):
-            continue
-        except Exception:        # (not connected, Intercom away...): nothing said of this workspace
+        except Exception:        # (not there, merged, not connected, Intercom away...): nothing said of it
             continue
         email = contact.get("email")
         if not email:
