@@ -22,7 +22,10 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                found.append((node.lineno, ".".join(base + ([node.module] if node.module else []))))
+                if node.module:
+                    found.append((node.lineno, ".".join(base + [node.module])))
+                else:       # `from .. import adapters`: the modules it names
+                    found += [(node.lineno, ".".join(base + [alias.name])) for alias in node.names]
             else:
                 found.append((node.lineno, node.module or ""))
     return found

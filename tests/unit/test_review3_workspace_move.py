@@ -87,7 +87,8 @@ def test_an_older_count_whose_contact_the_campaigns_workspace_does_not_hold_is_k
     workspace (one read, no write); not there (it is the old workspace's), the count is kept, and why."""
     work, apis, rita = _older_count("ws")
     assert work.store.links.referrals(PersonRef("42", "100")).n == 1
-    assert "update" not in apis.intercoms["ws"].calls           # nor ws-b's client sent its id (a failed write)
+    assert "update" not in apis.intercoms["ws-b"].calls         # ws-b's client never sent ws's id (a failed write)
+    assert "update" not in apis.intercoms["ws"].calls
     assert "referral_count" not in apis.intercoms["ws"].contacts[rita["id"]].get("custom_attributes", {})
     [why] = [e for e in work.store.history.entries(PersonRef("42", "100")) if e.event == "referral_count"]
     assert why.outcome == "not_written" and "did not record" in why.reason and "not ws-b" in why.reason, why
