@@ -22,6 +22,7 @@ import sys
 from typing import Any, Callable, Optional
 
 from .config import Config
+from .domain import apps
 from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
 from .errors import REPLAY_PARKED, WorkError
@@ -30,7 +31,7 @@ from .runtime import Runtime
 from .services import admin
 from .services.connections import (OAUTH_CLIENT_SECRET, ConnectError, check_workspace_id,
                                    configure_oauth, connect_rf, connect_workspace, disconnect_workspace,
-                                   list_workspaces, oauth_app_stored, spaces_refused)
+                                   list_workspaces, oauth_app_stored, remove_app, spaces_refused)
 
 
 class CliError(Exception):
@@ -161,6 +162,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("workspace")
     _json(p)
     p.set_defaults(func=_workspace_disconnect)
+    p = ws.add_parser("remove-app", help="stop verifying the webhooks of one app a workspace is connected through "
+                                         "(a private app retired, or the public app uninstalled)",
+                      description="A workspace connected through its private app and by OAuth through the public "
+                                  "app takes the webhooks of both. Remove the one retired: its webhooks are "
+                                  "refused from then on (the private app's client secret is deleted). Refused for "
+                                  "the workspace's only app, and for the app whose token the worker uses.")
+    p.add_argument("workspace")
+    p.add_argument("app", choices=list(apps.MARKS), help="private: its own app (`workspace connect`); oauth: the "
+                                                         "public app")
+    _json(p)
+    p.set_defaults(func=_workspace_remove_app)
     p = ws.add_parser("oauth-app", help="store the public Intercom app's client id and secret, so that admins "
                                         "can connect their workspace by OAuth (from a `workspace oauth-link`)",
                       description="Store the public Intercom app's client id and secret, for OAuth. Its secret "
@@ -185,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_workspace_oauth_link)
     p = ws.add_parser("list", help="every workspace the bridge knows: its status, which secrets are set (never "
-                                   "their values) and its campaigns")
+                                   "their values), the apps whose webhooks it takes and its campaigns")
     _json(p)
     p.set_defaults(func=_workspace_list)
 
@@ -502,11 +514,14 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
     done["from"] = {"token": token_from, "client_secret": secret_from}
     named = f" ({done['name']})" if done["name"] else ""
-    warnings += [f"no client secret: Intercom's webhooks for this workspace will be refused (401) until it is set "
-                 f"(`bridge workspace connect {ws}` asks for it)"] if done["client_secret"] == "missing" else []
+    if done["client_secret"] == "missing":
+        refused = ("the private app's webhooks" if done["apps"] else "Intercom's webhooks for this workspace")
+        warnings.append(f"no client secret: {refused} will be refused (401) until it is set (`bridge workspace connect "
+                        f"{ws}` asks for it)")
+    also = " (the public app's webhooks verify too)" if apps.PUBLIC in done["apps"] else ""
     _answer(args, done, f"workspace {args.workspace}{named} connected: token "
             f"{_said(done['token'], token_from, ', checked with Intercom')}, client secret "
-            f"{_said(done['client_secret'], secret_from)}, api base {done['api_base']}", warnings)
+            f"{_said(done['client_secret'], secret_from)}{also}, api base {done['api_base']}", warnings)
     return 0
 
 
@@ -516,6 +531,17 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
             "history are kept. Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
             f"`bridge workspace connect {args.workspace}` (it asks for the token), run `{REPLAY_PARKED}`. "
             "Running workers notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
+    return 0
+
+
+def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
+    done = remove_app(rt, args.workspace, args.app)
+    left = ", ".join(apps.NAMES[a] for a in done["apps"])
+    retire = ("delete the app in Intercom's Developer Hub" if args.app == apps.PRIVATE else
+              "uninstall the public app from the workspace in Intercom (Settings > Apps)")
+    _answer(args, done, f"workspace {args.workspace}: its {apps.NAMES[args.app]} is removed, its webhooks are refused "
+            f"from now on (within a minute on running API containers); it is connected through its {left}"
+            f"{', whose token the worker uses' if done['token_app'] else ''}. To stop Intercom sending them, {retire}.")
     return 0
 
 
@@ -593,7 +619,9 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
                                                "the token)"
                                                if not listed else "")]
     for w in listed:
+        token = f" (token: {w['token_app']}'s)" if w["token_app"] else ""
         lines.append(f"- {w['workspace']}  {w['status']}  secrets set: {', '.join(w['secrets_set']) or 'none'}  "
+                     f"apps: {', '.join(w['apps']) or 'none'}{token}  "
                      f"api base {w['api_base'] or 'default'}  campaigns: {', '.join(w['campaigns']) or 'none'}")
     _answer(args, {"workspaces": listed}, "\n".join(lines))
     return 0

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 from .adapters.dynamo import DynamoStore, bind
 from .adapters.queue import Queue
 from .adapters.ratelimit import SharedLimiter
-from .adapters.secrets import SecretCache, SsmSecrets
+from .adapters.secrets import RECHECK_SECONDS, SecretCache, SsmSecrets
 from .config import Config
 from .errors import Disconnected, Permanent
 from .observability import logger
 from .domain.mapping import compact_attributes
 from .ports import AttributeList, Connection, RefusalSample, SecretStore, Store
-from .ports.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
-                            valid_workspace)
+from .domain.apps import apps
+from .ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN, RF_WEBHOOK_SECRET,
+                            WORKER, app_client_secret, intercom_token, valid_workspace)
 from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
@@ -86,18 +87,46 @@ class Runtime:
         return self.edge_secrets.get(RF_WEBHOOK_SECRET, accept) or ""
 
     def intercom_client_secret(self, workspace: str, accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
-        """None when the workspace is not connected (or has no client secret). `accept`: does the
-        signature verify with this value? The table is asked before the secret store: an app_id the
-        bridge never connected costs no secret read (SSM's GetParameter throughput is one budget for
-        the whole account and region; the table's reads are the table's own)."""
-        if not valid_workspace(workspace) or not self.workspace_connected(workspace):
+        """The client secret of an app the workspace is connected through (domain/apps.py) that `accept`s
+        (the signature verifies with it; None: any set one), else None. The table is asked before the
+        secret store: an app_id the bridge never connected costs no secret read (SSM's GetParameter
+        throughput is one budget for the whole account and region; the table's reads are the table's own).
+        A connection record is kept a minute; when no secret verifies, a kept one is read again (at most
+        every RECHECK_SECONDS, as SecretCache does a secret): an app connected a moment ago is tried at once."""
+        if not valid_workspace(workspace):
             return None
-        return self.edge_secrets.get(intercom_client_secret(workspace), accept)
+        key = ("signers", workspace)
+        hit = self._cache.get(key)
+        kept = hit is not None and hit[0] > self.clock()
+        names = hit[1] if hit is not None and kept else self._signers(workspace)
+        found = self.edge_secrets.first(names, accept)
+        if found is None and accept is not None and names is not None and kept and self._may_recheck(key):
+            found = self.edge_secrets.first([n for n in self._signers(workspace) or () if n not in names], accept)
+        return found
 
-    def workspace_connected(self, workspace: str) -> bool:
-        """Has the workspace a connection record (connected, or disconnected since)? Known ones are
-        cached; an unknown one is asked again each time (one GetItem: it may have just been connected)."""
-        return self._known(("workspace", workspace), lambda: self.store.connections.workspace(workspace) is not None)
+    def _signers(self, workspace: str) -> Optional[list[str]]:
+        """The names of the client secrets of the apps the workspace's connection record names, kept a
+        minute; None: no record, not kept (it may be connected a moment later; what a caller names is not
+        cached)."""
+        conn = self.store.connections.workspace(workspace)
+        if conn is None:
+            return None
+        names = [app_client_secret(app, workspace) for app in apps(conn.secrets)]
+        self._cache[("signers", workspace)] = (self.clock() + EDGE_SECRET_SECONDS, names)
+        return names
+
+    def _may_recheck(self, key: tuple) -> bool:
+        """True at most once every RECHECK_SECONDS for `key`."""
+        last = self._cache.get(("rechecked", key))
+        if last is not None and self.clock() - last[1] < RECHECK_SECONDS:
+            return False
+        self._cache[("rechecked", key)] = (float("inf"), self.clock())
+        return True
+
+    def _named_an_app(self, workspace: str) -> bool:
+        """Did the workspace's record name an app when the signature check read it (however long ago: not read again)?"""
+        hit = self._cache.get(("signers", workspace))
+        return bool(hit and hit[1])
 
     def campaign_known(self, campaign_id: str) -> bool:
         """Known campaigns are cached; unknown ones are asked again (settings may have just been applied)."""
@@ -121,8 +150,7 @@ class Runtime:
         try:
             if campaign_id and self.campaign_known(campaign_id):
                 scope = campaign_scope(campaign_id)
-            elif workspace and valid_workspace(workspace) and self.edge_secrets.peek(intercom_client_secret(workspace)):
-                # (a peek: the signature check just read it; reading again would use up its recheck)
+            elif workspace and self._named_an_app(workspace):
                 scope = workspace_scope(workspace)
             else:
                 scope = UNKNOWN
@@ -225,8 +253,6 @@ class Runtime:
 
     def oauth_app(self) -> Optional[tuple[str, str, str]]:
         """The public app's (client id, client secret, state key), or None until `bridge workspace oauth-app`."""
-        from .services.connections import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY
-
         values = tuple(self.edge_secrets.get(name) for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY))
         return values if all(values) else None   # type: ignore[return-value]
 

@@ -125,7 +125,8 @@ def policies(target: Target) -> dict[str, dict]:
             _statement("EdgeSecrets", ["ssm:GetParameter"], [f"{secrets}/edge/*"]),
             # The OAuth callback (GET /oauth/intercom/callback): it uses a state once (a conditional put,
             # on the states' keys only) and records the workspace it connected (EdgeTable, above); it
-            # writes a workspace's token and client secret, and can read neither back.
+            # writes a workspace's token, and cannot read it back. It writes no client secret: the public app's,
+            # stored once by the operator, verifies the webhooks of every workspace connected through it.
             {**_statement("OAuthTable", ["dynamodb:PutItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OAUTH#*"]}}},
             # The OAuth start (its page's Continue: POST /oauth/intercom/start, ticket=...) spends the
@@ -133,8 +134,7 @@ def policies(target: Target) -> dict[str, dict]:
             # nor keep one; opening the link only reads it).
             {**_statement("OAuthTickets", ["dynamodb:DeleteItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TICKET#*"]}}},
-            _statement("OAuthSecrets", ["ssm:PutParameter"], [f"{secrets}/worker/intercom/*/token",
-                                                               f"{secrets}/edge/intercom/*/client-secret"]),
+            _statement("OAuthSecrets", ["ssm:PutParameter"], [f"{secrets}/worker/intercom/*/token"]),
         ],
         "worker": [
             logs("worker"),

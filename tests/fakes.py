@@ -500,7 +500,7 @@ class FakeConnecting:
         pass
 
     def oauth_app(self) -> Optional[tuple[str, str, str]]:
-        from chalicelib.services.connections import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY
+        from chalicelib.ports.secrets import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY
         edge = self.secrets.scoped("edge")
         values = tuple(edge.get(n) for n in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY))
         return values if all(values) else None  # type: ignore[return-value]

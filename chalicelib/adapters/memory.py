@@ -518,11 +518,18 @@ class MemoryConnections:
         self.used_states: set[str] = set()
         self.tickets: dict[str, OAuthTicket] = {}
 
-    def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
+    def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None,
+                      token_app: Optional[str] = None) -> None:
         now = self.workspaces_.get(workspace) or Connection(workspace)
         self.workspaces_[workspace] = dataclasses.replace(now, status="active", api_base=api_base or now.api_base,
-                                              secrets=now.secrets | frozenset(secrets))
+                                              secrets=now.secrets | frozenset(secrets),
+                                              token_app=token_app or now.token_app)
         self.register_workspace(workspace)
+
+    def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
+        now = self.workspaces_.get(workspace)
+        if now is not None:
+            self.workspaces_[workspace] = dataclasses.replace(now, secrets=now.secrets - frozenset(secrets))
 
     def workspace(self, workspace: str) -> Optional[Connection]:
         return self.workspaces_.get(workspace)
@@ -539,7 +546,8 @@ class MemoryConnections:
         now = self.workspaces_.get(workspace)
         if now is None:
             return False
-        self.workspaces_[workspace] = dataclasses.replace(now, status="disconnected", secrets=now.secrets - {"token"})
+        self.workspaces_[workspace] = dataclasses.replace(now, status="disconnected", secrets=now.secrets - {"token"},
+                                                          token_app=None)
         return True
 
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:

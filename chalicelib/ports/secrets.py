@@ -1,16 +1,20 @@
 """Secrets (adapters/secrets.py: SSM; tests/fakes.py: MemorySecrets), and the names they are kept
 under. The second segment of a name says who may read it, so IAM grants a path per function:
 
-  <path>/edge/rf/webhook-secret                  RF's webhook header value     read by the API function
-  <path>/edge/intercom/<workspace>/client-secret  the app's client secret       read by the API function
-  <path>/worker/rf/token                         the RF API token              read by the worker
-  <path>/worker/intercom/<workspace>/token       the workspace's access token  read by the worker
+  <path>/edge/rf/webhook-secret                   RF's webhook header value            read by the API function
+  <path>/edge/intercom/<workspace>/client-secret  the private app's client secret      read by the API function
+  <path>/edge/oauth/{client-id,client-secret,     the public app's (OAuth): one for    read by the API function
+                    state-key}                    every workspace connected through it
+  <path>/worker/rf/token                          the RF API token                     read by the worker
+  <path>/worker/intercom/<workspace>/token        the workspace's access token         read by the worker
 
 The CLI writes them."""
 from __future__ import annotations
 
 import re
 from typing import Optional, Protocol
+
+from ..domain.apps import PRIVATE
 
 EDGE, WORKER = "edge", "worker"
 RF_WEBHOOK_SECRET = "rf/webhook-secret"            # under edge/
@@ -24,6 +28,16 @@ def valid_workspace(workspace: object) -> bool:
 
 def intercom_client_secret(workspace: str) -> str:     # under edge/
     return f"intercom/{workspace}/client-secret"
+
+
+# The public app's OAuth settings, under edge/ (the API function runs the OAuth routes, and verifies the
+# webhooks of the workspaces connected through the app with its client secret: domain/apps.py).
+OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
+
+
+def app_client_secret(app: str, workspace: str) -> str:     # under edge/
+    """Where the client secret that signs the app's webhooks for the workspace is kept."""
+    return intercom_client_secret(workspace) if app == PRIVATE else OAUTH_CLIENT_SECRET
 
 
 def intercom_token(workspace: str) -> str:              # under worker/

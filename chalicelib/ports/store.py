@@ -300,8 +300,9 @@ class Connection:
     workspace: str
     status: str = "active"
     api_base: Optional[str] = None
-    secrets: frozenset[str] = frozenset()
+    secrets: frozenset[str] = frozenset()              # the apps' marks too (domain/apps.py)
     attribute_list: Optional[AttributeList] = None     # shared by the workers: runtime.Runtime.attributes
+    token_app: Optional[str] = None                    # the app the token is of (None: connected before it was kept)
 
 
 @dataclass(frozen=True)
@@ -320,8 +321,11 @@ class RFConnection:
 
 
 class ConnectionRepository(Protocol):
-    def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
-        """Mark a workspace connected. What is not given (a secret, the api base) is kept."""
+    def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None,
+                      token_app: Optional[str] = None) -> None:
+        """Mark a workspace connected. What is not given (a secret, the api base, the token's app) is kept."""
+    def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
+        """The connection no longer says these are set (an app removed). Touches nothing else."""
     def workspace(self, workspace: str) -> Optional[Connection]: ...
     def keep_attributes(self, workspace: str, listed: AttributeList) -> None:
         """Keep the workspace's attribute list on its connection record, for other containers to use
@@ -329,7 +333,7 @@ class ConnectionRepository(Protocol):
         (nothing is kept when there is none), and never replaces a list read later, unless that one
         is stamped ahead of this read by more than clocks differ (AttributeList.ahead_of)."""
     def disconnect_workspace(self, workspace: str) -> bool:
-        """Mark it disconnected and its token no longer set (settings, links, history stay). False
+        """Mark it disconnected and its token (and its app) no longer set (settings, links, history stay). False
         when the workspace was never connected."""
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         """True the first time a state's nonce is used, False ever after (kept until it expires)."""

@@ -2,22 +2,23 @@
 (services/oauth.py) through `store_workspace`.
 
 Secrets go to the secret store (SSM SecureString, see adapters/secrets.py; its names: ports/secrets.py); the table records only
-that a workspace is connected, its API base and which secrets are set. What a reconnect is not
-given is kept. A token is checked with Intercom's `GET /me` before anything is stored, and must
+that a workspace is connected, its API base, which secrets are set and the apps it is connected
+through (domain/apps.py: each app's webhooks verify with its client secret). What a reconnect is not
+given is kept; the token is the most recent connection's. A token is checked with Intercom's `GET /me` before anything is stored, and must
 belong to the workspace it is given for. The answers say what was set or kept, never a value."""
 from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, TypeVar
 
 from ..config import Config
+from ..domain import apps
+from ..domain.apps import MARKS, PRIVATE, PUBLIC
 from ..domain.oauth import Workspace, new_key, safe_url, workspace_of
 from ..errors import Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
-from ..ports.secrets import (EDGE, RF_TOKEN, RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token,
-                             valid_workspace)
+from ..ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN,  # noqa: F401
+                             RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token, valid_workspace)
 
-# The public app's OAuth settings, under edge/ (the API function runs the OAuth routes).
-OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY = "oauth/client-id", "oauth/client-secret", "oauth/state-key"
 T = TypeVar("T")
 
 
@@ -94,14 +95,26 @@ def check_workspace_id(workspace: str, api_base: Optional[str]) -> None:
 
 
 def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],
-                    api_base: Optional[str]) -> None:
+                    api_base: Optional[str], *, app: str = PRIVATE, current: Optional[Connection] = None) -> None:
+    """Store what is given for the workspace, connected through `app`: the private app (its client secret
+    is stored for the workspace) or the public one by OAuth (its client secret, stored once for every
+    workspace, is referenced, never copied). The token is the app's, and replaces any other. `current`:
+    the connection as read before. A client secret stored for the workspace that is the public app's (the
+    OAuth callback copied it there before it referenced it) counts as the public app's: no longer named
+    as a private app's (unless a private one replaces it), so no app is listed twice."""
+    edge = rt.secrets.scoped(EDGE)
+    copied = (current is not None and MARKS[PRIVATE] in current.secrets and MARKS[PUBLIC] not in current.secrets
+              and apps.same(edge.get(intercom_client_secret(workspace)), edge.get(OAUTH_CLIENT_SECRET)))
     # Secrets first: the table never says a secret is set before it is.
     if token:
         rt.secrets.scoped(WORKER).put(intercom_token(workspace), token)
     if client_secret:
-        rt.secrets.scoped(EDGE).put(intercom_client_secret(workspace), client_secret)
-    given = {name for name, value in (("token", token), ("client-secret", client_secret)) if value}
-    rt.store.connections.put_workspace(workspace, secrets=given, api_base=api_base)
+        edge.put(intercom_client_secret(workspace), client_secret)
+    given = {name for name, value in (("token", token), (MARKS[PRIVATE], client_secret),
+                                      (MARKS[PUBLIC], app == PUBLIC or copied)) if value}
+    rt.store.connections.put_workspace(workspace, secrets=given, api_base=api_base, token_app=app if token else None)
+    if copied and not client_secret:
+        rt.store.connections.unmark(workspace, {MARKS[PRIVATE]})
 
 
 def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = None, client_secret: Optional[str] = None,
@@ -130,12 +143,30 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
         name = found.name
         if not api_base and not (current and current.api_base):
             api_base = found.api_base(rt.config.intercom_base_url)
-    store_workspace(rt, workspace, token, client_secret, api_base)
-    now = had | {n for n, v in (("token", token), ("client-secret", client_secret)) if v}
+    store_workspace(rt, workspace, token, client_secret, api_base, current=current)
+    now = rt.store.connections.workspace(workspace) or Connection(workspace)
     return {"workspace": workspace, "name": name,
             "token": "set" if token else "kept",
-            "client_secret": "set" if client_secret else ("kept" if "client-secret" in now else "missing"),
-            "api_base": api_base or (current.api_base if current is not None else None) or "default"}
+            "client_secret": "set" if client_secret else ("kept" if MARKS[PRIVATE] in now.secrets else "missing"),
+            "api_base": api_base or (current.api_base if current is not None else None) or "default",
+            "apps": apps.apps(now.secrets), "token_app": now.token_app}
+
+
+def remove_app(rt: Connecting, workspace: str, app: str) -> dict:
+    """The workspace is no longer connected through `app` (retired in Intercom): its webhooks are refused
+    (the edge's cached record within a minute), and the private app's client secret is deleted (the public
+    app's serves other workspaces). Refused as domain/apps.removal_refused says; nothing else changes."""
+    conn = rt.store.connections.workspace(workspace) if valid_workspace(workspace) else None
+    if conn is None:
+        raise ConnectError(f"workspace {workspace} is not connected here (no app to remove)")
+    refusal = apps.removal_refused(workspace, conn.secrets, conn.token_app, app)
+    if refusal:
+        raise ConnectError(f"{refusal}; nothing was changed")
+    rt.store.connections.unmark(workspace, {MARKS[app]})            # first: the edge no longer tries it
+    if app == PRIVATE:
+        rt.secrets.scoped(EDGE).delete(intercom_client_secret(workspace))
+    return {"workspace": workspace, "removed": app, "apps": apps.apps(conn.secrets - {MARKS[app]}),
+            "token_app": conn.token_app}
 
 
 def disconnect_workspace(rt: Connecting, workspace: str) -> dict:
@@ -151,7 +182,8 @@ def disconnect_workspace(rt: Connecting, workspace: str) -> dict:
 
 def list_workspaces(rt: Connecting) -> list[dict]:
     """Every workspace the bridge knows (connected, disconnected, or only named by a campaign's
-    settings: "not connected"), with which secrets are set (never a value) and its campaigns: those whose
+    settings: "not connected"), with which secrets are set (never a value), the apps it is connected
+    through (each app's webhooks verify) and the one its token is of, and its campaigns: those whose
     settings are stored for it now. The store's index keeps every campaign ever applied (`forget` and
     `explain` visit their links and ledger): one deleted, or moved to another workspace, is not listed."""
     listed = []
@@ -161,6 +193,7 @@ def list_workspaces(rt: Connecting) -> list[dict]:
         conn = rt.store.connections.workspace(workspace) or Connection(workspace, "not connected")
         campaigns = [c for c in names if c in stored and stored[c].get("workspace") == workspace]
         listed.append({"workspace": workspace, "status": conn.status, "secrets_set": sorted(conn.secrets),
+                       "apps": apps.apps(conn.secrets), "token_app": conn.token_app,
                        "api_base": conn.api_base, "campaigns": sorted(campaigns, key=lambda c: (len(c), c))})
     return listed
 

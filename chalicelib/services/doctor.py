@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
+from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
@@ -251,8 +252,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
                    f"`bridge workspace connect {ws}` (it asks for the token and the client secret), then "
                    "`bridge dlq replay`")
         return None
-    if "client-secret" not in conn.secrets:
-        report.add("intercom.client_secret", False, f"workspace {ws} has no client secret",
+    if not apps.apps(conn.secrets):
+        report.add("intercom.client_secret", False, f"workspace {ws} has no app's client secret",
                    "every Intercom webhook is refused (401), so qualification waits for reconciliation",
                    f"`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
                    "secret)")
@@ -434,9 +435,9 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
 
 # --- webhooks ---------------------------------------------------------------------------------------
 _INTERCOM_FIX = {
-    "unauthorized": ("X-Hub-Signature does not verify with the workspace's stored client secret",
+    "unauthorized": ("X-Hub-Signature verifies with the client secret of none of the workspace's apps",
                      "`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
-                     "secret: Developer Hub > Basic information)"),
+                     "secret: Developer Hub > Basic information); `bridge workspace list` names its apps"),
     "invalid_notification": ("a notification of an unexpected shape", "see the message; report it if Intercom "
                              "changed its payload"),
     "no_contact": ("a contact notification without a contact id", "see the message"),

@@ -20,6 +20,7 @@ from typing import Callable, Mapping, Optional, Protocol
 from urllib.parse import urlencode
 
 from ..domain import oauth
+from ..domain.apps import PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..domain.settings import SettingsError, parse_settings
@@ -177,8 +178,8 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
                                f"{state.workspace}, with a new link", status=403)
     current = rt.store.connections.workspace(found.app_id)
     api_base = None if current and current.api_base else found.api_base(rt.config.intercom_base_url)
-    # The public app's client secret signs this workspace's webhooks.
-    store_workspace(rt, found.app_id, token, client_secret, api_base)
+    # The public app's client secret signs this workspace's webhooks now too (a private app's still does).
+    store_workspace(rt, found.app_id, token, None, api_base, app=PUBLIC, current=current)
     logger.info("workspace connected by OAuth", extra={"workspace": found.app_id})
     try:
         campaigns = _campaigns(rt, found.app_id)

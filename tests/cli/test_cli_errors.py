@@ -81,7 +81,7 @@ def test_bad_arguments_are_one_line_too(aws_env, capsys):
         main(["workspace"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert one_line(err) == "bridge: give a command: connect, disconnect, oauth-app, oauth-link, list (see `bridge workspace --help`)\n"
+    assert one_line(err) == "bridge: give a command: connect, disconnect, remove-app, oauth-app, oauth-link, list (see `bridge workspace --help`)\n"
 
 
 def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):

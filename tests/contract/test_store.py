@@ -586,6 +586,20 @@ def test_a_reconnect_keeps_what_it_is_not_given(store):
     assert store.connections.rf().secrets == {"token", "webhook-secret"}
 
 
+def test_the_token_app_is_kept_until_another_is_given_or_a_disconnect_and_an_apps_mark_can_be_removed(store):
+    store.connections.put_workspace("ws2", secrets={"token", "client-secret"}, token_app="private")
+    store.connections.put_workspace("ws2", secrets={"oauth"})
+    assert store.connections.workspace("ws2").token_app == "private"
+    store.connections.put_workspace("ws2", secrets={"token"}, token_app="oauth")
+    store.connections.unmark("ws2", {"client-secret"})
+    store.connections.unmark("never", {"client-secret"})                 # no connection is made up
+    conn = store.connections.workspace("ws2")
+    assert (conn.secrets, conn.token_app) == ({"token", "oauth"}, "oauth") and store.connections.workspace("never") is None
+    store.connections.disconnect_workspace("ws2")
+    conn = store.connections.workspace("ws2")
+    assert (conn.secrets, conn.token_app) == ({"oauth"}, None)
+
+
 def test_a_disconnect_keeps_the_workspace_known_without_its_token_and_a_reconnect_revives_it(store):
     assert store.connections.disconnect_workspace("never") is False
     assert store.connections.workspace("never") is None

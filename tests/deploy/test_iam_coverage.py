@@ -455,6 +455,8 @@ def test_the_api_function_cannot_read_an_access_token(rendered):
     edge = target.arn("ssm", f"parameter{secrets}/edge/intercom/{WORKSPACE}/client-secret")
     assert not allows(rendered.policy(STAGE, "api_handler"), "ssm:GetParameter", token)
     assert allows(rendered.policy(STAGE, "api_handler"), "ssm:GetParameter", edge)
+    # The OAuth callback writes the token only: the public app's client secret is referenced, never copied.
+    assert not allows(rendered.policy(STAGE, "api_handler"), "ssm:PutParameter", edge)
     assert allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", token)
     assert not allows(rendered.policy(STAGE, "worker"), "ssm:GetParameter", edge)
     assert not any(a.startswith("ssm:") for a, _ in granted(rendered.policy(STAGE, "reconcile")))

@@ -88,7 +88,8 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
     assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set", "warnings": [],
                                      "from": {"token": None, "webhook_secret": "--webhook-secret"}}
     assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
-                                            "client_secret": "kept", "api_base": "default", "warnings": [],
+                                            "client_secret": "kept", "api_base": "default", "apps": ["private"],
+                                            "token_app": "private", "warnings": [],
                                             "from": {"token": "--token", "client_secret": None}}
     assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made",
                                               "warnings": [], "from": {"client_secret": "--client-secret"},
@@ -114,18 +115,19 @@ def test_workspace_list_shows_each_workspace_its_status_and_which_secrets_are_se
 
     code, out, _ = run_cli(bridge.operator(), capsys, "workspace", "list", "--json")
     assert code == 0 and json.loads(out) == {"workspaces": [
-        {"workspace": "vne310wv", "status": "active", "secrets_set": ["client-secret", "token"], "api_base": None,
-         "campaigns": ["42"]},
-        {"workspace": "ws-b", "status": "disconnected", "secrets_set": ["client-secret"], "api_base": other.base_url,
-         "campaigns": []},
-        {"workspace": "ws-never", "status": "not connected", "secrets_set": [], "api_base": None,
-         "campaigns": ["44"]}]}
+        {"workspace": "vne310wv", "status": "active", "secrets_set": ["client-secret", "token"], "apps": ["private"],
+         "token_app": "private", "api_base": None, "campaigns": ["42"]},
+        {"workspace": "ws-b", "status": "disconnected", "secrets_set": ["client-secret"], "apps": ["private"],
+         "token_app": None, "api_base": other.base_url, "campaigns": []},
+        {"workspace": "ws-never", "status": "not connected", "secrets_set": [], "apps": [], "token_app": None,
+         "api_base": None, "campaigns": ["44"]}]}
     code, text, _ = run_cli(bridge.operator(), capsys, "workspace", "list")
     assert code == 0 and text.splitlines() == [
         "3 workspace(s)",
-        "- vne310wv  active  secrets set: client-secret, token  api base default  campaigns: 42",
-        f"- ws-b  disconnected  secrets set: client-secret  api base {other.base_url}  campaigns: none",
-        "- ws-never  not connected  secrets set: none  api base default  campaigns: 44"]
+        "- vne310wv  active  secrets set: client-secret, token  apps: private (token: private's)  api base default  "
+        "campaigns: 42",
+        f"- ws-b  disconnected  secrets set: client-secret  apps: private  api base {other.base_url}  campaigns: none",
+        "- ws-never  not connected  secrets set: none  apps: none  api base default  campaigns: 44"]
     for secret in ("sim-token", "b-token-value", "b-client-secret-value"):
         assert secret not in out + text
 

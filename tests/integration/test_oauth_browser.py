@@ -156,9 +156,9 @@ def test_an_admin_connects_a_workspace_by_oauth_and_it_works_at_once(stack, rf):
     token = stack.token()
     assert token and token in stack.sim.tokens and token not in page      # stored, never shown
     conn = stack.rt.store.connections.workspace(OAUTH_WS)
-    assert conn.status == "active" and conn.secrets == {"token", "client-secret"}
-    # The public app's client secret signs the workspace's webhooks.
-    assert stack.rt.secrets.scoped("edge").get(f"intercom/{OAUTH_WS}/client-secret") == APP_SECRET
+    assert conn.status == "active" and conn.secrets == {"token", "oauth"} and conn.token_app == "oauth"
+    # The public app's client secret signs the workspace's webhooks: referenced, never copied.
+    assert stack.rt.secrets.scoped("edge").get(f"intercom/{OAUTH_WS}/client-secret") is None
     assert stack.exchanges() == 1 and stack.sim.count("GET", "/me") == 1
 
     # Connected means usable: a join for a campaign of that workspace reaches it.

@@ -491,9 +491,10 @@ def test_faq_give_it_a_few_minutes_notifications_refused_for_a_wrong_client_secr
     code, report = doctor(bridge, capsys)
     [refused] = bad(report, "webhooks.intercom_refused")
     assert refused["what"].startswith("1 Intercom notification(s) for workspace vne310wv refused (unauthorized: "
-                                      "X-Hub-Signature does not verify")
+                                      "X-Hub-Signature verifies with the client secret of none of the workspace's apps")
     assert refused["fix"] == ("`bridge workspace connect vne310wv` (Enter keeps the token; then it asks for the "
-                              "app's client secret: Developer Hub > Basic information)")
+                              "app's client secret: Developer Hub > Basic information); `bridge workspace list` names "
+                              "its apps")
 
 
 def test_faq_give_it_a_few_minutes_doctor_says_no_notification_arrives_and_names_the_topics(bridge, capsys,

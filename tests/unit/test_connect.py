@@ -123,8 +123,10 @@ def test_the_callback_connects_the_workspace_the_token_belongs_to(rt):
         "contact.archived.",
         'Write the campaign\'s settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.']
     assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
-    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == "app-secret"
-    assert rt.store.connections.workspace("ws1").secrets == {"token", "client-secret"}
+    # The public app's client secret signs the workspace's webhooks: referenced, not copied.
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") is None
+    conn = rt.store.connections.workspace("ws1")
+    assert (conn.secrets, conn.token_app) == ({"token", "oauth"}, "oauth")
 
 
 def steps(page) -> list[str]:

@@ -84,7 +84,7 @@ def test_notifications_accepted_after_a_bad_signature_say_fixed():
     [refused] = checks(view, "webhooks.intercom_refused")
     assert refused["ok"] and refused["warn"] and view["ok"]
     assert (f"warn [webhooks.intercom_refused] 1 Intercom notification(s) for workspace ws refused (unauthorized: "
-            f"X-Hub-Signature does not verify with the workspace's stored client secret) between {refused_at} and "
+            f"X-Hub-Signature verifies with the client secret of none of the workspace's apps) between {refused_at} and "
             f"{refused_at}; notifications accepted since (last at {iso(rt.clock())}): fixed?") in text
 
 

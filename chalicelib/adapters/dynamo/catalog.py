@@ -22,7 +22,8 @@ class DynamoConnections:
     def __init__(self, clock: Callable[[], float]):
         self.clock = clock
 
-    def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None) -> None:
+    def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None,
+                      token_app: Optional[str] = None) -> None:
         given = set(secrets)
         actions: list[Action] = [ConnectionItem.status.set("active"),
                                  ConnectionItem.updated_at.set(iso(self.clock()))]
@@ -30,8 +31,15 @@ class DynamoConnections:
             actions.append(ConnectionItem.secrets.add(given))
         if api_base:
             actions.append(ConnectionItem.api_base.set(api_base))
+        if token_app:
+            actions.append(ConnectionItem.token_app.set(token_app))
         ConnectionItem(*connection_key(workspace)).update(actions=actions)
         self.register_workspace(workspace)
+
+    def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
+        applied(lambda: ConnectionItem(*connection_key(workspace)).update(
+            actions=[ConnectionItem.secrets.delete(set(secrets)), ConnectionItem.updated_at.set(iso(self.clock()))],
+            condition=ConnectionItem.pk.exists()))
 
     def workspace(self, workspace: str) -> Optional[Connection]:
         item = get(ConnectionItem, connection_key(workspace))
@@ -39,7 +47,7 @@ class DynamoConnections:
             return None
         listed = (AttributeList(item.attributes, float(item.attributes_read_at))
                   if item.attributes is not None and item.attributes_read_at is not None else None)
-        return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()), listed)
+        return Connection(workspace, item.status, item.api_base, frozenset(item.secrets or ()), listed, item.token_app)
 
     def keep_attributes(self, workspace: str, listed: AttributeList) -> None:
         read_at = ConnectionItem.attributes_read_at
@@ -51,7 +59,7 @@ class DynamoConnections:
     def disconnect_workspace(self, workspace: str) -> bool:
         return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
             actions=[ConnectionItem.status.set("disconnected"), ConnectionItem.secrets.delete({"token"}),
-                     ConnectionItem.updated_at.set(iso(self.clock()))],
+                     ConnectionItem.token_app.remove(), ConnectionItem.updated_at.set(iso(self.clock()))],
             condition=ConnectionItem.pk.exists()))
 
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:

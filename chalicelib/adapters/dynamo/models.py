@@ -55,7 +55,8 @@ class ConnectionItem(_Item):
 
     api_base = UnicodeAttribute(null=True)
     status = UnicodeAttribute(default="active")
-    secrets = UnicodeSetAttribute(null=True)        # which are set in the secret store: token, client-secret
+    secrets = UnicodeSetAttribute(null=True)        # which are set in the secret store: token, client-secret, oauth
+    token_app = UnicodeAttribute(null=True)         # the app the token is of: private, oauth (domain/apps.py)
     updated_at = UnicodeAttribute(null=True)
     attributes = JSONAttribute(null=True)           # Intercom's attribute list (compact), shared by the workers
     attributes_read_at = NumberAttribute(null=True)

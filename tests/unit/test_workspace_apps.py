@@ -1,0 +1,148 @@
+"""A workspace connected through two Intercom apps (its own private app, and the public app by OAuth, in
+either order): each app's webhooks verify with that app's client secret, the worker uses the most
+recent connection's token, and the operator sees and removes an app. The decision (domain/apps.py),
+then the connect, the OAuth callback and the edge on the in-memory twins; the same over HTTP on moto
+is tests/integration/test_workspace_apps.py."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.config import Config
+from chalicelib.domain import apps
+from chalicelib.runtime import Runtime
+from chalicelib.services.connections import ConnectError, connect_workspace, list_workspaces, remove_app
+from chalicelib.services.ingest import receive_intercom, signature
+from tests.fakes import FakeQueue
+
+from .test_connect import connected, rt  # noqa: F401  (rt: a fixture; the public app's secret is app-secret)
+
+PUBLIC_SECRET, PRIVATE_SECRET = "app-secret", "private-secret"
+
+
+# --- the decision --------------------------------------------------------------------------------
+
+def test_the_apps_are_read_from_the_connections_marks():
+    assert apps.apps({"token", "client-secret"}) == ["private"]
+    assert apps.apps({"token", "oauth"}) == ["oauth"]
+    assert apps.apps({"oauth", "client-secret"}) == ["private", "oauth"]
+    assert apps.apps({"token"}) == []
+
+
+@pytest.mark.parametrize("secrets, token_app, app, refused", [
+    ({"token", "client-secret", "oauth"}, "oauth", "private", None),
+    ({"token", "client-secret", "oauth"}, "private", "oauth", None),
+    ({"client-secret", "oauth"}, None, "private", None),                 # disconnected: no token to keep
+    ({"token", "client-secret"}, "private", "oauth", "not connected through its public app (OAuth) (it is through "
+                                                     "private app)"),
+    ({"token", "oauth"}, "oauth", "oauth", "the only app workspace ws1 is connected through: without it every "
+                                           "Intercom webhook of the workspace is refused (401); to stop its work, "
+                                           "`bridge workspace disconnect ws1`"),
+    ({"token", "client-secret", "oauth"}, "private", "private", "the access token the worker uses for workspace ws1 "
+                                                                "is the private app's: connect it through the public "
+                                                                "app (OAuth) first (a link from `bridge workspace "
+                                                                "oauth-link --workspace ws1`)"),
+    ({"token", "client-secret", "oauth"}, None, "oauth", "is not recorded as the other app's: connect it through the "
+                                                         "private app first (`bridge workspace connect ws1`)"),
+    ({"token", "client-secret", "oauth"}, "oauth", "mine", "no app 'mine': name private or oauth"),
+])
+def test_an_app_is_removed_only_when_another_verifies_and_the_token_is_the_others(secrets, token_app, app, refused):
+    said = apps.removal_refused("ws1", secrets, token_app, app)
+    assert said == refused if refused is None else refused in said
+
+
+def test_two_secrets_are_one_only_when_both_are_set_and_equal():
+    assert apps.same("s", "s") and not apps.same("s", "t") and not apps.same(None, None) and not apps.same("", "")
+
+
+# --- connected both ways, the edge -----------------------------------------------------------------
+
+def edge(rt) -> Runtime:
+    """The API function's runtime on the same table and secret store (its own caches)."""
+    return Runtime(Config.from_env({}), clock=rt.clock, queue=FakeQueue(), store=rt.store, secrets=rt.secrets)
+
+
+def notify(api: Runtime, secret: str, n: int = 1) -> int:
+    raw = json.dumps({"type": "notification_event", "app_id": "ws1", "topic": "contact.lead.updated",
+                      "id": f"notif_{n}", "created_at": 1700000000,
+                      "data": {"item": {"type": "contact", "id": "6ab1", "role": "lead"}}}).encode()
+    return receive_intercom({"X-Hub-Signature": signature(secret, raw), "Content-Type": "application/json"},
+                            raw, api).status
+
+
+def private(rt) -> dict:
+    rt.auth.apps["tok-private"] = {"id_code": "ws1", "name": "Acme"}
+    return connect_workspace(rt, "ws1", "tok-private", PRIVATE_SECRET)
+
+
+@pytest.mark.parametrize("order", ["private, then oauth", "oauth, then private"])
+def test_a_workspace_connected_both_ways_takes_each_apps_webhooks_and_the_latest_token(rt, order):
+    api = edge(rt)
+    first, then = (private, connected) if order.startswith("private") else (connected, private)
+    first(rt)
+    assert notify(api, PRIVATE_SECRET if first is private else PUBLIC_SECRET) == 200     # the edge is warm
+    then(rt)
+    for _ in range(2):                          # at once, and once what the edge cached has expired
+        assert [notify(api, s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET, "a-guess"))] == [200, 200, 401]
+        rt.clock.now += 61
+    latest = "tok-private" if then is private else "tok-1"
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") == latest
+    [listed] = list_workspaces(rt)
+    assert (listed["apps"], listed["token_app"]) == (["private", "oauth"], "private" if then is private else "oauth")
+    assert PRIVATE_SECRET not in json.dumps(listed) and PUBLIC_SECRET not in json.dumps(listed)
+
+
+def test_a_warm_edge_verifies_either_apps_webhooks_without_reading_a_secret_again(rt):
+    private(rt)
+    connected(rt)
+    api = edge(rt)
+    assert [notify(api, s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 200]
+    reads = len(rt.secrets.reads)
+    assert [notify(api, s, n) for n, s in enumerate((PUBLIC_SECRET, PRIVATE_SECRET) * 5)] == [200] * 10
+    assert len(rt.secrets.reads) == reads
+
+
+def test_reconnecting_by_oauth_adds_no_second_entry_and_copies_no_secret(rt):
+    connected(rt)
+    connected(rt, code="again=")
+    conn = rt.store.connections.workspace("ws1")
+    assert conn.secrets == {"token", "oauth"} and apps.apps(conn.secrets) == ["oauth"]
+    assert not [name for name in rt.secrets.values if name.startswith("/bridge/edge/intercom/")]
+
+
+def test_a_copy_of_the_public_apps_secret_stored_before_is_taken_for_the_public_app(rt):
+    """Before, the callback copied the public app's secret into the workspace's own: the copy is the public
+    app's (not listed as a private app), and a private app connected after it does not replace it."""
+    rt.store.connections.put_workspace("ws1", {"token", "client-secret"})
+    rt.secrets.scoped("edge").put("intercom/ws1/client-secret", PUBLIC_SECRET)
+    private(rt)
+    assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["private", "oauth"]
+    assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 200]
+
+    rt.store.connections.unmark("ws1", {"oauth"})
+    rt.secrets.scoped("edge").put("intercom/ws1/client-secret", PUBLIC_SECRET)
+    connected(rt)                                        # reconnected by OAuth: one app, not two
+    assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["oauth"]
+
+
+def test_the_operator_removes_the_retired_private_app_and_its_webhooks_are_refused(rt):
+    private(rt)
+    connected(rt)
+    api = edge(rt)
+    done = remove_app(rt, "ws1", "private")
+    assert done == {"workspace": "ws1", "removed": "private", "apps": ["oauth"], "token_app": "oauth"}
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") is None
+    assert [notify(api, s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [401, 200]
+    with pytest.raises(ConnectError, match="only app .* nothing was changed"):
+        remove_app(rt, "ws1", "oauth")
+
+
+def test_the_app_whose_token_the_worker_uses_is_not_removed(rt):
+    connected(rt)
+    private(rt)
+    with pytest.raises(ConnectError, match="is the private app's: connect it through the public app"):
+        remove_app(rt, "ws1", "private")
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET
+    assert remove_app(rt, "ws1", "oauth")["apps"] == ["private"]
+    assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 401]
