@@ -258,9 +258,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("campaign_id")
     p.add_argument("--run", type=int, metavar="N", help="run N instead (its number as `sync start` said it)")
     p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
-    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends (or, exit 1, its "
-                   "page fails and waits in the dead-letter queue): on a terminal, its line in place; as JSON (piped, "
-                   "or --json), one object a line each refresh")
+    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends (exit 1 when it "
+                   "stopped without completing, or its page fails and waits in the dead-letter queue): on a terminal, "
+                   "its line in place; as JSON (piped, or --json), one object a line each refresh")
     p.set_defaults(func=_sync_status)
     p = sy.add_parser("report", help="skips by reason with examples, and who left the source")
     p.add_argument("campaign_id")
@@ -903,12 +903,15 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
                            f"{args.campaign_id}` shows its latest")
         found = _synced(rt, args.campaign_id, found)
-        # A watch ends when the run does, or (exit 1) when its page failed and waits in the dead-letter queue
-        stalled = (found.get("page_error") or {}).get("state") == FAILED       # (the run goes on once replayed)
+        # A watch ends when the run does: exit 1 when it did not complete (its checks or RF's user limit stopped
+        # it: `stopped: <why>`), or when its page failed and waits in the dead-letter queue (it goes on once
+        # replayed)
+        stalled = (found.get("page_error") or {}).get("state") == FAILED
+        failed = stalled or found["status"] == "stopped"
         if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
             print(json.dumps(found, default=str), flush=True)
             if found["status"] != "running" or stalled:
-                return 1 if stalled else 0
+                return 1 if failed else 0
             _pause(2)
             continue
         if not _text(args):
@@ -917,7 +920,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         if not args.watch or found["status"] != "running" or stalled:
             wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""   # the watched line
             print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
-            return 1 if stalled and args.watch else 0
+            return 1 if failed and args.watch else 0
         line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
         print(f"\r{line:<{shown}}", end="", flush=True)
         shown = len(line)

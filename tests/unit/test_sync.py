@@ -1224,6 +1224,30 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
             "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
 
 
+@pytest.mark.parametrize("flags", [(), ("--json",)], ids=["text", "json lines"])
+def test_a_watch_of_a_run_its_checks_stopped_ends_with_exit_1_and_the_reason_last(monkeypatch, capsys, flags):
+    """`sync status --watch` ended with exit 0 when the worker's checks stopped the run (its attribute deleted
+    after `sync start`): a script took a run that enrolled nobody for a success. A stopped run is a failure, as a
+    page waiting in the dead-letter queue is: exit 1, its last line (or object) saying why."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(3)
+    sync.start(work.deps, "42")
+    del work.apis.intercom_.attributes[LINK]      # deleted in Intercom before the worker's own checks
+
+    def sleep(seconds: float) -> None:
+        if work.store.sync.run("42").status != "running":
+            raise AssertionError("the watch went on after the run stopped")
+        drain(work)
+    monkeypatch.setattr("chalicelib.cli._pause", sleep)
+    code, out, _ = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--watch", *flags)
+    lines = [line for line in out.splitlines() if not line.startswith(('{"level"', '{"_aws"'))]
+    assert code == 1 and work.store.sync.run("42").status == "stopped"
+    last = json.loads(lines[-1])["message"] if flags else lines[-1]
+    assert "referral_link_attribute" in last and "does not exist" in last, last
+
+
 def test_a_dead_lettered_page_a_worker_holds_again_after_a_replay_says_retrying_not_failed(monkeypatch, capsys):
     """Once `bridge dlq replay` sent the page back and a worker works it, `sync status` no longer says it waits in
     the dead-letter queue (nor does doctor, nor does a watch end there): it is retried."""
