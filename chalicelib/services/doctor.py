@@ -667,7 +667,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them."""
     c, ws = settings.campaign_id, settings.workspace
-    letters = dead_letters.list_dead(rt)
+    listing = dead_letters.look(rt)
+    letters = listing.letters
     mine = [d for d in letters if d.campaign_id == c]
     unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
     for reason, n in Counter(d.reason for d in mine).most_common():
@@ -680,7 +681,15 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
                    dead_letters.replay_fix(reason, None, ws))
-    if not mine and not unnamed:
+    if listing.not_seen:           # held by another command, or past the scan's end: they may be this campaign's
+        cause = dead_letters.CUT if listing.cut else f"hidden by another command: {dead_letters.HOLDERS}"
+        report.add("dead_letters", True, f"about {listing.not_seen} dead letter(s) could not be read ({cause})",
+                   "they may be this campaign's work, stopped until it is replayed: this report does not count them",
+                   f"replay or discard the letters `bridge dlq list` shows, then run `bridge doctor {c}` again"
+                   if listing.cut else f"run `bridge doctor {c}` again once that command ends (a killed one's hold "
+                   "ends within minutes)",
+                   warn=True)
+    elif not mine and not unnamed:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
 
 

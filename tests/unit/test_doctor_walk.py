@@ -216,3 +216,21 @@ def test_a_join_refused_for_its_email_is_labelled_so_with_the_fix_in_rf():
     refuse(rt, "campaign:42", "invalid_field", "first_name: must be text, a number, or true or false")
     [refused] = checks(look(rt)[0], "webhooks.rf_refused")
     assert "(invalid_field: a payload field has a value the bridge does not accept)" in refused["what"]
+
+
+# --- 7. dead letters doctor could not read -----------------------------------------------------------------
+def test_dead_letters_another_command_holds_are_a_warning_not_no_dead_letters():
+    """Doctor said `ok [dead_letters] no dead letters for campaign 42` (problems 0, warning_count 0) while the
+    campaign's dead letter was held by a `dlq list` running beside it: the operator took it that nothing waited.
+    The letters it could not read are now a warning, counted in warning_count, with what to do."""
+    import json
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps({"kind": "join", "campaign_id": "42", "rf_user_id": "7"}),
+                              "Intercom answered 400: bad", 3, "2026-09-21T14:00:00Z")
+    assert [f["ok"] for f in checks(look(rt)[0], "dead_letters")] == [False]
+    rt.work.queue.receive_dead(10, 120)                 # another command holds it for 2 minutes
+    view, text = look(rt)
+    [held] = checks(view, "dead_letters")
+    assert (held["ok"], held["warn"], view["problems"], view["warning_count"]) == (True, True, 0, 1), text
+    assert held["what"].startswith("about 1 dead letter(s) could not be read (hidden by another command")
+    assert "no dead letters" not in text and "`bridge doctor 42` again" in held["fix"]
