@@ -84,6 +84,8 @@ RF_404 = "Referral Factory answered 404"
 #: The reason of work that can never succeed: Referral Factory says it does not know the user (deleted
 #: there). Only RF's own answer says so: a 404 without it (a wrong RF_BASE_URL) is fixed and replayed.
 RF_GONE = f"{RF_404}: User not found"
+#: RF's refusal of the token itself, in a dead letter's reason.
+_RF_REFUSED = re.compile(r"Referral Factory answered 40[13]\b")
 
 
 def never_succeeds(reason: str) -> bool:
@@ -91,13 +93,16 @@ def never_succeeds(reason: str) -> bool:
     return RF_GONE.lower() in reason.lower()
 
 
-def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None) -> str:
+def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
+               rf_token_refused: bool = False) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
     reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
-    Those that can never succeed are discarded instead. Those Intercom refused for the workspace's plan
-    wait for the plan (a new token would fail the same way)."""
+    Those that can never succeed are discarded instead, unless the RF token may be the cause: of another RF
+    account, RF says every user of the campaign is "not found" (`rf_token_refused`: doctor saw RF refuse
+    the token or not know the campaign; those are replayed once the token is fixed). Those Intercom refused
+    for the workspace's plan wait for the plan (a new token would fail the same way)."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
@@ -109,8 +114,14 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
         return ("the webhook named another campaign than Referral Factory places the user in (a webhook body copied "
                 "between campaigns?): a replay would fail the same way — fix the webhook in RF, then "
                 f'`bridge dlq discard --reason "{OTHER_CAMPAIGN}"{scope} --yes` takes them out')
+    token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
+    if rf_token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
+        return (f"Referral Factory refuses the RF token or does not know campaign {campaign} with it (see "
+                f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")
     if never_succeeds(reason):
-        return ("Referral Factory does not have this user (deleted there?): a replay would fail the same way — "
+        return ("Referral Factory says it does not have this user: an RF token of another account than the "
+                "campaign's says so of every user (`bridge doctor` checks it) — then fix the token: "
+                f"{token}; a user deleted in RF: a replay would fail the same way — "
                 f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each '
                 "person's history says so)")
     cause = ("check RF_BASE_URL (a wrong one answers 404 to every call) and that the RF token is of the "

@@ -124,7 +124,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     attributes = _intercom(rt, report, settings, conn)
     if attributes is not None:
         _settings_against_workspace(rt, report, settings, attributes)
-    _rf(rt, report, settings)
+    rf_refused = _rf(rt, report, settings)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone = _pending(store, report.campaign_id)
@@ -132,7 +132,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
     _liveness(rt, report, settings, pending)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused)
     _sync(rt, report, settings)
     return report
 
@@ -360,7 +360,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
 
 
 # --- Referral Factory ------------------------------------------------------------------------------
-def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
+    """The RF checks; whether RF refused the token or did not know the campaign with it (a token of another
+    account)."""
     conn = rt.store.connections.rf()
     secrets = conn.secrets if conn else frozenset()
     if "webhook-secret" not in secrets:
@@ -371,7 +373,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         report.add("rf.connection", False, "Referral Factory is not connected (no API token)",
                    "missing fields cannot be read and no referral can be qualified",
                    "`bridge rf connect` (it asks for the token)")
-        return
+        return False
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
@@ -386,7 +388,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         else:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
-        return
+        return not isinstance(exc, Blocked) and exc.status in (*REFUSED_TOKEN, 404)
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
         report.add("rf.campaign", False, f"campaign {settings.campaign_id} is {status} in Referral Factory",
@@ -395,6 +397,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     else:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
+    return False
 
 
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
@@ -631,14 +634,15 @@ def _pending(store: Store, campaign_id: str) -> list[Link]:
 
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
-               attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection]) -> None:
+               attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
+               rf_refused: bool = False) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
     if dlq:
-        _dead_letters(rt, report, settings)
+        _dead_letters(rt, report, settings, rf_refused)
     if settings.qualification is None:
         return
     if pending:
@@ -663,9 +667,10 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
 
 
-def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_refused: bool = False) -> None:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
-    of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them."""
+    of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
+    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's)."""
     c, ws = settings.campaign_id, settings.workspace
     listing = dead_letters.look(rt)
     letters = listing.letters
@@ -673,7 +678,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
     unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws))
+                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws, rf_refused))
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
                                   if d.reason == reason}))
