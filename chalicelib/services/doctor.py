@@ -127,12 +127,12 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     rf_refused = _rf(rt, report, settings)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
-    everyone = _pending(store, report.campaign_id)
+    everyone, read_all = _pending(store, report.campaign_id)
     pending = [link for link in everyone if elsewhere(link, settings) is None]
     _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
     _liveness(rt, report, settings, pending)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
     _sync(rt, report, settings)
     return report
 
@@ -621,21 +621,23 @@ def _age_hours(now: float, iso_text: str) -> float:
 
 
 # --- work in flight ------------------------------------------------------------------------------------
-def _pending(store: Store, campaign_id: str) -> list[Link]:
-    out, position, read = [], None, 0
+def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
+    """The campaign's pending links among the first PENDING_SCAN of every campaign's; whether that was all."""
+    out: list[Link] = []
+    position, read = None, 0
     while read < PENDING_SCAN:
-        page = store.links.pending(position, 500)
+        page = store.links.pending(position, min(500, PENDING_SCAN - read))
         read += len(page.links)
         out += [link for link in page.links if link.campaign_id == campaign_id]
         if not page.links or page.position is None:
-            break
+            return out, True
         position = page.position
-    return out
+    return out, False
 
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
                attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
-               rf_refused: bool = False) -> None:
+               rf_refused: bool = False, read_all: bool = True) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
@@ -645,13 +647,17 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         _dead_letters(rt, report, settings, rf_refused)
     if settings.qualification is None:
         return
+    # (`read_all` False: the scan stopped at PENDING_SCAN pending links, so what it says is of those only)
+    scanned = "" if read_all else f" (the first {PENDING_SCAN:,} pending links of all campaigns were read)"
     if pending:
         oldest = min(pending, key=lambda link: link.joined_at or "")
         age = _age_hours(rt.clock(), oldest.joined_at or "")
-        report.add("pending", True, f"{len(pending)} lead(s) wait for qualification; the oldest, RF user "
-                   f"{oldest.rf_user_id}, joined at {oldest.joined_at} ({age:.1f} h ago)")
+        report.add("pending", True, f"{len(pending)}{'' if read_all else ' or more'} lead(s) wait for qualification"
+                   f"{scanned}; the oldest{'' if read_all else ' read'}, RF user {oldest.rf_user_id}, joined at "
+                   f"{oldest.joined_at} ({age:.1f} h ago)")
     else:
-        report.add("pending", True, "no lead is waiting for qualification")
+        report.add("pending", True, "no lead is waiting for qualification" if read_all else
+                   f"no lead of campaign {c} is among the pending links read{scanned}")
     _reconciliation(rt, report, settings, applied_at, conn)
     if settings.qualification.match == "email" or attributes is None:
         return

@@ -234,3 +234,17 @@ def test_dead_letters_another_command_holds_are_a_warning_not_no_dead_letters():
     assert (held["ok"], held["warn"], view["problems"], view["warning_count"]) == (True, True, 0, 1), text
     assert held["what"].startswith("about 1 dead letter(s) could not be read (hidden by another command")
     assert "no dead letters" not in text and "`bridge doctor 42` again" in held["fix"]
+
+
+def test_pending_leads_past_the_scan_are_said_as_a_lower_bound(monkeypatch):
+    """Doctor reads at most PENDING_SCAN pending links (of every campaign): past it, it said `1 lead(s) wait for
+    qualification` of a campaign with 2 waiting. A count of a cut list says so."""
+    from chalicelib.services import doctor
+    rt = healthy()
+    scenario.joined(rt.work, "7", "ann@example.com")
+    scenario.joined(rt.work, "8", "bob@example.com")
+    assert checks(look(rt)[0], "pending")[0]["what"].startswith("2 lead(s) wait for qualification; the oldest")
+    monkeypatch.setattr(doctor, "PENDING_SCAN", 1)
+    [waiting] = checks(look(rt)[0], "pending")
+    assert waiting["what"].startswith("1 or more lead(s) wait for qualification (the first 1 pending links of all "
+                                      "campaigns were read)"), waiting["what"]
