@@ -150,11 +150,15 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 if (ref := PersonRef(c, synced.rf_user_id or "")) not in people or any(
                     e.event == "sync" and (e.reason or "").startswith("enrolled by ") for e in histories[ref])]
     hashes = {email_hash(e) for e in emails}
+    # What an unauthenticated body named is kept as digests: the RF ids behind them are the ones asked about.
+    digested = {store.edge.digest("email", e): None for e in emails} | {
+        store.edge.digest("rf_user", r): r for r in rf_ids}
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     for scope in scopes:
         for sample in store.edge.refusals(scope).samples:
-            if _about(sample, hashes, rf_ids, contacts, scope):
-                trail.append(_with_fix(_refused(sample, scope), None, sample))
+            if _about(sample, hashes, rf_ids, contacts, digested):
+                trail.append(_with_fix(_refused(sample, scope, digested.get(sample.rf_user_digest or "")), None,
+                                       sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled,
@@ -411,17 +415,20 @@ def _done(entry: dict, topic: str) -> bool:
     return (entry["event"], entry["outcome"]) in said if said is not None else entry["outcome"] not in NEUTRAL
 
 
-def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], scope: str) -> bool:
+def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], digested: dict) -> bool:
     if sample.email_hash and sample.email_hash in hashes:
+        return True
+    if {sample.email_digest, sample.rf_user_digest} & digested.keys():
         return True
     if sample.contact_id and sample.contact_id in contacts:
         return True
     return bool(sample.rf_user_id and sample.rf_user_id in rf_ids)
 
 
-def _refused(sample: RefusalSample, scope: str) -> dict:
+def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None) -> dict:
+    """`rf_user_id`: the id a digest of the sample is of (an unauthenticated body's, kept digested)."""
     campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
-    return {"campaign_id": campaign, "rf_user_id": sample.rf_user_id, "at": sample.at, "event": "webhook_refused",
+    return {"campaign_id": campaign, "rf_user_id": sample.rf_user_id or rf_user_id, "at": sample.at, "event": "webhook_refused",
             "outcome": sample.reason, "reason": f"the edge refused a webhook about this person: {sample.message}",
             "details": {k: v for k, v in (("scope", scope), ("email", sample.email_masked),
                                           ("contact_id", sample.contact_id)) if v}}

@@ -123,9 +123,11 @@ def _recount(rt: Erasing, referrers: set[PersonRef]) -> int | str:
 def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: list[str], people: list[dict]) -> int:
     """Delete the edge's samples of refused webhooks about the person (the scopes `explain` reads): by
     their email's hash, or by the RF user id or contact id of someone erased here, in the same campaign
-    or workspace. The counters stay: they hold nobody."""
-    hashed = email_hash(email)
+    or workspace (or their digests: an unauthenticated body's). The counters stay: they hold nobody."""
+    edge = rt.store.edge
+    hashed, digested = email_hash(email), edge.digest("email", email)
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
+    erased_digests = {(c, edge.digest("rf_user", r)) for c, r in erased}
     contacts = {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]}
 
     def about(scope: str):
@@ -133,10 +135,11 @@ def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: l
             campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
             workspace = scope.split(":", 1)[1] if scope.startswith("workspace:") else None
             return (sample.email_hash == hashed or (campaign, sample.rf_user_id) in erased
-                    or (workspace, sample.contact_id) in contacts)
+                    or (workspace, sample.contact_id) in contacts or sample.email_digest == digested
+                    or (campaign, sample.rf_user_digest) in erased_digests)
         return match
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
-    return sum(rt.store.edge.forget(scope, about(scope)) for scope in scopes)
+    return sum(edge.forget(scope, about(scope)) for scope in scopes)
 
 
 def forget_field_samples(rt: Erasing, email: str, campaigns: list[str], people: list[dict]) -> int:
