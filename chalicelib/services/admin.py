@@ -9,7 +9,8 @@ import yaml
 from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
-from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
+                               valid_or_none)
 from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
@@ -243,10 +244,7 @@ def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
     ignored joins are sent only by a backfill); a rule nobody can meet (leads are never linked); a campaign
     back in the workspace people are linked in (they count again)."""
     stored = rt.store.settings.get(settings.campaign_id)
-    try:
-        before = parse_settings(stored.document) if stored is not None else None
-    except SettingsError:
-        before = None
+    before = valid_or_none(stored.document if stored is not None else None)
     said = []
     if settings.qualification is not None and settings.leads.action == "nothing":
         said.append(f"leads.action is nothing, so no lead is linked to a contact and the qualification rule "
@@ -339,11 +337,8 @@ def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], O
     stored = rt.store.settings.get(settings.campaign_id) if attribute else None
     kept = stored.count_backfill if stored is not None and stored.count_backfill is not None and \
         stored.count_backfill.attribute == attribute else None
-    unknown = False
-    try:
-        before = count_attribute(parse_settings(stored.document)) if stored is not None else None
-    except SettingsError:
-        before, unknown = None, True
+    parsed = valid_or_none(stored.document if stored is not None else None)
+    before, unknown = count_attribute(parsed) if parsed is not None else None, stored is not None and parsed is None
     backfill = f"run `bridge backfill {settings.campaign_id} --apply` to write each referrer's count to it now"
     if not attribute or before == attribute:
         return [], kept

@@ -17,7 +17,8 @@ from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
-from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
+                               valid_or_none)
 from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
@@ -346,11 +347,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
         return
     others = sorted(store.settings.campaigns(settings.workspace) - {settings.campaign_id})
     for other, document in sorted(store.settings.documents(others).items()):
-        try:
-            theirs = parse_settings(document)
-        except SettingsError:
-            continue
-        shared = mine & _link_attributes(theirs) if theirs.workspace == settings.workspace else set()
+        theirs = valid_or_none(document)
+        shared = mine & _link_attributes(theirs) if theirs is not None and theirs.workspace == settings.workspace \
+            else set()
         for attribute in sorted(shared):
             report.add("settings.referral_link", False,
                        f"campaign {other} also writes its referral links to {attribute}",

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings, valid_or_none
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
                            WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
@@ -669,16 +669,9 @@ def _last_full(deps: WorkDeps, campaign_id: str, latest: SyncRun) -> Optional[Sy
 
 
 def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
-    out = []
-    for campaign_id, document in sorted(deps.settings.documents(deps.settings.campaigns(workspace)).items()):
-        try:
-            settings = parse_settings(document)
-        except SettingsError:
-            continue
-        if settings.workspace == workspace and settings.sync is not None and settings.sync.mode == "ongoing" \
-                and not settings.sync.counts_only:
-            out.append(settings)
-    return out
+    documents = deps.settings.documents(deps.settings.campaigns(workspace))
+    return [s for _, document in sorted(documents.items()) if (s := valid_or_none(document)) is not None
+            and s.workspace == workspace and s.sync is not None and s.sync.mode == "ongoing" and not s.sync.counts_only]
 
 
 # --- what the operator reads -------------------------------------------------------------------------
