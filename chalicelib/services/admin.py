@@ -16,7 +16,7 @@ from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from ..ports.store import SCAN_LIMIT, StoredSettings
 from .dead_letters import list_dead, replay
-from .doctor import applied_elsewhere
+from .moved import applied_elsewhere
 from .deps import Stack
 
 

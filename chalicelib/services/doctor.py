@@ -29,6 +29,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
+from .moved import applied_elsewhere
 from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
@@ -173,13 +174,6 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
                    "`bridge settings apply`); nothing to do if the move is intended", warn=True)
-
-
-def applied_elsewhere(store: Store, campaign_id: str, workspace: str) -> bool:
-    """The campaign's settings were once applied naming another workspace than `workspace` (each workspace's
-    campaign list says it, never pruned: one read each)."""
-    return any(campaign_id in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
-               if w != workspace)
 
 
 # --- contact sync --------------------------------------------------------------------------------
