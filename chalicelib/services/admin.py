@@ -7,6 +7,7 @@ from typing import Any, Optional, Protocol
 
 import yaml
 
+from ..domain.advice import how_many
 from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
@@ -206,8 +207,7 @@ def _moved_workspace(rt: Operator, settings: CampaignSettings, stored: Optional[
         return _enrolled_moved(settings, stored.workspace if stored is not None else "", was_enrolled,
                                confirmed) + unchecked
     n = sum(linked.values())
-    people = (f"{n} or more linked people" if n >= PEOPLE_COUNTED else
-              "1 linked person" if n == 1 else f"{n} linked people")
+    people = how_many(n, n >= PEOPLE_COUNTED, "linked person", "linked people")
     old, new = _and(sorted(linked)), settings.workspace
     was = stored.workspace if stored is not None else max(sorted(linked), key=linked.__getitem__)
     also = f"; nor to {_referrers(was_enrolled)} contact sync enrolled in {was}" if was_enrolled else ""
@@ -252,7 +252,7 @@ def _consequences(rt: Operator, settings: CampaignSettings, stored: Optional[Sto
         n = sum(count for kind, count in found.items() if kind in switched or kind not in (LEAD, REFERRER))
         side = f"{'leads' if LEAD in switched else 'referrers'}.action" if len(switched) == 1 else "action"
         if n:
-            who = _people(n, sum(found.values()) >= PEOPLE_COUNTED, "person", "people")
+            who = how_many(n, sum(found.values()) >= PEOPLE_COUNTED, "person", "people")
             said.append(f"{who}'s {'join was' if n == 1 else 'joins were'} ignored under {side} nothing: `bridge backfill {settings.campaign_id}` (a dry run) lists "
                         f"them, then `bridge backfill {settings.campaign_id} --apply` sends them")
         if not whole:
@@ -263,7 +263,7 @@ def _consequences(rt: Operator, settings: CampaignSettings, stored: Optional[Sto
         back, _ = rt.store.links.linked_elsewhere(settings.campaign_id, stored.workspace, PEOPLE_COUNTED)
         n = back.get(settings.workspace, 0)
         if n:
-            people = _people(n, sum(back.values()) >= PEOPLE_COUNTED, "linked person", "linked people")
+            people = how_many(n, sum(back.values()) >= PEOPLE_COUNTED, "linked person", "linked people")
             said.append(f"campaign {settings.campaign_id} moved back to workspace {settings.workspace}: its {people} "
                         f"of {settings.workspace} {'counts' if n == 1 else 'count'} again (changes to their contacts "
                         f"can qualify them{', and referral counts are written to them' if count_attribute(settings) else ''})")
@@ -303,12 +303,7 @@ def _enrolled_by_sync(rt: Operator, settings: CampaignSettings,
 
 
 def _referrers(n: int) -> str:
-    return _people(n, n >= PEOPLE_COUNTED, "referrer", "referrers")
-
-
-def _people(n: int, bounded: bool, one: str, many: str) -> str:
-    """"1 referrer", "3 referrers"; "3 or more referrers" when the read stopped at its bound."""
-    return f"{n} or more {many}" if bounded else f"1 {one}" if n == 1 else f"{n} {many}"
+    return how_many(n, n >= PEOPLE_COUNTED, "referrer", "referrers")
 
 
 def _enrolled_moved(settings: CampaignSettings, was: str, enrolled: int, confirmed: bool) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, refused_join
+from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
@@ -164,8 +164,8 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
-        people = f"{n} or more linked people of campaign {c} stay" if sum(linked.values()) >= LEFT_COUNTED else (
-            f"1 linked person of campaign {c} stays" if n == 1 else f"{n} linked people of campaign {c} stay")
+        people = how_many(n, sum(linked.values()) >= LEFT_COUNTED, f"linked person of campaign {c} stays",
+                          f"linked people of campaign {c} stay")
         report.add("workspace.left_behind", True,
                    f"{people} in workspace {other}"
                    + (f" (of them {waiting} pending lead(s))" if waiting else "")
