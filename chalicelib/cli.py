@@ -873,11 +873,11 @@ def _bar(done: int, total: Optional[int], width: int = 30) -> str:
     return f"[{'#' * round(share * width)}{'.' * (width - round(share * width))}] {done:,}/{total:,} {share:.0%}"
 
 
-def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
-    """The runs found as services/sync.shown_runs says them; none found is an error naming why."""
-    from .services.sync import SyncStopped, shown_runs
+def _synced(shown: Callable[[], dict]) -> dict:
+    """The runs found as services/sync says them (shown_runs, report); none found is an error naming why."""
+    from .services.sync import SyncStopped
     try:
-        return shown_runs(rt.deps, campaign_id, found)
+        return shown()
     except SyncStopped as exc:
         raise CliError(str(exc)) from None
 
@@ -902,7 +902,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
             raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
                            f"{args.campaign_id}` shows its latest")
-        found = _synced(rt, args.campaign_id, found)
+        found = _synced(functools.partial(sync.shown_runs, rt.deps, args.campaign_id, found))
         # A watch ends when the run does, or (exit 1) when its page failed and waits in the dead-letter queue
         stalled = (found.get("page_error") or {}).get("state") == FAILED       # (the run goes on once replayed)
         if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
@@ -961,7 +961,7 @@ def _by_webhook(found: dict) -> str:
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
     from .domain.sync import describe_counts, describe_page_error
     from .services import sync
-    found = _synced(rt, args.campaign_id, sync.report(rt.deps, args.campaign_id))
+    found = _synced(functools.partial(sync.report, rt.deps, args.campaign_id))
     if not _text(args):
         _print(found)
         return 0
