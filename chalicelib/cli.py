@@ -218,6 +218,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "campaign), each person's history saying so")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
+    p.add_argument("--superseded", action="store_true", help="only failed searches of changed contacts a later "
+                   "search covered (`bridge dlq list` says which)")
     p.add_argument("--yes", action="store_true", help="confirm: without it, only says how many would be discarded")
     _json(p)
     p.set_defaults(func=_dlq_discard)
@@ -712,15 +714,16 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    if _blank(args.reason) or not (args.reason or args.campaign):      # (a blank --reason matches every letter)
+    if _blank(args.reason) or not (args.reason or args.campaign or args.superseded):   # (a blank --reason matches all)
         raise CliError("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches "
-                       "every letter) and/or --campaign ID (`bridge dlq list` shows them); nothing was discarded")
+                       "every letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing "
+                       "was discarded")
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = dead_letters.look(rt)
-        n = sum(dead_letters.matches(d, args.reason, args.campaign) for d in found.letters)
+        n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
         raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
                        "bring them back) — add --yes to discard them; nothing was discarded")
-    done = dead_letters.discard(rt, args.reason, args.campaign)
+    done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded)
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
     problems = []

@@ -662,7 +662,9 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
     c, ws = settings.campaign_id, settings.workspace
     letters = dead_letters.list_dead(rt)
     mine = [d for d in letters if d.campaign_id == c]
-    unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
+    searches = [d for d in letters if d.kind == dead_letters.SEARCH and d.workspace == ws]
+    unnamed = [d for d in letters
+               if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
                    "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws))
@@ -673,8 +675,26 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
                    dead_letters.replay_fix(reason, None, ws))
-    if not mine and not unnamed:
+    _searches(report, ws, searches)
+    if not mine and not unnamed and not searches:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
+
+
+def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -> None:
+    """The workspace's failed searches of changed contacts (one a reconciliation run: an outage leaves
+    several), said once: those no search has covered since, and those a later search superseded."""
+    failing = sorted((d for d in letters if not d.superseded), key=lambda d: d.failed_at or "")
+    if failing:
+        since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
+        report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
+                   f"(dead letters{since}); the last: {failing[-1].reason}",
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
+    superseded = [d for d in letters if d.superseded]
+    if superseded:
+        report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "
+                   f"workspace {ws} are superseded: the search asked at {max(d.superseded or '' for d in superseded)} "
+                   "succeeded, and covered their window", "nothing is lost, nothing to replay; the dead-letter alarm "
+                   "stays on while they wait", dead_letters.SUPERSEDED_FIX, warn=True)
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,

@@ -10,11 +10,9 @@ from chalicelib.domain.sync import ENROLLED
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.services import sync
 from chalicelib.services.admin import MovesWorkspace
-from tests.fakes import FakeApis, FakeIntercom, FakeWork
-from tests.unit import scenario
+from tests.fakes import FakeWork
+from tests.unit import moves, scenario
 from tests.unit.test_doctor_walk import checks, healthy, look
-from tests.unit.test_referral_count import counting_settings
-from tests.unit.test_review3_workspace_move import ATTRIBUTES
 from tests.unit.test_sync import drain
 from tests.unit.test_workspace_move import apply
 
@@ -24,9 +22,7 @@ ENROLLED_IN_WS_B = "1 referrer that contact sync enrolled in workspace ws-b"
 
 def counting_world() -> tuple[FakeWork, dict]:
     """Campaign 42 keeps referral counts and runs contact sync in workspace ws, which holds Rita."""
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES))))
-    counting = counting_settings()
-    work.store.settings.put("42", counting, "ws")
+    work, counting = moves.counting_world()
     work.apis.intercom_.add("rita@example.com", role="user")["name"] = "Rita"
     return work, counting
 
