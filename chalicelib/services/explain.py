@@ -14,7 +14,7 @@ from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted
 from ..observability import mask_email, mask_emails
@@ -186,10 +186,7 @@ def _against_settings(store: Store, trail: list[dict], people: dict[PersonRef, L
     def now(campaign: str) -> Optional[CampaignSettings]:
         if campaign not in stored:
             found = store.settings.get(campaign)
-            try:
-                stored[campaign] = parse_settings(found.document) if found is not None else None
-            except SettingsError:
-                stored[campaign] = None
+            stored[campaign] = valid_or_none(found.document if found is not None else None)
         return stored[campaign]
 
     # A person left behind by a move whose history does not say so yet (nothing about them came since, and
@@ -252,10 +249,7 @@ def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspa
 
 def _duplicate(store: Store, contact_id: str, workspace: str, email: str, link: Link) -> dict:
     stored = store.settings.get(link.campaign_id)
-    try:
-        settings = parse_settings(stored.document) if stored is not None else None
-    except SettingsError:
-        settings = None
+    settings = valid_or_none(stored.document if stored is not None else None)
     rule = settings.qualification if settings is not None else None
     said = {"contact_id": contact_id, "workspace": workspace, "email": mask_email(email),
             "campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id, "kind": link.kind,

@@ -101,12 +101,15 @@ def test_the_runtime_writes_heard_at_most_once_a_minute_per_scope_and_refusals_t
 
 def test_a_failing_log_never_changes_the_answer():
     rt = runtime()
+    tried = []
 
     def broken(*args):
+        tried.append(args[0])
         raise RuntimeError("DynamoDB is down")
     rt.store.edge.refused = rt.store.edge.heard = broken  # type: ignore
     rt.note_refusal(RefusalSample("unauthorized", "t", "m"))
     rt.note_heard("campaign:42", "join")
+    assert tried == [UNKNOWN, "campaign:42"]              # both writes were tried (and failed): nothing raised
 
 
 # --- explain ------------------------------------------------------------------------------------------
