@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, refused_join
+from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
-from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
+                               valid_or_none)
 from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
@@ -28,6 +29,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
+from .moved import applied_elsewhere
 from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
@@ -162,8 +164,8 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
-        people = f"{n} or more linked people of campaign {c} stay" if sum(linked.values()) >= LEFT_COUNTED else (
-            f"1 linked person of campaign {c} stays" if n == 1 else f"{n} linked people of campaign {c} stay")
+        people = how_many(n, sum(linked.values()) >= LEFT_COUNTED, f"linked person of campaign {c} stays",
+                          f"linked people of campaign {c} stay")
         report.add("workspace.left_behind", True,
                    f"{people} in workspace {other}"
                    + (f" (of them {waiting} pending lead(s))" if waiting else "")
@@ -172,13 +174,6 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
                    "`bridge settings apply`); nothing to do if the move is intended", warn=True)
-
-
-def applied_elsewhere(store: Store, campaign_id: str, workspace: str) -> bool:
-    """The campaign's settings were once applied naming another workspace than `workspace` (each workspace's
-    campaign list says it, never pruned: one read each)."""
-    return any(campaign_id in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
-               if w != workspace)
 
 
 # --- contact sync --------------------------------------------------------------------------------
@@ -346,11 +341,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
         return
     others = sorted(store.settings.campaigns(settings.workspace) - {settings.campaign_id})
     for other, document in sorted(store.settings.documents(others).items()):
-        try:
-            theirs = parse_settings(document)
-        except SettingsError:
-            continue
-        shared = mine & _link_attributes(theirs) if theirs.workspace == settings.workspace else set()
+        theirs = valid_or_none(document)
+        shared = mine & _link_attributes(theirs) if theirs is not None and theirs.workspace == settings.workspace \
+            else set()
         for attribute in sorted(shared):
             report.add("settings.referral_link", False,
                        f"campaign {other} also writes its referral links to {attribute}",
@@ -681,7 +674,9 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
     listing = dead_letters.look(rt)
     letters = listing.letters
     mine = [d for d in letters if d.campaign_id == c]
-    unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
+    searches = [d for d in letters if d.kind == dead_letters.SEARCH and d.workspace == ws]
+    unnamed = [d for d in letters
+               if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
                    "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws, rf_refused))
@@ -692,6 +687,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
                    dead_letters.replay_fix(reason, None, ws))
+    _searches(report, ws, searches)
     if listing.not_seen:           # held by another command, or past the scan's end: they may be this campaign's
         cause = dead_letters.CUT if listing.cut else f"hidden by another command: {dead_letters.HOLDERS}"
         report.add("dead_letters", True, f"about {listing.not_seen} dead letter(s) could not be read ({cause})",
@@ -700,8 +696,25 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
                    if listing.cut else f"run `bridge doctor {c}` again once that command ends (a killed one's hold "
                    "ends within minutes)",
                    warn=True)
-    elif not mine and not unnamed:
+    elif not mine and not unnamed and not searches:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
+
+
+def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -> None:
+    """The workspace's failed searches of changed contacts (one a reconciliation run: an outage leaves
+    several), said once: those no search has covered since, and those a later search superseded."""
+    failing = sorted((d for d in letters if not d.superseded), key=lambda d: d.failed_at or "")
+    if failing:
+        since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
+        report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
+                   f"(dead letters{since}); the last: {failing[-1].reason}",
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
+    superseded = [d for d in letters if d.superseded]
+    if superseded:
+        report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "
+                   f"workspace {ws} are superseded: the search asked at {max(d.superseded or '' for d in superseded)} "
+                   "succeeded, and covered their window", "nothing is lost, nothing to replay; the dead-letter alarm "
+                   "stays on while they wait", dead_letters.SUPERSEDED_FIX, warn=True)
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,

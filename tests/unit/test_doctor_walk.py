@@ -3,7 +3,7 @@ webhooks are accepted after the last refusal; Intercom notifications that stop a
 fields that were not written are counted. On the store's twin and fakes, with the fake clock."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from chalicelib.domain.history import iso
 from chalicelib.ports.edge import RefusalSample
@@ -30,9 +30,11 @@ def checks(view: dict, check: str) -> list[dict]:
     return [f for f in view["findings"] if f["check"] == check]
 
 
-def refuse(rt: Doctored, scope: str, reason: str = "unauthorized", message: str = "missing or wrong header") -> str:
+def refuse(rt: Doctored, scope: str = "campaign:42", reason: str = "unauthorized",
+           message: str = "missing or wrong header", rf_user_id: Optional[str] = None) -> str:
+    """A request the edge refused now (of `rf_user_id`'s join, when given): when, as the sample says it."""
     at = iso(rt.clock())
-    rt.store.edge.refused(scope, RefusalSample(reason, at, message))
+    rt.store.edge.refused(scope, RefusalSample(reason, at, message, rf_user_id=rf_user_id))
     return at
 
 

@@ -324,7 +324,8 @@ COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "cust
 def test_status_and_report_say_no_contact_sync_and_why_and_still_show_the_past_runs(monkeypatch, capsys, change,
                                                                                   said):
     """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does, when
-    the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it."""
+    the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it.
+    Each reads the stored settings once (a report read them twice)."""
     import chalicelib.cli as cli_module
     from tests.support.cli import run_cli
     work = world(2)
@@ -332,12 +333,16 @@ def test_status_and_report_say_no_contact_sync_and_why_and_still_show_the_past_r
     drain(work)
     change(work.store.settings)
     rt = SimpleNamespace(deps=work.deps)
+    reads = []
+    get = work.store.settings.get
+    monkeypatch.setattr(work.store.settings, "get", lambda campaign_id: reads.append(campaign_id) or get(campaign_id))
     for command in ("status", "report"):
+        reads.clear()
         answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
-        assert answer["no_contact_sync"] == said
-        monkeypatch.setattr(cli_module, "_text", lambda args: True)
-        code, out, _ = run_cli(rt, capsys, "sync", command, "42")
-        monkeypatch.undo()
+        assert answer["no_contact_sync"] == said and reads == ["42"], (command, reads)
+        with monkeypatch.context() as text:
+            text.setattr(cli_module, "_text", lambda args: True)
+            code, out, _ = run_cli(rt, capsys, "sync", command, "42")
         lines = out.splitlines()
         assert code == 0 and lines[0] == f"{said}. Its past runs:" and lines[1].startswith("run 1 (full, users) done")
 
