@@ -230,6 +230,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "campaign), each person's history saying so")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
+    p.add_argument("--superseded", action="store_true", help="only failed searches of changed contacts a later "
+                   "search covered (`bridge dlq list` says which)")
     p.add_argument("--yes", action="store_true", help="confirm: without it, only says how many would be discarded")
     _json(p)
     p.set_defaults(func=_dlq_discard)
@@ -270,9 +272,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("campaign_id")
     p.add_argument("--run", type=int, metavar="N", help="run N instead (its number as `sync start` said it)")
     p.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
-    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends (or, exit 1, its "
-                   "page fails and waits in the dead-letter queue): on a terminal, its line in place; as JSON (piped, "
-                   "or --json), one object a line each refresh")
+    p.add_argument("--watch", action="store_true", help="refresh every 2 s until the run ends (exit 1 when it "
+                   "stopped without completing, or its page fails and waits in the dead-letter queue): on a terminal, "
+                   "its line in place; as JSON (piped, or --json), one object a line each refresh")
     p.set_defaults(func=_sync_status)
     p = sy.add_parser("report", help="skips by reason with examples, and who left the source")
     p.add_argument("campaign_id")
@@ -740,15 +742,16 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    if _blank(args.reason) or not (args.reason or args.campaign):      # (a blank --reason matches every letter)
+    if _blank(args.reason) or not (args.reason or args.campaign or args.superseded):   # (a blank --reason matches all)
         raise CliError("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches "
-                       "every letter) and/or --campaign ID (`bridge dlq list` shows them); nothing was discarded")
+                       "every letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing "
+                       "was discarded")
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = dead_letters.look(rt)
-        n = sum(dead_letters.matches(d, args.reason, args.campaign) for d in found.letters)
+        n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
         raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
                        "bring them back) — add --yes to discard them; nothing was discarded")
-    done = dead_letters.discard(rt, args.reason, args.campaign)
+    done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded)
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
     problems = []
@@ -901,11 +904,11 @@ def _bar(done: int, total: Optional[int], width: int = 30) -> str:
     return f"[{'#' * round(share * width)}{'.' * (width - round(share * width))}] {done:,}/{total:,} {share:.0%}"
 
 
-def _synced(rt: Runtime, campaign_id: str, found: Optional[dict]) -> dict:
-    """The runs found as services/sync.shown_runs says them; none found is an error naming why."""
-    from .services.sync import SyncStopped, shown_runs
+def _synced(shown: Callable[[], dict]) -> dict:
+    """The runs found as services/sync says them (shown_runs, report); none found is an error naming why."""
+    from .services.sync import SyncStopped
     try:
-        return shown_runs(rt.deps, campaign_id, found)
+        return shown()
     except SyncStopped as exc:
         raise CliError(str(exc)) from None
 
@@ -930,13 +933,16 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
             raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
                            f"{args.campaign_id}` shows its latest")
-        found = _synced(rt, args.campaign_id, found)
-        # A watch ends when the run does, or (exit 1) when its page failed and waits in the dead-letter queue
-        stalled = (found.get("page_error") or {}).get("state") == FAILED       # (the run goes on once replayed)
+        found = _synced(functools.partial(sync.shown_runs, rt.deps, args.campaign_id, found))
+        # A watch ends when the run does: exit 1 when it did not complete (its checks or RF's user limit stopped
+        # it: `stopped: <why>`), or when its page failed and waits in the dead-letter queue (it goes on once
+        # replayed)
+        stalled = (found.get("page_error") or {}).get("state") == FAILED
+        failed = stalled or found["status"] == "stopped"
         if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
             print(json.dumps(found, default=str), flush=True)
             if found["status"] != "running" or stalled:
-                return 1 if stalled else 0
+                return 1 if failed else 0
             _pause(2)
             continue
         if not _text(args):
@@ -945,7 +951,7 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         if not args.watch or found["status"] != "running" or stalled:
             wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""   # the watched line
             print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
-            return 1 if stalled and args.watch else 0
+            return 1 if failed and args.watch else 0
         line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
         print(f"\r{line:<{shown}}", end="", flush=True)
         shown = len(line)
@@ -989,7 +995,7 @@ def _by_webhook(found: dict) -> str:
 def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
     from .domain.sync import describe_counts, describe_page_error
     from .services import sync
-    found = _synced(rt, args.campaign_id, sync.report(rt.deps, args.campaign_id))
+    found = _synced(functools.partial(sync.report, rt.deps, args.campaign_id))
     if not _text(args):
         _print(found)
         return 0

@@ -120,9 +120,16 @@ def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
                 "over its rate limit repeatedly); meanwhile the bridge calls RF once every RF_BLOCK_RECHECK_SECONDS to "
                 "check, and resumes by itself once RF answers. If another tool shares the RF account, lower "
                 "RF_CALLS_PER_MINUTE to what it leaves")
+    replay = RF_TOKEN_REPLAY.format(campaign=campaign_id)
     if exc.status in REFUSED_TOKEN:
-        return "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"
+        return f"Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token); then {replay}"
     if exc.retryable:
         return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
     return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
-            f"campaign {campaign_id} (`bridge rf connect` asks for the token)")
+            f"campaign {campaign_id} (`bridge rf connect` asks for the token); then {replay}")
+
+
+#: The work that failed while the RF token could not see its campaign (refused, or of another RF account, whose
+#: every user RF then says is "not found"): valid work, brought back once the token is fixed, never discarded.
+RF_TOKEN_REPLAY = ("`bridge dlq replay --campaign {campaign}` brings back the work that failed meanwhile (it is "
+                   "valid: do not discard it)")

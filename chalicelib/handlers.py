@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from chalice import Response
 
 from . import webhooks
-from .observability import count, flush, logger
+from .observability import contained, count, flush, logger
 from .services import ingest
 from .runtime import default_runtime
 
@@ -23,6 +23,7 @@ def _reply(request, receive) -> Response:
                     headers={"Content-Type": "application/json", **reply.headers})
 
 
+@contained
 def rf_webhook(request) -> Response:
     response = _reply(request, ingest.receive_rf_join)
     if response.status_code == 202:  # the dashboard's "joins received" (EMF: a log line, no AWS call)
@@ -31,12 +32,14 @@ def rf_webhook(request) -> Response:
     return response
 
 
+@contained
 def intercom_webhook(request) -> Response:
     if request.method == "HEAD":  # Intercom checks the URL when it is registered
         return Response(body="", status_code=200)
     return _reply(request, ingest.receive_intercom)
 
 
+@contained
 def method_not_allowed(request, allowed: str) -> Response:
     """A webhook URL asked with another method: the README's JSON error, with `Allow`. app.py routes
     every other method here, so that API Gateway (which answers a method no route has with its own
@@ -66,6 +69,7 @@ def _html(page) -> Response:
                              "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", **page.headers})
 
 
+@contained
 def oauth_start(request) -> Response:
     from .services import oauth
 
@@ -74,6 +78,7 @@ def oauth_start(request) -> Response:
     return _html(oauth.start(default_runtime(), _place(request), ticket if isinstance(ticket, str) else None))
 
 
+@contained
 def oauth_begin(request) -> Response:
     """The start page's "Continue to Intercom" button: a form holding the ticket. Any other body is read
     as no ticket, and answered the start's 403 page."""
@@ -96,6 +101,7 @@ def _form_field(content_type: Optional[str], raw: bytes, name: str) -> Optional[
     return values[0] if values and len(values) == 1 else None
 
 
+@contained
 def oauth_callback(request) -> Response:
     from .services import oauth
 
@@ -105,6 +111,7 @@ def oauth_callback(request) -> Response:
     return _html(oauth.callback(default_runtime(), query, headers.get("cookie"), _place(request)))
 
 
+@contained
 def sqs_batch(event) -> dict:
     from .services.worker import handle_batch  # the worker's imports stay off the webhook path
 
@@ -132,6 +139,7 @@ def prewarm(environ=os.environ) -> Optional[str]:
     return function
 
 
+@contained
 def reconcile(event) -> dict:
     from .services.reconcile import reconcile as run
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Sequence, Union
+from functools import wraps
+from typing import Any, Callable, Sequence, TypeVar, Union
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -28,6 +29,33 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
 
 logger = Logger(logger_formatter=MaskingFormatter())     # the one logger of every function
 metrics = Metrics()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Masked(Exception):
+    """An exception whose text names nobody (masked where it was made): it may leave a function as it is
+    (the worker's RetryBatch, which makes SQS return the records to retry)."""
+
+
+class Failed(Exception):
+    """What leaves a function in place of any other exception: its type's name, nothing it said."""
+
+
+def contained(handler: F) -> F:
+    """`handler` as a function's entry point. An exception that leaves it is printed by the Lambda runtime
+    (or logged by Chalice, for a route's 500), message and traceback, outside this logger's masking: so it
+    is logged here, masked, and a Failed leaves instead, without it as its context (a Masked leaves as is)."""
+    @wraps(handler)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except Masked:
+            raise
+        except Exception as exc:
+            logger.exception(f"{handler.__name__} failed")
+            raise Failed(f"{handler.__name__} failed with {type(exc).__name__}: its message and traceback "
+                         "are in the log line before, masked") from None
+    return run  # type: ignore[return-value]
 
 
 def mask_email(email: object) -> str:

@@ -162,6 +162,9 @@ class Runtime:
         except Exception:  # the answer never depends on the log
             logger.warning("could not record a refused webhook", exc_info=True)
 
+    def digest(self, kind: str, value: str) -> str:
+        return self.store.edge.digest(kind, value)
+
     def note_heard(self, scope: str, what: str) -> None:
         """At most one write per container, scope and kind a minute: a join costs no write beyond that."""
         key = ("heard", scope, what)

@@ -14,7 +14,8 @@ deploy:
 
 destroy: `chalice delete --stage <stage>`, then the stack. The table is kept (DeletionPolicy:
 Retain) and so are the stage's secrets, unless --purge. With no stack left (an earlier destroy),
---purge deletes the kept table and secrets (named from the stage); without it, they are named.
+--purge deletes the kept table and secrets (named from the stage); without it, they are named. A stack
+an earlier destroy is still deleting is waited for.
 
 Run with the project's Python: `.venv/bin/python -m infra.deploy deploy --stage prod`.
 """
@@ -532,20 +533,26 @@ def destroy(stage: str, *, project_dir: Path = ROOT, purge: bool = False, aws: O
         return
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     bucket = outputs.get("StateBucket")
-    if bucket:
-        pull_state(aws, bucket, project_dir, stage, say)
-    if _has_resources(project_dir, stage):
-        say(f"chalice delete --stage {stage}")
-        try:
-            chalice(project_dir, ["delete", "--stage", stage], aws.region)
-        finally:
-            if bucket:
-                push_state(aws, bucket, project_dir, stage, say)
-    if bucket:
-        _empty_bucket(aws.client("s3"), bucket)
-    say(f"deleting stack {name}")
-    cfn.delete_stack(StackName=name)
-    _wait(cfn, name, say, sleep)
+    if stack["StackStatus"] == "DELETE_IN_PROGRESS":
+        # An earlier destroy (interrupted, or still running) got this far: Chalice's resources are deleted, and
+        # the state bucket may be gone.
+        say(f"stack {name} is being deleted already (an earlier destroy): waiting")
+        _wait(cfn, name, lambda line: None, sleep)
+    else:
+        if bucket:
+            pull_state(aws, bucket, project_dir, stage, say)
+        if _has_resources(project_dir, stage):
+            say(f"chalice delete --stage {stage}")
+            try:
+                chalice(project_dir, ["delete", "--stage", stage], aws.region)
+            finally:
+                if bucket:
+                    push_state(aws, bucket, project_dir, stage, say)
+        if bucket:
+            _empty_bucket(aws.client("s3"), bucket)
+        say(f"deleting stack {name}")
+        cfn.delete_stack(StackName=name)
+        _wait(cfn, name, say, sleep)
     table, secrets = outputs.get("TableName", kept_table(stage)), outputs.get("SecretsPath", kept_secrets(stage))
     if purge:
         _purge(aws, table, secrets, say)

@@ -10,6 +10,7 @@ from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
 from chalicelib.domain.mapping import MARKER_NAME
+from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, ReceivedLetter, Refused
 from chalicelib.ports.queue import REASON_KEPT
@@ -202,6 +203,9 @@ class FakeEdge:
 
     def note_heard(self, scope: str, what: str) -> None:
         self.heard.append((scope, what))
+
+    def digest(self, kind: str, value: str) -> str:
+        return digest(self.config.table, kind, value)
 
 
 class FakeIntercom:

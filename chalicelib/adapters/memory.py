@@ -20,6 +20,7 @@ from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
+from ..domain.people import digest
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
@@ -507,6 +508,9 @@ class MemoryEdge:
 
     def last_heard(self, scope: str, what: str) -> Optional[str]:
         return self.beats.get((scope, what))
+
+    def digest(self, kind: str, value: str) -> str:
+        return digest("memory", kind, value)          # the twin's table has no name: one fixed key
 
 
 @_atomic

@@ -46,3 +46,8 @@ NOT_WRITTEN = ("fix the values in Referral Factory, or the field mapping (map it
 #: A lead's email shared by another contact while the campaign qualifies on the linked contact only.
 DUPLICATE = ("set `qualification.match: email` in the settings (then `bridge settings apply`), or merge the "
              "contacts in Intercom")
+
+
+def how_many(n: int, bounded: bool, one: str, many: str) -> str:
+    """"1 referrer", "3 referrers"; "3 or more referrers" when the read that counted them stopped at its bound."""
+    return f"{n} or more {many}" if bounded else f"1 {one}" if n == 1 else f"{n} {many}"

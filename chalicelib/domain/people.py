@@ -3,6 +3,7 @@ that the mapping reads. Pure: no I/O."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any, Iterable, Optional
 
 # Webhook body names we accept for each field (RF lets the account owner name them).
@@ -122,3 +123,10 @@ def given_email(person: Any) -> Optional[str]:
 def email_hash(email: str) -> str:
     """How the edge's log names an email it must not keep: sha256 of the normalised address."""
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def digest(key: str, kind: str, value: str) -> str:
+    """How the edge's log names a person's email or RF user id (`kind`) from a body nobody authenticated:
+    HMAC-SHA256 keyed with `key` (its table's name), of the value normalised as `explain` is asked it."""
+    normal = value.strip().lower() if kind == "email" else value.strip()
+    return hmac.new(key.encode(), f"{kind}:{normal}".encode(), hashlib.sha256).hexdigest()

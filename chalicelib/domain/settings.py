@@ -275,6 +275,14 @@ def parse_settings(doc: Any) -> CampaignSettings:
         raise SettingsError(problems) from None
 
 
+def valid_or_none(doc: Any) -> Optional[CampaignSettings]:
+    """Stored settings as they are read back: None when there are none (None) or they no longer parse."""
+    try:
+        return parse_settings(doc) if doc is not None else None
+    except SettingsError:
+        return None
+
+
 def check_against_workspace(settings: CampaignSettings, attributes: dict[str, dict],
                             segments: Optional[list[dict]] = None) -> list[str]:
     """Problems only the live workspace can reveal, every one at once: attributes that do not exist,

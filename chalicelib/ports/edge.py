@@ -49,7 +49,9 @@ class RefusalCount:
 
 @dataclass(frozen=True)
 class RefusalSample:
-    """One refused request, as much as the edge could read of it (never a secret, never the body)."""
+    """One refused request, as much as the edge could read of it (never a secret, never the body). The
+    person named by a body that did not authenticate (a wrong or no secret) is kept only as digests
+    (EdgeLog.digest): `explain` and `forget` recognise the person they are asked about, nobody reads it."""
 
     reason: str
     at: str
@@ -59,6 +61,8 @@ class RefusalSample:
     email_masked: Optional[str] = None
     contact_id: Optional[str] = None
     campaign_id: Optional[str] = None    # the campaign the body named (kept in the unknown bucket too)
+    rf_user_digest: Optional[str] = None  # an unauthenticated body's RF user id, digested
+    email_digest: Optional[str] = None    # an unauthenticated body's email, digested
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,5 @@ class EdgeLog(Protocol):
     def heard(self, scope: str, what: str) -> None:
         """Now is when the edge last accepted a `what` (join, notification) for the scope."""
     def last_heard(self, scope: str, what: str) -> Optional[str]: ...
+    def digest(self, kind: str, value: str) -> str:
+        """How the log names what it must not keep (people.digest, keyed with its table's name)."""

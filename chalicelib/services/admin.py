@@ -2,20 +2,23 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any, Optional, Protocol
 
 import yaml
 
+from ..domain.advice import how_many
 from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
-from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
+                               valid_or_none)
 from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from ..ports.store import SCAN_LIMIT, StoredSettings
 from .dead_letters import list_dead, replay
-from .doctor import applied_elsewhere
+from .moved import applied_elsewhere
 from .deps import Stack
 
 
@@ -145,7 +148,10 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
     MovesWorkspace when they name another workspace than the stored ones while people are linked, unless
     `move_workspace`."""
     settings, notes = check_settings(text)
-    warnings: list[str] = _moved_workspace(rt, settings, move_workspace)
+    stored = rt.store.settings.get(settings.campaign_id)        # read once: what each check below compares with
+    before = valid_or_none(stored.document if stored is not None else None)
+    enrolled, read_all = _enrolled_by_sync(rt, settings, stored)
+    warnings: list[str] = _moved_workspace(rt, settings, stored, enrolled, read_all, move_workspace)
     created: list[str] = []
     checked = False
     if check_workspace:
@@ -174,39 +180,37 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
                         f"{settings.campaign_id}` checks them (or apply again without --offline)")
     if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
-    moved, owed = _count_moved(rt, settings)
-    warnings += moved + _consequences(rt, settings)
+    moved, owed = _count_moved(rt, settings, stored, before)
+    warnings += moved + _consequences(rt, settings, stored, before, enrolled)
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace, owed)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
             "warnings": warnings}
 
 
-def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) -> list[str]:
+def _moved_workspace(rt: Operator, settings: CampaignSettings, stored: Optional[StoredSettings],
+                     enrolled: Counter[str], read_all: bool, confirmed: bool) -> list[str]:
     """A campaign moved to another workspace leaves its linked people behind: their contacts stay in the
     old workspace, whose changes never qualify the campaign again (Qualifier.moved_away), and no referral
     count is written to them (referral_count.write keeps it), nor to the referrers contact sync enrolled
     there (their counts know those contacts). Refused while people are linked in another workspace than
     the one named (however many links come first; with no settings stored, deleted and applied again,
     wherever they are linked), or, when it keeps counts, contact sync enrolled referrers before the move,
-    unless confirmed; then said."""
-    stored = rt.store.settings.get(settings.campaign_id)
+    unless confirmed; then said. `enrolled`, `read_all`: as _enrolled_by_sync read them."""
     if stored is not None and stored.workspace == settings.workspace:
         return []
     linked, whole = rt.store.links.linked_elsewhere(settings.campaign_id, settings.workspace, PEOPLE_COUNTED)
     counting = bool(count_attribute(settings))
-    enrolled, read_all = _enrolled_by_sync(rt, settings.campaign_id, stored.workspace, _home(rt, stored)) \
-        if counting and stored is not None else (0, True)
+    was_enrolled = enrolled[stored.workspace] if stored is not None else 0
     unchecked = _unchecked(settings, stored, whole, read_all)
     if not linked:
-        return _enrolled_moved(settings, stored.workspace if stored is not None else "", enrolled,
+        return _enrolled_moved(settings, stored.workspace if stored is not None else "", was_enrolled,
                                confirmed) + unchecked
     n = sum(linked.values())
-    people = (f"{n} or more linked people" if n >= PEOPLE_COUNTED else
-              "1 linked person" if n == 1 else f"{n} linked people")
+    people = how_many(n, n >= PEOPLE_COUNTED, "linked person", "linked people")
     old, new = _and(sorted(linked)), settings.workspace
     was = stored.workspace if stored is not None else max(sorted(linked), key=linked.__getitem__)
-    also = f"; nor to {_referrers(enrolled)} contact sync enrolled in {was}" if enrolled else ""
+    also = f"; nor to {_referrers(was_enrolled)} contact sync enrolled in {was}" if was_enrolled else ""
     if not confirmed:
         raise MovesWorkspace([
             f"workspace: campaign {settings.campaign_id} has {people} in workspace {old}; moved to {new}, they would "
@@ -217,13 +221,6 @@ def _moved_workspace(rt: Operator, settings: CampaignSettings, confirmed: bool) 
             f"longer qualify{', nor will referral counts be written to them' if counting else ''} (their contacts "
             f"stay in {old}{'; their counts are kept' if counting else ''}{also}; new joins are created in {new})"
             ] + unchecked
-
-
-def _home(rt: Operator, stored: StoredSettings) -> Optional[str]:
-    """Where contact sync enrolled the referrers of ledger entries that do not say it (written before entries
-    said their workspace): the stored settings' workspace while the campaign was never applied naming another
-    (None: not known)."""
-    return None if applied_elsewhere(rt.store, stored.campaign_id, stored.workspace) else stored.workspace
 
 
 def _unchecked(settings: CampaignSettings, stored: Optional[StoredSettings], whole: bool, read_all: bool) -> list[str]:
@@ -237,16 +234,12 @@ def _unchecked(settings: CampaignSettings, stored: Optional[StoredSettings], who
     return said
 
 
-def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
+def _consequences(rt: Operator, settings: CampaignSettings, stored: Optional[StoredSettings],
+                  before: Optional[CampaignSettings], enrolled: Counter[str]) -> list[str]:
     """What the settings change for people already seen, said before they are stored (each read bounded,
     and made only when the change calls for it): a side whose action now creates after `nothing` (its
     ignored joins are sent only by a backfill); a rule nobody can meet (leads are never linked); a campaign
-    back in the workspace people are linked in (they count again)."""
-    stored = rt.store.settings.get(settings.campaign_id)
-    try:
-        before = parse_settings(stored.document) if stored is not None else None
-    except SettingsError:
-        before = None
+    back in the workspace people are linked in (they count again). `before`: the stored settings, parsed."""
     said = []
     if settings.qualification is not None and settings.leads.action == "nothing":
         said.append(f"leads.action is nothing, so no lead is linked to a contact and the qualification rule "
@@ -259,7 +252,7 @@ def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
         n = sum(count for kind, count in found.items() if kind in switched or kind not in (LEAD, REFERRER))
         side = f"{'leads' if LEAD in switched else 'referrers'}.action" if len(switched) == 1 else "action"
         if n:
-            who = _people(n, sum(found.values()) >= PEOPLE_COUNTED, "person", "people")
+            who = how_many(n, sum(found.values()) >= PEOPLE_COUNTED, "person", "people")
             said.append(f"{who}'s {'join was' if n == 1 else 'joins were'} ignored under {side} nothing: `bridge backfill {settings.campaign_id}` (a dry run) lists "
                         f"them, then `bridge backfill {settings.campaign_id} --apply` sends them")
         if not whole:
@@ -270,42 +263,47 @@ def _consequences(rt: Operator, settings: CampaignSettings) -> list[str]:
         back, _ = rt.store.links.linked_elsewhere(settings.campaign_id, stored.workspace, PEOPLE_COUNTED)
         n = back.get(settings.workspace, 0)
         if n:
-            people = _people(n, sum(back.values()) >= PEOPLE_COUNTED, "linked person", "linked people")
+            people = how_many(n, sum(back.values()) >= PEOPLE_COUNTED, "linked person", "linked people")
             said.append(f"campaign {settings.campaign_id} moved back to workspace {settings.workspace}: its {people} "
                         f"of {settings.workspace} {'counts' if n == 1 else 'count'} again (changes to their contacts "
                         f"can qualify them{', and referral counts are written to them' if count_attribute(settings) else ''})")
-        enrolled = _enrolled_by_sync(rt, settings.campaign_id, settings.workspace, _home(rt, stored))[0] \
-            if count_attribute(settings) else 0
-        if enrolled:
+        back_home = enrolled[settings.workspace]
+        if back_home:
             said.append(f"campaign {settings.campaign_id} moved back to workspace {settings.workspace}: its "
-                        f"{_referrers(enrolled)} that contact sync enrolled in {settings.workspace} "
-                        f"{'counts' if enrolled == 1 else 'count'} again "
+                        f"{_referrers(back_home)} that contact sync enrolled in {settings.workspace} "
+                        f"{'counts' if back_home == 1 else 'count'} again "
                         "(their referral counts are written to them)")
     return said
 
 
-def _enrolled_by_sync(rt: Operator, campaign_id: str, workspace: str, home: Optional[str]) -> tuple[int, bool]:
-    """The referrers contact sync enrolled in `workspace` whose counts know their contact (not those their own
-    join linked: `linked_elsewhere` counts them), counting up to PEOPLE_COUNTED; entries that do not say their
-    workspace count as enrolled in `home` (None: in none). The sync ledger is read page by page until that many
-    are found, none is left, or SCAN_LIMIT entries were read (a query of one partition, only when a campaign
-    moves): with whether it was read to its end (or to PEOPLE_COUNTED found)."""
-    found = read = 0
-    for entry in rt.store.sync.ledger(campaign_id, SCAN_LIMIT):
+def _enrolled_by_sync(rt: Operator, settings: CampaignSettings,
+                      stored: Optional[StoredSettings]) -> tuple[Counter[str], bool]:
+    """Of a campaign that keeps counts moved from the stored settings' workspace to another, the referrers
+    contact sync enrolled in each of the two whose counts know their contact (not those their own join linked:
+    `linked_elsewhere` counts them), counting up to PEOPLE_COUNTED in each. Entries that do not say their
+    workspace (written before entries said it) count as enrolled in the stored settings' workspace while the
+    campaign was never applied naming another (else in none). The sync ledger is read once, page by page,
+    until that many are found in both, none is left, or SCAN_LIMIT entries were read (a query of one
+    partition, only when a campaign moves): with whether it was read to its end (or to PEOPLE_COUNTED found
+    in the workspace left)."""
+    found: Counter[str] = Counter()
+    if stored is None or stored.workspace == settings.workspace or not count_attribute(settings):
+        return found, True
+    left, named = stored.workspace, settings.workspace
+    home = None if applied_elsewhere(rt.store, stored.campaign_id, left) else left
+    read = 0
+    for entry in rt.store.sync.ledger(settings.campaign_id, SCAN_LIMIT):
         read += 1
-        found += entry.count_known and not entry.adopted and (entry.workspace or home) == workspace
-        if found >= PEOPLE_COUNTED:
-            return found, True
-    return found, read < SCAN_LIMIT
+        where = entry.workspace or home
+        if entry.count_known and not entry.adopted and where in (left, named) and found[where] < PEOPLE_COUNTED:
+            found[where] += 1
+        if found[left] >= PEOPLE_COUNTED and found[named] >= PEOPLE_COUNTED:
+            break
+    return found, found[left] >= PEOPLE_COUNTED or read < SCAN_LIMIT
 
 
 def _referrers(n: int) -> str:
-    return _people(n, n >= PEOPLE_COUNTED, "referrer", "referrers")
-
-
-def _people(n: int, bounded: bool, one: str, many: str) -> str:
-    """"1 referrer", "3 referrers"; "3 or more referrers" when the read stopped at its bound."""
-    return f"{n} or more {many}" if bounded else f"1 {one}" if n == 1 else f"{n} {many}"
+    return how_many(n, n >= PEOPLE_COUNTED, "referrer", "referrers")
 
 
 def _enrolled_moved(settings: CampaignSettings, was: str, enrolled: int, confirmed: bool) -> list[str]:
@@ -324,7 +322,8 @@ def _enrolled_moved(settings: CampaignSettings, was: str, enrolled: int, confirm
             "their counts are kept)"]
 
 
-def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], Optional[CountBackfill]]:
+def _count_moved(rt: Operator, settings: CampaignSettings, stored: Optional[StoredSettings],
+                 parsed: Optional[CampaignSettings]) -> tuple[list[str], Optional[CountBackfill]]:
     """The referral counts go to another attribute than the stored settings named, or are turned on
     (off in the stored settings, or none stored) in a campaign the store already has people of: the
     counts kept reach Intercom only with each referrer's next lead (a write dropped while they were
@@ -334,16 +333,12 @@ def _count_moved(rt: Operator, settings: CampaignSettings) -> tuple[list[str], O
     is safe either way). Only this decision can know it (links do not record whether a lead had a
     referrer), so it is also kept with the settings, as the count backfill they owe (CountBackfill,
     dated now), until a `backfill --apply` completes: what `doctor` reports. A backfill owed already
-    stays owed while the counts still go to its attribute; counts turned off owe none."""
+    stays owed while the counts still go to its attribute; counts turned off owe none. `parsed`: the stored
+    settings, parsed (None: none, or they no longer parse)."""
     attribute = count_attribute(settings)
-    stored = rt.store.settings.get(settings.campaign_id) if attribute else None
-    kept = stored.count_backfill if stored is not None and stored.count_backfill is not None and \
+    kept = stored.count_backfill if attribute and stored is not None and stored.count_backfill is not None and \
         stored.count_backfill.attribute == attribute else None
-    unknown = False
-    try:
-        before = count_attribute(parse_settings(stored.document)) if stored is not None else None
-    except SettingsError:
-        before, unknown = None, True
+    before, unknown = count_attribute(parsed) if parsed is not None else None, stored is not None and parsed is None
     backfill = f"run `bridge backfill {settings.campaign_id} --apply` to write each referrer's count to it now"
     if not attribute or before == attribute:
         return [], kept

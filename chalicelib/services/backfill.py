@@ -139,7 +139,8 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         if page == 1 and not users:
             _campaign_exists(rt, result.campaign_id)
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
-        classified = [_classify(user, links, settings, result.campaign_id, rt.clock()) for user in users]
+        read = [_read(user, result.campaign_id) for user in users]
+        classified = [_classify(user, person, links, settings, rt.clock()) for user, person in zip(users, read)]
         if any(outcome == MISSING for outcome, _, _ in classified):
             synced = _synced(rt, result.campaign_id) if synced is None else synced
             classified = [(SYNCED, message, lead) if outcome == MISSING and message and message.rf_user_id in synced
@@ -150,12 +151,12 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[dict] = []
-        for user, (outcome, message, lead) in zip(users, classified):
+        for user, person, (outcome, message, lead) in zip(users, read, classified):
             if lead is not None and (not apply or lead[0] in counted):
                 outcome = COUNTED
             result.outcomes[outcome] += 1
-            if outcome == UNREADABLE and len(result.unreadable) < UNREADABLE_EXAMPLES:
-                result.unreadable.append(unreadable(user, result.campaign_id))
+            if isinstance(person, BodyError) and len(result.unreadable) < UNREADABLE_EXAMPLES:
+                result.unreadable.append(unreadable(user, person))
             if message is not None:
                 to_send.append(message.wire())
         would_send += len(to_send)
@@ -193,25 +194,29 @@ def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:
                             + rf_campaign_fix(exc, campaign_id, f"`bridge backfill {campaign_id}`")) from None
 
 
-def unreadable(user: dict, campaign_id: str) -> dict:
-    """Whom RF listed so that the bridge cannot read them (their RF id as RF gave it, else their email,
-    masked), and what in RF's answer it cannot read (webhooks.rf_person's reason: the field, never its value)."""
-    person = people_.normalise(user)
+def _read(user: dict, campaign_id: str) -> RFPerson | BodyError:
+    """The person RF listed, or why the bridge cannot read them (webhooks.rf_person, as a join reads them)."""
     try:
-        rf_person({**user, "campaign_id": campaign_id})
-        reason = ""
+        return rf_person({**user, "campaign_id": campaign_id})
     except BodyError as exc:
-        reason = exc.message.split(":", 1)[0] if exc.code == "missing_user_id" else exc.message
+        return exc
+
+
+def unreadable(user: dict, error: BodyError) -> dict:
+    """Whom RF listed so that the bridge cannot read them (their RF id as RF gave it, else their email,
+    masked), and what in RF's answer it cannot read (`error`'s reason: the field, never its value)."""
+    person = people_.normalise(user)
+    reason = error.message.split(":", 1)[0] if error.code == "missing_user_id" else error.message
     who = person.get("id")
     return {"rf_user_id": None if who in (None, "") else mask_emails(str(who)),
             "email": mask_email(person["email"]) if person.get("email") else None, "reason": reason}
 
 
-def _classify(user: dict, links: dict, settings: CampaignSettings, campaign_id: str, now: float) -> Classified:
-    try:
-        person = rf_person({**user, "campaign_id": campaign_id})
-    except BodyError:
+def _classify(user: dict, person: RFPerson | BodyError, links: dict, settings: CampaignSettings,
+              now: float) -> Classified:
+    if isinstance(person, BodyError):
         return UNREADABLE, None, None
+    campaign_id = person.campaign_id
     link = links.get(PersonRef(campaign_id, person.id))
     if link is not None and link.status is LinkStatus.LINKED:
         return LINKED, None, _uncounted(settings, person, link)

@@ -3,6 +3,11 @@ hands out), counted by reason and campaign, with the person each is about (email
 payload only on request (its emails masked unless `raw`); replay by reason, by campaign, or all;
 and discard (by reason and/or campaign) what can never succeed.
 
+A failed search of changed contacts (reconciliation's, one a run: an Intercom outage leaves one a run) is
+never work to replay: the next search that succeeds starts where the last successful one did, and covers
+its window. Such a letter is said so, and once a search asked after it succeeded, `superseded` (by the
+workspace's search cursor): `dlq discard --superseded` takes those out.
+
 Reading every message: receive with a visibility timeout until the queue answers nothing more (each
 message received once, hidden while we look: hidden again before its timeout runs out, however long
 the look lasts), then make them visible again at once, and also when
@@ -16,17 +21,18 @@ import re
 import shlex
 from collections import Counter
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..domain.history import Entry
+from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..domain.people import OTHER_CAMPAIGN
 from ..errors import DISCONNECTED, PLAN_FIX, REPLAY_PARKED, plan_restricted
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT
+from .qualification.changes import cursor_name
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
 REPLAY_SECONDS = 300        # the same for a replay (it also sends each back)
@@ -41,7 +47,8 @@ class HasDeadLetters(Protocol):
 
 
 class Discarding(HasDeadLetters, Protocol):
-    """What discard is given: the queues, and the store whose histories say what was discarded."""
+    """What a listing and discard are given: the queues, and the store (whose histories say what was
+    discarded, whose search cursors which searches a later one superseded)."""
 
     @property
     def store(self) -> Store: ...
@@ -63,6 +70,8 @@ class DeadLetter:
     # The email as the message carries it (never shown): masked wherever it stands in the payload, also when
     # no address pattern would match it (an invalid one Intercom refused is what dead letters hold most).
     given_email: Optional[str] = field(default=None, repr=False)
+    # A search of changed contacts: when the search that covered its window was asked (None: not yet)
+    superseded: Optional[str] = None
 
     def view(self, show_payload: bool = False, raw: bool = False) -> dict:
         """The letter for `dlq list`: whom it is about (email masked), and with `show_payload` its message,
@@ -74,9 +83,22 @@ class DeadLetter:
                                  ("email", self.email)) if v is not None}
         if plan_restricted(self.reason):           # not the token's fault, as the reason would make one think
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
+        elif self.kind == SEARCH:
+            out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX} if self.superseded
+                       else {"fix": SEARCH_FIX})
         if show_payload:
             out["payload"] = self.body if raw else mask_emails(self.body, self.given_email)
         return out
+
+
+SEARCH = "intercom.changes"
+#: Why a failed search of changed contacts loses nothing, and what to do with its letter.
+SEARCH_WHY = ("nothing is lost: the next search that succeeds covers every change since the last successful one "
+              "(meanwhile a qualification whose Intercom webhook was lost waits for it)")
+_DISCARD = "`bridge dlq discard --superseded --yes` takes them out"
+SEARCH_FIX = ("nothing to replay: fix the cause (an Intercom outage passes by itself); once a search succeeds (the "
+              f"next scheduled run), these letters are superseded: {_DISCARD}")
+SUPERSEDED_FIX = f"nothing to replay: a later search covered its window: {_DISCARD}"
 
 
 #: Any 404 of Referral Factory's: a user deleted there, but also every call when RF_BASE_URL is wrong.
@@ -84,6 +106,8 @@ RF_404 = "Referral Factory answered 404"
 #: The reason of work that can never succeed: Referral Factory says it does not know the user (deleted
 #: there). Only RF's own answer says so: a 404 without it (a wrong RF_BASE_URL) is fixed and replayed.
 RF_GONE = f"{RF_404}: User not found"
+#: RF's refusal of the token itself, in a dead letter's reason.
+_RF_REFUSED = re.compile(r"Referral Factory answered 40[13]\b")
 
 
 def never_succeeds(reason: str) -> bool:
@@ -91,13 +115,16 @@ def never_succeeds(reason: str) -> bool:
     return RF_GONE.lower() in reason.lower()
 
 
-def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None) -> str:
+def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
+               rf_token_refused: bool = False) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
     reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
-    Those that can never succeed are discarded instead. Those Intercom refused for the workspace's plan
-    wait for the plan (a new token would fail the same way)."""
+    Those that can never succeed are discarded instead, unless the RF token may be the cause: of another RF
+    account, RF says every user of the campaign is "not found" (`rf_token_refused`: doctor saw RF refuse
+    the token or not know the campaign; those are replayed once the token is fixed). Those Intercom refused
+    for the workspace's plan wait for the plan (a new token would fail the same way)."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
@@ -109,8 +136,14 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
         return ("the webhook named another campaign than Referral Factory places the user in (a webhook body copied "
                 "between campaigns?): a replay would fail the same way — fix the webhook in RF, then "
                 f'`bridge dlq discard --reason "{OTHER_CAMPAIGN}"{scope} --yes` takes them out')
+    token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
+    if rf_token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
+        return (f"Referral Factory refuses the RF token or does not know campaign {campaign} with it (see "
+                f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")
     if never_succeeds(reason):
-        return ("Referral Factory does not have this user (deleted there?): a replay would fail the same way — "
+        return ("Referral Factory says it does not have this user: an RF token of another account than the "
+                "campaign's says so of every user (`bridge doctor` checks it) — then fix the token: "
+                f"{token}; a user deleted in RF: a replay would fail the same way — "
                 f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each '
                 "person's history says so)")
     cause = ("check RF_BASE_URL (a wrong one answers 404 to every call) and that the RF token is of the "
@@ -270,14 +303,31 @@ def _hide_again(rt: HasDeadLetters, held: dict[str, str], renew: dict[str, float
             renew[i] = now + visibility / 2
 
 
-def look(rt: HasDeadLetters) -> Listing:
+def marked(rt: Discarding, letters: list[DeadLetter]) -> list[DeadLetter]:
+    """The letters, each search of changed contacts that a search asked at its time or later completed
+    marked `superseded` (by its workspace's search cursor: one read a workspace)."""
+    cursors: dict[str, Optional[str]] = {}
+    out = []
+    for d in letters:
+        at = d.body.get("at") if d.kind == SEARCH and d.workspace and isinstance(d.body, dict) else None
+        if d.workspace and isinstance(at, (int, float)):
+            if d.workspace not in cursors:
+                cursors[d.workspace] = rt.store.cursor.get(cursor_name(d.workspace))
+            last = cursors[d.workspace]
+            if last is not None and float(last) >= at:
+                d = replace(d, superseded=iso(float(last)))
+        out.append(d)
+    return out
+
+
+def look(rt: Discarding) -> Listing:
     """Every dead letter; the queue is left as it was (each message visible again as soon as all are read)."""
     with holding(rt, LOOK_SECONDS) as (received, _, not_seen, cut, _):
         pass
-    return Listing([read(m) for m in received], not_seen, cut)
+    return Listing(marked(rt, [read(m) for m in received]), not_seen, cut)
 
 
-def list_dead(rt: HasDeadLetters) -> list[DeadLetter]:
+def list_dead(rt: Discarding) -> list[DeadLetter]:
     return look(rt).letters
 
 
@@ -288,9 +338,9 @@ def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int
             "dead_letters": [d.view(show_payload, raw) for d in letters]}
 
 
-def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str]) -> bool:
+def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], superseded: bool = False) -> bool:
     return (reason is None or reason.lower() in letter.reason.lower()) and (
-        campaign is None or letter.campaign_id == str(campaign))
+        campaign is None or letter.campaign_id == str(campaign)) and (not superseded or bool(letter.superseded))
 
 
 def replay(rt: HasDeadLetters, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
@@ -318,19 +368,21 @@ def replay(rt: HasDeadLetters, reason: Optional[str] = None, campaign: Optional[
         except NotSent as exc:
             refused_now = exc.refused
         return [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)], refused_now
-    done = _take_matching(rt, reason, campaign, REPLAY_SECONDS, send)
+    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send)
     return {{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()}
 
 
-def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
+def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None,
+            superseded: bool = False) -> dict:
     """Take the matching dead letters out for good (work that can never succeed: a replay would only
     dead-letter it again), as `replay` walks them but sending nothing; the history of the person each
     is about (its campaign and RF user id; for an Intercom notification's, those linked to its contact
     whose history holds its failure: `_people_of`) says it was discarded and why, so `explain` shows the
-    failure resolved. A selector is required: discarding every letter at once is never what is meant.
+    failure resolved. `superseded`: only the searches of changed contacts a later search covered. A
+    selector is required: discarding every letter at once is never what is meant.
     The answer as replay's, `discarded` for `replayed` and `discarded_late` for `sent_late`."""
-    if reason is None and campaign is None:
-        raise ValueError("discard takes a reason or a campaign")
+    if reason is None and campaign is None and not superseded:
+        raise ValueError("discard takes a reason, a campaign or superseded")
 
     def note(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
@@ -341,7 +393,8 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
                     "dead_letter", "discarded", f"dead letter discarded by the operator: {d.reason}",
                     {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})})])
         return list(batch), []
-    done = _take_matching(rt, reason, campaign, REPLAY_SECONDS, note)
+    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],
+                          REPLAY_SECONDS, note)
     return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
 
 
@@ -384,10 +437,10 @@ def _people_of(rt: Discarding, letters: list[DeadLetter]) -> list[list[PersonRef
     return people
 
 
-def _take_matching(rt: HasDeadLetters, reason: Optional[str], campaign: Optional[str], visibility: int,
+def _take_matching(rt: HasDeadLetters, chosen: Callable[[list[DeadLetter]], list[bool]], visibility: int,
                    act: Callable[[dict[str, ReceivedLetter]], tuple[list[str], list[tuple[dict | str, str]]]]) -> dict:
-    """Replay's and discard's walk (see `replay`): the matching dead letters, 10 at a time, each kept
-    hidden until `act` on its ten (message id -> letter) says which of them it did (the others refused
+    """Replay's and discard's walk (see `replay`): the dead letters `chosen` says yes to, 10 at a time,
+    each kept hidden until `act` on its ten (message id -> letter) says which of them it did (the others refused
     by SQS, with SQS's reasons), then those done taken out of the dead-letter queue. The answer: `done`,
     `left`, `not_seen`, and when it applies `cut`, `late` (done after their hide time ran out, and still dead letters as far as a last look can tell),
     `refused`, `not_taken_out` (each with its reasons)."""
@@ -396,7 +449,7 @@ def _take_matching(rt: HasDeadLetters, reason: Optional[str], campaign: Optional
     refused: list[tuple[dict | str, str]] = []
     kept: dict[str, str] = {}          # done, but the queue would not take them out: handle -> its reason
     with holding(rt, visibility) as (received, held, not_seen, cut, keep_hidden):
-        matching = [m for m in received if matches(read(m), reason, campaign)]
+        matching = [m for m, yes in zip(received, chosen([read(m) for m in received])) if yes]
         ids = {m.message_id for m in matching}
         others = [i for i in held if i not in ids]
         rt.queue.hide_dead_many([held[i] for i in others], 0)       # cut short: released again below

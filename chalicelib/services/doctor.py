@@ -14,11 +14,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
-from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, refused_join
+from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
-from ..domain.settings import CampaignSettings, SettingsError, check_against_workspace, parse_settings
+from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
+                               valid_or_none)
 from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
@@ -29,6 +30,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
+from .moved import applied_elsewhere
 from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
@@ -125,15 +127,15 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     attributes = _intercom(rt, report, settings, conn)
     if attributes is not None:
         _settings_against_workspace(rt, report, settings, attributes)
-    _rf(rt, report, settings)
+    rf_refused = _rf(rt, report, settings)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
-    everyone = _pending(store, report.campaign_id)
+    everyone, read_all = _pending(store, report.campaign_id)
     pending = [link for link in everyone if elsewhere(link, settings) is None]
     _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
     _liveness(rt, report, settings, pending)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
     _sync(rt, report, settings)
     return report
 
@@ -163,8 +165,8 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
-        people = f"{n} or more linked people of campaign {c} stay" if sum(linked.values()) >= LEFT_COUNTED else (
-            f"1 linked person of campaign {c} stays" if n == 1 else f"{n} linked people of campaign {c} stay")
+        people = how_many(n, sum(linked.values()) >= LEFT_COUNTED, f"linked person of campaign {c} stays",
+                          f"linked people of campaign {c} stay")
         report.add("workspace.left_behind", True,
                    f"{people} in workspace {other}"
                    + (f" (of them {waiting} pending lead(s))" if waiting else "")
@@ -173,13 +175,6 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
                    "`bridge settings apply`); nothing to do if the move is intended", warn=True)
-
-
-def applied_elsewhere(store: Store, campaign_id: str, workspace: str) -> bool:
-    """The campaign's settings were once applied naming another workspace than `workspace` (each workspace's
-    campaign list says it, never pruned: one read each)."""
-    return any(campaign_id in store.settings.campaigns(w) for w in sorted(store.connections.workspaces())
-               if w != workspace)
 
 
 # --- contact sync --------------------------------------------------------------------------------
@@ -347,11 +342,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
         return
     others = sorted(store.settings.campaigns(settings.workspace) - {settings.campaign_id})
     for other, document in sorted(store.settings.documents(others).items()):
-        try:
-            theirs = parse_settings(document)
-        except SettingsError:
-            continue
-        shared = mine & _link_attributes(theirs) if theirs.workspace == settings.workspace else set()
+        theirs = valid_or_none(document)
+        shared = mine & _link_attributes(theirs) if theirs is not None and theirs.workspace == settings.workspace \
+            else set()
         for attribute in sorted(shared):
             report.add("settings.referral_link", False,
                        f"campaign {other} also writes its referral links to {attribute}",
@@ -361,7 +354,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
 
 
 # --- Referral Factory ------------------------------------------------------------------------------
-def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
+    """The RF checks; whether RF refused the token or did not know the campaign with it (a token of another
+    account)."""
     conn = rt.store.connections.rf()
     secrets = conn.secrets if conn else frozenset()
     if "webhook-secret" not in secrets:
@@ -372,7 +367,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         report.add("rf.connection", False, "Referral Factory is not connected (no API token)",
                    "missing fields cannot be read and no referral can be qualified",
                    "`bridge rf connect` (it asks for the token)")
-        return
+        return False
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
@@ -387,7 +382,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         else:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
-        return
+        return not isinstance(exc, Blocked) and exc.status in (*REFUSED_TOKEN, 404)
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
         report.add("rf.campaign", False, f"campaign {settings.campaign_id} is {status} in Referral Factory",
@@ -396,6 +391,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     else:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
+    return False
 
 
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
@@ -619,36 +615,43 @@ def _age_hours(now: float, iso_text: str) -> float:
 
 
 # --- work in flight ------------------------------------------------------------------------------------
-def _pending(store: Store, campaign_id: str) -> list[Link]:
-    out, position, read = [], None, 0
+def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
+    """The campaign's pending links among the first PENDING_SCAN of every campaign's; whether that was all."""
+    out: list[Link] = []
+    position, read = None, 0
     while read < PENDING_SCAN:
-        page = store.links.pending(position, 500)
+        page = store.links.pending(position, min(500, PENDING_SCAN - read))
         read += len(page.links)
         out += [link for link in page.links if link.campaign_id == campaign_id]
         if not page.links or page.position is None:
-            break
+            return out, True
         position = page.position
-    return out
+    return out, False
 
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
-               attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection]) -> None:
+               attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
+               rf_refused: bool = False, read_all: bool = True) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
     if dlq:
-        _dead_letters(rt, report, settings)
+        _dead_letters(rt, report, settings, rf_refused)
     if settings.qualification is None:
         return
+    # (`read_all` False: the scan stopped at PENDING_SCAN pending links, so what it says is of those only)
+    scanned = "" if read_all else f" (the first {PENDING_SCAN:,} pending links of all campaigns were read)"
     if pending:
         oldest = min(pending, key=lambda link: link.joined_at or "")
         age = _age_hours(rt.clock(), oldest.joined_at or "")
-        report.add("pending", True, f"{len(pending)} lead(s) wait for qualification; the oldest, RF user "
-                   f"{oldest.rf_user_id}, joined at {oldest.joined_at} ({age:.1f} h ago)")
+        report.add("pending", True, f"{len(pending)}{'' if read_all else ' or more'} lead(s) wait for qualification"
+                   f"{scanned}; the oldest{'' if read_all else ' read'}, RF user {oldest.rf_user_id}, joined at "
+                   f"{oldest.joined_at} ({age:.1f} h ago)")
     else:
-        report.add("pending", True, "no lead is waiting for qualification")
+        report.add("pending", True, "no lead is waiting for qualification" if read_all else
+                   f"no lead of campaign {c} is among the pending links read{scanned}")
     _reconciliation(rt, report, settings, applied_at, conn)
     if settings.qualification.match == "email" or attributes is None:
         return
@@ -664,16 +667,20 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
 
 
-def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> None:
+def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_refused: bool = False) -> None:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
-    of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them."""
+    of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
+    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's)."""
     c, ws = settings.campaign_id, settings.workspace
-    letters = dead_letters.list_dead(rt)
+    listing = dead_letters.look(rt)
+    letters = listing.letters
     mine = [d for d in letters if d.campaign_id == c]
-    unnamed = [d for d in letters if d.campaign_id is None and d.workspace in (ws, None)]
+    searches = [d for d in letters if d.kind == dead_letters.SEARCH and d.workspace == ws]
+    unnamed = [d for d in letters
+               if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws))
+                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws, rf_refused))
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
                                   if d.reason == reason}))
@@ -681,8 +688,34 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings) -> N
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
                    dead_letters.replay_fix(reason, None, ws))
-    if not mine and not unnamed:
+    _searches(report, ws, searches)
+    if listing.not_seen:           # held by another command, or past the scan's end: they may be this campaign's
+        cause = dead_letters.CUT if listing.cut else f"hidden by another command: {dead_letters.HOLDERS}"
+        report.add("dead_letters", True, f"about {listing.not_seen} dead letter(s) could not be read ({cause})",
+                   "they may be this campaign's work, stopped until it is replayed: this report does not count them",
+                   f"replay or discard the letters `bridge dlq list` shows, then run `bridge doctor {c}` again"
+                   if listing.cut else f"run `bridge doctor {c}` again once that command ends (a killed one's hold "
+                   "ends within minutes)",
+                   warn=True)
+    elif not mine and not unnamed and not searches:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
+
+
+def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -> None:
+    """The workspace's failed searches of changed contacts (one a reconciliation run: an outage leaves
+    several), said once: those no search has covered since, and those a later search superseded."""
+    failing = sorted((d for d in letters if not d.superseded), key=lambda d: d.failed_at or "")
+    if failing:
+        since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
+        report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
+                   f"(dead letters{since}); the last: {failing[-1].reason}",
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
+    superseded = [d for d in letters if d.superseded]
+    if superseded:
+        report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "
+                   f"workspace {ws} are superseded: the search asked at {max(d.superseded or '' for d in superseded)} "
+                   "succeeded, and covered their window", "nothing is lost, nothing to replay; the dead-letter alarm "
+                   "stays on while they wait", dead_letters.SUPERSEDED_FIX, warn=True)
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,

@@ -14,7 +14,7 @@ from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted
 from ..observability import mask_email, mask_emails
@@ -150,11 +150,15 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 if (ref := PersonRef(c, synced.rf_user_id or "")) not in people or any(
                     e.event == "sync" and (e.reason or "").startswith("enrolled by ") for e in histories[ref])]
     hashes = {email_hash(e) for e in emails}
+    # What an unauthenticated body named is kept as digests: the RF ids behind them are the ones asked about.
+    digested = {store.edge.digest("email", e): None for e in emails} | {
+        store.edge.digest("rf_user", r): r for r in rf_ids}
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     for scope in scopes:
         for sample in store.edge.refusals(scope).samples:
-            if _about(sample, hashes, rf_ids, contacts, scope):
-                trail.append(_with_fix(_refused(sample, scope), None, sample))
+            if _about(sample, hashes, rf_ids, contacts, digested):
+                trail.append(_with_fix(_refused(sample, scope, digested.get(sample.rf_user_digest or "")), None,
+                                       sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled,
@@ -182,10 +186,7 @@ def _against_settings(store: Store, trail: list[dict], people: dict[PersonRef, L
     def now(campaign: str) -> Optional[CampaignSettings]:
         if campaign not in stored:
             found = store.settings.get(campaign)
-            try:
-                stored[campaign] = parse_settings(found.document) if found is not None else None
-            except SettingsError:
-                stored[campaign] = None
+            stored[campaign] = valid_or_none(found.document if found is not None else None)
         return stored[campaign]
 
     # A person left behind by a move whose history does not say so yet (nothing about them came since, and
@@ -248,10 +249,7 @@ def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspa
 
 def _duplicate(store: Store, contact_id: str, workspace: str, email: str, link: Link) -> dict:
     stored = store.settings.get(link.campaign_id)
-    try:
-        settings = parse_settings(stored.document) if stored is not None else None
-    except SettingsError:
-        settings = None
+    settings = valid_or_none(stored.document if stored is not None else None)
     rule = settings.qualification if settings is not None else None
     said = {"contact_id": contact_id, "workspace": workspace, "email": mask_email(email),
             "campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id, "kind": link.kind,
@@ -411,17 +409,20 @@ def _done(entry: dict, topic: str) -> bool:
     return (entry["event"], entry["outcome"]) in said if said is not None else entry["outcome"] not in NEUTRAL
 
 
-def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], scope: str) -> bool:
+def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], digested: dict) -> bool:
     if sample.email_hash and sample.email_hash in hashes:
+        return True
+    if {sample.email_digest, sample.rf_user_digest} & digested.keys():
         return True
     if sample.contact_id and sample.contact_id in contacts:
         return True
     return bool(sample.rf_user_id and sample.rf_user_id in rf_ids)
 
 
-def _refused(sample: RefusalSample, scope: str) -> dict:
+def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None) -> dict:
+    """`rf_user_id`: the id a digest of the sample is of (an unauthenticated body's, kept digested)."""
     campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
-    return {"campaign_id": campaign, "rf_user_id": sample.rf_user_id, "at": sample.at, "event": "webhook_refused",
+    return {"campaign_id": campaign, "rf_user_id": sample.rf_user_id or rf_user_id, "at": sample.at, "event": "webhook_refused",
             "outcome": sample.reason, "reason": f"the edge refused a webhook about this person: {sample.message}",
             "details": {k: v for k, v in (("scope", scope), ("email", sample.email_masked),
                                           ("contact_id", sample.contact_id)) if v}}

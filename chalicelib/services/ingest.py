@@ -45,6 +45,8 @@ class Edge(Protocol):
         one 'unknown' bucket). Never raises: the answer does not depend on it."""
     def note_heard(self, scope: str, what: str) -> None:
         """The edge accepted a webhook (written at most once a minute per container). Never raises."""
+    def digest(self, kind: str, value: str) -> str:
+        """How the edge's log names a person a body that did not authenticate names (EdgeLog.digest)."""
 
 
 @dataclass(frozen=True)
@@ -109,15 +111,16 @@ def receive_rf_join(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     """POST /webhooks/referral-factory: one RF "user joins" event, as JSON or as a form. A refusal is
     kept in the edge's log (for `doctor` and `explain`); an accepted join marks the campaign as heard."""
     lowered = _lower(headers)
-    reply, campaign_id = _rf_join(lowered, raw, rt)
+    read = _Read()
+    reply, campaign_id = _rf_join(lowered, raw, rt, read)
     if reply.status >= 400:
-        _note_rf_refusal(rt, lowered, raw, reply)
+        _note_rf_refusal(rt, lowered, raw, reply, read.signed)
     elif campaign_id:
         rt.note_heard(campaign_scope(campaign_id), "join")
     return reply
 
 
-def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]:
+def _rf_join(lowered: dict, raw: bytes, rt: Edge, read: "_Read") -> tuple[Reply, Optional[str]]:
     media = _checked_shape(lowered, raw, rt, accepted=(FORM,))
     if isinstance(media, Reply):
         return media, None
@@ -129,6 +132,7 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]
         return _error(503, "not_configured", "no webhook secret is configured: run `bridge rf connect`"), None
     if not _same(given, secret):
         return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header"), None
+    read.signed = True
     try:
         body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw, repeats=True)
         person = webhooks.rf_join(body)
@@ -145,9 +149,11 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge) -> tuple[Reply, Optional[str]]
     return _enqueue(rt, message, 202, {}), person.campaign_id
 
 
-def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply) -> None:
+def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply, signed: bool) -> None:
     """What can be read of a refused join, best effort (its campaign, person and email: never the
-    secret, never the body). A body too large or of another media type is not read at all."""
+    secret, never the body). A body too large or of another media type is not read at all. The person
+    of a body that did not authenticate (`signed`: its secret was checked) is kept as digests only:
+    anyone can send one naming anyone."""
     campaign_id = rf_user_id = email = None
     if reply.status not in (413, 415):
         try:
@@ -160,8 +166,12 @@ def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply) -> None:
             email = webhooks.printable(person["email"]) if isinstance(person.get("email"), str) else None
         except Exception:  # an unreadable body: counted without a person
             pass
-    rt.note_refusal(_sample(reply, rf_user_id=rf_user_id, email=email, at=rt.clock(), campaign_id=campaign_id),
-                    campaign_id=campaign_id)
+    email = email.strip().lower() if email and len(email) <= 320 else None
+    who = (dict(rf_user_id=rf_user_id, email_hash=email_hash(email) if email else None,
+                email_masked=mask_email(email) if email else None) if signed else
+           dict(rf_user_digest=rt.digest("rf_user", rf_user_id) if rf_user_id else None,
+                email_digest=rt.digest("email", email) if email else None))
+    rt.note_refusal(_sample(reply, at=rt.clock(), campaign_id=campaign_id, **who), campaign_id=campaign_id)
 
 
 def _plain_id(value: Any) -> Optional[str]:
@@ -170,13 +180,9 @@ def _plain_id(value: Any) -> Optional[str]:
     return value if isinstance(value, str) and webhooks.is_id(value) else None
 
 
-def _sample(reply: Reply, *, at: float, rf_user_id: Optional[str] = None, email: Optional[str] = None,
-            contact_id: Optional[str] = None, campaign_id: Optional[str] = None) -> RefusalSample:
-    email = email.strip().lower() if email and len(email) <= 320 else None
+def _sample(reply: Reply, *, at: float, **known: Optional[str]) -> RefusalSample:
     return RefusalSample(reason=str(reply.body.get("error")), at=iso(at), message=str(reply.body.get("message"))[:300],
-                         rf_user_id=rf_user_id, email_hash=email_hash(email) if email else None,
-                         email_masked=mask_email(email) if email else None, contact_id=contact_id,
-                         campaign_id=campaign_id)
+                         **known)
 
 
 def signature(secret: str, raw: bytes) -> str:
@@ -204,7 +210,8 @@ def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
 
 @dataclass
 class _Read:
-    """What `_intercom` read of a notification, for its refusal's sample."""
+    """What was read of a webhook, for its refusal's sample: the body (a notification's), and whether
+    its sender authenticated (the secret or signature checked)."""
     body: dict = field(default_factory=dict)
     signed: bool = False
 

@@ -23,7 +23,7 @@ from ..domain import oauth
 from ..domain.apps import PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
-from ..domain.settings import SettingsError, parse_settings
+from ..domain.settings import valid_or_none
 from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
@@ -199,10 +199,7 @@ def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, bool]:
         stored = rt.store.settings.get(campaign_id)
         if stored is None or stored.workspace != workspace:
             continue                        # deleted, or moved to another workspace
-        try:
-            sync = parse_settings(stored.document).sync
-        except SettingsError:
-            sync = None
+        sync = settings.sync if (settings := valid_or_none(stored.document)) is not None else None
         found[campaign_id] = sync is not None and sync.mode == "ongoing" and not sync.counts_only
     return found
 

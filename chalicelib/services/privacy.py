@@ -71,8 +71,9 @@ def forget(rt: Erasing, email: str) -> dict:
                                **({"workspace": workspace_of[campaign_id]} if campaign_id in workspace_of else {}),
                                "contact_id": entry.contact_id})
     recounted = _recount(rt, lowered - {PersonRef(*p) for p in erased})
-    refused = forget_refusals(rt, email, campaigns, workspaces, people)
-    fields = forget_field_samples(rt, email, campaigns, people)
+    refused = forget_samples(rt, email, people, [campaign_scope(c) for c in campaigns]
+                             + [workspace_scope(w) for w in workspaces] + [UNKNOWN])
+    fields = forget_samples(rt, email, people, [fields_scope(c) for c in campaigns])   # doctor's fields not written
     dead: int | str = "not checked: BRIDGE_DLQ_URL is not set"
     hidden, cut = 0, False
     if rt.config.dlq_url:
@@ -120,12 +121,15 @@ def _recount(rt: Erasing, referrers: set[PersonRef]) -> int | str:
     return len(referrers)
 
 
-def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: list[str], people: list[dict]) -> int:
-    """Delete the edge's samples of refused webhooks about the person (the scopes `explain` reads): by
-    their email's hash, or by the RF user id or contact id of someone erased here, in the same campaign
-    or workspace. The counters stay: they hold nobody."""
-    hashed = email_hash(email)
+def forget_samples(rt: Erasing, email: str, people: list[dict], scopes: list[str]) -> int:
+    """Delete the edge's samples in `scopes` about the person (refused webhooks, the scopes `explain` reads;
+    fields joins could not write, doctor's): by their email's hash, or by the RF user id or contact id of
+    someone erased here, in the same campaign or workspace (or their digests: an unauthenticated body's).
+    The counters stay: they hold nobody."""
+    edge = rt.store.edge
+    hashed, digested = email_hash(email), edge.digest("email", email)
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
+    erased_digests = {(c, edge.digest("rf_user", r)) for c, r in erased}
     contacts = {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]}
 
     def about(scope: str):
@@ -133,19 +137,10 @@ def forget_refusals(rt: Erasing, email: str, campaigns: list[str], workspaces: l
             campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
             workspace = scope.split(":", 1)[1] if scope.startswith("workspace:") else None
             return (sample.email_hash == hashed or (campaign, sample.rf_user_id) in erased
-                    or (workspace, sample.contact_id) in contacts)
+                    or (workspace, sample.contact_id) in contacts or sample.email_digest == digested
+                    or (campaign, sample.rf_user_digest) in erased_digests)
         return match
-    scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
-    return sum(rt.store.edge.forget(scope, about(scope)) for scope in scopes)
-
-
-def forget_field_samples(rt: Erasing, email: str, campaigns: list[str], people: list[dict]) -> int:
-    """Delete the samples of doctor's count of fields not written that name the person (by their email's
-    hash or their RF user id in the campaign); the counters stay: they hold nobody."""
-    hashed = email_hash(email)
-    erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
-    return sum(rt.store.edge.forget(fields_scope(c), lambda s: s.email_hash == hashed
-                                    or (s.campaign_id, s.rf_user_id) in erased) for c in campaigns)
+    return sum(edge.forget(scope, about(scope)) for scope in scopes)
 
 
 def _mentions(value: Any, email: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Optional
 from ..domain.history import REPLAYED, Entry
 from ..domain.link import Link, LinkStatus, PersonRef, ReferralCount
 from ..domain.mapping import ContactPayload
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import count_attribute
 from ..errors import Deferred, WorkError
 from ..messages import ReferralCountMessage
@@ -49,7 +49,7 @@ class Known:
 def read(messages_: list[ReferralCountMessage], deps: WorkDeps) -> Known:
     """Two batched reads for the whole batch (the counts themselves are read one by one, consistently)."""
     documents = deps.settings.documents({m.campaign_id for m in messages_})
-    return Known({m.campaign_id: _parsed(documents.get(m.campaign_id)) for m in messages_},
+    return Known({m.campaign_id: valid_or_none(documents.get(m.campaign_id)) for m in messages_},
                  deps.links.get_many(m.person_ref for m in messages_))
 
 
@@ -180,12 +180,3 @@ def _linked_contact(link: Optional[Link]) -> Optional[str]:
     if link is None or link.status is not LinkStatus.LINKED or link.is_lead:
         return None
     return link.contact_id
-
-
-def _parsed(document: Optional[dict]) -> Optional[CampaignSettings]:
-    if document is None:
-        return None
-    try:
-        return parse_settings(document)
-    except SettingsError:
-        return None

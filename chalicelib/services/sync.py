@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings, valid_or_none
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
                            WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
@@ -669,16 +669,9 @@ def _last_full(deps: WorkDeps, campaign_id: str, latest: SyncRun) -> Optional[Sy
 
 
 def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
-    out = []
-    for campaign_id, document in sorted(deps.settings.documents(deps.settings.campaigns(workspace)).items()):
-        try:
-            settings = parse_settings(document)
-        except SettingsError:
-            continue
-        if settings.workspace == workspace and settings.sync is not None and settings.sync.mode == "ongoing" \
-                and not settings.sync.counts_only:
-            out.append(settings)
-    return out
+    documents = deps.settings.documents(deps.settings.campaigns(workspace))
+    return [s for _, document in sorted(documents.items()) if (s := valid_or_none(document)) is not None
+            and s.workspace == workspace and s.sync is not None and s.sync.mode == "ongoing" and not s.sync.counts_only]
 
 
 # --- what the operator reads -------------------------------------------------------------------------
@@ -740,13 +733,14 @@ def shown_error(run: SyncRun, now: float) -> Optional[dict]:
             "reason": error.reason, "tries": error.tries, "at": iso(error.at)}
 
 
-def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict]:
+def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
     """The latest run's counts; skips by reason with examples (from the whole ledger); the enrolled still
     without a link, or whose link Intercom refused, apart (not skips); and who left the source since the
-    last full run saw them."""
+    last full run saw them. As shown_runs shows them (none ran raises SyncStopped), the settings read once."""
+    block = _sync_block(deps, campaign_id)
     run = deps.sync.run(campaign_id)
     if run is None:
-        return None
+        return _runs_said(campaign_id, None, block)
     full = _last_full(deps, campaign_id, run)
     skips: dict[str, dict] = {}
     without_link: dict = {"reason": NO_LINK_REASON, "count": 0, "examples": []}   # enrolled: said apart from skips
@@ -766,16 +760,13 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> Optional[dict
             if full is not None and full.status == "done" and max(entry.seen_run, entry.run) < full.number:
                 left.append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
                              "rf_user_id": entry.rf_user_id, "last_seen_run": entry.seen_run})
-    try:
-        block = settings_of(deps, campaign_id).sync
-    except SyncStopped:                 # settings deleted, or without their sync block, since the run
-        block = None
-    return {"campaign_id": campaign_id, "run": _shown(deps, run, full), "counts": dict(run.counts),
-            "writes": describe_writes(block) if block is not None else None,
+    return _runs_said(campaign_id, {
+            "campaign_id": campaign_id, "run": _shown(deps, run, full), "counts": dict(run.counts),
+            "writes": None if isinstance(block, SyncStopped) else describe_writes(block),
             "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])), "without_link": without_link,
             "link_not_written": not_written, "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
-                     "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}
+                     "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}, block)
 
 
 def shown_runs(deps: WorkDeps, campaign_id: str, found: Optional[dict]) -> dict:
@@ -783,15 +774,29 @@ def shown_runs(deps: WorkDeps, campaign_id: str, found: Optional[dict]) -> dict:
     `no_contact_sync` saying the campaign runs no contact sync now, and why, when its settings keep only
     referral counts, or are gone, or have no sync block any more (the runs found are then past ones).
     None found raises SyncStopped naming why: no contact sync, or never synced."""
+    return _runs_said(campaign_id, found, _sync_block(deps, campaign_id))
+
+
+def _sync_block(deps: WorkDeps, campaign_id: str) -> Sync | SyncStopped:
+    """The campaign's sync block now, or why it has none: no settings, or no sync block (`sync start` would
+    say the same)."""
     try:
-        block = settings_of(deps, campaign_id).sync
-    except SyncStopped as exc:           # no settings, or no sync block: `sync start` would say the same
+        settings = settings_of(deps, campaign_id)
+    except SyncStopped as exc:
+        return exc
+    assert settings.sync is not None
+    return settings.sync
+
+
+def _runs_said(campaign_id: str, found: Optional[dict], block: Sync | SyncStopped) -> dict:
+    """shown_runs, of the sync block read already."""
+    if isinstance(block, SyncStopped):
         if found is None:
-            raise
-        return {"no_contact_sync": f"campaign {campaign_id} runs no contact sync now: {exc}", **found}
+            raise block
+        return {"no_contact_sync": f"campaign {campaign_id} runs no contact sync now: {block}", **found}
     said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts (README, "
             "Referral counts) — add fields and referral_link_attribute to sync contacts")
-    counts_only = block is not None and bool(block.counts_only)
+    counts_only = bool(block.counts_only)
     if found is None:
         raise SyncStopped([said if counts_only else
                            f"campaign {campaign_id} has never been synced — run `bridge sync start {campaign_id}`"])

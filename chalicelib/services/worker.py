@@ -23,7 +23,7 @@ from ..domain.link import PersonRef
 from ..errors import Deferred, Permanent, WorkError
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
-from ..observability import count, logger, mask_emails
+from ..observability import Masked, count, logger, mask_emails
 from ..ports import Later, WorkQueue
 from ..ports.queue import TRIES, WAITS
 from .concurrency import Runner
@@ -114,8 +114,9 @@ class Job:
     message: Any
 
 
-class RetryBatch(Exception):
-    """Raised to make the event source return the records that must be retried."""
+class RetryBatch(Masked):
+    """Raised to make the event source return the records that must be retried (the Lambda runtime
+    prints it, outside the logger: its text is masked)."""
 
 
 @dataclass
@@ -297,8 +298,8 @@ def settle(results: list[Result], work: Work) -> dict:
     not_deleted = (f"; SQS would not delete {len(kept)} handled record(s) ({'; '.join(dict.fromkeys(kept.values()))}):"
                    " they come back and are worked again as repeats") if kept else ""
     # (the Lambda runtime logs this exception itself, outside the logger's masking)
-    raise RetryBatch(f"{len(retry)} of {len(results)} records will be retried: "
-                     + "; ".join(f"{r.record.message_id}: {mask_emails(r.reason)}" for r in retry) + not_deleted)
+    raise RetryBatch(mask_emails(f"{len(retry)} of {len(results)} records will be retried: "
+                                 + "; ".join(f"{r.record.message_id}: {r.reason}" for r in retry) + not_deleted))
 
 
 def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:

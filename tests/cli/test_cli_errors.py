@@ -63,7 +63,8 @@ def test_aws_unreachable(aws_env, capsys):
     aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
     aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
     aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
-    for argv in (["history", "42", "1"], ["settings", "show", "42"], ["dlq", "list"],
+    for argv in (["history", "42", "1"], ["settings", "show", "42"], ["dlq", "list"], ["doctor", "42", "--json"],
+                 ["explain", "ann@example.com"], ["sync", "status", "42", "--watch"],
                  ["workspace", "connect", "ws1", "--token", "tok-not-shown"]):
         code, _, err = run_cli(None, capsys, *argv)
         assert code == 1 and "AWS is unreachable" in one_line(err), argv

@@ -936,6 +936,21 @@ def test_many_refusals_of_one_reason_are_counted_at_once_and_fill_only_the_rings
     assert sorted(int(s.rf_user_id) for s in kept.samples) == [0, 1, 2, 3, 10]
 
 
+def test_a_sample_keeps_an_unauthenticated_bodys_person_as_digests_of_one_key(store):
+    """The digests round-trip, the same value gives the same digest (explain matches it later), and an
+    email's is of its normalised address and never the plain sha256 an authenticated sample's hash is."""
+    import dataclasses
+
+    from chalicelib.domain.people import email_hash
+    edge = store.edge
+    sample = dataclasses.replace(refusal(0), rf_user_digest=edge.digest("rf_user", "7"),
+                                 email_digest=edge.digest("email", "ann@example.com"))
+    edge.refused("unknown", sample)
+    assert edge.refusals("unknown").samples == [sample]
+    assert edge.digest("email", " Ann@Example.com ") == sample.email_digest != email_hash("ann@example.com")
+    assert edge.digest("rf_user", "7") != edge.digest("email", "7") != edge.digest("rf_user", "8")
+
+
 def test_forgetting_deletes_the_samples_about_a_person_and_keeps_the_counts(store):
     for n in range(3):
         store.edge.refused("campaign:42", refusal(n, rf_user_id=str(n)))

@@ -109,3 +109,30 @@ def test_ctrl_c_is_one_line_saying_what_goes_on_in_aws_and_how_to_finish_exit_13
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("interrupted: ") and f"make {command[0]} STAGE=dev" in err
+
+
+def test_destroy_again_while_the_stack_is_being_deleted_waits_for_it_and_ends_as_a_destroy(aws_calls, monkeypatch,
+                                                                                          capsys):
+    """Ctrl-C while `make destroy` waited for the stack says "run `make destroy STAGE=dev` again to finish": run
+    again, it read the state bucket CloudFormation was deleting and ended in `error: AWS said: ... NoSuchBucket`,
+    exit 1. Now it says the stack is being deleted, waits for it, and ends as a destroy does (exit 0)."""
+    name = deploy.stage_prefix("dev")
+    deleting = {"StackName": name, "StackStatus": "DELETE_IN_PROGRESS", "Outputs": [
+        {"OutputKey": "StateBucket", "OutputValue": f"{name}-state"}]}
+    answers = {"DescribeStacks": [{"Stacks": [deleting]}, bx.ClientError(
+        {"Error": {"Code": "ValidationError", "Message": f"Stack with id {name} does not exist"}}, "DescribeStacks")]}
+
+    def call(client, operation, params):
+        aws_calls.append(operation)
+        if not answers.get(operation):
+            raise bx.ClientError({"Error": {"Code": "NoSuchBucket", "Message": "The specified bucket does not "
+                                            "exist"}}, operation)
+        answer = answers[operation].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+    assert deploy.main(["destroy", "--stage", "dev"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.splitlines()[0] == f"stack {name} is being deleted already (an earlier destroy): waiting"
+    assert out.splitlines()[-1] == "Stage dev is destroyed." and aws_calls == ["DescribeStacks"] * 2

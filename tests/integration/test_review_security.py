@@ -8,6 +8,8 @@ import json
 import pytest
 import requests
 
+from tests.support.log_lines import written_lines
+
 from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_join_flow import new_lead
 from .test_oauth_browser import public_app
@@ -168,7 +170,7 @@ def test_a_stranger_cannot_connect_their_own_workspace_through_the_public_oauth_
 
 
 # --- logs ---------------------------------------------------------------------------------------------
-def test_a_vendors_refusal_that_names_the_email_is_logged_with_the_email_masked(bridge, intercom, rf, caplog):
+def test_a_vendors_refusal_that_names_the_email_is_logged_with_the_email_masked(bridge, intercom, rf):
     """Leak: Referral Factory (or Intercom) refuses a call with a message that quotes the person's email
     (vendor text is not ours to trust). The worker logs the reason as it is ("record sent to the
     dead-letter queue", "record will be retried", "record waits": worker._failed/_dead/_waits log
@@ -179,13 +181,15 @@ def test_a_vendors_refusal_that_names_the_email_is_logged_with_the_email_masked(
         "code": 422, "message": "The given data was invalid.",
         "errors": {"id": [{"field": "id", "message": "ann@example.com has no referrer in this campaign"}]}})
     intercom.update_contact(contact["id"], signed_up="Yes")
-    caplog.clear()
-    bridge.notify("contact.lead.updated", contact["id"])
-    bridge.drain()
+    with written_lines() as written:                 # the lines as CloudWatch receives them
+        bridge.notify("contact.lead.updated", contact["id"])
+        bridge.drain()
     assert bridge.dead_letters(), "the refusal reached the dead-letter queue"
-    # every record as its JSON line would carry it: the message and the `extra` fields
-    logged = [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
-    assert logged and not [line for line in logged if "ann@example.com" in line], "an email was logged in clear"
+    logged = written()
+    documents = [json.loads(line) for line in logged]                       # each line one JSON document
+    assert [d["message"] for d in documents if "reason" in d] == ["record sent to the dead-letter queue"], logged
+    assert not [line for line in logged if "ann@example.com" in line], "an email was logged in clear"
+    assert any("a***@example.com has no referrer" in line for line in logged), logged      # the reason, masked
 
 
 # --- RF webhook: campaign X acting on campaign Y -------------------------------------------------------

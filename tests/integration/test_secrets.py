@@ -11,6 +11,7 @@ from botocore.client import BaseClient
 from chalicelib.adapters.secrets import RECHECK_SECONDS
 from chalicelib.cli import main
 from chalicelib.services.connections import connect_rf, connect_workspace
+from tests.support.log_lines import written_lines
 
 from .conftest import SECRET, WORKSPACE, join_body, lead_settings, qualifying_settings
 from .test_join_flow import new_lead
@@ -42,13 +43,19 @@ def scan(bridge) -> list[dict]:
     return bridge.resources.client("dynamodb").scan(TableName=bridge.resources.table)["Items"]
 
 
-def distinct_secrets(bridge, intercom, rf) -> dict:
-    """Connect everything with values that cannot be confused with anything else in the table."""
+def distinct_values(intercom, rf) -> dict:
+    """Secrets that cannot be confused with anything else in the table, the simulators' tokens."""
     tag = uuid.uuid4().hex
     values = {"token": f"ic-tok-{tag}", "client_secret": f"ic-cs-{tag}", "rf_token": f"rf-tok-{tag}",
               "webhook_secret": f"rf-wh-{tag}"}
     intercom.tokens.add(values["token"])
     rf.token = values["rf_token"]
+    return values
+
+
+def distinct_secrets(bridge, intercom, rf) -> dict:
+    """Connect everything with values that cannot be confused with anything else in the table."""
+    values = distinct_values(intercom, rf)
     connect_workspace(bridge.operator(), WORKSPACE, values["token"], values["client_secret"])
     connect_rf(bridge.operator(), values["rf_token"], values["webhook_secret"])
     return values
@@ -241,43 +248,41 @@ def test_a_first_connect_without_a_token_is_one_clear_line(bridge, capsys):
 
 
 def test_secrets_never_reach_logs_cli_output_history_or_dead_letters(bridge, intercom, rf, capfd, caplog):
-    operator = bridge.operator()
-    tag = uuid.uuid4().hex
-    given = {"token": f"ic-tok-{tag}", "client_secret": f"ic-cs-{tag}", "rf_token": f"rf-tok-{tag}",
-             "webhook_secret": f"rf-wh-{tag}"}
-    intercom.tokens.add(given["token"])
-    rf.token = given["rf_token"]
-    assert main(["workspace", "connect", WORKSPACE, "--token", given["token"], "--client-secret",
-                 given["client_secret"]], rt=operator) == 0
-    assert main(["rf", "connect", "--token", given["rf_token"], "--webhook-secret", given["webhook_secret"]],
-                rt=operator) == 0
-    bridge.apply(qualifying_settings())
-    ann = new_lead(rf)
-    bridge.post_join(join_body(ann), secret=given["webhook_secret"])
-    bridge.post_join(join_body(ann), secret="wrong")                  # refused: logged as such
-    bridge.drain()
-    [contact] = intercom.contacts_by_email("ann@example.com")
-    intercom.update_contact(contact["id"], signed_up="Yes")
-    payload = intercom.webhook_payload("contact.lead.updated", contact["id"])
-    bridge.post_intercom(payload, secret=given["client_secret"])
-    bridge.post_intercom(payload, secret="wrong")
-    bridge.drain()
-    assert qualified_ids(rf) == [ann["id"]]
-    intercom.revoke(given["token"])                                   # a dead letter about a bad token
-    bob = new_lead(rf, email="bob@example.com", first_name="Bob")
-    bridge.post_join(join_body(bob), secret=given["webhook_secret"])
-    bridge.drain()
-    for argv in (["history", "42", str(ann["id"])], ["history", "42", str(bob["id"])], ["dlq", "list"],
-                 ["settings", "show", "42"], ["rf", "connect", "--webhook-secret", given["webhook_secret"]]):
-        assert main(argv, rt=operator) == 0
-    # Reconnecting with the revoked token is refused by Intercom's /me: one line, and the token is not in it.
-    assert main(["workspace", "connect", WORKSPACE, "--token", given["token"]], rt=operator) == 1
+    with written_lines() as logged:                          # the lines as CloudWatch receives them
+        operator = bridge.operator()
+        given = distinct_values(intercom, rf)
+        assert main(["workspace", "connect", WORKSPACE, "--token", given["token"], "--client-secret",
+                     given["client_secret"]], rt=operator) == 0
+        assert main(["rf", "connect", "--token", given["rf_token"], "--webhook-secret", given["webhook_secret"]],
+                    rt=operator) == 0
+        bridge.apply(qualifying_settings())
+        ann = new_lead(rf)
+        bridge.post_join(join_body(ann), secret=given["webhook_secret"])
+        bridge.post_join(join_body(ann), secret="wrong")                  # refused: logged as such
+        bridge.drain()
+        [contact] = intercom.contacts_by_email("ann@example.com")
+        intercom.update_contact(contact["id"], signed_up="Yes")
+        payload = intercom.webhook_payload("contact.lead.updated", contact["id"])
+        bridge.post_intercom(payload, secret=given["client_secret"])
+        bridge.post_intercom(payload, secret="wrong")
+        bridge.drain()
+        assert qualified_ids(rf) == [ann["id"]]
+        intercom.revoke(given["token"])                                   # a dead letter about a bad token
+        bob = new_lead(rf, email="bob@example.com", first_name="Bob")
+        bridge.post_join(join_body(bob), secret=given["webhook_secret"])
+        bridge.drain()
+        for argv in (["history", "42", str(ann["id"])], ["history", "42", str(bob["id"])], ["dlq", "list"],
+                     ["settings", "show", "42"], ["rf", "connect", "--webhook-secret", given["webhook_secret"]]):
+            assert main(argv, rt=operator) == 0
+        # Reconnecting with the revoked token is refused by Intercom's /me: one line, and the token is not in it.
+        assert main(["workspace", "connect", WORKSPACE, "--token", given["token"]], rt=operator) == 1
 
     dead = bridge.dead_letters()
     assert len(dead) == 1 and "401" in dead[0]["reason"]
     captured = capfd.readouterr()
-    seen = "\n".join([captured.out, captured.err, caplog.text, json.dumps(dead, default=str),
+    seen = "\n".join([captured.out, captured.err, caplog.text, *logged(), json.dumps(dead, default=str),
                       json.dumps([bridge.history(42, p["id"]) for p in (ann, bob)], default=str)])
     assert '"outcome": "qualified"' in seen and "webhook rejected" in seen   # what was looked at is there
+    assert any("webhook rejected" in line for line in logged()), logged()    # the log lines among them
     for value in given.values():
         assert value not in seen

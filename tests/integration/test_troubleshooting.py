@@ -109,12 +109,18 @@ def test_no_referred_users_sent_the_joins_refused_for_a_wrong_secret_are_counted
     assert "X-Bridge-Secret" in refused["fix"] and "bridge backfill 42 --apply" in refused["fix"]
     [quiet] = bad(report, "webhooks.rf")
     assert quiet["what"] == "no join of campaign 42 was ever received"
-    # explain, for one of them: the refusal is in their trail (their email never stored, only masked)
+    # explain, for one of them, by email or RF id: the refusal is in their trail. A body without the
+    # secret names whoever its sender likes: its email and id are kept as digests only, never readable.
+    samples = bridge.rt.store.edge.refusals("campaign:42").samples
+    assert len(samples) == 3 and all(s.rf_user_digest and s.email_digest and not (s.rf_user_id or s.email_hash
+                                                                                   or s.email_masked) for s in samples)
     code, found = explain(bridge, capsys, leads[0]["email"])
     assert code == 0
     [shown] = entries(found, "webhook_refused")
-    assert shown["outcome"] == "unauthorized" and shown["rf_user_id"] == str(leads[0]["id"])
+    assert shown["outcome"] == "unauthorized" and shown["rf_user_id"] is None
     assert "X-Bridge-Secret" in shown["fix"] and "l0@example.com" not in json.dumps(found)
+    [shown] = entries(explain(bridge, capsys, str(leads[0]["id"]))[1], "webhook_refused")
+    assert shown["outcome"] == "unauthorized" and shown["rf_user_id"] == str(leads[0]["id"])
 
 
 def test_no_referred_users_sent_rfs_webhook_missing_doctor_sees_rfs_newest_person_never_arrived(bridge, rf, clock,

@@ -4,6 +4,7 @@ and idempotence, reading dead letters."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Optional
 
 import pytest
@@ -28,15 +29,29 @@ WS = "ws1"
 
 
 # --- the edge ---------------------------------------------------------------------------------------
-def test_a_refused_join_keeps_its_campaign_person_and_hashed_email_never_the_secret():
+def test_a_join_refused_for_its_secret_keeps_the_person_it_names_as_digests_only():
+    """Anyone can send a body naming anyone: without the secret, the edge keeps the campaign (its
+    counter) and digests `explain` and `forget` match, never the RF id or the email, masked or hashed."""
     edge = FakeEdge()
     raw = json.dumps({"id": 7, "campaign_id": 42, "email": " Ann@Example.com "}).encode()
     reply = receive_rf_join({"X-Bridge-Secret": "guess"}, raw, edge)
     assert reply.status == 401
     [(campaign, workspace, sample)] = edge.refusals
-    assert (campaign, workspace, sample.reason, sample.rf_user_id) == ("42", None, "unauthorized", "7")
+    assert (campaign, workspace, sample.reason, sample.campaign_id) == ("42", None, "unauthorized", "42")
+    assert (sample.rf_user_id, sample.email_hash, sample.email_masked) == (None, None, None)
+    assert (sample.rf_user_digest, sample.email_digest) == (edge.digest("rf_user", "7"),
+                                                            edge.digest("email", "ann@example.com"))
+    assert not {"ann", "Ann", "example", "guess"} & set(re.findall(r"[A-Za-z]+", repr(sample))) and edge.heard == []
+
+
+def test_a_join_refused_after_its_secret_checked_keeps_its_person_and_hashed_email_never_the_secret():
+    edge = FakeEdge()
+    raw = json.dumps({"id": 7, "campaign_id": 999, "email": " Ann@Example.com "}).encode()
+    assert receive_rf_join({"X-Bridge-Secret": "s3cret"}, raw, edge).status == 404
+    [(campaign, workspace, sample)] = edge.refusals
+    assert (campaign, workspace, sample.reason, sample.rf_user_id) == ("999", None, "unknown_campaign", "7")
     assert sample.email_hash == email_hash("ann@example.com") and sample.email_masked == "a***@example.com"
-    assert "guess" not in repr(sample) and edge.heard == []
+    assert (sample.rf_user_digest, sample.email_digest) == (None, None) and "s3cret" not in repr(sample)
 
 
 def test_a_body_too_large_or_of_another_type_is_counted_without_being_read():
@@ -86,12 +101,15 @@ def test_the_runtime_writes_heard_at_most_once_a_minute_per_scope_and_refusals_t
 
 def test_a_failing_log_never_changes_the_answer():
     rt = runtime()
+    tried = []
 
     def broken(*args):
+        tried.append(args[0])
         raise RuntimeError("DynamoDB is down")
     rt.store.edge.refused = rt.store.edge.heard = broken  # type: ignore
     rt.note_refusal(RefusalSample("unauthorized", "t", "m"))
     rt.note_heard("campaign:42", "join")
+    assert tried == [UNKNOWN, "campaign:42"]              # both writes were tried (and failed): nothing raised
 
 
 # --- explain ------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ and fake APIs: once, never doubled, and counted for its referrer once."""
 from __future__ import annotations
 
 import dataclasses
+
+import pytest
 from typing import Any, Iterable
 
 from chalicelib.adapters.memory import MemoryLinks
@@ -149,3 +151,25 @@ def test_a_join_reopened_by_backfill_is_applied_even_when_the_workers_read_still
     link = link_of(work)
     assert (link.status, link.contact_id) == (LinkStatus.LINKED, contact["id"])
     assert ("join", "repeated") not in history(work)
+
+
+def test_a_reopened_join_whose_send_failed_is_sent_by_the_next_backfill_and_joined_once_counted_once():
+    counting = {**NOTHING, "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"}]},
+                "sync": {"referral_count_attribute": COUNT}}
+    work = world(counting)
+    run(work, join(LEAD), join(REFERRER))
+    assert link_of(work).status is LinkStatus.IGNORED and link_of(work).counted_for == "3"
+    work.store.settings.put("42", {**counting, "leads": CREATE["leads"]}, "ws")
+    work.queue.sent.clear()
+    work.queue.refuse = lambda m: "ServiceUnavailable" if isinstance(m, dict) and m.get("kind") == "rf.join" else None
+    with pytest.raises(Exception):
+        backfill(Running(work), "42", apply=True)
+    assert joins_queued(work) == [] and link_of(work).status is LinkStatus.WAITING     # reopened, nothing queued
+    work.queue.refuse = lambda m: None
+    again = backfill(Running(work), "42", apply=True)
+    assert again.queued == 1 and [m["rf_user_id"] for m in joins_queued(work)] == ["7"]
+    run(work, *joins_queued(work))
+    [lead] = [c for c in work.apis.intercom_.contacts.values() if c["email"] == "noth@example.com"]
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.counted_for) == (LinkStatus.LINKED, lead["id"], "3")
+    assert work.store.links.referrals(PersonRef("42", "3")).n == 1         # not twice

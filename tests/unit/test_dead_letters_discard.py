@@ -207,3 +207,29 @@ def test_explains_header_says_discarded_once_the_persons_dead_letter_is_discarde
     header = explain.as_text(after).splitlines()[1]
     assert header.endswith(f"; discarded (its dead letter, by the operator) — it failed: {GONE}"), header
     assert "; failed —" not in header
+
+
+def test_with_an_rf_token_of_another_account_doctor_says_fix_the_token_and_replay_never_discard():
+    """The RF token stored is of another RF account than campaign 42's: RF answers 404 for the campaign, and
+    `User not found.` for each of its users, whose joins then wait in the dead-letter queue. Doctor named the
+    campaign check's fix, but advised discarding those letters for good ("a replay would fail the same way"):
+    valid joins, and qualifications (rewards), lost. Now: fix the token, then replay them."""
+    from chalicelib.services.doctor import examine
+    from tests.unit.test_doctor_walk import checks, healthy
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, "2026-09-21T14:00:00Z")
+    rt.work.apis.rf_.campaign_answers = [Permanent("Referral Factory answered 404: Campaign not found.", status=404)]
+    view = examine(rt, "42").view()                        # type: ignore[arg-type]
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    assert "`bridge rf connect`" in campaign["fix"] and "`bridge dlq replay --campaign 42`" in campaign["fix"]
+    assert "dlq discard" not in letters["fix"], letters["fix"]
+    assert "`bridge rf connect`" in letters["fix"] and "`bridge dlq replay --campaign 42`" in letters["fix"]
+
+
+def test_explain_names_the_rf_token_check_before_advising_a_discard():
+    """`explain` does not ask RF: its advice for RF's `User not found` says first that a token of another
+    account answers the same for every user (then: fix the token and replay), before the discard."""
+    work = with_a_dead_join_rf_does_not_know()
+    fixes = [e["fix"] for e in trail(work) if e.get("fix")]
+    assert fixes and all(f.index("`bridge rf connect`") < f.index("dlq replay --campaign 42")
+                         < f.index("dlq discard") for f in fixes), fixes

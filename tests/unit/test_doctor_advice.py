@@ -101,7 +101,8 @@ def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fi
     rt = Doctored()
     rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
     rt.work.apis.rf_.campaign_answers = [ApiError("Referral Factory", status, "Nope")]
-    assert finding(rt, "rf.campaign")["fix"] == fix
+    assert finding(rt, "rf.campaign")["fix"] == fix + ("; then `bridge dlq replay --campaign 42` brings back the work "
+                                                       "that failed meanwhile (it is valid: do not discard it)")
 
 
 class EmptyCampaign:

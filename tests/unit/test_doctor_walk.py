@@ -3,7 +3,7 @@ webhooks are accepted after the last refusal; Intercom notifications that stop a
 fields that were not written are counted. On the store's twin and fakes, with the fake clock."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from chalicelib.domain.history import iso
 from chalicelib.ports.edge import RefusalSample
@@ -30,9 +30,11 @@ def checks(view: dict, check: str) -> list[dict]:
     return [f for f in view["findings"] if f["check"] == check]
 
 
-def refuse(rt: Doctored, scope: str, reason: str = "unauthorized", message: str = "missing or wrong header") -> str:
+def refuse(rt: Doctored, scope: str = "campaign:42", reason: str = "unauthorized",
+           message: str = "missing or wrong header", rf_user_id: Optional[str] = None) -> str:
+    """A request the edge refused now (of `rf_user_id`'s join, when given): when, as the sample says it."""
     at = iso(rt.clock())
-    rt.store.edge.refused(scope, RefusalSample(reason, at, message))
+    rt.store.edge.refused(scope, RefusalSample(reason, at, message, rf_user_id=rf_user_id))
     return at
 
 
@@ -216,3 +218,35 @@ def test_a_join_refused_for_its_email_is_labelled_so_with_the_fix_in_rf():
     refuse(rt, "campaign:42", "invalid_field", "first_name: must be text, a number, or true or false")
     [refused] = checks(look(rt)[0], "webhooks.rf_refused")
     assert "(invalid_field: a payload field has a value the bridge does not accept)" in refused["what"]
+
+
+# --- 7. dead letters doctor could not read -----------------------------------------------------------------
+def test_dead_letters_another_command_holds_are_a_warning_not_no_dead_letters():
+    """Doctor said `ok [dead_letters] no dead letters for campaign 42` (problems 0, warning_count 0) while the
+    campaign's dead letter was held by a `dlq list` running beside it: the operator took it that nothing waited.
+    The letters it could not read are now a warning, counted in warning_count, with what to do."""
+    import json
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps({"kind": "join", "campaign_id": "42", "rf_user_id": "7"}),
+                              "Intercom answered 400: bad", 3, "2026-09-21T14:00:00Z")
+    assert [f["ok"] for f in checks(look(rt)[0], "dead_letters")] == [False]
+    rt.work.queue.receive_dead(10, 120)                 # another command holds it for 2 minutes
+    view, text = look(rt)
+    [held] = checks(view, "dead_letters")
+    assert (held["ok"], held["warn"], view["problems"], view["warning_count"]) == (True, True, 0, 1), text
+    assert held["what"].startswith("about 1 dead letter(s) could not be read (hidden by another command")
+    assert "no dead letters" not in text and "`bridge doctor 42` again" in held["fix"]
+
+
+def test_pending_leads_past_the_scan_are_said_as_a_lower_bound(monkeypatch):
+    """Doctor reads at most PENDING_SCAN pending links (of every campaign): past it, it said `1 lead(s) wait for
+    qualification` of a campaign with 2 waiting. A count of a cut list says so."""
+    from chalicelib.services import doctor
+    rt = healthy()
+    scenario.joined(rt.work, "7", "ann@example.com")
+    scenario.joined(rt.work, "8", "bob@example.com")
+    assert checks(look(rt)[0], "pending")[0]["what"].startswith("2 lead(s) wait for qualification; the oldest")
+    monkeypatch.setattr(doctor, "PENDING_SCAN", 1)
+    [waiting] = checks(look(rt)[0], "pending")
+    assert waiting["what"].startswith("1 or more lead(s) wait for qualification (the first 1 pending links of all "
+                                      "campaigns were read)"), waiting["what"]

@@ -12,10 +12,10 @@ from chalicelib.ports.store import COUNT_ASK_GRACE
 from chalicelib.services.backfill import backfill
 from chalicelib.services.privacy import forget
 from chalicelib.services.reconcile import reconcile
-from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.fakes import FakeWork
 from tests.support.killed import Killed
 from tests.unit.scenario import joined, run, settings
-from tests.unit.test_referral_count import ATTRIBUTES, RITA, WS, counting_settings, lead_join, sent
+from tests.unit.test_referral_count import RITA, WS, counting_settings, lead_join, sent, world
 
 LEAD = PersonRef("42", "1")
 
@@ -24,8 +24,9 @@ LEAD = PersonRef("42", "1")
 def counting(counts_from_the_start: bool = True) -> tuple[FakeWork, dict]:
     """Rita (her contact linked by her own join) and her lead 1, whose join was applied with the
     campaign keeping counts, or before it did (then RF lists the lead for backfill to count)."""
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
-    work.store.settings.put("42", counting_settings() if counts_from_the_start else settings(rule=None), WS)
+    work = world(queue=True)
+    if not counts_from_the_start:
+        work.store.settings.put("42", settings(rule=None), WS)
     _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
     run(work, lead_join("1"), lead_join("2"))
     run(work, *sent(work))

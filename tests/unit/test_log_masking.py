@@ -2,36 +2,34 @@
 (observability.logger) formats through observability.MaskingFormatter."""
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 
 from chalicelib.observability import logger
+from tests.support.log_lines import written_lines
 
 
 @pytest.fixture
 def lines():
     """What the functions' logger writes (its own handler and formatter), one JSON document a line."""
-    written = io.StringIO()
-    before = logger.registered_handler.setStream(written)
-    try:
-        yield lambda: [json.loads(line) for line in written.getvalue().splitlines()]
-    finally:
-        logger.registered_handler.setStream(before)
+    with written_lines() as written:
+        yield lambda: [json.loads(line) for line in written()]
 
 
-def test_an_exception_that_quotes_an_email_is_logged_with_the_email_masked_in_its_traceback(lines):
+@pytest.mark.parametrize("said", [("record failed for Bob <bob@example.com>",),
+                                  ("record failed for %s", "Bob <bob@example.com>")], ids=["text", "args"])
+def test_an_exception_that_quotes_an_email_is_logged_with_the_email_masked_in_its_traceback(lines, said):
     """A vendor's refusal (or any exception) quoting the person's address, logged with logger.exception:
-    the message, the `extra` fields, the traceback and the structured stack trace carry a***@example.com,
-    never the address, and the line is still one valid JSON document."""
+    the message (its text or its %-args), the `extra` fields, the traceback and the structured stack trace
+    carry a***@example.com, never the address, and the line is still one valid JSON document."""
     def refuse():
         raise ValueError("Referral Factory answered 422: ann@example.com has no referrer")
 
     try:
         refuse()
     except ValueError:
-        logger.exception("record failed for Bob <bob@example.com>",
+        logger.exception(*said,
                          extra={"reason": ("refused", "carl@example.org"), "people": {"who": ["dee@example.net"]},
                                 "odd": {"set of eve@example.com"}, "tries": 3})
     [line] = lines()                                  # valid JSON, else json.loads raised

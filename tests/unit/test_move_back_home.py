@@ -10,11 +10,9 @@ from chalicelib.domain.sync import ENROLLED
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.services import sync
 from chalicelib.services.admin import MovesWorkspace
-from tests.fakes import FakeApis, FakeIntercom, FakeWork
-from tests.unit import scenario
+from tests.fakes import FakeWork
+from tests.unit import moves, scenario
 from tests.unit.test_doctor_walk import checks, healthy, look
-from tests.unit.test_referral_count import counting_settings
-from tests.unit.test_review3_workspace_move import ATTRIBUTES
 from tests.unit.test_sync import drain
 from tests.unit.test_workspace_move import apply
 
@@ -24,9 +22,7 @@ ENROLLED_IN_WS_B = "1 referrer that contact sync enrolled in workspace ws-b"
 
 def counting_world() -> tuple[FakeWork, dict]:
     """Campaign 42 keeps referral counts and runs contact sync in workspace ws, which holds Rita."""
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES))))
-    counting = counting_settings()
-    work.store.settings.put("42", counting, "ws")
+    work, counting = moves.counting_world()
     work.apis.intercom_.add("rita@example.com", role="user")["name"] = "Rita"
     return work, counting
 
@@ -116,3 +112,19 @@ def test_doctor_of_a_campaign_once_moved_with_more_joins_than_it_reads_says_it_d
     assert (left["ok"], left["warn"]) == (True, True), text
     assert left["what"] == ("people linked in other workspaces than ws were not checked past the first 2,000 joins "
                             "of campaign 42"), text
+
+
+def test_a_move_of_a_campaign_keeping_counts_reads_its_stored_settings_and_its_sync_ledger_once():
+    """`settings apply` moving campaign 42 (counts kept, Rita enrolled by sync) reads the stored settings once
+    and the sync ledger once (each a DynamoDB read; before: the settings three times, the ledger twice), and
+    still says both what the move leaves behind and nothing of a move back."""
+    work, counting = counting_world()
+    sync.start(work.deps, "42")
+    drain(work)
+    reads: list[str] = []
+    for repository, method in ((work.store.settings, "get"), (work.store.sync, "ledger")):
+        original = getattr(repository, method)
+        setattr(repository, method, lambda *a, _o=original, _m=method, **k: reads.append(_m) or _o(*a, **k))
+    [said] = apply(work, {**counting, "workspace": "ws-b"}, move=True)
+    assert "1 referrer that contact sync enrolled in ws will no longer have their referral counts written" in said
+    assert sorted(reads) == ["get", "ledger"], reads

@@ -73,9 +73,12 @@ def test_a_lead_counts_for_its_referrer_only_where_the_campaign_keeps_counts():
 
 
 # --- joins count, the count is written ----------------------------------------------------------
-def world() -> FakeWork:
+def world(queue: bool = False) -> FakeWork:
+    """Campaign 42 keeps referral counts in ws; RF knows Rita (user 100). `queue`: the worker has its queue
+    (BRIDGE_QUEUE_URL), as `bridge forget` needs to ask for a lowered count to be written."""
     rf = FakeRF({"100": {"id": 100, "email": "rita@example.com", "first_name": "Rita"}})
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), rf))
+    config = {"BRIDGE_QUEUE_URL": "memory://queue"} if queue else {}
+    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), rf), **config)
     work.store.settings.put("42", counting_settings(), WS)
     return work
 
@@ -244,8 +247,7 @@ def test_a_referrer_whose_link_write_intercom_refused_still_gets_the_count_of_he
 
 def test_a_forgotten_lead_whose_join_comes_again_counts_once_and_intercom_is_corrected_after_the_forget():
     from chalicelib.services.privacy import forget
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
-    work.store.settings.put("42", counting_settings(), WS)
+    work = world(queue=True)
     _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
     run(work, lead_join("1"), lead_join("2"))
     run(work, *sent(work))
@@ -267,8 +269,7 @@ def test_a_lead_counted_a_minute_before_a_forgotten_referrer_came_back_is_not_ta
     """Rita was forgotten (her count erased); her first new lead joins a minute after lead 1 counted.
     Forgetting lead 1 leaves her new count alone; forgetting the new lead takes it off."""
     from chalicelib.services.privacy import forget
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
-    work.store.settings.put("42", counting_settings(), WS)
+    work = world(queue=True)
     joined(work, "100", "rita@example.com", kind="referrer", role="user")
     run(work, lead_join("1"))
     forget(work, "rita@example.com")
@@ -427,8 +428,7 @@ def test_a_parked_count_replayed_after_its_referrer_was_forgotten_and_the_count_
     (as a replayed duplicate check of someone forgotten)."""
     from chalicelib.errors import Permanent
     from chalicelib.services.privacy import forget
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES)), FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
-    work.store.settings.put("42", counting_settings(), WS)
+    work = world(queue=True)
     joined(work, "100", "rita@example.com", kind="referrer", role="user")
     run(work, lead_join("1"))
     [count] = sent(work)

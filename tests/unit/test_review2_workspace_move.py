@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
-from chalicelib.messages import JoinMessage
 from chalicelib.services.admin import PEOPLE_COUNTED, MovesWorkspace
-from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import joined, reasons, run, settings, world
-from tests.unit.test_referral_count import counting_settings
+from tests.fakes import FakeIntercom
+from tests.unit.moves import ATTRIBUTES, ByWorkspace, counting_world, rita_in_rf, rita_refers
+from tests.unit.scenario import joined, reasons, settings, world
 from tests.unit.test_workspace_move import apply
 
 
@@ -30,27 +29,6 @@ def test_a_move_is_refused_when_the_linked_people_come_after_the_first_hundred_l
     assert work.store.settings.get("42").workspace == "ws"
 
 
-class _ByWorkspace(FakeApis):
-    """The fake APIs, remembering which workspace's client made each contact update (one fake Intercom)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.updates: list[tuple[str, str]] = []
-
-    def intercom(self, workspace: str) -> FakeIntercom:
-        client, updates = self.intercom_, self.updates
-        real = client.update_contact
-
-        class Client:
-            def __getattr__(self, name):
-                return getattr(client, name)
-
-            def update_contact(self, contact_id, body, *a, **kw):
-                updates.append((workspace, contact_id))
-                return real(contact_id, body, *a, **kw)
-        return Client()  # type: ignore[return-value]
-
-
 def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces_contact_with_the_new_ones_token():
     """Scenario: campaign 42 keeps referral counts. Rita (a referrer, RF user 100) was linked by her join in
     workspace ws (her contact is ws's). The operator moves campaign 42 to ws-b (`settings apply
@@ -60,24 +38,14 @@ def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces
     contact: an Intercom 404 and a dead letter at best, another person's contact at worst); it is kept, as
     for a referrer whose contact is not known in the campaign's workspace. Today referral_count.write takes
     the link's contact id (ws) and `deps.apis.intercom(settings.workspace)` (ws-b)."""
-    count = "custom_attributes.referral_count"
-    attributes = {count: {"data_type": "integer"}, "custom_attributes.referral_link": {"data_type": "string"},
-                  "name": {"data_type": "string"}, "email": {"data_type": "string"},
-                  "custom_attributes.signed_up": {"data_type": "string"}}
-    apis = _ByWorkspace(FakeIntercom(dict(attributes)), FakeRF({"100": {"id": 100, "email": "rita@example.com"}}))
-    work = FakeWork(apis)
-    counting = counting_settings()
-    work.store.settings.put("42", counting, "ws")
+    apis = ByWorkspace(FakeIntercom(dict(ATTRIBUTES)), rita_in_rf())
+    work, counting = counting_world(apis)
     _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
     [moved] = apply(work, {**counting, "workspace": "ws-b"}, move=True)
     assert "nor will referral counts be written to them" in moved and "their counts are kept" in moved
     assert work.store.settings.get("42").workspace == "ws-b"
 
-    lead = {"id": "1", "campaign_id": "42", "email": "lead1@example.com", "first_name": "L1", "type": "lead",
-            "referrer_id": "100"}
-    run(work, JoinMessage(campaign_id="42", rf_user_id="1", person=lead).wire())
-    counts = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"]
-    run(work, *counts)
+    rita_refers(work)
     assert ("ws-b", rita["id"]) not in apis.updates, "ws's contact was written through workspace ws-b's client"
     assert work.store.links.referrals(PersonRef("42", "100")).n == 1                     # kept
     assert reasons(work, "100")[-1] == (

@@ -6,19 +6,13 @@ import pytest
 
 from chalicelib.domain.link import PersonRef, ReferralCount
 from chalicelib.domain.sync import ALREADY, ENROLLED
-from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.services.admin import MovesWorkspace
 from chalicelib.services.referral_count import messages
-from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.fakes import FakeIntercom, FakeWork
+from tests.unit.moves import ATTRIBUTES, ByWorkspace, Workspaces, counting_world, rita_in_rf, rita_refers
 from tests.unit.scenario import run
-from tests.unit.test_referral_count import counting_settings
-from tests.unit.test_review2_workspace_move import _ByWorkspace
 from tests.unit.test_workspace_move import apply
-
-COUNT = "custom_attributes.referral_count"
-ATTRIBUTES = {COUNT: {"data_type": "integer"}, "custom_attributes.referral_link": {"data_type": "string"},
-              "name": {"data_type": "string"}, "email": {"data_type": "string"}}
 
 
 def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_contact_after_a_move():
@@ -32,21 +26,14 @@ def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_co
     Today referral_count.write guards only a referrer *linked* elsewhere (`_moved_away` needs a LINKED link);
     for a sync-enrolled one it takes `count.contact_id` (ws's) and writes it with `intercom(settings.workspace)`
     (ws-b): another workspace's contact id sent with ws-b's token (a 404 and a dead letter at best)."""
-    apis = _ByWorkspace(FakeIntercom(dict(ATTRIBUTES)), FakeRF({"100": {"id": 100, "email": "rita@example.com"}}))
-    work = FakeWork(apis)
-    counting = counting_settings()
-    work.store.settings.put("42", counting, "ws")
+    apis = ByWorkspace(FakeIntercom(dict(ATTRIBUTES)), rita_in_rf())
+    work, counting = counting_world(apis)
     rita = apis.intercom_.add("rita@example.com", role="user")
     work.store.links.referrer_contact(PersonRef("42", "100"), rita["id"], "ws")   # contact sync enrolled her in ws
     apply(work, {**counting, "workspace": "ws-b"}, move=True)
     assert work.store.settings.get("42").workspace == "ws-b"
 
-    lead = {"id": "1", "campaign_id": "42", "email": "lead1@example.com", "first_name": "L1", "type": "lead",
-            "referrer_id": "100"}
-    run(work, JoinMessage(campaign_id="42", rf_user_id="1", person=lead).wire())
-    counts = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"]
-    assert counts, "the lead's join asked for Rita's count to be written"
-    run(work, *counts)
+    rita_refers(work)
     assert work.store.links.referrals(PersonRef("42", "100")).n == 1
     assert ("ws-b", rita["id"]) not in apis.updates, "ws's contact was written through workspace ws-b's client"
     [why] = [e for e in work.store.history.entries(PersonRef("42", "100")) if e.event == "referral_count"]
@@ -54,31 +41,15 @@ def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_co
     assert "now connected to ws-b" in why.reason, why
 
 
-class _Workspaces(FakeApis):
-    """One fake Intercom per workspace (a contact id of one is not found in another)."""
-
-    def __init__(self, intercoms: dict[str, FakeIntercom], rf: FakeRF):
-        super().__init__(intercoms["ws"], rf)
-        self.intercoms = intercoms
-
-    def intercom(self, workspace: str) -> FakeIntercom:
-        return self.intercoms[workspace]
-
-
-def _older_count(where: str) -> tuple[FakeWork, _Workspaces, dict]:
+def _older_count(where: str) -> tuple[FakeWork, Workspaces, dict]:
     """Rita's count learnt her `where` contact before the store recorded contacts' workspaces (an older
     item: no workspace); campaign 42 is connected to ws-b now. A lead referred by Rita joins."""
-    apis = _Workspaces({"ws": FakeIntercom(dict(ATTRIBUTES)), "ws-b": FakeIntercom(dict(ATTRIBUTES))},
-                       FakeRF({"100": {"id": 100, "email": "rita@example.com"}}))
+    apis = Workspaces({"ws": FakeIntercom(dict(ATTRIBUTES)), "ws-b": FakeIntercom(dict(ATTRIBUTES))}, rita_in_rf())
     apis.intercoms["ws"].made = 100        # Intercom's contact ids are unique: none of ws is one of ws-b
-    work = FakeWork(apis)
-    work.store.settings.put("42", {**counting_settings(), "workspace": "ws-b"}, "ws-b")
+    work, _ = counting_world(apis, "ws-b")
     rita = apis.intercoms[where].add("rita@example.com", role="user")
     work.store.links.tables.referrals[PersonRef("42", "100")] = ReferralCount(contact_id=rita["id"])
-    lead = {"id": "1", "campaign_id": "42", "email": "lead1@example.com", "first_name": "L1", "type": "lead",
-            "referrer_id": "100"}
-    run(work, JoinMessage(campaign_id="42", rf_user_id="1", person=lead).wire())
-    run(work, *[m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"])
+    rita_refers(work)
     return work, apis, rita
 
 
@@ -102,11 +73,8 @@ def test_an_older_count_whose_contact_the_campaigns_workspace_does_not_hold_asks
     [why] = [e for e in work.store.history.entries(rita_ref) if e.event == "referral_count"]
     reads = apis.intercoms["ws-b"].calls.count("get")
     work.clock.now += 60
-    lead = {"id": "2", "campaign_id": "42", "email": "lead2@example.com", "first_name": "L2", "type": "lead",
-            "referrer_id": "100"}
     work.queue.sent.clear()
-    run(work, JoinMessage(campaign_id="42", rf_user_id="2", person=lead).wire())
-    run(work, *[m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"])
+    rita_refers(work, "2")
     count = work.store.links.referrals(rita_ref)
     assert (count.n, count.contact_id) == (2, None)
     assert apis.intercoms["ws-b"].calls.count("get") == reads               # asked once
@@ -126,9 +94,7 @@ def test_an_older_count_whose_contact_is_in_the_campaigns_workspace_is_written_a
 def test_a_move_is_refused_while_contact_sync_enrolled_referrers_whose_counts_it_would_stop_writing():
     """Nobody is linked, but contact sync enrolled Rita in ws (the sync ledger: her count knows her
     contact): a move to ws-b stops writing her count, so it is refused without --move-workspace, and said."""
-    work = FakeWork(FakeApis(FakeIntercom(dict(ATTRIBUTES))))
-    counting = counting_settings()
-    work.store.settings.put("42", counting, "ws")
+    work, counting = counting_world()
     work.store.sync.record("42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True),
                                   LedgerEntry("c8", ALREADY, rf_user_id="101", count_known=True, adopted=True)])
     with pytest.raises(MovesWorkspace) as refused:

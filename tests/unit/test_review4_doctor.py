@@ -3,16 +3,10 @@ only when every refused person is known to be joined; doctor's JSON counts warni
 the "fixed?" warning for Intercom's notifications says why and what to do."""
 from __future__ import annotations
 
-from chalicelib.domain.history import iso
-from chalicelib.ports.edge import RefusalSample
 from chalicelib.services.explain import as_text as explained, explain
-from tests.unit.test_doctor_walk import checks, healthy, look
+from tests.unit.test_doctor_walk import checks, healthy, look, refuse
 
 SPACE = "email: holds a character no email address can (a space, U+0020, at character 4): fix the email in RF"
-
-
-def refuse_person(rt, rf_user_id: str, reason: str = "invalid_field", message: str = SPACE) -> None:
-    rt.store.edge.refused("campaign:42", RefusalSample(reason, iso(rt.clock()), message, rf_user_id=rf_user_id))
 
 
 def test_a_join_refused_for_its_email_gets_the_same_fix_from_doctor_and_explain():
@@ -21,7 +15,7 @@ def test_a_join_refused_for_its_email_gets_the_same_fix_from_doctor_and_explain(
     followed it would fix the email and still never see her in Intercom (RF does not send a refused join
     again)."""
     rt = healthy()
-    refuse_person(rt, "7")
+    refuse(rt, reason="invalid_field", message=SPACE, rf_user_id="7")
     [refused] = checks(look(rt)[0], "webhooks.rf_refused")
     [entry] = [e for e in explain(rt, "7").view()["trail"] if e["event"] == "webhook_refused"]
     fix = "fix the email in Referral Factory, then `bridge backfill 42` (dry run), then `--apply`"
@@ -47,12 +41,11 @@ def test_a_refusal_is_resolved_only_when_every_refused_person_was_joined_not_jus
     the other 2 may still be missing, with the backfill that lists them — not "resolved since" while 2
     people are not in Intercom (test_walk4_doctor: as many refused as sampled, all joined, is resolved)."""
     from tests.unit import scenario
-    from tests.unit.test_walk4_doctor import refused_join
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")
     rt.work.clock.now += 60
     for user in "1234567":
-        refused_join(rt, user)
+        refuse(rt, rf_user_id=user)
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     for user in "12345":
@@ -73,7 +66,7 @@ def test_refused_intercom_notifications_followed_by_accepted_ones_say_why_and_wh
     not tell whether the refused ones were lost or what to do about them."""
     rt = healthy()
     rt.work.clock.now += 60
-    rt.store.edge.refused("workspace:ws", RefusalSample("unauthorized", iso(rt.clock()), "bad signature"))
+    refuse(rt, "workspace:ws", message="bad signature")
     rt.work.clock.now += 60
     rt.store.edge.heard("workspace:ws", "notification")
     view, text = look(rt)

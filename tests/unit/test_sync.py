@@ -324,7 +324,8 @@ COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "cust
 def test_status_and_report_say_no_contact_sync_and_why_and_still_show_the_past_runs(monkeypatch, capsys, change,
                                                                                   said):
     """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does, when
-    the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it."""
+    the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it.
+    Each reads the stored settings once (a report read them twice)."""
     import chalicelib.cli as cli_module
     from tests.support.cli import run_cli
     work = world(2)
@@ -332,12 +333,16 @@ def test_status_and_report_say_no_contact_sync_and_why_and_still_show_the_past_r
     drain(work)
     change(work.store.settings)
     rt = SimpleNamespace(deps=work.deps)
+    reads = []
+    get = work.store.settings.get
+    monkeypatch.setattr(work.store.settings, "get", lambda campaign_id: reads.append(campaign_id) or get(campaign_id))
     for command in ("status", "report"):
+        reads.clear()
         answer = json.loads(run_cli(rt, capsys, "sync", command, "42", "--json")[1])
-        assert answer["no_contact_sync"] == said
-        monkeypatch.setattr(cli_module, "_text", lambda args: True)
-        code, out, _ = run_cli(rt, capsys, "sync", command, "42")
-        monkeypatch.undo()
+        assert answer["no_contact_sync"] == said and reads == ["42"], (command, reads)
+        with monkeypatch.context() as text:
+            text.setattr(cli_module, "_text", lambda args: True)
+            code, out, _ = run_cli(rt, capsys, "sync", command, "42")
         lines = out.splitlines()
         assert code == 0 and lines[0] == f"{said}. Its past runs:" and lines[1].startswith("run 1 (full, users) done")
 
@@ -1222,6 +1227,30 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
             "enrolled 2, already 0, skipped 0\n"
             "  page 2 failed: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20) — it waits in the "
             "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
+
+
+@pytest.mark.parametrize("flags", [(), ("--json",)], ids=["text", "json lines"])
+def test_a_watch_of_a_run_its_checks_stopped_ends_with_exit_1_and_the_reason_last(monkeypatch, capsys, flags):
+    """`sync status --watch` ended with exit 0 when the worker's checks stopped the run (its attribute deleted
+    after `sync start`): a script took a run that enrolled nobody for a success. A stopped run is a failure, as a
+    page waiting in the dead-letter queue is: exit 1, its last line (or object) saying why."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(3)
+    sync.start(work.deps, "42")
+    del work.apis.intercom_.attributes[LINK]      # deleted in Intercom before the worker's own checks
+
+    def sleep(seconds: float) -> None:
+        if work.store.sync.run("42").status != "running":
+            raise AssertionError("the watch went on after the run stopped")
+        drain(work)
+    monkeypatch.setattr("chalicelib.cli._pause", sleep)
+    code, out, _ = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--watch", *flags)
+    lines = [line for line in out.splitlines() if not line.startswith(('{"level"', '{"_aws"'))]
+    assert code == 1 and work.store.sync.run("42").status == "stopped"
+    last = json.loads(lines[-1])["message"] if flags else lines[-1]
+    assert "referral_link_attribute" in last and "does not exist" in last, last
 
 
 def test_a_dead_lettered_page_a_worker_holds_again_after_a_replay_says_retrying_not_failed(monkeypatch, capsys):

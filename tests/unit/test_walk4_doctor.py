@@ -2,11 +2,9 @@
 joined since (services/doctor.py)."""
 from __future__ import annotations
 
-from chalicelib.domain.history import iso
-from chalicelib.ports.edge import RefusalSample
 from tests.unit import scenario
 from tests.unit.test_doctor_advice import Doctored
-from tests.unit.test_doctor_walk import checks, healthy, look, pending
+from tests.unit.test_doctor_walk import checks, healthy, look, pending, refuse
 from tests.unit.test_workspace_move import apply
 
 
@@ -66,11 +64,6 @@ def test_a_campaign_never_applied_in_another_workspace_has_no_left_behind_findin
 
 
 # --- F5.a: refused joins whose people were joined since ---------------------------------------------------
-def refused_join(rt: Doctored, user: str) -> None:
-    rt.store.edge.refused("campaign:42", RefusalSample("unauthorized", iso(rt.clock()), "missing or wrong header",
-                                                       rf_user_id=user))
-
-
 def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a_fix():
     """Scenario: two joins refused (wrong X-Bridge-Secret); RF's header fixed (joins accepted since);
     `bridge backfill 42 --apply` joins both people. Expected: doctor says the refusal is resolved since (ok,
@@ -79,8 +72,8 @@ def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")
     rt.work.clock.now += 60
-    refused_join(rt, "7")
-    refused_join(rt, "8")
+    refuse(rt, rf_user_id="7")
+    refuse(rt, rf_user_id="8")
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     scenario.joined(rt.work, "7", "ann@example.com")                     # the backfill joined one: still a warning
@@ -103,7 +96,7 @@ def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_join
     rt = healthy()
     rt.work.clock.now += 60
     scenario.joined(rt.work, "7", "ann@example.com")
-    refused_join(rt, "7")                                                 # the header is still wrong
+    refuse(rt, rf_user_id="7")                                            # the header is still wrong
     view, _ = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
     assert not refused["ok"] and "resolved" not in refused["what"]

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 from ...domain.history import iso
+from ...domain.people import digest
 from ...ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, RefusalCount, Refusals, RefusalSample
 from .keys import edge_pk, heard_sk, refusal_sk, sample_sk
 from .models import EdgeItem, get
@@ -41,6 +42,8 @@ class DynamoEdge:
                 *(_set_or_remove(EdgeItem.email_masked, sample.email_masked)),
                 *(_set_or_remove(EdgeItem.contact_id, sample.contact_id)),
                 *(_set_or_remove(EdgeItem.campaign_id, sample.campaign_id)),
+                *(_set_or_remove(EdgeItem.rf_user_digest, sample.rf_user_digest)),
+                *(_set_or_remove(EdgeItem.email_digest, sample.email_digest)),
                 EdgeItem.expires_at.set(expires)])
 
     def refusals(self, scope: str) -> Refusals:
@@ -75,10 +78,13 @@ class DynamoEdge:
         item = get(EdgeItem, (edge_pk(scope), heard_sk(what)))
         return item.at if item is not None else None
 
+    def digest(self, kind: str, value: str) -> str:
+        return digest(EdgeItem.Meta.table_name, kind, value)
+
 
 def _sample(item: EdgeItem) -> RefusalSample:
     return RefusalSample(item.reason or "", item.at or "", item.message or "", item.rf_user_id, item.email_hash,
-                         item.email_masked, item.contact_id, item.campaign_id)
+                         item.email_masked, item.contact_id, item.campaign_id, item.rf_user_digest, item.email_digest)
 
 
 def _set_or_remove(attribute, value):

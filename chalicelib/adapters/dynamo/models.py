@@ -296,6 +296,8 @@ class EdgeItem(_Item):
     email_masked = UnicodeAttribute(null=True)
     contact_id = UnicodeAttribute(null=True)
     campaign_id = UnicodeAttribute(null=True)
+    rf_user_digest = UnicodeAttribute(null=True)
+    email_digest = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
 

@@ -12,7 +12,7 @@ from ...domain.judge import Sighting
 from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
-from ...domain.settings import CampaignSettings, Qualification, SettingsError, parse_settings
+from ...domain.settings import CampaignSettings, Qualification, valid_or_none
 from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
@@ -58,15 +58,9 @@ def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None)
 def _campaigns(deps: WorkDeps, workspace: str) -> dict[str, CampaignSettings]:
     """The workspace's campaigns with valid settings (an invalid one is said when its leads are
     checked one by one; here it is left out)."""
-    out = {}
-    for campaign_id, document in deps.settings.documents(deps.settings.campaigns(workspace)).items():
-        try:
-            settings = parse_settings(document)
-        except SettingsError:
-            continue
-        if settings.workspace == workspace:
-            out[campaign_id] = settings
-    return out
+    documents = deps.settings.documents(deps.settings.campaigns(workspace))
+    return {c: s for c, document in documents.items() if (s := valid_or_none(document)) is not None
+            and s.workspace == workspace}
 
 
 def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings], deps: WorkDeps) -> None:

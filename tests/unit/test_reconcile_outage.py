@@ -1,0 +1,85 @@
+"""An Intercom outage while reconciliation searches changed contacts: each scheduled run's search
+fails and becomes a dead letter. The operator is told once, that nothing is lost; the next search
+that succeeds covers the whole window since the last successful one, and makes those letters
+superseded (said by `dlq list` and `doctor`), taken out by `dlq discard --superseded`."""
+from __future__ import annotations
+
+import json
+
+from chalicelib.errors import ApiError
+from chalicelib.services.doctor import examine
+from chalicelib.services.worker import handle_batch
+from tests.support.cli import run_cli
+from tests.unit.scenario import WS, joined, records
+from tests.unit.test_doctor_advice import Doctored
+from tests.unit.test_reconciliation import changed, changes
+
+RUN_EVERY = 900
+
+
+def doctored() -> Doctored:
+    """A connected workspace with a dead-letter queue, its contacts searched by reconciliation."""
+    rt = Doctored()
+    rt.config = type(rt.config).from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_DLQ_URL": "memory://dlq"})
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": WS}}          # type: ignore[attr-defined]
+    joined(rt.work)
+    return rt
+
+
+def outage(rt: Doctored, runs: int) -> None:
+    """`runs` scheduled runs whose search fails on every try (the worker's last try dead-letters it)."""
+    work = rt.work
+    for _ in range(runs):
+        work.clock.now += RUN_EVERY
+        work.apis.intercom_.fail["search_contacts"] = ApiError("Intercom", 503, "Service Unavailable")
+        [last_try] = records(changes(work))
+        last_try["attributes"]["ApproximateReceiveCount"] = str(work.config.max_attempts)
+        assert handle_batch([last_try], work)["dead"] == 1
+
+
+def findings(rt: Doctored) -> list[dict]:
+    return [f for f in examine(rt, "42").view()["findings"] if f["check"] == "dead_letters"]
+
+
+def test_an_outage_is_told_once_and_the_next_search_covers_it_and_supersedes_its_dead_letters(capsys):
+    rt = doctored()
+    work, cli = rt.work, rt
+    [contact] = work.apis.intercom_.contacts.values()
+    assert handle_batch(records(changes(work)), work)["done"] == 1            # the last successful search
+    outage(rt, 2)
+    changed(work, contact, "Yes")                     # its webhook lost, during the outage
+    outage(rt, 2)
+    assert len(work.queue.dead) == 4
+    [told] = findings(rt)                             # once, however many runs failed
+    assert not told["ok"] and told["what"].startswith("4 search(es) of the changed contacts of workspace ws failed")
+    assert "Intercom answered 503" in told["what"] and "nothing is lost" in told["why"]
+    assert "dlq replay" not in told["fix"] and "`bridge dlq discard --superseded --yes`" in told["fix"]
+    code, out, _ = run_cli(cli, capsys, "dlq", "list", "--json")
+    assert code == 0 and all("superseded" not in d and "nothing to replay" in d["fix"]
+                             for d in json.loads(out)["dead_letters"])
+
+    work.clock.now += RUN_EVERY
+    assert handle_batch(records(changes(work)), work)["done"] == 1            # Intercom is back
+    assert work.apis.rf_.qualified == ["7"]           # the change made during the outage: nothing lost
+    [told] = findings(rt)
+    assert told["ok"] and told["warn"] and told["what"].startswith(
+        "4 dead letter(s) of searches of the changed contacts of workspace ws are superseded")
+    code, out, _ = run_cli(cli, capsys, "dlq", "list", "--json")
+    assert [bool(d.get("superseded")) for d in json.loads(out)["dead_letters"]] == [True] * 4
+    code, out, _ = run_cli(cli, capsys, "dlq", "discard", "--superseded", "--yes")
+    assert code == 0 and out.startswith("4 dead letter(s) discarded") and work.queue.letters == {}
+    [told] = findings(rt)
+    assert told["ok"] and not told["warn"]
+
+
+def test_discard_superseded_leaves_the_searches_an_outage_still_fails_and_every_other_letter(capsys):
+    rt = doctored()
+    work = rt.work
+    outage(rt, 1)
+    work.clock.now += RUN_EVERY
+    assert handle_batch(records(changes(work)), work)["done"] == 1
+    outage(rt, 1)                                     # a second outage: its letter is not superseded yet
+    work.queue.dead_letter(json.dumps({"kind": "intercom.contact", "workspace": "ws", "item": {"id": "c9"}}),
+                           "gave up after 3 tries: Intercom answered 503: Service Unavailable", 3, "now")
+    code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--superseded", "--yes")
+    assert code == 0 and out.startswith("1 dead letter(s) discarded") and len(work.queue.letters) == 2
