@@ -18,6 +18,7 @@ from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
+from ..domain.outage import outage_of
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
@@ -637,8 +638,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
-    if dlq:
-        _dead_letters(rt, report, settings, rf_refused)
+    searches = _dead_letters(rt, report, settings, rf_refused) if dlq else []
     if settings.qualification is None:
         return
     # (`read_all` False: the scan stopped at PENDING_SCAN pending links, so what it says is of those only)
@@ -652,7 +652,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     else:
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
-    _reconciliation(rt, report, settings, applied_at, conn)
+    _reconciliation(rt, report, settings, applied_at, conn, [d for d in searches if not d.superseded])
     if settings.qualification.match == "email" or attributes is None:
         return
     duplicates = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
@@ -667,10 +667,12 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
 
 
-def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_refused: bool = False) -> None:
+def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
+                  rf_refused: bool = False) -> list[dead_letters.DeadLetter]:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
-    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's)."""
+    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's).
+    Answers the workspace's dead-lettered searches of changed contacts (reconciliation's finding reads them)."""
     c, ws = settings.campaign_id, settings.workspace
     listing = dead_letters.look(rt)
     letters = listing.letters
@@ -699,6 +701,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
                    warn=True)
     elif not mine and not unnamed and not searches:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
+    return searches
 
 
 def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -> None:
@@ -719,10 +722,11 @@ def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,
-                    conn: Optional[Connection]) -> None:
+                    conn: Optional[Connection], failing: list[dead_letters.DeadLetter]) -> None:
     """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
-    the campaign's settings were stored; `conn`: the workspace's connection, as read for this report."""
+    the campaign's settings were stored; `conn`: the workspace's connection, as read for this report;
+    `failing`: its searches in the dead-letter queue that no later search superseded (an outage's)."""
     from .qualification.changes import cursor_name
     from .reconcile import past_sweep_age, searchable
 
@@ -737,6 +741,17 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "without the workspace's token (" + ("it has never searched them" if last is None else
                                                         f"the last search ran {(now - float(last)) / 60:.0f} min ago")
                    + ")")
+    elif failing and (last is None or (now - float(last)) / 60 > late_after):
+        # The schedule runs: its searches fail (an outage passes by itself; the next search that succeeds
+        # covers every change since the last that did).
+        failing = sorted(failing, key=lambda d: d.failed_at or "")
+        vendor = outage_of(failing[-1].reason or "")
+        report.add("reconciliation", False, (f"{vendor} is unavailable: " if vendor else "")
+                   + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
+                   + ("none has succeeded yet" if last is None else
+                      f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
+                   + f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].reason})",
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")
