@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import pytest
 
 from chalicelib.domain.outage import LONGEST_WAIT, outage_wait
+from chalicelib.adapters.http import JsonApi
 from chalicelib.errors import ApiError
 from chalicelib.messages import JoinMessage
 from chalicelib.domain.link import LinkStatus, PersonRef
@@ -150,8 +151,8 @@ def test_explain_shows_a_join_waiting_for_intercom_not_failed():
     assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING and work.queue.dead == []
 
 
-@pytest.mark.parametrize("status", [400, 404])
-def test_a_4xx_is_no_outage_and_fails_as_before(status):
-    work = one_join(lambda: ApiError("Intercom", status, "Bad"))
-    [dead] = work.queue.dead
-    assert "unavailable" not in dead["reason"] and work.queue.deferred == []
+@pytest.mark.parametrize("status, outage", [(503, "Intercom"), (500, "Intercom"), (429, None), (404, None),
+                                            (401, None)])
+def test_only_a_5xx_is_an_outage_a_4xx_fails_as_before(status, outage):
+    answer = ApiError("Intercom", status, "an answer")
+    assert answer.outage == outage and JsonApi.retry_later(answer).outage == outage
