@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 from chalicelib.errors import Permanent
+from chalicelib.services.dead_letters import look
 from chalicelib.services.doctor import examine
+from chalicelib.services.worker import handle_batch
 from chalicelib.services.ingest import receive_rf_join
 from tests.fakes import FakeEdge
 from tests.unit import scenario
-from tests.unit.test_doctor_walk import checks, healthy, look
+from tests.unit.test_doctor_walk import checks, healthy, look as doctor_look
+from tests.unit.test_reconcile_outage import doctored, outage
+from tests.unit.test_reconciliation import changed, changes
 
 GONE = "Referral Factory answered 404: User not found."
 
@@ -42,7 +46,7 @@ def test_wrong_secret_refusals_whose_people_were_backfilled_are_resolved_not_a_b
     rt.store.edge.heard("campaign:42", "join")                      # RF's header fixed
     scenario.joined(rt.work, "7", "ann@example.com")                # the backfill joined both
     scenario.joined(rt.work, "8", "bob@example.com")
-    view, text = look(rt)
+    view, text = doctor_look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
     assert (refused["ok"], refused["warn"], refused["fix"]) == (True, False, ""), text
     assert refused["what"].endswith("were joined since: resolved since"), refused["what"]
@@ -68,3 +72,27 @@ def test_with_an_rf_token_of_another_account_doctor_never_advises_discarding_a_n
     assert "name no campaign" in letters["what"], letters
     assert "dlq discard" not in letters["fix"], letters["fix"]
     assert "`bridge rf connect`" in letters["fix"] and "dlq replay" in letters["fix"]
+
+
+
+
+def test_after_the_first_search_of_a_workspace_fails_the_next_that_succeeds_still_covers_its_window():
+    """Scenario: a lead's contact meets the target (its webhook lost); reconciliation's very first search of
+    the workspace (no cursor yet: it looks back 7 days) fails, and Intercom answers again 8 days later. The
+    operator is told "nothing is lost: the next search that succeeds covers every change" and, once it did,
+    that the failed search is superseded (`bridge dlq discard --superseded --yes`). But that search looked
+    back 7 days from its own time, after the change: the lead is never qualified by a search, and a replay of
+    the failed one (now from the cursor) would not find it either."""
+    rt = doctored()
+    work = rt.work
+    [contact] = work.apis.intercom_.contacts.values()
+    changed(work, contact, "Yes")                       # its webhook lost
+    work.clock.now += 2 * 86400
+    outage(rt, 1)                                        # the first search ever: it would have found the change
+    [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "dead_letters"]
+    assert "nothing is lost" in told["why"]
+    work.clock.now += 8 * 86400
+    assert handle_batch(scenario.records(changes(work)), work)["done"] == 1      # Intercom is back
+    [letter] = look(rt).letters
+    assert work.apis.rf_.qualified == ["7"] or not letter.superseded, (
+        f"said superseded at {letter.superseded}, yet the change in its window was not found")
