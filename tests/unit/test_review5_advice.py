@@ -1,5 +1,6 @@
-"""Review of doctor after the session's changes: refused joins kept as digests (an unauthenticated body's
-person), and the RF token of another account (its 404s are the token's). On the store's twin and fakes."""
+"""Review of what doctor and `dlq` advise after the session's changes: refused joins kept as digests (an
+unauthenticated body's person), the RF token of another account (its 404s are the token's), and failed
+searches of changed contacts said superseded. On the store's twin and fakes."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from chalicelib.services.doctor import examine
 from chalicelib.services.worker import handle_batch
 from chalicelib.services.ingest import receive_rf_join
 from tests.fakes import FakeEdge
+from tests.support.cli import run_cli
 from tests.unit import scenario
 from tests.unit.test_doctor_walk import checks, healthy, look as doctor_look
 from tests.unit.test_reconcile_outage import doctored, outage
@@ -96,3 +98,21 @@ def test_after_the_first_search_of_a_workspace_fails_the_next_that_succeeds_stil
     [letter] = look(rt).letters
     assert work.apis.rf_.qualified == ["7"] or not letter.superseded, (
         f"said superseded at {letter.superseded}, yet the change in its window was not found")
+
+
+def test_dlq_list_says_superseded_every_search_letter_discard_superseded_takes_out(capsys):
+    """Scenario: a search of changed contacts failed on Intercom's 403 for the workspace's plan; the plan was
+    upgraded and the next search succeeded. `bridge dlq list` shows that letter without `superseded`, with the
+    plan's fix ("upgrade it ..., then `bridge dlq replay ...`"), while `bridge dlq discard --superseded` says
+    it matches and takes it out: the list and the discard disagree about which letters are superseded."""
+    rt = doctored()
+    work = rt.work
+    work.clock.now += 900
+    work.queue.dead_letter(json.dumps(changes(work)), "gave up after 1 tries: Intercom answered 403 "
+                           "api_plan_restricted: Active subscription needed.", 1, "2026-09-21T14:00:00Z")
+    work.clock.now += 900
+    assert handle_batch(scenario.records(changes(work)), work)["done"] == 1
+    _, out, _ = run_cli(rt, capsys, "dlq", "list", "--json")
+    listed = [d for d in json.loads(out)["dead_letters"] if d.get("superseded")]
+    _, _, err = run_cli(rt, capsys, "dlq", "discard", "--superseded")
+    assert f"bridge: {len(listed)} dead letter(s) match" in err, (listed, err)
