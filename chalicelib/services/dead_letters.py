@@ -138,7 +138,8 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
                 f'`bridge dlq discard --reason "{OTHER_CAMPAIGN}"{scope} --yes` takes them out')
     token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
     if rf_token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
-        return (f"Referral Factory refuses the RF token or does not know campaign {campaign} with it (see "
+        named = f"campaign {campaign}" if campaign else "the campaign"
+        return (f"Referral Factory refuses the RF token or does not know {named} with it (see "
                 f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")
     if never_succeeds(reason):
         return ("Referral Factory says it does not have this user: an RF token of another account than the "

@@ -687,7 +687,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, None, ws))
+                   dead_letters.replay_fix(reason, None, ws, rf_refused))
     _searches(report, ws, searches)
     if listing.not_seen:           # held by another command, or past the scan's end: they may be this campaign's
         cause = dead_letters.CUT if listing.cut else f"hidden by another command: {dead_letters.HOLDERS}"
