@@ -81,11 +81,12 @@ class DeadLetter:
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
                                  ("email", self.email)) if v is not None}
-        if plan_restricted(self.reason):           # not the token's fault, as the reason would make one think
+        if self.kind == SEARCH and self.superseded:    # whatever failed it (the plan too): `--superseded` takes it
+            out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX})
+        elif plan_restricted(self.reason):         # not the token's fault, as the reason would make one think
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         elif self.kind == SEARCH:
-            out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX} if self.superseded
-                       else {"fix": SEARCH_FIX})
+            out["fix"] = SEARCH_FIX
         if show_payload:
             out["payload"] = self.body if raw else mask_emails(self.body, self.given_email)
         return out
