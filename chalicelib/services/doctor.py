@@ -476,7 +476,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
         resolved = joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS) else ""
-        sampled = len({s.rf_user_id for s in samples})
+        sampled = len({s.rf_user_id or s.rf_user_digest or s.email_digest for s in samples})
         if resolved and total <= sampled:          # every refused person is among those known joined
             report.add(check, True, f"{refused}; {resolved}: resolved since")
             continue
@@ -500,18 +500,30 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
 
 
 def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> str:
-    """Whether the people of a reason's refusal samples (at most SAMPLES, one batch read of their links)
-    were all joined since (`bridge backfill --apply`, or RF's webhook once accepted): said, or "" (a
-    sample without an RF id, or a person not joined)."""
-    refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
-    if not samples or any(not s.rf_user_id for s in samples):
+    """Whether the people of a reason's refusal samples (at most SAMPLES) were all joined since (`bridge
+    backfill --apply`, or RF's webhook once accepted): said, or "" (a sample naming nobody, or a person not
+    joined). A sample with the RF id in clear: one batch read of their links; one that kept the person as
+    digests (a body that did not authenticate): matched with the campaign's joined people, digested alike."""
+    if not samples or any(not (s.rf_user_id or s.rf_user_digest or s.email_digest) for s in samples):
         return ""
+    refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
     links = store.links.get_many(refs)
     if len(links) < len(refs) or any(not link.status.final for link in links.values()):
         return ""
-    return (f"the refused person (RF user {next(iter(refs)).rf_user_id}) was joined since" if len(refs) == 1 else
-            f"the {len(refs)} refused people sampled (RF users "
-            f"{', '.join(sorted(r.rf_user_id for r in refs))}) were joined since")
+    joined = {ref.rf_user_id for ref in refs}
+    digested = [s for s in samples if not s.rf_user_id]
+    if digested:
+        known: dict[str, str] = {}
+        for rf_user_id, email in store.links.joined_people(c):
+            known[store.edge.digest("rf_user", rf_user_id)] = rf_user_id
+            if email:
+                known[store.edge.digest("email", email)] = rf_user_id
+        found = [known.get(s.rf_user_digest or "") or known.get(s.email_digest or "") for s in digested]
+        if not all(found):
+            return ""
+        joined.update(rf_user_id for rf_user_id in found if rf_user_id)
+    return (f"the refused person (RF user {next(iter(joined))}) was joined since" if len(joined) == 1 else
+            f"the {len(joined)} refused people sampled (RF users {', '.join(sorted(joined))}) were joined since")
 
 
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:

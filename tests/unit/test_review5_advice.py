@@ -9,26 +9,13 @@ from chalicelib.errors import Permanent
 from chalicelib.services.dead_letters import look
 from chalicelib.services.doctor import examine
 from chalicelib.services.worker import handle_batch
-from chalicelib.services.ingest import receive_rf_join
-from tests.fakes import FakeEdge
 from tests.support.cli import run_cli
 from tests.unit import scenario
-from tests.unit.test_doctor_walk import checks, healthy, look as doctor_look
+from tests.unit.test_doctor_walk import checks, healthy, look as doctor_look, refused_for_its_secret
 from tests.unit.test_reconcile_outage import doctored, outage
 from tests.unit.test_reconciliation import changed, changes
 
 GONE = "Referral Factory answered 404: User not found."
-
-
-def refused_for_its_secret(rt, rf_user_id: str, email: str) -> None:
-    """A join RF sent with the wrong X-Bridge-Secret, refused and sampled as the edge keeps it now (the
-    person as digests), in campaign 42's log."""
-    edge = FakeEdge()
-    edge.clock = rt.clock
-    raw = json.dumps({"id": rf_user_id, "campaign_id": "42", "email": email}).encode()
-    assert receive_rf_join({"X-Bridge-Secret": "old-secret"}, raw, edge).status == 401
-    [(campaign, _, sample)] = edge.refusals
-    rt.store.edge.refused(f"campaign:{campaign}", sample)
 
 
 def test_wrong_secret_refusals_whose_people_were_backfilled_are_resolved_not_a_backfill_warning_forever():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.unit import scenario
 from tests.unit.test_doctor_advice import Doctored
-from tests.unit.test_doctor_walk import checks, healthy, look, pending, refuse
+from tests.unit.test_doctor_walk import checks, healthy, look, pending, refuse, refused_for_its_secret
 from tests.unit.test_workspace_move import apply
 
 
@@ -100,3 +100,22 @@ def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_join
     view, _ = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
     assert not refused["ok"] and "resolved" not in refused["what"]
+
+
+def test_a_refused_join_whose_email_was_joined_under_another_rf_id_is_resolved_and_a_stranger_is_not():
+    """The edge keeps a wrong-secret body's person as digests: doctor recognises them by the RF id or by
+    the email of the campaign's joined people; a body naming nobody joined stays a warning."""
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    rt.work.clock.now += 60
+    refused_for_its_secret(rt, "9", "Ann@Example.com")
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    scenario.joined(rt.work, "7", "ann@example.com")
+    [refused] = checks(look(rt)[0], "webhooks.rf_refused")
+    assert refused["what"].endswith("the refused person (RF user 7) was joined since: resolved since"), refused
+    refused_for_its_secret(rt, "8", "eve@example.com")
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    [refused] = checks(look(rt)[0], "webhooks.rf_refused")
+    assert refused["warn"] and "resolved" not in refused["what"]
