@@ -364,7 +364,8 @@ SWEEP_ROUND = "pending#round"
 class Cursor(Protocol):
     """Where reconciliation left off, by name: the sweep of pending leads (`PENDING_SWEEP`; None
     between rounds) and when its latest round began (`SWEEP_ROUND`, epoch seconds), and the search of
-    each workspace's changed contacts (`changes#<workspace>`, the time it last finished)."""
+    each workspace's changed contacts (`changes#<workspace>`, the time it last finished; until one did,
+    `changes#<workspace>#start`, where the first ones start)."""
 
     def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
     def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None: ...
