@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
+from ..domain.history import RETRY
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
@@ -47,11 +48,26 @@ class Explanation:
         known = list(dict.fromkeys([p.email for p in self.people if p.email] + [self.query] * ("@" in self.query)))
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
-                                   "workspace": p.workspace, **p.view(),
+                                   "workspace": p.workspace, **p.view(), **_retrying_now(p, self.trail),
                                    **({"discarded": True} if _discarded(p, self.trail) else {})} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
                        **({} if self.found else {"message": never_seen(self.query)})}, known)
+
+
+def _retrying_now(link: Link, trail: list[dict]) -> dict:
+    """A join between tries (failed) or in a later try (in progress) whose last try failed and is tried
+    again: the header says retrying, which try of how many, and when the next is due."""
+    if link.status not in (LinkStatus.FAILED, LinkStatus.IN_PROGRESS):
+        return {}
+    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref
+                 and e["outcome"] in ("failed", "retrying")), None)
+    if last is None or last["outcome"] != "retrying":
+        return {}
+    retry = dict(last.get("retry") or {})
+    if link.status is LinkStatus.IN_PROGRESS and isinstance(retry.get("try"), int):
+        retry["under_way"] = retry["try"] + 1
+    return {"status": "retrying", "retry": retry}
 
 
 def _discarded(link: Link, trail: list[dict]) -> bool:
@@ -65,12 +81,16 @@ def _discarded(link: Link, trail: list[dict]) -> bool:
 
 
 def never_seen(query: str) -> str:
-    # No trace is kept of someone forgotten: the backfill hint must not read as the fix for them.
-    return (f"the bridge has never seen {mask_emails(query, query if '@' in query else None)}, or they were forgotten (`bridge forget`): no join, "
-            "no contact, no history and no refused webhook names them here. Only if they joined before the "
-            "campaign's settings existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them "
-            "(a backfill would also bring a forgotten person back to Intercom); if they are in Intercom only, "
-            "check the email or id")
+    # Work the edge accepted is not recorded per person until a try of it ends (SQS cannot be searched, and
+    # the edge writes nothing per webhook): "no record yet" is all that is known. No trace is kept of someone
+    # forgotten: the backfill hint must not read as the fix for them.
+    return (f"no record of {mask_emails(query, query if '@' in query else None)} yet: a webhook about them "
+            "accepted in the last minutes may still wait in the work queue, or its first try may still be running "
+            "(a join is found by email once a try of it ends; `bridge doctor CAMPAIGN` shows the queue). Else the "
+            "bridge has never seen them, or they were forgotten (`bridge forget`): no join, no contact, no history "
+            "and no refused webhook names them here. Only if they joined before the campaign's settings existed or "
+            "while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring a "
+            "forgotten person back to Intercom); if they are in Intercom only, check the email or id")
 
 
 def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomPort]] = None) -> Explanation:
@@ -161,8 +181,39 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                                        sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled,
-                       duplicates)
+    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(_retrying(trail))),
+                       enrolled, duplicates)
+
+
+def _retrying(trail: list[dict]) -> list[dict]:
+    """A failed try the queue tries again (the worker's `retry` note follows it) is shown retrying: which
+    try of how many and when the next is due, without a fix (nothing was dead-lettered: a replay finds
+    nothing). A note whose try failed before it recorded anything stands for that try."""
+    out: list[dict] = []
+    for e in trail:
+        if e["event"] != RETRY:
+            out.append(e)
+            continue
+        d = e.get("details") or {}
+        who = (e.get("campaign_id"), e.get("rf_user_id"))
+        failed = next((f for f in reversed(out) if (f.get("campaign_id"), f.get("rf_user_id")) == who
+                       and f["outcome"] == "failed" and f["event"] != "dead_letter"
+                       and f.get("reason") == e.get("reason")), None)
+        shown = failed if failed is not None else e
+        shown.pop("fix", None)
+        shown.update(outcome="retrying", reason=f"{e.get('reason')} ({retry_said(d)})",
+                     retry={k: d[k] for k in ("try", "of", "next_try_at") if d.get(k) is not None})
+        if failed is None:
+            e.pop("details", None)
+            out.append({**e, "event": KIND_TOPICS.get(str(d.get("kind")), RETRY)})
+    return out
+
+
+def retry_said(retry: dict) -> str:
+    """"try 1 of 5 failed; the queue tries it again at about <time>"."""
+    when = (f"at about {retry['next_try_at']}" if retry.get("next_try_at")
+            else "once its visibility timeout ends (minutes)")
+    return f"try {retry.get('try')} of {retry.get('of')} failed; the queue tries it again {when}"
 
 
 # A counted entry kept once per key (history.note_repeat's `event#key`): its event, and the key as a detail.
@@ -361,7 +412,7 @@ DONE = {"join": {("join", "ignored"), ("join", "repeated"), ("contact", "created
                  ("contact", "skipped_existing"), ("contact", "updated_existing"), ("tag", "tagged")},
         "qualification": {("qualification", "qualified")}}
 DISCARDED = ("dead_letter", "discarded")     # ends any failure of its work: given up on by the operator
-NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere")   # neither failed nor done
+NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere", "retrying")   # neither failed nor done
 
 
 def _resolved(trail: list[dict]) -> list[dict]:
@@ -443,7 +494,8 @@ def as_text(explanation: Explanation) -> str:
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
                      + (f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}" if p.get("reason") else "")
-                     + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else ""))
+                     + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else "")
+                     + (f" ({_under_way(p['retry'])})" if "retry" in p else ""))
     for e in view.get("enrolled_by_sync", []):
         if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):
             how = f"contact sync (run {e['run']})" if e["run"] else "ongoing contact sync (by webhook)"
@@ -477,6 +529,12 @@ def as_text(explanation: Explanation) -> str:
             if e.get(key):
                 lines.append(f"{'':26}{key}: {e[key]}")
     return "\n".join(lines)
+
+
+def _under_way(retry: dict) -> str:
+    if retry.get("under_way"):
+        return f"try {retry['under_way']} of {retry.get('of')} under way; try {retry.get('try')} failed"
+    return retry_said(retry)
 
 
 def _details(details: dict) -> tuple[list[str], list[str]]:

@@ -143,8 +143,10 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     assert refused["resolved"] and "fix" not in refused and "(resolved since)" in as_text(explain(rt, "9"))
     nobody = explain(rt, "zed@example.com")
     assert not nobody.found and as_text(nobody) == (
-        "the bridge has never seen z***@example.com, or they were forgotten (`bridge forget`): no join, no contact, "
-        "no history and no refused webhook names them here. Only if they joined before the campaign's settings "
+        "no record of z***@example.com yet: a webhook about them accepted in the last minutes may still wait in "
+        "the work queue, or its first try may still be running (a join is found by email once a try of it ends; "
+        "`bridge doctor CAMPAIGN` shows the queue). Else the bridge has never seen them, or they were forgotten "
+        "(`bridge forget`): no join, no contact, no history and no refused webhook names them here. Only if they joined before the campaign's settings "
         "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring "
         "a forgotten person back to Intercom); if they are in Intercom only, check the email or id")
 

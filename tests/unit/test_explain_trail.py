@@ -381,3 +381,46 @@ def test_after_the_advised_discard_explain_no_longer_shows_the_notifications_fai
     assert [e["event"] for e in failed] == ["qualification", "dead_letter"]
     assert all(e.get("resolved") and e.get("discarded") and "fix" not in e for e in failed), failed
     assert (view["trail"][-1]["event"], view["trail"][-1]["outcome"]) == ("dead_letter", "discarded")
+
+
+OUTAGE = "Intercom answered 503: service unavailable"
+
+
+def test_a_join_the_queue_tries_again_says_retrying_which_try_and_when_and_never_advises_a_replay():
+    """Intercom is down: Ann's join fails on its first try and the queue tries it again (3 tries here).
+    Nothing is dead-lettered, so explain says retrying (try 1 of 3, the next due when the failure said), never
+    `dlq replay`; while try 2 runs the header says so; only the last try's dead letter advises the replay."""
+    work = world()
+    work.apis.intercom_.fail["search"] = Transient(OUTAGE, retry_after=30.0)
+    with pytest.raises(RetryBatch):
+        scenario.run(work, join(AMY))
+    text, view = trail(work)
+    assert "dlq replay" not in text and "fix:" not in text, text
+    assert [(e["event"], e["outcome"]) for e in view["trail"]] == [("join_received", "received"), ("join", "retrying")]
+    [retrying] = lines(text, "join: retrying")
+    assert f"{OUTAGE} (try 1 of 3 failed; the queue tries it again at about " in retrying, retrying
+    assert view["people"][0]["status"] == "retrying" and view["people"][0]["retry"]["try"] == 1
+    assert f"; retrying — {OUTAGE} (try 1 of 3 failed; the queue tries it again at about " in header(work, "7")
+
+    work.clock.now += 30
+    work.store.links.claim(PersonRef("42", "7"), "ws")                # try 2, now running
+    said = header(work, "7")
+    assert "retrying" in said and "(try 2 of 3 under way; try 1 failed)" in said and "in_progress" not in said, said
+
+
+
+def test_only_the_last_try_of_a_join_that_gave_up_advises_the_replay():
+    work = world()
+    work.apis.intercom_.fail["search"] = Transient(OUTAGE)
+    with pytest.raises(RetryBatch):
+        scenario.run(work, join(AMY))
+    work.clock.now += 720
+    work.apis.intercom_.fail["search"] = Transient(OUTAGE)
+    assert scenario.run(work, join(AMY), receives=3)["dead"] == 1          # its last try: dead-lettered
+    text, view = trail(work)
+    assert [(e["event"], e["outcome"], bool(e.get("fix"))) for e in view["trail"]] == [
+        ("join_received", "received", False), ("join", "retrying", False), ("join", "failed", True),
+        ("dead_letter", "failed", True)]
+    [retrying] = lines(text, "join: retrying")
+    assert "(try 1 of 3 failed; the queue tries it again once its visibility timeout ends (minutes))" in retrying
+    assert header(work, "7").endswith(f"; failed — {OUTAGE}")
