@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
+from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
 from ..domain.history import RETRY
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
@@ -370,10 +370,10 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     reason = str(entry.get("reason") or "")
     nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
     if fix and (DISCONNECTED in reason or RF_404 in reason or OTHER_CAMPAIGN in reason or nameless
-                or plan_restricted(reason)):
+                or plan_restricted(reason) or rf_token_refused(reason)):
         # `--campaign` would leave some behind (a disconnect's), or never reach it (its message names no
         # campaign); or a replay cannot help (discard), or RF's 404 may be the bridge's (its base URL), or
-        # Intercom's plan refuses the API (not the token)
+        # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data)
         entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN",
                                   details.get("workspace"))
     return entry

@@ -3,6 +3,7 @@ it was received and whether a lead or a referrer; a replayed try says it was one
 while it still applies (a later success marks the failure resolved, a later try takes the fix)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -424,3 +425,34 @@ def test_only_the_last_try_of_a_join_that_gave_up_advises_the_replay():
     [retrying] = lines(text, "join: retrying")
     assert "(try 1 of 3 failed; the queue tries it again once its visibility timeout ends (minutes))" in retrying
     assert header(work, "7").endswith(f"; failed — {OUTAGE}")
+
+
+RF_REVOKED = ("Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, "
+              "then replay the dead-letter queue")
+
+
+def test_a_revoked_rf_token_is_advised_as_the_bridges_stored_token_alike_by_explain_dlq_list_and_doctor():
+    """RF refuses the token the bridge has stored (revoked): the qualification fails for good. The fix is the
+    bridge's (`bridge rf connect`, then the replay), never "fix the cause at Referral Factory", and explain,
+    `dlq list` and doctor's dead-letter finding say the same."""
+    from chalicelib.services.dead_letters import look
+    from chalicelib.services.doctor import examine
+    from tests.unit.test_doctor_walk import checks, healthy
+    rt = healthy()
+    work = rt.work
+    work.config = dataclasses.replace(work.config, queue_url="memory://queue", dlq_url="memory://dlq")
+    rt.config = work.config
+    _, contact = scenario.joined(work)
+    work.apis.rf_.answers = [Permanent(RF_REVOKED, status=401)]
+    scenario.set_value(work, contact, "Yes")
+    assert scenario.run(work, scenario.check())["dead"] == 1
+    fix = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): `bridge rf "
+           "connect` (it asks for the new token), then `bridge dlq replay --campaign 42` (see `bridge dlq list`)")
+    text, view = trail(work, "7")
+    assert [(e["event"], e["fix"]) for e in view["trail"] if e.get("fix")] == [
+        ("qualification", fix), ("dead_letter", fix)], text
+    assert "at Referral Factory" not in text
+    [letter] = look(work).letters                                       # type: ignore[arg-type]
+    assert letter.view()["fix"] == fix
+    [letters] = checks(examine(rt, "42").view(), "dead_letters")       # type: ignore[arg-type]
+    assert letters["fix"] == fix
