@@ -170,15 +170,17 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 if (ref := PersonRef(c, synced.rf_user_id or "")) not in people or any(
                     e.event == "sync" and (e.reason or "").startswith("enrolled by ") for e in histories[ref])]
     hashes = {email_hash(e) for e in emails}
-    # What an unauthenticated body named is kept as digests: the RF ids behind them are the ones asked about.
-    digested = {store.edge.digest("email", e): None for e in emails} | {
-        store.edge.digest("rf_user", r): r for r in rf_ids}
+    # What an unauthenticated body named is kept as digests: the ids behind them are the ones asked about.
+    digested: dict[str, dict] = {store.edge.digest("email", e): {} for e in emails} | {
+        store.edge.digest("rf_user", r): {"rf_user_id": r} for r in rf_ids} | {
+        store.edge.digest("contact", c): {"contact_id": c} for c in contacts}
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     for scope in scopes:
         for sample in store.edge.refusals(scope).samples:
             if _about(sample, hashes, rf_ids, contacts, digested):
-                trail.append(_with_fix(_refused(sample, scope, digested.get(sample.rf_user_digest or "")), None,
-                                       sample))
+                named = {k: v for d in (sample.rf_user_digest, sample.contact_digest) for k, v in
+                         digested.get(d or "", {}).items()}
+                trail.append(_with_fix(_refused(sample, scope, **named), None, sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(_retrying(trail))),
@@ -359,7 +361,8 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     if (entry["event"], why) == ("join", "ignored") and link is not None and link.status is not LinkStatus.IGNORED:
         hint = None         # sent again since (`bridge backfill`): the trail goes on with that join
     if entry["event"] == "webhook_refused":
-        if str(details.get("scope", "")).startswith("workspace:"):
+        if str(details.get("scope", "")).startswith("workspace:") or (
+                refused is not None and (refused.contact_id or refused.contact_digest)):   # Intercom's
             fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
         else:
             fix = refused_join(entry["outcome"], [refused.message] if refused is not None else [])[1]
@@ -463,20 +466,21 @@ def _done(entry: dict, topic: str) -> bool:
 def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], digested: dict) -> bool:
     if sample.email_hash and sample.email_hash in hashes:
         return True
-    if {sample.email_digest, sample.rf_user_digest} & digested.keys():
+    if {sample.email_digest, sample.rf_user_digest, sample.contact_digest} & digested.keys():
         return True
     if sample.contact_id and sample.contact_id in contacts:
         return True
     return bool(sample.rf_user_id and sample.rf_user_id in rf_ids)
 
 
-def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None) -> dict:
-    """`rf_user_id`: the id a digest of the sample is of (an unauthenticated body's, kept digested)."""
+def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None,
+             contact_id: Optional[str] = None) -> dict:
+    """`rf_user_id`, `contact_id`: the ids a digest of the sample is of (an unauthenticated body's)."""
     campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
     return {"campaign_id": campaign, "rf_user_id": sample.rf_user_id or rf_user_id, "at": sample.at, "event": "webhook_refused",
             "outcome": sample.reason, "reason": f"the edge refused a webhook about this person: {sample.message}",
             "details": {k: v for k, v in (("scope", scope), ("email", sample.email_masked),
-                                          ("contact_id", sample.contact_id)) if v}}
+                                          ("contact_id", sample.contact_id or contact_id)) if v}}
 
 
 # --- text -----------------------------------------------------------------------------------------

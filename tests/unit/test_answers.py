@@ -73,6 +73,8 @@ def test_accepted_webhooks_mark_their_campaign_and_workspace_as_heard():
     assert edge.heard == [("campaign:42", "join"), ("workspace:ws1", "notification")]
     [(_, workspace, sample)] = edge.refusals
     assert (workspace, sample.reason, sample.contact_id) == (WS, "unauthorized", None)
+    # Unsigned, it names whatever contact its sender likes: kept as digests `explain` and `forget` match
+    assert (sample.contact_digest, sample.email_digest) == (edge.digest("contact", "c1"), edge.digest("email", "a@b.co"))
 
 
 def runtime(clock=None, store=None, **env) -> Runtime:
