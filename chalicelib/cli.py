@@ -570,9 +570,12 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
                 f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
+    relabelled = (f" Workspace(s) {', '.join(done['relabelled'])}, connected by OAuth with a copy of the public app's "
+                  "client secret as their own, are now connected through the public app (the copies deleted)."
+                  if done["relabelled"] else "")
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
             f"{_said(done['client_secret'], secret_from)}, "
-            f"state key {done['state_key']}. {register}; "
+            f"state key {done['state_key']}.{relabelled} {register}; "
             "`bridge workspace oauth-link` prints a one-time link for each admin who connects.", warnings)
     return 0
 

@@ -530,6 +530,11 @@ class MemoryConnections:
                                               token_app=token_app or now.token_app)
         self.register_workspace(workspace)
 
+    def mark(self, workspace: str, secrets: Iterable[str]) -> None:
+        now = self.workspaces_.get(workspace)
+        if now is not None:
+            self.workspaces_[workspace] = dataclasses.replace(now, secrets=now.secrets | frozenset(secrets))
+
     def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
         now = self.workspaces_.get(workspace)
         if now is not None:

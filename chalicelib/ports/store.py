@@ -324,6 +324,9 @@ class ConnectionRepository(Protocol):
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None,
                       token_app: Optional[str] = None) -> None:
         """Mark a workspace connected. What is not given (a secret, the api base, the token's app) is kept."""
+    def mark(self, workspace: str, secrets: Iterable[str]) -> None:
+        """The connection says these are set too (an app relabelled). Touches nothing else (a disconnected
+        workspace stays so); creates no connection."""
     def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
         """The connection no longer says these are set (an app removed). Touches nothing else."""
     def workspace(self, workspace: str) -> Optional[Connection]: ...

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.config import Config
 from chalicelib.domain import apps
 from chalicelib.runtime import Runtime
-from chalicelib.services.connections import ConnectError, connect_workspace, list_workspaces, remove_app
+from chalicelib.services.connections import ConnectError, configure_oauth, connect_workspace, list_workspaces, remove_app
 from chalicelib.services.ingest import receive_intercom, signature
-from tests.fakes import FakeQueue
+from tests.fakes import FakeQueue, MemorySecrets
 
 from .test_connect import connected, rt  # noqa: F401  (rt: a fixture; the public app's secret is app-secret)
 
@@ -124,6 +125,46 @@ def test_a_copy_of_the_public_apps_secret_stored_before_is_taken_for_the_public_
     rt.secrets.scoped("edge").put("intercom/ws1/client-secret", PUBLIC_SECRET)
     connected(rt)                                        # reconnected by OAuth: one app, not two
     assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["oauth"]
+
+
+def copies(rt, *workspaces: str) -> None:
+    """Workspaces connected by OAuth before: the callback copied the public app's secret as their own."""
+    for workspace in workspaces:
+        rt.store.connections.put_workspace(workspace, {"token", "client-secret"})
+        rt.secrets.scoped("edge").put(f"intercom/{workspace}/client-secret", PUBLIC_SECRET)
+
+
+def test_storing_the_oauth_app_again_relabels_the_copies_without_reviving_a_workspace_or_touching_a_private_app(rt):
+    copies(rt, "ws1", "ws2")
+    rt.store.connections.disconnect_workspace("ws2")
+    rt.auth.apps["tok-3"] = {"id_code": "ws3", "name": "Other"}
+    connect_workspace(rt, "ws3", "tok-3", PRIVATE_SECRET)
+    assert configure_oauth(rt, "app-id", None)["relabelled"] == ["ws1", "ws2"]     # the same app: nothing rotated
+    listed = {w["workspace"]: (w["status"], w["apps"]) for w in list_workspaces(rt)}
+    assert listed == {"ws1": ("active", ["oauth"]), "ws2": ("disconnected", ["oauth"]), "ws3": ("active", ["private"])}
+    assert [name for name in rt.secrets.values if name.startswith("/bridge/edge/intercom/")] == [
+        "/bridge/edge/intercom/ws3/client-secret"]
+    assert notify(edge(rt), PUBLIC_SECRET) == 200
+
+
+def test_a_failed_read_while_relabelling_stores_nothing_of_the_public_app_and_says_what_was_done(rt, monkeypatch):
+    copies(rt, "ws1", "ws2")
+    read = MemorySecrets.get
+
+    def throttled(store, name):
+        if name == "intercom/ws2/client-secret":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameter")
+        return read(store, name)
+    monkeypatch.setattr(MemorySecrets, "get", throttled)
+    with pytest.raises(ConnectError) as refused:
+        configure_oauth(rt, None, "rotated-secret")
+    assert "(An error occurred (ThrottlingException) when calling the GetParameter operation: Rate exceeded, at " \
+           "workspace ws2); marked so far: ws1; the public app's settings are unchanged: run `bridge workspace " \
+           "oauth-app` again" in str(refused.value)
+    monkeypatch.undo()
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == PUBLIC_SECRET
+    assert configure_oauth(rt, None, "rotated-secret")["relabelled"] == ["ws2"]          # run again: the rest
+    assert [notify(edge(rt), s, n) for n, s in enumerate(("rotated-secret", PUBLIC_SECRET))] == [200, 401]
 
 
 def test_the_operator_removes_the_retired_private_app_and_its_webhooks_are_refused(rt):

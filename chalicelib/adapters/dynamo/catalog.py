@@ -36,10 +36,15 @@ class DynamoConnections:
         ConnectionItem(*connection_key(workspace)).update(actions=actions)
         self.register_workspace(workspace)
 
+    def mark(self, workspace: str, secrets: Iterable[str]) -> None:
+        self._marks(workspace, ConnectionItem.secrets.add(set(secrets)))
+
     def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
+        self._marks(workspace, ConnectionItem.secrets.delete(set(secrets)))
+
+    def _marks(self, workspace: str, change: Action) -> None:
         applied(lambda: ConnectionItem(*connection_key(workspace)).update(
-            actions=[ConnectionItem.secrets.delete(set(secrets)), ConnectionItem.updated_at.set(iso(self.clock()))],
-            condition=ConnectionItem.pk.exists()))
+            actions=[change, ConnectionItem.updated_at.set(iso(self.clock()))], condition=ConnectionItem.pk.exists()))
 
     def workspace(self, workspace: str) -> Optional[Connection]:
         item = get(ConnectionItem, connection_key(workspace))
