@@ -133,7 +133,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     everyone, read_all = _pending(store, report.campaign_id)
     pending = [link for link in everyone if elsewhere(link, settings) is None]
     _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
-    _liveness(rt, report, settings, pending)
+    _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
     _sync(rt, report, settings)
@@ -430,10 +430,8 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
 
 
 # --- webhooks ---------------------------------------------------------------------------------------
+# (and "unauthorized": what to do depends on the workspace's apps, domain/apps.unauthorized_fix)
 _INTERCOM_FIX = {
-    "unauthorized": ("X-Hub-Signature verifies with the client secret of none of the workspace's apps",
-                     "`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
-                     "secret: Developer Hub > Basic information); `bridge workspace list` names its apps"),
     "invalid_notification": ("a notification of an unexpected shape", "see the message; report it if Intercom "
                              "changed its payload"),
     "no_contact": ("a contact notification without a contact id", "see the message"),
@@ -518,7 +516,8 @@ def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
     return sum(1 for s in refusals.samples if s.reason == "unknown_campaign" and s.campaign_id == campaign_id)
 
 
-def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link]) -> None:
+def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
+              conn: Optional[Connection]) -> None:
     store, c = rt.store, settings.campaign_id
     last = store.edge.last_heard(campaign_scope(c), "join")
     problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
@@ -538,8 +537,10 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
         report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
     ws = settings.workspace
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
+    fixes = {**_INTERCOM_FIX, "unauthorized": ("X-Hub-Signature verifies with the client secret of none of the "
+                                               "workspace's apps", apps.unauthorized_fix(ws, conn.secrets if conn else ()))}
     _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
-                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws, heard=heard,
+                      f"Intercom notification(s) for workspace {ws}", fixes, ws, heard=heard,
                       accepted="notifications",
                       after_why="Intercom does not send a refused notification again: the contact changes it told of "
                                 "were not applied when it came (leads it would have qualified waited)",

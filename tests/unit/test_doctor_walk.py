@@ -90,6 +90,16 @@ def test_notifications_accepted_after_a_bad_signature_say_fixed():
             f"{refused_at}; notifications accepted since (last at {iso(rt.clock())}): fixed?") in text
 
 
+def test_a_bad_signature_on_a_workspace_connected_by_oauth_alone_is_not_fixed_with_workspace_connect():
+    rt = healthy()
+    rt.store.connections.unmark(scenario.WS, {"client-secret"})
+    rt.store.connections.mark(scenario.WS, {"oauth"})
+    refuse(rt, f"workspace:{scenario.WS}", message="X-Hub-Signature does not verify")
+    [refused] = checks(look(rt)[0], "webhooks.intercom_refused")
+    assert not refused["ok"] and "`bridge workspace oauth-app`" in refused["fix"]
+    assert "Enter keeps the token" not in refused["fix"]
+
+
 def test_a_refusal_lets_the_next_accepted_webhook_be_noted_at_once():
     """The runtime notes "heard" at most once a minute per container; after a refusal it notes the next
     accepted webhook at once, so doctor sees a fix that worked seconds after the refusal."""

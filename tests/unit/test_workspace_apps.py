@@ -57,6 +57,22 @@ def test_two_secrets_are_one_only_when_both_are_set_and_equal():
     assert apps.same("s", "s") and not apps.same("s", "t") and not apps.same(None, None) and not apps.same("", "")
 
 
+@pytest.mark.parametrize("secrets, says, never", [
+    ({"token", "oauth"}, ["`bridge workspace oauth-app`", "reconnect the workspace by OAuth (a link from `bridge "
+                          "workspace oauth-link --workspace ws1`)", "never give the public app's secret to `bridge "
+                          "workspace connect`"], "Enter keeps the token"),
+    ({"token", "client-secret"}, ["`bridge workspace connect ws1` (Enter keeps the token; then it asks for the "
+                                  "app's client secret"], "oauth"),
+    ({"token", "client-secret", "oauth"}, ["for its private app's webhooks, `bridge workspace connect ws1`",
+                                           "for the public app's, check the public app's client secret"], None),
+])
+def test_a_refused_signature_is_fixed_the_way_of_the_apps_the_workspace_is_connected_through(secrets, says, never):
+    """A workspace connected by OAuth alone is not told to give `workspace connect` a client secret: the public
+    app's, stored as its own, would outlive the public app's next rotation."""
+    fix = apps.unauthorized_fix("ws1", secrets)
+    assert all(part in fix for part in says) and (never is None or never not in fix), fix
+
+
 # --- connected both ways, the edge -----------------------------------------------------------------
 
 def edge(rt) -> Runtime:
