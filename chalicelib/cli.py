@@ -422,7 +422,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     try:
         if args.func is _settings_check:      # reads a file only: no runtime, no AWS
             return _settings_check(args, None)
-        return args.func(args, rt or Runtime(Config.from_env()))
+        rt = rt or Runtime(Config.from_env())
+        rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
+        return args.func(args, rt)
     except SettingsError as exc:
         return _refused(args, "settings are invalid", {"valid": False}, exc.problems, 2)
     except KeyboardInterrupt:

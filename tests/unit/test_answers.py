@@ -494,3 +494,22 @@ def test_backfill_names_whom_rf_lists_unreadably_and_why_in_text_and_json(capsys
                                                             "email in Referral Factory"},
         {"rf_user_id": None, "email": "b***@x.co", "reason": "no user id"}]
     assert "ann" not in out and "bob" not in out
+
+
+def test_a_cli_command_the_shared_limiter_defers_says_the_command_may_wait_not_a_worker(capsys):
+    """RF answered a worker 429 for 45 s: `bridge backfill` (a CLI, not a worker) says so in one line,
+    naming itself as what may wait. The worker's own wording is unchanged."""
+    from chalicelib.adapters.ratelimit import SharedLimiter
+    from chalicelib.ports.secrets import RF_TOKEN, WORKER
+    from tests.support.cli import run_cli
+
+    rt = runtime(BRIDGE_SECRETS_PATH="/p")
+    rt.store.settings.put("42", SETTINGS, WS)
+    rt.secrets.scoped(WORKER).put(RF_TOKEN, "rf-token")
+    # Another container's 429: the pause is in the shared windows, for every caller of the budget.
+    SharedLimiter(rt.store.rates, "referral-factory", rt.config.rf_calls_per_minute, 60, block_status=403,
+                  clock=rt.clock).throttled(45.0)
+    code, out, err = run_cli(rt, capsys, "backfill", "42")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "Referral Factory answered 429: every call waits" in err and "; this command may wait 20.0s more)" in err
+    assert "worker" not in err
