@@ -328,6 +328,26 @@ def test_a_backfill_whose_count_writes_cannot_be_queued_says_the_counts_are_kept
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 1
 
 
+def test_a_backfill_whose_joins_cannot_be_queued_says_run_it_again_in_one_line(capsys):
+    """No referral count grew (a campaign without counts): SQS refusing the page's joins was the raw
+    `NotSent` ("unexpected error: NotSent: ..."); it is the backfill's own error, saying to run it again."""
+    from chalicelib.ports.queue import NotSent
+    from tests.support.cli import run_cli
+    rt = Backfilling([{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1}])
+    rt.store.settings.put("42", SETTINGS, WS)
+
+    def refused(messages, delay=0):
+        raise NotSent([(m, "throttled") for m in messages], len(messages))
+    rt.queue.send_many = refused
+    with pytest.raises(BackfillError, match=r"could not be queued \(SQS refused 1 of 1 message\(s\): throttled\): "
+                                            "run backfill again"):
+        backfill(rt, "42", apply=True)
+    rt.config = Config.from_env({})
+    code, out, err = run_cli(rt, capsys, "backfill", "42", "--apply")
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("bridge: the messages could not be queued (SQS refused") and "NotSent" not in err
+
+
 # --- dead letters -----------------------------------------------------------------------------------------
 def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_request():
     m = ReceivedLetter("d1", "h1", json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
