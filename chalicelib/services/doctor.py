@@ -127,6 +127,9 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     attributes = _intercom(rt, report, settings, conn)
     if attributes is not None:
         _settings_against_workspace(rt, report, settings, attributes)
+    else:                      # each way _intercom reads no attributes ends with its finding saying why
+        _unchecked(report, "settings.workspace", f"the settings against workspace {settings.workspace}'s data "
+                   "attributes (they could not be read)", report.findings[-1].check, settings.campaign_id)
     rf_refused = _rf(rt, report, settings)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
@@ -367,6 +370,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
         report.add("rf.connection", False, "Referral Factory is not connected (no API token)",
                    "missing fields cannot be read and no referral can be qualified",
                    "`bridge rf connect` (it asks for the token)")
+        _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.connection", settings.campaign_id)
         return False
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
@@ -382,6 +386,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
         else:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
+        _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
         return not isinstance(exc, Blocked) and exc.status in (*REFUSED_TOKEN, 404)
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
@@ -392,6 +397,17 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
     return False
+
+
+_NEWEST = "whether the newest person in RF's campaign reached the bridge"
+
+
+def _unchecked(report: Report, check: str, what: str, cause: str, c: str) -> None:
+    """A check that could not run, said rather than left out: a warning (its cause is reported, with
+    its fix, as the finding `cause` names, or here)."""
+    report.add(check, True, f"not checked: {what}", "this report cannot say whether it is fine",
+               (f"fix what [{cause}] says, then " if cause != check else "") + f"run `bridge doctor {c}` again",
+               warn=True)
 
 
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
@@ -411,7 +427,9 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
         if not total:
             return
         people, _, _ = rt.rf().users_page(c, total, 1)
-    except WorkError:
+    except WorkError as exc:
+        _unchecked(report, "webhooks.rf_missing", f"{_NEWEST} (Referral Factory could not list its people: "
+                   f"{exc.reason})", "webhooks.rf_missing", c)
         return
     if not people or not isinstance(people[-1].get("id"), (int, str)):
         return
@@ -653,9 +671,17 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
     _reconciliation(rt, report, settings, applied_at, conn)
-    if settings.qualification.match == "email" or attributes is None:
+    if settings.qualification.match == "email" or not pending:
         return
-    duplicates = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
+    if attributes is None:
+        _unchecked(report, "duplicates", "whether contacts share a pending lead's email (Intercom could not be "
+                   "read)", next((f.check for f in report.findings if f.check.startswith("intercom.") and not f.ok), "intercom.token"), c)
+        return
+    duplicates, failed = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
+    if failed:
+        _unchecked(report, "duplicates", f"whether contacts share the email of {len(failed)} of "
+                   f"{min(len(pending), DUPLICATE_CHECKS)} pending lead(s) searched (Intercom: {failed[-1]})",
+                   "duplicates", c)
     for link, others in duplicates:
         report.add("duplicates", False,
                    f"pending lead RF user {link.rf_user_id} ({mask_email(link.email)}) is linked to contact "
@@ -785,20 +811,23 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "not by the one-by-one sweep")
 
 
-def _duplicates(rt: Examined, settings: CampaignSettings, pending: list[Link]) -> list[tuple[Link, list[str]]]:
+def _duplicates(rt: Examined, settings: CampaignSettings,
+                pending: list[Link]) -> tuple[list[tuple[Link, list[str]]], list[str]]:
+    """The pending leads whose email other contacts share, with theirs; the reasons of the searches that failed."""
     client = rt.intercom(settings.workspace)
-    out = []
+    out, failed = [], []
     for link in pending:
         if not link.email:
             continue
         try:
             found = client.search_by_email(link.email)
-        except WorkError:
+        except WorkError as exc:
+            failed.append(exc.reason)
             continue
         others = sorted(str(c["id"]) for c in found if str(c.get("id")) != link.contact_id)
         if others:
             out.append((link, others))
-    return out
+    return out, failed
 
 
 # --- text -----------------------------------------------------------------------------------------------
