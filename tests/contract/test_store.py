@@ -965,11 +965,13 @@ def test_a_sample_keeps_an_unauthenticated_bodys_person_as_digests_of_one_key(st
     from chalicelib.domain.people import email_hash
     edge = store.edge
     sample = dataclasses.replace(refusal(0), rf_user_digest=edge.digest("rf_user", "7"),
-                                 email_digest=edge.digest("email", "ann@example.com"))
+                                 email_digest=edge.digest("email", "ann@example.com"),
+                                 contact_digest=edge.digest("contact", "c1"))
     edge.refused("unknown", sample)
     assert edge.refusals("unknown").samples == [sample]
     assert edge.digest("email", " Ann@Example.com ") == sample.email_digest != email_hash("ann@example.com")
     assert edge.digest("rf_user", "7") != edge.digest("email", "7") != edge.digest("rf_user", "8")
+    assert edge.digest("contact", "7") != edge.digest("rf_user", "7")
 
 
 def test_forgetting_deletes_the_samples_about_a_person_and_keeps_the_counts(store):

@@ -73,6 +73,8 @@ def test_accepted_webhooks_mark_their_campaign_and_workspace_as_heard():
     assert edge.heard == [("campaign:42", "join"), ("workspace:ws1", "notification")]
     [(_, workspace, sample)] = edge.refusals
     assert (workspace, sample.reason, sample.contact_id) == (WS, "unauthorized", None)
+    # Unsigned, it names whatever contact its sender likes: kept as digests `explain` and `forget` match
+    assert (sample.contact_digest, sample.email_digest) == (edge.digest("contact", "c1"), edge.digest("email", "a@b.co"))
 
 
 def runtime(clock=None, store=None, **env) -> Runtime:
@@ -143,8 +145,10 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     assert refused["resolved"] and "fix" not in refused and "(resolved since)" in as_text(explain(rt, "9"))
     nobody = explain(rt, "zed@example.com")
     assert not nobody.found and as_text(nobody) == (
-        "the bridge has never seen z***@example.com, or they were forgotten (`bridge forget`): no join, no contact, "
-        "no history and no refused webhook names them here. Only if they joined before the campaign's settings "
+        "no record of z***@example.com yet: a webhook about them accepted in the last minutes may still wait in "
+        "the work queue, or its first try may still be running (a join is found by email once a try of it ends; "
+        "`bridge doctor CAMPAIGN` shows the queue). Else the bridge has never seen them, or they were forgotten "
+        "(`bridge forget`): no join, no contact, no history and no refused webhook names them here. Only if they joined before the campaign's settings "
         "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring "
         "a forgotten person back to Intercom); if they are in Intercom only, check the email or id")
 

@@ -94,14 +94,16 @@ def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
 
 @pytest.mark.parametrize("status, fix", [
     (404, "check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
-          "campaign 42 (`bridge rf connect` asks for the token)"),
-    (401, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"),
-    (403, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)")])
+          "campaign 42 (`bridge rf connect` asks for the token); then"),
+    (401, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
+          "`bridge rf connect` (it asks for the new token), then"),
+    (403, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
+          "`bridge rf connect` (it asks for the new token), then")])
 def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fix):
     rt = Doctored()
     rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
     rt.work.apis.rf_.campaign_answers = [ApiError("Referral Factory", status, "Nope")]
-    assert finding(rt, "rf.campaign")["fix"] == fix + ("; then `bridge dlq replay --campaign 42` brings back the work "
+    assert finding(rt, "rf.campaign")["fix"] == fix + (" `bridge dlq replay --campaign 42` brings back the work "
                                                        "that failed meanwhile (it is valid: do not discard it)")
 
 
