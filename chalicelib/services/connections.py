@@ -162,7 +162,12 @@ def remove_app(rt: Connecting, workspace: str, app: str) -> dict:
     refusal = apps.removal_refused(workspace, conn.secrets, conn.token_app, app)
     if refusal:
         raise ConnectError(f"{refusal}; nothing was changed")
-    rt.store.connections.unmark(workspace, {MARKS[app]})            # first: the edge no longer tries it
+    # First (the edge no longer tries it), and only on the record as read: a connect or disconnect made
+    # at the same moment may have changed whose token the worker uses, or the apps.
+    if not rt.store.connections.unmark(workspace, {MARKS[app]}, read=conn):
+        raise ConnectError(f"workspace {workspace}'s connection changed while the {apps.NAMES[app]} was being "
+                           "removed (a connect or disconnect at the same moment): nothing was changed; run "
+                           f"`bridge workspace remove-app {workspace} {app}` again")
     if app == PRIVATE:
         rt.secrets.scoped(EDGE).delete(intercom_client_secret(workspace))
     return {"workspace": workspace, "removed": app, "apps": apps.apps(conn.secrets - {MARKS[app]}),

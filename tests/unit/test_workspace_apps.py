@@ -203,3 +203,32 @@ def test_the_app_whose_token_the_worker_uses_is_not_removed(rt):
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET
     assert remove_app(rt, "ws1", "oauth")["apps"] == ["private"]
     assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 401]
+
+
+def test_a_connect_made_while_an_app_is_removed_wins_and_the_removal_says_run_it_again(rt):
+    """The private app is removed (the worker uses the public app's token) while the operator connects the
+    private app again, replacing the token: the removal read the record before that connect. Removing it
+    then would leave the worker a token of an app whose webhooks are refused. Nothing is changed, and it
+    says so; run again, it is refused for what the record says now."""
+    private(rt)
+    connected(rt)
+    read = rt.store.connections.workspace
+    raced = []
+
+    def read_then_connect(workspace):
+        conn = read(workspace)
+        if not raced:
+            raced.append(workspace)
+            private(rt)                        # the connect lands between the removal's read and its write
+        return conn
+    rt.store.connections.workspace = read_then_connect
+    with pytest.raises(ConnectError, match=r"^workspace ws1's connection changed while the private app was being "
+                                           r"removed \(a connect or disconnect at the same moment\): nothing was "
+                                           r"changed; run `bridge workspace remove-app ws1 private` again$"):
+        remove_app(rt, "ws1", "private")
+    rt.store.connections.workspace = read
+    conn = rt.store.connections.workspace("ws1")
+    assert (apps.apps(conn.secrets), conn.token_app) == (["private", "oauth"], "private")
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET
+    with pytest.raises(ConnectError, match="is the private app's"):
+        remove_app(rt, "ws1", "private")
