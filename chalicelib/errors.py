@@ -5,6 +5,8 @@ from typing import Any, Optional, TypeVar
 
 E = TypeVar("E", bound="WorkError")
 
+from .domain.advice import RF_TOKEN
+
 
 class WorkError(Exception):
     """Base: `reason` is what the history and the dead-letter queue record; `status` is the
@@ -138,7 +140,7 @@ def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
                 "RF_CALLS_PER_MINUTE to what it leaves")
     replay = RF_TOKEN_REPLAY.format(campaign=campaign_id)
     if exc.status in REFUSED_TOKEN:
-        return f"Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token); then {replay}"
+        return RF_TOKEN.format(replay=replay)
     if exc.retryable:
         return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
     return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "

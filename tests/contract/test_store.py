@@ -487,6 +487,22 @@ def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number
     assert store.links.linked_elsewhere("44", WS, 100) == ({}, True)
 
 
+def test_a_campaigns_joined_people_are_read_past_pages_with_their_email_and_no_unfinished_join(store, monkeypatch):
+    """What doctor matches a refused join's digests with: the campaign's applied joins (linked or ignored),
+    their RF id and email, however many pages; not a failed or held join, a referrer's count, another's."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    joined(store, PersonRef("42", "1"))
+    claim = store.links.claim(PersonRef("42", "2"), WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="bob@example.com", reason="RF answered 404"), [])
+    store.links.claim(PersonRef("42", "3"), WS)                                 # a join still held
+    store.links.referrer_contact(PersonRef("42", "4"), "c4", WS)                 # a referrer's count: not a link
+    claim = store.links.claim(PersonRef("42", "5"), WS)
+    store.links.finish(claim, JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"), [])
+    joined(store, PersonRef("43", "6"))                                        # another campaign's
+    assert sorted(store.links.joined_people("42")) == [("1", "ann@example.com"), ("5", None)]
+    assert store.links.joined_people("44") == []
+
+
 def test_a_campaigns_ignored_joins_are_counted_by_kind_past_any_number_of_other_links(store, monkeypatch):
     """What `settings apply` asks when an action turns from nothing to creating: the joins ignored under
     nothing (a backfill sends them), by kind, up to `limit`, however many other links come first."""
@@ -598,6 +614,38 @@ def test_the_token_app_is_kept_until_another_is_given_or_a_disconnect_and_an_app
     store.connections.disconnect_workspace("ws2")
     conn = store.connections.workspace("ws2")
     assert (conn.secrets, conn.token_app) == ({"oauth"}, None)
+
+
+def test_an_apps_mark_added_changes_nothing_else_and_makes_up_no_connection(store):
+    """A relabel (`bridge workspace oauth-app`) marks a disconnected workspace's app without reviving it."""
+    store.connections.put_workspace("ws2", secrets={"token", "client-secret"}, api_base="https://eu")
+    store.connections.disconnect_workspace("ws2")
+    store.connections.mark("ws2", {"oauth"})
+    store.connections.mark("never", {"oauth"})
+    conn = store.connections.workspace("ws2")
+    assert (conn.status, conn.api_base, conn.secrets) == ("disconnected", "https://eu", {"client-secret", "oauth"})
+    assert store.connections.workspace("never") is None
+
+
+@pytest.mark.parametrize("meanwhile", [
+    lambda c: c.put_workspace("ws2", secrets={"token"}, token_app="private"),     # the token replaced
+    lambda c: c.put_workspace("ws2", secrets={"token"}),                          # a secret set: the token
+    lambda c: c.disconnect_workspace("ws2"),
+    lambda c: c.unmark("ws2", {"oauth"}),
+])
+def test_an_apps_mark_is_removed_only_from_the_record_as_it_was_read(store, meanwhile):
+    store.connections.put_workspace("ws2", secrets={"client-secret", "oauth"}, token_app="oauth")
+    read = store.connections.workspace("ws2")
+    assert store.connections.unmark("ws2", {"client-secret"}, read=read) is True
+    store.connections.put_workspace("ws2", secrets={"client-secret"})
+    read = store.connections.workspace("ws2")
+    meanwhile(store.connections)
+    now = store.connections.workspace("ws2")
+    assert store.connections.unmark("ws2", {"client-secret"}, read=read) is False    # changed since it was read
+    assert store.connections.workspace("ws2") == now
+    assert store.connections.unmark("never", {"client-secret"}, read=read) is False
+    assert store.connections.unmark("ws2", {"client-secret"}, read=now) is True
+    assert "client-secret" not in store.connections.workspace("ws2").secrets
 
 
 def test_a_disconnect_keeps_the_workspace_known_without_its_token_and_a_reconnect_revives_it(store):
@@ -944,11 +992,13 @@ def test_a_sample_keeps_an_unauthenticated_bodys_person_as_digests_of_one_key(st
     from chalicelib.domain.people import email_hash
     edge = store.edge
     sample = dataclasses.replace(refusal(0), rf_user_digest=edge.digest("rf_user", "7"),
-                                 email_digest=edge.digest("email", "ann@example.com"))
+                                 email_digest=edge.digest("email", "ann@example.com"),
+                                 contact_digest=edge.digest("contact", "c1"))
     edge.refused("unknown", sample)
     assert edge.refusals("unknown").samples == [sample]
     assert edge.digest("email", " Ann@Example.com ") == sample.email_digest != email_hash("ann@example.com")
     assert edge.digest("rf_user", "7") != edge.digest("email", "7") != edge.digest("rf_user", "8")
+    assert edge.digest("contact", "7") != edge.digest("rf_user", "7")
 
 
 def test_forgetting_deletes_the_samples_about_a_person_and_keeps_the_counts(store):
