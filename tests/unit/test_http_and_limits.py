@@ -10,6 +10,7 @@ from chalicelib.adapters.ratelimit import CircuitOpen, SharedLimiter
 from chalicelib.domain.budget import BudgetState, Slicing
 from chalicelib.errors import Deferred, Transient
 from tests.fakes import FakeClock
+from tests.support.answering_server import answering
 from tests.support.virtual_time import VirtualTime, busiest
 
 
@@ -283,30 +284,8 @@ def test_hours_beside_another_client_of_rf_never_go_over_more_than_3_windows(oth
 @pytest.fixture
 def proxy():
     """A local HTTP proxy that answers every request itself: what it saw is what was sent through it."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)                       # through a proxy: the absolute URL
-            body = json.dumps({"type": "admin", "via": "proxy"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
+    with answering(200, {"type": "admin", "via": "proxy"}) as (url, seen):
+        yield url, seen
 
 
 def test_the_api_clients_go_through_the_environments_proxy_and_keep_out_of_it_what_no_proxy_names(

@@ -4,8 +4,7 @@ honoured while the work waits, a 5xx whose Retry-After is too long for a Lambda 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
 
 import pytest
 
@@ -13,15 +12,28 @@ from chalicelib.adapters.intercom import IntercomClient
 from chalicelib.config import Config
 from chalicelib.errors import ApiError, WorkError
 from chalicelib.messages import JoinMessage
+from chalicelib.ports import Later
 from chalicelib.services.worker import handle_batch
 from tests.fakes import FakeApis, FakeClock, FakeIntercom, FakeRF, FakeWork
+from tests.support.answering_server import answering
 
-LEAD = {"campaign_id": "42", "id": "7", "email": "a@example.com", "first_name": "Ann", "type": "lead",
-        "referrer_id": "3"}
+LEAD = {"campaign_id": "42", "first_name": "Ann", "type": "lead", "referrer_id": "3"}
 SETTINGS = {"campaign_id": "42", "workspace": "ws",
             "leads": {"action": "create_lead", "duplicates": "update",
                       "fields": [{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"}]},
             "referrers": {"action": "nothing"}}
+
+
+def join(n: int = 7) -> str:
+    return json.dumps(JoinMessage(campaign_id="42", rf_user_id=str(n),
+                                  person={**LEAD, "id": str(n), "email": f"p{n}@example.com"}).wire())
+
+
+def record(n: int, body: str, **attributes: Optional[float]) -> dict:
+    """A Lambda SQS record (its first receive), with the worker's message attributes given."""
+    return {"messageId": f"m{n}", "receiptHandle": f"rh{n}", "attributes": {"ApproximateReceiveCount": "1"},
+            "body": body, "messageAttributes": {name: {"stringValue": str(value), "dataType": "Number"}
+                                                for name, value in attributes.items() if value is not None}}
 
 
 def test_a_vendor_that_answers_503_with_retry_after_is_not_called_again_before_that_time():
@@ -33,8 +45,7 @@ def test_a_vendor_that_answers_503_with_retry_after_is_not_called_again_before_t
     work = FakeWork(FakeApis(intercom, FakeRF()))
     work.store.settings.put("42", SETTINGS, "ws")
     intercom.down = lambda: ApiError("Intercom", 503, "Service Unavailable", retry_after=600)
-    handle_batch([{"messageId": "m1", "receiptHandle": "rh1", "attributes": {"ApproximateReceiveCount": "1"},
-                   "body": json.dumps(JoinMessage(campaign_id="42", rf_user_id="7", person=LEAD).wire())}], work)
+    handle_batch([record(1, join())], work)
     assert work.queue.dead == [] and len(work.queue.deferred) == 1      # it waits (an outage), no try used
     assert work.queue.deferred[0].delay >= 600
 
@@ -42,25 +53,10 @@ def test_a_vendor_that_answers_503_with_retry_after_is_not_called_again_before_t
 @pytest.fixture
 def maintenance():
     """An Intercom that answers every request 503 with `Retry-After: 3600` (an announced maintenance)."""
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"type": "error.list", "errors": [{"code": "service_unavailable",
-                                                                 "message": "Down for maintenance"}]}).encode()
-            self.send_response(503)
-            self.send_header("Retry-After", "3600")
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with answering(503, {"type": "error.list", "errors": [{"code": "service_unavailable",
+                                                          "message": "Down for maintenance"}]},
+                   {"Retry-After": "3600"}) as (url, _):
+        yield url
 
 
 def test_a_503_whose_retry_after_is_too_long_to_wait_in_a_lambda_is_intercoms_outage(maintenance, monkeypatch):
@@ -96,13 +92,31 @@ def test_joins_dead_lettered_by_one_outage_are_one_doctor_finding_not_one_per_jo
     intercom = rt.work.apis.intercom_
     intercom.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
     first = rt.clock() - 25 * 3600                          # the outage began a day ago; they joined 7 s apart
-    handle_batch([{"messageId": f"m{n}", "receiptHandle": f"rh{n}", "attributes": {"ApproximateReceiveCount": "1"},
-                   "messageAttributes": {"bridge-outage-since": {"stringValue": str(first + 7 * n),
-                                                                 "dataType": "Number"}},
-                   "body": json.dumps(JoinMessage(campaign_id="42", rf_user_id=str(n),
-                                                  person={**LEAD, "id": str(n), "email": f"p{n}@example.com"}).wire())}
-                  for n in range(2)], rt.work)
+    handle_batch([record(n, join(n), **{"bridge-outage-since": first + 7 * n}) for n in range(2)], rt.work)
     intercom.down = None
     assert len(rt.work.queue.dead) == 2
     letters = checks(examine(rt, "42").view(), "dead_letters")    # type: ignore[arg-type]
     assert [f["what"].split(":")[0] for f in letters] == ["2 dead letter(s) of campaign 42"], letters
+
+
+def copy_of(later: Later, n: int) -> dict:
+    """The Lambda record of a copy the worker sent to wait, as SQS hands it back (its attributes kept)."""
+    return record(n, later.body, **{"bridge-tries": later.tries, "bridge-waits": later.waits,
+                                    "bridge-outage-since": later.outage_since})
+
+
+def test_an_outage_that_ended_does_not_spend_the_budget_of_the_next_one():
+    # What a user sees: a join waited out a 23-hour Intercom outage; Intercom answered again (a 429: the
+    # backlog the outage held back), and an hour later one 503 blip dead-letters it at once, "Intercom
+    # unavailable for 24 h (since <yesterday>)", without a single wait: the first outage's start is carried
+    # by every later copy, whatever the vendor answered since.
+    intercom = FakeIntercom()
+    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work.store.settings.put("42", SETTINGS, "ws")
+    waited = record(1, join(), **{"bridge-outage-since": work.clock() - 23 * 3600})
+    intercom.down = lambda: IntercomClient.retry_later(ApiError("Intercom", 429, "Too Many Requests", retry_after=60))
+    handle_batch([waited], work)
+    work.clock.now += 3600
+    intercom.down = lambda: ApiError("Intercom", 503, "Service Unavailable")                # one blip
+    handle_batch([copy_of(work.queue.deferred[-1], 1)], work)
+    assert work.queue.dead == [], work.queue.dead[0]["reason"]
