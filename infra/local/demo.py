@@ -19,10 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 # Light imports only: a Ctrl-C while the demo loads ends as quietly as one while it plays.
-from infra.local.bridge_env import STATE, answers
-
-
-START = "start the stack first: make run"
+from infra.local.bridge_env import START, STATE, simulated_stack
 
 
 def _wait(what: str, check: Callable[[], object], settle: Callable[[], None], look: str, timeout: float = 30.0,
@@ -102,15 +99,8 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
 
 def main(state_file: Path = STATE) -> int:
     """`make demo`: one line and exit 1 when there is no running stack to play on; Ctrl-C: exit 130."""
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        state = None
-    if not isinstance(state, dict) or not answers(state.get("api_url")):   # none, or left by a stopped stack
-        print(START, file=sys.stderr)
-        return 1
-    if state.get("mode") == "real":
-        print("make demo plays a referral on the simulators; this stack runs against the real APIs", file=sys.stderr)
+    state = simulated_stack(state_file, "make demo plays a referral on the simulators")
+    if state is None:
         return 1
     import requests
 

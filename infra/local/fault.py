@@ -18,15 +18,13 @@ if __name__ == "__main__":
     exit_quietly_on_interrupt()
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from infra.local.bridge_env import STATE, answers
+from infra.local.bridge_env import START, STATE, simulated_stack
 
-START = "start the stack first: make run"
 SIMS = {"intercom": ("Intercom", "intercom_url"), "rf": ("Referral Factory", "rf_url")}
 CLEAR = "clear with: make fault ARGS=clear"
 
@@ -147,15 +145,8 @@ def run(state: dict, args: argparse.Namespace) -> str:
 
 def main(argv: list[str], state_file: Path = STATE) -> int:
     args = parse(argv)
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        state = None
-    if not isinstance(state, dict) or not answers(state.get("api_url")):   # none, or left by a stopped stack
-        print(START, file=sys.stderr)
-        return 1
-    if state.get("mode") == "real":
-        print("make fault breaks the simulators; this stack runs against the real APIs", file=sys.stderr)
+    state = simulated_stack(state_file, "make fault breaks the simulators")
+    if state is None:
         return 1
     try:
         print(run(state, args))
