@@ -18,8 +18,10 @@ import getpass
 import json
 import os
 import re
+import shlex
 import sys
-from typing import Any, Callable, Optional
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .config import Config
 from .domain import apps
@@ -32,6 +34,9 @@ from .services import admin
 from .services.connections import (OAUTH_CLIENT_SECRET, ConnectError, check_workspace_id,
                                    configure_oauth, connect_rf, connect_workspace, disconnect_workspace,
                                    list_workspaces, oauth_app_stored, remove_app, spaces_refused)
+
+if TYPE_CHECKING:
+    from .services.dead_letters import Listing
 
 
 class CliError(Exception):
@@ -422,7 +427,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     try:
         if args.func is _settings_check:      # reads a file only: no runtime, no AWS
             return _settings_check(args, None)
-        return args.func(args, rt or Runtime(Config.from_env()))
+        rt = rt or Runtime(Config.from_env())
+        rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
+        return args.func(args, rt)
     except SettingsError as exc:
         return _refused(args, "settings are invalid", {"valid": False}, exc.problems, 2)
     except KeyboardInterrupt:
@@ -570,9 +577,12 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
                 f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
+    relabelled = (f" Workspace(s) {', '.join(done['relabelled'])}, connected by OAuth with a copy of the public app's "
+                  "client secret as their own, are now connected through the public app (the copies deleted)."
+                  if done["relabelled"] else "")
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
             f"{_said(done['client_secret'], secret_from)}, "
-            f"state key {done['state_key']}. {register}; "
+            f"state key {done['state_key']}.{relabelled} {register}; "
             "`bridge workspace oauth-link` prints a one-time link for each admin who connects.", warnings)
     return 0
 
@@ -749,6 +759,9 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = dead_letters.look(rt)
         n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
+        if not n:                  # nothing to do (exit 0, as a replay matching nothing): say what there is
+            _nothing_matches(args, found)
+            return 0
         raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
                        "bring them back) — add --yes to discard them; nothing was discarded")
     done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded)
@@ -761,6 +774,23 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
                         "discard` again")
     _not_reached(done, "discarded", "discard", problems, "`bridge dlq discard` run again takes them out")
     return 0
+
+
+def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
+    """No dead letter read matches the discard's selectors: said, with the `--reason` of each reason there
+    is (as `dlq list` counts them); letters not read (hidden, or past the scan) may match: one line, exit 1."""
+    from .services import dead_letters
+
+    selected = " ".join(part for part in (args.reason is not None and f"--reason {shlex.quote(args.reason)}",
+                                          args.campaign is not None and f"--campaign {args.campaign}",
+                                          args.superseded and "--superseded") if part)
+    reasons = Counter(dead_letters.reason_part(d.reason) for d in found.letters).most_common()
+    there = (f"the {len(found.letters)} there are: " + ", ".join(f"--reason {shlex.quote(r)} ({n})" for r, n in reasons)
+             + " (`bridge dlq list` shows them)") if reasons else "the dead-letter queue is empty"
+    _answer(args, {"discarded": 0, "matching": 0, "total": len(found.letters), "not_seen": found.not_seen,
+                   "by_reason": dict(Counter(d.reason for d in found.letters).most_common())},
+            f"no dead letter matches {selected}: nothing to discard; {there}")
+    _not_reached({"not_seen": found.not_seen, "cut": found.cut}, "discarded", "discard", [], "")
 
 
 def _explain(args: argparse.Namespace, rt: Runtime) -> int:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .domain.advice import RF_TOKEN
+
 
 class WorkError(Exception):
     """Base: `reason` is what the history and the dead-letter queue record; `status` is the
@@ -122,7 +124,7 @@ def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
                 "RF_CALLS_PER_MINUTE to what it leaves")
     replay = RF_TOKEN_REPLAY.format(campaign=campaign_id)
     if exc.status in REFUSED_TOKEN:
-        return f"Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token); then {replay}"
+        return RF_TOKEN.format(replay=replay)
     if exc.retryable:
         return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
     return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "

@@ -54,6 +54,7 @@ class Runtime:
         self._cache: dict[tuple, tuple[float, Any]] = {}
         self._reread = threading.Lock()     # attributes_again: the threads of a batch share one read
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
+        self.waiter = "this worker"         # who waits for a slot, as the limiter's deferrals say (the CLI: itself)
 
     @cached_property
     def deps(self) -> "WorkDeps":
@@ -190,7 +191,7 @@ class Runtime:
         """One per budget and container: its threads share the slots it reserved."""
         def make() -> SharedLimiter:
             return SharedLimiter(self.store.rates, budget, limit, window, clock=self.clock, sleeper=self.sleeper,
-                                 max_wait=self.max_wait, **kw)
+                                 max_wait=self.max_wait, waiter=self.waiter, **kw)
         return self._cached(("limiter", budget, limit, window), make, seconds=float("inf"))
 
     def intercom(self, workspace: str) -> "IntercomClient":

@@ -530,10 +530,18 @@ class MemoryConnections:
                                               token_app=token_app or now.token_app)
         self.register_workspace(workspace)
 
-    def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
+    def mark(self, workspace: str, secrets: Iterable[str]) -> None:
         now = self.workspaces_.get(workspace)
         if now is not None:
-            self.workspaces_[workspace] = dataclasses.replace(now, secrets=now.secrets - frozenset(secrets))
+            self.workspaces_[workspace] = dataclasses.replace(now, secrets=now.secrets | frozenset(secrets))
+
+    def unmark(self, workspace: str, secrets: Iterable[str], read: Optional[Connection] = None) -> bool:
+        now = self.workspaces_.get(workspace)
+        if now is None or (read is not None and (now.status, now.secrets, now.token_app) !=
+                           (read.status, read.secrets, read.token_app)):
+            return False
+        self.workspaces_[workspace] = dataclasses.replace(now, secrets=now.secrets - frozenset(secrets))
+        return True
 
     def workspace(self, workspace: str) -> Optional[Connection]:
         return self.workspaces_.get(workspace)

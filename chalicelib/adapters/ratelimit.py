@@ -40,8 +40,8 @@ class SharedLimiter:
     def __init__(self, windows: RateWindows, budget: str, limit: int, window: float, *, skew: float = 1.0,
                  vendor: str = "the API", block_status: Optional[int] = None, recheck: float = 900.0,
                  clock: Callable[[], float] = time.time, sleeper: Callable[[float], None] = time.sleep,
-                 max_wait: float | Callable[[], float] = 20.0, first_block: int = 1):
-        self.windows, self.budget, self.vendor = windows, budget, vendor
+                 max_wait: float | Callable[[], float] = 20.0, first_block: int = 1, waiter: str = "this worker"):
+        self.windows, self.budget, self.vendor, self.waiter = windows, budget, vendor, waiter
         self.slicing = Slicing(limit, window, skew)
         self.block_status, self.recheck, self.first_block = block_status, recheck, max(1, first_block)
         self.clock, self.sleeper, self.max_wait = clock, sleeper, max_wait
@@ -71,7 +71,7 @@ class SharedLimiter:
             cap = self.max_wait() if callable(self.max_wait) else self.max_wait
             if waited + wait > cap:
                 # Say both sides: a short wait is deferred when the Lambda has little time left.
-                raise Deferred(f"{why} (the next slot is {wait:.1f}s away; this worker may wait "
+                raise Deferred(f"{why} (the next slot is {wait:.1f}s away; {self.waiter} may wait "
                                f"{max(0.0, cap - waited):.1f}s more)", retry_after=wait)
             self.sleeper(wait)
             waited += wait

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from ..ports import SecretStore
 
@@ -107,13 +107,19 @@ class SecretCache:
         return self._read(name)
 
     def first(self, names: Optional[list[str]], accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
-        """The first value of `names` that `accept`s (None: any set one), else None; `get` of each in turn,
-        after the values cached fresh: one name's webhooks cost no read (nor a recheck) of the others'."""
-        fresh = [hit[1] for hit in map(self._values.get, names or ()) if hit and hit[0] + self.ttl > self.clock()]
-        for value in itertools.chain(fresh, (self.get(name, accept) for name in names or ())):
-            if value and (accept is None or accept(value)):
-                return value
-        return None
+        """The first value of `names` that `accept`s (None: any set one), else None. The values cached fresh
+        first; then `get` of each in turn, those whose value as cached (however old) `accept`s first: one
+        name's webhooks cost no read (nor a recheck) of the others', even as the cached values expire."""
+        def ok(value: Optional[str]) -> bool:
+            return bool(value and (accept is None or accept(value)))
+        names = list(names or ())
+        cached = {name: self._values[name] for name in names if name in self._values}
+        fresh = (hit[1] for hit in cached.values() if hit[0] + self.ttl > self.clock())
+
+        def read() -> Iterator[Optional[str]]:
+            likely = [name for name in names if name in cached and ok(cached[name][1])]
+            yield from (self.get(name, accept) for name in likely + [n for n in names if n not in likely])
+        return next(filter(ok, itertools.chain(fresh, read())), None)
 
     def peek(self, name: str) -> Optional[str]:
         """The value as cached, however old, without reading the store (and without using up a recheck)."""

@@ -2,6 +2,7 @@
 explain`): the same problem never gets two different fixes. Templates take `{campaign}`."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 #: Send the people a refused join left out (RF does not retry a refused webhook): what ends every such fix.
@@ -37,6 +38,18 @@ def refused_join(reason: str, messages: Sequence[str], unknown: str = "see the m
     if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
         return INVALID_EMAIL
     return REFUSED_JOIN.get(reason, (reason, unknown))
+
+
+#: Referral Factory refused the RF token the bridge has stored (RF's 401, as the bridge words it: "Referral Factory
+#: answered 401"): the cause is the bridge's token, not anything at RF. Takes `{replay}`.
+RF_TOKEN = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
+            "`bridge rf connect` (it asks for the new token), then {replay}")
+_RF_TOKEN_REFUSED = re.compile(r"Referral Factory answered 401\b")
+
+
+def rf_token_refused(reason: str) -> bool:
+    """Whether a failure's reason (a history entry's, a dead letter's) is RF refusing the stored token."""
+    return bool(_RF_TOKEN_REFUSED.search(reason))
 
 
 #: Mapped fields a join was applied without (a value not converted, a text too long).

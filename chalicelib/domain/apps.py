@@ -36,6 +36,23 @@ def how_to_connect(app: str, workspace: str) -> str:
             f"a link from `bridge workspace oauth-link --workspace {workspace}`")
 
 
+def unauthorized_fix(workspace: str, secrets: Iterable[str]) -> str:
+    """What to do when the workspace's Intercom webhooks verify with none of its apps' client secrets, for the
+    apps its connection record names. Never "give `workspace connect` the client secret" to a workspace
+    connected by OAuth alone: the public app's secret stored as the workspace's own would be taken for a
+    private app's, and keep verifying after the public app's is rotated."""
+    private = (f"`bridge workspace connect {workspace}` (Enter keeps the token; then it asks for the app's client "
+               "secret: Developer Hub > Basic information)")
+    public = ("check the public app's client secret (Developer Hub > Basic information) is the one `bridge workspace "
+              f"oauth-app` stored (it asks for it), or reconnect the workspace by OAuth ({how_to_connect(PUBLIC, workspace)})")
+    known = apps(secrets)
+    if known == [PUBLIC]:
+        return f"{public}; never give the public app's secret to `bridge workspace connect`"
+    if known == [PRIVATE, PUBLIC]:
+        return f"for its private app's webhooks, {private}; for the public app's, {public}"
+    return f"{private}; `bridge workspace list` names its apps"
+
+
 def removal_refused(workspace: str, secrets: Iterable[str], token_app: Optional[str], app: str) -> Optional[str]:
     """Why `app` cannot be removed from the workspace's connection (one line, says what to do), or None.
     Refused: an app it is not connected through; its only app (every webhook would be refused: a

@@ -40,6 +40,9 @@ class Recorded:
                 **({"count": int(self.count)} if self.count else {})}
 
 
+# The event of a failed try the queue tries again (the worker's note: try, of, kind, next_try_at).
+RETRY = "retry"
+
 # Said on the entry of a try that `bridge dlq replay` sent back (a message's `replayed_from`).
 REPLAYED = "replayed from the dead-letter queue (bridge dlq replay)"
 

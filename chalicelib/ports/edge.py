@@ -51,7 +51,8 @@ class RefusalCount:
 class RefusalSample:
     """One refused request, as much as the edge could read of it (never a secret, never the body). The
     person named by a body that did not authenticate (a wrong or no secret) is kept only as digests
-    (EdgeLog.digest): `explain` and `forget` recognise the person they are asked about, nobody reads it."""
+    (EdgeLog.digest): `explain` and `forget` recognise the person they are asked about, nobody reads it.
+    So is the contact (its id, its email) an Intercom notification names whose signature did not verify."""
 
     reason: str
     at: str
@@ -63,6 +64,7 @@ class RefusalSample:
     campaign_id: Optional[str] = None    # the campaign the body named (kept in the unknown bucket too)
     rf_user_digest: Optional[str] = None  # an unauthenticated body's RF user id, digested
     email_digest: Optional[str] = None    # an unauthenticated body's email, digested
+    contact_digest: Optional[str] = None  # an unauthenticated Intercom notification's contact id, digested
 
 
 @dataclass(frozen=True)

@@ -324,8 +324,14 @@ class ConnectionRepository(Protocol):
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None,
                       token_app: Optional[str] = None) -> None:
         """Mark a workspace connected. What is not given (a secret, the api base, the token's app) is kept."""
-    def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
-        """The connection no longer says these are set (an app removed). Touches nothing else."""
+    def mark(self, workspace: str, secrets: Iterable[str]) -> None:
+        """The connection says these are set too (an app relabelled). Touches nothing else (a disconnected
+        workspace stays so); creates no connection."""
+    def unmark(self, workspace: str, secrets: Iterable[str], read: Optional[Connection] = None) -> bool:
+        """The connection no longer says these are set (an app removed). Touches nothing else. Given the
+        connection as `read` before, only while the record still says what it said (status, the secrets
+        set and the apps marked, the token's app): False, nothing changed, when a connect or disconnect
+        changed it meanwhile, or there is no connection."""
     def workspace(self, workspace: str) -> Optional[Connection]: ...
     def keep_attributes(self, workspace: str, listed: AttributeList) -> None:
         """Keep the workspace's attribute list on its connection record, for other containers to use

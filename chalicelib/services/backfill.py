@@ -297,7 +297,8 @@ def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef], owed: set[P
         rt.queue.send_many(count_messages(grown) + count_messages(owed, unless_written=True) + joins)
     except Exception as exc:
         if not grown:
-            raise
+            raise BackfillError(f"the messages could not be queued ({exc}): run backfill again, which sends what "
+                                "is still missing (a join queued twice is harmless: it makes one contact)") from exc
         # The leads counted stay counted: a run again does not count them twice, and asks for the write.
         raise BackfillError(f"the messages could not be queued ({exc}); the counts of referrer(s) "
                             f"{', '.join(r.rf_user_id for r in sorted(grown))} grew and are kept: run backfill "

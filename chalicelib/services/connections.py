@@ -162,7 +162,12 @@ def remove_app(rt: Connecting, workspace: str, app: str) -> dict:
     refusal = apps.removal_refused(workspace, conn.secrets, conn.token_app, app)
     if refusal:
         raise ConnectError(f"{refusal}; nothing was changed")
-    rt.store.connections.unmark(workspace, {MARKS[app]})            # first: the edge no longer tries it
+    # First (the edge no longer tries it), and only on the record as read: a connect or disconnect made
+    # at the same moment may have changed whose token the worker uses, or the apps.
+    if not rt.store.connections.unmark(workspace, {MARKS[app]}, read=conn):
+        raise ConnectError(f"workspace {workspace}'s connection changed while the {apps.NAMES[app]} was being "
+                           "removed (a connect or disconnect at the same moment): nothing was changed; run "
+                           f"`bridge workspace remove-app {workspace} {app}` again")
     if app == PRIVATE:
         rt.secrets.scoped(EDGE).delete(intercom_client_secret(workspace))
     return {"workspace": workspace, "removed": app, "apps": apps.apps(conn.secrets - {MARKS[app]}),
@@ -223,6 +228,7 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     if not client_secret and not had[OAUTH_CLIENT_SECRET]:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
                            "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
+    relabelled = relabel_copies(rt, edge.get(OAUTH_CLIENT_SECRET)) if had[OAUTH_CLIENT_SECRET] else []
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:
@@ -230,7 +236,35 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     if not had[OAUTH_STATE_KEY]:
         edge.put(OAUTH_STATE_KEY, new_key())
     return {"client_id": "set" if client_id else "kept", "client_secret": "set" if client_secret else "kept",
-            "state_key": "kept" if had[OAUTH_STATE_KEY] else "made"}
+            "state_key": "kept" if had[OAUTH_STATE_KEY] else "made", "relabelled": relabelled}
+
+
+def relabel_copies(rt: Connecting, public: Optional[str]) -> list[str]:
+    """The workspaces connected by OAuth before the public app's client secret was referenced (the callback
+    copied it as theirs: a "private app" whose secret is the public app's, `public`), now marked as connected
+    through the public app, their copy deleted: their status and token are left as they are. Done before a
+    new public secret is stored: after, nothing would tell a copy from a private app's secret, and the old
+    secret would verify the workspace's webhooks for good. ConnectError (one line: what was done; nothing
+    of the public app is stored, run it again) when a read or write fails."""
+    edge, done, workspace = rt.secrets.scoped(EDGE), [], None
+    try:
+        for workspace in sorted(rt.store.connections.workspaces()):
+            conn = rt.store.connections.workspace(workspace)
+            name = intercom_client_secret(workspace)
+            if conn is None or MARKS[PRIVATE] not in conn.secrets or not apps.same(edge.get(name), public):
+                continue
+            rt.store.connections.mark(workspace, {MARKS[PUBLIC]})     # first: the edge tries the public app's
+            rt.store.connections.unmark(workspace, {MARKS[PRIVATE]})
+            edge.delete(name)
+            done.append(workspace)
+    except Exception as exc:
+        reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConnectError(f"could not look for the workspaces holding a copy of the public app's client secret "
+                           f"(connected by OAuth before it was referenced) to mark them as connected through it "
+                           f"({reason}{f', at workspace {workspace}' if workspace else ''}); marked so far: "
+                           f"{', '.join(done) or 'none'}; the public app's settings are unchanged: run `bridge "
+                           "workspace oauth-app` again") from exc
+    return done
 
 
 def check_rf_token(rt: Connecting, token: str) -> None:

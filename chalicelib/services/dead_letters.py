@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
+from ..domain.advice import RF_TOKEN
+from ..domain.advice import rf_token_refused as rf_token_refused_in
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..domain.people import OTHER_CAMPAIGN
@@ -81,7 +83,9 @@ class DeadLetter:
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
                                  ("email", self.email)) if v is not None}
-        if plan_restricted(self.reason):           # not the token's fault, as the reason would make one think
+        # Intercom's plan (not the token's fault, as the reason would make one think), or RF refusing the
+        # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
+        if plan_restricted(self.reason) or rf_token_refused_in(self.reason):
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         elif self.kind == SEARCH:
             out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX} if self.superseded
@@ -136,6 +140,8 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
         return ("the webhook named another campaign than Referral Factory places the user in (a webhook body copied "
                 "between campaigns?): a replay would fail the same way — fix the webhook in RF, then "
                 f'`bridge dlq discard --reason "{OTHER_CAMPAIGN}"{scope} --yes` takes them out')
+    if rf_token_refused_in(reason):
+        return RF_TOKEN.format(replay=_replay(reason, campaign))
     token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
     if rf_token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
         return (f"Referral Factory refuses the RF token or does not know campaign {campaign} with it (see "

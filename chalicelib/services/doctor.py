@@ -8,6 +8,7 @@ of a campaign once applied naming another workspace, see _left_behind); the dead
 released). Every call to Intercom and RF goes through the shared rate limiter."""
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -62,12 +63,18 @@ class Examined(Protocol):
 
 @dataclass(frozen=True)
 class Finding:
-    check: str
+    check: str              # the area checked: several findings may share it
     ok: bool
     what: str
     why: str = ""
     fix: str = ""
     warn: bool = False      # ok, but worth a look: said with its why and fix; the exit status stays 0
+    id: str = ""            # the finding's own, stable from run to run: `check`, or `check:discriminator`
+
+
+def tag(text: str) -> str:
+    """A short stable discriminator of a finding about a free text (a dead letter's reason, a problem)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -79,8 +86,10 @@ class Report:
     def ok(self) -> bool:
         return all(f.ok for f in self.findings)
 
-    def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "", warn: bool = False) -> None:
-        self.findings.append(Finding(check, ok, what, why, fix, warn and ok))
+    def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "", warn: bool = False,
+            key: str = "") -> None:
+        """`key`: what tells this finding from the others of its check (each check that can say several)."""
+        self.findings.append(Finding(check, ok, what, why, fix, warn and ok, f"{check}:{key}" if key else check))
 
     def view(self) -> dict:
         return {"campaign_id": self.campaign_id, "ok": self.ok,
@@ -127,13 +136,16 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     attributes = _intercom(rt, report, settings, conn)
     if attributes is not None:
         _settings_against_workspace(rt, report, settings, attributes)
+    else:                      # each way _intercom reads no attributes ends with its finding saying why
+        _unchecked(report, "settings.workspace", f"the settings against workspace {settings.workspace}'s data "
+                   "attributes (they could not be read)", report.findings[-1].check, settings.campaign_id)
     rf_refused = _rf(rt, report, settings)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
     pending = [link for link in everyone if elsewhere(link, settings) is None]
     _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
-    _liveness(rt, report, settings, pending)
+    _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
     _sync(rt, report, settings)
@@ -161,7 +173,7 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    f"people linked in other workspaces than {ws} were not checked past the first {SCAN_LIMIT:,} "
                    f"joins of campaign {c}",
                    "the campaign was applied naming another workspace before: people linked there no longer "
-                   "qualify", f"`bridge explain {c} <email>` says where one person is linked", warn=True)
+                   "qualify", f"`bridge explain {c} <email>` says where one person is linked", warn=True, key="not_read")
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
@@ -174,7 +186,7 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    f"their contacts stay in {other}, whose changes no longer count for campaign {c}"
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
-                   "`bridge settings apply`); nothing to do if the move is intended", warn=True)
+                   "`bridge settings apply`); nothing to do if the move is intended", warn=True, key=other)
 
 
 # --- contact sync --------------------------------------------------------------------------------
@@ -313,14 +325,14 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
             segments = rt.intercom(settings.workspace).segments()
         except WorkError as exc:
             report.add("settings.workspace", False, f"could not read the segments of {settings.workspace}: "
-                       f"{exc.reason}", "the sync block's segment cannot be checked", "try again later")
+                       f"{exc.reason}", "the sync block's segment cannot be checked", "try again later", key="segments")
     problems = check_against_workspace(settings, attributes, segments)
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
     for problem in problems:
         what, _, fix = problem.partition(" — ")
         why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written").format(
             who="referrer" if what.startswith("referrers.") else "lead")
-        report.add("settings.workspace", False, what, why, fix)
+        report.add("settings.workspace", False, what, why, fix, key=tag(what))
     q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
@@ -350,7 +362,7 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
                        f"campaign {other} also writes its referral links to {attribute}",
                        "a person in both campaigns gets one campaign's link over the other's",
                        f"create one referral-link attribute per campaign (e.g. {attribute}_{settings.campaign_id}) "
-                       "and map `url` to it")
+                       "and map `url` to it", key=f"{other}:{attribute}")
 
 
 # --- Referral Factory ------------------------------------------------------------------------------
@@ -367,6 +379,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
         report.add("rf.connection", False, "Referral Factory is not connected (no API token)",
                    "missing fields cannot be read and no referral can be qualified",
                    "`bridge rf connect` (it asks for the token)")
+        _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.connection", settings.campaign_id)
         return False
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
@@ -382,6 +395,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
         else:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
+        _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
         return not isinstance(exc, Blocked) and exc.status in (*REFUSED_TOKEN, 404)
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
@@ -392,6 +406,17 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
     return False
+
+
+_NEWEST = "whether the newest person in RF's campaign reached the bridge"
+
+
+def _unchecked(report: Report, check: str, what: str, cause: str, c: str) -> None:
+    """A check that could not run, said rather than left out: a warning (its cause is reported, with
+    its fix, as the finding `cause` names, or here)."""
+    report.add(check, True, f"not checked: {what}", "this report cannot say whether it is fine",
+               (f"fix what [{cause}] says, then " if cause != check else "") + f"run `bridge doctor {c}` again",
+               warn=True, key="not_checked")
 
 
 def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
@@ -411,7 +436,9 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
         if not total:
             return
         people, _, _ = rt.rf().users_page(c, total, 1)
-    except WorkError:
+    except WorkError as exc:
+        _unchecked(report, "webhooks.rf_missing", f"{_NEWEST} (Referral Factory could not list its people: "
+                   f"{exc.reason})", "webhooks.rf_missing", c)
         return
     if not people or not isinstance(people[-1].get("id"), (int, str)):
         return
@@ -430,10 +457,8 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
 
 
 # --- webhooks ---------------------------------------------------------------------------------------
+# (and "unauthorized": what to do depends on the workspace's apps, domain/apps.unauthorized_fix)
 _INTERCOM_FIX = {
-    "unauthorized": ("X-Hub-Signature verifies with the client secret of none of the workspace's apps",
-                     "`bridge workspace connect {ws}` (Enter keeps the token; then it asks for the app's client "
-                     "secret: Developer Hub > Basic information); `bridge workspace list` names its apps"),
     "invalid_notification": ("a notification of an unexpected shape", "see the message; report it if Intercom "
                              "changed its payload"),
     "no_contact": ("a contact notification without a contact id", "see the message"),
@@ -478,24 +503,24 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         resolved = joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS) else ""
         sampled = len({s.rf_user_id for s in samples})
         if resolved and total <= sampled:          # every refused person is among those known joined
-            report.add(check, True, f"{refused}; {resolved}: resolved since")
+            report.add(check, True, f"{refused}; {resolved}: resolved since", key=reason)
             continue
         if resolved:                               # only a few of each reason are sampled: the rest may be missing
             report.add(check, True, f"{refused}; {resolved}, the other {total - sampled} are not sampled",
                        "the bridge keeps a few samples of each refusal: the people of the other refused joins may "
                        "still be missing from Intercom", f"`bridge backfill {c}` lists the rest (dry run), then "
-                       "`--apply`", warn=True)
+                       "`--apply`", warn=True, key=reason)
             continue
         if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
-                       after_why, after_fix.format(c=c, ws=ws), warn=True)
+                       after_why, after_fix.format(c=c, ws=ws), warn=True, key=reason)
             continue
         if since:
             refused += f"; {accepted} accepted since (last at {heard}) do not fix it (it is about those people's own data)"
         bad += 1
         report.add(check, False, refused + (f" — e.g. \"{sample}\"" if sample else ""),
                    "refused webhooks are not retried by the sender: those people or changes never reach the bridge",
-                   fix.format(c=c, campaign=c, ws=ws))
+                   fix.format(c=c, campaign=c, ws=ws), key=reason)
     return bad
 
 
@@ -518,7 +543,8 @@ def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
     return sum(1 for s in refusals.samples if s.reason == "unknown_campaign" and s.campaign_id == campaign_id)
 
 
-def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link]) -> None:
+def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
+              conn: Optional[Connection]) -> None:
     store, c = rt.store, settings.campaign_id
     last = store.edge.last_heard(campaign_scope(c), "join")
     problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
@@ -538,8 +564,10 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
         report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
     ws = settings.workspace
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
+    fixes = {**_INTERCOM_FIX, "unauthorized": ("X-Hub-Signature verifies with the client secret of none of the "
+                                               "workspace's apps", apps.unauthorized_fix(ws, conn.secrets if conn else ()))}
     _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
-                      f"Intercom notification(s) for workspace {ws}", _INTERCOM_FIX, ws, heard=heard,
+                      f"Intercom notification(s) for workspace {ws}", fixes, ws, heard=heard,
                       accepted="notifications",
                       after_why="Intercom does not send a refused notification again: the contact changes it told of "
                                 "were not applied when it came (leads it would have qualified waited)",
@@ -606,7 +634,8 @@ def _not_written(store: Store, report: Report, settings: CampaignSettings) -> No
                                                           f") between {first} and {last}")
                    + (f" — e.g. {', '.join(shown)}" if shown else ""),
                    "their contacts were created or updated without that value: Intercom shows it empty, or as it was",
-                   f"{NOT_WRITTEN}; `bridge explain {example}` lists each person's fields not written", warn=True)
+                   f"{NOT_WRITTEN}; `bridge explain {example}` lists each person's fields not written", warn=True,
+                   key=f"{attribute}:{tag(kind)}")
 
 
 def _age_hours(now: float, iso_text: str) -> float:
@@ -653,15 +682,23 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
     _reconciliation(rt, report, settings, applied_at, conn)
-    if settings.qualification.match == "email" or attributes is None:
+    if settings.qualification.match == "email" or not pending:
         return
-    duplicates = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
+    if attributes is None:
+        _unchecked(report, "duplicates", "whether contacts share a pending lead's email (Intercom could not be "
+                   "read)", next((f.check for f in report.findings if f.check.startswith("intercom.") and not f.ok), "intercom.token"), c)
+        return
+    duplicates, failed = _duplicates(rt, settings, pending[:DUPLICATE_CHECKS])
+    if failed:
+        _unchecked(report, "duplicates", f"whether contacts share the email of {len(failed)} of "
+                   f"{min(len(pending), DUPLICATE_CHECKS)} pending lead(s) searched (Intercom: {failed[-1]})",
+                   "duplicates", c)
     for link, others in duplicates:
         report.add("duplicates", False,
                    f"pending lead RF user {link.rf_user_id} ({mask_email(link.email)}) is linked to contact "
                    f"{link.contact_id}, but contact(s) {', '.join(others)} share the email",
                    "with `match: contact`, a conversion recorded on the duplicate does not qualify the referral",
-                   DUPLICATE)
+                   DUPLICATE, key=f"rf_user:{link.rf_user_id}")
 
 
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
@@ -680,14 +717,15 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws, rf_refused))
+                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws, rf_refused),
+                   key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
                                   if d.reason == reason}))
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, None, ws))
+                   dead_letters.replay_fix(reason, None, ws), key=f"no_campaign:{tag(reason)}")
     _searches(report, ws, searches)
     if listing.not_seen:           # held by another command, or past the scan's end: they may be this campaign's
         cause = dead_letters.CUT if listing.cut else f"hidden by another command: {dead_letters.HOLDERS}"
@@ -696,9 +734,9 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
                    f"replay or discard the letters `bridge dlq list` shows, then run `bridge doctor {c}` again"
                    if listing.cut else f"run `bridge doctor {c}` again once that command ends (a killed one's hold "
                    "ends within minutes)",
-                   warn=True)
+                   warn=True, key="not_read")
     elif not mine and not unnamed and not searches:
-        report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign")
+        report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign", key="none")
 
 
 def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -> None:
@@ -709,13 +747,13 @@ def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -
         since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
         report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
                    f"(dead letters{since}); the last: {failing[-1].reason}",
-                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX, key="searches")
     superseded = [d for d in letters if d.superseded]
     if superseded:
         report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "
                    f"workspace {ws} are superseded: the search asked at {max(d.superseded or '' for d in superseded)} "
                    "succeeded, and covered their window", "nothing is lost, nothing to replay; the dead-letter alarm "
-                   "stays on while they wait", dead_letters.SUPERSEDED_FIX, warn=True)
+                   "stays on while they wait", dead_letters.SUPERSEDED_FIX, warn=True, key="searches_superseded")
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,
@@ -785,20 +823,23 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "not by the one-by-one sweep")
 
 
-def _duplicates(rt: Examined, settings: CampaignSettings, pending: list[Link]) -> list[tuple[Link, list[str]]]:
+def _duplicates(rt: Examined, settings: CampaignSettings,
+                pending: list[Link]) -> tuple[list[tuple[Link, list[str]]], list[str]]:
+    """The pending leads whose email other contacts share, with theirs; the reasons of the searches that failed."""
     client = rt.intercom(settings.workspace)
-    out = []
+    out, failed = [], []
     for link in pending:
         if not link.email:
             continue
         try:
             found = client.search_by_email(link.email)
-        except WorkError:
+        except WorkError as exc:
+            failed.append(exc.reason)
             continue
         others = sorted(str(c["id"]) for c in found if str(c.get("id")) != link.contact_id)
         if others:
             out.append((link, others))
-    return out
+    return out, failed
 
 
 # --- text -----------------------------------------------------------------------------------------------

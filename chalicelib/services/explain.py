@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join
+from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
+from ..domain.history import RETRY
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.people import OTHER_CAMPAIGN, email_hash
@@ -47,11 +48,26 @@ class Explanation:
         known = list(dict.fromkeys([p.email for p in self.people if p.email] + [self.query] * ("@" in self.query)))
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
-                                   "workspace": p.workspace, **p.view(),
+                                   "workspace": p.workspace, **p.view(), **_retrying_now(p, self.trail),
                                    **({"discarded": True} if _discarded(p, self.trail) else {})} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
                        **({} if self.found else {"message": never_seen(self.query)})}, known)
+
+
+def _retrying_now(link: Link, trail: list[dict]) -> dict:
+    """A join between tries (failed) or in a later try (in progress) whose last try failed and is tried
+    again: the header says retrying, which try of how many, and when the next is due."""
+    if link.status not in (LinkStatus.FAILED, LinkStatus.IN_PROGRESS):
+        return {}
+    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref
+                 and e["outcome"] in ("failed", "retrying")), None)
+    if last is None or last["outcome"] != "retrying":
+        return {}
+    retry = dict(last.get("retry") or {})
+    if link.status is LinkStatus.IN_PROGRESS and isinstance(retry.get("try"), int):
+        retry["under_way"] = retry["try"] + 1
+    return {"status": "retrying", "retry": retry}
 
 
 def _discarded(link: Link, trail: list[dict]) -> bool:
@@ -65,12 +81,16 @@ def _discarded(link: Link, trail: list[dict]) -> bool:
 
 
 def never_seen(query: str) -> str:
-    # No trace is kept of someone forgotten: the backfill hint must not read as the fix for them.
-    return (f"the bridge has never seen {mask_emails(query, query if '@' in query else None)}, or they were forgotten (`bridge forget`): no join, "
-            "no contact, no history and no refused webhook names them here. Only if they joined before the "
-            "campaign's settings existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them "
-            "(a backfill would also bring a forgotten person back to Intercom); if they are in Intercom only, "
-            "check the email or id")
+    # Work the edge accepted is not recorded per person until a try of it ends (SQS cannot be searched, and
+    # the edge writes nothing per webhook): "no record yet" is all that is known. No trace is kept of someone
+    # forgotten: the backfill hint must not read as the fix for them.
+    return (f"no record of {mask_emails(query, query if '@' in query else None)} yet: a webhook about them "
+            "accepted in the last minutes may still wait in the work queue, or its first try may still be running "
+            "(a join is found by email once a try of it ends; `bridge doctor CAMPAIGN` shows the queue). Else the "
+            "bridge has never seen them, or they were forgotten (`bridge forget`): no join, no contact, no history "
+            "and no refused webhook names them here. Only if they joined before the campaign's settings existed or "
+            "while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring a "
+            "forgotten person back to Intercom); if they are in Intercom only, check the email or id")
 
 
 def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomPort]] = None) -> Explanation:
@@ -150,19 +170,52 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 if (ref := PersonRef(c, synced.rf_user_id or "")) not in people or any(
                     e.event == "sync" and (e.reason or "").startswith("enrolled by ") for e in histories[ref])]
     hashes = {email_hash(e) for e in emails}
-    # What an unauthenticated body named is kept as digests: the RF ids behind them are the ones asked about.
-    digested = {store.edge.digest("email", e): None for e in emails} | {
-        store.edge.digest("rf_user", r): r for r in rf_ids}
+    # What an unauthenticated body named is kept as digests: the ids behind them are the ones asked about.
+    digested: dict[str, dict] = {store.edge.digest("email", e): {} for e in emails} | {
+        store.edge.digest("rf_user", r): {"rf_user_id": r} for r in rf_ids} | {
+        store.edge.digest("contact", c): {"contact_id": c} for c in contacts}
     scopes = [campaign_scope(c) for c in campaigns] + [workspace_scope(w) for w in workspaces] + [UNKNOWN]
     for scope in scopes:
         for sample in store.edge.refusals(scope).samples:
             if _about(sample, hashes, rf_ids, contacts, digested):
-                trail.append(_with_fix(_refused(sample, scope, digested.get(sample.rf_user_digest or "")), None,
-                                       sample))
+                named = {k: v for d in (sample.rf_user_digest, sample.contact_digest) for k, v in
+                         digested.get(d or "", {}).items()}
+                trail.append(_with_fix(_refused(sample, scope, **named), None, sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(trail)), enrolled,
-                       duplicates)
+    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(_retrying(trail))),
+                       enrolled, duplicates)
+
+
+def _retrying(trail: list[dict]) -> list[dict]:
+    """A failed try the queue tries again (the worker's `retry` note follows it) is shown retrying: which
+    try of how many and when the next is due, without a fix (nothing was dead-lettered: a replay finds
+    nothing). A note whose try failed before it recorded anything stands for that try."""
+    out: list[dict] = []
+    for e in trail:
+        if e["event"] != RETRY:
+            out.append(e)
+            continue
+        d = e.get("details") or {}
+        who = (e.get("campaign_id"), e.get("rf_user_id"))
+        failed = next((f for f in reversed(out) if (f.get("campaign_id"), f.get("rf_user_id")) == who
+                       and f["outcome"] == "failed" and f["event"] != "dead_letter"
+                       and f.get("reason") == e.get("reason")), None)
+        shown = failed if failed is not None else e
+        shown.pop("fix", None)
+        shown.update(outcome="retrying", reason=f"{e.get('reason')} ({retry_said(d)})",
+                     retry={k: d[k] for k in ("try", "of", "next_try_at") if d.get(k) is not None})
+        if failed is None:
+            e.pop("details", None)
+            out.append({**e, "event": KIND_TOPICS.get(str(d.get("kind")), RETRY)})
+    return out
+
+
+def retry_said(retry: dict) -> str:
+    """"try 1 of 5 failed; the queue tries it again at about <time>"."""
+    when = (f"at about {retry['next_try_at']}" if retry.get("next_try_at")
+            else "once its visibility timeout ends (minutes)")
+    return f"try {retry.get('try')} of {retry.get('of')} failed; the queue tries it again {when}"
 
 
 # A counted entry kept once per key (history.note_repeat's `event#key`): its event, and the key as a detail.
@@ -308,7 +361,8 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     if (entry["event"], why) == ("join", "ignored") and link is not None and link.status is not LinkStatus.IGNORED:
         hint = None         # sent again since (`bridge backfill`): the trail goes on with that join
     if entry["event"] == "webhook_refused":
-        if str(details.get("scope", "")).startswith("workspace:"):
+        if str(details.get("scope", "")).startswith("workspace:") or (
+                refused is not None and (refused.contact_id or refused.contact_digest)):   # Intercom's
             fix = "an Intercom notification about this contact was refused: see the message (`bridge doctor` names the fix)"
         else:
             fix = refused_join(entry["outcome"], [refused.message] if refused is not None else [])[1]
@@ -319,10 +373,10 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     reason = str(entry.get("reason") or "")
     nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
     if fix and (DISCONNECTED in reason or RF_404 in reason or OTHER_CAMPAIGN in reason or nameless
-                or plan_restricted(reason)):
+                or plan_restricted(reason) or rf_token_refused(reason)):
         # `--campaign` would leave some behind (a disconnect's), or never reach it (its message names no
         # campaign); or a replay cannot help (discard), or RF's 404 may be the bridge's (its base URL), or
-        # Intercom's plan refuses the API (not the token)
+        # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data)
         entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN",
                                   details.get("workspace"))
     return entry
@@ -361,7 +415,7 @@ DONE = {"join": {("join", "ignored"), ("join", "repeated"), ("contact", "created
                  ("contact", "skipped_existing"), ("contact", "updated_existing"), ("tag", "tagged")},
         "qualification": {("qualification", "qualified")}}
 DISCARDED = ("dead_letter", "discarded")     # ends any failure of its work: given up on by the operator
-NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere")   # neither failed nor done
+NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere", "retrying")   # neither failed nor done
 
 
 def _resolved(trail: list[dict]) -> list[dict]:
@@ -412,20 +466,21 @@ def _done(entry: dict, topic: str) -> bool:
 def _about(sample: RefusalSample, hashes: set[str], rf_ids: set[str], contacts: set[str], digested: dict) -> bool:
     if sample.email_hash and sample.email_hash in hashes:
         return True
-    if {sample.email_digest, sample.rf_user_digest} & digested.keys():
+    if {sample.email_digest, sample.rf_user_digest, sample.contact_digest} & digested.keys():
         return True
     if sample.contact_id and sample.contact_id in contacts:
         return True
     return bool(sample.rf_user_id and sample.rf_user_id in rf_ids)
 
 
-def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None) -> dict:
-    """`rf_user_id`: the id a digest of the sample is of (an unauthenticated body's, kept digested)."""
+def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None,
+             contact_id: Optional[str] = None) -> dict:
+    """`rf_user_id`, `contact_id`: the ids a digest of the sample is of (an unauthenticated body's)."""
     campaign = sample.campaign_id or (scope.split(":", 1)[1] if scope.startswith("campaign:") else None)
     return {"campaign_id": campaign, "rf_user_id": sample.rf_user_id or rf_user_id, "at": sample.at, "event": "webhook_refused",
             "outcome": sample.reason, "reason": f"the edge refused a webhook about this person: {sample.message}",
             "details": {k: v for k, v in (("scope", scope), ("email", sample.email_masked),
-                                          ("contact_id", sample.contact_id)) if v}}
+                                          ("contact_id", sample.contact_id or contact_id)) if v}}
 
 
 # --- text -----------------------------------------------------------------------------------------
@@ -443,7 +498,8 @@ def as_text(explanation: Explanation) -> str:
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
                      + (f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}" if p.get("reason") else "")
-                     + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else ""))
+                     + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else "")
+                     + (f" ({_under_way(p['retry'])})" if "retry" in p else ""))
     for e in view.get("enrolled_by_sync", []):
         if not any(p["campaign_id"] == e["campaign_id"] and p["rf_user_id"] == e["rf_user_id"] for p in view["people"]):
             how = f"contact sync (run {e['run']})" if e["run"] else "ongoing contact sync (by webhook)"
@@ -477,6 +533,12 @@ def as_text(explanation: Explanation) -> str:
             if e.get(key):
                 lines.append(f"{'':26}{key}: {e[key]}")
     return "\n".join(lines)
+
+
+def _under_way(retry: dict) -> str:
+    if retry.get("under_way"):
+        return f"try {retry['under_way']} of {retry.get('of')} under way; try {retry.get('try')} failed"
+    return retry_said(retry)
 
 
 def _details(details: dict) -> tuple[list[str], list[str]]:

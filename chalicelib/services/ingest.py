@@ -163,15 +163,21 @@ def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply, signed: 
             campaign_id, rf_user_id = _plain_id(person.get("campaign_id")), _plain_id(person.get("id"))
             # (an email refused for a NUL or a space in it: kept as the address without them, the one
             # `bridge explain` and `bridge forget` are given)
-            email = webhooks.printable(person["email"]) if isinstance(person.get("email"), str) else None
+            email = person.get("email")
         except Exception:  # an unreadable body: counted without a person
             pass
-    email = email.strip().lower() if email and len(email) <= 320 else None
+    email = _email_of(email)
     who = (dict(rf_user_id=rf_user_id, email_hash=email_hash(email) if email else None,
                 email_masked=mask_email(email) if email else None) if signed else
            dict(rf_user_digest=rt.digest("rf_user", rf_user_id) if rf_user_id else None,
                 email_digest=rt.digest("email", email) if email else None))
     rt.note_refusal(_sample(reply, at=rt.clock(), campaign_id=campaign_id, **who), campaign_id=campaign_id)
+
+
+def _email_of(value: Any) -> Optional[str]:
+    """A body's email as the edge's log keys it (lower case, printable, at most 320 characters), or None."""
+    email = webhooks.printable(value).strip().lower() if isinstance(value, str) else None
+    return email if email and len(email) <= 320 else None
 
 
 def _plain_id(value: Any) -> Optional[str]:
@@ -199,10 +205,17 @@ def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     workspace = webhooks.app_id_of(body)
     if reply.status >= 400:
         # A contact's id only from a body whose signature verified: an unsigned one (a 401, or a 503
-        # before its secret could be read) would file whatever it names under a real workspace.
-        item = body.get("data", {}).get("item") if read.signed and isinstance(body.get("data"), dict) else None
+        # before its secret could be read) would file whatever it names under a real workspace. Its
+        # contact id and email are kept as digests only (`explain` and `forget` recognise them), as a
+        # join's without its secret.
+        data = body.get("data")
+        item = data.get("item") if isinstance(data, dict) else None
         contact_id = _plain_id(item.get("id")) if isinstance(item, dict) else None
-        rt.note_refusal(_sample(reply, at=rt.clock(), contact_id=contact_id), workspace=workspace)
+        email = _email_of(item.get("email")) if isinstance(item, dict) else None
+        who = (dict(contact_id=contact_id) if read.signed else
+               dict(contact_digest=rt.digest("contact", contact_id) if contact_id else None,
+                    email_digest=rt.digest("email", email) if email else None))
+        rt.note_refusal(_sample(reply, at=rt.clock(), **who), workspace=workspace)
     elif reply.body.get("queued") and workspace:
         rt.note_heard(workspace_scope(workspace), "notification")
     return reply

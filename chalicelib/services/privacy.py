@@ -124,13 +124,15 @@ def _recount(rt: Erasing, referrers: set[PersonRef]) -> int | str:
 def forget_samples(rt: Erasing, email: str, people: list[dict], scopes: list[str]) -> int:
     """Delete the edge's samples in `scopes` about the person (refused webhooks, the scopes `explain` reads;
     fields joins could not write, doctor's): by their email's hash, or by the RF user id or contact id of
-    someone erased here, in the same campaign or workspace (or their digests: an unauthenticated body's).
+    someone erased here, in the same campaign or workspace (or their digests: an unauthenticated body's; a
+    notification's contact, in any scope).
     The counters stay: they hold nobody."""
     edge = rt.store.edge
     hashed, digested = email_hash(email), edge.digest("email", email)
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
     erased_digests = {(c, edge.digest("rf_user", r)) for c, r in erased}
     contacts = {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]}
+    contact_digests = {edge.digest("contact", c) for _, c in contacts}     # an unsigned notification's, any scope
 
     def about(scope: str):
         def match(sample: RefusalSample) -> bool:
@@ -138,7 +140,8 @@ def forget_samples(rt: Erasing, email: str, people: list[dict], scopes: list[str
             workspace = scope.split(":", 1)[1] if scope.startswith("workspace:") else None
             return (sample.email_hash == hashed or (campaign, sample.rf_user_id) in erased
                     or (workspace, sample.contact_id) in contacts or sample.email_digest == digested
-                    or (campaign, sample.rf_user_digest) in erased_digests)
+                    or (campaign, sample.rf_user_digest) in erased_digests
+                    or (sample.contact_digest is not None and sample.contact_digest in contact_digests))
         return match
     return sum(edge.forget(scope, about(scope)) for scope in scopes)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Generic, Hashable, Iterable, Optional, Protoco
 
 from .. import messages
 from ..config import Config
-from ..domain.history import Entry, iso
+from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
 from ..errors import Deferred, Permanent, WorkError
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
@@ -324,10 +324,25 @@ def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bo
     count("RecordsFailed")
     if retryable and record.tries < work.config.max_attempts:
         logger.warning("record will be retried", extra={"reason": mask_emails(reason), "attempt": record.tries})
+        _note_retry(work, record, reason, retry_after, person or message.person_ref, message.kind)
         return Result(record, "retry", reason, retry_after)
     if retryable:
         reason = f"gave up after {record.tries} tries: {reason}"
     return _dead(work, record, reason, person or message.person_ref, message.kind)
+
+
+def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[float],
+                person: Optional[Sequence[str]], kind: str) -> None:
+    """The person's history says the failed try is tried again (which try of how many, and when, if the
+    failure said so): `explain` shows it retrying, not failed, and advises no replay (nothing is dead)."""
+    if not person:
+        return
+    try:
+        work.deps.history.append(PersonRef(*person), [Entry(RETRY, "retrying", reason, {
+            "try": record.tries, "of": work.config.max_attempts, "kind": kind,
+            **({"next_try_at": iso(work.clock() + retry_after)} if retry_after else {})})])
+    except Exception:  # the retry stands without its note
+        logger.exception("could not note the retry in the history")
 
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None,

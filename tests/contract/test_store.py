@@ -600,6 +600,38 @@ def test_the_token_app_is_kept_until_another_is_given_or_a_disconnect_and_an_app
     assert (conn.secrets, conn.token_app) == ({"oauth"}, None)
 
 
+def test_an_apps_mark_added_changes_nothing_else_and_makes_up_no_connection(store):
+    """A relabel (`bridge workspace oauth-app`) marks a disconnected workspace's app without reviving it."""
+    store.connections.put_workspace("ws2", secrets={"token", "client-secret"}, api_base="https://eu")
+    store.connections.disconnect_workspace("ws2")
+    store.connections.mark("ws2", {"oauth"})
+    store.connections.mark("never", {"oauth"})
+    conn = store.connections.workspace("ws2")
+    assert (conn.status, conn.api_base, conn.secrets) == ("disconnected", "https://eu", {"client-secret", "oauth"})
+    assert store.connections.workspace("never") is None
+
+
+@pytest.mark.parametrize("meanwhile", [
+    lambda c: c.put_workspace("ws2", secrets={"token"}, token_app="private"),     # the token replaced
+    lambda c: c.put_workspace("ws2", secrets={"token"}),                          # a secret set: the token
+    lambda c: c.disconnect_workspace("ws2"),
+    lambda c: c.unmark("ws2", {"oauth"}),
+])
+def test_an_apps_mark_is_removed_only_from_the_record_as_it_was_read(store, meanwhile):
+    store.connections.put_workspace("ws2", secrets={"client-secret", "oauth"}, token_app="oauth")
+    read = store.connections.workspace("ws2")
+    assert store.connections.unmark("ws2", {"client-secret"}, read=read) is True
+    store.connections.put_workspace("ws2", secrets={"client-secret"})
+    read = store.connections.workspace("ws2")
+    meanwhile(store.connections)
+    now = store.connections.workspace("ws2")
+    assert store.connections.unmark("ws2", {"client-secret"}, read=read) is False    # changed since it was read
+    assert store.connections.workspace("ws2") == now
+    assert store.connections.unmark("never", {"client-secret"}, read=read) is False
+    assert store.connections.unmark("ws2", {"client-secret"}, read=now) is True
+    assert "client-secret" not in store.connections.workspace("ws2").secrets
+
+
 def test_a_disconnect_keeps_the_workspace_known_without_its_token_and_a_reconnect_revives_it(store):
     assert store.connections.disconnect_workspace("never") is False
     assert store.connections.workspace("never") is None
@@ -944,11 +976,13 @@ def test_a_sample_keeps_an_unauthenticated_bodys_person_as_digests_of_one_key(st
     from chalicelib.domain.people import email_hash
     edge = store.edge
     sample = dataclasses.replace(refusal(0), rf_user_digest=edge.digest("rf_user", "7"),
-                                 email_digest=edge.digest("email", "ann@example.com"))
+                                 email_digest=edge.digest("email", "ann@example.com"),
+                                 contact_digest=edge.digest("contact", "c1"))
     edge.refused("unknown", sample)
     assert edge.refusals("unknown").samples == [sample]
     assert edge.digest("email", " Ann@Example.com ") == sample.email_digest != email_hash("ann@example.com")
     assert edge.digest("rf_user", "7") != edge.digest("email", "7") != edge.digest("rf_user", "8")
+    assert edge.digest("contact", "7") != edge.digest("rf_user", "7")
 
 
 def test_forgetting_deletes_the_samples_about_a_person_and_keeps_the_counts(store):

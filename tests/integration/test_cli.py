@@ -92,6 +92,7 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
                                             "token_app": "private", "warnings": [],
                                             "from": {"token": "--token", "client_secret": None}}
     assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made",
+                                              "relabelled": [],
                                               "warnings": [], "from": {"client_secret": "--client-secret"},
                                               "redirect_url": None}      # (no API URL given)
     assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}

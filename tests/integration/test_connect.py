@@ -162,7 +162,7 @@ def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(br
     assert finding["fix"] == (f"reconnect it: `bridge workspace connect {WORKSPACE}` (it asks for the token) or by "
                               'OAuth, then `bridge dlq replay --reason "workspace disconnected"`')
     [waits] = [f for f in findings if f["check"] == "reconciliation"]
-    assert waits == {"check": "reconciliation", "ok": True, "warn": False, "why": "", "fix": "", "what": (
+    assert waits == {"check": "reconciliation", "id": "reconciliation", "ok": True, "warn": False, "why": "", "fix": "", "what": (
         f"reconciliation waits for workspace {WORKSPACE} to be reconnected: it searches no changed contacts "
         "without the workspace's token (the last search ran 120 min ago)")}
 

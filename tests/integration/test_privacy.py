@@ -122,12 +122,36 @@ def test_forget_erases_the_refused_webhooks_that_named_the_person_and_explain_th
     assert main(["explain", "ann@example.com"], rt=bridge.operator()) == 1
     assert main(["explain", str(ann["id"])], rt=bridge.operator()) == 1
     out = capsys.readouterr().out             # the backfill hint is not given as the fix for someone forgotten
-    assert out.startswith("the bridge has never seen a***@example.com, or they were forgotten")
+    assert out.startswith("no record of a***@example.com yet") and "never seen them, or they were forgotten" in out
     assert "a backfill would also bring a forgotten person back to Intercom" in out
     main(["explain", "bob@example.com", "--json"], rt=bridge.operator())          # Bob's stays
     assert [e["outcome"] for e in json.loads(capsys.readouterr().out)["trail"]] == ["unauthorized"]
     assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0
     assert json.loads(capsys.readouterr().out)["refused_webhook_samples"] == 0
+
+
+def test_an_unsigned_intercom_notification_about_a_person_is_explained_by_digest_and_forgotten(bridge, rf, capsys):
+    """A notification whose signature does not verify (a wrong client secret) names whatever contact its sender
+    likes: the edge keeps its contact id and email as digests only. `explain` shows the refusal for the person
+    asked about (by email or contact id), as doctor counts it; `forget` deletes it with them."""
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    assert bridge.post_join(join_body(ann)).status_code == 202
+    bridge.drain()
+    [contact] = bridge.intercom.contacts_by_email("ann@example.com")
+    payload = bridge.intercom.webhook_payload("contact.lead.updated", contact["id"])
+    assert bridge.post_intercom(payload, secret="not-the-client-secret").status_code == 401
+    [sample] = bridge.rt.store.edge.refusals(f"workspace:{WORKSPACE}").samples
+    assert sample.contact_digest and sample.email_digest and not (sample.contact_id or sample.email_hash)
+    for who in ("ann@example.com", contact["id"]):
+        capsys.readouterr()
+        main(["explain", who, "--json"], rt=bridge.operator())
+        [refused] = [e for e in json.loads(capsys.readouterr().out)["trail"] if e["event"] == "webhook_refused"]
+        assert (refused["outcome"], refused["details"]["contact_id"]) == ("unauthorized", contact["id"])
+        assert "an Intercom notification about this contact was refused" in refused["fix"]
+    assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0
+    assert json.loads(capsys.readouterr().out)["refused_webhook_samples"] == 1
+    assert bridge.rt.store.edge.refusals(f"workspace:{WORKSPACE}").samples == []
 
 
 def test_a_backfill_after_forget_brings_the_person_back_while_rf_keeps_them_and_forget_says_so(bridge, rf, capsys):

@@ -641,14 +641,20 @@ def test_explain_by_email_rf_id_and_intercom_id_gives_the_same_trail_masked_with
     assert "qualification: qualified" in out
 
 
-def test_explain_says_plainly_when_it_has_never_seen_someone(bridge, capsys):
+def test_explain_says_plainly_when_it_has_no_record_of_someone_and_that_queued_work_may_be_theirs(bridge, rf, capsys):
+    """A join the edge accepted (202) is not recorded per person until a try of it ends: while it waits in the
+    queue, explain must not say the bridge never saw them and advise a backfill as if nothing were coming."""
     bridge.apply(lead_settings())
+    assert bridge.post_join(join_body(new_lead(rf, email="queued@example.com"))).status_code == 202   # not worked
     capsys.readouterr()
-    assert main(["explain", "nobody@example.com"], rt=bridge.operator()) == 1
-    out = capsys.readouterr().out
-    assert out.startswith("the bridge has never seen n***@example.com, or they were forgotten") and "bridge backfill" in out
+    for who in ("queued@example.com", "nobody@example.com"):
+        assert main(["explain", who], rt=bridge.operator()) == 1
+        out = capsys.readouterr().out
+        assert out.startswith(f"no record of {who[0]}***@example.com yet: a webhook about them accepted in the last "
+                              "minutes may still wait in the work queue"), out
+        assert out.index("`bridge doctor CAMPAIGN` shows the queue") < out.index("bridge backfill")
     code, found = explain(bridge, capsys, "999999")
-    assert code == 1 and found["found"] is False and found["message"].startswith("the bridge has never seen 999999")
+    assert code == 1 and found["found"] is False and found["message"].startswith("no record of 999999 yet")
 
 
 def test_the_edge_log_stays_bounded_whatever_an_unauthenticated_caller_sends(bridge, capsys):

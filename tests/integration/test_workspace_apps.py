@@ -90,3 +90,21 @@ def test_reconnecting_by_oauth_lists_the_app_once_and_the_retired_private_app_is
     assert rt.secrets.scoped("edge").get(f"intercom/{OAUTH_WS}/client-secret") is None
     bridge.rt.clock.now += 60                                 # the API's cached connection has expired
     assert accepted(bridge, sim, contact["id"], PRIVATE_SECRET, APP_SECRET) == [401, 200]
+
+
+def test_rotating_the_public_apps_secret_retires_the_copy_an_old_oauth_connect_left(bridge, sim_rt, capsys):
+    """Connected by OAuth before the public app's secret was referenced: the callback copied it as the
+    workspace's own. The operator rotates the public app's secret (it leaked): the old one verifies nothing."""
+    sim, rt = sim_rt
+    contact = sim.add_contact("pat@example.com")
+    by_oauth(bridge, sim)
+    rt.store.connections.unmark(OAUTH_WS, {"oauth"})                  # the record and the copy it left then
+    rt.store.connections.put_workspace(OAUTH_WS, {"client-secret"})
+    rt.secrets.scoped("edge").put(f"intercom/{OAUTH_WS}/client-secret", APP_SECRET)
+    assert main(["workspace", "oauth-app", "--client-secret", "rotated-secret"], rt=bridge.operator()) == 0
+    assert (f"Workspace(s) {OAUTH_WS}, connected by OAuth with a copy of the public app's client secret as their "
+            "own, are now connected through the public app (the copies deleted).") in capsys.readouterr().out
+    bridge.rt.clock.now += 61                                 # the API's cached connection has expired
+    assert accepted(bridge, sim, contact["id"], "rotated-secret", APP_SECRET) == [200, 401]
+    [listed] = [w for w in run(bridge, "workspace", "list")["workspaces"] if w["workspace"] == OAUTH_WS]
+    assert listed["apps"] == ["oauth"]

@@ -68,14 +68,14 @@ def check(user: str = "7", replayed_from: Optional[str] = None) -> dict:
     return CheckMessage(campaign_id="42", rf_user_id=user, workspace=WS, replayed_from=replayed_from).wire()
 
 
-def records(*bodies: Any) -> list[dict]:
-    return [{"messageId": f"m{n}", "receiptHandle": f"rh{n}", "attributes": {"ApproximateReceiveCount": "1"},
+def records(*bodies: Any, receives: int = 1) -> list[dict]:
+    return [{"messageId": f"m{n}", "receiptHandle": f"rh{n}", "attributes": {"ApproximateReceiveCount": str(receives)},
              "body": b if isinstance(b, str) else json.dumps(b)} for n, b in enumerate(bodies)]
 
 
-def run(work: FakeWork, *bodies: Any) -> dict:
-    """One SQS batch through the worker's real registry."""
-    return handle_batch(records(*bodies), work)
+def run(work: FakeWork, *bodies: Any, receives: int = 1) -> dict:
+    """One SQS batch through the worker's real registry (`receives`: the try each record is on)."""
+    return handle_batch(records(*bodies, receives=receives), work)
 
 
 def set_value(work: FakeWork, contact: dict, value: Any) -> dict:

@@ -73,6 +73,8 @@ def test_accepted_webhooks_mark_their_campaign_and_workspace_as_heard():
     assert edge.heard == [("campaign:42", "join"), ("workspace:ws1", "notification")]
     [(_, workspace, sample)] = edge.refusals
     assert (workspace, sample.reason, sample.contact_id) == (WS, "unauthorized", None)
+    # Unsigned, it names whatever contact its sender likes: kept as digests `explain` and `forget` match
+    assert (sample.contact_digest, sample.email_digest) == (edge.digest("contact", "c1"), edge.digest("email", "a@b.co"))
 
 
 def runtime(clock=None, store=None, **env) -> Runtime:
@@ -143,8 +145,10 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     assert refused["resolved"] and "fix" not in refused and "(resolved since)" in as_text(explain(rt, "9"))
     nobody = explain(rt, "zed@example.com")
     assert not nobody.found and as_text(nobody) == (
-        "the bridge has never seen z***@example.com, or they were forgotten (`bridge forget`): no join, no contact, "
-        "no history and no refused webhook names them here. Only if they joined before the campaign's settings "
+        "no record of z***@example.com yet: a webhook about them accepted in the last minutes may still wait in "
+        "the work queue, or its first try may still be running (a join is found by email once a try of it ends; "
+        "`bridge doctor CAMPAIGN` shows the queue). Else the bridge has never seen them, or they were forgotten "
+        "(`bridge forget`): no join, no contact, no history and no refused webhook names them here. Only if they joined before the campaign's settings "
         "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring "
         "a forgotten person back to Intercom); if they are in Intercom only, check the email or id")
 
@@ -328,6 +332,26 @@ def test_a_backfill_whose_count_writes_cannot_be_queued_says_the_counts_are_kept
     assert rt.store.links.referrals(PersonRef("42", "1")).n == 1
 
 
+def test_a_backfill_whose_joins_cannot_be_queued_says_run_it_again_in_one_line(capsys):
+    """No referral count grew (a campaign without counts): SQS refusing the page's joins was the raw
+    `NotSent` ("unexpected error: NotSent: ..."); it is the backfill's own error, saying to run it again."""
+    from chalicelib.ports.queue import NotSent
+    from tests.support.cli import run_cli
+    rt = Backfilling([{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1}])
+    rt.store.settings.put("42", SETTINGS, WS)
+
+    def refused(messages, delay=0):
+        raise NotSent([(m, "throttled") for m in messages], len(messages))
+    rt.queue.send_many = refused
+    with pytest.raises(BackfillError, match=r"could not be queued \(SQS refused 1 of 1 message\(s\): throttled\): "
+                                            "run backfill again"):
+        backfill(rt, "42", apply=True)
+    rt.config = Config.from_env({})
+    code, out, err = run_cli(rt, capsys, "backfill", "42", "--apply")
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("bridge: the messages could not be queued (SQS refused") and "NotSent" not in err
+
+
 # --- dead letters -----------------------------------------------------------------------------------------
 def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_request():
     m = ReceivedLetter("d1", "h1", json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
@@ -494,3 +518,22 @@ def test_backfill_names_whom_rf_lists_unreadably_and_why_in_text_and_json(capsys
                                                             "email in Referral Factory"},
         {"rf_user_id": None, "email": "b***@x.co", "reason": "no user id"}]
     assert "ann" not in out and "bob" not in out
+
+
+def test_a_cli_command_the_shared_limiter_defers_says_the_command_may_wait_not_a_worker(capsys):
+    """RF answered a worker 429 for 45 s: `bridge backfill` (a CLI, not a worker) says so in one line,
+    naming itself as what may wait. The worker's own wording is unchanged."""
+    from chalicelib.adapters.ratelimit import SharedLimiter
+    from chalicelib.ports.secrets import RF_TOKEN, WORKER
+    from tests.support.cli import run_cli
+
+    rt = runtime(BRIDGE_SECRETS_PATH="/p")
+    rt.store.settings.put("42", SETTINGS, WS)
+    rt.secrets.scoped(WORKER).put(RF_TOKEN, "rf-token")
+    # Another container's 429: the pause is in the shared windows, for every caller of the budget.
+    SharedLimiter(rt.store.rates, "referral-factory", rt.config.rf_calls_per_minute, 60, block_status=403,
+                  clock=rt.clock).throttled(45.0)
+    code, out, err = run_cli(rt, capsys, "backfill", "42")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "Referral Factory answered 429: every call waits" in err and "; this command may wait 20.0s more)" in err
+    assert "worker" not in err

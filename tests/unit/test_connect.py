@@ -327,7 +327,8 @@ def test_disconnect_deletes_the_token_and_keeps_the_client_secret(rt):
 
 def test_the_oauth_app_keeps_what_it_is_not_given_and_its_state_key(rt):
     key = rt.secrets.scoped("edge").get("oauth/state-key")
-    assert configure_oauth(rt, None, "new-secret") == {"client_id": "kept", "client_secret": "set", "state_key": "kept"}
+    assert configure_oauth(rt, None, "new-secret") == {"client_id": "kept", "client_secret": "set", "state_key": "kept",
+                                                      "relabelled": []}
     assert rt.secrets.scoped("edge").get("oauth/state-key") == key
     with pytest.raises(ConnectError, match="--client-id"):
         configure_oauth(FakeConnecting(), None, "s")

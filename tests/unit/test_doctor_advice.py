@@ -94,14 +94,16 @@ def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
 
 @pytest.mark.parametrize("status, fix", [
     (404, "check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
-          "campaign 42 (`bridge rf connect` asks for the token)"),
-    (401, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)"),
-    (403, "Referral Factory refused the RF token: `bridge rf connect` (it asks for the new token)")])
+          "campaign 42 (`bridge rf connect` asks for the token); then"),
+    (401, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
+          "`bridge rf connect` (it asks for the new token), then"),
+    (403, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
+          "`bridge rf connect` (it asks for the new token), then")])
 def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fix):
     rt = Doctored()
     rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
     rt.work.apis.rf_.campaign_answers = [ApiError("Referral Factory", status, "Nope")]
-    assert finding(rt, "rf.campaign")["fix"] == fix + ("; then `bridge dlq replay --campaign 42` brings back the work "
+    assert finding(rt, "rf.campaign")["fix"] == fix + (" `bridge dlq replay --campaign 42` brings back the work "
                                                        "that failed meanwhile (it is valid: do not discard it)")
 
 
@@ -221,3 +223,41 @@ def test_only_intercoms_plan_refusal_is_told_the_plan():
     assert not plan_restricted("Referral Factory answered 403 api_plan_restricted: no")   # not Intercom's
     assert not plan_restricted("Intercom answered 403 token_unauthorized: Not authorized")
     assert plan_restricted("anything", 403) is False and plan_restricted("api_plan_restricted", 403)
+
+
+# --- a check that cannot run is said, never left out ----------------------------------------------------
+def unchecked(view: dict, check: str) -> dict:
+    [found] = [f for f in view["findings"] if f["check"] == check]
+    assert found["ok"] and found["warn"] and found["what"].startswith("not checked: "), found
+    return found
+
+
+def test_with_intercom_unavailable_the_checks_needing_it_say_they_were_not_checked_and_why():
+    """Before: `settings.workspace` and `duplicates` were silently missing from the findings."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = raising(UNAVAILABLE["500"]("Intercom"))                 # type: ignore[attr-defined]
+    scenario.joined(rt.work, email="pat@example.com")                                   # a pending lead
+    view = examine(rt, "42").view()
+    against = unchecked(view, "settings.workspace")
+    assert against["what"] == ("not checked: the settings against workspace ws's data attributes (they could "
+                               "not be read)")
+    assert against["fix"] == "fix what [intercom.token] says, then run `bridge doctor 42` again"
+    assert unchecked(view, "duplicates")["fix"].startswith("fix what [intercom.token] says")
+    assert not view["ok"] and "intercom.token" in {f["check"] for f in view["findings"] if not f["ok"]}  # the cause
+
+
+def test_with_rf_unavailable_whether_its_newest_person_arrived_is_said_not_checked():
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.rf_.campaign_answers = [UNAVAILABLE["timeout"]("Referral Factory")]
+    newest = unchecked(examine(rt, "42").view(), "webhooks.rf_missing")
+    assert "reached the bridge" in newest["what"] and newest["fix"].startswith("fix what [rf.campaign] says")
+
+
+def test_a_failed_search_for_a_pending_leads_duplicates_is_said_not_checked():
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    scenario.joined(rt.work, email="pat@example.com")
+    rt.work.apis.intercom_.fail["search"] = ApiError("Intercom", 500, "Internal error")
+    found = unchecked(examine(rt, "42").view(), "duplicates")
+    assert "1 of 1 pending lead(s) searched (Intercom: " in found["what"] and "Internal error" in found["what"]

@@ -3,6 +3,8 @@ webhooks are accepted after the last refusal; Intercom notifications that stop a
 fields that were not written are counted. On the store's twin and fakes, with the fake clock."""
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Optional
 
 from chalicelib.domain.history import iso
@@ -88,6 +90,16 @@ def test_notifications_accepted_after_a_bad_signature_say_fixed():
     assert (f"warn [webhooks.intercom_refused] 1 Intercom notification(s) for workspace ws refused (unauthorized: "
             f"X-Hub-Signature verifies with the client secret of none of the workspace's apps) between {refused_at} and "
             f"{refused_at}; notifications accepted since (last at {iso(rt.clock())}): fixed?") in text
+
+
+def test_a_bad_signature_on_a_workspace_connected_by_oauth_alone_is_not_fixed_with_workspace_connect():
+    rt = healthy()
+    rt.store.connections.unmark(scenario.WS, {"client-secret"})
+    rt.store.connections.mark(scenario.WS, {"oauth"})
+    refuse(rt, f"workspace:{scenario.WS}", message="X-Hub-Signature does not verify")
+    [refused] = checks(look(rt)[0], "webhooks.intercom_refused")
+    assert not refused["ok"] and "`bridge workspace oauth-app`" in refused["fix"]
+    assert "Enter keeps the token" not in refused["fix"]
 
 
 def test_a_refusal_lets_the_next_accepted_webhook_be_noted_at_once():
@@ -250,3 +262,28 @@ def test_pending_leads_past_the_scan_are_said_as_a_lower_bound(monkeypatch):
     [waiting] = checks(look(rt)[0], "pending")
     assert waiting["what"].startswith("1 or more lead(s) wait for qualification (the first 1 pending links of all "
                                       "campaigns were read)"), waiting["what"]
+
+
+# --- --json: each finding's own id ------------------------------------------------------------------------
+def test_findings_that_share_a_check_each_have_their_own_id_the_same_from_run_to_run():
+    """Five poison letters of campaign 42 were five `"check": "dead_letters"` findings a machine could not
+    tell apart (nor follow from one run to the next): each has its own `id`, its check and a discriminator."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    for n, reason in enumerate(("Intercom answered 400: bad email", "Intercom answered 400: bad name",
+                                "Referral Factory answered 404: User not found.", "gave up after 3 tries: timeout",
+                                "workspace disconnected")):
+        rt.queue.dead_letter(json.dumps(join(user=str(n))), reason, 3, "t")
+    refuse(rt, reason="unauthorized")
+    refuse(rt, reason="invalid_field", rf_user_id="7")
+    view, _ = look(rt)
+    ids = [f["id"] for f in view["findings"]]
+    assert len(ids) == len(set(ids)) and all(i == f["check"] or i.startswith(f["check"] + ":")
+                                             for i, f in zip(ids, view["findings"]))
+    letters = [f["id"] for f in checks(view, "dead_letters")]
+    assert len(letters) == 5 and all(re.fullmatch(r"dead_letters:campaign:[0-9a-f]{8}", i) for i in letters)
+    assert {f["id"] for f in checks(view, "webhooks.rf_refused")} == {"webhooks.rf_refused:unauthorized",
+                                                                     "webhooks.rf_refused:invalid_field"}
+    rt.queue.dead_letter(json.dumps(join(user="9")), "Intercom answered 400: bad phone", 3, "t")
+    again = [f["id"] for f in look(rt)[0]["findings"]]
+    assert set(ids) < set(again) and len(again) == len(ids) + 1          # the same ids, and the new letter's

@@ -3,6 +3,7 @@ it was received and whether a lead or a referrer; a replayed try says it was one
 while it still applies (a later success marks the failure resolved, a later try takes the fix)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -381,3 +382,77 @@ def test_after_the_advised_discard_explain_no_longer_shows_the_notifications_fai
     assert [e["event"] for e in failed] == ["qualification", "dead_letter"]
     assert all(e.get("resolved") and e.get("discarded") and "fix" not in e for e in failed), failed
     assert (view["trail"][-1]["event"], view["trail"][-1]["outcome"]) == ("dead_letter", "discarded")
+
+
+OUTAGE = "Intercom answered 503: service unavailable"
+
+
+def test_a_join_the_queue_tries_again_says_retrying_which_try_and_when_and_never_advises_a_replay():
+    """Intercom is down: Ann's join fails on its first try and the queue tries it again (3 tries here).
+    Nothing is dead-lettered, so explain says retrying (try 1 of 3, the next due when the failure said), never
+    `dlq replay`; while try 2 runs the header says so; only the last try's dead letter advises the replay."""
+    work = world()
+    work.apis.intercom_.fail["search"] = Transient(OUTAGE, retry_after=30.0)
+    with pytest.raises(RetryBatch):
+        scenario.run(work, join(AMY))
+    text, view = trail(work)
+    assert "dlq replay" not in text and "fix:" not in text, text
+    assert [(e["event"], e["outcome"]) for e in view["trail"]] == [("join_received", "received"), ("join", "retrying")]
+    [retrying] = lines(text, "join: retrying")
+    assert f"{OUTAGE} (try 1 of 3 failed; the queue tries it again at about " in retrying, retrying
+    assert view["people"][0]["status"] == "retrying" and view["people"][0]["retry"]["try"] == 1
+    assert f"; retrying — {OUTAGE} (try 1 of 3 failed; the queue tries it again at about " in header(work, "7")
+
+    work.clock.now += 30
+    work.store.links.claim(PersonRef("42", "7"), "ws")                # try 2, now running
+    said = header(work, "7")
+    assert "retrying" in said and "(try 2 of 3 under way; try 1 failed)" in said and "in_progress" not in said, said
+
+
+
+def test_only_the_last_try_of_a_join_that_gave_up_advises_the_replay():
+    work = world()
+    work.apis.intercom_.fail["search"] = Transient(OUTAGE)
+    with pytest.raises(RetryBatch):
+        scenario.run(work, join(AMY))
+    work.clock.now += 720
+    work.apis.intercom_.fail["search"] = Transient(OUTAGE)
+    assert scenario.run(work, join(AMY), receives=3)["dead"] == 1          # its last try: dead-lettered
+    text, view = trail(work)
+    assert [(e["event"], e["outcome"], bool(e.get("fix"))) for e in view["trail"]] == [
+        ("join_received", "received", False), ("join", "retrying", False), ("join", "failed", True),
+        ("dead_letter", "failed", True)]
+    [retrying] = lines(text, "join: retrying")
+    assert "(try 1 of 3 failed; the queue tries it again once its visibility timeout ends (minutes))" in retrying
+    assert header(work, "7").endswith(f"; failed — {OUTAGE}")
+
+
+RF_REVOKED = ("Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, "
+              "then replay the dead-letter queue")
+
+
+def test_a_revoked_rf_token_is_advised_as_the_bridges_stored_token_alike_by_explain_dlq_list_and_doctor():
+    """RF refuses the token the bridge has stored (revoked): the qualification fails for good. The fix is the
+    bridge's (`bridge rf connect`, then the replay), never "fix the cause at Referral Factory", and explain,
+    `dlq list` and doctor's dead-letter finding say the same."""
+    from chalicelib.services.dead_letters import look
+    from chalicelib.services.doctor import examine
+    from tests.unit.test_doctor_walk import checks, healthy
+    rt = healthy()
+    work = rt.work
+    work.config = dataclasses.replace(work.config, queue_url="memory://queue", dlq_url="memory://dlq")
+    rt.config = work.config
+    _, contact = scenario.joined(work)
+    work.apis.rf_.answers = [Permanent(RF_REVOKED, status=401)]
+    scenario.set_value(work, contact, "Yes")
+    assert scenario.run(work, scenario.check())["dead"] == 1
+    fix = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): `bridge rf "
+           "connect` (it asks for the new token), then `bridge dlq replay --campaign 42` (see `bridge dlq list`)")
+    text, view = trail(work, "7")
+    assert [(e["event"], e["fix"]) for e in view["trail"] if e.get("fix")] == [
+        ("qualification", fix), ("dead_letter", fix)], text
+    assert "at Referral Factory" not in text
+    [letter] = look(work).letters                                       # type: ignore[arg-type]
+    assert letter.view()["fix"] == fix
+    [letters] = checks(examine(rt, "42").view(), "dead_letters")       # type: ignore[arg-type]
+    assert letters["fix"] == fix

@@ -2,9 +2,14 @@
 joined since (services/doctor.py)."""
 from __future__ import annotations
 
+import json
+
+from chalicelib.ports.edge import campaign_scope
+from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
+from tests.fakes import FakeEdge
 from tests.unit import scenario
 from tests.unit.test_doctor_advice import Doctored
-from tests.unit.test_doctor_walk import checks, healthy, look, pending, refuse
+from tests.unit.test_doctor_walk import checks, healthy, look, pending
 from tests.unit.test_workspace_move import apply
 
 
@@ -64,22 +69,34 @@ def test_a_campaign_never_applied_in_another_workspace_has_no_left_behind_findin
 
 
 # --- F5.a: refused joins whose people were joined since ---------------------------------------------------
+def refused_at_edge(rt: Doctored, rf_user_id: str, secret: str = "s3cret", **body: object) -> None:
+    """RF user `rf_user_id`'s join of campaign 42, sent with `secret` (the edge's is s3cret), refused by the
+    edge and kept in campaign 42's log as the edge keeps it (services/ingest.receive_rf_join)."""
+    edge = FakeEdge()
+    edge.clock = rt.clock
+    edge.digest = rt.store.edge.digest                                    # type: ignore[method-assign]
+    edge.note_refusal = lambda sample, campaign_id=None, workspace=None: rt.store.edge.refused(  # type: ignore
+        campaign_scope(str(campaign_id)), sample)
+    reply = receive_rf_join({RF_SECRET_HEADER: secret, "Content-Type": "application/json"}, json.dumps(
+        {"id": rf_user_id, "campaign_id": 42, "email": f"user{rf_user_id}@example.com", **body}).encode(), edge)
+    assert reply.status in (400, 401), reply
+
+
 def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a_fix():
-    """Scenario: two joins refused (wrong X-Bridge-Secret); RF's header fixed (joins accepted since);
-    `bridge backfill 42 --apply` joins both people. Expected: doctor says the refusal is resolved since (ok,
-    no warning, no fix). Before: `warn ... fixed?` with "the people whose joins were refused are not in
-    Intercom" and the backfill fix, forever."""
+    """Scenario: two joins refused for their own data (the right secret, a `referrer_id` of the wrong shape);
+    joins accepted since; `bridge backfill 42 --apply` joins one person, then the other. Expected: BAD while
+    one is missing, then resolved since (ok, no warning, no fix). Before: BAD with its fix, forever."""
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")
     rt.work.clock.now += 60
-    refuse(rt, rf_user_id="7")
-    refuse(rt, rf_user_id="8")
+    refused_at_edge(rt, "7", referrer_id=True)
+    refused_at_edge(rt, "8", referrer_id=True)
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
-    scenario.joined(rt.work, "7", "ann@example.com")                     # the backfill joined one: still a warning
+    scenario.joined(rt.work, "7", "ann@example.com")                     # the backfill joined one: still BAD
     view, _ = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
-    assert refused["warn"] and refused["what"].endswith("fixed?") and "backfill" in refused["fix"]
+    assert not refused["ok"] and "do not fix it" in refused["what"] and "resolved" not in refused["what"]
 
     scenario.joined(rt.work, "8", "bob@example.com")                     # ... and the other
     view, text = look(rt)
@@ -88,15 +105,31 @@ def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a
     assert refused["what"].endswith("; the 2 refused people sampled (RF users 7, 8) were joined since: resolved "
                                     "since"), refused
     assert view["warning_count"] == 0 and text.startswith("campaign 42: no problems found\n")
-    assert "  ok  [webhooks.rf_refused] 2 join(s) refused (unauthorized" in text
+    assert "  ok  [webhooks.rf_refused] 2 join(s) refused (invalid_field" in text
     assert "not in Intercom" not in text
+
+
+def test_joins_refused_for_their_secret_stay_fixed_until_they_expire_as_the_edge_keeps_no_rf_id_of_them():
+    """A wrong X-Bridge-Secret: the edge keeps the person such a body names only as digests (anyone can send
+    one), so doctor cannot tell they were joined since: "fixed?" with the backfill fix, never "resolved"."""
+    rt = healthy()
+    rt.work.clock.now += 60
+    refused_at_edge(rt, "7", secret="wrong")
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    scenario.joined(rt.work, "7", "ann@example.com")
+    [sample] = rt.store.edge.refusals("campaign:42").samples
+    assert sample.rf_user_id is None and sample.rf_user_digest == rt.store.edge.digest("rf_user", "7")
+    view, _ = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert refused["warn"] and refused["what"].endswith("fixed?") and "backfill" in refused["fix"]
 
 
 def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_joined():
     rt = healthy()
     rt.work.clock.now += 60
     scenario.joined(rt.work, "7", "ann@example.com")
-    refuse(rt, rf_user_id="7")                                            # the header is still wrong
+    refused_at_edge(rt, "7", secret="wrong")                              # the header is still wrong
     view, _ = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
-    assert not refused["ok"] and "resolved" not in refused["what"]
+    assert not refused["ok"] and "resolved" not in refused["what"] and "fixed?" not in refused["what"]

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.config import Config
 from chalicelib.domain import apps
 from chalicelib.runtime import Runtime
-from chalicelib.services.connections import ConnectError, connect_workspace, list_workspaces, remove_app
+from chalicelib.services.connections import ConnectError, configure_oauth, connect_workspace, list_workspaces, remove_app
 from chalicelib.services.ingest import receive_intercom, signature
-from tests.fakes import FakeQueue
+from tests.fakes import FakeQueue, MemorySecrets
 
 from .test_connect import connected, rt  # noqa: F401  (rt: a fixture; the public app's secret is app-secret)
 
@@ -54,6 +55,22 @@ def test_an_app_is_removed_only_when_another_verifies_and_the_token_is_the_other
 
 def test_two_secrets_are_one_only_when_both_are_set_and_equal():
     assert apps.same("s", "s") and not apps.same("s", "t") and not apps.same(None, None) and not apps.same("", "")
+
+
+@pytest.mark.parametrize("secrets, says, never", [
+    ({"token", "oauth"}, ["`bridge workspace oauth-app`", "reconnect the workspace by OAuth (a link from `bridge "
+                          "workspace oauth-link --workspace ws1`)", "never give the public app's secret to `bridge "
+                          "workspace connect`"], "Enter keeps the token"),
+    ({"token", "client-secret"}, ["`bridge workspace connect ws1` (Enter keeps the token; then it asks for the "
+                                  "app's client secret"], "oauth"),
+    ({"token", "client-secret", "oauth"}, ["for its private app's webhooks, `bridge workspace connect ws1`",
+                                           "for the public app's, check the public app's client secret"], None),
+])
+def test_a_refused_signature_is_fixed_the_way_of_the_apps_the_workspace_is_connected_through(secrets, says, never):
+    """A workspace connected by OAuth alone is not told to give `workspace connect` a client secret: the public
+    app's, stored as its own, would outlive the public app's next rotation."""
+    fix = apps.unauthorized_fix("ws1", secrets)
+    assert all(part in fix for part in says) and (never is None or never not in fix), fix
 
 
 # --- connected both ways, the edge -----------------------------------------------------------------
@@ -126,6 +143,46 @@ def test_a_copy_of_the_public_apps_secret_stored_before_is_taken_for_the_public_
     assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["oauth"]
 
 
+def copies(rt, *workspaces: str) -> None:
+    """Workspaces connected by OAuth before: the callback copied the public app's secret as their own."""
+    for workspace in workspaces:
+        rt.store.connections.put_workspace(workspace, {"token", "client-secret"})
+        rt.secrets.scoped("edge").put(f"intercom/{workspace}/client-secret", PUBLIC_SECRET)
+
+
+def test_storing_the_oauth_app_again_relabels_the_copies_without_reviving_a_workspace_or_touching_a_private_app(rt):
+    copies(rt, "ws1", "ws2")
+    rt.store.connections.disconnect_workspace("ws2")
+    rt.auth.apps["tok-3"] = {"id_code": "ws3", "name": "Other"}
+    connect_workspace(rt, "ws3", "tok-3", PRIVATE_SECRET)
+    assert configure_oauth(rt, "app-id", None)["relabelled"] == ["ws1", "ws2"]     # the same app: nothing rotated
+    listed = {w["workspace"]: (w["status"], w["apps"]) for w in list_workspaces(rt)}
+    assert listed == {"ws1": ("active", ["oauth"]), "ws2": ("disconnected", ["oauth"]), "ws3": ("active", ["private"])}
+    assert [name for name in rt.secrets.values if name.startswith("/bridge/edge/intercom/")] == [
+        "/bridge/edge/intercom/ws3/client-secret"]
+    assert notify(edge(rt), PUBLIC_SECRET) == 200
+
+
+def test_a_failed_read_while_relabelling_stores_nothing_of_the_public_app_and_says_what_was_done(rt, monkeypatch):
+    copies(rt, "ws1", "ws2")
+    read = MemorySecrets.get
+
+    def throttled(store, name):
+        if name == "intercom/ws2/client-secret":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameter")
+        return read(store, name)
+    monkeypatch.setattr(MemorySecrets, "get", throttled)
+    with pytest.raises(ConnectError) as refused:
+        configure_oauth(rt, None, "rotated-secret")
+    assert "(An error occurred (ThrottlingException) when calling the GetParameter operation: Rate exceeded, at " \
+           "workspace ws2); marked so far: ws1; the public app's settings are unchanged: run `bridge workspace " \
+           "oauth-app` again" in str(refused.value)
+    monkeypatch.undo()
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == PUBLIC_SECRET
+    assert configure_oauth(rt, None, "rotated-secret")["relabelled"] == ["ws2"]          # run again: the rest
+    assert [notify(edge(rt), s, n) for n, s in enumerate(("rotated-secret", PUBLIC_SECRET))] == [200, 401]
+
+
 def test_the_operator_removes_the_retired_private_app_and_its_webhooks_are_refused(rt):
     private(rt)
     connected(rt)
@@ -146,3 +203,32 @@ def test_the_app_whose_token_the_worker_uses_is_not_removed(rt):
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET
     assert remove_app(rt, "ws1", "oauth")["apps"] == ["private"]
     assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 401]
+
+
+def test_a_connect_made_while_an_app_is_removed_wins_and_the_removal_says_run_it_again(rt):
+    """The private app is removed (the worker uses the public app's token) while the operator connects the
+    private app again, replacing the token: the removal read the record before that connect. Removing it
+    then would leave the worker a token of an app whose webhooks are refused. Nothing is changed, and it
+    says so; run again, it is refused for what the record says now."""
+    private(rt)
+    connected(rt)
+    read = rt.store.connections.workspace
+    raced = []
+
+    def read_then_connect(workspace):
+        conn = read(workspace)
+        if not raced:
+            raced.append(workspace)
+            private(rt)                        # the connect lands between the removal's read and its write
+        return conn
+    rt.store.connections.workspace = read_then_connect
+    with pytest.raises(ConnectError, match=r"^workspace ws1's connection changed while the private app was being "
+                                           r"removed \(a connect or disconnect at the same moment\): nothing was "
+                                           r"changed; run `bridge workspace remove-app ws1 private` again$"):
+        remove_app(rt, "ws1", "private")
+    rt.store.connections.workspace = read
+    conn = rt.store.connections.workspace("ws1")
+    assert (apps.apps(conn.secrets), conn.token_app) == (["private", "oauth"], "private")
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET
+    with pytest.raises(ConnectError, match="is the private app's"):
+        remove_app(rt, "ws1", "private")

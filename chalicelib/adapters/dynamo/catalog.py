@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Optional
 
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
 from ...domain.budget import BudgetState
@@ -36,10 +36,24 @@ class DynamoConnections:
         ConnectionItem(*connection_key(workspace)).update(actions=actions)
         self.register_workspace(workspace)
 
-    def unmark(self, workspace: str, secrets: Iterable[str]) -> None:
+    def mark(self, workspace: str, secrets: Iterable[str]) -> None:
         applied(lambda: ConnectionItem(*connection_key(workspace)).update(
-            actions=[ConnectionItem.secrets.delete(set(secrets)), ConnectionItem.updated_at.set(iso(self.clock()))],
+            actions=[ConnectionItem.secrets.add(set(secrets)), ConnectionItem.updated_at.set(iso(self.clock()))],
             condition=ConnectionItem.pk.exists()))
+
+    def unmark(self, workspace: str, secrets: Iterable[str], read: Optional[Connection] = None) -> bool:
+        condition = ConnectionItem.pk.exists()
+        if read is not None:       # the record as read: its status, the very secrets set, the token's app
+            token_app = ConnectionItem.token_app
+            condition &= (ConnectionItem.status == read.status) & (
+                token_app == read.token_app if read.token_app else token_app.does_not_exist())
+            condition &= (size(ConnectionItem.secrets) == len(read.secrets)) if read.secrets else \
+                ConnectionItem.secrets.does_not_exist()
+            for name in sorted(read.secrets):
+                condition &= ConnectionItem.secrets.contains(name)
+        return applied(lambda: ConnectionItem(*connection_key(workspace)).update(
+            actions=[ConnectionItem.secrets.delete(set(secrets)), ConnectionItem.updated_at.set(iso(self.clock()))],
+            condition=condition))
 
     def workspace(self, workspace: str) -> Optional[Connection]:
         item = get(ConnectionItem, connection_key(workspace))

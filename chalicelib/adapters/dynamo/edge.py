@@ -44,6 +44,7 @@ class DynamoEdge:
                 *(_set_or_remove(EdgeItem.campaign_id, sample.campaign_id)),
                 *(_set_or_remove(EdgeItem.rf_user_digest, sample.rf_user_digest)),
                 *(_set_or_remove(EdgeItem.email_digest, sample.email_digest)),
+                *(_set_or_remove(EdgeItem.contact_digest, sample.contact_digest)),
                 EdgeItem.expires_at.set(expires)])
 
     def refusals(self, scope: str) -> Refusals:
@@ -84,7 +85,8 @@ class DynamoEdge:
 
 def _sample(item: EdgeItem) -> RefusalSample:
     return RefusalSample(item.reason or "", item.at or "", item.message or "", item.rf_user_id, item.email_hash,
-                         item.email_masked, item.contact_id, item.campaign_id, item.rf_user_digest, item.email_digest)
+                         item.email_masked, item.contact_id, item.campaign_id, item.rf_user_digest, item.email_digest,
+                         item.contact_digest)
 
 
 def _set_or_remove(attribute, value):

@@ -298,6 +298,7 @@ class EdgeItem(_Item):
     campaign_id = UnicodeAttribute(null=True)
     rf_user_digest = UnicodeAttribute(null=True)
     email_digest = UnicodeAttribute(null=True)
+    contact_digest = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
 
