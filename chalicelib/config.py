@@ -30,6 +30,7 @@ class Config:
     concurrency: int = 10       # records of a batch (and calls of a batch step) run at once
     rf_block_recheck: float = 900.0   # seconds after RF blocked us (403) before one call checks again
     reconcile_every: float = 900.0    # seconds between scheduled reconciliations (what `doctor` expects)
+    outage_hours: float = 24.0        # how long work waits out a vendor's outage before the dead-letter queue
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -60,4 +61,5 @@ class Config:
             # The schedule: RECONCILE_EVERY_MINUTES as deployed (app.py), RECONCILE_EVERY_SECONDS on `make run`.
             reconcile_every=float(e["RECONCILE_EVERY_SECONDS"]) if e.get("RECONCILE_EVERY_SECONDS")
             else 60 * float(e.get("RECONCILE_EVERY_MINUTES") or "15"),
+            outage_hours=float(e.get("BRIDGE_OUTAGE_HOURS", "24")),
         )

@@ -1,7 +1,9 @@
 """How work can fail, which decides where it goes next."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
+
+E = TypeVar("E", bound="WorkError")
 
 from .domain.advice import RF_TOKEN
 
@@ -14,6 +16,7 @@ class WorkError(Exception):
 
     retryable = False
     person: Optional[tuple[str, str]] = None   # (campaign_id, rf_user_id) whose history records it
+    outage: Optional[str] = None    # the vendor that is unavailable (a 5xx, a timeout, no connection): waited out
 
     def __init__(self, reason: str, retry_after: Optional[float] = None, status: Optional[int] = None,
                  message: Optional[str] = None, body: Any = None):
@@ -28,11 +31,22 @@ class WorkError(Exception):
         self.person = (campaign_id, rf_user_id)
         return self
 
+    def unavailable(self: E, service: Optional[str]) -> E:
+        """Marks the failure as `service`'s outage (after the client's own retries): the work waits for the
+        vendor (domain/outage.py), without using up a try."""
+        self.outage = service
+        return self
+
 
 class Transient(WorkError):
     """Try again later (429, 5xx, timeouts, a concurrent worker holds the person)."""
 
     retryable = True
+
+
+def waits(exc: BaseException) -> bool:
+    """Does the work wait rather than fail (a Deferred, or a vendor's outage)?"""
+    return isinstance(exc, Deferred) or getattr(exc, "outage", None) is not None
 
 
 class Deferred(Transient):
@@ -106,6 +120,8 @@ class ApiError(WorkError):
         self.service, self.code = service, code
         self.headers = headers or {}
         self.retryable = status == 429 or status >= 500
+        if status >= 500:
+            self.outage = service
 
 
 #: The statuses that say a vendor refused the token itself (any other error says nothing of it).

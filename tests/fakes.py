@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
-from chalicelib.adapters.memory import MemoryStore
+from chalicelib.adapters.memory import DIGEST_KEY, MemoryStore
 from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
@@ -205,14 +205,16 @@ class FakeEdge:
         self.heard.append((scope, what))
 
     def digest(self, kind: str, value: str) -> str:
-        return digest(self.config.table, kind, value)
+        """As the store's twin names them (the runtime asks its store): the samples go to one in tests."""
+        return digest(DIGEST_KEY, kind, value)
 
 
 class FakeIntercom:
     """IntercomPort in memory: contacts by id, search that can lag, leads that share an email (a user
     gets 409 on another user's email), merged (410) and gone (404) contacts. `fail` maps a call name
     to the exception its next call raises before doing anything; `after` to the exception it raises
-    after it was applied (its answer lost: "create" then `Uncertain`)."""
+    after it was applied (its answer lost: "create" then `Uncertain`); `down`, while set, makes the
+    exception every call raises (an outage)."""
 
     def __init__(self, attributes: Optional[dict] = None):
         self.contacts: dict[str, dict] = {}
@@ -222,6 +224,7 @@ class FakeIntercom:
         self.calls: list[str] = []
         self.fail: dict[str, Exception] = {}
         self.after: dict[str, Exception] = {}
+        self.down: Optional[Callable[[], Exception]] = None
         self.attributes = attributes or {}
         self.made = 0
         self.searches: list[dict] = []
@@ -230,6 +233,8 @@ class FakeIntercom:
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
+        if self.down is not None:
+            raise self.down()
         if name in self.fail:
             raise self.fail.pop(name)
 

@@ -184,8 +184,10 @@ class JsonApi:
             except requests.RequestException as exc:
                 if not safe and not never_sent(exc):
                     raise Uncertain(f"{self.service} {method} {path}: no answer ({type(exc).__name__}); it may "
-                                    "have been applied, so it is not sent again without looking first") from None
-                raise Transient(f"{self.service} unreachable after retries ({type(exc).__name__})") from None
+                                    "have been applied, so it is not sent again without looking first"
+                                    ).unavailable(self.service) from None
+                raise Transient(f"{self.service} unreachable after retries ({type(exc).__name__})"
+                                ).unavailable(self.service) from None
         resp = send()
         if resp.status_code == 401 and self._reauth is not None:
             fresh = self._reauth(self._token)      # rotated or reconnected since we read it?
@@ -204,7 +206,8 @@ class JsonApi:
             self._gate.answered(resp.status_code, error.reason)     # may open the circuit (raises)
             if resp.status_code >= 500 and not safe:
                 raise Uncertain(f"{error.reason} (to {method} {path}, which may have been applied: it is not "
-                                "sent again without looking first)", retry_after=error.retry_after)
+                                "sent again without looking first)", retry_after=error.retry_after,
+                                status=error.status).unavailable(self.service)
             raise error
         self._gate.answered(resp.status_code, "")
         return resp
@@ -223,8 +226,9 @@ class JsonApi:
 
     @staticmethod
     def retry_later(exc: ApiError) -> Transient:
-        """A retryable answer: a 429 is a wait (it uses up no try), a 5xx is a failed try."""
-        return (Deferred if exc.status == 429 else Transient)(exc.reason, retry_after=exc.retry_after)
+        """A retryable answer: a 429 is a wait (it uses up no try), a 5xx the vendor's outage (waited out)."""
+        return (Deferred if exc.status == 429 else Transient)(exc.reason, retry_after=exc.retry_after,
+                                                              status=exc.status).unavailable(exc.outage)
 
     def message(self, body: Any) -> str:
         return str(body.get("message", "")) if isinstance(body, dict) else ""

@@ -144,6 +144,10 @@ class MemoryLinks:
         return self._capped(campaign_id, limit, scan_limit,
                             lambda link: link.kind if link.status is LinkStatus.IGNORED else _SKIP)
 
+    def joined_people(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> list[tuple[str, Optional[str]]]:
+        links = [h.link for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id][:scan_limit]
+        return [(link.rf_user_id, link.email) for link in links if link.final]
+
     def _capped(self, campaign_id: str, limit: int, scan_limit: int,
                 key: Callable[[Link], Any]) -> tuple[dict[Any, int], bool]:
         """As DynamoDB reads them: the campaign's links until `limit` match, or `scan_limit` were read."""
@@ -467,6 +471,9 @@ class MemorySettings:
         return {c: self.stored[c].document for c in campaign_ids if c in self.stored}
 
 
+DIGEST_KEY = "memory"        # the twin's table has no name: one fixed key (EdgeLog.digest)
+
+
 @_atomic
 class MemoryEdge:
     """The edge's log (ports/edge.py), with the same bounds as the table's."""
@@ -510,7 +517,7 @@ class MemoryEdge:
         return self.beats.get((scope, what))
 
     def digest(self, kind: str, value: str) -> str:
-        return digest("memory", kind, value)          # the twin's table has no name: one fixed key
+        return digest(DIGEST_KEY, kind, value)
 
 
 @_atomic

@@ -7,7 +7,7 @@ import math
 from typing import Callable, Optional, Sequence, TypeVar
 
 from ..ports import Later, MessageTooLarge, NotSent, ReceivedLetter
-from ..ports.queue import REASON_KEPT, TRIES, WAITS
+from ..ports.queue import OUTAGE_SINCE, REASON_KEPT, TRIES, WAITS
 
 SQS_MAX_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
@@ -56,7 +56,9 @@ class Queue:
         self._send_batches([({
             "MessageBody": encode(m.body), "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, math.ceil(m.delay))),
             "MessageAttributes": {TRIES: {"DataType": "Number", "StringValue": str(m.tries)},
-                                  WAITS: {"DataType": "Number", "StringValue": str(m.waits)}}}, m.body)
+                                  WAITS: {"DataType": "Number", "StringValue": str(m.waits)},
+                                  **({OUTAGE_SINCE: {"DataType": "Number", "StringValue": f"{m.outage_since:.3f}"}}
+                                     if m.outage_since is not None else {})}}, m.body)
             for m in later])
 
     def _send_batches(self, entries: list[tuple[dict, dict | str]]) -> None:

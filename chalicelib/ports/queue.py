@@ -22,18 +22,21 @@ class NotSent(RuntimeError):
 
 
 TRIES, WAITS = "bridge-tries", "bridge-waits"      # the message attributes of a copy sent to wait
+OUTAGE_SINCE = "bridge-outage-since"                # (and when its first wait for a vendor's outage began)
 REASON_KEPT = 1000                                  # a dead letter keeps this much of its reason (an attribute)
 
 
 @dataclass(frozen=True)
 class Later:
     """A message sent back to the queue to wait: its body as it came, how long it waits, and the
-    tries and waits it has had (carried as message attributes, since SQS counts receives only)."""
+    tries and waits it has had (carried as message attributes, since SQS counts receives only), and
+    since when it waits out a vendor's outage (the epoch seconds of its first such wait, or None)."""
 
     body: str
     delay: float
     tries: int
     waits: int
+    outage_since: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ class LinkRepository(Protocol):
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         """The campaign's joins the settings ignored (action nothing), by kind (lead, referrer; None: not
         known), counting up to `limit` of them, read as `linked_elsewhere` reads (and as complete)."""
+    def joined_people(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> list[tuple[str, Optional[str]]]:
+        """The RF user id and email of each of the campaign's joins applied (final), among its first
+        `scan_limit` links: whom doctor recognises a refused join's digests by (its body is not trusted
+        with the person in clear)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
@@ -366,7 +370,8 @@ SWEEP_ROUND = "pending#round"
 class Cursor(Protocol):
     """Where reconciliation left off, by name: the sweep of pending leads (`PENDING_SWEEP`; None
     between rounds) and when its latest round began (`SWEEP_ROUND`, epoch seconds), and the search of
-    each workspace's changed contacts (`changes#<workspace>`, the time it last finished)."""
+    each workspace's changed contacts (`changes#<workspace>`, the time it last finished; until one did,
+    `changes#<workspace>#start`, where the first ones start)."""
 
     def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
     def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None: ...

@@ -83,13 +83,14 @@ class DeadLetter:
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
                                  ("email", self.email)) if v is not None}
+        if self.kind == SEARCH and self.superseded:    # whatever failed it (the plan too): `--superseded` takes it
+            out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX})
         # Intercom's plan (not the token's fault, as the reason would make one think), or RF refusing the
         # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
-        if plan_restricted(self.reason) or rf_token_refused_in(self.reason):
+        elif plan_restricted(self.reason) or rf_token_refused_in(self.reason):
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         elif self.kind == SEARCH:
-            out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX} if self.superseded
-                       else {"fix": SEARCH_FIX})
+            out["fix"] = SEARCH_FIX
         if show_payload:
             out["payload"] = self.body if raw else mask_emails(self.body, self.given_email)
         return out
@@ -144,7 +145,8 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
         return RF_TOKEN.format(replay=_replay(reason, campaign))
     token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
     if rf_token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
-        return (f"Referral Factory refuses the RF token or does not know campaign {campaign} with it (see "
+        named = f"campaign {campaign}" if campaign else "the campaign"
+        return (f"Referral Factory refuses the RF token or does not know {named} with it (see "
                 f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")
     if never_succeeds(reason):
         return ("Referral Factory says it does not have this user: an RF token of another account than the "

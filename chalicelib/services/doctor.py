@@ -19,6 +19,7 @@ from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
+from ..domain.outage import outage_of
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
@@ -501,7 +502,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
         resolved = joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS) else ""
-        sampled = len({s.rf_user_id for s in samples})
+        sampled = len({s.rf_user_id or s.rf_user_digest or s.email_digest for s in samples})
         if resolved and total <= sampled:          # every refused person is among those known joined
             report.add(check, True, f"{refused}; {resolved}: resolved since", key=reason)
             continue
@@ -525,18 +526,30 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
 
 
 def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> str:
-    """Whether the people of a reason's refusal samples (at most SAMPLES, one batch read of their links)
-    were all joined since (`bridge backfill --apply`, or RF's webhook once accepted): said, or "" (a
-    sample without an RF id, or a person not joined)."""
-    refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
-    if not samples or any(not s.rf_user_id for s in samples):
+    """Whether the people of a reason's refusal samples (at most SAMPLES) were all joined since (`bridge
+    backfill --apply`, or RF's webhook once accepted): said, or "" (a sample naming nobody, or a person not
+    joined). A sample with the RF id in clear: one batch read of their links; one that kept the person as
+    digests (a body that did not authenticate): matched with the campaign's joined people, digested alike."""
+    if not samples or any(not (s.rf_user_id or s.rf_user_digest or s.email_digest) for s in samples):
         return ""
+    refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
     links = store.links.get_many(refs)
     if len(links) < len(refs) or any(not link.status.final for link in links.values()):
         return ""
-    return (f"the refused person (RF user {next(iter(refs)).rf_user_id}) was joined since" if len(refs) == 1 else
-            f"the {len(refs)} refused people sampled (RF users "
-            f"{', '.join(sorted(r.rf_user_id for r in refs))}) were joined since")
+    joined = {ref.rf_user_id for ref in refs}
+    digested = [s for s in samples if not s.rf_user_id]
+    if digested:
+        known: dict[str, str] = {}
+        for rf_user_id, email in store.links.joined_people(c):
+            known[store.edge.digest("rf_user", rf_user_id)] = rf_user_id
+            if email:
+                known[store.edge.digest("email", email)] = rf_user_id
+        found = [known.get(s.rf_user_digest or "") or known.get(s.email_digest or "") for s in digested]
+        if not all(found):
+            return ""
+        joined.update(rf_user_id for rf_user_id in found if rf_user_id)
+    return (f"the refused person (RF user {next(iter(joined))}) was joined since" if len(joined) == 1 else
+            f"the {len(joined)} refused people sampled (RF users {', '.join(sorted(joined))}) were joined since")
 
 
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
@@ -666,8 +679,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
-    if dlq:
-        _dead_letters(rt, report, settings, rf_refused)
+    searches = _dead_letters(rt, report, settings, rf_refused) if dlq else []
     if settings.qualification is None:
         return
     # (`read_all` False: the scan stopped at PENDING_SCAN pending links, so what it says is of those only)
@@ -681,7 +693,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     else:
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
-    _reconciliation(rt, report, settings, applied_at, conn)
+    _reconciliation(rt, report, settings, applied_at, conn, [d for d in searches if not d.superseded])
     if settings.qualification.match == "email" or not pending:
         return
     if attributes is None:
@@ -704,10 +716,12 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
 
 
-def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_refused: bool = False) -> None:
+def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
+                  rf_refused: bool = False) -> list[dead_letters.DeadLetter]:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
-    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's)."""
+    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's).
+    Answers the workspace's dead-lettered searches of changed contacts (reconciliation's finding reads them)."""
     c, ws = settings.campaign_id, settings.workspace
     listing = dead_letters.look(rt)
     letters = listing.letters
@@ -725,7 +739,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, None, ws), key=f"no_campaign:{tag(reason)}")
+                   dead_letters.replay_fix(reason, None, ws, rf_refused), key=f"no_campaign:{tag(reason)}")
     _searches(report, ws, searches)
     if listing.not_seen:           # held by another command, or past the scan's end: they may be this campaign's
         cause = dead_letters.CUT if listing.cut else f"hidden by another command: {dead_letters.HOLDERS}"
@@ -737,6 +751,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings, rf_r
                    warn=True, key="not_read")
     elif not mine and not unnamed and not searches:
         report.add("dead_letters", True, f"no dead letters for campaign {c} or without a campaign", key="none")
+    return searches
 
 
 def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -> None:
@@ -757,10 +772,11 @@ def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,
-                    conn: Optional[Connection]) -> None:
+                    conn: Optional[Connection], failing: list[dead_letters.DeadLetter]) -> None:
     """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
-    the campaign's settings were stored; `conn`: the workspace's connection, as read for this report."""
+    the campaign's settings were stored; `conn`: the workspace's connection, as read for this report;
+    `failing`: its searches in the dead-letter queue that no later search superseded (an outage's)."""
     from .qualification.changes import cursor_name
     from .reconcile import past_sweep_age, searchable
 
@@ -775,6 +791,17 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "without the workspace's token (" + ("it has never searched them" if last is None else
                                                         f"the last search ran {(now - float(last)) / 60:.0f} min ago")
                    + ")")
+    elif failing and (last is None or (now - float(last)) / 60 > late_after):
+        # The schedule runs: its searches fail (an outage passes by itself; the next search that succeeds
+        # covers every change since the last that did).
+        failing = sorted(failing, key=lambda d: d.failed_at or "")
+        vendor = outage_of(failing[-1].reason or "")
+        report.add("reconciliation", False, (f"{vendor} is unavailable: " if vendor else "")
+                   + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
+                   + ("none has succeeded yet" if last is None else
+                      f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
+                   + f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].reason})",
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")

@@ -26,7 +26,7 @@ from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, InvalidSettings, Permanent
+from ..errors import Deferred, InvalidSettings, Permanent, waits
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -579,14 +579,14 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         if attempt.sent_create and not known.contact_id:      # the create's answer was never seen
             known = dataclasses.replace(known, uncertain_since=deps.clock())
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        # A wait (a 429's pause, search catching up...) is not a failure: the link says it waits, with
-        # what the next try needs all the same (the contact, its baseline, since when one may exist unseen).
-        waits = isinstance(exc, Deferred)
-        entry = Entry("join", "waiting" if waits else "failed", reason)
+        # A wait (a 429's pause, search catching up, a vendor's outage...) is not a failure: the link says it
+        # waits, with what the next try needs all the same (the contact, its baseline, since when one may exist unseen).
+        waiting = waits(exc)
+        entry = Entry("join", "waiting" if waiting else "failed", reason)
         # The first try that does not finish, and each replay, says what was received (a retry's try
         # of the same failed or waiting join does not repeat it).
         first = attempt.link is None or not attempt.link.status.tried or attempt.message.replayed_from
-        return JoinResult(LinkStatus.WAITING if waits else LinkStatus.FAILED, email=known.email,
+        return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email,
                           contact_id=known.contact_id, baseline=known.baseline,
                           uncertain_since=known.uncertain_since, reason=reason), \
             [_received(attempt), entry] if first else [entry]

@@ -9,7 +9,13 @@ to the dead-letter queue with its reason (and the failure is in the person's his
 A record that must wait (errors.Deferred: another worker's claim, a rate-limit pause, an open
 circuit) has not failed: a copy goes back to the queue with a delay, carrying the tries used so far
 (SQS's receive count cannot tell a wait from a try), and the original is deleted. Waiting never
-uses up a try, and never sends a message to the dead-letter queue."""
+uses up a try, and never sends a message to the dead-letter queue.
+
+A vendor's outage (errors.WorkError.outage: Intercom or Referral Factory answering 5xx, timing out or
+refusing connections, after the HTTP client's own retries) is a wait too, with a growing delay, up to
+BRIDGE_OUTAGE_HOURS from the record's first outage wait (carried by its copies); then it is dead-lettered
+with a reason that says so (domain/outage.py decides). Reconciliation's search of changed contacts does not
+wait: the next scheduled search covers its window (services/dead_letters.py: superseded); nor does a sync page."""
 from __future__ import annotations
 
 import random
@@ -20,12 +26,13 @@ from .. import messages
 from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
+from ..domain.outage import outage_wait, unavailable
 from ..errors import Deferred, Permanent, WorkError
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
 from ..observability import Masked, count, logger, mask_emails
 from ..ports import Later, WorkQueue
-from ..ports.queue import TRIES, WAITS
+from ..ports.queue import OUTAGE_SINCE, TRIES, WAITS
 from .concurrency import Runner
 from .deps import WorkDeps
 from .duplicates import Verification, on_verify
@@ -60,6 +67,7 @@ class Record:
     receive_count: int
     tries_before: int = 0      # tries used by the copies this message was deferred from
     waits: int = 0             # how often it was deferred
+    outage_since: Optional[float] = None   # its first wait for a vendor's outage (epoch seconds)
 
     @property
     def tries(self) -> int:
@@ -70,14 +78,15 @@ class Record:
     def from_lambda(cls, raw: dict) -> "Record":
         attributes = raw.get("messageAttributes") or {}
 
-        def number(name: str) -> int:
+        def number(name: str) -> Optional[float]:
             try:
-                return max(0, int((attributes.get(name) or {}).get("stringValue", "0")))
+                value = float((attributes.get(name) or {}).get("stringValue", "x"))
             except ValueError:
-                return 0
+                return None
+            return max(0.0, value) if value == value else None     # (not NaN)
         return cls(raw.get("messageId", ""), raw.get("body", ""), raw.get("receiptHandle", ""),
                    int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")),
-                   number(TRIES), number(WAITS))
+                   int(number(TRIES) or 0), int(number(WAITS) or 0), number(OUTAGE_SINCE))
 
 
 M = TypeVar("M")
@@ -106,6 +115,7 @@ class Handler(Generic[M, C]):
     run_all: Optional[Callable[[list[M], WorkDeps, C, Runner], list[Any]]] = None
     about: Callable[[M, C], Iterable[Hashable]] = _about
     handle_last_try: Optional[Callable[[M, WorkDeps, C, bool], Any]] = None
+    waits_out_outages: bool = True     # False: a vendor's outage is a failed try, as any other failure
 
 
 @dataclass(eq=False)
@@ -156,7 +166,9 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
     ready: list[Job] = []
     for job in jobs:
         context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
-        if isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
+        if isinstance(context, WorkError) and _outage(handlers, job, context):
+            results.append(_waits_out(work, job.record, job.message, context))
+        elif isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
             results.append(_waits(work, job.record, job.message, context))
         elif isinstance(context, Permanent):   # its read failed for good (the workspace disconnected): no retry
             results.append(_failed(work, job.record, job.message, context.reason, False, None, context.person))
@@ -212,15 +224,26 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
     about = {job: {("record", id(job)), *handlers[type(job.message)].about(job.message, contexts[job])}
              for job in alone}
     outcomes.update(zip(alone, pool.chains(one, alone, lambda job: about[job])))
-    return [_result(work, job, outcomes[job]) for job in jobs]
+    return [_result(work, job, outcomes[job], _outage(handlers, job, outcomes[job])) for job in jobs]
 
 
-def _result(work: Work, job: Job, outcome: Any) -> Result:
+def _outage(handlers: dict[type, Handler], job: Job, outcome: Any) -> bool:
+    """Did the record fail with a vendor's outage that its kind waits out?"""
+    handler = handlers.get(type(job.message))
+    return (isinstance(outcome, WorkError) and outcome.outage is not None and handler is not None
+            and handler.waits_out_outages)
+
+
+def _result(work: Work, job: Job, outcome: Any, outage: bool = False) -> Result:
     record, message = job.record, job.message
+    if outage:              # not a try: it waits for the vendor, up to the outage budget
+        return _waits_out(work, record, message, outcome)
     if isinstance(outcome, Deferred):    # not a failure: it waits, without using up a try
         return _waits(work, record, message, outcome)
     if isinstance(outcome, WorkError):
-        return _failed(work, record, message, outcome.reason, outcome.retryable, outcome.retry_after, outcome.person)
+        # (a kind that does not wait out an outage still says it, as doctor reads it: domain/outage.outage_of)
+        reason = f"{unavailable(outcome.outage)}: {outcome.reason}" if outcome.outage else outcome.reason
+        return _failed(work, record, message, reason, outcome.retryable, outcome.retry_after, outcome.person)
     if isinstance(outcome, Exception):   # a bug or an outage we did not foresee: retry, then dead-letter
         return _failed(work, record, message, f"{type(outcome).__name__}: {outcome}", True, None)
     count("RecordsProcessed")
@@ -270,9 +293,9 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 
 
 def _read_failed(exc: Exception) -> WorkError:
-    # The read must wait (a rate-limit pause, a spent budget), or retrying will not help (the workspace
-    # disconnected): each goes on as itself, with its own reason.
-    if isinstance(exc, (Deferred, Permanent)):
+    # The read must wait (a rate-limit pause, a spent budget, a vendor's outage), or retrying will not help
+    # (the workspace disconnected): each goes on as itself, with its own reason.
+    if isinstance(exc, (Deferred, Permanent)) or (isinstance(exc, WorkError) and exc.outage):
         return exc
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
@@ -287,7 +310,7 @@ def settle(results: list[Result], work: Work) -> dict:
         summary["waiting"] = len(waiting)
         # Copies first: if this fails, the whole batch comes back and nothing is lost.
         work.queue.defer([Later(r.record.body, r.retry_after or DEFAULT_WAIT, r.record.tries - 1,
-                                r.record.waits + 1) for r in waiting])
+                                r.record.waits + 1, r.record.outage_since) for r in waiting])
     if not retry:
         return summary
     kept = work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
@@ -317,6 +340,21 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
         except Exception:  # the wait stands without its note
             logger.exception("could not note the wait in the history")
     return Result(record, "wait", exc.reason, delay)
+
+
+def _waits_out(work: Work, record: Record, message: Any, exc: WorkError) -> Result:
+    """A vendor's outage: the record waits for it (its copies carry since when), or, past the outage budget,
+    is dead-lettered with a reason that says so."""
+    assert exc.outage is not None
+    decided = outage_wait(exc.outage, exc.reason, record.outage_since, work.clock(), work.config.outage_hours * 3600,
+                          random.random())
+    if decided.delay is None:
+        count("RecordsFailed")
+        return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind)
+    record.outage_since = decided.since
+    wait = Deferred(decided.reason, retry_after=decided.delay)
+    wait.person = exc.person
+    return _waits(work, record, message, wait)
 
 
 def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bool, retry_after: Optional[float],
@@ -402,8 +440,10 @@ HANDLERS: dict[type, Handler] = {
     ContactMessage: Handler(Batch.read, _contact, about=_contact_about),
     CheckMessage: Handler(Batch.read, on_check),
     VerifyMessage: Handler(Verification.read, on_verify),
-    ChangesMessage: Handler(lambda messages_, deps: None, _changes),   # one search per workspace
-    SyncPageMessage: Handler(lambda messages_, deps: None, handle_last_try=sync.on_page,
+    # One search per workspace. An outage is not waited out: the next scheduled search covers the window.
+    ChangesMessage: Handler(lambda messages_, deps: None, _changes, waits_out_outages=False),
+    # (a sync page's outage is a try: `sync status` shows it retrying, then failed, as any other failure)
+    SyncPageMessage: Handler(lambda messages_, deps: None, handle_last_try=sync.on_page, waits_out_outages=False,
                              about=lambda message, context: [("sync", message.campaign_id)]),
     ReferralCountMessage: Handler(read_counts, on_count),
 }

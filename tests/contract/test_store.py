@@ -487,6 +487,22 @@ def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number
     assert store.links.linked_elsewhere("44", WS, 100) == ({}, True)
 
 
+def test_a_campaigns_joined_people_are_read_past_pages_with_their_email_and_no_unfinished_join(store, monkeypatch):
+    """What doctor matches a refused join's digests with: the campaign's applied joins (linked or ignored),
+    their RF id and email, however many pages; not a failed or held join, a referrer's count, another's."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    joined(store, PersonRef("42", "1"))
+    claim = store.links.claim(PersonRef("42", "2"), WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="bob@example.com", reason="RF answered 404"), [])
+    store.links.claim(PersonRef("42", "3"), WS)                                 # a join still held
+    store.links.referrer_contact(PersonRef("42", "4"), "c4", WS)                 # a referrer's count: not a link
+    claim = store.links.claim(PersonRef("42", "5"), WS)
+    store.links.finish(claim, JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"), [])
+    joined(store, PersonRef("43", "6"))                                        # another campaign's
+    assert sorted(store.links.joined_people("42")) == [("1", "ann@example.com"), ("5", None)]
+    assert store.links.joined_people("44") == []
+
+
 def test_a_campaigns_ignored_joins_are_counted_by_kind_past_any_number_of_other_links(store, monkeypatch):
     """What `settings apply` asks when an action turns from nothing to creating: the joins ignored under
     nothing (a backfill sends them), by kind, up to `limit`, however many other links come first."""

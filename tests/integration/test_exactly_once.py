@@ -65,7 +65,7 @@ def test_a_lost_answer_rf_never_applied_is_sent_again_only_after_rf_says_no(brid
     bridge.notify("contact.lead.updated", contact["id"])
     bridge.drain()
     rf.clear_faults()
-    bridge.poller.expire_inflight()
+    bridge.poller.release_delayed()                                  # RF's 503s: an outage, waited out
     bridge.poller.drain(retry_failures=True)
     assert qualified_ids(rf) == [lead["id"]]
     asks = [r["method"] for r in rf.requests if r["path"].startswith("/users")]
@@ -84,7 +84,7 @@ def test_a_503_with_retry_after_to_the_put_is_not_sent_again_before_rf_is_asked(
     link = bridge.history(42, lead["id"])["link"]
     assert len(puts(rf)) == 1 and link["qualification"] == "unconfirmed"
     rf.clear_faults()
-    bridge.poller.expire_inflight()
+    bridge.poller.release_delayed()                                  # RF's 503s: an outage, waited out
     bridge.poller.drain(retry_failures=True)
     asks = [r["method"] for r in rf.requests if r["path"].startswith("/users")]
     assert asks.count("PUT") == 2 and asks[-2:] == ["GET", "PUT"] and qualified_ids(rf) == [lead["id"]]

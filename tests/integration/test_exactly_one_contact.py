@@ -33,9 +33,10 @@ def tagged(contact) -> list[str]:
 def retried_until_done(bridge):
     outcomes = bridge.drain()
     for _ in range(3):
-        if all(o.ok for o in outcomes):
+        if bridge.queued() == 0:
             break
         bridge.poller.expire_inflight()
+        bridge.poller.release_delayed()        # Intercom's 500 or lost answer: an outage, waited out
         outcomes = bridge.drain()
     return outcomes
 

@@ -10,6 +10,8 @@ from typing import Any, Optional
 from chalicelib.domain.history import iso
 from chalicelib.ports.edge import RefusalSample
 from chalicelib.services.doctor import as_text, examine
+from chalicelib.services.ingest import receive_rf_join
+from tests.fakes import FakeEdge
 from tests.unit import scenario
 from tests.unit.test_doctor_advice import Doctored
 
@@ -34,10 +36,25 @@ def checks(view: dict, check: str) -> list[dict]:
 
 def refuse(rt: Doctored, scope: str = "campaign:42", reason: str = "unauthorized",
            message: str = "missing or wrong header", rf_user_id: Optional[str] = None) -> str:
-    """A request the edge refused now (of `rf_user_id`'s join, when given): when, as the sample says it."""
+    """A request the edge refused now (of `rf_user_id`'s join, when given): when, as the sample says it. A
+    join refused for its secret is sampled by the edge itself (the person it names kept as digests)."""
     at = iso(rt.clock())
-    rt.store.edge.refused(scope, RefusalSample(reason, at, message, rf_user_id=rf_user_id))
+    if reason == "unauthorized" and rf_user_id is not None:
+        refused_for_its_secret(rt, rf_user_id, f"user{rf_user_id}@example.com")
+    else:
+        rt.store.edge.refused(scope, RefusalSample(reason, at, message, rf_user_id=rf_user_id))
     return at
+
+
+def refused_for_its_secret(rt: Doctored, rf_user_id: str, email: str) -> None:
+    """A join RF sent with the wrong X-Bridge-Secret, refused and sampled as the edge keeps it (the person
+    as digests), in campaign 42's log."""
+    edge = FakeEdge()
+    edge.clock = rt.clock
+    raw = json.dumps({"id": rf_user_id, "campaign_id": "42", "email": email}).encode()
+    assert receive_rf_join({"X-Bridge-Secret": "old-secret"}, raw, edge).status == 401
+    [(campaign, _, sample)] = edge.refusals
+    rt.store.edge.refused(f"campaign:{campaign}", sample)
 
 
 # --- 3. refused webhooks, then accepted ones ------------------------------------------------------

@@ -198,3 +198,18 @@ def test_rf_placing_the_user_in_another_campaign_fails_the_qualification_without
     with pytest.raises(Permanent):                             # a replay asks again, and refuses again
         work.deps.qualifier.evaluate(link_of(work), SETTINGS, Sighting(met(contact).contact, "replay", replay=True))
     assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.FAILED
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rf_refusing_the_token_when_asked_first_fails_the_qualification_without_the_put(status):
+    """The PUT would be refused too, and each refused one spends 2-3 calls of RF's 600 a minute: one call,
+    the ask, and the qualification failed with the token's fix (`bridge rf connect`, then replay)."""
+    work = world()
+    link, contact = joined(work)
+    refused = f"Referral Factory answered {status}: Unauthenticated — the RF token is invalid: run `bridge rf connect`"
+    work.apis.rf_.get_answers = [Permanent(refused, status=status)]
+    with pytest.raises(Permanent):
+        work.deps.qualifier.evaluate(link, SETTINGS, met(contact))
+    assert work.apis.rf_.calls == ["get_user 7"]
+    failed = link_of(work)
+    assert failed.qualification is QState.FAILED and "`bridge rf connect`" in failed.reason

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from chalicelib.errors import ApiError
 from chalicelib.services.doctor import examine
 from chalicelib.services.worker import handle_batch
@@ -83,3 +85,21 @@ def test_discard_superseded_leaves_the_searches_an_outage_still_fails_and_every_
                            "gave up after 3 tries: Intercom answered 503: Service Unavailable", 3, "now")
     code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--superseded", "--yes")
     assert code == 0 and out.startswith("1 dead letter(s) discarded") and len(work.queue.letters) == 2
+
+
+@pytest.mark.parametrize("searched_before, runs, since", [(False, 2, "none has succeeded yet"),
+                                                          (True, 5, "the last that succeeded ran 75 min ago")])
+def test_while_an_outage_fails_the_searches_doctor_names_it_not_the_schedule(searched_before, runs, since):
+    """Walkthrough: Intercom answered 503 to everything; doctor said "reconciliation has never searched ... check
+    that the reconcile schedule runs ... apply settings once more". The schedule ran: its searches failed."""
+    rt = doctored()
+    if searched_before:
+        assert handle_batch(records(changes(rt.work)), rt.work)["done"] == 1
+    outage(rt, runs)
+    [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
+    assert not told["ok"] and told["what"].startswith(
+        f"Intercom is unavailable: reconciliation's searches of the changed contacts of workspace ws fail ({since}; "
+        f"{runs} failed since ")
+    assert told["what"].endswith("the last: gave up after 3 tries: Intercom unavailable: Intercom answered 503: "
+                                 "Service Unavailable)")
+    assert "check that the reconcile schedule runs" not in told["fix"] and "apply" not in told["fix"] and "nothing is lost" in told["why"]

@@ -10,8 +10,10 @@ from chalicelib.domain.history import iso
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
+from chalicelib.errors import ApiError
 from chalicelib.messages import ChangesMessage
 from chalicelib.services.reconcile import past_sweep_age, reconcile
+from chalicelib.services.worker import RetryBatch
 from tests.unit.scenario import WS, check, history, joined, link_of, reasons, run, set_value, settings, world
 
 YES = Qualification(attribute="custom_attributes.signed_up", value="Yes")
@@ -98,6 +100,21 @@ def test_the_next_search_starts_an_hour_before_the_last_one_and_the_first_looks_
     first, second = (q["value"][0]["value"] for q in work.apis.intercom_.searches)
     assert first == int(at - 7 * DAY - 3600) - DAY and second == int(at - 3600) - DAY
     assert work.store.cursor.get("changes#ws") == repr(at + 900)
+
+
+def test_until_a_search_succeeded_each_starts_a_week_before_the_earliest_one_asked():
+    """Failed first searches move no start (nor does the next run's, worked before the first run's): the
+    search that succeeds, 8 days later, covers every change they were to find."""
+    work = connected(world())
+    joined(work)
+    at = work.clock()
+    for asked in (at + 900, at):
+        work.apis.intercom_.fail["search_contacts"] = ApiError("Intercom", 503, "Service Unavailable")
+        with pytest.raises(RetryBatch):
+            run(work, changes(work, asked))
+    run(work, changes(work, at + 8 * DAY))
+    [query] = work.apis.intercom_.searches
+    assert query["value"][0]["value"] == int(at - 7 * DAY - 3600) - DAY
 
 
 def test_contacts_that_changed_without_reaching_the_target_cost_nothing_but_the_search():

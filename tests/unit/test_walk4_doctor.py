@@ -9,7 +9,7 @@ from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
 from tests.fakes import FakeEdge
 from tests.unit import scenario
 from tests.unit.test_doctor_advice import Doctored
-from tests.unit.test_doctor_walk import checks, healthy, look, pending
+from tests.unit.test_doctor_walk import checks, healthy, look, pending, refused_for_its_secret
 from tests.unit.test_workspace_move import apply
 
 
@@ -109,9 +109,9 @@ def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a
     assert "not in Intercom" not in text
 
 
-def test_joins_refused_for_their_secret_stay_fixed_until_they_expire_as_the_edge_keeps_no_rf_id_of_them():
+def test_joins_refused_for_their_secret_keep_only_digests_and_are_resolved_once_their_people_were_joined():
     """A wrong X-Bridge-Secret: the edge keeps the person such a body names only as digests (anyone can send
-    one), so doctor cannot tell they were joined since: "fixed?" with the backfill fix, never "resolved"."""
+    one); doctor recognises them by the digests of the campaign's joined people: resolved since, no fix."""
     rt = healthy()
     rt.work.clock.now += 60
     refused_at_edge(rt, "7", secret="wrong")
@@ -122,7 +122,8 @@ def test_joins_refused_for_their_secret_stay_fixed_until_they_expire_as_the_edge
     assert sample.rf_user_id is None and sample.rf_user_digest == rt.store.edge.digest("rf_user", "7")
     view, _ = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
-    assert refused["warn"] and refused["what"].endswith("fixed?") and "backfill" in refused["fix"]
+    assert (refused["ok"], refused["warn"], refused["fix"]) == (True, False, ""), refused
+    assert refused["what"].endswith("resolved since"), refused
 
 
 def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_joined():
@@ -133,3 +134,22 @@ def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_join
     view, _ = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
     assert not refused["ok"] and "resolved" not in refused["what"] and "fixed?" not in refused["what"]
+
+
+def test_a_refused_join_whose_email_was_joined_under_another_rf_id_is_resolved_and_a_stranger_is_not():
+    """The edge keeps a wrong-secret body's person as digests: doctor recognises them by the RF id or by
+    the email of the campaign's joined people; a body naming nobody joined stays a warning."""
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    rt.work.clock.now += 60
+    refused_for_its_secret(rt, "9", "Ann@Example.com")
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    scenario.joined(rt.work, "7", "ann@example.com")
+    [refused] = checks(look(rt)[0], "webhooks.rf_refused")
+    assert refused["what"].endswith("the refused person (RF user 7) was joined since: resolved since"), refused
+    refused_for_its_secret(rt, "8", "eve@example.com")
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    [refused] = checks(look(rt)[0], "webhooks.rf_refused")
+    assert refused["warn"] and "resolved" not in refused["what"]

@@ -103,7 +103,8 @@ CONFLICT_TRIES = 4         # a finishing transaction's tries while other transac
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
 
-def _capped(campaign_id: str, limit: int, scan_limit: int, attribute: str, condition: Any) -> tuple[list[LinkItem], bool]:
+def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: list[str],
+            condition: Any) -> tuple[list[LinkItem], bool]:
     """The campaign's links matching `condition` (a filter, applied after each page is read), page after page
     until `limit` are found, none is left, or `scan_limit` links were read (each page asks for no more than
     are left of it): (those found, False when the read stopped at `scan_limit`)."""
@@ -112,7 +113,7 @@ def _capped(campaign_id: str, limit: int, scan_limit: int, attribute: str, condi
     read, start = 0, None
     while True:
         pages = LinkItem.query(pk, LinkItem.sk.startswith(prefix), filter_condition=condition,
-                               attributes_to_get=[attribute], page_size=min(LINKS_PAGE, scan_limit - read),
+                               attributes_to_get=attributes, page_size=min(LINKS_PAGE, scan_limit - read),
                                last_evaluated_key=start).page_iter
         page = next(pages)
         found += [LinkItem.from_raw_data(raw) for raw in page.get(_FOUND, [])]
@@ -143,14 +144,19 @@ class DynamoLinks:
 
     def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int,
                          scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
-        found, complete = _capped(campaign_id, limit, scan_limit, "workspace",
+        found, complete = _capped(campaign_id, limit, scan_limit, ["workspace"],
                                   (LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.workspace != workspace))
         return dict(Counter(i.workspace for i in found)), complete
 
     def ignored_in(self, campaign_id: str, limit: int,
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
-        found, complete = _capped(campaign_id, limit, scan_limit, "kind", LinkItem.status == LinkStatus.IGNORED.value)
+        found, complete = _capped(campaign_id, limit, scan_limit, ["kind"], LinkItem.status == LinkStatus.IGNORED.value)
         return dict(Counter(i.kind for i in found)), complete
+
+    def joined_people(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> list[tuple[str, Optional[str]]]:
+        found, _ = _capped(campaign_id, scan_limit, scan_limit, ["rf_user_id", "email"],
+                           LinkItem.status.is_in(*(s.value for s in LinkStatus if s.final)))
+        return [(i.rf_user_id, i.email) for i in found]
 
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:

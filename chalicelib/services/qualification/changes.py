@@ -27,6 +27,11 @@ def cursor_name(workspace: str) -> str:
     return f"changes#{workspace}"
 
 
+def start_name(workspace: str) -> str:
+    """Where the workspace's searches start until one succeeded (then `cursor_name` says)."""
+    return f"changes#{workspace}#start"
+
+
 def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None) -> str:
     ws = message.workspace
     campaigns = _campaigns(deps, ws)
@@ -35,7 +40,7 @@ def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None)
     if not targets:
         return "no_rules"
     last = deps.cursor.get(cursor_name(ws))
-    since = (float(last) if last else message.at - message.lookback) - OVERLAP
+    since = (float(last) if last else _first_start(deps, message)) - OVERLAP
     query = changes_query(targets, since)
     intercom, after, pages = deps.apis.intercom(ws), None, 0
     seen: set[str] = set()
@@ -53,6 +58,19 @@ def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None)
     logger.info("reconciliation searched changed contacts", extra={"workspace": ws, "contacts": len(seen),
                                                                    "pages": pages})
     return "done"
+
+
+def _first_start(deps: WorkDeps, message: ChangesMessage) -> float:
+    """Before any search of the workspace succeeded: `lookback` before the earliest one asked, kept before
+    it searches. A failed first search's window stays the next one's (not moved on to `lookback` before the
+    next one's time, past changes it was to find), so the search that succeeds covers it, and a failed
+    search is rightly said superseded by the cursor (dead_letters.marked)."""
+    start = message.at - message.lookback
+    kept = deps.cursor.get(start_name(message.workspace))
+    if kept is not None and float(kept) <= start:
+        return float(kept)
+    deps.cursor.set(repr(start), start_name(message.workspace))
+    return start
 
 
 def _campaigns(deps: WorkDeps, workspace: str) -> dict[str, CampaignSettings]:

@@ -12,7 +12,7 @@ from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first
 from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
-from ...errors import Permanent, Transient, Uncertain
+from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain
 from ...observability import count, logger
 from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
 
@@ -103,7 +103,8 @@ class Qualifier:
             self._unconfirmed(claim, exc, entries, said_no)
             raise exc.about(*link.ref)
         except Permanent as exc:
-            if not isinstance(exc, OtherCampaign):
+            # (a refused token would refuse the question too: not asked)
+            if not isinstance(exc, OtherCampaign) and exc.status not in REFUSED_TOKEN:
                 try:
                     if self._rf_says(link, quiet=True):      # e.g. a resent PUT answered "already qualified"
                         return self._qualified(claim, via, entries, asked=True)
@@ -143,13 +144,16 @@ class Qualifier:
         """Is the user qualified in RF? None when RF refused the question. Unreachable: raises
         Transient (no PUT may follow), or with `quiet` answers None (the caller has an error of its
         own to raise). RF placing the user in another campaign than the link's raises OtherCampaign:
-        no PUT follows, ever (it would qualify a user of another campaign)."""
+        no PUT follows, ever (it would qualify a user of another campaign). RF refusing the token
+        (401/403) raises it, unless `quiet`: the PUT would be refused too, and spend RF's budget."""
         try:
             user = campaign_user(self.apis.rf().get_user(link.rf_user_id), link.campaign_id, link.rf_user_id)
             return bool(qualified_at(user, link.rf_user_id))
         except OtherCampaign:
             raise                  # RF's answer, not a refused question
-        except Permanent:
+        except Permanent as exc:
+            if exc.status in REFUSED_TOKEN and not quiet:
+                raise
             return None            # e.g. 404: the PUT will say why, in RF's words
         except Transient:          # unreachable, or an answer without `qualified_at`
             if quiet:

@@ -1,0 +1,57 @@
+"""A vendor's outage (Intercom or Referral Factory answering 5xx, timing out, refusing connections, after the
+HTTP client's own retries) is waited out, not failed: the work goes back to the queue with a growing delay,
+without using up a try, until the vendor answers or the outage budget (BRIDGE_OUTAGE_HOURS, counted from the
+record's first outage wait) is spent; then it is dead-lettered with a reason that says so. Pure: no I/O, no
+clock of its own (`now`, and `spread`, a random number in [0, 1) for the jitter, are given)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .history import iso
+
+FIRST_WAIT = 30.0          # seconds: the first wait...
+LONGEST_WAIT = 900.0       # ...doubles (it is as long as the outage so far) up to SQS's longest delay
+JITTER = 0.2               # up to a fifth shorter: what one outage held back does not all come back at once
+
+
+@dataclass(frozen=True)
+class OutageWait:
+    """Wait `delay` seconds (None: give up, and dead-letter with `reason`); `since`: the record's first outage
+    wait, carried by its copies."""
+
+    since: float
+    delay: Optional[float]
+    reason: str
+
+
+def unavailable(vendor: str) -> str:
+    """How a reason names a vendor's outage (it starts the reasons of outage waits and of their dead letters)."""
+    return f"{vendor} unavailable"
+
+
+def outage_of(reason: str) -> Optional[str]:
+    """The vendor whose outage a recorded reason names (one of ours), or None."""
+    return next((v for v in VENDORS if unavailable(v) in reason), None)
+
+
+VENDORS = ("Intercom", "Referral Factory")
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.3g} h"
+
+
+def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, budget: float,
+                spread: float = 0.0) -> OutageWait:
+    """What a record that failed with `vendor`'s outage (`reason`) does now. `since`: its first outage wait
+    (None: this is the first); `budget`: seconds it may wait from then."""
+    since = now if since is None else min(since, now)
+    waited = now - since
+    if waited >= budget:
+        return OutageWait(since, None, f"{unavailable(vendor)} for {hours(budget)} (since {iso(since)}; "
+                                       f"BRIDGE_OUTAGE_HOURS): {reason} — replay it once {vendor} answers again "
+                                       "(`bridge dlq replay`)")
+    delay = min(LONGEST_WAIT, max(FIRST_WAIT, waited), budget - waited) * (1 - JITTER * min(max(spread, 0.0), 1.0))
+    return OutageWait(since, max(1.0, delay), f"{unavailable(vendor)} since {iso(since)} ({reason}): the bridge waits "
+                                              f"for it, up to {hours(budget)} (BRIDGE_OUTAGE_HOURS)")

@@ -1,0 +1,37 @@
+"""An Intercom outage of hours heals by itself (walkthrough: five joins in a 5-minute outage all went to the
+dead-letter queue, "gave up after 5 tries", until someone ran `dlq replay`). On moto and the simulators,
+through the real HTTP clients: Intercom answers 503 to every call for 3 hours of the test's clock; the joins
+wait without using up a try, then each arrives exactly once, with nothing in the dead-letter queue."""
+from __future__ import annotations
+
+from .conftest import MAX_ATTEMPTS, join_body, lead_settings
+from .test_join_flow import new_lead
+
+
+def test_joins_wait_out_a_three_hour_intercom_outage_and_each_arrives_once(bridge, intercom, rf, clock):
+    bridge.apply(lead_settings())
+    leads = [new_lead(rf, email=f"p{n}@example.com", first_name=f"P{n}") for n in range(5)]
+    intercom.fail_next("*", ".*", 503, times=10**6)                 # every call, whatever it is
+    start = clock.now
+    for lead in leads:
+        assert bridge.post_join(join_body(lead)).status_code == 202
+    waits = 0
+    while clock.now < start + 3 * 3600:
+        [batch] = bridge.drain()
+        assert batch.ok and batch.received == 5                     # all five wait: none failed
+        waits += 1
+        clock.now += 900                                            # the longest wait (SQS's longest delay)
+        bridge.poller.release_delayed()
+    assert waits > 2 * MAX_ATTEMPTS and intercom.contacts == {} and bridge.dead_letters() == []
+    waiting = [e for e in bridge.history(42, leads[0]["id"])["history"] if e["event"] == "waiting"]
+    assert waiting and waiting[-1]["reason"].startswith("Intercom unavailable since ")
+    assert "Intercom answered 503" in waiting[-1]["reason"]
+
+    intercom.clear_faults()                                         # Intercom is back
+    bridge.drain()
+    bridge.later.release()                                          # the created leads' verification
+    bridge.drain()
+    assert sorted(c["email"] for c in intercom.contacts.values()) == [f"p{n}@example.com" for n in range(5)]
+    assert intercom.count("POST", "/contacts") - intercom.count("POST", "/contacts/") == 5    # one create each
+    assert bridge.queued() == 0 and bridge.dead_letters() == []
+    assert {bridge.history(42, lead["id"])["link"]["status"] for lead in leads} == {"linked"}

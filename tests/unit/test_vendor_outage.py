@@ -1,0 +1,158 @@
+"""A vendor's outage is waited out, not failed (domain/outage.py): Intercom answering 5xx for hours
+uses up no try; the joins wait with growing delays and, once it answers again, each arrives exactly once
+with nothing in the dead-letter queue. Past the outage budget (BRIDGE_OUTAGE_HOURS) they are
+dead-lettered with a reason that says the vendor was unavailable that long."""
+from __future__ import annotations
+
+import json
+from typing import Callable, Optional
+
+import pytest
+
+from chalicelib.domain.outage import LONGEST_WAIT, outage_wait
+from chalicelib.adapters.http import JsonApi
+from chalicelib.errors import ApiError
+from chalicelib.messages import JoinMessage
+from chalicelib.domain.link import LinkStatus, PersonRef
+from chalicelib.services.explain import as_text, explain
+from chalicelib.services.worker import RetryBatch, handle_batch
+from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+
+HOUR = 3600.0
+VISIBILITY = 720.0          # the work queue's visibility timeout (infra/template.yaml)
+
+
+# --- the decision -----------------------------------------------------------------------------------------
+def test_the_waits_start_at_30_s_and_double_up_to_sqs_longest_delay_without_passing_the_budget():
+    now, since, delays = 1000.0, None, []
+    while True:
+        decided = outage_wait("Intercom", "Intercom answered 503: Service Unavailable", since, now, 2 * HOUR)
+        if decided.delay is None:
+            break
+        since, now = decided.since, now + decided.delay
+        delays.append(decided.delay)
+    assert delays[:7] == [30, 30, 60, 120, 240, 480, 900] and max(delays) == LONGEST_WAIT
+    assert now == 1000 + 2 * HOUR                      # the last wait ends at the budget, not after it
+    assert decided.since == 1000 and decided.reason.startswith(
+        "Intercom unavailable for 2 h (since 1970-01-01T00:16:40.000Z; BRIDGE_OUTAGE_HOURS): Intercom answered 503")
+    assert "`bridge dlq replay`" in decided.reason
+
+
+def test_jitter_only_shortens_a_wait_by_up_to_a_fifth():
+    waits = [outage_wait("Referral Factory", "no answer", 0.0, 5000.0, 24 * HOUR, spread).delay
+             for spread in (0.0, 0.5, 0.999)]
+    assert waits[0] == LONGEST_WAIT and waits[1] == 0.9 * LONGEST_WAIT and 0.8 * LONGEST_WAIT < waits[2] < waits[1]
+    first = outage_wait("Referral Factory", "no answer", None, 5000.0, 24 * HOUR)
+    assert first.since == 5000.0 and first.reason.startswith("Referral Factory unavailable since")
+
+
+# --- the worker, on a simulated queue ---------------------------------------------------------------------
+LEAD = {"campaign_id": "42", "first_name": "Ann", "type": "lead", "referrer_id": "3"}
+SETTINGS = {"campaign_id": "42", "workspace": "ws",
+            "leads": {"action": "create_lead", "duplicates": "update",
+                      "fields": [{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"}]},
+            "referrers": {"action": "nothing"}}
+
+
+class Sqs:
+    """The work queue as SQS runs it for the worker: a record the batch hands back comes again after the
+    visibility timeout (or its `retry_in`), with one more receive; a deferred copy after its delay, with its
+    attributes; a message sent with a delay after it. The clock jumps to the next record due: no sleeping."""
+
+    def __init__(self, work: FakeWork):
+        self.work, self.due, self.made = work, [], 0
+
+    def send(self, body: dict | str, at: float, receives: int = 1, attributes: Optional[dict] = None) -> None:
+        self.made += 1
+        self.due.append((at, {"messageId": f"m{self.made}", "receiptHandle": f"rh{self.made}",
+                              "attributes": {"ApproximateReceiveCount": str(receives)},
+                              "messageAttributes": attributes or {},
+                              "body": body if isinstance(body, str) else json.dumps(body)}))
+
+    def run_until(self, until: float) -> None:
+        work, queue = self.work, self.work.queue
+        while self.due and min(at for at, _ in self.due) <= until:
+            work.clock.now = max(work.clock.now, min(at for at, _ in self.due))
+            batch = [r for at, r in self.due if at <= work.clock.now][:10]
+            self.due = [(at, r) for at, r in self.due if not any(r is b for b in batch)]
+            sent, deferred = len(queue.sent), len(queue.deferred)
+            try:
+                handle_batch(batch, work)
+                back = []
+            except RetryBatch:
+                back = [r for r in batch if r["receiptHandle"] not in queue.deleted]
+            now = work.clock.now
+            for r in back:
+                self.send(r["body"], now + queue.delayed.get(r["receiptHandle"], VISIBILITY),
+                          int(r["attributes"]["ApproximateReceiveCount"]) + 1, r["messageAttributes"])
+            for later in queue.deferred[deferred:]:
+                self.send(later.body, now + later.delay, attributes={
+                    name: {"stringValue": str(value), "dataType": "Number"} for name, value in (
+                        ("bridge-tries", later.tries), ("bridge-waits", later.waits),
+                        ("bridge-outage-since", later.outage_since)) if value is not None})
+            for message, delay in zip(queue.sent[sent:], queue.sent_delays[sent:]):
+                self.send(message, now + delay)
+
+
+def outage(hours: float, budget: Optional[str] = None) -> tuple[FakeWork, FakeIntercom]:
+    """Five joins while Intercom answers 503 to every call for `hours`, then Intercom answers again."""
+    intercom = FakeIntercom()
+    work = FakeWork(FakeApis(intercom, FakeRF()), **({"BRIDGE_OUTAGE_HOURS": budget} if budget else {}))
+    work.store.settings.put("42", SETTINGS, "ws")
+    intercom.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
+    sqs, start = Sqs(work), work.clock.now
+    for n in range(5):
+        sqs.send(JoinMessage(campaign_id="42", rf_user_id=str(n),
+                             person={**LEAD, "id": str(n), "email": f"p{n}@example.com"}).wire(), start)
+    sqs.run_until(start + hours * HOUR)
+    assert intercom.contacts == {}
+    intercom.down = None
+    sqs.run_until(start + 48 * HOUR)
+    assert sqs.due == []
+    return work, intercom
+
+
+def test_joins_wait_out_a_three_hour_intercom_outage_and_each_arrives_exactly_once():
+    work, intercom = outage(3)
+    assert work.queue.dead == []
+    assert sorted(c["email"] for c in intercom.contacts.values()) == [f"p{n}@example.com" for n in range(5)]
+    assert intercom.calls.count("create") == 5
+    waits = [d.waits for d in work.queue.deferred]
+    assert 10 <= max(waits) <= 30 and {d.tries for d in work.queue.deferred} == {0}    # no try used up
+    delays = sorted(d.delay for d in work.queue.deferred)
+    assert delays[0] < 40 and delays[-1] <= LONGEST_WAIT + 2
+
+
+def test_past_the_outage_budget_the_joins_are_dead_lettered_saying_intercom_was_unavailable():
+    work, intercom = outage(3, budget="2")
+    assert len(work.queue.dead) == 5 and intercom.contacts == {}
+    assert {d["reason"].split(" (since")[0] for d in work.queue.dead} == {"Intercom unavailable for 2 h"}
+    assert all("Intercom answered 503: Service Unavailable" in d["reason"] and d["attempts"] == 1
+               for d in work.queue.dead)
+
+
+def one_join(error: Callable[[], Exception], hours: float = 1) -> FakeWork:
+    """One join while every Intercom call raises `error`, for `hours`."""
+    intercom = FakeIntercom()
+    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work.store.settings.put("42", SETTINGS, "ws")
+    intercom.down = error
+    sqs = Sqs(work)
+    sqs.send(JoinMessage(campaign_id="42", rf_user_id="7", person={**LEAD, "id": "7", "email": "a@example.com"}
+                         ).wire(), work.clock.now)
+    sqs.run_until(work.clock.now + hours * HOUR)
+    return work
+
+
+def test_explain_shows_a_join_waiting_for_intercom_not_failed():
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"))
+    text = as_text(explain(work, "a@example.com"))
+    assert "Intercom unavailable since" in text and "without using up a try" in text and "failed" not in text
+    assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING and work.queue.dead == []
+
+
+@pytest.mark.parametrize("status, outage", [(503, "Intercom"), (500, "Intercom"), (429, None), (404, None),
+                                            (401, None)])
+def test_only_a_5xx_is_an_outage_a_4xx_fails_as_before(status, outage):
+    answer = ApiError("Intercom", status, "an answer")
+    assert answer.outage == outage and JsonApi.retry_later(answer).outage == outage
