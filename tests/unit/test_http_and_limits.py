@@ -25,7 +25,7 @@ class Resp:
 def policy(clock, taken, max_wait=20, throttled=None, idempotent=True):
     return retry_policy(clock, clock.sleep, lambda: taken.append(clock()), max_wait,
                         on_throttled=(throttled.append if throttled is not None else (lambda wait: None)),
-                        idempotent=idempotent)
+                        idempotent=idempotent, vendor="Intercom")
 
 
 # --- the retry policy ------------------------------------------------------------------------------
@@ -46,7 +46,22 @@ def test_a_5xx_with_retry_after_waits_as_told_and_too_long_a_wait_goes_back_to_t
     assert 2 <= clock.slept[0] <= 2.5 and len(taken) == 1
     with pytest.raises(Transient) as exc:
         policy(clock, taken).sleep(Resp({"Retry-After": "3600"}, status=503))
-    assert exc.value.retry_after >= 3600 and not isinstance(exc.value, Deferred)      # a 503 is a try
+    assert exc.value.retry_after >= 3600 and not isinstance(exc.value, Deferred)
+    assert exc.value.outage == "Intercom"                    # waited out as the vendor's outage
+
+
+@pytest.mark.parametrize("answer, outage", [(Resp({}, status=502), "Intercom"), (None, "Intercom"),
+                                            (Resp({"Retry-After": "3600"}, status=413), None)])
+def test_a_retry_too_long_for_the_lambda_after_a_5xx_or_no_answer_is_the_vendors_outage(answer, outage):
+    # What a user sees: Intercom down (502s, or no connection) while the Lambda has little time left for the
+    # client's backoff: the join waits for Intercom, rather than using up a try each time until dead-lettered
+    # "gave up after 5 tries". A 413 that asks to wait is no outage.
+    retry = policy(FakeClock(), [], max_wait=0)
+    for _ in range(2):                                       # (the first retry has no backoff)
+        retry = retry.increment(method="GET", url="/x", response=answer, error=None if answer else ConnectTimeoutError())
+    with pytest.raises(Transient) as exc:
+        retry.sleep(answer)
+    assert exc.value.outage == outage
 
 
 def test_backoff_grows_with_jitter_and_stays_capped():
