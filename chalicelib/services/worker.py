@@ -332,6 +332,8 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     count("RecordsDeferred")
     logger.info("record waits", extra={"reason": mask_emails(exc.reason), "seconds": round(delay),
                                        "tries": record.tries - 1, "waits": record.waits + 1})
+    if exc.status is not None:      # the vendor answered (a 429): an outage it was in has ended
+        record.outage_since = None
     person = exc.person or message.person_ref
     if person:
         try:
@@ -347,10 +349,11 @@ def _waits_out(work: Work, record: Record, message: Any, exc: WorkError) -> Resu
     is dead-lettered with a reason that says so."""
     assert exc.outage is not None
     decided = outage_wait(exc.outage, exc.reason, record.outage_since, work.clock(), work.config.outage_hours * 3600,
-                          random.random())
-    if decided.delay is None:
+                          random.random(), exc.retry_after, exc.status)
+    if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
         count("RecordsFailed")
-        return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind)
+        return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
+                     {"outage_since": iso(decided.since), "last_answer": exc.reason})
     record.outage_since = decided.since
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
@@ -384,14 +387,15 @@ def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[f
 
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None,
-          kind: Optional[str] = None) -> Result:
+          kind: Optional[str] = None, details: Optional[dict] = None) -> Result:
     work.queue.dead_letter(record.body, reason, record.tries, iso(work.clock()))
     count("DeadLettered")
     logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
     if person:
         # `kind`: the message's, as `bridge dlq list` says it (explain tells what a later success resolves).
         work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
-            "attempts": record.tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {})})])
+            "attempts": record.tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
+            **(details or {})})])
     return Result(record, "dead", reason)
 
 
