@@ -3,7 +3,8 @@ HTTP client's own retries) is waited out, not failed: the work goes back to the 
 without using up a try, until the vendor answers or the outage budget (BRIDGE_OUTAGE_HOURS, counted from the
 record's first outage wait) is spent; then it is dead-lettered with a reason that says so, the same for every
 record one outage held (`bridge doctor` and `dlq list` count one outage's letters as one). The vendor's own
-`Retry-After` is honoured: no wait is shorter. Pure: no I/O, no clock of its own (`now`, and `spread`, a random number in [0, 1) for the jitter, are given)."""
+`Retry-After` is honoured: no wait is shorter. Pure: no I/O, no clock of its own (`now`, and `spread`, a
+random number in [0, 1) for the jitter, are given)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

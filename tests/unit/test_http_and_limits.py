@@ -58,7 +58,8 @@ def test_a_retry_too_long_for_the_lambda_after_a_5xx_or_no_answer_is_the_vendors
     # "gave up after 5 tries". A 413 that asks to wait is no outage.
     retry = policy(FakeClock(), [], max_wait=0)
     for _ in range(2):                                       # (the first retry has no backoff)
-        retry = retry.increment(method="GET", url="/x", response=answer, error=None if answer else ConnectTimeoutError())
+        retry = retry.increment(method="GET", url="/x", response=answer,
+                                error=None if answer else ConnectTimeoutError())
     with pytest.raises(Transient) as exc:
         retry.sleep(answer)
     assert exc.value.outage == outage
