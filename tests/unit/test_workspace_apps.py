@@ -232,3 +232,22 @@ def test_a_connect_made_while_an_app_is_removed_wins_and_the_removal_says_run_it
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET
     with pytest.raises(ConnectError, match="is the private app's"):
         remove_app(rt, "ws1", "private")
+
+
+def test_a_relabel_stopped_before_deleting_a_copy_deletes_it_when_run_again(rt, monkeypatch):
+    """oauth-app says 'run it again' when a write fails; a user would see: the copy of the old public secret
+    whose delete failed stays in the secret store for good (the run again no longer looks at a workspace whose
+    private mark is gone), though the answer promised the copies deleted."""
+    copies(rt, "ws1")
+    drop = MemorySecrets.delete
+
+    def throttled(store, name):
+        if name == "intercom/ws1/client-secret":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DeleteParameter")
+        return drop(store, name)
+    monkeypatch.setattr(MemorySecrets, "delete", throttled)
+    with pytest.raises(ConnectError):
+        configure_oauth(rt, None, "rotated-secret")
+    monkeypatch.undo()
+    configure_oauth(rt, None, "rotated-secret")
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") is None
