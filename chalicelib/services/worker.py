@@ -355,6 +355,8 @@ def _waits_out(work: Work, record: Record, message: Any, exc: WorkError) -> Resu
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
                      {"outage_since": iso(decided.since), "last_answer": exc.reason})
     record.outage_since = decided.since
+    # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
+    count("RFUnavailable" if exc.outage == "Referral Factory" else "IntercomUnavailable")
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
     return _waits(work, record, message, wait)

@@ -188,3 +188,28 @@ def test_a_429_ends_the_outage_a_join_waited_for_and_a_spent_budget_does_not(pau
     handle_batch([record(1, join(), **{"bridge-outage-since": work.clock() - 23 * HOUR})], work)
     [later] = work.queue.deferred
     assert (later.outage_since is None) == ended
+
+
+# --- what the operator sees: the outage's own metric, by vendor ----------------------------------------------
+def test_each_outage_wait_is_counted_by_vendor_apart_from_the_other_waits_in_the_batchs_one_metrics_line(capsys):
+    """The dashboard's "Vendor outages" widget and the vendor-outage alarm read IntercomUnavailable and
+    RFUnavailable; RecordsDeferred still counts every wait (a rate limit's too). One EMF line per batch, as before."""
+    from chalicelib.errors import Transient
+    from chalicelib.observability import flush, metrics
+    from tests.unit.test_deferral import handlers, record as check
+
+    work = FakeWork()
+    metrics.clear_metrics()
+    outcomes = {"1": ApiError("Intercom", 503, "Service Unavailable"),
+                "2": Transient("Referral Factory did not answer").unavailable("Referral Factory"),
+                "3": Transient("Referral Factory answered 502").unavailable("Referral Factory"),
+                "4": Deferred("shared budget spent", retry_after=40)}
+    summary = handle_batch([check(n, str(n)) for n in range(1, 6)], work, handlers=handlers(outcomes))
+    assert summary == {"done": 1, "retry": 0, "dead": 0, "waiting": 4}
+    counted = {name: sum(m["Value"]) for name, m in metrics.metric_set.items()}
+    assert {k: counted.get(k) for k in ("IntercomUnavailable", "RFUnavailable", "RecordsDeferred")} == {
+        "IntercomUnavailable": 1, "RFUnavailable": 2, "RecordsDeferred": 4}
+    flush()
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf["IntercomUnavailable"] == [1.0] and emf["RFUnavailable"] == [1.0, 1.0]
+
