@@ -72,12 +72,30 @@ def dashboard() -> list[tuple[str, str, tuple]]:
     return dashboard_metrics(load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
 
 
+def alarm_metrics() -> dict[str, list[tuple[str, str, list]]]:
+    """Per alarm, the (namespace, metric, dimensions) it reads: its own metric, or those of its metric math."""
+    found = {}
+    for name, resource in load_template()["Resources"].items():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            p = resource["Properties"]
+            stats = [m["MetricStat"]["Metric"] for m in p.get("Metrics", []) if "MetricStat" in m]
+            found[name] = [(m["Namespace"], m["MetricName"], m.get("Dimensions", [])) for m in stats or [p]]
+    return found
+
+
 def test_every_metric_the_dashboard_shows_from_the_app_is_emitted_by_the_code():
     emitted = emitted_metrics()
     assert {"ContactsCreated", "ContactsLinked", "JoinsSkipped", "DeadLettered"} <= emitted  # the finder finds
     shown = {name for namespace, name, _ in dashboard() if namespace == NAMESPACE}
     assert shown and shown - emitted == set(), f"the dashboard shows metrics nobody emits: {shown - emitted}"
     assert {dims for namespace, _, dims in dashboard() if namespace == NAMESPACE} == {("service", "${Prefix}")}
+
+
+def test_every_metric_an_alarm_watches_from_the_app_is_emitted_by_the_code_for_this_stage():
+    watched = [m for metrics in alarm_metrics().values() for m in metrics if m[0] == NAMESPACE]
+    assert {name for _, name, _ in watched} >= {"RFBlocked", "IntercomUnavailable", "RFUnavailable"}
+    assert {name for _, name, _ in watched} - emitted_metrics() == set()
+    assert all(dims == [{"Name": "service", "Value": {"Ref": "Prefix"}}] for _, _, dims in watched)
 
 
 def test_the_check_would_notice_a_metric_nobody_emits():
@@ -151,3 +169,27 @@ def test_rf_blocking_us_alarms_the_topic_on_a_metric_the_code_emits():
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
     shown = {name for namespace, name, _ in dashboard() if namespace == NAMESPACE}
     assert {"RFBlocked", "RateLimited", "RecordsDeferred"} <= shown
+
+
+def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_which_vendor():
+    """Outage waits use up no try, so nothing reaches the dead-letter queue for BRIDGE_OUTAGE_HOURS: this alarm
+    says it. A waiting record comes back at least once per outage.LONGEST_WAIT, so a period that long sees
+    every ongoing outage; one period alone (a blip) does not fire it."""
+    from chalicelib.domain.outage import LONGEST_WAIT
+
+    alarm = load_template()["Resources"]["VendorOutageAlarm"]["Properties"]
+    assert alarm["AlarmName"] == {"Fn::Sub": "${Prefix}-vendor-outage"}
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
+    assert {name for _, name, _ in alarm_metrics()["VendorOutageAlarm"]} == {"IntercomUnavailable", "RFUnavailable"}
+    [returned] = [m for m in alarm["Metrics"] if m["ReturnData"]]
+    ids = {m["Id"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert set(re.findall(r"FILL\((\w+), 0\)", returned["Expression"])) == ids        # both vendors, summed
+    assert {m["MetricStat"]["Period"] for m in alarm["Metrics"] if "MetricStat" in m} == {LONGEST_WAIT}
+    assert {m["MetricStat"]["Stat"] for m in alarm["Metrics"] if "MetricStat" in m} == {"Sum"}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert 1 < alarm["DatapointsToAlarm"] < alarm["EvaluationPeriods"]     # a missed period keeps it firing
+    assert "BRIDGE_OUTAGE_HOURS" in alarm["AlarmDescription"]["Fn::Sub"]
+    widgets = json.loads(load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+    [outages] = [w for w in widgets["widgets"] if w["properties"].get("title", "").startswith("Vendor outages")]
+    assert [(ns, name) for ns, name, _ in dashboard_metrics(json.dumps({"widgets": [outages]}))] == [
+        (NAMESPACE, "IntercomUnavailable"), (NAMESPACE, "RFUnavailable")]
