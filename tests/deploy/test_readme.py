@@ -48,6 +48,19 @@ def test_each_environment_variable_has_one_row():
     assert len(names) > 20 and sorted({n for n in names if names.count(n) > 1}) == []
 
 
+def test_each_variable_the_deployed_config_sets_is_in_the_readme_with_that_value_as_its_default():
+    """infra/chalice-config.json is where an operator changes a deployed setting: what it deploys is what the
+    README's table says the default is."""
+    import json
+
+    section = README.split("### Environment variables")[1].split("\n#")[0]
+    defaults = {name: line.split("|")[2].strip().strip("`") for line in section.splitlines()
+                if line.startswith("| `") for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])}
+    deployed = json.loads(deploy.BASE_CONFIG.read_text())["environment_variables"]
+    assert {"BRIDGE_MAX_ATTEMPTS", "BRIDGE_OUTAGE_HOURS"} <= set(deployed)
+    assert {name: defaults.get(name) for name in deployed} == deployed
+
+
 def test_the_readmes_discard_example_selects_only_what_can_never_succeed():
     """The quick reference's `dlq discard --reason "answered 404" --yes` also takes out for good an Intercom
     404 (a tag or contact deleted in Intercom: re-applying the settings and replaying fixes it), where
