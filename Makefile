@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run demo bridge chaos bench models deploy destroy clean
+.PHONY: install test lint run demo bridge fault chaos bench models deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -43,6 +43,12 @@ demo: $(STAMP)
 ##   own "Error" line and exits 2: scripts use ./bridge, whose exit code is the CLI's)
 bridge: $(STAMP)
 	@$(BIN)/python -m infra.local.bridge_env $(ARGS)
+
+## make fault ARGS="intercom 503 --for 120" — break a simulator of the running `make run` (README "Rehearse an
+##   incident locally"): an error status for the next N calls (--times) or S seconds (--for), drop, revoke-token,
+##   clear, show
+fault: $(STAMP)
+	@$(BIN)/python -m infra.local.fault $(ARGS)
 
 ## make chaos [SEED=..] [N=30] [KILLS=4] [WORKERS=3] [REPEATS=3] [UPDATES=3] [FAULT_RATE=0.1] [RF_SHARED=0] ...
 ##   issue 7's chaos run on the local stack (docs/chaos.md): faults, repeated and shuffled webhooks, killed workers;

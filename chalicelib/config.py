@@ -2,6 +2,7 @@
 by the local stack, or by tests). Nothing here does I/O."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -61,5 +62,18 @@ class Config:
             # The schedule: RECONCILE_EVERY_MINUTES as deployed (app.py), RECONCILE_EVERY_SECONDS on `make run`.
             reconcile_every=float(e["RECONCILE_EVERY_SECONDS"]) if e.get("RECONCILE_EVERY_SECONDS")
             else 60 * float(e.get("RECONCILE_EVERY_MINUTES") or "15"),
-            outage_hours=float(e.get("BRIDGE_OUTAGE_HOURS", "24")),
+            outage_hours=_hours(e, "BRIDGE_OUTAGE_HOURS", "24"),
         )
+
+
+def _hours(e, name: str, default: str) -> float:
+    """A number of hours greater than 0, else a ValueError naming the variable (nan would wait forever, and 0
+    or less give up at once)."""
+    value = e.get(name) or default
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not math.isfinite(hours) or hours <= 0:
+        raise ValueError(f"{name} must be a number of hours greater than 0 (e.g. {default}), not {value!r}")
+    return hours

@@ -58,13 +58,14 @@ class _Open:
 
 class _BridgeRetry(Retry):
     """Per-client subclass attributes (set by `retry_policy`): clock, sleeper, max_wait,
-    before_attempt, on_throttled. `Retry.new()` keeps the subclass, so they survive every increment."""
+    before_attempt, on_throttled, vendor. `Retry.new()` keeps the subclass, so they survive every increment."""
 
     clock: Callable[[], float] = time.time
     sleeper: Callable[[float], None] = time.sleep
     before_attempt: Callable[[], None] = staticmethod(lambda: None)
     on_throttled: Callable[[Optional[float]], None] = staticmethod(lambda wait: None)
     max_wait: Callable[[], float] = staticmethod(lambda: 20.0)
+    vendor: Optional[str] = None
 
     def get_retry_after(self, response) -> Optional[float]:
         delay = super().get_retry_after(response)
@@ -86,8 +87,13 @@ class _BridgeRetry(Retry):
             told = self.get_retry_after(response) if response is not None else None
             delay = self.get_backoff_time() if told is None else told + random.uniform(0, 0.5)
             if delay > self.max_wait():
-                # Too long to wait inside a Lambda: the message goes back to the queue for that long.
-                raise Transient(f"asked to wait {delay:.0f}s", retry_after=delay)
+                # Too long to wait inside a Lambda: the message goes back to the queue for that long. After a
+                # 5xx or no answer at all, that is the vendor's outage (waited out, as after the last retry).
+                status = response.status if response is not None else None
+                answer = f"{self.vendor or 'the API'} " + (f"answered {status}" if status else "did not answer")
+                wait = f"asked to wait {delay:.0f}s" if told is not None else f"next retry in {delay:.0f}s"
+                raise Transient(f"{answer} and {wait}", retry_after=delay, status=status
+                                ).unavailable(self.vendor if status is None or status >= 500 else None)
             if delay > 0:
                 self.sleeper(delay)
         # A 429's pause is the shared limiter's: it waits it out, or defers the work.
@@ -96,14 +102,14 @@ class _BridgeRetry(Retry):
 
 def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,
                  on_throttled: Callable[[Optional[float]], None] = lambda wait: None,
-                 idempotent: bool = True) -> Retry:
+                 idempotent: bool = True, vendor: Optional[str] = None) -> Retry:
     """Not idempotent: no retry after a read error (the request may have been applied), and of the
     answers only a 429 (which says it was not). urllib3 would also retry a 413 or 503 that carries
     `Retry-After`, whatever the method: not such a request, whose 503 may have been applied."""
     wait_cap = max_wait if callable(max_wait) else (lambda: max_wait)
     cls = type("Retry", (_BridgeRetry,), {
         "clock": staticmethod(clock), "sleeper": staticmethod(sleeper), "on_throttled": staticmethod(on_throttled),
-        "before_attempt": staticmethod(before_attempt), "max_wait": staticmethod(wait_cap),
+        "before_attempt": staticmethod(before_attempt), "max_wait": staticmethod(wait_cap), "vendor": vendor,
     })
     return cls(total=total, connect=total, read=total if idempotent else False, status=total, other=0, redirect=0,
                backoff_factor=0.5, backoff_jitter=0.5, backoff_max=30,
@@ -146,7 +152,7 @@ class JsonApi:
             session = requests.Session()
             session.headers.update({"Accept": "application/json", **headers})
             retry = retry_policy(clock, sleeper, self._gate.acquire, max_wait, on_throttled=self._gate.throttled,
-                                 idempotent=idempotent)
+                                 idempotent=idempotent, vendor=self.service)
             adapter = HTTPAdapter(max_retries=retry)
             session.mount("http://", adapter)
             session.mount("https://", adapter)

@@ -130,30 +130,37 @@ class MemoryLinks:
     def get_many(self, refs: Iterable[PersonRef], consistent: bool = False) -> dict[PersonRef, Link]:
         return {link.ref: link for link in (self.get(r) for r in refs) if link is not None}
 
+    def _in_campaign(self, campaign_id: str) -> list[Link]:
+        """The campaign's links as a query of its partition reads them: by sort key, PERSON#<rf id> as text."""
+        return [h.link for ref, h in sorted(self.tables.links.items(), key=lambda item: item[0].rf_user_id)
+                if ref.campaign_id == campaign_id]
+
     def statuses_in(self, campaign_id: str, limit: int) -> dict[LinkStatus, int]:
-        held = [h.link.status for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
-        return dict(Counter(held[:limit]))
+        return dict(Counter(link.status for link in self._in_campaign(campaign_id)[:limit]))
 
     def linked_elsewhere(self, campaign_id: str, workspace: str, limit: int,
                          scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
-        return self._capped(campaign_id, limit, scan_limit, lambda link: link.workspace if link.status is
-                            LinkStatus.LINKED and link.workspace != workspace else _SKIP)
+        found, complete = self._capped(campaign_id, limit, scan_limit, lambda link: link.workspace if link.status is
+                                       LinkStatus.LINKED and link.workspace != workspace else _SKIP)
+        return dict(Counter(found)), complete
 
     def ignored_in(self, campaign_id: str, limit: int,
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
-        return self._capped(campaign_id, limit, scan_limit,
-                            lambda link: link.kind if link.status is LinkStatus.IGNORED else _SKIP)
+        found, complete = self._capped(campaign_id, limit, scan_limit,
+                                       lambda link: link.kind if link.status is LinkStatus.IGNORED else _SKIP)
+        return dict(Counter(found)), complete
 
-    def joined_people(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> list[tuple[str, Optional[str]]]:
-        links = [h.link for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id][:scan_limit]
-        return [(link.rf_user_id, link.email) for link in links if link.final]
+    def joined_people(self, campaign_id: str,
+                      scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
+        return self._capped(campaign_id, scan_limit + 1, scan_limit,
+                            lambda link: (link.rf_user_id, link.email) if link.final else _SKIP)
 
     def _capped(self, campaign_id: str, limit: int, scan_limit: int,
-                key: Callable[[Link], Any]) -> tuple[dict[Any, int], bool]:
+                key: Callable[[Link], Any]) -> tuple[list[Any], bool]:
         """As DynamoDB reads them: the campaign's links until `limit` match, or `scan_limit` were read."""
-        links = [h.link for ref, h in self.tables.links.items() if ref.campaign_id == campaign_id]
+        links = self._in_campaign(campaign_id)
         found = [k for k in map(key, links[:scan_limit]) if k is not _SKIP]
-        return dict(Counter(found[:limit])), len(found) >= limit or len(links) < scan_limit
+        return found[:limit], len(found) >= limit or len(links) < scan_limit
 
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]

@@ -65,19 +65,20 @@ class SharedLimiter:
         waited = 0.0
         while True:
             with self._lock:
-                wait, why = self._take(self.clock())
+                wait, why, status = self._take(self.clock())
             if wait is None:
                 return
             cap = self.max_wait() if callable(self.max_wait) else self.max_wait
             if waited + wait > cap:
                 # Say both sides: a short wait is deferred when the Lambda has little time left.
                 raise Deferred(f"{why} (the next slot is {wait:.1f}s away; {self.waiter} may wait "
-                               f"{max(0.0, cap - waited):.1f}s more)", retry_after=wait)
+                               f"{max(0.0, cap - waited):.1f}s more)", retry_after=wait, status=status)
             self.sleeper(wait)
             waited += wait
 
-    def _take(self, now: float) -> tuple[Optional[float], str]:
-        """(None, "") with a slot taken; else how long to wait and why."""
+    def _take(self, now: float) -> tuple[Optional[float], str, Optional[int]]:
+        """(None, "", None) with a slot taken; else how long to wait, why, and the vendor's answer that said
+        so (a 429's pause: the vendor answers, so an outage of it has ended), if one did."""
         slice_id = self.slicing.slice_of(now)
         if slice_id != self._slice:
             self._last = (self._slice, self._used)
@@ -92,7 +93,7 @@ class SharedLimiter:
             logger.warning("probing a vendor that blocked us", extra={"budget": self.budget})
         if state.paused(now):
             return state.pause_until - now + 0.05, (f"{self.vendor} answered 429: every call waits until "
-                                                   f"{iso(state.pause_until)}")
+                                                   f"{iso(state.pause_until)}"), 429
         end = self.slicing.end_of(slice_id)
         if not self._left and not self._full:
             cap = self.slicing.cap(state.share_at(now))
@@ -102,9 +103,9 @@ class SharedLimiter:
         if self._left:
             self._left -= 1
             self._used += 1
-            return None, ""
+            return None, "", None
         return end - now + 0.001, (f"the shared {self.vendor} budget ({self.limit} calls per "
-                                   f"{self.slicing.window:g}s) is spent for now")
+                                   f"{self.slicing.window:g}s) is spent for now"), None
 
     def _want(self, slice_id: int, cap: int) -> int:
         last_slice, last_used = self._last

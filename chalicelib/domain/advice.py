@@ -44,7 +44,10 @@ def refused_join(reason: str, messages: Sequence[str], unknown: str = "see the m
 #: answered 401"): the cause is the bridge's token, not anything at RF. Takes `{replay}`.
 RF_TOKEN = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
             "`bridge rf connect` (it asks for the new token), then {replay}")
-_RF_TOKEN_REFUSED = re.compile(r"Referral Factory answered 401\b")
+#: What RF's refusal of the stored token puts in a failure's reason, whatever RF's message: `dlq replay --reason`
+#: reaches every letter of the incident by it (a notification's, which names no campaign, among them).
+RF_TOKEN_REFUSED = "Referral Factory answered 401"
+_RF_TOKEN_REFUSED = re.compile(re.escape(RF_TOKEN_REFUSED) + r"\b")
 
 
 def rf_token_refused(reason: str) -> bool:

@@ -1,11 +1,14 @@
 """A vendor's outage (Intercom or Referral Factory answering 5xx, timing out, refusing connections, after the
 HTTP client's own retries) is waited out, not failed: the work goes back to the queue with a growing delay,
 without using up a try, until the vendor answers or the outage budget (BRIDGE_OUTAGE_HOURS, counted from the
-record's first outage wait) is spent; then it is dead-lettered with a reason that says so. Pure: no I/O, no
-clock of its own (`now`, and `spread`, a random number in [0, 1) for the jitter, are given)."""
+record's first outage wait) is spent; then it is dead-lettered with a reason that says so, the same for every
+record one outage held (`bridge doctor` and `dlq list` count one outage's letters as one). The vendor's own
+`Retry-After` is honoured: no wait is shorter. Pure: no I/O, no clock of its own (`now`, and `spread`, a
+random number in [0, 1) for the jitter, are given)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Callable, Optional
 
 from .history import iso
@@ -43,7 +46,7 @@ class Attempt:
     for that vendor's outage now, decided once by the worker, which then does just that."""
 
     last: bool = False
-    outage: Optional[Callable[[str, str], OutageWait]] = None
+    outage: Optional[Callable[[str, str, Optional[float], Optional[int]], OutageWait]] = None
 
 
 def unavailable(vendor: str) -> str:
@@ -63,17 +66,31 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.3g} h"
 
 
+def last_answer(vendor: str, status: Optional[int]) -> str:
+    """What the vendor last answered, in words no record of its own changes (no message, id or email)."""
+    if status is None:
+        return f"{vendor} did not answer (timeouts or refused connections)"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:          # a status of the vendor's own (say, a proxy's 520)
+        phrase = ""
+    return f"{vendor} answered {status}{': ' + phrase if phrase else ''}"
+
+
 def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, budget: float,
-                spread: float = 0.0) -> OutageWait:
-    """What a record that failed with `vendor`'s outage (`reason`) does now. `since`: its first outage wait
-    (None: this is the first); `budget`: seconds it may wait from then."""
+                spread: float = 0.0, retry_after: Optional[float] = None, status: Optional[int] = None) -> OutageWait:
+    """What a record that failed with `vendor`'s outage (`reason`; `status`: the vendor's answer, None when
+    none came; `retry_after`: the wait the vendor asked for) does now. `since`: its first outage wait (None:
+    this is the first); `budget`: seconds it may wait from then."""
     since = now if since is None else min(since, now)
     waited = now - since
     if waited >= budget:
-        return OutageWait(since, None, f"{unavailable(vendor)} for {hours(budget)} (since {iso(since)}; "
-                                       f"BRIDGE_OUTAGE_HOURS): {reason} — replay it once {vendor} answers again "
+        return OutageWait(since, None, f"{unavailable(vendor)} for {hours(budget)} (BRIDGE_OUTAGE_HOURS): "
+                                       f"{last_answer(vendor, status)} — replay it once {vendor} answers again "
                                        "(`bridge dlq replay`)", vendor, budget, reason)
     delay = min(LONGEST_WAIT, max(FIRST_WAIT, waited), budget - waited) * (1 - JITTER * min(max(spread, 0.0), 1.0))
+    # Never back before the vendor said (up to SQS's longest delay), even past the budget's end.
+    delay = max(delay, min(retry_after or 0.0, LONGEST_WAIT))
     return OutageWait(since, max(1.0, delay), f"{unavailable(vendor)} since {iso(since)} ({reason}): the bridge waits "
                                               f"for it, up to {hours(budget)} (BRIDGE_OUTAGE_HOURS)",
                       vendor, budget, reason)

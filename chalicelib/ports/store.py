@@ -56,10 +56,12 @@ class LinkRepository(Protocol):
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         """The campaign's joins the settings ignored (action nothing), by kind (lead, referrer; None: not
         known), counting up to `limit` of them, read as `linked_elsewhere` reads (and as complete)."""
-    def joined_people(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> list[tuple[str, Optional[str]]]:
+    def joined_people(self, campaign_id: str,
+                      scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
         """The RF user id and email of each of the campaign's joins applied (final), among its first
-        `scan_limit` links: whom doctor recognises a refused join's digests by (its body is not trusted
-        with the person in clear)."""
+        `scan_limit` links in key order (PERSON#<rf id> as text): whom doctor recognises a refused join's
+        digests by (its body is not trusted with the person in clear). With whether every link was read
+        (False: it stopped at `scan_limit` links)."""
 
     # joining: claim -> finish, only while the claim is held
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:

@@ -245,13 +245,15 @@ def relabel_copies(rt: Connecting, public: Optional[str]) -> list[str]:
     through the public app, their copy deleted: their status and token are left as they are. Done before a
     new public secret is stored: after, nothing would tell a copy from a private app's secret, and the old
     secret would verify the workspace's webhooks for good. ConnectError (one line: what was done; nothing
-    of the public app is stored, run it again) when a read or write fails."""
+    of the public app is stored, run it again) when a read or write fails. A copy is told by its value, not
+    by the private mark: a run stopped after unmarking a workspace, or a connect that unmarked it
+    (store_workspace), leaves the copy stored, and the next run deletes it."""
     edge, done, workspace = rt.secrets.scoped(EDGE), [], None
     try:
         for workspace in sorted(rt.store.connections.workspaces()):
             conn = rt.store.connections.workspace(workspace)
             name = intercom_client_secret(workspace)
-            if conn is None or MARKS[PRIVATE] not in conn.secrets or not apps.same(edge.get(name), public):
+            if conn is None or not {MARKS[PRIVATE], MARKS[PUBLIC]} & conn.secrets or not apps.same(edge.get(name), public):
                 continue
             rt.store.connections.mark(workspace, {MARKS[PUBLIC]})     # first: the edge tries the public app's
             rt.store.connections.unmark(workspace, {MARKS[PRIVATE]})

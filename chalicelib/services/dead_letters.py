@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..domain.advice import RF_TOKEN
+from ..domain.advice import RF_TOKEN, RF_TOKEN_REFUSED
 from ..domain.advice import rf_token_refused as rf_token_refused_in
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
@@ -171,6 +171,8 @@ def reason_part(reason: str, most: int = 60) -> str:
     """A part of a dead letter's reason that `dlq replay --reason` matches it by (a case-insensitive
     substring): without the tries count (letters of one cause differ in it), stopping before an email
     (shown masked, it would match nothing), at most `most` characters, cut between words."""
+    if rf_token_refused_in(reason):
+        return RF_TOKEN_REFUSED             # every letter of the incident, whatever RF's message said
     part = re.sub(r"^gave up after \d+ tries: ", "", reason)
     part = re.split(r"\S*@", part, maxsplit=1)[0].rstrip(" :,;(\"'") or part
     if len(part) > most:

@@ -487,12 +487,13 @@ _SETUP_REASONS = frozenset({"unauthorized", "not_configured", "missing_campaign_
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
                       fixes: Optional[dict] = None, ws: str = "", heard: Optional[str] = None,
                       accepted: str = "", after_why: str = "", after_fix: str = "",
-                      joined: Optional[Callable[[list[RefusalSample]], str]] = None) -> int:
+                      joined: Optional[Callable[[list[RefusalSample]], tuple[str, str]]] = None) -> int:
     """One finding per reason refused. A setup reason (_SETUP_REASONS) whose last refusal is older than the
     last webhook the edge accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while
     refusals are the newest. A reason about a body's own data stays BAD with its fix. Either is resolved,
     ok without a fix, once `joined(samples)` says the refused people sampled were joined since (not a
-    setup refusal that is still the newest: later webhooks are refused too). Returns how many are BAD."""
+    setup refusal that is still the newest: later webhooks are refused too), or says what it could not
+    check. Returns how many are BAD."""
     by_reason: dict[str, list] = {}
     for count in refusals.counts:
         by_reason.setdefault(count.reason, []).append(count)
@@ -508,7 +509,8 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
-        resolved = joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS) else ""
+        resolved, unchecked = (joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS)
+                               else ("", ""))
         sampled = len({s.rf_user_id or s.rf_user_digest or s.email_digest for s in samples})
         if resolved and total <= sampled:          # every refused person is among those known joined
             report.add(check, True, f"{refused}; {resolved}: resolved since", key=reason)
@@ -519,6 +521,8 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
                        "still be missing from Intercom", f"`bridge backfill {c}` lists the rest (dry run), then "
                        "`--apply`", warn=True, key=reason)
             continue
+        if unchecked:
+            refused += f"; {unchecked}"
         if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
                        after_why, after_fix.format(c=c, ws=ws), warn=True, key=reason)
@@ -532,31 +536,35 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
     return bad
 
 
-def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> str:
+def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> tuple[str, str]:
     """Whether the people of a reason's refusal samples (at most SAMPLES) were all joined since (`bridge
-    backfill --apply`, or RF's webhook once accepted): said, or "" (a sample naming nobody, or a person not
-    joined). A sample with the RF id in clear: one batch read of their links; one that kept the person as
-    digests (a body that did not authenticate): matched with the campaign's joined people, digested alike."""
+    backfill --apply`, or RF's webhook once accepted): (said, "") or ("", "") (a sample naming nobody, or a
+    person not joined), or ("", what was not checked) when a person was not found among the campaign's
+    first SCAN_LIMIT links. A sample with the RF id in clear: one batch read of their links; one that kept
+    the person as digests (a body that did not authenticate): matched with the campaign's joined people,
+    digested alike."""
     if not samples or any(not (s.rf_user_id or s.rf_user_digest or s.email_digest) for s in samples):
-        return ""
+        return "", ""
     refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
     links = store.links.get_many(refs)
     if len(links) < len(refs) or any(not link.status.final for link in links.values()):
-        return ""
+        return "", ""
     joined = {ref.rf_user_id for ref in refs}
     digested = [s for s in samples if not s.rf_user_id]
     if digested:
         known: dict[str, str] = {}
-        for rf_user_id, email in store.links.joined_people(c):
+        people, complete = store.links.joined_people(c)
+        for rf_user_id, email in people:
             known[store.edge.digest("rf_user", rf_user_id)] = rf_user_id
             if email:
                 known[store.edge.digest("email", email)] = rf_user_id
         found = [known.get(s.rf_user_digest or "") or known.get(s.email_digest or "") for s in digested]
         if not all(found):
-            return ""
+            return "", "" if complete else (f"whether they were joined since was not checked past the first "
+                                            f"{SCAN_LIMIT:,} joins of campaign {c}")
         joined.update(rf_user_id for rf_user_id in found if rf_user_id)
     return (f"the refused person (RF user {next(iter(joined))}) was joined since" if len(joined) == 1 else
-            f"the {len(joined)} refused people sampled (RF users {', '.join(sorted(joined))}) were joined since")
+            f"the {len(joined)} refused people sampled (RF users {', '.join(sorted(joined))}) were joined since"), ""
 
 
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:

@@ -335,6 +335,8 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     count("RecordsDeferred")
     logger.info("record waits", extra={"reason": mask_emails(exc.reason), "seconds": round(delay),
                                        "tries": record.tries - 1, "waits": record.waits + 1})
+    if exc.status is not None:      # the vendor answered (a 429): an outage it was in has ended
+        record.outage_since = None
     person = exc.person or message.person_ref
     if person:
         try:
@@ -345,11 +347,12 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     return Result(record, "wait", exc.reason, delay)
 
 
-def _outage_wait(work: Work, job: Job, vendor: str, reason: str) -> OutageWait:
+def _outage_wait(work: Work, job: Job, vendor: str, reason: str, retry_after: Optional[float] = None,
+                 status: Optional[int] = None) -> OutageWait:
     """How the job waits out `vendor`'s outage now: decided once (its handler may have asked first, to record it)."""
     if job.outage is None:
         job.outage = outage_wait(vendor, reason, job.record.outage_since, work.clock(),
-                                 work.config.outage_hours * 3600, random.random())
+                                 work.config.outage_hours * 3600, random.random(), retry_after, status)
     return job.outage
 
 
@@ -358,10 +361,11 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
     is dead-lettered with a reason that says so."""
     assert exc.outage is not None
     record, message = job.record, job.message
-    decided = _outage_wait(work, job, exc.outage, exc.reason)
-    if decided.delay is None:
+    decided = _outage_wait(work, job, exc.outage, exc.reason, exc.retry_after, exc.status)
+    if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
         count("RecordsFailed")
-        return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind)
+        return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
+                     {"outage_since": iso(decided.since), "last_answer": exc.reason})
     record.outage_since = decided.since
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
@@ -395,14 +399,15 @@ def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[f
 
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None,
-          kind: Optional[str] = None) -> Result:
+          kind: Optional[str] = None, details: Optional[dict] = None) -> Result:
     work.queue.dead_letter(record.body, reason, record.tries, iso(work.clock()))
     count("DeadLettered")
     logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
     if person:
         # `kind`: the message's, as `bridge dlq list` says it (explain tells what a later success resolves).
         work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
-            "attempts": record.tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {})})])
+            "attempts": record.tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
+            **(details or {})})])
     return Result(record, "dead", reason)
 
 

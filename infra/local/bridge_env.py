@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlsplit
 
 STATE = Path(__file__).resolve().parents[2] / ".local" / "stack.json"
@@ -26,6 +27,25 @@ def answers(url: object, timeout: float = 0.5) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+START = "start the stack first: make run"
+
+
+def simulated_stack(state_file: Path, refusal: str) -> Optional[dict]:
+    """The running `make run`'s state (.local/stack.json), for a tool that plays on its simulators; None
+    once one line on stderr said why not: no stack runs (`START`), or it runs on the real APIs (`refusal`)."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = None
+    if not isinstance(state, dict) or not answers(state.get("api_url")):   # none, or left by a stopped stack
+        print(START, file=sys.stderr)
+        return None
+    if state.get("mode") == "real":
+        print(f"{refusal}; this stack runs against the real APIs", file=sys.stderr)
+        return None
+    return state
 
 
 def local_env(argv: list[str], environ=os.environ) -> dict:

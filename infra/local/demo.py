@@ -19,10 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 # Light imports only: a Ctrl-C while the demo loads ends as quietly as one while it plays.
-from infra.local.bridge_env import STATE, answers
-
-
-START = "start the stack first: make run"
+from infra.local.bridge_env import START, STATE, simulated_stack
 
 
 def _wait(what: str, check: Callable[[], object], settle: Callable[[], None], look: str, timeout: float = 30.0,
@@ -41,28 +38,37 @@ def _wait(what: str, check: Callable[[], object], settle: Callable[[], None], lo
 def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> dict:
     import requests
 
+    from infra.local.fault import accepted_token
     from infra.local.run import secret
 
+    # The people in RF and Intercom, not the bridge: they use whatever token the simulators accept now
+    # (`make fault ARGS="rf revoke-token"` revokes the bridge's).
     rf = requests.Session()
-    rf.headers["Authorization"] = "Bearer rf-token"
+    rf.headers["Authorization"] = f"Bearer {accepted_token(state, 'rf', 'rf-token')}"
     ic = requests.Session()
-    ic.headers.update({"Authorization": "Bearer sim-token", "Intercom-Version": "2.16"})
+    ic.headers.update({"Authorization": f"Bearer {accepted_token(state, 'intercom', 'sim-token')}",
+                       "Intercom-Version": "2.16"})
     tag = uuid.uuid4().hex[:6]
-    referrer = rf.post(f"{state['rf_url']}/users", json={"campaign_id": 42, "first_name": "Rita",
-                                                          "email": f"rita-{tag}@example.com"}).json()["data"]
-    lead = rf.post(f"{state['rf_url']}/users", json={
-        "campaign_id": 42, "first_name": "Ann", "email": f"ann-{tag}@example.com",
-        "referrer": {"field": "id", "value": referrer["id"]}}).json()["data"]
+
+    def join(person: dict) -> dict:
+        answer = rf.post(f"{state['rf_url']}/users", json={"campaign_id": 42, **person})
+        if not answer.ok:     # e.g. `make fault ARGS="rf 503 --for 60"` on every call
+            raise SystemExit(f"the simulated Referral Factory answered {answer.status_code} to the demo's own "
+                             "POST /users: see `make fault ARGS=show`")
+        return answer.json()["data"]
+    referrer = join({"first_name": "Rita", "email": f"rita-{tag}@example.com"})
+    lead = join({"first_name": "Ann", "email": f"ann-{tag}@example.com",
+                 "referrer": {"field": "id", "value": referrer["id"]}})
     say(f"1. Ann (RF user {lead['id']}) joined campaign 42 through Rita's link")
     body = {k: lead.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "referrer_id")}
     answer = requests.post(f"{state['api_url']}/webhooks/referral-factory", json=body,
                            headers={"X-Bridge-Secret": secret(state, "rf_webhook_secret")})
     say(f"2. RF's webhook -> bridge: {answer.status_code} {answer.json()}")
 
-    def contact():
+    def contact():      # (an error answer, e.g. `make fault ARGS="intercom 503 --for 120"`: not yet)
         found = ic.post(f"{state['intercom_url']}/contacts/search", json={
-            "query": {"field": "email", "operator": "=", "value": lead["email"]}}).json()["data"]
-        return found[0] if found else None
+            "query": {"field": "email", "operator": "=", "value": lead["email"]}})
+        return found.json()["data"][0] if found.ok and found.json()["data"] else None
     look = f"./bridge explain {lead['id']}"
     found = _wait("the Intercom contact", contact, settle, look)
     say(f"3. Intercom now has a {found['role']} {found['id']} with {found['custom_attributes']}")
@@ -76,8 +82,10 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
     answer = requests.post(f"{state['api_url']}/webhooks/intercom", data=raw,
                            headers={"Content-Type": "application/json", "X-Hub-Signature": signature})
     say(f"4. Ann signed up (signed_up = Yes); Intercom's webhook -> bridge: {answer.status_code}")
-    user = _wait("the qualification in RF", lambda: rf.get(f"{state['rf_url']}/users/{lead['id']}").json()
-                 ["data"].get("qualified_at"), settle, look)
+    def qualified():
+        found = rf.get(f"{state['rf_url']}/users/{lead['id']}")
+        return found.ok and found.json()["data"].get("qualified_at")
+    user = _wait("the qualification in RF", qualified, settle, look)
     say(f"5. Referral Factory: Ann's referral qualified at {user} — Rita's reward is due")
     os.environ.update(state["env"])
     from chalicelib.services.admin import person_history
@@ -91,15 +99,8 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
 
 def main(state_file: Path = STATE) -> int:
     """`make demo`: one line and exit 1 when there is no running stack to play on; Ctrl-C: exit 130."""
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        state = None
-    if not isinstance(state, dict) or not answers(state.get("api_url")):   # none, or left by a stopped stack
-        print(START, file=sys.stderr)
-        return 1
-    if state.get("mode") == "real":
-        print("make demo plays a referral on the simulators; this stack runs against the real APIs", file=sys.stderr)
+    state = simulated_stack(state_file, "make demo plays a referral on the simulators")
+    if state is None:
         return 1
     import requests
 

@@ -38,11 +38,13 @@ def test_a_failing_record_comes_back_then_dead_letters_and_successes_are_not_rea
 
     [dead] = bridge.dead_letters()
     assert dead["body"]["rf_user_id"] == str(bad["id"])
-    assert dead["reason"].startswith("Referral Factory unavailable for 24 h (since ")
-    assert "Referral Factory answered 500" in dead["reason"]
+    assert dead["reason"].startswith("Referral Factory unavailable for 24 h (BRIDGE_OUTAGE_HOURS): Referral Factory "
+                                     "answered 500")
     history = bridge.history(42, bad["id"])["history"]
     [gave_up] = [h for h in history if h["event"] == "dead_letter"]   # (the counted waits' note is kept last)
     assert gave_up["reason"] == dead["reason"]
+    details = gave_up["details"]                                        # (the record's own words and start)
+    assert "Referral Factory answered 500" in details["last_answer"] and details["outage_since"]
 
     rf.clear_faults()
     from chalicelib.services.admin import replay_dead_letters

@@ -74,6 +74,8 @@ def test_a_failed_write_is_retried_and_the_count_ends_right_with_intercoms_messa
     for lead in leads(rf, user, 3):
         bridge.post_join(join_body(lead))
     bridge.poller.drain(retry_failures=True)
+    assert bridge.poller.release_delayed() == 1                      # Intercom's 500s: an outage, waited out
+    bridge.poller.drain(retry_failures=True)
     assert count_of(intercom, contact) == 3
     reasons = [h["reason"] for h in bridge.history(42, user["id"])["history"] if h["event"] == "referral_count"]
     assert reasons[0].startswith(f"referral count: 3 could not be written to {COUNT}: ") and "500" in reasons[0]

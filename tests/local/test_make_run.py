@@ -51,6 +51,43 @@ def test_the_local_stack_plays_the_demo_end_to_end(local_stack):
     assert any("qualified at" in line for line in lines)
 
 
+def test_after_a_revoked_rf_token_and_a_reconnect_the_demo_plays_end_to_end(local_stack):
+    """README, Rehearse an incident locally: `make fault ARGS="rf revoke-token"`, then `bridge rf connect` with
+    the token its line names. The demo plays the people in RF with the token RF accepts now (it used rf-token,
+    and stopped on RF's 401 with a traceback); the bridge's worker, which kept the old token, reads the new one
+    on RF's 401."""
+    from chalicelib.runtime import default_runtime
+    from chalicelib.services.connections import connect_rf
+    from infra.local import fault
+
+    state, rt = local_stack.state(), default_runtime()
+    line = fault.run(state, fault.parse(["rf", "revoke-token"]))
+    new = re.search(r"accepts (\S+): \./bridge rf connect --token \1, then \./bridge dlq replay$", line).group(1)
+    try:
+        connect_rf(rt, new, check=True)
+        history = demo.play(state, settle=local_stack.poller.drain, say=lambda _: None)
+        assert [h["outcome"] for h in history["history"]][-1] == "qualified"
+    finally:
+        fault.run(state, fault.parse(["rf", "revoke-token", "--token", "rf-token"]))
+        connect_rf(rt, "rf-token")
+
+
+def test_the_demo_waits_through_an_error_answer_of_the_simulated_intercom(local_stack):
+    """`make fault ARGS="intercom 503 ..."` while the demo looks for its contact: not yet (it stopped on a
+    KeyError); the demo looks again and plays on."""
+    from infra.local import fault
+
+    state, faulted = local_stack.state(), []
+
+    def settle():
+        local_stack.poller.drain()
+        if not faulted:     # the bridge's own search is done: the demo's next one meets the outage
+            faulted.append(fault.run(state, fault.parse(["intercom", "503", "--method", "POST", "--path", "search"])))
+    history = demo.play(state, settle=settle, say=lambda _: None)
+    assert [h["outcome"] for h in history["history"]][-1] == "qualified"
+    assert faulted and local_stack.intercom.faults() == []
+
+
 def test_the_local_stack_s_environment_carries_its_reconciliation_schedule(local_stack):
     """The CLI reads the stack's environment (.local/stack.json): `doctor` expects reconciliation every
     60 s there, as `make run` schedules it, not every 15 minutes as deployed."""
@@ -170,7 +207,7 @@ def test_the_readmes_by_hand_example_plays_a_referral_on_the_local_stack(local_s
     driven by the test where the README says "a moment later"), make a lead, qualify the referral."""
     from chalicelib.cli import main
     assert main(["settings", "apply", str(run.DEMO_SETTINGS)]) == 0          # as `make run` applied them
-    section = README.split("### Using the local stack by hand", 1)[1].split("\n## ", 1)[0]
+    section = re.split(r"\n##+ ", README.split("### Using the local stack by hand", 1)[1], maxsplit=1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
     [last] = re.findall(r"qualified in the simulated RF: `(.*?)`", section, re.S)
     assert len(blocks) == 2

@@ -94,17 +94,19 @@ def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
 
 @pytest.mark.parametrize("status, fix", [
     (404, "check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
-          "campaign 42 (`bridge rf connect` asks for the token); then"),
+          "campaign 42 (`bridge rf connect` asks for the token); then `bridge dlq replay --campaign 42`"),
     (401, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
-          "`bridge rf connect` (it asks for the new token), then"),
+          "`bridge rf connect` (it asks for the new token), then `bridge dlq replay --reason 'Referral Factory "
+          "answered 401'`"),
     (403, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
-          "`bridge rf connect` (it asks for the new token), then")])
+          "`bridge rf connect` (it asks for the new token), then `bridge dlq replay --reason 'Referral Factory "
+          "answered 403'`")])
 def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fix):
     rt = Doctored()
     rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
     rt.work.apis.rf_.campaign_answers = [ApiError("Referral Factory", status, "Nope")]
-    assert finding(rt, "rf.campaign")["fix"] == fix + (" `bridge dlq replay --campaign 42` brings back the work "
-                                                       "that failed meanwhile (it is valid: do not discard it)")
+    assert finding(rt, "rf.campaign")["fix"] == fix + (" brings back the work that failed meanwhile (it is valid: "
+                                                       "do not discard it)")
 
 
 class EmptyCampaign:

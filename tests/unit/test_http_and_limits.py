@@ -10,6 +10,7 @@ from chalicelib.adapters.ratelimit import CircuitOpen, SharedLimiter
 from chalicelib.domain.budget import BudgetState, Slicing
 from chalicelib.errors import Deferred, Transient
 from tests.fakes import FakeClock
+from tests.support.answering_server import answering
 from tests.support.virtual_time import VirtualTime, busiest
 
 
@@ -24,7 +25,7 @@ class Resp:
 def policy(clock, taken, max_wait=20, throttled=None, idempotent=True):
     return retry_policy(clock, clock.sleep, lambda: taken.append(clock()), max_wait,
                         on_throttled=(throttled.append if throttled is not None else (lambda wait: None)),
-                        idempotent=idempotent)
+                        idempotent=idempotent, vendor="Intercom")
 
 
 # --- the retry policy ------------------------------------------------------------------------------
@@ -45,7 +46,23 @@ def test_a_5xx_with_retry_after_waits_as_told_and_too_long_a_wait_goes_back_to_t
     assert 2 <= clock.slept[0] <= 2.5 and len(taken) == 1
     with pytest.raises(Transient) as exc:
         policy(clock, taken).sleep(Resp({"Retry-After": "3600"}, status=503))
-    assert exc.value.retry_after >= 3600 and not isinstance(exc.value, Deferred)      # a 503 is a try
+    assert exc.value.retry_after >= 3600 and not isinstance(exc.value, Deferred)
+    assert exc.value.outage == "Intercom"                    # waited out as the vendor's outage
+
+
+@pytest.mark.parametrize("answer, outage", [(Resp({}, status=502), "Intercom"), (None, "Intercom"),
+                                            (Resp({"Retry-After": "3600"}, status=413), None)])
+def test_a_retry_too_long_for_the_lambda_after_a_5xx_or_no_answer_is_the_vendors_outage(answer, outage):
+    # What a user sees: Intercom down (502s, or no connection) while the Lambda has little time left for the
+    # client's backoff: the join waits for Intercom, rather than using up a try each time until dead-lettered
+    # "gave up after 5 tries". A 413 that asks to wait is no outage.
+    retry = policy(FakeClock(), [], max_wait=0)
+    for _ in range(2):                                       # (the first retry has no backoff)
+        retry = retry.increment(method="GET", url="/x", response=answer,
+                                error=None if answer else ConnectTimeoutError())
+    with pytest.raises(Transient) as exc:
+        retry.sleep(answer)
+    assert exc.value.outage == outage
 
 
 def test_backoff_grows_with_jitter_and_stays_capped():
@@ -283,30 +300,8 @@ def test_hours_beside_another_client_of_rf_never_go_over_more_than_3_windows(oth
 @pytest.fixture
 def proxy():
     """A local HTTP proxy that answers every request itself: what it saw is what was sent through it."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)                       # through a proxy: the absolute URL
-            body = json.dumps({"type": "admin", "via": "proxy"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
+    with answering(200, {"type": "admin", "via": "proxy"}) as (url, seen):
+        yield url, seen
 
 
 def test_the_api_clients_go_through_the_environments_proxy_and_keep_out_of_it_what_no_proxy_names(

@@ -41,6 +41,31 @@ def test_wrong_secret_refusals_whose_people_were_backfilled_are_resolved_not_a_b
     assert refused["what"].endswith("were joined since: resolved since"), refused["what"]
 
 
+def with_a_notifications_letter(reason: str, rf_answer: Exception) -> dict:
+    """Doctor's view of campaign 42 while an Intercom notification's letter (it names no campaign) failed for
+    `reason`, and RF answers `rf_answer` when asked for the campaign."""
+    rt = healthy()
+    rt.config = type(rt.config).from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_DLQ_URL": "memory://dlq"})
+    rt.work.queue.dead_letter(json.dumps({"kind": "intercom.contact", "workspace": scenario.WS,
+                                          "item": {"id": "c9", "type": "contact"}}), reason, 3, "2026-09-21T14:00:00Z")
+    rt.work.apis.rf_.campaign_answers = [rf_answer]
+    return examine(rt, "42").view()                                 # type: ignore[arg-type]
+
+
+def test_a_revoked_rf_token_gets_one_replay_from_doctor_that_reaches_a_notifications_letter_too():
+    """Scenario: RF refuses the bridge's token (revoked): a qualification an Intercom notification made
+    dead-letters that notification (its message names no campaign). A user would see: [rf.campaign] said
+    `bridge dlq replay --campaign 42`, which leaves that letter (a reward) in the queue, while [dead_letters]
+    said another command. Expected: both say the one replay by RF's refusal, which reaches every letter."""
+    revoked = ("Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, "
+               "then replay the dead-letter queue")
+    view = with_a_notifications_letter(revoked, Permanent(revoked, status=401))
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    replay = "`bridge dlq replay --reason 'Referral Factory answered 401'`"
+    assert replay in campaign["fix"] and "--campaign" not in campaign["fix"], campaign["fix"]
+    assert replay in letters["fix"], letters["fix"]
+
+
 def test_with_an_rf_token_of_another_account_doctor_never_advises_discarding_a_notifications_qualification():
     """Scenario: the RF token is of another RF account than campaign 42's: RF answers 404 for the campaign and
     `User not found.` for every user, so a qualification an Intercom notification made dead-letters that
@@ -48,13 +73,8 @@ def test_with_an_rf_token_of_another_account_doctor_never_advises_discarding_a_n
     so for the campaign's own letters, but for the notification's it still advises
     `bridge dlq discard --reason "Referral Factory answered 404: User not found" --yes` — no --campaign: it
     takes every campaign's such letters out for good, valid qualifications (rewards) among them."""
-    rt = healthy()
-    rt.config = type(rt.config).from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_DLQ_URL": "memory://dlq"})
-    rt.work.queue.dead_letter(json.dumps({"kind": "intercom.contact", "workspace": scenario.WS,
-                                          "item": {"id": "c9", "type": "contact"}}),
-                              f"gave up after 3 tries: {GONE}", 3, "2026-09-21T14:00:00Z")
-    rt.work.apis.rf_.campaign_answers = [Permanent("Referral Factory answered 404: Campaign not found.", status=404)]
-    view = examine(rt, "42").view()                                 # type: ignore[arg-type]
+    view = with_a_notifications_letter(f"gave up after 3 tries: {GONE}",
+                                       Permanent("Referral Factory answered 404: Campaign not found.", status=404))
     [campaign] = checks(view, "rf.campaign")
     assert not campaign["ok"] and "`bridge rf connect`" in campaign["fix"]
     [letters] = checks(view, "dead_letters")

@@ -193,3 +193,28 @@ def test_a_workspace_connected_while_a_cold_container_reads_it_is_not_refused():
     rt = Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=FakeClock(), queue=FakeQueue(), store=store,
                  secrets=secrets)
     assert rt.intercom("ws1")._token == "tok"
+
+
+def test_a_warm_rf_client_refused_its_token_reads_the_store_once_and_uses_a_reconnected_one():
+    """`bridge rf connect` while the worker holds the old token (kept 5 minutes): RF's 401 makes the worker
+    read the token again before failing the record, and use the new one at once. A token RF refuses and
+    nobody replaced fails the record after that one read (the operator's fix is `bridge rf connect`)."""
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.errors import Permanent
+    from infra.local.sims.referral_factory import RFSim
+
+    clock, secrets = FakeClock(), MemorySecrets("/p", {"/p/worker/rf/token": "old"})
+    with RFSim(token="old", clock=clock) as rf:
+        rf.add_campaign(42, "Friends of Acme")
+        rt = Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p", "RF_BASE_URL": rf.base_url}), clock=clock,
+                     sleeper=clock.sleep, queue=FakeQueue(), store=MemoryStore(clock), secrets=secrets)
+        assert rt.rf().get_campaign("42")["id"] == 42                     # warm: the token is kept
+        rf.use_token("new")                                              # RF revoked "old"; the operator
+        secrets.scoped("worker").put("rf/token", "new")                  # connects the new one
+        assert rt.rf().get_campaign("42")["id"] == 42
+        assert secrets.reads == ["/p/worker/rf/token"] * 2
+        assert rf.count("GET", "/campaigns") == 3                         # the refused call, sent again once
+        rf.use_token("newer")                                            # revoked, not reconnected
+        with pytest.raises(Permanent, match="the RF token is invalid: run `bridge rf connect`"):
+            rt.rf().get_campaign("42")
+        assert secrets.reads == ["/p/worker/rf/token"] * 3

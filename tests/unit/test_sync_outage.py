@@ -105,8 +105,8 @@ def test_past_the_outage_budget_the_page_is_dead_lettered_saying_rf_was_unavaila
     sqs.run_until(start + 3 * HOUR)
 
     [letter] = work.queue.dead
-    assert letter["reason"].startswith("Referral Factory unavailable for 2 h (since 2026-09-21T14:13:20.000Z; "
-                                       "BRIDGE_OUTAGE_HOURS): ") and letter["attempts"] == 1
+    assert letter["reason"].startswith("Referral Factory unavailable for 2 h (BRIDGE_OUTAGE_HOURS): Referral Factory "
+                                       "answered 503") and letter["attempts"] == 1
     error = sync.status(work.deps, "42")["page_error"]
     assert (error["state"], error["outage"]) == ("failed", "Referral Factory")
     line = status_text(work, capsys)[1]

@@ -10,12 +10,16 @@ import pytest
 
 from chalicelib.domain.outage import LONGEST_WAIT, outage_wait
 from chalicelib.adapters.http import JsonApi
-from chalicelib.errors import ApiError
+from chalicelib.adapters.memory import MemoryRates
+from chalicelib.adapters.ratelimit import SharedLimiter
+from chalicelib.errors import ApiError, Deferred
 from chalicelib.messages import JoinMessage
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.services.explain import as_text, explain
-from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from chalicelib.services.worker import RetryBatch, handle_batch
+from tests.fakes import FakeApis, FakeClock, FakeIntercom, FakeRF, FakeWork
 from tests.support.sqs import Sqs
+from tests.unit.test_outage_faults import join, record
 
 HOUR = 3600.0
 
@@ -24,7 +28,8 @@ HOUR = 3600.0
 def test_the_waits_start_at_30_s_and_double_up_to_sqs_longest_delay_without_passing_the_budget():
     now, since, delays = 1000.0, None, []
     while True:
-        decided = outage_wait("Intercom", "Intercom answered 503: Service Unavailable", since, now, 2 * HOUR)
+        decided = outage_wait("Intercom", "Intercom answered 503: Service Unavailable", since, now, 2 * HOUR,
+                              status=503)
         if decided.delay is None:
             break
         since, now = decided.since, now + decided.delay
@@ -32,7 +37,7 @@ def test_the_waits_start_at_30_s_and_double_up_to_sqs_longest_delay_without_pass
     assert delays[:7] == [30, 30, 60, 120, 240, 480, 900] and max(delays) == LONGEST_WAIT
     assert now == 1000 + 2 * HOUR                      # the last wait ends at the budget, not after it
     assert decided.since == 1000 and decided.reason.startswith(
-        "Intercom unavailable for 2 h (since 1970-01-01T00:16:40.000Z; BRIDGE_OUTAGE_HOURS): Intercom answered 503")
+        "Intercom unavailable for 2 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service Unavailable")
     assert "`bridge dlq replay`" in decided.reason
 
 
@@ -84,9 +89,9 @@ def test_joins_wait_out_a_three_hour_intercom_outage_and_each_arrives_exactly_on
 def test_past_the_outage_budget_the_joins_are_dead_lettered_saying_intercom_was_unavailable():
     work, intercom = outage(3, budget="2")
     assert len(work.queue.dead) == 5 and intercom.contacts == {}
-    assert {d["reason"].split(" (since")[0] for d in work.queue.dead} == {"Intercom unavailable for 2 h"}
-    assert all("Intercom answered 503: Service Unavailable" in d["reason"] and d["attempts"] == 1
-               for d in work.queue.dead)
+    [reason] = {d["reason"] for d in work.queue.dead}       # one outage, one reason
+    assert reason.startswith("Intercom unavailable for 2 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service "
+                             "Unavailable") and {d["attempts"] for d in work.queue.dead} == {1}
 
 
 def one_join(error: Callable[[], Exception], hours: float = 1) -> FakeWork:
@@ -114,3 +119,31 @@ def test_explain_shows_a_join_waiting_for_intercom_not_failed():
 def test_only_a_5xx_is_an_outage_a_4xx_fails_as_before(status, outage):
     answer = ApiError("Intercom", status, "an answer")
     assert answer.outage == outage and JsonApi.retry_later(answer).outage == outage
+
+
+def limiters_wait(paused: bool) -> Deferred:
+    """What the shared Intercom budget raises to make a call wait: its pause after Intercom answered 429, or
+    its spent budget (say, spent by the client's retries during an outage)."""
+    clock = FakeClock(now=6000.0)
+    gate = SharedLimiter(MemoryRates(), "intercom#ws", 5, 60, vendor="Intercom", clock=clock, sleeper=clock.sleep,
+                         max_wait=0)
+    gate.acquire()
+    if paused:
+        gate.throttled(60.0)
+    with pytest.raises(Deferred) as wait:
+        gate.acquire()
+    return wait.value
+
+
+@pytest.mark.parametrize("paused, ended", [(True, True), (False, False)])
+def test_a_429_ends_the_outage_a_join_waited_for_and_a_spent_budget_does_not(paused, ended):
+    # What a user sees: after Intercom answered again (its 429 pausing every call), the next 503 blip would
+    # otherwise dead-letter the join at once, counted from the outage that ended; while a budget the outage's
+    # retries spent does not restart the outage's count (its waits would start again at 30 s, for ever).
+    intercom = FakeIntercom()
+    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work.store.settings.put("42", SETTINGS, "ws")
+    intercom.down = lambda: limiters_wait(paused)
+    handle_batch([record(1, join(), **{"bridge-outage-since": work.clock() - 23 * HOUR})], work)
+    [later] = work.queue.deferred
+    assert (later.outage_since is None) == ended

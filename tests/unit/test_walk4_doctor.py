@@ -153,3 +153,22 @@ def test_a_refused_join_whose_email_was_joined_under_another_rf_id_is_resolved_a
     rt.store.edge.heard("campaign:42", "join")
     [refused] = checks(look(rt)[0], "webhooks.rf_refused")
     assert refused["warn"] and "resolved" not in refused["what"]
+
+
+def test_a_refused_join_not_found_among_the_first_links_read_says_it_was_not_checked_past_them(monkeypatch):
+    """joined_people stops at SCAN_LIMIT links (here 1): the refused person (RF user 9, PERSON#9 read after
+    PERSON#10) may be joined past them. A user would see: `fixed?` with "the people whose joins were refused
+    are not in Intercom" and nothing saying doctor did not look; expected: it says what it did not check."""
+    rt = healthy()
+    rt.work.clock.now += 60
+    refused_for_its_secret(rt, "9", "ann@example.com")
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    scenario.joined(rt.work, "10", "bob@example.com")
+    scenario.joined(rt.work, "9", "ann@example.com")
+    read = rt.store.links.joined_people
+    monkeypatch.setattr(rt.store.links, "joined_people", lambda c: read(c, scan_limit=1))
+    [refused] = checks(look(rt)[0], "webhooks.rf_refused")
+    assert refused["warn"] and "resolved" not in refused["what"], refused
+    assert "; whether they were joined since was not checked past the first 2,000 joins of campaign 42; joins " \
+           "accepted since" in refused["what"], refused

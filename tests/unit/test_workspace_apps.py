@@ -163,15 +163,20 @@ def test_storing_the_oauth_app_again_relabels_the_copies_without_reviving_a_work
     assert notify(edge(rt), PUBLIC_SECRET) == 200
 
 
-def test_a_failed_read_while_relabelling_stores_nothing_of_the_public_app_and_says_what_was_done(rt, monkeypatch):
-    copies(rt, "ws1", "ws2")
-    read = MemorySecrets.get
+def throttle(monkeypatch, method: str, secret: str, operation: str) -> None:
+    """The secret store's `method` throttled (SSM's answer) for the one `secret`, until monkeypatch.undo()."""
+    real = getattr(MemorySecrets, method)
 
     def throttled(store, name):
-        if name == "intercom/ws2/client-secret":
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameter")
-        return read(store, name)
-    monkeypatch.setattr(MemorySecrets, "get", throttled)
+        if name == secret:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
+        return real(store, name)
+    monkeypatch.setattr(MemorySecrets, method, throttled)
+
+
+def test_a_failed_read_while_relabelling_stores_nothing_of_the_public_app_and_says_what_was_done(rt, monkeypatch):
+    copies(rt, "ws1", "ws2")
+    throttle(monkeypatch, "get", "intercom/ws2/client-secret", "GetParameter")
     with pytest.raises(ConnectError) as refused:
         configure_oauth(rt, None, "rotated-secret")
     assert "(An error occurred (ThrottlingException) when calling the GetParameter operation: Rate exceeded, at " \
@@ -232,3 +237,16 @@ def test_a_connect_made_while_an_app_is_removed_wins_and_the_removal_says_run_it
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET
     with pytest.raises(ConnectError, match="is the private app's"):
         remove_app(rt, "ws1", "private")
+
+
+def test_a_relabel_stopped_before_deleting_a_copy_deletes_it_when_run_again(rt, monkeypatch):
+    """oauth-app says 'run it again' when a write fails; a user would see: the copy of the old public secret
+    whose delete failed stays in the secret store for good (the run again no longer looks at a workspace whose
+    private mark is gone), though the answer promised the copies deleted."""
+    copies(rt, "ws1")
+    throttle(monkeypatch, "delete", "intercom/ws1/client-secret", "DeleteParameter")
+    with pytest.raises(ConnectError):
+        configure_oauth(rt, None, "rotated-secret")
+    monkeypatch.undo()
+    configure_oauth(rt, None, "rotated-secret")
+    assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") is None

@@ -153,10 +153,12 @@ class DynamoLinks:
         found, complete = _capped(campaign_id, limit, scan_limit, ["kind"], LinkItem.status == LinkStatus.IGNORED.value)
         return dict(Counter(i.kind for i in found)), complete
 
-    def joined_people(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> list[tuple[str, Optional[str]]]:
-        found, _ = _capped(campaign_id, scan_limit, scan_limit, ["rf_user_id", "email"],
-                           LinkItem.status.is_in(*(s.value for s in LinkStatus if s.final)))
-        return [(i.rf_user_id, i.email) for i in found]
+    def joined_people(self, campaign_id: str,
+                      scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
+        # Never `limit` found before `scan_limit` were read: complete only once none is left.
+        found, complete = _capped(campaign_id, scan_limit + 1, scan_limit, ["rf_user_id", "email"],
+                                  LinkItem.status.is_in(*(s.value for s in LinkStatus if s.final)))
+        return [(i.rf_user_id, i.email) for i in found], complete
 
     # --- joining ---------------------------------------------------------------------------
     def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:

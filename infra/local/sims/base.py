@@ -14,6 +14,18 @@ Faults (for the client's retry and "look before re-sending" paths):
   (``"stall"``), or answers 500 instead of the real answer (``"500"``). The log entry keeps the
   real status and says ``"lost": how``.
 
+Faults can also be set over HTTP while the simulator runs (``make fault``, infra/local/fault.py):
+``/_sim/...`` on the simulator's host, outside its API (never logged, rate-limited or faulted):
+
+* ``GET /_sim/faults``: the faults pending; ``DELETE /_sim/faults``: ``clear_faults``;
+* ``POST /_sim/faults`` ``{"status": 503 | 429 | 401 | ..., "retry_after": s}`` (``fail_next``) or
+  ``{"lose": "drop" | "500"}`` (``lose_answer_next``), with ``"times": n`` (default 1) or ``"seconds": s``
+  (every call for that long, on the simulator's clock), optional ``"method"`` (default any) and ``"path"``
+  (a regex searched in the API path; default any);
+* ``POST /_sim/token`` ``{"token": new}`` (default: a new random one): the simulator accepts only that
+  token from now on (``use_token``); answers ``{"token": new, "refused": [the tokens it accepted]}``;
+  ``GET /_sim/token``: ``{"tokens": [the tokens it accepts]}`` (``make demo`` plays with them).
+
 Rate limits: fixed windows of ``window_seconds``, starting at ``window_offset`` (plus multiples);
 ``spend_elsewhere(n)`` counts ``n`` calls of another client of the same account at the start of
 every window. ``busiest(seconds)`` is the most requests the simulator received in any span of
@@ -34,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 import socket
 import threading
 import time
@@ -65,6 +78,7 @@ class SimServer:
     default_rate_limit = None
     ROUTES: list = []        # [(method, path_regex, handler_name)]; first match wins
     public_paths: tuple = ()  # path regexes that need no Authorization
+    token_prefix = "token"   # POST /_sim/token without a token: a new one, "<prefix>-<random>"
 
     def __init__(self, clock=time.time, validator=None):
         self.clock = clock
@@ -112,22 +126,24 @@ class SimServer:
                        if (method is None or r["method"] == method.upper())
                        and r["path"].startswith(path_prefix))
 
-    def fail_next(self, method, path_regex, status, body=None, headers=None, times=1):
-        """Answer the next `times` matching requests (re.search on the path) with `status`."""
+    def fail_next(self, method, path_regex, status, body=None, headers=None, times=1, seconds=None):
+        """Answer the next `times` matching requests (re.search on the path) with `status`; with
+        `seconds`, every matching request for that long (of the simulator's clock) instead."""
         self._add_fault("fail", method, path_regex, times, status=status, body=body,
-                        headers=headers or {})
+                        headers=headers or {}, until=self._until(seconds))
 
     def delay_next(self, method, path_regex, seconds, times=1):
         """Sleep `seconds` (real time) before answering the next `times` matching requests."""
         self._add_fault("delay", method, path_regex, times, seconds=seconds)
 
-    def lose_answer_next(self, method, path_regex, how="drop", times=1, seconds=1.0):
+    def lose_answer_next(self, method, path_regex, how="drop", times=1, seconds=1.0, for_seconds=None):
         """Apply the next `times` matching requests, then lose the answer: "drop" closes the
         connection without one, "stall" holds it `seconds` (real time) before answering, "500"
-        answers 500 instead."""
+        answers 500 instead. With `for_seconds`: every matching request for that long instead."""
         if how not in ("drop", "stall", "500"):
             raise ValueError(f"how must be drop, stall or 500, not {how!r}")
-        self._add_fault("lose", method, path_regex, times, how=how, seconds=seconds)
+        self._add_fault("lose", method, path_regex, times, how=how, seconds=seconds,
+                        until=self._until(for_seconds))
 
     def spend_elsewhere(self, calls):
         """Another client of the same account spends `calls` of every rate window, at its start."""
@@ -147,19 +163,95 @@ class SimServer:
         with self.lock:
             self._faults.clear()
 
-    def _add_fault(self, kind, method, path_regex, times, **kw):
+    def faults(self):
+        """The faults still pending, described: kind, method, path, calls left (None: timed) or
+        seconds left (None: counted), and the status (with its Retry-After) or how the answer is lost."""
+        with self.lock:
+            self._faults = [f for f in self._faults if self._pending(f)]
+            return [{"kind": f["kind"], "method": f["method"], "path": f["regex"].pattern,
+                     "times": None if f["until"] is not None else f["times"],
+                     "seconds_left": None if f["until"] is None else round(f["until"] - self.clock(), 3),
+                     **{k: f[k] for k in ("status", "how") if k in f},
+                     **({"retry_after": f["headers"]["Retry-After"]} if "Retry-After" in f.get("headers", {}) else {})}
+                    for f in self._faults]
+
+    def use_token(self, token):
+        """Accept only `token` from now on (a revoked token, rotated); the tokens accepted until now."""
+        raise NotImplementedError
+
+    def tokens_accepted(self):
+        raise NotImplementedError
+
+    def _until(self, seconds):
+        return None if seconds is None else self.clock() + seconds
+
+    def _pending(self, f):
+        return f["times"] > 0 and (f.get("until") is None or self.clock() < f["until"])
+
+    def _add_fault(self, kind, method, path_regex, times, until=None, **kw):
         with self.lock:
             self._faults.append(dict(kind=kind, method=method.upper(), regex=re.compile(path_regex),
-                                     times=times, **kw))
+                                     times=math.inf if until is not None else times, until=until, **kw))
 
     def _take_fault(self, kind, rec):
         with self.lock:
             for f in self._faults:
-                if (f["kind"] == kind and f["times"] > 0 and f["method"] in (rec["method"], "*")
+                if (f["kind"] == kind and self._pending(f) and f["method"] in (rec["method"], "*")
                         and f["regex"].search(rec["path"])):
                     f["times"] -= 1
                     return f
         return None
+
+    # ---- control over HTTP (/_sim/...) -----------------------------------------------
+    def _control(self, method, path, body):
+        """(status, body) of a /_sim/ request: see the module docstring."""
+        if path == "/_sim/faults" and method == "GET":
+            return 200, {"faults": self.faults()}
+        if path == "/_sim/faults" and method == "DELETE":
+            cleared = len(self.faults())
+            self.clear_faults()
+            return 200, {"cleared": cleared}
+        if path == "/_sim/faults" and method == "POST":
+            try:
+                return 201, self._fault_from(body if isinstance(body, dict) else {})
+            except (TypeError, ValueError, re.error) as exc:
+                return 400, {"error": str(exc)}
+        if path == "/_sim/token" and method == "GET":
+            return 200, {"tokens": sorted(self.tokens_accepted())}
+        if path == "/_sim/token" and method == "POST":
+            token = (body or {}).get("token") if isinstance(body, dict) else None
+            if token is not None and not (isinstance(token, str) and token.strip()):
+                return 400, {"error": "token must be a non-empty string"}
+            token = token or f"{self.token_prefix}-{secrets.token_hex(4)}"
+            return 200, {"token": token, "refused": sorted(self.use_token(token))}
+        return 404, {"error": f"no {method} {path}: GET|POST|DELETE /_sim/faults, GET|POST /_sim/token"}
+
+    def _fault_from(self, spec):
+        unknown = set(spec) - {"status", "lose", "times", "seconds", "method", "path", "retry_after"}
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        times, seconds = spec.get("times", 1), spec.get("seconds")
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise ValueError("times must be a whole number of calls, at least 1")
+        if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0):
+            raise ValueError("seconds must be a positive number")
+        method, path = str(spec.get("method", "*")), str(spec.get("path", ""))
+        status, lose = spec.get("status"), spec.get("lose")
+        if (status is None) == (lose is None):
+            raise ValueError('give either "status" (400-599) or "lose" ("drop" or "500")')
+        if lose is not None:
+            if lose not in ("drop", "500"):
+                raise ValueError('lose must be "drop" or "500"')
+            self.lose_answer_next(method, path, how=lose, times=times, for_seconds=seconds)
+        else:
+            if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+                raise ValueError("status must be an HTTP error status, 400-599")
+            after = spec.get("retry_after")
+            if after is not None and not (isinstance(after, int) and not isinstance(after, bool) and after >= 0):
+                raise ValueError("retry_after must be a whole number of seconds")
+            self.fail_next(method, path, status, headers={} if after is None else {"Retry-After": after},
+                           times=times, seconds=seconds)
+        return self.faults()[-1]
 
     # ---- hooks for subclasses --------------------------------------------------------
     def error_body(self, status, message, code=None):
@@ -203,6 +295,10 @@ class SimServer:
             parsed = json.loads(raw) if raw else None
         except ValueError:
             parsed = None
+        if req.path.startswith("/_sim/"):
+            status, answer = self._control(req.method, req.path, parsed)
+            return Response(json.dumps(answer), status=status,
+                            content_type="application/json")(environ, start_response)
         path = req.path
         if self.url_prefix and path.startswith(self.url_prefix + "/"):
             path = path[len(self.url_prefix):]

@@ -77,6 +77,7 @@ def _type_ok(data_type, value):
 class IntercomSim(SimServer):
     window_seconds = 10
     default_rate_limit = 1666
+    token_prefix = "sim-token"
     public_paths = (r"/auth/eagle/token", r"/oauth")
     ROUTES = [
         ("POST", r"/auth/eagle/token", "_oauth_token"),
@@ -124,6 +125,14 @@ class IntercomSim(SimServer):
     def revoke(self, token):
         with self.lock:
             self.tokens.discard(token)
+
+    def use_token(self, token):
+        with self.lock:
+            old, self.tokens = self.tokens - {token}, {token}
+            return sorted(old)
+
+    def tokens_accepted(self):
+        return list(self.tokens)
 
     def issue_oauth_code(self, code, token):
         with self.lock:

@@ -47,6 +47,7 @@ class RFSim(SimServer):
     url_prefix = "/api/v2"
     window_seconds = 60
     default_rate_limit = 600
+    token_prefix = "rf-token"
     ROUTES = [
         ("PUT", r"/users/qualification", "_qualify"),
         ("POST", r"/users", "_create_user"),
@@ -101,6 +102,14 @@ class RFSim(SimServer):
 
     def authorized(self, rec):
         return self.bearer(rec) == self.token
+
+    def use_token(self, token):
+        with self.lock:
+            old, self.token = self.token, token
+            return [old] if old != token else []
+
+    def tokens_accepted(self):
+        return [self.token]
 
     def unauthorized(self):
         return 401, self.error_body(401, "Unauthenticated.")

@@ -1,0 +1,96 @@
+"""`make fault` (infra/local/fault.py) breaks the running simulators over their HTTP controls (/_sim/): what
+an operator rehearsing an incident sets is what a client of the simulated API gets, and `clear` ends it.
+Timed faults run on the simulators' injected clock (no sleeping)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from infra.local import fault
+
+
+@pytest.fixture
+def make_fault(intercom, rf, tmp_path, capsys):
+    """`make fault ARGS="..."` on a stack of these simulators: (exit code, the line printed, stdout or stderr)."""
+    state = tmp_path / "stack.json"
+    state.write_text(json.dumps({"api_url": intercom.base_url, "intercom_url": intercom.base_url,
+                                 "rf_url": rf.base_url, "workspace": "vne310wv", "mode": "simulators"}))
+
+    def run(args: str) -> tuple[int, str]:
+        code = fault.main(args.split(), state)
+        out, err = capsys.readouterr()
+        lines = (out + err).splitlines()
+        assert len(lines) == 1, lines
+        return code, lines[0]
+    return run
+
+
+def rf_campaigns(rf, token="rf-token") -> int:
+    return requests.get(f"{rf.base_url}/campaigns", headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
+
+
+def intercom_me(intercom) -> int:
+    return requests.get(f"{intercom.base_url}/me", headers={"Authorization": "Bearer sim-token", "Intercom-Version": "2.16"},
+                        timeout=5).status_code
+
+
+def test_a_status_for_the_next_n_calls_is_what_the_client_gets_then_the_api_answers_again(make_fault, rf):
+    code, line = make_fault("rf 503 --times 2")
+    assert code == 0 and line.startswith("Referral Factory simulator: the next 2 calls answer 503")
+    assert [rf_campaigns(rf) for _ in range(3)] == [503, 503, 200]
+    assert rf.count() == 3                                                   # the controls are no API calls
+
+
+def test_a_throttle_carries_its_retry_after_and_lasts_its_seconds_on_the_simulators_clock(make_fault, rf, clock):
+    code, line = make_fault("rf 429 --retry-after 30 --for 60")
+    assert code == 0 and "every call answers 429 (Retry-After: 30) for 60 s" in line
+    answer = requests.get(f"{rf.base_url}/campaigns", headers={"Authorization": "Bearer rf-token"}, timeout=5)
+    assert (answer.status_code, answer.headers["Retry-After"]) == (429, "30")
+    assert "every call answers 429" in make_fault("show")[1]
+    clock.now += 60
+    assert rf_campaigns(rf) == 200
+    assert make_fault("show")[1] == "Intercom simulator: no faults; Referral Factory simulator: no faults"
+
+
+def test_clear_ends_an_outage_of_both_simulators(make_fault, intercom, rf):
+    make_fault("intercom 503 --for 120")
+    make_fault("rf 500 --times 5")
+    assert (intercom_me(intercom), rf_campaigns(rf)) == (503, 500)
+    code, line = make_fault("clear")
+    assert code == 0 and line == ("Intercom simulator: 1 fault cleared — it answers normally; "
+                                  "Referral Factory simulator: 1 fault cleared — it answers normally")
+    assert (intercom_me(intercom), rf_campaigns(rf)) == (200, 200)
+
+
+def test_a_revoked_token_is_refused_and_the_new_one_the_line_names_accepted(make_fault, rf):
+    code, line = make_fault("rf revoke-token")
+    new = line.split("accepts ")[1].split(":")[0]
+    assert code == 0 and f"./bridge rf connect --token {new}, then ./bridge dlq replay" in line
+    assert (rf_campaigns(rf), rf_campaigns(rf, new)) == (401, 200)
+
+
+def test_drop_applies_the_call_then_gives_no_answer(make_fault, rf):
+    make_fault("rf drop --method post --path users")
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"{rf.base_url}/users", json={"campaign_id": 42, "first_name": "Ann", "email": "ann@example.com"},
+                      headers={"Authorization": "Bearer rf-token"}, timeout=5)
+    assert [u["email"] for u in rf.users.values()] == ["ann@example.com"]       # applied all the same
+    assert rf_campaigns(rf) == 200
+
+
+@pytest.mark.parametrize("args, said", [
+    ("rf 200", "Referral Factory simulator: status must be an HTTP error status, 400-599"),
+    ("intercom 404 --applied", "--applied goes with 500"),
+    ("rf 503 --times 0", "Referral Factory simulator: times must be a whole number of calls, at least 1"),
+])
+def test_a_fault_the_simulator_cannot_play_is_one_line_and_nothing_changes(make_fault, rf, args, said):
+    code, line = make_fault(args)
+    assert code == 1 and line.startswith(said)
+    assert rf.faults() == [] and rf_campaigns(rf) == 200
+
+
+def test_without_a_running_stack_it_says_start_it(tmp_path, capsys):
+    assert fault.main(["clear"], tmp_path / "none.json") == 1
+    assert capsys.readouterr().err == "start the stack first: make run\n"
