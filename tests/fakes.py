@@ -84,6 +84,7 @@ class FakeQueue:
     def send(self, message: dict | str) -> str:
         encode(message)                      # the same size limit as SQS (raises MessageTooLarge)
         self.sent.append(message)
+        self.sent_delays.append(0.0)         # (one a message sent: its delay)
         return f"m{len(self.sent)}"
 
     def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None:
@@ -353,7 +354,8 @@ class FakeRF:
     """ReferralFactoryPort in memory. `qualify` answers with `answers` in turn (an exception is
     raised) and then succeeds; `lost` calls after that are applied and then raise Uncertain (the
     answer was lost); `qualified_at` is what get_user says of a qualified user, and `get_answers`
-    are raised by get_user in turn (None: that one answers)."""
+    are raised by get_user in turn (None: that one answers); `down`, while set, makes the exception
+    every call raises (an outage)."""
 
     def __init__(self, users: Optional[dict] = None):
         self.users = users or {}
@@ -366,9 +368,15 @@ class FakeRF:
         self.lost = 0
         self.created: list[dict] = []        # users made by create_user (a referrer each)
         self.create_answers: list[Exception] = []
+        self.down: Optional[Callable[[], Exception]] = None
+
+    def _up(self) -> None:
+        if self.down is not None:
+            raise self.down()
 
     def get_user(self, user_id: str) -> dict:
         self.calls.append(f"get_user {user_id}")
+        self._up()
         if self.get_answers:
             answer = self.get_answers.pop(0)
             if answer is not None:                       # None: this one answers as RF would
@@ -379,6 +387,7 @@ class FakeRF:
         return user
 
     def get_campaign(self, campaign_id: str) -> dict:
+        self._up()
         self.campaign_calls += 1
         if self.campaign_answers:
             answer = self.campaign_answers.pop(0)
@@ -388,6 +397,7 @@ class FakeRF:
 
     def qualify(self, user_id: str) -> dict:
         self.calls.append(f"qualify {user_id}")
+        self._up()
         if self.answers:
             raise self.answers.pop(0)
         self.qualified.append(user_id)
@@ -399,6 +409,7 @@ class FakeRF:
 
     def create_user(self, body: dict) -> dict:
         self.calls.append(f"create_user {body.get('email')}")
+        self._up()
         if self.create_answers:
             raise self.create_answers.pop(0)
         if any(u["email"].lower() == str(body.get("email")).lower() for u in self.created):
@@ -410,6 +421,7 @@ class FakeRF:
     def users_page(self, campaign_id: str, page: int = 1,
                    per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
         self.calls.append(f"users_page {page}")
+        self._up()
         people = [u for u in self.created if str(u.get("campaign_id")) == str(campaign_id)]
         return people[(page - 1) * per_page: page * per_page], page * per_page < len(people), len(people)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Optional
+from typing import Callable, Optional
 
 from .history import iso
 
@@ -26,6 +26,27 @@ class OutageWait:
     since: float
     delay: Optional[float]
     reason: str
+    vendor: str = ""
+    budget: float = 0.0
+    answer: str = ""              # the vendor's last answer (the failure's own reason)
+
+    @property
+    def said(self) -> str:
+        """The wait, or the giving up, in one line without the advice (`sync status` shows a page's so)."""
+        if self.delay is None:
+            return f"{unavailable(self.vendor)} for {hours(self.budget)} (since {iso(self.since)}): {self.answer}"
+        return (f"waiting for {self.vendor} (unavailable since {iso(self.since)}; the bridge waits up to "
+                f"{hours(self.budget)}, BRIDGE_OUTAGE_HOURS): {self.answer}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the worker does if this try of a record fails, for a handler that records it (a sync page's error):
+    `last`: a failure now (but a wait) dead-letters it; `outage(vendor, reason)`: the wait (or the dead letter)
+    for that vendor's outage now, decided once by the worker, which then does just that."""
+
+    last: bool = False
+    outage: Optional[Callable[[str, str, Optional[float], Optional[int]], OutageWait]] = None
 
 
 def unavailable(vendor: str) -> str:
@@ -34,8 +55,8 @@ def unavailable(vendor: str) -> str:
 
 
 def outage_of(reason: str) -> Optional[str]:
-    """The vendor whose outage a recorded reason names (one of ours), or None."""
-    return next((v for v in VENDORS if unavailable(v) in reason), None)
+    """The vendor whose outage a recorded reason names (one of ours, or OutageWait.said's), or None."""
+    return next((v for v in VENDORS if unavailable(v) in reason or reason.startswith(f"waiting for {v} (")), None)
 
 
 VENDORS = ("Intercom", "Referral Factory")
@@ -66,9 +87,10 @@ def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, bu
     if waited >= budget:
         return OutageWait(since, None, f"{unavailable(vendor)} for {hours(budget)} (BRIDGE_OUTAGE_HOURS): "
                                        f"{last_answer(vendor, status)} — replay it once {vendor} answers again "
-                                       "(`bridge dlq replay`)")
+                                       "(`bridge dlq replay`)", vendor, budget, reason)
     delay = min(LONGEST_WAIT, max(FIRST_WAIT, waited), budget - waited) * (1 - JITTER * min(max(spread, 0.0), 1.0))
     # Never back before the vendor said (up to SQS's longest delay), even past the budget's end.
     delay = max(delay, min(retry_after or 0.0, LONGEST_WAIT))
     return OutageWait(since, max(1.0, delay), f"{unavailable(vendor)} since {iso(since)} ({reason}): the bridge waits "
-                                              f"for it, up to {hours(budget)} (BRIDGE_OUTAGE_HOURS)")
+                                              f"for it, up to {hours(budget)} (BRIDGE_OUTAGE_HOURS)",
+                      vendor, budget, reason)

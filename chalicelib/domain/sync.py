@@ -82,6 +82,10 @@ def describe_counts(counts: dict, already: str = "already") -> str:
 # Lambda's time running out: it uses up no try).
 RETRYING, FAILED, WAITING = "retrying", "failed", "waiting"
 PAGE_ERROR_CHARS = 200            # the reason as `sync status` shows it: one short line
+# What brings back a page in the dead-letter queue: its cause fixed, or the vendor whose outage outlasted the budget
+# answering again.
+FIX_RESUME = "fix the cause, then `bridge dlq replay` resumes the run where it stopped"
+RESUME = "once {vendor} answers again, `bridge dlq replay` resumes the run where it stopped"
 
 
 @dataclass(frozen=True)
@@ -112,12 +116,13 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
     says it apart)."""
     tries = f"{error['tries']} {'try' if error['tries'] == 1 else 'tries'}, " if error["tries"] else ""
     when = f"({tries}last {str(error['at'])[11:19]})"
+    vendor = error.get("outage")      # a vendor's outage (services/sync.shown_error): waited out, not failed
     if error["state"] == WAITING:
-        return f"page {error['page']} waits: {error['reason']} {when}"
+        return f"page {error['page']} {'is ' if vendor else 'waits: '}{error['reason']} {when}"
     if error["state"] == FAILED:
         return f"page {error['page']} failed: {error['reason']} {when}" + (
-            " — it waits in the dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it "
-            "stopped" if advice else "")
+            f" — it waits in the dead-letter queue: {RESUME.format(vendor=vendor) if vendor else FIX_RESUME}"
+            if advice else "")
     return f"retrying page {error['page']}: {error['reason']} {when}"
 
 

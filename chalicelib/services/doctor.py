@@ -22,7 +22,7 @@ from ..domain.mapping import attribute_type
 from ..domain.outage import outage_of
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
                                valid_or_none)
-from ..domain.sync import FAILED, RETRYING, describe_counts, describe_page_error, describe_writes, run_counts
+from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
 from ..observability import mask_email
@@ -213,13 +213,20 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     counts = describe_counts(shown) if run.counts else "nothing yet"
     where = f"sync run {run.number} ({run.kind}, {run.source})"
     error = shown_error(run, rt.clock())   # the failure of the page the run is at (as `sync status` says it)
-    resume = f"fix the cause, then `bridge dlq replay --campaign {c}` resumes the run where it stopped"
+    vendor = error.get("outage") if error is not None else None   # the page waits out a vendor's outage, or did
+    resume = (f"once {vendor} answers again," if vendor else "fix the cause, then") + \
+        f" `bridge dlq replay --campaign {c}` resumes the run where it stopped"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",
                    "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
     elif error is not None and error["state"] == FAILED:
         report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
                    "the page waits in the dead-letter queue: the run does not go on by itself", resume)
+    elif error is not None and error["state"] == WAITING and vendor:     # (its wait is no stall, however long)
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
+                   f"the page waits for {vendor} without using up a try, and goes on by itself once {vendor} answers; "
+                   "past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there",
+                   f"nothing to do; `bridge sync status {c} --watch` follows it", warn=True)
     elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
             (run.lease_until or 0) < rt.clock():
         report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
+from ..domain.outage import Attempt, outage_of
 from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings, valid_or_none
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
@@ -108,8 +109,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
 
 
 # --- one page -------------------------------------------------------------------------------------
-def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, last_try: bool = False) -> str:
-    """`last_try`: the worker dead-letters the page if this try fails (worker.Handler.handle_last_try)."""
+def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, attempt: Attempt = Attempt()) -> str:
+    """`attempt`: what the worker does if this try fails (worker.Handler.handle_try): the page's error says it."""
     campaign_id, owner = message.campaign_id, uuid.uuid4().hex
     run, took = deps.sync.claim_page(campaign_id, message.run, message.page, owner, deps.clock())
     if not took:
@@ -131,17 +132,21 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, last
         return _work_page(message, deps, run, owner, paused)
     except BaseException as exc:
         deps.sync.release(campaign_id, message.run, message.page, owner,
-                          _page_error(run, message.page, exc, deps.clock(), last_try)
+                          _page_error(run, message.page, exc, deps.clock(), attempt)
                           if isinstance(exc, Exception) else None, paused=paused)
         raise
 
 
-def _page_error(run: SyncRun, page: int, exc: Exception, now: float, last_try: bool = False) -> PageError:
+def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: Attempt = Attempt()) -> PageError:
     """Why the page failed, as `sync status` shows it: the reason the worker records (the dead-letter
     queue's), emails masked; retrying while the queue retries it, failed once the worker gives up on it
-    (refused for good, or its last try) and it waits in the dead-letter queue."""
-    retried = FAILED if last_try else RETRYING
-    if isinstance(exc, WorkError):
+    (refused for good, or its last try) and it waits in the dead-letter queue. A vendor's outage is waited
+    out as the worker decides it (`attempt.outage`): waiting for the vendor, then failed past the budget."""
+    retried = FAILED if attempt.last else RETRYING
+    if isinstance(exc, WorkError) and exc.outage and attempt.outage is not None:
+        decided = attempt.outage(exc.outage, exc.reason, exc.retry_after, exc.status)
+        reason, state = decided.said, WAITING if decided.delay is not None else FAILED
+    elif isinstance(exc, WorkError):
         reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED
     else:                           # a bug or an outage nobody foresaw: the worker retries it
         reason, state = f"{type(exc).__name__}: {exc}", retried
@@ -293,8 +298,10 @@ class Page:
             first = self.errors[0]
             if isinstance(first, Deferred):
                 raise Deferred(f"sync page waits: {first.reason}", retry_after=first.retry_after)
+            # (every contact failed for a vendor's outage: the page waits it out, as one record would)
             raise Transient(f"{len(self.errors)} contact(s) of the page failed, first: {first.reason}",
-                            retry_after=first.retry_after)
+                            retry_after=first.retry_after).unavailable(
+                first.outage if all(e.outage for e in self.errors) else None)
 
     def _may_have_joined(self, entry: LedgerEntry) -> bool:
         """An earlier run's skip as already in the campaign (RF had the email, or a join linked a lead), or as
@@ -708,7 +715,7 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
     rate = done / elapsed * 60 if done and elapsed >= RATE_AFTER else None
     total = run.total
     eta = None
-    if run.status == "running" and total and rate and not stalled:
+    if run.status == "running" and total and rate and not stalled and not (error and error.get("outage")):
         eta = max(0.0, (total - done) / rate * 60)
     paused = run.paused + (now - end if stalled else 0.0)
     return {"campaign_id": campaign_id, "run": run.number, "kind": run.kind, "source": run.source,
@@ -723,14 +730,16 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
 
 
 def shown_error(run: SyncRun, now: float) -> Optional[dict]:
-    """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based. A
-    failed page a worker holds again (`bridge dlq replay` sent it back) is retrying."""
+    """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based, and
+    `outage`: the vendor whose outage it waits out (or waited out for too long). A failed page a worker holds
+    again (`bridge dlq replay` sent it back) is retrying."""
     error = run.error
     if error is None or run.status != "running" or error.page != run.page:
         return None
     worked = bool(run.owner) and (run.lease_until or 0) > now
+    vendor = outage_of(error.reason) if error.state != RETRYING else None
     return {"page": error.page + 1, "state": RETRYING if error.state == FAILED and worked else error.state,
-            "reason": error.reason, "tries": error.tries, "at": iso(error.at)}
+            "reason": error.reason, "tries": error.tries, "at": iso(error.at), **({"outage": vendor} if vendor else {})}
 
 
 def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:

@@ -15,18 +15,19 @@ A vendor's outage (errors.WorkError.outage: Intercom or Referral Factory answeri
 refusing connections, after the HTTP client's own retries) is a wait too, with a growing delay, up to
 BRIDGE_OUTAGE_HOURS from the record's first outage wait (carried by its copies); then it is dead-lettered
 with a reason that says so (domain/outage.py decides). Reconciliation's search of changed contacts does not
-wait: the next scheduled search covers its window (services/dead_letters.py: superseded); nor does a sync page."""
+wait: the next scheduled search covers its window (services/dead_letters.py: superseded)."""
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Generic, Hashable, Iterable, Optional, Protocol, Sequence, TypeVar
 
 from .. import messages
 from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
-from ..domain.outage import outage_wait, unavailable
+from ..domain.outage import Attempt, OutageWait, outage_wait, unavailable
 from ..errors import Deferred, Permanent, WorkError
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
@@ -106,15 +107,15 @@ class Handler(Generic[M, C]):
     them all at once (steps shared by the whole batch: one search, one tag call) and answers, per
     message, its outcome or the exception it failed with. `about`: the people (or contacts) a
     message concerns; messages about the same one run one after another, in batch order.
-    `handle_last_try`: instead of `handle`, also told whether a failure now (but a wait) sends the record
-    to the dead-letter queue, so that what it records of the failure says so (a sync page's error is
-    shown as failed, not as retrying)."""
+    `handle_try`: instead of `handle`, also told what the worker does if this try fails (domain/outage.Attempt:
+    whether it is the last, and how a vendor's outage is waited out now), so that what it records of the failure
+    says so (a sync page's error is shown waiting for the vendor, or failed, not retrying)."""
 
     prepare: Callable[[list[M], WorkDeps], C]
     handle: Optional[Callable[[M, WorkDeps, C], Any]] = None
     run_all: Optional[Callable[[list[M], WorkDeps, C, Runner], list[Any]]] = None
     about: Callable[[M, C], Iterable[Hashable]] = _about
-    handle_last_try: Optional[Callable[[M, WorkDeps, C, bool], Any]] = None
+    handle_try: Optional[Callable[[M, WorkDeps, C, Attempt], Any]] = None
     waits_out_outages: bool = True     # False: a vendor's outage is a failed try, as any other failure
 
 
@@ -122,6 +123,7 @@ class Handler(Generic[M, C]):
 class Job:
     record: Record
     message: Any
+    outage: Optional[OutageWait] = None      # how its failure for a vendor's outage is waited out: decided once
 
 
 class RetryBatch(Masked):
@@ -167,7 +169,7 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
     for job in jobs:
         context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
         if isinstance(context, WorkError) and _outage(handlers, job, context):
-            results.append(_waits_out(work, job.record, job.message, context))
+            results.append(_waits_out(work, job, context))
         elif isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
             results.append(_waits(work, job.record, job.message, context))
         elif isinstance(context, Permanent):   # its read failed for good (the workspace disconnected): no retry
@@ -208,9 +210,10 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
         logger.thread_safe_append_keys(message_id=job.record.message_id)
         try:
             handler = handlers[type(job.message)]
-            if handler.handle_last_try is not None:   # as _failed decides: a failure on the last try is dead
-                return handler.handle_last_try(job.message, work.deps, contexts[job],
-                                               job.record.tries >= work.config.max_attempts)
+            if handler.handle_try is not None:   # as _failed and _waits_out decide: told what a failure does
+                return handler.handle_try(job.message, work.deps, contexts[job], Attempt(
+                    job.record.tries >= work.config.max_attempts,
+                    partial(_outage_wait, work, job) if handler.waits_out_outages else None))
             assert handler.handle is not None
             return handler.handle(job.message, work.deps, contexts[job])
         except WorkError:
@@ -237,7 +240,7 @@ def _outage(handlers: dict[type, Handler], job: Job, outcome: Any) -> bool:
 def _result(work: Work, job: Job, outcome: Any, outage: bool = False) -> Result:
     record, message = job.record, job.message
     if outage:              # not a try: it waits for the vendor, up to the outage budget
-        return _waits_out(work, record, message, outcome)
+        return _waits_out(work, job, outcome)
     if isinstance(outcome, Deferred):    # not a failure: it waits, without using up a try
         return _waits(work, record, message, outcome)
     if isinstance(outcome, WorkError):
@@ -344,12 +347,21 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     return Result(record, "wait", exc.reason, delay)
 
 
-def _waits_out(work: Work, record: Record, message: Any, exc: WorkError) -> Result:
+def _outage_wait(work: Work, job: Job, vendor: str, reason: str, retry_after: Optional[float] = None,
+                 status: Optional[int] = None) -> OutageWait:
+    """How the job waits out `vendor`'s outage now: decided once (its handler may have asked first, to record it)."""
+    if job.outage is None:
+        job.outage = outage_wait(vendor, reason, job.record.outage_since, work.clock(),
+                                 work.config.outage_hours * 3600, random.random(), retry_after, status)
+    return job.outage
+
+
+def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
     """A vendor's outage: the record waits for it (its copies carry since when), or, past the outage budget,
     is dead-lettered with a reason that says so."""
     assert exc.outage is not None
-    decided = outage_wait(exc.outage, exc.reason, record.outage_since, work.clock(), work.config.outage_hours * 3600,
-                          random.random(), exc.retry_after, exc.status)
+    record, message = job.record, job.message
+    decided = _outage_wait(work, job, exc.outage, exc.reason, exc.retry_after, exc.status)
     if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
         count("RecordsFailed")
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
@@ -448,8 +460,8 @@ HANDLERS: dict[type, Handler] = {
     VerifyMessage: Handler(Verification.read, on_verify),
     # One search per workspace. An outage is not waited out: the next scheduled search covers the window.
     ChangesMessage: Handler(lambda messages_, deps: None, _changes, waits_out_outages=False),
-    # (a sync page's outage is a try: `sync status` shows it retrying, then failed, as any other failure)
-    SyncPageMessage: Handler(lambda messages_, deps: None, handle_last_try=sync.on_page, waits_out_outages=False,
+    # (a sync page waits out an outage as any record: `sync status` shows it waiting for the vendor)
+    SyncPageMessage: Handler(lambda messages_, deps: None, handle_try=sync.on_page,
                              about=lambda message, context: [("sync", message.campaign_id)]),
     ReferralCountMessage: Handler(read_counts, on_count),
 }

@@ -296,8 +296,8 @@ def drive(stage: Stage) -> dict:
     stage.drain()
     [contact] = intercom.contacts_by_email("ann@example.com")
 
-    # A wait (a 429: the worker sends a delayed copy back) and a failed try with a long Retry-After
-    # (it stays, delayed) beside a handled message: the worker deletes the others itself.
+    # Waits: a 429 (the worker sends a delayed copy back) and RF's 503 asking an hour (an outage,
+    # waited out the same way), beside a handled message.
     bob, eve = new_lead(rf, "bob@example.com"), new_lead(rf, "eve@example.com")
     intercom.fail_next("POST", r"^/contacts$", 429, headers={"Retry-After": "30"})     # longer than a Lambda waits
     rf.fail_next("GET", rf"^/users/{eve['id']}$", 503, headers={"Retry-After": "3600"})
@@ -305,7 +305,7 @@ def drive(stage: Stage) -> dict:
     stage.post_join({"id": eve["id"], "campaign_id": 42})
     stranger = intercom.add_contact("who@example.com")
     outcome["unlinked"] = stage.post_intercom(intercom.webhook_payload("contact.lead.updated", stranger["id"]))
-    outcome["retry"] = stage.drain()
+    outcome["waits"] = stage.drain()
     stage.clock.now += 60                   # the 429's pause (every Intercom call waited for it) is over
 
     # A permanent failure (dead-lettered with the person's history) and an unreadable message.
@@ -334,6 +334,16 @@ def drive(stage: Stage) -> dict:
     outcome["reconcile"] = stage.reconcile()
     stage.drain()
     outcome["eve"] = [c["id"] for c in intercom.contacts_by_email("eve@example.com")]
+
+    # A failed try beside a handled message: the next run's search of changed contacts answered 503 asking
+    # an hour (that kind does not wait out an outage: the queue tries it again, its visibility set to the
+    # hour) while an unlinked contact's notification is handled: the worker deletes that one itself.
+    stage.clock.now += 3600
+    intercom.fail_next("POST", r"^/contacts/search$", 503, headers={"Retry-After": "3600"}, times=5)
+    stage.reconcile()
+    stage.post_intercom(intercom.webhook_payload("contact.lead.updated", stranger["id"]))
+    outcome["retry"] = stage.drain()
+    intercom.clear_faults()
     outcome["oauth"] = oauth_connect(stage)
     dlq = stage.sqs.receive_message(QueueUrl=stage.target.outputs["DeadLetterQueueUrl"], MaxNumberOfMessages=10,
                                     MessageAttributeNames=["All"], VisibilityTimeout=0)
@@ -379,6 +389,7 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     outcome, _, _ = performed
     assert outcome["join"] == [202, 202] and outcome["wrong secret"] == 401 and outcome["head"] == 200
     assert outcome["unlinked"] == 200 and outcome["notify"] == 200
+    assert [r.get("waiting") for r in outcome["waits"]] == [2], outcome["waits"]
     assert any("will be retried" in str(r) for r in outcome["retry"]), outcome["retry"]
     assert outcome["qualified"] == [outcome["ann"]]
     assert outcome["reconcile"] == {"queued": 1, "round_complete": True, "searches": 1, "overdue": 1}

@@ -331,14 +331,14 @@ def test_the_bridge_s_own_referrer_rf_has_no_link_for_yet_is_already_enrolled_no
 def test_the_bridge_s_own_referrer_adopted_by_a_failed_try_of_a_page_is_already_enrolled_on_its_retry(
         bridge, intercom, rf, capsys):
     """The page's first try adopts Rita (her join enrolled her; RF has no link for her yet) and fails on
-    Person 0, whose create RF answers 503. Its retry still counts Rita already enrolled (the ledger, in
-    DynamoDB, keeps that her join enrolled her): the run enrolled one person, not two."""
+    Person 0, whose create RF answers 503: the page waits for RF. Its next try still counts Rita already enrolled
+    (the ledger, in DynamoDB, keeps that her join enrolled her): the run enrolled one person, not two."""
     _, contacts = own_referrer_without_link(bridge, intercom, rf, 1)
     rf.fail_next("POST", r"^/users$", 503, times=10)
     assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
-    assert bridge.drain()[-1].error is not None                   # the page failed: SQS gives it back
+    assert bridge.drain()[-1].result["waiting"] == 1             # RF unavailable: the page waits, using up no try
     rf.clear_faults()
-    bridge.poller.expire_inflight()                               # (its visibility timeout elapsed)
+    bridge.poller.release_delayed()                               # (its wait elapsed)
     bridge.drain()
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
     assert (status["status"], status["enrolled"], status["already_enrolled"], status["still_without_link"]) == \

@@ -7,17 +7,16 @@ from contextlib import nullcontext
 
 import pytest
 
-from chalicelib.errors import ApiError
 from chalicelib.services import sync
 from chalicelib.services.worker import RetryBatch, handle_batch
-from tests.unit.test_sync import a_run_whose_second_page_fails, drain
+from tests.unit.test_sync import a_run_whose_second_page_fails, drain, throttled
 
 PAGE_2 = {"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"}
 
 
 def test_a_page_the_worker_gave_up_on_is_not_shown_as_retrying(monkeypatch, capsys):
-    """Scenario: page 2 of a sync run fails with Intercom 503 on every try. On its last try
-    (BRIDGE_MAX_ATTEMPTS) the worker gives up and sends it to the dead-letter queue ("gave up after 3
+    """Scenario: page 2 of a sync run fails on every try (throttled; a vendor's outage is waited out instead).
+    On its last try (BRIDGE_MAX_ATTEMPTS) the worker gives up and sends it to the dead-letter queue ("gave up after 3
     tries: ..."): nothing retries it any more, and the run stays "running" at page 2 until someone
     replays the letter.
     Expected: `sync status` says the page failed and waits in the dead-letter queue (as it does for a page
@@ -26,7 +25,7 @@ def test_a_page_the_worker_gave_up_on_is_not_shown_as_retrying(monkeypatch, caps
     error's state is chosen from the exception alone (retryable -> "retrying"), before the worker decides
     it was the last try."""
     from tests.support.cli import run_cli
-    busy = ApiError("Intercom", 503, "Service Unavailable")
+    busy = throttled()
     work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy, busy)
     with pytest.raises(RetryBatch):
         drain(work)                                   # page 1 works; page 2 fails its first try

@@ -1011,6 +1011,15 @@ def test_status_watch_piped_prints_one_json_line_a_refresh_until_the_run_ends(mo
     assert [s["status"] for s in shown] == ["running", "done"] and shown[-1]["done"] == 3
 
 
+THROTTLED = "DynamoDB throttled the request"
+
+
+def throttled() -> Exception:
+    """A failure the queue retries that is no vendor's outage (an outage is waited out: test_sync_outage.py)."""
+    from chalicelib.errors import Transient
+    return Transient(THROTTLED)
+
+
 def a_run_whose_second_page_fails(monkeypatch, *answers: Exception):
     """A run of 3 pages (2 contacts each) whose second page's search answers `answers` in turn, then works."""
     from chalicelib import cli as cli_module
@@ -1037,12 +1046,11 @@ def retry_page(work: FakeWork) -> None:
 
 
 def test_status_shows_why_a_page_the_queue_retries_fails_until_it_succeeds(monkeypatch, capsys):
-    """An operator watching a sync whose page Intercom answers 503 saw counts not moving and no reason: `sync
-    status` (text, JSON) and `sync report` now say which page fails, why, how often and when last; the page
-    working clears it."""
-    from chalicelib.errors import ApiError
+    """An operator watching a sync whose page failed saw counts not moving and no reason: `sync status` (text,
+    JSON) and `sync report` now say which page fails, why, how often and when last; the page working clears it.
+    (A vendor's outage is waited out instead: test_sync_outage.py.)"""
     from tests.support.cli import run_cli
-    busy = ApiError("Intercom", 503, "Service Unavailable")
+    busy = throttled()
     work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy)
     with pytest.raises(RetryBatch):
         drain(work)                          # page 1 works, page 2 fails: its record comes back later
@@ -1051,11 +1059,11 @@ def test_status_shows_why_a_page_the_queue_retries_fails_until_it_succeeds(monke
     retry_page(work)
     assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
         "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · ETA 1m30s · enrolled "
-        "2, already 0, skipped 0\n  retrying page 2: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20)\n")
+        "2, already 0, skipped 0\n  retrying page 2: DynamoDB throttled the request (2 tries, last 14:14:20)\n")
     found = json.loads(run_cli(rt, capsys, "sync", "status", "42", "--json")[1])
-    assert found["page_error"] == {"page": 2, "state": "retrying", "reason": "Intercom answered 503: Service "
-                                   "Unavailable", "tries": 2, "at": "2026-09-21T14:14:20.000Z"}
-    assert "  retrying page 2: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20)" in \
+    assert found["page_error"] == {"page": 2, "state": "retrying", "reason": THROTTLED, "tries": 2,
+                                   "at": "2026-09-21T14:14:20.000Z"}
+    assert "  retrying page 2: DynamoDB throttled the request (2 tries, last 14:14:20)" in \
         run_cli(rt, capsys, "sync", "report", "42")[1].splitlines()
 
     work.queue.sent.append(json.dumps({"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"}))
@@ -1083,9 +1091,8 @@ def test_status_says_a_page_refused_for_good_waits_in_the_dead_letter_queue_with
 def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the_page_works(monkeypatch, capsys):
     import re
 
-    from chalicelib.errors import ApiError
     from tests.support.cli import run_cli
-    work, rt = a_run_whose_second_page_fails(monkeypatch, ApiError("Referral Factory", 502, "Bad Gateway"))
+    work, rt = a_run_whose_second_page_fails(monkeypatch, throttled())
     with pytest.raises(RetryBatch):
         drain(work)
 
@@ -1097,7 +1104,7 @@ def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the
     out = run_cli(rt, capsys, "sync", "status", "42", "--watch")[1]
     out = re.sub(r'\{"(level|_aws)".*\n', "", out)   # the worker's log and metrics lines: not the CLI's
     watched = ("\rrun 1 (full, users) running: [############..................] 2/5 40% · enrolled 2, already 0, "
-               "skipped 0 · retrying page 2: Referral Factory answered 502: Bad Gateway (1 try, last 14:13:20)")
+               "skipped 0 · retrying page 2: DynamoDB throttled the request (1 try, last 14:13:20)")
     assert out == watched + "\r" + " " * (len(watched) - 1) + "\r" + (
         "run 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, already 0, skipped 0\n")
 
@@ -1166,16 +1173,15 @@ def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once
     page was retried, and still once it was dead-lettered (README: doctor says a sync "stalled on a page in the
     dead-letter queue"). Now a warning naming the page and why while the queue retries it, and a problem (exit 1)
     naming the failed page, its reason and `bridge dlq replay` once it waits in the dead-letter queue."""
-    from chalicelib.errors import ApiError
-    busy = ApiError("Intercom", 503, "Service Unavailable")
+    busy = throttled()
     work, _ = a_run_whose_second_page_fails(monkeypatch, busy, busy)
     with pytest.raises(RetryBatch):
         drain(work)                          # page 1 works, page 2 fails: the queue retries it
     text, finding = doctor_says(work)
     assert text.splitlines() == [
         "campaign 42: no problems found, 1 warning(s)",
-        "  warn [sync] sync run 1 (full, users) running: enrolled 2, already 0, skipped 0; retrying page 2: Intercom "
-        "answered 503: Service Unavailable (1 try, last 14:13:20)",
+        "  warn [sync] sync run 1 (full, users) running: enrolled 2, already 0, skipped 0; retrying page 2: DynamoDB "
+        "throttled the request (1 try, last 14:13:20)",
         "        why: the queue retries the page by itself; after its last try it waits in the dead-letter queue and "
         "the run stops there",
         "        fix: if it keeps failing, fix the cause; `bridge sync status 42 --watch` follows it"]
@@ -1186,7 +1192,7 @@ def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once
     text, finding = doctor_says(work)
     assert text.splitlines() == [
         "campaign 42: 1 problem(s)",
-        "  BAD [sync] sync run 1 (full, users) stalled: page 2 failed: Intercom answered 503: Service Unavailable "
+        "  BAD [sync] sync run 1 (full, users) stalled: page 2 failed: DynamoDB throttled the request "
         "(2 tries, last 14:14:20); enrolled 2, already 0, skipped 0 so far",
         "        why: the page waits in the dead-letter queue: the run does not go on by itself",
         "        fix: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped"]
@@ -1200,9 +1206,8 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
     as it does when the run ends, with the page's error line (text) or its last object (JSON lines), exit 1."""
     import re
 
-    from chalicelib.errors import ApiError
     from tests.support.cli import run_cli
-    busy = ApiError("Intercom", 503, "Service Unavailable")
+    busy = throttled()
     for flags in ((), ("--json",)):
         work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy)
         with pytest.raises(RetryBatch):
@@ -1221,11 +1226,11 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
                 [("running", "retrying"), ("running", "failed")]
             continue
         watched = ("\rrun 1 (full, users) running: [############..................] 2/5 40% · enrolled 2, already 0, "
-                   "skipped 0 · retrying page 2: Intercom answered 503: Service Unavailable (1 try, last 14:13:20)")
+                   "skipped 0 · retrying page 2: DynamoDB throttled the request (1 try, last 14:13:20)")
         assert out == watched + "\r" + " " * len(watched[1:]) + "\r" + (
             "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · "
             "enrolled 2, already 0, skipped 0\n"
-            "  page 2 failed: Intercom answered 503: Service Unavailable (2 tries, last 14:14:20) — it waits in the "
+            "  page 2 failed: DynamoDB throttled the request (2 tries, last 14:14:20) — it waits in the "
             "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
 
 

@@ -4,7 +4,6 @@ with nothing in the dead-letter queue. Past the outage budget (BRIDGE_OUTAGE_HOU
 dead-lettered with a reason that says the vendor was unavailable that long."""
 from __future__ import annotations
 
-import json
 from typing import Callable, Optional
 
 import pytest
@@ -19,10 +18,10 @@ from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.fakes import FakeApis, FakeClock, FakeIntercom, FakeRF, FakeWork
+from tests.support.sqs import Sqs
 from tests.unit.test_outage_faults import join, record
 
 HOUR = 3600.0
-VISIBILITY = 720.0          # the work queue's visibility timeout (infra/template.yaml)
 
 
 # --- the decision -----------------------------------------------------------------------------------------
@@ -56,46 +55,6 @@ SETTINGS = {"campaign_id": "42", "workspace": "ws",
             "leads": {"action": "create_lead", "duplicates": "update",
                       "fields": [{"from": "email", "to": "email"}, {"from": "first_name", "to": "name"}]},
             "referrers": {"action": "nothing"}}
-
-
-class Sqs:
-    """The work queue as SQS runs it for the worker: a record the batch hands back comes again after the
-    visibility timeout (or its `retry_in`), with one more receive; a deferred copy after its delay, with its
-    attributes; a message sent with a delay after it. The clock jumps to the next record due: no sleeping."""
-
-    def __init__(self, work: FakeWork):
-        self.work, self.due, self.made = work, [], 0
-
-    def send(self, body: dict | str, at: float, receives: int = 1, attributes: Optional[dict] = None) -> None:
-        self.made += 1
-        self.due.append((at, {"messageId": f"m{self.made}", "receiptHandle": f"rh{self.made}",
-                              "attributes": {"ApproximateReceiveCount": str(receives)},
-                              "messageAttributes": attributes or {},
-                              "body": body if isinstance(body, str) else json.dumps(body)}))
-
-    def run_until(self, until: float) -> None:
-        work, queue = self.work, self.work.queue
-        while self.due and min(at for at, _ in self.due) <= until:
-            work.clock.now = max(work.clock.now, min(at for at, _ in self.due))
-            batch = [r for at, r in self.due if at <= work.clock.now][:10]
-            self.due = [(at, r) for at, r in self.due if not any(r is b for b in batch)]
-            sent, deferred = len(queue.sent), len(queue.deferred)
-            try:
-                handle_batch(batch, work)
-                back = []
-            except RetryBatch:
-                back = [r for r in batch if r["receiptHandle"] not in queue.deleted]
-            now = work.clock.now
-            for r in back:
-                self.send(r["body"], now + queue.delayed.get(r["receiptHandle"], VISIBILITY),
-                          int(r["attributes"]["ApproximateReceiveCount"]) + 1, r["messageAttributes"])
-            for later in queue.deferred[deferred:]:
-                self.send(later.body, now + later.delay, attributes={
-                    name: {"stringValue": str(value), "dataType": "Number"} for name, value in (
-                        ("bridge-tries", later.tries), ("bridge-waits", later.waits),
-                        ("bridge-outage-since", later.outage_since)) if value is not None})
-            for message, delay in zip(queue.sent[sent:], queue.sent_delays[sent:]):
-                self.send(message, now + delay)
 
 
 def outage(hours: float, budget: Optional[str] = None) -> tuple[FakeWork, FakeIntercom]:

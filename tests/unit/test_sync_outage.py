@@ -1,0 +1,128 @@
+"""A contact sync's page waits out a vendor's outage as any record does (domain/outage.py): no try used up, `sync
+status` and doctor saying it waits for the vendor, `--watch` going on; past BRIDGE_OUTAGE_HOURS the page is
+dead-lettered with the outage's reason. RF's lost answer to a create is still looked up, never created twice."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Optional
+
+from chalicelib import cli as cli_module
+from chalicelib.errors import ApiError, Uncertain
+from chalicelib.services import sync
+from tests.fakes import FakeWork
+from tests.support.cli import run_cli
+from tests.support.sqs import Sqs
+from tests.unit.test_sync import LINK, doctor_says, world
+
+HOUR = 3600.0
+CONTACTS = 5
+
+
+def rf_goes_down(monkeypatch, budget: Optional[float] = None) -> tuple[FakeWork, Sqs]:
+    """A sync of CONTACTS contacts (2 a page) started; RF creates the first page's first referrer but its answer
+    is lost (a 502 to the POST), and from then on RF answers 503 to every call, until the test brings it back."""
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(CONTACTS)
+    if budget is not None:
+        work.config = replace(work.config, outage_hours=budget)
+    rf = work.apis.rf_
+    real = rf.create_user
+
+    def applied_then_lost(body: dict) -> dict:
+        real(body)
+        rf.down = lambda: ApiError("Referral Factory", 503, "Service Unavailable")
+        rf.create_user = real
+        raise Uncertain("Referral Factory answered 502: Bad Gateway (to POST /users, which may have been applied: it is "
+                        "not sent again without looking first)").unavailable("Referral Factory")
+    rf.create_user = applied_then_lost
+    sync.start(work.deps, "42")
+    sqs = Sqs(work)
+    for message in work.queue.sent:
+        sqs.send(message, work.clock.now)
+    return work, sqs
+
+
+def status_text(work: FakeWork, capsys) -> list[str]:
+    return run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()
+
+
+def enrolled_once_each(work: FakeWork) -> None:
+    created = [u["email"] for u in work.apis.rf_.created]
+    assert sorted(created) == [f"p{i}@example.com" for i in range(CONTACTS)]          # one RF user each
+    run = work.store.sync.run("42")
+    assert (run.status, run.counts) == ("done", {"enrolled": CONTACTS})
+    assert {c["custom_attributes"].get(LINK.split(".")[1]) for c in work.apis.intercom_.contacts.values()} == \
+        {u["url"] for u in work.apis.rf_.created}
+
+
+def test_a_sync_waits_out_a_three_hour_rf_outage_and_enrols_each_referrer_once(monkeypatch, capsys):
+    work, sqs = rf_goes_down(monkeypatch)
+    start = work.clock.now
+    sqs.run_until(start + HOUR)
+
+    found = sync.status(work.deps, "42")
+    error = found["page_error"]
+    assert (found["status"], error["page"], error["state"], error["outage"], error["tries"]) == \
+        ("running", 1, "waiting", "Referral Factory", 0)
+    assert error["reason"] == ("waiting for Referral Factory (unavailable since 2026-09-21T14:13:20.000Z; the bridge "
+                               "waits up to 24 h, BRIDGE_OUTAGE_HOURS): Referral Factory answered 503: Service "
+                               "Unavailable") and found["eta_seconds"] is None
+    assert status_text(work, capsys)[1].startswith(
+        "  page 1 is waiting for Referral Factory (unavailable since 2026-09-21T14:13:20.000Z; the bridge waits up to "
+        "24 h, BRIDGE_OUTAGE_HOURS): Referral Factory answered 503")
+    text, finding = doctor_says(work)
+    assert finding["warn"] and text.splitlines()[1:] == [
+        "  warn [sync] sync run 1 (full, users) running: nothing yet; " + status_text(work, capsys)[1].strip(),
+        "        why: the page waits for Referral Factory without using up a try, and goes on by itself once Referral "
+        "Factory answers; past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there",
+        "        fix: nothing to do; `bridge sync status 42 --watch` follows it"]
+
+    def refresh(seconds: float) -> None:     # 10 minutes of the queue between two refreshes; RF is back after 3 h
+        if work.clock.now >= start + 3 * HOUR:
+            work.apis.rf_.down = None
+        assert work.clock.now < start + 6 * HOUR, "the run did not end once RF answered again"
+        until = work.clock.now + 600
+        sqs.run_until(until)
+        work.clock.now = until
+    monkeypatch.setattr(cli_module, "_pause", refresh)
+    code, out, _ = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--watch", "--json")
+    shown = [s for s in map(json.loads, out.splitlines()) if "level" not in s and "_aws" not in s]
+    assert code == 0 and shown[-1]["status"] == "done"                  # the watch went on while the page waited
+    assert {(s["page_error"] or {}).get("state") for s in shown} == {"waiting", None}
+
+    enrolled_once_each(work)
+    assert work.queue.dead == [] and {d.tries for d in work.queue.deferred} == {0}      # no try used up
+    assert work.apis.rf_.calls.count("create_user p0@example.com") == 2   # the lost answer's: looked up, not made again
+
+
+def test_past_the_outage_budget_the_page_is_dead_lettered_saying_rf_was_unavailable_and_a_replay_completes_the_run(
+        monkeypatch, capsys):
+    work, sqs = rf_goes_down(monkeypatch, budget=2)
+    start = work.clock.now
+    sqs.run_until(start + 3 * HOUR)
+
+    [letter] = work.queue.dead
+    assert letter["reason"].startswith("Referral Factory unavailable for 2 h (BRIDGE_OUTAGE_HOURS): Referral Factory "
+                                       "answered 503") and letter["attempts"] == 1
+    error = sync.status(work.deps, "42")["page_error"]
+    assert (error["state"], error["outage"]) == ("failed", "Referral Factory")
+    line = status_text(work, capsys)[1]
+    assert line.startswith("  page 1 failed: Referral Factory unavailable for 2 h (since 2026-09-21T14:13:20.000Z): "
+                           "Referral Factory answered 503") and line.endswith(
+        "— it waits in the dead-letter queue: once Referral Factory answers again, `bridge dlq replay` resumes the run "
+        "where it stopped")
+    text, finding = doctor_says(work)
+    assert not finding["ok"] and text.splitlines()[1].startswith(
+        "  BAD [sync] sync run 1 (full, users) stalled: page 1 failed: Referral Factory unavailable for 2 h")
+    assert text.splitlines()[3] == ("        fix: once Referral Factory answers again, `bridge dlq replay --campaign 42` "
+                                    "resumes the run where it stopped")
+    monkeypatch.setattr(cli_module, "_pause", lambda seconds: None)
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--watch")[0] == 1
+
+    work.apis.rf_.down = None                 # RF answers again: `bridge dlq replay` sends the page back
+    sqs.send(letter["body"], work.clock.now)
+    sqs.run_until(work.clock.now + HOUR)
+    enrolled_once_each(work)
