@@ -4,6 +4,7 @@ with nothing in the dead-letter queue. Past the outage budget (BRIDGE_OUTAGE_HOU
 dead-lettered with a reason that says the vendor was unavailable that long."""
 from __future__ import annotations
 
+import json
 from typing import Callable, Optional
 
 import pytest
