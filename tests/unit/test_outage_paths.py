@@ -1,0 +1,99 @@
+"""Every path a record takes to Intercom waits out Intercom's 5xx outage (walkthrough: during a rehearsed
+outage joins, their delayed duplicate checks and reconciliation's reads used up their tries and were
+dead-lettered within minutes, "gave up after 5 tries: asked to wait 60s"). The failures are the ones the
+real HTTP client raises during a 503 outage (its retries spent, or a Retry-After too long for a Lambda);
+each path's record must wait in the queue without using up a try, and say Intercom and its 503."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import pytest
+
+from chalicelib.adapters.intercom import IntercomClient
+from chalicelib.domain.link import PersonRef
+from chalicelib.errors import WorkError
+from chalicelib.messages import JoinMessage, VerifyMessage
+from tests.fakes import FakeClock, FakeWork
+from tests.support.answering_server import answering
+from tests.unit.scenario import check, event, joined, run, settings, world
+
+DOWN = {"type": "error.list", "errors": [{"code": "service_unavailable", "message": "Service Unavailable"}]}
+
+
+def client_failure(retry_after: str | None) -> WorkError:
+    """What the real Intercom client raises when every answer is 503 (with `Retry-After`, if given)."""
+    with answering(503, DOWN, {"Retry-After": retry_after} if retry_after else {}) as (url, _):
+        clock = FakeClock()
+        api = IntercomClient(url, "t", clock=clock, sleeper=clock.sleep, timeout=2, max_wait=20)
+        with pytest.raises(WorkError) as failed:
+            api.get_contact("c1")
+    return failed.value
+
+
+@pytest.fixture(scope="module", params=[None, "60"], ids=["retries-spent", "retry-after-too-long"])
+def outage(request) -> WorkError:
+    return client_failure(request.param)
+
+
+def failing(work: FakeWork, call: str, error: WorkError) -> None:
+    """Intercom answers this call (search, create, tag, get...) as in the outage; the others as usual."""
+    intercom = work.apis.intercom_
+    answer = intercom._call
+
+    def _call(name: str) -> None:
+        answer(name)
+        if name == call:
+            raise copy.copy(error)
+    intercom._call = _call          # type: ignore[method-assign]
+
+
+def a_join(work: FakeWork) -> dict:
+    return JoinMessage(campaign_id="42", rf_user_id="9", person={"id": "9", "campaign_id": "42", "type": "lead",
+                                                                  "email": "new@example.com", "first_name": "N"}).wire()
+
+
+def a_verification(work: FakeWork, duplicate: bool = False) -> dict:
+    link, contact = joined(work)
+    if duplicate:                   # an older user with that email, which search did not show at the join
+        older = work.apis.intercom_.add("ann@example.com", role="user")
+        older["created_at"] = 0
+    return VerifyMessage(campaign_id="42", rf_user_id="7", workspace="ws", contact_id=contact["id"],
+                         email="ann@example.com", created_at=contact["created_at"], not_before=work.clock()).wire()
+
+
+def an_event(work: FakeWork) -> dict:
+    _, contact = joined(work)           # its initial value arms the link: the contact is read now
+    return event(contact)
+
+
+def a_check(work: FakeWork) -> dict:
+    joined(work)
+    return check()
+
+
+PATHS: dict[str, tuple[str, Callable[[FakeWork], Any]]] = {
+    "join's search": ("search", a_join),
+    "join's create": ("create", a_join),
+    "join's tag": ("tag", a_join),
+    "join.verify's batched search": ("search", a_verification),
+    "duplicate check's read of the older contact": ("get", lambda work: a_verification(work, duplicate=True)),
+    "contact event's read of the contact": ("get", an_event),
+    "qualification check's read of the contact": ("get", a_check),
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_each_path_to_intercom_waits_out_its_503_outage_without_using_up_a_try(path, outage):
+    call, message = PATHS[path]
+    work = world(settings(tag="Referred"))
+    body = message(work)
+    failing(work, call, outage)
+    assert run(work, body) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    assert call in work.apis.intercom_.calls
+    [copy_] = work.queue.deferred
+    assert copy_.tries == 0 and copy_.outage_since is not None       # no try used, and waiting for the vendor
+    if "rf_user_id" in body:            # its history says whom it waits for, and what they answered
+        [said] = [e.reason or "" for e in work.store.history.entries(PersonRef("42", body["rf_user_id"]))
+                  if e.event == "waiting"]
+        assert said.startswith("Intercom unavailable since") and "Intercom answered 503" in said, said
