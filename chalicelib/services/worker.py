@@ -273,8 +273,8 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
         shared = handler.prepare([j.message for j in group], deps)
         return {j: shared for j in group}
     except Exception as exc:  # e.g. DynamoDB throttled, or a key it refuses
-        if isinstance(exc, (Deferred, Permanent)):    # an expected condition with its reason (a disconnected
-            logger.warning(f"batched read failed: {exc}")  # workspace, a pause): one line, no traceback
+        if isinstance(exc, WorkError):    # an expected condition with its reason (a vendor's outage, a pause, a
+            logger.warning(f"batched read failed: {mask_emails(exc.reason)}")  # disconnected workspace): one line
         else:
             logger.exception("batched read failed")
         if len(group) == 1:

@@ -6,6 +6,7 @@ each path's record must wait in the queue without using up a try, and say Interc
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any, Callable
 
 import pytest
@@ -84,12 +85,16 @@ PATHS: dict[str, tuple[str, Callable[[FakeWork], Any]]] = {
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_each_path_to_intercom_waits_out_its_503_outage_without_using_up_a_try(path, outage):
+def test_each_path_to_intercom_waits_out_its_503_outage_without_using_up_a_try(path, outage, caplog):
     call, message = PATHS[path]
     work = world(settings(tag="Referred"))
     body = message(work)
     failing(work, call, outage)
-    assert run(work, body) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    with caplog.at_level(logging.INFO):
+        assert run(work, body) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    # An expected outage is logged in lines that say it, at most a warning, never with a traceback.
+    assert [(r.levelname, r.exc_info) for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] in (
+        [], [("WARNING", None)])
     assert call in work.apis.intercom_.calls
     [copy_] = work.queue.deferred
     assert copy_.tries == 0 and copy_.outage_since is not None       # no try used, and waiting for the vendor
