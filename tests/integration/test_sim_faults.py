@@ -71,6 +71,17 @@ def test_a_revoked_token_is_refused_and_the_new_one_the_line_names_accepted(make
     assert (rf_campaigns(rf), rf_campaigns(rf, new)) == (401, 200)
 
 
+def test_clear_after_a_revoked_token_does_not_say_rf_answers_normally_while_it_refuses_the_bridges_token(
+        make_fault, rf):
+    # What a user sees: rehearsing a revoked token, then `make fault ARGS=clear` ("the outage is over") prints
+    # "Referral Factory simulator: no faults — it answers normally", yet RF still answers 401 to the bridge's
+    # rf-token and every qualification goes on to the dead-letter queue. Either clear gives the token back, or
+    # its line says RF still refuses it (and names the token it accepts).
+    make_fault("rf revoke-token")
+    code, line = make_fault("rf clear")
+    assert code == 0 and (rf_campaigns(rf) == 200 or "answers normally" not in line), line
+
+
 def test_drop_applies_the_call_then_gives_no_answer(make_fault, rf):
     make_fault("rf drop --method post --path users")
     with pytest.raises(requests.ConnectionError):
