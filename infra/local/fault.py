@@ -8,8 +8,8 @@ rehearse an incident (README "Rehearse an incident locally"). Drives the simulat
     rf 500 --applied --path qualification   RF applies the next qualification, then answers 500
     rf drop                          RF applies the next call, then drops the connection (no answer)
     rf revoke-token                  RF refuses the bridge's token (401) and accepts a new one
-    clear  |  rf clear               the outage is over
-    show                             what is pending on each simulator
+    clear  |  rf clear               the outage is over (and the simulator accepts its usual token again)
+    show                             what is pending on each simulator (and a token other than its usual one)
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from infra.local.bridge_env import START, STATE, simulated_stack
 
 SIMS = {"intercom": ("Intercom", "intercom_url"), "rf": ("Referral Factory", "rf_url")}
+USUAL = {"intercom": "sim-token", "rf": "rf-token"}     # the token `make run` connects the bridge with
 CLEAR = "clear with: make fault ARGS=clear"
 
 
@@ -63,6 +64,28 @@ def accepted_token(state: dict, sim: str, usual: str) -> str:
     except (requests.RequestException, ValueError, KeyError, TypeError):
         return usual
     return usual if not tokens or usual in tokens else tokens[0]
+
+
+def connect(state: dict, sim: str, token: str) -> str:
+    """The command that connects the bridge with `token`."""
+    return (f"./bridge rf connect --token {token}" if sim == "rf" else
+            f"./bridge workspace connect {state.get('workspace', '<workspace>')} --token {token}")
+
+
+def other_tokens(state: dict, sim: str) -> list[str]:
+    """The tokens the simulator accepts instead of its usual one (after `revoke-token`), or none."""
+    tokens = _call(state, sim, "GET", "/token")["tokens"]
+    return [] if USUAL[sim] in tokens else tokens
+
+
+def restore_token(state: dict, sim: str) -> str:
+    """The usual token accepted again (clear: back to normal): what the line adds, or "" when it always was."""
+    others = other_tokens(state, sim)
+    if not others:
+        return ""
+    _call(state, sim, "POST", "/token", {"token": USUAL[sim]})
+    return (f", with its usual token {USUAL[sim]} again instead of {' and '.join(others)} (if you connected the "
+            f"bridge with that one: {connect(state, sim, USUAL[sim])})")
 
 
 def describe(fault: dict) -> str:
@@ -109,18 +132,20 @@ def run(state: dict, args: argparse.Namespace) -> str:
     sims = [args.sim] if args.sim else list(SIMS)
     if args.what == "show":
         return "; ".join(f"{SIMS[s][0]} simulator: " + (", ".join(map(describe, found)) if found else "no faults")
-                         for s in sims for found in [_call(state, s, "GET", "/faults")["faults"]])
+                         + (f", refuses the usual token {USUAL[s]} (401) and accepts {' and '.join(others)}"
+                            if others else "")
+                         for s in sims for found in [_call(state, s, "GET", "/faults")["faults"]]
+                         for others in [other_tokens(state, s)])
     if args.what == "clear":
         cleared = {s: _call(state, s, "DELETE", "/faults")["cleared"] for s in sims}
         return "; ".join(f"{SIMS[s][0]} simulator: " + ("no faults" if n == 0 else f"{n} fault{'s' * (n > 1)} cleared")
-                         + " — it answers normally" for s, n in cleared.items())
+                         + " — it answers normally" + restore_token(state, s) for s, n in cleared.items())
     name = SIMS[args.sim][0]
     if args.what == "revoke-token":
         found = _call(state, args.sim, "POST", "/token", {"token": args.token} if args.token else {})
         refused, token = " and ".join(found["refused"]) or "no other token", found["token"]
-        connect = (f"./bridge rf connect --token {token}" if args.sim == "rf" else
-                   f"./bridge workspace connect {state.get('workspace', '<workspace>')} --token {token}")
-        return f"{name} simulator: refuses {refused} now (401) and accepts {token}: {connect}, then ./bridge dlq replay"
+        return (f"{name} simulator: refuses {refused} now (401) and accepts {token}: {connect(state, args.sim, token)}, "
+                "then ./bridge dlq replay")
     spec: dict = {"method": args.method.upper(), "path": args.path}
     if args.seconds is not None:
         spec["seconds"] = args.seconds

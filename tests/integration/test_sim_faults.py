@@ -82,6 +82,14 @@ def test_clear_after_a_revoked_token_does_not_say_rf_answers_normally_while_it_r
     assert code == 0 and (rf_campaigns(rf) == 200 or "answers normally" not in line), line
 
 
+def test_show_after_a_revoked_token_names_the_token_the_simulator_accepts_instead(make_fault, rf):
+    # What a user sees: `make fault ARGS=show` said "no faults" while RF refused the bridge's rf-token: no line
+    # named the token RF accepted, nor that the usual one was refused.
+    new = make_fault("rf revoke-token")[1].split("accepts ")[1].split(":")[0]
+    assert make_fault("rf show")[1] == f"Referral Factory simulator: no faults, refuses the usual token rf-token (401) " \
+                                       f"and accepts {new}"
+
+
 def test_drop_applies_the_call_then_gives_no_answer(make_fault, rf):
     make_fault("rf drop --method post --path users")
     with pytest.raises(requests.ConnectionError):
