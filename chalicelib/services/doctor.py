@@ -9,6 +9,7 @@ released). Every call to Intercom and RF goes through the shared rate limiter.""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_join
+from ..domain.history import iso
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
@@ -792,11 +794,14 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
     the campaign's settings were stored; `conn`: the workspace's connection, as read for this report;
     `failing`: its searches in the dead-letter queue that no later search superseded (an outage's)."""
-    from .qualification.changes import cursor_name
+    from .qualification.changes import cursor_name, failed_name
     from .reconcile import past_sweep_age, searchable
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
+    # The latest failed search, if asked after the last that succeeded: the queue still tries it (no dead letter yet).
+    tried: dict = json.loads(rt.store.cursor.get(failed_name(ws)) or "{}")
+    tried = tried if tried and (last is None or tried["asked"] > float(last)) else {}
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
@@ -806,17 +811,21 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "without the workspace's token (" + ("it has never searched them" if last is None else
                                                         f"the last search ran {(now - float(last)) / 60:.0f} min ago")
                    + ")")
-    elif failing and (last is None or (now - float(last)) / 60 > late_after):
+    elif (failing or tried) and (last is None or (now - float(last)) / 60 > late_after):
         # The schedule runs: its searches fail (an outage passes by itself; the next search that succeeds
-        # covers every change since the last that did).
+        # covers every change since the last that did), dead-lettered or still tried by the queue.
         failing = sorted(failing, key=lambda d: d.failed_at or "")
-        vendor = outage_of(failing[-1].reason or "")
+        vendor = outage_of(failing[-1].reason or "") if failing else tried["vendor"]
         report.add("reconciliation", False, (f"{vendor} is unavailable: " if vendor else "")
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
                       f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
-                   + f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].reason})",
-                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
+                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].reason})"
+                      if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
+                      "it again)"),
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX if failing else
+                   ("nothing to change: the outage passes by itself" if vendor else "fix the cause the reason names")
+                   + "; the next search that succeeds covers every change since the last that did")
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")
