@@ -21,7 +21,7 @@ from ..domain.history import iso
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
-from ..domain.outage import outage_of
+from ..domain.outage import hours, outage_of
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
@@ -288,8 +288,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
                        f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
         elif exc.retryable:
             report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
-                       f"workspace {ws} could not be checked ({exc.reason})", *_waits("joins and qualification "
-                                                                                       "checks", settings))
+                       f"workspace {ws} could not be checked ({exc.reason})", *_waits(rt, "Intercom", "joins and "
+                                                                                       "qualification checks", settings))
         else:
             report.add("intercom.token", False, f"Intercom could not check the token of workspace {ws}: {exc.reason}",
                        "the workspace and the settings cannot be checked against it",
@@ -401,7 +401,8 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
                        "lifts the block, which lasts up to days", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         elif exc.retryable:
             report.add("rf.campaign", False, f"Referral Factory is unavailable or limiting the bridge now: campaign "
-                       f"{c} could not be checked ({exc.reason})", *_waits("joins and qualifications", settings))
+                       f"{c} could not be checked ({exc.reason})",
+                       *_waits(rt, "Referral Factory", "joins and qualifications", settings))
         else:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
@@ -429,11 +430,13 @@ def _unchecked(report: Report, check: str, what: str, cause: str, c: str) -> Non
                warn=True, key="not_checked")
 
 
-def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
+def _waits(rt: Examined, vendor: str, work: str, settings: CampaignSettings) -> tuple[str, str]:
     """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
     change, never a token to replace."""
-    return (f"{work} wait and are retried meanwhile; those that run out of tries wait in the dead-letter queue",
-            f"nothing to change: the work waits and retries; run `bridge doctor {settings.campaign_id}` again later")
+    return (f"{work} wait in the queue, without using up a try, and go on by themselves once {vendor} answers; "
+            f"an outage (5xx, timeouts) longer than {hours(rt.config.outage_hours * 3600)} (BRIDGE_OUTAGE_HOURS) "
+            "leaves them in the dead-letter queue",
+            f"nothing to change: the work waits; run `bridge doctor {settings.campaign_id}` again later")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:
