@@ -9,8 +9,9 @@ import json
 import pytest
 
 from chalicelib.domain.history import iso
-from chalicelib.errors import ApiError
+from chalicelib.errors import ApiError, Deferred
 from chalicelib.services.doctor import examine
+from chalicelib.services.qualification.changes import failed_name
 from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.support.cli import run_cli
 from tests.unit.scenario import WS, joined, records
@@ -131,3 +132,10 @@ def test_before_its_letter_is_dead_doctor_names_the_failing_search_not_the_sched
     assert handle_batch(records(changes(rt.work)), rt.work)["done"] == 1     # Intercom is back: said no more
     [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
     assert told["ok"]
+
+
+def test_a_search_that_waits_for_the_rate_budget_is_not_said_to_fail():
+    rt = doctored()
+    rt.work.apis.intercom_.fail["search_contacts"] = Deferred("Intercom's rate budget is spent", retry_after=30)
+    handle_batch(records(changes(rt.work)), rt.work)
+    assert rt.work.store.cursor.get(failed_name(WS)) is None

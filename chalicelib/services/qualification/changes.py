@@ -14,7 +14,7 @@ from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification, valid_or_none
-from ...errors import WorkError
+from ...errors import Deferred, WorkError
 from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
@@ -44,6 +44,8 @@ def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None)
     try:
         return _search(message, deps)
     except WorkError as exc:
+        if isinstance(exc, Deferred):       # waiting (for the rate budget) is not failing
+            raise
         deps.cursor.set(json.dumps({"asked": message.at, "at": deps.clock(), "vendor": exc.outage,
                                     "reason": exc.reason}),
                         failed_name(message.workspace))
