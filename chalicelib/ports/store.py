@@ -373,7 +373,8 @@ class Cursor(Protocol):
     """Where reconciliation left off, by name: the sweep of pending leads (`PENDING_SWEEP`; None
     between rounds) and when its latest round began (`SWEEP_ROUND`, epoch seconds), and the search of
     each workspace's changed contacts (`changes#<workspace>`, the time it last finished; until one did,
-    `changes#<workspace>#start`, where the first ones start)."""
+    `changes#<workspace>#start`, where the first ones start; `changes#<workspace>#failed`, the latest failed
+    search, as JSON: when it was asked and failed, the vendor unavailable, the reason)."""
 
     def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
     def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None: ...

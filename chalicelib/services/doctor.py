@@ -9,6 +9,7 @@ released). Every call to Intercom and RF goes through the shared rate limiter.""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -16,10 +17,11 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_join
+from ..domain.history import iso
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
-from ..domain.outage import outage_of
+from ..domain.outage import hours, outage_of
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
@@ -286,8 +288,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
                        f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
         elif exc.retryable:
             report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
-                       f"workspace {ws} could not be checked ({exc.reason})", *_waits("joins and qualification "
-                                                                                       "checks", settings))
+                       f"workspace {ws} could not be checked ({exc.reason})", *_waits(rt, "Intercom", "joins and "
+                                                                                       "qualification checks", settings))
         else:
             report.add("intercom.token", False, f"Intercom could not check the token of workspace {ws}: {exc.reason}",
                        "the workspace and the settings cannot be checked against it",
@@ -399,7 +401,8 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
                        "lifts the block, which lasts up to days", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         elif exc.retryable:
             report.add("rf.campaign", False, f"Referral Factory is unavailable or limiting the bridge now: campaign "
-                       f"{c} could not be checked ({exc.reason})", *_waits("joins and qualifications", settings))
+                       f"{c} could not be checked ({exc.reason})",
+                       *_waits(rt, "Referral Factory", "joins and qualifications", settings))
         else:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
@@ -427,11 +430,13 @@ def _unchecked(report: Report, check: str, what: str, cause: str, c: str) -> Non
                warn=True, key="not_checked")
 
 
-def _waits(work: str, settings: CampaignSettings) -> tuple[str, str]:
+def _waits(rt: Examined, vendor: str, work: str, settings: CampaignSettings) -> tuple[str, str]:
     """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
     change, never a token to replace."""
-    return (f"{work} wait and are retried meanwhile; those that run out of tries wait in the dead-letter queue",
-            f"nothing to change: the work waits and retries; run `bridge doctor {settings.campaign_id}` again later")
+    return (f"{work} wait in the queue, without using up a try, and go on by themselves once {vendor} answers; "
+            f"an outage (5xx, timeouts) longer than {hours(rt.config.outage_hours * 3600)} (BRIDGE_OUTAGE_HOURS) "
+            "leaves them in the dead-letter queue",
+            f"nothing to change: the work waits; run `bridge doctor {settings.campaign_id}` again later")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:
@@ -792,11 +797,14 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
     the campaign's settings were stored; `conn`: the workspace's connection, as read for this report;
     `failing`: its searches in the dead-letter queue that no later search superseded (an outage's)."""
-    from .qualification.changes import cursor_name
+    from .qualification.changes import cursor_name, failed_name
     from .reconcile import past_sweep_age, searchable
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
+    # The latest failed search, if asked after the last that succeeded: the queue still tries it (no dead letter yet).
+    tried: dict = json.loads(rt.store.cursor.get(failed_name(ws)) or "{}")
+    tried = tried if tried and (last is None or tried["asked"] > float(last)) else {}
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
@@ -806,17 +814,21 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "without the workspace's token (" + ("it has never searched them" if last is None else
                                                         f"the last search ran {(now - float(last)) / 60:.0f} min ago")
                    + ")")
-    elif failing and (last is None or (now - float(last)) / 60 > late_after):
+    elif (failing or tried) and (last is None or (now - float(last)) / 60 > late_after):
         # The schedule runs: its searches fail (an outage passes by itself; the next search that succeeds
-        # covers every change since the last that did).
+        # covers every change since the last that did), dead-lettered or still tried by the queue.
         failing = sorted(failing, key=lambda d: d.failed_at or "")
-        vendor = outage_of(failing[-1].reason or "")
+        vendor = outage_of(failing[-1].reason or "") if failing else tried["vendor"]
         report.add("reconciliation", False, (f"{vendor} is unavailable: " if vendor else "")
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
                       f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
-                   + f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].reason})",
-                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX)
+                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].reason})"
+                      if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
+                      "it again)"),
+                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX if failing else
+                   ("nothing to change: the outage passes by itself" if vendor else "fix the cause the reason names")
+                   + "; the next search that succeeds covers every change since the last that did")
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")

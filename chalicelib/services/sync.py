@@ -34,7 +34,7 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
                            count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
                            preflight, restored, run_counts, search_query, writeback_body, written)
-from ..errors import Deferred, Permanent, Transient, WorkError
+from ..errors import Deferred, Permanent, Transient, WorkError, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
@@ -188,6 +188,26 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     return "done"
 
 
+def page_failure(errors: list[WorkError]) -> WorkError:
+    """The page's error, from all its contacts' (never just the first's): it waits when every one of them is a
+    wait — for the vendor's outage if any was one (its answer's status, which the outage's dead letter names),
+    else a pause that keeps the vendor's status (a 429: RF answered, so an outage the page's copy carried has
+    ended) —, and fails a try otherwise. It comes back no sooner than the longest wait any of them asked for."""
+    retry_after = max((e.retry_after for e in errors if e.retry_after is not None), default=None)
+    if all(waits(e) for e in errors):
+        outages = [e for e in errors if e.outage]
+        if outages:
+            # (the vendor's answer, when any contact got one: "RF answered 503", not "RF did not answer")
+            cause = next((e for e in outages if e.status is not None), outages[0])
+            return Transient(f"{len(outages)} contact(s) of the page met {cause.outage}'s outage: {cause.reason}",
+                             retry_after, cause.status).unavailable(cause.outage)
+        cause = next((e for e in errors if e.status is not None), errors[0])
+        return Deferred(f"sync page waits: {cause.reason}", retry_after, cause.status)
+    failed = [e for e in errors if not waits(e)]
+    return Transient(f"{len(failed)} contact(s) of the page failed, first: {failed[0].reason}", retry_after,
+                     failed[0].status)
+
+
 @dataclass
 class _Outcome:
     entry: LedgerEntry
@@ -295,13 +315,7 @@ class Page:
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
         if self.errors:
-            first = self.errors[0]
-            if isinstance(first, Deferred):
-                raise Deferred(f"sync page waits: {first.reason}", retry_after=first.retry_after)
-            # (every contact failed for a vendor's outage: the page waits it out, as one record would)
-            raise Transient(f"{len(self.errors)} contact(s) of the page failed, first: {first.reason}",
-                            retry_after=first.retry_after).unavailable(
-                first.outage if all(e.outage for e in self.errors) else None)
+            raise page_failure(self.errors)
 
     def _may_have_joined(self, entry: LedgerEntry) -> bool:
         """An earlier run's skip as already in the campaign (RF had the email, or a join linked a lead), or as

@@ -1,6 +1,6 @@
 """`make fault ARGS="..."`: break the running `make run`'s simulated Intercom or Referral Factory, to
 rehearse an incident (README "Rehearse an incident locally"). Drives the simulators' HTTP controls
-(`/_sim/faults`, `/_sim/token`: infra/local/sims/base.py); one line says what now happens.
+(`/_sim/faults`, `/_sim/token`, `/_sim/log`: infra/local/sims/base.py); one line says what now happens.
 
     intercom 503 --for 120           every Intercom call answers 503 for two minutes
     rf 429 --retry-after 30 --for 60 RF throttles every call for a minute (Retry-After: 30)
@@ -8,8 +8,10 @@ rehearse an incident (README "Rehearse an incident locally"). Drives the simulat
     rf 500 --applied --path qualification   RF applies the next qualification, then answers 500
     rf drop                          RF applies the next call, then drops the connection (no answer)
     rf revoke-token                  RF refuses the bridge's token (401) and accepts a new one
-    clear  |  rf clear               the outage is over
-    show                             what is pending on each simulator
+    clear  |  rf clear               the outage is over (and the simulator accepts its usual token again)
+    show                             what is pending on each simulator (and a token other than its usual one)
+    rf log --method PUT --path qualification   the qualifications RF received, with its answers
+                                     (`--last N`: the last N calls shown, default 50; `log`: both simulators)
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ if __name__ == "__main__":
 
 import argparse
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -26,7 +29,11 @@ from urllib.parse import urlsplit
 from infra.local.bridge_env import START, STATE, simulated_stack
 
 SIMS = {"intercom": ("Intercom", "intercom_url"), "rf": ("Referral Factory", "rf_url")}
+USUAL = {"intercom": "sim-token", "rf": "rf-token"}     # the token `make run` connects the bridge with
 CLEAR = "clear with: make fault ARGS=clear"
+BOTH = ("clear", "show", "log")      # commands of both simulators at once
+USAGE = ('make fault ARGS="{intercom,rf} WHAT [options]"  |  make fault ARGS="clear|show|log [options]"\n'
+         "       (or: .venv/bin/python -m infra.local.fault ... with the same arguments)")
 
 
 class Refused(Exception):
@@ -39,11 +46,12 @@ def control_url(state: dict, sim: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/_sim"
 
 
-def _call(state: dict, sim: str, method: str, path: str, body: Optional[dict] = None) -> Any:
+def _call(state: dict, sim: str, method: str, path: str, body: Optional[dict] = None,
+          query: Optional[dict] = None) -> Any:
     import requests
 
     try:
-        answer = requests.request(method, control_url(state, sim) + path, json=body, timeout=5)
+        answer = requests.request(method, control_url(state, sim) + path, json=body, params=query, timeout=5)
     except requests.ConnectionError:
         raise Refused(f"the {SIMS[sim][0]} simulator does not answer: {START}") from None
     found = answer.json()
@@ -65,6 +73,28 @@ def accepted_token(state: dict, sim: str, usual: str) -> str:
     return usual if not tokens or usual in tokens else tokens[0]
 
 
+def connect(state: dict, sim: str, token: str) -> str:
+    """The command that connects the bridge with `token`."""
+    return (f"./bridge rf connect --token {token}" if sim == "rf" else
+            f"./bridge workspace connect {state.get('workspace', '<workspace>')} --token {token}")
+
+
+def other_tokens(state: dict, sim: str) -> list[str]:
+    """The tokens the simulator accepts instead of its usual one (after `revoke-token`), or none."""
+    tokens = _call(state, sim, "GET", "/token")["tokens"]
+    return [] if USUAL[sim] in tokens else tokens
+
+
+def restore_token(state: dict, sim: str) -> str:
+    """The usual token accepted again (clear: back to normal): what the line adds, or "" when it always was."""
+    others = other_tokens(state, sim)
+    if not others:
+        return ""
+    _call(state, sim, "POST", "/token", {"token": USUAL[sim]})
+    return (f", with its usual token {USUAL[sim]} again instead of {' and '.join(others)} (if you connected the "
+            f"bridge with that one: {connect(state, sim, USUAL[sim])})")
+
+
 def describe(fault: dict) -> str:
     """A pending fault, in words: which calls, what they get, for how long."""
     n, one = fault["times"], fault["times"] in (None, 1)
@@ -80,12 +110,25 @@ def describe(fault: dict) -> str:
     return f"{subject} answer{'s' if one else ''} {fault['status']}{after}{lasting}"
 
 
+def log(state: dict, sim: str, args: argparse.Namespace) -> str:
+    """The calls the simulator received (those of --method and --path), the last --last of them, a line each."""
+    found = _call(state, sim, "GET", "/log", query={"method": args.method.upper(), "path": args.path,
+                                                    "last": str(args.last)})
+    calls = " ".join(filter(None, ["" if args.method == "*" else args.method.upper(), "call(s)",
+                                   f"to a path matching {args.path!r}" if args.path else ""]))
+    shown = f" (the last {len(found['calls'])} shown)" if found["received"] > len(found["calls"]) else ""
+    return "\n".join([f"{SIMS[sim][0]} simulator: received {found['received']} {calls}{shown}"]
+                     + [f"  {datetime.fromtimestamp(c['time'], timezone.utc):%H:%M:%S} {c['method']} {c['path']} "
+                        f"{c['status']}" + (f" (answer lost: {c['lost']})" if c.get("lost") else "")
+                        for c in found["calls"]])
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="make fault ARGS=", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="make fault", usage=USAGE, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n")[1])
-    p.add_argument("sim", nargs="?", choices=[*SIMS, "clear", "show"], help="which simulator (or clear/show both)")
-    p.add_argument("what", nargs="?", help="an error status (400-599), drop, revoke-token, clear or show")
+    p.add_argument("sim", nargs="?", choices=[*SIMS, *BOTH], help="which simulator (or clear/show/log both)")
+    p.add_argument("what", nargs="?", help="an error status (400-599), drop, revoke-token, clear, show or log")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--times", type=int, help="the next N calls (default 1)")
     group.add_argument("--for", dest="seconds", type=float, help="every call for S seconds")
@@ -93,9 +136,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--applied", action="store_true", help="with 500: the call is applied, then answered 500")
     p.add_argument("--path", default="", help="only calls whose API path matches this regex (e.g. qualification)")
     p.add_argument("--method", default="*", help="only calls of this method (GET, POST, PUT...)")
+    p.add_argument("--last", type=int, default=50, metavar="N", help="with log: the last N calls shown (default 50)")
     p.add_argument("--token", help="with revoke-token: the token the simulator accepts from now on (default: a new one)")
     args = p.parse_args(argv)
-    if args.sim in ("clear", "show", None):
+    if args.sim in (*BOTH, None):
         if args.what is not None:
             p.error(f"{args.sim} takes no more arguments")
         args.sim, args.what = None, args.sim or "show"
@@ -109,18 +153,22 @@ def run(state: dict, args: argparse.Namespace) -> str:
     sims = [args.sim] if args.sim else list(SIMS)
     if args.what == "show":
         return "; ".join(f"{SIMS[s][0]} simulator: " + (", ".join(map(describe, found)) if found else "no faults")
-                         for s in sims for found in [_call(state, s, "GET", "/faults")["faults"]])
+                         + (f", refuses the usual token {USUAL[s]} (401) and accepts {' and '.join(others)}"
+                            if others else "")
+                         for s in sims for found in [_call(state, s, "GET", "/faults")["faults"]]
+                         for others in [other_tokens(state, s)])
+    if args.what == "log":
+        return "\n".join(log(state, s, args) for s in sims)
     if args.what == "clear":
         cleared = {s: _call(state, s, "DELETE", "/faults")["cleared"] for s in sims}
         return "; ".join(f"{SIMS[s][0]} simulator: " + ("no faults" if n == 0 else f"{n} fault{'s' * (n > 1)} cleared")
-                         + " — it answers normally" for s, n in cleared.items())
+                         + " — it answers normally" + restore_token(state, s) for s, n in cleared.items())
     name = SIMS[args.sim][0]
     if args.what == "revoke-token":
         found = _call(state, args.sim, "POST", "/token", {"token": args.token} if args.token else {})
         refused, token = " and ".join(found["refused"]) or "no other token", found["token"]
-        connect = (f"./bridge rf connect --token {token}" if args.sim == "rf" else
-                   f"./bridge workspace connect {state.get('workspace', '<workspace>')} --token {token}")
-        return f"{name} simulator: refuses {refused} now (401) and accepts {token}: {connect}, then ./bridge dlq replay"
+        return (f"{name} simulator: refuses {refused} now (401) and accepts {token}: {connect(state, args.sim, token)}, "
+                "then ./bridge dlq replay")
     spec: dict = {"method": args.method.upper(), "path": args.path}
     if args.seconds is not None:
         spec["seconds"] = args.seconds

@@ -71,3 +71,18 @@ def test_the_readmes_discard_example_selects_only_what_can_never_succeed():
     for reason in examples:
         assert never_succeeds(reason), reason
         assert reason.lower() not in "Intercom answered 404 not_found: Tag not found".lower(), reason
+
+
+def test_the_readmes_intercom_outage_rehearsal_says_what_explain_shows():
+    """What a user sees: rehearsing `make fault ARGS="intercom 503 --for 120"`, the README tells them explain
+    shows the join "retrying ... (try 1 of 5 failed ...)"; explain says it waits for Intercom, using up no try
+    (a 5xx is an outage the bridge waits out), so the rehearsal reads as if the bridge misbehaved."""
+    from chalicelib.errors import ApiError
+    from chalicelib.services.explain import as_text, explain
+    from tests.unit.test_vendor_outage import one_join
+
+    rehearsal = README.split("### Rehearse an incident locally")[1].split('make fault ARGS="rf ')[0]
+    [said] = re.findall(r"\./bridge explain 1002 +# (join: \w+)", rehearsal)
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable", code="service_unavailable"), hours=0.01)
+    shown = as_text(explain(work, "a@example.com"))
+    assert f"{said} — Intercom answered 503 service_unavailable" in shown, shown

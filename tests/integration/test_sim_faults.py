@@ -4,6 +4,7 @@ Timed faults run on the simulators' injected clock (no sleeping)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -18,12 +19,12 @@ def make_fault(intercom, rf, tmp_path, capsys):
     state.write_text(json.dumps({"api_url": intercom.base_url, "intercom_url": intercom.base_url,
                                  "rf_url": rf.base_url, "workspace": "vne310wv", "mode": "simulators"}))
 
-    def run(args: str) -> tuple[int, str]:
+    def run(args: str, lines: int = 1) -> tuple[int, str]:
         code = fault.main(args.split(), state)
         out, err = capsys.readouterr()
-        lines = (out + err).splitlines()
-        assert len(lines) == 1, lines
-        return code, lines[0]
+        said = (out + err).splitlines()
+        assert len(said) == lines, said
+        return code, "\n".join(said)
     return run
 
 
@@ -71,6 +72,25 @@ def test_a_revoked_token_is_refused_and_the_new_one_the_line_names_accepted(make
     assert (rf_campaigns(rf), rf_campaigns(rf, new)) == (401, 200)
 
 
+def test_clear_after_a_revoked_token_does_not_say_rf_answers_normally_while_it_refuses_the_bridges_token(
+        make_fault, rf):
+    # What a user sees: rehearsing a revoked token, then `make fault ARGS=clear` ("the outage is over") prints
+    # "Referral Factory simulator: no faults — it answers normally", yet RF still answers 401 to the bridge's
+    # rf-token and every qualification goes on to the dead-letter queue. Either clear gives the token back, or
+    # its line says RF still refuses it (and names the token it accepts).
+    make_fault("rf revoke-token")
+    code, line = make_fault("rf clear")
+    assert code == 0 and (rf_campaigns(rf) == 200 or "answers normally" not in line), line
+
+
+def test_show_after_a_revoked_token_names_the_token_the_simulator_accepts_instead(make_fault, rf):
+    # What a user sees: `make fault ARGS=show` said "no faults" while RF refused the bridge's rf-token: no line
+    # named the token RF accepted, nor that the usual one was refused.
+    new = make_fault("rf revoke-token")[1].split("accepts ")[1].split(":")[0]
+    assert make_fault("rf show")[1] == f"Referral Factory simulator: no faults, refuses the usual token rf-token (401) " \
+                                       f"and accepts {new}"
+
+
 def test_drop_applies_the_call_then_gives_no_answer(make_fault, rf):
     make_fault("rf drop --method post --path users")
     with pytest.raises(requests.ConnectionError):
@@ -94,3 +114,35 @@ def test_a_fault_the_simulator_cannot_play_is_one_line_and_nothing_changes(make_
 def test_without_a_running_stack_it_says_start_it(tmp_path, capsys):
     assert fault.main(["clear"], tmp_path / "none.json") == 1
     assert capsys.readouterr().err == "start the stack first: make run\n"
+
+
+def test_the_log_shows_how_many_qualifications_rf_received_and_its_answers(make_fault, intercom, rf, clock):
+    """Walkthrough: a rehearsal could not see from the simulator that a referral was rewarded exactly once."""
+    referrer = rf.add_user(42, "ref@example.com", "Ref")
+    lead = rf.add_user(42, "lead@example.com", "Lea", referrer_id=referrer["id"])
+    make_fault("rf 503 --path qualification")
+    for _ in range(2):
+        requests.put(f"{rf.base_url}/users/qualification", json={"id": lead["id"], "qualified": True},
+                     headers={"Authorization": "Bearer rf-token"}, timeout=5)
+    assert rf_campaigns(rf) == 200 and intercom_me(intercom) == 200
+    at = f"{datetime.fromtimestamp(clock(), timezone.utc):%H:%M:%S}"
+    code, said = make_fault("rf log --method put --path qualification", lines=3)
+    assert code == 0 and said == ("Referral Factory simulator: received 2 PUT call(s) to a path matching "
+                                  f"'qualification'\n  {at} PUT /users/qualification 503\n"
+                                  f"  {at} PUT /users/qualification 200")
+    code, said = make_fault("log --last 1", lines=4)
+    assert code == 0 and said == (f"Intercom simulator: received 1 call(s)\n  {at} GET /me 200\n"
+                                  "Referral Factory simulator: received 3 call(s) (the last 1 shown)\n"
+                                  f"  {at} GET /campaigns 200")
+    assert rf.count() == 3                                                   # reading the log is no API call
+    answer = requests.get(f"{rf.base_url.split('/api')[0]}/_sim/log", params={"last": "0"}, timeout=5)
+    assert (answer.status_code, answer.json()) == (400, {"error": "last must be a whole number of calls, 1 to 1000"})
+
+
+def test_the_usage_line_is_a_command_to_type(capsys):
+    """Walkthrough: `--help` said `usage: make fault ARGS= [-h] ...`."""
+    with pytest.raises(SystemExit):
+        fault.parse(["--help"])
+    assert capsys.readouterr().out.startswith('usage: make fault ARGS="{intercom,rf} WHAT [options]"  |  '
+                                              'make fault ARGS="clear|show|log [options]"\n'
+                                              "       (or: .venv/bin/python -m infra.local.fault ...")

@@ -46,7 +46,13 @@ def raising(exc: WorkError):
 UNAVAILABLE = {"429": lambda vendor: ApiError(vendor, 429, "Too many requests 401", retry_after=10),
                "500": lambda vendor: ApiError(vendor, 500, "Internal error (403)"),
                "timeout": lambda vendor: Transient(f"{vendor} did not answer: read timed out")}
-WAITS = "nothing to change: the work waits and retries; run `bridge doctor 42` again later"
+WAITS = "nothing to change: the work waits; run `bridge doctor 42` again later"
+
+
+def waiting(vendor: str, work: str) -> str:
+    """Walkthrough: the why said "those that run out of tries wait in the dead-letter queue"; an outage uses up no try."""
+    return (f"{work} wait in the queue, without using up a try, and go on by themselves once {vendor} answers; an "
+            "outage (5xx, timeouts) longer than 24 h (BRIDGE_OUTAGE_HOURS) leaves them in the dead-letter queue")
 
 
 @pytest.mark.parametrize("answer", list(UNAVAILABLE))
@@ -56,7 +62,7 @@ def test_intercom_unavailable_or_limiting_is_not_a_refused_token(answer):
     token = finding(rt, "intercom.token")
     assert not token["ok"] and token["what"].startswith("Intercom is unavailable or limiting the bridge now")
     assert "refused" not in token["what"] and "connect" not in token["fix"] and "token" not in token["fix"]
-    assert token["fix"] == WAITS
+    assert token["fix"] == WAITS and token["why"] == waiting("Intercom", "joins and qualification checks")
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -90,6 +96,7 @@ def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
     assert not campaign["ok"] and campaign["what"].startswith("Referral Factory is unavailable or limiting the "
                                                               "bridge now: campaign 42 could not be checked")
     assert campaign["fix"] == WAITS and "campaign id" not in campaign["fix"]
+    assert campaign["why"] == waiting("Referral Factory", "joins and qualifications")
 
 
 @pytest.mark.parametrize("status, fix", [

@@ -8,9 +8,11 @@ import json
 
 import pytest
 
-from chalicelib.errors import ApiError
+from chalicelib.domain.history import iso
+from chalicelib.errors import ApiError, Deferred
 from chalicelib.services.doctor import examine
-from chalicelib.services.worker import handle_batch
+from chalicelib.services.qualification.changes import failed_name
+from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.support.cli import run_cli
 from tests.unit.scenario import WS, joined, records
 from tests.unit.test_doctor_advice import Doctored
@@ -28,13 +30,18 @@ def doctored() -> Doctored:
     return rt
 
 
-def outage(rt: Doctored, runs: int) -> None:
-    """`runs` scheduled runs whose search fails on every try (the worker's last try dead-letters it)."""
+def outage(rt: Doctored, runs: int, dead: bool = True) -> None:
+    """`runs` scheduled runs whose search fails on every try (the worker's last try dead-letters it; `dead`
+    False: on its first try, which the queue tries again)."""
     work = rt.work
     for _ in range(runs):
         work.clock.now += RUN_EVERY
         work.apis.intercom_.fail["search_contacts"] = ApiError("Intercom", 503, "Service Unavailable")
         [last_try] = records(changes(work))
+        if not dead:
+            with pytest.raises(RetryBatch):
+                handle_batch([last_try], work)
+            continue
         last_try["attributes"]["ApproximateReceiveCount"] = str(work.config.max_attempts)
         assert handle_batch([last_try], work)["dead"] == 1
 
@@ -103,3 +110,32 @@ def test_while_an_outage_fails_the_searches_doctor_names_it_not_the_schedule(sea
     assert told["what"].endswith("the last: gave up after 3 tries: Intercom unavailable: Intercom answered 503: "
                                  "Service Unavailable)")
     assert "check that the reconcile schedule runs" not in told["fix"] and "apply" not in told["fix"] and "nothing is lost" in told["why"]
+
+
+@pytest.mark.parametrize("searched_before, since", [(False, "none has succeeded yet"),
+                                                    (True, "the last that succeeded ran 75 min ago")])
+def test_before_its_letter_is_dead_doctor_names_the_failing_search_not_the_schedule(searched_before, since):
+    """Walkthrough: while the search was still retried (no dead letter yet), doctor said "the last search ...
+    ran 7 min ago ... check that the reconcile schedule runs". It ran: its search fails, and doctor says so."""
+    rt = doctored()
+    if searched_before:
+        assert handle_batch(records(changes(rt.work)), rt.work)["done"] == 1
+    outage(rt, 5, dead=False)
+    assert not rt.work.queue.dead
+    [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
+    assert not told["ok"] and told["what"] == (
+        f"Intercom is unavailable: reconciliation's searches of the changed contacts of workspace ws fail ({since}; "
+        f"the last failed at {iso(rt.work.clock.now)}: Intercom answered 503: Service Unavailable; the queue tries "
+        "it again)")
+    assert "schedule" not in told["fix"] and "nothing to change" in told["fix"] and "nothing is lost" in told["why"]
+    rt.work.clock.now += RUN_EVERY
+    assert handle_batch(records(changes(rt.work)), rt.work)["done"] == 1     # Intercom is back: said no more
+    [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
+    assert told["ok"]
+
+
+def test_a_search_that_waits_for_the_rate_budget_is_not_said_to_fail():
+    rt = doctored()
+    rt.work.apis.intercom_.fail["search_contacts"] = Deferred("Intercom's rate budget is spent", retry_after=30)
+    handle_batch(records(changes(rt.work)), rt.work)
+    assert rt.work.store.cursor.get(failed_name(WS)) is None

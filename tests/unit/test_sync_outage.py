@@ -8,12 +8,16 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Optional
 
+import pytest
+
 from chalicelib import cli as cli_module
-from chalicelib.errors import ApiError, Uncertain
+from chalicelib.errors import ApiError, Deferred, Transient, Uncertain
 from chalicelib.services import sync
+from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.fakes import FakeWork
 from tests.support.cli import run_cli
 from tests.support.sqs import Sqs
+from tests.unit.test_outage_faults import record
 from tests.unit.test_sync import LINK, doctor_says, world
 
 HOUR = 3600.0
@@ -126,3 +130,77 @@ def test_past_the_outage_budget_the_page_is_dead_lettered_saying_rf_was_unavaila
     sqs.send(letter["body"], work.clock.now)
     sqs.run_until(work.clock.now + HOUR)
     enrolled_once_each(work)
+
+
+# --- a page's outage, contact by contact ---------------------------------------------------------------------
+def first_page(work: FakeWork, **attributes: float) -> dict:
+    """The run's first page as the worker receives it (its first receive), with the worker's message attributes."""
+    sync.start(work.deps, "42")
+    [body] = work.queue.sent
+    return record(1, body if isinstance(body, str) else json.dumps(body), **attributes)
+
+
+def enrolments_raise(work: FakeWork, *answers: Exception) -> None:
+    """RF's answers to the contacts' enrolments (POST /users), in page order; the last one again and again."""
+    answers_ = list(answers)
+
+    def create_user(body: dict) -> dict:
+        raise answers_.pop(0) if len(answers_) > 1 else answers_[0]
+    work.apis.rf_.create_user = create_user
+
+
+def test_a_page_dead_lettered_after_rf_answered_503_to_its_contacts_says_rf_answered_503(monkeypatch):
+    # What a user sees: RF answers 503 to every enrolment of a sync's contacts for longer than BRIDGE_OUTAGE_HOURS;
+    # the page's dead letter (dlq list, doctor, sync status) says "Referral Factory did not answer (timeouts or
+    # refused connections)": the operator looks for a network problem, while RF answered 503 all along.
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(2)
+    work.config = replace(work.config, outage_hours=1)
+    enrolments_raise(work, ApiError("Referral Factory", 503, "Service Unavailable"))
+    sync.start(work.deps, "42")
+    sqs = Sqs(work)
+    sqs.send(work.queue.sent[0], work.clock.now)
+    sqs.run_until(work.clock.now + 2 * HOUR)
+    [letter] = work.queue.dead
+    assert letter["reason"].startswith("Referral Factory unavailable for 1 h (BRIDGE_OUTAGE_HOURS): Referral Factory "
+                                       "answered 503"), letter["reason"]
+
+
+def test_a_429_to_a_pages_contact_ends_the_outage_the_pages_copy_carried():
+    # What a user sees: after a 23-hour RF outage RF answers again (a 429 pauses the sync's page); the page's next
+    # copy still counts the outage from 23 hours ago, so the next 503 blip an hour later dead-letters the page
+    # ("Referral Factory unavailable for 24 h") and the run stops, though RF was up. A join's copy forgets it.
+    work = world(1)
+    enrolments_raise(work, Deferred("Referral Factory answered 429: Too Many Requests", retry_after=30, status=429))
+    handle_batch([first_page(work, **{"bridge-outage-since": work.clock() - 23 * HOUR})], work)
+    [later] = work.queue.deferred
+    assert later.outage_since is None
+
+
+def test_a_page_waits_as_long_as_rf_asked_for_any_of_its_contacts(monkeypatch):
+    # What a user sees: RF in announced maintenance answers 503 "Retry-After: 600" to one contact's enrolment while
+    # another's call got no answer; the page comes back in about 30 s and calls RF again, against RF's word (a
+    # join's wait honours the Retry-After: README "a `Retry-After` on a 5xx is honoured").
+    monkeypatch.setattr(sync, "THREADS", 1)          # the contacts in page order: the one without a Retry-After first
+    work = world(2)
+    enrolments_raise(work, Transient("Referral Factory unreachable after retries (ConnectTimeout)"
+                                     ).unavailable("Referral Factory"),
+                     ApiError("Referral Factory", 503, "Service Unavailable", retry_after=600))
+    handle_batch([first_page(work)], work)
+    [later] = work.queue.deferred
+    assert later.delay >= 600
+
+
+def test_a_page_whose_contacts_met_an_outage_and_a_429_waits_without_using_up_a_try(monkeypatch):
+    # What a user sees: during an RF outage one contact's enrolment got a 503 and the next a 429 (RF throttling
+    # as it comes back); both are waits, but the page is counted a failed try (`sync status`: "retrying page 1"),
+    # and five such pages dead-letter it "gave up after 5 tries" long before BRIDGE_OUTAGE_HOURS.
+    monkeypatch.setattr(sync, "THREADS", 1)
+    work = world(2)
+    enrolments_raise(work, ApiError("Referral Factory", 503, "Service Unavailable"),
+                     Deferred("Referral Factory answered 429: Too Many Requests", retry_after=30, status=429))
+    try:
+        summary = handle_batch([first_page(work)], work)
+    except RetryBatch as retried:
+        pytest.fail(f"the page was counted a failed try: {retried}")
+    assert summary.get("waiting") == 1 and sync.status(work.deps, "42")["page_error"]["state"] == "waiting"

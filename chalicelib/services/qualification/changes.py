@@ -4,6 +4,7 @@ leads linked to them, with the contact as search returned it. A run costs one se
 changed contacts, however many leads are pending; a lost webhook is caught by the next run."""
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from ...domain import rules as rule_values
@@ -13,6 +14,7 @@ from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification, valid_or_none
+from ...errors import Deferred, WorkError
 from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
@@ -32,7 +34,25 @@ def start_name(workspace: str) -> str:
     return f"changes#{workspace}#start"
 
 
+def failed_name(workspace: str) -> str:
+    """The workspace's latest failed search: when it was asked and failed, and why (`bridge doctor` says it
+    while the queue still tries it, before any dead letter)."""
+    return f"changes#{workspace}#failed"
+
+
 def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None) -> str:
+    try:
+        return _search(message, deps)
+    except WorkError as exc:
+        if isinstance(exc, Deferred):       # waiting (for the rate budget) is not failing
+            raise
+        deps.cursor.set(json.dumps({"asked": message.at, "at": deps.clock(), "vendor": exc.outage,
+                                    "reason": exc.reason}),
+                        failed_name(message.workspace))
+        raise
+
+
+def _search(message: ChangesMessage, deps: WorkDeps) -> str:
     ws = message.workspace
     campaigns = _campaigns(deps, ws)
     targets = [(c.qualification, attribute_type(c.qualification.attribute, deps.apis.attributes(ws)))

@@ -24,7 +24,11 @@ Faults can also be set over HTTP while the simulator runs (``make fault``, infra
   (a regex searched in the API path; default any);
 * ``POST /_sim/token`` ``{"token": new}`` (default: a new random one): the simulator accepts only that
   token from now on (``use_token``); answers ``{"token": new, "refused": [the tokens it accepted]}``;
-  ``GET /_sim/token``: ``{"tokens": [the tokens it accepts]}`` (``make demo`` plays with them).
+  ``GET /_sim/token``: ``{"tokens": [the tokens it accepts]}`` (``make demo`` plays with them);
+* ``GET /_sim/log`` (read only), optional ``?method=PUT&path=<regex>&last=<n>``: the API calls received,
+  ``{"received": how many matched, "calls": [the last n (default 50, at most 1000) of them, oldest first:
+  {"time", "method", "path", "status", "lost" (if its answer was lost)}]}``, e.g. how many qualifications
+  RF was sent.
 
 Rate limits: fixed windows of ``window_seconds``, starting at ``window_offset`` (plus multiples);
 ``spend_elsewhere(n)`` counts ``n`` calls of another client of the same account at the start of
@@ -59,6 +63,9 @@ from werkzeug.wrappers import Request, Response
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):  # the sim keeps its own log in `requests`
         pass
+
+
+LOG_LAST = 1000             # GET /_sim/log shows at most this many calls
 
 
 def busiest(times: list[float], span: float) -> int:
@@ -203,8 +210,13 @@ class SimServer:
         return None
 
     # ---- control over HTTP (/_sim/...) -----------------------------------------------
-    def _control(self, method, path, body):
+    def _control(self, method, path, body, query=None):
         """(status, body) of a /_sim/ request: see the module docstring."""
+        if path == "/_sim/log" and method == "GET":
+            try:
+                return 200, self._log(**(query or {}))
+            except (TypeError, ValueError, re.error) as exc:
+                return 400, {"error": str(exc)}
         if path == "/_sim/faults" and method == "GET":
             return 200, {"faults": self.faults()}
         if path == "/_sim/faults" and method == "DELETE":
@@ -224,7 +236,18 @@ class SimServer:
                 return 400, {"error": "token must be a non-empty string"}
             token = token or f"{self.token_prefix}-{secrets.token_hex(4)}"
             return 200, {"token": token, "refused": sorted(self.use_token(token))}
-        return 404, {"error": f"no {method} {path}: GET|POST|DELETE /_sim/faults, GET|POST /_sim/token"}
+        return 404, {"error": f"no {method} {path}: GET|POST|DELETE /_sim/faults, GET|POST /_sim/token, GET /_sim/log"}
+
+    def _log(self, method="*", path="", last="50"):
+        """The calls received (`method`, a `path` regex searched in the API path), the `last` of them."""
+        if not last.isdigit() or not 1 <= int(last) <= LOG_LAST:
+            raise ValueError(f"last must be a whole number of calls, 1 to {LOG_LAST}")
+        rx = re.compile(path)
+        with self.lock:
+            found = [r for r in self.requests if method.upper() in ("*", r["method"]) and rx.search(r["path"])]
+        return {"received": len(found),
+                "calls": [{k: r[k] for k in ("time", "method", "path", "status", "lost") if k in r}
+                          for r in found[-int(last):]]}
 
     def _fault_from(self, spec):
         unknown = set(spec) - {"status", "lose", "times", "seconds", "method", "path", "retry_after"}
@@ -296,7 +319,7 @@ class SimServer:
         except ValueError:
             parsed = None
         if req.path.startswith("/_sim/"):
-            status, answer = self._control(req.method, req.path, parsed)
+            status, answer = self._control(req.method, req.path, parsed, dict(req.args.items()))
             return Response(json.dumps(answer), status=status,
                             content_type="application/json")(environ, start_response)
         path = req.path
