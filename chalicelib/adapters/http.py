@@ -188,7 +188,7 @@ class JsonApi:
         try:
             return self._request(method, path, json_body, params, idempotent)
         except WorkError as exc:
-            if exc.outage == self.service:
+            if exc.outage == self.service and not isinstance(exc, Uncertain):    # (a lost answer is no outage's sign)
                 self._gate.unavailable(exc)
             raise
 
