@@ -127,6 +127,7 @@ def email_hash(email: str) -> str:
 
 def digest(key: str, kind: str, value: str) -> str:
     """How the edge's log names a person's email or RF user id (`kind`) from a body nobody authenticated:
-    HMAC-SHA256 keyed with `key` (its table's name), of the value normalised as `explain` is asked it."""
+    HMAC-SHA256 keyed with `key` (its table's name: no secret, so a guessed value can be tested against it;
+    it pseudonymises), of the value normalised as `explain` is asked it."""
     normal = value.strip().lower() if kind == "email" else value.strip()
     return hmac.new(key.encode(), f"{kind}:{normal}".encode(), hashlib.sha256).hexdigest()

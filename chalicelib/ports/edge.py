@@ -51,7 +51,8 @@ class RefusalCount:
 class RefusalSample:
     """One refused request, as much as the edge could read of it (never a secret, never the body). The
     person named by a body that did not authenticate (a wrong or no secret) is kept only as digests
-    (EdgeLog.digest): `explain` and `forget` recognise the person they are asked about, nobody reads it.
+    (EdgeLog.digest): `explain` and `forget` recognise the person they are asked about; it does not read back
+    (the key, the table's name, is no secret: a guessed value can be tested against it).
     So is the contact (its id, its email) an Intercom notification names whose signature did not verify."""
 
     reason: str

@@ -3,6 +3,8 @@ under. The second segment of a name says who may read it, so IAM grants a path p
 
   <path>/edge/rf/webhook-secret                   RF's webhook header value            read by the API function
   <path>/edge/intercom/<workspace>/client-secret  the private app's client secret      read by the API function
+                                                  (or an old OAuth callback's copy of the public app's:
+                                                  `bridge workspace oauth-app` deletes such copies)
   <path>/edge/oauth/{client-id,client-secret,     the public app's (OAuth): one for    read by the API function
                     state-key}                    every workspace connected through it
   <path>/worker/rf/token                          the RF API token                     read by the worker

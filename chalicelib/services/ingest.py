@@ -204,9 +204,9 @@ def receive_intercom(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     body = read.body
     workspace = webhooks.app_id_of(body)
     if reply.status >= 400:
-        # A contact's id only from a body whose signature verified: an unsigned one (a 401, or a 503
-        # before its secret could be read) would file whatever it names under a real workspace. Its
-        # contact id and email are kept as digests only (`explain` and `forget` recognise them), as a
+        # A contact's id in clear only from a body whose signature verified: an unsigned one (a 401, or a
+        # 503 before its secret could be read) may name anyone, under whatever workspace its app_id names.
+        # Its contact id and email are kept as digests only (`explain` and `forget` recognise them), as a
         # join's without its secret.
         data = body.get("data")
         item = data.get("item") if isinstance(data, dict) else None
