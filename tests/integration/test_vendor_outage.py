@@ -4,7 +4,9 @@ through the real HTTP clients: Intercom answers 503 to every call for 3 hours of
 wait without using up a try, then each arrives exactly once, with nothing in the dead-letter queue."""
 from __future__ import annotations
 
-from .conftest import MAX_ATTEMPTS, join_body, lead_settings
+from dataclasses import replace
+
+from .conftest import MAX_ATTEMPTS, join_body, lead_settings, qualifying_settings
 from .test_join_flow import new_lead
 
 
@@ -35,3 +37,25 @@ def test_joins_wait_out_a_three_hour_intercom_outage_and_each_arrives_once(bridg
     assert intercom.count("POST", "/contacts") - intercom.count("POST", "/contacts/") == 5    # one create each
     assert bridge.queued() == 0 and bridge.dead_letters() == []
     assert {bridge.history(42, lead["id"])["link"]["status"] for lead in leads} == {"linked"}
+
+
+def test_one_contact_that_intercom_answers_503_holds_back_no_other_contact_event_of_its_batch(bridge, intercom, rf,
+                                                                                            monkeypatch):
+    # What a user sees: Intercom answers 503 (every time, after the client's retries) for one contact only;
+    # the nine other contact events of its batch must be worked in the same invocation, not wait out an
+    # "Intercom unavailable" with it (as while one call's outage failure held the container's other calls).
+    # The records run one after another, the bad one first: what its failure leaves behind meets every other.
+    monkeypatch.setattr(bridge.rt, "config", replace(bridge.rt.config, concurrency=1))
+    bridge.apply(qualifying_settings())
+    leads = [new_lead(rf, email=f"p{n}@example.com", first_name=f"P{n}") for n in range(10)]
+    for lead in leads:
+        bridge.post_join(join_body(lead))
+    bridge.drain()
+    bridge.later.release()                                          # their duplicate checks, while Intercom answers
+    bridge.drain()
+    contacts = list(intercom.contacts.values())
+    intercom.fail_next("GET", f"/contacts/{contacts[0]['id']}$", 503, times=10**6)
+    for contact in contacts:
+        bridge.notify("contact.lead.updated", contact["id"])
+    [batch] = bridge.drain()
+    assert batch.result == {"done": 9, "retry": 0, "dead": 0, "waiting": 1}

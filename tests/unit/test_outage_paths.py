@@ -6,7 +6,9 @@ each path's record must wait in the queue without using up a try, and say Interc
 from __future__ import annotations
 
 import copy
+import json
 import logging
+from functools import partial
 from typing import Any, Callable
 
 import pytest
@@ -54,18 +56,18 @@ def a_join(work: FakeWork) -> dict:
                                                                   "email": "new@example.com", "first_name": "N"}).wire()
 
 
-def a_verification(work: FakeWork, duplicate: bool = False) -> dict:
-    link, contact = joined(work)
+def a_verification(work: FakeWork, duplicate: bool = False, user: str = "7", email: str = "ann@example.com") -> dict:
+    link, contact = joined(work, user, email)
     if duplicate:                   # an older user with that email, which search did not show at the join
-        older = work.apis.intercom_.add("ann@example.com", role="user")
+        older = work.apis.intercom_.add(email, role="user")
         older["created_at"] = 0
-    return VerifyMessage(campaign_id="42", rf_user_id="7", workspace="ws", contact_id=contact["id"],
-                         email="ann@example.com", created_at=contact["created_at"], not_before=work.clock()).wire()
+    return VerifyMessage(campaign_id="42", rf_user_id=user, workspace="ws", contact_id=contact["id"],
+                         email=email, created_at=contact["created_at"], not_before=work.clock()).wire()
 
 
-def an_event(work: FakeWork) -> dict:
-    _, contact = joined(work)           # its initial value arms the link: the contact is read now
-    return event(contact)
+def an_event(work: FakeWork, user: str = "7", email: str = "ann@example.com") -> dict:
+    _, contact = joined(work, user, email)      # its initial value arms the link: the contact is read now
+    return event(contact, notification=f"n{user}")
 
 
 def a_check(work: FakeWork) -> dict:
@@ -120,3 +122,43 @@ def test_a_spent_budget_names_the_budget_in_force_when_a_429_lowered_it():
             gate.acquire()
     assert "(lowered to " in spent.value.reason and "of its 600 calls per 60s after Referral Factory's 429 at" \
         in spent.value.reason, spent.value.reason
+
+
+def failing_for(work: FakeWork, email: str, call: str, error: WorkError) -> None:
+    """Intercom answers `call` ("search" or "get") as in the outage only when it is about `email`'s contacts
+    (a search that includes the email, a read of a contact with it), every time; all else as usual."""
+    intercom = work.apis.intercom_
+    search, get = intercom.search, intercom.get_contact
+
+    def poisoned(emails=(), markers=()):
+        if call == "search" and email in emails:
+            raise copy.copy(error)
+        return search(emails, markers)
+
+    def poisoned_get(contact_id):
+        if call == "get" and (intercom.contacts.get(contact_id) or {}).get("email") == email:
+            raise copy.copy(error)
+        return get(contact_id)
+    intercom.search, intercom.get_contact = poisoned, poisoned_get     # type: ignore[method-assign]
+
+
+# The paths whose batch of ten shares a read of Intercom: a batched search (join.verify), or reads made one
+# record at a time but side by side (the duplicate check's read of the older contact, a contact event's read).
+SHARED = {"join.verify's batched search": ("search", a_verification),
+          "duplicate check's read of the older contact": ("get", partial(a_verification, duplicate=True)),
+          "contact event's read of the contact": ("get", an_event)}
+
+
+@pytest.mark.parametrize("path", SHARED)
+def test_one_record_in_an_outage_of_its_own_does_not_hold_back_the_nine_others_of_its_batch(path):
+    # What a user sees: Intercom answers 503 (every time) for one contact only; the worker finds that record
+    # by reading the batch's records one by one, and its nine neighbours must complete in the same invocation,
+    # not wait out "Intercom unavailable" with it (as they did while one outage failure held every Intercom
+    # call of the container).
+    call, message = SHARED[path]
+    work = world(settings(tag="Referred"))
+    bodies = [message(work, user=str(n), email=f"p{n}@example.com") for n in range(10)]
+    failing_for(work, "p4@example.com", call, client_failure(None))
+    assert run(work, *bodies) == {"done": 9, "retry": 0, "dead": 0, "waiting": 1}
+    [copy_] = work.queue.deferred       # only the bad one waits, for Intercom, without using up a try
+    assert json.loads(copy_.body) == bodies[4] and copy_.tries == 0 and copy_.outage_since is not None
