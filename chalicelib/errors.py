@@ -4,9 +4,9 @@ from __future__ import annotations
 import shlex
 from typing import Any, Optional, TypeVar
 
-E = TypeVar("E", bound="WorkError")
-
 from .domain.advice import RF_TOKEN
+
+E = TypeVar("E", bound="WorkError")
 
 
 class WorkError(Exception):
@@ -40,7 +40,9 @@ class WorkError(Exception):
 
 
 class Transient(WorkError):
-    """Try again later (429, 5xx, timeouts, a concurrent worker holds the person)."""
+    """Worth another try, later: the work comes back and uses up a try. Waits use up none: a Deferred (a 429,
+    a rate-limit pause, a concurrent worker holding the person) and a vendor's outage (`unavailable`: a 5xx, a
+    timeout, no connection, after the client's own retries)."""
 
     retryable = True
 

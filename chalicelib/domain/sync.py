@@ -77,9 +77,10 @@ def describe_counts(counts: dict, already: str = "already") -> str:
                      + ([f"link written later {counts['linked']:,}"] if counts.get("linked") else [])
                      + [f"skipped {counts['skipped']:,}"])
 
-# A page's failure while its run retries it (`sync status`): RETRYING comes back by itself, FAILED waits in the
-# dead-letter queue (retrying would not help), WAITING is no failure (a rate-limit pause, an open circuit, the
-# Lambda's time running out: it uses up no try).
+# A page's failure while its run retries it (`sync status`): RETRYING comes back by itself; FAILED waits in the
+# dead-letter queue (its tries spent, retrying would not help, or a vendor's outage outlasted BRIDGE_OUTAGE_HOURS);
+# WAITING is no failure (a vendor's outage, a rate-limit pause, an open circuit, the Lambda's time running out:
+# it uses up no try).
 RETRYING, FAILED, WAITING = "retrying", "failed", "waiting"
 PAGE_ERROR_CHARS = 200            # the reason as `sync status` shows it: one short line
 # What brings back a page in the dead-letter queue: its cause fixed, or the vendor whose outage outlasted the budget

@@ -16,7 +16,8 @@ from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain
 from ...observability import count, logger
 from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
 
-#: After RF's answer was lost and RF could not tell us whether it applied the call, try again this soon.
+#: After RF's answer was lost and RF could not tell us whether it applied the call, try again no sooner than this
+#: (RF asked first). When the loss was RF's outage, its outage wait (domain/outage.outage_wait) sets the delay.
 UNSURE_RETRY_SECONDS = 30.0
 
 
