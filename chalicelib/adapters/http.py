@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
-from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain, WorkError
+from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})   # idempotent by HTTP's definition
@@ -36,7 +36,6 @@ class Gate(Protocol):
     def acquire(self) -> None: ...
     def throttled(self, wait: Optional[float]) -> None: ...
     def answered(self, status: int, reason: str) -> None: ...
-    def unavailable(self, failure: WorkError) -> None: ...
 
 
 class _Open:
@@ -54,9 +53,6 @@ class _Open:
         self._wait = wait if wait is not None else 1.0
 
     def answered(self, status: int, reason: str) -> None:
-        pass
-
-    def unavailable(self, failure: WorkError) -> None:
         pass
 
 
@@ -183,17 +179,6 @@ class JsonApi:
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: Optional[dict] = None, idempotent: Optional[bool] = None) -> requests.Response:
-        """A call that fails for the vendor's outage (after its retries) tells the gate: the container's other
-        calls to the vendor then fail at once for a while, without retries (adapters/ratelimit.py)."""
-        try:
-            return self._request(method, path, json_body, params, idempotent)
-        except WorkError as exc:
-            if exc.outage == self.service and not isinstance(exc, Uncertain):    # (a lost answer is no outage's sign)
-                self._gate.unavailable(exc)
-            raise
-
-    def _request(self, method: str, path: str, json_body: Any, params: Optional[dict],
-                 idempotent: Optional[bool]) -> requests.Response:
         method = method.upper()
         safe = self.idempotent(method, path) if idempotent is None else idempotent
 

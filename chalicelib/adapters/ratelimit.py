@@ -24,8 +24,7 @@ from typing import Callable, Optional
 
 from ..domain.budget import BudgetState, Slicing
 from ..domain.history import iso
-from ..domain.outage import Held
-from ..errors import Blocked, Deferred, Transient, WorkError
+from ..errors import Blocked, Deferred
 from ..observability import count, logger
 from ..ports import RateWindows
 
@@ -55,7 +54,6 @@ class SharedLimiter:
         self._state: Optional[BudgetState] = None
         self._state_slice: Optional[int] = None
         self._probe_until = 0.0             # this container's probe of an open circuit is out until then
-        self._held: Optional[Held] = None   # a call failed for the vendor's outage: the others fail at once
 
     @property
     def limit(self) -> int:
@@ -66,10 +64,6 @@ class SharedLimiter:
         """A slot for one call, now or after a short wait; else `Deferred` (or `CircuitOpen`)."""
         waited = 0.0
         while True:
-            with self._lock:
-                held = self._held if self._held is not None and self._held.holds(self.clock()) else None
-            if held is not None:
-                raise Transient(held.reason, retry_after=held.retry_after, status=held.status).unavailable(self.vendor)
             with self._lock:
                 wait, why, status = self._take(self.clock())
             if wait is None:
@@ -166,21 +160,9 @@ class SharedLimiter:
             logger.warning("rate limited: every caller pauses until the reset", extra={
                 "budget": self.budget, "until": iso(until), "share": round(share, 3), "strikes": strikes})
 
-    def unavailable(self, failure: WorkError) -> None:
-        """A call failed for the vendor's outage after its retries: this container's calls to it fail at once
-        for a short while (domain/outage.Held), without retries of their own. Not prolonged by the calls it
-        fails: once it ends, the next call goes out, with its retries, and says whether the outage goes on."""
-        with self._lock:
-            now = self.clock()
-            if self._held is None or not self._held.holds(now):
-                self._held = Held.after(self.vendor, failure.reason, failure.status, failure.retry_after, now)
-
     def answered(self, status: int, reason: str) -> None:
         """After every answer. The vendor's block status opens the circuit (raises CircuitOpen);
-        any other answer closes a circuit this container was probing; an answer that is no 5xx ends a hold."""
-        if status < 500 and self._held is not None:
-            with self._lock:
-                self._held = None
+        any other answer closes a circuit this container was probing."""
         if self.block_status is not None and status == self.block_status:
             with self._lock:
                 now = self.clock()

@@ -15,7 +15,6 @@ from .history import iso
 
 FIRST_WAIT = 30.0          # seconds: the first wait...
 LONGEST_WAIT = 900.0       # ...doubles (it is as long as the outage so far) up to SQS's longest delay
-HELD = FIRST_WAIT         # seconds a container's calls to a vendor fail at once after one failed for its outage
 JITTER = 0.2               # up to a fifth shorter: what one outage held back does not all come back at once
 
 
@@ -95,29 +94,3 @@ def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, bu
     return OutageWait(since, max(1.0, delay), f"{unavailable(vendor)} since {iso(since)} ({reason}): the bridge waits "
                                               f"for it, up to {hours(budget)} (BRIDGE_OUTAGE_HOURS)",
                       vendor, budget, reason)
-
-
-@dataclass(frozen=True)
-class Held:
-    """A container's calls to a vendor fail at once, without going out, until `until`: one of them failed for its
-    outage after the HTTP client's own retries (`answer`: that failure's reason). Their work waits with the copy
-    anyway; retrying each call in the Lambda would only keep the worker from the rest of its batch."""
-
-    vendor: str
-    answer: str
-    status: Optional[int]
-    retry_after: Optional[float]
-    until: float
-
-    @classmethod
-    def after(cls, vendor: str, answer: str, status: Optional[int], retry_after: Optional[float],
-              now: float) -> "Held":
-        return cls(vendor, answer, status, retry_after, now + HELD)
-
-    def holds(self, now: float) -> bool:
-        return now < self.until
-
-    @property
-    def reason(self) -> str:
-        return (f"{self.answer} (not called again before {iso(self.until)}: a call a moment ago failed so after its "
-                "retries)")

@@ -4,9 +4,7 @@ through the real HTTP clients: Intercom answers 503 to every call for 3 hours of
 wait without using up a try, then each arrives exactly once, with nothing in the dead-letter queue."""
 from __future__ import annotations
 
-from .conftest import MAX_ATTEMPTS, join_body, lead_settings, qualifying_settings
-
-MAX_RETRIES = 3                 # the HTTP client's own (adapters/http.retry_policy)
+from .conftest import MAX_ATTEMPTS, join_body, lead_settings
 from .test_join_flow import new_lead
 
 
@@ -37,24 +35,3 @@ def test_joins_wait_out_a_three_hour_intercom_outage_and_each_arrives_once(bridg
     assert intercom.count("POST", "/contacts") - intercom.count("POST", "/contacts/") == 5    # one create each
     assert bridge.queued() == 0 and bridge.dead_letters() == []
     assert {bridge.history(42, lead["id"])["link"]["status"] for lead in leads} == {"linked"}
-
-
-def test_during_an_outage_a_batch_makes_one_call_and_its_retries_not_one_per_record(bridge, intercom, rf, clock):
-    # What a user sees: in an Intercom outage each record of a batch spent the HTTP client's retries and their
-    # backoff on its own call (a batch of ten duplicate checks: 14 calls, ten contact events: 15, half a minute
-    # each), while the joins queued meanwhile waited unseen. Once one call concluded that Intercom is down, the
-    # container's others fail at once for a while: the records wait with their copies anyway.
-    bridge.apply(qualifying_settings())
-    leads = [new_lead(rf, email=f"p{n}@example.com", first_name=f"P{n}") for n in range(10)]
-    for lead in leads:
-        bridge.post_join(join_body(lead))
-    bridge.drain()                                                  # created while Intercom answered
-    contacts = list(intercom.contacts.values())
-    intercom.fail_next("*", ".*", 503, times=10**6)
-    bridge.later.release()                                          # ten duplicate checks
-    for contact in contacts:
-        bridge.notify("contact.lead.updated", contact["id"])       # ten contact events
-    spent = intercom.count()
-    batches = bridge.drain()                                        # two batches of ten, one after the other
-    assert [b.result for b in batches] == [{"done": 0, "retry": 0, "dead": 0, "waiting": 10}] * 2
-    assert intercom.count() - spent <= 1 + MAX_RETRIES              # one call and its retries

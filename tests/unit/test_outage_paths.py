@@ -104,27 +104,6 @@ def test_each_path_to_intercom_waits_out_its_503_outage_without_using_up_a_try(p
         assert said.startswith("Intercom unavailable since") and "Intercom answered 503" in said, said
 
 
-def test_after_a_call_fails_for_the_outage_the_containers_calls_fail_at_once_until_the_hold_ends():
-    # What a user sees: each record's call spent the client's retries and backoff (half a minute) on a vendor
-    # known to be down, so the joins queued meanwhile were not looked at for minutes.
-    from chalicelib.adapters.memory import MemoryRates
-    from chalicelib.adapters.ratelimit import SharedLimiter
-    from chalicelib.domain.outage import HELD
-    clock = FakeClock(now=6000.0)
-    gate = SharedLimiter(MemoryRates(), "intercom#ws", 100, 10, vendor="Intercom", clock=clock, sleeper=clock.sleep)
-    gate.unavailable(client_failure(None))
-    clock.now += HELD - 1
-    gate.unavailable(client_failure(None))           # a failure while held does not prolong the hold
-    with pytest.raises(WorkError) as held:
-        gate.acquire()
-    assert held.value.outage == "Intercom" and held.value.status == 503 and "Intercom answered 503" in held.value.reason
-    clock.now += 1
-    gate.acquire()                                    # the hold is over: the next call goes out (and tells)
-    gate.unavailable(client_failure(None))
-    gate.answered(200, "")                            # the vendor answers again: the hold ends at once
-    gate.acquire()
-
-
 def test_a_spent_budget_names_the_budget_in_force_when_a_429_lowered_it():
     # What a user sees: "the shared Referral Factory budget (600 calls per 60s) is spent" for minutes, with
     # little RF traffic: the budget in force had been lowered by a 429 long before, which the reason hid.
