@@ -1,10 +1,9 @@
 """How work can fail, which decides where it goes next."""
 from __future__ import annotations
 
-import shlex
 from typing import Any, Optional, TypeVar
 
-from .domain.advice import RF_TOKEN
+from .domain.advice import RF_TOKEN_REPLAY, rf_token_fix
 
 E = TypeVar("E", bound="WorkError")
 
@@ -142,8 +141,7 @@ def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
                 "check, and resumes by itself once RF answers. If another tool shares the RF account, lower "
                 "RF_CALLS_PER_MINUTE to what it leaves")
     if exc.status in REFUSED_TOKEN:     # by its reason: the token fails every campaign's work, and notifications'
-        reason = shlex.quote(f"Referral Factory answered {exc.status}")
-        return RF_TOKEN.format(replay=RF_TOKEN_REPLAY.format(selector=f"--reason {reason}"))
+        return rf_token_fix(f"Referral Factory answered {exc.status}")
     if exc.retryable:
         return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
     return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
@@ -151,7 +149,3 @@ def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
             + RF_TOKEN_REPLAY.format(selector=f"--campaign {campaign_id}"))
 
 
-#: The work that failed while the RF token could not see its campaign (refused, or of another RF account, whose
-#: every user RF then says is "not found"): valid work, brought back once the token is fixed, never discarded.
-RF_TOKEN_REPLAY = ("`bridge dlq replay {selector}` brings back the work that failed meanwhile (it is valid: do not "
-                   "discard it)")

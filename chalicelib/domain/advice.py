@@ -3,6 +3,7 @@ explain`): the same problem never gets two different fixes. Templates take `{cam
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Sequence
 
 #: Send the people a refused join left out (RF does not retry a refused webhook): what ends every such fix.
@@ -48,6 +49,17 @@ RF_TOKEN = ("Referral Factory refuses the RF token the bridge has stored (revoke
 #: reaches every letter of the incident by it (a notification's, which names no campaign, among them).
 RF_TOKEN_REFUSED = "Referral Factory answered 401"
 _RF_TOKEN_REFUSED = re.compile(re.escape(RF_TOKEN_REFUSED) + r"\b")
+#: The work that failed while the RF token could not see its campaign (refused, or of another RF account, whose
+#: every user RF then says is "not found"): valid work, brought back once the token is fixed, never discarded.
+RF_TOKEN_REPLAY = ("`bridge dlq replay {selector}` brings back the work that failed meanwhile (it is valid: do not "
+                   "discard it)")
+
+
+def rf_token_fix(refused: str = RF_TOKEN_REFUSED) -> str:
+    """The one fix of RF refusing the stored token, wherever it is seen (doctor's campaign check, a campaign's
+    dead letters, a notification's, explain): the replay by RF's refusal (`refused`, what the reasons say),
+    whatever the campaign, as it reaches every letter of the incident."""
+    return RF_TOKEN.format(replay=RF_TOKEN_REPLAY.format(selector=f"--reason {shlex.quote(refused)}"))
 
 
 def rf_token_refused(reason: str) -> bool:

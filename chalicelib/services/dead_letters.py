@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..domain.advice import RF_TOKEN, RF_TOKEN_REFUSED
+from ..domain.advice import RF_TOKEN_REFUSED, rf_token_fix
 from ..domain.advice import rf_token_refused as rf_token_refused_in
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
+from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
 from ..errors import DISCONNECTED, PLAN_FIX, REPLAY_PARKED, plan_restricted
 from ..observability import mask_email, mask_emails
@@ -141,8 +142,8 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
         return ("the webhook named another campaign than Referral Factory places the user in (a webhook body copied "
                 "between campaigns?): a replay would fail the same way — fix the webhook in RF, then "
                 f'`bridge dlq discard --reason "{OTHER_CAMPAIGN}"{scope} --yes` takes them out')
-    if rf_token_refused_in(reason):
-        return RF_TOKEN.format(replay=_replay(reason, campaign))
+    if rf_token_refused_in(reason):     # by its reason, whatever the campaign: as doctor's [rf.campaign] says
+        return rf_token_fix()
     token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
     if rf_token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
         named = f"campaign {campaign}" if campaign else "the campaign"
@@ -154,6 +155,9 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
                 f"{token}; a user deleted in RF: a replay would fail the same way — "
                 f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each '
                 "person's history says so)")
+    vendor = outage_of(reason)
+    if vendor:                  # waited out up to BRIDGE_OUTAGE_HOURS: nothing to fix but to wait for the vendor
+        return f"once {vendor} answers again, {_replay(reason, campaign)}"
     cause = ("check RF_BASE_URL (a wrong one answers 404 to every call) and that the RF token is of the "
              "campaign's account" if RF_404 in reason else "fix the cause")
     return f"{cause}, then {_replay(reason, campaign)}"

@@ -305,8 +305,13 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
     try:
         return client.data_attributes()
     except WorkError as exc:
-        report.add("intercom.attributes", False, f"could not read the data attributes: {exc.reason}",
-                   "the mapping cannot be checked", "check the token's scopes (read data attributes)")
+        if exc.retryable:       # an outage or a limit now, as [intercom.token] says one: no scope to check
+            report.add("intercom.attributes", False, f"Intercom is unavailable or limiting the bridge now: the data "
+                       f"attributes could not be read ({exc.reason})",
+                       *_waits(rt, "Intercom", "joins and qualification checks", settings))
+        else:
+            report.add("intercom.attributes", False, f"could not read the data attributes: {exc.reason}",
+                       "the mapping cannot be checked", "check the token's scopes (read data attributes)")
         return None
 
 
@@ -700,7 +705,9 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
     searches = _dead_letters(rt, report, settings, rf_refused) if dlq else []
+    failing = [d for d in searches if not d.superseded]
     if settings.qualification is None:
+        _searches(report, settings.workspace, failing)
         return
     # (`read_all` False: the scan stopped at PENDING_SCAN pending links, so what it says is of those only)
     scanned = "" if read_all else f" (the first {PENDING_SCAN:,} pending links of all campaigns were read)"
@@ -713,7 +720,8 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     else:
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
-    _reconciliation(rt, report, settings, applied_at, conn, [d for d in searches if not d.superseded])
+    if not _reconciliation(rt, report, settings, applied_at, conn, failing):
+        _searches(report, settings.workspace, failing)      # said once: by [reconciliation] when it names them
     if settings.qualification.match == "email" or not pending:
         return
     if attributes is None:
@@ -741,7 +749,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
     `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's).
-    Answers the workspace's dead-lettered searches of changed contacts (reconciliation's finding reads them)."""
+    Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
+    by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
     listing = dead_letters.look(rt)
     letters = listing.letters
@@ -760,7 +769,12 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
                    dead_letters.replay_fix(reason, None, ws, rf_refused), key=f"no_campaign:{tag(reason)}")
-    _searches(report, ws, searches)
+    superseded = [d for d in searches if d.superseded]
+    if superseded:
+        report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "
+                   f"workspace {ws} are superseded: the search asked at {max(d.superseded or '' for d in superseded)} "
+                   "succeeded, and covered their window", "nothing is lost, nothing to replay; the dead-letter alarm "
+                   "stays on while they wait", dead_letters.SUPERSEDED_FIX, warn=True, key="searches_superseded")
     if listing.not_seen:           # held by another command, or past the scan's end: they may be this campaign's
         cause = dead_letters.CUT if listing.cut else f"hidden by another command: {dead_letters.HOLDERS}"
         report.add("dead_letters", True, f"about {listing.not_seen} dead letter(s) could not be read ({cause})",
@@ -775,28 +789,23 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
 
 
 def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -> None:
-    """The workspace's failed searches of changed contacts (one a reconciliation run: an outage leaves
-    several), said once: those no search has covered since, and those a later search superseded."""
-    failing = sorted((d for d in letters if not d.superseded), key=lambda d: d.failed_at or "")
+    """The workspace's failed searches of changed contacts that no search has covered since (one a reconciliation
+    run: an outage leaves several), said once, when [reconciliation] does not name them."""
+    failing = sorted(letters, key=lambda d: d.failed_at or "")
     if failing:
         since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
         report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
                    f"(dead letters{since}); the last: {failing[-1].reason}",
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX, key="searches")
-    superseded = [d for d in letters if d.superseded]
-    if superseded:
-        report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "
-                   f"workspace {ws} are superseded: the search asked at {max(d.superseded or '' for d in superseded)} "
-                   "succeeded, and covered their window", "nothing is lost, nothing to replay; the dead-letter alarm "
-                   "stays on while they wait", dead_letters.SUPERSEDED_FIX, warn=True, key="searches_superseded")
 
 
 def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, applied_at: str,
-                    conn: Optional[Connection], failing: list[dead_letters.DeadLetter]) -> None:
+                    conn: Optional[Connection], failing: list[dead_letters.DeadLetter]) -> bool:
     """Reconciliation's lag: when it last searched the workspace's changed contacts, the links left
     unfinished past their lease, and the leads too old for the one-by-one sweep. `applied_at`: when
     the campaign's settings were stored; `conn`: the workspace's connection, as read for this report;
-    `failing`: its searches in the dead-letter queue that no later search superseded (an outage's)."""
+    `failing`: its searches in the dead-letter queue that no later search superseded (an outage's). Whether it
+    reported the searches failing (then they are said here, once, naming the outage)."""
     from .qualification.changes import cursor_name, failed_name
     from .reconcile import past_sweep_age, searchable
 
@@ -808,6 +817,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
+    said = False
     if not searchable(conn):           # the connection's own finding names the cause and its fix
         report.add("reconciliation", True, f"reconciliation waits for workspace {ws} to be "
                    f"{'reconnected' if conn is not None else 'connected'}: it searches no changed contacts "
@@ -829,6 +839,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX if failing else
                    ("nothing to change: the outage passes by itself" if vendor else "fix the cause the reason names")
                    + "; the next search that succeeds covers every change since the last that did")
+        said = True
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
         due = datetime.fromtimestamp(now + (late_after - applied) * 60, timezone.utc).strftime("%H:%M UTC")
@@ -875,6 +886,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
         report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "
                    f"{rt.config.reconcile_sweep_days:g} days ago: they qualify by webhook and by the search of changes, "
                    "not by the one-by-one sweep")
+    return said
 
 
 def _duplicates(rt: Examined, settings: CampaignSettings,

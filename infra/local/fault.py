@@ -54,9 +54,17 @@ def _call(state: dict, sim: str, method: str, path: str, body: Optional[dict] = 
         answer = requests.request(method, control_url(state, sim) + path, json=body, params=query, timeout=5)
     except requests.ConnectionError:
         raise Refused(f"the {SIMS[sim][0]} simulator does not answer: {START}") from None
-    found = answer.json()
+    except requests.RequestException as exc:        # a timeout: it runs, but answers nothing
+        raise Refused(f"the {SIMS[sim][0]} simulator did not answer ({type(exc).__name__}): restart the stack "
+                      "(make run)") from None
+    try:
+        found = answer.json()
+    except ValueError:          # not the simulator that answers there
+        raise Refused(f"{SIMS[sim][0]} simulator: answered {answer.status_code} without JSON at "
+                      f"{control_url(state, sim)}{path}: is the stack's simulator what runs there? (make run)") from None
     if answer.status_code >= 400:
-        raise Refused(f"{SIMS[sim][0]} simulator: {found.get('error', answer.status_code)}")
+        error = found.get("error") if isinstance(found, dict) else None
+        raise Refused(f"{SIMS[sim][0]} simulator: {error or answer.status_code}")
     return found
 
 

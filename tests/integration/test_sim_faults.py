@@ -111,6 +111,27 @@ def test_a_fault_the_simulator_cannot_play_is_one_line_and_nothing_changes(make_
     assert rf.faults() == [] and rf_campaigns(rf) == 200
 
 
+class _NotJson:
+    status_code = 502
+
+    def json(self):
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")
+
+
+@pytest.mark.parametrize("answers, said", [
+    (requests.ReadTimeout("read timed out"), "the Referral Factory simulator did not answer (ReadTimeout)"),
+    (_NotJson(), "Referral Factory simulator: answered 502 without JSON at ")])
+def test_a_simulator_that_times_out_or_answers_no_json_is_one_line_not_a_traceback(make_fault, monkeypatch,
+                                                                                    answers, said):
+    def answer(*_, **__):
+        if isinstance(answers, Exception):
+            raise answers
+        return answers
+    monkeypatch.setattr(requests, "request", answer)
+    code, line = make_fault("rf 503")
+    assert code == 1 and line.startswith(said), line
+
+
 def test_without_a_running_stack_it_says_start_it(tmp_path, capsys):
     assert fault.main(["clear"], tmp_path / "none.json") == 1
     assert capsys.readouterr().err == "start the stack first: make run\n"

@@ -65,6 +65,19 @@ def test_intercom_unavailable_or_limiting_is_not_a_refused_token(answer):
     assert token["fix"] == WAITS and token["why"] == waiting("Intercom", "joins and qualification checks")
 
 
+@pytest.mark.parametrize("answer", list(UNAVAILABLE))
+def test_intercom_unavailable_while_reading_the_attributes_is_not_a_scope_to_check(answer):
+    """Scenario: Intercom answers `/me`, then times out, limits or fails (5xx) reading the data attributes.
+    A user would see "check the token's scopes" for an outage; expected: the work waits, nothing to change."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.work.apis.intercom_.data_attributes = raising(UNAVAILABLE[answer]("Intercom"))  # type: ignore[attr-defined]
+    attributes = finding(rt, "intercom.attributes")
+    assert not attributes["ok"] and attributes["what"].startswith("Intercom is unavailable or limiting the bridge now")
+    assert attributes["fix"] == WAITS and "scope" not in attributes["fix"]
+    assert attributes["why"] == waiting("Intercom", "joins and qualification checks")
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_intercom_refusing_the_token_is_told_to_replace_it(status):
     rt = Doctored()
@@ -270,3 +283,14 @@ def test_a_failed_search_for_a_pending_leads_duplicates_is_said_not_checked():
     rt.work.apis.intercom_.fail["search"] = ApiError("Intercom", 500, "Internal error")
     found = unchecked(examine(rt, "42").view(), "duplicates")
     assert "1 of 1 pending lead(s) searched (Intercom: " in found["what"] and "Internal error" in found["what"]
+
+
+@pytest.mark.parametrize("vendor", ["Intercom", "Referral Factory"])
+def test_a_letter_an_outage_outlasted_is_replayed_once_the_vendor_answers_not_after_fixing_a_cause(vendor):
+    """Scenario: an outage longer than BRIDGE_OUTAGE_HOURS dead-letters campaign 42's work. Its reason says
+    "replay it once <vendor> answers again"; `dlq list`, explain and doctor said "fix the cause" (there is none)."""
+    from chalicelib.domain.outage import outage_wait
+    from chalicelib.services.dead_letters import replay_fix
+    reason = outage_wait(vendor, f"{vendor} answered 503", since=0.0, now=86400.0, budget=86400.0, status=503).reason
+    assert replay_fix(reason, "42") == (f"once {vendor} answers again, `bridge dlq replay --campaign 42` "
+                                        "(see `bridge dlq list`)")

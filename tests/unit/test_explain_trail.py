@@ -446,8 +446,10 @@ def test_a_revoked_rf_token_is_advised_as_the_bridges_stored_token_alike_by_expl
     work.apis.rf_.answers = [Permanent(RF_REVOKED, status=401)]
     scenario.set_value(work, contact, "Yes")
     assert scenario.run(work, scenario.check())["dead"] == 1
+    # The replay by RF's refusal, as doctor's [rf.campaign] says it: one command, whatever the campaign.
     fix = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): `bridge rf "
-           "connect` (it asks for the new token), then `bridge dlq replay --campaign 42` (see `bridge dlq list`)")
+           "connect` (it asks for the new token), then `bridge dlq replay --reason 'Referral Factory answered 401'` "
+           "brings back the work that failed meanwhile (it is valid: do not discard it)")
     text, view = trail(work, "7")
     assert [(e["event"], e["fix"]) for e in view["trail"] if e.get("fix")] == [
         ("qualification", fix), ("dead_letter", fix)], text

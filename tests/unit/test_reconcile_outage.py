@@ -110,6 +110,8 @@ def test_while_an_outage_fails_the_searches_doctor_names_it_not_the_schedule(sea
     assert told["what"].endswith("the last: gave up after 3 tries: Intercom unavailable: Intercom answered 503: "
                                  "Service Unavailable)")
     assert "check that the reconcile schedule runs" not in told["fix"] and "apply" not in told["fix"] and "nothing is lost" in told["why"]
+    assert findings(rt) == [], "one outage's failed searches, said twice (two problems for one cause)"
+    assert "`bridge dlq discard --superseded --yes`" in told["fix"]
 
 
 @pytest.mark.parametrize("searched_before, since", [(False, "none has succeeded yet"),

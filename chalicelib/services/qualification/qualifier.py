@@ -146,7 +146,8 @@ class Qualifier:
         Transient (no PUT may follow), or with `quiet` answers None (the caller has an error of its
         own to raise). RF placing the user in another campaign than the link's raises OtherCampaign:
         no PUT follows, ever (it would qualify a user of another campaign). RF refusing the token
-        (401/403) raises it, unless `quiet`: the PUT would be refused too, and spend RF's budget."""
+        (401; its 403 is the IP block, which waits) raises it, unless `quiet`: the PUT would be refused too, and
+        spend RF's budget."""
         try:
             user = campaign_user(self.apis.rf().get_user(link.rf_user_id), link.campaign_id, link.rf_user_id)
             return bool(qualified_at(user, link.rf_user_id))
