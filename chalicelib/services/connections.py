@@ -95,13 +95,14 @@ def check_workspace_id(workspace: str, api_base: Optional[str]) -> None:
 
 
 def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],
-                    api_base: Optional[str], *, app: str = PRIVATE, current: Optional[Connection] = None) -> None:
+                    api_base: Optional[str], *, app: str = PRIVATE, current: Optional[Connection] = None) -> frozenset[str]:
     """Store what is given for the workspace, connected through `app`: the private app (its client secret
     is stored for the workspace) or the public one by OAuth (its client secret, stored once for every
     workspace, is referenced, never copied). The token is the app's, and replaces any other. `current`:
     the connection as read before. A client secret stored for the workspace that is the public app's (the
     OAuth callback copied it there before it referenced it) counts as the public app's: no longer named
-    as a private app's (unless a private one replaces it), so no app is listed twice."""
+    as a private app's (unless a private one replaces it), so no app is listed twice. Answers what the record
+    now says is set: `current`'s and what was written (a read right after the write may not see it yet)."""
     edge = rt.secrets.scoped(EDGE)
     copied = (current is not None and MARKS[PRIVATE] in current.secrets and MARKS[PUBLIC] not in current.secrets
               and apps.same(edge.get(intercom_client_secret(workspace)), edge.get(OAUTH_CLIENT_SECRET)))
@@ -113,8 +114,10 @@ def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client
     given = {name for name, value in (("token", token), (MARKS[PRIVATE], client_secret),
                                       (MARKS[PUBLIC], app == PUBLIC or copied)) if value}
     rt.store.connections.put_workspace(workspace, secrets=given, api_base=api_base, token_app=app if token else None)
-    if copied and not client_secret:
-        rt.store.connections.unmark(workspace, {MARKS[PRIVATE]})
+    dropped = {MARKS[PRIVATE]} if copied and not client_secret else set()
+    if dropped:
+        rt.store.connections.unmark(workspace, dropped)
+    return frozenset((current.secrets if current is not None else set()) | given) - dropped
 
 
 def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = None, client_secret: Optional[str] = None,
@@ -143,13 +146,12 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
         name = found.name
         if not api_base and not (current and current.api_base):
             api_base = found.api_base(rt.config.intercom_base_url)
-    store_workspace(rt, workspace, token, client_secret, api_base, current=current)
-    now = rt.store.connections.workspace(workspace) or Connection(workspace)
+    now = store_workspace(rt, workspace, token, client_secret, api_base, current=current)
     return {"workspace": workspace, "name": name,
             "token": "set" if token else "kept",
-            "client_secret": "set" if client_secret else ("kept" if MARKS[PRIVATE] in now.secrets else "missing"),
+            "client_secret": "set" if client_secret else ("kept" if MARKS[PRIVATE] in now else "missing"),
             "api_base": api_base or (current.api_base if current is not None else None) or "default",
-            "apps": apps.apps(now.secrets), "token_app": now.token_app}
+            "apps": apps.apps(now), "token_app": PRIVATE if token else current.token_app if current else None}
 
 
 def remove_app(rt: Connecting, workspace: str, app: str) -> dict:

@@ -128,6 +128,19 @@ def test_reconnecting_by_oauth_adds_no_second_entry_and_copies_no_secret(rt):
     assert not [name for name in rt.secrets.values if name.startswith("/bridge/edge/intercom/")]
 
 
+@pytest.mark.parametrize("before", [None, "oauth"])
+def test_a_connects_answer_is_what_it_stored_even_when_a_read_after_the_write_would_not_see_it(rt, monkeypatch, before):
+    """DynamoDB's default read may not see a write just made: the answer is not taken from one."""
+    if before:
+        connected(rt)
+    read = rt.store.connections.workspace
+    first: dict = {}
+    monkeypatch.setattr(rt.store.connections, "workspace", lambda ws: first.setdefault(ws, read(ws)))   # lags for good
+    done = private(rt)
+    assert (done["client_secret"], done["apps"], done["token_app"]) == (
+        "set", ["private", "oauth"] if before else ["private"], "private")
+
+
 def test_a_copy_of_the_public_apps_secret_stored_before_is_taken_for_the_public_app(rt):
     """Before, the callback copied the public app's secret into the workspace's own: the copy is the public
     app's (not listed as a private app), and a private app connected after it does not replace it."""
