@@ -95,17 +95,19 @@ def check_workspace_id(workspace: str, api_base: Optional[str]) -> None:
 
 
 def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],
-                    api_base: Optional[str], *, app: str = PRIVATE, current: Optional[Connection] = None) -> frozenset[str]:
+                    api_base: Optional[str], *, app: str = PRIVATE, current: Optional[Connection] = None,
+                    public: Optional[str] = None) -> frozenset[str]:
     """Store what is given for the workspace, connected through `app`: the private app (its client secret
     is stored for the workspace) or the public one by OAuth (its client secret, stored once for every
     workspace, is referenced, never copied). The token is the app's, and replaces any other. `current`:
     the connection as read before. A client secret stored for the workspace that is the public app's (the
     OAuth callback copied it there before it referenced it) counts as the public app's: no longer named
-    as a private app's (unless a private one replaces it), so no app is listed twice. Answers what the record
+    as a private app's (unless a private one replaces it), so no app is listed twice. `public`: the public
+    app's client secret when the caller has it (else it is read when needed). Answers what the record
     now says is set: `current`'s and what was written (a read right after the write may not see it yet)."""
     edge = rt.secrets.scoped(EDGE)
     copied = (current is not None and MARKS[PRIVATE] in current.secrets and MARKS[PUBLIC] not in current.secrets
-              and apps.same(edge.get(intercom_client_secret(workspace)), edge.get(OAUTH_CLIENT_SECRET)))
+              and apps.same(edge.get(intercom_client_secret(workspace)), public or edge.get(OAUTH_CLIENT_SECRET)))
     # Secrets first: the table never says a secret is set before it is.
     if token:
         rt.secrets.scoped(WORKER).put(intercom_token(workspace), token)

@@ -179,7 +179,7 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     current = rt.store.connections.workspace(found.app_id)
     api_base = None if current and current.api_base else found.api_base(rt.config.intercom_base_url)
     # The public app's client secret signs this workspace's webhooks now too (a private app's still does, where the workspace has one).
-    store_workspace(rt, found.app_id, token, None, api_base, app=PUBLIC, current=current)
+    store_workspace(rt, found.app_id, token, None, api_base, app=PUBLIC, current=current, public=client_secret)
     logger.info("workspace connected by OAuth", extra={"workspace": found.app_id})
     try:
         campaigns = _campaigns(rt, found.app_id)

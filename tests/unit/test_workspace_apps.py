@@ -13,11 +13,12 @@ from botocore.exceptions import ClientError
 from chalicelib.config import Config
 from chalicelib.domain import apps
 from chalicelib.runtime import Runtime
+from chalicelib.services import oauth as flow
 from chalicelib.services.connections import ConnectError, configure_oauth, connect_workspace, list_workspaces, remove_app
 from chalicelib.services.ingest import receive_intercom, signature
 from tests.fakes import FakeQueue, MemorySecrets
 
-from .test_connect import connected, rt  # noqa: F401  (rt: a fixture; the public app's secret is app-secret)
+from .test_connect import HERE, connected, rt, started  # noqa: F401  (rt: a fixture; the public app's secret is app-secret)
 
 PUBLIC_SECRET, PRIVATE_SECRET = "app-secret", "private-secret"
 
@@ -153,6 +154,16 @@ def test_a_copy_of_the_public_apps_secret_stored_before_is_taken_for_the_public_
     rt.store.connections.unmark("ws1", {"oauth"})
     rt.secrets.scoped("edge").put("intercom/ws1/client-secret", PUBLIC_SECRET)
     connected(rt)                                        # reconnected by OAuth: one app, not two
+    assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["oauth"]
+
+
+def test_the_callback_tells_a_copy_by_the_public_apps_secret_it_already_has(rt):
+    copies(rt, "ws1")
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    before = len(rt.secrets.reads)
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+    assert rt.secrets.reads[before:].count("/bridge/edge/oauth/client-secret") == 1       # the app's, read once
     assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["oauth"]
 
 
