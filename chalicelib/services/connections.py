@@ -210,11 +210,15 @@ def list_workspaces(rt: Connecting) -> list[dict]:
 def oauth_app_stored(rt: Connecting, client_id: Optional[str]) -> dict[str, bool]:
     """Which of the public app's settings are stored (never their values); refused when it would have
     no client id."""
+    return {name: value is not None for name, value in _oauth_app(rt, client_id).items()}
+
+
+def _oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[str]]:
     edge = rt.secrets.scoped(EDGE)
-    had = {name: edge.get(name) is not None for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
-    if not client_id and not had[OAUTH_CLIENT_ID]:
+    stored = {name: edge.get(name) for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
+    if not client_id and stored[OAUTH_CLIENT_ID] is None:
         raise ConnectError("give --client-id (or INTERCOM_CLIENT_ID): the public app's client id")
-    return had
+    return stored
 
 
 def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str],
@@ -228,11 +232,13 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
                            "INTERCOM_OAUTH_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
-    had = had or oauth_app_stored(rt, client_id)
+    stored = None if had else _oauth_app(rt, client_id)       # read once: its public secret is relabel_copies'
+    had = had or {name: value is not None for name, value in (stored or {}).items()}
     if not client_secret and not had[OAUTH_CLIENT_SECRET]:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
                            "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
-    relabelled = relabel_copies(rt, edge.get(OAUTH_CLIENT_SECRET)) if had[OAUTH_CLIENT_SECRET] else []
+    relabelled = (relabel_copies(rt, stored[OAUTH_CLIENT_SECRET] if stored else edge.get(OAUTH_CLIENT_SECRET))
+                  if had[OAUTH_CLIENT_SECRET] else [])
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:

@@ -179,7 +179,9 @@ def test_storing_the_oauth_app_again_relabels_the_copies_without_reviving_a_work
     rt.store.connections.disconnect_workspace("ws2")
     rt.auth.apps["tok-3"] = {"id_code": "ws3", "name": "Other"}
     connect_workspace(rt, "ws3", "tok-3", PRIVATE_SECRET)
+    before = len(rt.secrets.reads)
     assert configure_oauth(rt, "app-id", None)["relabelled"] == ["ws1", "ws2"]     # the same app: nothing rotated
+    assert rt.secrets.reads[before:].count("/bridge/edge/oauth/client-secret") == 1     # whether set, and its value
     listed = {w["workspace"]: (w["status"], w["apps"]) for w in list_workspaces(rt)}
     assert listed == {"ws1": ("active", ["oauth"]), "ws2": ("disconnected", ["oauth"]), "ws3": ("active", ["private"])}
     assert [name for name in rt.secrets.values if name.startswith("/bridge/edge/intercom/")] == [
