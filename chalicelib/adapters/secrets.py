@@ -121,11 +121,6 @@ class SecretCache:
             yield from (self.get(name, accept) for name in likely + [n for n in names if n not in likely])
         return next(filter(ok, itertools.chain(fresh, read())), None)
 
-    def peek(self, name: str) -> Optional[str]:
-        """The value as cached, however old, without reading the store (and without using up a recheck)."""
-        hit = self._values.get(name)
-        return hit[1] if hit else None
-
     def refresh(self, name: str, stale: Optional[str]) -> Optional[str]:
         """Read again; the new value if it differs from `stale`, else None."""
         value = self._read(name)
