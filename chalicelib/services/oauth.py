@@ -99,7 +99,7 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The link opened (GET): a page whose button POSTs the ticket to `begin`. Never spends it."""
     if rt.oauth_app() is None:
         return _page(503, "Not set up", NOT_SET_UP, raw=True)
-    kept = rt.store.connections.oauth_ticket(ticket, rt.clock()) if ticket and oauth.ticket_shape(ticket) else None
+    kept = _ticket(rt.store.connections.oauth_ticket, ticket, rt.clock())
     if kept is None:
         return _no_ticket(ticket)
     only = f" This link connects workspace <code>{html.escape(kept.workspace)}</code> only." if kept.workspace else ""
@@ -120,7 +120,7 @@ def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     if app is None:
         return _page(503, "Not set up", NOT_SET_UP, raw=True)
     client_id, _, key = app
-    spent = rt.store.connections.spend_oauth_ticket(ticket, rt.clock()) if ticket and oauth.ticket_shape(ticket) else None
+    spent = _ticket(rt.store.connections.spend_oauth_ticket, ticket, rt.clock())
     if spent is None:
         return _no_ticket(ticket)
     nonce = oauth.new_nonce()
@@ -131,6 +131,12 @@ def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     # 303: the browser GETs Intercom's page (a POST's 302 may be followed by a POST).
     return Page(303, _html("Connecting to Intercom", f'<p>Continue to <a href="{html.escape(location)}">Intercom</a>.</p>'),
                 {"Location": location, "Set-Cookie": cookie, "Cache-Control": "no-store"})
+
+
+def _ticket(look: Callable[[str, float], Optional[OAuthTicket]], ticket: Optional[str],
+            now: float) -> Optional[OAuthTicket]:
+    """`look` (the store's read or spend) of a ticket of the right shape; None for any other."""
+    return look(ticket, now) if ticket and oauth.ticket_shape(ticket) else None
 
 
 def _no_ticket(ticket: Optional[str]) -> Page:
@@ -179,7 +185,8 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     current = rt.store.connections.workspace(found.app_id)
     api_base = None if current and current.api_base else found.api_base(rt.config.intercom_base_url)
     # The public app's client secret signs this workspace's webhooks now too (a private app's still does, where the workspace has one).
-    store_workspace(rt, found.app_id, token, None, api_base, app=PUBLIC, current=current, public=client_secret)
+    store_workspace(rt, found.app_id, token, None, api_base, app=PUBLIC, current=current,
+                    public=client_secret)
     logger.info("workspace connected by OAuth", extra={"workspace": found.app_id})
     try:
         campaigns = _campaigns(rt, found.app_id)
