@@ -29,11 +29,11 @@ from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
 from .errors import REPLAY_PARKED, WorkError
 from .ports import Connection, RFConnection
+from .ports.secrets import OAUTH_CLIENT_SECRET
 from .runtime import Runtime
 from .services import admin
-from .services.connections import (OAUTH_CLIENT_SECRET, ConnectError, check_workspace_id,
-                                   configure_oauth, connect_rf, connect_workspace, disconnect_workspace,
-                                   list_workspaces, oauth_app_stored, remove_app, spaces_refused)
+from .services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_rf, connect_workspace,
+                                   disconnect_workspace, list_workspaces, oauth_app_stored, remove_app, spaces_refused)
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing

@@ -16,7 +16,7 @@ from ..domain.apps import MARKS, PRIVATE, PUBLIC
 from ..domain.oauth import Workspace, new_key, safe_url, workspace_of
 from ..errors import Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
-from ..ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN,  # noqa: F401
+from ..ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN,
                              RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token, valid_workspace)
 
 T = TypeVar("T")
