@@ -144,7 +144,7 @@ def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: At
     out as the worker decides it (`attempt.outage`): waiting for the vendor, then failed past the budget."""
     retried = FAILED if attempt.last else RETRYING
     if isinstance(exc, WorkError) and exc.outage and attempt.outage is not None:
-        decided = attempt.outage(exc.outage, exc.reason, exc.retry_after, exc.status)
+        decided = attempt.outage(exc)
         reason, state = decided.said, WAITING if decided.delay is not None else FAILED
     elif isinstance(exc, WorkError):
         reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED

@@ -27,7 +27,7 @@ from .. import messages
 from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
-from ..domain.outage import Attempt, OutageWait, outage_wait, unavailable
+from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, unavailable
 from ..errors import Deferred, Permanent, WorkError
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
@@ -347,21 +347,21 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     return Result(record, "wait", exc.reason, delay)
 
 
-def _outage_wait(work: Work, job: Job, vendor: str, reason: str, retry_after: Optional[float] = None,
-                 status: Optional[int] = None) -> OutageWait:
-    """How the job waits out `vendor`'s outage now: decided once (its handler may have asked first, to record it)."""
+def _outage_wait(work: Work, job: Job, exc: Failure) -> OutageWait:
+    """How the job waits out the outage `exc` met now: decided once (its handler may have asked first, to record
+    it)."""
+    assert exc.outage is not None
     if job.outage is None:
-        job.outage = outage_wait(vendor, reason, job.record.outage_since, work.clock(),
-                                 work.config.outage_hours * 3600, random.random(), retry_after, status)
+        job.outage = outage_wait(exc.outage, exc.reason, job.record.outage_since, work.clock(),
+                                 work.config.outage_hours * 3600, random.random(), exc.retry_after, exc.status)
     return job.outage
 
 
 def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
     """A vendor's outage: the record waits for it (its copies carry since when), or, past the outage budget,
     is dead-lettered with a reason that says so."""
-    assert exc.outage is not None
     record, message = job.record, job.message
-    decided = _outage_wait(work, job, exc.outage, exc.reason, exc.retry_after, exc.status)
+    decided = _outage_wait(work, job, exc)
     if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
         count("RecordsFailed")
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
