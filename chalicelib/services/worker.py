@@ -28,7 +28,7 @@ from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
 from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, unavailable
-from ..errors import Deferred, Permanent, WorkError
+from ..errors import Deferred, Permanent, WorkError, waits
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
 from ..observability import Masked, count, logger, mask_emails
@@ -298,7 +298,7 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 def _read_failed(exc: Exception) -> WorkError:
     # The read must wait (a rate-limit pause, a spent budget, a vendor's outage), or retrying will not help
     # (the workspace disconnected): each goes on as itself, with its own reason.
-    if isinstance(exc, (Deferred, Permanent)) or (isinstance(exc, WorkError) and exc.outage):
+    if isinstance(exc, WorkError) and (isinstance(exc, Permanent) or waits(exc)):
         return exc
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
