@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
@@ -546,13 +547,26 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
     return bad
 
 
-def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> tuple[str, str]:
+def _joined_digests(store: Store, c: str) -> tuple[dict[str, str], bool]:
+    """The campaign's joined people (its first SCAN_LIMIT links) by the digests of their RF id and email, as
+    the edge keeps the person of a body that did not authenticate, and whether all its links were read."""
+    known: dict[str, str] = {}
+    people, complete = store.links.joined_people(c)
+    for rf_user_id, email in people:
+        known[store.edge.digest("rf_user", rf_user_id)] = rf_user_id
+        if email:
+            known[store.edge.digest("email", email)] = rf_user_id
+    return known, complete
+
+
+def _joined_since(store: Store, c: str, samples: list[RefusalSample],
+                  digests: Callable[[], tuple[dict[str, str], bool]]) -> tuple[str, str]:
     """Whether the people of a reason's refusal samples (at most SAMPLES) were all joined since (`bridge
     backfill --apply`, or RF's webhook once accepted): (said, "") or ("", "") (a sample naming nobody, or a
     person not joined), or ("", what was not checked) when a person was not found among the campaign's
     first SCAN_LIMIT links. A sample with the RF id in clear: one batch read of their links; one that kept
-    the person as digests (a body that did not authenticate): matched with the campaign's joined people,
-    digested alike."""
+    the person as digests (a body that did not authenticate): matched with `digests()` (_joined_digests,
+    read once for all of the campaign's reasons)."""
     if not samples or any(not (s.rf_user_id or s.rf_user_digest or s.email_digest) for s in samples):
         return "", ""
     refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
@@ -562,12 +576,7 @@ def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> tuple[s
     joined = {ref.rf_user_id for ref in refs}
     digested = [s for s in samples if not s.rf_user_id]
     if digested:
-        known: dict[str, str] = {}
-        people, complete = store.links.joined_people(c)
-        for rf_user_id, email in people:
-            known[store.edge.digest("rf_user", rf_user_id)] = rf_user_id
-            if email:
-                known[store.edge.digest("email", email)] = rf_user_id
+        known, complete = digests()
         found = [known.get(s.rf_user_digest or "") or known.get(s.email_digest or "") for s in digested]
         if not all(found):
             return "", "" if complete else (f"whether they were joined since was not checked past the first "
@@ -585,11 +594,12 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
               conn: Optional[Connection]) -> None:
     store, c = rt.store, settings.campaign_id
     last = store.edge.last_heard(campaign_scope(c), "join")
+    digests = cache(lambda: _joined_digests(store, c))
     problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
                                  heard=last, accepted="joins",
                                  after_why="the people whose joins were refused are not in Intercom",
                                  after_fix=BACKFILL.format(campaign="{c}"),
-                                 joined=lambda samples: _joined_since(store, c, samples))
+                                 joined=lambda samples: _joined_since(store, c, samples, digests))
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",

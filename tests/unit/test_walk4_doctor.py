@@ -2,6 +2,7 @@
 joined since (services/doctor.py)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from chalicelib.ports.edge import campaign_scope
@@ -124,6 +125,25 @@ def test_joins_refused_for_their_secret_keep_only_digests_and_are_resolved_once_
     [refused] = checks(view, "webhooks.rf_refused")
     assert (refused["ok"], refused["warn"], refused["fix"]) == (True, False, ""), refused
     assert refused["what"].endswith("resolved since"), refused
+
+
+def test_two_refusal_reasons_kept_as_digests_read_the_campaigns_joined_people_once(monkeypatch):
+    """Each reason's digest-only samples are matched with the campaign's joined people (up to SCAN_LIMIT
+    links): one read for the whole report, not one per reason."""
+    rt = healthy()
+    rt.work.clock.now += 60
+    refused_for_its_secret(rt, "7", "ann@example.com")
+    [sample] = rt.store.edge.refusals("campaign:42").samples
+    rt.store.edge.refused("campaign:42", dataclasses.replace(sample, reason="not_configured"))
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    scenario.joined(rt.work, "7", "ann@example.com")
+    reads = []
+    read = rt.store.links.joined_people
+    monkeypatch.setattr(rt.store.links, "joined_people", lambda c: reads.append(c) or read(c))
+    refused = checks(look(rt)[0], "webhooks.rf_refused")
+    assert [r["what"].endswith("resolved since") for r in refused] == [True, True], refused
+    assert reads == ["42"]
 
 
 def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_joined():
