@@ -770,7 +770,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws, rf_refused),
+                   "this work is stopped until it is replayed",
+                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
@@ -778,7 +779,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, None, ws, rf_refused), key=f"no_campaign:{tag(reason)}")
+                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused), key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:
         report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "
