@@ -536,7 +536,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
             refused += f"; {unchecked}"
         if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
-                       after_why, after_fix.format(c=c, ws=ws), warn=True, key=reason)
+                       after_why, after_fix.format(c=c, campaign=c, ws=ws), warn=True, key=reason)
             continue
         if since:
             refused += f"; {accepted} accepted since (last at {heard}) do not fix it (it is about those people's own data)"
@@ -598,7 +598,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
                                  heard=last, accepted="joins",
                                  after_why="the people whose joins were refused are not in Intercom",
-                                 after_fix=BACKFILL.format(campaign="{c}"),
+                                 after_fix=BACKFILL,
                                  joined=lambda samples: _joined_since(store, c, samples, digests))
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
