@@ -147,8 +147,11 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
-    pending = [link for link in everyone if elsewhere(link, settings) is None]
-    _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
+    pending: list[Link] = []
+    left: list[Link] = []
+    for link in everyone:
+        (pending if elsewhere(link, settings) is None else left).append(link)
+    _left_behind(store, report, settings, left)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
