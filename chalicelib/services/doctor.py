@@ -754,7 +754,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    DUPLICATE, key=f"rf_user:{link.rf_user_id}")
 
 
-_NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
+_NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", dead_letters.SEARCH: "reconciliation's searches"}
 
 
 def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
