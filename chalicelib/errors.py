@@ -46,6 +46,12 @@ class Transient(WorkError):
     retryable = True
 
 
+def outage_for(vendor: Optional[str], status: Optional[int]) -> Optional[str]:
+    """The vendor whose outage a failure is: no answer at all (`status` None) or a 5xx is one; any other answer
+    is not (None)."""
+    return vendor if status is None or status >= 500 else None
+
+
 def waits(exc: BaseException) -> bool:
     """Does the work wait rather than fail (a Deferred, or a vendor's outage)?"""
     return isinstance(exc, Deferred) or getattr(exc, "outage", None) is not None
@@ -122,8 +128,7 @@ class ApiError(WorkError):
         self.service, self.code = service, code
         self.headers = headers or {}
         self.retryable = status == 429 or status >= 500
-        if status >= 500:
-            self.outage = service
+        self.outage = outage_for(service, status)
 
 
 #: The statuses that say a vendor refused the token itself (any other error says nothing of it).

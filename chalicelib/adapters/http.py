@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
-from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain
+from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain, outage_for
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})   # idempotent by HTTP's definition
@@ -93,7 +93,7 @@ class _BridgeRetry(Retry):
                 answer = f"{self.vendor or 'the API'} " + (f"answered {status}" if status else "did not answer")
                 wait = f"asked to wait {delay:.0f}s" if told is not None else f"next retry in {delay:.0f}s"
                 raise Transient(f"{answer} and {wait}", retry_after=delay, status=status
-                                ).unavailable(self.vendor if status is None or status >= 500 else None)
+                                ).unavailable(outage_for(self.vendor, status))
             if delay > 0:
                 self.sleeper(delay)
         # A 429's pause is the shared limiter's: it waits it out, or defers the work.
@@ -213,7 +213,7 @@ class JsonApi:
             if resp.status_code >= 500 and not safe:
                 raise Uncertain(f"{error.reason} (to {method} {path}, which may have been applied: it is not "
                                 "sent again without looking first)", retry_after=error.retry_after,
-                                status=error.status).unavailable(self.service)
+                                status=error.status).unavailable(error.outage)
             raise error
         self._gate.answered(resp.status_code, "")
         return resp

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from .history import iso
 
@@ -39,14 +39,24 @@ class OutageWait:
                 f"{hours(self.budget)}, BRIDGE_OUTAGE_HOURS): {self.answer}")
 
 
+class Failure(Protocol):
+    """What an outage wait reads of a failure (errors.WorkError's): the vendor whose outage it is, its reason,
+    the wait the vendor asked for and the vendor's answer's status (None when none came)."""
+
+    outage: Optional[str]
+    reason: str
+    retry_after: Optional[float]
+    status: Optional[int]
+
+
 @dataclass(frozen=True)
 class Attempt:
     """What the worker does if this try of a record fails, for a handler that records it (a sync page's error):
-    `last`: a failure now (but a wait) dead-letters it; `outage(vendor, reason)`: the wait (or the dead letter)
-    for that vendor's outage now, decided once by the worker, which then does just that."""
+    `last`: a failure now (but a wait) dead-letters it; `outage(failure)`: the wait (or the dead letter) for the
+    failure's vendor's outage now, decided once by the worker, which then does just that."""
 
     last: bool = False
-    outage: Optional[Callable[[str, str, Optional[float], Optional[int]], OutageWait]] = None
+    outage: Optional[Callable[[Failure], OutageWait]] = None
 
 
 def unavailable(vendor: str) -> str:
@@ -60,6 +70,8 @@ def outage_of(reason: str) -> Optional[str]:
 
 
 VENDORS = ("Intercom", "Referral Factory")
+#: The metric that counts the records an outage of the vendor sent back to wait (the dashboard's and the alarms').
+OUTAGE_METRIC = {"Intercom": "IntercomUnavailable", "Referral Factory": "RFUnavailable"}
 
 
 def hours(seconds: float) -> str:

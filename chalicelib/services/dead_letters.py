@@ -25,8 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..domain.advice import RF_TOKEN_REFUSED, rf_token_fix
-from ..domain.advice import rf_token_refused as rf_token_refused_in
+from ..domain.advice import RF_TOKEN_REFUSED, rf_token_fix, rf_token_refused
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
@@ -88,7 +87,7 @@ class DeadLetter:
             out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX})
         # Intercom's plan (not the token's fault, as the reason would make one think), or RF refusing the
         # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
-        elif plan_restricted(self.reason) or rf_token_refused_in(self.reason):
+        elif plan_restricted(self.reason) or rf_token_refused(self.reason):
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         elif self.kind == SEARCH:
             out["fix"] = SEARCH_FIX
@@ -122,13 +121,13 @@ def never_succeeds(reason: str) -> bool:
 
 
 def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
-               rf_token_refused: bool = False) -> str:
+               token_refused: bool = False) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
     reason: the Intercom notifications among them name no campaign, so `--campaign` leaves them behind.
     Those that can never succeed are discarded instead, unless the RF token may be the cause: of another RF
-    account, RF says every user of the campaign is "not found" (`rf_token_refused`: doctor saw RF refuse
+    account, RF says every user of the campaign is "not found" (`token_refused`: doctor saw RF refuse
     the token or not know the campaign; those are replayed once the token is fixed). Those Intercom refused
     for the workspace's plan wait for the plan (a new token would fail the same way)."""
     if plan_restricted(reason):
@@ -142,10 +141,10 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
         return ("the webhook named another campaign than Referral Factory places the user in (a webhook body copied "
                 "between campaigns?): a replay would fail the same way — fix the webhook in RF, then "
                 f'`bridge dlq discard --reason "{OTHER_CAMPAIGN}"{scope} --yes` takes them out')
-    if rf_token_refused_in(reason):     # by its reason, whatever the campaign: as doctor's [rf.campaign] says
+    if rf_token_refused(reason):     # by its reason, whatever the campaign: as doctor's [rf.campaign] says
         return rf_token_fix()
     token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
-    if rf_token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
+    if token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
         named = f"campaign {campaign}" if campaign else "the campaign"
         return (f"Referral Factory refuses the RF token or does not know {named} with it (see "
                 f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")
@@ -175,7 +174,7 @@ def reason_part(reason: str, most: int = 60) -> str:
     """A part of a dead letter's reason that `dlq replay --reason` matches it by (a case-insensitive
     substring): without the tries count (letters of one cause differ in it), stopping before an email
     (shown masked, it would match nothing), at most `most` characters, cut between words."""
-    if rf_token_refused_in(reason):
+    if rf_token_refused(reason):
         return RF_TOKEN_REFUSED             # every letter of the incident, whatever RF's message said
     part = re.sub(r"^gave up after \d+ tries: ", "", reason)
     part = re.split(r"\S*@", part, maxsplit=1)[0].rstrip(" :,;(\"'") or part

@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
@@ -146,8 +147,11 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
-    pending = [link for link in everyone if elsewhere(link, settings) is None]
-    _left_behind(store, report, settings, [link for link in everyone if elsewhere(link, settings) is not None])
+    pending: list[Link] = []
+    left: list[Link] = []
+    for link in everyone:
+        (pending if elsewhere(link, settings) is None else left).append(link)
+    _left_behind(store, report, settings, left)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
@@ -535,7 +539,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
             refused += f"; {unchecked}"
         if since and reason in _SETUP_REASONS:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
-                       after_why, after_fix.format(c=c, ws=ws), warn=True, key=reason)
+                       after_why, after_fix.format(c=c, campaign=c, ws=ws), warn=True, key=reason)
             continue
         if since:
             refused += f"; {accepted} accepted since (last at {heard}) do not fix it (it is about those people's own data)"
@@ -546,13 +550,26 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
     return bad
 
 
-def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> tuple[str, str]:
+def _joined_digests(store: Store, c: str) -> tuple[dict[str, str], bool]:
+    """The campaign's joined people (its first SCAN_LIMIT links) by the digests of their RF id and email, as
+    the edge keeps the person of a body that did not authenticate, and whether all its links were read."""
+    known: dict[str, str] = {}
+    people, complete = store.links.joined_people(c)
+    for rf_user_id, email in people:
+        known[store.edge.digest("rf_user", rf_user_id)] = rf_user_id
+        if email:
+            known[store.edge.digest("email", email)] = rf_user_id
+    return known, complete
+
+
+def _joined_since(store: Store, c: str, samples: list[RefusalSample],
+                  digests: Callable[[], tuple[dict[str, str], bool]]) -> tuple[str, str]:
     """Whether the people of a reason's refusal samples (at most SAMPLES) were all joined since (`bridge
     backfill --apply`, or RF's webhook once accepted): (said, "") or ("", "") (a sample naming nobody, or a
     person not joined), or ("", what was not checked) when a person was not found among the campaign's
     first SCAN_LIMIT links. A sample with the RF id in clear: one batch read of their links; one that kept
-    the person as digests (a body that did not authenticate): matched with the campaign's joined people,
-    digested alike."""
+    the person as digests (a body that did not authenticate): matched with `digests()` (_joined_digests,
+    read once for all of the campaign's reasons)."""
     if not samples or any(not (s.rf_user_id or s.rf_user_digest or s.email_digest) for s in samples):
         return "", ""
     refs = {PersonRef(c, s.rf_user_id) for s in samples if s.rf_user_id}
@@ -562,12 +579,7 @@ def _joined_since(store: Store, c: str, samples: list[RefusalSample]) -> tuple[s
     joined = {ref.rf_user_id for ref in refs}
     digested = [s for s in samples if not s.rf_user_id]
     if digested:
-        known: dict[str, str] = {}
-        people, complete = store.links.joined_people(c)
-        for rf_user_id, email in people:
-            known[store.edge.digest("rf_user", rf_user_id)] = rf_user_id
-            if email:
-                known[store.edge.digest("email", email)] = rf_user_id
+        known, complete = digests()
         found = [known.get(s.rf_user_digest or "") or known.get(s.email_digest or "") for s in digested]
         if not all(found):
             return "", "" if complete else (f"whether they were joined since was not checked past the first "
@@ -585,11 +597,12 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
               conn: Optional[Connection]) -> None:
     store, c = rt.store, settings.campaign_id
     last = store.edge.last_heard(campaign_scope(c), "join")
+    digests = cache(lambda: _joined_digests(store, c))
     problems = _refusal_findings(report, "webhooks.rf_refused", store.edge.refusals(campaign_scope(c)), c, "join(s)",
                                  heard=last, accepted="joins",
                                  after_why="the people whose joins were refused are not in Intercom",
-                                 after_fix=BACKFILL.format(campaign="{c}"),
-                                 joined=lambda samples: _joined_since(store, c, samples))
+                                 after_fix=BACKFILL,
+                                 joined=lambda samples: _joined_since(store, c, samples, digests))
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
@@ -741,7 +754,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
                    DUPLICATE, key=f"rf_user:{link.rf_user_id}")
 
 
-_NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", "intercom.changes": "reconciliation's searches"}
+_NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", dead_letters.SEARCH: "reconciliation's searches"}
 
 
 def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
@@ -760,7 +773,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     for reason, n in Counter(d.reason for d in mine).most_common():
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed", dead_letters.replay_fix(reason, c, ws, rf_refused),
+                   "this work is stopped until it is replayed",
+                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
@@ -768,7 +782,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead): this work is "
                    "stopped until it is replayed, and `--campaign` does not reach it",
-                   dead_letters.replay_fix(reason, None, ws, rf_refused), key=f"no_campaign:{tag(reason)}")
+                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused), key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:
         report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "

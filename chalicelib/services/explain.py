@@ -55,13 +55,18 @@ class Explanation:
                        **({} if self.found else {"message": never_seen(self.query)})}, known)
 
 
+def _last_failure(link: Link, trail: list[dict], *also: str) -> Optional[dict]:
+    """The person's last entry in `trail` that failed (or whose outcome is one of `also`), if any."""
+    return next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref
+                 and e["outcome"] in ("failed", *also)), None)
+
+
 def _retrying_now(link: Link, trail: list[dict]) -> dict:
     """A join between tries (failed) or in a later try (in progress) whose last try failed and is tried
     again: the header says retrying, which try of how many, and when the next is due."""
     if link.status not in (LinkStatus.FAILED, LinkStatus.IN_PROGRESS):
         return {}
-    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref
-                 and e["outcome"] in ("failed", "retrying")), None)
+    last = _last_failure(link, trail, "retrying")
     if last is None or last["outcome"] != "retrying":
         return {}
     retry = dict(last.get("retry") or {})
@@ -73,11 +78,8 @@ def _retrying_now(link: Link, trail: list[dict]) -> dict:
 def _discarded(link: Link, trail: list[dict]) -> bool:
     """A failed person whose last failure ended with the operator discarding its dead letter (`bridge dlq
     discard`): the header says discarded, not failed."""
-    if link.status.value != "failed":
-        return False
-    failures = [e for e in trail if (e.get("campaign_id"), e.get("rf_user_id")) == (link.campaign_id, link.rf_user_id)
-                and e["outcome"] == "failed"]
-    return bool(failures) and bool(failures[-1].get("discarded"))
+    last = _last_failure(link, trail) if link.status is LinkStatus.FAILED else None
+    return last is not None and bool(last.get("discarded"))
 
 
 def never_seen(query: str) -> str:

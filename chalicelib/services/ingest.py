@@ -17,6 +17,7 @@ from ..messages import ContactMessage, JoinMessage
 from ..observability import logger, mask_email
 from ..ports import MessageTooLarge, RefusalSample, WorkQueue
 from ..ports.edge import campaign_scope, workspace_scope
+from ..ports.store import normal_email
 from ..webhooks import FORM, BodyError
 
 RF_SECRET_HEADER = "x-bridge-secret"
@@ -176,7 +177,7 @@ def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply, signed: 
 
 def _email_of(value: Any) -> Optional[str]:
     """A body's email as the edge's log keys it (lower case, printable, at most 320 characters), or None."""
-    email = webhooks.printable(value).strip().lower() if isinstance(value, str) else None
+    email = normal_email(webhooks.printable(value)) if isinstance(value, str) else None
     return email if email and len(email) <= 320 else None
 
 

@@ -28,7 +28,7 @@ from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.outage import Attempt, outage_of
-from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings, valid_or_none
+from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
                            WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
@@ -40,6 +40,7 @@ from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.store import LedgerEntry, SyncRun
 from .deps import WorkDeps
+from .moved import valid_campaigns
 from .referral_count import messages as count_messages
 
 PEOPLE_PAGE = 250                  # RF's largest page of a campaign's people
@@ -144,7 +145,7 @@ def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: At
     out as the worker decides it (`attempt.outage`): waiting for the vendor, then failed past the budget."""
     retried = FAILED if attempt.last else RETRYING
     if isinstance(exc, WorkError) and exc.outage and attempt.outage is not None:
-        decided = attempt.outage(exc.outage, exc.reason, exc.retry_after, exc.status)
+        decided = attempt.outage(exc)
         reason, state = decided.said, WAITING if decided.delay is not None else FAILED
     elif isinstance(exc, WorkError):
         reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED
@@ -690,9 +691,8 @@ def _last_full(deps: WorkDeps, campaign_id: str, latest: SyncRun) -> Optional[Sy
 
 
 def _ongoing(deps: WorkDeps, workspace: str) -> list[CampaignSettings]:
-    documents = deps.settings.documents(deps.settings.campaigns(workspace))
-    return [s for _, document in sorted(documents.items()) if (s := valid_or_none(document)) is not None
-            and s.workspace == workspace and s.sync is not None and s.sync.mode == "ongoing" and not s.sync.counts_only]
+    return [s for _, s in sorted(valid_campaigns(deps.settings, workspace).items())
+            if s.sync is not None and s.sync.mode == "ongoing" and not s.sync.counts_only]
 
 
 # --- what the operator reads -------------------------------------------------------------------------

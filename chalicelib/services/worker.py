@@ -27,8 +27,8 @@ from .. import messages
 from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
-from ..domain.outage import Attempt, OutageWait, outage_wait, unavailable
-from ..errors import Deferred, Permanent, WorkError
+from ..domain.outage import OUTAGE_METRIC, Attempt, Failure, OutageWait, outage_wait, unavailable
+from ..errors import Deferred, Permanent, WorkError, waits
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
 from ..observability import Masked, count, logger, mask_emails
@@ -298,7 +298,7 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 def _read_failed(exc: Exception) -> WorkError:
     # The read must wait (a rate-limit pause, a spent budget, a vendor's outage), or retrying will not help
     # (the workspace disconnected): each goes on as itself, with its own reason.
-    if isinstance(exc, (Deferred, Permanent)) or (isinstance(exc, WorkError) and exc.outage):
+    if isinstance(exc, WorkError) and (isinstance(exc, Permanent) or waits(exc)):
         return exc
     return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
 
@@ -347,12 +347,13 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     return Result(record, "wait", exc.reason, delay)
 
 
-def _outage_wait(work: Work, job: Job, vendor: str, reason: str, retry_after: Optional[float] = None,
-                 status: Optional[int] = None) -> OutageWait:
-    """How the job waits out `vendor`'s outage now: decided once (its handler may have asked first, to record it)."""
+def _outage_wait(work: Work, job: Job, exc: Failure) -> OutageWait:
+    """How the job waits out the outage `exc` met now: decided once (its handler may have asked first, to record
+    it)."""
+    assert exc.outage is not None
     if job.outage is None:
-        job.outage = outage_wait(vendor, reason, job.record.outage_since, work.clock(),
-                                 work.config.outage_hours * 3600, random.random(), retry_after, status)
+        job.outage = outage_wait(exc.outage, exc.reason, job.record.outage_since, work.clock(),
+                                 work.config.outage_hours * 3600, random.random(), exc.retry_after, exc.status)
     return job.outage
 
 
@@ -361,14 +362,14 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
     is dead-lettered with a reason that says so."""
     assert exc.outage is not None
     record, message = job.record, job.message
-    decided = _outage_wait(work, job, exc.outage, exc.reason, exc.retry_after, exc.status)
+    decided = _outage_wait(work, job, exc)
     if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
         count("RecordsFailed")
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
                      {"outage_since": iso(decided.since), "last_answer": exc.reason})
     record.outage_since = decided.since
     # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
-    count("RFUnavailable" if exc.outage == "Referral Factory" else "IntercomUnavailable")
+    count(OUTAGE_METRIC.get(exc.outage, OUTAGE_METRIC["Intercom"]))
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
     return _waits(work, record, message, wait)

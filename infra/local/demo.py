@@ -44,9 +44,9 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
     # The people in RF and Intercom, not the bridge: they use whatever token the simulators accept now
     # (`make fault ARGS="rf revoke-token"` revokes the bridge's).
     rf = requests.Session()
-    rf.headers["Authorization"] = f"Bearer {accepted_token(state, 'rf', 'rf-token')}"
+    rf.headers["Authorization"] = f"Bearer {accepted_token(state, 'rf')}"
     ic = requests.Session()
-    ic.headers.update({"Authorization": f"Bearer {accepted_token(state, 'intercom', 'sim-token')}",
+    ic.headers.update({"Authorization": f"Bearer {accepted_token(state, 'intercom')}",
                        "Intercom-Version": "2.16"})
     tag = uuid.uuid4().hex[:6]
 

@@ -68,19 +68,6 @@ def _call(state: dict, sim: str, method: str, path: str, body: Optional[dict] = 
     return found
 
 
-def accepted_token(state: dict, sim: str, usual: str) -> str:
-    """The token the simulator accepts now: `usual` until `revoke-token` replaced it (or when the simulator
-    does not say: the caller's own call then meets what is wrong)."""
-    import requests
-
-    try:
-        answer = requests.get(control_url(state, sim) + "/token", timeout=5)
-        tokens = answer.json()["tokens"] if answer.ok else None
-    except (requests.RequestException, ValueError, KeyError, TypeError):
-        return usual
-    return usual if not tokens or usual in tokens else tokens[0]
-
-
 def connect(state: dict, sim: str, token: str) -> str:
     """The command that connects the bridge with `token`."""
     return (f"./bridge rf connect --token {token}" if sim == "rf" else
@@ -91,6 +78,16 @@ def other_tokens(state: dict, sim: str) -> list[str]:
     """The tokens the simulator accepts instead of its usual one (after `revoke-token`), or none."""
     tokens = _call(state, sim, "GET", "/token")["tokens"]
     return [] if USUAL[sim] in tokens else tokens
+
+
+def accepted_token(state: dict, sim: str) -> str:
+    """The token the simulator accepts now: its usual one until `revoke-token` replaced it (or when the
+    simulator does not say: the caller's own call then meets what is wrong)."""
+    try:
+        others = other_tokens(state, sim)
+    except (Refused, KeyError, TypeError):
+        return USUAL[sim]
+    return others[0] if others else USUAL[sim]
 
 
 def restore_token(state: dict, sim: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from infra.local.aws import deploy, start_moto, stop_moto
 from infra.local.esm import QueuePoller
+from infra.local.fault import USUAL
 from infra.local.http import serve_app
 from infra.local.scheduler import Scheduler, chalice_job
 
@@ -237,8 +238,8 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
         found = _check_intercom(rt, token, workspace, intercom_url)
         store_workspace(rt, workspace, token, client_secret, found.api_base(rt.config.intercom_base_url))
     else:
-        connect_workspace(rt, workspace, "sim-token", client_secret)
-    connect_rf(rt, os.environ.get("RF_TOKEN") or "rf-token", os.environ.get("RF_WEBHOOK_SECRET") or RF_WEBHOOK_SECRET)
+        connect_workspace(rt, workspace, USUAL["intercom"], client_secret)
+    connect_rf(rt, os.environ.get("RF_TOKEN") or USUAL["rf"], os.environ.get("RF_WEBHOOK_SECRET") or RF_WEBHOOK_SECRET)
     if not real:
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
         from chalicelib.services.connections import configure_oauth

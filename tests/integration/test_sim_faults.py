@@ -76,11 +76,12 @@ def test_clear_after_a_revoked_token_does_not_say_rf_answers_normally_while_it_r
         make_fault, rf):
     # What a user sees: rehearsing a revoked token, then `make fault ARGS=clear` ("the outage is over") prints
     # "Referral Factory simulator: no faults — it answers normally", yet RF still answers 401 to the bridge's
-    # rf-token and every qualification goes on to the dead-letter queue. Either clear gives the token back, or
-    # its line says RF still refuses it (and names the token it accepts).
+    # rf-token and every qualification goes on to the dead-letter queue. Clear gives the usual token back, and
+    # its line says so.
     make_fault("rf revoke-token")
     code, line = make_fault("rf clear")
-    assert code == 0 and (rf_campaigns(rf) == 200 or "answers normally" not in line), line
+    assert code == 0 and "it answers normally, with its usual token rf-token again instead of " in line, line
+    assert rf_campaigns(rf) == 200
 
 
 def test_show_after_a_revoked_token_names_the_token_the_simulator_accepts_instead(make_fault, rf):

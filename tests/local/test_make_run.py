@@ -68,8 +68,8 @@ def test_after_a_revoked_rf_token_and_a_reconnect_the_demo_plays_end_to_end(loca
         history = demo.play(state, settle=local_stack.poller.drain, say=lambda _: None)
         assert [h["outcome"] for h in history["history"]][-1] == "qualified"
     finally:
-        fault.run(state, fault.parse(["rf", "revoke-token", "--token", "rf-token"]))
-        connect_rf(rt, "rf-token")
+        fault.run(state, fault.parse(["clear"]))      # as README says to end a rehearsal
+        connect_rf(rt, fault.USUAL["rf"])
 
 
 def test_the_demo_waits_through_an_error_answer_of_the_simulated_intercom(local_stack):
@@ -83,9 +83,12 @@ def test_the_demo_waits_through_an_error_answer_of_the_simulated_intercom(local_
         local_stack.poller.drain()
         if not faulted:     # the bridge's own search is done: the demo's next one meets the outage
             faulted.append(fault.run(state, fault.parse(["intercom", "503", "--method", "POST", "--path", "search"])))
-    history = demo.play(state, settle=settle, say=lambda _: None)
-    assert [h["outcome"] for h in history["history"]][-1] == "qualified"
-    assert faulted and local_stack.intercom.faults() == []
+    try:
+        history = demo.play(state, settle=settle, say=lambda _: None)
+        assert [h["outcome"] for h in history["history"]][-1] == "qualified"
+        assert faulted and local_stack.intercom.faults() == []
+    finally:
+        fault.run(state, fault.parse(["clear"]))
 
 
 def test_the_local_stack_s_environment_carries_its_reconciliation_schedule(local_stack):

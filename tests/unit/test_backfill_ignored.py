@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from chalicelib.adapters.memory import MemoryLinks
 from chalicelib.domain.link import Link, LinkStatus, PersonRef
 from chalicelib.messages import JoinMessage
-from chalicelib.services.backfill import backfill
+from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.services.explain import as_text, explain
 from chalicelib.webhooks import rf_person
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
@@ -162,7 +162,8 @@ def test_a_reopened_join_whose_send_failed_is_sent_by_the_next_backfill_and_join
     work.store.settings.put("42", {**counting, "leads": CREATE["leads"]}, "ws")
     work.queue.sent.clear()
     work.queue.refuse = lambda m: "ServiceUnavailable" if isinstance(m, dict) and m.get("kind") == "rf.join" else None
-    with pytest.raises(Exception):
+    with pytest.raises(BackfillError, match=r"could not be queued \(SQS refused 1 of 2 message\(s\): ServiceUnavailable\): "
+                                            "run backfill again"):
         backfill(Running(work), "42", apply=True)
     assert joins_queued(work) == [] and link_of(work).status is LinkStatus.WAITING     # reopened, nothing queued
     work.queue.refuse = lambda m: None

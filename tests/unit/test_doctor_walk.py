@@ -8,9 +8,9 @@ import re
 from typing import Any, Optional
 
 from chalicelib.domain.history import iso
-from chalicelib.ports.edge import RefusalSample
+from chalicelib.ports.edge import RefusalSample, campaign_scope
 from chalicelib.services.doctor import as_text, examine
-from chalicelib.services.ingest import receive_rf_join
+from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
 from tests.fakes import FakeEdge
 from tests.unit import scenario
 from tests.unit.test_doctor_advice import Doctored
@@ -40,21 +40,25 @@ def refuse(rt: Doctored, scope: str = "campaign:42", reason: str = "unauthorized
     join refused for its secret is sampled by the edge itself (the person it names kept as digests)."""
     at = iso(rt.clock())
     if reason == "unauthorized" and rf_user_id is not None:
-        refused_for_its_secret(rt, rf_user_id, f"user{rf_user_id}@example.com")
+        refused_at_edge(rt, rf_user_id)
     else:
         rt.store.edge.refused(scope, RefusalSample(reason, at, message, rf_user_id=rf_user_id))
     return at
 
 
-def refused_for_its_secret(rt: Doctored, rf_user_id: str, email: str) -> None:
-    """A join RF sent with the wrong X-Bridge-Secret, refused and sampled as the edge keeps it (the person
-    as digests), in campaign 42's log."""
+def refused_at_edge(rt: Doctored, rf_user_id: str, email: Optional[str] = None, secret: str = "old-secret",
+                    **body: object) -> None:
+    """RF user `rf_user_id`'s join of campaign 42, sent with `secret` (the edge's is s3cret: by default a wrong
+    one), refused by the edge and kept in campaign 42's log as the edge keeps it (services/ingest.receive_rf_join;
+    for a wrong secret, the person as digests)."""
     edge = FakeEdge()
     edge.clock = rt.clock
-    raw = json.dumps({"id": rf_user_id, "campaign_id": "42", "email": email}).encode()
-    assert receive_rf_join({"X-Bridge-Secret": "old-secret"}, raw, edge).status == 401
+    raw = json.dumps({"id": rf_user_id, "campaign_id": 42, "email": email or f"user{rf_user_id}@example.com",
+                      **body}).encode()
+    reply = receive_rf_join({RF_SECRET_HEADER: secret, "Content-Type": "application/json"}, raw, edge)
+    assert reply.status in (400, 401), reply
     [(campaign, _, sample)] = edge.refusals
-    rt.store.edge.refused(f"campaign:{campaign}", sample)
+    rt.store.edge.refused(campaign_scope(str(campaign)), sample)
 
 
 # --- 3. refused webhooks, then accepted ones ------------------------------------------------------

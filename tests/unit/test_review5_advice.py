@@ -11,7 +11,7 @@ from chalicelib.services.doctor import examine
 from chalicelib.services.worker import handle_batch
 from tests.support.cli import run_cli
 from tests.unit import scenario
-from tests.unit.test_doctor_walk import checks, healthy, look as doctor_look, refused_for_its_secret
+from tests.unit.test_doctor_walk import checks, healthy, look as doctor_look, refused_at_edge
 from tests.unit.test_reconcile_outage import doctored, outage
 from tests.unit.test_reconciliation import changed, changes
 
@@ -29,8 +29,8 @@ def test_wrong_secret_refusals_whose_people_were_backfilled_are_resolved_not_a_b
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")
     rt.work.clock.now += 60
-    refused_for_its_secret(rt, "7", "ann@example.com")
-    refused_for_its_secret(rt, "8", "bob@example.com")
+    refused_at_edge(rt, "7", "ann@example.com")
+    refused_at_edge(rt, "8", "bob@example.com")
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")                      # RF's header fixed
     scenario.joined(rt.work, "7", "ann@example.com")                # the backfill joined both

@@ -2,14 +2,11 @@
 joined since (services/doctor.py)."""
 from __future__ import annotations
 
-import json
+import dataclasses
 
-from chalicelib.ports.edge import campaign_scope
-from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
-from tests.fakes import FakeEdge
 from tests.unit import scenario
 from tests.unit.test_doctor_advice import Doctored
-from tests.unit.test_doctor_walk import checks, healthy, look, pending, refused_for_its_secret
+from tests.unit.test_doctor_walk import checks, healthy, look, pending, refused_at_edge
 from tests.unit.test_workspace_move import apply
 
 
@@ -69,19 +66,6 @@ def test_a_campaign_never_applied_in_another_workspace_has_no_left_behind_findin
 
 
 # --- F5.a: refused joins whose people were joined since ---------------------------------------------------
-def refused_at_edge(rt: Doctored, rf_user_id: str, secret: str = "s3cret", **body: object) -> None:
-    """RF user `rf_user_id`'s join of campaign 42, sent with `secret` (the edge's is s3cret), refused by the
-    edge and kept in campaign 42's log as the edge keeps it (services/ingest.receive_rf_join)."""
-    edge = FakeEdge()
-    edge.clock = rt.clock
-    edge.digest = rt.store.edge.digest                                    # type: ignore[method-assign]
-    edge.note_refusal = lambda sample, campaign_id=None, workspace=None: rt.store.edge.refused(  # type: ignore
-        campaign_scope(str(campaign_id)), sample)
-    reply = receive_rf_join({RF_SECRET_HEADER: secret, "Content-Type": "application/json"}, json.dumps(
-        {"id": rf_user_id, "campaign_id": 42, "email": f"user{rf_user_id}@example.com", **body}).encode(), edge)
-    assert reply.status in (400, 401), reply
-
-
 def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a_fix():
     """Scenario: two joins refused for their own data (the right secret, a `referrer_id` of the wrong shape);
     joins accepted since; `bridge backfill 42 --apply` joins one person, then the other. Expected: BAD while
@@ -89,8 +73,8 @@ def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")
     rt.work.clock.now += 60
-    refused_at_edge(rt, "7", referrer_id=True)
-    refused_at_edge(rt, "8", referrer_id=True)
+    refused_at_edge(rt, "7", secret="s3cret", referrer_id=True)
+    refused_at_edge(rt, "8", secret="s3cret", referrer_id=True)
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     scenario.joined(rt.work, "7", "ann@example.com")                     # the backfill joined one: still BAD
@@ -114,7 +98,7 @@ def test_joins_refused_for_their_secret_keep_only_digests_and_are_resolved_once_
     one); doctor recognises them by the digests of the campaign's joined people: resolved since, no fix."""
     rt = healthy()
     rt.work.clock.now += 60
-    refused_at_edge(rt, "7", secret="wrong")
+    refused_at_edge(rt, "7")
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     scenario.joined(rt.work, "7", "ann@example.com")
@@ -126,11 +110,30 @@ def test_joins_refused_for_their_secret_keep_only_digests_and_are_resolved_once_
     assert refused["what"].endswith("resolved since"), refused
 
 
+def test_two_refusal_reasons_kept_as_digests_read_the_campaigns_joined_people_once(monkeypatch):
+    """Each reason's digest-only samples are matched with the campaign's joined people (up to SCAN_LIMIT
+    links): one read for the whole report, not one per reason."""
+    rt = healthy()
+    rt.work.clock.now += 60
+    refused_at_edge(rt, "7", "ann@example.com")
+    [sample] = rt.store.edge.refusals("campaign:42").samples
+    rt.store.edge.refused("campaign:42", dataclasses.replace(sample, reason="not_configured"))
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")
+    scenario.joined(rt.work, "7", "ann@example.com")
+    reads = []
+    read = rt.store.links.joined_people
+    monkeypatch.setattr(rt.store.links, "joined_people", lambda c: reads.append(c) or read(c))
+    refused = checks(look(rt)[0], "webhooks.rf_refused")
+    assert [r["what"].endswith("resolved since") for r in refused] == [True, True], refused
+    assert reads == ["42"]
+
+
 def test_a_refusal_still_the_newest_stays_a_problem_even_if_its_people_were_joined():
     rt = healthy()
     rt.work.clock.now += 60
     scenario.joined(rt.work, "7", "ann@example.com")
-    refused_at_edge(rt, "7", secret="wrong")                              # the header is still wrong
+    refused_at_edge(rt, "7")                              # the header is still wrong
     view, _ = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")
     assert not refused["ok"] and "resolved" not in refused["what"] and "fixed?" not in refused["what"]
@@ -142,13 +145,13 @@ def test_a_refused_join_whose_email_was_joined_under_another_rf_id_is_resolved_a
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")
     rt.work.clock.now += 60
-    refused_for_its_secret(rt, "9", "Ann@Example.com")
+    refused_at_edge(rt, "9", "Ann@Example.com")
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     scenario.joined(rt.work, "7", "ann@example.com")
     [refused] = checks(look(rt)[0], "webhooks.rf_refused")
     assert refused["what"].endswith("the refused person (RF user 7) was joined since: resolved since"), refused
-    refused_for_its_secret(rt, "8", "eve@example.com")
+    refused_at_edge(rt, "8", "eve@example.com")
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     [refused] = checks(look(rt)[0], "webhooks.rf_refused")
@@ -161,7 +164,7 @@ def test_a_refused_join_not_found_among_the_first_links_read_says_it_was_not_che
     are not in Intercom" and nothing saying doctor did not look; expected: it says what it did not check."""
     rt = healthy()
     rt.work.clock.now += 60
-    refused_for_its_secret(rt, "9", "ann@example.com")
+    refused_at_edge(rt, "9", "ann@example.com")
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     scenario.joined(rt.work, "10", "bob@example.com")

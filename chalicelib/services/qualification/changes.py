@@ -13,12 +13,13 @@ from ...domain.judge import Sighting
 from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
-from ...domain.settings import CampaignSettings, Qualification, valid_or_none
+from ...domain.settings import CampaignSettings, Qualification
 from ...errors import Deferred, WorkError
 from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
 from ..deps import WorkDeps
+from ..moved import valid_campaigns
 from .checks import check_link
 
 OVERLAP = 3600.0            # each search starts this long before the last one did (search lags)
@@ -54,7 +55,7 @@ def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None)
 
 def _search(message: ChangesMessage, deps: WorkDeps) -> str:
     ws = message.workspace
-    campaigns = _campaigns(deps, ws)
+    campaigns = valid_campaigns(deps.settings, ws)   # (an invalid one is said when its leads are checked one by one)
     targets = [(c.qualification, attribute_type(c.qualification.attribute, deps.apis.attributes(ws)))
                for c in campaigns.values() if c.qualification is not None]
     if not targets:
@@ -91,14 +92,6 @@ def _first_start(deps: WorkDeps, message: ChangesMessage) -> float:
         return float(kept)
     deps.cursor.set(repr(start), start_name(message.workspace))
     return start
-
-
-def _campaigns(deps: WorkDeps, workspace: str) -> dict[str, CampaignSettings]:
-    """The workspace's campaigns with valid settings (an invalid one is said when its leads are
-    checked one by one; here it is left out)."""
-    documents = deps.settings.documents(deps.settings.campaigns(workspace))
-    return {c: s for c, document in documents.items() if (s := valid_or_none(document)) is not None
-            and s.workspace == workspace}
 
 
 def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings], deps: WorkDeps) -> None:

@@ -136,12 +136,12 @@ class SimServer:
     def fail_next(self, method, path_regex, status, body=None, headers=None, times=1, seconds=None):
         """Answer the next `times` matching requests (re.search on the path) with `status`; with
         `seconds`, every matching request for that long (of the simulator's clock) instead."""
-        self._add_fault("fail", method, path_regex, times, status=status, body=body,
-                        headers=headers or {}, until=self._until(seconds))
+        return self._add_fault("fail", method, path_regex, times, status=status, body=body,
+                               headers=headers or {}, until=self._until(seconds))
 
     def delay_next(self, method, path_regex, seconds, times=1):
         """Sleep `seconds` (real time) before answering the next `times` matching requests."""
-        self._add_fault("delay", method, path_regex, times, seconds=seconds)
+        return self._add_fault("delay", method, path_regex, times, seconds=seconds)
 
     def lose_answer_next(self, method, path_regex, how="drop", times=1, seconds=1.0, for_seconds=None):
         """Apply the next `times` matching requests, then lose the answer: "drop" closes the
@@ -149,8 +149,8 @@ class SimServer:
         answers 500 instead. With `for_seconds`: every matching request for that long instead."""
         if how not in ("drop", "stall", "500"):
             raise ValueError(f"how must be drop, stall or 500, not {how!r}")
-        self._add_fault("lose", method, path_regex, times, how=how, seconds=seconds,
-                        until=self._until(for_seconds))
+        return self._add_fault("lose", method, path_regex, times, how=how, seconds=seconds,
+                               until=self._until(for_seconds))
 
     def spend_elsewhere(self, calls):
         """Another client of the same account spends `calls` of every rate window, at its start."""
@@ -166,21 +166,25 @@ class SimServer:
         return busiest(times, span)
 
     def clear_faults(self):
-        """Drop every pending injected fault (the outage is over)."""
+        """Drop every injected fault (the outage is over); how many were still pending."""
         with self.lock:
+            pending = sum(map(self._pending, self._faults))
             self._faults.clear()
+            return pending
 
     def faults(self):
-        """The faults still pending, described: kind, method, path, calls left (None: timed) or
-        seconds left (None: counted), and the status (with its Retry-After) or how the answer is lost."""
+        """The faults still pending, described (see `_describe`)."""
         with self.lock:
-            self._faults = [f for f in self._faults if self._pending(f)]
-            return [{"kind": f["kind"], "method": f["method"], "path": f["regex"].pattern,
-                     "times": None if f["until"] is not None else f["times"],
-                     "seconds_left": None if f["until"] is None else round(f["until"] - self.clock(), 3),
-                     **{k: f[k] for k in ("status", "how") if k in f},
-                     **({"retry_after": f["headers"]["Retry-After"]} if "Retry-After" in f.get("headers", {}) else {})}
-                    for f in self._faults]
+            return [self._describe(f) for f in self._faults if self._pending(f)]
+
+    def _describe(self, f):
+        """A fault: kind, method, path, calls left (None: timed) or seconds left (None: counted), and the
+        status (with its Retry-After) or how the answer is lost."""
+        return {"kind": f["kind"], "method": f["method"], "path": f["regex"].pattern,
+                "times": None if f["until"] is not None else f["times"],
+                "seconds_left": None if f["until"] is None else round(f["until"] - self.clock(), 3),
+                **{k: f[k] for k in ("status", "how") if k in f},
+                **({"retry_after": f["headers"]["Retry-After"]} if "Retry-After" in f.get("headers", {}) else {})}
 
     def use_token(self, token):
         """Accept only `token` from now on (a revoked token, rotated); the tokens accepted until now."""
@@ -196,14 +200,17 @@ class SimServer:
         return f["times"] > 0 and (f.get("until") is None or self.clock() < f["until"])
 
     def _add_fault(self, kind, method, path_regex, times, until=None, **kw):
+        fault = dict(kind=kind, method=method.upper(), regex=re.compile(path_regex),
+                     times=math.inf if until is not None else times, until=until, **kw)
         with self.lock:
-            self._faults.append(dict(kind=kind, method=method.upper(), regex=re.compile(path_regex),
-                                     times=math.inf if until is not None else times, until=until, **kw))
+            self._faults.append(fault)
+        return fault
 
     def _take_fault(self, kind, rec):
         with self.lock:
+            self._faults = [f for f in self._faults if self._pending(f)]     # spent or expired: gone
             for f in self._faults:
-                if (f["kind"] == kind and self._pending(f) and f["method"] in (rec["method"], "*")
+                if (f["kind"] == kind and f["method"] in (rec["method"], "*")
                         and f["regex"].search(rec["path"])):
                     f["times"] -= 1
                     return f
@@ -220,9 +227,7 @@ class SimServer:
         if path == "/_sim/faults" and method == "GET":
             return 200, {"faults": self.faults()}
         if path == "/_sim/faults" and method == "DELETE":
-            cleared = len(self.faults())
-            self.clear_faults()
-            return 200, {"cleared": cleared}
+            return 200, {"cleared": self.clear_faults()}
         if path == "/_sim/faults" and method == "POST":
             try:
                 return 201, self._fault_from(body if isinstance(body, dict) else {})
@@ -265,16 +270,17 @@ class SimServer:
         if lose is not None:
             if lose not in ("drop", "500"):
                 raise ValueError('lose must be "drop" or "500"')
-            self.lose_answer_next(method, path, how=lose, times=times, for_seconds=seconds)
+            fault = self.lose_answer_next(method, path, how=lose, times=times, for_seconds=seconds)
         else:
             if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
                 raise ValueError("status must be an HTTP error status, 400-599")
             after = spec.get("retry_after")
             if after is not None and not (isinstance(after, int) and not isinstance(after, bool) and after >= 0):
                 raise ValueError("retry_after must be a whole number of seconds")
-            self.fail_next(method, path, status, headers={} if after is None else {"Retry-After": after},
-                           times=times, seconds=seconds)
-        return self.faults()[-1]
+            fault = self.fail_next(method, path, status, headers={} if after is None else {"Retry-After": after},
+                                   times=times, seconds=seconds)
+        with self.lock:
+            return self._describe(fault)
 
     # ---- hooks for subclasses --------------------------------------------------------
     def error_body(self, status, message, code=None):
