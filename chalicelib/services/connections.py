@@ -225,7 +225,8 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
                     had: Optional[dict[str, bool]] = None) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
     made once. What is not given is kept. `had`: what oauth_app_stored already answered for this
-    client id (a prompt asked it), not read again."""
+    client id (a prompt asked it): whether each is set is not asked again (the public secret itself is
+    read once more, for relabel_copies)."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
