@@ -70,8 +70,6 @@ def outage_of(reason: str) -> Optional[str]:
 
 
 VENDORS = ("Intercom", "Referral Factory")
-#: The metric that counts the records an outage of the vendor sent back to wait (the dashboard's and the alarms').
-OUTAGE_METRIC = {"Intercom": "IntercomUnavailable", "Referral Factory": "RFUnavailable"}
 
 
 def hours(seconds: float) -> str:

@@ -27,7 +27,7 @@ from .. import messages
 from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
-from ..domain.outage import OUTAGE_METRIC, Attempt, Failure, OutageWait, outage_wait, unavailable
+from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, unavailable
 from ..errors import Deferred, Permanent, WorkError, waits
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
@@ -360,7 +360,6 @@ def _outage_wait(work: Work, job: Job, exc: Failure) -> OutageWait:
 def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
     """A vendor's outage: the record waits for it (its copies carry since when), or, past the outage budget,
     is dead-lettered with a reason that says so."""
-    assert exc.outage is not None
     record, message = job.record, job.message
     decided = _outage_wait(work, job, exc)
     if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
@@ -369,7 +368,7 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
                      {"outage_since": iso(decided.since), "last_answer": exc.reason})
     record.outage_since = decided.since
     # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
-    count(OUTAGE_METRIC.get(exc.outage, OUTAGE_METRIC["Intercom"]))
+    count("RFUnavailable" if exc.outage == "Referral Factory" else "IntercomUnavailable")
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
     return _waits(work, record, message, wait)
