@@ -17,9 +17,8 @@ from chalicelib.domain.settings import parse_settings
 
 from tests.support.cli import run_cli
 
-from .conftest import SECRET, WORKSPACE, join_body, lead_settings, qualifying_settings
+from .conftest import SECRET, WORKSPACE, join_body, lead_settings, new_lead, qualifying_settings
 from .test_edge_cases import join
-from .test_join_flow import new_lead
 
 
 # --- the two commands, as an operator runs them (a fresh CLI runtime each time) ---------------------

@@ -5,31 +5,17 @@ a 429, a 5xx or a timeout says the vendor is unavailable or limiting the bridge 
 no token to replace); RF's 404 says the campaign is unknown to it (its id, or a token of another account)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.ratelimit import CircuitOpen
-from chalicelib.errors import ApiError, Transient, WorkError
+from chalicelib.errors import ApiError, Permanent, Transient, WorkError
 from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.services.doctor import examine
 from tests.unit import scenario
-
-
-class Doctored:
-    """What the doctor is given, over the worker's fakes."""
-
-    def __init__(self) -> None:
-        self.work = work = scenario.world()
-        self.config, self.store, self.clock, self.queue = work.config, work.store, work.clock, work.queue
-        work.store.connections.put_workspace(scenario.WS, ["token", "client-secret"])
-        work.store.connections.put_rf(["token", "webhook-secret"])
-
-    def intercom(self, workspace: str) -> Any:
-        return self.work.apis.intercom_
-
-    def rf(self) -> Any:
-        return self.work.apis.rf_
+from tests.unit.doctoring import Doctored, checks, healthy
 
 
 def finding(rt: Doctored, check: str) -> dict:
@@ -210,7 +196,6 @@ def test_work_intercom_refused_for_the_workspaces_plan_is_advised_the_plan_not_a
     from types import SimpleNamespace
 
     from chalicelib.config import Config
-    from chalicelib.errors import Permanent
     from chalicelib.services.explain import as_text, explain
     from tests.support.cli import run_cli
     from tests.unit.test_join_use_case import join
@@ -294,3 +279,49 @@ def test_a_letter_an_outage_outlasted_is_replayed_once_the_vendor_answers_not_af
     reason = outage_wait(vendor, f"{vendor} answered 503", since=0.0, now=86400.0, budget=86400.0, status=503).reason
     assert replay_fix(reason, "42") == (f"once {vendor} answers again, `bridge dlq replay --campaign 42` "
                                         "(see `bridge dlq list`)")
+
+
+# --- an RF token refused, or of another account, while a notification's letter waits ------------------
+GONE = "Referral Factory answered 404: User not found."
+
+
+def with_a_notifications_letter(reason: str, rf_answer: Exception) -> dict:
+    """Doctor's view of campaign 42 while an Intercom notification's letter (it names no campaign) failed for
+    `reason`, and RF answers `rf_answer` when asked for the campaign."""
+    rt = healthy()
+    rt.config = type(rt.config).from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_DLQ_URL": "memory://dlq"})
+    rt.work.queue.dead_letter(json.dumps({"kind": "intercom.contact", "workspace": scenario.WS,
+                                          "item": {"id": "c9", "type": "contact"}}), reason, 3, "2026-09-21T14:00:00Z")
+    rt.work.apis.rf_.campaign_answers = [rf_answer]
+    return examine(rt, "42").view()                                 # type: ignore[arg-type]
+
+
+def test_a_revoked_rf_token_gets_one_replay_from_doctor_that_reaches_a_notifications_letter_too():
+    """Scenario: RF refuses the bridge's token (revoked): a qualification an Intercom notification made
+    dead-letters that notification (its message names no campaign). A user would see: [rf.campaign] said
+    `bridge dlq replay --campaign 42`, which leaves that letter (a reward) in the queue, while [dead_letters]
+    said another command. Expected: both say the one replay by RF's refusal, which reaches every letter."""
+    revoked = ("Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, "
+               "then replay the dead-letter queue")
+    view = with_a_notifications_letter(revoked, Permanent(revoked, status=401))
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    replay = "`bridge dlq replay --reason 'Referral Factory answered 401'`"
+    assert replay in campaign["fix"] and "--campaign" not in campaign["fix"], campaign["fix"]
+    assert replay in letters["fix"], letters["fix"]
+
+
+def test_with_an_rf_token_of_another_account_doctor_never_advises_discarding_a_notifications_qualification():
+    """Scenario: the RF token is of another RF account than campaign 42's: RF answers 404 for the campaign and
+    `User not found.` for every user, so a qualification an Intercom notification made dead-letters that
+    notification (its message names no campaign). Doctor knows the token is the cause ([rf.campaign]) and says
+    so for the campaign's own letters, but for the notification's it still advises
+    `bridge dlq discard --reason "Referral Factory answered 404: User not found" --yes` — no --campaign: it
+    takes every campaign's such letters out for good, valid qualifications (rewards) among them."""
+    view = with_a_notifications_letter(f"gave up after 3 tries: {GONE}",
+                                       Permanent("Referral Factory answered 404: Campaign not found.", status=404))
+    [campaign] = checks(view, "rf.campaign")
+    assert not campaign["ok"] and "`bridge rf connect`" in campaign["fix"]
+    [letters] = checks(view, "dead_letters")
+    assert "name no campaign" in letters["what"], letters
+    assert "dlq discard" not in letters["fix"], letters["fix"]
+    assert "`bridge rf connect`" in letters["fix"] and "dlq replay" in letters["fix"]
