@@ -131,9 +131,10 @@ class ApiError(WorkError):
         self.outage = outage_for(service, status)
 
 
-#: The statuses that say Intercom refused the token itself (any other error says nothing of it).
+#: The statuses that refuse every call, whatever it asks (any other error says nothing of it): Intercom's refusal
+#: of the token; Referral Factory's of its token (RF_REFUSED_TOKEN) or, with 403, of the bridge's IP (`rf_blocked`).
 REFUSED_TOKEN = (401, 403)
-#: Referral Factory's refusal of the token itself. Its 403 is its block of the bridge's IP (`rf_blocked`).
+#: Referral Factory's refusal of the token itself (its 403 is its block of the bridge's IP, never the token's).
 RF_REFUSED_TOKEN = 401
 
 

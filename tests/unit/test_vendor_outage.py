@@ -95,10 +95,10 @@ def test_past_the_outage_budget_the_joins_are_dead_lettered_saying_intercom_was_
                              "Unavailable") and {d["attempts"] for d in work.queue.dead} == {1}
 
 
-def one_join(error: Callable[[], Exception], hours: float = 1) -> FakeWork:
-    """One join while every Intercom call raises `error`, for `hours`."""
+def one_join(error: Callable[[], Exception], hours: float = 1, budget: Optional[str] = None) -> FakeWork:
+    """One join while every Intercom call raises `error`, for `hours` (the outage budget: `budget` hours)."""
     intercom = FakeIntercom()
-    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work = FakeWork(FakeApis(intercom, FakeRF()), **({"BRIDGE_OUTAGE_HOURS": budget} if budget else {}))
     work.store.settings.put("42", SETTINGS, "ws")
     intercom.down = error
     sqs = Sqs(work)
@@ -113,6 +113,26 @@ def test_explain_shows_a_join_waiting_for_intercom_not_failed():
     text = as_text(explain(work, "a@example.com"))
     assert "Intercom unavailable since" in text and "without using up a try" in text and "failed" not in text
     assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING and work.queue.dead == []
+
+
+def test_past_the_outage_budget_explain_says_the_join_is_dead_lettered_with_its_replay_not_waiting_in_the_queue():
+    """The join's link stays `waiting` when the worker gives its work up after BRIDGE_OUTAGE_HOURS: explain said
+    "waiting — Intercom answered 503 ... (waits in the queue, without using up a try)" while its letter was in
+    the dead-letter queue, where nothing brings it back without a replay. It says the letter (its reason, when)
+    and the replay doctor advises for it."""
+    from chalicelib.services.dead_letters import replay_fix
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"), hours=3, budget="2")
+    [letter] = work.queue.dead
+    assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING
+    found = explain(work, "a@example.com")
+    fix = replay_fix(letter["reason"], "42")
+    assert fix.startswith("once Intercom answers again, `bridge dlq replay --campaign 42`"), fix
+    [person] = found.view()["people"]
+    assert person["status"] == "dead_lettered" and person["dead_letter"]["reason"] == letter["reason"], person
+    assert person["dead_letter"]["fix"] == fix
+    [header] = [line for line in as_text(found).splitlines() if "RF user 7" in line]
+    assert "waits in the queue" not in header and f"; dead-lettered — {letter['reason']} (since " in header, header
+    assert header.endswith(f"; fix: {fix}"), header
 
 
 @pytest.mark.parametrize("status, outage", [(503, "Intercom"), (500, "Intercom"), (429, None), (404, None),

@@ -12,7 +12,7 @@ from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first
 from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
-from ...errors import RF_REFUSED_TOKEN, Permanent, Transient, Uncertain
+from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain
 from ...observability import count, logger
 from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
 
@@ -105,7 +105,7 @@ class Qualifier:
             raise exc.about(*link.ref)
         except Permanent as exc:
             # (a refused token would refuse the question too: not asked)
-            if not isinstance(exc, OtherCampaign) and exc.status != RF_REFUSED_TOKEN:
+            if not isinstance(exc, OtherCampaign) and exc.status not in REFUSED_TOKEN:
                 try:
                     if self._rf_says(link, quiet=True):      # e.g. a resent PUT answered "already qualified"
                         return self._qualified(claim, via, entries, asked=True)
@@ -154,7 +154,7 @@ class Qualifier:
         except OtherCampaign:
             raise                  # RF's answer, not a refused question
         except Permanent as exc:
-            if exc.status == RF_REFUSED_TOKEN and not quiet:
+            if exc.status in REFUSED_TOKEN and not quiet:
                 raise
             return None            # e.g. 404: the PUT will say why, in RF's words
         except Transient:          # unreachable, or an answer without `qualified_at`
