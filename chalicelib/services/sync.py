@@ -131,10 +131,14 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, atte
         error.page == message.page else 0.0
     try:
         return _work_page(message, deps, run, owner, paused)
-    except BaseException as exc:
+    except Exception as exc:
         deps.sync.release(campaign_id, message.run, message.page, owner,
-                          _page_error(run, message.page, exc, deps.clock(), attempt)
-                          if isinstance(exc, Exception) else None, paused=paused)
+                          _page_error(run, message.page, exc, deps.clock(), attempt), paused=paused)
+        raise
+    except BaseException:
+        # An interrupt: the lease given back, nothing else, as after a killed worker. The page's dead-letter error
+        # stays, and the try that works the page counts the wait from it, once.
+        deps.sync.release(campaign_id, message.run, message.page, owner)
         raise
 
 
