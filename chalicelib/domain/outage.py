@@ -72,6 +72,13 @@ def outage_of(reason: str) -> Optional[str]:
 VENDORS = ("Intercom", "Referral Factory")
 
 
+def waits_again(previous: Optional[str], reason: str) -> bool:
+    """Does a wait (`reason`) say nothing the wait before it (`previous`: its reason) did not: the same words, or
+    the same vendor's outage, whatever the vendor answers meanwhile?"""
+    vendor = outage_of(reason)
+    return previous == reason or vendor is not None and outage_of(previous or "") == vendor
+
+
 def hours(seconds: float) -> str:
     return f"{seconds / 3600:.3g} h"
 

@@ -4,6 +4,7 @@ with nothing in the dead-letter queue. Past the outage budget (BRIDGE_OUTAGE_HOU
 dead-lettered with a reason that says the vendor was unavailable that long."""
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Callable, Optional
 
@@ -113,6 +114,26 @@ def test_explain_shows_a_join_waiting_for_intercom_not_failed():
     text = as_text(explain(work, "a@example.com"))
     assert "Intercom unavailable since" in text and "without using up a try" in text and "failed" not in text
     assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING and work.queue.dead == []
+
+
+def test_a_join_notes_its_wait_for_one_outage_once_however_long_and_whatever_the_vendor_answers():
+    """A join that waited out a day's outage had a `join: waiting` note per wait (~100), each saying the same. One
+    note now says it waits for the vendor's outage, from when; the counted note beside it, how often it waited since
+    and last when. A wait of another kind is noted again."""
+    answers = itertools.cycle([ApiError("Intercom", 503, "Service Unavailable"), ApiError("Intercom", 502, "Bad Gateway")])
+    work = one_join(lambda: next(answers), hours=3)
+    ref = PersonRef("42", "7")
+    received, noted, counted = work.store.history.entries(ref)
+    assert (noted.event, noted.outcome, noted.at) == ("join", "waiting", received.at)
+    assert noted.reason == "Intercom unavailable: Intercom answered 503: Service Unavailable"
+    assert (counted.event, counted.count) == ("waiting", len(work.queue.deferred)) and counted.count > 10
+    assert counted.reason.startswith(f"Intercom unavailable since {received.at} (Intercom answered ")
+    work.apis.intercom_.down = lambda: Deferred("Intercom answered 429", retry_after=60, status=429)
+    handle_batch([record(1, json.dumps(JoinMessage(campaign_id="42", rf_user_id="7", person={
+        **LEAD, "id": "7", "email": "a@example.com"}).wire()))], work)
+    assert [(e.event, e.outcome, e.reason) for e in work.store.history.entries(ref)][-2:] == [
+        ("join", "waiting", "Intercom answered 429"),
+        ("waiting", "deferred", "Intercom answered 429 (waits in the queue, without using up a try)")]
 
 
 @pytest.mark.parametrize("status, outage", [(503, "Intercom"), (500, "Intercom"), (429, None), (404, None),
