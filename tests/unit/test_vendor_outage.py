@@ -51,6 +51,19 @@ def test_jitter_only_shortens_a_wait_by_up_to_a_fifth():
     assert first.since == 5000.0 and first.reason.startswith("Referral Factory unavailable since")
 
 
+@pytest.mark.parametrize("waited, answered, does", [
+    (24 * HOUR, None, "dead"),                # no answer known (a fresh container): the outage's dead letter
+    (24 * HOUR, -HOUR, "dead"),               # its last answer came before the record began waiting
+    (24 * HOUR, 23 * HOUR, "try"),            # it answered since: the record's own failure, a try like any other
+    (23 * HOUR, 22 * HOUR, "wait"),           # within the budget nothing changes
+])
+def test_past_the_budget_a_vendor_that_answered_since_the_record_began_waiting_is_not_out(waited, answered, does):
+    since = 1000.0
+    decided = outage_wait("Intercom", "Intercom answered 503: Service Unavailable", since, since + waited, 24 * HOUR,
+                          status=503, answered=None if answered is None else since + answered)
+    assert ("try" if decided is None else "dead" if decided.delay is None else "wait") == does
+
+
 # --- the worker, on a simulated queue ---------------------------------------------------------------------
 LEAD = {"campaign_id": "42", "first_name": "Ann", "type": "lead", "referrer_id": "3"}
 SETTINGS = {"campaign_id": "42", "workspace": "ws",
@@ -94,6 +107,52 @@ def test_past_the_outage_budget_the_joins_are_dead_lettered_saying_intercom_was_
     [reason] = {d["reason"] for d in work.queue.dead}       # one outage, one reason
     assert reason.startswith("Intercom unavailable for 2 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service "
                              "Unavailable") and {d["attempts"] for d in work.queue.dead} == {1}
+
+
+def past_the_budget(work: FakeWork, answered: Optional[float]) -> Sqs:
+    """One join that began waiting for Intercom 24 h ago (BRIDGE_OUTAGE_HOURS) meets Intercom's 503; this
+    container last had an answer from Intercom at `answered` (None: none since it started)."""
+    work.store.settings.put("42", SETTINGS, "ws")
+    work.apis.intercom_.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
+    if answered is not None:
+        work.apis.answers["Intercom"] = answered
+    sqs, since = Sqs(work), work.clock() - 24 * HOUR
+    sqs.send(join(), work.clock(), attributes={"bridge-outage-since": {"stringValue": str(since),
+                                                                       "dataType": "Number"}})
+    return sqs
+
+
+@pytest.mark.parametrize("answered_hours_ago, reason, tries", [
+    (1, "gave up after 3 tries: Intercom answered 503: Service Unavailable", 3),
+    (None, "Intercom unavailable for 24 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service Unavailable", 1)])
+def test_after_a_long_outage_a_503_dead_letters_a_join_only_after_its_tries_once_intercom_answers_again(
+        answered_hours_ago, reason, tries):
+    # What a user sees: a 23-hour Intercom outage ends, the backlog drains for an hour, and the first single 503
+    # this join meets dead-lettered it at once, "Intercom unavailable for 24 h", though Intercom had answered
+    # for an hour. Now that 503 is a try like any other. A container that has had no answer from Intercom (a
+    # fresh one) cannot tell: the join is dead-lettered as the outage's, as before.
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
+    sqs = past_the_budget(work, None if answered_hours_ago is None else work.clock() - answered_hours_ago * HOUR)
+    sqs.run_until(work.clock())
+    assert len(work.queue.dead) == (tries == 1)          # the first 503: a failed try (or the outage's letter)
+    sqs.run_until(work.clock() + 24 * HOUR)
+    [letter] = work.queue.dead
+    assert letter["reason"].startswith(reason) and letter["attempts"] == tries
+
+
+def test_a_join_whose_own_calls_fail_while_intercom_answers_others_still_ends_in_the_dead_letter_queue():
+    # Poison isolation: Intercom answers every other record all along, and answers 503 to this join's calls only;
+    # the join waits out the outage budget (no try used up), then fails its tries, and waits no longer.
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
+    work.apis.answered = lambda vendor: work.clock()
+    work.store.settings.put("42", SETTINGS, "ws")
+    work.apis.intercom_.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
+    sqs, start = Sqs(work), work.clock()
+    sqs.send(join(), start)
+    sqs.run_until(start + 48 * HOUR)
+    [letter] = work.queue.dead
+    assert letter["reason"].startswith("gave up after 3 tries: Intercom answered 503") and letter["attempts"] == 3
+    assert sqs.due == [] and work.clock() < start + 25 * HOUR
 
 
 def one_join(error: Callable[[], Exception], hours: float = 1) -> FakeWork:
