@@ -63,12 +63,21 @@ def _last_failure(link: Link, trail: list[dict], *also: str) -> Optional[dict]:
                  and e["outcome"] in ("failed", *also)), None)
 
 
+def _join_now(link: Link, trail: list[dict]) -> Optional[dict]:
+    """A waiting join's last entry about its work (a try's wait, a retry, its dead letter): the link says
+    `waiting` whatever the worker did with its try since (past the outage budget, it fails tries, then is
+    dead-lettered)."""
+    return next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref and (
+        e["event"] in ("join", "join_received") or e["event"] == "dead_letter"
+        and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "join")), None)
+
+
 def _retrying_now(link: Link, trail: list[dict]) -> dict:
-    """A join between tries (failed) or in a later try (in progress) whose last try failed and is tried
-    again: the header says retrying, which try of how many, and when the next is due."""
-    if link.status not in (LinkStatus.FAILED, LinkStatus.IN_PROGRESS):
+    """A join between tries (failed, or waiting whose try failed since) or in a later try (in progress) whose
+    last try failed and is tried again: the header says retrying, which try of how many, and when the next is due."""
+    if link.status not in (LinkStatus.FAILED, LinkStatus.IN_PROGRESS, LinkStatus.WAITING):
         return {}
-    last = _last_failure(link, trail, "retrying")
+    last = _join_now(link, trail) if link.status is LinkStatus.WAITING else _last_failure(link, trail, "retrying")
     if last is None or last["outcome"] != "retrying":
         return {}
     retry = dict(last.get("retry") or {})
@@ -85,15 +94,11 @@ def _discarded(link: Link, trail: list[dict]) -> bool:
 
 
 def _dead_lettered(link: Link, trail: list[dict]) -> dict:
-    """A waiting join whose work the worker gave up on since its last try (a vendor's outage longer than
-    BRIDGE_OUTAGE_HOURS): its link still says `waiting`, but its letter is in the dead-letter queue, where nothing
+    """A waiting join whose work the worker gave up on since (a vendor's outage longer than BRIDGE_OUTAGE_HOURS,
+    or the tries failed past it): its link still says `waiting`, but its letter is in the dead-letter queue, where nothing
     brings it back without a replay. The header says so, with the letter's reason and fix, as the person's
     history has them (its `dead_letter` entry: the queue is not read)."""
-    if link.status is not LinkStatus.WAITING:
-        return {}
-    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref and (
-        e["event"] in ("join", "join_received") or e["event"] == "dead_letter"
-        and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "join")), None)
+    last = _join_now(link, trail) if link.status is LinkStatus.WAITING else None
     if last is None or (last["event"], last["outcome"]) != ("dead_letter", "failed"):
         return {}
     return {"status": "dead_lettered", "dead_letter": {k: last[k] for k in ("at", "reason", "fix") if last.get(k)}}

@@ -200,6 +200,22 @@ def header_of(found: Any) -> str:
     return header
 
 
+def test_past_the_outage_budget_while_intercom_answers_again_explain_says_the_waiting_join_retries_then_its_letter():
+    """Past the budget, a join whose Intercom answers others again fails tries (its link still says `waiting`):
+    explain said "(waits in the queue, without using up a try)" while the trail below said "try 1 of 3 failed",
+    and went on saying it once the letter was dead."""
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
+    sqs = past_the_budget(work, work.clock() - HOUR)
+    sqs.run_until(work.clock())
+    header = header_of(explain(work, "7"))
+    assert "; retrying — " in header and "(try 1 of 3 failed; the queue tries it again" in header, header
+    assert "waits in the queue" not in header and work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING
+    sqs.run_until(work.clock() + 24 * HOUR)
+    [letter] = work.queue.dead
+    header = header_of(explain(work, "7"))
+    assert f"; dead-lettered — {letter['reason']} (since " in header and "waits in the queue" not in header, header
+
+
 def test_a_join_notes_its_wait_for_one_outage_once_however_long_and_whatever_the_vendor_answers():
     """A join that waited out a day's outage had a `join: waiting` note per wait (~100), each saying the same. One
     note now says it waits for the vendor's outage, from when; the counted note beside it, how often it waited since
