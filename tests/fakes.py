@@ -434,6 +434,7 @@ class FakeApis:
         self.rf_ = rf or FakeRF()
         self.held: Optional[dict] = None     # a list this container read before (stale): `hold_attributes`
         self.read_again = 0
+        self.answers: dict[str, float] = {}  # vendor -> when it last answered this container (not a 5xx)
 
     def intercom(self, workspace: str) -> FakeIntercom:
         return self.intercom_
@@ -461,6 +462,9 @@ class FakeApis:
 
     def campaign_name(self, campaign_id: str) -> Optional[str]:
         return self.rf_.get_campaign(campaign_id).get("name")
+
+    def answered(self, vendor: str) -> Optional[float]:
+        return self.answers.get(vendor)
 
 
 class FakeWork:

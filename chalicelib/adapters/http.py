@@ -10,7 +10,8 @@ What is retried depends on whether the request may be sent twice:
   after sending, or a 5xx raise `Uncertain`: the caller looks before it sends again.
 
 A 429 pauses every caller of the budget (the limiter records it); the vendor's block status opens
-its circuit. Clock and sleep are injected."""
+its circuit. Any answer but a 5xx is told to `on_answer` (the vendor's outage, if it had one, is over: the
+worker's outage waits read it). Clock and sleep are injected."""
 from __future__ import annotations
 
 import json
@@ -142,8 +143,9 @@ class JsonApi:
     def __init__(self, base_url: str, headers: dict, *, token: str = "",
                  reauth: Optional[Callable[[str], Optional[str]]] = None, timeout: float = 10.0,
                  limiter: Optional[Gate] = None, clock=time.time, sleeper=time.sleep,
-                 max_wait: float | Callable[[], float] = 20.0):
+                 max_wait: float | Callable[[], float] = 20.0, on_answer: Callable[[str], None] = lambda service: None):
         self.base_url = base_url.rstrip("/")
+        self._on_answer = on_answer
         self.timeout = timeout
         self._gate: Gate = limiter if limiter is not None else _Open(sleeper)
         self._reauth = reauth
@@ -200,6 +202,8 @@ class JsonApi:
             if fresh:
                 self._use(fresh)
                 resp = send()
+        if resp.status_code < 500:             # an answer, not an outage's
+            self._on_answer(self.service)
         if 300 <= resp.status_code < 400:      # redirects are not followed: the API's address is wrong
             reason = (f"{self.service} answered {resp.status_code} to {method} {path} (moved to "
                       f"{resp.headers.get('Location', '?')}): check its base URL")

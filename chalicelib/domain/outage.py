@@ -2,7 +2,9 @@
 HTTP client's own retries) is waited out, not failed: the work goes back to the queue with a growing delay,
 without using up a try, until the vendor answers or the outage budget (BRIDGE_OUTAGE_HOURS, counted from the
 record's first outage wait) is spent; then it is dead-lettered with a reason that says so, the same for every
-record one outage held (`bridge doctor` and `dlq list` count one outage's letters as one). The vendor's own
+record one outage held (`bridge doctor` and `dlq list` count one outage's letters as one). Unless the vendor has
+answered since the record began waiting (its outage ended, at least for others): past the budget, the record's
+own failure is then an ordinary failed try, dead-lettered after the usual tries. The vendor's own
 `Retry-After` is honoured: no wait is shorter. Pure: no I/O, no clock of its own (`now`, and `spread`, a
 random number in [0, 1) for the jitter, are given)."""
 from __future__ import annotations
@@ -63,10 +65,11 @@ class Failure(Protocol):
 class Attempt:
     """What the worker does if this try of a record fails, for a handler that records it (a sync page's error):
     `last`: a failure now (but a wait) dead-letters it; `outage(failure)`: the wait (or the dead letter) for the
-    failure's vendor's outage now, decided once by the worker, which then does just that."""
+    failure's vendor's outage now (None: none, the failure is a try like any other), decided once by the worker,
+    which then does just that."""
 
     last: bool = False
-    outage: Optional[Callable[[Failure], OutageWait]] = None
+    outage: Optional[Callable[[Failure], Optional[OutageWait]]] = None
 
 
 def unavailable(vendor: str) -> str:
@@ -80,6 +83,13 @@ def outage_of(reason: str) -> Optional[str]:
 
 
 VENDORS = ("Intercom", "Referral Factory")
+
+
+def waits_again(previous: Optional[str], reason: str) -> bool:
+    """Does a wait (`reason`) say nothing the wait before it (`previous`: its reason) did not: the same words, or
+    the same vendor's outage, whatever the vendor answers meanwhile?"""
+    vendor = outage_of(reason)
+    return previous == reason or vendor is not None and outage_of(previous or "") == vendor
 
 
 def hours(seconds: float) -> str:
@@ -98,13 +108,19 @@ def last_answer(vendor: str, status: Optional[int]) -> str:
 
 
 def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, budget: float,
-                spread: float = 0.0, retry_after: Optional[float] = None, status: Optional[int] = None) -> OutageWait:
+                spread: float = 0.0, retry_after: Optional[float] = None, status: Optional[int] = None,
+                answered: Optional[float] = None) -> Optional[OutageWait]:
     """What a record that failed with `vendor`'s outage (`reason`; `status`: the vendor's answer, None when
     none came; `retry_after`: the wait the vendor asked for) does now. `since`: its first outage wait (None:
-    this is the first); `budget`: seconds it may wait from then."""
+    this is the first); `budget`: seconds it may wait from then; `answered`: when the vendor last gave an answer
+    that was not an outage's (None: not known). Past the budget, a vendor that answered after `since` is not
+    out: None, the failure is the record's own, a try like any other (a record that keeps failing alone still
+    ends in the dead-letter queue after its tries)."""
     since = now if since is None else min(since, now)
     waited = now - since
     if waited >= budget:
+        if answered is not None and answered > since:
+            return None
         return OutageWait(since, None, vendor, budget, reason, status)
     delay = min(LONGEST_WAIT, max(FIRST_WAIT, waited), budget - waited) * (1 - JITTER * min(max(spread, 0.0), 1.0))
     # Never back before the vendor said (up to SQS's longest delay), even past the budget's end.

@@ -23,6 +23,7 @@ from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
+from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
@@ -579,17 +580,24 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         if attempt.sent_create and not known.contact_id:      # the create's answer was never seen
             known = dataclasses.replace(known, uncertain_since=deps.clock())
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        outage = getattr(exc, "outage", None)
+        if outage:                 # named so (domain/outage.outage_of reads it), whatever the vendor answered
+            reason = f"{unavailable(outage)}: {reason}"
         # A wait (a 429's pause, search catching up, a vendor's outage...) is not a failure: the link says it
         # waits, with what the next try needs all the same (the contact, its baseline, since when one may exist unseen).
         waiting = waits(exc)
         entry = Entry("join", "waiting" if waiting else "failed", reason)
         # The first try that does not finish, and each replay, says what was received (a retry's try
         # of the same failed or waiting join does not repeat it).
-        first = attempt.link is None or not attempt.link.status.tried or attempt.message.replayed_from
+        link = attempt.link
+        first = link is None or not link.status.tried or attempt.message.replayed_from
+        # A wait that says what the link's does already (one outage, however long) is not noted again: the
+        # worker's counted note of the waits says how often, and the latest.
+        again = waiting and link is not None and link.status is LinkStatus.WAITING and waits_again(link.reason, reason)
         return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email,
                           contact_id=known.contact_id, baseline=known.baseline,
                           uncertain_since=known.uncertain_since, reason=reason), \
-            [_received(attempt), entry] if first else [entry]
+            [_received(attempt), entry] if first else [] if again else [entry]
     if attempt.ignored is not None:
         return attempt.ignored, attempt.entries
     reached, person, settings = attempt.reached, attempt.person, attempt.settings

@@ -131,10 +131,14 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, atte
         error.page == message.page else 0.0
     try:
         return _work_page(message, deps, run, owner, paused)
-    except BaseException as exc:
+    except Exception as exc:
         deps.sync.release(campaign_id, message.run, message.page, owner,
-                          _page_error(run, message.page, exc, deps.clock(), attempt)
-                          if isinstance(exc, Exception) else None, paused=paused)
+                          _page_error(run, message.page, exc, deps.clock(), attempt), paused=paused)
+        raise
+    except BaseException:
+        # An interrupt: the lease given back, nothing else, as after a killed worker. The page's dead-letter error
+        # stays, and the try that works the page counts the wait from it, once.
+        deps.sync.release(campaign_id, message.run, message.page, owner)
         raise
 
 
@@ -142,10 +146,11 @@ def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: At
     """Why the page failed, as `sync status` shows it: the reason the worker records (the dead-letter
     queue's), emails masked; retrying while the queue retries it, failed once the worker gives up on it
     (refused for good, or its last try) and it waits in the dead-letter queue. A vendor's outage is waited
-    out as the worker decides it (`attempt.outage`): waiting for the vendor, then failed past the budget."""
+    out as the worker decides it (`attempt.outage`): waiting for the vendor, then failed past the budget (or, once
+    the vendor answers again, retried as any failure)."""
     retried = FAILED if attempt.last else RETRYING
-    if isinstance(exc, WorkError) and exc.outage and attempt.outage is not None:
-        decided = attempt.outage(exc)
+    decided = attempt.outage(exc) if isinstance(exc, WorkError) and exc.outage and attempt.outage else None
+    if decided is not None:
         reason, state = decided.said, WAITING if decided.delay is not None else FAILED
     elif isinstance(exc, WorkError):
         reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED

@@ -14,7 +14,8 @@ uses up a try, and never sends a message to the dead-letter queue.
 A vendor's outage (errors.WorkError.outage: Intercom or Referral Factory answering 5xx, timing out or
 refusing connections, after the HTTP client's own retries) is a wait too, with a growing delay, up to
 BRIDGE_OUTAGE_HOURS from the record's first outage wait (carried by its copies); then it is dead-lettered
-with a reason that says so (domain/outage.py decides). Reconciliation's search of changed contacts does not
+with a reason that says so, or, if the vendor has answered this container since then, it fails as a try like
+any other (domain/outage.py decides). Reconciliation's search of changed contacts does not
 wait: the next scheduled search covers its window (services/dead_letters.py: superseded)."""
 from __future__ import annotations
 
@@ -124,6 +125,7 @@ class Job:
     record: Record
     message: Any
     outage: Optional[OutageWait] = None      # how its failure for a vendor's outage is waited out: decided once
+    decided: bool = False                    # (outage None once decided: not waited out, a failed try)
 
 
 class RetryBatch(Masked):
@@ -347,21 +349,24 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     return Result(record, "wait", exc.reason, delay)
 
 
-def _outage_wait(work: Work, job: Job, exc: Failure) -> OutageWait:
-    """How the job waits out the outage `exc` met now: decided once (its handler may have asked first, to record
-    it)."""
+def _outage_wait(work: Work, job: Job, exc: Failure) -> Optional[OutageWait]:
+    """How the job waits out the outage `exc` met now (None: it does not, the vendor answers again): decided
+    once (its handler may have asked first, to record it)."""
     assert exc.outage is not None
-    if job.outage is None:
-        job.outage = outage_wait(exc.outage, exc.reason, job.record.outage_since, work.clock(),
-                                 work.config.outage_hours * 3600, random.random(), exc.retry_after, exc.status)
+    if not job.decided:
+        job.outage, job.decided = outage_wait(
+            exc.outage, exc.reason, job.record.outage_since, work.clock(), work.config.outage_hours * 3600,
+            random.random(), exc.retry_after, exc.status, work.deps.apis.answered(exc.outage)), True
     return job.outage
 
 
 def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
     """A vendor's outage: the record waits for it (its copies carry since when), or, past the outage budget,
-    is dead-lettered with a reason that says so."""
+    is dead-lettered with a reason that says so; or, past the budget while the vendor answers again, fails as a try."""
     record, message = job.record, job.message
     decided = _outage_wait(work, job, exc)
+    if decided is None:         # the record's own failure: its reason is the vendor's answer, not an outage
+        return _failed(work, record, message, exc.reason, exc.retryable, exc.retry_after, exc.person)
     if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
         count("RecordsFailed")
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,

@@ -45,8 +45,17 @@ def test_one_contact_that_intercom_answers_503_holds_back_no_other_contact_event
     # "Intercom unavailable" with it (as while one call's outage failure held the container's other calls).
     # The records run one after another, the bad one first: what its failure leaves behind meets every other.
     monkeypatch.setattr(bridge.rt, "config", replace(bridge.rt.config, concurrency=1))
+    contacts = one_contact_answered_503(bridge, intercom, rf, 10)
+    for contact in contacts:
+        bridge.notify("contact.lead.updated", contact["id"])
+    [batch] = bridge.drain()
+    assert batch.result == {"done": 9, "retry": 0, "dead": 0, "waiting": 1}
+
+
+def one_contact_answered_503(bridge, intercom, rf, n: int) -> list[dict]:
+    """`n` joined leads' contacts; from now on Intercom answers 503 to every GET of the first one (only)."""
     bridge.apply(qualifying_settings())
-    leads = [new_lead(rf, email=f"p{n}@example.com", first_name=f"P{n}") for n in range(10)]
+    leads = [new_lead(rf, email=f"p{i}@example.com", first_name=f"P{i}") for i in range(n)]
     for lead in leads:
         bridge.post_join(join_body(lead))
     bridge.drain()
@@ -54,7 +63,23 @@ def test_one_contact_that_intercom_answers_503_holds_back_no_other_contact_event
     bridge.drain()
     contacts = list(intercom.contacts.values())
     intercom.fail_next("GET", f"/contacts/{contacts[0]['id']}$", 503, times=10**6)
-    for contact in contacts:
-        bridge.notify("contact.lead.updated", contact["id"])
-    [batch] = bridge.drain()
-    assert batch.result == {"done": 9, "retry": 0, "dead": 0, "waiting": 1}
+    return contacts
+
+
+def test_past_the_outage_budget_a_contact_intercom_answers_503_alone_fails_its_tries_as_intercom_answers_others(
+        bridge, intercom, rf, clock, monkeypatch):
+    # What a user sees: an event waited out Intercom's 503s to its contact for BRIDGE_OUTAGE_HOURS while Intercom
+    # answered the bridge's other calls; it was dead-lettered "Intercom unavailable for 1 h" though Intercom was
+    # up. Now it fails its tries as any failure, then waits in the dead-letter queue with Intercom's answer.
+    monkeypatch.setattr(bridge.rt, "config", replace(bridge.rt.config, outage_hours=1))
+    bad, good = one_contact_answered_503(bridge, intercom, rf, 2)
+    bridge.notify("contact.lead.updated", bad["id"])
+    assert [b.result for b in bridge.drain()] == [{"done": 0, "retry": 0, "dead": 0, "waiting": 1}]
+    clock.now += 2 * 3600                                           # past the budget...
+    bridge.notify("contact.lead.updated", good["id"])               # ...Intercom answers the other contact's event
+    assert [b.result for b in bridge.drain()] == [{"done": 1, "retry": 0, "dead": 0}]
+    bridge.poller.release_delayed()
+    *tries, last = bridge.poller.drain(retry_failures=True)          # (a failed try hands its batch back)
+    assert [t.ok for t in tries] == [False] * (MAX_ATTEMPTS - 1) and last.result == {"done": 0, "retry": 0, "dead": 1}
+    [letter] = bridge.dead_letters()
+    assert letter["reason"].startswith(f"gave up after {MAX_ATTEMPTS} tries: Intercom answered 503"), letter

@@ -14,6 +14,8 @@ from chalicelib.adapters.ratelimit import CircuitOpen
 from chalicelib.errors import ApiError, Permanent, Transient, WorkError
 from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.services.doctor import examine
+from tests.support.answering_server import answering
+from tests.support.cli import replays_advised
 from tests.unit import scenario
 from tests.unit.doctoring import Doctored, checks, healthy
 
@@ -103,10 +105,7 @@ def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
           "campaign 42 (`bridge rf connect` asks for the token); then `bridge dlq replay --campaign 42`"),
     (401, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
           "`bridge rf connect` (it asks for the new token), then `bridge dlq replay --reason 'Referral Factory "
-          "answered 401'`"),
-    (403, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
-          "`bridge rf connect` (it asks for the new token), then `bridge dlq replay --reason 'Referral Factory "
-          "answered 403'`")])
+          "answered 401'`")])
 def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fix):
     rt = Doctored()
     rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
@@ -160,6 +159,43 @@ def test_rf_blocking_the_bridges_ip_is_said_with_what_to_do_not_run_again_later(
     with pytest.raises(BackfillError) as said:
         backfill(rt, "42")                                                            # type: ignore[arg-type]
     assert "— ask Referral Factory's support to lift the block" in str(said.value)
+
+
+def rf_answering(status: int, message: str) -> Any:
+    """Referral Factory's real client, outside the shared limiter (as `bridge rf connect` asks RF), answered
+    `status` to every call: what RF said, with no open circuit to say it for it."""
+    from chalicelib.adapters.referral_factory import ReferralFactoryClient
+    from tests.fakes import FakeClock
+    with answering(status, {"message": message}) as (url, _):
+        clock = FakeClock()
+        rf = ReferralFactoryClient(url, "t", clock=clock, sleeper=clock.sleep, timeout=2)
+        try:
+            rf.get_campaign("42")
+        except WorkError as exc:
+            return EmptyCampaign(exc)
+    raise AssertionError("RF's client took an error answer for a campaign")
+
+
+def test_rfs_403_is_its_block_of_the_ip_however_it_is_seen_never_a_replay_of_letters_it_never_makes(capsys):
+    """RF's 403 is its block of the bridge's IP: the worker's limiter opens its circuit, and the work waits
+    (tests/integration/test_troubleshooting.py: RF's 403 makes no dead letter). Doctor and backfill told RF's
+    403 as a refused token, with `bridge dlq replay --reason 'Referral Factory answered 403'`, which selects no
+    letter (a refused token's letters say "answered 401"). Whatever client saw it, it is said as the block."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    blocked = rf_answering(403, "IP blocked")
+    rt.rf = lambda: blocked                                                           # type: ignore[method-assign]
+    view = examine(rt, "42").view()                                                   # type: ignore[arg-type]
+    [campaign] = [f for f in view["findings"] if f["check"] == "rf.campaign"]
+    assert campaign["what"].startswith("Referral Factory has blocked this IP"), campaign
+    assert campaign["fix"].startswith("ask Referral Factory's support to lift the block"), campaign
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert "— ask Referral Factory's support to lift the block" in str(said.value), said.value
+    assert replays_advised(view, str(said.value)) == []
+    refused = rf_answering(401, "Unauthenticated.")             # the token's refusal: its letters' replay
+    rt.rf = lambda: refused                                                           # type: ignore[method-assign]
+    assert replays_advised(examine(rt, "42").view()) == ["Referral Factory answered 401"]   # type: ignore[arg-type]
 
 
 class BlockedCampaign:

@@ -320,3 +320,21 @@ def test_the_api_clients_go_through_the_environments_proxy_and_keep_out_of_it_wh
     with pytest.raises(Transient):                   # not through the proxy: the name does not resolve
         direct.call("GET", "/me")
     assert seen == ["http://intercom.invalid/me"]
+
+
+@pytest.mark.parametrize("status, answered", [(200, True), (404, True), (503, False), (None, False)])
+def test_a_client_tells_every_answer_of_its_vendor_but_a_5xx_or_none(status, answered):
+    # The worker's outage waits read it (domain/outage.py): a vendor that answers, whatever it says, is not out.
+    from contextlib import nullcontext
+    from chalicelib.adapters.http import JsonApi
+    from chalicelib.errors import WorkError
+
+    told: list[str] = []
+    with answering(status, {}) if status else nullcontext(("http://127.0.0.1:9", [])) as (url, _):
+        api = JsonApi(url, {}, token="t", timeout=0.5, sleeper=lambda seconds: None, on_answer=told.append)
+        api.service = "Intercom"
+        try:
+            api.call("GET", "/me")
+        except WorkError:
+            pass
+    assert told == (["Intercom"] if answered else [])

@@ -1330,3 +1330,27 @@ def test_the_rate_counts_the_time_the_run_worked_not_the_time_its_page_waited_in
     work.clock.now += 60
     drain(work)
     assert " · 1 contact/min · " in run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1]
+
+
+def test_a_replayed_page_whose_try_is_interrupted_counts_its_dead_letter_wait_once(monkeypatch, capsys):
+    """A try that ends in no Exception (an interrupt) records no error: the page's dead-letter error stays, and the
+    next try measures the wait from it again. The interrupted try had already added that wait to the run's paused
+    time, so `sync status` said the page waited twice as long as it did (and the rate, over too little working
+    time, went missing). The wait is counted once, as after a worker killed mid-try."""
+    from tests.support.cli import run_cli
+    work, rt = a_run_whose_second_page_fails(monkeypatch, Permanent("Intercom answered 400: bad query", status=400),
+                                             KeyboardInterrupt())
+    work.clock.now += 30
+    drain(work)                              # page 1 took 30 s; page 2 is refused: dead-lettered
+    work.clock.now += 600                    # 10 minutes in the dead-letter queue, then `bridge dlq replay`
+    [letter] = work.queue.dead
+    work.queue.sent.append(letter["body"])
+    with pytest.raises(KeyboardInterrupt):
+        drain(work)
+    assert " · paused 10m00s in the dead-letter queue · " in run_cli(rt, capsys, "sync", "status", "42")[1]
+    work.clock.now += 60                     # the queue gives the interrupted record back
+    work.queue.sent.append(letter["body"])
+    drain(work)
+    assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
+        "run 1 (full, users) done: [##############################] 5/5 100% · 10 contacts/min · paused 11m00s in the "
+        "dead-letter queue · enrolled 5, already 0, skipped 0\n")

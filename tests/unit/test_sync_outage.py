@@ -177,6 +177,19 @@ def test_a_429_to_a_pages_contact_ends_the_outage_the_pages_copy_carried():
     assert later.outage_since is None
 
 
+def test_past_the_budget_a_pages_503_once_rf_answers_again_is_a_try_shown_retrying_not_failed():
+    # What a user sees: RF answers again after a 24-hour outage the page waited through; its next 503 stopped the
+    # run at once ("page 1 failed: Referral Factory unavailable for 24 h"), though RF had answered for an hour.
+    work = world(1)
+    work.apis.answers["Referral Factory"] = work.clock() - HOUR
+    enrolments_raise(work, ApiError("Referral Factory", 503, "Service Unavailable"))
+    with pytest.raises(RetryBatch):
+        handle_batch([first_page(work, **{"bridge-outage-since": work.clock() - 24 * HOUR})], work)
+    error = sync.status(work.deps, "42")["page_error"]
+    assert error["state"] == "retrying" and error["reason"].endswith(": Referral Factory answered 503: Service Unavailable")
+    assert work.queue.dead == []
+
+
 def test_a_page_waits_as_long_as_rf_asked_for_any_of_its_contacts(monkeypatch):
     # What a user sees: RF in announced maintenance answers 503 "Retry-After: 600" to one contact's enrolment while
     # another's call got no answer; the page comes back in about 30 s and calls RF again, against RF's word (a

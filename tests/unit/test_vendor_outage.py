@@ -4,8 +4,9 @@ with nothing in the dead-letter queue. Past the outage budget (BRIDGE_OUTAGE_HOU
 dead-lettered with a reason that says the vendor was unavailable that long."""
 from __future__ import annotations
 
+import itertools
 import json
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -48,6 +49,19 @@ def test_jitter_only_shortens_a_wait_by_up_to_a_fifth():
     assert waits[0] == LONGEST_WAIT and waits[1] == 0.9 * LONGEST_WAIT and 0.8 * LONGEST_WAIT < waits[2] < waits[1]
     first = outage_wait("Referral Factory", "no answer", None, 5000.0, 24 * HOUR)
     assert first.since == 5000.0 and first.reason.startswith("Referral Factory unavailable since")
+
+
+@pytest.mark.parametrize("waited, answered, does", [
+    (24 * HOUR, None, "dead"),                # no answer known (a fresh container): the outage's dead letter
+    (24 * HOUR, -HOUR, "dead"),               # its last answer came before the record began waiting
+    (24 * HOUR, 23 * HOUR, "try"),            # it answered since: the record's own failure, a try like any other
+    (23 * HOUR, 22 * HOUR, "wait"),           # within the budget nothing changes
+])
+def test_past_the_budget_a_vendor_that_answered_since_the_record_began_waiting_is_not_out(waited, answered, does):
+    since = 1000.0
+    decided = outage_wait("Intercom", "Intercom answered 503: Service Unavailable", since, since + waited, 24 * HOUR,
+                          status=503, answered=None if answered is None else since + answered)
+    assert ("try" if decided is None else "dead" if decided.delay is None else "wait") == does
 
 
 # --- the worker, on a simulated queue ---------------------------------------------------------------------
@@ -95,10 +109,56 @@ def test_past_the_outage_budget_the_joins_are_dead_lettered_saying_intercom_was_
                              "Unavailable") and {d["attempts"] for d in work.queue.dead} == {1}
 
 
-def one_join(error: Callable[[], Exception], hours: float = 1) -> FakeWork:
-    """One join while every Intercom call raises `error`, for `hours`."""
+def past_the_budget(work: FakeWork, answered: Optional[float]) -> Sqs:
+    """One join that began waiting for Intercom 24 h ago (BRIDGE_OUTAGE_HOURS) meets Intercom's 503; this
+    container last had an answer from Intercom at `answered` (None: none since it started)."""
+    work.store.settings.put("42", SETTINGS, "ws")
+    work.apis.intercom_.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
+    if answered is not None:
+        work.apis.answers["Intercom"] = answered
+    sqs, since = Sqs(work), work.clock() - 24 * HOUR
+    sqs.send(join(), work.clock(), attributes={"bridge-outage-since": {"stringValue": str(since),
+                                                                       "dataType": "Number"}})
+    return sqs
+
+
+@pytest.mark.parametrize("answered_hours_ago, reason, tries", [
+    (1, "gave up after 3 tries: Intercom answered 503: Service Unavailable", 3),
+    (None, "Intercom unavailable for 24 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service Unavailable", 1)])
+def test_after_a_long_outage_a_503_dead_letters_a_join_only_after_its_tries_once_intercom_answers_again(
+        answered_hours_ago, reason, tries):
+    # What a user sees: a 23-hour Intercom outage ends, the backlog drains for an hour, and the first single 503
+    # this join meets dead-lettered it at once, "Intercom unavailable for 24 h", though Intercom had answered
+    # for an hour. Now that 503 is a try like any other. A container that has had no answer from Intercom (a
+    # fresh one) cannot tell: the join is dead-lettered as the outage's, as before.
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
+    sqs = past_the_budget(work, None if answered_hours_ago is None else work.clock() - answered_hours_ago * HOUR)
+    sqs.run_until(work.clock())
+    assert len(work.queue.dead) == (tries == 1)          # the first 503: a failed try (or the outage's letter)
+    sqs.run_until(work.clock() + 24 * HOUR)
+    [letter] = work.queue.dead
+    assert letter["reason"].startswith(reason) and letter["attempts"] == tries
+
+
+def test_a_join_whose_own_calls_fail_while_intercom_answers_others_still_ends_in_the_dead_letter_queue():
+    # Poison isolation: Intercom answers every other record all along, and answers 503 to this join's calls only;
+    # the join waits out the outage budget (no try used up), then fails its tries, and waits no longer.
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
+    work.apis.answered = lambda vendor: work.clock()
+    work.store.settings.put("42", SETTINGS, "ws")
+    work.apis.intercom_.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
+    sqs, start = Sqs(work), work.clock()
+    sqs.send(join(), start)
+    sqs.run_until(start + 48 * HOUR)
+    [letter] = work.queue.dead
+    assert letter["reason"].startswith("gave up after 3 tries: Intercom answered 503") and letter["attempts"] == 3
+    assert sqs.due == [] and work.clock() < start + 25 * HOUR
+
+
+def one_join(error: Callable[[], Exception], hours: float = 1, budget: Optional[str] = None) -> FakeWork:
+    """One join while every Intercom call raises `error`, for `hours` (the outage budget: `budget` hours)."""
     intercom = FakeIntercom()
-    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work = FakeWork(FakeApis(intercom, FakeRF()), **({"BRIDGE_OUTAGE_HOURS": budget} if budget else {}))
     work.store.settings.put("42", SETTINGS, "ws")
     intercom.down = error
     sqs = Sqs(work)
@@ -113,6 +173,67 @@ def test_explain_shows_a_join_waiting_for_intercom_not_failed():
     text = as_text(explain(work, "a@example.com"))
     assert "Intercom unavailable since" in text and "without using up a try" in text and "failed" not in text
     assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING and work.queue.dead == []
+
+
+def test_past_the_outage_budget_explain_says_the_join_is_dead_lettered_with_its_replay_not_waiting_in_the_queue():
+    """The join's link stays `waiting` when the worker gives its work up after BRIDGE_OUTAGE_HOURS: explain said
+    "waiting — Intercom answered 503 ... (waits in the queue, without using up a try)" while its letter was in
+    the dead-letter queue, where nothing brings it back without a replay. It says the letter (its reason, when)
+    and the replay doctor advises for it."""
+    from chalicelib.services.dead_letters import replay_fix
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"), hours=3, budget="2")
+    [letter] = work.queue.dead
+    assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING
+    found = explain(work, "a@example.com")
+    fix = replay_fix(letter["reason"], "42")
+    assert fix.startswith("once Intercom answers again, `bridge dlq replay --campaign 42`"), fix
+    [person] = found.view()["people"]
+    assert person["status"] == "dead_lettered" and person["dead_letter"]["reason"] == letter["reason"], person
+    assert person["dead_letter"]["fix"] == fix
+    header = header_of(found)
+    assert "waits in the queue" not in header and f"; dead-lettered — {letter['reason']} (since " in header, header
+    assert header.endswith(f"; fix: {fix}"), header
+
+
+def header_of(found: Any) -> str:
+    [header] = [line for line in as_text(found).splitlines() if "RF user 7" in line]
+    return header
+
+
+def test_past_the_outage_budget_while_intercom_answers_again_explain_says_the_waiting_join_retries_then_its_letter():
+    """Past the budget, a join whose Intercom answers others again fails tries (its link still says `waiting`):
+    explain said "(waits in the queue, without using up a try)" while the trail below said "try 1 of 3 failed",
+    and went on saying it once the letter was dead."""
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
+    sqs = past_the_budget(work, work.clock() - HOUR)
+    sqs.run_until(work.clock())
+    header = header_of(explain(work, "7"))
+    assert "; retrying — " in header and "(try 1 of 3 failed; the queue tries it again" in header, header
+    assert "waits in the queue" not in header and work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING
+    sqs.run_until(work.clock() + 24 * HOUR)
+    [letter] = work.queue.dead
+    header = header_of(explain(work, "7"))
+    assert f"; dead-lettered — {letter['reason']} (since " in header and "waits in the queue" not in header, header
+
+
+def test_a_join_notes_its_wait_for_one_outage_once_however_long_and_whatever_the_vendor_answers():
+    """A join that waited out a day's outage had a `join: waiting` note per wait (~100), each saying the same. One
+    note now says it waits for the vendor's outage, from when; the counted note beside it, how often it waited since
+    and last when. A wait of another kind is noted again."""
+    answers = itertools.cycle([ApiError("Intercom", 503, "Service Unavailable"), ApiError("Intercom", 502, "Bad Gateway")])
+    work = one_join(lambda: next(answers), hours=3)
+    ref = PersonRef("42", "7")
+    received, noted, counted = work.store.history.entries(ref)
+    assert (noted.event, noted.outcome, noted.at) == ("join", "waiting", received.at)
+    assert noted.reason == "Intercom unavailable: Intercom answered 503: Service Unavailable"
+    assert (counted.event, counted.count) == ("waiting", len(work.queue.deferred)) and counted.count > 10
+    assert counted.reason.startswith(f"Intercom unavailable since {received.at} (Intercom answered ")
+    work.apis.intercom_.down = lambda: Deferred("Intercom answered 429", retry_after=60, status=429)
+    handle_batch([record(1, json.dumps(JoinMessage(campaign_id="42", rf_user_id="7", person={
+        **LEAD, "id": "7", "email": "a@example.com"}).wire()))], work)
+    assert [(e.event, e.outcome, e.reason) for e in work.store.history.entries(ref)][-2:] == [
+        ("join", "waiting", "Intercom answered 429"),
+        ("waiting", "deferred", "Intercom answered 429 (waits in the queue, without using up a try)")]
 
 
 @pytest.mark.parametrize("status, outage", [(503, "Intercom"), (500, "Intercom"), (429, None), (404, None),
