@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
-from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_join
+from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
 from ..domain.history import iso
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
@@ -491,21 +491,21 @@ _INTERCOM_FIX = {
 }
 
 
-# Refusals of how the sender is set up (its secret, header, format, the campaign's settings here): one fix
-# serves every later webhook, so webhooks accepted after the last one say it may be fixed. Any other
-# reason (invalid_field, missing_user_id, no_contact...) is about one body's data: other people's
-# webhooks being accepted fix nothing of it.
-_SETUP_REASONS = frozenset({"unauthorized", "not_configured", "missing_campaign_id", "malformed_json",
-                            "malformed_form", "unsupported_media_type", "too_large", "unknown_campaign"})
+# Refusals of how the sender is set up (its secret, header, format, payload, the campaign's settings here): one
+# fix serves every later webhook, so webhooks accepted after the last one say it may be fixed. Any other reason
+# is about one body's data, which other webhooks being accepted fix nothing of: a join's person's email
+# (advice.person_data: every other join refusal is RF's setup), an Intercom notification of an unexpected shape.
+_INTERCOM_SETUP = frozenset({"unauthorized", "malformed_json", "unsupported_media_type", "too_large"})
 
 
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
                       fixes: Optional[dict] = None, ws: str = "", heard: Optional[str] = None,
                       accepted: str = "", after_why: str = "", after_fix: str = "",
-                      joined: Optional[Callable[[list[RefusalSample]], tuple[str, str]]] = None) -> int:
-    """One finding per reason refused. A setup reason (_SETUP_REASONS) whose last refusal is older than the
-    last webhook the edge accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while
-    refusals are the newest. A reason about a body's own data stays BAD with its fix. Either is resolved,
+                      joined: Optional[Callable[[list[RefusalSample]], tuple[str, str]]] = None, *,
+                      setup: Callable[[str, list[str]], bool]) -> int:
+    """One finding per reason refused. A setup reason (`setup(reason, messages)`) whose last refusal is older
+    than the last webhook the edge accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD
+    while refusals are the newest. A reason about a body's own data stays BAD with its fix. Either is resolved,
     ok without a fix, once `joined(samples)` says the refused people sampled were joined since (not a
     setup refusal that is still the newest: later webhooks are refused too), or says what it could not
     check. Returns how many are BAD."""
@@ -524,7 +524,8 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
-        resolved, unchecked = (joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS)
+        fixed_by_setup = setup(reason, messages)
+        resolved, unchecked = (joined(samples) if joined is not None and (since or not fixed_by_setup)
                                else ("", ""))
         sampled = len({s.rf_user_id or s.rf_user_digest or s.email_digest for s in samples})
         if resolved and total <= sampled:          # every refused person is among those known joined
@@ -538,7 +539,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
             continue
         if unchecked:
             refused += f"; {unchecked}"
-        if since and reason in _SETUP_REASONS:
+        if since and fixed_by_setup:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
                        after_why, after_fix.format(c=c, campaign=c, ws=ws), warn=True, key=reason)
             continue
@@ -603,7 +604,8 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                                  heard=last, accepted="joins",
                                  after_why="the people whose joins were refused are not in Intercom",
                                  after_fix=BACKFILL,
-                                 joined=lambda samples: _joined_since(store, c, samples, digests))
+                                 joined=lambda samples: _joined_since(store, c, samples, digests),
+                                 setup=lambda reason, messages: not person_data(reason, messages))
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
@@ -620,7 +622,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                                                "workspace's apps", apps.unauthorized_fix(ws, conn.secrets if conn else ()))}
     _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
                       f"Intercom notification(s) for workspace {ws}", fixes, ws, heard=heard,
-                      accepted="notifications",
+                      accepted="notifications", setup=lambda reason, messages: reason in _INTERCOM_SETUP,
                       after_why="Intercom does not send a refused notification again: the contact changes it told of "
                                 "were not applied when it came (leads it would have qualified waited)",
                       after_fix="nothing to do if notifications keep being accepted: the scheduled reconciliation "

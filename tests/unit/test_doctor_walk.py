@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any, Optional
 
+import pytest
+
 from chalicelib.domain.history import iso
 from chalicelib.ports.edge import RefusalSample, campaign_scope
 from chalicelib.services.explain import as_text as explained, explain
@@ -37,10 +39,15 @@ def refused_at_edge(rt: Doctored, rf_user_id: str, email: Optional[str] = None, 
     """RF user `rf_user_id`'s join of campaign 42, sent with `secret` (the edge's is s3cret: by default a wrong
     one), refused by the edge and kept in campaign 42's log as the edge keeps it (services/ingest.receive_rf_join;
     for a wrong secret, the person as digests)."""
+    refused_body(rt, {"id": rf_user_id, "campaign_id": 42, "email": email or f"user{rf_user_id}@example.com",
+                      **body}, secret)
+
+
+def refused_body(rt: Doctored, body: dict, secret: str = "s3cret") -> None:
+    """A join's `body` (by default with the right secret) refused by the edge and kept as it keeps it."""
     edge = FakeEdge()
     edge.clock = rt.clock
-    raw = json.dumps({"id": rf_user_id, "campaign_id": 42, "email": email or f"user{rf_user_id}@example.com",
-                      **body}).encode()
+    raw = json.dumps(body).encode()
     reply = receive_rf_join({RF_SECRET_HEADER: secret, "Content-Type": "application/json"}, raw, edge)
     assert reply.status in (400, 401), reply
     [(campaign, _, sample)] = edge.refusals
@@ -236,7 +243,8 @@ def test_a_join_refused_for_its_email_is_labelled_so_with_the_fix_in_rf():
     assert "wrong type" not in text
     refuse(rt, "campaign:42", "invalid_field", "first_name: must be text, a number, or true or false")
     [refused] = checks(look(rt)[0], "webhooks.rf_refused")
-    assert "(invalid_field: a payload field has a value the bridge does not accept)" in refused["what"]
+    assert "(invalid_field: a payload field has a value of a type or shape the bridge does not accept" in \
+        refused["what"]
 
 
 # --- 7. dead letters doctor could not read -----------------------------------------------------------------
@@ -369,14 +377,15 @@ def test_refused_intercom_notifications_followed_by_accepted_ones_say_why_and_wh
 
 # --- refused joins whose people were joined since -----------------------------------------------------
 def test_refused_joins_whose_people_were_all_joined_since_are_resolved_without_a_fix():
-    """Scenario: two joins refused for their own data (the right secret, a `referrer_id` of the wrong shape);
-    joins accepted since; `bridge backfill 42 --apply` joins one person, then the other. Expected: BAD while
-    one is missing, then resolved since (ok, no warning, no fix). Before: BAD with its fix, forever."""
+    """Scenario: two joins refused for their own data (the right secret, an email with a space in it); joins
+    accepted since; the emails fixed in RF, `bridge backfill 42 --apply` joins one person, then the other.
+    Expected: BAD while one is missing, then resolved since (ok, no warning, no fix). Before: BAD with its fix,
+    forever."""
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")
     rt.work.clock.now += 60
-    refused_at_edge(rt, "7", secret="s3cret", referrer_id=True)
-    refused_at_edge(rt, "8", secret="s3cret", referrer_id=True)
+    refused_at_edge(rt, "7", "a nn@example.com", secret="s3cret")
+    refused_at_edge(rt, "8", "b ob@example.com", secret="s3cret")
     rt.work.clock.now += 60
     rt.store.edge.heard("campaign:42", "join")
     scenario.joined(rt.work, "7", "ann@example.com")                     # the backfill joined one: still BAD
@@ -579,3 +588,54 @@ def test_a_campaign_never_applied_in_another_workspace_has_no_left_behind_findin
     links.linked_elsewhere = lambda *a: read.append(a) or original(*a)    # type: ignore[method-assign]
     view, _ = look(rt)
     assert checks(view, "workspace.left_behind") == [] and read == []
+
+
+# --- walk 6: refusals whose fix is the webhook's setup, a type error, RF's `User not found`, "heard" ---------
+BACKFILL_42 = "`bridge backfill 42` (dry run), then `--apply`"
+
+
+@pytest.mark.parametrize("body", [
+    {"campaign_id": 42},                                            # missing_user_id: a test body typed by hand
+    {"id": "7", "campaign_id": 42, "email": 7},                     # invalid_field: `email: must be text`
+    {"id": "7", "campaign_id": 42, "email": "ann@example.com", "referrer_id": True},   # a boolean referrer id
+    {"id": "7", "user_id": "8", "campaign_id": 42},                 # an id sent twice with two values
+], ids=["no id", "email not text", "referrer id true", "id twice"])
+def test_a_refusal_whose_fix_is_the_webhooks_payload_is_fixed_once_joins_are_accepted_after_it(body):
+    """Walkthrough: ONE test webhook sent by hand without `id` (`curl ... -d '{"campaign_id":42}'`) kept doctor
+    BAD (exit 1) for the 7 days the refusal is kept: it names nobody, so nothing could ever resolve it, and it
+    said both "joins accepted since do not fix it (it is about those people's own data)" and "add the field
+    `id` to RF's webhook payload". A refusal whose fix is the payload (a field missing, of the wrong type or
+    shape, sent twice) is the webhook's setup, as a wrong header is: BAD with the payload's fix while it is
+    the newest, then a warning "fixed?" (exit 0) once joins are accepted after it."""
+    rt = healthy()
+    rt.work.clock.now += 60
+    refused_body(rt, body)
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert not refused["ok"] and not view["ok"], text
+    assert "payload" in refused["fix"] and refused["fix"].endswith(BACKFILL_42), refused["fix"]
+    assert "fix the email in Referral Factory" not in refused["fix"]
+
+    rt.work.clock.now += 60
+    rt.store.edge.heard("campaign:42", "join")                      # a join of RF's, accepted
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert (refused["ok"], refused["warn"], view["ok"]) == (True, True, True), text
+    assert refused["what"].endswith("fixed?") and "do not fix it" not in text, refused["what"]
+    assert refused["fix"] == BACKFILL_42
+
+
+def test_a_join_refused_for_an_email_that_is_not_text_is_the_payloads_problem_not_the_persons_email():
+    """Walkthrough: a join with `"email": 7` was said to be refused because "the person's email is not an
+    address, e.g. it holds a space", fix "fix the email in Referral Factory", while its sample said `email: must
+    be text`: no email in RF is a number; the webhook's payload (or whoever typed the body) sent one. Doctor and
+    explain say so, with the payload's fix."""
+    rt = healthy()
+    refused_body(rt, {"id": "7", "campaign_id": 42, "email": 7})
+    view, text = look(rt)
+    [refused] = checks(view, "webhooks.rf_refused")
+    assert refused["what"].startswith("1 join(s) refused (invalid_field: a payload field has a value of a type or "
+                                      "shape the bridge does not accept") and 'e.g. "email: must be text"' in text
+    assert "not an address" not in text and "fix the email in Referral Factory" not in text
+    [entry] = [e for e in explain(rt, "7").view()["trail"] if e["event"] == "webhook_refused"]
+    assert entry["fix"] == refused["fix"]
