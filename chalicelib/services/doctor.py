@@ -144,7 +144,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     else:                      # each way _intercom reads no attributes ends with its finding saying why
         _unchecked(report, "settings.workspace", f"the settings against workspace {settings.workspace}'s data "
                    "attributes (they could not be read)", report.findings[-1].check, settings.campaign_id)
-    rf_refused = _rf(rt, report, settings)
+    rf_reached = _rf(rt, report, settings)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
@@ -155,7 +155,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _left_behind(store, report, settings, left)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all)
     _sync(rt, report, settings)
     return report
 
@@ -386,9 +386,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
 
 
 # --- Referral Factory ------------------------------------------------------------------------------
-def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
-    """The RF checks; whether RF refused the token or did not know the campaign with it (a token of another
-    account)."""
+def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> Optional[bool]:
+    """The RF checks; whether the RF token reaches the campaign: True, RF showed it; False, RF refused the token or
+    did not know the campaign with it (a token of another account); None, not checked."""
     conn = rt.store.connections.rf()
     secrets = conn.secrets if conn else frozenset()
     if "webhook-secret" not in secrets:
@@ -400,7 +400,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
                    "missing fields cannot be read and no referral can be qualified",
                    "`bridge rf connect` (it asks for the token)")
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.connection", settings.campaign_id)
-        return False
+        return None
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
@@ -417,7 +417,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
-        return exc.status in (RF_REFUSED_TOKEN, 404)
+        return False if exc.status in (RF_REFUSED_TOKEN, 404) else None
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
         report.add("rf.campaign", False, f"campaign {settings.campaign_id} is {status} in Referral Factory",
@@ -426,7 +426,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
     else:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
-    return False
+    return True
 
 
 _NEWEST = "whether the newest person in RF's campaign reached the bridge"
@@ -714,13 +714,13 @@ def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
                attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
-               rf_refused: bool = False, read_all: bool = True) -> None:
+               rf_reached: Optional[bool] = None, read_all: bool = True) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
-    searches = _dead_letters(rt, report, settings, rf_refused) if dlq else []
+    searches = _dead_letters(rt, report, settings, rf_reached) if dlq else []
     failing = [d for d in searches if not d.superseded]
     if settings.qualification is None:
         _searches(report, settings.workspace, failing)
@@ -760,11 +760,25 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", dead_letters.SEARCH: "reconciliation's searches"}
 
 
+def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
+    """Why dead letters of `reason` matter, as truthfully as what a replay would do (`rf_reached`: whether the RF
+    token reaches their campaign, as _rf says)."""
+    if not dead_letters.never_succeeds(reason) or rf_reached is False:
+        return "this work is stopped until it is replayed"
+    if rf_reached:
+        return ("Referral Factory no longer has this user in the campaign, which the RF token reaches: the work can "
+                "never succeed, and a replay fails the same way; the letter waits in the dead-letter queue until it "
+                "is discarded")
+    return ("this work is stopped: a replay brings it back only if the RF token was the cause (of another RF "
+            "account); for a user deleted in RF, a replay fails the same way")
+
+
 def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
-                  rf_refused: bool = False) -> list[dead_letters.DeadLetter]:
+                  rf_reached: Optional[bool] = None) -> list[dead_letters.DeadLetter]:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
-    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's).
+    `rf_reached`: whether the RF token reaches the campaign (_rf): RF showed it (its `User not found` is the
+    user's, gone), or refused the token or did not know the campaign with it (its 404s are the token's).
     Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
     by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
@@ -774,17 +788,18 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     searches = [d for d in letters if d.kind == dead_letters.SEARCH and d.workspace == ws]
     unnamed = [d for d in letters
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
+    rf_refused = rf_reached is False
     for reason, n in Counter(d.reason for d in mine).most_common():
-        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed",
-                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused),
+        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, rf_reached),
+                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused, campaign_seen=bool(rf_reached)),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
                                   if d.reason == reason}))
+        # (a letter naming no campaign may be another campaign's, which RF was not asked about)
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
-                   "they may be about this campaign's people (a notification can qualify a lead): this work is "
-                   "stopped until it is replayed, and `--campaign` does not reach it",
+                   "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
+                   "does not reach them: " + _stopped(reason, False if rf_refused else None),
                    dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused), key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:

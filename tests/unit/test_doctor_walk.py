@@ -13,6 +13,7 @@ from typing import Any, Optional
 import pytest
 
 from chalicelib.domain.history import iso
+from chalicelib.errors import Transient
 from chalicelib.ports.edge import RefusalSample, campaign_scope
 from chalicelib.services.explain import as_text as explained, explain
 from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
@@ -639,3 +640,30 @@ def test_a_join_refused_for_an_email_that_is_not_text_is_the_payloads_problem_no
     assert "not an address" not in text and "fix the email in Referral Factory" not in text
     [entry] = [e for e in explain(rt, "7").view()["trail"] if e["event"] == "webhook_refused"]
     assert entry["fix"] == refused["fix"]
+
+
+GONE = "Referral Factory answered 404: User not found."
+DISCARD = '`bridge dlq discard --reason "Referral Factory answered 404: User not found" --campaign 42 --yes`'
+
+
+def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaign_is_advised_the_discard():
+    """Walkthrough: RF answered 404 `User not found.` for a join's user; doctor showed `ok [rf.campaign]` (the
+    token reaches the campaign) and still gave both branches (wrong RF account: fix the token and replay; user
+    deleted: discard), with "why: this work is stopped until it is replayed", though a replay fails again.
+    With the campaign shown, the token is not the cause: the user is gone from it, and the discard is the fix.
+    While the campaign could not be checked (RF unavailable), both branches stay."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, "2026-09-21T14:00:00Z")
+    view, text = look(rt)
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    assert campaign["ok"] and DISCARD in letters["fix"], letters["fix"]
+    assert "rf connect" not in letters["fix"] and "dlq replay" not in letters["fix"], letters["fix"]
+    assert "until it is replayed" not in letters["why"] and "a replay fails the same way" in letters["why"]
+
+    rt.work.apis.rf_.campaign_answers = [Transient("Referral Factory answered 503: down", status=503)]
+    view, _ = look(rt)
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    assert not campaign["ok"] and "`bridge rf connect`" in letters["fix"] and DISCARD in letters["fix"]
+    assert "until it is replayed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
+
