@@ -21,7 +21,7 @@ from .ports import AttributeList, Connection, RefusalSample, SecretStore, Store
 from .domain.apps import apps
 from .ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN, RF_WEBHOOK_SECRET,
                             WORKER, app_client_secret, intercom_token, valid_workspace)
-from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
+from .ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
     from .adapters.intercom import IntercomAuthClient, IntercomClient
@@ -35,7 +35,6 @@ EDGE_SECRET_SECONDS = 60
 # A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
 # search, create, tag) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
 INTERCOM_FIRST_BLOCK = 4
-HEARD_EVERY_SECONDS = 60     # the edge notes "heard a join / a notification" at most this often per container     # a value refused by a signature is checked against the store at once anyway
 
 
 class Runtime:

@@ -33,7 +33,7 @@ from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.store import SCAN_LIMIT
 from ..ports.apis import CampaignPeople, IntercomAccount
-from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
+from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
 from .moved import applied_elsewhere
@@ -615,7 +615,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
         report.add("webhooks.rf", True, f"the last join of campaign {c} was received at {last} "
                    f"(over {QUIET_HOURS} h ago): if people joined since, check RF's webhook")
     elif not problems:
-        report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
+        report.add("webhooks.rf", True, f"joins arrive (last received at {last}{_KEPT})")
     ws = settings.workspace
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
     fixes = {**_INTERCOM_FIX, "unauthorized": ("X-Hub-Signature verifies with the client secret of none of the "
@@ -647,9 +647,13 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    "the periodic reconciliation instead of seconds",
                    "check the subscription: " + _SUBSCRIBE, warn=True)
     elif heard is not None:
-        report.add("webhooks.intercom", True, f"Intercom notifications arrive (last at {heard})")
+        report.add("webhooks.intercom", True, f"Intercom notifications arrive (last received at {heard}{_KEPT})")
 
 
+# When a webhook was last received, as the edge notes it: once a minute at most (HEARD_EVERY_SECONDS), so later ones
+# may not show (the next after a refusal is noted at once: "fixed?" compares them truly).
+_KEPT = ", or within the minute after: the edge notes it at most once a minute"
+assert HEARD_EVERY_SECONDS == 60, _KEPT
 _SUBSCRIBE = ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
               "the topics " + ", ".join(TOPICS))
 

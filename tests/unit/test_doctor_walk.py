@@ -22,6 +22,8 @@ from tests.unit import scenario
 from tests.unit.doctoring import Doctored, checks, healthy, look
 from tests.unit.moves import apply
 
+KEPT = ", or within the minute after: the edge notes it at most once a minute"   # (when last received)
+
 
 def refuse(rt: Doctored, scope: str = "campaign:42", reason: str = "unauthorized",
            message: str = "missing or wrong header", rf_user_id: Optional[str] = None) -> str:
@@ -81,7 +83,7 @@ def test_joins_accepted_after_the_last_refusal_say_fixed_and_the_report_is_ok_ag
     assert text.startswith("campaign 42: no problems found, 1 warning(s)")
     assert "  warn [webhooks.rf_refused] 2 join(s) refused" in text
     assert "        fix: `bridge backfill 42` (dry run), then `--apply`" in text
-    assert f"ok  [webhooks.rf] joins arrive (last received at {heard})" in text
+    assert f"ok  [webhooks.rf] joins arrive (last received at {heard}{KEPT})" in text
 
     rt.work.clock.now += 60                                         # refused again: BAD again
     refuse(rt, "campaign:42")
@@ -145,7 +147,7 @@ def test_notifications_that_stopped_while_leads_wait_are_a_warning_naming_the_su
     rt.work.clock.now += 3600
     rt.store.edge.heard("campaign:42", "join")
     view, text = look(rt)
-    assert checks(view, "webhooks.intercom")[0]["what"] == f"Intercom notifications arrive (last at {last})"
+    assert checks(view, "webhooks.intercom")[0]["what"] == f"Intercom notifications arrive (last received at {last}{KEPT})"
 
     rt.work.clock.now += 25 * 3600                                  # the subscription stopped a day ago
     rt.store.edge.heard("campaign:42", "join")
@@ -171,7 +173,7 @@ def test_a_quiet_workspace_without_pending_leads_is_not_a_warning():
     rt.work.clock.now += 48 * 3600
     rt.store.edge.heard("campaign:42", "join")
     view, _ = look(rt)
-    assert checks(view, "webhooks.intercom")[0]["what"] == f"Intercom notifications arrive (last at {last})"
+    assert checks(view, "webhooks.intercom")[0]["what"] == f"Intercom notifications arrive (last received at {last}{KEPT})"
 
 
 # --- 4. mapped fields that were not written -----------------------------------------------------------
@@ -667,3 +669,15 @@ def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaig
     assert not campaign["ok"] and "`bridge rf connect`" in letters["fix"] and DISCARD in letters["fix"]
     assert "until it is replayed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
 
+
+def test_when_joins_and_notifications_were_last_received_says_it_is_kept_to_the_minute():
+    """Walkthrough: `ok [webhooks.rf] joins arrive (last received at 23:04:52)` after joins at 23:05:13 and
+    23:05:30: the edge notes "heard" at most once a minute per container (a join costs no write beyond that),
+    so the time shown may be up to a minute before the latest. The line says so."""
+    rt = healthy()
+    scenario.joined(rt.work, "7", "ann@example.com")                # a pending lead: notifications are checked
+    rt.store.edge.heard("workspace:ws", "notification")
+    view, text = look(rt)
+    [joins], [notes] = checks(view, "webhooks.rf"), checks(view, "webhooks.intercom")
+    for finding in (joins, notes):
+        assert finding["ok"] and finding["what"].endswith(f"{KEPT})"), finding["what"]
