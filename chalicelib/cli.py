@@ -810,6 +810,7 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
 def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import doctor
 
+    rt.config = doctor.quick(rt.config)      # (before its clients are made: they read it then)
     report = doctor.examine(rt, args.campaign_id, dlq=bool(rt.config.dlq_url))
     if args.json:
         _print(report.view())

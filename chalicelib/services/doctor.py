@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cache
 from typing import Any, Callable, Optional, Protocol
@@ -49,6 +49,11 @@ DUPLICATE_CHECKS = 50          # pending leads whose email is searched for dupli
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
 LATE_RUNS = 4                 # reconciliation is late after 4 of its scheduled runs (an hour at the default 15 min)
 LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
+# Doctor answers the operator now: its calls wait no longer than this (a backoff, a Retry-After, a slot of the
+# limiter), so a call is retried at once, once at most (the next backoff is longer), and a vendor's outage is said
+# in seconds, not waited out with the worker's retries; each call times out after CHECK_TIMEOUT at most.
+CHECK_WAIT = 0.5
+CHECK_TIMEOUT = 5.0
 
 
 class Examined(Protocol):
@@ -64,6 +69,11 @@ class Examined(Protocol):
     def queue(self) -> DeadLetterQueue: ...
     def intercom(self, workspace: str) -> Any: ...          # an IntercomAccount
     def rf(self) -> Any: ...                                  # CampaignPeople
+
+
+def quick(config: Config) -> Config:
+    """The configuration doctor's HTTP clients are made with (CHECK_WAIT, CHECK_TIMEOUT)."""
+    return replace(config, max_retry_wait=CHECK_WAIT, http_timeout=min(config.http_timeout, CHECK_TIMEOUT))
 
 
 @dataclass(frozen=True)

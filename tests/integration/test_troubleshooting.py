@@ -109,6 +109,22 @@ def test_every_replay_advised_for_rfs_refusal_takes_back_the_letters_the_refusal
     assert bridge.dead_letters() == []
 
 
+def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom, capsys):
+    """Walkthrough: `make fault ARGS="intercom 503 --for 120"`, then `time ./bridge doctor 42`: no output for
+    ~25 s. Its `GET /me` had the worker's retries: 3, each waiting for Intercom's X-RateLimit-Reset (up to
+    10 s). Doctor answers the operator now: a call retried once at most, no long wait, and the outage said.
+    The waits it would make are counted here, not made (its sleeper), over real HTTP to the simulator."""
+    bridge.apply(lead_settings())
+    intercom.fail_next("*", ".*", 503, times=10**6)                 # every call, whatever it is
+    rt = bridge.operator()
+    slept: list[float] = []
+    rt.sleeper = slept.append
+    before = intercom.count("GET", "/me")
+    code, out, _ = run_cli(rt, capsys, "doctor", "42")
+    assert code == 1 and "BAD [intercom.token] Intercom is unavailable or limiting the bridge now" in out, out
+    assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
+
+
 def test_doctor_names_the_missing_secrets_and_advises_commands_that_ask_for_them(bridge, capsys):
     """No fix tells the operator to type a secret on a command line (it would stay in the history)."""
     from chalicelib.adapters.dynamo.catalog import ConnectionItem, RFConfigItem
