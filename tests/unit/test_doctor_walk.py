@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -22,6 +23,7 @@ from tests.unit import scenario
 from tests.unit.doctoring import Doctored, checks, healthy, look
 from tests.unit.moves import apply
 
+ROOT = Path(__file__).resolve().parents[2]
 KEPT = ", or within the minute after: the edge notes it at most once a minute"   # (when last received)
 
 
@@ -668,6 +670,16 @@ def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaig
     [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
     assert not campaign["ok"] and "`bridge rf connect`" in letters["fix"] and DISCARD in letters["fix"]
     assert "until it is replayed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
+
+
+def test_doctor_says_no_dead_letters_as_the_readme_says_it():
+    """The README said doctor never says "no dead letters"; it says so when it read every letter and none is
+    the campaign's (it never does when some could not be read: a warning instead)."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    [none] = checks(look(healthy())[0], "dead_letters")
+    assert none["what"] == "no dead letters for campaign 42 or without a campaign"
+    assert 'never "no dead letters"' not in readme
+    assert "`no dead letters for campaign N or without a campaign`" in readme
 
 
 def test_when_joins_and_notifications_were_last_received_says_it_is_kept_to_the_minute():
