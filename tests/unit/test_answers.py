@@ -510,7 +510,8 @@ def test_backfill_names_whom_rf_lists_unreadably_and_why_in_text_and_json(capsys
         "          - RF user 2 (a***@x.co): email: holds a character no email address can (an invisible character, "
         "U+200B, at character 4): fix the email in Referral Factory",
         "          - no RF id (b***@x.co): no user id",
-        "       1  not in the bridge: would be joined"]
+        "       1  not in the bridge: would be joined",
+        "          - RF user 4 (c***@x.co)"]
     view = json.loads(run_cli(rt, capsys, "backfill", "42", "--json")[1])
     assert view["unreadable"] == [
         {"rf_user_id": "2", "email": "a***@x.co", "reason": "email: holds a character no email address can (an "
