@@ -437,7 +437,7 @@ def test_a_revoked_rf_token_is_advised_as_the_bridges_stored_token_alike_by_expl
     `dlq list` and doctor's dead-letter finding say the same."""
     from chalicelib.services.dead_letters import look
     from chalicelib.services.doctor import examine
-    from tests.unit.test_doctor_walk import checks, healthy
+    from tests.unit.doctoring import checks, healthy
     rt = healthy()
     work = rt.work
     work.config = dataclasses.replace(work.config, queue_url="memory://queue", dlq_url="memory://dlq")
