@@ -42,7 +42,8 @@ def refused_join(reason: str, messages: Sequence[str], unknown: str = "see the m
 
 
 #: Referral Factory refused the RF token the bridge has stored (RF's 401, as the bridge words it: "Referral Factory
-#: answered 401"): the cause is the bridge's token, not anything at RF. Takes `{replay}`.
+#: answered 401"): the cause is the bridge's token, not anything at RF. (RF's 403 is its block of the bridge's IP,
+#: which the work waits out: never dead-lettered, never this fix.) Takes `{replay}`.
 RF_TOKEN = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
             "`bridge rf connect` (it asks for the new token), then {replay}")
 #: What RF's refusal of the stored token puts in a failure's reason, whatever RF's message: `dlq replay --reason`
@@ -55,11 +56,11 @@ RF_TOKEN_REPLAY = ("`bridge dlq replay {selector}` brings back the work that fai
                    "discard it)")
 
 
-def rf_token_fix(refused: str = RF_TOKEN_REFUSED) -> str:
+def rf_token_fix() -> str:
     """The one fix of RF refusing the stored token, wherever it is seen (doctor's campaign check, a campaign's
-    dead letters, a notification's, explain): the replay by RF's refusal (`refused`, what the reasons say),
+    dead letters, a notification's, explain): the replay by RF's refusal (what the letters' reasons say),
     whatever the campaign, as it reaches every letter of the incident."""
-    return RF_TOKEN.format(replay=RF_TOKEN_REPLAY.format(selector=f"--reason {shlex.quote(refused)}"))
+    return RF_TOKEN.format(replay=RF_TOKEN_REPLAY.format(selector=f"--reason {shlex.quote(RF_TOKEN_REFUSED)}"))
 
 
 def rf_token_refused(reason: str) -> bool:

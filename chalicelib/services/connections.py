@@ -212,13 +212,9 @@ def list_workspaces(rt: Connecting) -> list[dict]:
     return listed
 
 
-def oauth_app_stored(rt: Connecting, client_id: Optional[str]) -> dict[str, bool]:
-    """Which of the public app's settings are stored (never their values); refused when it would have
-    no client id."""
-    return {name: value is not None for name, value in _oauth_app(rt, client_id).items()}
-
-
-def _oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[str]]:
+def oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[str]]:
+    """What the public app has stored (its client id, client secret and state key; None: not set), read once
+    for configure_oauth; refused when it would have no client id."""
     edge = rt.secrets.scoped(EDGE)
     stored = {name: edge.get(name) for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
     if not client_id and stored[OAUTH_CLIENT_ID] is None:
@@ -227,35 +223,32 @@ def _oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[s
 
 
 def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str],
-                    had: Optional[dict[str, bool]] = None) -> dict:
+                    stored: Optional[dict[str, Optional[str]]] = None) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
-    made once. What is not given is kept. `had`: what oauth_app_stored already answered for this
-    client id (a prompt asked it): whether each is set is not asked again (the public secret itself is
-    read once more, for relabel_copies)."""
+    made once. What is not given is kept. `stored`: what oauth_app already read for this client id (a
+    prompt asked whether a secret is stored): not read again."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
                            "INTERCOM_OAUTH_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
-    stored = None if had else _oauth_app(rt, client_id)       # read once: its public secret is relabel_copies'
-    had = had or {name: value is not None for name, value in (stored or {}).items()}
-    if not client_secret and not had[OAUTH_CLIENT_SECRET]:
+    stored = stored or oauth_app(rt, client_id)
+    public, state_key = stored[OAUTH_CLIENT_SECRET], stored[OAUTH_STATE_KEY]
+    if not client_secret and public is None:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
                            "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
-    public = (stored[OAUTH_CLIENT_SECRET] if stored else edge.get(OAUTH_CLIENT_SECRET)) if had[OAUTH_CLIENT_SECRET] \
-        else None
-    relabelled = relabel_copies(rt, public) if had[OAUTH_CLIENT_SECRET] else []
     if client_secret and not apps.same(client_secret, public):    # (the same again: what held it were copies)
         refuse_private_secret(rt, client_secret)
+    relabelled = relabel_copies(rt, public) if public is not None else []
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:
         edge.put(OAUTH_CLIENT_SECRET, client_secret)
-    if not had[OAUTH_STATE_KEY]:
+    if state_key is None:
         edge.put(OAUTH_STATE_KEY, new_key())
     return {"client_id": "set" if client_id else "kept", "client_secret": "set" if client_secret else "kept",
-            "state_key": "kept" if had[OAUTH_STATE_KEY] else "made", "relabelled": relabelled}
+            "state_key": "made" if state_key is None else "kept", "relabelled": relabelled}
 
 
 def refuse_private_secret(rt: Connecting, secret: str) -> None:

@@ -111,8 +111,6 @@ RF_404 = "Referral Factory answered 404"
 #: The reason of work that can never succeed: Referral Factory says it does not know the user (deleted
 #: there). Only RF's own answer says so: a 404 without it (a wrong RF_BASE_URL) is fixed and replayed.
 RF_GONE = f"{RF_404}: User not found"
-#: RF's refusal of the token itself, in a dead letter's reason.
-_RF_REFUSED = re.compile(r"Referral Factory answered 40[13]\b")
 
 
 def never_succeeds(reason: str) -> bool:
@@ -144,7 +142,7 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     if rf_token_refused(reason):     # by its reason, whatever the campaign: as doctor's [rf.campaign] says
         return rf_token_fix()
     token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
-    if token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
+    if token_refused and RF_404 in reason:
         named = f"campaign {campaign}" if campaign else "the campaign"
         return (f"Referral Factory refuses the RF token or does not know {named} with it (see "
                 f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")

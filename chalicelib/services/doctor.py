@@ -27,7 +27,8 @@ from ..domain.settings import (CampaignSettings, SettingsError, check_against_wo
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
-from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
+from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
+                      rf_campaign_fix)
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.store import SCAN_LIMIT
@@ -404,7 +405,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
         c = settings.campaign_id
-        if isinstance(exc, Blocked):
+        if rf_blocked(exc):
             report.add("rf.campaign", False, f"Referral Factory has blocked this IP: campaign {c} could not be checked "
                        f"({exc.reason})", "joins and qualifications wait in the queue (not dead-lettered) until RF "
                        "lifts the block, which lasts up to days", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
@@ -416,7 +417,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
-        return not isinstance(exc, Blocked) and exc.status in (*REFUSED_TOKEN, 404)
+        return exc.status in (RF_REFUSED_TOKEN, 404)
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
         report.add("rf.campaign", False, f"campaign {settings.campaign_id} is {status} in Referral Factory",

@@ -11,10 +11,10 @@ from chalicelib.services import oauth as flow
 from chalicelib.services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_workspace,
                                              disconnect_workspace)
 from tests.fakes import FakeConnecting
+from tests.unit.connecting import HERE, connected, rt, started, ticket  # noqa: F401  (rt: a fixture)
 
 KEY = "k" * 43
 NOW = 1_790_000_000.0
-HERE = flow.Place("https://bridge.example/api", secure=True)
 
 
 # --- the state ----------------------------------------------------------------------------------
@@ -62,30 +62,6 @@ def test_a_regional_workspace_gets_its_api_base_only_when_checked_on_the_default
 
 
 # --- the OAuth use case -----------------------------------------------------------------------
-
-@pytest.fixture
-def rt():
-    rt = FakeConnecting()
-    configure_oauth(rt, "app-id", "app-secret")
-    rt.auth.apps["tok-1"] = {"id_code": "ws1", "name": "Acme <b>", "region": "US"}
-    return rt
-
-
-def ticket(rt, workspace=None) -> str:
-    """The ticket of a link the operator minted (`bridge workspace oauth-link`)."""
-    url = flow.mint_link(rt, HERE.base, workspace)["url"]
-    assert url.startswith(f"{HERE.start}?ticket=")
-    return url.split("=", 1)[1]
-
-
-def started(rt, workspace=None) -> tuple[dict, str]:
-    """The admin opened the link and continued to Intercom: the authorize URL's query, the cookie."""
-    page = flow.begin(rt, HERE, ticket(rt, workspace))
-    assert page.status == 303
-    query = dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))
-    cookie = page.headers["Set-Cookie"].split(";")[0]
-    return query, cookie
-
 
 def test_opening_the_link_spends_nothing_and_its_page_continues_with_a_post(rt):
     """Mail scanners, chat previews and prefetches open links: the GET answers a page, and only its
@@ -135,14 +111,6 @@ def steps(page) -> list[str]:
     import re
     return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", item)).split())
             for item in re.findall(r"<li>(.*?)</li>", page.html, re.S)]
-
-
-def connected(rt, code: str = "code=") -> flow.Page:
-    query, cookie = started(rt)
-    rt.auth.codes[code] = "tok-1"
-    page = flow.callback(rt, {"code": code, "state": query["state"]}, cookie, HERE)
-    assert page.status == 200
-    return page
 
 
 def campaign(campaign_id: str, workspace: str = "ws1", sync: dict | None = None) -> dict:

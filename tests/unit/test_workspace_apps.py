@@ -18,7 +18,7 @@ from chalicelib.services.connections import ConnectError, configure_oauth, conne
 from chalicelib.services.ingest import receive_intercom, signature
 from tests.fakes import FakeQueue, MemorySecrets
 
-from .test_connect import HERE, connected, rt, started  # noqa: F401  (rt: a fixture; the public app's secret is app-secret)
+from tests.unit.connecting import HERE, connected, rt, started  # noqa: F401  (rt: a fixture; the public app's secret: app-secret)
 
 PUBLIC_SECRET, PRIVATE_SECRET = "app-secret", "private-secret"
 
@@ -166,6 +166,22 @@ def test_a_warm_edge_verifies_either_apps_webhooks_without_reading_a_secret_agai
     assert len(rt.secrets.reads) == reads
 
 
+def test_the_public_apps_webhooks_alone_never_read_the_private_apps_secret_once_warm(rt):
+    """SecretCache.first promises that one app's webhooks cost no read of the other's secret. Otherwise a
+    workspace connected both ways whose webhooks all come from the public app (its private app quiet, or retired
+    in Intercom and not yet removed here) would have the private app's secret read again every minute in every
+    API container, as the cached values expire: twice the GetParameter calls on the account's one SSM budget."""
+    private(rt)
+    connected(rt)
+    api = edge(rt)
+    assert notify(api, PUBLIC_SECRET, 0) == 200                       # a cold container reads what it must
+    warm = len(rt.secrets.reads)
+    for n in range(1, 601):                                           # a webhook a second for ten minutes
+        rt.clock.now += 1
+        assert notify(api, PUBLIC_SECRET, n) == 200
+    assert "/bridge/edge/intercom/ws1/client-secret" not in rt.secrets.reads[warm:]
+
+
 def test_reconnecting_by_oauth_adds_no_second_entry_and_copies_no_secret(rt):
     connected(rt)
     connected(rt, code="again=")
@@ -210,6 +226,20 @@ def test_the_callback_tells_a_copy_by_the_public_apps_secret_it_already_has(rt):
     assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
     assert rt.secrets.reads[before:].count("/bridge/edge/oauth/client-secret") == 1       # the app's, read once
     assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["oauth"]
+
+
+def test_a_rotated_public_app_secret_no_longer_verifies_a_workspace_reconnected_by_oauth(rt):
+    """A workspace connected by OAuth by an older bridge holds a copy of the public app's secret as its own
+    (that callback copied it). The operator rotates the public app's secret (say it leaked) and the admin
+    reconnects by OAuth, which used to overwrite the copy. The callback now writes no client secret: were the
+    copy, no longer equal to the public app's, kept as a "private app", the leaked secret would verify forged
+    webhooks for the workspace for good, and `workspace list` would name a private app it never had."""
+    rt.store.connections.put_workspace("ws1", {"token", "client-secret"})
+    rt.secrets.scoped("edge").put("intercom/ws1/client-secret", PUBLIC_SECRET)     # the old callback's copy
+    configure_oauth(rt, None, "rotated-secret")
+    connected(rt)
+    assert [notify(edge(rt), s, n) for n, s in enumerate(("rotated-secret", PUBLIC_SECRET))] == [200, 401]
+    assert list_workspaces(rt)[0]["apps"] == ["oauth"]
 
 
 def copies(rt, *workspaces: str) -> None:
