@@ -820,7 +820,7 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
-    from .services.backfill import UNREADABLE, BackfillError, backfill
+    from .services.backfill import EXAMPLES, UNREADABLE, BackfillError, backfill
 
     def bar(read: int, total: Optional[int], queued: int) -> None:
         if args.json or not sys.stderr.isatty():
@@ -847,13 +847,16 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
              if view["counted"] else ""))
     for outcome, n in view["outcomes"].items():
         print(f"  {n:>6}  {outcome}")
-        if outcome == UNREADABLE:
-            for p in view["unreadable"]:
-                who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
-                       if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
-                print(f"          - {who}: {p['reason']}")
-            if view["unreadable_more"]:
-                print(f"          … and {view['unreadable_more']} more")
+        # whom it names: those RF lists unreadably (the first EXAMPLES, and why), or whom it sends or counts
+        named = view["unreadable"] if outcome == UNREADABLE else view["people"].get(outcome, [])[:EXAMPLES]
+        for p in named:
+            who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
+                   if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
+            why = f": {p['reason']}" if "reason" in p else \
+                f", for referrer {p['referrer_id']}" if "referrer_id" in p else ""
+            print(f"          - {who}{why}")
+        if named and n > len(named):
+            print(f"          … and {n - len(named)} more")
     return 0
 
 

@@ -543,24 +543,33 @@ def as_text(explanation: Explanation) -> str:
     if not view["people"] and not view.get("enrolled_by_sync") and not view.get("duplicate_of"):
         lines.append("  no link: no join of theirs was applied")
     lines.append("")
+    # The same entry again and again in a row (a join received at each try) is said once, with how many times.
+    said: list[tuple[tuple[str, str, list[str]], int, str, str]] = []    # (entry's text, times, first at, last at)
     for e in view["trail"]:
-        who = f"{e.get('campaign_id') or '?'}#{e.get('rf_user_id') or '?'}"
-        text = f"{e['at']}  {who:<14} {e['event']}: {e['outcome']}"
-        if e.get("reason"):
-            text += f" — {e['reason']}"
-        if (e.get("count") or 0) > 1:
-            text += f" (x{e['count']})"
-        if e.get("resolved"):
-            text += " (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)"
-        inline, below = _details(e.get("details") or {})
-        if inline:
-            text += "  " + ", ".join(inline)
-        lines.append(text)
+        text, times = _entry_text(e), max(1, e.get("count") or 1)
+        if said and said[-1][0] == text:
+            _, before, first, _ = said[-1]
+            said[-1] = (text, before + times, first, e["at"])
+        else:
+            said.append((text, times, e["at"], e["at"]))
+    for (head, tail, below), times, first, last in said:
+        again = "" if times == 1 else f" (x{times})" if first == last else f" (x{times}, the last at {last})"
+        lines.append(f"{first}  {head}{again}{tail}")
         lines += [f"{'':26}{line}" for line in below]
-        for key in ("fix", "hint"):
-            if e.get(key):
-                lines.append(f"{'':26}{key}: {e[key]}")
     return "\n".join(lines)
+
+
+def _entry_text(e: dict) -> tuple[str, str, list[str]]:
+    """An entry as the text says it, but for its time and count: its line (before, after where a count
+    goes) and the lines below it."""
+    who = f"{e.get('campaign_id') or '?'}#{e.get('rf_user_id') or '?'}"
+    head = f"{who:<14} {e['event']}: {e['outcome']}" + (f" — {e['reason']}" if e.get("reason") else "")
+    tail = (" (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)") \
+        if e.get("resolved") else ""
+    inline, below = _details(e.get("details") or {})
+    if inline:
+        tail += "  " + ", ".join(inline)
+    return head, tail, below + [f"{key}: {e[key]}" for key in ("fix", "hint") if e.get(key)]
 
 
 def _under_way(retry: dict) -> str:
@@ -574,8 +583,8 @@ def _details(details: dict) -> tuple[list[str], list[str]]:
     a list (e.g. the field errors) on its own line below it."""
     inline, below = [], []
     for k, v in details.items():
-        if v is None:                                          # not known (a join's type): not "None"
-            continue
+        if v is None or v in ([], {}, ""):                     # not known (a join's type), or nothing (none
+            continue                                           # fetched from RF): not "None", nor "[]"
         if k == "run" and v == 0:                              # a sync entry's: ongoing sync's webhook, no run
             inline.append("by webhook")
         elif isinstance(v, list) and any(isinstance(x, dict) for x in v):

@@ -355,7 +355,7 @@ def drive(stage: Stage) -> dict:
 def oauth_connect(stage: Stage) -> list[int]:
     """The operator stores the public app (not recorded); an admin's browser opens the start link,
     clicks Continue (a POST of its ticket), authorizes on Intercom's page and comes back to the
-    callback, which connects the workspace."""
+    callback, which connects the workspace; the admin reloads that page."""
     import requests
 
     from chalicelib.services.connections import configure_oauth
@@ -374,7 +374,9 @@ def oauth_connect(stage: Stage) -> list[int]:
                             allow_redirects=False, timeout=10)
     back = urlparse(decided.headers["Location"])
     done = stage.get(f"{back.path}?{back.query}", {"Host": "abc.execute-api.example", "Cookie": cookie})
-    return [page["statusCode"], start["statusCode"], done["statusCode"]]
+    again = stage.get(f"{back.path}?{back.query}", {"Host": "abc.execute-api.example", "Cookie": cookie})  # a reload
+    assert "This sign-in link was already used: it connected" in again["body"], again
+    return [page["statusCode"], start["statusCode"], done["statusCode"], again["statusCode"]]
 
 
 def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
@@ -396,7 +398,7 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert outcome["reconcile"] == {"queued": 1, "round_complete": True, "searches": 1, "overdue": 1}
     assert len(outcome["eve"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
-    assert outcome["oauth"] == [200, 303, 200]
+    assert outcome["oauth"] == [200, 303, 200, 200]
 
 
 @pytest.mark.parametrize("function", deploy.FUNCTIONS)

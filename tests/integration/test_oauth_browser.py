@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from contextlib import redirect_stdout
+from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -202,13 +203,20 @@ def test_an_expired_state_is_refused_even_with_a_good_code(stack, clock):
     assert stack.nothing_stored() and stack.exchanges() == 0
 
 
-def test_a_replayed_callback_is_refused_and_stores_nothing_more(stack):
+def test_a_reload_of_the_connected_page_says_what_the_link_connected_and_does_nothing_again(stack, clock):
+    """The admin reloads the page that said "Connected" (or the browser restores the tab): its state is
+    spent, so nothing is exchanged or stored again, and the page says the workspace this link connected,
+    and when: never that nothing was connected."""
     stack.to_authorize_page()
     stack.click("authorize")
     assert stack.text("workspace-id") == OAUTH_WS
-    used, token = stack.driver.current_url, stack.token()
-    stack.driver.get(used)                           # the same callback URL again (history, a leaked link)
-    assert "already used" in stack.text("reason")
+    token, connected_at = stack.token(), clock()
+    clock.now += 90
+    stack.driver.refresh()
+    said = stack.text("reason")
+    assert said == (f"This sign-in link was already used: it connected Intercom workspace Acme Oauth Ltd (app_id "
+                    f"{OAUTH_WS}) at {datetime.fromtimestamp(connected_at, timezone.utc):%Y-%m-%d %H:%M:%S} UTC.")
+    assert stack.text("workspace-id") == OAUTH_WS and "Nothing was connected" not in stack.driver.page_source
     assert stack.token() == token and stack.exchanges() == 1
 
 
@@ -216,8 +224,8 @@ def test_a_state_used_by_a_failed_callback_cannot_be_used_again(stack):
     state = stack.to_authorize_page()
     stack.driver.get(stack.callback_url(code="bogus=", state=state))
     assert "Intercom refused the code" in stack.text("reason")
-    stack.driver.get(stack.callback_url(code="bogus=", state=state))
-    assert "already used" in stack.text("reason")
+    stack.driver.refresh()
+    assert "already used" in stack.text("reason") and "Nothing was connected or stored" in stack.driver.page_source
     assert stack.nothing_stored() and stack.exchanges() == 1
 
 

@@ -510,7 +510,8 @@ def test_backfill_names_whom_rf_lists_unreadably_and_why_in_text_and_json(capsys
         "          - RF user 2 (a***@x.co): email: holds a character no email address can (an invisible character, "
         "U+200B, at character 4): fix the email in Referral Factory",
         "          - no RF id (b***@x.co): no user id",
-        "       1  not in the bridge: would be joined"]
+        "       1  not in the bridge: would be joined",
+        "          - RF user 4 (c***@x.co)"]
     view = json.loads(run_cli(rt, capsys, "backfill", "42", "--json")[1])
     assert view["unreadable"] == [
         {"rf_user_id": "2", "email": "a***@x.co", "reason": "email: holds a character no email address can (an "
@@ -530,9 +531,10 @@ def test_backfill_names_at_most_20_unreadable_people_and_says_how_many_more_in_t
     code, out, _ = run_cli(rt, capsys, "backfill", "42")
     lines = out.splitlines()
     assert code == 0 and lines[1] == "      23  unreadable in Referral Factory", out
-    named = [line for line in lines if line.startswith("          - RF user ")]
+    named = [line for line in lines[2:22] if line.startswith("          - RF user ")]
     assert len(named) == 20 and named[0].startswith("          - RF user 1 (p***@x.co): email: ")
-    assert lines[22:] == ["          … and 3 more", "       1  not in the bridge: would be joined"], out
+    assert lines[22:] == ["          … and 3 more", "       1  not in the bridge: would be joined",
+                          "          - RF user 99 (o***@x.co)"], out
     view = json.loads(run_cli(rt, capsys, "backfill", "42", "--json")[1])
     assert view["outcomes"]["unreadable in Referral Factory"] == 23
     assert [p["rf_user_id"] for p in view["unreadable"]] == [str(n) for n in range(1, 21)]

@@ -94,6 +94,51 @@ def private(rt) -> dict:
     return connect_workspace(rt, "ws1", "tok-private", PRIVATE_SECRET)
 
 
+@pytest.mark.parametrize("command, said", [
+    (("workspace", "oauth-app", "--client-secret", PRIVATE_SECRET),
+     "this client secret is workspace ws1's private app's (`bridge workspace connect` stored it), not the public "
+     "app's: give the public app's own (Developer Hub > the public app > Basic information); nothing was stored"),
+    (("workspace", "connect", "ws1", "--client-secret", PUBLIC_SECRET),
+     "this client secret is the public app's (the one `bridge workspace oauth-app` stored), not workspace ws1's "
+     "private app's: give the private app's own (Developer Hub > Basic information), or none for a workspace "
+     "connected by OAuth; nothing was stored")])
+def test_one_client_secret_given_for_both_apps_is_refused_in_one_line_and_both_apps_stay_apart(
+        rt, capsys, monkeypatch, command, said):
+    """The bridge tells a workspace's apps apart by their client secrets: a private app's equal to the public
+    app's is taken for an old copy of it. Stored, the workspace's next OAuth connect would drop its private
+    app (`workspace list`: `apps: oauth`; a connect then warns its client secret is missing, though its
+    webhooks still verify with the public app's), and the next `oauth-app` would delete its secret."""
+    from tests.support.cli import run_cli
+    for name in ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_OAUTH_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    private(rt)
+    assert run_cli(rt, capsys, *command) == (1, "", f"bridge: {said}\n")
+    stored = rt.secrets.scoped("edge")
+    assert (stored.get("oauth/client-secret"), stored.get("intercom/ws1/client-secret")) == (PUBLIC_SECRET,
+                                                                                              PRIVATE_SECRET)
+    connected(rt)
+    assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["private", "oauth"]
+    assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 200]
+
+
+def test_a_first_oauth_app_with_a_private_apps_client_secret_is_refused_and_stores_nothing(monkeypatch):
+    from tests.fakes import FakeConnecting
+    bare = FakeConnecting()
+    private(bare)
+    with pytest.raises(ConnectError, match=r"^this client secret is workspace ws1's private app's"):
+        configure_oauth(bare, "app-id", PRIVATE_SECRET)
+    throttle(monkeypatch, "get", "intercom/ws1/client-secret", "GetParameter")     # AWS refuses the check's read
+    with pytest.raises(ConnectError) as refused:
+        configure_oauth(bare, "app-id", "app-secret")
+    assert str(refused.value) == (
+        "could not check that no workspace's private app has this client secret (An error occurred "
+        "(ThrottlingException) when calling the GetParameter operation: Rate exceeded, at workspace ws1): the public "
+        "app's settings are unchanged: run `bridge workspace oauth-app` again")
+    assert bare.oauth_app() is None and bare.secrets.scoped("edge").get("oauth/state-key") is None
+    monkeypatch.undo()
+    assert configure_oauth(bare, "app-id", "app-secret")["client_secret"] == "set"
+
+
 @pytest.mark.parametrize("order", ["private, then oauth", "oauth, then private"])
 def test_a_workspace_connected_both_ways_takes_each_apps_webhooks_and_the_latest_token(rt, order):
     api = edge(rt)
