@@ -50,7 +50,7 @@ class Explanation:
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view(), **_retrying_now(p, self.trail),
-                                   **({"discarded": True} if _discarded(p, self.trail) else {}),
+                                   **_discarded(p, self.trail),
                                    **_dead_lettered(p, self.trail)} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
@@ -86,11 +86,16 @@ def _retrying_now(link: Link, trail: list[dict]) -> dict:
     return {"status": "retrying", "retry": retry}
 
 
-def _discarded(link: Link, trail: list[dict]) -> bool:
+def _discarded(link: Link, trail: list[dict]) -> dict:
     """A failed person whose last failure ended with the operator discarding its dead letter (`bridge dlq
-    discard`): the header says discarded, not failed."""
+    discard`), or a waiting join whose letter was (its link still says `waiting`: failed, as its letter did):
+    the header says discarded, not failed, nor waiting in the queue."""
+    if link.status is LinkStatus.WAITING:
+        last = _join_now(link, trail)
+        return {"status": "failed", "discarded": True} if last is not None and (
+            last["event"], last["outcome"]) == DISCARDED else {}
     last = _last_failure(link, trail) if link.status is LinkStatus.FAILED else None
-    return last is not None and bool(last.get("discarded"))
+    return {"discarded": True} if last is not None and last.get("discarded") else {}
 
 
 def _dead_lettered(link: Link, trail: list[dict]) -> dict:

@@ -216,6 +216,21 @@ def test_past_the_outage_budget_while_intercom_answers_again_explain_says_the_wa
     assert f"; dead-lettered — {letter['reason']} (since " in header and "waits in the queue" not in header, header
 
 
+def test_a_discarded_outage_letter_of_a_waiting_join_is_said_discarded_not_waiting_in_the_queue():
+    """The operator discarded the letter of a join an outage held past BRIDGE_OUTAGE_HOURS (its link still says
+    `waiting`): explain said "waiting — ... (waits in the queue, without using up a try)" (and --json
+    "waiting"), though nothing holds the join any more. It says it as a failed join's discarded letter."""
+    from chalicelib.services.dead_letters import discard
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"), hours=3, budget="2")
+    assert discard(work, reason="Intercom unavailable")["discarded"] == 1   # type: ignore[arg-type]
+    found = explain(work, "a@example.com")
+    [person] = found.view()["people"]
+    assert person["status"] == "failed" and person.get("discarded") is True, person
+    header = header_of(found)
+    assert "; discarded (its dead letter, by the operator) — it failed: Intercom unavailable" in header, header
+    assert "waits in the queue" not in header, header
+
+
 def test_a_join_notes_its_wait_for_one_outage_once_however_long_and_whatever_the_vendor_answers():
     """A join that waited out a day's outage had a `join: waiting` note per wait (~100), each saying the same. One
     note now says it waits for the vendor's outage, from when; the counted note beside it, how often it waited since
