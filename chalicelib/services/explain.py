@@ -66,9 +66,10 @@ def _last_failure(link: Link, trail: list[dict], *also: str) -> Optional[dict]:
 def _join_now(link: Link, trail: list[dict]) -> Optional[dict]:
     """A waiting join's last entry about its work (a try's wait, a retry, its dead letter): the link says
     `waiting` whatever the worker did with its try since (past the outage budget, it fails tries, then is
-    dead-lettered)."""
+    dead-lettered). The worker's counted note of the waits is one: a join sent again after its letter that waits
+    for the same outage writes no `join` note (services/join.py), only that."""
     return next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref and (
-        e["event"] in ("join", "join_received") or e["event"] == "dead_letter"
+        e["event"] in ("join", "join_received", "waiting") or e["event"] == "dead_letter"
         and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "join")), None)
 
 

@@ -231,6 +231,22 @@ def test_a_discarded_outage_letter_of_a_waiting_join_is_said_discarded_not_waiti
     assert "waits in the queue" not in header, header
 
 
+def test_a_join_sent_again_after_its_outage_letter_is_said_waiting_while_it_waits_for_the_same_outage():
+    """After the letter, the join is sent again (RF's webhook again, or `bridge backfill --apply`, which sends
+    waiting joins) and waits for Intercom's same outage: its wait writes no new `join` note (one a link's
+    outage), and explain went on saying "dead-lettered ... fix: replay" while the join waited in the queue."""
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"), hours=3, budget="2")
+    assert len(work.queue.dead) == 1
+    work.clock.now += 600
+    again = JoinMessage(campaign_id="42", rf_user_id="7", person={**LEAD, "id": "7", "email": "a@example.com"})
+    assert handle_batch([record(1, json.dumps(again.wire()))], work)["waiting"] == 1
+    found = explain(work, "a@example.com")
+    [person] = found.view()["people"]
+    assert person["status"] == "waiting" and "dead_letter" not in person, person
+    header = header_of(found)
+    assert "dead-lettered" not in header and "(waits in the queue, without using up a try)" in header, header
+
+
 def test_a_join_notes_its_wait_for_one_outage_once_however_long_and_whatever_the_vendor_answers():
     """A join that waited out a day's outage had a `join: waiting` note per wait (~100), each saying the same. One
     note now says it waits for the vendor's outage, from when; the counted note beside it, how often it waited since
