@@ -17,6 +17,7 @@ class WorkError(Exception):
     retryable = False
     person: Optional[tuple[str, str]] = None   # (campaign_id, rf_user_id) whose history records it
     outage: Optional[str] = None    # the vendor that is unavailable (a 5xx, a timeout, no connection): waited out
+    where: Optional[str] = None     # ... at which of its API bases (Intercom's regions are apart), when known
 
     def __init__(self, reason: str, retry_after: Optional[float] = None, status: Optional[int] = None,
                  message: Optional[str] = None, body: Any = None):
@@ -31,10 +32,10 @@ class WorkError(Exception):
         self.person = (campaign_id, rf_user_id)
         return self
 
-    def unavailable(self: E, service: Optional[str]) -> E:
-        """Marks the failure as `service`'s outage (after the client's own retries): the work waits for the
-        vendor (domain/outage.py), without using up a try."""
-        self.outage = service
+    def unavailable(self: E, service: Optional[str], where: Optional[str] = None) -> E:
+        """Marks the failure as `service`'s outage (after the client's own retries; `where`: at which API base):
+        the work waits for the vendor (domain/outage.py), without using up a try."""
+        self.outage, self.where = service, where
         return self
 
 

@@ -58,7 +58,7 @@ class Runtime:
         self._reread = threading.Lock()     # attributes_again: the threads of a batch share one read
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
         self.waiter = "this worker"         # who waits for a slot, as the limiter's deferrals say (the CLI: itself)
-        self._answered: dict[str, float] = {}   # vendor -> when it last gave this container an answer (not a 5xx)
+        self._answered: dict[tuple[str, str], float] = {}   # (vendor, API base) -> its last answer here (not a 5xx)
 
     @cached_property
     def deps(self) -> "WorkDeps":
@@ -175,12 +175,13 @@ class Runtime:
         return {"timeout": self.config.http_timeout, "limiter": limiter, "clock": self.clock,
                 "sleeper": self.sleeper, "max_wait": self.max_wait, "on_answer": self._note_answer}
 
-    def _note_answer(self, vendor: str) -> None:
-        self._answered[vendor] = self.clock()
+    def _note_answer(self, vendor: str, base: str) -> None:
+        self._answered[(vendor, base)] = self.clock()
 
-    def answered(self, vendor: str) -> Optional[float]:
-        """When this container last got an answer from `vendor` that was not an outage's (kept in memory only)."""
-        return self._answered.get(vendor)
+    def answered(self, vendor: str, where: Optional[str]) -> Optional[float]:
+        """When this container last got an answer from `vendor` at its API base `where` that was not an outage's
+        (kept in memory only)."""
+        return self._answered.get((vendor, where)) if where is not None else None
 
     def limiter(self, budget: str, limit: int, window: int, **kw: Any) -> SharedLimiter:
         """One per budget and container: its threads share the slots it reserved."""

@@ -463,8 +463,8 @@ class FakeApis:
     def campaign_name(self, campaign_id: str) -> Optional[str]:
         return self.rf_.get_campaign(campaign_id).get("name")
 
-    def answered(self, vendor: str) -> Optional[float]:
-        return self.answers.get(vendor)
+    def answered(self, vendor: str, where: Optional[str] = None) -> Optional[float]:
+        return self.answers.get(vendor)      # (one API base a vendor)
 
 
 class FakeWork:

@@ -10,8 +10,9 @@ What is retried depends on whether the request may be sent twice:
   after sending, or a 5xx raise `Uncertain`: the caller looks before it sends again.
 
 A 429 pauses every caller of the budget (the limiter records it); the vendor's block status opens
-its circuit. Any answer but a 5xx is told to `on_answer` (the vendor's outage, if it had one, is over: the
-worker's outage waits read it). Clock and sleep are injected."""
+its circuit. Any answer but a 5xx is told to `on_answer`, with the API's base (the vendor's outage there, if it
+had one, is over: the worker's outage waits read it; an outage's failure names its base, `where`). Clock and
+sleep are injected."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
-from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain, outage_for
+from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain, WorkError, outage_for
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})   # idempotent by HTTP's definition
@@ -143,7 +144,8 @@ class JsonApi:
     def __init__(self, base_url: str, headers: dict, *, token: str = "",
                  reauth: Optional[Callable[[str], Optional[str]]] = None, timeout: float = 10.0,
                  limiter: Optional[Gate] = None, clock=time.time, sleeper=time.sleep,
-                 max_wait: float | Callable[[], float] = 20.0, on_answer: Callable[[str], None] = lambda service: None):
+                 max_wait: float | Callable[[], float] = 20.0,
+                 on_answer: Callable[[str, str], None] = lambda service, base: None):
         self.base_url = base_url.rstrip("/")
         self._on_answer = on_answer
         self.timeout = timeout
@@ -181,6 +183,15 @@ class JsonApi:
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: Optional[dict] = None, idempotent: Optional[bool] = None) -> requests.Response:
+        try:
+            return self._request(method, path, json_body, params, idempotent)
+        except WorkError as exc:
+            if exc.outage and exc.where is None:
+                exc.where = self.base_url
+            raise
+
+    def _request(self, method: str, path: str, json_body: Any, params: Optional[dict],
+                 idempotent: Optional[bool]) -> requests.Response:
         method = method.upper()
         safe = self.idempotent(method, path) if idempotent is None else idempotent
 
@@ -203,7 +214,7 @@ class JsonApi:
                 self._use(fresh)
                 resp = send()
         if resp.status_code < 500:             # an answer, not an outage's
-            self._on_answer(self.service)
+            self._on_answer(self.service, self.base_url)
         if 300 <= resp.status_code < 400:      # redirects are not followed: the API's address is wrong
             reason = (f"{self.service} answered {resp.status_code} to {method} {path} (moved to "
                       f"{resp.headers.get('Location', '?')}): check its base URL")
@@ -238,7 +249,7 @@ class JsonApi:
     def retry_later(exc: ApiError) -> Transient:
         """A retryable answer: a 429 is a wait (it uses up no try), a 5xx the vendor's outage (waited out)."""
         return (Deferred if exc.status == 429 else Transient)(exc.reason, retry_after=exc.retry_after,
-                                                              status=exc.status).unavailable(exc.outage)
+                                                              status=exc.status).unavailable(exc.outage, exc.where)
 
     def message(self, body: Any) -> str:
         return str(body.get("message", "")) if isinstance(body, dict) else ""

@@ -53,12 +53,13 @@ class OutageWait:
 
 class Failure(Protocol):
     """What an outage wait reads of a failure (errors.WorkError's): the vendor whose outage it is, its reason,
-    the wait the vendor asked for and the vendor's answer's status (None when none came)."""
+    the wait the vendor asked for, the vendor's answer's status (None when none came) and where it failed."""
 
     outage: Optional[str]
     reason: str
     retry_after: Optional[float]
     status: Optional[int]
+    where: Optional[str]            # the vendor's API base it failed at (Intercom's regions are apart), if known
 
 
 @dataclass(frozen=True)

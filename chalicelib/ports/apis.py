@@ -98,9 +98,10 @@ class Apis(Protocol):
     def ensure_attribute(self, workspace: str, name: str, description: str) -> None:
         """The text attribute custom_attributes.<name> exists in the workspace (created if not)."""
     def campaign_name(self, campaign_id: str) -> Optional[str]: ...
-    def answered(self, vendor: str) -> Optional[float]:
-        """When this container last got an answer from `vendor` (errors.WorkError.outage's name) that was not an
-        outage's (any but a 5xx; None: none since it started)."""
+    def answered(self, vendor: str, where: Optional[str]) -> Optional[float]:
+        """When this container last got an answer from `vendor` (errors.WorkError.outage's name) at its API base
+        `where` (the failure's: one Intercom region's outage is not another's) that was not an outage's (any but a
+        5xx; None: none since it started, or `where` not known)."""
 
 
 class IntercomAuth(Protocol):

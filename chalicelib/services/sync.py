@@ -206,7 +206,7 @@ def page_failure(errors: list[WorkError]) -> WorkError:
             # (the vendor's answer, when any contact got one: "RF answered 503", not "RF did not answer")
             cause = next((e for e in outages if e.status is not None), outages[0])
             return Transient(f"{len(outages)} contact(s) of the page met {cause.outage}'s outage: {cause.reason}",
-                             retry_after, cause.status).unavailable(cause.outage)
+                             retry_after, cause.status).unavailable(cause.outage, cause.where)
         cause = next((e for e in errors if e.status is not None), errors[0])
         return Deferred(f"sync page waits: {cause.reason}", retry_after, cause.status)
     failed = [e for e in errors if not waits(e)]

@@ -356,7 +356,7 @@ def _outage_wait(work: Work, job: Job, exc: Failure) -> Optional[OutageWait]:
     if not job.decided:
         job.outage, job.decided = outage_wait(
             exc.outage, exc.reason, job.record.outage_since, work.clock(), work.config.outage_hours * 3600,
-            random.random(), exc.retry_after, exc.status, work.deps.apis.answered(exc.outage)), True
+            random.random(), exc.retry_after, exc.status, work.deps.apis.answered(exc.outage, exc.where)), True
     return job.outage
 
 

@@ -83,3 +83,32 @@ def test_past_the_outage_budget_a_contact_intercom_answers_503_alone_fails_its_t
     assert [t.ok for t in tries] == [False] * (MAX_ATTEMPTS - 1) and last.result == {"done": 0, "retry": 0, "dead": 1}
     [letter] = bridge.dead_letters()
     assert letter["reason"].startswith(f"gave up after {MAX_ATTEMPTS} tries: Intercom answered 503"), letter
+
+
+def test_past_the_outage_budget_an_eu_workspaces_intercom_down_is_its_outage_though_the_us_one_answers(
+        bridge, intercom, rf, clock, monkeypatch, other_workspaces):
+    # What a user sees: Intercom's EU region is down for longer than BRIDGE_OUTAGE_HOURS while the US one (another
+    # workspace's API base) answers the same worker. The EU join was dead-lettered "gave up after 3 tries: Intercom
+    # answered 503" (its tries spent on a region still down, a letter no outage finding names) because Intercom
+    # had answered the US workspace's calls. It is the EU region's outage: its letter says so, at once.
+    from chalicelib.services.connections import connect_workspace
+    monkeypatch.setattr(bridge.rt, "config", replace(bridge.rt.config, outage_hours=1))
+    eu = other_workspaces("ws-eu", "eu-token")
+    for name in ("referral_code", "lead_source", "referral_link"):
+        eu.define_attribute(name, "string")
+    connect_workspace(bridge.rt, "ws-eu", "eu-token", client_secret="eu-secret", api_base=eu.base_url)
+    rf.add_campaign(43, "Friends of Acme EU")
+    bridge.apply(lead_settings())
+    bridge.apply({**lead_settings(), "campaign_id": "43", "workspace": "ws-eu"})
+    eu.fail_next("*", ".", 503, times=10**6)
+    referrer = rf.add_user(43, "rex@example.com", "Rex")
+    bridge.post_join(join_body(rf.add_user(43, "eve@example.com", "Eve", referrer_id=referrer["id"])))
+    assert [b.result for b in bridge.drain()] == [{"done": 0, "retry": 0, "dead": 0, "waiting": 1}]
+    clock.now += 2 * 3600                                           # past the budget...
+    bridge.post_join(join_body(new_lead(rf)))                       # ...the US workspace's Intercom answers
+    assert [b.result for b in bridge.drain()] == [{"done": 1, "retry": 0, "dead": 0}]
+    bridge.poller.release_delayed()
+    assert [b.result for b in bridge.poller.drain(retry_failures=True)] == [{"done": 0, "retry": 0, "dead": 1}]
+    [letter] = bridge.dead_letters()
+    assert letter["reason"].startswith("Intercom unavailable for 1 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503"), \
+        letter

@@ -324,17 +324,21 @@ def test_the_api_clients_go_through_the_environments_proxy_and_keep_out_of_it_wh
 
 @pytest.mark.parametrize("status, answered", [(200, True), (404, True), (503, False), (None, False)])
 def test_a_client_tells_every_answer_of_its_vendor_but_a_5xx_or_none(status, answered):
-    # The worker's outage waits read it (domain/outage.py): a vendor that answers, whatever it says, is not out.
+    # The worker's outage waits read it (domain/outage.py): a vendor that answers, whatever it says, is not out, at
+    # that API base (an Intercom region); an outage's failure says at which.
     from contextlib import nullcontext
     from chalicelib.adapters.http import JsonApi
     from chalicelib.errors import WorkError
 
-    told: list[str] = []
+    told: list[tuple[str, str]] = []
+    failed: list[WorkError] = []
     with answering(status, {}) if status else nullcontext(("http://127.0.0.1:9", [])) as (url, _):
-        api = JsonApi(url, {}, token="t", timeout=0.5, sleeper=lambda seconds: None, on_answer=told.append)
+        api = JsonApi(url, {}, token="t", timeout=0.5, sleeper=lambda seconds: None,
+                      on_answer=lambda *said: told.append(said))
         api.service = "Intercom"
         try:
             api.call("GET", "/me")
-        except WorkError:
-            pass
-    assert told == (["Intercom"] if answered else [])
+        except WorkError as exc:
+            failed.append(exc)
+    assert told == ([("Intercom", url)] if answered else [])
+    assert [(e.outage, e.where) for e in failed if e.outage] == ([] if answered else [("Intercom", url)])

@@ -144,7 +144,7 @@ def test_a_join_whose_own_calls_fail_while_intercom_answers_others_still_ends_in
     # Poison isolation: Intercom answers every other record all along, and answers 503 to this join's calls only;
     # the join waits out the outage budget (no try used up), then fails its tries, and waits no longer.
     work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
-    work.apis.answered = lambda vendor: work.clock()
+    work.apis.answered = lambda vendor, where: work.clock()
     work.store.settings.put("42", SETTINGS, "ws")
     work.apis.intercom_.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
     sqs, start = Sqs(work), work.clock()
