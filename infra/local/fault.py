@@ -21,6 +21,7 @@ if __name__ == "__main__":
     exit_quietly_on_interrupt()
 
 import argparse
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -133,6 +134,15 @@ def log(state: dict, sim: str, args: argparse.Namespace) -> str:
                         for c in found["calls"]])
 
 
+def regex(text: str) -> str:
+    """`--path`: a regular expression, or argparse's line naming the option."""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({exc})") from None
+    return text
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="make fault", usage=USAGE, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -144,7 +154,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     group.add_argument("--for", dest="seconds", type=float, help="every call for S seconds")
     p.add_argument("--retry-after", type=int, help="with 429 (or 503): the Retry-After header, in seconds")
     p.add_argument("--applied", action="store_true", help="with 500: the call is applied, then answered 500")
-    p.add_argument("--path", default="", help="only calls whose API path matches this regex (e.g. qualification)")
+    p.add_argument("--path", default="", type=regex, help="only calls whose API path matches this regex (e.g. qualification)")
     p.add_argument("--method", default="*", help="only calls of this method (GET, POST, PUT...)")
     p.add_argument("--user", metavar="ID", help="with rf log: only the calls about this RF user (e.g. her "
                    "qualifications)")

@@ -198,3 +198,13 @@ def test_the_usage_line_is_a_command_to_type(capsys):
     assert capsys.readouterr().out.startswith('usage: make fault ARGS="{intercom,rf} WHAT [options]"  |  '
                                               'make fault ARGS="clear|show|log [options]"\n'
                                               "       (or: .venv/bin/python -m infra.local.fault ...")
+
+
+@pytest.mark.parametrize("args", ["rf 429 --path (", "rf log --path ("])
+def test_a_path_that_is_no_regex_names_the_option(capsys, args):
+    """Walkthrough: `make fault ARGS="rf 429 --path '('"` said "missing ), unterminated subpattern at position 0"."""
+    with pytest.raises(SystemExit) as stopped:
+        fault.parse(args.split())
+    assert stopped.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == (
+        "make fault: error: argument --path: '(' is not a regular expression (missing ), unterminated subpattern at "
+        "position 0)")
