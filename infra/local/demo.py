@@ -115,9 +115,16 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
     say(f"5. Referral Factory: Ann's referral qualified at {user} — Rita's reward is due")
     said = person_history(default_runtime(), "42", str(lead["id"]))
     say(f"\nWhy: Ann's history in the bridge (`{look}` prints it with its details)")
-    for entry in said["history"]:
-        say(f"  {entry['at']}  {entry['event']:<14} {entry['outcome']:<16} {entry.get('reason') or ''}")
+    for row in why_rows(said["history"]):
+        say(row)
     return said
+
+
+def why_rows(history: list[dict]) -> list[str]:
+    """The person's history, a row an entry: its columns as wide as their widest, none left empty at the end."""
+    columns = [[e["at"], e["event"], e["outcome"], e.get("reason") or ""] for e in history]
+    widths = [max((len(c[i]) for c in columns), default=0) for i in range(3)]
+    return ["  " + "  ".join(f"{c:<{w}}" for c, w in zip(row, [*widths, 0])).rstrip() for row in columns]
 
 
 def main(state_file: Path = STATE) -> int:

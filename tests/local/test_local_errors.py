@@ -414,3 +414,13 @@ def test_what_the_demo_waits_for_is_a_wait_or_a_failure_the_history_says_since_t
     assert not says_why()                                                   # progress, not why
     entries[0] = {**entries[0], "at": "t3"}                                 # the same wait, noted again
     assert says_why()
+
+
+def test_the_demos_why_table_has_no_empty_trailing_columns():
+    """Walkthrough: the `tag tagged` row (no reason) ended in blank columns."""
+    rows = demo.why_rows([{"at": "2026-11-26T23:18:19.526Z", "event": "tag", "outcome": "tagged", "reason": None},
+                          {"at": "2026-11-26T23:18:19.629Z", "event": "qualification", "outcome": "qualified",
+                           "reason": "Referral Factory confirmed the qualification of user 1010"}])
+    assert rows == ["  2026-11-26T23:18:19.526Z  tag            tagged",
+                    "  2026-11-26T23:18:19.629Z  qualification  qualified  Referral Factory confirmed the "
+                    "qualification of user 1010"]
