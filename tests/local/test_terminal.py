@@ -63,9 +63,8 @@ def test_make_runs_terminal_shows_a_line_a_record_and_no_metric_blobs_unless_log
         assert json.loads(rejected[0])["status"] == 401 and '"_aws"' in shown
         return
     assert '"_aws"' not in shown and not any(line.startswith("{") for line in shown.splitlines()), shown
-    assert rejected[0].split(" ", 1)[1] == ("WARNING webhook rejected  path=/webhooks/referral-factory status=401 "
-                                            "error=" + rejected[0].rsplit("error=", 1)[1])
-    assert "ann@example.com" not in shown
+    assert rejected[0].split(" ", 1)[1] == "WARNING webhook rejected  path=/webhooks/referral-factory status=401 " \
+                                           "error=unauthorized"
 
 
 def test_a_bad_logs_value_stops_make_run_naming_the_choices(tmp_path, monkeypatch, capsys):
