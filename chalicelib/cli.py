@@ -33,7 +33,7 @@ from .ports.secrets import OAUTH_CLIENT_SECRET
 from .runtime import Runtime
 from .services import admin
 from .services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_rf, connect_workspace,
-                                   disconnect_workspace, list_workspaces, oauth_app_stored, remove_app, spaces_refused)
+                                   disconnect_workspace, list_workspaces, oauth_app, remove_app, spaces_refused)
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing
@@ -557,17 +557,17 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
-    had: dict[str, bool] = {}           # what is stored, read once: by the prompt, else by configure_oauth
+    stored: dict[str, Optional[str]] = {}     # what is stored, read once: by the prompt, else by configure_oauth
 
     def kept() -> Optional[str]:
-        had.update(oauth_app_stored(rt, args.client_id))
-        return ENTER_KEEPS if had[OAUTH_CLIENT_SECRET] else None
+        stored.update(oauth_app(rt, args.client_id))
+        return ENTER_KEEPS if stored[OAUTH_CLIENT_SECRET] is not None else None
     client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
                                          warnings, kept=kept)
-    # (a missing client id is refused by oauth_app_stored, before the secret is typed)
+    # (a missing client id is refused by oauth_app, before the secret is typed)
     if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
-    done = configure_oauth(rt, args.client_id, client_secret, had)
+    done = configure_oauth(rt, args.client_id, client_secret, stored)
     done["from"] = {"client_secret": secret_from}
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
@@ -813,6 +813,7 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
 def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import doctor
 
+    rt.config = doctor.quick(rt.config)      # (before its clients are made: they read it then)
     report = doctor.examine(rt, args.campaign_id, dlq=bool(rt.config.dlq_url))
     if args.json:
         _print(report.view())
@@ -822,7 +823,7 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
-    from .services.backfill import UNREADABLE, BackfillError, backfill
+    from .services.backfill import EXAMPLES, UNREADABLE, BackfillError, backfill
 
     def bar(read: int, total: Optional[int], queued: int) -> None:
         if args.json or not sys.stderr.isatty():
@@ -849,13 +850,16 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
              if view["counted"] else ""))
     for outcome, n in view["outcomes"].items():
         print(f"  {n:>6}  {outcome}")
-        if outcome == UNREADABLE:
-            for p in view["unreadable"]:
-                who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
-                       if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
-                print(f"          - {who}: {p['reason']}")
-            if view["unreadable_more"]:
-                print(f"          … and {view['unreadable_more']} more")
+        # whom it names: those RF lists unreadably (the first EXAMPLES, and why), or whom it sends or counts
+        named = view["unreadable"] if outcome == UNREADABLE else view["people"].get(outcome, [])[:EXAMPLES]
+        for p in named:
+            who = (f"RF user {p['rf_user_id']}" + (f" ({p['email']})" if p["email"] else "")
+                   if p["rf_user_id"] else f"no RF id ({p['email'] or 'no email'})")
+            why = f": {p['reason']}" if "reason" in p else \
+                f", for referrer {p['referrer_id']}" if "referrer_id" in p else ""
+            print(f"          - {who}{why}")
+        if named and n > len(named):
+            print(f"          … and {n - len(named)} more")
     return 0
 
 

@@ -131,8 +131,17 @@ class ApiError(WorkError):
         self.outage = outage_for(service, status)
 
 
-#: The statuses that say a vendor refused the token itself (any other error says nothing of it).
+#: The statuses that refuse every call, whatever it asks (any other error says nothing of it): Intercom's refusal
+#: of the token; Referral Factory's of its token (RF_REFUSED_TOKEN) or, with 403, of the bridge's IP (`rf_blocked`).
 REFUSED_TOKEN = (401, 403)
+#: Referral Factory's refusal of the token itself (its 403 is its block of the bridge's IP, never the token's).
+RF_REFUSED_TOKEN = 401
+
+
+def rf_blocked(exc: WorkError) -> bool:
+    """Referral Factory blocks the bridge's IP (after repeated excess, for up to days): the limiter's open circuit
+    (Blocked: the work waits, never dead-lettered), or RF's 403 itself, as a client outside the limiter gets it."""
+    return isinstance(exc, Blocked) or exc.status == 403
 
 
 def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
@@ -140,13 +149,13 @@ def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
     in its message): RF's block of the bridge's IP (up to days: RF's support lifts it), its token refused, RF
     unavailable or limiting now (then `again`: the command to run
     again later), or the campaign unknown to it (404: a wrong id, or a token of another account)."""
-    if isinstance(exc, Blocked):
+    if rf_blocked(exc):
         return ("ask Referral Factory's support to lift the block of the bridge's IP (it blocks an IP that goes "
                 "over its rate limit repeatedly); meanwhile the bridge calls RF once every RF_BLOCK_RECHECK_SECONDS to "
                 "check, and resumes by itself once RF answers. If another tool shares the RF account, lower "
                 "RF_CALLS_PER_MINUTE to what it leaves")
-    if exc.status in REFUSED_TOKEN:     # by its reason: the token fails every campaign's work, and notifications'
-        return rf_token_fix(f"Referral Factory answered {exc.status}")
+    if exc.status == RF_REFUSED_TOKEN:  # by its reason: the token fails every campaign's work, and notifications'
+        return rf_token_fix()
     if exc.retryable:
         return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
     return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "

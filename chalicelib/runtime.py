@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 from .adapters.dynamo import DynamoStore, bind
 from .adapters.queue import Queue
 from .adapters.ratelimit import SharedLimiter
-from .adapters.secrets import RECHECK_SECONDS, SecretCache, SsmSecrets
+from .adapters.secrets import SecretCache, SsmSecrets
 from .config import Config
 from .errors import Disconnected, Permanent
 from .observability import logger
@@ -21,7 +21,7 @@ from .ports import AttributeList, Connection, RefusalSample, SecretStore, Store
 from .domain.apps import apps
 from .ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN, RF_WEBHOOK_SECRET,
                             WORKER, app_client_secret, intercom_token, valid_workspace)
-from .ports.edge import UNKNOWN, campaign_scope, workspace_scope
+from .ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
     from .adapters.intercom import IntercomAuthClient, IntercomClient
@@ -35,7 +35,6 @@ EDGE_SECRET_SECONDS = 60
 # A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
 # search, create, tag) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
 INTERCOM_FIRST_BLOCK = 4
-HEARD_EVERY_SECONDS = 60     # the edge notes "heard a join / a notification" at most this often per container     # a value refused by a signature is checked against the store at once anyway
 
 
 class Runtime:
@@ -49,8 +48,12 @@ class Runtime:
         self.queue = queue or Queue(config.queue_url, config.dlq_url)
         # The whole path is for the operator's CLI to write; each function reads only its own part.
         self.secrets = secrets or SsmSecrets(config.secrets_path)
-        self.edge_secrets = SecretCache(self.secrets.scoped(EDGE), clock, EDGE_SECRET_SECONDS)
-        self.worker_secrets = SecretCache(self.secrets.scoped(WORKER), clock, CACHE_SECONDS)
+        self.edge_secrets = SecretCache(self.secrets.scoped(EDGE).get, clock, EDGE_SECRET_SECONDS)
+        self.worker_secrets = SecretCache(self.secrets.scoped(WORKER).get, clock, CACHE_SECONDS)
+        # The names of the client secrets a workspace's webhooks may be signed with, from its connection
+        # record (None: no record; not kept, as what a caller names is not cached).
+        self.signers: SecretCache[list[str]] = SecretCache(self._signers, clock, EDGE_SECRET_SECONDS,
+                                                           keep_absent=False)
         self._cache: dict[tuple, tuple[float, Any]] = {}
         self._reread = threading.Lock()     # attributes_again: the threads of a batch share one read
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
@@ -80,6 +83,7 @@ class Runtime:
 
     def forget(self) -> None:
         self._cache.clear()
+        self.signers.clear()
         self.edge_secrets.clear()
         self.worker_secrets.clear()
 
@@ -93,42 +97,25 @@ class Runtime:
         (the signature verifies with it; None: any set one), else None. The table is asked before the
         secret store: an app_id the bridge never connected costs no secret read (SSM's GetParameter
         throughput is one budget for the whole account and region; the table's reads are the table's own).
-        A connection record is kept a minute; when no secret verifies, a kept one is read again (at most
-        every RECHECK_SECONDS, as SecretCache does a secret): an app connected a moment ago is tried at once."""
+        The names its connection record gives are kept as SecretCache keeps a secret: a minute, and when no
+        secret verifies, the record is read again (at most every RECHECK_SECONDS): an app connected a moment
+        ago is tried at once, and the apps tried already are not tried again."""
         if not valid_workspace(workspace):
             return None
-        key = ("signers", workspace)
-        hit = self._cache.get(key)
-        kept = hit is not None and hit[0] > self.clock()
-        names = hit[1] if hit is not None and kept else self._signers(workspace)
-        found = self.edge_secrets.first(names, accept)
-        if found is None and accept is not None and names is not None and kept and self._may_recheck(key):
-            found = self.edge_secrets.first([n for n in self._signers(workspace) or () if n not in names], accept)
-        return found
+        tried: dict[str, Any] = {"names": []}
+
+        def verifies(names: list[str]) -> bool:
+            tried.update(names=names, found=self.edge_secrets.first(names, accept))
+            return tried["found"] is not None
+        names = self.signers.get(workspace, verifies if accept is not None else None)
+        if tried.get("found") is not None:
+            return tried["found"]
+        return self.edge_secrets.first([n for n in names or () if n not in tried["names"]], accept)
 
     def _signers(self, workspace: str) -> Optional[list[str]]:
-        """The names of the client secrets of the apps the workspace's connection record names, kept a
-        minute; None: no record, not kept (it may be connected a moment later; what a caller names is not
-        cached)."""
+        """The names of the client secrets of the apps the workspace's connection record names; None: no record."""
         conn = self.store.connections.workspace(workspace)
-        if conn is None:
-            return None
-        names = [app_client_secret(app, workspace) for app in apps(conn.secrets)]
-        self._cache[("signers", workspace)] = (self.clock() + EDGE_SECRET_SECONDS, names)
-        return names
-
-    def _may_recheck(self, key: tuple) -> bool:
-        """True at most once every RECHECK_SECONDS for `key`."""
-        last = self._cache.get(("rechecked", key))
-        if last is not None and self.clock() - last[1] < RECHECK_SECONDS:
-            return False
-        self._cache[("rechecked", key)] = (float("inf"), self.clock())
-        return True
-
-    def _named_an_app(self, workspace: str) -> bool:
-        """Did the workspace's record name an app when the signature check read it (however long ago: not read again)?"""
-        hit = self._cache.get(("signers", workspace))
-        return bool(hit and hit[1])
+        return None if conn is None else [app_client_secret(app, workspace) for app in apps(conn.secrets)]
 
     def campaign_known(self, campaign_id: str) -> bool:
         """Known campaigns are cached; unknown ones are asked again (settings may have just been applied)."""
@@ -152,7 +139,7 @@ class Runtime:
         try:
             if campaign_id and self.campaign_known(campaign_id):
                 scope = campaign_scope(campaign_id)
-            elif workspace and self._named_an_app(workspace):
+            elif workspace and self.signers.kept(workspace):
                 scope = workspace_scope(workspace)
             else:
                 scope = UNKNOWN

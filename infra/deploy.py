@@ -108,13 +108,14 @@ def policies(target: Target) -> dict[str, dict]:
         "api_handler": [
             logs("api_handler"),
             # GetItem, on the partitions it checks callers with only: a join's campaign settings, a workspace's
-            # connection (and, on the OAuth callback, the campaigns naming it), the operator's OAuth ticket.
-            # Never a history, the links by contact or email, the sync ledger, applied notifications or a
-            # rate budget. CAMPAIGN#* still holds the campaign's links (PERSON#, REFERRALS#, SYNC#RUN sort
-            # keys): dynamodb:LeadingKeys names partitions, and cannot tell SETTINGS from the rest.
+            # connection (and, on the OAuth callback, the campaigns naming it), the operator's OAuth ticket, a
+            # used OAuth state (what its callback did, for the page seen again). Never a history, the links by
+            # contact or email, the sync ledger, applied notifications or a rate budget. CAMPAIGN#* still holds
+            # the campaign's links (PERSON#, REFERRALS#, SYNC#RUN sort keys): dynamodb:LeadingKeys names
+            # partitions, and cannot tell SETTINGS from the rest.
             {**_statement("Table", ["dynamodb:GetItem"], [table]),
              "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CAMPAIGN#*", "WORKSPACE#*",
-                                                                                "TICKET#*"]}}},
+                                                                                "TICKET#*", "OAUTH#*"]}}},
             # UpdateItem, on its own partitions only: the edge's log (refusals counted, when a webhook was
             # last heard; ports/edge.py), and the OAuth callback's workspace connection and workspace index.
             # Never a link, a history, settings or a rate budget (the worker's and the operator's).
@@ -125,7 +126,8 @@ def policies(target: Target) -> dict[str, dict]:
             # SECRETS-DESIGN: the edge reads only what it verifies webhooks (and OAuth states) with.
             _statement("EdgeSecrets", ["ssm:GetParameter"], [f"{secrets}/edge/*"]),
             # The OAuth callback (GET /oauth/intercom/callback): it uses a state once (a conditional put,
-            # on the states' keys only) and records the workspace it connected (EdgeTable, above); it
+            # on the states' keys only; a second records on it what the callback did) and records the
+            # workspace it connected (EdgeTable, above); it
             # writes a workspace's token, and cannot read it back. It writes no client secret: the public app's,
             # stored once by the operator, verifies the webhooks of every workspace connected through it.
             {**_statement("OAuthTable", ["dynamodb:PutItem"], [table]),

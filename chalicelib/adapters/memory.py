@@ -18,6 +18,7 @@ from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso
+from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.people import digest
@@ -533,7 +534,7 @@ class MemoryConnections:
         self.workspaces_: dict[str, Connection] = {}
         self.known: set[str] = set()
         self.rf_: Optional[RFConnection] = None
-        self.used_states: set[str] = set()
+        self.used_states: dict[str, Optional[Outcome]] = {}      # nonce -> what its callback did
         self.tickets: dict[str, OAuthTicket] = {}
 
     def put_workspace(self, workspace: str, secrets: Iterable[str] = (), api_base: Optional[str] = None,
@@ -579,8 +580,15 @@ class MemoryConnections:
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         if nonce in self.used_states:
             return False
-        self.used_states.add(nonce)
+        self.used_states[nonce] = None
         return True
+
+    def end_oauth_state(self, nonce: str, expires_at: float, outcome: Outcome) -> None:
+        if nonce in self.used_states and self.used_states[nonce] is None:
+            self.used_states[nonce] = outcome
+
+    def oauth_state_outcome(self, nonce: str) -> Optional[Outcome]:
+        return self.used_states.get(nonce)
 
     def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
         if ticket.ticket in self.tickets:

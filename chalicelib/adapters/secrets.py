@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Callable, Iterator, Optional
-
-from ..ports import SecretStore
+from typing import Callable, Generic, Iterator, Optional, TypeVar
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 
@@ -69,32 +67,38 @@ class SsmSecrets(Scoped):
 
 RECHECK_SECONDS = 5.0
 MAX_CACHED = 1024    # callers choose the names (app_id): absences are not kept beyond this many
+V = TypeVar("V")
 
 
-class SecretCache:
-    """A function's secrets, cached for the container. The one place that decides when to read again:
+class SecretCache(Generic[V]):
+    """A function's secrets (or what names them: a workspace's signing secrets), cached for the container.
+    The one place that decides when to read again:
 
-    - a value (or its absence) is read once and kept `ttl` seconds;
+    - a value (or its absence, unless `keep_absent` is False: then it is answered, never kept) is read
+      once and kept `ttl` seconds;
     - `get(name, accept)`: when the cached value is absent or does not satisfy `accept` (e.g. a
       signature fails against it; `accept` only ever sees a set value), the store is asked again
       before the caller refuses — so a secret connected or rotated a moment ago works at once —
       but at most once every `recheck` seconds per secret, so callers cannot force reads;
     - `refresh(name, stale)`: an explicit re-read after the remote side refused `stale` (a 401)."""
 
-    def __init__(self, store: SecretStore, clock: Callable[[], float], ttl: float, recheck: float = RECHECK_SECONDS):
-        self.store, self.clock, self.ttl, self.recheck = store, clock, ttl, recheck
-        self._values: dict[str, tuple[float, Optional[str]]] = {}   # name -> (read at, value)
+    def __init__(self, read: Callable[[str], Optional[V]], clock: Callable[[], float], ttl: float,
+                 recheck: float = RECHECK_SECONDS, keep_absent: bool = True):
+        self.read, self.clock, self.ttl, self.recheck, self.keep_absent = read, clock, ttl, recheck, keep_absent
+        self._values: dict[str, tuple[float, Optional[V]]] = {}     # name -> (read at, value)
         self._rechecked: dict[str, float] = {}                     # name -> last re-read before refusing
 
-    def _read(self, name: str) -> Optional[str]:
-        value = self.store.get(name)
+    def _read(self, name: str) -> Optional[V]:
+        value = self.read(name)
+        if value is None and not self.keep_absent:
+            return value
         if len(self._values) >= MAX_CACHED:
             self._values = {k: v for k, v in self._values.items() if v[1] is not None}
             self._rechecked = {k: v for k, v in self._rechecked.items() if k in self._values}
         self._values[name] = (self.clock(), value)
         return value
 
-    def get(self, name: str, accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
+    def get(self, name: str, accept: Optional[Callable[[V], bool]] = None) -> Optional[V]:
         hit = self._values.get(name)
         if hit is None or hit[0] + self.ttl <= self.clock():
             return self._read(name)                       # just read: as fresh as it gets
@@ -106,22 +110,27 @@ class SecretCache:
         self._rechecked[name] = self.clock()
         return self._read(name)
 
-    def first(self, names: Optional[list[str]], accept: Optional[Callable[[str], bool]] = None) -> Optional[str]:
+    def first(self, names: Optional[list[str]], accept: Optional[Callable[[V], bool]] = None) -> Optional[V]:
         """The first value of `names` that `accept`s (None: any set one), else None. The values cached fresh
         first; then `get` of each in turn, those whose value as cached (however old) `accept`s first: one
         name's webhooks cost no read (nor a recheck) of the others', even as the cached values expire."""
-        def ok(value: Optional[str]) -> bool:
+        def ok(value: Optional[V]) -> bool:
             return bool(value and (accept is None or accept(value)))
         names = list(names or ())
         cached = {name: self._values[name] for name in names if name in self._values}
         fresh = (hit[1] for hit in cached.values() if hit[0] + self.ttl > self.clock())
 
-        def read() -> Iterator[Optional[str]]:
+        def read() -> Iterator[Optional[V]]:
             likely = [name for name in names if name in cached and ok(cached[name][1])]
             yield from (self.get(name, accept) for name in likely + [n for n in names if n not in likely])
         return next(filter(ok, itertools.chain(fresh, read())), None)
 
-    def refresh(self, name: str, stale: Optional[str]) -> Optional[str]:
+    def kept(self, name: str) -> Optional[V]:
+        """The value last read and kept, however old (no read)."""
+        hit = self._values.get(name)
+        return hit[1] if hit else None
+
+    def refresh(self, name: str, stale: Optional[V]) -> Optional[V]:
         """Read again; the new value if it differs from `stale`, else None."""
         value = self._read(name)
         return value if value and value != stale else None

@@ -17,10 +17,14 @@ REFUSED_JOIN = {
     "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect` (it asks for the webhook "
                        "secret), then `bridge backfill {campaign} --apply`"),
     "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
-                        "payload (README, Setting up Referral Factory's webhook)"),
+                        "payload (README, Setting up Referral Factory's webhook), or to a body sent by hand; then "
+                        + BACKFILL),
     "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
-    "invalid_field": ("a payload field has a value the bridge does not accept", "fix the payload field named in "
-                      "the message"),
+    # (the person's own email refused is INVALID_EMAIL)
+    "invalid_field": ("a payload field has a value of a type or shape the bridge does not accept (the webhook's "
+                      "payload, not the person's data)", "correct the field the message names in RF's webhook "
+                      "payload (or in a body sent by hand) as README, Setting up Referral Factory's webhook, lists "
+                      "it; then " + BACKFILL),
     "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
     "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
     "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
@@ -29,20 +33,32 @@ REFUSED_JOIN = {
                          "`bridge backfill {campaign} --apply`"),
 }
 
-#: A join refused for its email alone (`invalid_field` whose messages all name `email:`): the person's own data.
+#: A join refused for the person's own email (person_data): fixed in RF, not in the webhook.
 INVALID_EMAIL = ("the person's email is not an address, e.g. it holds a space",
                  "fix the email in Referral Factory, then " + BACKFILL)
+#: What an `invalid_field` message says of an email's content (webhooks.rf_email; its length), not of its type
+#: (`email: must be text`) or of a field sent twice (`email: ... differ`): those are the payload's.
+_EMAIL_CONTENT = re.compile(r"email: (holds a character no email address can|String should have at most)")
+
+
+def person_data(reason: str, messages: Sequence[str]) -> bool:
+    """Whether joins refused for `reason` (its sampled messages) were refused for the person's own data in RF: an
+    email no address can be. Every other refusal is the webhook's setup (its secret, its payload's fields, their
+    names, types and shapes), which one fix mends for every later join."""
+    return reason == "invalid_field" and bool(messages) and all(   # (a message names each field refused: "a; b")
+        _EMAIL_CONTENT.match(part) for m in messages for part in m.split("; "))
 
 
 def refused_join(reason: str, messages: Sequence[str], unknown: str = "see the message") -> tuple[str, str]:
     """(what, fix) of joins refused for `reason`, whose messages (one or more samples) say which field."""
-    if reason == "invalid_field" and messages and all(m.startswith("email:") for m in messages):
+    if person_data(reason, messages):
         return INVALID_EMAIL
     return REFUSED_JOIN.get(reason, (reason, unknown))
 
 
 #: Referral Factory refused the RF token the bridge has stored (RF's 401, as the bridge words it: "Referral Factory
-#: answered 401"): the cause is the bridge's token, not anything at RF. Takes `{replay}`.
+#: answered 401"): the cause is the bridge's token, not anything at RF. (RF's 403 is its block of the bridge's IP,
+#: which the work waits out: never dead-lettered, never this fix.) Takes `{replay}`.
 RF_TOKEN = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
             "`bridge rf connect` (it asks for the new token), then {replay}")
 #: What RF's refusal of the stored token puts in a failure's reason, whatever RF's message: `dlq replay --reason`
@@ -55,11 +71,11 @@ RF_TOKEN_REPLAY = ("`bridge dlq replay {selector}` brings back the work that fai
                    "discard it)")
 
 
-def rf_token_fix(refused: str = RF_TOKEN_REFUSED) -> str:
+def rf_token_fix() -> str:
     """The one fix of RF refusing the stored token, wherever it is seen (doctor's campaign check, a campaign's
-    dead letters, a notification's, explain): the replay by RF's refusal (`refused`, what the reasons say),
+    dead letters, a notification's, explain): the replay by RF's refusal (what the letters' reasons say),
     whatever the campaign, as it reaches every letter of the incident."""
-    return RF_TOKEN.format(replay=RF_TOKEN_REPLAY.format(selector=f"--reason {shlex.quote(refused)}"))
+    return RF_TOKEN.format(replay=RF_TOKEN_REPLAY.format(selector=f"--reason {shlex.quote(RF_TOKEN_REFUSED)}"))
 
 
 def rf_token_refused(reason: str) -> bool:

@@ -9,7 +9,8 @@ The state is `<nonce>.<expires>.<workspace>.<signature>`: a random nonce, the un
 the workspace the ticket named (empty: any), and HMAC-SHA256 of them under a key kept in the secret
 store. It is checked in constant time. It is single-use because the callback consumes its nonce with
 a conditional write (the store's job), and it is bound to the browser that started: the start sets a
-cookie holding the nonce."""
+cookie holding the nonce. The spent state then records what its callback did (`Outcome`): that page
+seen again (a reload, a restored tab) says what the link did, where a refusal would say nothing was."""
 from __future__ import annotations
 
 import base64
@@ -32,11 +33,12 @@ DEFAULT_API = "https://api.intercom.io"
 
 
 class StateError(Exception):
-    """Why a callback's state is refused: `reason` is shown to the admin (no secret in it)."""
+    """Why a callback's state is refused: `reason` is shown to the admin (no secret in it). `issued`: the
+    state is one this bridge signed (it expired), so its link may have been used before."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, issued: bool = False):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.issued = reason, issued
 
 
 def new_nonce() -> str:
@@ -87,8 +89,19 @@ def read_state(key: str, state: Optional[str], now: float) -> State:
         raise StateError("the state is not one this bridge issued (forged or altered): start again")
     expires_at = int(parts[1])
     if now >= expires_at:
-        raise StateError(f"the sign-in took longer than {STATE_SECONDS // 60} minutes and expired: start again")
+        raise StateError(f"the sign-in took longer than {STATE_SECONDS // 60} minutes and expired: start again",
+                         issued=True)
     return State(parts[0], expires_at, parts[2] or None)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the callback that spent a state did, recorded on the spent state: connected `workspace` (named
+    `name`) at `at` (unix seconds), or nothing at all (`workspace` None: it refused, having stored nothing)."""
+
+    at: int
+    workspace: Optional[str] = None
+    name: Optional[str] = None
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1")

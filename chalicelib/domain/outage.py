@@ -27,10 +27,20 @@ class OutageWait:
 
     since: float
     delay: Optional[float]
-    reason: str
-    vendor: str = ""
-    budget: float = 0.0
-    answer: str = ""              # the vendor's last answer (the failure's own reason)
+    vendor: str
+    budget: float
+    answer: str                     # the vendor's last answer (the failure's own reason)
+    status: Optional[int] = None    # ... its status (None: no answer came)
+
+    @property
+    def reason(self) -> str:
+        """The wait, or the giving up, as the record's history and its dead letter say it: with the advice."""
+        if self.delay is None:
+            return (f"{unavailable(self.vendor)} for {hours(self.budget)} (BRIDGE_OUTAGE_HOURS): "
+                    f"{last_answer(self.vendor, self.status)} — replay it once {self.vendor} answers again "
+                    "(`bridge dlq replay`)")
+        return (f"{unavailable(self.vendor)} since {iso(self.since)} ({self.answer}): the bridge waits for it, up to "
+                f"{hours(self.budget)} (BRIDGE_OUTAGE_HOURS)")
 
     @property
     def said(self) -> str:
@@ -111,12 +121,8 @@ def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, bu
     if waited >= budget:
         if answered is not None and answered > since:
             return None
-        return OutageWait(since, None, f"{unavailable(vendor)} for {hours(budget)} (BRIDGE_OUTAGE_HOURS): "
-                                       f"{last_answer(vendor, status)} — replay it once {vendor} answers again "
-                                       "(`bridge dlq replay`)", vendor, budget, reason)
+        return OutageWait(since, None, vendor, budget, reason, status)
     delay = min(LONGEST_WAIT, max(FIRST_WAIT, waited), budget - waited) * (1 - JITTER * min(max(spread, 0.0), 1.0))
     # Never back before the vendor said (up to SQS's longest delay), even past the budget's end.
     delay = max(delay, min(retry_after or 0.0, LONGEST_WAIT))
-    return OutageWait(since, max(1.0, delay), f"{unavailable(vendor)} since {iso(since)} ({reason}): the bridge waits "
-                                              f"for it, up to {hours(budget)} (BRIDGE_OUTAGE_HOURS)",
-                      vendor, budget, reason)
+    return OutageWait(since, max(1.0, delay), vendor, budget, reason, status)

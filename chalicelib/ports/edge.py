@@ -11,8 +11,9 @@ Bounded by construction, whatever an unauthenticated caller sends:
 - a scope holds one counter per reason and hour (expiring after REFUSALS_KEEP_DAYS), and at most
   SAMPLES samples per reason (the first of each hour overwrite the ring); many refusals of one reason
   are counted in one write (the worker counts a batch's fields not written so);
-- `heard` is one item per scope and kind, overwritten (the runtime writes it at most once a
-  minute per container)."""
+- `heard` is one item per scope and kind, overwritten (the runtime writes it at most once every
+  HEARD_EVERY_SECONDS per container: a webhook costs no write beyond that, so the latest may be up to that
+  much later than the one written)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Callable, Optional, Protocol
 UNKNOWN = "unknown"
 SAMPLES = 5                       # samples kept per scope and reason (a ring)
 REFUSALS_KEEP_DAYS = 7
+HEARD_EVERY_SECONDS = 60          # the edge notes "heard a join / a notification" at most this often per container
 
 
 def campaign_scope(campaign_id: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Pr
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
+from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.qualification import QState
@@ -349,6 +350,12 @@ class ConnectionRepository(Protocol):
         when the workspace was never connected."""
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         """True the first time a state's nonce is used, False ever after (kept until it expires)."""
+    def end_oauth_state(self, nonce: str, expires_at: float, outcome: Outcome) -> None:
+        """Record on the used state what its callback did. Only on a state used and kept, once (a later
+        call changes nothing); it stays used, and expires as it would have."""
+    def oauth_state_outcome(self, nonce: str) -> Optional[Outcome]:
+        """What the used state's callback did; None before it is recorded (the callback still runs, or
+        stopped midway), or when the state is not kept."""
     def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
         """Keep a new start ticket until it is spent or expires (an id already kept is refused:
         ValueError; 128 random bits never are)."""

@@ -406,7 +406,10 @@ _PEOPLE = {LinkStatus.LINKED: ("{n} linked people", "{n} linked person"),
            LinkStatus.IGNORED: ("{n} people its settings ignore (action: nothing)",
                                 "{n} person its settings ignore (action: nothing)"),
            LinkStatus.FAILED: ("{n} failed joins that linked nobody", "{n} failed join that linked nobody"),
-           LinkStatus.WAITING: ("{n} joins waiting in the queue", "{n} join waiting in the queue"),
+           # (the link cannot say whether its work waits in the queue or was dead-lettered: an outage past its budget)
+           LinkStatus.WAITING: ("{n} joins waiting (in the queue, or dead-lettered before their next try: "
+                                "`bridge dlq list`)",
+                                "{n} join waiting (in the queue, or dead-lettered before its next try: `bridge dlq list`)"),
            LinkStatus.IN_PROGRESS: ("{n} joins in progress", "{n} join in progress")}
 
 

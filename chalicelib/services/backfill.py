@@ -4,7 +4,8 @@ Factory page by page (through the shared rate limiter), compares them with the l
 keeps (one batched read per page), and — with `apply` — queues a join for each person the bridge
 has not applied, exactly as the webhook would: the same join pipeline, so the same settings,
 duplicate handling, limits and history. Idempotent: an applied join is final, so a second run
-finds nobody to send. A dry run (the default) only counts.
+finds nobody to send. A dry run (the default) sends nothing: it counts, and names whom it would
+send or count (RF id, email masked), for review before `apply`.
 
 A join the settings ignored (`action: nothing` then: the only reason a join is ignored) is applied
 under the current settings once their action for the person's side creates a contact: the run
@@ -55,8 +56,9 @@ MISSING = "not in the bridge: joined"
 SYNCED = "enrolled by contact sync, not linked yet: joined"
 NOTHING = "nothing to do (the settings' action is nothing)"
 UNREADABLE = "unreadable in Referral Factory"
-UNREADABLE_EXAMPLES = 20       # people named of those RF lists unreadably (the rest are counted)
+EXAMPLES = 20       # people the text names of an outcome (and `unreadable` of those RF lists unreadably)
 COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
+ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED)   # outcomes that send a join or count a lead (and Reopened)
 
 Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
 
@@ -98,20 +100,25 @@ class Result:
     counted: int = 0                 # leads counted for their referrer now (referral counts)
     count_writes: int = 0            # referral.count messages queued: one per referrer whose count grew
     outcomes: Counter = field(default_factory=Counter)
-    # who RF listed unreadably, and why (email masked): the first UNREADABLE_EXAMPLES (outcomes counts them all)
+    # who RF listed unreadably, and why (email masked): the first EXAMPLES (outcomes counts them all)
     unreadable: list[dict] = field(default_factory=list)
+    # whom each outcome that acts on people (ACTS, Reopened) sends or counts, all of them (email masked)
+    people: dict[Outcome, list[dict]] = field(default_factory=dict)
 
     def view(self) -> dict:
         dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined",
                SYNCED: "enrolled by contact sync, not linked yet: would be joined",
                WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
                COUNTED: "already applied: would be counted for their referrer"}
-        outcomes = {(k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)): v
-                    for k, v in self.outcomes.most_common()}
+
+        def said(k: Outcome) -> str:
+            return k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)
+        order = [k for k, _ in self.outcomes.most_common()]
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
                 "queued": self.queued, "counted": self.counted, "count_writes_queued": self.count_writes,
-                "outcomes": outcomes, "unreadable": self.unreadable,
-                "unreadable_more": self.outcomes[UNREADABLE] - len(self.unreadable)}
+                "outcomes": {said(k): self.outcomes[k] for k in order},
+                "people": {said(k): self.people[k] for k in order if k in self.people},
+                "unreadable": self.unreadable, "unreadable_more": self.outcomes[UNREADABLE] - len(self.unreadable)}
 
 
 def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
@@ -155,8 +162,10 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             if lead is not None and (not apply or lead[0] in counted):
                 outcome = COUNTED
             result.outcomes[outcome] += 1
-            if isinstance(person, BodyError) and len(result.unreadable) < UNREADABLE_EXAMPLES:
+            if isinstance(person, BodyError) and len(result.unreadable) < EXAMPLES:
                 result.unreadable.append(unreadable(user, person))
+            elif isinstance(person, RFPerson) and (outcome in ACTS or isinstance(outcome, Reopened)):
+                result.people.setdefault(outcome, []).append(_who(person, lead))
             if message is not None:
                 to_send.append(message.wire())
         would_send += len(to_send)
@@ -210,6 +219,13 @@ def unreadable(user: dict, error: BodyError) -> dict:
     who = person.get("id")
     return {"rf_user_id": None if who in (None, "") else mask_emails(str(who)),
             "email": mask_email(person["email"]) if person.get("email") else None, "reason": reason}
+
+
+def _who(person: RFPerson, counted: Optional[Uncounted]) -> dict:
+    """Whom an outcome acts on, as the CLI shows people: their RF id and email masked (and, a lead counted
+    now, the referrer they count for)."""
+    return {"rf_user_id": person.id, "email": mask_email(person.email) if person.email else None,
+            **({"referrer_id": counted[1].rf_user_id} if counted else {})}
 
 
 def _classify(user: dict, person: RFPerson | BodyError, links: dict, settings: CampaignSettings,

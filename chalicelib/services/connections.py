@@ -139,6 +139,11 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
         raise ConnectError(f"give workspace {workspace}'s token and/or client secret: `bridge workspace connect "
                            f"{workspace}` asks for them in a terminal (elsewhere, set INTERCOM_TOKEN and/or "
                            "INTERCOM_CLIENT_SECRET)")
+    public = rt.secrets.scoped(EDGE).get(OAUTH_CLIENT_SECRET) if client_secret else None
+    if apps.same(client_secret, public):
+        raise ConnectError(f"this client secret is the public app's (the one `bridge workspace oauth-app` stored), not "
+                           f"workspace {workspace}'s private app's: give the private app's own (Developer Hub > "
+                           "Basic information), or none for a workspace connected by OAuth; nothing was stored")
     name = None
     if token:   # checked where it will be used: the given base, else the one already configured
         found = check_token(rt, token, api_base or (current.api_base if current is not None else None))
@@ -148,7 +153,7 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
         name = found.name
         if not api_base and not (current and current.api_base):
             api_base = found.api_base(rt.config.intercom_base_url)
-    now = store_workspace(rt, workspace, token, client_secret, api_base, current=current)
+    now = store_workspace(rt, workspace, token, client_secret, api_base, current=current, public=public)
     return {"workspace": workspace, "name": name,
             "token": "set" if token else "kept",
             "client_secret": "set" if client_secret else ("kept" if MARKS[PRIVATE] in now else "missing"),
@@ -207,13 +212,9 @@ def list_workspaces(rt: Connecting) -> list[dict]:
     return listed
 
 
-def oauth_app_stored(rt: Connecting, client_id: Optional[str]) -> dict[str, bool]:
-    """Which of the public app's settings are stored (never their values); refused when it would have
-    no client id."""
-    return {name: value is not None for name, value in _oauth_app(rt, client_id).items()}
-
-
-def _oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[str]]:
+def oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[str]]:
+    """What the public app has stored (its client id, client secret and state key; None: not set), read once
+    for configure_oauth; refused when it would have no client id."""
     edge = rt.secrets.scoped(EDGE)
     stored = {name: edge.get(name) for name in (OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY)}
     if not client_id and stored[OAUTH_CLIENT_ID] is None:
@@ -222,32 +223,58 @@ def _oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[s
 
 
 def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str],
-                    had: Optional[dict[str, bool]] = None) -> dict:
+                    stored: Optional[dict[str, Optional[str]]] = None) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
-    made once. What is not given is kept. `had`: what oauth_app_stored already answered for this
-    client id (a prompt asked it): whether each is set is not asked again (the public secret itself is
-    read once more, for relabel_copies)."""
+    made once. What is not given is kept. `stored`: what oauth_app already read for this client id (a
+    prompt asked whether a secret is stored): not read again."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
                            "INTERCOM_OAUTH_CLIENT_SECRET)")
     edge = rt.secrets.scoped(EDGE)
-    stored = None if had else _oauth_app(rt, client_id)       # read once: its public secret is relabel_copies'
-    had = had or {name: value is not None for name, value in (stored or {}).items()}
-    if not client_secret and not had[OAUTH_CLIENT_SECRET]:
+    stored = stored or oauth_app(rt, client_id)
+    public, state_key = stored[OAUTH_CLIENT_SECRET], stored[OAUTH_STATE_KEY]
+    if not client_secret and public is None:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
                            "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
-    relabelled = (relabel_copies(rt, stored[OAUTH_CLIENT_SECRET] if stored else edge.get(OAUTH_CLIENT_SECRET))
-                  if had[OAUTH_CLIENT_SECRET] else [])
+    relabelled = relabel_copies(rt, public) if public is not None else []
+    if client_secret and not apps.same(client_secret, public):    # (the same again: what held it were copies)
+        refuse_private_secret(rt, client_secret)
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:
         edge.put(OAUTH_CLIENT_SECRET, client_secret)
-    if not had[OAUTH_STATE_KEY]:
+    if state_key is None:
         edge.put(OAUTH_STATE_KEY, new_key())
     return {"client_id": "set" if client_id else "kept", "client_secret": "set" if client_secret else "kept",
-            "state_key": "kept" if had[OAUTH_STATE_KEY] else "made", "relabelled": relabelled}
+            "state_key": "made" if state_key is None else "kept", "relabelled": relabelled}
+
+
+def refuse_private_secret(rt: Connecting, secret: str) -> None:
+    """ConnectError when `secret` is a workspace's private app's client secret: the bridge tells the apps
+    apart by their secrets (a workspace's equal to the public app's is taken for an old copy of it: its
+    private app dropped at its next OAuth connect, its secret deleted at the next `oauth-app`)."""
+    edge, workspace, holding = rt.secrets.scoped(EDGE), None, None
+    try:
+        for workspace in sorted(rt.store.connections.workspaces()):
+            conn = rt.store.connections.workspace(workspace)
+            if conn is not None and MARKS[PRIVATE] in conn.secrets and \
+                    apps.same(edge.get(intercom_client_secret(workspace)), secret):
+                holding = workspace
+                break
+    except Exception as exc:
+        raise ConnectError(f"could not check that no workspace's private app has this client secret "
+                           f"({_first_line(exc)}{f', at workspace {workspace}' if workspace else ''}): the public "
+                           "app's settings are unchanged: run `bridge workspace oauth-app` again") from exc
+    if holding:
+        raise ConnectError(f"this client secret is workspace {holding}'s private app's (`bridge workspace connect` "
+                           "stored it), not the public app's: give the public app's own (Developer Hub > the public "
+                           "app > Basic information); nothing was stored")
+
+
+def _first_line(exc: Exception) -> str:
+    return getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def relabel_copies(rt: Connecting, public: Optional[str]) -> list[str]:
@@ -271,10 +298,9 @@ def relabel_copies(rt: Connecting, public: Optional[str]) -> list[str]:
             edge.delete(name)
             done.append(workspace)
     except Exception as exc:
-        reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConnectError(f"could not look for the workspaces holding a copy of the public app's client secret "
                            f"(connected by OAuth before it was referenced) to mark them as connected through it "
-                           f"({reason}{f', at workspace {workspace}' if workspace else ''}); marked so far: "
+                           f"({_first_line(exc)}{f', at workspace {workspace}' if workspace else ''}); marked so far: "
                            f"{', '.join(done) or 'none'}; the public app's settings are unchanged: run `bridge "
                            "workspace oauth-app` again") from exc
     return done

@@ -111,8 +111,6 @@ RF_404 = "Referral Factory answered 404"
 #: The reason of work that can never succeed: Referral Factory says it does not know the user (deleted
 #: there). Only RF's own answer says so: a 404 without it (a wrong RF_BASE_URL) is fixed and replayed.
 RF_GONE = f"{RF_404}: User not found"
-#: RF's refusal of the token itself, in a dead letter's reason.
-_RF_REFUSED = re.compile(r"Referral Factory answered 40[13]\b")
 
 
 def never_succeeds(reason: str) -> bool:
@@ -121,7 +119,7 @@ def never_succeeds(reason: str) -> bool:
 
 
 def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
-               token_refused: bool = False) -> str:
+               token_refused: bool = False, campaign_seen: bool = False) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
@@ -129,7 +127,8 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     Those that can never succeed are discarded instead, unless the RF token may be the cause: of another RF
     account, RF says every user of the campaign is "not found" (`token_refused`: doctor saw RF refuse
     the token or not know the campaign; those are replayed once the token is fixed). Those Intercom refused
-    for the workspace's plan wait for the plan (a new token would fail the same way)."""
+    for the workspace's plan wait for the plan (a new token would fail the same way). `campaign_seen`: doctor saw RF
+    show the campaign with the token, so RF's "not found" is the user's (deleted there): the discard alone."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
@@ -144,16 +143,18 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     if rf_token_refused(reason):     # by its reason, whatever the campaign: as doctor's [rf.campaign] says
         return rf_token_fix()
     token = f"`bridge rf connect` (it asks for the token), then {_replay(reason, campaign)}"
-    if token_refused and (RF_404 in reason or _RF_REFUSED.search(reason)):
+    if token_refused and RF_404 in reason:
         named = f"campaign {campaign}" if campaign else "the campaign"
         return (f"Referral Factory refuses the RF token or does not know {named} with it (see "
                 f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")
     if never_succeeds(reason):
+        discard = (f'a replay would fail the same way — `bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes '
+                   "them out (each person's history says so)")
+        if campaign_seen:
+            return f"Referral Factory shows the campaign with the RF token, so the user was deleted in RF: {discard}"
         return ("Referral Factory says it does not have this user: an RF token of another account than the "
                 "campaign's says so of every user (`bridge doctor` checks it) — then fix the token: "
-                f"{token}; a user deleted in RF: a replay would fail the same way — "
-                f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each '
-                "person's history says so)")
+                f"{token}; a user deleted in RF: {discard}")
     vendor = outage_of(reason)
     if vendor:                  # waited out up to BRIDGE_OUTAGE_HOURS: nothing to fix but to wait for the vendor
         return f"once {vendor} answers again, {_replay(reason, campaign)}"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cache
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
-from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, refused_join
+from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
 from ..domain.history import iso
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
@@ -27,12 +27,13 @@ from ..domain.settings import (CampaignSettings, SettingsError, check_against_wo
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
-from ..errors import PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, Blocked, WorkError, plan_restricted, rf_campaign_fix
+from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
+                      rf_campaign_fix)
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.store import SCAN_LIMIT
 from ..ports.apis import CampaignPeople, IntercomAccount
-from ..ports.edge import UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
+from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
 from .moved import applied_elsewhere
@@ -48,6 +49,11 @@ DUPLICATE_CHECKS = 50          # pending leads whose email is searched for dupli
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
 LATE_RUNS = 4                 # reconciliation is late after 4 of its scheduled runs (an hour at the default 15 min)
 LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
+# Doctor answers the operator now: its calls wait no longer than this (a backoff, a Retry-After, a slot of the
+# limiter), so a call is retried at once, once at most (the next backoff is longer), and a vendor's outage is said
+# in seconds, not waited out with the worker's retries; each call times out after CHECK_TIMEOUT at most.
+CHECK_WAIT = 0.5
+CHECK_TIMEOUT = 5.0
 
 
 class Examined(Protocol):
@@ -63,6 +69,11 @@ class Examined(Protocol):
     def queue(self) -> DeadLetterQueue: ...
     def intercom(self, workspace: str) -> Any: ...          # an IntercomAccount
     def rf(self) -> Any: ...                                  # CampaignPeople
+
+
+def quick(config: Config) -> Config:
+    """The configuration doctor's HTTP clients are made with (CHECK_WAIT, CHECK_TIMEOUT)."""
+    return replace(config, max_retry_wait=CHECK_WAIT, http_timeout=min(config.http_timeout, CHECK_TIMEOUT))
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     else:                      # each way _intercom reads no attributes ends with its finding saying why
         _unchecked(report, "settings.workspace", f"the settings against workspace {settings.workspace}'s data "
                    "attributes (they could not be read)", report.findings[-1].check, settings.campaign_id)
-    rf_refused = _rf(rt, report, settings)
+    rf_reached = _rf(rt, report, settings)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
@@ -154,7 +165,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _left_behind(store, report, settings, left)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_refused, read_all)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all)
     _sync(rt, report, settings)
     return report
 
@@ -385,9 +396,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
 
 
 # --- Referral Factory ------------------------------------------------------------------------------
-def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
-    """The RF checks; whether RF refused the token or did not know the campaign with it (a token of another
-    account)."""
+def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> Optional[bool]:
+    """The RF checks; whether the RF token reaches the campaign: True, RF showed it; False, RF refused the token or
+    did not know the campaign with it (a token of another account); None, not checked."""
     conn = rt.store.connections.rf()
     secrets = conn.secrets if conn else frozenset()
     if "webhook-secret" not in secrets:
@@ -399,12 +410,12 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
                    "missing fields cannot be read and no referral can be qualified",
                    "`bridge rf connect` (it asks for the token)")
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.connection", settings.campaign_id)
-        return False
+        return None
     try:
         campaign = rt.rf().get_campaign(settings.campaign_id)
     except WorkError as exc:
         c = settings.campaign_id
-        if isinstance(exc, Blocked):
+        if rf_blocked(exc):
             report.add("rf.campaign", False, f"Referral Factory has blocked this IP: campaign {c} could not be checked "
                        f"({exc.reason})", "joins and qualifications wait in the queue (not dead-lettered) until RF "
                        "lifts the block, which lasts up to days", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
@@ -416,7 +427,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
-        return not isinstance(exc, Blocked) and exc.status in (*REFUSED_TOKEN, 404)
+        return False if exc.status in (RF_REFUSED_TOKEN, 404) else None
     status = campaign.get("status")
     if status not in (None, "launched", "live", "active"):
         report.add("rf.campaign", False, f"campaign {settings.campaign_id} is {status} in Referral Factory",
@@ -425,7 +436,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> bool:
     else:
         report.add("rf.campaign", True, f"campaign {settings.campaign_id} ({campaign.get('name')}) is live in RF")
     _newest_reached_us(rt, report, settings)
-    return False
+    return True
 
 
 _NEWEST = "whether the newest person in RF's campaign reached the bridge"
@@ -490,21 +501,21 @@ _INTERCOM_FIX = {
 }
 
 
-# Refusals of how the sender is set up (its secret, header, format, the campaign's settings here): one fix
-# serves every later webhook, so webhooks accepted after the last one say it may be fixed. Any other
-# reason (invalid_field, missing_user_id, no_contact...) is about one body's data: other people's
-# webhooks being accepted fix nothing of it.
-_SETUP_REASONS = frozenset({"unauthorized", "not_configured", "missing_campaign_id", "malformed_json",
-                            "malformed_form", "unsupported_media_type", "too_large", "unknown_campaign"})
+# Refusals of how the sender is set up (its secret, header, format, payload, the campaign's settings here): one
+# fix serves every later webhook, so webhooks accepted after the last one say it may be fixed. Any other reason
+# is about one body's data, which other webhooks being accepted fix nothing of: a join's person's email
+# (advice.person_data: every other join refusal is RF's setup), an Intercom notification of an unexpected shape.
+_INTERCOM_SETUP = frozenset({"unauthorized", "malformed_json", "unsupported_media_type", "too_large"})
 
 
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,
                       fixes: Optional[dict] = None, ws: str = "", heard: Optional[str] = None,
                       accepted: str = "", after_why: str = "", after_fix: str = "",
-                      joined: Optional[Callable[[list[RefusalSample]], tuple[str, str]]] = None) -> int:
-    """One finding per reason refused. A setup reason (_SETUP_REASONS) whose last refusal is older than the
-    last webhook the edge accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD while
-    refusals are the newest. A reason about a body's own data stays BAD with its fix. Either is resolved,
+                      joined: Optional[Callable[[list[RefusalSample]], tuple[str, str]]] = None, *,
+                      setup: Callable[[str, list[str]], bool]) -> int:
+    """One finding per reason refused. A setup reason (`setup(reason, messages)`) whose last refusal is older
+    than the last webhook the edge accepted (`heard`) is ok: the fix may have worked ("fixed?"); it stays BAD
+    while refusals are the newest. A reason about a body's own data stays BAD with its fix. Either is resolved,
     ok without a fix, once `joined(samples)` says the refused people sampled were joined since (not a
     setup refusal that is still the newest: later webhooks are refused too), or says what it could not
     check. Returns how many are BAD."""
@@ -523,7 +534,8 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
         since = heard is not None and _when(heard) > _when(last)
-        resolved, unchecked = (joined(samples) if joined is not None and (since or reason not in _SETUP_REASONS)
+        fixed_by_setup = setup(reason, messages)
+        resolved, unchecked = (joined(samples) if joined is not None and (since or not fixed_by_setup)
                                else ("", ""))
         sampled = len({s.rf_user_id or s.rf_user_digest or s.email_digest for s in samples})
         if resolved and total <= sampled:          # every refused person is among those known joined
@@ -537,7 +549,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
             continue
         if unchecked:
             refused += f"; {unchecked}"
-        if since and reason in _SETUP_REASONS:
+        if since and fixed_by_setup:
             report.add(check, True, f"{refused}; {accepted} accepted since (last at {heard}): fixed?",
                        after_why, after_fix.format(c=c, campaign=c, ws=ws), warn=True, key=reason)
             continue
@@ -602,7 +614,8 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                                  heard=last, accepted="joins",
                                  after_why="the people whose joins were refused are not in Intercom",
                                  after_fix=BACKFILL,
-                                 joined=lambda samples: _joined_since(store, c, samples, digests))
+                                 joined=lambda samples: _joined_since(store, c, samples, digests),
+                                 setup=lambda reason, messages: not person_data(reason, messages))
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
@@ -612,14 +625,14 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
         report.add("webhooks.rf", True, f"the last join of campaign {c} was received at {last} "
                    f"(over {QUIET_HOURS} h ago): if people joined since, check RF's webhook")
     elif not problems:
-        report.add("webhooks.rf", True, f"joins arrive (last received at {last})")
+        report.add("webhooks.rf", True, f"joins arrive (last received at {last}{_KEPT})")
     ws = settings.workspace
     heard = store.edge.last_heard(workspace_scope(ws), "notification")
     fixes = {**_INTERCOM_FIX, "unauthorized": ("X-Hub-Signature verifies with the client secret of none of the "
                                                "workspace's apps", apps.unauthorized_fix(ws, conn.secrets if conn else ()))}
     _refusal_findings(report, "webhooks.intercom_refused", store.edge.refusals(workspace_scope(ws)), c,
                       f"Intercom notification(s) for workspace {ws}", fixes, ws, heard=heard,
-                      accepted="notifications",
+                      accepted="notifications", setup=lambda reason, messages: reason in _INTERCOM_SETUP,
                       after_why="Intercom does not send a refused notification again: the contact changes it told of "
                                 "were not applied when it came (leads it would have qualified waited)",
                       after_fix="nothing to do if notifications keep being accepted: the scheduled reconciliation "
@@ -644,9 +657,13 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    "the periodic reconciliation instead of seconds",
                    "check the subscription: " + _SUBSCRIBE, warn=True)
     elif heard is not None:
-        report.add("webhooks.intercom", True, f"Intercom notifications arrive (last at {heard})")
+        report.add("webhooks.intercom", True, f"Intercom notifications arrive (last received at {heard}{_KEPT})")
 
 
+# When a webhook was last received, as the edge notes it: once a minute at most (HEARD_EVERY_SECONDS), so later ones
+# may not show (the next after a refusal is noted at once: "fixed?" compares them truly).
+_KEPT = ", or within the minute after: the edge notes it at most once a minute"
+assert HEARD_EVERY_SECONDS == 60, _KEPT
 _SUBSCRIBE = ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
               "the topics " + ", ".join(TOPICS))
 
@@ -711,13 +728,13 @@ def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
                attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
-               rf_refused: bool = False, read_all: bool = True) -> None:
+               rf_reached: Optional[bool] = None, read_all: bool = True) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
-    searches = _dead_letters(rt, report, settings, rf_refused) if dlq else []
+    searches = _dead_letters(rt, report, settings, rf_reached) if dlq else []
     failing = [d for d in searches if not d.superseded]
     if settings.qualification is None:
         _searches(report, settings.workspace, failing)
@@ -757,11 +774,25 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", dead_letters.SEARCH: "reconciliation's searches"}
 
 
+def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
+    """Why dead letters of `reason` matter, as truthfully as what a replay would do (`rf_reached`: whether the RF
+    token reaches their campaign, as _rf says)."""
+    if not dead_letters.never_succeeds(reason) or rf_reached is False:
+        return "this work is stopped until it is replayed"
+    if rf_reached:
+        return ("Referral Factory no longer has this user in the campaign, which the RF token reaches: the work can "
+                "never succeed, and a replay fails the same way; the letter waits in the dead-letter queue until it "
+                "is discarded")
+    return ("this work is stopped: a replay brings it back only if the RF token was the cause (of another RF "
+            "account); for a user deleted in RF, a replay fails the same way")
+
+
 def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
-                  rf_refused: bool = False) -> list[dead_letters.DeadLetter]:
+                  rf_reached: Optional[bool] = None) -> list[dead_letters.DeadLetter]:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
-    `rf_refused`: RF refused the token or did not know the campaign with it (its 404s are the token's).
+    `rf_reached`: whether the RF token reaches the campaign (_rf): RF showed it (its `User not found` is the
+    user's, gone), or refused the token or did not know the campaign with it (its 404s are the token's).
     Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
     by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
@@ -771,17 +802,18 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     searches = [d for d in letters if d.kind == dead_letters.SEARCH and d.workspace == ws]
     unnamed = [d for d in letters
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
+    rf_refused = rf_reached is False
     for reason, n in Counter(d.reason for d in mine).most_common():
-        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}",
-                   "this work is stopped until it is replayed",
-                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused),
+        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, rf_reached),
+                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused, campaign_seen=bool(rf_reached)),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
                                   if d.reason == reason}))
+        # (a letter naming no campaign may be another campaign's, which RF was not asked about)
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
-                   "they may be about this campaign's people (a notification can qualify a lead): this work is "
-                   "stopped until it is replayed, and `--campaign` does not reach it",
+                   "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
+                   "does not reach them: " + _stopped(reason, False if rf_refused else None),
                    dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused), key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:

@@ -14,6 +14,7 @@ from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refus
 from ..domain.history import RETRY
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
+from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
@@ -49,7 +50,8 @@ class Explanation:
         return mask_emails({"query": self.query, "found": self.found,
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view(), **_retrying_now(p, self.trail),
-                                   **({"discarded": True} if _discarded(p, self.trail) else {})} for p in self.people],
+                                   **({"discarded": True} if _discarded(p, self.trail) else {}),
+                                   **_dead_lettered(p, self.trail)} for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
                        **({} if self.found else {"message": never_seen(self.query)})}, known)
@@ -61,12 +63,21 @@ def _last_failure(link: Link, trail: list[dict], *also: str) -> Optional[dict]:
                  and e["outcome"] in ("failed", *also)), None)
 
 
+def _join_now(link: Link, trail: list[dict]) -> Optional[dict]:
+    """A waiting join's last entry about its work (a try's wait, a retry, its dead letter): the link says
+    `waiting` whatever the worker did with its try since (past the outage budget, it fails tries, then is
+    dead-lettered)."""
+    return next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref and (
+        e["event"] in ("join", "join_received") or e["event"] == "dead_letter"
+        and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "join")), None)
+
+
 def _retrying_now(link: Link, trail: list[dict]) -> dict:
-    """A join between tries (failed) or in a later try (in progress) whose last try failed and is tried
-    again: the header says retrying, which try of how many, and when the next is due."""
-    if link.status not in (LinkStatus.FAILED, LinkStatus.IN_PROGRESS):
+    """A join between tries (failed, or waiting whose try failed since) or in a later try (in progress) whose
+    last try failed and is tried again: the header says retrying, which try of how many, and when the next is due."""
+    if link.status not in (LinkStatus.FAILED, LinkStatus.IN_PROGRESS, LinkStatus.WAITING):
         return {}
-    last = _last_failure(link, trail, "retrying")
+    last = _join_now(link, trail) if link.status is LinkStatus.WAITING else _last_failure(link, trail, "retrying")
     if last is None or last["outcome"] != "retrying":
         return {}
     retry = dict(last.get("retry") or {})
@@ -80,6 +91,17 @@ def _discarded(link: Link, trail: list[dict]) -> bool:
     discard`): the header says discarded, not failed."""
     last = _last_failure(link, trail) if link.status is LinkStatus.FAILED else None
     return last is not None and bool(last.get("discarded"))
+
+
+def _dead_lettered(link: Link, trail: list[dict]) -> dict:
+    """A waiting join whose work the worker gave up on since (a vendor's outage longer than BRIDGE_OUTAGE_HOURS,
+    or the tries failed past it): its link still says `waiting`, but its letter is in the dead-letter queue, where nothing
+    brings it back without a replay. The header says so, with the letter's reason and fix, as the person's
+    history has them (its `dead_letter` entry: the queue is not read)."""
+    last = _join_now(link, trail) if link.status is LinkStatus.WAITING else None
+    if last is None or (last["event"], last["outcome"]) != ("dead_letter", "failed"):
+        return {}
+    return {"status": "dead_lettered", "dead_letter": {k: last[k] for k in ("at", "reason", "fix") if last.get(k)}}
 
 
 def never_seen(query: str) -> str:
@@ -375,10 +397,11 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     reason = str(entry.get("reason") or "")
     nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
     if fix and (DISCONNECTED in reason or RF_404 in reason or OTHER_CAMPAIGN in reason or nameless
-                or plan_restricted(reason) or rf_token_refused(reason)):
+                or plan_restricted(reason) or rf_token_refused(reason) or outage_of(reason)):
         # `--campaign` would leave some behind (a disconnect's), or never reach it (its message names no
         # campaign); or a replay cannot help (discard), or RF's 404 may be the bridge's (its base URL), or
-        # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data)
+        # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data),
+        # or a vendor's outage outlasted the budget (nothing to fix: replay once it answers)
         entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN",
                                   details.get("workspace"))
     return entry
@@ -492,14 +515,17 @@ def as_text(explanation: Explanation) -> str:
         return view["message"]
     lines = [f"{view['query']}:"]
     for p in view["people"]:
-        state = ("discarded (its dead letter, by the operator)" if p.get("discarded") else p["status"]) + (
-            f", qualification {p['qualification']}" if p.get("qualification") else "")
+        letter = p.get("dead_letter")
+        state = ("discarded (its dead letter, by the operator)" if p.get("discarded") else "dead-lettered" if letter
+                 else p["status"]) + (f", qualification {p['qualification']}" if p.get("qualification") else "")
         contact = (f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
-                     + (f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}" if p.get("reason") else "")
+                     + (f" — {letter['reason']} (since {letter['at']}; the link still says waiting)"
+                        + (f"; fix: {letter['fix']}" if letter.get("fix") else "") if letter else
+                        f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}" if p.get("reason") else "")
                      + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else "")
                      + (f" ({_under_way(p['retry'])})" if "retry" in p else ""))
     for e in view.get("enrolled_by_sync", []):
@@ -517,24 +543,33 @@ def as_text(explanation: Explanation) -> str:
     if not view["people"] and not view.get("enrolled_by_sync") and not view.get("duplicate_of"):
         lines.append("  no link: no join of theirs was applied")
     lines.append("")
+    # The same entry again and again in a row (a join received at each try) is said once, with how many times.
+    said: list[tuple[tuple[str, str, list[str]], int, str, str]] = []    # (entry's text, times, first at, last at)
     for e in view["trail"]:
-        who = f"{e.get('campaign_id') or '?'}#{e.get('rf_user_id') or '?'}"
-        text = f"{e['at']}  {who:<14} {e['event']}: {e['outcome']}"
-        if e.get("reason"):
-            text += f" — {e['reason']}"
-        if (e.get("count") or 0) > 1:
-            text += f" (x{e['count']})"
-        if e.get("resolved"):
-            text += " (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)"
-        inline, below = _details(e.get("details") or {})
-        if inline:
-            text += "  " + ", ".join(inline)
-        lines.append(text)
+        text, times = _entry_text(e), max(1, e.get("count") or 1)
+        if said and said[-1][0] == text:
+            _, before, first, _ = said[-1]
+            said[-1] = (text, before + times, first, e["at"])
+        else:
+            said.append((text, times, e["at"], e["at"]))
+    for (head, tail, below), times, first, last in said:
+        again = "" if times == 1 else f" (x{times})" if first == last else f" (x{times}, the last at {last})"
+        lines.append(f"{first}  {head}{again}{tail}")
         lines += [f"{'':26}{line}" for line in below]
-        for key in ("fix", "hint"):
-            if e.get(key):
-                lines.append(f"{'':26}{key}: {e[key]}")
     return "\n".join(lines)
+
+
+def _entry_text(e: dict) -> tuple[str, str, list[str]]:
+    """An entry as the text says it, but for its time and count: its line (before, after where a count
+    goes) and the lines below it."""
+    who = f"{e.get('campaign_id') or '?'}#{e.get('rf_user_id') or '?'}"
+    head = f"{who:<14} {e['event']}: {e['outcome']}" + (f" — {e['reason']}" if e.get("reason") else "")
+    tail = (" (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)") \
+        if e.get("resolved") else ""
+    inline, below = _details(e.get("details") or {})
+    if inline:
+        tail += "  " + ", ".join(inline)
+    return head, tail, below + [f"{key}: {e[key]}" for key in ("fix", "hint") if e.get(key)]
 
 
 def _under_way(retry: dict) -> str:
@@ -548,8 +583,8 @@ def _details(details: dict) -> tuple[list[str], list[str]]:
     a list (e.g. the field errors) on its own line below it."""
     inline, below = [], []
     for k, v in details.items():
-        if v is None:                                          # not known (a join's type): not "None"
-            continue
+        if v is None or v in ([], {}, ""):                     # not known (a join's type), or nothing (none
+            continue                                           # fetched from RF): not "None", nor "[]"
         if k == "run" and v == 0:                              # a sync entry's: ongoing sync's webhook, no run
             inline.append("by webhook")
         elif isinstance(v, list) and any(isinstance(x, dict) for x in v):

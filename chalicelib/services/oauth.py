@@ -15,6 +15,7 @@ whatever follows)."""
 from __future__ import annotations
 
 import html
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Protocol
 from urllib.parse import urlencode
@@ -156,32 +157,45 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     try:
         state = oauth.read_state(key, query.get("state"), rt.clock())
     except StateError as exc:
-        return _refused(place, exc.reason)
-    # The browser first (a state seen elsewhere cannot even be spent), then single use.
+        return _refused(place, exc.reason, known=not exc.issued)
+    # The browser first (a state seen elsewhere cannot even be spent, nor tell what its link did), then single use.
     if oauth.cookie_nonce(cookie_header) != state.nonce:
         return _refused(place, "this sign-in was started in another browser (or cookies are blocked): "
-                               "start again in this browser")
+                               "start again in this browser", known=False)
     if not rt.store.connections.use_oauth_state(state.nonce, state.expires_at):
-        return _refused(place, "this sign-in link was already used: start again")
+        return _used(place, rt.store.connections.oauth_state_outcome(state.nonce))
+    page, outcome = _connect(rt, client_id, client_secret, state, query, place)
+    try:
+        rt.store.connections.end_oauth_state(state.nonce, state.expires_at, outcome)
+    except Exception:  # the page stands; seen again, it says it cannot tell what the link did
+        logger.warning("could not record what the OAuth callback did", exc_info=True)
+    return page
+
+
+def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.State, query: Mapping[str, str],
+             place: Place) -> tuple[Page, oauth.Outcome]:
+    """The callback, its state spent: its page, and what it did (recorded on the state)."""
+    nothing = oauth.Outcome(int(rt.clock()))
     code = query.get("code")
     if not code:
-        return _refused(place, "Intercom sent no code")
+        return _refused(place, "Intercom sent no code"), nothing
     try:
         token = rt.intercom_auth().exchange(code, client_id, client_secret)
     except Permanent as exc:
-        return _refused(place, f"Intercom refused the code ({exc.reason})")
+        return _refused(place, f"Intercom refused the code ({exc.reason})"), nothing
     except WorkError as exc:
-        return _refused(place, f"Intercom could not be reached ({exc.reason})", status=502)
+        return _refused(place, f"Intercom could not be reached ({exc.reason})", status=502), nothing
     try:
         found = check_token(rt, token, None)
     except ConnectError as exc:
-        return _refused(place, str(exc), status=502)
+        return _refused(place, str(exc), status=502), nothing
     if not valid_workspace(found.app_id):
-        return _refused(place, f"Intercom named a workspace id this bridge cannot keep ({found.app_id[:80]!r})", 502)
+        return _refused(place, f"Intercom named a workspace id this bridge cannot keep ({found.app_id[:80]!r})",
+                        502), nothing
     if state.workspace and found.app_id != state.workspace:
         return _refused(place, f"you authorized workspace {found.app_id} ({found.name[:80]}), but this link is for "
                                f"workspace {state.workspace} only: sign in to Intercom as an admin of "
-                               f"{state.workspace}, with a new link", status=403)
+                               f"{state.workspace}, with a new link", status=403), nothing
     current = rt.store.connections.workspace(found.app_id)
     api_base = None if current and current.api_base else found.api_base(rt.config.intercom_base_url)
     # The public app's client secret signs this workspace's webhooks now too (a private app's still does, where the workspace has one).
@@ -194,7 +208,26 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
         logger.warning("could not read the connected workspace's campaigns", extra={"workspace": found.app_id},
                        exc_info=True)
         campaigns = {}
-    return _connected(place, found, current, campaigns)
+    return _connected(place, found, current, campaigns), oauth.Outcome(int(rt.clock()), found.app_id, found.name[:200])
+
+
+def _used(place: Place, outcome: Optional[oauth.Outcome]) -> Page:
+    """The callback again, its state spent (a reload, a restored tab: the browser that started, within the
+    state's life): what the link did, as its first page said, and nothing done again."""
+    if outcome is None:
+        return _refused(place, "this sign-in link was already used, by a sign-in that has not finished (or stopped "
+                               "midway): reload this page in a moment", known=False)
+    if outcome.workspace is None:
+        return _refused(place, "this sign-in link was already used, and nothing came of it: start again")
+    when = datetime.fromtimestamp(outcome.at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    name = outcome.name or outcome.workspace
+    body = (f'<p class="ok" id="reason">This sign-in link was already used: it connected Intercom workspace '
+            f'<strong id="workspace-name">{html.escape(name)}</strong> (app_id <code id="workspace-id">'
+            f'{html.escape(outcome.workspace)}</code>) at {when}.</p><p>Nothing more was done. The bridge\'s '
+            f'operator sees the workspace with <code>bridge workspace list</code>; to connect another, ask them '
+            f'for a new link (<code>{OAUTH_LINK}</code>).</p>')
+    logger.info("OAuth callback seen again: its link connected the workspace", extra={"workspace": outcome.workspace})
+    return Page(200, _html(f"Connected: {name}", body))
 
 
 def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, bool]:
@@ -254,8 +287,14 @@ dead-letter queue, if any (<code>bridge dlq list</code> shows it): bring it back
     return Page(200, _html(f"Connected: {found.name}", body))
 
 
-def _refused(place: Place, reason: str, status: int = 400) -> Page:
-    body = (f'<p class="error" id="reason">{html.escape(reason)}.</p><p>Nothing was connected or stored. '
+def _refused(place: Place, reason: str, status: int = 400, known: bool = True) -> Page:
+    """A page saying why, and that nothing was connected or stored: `known` False where the link may have
+    connected a workspace before (its state expired, or seen in another browser, or used by a callback
+    that has not said what it did), which this page cannot tell."""
+    stored = ("Nothing was connected or stored." if known else
+              "This page connected and stored nothing; if this link connected a workspace before, that stands "
+              "(the bridge's operator sees it with <code>bridge workspace list</code>).")
+    body = (f'<p class="error" id="reason">{html.escape(reason)}.</p><p>{stored} '
             f'To start again, ask the bridge\'s operator for a new link (<code>{OAUTH_LINK}</code>).</p>')
     logger.warning("OAuth callback refused", extra={"reason": reason})
     return Page(status, _html("Not connected", body))

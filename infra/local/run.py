@@ -31,7 +31,9 @@ from infra.local.scheduler import Scheduler, chalice_job
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".local" / "stack.json"
 WORKSPACE = os.environ.get("INTERCOM_WORKSPACE", "vne310wv")
-CLIENT_SECRET = "local-intercom-client-secret"
+CLIENT_SECRET = "local-intercom-client-secret"            # the simulated workspace's private app's
+# The public app's (OAuth): another app, with its own client secret (one equal to a private app's is refused).
+OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET = "local-public-app", "local-public-app-client-secret"
 RF_WEBHOOK_SECRET = "local-rf-webhook-secret"
 DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
 # The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the README map
@@ -72,6 +74,8 @@ class LocalStack:
             given = os.environ.get(var)
             state[key] = None if given else default
             state[f"{key}_from"] = f"${var}" if given else "local default"
+        if not self.real:       # the public app (OAuth) of the simulators: it signs the webhooks of its connections
+            state["intercom_oauth_client_secret"] = OAUTH_CLIENT_SECRET
         return state
 
     def stop(self) -> None:
@@ -243,7 +247,7 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
     if not real:
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
         from chalicelib.services.connections import configure_oauth
-        configure_oauth(rt, "local-public-app", client_secret)
+        configure_oauth(rt, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET)
     try:
         api = serve_app(app_module.app, port=api_port)
     except OSError as exc:   # taken since check_port
@@ -273,6 +277,7 @@ def _simulators():
     from infra.local.sims.referral_factory import RFSim
 
     intercom = IntercomSim(app_id=WORKSPACE).start()
+    intercom.client_id, intercom.client_secret = OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET   # its code exchange checks them
     for name, dtype in LOCAL_ATTRIBUTES.items():
         intercom.define_attribute(name, dtype)
     rf = RFSim().start()

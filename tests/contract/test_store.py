@@ -732,6 +732,20 @@ def test_an_oauth_state_is_used_once(store, clock):
     assert store.connections.use_oauth_state("n-2", clock() + 600) is True
 
 
+def test_a_used_oauth_state_records_what_its_callback_did_once_and_stays_used(store, clock):
+    from chalicelib.domain.oauth import Outcome
+    expires = int(clock()) + 600
+    store.connections.use_oauth_state("n-1", expires)
+    assert store.connections.oauth_state_outcome("n-1") is None                 # its callback still runs
+    store.connections.end_oauth_state("n-1", expires, Outcome(int(clock()), "ws1", "Acme"))
+    store.connections.end_oauth_state("n-1", expires, Outcome(int(clock()) + 5))    # once: the first stands
+    assert store.connections.oauth_state_outcome("n-1") == Outcome(int(clock()), "ws1", "Acme")
+    assert store.connections.use_oauth_state("n-1", expires) is False           # still used
+    store.connections.end_oauth_state("n-never", expires, Outcome(int(clock())))    # a state never used: not kept
+    assert store.connections.oauth_state_outcome("n-never") is None
+    assert store.connections.use_oauth_state("n-never", expires) is True
+
+
 def test_an_oauth_ticket_is_spent_once_and_never_after_it_expires(store, clock):
     from chalicelib.ports import OAuthTicket
     expires = int(clock()) + 1800

@@ -6,7 +6,8 @@ for the prod stage (from its stack on a moto server): the API routes through Cha
 gateway, the worker on SQS events built from real messages of the work queue, reconcile on a
 scheduled event. Every botocore call they make (boto3's and PynamoDB's own session alike go through
 BaseClient._make_api_call) is recorded, mapped to the IAM actions and resources it needs, and compared
-with the rendered policy statements, in both directions."""
+with the rendered policy statements, in both directions. The rendered policies alone (no AWS) never let the
+API function update a link, a history or settings."""
 from __future__ import annotations
 
 import contextlib
@@ -354,7 +355,7 @@ def drive(stage: Stage) -> dict:
 def oauth_connect(stage: Stage) -> list[int]:
     """The operator stores the public app (not recorded); an admin's browser opens the start link,
     clicks Continue (a POST of its ticket), authorizes on Intercom's page and comes back to the
-    callback, which connects the workspace."""
+    callback, which connects the workspace; the admin reloads that page."""
     import requests
 
     from chalicelib.services.connections import configure_oauth
@@ -373,7 +374,9 @@ def oauth_connect(stage: Stage) -> list[int]:
                             allow_redirects=False, timeout=10)
     back = urlparse(decided.headers["Location"])
     done = stage.get(f"{back.path}?{back.query}", {"Host": "abc.execute-api.example", "Cookie": cookie})
-    return [page["statusCode"], start["statusCode"], done["statusCode"]]
+    again = stage.get(f"{back.path}?{back.query}", {"Host": "abc.execute-api.example", "Cookie": cookie})  # a reload
+    assert "This sign-in link was already used: it connected" in again["body"], again
+    return [page["statusCode"], start["statusCode"], done["statusCode"], again["statusCode"]]
 
 
 def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
@@ -395,7 +398,7 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert outcome["reconcile"] == {"queued": 1, "round_complete": True, "searches": 1, "overdue": 1}
     assert len(outcome["eve"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
-    assert outcome["oauth"] == [200, 303, 200]
+    assert outcome["oauth"] == [200, 303, 200, 200]
 
 
 @pytest.mark.parametrize("function", deploy.FUNCTIONS)
@@ -523,3 +526,38 @@ def test_the_api_functions_reads_stay_within_its_leading_keys(performed, rendere
     for kept_out in ("HISTORY#42#1001", f"EMAIL#{WORKSPACE}#ann@example.com", f"CONTACT#{WORKSPACE}#6ab1",
                      "SYNC#42", "RATE#intercom", f"NOTIFICATION#{WORKSPACE}#notif_1", "RECONCILE", "RF"):
         assert not any(fnmatchcase(kept_out, pattern) for pattern in allowed), kept_out
+
+
+# --- the rendered policies alone (no AWS) ---------------------------------------------------------------
+PROD_OUTPUTS = {"TableArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/rf-intercom-bridge-prod-table",
+                "QueueArn": "arn:aws:sqs:eu-west-1:123456789012:rf-intercom-bridge-prod-work",
+                "DeadLetterQueueArn": "arn:aws:sqs:eu-west-1:123456789012:rf-intercom-bridge-prod-dlq",
+                "SecretsPath": "/rf-intercom-bridge/prod"}
+
+# Partition keys of what only the worker and the operator may change: a link (its contact, baseline and
+# qualification state), a person's history, a campaign's settings, the contact/email pointers, a rate budget.
+NOT_THE_EDGES = ("CAMPAIGN#42", "HISTORY#42#1001", "CONTACT#vne310wv#6ab1", "EMAIL#vne310wv#ann@example.com",
+                 "RATE#referral-factory", "RECONCILE")
+
+
+def _updates_allowed(statement: dict, pk: str) -> bool:
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    if statement["Effect"] != "Allow" or not any(fnmatchcase("dynamodb:UpdateItem", a) for a in actions):
+        return False
+    keys = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+    return keys is None or any(fnmatchcase(pk, pattern) for pattern in keys)
+
+
+def test_the_public_api_function_cannot_update_links_history_or_settings():
+    """Least privilege: the API function is the one that faces the internet (webhooks, OAuth). It only
+    updates its own edge log (EDGE#...) and, from the OAuth callback, a workspace's connection record and
+    the workspace index (WORKSPACE#..., WORKSPACES). A statement granting it dynamodb:UpdateItem on the whole
+    table with no dynamodb:LeadingKeys condition (its `Table` statement once did) would let a flaw in the
+    edge (or a leaked role session) rewrite any link — mark a referral qualified, point it at another
+    workspace's contact — or any settings document.
+    Expected: every statement of the API function that grants UpdateItem is narrowed by
+    dynamodb:LeadingKeys to those partitions (as OAuthTable and reconcile's LinkTable already are)."""
+    target = deploy.Target("prod", "123456789012", "eu-west-1", PROD_OUTPUTS)
+    policy = deploy.policies(target)["api_handler"]
+    reach = {pk: [s.get("Sid") for s in policy["Statement"] if _updates_allowed(s, pk)] for pk in NOT_THE_EDGES}
+    assert {pk: sids for pk, sids in reach.items() if sids} == {}, "the API function may update these partitions"

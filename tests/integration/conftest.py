@@ -209,3 +209,22 @@ def join_body(user: dict) -> dict:
     """What RF's webhook sends, configured as the README says."""
     return {k: user.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "source",
                                      "referrer_id", "signed_up_at")}
+
+
+def new_lead(rf, email="ann@example.com", first_name="Ann", **kw):
+    """A lead of campaign 42 in RF, referred by Rita."""
+    referrer = rf.add_user(42, "ref@example.com", "Rita")
+    return rf.add_user(42, email, first_name, referrer_id=referrer["id"], **kw)
+
+
+@pytest.fixture
+def joined(bridge, intercom, rf):
+    """A referred lead who joined and whose Intercom contact exists (signed_up = "No")."""
+    def make(settings=None, email="ann@example.com", **kw):
+        bridge.apply(settings or qualifying_settings())
+        lead = new_lead(rf, email=email, **kw)
+        bridge.post_join(join_body(lead))
+        bridge.drain()
+        [contact] = intercom.contacts_by_email(email)
+        return lead, contact
+    return make

@@ -8,9 +8,8 @@ from collections import Counter
 
 import pytest
 
-from .conftest import join_body, qualifying_settings
+from .conftest import join_body, new_lead, qualifying_settings
 from .test_exactly_one_contact import delayed  # noqa: F401  (fixture)
-from .test_join_flow import new_lead
 
 BATCH = 10
 

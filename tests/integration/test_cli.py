@@ -52,8 +52,7 @@ def test_apply_checks_the_live_workspace_for_missing_attributes_and_types(bridge
 
 
 def test_history_shows_the_trail_without_secrets(bridge, rf, intercom, capsys):
-    from .conftest import join_body
-    from .test_join_flow import new_lead
+    from .conftest import join_body, new_lead
     bridge.apply(lead_settings())
     lead = new_lead(rf)
     bridge.post_join(join_body(lead))
@@ -281,8 +280,7 @@ def test_settings_apply_says_what_a_change_means_for_the_people_already_seen(bri
     """A lead's join ignored under `leads.action: nothing` is sent only by a backfill once the action
     creates (apply says so, with the commands); a qualification rule under action nothing can never
     qualify anyone (said at each apply)."""
-    from .conftest import join_body, qualifying_settings
-    from .test_join_flow import new_lead
+    from .conftest import join_body, new_lead, qualifying_settings
     idle = qualifying_settings()
     idle["leads"]["action"] = "nothing"
     code, out, _ = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, idle), "--json")
@@ -308,8 +306,7 @@ def test_a_refused_move_answers_json_with_json_and_a_move_back_says_who_counts_a
     people are linked in says that they count again."""
     from chalicelib.services.connections import connect_workspace
 
-    from .conftest import join_body, qualifying_settings
-    from .test_join_flow import new_lead
+    from .conftest import join_body, new_lead, qualifying_settings
     bridge.apply(qualifying_settings())
     assert bridge.post_join(join_body(new_lead(rf))).status_code == 202
     bridge.drain()

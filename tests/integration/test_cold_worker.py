@@ -15,8 +15,7 @@ from chalicelib.runtime import CACHE_SECONDS
 from infra.local.esm import build_sqs_event
 
 from .test_call_counts import demo_settings
-from .test_join_flow import new_lead
-from .conftest import WORKSPACE, join_body
+from .conftest import WORKSPACE, join_body, new_lead
 
 ROOT = Path(__file__).resolve().parents[2]
 

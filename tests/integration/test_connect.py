@@ -15,9 +15,8 @@ from chalicelib.services.admin import apply_settings, replay_dead_letters
 
 from tests.support.cli import run_cli
 
-from .conftest import WORKSPACE, join_body, qualifying_settings
-from .test_join_flow import new_lead
-from .test_qualification import joined, qualified_ids  # noqa: F401 (joined: a fixture)
+from .conftest import WORKSPACE, join_body, new_lead, qualifying_settings
+from .test_qualification import qualified_ids
 from .test_troubleshooting import doctor, explain
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from chalicelib.domain.link import PersonRef
 
-from .conftest import MAX_ATTEMPTS, WORKSPACE, join_body, lead_settings
-from .test_join_flow import new_lead
+from .conftest import MAX_ATTEMPTS, WORKSPACE, join_body, lead_settings, new_lead
 
 
 def waits(bridge, lead) -> dict:

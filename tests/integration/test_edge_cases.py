@@ -5,8 +5,7 @@ from __future__ import annotations
 from chalicelib.domain.link import PersonRef
 from chalicelib.domain.judge import Sighting
 
-from .conftest import join_body, lead_settings, qualifying_settings
-from .test_join_flow import new_lead
+from .conftest import join_body, lead_settings, new_lead, qualifying_settings
 from .test_qualification import qualified_ids
 
 

@@ -7,9 +7,8 @@ import pytest
 
 from chalicelib.domain.link import PersonRef
 
-from .conftest import WORKSPACE, join_body, qualifying_settings
+from .conftest import WORKSPACE, join_body, new_lead, qualifying_settings
 from .test_edge_cases import join
-from .test_join_flow import new_lead
 from .test_qualification import qualified_ids
 
 

@@ -13,8 +13,7 @@ import pytest
 from chalicelib.ports.store import LEASE_SECONDS
 from tests.support.killed import Killed
 
-from .conftest import join_body, lead_settings, qualifying_settings
-from .test_join_flow import new_lead
+from .conftest import join_body, lead_settings, new_lead, qualifying_settings
 from .test_qualification import qualified_ids
 
 

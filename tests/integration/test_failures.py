@@ -8,8 +8,7 @@ import pytest
 
 from infra.local.esm import QueuePoller
 
-from .conftest import MAX_ATTEMPTS, SECRET, join_body, lead_settings
-from .test_join_flow import new_lead
+from .conftest import MAX_ATTEMPTS, SECRET, join_body, lead_settings, new_lead
 
 
 def test_a_failing_record_comes_back_then_dead_letters_and_successes_are_not_reapplied(bridge, intercom, rf, clock):

@@ -1,12 +1,7 @@
 """Issue: people who join a campaign reach Intercom — end to end over HTTP, SQS, worker."""
 from __future__ import annotations
 
-from .conftest import WORKSPACE, join_body, lead_settings
-
-
-def new_lead(rf, email="ann@example.com", first_name="Ann", **kw):
-    referrer = rf.add_user(42, "ref@example.com", "Rita")
-    return rf.add_user(42, email, first_name, referrer_id=referrer["id"], **kw)
+from .conftest import WORKSPACE, join_body, lead_settings, new_lead
 
 
 def test_a_lead_joining_becomes_an_intercom_lead_with_exactly_the_mapped_fields(bridge, intercom, rf):

@@ -7,21 +7,27 @@ link spends nothing (mail scanners, chat previews and prefetches open links): th
 "Continue to Intercom" on its page, and that click spends it.
 
 The browser is Debian's `chromium` with `chromium-driver` (.ci/run installs them). Without them the
-tests are skipped, unless BRIDGE_BROWSER_REQUIRED=1 (CI sets it): then they fail."""
+tests are skipped, unless BRIDGE_BROWSER_REQUIRED=1 (CI sets it): then they fail. The last test needs no
+browser: a stranger following the public start (or a leaked link) with plain requests connects nothing."""
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import tempfile
+from contextlib import redirect_stdout
+from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import requests
 import yaml
 
 from chalicelib.cli import main
 from chalicelib.domain import oauth
 
-from .conftest import join_body
+from .conftest import WORKSPACE, join_body
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CLIENT_ID, APP_SECRET = "public-app-id", "public-app-secret"
@@ -62,10 +68,7 @@ class OAuthStack:
 
     def link(self, workspace: str | None = None) -> str:
         """A one-time start link, minted as the operator does: `bridge workspace oauth-link --json`."""
-        import contextlib
-        import io
-        import json
-        with contextlib.redirect_stdout(io.StringIO()) as out:
+        with redirect_stdout(io.StringIO()) as out:
             assert main(["workspace", "oauth-link", "--api-url", self.bridge.server.url, "--json"]
                         + (["--workspace", workspace] if workspace else []), rt=self.bridge.operator()) == 0
         url = json.loads(out.getvalue())["url"]
@@ -200,13 +203,20 @@ def test_an_expired_state_is_refused_even_with_a_good_code(stack, clock):
     assert stack.nothing_stored() and stack.exchanges() == 0
 
 
-def test_a_replayed_callback_is_refused_and_stores_nothing_more(stack):
+def test_a_reload_of_the_connected_page_says_what_the_link_connected_and_does_nothing_again(stack, clock):
+    """The admin reloads the page that said "Connected" (or the browser restores the tab): its state is
+    spent, so nothing is exchanged or stored again, and the page says the workspace this link connected,
+    and when: never that nothing was connected."""
     stack.to_authorize_page()
     stack.click("authorize")
     assert stack.text("workspace-id") == OAUTH_WS
-    used, token = stack.driver.current_url, stack.token()
-    stack.driver.get(used)                           # the same callback URL again (history, a leaked link)
-    assert "already used" in stack.text("reason")
+    token, connected_at = stack.token(), clock()
+    clock.now += 90
+    stack.driver.refresh()
+    said = stack.text("reason")
+    assert said == (f"This sign-in link was already used: it connected Intercom workspace Acme Oauth Ltd (app_id "
+                    f"{OAUTH_WS}) at {datetime.fromtimestamp(connected_at, timezone.utc):%Y-%m-%d %H:%M:%S} UTC.")
+    assert stack.text("workspace-id") == OAUTH_WS and "Nothing was connected" not in stack.driver.page_source
     assert stack.token() == token and stack.exchanges() == 1
 
 
@@ -214,8 +224,8 @@ def test_a_state_used_by_a_failed_callback_cannot_be_used_again(stack):
     state = stack.to_authorize_page()
     stack.driver.get(stack.callback_url(code="bogus=", state=state))
     assert "Intercom refused the code" in stack.text("reason")
-    stack.driver.get(stack.callback_url(code="bogus=", state=state))
-    assert "already used" in stack.text("reason")
+    stack.driver.refresh()
+    assert "already used" in stack.text("reason") and "Nothing was connected or stored" in stack.driver.page_source
     assert stack.nothing_stored() and stack.exchanges() == 1
 
 
@@ -304,7 +314,6 @@ def test_a_double_click_on_continue_still_reaches_intercom(stack):
 def test_a_get_alone_never_spends_the_link(stack):
     """Opening the link with every GET a fetcher could make spends nothing: the page, again and again,
     and the link still continues once, and only once."""
-    import requests
     link = stack.link()
     for _ in range(3):
         page = requests.get(link, timeout=10)        # a fetcher with no cookies, not following anything
@@ -349,3 +358,54 @@ def test_before_the_operator_sets_the_app_up_the_start_page_says_how(stack):
     stack.driver.get(stack.start_url)
     assert "bridge workspace oauth-app" in stack.text("reason")
     assert urlsplit(stack.driver.current_url).path == "/oauth/intercom/start"
+
+
+# --- the public start, without a browser: a stranger connects nothing ------------------------------------
+STRANGER = "stranger-ws"
+
+
+def test_a_stranger_cannot_connect_their_own_workspace_through_the_public_oauth_start(
+        bridge, other_workspaces, clock):
+    """Attack: the operator stored the public app's credentials (`bridge workspace oauth-app`). Anyone
+    on the internet who knows the API's URL opens /oauth/intercom/start (no operator credential is
+    asked), authorizes the app in a workspace of their own, and the callback stores their token and
+    the app's client secret in the operator's SSM and marks their workspace connected: the state proves
+    only that the same browser started and finished, not that the operator asked for this workspace.
+    Each such workspace costs the operator SSM parameters (the account's quota), table items, and
+    the bridge's scheduled work; the operator never chose it.
+    Expected: a connect the operator did not start is refused and stores nothing — the start takes a
+    one-time link `bridge workspace oauth-link --workspace <app_id>` prints, and the callback refuses a
+    token whose `GET /me` names another workspace than the link's (a link that leaked connects nothing else)."""
+    sim, rt = public_app(bridge, other_workspaces, clock, STRANGER, "Not the operator's")
+
+    def follow(start_url: str) -> requests.Response:
+        """A browser that has nothing of the operator's opens the link and authorizes in its own workspace."""
+        stranger = requests.Session()
+        page = stranger.get(start_url, allow_redirects=False, timeout=10)
+        if page.status_code != 200:
+            return page
+        start = stranger.post(start_url.split("?")[0], data=parse_qs(urlsplit(start_url).query),
+                              allow_redirects=False, timeout=10)           # Continue to Intercom
+        assert start.status_code == 303
+        authorize = stranger.get(start.headers["Location"], timeout=10)            # Intercom's page
+        assert authorize.status_code == 200
+        query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
+        decided = stranger.post(f"{sim.base_url}/oauth", data={**query, "decision": "allow"},
+                                allow_redirects=False, timeout=10)
+        return stranger.get(decided.headers["Location"], timeout=10)              # the callback
+
+    def nothing_stored() -> bool:
+        return (rt.secrets.scoped("worker").get(f"intercom/{STRANGER}/token") is None
+                and rt.store.connections.workspace(STRANGER) is None)
+
+    page = follow(f"{bridge.server.url}/oauth/intercom/start")                     # the bare public start
+    assert page.status_code == 403 and "bridge workspace oauth-link" in page.text
+    assert nothing_stored(), "a stranger's workspace token was stored in the operator's secret store"
+
+    # The operator's link for their own workspace reaches the stranger (a forwarded email, a chat log).
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["workspace", "oauth-link", "--workspace", WORKSPACE, "--api-url", bridge.server.url, "--json"],
+                    rt=bridge.operator()) == 0
+    page = follow(json.loads(out.getvalue())["url"])
+    assert page.status_code == 403 and f"but this link is for workspace {WORKSPACE} only" in page.text
+    assert nothing_stored(), "a leaked link connected another workspace than the one it was made for"

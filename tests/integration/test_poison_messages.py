@@ -7,8 +7,7 @@ import json
 
 from infra.local.esm import QueuePoller
 
-from .conftest import WORKSPACE, join_body, lead_settings, qualifying_settings
-from .test_join_flow import new_lead
+from .conftest import WORKSPACE, join_body, lead_settings, new_lead, qualifying_settings
 from .test_qualification import qualified_ids
 
 

@@ -1,5 +1,5 @@
-"""Personal data: `bridge forget <email>` erases a person everywhere the bridge keeps them, and
-history entries carry a TTL."""
+"""Personal data: `bridge forget <email>` erases a person everywhere the bridge keeps them, history
+entries carry a TTL, and an email a vendor's refusal quotes is logged masked."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import json
 from chalicelib.adapters.dynamo.keys import contact_key, email_key, link_key
 from chalicelib.domain.link import PersonRef
 from chalicelib.cli import main
+from tests.support.log_lines import written_lines
 
-from .conftest import WORKSPACE, join_body, qualifying_settings
-from .test_join_flow import new_lead
+from .conftest import WORKSPACE, join_body, new_lead, qualifying_settings
 from .test_qualification import qualified_ids
 from .test_secrets import aws_calls  # noqa: F401  (fixture)
 
@@ -207,3 +207,25 @@ def test_forget_of_a_person_whose_join_waits_on_a_rate_limit_warns_that_it_would
     out, err = capsys.readouterr()
     again = json.loads(out)
     assert (again["links"], again["queued_work"], again["warnings"], err) == (1, 0, [], "")
+
+
+def test_a_vendors_refusal_that_names_the_email_is_logged_with_the_email_masked(bridge, intercom, rf, joined):
+    """Leak: Referral Factory (or Intercom) refuses a call with a message that quotes the person's email
+    (vendor text is not ours to trust). The worker logs the reason as it is ("record sent to the
+    dead-letter queue", "record will be retried", "record waits": worker._failed/_dead/_waits log
+    `reason` unmasked), so the address lands in CloudWatch in clear, against "emails masked in logs".
+    Expected: every log line carries the email masked (a***@example.com), as `join applied` does."""
+    lead, contact = joined()
+    rf.fail_next("PUT", r"^/users/qualification$", 422, body={
+        "code": 422, "message": "The given data was invalid.",
+        "errors": {"id": [{"field": "id", "message": "ann@example.com has no referrer in this campaign"}]}})
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    with written_lines() as written:                 # the lines as CloudWatch receives them
+        bridge.notify("contact.lead.updated", contact["id"])
+        bridge.drain()
+    assert bridge.dead_letters(), "the refusal reached the dead-letter queue"
+    logged = written()
+    documents = [json.loads(line) for line in logged]                       # each line one JSON document
+    assert [d["message"] for d in documents if "reason" in d] == ["record sent to the dead-letter queue"], logged
+    assert not [line for line in logged if "ann@example.com" in line], "an email was logged in clear"
+    assert any("a***@example.com has no referrer" in line for line in logged), logged      # the reason, masked

@@ -7,23 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import WORKSPACE, join_body, qualifying_settings
-from .test_join_flow import join_referrer, new_lead
+from .conftest import WORKSPACE, qualifying_settings
+from .test_join_flow import join_referrer
 
 REAL_PAYLOAD = Path(__file__).resolve().parents[1] / "contracts/intercom/webhooks/contact.user.updated.json"
-
-
-@pytest.fixture
-def joined(bridge, intercom, rf):
-    """A referred lead who joined and whose Intercom contact exists (signed_up = "No")."""
-    def make(settings=None, email="ann@example.com", **kw):
-        bridge.apply(settings or qualifying_settings())
-        lead = new_lead(rf, email=email, **kw)
-        bridge.post_join(join_body(lead))
-        bridge.drain()
-        [contact] = intercom.contacts_by_email(email)
-        return lead, contact
-    return make
 
 
 def qualified_ids(rf):

@@ -7,8 +7,7 @@ import dataclasses
 
 from infra.local.esm import QueuePoller
 
-from .conftest import MAX_ATTEMPTS, lead_settings
-from .test_join_flow import new_lead
+from .conftest import MAX_ATTEMPTS, lead_settings, new_lead
 
 
 def second_worker(bridge, config, clock, batch_size=10):

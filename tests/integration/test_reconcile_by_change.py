@@ -14,7 +14,7 @@ from chalicelib.domain.history import iso
 from chalicelib.domain.link import PersonRef
 
 from .conftest import WORKSPACE, join_body, qualifying_settings
-from .test_qualification import joined, qualified_ids  # noqa: F401 (joined: a fixture)
+from .test_qualification import qualified_ids
 
 BACKLOG = 50_000
 DAY = 86400

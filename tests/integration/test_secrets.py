@@ -13,8 +13,7 @@ from chalicelib.cli import main
 from chalicelib.services.connections import connect_rf, connect_workspace
 from tests.support.log_lines import written_lines
 
-from .conftest import SECRET, WORKSPACE, join_body, lead_settings, qualifying_settings
-from .test_join_flow import new_lead
+from .conftest import SECRET, WORKSPACE, join_body, lead_settings, new_lead, qualifying_settings
 from .test_qualification import qualified_ids
 
 

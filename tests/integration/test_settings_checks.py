@@ -11,8 +11,7 @@ import yaml
 
 from tests.support.cli import run_cli
 
-from .conftest import join_body, lead_settings, qualifying_settings
-from .test_join_flow import new_lead
+from .conftest import join_body, lead_settings, new_lead, qualifying_settings
 from .test_troubleshooting import apply_offline, bad, doctor
 
 YES_FIX = ('qualification.value: true is a boolean, but custom_attributes.signed_up is a text attribute — YAML '

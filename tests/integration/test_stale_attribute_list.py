@@ -4,10 +4,9 @@ the list once more (kept on the connection record for the other containers), con
 again. A refusal the list does not explain stands, after that one read, with Intercom's reason."""
 from __future__ import annotations
 
-from .conftest import WORKSPACE, join_body, lead_settings
+from .conftest import WORKSPACE, join_body, lead_settings, new_lead
 from .test_call_counts import demo_settings
 from .test_cold_worker import first_record
-from .test_join_flow import new_lead
 
 VISITS = {**demo_settings(), "qualification": {"attribute": "custom_attributes.visits", "value": "5",
                                                "initial_value": "0"}}

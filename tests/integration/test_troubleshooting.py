@@ -15,11 +15,10 @@ import yaml
 from chalicelib.cli import main
 from chalicelib.domain.settings import parse_settings
 
-from tests.support.cli import run_cli
+from tests.support.cli import replays_advised, run_cli
 
-from .conftest import SECRET, WORKSPACE, join_body, lead_settings, qualifying_settings
+from .conftest import SECRET, WORKSPACE, join_body, lead_settings, new_lead, qualifying_settings
 from .test_edge_cases import join
-from .test_join_flow import new_lead
 
 
 # --- the two commands, as an operator runs them (a fresh CLI runtime each time) ---------------------
@@ -72,6 +71,58 @@ def test_connection_fails_doctor_names_a_revoked_token_and_an_unconnected_worksp
     [conn] = bad(report, "intercom.connection")
     assert conn["what"] == "workspace otherws is not connected" and conn["fix"] == (
         "`bridge workspace connect otherws` (it asks for the token and the client secret), then `bridge dlq replay`")
+
+
+RF_REFUSES = {"its token revoked (401)": lambda rf: rf.use_token("rf-token-2"),
+              "its IP block (403)": lambda rf: rf.fail_next("*", ".*", 403, body={"message": "IP blocked"},
+                                                              times=10**6)}
+
+
+@pytest.mark.parametrize("refusal", RF_REFUSES)
+def test_every_replay_advised_for_rfs_refusal_takes_back_the_letters_the_refusal_made(bridge, intercom, rf, capsys,
+                                                                                      refusal):
+    """RF refuses the bridge (after a lead joined): a notification's qualification and a join that asks RF for a
+    field fail. Doctor, `dlq list` and explain each advise the replay; run as advised, it must take back every
+    letter the refusal made, the notification's (which names no campaign) too. RF's 403 is its block of the IP:
+    the work waits, nothing is dead-lettered, and nothing advises a replay of letters that do not exist."""
+    lead, contact = join(bridge, intercom, rf)
+    RF_REFUSES[refusal](rf)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    other = new_lead(rf, email="bob@example.com", first_name="Bob")
+    bridge.post_join({k: v for k, v in join_body(other).items() if k != "code"})   # RF is asked for the code
+    bridge.drain()
+    code, out, _ = run_cli(bridge.operator(), capsys, "dlq", "list", "--json")
+    letters = json.loads(out)["dead_letters"]
+    advice = [doctor(bridge, capsys)[1]["findings"], letters,
+              *(explain(bridge, capsys, who)[1] for who in (lead["id"], other["id"]))]
+    selectors = replays_advised(*advice)
+    if refusal.endswith("(403)"):
+        assert letters == [] and selectors == [], selectors
+        [blocked] = bad(doctor(bridge, capsys)[1], "rf.campaign")
+        assert blocked["fix"].startswith("ask Referral Factory's support to lift the block"), blocked
+        return
+    assert {d["kind"] for d in letters} == {"intercom.contact", "rf.join"}, letters
+    assert len(selectors) >= 4 and set(selectors) == {"Referral Factory answered 401"}, selectors
+    code, out, _ = run_cli(bridge.operator(), capsys, "dlq", "replay", "--reason", selectors[0], "--json")
+    assert (code, json.loads(out)["replayed"]) == (0, len(letters)), out
+    assert bridge.dead_letters() == []
+
+
+def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom, capsys):
+    """Walkthrough: `make fault ARGS="intercom 503 --for 120"`, then `time ./bridge doctor 42`: no output for
+    ~25 s. Its `GET /me` had the worker's retries: 3, each waiting for Intercom's X-RateLimit-Reset (up to
+    10 s). Doctor answers the operator now: a call retried once at most, no long wait, and the outage said.
+    The waits it would make are counted here, not made (its sleeper), over real HTTP to the simulator."""
+    bridge.apply(lead_settings())
+    intercom.fail_next("*", ".*", 503, times=10**6)                 # every call, whatever it is
+    rt = bridge.operator()
+    slept: list[float] = []
+    rt.sleeper = slept.append
+    before = intercom.count("GET", "/me")
+    code, out, _ = run_cli(rt, capsys, "doctor", "42")
+    assert code == 1 and "BAD [intercom.token] Intercom is unavailable or limiting the bridge now" in out, out
+    assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
 
 
 def test_doctor_names_the_missing_secrets_and_advises_commands_that_ask_for_them(bridge, capsys):

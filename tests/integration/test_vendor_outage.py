@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .conftest import MAX_ATTEMPTS, join_body, lead_settings, qualifying_settings
-from .test_join_flow import new_lead
+from .conftest import MAX_ATTEMPTS, join_body, lead_settings, new_lead, qualifying_settings
 
 
 def test_joins_wait_out_a_three_hour_intercom_outage_and_each_arrives_once(bridge, intercom, rf, clock):

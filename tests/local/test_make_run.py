@@ -190,6 +190,47 @@ def test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack):
     assert done.status_code == 200 and f"(app_id <code id=\"workspace-id\">{run.WORKSPACE}</code>)" in done.text
 
 
+def test_the_simulated_workspace_is_connected_through_both_apps_each_with_its_own_client_secret(
+        local_stack, capsys, monkeypatch):
+    """README, Both ways at once, on the local stack: connected by `make run` with its private app, then by
+    OAuth through the public app (as above), the workspace lists both apps; a token of the private app again
+    keeps both, with no warning; Intercom signs each app's webhooks with that app's client secret
+    (.local/stack.json names both), and both are taken."""
+    import requests
+
+    from chalicelib.cli import main
+    from infra.local.sims.webhooks import sign
+
+    ws = run.WORKSPACE
+
+    def listed() -> str:
+        assert main(["workspace", "list"]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"- {ws} "))
+
+    def ping(secret: str) -> int:
+        raw = json.dumps({"type": "notification_event", "app_id": ws, "topic": "ping", "id": None,
+                          "data": {"type": "notification_event_data", "item": {"type": "ping", "message": "hi"}}})
+        return requests.post(f"{local_stack.api_url}/webhooks/intercom", data=raw, timeout=10, headers={
+            "Content-Type": "application/json", "X-Hub-Signature": sign(raw, secret)}).status_code
+
+    if "oauth" not in listed():                          # (this test alone: the OAuth connect above first)
+        test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack)
+    assert "apps: private, oauth (token: oauth's)" in listed()
+    monkeypatch.setenv("INTERCOM_TOKEN", "sim-token")
+    assert main(["workspace", "connect", ws]) == 0
+    out, err = capsys.readouterr()
+    assert "client secret kept (none given) (the public app's webhooks verify too)" in out and err == ""
+    assert "apps: private, oauth (token: private's)" in listed()
+    state = local_stack.state()
+    private, public = state["intercom_client_secret"], state["intercom_oauth_client_secret"]
+    assert private != public
+    assert [ping(private), ping(public), ping("not-a-client-secret")] == [200, 200, 401]
+    both = " ".join(README.split("**Both ways at once**", 1)[1].split("\n   - **")[0].split())
+    assert (f"apps: private, oauth (token: oauth's)`; `INTERCOM_TOKEN=sim-token ./bridge workspace connect {ws}` makes "
+            f"it `(token: private's)`, both apps kept; webhooks signed with `{private}` and with `{public}` are both "
+            "taken") in both
+
+
 def test_the_readmes_counts_only_sync_block_applies_to_the_simulated_workspace(local_stack, tmp_path, capsys):
     """README, Referral counts: `sync: {referral_count_attribute: custom_attributes.referral_count}` —
     the simulated workspace has that integer attribute, so the example applies on the local stack."""

@@ -1,6 +1,9 @@
 """`bridge` run in-process, as the tests run it: its exit code and what it printed."""
 from __future__ import annotations
 
+import json
+import re
+import shlex
 from typing import Any, Optional
 
 from chalicelib.cli import main
@@ -14,6 +17,12 @@ def run_cli(rt: Optional[Any], capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv), rt=rt)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def replays_advised(*advice: Any) -> list[str]:
+    """The `--reason` of every `bridge dlq replay --reason ...` that advice (fixes, views, messages) names."""
+    said = json.dumps(advice)
+    return [shlex.split(json.loads(f'"{command}"'))[0] for command in re.findall(r"dlq replay --reason ([^`]+)`", said)]
 
 
 class Terminal:

@@ -1,10 +1,14 @@
-"""Builders for the workspace-move tests: campaign 42 keeping referral counts in workspace ws, its referrer
-Rita (RF user 100), fake APIs that tell workspaces apart, and a lead Rita referred joining."""
+"""Builders for the workspace-move tests: `settings apply [--move-workspace]` on the worker's store, campaign
+42 keeping referral counts in workspace ws, its referrer Rita (RF user 100), fake APIs that tell workspaces
+apart, and a lead Rita referred joining."""
 from __future__ import annotations
 
 from typing import Optional
 
+import yaml
+
 from chalicelib.messages import JoinMessage
+from chalicelib.services.admin import apply_settings
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
 from tests.unit.scenario import run
 from tests.unit.test_referral_count import counting_settings
@@ -67,3 +71,11 @@ def rita_refers(work: FakeWork, lead: str = "1") -> None:
     counts = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "referral.count"]
     assert counts, "the lead's join asked for Rita's count to be written"
     run(work, *counts)
+
+
+def apply(work: FakeWork, document: dict, move: bool = False) -> list[str]:
+    """`bridge settings apply --offline [--move-workspace]` on the worker's store: its warnings."""
+    operator = type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
+    warnings = apply_settings(operator, yaml.safe_dump(document), check_workspace=False,  # type: ignore
+                              move_workspace=move)["warnings"]
+    return [w for w in warnings if not w.startswith("--offline")]

@@ -1,5 +1,6 @@
 """Builders for the use cases' unit tests: a worker over the store's in-memory twin and fake APIs,
-a campaign with a qualification rule, leads already joined, and the messages Intercom causes."""
+a campaign with a qualification rule, leads already joined, and the messages Intercom causes (a contact
+changed, reconciliation's search of the changes)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from typing import Any, Optional
 from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, Link, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
-from chalicelib.messages import CheckMessage, ContactMessage
+from chalicelib.messages import ChangesMessage, CheckMessage, ContactMessage
 from chalicelib.services.worker import handle_batch
 from tests.fakes import FakeWork
 
@@ -81,3 +82,14 @@ def run(work: FakeWork, *bodies: Any, receives: int = 1) -> dict:
 def set_value(work: FakeWork, contact: dict, value: Any) -> dict:
     contact["custom_attributes"]["signed_up"] = value
     return contact
+
+
+def changed(work: FakeWork, contact: dict, value: Any, at: Optional[float] = None) -> dict:
+    """The contact changed in Intercom (its webhook lost)."""
+    set_value(work, contact, value)
+    contact["updated_at"] = int(at if at is not None else work.clock())
+    return contact
+
+
+def changes(work: FakeWork, at: Optional[float] = None) -> dict:
+    return ChangesMessage(workspace=WS, at=at if at is not None else work.clock()).wire()

@@ -1,6 +1,7 @@
 """A join ignored under `action: nothing` is applied by `bridge backfill --apply` once the settings'
 action creates (the hint `bridge explain` gives for it), through the worker, on the store's twin
-and fake APIs: once, never doubled, and counted for its referrer once."""
+and fake APIs: once, never doubled, and counted for its referrer once. RF sending such a join again is
+not applied either, and `bridge explain` says so."""
 from __future__ import annotations
 
 import dataclasses
@@ -97,6 +98,28 @@ def test_a_join_ignored_under_nothing_is_sent_again_by_backfill_once_the_action_
            "nothing, and the settings now say create_lead" in text
     assert f"Intercom contact {contact['id']} (lead)" in text and "contact: created" in text
     assert "hint: to send them" not in text
+
+
+def test_a_join_ignored_under_nothing_that_rf_sends_again_says_it_was_not_applied_and_backfill_sends_it():
+    """Scenario: leads.action nothing, Noth joins (ignored); the operator applies create_lead; RF re-sends
+    Noth's join. Expected: explain says the repeat was not applied (ignored under `leads.action: nothing`) and
+    that `bridge backfill 42 --apply` sends it now. Before: "it had already been applied (x1)", no hint."""
+    work = joined_under_nothing()
+    assert run(work, join(LEAD))["done"] == 1               # RF re-sends it while the action is still nothing
+    [repeat] = [e for e in explain(work, "noth@example.com").view()["trail"] if e["outcome"] == "repeated"]
+    assert "set `leads.action` to create_lead or create_user" in repeat["hint"]
+    work.store.settings.put("42", CREATE, "ws")
+    assert run(work, join(LEAD))["done"] == 1               # and again once it creates: still not applied
+    assert work.apis.intercom_.contacts == {}
+    [repeat] = [e for e in explain(work, "noth@example.com").view()["trail"] if e["outcome"] == "repeated"]
+    said = ("the same join arrived again and was not applied: the person's join was ignored under "
+            "`leads.action: nothing`, and a repeat is not applied again")
+    assert (repeat["event"], repeat["reason"], repeat["count"], repeat["hint"]) == (
+        "join", said, 2, "`bridge backfill 42 --apply` sends it now (leads.action is create_lead)")
+    text = as_text(explain(work, "noth@example.com"))
+    assert f"join: repeated — {said} (x2)" in text
+    assert "hint: `bridge backfill 42 --apply` sends it now (leads.action is create_lead)" in text
+    assert "already been applied" not in text
 
 
 def test_a_referrer_ignored_under_nothing_stays_ignored_while_their_side_still_says_nothing():

@@ -11,10 +11,10 @@ from chalicelib.services import oauth as flow
 from chalicelib.services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_workspace,
                                              disconnect_workspace)
 from tests.fakes import FakeConnecting
+from tests.unit.connecting import HERE, connected, rt, started, ticket  # noqa: F401  (rt: a fixture)
 
 KEY = "k" * 43
 NOW = 1_790_000_000.0
-HERE = flow.Place("https://bridge.example/api", secure=True)
 
 
 # --- the state ----------------------------------------------------------------------------------
@@ -62,30 +62,6 @@ def test_a_regional_workspace_gets_its_api_base_only_when_checked_on_the_default
 
 
 # --- the OAuth use case -----------------------------------------------------------------------
-
-@pytest.fixture
-def rt():
-    rt = FakeConnecting()
-    configure_oauth(rt, "app-id", "app-secret")
-    rt.auth.apps["tok-1"] = {"id_code": "ws1", "name": "Acme <b>", "region": "US"}
-    return rt
-
-
-def ticket(rt, workspace=None) -> str:
-    """The ticket of a link the operator minted (`bridge workspace oauth-link`)."""
-    url = flow.mint_link(rt, HERE.base, workspace)["url"]
-    assert url.startswith(f"{HERE.start}?ticket=")
-    return url.split("=", 1)[1]
-
-
-def started(rt, workspace=None) -> tuple[dict, str]:
-    """The admin opened the link and continued to Intercom: the authorize URL's query, the cookie."""
-    page = flow.begin(rt, HERE, ticket(rt, workspace))
-    assert page.status == 303
-    query = dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))
-    cookie = page.headers["Set-Cookie"].split(";")[0]
-    return query, cookie
-
 
 def test_opening_the_link_spends_nothing_and_its_page_continues_with_a_post(rt):
     """Mail scanners, chat previews and prefetches open links: the GET answers a page, and only its
@@ -135,14 +111,6 @@ def steps(page) -> list[str]:
     import re
     return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", item)).split())
             for item in re.findall(r"<li>(.*?)</li>", page.html, re.S)]
-
-
-def connected(rt, code: str = "code=") -> flow.Page:
-    query, cookie = started(rt)
-    rt.auth.codes[code] = "tok-1"
-    page = flow.callback(rt, {"code": code, "state": query["state"]}, cookie, HERE)
-    assert page.status == 200
-    return page
 
 
 def campaign(campaign_id: str, workspace: str = "ws1", sync: dict | None = None) -> dict:
@@ -260,8 +228,13 @@ def test_a_link_for_one_workspace_refuses_a_token_of_another_and_stores_nothing(
     assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
 
 
-def refused(rt, page, reason: str) -> None:
-    assert page.status in (400, 403, 502) and reason in page.html and "Nothing was connected or stored" in page.html
+def refused(rt, page, reason: str, known: bool = True) -> None:
+    """A refusal that stored nothing. `known`: the page says nothing was connected or stored; else (the link
+    may have connected a workspace before) only that this page did not, and where to look."""
+    assert page.status in (400, 403, 502) and reason in page.html
+    assert ("Nothing was connected or stored" in page.html) is known
+    assert known or "This page connected and stored nothing; if this link connected a workspace before, that " \
+                    "stands (the bridge's operator sees it with <code>bridge workspace list</code>)" in page.html
     assert rt.store.connections.workspaces() == set() and rt.secrets.scoped("worker").get("intercom/ws1/token") is None
 
 
@@ -271,20 +244,70 @@ def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
     refused(rt, flow.callback(rt, {"code": "code="}, cookie, HERE), "no state")
     refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"] + "x"}, cookie, HERE), "not one this")
     rt.clock.now += oauth.STATE_SECONDS
-    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE), "expired")
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE), "expired", known=False)
     assert rt.auth.calls == []                                            # Intercom was never asked
 
     query, cookie = started(rt)
-    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, "other=1", HERE), "another browser")
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, "other=1", HERE), "another browser",
+            known=False)
 
     query, cookie = started(rt)
     refused(rt, flow.callback(rt, {"code": "wrong=", "state": query["state"]}, cookie, HERE),
             "Intercom refused the code")
-    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE), "already used")
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE),
+            "this sign-in link was already used, and nothing came of it: start again")
     assert rt.auth.calls == ["exchange"]
     query, cookie = started(rt)
     refused(rt, flow.callback(rt, {"error": "access_denied", "state": query["state"]}, cookie, HERE),
             "did not authorize the app (access_denied)")
+
+
+def test_the_connected_page_seen_again_says_what_the_link_connected_and_when_and_does_nothing_again(rt):
+    """A reload of the page that said "Connected" (or a restored tab): the state is spent, so nothing is
+    exchanged or stored again, and the page names the workspace the link connected, as the first one did."""
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    callback = {"code": "code=", "state": query["state"]}
+    assert flow.callback(rt, callback, cookie, HERE).status == 200
+    rt.clock.now += 120
+    again = flow.callback(rt, callback, cookie, HERE)
+    assert again.status == 200 and "Nothing was connected" not in again.html
+    assert ('This sign-in link was already used: it connected Intercom workspace <strong id="workspace-name">Acme '
+            '&lt;b&gt;</strong> (app_id <code id="workspace-id">ws1</code>) at 2026-09-21 14:13:20 UTC.') in again.html
+    assert rt.auth.calls == ["exchange", "me"] and rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
+
+
+def test_a_used_state_whose_callback_has_not_said_what_it_did_claims_nothing(rt):
+    """The admin reloads while the first callback still exchanges the code (or it stopped midway, or its
+    outcome could not be recorded): the page cannot tell whether the link connected a workspace, and says so."""
+    query, cookie = started(rt)
+    rt.store.connections.use_oauth_state(query["state"].split(".")[0], rt.clock() + 600)     # the first, under way
+    refused(rt, flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE),
+            "already used, by a sign-in that has not finished (or stopped midway): reload this page in a moment",
+            known=False)
+
+    query, cookie = started(rt)                          # the workspace connected; its outcome not recorded
+    rt.auth.codes["code="] = "tok-1"
+
+    def down(*args):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    rt.store.connections.end_oauth_state = down
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+    again = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert "has not finished (or stopped midway)" in again.html and "Nothing was connected" not in again.html
+
+
+def test_what_a_link_connected_is_shown_only_to_the_browser_that_started_it_while_its_state_lasts(rt):
+    connected(rt)
+    query, cookie = started(rt)
+    rt.auth.codes["code2="] = "tok-1"
+    callback = {"code": "code2=", "state": query["state"]}
+    assert flow.callback(rt, callback, cookie, HERE).status == 200
+    for page in (flow.callback(rt, callback, "other=1", HERE), flow.callback(rt, callback, None, HERE)):
+        assert "another browser" in page.html and "Acme" not in page.html and "ws1" not in page.html
+    rt.clock.now += oauth.STATE_SECONDS
+    late = flow.callback(rt, callback, cookie, HERE)
+    assert "expired" in late.html and "Acme" not in late.html and "Nothing was connected" not in late.html
 
 
 def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):

@@ -142,6 +142,19 @@ def test_the_oauth_app_asks_for_its_client_secret_but_not_before_its_client_id_i
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-Typed:1"
 
 
+def test_a_new_oauth_app_secret_typed_at_the_prompt_reads_the_stored_one_once(rt, monkeypatch, capsys):
+    """A rotation at the prompt: the stored public secret is read once, for the prompt (Enter would keep it)
+    and to tell the workspaces holding a copy of it; then the typed one is stored."""
+    from chalicelib.services.connections import configure_oauth
+    configure_oauth(rt, "app-id", "app-secret")
+    typed = Terminal(monkeypatch, "app-Typed:2")
+    rt.secrets.reads.clear()
+    assert run_cli(rt, capsys, "workspace", "oauth-app")[0] == 0
+    assert typed.prompts == ["Public Intercom app's client secret (Enter keeps the stored one): "]
+    assert rt.secrets.reads.count("/bridge/edge/oauth/client-secret") == 1, rt.secrets.reads
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-Typed:2"
+
+
 def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed(rt, monkeypatch, capsys):
     typed = Terminal(monkeypatch, TOKEN, CLIENT_SECRET)
     code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "http://api.eu.intercom.io")

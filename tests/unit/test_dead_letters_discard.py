@@ -234,7 +234,7 @@ def test_with_an_rf_token_of_another_account_doctor_says_fix_the_token_and_repla
     campaign check's fix, but advised discarding those letters for good ("a replay would fail the same way"):
     valid joins, and qualifications (rewards), lost. Now: fix the token, then replay them."""
     from chalicelib.services.doctor import examine
-    from tests.unit.test_doctor_walk import checks, healthy
+    from tests.unit.doctoring import checks, healthy
     rt = healthy()
     rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, "2026-09-21T14:00:00Z")
     rt.work.apis.rf_.campaign_answers = [Permanent("Referral Factory answered 404: Campaign not found.", status=404)]

@@ -5,31 +5,19 @@ a 429, a 5xx or a timeout says the vendor is unavailable or limiting the bridge 
 no token to replace); RF's 404 says the campaign is unknown to it (its id, or a token of another account)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.ratelimit import CircuitOpen
-from chalicelib.errors import ApiError, Transient, WorkError
+from chalicelib.errors import ApiError, Permanent, Transient, WorkError
 from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.services.doctor import examine
+from tests.support.answering_server import answering
+from tests.support.cli import replays_advised
 from tests.unit import scenario
-
-
-class Doctored:
-    """What the doctor is given, over the worker's fakes."""
-
-    def __init__(self) -> None:
-        self.work = work = scenario.world()
-        self.config, self.store, self.clock, self.queue = work.config, work.store, work.clock, work.queue
-        work.store.connections.put_workspace(scenario.WS, ["token", "client-secret"])
-        work.store.connections.put_rf(["token", "webhook-secret"])
-
-    def intercom(self, workspace: str) -> Any:
-        return self.work.apis.intercom_
-
-    def rf(self) -> Any:
-        return self.work.apis.rf_
+from tests.unit.doctoring import Doctored, checks, healthy
 
 
 def finding(rt: Doctored, check: str) -> dict:
@@ -117,10 +105,7 @@ def test_rf_unavailable_or_limiting_is_not_a_wrong_campaign_or_token(answer):
           "campaign 42 (`bridge rf connect` asks for the token); then `bridge dlq replay --campaign 42`"),
     (401, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
           "`bridge rf connect` (it asks for the new token), then `bridge dlq replay --reason 'Referral Factory "
-          "answered 401'`"),
-    (403, "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
-          "`bridge rf connect` (it asks for the new token), then `bridge dlq replay --reason 'Referral Factory "
-          "answered 403'`")])
+          "answered 401'`")])
 def test_rf_not_knowing_the_campaign_or_refusing_the_token_says_which(status, fix):
     rt = Doctored()
     rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
@@ -176,6 +161,43 @@ def test_rf_blocking_the_bridges_ip_is_said_with_what_to_do_not_run_again_later(
     assert "— ask Referral Factory's support to lift the block" in str(said.value)
 
 
+def rf_answering(status: int, message: str) -> Any:
+    """Referral Factory's real client, outside the shared limiter (as `bridge rf connect` asks RF), answered
+    `status` to every call: what RF said, with no open circuit to say it for it."""
+    from chalicelib.adapters.referral_factory import ReferralFactoryClient
+    from tests.fakes import FakeClock
+    with answering(status, {"message": message}) as (url, _):
+        clock = FakeClock()
+        rf = ReferralFactoryClient(url, "t", clock=clock, sleeper=clock.sleep, timeout=2)
+        try:
+            rf.get_campaign("42")
+        except WorkError as exc:
+            return EmptyCampaign(exc)
+    raise AssertionError("RF's client took an error answer for a campaign")
+
+
+def test_rfs_403_is_its_block_of_the_ip_however_it_is_seen_never_a_replay_of_letters_it_never_makes(capsys):
+    """RF's 403 is its block of the bridge's IP: the worker's limiter opens its circuit, and the work waits
+    (tests/integration/test_troubleshooting.py: RF's 403 makes no dead letter). Doctor and backfill told RF's
+    403 as a refused token, with `bridge dlq replay --reason 'Referral Factory answered 403'`, which selects no
+    letter (a refused token's letters say "answered 401"). Whatever client saw it, it is said as the block."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    blocked = rf_answering(403, "IP blocked")
+    rt.rf = lambda: blocked                                                           # type: ignore[method-assign]
+    view = examine(rt, "42").view()                                                   # type: ignore[arg-type]
+    [campaign] = [f for f in view["findings"] if f["check"] == "rf.campaign"]
+    assert campaign["what"].startswith("Referral Factory has blocked this IP"), campaign
+    assert campaign["fix"].startswith("ask Referral Factory's support to lift the block"), campaign
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert "— ask Referral Factory's support to lift the block" in str(said.value), said.value
+    assert replays_advised(view, str(said.value)) == []
+    refused = rf_answering(401, "Unauthenticated.")             # the token's refusal: its letters' replay
+    rt.rf = lambda: refused                                                           # type: ignore[method-assign]
+    assert replays_advised(examine(rt, "42").view()) == ["Referral Factory answered 401"]   # type: ignore[arg-type]
+
+
 class BlockedCampaign:
     """Referral Factory while it blocks the bridge's IP: the limiter's open circuit refuses every call."""
 
@@ -210,7 +232,6 @@ def test_work_intercom_refused_for_the_workspaces_plan_is_advised_the_plan_not_a
     from types import SimpleNamespace
 
     from chalicelib.config import Config
-    from chalicelib.errors import Permanent
     from chalicelib.services.explain import as_text, explain
     from tests.support.cli import run_cli
     from tests.unit.test_join_use_case import join
@@ -294,3 +315,49 @@ def test_a_letter_an_outage_outlasted_is_replayed_once_the_vendor_answers_not_af
     reason = outage_wait(vendor, f"{vendor} answered 503", since=0.0, now=86400.0, budget=86400.0, status=503).reason
     assert replay_fix(reason, "42") == (f"once {vendor} answers again, `bridge dlq replay --campaign 42` "
                                         "(see `bridge dlq list`)")
+
+
+# --- an RF token refused, or of another account, while a notification's letter waits ------------------
+GONE = "Referral Factory answered 404: User not found."
+
+
+def with_a_notifications_letter(reason: str, rf_answer: Exception) -> dict:
+    """Doctor's view of campaign 42 while an Intercom notification's letter (it names no campaign) failed for
+    `reason`, and RF answers `rf_answer` when asked for the campaign."""
+    rt = healthy()
+    rt.config = type(rt.config).from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_DLQ_URL": "memory://dlq"})
+    rt.work.queue.dead_letter(json.dumps({"kind": "intercom.contact", "workspace": scenario.WS,
+                                          "item": {"id": "c9", "type": "contact"}}), reason, 3, "2026-09-21T14:00:00Z")
+    rt.work.apis.rf_.campaign_answers = [rf_answer]
+    return examine(rt, "42").view()                                 # type: ignore[arg-type]
+
+
+def test_a_revoked_rf_token_gets_one_replay_from_doctor_that_reaches_a_notifications_letter_too():
+    """Scenario: RF refuses the bridge's token (revoked): a qualification an Intercom notification made
+    dead-letters that notification (its message names no campaign). A user would see: [rf.campaign] said
+    `bridge dlq replay --campaign 42`, which leaves that letter (a reward) in the queue, while [dead_letters]
+    said another command. Expected: both say the one replay by RF's refusal, which reaches every letter."""
+    revoked = ("Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, "
+               "then replay the dead-letter queue")
+    view = with_a_notifications_letter(revoked, Permanent(revoked, status=401))
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    replay = "`bridge dlq replay --reason 'Referral Factory answered 401'`"
+    assert replay in campaign["fix"] and "--campaign" not in campaign["fix"], campaign["fix"]
+    assert replay in letters["fix"], letters["fix"]
+
+
+def test_with_an_rf_token_of_another_account_doctor_never_advises_discarding_a_notifications_qualification():
+    """Scenario: the RF token is of another RF account than campaign 42's: RF answers 404 for the campaign and
+    `User not found.` for every user, so a qualification an Intercom notification made dead-letters that
+    notification (its message names no campaign). Doctor knows the token is the cause ([rf.campaign]) and says
+    so for the campaign's own letters, but for the notification's it still advises
+    `bridge dlq discard --reason "Referral Factory answered 404: User not found" --yes` — no --campaign: it
+    takes every campaign's such letters out for good, valid qualifications (rewards) among them."""
+    view = with_a_notifications_letter(f"gave up after 3 tries: {GONE}",
+                                       Permanent("Referral Factory answered 404: Campaign not found.", status=404))
+    [campaign] = checks(view, "rf.campaign")
+    assert not campaign["ok"] and "`bridge rf connect`" in campaign["fix"]
+    [letters] = checks(view, "dead_letters")
+    assert "name no campaign" in letters["what"], letters
+    assert "dlq discard" not in letters["fix"], letters["fix"]
+    assert "`bridge rf connect`" in letters["fix"] and "dlq replay" in letters["fix"]

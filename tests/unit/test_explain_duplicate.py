@@ -1,13 +1,17 @@
 """`bridge explain <contact id>` on a duplicate contact (another Intercom contact with the email of a
 linked lead: the record an Intercom user edited): it names the lead and the contact they are linked
 to, and whether its changes count (`qualification.match`), with what the lead's history says of it.
-On the store's twin and fake APIs; a contact of another workspace reveals nothing."""
+A lead left behind by a workspace move has no duplicate that counts. On the store's twin and fake APIs; a
+contact of another workspace reveals nothing."""
 from __future__ import annotations
 
 import json
 
+from chalicelib.domain.link import PersonRef
+from chalicelib.domain.qualification import QState
 from chalicelib.services.explain import as_text, explain
 from tests.fakes import FakeIntercom
+from tests.unit.moves import apply
 from tests.unit.scenario import RULE, WS, event, joined, run, set_value, settings, world
 
 
@@ -74,3 +78,22 @@ def test_a_contact_id_that_could_not_name_a_path_is_never_sent_to_intercom():
     asked: list = []
     ask(work, "../admins", lambda workspace: asked.append(workspace))
     assert asked == []
+
+
+def test_a_duplicate_of_a_lead_left_behind_by_a_workspace_move_is_not_said_to_count():
+    """Scenario: campaign 42 linked lead 7 (pending) to a contact in workspace ws; a duplicate contact with her
+    email exists in ws (its change did not count under match: contact). The operator applies settings with
+    `qualification.match: email` that also move campaign 42 to ws-b (`--move-workspace`, warned that the
+    people of ws no longer qualify). Then the support team asks `bridge explain <duplicate id>`.
+    Expected: explain says the duplicate's changes do not count for lead 7 (nothing of ws qualifies campaign 42
+    any more: Qualifier.moved_away), as the README's move section says.
+    Before: `_duplicate` looks only at `qualification.match` and says "its changes count for them" — advice that
+    sends the support team waiting for a qualification that can never come."""
+    work, _, twin = duplicate_changed("contact")
+    apply(work, {**settings({**RULE, "match": "email"}), "workspace": "ws-b"}, move=True)
+    assert work.store.settings.get("42").workspace == "ws-b"
+    assert work.store.links.get(PersonRef("42", "7")).qualification is QState.PENDING
+    [dup] = ask(work, twin["id"]).view()["duplicate_of"]
+    assert dup["counts"] is False, dup
+    assert "now connected to ws-b" in dup["why"] and "no longer count" in dup["why"], dup
+    assert "hint" not in dup, "no setting to change brings a moved-away lead's contact back into counting"

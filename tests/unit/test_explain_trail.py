@@ -437,7 +437,7 @@ def test_a_revoked_rf_token_is_advised_as_the_bridges_stored_token_alike_by_expl
     `dlq list` and doctor's dead-letter finding say the same."""
     from chalicelib.services.dead_letters import look
     from chalicelib.services.doctor import examine
-    from tests.unit.test_doctor_walk import checks, healthy
+    from tests.unit.doctoring import checks, healthy
     rt = healthy()
     work = rt.work
     work.config = dataclasses.replace(work.config, queue_url="memory://queue", dlq_url="memory://dlq")
@@ -458,3 +458,44 @@ def test_a_revoked_rf_token_is_advised_as_the_bridges_stored_token_alike_by_expl
     assert letter.view()["fix"] == fix
     [letters] = checks(examine(rt, "42").view(), "dead_letters")       # type: ignore[arg-type]
     assert letters["fix"] == fix
+
+
+# --- the text's noise: empty details, and the same entry again and again ---------------------------------------
+RECEIVED = Entry("join_received", "received", None, {"type": "lead", "fetched_from_referral_factory": []})
+
+
+def said_of(*entries: Entry) -> tuple[str, dict]:
+    """RF user 7's trail of these entries, a minute apart, then their join applied."""
+    clock = FakeClock()
+    store = MemoryStore(clock)
+    store.settings.put("42", {"campaign_id": "42"}, "ws")
+    ref = PersonRef("42", "7")
+    for entry in entries:
+        store.history.append(ref, [entry])
+        clock.now += 60
+    claim = store.links.claim(ref, "ws")
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1"),
+                       [Entry("contact", "created", "created for ann@example.com", {"contact_id": "c1"})])
+    found = explain(type("R", (), {"store": store})(), "7")
+    return as_text(found), found.view()
+
+
+def test_explain_text_shows_no_empty_detail_and_one_line_with_a_count_for_the_same_entry_in_a_row():
+    """Walkthrough: `fetched_from_referral_factory=[]` (nothing fetched) was printed, and "join_received:
+    received" once per try (three tries in a row: RF sent it again, a try deferred before it did anything).
+    The text drops the empty detail and says the repeated entry once, how many times and when last; --json
+    keeps every entry and detail as stored."""
+    text, view = said_of(RECEIVED, RECEIVED, RECEIVED)
+    assert "fetched_from_referral_factory" not in text, text
+    [line] = lines(text, "join_received")
+    assert line == ("2026-09-21T14:13:20.000Z  42#7           join_received: received (x3, the last at "
+                    "2026-09-21T14:15:20.000Z)  type=lead"), text
+    assert len(lines(text, "contact: created")) == 1
+    received = [e for e in view["trail"] if e["event"] == "join_received"]
+    assert [e["details"] for e in received] == [{"type": "lead", "fetched_from_referral_factory": []}] * 3
+    assert len({e["at"] for e in received}) == 3 and all("count" not in e for e in received)
+
+
+def test_the_same_entry_is_said_again_once_another_came_between_it():
+    text, _ = said_of(RECEIVED, Entry("join", "waiting", "Intercom answered 429"), RECEIVED)
+    assert len(lines(text, "join_received: received  type=lead")) == 2 and "(x" not in text, text

@@ -12,9 +12,9 @@ from chalicelib.services import sync
 from chalicelib.services.admin import MovesWorkspace
 from tests.fakes import FakeWork
 from tests.unit import moves, scenario
-from tests.unit.test_doctor_walk import checks, healthy, look
+from tests.unit.doctoring import checks, healthy, look
 from tests.unit.test_sync import drain
-from tests.unit.test_workspace_move import apply
+from tests.unit.moves import apply
 
 SCAN_LIMIT = 2000      # (ports.store.SCAN_LIMIT: joins and ledger entries a check reads at most)
 ENROLLED_IN_WS_B = "1 referrer that contact sync enrolled in workspace ws-b"

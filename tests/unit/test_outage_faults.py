@@ -87,7 +87,7 @@ def test_joins_dead_lettered_by_one_outage_are_one_doctor_finding_not_one_per_jo
     # millisecond>; ...") — hundreds of findings, one per join, for one outage — because each reason carries
     # the record's own first-wait time, and doctor counts letters by their exact reason.
     from chalicelib.services.doctor import examine
-    from tests.unit.test_doctor_walk import checks, healthy
+    from tests.unit.doctoring import checks, healthy
     rt = healthy()
     intercom = rt.work.apis.intercom_
     intercom.down = lambda: ApiError("Intercom", 503, "Service Unavailable")

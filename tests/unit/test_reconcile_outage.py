@@ -1,7 +1,8 @@
 """An Intercom outage while reconciliation searches changed contacts: each scheduled run's search
 fails and becomes a dead letter. The operator is told once, that nothing is lost; the next search
 that succeeds covers the whole window since the last successful one, and makes those letters
-superseded (said by `dlq list` and `doctor`), taken out by `dlq discard --superseded`."""
+superseded (said alike by `dlq list` and `doctor`), taken out by `dlq discard --superseded`; a search whose
+window a failed first search left uncovered is not said superseded."""
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ import pytest
 
 from chalicelib.domain.history import iso
 from chalicelib.errors import ApiError, Deferred
+from chalicelib.services.dead_letters import look
 from chalicelib.services.doctor import examine
 from chalicelib.services.qualification.changes import failed_name
 from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.support.cli import run_cli
-from tests.unit.scenario import WS, joined, records
-from tests.unit.test_doctor_advice import Doctored
-from tests.unit.test_reconciliation import changed, changes
+from tests.unit.doctoring import Doctored
+from tests.unit.scenario import WS, changed, changes, joined, records
 
 RUN_EVERY = 900
 
@@ -141,3 +142,43 @@ def test_a_search_that_waits_for_the_rate_budget_is_not_said_to_fail():
     rt.work.apis.intercom_.fail["search_contacts"] = Deferred("Intercom's rate budget is spent", retry_after=30)
     handle_batch(records(changes(rt.work)), rt.work)
     assert rt.work.store.cursor.get(failed_name(WS)) is None
+
+
+def test_after_the_first_search_of_a_workspace_fails_the_next_that_succeeds_still_covers_its_window():
+    """Scenario: a lead's contact meets the target (its webhook lost); reconciliation's very first search of
+    the workspace (no cursor yet: it looks back 7 days) fails, and Intercom answers again 8 days later. The
+    operator is told "nothing is lost: the next search that succeeds covers every change" and, once it did,
+    that the failed search is superseded (`bridge dlq discard --superseded --yes`). But that search looked
+    back 7 days from its own time, after the change: the lead is never qualified by a search, and a replay of
+    the failed one (now from the cursor) would not find it either."""
+    rt = doctored()
+    work = rt.work
+    [contact] = work.apis.intercom_.contacts.values()
+    changed(work, contact, "Yes")                       # its webhook lost
+    work.clock.now += 2 * 86400
+    outage(rt, 1)                                        # the first search ever: it would have found the change
+    [told] = [f for f in examine(rt, "42").view()["findings"] if "nothing is lost" in f["why"]]
+    assert told["check"] == "reconciliation", told
+    work.clock.now += 8 * 86400
+    assert handle_batch(records(changes(work)), work)["done"] == 1      # Intercom is back
+    [letter] = look(rt).letters
+    assert work.apis.rf_.qualified == ["7"] or not letter.superseded, (
+        f"said superseded at {letter.superseded}, yet the change in its window was not found")
+
+
+def test_dlq_list_says_superseded_every_search_letter_discard_superseded_takes_out(capsys):
+    """Scenario: a search of changed contacts failed on Intercom's 403 for the workspace's plan; the plan was
+    upgraded and the next search succeeded. `bridge dlq list` shows that letter without `superseded`, with the
+    plan's fix ("upgrade it ..., then `bridge dlq replay ...`"), while `bridge dlq discard --superseded` says
+    it matches and takes it out: the list and the discard disagree about which letters are superseded."""
+    rt = doctored()
+    work = rt.work
+    work.clock.now += 900
+    work.queue.dead_letter(json.dumps(changes(work)), "gave up after 1 tries: Intercom answered 403 "
+                           "api_plan_restricted: Active subscription needed.", 1, "2026-09-21T14:00:00Z")
+    work.clock.now += 900
+    assert handle_batch(records(changes(work)), work)["done"] == 1
+    _, out, _ = run_cli(rt, capsys, "dlq", "list", "--json")
+    listed = [d for d in json.loads(out)["dead_letters"] if d.get("superseded")]
+    _, _, err = run_cli(rt, capsys, "dlq", "discard", "--superseded")
+    assert f"bridge: {len(listed)} dead letter(s) match" in err, (listed, err)

@@ -14,7 +14,8 @@ from chalicelib.errors import ApiError
 from chalicelib.messages import ChangesMessage
 from chalicelib.services.reconcile import past_sweep_age, reconcile
 from chalicelib.services.worker import RetryBatch
-from tests.unit.scenario import WS, check, history, joined, link_of, reasons, run, set_value, settings, world
+from tests.unit.scenario import (WS, changed, changes, check, history, joined, link_of, reasons, run, set_value,
+                                 settings, world)
 
 YES = Qualification(attribute="custom_attributes.signed_up", value="Yes")
 
@@ -22,17 +23,6 @@ YES = Qualification(attribute="custom_attributes.signed_up", value="Yes")
 def connected(work):
     work.store.connections.put_workspace(WS, secrets={"token", "client-secret"})
     return work
-
-
-def changed(work, contact, value, at=None):
-    """The contact changed in Intercom (its webhook lost)."""
-    set_value(work, contact, value)
-    contact["updated_at"] = int(at if at is not None else work.clock())
-    return contact
-
-
-def changes(work, at=None) -> dict:
-    return ChangesMessage(workspace=WS, at=at if at is not None else work.clock()).wire()
 
 
 def kinds(work) -> list[str]:

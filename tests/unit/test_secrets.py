@@ -30,7 +30,7 @@ def test_names_follow_the_decided_layout():
 def cache(values=None, ttl=60):
     clock = FakeClock()
     store = MemorySecrets("/p", values or {})
-    return SecretCache(store, clock, ttl), store, clock
+    return SecretCache(store.get, clock, ttl), store, clock
 
 
 def test_a_warm_secret_is_not_read_again():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
 from chalicelib.services.admin import PEOPLE_COUNTED
 from tests.unit.scenario import WS, joined, settings, world
-from tests.unit.test_workspace_move import apply
+from tests.unit.moves import apply
 
 BACKFILL = "`bridge backfill 42` (a dry run) lists them, then `bridge backfill 42 --apply` sends them"
 

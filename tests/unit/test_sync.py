@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import pytest
@@ -1086,6 +1087,36 @@ def test_status_says_a_page_refused_for_good_waits_in_the_dead_letter_queue_with
         "  page 2 failed: Intercom answered 400: invalid query value a***@example.com (1 try, last 14:13:20) — it "
         "waits in the dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped")
     assert "ann.lee" not in json.dumps(sync.status(work.deps, "42")) + out
+
+
+PAGE_2 = {"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 1, "cursor": "2"}
+
+
+def test_a_page_the_worker_gave_up_on_is_not_shown_as_retrying(monkeypatch, capsys):
+    """Scenario: page 2 of a sync run fails on every try (throttled; a vendor's outage is waited out instead).
+    On its last try (BRIDGE_MAX_ATTEMPTS) the worker gives up and sends it to the dead-letter queue ("gave up after 3
+    tries: ..."): nothing retries it any more, and the run stays "running" at page 2 until someone
+    replays the letter.
+    Expected: `sync status` says the page failed and waits in the dead-letter queue (as it does for a page
+    refused for good: "page 2 failed: ... — it waits in the dead-letter queue: ... `bridge dlq replay`"),
+    not "retrying page 2", which tells the operator to wait for a retry that never comes. Before, the page
+    error's state is chosen from the exception alone (retryable -> "retrying"), before the worker decides
+    it was the last try."""
+    from tests.support.cli import run_cli
+    busy = throttled()
+    work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy, busy)
+    with pytest.raises(RetryBatch):
+        drain(work)                                   # page 1 works; page 2 fails its first try
+    for tries in (2, 3):                             # the queue gives it back; the 3rd is the last try
+        work.clock.now += 60
+        record = {"messageId": f"p2-{tries}", "body": json.dumps(PAGE_2), "receiptHandle": f"rh{tries}",
+                  "attributes": {"ApproximateReceiveCount": str(tries)}}
+        with pytest.raises(RetryBatch) if tries < 3 else nullcontext():    # the last try is dead-lettered
+            handle_batch([record], work)
+    assert len(work.queue.dead) == 1, "the page is in the dead-letter queue: nothing retries it now"
+    assert sync.status(work.deps, "42")["page_error"]["state"] != "retrying"
+    out = run_cli(rt, capsys, "sync", "status", "42")[1]
+    assert "retrying page 2" not in out and "dead-letter queue" in out
 
 
 def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the_page_works(monkeypatch, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -155,10 +155,10 @@ def test_a_join_whose_own_calls_fail_while_intercom_answers_others_still_ends_in
     assert sqs.due == [] and work.clock() < start + 25 * HOUR
 
 
-def one_join(error: Callable[[], Exception], hours: float = 1) -> FakeWork:
-    """One join while every Intercom call raises `error`, for `hours`."""
+def one_join(error: Callable[[], Exception], hours: float = 1, budget: Optional[str] = None) -> FakeWork:
+    """One join while every Intercom call raises `error`, for `hours` (the outage budget: `budget` hours)."""
     intercom = FakeIntercom()
-    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work = FakeWork(FakeApis(intercom, FakeRF()), **({"BRIDGE_OUTAGE_HOURS": budget} if budget else {}))
     work.store.settings.put("42", SETTINGS, "ws")
     intercom.down = error
     sqs = Sqs(work)
@@ -173,6 +173,47 @@ def test_explain_shows_a_join_waiting_for_intercom_not_failed():
     text = as_text(explain(work, "a@example.com"))
     assert "Intercom unavailable since" in text and "without using up a try" in text and "failed" not in text
     assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING and work.queue.dead == []
+
+
+def test_past_the_outage_budget_explain_says_the_join_is_dead_lettered_with_its_replay_not_waiting_in_the_queue():
+    """The join's link stays `waiting` when the worker gives its work up after BRIDGE_OUTAGE_HOURS: explain said
+    "waiting — Intercom answered 503 ... (waits in the queue, without using up a try)" while its letter was in
+    the dead-letter queue, where nothing brings it back without a replay. It says the letter (its reason, when)
+    and the replay doctor advises for it."""
+    from chalicelib.services.dead_letters import replay_fix
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"), hours=3, budget="2")
+    [letter] = work.queue.dead
+    assert work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING
+    found = explain(work, "a@example.com")
+    fix = replay_fix(letter["reason"], "42")
+    assert fix.startswith("once Intercom answers again, `bridge dlq replay --campaign 42`"), fix
+    [person] = found.view()["people"]
+    assert person["status"] == "dead_lettered" and person["dead_letter"]["reason"] == letter["reason"], person
+    assert person["dead_letter"]["fix"] == fix
+    header = header_of(found)
+    assert "waits in the queue" not in header and f"; dead-lettered — {letter['reason']} (since " in header, header
+    assert header.endswith(f"; fix: {fix}"), header
+
+
+def header_of(found: Any) -> str:
+    [header] = [line for line in as_text(found).splitlines() if "RF user 7" in line]
+    return header
+
+
+def test_past_the_outage_budget_while_intercom_answers_again_explain_says_the_waiting_join_retries_then_its_letter():
+    """Past the budget, a join whose Intercom answers others again fails tries (its link still says `waiting`):
+    explain said "(waits in the queue, without using up a try)" while the trail below said "try 1 of 3 failed",
+    and went on saying it once the letter was dead."""
+    work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
+    sqs = past_the_budget(work, work.clock() - HOUR)
+    sqs.run_until(work.clock())
+    header = header_of(explain(work, "7"))
+    assert "; retrying — " in header and "(try 1 of 3 failed; the queue tries it again" in header, header
+    assert "waits in the queue" not in header and work.store.links.get(PersonRef("42", "7")).status is LinkStatus.WAITING
+    sqs.run_until(work.clock() + 24 * HOUR)
+    [letter] = work.queue.dead
+    header = header_of(explain(work, "7"))
+    assert f"; dead-lettered — {letter['reason']} (since " in header and "waits in the queue" not in header, header
 
 
 def test_a_join_notes_its_wait_for_one_outage_once_however_long_and_whatever_the_vendor_answers():

@@ -18,7 +18,7 @@ from chalicelib.services.connections import ConnectError, configure_oauth, conne
 from chalicelib.services.ingest import receive_intercom, signature
 from tests.fakes import FakeQueue, MemorySecrets
 
-from .test_connect import HERE, connected, rt, started  # noqa: F401  (rt: a fixture; the public app's secret is app-secret)
+from tests.unit.connecting import HERE, connected, rt, started  # noqa: F401  (rt: a fixture; the public app's secret: app-secret)
 
 PUBLIC_SECRET, PRIVATE_SECRET = "app-secret", "private-secret"
 
@@ -94,6 +94,51 @@ def private(rt) -> dict:
     return connect_workspace(rt, "ws1", "tok-private", PRIVATE_SECRET)
 
 
+@pytest.mark.parametrize("command, said", [
+    (("workspace", "oauth-app", "--client-secret", PRIVATE_SECRET),
+     "this client secret is workspace ws1's private app's (`bridge workspace connect` stored it), not the public "
+     "app's: give the public app's own (Developer Hub > the public app > Basic information); nothing was stored"),
+    (("workspace", "connect", "ws1", "--client-secret", PUBLIC_SECRET),
+     "this client secret is the public app's (the one `bridge workspace oauth-app` stored), not workspace ws1's "
+     "private app's: give the private app's own (Developer Hub > Basic information), or none for a workspace "
+     "connected by OAuth; nothing was stored")])
+def test_one_client_secret_given_for_both_apps_is_refused_in_one_line_and_both_apps_stay_apart(
+        rt, capsys, monkeypatch, command, said):
+    """The bridge tells a workspace's apps apart by their client secrets: a private app's equal to the public
+    app's is taken for an old copy of it. Stored, the workspace's next OAuth connect would drop its private
+    app (`workspace list`: `apps: oauth`; a connect then warns its client secret is missing, though its
+    webhooks still verify with the public app's), and the next `oauth-app` would delete its secret."""
+    from tests.support.cli import run_cli
+    for name in ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_OAUTH_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    private(rt)
+    assert run_cli(rt, capsys, *command) == (1, "", f"bridge: {said}\n")
+    stored = rt.secrets.scoped("edge")
+    assert (stored.get("oauth/client-secret"), stored.get("intercom/ws1/client-secret")) == (PUBLIC_SECRET,
+                                                                                              PRIVATE_SECRET)
+    connected(rt)
+    assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["private", "oauth"]
+    assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 200]
+
+
+def test_a_first_oauth_app_with_a_private_apps_client_secret_is_refused_and_stores_nothing(monkeypatch):
+    from tests.fakes import FakeConnecting
+    bare = FakeConnecting()
+    private(bare)
+    with pytest.raises(ConnectError, match=r"^this client secret is workspace ws1's private app's"):
+        configure_oauth(bare, "app-id", PRIVATE_SECRET)
+    throttle(monkeypatch, "get", "intercom/ws1/client-secret", "GetParameter")     # AWS refuses the check's read
+    with pytest.raises(ConnectError) as refused:
+        configure_oauth(bare, "app-id", "app-secret")
+    assert str(refused.value) == (
+        "could not check that no workspace's private app has this client secret (An error occurred "
+        "(ThrottlingException) when calling the GetParameter operation: Rate exceeded, at workspace ws1): the public "
+        "app's settings are unchanged: run `bridge workspace oauth-app` again")
+    assert bare.oauth_app() is None and bare.secrets.scoped("edge").get("oauth/state-key") is None
+    monkeypatch.undo()
+    assert configure_oauth(bare, "app-id", "app-secret")["client_secret"] == "set"
+
+
 @pytest.mark.parametrize("order", ["private, then oauth", "oauth, then private"])
 def test_a_workspace_connected_both_ways_takes_each_apps_webhooks_and_the_latest_token(rt, order):
     api = edge(rt)
@@ -119,6 +164,22 @@ def test_a_warm_edge_verifies_either_apps_webhooks_without_reading_a_secret_agai
     reads = len(rt.secrets.reads)
     assert [notify(api, s, n) for n, s in enumerate((PUBLIC_SECRET, PRIVATE_SECRET) * 5)] == [200] * 10
     assert len(rt.secrets.reads) == reads
+
+
+def test_the_public_apps_webhooks_alone_never_read_the_private_apps_secret_once_warm(rt):
+    """SecretCache.first promises that one app's webhooks cost no read of the other's secret. Otherwise a
+    workspace connected both ways whose webhooks all come from the public app (its private app quiet, or retired
+    in Intercom and not yet removed here) would have the private app's secret read again every minute in every
+    API container, as the cached values expire: twice the GetParameter calls on the account's one SSM budget."""
+    private(rt)
+    connected(rt)
+    api = edge(rt)
+    assert notify(api, PUBLIC_SECRET, 0) == 200                       # a cold container reads what it must
+    warm = len(rt.secrets.reads)
+    for n in range(1, 601):                                           # a webhook a second for ten minutes
+        rt.clock.now += 1
+        assert notify(api, PUBLIC_SECRET, n) == 200
+    assert "/bridge/edge/intercom/ws1/client-secret" not in rt.secrets.reads[warm:]
 
 
 def test_reconnecting_by_oauth_adds_no_second_entry_and_copies_no_secret(rt):
@@ -165,6 +226,20 @@ def test_the_callback_tells_a_copy_by_the_public_apps_secret_it_already_has(rt):
     assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
     assert rt.secrets.reads[before:].count("/bridge/edge/oauth/client-secret") == 1       # the app's, read once
     assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["oauth"]
+
+
+def test_a_rotated_public_app_secret_no_longer_verifies_a_workspace_reconnected_by_oauth(rt):
+    """A workspace connected by OAuth by an older bridge holds a copy of the public app's secret as its own
+    (that callback copied it). The operator rotates the public app's secret (say it leaked) and the admin
+    reconnects by OAuth, which used to overwrite the copy. The callback now writes no client secret: were the
+    copy, no longer equal to the public app's, kept as a "private app", the leaked secret would verify forged
+    webhooks for the workspace for good, and `workspace list` would name a private app it never had."""
+    rt.store.connections.put_workspace("ws1", {"token", "client-secret"})
+    rt.secrets.scoped("edge").put("intercom/ws1/client-secret", PUBLIC_SECRET)     # the old callback's copy
+    configure_oauth(rt, None, "rotated-secret")
+    connected(rt)
+    assert [notify(edge(rt), s, n) for n, s in enumerate(("rotated-secret", PUBLIC_SECRET))] == [200, 401]
+    assert list_workspaces(rt)[0]["apps"] == ["oauth"]
 
 
 def copies(rt, *workspaces: str) -> None:

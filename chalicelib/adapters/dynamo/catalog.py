@@ -9,6 +9,7 @@ from pynamodb.expressions.update import Action
 
 from ...domain.budget import BudgetState
 from ...domain.history import iso
+from ...domain.oauth import Outcome
 from ...ports.store import (LIST_CLOCK_SKEW, AttributeList, Connection, CountBackfill, OAuthTicket, RFConnection,
                              StoredSettings)
 from ...ports.store import PENDING_SWEEP
@@ -79,6 +80,19 @@ class DynamoConnections:
     def use_oauth_state(self, nonce: str, expires_at: float) -> bool:
         return applied(lambda: OAuthStateItem(*oauth_state_key(nonce), expires_at=int(expires_at)).save(
             condition=OAuthStateItem.pk.does_not_exist()))
+
+    def end_oauth_state(self, nonce: str, expires_at: float, outcome: Outcome) -> None:
+        # The used state put again, with its expiry and the outcome (a put: the callback's one write
+        # there), only while it is kept and has none.
+        applied(lambda: OAuthStateItem(*oauth_state_key(nonce), expires_at=int(expires_at), ended_at=outcome.at,
+                                       workspace=outcome.workspace, name=outcome.name).save(
+            condition=OAuthStateItem.pk.exists() & OAuthStateItem.ended_at.does_not_exist()))
+
+    def oauth_state_outcome(self, nonce: str) -> Optional[Outcome]:
+        item = get(OAuthStateItem, oauth_state_key(nonce), consistent=True)
+        if item is None or item.ended_at is None:
+            return None
+        return Outcome(int(item.ended_at), item.workspace, item.name)
 
     def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
         if not applied(lambda: OAuthTicketItem(*oauth_ticket_key(ticket.ticket), workspace=ticket.workspace,

@@ -72,7 +72,10 @@ class WorkspacesItem(_Item):
 
 
 class OAuthStateItem(_Item):
-    expires_at = NumberAttribute()
+    expires_at = NumberAttribute()              # the table's TTL attribute
+    ended_at = NumberAttribute(null=True)       # what its callback did (domain/oauth.Outcome), once it has
+    workspace = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
 
 
 class OAuthTicketItem(_Item):

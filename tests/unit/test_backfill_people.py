@@ -1,0 +1,57 @@
+"""`bridge backfill`'s dry run names whom it would act on, so that they can be reviewed before `--apply`:
+each outcome that sends a join or counts a lead lists its people (RF user id, email masked as everywhere
+else in the CLI) — the first 20 in the text, then "… and N more"; every one of them with `--json`."""
+from __future__ import annotations
+
+import json
+
+from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
+from chalicelib.services.backfill import backfill
+from tests.support.cli import run_cli
+from tests.unit.test_answers import COUNTING, SETTINGS, WS, Backfilling, _lead
+
+MISSING = "not in the bridge: would be joined"
+RETRY = "failed earlier: would be joined again"
+
+
+def lead(n: int, referrer: int = 1) -> dict:
+    return {"id": n, "email": f"lead{n}@x.co", "type": "person_invited", "referrer_id": referrer}
+
+
+def test_the_dry_run_names_the_people_it_would_join_first_20_in_text_and_all_in_json(capsys):
+    """Scenario: 23 leads RF lists that the bridge never applied, and one whose join failed. Expected: each
+    outcome's people under its count (RF id, masked email), 20 of them then "… and 3 more"; --json has all."""
+    rt = Backfilling([lead(n) for n in range(1, 25)])
+    rt.store.settings.put("42", SETTINGS, WS)
+    failed = rt.store.links.claim(PersonRef("42", "24"), WS)
+    rt.store.links.finish(failed, JoinResult(LinkStatus.FAILED, reason="boom"), [])
+    code, out, _ = run_cli(rt, capsys, "backfill", "42")
+    lines = out.splitlines()
+    assert code == 0 and lines[1] == f"      23  {MISSING}", out
+    assert lines[2:22] == [f"          - RF user {n} (l***@x.co)" for n in range(1, 21)], out
+    assert lines[22:] == ["          … and 3 more", f"       1  {RETRY}", "          - RF user 24 (l***@x.co)"], out
+    assert "lead1@" not in out
+    view = json.loads(run_cli(rt, capsys, "backfill", "42", "--json")[1])
+    assert view["people"] == {MISSING: [{"rf_user_id": str(n), "email": "l***@x.co"} for n in range(1, 24)],
+                              RETRY: [{"rf_user_id": "24", "email": "l***@x.co"}]}
+    assert "lead1@" not in json.dumps(view)
+
+
+def test_the_people_sent_or_counted_are_named_by_an_apply_too_and_a_counted_lead_with_its_referrer():
+    """The leads a count backfill would count are named with the referrer they count for; `--apply` names
+    whom it sent or counted, as the dry run did; outcomes that act on nobody (nothing to do) name nobody."""
+    users = [{"id": 1, "email": "r@x.co", "type": "person_referring", "referrer_id": None}, lead(2), lead(3, 9),
+             lead(4)]
+    rt = Backfilling(users)
+    rt.store.settings.put("42", {**COUNTING, "leads": {"action": "nothing"}}, WS)
+    _lead(rt.store, "2")
+    _lead(rt.store, "3")
+    dry = backfill(rt, "42").view()
+    counted = [{"rf_user_id": "2", "email": "l***@x.co", "referrer_id": "1"},
+               {"rf_user_id": "3", "email": "l***@x.co", "referrer_id": "9"}]
+    referrer = [{"rf_user_id": "1", "email": "r***@x.co"}]
+    assert dry["people"] == {"already applied: would be counted for their referrer": counted, MISSING: referrer}
+    assert dry["outcomes"]["nothing to do (the settings' action is nothing)"] == 1      # (lead 4: named nowhere)
+    done = backfill(rt, "42", apply=True).view()
+    assert done["people"] == {"already applied: counted now for their referrer": counted,
+                              "not in the bridge: joined": referrer}
