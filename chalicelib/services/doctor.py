@@ -23,6 +23,7 @@ from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
+from ..domain.people import OTHER_CAMPAIGN
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
@@ -774,15 +775,20 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", dead_letters.SEARCH: "reconciliation's searches"}
 
 
+_FAILS_AGAIN = ("the work can never succeed, and a replay fails the same way; the letter waits in the dead-letter "
+                "queue until it is discarded")
+
+
 def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
     """Why dead letters of `reason` matter, as truthfully as what a replay would do (`rf_reached`: whether the RF
-    token reaches their campaign, as _rf says)."""
+    token reaches their campaign, as _rf says). RF placing the user in another campaign is RF's answer to the
+    token, whatever the token does now: a replay fails the same way."""
+    if OTHER_CAMPAIGN in reason:
+        return f"Referral Factory places the user in another campaign than the webhook named: {_FAILS_AGAIN}"
     if not dead_letters.never_succeeds(reason) or rf_reached is False:
         return "this work is stopped until it is replayed"
     if rf_reached:
-        return ("Referral Factory no longer has this user in the campaign, which the RF token reaches: the work can "
-                "never succeed, and a replay fails the same way; the letter waits in the dead-letter queue until it "
-                "is discarded")
+        return f"Referral Factory no longer has this user in the campaign, which the RF token reaches: {_FAILS_AGAIN}"
     return ("this work is stopped: a replay brings it back only if the RF token was the cause (of another RF "
             "account); for a user deleted in RF, a replay fails the same way")
 

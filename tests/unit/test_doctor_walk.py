@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pytest
 
 from chalicelib.domain.history import iso
-from chalicelib.errors import Transient
+from chalicelib.errors import Permanent, Transient
 from chalicelib.ports.edge import RefusalSample, campaign_scope
 from chalicelib.services.explain import as_text as explained, explain
 from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
@@ -689,6 +689,23 @@ def test_user_not_found_letters_that_failed_before_the_rf_token_was_replaced_are
     assert campaign["ok"] and "`bridge dlq replay --campaign 42`" in letters["fix"], letters["fix"]
     assert "so the user was deleted in RF" not in letters["fix"], letters["fix"]
     assert "can never succeed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
+
+
+@pytest.mark.parametrize("campaign_answer", [None, Transient("Referral Factory answered 503: down", status=503),
+                                             Permanent("Referral Factory answered 401: Unauthenticated", status=401)],
+                         ids=["shown", "unavailable", "token-refused"])
+def test_a_letter_of_a_user_rf_places_in_another_campaign_is_said_to_fail_again_on_replay(campaign_answer):
+    """Walkthrough: a join whose user RF places in campaign 43, not the webhook's 42, was advised the discard with
+    "why: this work is stopped until it is replayed", though a replay fails the same way, whatever the RF token."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), "RF user 9 belongs to campaign 43, not 42", 1,
+                              "2026-09-21T14:00:00Z")
+    if campaign_answer is not None:
+        rt.work.apis.rf_.campaign_answers = [campaign_answer]
+    [letters] = checks(look(rt)[0], "dead_letters")
+    assert "dlq discard" in letters["fix"] and "dlq replay" not in letters["fix"], letters["fix"]
+    assert "until it is replayed" not in letters["why"] and "a replay fails the same way" in letters["why"], letters
 
 
 def test_doctor_says_no_dead_letters_as_the_readme_says_it():
