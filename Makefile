@@ -30,7 +30,8 @@ lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 	$(BIN)/mypy
 
-## make run [PORT=8000] — the whole pipeline locally on http://127.0.0.1:$(PORT) (moto server + simulators)
+## make run [PORT=8000] [LOGS=json] — the whole pipeline locally on http://127.0.0.1:$(PORT) (moto server + simulators);
+##   the terminal shows a line a log record (LOGS=json: the JSON lines the Lambdas write)
 PORT ?= 8000
 run: $(STAMP)
 	PORT=$(PORT) $(BIN)/python -m infra.local.run

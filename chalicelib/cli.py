@@ -765,6 +765,9 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
         raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
                        "bring them back) — add --yes to discard them; nothing was discarded")
     done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded)
+    if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
+        _nothing_matches(args, dead_letters.look(rt))
+        return 0
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
     problems = []

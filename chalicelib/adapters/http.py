@@ -1,5 +1,5 @@
 """The one way we talk HTTP to Intercom and Referral Factory: requests sessions whose urllib3 `Retry`
-retries with exponential backoff and jitter, honours `Retry-After` and `X-RateLimit-Reset`, and
+retries with exponential backoff and jitter, honours `Retry-After` (and after a 429 `X-RateLimit-Reset`), and
 takes a slot from the shared rate limiter before every attempt (retries included).
 
 What is retried depends on whether the request may be sent twice:
@@ -70,8 +70,10 @@ class _BridgeRetry(Retry):
     vendor: Optional[str] = None
 
     def get_retry_after(self, response) -> Optional[float]:
+        """`Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of its rate window, which it
+        sends with every answer: after a 5xx it is no wait the vendor asked for)."""
         delay = super().get_retry_after(response)
-        reset = response.headers.get("X-RateLimit-Reset")
+        reset = response.headers.get("X-RateLimit-Reset") if response.status == 429 else None
         if delay is None and reset:
             try:
                 delay = max(0.0, float(reset) - self.clock())

@@ -530,7 +530,8 @@ class MemoryEdge:
 
 @_atomic
 class MemoryConnections:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.workspaces_: dict[str, Connection] = {}
         self.known: set[str] = set()
         self.rf_: Optional[RFConnection] = None
@@ -613,7 +614,7 @@ class MemoryConnections:
         return set(self.known)
 
     def put_rf(self, secrets: Iterable[str] = ()) -> None:
-        self.rf_ = RFConnection((self.rf_.secrets if self.rf_ else frozenset()) | frozenset(secrets))
+        self.rf_ = RFConnection((self.rf_.secrets if self.rf_ else frozenset()) | frozenset(secrets), iso(self.clock()))
 
     def rf(self) -> Optional[RFConnection]:
         return self.rf_
@@ -778,7 +779,7 @@ class MemorySync:
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time, history_days: int = 400):
         self.tables = Tables()
-        history, connections = MemoryHistory(self.tables, clock, history_days), MemoryConnections()
+        history, connections = MemoryHistory(self.tables, clock, history_days), MemoryConnections(clock)
         self.history: HistoryLog = history
         self.links: LinkRepository = MemoryLinks(self.tables, clock, history)
         self.lookup: LinkLookup = MemoryLookup(self.tables, clock)

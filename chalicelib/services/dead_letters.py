@@ -49,8 +49,8 @@ class HasDeadLetters(Protocol):
 
 
 class Discarding(HasDeadLetters, Protocol):
-    """What a listing and discard are given: the queues, and the store (whose histories say what was
-    discarded, whose search cursors which searches a later one superseded)."""
+    """What a listing, a replay and a discard are given: the queues, and the store (whose histories say what was
+    replayed or discarded, whose search cursors which searches a later one superseded)."""
 
     @property
     def store(self) -> Store: ...
@@ -357,10 +357,12 @@ def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], 
         campaign is None or letter.campaign_id == str(campaign)) and (not superseded or bool(letter.superseded))
 
 
-def replay(rt: HasDeadLetters, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
+def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
     """Send the matching dead letters back to the work queue, marked as replays (one no model can read
     goes back as it was: a fixed bridge may read it now), 10 a call, each taken out of the dead-letter
-    queue once its copy was sent; the others stay, visible again at once. The letters not sent yet are
+    queue once its copy was sent; the history of the person each is about (as `discard` finds them) says it was
+    replayed, before it is sent (so `explain` says it is back in the queue until its next try, whose entries
+    come after); the others stay, visible again at once. The letters not sent yet are
     kept hidden however long the replay lasts; one that came back all the same (a stall: another
     reader may hold it) is not sent, and is reported as not read, for the next replay. One sent during
     the stall itself may stay a dead letter (another reader received it meanwhile: the delete by the
@@ -370,12 +372,15 @@ def replay(rt: HasDeadLetters, reason: Optional[str] = None, campaign: Optional[
     which letters another reader holds).
     Interrupted, those not sent back are visible again at once. The ten being sent when it was
     interrupted may have reached the work queue and stay dead letters too. Sent twice, a message is
-    worked once. Those SQS refuses to send stay dead letters, visible again at once: `refused`, with
-    SQS's reasons and how many each (never their bodies: they may hold emails).
+    worked once. Those SQS refuses to send stay dead letters, visible again at once (said replayed all the same:
+    the next replay sends them): `refused`, with SQS's reasons and how many each (never their bodies: they may
+    hold emails).
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
     and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
     def send(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         copies = {i: _copy(m) for i, m in batch.items()}
+        # Said before they are sent, so before anything their next try writes (a worker may take one at once).
+        _note(rt, [read(m) for m in batch.values()], "replayed")
         try:
             rt.queue.send_many(list(copies.values()))
             refused_now: list[tuple[dict | str, str]] = []
@@ -400,16 +405,21 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
 
     def note(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
-        letters = [read(m) for m in batch.values()]
-        for d, refs in zip(letters, _people_of(rt, letters)):
-            for ref in refs:
-                rt.store.history.append(ref, [Entry(
-                    "dead_letter", "discarded", f"dead letter discarded by the operator: {d.reason}",
-                    {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})})])
+        _note(rt, [read(m) for m in batch.values()], "discarded")
         return list(batch), []
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],
                           REPLAY_SECONDS, note)
     return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
+
+
+def _note(rt: Discarding, letters: list[DeadLetter], outcome: str) -> None:
+    """The history of the people each letter is about (`_people_of`) says what the operator did with it
+    (`outcome`: replayed, discarded), and why it was a dead letter: one write a letter."""
+    for d, refs in zip(letters, _people_of(rt, letters)):
+        for ref in refs:
+            rt.store.history.append(ref, [Entry(
+                "dead_letter", outcome, f"dead letter {outcome} by the operator: {d.reason}",
+                {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})})])
 
 
 def _same_reason(recorded: Optional[str], letter: str) -> bool:

@@ -23,6 +23,7 @@ from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
+from ..domain.people import OTHER_CAMPAIGN
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
                                valid_or_none)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
@@ -774,15 +775,20 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
 _NO_CAMPAIGN = {"intercom.contact": "Intercom notifications", dead_letters.SEARCH: "reconciliation's searches"}
 
 
+_FAILS_AGAIN = ("the work can never succeed, and a replay fails the same way; the letter waits in the dead-letter "
+                "queue until it is discarded")
+
+
 def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
     """Why dead letters of `reason` matter, as truthfully as what a replay would do (`rf_reached`: whether the RF
-    token reaches their campaign, as _rf says)."""
+    token reaches their campaign, as _rf says). RF placing the user in another campaign is RF's answer to the
+    token, whatever the token does now: a replay fails the same way."""
+    if OTHER_CAMPAIGN in reason:
+        return f"Referral Factory places the user in another campaign than the webhook named: {_FAILS_AGAIN}"
     if not dead_letters.never_succeeds(reason) or rf_reached is False:
         return "this work is stopped until it is replayed"
     if rf_reached:
-        return ("Referral Factory no longer has this user in the campaign, which the RF token reaches: the work can "
-                "never succeed, and a replay fails the same way; the letter waits in the dead-letter queue until it "
-                "is discarded")
+        return f"Referral Factory no longer has this user in the campaign, which the RF token reaches: {_FAILS_AGAIN}"
     return ("this work is stopped: a replay brings it back only if the RF token was the cause (of another RF "
             "account); for a user deleted in RF, a replay fails the same way")
 
@@ -792,7 +798,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
     `rf_reached`: whether the RF token reaches the campaign (_rf): RF showed it (its `User not found` is the
-    user's, gone), or refused the token or did not know the campaign with it (its 404s are the token's).
+    user's, gone, in a letter that failed after the token was stored), or refused the token or did not know the
+    campaign with it (its 404s are the token's).
     Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
     by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
@@ -803,9 +810,15 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     unnamed = [d for d in letters
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     rf_refused = rf_reached is False
+    rf = rt.store.connections.rf() if rf_reached else None
+    token_at = _when(rf.updated_at) if rf is not None and rf.updated_at else None
     for reason, n in Counter(d.reason for d in mine).most_common():
-        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, rf_reached),
-                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused, campaign_seen=bool(rf_reached)),
+        # The token shown to reach the campaign is not the one they failed with when it was stored after one
+        # of them failed (a token of another account says every user is not found): a replay asks RF again.
+        reached = rf_reached if not rf_reached or token_at is not None and all(
+            d.failed_at and _when(d.failed_at) > token_at for d in mine if d.reason == reason) else None
+        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
+                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused, campaign_seen=bool(reached)),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed

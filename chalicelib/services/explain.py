@@ -103,9 +103,13 @@ def _dead_lettered(link: Link, trail: list[dict]) -> dict:
     """A waiting join whose work the worker gave up on since (a vendor's outage longer than BRIDGE_OUTAGE_HOURS,
     or the tries failed past it): its link still says `waiting`, but its letter is in the dead-letter queue, where nothing
     brings it back without a replay. The header says so, with the letter's reason and fix, as the person's
-    history has them (its `dead_letter` entry: the queue is not read)."""
-    last = _join_now(link, trail) if link.status is LinkStatus.WAITING else None
-    if last is None or (last["event"], last["outcome"]) != ("dead_letter", "failed"):
+    history has them (its `dead_letter` entry: the queue is not read). A waiting or failed join whose letter the
+    operator replayed since (`bridge dlq replay`) is back in the queue: the header says so until its next try."""
+    last = _join_now(link, trail) if link.status in (LinkStatus.WAITING, LinkStatus.FAILED) else None
+    if last is not None and (last["event"], last["outcome"]) == REPLAYED:
+        return {"status": "replayed", "replayed_at": last["at"]}
+    if link.status is not LinkStatus.WAITING or last is None or (last["event"], last["outcome"]) != (
+            "dead_letter", "failed"):
         return {}
     return {"status": "dead_lettered", "dead_letter": {k: last[k] for k in ("at", "reason", "fix") if last.get(k)}}
 
@@ -446,13 +450,15 @@ DONE = {"join": {("join", "ignored"), ("join", "repeated"), ("contact", "created
                  ("contact", "skipped_existing"), ("contact", "updated_existing"), ("tag", "tagged")},
         "qualification": {("qualification", "qualified")}}
 DISCARDED = ("dead_letter", "discarded")     # ends any failure of its work: given up on by the operator
+REPLAYED = ("dead_letter", "replayed")       # sent back by the operator: the fixes before it were acted on
 NEUTRAL = ("waiting", "deferred", "in_progress_elsewhere", "retrying")   # neither failed nor done
 
 
 def _resolved(trail: list[dict]) -> list[dict]:
     """A fix shows while it still applies: a failure followed, for the same person, by a success of
     the same work (the join linked, the qualification made) is marked `resolved` without its fix; one
-    followed by a later try of the join (its `join_received`) loses its fix to that try's entries."""
+    followed by a later try of the join (its `join_received`), or by the operator's replay of its dead letter,
+    loses its fix (to that try's entries)."""
     topics = []
     failed: dict[tuple, str] = {}       # (campaign, person, reason) -> the topic of the failure said so
     for e in trail:
@@ -478,7 +484,7 @@ def _resolved(trail: list[dict]) -> list[dict]:
                 e["resolved"] = True
             if key in discarded:
                 e["discarded"] = True
-        elif e["event"] == "join_received":
+        elif e["event"] == "join_received" or (e["event"], e["outcome"]) == REPLAYED:
             tried.add(key)
         elif not failure and _done(e, key[-1]):
             if (e["event"], e["outcome"]) == DISCARDED and key not in done:     # not done since by other means
@@ -523,6 +529,7 @@ def as_text(explanation: Explanation) -> str:
     for p in view["people"]:
         letter = p.get("dead_letter")
         state = ("discarded (its dead letter, by the operator)" if p.get("discarded") else "dead-lettered" if letter
+                 else f"replayed at {p['replayed_at']}: back in the queue" if p.get("replayed_at")
                  else p["status"]) + (f", qualification {p['qualification']}" if p.get("qualification") else "")
         contact = (f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
@@ -531,7 +538,8 @@ def as_text(explanation: Explanation) -> str:
                      + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
                      + (f" — {letter['reason']} (since {letter['at']}; the link still says waiting)"
                         + (f"; fix: {letter['fix']}" if letter.get("fix") else "") if letter else
-                        f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}" if p.get("reason") else "")
+                        f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}"
+                        if p.get("reason") and not p.get("replayed_at") else "")     # (a replay's: the trail says why)
                      + (" (waits in the queue, without using up a try)" if p["status"] == "waiting" else "")
                      + (f" ({_under_way(p['retry'])})" if "retry" in p else ""))
     for e in view.get("enrolled_by_sync", []):

@@ -10,8 +10,9 @@ rehearse an incident (README "Rehearse an incident locally"). Drives the simulat
     rf revoke-token                  RF refuses the bridge's token (401) and accepts a new one
     clear  |  rf clear               the outage is over (and the simulator accepts its usual token again)
     show                             what is pending on each simulator (and a token other than its usual one)
-    rf log --method PUT --path qualification   the qualifications RF received, with its answers
-                                     (`--last N`: the last N calls shown, default 50; `log`: both simulators)
+    rf log --user 1002 --method PUT --path qualification   the qualifications of RF user 1002 RF received,
+                                     with its answers (`--last N`: the last N calls shown, default 50; without
+                                     --user: everyone's; `log`: both simulators)
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ if __name__ == "__main__":
     exit_quietly_on_interrupt()
 
 import argparse
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,15 +119,28 @@ def describe(fault: dict) -> str:
 
 def log(state: dict, sim: str, args: argparse.Namespace) -> str:
     """The calls the simulator received (those of --method and --path), the last --last of them, a line each."""
+    if args.user is not None and sim != "rf":
+        raise Refused("--user goes with rf log (Referral Factory's calls name its users)")
     found = _call(state, sim, "GET", "/log", query={"method": args.method.upper(), "path": args.path,
-                                                    "last": str(args.last)})
+                                                    "last": str(args.last), "user": args.user})
     calls = " ".join(filter(None, ["" if args.method == "*" else args.method.upper(), "call(s)",
-                                   f"to a path matching {args.path!r}" if args.path else ""]))
+                                   f"to a path matching {args.path!r}" if args.path else "",
+                                   f"about user {args.user}" if args.user is not None else ""]))
     shown = f" (the last {len(found['calls'])} shown)" if found["received"] > len(found["calls"]) else ""
     return "\n".join([f"{SIMS[sim][0]} simulator: received {found['received']} {calls}{shown}"]
                      + [f"  {datetime.fromtimestamp(c['time'], timezone.utc):%H:%M:%S} {c['method']} {c['path']} "
                         f"{c['status']}" + (f" (answer lost: {c['lost']})" if c.get("lost") else "")
+                        + (f" (user {c['user']})" if c.get("user") and not c["path"].endswith(f"/{c['user']}") else "")
                         for c in found["calls"]])
+
+
+def regex(text: str) -> str:
+    """`--path`: a regular expression, or argparse's line naming the option."""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({exc})") from None
+    return text
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -139,8 +154,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     group.add_argument("--for", dest="seconds", type=float, help="every call for S seconds")
     p.add_argument("--retry-after", type=int, help="with 429 (or 503): the Retry-After header, in seconds")
     p.add_argument("--applied", action="store_true", help="with 500: the call is applied, then answered 500")
-    p.add_argument("--path", default="", help="only calls whose API path matches this regex (e.g. qualification)")
+    p.add_argument("--path", default="", type=regex, help="only calls whose API path matches this regex (e.g. qualification)")
     p.add_argument("--method", default="*", help="only calls of this method (GET, POST, PUT...)")
+    p.add_argument("--user", metavar="ID", help="with rf log: only the calls about this RF user (e.g. her "
+                   "qualifications)")
     p.add_argument("--last", type=int, default=50, metavar="N", help="with log: the last N calls shown (default 50)")
     p.add_argument("--token", help="with revoke-token: the token the simulator accepts from now on (default: a new one)")
     args = p.parse_args(argv)

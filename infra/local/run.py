@@ -319,12 +319,32 @@ def banner(stack: LocalStack, every: str) -> str:
     return "\n".join(lines)
 
 
+def raw_logs(env=os.environ) -> bool:
+    """`make run LOGS=json`: the terminal shows the JSON lines the Lambdas write (by default: infra/local/terminal.py)."""
+    given = env.get("LOGS", "")
+    if given not in ("", "json"):
+        raise StartError(f"LOGS={given}: give LOGS=json for the JSON lines the Lambdas write (or no LOGS: a short "
+                         "line each)")
+    return given == "json"
+
+
 def main() -> int:
     """`make run`: start, say where everything runs, wait for Ctrl-C. A start that fails ends in one
-    line on stderr (exit 1); Ctrl-C ends it quietly (130), while starting or once running."""
+    line on stderr (exit 1); Ctrl-C ends it quietly (130), while starting or once running. The bridge's
+    log records show as a short line each, its metrics not at all (`raw_logs`: as they are)."""
+    from contextlib import redirect_stdout
+
+    from infra.local.terminal import Terminal
+
+    with redirect_stdout(sys.stdout if os.environ.get("LOGS") == "json" else Terminal(sys.stdout)):
+        return _main()
+
+
+def _main() -> int:
     every = os.environ.get("RECONCILE_EVERY_SECONDS", "60")
     try:
         port = api_port()
+        raw_logs()
         real_apis()                  # before the port: the first thing to fix is said first
         lock = hold_checkout(STATE)  # on any port: it would take over the running stack's state file
         check_port(port)

@@ -619,15 +619,17 @@ def test_the_count_backfill_settings_owe_is_kept_with_them_and_goes_only_when_th
     assert store.settings.count_backfilled("42", later) is False
 
 
-def test_a_reconnect_keeps_what_it_is_not_given(store):
+def test_a_reconnect_keeps_what_it_is_not_given(store, clock):
     store.connections.put_workspace("ws2", secrets={"token", "client-secret"}, api_base="https://eu")
     store.connections.put_workspace("ws2", secrets={"token"})
     conn = store.connections.workspace("ws2")
     assert (conn.status, conn.api_base, conn.secrets) == ("active", "https://eu", {"token", "client-secret"})
     assert store.connections.workspace("nope") is None and store.connections.rf() is None
     store.connections.put_rf(secrets={"token"})
+    clock.now += 60
     store.connections.put_rf(secrets={"webhook-secret"})
     assert store.connections.rf().secrets == {"token", "webhook-secret"}
+    assert store.connections.rf().updated_at == iso(clock())          # doctor: letters that failed before it
 
 
 def test_the_token_app_is_kept_until_another_is_given_or_a_disconnect_and_an_apps_mark_can_be_removed(store):

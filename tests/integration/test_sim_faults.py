@@ -150,8 +150,8 @@ def test_the_log_shows_how_many_qualifications_rf_received_and_its_answers(make_
     at = f"{datetime.fromtimestamp(clock(), timezone.utc):%H:%M:%S}"
     code, said = make_fault("rf log --method put --path qualification", lines=3)
     assert code == 0 and said == ("Referral Factory simulator: received 2 PUT call(s) to a path matching "
-                                  f"'qualification'\n  {at} PUT /users/qualification 503\n"
-                                  f"  {at} PUT /users/qualification 200")
+                                  f"'qualification'\n  {at} PUT /users/qualification 503 (user {lead['id']})\n"
+                                  f"  {at} PUT /users/qualification 200 (user {lead['id']})")
     code, said = make_fault("log --last 1", lines=4)
     assert code == 0 and said == (f"Intercom simulator: received 1 call(s)\n  {at} GET /me 200\n"
                                   "Referral Factory simulator: received 3 call(s) (the last 1 shown)\n"
@@ -161,6 +161,36 @@ def test_the_log_shows_how_many_qualifications_rf_received_and_its_answers(make_
     assert (answer.status_code, answer.json()) == (400, {"error": "last must be a whole number of calls, 1 to 1000"})
 
 
+def test_the_log_shows_one_users_qualifications_so_a_rehearsal_sees_her_rewarded_once(make_fault, rf, clock):
+    """Walkthrough: README's `rf log --method PUT --path qualification` promised "the 429s, then a single 200",
+    but it showed the earlier demos' 200s too, and no line named whose qualification each was."""
+    referrer = rf.add_user(42, "ref@example.com", "Ref")
+    earlier, ann = (rf.add_user(42, f"{name}@example.com", name, referrer_id=referrer["id"]) for name in ("Eve", "Ann"))
+
+    def qualify(user: dict) -> None:
+        requests.put(f"{rf.base_url}/users/qualification", json={"id": user["id"], "qualified": True},
+                     headers={"Authorization": "Bearer rf-token"}, timeout=5)
+    qualify(earlier)
+    make_fault("rf 429 --times 2 --path qualification")
+    for _ in range(3):
+        qualify(ann)
+    at = f"{datetime.fromtimestamp(clock(), timezone.utc):%H:%M:%S}"
+    code, said = make_fault(f"rf log --user {ann['id']} --method PUT --path qualification", lines=4)
+    assert code == 0 and said == (f"Referral Factory simulator: received 3 PUT call(s) to a path matching "
+                                  f"'qualification' about user {ann['id']}\n"
+                                  + "".join(f"  {at} PUT /users/qualification {status} (user {ann['id']})\n"
+                                            for status in (429, 429, 200))).rstrip("\n")
+    assert f"PUT /users/qualification 200 (user {earlier['id']})" in make_fault("rf log", lines=5)[1]
+    answer = requests.get(f"{rf.base_url.split('/api')[0]}/_sim/log", params={"user": str(earlier["id"])}, timeout=5)
+    assert [(c["path"], c["status"], c["user"]) for c in answer.json()["calls"]] == [
+        ("/users/qualification", 200, str(earlier["id"]))]
+
+
+def test_only_rfs_log_names_users(make_fault):
+    code, said = make_fault("intercom log --user 1001")
+    assert code == 1 and said == "--user goes with rf log (Referral Factory's calls name its users)"
+
+
 def test_the_usage_line_is_a_command_to_type(capsys):
     """Walkthrough: `--help` said `usage: make fault ARGS= [-h] ...`."""
     with pytest.raises(SystemExit):
@@ -168,3 +198,13 @@ def test_the_usage_line_is_a_command_to_type(capsys):
     assert capsys.readouterr().out.startswith('usage: make fault ARGS="{intercom,rf} WHAT [options]"  |  '
                                               'make fault ARGS="clear|show|log [options]"\n'
                                               "       (or: .venv/bin/python -m infra.local.fault ...")
+
+
+@pytest.mark.parametrize("args", ["rf 429 --path (", "rf log --path ("])
+def test_a_path_that_is_no_regex_names_the_option(capsys, args):
+    """Walkthrough: `make fault ARGS="rf 429 --path '('"` said "missing ), unterminated subpattern at position 0"."""
+    with pytest.raises(SystemExit) as stopped:
+        fault.parse(args.split())
+    assert stopped.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == (
+        "make fault: error: argument --path: '(' is not a regular expression (missing ), unterminated subpattern at "
+        "position 0)")

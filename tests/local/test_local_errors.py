@@ -369,3 +369,58 @@ def test_a_demo_that_times_out_names_the_command_that_says_why():
                    clock=lambda: float(next(ticks)), sleep=lambda _: None)
     assert str(stopped.value) == ("timed out after 30 s waiting for the qualification in RF: see why with "
                                   "`./bridge explain 1002`")
+
+
+class Clock:
+    """The demo's clock and sleep: a sleep moves the clock on (no test sleeps)."""
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_demo_that_times_out_names_explain_only_once_the_history_says_why():
+    """Walkthrough: in an Intercom outage the worker's first try retries for about 30 s, as long as the demo
+    waits: the demo said "see why with `./bridge explain 1008`" just as the history's entry appeared (a few
+    seconds earlier, explain said "no record yet")."""
+    clock = Clock()
+    recorded = lambda: clock.now >= 42          # noqa: E731 (the worker's first try ends 42 s in)
+    with pytest.raises(SystemExit) as stopped:
+        demo._wait("the Intercom contact", lambda: None, lambda: None, "./bridge explain 1008", why=recorded,
+                   clock=clock, sleep=clock.sleep)
+    assert recorded() and str(stopped.value) == ("timed out after 30 s waiting for the Intercom contact: see why "
+                                                 "with `./bridge explain 1008`")
+
+
+def test_a_demo_whose_history_never_says_why_says_so_and_where_to_look():
+    clock = Clock()
+    with pytest.raises(SystemExit) as stopped:
+        demo._wait("the Intercom contact", lambda: None, lambda: None, "./bridge explain 1008", why=lambda: False,
+                   clock=clock, sleep=clock.sleep)
+    assert 60 <= clock.now < 61 and str(stopped.value) == (
+        "timed out after 30 s waiting for the Intercom contact, and in 30 s more the bridge recorded no wait or "
+        "failure that says why: see `make run`'s terminal (`./bridge explain 1008` says what the bridge knows)")
+
+
+def test_what_the_demo_waits_for_is_a_wait_or_a_failure_the_history_says_since_the_demo_began_to_wait():
+    entries = [{"at": "t1", "event": "contact", "outcome": "waiting", "reason": "Intercom unavailable"}]
+    says_why = demo.news(lambda: entries)
+    assert not says_why()                                                   # there before the wait began
+    entries.append({"at": "t2", "event": "evaluation", "outcome": "met", "reason": "signed_up is 'Yes'"})
+    assert not says_why()                                                   # progress, not why
+    entries[0] = {**entries[0], "at": "t3"}                                 # the same wait, noted again
+    assert says_why()
+
+
+def test_the_demos_why_table_has_no_empty_trailing_columns():
+    """Walkthrough: the `tag tagged` row (no reason) ended in blank columns."""
+    rows = demo.why_rows([{"at": "2026-11-26T23:18:19.526Z", "event": "tag", "outcome": "tagged", "reason": None},
+                          {"at": "2026-11-26T23:18:19.629Z", "event": "qualification", "outcome": "qualified",
+                           "reason": "Referral Factory confirmed the qualification of user 1010"}])
+    assert rows == ["  2026-11-26T23:18:19.526Z  tag            tagged",
+                    "  2026-11-26T23:18:19.629Z  qualification  qualified  Referral Factory confirmed the "
+                    "qualification of user 1010"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from chalicelib.cli import main
 from chalicelib.config import Config
 from chalicelib.domain.link import PersonRef
@@ -80,15 +82,17 @@ def test_discard_needs_a_selector_and_yes(capsys):
     assert work.queue.dead_count() == 2 == visible_now(work.queue)                    # all still there, visible
 
 
-def test_a_discard_nothing_matches_says_so_and_the_reasons_there_are_and_exits_0_as_a_replay_does(capsys):
-    """Before: "0 dead letter(s) match ... add --yes to discard them", exit 1, as if there were something to do."""
+@pytest.mark.parametrize("yes", [[], ["--yes"]], ids=["asked", "with --yes"])
+def test_a_discard_nothing_matches_says_so_and_the_reasons_there_are_and_exits_0_as_a_replay_does(capsys, yes):
+    """Before: "0 dead letter(s) match ... add --yes to discard them", exit 1, as if there were something to do;
+    and with --yes, "0 dead letter(s) discarded (each person's history says so)", naming no reason there is."""
     work = with_a_dead_join_rf_does_not_know()
-    code, out, err = cli(work, capsys, "discard", "--reason", "timed out")
+    code, out, err = cli(work, capsys, "discard", "--reason", "timed out", *yes)
     assert (code, err) == (0, "")
     assert out.strip() == ("no dead letter matches --reason 'timed out': nothing to discard; the 2 there are: "
                            "--reason 'Referral Factory answered 404: User not found.' (1), --reason 'Intercom "
                            "answered 400: bad request' (1) (`bridge dlq list` shows them)")
-    code, out, _ = cli(work, capsys, "discard", "--campaign", "7", "--json")
+    code, out, _ = cli(work, capsys, "discard", "--campaign", "7", "--json", *yes)
     assert code == 0 and json.loads(out) == {"discarded": 0, "matching": 0, "total": 2, "not_seen": 0, "by_reason": {
         GONE: 1, "Intercom answered 400: bad request": 1}}
     assert cli(work, capsys, "replay", "--reason", "timed out")[0] == 0           # as a replay matching nothing

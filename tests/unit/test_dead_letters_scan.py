@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from chalicelib.adapters.memory import MemoryStore
 from chalicelib.ports import ReceivedLetter
 from chalicelib.services.dead_letters import holding, look
 from tests.fakes import FakeClock, FakeQueue
@@ -30,6 +31,7 @@ class SlowLink(FakeQueue):
 class Rt:
     def __init__(self, queue: FakeQueue, clock: FakeClock):
         self.queue, self.clock = queue, clock
+        self.store = MemoryStore(clock)          # the histories a replay notes its letters in
 
 
 def letters(n: int, hide_seconds: float = 0.0, about: int | None = None, receive_seconds: float = 1.0) -> Rt:

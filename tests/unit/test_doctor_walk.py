@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pytest
 
 from chalicelib.domain.history import iso
-from chalicelib.errors import Transient
+from chalicelib.errors import Permanent, Transient
 from chalicelib.ports.edge import RefusalSample, campaign_scope
 from chalicelib.services.explain import as_text as explained, explain
 from chalicelib.services.ingest import RF_SECRET_HEADER, receive_rf_join
@@ -658,7 +658,8 @@ def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaig
     While the campaign could not be checked (RF unavailable), both branches stay."""
     from tests.unit.test_join_use_case import join
     rt = healthy()
-    rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, "2026-09-21T14:00:00Z")
+    rt.work.clock.now += 60                                         # failed with the token doctor checks
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, iso(rt.clock()))
     view, text = look(rt)
     [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
     assert campaign["ok"] and DISCARD in letters["fix"], letters["fix"]
@@ -670,6 +671,41 @@ def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaig
     [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
     assert not campaign["ok"] and "`bridge rf connect`" in letters["fix"] and DISCARD in letters["fix"]
     assert "until it is replayed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
+
+
+def test_user_not_found_letters_that_failed_before_the_rf_token_was_replaced_are_not_advised_the_discard_alone():
+    """An RF token of another account: RF answers `User not found` for every user, and a join's work is
+    dead-lettered so. The operator connects the campaign's account's token (`bridge rf connect`); doctor now shows
+    the campaign, but the letter failed with the old token: a replay succeeds. Doctor said "the user was deleted
+    in RF" and advised the discard alone: following it lost the join (or a lead's reward)."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    rt.work.clock.now += 60
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, iso(rt.clock()))
+    rt.work.clock.now += 600
+    rt.store.connections.put_rf(["token"])                          # the right account's token, since
+    view, _ = look(rt)
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    assert campaign["ok"] and "`bridge dlq replay --campaign 42`" in letters["fix"], letters["fix"]
+    assert "so the user was deleted in RF" not in letters["fix"], letters["fix"]
+    assert "can never succeed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
+
+
+@pytest.mark.parametrize("campaign_answer", [None, Transient("Referral Factory answered 503: down", status=503),
+                                             Permanent("Referral Factory answered 401: Unauthenticated", status=401)],
+                         ids=["shown", "unavailable", "token-refused"])
+def test_a_letter_of_a_user_rf_places_in_another_campaign_is_said_to_fail_again_on_replay(campaign_answer):
+    """Walkthrough: a join whose user RF places in campaign 43, not the webhook's 42, was advised the discard with
+    "why: this work is stopped until it is replayed", though a replay fails the same way, whatever the RF token."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), "RF user 9 belongs to campaign 43, not 42", 1,
+                              "2026-09-21T14:00:00Z")
+    if campaign_answer is not None:
+        rt.work.apis.rf_.campaign_answers = [campaign_answer]
+    [letters] = checks(look(rt)[0], "dead_letters")
+    assert "dlq discard" in letters["fix"] and "dlq replay" not in letters["fix"], letters["fix"]
+    assert "until it is replayed" not in letters["why"] and "a replay fails the same way" in letters["why"], letters
 
 
 def test_doctor_says_no_dead_letters_as_the_readme_says_it():

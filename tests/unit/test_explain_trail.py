@@ -106,6 +106,25 @@ def test_a_replay_that_fails_again_has_the_only_fix_of_the_trail():
     assert "(resolved since)" not in text
 
 
+def test_a_failed_join_replayed_is_said_back_in_the_queue_without_fixes_until_its_next_try():
+    """`bridge dlq replay` wrote nothing in the history: until the next try, explain said the join failed and
+    advised the replay just made. The replay is noted: back in the queue; a next try that fails again says so."""
+    from chalicelib.services.dead_letters import replay
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    scenario.run(work, join(AMY))
+    work.clock.now += 60
+    assert replay(work, campaign="42")["replayed"] == 1
+    text, view = trail(work)
+    [person] = view["people"]
+    assert person["status"] == "replayed" and "fix:" not in text, text
+    assert lines(text, "RF user 7")[0].endswith(f"; replayed at {person['replayed_at']}: back in the queue"), text
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)            # the cause was not fixed
+    scenario.run(work, work.queue.sent[-1])
+    text, view = trail(work)
+    assert view["people"][0]["status"] == "failed" and lines(text, f"; failed — {REFUSED}") and "fix:" in text
+
+
 def failed_qualification():
     """A lead whose rule was met, and whose qualification Referral Factory refused."""
     work = scenario.world()

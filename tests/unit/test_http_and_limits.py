@@ -50,6 +50,27 @@ def test_a_5xx_with_retry_after_waits_as_told_and_too_long_a_wait_goes_back_to_t
     assert exc.value.outage == "Intercom"                    # waited out as the vendor's outage
 
 
+@pytest.mark.parametrize("status", [503, 429])
+def test_intercoms_rate_limit_reset_is_a_wait_after_its_429_only_never_after_a_5xx(status):
+    # What a user saw: during an Intercom 503 the worker waited up to 10 s per retry inside the Lambda (the
+    # X-RateLimit-Reset Intercom sends with every answer, taken for a wait), and the outage said "Intercom
+    # answered 503 and asked to wait 10s". After a 5xx only Retry-After is a wait; after a 429 the reset still is.
+    from chalicelib.adapters.intercom import IntercomClient
+    from chalicelib.errors import WorkError
+
+    clock = FakeClock()
+    with answering(status, {}, {"X-RateLimit-Reset": str(int(clock()) + 10)}) as (url, seen):
+        api = IntercomClient(url, "t", clock=clock, sleeper=clock.sleep, timeout=2, max_wait=5)
+        with pytest.raises(WorkError) as failed:
+            api.get_contact("c1")
+    if status == 429:
+        assert 9 <= clock.slept[0] <= 10 and isinstance(failed.value, Deferred), clock.slept
+        return
+    assert len(seen) == 4 and max(clock.slept) < 3, clock.slept     # the client's own backoff, 4 calls
+    assert failed.value.retry_after is None and failed.value.outage == "Intercom"
+    assert failed.value.reason.startswith("Intercom answered 503"), failed.value.reason
+
+
 @pytest.mark.parametrize("answer, outage", [(Resp({}, status=502), "Intercom"), (None, "Intercom"),
                                             (Resp({"Retry-After": "3600"}, status=413), None)])
 def test_a_retry_too_long_for_the_lambda_after_a_5xx_or_no_answer_is_the_vendors_outage(answer, outage):

@@ -195,6 +195,32 @@ def test_past_the_outage_budget_explain_says_the_join_is_dead_lettered_with_its_
     assert header.endswith(f"; fix: {fix}"), header
 
 
+def test_a_replayed_join_is_said_back_in_the_queue_until_its_next_try_not_dead_lettered():
+    """`bridge dlq replay` wrote nothing in the person's history: until the join's next try, explain went on saying
+    "dead-lettered — ... (since <time>...); fix: <the replay>" of a letter no longer there. The replay is noted in
+    the history: explain says it was replayed, back in the queue, without the replay's fix, until the next try."""
+    from chalicelib.domain.history import iso
+    from chalicelib.services.dead_letters import replay
+    from tests.unit.scenario import run
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"), hours=3, budget="2")
+    work.clock.now += 60
+    at = iso(work.clock())
+    assert replay(work, campaign="42")["replayed"] == 1
+    found = explain(work, "a@example.com")
+    [person] = found.view()["people"]
+    assert person["status"] == "replayed" and person["replayed_at"] == at and "dead_letter" not in person, person
+    header = header_of(found)
+    assert header.endswith(f"; replayed at {at}: back in the queue"), header
+    assert "fix:" not in as_text(found)                   # the replay it advised is done
+    [noted] = [e for e in work.store.history.entries(PersonRef("42", "7")) if e.outcome == "replayed"]
+    assert noted.event == "dead_letter" and noted.reason.startswith("dead letter replayed by the operator: ")
+
+    work.apis.intercom_.down = None                         # Intercom is back: the next try links the join
+    assert run(work, work.queue.sent[-1])["done"] == 1
+    header = header_of(explain(work, "a@example.com"))
+    assert "replayed at" not in header and "; linked" in header, header
+
+
 def header_of(found: Any) -> str:
     [header] = [line for line in as_text(found).splitlines() if "RF user 7" in line]
     return header

@@ -131,7 +131,7 @@ class DynamoConnections:
 
     def rf(self) -> Optional[RFConnection]:
         item = get(RFConfigItem, RF_KEY)
-        return RFConnection(frozenset(item.secrets or ())) if item is not None else None
+        return RFConnection(frozenset(item.secrets or ()), item.updated_at) if item is not None else None
 
 
 class DynamoSettings:

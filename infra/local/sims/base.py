@@ -25,10 +25,10 @@ Faults can also be set over HTTP while the simulator runs (``make fault``, infra
 * ``POST /_sim/token`` ``{"token": new}`` (default: a new random one): the simulator accepts only that
   token from now on (``use_token``); answers ``{"token": new, "refused": [the tokens it accepted]}``;
   ``GET /_sim/token``: ``{"tokens": [the tokens it accepts]}`` (``make demo`` plays with them);
-* ``GET /_sim/log`` (read only), optional ``?method=PUT&path=<regex>&last=<n>``: the API calls received,
-  ``{"received": how many matched, "calls": [the last n (default 50, at most 1000) of them, oldest first:
-  {"time", "method", "path", "status", "lost" (if its answer was lost)}]}``, e.g. how many qualifications
-  RF was sent.
+* ``GET /_sim/log`` (read only), optional ``?method=PUT&path=<regex>&user=<id>&last=<n>``: the API calls
+  received, ``{"received": how many matched, "calls": [the last n (default 50, at most 1000) of them, oldest
+  first: {"time", "method", "path", "status", "lost" (if its answer was lost), "user" (whom the call is
+  about, when the simulator can tell: ``user_of``)}]}``, e.g. how many qualifications of a user RF was sent.
 
 Rate limits: fixed windows of ``window_seconds``, starting at ``window_offset`` (plus multiples);
 ``spend_elsewhere(n)`` counts ``n`` calls of another client of the same account at the start of
@@ -243,16 +243,17 @@ class SimServer:
             return 200, {"token": token, "refused": sorted(self.use_token(token))}
         return 404, {"error": f"no {method} {path}: GET|POST|DELETE /_sim/faults, GET|POST /_sim/token, GET /_sim/log"}
 
-    def _log(self, method="*", path="", last="50"):
-        """The calls received (`method`, a `path` regex searched in the API path), the `last` of them."""
+    def _log(self, method="*", path="", last="50", user=None):
+        """The calls received (`method`, a `path` regex searched in the API path, about `user`), the `last` of them."""
         if not last.isdigit() or not 1 <= int(last) <= LOG_LAST:
             raise ValueError(f"last must be a whole number of calls, 1 to {LOG_LAST}")
         rx = re.compile(path)
         with self.lock:
-            found = [r for r in self.requests if method.upper() in ("*", r["method"]) and rx.search(r["path"])]
-        return {"received": len(found),
-                "calls": [{k: r[k] for k in ("time", "method", "path", "status", "lost") if k in r}
-                          for r in found[-int(last):]]}
+            found = [{**{k: r[k] for k in ("time", "method", "path", "status", "lost") if k in r},
+                      **({"user": whom} if whom is not None else {})}
+                     for r in self.requests if method.upper() in ("*", r["method"]) and rx.search(r["path"])
+                     for whom in [self.user_of(r)] if user is None or whom == user]
+        return {"received": len(found), "calls": found[-int(last):]}
 
     def _fault_from(self, spec):
         unknown = set(spec) - {"status", "lose", "times", "seconds", "method", "path", "retry_after"}
@@ -303,6 +304,10 @@ class SimServer:
 
     def authorized(self, rec):
         return True
+
+    def user_of(self, rec):
+        """Whom a logged call is about (a user id of the API), or None: `GET /_sim/log?user=` selects by it."""
+        return None
 
     def unauthorized(self):
         return 401, self.error_body(401, "Unauthorized")

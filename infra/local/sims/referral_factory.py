@@ -237,6 +237,16 @@ class RFSim(SimServer):
                             referrer["id"] if referrer else None, b.get("meta"), b.get("source"))
         return 201, {"data": copy.deepcopy(user)}
 
+    def user_of(self, rec):
+        """The user a call names: in its path (/users/<id>), or a qualification's body ({"id": ...})."""
+        named = re.fullmatch(r"/users/(\d+)", rec["path"])
+        if named:
+            return named.group(1)
+        body = rec["json"]
+        if rec["path"] == "/users/qualification" and isinstance(body, dict) and body.get("id") is not None:
+            return str(body["id"])
+        return None
+
     def _get_user(self, rec, key):
         user = self._user(key)
         return (200, {"data": copy.deepcopy(user)}) if user else self._not_found()
