@@ -313,10 +313,12 @@ def test_a_cold_worker_parks_a_disconnected_workspaces_work_though_its_attribute
     # The pending lead's check was parked by its batched read (a dead letter with no failure before it):
     # explain shows it resolved by the qualification the replay made, by the letter's kind, without a fix.
     code, told = explain(bridge, capsys, ann["id"])
-    [parked] = [e for e in told["trail"] if e["event"] == "dead_letter" and e["details"]["kind"] == "intercom.check"]
+    [parked, replayed] = [e for e in told["trail"]
+                          if e["event"] == "dead_letter" and e["details"]["kind"] == "intercom.check"]
+    assert replayed["outcome"] == "replayed", replayed       # the operator's replay, noted before the retry
     assert parked.get("resolved") and "fix" not in parked
     # So is the parked duplicate check, by the entry its replayed try wrote.
-    [verify] = [e for e in told["trail"] if e["event"] == "dead_letter" and e["details"]["kind"] == "join.verify"]
+    [verify, _] = [e for e in told["trail"] if e["event"] == "dead_letter" and e["details"]["kind"] == "join.verify"]
     assert verify.get("resolved") and "fix" not in verify
     [checked] = [e for e in told["trail"] if e["event"] == "duplicate_check"]
     assert checked["outcome"] == "unique" and REPLAYED in checked["reason"]
