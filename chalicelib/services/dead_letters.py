@@ -372,21 +372,29 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
     which letters another reader holds).
     Interrupted, those not sent back are visible again at once. The ten being sent when it was
     interrupted may have reached the work queue and stay dead letters too. Sent twice, a message is
-    worked once. Those SQS refuses to send stay dead letters, visible again at once (said replayed all the same:
-    the next replay sends them): `refused`, with SQS's reasons and how many each (never their bodies: they may
-    hold emails).
+    worked once. Those SQS refuses to send stay dead letters, visible again at once (their people's history, which
+    said them replayed, says them dead letters again: the next replay sends them): `refused`, with SQS's reasons and
+    how many each (never their bodies: they may hold emails).
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
     and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
     def send(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         copies = {i: _copy(m) for i, m in batch.items()}
+        letters = [read(m) for m in batch.values()]
+        people = _people_of(rt, letters)
         # Said before they are sent, so before anything their next try writes (a worker may take one at once).
-        _note(rt, [read(m) for m in batch.values()], "replayed")
+        _note(rt, letters, "replayed", people)
         try:
             rt.queue.send_many(list(copies.values()))
             refused_now: list[tuple[dict | str, str]] = []
         except NotSent as exc:
             refused_now = exc.refused
-        return [i for i, c in copies.items() if not any(c is r for r, _ in refused_now)], refused_now
+        except Exception as exc:        # sent or not, each is still a dead letter (not taken out)
+            _note(rt, letters, "replayed", people, {i: f"the replay stopped ({type(exc).__name__})" for i in batch})
+            raise
+        refused = {i: why for i, c in copies.items() for r, why in refused_now if c is r}
+        if refused:
+            _note(rt, letters, "replayed", people, {i: f"SQS refused it ({why})" for i, why in refused.items()})
+        return [i for i in copies if i not in refused], refused_now
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send)
     return {{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()}
 
@@ -412,14 +420,23 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
 
 
-def _note(rt: Discarding, letters: list[DeadLetter], outcome: str) -> None:
-    """The history of the people each letter is about (`_people_of`) says what the operator did with it
-    (`outcome`: replayed, discarded), and why it was a dead letter: one write a letter."""
-    for d, refs in zip(letters, _people_of(rt, letters)):
+def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optional[list[list[PersonRef]]] = None,
+          not_sent: Optional[dict[str, str]] = None) -> None:
+    """The history of the people each letter is about (`people`, else `_people_of`) says what the operator did with
+    it (`outcome`: replayed, discarded), and why it was a dead letter: one write a letter. `not_sent` (message id ->
+    why): only those letters, which the replay noted and could not send back: still dead letters, said failed again
+    with their own reason (explain says them dead-lettered, with its fix, not back in the queue)."""
+    for d, refs in zip(letters, _people_of(rt, letters) if people is None else people):
+        details = {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})}
+        if not_sent is None:
+            entry = Entry("dead_letter", outcome, f"dead letter {outcome} by the operator: {d.reason}", details)
+        elif d.message_id in not_sent:
+            entry = Entry("dead_letter", "failed", d.reason,
+                          {**details, "replay": f"not sent back: {not_sent[d.message_id]}"})
+        else:
+            continue
         for ref in refs:
-            rt.store.history.append(ref, [Entry(
-                "dead_letter", outcome, f"dead letter {outcome} by the operator: {d.reason}",
-                {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})})])
+            rt.store.history.append(ref, [entry])
 
 
 def _same_reason(recorded: Optional[str], letter: str) -> bool:

@@ -220,6 +220,36 @@ def test_a_replayed_join_is_said_back_in_the_queue_until_its_next_try_not_dead_l
     header = header_of(explain(work, "a@example.com"))
     assert "replayed at" not in header and "; linked" in header, header
 
+@pytest.mark.parametrize("sqs", ["refuses the copy", "fails the call"])
+def test_a_letter_the_replay_could_not_send_back_is_still_said_dead_lettered_not_back_in_the_queue(sqs):
+    """The replay notes each letter replayed before sending it. SQS refused the copy (`dlq replay` said "they are
+    still dead letters", exit 1), or the call failed (the replay stopped with its error): explain said "replayed at
+    T: back in the queue" of a join whose letter stayed in the dead-letter queue, with no fix, and would until the
+    next replay: nothing brings it back by itself."""
+    from chalicelib.ports import NotSent
+    from chalicelib.services.dead_letters import replay
+    work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable"), hours=3, budget="2")
+    [letter] = work.queue.dead
+    work.clock.now += 60
+
+    def send_many(messages, delay=0):
+        if sqs == "refuses the copy":
+            raise NotSent([(m, "InternalError") for m in messages], len(messages))
+        raise ConnectionError("the link to SQS dropped")
+    work.queue.send_many = send_many                                    # type: ignore[method-assign]
+    if sqs == "refuses the copy":
+        assert replay(work, campaign="42")["refused"] == 1
+    else:
+        with pytest.raises(ConnectionError):
+            replay(work, campaign="42")
+    assert work.queue.dead_count() == 1                                 # still a dead letter
+    found = explain(work, "a@example.com")
+    [person] = found.view()["people"]
+    assert person["status"] == "dead_lettered" and person["dead_letter"]["reason"] == letter["reason"], person
+    header = header_of(found)
+    assert "back in the queue" not in header and "; fix: once Intercom answers again" in header, header
+
+
 
 def header_of(found: Any) -> str:
     [header] = [line for line in as_text(found).splitlines() if "RF user 7" in line]
