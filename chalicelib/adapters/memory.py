@@ -95,6 +95,10 @@ class MemoryHistory:
         self.tables.history.setdefault(ref, []).extend(
             Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
 
+    def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        for ref, entries in written:
+            self.append(ref, entries)
+
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         before = self.tables.repeats.get((ref, event))
         self.tables.repeats[(ref, event)] = Recorded(iso(self.clock()), event, outcome, reason,

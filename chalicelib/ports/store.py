@@ -235,6 +235,8 @@ class LinkLookup(Protocol):
 
 class HistoryLog(Protocol):
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
+    def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        """`append` of each person's entries, in as few writes as the store takes (not all or nothing)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
         """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`)."""
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:

@@ -428,6 +428,14 @@ def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
     assert {e.expires_at for e in entries} == {int(clock()) + 400 * 86400}
 
 
+def test_entries_appended_for_many_people_at_once_are_each_persons_in_order_after_their_earlier_ones(store):
+    bob = PersonRef("42", "8")
+    store.history.append(ANN, [Entry("a", "one")])
+    store.history.append_many([(ANN, [Entry("b", "two")]), (bob, [Entry("c", "three")]), (ANN, [Entry("d", "four")])])
+    store.history.append_many([])
+    assert outcomes(store) == ["one", "two", "four"] and outcomes(store, bob) == ["three"]
+
+
 def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_the_history(store, clock):
     for n in (1, 2, 3):
         clock.now += 60

@@ -193,3 +193,21 @@ def test_a_batch_of_10_joins_waiting_again_for_intercoms_outage_writes_no_note_o
         clock.now += 900                                            # the longest wait (SQS's longest delay)
         bridge.poller.release_delayed()
     assert transacted == [BATCH * 4, BATCH * 3, BATCH * 3]
+
+
+def test_dlq_replay_notes_its_letters_in_the_histories_in_a_write_a_ten(bridge, counter, clock):
+    """`dlq replay` notes each letter in its person's history before sending it back: a write a letter, so a replay
+    of thousands from the operator's machine made thousands of DynamoDB round trips more than its SQS calls (a
+    letter's note is one item; a batch write takes 25)."""
+    import json
+
+    from chalicelib.domain.history import iso
+    from chalicelib.messages import JoinMessage
+    from chalicelib.services.dead_letters import replay
+    for i in range(2 * BATCH):
+        body = JoinMessage(campaign_id="42", rf_user_id=str(100 + i),
+                           person={"id": str(100 + i), "campaign_id": "42", "email": f"p{i}@example.com"}).wire()
+        bridge.rt.queue.dead_letter(json.dumps(body), "Intercom unavailable for 24 h", 3, iso(clock()))
+    with counter.measure() as counts:
+        assert replay(bridge.operator())["replayed"] == 2 * BATCH
+    assert counts.dynamodb_writes == 2 and counts.dynamodb_write_items == 2 * BATCH      # was 20 writes
