@@ -19,8 +19,8 @@ from .observability import logger
 from .domain.mapping import compact_attributes
 from .ports import AttributeList, Connection, RefusalSample, SecretStore, Store
 from .domain.apps import apps
-from .ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN, RF_WEBHOOK_SECRET,
-                            WORKER, app_client_secret, intercom_token, valid_workspace)
+from .ports.secrets import (EDGE, KEPT_SECONDS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN,
+                            RF_WEBHOOK_SECRET, WORKER, app_client_secret, intercom_token, valid_workspace)
 from .ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, campaign_scope, workspace_scope
 
 if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the worker needs them
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the wo
 
 T = TypeVar("T")
 
-CACHE_SECONDS = 300
+CACHE_SECONDS = KEPT_SECONDS
 EDGE_SECRET_SECONDS = 60
 # A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
 # search, create, tag) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.

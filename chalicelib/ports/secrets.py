@@ -21,6 +21,10 @@ from ..domain.apps import PRIVATE
 EDGE, WORKER = "edge", "worker"
 RF_WEBHOOK_SECRET = "rf/webhook-secret"            # under edge/
 RF_TOKEN = "rf/token"                              # under worker/
+#: How long a container keeps a secret it read, and a client made with one (runtime.CACHE_SECONDS): a running
+#: worker may call with a token up to twice that long after another was stored (on a 401 it reads it again at once;
+#: an RF token of another account is never refused, its every user is "not found").
+KEPT_SECONDS = 300
 _WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 

@@ -32,6 +32,7 @@ from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, 
                       rf_campaign_fix)
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
+from ..ports.secrets import KEPT_SECONDS
 from ..ports.store import SCAN_LIMIT
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
@@ -814,9 +815,11 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     token_at = _when(rf.updated_at) if rf is not None and rf.updated_at else None
     for reason, n in Counter(d.reason for d in mine).most_common():
         # The token shown to reach the campaign is not the one they failed with when it was stored after one
-        # of them failed (a token of another account says every user is not found): a replay asks RF again.
+        # of them failed, or as long before as a running worker keeps the token it read (a token of another
+        # account says every user is not found): a replay asks RF again.
         reached = rf_reached if not rf_reached or token_at is not None and all(
-            d.failed_at and _when(d.failed_at) > token_at for d in mine if d.reason == reason) else None
+            d.failed_at and _when(d.failed_at) > token_at + 2 * KEPT_SECONDS for d in mine if d.reason == reason
+        ) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused, campaign_seen=bool(reached)),
                    key=f"campaign:{tag(reason)}")
