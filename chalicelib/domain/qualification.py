@@ -75,3 +75,10 @@ def ask_rf_first(previous: Optional[QState], rf_said_no: Optional[bool] = None) 
     if previous is QState.UNCONFIRMED:
         return not rf_said_no
     return previous in UNFINISHED or previous in (QState.PENDING, QState.FAILED)
+
+
+def may_have_qualified(previous: Optional[QState], rf_said_no: Optional[bool]) -> bool:
+    """May a PUT of an earlier try (its claim taken from `previous`) have qualified the user in RF, with
+    no "no" from RF since? Its worker died mid-call (a takeover), or it was left unconfirmed after a
+    PUT that may have reached RF. (Not a FAILED one's: RF refused it.)"""
+    return previous is QState.QUALIFYING or (previous is QState.UNCONFIRMED and not rf_said_no)

@@ -11,7 +11,7 @@ import pytest
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
-from chalicelib.errors import Deferred, Disconnected, Permanent, Transient
+from chalicelib.errors import Deferred, Disconnected, Permanent, Transient, Uncertain
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeClock
@@ -171,14 +171,20 @@ def test_intercom_news_of_a_failed_joins_contact_does_not_resolve_the_join():
     assert "fix:" not in text and len(lines(text, "(resolved since)")) == 2
 
 
-def test_a_qualification_left_unconfirmed_does_not_resolve_the_failed_one():
+@pytest.mark.parametrize("answer, said", [
+    (Uncertain("Referral Factory answered 503 (to PUT /users/qualification, which may have been applied)"),
+     "qualification: unconfirmed — Referral Factory answered 503"),
+    (Transient("Referral Factory answered 429"), "qualification: not_applied — Referral Factory answered 429 — "
+                                                 "Referral Factory did not apply the qualification: the next try sends it"),
+])
+def test_a_qualification_left_unfinished_does_not_resolve_the_failed_one(answer, said):
     work = failed_qualification()
     work.clock.now += 60
-    work.apis.rf_.answers = [Transient("Referral Factory answered 503")]
+    work.apis.rf_.answers = [answer]
     with pytest.raises(RetryBatch):                     # the replay's try is left for a retry
         scenario.run(work, scenario.check(replayed_from="dead-1"))
     text, view = trail(work, "7")
-    assert lines(text, "qualification: unconfirmed")
+    assert lines(text, said)
     [failed] = [e for e in view["trail"] if e["event"] == "qualification" and e["outcome"] == "failed"]
     assert not failed.get("resolved") and "(resolved since)" not in text
     assert lines(text, "fix: fix the cause at Referral Factory")

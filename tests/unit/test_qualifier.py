@@ -34,7 +34,8 @@ def test_rf_busy_leaves_the_decision_unconfirmed_and_the_retry_sends_it_without_
     budget is not spent on asking again."""
     work, contact, raised = first_answered(Transient("Referral Factory answered 429"))
     assert raised.person == ("42", "7") and link_of(work).qualification is QState.UNCONFIRMED
-    assert link_of(work).reason == "Referral Factory answered 429" and link_of(work).rf_said_no
+    assert link_of(work).reason == ("Referral Factory answered 429 — Referral Factory did not apply the "
+                                    "qualification: the next try sends it") and link_of(work).rf_said_no
     work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).reason is None
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7", "qualify 7"]      # asked first: no
@@ -61,6 +62,50 @@ def test_after_a_lost_answer_rf_is_asked_once_and_its_no_holds_while_the_budget_
                                    "get_user 7", "qualify 7",      # asked first: no; the budget held it back
                                    "qualify 7"]                    # RF's no still holds: sent
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+RF_429 = "Referral Factory answered 429: Too Many Requests"
+LOST = "Referral Factory PUT /users/qualification: no answer (ReadTimeout)"
+
+
+def left_unfinished(work, contact: dict, puts: list, gets: list) -> tuple[str, str]:
+    """A try on the met rule whose PUT's and questions' answers are `puts` and `gets` is left
+    unfinished: its history entry's outcome and words."""
+    work.apis.rf_.answers, work.apis.rf_.get_answers = list(puts), list(gets)
+    with pytest.raises(Transient):
+        work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
+    assert link_of(work).qualification is QState.UNCONFIRMED
+    return history(work)[-1][1], reasons(work)[-1]
+
+
+@pytest.mark.parametrize("puts, gets, outcome, says", [
+    ([Deferred(RF_429)], [], "not_applied",                 # RF said no, then refused the PUT
+     f"{RF_429} — Referral Factory did not apply the qualification: the next try sends it"),
+    ([], [Deferred(RF_429)], "not_applied",                 # RF refused the first question: nothing sent
+     f"{RF_429} — Referral Factory did not apply the qualification: the next try asks it first"),
+    ([Uncertain(LOST)], [None, Transient("Referral Factory did not answer: read timed out")], "unconfirmed",
+     f"{LOST} — Referral Factory may have qualified the user: it is asked before the call is made again"),
+])
+def test_the_history_says_whether_an_unfinished_try_may_have_qualified_the_user(puts, gets, outcome, says):
+    """A 429 is RF refusing the call: "unconfirmed" would read as "may have been applied"."""
+    work = world()
+    assert left_unfinished(work, joined(work)[1], puts, gets) == (outcome, says)
+
+
+def test_a_put_that_may_have_reached_rf_stays_unconfirmed_until_rf_is_asked_even_after_a_429():
+    """RF applied the PUT and its answer was lost; the next try's question is refused with a 429.
+    That try sent nothing, but the earlier PUT may have qualified the user: still unconfirmed, and
+    the try after asks first. One PUT."""
+    work = world()
+    _, contact = joined(work)
+    work.apis.rf_.lost = 1
+    assert left_unfinished(work, contact, [], [None, Transient("Referral Factory did not answer")])[0] == "unconfirmed"
+    assert left_unfinished(work, contact, [], [Deferred(RF_429)]) == (
+        "unconfirmed", f"{RF_429} — Referral Factory may have qualified the user: it is asked before the call is "
+                       "made again")
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met(contact))
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
+    assert work.apis.rf_.calls[-1] == "get_user 7" and link_of(work).qualification is QState.QUALIFIED
 
 
 def test_rf_applies_the_call_and_its_answer_is_lost_one_put_and_qualified_in_the_same_try():

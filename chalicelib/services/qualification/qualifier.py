@@ -9,7 +9,7 @@ from ...domain.history import Entry
 from ...domain.judge import Action, Sighting, Verdict, elsewhere, judge
 from ...domain.link import Claim, Link
 from ...domain.mapping import attribute_type
-from ...domain.qualification import QState, ask_rf_first
+from ...domain.qualification import QState, ask_rf_first, may_have_qualified
 from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
 from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain
@@ -124,12 +124,20 @@ class Qualifier:
         return self.qualify(link, via, replay=False)
 
     def _unconfirmed(self, claim: Claim, exc: Transient, entries: list[Entry], said_no: bool) -> None:
+        """The history says whether the user may be qualified in RF now (`unconfirmed`: this try's PUT,
+        or an earlier one RF has not said no to since, may have reached it), or surely not
+        (`not_applied`: nothing reached RF, or RF refused it, e.g. with a 429)."""
         maybe_sent = isinstance(exc, Uncertain)
         if maybe_sent and exc.retry_after is None:
             exc.retry_after = UNSURE_RETRY_SECONDS
-        reason = (f"{exc.reason} — Referral Factory may have qualified the user: it is asked before the call is "
-                  "made again" if maybe_sent else exc.reason)
-        self.links.finish_qualifying(claim, QState.UNCONFIRMED, [*entries, Entry("qualification", "unconfirmed", reason)],
+        if maybe_sent or (not said_no and may_have_qualified(claim.previous, claim.link.rf_said_no)):
+            outcome, then = "unconfirmed", ("Referral Factory may have qualified the user: it is asked before the "
+                                            "call is made again")
+        else:
+            outcome, then = "not_applied", ("Referral Factory did not apply the qualification: the next try "
+                                            + ("sends it" if said_no else "asks it first"))
+        reason = f"{exc.reason} — {then}"
+        self.links.finish_qualifying(claim, QState.UNCONFIRMED, [*entries, Entry("qualification", outcome, reason)],
                                      reason=reason, rf_said_no=said_no)
 
     def _not_claimed(self, current: Link) -> Link:
