@@ -51,7 +51,8 @@ class Explanation:
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view(), **_retrying_now(p, self.trail),
                                    **_discarded(p, self.trail),
-                                   **_dead_lettered(p, self.trail)} for p in self.people],
+                                   **_dead_lettered(p, self.trail), **_qualification_replayed(p, self.trail)}
+                                  for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
                        **({} if self.found else {"message": never_seen(self.query)})}, known)
@@ -112,6 +113,18 @@ def _dead_lettered(link: Link, trail: list[dict]) -> dict:
             "dead_letter", "failed"):
         return {}
     return {"status": "dead_lettered", "dead_letter": {k: last[k] for k in ("at", "reason", "fix") if last.get(k)}}
+
+
+def _qualification_replayed(link: Link, trail: list[dict]) -> dict:
+    """A linked person whose qualification's letter (`intercom.contact`, `intercom.check`) the operator replayed
+    since its last try is back in the queue: the header says so, not the failure the replay acts on, until
+    its next try (an evaluation, a qualification, a retry or a letter of its own)."""
+    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref and (
+        e["event"] in ("evaluation", "qualification", RETRY) or e["event"] == "dead_letter"
+        and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "qualification")), None)
+    if link.status is not LinkStatus.LINKED or last is None or (last["event"], last["outcome"]) != REPLAYED:
+        return {}
+    return {"qualification": "replayed", "replayed_at": last["at"]}
 
 
 def never_seen(query: str) -> str:
@@ -529,8 +542,9 @@ def as_text(explanation: Explanation) -> str:
     for p in view["people"]:
         letter = p.get("dead_letter")
         state = ("discarded (its dead letter, by the operator)" if p.get("discarded") else "dead-lettered" if letter
-                 else f"replayed at {p['replayed_at']}: back in the queue" if p.get("replayed_at")
-                 else p["status"]) + (f", qualification {p['qualification']}" if p.get("qualification") else "")
+                 else f"replayed at {p['replayed_at']}: back in the queue" if p["status"] == "replayed"
+                 else p["status"]) + (f", qualification {p['qualification']}" if p.get("qualification") else "") + (
+                 f" at {p['replayed_at']}: back in the queue" if p.get("qualification") == "replayed" else "")
         contact = (f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "

@@ -135,6 +135,23 @@ def failed_qualification():
     return work
 
 
+def test_a_failed_qualification_whose_letter_was_replayed_is_said_back_in_the_queue_until_its_next_try():
+    """The header said "qualification failed — <RF's refusal>" after the replay, as if nothing was done."""
+    from chalicelib.services.dead_letters import replay
+    work = failed_qualification()
+    work.clock.now += 60
+    assert replay(work, reason="Referral Factory answered 422")["replayed"] == 1
+    text, view = trail(work, "7")
+    [person] = view["people"]
+    assert (person["status"], person["qualification"]) == ("linked", "replayed"), person
+    assert lines(text, "RF user 7")[0].endswith(
+        f"; linked, qualification replayed at {person['replayed_at']}: back in the queue; baseline 'No'"), text
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]     # the cause was not fixed
+    scenario.run(work, work.queue.sent[-1])
+    text, view = trail(work, "7")
+    assert lines(text, "; linked, qualification failed; baseline 'No' — Referral Factory answered 422: paused")
+
+
 def test_a_failed_qualification_replayed_says_so_and_is_resolved():
     work = failed_qualification()
     text, view = trail(work, "7")
