@@ -17,7 +17,7 @@ from functools import partial, wraps
 from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 from ..domain.budget import BudgetState
-from ..domain.history import Entry, Recorded, iso
+from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
@@ -99,8 +99,12 @@ class MemoryHistory:
         for ref, entries in written:
             self.append(ref, entries)
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
+                    restart_after: Optional[float] = None) -> None:
         before = self.tables.repeats.get((ref, event))
+        if before is not None and restart_after is not None and (
+                before.at < iso(self.clock() - restart_after) or not (before.reason or "").startswith(kind_of(reason))):
+            before = None
         self.tables.repeats[(ref, event)] = Recorded(iso(self.clock()), event, outcome, reason,
                                                      count=(before.count or 0) + 1 if before else 1,
                                                      expires_at=self._expires())

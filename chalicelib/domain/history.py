@@ -1,6 +1,7 @@
 """A person's history, read by `bridge history`: what happened, and why. Pure: no I/O."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -45,6 +46,12 @@ RETRY = "retry"
 
 # Said on the entry of a try that `bridge dlq replay` sent back (a message's `replayed_from`).
 REPLAYED = "replayed from the dead-letter queue (bridge dlq replay)"
+
+
+def kind_of(reason: str) -> str:
+    """What a counted note says but for its times and numbers (an outage's start, a status, a wait's
+    seconds): its reason up to the first digit. Another kind restarts a note's count (`note_repeat`)."""
+    return re.split(r"\d", reason, maxsplit=1)[0]
 
 
 def iso(ts: float) -> str:

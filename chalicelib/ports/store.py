@@ -237,8 +237,11 @@ class HistoryLog(Protocol):
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
     def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
         """`append` of each person's entries, in as few writes as the store takes (not all or nothing)."""
-    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
-        """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`)."""
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
+                    restart_after: Optional[float] = None) -> None:
+        """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`). With
+        `restart_after`, it counts from one again when its last repeat is older than that many seconds, or
+        was of another kind (history.kind_of: its reason but for times and numbers)."""
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         """One entry per person, event and outcome, replaced by each newer one (e.g. the latest
         referral count written): it sorts after the timed entries, before the counted repeats."""

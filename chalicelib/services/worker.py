@@ -150,6 +150,9 @@ def runner(workers: int) -> Runner:
         _RUNNERS[workers] = Runner(workers)
     return _RUNNERS[workers]
 DEFAULT_WAIT = 30.0                    # a wait that did not say how long
+#: A person's note of their waits counts from one again for a wait this long after their last (a waiting record
+#: comes back within SQS's longest delay, 15 min), or for another kind of wait: not every wait since the first.
+WAITS_APART = 3600.0
 
 
 def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int] = lambda: 10**9,
@@ -343,7 +346,7 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     if person:
         try:
             work.deps.history.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, "
-                                          "without using up a try)", outcome="deferred")
+                                          "without using up a try)", outcome="deferred", restart_after=WAITS_APART)
         except Exception:  # the wait stands without its note
             logger.exception("could not note the wait in the history")
     return Result(record, "wait", exc.reason, delay)

@@ -436,6 +436,27 @@ def test_entries_appended_for_many_people_at_once_are_each_persons_in_order_afte
     assert outcomes(store) == ["one", "two", "four"] and outcomes(store, bob) == ["three"]
 
 
+def test_a_counted_wait_counts_again_from_one_after_a_pause_or_for_another_wait(store, clock):
+    """The worker's one note of a person's waits counted every wait since the first: two outages days apart read as
+    one of 140 waits. A wait noted longer than `restart_after` after the last, or another kind of wait (its reason
+    differs before its first digit: not only in its times and numbers), counts from one; other repeats keep counting."""
+    def wait(seconds_later: float, reason: str) -> int:
+        clock.now += seconds_later
+        store.history.note_repeat(ANN, "waiting", reason, outcome="deferred", restart_after=3600)
+        store.history.note_repeat(ANN, "join", "again")
+        [noted] = [e for e in store.history.entries(ANN) if e.event == "waiting"]
+        assert (noted.at, noted.reason, noted.outcome) == (iso(clock()), reason, "deferred")
+        return noted.count
+    assert [wait(0, "Intercom unavailable since 2026-01-01T00:00:00.000Z (Intercom answered 503)"),
+            wait(900, "Intercom unavailable since 2026-01-01T00:00:00.000Z (Intercom answered 502)"),
+            wait(3 * 86400, "Intercom unavailable since 2026-01-04T00:15:00.000Z (Intercom answered 503)"),
+            wait(900, "Intercom unavailable since 2026-01-04T00:15:00.000Z (Intercom answered 503)"),
+            wait(60, "Referral Factory answered 429: Too Many Requests"),
+            wait(60, "Referral Factory answered 429: Too Many Requests")] == [1, 2, 1, 2, 1, 2]
+    [repeats] = [e for e in store.history.entries(ANN) if e.event == "join"]
+    assert repeats.count == 6
+
+
 def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_the_history(store, clock):
     for n in (1, 2, 3):
         clock.now += 60

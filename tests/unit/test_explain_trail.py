@@ -191,8 +191,9 @@ def test_intercom_news_of_a_failed_joins_contact_does_not_resolve_the_join():
 @pytest.mark.parametrize("answer, said", [
     (Uncertain("Referral Factory answered 503 (to PUT /users/qualification, which may have been applied)"),
      "qualification: unconfirmed — Referral Factory answered 503"),
-    (Transient("Referral Factory answered 429"), "qualification: not_applied — Referral Factory answered 429 — "
-                                                 "Referral Factory did not apply the qualification: the next try sends it"),
+    (Transient("Referral Factory answered 429"),
+     "qualification: not_applied — Referral Factory answered 429 — Referral Factory did not apply the qualification: "
+     "the next try sends it"),
 ])
 def test_a_qualification_left_unfinished_does_not_resolve_the_failed_one(answer, said):
     work = failed_qualification()
@@ -348,6 +349,22 @@ def test_a_join_waiting_on_an_intercom_429_says_it_waits_and_its_next_try_ends_w
     assert {scenario.link_of(work, u).contact_id for u in ("7", "8")} == set(intercom.contacts)
     assert all(scenario.link_of(work, u).status is LinkStatus.LINKED for u in ("7", "8"))
     assert ("contact", "resumed") in scenario.history(work, "7")
+
+
+def test_a_wait_days_after_the_last_ones_is_counted_on_its_own():
+    """The worker's counted note of a person's waits never restarted: after two outages days apart, explain counted
+    the waits of both as one ("x140")."""
+    work = world()
+
+    def waits(seconds_later: float) -> str:
+        work.clock.now += seconds_later
+        work.apis.intercom_.fail["search"] = Deferred(RATE_LIMITED, retry_after=10.0, status=429)
+        assert scenario.run(work, join())["waiting"] == 1
+        [said] = lines(trail(work)[0], "waiting: deferred")
+        return said
+    waits(0)
+    assert waits(60).endswith("(x2)")
+    assert waits(3 * 86400).endswith(f"{RATE_LIMITED} (waits in the queue, without using up a try)")
 
 
 def test_a_join_a_try_holds_again_does_not_say_the_last_tries_reason_as_its_own():

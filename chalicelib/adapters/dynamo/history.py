@@ -11,10 +11,10 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from ...domain.history import Entry, Recorded, iso
+from ...domain.history import Entry, Recorded, iso, kind_of
 from ...domain.link import PersonRef
 from .keys import history_pk, latest_sk, repeats_sk
-from .models import HistoryItem, refused_items
+from .models import HistoryItem, applied, refused_items
 
 _SEQUENCE = itertools.count()
 
@@ -107,13 +107,24 @@ class DynamoHistory:
                 for item in self._items(ref, entries, now):
                     batch.save(item)
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
+                    restart_after: Optional[float] = None) -> None:
         now = self.clock()
         expires = self._expires(now)
-        HistoryItem(history_pk(ref), repeats_sk(event)).update(actions=[
-            HistoryItem.event.set(event), HistoryItem.outcome.set(outcome), HistoryItem.reason.set(reason),
-            HistoryItem.repeats.add(1), HistoryItem.at.set(iso(now)),
-            HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()])
+        item = HistoryItem(history_pk(ref), repeats_sk(event))
+        actions = [HistoryItem.event.set(event), HistoryItem.outcome.set(outcome), HistoryItem.reason.set(reason),
+                   HistoryItem.at.set(iso(now)),
+                   HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()]
+        if restart_after is None:
+            item.update(actions=[*actions, HistoryItem.repeats.add(1)])
+            return
+        # One write: counted on while it is the same kind of repeat, not long after the last; else a second, from one.
+        same = HistoryItem.at >= iso(now - restart_after)
+        if kind_of(reason):
+            same &= HistoryItem.reason.startswith(kind_of(reason))
+        if not applied(lambda: item.update(actions=[*actions, HistoryItem.repeats.add(1)],
+                                           condition=HistoryItem.pk.does_not_exist() | same)):
+            item.update(actions=[*actions, HistoryItem.repeats.set(1)])
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         now = self.clock()
