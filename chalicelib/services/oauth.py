@@ -152,16 +152,20 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
         return _page(503, "Not set up", NOT_SET_UP, raw=True)
     client_id, client_secret, key = app
     error, detail = query.get("error") or "", query.get("error_description") or ""
-    if error:
-        return _refused(place, f"Intercom did not authorize the app ({error[:80]}{': ' + detail[:200] if detail else ''})")
+    # Intercom's refusal (the admin denied: maybe after going back from a connect that went through) is said as
+    # such, and whether the link connected nothing is told as a reload's would be: its state read, never spent.
+    denied = f"Intercom did not authorize the app ({error[:80]}{': ' + detail[:200] if detail else ''})" if error else ""
     try:
         state = oauth.read_state(key, query.get("state"), rt.clock())
     except StateError as exc:
-        return _refused(place, exc.reason, known=not exc.issued)
+        return _refused(place, denied or exc.reason, known=not exc.issued)
     # The browser first (a state seen elsewhere cannot even be spent, nor tell what its link did), then single use.
     if oauth.cookie_nonce(cookie_header) != state.nonce:
-        return _refused(place, "this sign-in was started in another browser (or cookies are blocked): "
-                               "start again in this browser", known=False)
+        return _refused(place, denied or "this sign-in was started in another browser (or cookies are blocked): "
+                                         "start again in this browser", known=False)
+    if denied:
+        before = rt.store.connections.oauth_state_outcome(state.nonce)
+        return _refused(place, denied, known=before is None or before.workspace is None)
     if not rt.store.connections.use_oauth_state(state.nonce, state.expires_at):
         return _used(place, rt.store.connections.oauth_state_outcome(state.nonce))
     page, outcome = _connect(rt, client_id, client_secret, state, query, place)

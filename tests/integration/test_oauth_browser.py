@@ -252,6 +252,19 @@ def test_an_admin_who_cancels_at_intercom_gets_a_page_saying_so(stack):
     assert stack.nothing_stored()
 
 
+def test_an_admin_who_goes_back_after_connecting_and_cancels_is_not_told_nothing_was_connected(stack):
+    stack.to_authorize_page()
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS
+    token = stack.token()
+    stack.driver.back()                              # Intercom's page again, with the link's state
+    stack.click("cancel")
+    assert "did not authorize the app (access_denied)" in stack.text("reason")
+    assert "Nothing was connected" not in stack.driver.page_source and "if this link connected a workspace " \
+        "before, that stands" in stack.driver.page_source
+    assert stack.token() == token and stack.exchanges() == 1
+
+
 def authorize_pages(stack) -> int:
     return stack.sim.count("GET", "/oauth")
 

@@ -277,6 +277,21 @@ def test_the_connected_page_seen_again_says_what_the_link_connected_and_when_and
     assert rt.auth.calls == ["exchange", "me"] and rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
 
 
+@pytest.mark.parametrize("browser", ["same", "other"])
+def test_denying_on_intercoms_page_after_the_link_connected_does_not_say_nothing_was_connected(rt, browser):
+    """The admin connected, went back to Intercom's page and denied: the page said "Nothing was connected or
+    stored" of a link that had connected the workspace (which stands)."""
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+    denied = flow.callback(rt, {"error": "access_denied", "state": query["state"]},
+                           cookie if browser == "same" else "other=1", HERE)
+    assert denied.status == 400 and "did not authorize the app (access_denied)" in denied.html
+    assert "Nothing was connected" not in denied.html and "if this link connected a workspace before, that " \
+        "stands" in denied.html and "ws1" not in denied.html
+    assert rt.auth.calls == ["exchange", "me"] and rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
+
+
 def test_a_used_state_whose_callback_has_not_said_what_it_did_claims_nothing(rt):
     """The admin reloads while the first callback still exchanges the code (or it stopped midway, or its
     outcome could not be recorded): the page cannot tell whether the link connected a workspace, and says so."""
