@@ -709,6 +709,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
                        "of their reason), --campaign ID, or --all; nothing was sent back")
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
+            + (f"; they run from about {_utc(done['runs_from'])}, when every worker has read the RF token stored at "
+               f"{_utc(done['rf_token_stored_at'])}" if done.get("runs_from") else "")
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + (f"; up to {done['sent_late']} of them came back during a stall before they were taken out, and "
                "another command held them when the replay looked again: they may still be dead letters, and be "
@@ -721,6 +723,11 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     _not_reached(done, "sent back", "replay", problems, "`bridge dlq replay` sends them again (harmless: a message "
                  "that comes twice is worked once)")
     return 0
+
+
+def _utc(iso_text: str) -> str:
+    """An ISO-8601 time of the last minutes as a clock reads it: HH:MM:SS UTC."""
+    return f"{iso_text[11:19]} UTC"
 
 
 def _blank(reason: Optional[str]) -> bool:

@@ -622,7 +622,9 @@ class MemoryConnections:
         return set(self.known)
 
     def put_rf(self, secrets: Iterable[str] = ()) -> None:
-        self.rf_ = RFConnection((self.rf_.secrets if self.rf_ else frozenset()) | frozenset(secrets), iso(self.clock()))
+        given, had = frozenset(secrets), self.rf_ or RFConnection()
+        if given:
+            self.rf_ = RFConnection(had.secrets | given, iso(self.clock()) if "token" in given else had.token_at)
 
     def rf(self) -> Optional[RFConnection]:
         return self.rf_

@@ -57,3 +57,11 @@ def kind_of(reason: str) -> str:
 def iso(ts: float) -> str:
     """A unix time as ISO-8601 in UTC, to the millisecond (how the history and the links write time)."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch(iso_text: str) -> float:
+    """An ISO-8601 time (as `iso` writes it) as a unix time; 0 for one that is not."""
+    try:
+        return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0

@@ -25,6 +25,12 @@ RF_TOKEN = "rf/token"                              # under worker/
 #: worker may call with a token up to twice that long after another was stored (on a 401 it reads it again at once;
 #: an RF token of another account is never refused, its every user is "not found").
 KEPT_SECONDS = 300
+
+
+def read_by_every_worker(stored_at: float) -> float:
+    """When every running worker calls with a token stored at `stored_at` (epoch seconds), at the latest: a worker
+    that read the old one just before keeps it, then a client made with it, KEPT_SECONDS each."""
+    return stored_at + 2 * KEPT_SECONDS
 _WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 

@@ -330,7 +330,7 @@ class OAuthTicket:
 @dataclass(frozen=True)
 class RFConnection:
     secrets: frozenset[str] = frozenset()
-    updated_at: Optional[str] = None     # when `bridge rf connect` last stored a token or secret (ISO-8601)
+    token_at: Optional[str] = None       # when `bridge rf connect` last stored the token (ISO-8601)
 
 
 class ConnectionRepository(Protocol):

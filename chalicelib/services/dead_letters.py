@@ -17,6 +17,7 @@ Letters another reader holds hidden meanwhile cannot be seen: the queue's count 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections import Counter
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
 from ..domain.advice import RF_TOKEN_REFUSED, rf_token_fix, rf_token_refused
-from ..domain.history import Entry, iso
+from ..domain.history import Entry, epoch, iso
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
@@ -34,6 +35,7 @@ from ..errors import DISCONNECTED, PLAN_FIX, REPLAY_PARKED, plan_restricted
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT
+from ..ports.secrets import read_by_every_worker
 from .qualification.changes import cursor_name
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
@@ -376,7 +378,11 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
     said them replayed, says them dead letters again: the next replay sends them): `refused`, with SQS's reasons and
     how many each (never their bodies: they may hold emails).
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
-    and how many each) stay dead letters too, visible again at once: the next replay sends them again."""
+    and how many each) stay dead letters too, visible again at once: the next replay sends them again.
+    Sent while a running worker may still hold the RF token it read before `bridge rf connect` stored the last one,
+    the copies wait in the queue until no worker can (`runs_from`, with `rf_token_stored_at`): see `rf_token_held`."""
+    held = rf_token_held(rt)
+
     def send(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         copies = {i: _copy(m) for i, m in batch.items()}
         letters = [read(m) for m in batch.values()]
@@ -384,7 +390,7 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         # Said before they are sent, so before anything their next try writes (a worker may take one at once).
         _note(rt, letters, "replayed", people)
         try:
-            rt.queue.send_many(list(copies.values()))
+            rt.queue.send_many(list(copies.values()), delay=max(0, math.ceil(held[0] - rt.clock())) if held else 0)
             refused_now: list[tuple[dict | str, str]] = []
         except NotSent as exc:
             refused_now = exc.refused
@@ -396,7 +402,19 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
             _note(rt, letters, "replayed", people, {i: f"SQS refused it ({why})" for i, why in refused.items()})
         return [i for i in copies if i not in refused], refused_now
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send)
-    return {{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()}
+    return {**{{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()},
+            **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1]} if held and done["done"] else {})}
+
+
+def rf_token_held(rt: Discarding) -> Optional[tuple[float, str]]:
+    """While a running worker may still call with the RF token it read before `bridge rf connect` stored the last
+    one: when none can any more (epoch seconds), and when the token was stored (ISO-8601); else None. An RF token
+    of another account is never refused (no 401 to read the new one on): RF says every user is "not found", and
+    work replayed meanwhile is dead-lettered again."""
+    rf = rt.store.connections.rf()
+    stored = rf.token_at if rf is not None else None
+    ready = read_by_every_worker(epoch(stored)) if stored else 0.0
+    return (ready, stored) if stored and ready > rt.clock() else None
 
 
 def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None,

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
-from ..domain.history import iso
+from ..domain.history import epoch, iso
 from ..domain.judge import elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
@@ -32,7 +32,7 @@ from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, 
                       rf_campaign_fix)
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
-from ..ports.secrets import KEPT_SECONDS
+from ..ports.secrets import read_by_every_worker
 from ..ports.store import SCAN_LIMIT
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
@@ -535,7 +535,7 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         unknown = "see the message in `bridge explain`"
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
         refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
-        since = heard is not None and _when(heard) > _when(last)
+        since = heard is not None and epoch(heard) > epoch(last)
         fixed_by_setup = setup(reason, messages)
         resolved, unchecked = (joined(samples) if joined is not None and (since or not fixed_by_setup)
                                else ("", ""))
@@ -670,13 +670,6 @@ _SUBSCRIBE = ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webh
               "the topics " + ", ".join(TOPICS))
 
 
-def _when(iso_text: str) -> float:
-    try:
-        return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
 NOT_WRITTEN_EXAMPLES = 3
 
 
@@ -709,7 +702,7 @@ def _not_written(store: Store, report: Report, settings: CampaignSettings) -> No
 
 
 def _age_hours(now: float, iso_text: str) -> float:
-    then = _when(iso_text)
+    then = epoch(iso_text)
     return (now - then) / 3600 if then else 0.0
 
 
@@ -812,13 +805,13 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     rf_refused = rf_reached is False
     rf = rt.store.connections.rf() if rf_reached else None
-    token_at = _when(rf.updated_at) if rf is not None and rf.updated_at else None
+    token_at = epoch(rf.token_at) if rf is not None and rf.token_at else None
     for reason, n in Counter(d.reason for d in mine).most_common():
         # The token shown to reach the campaign is not the one they failed with when it was stored after one
         # of them failed, or as long before as a running worker keeps the token it read (a token of another
         # account says every user is not found): a replay asks RF again.
         reached = rf_reached if not rf_reached or token_at is not None and all(
-            d.failed_at and _when(d.failed_at) > token_at + 2 * KEPT_SECONDS for d in mine if d.reason == reason
+            d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at) for d in mine if d.reason == reason
         ) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused, campaign_seen=bool(reached)),

@@ -231,7 +231,8 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
     from chalicelib.services import admin
     from chalicelib.services.worker import RetryBatch
     from chalicelib.services.connections import connect_rf, connect_workspace, store_workspace
-    from chalicelib.runtime import default_runtime, reset_default_runtime
+    from chalicelib.ports.secrets import KEPT_SECONDS
+    from chalicelib.runtime import Runtime, default_runtime, reset_default_runtime
 
     reset_default_runtime(None)
     rt = default_runtime()
@@ -243,7 +244,10 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
         store_workspace(rt, workspace, token, client_secret, found.api_base(rt.config.intercom_base_url))
     else:
         connect_workspace(rt, workspace, USUAL["intercom"], client_secret)
-    connect_rf(rt, os.environ.get("RF_TOKEN") or USUAL["rf"], os.environ.get("RF_WEBHOOK_SECRET") or RF_WEBHOOK_SECRET)
+    # Stored as long before as a worker keeps a token: no worker of this stack ran with another (a replay waits for
+    # none: `dlq replay` right after `make run` works at once).
+    connect_rf(Runtime(rt.config, clock=lambda: rt.clock() - 2 * KEPT_SECONDS),
+               os.environ.get("RF_TOKEN") or USUAL["rf"], os.environ.get("RF_WEBHOOK_SECRET") or RF_WEBHOOK_SECRET)
     if not real:
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
         from chalicelib.services.connections import configure_oauth

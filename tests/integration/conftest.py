@@ -164,9 +164,11 @@ def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
     from chalicelib.runtime import Runtime, reset_default_runtime
     import app as app_module
 
+    from chalicelib.ports.secrets import KEPT_SECONDS
     rt = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
     connect_workspace(rt, WORKSPACE, "sim-token", client_secret="client-secret")
-    connect_rf(rt, "rf-token", SECRET)
+    # Connected before the test began: no worker holds another RF token (a replay waits for none).
+    connect_rf(Runtime(Config.from_env(), clock=lambda: clock() - 2 * KEPT_SECONDS), "rf-token", SECRET)
     reset_default_runtime(rt)
     server = serve_app(app_module.app)
     # The worker's time left runs on the test's clock: it shrinks by the waits the worker makes on it

@@ -309,6 +309,27 @@ def test_dlq_discard_takes_out_a_join_rf_will_never_accept_where_replay_only_dea
     assert all(e.get("resolved") and e.get("discarded") for e in trail if e["outcome"] == "failed")
 
 
+def test_a_replay_right_after_rf_connect_waits_in_sqs_until_no_worker_holds_the_old_token(bridge, rf, capsys):
+    """`bridge rf connect`, then `bridge dlq replay`, as the README says after a token of another account: the
+    copy is sent with SQS's DelaySeconds (a batch entry's), so no worker still holding the old token takes it."""
+    from chalicelib.domain.history import iso
+    bridge.apply(lead_settings())
+    bridge.post_join({"id": 999999, "campaign_id": 42})             # RF: User not found
+    bridge.drain()
+    assert len(bridge.dead_letters()) == 1
+    code, _ = run(bridge, capsys, "rf", "connect", "--token", "rf-token")
+    stored = iso(bridge.rt.clock())
+    bridge.rt.clock.now += 60
+    code, done = run(bridge, capsys, "dlq", "replay")
+    assert (code, done) == (0, {"replayed": 1, "left": 0, "not_seen": 0, "runs_from": iso(bridge.rt.clock() + 540),
+                                "rf_token_stored_at": stored})
+    delayed = bridge.resources.client("sqs").get_queue_attributes(
+        QueueUrl=bridge.resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert delayed == {"ApproximateNumberOfMessagesDelayed": "1"}
+    bridge.drain()
+    assert bridge.dead_letters() == []                              # not worked (and dead-lettered) meanwhile
+
+
 def test_a_join_ignored_under_action_nothing_is_created_once_by_backfill_after_the_action_changes(
         bridge, intercom, rf, capsys):
     """Walkthrough 3, problem 1: explain's hint for a join ignored under `leads.action: nothing` (set the

@@ -51,6 +51,14 @@ def test_the_local_stack_plays_the_demo_end_to_end(local_stack):
     assert any("qualified at" in line for line in lines)
 
 
+def test_a_replay_right_after_make_run_is_not_held_back_for_a_worker_holding_another_rf_token(local_stack):
+    """No worker of a stack just started ran with another RF token: `dlq replay` (e.g. after an outage rehearsed
+    in its first minutes) sends the letters to run at once, not 10 minutes on. (Before the test that reconnects.)"""
+    from chalicelib.runtime import default_runtime
+    from chalicelib.services.dead_letters import rf_token_held
+    assert rf_token_held(default_runtime()) is None
+
+
 def test_after_a_revoked_rf_token_and_a_reconnect_the_demo_plays_end_to_end(local_stack):
     """README, Rehearse an incident locally: `make fault ARGS="rf revoke-token"`, then `bridge rf connect` with
     the token its line names. The demo plays the people in RF with the token RF accepts now (it used rf-token,

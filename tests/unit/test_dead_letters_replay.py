@@ -11,9 +11,10 @@ from typing import Callable, Optional, Sequence
 
 import pytest
 
+from chalicelib.domain.history import iso
 from chalicelib.ports import ReceivedLetter
 from chalicelib.services.dead_letters import REPLAY_SECONDS, look, replay
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, FakeQueue
 from tests.unit.test_dead_letters_scan import Rt, SlowLink, visible_now
 
 LETTERS = 3_000
@@ -289,3 +290,43 @@ def test_the_operator_is_told_what_was_sent_back_and_what_sqs_refused(capsys, as
                    "`bridge dlq replay` again\n")
     assert rt.queue.dead_count() == 1 == visible_now(rt.queue)
 
+
+
+GONE = "Referral Factory answered 404: User not found."
+
+
+@pytest.mark.parametrize("stored, replayed_after, delayed", [
+    ("token", 30, 570), ("token", 599, 1), ("token", 600, 0), ("token", 3_600, 0), ("webhook-secret", 30, 0)],
+    ids=["30s-after-the-token", "599s-after", "600s-after", "an-hour-after", "30s-after-the-webhook-secret-only"])
+def test_a_replay_right_after_rf_connect_runs_once_no_worker_holds_the_old_token_and_says_when(
+        capsys, stored, replayed_after, delayed):
+    """The README's flow after an RF token of another account (every user "not found": never a 401 a worker would
+    read the new token on): `bridge rf connect`, then `bridge dlq replay`. A running worker keeps the token it read
+    and its client 5 minutes each: a copy worked at once met the old token and was dead-lettered again. Sent within
+    those 10 minutes, the copies wait in the queue until they are over, and the line says until when; later, or
+    after a connect that stored only the webhook secret (the token was stored long before), they do not wait."""
+    from tests.fakes import FakeWork
+    from tests.support.cli import run_cli
+    from tests.unit.test_join_use_case import join
+    work = FakeWork(BRIDGE_DLQ_URL=FakeQueue.dlq_url)
+    work.store.connections.put_rf(["token", "webhook-secret"])             # set up long before
+    work.clock.now += 3_600
+    for user in ("7", "8"):
+        work.queue.dead_letter(json.dumps(join(user=user)), f"{GONE} (user {user})", 3, iso(work.clock()))
+    work.clock.now += 60
+    work.store.connections.put_rf([stored])                                # `bridge rf connect`
+    connected = iso(work.clock())
+    work.clock.now += replayed_after
+    runs_from = iso(work.clock() + delayed)
+    code, out, _ = run_cli(work, capsys, "dlq", "replay", "--reason", "user 7")
+    code_json, out_json, _ = run_cli(work, capsys, "dlq", "replay", "--reason", "user 8", "--json")
+    assert (code, code_json) == (0, 0) and work.queue.sent_delays == [delayed, delayed]
+    if delayed:
+        assert out == (f"1 message(s) sent back to the work queue; they run from about {runs_from[11:19]} UTC, when "
+                       f"every worker has read the RF token stored at {connected[11:19]} UTC; 1 left in the "
+                       "dead-letter queue (not matching)\n")
+        assert json.loads(out_json) == {"replayed": 1, "left": 0, "not_seen": 0, "runs_from": runs_from,
+                                        "rf_token_stored_at": connected}
+    else:
+        assert out == "1 message(s) sent back to the work queue; 1 left in the dead-letter queue (not matching)\n"
+        assert json.loads(out_json) == {"replayed": 1, "left": 0, "not_seen": 0}

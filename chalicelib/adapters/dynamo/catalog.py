@@ -124,14 +124,15 @@ class DynamoConnections:
 
     def put_rf(self, secrets: Iterable[str] = ()) -> None:
         given = set(secrets)
-        actions: list[Action] = [RFConfigItem.updated_at.set(iso(self.clock()))]
-        if given:
-            actions.append(RFConfigItem.secrets.add(given))
-        RFConfigItem(*RF_KEY).update(actions=actions)
+        actions: list[Action] = [RFConfigItem.secrets.add(given)] if given else []
+        if "token" in given:
+            actions.append(RFConfigItem.token_at.set(iso(self.clock())))
+        if actions:
+            RFConfigItem(*RF_KEY).update(actions=actions)
 
     def rf(self) -> Optional[RFConnection]:
         item = get(RFConfigItem, RF_KEY)
-        return RFConnection(frozenset(item.secrets or ()), item.updated_at) if item is not None else None
+        return RFConnection(frozenset(item.secrets or ()), item.token_at) if item is not None else None
 
 
 class DynamoSettings:

@@ -64,7 +64,8 @@ class ConnectionItem(_Item):
 
 class RFConfigItem(_Item):
     secrets = UnicodeSetAttribute(null=True)        # token, webhook-secret
-    updated_at = UnicodeAttribute(null=True)
+    # When the token was last stored (under the name it had when any store set it: such a time stays read)
+    token_at = UnicodeAttribute(null=True, attr_name="updated_at")
 
 
 class WorkspacesItem(_Item):
