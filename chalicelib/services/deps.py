@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Optional, Protocol, TypeVar
+from typing import Callable, Optional, Protocol, Sequence, TypeVar
 
 from ..config import Config
+from ..domain.history import Entry, iso
+from ..domain.link import PersonRef
+from ..observability import count, logger, mask_emails
 from ..ports import (Apis, Cursor, EdgeLog, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store,
                      SyncRepository, WorkQueue)
 from .qualification.qualifier import Qualifier
@@ -54,3 +57,17 @@ class WorkDeps:
     @cached_property
     def qualifier(self) -> Qualifier:
         return Qualifier(self.links, self.history, self.apis)
+
+    def dead_letter(self, body: str, reason: str, tries: int, person: Optional[Sequence[str]] = None,
+                    kind: Optional[str] = None, details: Optional[dict] = None) -> None:
+        """Work that failed for good goes to the dead-letter queue with its reason, and the history of the
+        `person` it is about (campaign, RF user) says so: `kind`, the message's, as `bridge dlq list` says it
+        (explain tells what a later success resolves)."""
+        assert self.queue is not None
+        self.queue.dead_letter(body, reason, tries, iso(self.clock()))
+        count("DeadLettered")
+        logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
+        if person:
+            self.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
+                "attempts": tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
+                **(details or {})})])

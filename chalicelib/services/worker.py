@@ -410,14 +410,7 @@ def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[f
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None,
           kind: Optional[str] = None, details: Optional[dict] = None) -> Result:
-    work.queue.dead_letter(record.body, reason, record.tries, iso(work.clock()))
-    count("DeadLettered")
-    logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
-    if person:
-        # `kind`: the message's, as `bridge dlq list` says it (explain tells what a later success resolves).
-        work.deps.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
-            "attempts": record.tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
-            **(details or {})})])
+    work.deps.dead_letter(record.body, reason, record.tries, person, kind, details)
     return Result(record, "dead", reason)
 
 

@@ -21,8 +21,17 @@ def run_cli(rt: Optional[Any], capsys, *argv: str) -> tuple[int, str, str]:
 
 def replays_advised(*advice: Any) -> list[str]:
     """The `--reason` of every `bridge dlq replay --reason ...` that advice (fixes, views, messages) names."""
+    return [reason for reason, _ in replay_selectors(*advice) if reason is not None]
+
+
+def replay_selectors(*advice: Any) -> list[tuple[Optional[str], Optional[str]]]:
+    """The `--reason` and `--campaign` (None: not given) of every `bridge dlq replay ...` that advice names."""
     said = json.dumps(advice)
-    return [shlex.split(json.loads(f'"{command}"'))[0] for command in re.findall(r"dlq replay --reason ([^`]+)`", said)]
+    selectors = []
+    for command in re.findall(r"dlq replay((?: --[a-z]+(?: [^`-][^`]*?)?)*)`", said):
+        words = shlex.split(json.loads(f'"{command}"'))
+        selectors.append(tuple(words[words.index(o) + 1] if o in words else None for o in ("--reason", "--campaign")))
+    return selectors  # type: ignore[return-value]
 
 
 class Terminal:

@@ -10,7 +10,7 @@ from chalicelib.domain.history import iso
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
-from chalicelib.errors import ApiError
+from chalicelib.errors import ApiError, Permanent
 from chalicelib.messages import ChangesMessage
 from chalicelib.services.reconcile import past_sweep_age, reconcile
 from chalicelib.services.worker import RetryBatch
@@ -392,3 +392,46 @@ def test_a_round_that_takes_longer_than_the_interval_is_followed_at_once():
         done.append(reconcile(work, limit=2)["queued"])
         work.clock.now += 3600
     assert done == [2, 1, 2]
+
+
+@pytest.mark.parametrize("refusal", [Permanent("Referral Factory answered 422: campaign paused", status=422),
+                                     Permanent("Referral Factory answered 401: Unauthenticated", status=401)],
+                         ids=["422", "401"])
+@pytest.mark.parametrize("match", ["contact", "email"])
+def test_a_lead_rf_refuses_in_a_search_gets_a_letter_every_advised_replay_reaches_and_that_replay_qualifies(
+        refusal, match):
+    """RF refused Ann's (or Bob's) qualification while the search of changed contacts judged her: the search was
+    dead-lettered (Bob, found by the same search, was left for the next one), and explain advised the replay of
+    that search's letter by its reason: it selected it, but a replayed search judges the leads still waiting,
+    and a failed qualification is reopened only by a replay of the lead's own work: Ann's reward was lost, and
+    doctor and `dlq list` said a search's letter has nothing to replay. Now her letter is hers (a check of her,
+    naming her campaign), every replay explain, doctor and `dlq list` advise selects it, and once RF is fixed the
+    replay qualifies her; the search goes on for Bob."""
+    from chalicelib.services import dead_letters
+    from chalicelib.services.doctor import examine
+    from chalicelib.services.explain import explain
+    from tests.support.cli import replay_selectors
+    from tests.unit.doctoring import healthy
+    rt = healthy()
+    work = rt.work
+    rule = {"attribute": "custom_attributes.signed_up", "value": "Yes", "match": match}
+    work.store.settings.put("42", settings(rule=rule), WS)
+    joined(work)
+    _, bob = joined(work, user="8", email="bob@example.com")
+    ann = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No") if match == "email" else \
+        work.apis.intercom_.contacts[link_of(work).contact_id]
+    work.apis.rf_.answers = [refusal]
+    changed(work, ann, "Yes")
+    changed(work, bob, "Yes")
+    assert run(work, changes(work)) == {"done": 1, "retry": 0, "dead": 0}
+    [refused] = [u for u in ("7", "8") if link_of(work, u).qualification is QState.FAILED]   # the first judged
+    [other] = work.apis.rf_.qualified
+    [letter] = [dead_letters.read(m) for m in work.queue.letters.values()]
+    advice = [explain(work, refused).view(), letter.view(), examine(rt, "42").view()["findings"]]
+    selectors = replay_selectors(*advice)
+    assert selectors and all(dead_letters.matches(letter, *s) for s in selectors), (selectors, advice)
+    assert "nothing to replay" not in str(advice)
+    work.clock.now += 60
+    assert dead_letters.replay(work, *selectors[0])["replayed"] == 1            # RF fixed meanwhile
+    run(work, work.queue.sent[-1])
+    assert work.apis.rf_.qualified == [other, refused] and link_of(work, refused).qualification is QState.QUALIFIED
