@@ -208,7 +208,7 @@ def page_failure(errors: list[WorkError]) -> WorkError:
             return Transient(f"{len(outages)} contact(s) of the page met {cause.outage}'s outage: {cause.reason}",
                              retry_after, cause.status).unavailable(cause.outage, cause.where)
         cause = next((e for e in errors if e.status is not None), errors[0])
-        return Deferred(f"sync page waits: {cause.reason}", retry_after, cause.status)
+        return Deferred(cause.reason, retry_after, cause.status)      # (`sync status` says the page waits)
     failed = [e for e in errors if not waits(e)]
     return Transient(f"{len(failed)} contact(s) of the page failed, first: {failed[0].reason}", retry_after,
                      failed[0].status)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib.errors import Permanent, Uncertain
+from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
 from chalicelib.messages import ContactMessage
 from chalicelib.services import sync
 from chalicelib.services.worker import RetryBatch, handle_batch
@@ -1140,16 +1140,45 @@ def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the
         "run 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, already 0, skipped 0\n")
 
 
+ANSWER_503 = "Referral Factory answered 503: Service Unavailable"
+ANSWER_429 = ("Referral Factory answered 429: every call waits until 2026-09-21T14:20:00.000Z (the next slot is "
+              "400.0s away; this worker may wait 20.0s more)")
+
+
+@pytest.mark.parametrize("refusal, answer, line", [
+    (lambda: Transient(ANSWER_503, status=503).unavailable("Referral Factory"), ANSWER_503,
+     "  page 1 is waiting for Referral Factory (unavailable since 2026-09-21T14:13:20.000Z; the bridge waits up to "
+     "24 h, BRIDGE_OUTAGE_HOURS): 2 contact(s) of the page met Referral Factory's outage: Referral Factory… (last 14:13:20)"),
+    (lambda: Deferred(ANSWER_429, retry_after=400, status=429), ANSWER_429,
+     f"  page 1 waits: {ANSWER_429} (last 14:13:20)"),
+], ids=["outage", "rate-limit pause"])
+def test_a_waiting_page_s_json_keeps_the_vendor_s_answer_and_its_line_says_the_wait_once(monkeypatch, capsys,
+                                                                                         refusal, answer, line):
+    """An operator read "...5 contact(s) of the page met Referral Factory's outage: Referral Factory a..." under
+    --json (RF's answer cut off), and "page 1 waits: sync page waits: ..." on the text line. --json keeps the whole
+    reason; the line says the wait once, cut (when it must be) after a whole word."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(2)
+    work.apis.rf_.create_answers = [refusal(), refusal()]
+    sync.start(work.deps, "42")
+    drain(work, limit=1)
+    shown = json.loads(run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--json")[1])
+    assert shown["page_error"]["reason"].endswith(answer)
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == line
+
+
 def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
     """What `sync status` says of a page: its failed tries (not an earlier page's, nor its waits for a rate
-    budget), on one line of at most PAGE_ERROR_CHARS characters."""
-    from chalicelib.domain.sync import PAGE_ERROR_CHARS, describe_page_error, page_error
+    budget), on one line of at most PAGE_ERROR_KEPT characters."""
+    from chalicelib.domain.sync import PAGE_ERROR_KEPT, describe_page_error, page_error
     first = page_error(None, 2, "Intercom answered 503: busy", "retrying", 10.0)
     again = page_error(first, 2, "Intercom answered 502:\n  Bad Gateway", "retrying", 70.0)
     waits = page_error(again, 2, "Referral Factory answered 429: slow down", "waiting", 90.0)
-    other = page_error(waits, 3, "x" * 500, "retrying", 95.0)
+    other = page_error(waits, 3, "x" * 5000, "retrying", 95.0)
     assert [e.tries for e in (first, again, waits, other)] == [1, 2, 2, 1]
-    assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_CHARS
+    assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_KEPT
     assert describe_page_error({"page": 3, "state": "waiting", "reason": waits.reason, "tries": 2,
                                 "at": "2026-09-21T14:13:20.000Z"}) == \
         "page 3 waits: Referral Factory answered 429: slow down (2 tries, last 14:13:20)"
