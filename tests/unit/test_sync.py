@@ -726,22 +726,39 @@ def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook
     assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
 
 
-def test_explain_of_a_referrer_enrolled_by_sync_says_so_not_that_no_join_was_applied():
+@pytest.mark.parametrize("query", [lambda user, contact: "p0@example.com", lambda user, contact: contact["id"],
+                                   lambda user, contact: str(user["id"])], ids=["email", "contact id", "RF id"])
+def test_explain_of_a_referrer_enrolled_by_sync_says_so_not_that_no_join_was_applied(query):
     """`bridge explain` began with "no link: no join of theirs was applied" right above "referral link
-    written to …": for a person contact sync enrolled, it says what is true."""
+    written to …": for a person contact sync enrolled, it says what is true, whichever of their ids is asked
+    about (by RF id it said "no link" and had no enrolled_by_sync)."""
     from chalicelib.services.explain import as_text, explain
     work = world(1)
     work.store.connections.register_workspace(WS)
     sync.start(deps(work), "42")
     drain(work)
     [user], [contact] = work.apis.rf_.created, work.apis.intercom_.contacts.values()
-    found = explain(work, "p0@example.com")
+    found = explain(work, query(user, contact))
     text = as_text(found)
     assert "no join of theirs" not in text
     assert text.splitlines()[1] == (f"  campaign 42, RF user {user['id']}: enrolled by contact sync (run 1) from "
                                     f"Intercom contact {contact['id']}, not by a join")
     assert found.view()["enrolled_by_sync"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]),
                                                  "contact_id": contact["id"], "run": 1}]
+    assert found.view()["trail"] == explain(work, "p0@example.com").view()["trail"]
+
+
+def test_explain_of_a_skipped_contact_names_its_campaign_not_an_unknown_rf_user():
+    """A contact sync skipped has no RF user: its trail line read "42#?  sync: skipped ..."."""
+    from chalicelib.services.explain import as_text, explain
+    work = world(0)
+    work.store.connections.register_workspace(WS)
+    bad = work.apis.intercom_.add("not-an-email", role="user")
+    bad["name"] = "Bad"
+    sync.start(deps(work), "42")
+    drain(work)
+    [line] = [t for t in as_text(explain(work, bad["id"])).splitlines() if "sync: skipped" in t]
+    assert "  42             sync: skipped — skipped by sync run 1: invalid email" in line
 
 
 def test_a_contact_a_webhook_enrolled_while_the_run_was_running_is_not_enrolled_again_by_the_run(monkeypatch):
