@@ -1235,14 +1235,26 @@ def page_two_again(work: FakeWork, tries: int) -> list:
     return handle_batch([raw], work)
 
 
-def doctor_says(work: FakeWork) -> tuple[str, dict]:
-    """`bridge doctor 42`'s sync finding: its text lines, and its --json finding."""
+def doctor_says(work: FakeWork, **block) -> tuple[str, dict]:
+    """`bridge doctor 42`'s sync finding (of the settings with `block` in their sync block now): its text lines,
+    and its --json finding."""
     from chalicelib.domain.settings import parse_settings
     from chalicelib.services.doctor import Report, _sync, as_text
     report = Report("42")
-    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings()))
+    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings(**block)))
     [finding] = report.view()["findings"]
     return as_text(report), finding
+
+
+def test_doctor_says_what_the_sync_block_writes_now_not_that_the_last_run_wrote_there():
+    """After settings naming another attribute were applied (offline: unchecked), doctor said run 1 "writes back
+    ... to" the new attribute, which run 1 never wrote to."""
+    work = world(2)
+    sync.start(deps(work), "42")
+    drain(work)
+    assert doctor_says(work, referral_link_attribute="custom_attributes.referral_count")[0].splitlines()[1] == (
+        "  ok  [sync] sync run 1 (full, users) done: enrolled 2, already 0, skipped 0; the sync block now writes back "
+        "each referrer's referral link to custom_attributes.referral_count")
 
 
 def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once_it_is_dead_lettered(monkeypatch):
