@@ -82,6 +82,7 @@ def describe_counts(counts: dict, already: str = "already") -> str:
 # WAITING is no failure (a vendor's outage, a rate-limit pause, an open circuit, the Lambda's time running out:
 # it uses up no try).
 RETRYING, FAILED, WAITING = "retrying", "failed", "waiting"
+WORKING = "working"               # a page that waited, a worker holds again (services/sync.shown_error): worked now
 PAGE_ERROR_CHARS = 200            # the reason as `sync status`'s line shows it (--json has it whole)
 PAGE_ERROR_KEPT = 1000            # the reason as the run keeps it: as much as a dead letter keeps of its own
 # What brings back a page in the dead-letter queue: its cause fixed, or the vendor whose outage outlasted the budget
@@ -128,6 +129,8 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
     reason = shortened(error["reason"], PAGE_ERROR_CHARS)
     if error["state"] == WAITING:
         return f"page {error['page']} {'is ' if vendor else 'waits: '}{reason} {when}"
+    if error["state"] == WORKING:
+        return f"page {error['page']} is worked again; it waited: {reason} {when}"
     if error["state"] == FAILED:
         return f"page {error['page']} failed: {reason} {when}" + (
             f" — it waits in the dead-letter queue: {RESUME.format(vendor=vendor) if vendor else FIX_RESUME}"

@@ -31,7 +31,7 @@ from ..domain.outage import Attempt, outage_of
 from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
-                           WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
+                           WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
                            count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
                            preflight, restored, run_counts, search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError, waits
@@ -751,13 +751,14 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
 def shown_error(run: SyncRun, now: float) -> Optional[dict]:
     """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based, and
     `outage`: the vendor whose outage it waits out (or waited out for too long). A failed page a worker holds
-    again (`bridge dlq replay` sent it back) is retrying."""
+    again (`bridge dlq replay` sent it back) is retrying; a page that waited, working (its wait is over)."""
     error = run.error
     if error is None or run.status != "running" or error.page != run.page:
         return None
     worked = bool(run.owner) and (run.lease_until or 0) > now
-    vendor = outage_of(error.reason) if error.state != RETRYING else None
-    return {"page": error.page + 1, "state": RETRYING if error.state == FAILED and worked else error.state,
+    state = {FAILED: RETRYING, WAITING: WORKING}.get(error.state, error.state) if worked else error.state
+    vendor = outage_of(error.reason) if error.state != RETRYING and state != WORKING else None
+    return {"page": error.page + 1, "state": state,
             "reason": error.reason, "tries": error.tries, "at": iso(error.at), **({"outage": vendor} if vendor else {})}
 
 

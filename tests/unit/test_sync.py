@@ -1186,6 +1186,23 @@ def test_a_waiting_page_s_json_keeps_the_vendor_s_answer_and_its_line_says_the_w
     assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == line
 
 
+def test_a_page_a_worker_holds_again_after_its_wait_is_said_worked_not_waiting(monkeypatch, capsys):
+    """`sync status` said "page 1 waits" for minutes while a worker was creating its users: a page that waited (a
+    rate-limit pause) and that a worker holds again is worked, the wait it had said apart."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(2)
+    work.apis.rf_.create_answers = [Deferred(ANSWER_429, retry_after=400, status=429)] * 2
+    sync.start(work.deps, "42")
+    drain(work, limit=1)
+    work.clock.now += 400
+    assert work.store.sync.claim_page("42", 1, 0, "another worker", work.clock.now)[1]      # it works the page now
+    assert sync.status(work.deps, "42")["page_error"]["state"] == "working"
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == (
+        f"  page 1 is worked again; it waited: {ANSWER_429} (last 14:13:20)")
+
+
 def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
     """What `sync status` says of a page: its failed tries (not an earlier page's, nor its waits for a rate
     budget), on one line of at most PAGE_ERROR_KEPT characters."""
