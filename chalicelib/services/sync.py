@@ -855,7 +855,8 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     sync = settings.sync
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
-    in_campaign: set[str] = set()
+    in_campaign: set[str] = set()         # RF's people's emails
+    would: dict[str, str] = {}            # the email of each contact the run would enrol: that contact's id
     urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
     ids: set[str] = set()                 # RF's people's ids: one enrolled earlier and not among them is deleted
     page, more = 1, True
@@ -896,6 +897,10 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact)
             if isinstance(decision, Create) and decision.email in in_campaign:
                 decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
+            elif isinstance(decision, Create) and decision.email in would:
+                decision = Skip("already_in_campaign", f"already in the campaign: contact {would[decision.email]} of "
+                                "the source has the same email and would be enrolled with it (the first of them; "
+                                "Referral Factory takes an email once)")
             if isinstance(decision, Skip):
                 tally.add(decision.reason)
                 group = shown.setdefault(decision.reason, [])
@@ -905,7 +910,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                                   "email": mask_email(email)})
             else:
                 tally.add(WOULD)
-                in_campaign.add(decision.email)
+                would[decision.email] = str(contact.get("id"))
         if progress:
             progress(sum(tally.counts.values()), total)
         if cursor is None:

@@ -1397,3 +1397,25 @@ def test_a_contact_sharing_another_contacts_email_is_skipped_not_given_her_rf_us
     assert theirs.reason == "already in the campaign (Referral Factory has this email)"
     assert "referral_link" not in b["custom_attributes"]
     assert not any("interrupted" in str(r) for r in work.store.history.entries(sync.PersonRef("42", str(user["id"]))))
+
+
+def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_has_is_a_duplicate_of_it():
+    """The dry run said "already in the campaign (Referral Factory has this email)" of a contact whose email only
+    another contact of the source had (RF had none of them): now it names that contact, the one enrolled with it.
+    A real match in RF keeps RF's words."""
+    work = world(2)
+    p0 = next(c for c in work.apis.intercom_.contacts.values() if c["email"] == "p0@example.com")
+    dup = work.apis.intercom_.add("P0@Example.COM", role="user")
+    dup["name"] = "Dup"
+    rf_has = work.apis.intercom_.add("rf@example.com", role="user")
+    rf_has["name"] = "Known"
+    work.apis.rf_.created.append({"email": "rf@example.com", "campaign_id": 42, "id": 1, "url": "https://rf/r/1"})
+    dry = sync.dry_run(work.deps, "42")
+    assert dry["would_enrol"] == 2
+    skipped = dry["skipped"]["already_in_campaign"]
+    assert skipped["count"] == 2
+    details = {e["contact_id"]: e["detail"] for e in skipped["examples"]}
+    assert details == {
+        str(dup["id"]): f"already in the campaign: contact {p0['id']} of the source has the same email and "
+                        "would be enrolled with it (the first of them; Referral Factory takes an email once)",
+        str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}
