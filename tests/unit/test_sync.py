@@ -1429,3 +1429,68 @@ def test_a_replayed_page_whose_try_is_interrupted_counts_its_dead_letter_wait_on
     assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
         "run 1 (full, users) done: [##############################] 5/5 100% · 10 contacts/min · paused 11m00s in the "
         "dead-letter queue · enrolled 5, already 0, skipped 0\n")
+
+
+@pytest.mark.parametrize("refused", [(), ("B",), ("A", "B")], ids=["at-once", "B-retried", "both-retried"])
+def test_a_contact_sharing_another_contacts_email_is_skipped_not_given_her_rf_user_when_its_page_is_retried(
+        monkeypatch, refused):
+    """Two contacts of the source share one email. A throttled run retried their page: A's create made the RF user,
+    then B's create got RF's 422 (email taken), and B's `creating` entry of a try before had the user looked up by
+    email and taken as her own interrupted create — B enrolled to A's RF user (a qualification of B's would reward
+    it), enrolled counted twice for one create. Now B is the duplicate-email skip, as when no try failed. B-retried:
+    RF's 429 to B's create (A's made the user); both-retried: both creates failed, then A's and B's in one try."""
+    from chalicelib.errors import Deferred, Transient
+
+    monkeypatch.setattr(sync, "THREADS", 1)              # A's create goes first, as the page lists them
+    work = world(0)
+    a, b = (work.apis.intercom_.add("dup@example.com", role="user") for _ in "AB")
+    a["name"], b["name"] = "A", "B"
+    real, failed = work.apis.rf_.create_user, set()
+
+    def fails_once(body):
+        name = body["first_name"]
+        if name in refused and name not in failed:
+            failed.add(name)
+            raise Deferred("Referral Factory answered 429: Too Many Requests", retry_after=1, status=429) \
+                if len(refused) == 1 else Transient("Referral Factory answered 502: Bad Gateway")
+        return real(body)
+    work.apis.rf_.create_user = fails_once
+    sync.start(work.deps, "42")
+    page = work.queue.sent[0]
+    while True:
+        with pytest.raises(RetryBatch) if refused == ("A", "B") and len(failed) < 2 else nullcontext():
+            drain(work)
+        if work.store.sync.run("42").status != "running":
+            break
+        work.queue.sent.append(page)                     # the queue gives the page back
+    [user] = work.apis.rf_.created
+    assert work.store.sync.run("42").counts == {"enrolled": 1, "already_in_campaign": 1}
+    entries = work.store.sync.entries("42", [str(a["id"]), str(b["id"])])
+    mine, theirs = entries[str(a["id"])], entries[str(b["id"])]
+    assert (mine.outcome, mine.rf_user_id) == ("enrolled", str(user["id"]))
+    assert (theirs.outcome, theirs.rf_user_id) == ("already_in_campaign", None)
+    assert theirs.reason == "already in the campaign (Referral Factory has this email)"
+    assert "referral_link" not in b["custom_attributes"]
+    assert not any("interrupted" in str(r) for r in work.store.history.entries(sync.PersonRef("42", str(user["id"]))))
+
+
+def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_has_is_a_duplicate_of_it():
+    """The dry run said "already in the campaign (Referral Factory has this email)" of a contact whose email only
+    another contact of the source had (RF had none of them): now it names that contact, the one enrolled with it.
+    A real match in RF keeps RF's words."""
+    work = world(2)
+    p0 = next(c for c in work.apis.intercom_.contacts.values() if c["email"] == "p0@example.com")
+    dup = work.apis.intercom_.add("P0@Example.COM", role="user")
+    dup["name"] = "Dup"
+    rf_has = work.apis.intercom_.add("rf@example.com", role="user")
+    rf_has["name"] = "Known"
+    work.apis.rf_.created.append({"email": "rf@example.com", "campaign_id": 42, "id": 1, "url": "https://rf/r/1"})
+    dry = sync.dry_run(work.deps, "42")
+    assert dry["would_enrol"] == 2
+    skipped = dry["skipped"]["already_in_campaign"]
+    assert skipped["count"] == 2
+    details = {e["contact_id"]: e["detail"] for e in skipped["examples"]}
+    assert details == {
+        str(dup["id"]): f"already in the campaign: contact {p0['id']} of the source has the same email and "
+                        "would be enrolled with it (the first of them; Referral Factory takes an email once)",
+        str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}
