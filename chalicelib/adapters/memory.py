@@ -664,9 +664,9 @@ class MemoryRates:
     def state(self, budget: str) -> BudgetState:
         return self.states.get(budget, BudgetState())
 
-    def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
+    def pause(self, budget: str, until: float, now: float, share: float, strikes: int, window: float) -> bool:
         state = self.state(budget)
-        if state.pause_until < now:
+        if state.new_strike(now, window):
             self.states[budget] = dataclasses.replace(state, pause_until=until, share=share, lowered_at=now,
                                                       strikes=strikes)
             return True

@@ -8,8 +8,9 @@
   after an idle one starts with `first_block` slots (Intercom's: a join's or an event's few calls in
   one write; RF's slices are small, so it starts with one).
 - **429.** A 429 pauses every caller until the vendor's reset (recorded in the shared state). For a
-  vendor that blocks after repeated excess (RF), the first 429 of a pause also lowers the budget,
-  which recovers slowly (domain/budget.py).
+  vendor that blocks after repeated excess (RF), the first 429 of a strike (429s that arrive together,
+  in one of its windows, are one) also lowers the budget, which recovers once the pause ends
+  (domain/budget.py).
 - **Circuit.** A vendor that blocks us (Referral Factory's 403) opens a circuit: no call goes out
   until `recheck` seconds have passed; then one caller probes, and any answer but another block
   closes it.
@@ -23,7 +24,7 @@ import time
 from typing import Callable, Optional
 
 from ..domain.budget import BudgetState, Slicing
-from ..domain.history import iso
+from ..domain.history import clock_time, iso
 from ..errors import Blocked, Deferred
 from ..observability import count, logger
 from ..ports import RateWindows
@@ -104,11 +105,17 @@ class SharedLimiter:
             self._left -= 1
             self._used += 1
             return None, "", None
-        share = state.share_at(now)      # the budget in force: a 429 may have lowered it (it recovers slowly)
-        budget = (f"{self.limit} calls per {self.slicing.window:g}s" if share >= 1.0 else
-                  f"lowered to {self.slicing.sustained(share)} of its {self.limit} calls per {self.slicing.window:g}s "
-                  f"after {self.vendor}'s 429 at {iso(state.lowered_at)}, recovering slowly")
-        return end - now + 0.001, f"the shared {self.vendor} budget ({budget}) is spent for now", None
+        return end - now + 0.001, f"the shared {self.vendor} budget ({self._in_force(state, now)}) is spent for now", None
+
+    def _in_force(self, state: BudgetState, now: float) -> str:
+        """The budget in force: a 429 may have lowered it, and when it is whole again."""
+        window = self.slicing.window
+        if state.share_at(now) >= 1.0:
+            return f"{self.limit} calls per {window:g}s"
+        full = f"{self.slicing.sustained()}" + ("/min" if window == 60 else f" per {window:g}s")
+        return (f"lowered to {self.slicing.sustained(state.share_at(now))} of its {self.limit} calls per {window:g}s "
+                f"after {self.vendor}'s 429 at {iso(state.lowered_at)}; back to full speed ({full}) by about "
+                f"{clock_time(state.whole_at(), now)} if {self.vendor} throttles no more")
 
     def _want(self, slice_id: int, cap: int) -> int:
         last_slice, last_used = self._last
@@ -136,23 +143,22 @@ class SharedLimiter:
     # --- what the vendor answered ------------------------------------------------------------------
     def throttled(self, wait: Optional[float]) -> None:
         """The vendor answered 429 (`wait`: its Retry-After or reset, if it gave one): every caller
-        pauses until then, and the first 429 of a pause lowers the budget."""
+        pauses until then, and the first 429 of a strike lowers the budget."""
         with self._lock:
             now = self.clock()
             until = now + (wait if wait is not None else self.slicing.window)
             state = self.windows.state(self.budget)
-            first = not state.paused(now)
-            if first and self.block_status is not None:
+            if state.new_strike(now, self.slicing.window) and self.block_status is not None:
                 # What all our callers used in the vendor's window that went over (it ends at `until`).
                 # Only a vendor that blocks after repeated excess (RF) lowers the budget: for one that
-                # does not (Intercom), honouring its reset is enough, and a lowered budget that
-                # recovers over hours would hold every join back for hours after one 429.
+                # does not (Intercom), honouring its reset is enough, and a lowered budget would
+                # hold every join back for minutes after one 429.
                 start = until - self.slicing.window
                 used = self.windows.used(self.budget, range(self.slicing.slice_of(start), self.slicing.slice_of(now) + 1))
                 share, strikes = state.lowered(now, used, self.limit, elapsed=(now - start) / self.slicing.window)
             else:
                 share, strikes = state.share, state.strikes
-            first = self.windows.pause(self.budget, until, now, share, strikes)
+            first = self.windows.pause(self.budget, until, now, share, strikes, self.slicing.window)
             self._state = self.windows.state(self.budget)
             self._left, self._full = 0, True             # our reserved slots are not for this pause
         count("RateLimited")

@@ -18,11 +18,13 @@ from typing import Optional
 LEARN = 0.8                 # a 429 that starts a pause lowers the share of the budget in use to 80% of
                             # what someone else's pace in the vendor's window that went over leaves us
 LOWER_BY = 0.5              # (to half, when that is not known)
-LOWEST = 0.1                # never below a tenth
-RECOVERY_PER_MINUTE = 0.1 / 60   # it comes back by a tenth of the budget an hour...
-SLOWER = 4                  # ...4 times more slowly after each further 429
+LOWEST = 0.1                # never below a tenth (rounded up to whole slots a slice)
+RECOVERY_PER_MINUTE = 1 / 12     # once the pause ends it comes back by a twelfth of the budget a minute
+                            # (whole within 12 minutes of quiet)...
+SLOWER = 4                  # ...4 times more slowly after each further strike (a window over)
 LAST_STRIKE = 3             # RF blocks the IP after more than 3 windows over: after the third, the
 HOLD_SECONDS = 86400        # lowered budget holds for a day before it recovers (at the slowest speed)
+FORGET_SECONDS = 6 * 3600   # strikes count again from one once the budget has been whole this long
 MAX_SLICES = 60
 GOOD_ENOUGH = 0.97          # the fewest slices (fewest writes) that reach 97% of the best rate
 
@@ -66,8 +68,10 @@ class Slicing:
         return _spans(self.window, self.slices, self.skew)
 
     def cap(self, share: float = 1.0) -> int:
-        """Calls allowed in one slice when `share` of the budget is in use (at least one)."""
-        return max(1, math.floor(self.limit * share) // self.spans)
+        """Calls allowed in one slice when `share` of the budget is in use: never over the whole budget's,
+        never under a tenth of the budget a window (rounded up to whole slots)."""
+        lowest = math.ceil(math.ceil(self.limit * LOWEST) / self.slices)
+        return min(self.limit // self.spans, max(lowest, math.floor(self.limit * share) // self.spans))
 
     def sustained(self, share: float = 1.0) -> int:
         """Calls per window at full use."""
@@ -86,31 +90,47 @@ class BudgetState:
 
     pause_until: float = 0.0             # a 429 asked everyone to wait until then
     share: float = 1.0                   # the share of the budget in use when it was last lowered...
-    lowered_at: float = 0.0              # ...at this time (it recovers from there)
-    strikes: int = 0                     # 429 pauses since the budget was last whole
+    lowered_at: float = 0.0              # ...at this time, by a strike's first 429 (it recovers once the pause ends)
+    strikes: int = 0                     # strikes (windows over) since the budget was last whole for hours
     blocked_until: float = 0.0           # the vendor blocked us: no call before then (then one probe)
     blocked_since: Optional[float] = None
     blocked_reason: Optional[str] = None
 
+    def _recovery(self) -> tuple[float, float]:
+        """When the share starts to come back (the pause's end; a day later after the last strike the vendor
+        tolerates), and how fast (share a second)."""
+        start = max(self.lowered_at, self.pause_until) + (HOLD_SECONDS if self.strikes >= LAST_STRIKE else 0)
+        return start, RECOVERY_PER_MINUTE / 60 / SLOWER ** max(0, min(self.strikes, LAST_STRIKE) - 1)
+
     def share_at(self, now: float) -> float:
-        """The share in use now: it recovers linearly, more slowly after each repeated lowering, and
-        not at all for a day after the last 429 the vendor tolerates before it blocks us."""
+        """The share in use now: it recovers linearly once the pause ends, more slowly after each strike,
+        and not at all for a day after the last strike the vendor tolerates before it blocks us."""
         if self.share >= 1.0:
             return 1.0
-        since = max(0.0, now - self.lowered_at)
-        if self.strikes >= LAST_STRIKE:
-            since = max(0.0, since - HOLD_SECONDS)
-        speed = RECOVERY_PER_MINUTE / SLOWER ** max(0, min(self.strikes, LAST_STRIKE) - 1)
-        return min(1.0, self.share + since / 60 * speed)
+        start, speed = self._recovery()
+        return min(1.0, self.share + max(0.0, now - start) * speed)
+
+    def whole_at(self) -> float:
+        """When the share is whole again, if no 429 lowers it meanwhile."""
+        if self.share >= 1.0:
+            return self.lowered_at
+        start, speed = self._recovery()
+        return start + (1.0 - self.share) / speed
+
+    def new_strike(self, now: float, window: float) -> bool:
+        """Does a 429 now start a new strike? 429s that arrive together are one: those during the pause
+        the strike asked for, and after it within the vendor's window of the strike's first 429 (the
+        same window over: its calls were on their way, or the vendor still throttles it)."""
+        return self.pause_until < now and self.lowered_at <= now - window
 
     def lowered(self, now: float, used: Optional[int] = None, limit: Optional[int] = None,
                 elapsed: float = 1.0) -> tuple[float, int]:
-        """The share and strikes after a 429 that starts a new pause. `used`: the calls all our
+        """The share and strikes after a 429 that starts a new strike. `used`: the calls all our
         callers made in the vendor's window that went over, `elapsed` of the way through it. The
         rest of its `limit` went to someone else, who may go on at that pace for the whole window:
         the new share leaves them that, and 20% more of ours."""
         current = self.share_at(now)
-        strikes = 1 if current >= 1.0 else self.strikes + 1
+        strikes = 1 if now >= self.whole_at() + FORGET_SECONDS else self.strikes + 1
         if used is None or not limit:
             return max(LOWEST, current * LOWER_BY), strikes
         theirs = max(0, limit - used) / min(1.0, max(0.05, elapsed))

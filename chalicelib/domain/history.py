@@ -1,6 +1,7 @@
 """A person's history, read by `bridge history`: what happened, and why. Pure: no I/O."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +53,14 @@ def kind_of(reason: str) -> str:
     """What a counted note says but for its times and numbers (an outage's start, a status, a wait's
     seconds): its reason up to the first digit. Another kind restarts a note's count (`note_repeat`)."""
     return re.split(r"\d", reason, maxsplit=1)[0]
+
+
+def clock_time(ts: float, now: float) -> str:
+    """A time soon, to the minute rounded up, as an operator reads it: "14:32 UTC" (with its date when
+    not `now`'s day)."""
+    at = datetime.fromtimestamp(math.ceil(ts / 60) * 60, timezone.utc)
+    same_day = at.date() == datetime.fromtimestamp(now, timezone.utc).date()
+    return at.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
 
 
 def iso(ts: float) -> str:

@@ -82,7 +82,9 @@ def describe_counts(counts: dict, already: str = "already") -> str:
 # WAITING is no failure (a vendor's outage, a rate-limit pause, an open circuit, the Lambda's time running out:
 # it uses up no try).
 RETRYING, FAILED, WAITING = "retrying", "failed", "waiting"
-PAGE_ERROR_CHARS = 200            # the reason as `sync status` shows it: one short line
+WORKING = "working"               # a page that waited, a worker holds again (services/sync.shown_error): worked now
+PAGE_ERROR_CHARS = 200            # the reason as `sync status`'s line shows it (--json has it whole)
+PAGE_ERROR_KEPT = 1000            # the reason as the run keeps it: as much as a dead letter keeps of its own
 # What brings back a page in the dead-letter queue: its cause fixed, or the vendor whose outage outlasted the budget
 # answering again.
 FIX_RESUME = "fix the cause, then `bridge dlq replay` resumes the run where it stopped"
@@ -103,12 +105,18 @@ class PageError:
 
 def page_error(previous: Optional[PageError], page: int, reason: str, state: str, at: float) -> PageError:
     """The page's failure now: its tries counted on from the run's last failure of the same page (a wait
-    counts no try). `reason` on one line, cut to PAGE_ERROR_CHARS (the caller masks emails)."""
+    counts no try). `reason` on one line, up to PAGE_ERROR_KEPT characters (the caller masks emails)."""
     tries = (previous.tries if previous is not None and previous.page == page else 0) + int(state != WAITING)
-    line = " ".join(reason.split())
-    if len(line) > PAGE_ERROR_CHARS:
-        line = line[:PAGE_ERROR_CHARS - 1] + "…"
-    return PageError(page, line, tries, at, state)
+    return PageError(page, shortened(" ".join(reason.split()), PAGE_ERROR_KEPT), tries, at, state)
+
+
+def shortened(line: str, limit: int) -> str:
+    """`line` in at most `limit` characters: cut after a whole word (a word longer than the line, inside it)."""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]
+    words = cut.rsplit(" ", 1)[0] if " " in cut.strip() else cut[:-1]
+    return words.rstrip(" ,;:(") + "…"
 
 
 def describe_page_error(error: dict, advice: bool = True) -> str:
@@ -118,13 +126,16 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
     tries = f"{error['tries']} {'try' if error['tries'] == 1 else 'tries'}, " if error["tries"] else ""
     when = f"({tries}last {str(error['at'])[11:19]})"
     vendor = error.get("outage")      # a vendor's outage (services/sync.shown_error): waited out, not failed
+    reason = shortened(error["reason"], PAGE_ERROR_CHARS)
     if error["state"] == WAITING:
-        return f"page {error['page']} {'is ' if vendor else 'waits: '}{error['reason']} {when}"
+        return f"page {error['page']} {'is ' if vendor else 'waits: '}{reason} {when}"
+    if error["state"] == WORKING:
+        return f"page {error['page']} is worked again; it waited: {reason} {when}"
     if error["state"] == FAILED:
-        return f"page {error['page']} failed: {error['reason']} {when}" + (
+        return f"page {error['page']} failed: {reason} {when}" + (
             f" — it waits in the dead-letter queue: {RESUME.format(vendor=vendor) if vendor else FIX_RESUME}"
             if advice else "")
-    return f"retrying page {error['page']}: {error['reason']} {when}"
+    return f"retrying page {error['page']}: {reason} {when}"
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")

@@ -403,10 +403,10 @@ class RateWindows(Protocol):
     def used(self, budget: str, slice_ids: Iterable[int]) -> int:
         """The slots handed out in these slices, all callers together (one batched read)."""
     def state(self, budget: str) -> BudgetState: ...
-    def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
-        """A 429: everyone waits until `until`. The 429 that starts a pause (none runs at `now`)
-        also sets the lowered `share` and `strikes`, and answers True; a later one only makes the
-        pause longer (False)."""
+    def pause(self, budget: str, until: float, now: float, share: float, strikes: int, window: float) -> bool:
+        """A 429: everyone waits until `until`. The 429 that starts a new strike (none runs at `now`,
+        and the last began `window` seconds ago or more: BudgetState.new_strike) also sets the lowered
+        `share` and `strikes`, and answers True; another only makes the pause longer (False)."""
     def block(self, budget: str, until: float, now: float, reason: str) -> None:
         """The vendor blocked us: no call before `until` (the circuit opens, or stays open)."""
     def probe(self, budget: str, now: float, until: float) -> bool:
@@ -509,7 +509,8 @@ class SyncRepository(Protocol):
         """Every entry of the campaign, or its first `limit` (a query reading no more: for reports, not for
         the worker)."""
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        """The campaign's entries with this email (a query of the campaign's ledger: for `explain`)."""
+        """The campaign's entries with this email (a query of the campaign's ledger: for `explain`, and for sync
+        when RF refuses the create of a contact an earlier try may have created)."""
     def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         """Delete the campaign's entries with this email (erasure): the entries deleted."""
 

@@ -262,7 +262,8 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         skipped = shown["skipped"]
         refused = shown["enrolled_link_not_written"] + shown["still_link_not_written"]
         # Enrolled, yet Intercom refused their link: not a skip, but it repeats each run until the operator fixes it.
-        report.add("sync", not refused, f"{where} {run.status}: {counts}; {describe_writes(sync)}"
+        # (What the settings write now: the run keeps no settings, and settings applied since may name others.)
+        report.add("sync", not refused, f"{where} {run.status}: {counts}; the sync block now {describe_writes(sync)}"
                    + (f" — see `bridge sync report {c}` for the {skipped} skipped, with their reasons" if skipped else ""),
                    *((f"Intercom refused to write the referral link of {refused:,} enrolled referrer(s) to "
                       f"{sync.referral_link_attribute}: their contacts do not show it, and each run tries again",

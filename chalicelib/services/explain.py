@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
-from ..domain.history import RETRY
+from ..domain.history import RETRY, Recorded
 from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
@@ -176,6 +176,16 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
     duplicates: list[dict] = []
     if intercom is not None and not emails and query not in {p.contact_id for p in people.values()}:
         duplicates = _duplicate_of(store, intercom, workspaces, query)
+    # The ledger is keyed by contact: a referrer sync enrolled, asked about by RF id, is found by the contact their
+    # history's sync entry names (a history read anyway, below).
+    read: dict[PersonRef, list[Recorded]] = {}
+
+    def history(ref: PersonRef) -> list[Recorded]:
+        if ref not in read:
+            read[ref] = store.history.entries(ref)
+        return read[ref]
+    contacts |= {str(named) for c in campaigns for r in sorted(rf_ids) for e in history(PersonRef(c, r))
+                 if e.event == "sync" and (named := (e.details or {}).get("contact_id"))}
     # Contact sync's ledger, by Intercom contact id: a referrer it enrolled (their history is under their
     # RF id) or a contact it skipped (no RF id: the ledger holds the reason).
     trail: list[dict] = []
@@ -195,7 +205,7 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                     skipped["fix"] = f"see `bridge sync report {c}`; fix the contact, then `bridge sync start {c}`"
                 trail.append(skipped)
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
-    histories = {ref: store.history.entries(ref) for ref in sorted(refs)}
+    histories = {ref: history(ref) for ref in sorted(refs)}
     for d in duplicates:          # what the history of the person it duplicates says about this contact
         ref = PersonRef(d["campaign_id"], d["rf_user_id"])
         for entry in store.history.entries(ref) if ref not in refs else ():
@@ -590,7 +600,8 @@ def as_text(explanation: Explanation) -> str:
 def _entry_text(e: dict) -> tuple[str, str, list[str]]:
     """An entry as the text says it, but for its time and count: its line (before, after where a count
     goes) and the lines below it."""
-    who = f"{e.get('campaign_id') or '?'}#{e.get('rf_user_id') or '?'}"
+    # (a contact sync skipped, or a refusal naming no one, has no RF user: its campaign alone)
+    who = f"{e.get('campaign_id') or '?'}" + (f"#{e['rf_user_id']}" if e.get("rf_user_id") else "")
     head = f"{who:<14} {e['event']}: {e['outcome']}" + (f" — {e['reason']}" if e.get("reason") else "")
     tail = (" (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)") \
         if e.get("resolved") else ""

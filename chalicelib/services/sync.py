@@ -31,7 +31,7 @@ from ..domain.outage import Attempt, outage_of
 from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
-                           WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
+                           WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
                            count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
                            preflight, restored, run_counts, search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError, waits
@@ -208,7 +208,7 @@ def page_failure(errors: list[WorkError]) -> WorkError:
             return Transient(f"{len(outages)} contact(s) of the page met {cause.outage}'s outage: {cause.reason}",
                              retry_after, cause.status).unavailable(cause.outage, cause.where)
         cause = next((e for e in errors if e.status is not None), errors[0])
-        return Deferred(f"sync page waits: {cause.reason}", retry_after, cause.status)
+        return Deferred(cause.reason, retry_after, cause.status)      # (`sync status` says the page waits)
     failed = [e for e in errors if not waits(e)]
     return Transient(f"{len(failed)} contact(s) of the page failed, first: {failed[0].reason}", retry_after,
                      failed[0].status)
@@ -398,9 +398,10 @@ class Page:
             if reason != "already_in_campaign" or earlier is None:
                 self._skip(cid, contact, reason, detail)
                 return
-            # An earlier try of ours may have created them: RF has the email. Which user is it?
+            # An earlier try of ours may have created them: RF has the email. Which user is it? Not ours when it
+            # joined by itself, nor when another contact of the source has the email (its create made the user).
             look = self.directory.find(decision.email)
-            if look is None or _joined_before(look, earlier):
+            if look is None or _joined_before(look, earlier) or self._anothers(cid, decision.email, look):
                 self._skip(cid, contact, reason, detail)
                 return
             user, found = look, True
@@ -413,6 +414,14 @@ class Page:
         logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
+
+    def _anothers(self, contact_id: str, email: str, user: dict) -> bool:
+        """Is RF's user with the contact's email another contact's: the ledger has it enrolled to another contact
+        with the email, or another contact with the email was being created too (either create may have made
+        the user)? Then RF's 422 is the duplicate email, not the contact's own earlier create."""
+        rf_id = str(user.get("id"))
+        return any(e.contact_id != contact_id and (e.rf_user_id == rf_id or not e.final)
+                   for e in self.deps.sync.with_email(self.campaign_id, email))
 
     def _link(self, entry: LedgerEntry, value: Any) -> None:
         """An enrolled referrer's link, written back unless the contact holds it already (`value`: the
@@ -751,13 +760,14 @@ def _status(deps: WorkDeps, run: SyncRun) -> dict:
 def shown_error(run: SyncRun, now: float) -> Optional[dict]:
     """The failure of the page the run is at (domain/sync.describe_page_error says it): its page 1-based, and
     `outage`: the vendor whose outage it waits out (or waited out for too long). A failed page a worker holds
-    again (`bridge dlq replay` sent it back) is retrying."""
+    again (`bridge dlq replay` sent it back) is retrying; a page that waited, working (its wait is over)."""
     error = run.error
     if error is None or run.status != "running" or error.page != run.page:
         return None
     worked = bool(run.owner) and (run.lease_until or 0) > now
-    vendor = outage_of(error.reason) if error.state != RETRYING else None
-    return {"page": error.page + 1, "state": RETRYING if error.state == FAILED and worked else error.state,
+    state = {FAILED: RETRYING, WAITING: WORKING}.get(error.state, error.state) if worked else error.state
+    vendor = outage_of(error.reason) if error.state != RETRYING and state != WORKING else None
+    return {"page": error.page + 1, "state": state,
             "reason": error.reason, "tries": error.tries, "at": iso(error.at), **({"outage": vendor} if vendor else {})}
 
 
@@ -846,7 +856,8 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     sync = settings.sync
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
-    in_campaign: set[str] = set()
+    in_campaign: set[str] = set()         # RF's people's emails
+    would: dict[str, str] = {}            # the email of each contact the run would enrol: that contact's id
     urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
     ids: set[str] = set()                 # RF's people's ids: one enrolled earlier and not among them is deleted
     page, more = 1, True
@@ -887,6 +898,10 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact)
             if isinstance(decision, Create) and decision.email in in_campaign:
                 decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
+            elif isinstance(decision, Create) and decision.email in would:
+                decision = Skip("already_in_campaign", f"already in the campaign: contact {would[decision.email]} of "
+                                "the source has the same email and would be enrolled with it (the first of them; "
+                                "Referral Factory takes an email once)")
             if isinstance(decision, Skip):
                 tally.add(decision.reason)
                 group = shown.setdefault(decision.reason, [])
@@ -896,7 +911,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                                   "email": mask_email(email)})
             else:
                 tally.add(WOULD)
-                in_campaign.add(decision.email)
+                would[decision.email] = str(contact.get("id"))
         if progress:
             progress(sum(tally.counts.values()), total)
         if cursor is None:

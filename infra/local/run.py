@@ -319,7 +319,9 @@ def banner(stack: LocalStack, every: str) -> str:
                   "",
                   "  In another terminal:  make demo      (a referral joins, signs up, and qualifies)",
                   f"  Operator commands:    ./bridge explain <rf user id>   (finds this stack through {state})"]
-    lines += ["  Ctrl-C stops everything.", ""]
+    kept = "AWS (moto)" + ("" if stack.real else " and the simulators")
+    lines += [f"  Ctrl-C stops everything, and a restart starts empty: {kept} keep their state in memory only "
+              "(a crash and resume is rehearsed by `make chaos`: it kills workers, not the stack).", ""]
     return "\n".join(lines)
 
 

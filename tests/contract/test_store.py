@@ -832,17 +832,21 @@ def test_callers_in_parallel_never_get_more_than_the_cap_between_them(store, mon
     assert sum(got) == 25 and all(0 <= g <= w for g, w in zip(got, [3, 5, 2, 7] * 4))
 
 
-def test_a_429_pauses_everyone_and_only_the_first_lowers_the_share(store):
+def test_a_429_pauses_everyone_and_only_the_first_of_a_window_lowers_the_share(store):
     from chalicelib.domain.budget import BudgetState
     assert store.rates.state("rf") == BudgetState()
-    assert store.rates.pause("rf", until=1060.0, now=1000.0, share=0.5, strikes=1) is True
+    assert store.rates.pause("rf", until=1015.0, now=1000.0, share=0.5, strikes=1, window=60) is True
     # more 429s of the same pause (calls that were already on their way): a longer pause, no lower share
-    assert store.rates.pause("rf", until=1070.0, now=1001.0, share=0.25, strikes=2) is False
-    assert store.rates.pause("rf", until=1065.0, now=1002.0, share=0.25, strikes=2) is False
+    assert store.rates.pause("rf", until=1020.0, now=1001.0, share=0.25, strikes=2, window=60) is False
+    assert store.rates.pause("rf", until=1016.0, now=1002.0, share=0.25, strikes=2, window=60) is False
     state = store.rates.state("rf")
-    assert (state.pause_until, state.share, state.lowered_at, state.strikes) == (1070.0, 0.5, 1000.0, 1)
-    # a 429 after the pause ended starts a new one
-    assert store.rates.pause("rf", until=1200.0, now=1100.0, share=0.3, strikes=2) is True
+    assert (state.pause_until, state.share, state.lowered_at, state.strikes) == (1020.0, 0.5, 1000.0, 1)
+    # a 429 after the pause ended, in the window of the one that lowered the share: the same strike, a new pause
+    assert store.rates.pause("rf", until=1045.0, now=1030.0, share=0.3, strikes=2, window=60) is False
+    state = store.rates.state("rf")
+    assert (state.pause_until, state.share, state.lowered_at, state.strikes) == (1045.0, 0.5, 1000.0, 1)
+    # a 429 after the pause and the window ended starts a new one
+    assert store.rates.pause("rf", until=1200.0, now=1100.0, share=0.3, strikes=2, window=60) is True
     assert (store.rates.state("rf").share, store.rates.state("rf").strikes) == (0.3, 2)
 
 

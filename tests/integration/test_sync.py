@@ -649,3 +649,26 @@ def test_a_contact_skipped_as_already_in_the_campaign_whom_backfill_then_linked_
     assert rf.count(None, "/users") == users and intercom.count("PUT", "/contacts/") - puts == 1
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
     assert (status["run"], status["already_enrolled"], status["skipped"]) == (3, 1, 1)
+
+
+def test_two_contacts_with_one_email_enrol_one_rf_user_once_when_rf_throttles_their_page(bridge, intercom, rf, clock,
+                                                                                         capsys):
+    """Two contacts of the segment share an email. RF answers 429 to one create: the page waits, then its retry
+    gets RF's 422 for the contact whose create the other's made taken already. That contact was enrolled to the
+    other's RF user ("an earlier, interrupted try created them"): status said 2 enrolled for 1 create. Now it is
+    skipped as already in the campaign, as without the 429."""
+    seg, _ = segment(intercom, 0)
+    twins = [intercom.add_contact("dup@example.com", role="lead", name=name) for name in ("Ann", "Bea")]
+    intercom.segment_members[seg].update(c["id"] for c in twins)
+    bridge.apply(sync_settings(seg))
+    rf.fail_next("POST", r"^/users$", 429, times=1)
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    assert bridge.drain()[-1].result["waiting"] == 1             # RF's 429: the page waits
+    clock.now += 120                                              # (its pause over)
+    bridge.poller.release_delayed()
+    bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["enrolled"], status["skipped"]) == ("done", 1, 1)
+    [user] = rf.users_by_email("dup@example.com", 42)
+    linked = [c for c in twins if intercom.get(c["id"])["custom_attributes"].get("referral_link")]
+    assert [intercom.get(c["id"])["custom_attributes"]["referral_link"] for c in linked] == [user["url"]]

@@ -183,6 +183,16 @@ def test_the_real_api_banner_advertises_neither_the_demo_nor_the_simulators_page
     assert "/oauth/intercom/start" not in simulated
 
 
+@pytest.mark.parametrize("real", [False, True], ids=["simulators", "real APIs"])
+def test_the_banner_says_a_restart_forgets_everything_and_how_a_crash_is_rehearsed(real):
+    """An operator killed and restarted `make run` to rehearse a crash and resume: the bridge's state (moto) and
+    the simulators' are in memory, so nothing was left to resume, and nothing had said so."""
+    said = run.banner(a_stack(real=real), "60")
+    [line] = [t for t in said.splitlines() if "Ctrl-C" in t]
+    assert "in memory" in line and "make chaos" in line
+    assert ("simulators" in line) is not real
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_of_a_running_stack_stops_it_and_exits_130(signum, code, tmp_path, monkeypatch, capsys):
     """README: Ctrl-C exits 130 (it exited 0 once the banner was out); SIGTERM 143, as the shell says."""

@@ -33,7 +33,7 @@ def make_run_until_stopped(tmp_path, logs: str, visit) -> str:
         assert proc.stdout is not None
         for line in proc.stdout:
             shown.append(line)
-            if "Ctrl-C stops everything." in line:
+            if "Ctrl-C stops everything" in line:
                 break
         visit(f"http://127.0.0.1:{port}")      # (its lines are written before its answers)
         proc.send_signal(signal.SIGINT)

@@ -120,8 +120,9 @@ def test_a_spent_budget_names_the_budget_in_force_when_a_429_lowered_it():
     with pytest.raises(Deferred) as spent:
         while True:
             gate.acquire()
-    assert "(lowered to " in spent.value.reason and "of its 600 calls per 60s after Referral Factory's 429 at" \
-        in spent.value.reason, spent.value.reason
+    assert "(lowered to 76 of its 600 calls per 60s after Referral Factory's 429 at 1970-01-01T01:40:00.000Z; back " \
+        "to full speed (570/min) by about 01:51 UTC if Referral Factory throttles no more)" in spent.value.reason, \
+        spent.value.reason
 
 
 def failing_for(work: FakeWork, email: str, call: str, error: WorkError) -> None:

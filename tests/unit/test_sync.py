@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib.errors import Permanent, Uncertain
+from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
 from chalicelib.messages import ContactMessage
 from chalicelib.services import sync
 from chalicelib.services.worker import RetryBatch, handle_batch
@@ -726,22 +726,39 @@ def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook
     assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
 
 
-def test_explain_of_a_referrer_enrolled_by_sync_says_so_not_that_no_join_was_applied():
+@pytest.mark.parametrize("query", [lambda user, contact: "p0@example.com", lambda user, contact: contact["id"],
+                                   lambda user, contact: str(user["id"])], ids=["email", "contact id", "RF id"])
+def test_explain_of_a_referrer_enrolled_by_sync_says_so_not_that_no_join_was_applied(query):
     """`bridge explain` began with "no link: no join of theirs was applied" right above "referral link
-    written to …": for a person contact sync enrolled, it says what is true."""
+    written to …": for a person contact sync enrolled, it says what is true, whichever of their ids is asked
+    about (by RF id it said "no link" and had no enrolled_by_sync)."""
     from chalicelib.services.explain import as_text, explain
     work = world(1)
     work.store.connections.register_workspace(WS)
     sync.start(deps(work), "42")
     drain(work)
     [user], [contact] = work.apis.rf_.created, work.apis.intercom_.contacts.values()
-    found = explain(work, "p0@example.com")
+    found = explain(work, query(user, contact))
     text = as_text(found)
     assert "no join of theirs" not in text
     assert text.splitlines()[1] == (f"  campaign 42, RF user {user['id']}: enrolled by contact sync (run 1) from "
                                     f"Intercom contact {contact['id']}, not by a join")
     assert found.view()["enrolled_by_sync"] == [{"campaign_id": "42", "rf_user_id": str(user["id"]),
                                                  "contact_id": contact["id"], "run": 1}]
+    assert found.view()["trail"] == explain(work, "p0@example.com").view()["trail"]
+
+
+def test_explain_of_a_skipped_contact_names_its_campaign_not_an_unknown_rf_user():
+    """A contact sync skipped has no RF user: its trail line read "42#?  sync: skipped ..."."""
+    from chalicelib.services.explain import as_text, explain
+    work = world(0)
+    work.store.connections.register_workspace(WS)
+    bad = work.apis.intercom_.add("not-an-email", role="user")
+    bad["name"] = "Bad"
+    sync.start(deps(work), "42")
+    drain(work)
+    [line] = [t for t in as_text(explain(work, bad["id"])).splitlines() if "sync: skipped" in t]
+    assert "  42             sync: skipped — skipped by sync run 1: invalid email" in line
 
 
 def test_a_contact_a_webhook_enrolled_while_the_run_was_running_is_not_enrolled_again_by_the_run(monkeypatch):
@@ -1140,16 +1157,62 @@ def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the
         "run 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, already 0, skipped 0\n")
 
 
+ANSWER_503 = "Referral Factory answered 503: Service Unavailable"
+ANSWER_429 = ("Referral Factory answered 429: every call waits until 2026-09-21T14:20:00.000Z (the next slot is "
+              "400.0s away; this worker may wait 20.0s more)")
+
+
+@pytest.mark.parametrize("refusal, answer, line", [
+    (lambda: Transient(ANSWER_503, status=503).unavailable("Referral Factory"), ANSWER_503,
+     "  page 1 is waiting for Referral Factory (unavailable since 2026-09-21T14:13:20.000Z; the bridge waits up to "
+     "24 h, BRIDGE_OUTAGE_HOURS): 2 contact(s) of the page met Referral Factory's outage: Referral Factory… (last 14:13:20)"),
+    (lambda: Deferred(ANSWER_429, retry_after=400, status=429), ANSWER_429,
+     f"  page 1 waits: {ANSWER_429} (last 14:13:20)"),
+], ids=["outage", "rate-limit pause"])
+def test_a_waiting_page_s_json_keeps_the_vendor_s_answer_and_its_line_says_the_wait_once(monkeypatch, capsys,
+                                                                                         refusal, answer, line):
+    """An operator read "...5 contact(s) of the page met Referral Factory's outage: Referral Factory a..." under
+    --json (RF's answer cut off), and "page 1 waits: sync page waits: ..." on the text line. --json keeps the whole
+    reason; the line says the wait once, cut (when it must be) after a whole word."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(2)
+    work.apis.rf_.create_answers = [refusal(), refusal()]
+    sync.start(work.deps, "42")
+    drain(work, limit=1)
+    shown = json.loads(run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--json")[1])
+    assert shown["page_error"]["reason"].endswith(answer)
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == line
+
+
+def test_a_page_a_worker_holds_again_after_its_wait_is_said_worked_not_waiting(monkeypatch, capsys):
+    """`sync status` said "page 1 waits" for minutes while a worker was creating its users: a page that waited (a
+    rate-limit pause) and that a worker holds again is worked, the wait it had said apart."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(2)
+    work.apis.rf_.create_answers = [Deferred(ANSWER_429, retry_after=400, status=429)] * 2
+    sync.start(work.deps, "42")
+    drain(work, limit=1)
+    work.clock.now += 400
+    assert work.store.sync.claim_page("42", 1, 0, "another worker", work.clock.now)[1]      # it works the page now
+    assert sync.status(work.deps, "42")["page_error"]["state"] == "working"
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == (
+        f"  page 1 is worked again; it waited: {ANSWER_429} (last 14:13:20)")
+
+
 def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
     """What `sync status` says of a page: its failed tries (not an earlier page's, nor its waits for a rate
-    budget), on one line of at most PAGE_ERROR_CHARS characters."""
-    from chalicelib.domain.sync import PAGE_ERROR_CHARS, describe_page_error, page_error
+    budget), on one line of at most PAGE_ERROR_KEPT characters."""
+    from chalicelib.domain.sync import PAGE_ERROR_KEPT, describe_page_error, page_error
     first = page_error(None, 2, "Intercom answered 503: busy", "retrying", 10.0)
     again = page_error(first, 2, "Intercom answered 502:\n  Bad Gateway", "retrying", 70.0)
     waits = page_error(again, 2, "Referral Factory answered 429: slow down", "waiting", 90.0)
-    other = page_error(waits, 3, "x" * 500, "retrying", 95.0)
+    other = page_error(waits, 3, "x" * 5000, "retrying", 95.0)
     assert [e.tries for e in (first, again, waits, other)] == [1, 2, 2, 1]
-    assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_CHARS
+    assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_KEPT
     assert describe_page_error({"page": 3, "state": "waiting", "reason": waits.reason, "tries": 2,
                                 "at": "2026-09-21T14:13:20.000Z"}) == \
         "page 3 waits: Referral Factory answered 429: slow down (2 tries, last 14:13:20)"
@@ -1189,14 +1252,26 @@ def page_two_again(work: FakeWork, tries: int) -> list:
     return handle_batch([raw], work)
 
 
-def doctor_says(work: FakeWork) -> tuple[str, dict]:
-    """`bridge doctor 42`'s sync finding: its text lines, and its --json finding."""
+def doctor_says(work: FakeWork, **block) -> tuple[str, dict]:
+    """`bridge doctor 42`'s sync finding (of the settings with `block` in their sync block now): its text lines,
+    and its --json finding."""
     from chalicelib.domain.settings import parse_settings
     from chalicelib.services.doctor import Report, _sync, as_text
     report = Report("42")
-    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings()))
+    _sync(SimpleNamespace(store=work.store, clock=work.clock), report, parse_settings(sync_settings(**block)))
     [finding] = report.view()["findings"]
     return as_text(report), finding
+
+
+def test_doctor_says_what_the_sync_block_writes_now_not_that_the_last_run_wrote_there():
+    """After settings naming another attribute were applied (offline: unchecked), doctor said run 1 "writes back
+    ... to" the new attribute, which run 1 never wrote to."""
+    work = world(2)
+    sync.start(deps(work), "42")
+    drain(work)
+    assert doctor_says(work, referral_link_attribute="custom_attributes.referral_count")[0].splitlines()[1] == (
+        "  ok  [sync] sync run 1 (full, users) done: enrolled 2, already 0, skipped 0; the sync block now writes back "
+        "each referrer's referral link to custom_attributes.referral_count")
 
 
 def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once_it_is_dead_lettered(monkeypatch):
@@ -1354,3 +1429,68 @@ def test_a_replayed_page_whose_try_is_interrupted_counts_its_dead_letter_wait_on
     assert run_cli(rt, capsys, "sync", "status", "42")[1] == (
         "run 1 (full, users) done: [##############################] 5/5 100% · 10 contacts/min · paused 11m00s in the "
         "dead-letter queue · enrolled 5, already 0, skipped 0\n")
+
+
+@pytest.mark.parametrize("refused", [(), ("B",), ("A", "B")], ids=["at-once", "B-retried", "both-retried"])
+def test_a_contact_sharing_another_contacts_email_is_skipped_not_given_her_rf_user_when_its_page_is_retried(
+        monkeypatch, refused):
+    """Two contacts of the source share one email. A throttled run retried their page: A's create made the RF user,
+    then B's create got RF's 422 (email taken), and B's `creating` entry of a try before had the user looked up by
+    email and taken as her own interrupted create — B enrolled to A's RF user (a qualification of B's would reward
+    it), enrolled counted twice for one create. Now B is the duplicate-email skip, as when no try failed. B-retried:
+    RF's 429 to B's create (A's made the user); both-retried: both creates failed, then A's and B's in one try."""
+    from chalicelib.errors import Deferred, Transient
+
+    monkeypatch.setattr(sync, "THREADS", 1)              # A's create goes first, as the page lists them
+    work = world(0)
+    a, b = (work.apis.intercom_.add("dup@example.com", role="user") for _ in "AB")
+    a["name"], b["name"] = "A", "B"
+    real, failed = work.apis.rf_.create_user, set()
+
+    def fails_once(body):
+        name = body["first_name"]
+        if name in refused and name not in failed:
+            failed.add(name)
+            raise Deferred("Referral Factory answered 429: Too Many Requests", retry_after=1, status=429) \
+                if len(refused) == 1 else Transient("Referral Factory answered 502: Bad Gateway")
+        return real(body)
+    work.apis.rf_.create_user = fails_once
+    sync.start(work.deps, "42")
+    page = work.queue.sent[0]
+    while True:
+        with pytest.raises(RetryBatch) if refused == ("A", "B") and len(failed) < 2 else nullcontext():
+            drain(work)
+        if work.store.sync.run("42").status != "running":
+            break
+        work.queue.sent.append(page)                     # the queue gives the page back
+    [user] = work.apis.rf_.created
+    assert work.store.sync.run("42").counts == {"enrolled": 1, "already_in_campaign": 1}
+    entries = work.store.sync.entries("42", [str(a["id"]), str(b["id"])])
+    mine, theirs = entries[str(a["id"])], entries[str(b["id"])]
+    assert (mine.outcome, mine.rf_user_id) == ("enrolled", str(user["id"]))
+    assert (theirs.outcome, theirs.rf_user_id) == ("already_in_campaign", None)
+    assert theirs.reason == "already in the campaign (Referral Factory has this email)"
+    assert "referral_link" not in b["custom_attributes"]
+    assert not any("interrupted" in str(r) for r in work.store.history.entries(sync.PersonRef("42", str(user["id"]))))
+
+
+def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_has_is_a_duplicate_of_it():
+    """The dry run said "already in the campaign (Referral Factory has this email)" of a contact whose email only
+    another contact of the source had (RF had none of them): now it names that contact, the one enrolled with it.
+    A real match in RF keeps RF's words."""
+    work = world(2)
+    p0 = next(c for c in work.apis.intercom_.contacts.values() if c["email"] == "p0@example.com")
+    dup = work.apis.intercom_.add("P0@Example.COM", role="user")
+    dup["name"] = "Dup"
+    rf_has = work.apis.intercom_.add("rf@example.com", role="user")
+    rf_has["name"] = "Known"
+    work.apis.rf_.created.append({"email": "rf@example.com", "campaign_id": 42, "id": 1, "url": "https://rf/r/1"})
+    dry = sync.dry_run(work.deps, "42")
+    assert dry["would_enrol"] == 2
+    skipped = dry["skipped"]["already_in_campaign"]
+    assert skipped["count"] == 2
+    details = {e["contact_id"]: e["detail"] for e in skipped["examples"]}
+    assert details == {
+        str(dup["id"]): f"already in the campaign: contact {p0['id']} of the source has the same email and "
+                        "would be enrolled with it (the first of them; Referral Factory takes an email once)",
+        str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}

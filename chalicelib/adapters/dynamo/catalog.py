@@ -209,11 +209,12 @@ class DynamoRates:
                            blocked_until=item.blocked_until or 0.0, blocked_since=item.blocked_since,
                            blocked_reason=item.blocked_reason)
 
-    def pause(self, budget: str, until: float, now: float, share: float, strikes: int) -> bool:
+    def pause(self, budget: str, until: float, now: float, share: float, strikes: int, window: float) -> bool:
         item = BudgetStateItem(*budget_state_key(budget))
         if _update(item, [BudgetStateItem.pause_until.set(until), BudgetStateItem.share.set(share),
                           BudgetStateItem.lowered_at.set(now), BudgetStateItem.strikes.set(strikes)],
-                   BudgetStateItem.pause_until.does_not_exist() | (BudgetStateItem.pause_until < now)):
+                   (BudgetStateItem.pause_until.does_not_exist() | (BudgetStateItem.pause_until < now))
+                   & (BudgetStateItem.lowered_at.does_not_exist() | (BudgetStateItem.lowered_at <= now - window))):
             return True
         _update(item, [BudgetStateItem.pause_until.set(until)], BudgetStateItem.pause_until < until)
         return False
