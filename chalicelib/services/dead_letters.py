@@ -380,8 +380,10 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
     Those sent that SQS would not take out of the dead-letter queue (`not_taken_out`, with SQS's reasons
     and how many each) stay dead letters too, visible again at once: the next replay sends them again.
     Sent while a running worker may still hold the RF token it read before `bridge rf connect` stored the last one,
-    the copies wait in the queue until no worker can (`runs_from`, with `rf_token_stored_at`): see `rf_token_held`."""
+    the copies wait in the queue until no worker can (`runs_from`, with `rf_token_stored_at`): see `rf_token_held`;
+    but not a batch of letters RF refused the token of (its 401: a worker that meets it reads the token again)."""
     held = rf_token_held(rt)
+    waited: list[bool] = []
 
     def send(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         copies = {i: _copy(m) for i, m in batch.items()}
@@ -390,7 +392,9 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         # Said before they are sent, so before anything their next try writes (a worker may take one at once).
         _note(rt, letters, "replayed", people)
         try:
-            rt.queue.send_many(list(copies.values()), delay=max(0, math.ceil(held[0] - rt.clock())) if held else 0)
+            wait = held is not None and not all(rf_token_refused(d.reason) for d in letters)
+            waited.append(wait)
+            rt.queue.send_many(list(copies.values()), delay=max(0, math.ceil(held[0] - rt.clock())) if held and wait else 0)
             refused_now: list[tuple[dict | str, str]] = []
         except NotSent as exc:
             refused_now = exc.refused
@@ -403,7 +407,7 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         return [i for i in copies if i not in refused], refused_now
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send)
     return {**{{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()},
-            **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1]} if held and done["done"] else {})}
+            **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1]} if held and any(waited) and done["done"] else {})}
 
 
 def rf_token_held(rt: Discarding) -> Optional[tuple[float, str]]:

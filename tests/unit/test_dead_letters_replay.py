@@ -295,16 +295,19 @@ def test_the_operator_is_told_what_was_sent_back_and_what_sqs_refused(capsys, as
 GONE = "Referral Factory answered 404: User not found."
 
 
-@pytest.mark.parametrize("stored, replayed_after, delayed", [
-    ("token", 30, 570), ("token", 599, 1), ("token", 600, 0), ("token", 3_600, 0), ("webhook-secret", 30, 0)],
-    ids=["30s-after-the-token", "599s-after", "600s-after", "an-hour-after", "30s-after-the-webhook-secret-only"])
+@pytest.mark.parametrize("stored, replayed_after, delayed, failure", [
+    ("token", 30, 570, GONE), ("token", 599, 1, GONE), ("token", 600, 0, GONE), ("token", 3_600, 0, GONE),
+    ("webhook-secret", 30, 0, GONE), ("token", 30, 0, "Referral Factory answered 401: Unauthenticated.")],
+    ids=["30s-after-the-token", "599s-after", "600s-after", "an-hour-after", "30s-after-the-webhook-secret-only",
+         "30s-after-the-token-of-letters-refused-for-the-token"])
 def test_a_replay_right_after_rf_connect_runs_once_no_worker_holds_the_old_token_and_says_when(
-        capsys, stored, replayed_after, delayed):
+        capsys, stored, replayed_after, delayed, failure):
     """The README's flow after an RF token of another account (every user "not found": never a 401 a worker would
     read the new token on): `bridge rf connect`, then `bridge dlq replay`. A running worker keeps the token it read
     and its client 5 minutes each: a copy worked at once met the old token and was dead-lettered again. Sent within
     those 10 minutes, the copies wait in the queue until they are over, and the line says until when; later, or
-    after a connect that stored only the webhook secret (the token was stored long before), they do not wait."""
+    after a connect that stored only the webhook secret (the token was stored long before), they do not wait; nor
+    do letters RF refused the old token for (a 401: a worker that meets it again reads the new token at once)."""
     from tests.fakes import FakeWork
     from tests.support.cli import run_cli
     from tests.unit.test_join_use_case import join
@@ -312,7 +315,7 @@ def test_a_replay_right_after_rf_connect_runs_once_no_worker_holds_the_old_token
     work.store.connections.put_rf(["token", "webhook-secret"])             # set up long before
     work.clock.now += 3_600
     for user in ("7", "8"):
-        work.queue.dead_letter(json.dumps(join(user=user)), f"{GONE} (user {user})", 3, iso(work.clock()))
+        work.queue.dead_letter(json.dumps(join(user=user)), f"{failure} (user {user})", 3, iso(work.clock()))
     work.clock.now += 60
     work.store.connections.put_rf([stored])                                # `bridge rf connect`
     connected = iso(work.clock())
