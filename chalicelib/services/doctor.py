@@ -807,15 +807,22 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     rf_refused = rf_reached is False
     rf = rt.store.connections.rf() if rf_reached else None
     token_at = epoch(rf.token_at) if rf is not None and rf.token_at else None
+
+    def after_token(chosen: list[dead_letters.DeadLetter]) -> bool:
+        """The token shown to reach the campaign is not the one they failed with when it was stored after one
+        of them failed, or as long before as a running worker keeps the token it read (a token of another
+        account says every user is not found): a replay asks RF again."""
+        return token_at is not None and all(d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at)
+                                            for d in chosen)
+    # The discard advised alone takes out every letter its reason part matches (not only one wording's), and
+    # those doctor did not read: only when all of them were read, failing with the token shown.
+    gone_alone = not listing.not_seen and after_token(
+        [d for d in mine if dead_letters.matches(d, dead_letters.RF_GONE, c)])
     for reason, n in Counter(d.reason for d in mine).most_common():
-        # The token shown to reach the campaign is not the one they failed with when it was stored after one
-        # of them failed, or as long before as a running worker keeps the token it read (a token of another
-        # account says every user is not found): a replay asks RF again.
-        reached = rf_reached if not rf_reached or token_at is not None and all(
-            d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at) for d in mine if d.reason == reason
-        ) else None
+        reached = rf_reached if not rf_reached or after_token([d for d in mine if d.reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
-                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused, campaign_seen=bool(reached)),
+                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
+                                           campaign_seen=bool(reached) and gone_alone),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed

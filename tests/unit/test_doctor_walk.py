@@ -700,6 +700,25 @@ def test_user_not_found_letters_that_failed_with_the_rf_token_replaced_since_are
     assert "can never succeed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
 
 
+@pytest.mark.parametrize("unseen", ["variant", "hidden"])
+def test_the_discard_alone_is_advised_only_when_every_letter_it_takes_out_was_seen_failing_after_the_token(unseen):
+    """The discard doctor advises for `User not found` letters matches a part of the reason across all the
+    campaign's letters, but doctor decided it over the letters of one exact reason it read: a letter of another
+    wording (`gave up after 3 tries: …User not found`) that failed with the RF token replaced since, or one another
+    command held, was discarded with them, though a replay saves it. Both fixes stay then."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    early = "gave up after 3 tries: Referral Factory answered 404: User not found" if unseen == "variant" else GONE
+    rt.work.queue.dead_letter(json.dumps(join(user="8")), early, 3, iso(rt.clock()))   # with the token replaced
+    if unseen == "hidden":
+        rt.work.queue.receive_dead(1, 1200)                 # another command holds it
+    rt.work.clock.now += 660
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, iso(rt.clock()))
+    [late] = [f for f in checks(look(rt)[0], "dead_letters") if f["what"].endswith(GONE)]
+    assert DISCARD in late["fix"] and "`bridge dlq replay --campaign 42`" in late["fix"], late["fix"]
+    assert "so the user was deleted in RF" not in late["fix"], late["fix"]
+
+
 @pytest.mark.parametrize("campaign_answer", [None, Transient("Referral Factory answered 503: down", status=503),
                                              Permanent("Referral Factory answered 401: Unauthenticated", status=401)],
                          ids=["shown", "unavailable", "token-refused"])
