@@ -797,7 +797,8 @@ def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
     reasons = Counter(dead_letters.reason_part(d.reason) for d in found.letters).most_common()
     there = (f"the {len(found.letters)} there are: " + ", ".join(f"--reason {shlex.quote(r)} ({n})" for r, n in reasons)
              + " (`bridge dlq list` shows them)") if reasons else "the dead-letter queue is empty"
-    _answer(args, {"discarded": 0, "matching": 0, "total": len(found.letters), "not_seen": found.not_seen,
+    _answer(args, {"discarded": 0, "left": len(found.letters), "matching": 0, "total": len(found.letters),
+                   "not_seen": found.not_seen,
                    "by_reason": dict(Counter(d.reason for d in found.letters).most_common())},
             f"no dead letter matches {selected}: nothing to discard; {there}")
     _not_reached({"not_seen": found.not_seen, "cut": found.cut}, "discarded", "discard", [], "")
