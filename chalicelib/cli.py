@@ -799,7 +799,7 @@ def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
              + " (`bridge dlq list` shows them)") if reasons else "the dead-letter queue is empty"
     _answer(args, {"discarded": 0, "left": len(found.letters), "matching": 0, "total": len(found.letters),
                    "not_seen": found.not_seen,
-                   "by_reason": dict(Counter(d.reason for d in found.letters).most_common())},
+                   "by_reason": dict(Counter(d.shown_reason for d in found.letters).most_common())},
             f"no dead letter matches {selected}: nothing to discard; {there}")
     _not_reached({"not_seen": found.not_seen, "cut": found.cut}, "discarded", "discard", [], "")
 

@@ -77,10 +77,16 @@ class DeadLetter:
     # A search of changed contacts: when the search that covered its window was asked (None: not yet)
     superseded: Optional[str] = None
 
+    @property
+    def shown_reason(self) -> str:
+        """The reason as doctor and `dlq list` show it: its emails masked (a `--reason` matches the stored one)."""
+        return mask_emails(self.reason, self.given_email)
+
     def view(self, show_payload: bool = False, raw: bool = False) -> dict:
         """The letter for `dlq list`: whom it is about (email masked), and with `show_payload` its message,
-        its emails masked too unless `raw` (as queued: e.g. to see what Intercom refused in an email)."""
-        out = {k: v for k, v in (("message_id", self.message_id), ("reason", self.reason),
+        its emails (and its reason's) masked too unless `raw` (as queued: e.g. to see what Intercom refused in an
+        email)."""
+        out = {k: v for k, v in (("message_id", self.message_id), ("reason", self.reason if raw else self.shown_reason),
                                  ("attempts", self.attempts), ("failed_at", self.failed_at), ("kind", self.kind),
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
                                  ("workspace", self.workspace), ("contact_id", self.contact_id),
@@ -349,7 +355,7 @@ def list_dead(rt: Discarding) -> list[DeadLetter]:
 
 def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int = 0, raw: bool = False) -> dict:
     return {"total": len(letters), "not_seen": not_seen,
-            "by_reason": dict(Counter(d.reason for d in letters).most_common()),
+            "by_reason": dict(Counter(d.reason if raw else d.shown_reason for d in letters).most_common()),
             "by_campaign": dict(Counter(d.campaign_id or "(none)" for d in letters).most_common()),
             "dead_letters": [d.view(show_payload, raw) for d in letters]}
 

@@ -818,15 +818,15 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     # those doctor did not read: only when all of them were read, failing with the token shown.
     gone_alone = not listing.not_seen and after_token(
         [d for d in mine if dead_letters.matches(d, dead_letters.RF_GONE, c)])
-    for reason, n in Counter(d.reason for d in mine).most_common():
-        reached = rf_reached if not rf_reached or after_token([d for d in mine if d.reason == reason]) else None
+    for reason, n in Counter(d.shown_reason for d in mine).most_common():          # (emails masked)
+        reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
                                            campaign_seen=bool(reached) and gone_alone),
                    key=f"campaign:{tag(reason)}")
-    for reason, n in Counter(d.reason for d in unnamed).most_common():
+    for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
-                                  if d.reason == reason}))
+                                  if d.shown_reason == reason}))
         # (a letter naming no campaign may be another campaign's, which RF was not asked about)
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
@@ -858,7 +858,7 @@ def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -
     if failing:
         since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
         report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
-                   f"(dead letters{since}); the last: {failing[-1].reason}",
+                   f"(dead letters{since}); the last: {failing[-1].shown_reason}",
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX, key="searches")
 
 
@@ -896,7 +896,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
                       f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
-                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].reason})"
+                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].shown_reason})"
                       if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
                       "it again)"),
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX if failing else

@@ -757,3 +757,26 @@ def test_when_joins_and_notifications_were_last_received_says_it_is_kept_to_the_
     [joins], [notes] = checks(view, "webhooks.rf"), checks(view, "webhooks.intercom")
     for finding in (joins, notes):
         assert finding["ok"] and finding["what"].endswith(f"{KEPT})"), finding["what"]
+
+
+def test_dead_letter_reasons_show_emails_masked_in_doctor_and_dlq_list_and_the_reason_still_selects_them(capsys):
+    """Intercom's refusal of a contact names its email: doctor's finding and `dlq list` (text, `by_reason` and each
+    letter's reason in --json) printed it as stored, where explain masks it. Masked there too; `--reason` matches
+    the stored reason, so the part the operator types still selects the letter."""
+    from types import SimpleNamespace
+
+    from chalicelib.config import Config
+    from tests.support.cli import run_cli
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    refused = "Intercom answered 400: invalid email ann.lee@example.com"
+    rt.work.queue.dead_letter(json.dumps(join(user="9")), refused, 1, iso(rt.clock()))
+    view, text = look(rt)
+    cli = SimpleNamespace(config=Config.from_env({"BRIDGE_DLQ_URL": "https://sqs/dlq"}), queue=rt.work.queue,
+                          clock=rt.work.clock, store=rt.work.store)
+    listed = [run_cli(cli, capsys, "dlq", "list", *json_)[1] for json_ in ([], ["--json"])]
+    for shown in (text, json.dumps(view), *listed):
+        assert "ann.lee@" not in shown and "invalid email a***@example.com" in shown, shown
+    assert json.loads(listed[1])["by_reason"] == {"Intercom answered 400: invalid email a***@example.com": 1}
+    code, out, err = run_cli(cli, capsys, "dlq", "discard", "--reason", "email ann.lee@example.com", "--yes")
+    assert code == 0 and out.startswith("1 dead letter(s) discarded"), (out, err)
