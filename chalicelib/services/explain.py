@@ -117,12 +117,13 @@ def _dead_lettered(link: Link, trail: list[dict]) -> dict:
 
 def _qualification_replayed(link: Link, trail: list[dict]) -> dict:
     """A linked person whose qualification's letter (`intercom.contact`, `intercom.check`) the operator replayed
-    since its last try is back in the queue: the header says so, not the failure the replay acts on, until
-    its next try (an evaluation, a qualification, a retry or a letter of its own)."""
-    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref and (
-        e["event"] in ("evaluation", "qualification", RETRY) or e["event"] == "dead_letter"
-        and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "qualification")), None)
-    if link.status is not LinkStatus.LINKED or last is None or (last["event"], last["outcome"]) != REPLAYED:
+    is back in the queue: the header says so, not the failure the replay acts on, while the replay is the last
+    thing written of the person (a try writes an evaluation, a qualification, a retry, a letter, or a note that
+    it changed nothing) and the link is not qualified (a replay cannot undo that: it shows qualified)."""
+    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref), None)
+    if link.status is not LinkStatus.LINKED or link.qualification == "qualified" or last is None or (
+            last["event"], last["outcome"]) != REPLAYED or KIND_TOPICS.get(
+            str((last.get("details") or {}).get("kind"))) != "qualification":
         return {}
     return {"qualification": "replayed", "replayed_at": last["at"]}
 

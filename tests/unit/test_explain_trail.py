@@ -152,6 +152,26 @@ def test_a_failed_qualification_whose_letter_was_replayed_is_said_back_in_the_qu
     assert lines(text, "; linked, qualification failed; baseline 'No' — Referral Factory answered 422: paused")
 
 
+def test_a_qualified_lead_whose_old_qualification_letter_is_replayed_shows_qualified_not_replayed_forever():
+    """The lead was qualified since its check was dead-lettered; replaying the letter then wrote "qualification
+    replayed at T: back in the queue" in the header, and kept it after the replayed check ran: it writes no
+    evaluation nor qualification of a lead already qualified. A qualified link shows qualified."""
+    from chalicelib.services.dead_letters import replay
+    work = failed_qualification()
+    work.queue.dead_letter(__import__("json").dumps(scenario.check()), "gave up after 3 tries: timeout", 3, "t")
+    work.apis.rf_.answers = []
+    assert replay(work, reason="Referral Factory answered 422")["replayed"] == 1
+    scenario.run(work, work.queue.sent[-1])
+    assert scenario.link_of(work, "7").qualification == "qualified"
+    work.clock.now += 60
+    assert replay(work, reason="timeout")["replayed"] == 1
+    for _ in range(2):                  # just replayed, then once the replayed check ran
+        text, view = trail(work, "7")
+        [person] = view["people"]
+        assert person.get("qualification") == "qualified" and "back in the queue" not in text, (person, text)
+        scenario.run(work, work.queue.sent[-1])
+
+
 def test_a_failed_qualification_replayed_says_so_and_is_resolved():
     work = failed_qualification()
     text, view = trail(work, "7")
