@@ -105,11 +105,13 @@ def read_state(key: str, state: Optional[str], now: float) -> State:
 @dataclass(frozen=True)
 class Outcome:
     """What the callback that spent a state did, recorded on the spent state: connected `workspace` (named
-    `name`) at `at` (unix seconds), or nothing at all (`workspace` None: it refused, having stored nothing)."""
+    `name`) at `at` (unix seconds), or nothing at all (`workspace` None: it refused, having stored nothing),
+    or, `stopped`, it failed midway (what it stored, if anything, is not known)."""
 
     at: int
     workspace: Optional[str] = None
     name: Optional[str] = None
+    stopped: bool = False
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1")

@@ -165,10 +165,14 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
                                          "start again in this browser", known=False)
     if denied:
         before = rt.store.connections.oauth_state_outcome(state.binding)
-        return _refused(place, denied, known=before is None or before.workspace is None)
+        return _refused(place, denied, known=before is None or (before.workspace is None and not before.stopped))
     if not rt.store.connections.use_oauth_state(state.binding, state.expires_at):
         return _used(place, rt.store.connections.oauth_state_outcome(state.binding))
-    page, outcome = _connect(rt, client_id, client_secret, state, query, place)
+    try:
+        page, outcome = _connect(rt, client_id, client_secret, state, query, place)
+    except Exception:  # maybe after the token was stored: the page, and the state's record, say so
+        logger.exception("the OAuth callback stopped midway")
+        page, outcome = _stopped(place, 500), oauth.Outcome(int(rt.clock()), stopped=True)
     try:
         rt.store.connections.end_oauth_state(state.binding, state.expires_at, outcome)
     except Exception:  # the page stands; seen again, it says it cannot tell what the link did
@@ -221,6 +225,8 @@ def _used(place: Place, outcome: Optional[oauth.Outcome]) -> Page:
     if outcome is None:
         return _refused(place, "this sign-in link was already used, by a sign-in that has not finished (or stopped "
                                "midway): reload this page in a moment", known=False)
+    if outcome.stopped:
+        return _stopped(place, 400, again=True)
     if outcome.workspace is None:
         return _refused(place, "this sign-in link was already used, and nothing came of it: start again")
     when = datetime.fromtimestamp(outcome.at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -289,6 +295,17 @@ dead-letter queue, if any (<code>bridge dlq list</code> shows it): bring it back
 </ol>"""
     # The cookie is left to expire: its state is spent, and a replay in this browser is told so.
     return Page(200, _html(f"Connected: {found.name}", body))
+
+
+def _stopped(place: Place, status: int, again: bool = False) -> Page:
+    """The callback failed after its checks (the token may be stored, the table not, or both): what is
+    known, and where the operator looks."""
+    reason = (("This sign-in link was already used, and its" if again else "This sign-in link's")
+              + " connect stopped midway: it may have connected the workspace, or part of it.")
+    body = (f'<p class="error" id="reason">{reason}</p><p>The bridge\'s operator sees what is connected with '
+            f'<code>bridge workspace list</code>; to connect the workspace, ask them for a new link '
+            f'(<code>{OAUTH_LINK}</code>).</p>')
+    return Page(status, _html("Stopped midway", body))
 
 
 def _refused(place: Place, reason: str, status: int = 400, known: bool = True) -> Page:

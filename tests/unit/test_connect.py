@@ -312,6 +312,28 @@ def test_a_used_state_whose_callback_has_not_said_what_it_did_claims_nothing(rt)
     assert "has not finished (or stopped midway)" in again.html and "Nothing was connected" not in again.html
 
 
+def test_a_connect_that_stopped_after_the_token_was_written_says_so_then_and_when_seen_again(rt):
+    """The token is in the secret store, and the table's write fails: neither the page, nor a reload, nor a
+    cancel on Intercom's page (the admin went back) may say nothing was connected, or ask to wait."""
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+
+    def down(*args, **kwargs):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    rt.store.connections.put_workspace = down
+    stopped = "connect stopped midway: it may have connected the workspace, or part of it"
+    first = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert first.status == 500 and stopped in first.html and "bridge workspace list" in first.html
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
+    again = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert "already used, and its " + stopped in again.html and "bridge workspace list" in again.html
+    denied = flow.callback(rt, {"error": "access_denied", "state": query["state"]}, cookie, HERE)
+    for page in (first, again, denied):
+        assert "Nothing was connected" not in page.html and "in a moment" not in page.html
+    assert "if this link connected a workspace before, that stands" in denied.html
+    assert rt.auth.calls == ["exchange", "me"]
+
+
 def test_what_a_link_connected_is_shown_only_to_the_browser_that_started_it_while_its_state_lasts(rt):
     connected(rt)
     query, cookie = started(rt)
