@@ -5,12 +5,14 @@ The start itself is opened only with a ticket the operator minted (`bridge works
 random 128-bit id, kept in the table until it is spent (once) or expires, that may name the one
 workspace the operator expects.
 
-The state is `<nonce>.<expires>.<workspace>.<signature>`: a random nonce, the unix second it expires,
+The state is `<binding>.<expires>.<workspace>.<signature>`: the binding, the unix second it expires,
 the workspace the ticket named (empty: any), and HMAC-SHA256 of them under a key kept in the secret
-store. It is checked in constant time. It is single-use because the callback consumes its nonce with
-a conditional write (the store's job), and it is bound to the browser that started: the start sets a
-cookie holding the nonce. The spent state then records what its callback did (`Outcome`): that page
-seen again (a reload, a restored tab) says what the link did, where a refusal would say nothing was."""
+store. It is checked in constant time. It is bound to the browser that started: the start sets a
+cookie holding a random secret, and the binding is the secret's SHA-256, so whoever sees the state
+(it is in the callback URL: history, a proxy's log) cannot make the cookie. It is single-use because
+the callback consumes its binding with a conditional write (the store's job). The spent state then
+records what its callback did (`Outcome`): that page seen again (a reload, a restored tab) in the
+browser that started says what the link did, where a refusal would say nothing was."""
 from __future__ import annotations
 
 import base64
@@ -25,7 +27,7 @@ from urllib.parse import urlencode, urlsplit
 STATE_SECONDS = 600                        # from the start to the callback: the admin reads, then clicks
 TICKET_SECONDS = 1800                      # from `bridge workspace oauth-link` to the start: the link is sent, opened
 COOKIE = "bridge_oauth"
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
+_RANDOM = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")   # a browser secret, a binding
 _TICKET = re.compile(r"^[A-Za-z0-9_-]{22}\Z")         # new_ticket's shape: 16 random bytes, base64url
 _WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{0,64}\Z")      # an app_id (ports/secrets.valid_workspace), or none
 REGIONS = {"EU": "https://api.eu.intercom.io", "AU": "https://api.au.intercom.io"}
@@ -41,8 +43,14 @@ class StateError(Exception):
         self.reason, self.issued = reason, issued
 
 
-def new_nonce() -> str:
-    return secrets.token_urlsafe(18)
+def new_browser_secret() -> str:
+    """What the start puts in the admin's browser cookie, and nowhere else: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def binding(browser_secret: str) -> str:
+    """What the state carries of the browser's secret (its SHA-256), and the state's id, spent once."""
+    return base64.urlsafe_b64encode(hashlib.sha256(browser_secret.encode()).digest()).decode().rstrip("=")
 
 
 def new_ticket() -> str:
@@ -64,24 +72,24 @@ def _sign(key: str, payload: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def make_state(key: str, nonce: str, now: float, seconds: int = STATE_SECONDS, workspace: Optional[str] = None) -> str:
-    payload = f"{nonce}.{int(now) + seconds}.{workspace or ''}"
+def make_state(key: str, bound: str, now: float, seconds: int = STATE_SECONDS, workspace: Optional[str] = None) -> str:
+    payload = f"{bound}.{int(now) + seconds}.{workspace or ''}"
     return f"{payload}.{_sign(key, payload)}"
 
 
 @dataclass(frozen=True)
 class State:
-    nonce: str
+    binding: str                          # binding(the secret in the starting browser's cookie)
     expires_at: int
     workspace: Optional[str] = None       # the one workspace the operator's link allows (None: any)
 
 
 def read_state(key: str, state: Optional[str], now: float) -> State:
-    """The state's nonce and expiry, or StateError: missing, not ours (forged or altered), expired."""
+    """The state's binding and expiry, or StateError: missing, not ours (forged or altered), expired."""
     if not state:
         raise StateError("the link has no state: start again from a new start link")
     parts = state.split(".")
-    if (len(parts) != 4 or not _NONCE.match(parts[0]) or not parts[1].isdigit() or not _WORKSPACE.match(parts[2])
+    if (len(parts) != 4 or not _RANDOM.match(parts[0]) or not parts[1].isdigit() or not _WORKSPACE.match(parts[2])
             or len(state) > 300):
         raise StateError("the state is not one this bridge issued (forged or altered): start again")
     payload, signature = ".".join(parts[:3]), parts[3]
@@ -97,11 +105,13 @@ def read_state(key: str, state: Optional[str], now: float) -> State:
 @dataclass(frozen=True)
 class Outcome:
     """What the callback that spent a state did, recorded on the spent state: connected `workspace` (named
-    `name`) at `at` (unix seconds), or nothing at all (`workspace` None: it refused, having stored nothing)."""
+    `name`) at `at` (unix seconds), or nothing at all (`workspace` None: it refused, having stored nothing),
+    or, `stopped`, it failed midway (what it stored, if anything, is not known)."""
 
     at: int
     workspace: Optional[str] = None
     name: Optional[str] = None
+    stopped: bool = False
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
@@ -122,13 +132,20 @@ def authorize_url(base: str, client_id: str, state: str, redirect_uri: str) -> s
     return f"{base}?{urlencode({'client_id': client_id, 'state': state, 'redirect_uri': redirect_uri})}"
 
 
-def cookie_nonce(cookie_header: Optional[str]) -> Optional[str]:
-    """The nonce our start put in the browser's cookie, if any."""
+def cookie_secret(cookie_header: Optional[str]) -> Optional[str]:
+    """The secret our start put in the browser's cookie, if any."""
     for part in (cookie_header or "").split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE and _NONCE.match(value):
+        if name == COOKIE and _RANDOM.match(value):
             return value
     return None
+
+
+def same_browser(cookie_header: Optional[str], state: State) -> bool:
+    """Whether the request comes from the browser that started (its cookie's secret is the state's
+    binding's), compared in constant time."""
+    secret = cookie_secret(cookie_header)
+    return secret is not None and hmac.compare_digest(binding(secret).encode(), state.binding.encode())
 
 
 @dataclass(frozen=True)

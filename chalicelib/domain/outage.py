@@ -114,13 +114,14 @@ def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, bu
     """What a record that failed with `vendor`'s outage (`reason`; `status`: the vendor's answer, None when
     none came; `retry_after`: the wait the vendor asked for) does now. `since`: its first outage wait (None:
     this is the first); `budget`: seconds it may wait from then; `answered`: when the vendor last gave an answer
-    that was not an outage's (None: not known). Past the budget, a vendor that answered after `since` is not
-    out: None, the failure is the record's own, a try like any other (a record that keeps failing alone still
-    ends in the dead-letter queue after its tries)."""
+    that was not an outage's (None: not known). Past the budget, a vendor that answered after `since` and lately
+    (within LONGEST_WAIT: a few minutes of answers in the middle of a long outage do not end it) is not out: None,
+    the failure is the record's own, a try like any other (a record that keeps failing alone still ends in the
+    dead-letter queue after its tries)."""
     since = now if since is None else min(since, now)
     waited = now - since
     if waited >= budget:
-        if answered is not None and answered > since:
+        if answered is not None and answered > max(since, now - LONGEST_WAIT):
             return None
         return OutageWait(since, None, vendor, budget, reason, status)
     delay = min(LONGEST_WAIT, max(FIRST_WAIT, waited), budget - waited) * (1 - JITTER * min(max(spread, 0.0), 1.0))

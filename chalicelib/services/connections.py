@@ -238,9 +238,11 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     if not client_secret and public is None:
         raise ConnectError("give the public app's client secret: `bridge workspace oauth-app` asks for it in a "
                            "terminal (elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)")
-    relabelled = relabel_copies(rt, public) if public is not None else []
-    if client_secret and not apps.same(client_secret, public):    # (the same again: what held it were copies)
+    # Refused before anything is written (a copy's secret is the stored one, not this one, so the check
+    # never sees a copy); the same again: what held it were copies.
+    if client_secret and not apps.same(client_secret, public):
         refuse_private_secret(rt, client_secret)
+    relabelled = relabel_copies(rt, public) if public is not None else []
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:

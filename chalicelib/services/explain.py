@@ -16,6 +16,7 @@ from ..domain.judge import elsewhere
 from ..domain.link import Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
+from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted
@@ -51,7 +52,8 @@ class Explanation:
                        "people": [{"campaign_id": p.campaign_id, "rf_user_id": p.rf_user_id,
                                    "workspace": p.workspace, **p.view(), **_retrying_now(p, self.trail),
                                    **_discarded(p, self.trail),
-                                   **_dead_lettered(p, self.trail), **_qualification_replayed(p, self.trail)}
+                                   **_dead_lettered(p, self.trail), **_qualification_replayed(p, self.trail),
+                                   **_qualification_not_applied(p, self.trail)}
                                   for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
@@ -126,6 +128,17 @@ def _qualification_replayed(link: Link, trail: list[dict]) -> dict:
             str((last.get("details") or {}).get("kind"))) != "qualification":
         return {}
     return {"qualification": "replayed", "replayed_at": last["at"]}
+
+
+def _qualification_not_applied(link: Link, trail: list[dict]) -> dict:
+    """An `unconfirmed` qualification whose PUT surely did not reach RF (the try that left it so wrote
+    `not_applied`: RF refused it with a 429, the shared budget held it back): the header says it is not
+    applied yet, not unconfirmed, which is said only when a PUT may have reached RF."""
+    if link.qualification is not QState.UNCONFIRMED:
+        return {}
+    last = next((e for e in reversed(trail) if (e.get("campaign_id"), e.get("rf_user_id")) == link.ref
+                 and e["event"] == "qualification" and e["outcome"] in ("unconfirmed", "not_applied")), None)
+    return {"qualification_not_applied": True} if last is not None and last["outcome"] == "not_applied" else {}
 
 
 def never_seen(query: str) -> str:
@@ -554,7 +567,7 @@ def as_text(explanation: Explanation) -> str:
         letter = p.get("dead_letter")
         state = ("discarded (its dead letter, by the operator)" if p.get("discarded") else "dead-lettered" if letter
                  else f"replayed at {p['replayed_at']}: back in the queue" if p["status"] == "replayed"
-                 else p["status"]) + (f", qualification {p['qualification']}" if p.get("qualification") else "") + (
+                 else p["status"]) + (f", qualification {_qualification(p)}" if p.get("qualification") else "") + (
                  f" at {p['replayed_at']}: back in the queue" if p.get("qualification") == "replayed" else "")
         contact = (f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
@@ -596,6 +609,10 @@ def as_text(explanation: Explanation) -> str:
         lines.append(f"{first}  {head}{again}{tail}")
         lines += [f"{'':26}{line}" for line in below]
     return "\n".join(lines)
+
+
+def _qualification(person: dict) -> str:
+    return "not applied yet" if person.get("qualification_not_applied") else person["qualification"]
 
 
 def _entry_text(e: dict) -> tuple[str, str, list[str]]:

@@ -6,7 +6,7 @@ mail scanner, a chat preview or a prefetch that opens it leaves it to the admin;
 ticket back (`begin`), which spends it (without one, unused and unexpired, either answers a page
 saying how to get one, and never sends the browser to Intercom), then sends the browser to
 Intercom's authorize page with a signed, expiring `state` carrying the ticket's workspace (and a
-cookie holding its nonce); the callback checks the state (signature, expiry, same browser, single
+cookie holding a random secret, of which the state carries only the hash); the callback checks the state (signature, expiry, same browser, single
 use by a conditional write), exchanges the code, asks `GET /me` which workspace the token belongs
 to, refuses one that is not the ticket's, stores the token and answers a small page naming the
 workspace and what to do next. Any refusal is a page that says why; nothing is stored before every
@@ -124,9 +124,9 @@ def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     spent = _ticket(rt.store.connections.spend_oauth_ticket, ticket, rt.clock())
     if spent is None:
         return _no_ticket(ticket)
-    nonce = oauth.new_nonce()
-    state = oauth.make_state(key, nonce, rt.clock(), workspace=spent.workspace)
-    cookie = (f"{oauth.COOKIE}={nonce}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
+    browser = oauth.new_browser_secret()
+    state = oauth.make_state(key, oauth.binding(browser), rt.clock(), workspace=spent.workspace)
+    cookie = (f"{oauth.COOKIE}={browser}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
               + ("; Secure" if place.secure else ""))
     location = oauth.authorize_url(rt.config.intercom_oauth_url, client_id, state, place.callback)
     # 303: the browser GETs Intercom's page (a POST's 302 may be followed by a POST).
@@ -160,17 +160,21 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     except StateError as exc:
         return _refused(place, denied or exc.reason, known=not exc.issued)
     # The browser first (a state seen elsewhere cannot even be spent, nor tell what its link did), then single use.
-    if oauth.cookie_nonce(cookie_header) != state.nonce:
+    if not oauth.same_browser(cookie_header, state):
         return _refused(place, denied or "this sign-in was started in another browser (or cookies are blocked): "
                                          "start again in this browser", known=False)
     if denied:
-        before = rt.store.connections.oauth_state_outcome(state.nonce)
-        return _refused(place, denied, known=before is None or before.workspace is None)
-    if not rt.store.connections.use_oauth_state(state.nonce, state.expires_at):
-        return _used(place, rt.store.connections.oauth_state_outcome(state.nonce))
-    page, outcome = _connect(rt, client_id, client_secret, state, query, place)
+        before = rt.store.connections.oauth_state_outcome(state.binding)
+        return _refused(place, denied, known=before is None or (before.workspace is None and not before.stopped))
+    if not rt.store.connections.use_oauth_state(state.binding, state.expires_at):
+        return _used(place, rt.store.connections.oauth_state_outcome(state.binding))
     try:
-        rt.store.connections.end_oauth_state(state.nonce, state.expires_at, outcome)
+        page, outcome = _connect(rt, client_id, client_secret, state, query, place)
+    except Exception:  # maybe after the token was stored: the page, and the state's record, say so
+        logger.exception("the OAuth callback stopped midway")
+        page, outcome = _stopped(place, 500), oauth.Outcome(int(rt.clock()), stopped=True)
+    try:
+        rt.store.connections.end_oauth_state(state.binding, state.expires_at, outcome)
     except Exception:  # the page stands; seen again, it says it cannot tell what the link did
         logger.warning("could not record what the OAuth callback did", exc_info=True)
     return page
@@ -221,6 +225,8 @@ def _used(place: Place, outcome: Optional[oauth.Outcome]) -> Page:
     if outcome is None:
         return _refused(place, "this sign-in link was already used, by a sign-in that has not finished (or stopped "
                                "midway): reload this page in a moment", known=False)
+    if outcome.stopped:
+        return _stopped(place, 400, again=True)
     if outcome.workspace is None:
         return _refused(place, "this sign-in link was already used, and nothing came of it: start again")
     when = datetime.fromtimestamp(outcome.at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -287,8 +293,19 @@ dead-letter queue, if any (<code>bridge dlq list</code> shows it): bring it back
 <ol>
 {items}
 </ol>"""
-    # The cookie is left to expire: its nonce is spent, and a replay in this browser is told so.
+    # The cookie is left to expire: its state is spent, and a replay in this browser is told so.
     return Page(200, _html(f"Connected: {found.name}", body))
+
+
+def _stopped(place: Place, status: int, again: bool = False) -> Page:
+    """The callback failed after its checks (the token may be stored, the table not, or both): what is
+    known, and where the operator looks."""
+    reason = (("This sign-in link was already used, and its" if again else "This sign-in link's")
+              + " connect stopped midway: it may have connected the workspace, or part of it.")
+    body = (f'<p class="error" id="reason">{reason}</p><p>The bridge\'s operator sees what is connected with '
+            f'<code>bridge workspace list</code>; to connect the workspace, ask them for a new link '
+            f'(<code>{OAUTH_LINK}</code>).</p>')
+    return Page(status, _html("Stopped midway", body))
 
 
 def _refused(place: Place, reason: str, status: int = 400, known: bool = True) -> Page:

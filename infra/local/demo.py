@@ -54,7 +54,7 @@ def news(history: Callable[[], list[dict]]) -> Callable[[], bool]:
     return lambda: any(e["outcome"] in ("failed", *NEUTRAL) and said(e) not in seen for e in history())
 
 
-def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> dict:
+def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> list[dict]:
     import requests
 
     from infra.local.fault import accepted_token
@@ -113,9 +113,9 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> d
         return found.ok and found.json()["data"].get("qualified_at")
     user = _wait("the qualification in RF", qualified, settle, look, why=news(history))
     say(f"5. Referral Factory: Ann's referral qualified at {user} — Rita's reward is due")
-    said = person_history(default_runtime(), "42", str(lead["id"]))
+    said = history()
     say(f"\nWhy: Ann's history in the bridge (`{look}` prints it with its details)")
-    for row in why_rows(said["history"]):
+    for row in why_rows(said):
         say(row)
     return said
 

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+from contextlib import ExitStack, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -338,19 +339,19 @@ def main() -> int:
     """`make run`: start, say where everything runs, wait for Ctrl-C. A start that fails ends in one
     line on stderr (exit 1); Ctrl-C ends it quietly (130), while starting or once running. The bridge's
     log records show as a short line each, its metrics not at all (`raw_logs`: as they are)."""
-    from contextlib import redirect_stdout
+    with ExitStack() as shown:
+        return _main(shown)
 
+
+def _main(shown: ExitStack) -> int:
+    """`shown`: holds stdout's redirection to the terminal's short lines (unless LOGS=json) until the end."""
     from infra.local.terminal import Terminal
 
-    with redirect_stdout(sys.stdout if os.environ.get("LOGS") == "json" else Terminal(sys.stdout)):
-        return _main()
-
-
-def _main() -> int:
     every = os.environ.get("RECONCILE_EVERY_SECONDS", "60")
     try:
         port = api_port()
-        raw_logs()
+        if not raw_logs():
+            shown.enter_context(redirect_stdout(Terminal(sys.stdout)))
         real_apis()                  # before the port: the first thing to fix is said first
         lock = hold_checkout(STATE)  # on any port: it would take over the running stack's state file
         check_port(port)

@@ -775,6 +775,9 @@ def test_a_used_oauth_state_records_what_its_callback_did_once_and_stays_used(st
     store.connections.end_oauth_state("n-1", expires, Outcome(int(clock()) + 5))    # once: the first stands
     assert store.connections.oauth_state_outcome("n-1") == Outcome(int(clock()), "ws1", "Acme")
     assert store.connections.use_oauth_state("n-1", expires) is False           # still used
+    store.connections.use_oauth_state("n-2", expires)
+    store.connections.end_oauth_state("n-2", expires, Outcome(int(clock()), stopped=True))    # failed midway
+    assert store.connections.oauth_state_outcome("n-2") == Outcome(int(clock()), stopped=True)
     store.connections.end_oauth_state("n-never", expires, Outcome(int(clock())))    # a state never used: not kept
     assert store.connections.oauth_state_outcome("n-never") is None
     assert store.connections.use_oauth_state("n-never", expires) is True

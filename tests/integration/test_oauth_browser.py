@@ -245,6 +245,26 @@ def test_a_callback_in_another_browser_is_refused(stack):
     assert stack.nothing_stored() and stack.exchanges() == 0
 
 
+def test_a_cookie_made_from_the_callback_url_is_not_the_browser_that_started(stack):
+    """Whoever holds the callback URL (history, a proxy's access log) sees its state: a cookie made from it
+    is refused, neither told what the link connected nor told whether a cancel connected anything."""
+    stack.to_authorize_page()
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS
+    url = stack.driver.current_url
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    for part in state.split("."):
+        cookie = {"Cookie": f"{oauth.COOKIE}={part}"}
+        for seen, said in ((url, "started in another browser"),
+                           (stack.callback_url(error="access_denied", state=state), "did not authorize the app")):
+            page = requests.get(seen, headers=cookie, timeout=10)
+            assert page.status_code == 400 and said in page.text, part
+            assert OAUTH_WS not in page.text and "Acme" not in page.text and "Nothing was connected" not in page.text
+    stack.driver.refresh()                           # the admin's own browser still sees what the link did
+    assert "it connected Intercom workspace Acme Oauth Ltd" in stack.text("reason")
+    assert stack.exchanges() == 1
+
+
 def test_an_admin_who_cancels_at_intercom_gets_a_page_saying_so(stack):
     stack.to_authorize_page()
     stack.click("cancel")

@@ -47,9 +47,9 @@ def test_no_state_is_refused(state):
         oauth.read_state(KEY, state, NOW)
 
 
-def test_the_cookie_gives_back_only_a_well_formed_nonce():
-    assert oauth.cookie_nonce(f"a=1; {oauth.COOKIE}={'n' * 24}; b=2") == "n" * 24
-    assert oauth.cookie_nonce(f"{oauth.COOKIE}=<script>") is None and oauth.cookie_nonce(None) is None
+def test_the_cookie_gives_back_only_a_well_formed_secret():
+    assert oauth.cookie_secret(f"a=1; {oauth.COOKIE}={'n' * 24}; b=2") == "n" * 24
+    assert oauth.cookie_secret(f"{oauth.COOKIE}=<script>") is None and oauth.cookie_secret(None) is None
 
 
 def test_a_regional_workspace_gets_its_api_base_only_when_checked_on_the_default_one():
@@ -312,6 +312,28 @@ def test_a_used_state_whose_callback_has_not_said_what_it_did_claims_nothing(rt)
     assert "has not finished (or stopped midway)" in again.html and "Nothing was connected" not in again.html
 
 
+def test_a_connect_that_stopped_after_the_token_was_written_says_so_then_and_when_seen_again(rt):
+    """The token is in the secret store, and the table's write fails: neither the page, nor a reload, nor a
+    cancel on Intercom's page (the admin went back) may say nothing was connected, or ask to wait."""
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+
+    def down(*args, **kwargs):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    rt.store.connections.put_workspace = down
+    stopped = "connect stopped midway: it may have connected the workspace, or part of it"
+    first = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert first.status == 500 and stopped in first.html and "bridge workspace list" in first.html
+    assert rt.secrets.scoped("worker").get("intercom/ws1/token") == "tok-1"
+    again = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert "already used, and its " + stopped in again.html and "bridge workspace list" in again.html
+    denied = flow.callback(rt, {"error": "access_denied", "state": query["state"]}, cookie, HERE)
+    for page in (first, again, denied):
+        assert "Nothing was connected" not in page.html and "in a moment" not in page.html
+    assert "if this link connected a workspace before, that stands" in denied.html
+    assert rt.auth.calls == ["exchange", "me"]
+
+
 def test_what_a_link_connected_is_shown_only_to_the_browser_that_started_it_while_its_state_lasts(rt):
     connected(rt)
     query, cookie = started(rt)
@@ -323,6 +345,23 @@ def test_what_a_link_connected_is_shown_only_to_the_browser_that_started_it_whil
     rt.clock.now += oauth.STATE_SECONDS
     late = flow.callback(rt, callback, cookie, HERE)
     assert "expired" in late.html and "Acme" not in late.html and "Nothing was connected" not in late.html
+
+
+def test_a_cookie_forged_from_the_callback_url_is_refused_the_connect_and_what_the_link_did(rt):
+    """Anyone holding the callback URL (browser history, a proxy's log) sees its state: a cookie made from
+    it must not pass for the browser that started, before or after the real callback."""
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    callback = {"code": "code=", "state": query["state"]}
+    forged = [f"{oauth.COOKIE}={part}" for part in query["state"].split(".") if part]
+    for attempt in forged:
+        refused(rt, flow.callback(rt, callback, attempt, HERE), "another browser", known=False)
+    assert rt.auth.calls == []                                            # nothing exchanged, the state unspent
+    assert flow.callback(rt, callback, cookie, HERE).status == 200       # the admin's browser connects
+    for attempt in forged:
+        page = flow.callback(rt, callback, attempt, HERE)
+        assert "another browser" in page.html and "Acme" not in page.html and "ws1" not in page.html
+    assert "it connected Intercom workspace" in flow.callback(rt, callback, cookie, HERE).html   # a real reload
 
 
 def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):

@@ -182,10 +182,10 @@ def test_a_trailing_newline_passes_no_format_check():
     ticket = oauth.new_ticket()
     assert oauth.ticket_shape(ticket) and not oauth.ticket_shape(ticket + "\n")
     clock = FakeClock()
-    nonce = oauth.new_nonce()
-    assert oauth.read_state("key", oauth.make_state("key", nonce, clock()), clock()).nonce == nonce
+    bound = oauth.binding(oauth.new_browser_secret())
+    assert oauth.read_state("key", oauth.make_state("key", bound, clock()), clock()).binding == bound
     with pytest.raises(oauth.StateError):
-        oauth.read_state("key", oauth.make_state("key", nonce + "\n", clock()), clock())
+        oauth.read_state("key", oauth.make_state("key", bound + "\n", clock()), clock())
 
     store = MemoryStore()
     store.settings.put("42", {"campaign_id": "42"}, "vne310wv")

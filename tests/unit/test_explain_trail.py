@@ -208,14 +208,16 @@ def test_intercom_news_of_a_failed_joins_contact_does_not_resolve_the_join():
     assert "fix:" not in text and len(lines(text, "(resolved since)")) == 2
 
 
-@pytest.mark.parametrize("answer, said", [
+@pytest.mark.parametrize("answer, said, header, not_applied", [
     (Uncertain("Referral Factory answered 503 (to PUT /users/qualification, which may have been applied)"),
-     "qualification: unconfirmed — Referral Factory answered 503"),
+     "qualification: unconfirmed — Referral Factory answered 503", "linked, qualification unconfirmed;", False),
     (Transient("Referral Factory answered 429"),
      "qualification: not_applied — Referral Factory answered 429 — Referral Factory did not apply the qualification: "
-     "the next try sends it"),
+     "the next try sends it", "linked, qualification not applied yet;", True),
 ])
-def test_a_qualification_left_unfinished_does_not_resolve_the_failed_one(answer, said):
+def test_a_qualification_left_unfinished_does_not_resolve_the_failed_one(answer, said, header, not_applied):
+    """The header says `unconfirmed` only when the PUT may have reached RF; a PUT RF refused (429) is
+    said not applied yet (the link's state stays `unconfirmed`, for machines too)."""
     work = failed_qualification()
     work.clock.now += 60
     work.apis.rf_.answers = [answer]
@@ -223,6 +225,9 @@ def test_a_qualification_left_unfinished_does_not_resolve_the_failed_one(answer,
         scenario.run(work, scenario.check(replayed_from="dead-1"))
     text, view = trail(work, "7")
     assert lines(text, said)
+    assert lines(text, header) and bool(lines(text, "qualification unconfirmed")) is not not_applied
+    [person] = view["people"]
+    assert person["qualification"] == "unconfirmed" and person.get("qualification_not_applied", False) is not_applied
     [failed] = [e for e in view["trail"] if e["event"] == "qualification" and e["outcome"] == "failed"]
     assert not failed.get("resolved") and "(resolved since)" not in text
     assert lines(text, "fix: fix the cause at Referral Factory")

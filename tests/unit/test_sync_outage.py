@@ -179,9 +179,9 @@ def test_a_429_to_a_pages_contact_ends_the_outage_the_pages_copy_carried():
 
 def test_past_the_budget_a_pages_503_once_rf_answers_again_is_a_try_shown_retrying_not_failed():
     # What a user sees: RF answers again after a 24-hour outage the page waited through; its next 503 stopped the
-    # run at once ("page 1 failed: Referral Factory unavailable for 24 h"), though RF had answered for an hour.
+    # run at once ("page 1 failed: Referral Factory unavailable for 24 h"), though RF had answered for an hour (the last answer minutes ago).
     work = world(1)
-    work.apis.answers["Referral Factory"] = work.clock() - HOUR
+    work.apis.answers["Referral Factory"] = work.clock() - 300
     enrolments_raise(work, ApiError("Referral Factory", 503, "Service Unavailable"))
     with pytest.raises(RetryBatch):
         handle_batch([first_page(work, **{"bridge-outage-since": work.clock() - 24 * HOUR})], work)

@@ -54,7 +54,8 @@ def test_jitter_only_shortens_a_wait_by_up_to_a_fifth():
 @pytest.mark.parametrize("waited, answered, does", [
     (24 * HOUR, None, "dead"),                # no answer known (a fresh container): the outage's dead letter
     (24 * HOUR, -HOUR, "dead"),               # its last answer came before the record began waiting
-    (24 * HOUR, 23 * HOUR, "try"),            # it answered since: the record's own failure, a try like any other
+    (24 * HOUR, 24 * HOUR - 300, "try"),      # it answers again: the record's own failure, a try like any other
+    (24 * HOUR, 3 * HOUR, "dead"),            # a few minutes of answers at hour 3 of the outage did not end it
     (23 * HOUR, 22 * HOUR, "wait"),           # within the budget nothing changes
 ])
 def test_past_the_budget_a_vendor_that_answered_since_the_record_began_waiting_is_not_out(waited, answered, does):
@@ -109,13 +110,13 @@ def test_past_the_outage_budget_the_joins_are_dead_lettered_saying_intercom_was_
                              "Unavailable") and {d["attempts"] for d in work.queue.dead} == {1}
 
 
-def past_the_budget(work: FakeWork, answered: Optional[float]) -> Sqs:
+def past_the_budget(work: FakeWork, answered_ago: Optional[float]) -> Sqs:
     """One join that began waiting for Intercom 24 h ago (BRIDGE_OUTAGE_HOURS) meets Intercom's 503; this
-    container last had an answer from Intercom at `answered` (None: none since it started)."""
+    container's last answer from Intercom is always `answered_ago` seconds old (None: none since it started)."""
     work.store.settings.put("42", SETTINGS, "ws")
     work.apis.intercom_.down = lambda: ApiError("Intercom", 503, "Service Unavailable")
-    if answered is not None:
-        work.apis.answers["Intercom"] = answered
+    if answered_ago is not None:
+        work.apis.answered = lambda vendor, where: work.clock() - answered_ago
     sqs, since = Sqs(work), work.clock() - 24 * HOUR
     sqs.send(join(), work.clock(), attributes={"bridge-outage-since": {"stringValue": str(since),
                                                                        "dataType": "Number"}})
@@ -123,7 +124,8 @@ def past_the_budget(work: FakeWork, answered: Optional[float]) -> Sqs:
 
 
 @pytest.mark.parametrize("answered_hours_ago, reason, tries", [
-    (1, "gave up after 3 tries: Intercom answered 503: Service Unavailable", 3),
+    (5 / 60, "gave up after 3 tries: Intercom answered 503: Service Unavailable", 3),
+    (1, "Intercom unavailable for 24 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service Unavailable", 1),
     (None, "Intercom unavailable for 24 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service Unavailable", 1)])
 def test_after_a_long_outage_a_503_dead_letters_a_join_only_after_its_tries_once_intercom_answers_again(
         answered_hours_ago, reason, tries):
@@ -132,7 +134,7 @@ def test_after_a_long_outage_a_503_dead_letters_a_join_only_after_its_tries_once
     # for an hour. Now that 503 is a try like any other. A container that has had no answer from Intercom (a
     # fresh one) cannot tell: the join is dead-lettered as the outage's, as before.
     work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
-    sqs = past_the_budget(work, None if answered_hours_ago is None else work.clock() - answered_hours_ago * HOUR)
+    sqs = past_the_budget(work, None if answered_hours_ago is None else answered_hours_ago * HOUR)
     sqs.run_until(work.clock())
     assert len(work.queue.dead) == (tries == 1)          # the first 503: a failed try (or the outage's letter)
     sqs.run_until(work.clock() + 24 * HOUR)
@@ -261,7 +263,7 @@ def test_past_the_outage_budget_while_intercom_answers_again_explain_says_the_wa
     explain said "(waits in the queue, without using up a try)" while the trail below said "try 1 of 3 failed",
     and went on saying it once the letter was dead."""
     work = FakeWork(FakeApis(FakeIntercom(), FakeRF()))
-    sqs = past_the_budget(work, work.clock() - HOUR)
+    sqs = past_the_budget(work, 300)
     sqs.run_until(work.clock())
     header = header_of(explain(work, "7"))
     assert "; retrying — " in header and "(try 1 of 3 failed; the queue tries it again" in header, header

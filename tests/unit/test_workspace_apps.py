@@ -264,12 +264,27 @@ def test_storing_the_oauth_app_again_relabels_the_copies_without_reviving_a_work
     assert notify(edge(rt), PUBLIC_SECRET) == 200
 
 
-def throttle(monkeypatch, method: str, secret: str, operation: str) -> None:
-    """The secret store's `method` throttled (SSM's answer) for the one `secret`, until monkeypatch.undo()."""
-    real = getattr(MemorySecrets, method)
+def test_a_refused_oauth_app_secret_has_relabelled_nothing_as_it_says(rt):
+    """A private app's client secret given as the public app's is refused with "nothing was stored": the
+    copies of the public app's secret are still as they were (relabelled by the next run that stores it)."""
+    copies(rt, "ws2")
+    private(rt)
+    with pytest.raises(ConnectError, match=r"private app's .*; nothing was stored$"):
+        configure_oauth(rt, None, PRIVATE_SECRET)
+    assert {w["workspace"]: w["apps"] for w in list_workspaces(rt)} == {"ws1": ["private"], "ws2": ["private"]}
+    assert rt.secrets.scoped("edge").get("intercom/ws2/client-secret") == PUBLIC_SECRET
+    assert configure_oauth(rt, None, "rotated-secret")["relabelled"] == ["ws2"]
+
+
+def throttle(monkeypatch, method: str, secret: str, operation: str, after: int = 0) -> None:
+    """The secret store's `method` throttled (SSM's answer) for the one `secret`, but its first `after`
+    calls, until monkeypatch.undo()."""
+    real, passing = getattr(MemorySecrets, method), [after]
 
     def throttled(store, name):
         if name == secret:
+            passing[0] -= 1
+        if name == secret and passing[0] < 0:
             raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
         return real(store, name)
     monkeypatch.setattr(MemorySecrets, method, throttled)
@@ -277,7 +292,8 @@ def throttle(monkeypatch, method: str, secret: str, operation: str) -> None:
 
 def test_a_failed_read_while_relabelling_stores_nothing_of_the_public_app_and_says_what_was_done(rt, monkeypatch):
     copies(rt, "ws1", "ws2")
-    throttle(monkeypatch, "get", "intercom/ws2/client-secret", "GetParameter")
+    # the relabel's read (the check that no private app has the new secret reads it first)
+    throttle(monkeypatch, "get", "intercom/ws2/client-secret", "GetParameter", after=1)
     with pytest.raises(ConnectError) as refused:
         configure_oauth(rt, None, "rotated-secret")
     assert "(An error occurred (ThrottlingException) when calling the GetParameter operation: Rate exceeded, at " \

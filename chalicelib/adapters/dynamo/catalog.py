@@ -85,14 +85,15 @@ class DynamoConnections:
         # The used state put again, with its expiry and the outcome (a put: the callback's one write
         # there), only while it is kept and has none.
         applied(lambda: OAuthStateItem(*oauth_state_key(nonce), expires_at=int(expires_at), ended_at=outcome.at,
-                                       workspace=outcome.workspace, name=outcome.name).save(
+                                       workspace=outcome.workspace, name=outcome.name,
+                                       stopped=outcome.stopped or None).save(
             condition=OAuthStateItem.pk.exists() & OAuthStateItem.ended_at.does_not_exist()))
 
     def oauth_state_outcome(self, nonce: str) -> Optional[Outcome]:
         item = get(OAuthStateItem, oauth_state_key(nonce), consistent=True)
         if item is None or item.ended_at is None:
             return None
-        return Outcome(int(item.ended_at), item.workspace, item.name)
+        return Outcome(int(item.ended_at), item.workspace, item.name, bool(item.stopped))
 
     def add_oauth_ticket(self, ticket: OAuthTicket) -> None:
         if not applied(lambda: OAuthTicketItem(*oauth_ticket_key(ticket.ticket), workspace=ticket.workspace,

@@ -77,6 +77,7 @@ class OAuthStateItem(_Item):
     ended_at = NumberAttribute(null=True)       # what its callback did (domain/oauth.Outcome), once it has
     workspace = UnicodeAttribute(null=True)
     name = UnicodeAttribute(null=True)
+    stopped = BooleanAttribute(null=True)        # its callback failed midway
 
 
 class OAuthTicketItem(_Item):
