@@ -109,13 +109,13 @@ def test_a_list_during_a_replay_says_how_many_it_could_not_see(bridge, capsys, d
     rt, seen = bridge.operator(), []
     real = rt.queue.send_many
 
-    def list_meanwhile(body):                                     # the replay holds every letter now
+    def list_meanwhile(body, **kwargs):                           # the replay holds every letter now
         if not seen:
             code, out, _ = run(bridge.operator(), capsys, "dlq", "list")
             seen.append(out)
             code, out, _ = run(bridge.operator(), capsys, "dlq", "list", "--json")
             seen.append(json.loads(out))
-        return real(body)
+        return real(body, **kwargs)
     rt.queue.send_many = list_meanwhile
     run(rt, capsys, "dlq", "replay")
     assert seen[0].startswith(f"0 dead letter(s)\nabout {dead} more are hidden by another command")
