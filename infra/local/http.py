@@ -138,7 +138,7 @@ class RunningServer:
         self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(
             target=dev_server.server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"http-{app.app_name}",
             daemon=True,
         )

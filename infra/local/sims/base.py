@@ -124,7 +124,7 @@ class SimServer:
         """Serve in a background thread (port 0 = a free port); sets ``base_url``."""
         self._server = make_server(host, port, self._wsgi, threaded=True,
                                    request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
         self.base_url = f"http://{host}:{self._server.server_port}{self.url_prefix}"
         return self
