@@ -33,7 +33,7 @@ from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, 
 from ..observability import mask_email
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
-from ..ports.store import SCAN_LIMIT
+from ..ports.store import SCAN_LIMIT, RFConnection
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
@@ -156,7 +156,8 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     else:                      # each way _intercom reads no attributes ends with its finding saying why
         _unchecked(report, "settings.workspace", f"the settings against workspace {settings.workspace}'s data "
                    "attributes (they could not be read)", report.findings[-1].check, settings.campaign_id)
-    rf_reached = _rf(rt, report, settings)
+    rf_conn = store.connections.rf()           # read once: the RF checks and the dead letters' advice
+    rf_reached = _rf(rt, report, settings, rf_conn)
     # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
     # their own finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
@@ -167,7 +168,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _left_behind(store, report, settings, left)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn)
     _sync(rt, report, settings)
     return report
 
@@ -399,10 +400,9 @@ def _shared_link_attribute(store: Store, report: Report, settings: CampaignSetti
 
 
 # --- Referral Factory ------------------------------------------------------------------------------
-def _rf(rt: Examined, report: Report, settings: CampaignSettings) -> Optional[bool]:
+def _rf(rt: Examined, report: Report, settings: CampaignSettings, conn: Optional[RFConnection]) -> Optional[bool]:
     """The RF checks; whether the RF token reaches the campaign: True, RF showed it; False, RF refused the token or
-    did not know the campaign with it (a token of another account); None, not checked."""
-    conn = rt.store.connections.rf()
+    did not know the campaign with it (a token of another account); None, not checked. `conn`: the RF connection."""
     secrets = conn.secrets if conn else frozenset()
     if "webhook-secret" not in secrets:
         report.add("rf.webhook_secret", False, "no RF webhook secret is set",
@@ -724,13 +724,14 @@ def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
                attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
-               rf_reached: Optional[bool] = None, read_all: bool = True) -> None:
+               rf_reached: Optional[bool] = None, read_all: bool = True,
+               rf_conn: Optional[RFConnection] = None) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
-    searches = _dead_letters(rt, report, settings, rf_reached) if dlq else []
+    searches = _dead_letters(rt, report, settings, rf_reached, rf_conn) if dlq else []
     failing = [d for d in searches if not d.superseded]
     if settings.qualification is None:
         _searches(report, settings.workspace, failing)
@@ -789,7 +790,8 @@ def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
 
 
 def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
-                  rf_reached: Optional[bool] = None) -> list[dead_letters.DeadLetter]:
+                  rf_reached: Optional[bool] = None,
+                  rf_conn: Optional[RFConnection] = None) -> list[dead_letters.DeadLetter]:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
     `rf_reached`: whether the RF token reaches the campaign (_rf): RF showed it (its `User not found` is the
@@ -805,7 +807,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     unnamed = [d for d in letters
                if d.campaign_id is None and d.workspace in (ws, None) and d.kind != dead_letters.SEARCH]
     rf_refused = rf_reached is False
-    rf = rt.store.connections.rf() if rf_reached else None
+    rf = rf_conn if rf_reached else None
     token_at = epoch(rf.token_at) if rf is not None and rf.token_at else None
 
     def after_token(chosen: list[dead_letters.DeadLetter]) -> bool:
