@@ -109,11 +109,11 @@ class SharedLimiter:
 
     def _in_force(self, state: BudgetState, now: float) -> str:
         """The budget in force: a 429 may have lowered it, and when it is whole again."""
-        window = self.slicing.window
-        if state.share_at(now) >= 1.0:
+        window, share = self.slicing.window, state.share_at(now)
+        if share >= 1.0:
             return f"{self.limit} calls per {window:g}s"
         full = f"{self.slicing.sustained()}" + ("/min" if window == 60 else f" per {window:g}s")
-        return (f"lowered to {self.slicing.sustained(state.share_at(now))} of its {self.limit} calls per {window:g}s "
+        return (f"lowered to {self.slicing.sustained(share)} of its {self.limit} calls per {window:g}s "
                 f"after {self.vendor}'s 429 at {iso(state.lowered_at)}; back to full speed ({full}) by about "
                 f"{clock_time(state.whole_at(), now)} if {self.vendor} throttles no more")
 

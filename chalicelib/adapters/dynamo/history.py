@@ -120,8 +120,9 @@ class DynamoHistory:
             return
         # One write: counted on while it is the same kind of repeat, not long after the last; else a second, from one.
         same = HistoryItem.at >= iso(now - restart_after)
-        if kind_of(reason):
-            same &= HistoryItem.reason.startswith(kind_of(reason))
+        kind = kind_of(reason)
+        if kind:
+            same &= HistoryItem.reason.startswith(kind)
         if not applied(lambda: item.update(actions=[*actions, HistoryItem.repeats.add(1)],
                                            condition=HistoryItem.pk.does_not_exist() | same)):
             item.update(actions=[*actions, HistoryItem.repeats.set(1)])
