@@ -16,12 +16,15 @@ Found by the chaos run, which is the first local run with many writers at once:
    retention period of each message it returns (three times over). Every send and receive costs
    O(messages in the queue): once a backlog of a few thousand builds, moto spends its core
    counting and the workers wait idle for their batches.
+4. CloudFormation parses a stack's template with PyYAML's pure-Python loader at each CreateStack:
+   26 ms of the 45 a stack of infra/template.yaml takes, and the tests create one each.
 
 The patch serialises DynamoDB requests (DynamoDB is linearizable per item; moto is one process
-anyway), rolls a failed transaction back item by item, and lets SQS read static attributes without
-counting the messages.
-Applied only by the chaos run's moto (``moto_process.py``, or ``moto=thread``); ``install()`` is
-idempotent.
+anyway), rolls a failed transaction back item by item, lets SQS read static attributes without
+counting the messages, and parses a template once (each stack gets its own copy of what it says).
+Applied by every local stack's moto (infra/local/aws.py's ``start_moto``: tests, ``make run``) and the
+chaos run's (``moto_process.py``, or ``moto=thread``; ``MOTO_PATCH=0`` runs moto as released);
+``install()`` is idempotent.
 """
 from __future__ import annotations
 
@@ -91,6 +94,17 @@ def install() -> None:
 
     Queue.attributes = property(attributes)
     SQSBackend.send_message = without_counts(SQSBackend.send_message)
+
+    from moto.cloudformation.models import Stack
+
+    parse, parsed = Stack.parse_template, {}
+
+    def parse_template(template: str) -> dict[str, Any]:
+        if template not in parsed:
+            parsed[template] = parse(template)
+        return copy.deepcopy(parsed[template])
+
+    Stack.parse_template = staticmethod(parse_template)
     _installed = True
 
 
