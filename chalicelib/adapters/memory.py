@@ -302,14 +302,23 @@ class MemoryLinks:
                            contact_role=role or stored.link.contact_role, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
-                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
-        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state))
-                                   if value is not KEEP}
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
+                    email: str = KEEP) -> Optional[Link]:
+        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state),
+                                                                   ("email", email)) if value is not KEEP}
         stored = self.get(link.ref)
         if stored is None or when is not None and stored.last_event_at is not None and stored.last_event_at > when:
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")
             return None
+        if email is not KEEP:
+            if stored.email != link.email:
+                raise Busy("the link's email changed meanwhile (another worker applied an Intercom event)")
+            old = (link.workspace, normal_email(link.email))
+            self.tables.emails.get(old, set()).discard(link.ref)
+            if not self.tables.emails.get(old, True):
+                del self.tables.emails[old]                 # no link left: the old address is kept nowhere
+            self._point(self.tables.emails, (link.workspace, normal_email(email)), link.ref)
         if when is not None:
             changes["last_event_at"] = when
         return self._write(link.ref, entries, **changes)
@@ -778,9 +787,9 @@ class MemorySync:
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         return [e for e in self.ledgers.get(campaign_id, {}).values() if (e.email or "") == normal_email(email)]
 
-    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        ledger = self.ledgers.get(campaign_id, {})
-        gone = [e for e in ledger.values() if (e.email or "") == normal_email(email)]
+    def forget(self, campaign_id: str, email: str, contact_ids: Iterable[str] = ()) -> list[LedgerEntry]:
+        ledger, named = self.ledgers.get(campaign_id, {}), set(contact_ids)
+        gone = [e for e in ledger.values() if (e.email or "") == normal_email(email) or e.contact_id in named]
         for e in gone:
             del ledger[e.contact_id]
         return gone

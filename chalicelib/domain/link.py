@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
+from .people import given_email
 from .qualification import QState
 
 
@@ -102,6 +103,18 @@ class Link:
     def view(self) -> dict[str, Any]:
         """What `bridge history` shows of the link."""
         return {name: _plain(getattr(self, name)) for name in VIEW}
+
+
+def email_now(link: Link, contact: Mapping[str, Any]) -> Optional[str]:
+    """The email an event about the link's own contact says it has, when it is not the link's (the person
+    changed it in Intercom, `contact.email.updated`): the link follows it, for `match: email`, `explain` and
+    `forget` know the person by their email. None: the same address (in any case), none said (a deletion's
+    stub, a tag event), another contact's, or a link not linked (a join applied later sets it)."""
+    email = contact.get("email")
+    if link.status is not LinkStatus.LINKED or link.contact_id != contact.get("id") or not isinstance(email, str) \
+            or given_email({"email": email}) in (None, given_email({"email": link.email})):
+        return None
+    return email.strip()
 
 
 VIEW = ("status", "kind", "email", "contact_id", "contact_role", "contact_state", "baseline", "armed",

@@ -122,9 +122,12 @@ class LinkRepository(Protocol):
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
-                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
+                    email: str = KEEP) -> Optional[Link]:
         """With `when` (the event's time), an event older than the newest applied changes nothing:
-        None, and the repeat is counted in the history."""
+        None, and the repeat is counted in the history. `email`: the link's email pointer follows it, from
+        the email `link` has (a pointer left with no link goes: the old address is kept nowhere); Busy when
+        the stored link's email is not that one any more (another worker changed it: read it again)."""
     def arm(self, link: Link, entries: Sequence[Entry]) -> Link: ...
 
     # qualification (domain/qualification.py says which transitions exist)
@@ -511,8 +514,9 @@ class SyncRepository(Protocol):
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         """The campaign's entries with this email (a query of the campaign's ledger: for `explain`, and for sync
         when RF refuses the create of a contact an earlier try may have created)."""
-    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        """Delete the campaign's entries with this email (erasure): the entries deleted."""
+    def forget(self, campaign_id: str, email: str, contact_ids: Iterable[str] = ()) -> list[LedgerEntry]:
+        """Delete the campaign's entries with this email, and those of `contact_ids` (erasure: the contacts of
+        the people erased, whose entries may name an email they had before): the entries deleted."""
 
 
 class Store(Protocol):

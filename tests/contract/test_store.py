@@ -209,6 +209,23 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     assert moved.baseline == "No"                                 # kept unless given
 
 
+def test_an_email_change_moves_the_link_and_its_pointer_in_event_time_order(store):
+    link = joined(store)
+    other = joined(store, PersonRef("43", "7"), kind="referrer", pending=False)      # shares the old email
+    changed = store.links.set_contact(link, [Entry("contact", "email_changed")], when=200.0, email="Ann@New.example")
+    assert changed == store.links.get(ANN) and (changed.email, changed.last_event_at) == ("Ann@New.example", 200.0)
+    found = store.lookup.look_up(emails=[(WS, "ann@example.com"), (WS, "ann@new.example")])
+    assert found.linked_to_email(WS, "ann@new.example") == [changed]
+    assert found.linked_to_email(WS, "ann@example.com") == [other]
+    assert store.links.set_contact(changed, [], when=100.0, email="ann@older.example") is None   # an older event
+    alone = store.links.set_contact(other, [], when=300.0, email="rita@example.com")
+    found = store.lookup.look_up(emails=[(WS, "ann@example.com"), (WS, "ann@older.example"), (WS, "rita@example.com")])
+    assert list(found.by_email) == [(WS, "rita@example.com")] and store.links.get(ANN) == changed  # no address left
+    with pytest.raises(Busy):                     # a view of the link older than its email: its pointers are not
+        store.links.set_contact(link, [], when=400.0, email="ann@third.example")            # those it names
+    assert alone.email == "rita@example.com" and outcomes(store)[-2:] == ["email_changed", "ignored"]
+
+
 def test_a_move_to_an_older_duplicate_can_set_the_baseline(store):
     moved = store.links.move(joined(store), "c0", [Entry("contact", "moved_to_existing")], role="user",
                              baseline="Yes")
@@ -986,6 +1003,15 @@ def test_forgetting_an_email_deletes_its_ledger_entries_only(store):
                              LedgerEntry("c2", "missing_field", email="b@x.io")])
     assert [e.contact_id for e in store.sync.forget("42", "A@x.io")] == ["c1"]
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c2"]
+
+
+def test_forgetting_an_email_also_deletes_the_ledger_entries_of_the_contacts_named(store):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="old@x.io", rf_user_id="7"),
+                             LedgerEntry("c2", "enrolled", email="a@x.io", rf_user_id="8"),
+                             LedgerEntry("c3", "missing_field", email="b@x.io")])
+    assert sorted(e.contact_id for e in store.sync.forget("42", "a@x.io", contact_ids=["c1", "c404"])) == ["c1", "c2"]
+    assert [e.contact_id for e in store.sync.ledger("42")] == ["c3"]
 
 
 def test_the_ledger_entries_of_an_email_are_found_in_its_campaign(store):

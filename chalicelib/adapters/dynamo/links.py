@@ -410,15 +410,31 @@ class DynamoLinks:
                                    baseline=link.baseline if baseline is KEEP else baseline)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
-                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
-        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state))
-                                   if value is not KEEP}
-        return self._set(link, entries, when, changes)
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
+                    email: str = KEEP) -> Optional[Link]:
+        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state),
+                                                                   ("email", email)) if value is not KEEP}
+        if email is KEEP:
+            return self._set(link, entries, when, changes)
+        # The pointers follow the email in the same write, from the email the link still has (a condition).
+        old = email_key(link.workspace, link.email) if link.email else None
+        new = email_key(link.workspace, email)
+        pointers = [_add_ref(new, link.ref)] if new != old else []
+        if old and pointers:
+            pointers.append(Update(PointerItem(*old), [PointerItem.links.delete({str(link.ref)})]))
+        moved = self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
+                          else LinkItem.email.does_not_exist(), *pointers)
+        if moved is not None and old and pointers:      # the old address, once no link is left in its pointer,
+            applied(lambda: PointerItem(*old).delete(condition=PointerItem.links.does_not_exist()))  # is kept nowhere
+        return moved
 
     def arm(self, link: Link, entries: Sequence[Entry]) -> Link:
         return self._set(link, entries, None, {"armed": True}) or link   # None: the link was erased meanwhile
 
-    def _set(self, link: Link, entries: Sequence[Entry], when: Optional[float], changes: dict) -> Optional[Link]:
+    def _set(self, link: Link, entries: Sequence[Entry], when: Optional[float], changes: dict,
+             same: Any = None, *pointers: Update) -> Optional[Link]:
+        """The link's `changes`, in event time order (`when`) and while the stored link is the `same`,
+        with the `pointers`' updates and the entries, at once."""
         now = iso(self.clock())
         actions = [LinkItem.updated_at.set(now)]
         actions += [_assign(getattr(LinkItem, name), getattr(v, "value", v)) for name, v in changes.items()]
@@ -428,10 +444,15 @@ class DynamoLinks:
             condition &= LinkItem.last_event_at.does_not_exist() | (LinkItem.last_event_at <= when)
             changes["last_event_at"] = when
         try:
-            self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions, condition))
+            self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
+                                                            condition if same is None else condition & same),
+                                  *pointers)
         except TransactWriteError as exc:
             if not conditional(exc):
                 raise
+            stored = get(LinkItem, link_key(link.ref), consistent=True) if same is not None else None
+            if stored is not None and (when is None or stored.last_event_at is None or stored.last_event_at <= when):
+                raise Busy("the link changed meanwhile (another worker applied an Intercom event)") from None
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")
             return None
