@@ -143,6 +143,11 @@ def policies(target: Target) -> dict[str, dict]:
             logs("worker"),
             _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                  "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [table]),
+            # A person's email changed in Intercom: their link's email pointer moves, and the old address's
+            # pointer, once no link is left in it, is deleted (the old address is kept nowhere). Deletes of
+            # email pointers only: never a link, a history or settings.
+            {**_statement("EmailPointers", ["dynamodb:DeleteItem"], [table]),
+             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["EMAIL#*"]}}},
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
             # the worker itself deletes what it handled, delays what it retries, sends back a copy of
             # what must wait (a wait is not a try), and queues follow-up work (a lead it created is

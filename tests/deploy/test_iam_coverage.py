@@ -322,6 +322,10 @@ def drive(stage: Stage) -> dict:
     stage.drain()
     outcome["qualified"] = [user_id for user_id, _ in rf.qualification_events]
     outcome["ann"] = ann["id"]
+    # Ann changes her email in Intercom: her link's pointer moves, the old address's (left empty) is deleted.
+    intercom.update_contact(contact["id"], email="ann@work.example")
+    stage.post_intercom(intercom.webhook_payload("contact.email.updated", contact["id"]))
+    stage.drain()
 
     # Reconciliation: a pending lead's check, the workspace's search of changed contacts, and a join
     # whose worker died holding its claim (queued again, its history written by reconcile).
@@ -440,15 +444,15 @@ def test_what_each_function_does(performed):
 
 
 def test_the_check_catches_a_missing_and_a_superfluous_grant(performed, rendered):
-    """The comparison itself can fail: a policy without UpdateItem, or with DeleteItem, is refused."""
+    """The comparison itself can fail: a policy without UpdateItem, or with Scan, is refused."""
     _, stage, recorder = performed
     done = performed_pairs(stage, recorder, "worker")
     policy = json.loads(json.dumps(rendered.policy(STAGE, "worker")))
     table = next(s for s in policy["Statement"] if s["Sid"] == "Table")
-    table["Action"] = [a for a in table["Action"] if a != "dynamodb:UpdateItem"] + ["dynamodb:DeleteItem"]
+    table["Action"] = [a for a in table["Action"] if a != "dynamodb:UpdateItem"] + ["dynamodb:Scan"]
     found = violations(policy, done, stage.target, "worker")
     assert [a for a, _ in found["performed but not granted"]] == ["dynamodb:UpdateItem"]
-    assert found["granted but never performed"] == [("dynamodb:DeleteItem", stage.target.outputs["TableArn"])]
+    assert found["granted but never performed"] == [("dynamodb:Scan", stage.target.outputs["TableArn"])]
     with pytest.raises(UnmappedCall):
         required(Call("s3", "GetObject", {"Bucket": "b", "Key": "k"}), stage.target)
 
@@ -487,6 +491,21 @@ def test_reconciles_updates_stay_within_the_links_leading_keys(performed, render
     keys += [item["Update"]["Key"]["pk"]["S"] for c in calls if c.operation == "TransactWriteItems"
              for item in c.params["TransactItems"] if "Update" in item]
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
+
+
+def test_the_workers_deletes_stay_within_the_email_pointers_leading_keys(performed, rendered):
+    """The worker deletes only an email pointer left with no link (a person's email changed in Intercom):
+    every delete it made falls inside its statement's dynamodb:LeadingKeys, which no link, history or
+    settings partition does."""
+    _, stage, recorder = performed
+    [statement] = [s for s in rendered.policy(STAGE, "worker")["Statement"] if "dynamodb:DeleteItem" in s["Action"]]
+    allowed = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    keys = [c.params["Key"]["pk"]["S"] for c in recorder.of("worker")
+            if c.service == "dynamodb" and c.operation == "DeleteItem"]
+    assert keys == [f"EMAIL#{WORKSPACE}#ann@example.com"] and all(
+        any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
+    assert not any(fnmatchcase(pk, pattern) for pk in NOT_THE_EDGES if not pk.startswith("EMAIL#")
+                   for pattern in allowed)
 
 
 @pytest.mark.parametrize("sid, operation", [("OAuthTable", "PutItem"), ("EdgeTable", "UpdateItem"),
