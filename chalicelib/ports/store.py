@@ -205,7 +205,10 @@ class Found:
         return self._links(workspace, self.by_contact.get((workspace, contact_id or ""), frozenset()))
 
     def linked_to_email(self, workspace: str, email: Optional[str]) -> list[Link]:
-        return self._links(workspace, self.by_email.get((workspace, normal_email(email)), frozenset()))
+        """The links the email's pointer names that have this email still (a batch keeps the links as its
+        messages leave them: one whose email a message changed no longer shares the old address)."""
+        pointed = self.by_email.get((workspace, normal_email(email)), frozenset())
+        return [link for link in self._links(workspace, pointed) if normal_email(link.email) == normal_email(email)]
 
     def _links(self, workspace: str, refs: frozenset[PersonRef]) -> list[Link]:
         return [self.links[r] for r in sorted(refs) if r in self.links and self.links[r].workspace == workspace]

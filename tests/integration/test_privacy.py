@@ -94,7 +94,8 @@ def test_explain_and_forget_find_a_person_by_the_email_they_changed_to_in_interc
     bridge.notify("contact.email.updated", contact["id"])
     bridge.drain()
     code, found = explain(bridge, capsys, "Zoe@example.org")
-    assert code == 0 and [(p["rf_user_id"], p["email"]) for p in found["people"]] == [(str(lead["id"]), "z***@example.org")]
+    assert code == 0 and [(p["rf_user_id"], p["email"]) for p in found["people"]] == [
+        (str(lead["id"]), "z***@example.org")]
     [changed] = entries(found, "contact", "email_changed")
     assert changed["reason"].startswith("the contact's email changed in Intercom from a***@example.com to "
                                         "z***@example.org (contact.email.updated)")

@@ -257,3 +257,14 @@ def test_with_match_email_a_contact_with_the_new_email_counts_and_one_with_the_o
     duplicate = work.apis.intercom_.add("ann.new@example.com", role="user", signed_up="Yes")
     run(work, event(duplicate, "contact.user.updated", "n3"))
     assert work.apis.rf_.qualified == ["7"]
+
+
+def test_with_match_email_a_contact_with_the_old_email_does_not_count_in_the_batch_that_changed_it():
+    """The batch read who shares each address before its first message changed the lead's: its later
+    messages judge the lead by the email it has now."""
+    work = world(settings(rule={"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}))
+    link, contact = joined(work)
+    stranger = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    run(work, event(dict(contact, email="ann.new@example.com"), "contact.email.updated"),
+        event(stranger, "contact.user.updated", "n2"))
+    assert work.apis.rf_.qualified == [] and link_of(work).email == "ann.new@example.com"
