@@ -53,6 +53,16 @@ class ConversionError(ValueError):
     pass
 
 
+# The Intercom attribute types `convert` writes (a date as unix seconds): a mapping to any other is never written.
+WRITABLE_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
+
+
+def type_unsupported(data_type: str) -> Optional[str]:
+    """Why no value can be written to an attribute of `data_type` (None: one `convert` writes): the words
+    each join records for the field, and `settings apply` and doctor refuse the mapping with."""
+    return None if data_type in WRITABLE_TYPES else f"attribute type {data_type!r} is not supported"
+
+
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 
@@ -62,6 +72,9 @@ def convert(value: Any, data_type: str) -> Any:
     boolean, date/datetime = unix seconds). Raises ConversionError saying why."""
     if value is None:
         return None
+    unsupported = type_unsupported(data_type)
+    if unsupported:
+        raise ConversionError(unsupported)
     if data_type == "string":
         text = value if isinstance(value, str) else _text(value)
         if len(text) > MAX_STRING:
@@ -83,9 +96,7 @@ def convert(value: Any, data_type: str) -> Any:
         if text in _FALSE:
             return False
         raise ConversionError(f"{value!r} is not true or false")
-    if data_type in ("date", "datetime"):
-        return to_unix(value)
-    raise ConversionError(f"attribute type {data_type!r} is not supported")
+    return to_unix(value)          # date, datetime
 
 
 def _text(value: Any) -> str:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .ids import ID_RULE, as_id
 from .mapping import (MARKER_ATTRIBUTE, RF_FIELDS, STANDARD_ATTRIBUTE_TYPES, ConversionError, convert,
-                      rf_field_known)
+                      rf_field_known, rf_field_type, type_unsupported)
 
 Action = Literal["nothing", "create_lead", "create_user"]
 
@@ -291,7 +291,6 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
     `attributes` maps full_name -> Intercom data attribute (as listed by GET /data_attributes);
     `segments`: the workspace's segments, when the sync block reads one (None: not checked).
     `bridge settings apply` refuses what this finds, and `bridge doctor` reports it."""
-    from .mapping import rf_field_type
     from .sync import check_sync
 
     problems: list[str] = []
@@ -311,7 +310,11 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
             if attr.get("api_writable") is False:
                 problems.append(f"{key}: {row.to} is read-only in Intercom — map a writable attribute")
             dtype = attr.get("data_type") or "string"
-            if row.value is not None:
+            unsupported = type_unsupported(dtype)
+            if unsupported:         # whatever the source: no value converts to it
+                problems.append(f"{key}: {row.to}: {unsupported} — map it to a text, number, decimal, true/false "
+                                "or date attribute (those are the types the bridge converts to)")
+            elif row.value is not None:
                 unfit = value_unfit(row.value, dtype, row.to, "value", "change the value or the attribute")
                 if unfit:
                     problems.append(f"{section}.fields[{i}].value: {unfit}")

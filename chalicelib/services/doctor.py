@@ -346,6 +346,8 @@ _WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or can
         "archived": _REFUSED_WHOLE,      # (the simulator refuses a write naming an archived attribute: 400)
         "read-only": "Intercom refuses writes to it, and the bridge writes it with the rest of the contact: each "
                      "{who} whose join writes it fails to the dead-letter queue",
+        "is not supported": "the bridge cannot write this type: each {who}'s join is applied without the field, "
+                            "said in its history",
         "is not a number": "the value cannot be written as the attribute's type",
         " but ": "values of this field cannot be converted to the attribute's type: they are not written"}
 
