@@ -149,9 +149,13 @@ def to_unix(value: Any) -> int:
     raise ConversionError(f"{value!r} is not a date")
 
 
+# A field error's reason when Intercom refused the attribute (a 400 naming it): Intercom's words follow.
+REFUSED_BY_INTERCOM = "Intercom refused it"
+
 # What kind of value a field error is about, from convert()'s own words around the value (the reason
-# carries the value: a kind never does).
-_KINDS = ((str.startswith, "text is too long", "text too long"),
+# carries the value: a kind never does), or Intercom's refusal (whatever its words).
+_KINDS = ((str.startswith, REFUSED_BY_INTERCOM, "refused by Intercom"),
+          (str.startswith, "text is too long", "text too long"),
           (str.endswith, "is not a whole number", "not a whole number"),
           (str.endswith, "number", "not a number"),
           (str.endswith, "is not true or false", "not true or false"),
