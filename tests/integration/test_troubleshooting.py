@@ -109,19 +109,24 @@ def test_every_replay_advised_for_rfs_refusal_takes_back_the_letters_the_refusal
     assert bridge.dead_letters() == []
 
 
-def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom, capsys):
+@pytest.mark.parametrize("headers", [{}, {"Retry-After": "soon"}], ids=["no Retry-After", "an unreadable Retry-After"])
+def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom, capsys,
+                                                                                       headers):
     """Walkthrough: `make fault ARGS="intercom 503 --for 120"`, then `time ./bridge doctor 42`: no output for
     ~25 s. Its `GET /me` had the worker's retries: 3, each waiting for Intercom's X-RateLimit-Reset (up to
     10 s). Doctor answers the operator now: a call retried once at most, no long wait, and the outage said.
-    The waits it would make are counted here, not made (its sleeper), over real HTTP to the simulator."""
+    The waits it would make are counted here, not made (its sleeper), over real HTTP to the simulator.
+    A Retry-After neither seconds nor a date is as none: it said "Intercom unreachable after retries
+    (InvalidHeader)" of an Intercom that answered."""
     bridge.apply(lead_settings())
-    intercom.fail_next("*", ".*", 503, times=10**6)                 # every call, whatever it is
+    intercom.fail_next("*", ".*", 503, headers=headers, times=10**6)   # every call, whatever it is
     rt = bridge.operator()
     slept: list[float] = []
     rt.sleeper = slept.append
     before = intercom.count("GET", "/me")
     code, out, _ = run_cli(rt, capsys, "doctor", "42")
     assert code == 1 and "BAD [intercom.token] Intercom is unavailable or limiting the bridge now" in out, out
+    assert "could not be checked (Intercom answered 503" in out, out
     assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
 
 
