@@ -130,6 +130,22 @@ def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_re
     assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
 
 
+def test_doctor_masks_the_emails_a_vendors_refusal_quotes_in_text_and_json(bridge, intercom, rf, capsys):
+    """Intercom's and RF's error texts may name someone by email: [intercom.token] and [rf.campaign] printed them
+    as the vendor wrote them, where doctor masks them in its dead letters' reasons."""
+    bridge.apply(lead_settings())
+    intercom.fail_next("GET", "^/me$", 401, times=2, body=intercom.error_body(
+        401, "Access Token revoked by Owen.Admin@acme.example", "unauthorized"))
+    rf.fail_next("GET", "^/campaigns/42$", 404, times=2, body={"code": 404, "message": "No campaign 42 for "
+                                                                                     "rex@rf-account.example"})
+    code, text = doctor_text(bridge, capsys)
+    _, report = doctor(bridge, capsys)
+    assert "O***@acme.example" in bad(report, "intercom.token")[0]["what"], report
+    assert "r***@rf-account.example" in bad(report, "rf.campaign")[0]["what"], report
+    for said in (text, json.dumps(report)):
+        assert "Owen.Admin@" not in said and "rex@" not in said, said
+
+
 def test_doctor_names_the_missing_secrets_and_advises_commands_that_ask_for_them(bridge, capsys):
     """No fix tells the operator to type a secret on a command line (it would stay in the history)."""
     from chalicelib.adapters.dynamo.catalog import ConnectionItem, RFConfigItem
