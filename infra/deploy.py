@@ -143,6 +143,11 @@ def policies(target: Target) -> dict[str, dict]:
             logs("worker"),
             _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                  "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [table]),
+            # A sync page tried again after RF said its contact's email is in the campaign asks the ledger
+            # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a
+            # query of the ledger's partitions only.
+            {**_statement("Ledger", ["dynamodb:Query"], [table]),
+             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SYNC#*"]}}},
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
             # the worker itself deletes what it handled, delays what it retries, sends back a copy of
             # what must wait (a wait is not a try), and queues follow-up work (a lead it created is
