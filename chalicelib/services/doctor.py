@@ -30,7 +30,7 @@ from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_p
 from ..config import Config
 from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
                       rf_campaign_fix)
-from ..observability import mask_email
+from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
 from ..ports.store import SCAN_LIMIT, RFConnection
@@ -105,7 +105,9 @@ class Report:
 
     def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "", warn: bool = False,
             key: str = "") -> None:
-        """`key`: what tells this finding from the others of its check (each check that can say several)."""
+        """`key`: what tells this finding from the others of its check (each check that can say several). Emails
+        in the texts (a vendor's error quoted, a dead letter's reason) are masked."""
+        what, why, fix = mask_emails((what, why, fix))
         self.findings.append(Finding(check, ok, what, why, fix, warn and ok, f"{check}:{key}" if key else check))
 
     def view(self) -> dict:
