@@ -24,13 +24,13 @@ from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
 from ..domain.people import OTHER_CAMPAIGN
-from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
-                               valid_or_none)
+from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_against_workspace, own_attributes,
+                               parse_settings, shared_attributes)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
                       rf_campaign_fix)
-from ..observability import mask_email
+from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
 from ..ports.store import SCAN_LIMIT, RFConnection
@@ -39,7 +39,7 @@ from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, 
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
 from .backfill import unknown_baselines
-from .moved import applied_elsewhere
+from .moved import applied_elsewhere, valid_campaigns
 from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
@@ -106,7 +106,9 @@ class Report:
 
     def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "", warn: bool = False,
             key: str = "") -> None:
-        """`key`: what tells this finding from the others of its check (each check that can say several)."""
+        """`key`: what tells this finding from the others of its check (each check that can say several). Emails
+        in the texts (a vendor's error quoted, a dead letter's reason) are masked."""
+        what, why, fix = mask_emails((what, why, fix))
         self.findings.append(Finding(check, ok, what, why, fix, warn and ok, f"{check}:{key}" if key else check))
 
     def view(self) -> dict:
@@ -149,7 +151,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "(they came before its settings existed)",
                    "those people were never sent to Intercom: the bridge does not apply settings retroactively "
                    "by itself", f"`bridge backfill {campaign_id}` (dry run), then `--apply`")
-    _shared_link_attribute(store, report, settings)
+    _shared_attributes(store, report, settings)
     conn = store.connections.workspace(settings.workspace)
     attributes = _intercom(rt, report, settings, conn)
     if attributes is not None:
@@ -394,28 +396,14 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
                    + ("; the sync block's attributes exist" if settings.sync else ""))
 
 
-def _link_attributes(settings: CampaignSettings) -> set[str]:
-    return {row.to for people in (settings.leads, settings.referrers) if people.action != "nothing"
-            for row in people.fields if row.from_ == "url"}
-
-
-def _shared_link_attribute(store: Store, report: Report, settings: CampaignSettings) -> None:
-    """Each campaign needs its own referral-link attribute: two campaigns writing the same one overwrite
-    each other's links on a person in both."""
-    mine = _link_attributes(settings)
-    if not mine:
+def _shared_attributes(store: Store, report: Report, settings: CampaignSettings) -> None:
+    """Each campaign needs its own referral-link (and referral-count) attribute: two campaigns writing the
+    same one overwrite each other's links on a person in both (domain/settings.shared_attributes)."""
+    if not own_attributes(settings):
         return
-    others = sorted(store.settings.campaigns(settings.workspace) - {settings.campaign_id})
-    for other, document in sorted(store.settings.documents(others).items()):
-        theirs = valid_or_none(document)
-        shared = mine & _link_attributes(theirs) if theirs is not None and theirs.workspace == settings.workspace \
-            else set()
-        for attribute in sorted(shared):
-            report.add("settings.referral_link", False,
-                       f"campaign {other} also writes its referral links to {attribute}",
-                       "a person in both campaigns gets one campaign's link over the other's",
-                       f"create one referral-link attribute per campaign (e.g. {attribute}_{settings.campaign_id}) "
-                       "and map `url` to it", key=f"{other}:{attribute}")
+    for shared in shared_attributes(settings, valid_campaigns(store.settings, settings.workspace)):
+        report.add("settings.referral_link" if shared.what == LINKS else "settings.referral_count", False,
+                   shared.said, shared.why, shared.fix, key=f"{shared.other}:{shared.attribute}")
 
 
 # --- Referral Factory ------------------------------------------------------------------------------

@@ -109,20 +109,41 @@ def test_every_replay_advised_for_rfs_refusal_takes_back_the_letters_the_refusal
     assert bridge.dead_letters() == []
 
 
-def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom, capsys):
+@pytest.mark.parametrize("headers", [{}, {"Retry-After": "soon"}], ids=["no Retry-After", "an unreadable Retry-After"])
+def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom, capsys,
+                                                                                       headers):
     """Walkthrough: `make fault ARGS="intercom 503 --for 120"`, then `time ./bridge doctor 42`: no output for
     ~25 s. Its `GET /me` had the worker's retries: 3, each waiting for Intercom's X-RateLimit-Reset (up to
     10 s). Doctor answers the operator now: a call retried once at most, no long wait, and the outage said.
-    The waits it would make are counted here, not made (its sleeper), over real HTTP to the simulator."""
+    The waits it would make are counted here, not made (its sleeper), over real HTTP to the simulator.
+    A Retry-After neither seconds nor a date is as none: it said "Intercom unreachable after retries
+    (InvalidHeader)" of an Intercom that answered."""
     bridge.apply(lead_settings())
-    intercom.fail_next("*", ".*", 503, times=10**6)                 # every call, whatever it is
+    intercom.fail_next("*", ".*", 503, headers=headers, times=10**6)   # every call, whatever it is
     rt = bridge.operator()
     slept: list[float] = []
     rt.sleeper = slept.append
     before = intercom.count("GET", "/me")
     code, out, _ = run_cli(rt, capsys, "doctor", "42")
     assert code == 1 and "BAD [intercom.token] Intercom is unavailable or limiting the bridge now" in out, out
+    assert "could not be checked (Intercom answered 503" in out, out
     assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
+
+
+def test_doctor_masks_the_emails_a_vendors_refusal_quotes_in_text_and_json(bridge, intercom, rf, capsys):
+    """Intercom's and RF's error texts may name someone by email: [intercom.token] and [rf.campaign] printed them
+    as the vendor wrote them, where doctor masks them in its dead letters' reasons."""
+    bridge.apply(lead_settings())
+    intercom.fail_next("GET", "^/me$", 401, times=2, body=intercom.error_body(
+        401, "Access Token revoked by Owen.Admin@acme.example", "unauthorized"))
+    rf.fail_next("GET", "^/campaigns/42$", 404, times=2, body={"code": 404, "message": "No campaign 42 for "
+                                                                                     "rex@rf-account.example"})
+    code, text = doctor_text(bridge, capsys)
+    _, report = doctor(bridge, capsys)
+    assert "O***@acme.example" in bad(report, "intercom.token")[0]["what"], report
+    assert "r***@rf-account.example" in bad(report, "rf.campaign")[0]["what"], report
+    for said in (text, json.dumps(report)):
+        assert "Owen.Admin@" not in said and "rex@" not in said, said
 
 
 def test_doctor_names_the_missing_secrets_and_advises_commands_that_ask_for_them(bridge, capsys):

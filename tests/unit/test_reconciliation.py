@@ -435,3 +435,40 @@ def test_a_lead_rf_refuses_in_a_search_gets_a_letter_every_advised_replay_reache
     assert dead_letters.replay(work, *selectors[0])["replayed"] == 1            # RF fixed meanwhile
     run(work, work.queue.sent[-1])
     assert work.apis.rf_.qualified == [other, refused] and link_of(work, refused).qualification is QState.QUALIFIED
+
+
+BY_EMAIL = {"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}
+SINCE_REFUSED = {   # what changed between RF's refusal and the replay of the lead's letter
+    "nothing": lambda work, dup: None,
+    "rule_now_match_contact": lambda work, dup: work.store.settings.put(
+        "42", settings(rule={**BY_EMAIL, "match": "contact"}), WS),
+    "duplicate_email_changed": lambda work, dup: dup.update(email="someone@example.com"),
+    "duplicate_deleted": lambda work, dup: work.apis.intercom_.contacts.pop(dup["id"]),
+}
+
+
+@pytest.mark.parametrize("since", SINCE_REFUSED)
+def test_the_letter_of_a_lead_rf_refused_on_a_duplicate_judges_that_duplicate_while_it_counts(since):
+    """`match: email`: the search found Ann's duplicate contact at the target and RF refused her qualification. Her
+    letter names the duplicate: its replay judges it (her own contact never met the target), and asks RF first;
+    once the duplicate no longer counts for her (the rule, its email, the contact itself changed), the replay
+    judges her own contact as any check, and her history says why the duplicate was not judged."""
+    from chalicelib.services import dead_letters
+    work = connected(world(settings(rule=BY_EMAIL)))
+    joined(work)
+    dup = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: campaign paused", status=422)]
+    changed(work, dup, "Yes")
+    run(work, changes(work))
+    assert len(work.queue.letters) == 1 and link_of(work).qualification is QState.FAILED
+    SINCE_REFUSED[since](work, dup)
+    work.clock.now += 60
+    assert dead_letters.replay(work, None, "42")["replayed"] == 1
+    work.apis.rf_.calls.clear()
+    run(work, work.queue.sent[-1])
+    if since == "nothing":
+        assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
+        assert link_of(work).qualification is QState.QUALIFIED
+        return
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.FAILED
+    assert history(work)[-2:] == [("reconciliation", "duplicate_not_counted"), ("evaluation", "not_met")]
