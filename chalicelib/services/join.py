@@ -425,6 +425,9 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached
         attempt.sent_create = False
         if not conflict.contact_id:
             raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
+        if conflict.archived:       # Intercom shows it nowhere (search, read) until someone unarchives it
+            raise Permanent(f"contact {conflict.contact_id} has this email and is archived in Intercom (its 409 on "
+                            "create): unarchive it in Intercom, then replay") from None
         existing = _get(intercom, conflict.contact_id)
         return _existing(attempt, deps, intercom, existing, "409 conflict on create (search had not caught up)")
     attempt.sent_create = False

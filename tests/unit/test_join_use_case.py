@@ -205,6 +205,27 @@ def test_an_existing_user_found_by_409_is_updated_but_keeps_its_value_as_the_bas
     assert "409 conflict" in work.store.history.entries(link.ref)[1].reason
 
 
+def test_an_email_an_archived_user_holds_fails_the_join_saying_to_unarchive_it_then_replay():
+    """Intercom shows no archived contact (search, GET: 404), and refuses a user over its email with its 409's
+    "archived contact" variant. The join fails for that reason, not for a contact that "no longer exists"; once
+    the contact is unarchived, the replay links it."""
+    doc = {**SETTINGS, "referrers": {"action": "create_user", "duplicates": "skip",
+                                     "fields": [{"from": "email", "to": "email"}]}}
+    work = world(doc)
+    intercom = work.apis.intercom_
+    archived = intercom.add("rita@example.com", role="user")
+    intercom.archived.add(archived["id"])
+    rita = {"id": "3", "campaign_id": "42", "email": "rita@example.com", "type": "referrer"}
+    assert run(work, join(rita, user="3"))["dead"] == 1
+    reason = f"contact {archived['id']} has this email and is archived in Intercom (its 409 on create): " \
+             "unarchive it in Intercom, then replay"
+    assert reasons(work, "3")[-1] == reason and work.queue.dead[-1]["reason"] == reason
+    assert len(intercom.contacts) == 1
+    intercom.archived.clear()                                  # unarchived in Intercom
+    assert run(work, join(rita, user="3", replayed_from="dead-1"))["done"] == 1
+    assert link_of(work, "3").contact_id == archived["id"]
+
+
 # --- at most one contact per person ---------------------------------------------------------------------
 
 def test_a_create_whose_answer_is_lost_is_found_by_our_marker_not_made_again():
