@@ -275,7 +275,7 @@ class FakeIntercom:
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:
         """Intercom's search rules (the simulator's engine: dates by calendar day, strings without case)."""
-        from infra.local.sims.search import compile_query
+        from infra.local.sims.search import compile_query, field_type
         self._call("search_contacts")
         self.searches.append(query)
 
@@ -284,7 +284,8 @@ class FakeIntercom:
             for part in name.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
             return value
-        match = compile_query(query, field, lambda name: name in ("created_at", "updated_at"))
+        match = compile_query(query, field, lambda name: field_type(
+            name, lambda full: (self.attributes.get(full) or {}).get("data_type")))
         hits = [c for c in self.contacts.values() if c["id"] not in self.unsearchable | self.archived and match(c)]
         start = int(starting_after or 0)
         more = start + per_page < len(hits)

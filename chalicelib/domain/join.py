@@ -105,10 +105,12 @@ def baseline(settings: CampaignSettings, contact: dict) -> Any:
 
 
 def created_baseline(settings: CampaignSettings, plan_: Plan) -> Any:
-    """The baseline of a contact the bridge creates: the value the create writes (mapped, or the
-    rule's initial value), never what the contact became since."""
+    """The baseline of a contact the bridge creates: the value the create writes (mapped, the rule's
+    initial value, or the role), never what the contact became since."""
     q = settings.qualification
-    return None if q is None else plan_.payload.attributes.get(q.attribute)
+    if q is None:
+        return None
+    return plan_.role if q.attribute == "role" else plan_.payload.attributes.get(q.attribute)
 
 
 def marker(campaign_id: str, rf_user_id: str) -> str:

@@ -11,7 +11,7 @@ from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import history, link_of, reasons, run
+from tests.unit.scenario import event, history, link_of, reasons, run
 
 SETTINGS = {
     "campaign_id": "42", "workspace": "ws",
@@ -224,6 +224,25 @@ def test_an_email_an_archived_user_holds_fails_the_join_saying_to_unarchive_it_t
     intercom.archived.clear()                                  # unarchived in Intercom
     assert run(work, join(rita, user="3", replayed_from="dead-1"))["done"] == 1
     assert link_of(work, "3").contact_id == archived["id"]
+
+
+@pytest.mark.parametrize("converted", ["signed_up", "merged_into_a_new_user"])
+def test_a_rule_on_role_knows_the_lead_it_created_and_qualifies_them_once_intercom_makes_them_a_user(converted):
+    """"Qualify when the lead becomes a user": the lead's contact turns user (contact.lead.signed_up), or Intercom
+    makes a user with their email and merges the lead into it (contact.merged)."""
+    work = world({**SETTINGS, "qualification": {"attribute": "role", "value": "user"}})
+    run(work, join())
+    link = link_of(work)
+    assert (link.baseline, link.contact_role) == ("lead", "lead")
+    intercom = work.apis.intercom_
+    lead = intercom.contacts[str(link.contact_id)]
+    if converted == "signed_up":
+        run(work, event(lead, "contact.lead.signed_up", role="user"))
+    else:
+        user = intercom.add("ann@example.com", role="user")
+        intercom.merge(lead["id"], user["id"])
+        run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
 # --- at most one contact per person ---------------------------------------------------------------------
