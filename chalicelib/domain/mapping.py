@@ -84,6 +84,16 @@ class ConversionError(ValueError):
     pass
 
 
+# The Intercom attribute types `convert` writes (a date as unix seconds): a mapping to any other is never written.
+WRITABLE_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
+
+
+def type_unsupported(data_type: str) -> Optional[str]:
+    """Why no value can be written to an attribute of `data_type` (None: one `convert` writes): the words
+    each join records for the field, and `settings apply` and doctor refuse the mapping with."""
+    return None if data_type in WRITABLE_TYPES else f"attribute type {data_type!r} is not supported"
+
+
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 
@@ -93,6 +103,9 @@ def convert(value: Any, data_type: str) -> Any:
     boolean, date/datetime = unix seconds). Raises ConversionError saying why."""
     if value is None:
         return None
+    unsupported = type_unsupported(data_type)
+    if unsupported:
+        raise ConversionError(unsupported)
     if data_type == "string":
         text = value if isinstance(value, str) else _text(value)
         if len(text) > MAX_STRING:
@@ -114,9 +127,7 @@ def convert(value: Any, data_type: str) -> Any:
         if text in _FALSE:
             return False
         raise ConversionError(f"{value!r} is not true or false")
-    if data_type in ("date", "datetime"):
-        return to_unix(value)
-    raise ConversionError(f"attribute type {data_type!r} is not supported")
+    return to_unix(value)          # date, datetime
 
 
 def _text(value: Any) -> str:
@@ -169,9 +180,13 @@ def to_unix(value: Any) -> int:
     raise ConversionError(f"{value!r} is not a date")
 
 
+# A field error's reason when Intercom refused the attribute (a 400 naming it): Intercom's words follow.
+REFUSED_BY_INTERCOM = "Intercom refused it"
+
 # What kind of value a field error is about, from convert()'s own words around the value (the reason
-# carries the value: a kind never does).
-_KINDS = ((str.startswith, "text is too long", "text too long"),
+# carries the value: a kind never does), or Intercom's refusal (whatever its words).
+_KINDS = ((str.startswith, REFUSED_BY_INTERCOM, "refused by Intercom"),
+          (str.startswith, "text is too long", "text too long"),
           (str.endswith, "is not a whole number", "not a whole number"),
           (str.endswith, "number", "not a number"),
           (str.endswith, "is not true or false", "not true or false"),

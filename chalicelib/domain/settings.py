@@ -3,6 +3,7 @@ and validation whose messages name the key and say how to fix it. Pure: no I/O."
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
@@ -10,7 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from .ids import ID_RULE, as_id
 from .mapping import (MARKER_ATTRIBUTE, RF_FIELDS, STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES,
-                      ConversionError, attribute_type, convert, rf_field_known)
+                      ConversionError, attribute_type, convert, rf_field_known, rf_field_type, type_unsupported)
 
 Action = Literal["nothing", "create_lead", "create_user"]
 
@@ -318,6 +319,67 @@ def valid_or_none(doc: Any) -> Optional[CampaignSettings]:
         return None
 
 
+LINKS, COUNTS = "referral link", "referral count"
+_OWN = {LINKS: ("referral-link", "", "map `url` to it", "name it in sync.referral_link_attribute"),
+        COUNTS: ("referral-count", ", a Number (integer) attribute", "", "name it in sync.referral_count_attribute")}
+
+
+def own_attributes(settings: CampaignSettings) -> dict[str, tuple[str, set[str]]]:
+    """The attributes the campaign writes values of its own to — each person's referral link (a join's
+    mapping row `from: url`, contact sync's referral_link_attribute) and referral count —: attribute ->
+    (LINKS | COUNTS, how the settings write it: "mapping" and/or "sync")."""
+    written: list[tuple[str, Optional[str], str]] = [
+        (LINKS, row.to, "mapping") for people in (settings.leads, settings.referrers) if people.action != "nothing"
+        for row in people.fields if row.from_ == "url"]
+    if settings.sync is not None:
+        written += [(LINKS, settings.sync.referral_link_attribute, "sync"),
+                    (COUNTS, settings.sync.referral_count_attribute, "sync")]
+    own: dict[str, tuple[str, set[str]]] = {}
+    for what, attribute, how in written:
+        if attribute:
+            own.setdefault(attribute, (what, set()))[1].add(how)
+    return own
+
+
+@dataclass(frozen=True)
+class Shared:
+    """An attribute campaign `campaign_id` writes its own values to (`what`, as `how` says) that another
+    campaign of its workspace writes its own to too (`theirs`): a person in both gets one campaign's value
+    over the other's."""
+
+    campaign_id: str
+    other: str
+    attribute: str
+    what: str                    # LINKS | COUNTS
+    how: frozenset[str]          # "mapping" and/or "sync"
+    theirs: str
+
+    @property
+    def said(self) -> str:
+        return f"campaign {self.other} also writes its {self.theirs}s to {self.attribute}"
+
+    @property
+    def why(self) -> str:
+        return f"a person in both campaigns gets one campaign's {self.what} over the other's"
+
+    @property
+    def fix(self) -> str:
+        name, kind, mapped, named = _OWN[self.what]
+        steps = " and ".join(step for step, how in ((mapped, "mapping"), (named, "sync")) if how in self.how)
+        return f"create one {name} attribute per campaign (e.g. {self.attribute}_{self.campaign_id}{kind}) and {steps}"
+
+
+def shared_attributes(settings: CampaignSettings, others: dict[str, CampaignSettings]) -> list[Shared]:
+    """The attributes the campaign shares with the other campaigns of its workspace (`others`: by campaign
+    id; the campaign itself, and campaigns of other workspaces, are left out): what `bridge doctor`
+    reports and `bridge settings apply` warns of."""
+    mine = own_attributes(settings)
+    return [Shared(settings.campaign_id, other, attribute, mine[attribute][0], frozenset(mine[attribute][1]), what)
+            for other, theirs in sorted(others.items())
+            if other != settings.campaign_id and theirs.workspace == settings.workspace
+            for attribute, (what, _) in sorted(own_attributes(theirs).items()) if attribute in mine]
+
+
 def check_against_workspace(settings: CampaignSettings, attributes: dict[str, dict],
                             segments: Optional[list[dict]] = None) -> list[str]:
     """Problems only the live workspace can reveal, every one at once: attributes that do not exist,
@@ -326,7 +388,6 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
     `attributes` maps full_name -> Intercom data attribute (as listed by GET /data_attributes);
     `segments`: the workspace's segments, when the sync block reads one (None: not checked).
     `bridge settings apply` refuses what this finds, and `bridge doctor` reports it."""
-    from .mapping import rf_field_type
     from .sync import check_sync
 
     problems: list[str] = []
@@ -346,7 +407,11 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
             if attr.get("api_writable") is False:
                 problems.append(f"{key}: {row.to} is read-only in Intercom — map a writable attribute")
             dtype = attr.get("data_type") or "string"
-            if row.value is not None:
+            unsupported = type_unsupported(dtype)
+            if unsupported:         # whatever the source: no value converts to it
+                problems.append(f"{key}: {row.to}: {unsupported} — map it to a text, number, decimal, true/false "
+                                "or date attribute (those are the types the bridge converts to)")
+            elif row.value is not None:
                 unfit = value_unfit(row.value, dtype, row.to, "value", "change the value or the attribute")
                 if unfit:
                     problems.append(f"{section}.fields[{i}].value: {unfit}")

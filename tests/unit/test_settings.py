@@ -148,6 +148,25 @@ def test_workspace_check_accepts_dates_floats_and_meta_fields():
     assert check_against_workspace(s, WORKSPACE) == []
 
 
+UNWRITABLE = ("map it to a text, number, decimal, true/false or date attribute (those are the types the bridge "
+              "converts to)")
+
+
+@pytest.mark.parametrize("dtype", ["reference", "relationship"])
+@pytest.mark.parametrize("source", [{"from": "meta.company"}, {"from": "code"}, {"value": "Acme"}])
+def test_a_mapping_to_an_attribute_type_the_bridge_cannot_write_is_refused_whatever_the_source(source, dtype):
+    """A custom RF field fits any type it converts to: one the bridge converts to no type at all is refused
+    too, in the words each join would record for it."""
+    from chalicelib.domain.mapping import build_payload
+    s = parse_settings(base(fields=[{"from": "email", "to": "email"}, {**source, "to": "custom_attributes.company"}]))
+    workspace = {**WORKSPACE, "custom_attributes.company": {"full_name": "custom_attributes.company",
+                                                            "data_type": dtype}}
+    [error] = build_payload(s.leads.fields, {"email": "a@b.co", "meta.company": "Acme", "code": "c7"}, workspace).errors
+    assert check_against_workspace(s, workspace) == [
+        f"leads.fields[1].to: custom_attributes.company: {error.reason} — {UNWRITABLE}"]
+    assert error.reason == f"attribute type '{dtype}' is not supported"
+
+
 def test_qualification_value_must_fit_the_attribute_type():
     doc = {**base(), "qualification": {"attribute": "custom_attributes.signed_up", "value": "maybe"}}
     found = check_against_workspace(parse_settings(doc), WORKSPACE)
