@@ -709,8 +709,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
                        "of their reason), --campaign ID, or --all; nothing was sent back")
     done = dead_letters.replay(rt, args.reason, args.campaign)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
-            + (f"; they run from about {_utc(done['runs_from'])}, when every worker has read the RF token stored at "
-               f"{_utc(done['rf_token_stored_at'])}" if done.get("runs_from") else "")
+            + (f"; they run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
+               f"stored at {_utc(done['rf_token_stored_at'], rt.clock())}" if done.get("runs_from") else "")
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + (f"; up to {done['sent_late']} of them came back during a stall before they were taken out, and "
                "another command held them when the replay looked again: they may still be dead letters, and be "
@@ -725,9 +725,11 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     return 0
 
 
-def _utc(iso_text: str) -> str:
-    """An ISO-8601 time of the last minutes as a clock reads it: HH:MM:SS UTC."""
-    return f"{iso_text[11:19]} UTC"
+def _utc(iso_text: str, now: float) -> str:
+    """An ISO-8601 time of a few minutes from `now` as a clock reads it: HH:MM:SS UTC, with its date when not `now`'s
+    day."""
+    from .domain.history import iso
+    return f"{'' if iso_text[:10] == iso(now)[:10] else iso_text[:10] + ' '}{iso_text[11:19]} UTC"
 
 
 def _blank(reason: Optional[str]) -> bool:

@@ -7,7 +7,7 @@ The wire format is the model's JSON, flat, as earlier versions wrote it: message
 queue or the dead-letter queue still parse. `replayed_from` is set by `bridge dlq replay`."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union, get_args
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -21,16 +21,19 @@ class _Message(BaseModel):
     # The dead letter's message id, when `bridge dlq replay` sent this message back: a replay may
     # retry what failed before (e.g. a failed qualification).
     replayed_from: Optional[Annotated[str, Field(max_length=256)]] = None
+    #: Fields the wire carries only when set (added after messages without them were queued).
+    WHEN_SET: ClassVar[frozenset[str]] = frozenset({"replayed_from"})
 
     @property
     def person_ref(self) -> Optional[PersonRef]:
         return None
 
     def wire(self) -> dict:
-        """The JSON-ready dict the queue carries (`replayed_from` only when set)."""
+        """The JSON-ready dict the queue carries (the fields of WHEN_SET only when set)."""
         out = self.model_dump(mode="json")
-        if out.get("replayed_from") is None:
-            out.pop("replayed_from", None)
+        for name in self.WHEN_SET:
+            if out.get(name) is None:
+                out.pop(name, None)
         return out
 
     def replayed(self, dead_letter_id: str) -> "_Message":
@@ -81,6 +84,10 @@ class CheckMessage(_AboutPerson):
 
     kind: Literal["intercom.check"] = "intercom.check"
     workspace: Id
+    # `match: email`: another contact with the lead's email, whose value met the target (the search of
+    # changed contacts found it): the check judges it first, then, unless that qualified, the lead's own.
+    duplicate_contact_id: Optional[Id] = None
+    WHEN_SET = _Message.WHEN_SET | {"duplicate_contact_id"}
 
 
 class VerifyMessage(_AboutPerson):

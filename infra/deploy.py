@@ -92,9 +92,18 @@ def _statement(sid: str, actions: list[str], resources: list[str]) -> dict:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
 
 
+def _keyed(sid: str, actions: list[str], table: str, keys: list[str]) -> dict:
+    """A statement on the table's items whose partition keys all match one of `keys` (dynamodb:LeadingKeys;
+    a literal partition key, such as WORKSPACES, is named as it is). A batch is allowed when every item's key
+    matches; a transaction's items are each authorised as the Put, Update, Delete or ConditionCheck they are."""
+    return {**_statement(sid, actions, [table]),
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}}}
+
+
 def policies(target: Target) -> dict[str, dict]:
     """function -> its IAM policy. Exactly what each function's code does (tests/deploy checks
-    both ways against what the code performs), on this stage's resources only."""
+    both ways against what the code performs: the actions, their resources, and each item statement's
+    partitions), on this stage's resources only."""
     out = target.outputs
     table, work, dlq = out["TableArn"], out["QueueArn"], out["DeadLetterQueueArn"]
     secrets = target.arn("ssm", f"parameter{out['SecretsPath']}")
@@ -104,24 +113,21 @@ def policies(target: Target) -> dict[str, dict]:
         group = target.arn("logs", f"log-group:/aws/lambda/{function_name(target.prefix, function)}")
         return _statement("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:*"])
 
+    # Every statement on the table's items names the partitions it may touch (adapters/dynamo/keys.py). A
+    # campaign's partition (CAMPAIGN#) holds its settings, its links (PERSON#), its referral counts (REFERRALS#)
+    # and its sync runs (SYNC#RUN): dynamodb:LeadingKeys names partitions, and cannot tell these apart.
     documents = {
         "api_handler": [
             logs("api_handler"),
             # GetItem, on the partitions it checks callers with only: a join's campaign settings, a workspace's
             # connection (and, on the OAuth callback, the campaigns naming it), the operator's OAuth ticket, a
             # used OAuth state (what its callback did, for the page seen again). Never a history, the links by
-            # contact or email, the sync ledger, applied notifications or a rate budget. CAMPAIGN#* still holds
-            # the campaign's links (PERSON#, REFERRALS#, SYNC#RUN sort keys): dynamodb:LeadingKeys names
-            # partitions, and cannot tell SETTINGS from the rest.
-            {**_statement("Table", ["dynamodb:GetItem"], [table]),
-             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CAMPAIGN#*", "WORKSPACE#*",
-                                                                                "TICKET#*", "OAUTH#*"]}}},
+            # contact or email, the sync ledger, applied notifications or a rate budget.
+            _keyed("Table", ["dynamodb:GetItem"], table, ["CAMPAIGN#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]),
             # UpdateItem, on its own partitions only: the edge's log (refusals counted, when a webhook was
             # last heard; ports/edge.py), and the OAuth callback's workspace connection and workspace index.
             # Never a link, a history, settings or a rate budget (the worker's and the operator's).
-            {**_statement("EdgeTable", ["dynamodb:UpdateItem"], [table]),
-             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["EDGE#*", "WORKSPACE#*",
-                                                                                "WORKSPACES"]}}},
+            _keyed("EdgeTable", ["dynamodb:UpdateItem"], table, ["EDGE#*", "WORKSPACE#*", "WORKSPACES"]),
             _statement("WorkQueue", ["sqs:SendMessage"], [work]),
             # SECRETS-DESIGN: the edge reads only what it verifies webhooks (and OAuth states) with.
             _statement("EdgeSecrets", ["ssm:GetParameter"], [f"{secrets}/edge/*"]),
@@ -130,19 +136,30 @@ def policies(target: Target) -> dict[str, dict]:
             # workspace it connected (EdgeTable, above); it
             # writes a workspace's token, and cannot read it back. It writes no client secret: the public app's,
             # stored once by the operator, verifies the webhooks of every workspace connected through it.
-            {**_statement("OAuthTable", ["dynamodb:PutItem"], [table]),
-             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OAUTH#*"]}}},
+            _keyed("OAuthTable", ["dynamodb:PutItem"], table, ["OAUTH#*"]),
             # The OAuth start (its page's Continue: POST /oauth/intercom/start, ticket=...) spends the
             # operator's one-time ticket: a conditional delete of the tickets' keys only (it can neither make
             # nor keep one; opening the link only reads it).
-            {**_statement("OAuthTickets", ["dynamodb:DeleteItem"], [table]),
-             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TICKET#*"]}}},
+            _keyed("OAuthTickets", ["dynamodb:DeleteItem"], table, ["TICKET#*"]),
             _statement("OAuthSecrets", ["ssm:PutParameter"], [f"{secrets}/worker/intercom/*/token"]),
         ],
         "worker": [
             logs("worker"),
-            _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                                 "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [table]),
+            # The partitions its work reads and writes: a campaign's (joins claim and finish links, count
+            # referrals, qualifications; a sync run's pages), the links by contact and by email, the Intercom
+            # notifications it applied, people's histories, the sync ledger, the shared rate budgets, a
+            # workspace's connection (the attribute list it keeps there; the campaigns naming it, for the search
+            # of changed contacts), that search's position (RECONCILE), and the mapped fields joins could not
+            # write, counted for doctor (the edge log's `fields:` scopes). Its transactions hold Puts and Updates
+            # only. Never an OAuth state or ticket, the workspace index, RF's connection, nor the edge's own log.
+            _keyed("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
+                             "dynamodb:BatchWriteItem"], table,
+                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "HISTORY#*", "SYNC#*", "RATE#*",
+                    "WORKSPACE#*", "RECONCILE", "EDGE#fields:*"]),
+            # A sync page tried again after RF said its contact's email is in the campaign asks the ledger
+            # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a
+            # query of the ledger's partitions only.
+            _keyed("Ledger", ["dynamodb:Query"], table, ["SYNC#*"]),
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
             # the worker itself deletes what it handled, delays what it retries, sends back a copy of
             # what must wait (a wait is not a try), and queues follow-up work (a lead it created is
@@ -154,13 +171,16 @@ def policies(target: Target) -> dict[str, dict]:
         ],
         "reconcile": [
             logs("reconcile"),
-            # Its cursor, the workspaces and their campaigns; the history of the unfinished links it finds.
-            _statement("Table", ["dynamodb:GetItem", "dynamodb:PutItem"], [table]),
+            # It reads its cursor, the workspace index, each workspace's connection and campaigns, and the
+            # settings of the pending leads' campaigns.
+            _keyed("Table", ["dynamodb:GetItem"], table, ["CAMPAIGN#*", "WORKSPACE#*", "WORKSPACES", "RECONCILE"]),
+            # It puts its cursor, and the history entry of each unfinished link it queued (in the link's
+            # transaction, below); never a link, settings or a workspace.
+            _keyed("CursorAndHistory", ["dynamodb:PutItem"], table, ["RECONCILE", "HISTORY#*"]),
             # An unfinished link whose work it queued waits for its next retry (LinkRepository.requeue):
             # an update of links only, each with its history entry in one transaction; and a referral
             # count whose write it queued is no longer owed (LinkRepository.count_asked): same keys.
-            {**_statement("LinkTable", ["dynamodb:UpdateItem"], [table]),
-             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CAMPAIGN#*"]}}},
+            _keyed("LinkTable", ["dynamodb:UpdateItem"], table, ["CAMPAIGN#*"]),
             _statement("Indexes", ["dynamodb:Query"], [f"{table}/index/pending", f"{table}/index/overdue"]),
             _statement("WorkQueue", ["sqs:SendMessage"], [work]),
         ],

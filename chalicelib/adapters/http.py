@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain, WorkError, outage_for
@@ -71,8 +71,12 @@ class _BridgeRetry(Retry):
 
     def get_retry_after(self, response) -> Optional[float]:
         """`Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of its rate window, which it
-        sends with every answer: after a 5xx it is no wait the vendor asked for)."""
-        delay = super().get_retry_after(response)
+        sends with every answer: after a 5xx it is no wait the vendor asked for). A `Retry-After` neither seconds
+        nor a date (`soon`, empty) is as none: the ordinary backoff, or the rate window, is waited."""
+        try:
+            delay = super().get_retry_after(response)
+        except InvalidHeader:
+            delay = None
         reset = response.headers.get("X-RateLimit-Reset") if response.status == 429 else None
         if delay is None and reset:
             try:

@@ -11,6 +11,7 @@ from . import rules
 from .history import Entry, Repeat
 from .link import Link
 from .mapping import attribute_value, has_attribute
+from .people import given_email
 from .qualification import QState, open_states
 from .settings import CampaignSettings, Qualification
 
@@ -59,6 +60,16 @@ def elsewhere(link: Link, settings: Optional[CampaignSettings]) -> Optional[Repe
     return Repeat(f"workspace_moved#{settings.workspace}", (
         f"not qualified: linked in workspace {link.workspace}; campaign {link.campaign_id} is now connected to "
         f"{settings.workspace} (its settings were applied naming it), so changes to this contact no longer count"))
+
+
+def duplicate_refused(link: Link, rule: Optional[Qualification], contact: Mapping[str, Any]) -> Optional[str]:
+    """Why another contact than the lead's own (one a check names: its value met the target) does not
+    count for the lead now, or None when it does: with `match: email`, a contact with the lead's email."""
+    if rule is None or rule.match != "email":
+        return "the campaign's rule no longer has `match: email`"
+    if given_email(dict(contact)) != given_email({"email": link.email}):
+        return "its email is no longer the lead's"
+    return None
 
 
 def judge(link: Link, rule: Optional[Qualification], seen: Sighting,

@@ -209,8 +209,28 @@ def _read(contact: dict, name: str) -> Any:
     return value
 
 
-def decide(sync: Sync, campaign_id: str, contact: dict) -> Decision:
-    """What to ask RF for this contact (or why not): the mapping, then the required fields."""
+STANDARD = ("email", "first_name")  # what RF's `POST /users` requires of everyone; a campaign's own fields: `meta.<id>`
+BY_RF = "required by the campaign in Referral Factory"
+
+
+def _required(campaign: Optional[dict]) -> list[tuple[str, str]]:
+    """The fields RF's campaign requires of a referrer (`fields.person_referring[]`, required), as sync.fields
+    names them (`email`, `first_name`, `meta.<id>`), each with its label."""
+    fields = (campaign or {}).get("fields")
+    referring = fields.get("person_referring") if isinstance(fields, dict) else None
+    ids = [(str(f["id"]), f) for f in referring or [] if isinstance(f, dict) and f.get("required")
+           and isinstance(f.get("id"), (str, int))]
+    return [(i if i in STANDARD else f"meta.{i}", str(f.get("label") or i)) for i, f in ids]
+
+
+def required_fields(campaign: Optional[dict]) -> tuple[str, ...]:
+    """The fields RF's campaign (GET /campaigns/{id}) requires of a referrer, as sync.fields names them."""
+    return tuple(name for name, _ in _required(campaign))
+
+
+def decide(sync: Sync, campaign_id: str, contact: dict, required: tuple[str, ...] = ()) -> Decision:
+    """What to ask RF for this contact (or why not): the mapping, then the required fields — email, first name
+    and those the campaign requires (`required`: required_fields()); a blank value is a missing one."""
     body: dict[str, Any] = {"campaign_id": int(campaign_id) if campaign_id.isdigit() else campaign_id}
     meta = []
     for row in sync.fields:
@@ -225,9 +245,11 @@ def decide(sync: Sync, campaign_id: str, contact: dict) -> Decision:
             body[row.to] = value if isinstance(value, str) else str(value)
     if meta:
         body["meta"] = meta
-    missing = [f"{r.to} (from {r.from_ or 'a fixed value'})" for r in sync.fields
-               if r.to in ("email", "first_name") and not body.get(r.to)]
-    missing += [name for name in ("email", "first_name") if not any(r.to == name for r in sync.fields)]
+    given = set(body) | {f"meta.{m['field']}" for m in meta}
+    needed = dict.fromkeys((*STANDARD, *required))
+    missing = [f"{r.to} (from {r.from_ or 'a fixed value'}{'' if r.to in STANDARD else '; ' + BY_RF})"
+               for r in sync.fields if r.to in needed and r.to not in given]
+    missing += [name for name in needed if not any(r.to == name for r in sync.fields)]
     if missing:
         return Skip("missing_field", "missing required field: " + ", ".join(missing))
     email = body["email"]
@@ -279,6 +301,11 @@ def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments:
     if settings.sync.counts_only:
         return [COUNTS_ONLY]
     problems = check_sync(settings, attributes, segments)
+    mapped = {r.to for r in settings.sync.fields}
+    problems += [f"sync.fields: {name} is required by campaign {settings.campaign_id} in Referral Factory (its field "
+                 f"{label}) but not mapped — add {{from: <an Intercom attribute>, to: {name}}}, or make the field "
+                 "optional in Referral Factory" for name, label in _required(campaign)
+                 if name not in STANDARD and name not in mapped]
     if campaign is None:
         problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory — fix campaign_id")
     elif str(campaign.get("status", "launched")) != "launched":

@@ -440,6 +440,9 @@ class SyncRun:
     owner: Optional[str] = None
     error: Optional[PageError] = None     # the last failure of its next page, while the queue retries it
     paused: float = 0.0                   # seconds its pages waited in the dead-letter queue (not its rate's time)
+    required: tuple[str, ...] = ()        # the fields RF's campaign required of a referrer when the run started
+                                          # (domain/sync.required_fields): its pages, and webhooks while it is the
+                                          # latest run, skip a contact missing one without asking RF
 
     @property
     def done(self) -> int:
@@ -476,7 +479,7 @@ class LedgerEntry:
 
 class SyncRepository(Protocol):
     def start(self, campaign_id: str, kind: str, source: str, now: float,
-              since: Optional[float] = None) -> Optional[SyncRun]:
+              since: Optional[float] = None, required: tuple[str, ...] = ()) -> Optional[SyncRun]:
         """A new run (numbered after the last one), or None while one is running."""
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
         """A run by number (None: the latest)."""

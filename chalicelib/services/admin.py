@@ -11,14 +11,14 @@ from ..domain.advice import how_many
 from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
-from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
-                               valid_or_none)
+from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, own_attributes,
+                               parse_settings, shared_attributes, valid_or_none)
 from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from ..ports.store import SCAN_LIMIT, StoredSettings
 from .dead_letters import list_dead, replay
-from .moved import applied_elsewhere
+from .moved import applied_elsewhere, valid_campaigns
 from .deps import Stack
 
 
@@ -182,6 +182,9 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
         warnings += notes
     moved, owed = _count_moved(rt, settings, stored, before)
     warnings += moved + _consequences(rt, settings, stored, before, enrolled)
+    if own_attributes(settings):       # (as `bridge doctor` reports it)
+        warnings += [f"{shared.said} — {shared.why}: {shared.fix}" for shared in
+                     shared_attributes(settings, valid_campaigns(rt.store.settings, settings.workspace))]
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace, owed)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),

@@ -24,13 +24,13 @@ from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
 from ..domain.people import OTHER_CAMPAIGN
-from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, parse_settings,
-                               valid_or_none)
+from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_against_workspace, own_attributes,
+                               parse_settings, shared_attributes)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
                       rf_campaign_fix)
-from ..observability import mask_email
+from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
 from ..ports.store import SCAN_LIMIT, RFConnection
@@ -38,7 +38,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters
-from .moved import applied_elsewhere
+from .moved import applied_elsewhere, valid_campaigns
 from .sync import shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
@@ -105,7 +105,9 @@ class Report:
 
     def add(self, check: str, ok: bool, what: str, why: str = "", fix: str = "", warn: bool = False,
             key: str = "") -> None:
-        """`key`: what tells this finding from the others of its check (each check that can say several)."""
+        """`key`: what tells this finding from the others of its check (each check that can say several). Emails
+        in the texts (a vendor's error quoted, a dead letter's reason) are masked."""
+        what, why, fix = mask_emails((what, why, fix))
         self.findings.append(Finding(check, ok, what, why, fix, warn and ok, f"{check}:{key}" if key else check))
 
     def view(self) -> dict:
@@ -148,7 +150,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "(they came before its settings existed)",
                    "those people were never sent to Intercom: the bridge does not apply settings retroactively "
                    "by itself", f"`bridge backfill {campaign_id}` (dry run), then `--apply`")
-    _shared_link_attribute(store, report, settings)
+    _shared_attributes(store, report, settings)
     conn = store.connections.workspace(settings.workspace)
     attributes = _intercom(rt, report, settings, conn)
     if attributes is not None:
@@ -334,18 +336,19 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
         return None
 
 
-_REFUSED_WHOLE = ("Intercom refuses the whole contact it is written with (400), not only the attribute: each {who} "
-                  "whose join writes it fails to the dead-letter queue")
+_REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
+            "its history (fields not written)")
 _WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
         # (Checked in the simulator and Intercom's docs: a write naming an unknown attribute is a 400.)
         "qualification.attribute": "the rule reads an attribute no contact has: it compares an empty value, never "
                                    "the one meant",
-        "does not exist": _REFUSED_WHOLE,
-        "archived": _REFUSED_WHOLE,      # (the simulator refuses a write naming an archived attribute: 400)
-        "read-only": "Intercom refuses writes to it, and the bridge writes it with the rest of the contact: each "
-                     "{who} whose join writes it fails to the dead-letter queue",
+        "does not exist": _REFUSED,
+        "archived": _REFUSED,      # (the simulator refuses a write naming an archived attribute: 400)
+        "read-only": _REFUSED,
+        "is not supported": "the bridge cannot write this type: each {who}'s join is applied without the field, "
+                            "said in its history",
         "is not a number": "the value cannot be written as the attribute's type",
         " but ": "values of this field cannot be converted to the attribute's type: they are not written"}
 
@@ -375,28 +378,14 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
                    + ("; the sync block's attributes exist" if settings.sync else ""))
 
 
-def _link_attributes(settings: CampaignSettings) -> set[str]:
-    return {row.to for people in (settings.leads, settings.referrers) if people.action != "nothing"
-            for row in people.fields if row.from_ == "url"}
-
-
-def _shared_link_attribute(store: Store, report: Report, settings: CampaignSettings) -> None:
-    """Each campaign needs its own referral-link attribute: two campaigns writing the same one overwrite
-    each other's links on a person in both."""
-    mine = _link_attributes(settings)
-    if not mine:
+def _shared_attributes(store: Store, report: Report, settings: CampaignSettings) -> None:
+    """Each campaign needs its own referral-link (and referral-count) attribute: two campaigns writing the
+    same one overwrite each other's links on a person in both (domain/settings.shared_attributes)."""
+    if not own_attributes(settings):
         return
-    others = sorted(store.settings.campaigns(settings.workspace) - {settings.campaign_id})
-    for other, document in sorted(store.settings.documents(others).items()):
-        theirs = valid_or_none(document)
-        shared = mine & _link_attributes(theirs) if theirs is not None and theirs.workspace == settings.workspace \
-            else set()
-        for attribute in sorted(shared):
-            report.add("settings.referral_link", False,
-                       f"campaign {other} also writes its referral links to {attribute}",
-                       "a person in both campaigns gets one campaign's link over the other's",
-                       f"create one referral-link attribute per campaign (e.g. {attribute}_{settings.campaign_id}) "
-                       "and map `url` to it", key=f"{other}:{attribute}")
+    for shared in shared_attributes(settings, valid_campaigns(store.settings, settings.workspace)):
+        report.add("settings.referral_link" if shared.what == LINKS else "settings.referral_count", False,
+                   shared.said, shared.why, shared.fix, key=f"{shared.other}:{shared.attribute}")
 
 
 # --- Referral Factory ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
                            WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
                            count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
-                           preflight, restored, run_counts, search_query, writeback_body, written)
+                           preflight, required_fields, restored, run_counts, search_query, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -76,6 +76,11 @@ def settings_of(deps: WorkDeps, campaign_id: str) -> CampaignSettings:
 
 def checks(deps: WorkDeps, settings: CampaignSettings) -> list[str]:
     """Checks first: what would stop the run, each naming the fix (product.md §4)."""
+    return read_checks(deps, settings)[0]
+
+
+def read_checks(deps: WorkDeps, settings: CampaignSettings) -> tuple[list[str], tuple[str, ...]]:
+    """checks(), and the fields RF's campaign requires of a referrer (read with it: one call)."""
     sync = settings.sync
     assert sync is not None
     intercom = deps.apis.intercom(settings.workspace)
@@ -86,17 +91,18 @@ def checks(deps: WorkDeps, settings: CampaignSettings) -> list[str]:
         if exc.status != 404:             # RF does not know the campaign: preflight says so
             raise
         campaign = None
-    return preflight(settings, intercom.data_attributes(), segments, campaign)
+    return preflight(settings, intercom.data_attributes(), segments, campaign), required_fields(campaign)
 
 
 def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Optional[float] = None) -> SyncRun:
     """Checks first, then a new run whose first page is queued. Raises SyncStopped."""
     settings = settings_of(deps, campaign_id)
-    problems = checks(deps, settings)
+    problems, required = read_checks(deps, settings)
     if problems:
         raise SyncStopped(problems)
     assert settings.sync is not None and deps.queue is not None
-    run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since)
+    run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since,
+                          required=required)
     if run is None:
         current = deps.sync.run(campaign_id)
         moved = f" (last progress at {iso(current.updated_at)})" if current else ""
@@ -230,6 +236,7 @@ class Page:
         assert settings.sync is not None
         self.deps, self.settings, self.sync, self.run, self.full = deps, settings, settings.sync, run, full
         self.number = run.number if run else 0
+        self.required = run.required if run else ()     # (a webhook's page then takes the latest run's)
         # The ledger's `run` of what this page decides: 0 for a webhook's contact (its counts are the latest run's
         # by_webhook), so that the run's own page meeting the contact later does not take it for its own (_ours).
         self.decider = self.number if run else 0     # (a webhook's page then takes the latest run's number)
@@ -303,7 +310,8 @@ class Page:
                     self.tally.add(ALREADY)
                     seen.append(adopted)                        # (recorded with the page's others, in one write)
                 continue
-            decision = joined_skip(link) if link is not None else decide(self.sync, self.campaign_id, contact)
+            decision = joined_skip(link) if link is not None else \
+                decide(self.sync, self.campaign_id, contact, self.required)
             if isinstance(decision, Skip):
                 self._skip(cid, contact, decision.reason, decision.detail)
                 continue
@@ -667,7 +675,7 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
             continue
         page = Page(deps, settings, None, full=False, via=f"ongoing sync ({message.topic}) from "
                     f"{describe_source(settings.sync)}")
-        page.number = latest.number
+        page.number, page.required = latest.number, latest.required
         page.work([contact])
         if not message.notification_id or deps.lookup.first_seen(ws, heard):
             deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
@@ -850,7 +858,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     """What a run would do now, creating nothing: the checks, then every page of the search against
     the ledger and RF's people of the campaign (read once, by email). Raises SyncStopped."""
     settings = settings_of(deps, campaign_id)
-    problems = checks(deps, settings)
+    problems, required = read_checks(deps, settings)
     if problems:
         raise SyncStopped(problems)
     sync = settings.sync
@@ -895,7 +903,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 tally.add(ALREADY)
                 continue
             else:
-                decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact)
+                decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact, required)
             if isinstance(decision, Create) and decision.email in in_campaign:
                 decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
             elif isinstance(decision, Create) and decision.email in would:

@@ -6,13 +6,15 @@ for the prod stage (from its stack on a moto server): the API routes through Cha
 gateway, the worker on SQS events built from real messages of the work queue, reconcile on a
 scheduled event. Every botocore call they make (boto3's and PynamoDB's own session alike go through
 BaseClient._make_api_call) is recorded, mapped to the IAM actions and resources it needs, and compared
-with the rendered policy statements, in both directions. The rendered policies alone (no AWS) never let the
-API function update a link, a history or settings."""
+with the rendered policy statements, in both directions; so are the partitions each call touches (its
+items' partition keys) with the statements' dynamodb:LeadingKeys. The rendered policies alone (no AWS) never
+let the API function update a link, a history or settings."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qsl, urlparse
 
@@ -27,6 +29,7 @@ from infra.local.esm import build_sqs_event
 from infra.local.scheduler import scheduled_event
 from tests.fakes import FakeClock
 from tests.integration.conftest import join_body, qualifying_settings
+from tests.integration.test_sync import sync_settings
 from infra.local.sims.intercom import IntercomSim
 from infra.local.sims.referral_factory import RFSim
 from infra.local.sims.webhooks import sign
@@ -133,6 +136,64 @@ def violations(policy: dict, performed: set[tuple[str, str]], target: deploy.Tar
     absent = sorted(explained - granted(policy))
     return {"performed but not granted": missing, "granted but never performed": unused,
             "listed but not granted": absent}
+
+
+# ------------------------------------------------------------------------------------------
+# dynamodb:LeadingKeys: the partitions each call touches
+# ------------------------------------------------------------------------------------------
+
+def _pk(key: dict) -> str:
+    return key["pk"]["S"]
+
+
+def partitions(call: Call) -> list[tuple[str, str]]:
+    """The (IAM action, partition key) pairs AWS matches against dynamodb:LeadingKeys for one call on the
+    table's items: a batch's and a transaction's item by item (a transaction's with the item's own action), a
+    query's from its key condition. A query of an index is left to its resource (its statement names no keys)."""
+    p, op = call.params, call.operation
+    if call.service != "dynamodb" or op == "DescribeTable" or "IndexName" in p:
+        return []
+    if op in ("GetItem", "UpdateItem", "DeleteItem"):
+        return [(f"dynamodb:{op}", _pk(p["Key"]))]
+    if op == "PutItem":
+        return [(f"dynamodb:{op}", _pk(p["Item"]))]
+    if op == "BatchGetItem":
+        return [(f"dynamodb:{op}", _pk(key)) for asked in p["RequestItems"].values() for key in asked["Keys"]]
+    if op == "BatchWriteItem":
+        return [(f"dynamodb:{op}", _pk(body.get("Item") or body["Key"]))
+                for writes in p["RequestItems"].values() for write in writes for body in write.values()]
+    if op == "TransactWriteItems":
+        return [(f"dynamodb:{_TRANSACT[kind]}", _pk(body.get("Item") or body["Key"]))
+                for item in p["TransactItems"] for kind, body in item.items()]
+    if op == "TransactGetItems":
+        return [("dynamodb:GetItem", _pk(item["Get"]["Key"])) for item in p["TransactItems"]]
+    if op == "Query":
+        [name] = [n for n, attribute in p["ExpressionAttributeNames"].items() if attribute == "pk"]
+        value = re.search(rf"{re.escape(name)} = (:\w+)", p["KeyConditionExpression"])
+        assert value, p["KeyConditionExpression"]
+        return [(f"dynamodb:{op}", p["ExpressionAttributeValues"][value.group(1)]["S"])]
+    raise UnmappedCall(f"dynamodb:{op}: which partitions it touches is not known: add it to partitions()")
+
+
+def leading_keys(statement: dict) -> list[str] | None:
+    return statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+
+
+def key_violations(policy: dict, touched: set[tuple[str, str]], table: str) -> dict:
+    """Both ways, as violations() for the actions: each statement on the table's items names its partitions
+    (without dynamodb:LeadingKeys, it grants every partition: an OAuth state, an operator's ticket, the edge's
+    log); each partition a call touched is named by a statement granting that call's action; and each name
+    was touched by one of its statement's actions (else it grants a partition the code never uses)."""
+    items = [s for s in policy["Statement"] if table in s["Resource"]]
+    named = {s["Sid"]: leading_keys(s) or [] for s in items}
+
+    def names(statement: dict, action: str, pk: str, patterns: list[str]) -> bool:
+        return action in statement["Action"] and any(fnmatchcase(pk, p) for p in patterns)
+    return {"without dynamodb:LeadingKeys": sorted(s["Sid"] for s in items if leading_keys(s) is None),
+            "touched but not named": sorted(pair for pair in touched
+                                            if not any(names(s, *pair, named[s["Sid"]]) for s in items)),
+            "named but never touched": sorted((s["Sid"], p) for s in items for p in named[s["Sid"]]
+                                              if not any(names(s, *pair, [p]) for pair in touched))}
 
 
 # ------------------------------------------------------------------------------------------
@@ -280,7 +341,8 @@ def performed(rendered):
 
 def drive(stage: Stage) -> dict:
     """The flows: a join (and its repeat), a deferred retry, a permanent failure and an unreadable
-    message (both dead-lettered), a qualification, an unlinked contact, reconciliation."""
+    message (both dead-lettered), a qualification, an unlinked contact, reconciliation, a join with a
+    field it could not write, the OAuth connection, a sync page tried again."""
     from chalicelib.services import admin
     from chalicelib.services.connections import connect_rf, connect_workspace
 
@@ -327,7 +389,7 @@ def drive(stage: Stage) -> dict:
     # whose worker died holding its claim (queued again, its history written by reconcile).
     from chalicelib.domain.link import PersonRef
     dee, eve = new_lead(rf, "dee@example.com"), new_lead(rf, "eve@example.com")
-    stage.post_join(join_body(dee))
+    stage.post_join({**join_body(dee), "code": "x" * 300})   # past Intercom's 255: counted for doctor
     stage.drain()
     seed.store.links.claim(PersonRef("42", str(eve["id"])), WORKSPACE)
     stage.clock.now += 301       # its lease (120 s) is over, and after it Intercom's search lag (180 s):
@@ -346,6 +408,7 @@ def drive(stage: Stage) -> dict:
     outcome["retry"] = stage.drain()
     intercom.clear_faults()
     outcome["oauth"] = oauth_connect(stage)
+    outcome["sync"] = sync_after_a_lost_try(stage)
     dlq = stage.sqs.receive_message(QueueUrl=stage.target.outputs["DeadLetterQueueUrl"], MaxNumberOfMessages=10,
                                     MessageAttributeNames=["All"], VisibilityTimeout=0)
     outcome["dead letters"] = [m["MessageAttributes"]["reason"]["StringValue"] for m in dlq.get("Messages", [])]
@@ -379,6 +442,29 @@ def oauth_connect(stage: Stage) -> list[int]:
     return [page["statusCode"], start["statusCode"], done["statusCode"], again["statusCode"]]
 
 
+def sync_after_a_lost_try(stage: Stage) -> list[str]:
+    """Contact sync, on a campaign of its own: the operator starts a run of a segment (not recorded) whose one
+    contact's page was tried before by a worker that died once RF had created the user (the ledger still says
+    `creating`). RF answers that the email is in the campaign; the page asks the ledger whether another contact
+    with that email was enrolled (a query), then adopts the user and writes the link back."""
+    from chalicelib.domain.history import iso
+    from chalicelib.ports.store import LedgerEntry
+    from chalicelib.services import admin, sync
+
+    seed, intercom, rf = stage.operator, stage.intercom, stage.rf
+    rf.add_campaign(43, "Acme customers")
+    kim = intercom.add_contact("kim@example.com", role="user", name="Kim")
+    segment = intercom.add_segment("Customers", [kim["id"]])["id"]
+    admin.apply_settings(seed, yaml.safe_dump({**sync_settings(segment), "campaign_id": "43"}))
+    run = sync.start(seed.deps, "43")                                    # `bridge sync start 43`
+    seed.store.sync.record("43", [LedgerEntry(kim["id"], "creating", email="kim@example.com", run=run.number,
+                                              seen_run=run.number, at=iso(stage.clock.now))])
+    rf.add_user(43, "kim@example.com", "Kim")                            # the lost try's create
+    stage.drain()
+    return [intercom.get(kim["id"])["custom_attributes"].get("referral_link"),
+            *(u["url"] for u in rf.users_by_email("kim@example.com", 43))]
+
+
 def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
     return {pair for call in recorder.of(function) for pair in required(call, stage.target)}
 
@@ -399,6 +485,8 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert len(outcome["eve"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
     assert outcome["oauth"] == [200, 303, 200, 200]
+    written, *made = outcome["sync"]         # the lost try's user adopted, and its link written back
+    assert written and made == [written], outcome["sync"]
 
 
 @pytest.mark.parametrize("function", deploy.FUNCTIONS)
@@ -420,7 +508,7 @@ def test_what_each_function_does(performed):
     assert actions["reconcile"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
                                     "sqs:SendMessage"]
     assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
-            "dynamodb:UpdateItem", "ssm:GetParameter"} <= set(actions["worker"])
+            "dynamodb:UpdateItem", "dynamodb:Query", "ssm:GetParameter"} <= set(actions["worker"])
     # The worker sends to the work queue only what waits (a copy with a delay): see services/worker.py.
     work = stage.target.outputs["QueueArn"]
     assert ("sqs:SendMessage", work) in performed_pairs(stage, recorder, "worker")
@@ -453,6 +541,40 @@ def test_the_check_catches_a_missing_and_a_superfluous_grant(performed, rendered
         required(Call("s3", "GetObject", {"Bucket": "b", "Key": "k"}), stage.target)
 
 
+def touched_partitions(recorder: Recorder, function: str) -> set[tuple[str, str]]:
+    return {pair for call in recorder.of(function) for pair in partitions(call)}
+
+
+@pytest.mark.parametrize("function", deploy.FUNCTIONS)
+def test_each_item_statement_names_exactly_the_partitions_the_function_touches(performed, rendered, function):
+    """Least privilege inside the one table: every statement on its items carries dynamodb:LeadingKeys, every
+    partition each DynamoDB call of the flows touched (each item of a batch or a transaction) falls inside a
+    statement granting that call's action, and every partition a statement names was touched by the flows."""
+    _, stage, recorder = performed
+    touched = touched_partitions(recorder, function)
+    assert touched, f"{function} touched no partition: the flows did not reach it"
+    assert key_violations(rendered.policy(STAGE, function), touched, stage.target.outputs["TableArn"]) == {
+        "without dynamodb:LeadingKeys": [], "touched but not named": [], "named but never touched": []}
+
+
+def test_the_key_check_catches_a_missing_an_unused_and_an_unconditioned_partition(performed, rendered):
+    """The comparison itself can fail: the worker's statements without histories, with OAuth states, or
+    without their condition, are refused."""
+    _, stage, recorder = performed
+    table = stage.target.outputs["TableArn"]
+    touched = touched_partitions(recorder, "worker")
+    policy = json.loads(json.dumps(rendered.policy(STAGE, "worker")))
+    [items, ledger] = [s for s in policy["Statement"] if table in s["Resource"]]
+    keys = leading_keys(items)
+    assert keys is not None
+    keys[keys.index("HISTORY#*")] = "OAUTH#*"
+    del ledger["Condition"]
+    found = key_violations(policy, touched, table)
+    assert found["without dynamodb:LeadingKeys"] == ["Ledger"]
+    assert {pk.split("#")[0] for _, pk in found["touched but not named"]} == {"HISTORY", "SYNC"}
+    assert found["named but never touched"] == [("Table", "OAUTH#*")]
+
+
 def test_transactions_are_authorized_item_by_item(rendered):
     target = rendered.targets[STAGE]
     call = Call("dynamodb", "TransactWriteItems", {"TransactItems": [
@@ -476,19 +598,6 @@ def test_the_api_function_cannot_read_an_access_token(rendered):
     assert not any(a.startswith("ssm:") for a, _ in granted(rendered.policy(STAGE, "reconcile")))
 
 
-def test_reconciles_updates_stay_within_the_links_leading_keys(performed, rendered):
-    """Reconcile updates only links (an unfinished link's next retry), inside transactions: every
-    update it made falls inside its statement's dynamodb:LeadingKeys."""
-    _, stage, recorder = performed
-    statement = next(s for s in rendered.policy(STAGE, "reconcile")["Statement"] if s["Sid"] == "LinkTable")
-    allowed = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-    calls = [c for c in recorder.of("reconcile") if c.service == "dynamodb"]
-    keys = [c.params["Key"]["pk"]["S"] for c in calls if c.operation == "UpdateItem"]
-    keys += [item["Update"]["Key"]["pk"]["S"] for c in calls if c.operation == "TransactWriteItems"
-             for item in c.params["TransactItems"] if "Update" in item]
-    assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
-
-
 @pytest.mark.parametrize("sid, operation", [("OAuthTable", "PutItem"), ("EdgeTable", "UpdateItem"),
                                            ("OAuthTickets", "DeleteItem")])
 def test_the_api_functions_writes_stay_within_its_leading_keys(performed, rendered, sid, operation):
@@ -500,29 +609,23 @@ def test_the_api_functions_writes_stay_within_its_leading_keys(performed, render
     policy = rendered.policy(STAGE, "api_handler")["Statement"]
     statements = [s for s in policy if f"dynamodb:{operation}" in s["Action"]]
     assert [s["Sid"] for s in statements] == [sid] and statements[0]["Action"] == [f"dynamodb:{operation}"]
-    allowed = statements[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    allowed = leading_keys(statements[0]) or []
     writes = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == operation]
     keys = {(c.params.get("Item") or c.params["Key"])["pk"]["S"] for c in writes}
     assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
     if operation == "UpdateItem":        # the edge's log and the OAuth callback's connection were both seen
         assert {k.split("#")[0] for k in keys} >= {"EDGE", "WORKSPACE", "WORKSPACES"}, keys
     others = [p for s in policy if s.get("Sid") != sid and s["Action"] != ["dynamodb:GetItem"]   # other writes
-              for p in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])]
+              for p in leading_keys(s) or []]
     assert not [k for k in keys if any(fnmatchcase(k, p) for p in others)], "two statements share these keys"
 
 
-def test_the_api_functions_reads_stay_within_its_leading_keys(performed, rendered):
-    """The internet-facing function reads only the partitions its webhooks, OAuth start and callback
-    check callers with: every GetItem it made falls inside its Table statement's dynamodb:LeadingKeys,
-    and that statement leaves out the partitions of people (histories, links by contact or email, the sync
-    ledger, applied notifications) and the rate budgets."""
-    _, stage, recorder = performed
+def test_the_api_functions_reads_leave_out_peoples_partitions_and_the_rate_budgets(rendered):
+    """The internet-facing function reads only the partitions its webhooks, OAuth start and callback check
+    callers with (the flows read each, above): its one GetItem statement leaves out the partitions of people
+    (histories, links by contact or email, the sync ledger, applied notifications) and the rate budgets."""
     [statement] = [s for s in rendered.policy(STAGE, "api_handler")["Statement"] if "dynamodb:GetItem" in s["Action"]]
-    reads = [c for c in recorder.of("api_handler") if c.service == "dynamodb" and c.operation == "GetItem"]
-    keys = {c.params["Key"]["pk"]["S"] for c in reads}
-    allowed = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get(
-        "dynamodb:LeadingKeys", ["*"])                                     # no condition: every partition
-    assert keys and all(any(fnmatchcase(k, pattern) for pattern in allowed) for k in keys), keys
+    allowed = leading_keys(statement) or ["*"]                              # no condition: every partition
     for kept_out in ("HISTORY#42#1001", f"EMAIL#{WORKSPACE}#ann@example.com", f"CONTACT#{WORKSPACE}#6ab1",
                      "SYNC#42", "RATE#intercom", f"NOTIFICATION#{WORKSPACE}#notif_1", "RECONCILE", "RF"):
         assert not any(fnmatchcase(kept_out, pattern) for pattern in allowed), kept_out
@@ -544,7 +647,7 @@ def _updates_allowed(statement: dict, pk: str) -> bool:
     actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
     if statement["Effect"] != "Allow" or not any(fnmatchcase("dynamodb:UpdateItem", a) for a in actions):
         return False
-    keys = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+    keys = leading_keys(statement)
     return keys is None or any(fnmatchcase(pk, pattern) for pattern in keys)
 
 

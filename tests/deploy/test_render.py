@@ -72,7 +72,7 @@ def test_policies_grant_only_their_own_stage(rendered):
             assert not [s for s in samples(other) if fnmatchcase(s, pattern)], pattern
         for fn in deploy.FUNCTIONS:
             for statement in rendered.policy(mine, fn)["Statement"]:
-                # A condition may only narrow a grant to some of the table's keys (the OAuth callback's writes).
+                # A condition may only narrow a grant to some of the table's partitions (dynamodb:LeadingKeys).
                 assert statement["Effect"] == "Allow" and set(statement.get("Condition", {})) <= {
                     "ForAllValues:StringLike"}
                 assert set(statement.get("Condition", {}).get("ForAllValues:StringLike", {})) <= {

@@ -71,35 +71,46 @@ def test_a_lost_answer_rf_never_applied_is_sent_again_only_after_rf_says_no(brid
     assert asks[-2:] == ["GET", "PUT"]                               # RF said no, then the one applied PUT
 
 
-def test_a_429_to_the_put_is_said_not_applied_and_the_next_try_sends_it_without_asking(bridge, intercom, rf, clock):
+# A Retry-After neither seconds nor a date (`soon`, or empty) is read as none: RF's own wait (its rate window) is
+# waited. It made urllib3 raise InvalidHeader: a 429 was said "no answer (InvalidHeader); it may have been applied",
+# and a 503 failed the record ("InvalidHeader: Invalid Retry-After header: soon") until it was dead-lettered so.
+UNREADABLE = ["soon", ""]
+
+
+@pytest.mark.parametrize("retry_after, waited", [("30", 31), *((value, 61) for value in UNREADABLE)])
+def test_a_429_to_the_put_is_said_not_applied_and_the_next_try_sends_it_without_asking(bridge, intercom, rf, clock,
+                                                                                      retry_after, waited):
     """README's `make fault ARGS="rf 429 --retry-after 30 --path qualification"`: explain said "qualification:
     unconfirmed" of a PUT RF refused, which reads as "may have qualified the user"."""
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
-    rf.fail_next("PUT", r"^/users/qualification$", 429, headers={"Retry-After": "30"})
+    rf.fail_next("PUT", r"^/users/qualification$", 429, headers={"Retry-After": retry_after})
     bridge.notify("contact.lead.updated", contact["id"])
     bridge.drain()
     [said] = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "qualification"]
     assert said["outcome"] == "not_applied" and said["reason"].startswith("Referral Factory answered 429"), said
     assert said["reason"].endswith(" — Referral Factory did not apply the qualification: the next try sends it")
-    clock.now += 31
+    clock.now += waited
     bridge.poller.release_delayed()
     bridge.poller.drain(retry_failures=True)
     asks = [r["method"] for r in rf.requests if r["path"].startswith("/users")]
     assert asks[-3:] == ["GET", "PUT", "PUT"] and qualified_ids(rf) == [lead["id"]]
 
 
-def test_a_503_with_retry_after_to_the_put_is_not_sent_again_before_rf_is_asked(bridge, intercom, rf, clock):
+@pytest.mark.parametrize("retry_after", ["1", *UNREADABLE])
+def test_a_503_with_retry_after_to_the_put_is_not_sent_again_before_rf_is_asked(bridge, intercom, rf, clock,
+                                                                                retry_after):
     """A 503 to the PUT may have been applied. urllib3 retries a 503 that carries Retry-After even for
     a method it is told not to retry: the PUT would go out twice in one call. It is Uncertain
     instead, and the next try asks RF first."""
     lead, contact = join(bridge, intercom, rf)
     intercom.update_contact(contact["id"], signed_up="Yes")
-    rf.fail_next("PUT", r"^/users/qualification$", 503, headers={"Retry-After": "1"}, times=2)
+    rf.fail_next("PUT", r"^/users/qualification$", 503, headers={"Retry-After": retry_after}, times=2)
     bridge.notify("contact.lead.updated", contact["id"])
     bridge.drain()
     link = bridge.history(42, lead["id"])["link"]
     assert len(puts(rf)) == 1 and link["qualification"] == "unconfirmed"
+    assert link["reason"].startswith("Referral Factory answered 503"), link
     rf.clear_faults()
     bridge.poller.release_delayed()                                  # RF's 503s: an outage, waited out
     bridge.poller.drain(retry_failures=True)

@@ -4,6 +4,7 @@ the simulators, a lost webhook is caught by the next run, and that run makes at 
 by one, and still qualify by webhook."""
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -201,3 +202,50 @@ def test_a_run_queues_nothing_again_that_an_earlier_run_queued_and_still_waits(b
     assert bridge.history(42, stuck["id"])["link"]["status"] == "linked"
     stuck_entries = [h for h in bridge.history(42, stuck["id"])["history"] if h["outcome"] == "stuck_join"]
     assert len(stuck_entries) == 2 and "did not finish it" in stuck_entries[1]["reason"]
+
+
+RF_REFUSES_ONCE = {
+    "401": (lambda rf: rf.use_token("rf-token-2"), ("rf", "connect", "--token", "rf-token-2")),
+    "422": (lambda rf: rf.fail_next("PUT", r"^/users/qualification$", 422,
+                                    body={"code": 422, "message": "Campaign is paused"}), ()),
+}
+
+
+@pytest.mark.parametrize("refusal", RF_REFUSES_ONCE)
+def test_a_lead_qualified_through_a_duplicate_whose_qualification_rf_refused_is_qualified_once_by_the_replay(
+        bridge, intercom, rf, clock, joined, capsys, refusal):
+    """`match: email`: Ann's duplicate contact (her email, another contact) reaches the target, its webhook
+    lost; the search of changed contacts finds it, and RF refuses her qualification (a revoked RF token, or a
+    422). Her letter is a check of her: replayed once RF is set right, it must judge the contact that met the
+    target, and qualify her once. (A check of her own contact, still "No", found nothing: once the duplicate's
+    change left the search's window, no search would find it again, and the reward was lost.)"""
+    from tests.support.cli import run_cli
+    breaks, reconnect = RF_REFUSES_ONCE[refusal]
+    lead, contact = joined(qualifying_settings(match="email"))
+    duplicate = intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "No"})
+    clock.now += 900
+    intercom.update_contact(duplicate["id"], signed_up="Yes")        # its webhook is lost
+    breaks(rf)
+    bridge.reconcile()
+    bridge.drain()
+    [letter] = bridge.dead_letters()
+    assert (letter["body"]["kind"], letter["body"]["rf_user_id"]) == ("intercom.check", str(lead["id"]))
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "failed" and qualified_ids(rf) == []
+    # asked about the contact they saw reach the target, explain names the letter, and its replay
+    code, out, _ = run_cli(bridge.operator(), capsys, "explain", duplicate["id"], "--json")
+    [said] = [e for e in json.loads(out)["trail"] if e["event"] == "dead_letter"]
+    assert said["details"]["kind"] == "intercom.check" and "dlq replay" in said["fix"], said
+
+    if reconnect:                                                    # the RF side set right, as the advice says
+        rf.use_token("rf-token-2")
+        assert run_cli(bridge.operator(), capsys, *reconnect)[0] == 0
+    rf.clear_faults()
+    clock.now += 8 * DAY                                             # the duplicate's change is long past
+    code, out, _ = run_cli(bridge.operator(), capsys, "dlq", "replay", "--campaign", "42", "--json")
+    assert code == 0 and json.loads(out)["replayed"] == 1, out
+    bridge.drain()
+    bridge.reconcile()                                               # and nothing qualifies her twice
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]] and bridge.dead_letters() == []
+    assert [c["status"] for c in rf.qualification_calls].count(200) == 1
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"

@@ -193,6 +193,47 @@ def test_a_segment_that_cannot_be_found_is_named_where_the_readmes_troubleshooti
         "settings apply", "sync start", "--dry-run", "doctor"]
 
 
+def test_a_contact_missing_a_field_rf_s_campaign_requires_is_skipped_alike_by_the_dry_run_and_the_run_unasked(
+        bridge, intercom, rf, capsys):
+    """RF's campaign requires a company of its referrers: a contact whose company is blank is skipped, naming the
+    field, before RF is asked (it would answer 422, a call each); a sync block that does not map it cannot start."""
+    rf.campaigns["42"]["fields"]["person_referring"].append(
+        {"id": "company", "type": "text", "label": "Company", "required": True})
+    intercom.define_attribute("company", "string")
+    contacts = [intercom.add_contact(f"person{i}@example.com", role="user", name=f"Person {i}",
+                                     custom_attributes={"company": "Acme"}) for i in range(3)]
+    bea = intercom.add_contact("bea@example.com", role="user", name="Bea", custom_attributes={"company": " "})
+    seg = intercom.add_segment("Customers", [c["id"] for c in [*contacts, bea]])["id"]
+    bridge.apply(sync_settings(seg))                                              # company not mapped
+    code, _, err = cli(bridge, "sync", "start", "42", "--dry-run", capsys=capsys)
+    assert code == 1 and err.splitlines()[1:] == [
+        "  - sync.fields: meta.company is required by campaign 42 in Referral Factory (its field Company) but not "
+        "mapped — add {from: <an Intercom attribute>, to: meta.company}, or make the field optional in Referral "
+        "Factory"]
+    fields = [*sync_settings(seg)["sync"]["fields"], {"from": "custom_attributes.company", "to": "meta.company"}]
+    bridge.apply(sync_settings(seg, fields=fields))
+    detail = ("missing required field: meta.company (from custom_attributes.company; required by the campaign in "
+              "Referral Factory)")
+
+    code, out, _ = cli(bridge, "sync", "start", "42", "--dry-run", capsys=capsys)
+    dry = json.loads(out)
+    assert code == 0 and (dry["would_enrol"], {k: v["count"] for k, v in dry["skipped"].items()}) == (
+        3, {"missing_field": 1})
+    assert [e["detail"] for e in dry["skipped"]["missing_field"]["examples"]] == [detail]
+    before = len(rf.requests)
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["enrolled"], status["skipped"]) == ("done", 3, 1)
+    assert creates(rf) == 3 and rf.users_by_email("bea@example.com") == []
+    assert len(rf.requests) == before + 2 + 3      # the checks' campaign reads (the CLI's, the first page's), 3 POSTs
+    assert all(rf.users_by_email(c["email"], 42)[0]["meta"] == [{"field": "company", "value": "Acme"}]
+               for c in contacts)
+    report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
+    assert {k: v["count"] for k, v in report["skipped"].items()} == {"missing_field": 1}
+    assert [e["detail"] for e in report["skipped"]["missing_field"]["examples"]] == [detail]
+
+
 def test_a_run_whose_checks_fail_in_the_worker_stops_with_the_fix_and_creates_nothing(bridge, intercom, rf, capsys):
     seg, _ = segment(intercom, 5)
     bridge.apply(sync_settings(seg))

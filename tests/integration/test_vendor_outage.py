@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from .conftest import MAX_ATTEMPTS, join_body, lead_settings, new_lead, qualifying_settings
+from .test_exactly_once import UNREADABLE
 
 
 def test_joins_wait_out_a_three_hour_intercom_outage_and_each_arrives_once(bridge, intercom, rf, clock):
@@ -112,3 +115,21 @@ def test_past_the_outage_budget_an_eu_workspaces_intercom_down_is_its_outage_tho
     [letter] = bridge.dead_letters()
     assert letter["reason"].startswith("Intercom unavailable for 1 h (BRIDGE_OUTAGE_HOURS): Intercom answered 503"), \
         letter
+
+
+@pytest.mark.parametrize("status", [503, 429])
+@pytest.mark.parametrize("retry_after", UNREADABLE)
+def test_an_unreadable_retry_after_from_intercom_is_read_as_none_and_the_join_arrives_at_once(
+        bridge, intercom, rf, status, retry_after):
+    # What a user sees: Intercom answers a join's search with a Retry-After neither seconds nor a date. The join
+    # waited as for an outage, "Intercom unavailable: Intercom unreachable after retries (InvalidHeader)", though
+    # Intercom had answered. The header is read as absent: a 503 is retried after the ordinary backoff, a 429 after
+    # Intercom's rate window (as any 429 that names no wait), both short enough to wait in the call.
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    intercom.fail_next("POST", "^/contacts/search$", status, headers={"Retry-After": retry_after})
+    bridge.post_join(join_body(lead))
+    [batch] = bridge.drain()
+    waits = [e["reason"] for e in bridge.history(42, lead["id"])["history"] if e["event"] == "waiting"]
+    assert batch.result == {"done": 1, "retry": 0, "dead": 0} and waits == [], waits
+    assert [c["email"] for c in intercom.contacts.values()] == ["ann@example.com"]

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from infra.local.sims.intercom import IntercomSim, sign, webhook_payload
-from infra.local.sims.referral_factory import RFSim
+from infra.local.sims.referral_factory import RFSim, default_fields
 
 
 class FakeClock:
@@ -147,6 +147,24 @@ def test_search_filters_nesting_dates_and_pagination(ic, clock):
     rest = call(ic, "GET", "/contacts", params={"per_page": 4,
                                                 "starting_after": listed["pages"]["next"]["starting_after"]})
     assert len(rest.json()["data"]) == 2
+
+
+@pytest.mark.parametrize("query", [
+    {"field": "session_count", "operator": ">", "value": 3},                 # no contact field search accepts
+    {"field": "browser_version", "operator": "=", "value": "120"},           # on a contact, not searchable
+    {"field": "has_hard_bounced", "operator": "=", "value": "true"},         # a Boolean field takes a boolean
+    {"field": "name", "operator": "=", "value": 3},                          # a String one text
+    {"field": "role", "operator": "=", "value": "customer"},                 # role: user or lead
+    {"field": "browser", "operator": ">=", "value": 3},                      # >= compares integers
+    {"field": "custom_attributes.plan", "operator": "=", "value": 1},        # a custom attribute: its type
+])
+def test_search_accepts_only_its_documented_fields_each_with_a_value_of_its_type(ic, query):
+    ic.define_attribute("plan", "string")
+    assert call(ic, "POST", "/contacts/search", json={"query": query}).status_code == 400
+    fine = {"operator": "AND", "value": [{"field": "role", "operator": "=", "value": "user"},
+                                         {"field": "has_hard_bounced", "operator": "=", "value": False},
+                                         {"field": "owner_id", "operator": "=", "value": 7}]}
+    assert call(ic, "POST", "/contacts/search", json={"query": fine}).status_code == 200
 
 
 def test_merge_gives_410_with_canonical_link(ic):
@@ -313,6 +331,23 @@ def test_rf_users_and_validation(rf):
     assert upd.json()["data"]["meta"] == [{"field": "plan", "value": "pro"}]
     assert call(rf, "GET", "/users/424242").status_code == 404
     assert requests.get(rf.base_url + "/users").json() == {"code": 401, "message": "Unauthenticated."}
+
+
+def test_rf_refuses_a_user_without_a_custom_field_the_campaign_requires_of_their_side(rf):
+    company = {"id": "company", "type": "text", "label": "Company", "required": True}
+    rf.add_campaign(9, "B2B", fields={"person_referring": default_fields()["person_referring"] + [company],
+                                      "person_invited": default_fields()["person_invited"]})
+    ann = {"campaign_id": 9, "first_name": "Ann", "email": "ann@x.io"}
+    for meta in (None, [], [{"field": "company", "value": " "}], [{"field": "plan", "value": "pro"}]):
+        r = call(rf, "POST", "/users", json={**ann, **({"meta": meta} if meta is not None else {})})
+        assert r.status_code == 422 and r.json()["errors"] == {
+            "company": [{"field": "company", "message": "The Company field is required."}]}
+    assert rf.users_by_email("ann@x.io") == []
+    r = call(rf, "POST", "/users", json={**ann, "meta": [{"field": "company", "value": "Acme"}]})
+    assert r.status_code == 201
+    bob = call(rf, "POST", "/users", json={"campaign_id": 9, "first_name": "Bob", "email": "bob@x.io",   # invited:
+                                           "referrer": {"field": "id", "value": r.json()["data"]["id"]}})  # not theirs
+    assert bob.status_code == 201
 
 
 def test_rf_user_limit_and_pagination(rf):

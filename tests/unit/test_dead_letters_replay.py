@@ -333,3 +333,25 @@ def test_a_replay_right_after_rf_connect_runs_once_no_worker_holds_the_old_token
     else:
         assert out == "1 message(s) sent back to the work queue; 1 left in the dead-letter queue (not matching)\n"
         assert json.loads(out_json) == {"replayed": 1, "left": 0, "not_seen": 0}
+
+
+@pytest.mark.parametrize("connected_at, replayed_after, said", [
+    ("2026-09-21T23:55:00Z", 60, "they run from about 2026-09-22 00:05:00 UTC, when every worker has read the RF token "
+                                 "stored at 23:55:00 UTC"),
+    ("2026-09-21T23:58:00Z", 180, "they run from about 00:08:00 UTC, when every worker has read the RF token stored "
+                                  "at 2026-09-21 23:58:00 UTC")], ids=["runs-tomorrow", "stored-yesterday"])
+def test_a_replay_around_midnight_says_the_day_of_a_time_not_todays(capsys, connected_at, replayed_after, said):
+    """`bridge rf connect` at 23:55 UTC, then `bridge dlq replay`: "they run from about 00:05:00 UTC" read as a time
+    of today, long past. A time of another day than now's is said with its date."""
+    from chalicelib.domain.history import epoch
+    from tests.fakes import FakeWork
+    from tests.support.cli import run_cli
+    from tests.unit.test_join_use_case import join
+    work = FakeWork(BRIDGE_DLQ_URL=FakeQueue.dlq_url)
+    work.clock.now = epoch(connected_at) - 60
+    work.queue.dead_letter(json.dumps(join(user="7")), GONE, 3, iso(work.clock()))
+    work.clock.now += 60
+    work.store.connections.put_rf(["token"])                               # `bridge rf connect`
+    work.clock.now += replayed_after
+    code, out, _ = run_cli(work, capsys, "dlq", "replay", "--all")
+    assert (code, out) == (0, f"1 message(s) sent back to the work queue; {said}\n")

@@ -7,6 +7,7 @@ import pytest
 from chalicelib import messages
 from chalicelib.domain.changes import DAY, changes_query, target_filter
 from chalicelib.domain.history import iso
+from chalicelib.domain.mapping import WATCHABLE_ATTRIBUTE_TYPES
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
@@ -69,6 +70,21 @@ def test_the_query_is_what_intercoms_openapi_file_accepts():
         body = json.dumps({"query": query, "pagination": {"per_page": 150, "starting_after": "abc"}}).encode()
         assert validate_request("POST", "/contacts/search", {}, {
             "Intercom-Version": "2.16", "Content-Type": "application/json"}, body) == [], query
+
+
+@pytest.mark.parametrize("attribute", sorted(WATCHABLE_ATTRIBUTE_TYPES))
+def test_a_rule_on_any_attribute_it_may_watch_makes_a_query_intercoms_search_accepts(attribute):
+    """The contact search refuses a field it does not accept and a value not of its type (the simulator's
+    engine, as its documentation says), and with it reconciliation's every search of the workspace."""
+    from infra.local.sims.search import compile_query, field_type
+    data_type = WATCHABLE_ATTRIBUTE_TYPES[attribute]
+    value = {"string": "user", "boolean": True, "integer": "3", "date": "2026-01-01"}[data_type]
+    operators = {"string": ("equals", "contains", "is_set"), "boolean": ("equals", "is_set"),
+                 "integer": ("equals", "gte", "is_set"), "date": ("equals", "gte", "is_set")}[data_type]
+    for operator in ("equals",) if attribute == "role" else operators:
+        rule = Qualification(attribute=attribute, operator=operator, value=None if operator == "is_set" else value)
+        compile_query(changes_query([(rule, data_type), (YES, "string")], 1e9), lambda contact, field: None,
+                      field_type)
 
 
 # --- the search of changed contacts (the worker) ------------------------------------------------
@@ -435,3 +451,40 @@ def test_a_lead_rf_refuses_in_a_search_gets_a_letter_every_advised_replay_reache
     assert dead_letters.replay(work, *selectors[0])["replayed"] == 1            # RF fixed meanwhile
     run(work, work.queue.sent[-1])
     assert work.apis.rf_.qualified == [other, refused] and link_of(work, refused).qualification is QState.QUALIFIED
+
+
+BY_EMAIL = {"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}
+SINCE_REFUSED = {   # what changed between RF's refusal and the replay of the lead's letter
+    "nothing": lambda work, dup: None,
+    "rule_now_match_contact": lambda work, dup: work.store.settings.put(
+        "42", settings(rule={**BY_EMAIL, "match": "contact"}), WS),
+    "duplicate_email_changed": lambda work, dup: dup.update(email="someone@example.com"),
+    "duplicate_deleted": lambda work, dup: work.apis.intercom_.contacts.pop(dup["id"]),
+}
+
+
+@pytest.mark.parametrize("since", SINCE_REFUSED)
+def test_the_letter_of_a_lead_rf_refused_on_a_duplicate_judges_that_duplicate_while_it_counts(since):
+    """`match: email`: the search found Ann's duplicate contact at the target and RF refused her qualification. Her
+    letter names the duplicate: its replay judges it (her own contact never met the target), and asks RF first;
+    once the duplicate no longer counts for her (the rule, its email, the contact itself changed), the replay
+    judges her own contact as any check, and her history says why the duplicate was not judged."""
+    from chalicelib.services import dead_letters
+    work = connected(world(settings(rule=BY_EMAIL)))
+    joined(work)
+    dup = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: campaign paused", status=422)]
+    changed(work, dup, "Yes")
+    run(work, changes(work))
+    assert len(work.queue.letters) == 1 and link_of(work).qualification is QState.FAILED
+    SINCE_REFUSED[since](work, dup)
+    work.clock.now += 60
+    assert dead_letters.replay(work, None, "42")["replayed"] == 1
+    work.apis.rf_.calls.clear()
+    run(work, work.queue.sent[-1])
+    if since == "nothing":
+        assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
+        assert link_of(work).qualification is QState.QUALIFIED
+        return
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.FAILED
+    assert history(work)[-2:] == [("reconciliation", "duplicate_not_counted"), ("evaluation", "not_met")]

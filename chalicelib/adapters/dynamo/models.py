@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Optional, Type, TypeVar
 
 from pynamodb.connection.table import TableConnection
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute,
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute,
                                  UnicodeSetAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -243,6 +243,7 @@ class SyncRunItem(_Item):
     error_at = NumberAttribute(null=True)
     error_state = UnicodeAttribute(null=True)
     paused = NumberAttribute(null=True)       # seconds its pages waited in the dead-letter queue
+    required = ListAttribute(of=UnicodeAttribute, null=True)   # RF's campaign's required fields (SyncRun.required)
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)

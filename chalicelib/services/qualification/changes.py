@@ -117,26 +117,29 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             if rule.match == "email":
                 duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact["id"], current=True)
                 _lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], duplicate,
-                                                                  note=False))
+                                                                  note=False), duplicate=contact["id"])
             elif _meets(rule, contact, deps, ws):
                 # Another contact with the lead's email meets the target: the lead's own contact may
                 # have been merged into it (the webhook lost). Read the lead's own contact to know.
                 _lead(deps, link, lambda: check_link(link, campaigns[link.campaign_id], deps, replay=False))
 
 
-def _lead(deps: WorkDeps, link: Link, judge: Callable[[], object]) -> None:
+def _lead(deps: WorkDeps, link: Link, judge: Callable[[], object], duplicate: Optional[str] = None) -> None:
     """One lead judged. Its qualification refused for good (RF's 4xx, said in the lead's history: a failure `about`
     it) is the lead's own dead letter, a check of it, and the search goes on: only a replay reopens a failed
     qualification, and a replayed search judges the leads still waiting, not it (a check names its campaign and
     lead: `dlq replay --campaign` reaches it, and its replay asks RF again); the other leads of the search are
-    not held back by one."""
+    not held back by one. `duplicate`: the lead was judged on another contact with its email (`match: email`),
+    which the check names, to judge that contact again (its own may never meet the target)."""
     try:
         judge()
     except Permanent as exc:
         if exc.person != link.ref:
             raise
-        check = CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace)
-        deps.dead_letter(json.dumps(check.wire()), exc.reason, 1, exc.person, check.kind)
+        check = CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
+                             duplicate_contact_id=duplicate)
+        deps.dead_letter(json.dumps(check.wire()), exc.reason, 1, exc.person, check.kind,
+                         {"duplicate_contact_id": duplicate} if duplicate else None)
 
 
 def _by_email(found: Found, ws: str, contact: dict, done: set) -> list[Link]:

@@ -8,8 +8,8 @@ from ...domain import rules
 from ...domain.history import REPLAYED, Entry
 from ...domain.join import pick_existing
 from ...domain.link import ContactState, Link
-from ...domain.judge import Sighting
-from ...domain.qualification import UNFINISHED, open_states
+from ...domain.judge import Sighting, duplicate_refused
+from ...domain.qualification import UNFINISHED, QState, open_states
 from ...domain.settings import CampaignSettings
 from ...errors import Permanent
 from ...messages import CheckMessage
@@ -39,28 +39,53 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         return "skipped"
     if link.qualification not in open_states(replay):
         return "skipped"
-    after = check_link(link, settings, deps, replay)
+    after = check_link(link, settings, deps, replay, message.duplicate_contact_id)
     if after is None:
         return "gone"
     batch.keep(after)
     return "done"
 
 
-def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool) -> Optional[Link]:
+def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool,
+               duplicate: Optional[str] = None) -> Optional[Link]:
     """Read the lead's contact now (following a merge) and judge it, as if its webhook had come.
     None when the contact is gone for good. A link made in another workspace than the campaign's now
     is left as it is (its contact is not read with that workspace's token: Qualifier.moved_away). It
     stays pending, so that moving the campaign back makes it count again; the sweep checks it only
-    until RECONCILE_SWEEP_DAYS, each time one counted history entry."""
+    until RECONCILE_SWEEP_DAYS, each time one counted history entry. `duplicate`: another contact the
+    check names (`match: email`: its value met the target), read and judged first; the lead's own
+    contact is read only if that did not qualify the lead."""
     if deps.qualifier.moved_away(link, settings):
         return link
+    via = "reconciliation" + (f", {REPLAYED}" if replay else "")
+    if duplicate is not None and duplicate != link.contact_id:
+        link = _check_duplicate(link, settings, duplicate, deps, via, replay)
+        if link.qualification is QState.QUALIFIED:
+            return link
     read = _read_contact(link, deps)
     if read is None:
         return None
     link, contact = read
-    seen = Sighting(contact, "reconciliation" + (f", {REPLAYED}" if replay else ""), rules.event_time(contact.get("updated_at")), replay=replay,
-                    current=True)
+    seen = Sighting(contact, via, rules.event_time(contact.get("updated_at")), replay=replay, current=True)
     return deps.qualifier.evaluate(link, settings, seen)
+
+
+def _check_duplicate(link: Link, settings: CampaignSettings, contact_id: str, deps: WorkDeps, via: str,
+                     replay: bool) -> Link:
+    """Judge the duplicate contact a check names, read now, while it counts for the lead; the history says
+    why it does not when it no longer does."""
+    try:
+        contact = deps.apis.intercom(link.workspace).get_contact(contact_id)
+        why = duplicate_refused(link, settings.qualification, contact)
+    except (Merged, NotFound) as gone:
+        why = f"Intercom no longer has it ({'merged' if isinstance(gone, Merged) else '404'})"
+    if why is not None:
+        deps.history.append(link.ref, [Entry("reconciliation", "duplicate_not_counted", (
+            f"duplicate contact {contact_id} (the lead's email), on which the lead met the target, no longer "
+            f"counts: {why}; the lead's own contact is judged instead"), {"duplicate_contact_id": contact_id})])
+        return link
+    return deps.qualifier.evaluate(link, settings, Sighting(contact, via, rules.event_time(contact.get("updated_at")),
+                                                            duplicate=contact_id, replay=replay, current=True))
 
 
 def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
@@ -74,10 +99,11 @@ def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
     except Merged as merged:
         if not merged.canonical_id:
             raise Permanent(f"contact {contact_id} was merged but Intercom gave no canonical link") from None
+        canonical = intercom.get_contact(merged.canonical_id)
         link = deps.links.move(link, merged.canonical_id, [Entry(
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into "
-            f"{merged.canonical_id}; the link follows it")])
-        return link, intercom.get_contact(merged.canonical_id)
+            f"{merged.canonical_id}; the link follows it")], role=canonical.get("role"))
+        return link, canonical
     except NotFound:
         survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
         if survivor is None:

@@ -176,6 +176,18 @@ class RFSim(SimServer):
                 isinstance(m, dict) and isinstance(m.get("field"), str) for m in meta)):
             errors["meta"] = "The meta must be a list of {field, value} objects."
 
+    @staticmethod
+    def _check_required(campaign, body, errors):
+        """The campaign's required custom fields of the user's side (`fields.person_referring[]` for a referrer,
+        `person_invited[]` with a referrer): each a `meta` entry with a value that is not blank."""
+        side = "person_invited" if body.get("referrer") is not None else "person_referring"
+        given = {m["field"]: m.get("value") for m in body.get("meta") or []}
+        for f in campaign["fields"].get(side) or []:
+            value = given.get(f["id"])
+            if f.get("required") and f["id"] not in ("first_name", "email") and \
+                    (value is None or isinstance(value, str) and not value.strip()):
+                errors[f["id"]] = f"The {f.get('label') or f['id']} field is required."
+
     def _paginate(self, rec, path, items):
         q = rec["query"]
         try:
@@ -211,6 +223,8 @@ class RFSim(SimServer):
         if not errors and self._by_email(cid, email):
             errors["email"] = "The email has already been taken."
         self._check_meta(b.get("meta"), errors)
+        if not errors:
+            self._check_required(self.campaigns[str(cid)], b, errors)
         referrer = None
         ref = b.get("referrer")
         if ref is not None and not errors:
