@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	chaos_out=$$(mktemp); \
 	$(BIN)/python -m pytest -q tests/chaos > $$chaos_out 2>&1 & chaos=$$!; \
-	$(BIN)/python -m pytest -q -n 2 --ignore=tests/chaos; suite=$$?; \
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --ignore=tests/chaos; suite=$$?; \
 	wait $$chaos; chaos_rc=$$?; cat $$chaos_out; rm -f $$chaos_out; \
 	test $$suite -eq 0 && test $$chaos_rc -eq 0
 

@@ -85,7 +85,9 @@ def rf_token_refused(reason: str) -> bool:
 
 #: Mapped fields a join was applied without (a value not converted, a text too long).
 NOT_WRITTEN = ("fix the values in Referral Factory, or the field mapping (map it to an attribute of a type they "
-               "convert to; text holds at most 255 characters)")
+               "convert to; text holds at most 255 characters); a field Intercom refused: fix the attribute in "
+               "Intercom (Settings > Data > People: it exists, is not archived, is writable, the value meets its "
+               "rules) or map another")
 
 #: Leads linked before the campaign's qualification rule (under none, or a rule on another attribute): their value
 #: at join time is not known, so they never qualify by themselves (domain/judge.takes_baseline).

@@ -2,10 +2,12 @@
 Intercom, what to do with a duplicate, which baseline to remember. Pure: no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional
 
-from .mapping import MARKER_NAME, ContactPayload, attribute_value, build_payload, is_empty
+from .mapping import (MARKER_NAME, REFUSED_BY_INTERCOM, ContactPayload, FieldError, attribute_value, build_payload,
+                      is_empty)
 from .settings import CampaignSettings, People
 
 
@@ -90,6 +92,40 @@ def replan(settings: CampaignSettings, person: dict, old: Plan, fresh: dict[str,
     return Replan(again, changed) if changed else None
 
 
+_QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"")
+
+
+def refused_attributes(plan_: Plan, answer: Any) -> dict[str, str]:
+    """The mapped attributes of `plan_` that Intercom's 400 `answer` (its error list) refuses, each with
+    Intercom's words: an error's `field` names one, or its message quotes a custom attribute's name
+    ("Custom attribute 'plan' is archived"). Empty when an error names none of them (the write is refused
+    as a whole), or names the email: a contact is never written without it, nor without our marker,
+    which is no mapped attribute."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    written = set(plan_.payload.attributes) - {"email"}
+    refused: dict[str, str] = {}
+    for error in errors if isinstance(errors, list) else []:
+        if not isinstance(error, dict):
+            return {}
+        message = str(error.get("message") or error.get("code") or "")
+        field = str(error.get("field") or "")
+        names = {field, f"custom_attributes.{field}"} if field else {
+            f"custom_attributes.{quoted}" for pair in _QUOTED.findall(message) for quoted in pair if quoted}
+        if not names & written:
+            return {}
+        refused.update(dict.fromkeys(sorted(names & written), message))
+    return refused
+
+
+def without(plan_: Plan, refused: dict[str, str]) -> Plan:
+    """The plan without the attributes Intercom refused, each said as a field not written, with Intercom's words."""
+    sources = {row.to: f"from {row.from_}" if row.from_ else "fixed value" for row in plan_.people.fields}
+    payload = ContactPayload({k: v for k, v in plan_.payload.attributes.items() if k not in refused}, [
+        *plan_.payload.errors, *(FieldError(to, sources.get(to, "fixed value"), f"{REFUSED_BY_INTERCOM}: {message}")
+                                 for to, message in refused.items())])
+    return replace(plan_, payload=payload)
+
+
 def duplicate_action(plan_: Plan, existing: dict) -> Optional[dict]:
     """The update to send to an existing contact, or None to leave it untouched (skip, or nothing
     left to write)."""
@@ -110,10 +146,12 @@ def baseline_of(settings: CampaignSettings) -> Optional[str]:
 
 
 def created_baseline(settings: CampaignSettings, plan_: Plan) -> Any:
-    """The baseline of a contact the bridge creates: the value the create writes (mapped, or the
-    rule's initial value), never what the contact became since."""
+    """The baseline of a contact the bridge creates: the value the create writes (mapped, the rule's
+    initial value, or the role), never what the contact became since."""
     q = settings.qualification
-    return None if q is None else plan_.payload.attributes.get(q.attribute)
+    if q is None:
+        return None
+    return plan_.role if q.attribute == "role" else plan_.payload.attributes.get(q.attribute)
 
 
 def marker(campaign_id: str, rf_user_id: str) -> str:

@@ -23,6 +23,37 @@ STANDARD_ATTRIBUTE_TYPES = {
 }
 MAX_STRING = 255  # Intercom's limit for a text attribute
 
+# Standard contact attributes a qualification rule may watch, with their types: those above and those Intercom
+# sets itself (read-only). Each is on Intercom's contact (a webhook's item and GET /contacts/{id} are both it),
+# and the contact search filters on it (the search of changed contacts asks by the rule's attribute): the
+# OpenAPI description's contact model and its search's "Accepted Fields".
+WATCHABLE_ATTRIBUTE_TYPES = {
+    **STANDARD_ATTRIBUTE_TYPES,
+    "role": "string",                      # lead or user: "a lead becomes a user"
+    "created_at": "date", "last_contacted_at": "date", "last_replied_at": "date",
+    "last_email_opened_at": "date", "last_email_clicked_at": "date",
+    "marked_email_as_spam": "boolean", "has_hard_bounced": "boolean",
+    "browser": "string", "browser_language": "string", "os": "string",
+    "ios_last_seen_at": "date", "ios_app_name": "string", "ios_app_version": "string", "ios_device": "string",
+    "ios_os_version": "string", "ios_sdk_version": "string",
+    "android_last_seen_at": "date", "android_app_name": "string", "android_app_version": "string",
+    "android_device": "string",
+}
+_NOT_ON_CONTACT = "the contact search knows it, but a contact (a webhook's, or one read) does not carry it"
+_NOT_SEARCHED = ("a contact carries it, but the contact search cannot filter on it, so the search of changed "
+                 "contacts could not find its changes")
+_NESTED = "a contact carries it inside `location`, which the bridge does not read"
+#: Standard names a rule cannot watch, and why (any other name that is not custom_attributes.<name> is no
+#: contact attribute at all).
+UNWATCHABLE = {
+    "id": "it never changes", "workspace_id": "it never changes",
+    "updated_at": "it changes with every change to the contact, whatever changed",
+    "email_domain": _NOT_ON_CONTACT, "formatted_phone": _NOT_ON_CONTACT, "ios_app_device": _NOT_ON_CONTACT,
+    "browser_version": _NOT_SEARCHED, "android_os_version": _NOT_SEARCHED,
+    "android_sdk_version": _NOT_SEARCHED + " (its search field is spelled andoid_sdk_version)",
+    "location.country": _NESTED, "location.region": _NESTED, "location.city": _NESTED,
+}
+
 # The bridge's own marker on every contact it creates: which RF person (`<campaign>#<RF user id>`)
 # it was created for. A text attribute the bridge creates in the workspace when it is missing. It is
 # how a contact whose create answer was lost is found again (and recognised as ours), and never
@@ -53,6 +84,16 @@ class ConversionError(ValueError):
     pass
 
 
+# The Intercom attribute types `convert` writes (a date as unix seconds): a mapping to any other is never written.
+WRITABLE_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
+
+
+def type_unsupported(data_type: str) -> Optional[str]:
+    """Why no value can be written to an attribute of `data_type` (None: one `convert` writes): the words
+    each join records for the field, and `settings apply` and doctor refuse the mapping with."""
+    return None if data_type in WRITABLE_TYPES else f"attribute type {data_type!r} is not supported"
+
+
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 
@@ -62,6 +103,9 @@ def convert(value: Any, data_type: str) -> Any:
     boolean, date/datetime = unix seconds). Raises ConversionError saying why."""
     if value is None:
         return None
+    unsupported = type_unsupported(data_type)
+    if unsupported:
+        raise ConversionError(unsupported)
     if data_type == "string":
         text = value if isinstance(value, str) else _text(value)
         if len(text) > MAX_STRING:
@@ -83,9 +127,7 @@ def convert(value: Any, data_type: str) -> Any:
         if text in _FALSE:
             return False
         raise ConversionError(f"{value!r} is not true or false")
-    if data_type in ("date", "datetime"):
-        return to_unix(value)
-    raise ConversionError(f"attribute type {data_type!r} is not supported")
+    return to_unix(value)          # date, datetime
 
 
 def _text(value: Any) -> str:
@@ -138,9 +180,13 @@ def to_unix(value: Any) -> int:
     raise ConversionError(f"{value!r} is not a date")
 
 
+# A field error's reason when Intercom refused the attribute (a 400 naming it): Intercom's words follow.
+REFUSED_BY_INTERCOM = "Intercom refused it"
+
 # What kind of value a field error is about, from convert()'s own words around the value (the reason
-# carries the value: a kind never does).
-_KINDS = ((str.startswith, "text is too long", "text too long"),
+# carries the value: a kind never does), or Intercom's refusal (whatever its words).
+_KINDS = ((str.startswith, REFUSED_BY_INTERCOM, "refused by Intercom"),
+          (str.startswith, "text is too long", "text too long"),
           (str.endswith, "is not a whole number", "not a whole number"),
           (str.endswith, "number", "not a number"),
           (str.endswith, "is not true or false", "not true or false"),
@@ -208,7 +254,7 @@ def attribute_type(name: str, attributes: dict[str, dict]) -> str:
     attr = attributes.get(name)
     if attr is not None:
         return attr.get("data_type") or "string"
-    return STANDARD_ATTRIBUTE_TYPES.get(name, "string")
+    return WATCHABLE_ATTRIBUTE_TYPES.get(name, "string")
 
 
 def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Optional[dict] = None) -> ContactPayload:

@@ -355,18 +355,19 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
         return None
 
 
-_REFUSED_WHOLE = ("Intercom refuses the whole contact it is written with (400), not only the attribute: each {who} "
-                  "whose join writes it fails to the dead-letter queue")
+_REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
+            "its history (fields not written)")
 _WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
         # (Checked in the simulator and Intercom's docs: a write naming an unknown attribute is a 400.)
         "qualification.attribute": "the rule reads an attribute no contact has: it compares an empty value, never "
                                    "the one meant",
-        "does not exist": _REFUSED_WHOLE,
-        "archived": _REFUSED_WHOLE,      # (the simulator refuses a write naming an archived attribute: 400)
-        "read-only": "Intercom refuses writes to it, and the bridge writes it with the rest of the contact: each "
-                     "{who} whose join writes it fails to the dead-letter queue",
+        "does not exist": _REFUSED,
+        "archived": _REFUSED,      # (the simulator refuses a write naming an archived attribute: 400)
+        "read-only": _REFUSED,
+        "is not supported": "the bridge cannot write this type: each {who}'s join is applied without the field, "
+                            "said in its history",
         "is not a number": "the value cannot be written as the attribute's type",
         " but ": "values of this field cannot be converted to the attribute's type: they are not written"}
 

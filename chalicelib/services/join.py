@@ -428,6 +428,9 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached
         attempt.sent_create = False
         if not conflict.contact_id:
             raise Permanent(f"Intercom reported a conflict without a contact id: {conflict}") from None
+        if conflict.archived:       # Intercom shows it nowhere (search, read) until someone unarchives it
+            raise Permanent(f"contact {conflict.contact_id} has this email and is archived in Intercom (its 409 on "
+                            "create): unarchive it in Intercom, then replay") from None
         existing = _get(intercom, conflict.contact_id)
         return _existing(attempt, deps, intercom, existing, "409 conflict on create (search had not caught up)")
     attempt.sent_create = False
@@ -476,21 +479,33 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
 
 
 def _written_or_again(attempt: Attempt, deps: WorkDeps, send: Callable[[decide.Plan], T]) -> T:
-    """Send a contact write as planned. Refused by Intercom (400: a value of the wrong type, an unknown
-    attribute), when the attribute list it was converted with is older than this try: the list is read
-    again (once a try: one call, kept for the other containers), and when that changes what the plan
+    """Send a contact write as planned. Refused by Intercom (400: a value of the wrong type, an attribute
+    archived or unknown), when the attribute list it was converted with is older than this try: the list is
+    read again (once a try: one call, kept for the other containers), and when that changes what the plan
     writes (a type changed in Intercom's UI, an attribute created without an apply), the write is planned
-    again and sent again, once. Otherwise the refusal stands, with Intercom's reason. Only a refusal is
-    sent again: the write was not applied (a lost answer is never a Permanent)."""
+    again and sent again. A refusal that names mapped attributes (domain/join.refused_attributes) is sent
+    again without them, each said as a field not written with Intercom's words: one call more a refusal.
+    Otherwise the refusal stands, with Intercom's reason. Only a refusal is sent again: the write was not
+    applied (a lost answer is never a Permanent)."""
     assert attempt.plan is not None
-    try:
-        return send(attempt.plan)
-    except Permanent as refused:
-        if refused.status != 400 or attempt.read_again or not _planned_again(attempt, deps, refused):
-            raise
-    written = send(attempt.plan)
-    count("StaleAttributeWritesHealed")      # written with the fresh list: not counted when refused again
-    return written
+    healed = False
+    while True:          # each time round takes an attribute out, or reads the list (once): it ends
+        try:
+            written = send(attempt.plan)
+        except Permanent as refused:
+            if refused.status != 400:
+                raise
+            if not attempt.read_again and _planned_again(attempt, deps, refused):
+                healed = True
+                continue
+            left_out = decide.refused_attributes(attempt.plan, refused.body)
+            if not left_out:
+                raise
+            _planned(attempt, decide.without(attempt.plan, left_out))
+            continue
+        if healed:
+            count("StaleAttributeWritesHealed")     # written with the fresh list: not counted when refused again
+        return written
 
 
 def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool:
@@ -500,13 +515,19 @@ def _planned_again(attempt: Attempt, deps: WorkDeps, refused: Permanent) -> bool
     again = decide.replan(attempt.settings, attempt.person.values, attempt.plan, fresh)
     if again is None:
         return False
-    before = set(attempt.plan.payload.errors)          # counted when first planned
-    attempt.plan = again.plan
-    attempt.entries = [*(e for e in attempt.entries if e.event != "fields"), Entry(
+    _planned(attempt, again.plan, Entry(
         "attributes", "read_again", "attribute types changed in Intercom: read again; the contact was written "
-        "with the types Intercom has now", {"attributes": list(again.changed), "refused": refused.reason}),
-        *_field_errors(again.plan, counted=before)]
+        "with the types Intercom has now", {"attributes": list(again.changed), "refused": refused.reason}))
     return True
+
+
+def _planned(attempt: Attempt, plan: decide.Plan, *entries: Entry) -> None:
+    """The join writes `plan` now: its fields not written said again (each counted once)."""
+    assert attempt.plan is not None
+    before = set(attempt.plan.payload.errors)          # counted when first planned
+    attempt.plan = plan
+    attempt.entries = [*(e for e in attempt.entries if e.event != "fields"), *entries,
+                       *_field_errors(plan, counted=before)]
 
 
 def _written(body: dict) -> list[str]:
@@ -782,8 +803,8 @@ def _field_errors(plan: decide.Plan, counted: frozenset | set = frozenset()) -> 
     new = [e for e in plan.payload.errors if e not in counted]
     if new:
         count("FieldConversionErrors", len(new))
-    return [Entry("fields", "not_written", "some mapped values could not be converted; the contact was still "
-                  "created or linked", {"errors": errors})]
+    return [Entry("fields", "not_written", "some mapped values could not be converted, or Intercom refused them; "
+                  "the contact was still created or linked", {"errors": errors})]
 
 
 def _get(intercom: IntercomPort, contact_id: str) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from tests.support.cli import run_cli
@@ -95,16 +96,31 @@ def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(br
     assert (answer.status_code, answer.json()["error"]) == (404, "unknown_campaign")
 
 
-def test_an_operator_that_cannot_compare_the_attribute_is_refused_by_apply_as_doctor_reports_it(
-        bridge, tmp_path, capsys):
-    doc = qualifying_settings(operator="gte", value="abc")
-    line = ("qualification.operator: gte compares numbers or dates, but custom_attributes.signed_up is a text "
-            "attribute — use equals or contains, or a number or date attribute")
+COMPANY = {"from": "meta.company", "to": "custom_attributes.company"}
+REFUSED = {
+    "an operator that cannot compare the attribute": (
+        qualifying_settings(operator="gte", value="abc"),
+        "qualification.operator: gte compares numbers or dates, but custom_attributes.signed_up is a text attribute "
+        "— use equals or contains, or a number or date attribute", "the rule never compares as meant: nothing qualifies"),
+    # A custom RF field (`meta.*`) fits any type it converts to, not one the bridge converts to no type at all.
+    "a custom field mapped to an attribute type the bridge cannot write": (
+        lead_settings(fields=[*lead_settings()["leads"]["fields"], COMPANY]),
+        "leads.fields[4].to: custom_attributes.company: attribute type 'reference' is not supported — map it to a "
+        "text, number, decimal, true/false or date attribute (those are the types the bridge converts to)",
+        "the bridge cannot write this type: each lead's join is applied without the field, said in its history"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_mapping_that_cannot_work_is_refused_by_apply_as_doctor_reports_it(bridge, intercom, tmp_path, capsys,
+                                                                              case):
+    doc, line, why = REFUSED[case]
+    intercom.define_attribute("company", "reference")
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
     assert (code, err) == (2, f"settings are invalid:\n  - {line}\n")
     apply_offline(bridge, doc)
     [found] = bad(doctor(bridge, capsys)[1], "settings.workspace")
-    assert f"{found['what']} — {found['fix']}" == line
+    assert (f"{found['what']} — {found['fix']}", found["why"]) == (line, why)
 
 
 def test_the_sync_block_is_checked_by_apply_and_doctor_as_the_dry_run_checks_it(bridge, intercom, tmp_path, capsys):

@@ -389,57 +389,99 @@ def test_a_mapped_attribute_not_available_doctor_names_it_missing_with_the_fix(b
     assert missing["fix"] == "create it in Intercom (Settings > Data > People) or fix the name"
 
 
-def test_a_mapped_attribute_that_does_not_exist_doctor_says_intercom_refuses_every_join_writing_it(
-        bridge, intercom, rf, capsys):
-    """Intercom does not create the contact without the attribute: it refuses the whole write (400), so
-    the join is dead-lettered, and doctor's why says so."""
-    bridge.apply(lead_settings())
-    del intercom.attributes["custom_attributes.lead_source"]        # deleted in Intercom since
-    bridge.post_join(join_body(new_lead(rf)))
-    bridge.drain()
-    [dead] = bridge.dead_letters()
-    assert dead["reason"] == ("Intercom answered 400 parameter_invalid: Custom attribute 'lead_source' does not "
-                              "exist") and dead["attempts"] == 1 and intercom.contacts == {}
+GONE = {"archived": lambda attributes: attributes["custom_attributes.lead_source"].update(archived=True),
+        "deleted": lambda attributes: attributes.pop("custom_attributes.lead_source")}
+
+
+@pytest.mark.parametrize("how", GONE)
+def test_an_attribute_intercom_refuses_the_contact_is_still_created_with_the_other_fields_and_the_refusal_named(
+        bridge, intercom, rf, counter, capsys, how):
+    """"Sent, but one or more attributes are not updated": the mapped `lead_source` was archived (or deleted)
+    in Intercom after the settings were applied. Intercom refuses the whole write naming it (400); the bridge
+    writes the contact again without it, in the same try (one more call): the lead is linked, so it can
+    qualify, and the history names the field Intercom refused and why, for explain and doctor."""
+    bridge.apply(qualifying_settings())
+    GONE[how](intercom.attributes)
+    lead = new_lead(rf, email="amy@example.com", first_name="Amy")
+    bridge.post_join(join_body(lead))
+    with counter.measure() as counts:
+        bridge.drain()
+
+    [contact] = intercom.contacts_by_email("amy@example.com")
+    assert contact["name"] == "Amy" and contact["role"] == "lead" and contact["custom_attributes"] == {
+        "referral_code": lead["code"], "signed_up": "No", "rf_person": f"42#{lead['id']}"}
+    assert len(intercom.contacts) == 1 and bridge.dead_letters() == []
+    # the refused create, and the one without it: the only call more (the list, read at the apply, is this try's)
+    assert sorted(counts.intercom_requests) == ["POST /contacts", "POST /contacts", "POST /contacts/search"]
+    link = bridge.history(42, lead["id"])["link"]
+    assert (link["status"], link["qualification"], link["contact_id"]) == ("linked", "pending", contact["id"])
+    refusal = {"archived": "is archived", "deleted": "does not exist"}[how]
+    code, found = explain(bridge, capsys, "amy@example.com")
+    [field] = entries(found, "fields", "not_written")
+    assert field["details"]["errors"] == [{"to": "custom_attributes.lead_source", "source": "fixed value", "reason":
+                                           f"Intercom refused it: Custom attribute 'lead_source' {refusal}"}]
+    assert "a field Intercom refused: fix the attribute in Intercom" in field["fix"]
     code, report = doctor(bridge, capsys)
-    [missing] = bad(report, "settings.workspace")
-    assert missing["why"] == ("Intercom refuses the whole contact it is written with (400), not only the attribute: "
-                              "each lead whose join writes it fails to the dead-letter queue")
+    [written] = [f for f in report["findings"] if f["check"] == "fields.not_written"]
+    assert written["what"].startswith("1 join(s) applied without custom_attributes.lead_source (refused by Intercom, "
+                                      "fixed value) at ")
+    [missing] = bad(report, "settings.workspace")        # Intercom's list leaves archived attributes out
+    assert missing["what"] == "leads.fields[3].to: custom_attributes.lead_source does not exist in workspace vne310wv"
+    assert missing["why"] == ("Intercom refuses it (400): each lead whose join writes it is created or updated "
+                              "without it, said in its history (fields not written)")
 
 
-def test_a_mapped_attribute_archived_or_read_only_doctor_says_every_join_writing_it_is_dead_lettered(
-        bridge, intercom, rf, capsys):
-    """Archived in Intercom since the settings were applied: a write naming it is refused whole (400), so
-    the join is dead-lettered, as for an attribute that does not exist. Intercom's list leaves archived
-    attributes out (doctor names it missing); where it shows one archived, or read-only, doctor says so."""
+def test_a_mapped_attribute_archived_or_read_only_doctor_says_so_with_what_joins_do_without_it(bridge, intercom):
+    """Intercom's list leaves archived attributes out (doctor names it missing, above); where it shows one
+    archived, or read-only, doctor says so, and that joins are applied without it."""
     from chalicelib.services.doctor import Report, _settings_against_workspace
     bridge.apply(lead_settings())
-    source = intercom.attributes["custom_attributes.lead_source"]
-    source["archived"] = True
-    bridge.post_join(join_body(new_lead(rf)))
+    without = ": each lead whose join writes it is created or updated without it, said in its history (fields not " \
+              "written)"
+    for shown in ({"archived": True}, {"api_writable": False}):
+        report = Report("42")
+        _settings_against_workspace(bridge.rt, report, parse_settings(lead_settings()), {
+            **bridge.rt.attributes(WORKSPACE), "custom_attributes.lead_source": {"data_type": "string", **shown}})
+        [found] = report.view()["findings"]
+        assert ("is archived in Intercom" if "archived" in shown else "is read-only in Intercom") in found["what"]
+        assert found["why"].endswith(without)
+
+
+def test_an_email_an_archived_user_holds_doctor_and_explain_say_to_unarchive_it_then_replay(bridge, intercom, rf,
+                                                                                         capsys):
+    """Intercom shows an archived contact nowhere (search leaves it out, a read answers 404) and refuses a user
+    over its email with its 409's "archived contact" variant: the join fails for that, said where the operator
+    looks, and the replay after unarchiving links the contact (rather than "it no longer exists" for good)."""
+    bridge.apply(lead_settings())
+    archived = intercom.add_contact("rita@example.com", role="user")
+    intercom.archive(archived["id"])
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    bridge.post_join(join_body(rita))
     bridge.drain()
-    [dead] = bridge.dead_letters()
-    assert dead["reason"] == "Intercom answered 400 parameter_invalid: Custom attribute 'lead_source' is archived"
-    assert intercom.contacts == {}
-    dead_lettered = ": each lead whose join writes it fails to the dead-letter queue"
-    report = Report("42")
-    _settings_against_workspace(bridge.rt, report, parse_settings(lead_settings()), {
-        **bridge.rt.attributes(WORKSPACE), "custom_attributes.lead_source": {"data_type": "string", "archived": True}})
-    [archived] = report.view()["findings"]
-    assert "is archived in Intercom" in archived["what"] and archived["why"].endswith(dead_lettered)
-    source.update(archived=False, api_writable=False)
-    code, found = doctor(bridge, capsys)
-    [read_only] = bad(found, "settings.workspace")
-    assert read_only["what"] == "leads.fields[3].to: custom_attributes.lead_source is read-only in Intercom"
-    assert read_only["why"].endswith(dead_lettered) and code == 1
+    why = (f"contact {archived['id']} has this email and is archived in Intercom (its 409 on create): unarchive it "
+           "in Intercom, then replay")
+    assert [d["reason"] for d in bridge.dead_letters()] == [why]
+    code, report = doctor(bridge, capsys)
+    [letters] = bad(report, "dead_letters")
+    assert letters["what"] == f"1 dead letter(s) of campaign 42: {why}" and code == 1
+    code, found = explain(bridge, capsys, "rita@example.com")
+    [failed] = entries(found, "join", "failed")
+    assert failed["reason"] == why and "`bridge dlq replay --campaign 42`" in failed["fix"]
+    intercom.archived.discard(archived["id"])                          # unarchived in Intercom
+    assert run_cli(bridge.operator(), capsys, "dlq", "replay", "--campaign", "42")[0] == 0
+    bridge.drain()
+    assert bridge.history(42, rita["id"])["link"]["contact_id"] == archived["id"]
+    assert len(intercom.contacts_by_email("rita@example.com")) == 1
 
 
 def test_a_join_refused_then_replayed_explain_tells_the_failure_the_replay_and_no_stale_fix(
         bridge, intercom, rf, capsys):
-    """After a failed join (its mapped attribute deleted in Intercom), explain says it was received and
-    whether a lead (the webhook's `referrer_id`), with its fix; once the attribute exists again and the
-    dead letter is replayed, the try says it was a replay and the failure shows as resolved, no fix."""
+    """After a failed join (Intercom refused the contact, for no mapped field: the whole write), explain says
+    it was received and whether a lead (the webhook's `referrer_id`), with its fix; once the cause is fixed
+    and the dead letter is replayed, the try says it was a replay and the failure shows as resolved, no fix."""
     bridge.apply(lead_settings())
-    definition = intercom.attributes.pop("custom_attributes.lead_source")
+    intercom.fail_next("POST", r"^/contacts$", 400, body={"type": "error.list", "errors": [
+        {"code": "parameter_invalid", "message": "Email address is invalid", "field": "email"}]})
     bridge.post_join(join_body(new_lead(rf, email="amy@example.com")))
     bridge.drain()
     code, found = explain(bridge, capsys, "amy@example.com")
@@ -447,7 +489,6 @@ def test_a_join_refused_then_replayed_explain_tells_the_failure_the_replay_and_n
     assert [(e["event"], e["outcome"]) for e in found["trail"]] == [
         ("join_received", "received"), ("join", "failed"), ("dead_letter", "failed")]
     assert all("bridge dlq replay --campaign 42" in e["fix"] for e in found["trail"][1:])
-    intercom.attributes["custom_attributes.lead_source"] = definition        # created again in Intercom
     assert run_cli(bridge.operator(), capsys, "dlq", "replay", "--campaign", "42")[0] == 0
     bridge.drain()
     code, found = explain(bridge, capsys, "amy@example.com")

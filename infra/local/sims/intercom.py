@@ -10,7 +10,10 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
   Leads never conflict: Intercom lets leads share an email, so a repeated lead create is a
   second lead.
 * Custom attributes must be defined (``define_attribute``), not archived, and fit their data_type
-  (string <= 255 chars / integer / float / boolean / date = unix int); else 400 parameter_invalid.
+  (string <= 255 chars / integer / float / boolean / date = unix int); else 400 parameter_invalid, the
+  first one refused named in the message (``Custom attribute 'plan' is archived``), without the
+  optional ``field``: Intercom's answers seen in public (e.g. "Conversation attribute 'x' does not
+  exist") leave it out.
 * Search (rules in search.py) only sees a contact once ``clock() >= created + search_lag``;
   merged, archived and deleted contacts never appear in search or list. Cursors are stateless
   offsets (records changed between pages can repeat or be missed, as documented).
@@ -41,7 +44,7 @@ import uuid
 from urllib.parse import urlencode
 
 from .base import SimServer, clone
-from .search import SearchError, compile_query, norm
+from .search import SearchError, compile_query, field_type, norm
 from .webhooks import DATE_FIELDS, DEFAULT_APP_ID, sign, webhook_payload  # noqa: F401 (re-exported)
 
 STANDARD_ATTRIBUTES = {"email": "string", "name": "string", "phone": "string", "external_id": "string",
@@ -306,15 +309,14 @@ class IntercomSim(SimServer):
         for k, v in ca.items():
             attr = self.attributes.get(f"custom_attributes.{k}")
             if attr is None:
-                return self._err(400, f"Custom attribute '{k}' does not exist", field=k)
+                return self._err(400, f"Custom attribute '{k}' does not exist")
             if attr["archived"]:
-                return self._err(400, f"Custom attribute '{k}' is archived", field=k)
+                return self._err(400, f"Custom attribute '{k}' is archived")
             if not _type_ok(attr["data_type"], v):
                 return self._err(400, f"Custom attribute '{k}' expects type "
-                                      f"{attr['data_type']}, got {type(v).__name__}", field=k)
+                                      f"{attr['data_type']}, got {type(v).__name__}")
             if isinstance(v, str) and len(v) > 255:
-                return self._err(400, f"Custom attribute '{k}' value is longer than 255 "
-                                      "characters", field=k)
+                return self._err(400, f"Custom attribute '{k}' value is longer than 255 characters")
         return None
 
     def _conflict(self, email, external_id, role="user", exclude=None):
@@ -392,9 +394,8 @@ class IntercomSim(SimServer):
         return v
 
     def _compile(self, query):
-        attr_type = lambda f: (self.attributes.get(f) or {}).get("data_type")  # noqa: E731
-        return compile_query(query, self._field,
-                             lambda f: f in DATE_FIELDS or attr_type(f) in ("date", "datetime"))
+        return compile_query(query, self._field, lambda f: field_type(
+            f, lambda name: (self.attributes.get(name) or {}).get("data_type")))
 
     # ---- HTTP handlers ------------------------------------------------------------------
     def _create(self, rec):
