@@ -212,7 +212,8 @@ class FakeEdge:
 
 class FakeIntercom:
     """IntercomPort in memory: contacts by id, search that can lag, leads that share an email (a user
-    gets 409 on another user's email), merged (410) and gone (404) contacts. `fail` maps a call name
+    gets 409 on another user's email: the "archived contact" one when that user is archived), merged (410),
+    gone and archived (404, never searched) contacts. `fail` maps a call name
     to the exception its next call raises before doing anything; `after` to the exception it raises
     after it was applied (its answer lost: "create" then `Uncertain`); `down`, while set, makes the
     exception every call raises (an outage)."""
@@ -221,6 +222,7 @@ class FakeIntercom:
         self.contacts: dict[str, dict] = {}
         self.merged: dict[str, Optional[str]] = {}
         self.unsearchable: set[str] = set()
+        self.archived: set[str] = set()
         self.tags: list[tuple[str, str]] = []
         self.calls: list[str] = []
         self.fail: dict[str, Exception] = {}
@@ -267,13 +269,13 @@ class FakeIntercom:
     def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
         self._call("search")
         wanted = {e.lower() for e in emails}
-        return [c for c in self.contacts.values() if c["id"] not in self.unsearchable and (
+        return [c for c in self.contacts.values() if c["id"] not in self.unsearchable | self.archived and (
             c["email"] in wanted or c["custom_attributes"].get(MARKER_NAME) in markers)]
 
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:
         """Intercom's search rules (the simulator's engine: dates by calendar day, strings without case)."""
-        from infra.local.sims.search import compile_query
+        from infra.local.sims.search import compile_query, field_type
         self._call("search_contacts")
         self.searches.append(query)
 
@@ -282,8 +284,9 @@ class FakeIntercom:
             for part in name.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
             return value
-        match = compile_query(query, field, lambda name: name in ("created_at", "updated_at"))
-        hits = [c for c in self.contacts.values() if c["id"] not in self.unsearchable and match(c)]
+        match = compile_query(query, field, lambda name: field_type(
+            name, lambda full: (self.attributes.get(full) or {}).get("data_type")))
+        hits = [c for c in self.contacts.values() if c["id"] not in self.unsearchable | self.archived and match(c)]
         start = int(starting_after or 0)
         more = start + per_page < len(hits)
         self.total = len(hits)
@@ -299,7 +302,9 @@ class FakeIntercom:
         if body.get("role", "user") == "user":
             for c in self.contacts.values():
                 if c["email"] == body.get("email") and c["role"] == "user":
-                    raise Conflict(c["id"], f"A contact matching those details already exists with id={c['id']}")
+                    archived = c["id"] in self.archived
+                    raise Conflict(c["id"], f"{'An archived contact' if archived else 'A contact'} matching those "
+                                   f"details already exists with id={c['id']}", archived=archived)
         contact = self.add(body["email"], body.get("role", "user"), **body.get("custom_attributes", {}))
         contact.update({k: v for k, v in body.items() if k not in ("custom_attributes", "role")})
         self._done("create")
@@ -316,7 +321,7 @@ class FakeIntercom:
         self._call("get")
         if contact_id in self.merged:
             raise Merged(self.merged[contact_id])
-        if contact_id not in self.contacts:
+        if contact_id not in self.contacts or contact_id in self.archived:
             raise NotFound(contact_id)
         return self.contacts[contact_id]
 

@@ -103,7 +103,8 @@ class IntercomClient(JsonApi):
         except ApiError as exc:
             if exc.status == 409:
                 match = _CONFLICT_ID.search(exc.message)
-                raise Conflict(match.group(1) if match else None, exc.message) from None
+                raise Conflict(match.group(1) if match else None, exc.message,
+                               archived="archived contact" in exc.message.lower()) from None
             raise self._classify(exc) from None
 
     def update_contact(self, contact_id: str, body: dict) -> dict:

@@ -140,11 +140,18 @@ def baseline(settings: CampaignSettings, contact: dict) -> Any:
     return None if q is None else attribute_value(contact, q.attribute)
 
 
+def baseline_of(settings: CampaignSettings) -> Optional[str]:
+    """The attribute a baseline recorded under the settings is a value of (Link.baseline_of)."""
+    return settings.qualification.attribute if settings.qualification is not None else None
+
+
 def created_baseline(settings: CampaignSettings, plan_: Plan) -> Any:
-    """The baseline of a contact the bridge creates: the value the create writes (mapped, or the
-    rule's initial value), never what the contact became since."""
+    """The baseline of a contact the bridge creates: the value the create writes (mapped, the rule's
+    initial value, or the role), never what the contact became since."""
     q = settings.qualification
-    return None if q is None else plan_.payload.attributes.get(q.attribute)
+    if q is None:
+        return None
+    return plan_.role if q.attribute == "role" else plan_.payload.attributes.get(q.attribute)
 
 
 def marker(campaign_id: str, rf_user_id: str) -> str:

@@ -23,6 +23,37 @@ STANDARD_ATTRIBUTE_TYPES = {
 }
 MAX_STRING = 255  # Intercom's limit for a text attribute
 
+# Standard contact attributes a qualification rule may watch, with their types: those above and those Intercom
+# sets itself (read-only). Each is on Intercom's contact (a webhook's item and GET /contacts/{id} are both it),
+# and the contact search filters on it (the search of changed contacts asks by the rule's attribute): the
+# OpenAPI description's contact model and its search's "Accepted Fields".
+WATCHABLE_ATTRIBUTE_TYPES = {
+    **STANDARD_ATTRIBUTE_TYPES,
+    "role": "string",                      # lead or user: "a lead becomes a user"
+    "created_at": "date", "last_contacted_at": "date", "last_replied_at": "date",
+    "last_email_opened_at": "date", "last_email_clicked_at": "date",
+    "marked_email_as_spam": "boolean", "has_hard_bounced": "boolean",
+    "browser": "string", "browser_language": "string", "os": "string",
+    "ios_last_seen_at": "date", "ios_app_name": "string", "ios_app_version": "string", "ios_device": "string",
+    "ios_os_version": "string", "ios_sdk_version": "string",
+    "android_last_seen_at": "date", "android_app_name": "string", "android_app_version": "string",
+    "android_device": "string",
+}
+_NOT_ON_CONTACT = "the contact search knows it, but a contact (a webhook's, or one read) does not carry it"
+_NOT_SEARCHED = ("a contact carries it, but the contact search cannot filter on it, so the search of changed "
+                 "contacts could not find its changes")
+_NESTED = "a contact carries it inside `location`, which the bridge does not read"
+#: Standard names a rule cannot watch, and why (any other name that is not custom_attributes.<name> is no
+#: contact attribute at all).
+UNWATCHABLE = {
+    "id": "it never changes", "workspace_id": "it never changes",
+    "updated_at": "it changes with every change to the contact, whatever changed",
+    "email_domain": _NOT_ON_CONTACT, "formatted_phone": _NOT_ON_CONTACT, "ios_app_device": _NOT_ON_CONTACT,
+    "browser_version": _NOT_SEARCHED, "android_os_version": _NOT_SEARCHED,
+    "android_sdk_version": _NOT_SEARCHED + " (its search field is spelled andoid_sdk_version)",
+    "location.country": _NESTED, "location.region": _NESTED, "location.city": _NESTED,
+}
+
 # The bridge's own marker on every contact it creates: which RF person (`<campaign>#<RF user id>`)
 # it was created for. A text attribute the bridge creates in the workspace when it is missing. It is
 # how a contact whose create answer was lost is found again (and recognised as ours), and never
@@ -223,7 +254,7 @@ def attribute_type(name: str, attributes: dict[str, dict]) -> str:
     attr = attributes.get(name)
     if attr is not None:
         return attr.get("data_type") or "string"
-    return STANDARD_ATTRIBUTE_TYPES.get(name, "string")
+    return WATCHABLE_ATTRIBUTE_TYPES.get(name, "string")
 
 
 def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Optional[dict] = None) -> ContactPayload:

@@ -6,11 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from .ids import ID_RULE, as_id
-from .mapping import (MARKER_ATTRIBUTE, RF_FIELDS, STANDARD_ATTRIBUTE_TYPES, ConversionError, convert,
-                      rf_field_known, rf_field_type, type_unsupported)
+from .mapping import (MARKER_ATTRIBUTE, RF_FIELDS, STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES,
+                      ConversionError, attribute_type, convert, rf_field_known, rf_field_type, type_unsupported)
 
 Action = Literal["nothing", "create_lead", "create_user"]
 
@@ -27,13 +28,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+def _custom(name: str) -> bool:
+    return name.startswith("custom_attributes.") and len(name) > 18
+
+
 def _check_target(to: str) -> str:
-    if to in STANDARD_ATTRIBUTE_TYPES or (to.startswith("custom_attributes.") and len(to) > 18):
+    if to in STANDARD_ATTRIBUTE_TYPES or _custom(to):
         return to
     raise ValueError(
         f"'{to}' is not an Intercom contact attribute — use a standard one "
         f"({', '.join(sorted(STANDARD_ATTRIBUTE_TYPES))}) or custom_attributes.<name>"
     )
+
+
+def _check_watched(name: str) -> str:
+    """A qualification rule may watch any attribute a contact carries and the contact search filters on,
+    those Intercom sets itself too (mapping.WATCHABLE_ATTRIBUTE_TYPES)."""
+    if name in WATCHABLE_ATTRIBUTE_TYPES or _custom(name):
+        return name
+    why = UNWATCHABLE.get(name, "it is not an Intercom contact attribute")
+    raise ValueError(f"'{name}' cannot be watched: {why} — watch a standard attribute "
+                     f"({', '.join(sorted(WATCHABLE_ATTRIBUTE_TYPES))}) or custom_attributes.<name>")
 
 
 _SEPARATOR = "\n"     # a model validator's several problems travel in one ValueError, one a line
@@ -126,13 +141,24 @@ class Qualification(_Strict):
     @field_validator("attribute")
     @classmethod
     def _attr(cls, v: str) -> str:
-        return _check_target(v)
+        return _check_watched(v)
+
+    @field_validator("initial_value")
+    @classmethod
+    def _written(cls, v: Any, info: ValidationInfo) -> Any:
+        attribute = info.data.get("attribute")
+        if v is not None and attribute is not None and not (attribute in STANDARD_ATTRIBUTE_TYPES or _custom(attribute)):
+            raise ValueError(f"{attribute} is set by Intercom, not written by the bridge — remove initial_value")
+        return v
 
     @model_validator(mode="after")
     def _value(self) -> "Qualification":
         if self.value is None and self.operator not in NO_VALUE:
             raise ValueError(f"value is missing — operator {self.operator} compares the attribute with it: add "
                              f"`value:` (or use operator: {NO_VALUE[0]}, which needs none)")
+        if self.attribute == "role" and (self.operator, self.value) != ("equals", "user"):
+            raise ValueError("role only changes from lead to user — use `value: user` (operator equals): the lead "
+                             "qualifies when their contact becomes a user")
         return self
 
 
@@ -221,6 +247,15 @@ class CampaignSettings(_Strict):
                 "sync.referral_count_attribute: the counts would be kept but never written — with no contact "
                 "sync, a referrer's count goes to the contact their own join links, and referrers.action is "
                 "nothing: set referrers.action to create_user or create_lead (with fields), or add a sync")
+        return self
+
+    @model_validator(mode="after")
+    def _role_can_change(self) -> "CampaignSettings":
+        q = self.qualification
+        if q is not None and q.attribute == "role" and q.require_change and self.leads.action == "create_user":
+            raise ValueError("qualification: every lead's contact is created a user (leads.action: create_user), so "
+                             "its role never changes to user and nobody qualifies — create leads (leads.action: "
+                             "create_lead), or set require_change: false")
         return self
 
     def people(self, is_lead: bool) -> People:
@@ -387,12 +422,11 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                 )
     q = settings.qualification
     if q is not None:
-        attr = attributes.get(q.attribute)
-        if attr is None:
+        if q.attribute not in attributes and q.attribute not in WATCHABLE_ATTRIBUTE_TYPES:
             problems.append(f"qualification.attribute: {q.attribute} does not exist in workspace "
                             f"{settings.workspace} — create it in Intercom or fix the name")
-        else:
-            problems += rule_problems(q, attr.get("data_type") or "string")
+        else:       # (a standard attribute is on every contact, listed by the workspace or not)
+            problems += rule_problems(q, attribute_type(q.attribute, attributes))
     if settings.sync is not None:
         problems += check_sync(settings, attributes, segments)
     return problems

@@ -7,11 +7,12 @@ from typing import Optional, Protocol, Sequence
 
 
 class Conflict(Exception):
-    """POST /contacts answered 409: a contact with these details already exists."""
+    """POST /contacts answered 409: a contact with these details already exists (`archived`: Intercom's
+    "archived contact" variant — that contact is archived, and Intercom shows it nowhere until unarchived)."""
 
-    def __init__(self, contact_id: Optional[str], message: str):
+    def __init__(self, contact_id: Optional[str], message: str, archived: bool = False):
         super().__init__(message)
-        self.contact_id = contact_id
+        self.contact_id, self.archived = contact_id, archived
 
 
 class Merged(Exception):

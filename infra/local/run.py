@@ -18,10 +18,10 @@ import signal
 import socket
 import sys
 import threading
-from contextlib import ExitStack, redirect_stdout
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from infra.local.aws import deploy, start_moto, stop_moto
 from infra.local.esm import QueuePoller
@@ -41,6 +41,9 @@ DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
 # (referral_count: README "Referral counts").
 LOCAL_ATTRIBUTES = {"referral_code": "string", "lead_source": "string", "signed_up": "string",
                     "referral_link": "string", "score": "float", "referral_count": "integer"}
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StartError(Exception):
@@ -362,22 +365,41 @@ def _main(shown: ExitStack) -> int:
         print(f"make run: {exc}", file=sys.stderr)
         return 1
     # Stopping is wanted from here on (before the banner: a Ctrl-C right after it stops the stack too).
-    done, stopped_by = threading.Event(), []
-
-    def stop(signum: int, _frame: Any) -> None:
-        stopped_by.append(signum)
-        done.set()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopped = shown.enter_context(stop_signals())
     STATE.parent.mkdir(exist_ok=True)
     written = json.dumps(stack.state(), indent=2)
     STATE.write_text(written)
     print(banner(stack, every), flush=True)
-    done.wait()
+    signum = stopped()
     stack.stop()
     forget_state(written, STATE)
     lock.close()                        # the next `make run` may start (as it may once this process ends)
-    return 128 + stopped_by[0]          # as the shell reports a signal: Ctrl-C 130, SIGTERM 143
+    return 128 + signum                 # as the shell reports a signal: Ctrl-C 130, SIGTERM 143
+
+
+@contextmanager
+def stop_signals() -> Iterator[Callable[[], int]]:
+    """From now on Ctrl-C (SIGINT) and SIGTERM are taken, not raised; yields what waits for one of them and returns
+    its number. The kernel may give a process's signal to any of its threads, and Python runs the handler only
+    when the main thread runs again: a main thread asleep on a lock (threading.Event.wait) slept on when a thread
+    of the stack (a request's, the worker's) had taken the Ctrl-C, and `make run` ran on. Whichever thread takes
+    it, Python writes the signal's number to the wakeup fd: the main thread sleeps reading that."""
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    before = signal.set_wakeup_fd(wake)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)
+
+    def stopped() -> int:
+        while (signum := os.read(woken, 1)[0]) not in STOP_SIGNALS:
+            pass
+        return signum
+    try:
+        yield stopped
+    finally:
+        signal.set_wakeup_fd(before)
+        os.close(woken)
+        os.close(wake)
 
 
 def forget_state(written: str, path: Path = STATE) -> None:

@@ -180,6 +180,43 @@ def test_a_lead_merged_into_a_user_is_followed_and_qualifies(bridge, intercom, r
     assert bridge.history(42, lead["id"])["link"]["contact_id"] == user["id"]
 
 
+@pytest.mark.parametrize("converted", ["signed_up", "merged_into_a_new_user", "merged_webhook_lost"])
+def test_a_rule_on_role_qualifies_the_lead_once_intercom_makes_them_a_user(bridge, intercom, rf, joined, converted):
+    """"Qualify when the lead becomes a user": Intercom turns Ann's lead into a user (contact.lead.signed_up), or
+    makes a new user with her email and merges the lead into it, its webhook told or lost (then reconciliation
+    finds the new user among the changed contacts and follows the lead's 410 to it)."""
+    lead, contact = joined({**qualifying_settings(), "qualification": {"attribute": "role", "value": "user"}})
+    assert bridge.history(42, lead["id"])["link"]["baseline"] == "lead"
+    if converted == "signed_up":
+        intercom.update_contact(contact["id"], role="user")
+        bridge.notify("contact.lead.signed_up", contact["id"])
+    else:
+        user = intercom.add_contact("ann@example.com", role="user")
+        intercom.merge(contact["id"], user["id"])
+        if converted == "merged_into_a_new_user":
+            bridge.post_intercom(intercom.webhook_payload("contact.merged", {
+                **intercom.get(user["id"]), "merged_from": {"type": "contact", "id": contact["id"]}}))
+        else:
+            bridge.reconcile()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert bridge.history(42, lead["id"])["link"]["contact_role"] == "user"
+
+
+@pytest.mark.parametrize("rule", [{"attribute": "role", "value": "user"},
+                                  {"attribute": "created_at", "operator": "gte", "value": "2026-01-01"},
+                                  {"attribute": "last_contacted_at", "operator": "is_set"}])
+def test_apply_and_doctor_accept_a_rule_on_an_attribute_intercom_sets_itself(bridge, intercom, capsys, rule):
+    """Not in the workspace's attribute list (created_at, last_contacted_at), nor writable: still watchable."""
+    from .test_troubleshooting import bad, doctor
+    bridge.apply({**qualifying_settings(), "qualification": rule})
+    code, report = doctor(bridge, capsys)
+    assert bad(report, "settings") == []
+    assert bridge.reconcile()["searches"] == 1
+    [outcome] = bridge.drain()
+    assert outcome.ok, outcome.error                               # the search of changes is one Intercom accepts
+
+
 def test_a_contact_that_already_had_the_target_at_join_does_not_qualify(bridge, intercom, rf, joined):
     settings = qualifying_settings()
     settings["leads"]["duplicates"] = "skip"

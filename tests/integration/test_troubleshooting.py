@@ -447,6 +447,33 @@ def test_a_mapped_attribute_archived_or_read_only_doctor_says_so_with_what_joins
         assert found["why"].endswith(without)
 
 
+def test_an_email_an_archived_user_holds_doctor_and_explain_say_to_unarchive_it_then_replay(bridge, intercom, rf,
+                                                                                         capsys):
+    """Intercom shows an archived contact nowhere (search leaves it out, a read answers 404) and refuses a user
+    over its email with its 409's "archived contact" variant: the join fails for that, said where the operator
+    looks, and the replay after unarchiving links the contact (rather than "it no longer exists" for good)."""
+    bridge.apply(lead_settings())
+    archived = intercom.add_contact("rita@example.com", role="user")
+    intercom.archive(archived["id"])
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    bridge.post_join(join_body(rita))
+    bridge.drain()
+    why = (f"contact {archived['id']} has this email and is archived in Intercom (its 409 on create): unarchive it "
+           "in Intercom, then replay")
+    assert [d["reason"] for d in bridge.dead_letters()] == [why]
+    code, report = doctor(bridge, capsys)
+    [letters] = bad(report, "dead_letters")
+    assert letters["what"] == f"1 dead letter(s) of campaign 42: {why}" and code == 1
+    code, found = explain(bridge, capsys, "rita@example.com")
+    [failed] = entries(found, "join", "failed")
+    assert failed["reason"] == why and "`bridge dlq replay --campaign 42`" in failed["fix"]
+    intercom.archived.discard(archived["id"])                          # unarchived in Intercom
+    assert run_cli(bridge.operator(), capsys, "dlq", "replay", "--campaign", "42")[0] == 0
+    bridge.drain()
+    assert bridge.history(42, rita["id"])["link"]["contact_id"] == archived["id"]
+    assert len(intercom.contacts_by_email("rita@example.com")) == 1
+
+
 def test_a_join_refused_then_replayed_explain_tells_the_failure_the_replay_and_no_stale_fix(
         bridge, intercom, rf, capsys):
     """After a failed join (Intercom refused the contact, for no mapped field: the whole write), explain says

@@ -149,6 +149,24 @@ def test_search_filters_nesting_dates_and_pagination(ic, clock):
     assert len(rest.json()["data"]) == 2
 
 
+@pytest.mark.parametrize("query", [
+    {"field": "session_count", "operator": ">", "value": 3},                 # no contact field search accepts
+    {"field": "browser_version", "operator": "=", "value": "120"},           # on a contact, not searchable
+    {"field": "has_hard_bounced", "operator": "=", "value": "true"},         # a Boolean field takes a boolean
+    {"field": "name", "operator": "=", "value": 3},                          # a String one text
+    {"field": "role", "operator": "=", "value": "customer"},                 # role: user or lead
+    {"field": "browser", "operator": ">=", "value": 3},                      # >= compares integers
+    {"field": "custom_attributes.plan", "operator": "=", "value": 1},        # a custom attribute: its type
+])
+def test_search_accepts_only_its_documented_fields_each_with_a_value_of_its_type(ic, query):
+    ic.define_attribute("plan", "string")
+    assert call(ic, "POST", "/contacts/search", json={"query": query}).status_code == 400
+    fine = {"operator": "AND", "value": [{"field": "role", "operator": "=", "value": "user"},
+                                         {"field": "has_hard_bounced", "operator": "=", "value": False},
+                                         {"field": "owner_id", "operator": "=", "value": 7}]}
+    assert call(ic, "POST", "/contacts/search", json={"query": fine}).status_code == 200
+
+
 def test_merge_gives_410_with_canonical_link(ic):
     lead = ic.add_contact("l@x.io", role="lead", custom_attributes={"k": 1})
     user = ic.add_contact("u@x.io", role="user")

@@ -11,7 +11,7 @@ from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import history, link_of, reasons, run
+from tests.unit.scenario import event, history, link_of, reasons, run
 
 SETTINGS = {
     "campaign_id": "42", "workspace": "ws",
@@ -203,6 +203,46 @@ def test_an_existing_user_found_by_409_is_updated_but_keeps_its_value_as_the_bas
     assert existing["custom_attributes"] == {"signed_up": "Yes", "referrer": "yes"}
     assert link.contact_id == existing["id"] and len(work.apis.intercom_.contacts) == 1
     assert "409 conflict" in work.store.history.entries(link.ref)[1].reason
+
+
+def test_an_email_an_archived_user_holds_fails_the_join_saying_to_unarchive_it_then_replay():
+    """Intercom shows no archived contact (search, GET: 404), and refuses a user over its email with its 409's
+    "archived contact" variant. The join fails for that reason, not for a contact that "no longer exists"; once
+    the contact is unarchived, the replay links it."""
+    doc = {**SETTINGS, "referrers": {"action": "create_user", "duplicates": "skip",
+                                     "fields": [{"from": "email", "to": "email"}]}}
+    work = world(doc)
+    intercom = work.apis.intercom_
+    archived = intercom.add("rita@example.com", role="user")
+    intercom.archived.add(archived["id"])
+    rita = {"id": "3", "campaign_id": "42", "email": "rita@example.com", "type": "referrer"}
+    assert run(work, join(rita, user="3"))["dead"] == 1
+    reason = f"contact {archived['id']} has this email and is archived in Intercom (its 409 on create): " \
+             "unarchive it in Intercom, then replay"
+    assert reasons(work, "3")[-1] == reason and work.queue.dead[-1]["reason"] == reason
+    assert len(intercom.contacts) == 1
+    intercom.archived.clear()                                  # unarchived in Intercom
+    assert run(work, join(rita, user="3", replayed_from="dead-1"))["done"] == 1
+    assert link_of(work, "3").contact_id == archived["id"]
+
+
+@pytest.mark.parametrize("converted", ["signed_up", "merged_into_a_new_user"])
+def test_a_rule_on_role_knows_the_lead_it_created_and_qualifies_them_once_intercom_makes_them_a_user(converted):
+    """"Qualify when the lead becomes a user": the lead's contact turns user (contact.lead.signed_up), or Intercom
+    makes a user with their email and merges the lead into it (contact.merged)."""
+    work = world({**SETTINGS, "qualification": {"attribute": "role", "value": "user"}})
+    run(work, join())
+    link = link_of(work)
+    assert (link.baseline, link.contact_role) == ("lead", "lead")
+    intercom = work.apis.intercom_
+    lead = intercom.contacts[str(link.contact_id)]
+    if converted == "signed_up":
+        run(work, event(lead, "contact.lead.signed_up", role="user"))
+    else:
+        user = intercom.add("ann@example.com", role="user")
+        intercom.merge(lead["id"], user["id"])
+        run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
 # --- at most one contact per person ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 from chalicelib import messages
 from chalicelib.domain.changes import DAY, changes_query, target_filter
 from chalicelib.domain.history import iso
+from chalicelib.domain.mapping import WATCHABLE_ATTRIBUTE_TYPES
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import Qualification
@@ -69,6 +70,21 @@ def test_the_query_is_what_intercoms_openapi_file_accepts():
         body = json.dumps({"query": query, "pagination": {"per_page": 150, "starting_after": "abc"}}).encode()
         assert validate_request("POST", "/contacts/search", {}, {
             "Intercom-Version": "2.16", "Content-Type": "application/json"}, body) == [], query
+
+
+@pytest.mark.parametrize("attribute", sorted(WATCHABLE_ATTRIBUTE_TYPES))
+def test_a_rule_on_any_attribute_it_may_watch_makes_a_query_intercoms_search_accepts(attribute):
+    """The contact search refuses a field it does not accept and a value not of its type (the simulator's
+    engine, as its documentation says), and with it reconciliation's every search of the workspace."""
+    from infra.local.sims.search import compile_query, field_type
+    data_type = WATCHABLE_ATTRIBUTE_TYPES[attribute]
+    value = {"string": "user", "boolean": True, "integer": "3", "date": "2026-01-01"}[data_type]
+    operators = {"string": ("equals", "contains", "is_set"), "boolean": ("equals", "is_set"),
+                 "integer": ("equals", "gte", "is_set"), "date": ("equals", "gte", "is_set")}[data_type]
+    for operator in ("equals",) if attribute == "role" else operators:
+        rule = Qualification(attribute=attribute, operator=operator, value=None if operator == "is_set" else value)
+        compile_query(changes_query([(rule, data_type), (YES, "string")], 1e9), lambda contact, field: None,
+                      field_type)
 
 
 # --- the search of changed contacts (the worker) ------------------------------------------------

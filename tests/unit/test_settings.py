@@ -173,6 +173,72 @@ def test_qualification_value_must_fit_the_attribute_type():
     assert found == ["qualification.value: 'maybe' is not true or false — use a value of type boolean"]
 
 
+# --- what a qualification rule may watch: any attribute Intercom reports on a contact ---------------
+@pytest.mark.parametrize("rule", [
+    {"attribute": "role", "value": "user"},                                        # a lead becomes a user
+    {"attribute": "created_at", "operator": "gte", "value": "2026-01-01"},
+    {"attribute": "last_contacted_at", "operator": "is_set"},
+    {"attribute": "has_hard_bounced", "value": False},
+    {"attribute": "browser", "operator": "contains", "value": "Chrome"},
+    {"attribute": "signed_up_at", "operator": "is_set"},
+])
+def test_a_rule_may_watch_an_attribute_intercom_sets_itself_and_the_workspace_check_accepts_it(rule):
+    """Read-only standard attributes are in no settings' mapping; the workspace's attribute list need not
+    list them (WORKSPACE does not): their type is known."""
+    s = parse_settings({**base(), "qualification": rule})
+    assert s.qualification.attribute == rule["attribute"]
+    assert check_against_workspace(s, WORKSPACE) == []
+
+
+def test_a_read_only_attributes_type_still_checks_the_rules_value_and_operator():
+    def rule(**q):
+        return check_against_workspace(parse_settings({**base(), "qualification": q}), WORKSPACE)
+    assert rule(attribute="created_at", operator="gte", value="soon") == [
+        "qualification.value: 'soon' is not a date (use ISO-8601 or unix seconds) — use a value of type date"]
+    assert rule(attribute="has_hard_bounced", operator="contains", value=True) == [
+        "qualification.operator: contains looks for text, but has_hard_bounced is a true/false attribute — use "
+        "equals (or gte for a number or a date)"]
+
+
+@pytest.mark.parametrize("attribute,why", [
+    ("session_count", "it is not an Intercom contact attribute"),
+    ("email_domain", "a contact (a webhook's, or one read) does not carry it"),
+    ("browser_version", "the contact search cannot filter on it"),
+    ("android_sdk_version", "the contact search cannot filter on it"),
+    ("location.country", "a contact carries it inside `location`"),
+    ("id", "it never changes"),
+    ("updated_at", "it changes with every change to the contact"),
+])
+def test_an_attribute_a_rule_cannot_watch_is_refused_with_why_and_what_it_may_watch(attribute, why):
+    [msg] = problems({**base(), "qualification": {"attribute": attribute, "operator": "is_set"}})
+    assert msg.startswith(f"qualification.attribute: '{attribute}' ")
+    assert why in msg
+    assert "custom_attributes.<name>" in msg and "role" in msg and "created_at" in msg and "last_seen_at" in msg
+
+
+def test_a_rule_on_role_watches_a_lead_becoming_a_user_and_writes_nothing():
+    def refused(**q):
+        return problems({**base(), "qualification": {"attribute": "role", **q}})
+    assert refused(value="lead") == refused(operator="contains", value="use") == [
+        "qualification: role only changes from lead to user — use `value: user` (operator equals): the lead "
+        "qualifies when their contact becomes a user"]
+    assert refused(value="user", initial_value="lead") == [
+        "qualification.initial_value: role is set by Intercom, not written by the bridge — remove initial_value"]
+    doc = {**base(), "qualification": {"attribute": "role", "value": "user"}}
+    doc["leads"]["action"] = "create_user"
+    assert problems(doc) == [
+        "qualification: every lead's contact is created a user (leads.action: create_user), so its role never "
+        "changes to user and nobody qualifies — create leads (leads.action: create_lead), or set "
+        "require_change: false"]
+
+
+def test_an_initial_value_is_refused_for_an_attribute_intercom_sets_itself():
+    [msg] = problems({**base(), "qualification": {"attribute": "created_at", "operator": "is_set",
+                                                  "initial_value": "2026-01-01"}})
+    assert msg == ("qualification.initial_value: created_at is set by Intercom, not written by the bridge — "
+                   "remove initial_value")
+
+
 # --- what the walkthrough found: values, ids, operators, every problem at once ---------------------
 TEXT_RULE = {"attribute": "custom_attributes.lead_source", "value": True}
 TYPES = {**WORKSPACE, "custom_attributes.lead_source": {"full_name": "custom_attributes.lead_source",

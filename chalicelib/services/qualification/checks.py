@@ -99,10 +99,11 @@ def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
     except Merged as merged:
         if not merged.canonical_id:
             raise Permanent(f"contact {contact_id} was merged but Intercom gave no canonical link") from None
+        canonical = intercom.get_contact(merged.canonical_id)
         link = deps.links.move(link, merged.canonical_id, [Entry(
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into "
-            f"{merged.canonical_id}; the link follows it")])
-        return link, intercom.get_contact(merged.canonical_id)
+            f"{merged.canonical_id}; the link follows it")], role=canonical.get("role"))
+        return link, canonical
     except NotFound:
         survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
         if survivor is None:

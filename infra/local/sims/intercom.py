@@ -44,7 +44,7 @@ import uuid
 from urllib.parse import urlencode
 
 from .base import SimServer, clone
-from .search import SearchError, compile_query, norm
+from .search import SearchError, compile_query, field_type, norm
 from .webhooks import DATE_FIELDS, DEFAULT_APP_ID, sign, webhook_payload  # noqa: F401 (re-exported)
 
 STANDARD_ATTRIBUTES = {"email": "string", "name": "string", "phone": "string", "external_id": "string",
@@ -394,9 +394,8 @@ class IntercomSim(SimServer):
         return v
 
     def _compile(self, query):
-        attr_type = lambda f: (self.attributes.get(f) or {}).get("data_type")  # noqa: E731
-        return compile_query(query, self._field,
-                             lambda f: f in DATE_FIELDS or attr_type(f) in ("date", "datetime"))
+        return compile_query(query, self._field, lambda f: field_type(
+            f, lambda name: (self.attributes.get(name) or {}).get("data_type")))
 
     # ---- HTTP handlers ------------------------------------------------------------------
     def _create(self, rec):
