@@ -147,3 +147,15 @@ def test_an_attribute_the_fresh_list_no_longer_shows_is_no_reason_to_plan_the_wr
     old = decide.plan(parse_settings(SETTINGS), PERSON, {"custom_attributes.signed_up": {"data_type": "boolean"}})
     assert isinstance(old, decide.Plan) and old.payload.attributes["custom_attributes.signed_up"] is False
     assert decide.replan(parse_settings(SETTINGS), PERSON, old, {}) is None
+
+
+def test_an_update_left_with_nothing_to_write_once_intercom_refused_it_does_not_say_every_field_had_a_value():
+    work = world()
+    work.apis.intercom_.add("ann@example.com", role="user", campaign="Friends of Acme")["name"] = "Ann"
+    archived(work, "referred_by")                     # the one mapped field the contact has no value for
+    assert run(work, join())["done"] == 1
+    assert work.apis.intercom_.calls == ["attribute", "search", "get", "update", "tag"]
+    [updated] = [e for e in work.store.history.entries(link_of(work).ref) if e.event == "contact"]
+    assert updated.reason == ("a user with this email already exists (found by email search); duplicates is update, "
+                              "but Intercom refused custom_attributes.referred_by (fields not written) and it already "
+                              "has a value for every other mapped field (kept): only the tag is added; linked")
