@@ -318,7 +318,9 @@ class MemoryLinks:
         changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state),
                                                                    ("email", email)) if value is not KEEP}
         stored = self.get(link.ref)
-        if stored is None or when is not None and stored.last_event_at is not None and stored.last_event_at > when:
+        if stored is None:
+            return None                # erased meanwhile: nothing about the person is written back
+        if when is not None and stored.last_event_at is not None and stored.last_event_at > when:
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")
             return None
@@ -382,7 +384,9 @@ class MemoryLinks:
                            rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None)
 
     def unpend(self, link: Link, reason: str) -> Link:
-        held = self.tables.links[link.ref]
+        held = self.tables.links.get(link.ref)
+        if held is None:
+            return link                # erased meanwhile
         held.pending = None
         self.history.append(link.ref, [Entry("reconciliation", "stopped", reason)])
         return held.link

@@ -132,11 +132,13 @@ class LinkRepository(Protocol):
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
                     email: str = KEEP) -> Optional[Link]:
         """With `when` (the event's time), an event older than the newest applied changes nothing:
-        None, and the repeat is counted in the history. `email`: the link's email pointer follows it, from
-        the email `link` has (a pointer left with no link goes: the old address is kept nowhere); Busy when
-        the stored link's email is not that one any more (another worker changed it: read it again)."""
+        None, and the repeat is counted in the history. A link erased meanwhile (`bridge forget`): None, and
+        nothing written. `email`: the link's email pointer follows it, from the email `link` has (a pointer
+        left with no link goes: the old address is kept nowhere); Busy when the stored link's email is not
+        that one any more (another worker changed it: read it again)."""
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
-        """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it."""
+        """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it
+        (erased meanwhile: `link`, and nothing written)."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not
@@ -156,7 +158,8 @@ class LinkRepository(Protocol):
         pending index; overdue once `lease` has run, unless a retry finished it first), recording
         `rf_said_no` (Link.rf_said_no) with it."""
     def unpend(self, link: Link, reason: str) -> Link:
-        """Reconciliation stops checking this link (the reason goes into its history)."""
+        """Reconciliation stops checking this link (the reason goes into its history; erased meanwhile: nothing
+        written)."""
     def pending(self, after: Optional[str], limit: int) -> PendingPage:
         """Links waiting for qualification, oldest first (never a scan). Positions sort by the time
         the lead joined, as ISO-8601 text: `after=iso(t)` starts with the leads who joined at `t`."""

@@ -3,6 +3,7 @@ implementations: claims and leases, event-time ordering, only-forward qualificat
 index, pointers, history, and the small repositories."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import dataclasses
@@ -224,6 +225,30 @@ def test_an_email_change_moves_the_link_and_its_pointer_in_event_time_order(stor
     with pytest.raises(Busy):                     # a view of the link older than its email: its pointers are not
         store.links.set_contact(link, [], when=400.0, email="ann@third.example")            # those it names
     assert alone.email == "rita@example.com" and outcomes(store)[-2:] == ["email_changed", "ignored"]
+
+
+@pytest.mark.parametrize("late", [
+    lambda links, link: links.arm(link, [Entry("evaluation", "not_met")], "rule"),
+    lambda links, link: links.set_contact(link, [Entry("contact", "role_changed")], when=100.0, role="user"),
+    lambda links, link: links.set_contact(link, [Entry("contact", "archived")], state=ContactState.ARCHIVED),
+    lambda links, link: links.set_contact(link, [Entry("contact", "email_changed")], when=100.0,
+                                          email="ann@new.example"),
+    lambda links, link: links.unpend(link, "the contact is gone: reconciliation stops checking"),
+    lambda links, link: links.move(link, "c2", [Entry("contact", "merged")]),
+    lambda links, link: links.take_baselines([(link, "No", SIGNED_UP, [Entry("backfill", "baseline")])]),
+    lambda links, link: links.count_applied_many([(link.ref, "100", [Entry("referral_count", "counted")])]),
+], ids=["arm", "role", "state", "email", "unpend", "move", "baseline", "count"])
+def test_a_late_write_on_a_link_erased_meanwhile_writes_nothing_about_the_person(store, late):
+    """`bridge forget` erased the person after a worker read their link: its write (an Intercom event, an
+    arming, reconciliation stopping) brings back neither the link nor a history entry (not even a note of an
+    event ignored)."""
+    link = joined(store)
+    store.links.erase(link)
+    with contextlib.suppress(Busy):                # (a move says the link changed: its retry finds nobody)
+        late(store.links, link)
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+    found = store.lookup.look_up(contacts=[(WS, "c1"), (WS, "c2")], emails=[(WS, "ann@new.example")])
+    assert (found.by_contact, found.by_email) == ({}, {})
 
 
 def test_a_move_to_an_older_duplicate_can_set_the_baseline(store):

@@ -480,8 +480,10 @@ class DynamoLinks:
         except TransactWriteError as exc:
             if not conditional(exc):
                 raise
-            stored = get(LinkItem, link_key(link.ref), consistent=True) if same is not None else None
-            if stored is not None and (when is None or stored.last_event_at is None or stored.last_event_at <= when):
+            stored = get(LinkItem, link_key(link.ref), consistent=True)
+            if stored is None:
+                return None             # erased meanwhile: nothing about the person is written back
+            if when is None or stored.last_event_at is None or stored.last_event_at <= when:
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)") from None
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")
@@ -537,8 +539,9 @@ class DynamoLinks:
                                    rf_said_no=rf_said_no if state is QState.UNCONFIRMED and rf_said_no else None)
 
     def unpend(self, link: Link, reason: str) -> Link:
-        self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(
-            LinkItem(*link_key(link.ref)), [LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()]))
+        applied(lambda: self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(
+            LinkItem(*link_key(link.ref)), [LinkItem.pending_pk.remove(), LinkItem.pending_sk.remove()],
+            LinkItem.pk.exists())))        # (erased meanwhile: nothing about the person is written back)
         return link
 
     def pending(self, after: Optional[str], limit: int) -> PendingPage:
