@@ -161,8 +161,9 @@ def policies(target: Target) -> dict[str, dict]:
             # query of the ledger's partitions only.
             _keyed("Ledger", ["dynamodb:Query"], table, ["SYNC#*"]),
             # A person's email changed in Intercom: their link's email pointer moves, and the old address's
-            # pointer, once no link is left in it, is deleted (the old address is kept nowhere). Deletes of
-            # email pointers only: never a link, a history or settings.
+            # pointer, when the link was all it named, is deleted in that transaction (the old address is kept
+            # nowhere; a transaction's delete is authorised as DeleteItem). Deletes of email pointers only:
+            # never a link, a history or settings.
             _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*"]),
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
             # the worker itself deletes what it handled, delays what it retries, sends back a copy of

@@ -134,8 +134,9 @@ class LinkRepository(Protocol):
         """With `when` (the event's time), an event older than the newest applied changes nothing:
         None, and the repeat is counted in the history. A link erased meanwhile (`bridge forget`): None, and
         nothing written. `email`: the link's email pointer follows it, from the email `link` has (a pointer
-        left with no link goes: the old address is kept nowhere); Busy when the stored link's email is not
-        that one any more (another worker changed it: read it again)."""
+        left with no link goes in the same write: the old address is kept nowhere, whatever stops the caller
+        after it); Busy when the stored link's email is not that one any more, or the links the old pointer
+        names changed meanwhile (another worker changed them: read it again)."""
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it
         (erased meanwhile: `link`, and nothing written)."""

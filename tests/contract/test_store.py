@@ -10,6 +10,7 @@ import dataclasses
 
 import pytest
 
+from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
 from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
                                    ReferralCount)
@@ -17,6 +18,7 @@ from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
 from tests.fakes import FakeClock
+from tests.support.killed import Killed
 
 ANN = PersonRef("42", "7")
 WS = "ws1"
@@ -225,6 +227,69 @@ def test_an_email_change_moves_the_link_and_its_pointer_in_event_time_order(stor
     with pytest.raises(Busy):                     # a view of the link older than its email: its pointers are not
         store.links.set_contact(link, [], when=400.0, email="ann@third.example")            # those it names
     assert alone.email == "rita@example.com" and outcomes(store)[-2:] == ["email_changed", "ignored"]
+
+
+@contextlib.contextmanager
+def _killed_after_its_first_write(store, monkeypatch):
+    """Inside the block, DynamoDB's store dies (Killed, the block ends there) at its call after its first
+    write; the twin's write is one step: nothing comes after it."""
+    written: list[bool] = []
+    if not isinstance(store, MemoryStore):
+        from chalicelib.adapters.dynamo.models import HistoryItem
+        client = HistoryItem._get_connection().connection.client
+        call = client._make_api_call
+
+        def dying(operation, kwargs):
+            if written == [True]:
+                raise Killed()
+            answer = call(operation, kwargs)
+            if not written and operation in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"):
+                written.append(True)
+            return answer
+        monkeypatch.setattr(client, "_make_api_call", dying)
+    with contextlib.suppress(Killed):
+        yield
+    written.append(False)                   # (the process that follows lives)
+
+
+def test_an_email_change_leaves_the_old_address_in_no_key_whenever_the_writer_dies(store, monkeypatch):
+    """The old address's pointer, left with no link, goes in the write that moves the link: a worker
+    killed (or a delete refused) after it cannot leave it behind, as the event's retry sees the new
+    email and writes nothing more."""
+    link = joined(store)
+    with _killed_after_its_first_write(store, monkeypatch):
+        store.links.set_contact(link, [Entry("contact", "email_changed")], when=200.0, email="ann@new.example")
+    assert store.links.get(ANN).email == "ann@new.example"
+    found = store.lookup.look_up(emails=[(WS, "ann@example.com"), (WS, "ann@new.example")])
+    assert list(found.by_email) == [(WS, "ann@new.example")]
+
+
+BOB = PersonRef("43", "7")           # (in another campaign: the same person, sharing Ann's address)
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+@pytest.mark.parametrize("shared, meanwhile, left", [
+    (False, lambda other: joined(other, BOB, kind="referrer", pending=False), {BOB}),    # a join takes the address
+    (True, lambda other: other.links.set_contact(other.links.get(BOB), [], email="bob@example.com"), None),  # leaves
+], ids=["joined", "left"])
+def test_an_old_address_whose_links_changed_meanwhile_is_read_again_and_kept_only_with_a_link(
+        store, clock, monkeypatch, shared, meanwhile, left):
+    """The old address's pointer is deleted with the link's move when the link is all it names, as read:
+    another worker changing who it names meanwhile refuses the write (Busy), and its retry reads it again."""
+    link = joined(store)
+    if shared:
+        joined(store, BOB, kind="referrer", pending=False)
+    transact, other = store.links.history.transact, type(store)(clock)
+
+    def changed_first(*args):
+        monkeypatch.setattr(store.links.history, "transact", transact)
+        meanwhile(other)
+        return transact(*args)
+    monkeypatch.setattr(store.links.history, "transact", changed_first)
+    with pytest.raises(Busy):
+        store.links.set_contact(link, [], when=200.0, email="ann@new.example")
+    assert store.links.set_contact(store.links.get(ANN), [], when=200.0, email="ann@new.example") is not None
+    assert store.lookup.look_up(emails=[(WS, "ann@example.com")]).by_email.get((WS, "ann@example.com")) == left
 
 
 @pytest.mark.parametrize("late", [

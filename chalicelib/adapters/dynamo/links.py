@@ -37,6 +37,21 @@ def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
     return Update(PointerItem(*key), [PointerItem.links.add({str(ref)})])
 
 
+def _leave(key: tuple[str, str], ref: PersonRef) -> list[Update | Delete]:
+    """The link leaves the pointer, in the write that moves it: the pointer goes with it when the link is
+    all it names (its key holds the email in clear: never left behind with no link), else it keeps another
+    link it names. Read first (strongly consistent), and conditioned on what was read: a pointer changed
+    meanwhile refuses the write (Busy: read again)."""
+    read = get(PointerItem, key, consistent=True)
+    named = (read.links or set()) if read is not None else set()
+    if str(ref) not in named:
+        return []
+    others = sorted(named - {str(ref)})
+    if not others:
+        return [Delete(PointerItem(*key), PointerItem.links == {str(ref)})]
+    return [Update(PointerItem(*key), [PointerItem.links.delete({str(ref)})], PointerItem.links.contains(others[0]))]
+
+
 def _more_leads(referrer: PersonRef, n: int, at: float) -> Update:
     """`n` more leads on the referrer's count, counted `at` (the item is created at the first, and
     the count begins then: `since`, kept until the item is erased), never before the count began: a
@@ -433,14 +448,9 @@ class DynamoLinks:
         # The pointers follow the email in the same write, from the email the link still has (a condition).
         old = email_key(link.workspace, link.email) if link.email else None
         new = email_key(link.workspace, email)
-        pointers = [_add_ref(new, link.ref)] if new != old else []
-        if old and pointers:
-            pointers.append(Update(PointerItem(*old), [PointerItem.links.delete({str(link.ref)})]))
-        moved = self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
-                          else LinkItem.email.does_not_exist(), *pointers)
-        if moved is not None and old and pointers:      # the old address, once no link is left in its pointer,
-            applied(lambda: PointerItem(*old).delete(condition=PointerItem.links.does_not_exist()))  # is kept nowhere
-        return moved
+        pointers = [_add_ref(new, link.ref), *(_leave(old, link.ref) if old else ())] if new != old else []
+        return self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
+                         else LinkItem.email.does_not_exist(), *pointers)
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         return self._set(link, entries, None, {"armed": True, "armed_by": by}) or link   # None: erased meanwhile
