@@ -412,6 +412,26 @@ def test_a_lead_joining_just_after_another_lead_was_made_moves_its_link_to_the_o
     assert work.apis.rf_.qualified == ["7"]   # its "Yes" came after the person joined (not known otherwise)
 
 
+def test_a_link_moved_to_an_older_lead_that_had_the_target_all_along_is_not_qualified_by_its_own_leads_arming():
+    """The lead the bridge created ("No") was armed by its own webhook ("No" seen after joining), then the link
+    moved to the older lead, "Yes" since before the person joined (its baseline now): the arming was of the other
+    contact's value, so "Yes" is no change."""
+    work = world()
+    intercom = work.apis.intercom_
+    older = intercom.add("ann@example.com", role="lead", searchable=False, signed_up="Yes")
+    older["updated_at"] = int(work.clock()) - 5
+    run(work, join())
+    ours = intercom.contacts[str(link_of(work).contact_id)]
+    work.clock.now += 1
+    run(work, event(ours, "contact.lead.created", created_at=work.clock()))
+    assert link_of(work).armed
+    intercom.unsearchable.clear()
+    verify_later(work)
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.armed) == (older["id"], "Yes", False)
+    assert work.apis.rf_.qualified == []
+
+
 def test_a_verification_finds_nothing_when_the_lead_is_the_only_contact():
     work = world()
     run(work, join())
