@@ -38,7 +38,7 @@ from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
 from ..domain.history import Entry
 from ..domain.judge import takes_baseline
-from ..domain.link import Link, LinkStatus, PersonRef
+from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.mapping import attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
@@ -228,7 +228,8 @@ def unknown_baselines(store: Store, settings: CampaignSettings, limit: int) -> O
     n = found.get(None, 0) + (found.get(QState.PENDING, 0) if rule.require_change else 0)
     who = how_many(n, sum(found.values()) >= limit, "linked lead", "linked leads")
     return Unknown(f"{who} joined before the qualification rule on {rule.attribute} (under no rule, or a rule on "
-                   "another attribute): their value then is not known, so they are not qualified automatically",
+                   "another attribute), or moved since to an older contact: their value then is not known, so they "
+                   "are not qualified automatically",
                    TAKE_BASELINES.format(campaign=settings.campaign_id) + (
                        " (one already at the target then qualifies only on a change: require_change)"
                        if rule.require_change else ""), n, complete)
@@ -343,11 +344,13 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
                              f"Intercom no longer has contact {link.contact_id}")
             continue
         value = attribute_value(contact, rule.attribute)
-        then = "under no rule" if link.qualification is None else f"its baseline was a value of {link.baseline_of}"
+        before = "under no rule" if link.qualification is None else f"its baseline was a value of {link.baseline_of}"
+        then = (f"the lead's link moved to contact {link.contact_id}, older than its join and changed since"
+                if link.baseline_of == MOVED_UNKNOWN else
+                f"the lead joined before the qualification rule on {rule.attribute} ({before})")
         taken.append((link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
-            f"`bridge backfill {link.campaign_id} --apply`: the lead joined before the qualification rule on "
-            f"{rule.attribute} ({then}), so its value then is not known; it is {value!r} now, taken as its "
-            "baseline: the lead waits for qualification from now on" + (
+            f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is {value!r} "
+            "now, taken as its baseline: the lead waits for qualification from now on" + (
                 ", and only a change from it qualifies (require_change)" if rule.require_change else "")),
             {"baseline": value, "contact_id": link.contact_id})]))
     for (link, *_), done in zip(taken, rt.store.links.take_baselines(taken)):

@@ -11,7 +11,7 @@ import pytest
 
 from chalicelib.domain.history import Entry, iso
 from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
-                                   ReferralCount)
+                                   MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
@@ -237,6 +237,9 @@ def test_a_move_to_an_older_duplicate_can_set_the_baseline_and_is_no_longer_arme
     kept = store.links.move(store.links.arm(moved, [], "plan rule"), "c1", [])          # (its own baseline holds)
     assert store.links.get(ANN) == kept and (kept.baseline, kept.baseline_of, kept.armed) == (
         "pro", "custom_attributes.plan", True)
+    unknown = store.links.move(kept, "c2", [], baseline=None, baseline_of=MOVED_UNKNOWN)
+    assert store.links.get(ANN) == unknown and (unknown.baseline, unknown.baseline_of, unknown.armed) == (
+        None, MOVED_UNKNOWN, False)
 
 
 def test_arming_is_recorded_with_its_entry_and_the_rule_it_holds_under(store):
