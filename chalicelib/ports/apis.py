@@ -53,7 +53,8 @@ class IntercomPort(Protocol):
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:
         """One page of a contact search (`query`: Intercom's search query object), and the cursor of
-        the next page (None: the last page)."""
+        the next page (None: the last page). Contacts come oldest first (by `created_at`), an order that
+        updates cannot change: a contact written while a walk pages on is neither read twice nor missed."""
     def search_page(self, query: dict, starting_after: Optional[str] = None,
                     per_page: int = 150) -> tuple[list[dict], Optional[str], Optional[int]]:
         """As search_contacts, with the search's total count (None: not given)."""

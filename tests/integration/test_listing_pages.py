@@ -103,3 +103,25 @@ def test_doctor_finds_the_campaign_s_newest_person_whichever_way_rf_lists_people
     [missing] = bad(doctor(bridge, capsys)[1], "webhooks.rf_missing")
     assert missing["what"] == (f"the newest person in RF's campaign 42 (RF user {lead['id']}, joined "
                                f"{lead['signed_up_at']}) never reached the bridge (2 people in RF)")
+
+
+def test_a_contact_written_while_a_sync_run_pages_on_is_still_enrolled(bridge, intercom, rf, clock, monkeypatch,
+                                                                       capsys):
+    """Intercom may order a search without `sort` by what writes change (here updated_at, descending): a contact
+    of a later page written meanwhile would move to the first, and the run would never read it."""
+    from chalicelib.services import sync
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    intercom.unsorted_by = "updated_at"
+    seg, contacts = segment(intercom, 6)
+    bridge.apply(sync_settings(seg))
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    clock.now += 60
+    bridge.poller.poll_once()                                # the first page
+    clock.now += 60
+    intercom.update_contact(contacts[0]["id"], name="Ann")   # someone edits a contact the run has not read yet
+    bridge.drain()
+    for c in contacts:
+        [user] = rf.users_by_email(c["email"], 42)
+        assert intercom.get(c["id"])["custom_attributes"]["referral_link"] == user["url"]
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["enrolled"]) == ("done", 6)
