@@ -254,8 +254,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backfill", help="send the campaign's people who joined before its settings (dry run "
                                         "unless --apply)")
     p.add_argument("campaign_id")
-    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), and "
-                   "count the leads applied before the campaign kept referral counts")
+    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), "
+                   "count the leads applied before the campaign kept referral counts, and take the value now of "
+                   "leads linked before the qualification rule as their baseline")
     _json(p)
     p.set_defaults(func=_backfill)
 

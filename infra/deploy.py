@@ -160,6 +160,10 @@ def policies(target: Target) -> dict[str, dict]:
             # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a
             # query of the ledger's partitions only.
             _keyed("Ledger", ["dynamodb:Query"], table, ["SYNC#*"]),
+            # A person's email changed in Intercom: their link's email pointer moves, and the old address's
+            # pointer, once no link is left in it, is deleted (the old address is kept nowhere). Deletes of
+            # email pointers only: never a link, a history or settings.
+            _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*"]),
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
             # the worker itself deletes what it handled, delays what it retries, sends back a copy of
             # what must wait (a wait is not a try), and queues follow-up work (a lead it created is

@@ -159,6 +159,16 @@ class MemoryLinks:
                                        lambda link: link.kind if link.status is LinkStatus.IGNORED else _SKIP)
         return dict(Counter(found)), complete
 
+    def unbaselined(self, campaign_id: str, workspace: str, attribute: str, limit: int,
+                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[QState], int], bool]:
+        def unknown(link: Link) -> Any:
+            if link.status is not LinkStatus.LINKED or not link.is_lead or link.workspace != workspace:
+                return _SKIP
+            other = link.qualification is QState.PENDING and link.baseline_of not in (None, attribute)
+            return link.qualification if link.qualification is None or other else _SKIP
+        found, complete = self._capped(campaign_id, limit, scan_limit, unknown)
+        return dict(Counter(found)), complete
+
     def joined_people(self, campaign_id: str,
                       scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
         return self._capped(campaign_id, scan_limit + 1, scan_limit,
@@ -287,7 +297,7 @@ class MemoryLinks:
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP) -> Link:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Link:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -297,27 +307,51 @@ class MemoryLinks:
         if old:
             self.tables.contacts.get((link.workspace, old), set()).discard(link.ref)
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
-        changes = {} if baseline is KEEP else {"baseline": baseline}
+        changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
+                   if value is not KEEP}
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None,
                            contact_role=role or stored.link.contact_role, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
-                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
-        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state))
-                                   if value is not KEEP}
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
+                    email: str = KEEP) -> Optional[Link]:
+        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state),
+                                                                   ("email", email)) if value is not KEEP}
         stored = self.get(link.ref)
         if stored is None or when is not None and stored.last_event_at is not None and stored.last_event_at > when:
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")
             return None
+        if email is not KEEP:
+            if stored.email != link.email:
+                raise Busy("the link's email changed meanwhile (another worker applied an Intercom event)")
+            old = (link.workspace, normal_email(link.email))
+            self.tables.emails.get(old, set()).discard(link.ref)
+            if not self.tables.emails.get(old, True):
+                del self.tables.emails[old]                 # no link left: the old address is kept nowhere
+            self._point(self.tables.emails, (link.workspace, normal_email(email)), link.ref)
         if when is not None:
             changes["last_event_at"] = when
         return self._write(link.ref, entries, **changes)
 
-    def arm(self, link: Link, entries: Sequence[Entry]) -> Link:
+    def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         if link.ref not in self.tables.links:
             return link                # erased meanwhile
-        return self._write(link.ref, entries, armed=True)
+        return self._write(link.ref, entries, armed=True, armed_by=by)
+
+    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
+        return [self._take_baseline(*t) for t in taken]
+
+    def _take_baseline(self, link: Link, baseline: Any, attribute: str, entries: Sequence[Entry]) -> bool:
+        held = self.tables.links.get(link.ref)
+        if held is None or held.link.status is not LinkStatus.LINKED or held.link.qualification not in (
+                None, QState.PENDING) or (held.link.qualification, held.link.baseline_of) != (
+                link.qualification, link.baseline_of):
+            return False
+        written = self._write(link.ref, entries, baseline=baseline, baseline_of=attribute, armed=False,
+                              armed_by=None, qualification=QState.PENDING)
+        held.pending = f"{written.updated_at}#{link.ref}"
+        return True
 
     # --- qualification ------------------------------------------------------------------------
     def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link:
@@ -778,9 +812,9 @@ class MemorySync:
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         return [e for e in self.ledgers.get(campaign_id, {}).values() if (e.email or "") == normal_email(email)]
 
-    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        ledger = self.ledgers.get(campaign_id, {})
-        gone = [e for e in ledger.values() if (e.email or "") == normal_email(email)]
+    def forget(self, campaign_id: str, email: str, contact_ids: Iterable[str] = ()) -> list[LedgerEntry]:
+        ledger, named = self.ledgers.get(campaign_id, {}), set(contact_ids)
+        gone = [e for e in ledger.values() if (e.email or "") == normal_email(email) or e.contact_id in named]
         for e in gone:
             del ledger[e.contact_id]
         return gone

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from . import rules
 from .history import Entry, Repeat
-from .link import Link
+from .link import Link, LinkStatus
 from .mapping import attribute_value, has_attribute
 from .people import given_email
 from .qualification import QState, open_states
@@ -43,8 +43,6 @@ class Verdict:
 
 
 IGNORE = Verdict(Action.IGNORE)
-UNTRACKED = Repeat("qualification_untracked", "this lead joined before the campaign had a qualification rule, "
-                   "so its value at join time is unknown: it is not qualified automatically")
 SETTLED = {
     QState.QUALIFIED: "already qualified: later changes to the contact are ignored",
     QState.FAILED: "qualifying failed earlier (see the dead-letter queue): replay it once the cause is fixed",
@@ -60,6 +58,45 @@ def elsewhere(link: Link, settings: Optional[CampaignSettings]) -> Optional[Repe
     return Repeat(f"workspace_moved#{settings.workspace}", (
         f"not qualified: linked in workspace {link.workspace}; campaign {link.campaign_id} is now connected to "
         f"{settings.workspace} (its settings were applied naming it), so changes to this contact no longer count"))
+
+
+def baseline_known(link: Link, rule: Qualification) -> bool:
+    """Is the link's baseline the lead's value of the rule's attribute when they joined? Not for a lead
+    linked before the campaign had a rule (no qualification state), nor for one whose baseline is a value
+    of another attribute (the rule changed since). A rule whose target changed on the same attribute keeps
+    it (the value then is what it was; only `armed` depends on the target: armed_under). A link stored
+    before the bridge recorded `baseline_of` is taken as the current rule's, as the bridge always took it."""
+    return link.qualification is not None and link.baseline_of in (None, rule.attribute)
+
+
+def takes_baseline(link: Link, rule: Qualification) -> bool:
+    """A linked lead whose value now `bridge backfill --apply` takes as their baseline under `rule`: one
+    waiting for qualification, or never tracked (linked before any rule), whose baseline is not known."""
+    return link.is_lead and link.status is LinkStatus.LINKED and link.qualification in (None, QState.PENDING) \
+        and not baseline_known(link, rule)
+
+
+def armed_under(link: Link, rule: Qualification) -> bool:
+    """A value missing this rule's target was seen after joining (one that missed another rule's target
+    may meet this one's). Armed before the bridge recorded under which rule: taken as the current rule's."""
+    return link.armed and link.armed_by in (None, rules.key(rule))
+
+
+def untracked(link: Link) -> Repeat:
+    return Repeat("qualification_untracked", "this lead joined before the campaign had a qualification rule, so "
+                  f"its value at join time is unknown: it is not qualified automatically — {_backfill(link)}")
+
+
+def unknown_baseline(link: Link, rule: Qualification) -> Repeat:
+    return Repeat("qualification_baseline_unknown", (
+        f"this lead's value at join time is one of {link.baseline_of}, not of {rule.attribute} (the qualification "
+        f"rule changed since it joined), and require_change is true: it is not qualified automatically — "
+        f"{_backfill(link)}"))
+
+
+def _backfill(link: Link) -> str:
+    return (f"`bridge backfill {link.campaign_id} --apply` takes its value now as its baseline, and it waits for "
+            "qualification from then on")
 
 
 def duplicate_refused(link: Link, rule: Optional[Qualification], contact: Mapping[str, Any]) -> Optional[str]:
@@ -80,12 +117,16 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return IGNORE
     state = link.qualification
     if link.is_lead and state is None:
-        return Verdict(Action.NOTE, repeat=UNTRACKED)
+        return Verdict(Action.NOTE, repeat=untracked(link))
     if state is not None and state not in open_states(seen.replay):
         return Verdict(Action.NOTE, repeat=Repeat(f"qualification_{state.value}", SETTLED[state]))
+    known = baseline_known(link, rule)
+    if link.is_lead and rule.require_change and not known:
+        return Verdict(Action.NOTE, repeat=unknown_baseline(link, rule))
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    result = rules.evaluate(rule, data_type, value, link.baseline, link.armed)
+    armed = armed_under(link, rule)
+    result = rules.evaluate(rule, data_type, value, link.baseline if known else None, armed)
     details = {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}
     reason = result.reason
     if seen.duplicate:
@@ -99,13 +140,13 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
     if result.met:
         return Verdict(Action.QUALIFY, entry)
-    return Verdict(Action.ARM if _arms(link, rule, data_type, value, seen) else Action.NOTE, entry)
+    return Verdict(Action.ARM if _arms(link, armed, rule, data_type, value, seen) else Action.NOTE, entry)
 
 
-def _arms(link: Link, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:
+def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:
     """Seeing a non-target value after joining makes a later return to the target a real change.
     Only the linked contact itself can show that; a duplicate's value says nothing of it."""
-    if link.armed or seen.duplicate or not rules.arms(rule, data_type, value):
+    if armed or seen.duplicate or not rules.arms(rule, data_type, value):
         return False
     joined = rules.event_time(link.joined_at)
     return seen.when is None or joined is None or seen.when >= joined

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
+from .people import given_email
 from .qualification import QState
 
 
@@ -64,6 +65,12 @@ class Link:
     contact_state: Optional[ContactState] = None
     baseline: Any = None                             # the rule's attribute when the person joined
     armed: bool = False                              # a non-target value was seen after joining
+    # The attribute `baseline` is a value of (the campaign's rule's when the person joined; None: no rule
+    # then, or a link stored before the bridge recorded it: judge.baseline_known says what that means).
+    baseline_of: Optional[str] = None
+    # The rule (rules.key) whose target the value that armed the link missed: `armed` holds under that
+    # rule only (None with `armed`: armed before the bridge recorded it, taken as the current rule's).
+    armed_by: Optional[str] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
     last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
@@ -104,7 +111,19 @@ class Link:
         return {name: _plain(getattr(self, name)) for name in VIEW}
 
 
-VIEW = ("status", "kind", "email", "contact_id", "contact_role", "contact_state", "baseline", "armed",
+def email_now(link: Link, contact: Mapping[str, Any]) -> Optional[str]:
+    """The email an event about the link's own contact says it has, when it is not the link's (the person
+    changed it in Intercom, `contact.email.updated`): the link follows it, for `match: email`, `explain` and
+    `forget` know the person by their email. None: the same address (in any case), none said (a deletion's
+    stub, a tag event), another contact's, or a link not linked (a join applied later sets it)."""
+    email = contact.get("email")
+    if link.status is not LinkStatus.LINKED or link.contact_id != contact.get("id") or not isinstance(email, str) \
+            or given_email({"email": email}) in (None, given_email({"email": link.email})):
+        return None
+    return email.strip()
+
+
+VIEW = ("status", "kind", "email", "contact_id", "contact_role", "contact_state", "baseline", "baseline_of", "armed",
         "qualification", "qualified_at", "reason", "joined_at", "updated_at")
 
 
@@ -122,6 +141,7 @@ class JoinResult:
     contact_id: Optional[str] = None
     contact_role: Optional[str] = None
     baseline: Any = None
+    baseline_of: Optional[str] = None                # the attribute `baseline` is a value of (Link)
     qualification: Optional[QState] = None
     reason: Optional[str] = None
     uncertain_since: Optional[float] = None          # a failed try's create may have been applied

@@ -1,6 +1,7 @@
 """Qualification rules: does this contact's attribute value qualify the referral? Pure."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -71,6 +72,12 @@ def evaluate(rule: Qualification, data_type: str, value: Any, baseline: Any, arm
                           f"{baseline!r}); require_change is true, so only a change to the target qualifies",
                           unchanged=True, baseline=baseline)
     return Evaluation(True, value, expected, f"{rule.attribute} is {value!r}: meets {expected!r}")
+
+
+def key(rule: Qualification) -> str:
+    """What decides whether a value meets the rule: its attribute, operator, value and case. A value that
+    missed one target may meet another, so a link's `armed` holds under the rule of its key only."""
+    return json.dumps([rule.attribute, rule.operator, rule.value, rule.case_sensitive], default=str)
 
 
 def arms(rule: Qualification, data_type: str, value: Any) -> bool:

@@ -57,6 +57,12 @@ class LinkRepository(Protocol):
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         """The campaign's joins the settings ignored (action nothing), by kind (lead, referrer; None: not
         known), counting up to `limit` of them, read as `linked_elsewhere` reads (and as complete)."""
+    def unbaselined(self, campaign_id: str, workspace: str, attribute: str, limit: int,
+                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[QState], int], bool]:
+        """The campaign's leads linked in `workspace` whose baseline is no value of `attribute` (judge.baseline_known),
+        by qualification state: None (linked before the campaign had a rule) or PENDING (a baseline of another
+        attribute, recorded as such), counting up to `limit` of them, read as `linked_elsewhere` reads (and as
+        complete)."""
     def joined_people(self, campaign_id: str,
                       scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
         """The RF user id and email of each of the campaign's joins applied (final), among its first
@@ -118,14 +124,26 @@ class LinkRepository(Protocol):
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP) -> Link:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Link:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
-        into it, or it is the older duplicate of the one we created. `baseline`: its new baseline."""
+        into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
+        value of `baseline_of`."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
-                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
+                    email: str = KEEP) -> Optional[Link]:
         """With `when` (the event's time), an event older than the newest applied changes nothing:
-        None, and the repeat is counted in the history."""
-    def arm(self, link: Link, entries: Sequence[Entry]) -> Link: ...
+        None, and the repeat is counted in the history. `email`: the link's email pointer follows it, from
+        the email `link` has (a pointer left with no link goes: the old address is kept nowhere); Busy when
+        the stored link's email is not that one any more (another worker changed it: read it again)."""
+    def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
+        """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it."""
+    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
+        """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
+        read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not
+        armed, and waits for qualification (PENDING, in the pending index from now), and the entries go into
+        its history, at once. Per link True, or False and nothing written, unless the stored link is still
+        linked, with the qualification state and `baseline_of` the link read has (another run, or a
+        qualification, changed it meanwhile)."""
 
     # qualification (domain/qualification.py says which transitions exist)
     def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link:
@@ -202,7 +220,10 @@ class Found:
         return self._links(workspace, self.by_contact.get((workspace, contact_id or ""), frozenset()))
 
     def linked_to_email(self, workspace: str, email: Optional[str]) -> list[Link]:
-        return self._links(workspace, self.by_email.get((workspace, normal_email(email)), frozenset()))
+        """The links the email's pointer names that have this email still (a batch keeps the links as its
+        messages leave them: one whose email a message changed no longer shares the old address)."""
+        pointed = self.by_email.get((workspace, normal_email(email)), frozenset())
+        return [link for link in self._links(workspace, pointed) if normal_email(link.email) == normal_email(email)]
 
     def _links(self, workspace: str, refs: frozenset[PersonRef]) -> list[Link]:
         return [self.links[r] for r in sorted(refs) if r in self.links and self.links[r].workspace == workspace]
@@ -514,8 +535,9 @@ class SyncRepository(Protocol):
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         """The campaign's entries with this email (a query of the campaign's ledger: for `explain`, and for sync
         when RF refuses the create of a contact an earlier try may have created)."""
-    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        """Delete the campaign's entries with this email (erasure): the entries deleted."""
+    def forget(self, campaign_id: str, email: str, contact_ids: Iterable[str] = ()) -> list[LedgerEntry]:
+        """Delete the campaign's entries with this email, and those of `contact_ids` (erasure: the contacts of
+        the people erased, whose entries may name an email they had before): the entries deleted."""
 
 
 class Store(Protocol):

@@ -17,6 +17,7 @@ from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from ..ports.store import SCAN_LIMIT, StoredSettings
+from .backfill import unknown_baselines
 from .dead_letters import list_dead, replay
 from .moved import applied_elsewhere, valid_campaigns
 from .deps import Stack
@@ -248,6 +249,7 @@ def _consequences(rt: Operator, settings: CampaignSettings, stored: Optional[Sto
         said.append(f"leads.action is nothing, so no lead is linked to a contact and the qualification rule "
                     f"({settings.qualification.attribute}) can never qualify anyone: set leads.action to "
                     "create_lead or create_user to qualify leads")
+    said += _rule_changed(rt, settings, before)
     switched = {kind for kind, is_lead in ((LEAD, True), (REFERRER, False)) if before is not None
                 and before.people(is_lead).action == "nothing" and settings.people(is_lead).action != "nothing"}
     if switched:
@@ -276,6 +278,25 @@ def _consequences(rt: Operator, settings: CampaignSettings, stored: Optional[Sto
                         f"{_referrers(back_home)} that contact sync enrolled in {settings.workspace} "
                         f"{'counts' if back_home == 1 else 'count'} again "
                         "(their referral counts are written to them)")
+    return said
+
+
+def _rule_changed(rt: Operator, settings: CampaignSettings, before: Optional[CampaignSettings]) -> list[str]:
+    """A rule added, on another attribute than the stored one, or now requiring a change: the leads linked
+    before it have no baseline under it, and are not qualified automatically until a backfill takes them in.
+    (A new target on the same attribute needs none: the value at join time is still what it was.)"""
+    rule, was = settings.qualification, before.qualification if before is not None else None
+    if rule is None:
+        return []
+    if was is not None and was.attribute == rule.attribute and not (rule.require_change and not was.require_change):
+        return []
+    unknown = unknown_baselines(rt.store, settings, PEOPLE_COUNTED)
+    assert unknown is not None
+    said = [f"{unknown.what} — {unknown.fix}"] if unknown.n else []
+    if not unknown.complete:
+        said.append(f"leads linked before the qualification rule were not checked past the first {SCAN_LIMIT:,} "
+                    f"joins of campaign {settings.campaign_id}: `bridge backfill {settings.campaign_id}` (a dry run) "
+                    "lists every one")
     return said
 
 

@@ -23,7 +23,13 @@ written back (one `referral.count` message each, after each page, like the joins
 referrer of the page's counted leads whose count Intercom may not hold in the campaign's attribute
 (after `referral_count_attribute` changed, every kept count). A run with `apply` that completes pays
 the count backfill the settings owed when it began (ports.store.CountBackfill: `doctor` stops
-reporting it); a dry run, or a run that stops or fails part-way, leaves it owed."""
+reporting it); a dry run, or a run that stops or fails part-way, leaves it owed.
+
+A lead linked before the campaign's qualification rule (under none, or a rule on another attribute) has no
+value of its attribute from when they joined (domain/judge.takes_baseline): the bridge never qualifies
+them by itself. A run with `apply` reads each one's contact now and takes its value as their baseline
+(one contact read and one write each): they wait for qualification from then on, and, under
+require_change, one already at the target qualifies only on a change from it."""
 from __future__ import annotations
 
 from collections import Counter
@@ -31,14 +37,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain import people as people_
+from ..domain.advice import TAKE_BASELINES, how_many
 from ..domain.history import Entry
+from ..domain.judge import takes_baseline
 from ..domain.link import Link, LinkStatus, PersonRef
+from ..domain.mapping import attribute_value
+from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
 from ..errors import WorkError, rf_campaign_fix
 from ..observability import mask_email, mask_emails
 from ..messages import JoinMessage
-from ..ports import Store, WorkQueue
+from ..ports import IntercomPort, Merged, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
 from . import rf_people
 from .referral_count import messages as count_messages
@@ -60,7 +70,10 @@ NOTHING = "nothing to do (the settings' action is nothing)"
 UNREADABLE = "unreadable in Referral Factory"
 EXAMPLES = 20       # people the text names of an outcome (and `unreadable` of those RF lists unreadably)
 COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
-ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED)   # outcomes that send a join or count a lead (and Reopened)
+# A lead linked before the qualification rule (under none, or one on another attribute: judge.takes_baseline).
+BASELINE = "linked before the qualification rule: its value now taken as its baseline"
+NOT_TAKEN = "linked before the qualification rule: its contact could not be read, no baseline taken (run again)"
+ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, NOT_TAKEN)   # outcomes that act on people (and Reopened)
 
 Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
 
@@ -87,6 +100,7 @@ class Backfilling(Protocol):
     @property
     def clock(self) -> Callable[[], float]: ...
     def rf(self) -> Any: ...                           # ports.apis.CampaignPeople
+    def intercom(self, workspace: str) -> IntercomPort: ...
 
 
 class BackfillError(Exception):
@@ -114,7 +128,8 @@ class Result:
         dry = {RETRY: "failed earlier: would be joined again", MISSING: "not in the bridge: would be joined",
                SYNCED: "enrolled by contact sync, not linked yet: would be joined",
                WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
-               COUNTED: "already applied: would be counted for their referrer"}
+               COUNTED: "already applied: would be counted for their referrer",
+               BASELINE: "linked before the qualification rule: its value now would be taken as its baseline"}
 
         def said(k: Outcome) -> str:
             return k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)
@@ -165,18 +180,22 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
                           else (outcome, message, lead) for outcome, message, lead in classified]
         if apply:
             classified = _reopened(rt, classified, links)
+        baselines = _baselines(rt, settings, links, apply)
         uncounted = [u for _, _, u in classified if u is not None]
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[dict] = []
         for user, person, (outcome, message, lead) in zip(users, read, classified):
+            why = None
             if lead is not None and (not apply or lead[0] in counted):
                 outcome = COUNTED
+            elif outcome == LINKED and isinstance(person, RFPerson):
+                outcome, why = baselines.get(PersonRef(result.campaign_id, person.id), (outcome, None))
             result.outcomes[outcome] += 1
             if isinstance(person, BodyError) and len(result.unreadable) < EXAMPLES:
                 result.unreadable.append(unreadable(user, person))
             elif isinstance(person, RFPerson) and (outcome in ACTS or isinstance(outcome, Reopened)):
-                result.people.setdefault(outcome, []).append(_who(person, lead))
+                result.people.setdefault(outcome, []).append({**_who(person, lead), **({"reason": why} if why else {})})
             if message is not None:
                 to_send.append(message.wire())
         would_send += len(to_send)
@@ -196,6 +215,34 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     if apply and stored.count_backfill is not None:
         rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
     return result
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """The campaign's linked leads that are never qualified by themselves until `--apply` takes their baselines
+    (domain/judge.takes_baseline), as `settings apply` and `doctor` say them: what, and the fix; `complete`:
+    False when the read stopped at SCAN_LIMIT joins, having found fewer (n may be 0)."""
+    what: str
+    fix: str
+    n: int
+    complete: bool
+
+
+def unknown_baselines(store: Store, settings: CampaignSettings, limit: int) -> Optional[Unknown]:
+    """Counted up to `limit` (one bounded query): those linked before the campaign had a rule, and, while
+    require_change holds, those waiting with a baseline of another attribute (without it, the baseline does
+    not matter: they qualify). None: the campaign has no rule."""
+    rule = settings.qualification
+    if rule is None:
+        return None
+    found, complete = store.links.unbaselined(settings.campaign_id, settings.workspace, rule.attribute, limit)
+    n = found.get(None, 0) + (found.get(QState.PENDING, 0) if rule.require_change else 0)
+    who = how_many(n, sum(found.values()) >= limit, "linked lead", "linked leads")
+    return Unknown(f"{who} joined before the qualification rule on {rule.attribute} (under no rule, or a rule on "
+                   "another attribute): their value then is not known, so they are not qualified automatically",
+                   TAKE_BASELINES.format(campaign=settings.campaign_id) + (
+                       " (one already at the target then qualifies only on a change: require_change)"
+                       if rule.require_change else ""), n, complete)
 
 
 def _synced(rt: Backfilling, campaign_id: str) -> set[str]:
@@ -283,6 +330,41 @@ def _why(ref: PersonRef, action: str, link: Link) -> str:
     side = "referrers" if link.kind == "referrer" else "leads"
     return (f"sent again by `bridge backfill {ref.campaign_id} --apply`: the join was ignored under {side}.action "
             f"nothing, and the settings now say {action}")
+
+
+def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRef, Link],
+               apply: bool) -> dict[PersonRef, tuple[Outcome, Optional[str]]]:
+    """The page's leads linked (in the campaign's workspace) before its qualification rule: each one's outcome
+    (and why its baseline was not taken). With `apply`, each one's contact is read now (one call each) and its
+    value of the rule's attribute becomes the lead's baseline, the lead waiting for qualification from then on
+    (LinkRepository.take_baselines): a lead changed meanwhile (qualified, or taken by another run) is left as
+    it is, said as linked."""
+    rule = settings.qualification
+    leads = [link for link in links.values() if rule is not None and takes_baseline(link, rule)
+             and link.workspace == settings.workspace and link.contact_id]
+    if not apply or rule is None:
+        return {link.ref: (BASELINE, None) for link in leads}
+    out: dict[PersonRef, tuple[Outcome, Optional[str]]] = {}
+    taken = []
+    for link in leads:
+        try:
+            contact = rt.intercom(link.workspace).get_contact(str(link.contact_id))
+        except (Merged, NotFound, WorkError) as exc:
+            out[link.ref] = (NOT_TAKEN, exc.reason if isinstance(exc, WorkError) else f"Intercom's contact "
+                             f"{link.contact_id}: {exc}" if isinstance(exc, Merged) else
+                             f"Intercom no longer has contact {link.contact_id}")
+            continue
+        value = attribute_value(contact, rule.attribute)
+        then = "under no rule" if link.qualification is None else f"its baseline was a value of {link.baseline_of}"
+        taken.append((link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
+            f"`bridge backfill {link.campaign_id} --apply`: the lead joined before the qualification rule on "
+            f"{rule.attribute} ({then}), so its value then is not known; it is {value!r} now, taken as its "
+            "baseline: the lead waits for qualification from now on" + (
+                ", and only a change from it qualifies (require_change)" if rule.require_change else "")),
+            {"baseline": value, "contact_id": link.contact_id})]))
+    for (link, *_), done in zip(taken, rt.store.links.take_baselines(taken)):
+        out[link.ref] = (BASELINE if done else LINKED, None)
+    return out
 
 
 def _uncounted(settings: CampaignSettings, person: RFPerson, link: Link) -> Optional[Uncounted]:

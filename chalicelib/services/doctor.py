@@ -39,6 +39,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters, rf_people
+from .backfill import unknown_baselines
 from .moved import applied_elsewhere, valid_campaigns
 from .sync import shown_error
 
@@ -169,6 +170,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     for link in everyone:
         (pending if elsewhere(link, settings) is None else left).append(link)
     _left_behind(store, report, settings, left)
+    _baselines(store, report, settings)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn)
@@ -211,6 +213,23 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    + (": its pending leads there never qualify" if waiting else ""),
                    f"to make them count, apply campaign {c} back to workspace {other} (`workspace: {other}`, "
                    "`bridge settings apply`); nothing to do if the move is intended", warn=True, key=other)
+
+
+def _baselines(store: Store, report: Report, settings: CampaignSettings) -> None:
+    """Leads linked before the campaign's qualification rule (under none, or one on another attribute): never
+    qualified automatically until a backfill takes their baselines. One query of the campaign's links, stopping
+    once LEFT_COUNTED are found or SCAN_LIMIT links were read."""
+    unknown = unknown_baselines(store, settings, LEFT_COUNTED)
+    if unknown is None:
+        return
+    if unknown.n:
+        report.add("qualification.baselines", False, unknown.what,
+                   "a lead's value when they joined is what tells a change to the target from a value they had "
+                   "all along", unknown.fix)
+    if not unknown.complete:
+        report.add("qualification.baselines", True, f"leads linked before the qualification rule were not checked "
+                   f"past the first {SCAN_LIMIT:,} joins of campaign {settings.campaign_id}", "",
+                   f"`bridge backfill {settings.campaign_id}` (a dry run) lists every one", warn=True, key="not_read")
 
 
 # --- contact sync --------------------------------------------------------------------------------

@@ -92,7 +92,10 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
         entry = dataclasses.replace(entry, details={**(entry.details or {}), "baseline": (
             f"{target['id']} changed after the person joined, so its value then is not known: the baseline stays "
             f"{baseline!r}, the value the bridge created the lead with")})
-    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"), baseline=baseline)
+    # (a baseline known is the target's value of the rule's attribute; none known: the link keeps its own)
+    taken = {"baseline": baseline, "baseline_of": decide.baseline_of(settings)} \
+        if known and settings.qualification is not None else {}
+    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"), **taken)
     count("DuplicatesResolved")
     rule = settings.qualification
     if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:

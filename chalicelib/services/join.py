@@ -22,7 +22,7 @@ from ..domain import people
 from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
-from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
+from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
@@ -51,6 +51,7 @@ class Known:
     contact_id: Optional[str] = None
     baseline: Any = None
     uncertain_since: Optional[float] = None
+    baseline_of: Optional[str] = None        # the attribute `baseline` is a value of (Link.baseline_of)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Reached:
     contact: dict
     outcome: str                 # created | updated | linked
     baseline: Any
+    baseline_of: Optional[str]   # the attribute `baseline` is a value of (an earlier try's, when resumed with it)
     entries: tuple[Entry, ...] = ()
     resumed: bool = False        # an earlier try created it: webhooks may have come meanwhile
 
@@ -295,7 +297,7 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
         since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
-    attempt.known = Known(email, link.contact_id, link.baseline, since)
+    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of)
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
@@ -360,8 +362,8 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     if attempt.known.contact_id:
         contact = _find(intercom, attempt.known.contact_id)
         if contact is not None:
-            attempt.reached = _resumed(contact, attempt.known.baseline, "an earlier try created this contact and "
-                                       "then failed; resuming with it")
+            attempt.reached = _resumed(contact, attempt.known.baseline, attempt.known.baseline_of,
+                                       "an earlier try created this contact and then failed; resuming with it")
             return
         attempt.entries.append(Entry("contact", "vanished", f"contact {attempt.known.contact_id}, created by an "
                                      "earlier try, no longer exists; starting over"))
@@ -376,7 +378,7 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     if mine is not None:
         contact = _find(intercom, str(mine["id"])) or mine
         attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]))
-        attempt.reached = _resumed(contact, decide.created_baseline(settings, plan),
+        attempt.reached = _resumed(contact, decide.created_baseline(settings, plan), decide.baseline_of(settings),
                                    "an earlier try created this contact (it carries our marker) but never saw "
                                    "Intercom's answer; resuming with it")
         return
@@ -388,9 +390,10 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     attempt.reached = _create(attempt, deps, intercom)
 
 
-def _resumed(contact: dict, baseline: Any, why: str) -> Reached:
+def _resumed(contact: dict, baseline: Any, baseline_of: Optional[str], why: str) -> Reached:
     """The baseline of a contact we created is what we created it with, not what it became since."""
-    return Reached(contact, "created", baseline, (Entry("contact", "resumed", why, {"contact_id": contact["id"]}),),
+    return Reached(contact, "created", baseline, baseline_of,
+                   (Entry("contact", "resumed", why, {"contact_id": contact["id"]}),),
                    resumed=True)
 
 
@@ -432,10 +435,10 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached
         return _existing(attempt, deps, intercom, existing, "409 conflict on create (search had not caught up)")
     attempt.sent_create = False
     plan = attempt.plan                  # as written: planned again if the list was read again
-    baseline = decide.created_baseline(settings, plan)
+    baseline, of = decide.created_baseline(settings, plan), decide.baseline_of(settings)
     attempt.known = dataclasses.replace(attempt.known, contact_id=str(created["id"]), baseline=baseline,
-                                        uncertain_since=None)
-    return Reached(created, "created", baseline, (Entry(
+                                        baseline_of=of, uncertain_since=None)
+    return Reached(created, "created", baseline, of, (Entry(
         "contact", "created", f"no contact with this email existed; created a {plan.role}",
         {"contact_id": created["id"], "role": created.get("role"), "attributes": sorted(plan.payload.attributes)}),))
 
@@ -448,10 +451,10 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
     contact = _get(intercom, str(existing["id"]))
     same = (contact.get("email") or "").lower() == str(plan.payload.email)
     found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {found_by})"
-    baseline = decide.baseline(settings, contact)
+    baseline, of = decide.baseline(settings, contact), decide.baseline_of(settings)
     ids = {"contact_id": contact["id"], "role": contact.get("role")}
     if plan.people.duplicates == "skip":
-        return Reached(contact, "linked", baseline, (Entry(
+        return Reached(contact, "linked", baseline, of, (Entry(
             "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked", ids),))
 
     def send(plan_: decide.Plan) -> tuple[dict, dict]:
@@ -459,18 +462,21 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
         return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
     updated, update = _written_or_again(attempt, deps, send)
     plan = attempt.plan
-    if not update:     # every mapped field already has a value: only the tag marks them as referred
+    if not update:     # every mapped field already has a value (or Intercom refused it): only the tag marks them
         tagged = bool(plan.people.tag)
-        return Reached(contact, "updated" if tagged else "linked", baseline, (Entry(
-            "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
-            f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
+        refused = [e.to for e in plan.payload.errors if e.reason.startswith(REFUSED_BY_INTERCOM)]
+        every = f"Intercom refused {', '.join(refused)} (fields not written) and it already has a value for every " \
+            "other" if refused else "it already has a value for every"
+        return Reached(contact, "updated" if tagged else "linked", baseline, of, (Entry(
+            "contact", "updated_existing", f"{found}; duplicates is update, but {every} mapped field (kept): "
+            f"{'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
     written = set(_written(update))
     kept = sorted(name for name in _written(plan.update_body({}))
                   if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])
     details: dict[str, Any] = {"contact_id": contact["id"], "attributes": sorted(written)}
     if kept:
         details["kept"] = kept
-    return Reached(updated, "updated", baseline, (Entry(
+    return Reached(updated, "updated", baseline, of, (Entry(
         "contact", "updated_existing", f"{found}; duplicates is update, so it was marked as referred (fields it "
         "already had were kept) and linked", details),))
 
@@ -616,7 +622,7 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         # worker's counted note of the waits says how often, and the latest.
         again = waiting and link is not None and link.status is LinkStatus.WAITING and waits_again(link.reason, reason)
         return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email,
-                          contact_id=known.contact_id, baseline=known.baseline,
+                          contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
                           uncertain_since=known.uncertain_since, reason=reason), \
             [_received(attempt), entry] if first else [] if again else [entry]
     if attempt.ignored is not None:
@@ -629,7 +635,7 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
     return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
-                      contact_role=contact.get("role"), baseline=reached.baseline,
+                      contact_role=contact.get("role"), baseline=reached.baseline, baseline_of=reached.baseline_of,
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
                       qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]

@@ -62,7 +62,10 @@ def forget(rt: Erasing, email: str) -> dict:
     times = Counter(c for _, c in listed)
     workspace_of = {c: ws for ws, c in listed if times[c] == 1}
     for campaign_id in campaigns:
-        for entry in rt.store.sync.forget(campaign_id, email):     # contact sync's ledger
+        # Contact sync's ledger: by the email, and by the contacts of the people erased (an entry may keep the
+        # email their contact had before it changed in Intercom).
+        contacts = [p["contact_id"] for p in people if p["campaign_id"] == campaign_id and p["contact_id"]]
+        for entry in rt.store.sync.forget(campaign_id, email, contacts):
             ledger += 1
             if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
                 history += _erase_unlinked(rt, PersonRef(campaign_id, entry.rf_user_id))

@@ -22,10 +22,10 @@ WS = "ws1"
 
 
 def joined(store, ref=ANN, *, contact="c1", email="Ann@Example.com", kind="lead", pending=True,
-           entries=(Entry("join", "linked"),)) -> Link:
-    claim = store.links.claim(ref, WS)
+           entries=(Entry("join", "linked"),), baseline_of=None, workspace=WS) -> Link:
+    claim = store.links.claim(ref, workspace)
     store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind=kind, email=email.lower(), contact_id=contact,
-                                         contact_role="lead", baseline="No",
+                                         contact_role="lead", baseline="No", baseline_of=baseline_of,
                                          qualification=QState.PENDING if pending else None), list(entries))
     return store.links.get(ref)
 
@@ -209,15 +209,87 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     assert moved.baseline == "No"                                 # kept unless given
 
 
+def test_an_email_change_moves_the_link_and_its_pointer_in_event_time_order(store):
+    link = joined(store)
+    other = joined(store, PersonRef("43", "7"), kind="referrer", pending=False)      # shares the old email
+    changed = store.links.set_contact(link, [Entry("contact", "email_changed")], when=200.0, email="Ann@New.example")
+    assert changed == store.links.get(ANN) and (changed.email, changed.last_event_at) == ("Ann@New.example", 200.0)
+    found = store.lookup.look_up(emails=[(WS, "ann@example.com"), (WS, "ann@new.example")])
+    assert found.linked_to_email(WS, "ann@new.example") == [changed]
+    assert found.linked_to_email(WS, "ann@example.com") == [other]
+    assert store.links.set_contact(changed, [], when=100.0, email="ann@older.example") is None   # an older event
+    alone = store.links.set_contact(other, [], when=300.0, email="rita@example.com")
+    found = store.lookup.look_up(emails=[(WS, "ann@example.com"), (WS, "ann@older.example"), (WS, "rita@example.com")])
+    assert list(found.by_email) == [(WS, "rita@example.com")] and store.links.get(ANN) == changed  # no address left
+    with pytest.raises(Busy):                     # a view of the link older than its email: its pointers are not
+        store.links.set_contact(link, [], when=400.0, email="ann@third.example")            # those it names
+    assert alone.email == "rita@example.com" and outcomes(store)[-2:] == ["email_changed", "ignored"]
+
+
 def test_a_move_to_an_older_duplicate_can_set_the_baseline(store):
-    moved = store.links.move(joined(store), "c0", [Entry("contact", "moved_to_existing")], role="user",
-                             baseline="Yes")
-    assert store.links.get(ANN) == moved and (moved.contact_id, moved.baseline) == ("c0", "Yes")
+    moved = store.links.move(joined(store, baseline_of=SIGNED_UP), "c0", [Entry("contact", "moved_to_existing")],
+                             role="user", baseline="pro", baseline_of="custom_attributes.plan")
+    assert store.links.get(ANN) == moved
+    assert (moved.contact_id, moved.baseline, moved.baseline_of) == ("c0", "pro", "custom_attributes.plan")
+    kept = store.links.move(moved, "c1", [], baseline="Yes")
+    assert store.links.get(ANN) == kept and (kept.baseline, kept.baseline_of) == ("Yes", "custom_attributes.plan")
 
 
-def test_arming_is_recorded_with_its_entry(store):
-    armed = store.links.arm(joined(store), [Entry("evaluation", "not_met")])
-    assert armed.armed and store.links.get(ANN).armed and outcomes(store)[-1] == "not_met"
+def test_arming_is_recorded_with_its_entry_and_the_rule_it_holds_under(store):
+    link = joined(store, baseline_of=SIGNED_UP)
+    assert link.baseline_of == SIGNED_UP and link.armed_by is None
+    armed = store.links.arm(link, [Entry("evaluation", "not_met")], '["signed_up", "equals", "Yes", false]')
+    assert armed.armed and armed.armed_by == '["signed_up", "equals", "Yes", false]' and store.links.get(ANN) == armed
+    assert outcomes(store)[-1] == "not_met"
+
+
+SIGNED_UP = "custom_attributes.signed_up"
+
+
+def test_a_lead_linked_before_the_rule_takes_a_baseline_once_and_waits_for_qualification(store, clock):
+    """What `bridge backfill --apply` writes for a lead linked before the campaign's rule: the value now as the
+    baseline of the rule's attribute, not armed, pending (in the index from now), with its entry; once, and only
+    while the link is as the backfill read it."""
+    untracked = joined(store, pending=False)
+    other = joined(store, PersonRef("42", "8"), contact="c8", email="bob@example.com", baseline_of=SIGNED_UP)
+    other = store.links.arm(other, [], "key")
+    clock.now += 60
+    taken = [(untracked, "pro", "custom_attributes.plan", [Entry("qualification", "baseline_taken")]),
+             (other, None, "custom_attributes.plan", [])]
+    assert store.links.take_baselines(taken) == [True, True]
+    for ref, baseline in ((ANN, "pro"), (PersonRef("42", "8"), None)):
+        link = store.links.get(ref)
+        assert (link.qualification, link.baseline, link.baseline_of, link.armed, link.armed_by) == (
+            QState.PENDING, baseline, "custom_attributes.plan", False, None)
+    assert outcomes(store)[-1] == "baseline_taken"
+    assert [l.ref for l in store.links.pending(iso(clock.now - 1), 10).links] == [ANN, PersonRef("42", "8")]
+    assert store.links.take_baselines(taken) == [False, False]        # taken already (another run): as read no more
+    read = store.links.get(ANN)
+    claim = store.links.start_qualifying(read)                   # the rule met meanwhile: never back to pending
+    assert store.links.take_baselines([(read, "x", "custom_attributes.x", []),
+                                       (claim.link, "x", "custom_attributes.x", [])]) == [False, False]
+    assert store.links.get(ANN).baseline == "pro" and store.links.get(ANN).qualification is QState.QUALIFYING
+
+
+def test_the_leads_linked_before_the_rule_are_counted_by_qualification_state(store, monkeypatch):
+    """What `settings apply` and `doctor` ask of a campaign whose rule reads `attribute`: its leads linked (in its
+    workspace) with no baseline of it, recorded as such: none (no rule then), or pending with another's."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    joined(store, PersonRef("42", "1"), pending=False)                           # no rule then
+    joined(store, PersonRef("42", "2"), baseline_of=SIGNED_UP)                   # another attribute's
+    joined(store, PersonRef("42", "3"), baseline_of="custom_attributes.plan")    # the rule's own
+    joined(store, PersonRef("42", "4"))                                        # stored before baseline_of: the rule's
+    joined(store, PersonRef("42", "5"), kind="referrer", pending=False)         # referrers never qualify
+    joined(store, PersonRef("42", "6"), pending=False, workspace="ws2")         # left in another workspace
+    settled = joined(store, PersonRef("42", "7"), baseline_of=SIGNED_UP)
+    store.links.finish_qualifying(store.links.start_qualifying(settled), QState.QUALIFIED, [])
+    joined(store, PersonRef("43", "1"), pending=False)                           # another campaign's
+    plan = "custom_attributes.plan"
+    assert store.links.unbaselined("42", WS, plan, 100) == ({None: 1, QState.PENDING: 1}, True)
+    assert store.links.unbaselined("42", WS, SIGNED_UP, 100) == ({None: 1, QState.PENDING: 1}, True)     # 3, now
+    assert store.links.unbaselined("42", WS, plan, 1) == ({None: 1}, True)
+    assert store.links.unbaselined("42", WS, plan, 100, scan_limit=1) == ({None: 1}, False)
+    assert store.links.unbaselined("44", WS, plan, 100) == ({}, True)
 
 
 # --- qualification: only forward ------------------------------------------------------------------
@@ -997,6 +1069,15 @@ def test_forgetting_an_email_deletes_its_ledger_entries_only(store):
                              LedgerEntry("c2", "missing_field", email="b@x.io")])
     assert [e.contact_id for e in store.sync.forget("42", "A@x.io")] == ["c1"]
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c2"]
+
+
+def test_forgetting_an_email_also_deletes_the_ledger_entries_of_the_contacts_named(store):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="old@x.io", rf_user_id="7"),
+                             LedgerEntry("c2", "enrolled", email="a@x.io", rf_user_id="8"),
+                             LedgerEntry("c3", "missing_field", email="b@x.io")])
+    assert sorted(e.contact_id for e in store.sync.forget("42", "a@x.io", contact_ids=["c1", "c404"])) == ["c1", "c2"]
+    assert [e.contact_id for e in store.sync.ledger("42")] == ["c3"]
 
 
 def test_the_ledger_entries_of_an_email_are_found_in_its_campaign(store):

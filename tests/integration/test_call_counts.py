@@ -211,3 +211,21 @@ def test_dlq_replay_notes_its_letters_in_the_histories_in_a_write_a_ten(bridge, 
     with counter.measure() as counts:
         assert replay(bridge.operator())["replayed"] == 2 * BATCH
     assert counts.dynamodb_writes == 2 and counts.dynamodb_write_items == 2 * BATCH      # was 20 writes
+
+
+
+@pytest.mark.parametrize("email, more", [
+    ("ANN@example.com", {}),                         # the same address: nothing more than any event's writes
+    # The link's email, its pointer's move and the entry: one transaction; then the old address's pointer, left
+    # with no link, is deleted (the old address is kept nowhere).
+    ("ann@work.example", {"dynamodb:TransactWriteItems": 1, "dynamodb:DeleteItem": 1})])
+def test_a_linked_contacts_email_costs_writes_only_when_it_changed(bridge, intercom, counter, joined, email, more):
+    lead, contact = joined()
+    intercom.update_contact(contact["id"], email=email)
+    bridge.notify("contact.lead.updated", contact["id"])
+    with counter.measure() as counts:
+        one_batch(bridge, 1)
+    # (the notification's "seen" mark; the "No" seen after joining arms the link, which writes its entry)
+    writes = {"dynamodb:PutItem": 1, "dynamodb:TransactWriteItems": 1}
+    assert {op: n for op, n in counts.operations().items() if op.startswith("dynamodb:") and "Get" not in op} == \
+        dict(Counter(writes) + Counter(more))

@@ -80,6 +80,35 @@ def test_forget_erases_a_person_across_campaigns_and_leaves_others_untouched(bri
     assert (again["links"], again["history_entries"], again["pointers"], again["dead_letters"]) == (0, 0, 0, 0)
 
 
+def test_explain_and_forget_find_a_person_by_the_email_they_changed_to_in_intercom(bridge, intercom, rf, joined,
+                                                                                  capsys):
+    """Ann changes her email in Intercom: `contact.email.updated` (a webhook like any contact's) moves her link to
+    the new address, so `explain` and `forget` given it reach her, and nothing keeps the old one (sync's ledger
+    entry of her contact, written under the old address, goes with her)."""
+    from chalicelib.ports.store import LedgerEntry
+    from .test_troubleshooting import entries, explain
+    lead, contact = joined()
+    bridge.rt.store.sync.record("42", [LedgerEntry(contact["id"], "already_in_campaign", email="ann@example.com",
+                                                   rf_user_id=str(lead["id"]))])
+    intercom.update_contact(contact["id"], email="zoe@example.org")
+    bridge.notify("contact.email.updated", contact["id"])
+    bridge.drain()
+    code, found = explain(bridge, capsys, "Zoe@example.org")
+    assert code == 0 and [(p["rf_user_id"], p["email"]) for p in found["people"]] == [
+        (str(lead["id"]), "z***@example.org")]
+    [changed] = entries(found, "contact", "email_changed")
+    assert changed["reason"].startswith("the contact's email changed in Intercom from a***@example.com to "
+                                        "z***@example.org (contact.email.updated)")
+    capsys.readouterr()
+    assert main(["forget", "zoe@example.org"], rt=bridge.operator()) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["links"], report["sync_ledger_entries"]) == (1, 1)
+    assert bridge.history(42, lead["id"])["link"] is None
+    assert item(bridge, email_key(WORKSPACE, "zoe@example.org")) is None
+    assert item(bridge, email_key(WORKSPACE, "ann@example.com")) is None
+    assert "zoe@example.org" not in everything(bridge) and "ann@example.com" not in everything(bridge)
+
+
 def test_history_entries_expire_after_the_configured_days(bridge, intercom, rf, clock):
     bridge.apply(qualifying_settings())
     ann = new_lead(rf)

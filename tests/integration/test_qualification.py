@@ -273,6 +273,25 @@ def test_match_email_qualifies_through_a_duplicate_contact_and_names_it(bridge, 
     assert evaluation["details"]["duplicate_contact_id"] == duplicate["id"]
 
 
+def test_match_email_follows_the_email_the_lead_changed_to_in_intercom(bridge, intercom, rf, joined):
+    """Ann's contact's email changes: a contact that has her old address now (someone else) never qualifies her;
+    a duplicate with her new one does."""
+    lead, contact = joined(qualifying_settings(match="email"))
+    intercom.update_contact(contact["id"], email="ann@work.example")
+    bridge.notify("contact.email.updated", contact["id"])
+    bridge.drain()
+    stranger = intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "Yes"})
+    bridge.notify("contact.user.created", stranger["id"])
+    bridge.drain()
+    assert rf.qualification_calls == []
+    duplicate = intercom.add_contact("ann@work.example", role="user", custom_attributes={"signed_up": "Yes"})
+    bridge.notify("contact.user.created", duplicate["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    evaluation = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "evaluation"][-1]
+    assert evaluation["details"]["duplicate_contact_id"] == duplicate["id"]
+
+
 def test_with_match_contact_a_duplicate_does_not_qualify(bridge, intercom, rf, joined):
     lead, contact = joined()
     duplicate = intercom.add_contact("ann@example.com", role="user", searchable=False)

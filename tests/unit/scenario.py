@@ -33,12 +33,13 @@ def world(doc: Optional[dict] = None) -> FakeWork:
 
 
 def joined(work: FakeWork, user: str = "7", email: str = "ann@example.com", signed_up: Any = "No",
-           kind: str = "lead", pending: bool = True, role: str = "lead", workspace: str = WS) -> tuple[Link, dict]:
+           kind: str = "lead", pending: bool = True, role: str = "lead", workspace: str = WS,
+           baseline_of: Optional[str] = None) -> tuple[Link, dict]:
     """A person whose join was applied: their contact in Intercom, their link in the store."""
     contact = work.apis.intercom_.add(email, role=role, signed_up=signed_up)
     claim = work.store.links.claim(PersonRef("42", user), workspace)
     work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=contact["id"],
-                                              contact_role=role, baseline=signed_up,
+                                              contact_role=role, baseline=signed_up, baseline_of=baseline_of,
                                               qualification=QState.PENDING if pending and kind == "lead" else None),
                             [Entry("join_received", "received")])
     work.clock.now += 10

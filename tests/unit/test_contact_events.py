@@ -2,9 +2,13 @@
 in-memory twin and fake APIs."""
 from __future__ import annotations
 
-from chalicelib.domain.link import ContactState
+import dataclasses
+
+import pytest
+
+from chalicelib.domain.link import ContactState, LinkStatus
 from chalicelib.domain.qualification import QState
-from tests.unit.scenario import event, history, joined, link_of, reasons, run, set_value, settings, world
+from tests.unit.scenario import WS, event, history, joined, link_of, reasons, run, set_value, settings, world
 
 
 def test_the_target_value_qualifies_the_lead_in_rf_once():
@@ -184,3 +188,83 @@ def test_a_replayed_event_retries_a_failed_qualification():
     assert work.apis.rf_.qualified == []
     run(work, event(contact, notification="n3", replayed_from="dead-1"))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+# --- the person's email, changed in Intercom ---------------------------------------------------------
+def test_the_decision_follows_a_new_email_of_the_links_own_contact_only():
+    from chalicelib.domain.link import email_now
+    link, contact = joined(world())
+    assert email_now(link, dict(contact, email=" Ann.New@Example.com ")) == "Ann.New@Example.com"
+    assert email_now(link, dict(contact, email="ANN@example.com")) is None           # the same, in another case
+    assert email_now(link, {"type": "contact", "id": contact["id"], "deleted": True}) is None   # nothing said
+    assert email_now(link, dict(contact, email="")) is None and email_now(link, dict(contact, email=None)) is None
+    assert email_now(link, dict(contact, id="c-other", email="ann.new@example.com")) is None  # a duplicate's
+    waiting = dataclasses.replace(link, status=LinkStatus.WAITING)       # a join not applied: it sets the email
+    assert email_now(waiting, dict(contact, email="ann.new@example.com")) is None
+
+
+@pytest.mark.parametrize("topic", ["contact.email.updated", "contact.lead.added_email", "contact.lead.updated"])
+def test_an_email_changed_in_intercom_moves_the_link_and_its_pointer_with_a_masked_entry(topic):
+    work = world()
+    link, contact = joined(work)
+    run(work, event(dict(contact, email="Bea@New.example"), topic))
+    assert link_of(work).email == "Bea@New.example"
+    found = work.store.lookup.look_up(emails=[(WS, "bea@new.example"), (WS, "ann@example.com")])
+    assert [l.ref for l in found.linked_to_email(WS, "bea@new.example")] == [link.ref]
+    assert (WS, "ann@example.com") not in found.by_email             # the old address is kept nowhere
+    [entry] = [e for e in work.store.history.entries(link.ref) if e.outcome == "email_changed"]
+    assert entry.reason == f"the contact's email changed in Intercom from a***@example.com to B***@New.example " \
+                           f"({topic}): the bridge knows the person by the new one"
+    assert entry.details == {"from": "a***@example.com", "to": "B***@New.example", "contact_id": contact["id"]}
+
+
+def test_email_changes_apply_once_and_in_event_time_order():
+    work = world()
+    link, contact = joined(work)
+    now = work.clock()
+    newest = event(dict(contact, email="ann.third@example.com"), "contact.email.updated", "n2", created_at=now + 20)
+    older = event(dict(contact, email="ann.second@example.com"), "contact.email.updated", "n1", created_at=now + 10)
+    run(work, newest, newest)
+    run(work, older)
+    run(work, event(dict(contact, email="ann.third@example.com"), "contact.lead.updated", "n3", created_at=now + 30))
+    assert link_of(work).email == "ann.third@example.com"
+    assert [o for e, o in history(work) if e == "contact"] == ["email_changed"]
+    assert ("older_event", "ignored") in history(work)
+    found = work.store.lookup.look_up(emails=[(WS, "ann.second@example.com"), (WS, "ann.third@example.com")])
+    assert list(found.by_email) == [(WS, "ann.third@example.com")]
+
+
+def test_an_unchanged_email_writes_nothing_of_its_own_and_a_role_and_email_change_is_one_write():
+    work = world()
+    link, contact = joined(work)
+    writes = []
+    set_contact = work.store.links.set_contact
+    work.store.links.set_contact = lambda *a, **kw: writes.append(kw) or set_contact(*a, **kw)
+    run(work, event(dict(contact, email="ANN@Example.com"), notification="n1"))
+    assert writes == [] and link_of(work).email == "ann@example.com"
+    run(work, event(dict(contact, email="ann@work.example", role="user"), "contact.user.updated", "n2"))
+    assert [sorted(w) for w in writes] == [["email", "role", "when"]]
+    assert (link_of(work).email, link_of(work).contact_role) == ("ann@work.example", "user")
+
+
+def test_with_match_email_a_contact_with_the_new_email_counts_and_one_with_the_old_does_not():
+    work = world(settings(rule={"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}))
+    link, contact = joined(work)
+    run(work, event(dict(contact, email="ann.new@example.com"), "contact.email.updated"))
+    stranger = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")    # her old address now
+    run(work, event(stranger, "contact.user.updated", "n2"))
+    assert work.apis.rf_.qualified == []
+    duplicate = work.apis.intercom_.add("ann.new@example.com", role="user", signed_up="Yes")
+    run(work, event(duplicate, "contact.user.updated", "n3"))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_with_match_email_a_contact_with_the_old_email_does_not_count_in_the_batch_that_changed_it():
+    """The batch read who shares each address before its first message changed the lead's: its later
+    messages judge the lead by the email it has now."""
+    work = world(settings(rule={"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}))
+    link, contact = joined(work)
+    stranger = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    run(work, event(dict(contact, email="ann.new@example.com"), "contact.email.updated"),
+        event(stranger, "contact.user.updated", "n2"))
+    assert work.apis.rf_.qualified == [] and link_of(work).email == "ann.new@example.com"

@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 
 from chalicelib.domain.link import Link, LinkStatus
-from chalicelib.domain.judge import Action, Sighting, judge
+from chalicelib.domain.judge import Action, Sighting, judge, takes_baseline
+from chalicelib.domain.rules import key
 from chalicelib.domain.qualification import QState, allowed, ask_rf_first, claimable, open_states
 from chalicelib.domain.settings import Qualification
 
@@ -99,6 +100,47 @@ def test_a_replay_judges_a_failed_qualification_again():
 def test_a_lead_who_joined_before_the_rule_is_never_qualified_by_surprise():
     v = verdict(dataclasses.replace(LEAD, qualification=None))
     assert v.action is Action.NOTE and v.repeat.event == "qualification_untracked"
+    assert "`bridge backfill 42 --apply` takes its value now as its baseline" in v.repeat.reason     # the fix
+    assert takes_baseline(dataclasses.replace(LEAD, qualification=None), RULE)
+
+
+PLAN = Qualification(attribute="custom_attributes.plan", value="pro")
+# Ann joined under the signed_up rule (baseline "No"); the rule now reads plan, and her contact was "pro" all along
+RE_RULED = dataclasses.replace(LEAD, baseline_of=RULE.attribute)
+
+
+def on_plan(value, **kw) -> Sighting:
+    return Sighting({"id": "c1", "custom_attributes": {"plan": value}}, "webhook contact.lead.updated", **kw)
+
+
+def test_a_baseline_of_another_attribute_never_qualifies_by_surprise_and_names_the_fix():
+    v = verdict(RE_RULED, PLAN, on_plan("pro"))
+    assert v.action is Action.NOTE and v.entry is None and v.repeat.event == "qualification_baseline_unknown"
+    assert "one of custom_attributes.signed_up, not of custom_attributes.plan" in v.repeat.reason
+    assert "`bridge backfill 42 --apply`" in v.repeat.reason
+    assert takes_baseline(RE_RULED, PLAN) and not takes_baseline(RE_RULED, RULE)
+    assert not takes_baseline(dataclasses.replace(RE_RULED, qualification=QState.QUALIFIED), PLAN)
+    # without require_change the baseline does not matter: the target qualifies
+    anyway = Qualification(attribute=PLAN.attribute, value="pro", require_change=False)
+    assert verdict(RE_RULED, anyway, on_plan("pro")).action is Action.QUALIFY
+
+
+def test_a_link_stored_before_baselines_named_their_attribute_belongs_to_the_current_rule():
+    assert LEAD.baseline_of is None and not takes_baseline(LEAD, PLAN)
+    assert verdict(LEAD, PLAN, on_plan("pro")).action is Action.QUALIFY          # as the bridge always judged it
+
+
+def test_a_new_target_on_the_same_attribute_keeps_the_baseline_but_not_an_arming_under_the_old_one():
+    enterprise = Qualification(attribute=PLAN.attribute, value="enterprise")
+    joined_free = dataclasses.replace(LEAD, baseline="free", baseline_of=PLAN.attribute)
+    assert verdict(joined_free, enterprise, on_plan("enterprise")).action is Action.QUALIFY     # a real change
+    # "enterprise" missed the old target ("pro"), so it armed the link then; it was her value at join time
+    armed = dataclasses.replace(joined_free, baseline="enterprise", armed=True, armed_by=key(PLAN))
+    held = verdict(armed, enterprise, on_plan("enterprise"))
+    assert held.action is Action.NOTE and "require_change is true" in held.entry.reason
+    assert verdict(armed, enterprise, on_plan("free")).action is Action.ARM          # armed anew, under this rule
+    assert verdict(dataclasses.replace(armed, armed_by=key(enterprise)), enterprise,
+                   on_plan("enterprise")).action is Action.QUALIFY
 
 
 def test_a_referrer_meeting_the_rule_is_noted_but_never_qualified():

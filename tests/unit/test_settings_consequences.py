@@ -54,3 +54,25 @@ def test_a_campaign_moved_back_to_the_workspace_its_people_are_linked_in_says_th
     assert apply(work, settings()) == ["campaign 42 moved back to workspace ws: its 2 linked people of ws count "
                                        "again (changes to their contacts can qualify them)"]
     assert apply(work, settings()) == []
+
+
+def test_a_rule_added_on_another_attribute_or_newly_requiring_a_change_says_how_many_leads_backfill_takes_in():
+    work = world(settings(rule=None))
+    joined(work, "7", pending=False)                                            # linked before any rule
+    joined(work, "8", "bob@example.com", baseline_of="custom_attributes.signed_up")     # under a signed_up rule
+    take = ("`bridge backfill 42` (a dry run) lists them, then `bridge backfill 42 --apply` takes each one's value "
+            "now as their baseline")
+    change = " (one already at the target then qualifies only on a change: require_change)"
+
+    def said(n: int, attribute: str) -> str:
+        return (f"{n} linked lead{'s' if n > 1 else ''} joined before the qualification rule on {attribute} (under "
+                "no rule, or a rule on another attribute): their value then is not known, so they are not qualified "
+                "automatically — " + take)
+    assert apply(work, settings()) == [said(1, "custom_attributes.signed_up") + change]
+    assert apply(work, settings()) == []                                        # said when the rule changes
+    plan = {"attribute": "custom_attributes.plan", "value": "pro"}
+    # without require_change a baseline does not matter: only the lead linked before any rule is held
+    assert apply(work, settings(rule={**plan, "require_change": False})) == [said(1, "custom_attributes.plan")]
+    assert apply(work, settings(rule=plan)) == [said(2, "custom_attributes.plan") + change]
+    # a new target on the same attribute: the values at join time are still what they were
+    assert apply(work, settings(rule={**plan, "value": "enterprise"})) == []

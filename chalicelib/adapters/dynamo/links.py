@@ -13,8 +13,8 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
-                           PersonRef, ReferralCount)
+from ...domain.link import (LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue,
+                           PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
 from .history import Delete, DynamoHistory, Put, Update
@@ -26,6 +26,11 @@ from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, con
 
 def _assign(attr: Any, value: Any) -> Any:
     return attr.set(value) if value is not None else attr.remove()
+
+
+def _same(attr: Any, value: Any) -> Any:
+    """The stored attribute is `value` (None: it has none)."""
+    return attr.does_not_exist() if value is None else attr == getattr(value, "value", value)
 
 
 def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
@@ -153,6 +158,15 @@ class DynamoLinks:
         found, complete = _capped(campaign_id, limit, scan_limit, ["kind"], LinkItem.status == LinkStatus.IGNORED.value)
         return dict(Counter(i.kind for i in found)), complete
 
+    def unbaselined(self, campaign_id: str, workspace: str, attribute: str, limit: int,
+                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[QState], int], bool]:
+        other = (LinkItem.qualification == QState.PENDING.value) & LinkItem.baseline_of.exists() \
+            & (LinkItem.baseline_of != attribute)
+        found, complete = _capped(campaign_id, limit, scan_limit, ["qualification"], (
+            LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.kind == LEAD) & (LinkItem.workspace == workspace)
+            & (LinkItem.qualification.does_not_exist() | other))
+        return dict(Counter(QState(i.qualification) if i.qualification else None for i in found)), complete
+
     def joined_people(self, campaign_id: str,
                       scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
         # Never `limit` found before `scan_limit` were read: complete only once none is left.
@@ -220,8 +234,8 @@ class DynamoLinks:
     def _finish(self, claim: JoinClaim, result: JoinResult, at: float) -> list[Update | Put]:
         ref, now = claim.ref, iso(at)
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
-                  for name in ("kind", "email", "contact_id", "contact_role", "baseline", "qualification", "reason",
-                               "uncertain_since", "qualified_at")}
+                  for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
+                               "qualification", "reason", "uncertain_since", "qualified_at")}
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             fields.update(counted_for=result.counted_for, counted_at=at)
         if result.qualification is QState.PENDING:
@@ -383,7 +397,7 @@ class DynamoLinks:
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP) -> Link:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Link:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -392,8 +406,9 @@ class DynamoLinks:
                    LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
         if role:
             actions.append(LinkItem.contact_role.set(role))
-        if baseline is not KEEP:
-            actions.append(_assign(LinkItem.baseline, baseline))
+        changes: dict[str, Any] = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
+                                   if value is not KEEP}
+        actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
         updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
         if old:
             updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
@@ -406,19 +421,50 @@ class DynamoLinks:
                 raise Busy("the link moved meanwhile (another worker applied the merge)") from None
             raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None,
-                                   contact_role=role or link.contact_role, updated_at=now,
-                                   baseline=link.baseline if baseline is KEEP else baseline)
+                                   contact_role=role or link.contact_role, updated_at=now, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
-                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP) -> Optional[Link]:
-        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state))
-                                   if value is not KEEP}
-        return self._set(link, entries, when, changes)
+                    role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
+                    email: str = KEEP) -> Optional[Link]:
+        changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state),
+                                                                   ("email", email)) if value is not KEEP}
+        if email is KEEP:
+            return self._set(link, entries, when, changes)
+        # The pointers follow the email in the same write, from the email the link still has (a condition).
+        old = email_key(link.workspace, link.email) if link.email else None
+        new = email_key(link.workspace, email)
+        pointers = [_add_ref(new, link.ref)] if new != old else []
+        if old and pointers:
+            pointers.append(Update(PointerItem(*old), [PointerItem.links.delete({str(link.ref)})]))
+        moved = self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
+                          else LinkItem.email.does_not_exist(), *pointers)
+        if moved is not None and old and pointers:      # the old address, once no link is left in its pointer,
+            applied(lambda: PointerItem(*old).delete(condition=PointerItem.links.does_not_exist()))  # is kept nowhere
+        return moved
 
-    def arm(self, link: Link, entries: Sequence[Entry]) -> Link:
-        return self._set(link, entries, None, {"armed": True}) or link   # None: the link was erased meanwhile
+    def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
+        return self._set(link, entries, None, {"armed": True, "armed_by": by}) or link   # None: erased meanwhile
 
-    def _set(self, link: Link, entries: Sequence[Entry], when: Optional[float], changes: dict) -> Optional[Link]:
+    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
+        """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""
+        return [link.qualification in (None, QState.PENDING) and applied(lambda: self.history.transact(
+            link.ref, entries, self._take_baseline(link, baseline, attribute)))
+            for link, baseline, attribute, entries in taken]
+
+    def _take_baseline(self, link: Link, baseline: Any, attribute: str) -> Update:
+        now = iso(self.clock())
+        return Update(LinkItem(*link_key(link.ref)), [
+            _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.armed.remove(),
+            LinkItem.armed_by.remove(), LinkItem.qualification.set(QState.PENDING.value),
+            LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{link.ref}"),
+            LinkItem.updated_at.set(now)],
+            (LinkItem.status == LinkStatus.LINKED.value) & _same(LinkItem.qualification, link.qualification)
+            & _same(LinkItem.baseline_of, link.baseline_of))
+
+    def _set(self, link: Link, entries: Sequence[Entry], when: Optional[float], changes: dict,
+             same: Any = None, *pointers: Update) -> Optional[Link]:
+        """The link's `changes`, in event time order (`when`) and while the stored link is the `same`,
+        with the `pointers`' updates and the entries, at once."""
         now = iso(self.clock())
         actions = [LinkItem.updated_at.set(now)]
         actions += [_assign(getattr(LinkItem, name), getattr(v, "value", v)) for name, v in changes.items()]
@@ -428,10 +474,15 @@ class DynamoLinks:
             condition &= LinkItem.last_event_at.does_not_exist() | (LinkItem.last_event_at <= when)
             changes["last_event_at"] = when
         try:
-            self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions, condition))
+            self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
+                                                            condition if same is None else condition & same),
+                                  *pointers)
         except TransactWriteError as exc:
             if not conditional(exc):
                 raise
+            stored = get(LinkItem, link_key(link.ref), consistent=True) if same is not None else None
+            if stored is not None and (when is None or stored.last_event_at is None or stored.last_event_at <= when):
+                raise Busy("the link changed meanwhile (another worker applied an Intercom event)") from None
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")
             return None

@@ -114,7 +114,9 @@ class LinkItem(_Item):
     contact_role = UnicodeAttribute(null=True)
     contact_state = UnicodeAttribute(null=True)     # domain.link.ContactState
     baseline = JSONAttribute(null=True)
+    baseline_of = UnicodeAttribute(null=True)       # the attribute `baseline` is a value of (Link)
     armed = BooleanAttribute(null=True)
+    armed_by = UnicodeAttribute(null=True)          # the rule `armed` holds under (Link)
     qualification = UnicodeAttribute(null=True)     # domain.qualification.QState
     qualified_at = UnicodeAttribute(null=True)
     last_event_at = NumberAttribute(null=True)
@@ -140,7 +142,8 @@ class LinkItem(_Item):
                     status=LinkStatus(self.status), kind=self.kind, email=self.email, contact_id=self.contact_id,
                     contact_role=self.contact_role,
                     contact_state=ContactState(self.contact_state) if self.contact_state else None,
-                    baseline=self.baseline, armed=bool(self.armed),
+                    baseline=self.baseline, baseline_of=self.baseline_of, armed=bool(self.armed),
+                    armed_by=self.armed_by,
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
                     joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,

@@ -180,9 +180,10 @@ class DynamoSync:
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         return [_entry(item) for item in self._with_email(campaign_id, email)]
 
-    def forget(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        gone = []
-        for item in self._with_email(campaign_id, email):
-            gone.append(_entry(item))
+    def forget(self, campaign_id: str, email: str, contact_ids: Iterable[str] = ()) -> list[LedgerEntry]:
+        items = {item.sk: item for item in self._with_email(campaign_id, email)}
+        named = [ledger_key(campaign_id, c) for c in set(contact_ids)]
+        items.update((item.sk, item) for item in batch_get(LedgerItem, named) if item.sk not in items)
+        for item in items.values():
             item.delete()
-        return gone
+        return [_entry(item) for item in items.values()]

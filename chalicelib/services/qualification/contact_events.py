@@ -1,19 +1,21 @@
 """Use case: Intercom told us about a contact (a webhook notification). A repeat is counted; a
 deletion or an archive marks the links; a merge moves them to the survivor; any other change is
-judged against each linked lead's rule (and, with `match: email`, against leads who share the email)."""
+followed (the contact's role; its email, which the link and its pointer take) and judged against each
+linked lead's rule (and, with `match: email`, against leads who share the email)."""
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
-from ...domain.link import ContactState, Link
+from ...domain.link import ContactState, Link, email_now
 from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.qualification import QState
 from ...domain.settings import Qualification
 from ...messages import ContactMessage
-from ...observability import count
+from ...observability import count, mask_email
+from ...ports.store import KEEP
 from ..deps import WorkDeps
 from .batch import Batch
 
@@ -78,11 +80,20 @@ def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Ba
 
 
 def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
+    """The contact's role and email, where they changed, are followed (one write, in event time order), then
+    its value is judged."""
     link = batch.link(link.ref) or link
-    role = item.get("role")
-    if role and link.contact_role != role:
-        entry = Entry("contact", "role_changed", f"the contact is now a {role} ({topic})")
-        link = batch.keep(deps.links.set_contact(link, [entry], when=seen.when, role=role) or link)
+    role = item.get("role") if item.get("role") and link.contact_role != item.get("role") else None
+    email = email_now(link, item)
+    entries = [Entry("contact", "role_changed", f"the contact is now a {role} ({topic})")] if role else []
+    if email:
+        was, now = mask_email(link.email), mask_email(email)
+        entries.append(Entry("contact", "email_changed", f"the contact's email changed in Intercom from {was} to "
+                             f"{now} ({topic}): the bridge knows the person by the new one",
+                             {"from": was, "to": now, "contact_id": item.get("id")}))
+    if entries:
+        link = batch.keep(deps.links.set_contact(link, entries, when=seen.when, role=role or KEEP,
+                                                 email=email or KEEP) or link)
     batch.keep(deps.qualifier.evaluate(link, batch.settings_for(link), seen))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ...domain import rules
 from ...domain.history import Entry
 from ...domain.judge import Action, Sighting, Verdict, elsewhere, judge
 from ...domain.link import Claim, Link
@@ -41,7 +42,7 @@ class Qualifier:
             self.history.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [verdict.entry] if verdict.entry is not None else []
         if verdict.action is Action.ARM:
-            return self.links.arm(link, entries)
+            return self._arm(link, entries, rule)
         if entries:
             self.history.append(link.ref, entries)
         if verdict.action is Action.QUALIFY:
@@ -59,6 +60,11 @@ class Qualifier:
     def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
         return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
 
+    def _arm(self, link: Link, entries: list[Entry], rule: Optional[Qualification]) -> Link:
+        """Armed under the rule whose target the value seen missed (only a verdict under a rule arms)."""
+        assert rule is not None
+        return self.links.arm(link, entries, rules.key(rule))
+
     def _arm_and_look(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, verdict: Verdict) -> Link:
         """Order never matters: an event that arms the link may be older than one already judged (the
         newer "Yes" came first and was noted as unchanged). So the contact's value now is read and
@@ -68,7 +74,8 @@ class Qualifier:
             now = self.apis.intercom(link.workspace).get_contact(link.contact_id)
         except (Merged, NotFound):
             now = None             # reconciliation follows merges and deletions
-        armed = self.links.arm(link, [verdict.entry] if verdict.entry is not None else [])
+        armed = self._arm(link, [verdict.entry] if verdict.entry is not None else [],
+                          settings.qualification if settings is not None else None)
         if now is None or not armed.armed:
             return armed
         current = Sighting(now, f"{seen.via}, then the contact read at once", current=True, replay=seen.replay)

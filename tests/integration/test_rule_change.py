@@ -1,0 +1,101 @@
+"""A campaign's qualification rule changed, or added, while leads wait: a lead whose value at join time
+belongs to another rule (or to none) is never qualified by surprise, `settings apply` says how many and
+what to run, and `bridge backfill --apply` takes each one's value now as its baseline: from then on a
+real change qualifies, once."""
+from __future__ import annotations
+
+import json
+
+from tests.support.cli import run_cli
+
+from .conftest import join_body, lead_settings, new_lead, qualifying_settings
+
+PRO = {"attribute": "custom_attributes.plan", "value": "pro"}
+BACKFILL = "`bridge backfill 42 --apply`"
+
+
+def qualified_ids(rf):
+    return [user_id for user_id, _ in rf.qualification_events]
+
+
+def cli(bridge, capsys, *argv) -> dict:
+    code, out, _ = run_cli(bridge.operator(), capsys, *argv, "--json")
+    assert code == 0 or argv[0] == "doctor", out          # (doctor's exit code says whether it found a problem)
+    return json.loads(out)
+
+
+def told(bridge, intercom, contact_id, **attributes) -> None:
+    """The contact changes in Intercom, and its webhook comes."""
+    if attributes:
+        intercom.update_contact(contact_id, **attributes)
+    assert bridge.notify("contact.lead.updated", contact_id).status_code == 200
+    bridge.drain()
+
+
+def repeats(bridge, lead) -> dict[str, str]:
+    return {e["event"]: e["reason"] for e in bridge.history(42, lead["id"])["history"] if e.get("count")}
+
+
+TAKEN = "linked before the qualification rule: its value now taken as its baseline"
+
+
+def rebaselined(bridge, capsys, lead, value, attribute) -> None:
+    """The dry run names the lead, the apply takes the contact's value now as its baseline, once."""
+    dry = cli(bridge, capsys, "backfill", "42")
+    would = "linked before the qualification rule: its value now would be taken as its baseline"
+    assert [p["rf_user_id"] for p in dry["people"][would]] == [str(lead["id"])]
+    assert cli(bridge, capsys, "backfill", "42", "--apply")["outcomes"][TAKEN] == 1
+    link = bridge.history(42, lead["id"])["link"]
+    assert (link["qualification"], link["baseline"], link["baseline_of"]) == ("pending", value, attribute)
+    assert TAKEN not in cli(bridge, capsys, "backfill", "42", "--apply")["outcomes"]
+    bridge.drain()                              # (the referrer's join, missing, that backfill sent)
+
+
+def test_a_lead_already_at_the_new_rules_target_is_not_qualified_by_a_rule_change(bridge, intercom, rf, capsys,
+                                                                                 joined):
+    intercom.define_attribute("plan", "string")
+    lead, contact = joined()                                    # signed_up "No" at join
+    intercom.update_contact(contact["id"], plan="pro")          # ... and on plan "pro" all along
+    said = bridge.apply({**lead_settings(), "qualification": PRO})["warnings"]
+    assert [w for w in said if BACKFILL in w] == [
+        "1 linked lead joined before the qualification rule on custom_attributes.plan (under no rule, or a rule on "
+        "another attribute): their value then is not known, so they are not qualified automatically — `bridge "
+        f"backfill 42` (a dry run) lists them, then {BACKFILL} takes each one's value now as their baseline (one "
+        "already at the target then qualifies only on a change: require_change)"]
+    told(bridge, intercom, contact["id"])
+    assert qualified_ids(rf) == []
+    assert BACKFILL in repeats(bridge, lead)["qualification_baseline_unknown"]
+    doctor = cli(bridge, capsys, "doctor", "42")
+    [finding] = [f for f in doctor["findings"] if f["check"] == "qualification.baselines"]
+    assert finding["what"].startswith("1 linked lead") and BACKFILL in finding["fix"]
+
+    rebaselined(bridge, capsys, lead, "pro", PRO["attribute"])
+    told(bridge, intercom, contact["id"])                       # still "pro": no change since the baseline
+    assert qualified_ids(rf) == []
+    told(bridge, intercom, contact["id"], plan="free")
+    told(bridge, intercom, contact["id"], plan="pro")           # a real change
+    told(bridge, intercom, contact["id"])
+    assert qualified_ids(rf) == [lead["id"]]
+    assert not [f for f in cli(bridge, capsys, "doctor", "42")["findings"] if f["check"] == "qualification.baselines"]
+
+
+def test_a_lead_linked_before_the_campaign_had_a_rule_is_taken_in_by_backfill_and_qualifies_on_a_change(
+        bridge, intercom, rf, capsys):
+    bridge.apply(lead_settings())                               # no qualification rule yet
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert bridge.history(42, lead["id"])["link"]["qualification"] is None
+    said = bridge.apply(qualifying_settings())["warnings"]
+    assert any(w.startswith("1 linked lead joined before the qualification rule on custom_attributes.signed_up ")
+               and BACKFILL in w for w in said)
+    told(bridge, intercom, contact["id"], signed_up="Yes")
+    assert qualified_ids(rf) == [] and BACKFILL in repeats(bridge, lead)["qualification_untracked"]
+
+    rebaselined(bridge, capsys, lead, "Yes", "custom_attributes.signed_up")
+    told(bridge, intercom, contact["id"], signed_up="No")
+    intercom.update_contact(contact["id"], signed_up="Yes")     # its webhook lost: the sweep finds it
+    bridge.reconcile()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
