@@ -83,14 +83,16 @@ def replan(settings: CampaignSettings, person: dict, old: Plan, fresh: dict[str,
     """Intercom refused a write planned with an attribute list older than `fresh`: the plan made with
     `fresh`, when it writes something else; None when it writes the same (the list does not explain
     the refusal: writing again would be refused again). A value is the same only with the same type
-    too (True == 1 in Python, not in an Intercom attribute)."""
+    too (True == 1 in Python, not in an Intercom attribute). A custom attribute `fresh` does not list
+    (archived or deleted since: the list leaves them out) has no type Intercom says: no change."""
     again = plan(settings, person, fresh)
     if not isinstance(again, Plan):
         return None
     before, after = old.payload.attributes, again.payload.attributes
     changed = tuple(sorted(name for name in set(before) | set(after)
-                           if name not in before or name not in after
-                           or (type(before[name]), before[name]) != (type(after[name]), after[name])))
+                           if (name in fresh or not name.startswith("custom_attributes."))
+                           and (name not in before or name not in after
+                                or (type(before[name]), before[name]) != (type(after[name]), after[name]))))
     return Replan(again, changed) if changed else None
 
 

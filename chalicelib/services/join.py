@@ -22,7 +22,7 @@ from ..domain import people
 from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
-from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, attribute_value
+from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
@@ -462,11 +462,14 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
         return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
     updated, update = _written_or_again(attempt, deps, send)
     plan = attempt.plan
-    if not update:     # every mapped field already has a value: only the tag marks them as referred
+    if not update:     # every mapped field already has a value (or Intercom refused it): only the tag marks them
         tagged = bool(plan.people.tag)
+        refused = [e.to for e in plan.payload.errors if e.reason.startswith(REFUSED_BY_INTERCOM)]
+        every = f"Intercom refused {', '.join(refused)} (fields not written) and it already has a value for every " \
+            "other" if refused else "it already has a value for every"
         return Reached(contact, "updated" if tagged else "linked", baseline, of, (Entry(
-            "contact", "updated_existing", f"{found}; duplicates is update, but it already has a value for every "
-            f"mapped field (kept): {'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
+            "contact", "updated_existing", f"{found}; duplicates is update, but {every} mapped field (kept): "
+            f"{'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
     written = set(_written(update))
     kept = sorted(name for name in _written(plan.update_body({}))
                   if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])

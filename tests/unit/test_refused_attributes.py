@@ -117,3 +117,45 @@ def test_a_refusal_of_our_marker_refuses_the_whole_create_no_contact_is_made_wit
     assert run(work, join({**LEAD}))["dead"] == 1
     assert work.apis.intercom_.contacts == {} and work.apis.intercom_.calls == ["attribute", "search", "create"]
     assert link_of(work).reason == "Intercom answered 400 parameter_invalid: Custom attribute 'rf_person' is archived"
+
+
+SCORE = "custom_attributes.score"
+
+
+def test_a_number_attribute_archived_since_the_list_was_read_is_no_type_change_it_is_left_out():
+    """Intercom's attribute list leaves archived (and deleted) attributes out: the fresh list does not say the
+    attribute is text now, so the value is not written again as text (a refusal more, and a history saying
+    the contact was written with the types Intercom has now): the contact is written without it."""
+    doc = {**SETTINGS, "leads": {**SETTINGS["leads"], "fields": [*SETTINGS["leads"]["fields"],
+                                                                   {"from": "id", "to": SCORE}]}}
+    work = world(doc)
+    work.apis.intercom_.attributes[SCORE] = {"data_type": "integer"}
+    work.apis.hold_attributes()                          # the container's list, from before it was archived
+    del work.apis.intercom_.attributes[SCORE]
+    archived(work, "score")
+    assert run(work, join())["done"] == 1
+    [contact] = work.apis.intercom_.contacts.values()
+    assert "score" not in contact["custom_attributes"] and work.apis.read_again == 1
+    assert work.apis.intercom_.calls == ["attribute", "search", "create", "create", "tag"]
+    assert [(e["to"], e["reason"]) for e in fields_not_written(work)] == [
+        (SCORE, "Intercom refused it: Custom attribute 'score' is archived")]
+    assert history(work) == [("join_received", "received"), ("fields", "not_written"), ("contact", "created"),
+                             ("tag", "tagged")]
+
+
+def test_an_attribute_the_fresh_list_no_longer_shows_is_no_reason_to_plan_the_write_again():
+    old = decide.plan(parse_settings(SETTINGS), PERSON, {"custom_attributes.signed_up": {"data_type": "boolean"}})
+    assert isinstance(old, decide.Plan) and old.payload.attributes["custom_attributes.signed_up"] is False
+    assert decide.replan(parse_settings(SETTINGS), PERSON, old, {}) is None
+
+
+def test_an_update_left_with_nothing_to_write_once_intercom_refused_it_does_not_say_every_field_had_a_value():
+    work = world()
+    work.apis.intercom_.add("ann@example.com", role="user", campaign="Friends of Acme")["name"] = "Ann"
+    archived(work, "referred_by")                     # the one mapped field the contact has no value for
+    assert run(work, join())["done"] == 1
+    assert work.apis.intercom_.calls == ["attribute", "search", "get", "update", "tag"]
+    [updated] = [e for e in work.store.history.entries(link_of(work).ref) if e.event == "contact"]
+    assert updated.reason == ("a user with this email already exists (found by email search); duplicates is update, "
+                              "but Intercom refused custom_attributes.referred_by (fields not written) and it already "
+                              "has a value for every other mapped field (kept): only the tag is added; linked")
