@@ -856,6 +856,8 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
         _print(view)
         return 0
     print(f"campaign {view['campaign_id']}: {view['people_in_rf']} people in Referral Factory"
+          + (f"; it also listed {view['other_campaigns_ignored']} of other campaigns: ignored"
+             if view["other_campaigns_ignored"] else "")
           + (" (dry run: nothing was sent; --apply sends them)" if view["dry_run"] else f", {view['queued']} queued")
           + (f", {view['counted']} counted for their referrer ({view['count_writes_queued']} count writes queued)"
              if view["counted"] else ""))

@@ -12,7 +12,7 @@ from chalicelib.config import Config
 from chalicelib.domain.mapping import MARKER_NAME
 from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
-from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, ReceivedLetter, Refused
+from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
 from chalicelib.ports.queue import REASON_KEPT
 from chalicelib.services.deps import WorkDeps
 
@@ -355,6 +355,13 @@ class FakeIntercom:
         return list(self.segment_list)
 
 
+def people_page(people: list[dict], after: Optional[str], per_page: int) -> PeoplePage:
+    """A page of `people` as RF's list gives it: its next page named by a link (here an opaque offset)."""
+    start = int(after or 0)
+    following = str(start + per_page) if start + per_page < len(people) else None
+    return PeoplePage(people[start:start + per_page], following, len(people), len(people[start:start + per_page]))
+
+
 class FakeRF:
     """ReferralFactoryPort in memory. `qualify` answers with `answers` in turn (an exception is
     raised) and then succeeds; `lost` calls after that are applied and then raise Uncertain (the
@@ -423,12 +430,11 @@ class FakeRF:
         self.created.append(user)
         return user
 
-    def users_page(self, campaign_id: str, page: int = 1,
-                   per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
-        self.calls.append(f"users_page {page}")
+    def users_page(self, campaign_id: str, after: Optional[str] = None, per_page: int = 250) -> PeoplePage:
+        self.calls.append(f"users_page {after or 'first'}")
         self._up()
         people = [u for u in self.created if str(u.get("campaign_id")) == str(campaign_id)]
-        return people[(page - 1) * per_page: page * per_page], page * per_page < len(people), len(people)
+        return people_page(people, after, per_page)
 
 
 class FakeApis:

@@ -19,6 +19,10 @@ GROUP_FILTERS = 15    # filters in one AND/OR group
 PER_PAGE = 150        # contacts in one page of search results (the API's maximum)
 MAX_PAGES = 20        # pages read of one search (3,000 contacts)
 TAG_USERS = 50        # contacts tagged in one POST /tags
+# Every contact search's order: by a field no update changes. Intercom's cursor is stateless and its default
+# order (descending, by a field the API does not name) may move a contact written while a walk pages on
+# (the sync's own write-backs, anyone's edits) across the cursor: read twice, or never.
+OLDEST_FIRST = {"field": "created_at", "order": "ascending"}
 
 
 class IntercomClient(JsonApi):
@@ -74,7 +78,8 @@ class IntercomClient(JsonApi):
     def _pages(self, path: str, query: dict) -> Iterator[dict]:
         pagination: dict[str, Any] = {"per_page": PER_PAGE}
         for _ in range(MAX_PAGES):
-            answer = self._call("POST", path, json_body={"query": query, "pagination": pagination}) or {}
+            answer = self._call("POST", path, json_body={"query": query, "sort": OLDEST_FIRST,
+                                                         "pagination": pagination}) or {}
             yield from answer.get("data", [])
             after = ((answer.get("pages") or {}).get("next") or {}).get("starting_after")
             if not after:
@@ -91,7 +96,8 @@ class IntercomClient(JsonApi):
         paging: dict[str, Any] = {"per_page": per_page}
         if starting_after:
             paging["starting_after"] = starting_after
-        answer = self._call("POST", "/contacts/search", json_body={"query": query, "pagination": paging}) or {}
+        answer = self._call("POST", "/contacts/search", json_body={"query": query, "sort": OLDEST_FIRST,
+                                                                   "pagination": paging}) or {}
         following = (answer.get("pages") or {}).get("next") or {}
         total = answer.get("total_count")
         return (answer.get("data", []), following.get("starting_after") or None,

@@ -309,6 +309,8 @@ class MemoryLinks:
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
+        if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
+            changes.update(armed=False, armed_by=None)
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None,
                            contact_role=role or stored.link.contact_role, **changes)
 

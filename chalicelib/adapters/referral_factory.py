@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from typing import Any, Optional
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
+from ..domain.people import of_campaign
 from ..errors import ApiError, Permanent
-from ..ports.apis import Refused
+from ..ports.apis import PeoplePage, Refused
 from ..observability import count
 from .http import JsonApi
 from .ratelimit import CircuitOpen
@@ -84,13 +86,34 @@ class ReferralFactoryClient(JsonApi):
             raise Refused(exc.status, str(exc.body.get("message") or exc.message) if isinstance(exc.body, dict)
                           else str(exc.message), fields) from None
 
-    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
-        """One page of a campaign's people (GET /users?campaign_id=...&page=...), whether another
-        follows, and how many there are in all (when RF says)."""
-        answer = self._call("GET", "/users", params={"campaign_id": campaign_id, "page": page, "per_page": per_page})
+    def users_page(self, campaign_id: str, after: Optional[str] = None, per_page: int = 250) -> PeoplePage:
+        """`GET /users?per_page=...` (asking for `campaign_id` too), or the page RF's `links.next` named
+        (`after`), followed as RF gave it — a page number or a cursor alike — with the campaign and page
+        size of the first where the link leaves them out, and only on RF's API base (RF_BASE_URL: the token
+        goes nowhere else). The campaign's people only, by their own campaign_id (RF may list every
+        campaign's); their campaign is never taken from what was asked."""
+        if after is None:
+            answer = self._call("GET", "/users", params={"campaign_id": campaign_id, "per_page": per_page})
+        else:
+            answer = self._call("GET", self._on_base(after, {"campaign_id": campaign_id, "per_page": per_page}))
         answer = answer if isinstance(answer, dict) else {}
-        data: list = answer["data"] if isinstance(answer.get("data"), list) else []
+        data = [u for u in answer["data"] if isinstance(u, dict)] if isinstance(answer.get("data"), list) else []
         links: dict = answer["links"] if isinstance(answer.get("links"), dict) else {}
         meta: dict = answer["meta"] if isinstance(answer.get("meta"), dict) else {}
         total = meta.get("total") if isinstance(meta.get("total"), int) else None
-        return [u for u in data if isinstance(u, dict)], bool(links.get("next")), total
+        following = links.get("next") if isinstance(links.get("next"), str) and links["next"] else None
+        return PeoplePage([u for u in data if of_campaign(u, campaign_id)], following, total, len(data))
+
+    def _on_base(self, link: str, asked: dict) -> str:
+        """The path (under the API base) of a link RF gave, with what `asked` names that the link does not
+        (a Laravel link may carry only its page or cursor). A link elsewhere is refused, not followed."""
+        base = urlsplit(self.base_url)
+        where = urlsplit(urljoin(self.base_url + "/", link))
+        if (where.scheme, where.netloc.lower()) != (base.scheme, base.netloc.lower()) or \
+                not where.path.startswith(base.path + "/") or ".." in where.path.split("/"):
+            raise Permanent(f"Referral Factory's link to its next page of people ({link}) is not on its API base "
+                            f"{self.base_url}: not followed (the token goes only there) — if that address is "
+                            "Referral Factory's API, set RF_BASE_URL to it")
+        query = parse_qsl(where.query, keep_blank_values=True)
+        query += [(k, str(v)) for k, v in asked.items() if k not in {name for name, _ in query}]
+        return where.path[len(base.path):] + "?" + urlencode(query)

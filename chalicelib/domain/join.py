@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional
 
+from . import rules
+from .link import MOVED_UNKNOWN, Link
 from .mapping import (MARKER_NAME, REFUSED_BY_INTERCOM, ContactPayload, FieldError, attribute_value, build_payload,
                       is_empty)
 from .settings import CampaignSettings, People
@@ -207,17 +209,24 @@ def duplicate_of(ours_: dict, contacts: Iterable[dict], duplicates: str) -> Opti
     return Duplicate(target, merge)
 
 
-def moved_baseline(settings: CampaignSettings, target: dict, joined_at: Optional[float], current: Any) -> tuple[Any, bool]:
-    """The baseline once the link moves to `target` (a contact that existed when the person joined):
-    its value, when it has not changed since the person joined (then that was its value at join
-    time); else its value then is unknown and the baseline stays the one we created our contact with.
-    Returns (baseline, known)."""
-    if settings.qualification is None:
-        return current, True
-    updated = time_number(target.get("updated_at"))
-    if joined_at is not None and updated is not None and updated <= joined_at:
-        return baseline(settings, target), True
-    return current, False
+def moved_baseline(settings: CampaignSettings, link: Link, target: dict) -> dict[str, Any]:
+    """What a lead's link records of its baseline when it moves to `target`, another contact of the person's
+    (the one its contact was merged into, an older duplicate, the contact with its email once its own is
+    gone), as LinkRepository.move takes it: nothing when its own still holds (no rule, or `target` was made
+    after the person joined: the contact they had then was the link's); `target`'s value when it existed then
+    and has not changed since (its value then); else MOVED_UNKNOWN: its value then is not known (a merge
+    changes the survivor), and under require_change the lead is not qualified by itself
+    (judge.baseline_known). Never the link's own baseline for a contact that existed when the person joined:
+    it may have had the target all along."""
+    q, joined = settings.qualification, rules.event_time(link.joined_at)
+    if q is None or not link.is_lead:
+        return {}
+    created, updated = rules.event_time(target.get("created_at")), rules.event_time(target.get("updated_at"))
+    if joined is not None and created is not None and created > joined:
+        return {}
+    if joined is not None and updated is not None and updated <= joined:
+        return {"baseline": baseline(settings, target), "baseline_of": q.attribute}
+    return {"baseline": None, "baseline_of": MOVED_UNKNOWN}
 
 
 def time_number(value: Any) -> Optional[float]:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from . import rules
 from .history import Entry, Repeat
-from .link import Link, LinkStatus
+from .link import MOVED_UNKNOWN, Link, LinkStatus
 from .mapping import attribute_value, has_attribute
 from .people import given_email
 from .qualification import QState, open_states
@@ -63,9 +63,10 @@ def elsewhere(link: Link, settings: Optional[CampaignSettings]) -> Optional[Repe
 def baseline_known(link: Link, rule: Qualification) -> bool:
     """Is the link's baseline the lead's value of the rule's attribute when they joined? Not for a lead
     linked before the campaign had a rule (no qualification state), nor for one whose baseline is a value
-    of another attribute (the rule changed since). A rule whose target changed on the same attribute keeps
-    it (the value then is what it was; only `armed` depends on the target: armed_under). A link stored
-    before the bridge recorded `baseline_of` is taken as the current rule's, as the bridge always took it."""
+    of another attribute (the rule changed since), or of none (MOVED_UNKNOWN: join.moved_baseline). A rule
+    whose target changed on the same attribute keeps it (the value then is what it was; only `armed` depends
+    on the target: armed_under). A link stored before the bridge recorded `baseline_of` is taken as the
+    current rule's, as the bridge always took it."""
     return link.qualification is not None and link.baseline_of in (None, rule.attribute)
 
 
@@ -88,10 +89,12 @@ def untracked(link: Link) -> Repeat:
 
 
 def unknown_baseline(link: Link, rule: Qualification) -> Repeat:
-    return Repeat("qualification_baseline_unknown", (
-        f"this lead's value at join time is one of {link.baseline_of}, not of {rule.attribute} (the qualification "
-        f"rule changed since it joined), and require_change is true: it is not qualified automatically — "
-        f"{_backfill(link)}"))
+    why = (f"its link moved to contact {link.contact_id}, which existed when the lead joined and changed since, so its "
+           f"{rule.attribute} then is not known" if link.baseline_of == MOVED_UNKNOWN else
+           f"this lead's value at join time is one of {link.baseline_of}, not of {rule.attribute} (the qualification "
+           "rule changed since it joined)")
+    return Repeat("qualification_baseline_unknown", f"{why}, and require_change is true: it is not qualified "
+                  f"automatically — {_backfill(link)}")
 
 
 def _backfill(link: Link) -> str:

@@ -51,6 +51,10 @@ class ContactState(StrEnum):
 
 LEAD, REFERRER = "lead", "referrer"
 
+# A link's `baseline_of` once it moved to another contact of the person's that existed when they joined and
+# changed since (domain/join.moved_baseline): its value then is not known (no attribute is named so).
+MOVED_UNKNOWN = "(unknown: moved to an older contact)"
+
 
 @dataclass(frozen=True)
 class Link:
@@ -66,7 +70,8 @@ class Link:
     baseline: Any = None                             # the rule's attribute when the person joined
     armed: bool = False                              # a non-target value was seen after joining
     # The attribute `baseline` is a value of (the campaign's rule's when the person joined; None: no rule
-    # then, or a link stored before the bridge recorded it: judge.baseline_known says what that means).
+    # then, or a link stored before the bridge recorded it: judge.baseline_known says what that means;
+    # MOVED_UNKNOWN: none, the link moved to a contact whose value then is not known).
     baseline_of: Optional[str] = None
     # The rule (rules.key) whose target the value that armed the link missed: `armed` holds under that
     # rule only (None with `armed`: armed before the bridge recorded it, taken as the current rule's).

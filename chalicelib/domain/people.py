@@ -6,6 +6,8 @@ import hashlib
 import hmac
 from typing import Any, Iterable, Optional
 
+from .mapping import ConversionError, to_unix
+
 # Webhook body names we accept for each field (RF lets the account owner name them).
 ALIASES = {
     "id": ("id", "user_id", "rf_user_id"),
@@ -22,6 +24,27 @@ ALIASES = {
 }
 TYPES = {"person_invited": "lead", "lead": "lead", "referred": "lead",
          "person_referring": "referrer", "referrer": "referrer"}
+
+
+def of_campaign(user: dict, campaign_id: str) -> bool:
+    """Is an RF user (as RF lists it) of the campaign, by its own campaign_id? RF's list of people
+    (`GET /users`) may hold every campaign's, whatever it was asked: one without a campaign_id is not
+    taken as the campaign's."""
+    return normalise(user).get("campaign_id") == str(campaign_id)
+
+
+def newest(users: Iterable[dict]) -> Optional[dict]:
+    """Who joined last, by `signed_up_at` (of equal or unreadable times, the one listed last)."""
+    def joined(user: dict) -> float:
+        try:
+            return float(to_unix(normalise(user).get("signed_up_at")))
+        except (ConversionError, TypeError, ValueError):
+            return float("-inf")
+    found: Optional[dict] = None
+    for user in users:
+        if found is None or joined(user) >= joined(found):
+            found = user
+    return found
 
 
 def _scalar_id(value: Any) -> Optional[str]:

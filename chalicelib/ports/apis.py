@@ -3,6 +3,7 @@ adapters/referral_factory.py over HTTP; tests/fakes.py in memory). Both raise er
 (retry later) and errors.Permanent (dead-letter with the reason) besides what is named here."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
 
@@ -27,6 +28,15 @@ class NotFound(Exception):
     """GET answered 404: the contact no longer exists."""
 
 
+@dataclass(frozen=True)
+class PeoplePage:
+    """One page of RF's list of people (`GET /users`), as ReferralFactoryPort.users_page reads it."""
+    people: list[dict]              # the campaign's people on it: those whose own campaign_id is the campaign's
+    next: Optional[str]             # RF's link to the next page (`links.next`), as RF gave it; None: the last page
+    total: Optional[int] = None     # how many RF says its list holds (`meta.total`), of every campaign if it lists them
+    listed: int = 0                 # how many RF listed on the page, whatever their campaign
+
+
 class Refused(Exception):
     """RF refused a request with a 4xx (a 422's validation errors by field in `fields`)."""
 
@@ -43,7 +53,8 @@ class IntercomPort(Protocol):
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:
         """One page of a contact search (`query`: Intercom's search query object), and the cursor of
-        the next page (None: the last page)."""
+        the next page (None: the last page). Contacts come oldest first (by `created_at`), an order that
+        updates cannot change: a contact written while a walk pages on is neither read twice nor missed."""
     def search_page(self, query: dict, starting_after: Optional[str] = None,
                     per_page: int = 150) -> tuple[list[dict], Optional[str], Optional[int]]:
         """As search_contacts, with the search's total count (None: not given)."""
@@ -66,9 +77,9 @@ class ReferralFactoryPort(Protocol):
     def qualify(self, user_id: str) -> dict: ...
     def create_user(self, body: dict) -> dict:
         """`POST /users`; raises Refused on a 4xx (e.g. 422: the email is taken, the user limit)."""
-    def users_page(self, campaign_id: str, page: int = 1,
-                   per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
-        """One page of the campaign's people, whether another follows, and how many in all (if RF says)."""
+    def users_page(self, campaign_id: str, after: Optional[str] = None, per_page: int = 250) -> PeoplePage:
+        """The first page of the campaign's people, or (`after`) the page RF's link from the one before names.
+        Only the campaign's people, by their own campaign_id: RF may list every campaign's."""
 
 
 class IntercomAccount(Protocol):
@@ -83,8 +94,8 @@ class CampaignPeople(Protocol):
     """What `doctor` and `backfill` ask of Referral Factory (adapters/referral_factory.py)."""
 
     def get_campaign(self, campaign_id: str) -> dict: ...
-    def users_page(self, campaign_id: str, page: int = 1,
-                   per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]: ...  # people, more?, total
+    def users_page(self, campaign_id: str, after: Optional[str] = None,
+                   per_page: int = 250) -> PeoplePage: ...                    # as ReferralFactoryPort's
 
 
 class Apis(Protocol):

@@ -127,7 +127,7 @@ class LinkRepository(Protocol):
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Link:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
-        value of `baseline_of`."""
+        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
                     email: str = KEEP) -> Optional[Link]:

@@ -1,6 +1,8 @@
 """`bridge backfill CAMPAIGN`: apply the campaign's current settings to the people who joined before
 they existed, or while webhooks were refused or lost. Reads the campaign's people from Referral
-Factory page by page (through the shared rate limiter), compares them with the links the bridge
+Factory page by page (through the shared rate limiter, following RF's link to each next page:
+rf_people.pages), each person of the campaign their own campaign_id names (RF may list every
+campaign's: the others are counted apart and ignored), compares them with the links the bridge
 keeps (one batched read per page), and — with `apply` — queues a join for each person the bridge
 has not applied, exactly as the webhook would: the same join pipeline, so the same settings,
 duplicate handling, limits and history. Idempotent: an applied join is final, so a second run
@@ -38,7 +40,7 @@ from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
 from ..domain.history import Entry
 from ..domain.judge import takes_baseline
-from ..domain.link import Link, LinkStatus, PersonRef
+from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.mapping import attribute_value
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
@@ -48,9 +50,9 @@ from ..observability import mask_email, mask_emails
 from ..messages import JoinMessage
 from ..ports import IntercomPort, Merged, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
+from . import rf_people
 from .referral_count import messages as count_messages
 
-PER_PAGE = 250
 
 # outcomes
 LINKED = "already linked"
@@ -111,6 +113,9 @@ class Result:
     applied: bool
     read: int = 0
     queued: int = 0
+    pages: int = 0                   # pages of RF's list read
+    # people RF listed whose own campaign_id is not the campaign's (RF may list every campaign's): ignored
+    other_campaigns: int = 0
     counted: int = 0                 # leads counted for their referrer now (referral counts)
     count_writes: int = 0            # referral.count messages queued: one per referrer whose count grew
     outcomes: Counter = field(default_factory=Counter)
@@ -130,6 +135,7 @@ class Result:
             return k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)
         order = [k for k, _ in self.outcomes.most_common()]
         return {"campaign_id": self.campaign_id, "dry_run": not self.applied, "people_in_rf": self.read,
+                "other_campaigns_ignored": self.other_campaigns,
                 "queued": self.queued, "counted": self.counted, "count_writes_queued": self.count_writes,
                 "outcomes": {said(k): self.outcomes[k] for k in order},
                 "people": {said(k): self.people[k] for k in order if k in self.people},
@@ -150,18 +156,23 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     asked: set[PersonRef] = set()          # referrers whose count write this run asked for (once is enough)
     synced: Optional[set[str]] = None      # the RF ids contact sync enrolled (its ledger, read once if needed)
     would_send = 0                          # joins a dry run would send (an apply's are result.queued)
-    page = 1
+    listed = 0                              # people RF listed, of any campaign (the progress's, against its total)
+    walk = rf_people.pages(rt.rf(), result.campaign_id)
     while True:
         try:
-            users, more, total = rt.rf().users_page(result.campaign_id, page, PER_PAGE)
+            page = next(walk, None)
         except WorkError as exc:        # e.g. RF blocked this IP: said with what to do, as doctor says it
             raise BackfillError(f"Referral Factory could not list the people of campaign {result.campaign_id} "
-                                f"(page {page}): {exc.reason} — " + rf_campaign_fix(
+                                f"(page {result.pages + 1}): {exc.reason} — " + rf_campaign_fix(
                                     exc, result.campaign_id, f"`bridge backfill {result.campaign_id}`")) from None
-        if page == 1 and not users:
-            _campaign_exists(rt, result.campaign_id)
+        if page is None:
+            break
+        result.pages += 1
+        users = page.people
+        result.other_campaigns += page.listed - len(users)
+        listed += page.listed
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
-        read = [_read(user, result.campaign_id) for user in users]
+        read = [_read(user) for user in users]
         classified = [_classify(user, person, links, settings, rt.clock()) for user, person in zip(users, read)]
         if any(outcome == MISSING for outcome, _, _ in classified):
             synced = _synced(rt, result.campaign_id) if synced is None else synced
@@ -198,12 +209,12 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             result.queued += len(to_send)
             result.count_writes += len(grown) + len(owed)
         if progress:
-            progress(result.read, total, result.queued if apply else would_send)
-        if not more or not users:
-            if apply and stored.count_backfill is not None:
-                rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
-            return result
-        page += 1
+            progress(listed, page.total, result.queued if apply else would_send)
+    if not result.read:
+        _campaign_exists(rt, result.campaign_id)
+    if apply and stored.count_backfill is not None:
+        rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
+    return result
 
 
 @dataclass(frozen=True)
@@ -228,7 +239,8 @@ def unknown_baselines(store: Store, settings: CampaignSettings, limit: int) -> O
     n = found.get(None, 0) + (found.get(QState.PENDING, 0) if rule.require_change else 0)
     who = how_many(n, sum(found.values()) >= limit, "linked lead", "linked leads")
     return Unknown(f"{who} joined before the qualification rule on {rule.attribute} (under no rule, or a rule on "
-                   "another attribute): their value then is not known, so they are not qualified automatically",
+                   "another attribute), or moved since to an older contact: their value then is not known, so they "
+                   "are not qualified automatically",
                    TAKE_BASELINES.format(campaign=settings.campaign_id) + (
                        " (one already at the target then qualifies only on a change: require_change)"
                        if rule.require_change else ""), n, complete)
@@ -241,7 +253,8 @@ def _synced(rt: Backfilling, campaign_id: str) -> set[str]:
 
 
 def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:
-    """RF lists no people for a campaign it does not know: an empty campaign is asked about (one call),
+    """RF lists no people for a campaign it does not know: a campaign none of whose people RF listed is asked
+    about (one call),
     so that a wrong id is said, as `doctor` says it, rather than counted as nobody to send."""
     try:
         rt.rf().get_campaign(campaign_id)
@@ -250,10 +263,10 @@ def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:
                             + rf_campaign_fix(exc, campaign_id, f"`bridge backfill {campaign_id}`")) from None
 
 
-def _read(user: dict, campaign_id: str) -> RFPerson | BodyError:
+def _read(user: dict) -> RFPerson | BodyError:
     """The person RF listed, or why the bridge cannot read them (webhooks.rf_person, as a join reads them)."""
     try:
-        return rf_person({**user, "campaign_id": campaign_id})
+        return rf_person(user)
     except BodyError as exc:
         return exc
 
@@ -343,11 +356,13 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
                              f"Intercom no longer has contact {link.contact_id}")
             continue
         value = attribute_value(contact, rule.attribute)
-        then = "under no rule" if link.qualification is None else f"its baseline was a value of {link.baseline_of}"
+        before = "under no rule" if link.qualification is None else f"its baseline was a value of {link.baseline_of}"
+        then = (f"the lead's link moved to contact {link.contact_id}, older than its join and changed since"
+                if link.baseline_of == MOVED_UNKNOWN else
+                f"the lead joined before the qualification rule on {rule.attribute} ({before})")
         taken.append((link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
-            f"`bridge backfill {link.campaign_id} --apply`: the lead joined before the qualification rule on "
-            f"{rule.attribute} ({then}), so its value then is not known; it is {value!r} now, taken as its "
-            "baseline: the lead waits for qualification from now on" + (
+            f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is {value!r} "
+            "now, taken as its baseline: the lead waits for qualification from now on" + (
                 ", and only a change from it qualifies (require_change)" if rule.require_change else "")),
             {"baseline": value, "contact_id": link.contact_id})]))
     for (link, *_), done in zip(taken, rt.store.links.take_baselines(taken)):

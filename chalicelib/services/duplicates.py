@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..domain import join as decide
-from ..domain import rules
 from ..domain.history import REPLAYED, Entry
 from ..domain.judge import Sighting
-from ..domain.link import Link, PersonRef
+from ..domain.link import MOVED_UNKNOWN, Link, PersonRef
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Deferred, InvalidSettings, Permanent
@@ -86,21 +85,24 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     target = _find(intercom, str(duplicate.target["id"]))
     if target is None:
         return "unique"              # gone since search listed it
-    baseline, known = decide.moved_baseline(settings, target, rules.event_time(link.joined_at), link.baseline)
+    taken = decide.moved_baseline(settings, link, target)      # (read before the merge changes it)
     entry, now_contact = _merge_or_move(intercom, message, link, target, duplicate.merge)
-    if not known:
-        entry = dataclasses.replace(entry, details={**(entry.details or {}), "baseline": (
-            f"{target['id']} changed after the person joined, so its value then is not known: the baseline stays "
-            f"{baseline!r}, the value the bridge created the lead with")})
-    # (a baseline known is the target's value of the rule's attribute; none known: the link keeps its own)
-    taken = {"baseline": baseline, "baseline_of": decide.baseline_of(settings)} \
-        if known and settings.qualification is not None else {}
-    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"), **taken)
+    moved = deps.links.move(link, str(target["id"]), [_baseline_said(entry, target, taken)], role=target.get("role"),
+                            **taken)
     count("DuplicatesResolved")
     rule = settings.qualification
     if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:
         deps.qualifier.evaluate(moved, settings, Sighting(now_contact, "duplicate resolved"))
     return "merged" if entry.outcome == "merged_into_existing" else "moved"
+
+
+def _baseline_said(entry: Entry, target: dict, taken: dict) -> Entry:
+    """The move's entry says when the older contact's value when the person joined is not known."""
+    if taken.get("baseline_of") != MOVED_UNKNOWN:
+        return entry
+    return dataclasses.replace(entry, details={**(entry.details or {}), "baseline": (
+        f"{target['id']} changed after the person joined, so its value then is not known: under require_change the "
+        "lead is not qualified by itself until `bridge backfill --apply` takes its value now as its baseline")})
 
 
 def _merge_or_move(intercom: IntercomPort, message: VerifyMessage, link: Link, target: dict,

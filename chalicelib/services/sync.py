@@ -22,7 +22,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
@@ -38,12 +38,13 @@ from ..errors import Deferred, Permanent, Transient, WorkError, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
+from ..ports.apis import PeoplePage
 from ..ports.store import LedgerEntry, SyncRun
 from .deps import WorkDeps
+from . import rf_people
 from .moved import valid_campaigns
 from .referral_count import messages as count_messages
 
-PEOPLE_PAGE = 250                  # RF's largest page of a campaign's people
 THREADS = 8                        # contacts of a page in flight at once: the limiter paces them
 PAGE_TIME_MS = 20_000              # a page starts no contact with less Lambda time left than this (on top of
                                    # the worker's own margin): it gives itself back and continues later
@@ -614,39 +615,26 @@ def classify(refused: Refused) -> tuple[str, str]:
 
 class _Directory:
     """The campaign's people by email, read from RF only when a try must know whether an earlier one
-    created a user: from the last page back (the newest people are there), until found."""
+    created a user: page by page (rf_people.pages), until found."""
 
     def __init__(self, deps: WorkDeps, campaign_id: str):
         self.deps, self.campaign_id = deps, campaign_id
         self.by_email: dict[str, dict] = {}
-        self.pages: Optional[list[int]] = None   # the pages left to read (None: page 1 first)
-        self.forward = False
+        self.pages: Optional[Iterator[PeoplePage]] = None     # the walk, once begun
         self._lock = threading.Lock()
 
     def find(self, email: str) -> Optional[dict]:
         with self._lock:
-            rf = self.deps.apis.rf()
+            if self.pages is None:
+                self.pages = rf_people.pages(self.deps.apis.rf(), self.campaign_id)
             while email not in self.by_email:
-                if self.pages is None:           # page 1 says how many there are: then from the last back
-                    people, more, total = rf.users_page(self.campaign_id, 1, PEOPLE_PAGE)
-                    self._index(people)
-                    last = -(-total // PEOPLE_PAGE) if total else (2 if more else 1)
-                    self.pages = list(range(last, 1, -1))
-                    self.forward = not total and more
-                elif self.pages:
-                    page = self.pages.pop(0)
-                    people, more, _ = rf.users_page(self.campaign_id, page, PEOPLE_PAGE)
-                    self._index(people)
-                    if self.forward and more:    # RF gave no total: page by page, forward
-                        self.pages.append(page + 1)
-                else:
+                page = next(self.pages, None)
+                if page is None:
                     return None
+                for person in page.people:
+                    if isinstance(person.get("email"), str):
+                        self.by_email.setdefault(person["email"].lower(), person)
             return self.by_email[email]
-
-    def _index(self, people: list[dict]) -> None:
-        for person in people:
-            if isinstance(person.get("email"), str):
-                self.by_email.setdefault(person["email"].lower(), person)
 
 
 # --- ongoing mode ----------------------------------------------------------------------------------
@@ -868,13 +856,11 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     would: dict[str, str] = {}            # the email of each contact the run would enrol: that contact's id
     urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
     ids: set[str] = set()                 # RF's people's ids: one enrolled earlier and not among them is deleted
-    page, more = 1, True
-    while more:
-        people, more, _ = rf.users_page(campaign_id, page, PEOPLE_PAGE)
+    for page in rf_people.pages(rf, campaign_id):
+        people = page.people
         in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
         urls |= {str(p.get("id")): p["url"] for p in people if p.get("url")}
         ids |= {str(p.get("id")) for p in people}
-        page += 1
     tally, shown = Tally(), dict[str, list[dict]]()
     cursor: Optional[str] = None
     total: Optional[int] = None

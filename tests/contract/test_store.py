@@ -13,7 +13,7 @@ import pytest
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
 from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
-                                   ReferralCount)
+                                   MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
@@ -316,13 +316,20 @@ def test_a_late_write_on_a_link_erased_meanwhile_writes_nothing_about_the_person
     assert (found.by_contact, found.by_email) == ({}, {})
 
 
-def test_a_move_to_an_older_duplicate_can_set_the_baseline(store):
-    moved = store.links.move(joined(store, baseline_of=SIGNED_UP), "c0", [Entry("contact", "moved_to_existing")],
+def test_a_move_to_an_older_duplicate_can_set_the_baseline_and_is_no_longer_armed_then(store):
+    """(What armed the link was a value of its former contact: it says nothing of a change under the new baseline.)"""
+    armed = store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "signed_up rule")
+    moved = store.links.move(armed, "c0", [Entry("contact", "moved_to_existing")],
                              role="user", baseline="pro", baseline_of="custom_attributes.plan")
     assert store.links.get(ANN) == moved
-    assert (moved.contact_id, moved.baseline, moved.baseline_of) == ("c0", "pro", "custom_attributes.plan")
-    kept = store.links.move(moved, "c1", [], baseline="Yes")
-    assert store.links.get(ANN) == kept and (kept.baseline, kept.baseline_of) == ("Yes", "custom_attributes.plan")
+    assert (moved.contact_id, moved.baseline, moved.baseline_of, moved.armed, moved.armed_by) == (
+        "c0", "pro", "custom_attributes.plan", False, None)
+    kept = store.links.move(store.links.arm(moved, [], "plan rule"), "c1", [])          # (its own baseline holds)
+    assert store.links.get(ANN) == kept and (kept.baseline, kept.baseline_of, kept.armed) == (
+        "pro", "custom_attributes.plan", True)
+    unknown = store.links.move(kept, "c2", [], baseline=None, baseline_of=MOVED_UNKNOWN)
+    assert store.links.get(ANN) == unknown and (unknown.baseline, unknown.baseline_of, unknown.armed) == (
+        None, MOVED_UNKNOWN, False)
 
 
 def test_arming_is_recorded_with_its_entry_and_the_rule_it_holds_under(store):

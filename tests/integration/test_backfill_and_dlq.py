@@ -26,8 +26,8 @@ def run(bridge, capsys, *argv) -> tuple[int, dict]:
 def campaign_before_settings(bridge, rf, intercom, monkeypatch, clock):
     """A referrer and 4 leads in RF's campaign; one lead joined after the settings (linked), the others
     before (their webhooks were refused: unknown campaign). RF answers 2 people a page."""
-    from chalicelib.services import backfill
-    monkeypatch.setattr(backfill, "PER_PAGE", 2)
+    from chalicelib.services import rf_people
+    monkeypatch.setattr(rf_people, "PER_PAGE", 2)
     rita = rf.add_user(42, "rita@example.com", "Rita")
     early = [rf.add_user(42, f"early{i}@example.com", f"E{i}", referrer_id=rita["id"]) for i in range(3)]
     for person in [rita, *early]:
@@ -135,8 +135,8 @@ def test_dlq_list_shows_every_dead_letter_counted_by_reason_and_campaign(bridge,
 def test_backfill_apply_counts_the_leads_from_before_for_their_referrer(bridge, intercom, rf, capsys, monkeypatch,
                                                                         clock):
     """Referral counts (README): leads who joined before the bridge count once backfill sends their joins."""
-    from chalicelib.services import backfill
-    monkeypatch.setattr(backfill, "PER_PAGE", 2)
+    from chalicelib.services import rf_people
+    monkeypatch.setattr(rf_people, "PER_PAGE", 2)
     intercom.define_attribute("referral_count", "integer")
     rita = rf.add_user(42, "rita@example.com", "Rita")
     for i in range(3):
@@ -171,8 +171,8 @@ def test_backfill_apply_counts_the_leads_applied_before_the_count_setting_once(b
                                                                                monkeypatch):
     """Referral counts (README): leads whose joins were applied before the campaign kept counts are
     counted by `backfill --apply`, once, and a join delivered again afterwards counts nothing more."""
-    from chalicelib.services import backfill
-    monkeypatch.setattr(backfill, "PER_PAGE", 2)
+    from chalicelib.services import rf_people
+    monkeypatch.setattr(rf_people, "PER_PAGE", 2)
     rita, early = joined_before_counts(bridge, intercom, rf, 3)
     [contact] = intercom.contacts_by_email("rita@example.com")
 

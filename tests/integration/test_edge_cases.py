@@ -248,8 +248,9 @@ def test_a_lead_who_joined_before_the_rule_is_not_qualified_by_surprise(bridge, 
     assert any("joined before the campaign had a qualification rule" in r for r in reasons if r)
 
 
-def test_reconciliation_finds_the_contact_by_email_when_intercom_answers_404(bridge, intercom, rf):
+def test_reconciliation_finds_the_contact_by_email_when_intercom_answers_404(bridge, intercom, rf, clock):
     lead, contact = join(bridge, intercom, rf)
+    clock.now += 60                                                 # a contact made since the person joined
     replacement = intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "Yes"})
     intercom.delete(contact["id"])
     bridge.reconcile()

@@ -162,26 +162,33 @@ def test_a_lead_who_signs_up_as_a_user_still_qualifies(bridge, intercom, rf, joi
     assert bridge.history(42, lead["id"])["link"]["contact_role"] == "user"
 
 
-@pytest.mark.parametrize("told", ["merged_webhook", "reconciliation_after_410"])
-def test_a_lead_merged_into_a_user_is_followed_and_qualifies(bridge, intercom, rf, joined, told):
-    """Ann's lead is merged into a user who signs up: Intercom's contact.merged webhook says so, or none comes
-    and reconciliation follows the 410 of the merged-away lead to the canonical contact."""
-    lead, contact = joined()
-    user = intercom.add_contact("ann.work@example.com", role="user")
+def merged(bridge, intercom, contact, user, webhook: bool) -> None:
+    """Intercom merges the lead's contact into `user`: its contact.merged webhook comes, or none does and
+    reconciliation follows the 410 of the merged-away contact."""
     intercom.merge(contact["id"], user["id"])
-    intercom.update_contact(user["id"], signed_up="Yes")
-    if told == "merged_webhook":
+    if webhook:
         bridge.post_intercom(intercom.webhook_payload("contact.merged", {
             **intercom.get(user["id"]), "merged_from": {"type": "contact", "id": contact["id"]}}))
-    else:                                                           # no webhook at all
+    else:
         bridge.reconcile()
     bridge.drain()
+
+
+@pytest.mark.parametrize("told", ["merged_webhook", "reconciliation_after_410"])
+def test_a_lead_merged_into_a_user_is_followed_and_qualifies(bridge, intercom, rf, joined, clock, told):
+    """Ann's lead is merged into a user made since, who signed up: Intercom's contact.merged webhook says so, or none
+    comes and reconciliation follows the 410 of the merged-away lead to the canonical contact."""
+    lead, contact = joined()
+    clock.now += 60
+    user = intercom.add_contact("ann.work@example.com", role="user", custom_attributes={"signed_up": "Yes"})
+    merged(bridge, intercom, contact, user, told == "merged_webhook")
     assert qualified_ids(rf) == [lead["id"]]
     assert bridge.history(42, lead["id"])["link"]["contact_id"] == user["id"]
 
 
 @pytest.mark.parametrize("converted", ["signed_up", "merged_into_a_new_user", "merged_webhook_lost"])
-def test_a_rule_on_role_qualifies_the_lead_once_intercom_makes_them_a_user(bridge, intercom, rf, joined, converted):
+def test_a_rule_on_role_qualifies_the_lead_once_intercom_makes_them_a_user(bridge, intercom, rf, joined, clock,
+                                                                           converted):
     """"Qualify when the lead becomes a user": Intercom turns Ann's lead into a user (contact.lead.signed_up), or
     makes a new user with her email and merges the lead into it, its webhook told or lost (then reconciliation
     finds the new user among the changed contacts and follows the lead's 410 to it)."""
@@ -191,16 +198,33 @@ def test_a_rule_on_role_qualifies_the_lead_once_intercom_makes_them_a_user(bridg
         intercom.update_contact(contact["id"], role="user")
         bridge.notify("contact.lead.signed_up", contact["id"])
     else:
-        user = intercom.add_contact("ann@example.com", role="user")
-        intercom.merge(contact["id"], user["id"])
-        if converted == "merged_into_a_new_user":
-            bridge.post_intercom(intercom.webhook_payload("contact.merged", {
-                **intercom.get(user["id"]), "merged_from": {"type": "contact", "id": contact["id"]}}))
-        else:
-            bridge.reconcile()
+        clock.now += 60
+        merged(bridge, intercom, contact, intercom.add_contact("ann@example.com", role="user"),
+               converted == "merged_into_a_new_user")
     bridge.drain()
     assert qualified_ids(rf) == [lead["id"]]
     assert bridge.history(42, lead["id"])["link"]["contact_role"] == "user"
+
+
+@pytest.mark.parametrize("told", ["merged_webhook", "reconciliation_after_410"])
+def test_a_lead_merged_into_a_user_made_before_they_joined_is_not_qualified_on_its_role(bridge, intercom, rf, joined,
+                                                                                     clock, capsys, told):
+    """Ann was a user already (another address), and her lead is merged into that user: whether it was a user when
+    she joined is not known (the merge changed it), so no reward; her history says how to take a baseline, which
+    `bridge backfill --apply` takes."""
+    from .test_rule_change import rebaselined
+    user = intercom.add_contact("ann.work@example.com", role="user")
+    clock.now += 86_400
+    lead, contact = joined({**qualifying_settings(), "qualification": {"attribute": "role", "value": "user"}})
+    clock.now += 60
+    merged(bridge, intercom, contact, user, told == "merged_webhook")
+    person = bridge.history(42, lead["id"])
+    assert qualified_ids(rf) == [] and person["link"]["contact_id"] == user["id"]
+    assert person["link"]["qualification"] == "pending"
+    [unknown] = [e for e in person["history"] if e["event"] == "qualification_baseline_unknown"]
+    assert f"its link moved to contact {user['id']}, which existed when the lead joined" in unknown["reason"]
+    assert "`bridge backfill 42 --apply`" in unknown["reason"]
+    rebaselined(bridge, capsys, lead, "user", "role")
 
 
 @pytest.mark.parametrize("rule", [{"attribute": "role", "value": "user"},

@@ -59,7 +59,8 @@ def test_a_lead_already_at_the_new_rules_target_is_not_qualified_by_a_rule_chang
     said = bridge.apply({**lead_settings(), "qualification": PRO})["warnings"]
     assert [w for w in said if BACKFILL in w] == [
         "1 linked lead joined before the qualification rule on custom_attributes.plan (under no rule, or a rule on "
-        "another attribute): their value then is not known, so they are not qualified automatically — `bridge "
+        "another attribute), or moved since to an older contact: their value then is not known, so they are not "
+        "qualified automatically — `bridge "
         f"backfill 42` (a dry run) lists them, then {BACKFILL} takes each one's value now as their baseline (one "
         "already at the target then qualifies only on a change: require_change)"]
     told(bridge, intercom, contact["id"])

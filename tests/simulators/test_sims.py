@@ -2,6 +2,7 @@
 import hashlib
 import hmac
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -128,9 +129,13 @@ def test_search_filters_nesting_dates_and_pagination(ic, clock):
                                      {"field": "role", "operator": "IN", "value": ["user"]}]}]}
     r = call(ic, "POST", "/contacts/search", json={"query": q, "pagination": {"per_page": 2}}).json()
     assert r["total_count"] == 3 and len(r["data"]) == 2 and r["pages"]["total_pages"] == 2
+    assert [c["email"] for c in r["data"]] == ["u3@corp.io", "u1@corp.io"]         # no sort: newest first
     nxt = r["pages"]["next"]
     r2 = call(ic, "POST", "/contacts/search", json={"query": q, "pagination": nxt}).json()
-    assert [c["email"] for c in r2["data"]] == ["u3@corp.io"] and "next" not in r2["pages"]
+    assert [c["email"] for c in r2["data"]] == ["u0@corp.io"] and "next" not in r2["pages"]
+    oldest_first = {"query": q, "sort": {"field": "created_at", "order": "ascending"}, "pagination": {"per_page": 3}}
+    assert [c["email"] for c in call(ic, "POST", "/contacts/search", json=oldest_first).json()["data"]] == \
+        ["u0@corp.io", "u1@corp.io", "u3@corp.io"]
     by_day = {"field": "created_at", "operator": "=", "value": day + 7200}
     assert call(ic, "POST", "/contacts/search", json={"query": by_day}).json()["total_count"] == 5
     after = {"field": "created_at", "operator": ">", "value": day}
@@ -147,6 +152,19 @@ def test_search_filters_nesting_dates_and_pagination(ic, clock):
     rest = call(ic, "GET", "/contacts", params={"per_page": 4,
                                                 "starting_after": listed["pages"]["next"]["starting_after"]})
     assert len(rest.json()["data"]) == 2
+
+
+def test_a_search_without_sort_can_be_ordered_by_what_updates_change(ic, clock):
+    contacts = [ic.add_contact(f"c{i}@x.io", created_at=clock() + i) for i in range(3)]
+    ic.unsorted_by = "updated_at"
+    clock.now += 10
+    ic.update_contact(contacts[0]["id"], name="Ann")
+    search = {"query": {"field": "email", "operator": "$", "value": "@x.io"}}
+    assert [c["email"] for c in call(ic, "POST", "/contacts/search", json=search).json()["data"]] == \
+        ["c0@x.io", "c2@x.io", "c1@x.io"]                               # the one written first: descending
+    oldest_first = {**search, "sort": {"field": "created_at", "order": "ascending"}}
+    assert [c["email"] for c in call(ic, "POST", "/contacts/search", json=oldest_first).json()["data"]] == \
+        ["c0@x.io", "c1@x.io", "c2@x.io"]
 
 
 @pytest.mark.parametrize("query", [
@@ -363,6 +381,22 @@ def test_rf_user_limit_and_pagination(rf):
     camp = call(rf, "GET", "/campaigns/7").json()["data"]
     assert camp["status"] == "launched" and camp["fields"]["person_invited"][0]["required"] is True
     assert len(call(rf, "GET", "/campaigns").json()["data"]) == 2
+
+
+def test_rf_can_list_every_campaign_s_people_and_page_them_by_a_cursor_alone(rf):
+    """The documentation gives neither `campaign_id` nor `page` for GET /users: the switches make RF ignore them."""
+    rf.add_campaign(8, "Other")
+    ids = [rf.add_user(7 + i % 2, f"p{i}@x.io", f"P{i}")["id"] for i in range(5)]
+    rf.campaign_filter, rf.cursor_links = False, True
+    page = call(rf, "GET", "/users", params={"campaign_id": 7, "per_page": 2, "page": 3}).json()
+    seen = [u["id"] for u in page["data"]]
+    assert seen == ids[:2] and "total" not in page["meta"]
+    while page["links"]["next"]:
+        assert list(parse_qs(urlsplit(page["links"]["next"]).query)) == ["cursor"]      # nothing else
+        page = call(rf, "GET", "/users", params={"cursor": parse_qs(urlsplit(page["links"]["next"]).query)[
+            "cursor"][0], "per_page": 2}).json()
+        seen += [u["id"] for u in page["data"]]
+    assert seen == ids                                                    # every campaign's, each once
 
 
 def test_rf_qualification_recorded_once(rf, clock):

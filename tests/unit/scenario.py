@@ -46,6 +46,14 @@ def joined(work: FakeWork, user: str = "7", email: str = "ann@example.com", sign
     return link_of(work, user), contact
 
 
+def made(work: FakeWork, contact: dict, before_the_join: bool = False) -> dict:
+    """The contact was made now, after the person joined (the fake numbers contacts it makes from 1), or
+    long before, and changed now (its value when they joined is not known)."""
+    now = int(work.clock())
+    contact.update(created_at=now - 86_400 if before_the_join else now, updated_at=now)
+    return contact
+
+
 def link_of(work: FakeWork, user: str = "7") -> Link:
     link = work.store.links.get(PersonRef("42", user))
     assert link is not None

@@ -13,9 +13,9 @@ from chalicelib.adapters.memory import MemoryStore
 from chalicelib.config import Config
 from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
-from chalicelib.domain.people import email_hash
+from chalicelib.domain.people import email_hash, of_campaign
 from chalicelib.domain.qualification import QState
-from chalicelib.ports import ReceivedLetter
+from chalicelib.ports import PeoplePage, ReceivedLetter
 from chalicelib.ports.edge import UNKNOWN, RefusalSample
 from chalicelib.runtime import Runtime
 from chalicelib.services import dead_letters
@@ -23,7 +23,7 @@ from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.observability import mask_emails as masked
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.ingest import receive_intercom, receive_rf_join
-from tests.fakes import FakeClock, FakeEdge, FakeQueue, MemorySecrets
+from tests.fakes import FakeClock, FakeEdge, FakeQueue, MemorySecrets, people_page
 
 WS = "ws1"
 
@@ -177,13 +177,14 @@ def test_the_persons_own_email_is_masked_even_where_it_is_not_a_valid_one():
 
 # --- backfill -----------------------------------------------------------------------------------------
 class PeopleRF:
-    def __init__(self, users: list[dict], per_page: int = 2):
-        self.users, self.per_page, self.pages = users, per_page, 0
+    """RF listing `users`, `per_page` a page: of campaign 42 unless they name another."""
 
-    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250) -> tuple[list[dict], bool, Optional[int]]:
+    def __init__(self, users: list[dict], per_page: int = 2):
+        self.users, self.per_page, self.pages = [{"campaign_id": 42, **u} for u in users], per_page, 0
+
+    def users_page(self, campaign_id: str, after: Optional[str] = None, per_page: int = 250) -> PeoplePage:
         self.pages += 1
-        start = (page - 1) * self.per_page
-        return self.users[start:start + self.per_page], start + self.per_page < len(self.users), len(self.users)
+        return people_page([u for u in self.users if of_campaign(u, campaign_id)], after, self.per_page)
 
 
 class Backfilling:

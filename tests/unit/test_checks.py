@@ -1,11 +1,13 @@
 """Use case: reconciliation's check of a pending lead, and the reconcile run that queues them."""
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.domain.link import ContactState
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Permanent
 from chalicelib.services.reconcile import reconcile
-from tests.unit.scenario import check, history, joined, link_of, run, set_value, settings, world
+from tests.unit.scenario import check, history, joined, link_of, made, run, set_value, settings, world
 
 
 def test_a_check_reads_the_contact_and_qualifies_without_any_webhook():
@@ -16,13 +18,21 @@ def test_a_check_reads_the_contact_and_qualifies_without_any_webhook():
     assert work.apis.rf_.qualified == ["7"] and work.apis.intercom_.calls == ["get"]
 
 
-def test_a_merged_contact_410_moves_the_link_and_reads_the_survivor():
+# A contact made after the person joined is theirs since: its value is a change. One made before, that changed
+# since, may have had the target all along: not qualified by itself (its history names the fix).
+MADE = pytest.mark.parametrize("before_the_join, qualified", [(False, ["7"]), (True, [])])
+
+
+@MADE
+def test_a_merged_contact_410_moves_the_link_and_reads_the_survivor(before_the_join, qualified):
     work = world()
     link, contact = joined(work)
-    survivor = work.apis.intercom_.add("ann.work@example.com", role="user", signed_up="Yes")
+    survivor = made(work, work.apis.intercom_.add("ann.work@example.com", role="user", signed_up="Yes"),
+                    before_the_join)
     work.apis.intercom_.merge(contact["id"], survivor["id"])
     run(work, check())
-    assert link_of(work).contact_id == survivor["id"] and work.apis.rf_.qualified == ["7"]
+    assert link_of(work).contact_id == survivor["id"] and work.apis.rf_.qualified == qualified
+    assert (("qualification_baseline_unknown", "ignored") in history(work)) == before_the_join
 
 
 def test_a_merge_without_a_canonical_link_is_a_clear_dead_letter():
@@ -33,14 +43,16 @@ def test_a_merge_without_a_canonical_link_is_a_clear_dead_letter():
     assert "was merged but Intercom gave no canonical link" in work.queue.dead[0]["reason"]
 
 
-def test_a_404_finds_the_contact_with_the_same_email():
+@MADE
+def test_a_404_finds_the_contact_with_the_same_email(before_the_join, qualified):
     work = world()
     link, contact = joined(work)
     del work.apis.intercom_.contacts[contact["id"]]
-    replacement = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    replacement = made(work, work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes"),
+                       before_the_join)
     run(work, check())
     assert link_of(work).contact_id == replacement["id"] and ("contact", "moved") in history(work)
-    assert work.apis.rf_.qualified == ["7"]
+    assert work.apis.rf_.qualified == qualified
 
 
 def test_a_contact_gone_for_good_is_marked_and_leaves_the_pending_index():

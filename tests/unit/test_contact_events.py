@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.domain.link import ContactState, LinkStatus
 from chalicelib.domain.qualification import QState
-from tests.unit.scenario import WS, event, history, joined, link_of, reasons, run, set_value, settings, world
+from tests.unit.scenario import WS, event, history, joined, link_of, made, reasons, run, set_value, settings, world
 
 
 def test_the_target_value_qualifies_the_lead_in_rf_once():
@@ -103,7 +103,7 @@ def test_a_deletion_marks_the_link_and_evaluates_nothing():
 def test_a_merge_moves_the_link_to_the_survivor_and_judges_it():
     work = world()
     link, contact = joined(work)
-    user = work.apis.intercom_.add("ann.work@example.com", role="user", signed_up="Yes")
+    user = made(work, work.apis.intercom_.add("ann.work@example.com", role="user", signed_up="Yes"))
     run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": contact["id"]}))
     moved = link_of(work)
     assert (moved.contact_id, moved.contact_role) == (user["id"], "user")

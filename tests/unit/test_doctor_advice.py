@@ -12,6 +12,7 @@ import pytest
 
 from chalicelib.adapters.ratelimit import CircuitOpen
 from chalicelib.errors import ApiError, Permanent, Transient, WorkError
+from chalicelib.ports import PeoplePage
 from chalicelib.services.backfill import BackfillError, backfill
 from chalicelib.services.doctor import examine
 from tests.support.answering_server import answering
@@ -118,8 +119,8 @@ class EmptyCampaign:
     def __init__(self, exc: WorkError) -> None:
         self.exc = exc
 
-    def users_page(self, *_: Any) -> tuple[list, bool, int]:
-        return [], False, 0
+    def users_page(self, *_: Any) -> PeoplePage:
+        return PeoplePage([], None, 0)
 
     def get_campaign(self, campaign_id: str) -> dict:
         raise self.exc
@@ -201,7 +202,7 @@ def test_rfs_403_is_its_block_of_the_ip_however_it_is_seen_never_a_replay_of_let
 class BlockedCampaign:
     """Referral Factory while it blocks the bridge's IP: the limiter's open circuit refuses every call."""
 
-    def users_page(self, *_: Any) -> tuple[list, bool, int]:
+    def users_page(self, *_: Any) -> PeoplePage:
         raise BLOCKED
 
     def get_campaign(self, campaign_id: str) -> dict:

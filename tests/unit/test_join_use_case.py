@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain import people
-from chalicelib.domain.link import LinkStatus, PersonRef
+from chalicelib.domain.link import MOVED_UNKNOWN, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
 from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import event, history, link_of, reasons, run
+from tests.unit.scenario import event, history, link_of, made, reasons, run
 
 SETTINGS = {
     "campaign_id": "42", "workspace": "ws",
@@ -239,10 +239,31 @@ def test_a_rule_on_role_knows_the_lead_it_created_and_qualifies_them_once_interc
     if converted == "signed_up":
         run(work, event(lead, "contact.lead.signed_up", role="user"))
     else:
-        user = intercom.add("ann@example.com", role="user")
+        work.clock.now += 60
+        user = made(work, intercom.add("ann@example.com", role="user"))
         intercom.merge(lead["id"], user["id"])
         run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_lead_merged_into_a_user_made_before_they_joined_is_not_qualified_on_a_role_they_may_have_had_then():
+    """The lead the bridge created is merged into a user that existed before the person joined (their contact
+    under another address) and changed since (the merge changes it): whether it was a user when the person
+    joined is not known ("lead", the baseline of the contact the bridge created, says nothing of it). The lead
+    is not qualified by itself, and its history names the fix."""
+    work = world({**SETTINGS, "qualification": {"attribute": "role", "value": "user"}})
+    intercom = work.apis.intercom_
+    user = intercom.add("ann.work@example.com", role="user")
+    user["created_at"] = int(work.clock()) - 86_400
+    run(work, join())
+    lead = intercom.contacts[str(link_of(work).contact_id)]
+    work.clock.now += 60
+    intercom.merge(lead["id"], user["id"])
+    user["updated_at"] = int(work.clock())
+    run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
+    link = link_of(work)
+    assert link.contact_id == user["id"] and work.apis.rf_.qualified == []
+    assert link.qualification is QState.PENDING and ("qualification_baseline_unknown", "ignored") in history(work)
 
 
 # --- at most one contact per person ---------------------------------------------------------------------
@@ -406,10 +427,32 @@ def test_a_lead_joining_just_after_another_lead_was_made_moves_its_link_to_the_o
     verify_later(work)
     link = link_of(work)
     assert link.contact_id == older["id"] and ours in intercom.contacts          # Intercom cannot merge two leads
-    assert link.baseline == "No"              # the older lead changed when? unknown: what we created ours with
+    assert link.baseline_of == MOVED_UNKNOWN  # the older lead, "Yes" now, changed when? unknown
     moved = [e for e in work.store.history.entries(link.ref) if e.outcome == "moved_to_existing"]
     assert moved and f"the lead {ours} stays in Intercom" in moved[0].reason
-    assert work.apis.rf_.qualified == ["7"]   # its "Yes" came after the person joined (not known otherwise)
+    assert "its value then is not known" in moved[0].details["baseline"]
+    # "Yes" since before the person joined, maybe: not a change (it qualified on "No", the value ours was made with)
+    assert work.apis.rf_.qualified == [] and ("qualification_baseline_unknown", "ignored") in history(work)
+
+
+def test_a_link_moved_to_an_older_lead_that_had_the_target_all_along_is_not_qualified_by_its_own_leads_arming():
+    """The lead the bridge created ("No") was armed by its own webhook ("No" seen after joining), then the link
+    moved to the older lead, "Yes" since before the person joined (its baseline now): the arming was of the other
+    contact's value, so "Yes" is no change."""
+    work = world()
+    intercom = work.apis.intercom_
+    older = intercom.add("ann@example.com", role="lead", searchable=False, signed_up="Yes")
+    older["updated_at"] = int(work.clock()) - 5
+    run(work, join())
+    ours = intercom.contacts[str(link_of(work).contact_id)]
+    work.clock.now += 1
+    run(work, event(ours, "contact.lead.created", created_at=work.clock()))
+    assert link_of(work).armed
+    intercom.unsearchable.clear()
+    verify_later(work)
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.armed) == (older["id"], "Yes", False)
+    assert work.apis.rf_.qualified == []
 
 
 def test_a_verification_finds_nothing_when_the_lead_is_the_only_contact():

@@ -1,4 +1,6 @@
 from chalicelib.domain import join, people
+from chalicelib.domain.history import iso
+from chalicelib.domain.link import LEAD, MOVED_UNKNOWN, Link, LinkStatus
 from chalicelib.domain.settings import parse_settings
 
 SETTINGS = parse_settings({
@@ -79,9 +81,16 @@ def test_a_duplicate_is_an_older_contact_a_lead_merges_only_into_a_user_and_only
 
 
 def test_the_baseline_after_moving_is_the_older_contacts_value_only_if_it_did_not_change_since():
-    yes = {"custom_attributes": {"signed_up": "Yes"}, "updated_at": 1000}
-    assert join.moved_baseline(SETTINGS, yes, 1000.0, "No") == ("Yes", True)
-    assert join.moved_baseline(SETTINGS, yes, 999.0, "No") == ("No", False)
+    """(1000: when the person joined.) Made since: the link's own baseline holds. Made before and not changed
+    since: its value then. Changed since, or not dated: not known, never the link's own (it may have had the
+    target all along)."""
+    lead = Link("42", "7", "ws", LinkStatus.LINKED, kind=LEAD, baseline="No", joined_at=iso(1000.0))
+    yes = {"custom_attributes": {"signed_up": "Yes"}, "created_at": 900, "updated_at": 1000}
+    unknown = {"baseline": None, "baseline_of": MOVED_UNKNOWN}
+    assert join.moved_baseline(SETTINGS, lead, yes) == {"baseline": "Yes", "baseline_of": "custom_attributes.signed_up"}
+    assert join.moved_baseline(SETTINGS, lead, {**yes, "updated_at": 1001}) == unknown
+    assert join.moved_baseline(SETTINGS, lead, {**yes, "created_at": 1001, "updated_at": 1001}) == {}
+    assert join.moved_baseline(SETTINGS, lead, {"custom_attributes": {"signed_up": "Yes"}}) == unknown
 
 
 def test_referrer_with_action_nothing_is_ignored_with_reason():

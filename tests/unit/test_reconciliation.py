@@ -15,7 +15,7 @@ from chalicelib.errors import ApiError, Permanent
 from chalicelib.messages import ChangesMessage
 from chalicelib.services.reconcile import past_sweep_age, reconcile
 from chalicelib.services.worker import RetryBatch
-from tests.unit.scenario import (WS, changed, changes, check, history, joined, link_of, reasons, run, set_value,
+from tests.unit.scenario import (WS, changed, changes, check, history, joined, link_of, made, reasons, run, set_value,
                                  settings, world)
 
 YES = Qualification(attribute="custom_attributes.signed_up", value="Yes")
@@ -178,7 +178,7 @@ def test_a_contact_with_the_leads_email_at_the_target_makes_the_lead_check_its_o
     the search finds the user; reading the lead's own contact follows the merge (410)."""
     work = connected(world())
     link, contact = joined(work)
-    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user = made(work, work.apis.intercom_.add("ann@example.com", role="user", signed_up="No"))
     work.apis.intercom_.merge(contact["id"], user["id"])
     changed(work, user, "Yes")
     run(work, changes(work))

@@ -520,10 +520,10 @@ class Operating:
     def rf(self):
         return self
 
-    def users_page(self, campaign_id: str, page: int = 1, per_page: int = 250):
-        if page == self.fail_page:
+    def users_page(self, campaign_id: str, after: Optional[str] = None, per_page: int = 250):
+        if self._rf.pages + 1 == self.fail_page:
             raise Transient("Referral Factory answered 503: unavailable")
-        return self._rf.users_page(campaign_id, page, per_page)
+        return self._rf.users_page(campaign_id, after, per_page)
 
     def intercom(self, workspace: str):
         raise AssertionError("the workspace is not connected: doctor does not call Intercom")

@@ -66,8 +66,8 @@ def test_a_rule_added_on_another_attribute_or_newly_requiring_a_change_says_how_
 
     def said(n: int, attribute: str) -> str:
         return (f"{n} linked lead{'s' if n > 1 else ''} joined before the qualification rule on {attribute} (under "
-                "no rule, or a rule on another attribute): their value then is not known, so they are not qualified "
-                "automatically — " + take)
+                "no rule, or a rule on another attribute), or moved since to an older contact: their value then is "
+                "not known, so they are not qualified automatically — " + take)
     assert apply(work, settings()) == [said(1, "custom_attributes.signed_up") + change]
     assert apply(work, settings()) == []                                        # said when the rule changes
     plan = {"attribute": "custom_attributes.plan", "value": "pro"}

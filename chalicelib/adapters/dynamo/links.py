@@ -424,6 +424,9 @@ class DynamoLinks:
         changes: dict[str, Any] = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
+        if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
+            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
+            changes.update(armed=False, armed_by=None)
         updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
         if old:
             updates.append(Update(PointerItem(*contact_key(link.workspace, old)),

@@ -6,7 +6,7 @@ from typing import Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
-from ...domain.join import pick_existing
+from ...domain.join import moved_baseline, pick_existing
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting, duplicate_refused
 from ...domain.qualification import UNFINISHED, QState, open_states
@@ -62,7 +62,7 @@ def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: b
         link = _check_duplicate(link, settings, duplicate, deps, via, replay)
         if link.qualification is QState.QUALIFIED:
             return link
-    read = _read_contact(link, deps)
+    read = _read_contact(link, settings, deps)
     if read is None:
         return None
     link, contact = read
@@ -88,10 +88,11 @@ def _check_duplicate(link: Link, settings: CampaignSettings, contact_id: str, de
                                                             duplicate=contact_id, replay=replay, current=True))
 
 
-def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
+def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
     """The lead's contact, following a merge (410), or the contact with the same email when
-    Intercom no longer has it (404: some API versions answer so for a merged contact). None when
-    the contact is gone for good: reconciliation stops checking."""
+    Intercom no longer has it (404: some API versions answer so for a merged contact), with the baseline
+    that contact gives the link (domain/join.moved_baseline). None when the contact is gone for good:
+    reconciliation stops checking."""
     intercom = deps.apis.intercom(link.workspace)
     contact_id = str(link.contact_id)
     try:
@@ -102,7 +103,8 @@ def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
         canonical = intercom.get_contact(merged.canonical_id)
         link = deps.links.move(link, merged.canonical_id, [Entry(
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into "
-            f"{merged.canonical_id}; the link follows it")], role=canonical.get("role"))
+            f"{merged.canonical_id}; the link follows it")], role=canonical.get("role"),
+            **moved_baseline(settings, link, canonical))
         return link, canonical
     except NotFound:
         survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
@@ -112,7 +114,8 @@ def _read_contact(link: Link, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
                 "with this email")], state=ContactState.DELETED) or link
             deps.links.unpend(link, "the contact is gone: reconciliation stops checking")
             return None
+        found = intercom.get_contact(survivor["id"])
         link = deps.links.move(link, survivor["id"], [Entry(
             "contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
-            f"{survivor['id']}, takes its place")], role=survivor.get("role"))
-        return link, intercom.get_contact(survivor["id"])
+            f"{survivor['id']}, takes its place")], role=found.get("role"), **moved_baseline(settings, link, found))
+        return link, found

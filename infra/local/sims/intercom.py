@@ -16,7 +16,10 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
   exist") leave it out.
 * Search (rules in search.py) only sees a contact once ``clock() >= created + search_lag``;
   merged, archived and deleted contacts never appear in search or list. Cursors are stateless
-  offsets (records changed between pages can repeat or be missed, as documented).
+  offsets (records changed between pages can repeat or be missed, as documented). Search honours
+  ``sort`` (``{"field", "order"}``; the order defaults to ``descending``, as the OpenAPI file says);
+  without one it orders by ``sim.unsorted_by`` (``created_at``; ``"updated_at"`` makes a write reorder
+  the pages, as the documentation warns), descending. Of equal values, the order of creation.
 * A merged-away contact answers 410 ``contact_merged`` with ``Link: </contacts/<final id>>;
   rel="canonical"`` (chains resolved) on every ``/contacts/{id}...`` route; archived and deleted
   ones answer 404. Also served: DELETE /contacts/{id}, POST /contacts/{id}/archive|unarchive,
@@ -108,6 +111,7 @@ class IntercomSim(SimServer):
         self.tokens = set(tokens)
         self.app_id, self.app_name, self.region = app_id, app_name, region
         self.search_lag = search_lag
+        self.unsorted_by = "created_at"       # what a search without `sort` is ordered by (descending)
         self.contacts: dict[str, dict] = {}   # every contact ever created (except deleted)
         self.archived: set[str] = set()
         self.merged_into: dict[str, str] = {}
@@ -453,18 +457,20 @@ class IntercomSim(SimServer):
         except SearchError as e:
             return self._err(400, str(e))
         sort = body.get("sort") or {}
-        order = sort.get("order", "ascending")
+        order = sort.get("order", "descending")
         if order not in ("ascending", "descending"):
             return self._err(400, f"Invalid sort order '{order}'. Must be one of: ascending, "
                                   "descending", code="invalid_sort_order")
         now = self.clock()
         hits = [c for cid, c in self.contacts.items()
                 if self._live(cid) and self._indexed_at[cid] <= now and pred(c)]
-        if sort.get("field"):
-            def key(c):
-                v = self._field(c, sort["field"])
-                return (v is None, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
-            hits.sort(key=key, reverse=order == "descending")
+        field = sort.get("field") or self.unsorted_by
+        position = {cid: n for n, cid in enumerate(self.contacts)}      # (of equal values: the order of creation)
+
+        def key(c):
+            v = self._field(c, field)
+            return (v is None, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)), position[c["id"]])
+        hits.sort(key=key, reverse=order == "descending")
         page = body.get("pagination") or {}
         return self._paginate(hits, page.get("per_page"), page.get("starting_after"))
 

@@ -6,6 +6,13 @@ Answer shapes (Laravel style, as the real API):
 * list: ``{"data": [...], "links": {"first", "last", "prev", "next"} (URLs or null),
   "meta": {"current_page", "from", "last_page", "path", "per_page", "to", "total"}}``,
   paged with ``?page=`` (1-based) and ``?per_page=`` (default 25, max 250);
+* ``GET /users`` lists the campaign ``?campaign_id=`` names. The documentation gives neither that filter
+  nor ``page`` (only ``per_page`` and the next page in ``links.next``), so two switches make it behave the
+  other way: ``sim.campaign_filter = False`` lists every campaign's people whatever ``campaign_id`` says;
+  ``sim.cursor_links = True`` pages it by an opaque cursor (Laravel's cursor paginator): ``page`` is
+  ignored, ``links.next`` is ``/users?cursor=<opaque>`` and carries nothing else (no ``campaign_id``, no
+  ``per_page``), ``links.first``/``last``/``prev`` are null and ``meta`` is ``{"path", "per_page",
+  "next_cursor", "prev_cursor"}`` (no total);
 * errors: ``{"code": <status>, "message": "..."}``; validation errors are 422 with
   ``"message": "The given data was invalid.", "errors": {field: [{"field", "message"}]}``.
 
@@ -21,7 +28,9 @@ is appended to ``sim.qualification_calls`` as ``{"body", "status"}``; actual sta
 """
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import math
 import random
 import re
@@ -64,6 +73,8 @@ class RFSim(SimServer):
         self.user_limits: dict[str, int | None] = {}
         self.users: dict[int, dict] = {}
         self.blocked = False
+        self.campaign_filter = True      # GET /users honours ?campaign_id= (False: lists every campaign's)
+        self.cursor_links = False        # GET /users pages by an opaque cursor in links.next, not by ?page=
         self.excess_windows: list[float] = []
         self.qualification_calls: list[dict] = []
         self.qualified: dict[int, str | None] = {}
@@ -290,9 +301,28 @@ class RFSim(SimServer):
         return 200, {"data": clone(user)}
 
     def _list_users(self, rec):
-        cid = rec["query"].get("campaign_id")
+        cid = rec["query"].get("campaign_id") if self.campaign_filter else None
         users = [u for u in self.users.values() if cid is None or str(u["campaign_id"]) == cid]
-        return self._paginate(rec, "/users", users)
+        return self._cursor_page(rec, "/users", users) if self.cursor_links else self._paginate(rec, "/users", users)
+
+    def _cursor_page(self, rec, path, items):
+        """`items` (by id) after the one the cursor names: links.next names the next page by cursor alone."""
+        q = rec["query"]
+        try:
+            per_page = max(1, min(int(q.get("per_page", 25)), 250))
+            after = json.loads(base64.urlsafe_b64decode(q["cursor"].encode()))["after"] if q.get("cursor") else None
+        except (ValueError, TypeError, KeyError):
+            return self._invalid({"cursor": "The cursor is invalid."})
+        rest = [i for i in sorted(items, key=lambda i: i["id"]) if after is None or i["id"] > after]
+        chunk = rest[:per_page]
+        cursor = base64.urlsafe_b64encode(json.dumps({"after": chunk[-1]["id"]}).encode()).decode() \
+            if len(rest) > per_page else None
+        return 200, {
+            "data": clone(chunk),
+            "links": {"first": None, "last": None, "prev": None,
+                      "next": f"{self.base_url}{path}?" + urlencode({"cursor": cursor}) if cursor else None},
+            "meta": {"path": f"{self.base_url}{path}", "per_page": per_page, "next_cursor": cursor,
+                     "prev_cursor": None}}
 
     def _qualify(self, rec):
         b = rec["json"] if isinstance(rec["json"], dict) else {}
