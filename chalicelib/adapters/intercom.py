@@ -132,7 +132,8 @@ class IntercomClient(JsonApi):
 
     def data_attributes(self) -> dict[str, dict]:
         """full_name -> attribute, for contacts."""
-        answer = self._call("GET", "/data_attributes", params={"model": "contact"}) or {}
+        # archived ones too: a mapped attribute archived in Intercom is then said archived, not missing ("create it")
+        answer = self._call("GET", "/data_attributes", params={"model": "contact", "include_archived": "true"}) or {}
         return {a.get("full_name") or a.get("name"): a for a in answer.get("data", [])}
 
     def me(self) -> dict:

@@ -384,6 +384,11 @@ def test_a_mapped_attribute_not_available_doctor_names_it_missing_with_the_fix(b
     intercom.attributes["custom_attributes.lead_source"]["archived"] = True
     code, report = doctor(bridge, capsys)
     assert code == 1
+    [archived] = bad(report, "settings.workspace")   # not "create it": Intercom refuses a name it already has
+    assert archived["what"] == "leads.fields[3].to: custom_attributes.lead_source is archived in Intercom"
+    assert archived["fix"] == "unarchive it or map another attribute"
+    del intercom.attributes["custom_attributes.lead_source"]
+    code, report = doctor(bridge, capsys)
     [missing] = bad(report, "settings.workspace")
     assert missing["what"] == "leads.fields[3].to: custom_attributes.lead_source does not exist in workspace vne310wv"
     assert missing["fix"] == "create it in Intercom (Settings > Data > People) or fix the name"
@@ -425,15 +430,17 @@ def test_an_attribute_intercom_refuses_the_contact_is_still_created_with_the_oth
     [written] = [f for f in report["findings"] if f["check"] == "fields.not_written"]
     assert written["what"].startswith("1 join(s) applied without custom_attributes.lead_source (refused by Intercom, "
                                       "fixed value) at ")
-    [missing] = bad(report, "settings.workspace")        # Intercom's list leaves archived attributes out
-    assert missing["what"] == "leads.fields[3].to: custom_attributes.lead_source does not exist in workspace vne310wv"
+    [missing] = bad(report, "settings.workspace")        # archived: not "create it", which Intercom would refuse
+    assert missing["what"] == {
+        "archived": "leads.fields[3].to: custom_attributes.lead_source is archived in Intercom",
+        "deleted": "leads.fields[3].to: custom_attributes.lead_source does not exist in workspace vne310wv"}[how]
     assert missing["why"] == ("Intercom refuses it (400): each lead whose join writes it is created or updated "
                               "without it, said in its history (fields not written)")
 
 
 def test_a_mapped_attribute_archived_or_read_only_doctor_says_so_with_what_joins_do_without_it(bridge, intercom):
-    """Intercom's list leaves archived attributes out (doctor names it missing, above); where it shows one
-    archived, or read-only, doctor says so, and that joins are applied without it."""
+    """A mapped attribute Intercom lists archived (the bridge asks for archived ones too), or read-only: doctor
+    says so, and that joins are applied without it."""
     from chalicelib.services.doctor import Report, _settings_against_workspace
     bridge.apply(lead_settings())
     without = ": each lead whose join writes it is created or updated without it, said in its history (fields not " \

@@ -97,6 +97,20 @@ def test_custom_attributes_are_checked(ic):
     assert names["signed_up_at"]["data_type"] == "date" and "custom_attributes.old" not in names
 
 
+def test_an_attribute_archived_over_the_api_is_refused_on_contacts_until_unarchived(ic):
+    attr = call(ic, "POST", "/data_attributes", json={"name": "plan", "model": "contact", "data_type": "string"}).json()
+    archived = call(ic, "PUT", f"/data_attributes/{attr['id']}", json={"archived": True})
+    assert archived.status_code == 200 and archived.json()["archived"] is True
+    r = call(ic, "POST", "/contacts", json={"email": "a@b.co", "custom_attributes": {"plan": "pro"}})
+    assert r.status_code == 400 and r.json()["errors"][0]["message"] == "Custom attribute 'plan' is archived"
+    listed = call(ic, "GET", "/data_attributes?model=contact").json()["data"]
+    assert "custom_attributes.plan" not in {a["full_name"] for a in listed}
+    call(ic, "PUT", f"/data_attributes/{attr['id']}", json={"archived": False})
+    assert call(ic, "POST", "/contacts", json={"email": "a@b.co", "custom_attributes": {"plan": "pro"}}).ok
+    missing = call(ic, "PUT", "/data_attributes/999", json={"archived": True})
+    assert missing.status_code == 404 and missing.json()["errors"][0]["code"] == "field_not_found"
+
+
 def test_search_lags_creation(clock):
     with IntercomSim(clock=clock, search_lag=120) as sim:
         h = {"Authorization": "Bearer sim-token"}

@@ -24,7 +24,8 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
   rel="canonical"`` (chains resolved) on every ``/contacts/{id}...`` route; archived and deleted
   ones answer 404. Also served: DELETE /contacts/{id}, POST /contacts/{id}/archive|unarchive,
   GET /tags, ``POST /tags`` (with ``users``: tags those contacts), ``POST /contacts/merge`` (a lead
-  into a user only), ``POST /data_attributes`` (400 when the name exists). Webhook builders live
+  into a user only), ``POST /data_attributes`` (400 when the name exists), ``PUT /data_attributes/{id}``
+  (``archived``: as an admin archives it). Webhook builders live
   in webhooks.py (re-exported here).
 * ``GET /me`` names the admin and the app (``app_id``, ``app_name``, ``region``) any valid token
   belongs to.
@@ -100,6 +101,7 @@ class IntercomSim(SimServer):
         ("POST", r"/contacts/(?P<cid>[^/]+)/tags", "_tag_contact"),
         ("GET", r"/data_attributes", "_data_attributes"),
         ("POST", r"/data_attributes", "_create_data_attribute"),
+        ("PUT", r"/data_attributes/(?P<aid>[^/]+)", "_update_data_attribute"),
         ("GET", r"/segments", "_segments"),
         ("GET", r"/tags", "_list_tags"),
         ("POST", r"/tags", "_create_tag"),
@@ -560,6 +562,17 @@ class IntercomSim(SimServer):
             return self._err(400, f"You already have a '{name}' attribute", field="name")
         attr = self._add_attribute(name, f"custom_attributes.{name}", data_type, True)
         attr["description"] = str(body.get("description") or "")
+        return 200, dict(attr)
+
+    def _update_data_attribute(self, rec, aid):
+        """Archiving (or unarchiving) a custom attribute, as an admin does in Settings > Data > People."""
+        attr = next((a for a in self.attributes.values() if str(a.get("id")) == aid), None)
+        if attr is None:
+            return self._err(404, "We couldn't find that data attribute to update", code="field_not_found")
+        body = rec["json"] if isinstance(rec["json"], dict) else {}
+        attr.update({k: body[k] for k in ("archived", "messenger_writable") if isinstance(body.get(k), bool)})
+        if isinstance(body.get("description"), str):
+            attr["description"] = body["description"]
         return 200, dict(attr)
 
     def _me(self, rec):
