@@ -91,8 +91,8 @@ def untracked(link: Link) -> Repeat:
 def unknown_baseline(link: Link, rule: Qualification) -> Repeat:
     why = (f"its link moved to contact {link.contact_id}, which existed when the lead joined and changed since, so its "
            f"{rule.attribute} then is not known" if link.baseline_of == MOVED_UNKNOWN else
-           f"this lead's value at join time is one of {link.baseline_of}, not of {rule.attribute} (the qualification "
-           "rule changed since it joined)")
+           f"this lead's baseline (its value when it joined, or when `bridge backfill --apply` took it) is one of "
+           f"{link.baseline_of}, not of {rule.attribute} (the qualification rule changed since)")
     return Repeat("qualification_baseline_unknown", f"{why}, and require_change is true: it is not qualified "
                   f"automatically — {_backfill(link)}")
 

@@ -29,7 +29,7 @@ A lead linked before the campaign's qualification rule (under none, or a rule on
 value of its attribute from when they joined (domain/judge.takes_baseline): the bridge never qualifies
 them by itself. A run with `apply` reads each one's contact now and takes its value as their baseline
 (one contact read and one write each): they wait for qualification from then on, and, under
-require_change, one already at the target qualifies only on a change from it."""
+require_change, one already at the target qualifies only once its value changes away and back."""
 from __future__ import annotations
 
 from collections import Counter
@@ -242,7 +242,7 @@ def unknown_baselines(store: Store, settings: CampaignSettings, limit: int) -> O
                    "another attribute), or moved since to an older contact: their value then is not known, so they "
                    "are not qualified automatically",
                    TAKE_BASELINES.format(campaign=settings.campaign_id) + (
-                       " (one already at the target then qualifies only on a change: require_change)"
+                       " (one already at the target then qualifies only once its value changes away and back: require_change)"
                        if rule.require_change else ""), n, complete)
 
 
@@ -361,9 +361,10 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
                 if link.baseline_of == MOVED_UNKNOWN else
                 f"the lead joined before the qualification rule on {rule.attribute} ({before})")
         taken.append((link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
-            f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is {value!r} "
-            "now, taken as its baseline: the lead waits for qualification from now on" + (
-                ", and only a change from it qualifies (require_change)" if rule.require_change else "")),
+            f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is "
+            f"{'empty' if value in (None, '') else repr(value)} now, taken as its baseline: the lead waits for "
+            "qualification from now on" + (", and one already at the target qualifies only once the value changes "
+                                           "away and back (require_change)" if rule.require_change else "")),
             {"baseline": value, "contact_id": link.contact_id})]))
     for (link, *_), done in zip(taken, rt.store.links.take_baselines(taken)):
         out[link.ref] = (BASELINE if done else LINKED, None)

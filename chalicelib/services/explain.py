@@ -151,7 +151,8 @@ def never_seen(query: str) -> str:
             "bridge has never seen them, or they were forgotten (`bridge forget`): no join, no contact, no history "
             "and no refused webhook names them here. Only if they joined before the campaign's settings existed or "
             "while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring a "
-            "forgotten person back to Intercom); if they are in Intercom only, check the email or id")
+            "forgotten person back to Intercom); if their email changed in Intercom, explain finds them by the new one "
+            "or by their RF user id; if they are in Intercom only, check the email or id")
 
 
 def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomPort]] = None) -> Explanation:
@@ -415,7 +416,8 @@ HINTS = {
     ("join", "ignored"): "to send them, set `{side}.action` to create_lead or create_user, apply the settings, then "
                          "`bridge backfill {campaign} --apply` (it sends again each join ignored under action "
                          "nothing)",
-    ("evaluation", "not_changed"): "the contact already had the target value when the person joined, and the rule "
+    ("evaluation", "not_changed"): "the contact already had the target value at the lead's baseline (when the person joined, or "
+                                   "when `bridge backfill --apply` took it), and the rule "
                                    "has `require_change: true`: it qualifies once the value changes away and back. "
                                    "To count a value held at joining, set `qualification.require_change: false` and "
                                    "apply the settings (`bridge settings apply`)",

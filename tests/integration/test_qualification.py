@@ -251,7 +251,7 @@ def test_a_contact_that_already_had_the_target_at_join_does_not_qualify(bridge, 
     assert rf.qualification_calls == []
     person = bridge.history(42, lead["id"])
     assert person["link"]["baseline"] == "Yes"
-    assert "already met 'Yes' when the person joined" in person["history"][-1]["reason"]
+    assert "already met 'Yes' at the lead's baseline ('Yes': its value when the person joined" in person["history"][-1]["reason"]
     from chalicelib.services.explain import explain
     held = explain(bridge.operator(), str(lead["id"])).view()["trail"][-1]
     assert (held["event"], held["outcome"], held["details"]["baseline"]) == ("evaluation", "not_met", "Yes")

@@ -62,7 +62,7 @@ def test_a_lead_already_at_the_new_rules_target_is_not_qualified_by_a_rule_chang
         "another attribute), or moved since to an older contact: their value then is not known, so they are not "
         "qualified automatically — `bridge "
         f"backfill 42` (a dry run) lists them, then {BACKFILL} takes each one's value now as their baseline (one "
-        "already at the target then qualifies only on a change: require_change)"]
+        "already at the target then qualifies only once its value changes away and back: require_change)"]
     told(bridge, intercom, contact["id"])
     assert qualified_ids(rf) == []
     assert BACKFILL in repeats(bridge, lead)["qualification_baseline_unknown"]
@@ -99,4 +99,19 @@ def test_a_lead_linked_before_the_campaign_had_a_rule_is_taken_in_by_backfill_an
     intercom.update_contact(contact["id"], signed_up="Yes")     # its webhook lost: the sweep finds it
     bridge.reconcile()
     bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+
+
+def test_a_lead_without_a_value_is_said_empty_at_backfill_and_qualifies_when_it_reaches_the_target(
+        bridge, intercom, rf, capsys):
+    bridge.apply(lead_settings())                               # no rule: the contact gets no signed_up
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    bridge.apply(qualifying_settings())
+    rebaselined(bridge, capsys, lead, None, "custom_attributes.signed_up")
+    [taken] = [e for e in bridge.history(42, lead["id"])["history"] if e["outcome"] == "baseline_taken"]
+    assert "it is empty now, taken as its baseline" in taken["reason"]       # not Python's None
+    told(bridge, intercom, contact["id"], signed_up="Yes")
     assert qualified_ids(rf) == [lead["id"]]

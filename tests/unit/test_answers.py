@@ -150,7 +150,8 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
         "`bridge doctor CAMPAIGN` shows the queue). Else the bridge has never seen them, or they were forgotten "
         "(`bridge forget`): no join, no contact, no history and no refused webhook names them here. Only if they joined before the campaign's settings "
         "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring "
-        "a forgotten person back to Intercom); if they are in Intercom only, check the email or id")
+        "a forgotten person back to Intercom); if their email changed in Intercom, explain finds them by the new one "
+        "or by their RF user id; if they are in Intercom only, check the email or id")
 
 
 def test_explain_says_a_failed_join_has_no_contact_yet_never_none():

@@ -37,7 +37,7 @@ def test_reaching_the_target_qualifies_and_says_actual_and_expected():
 
 def test_baseline_already_at_target_does_not_qualify_until_a_change_is_seen():
     e = evaluate(rule(), "string", "Yes", baseline="Yes", armed=False)
-    assert not e.met and "already met 'Yes' when the person joined" in e.reason
+    assert not e.met and "already met 'Yes' at the lead's baseline" in e.reason
     assert evaluate(rule(), "string", "Yes", baseline="Yes", armed=True).met
     assert evaluate(rule(require_change=False), "string", "Yes", baseline="Yes", armed=False).met
 

@@ -62,7 +62,7 @@ def test_a_rule_added_on_another_attribute_or_newly_requiring_a_change_says_how_
     joined(work, "8", "bob@example.com", baseline_of="custom_attributes.signed_up")     # under a signed_up rule
     take = ("`bridge backfill 42` (a dry run) lists them, then `bridge backfill 42 --apply` takes each one's value "
             "now as their baseline")
-    change = " (one already at the target then qualifies only on a change: require_change)"
+    change = " (one already at the target then qualifies only once its value changes away and back: require_change)"
 
     def said(n: int, attribute: str) -> str:
         return (f"{n} linked lead{'s' if n > 1 else ''} joined before the qualification rule on {attribute} (under "
