@@ -151,7 +151,8 @@ def policies(target: Target) -> dict[str, dict]:
             # workspace's connection (the attribute list it keeps there; the campaigns naming it, for the search
             # of changed contacts), that search's position (RECONCILE), and the mapped fields joins could not
             # write, counted for doctor (the edge log's `fields:` scopes). Its transactions hold Puts and Updates
-            # only. Never an OAuth state or ticket, the workspace index, RF's connection, nor the edge's own log.
+            # (and the deletes and checks below). Never an OAuth state or ticket, the workspace index, RF's
+            # connection, nor the edge's own log.
             _keyed("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
                              "dynamodb:BatchWriteItem"], table,
                    ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "HISTORY#*", "SYNC#*", "RATE#*",
@@ -165,6 +166,10 @@ def policies(target: Target) -> dict[str, dict]:
             # nowhere; a transaction's delete is authorised as DeleteItem). Deletes of email pointers only:
             # never a link, a history or settings.
             _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*"]),
+            # A history entry about a linked person is written only while their link exists (a worker that read
+            # it before `bridge forget` erased it writes nothing about them): the link's condition check, in the
+            # entry's transaction. Checks of links only: nothing is written to them by it.
+            _keyed("LinkChecks", ["dynamodb:ConditionCheckItem"], table, ["CAMPAIGN#*"]),
             # The SQS event source polls with the function's role (Receive, Delete, GetQueueAttributes);
             # the worker itself deletes what it handled, delays what it retries, sends back a copy of
             # what must wait (a wait is not a try), and queues follow-up work (a lead it created is

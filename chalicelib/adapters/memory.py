@@ -358,10 +358,10 @@ class MemoryLinks:
         return True
 
     # --- qualification ------------------------------------------------------------------------
-    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link:
+    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
         now, held = self.clock(), self.tables.links.get(link.ref)
         if held is None:
-            return link
+            return None
         state = held.link.qualification
         took_over = state is QState.QUALIFYING and _lease_ended(held, now)
         if state not in claimable(replay) and not took_over:
@@ -369,6 +369,14 @@ class MemoryLinks:
         held.claim, held.lease_until, held.lease_ended, held.requeued = uuid.uuid4().hex, now + lease, None, 0
         held.link = dataclasses.replace(held.link, qualification=QState.QUALIFYING)
         return Claim(held.claim, held.link, took_over, state)
+
+    def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+        if ref in self.tables.links:
+            self.history.append(ref, entries)
+
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
+        if ref in self.tables.links:
+            self.history.note_repeat(ref, event, reason, outcome)
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
                           reason: Optional[str] = None, lease: float = LEASE_SECONDS,

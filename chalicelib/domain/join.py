@@ -209,7 +209,8 @@ def duplicate_of(ours_: dict, contacts: Iterable[dict], duplicates: str) -> Opti
     return Duplicate(target, merge)
 
 
-def moved_baseline(settings: CampaignSettings, link: Link, target: dict) -> dict[str, Any]:
+def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidden_by_search: bool = False
+                   ) -> dict[str, Any]:
     """What a lead's link records of its baseline when it moves to `target`, another contact of the person's
     (the one its contact was merged into, an older duplicate, the contact with its email once its own is
     gone), as LinkRepository.move takes it: nothing when its own still holds (no rule, or `target` was made
@@ -217,7 +218,11 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict) -> dict
     and has not changed since (its value then); else MOVED_UNKNOWN: its value then is not known (a merge
     changes the survivor), and under require_change the lead is not qualified by itself
     (judge.baseline_known). Never the link's own baseline for a contact that existed when the person joined:
-    it may have had the target all along."""
+    it may have had the target all along. `hidden_by_search`: `target` is a contact Intercom's search did not
+    show yet when the person joined (the bridge made its own; the late duplicate check found it): made at most
+    a few minutes before the join, it is the person arriving, not a contact of long standing, and its value
+    then is taken as the link's, as the bridge took it before (what it changed to since is theirs since joining);
+    its value is used when it has not changed since."""
     q, joined = settings.qualification, rules.event_time(link.joined_at)
     if q is None or not link.is_lead:
         return {}
@@ -226,7 +231,7 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict) -> dict
         return {}
     if joined is not None and updated is not None and updated <= joined:
         return {"baseline": baseline(settings, target), "baseline_of": q.attribute}
-    return {"baseline": None, "baseline_of": MOVED_UNKNOWN}
+    return {} if hidden_by_search else {"baseline": None, "baseline_of": MOVED_UNKNOWN}
 
 
 def time_number(value: Any) -> Optional[float]:

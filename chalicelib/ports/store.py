@@ -149,9 +149,14 @@ class LinkRepository(Protocol):
         qualification, changed it meanwhile)."""
 
     # qualification (domain/qualification.py says which transitions exist)
-    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link:
+    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
         """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
-        replay, or another worker's lease runs)."""
+        replay, or another worker's lease runs); None when the link was erased meanwhile (`bridge forget`)."""
+    def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+        """Entries about the link's person (a judgement of what Intercom said), written only while the link
+        exists: a worker that read it before `bridge forget` erased it writes nothing about them."""
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
+        """HistoryLog.note_repeat about the link's person, only while the link exists (as `note`)."""
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
                           reason: Optional[str] = None, lease: float = LEASE_SECONDS,
                           rf_said_no: bool = False) -> Link:

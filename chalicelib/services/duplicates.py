@@ -85,7 +85,7 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     target = _find(intercom, str(duplicate.target["id"]))
     if target is None:
         return "unique"              # gone since search listed it
-    taken = decide.moved_baseline(settings, link, target)      # (read before the merge changes it)
+    taken = decide.moved_baseline(settings, link, target, hidden_by_search=True)   # (read before the merge changes it)
     entry, now_contact = _merge_or_move(intercom, message, link, target, duplicate.merge)
     moved = deps.links.move(link, str(target["id"]), [_baseline_said(entry, target, taken)], role=target.get("role"),
                             **taken)

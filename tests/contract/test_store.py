@@ -302,7 +302,10 @@ def test_an_old_address_whose_links_changed_meanwhile_is_read_again_and_kept_onl
     lambda links, link: links.move(link, "c2", [Entry("contact", "merged")]),
     lambda links, link: links.take_baselines([(link, "No", SIGNED_UP, [Entry("backfill", "baseline")])]),
     lambda links, link: links.count_applied_many([(link.ref, "100", [Entry("referral_count", "counted")])]),
-], ids=["arm", "role", "state", "email", "unpend", "move", "baseline", "count"])
+    lambda links, link: links.note(link.ref, [Entry("evaluation", "not_qualified")]),
+    lambda links, link: links.note_repeat(link.ref, "qualification_qualified", "already qualified"),
+    lambda links, link: links.start_qualifying(link),
+], ids=["arm", "role", "state", "email", "unpend", "move", "baseline", "count", "note", "repeat", "claim"])
 def test_a_late_write_on_a_link_erased_meanwhile_writes_nothing_about_the_person(store, late):
     """`bridge forget` erased the person after a worker read their link: its write (an Intercom event, an
     arming, reconciliation stopping) brings back neither the link nor a history entry (not even a note of an
@@ -314,6 +317,17 @@ def test_a_late_write_on_a_link_erased_meanwhile_writes_nothing_about_the_person
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     found = store.lookup.look_up(contacts=[(WS, "c1"), (WS, "c2")], emails=[(WS, "ann@new.example")])
     assert (found.by_contact, found.by_email) == ({}, {})
+
+
+def test_notes_about_a_linked_person_are_written_and_counted_and_a_claim_on_an_erased_link_says_none(store):
+    link = joined(store, entries=())
+    store.links.note(ANN, [Entry("evaluation", "not_qualified")])
+    store.links.note_repeat(ANN, "qualification_qualified", "already qualified")       # makes the counted entry
+    store.links.note_repeat(ANN, "qualification_qualified", "already qualified")       # counts on
+    assert [(e.event, e.outcome, e.count) for e in store.history.entries(ANN)] == [
+        ("evaluation", "not_qualified", None), ("qualification_qualified", "ignored", 2)]
+    store.links.erase(link)
+    assert store.links.start_qualifying(link) is None                   # not `link`, as if it were still there
 
 
 def test_a_move_to_an_older_duplicate_can_set_the_baseline_and_is_no_longer_armed_then(store):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -34,6 +35,15 @@ class Put:
 
     item: Model
     condition: Optional[Condition] = None
+
+
+@dataclass
+class Check:
+    """A condition on another item (its model and key) that the transaction holds to (nothing written to it)."""
+
+    model: type[Model]
+    key: tuple[str, str]
+    condition: Condition
 
 
 @dataclass
@@ -64,18 +74,21 @@ class DynamoHistory:
     def _expires(self, now: float) -> Optional[int]:
         return int(now) + self.days * 86400 if self.days > 0 else None
 
-    def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update | Put | Delete) -> None:
+    def transact(self, ref: PersonRef, entries: Sequence[Entry], *updates: Update | Put | Delete | Check) -> None:
         """The updates and the entries at once. Raises TransactWriteError (models.conditional
         tells a failed condition)."""
         self.transact_all([(ref, entries, updates)])
 
-    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete]]]) -> None:
+    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete | Check]]]
+                     ) -> None:
         """Several people's updates and entries in one transaction (all or nothing)."""
         now = self.clock()
         with TransactWrite(connection=HistoryItem._get_connection().connection) as tx:
             for ref, entries, updates in groups:
                 for update in updates:
-                    if isinstance(update, Put):
+                    if isinstance(update, Check):
+                        tx.condition_check(update.model, *update.key, condition=update.condition)
+                    elif isinstance(update, Put):
                         tx.save(update.item, condition=update.condition)
                     elif isinstance(update, Delete):
                         tx.delete(update.item, condition=update.condition)
@@ -85,16 +98,16 @@ class DynamoHistory:
                     tx.save(item)
 
     @staticmethod
-    def refused(exc: Exception, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete]]]
-                ) -> set[int]:
+    def refused(exc: Exception, groups: Sequence[tuple[PersonRef, Sequence[Entry],
+                                                       Sequence[Update | Put | Delete | Check]]]) -> set[int]:
         """The groups of a transact_all DynamoDB cancelled whose items' conditions failed, as its
         cancellation reasons say (none when they say nothing)."""
-        # PynamoDB sends a transaction's deletes, then its puts (a group's entries: one, after the
-        # group's puts), then its updates, each in the order transact_all gave them.
+        # PynamoDB sends a transaction's condition checks, then its deletes, then its puts (a group's entries: one,
+        # after the group's puts), then its updates, each in the order transact_all gave them.
         def owners(kind: type, entries: bool = False) -> list[int]:
             return [g for g, (_, written, updates) in enumerate(groups)
                     for _ in [*(u for u in updates if isinstance(u, kind)), *(written[:1] if entries else ())]]
-        sent = owners(Delete) + owners(Put, entries=True) + owners(Update)
+        sent = owners(Check) + owners(Delete) + owners(Put, entries=True) + owners(Update)
         return {sent[i] for i in refused_items(exc) if i < len(sent)}
 
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
@@ -108,13 +121,21 @@ class DynamoHistory:
                     batch.save(item)
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
-                    restart_after: Optional[float] = None) -> None:
+                    restart_after: Optional[float] = None, *, while_there: Optional[Check] = None) -> None:
+        """`while_there`: the note is written only while that condition holds (the person's link exists). The
+        note counted on costs no more (its item there, the person was not erased since it was made: an erasure
+        deletes the link, then the history); only the one that makes the item checks the link with it."""
         now = self.clock()
         expires = self._expires(now)
         item = HistoryItem(history_pk(ref), repeats_sk(event))
         actions = [HistoryItem.event.set(event), HistoryItem.outcome.set(outcome), HistoryItem.reason.set(reason),
                    HistoryItem.at.set(iso(now)),
                    HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()]
+        if while_there is not None:
+            counted: list[Action] = [*actions, HistoryItem.repeats.add(1)]
+            if not applied(lambda: item.update(actions=counted, condition=HistoryItem.pk.exists())):
+                applied(lambda: self.transact(ref, (), Update(item, counted), while_there))
+            return
         if restart_after is None:
             item.update(actions=[*actions, HistoryItem.repeats.add(1)])
             return

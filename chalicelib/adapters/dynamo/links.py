@@ -17,7 +17,7 @@ from ...domain.link import (LEAD, Claim, ContactState, JoinClaim, JoinResult, Li
                            PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
-from .history import Delete, DynamoHistory, Put, Update
+from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key,
                    referrer_of)
 from .lookup import drop_reference
@@ -504,7 +504,7 @@ class DynamoLinks:
         return dataclasses.replace(link, updated_at=now, **changes)
 
     # --- qualification ------------------------------------------------------------------------
-    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link:
+    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
         now, token = self.clock(), uuid.uuid4().hex
         key = link_key(link.ref)
         try:
@@ -518,10 +518,16 @@ class DynamoLinks:
             if not conditional(exc):
                 raise
             current = get(LinkItem, key)
-            return current.to_link() if current is not None else link
+            return current.to_link() if current is not None else None
         before = LinkItem.from_raw_data(answer["Attributes"]).to_link()
         return Claim(token, dataclasses.replace(before, qualification=QState.QUALIFYING),
                      took_over=before.qualification is QState.QUALIFYING, previous=before.qualification)
+
+    def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+        applied(lambda: self.history.transact(ref, entries, _linked(ref)))
+
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
+        self.history.note_repeat(ref, event, reason, outcome, while_there=_linked(ref))
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
                           reason: Optional[str] = None, lease: float = LEASE_SECONDS,
@@ -680,3 +686,8 @@ class DynamoLinks:
                 if retry == CONFLICT_TRIES - 1 or not conflicted(exc):
                     raise
             self.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** retry))
+
+
+def _linked(ref: PersonRef) -> Check:
+    """A write about the person holds only while their link exists (`bridge forget` erased it: nothing)."""
+    return Check(LinkItem, link_key(ref), LinkItem.pk.exists())

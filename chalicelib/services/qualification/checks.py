@@ -29,7 +29,7 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         batch.keep(deps.qualifier.resume(link, "reconciliation"))
         return "done"
     if link.campaign_id in batch.invalid and not replay:
-        deps.history.note_repeat(link.ref, "reconciliation_settings_invalid",
+        deps.links.note_repeat(link.ref, "reconciliation_settings_invalid",
                                  f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
         return "skipped"
     settings = batch.settings_for(link)
@@ -80,7 +80,7 @@ def _check_duplicate(link: Link, settings: CampaignSettings, contact_id: str, de
     except (Merged, NotFound) as gone:
         why = f"Intercom no longer has it ({'merged' if isinstance(gone, Merged) else '404'})"
     if why is not None:
-        deps.history.append(link.ref, [Entry("reconciliation", "duplicate_not_counted", (
+        deps.links.note(link.ref, [Entry("reconciliation", "duplicate_not_counted", (
             f"duplicate contact {contact_id} (the lead's email), on which the lead met the target, no longer "
             f"counts: {why}; the lead's own contact is judged instead"), {"duplicate_contact_id": contact_id})])
         return link

@@ -29,7 +29,7 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
     direct = batch.linked_to_contact(ws, item.get("id"))
     if batch.seen(ws, message.notification_id):
         for link in direct:
-            deps.history.note_repeat(link.ref, "intercom_notification",
+            deps.links.note_repeat(link.ref, "intercom_notification",
                                      "the same Intercom notification arrived again and was ignored")
         return "repeat"
     replay = bool(message.replayed_from)
@@ -127,7 +127,7 @@ def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) ->
     value = attribute_value(item, rule.attribute)
     if not rules.matches(rule, attribute_type(rule.attribute, deps.apis.attributes(link.workspace)), value):
         return
-    deps.history.note_repeat(link.ref, f"duplicate_contact#{item.get('id')}", (
+    deps.links.note_repeat(link.ref, f"duplicate_contact#{item.get('id')}", (
         f"attribute changed on contact {item.get('id')}, a duplicate of the linked contact {link.contact_id} "
         f"(same email): {rule.attribute} is {value!r} there — set `match: email` to count it"), outcome="not_counted")
 

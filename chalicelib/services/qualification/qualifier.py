@@ -15,7 +15,7 @@ from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
 from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain
 from ...observability import count, logger
-from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
+from ...ports import Apis, LinkRepository, Merged, NotFound
 
 #: After RF's answer was lost and RF could not tell us whether it applied the call, try again no sooner than this
 #: (RF asked first). When the loss was RF's outage, its outage wait (domain/outage.outage_wait) sets the delay.
@@ -23,8 +23,8 @@ UNSURE_RETRY_SECONDS = 30.0
 
 
 class Qualifier:
-    def __init__(self, links: LinkRepository, history: HistoryLog, apis: Apis):
-        self.links, self.history, self.apis = links, history, apis
+    def __init__(self, links: LinkRepository, apis: Apis):
+        self.links, self.apis = links, apis
 
     def evaluate(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, note: bool = True) -> Link:
         """Judge `seen` under the campaign's settings as they are now (every path that may qualify comes
@@ -39,12 +39,12 @@ class Qualifier:
         if not note and verdict.action in (Action.NOTE, Action.IGNORE):
             return link
         if verdict.repeat is not None:
-            self.history.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
+            self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [verdict.entry] if verdict.entry is not None else []
         if verdict.action is Action.ARM:
             return self._arm(link, entries, rule)
         if entries:
-            self.history.append(link.ref, entries)
+            self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
@@ -54,7 +54,7 @@ class Qualifier:
         contact read for it), and its history says why (once, its repeats counted)."""
         repeat = elsewhere(link, settings)
         if repeat is not None and note:
-            self.history.note_repeat(link.ref, repeat.event, repeat.reason, outcome="not_qualified")
+            self.links.note_repeat(link.ref, repeat.event, repeat.reason, outcome="not_qualified")
         return repeat is not None
 
     def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
@@ -85,6 +85,8 @@ class Qualifier:
     def qualify(self, link: Link, via: str, replay: bool = False) -> Link:
         """Claim the referral and have RF qualify it: once, even when RF's answer is lost."""
         claim = self.links.start_qualifying(link, replay=replay)
+        if claim is None:
+            return link                   # erased meanwhile (`bridge forget`): nothing about them is written
         if not isinstance(claim, Claim):
             return self._not_claimed(claim)
         entries = _resumed(claim)
@@ -150,9 +152,9 @@ class Qualifier:
     def _not_claimed(self, current: Link) -> Link:
         if current.qualification in (QState.QUALIFIED, QState.FAILED):
             state = current.qualification.value
-            self.history.note_repeat(current.ref, f"qualification_{state}", f"already {state}: nothing more to do")
+            self.links.note_repeat(current.ref, f"qualification_{state}", f"already {state}: nothing more to do")
         else:
-            self.history.append(current.ref, [Entry("qualification", "in_progress_elsewhere",
+            self.links.note(current.ref, [Entry("qualification", "in_progress_elsewhere",
                                                     "another worker is qualifying this referral right now")])
         return current
 
