@@ -145,26 +145,42 @@ def policies(target: Target) -> dict[str, dict]:
         ],
         "worker": [
             logs("worker"),
-            # The partitions its work reads and writes: a campaign's (joins claim and finish links, count
-            # referrals, qualifications; a sync run's pages), the links by contact and by email, the Intercom
-            # notifications it applied, people's histories, the sync ledger, the shared rate budgets, a
-            # workspace's connection (the attribute list it keeps there; the campaigns naming it, for the search
-            # of changed contacts), that search's position (RECONCILE), and the mapped fields joins could not
-            # write, counted for doctor (the edge log's `fields:` scopes). Its transactions hold Puts and Updates
-            # (and the deletes and checks below). Never an OAuth state or ticket, the workspace index, RF's
-            # connection, nor the edge's own log.
-            _keyed("Table", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
-                             "dynamodb:BatchWriteItem"], table,
-                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "HISTORY#*", "SYNC#*", "RATE#*",
-                    "WORKSPACE#*", "RECONCILE", "EDGE#fields:*"]),
+            # Its work's partitions, each action on those its code uses it on (a campaign's: joins claim and
+            # finish links, count referrals, qualifications, a sync run's pages; the links by contact and by
+            # email; the Intercom notifications it applied; people's histories; the sync ledger; the shared rate
+            # budgets; a workspace's connection, with the attribute list it keeps there, and the campaigns
+            # naming it; the search of changed contacts' position, RECONCILE; the mapped fields joins could
+            # not write, counted for doctor, EDGE#fields:). Its transactions hold Puts and Updates (and the
+            # deletes and checks below). Never an OAuth state or ticket, the workspace index, RF's connection,
+            # nor the edge's own log.
+            # GetItem: settings and links, the old email's pointer a changed email leaves
+            # (links.py _leave), the rate budgets' state, its position, a workspace's connection and campaigns.
+            _keyed("ItemReads", ["dynamodb:GetItem"], table,
+                   ["CAMPAIGN#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
+            # PutItem: links, sync runs, history entries, applied notifications, its position.
+            _keyed("ItemPuts", ["dynamodb:PutItem"], table, ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE"]),
+            # UpdateItem: links and referral counts, the pointers, repeated history notes, the rate budgets, a
+            # workspace's connection and campaigns, the unwritten fields' counts.
+            _keyed("ItemUpdates", ["dynamodb:UpdateItem"], table,
+                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "HISTORY#*", "RATE#*", "WORKSPACE#*", "EDGE#fields:*"]),
+            # BatchGetItem: a batch's settings, links, referral counts, pointers and applied notifications, a
+            # sync page's ledger entries, and, on RF's first 429 of a strike, the rate budget's slices
+            # (adapters/ratelimit.py, DynamoRates.used).
+            _keyed("BatchReads", ["dynamodb:BatchGetItem"], table,
+                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "SYNC#*", "RATE#*"]),
+            # BatchWriteItem: history entries (HistoryStore.append_many) and a sync page's ledger entries
+            # (SyncStore.record), the worker's only batch writes. IAM cannot grant a batch's puts without its
+            # deletes: it may batch-delete these two partitions' items too (erasures, which do, are the
+            # operator's), and never a link, settings, a pointer, a rate budget or its position.
+            _keyed("BatchWrites", ["dynamodb:BatchWriteItem"], table, ["HISTORY#*", "SYNC#*"]),
             # A sync page tried again after RF said its contact's email is in the campaign asks the ledger
             # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a
             # query of the ledger's partitions only.
             _keyed("Ledger", ["dynamodb:Query"], table, ["SYNC#*"]),
             # A person's email changed in Intercom: their link's email pointer moves, and the old address's
             # pointer, when the link was all it named, is deleted in that transaction (the old address is kept
-            # nowhere; a transaction's delete is authorised as DeleteItem). Deletes of email pointers only:
-            # never a link, a history or settings.
+            # nowhere; a transaction's delete is authorised as DeleteItem). With BatchWrites' history and ledger
+            # entries, the only deletes it may make: never a link, settings, a rate budget or its position.
             _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*"]),
             # A history entry about a linked person is written only while their link exists (a worker that read
             # it before `bridge forget` erased it writes nothing about them): the link's condition check, in the
