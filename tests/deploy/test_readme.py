@@ -86,3 +86,20 @@ def test_the_readmes_intercom_outage_rehearsal_says_what_explain_shows():
     work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable", code="service_unavailable"), hours=0.01)
     shown = as_text(explain(work, "a@example.com"))
     assert said in shown and "without using up a try" in shown, shown
+
+
+def test_the_readmes_worker_rights_name_each_item_action_with_the_partitions_its_policy_grants():
+    """An operator reviewing the worker's rights reads them in the README: each action it is granted on the
+    table's items is listed with exactly the partitions (dynamodb:LeadingKeys) its policy names for it."""
+    target = deploy.Target("prod", "123456789012", "eu-west-1", {
+        "TableArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/t", "QueueArn": "q", "DeadLetterQueueArn": "d",
+        "SecretsPath": "/s"})
+    keyed = [s for s in deploy.policies(target)["worker"]["Statement"] if "Condition" in s]
+    granted = {a.split(":")[1]: set(s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+               for s in keyed for a in s["Action"]}
+    bullet = " ".join(README.split("\n   - the worker:")[1].split("\n   - ")[0].split())
+    listed = {}
+    for action in re.findall(r"`(\w+Item|Query)`", bullet):
+        keys = re.search(rf"`{action}`[^`(]*\(([^)]*)\)", bullet)
+        listed[action] = set(re.findall(r"`([A-Z]+(?:#[^`]*)?)`", keys.group(1))) if keys else set()
+    assert listed == granted
