@@ -9,13 +9,10 @@ import json
 from tests.support.cli import run_cli
 
 from .conftest import join_body, lead_settings, new_lead, qualifying_settings
+from .test_qualification import qualified_ids
 
 PRO = {"attribute": "custom_attributes.plan", "value": "pro"}
 BACKFILL = "`bridge backfill 42 --apply`"
-
-
-def qualified_ids(rf):
-    return [user_id for user_id, _ in rf.qualification_events]
 
 
 def cli(bridge, capsys, *argv) -> dict:
