@@ -72,10 +72,11 @@ class _BridgeRetry(Retry):
     def get_retry_after(self, response) -> Optional[float]:
         """`Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of its rate window, which it
         sends with every answer: after a 5xx it is no wait the vendor asked for). A `Retry-After` neither seconds
-        nor a date (`soon`, empty) is as none: the ordinary backoff, or the rate window, is waited."""
+        nor a date (`soon`, empty, a date past any calendar) is as none: the ordinary backoff, or the rate window,
+        is waited."""
         try:
             delay = super().get_retry_after(response)
-        except InvalidHeader:
+        except (InvalidHeader, OverflowError):
             delay = None
         reset = response.headers.get("X-RateLimit-Reset") if response.status == 429 else None
         if delay is None and reset:

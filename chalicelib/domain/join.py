@@ -217,8 +217,8 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
     after the person joined: the contact they had then was the link's); `target`'s value when it existed then
     and has not changed since (its value then); else MOVED_UNKNOWN: its value then is not known (a merge
     changes the survivor), and under require_change the lead is not qualified by itself
-    (judge.baseline_known). Never the link's own baseline for a contact that existed when the person joined:
-    it may have had the target all along. `hidden_by_search`: `target` is a contact Intercom's search did not
+    (judge.baseline_known). Not the link's own baseline for a contact that existed when the person joined
+    (it may have had the target all along), but for one `hidden_by_search`: `target` is a contact Intercom's search did not
     show yet when the person joined (the bridge made its own; the late duplicate check found it): made at most
     a few minutes before the join, it is the person arriving, not a contact of long standing, and its value
     then is taken as the link's, as the bridge took it before (what it changed to since is theirs since joining);

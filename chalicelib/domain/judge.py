@@ -71,10 +71,12 @@ def baseline_known(link: Link, rule: Qualification) -> bool:
 
 
 def takes_baseline(link: Link, rule: Qualification) -> bool:
-    """A linked lead whose value now `bridge backfill --apply` takes as their baseline under `rule`: one
-    waiting for qualification, or never tracked (linked before any rule), whose baseline is not known."""
-    return link.is_lead and link.status is LinkStatus.LINKED and link.qualification in (None, QState.PENDING) \
-        and not baseline_known(link, rule)
+    """A linked lead whose value now `bridge backfill --apply` takes as their baseline under `rule`, as
+    `settings apply` and doctor count them (backfill.unknown_baselines): one never tracked (linked before any
+    rule), or, while require_change holds (without it the baseline does not matter: they qualify), one
+    waiting for qualification whose baseline is not known."""
+    waiting = link.qualification is None or (rule.require_change and link.qualification is QState.PENDING)
+    return link.is_lead and link.status is LinkStatus.LINKED and waiting and not baseline_known(link, rule)
 
 
 def armed_under(link: Link, rule: Qualification) -> bool:

@@ -25,8 +25,8 @@ referrer of the page's counted leads whose count Intercom may not hold in the ca
 the count backfill the settings owed when it began (ports.store.CountBackfill: `doctor` stops
 reporting it); a dry run, or a run that stops or fails part-way, leaves it owed.
 
-A lead linked before the campaign's qualification rule (under none, or a rule on another attribute) has no
-value of its attribute from when they joined (domain/judge.takes_baseline): the bridge never qualifies
+A lead linked before the campaign's qualification rule (under none, or a rule on another attribute), or moved
+since to an older contact, has no known value of its attribute from when they joined (domain/judge.takes_baseline): the bridge never qualifies
 them by itself. A run with `apply` reads each one's contact now and takes its value as their baseline
 (one contact read and one write each): they wait for qualification from then on, and, under
 require_change, one already at the target qualifies only once its value changes away and back."""
@@ -70,9 +70,10 @@ NOTHING = "nothing to do (the settings' action is nothing)"
 UNREADABLE = "unreadable in Referral Factory"
 EXAMPLES = 20       # people the text names of an outcome (and `unreadable` of those RF lists unreadably)
 COUNTED = "already applied: counted now for their referrer"     # (linked or ignored, before the count's setting)
-# A lead linked before the qualification rule (under none, or one on another attribute: judge.takes_baseline).
-BASELINE = "linked before the qualification rule: its value now taken as its baseline"
-NOT_TAKEN = "linked before the qualification rule: its contact could not be read, no baseline taken (run again)"
+# A lead whose value when it joined is not known under the rule: linked before it (under none, or one on another
+# attribute), or moved since to an older contact (judge.takes_baseline).
+BASELINE = "baseline not known under the qualification rule: its value now taken as its baseline"
+NOT_TAKEN = "baseline not known under the qualification rule: its contact could not be read, no baseline taken (run again)"
 ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, NOT_TAKEN)   # outcomes that act on people (and Reopened)
 
 Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
@@ -129,7 +130,7 @@ class Result:
                SYNCED: "enrolled by contact sync, not linked yet: would be joined",
                WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
                COUNTED: "already applied: would be counted for their referrer",
-               BASELINE: "linked before the qualification rule: its value now would be taken as its baseline"}
+               BASELINE: "baseline not known under the qualification rule: its value now would be taken as its baseline"}
 
         def said(k: Outcome) -> str:
             return k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)

@@ -10,14 +10,13 @@ follows, the history says what was done and why, and the rule is evaluated on th
 person now has."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
 from ..domain import join as decide
 from ..domain.history import REPLAYED, Entry
 from ..domain.judge import Sighting
-from ..domain.link import MOVED_UNKNOWN, Link, PersonRef
+from ..domain.link import Link, PersonRef
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..errors import Deferred, InvalidSettings, Permanent
@@ -87,22 +86,13 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
         return "unique"              # gone since search listed it
     taken = decide.moved_baseline(settings, link, target, hidden_by_search=True)   # (read before the merge changes it)
     entry, now_contact = _merge_or_move(intercom, message, link, target, duplicate.merge)
-    moved = deps.links.move(link, str(target["id"]), [_baseline_said(entry, target, taken)], role=target.get("role"),
+    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"),
                             **taken)
     count("DuplicatesResolved")
     rule = settings.qualification
     if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:
         deps.qualifier.evaluate(moved, settings, Sighting(now_contact, "duplicate resolved"))
     return "merged" if entry.outcome == "merged_into_existing" else "moved"
-
-
-def _baseline_said(entry: Entry, target: dict, taken: dict) -> Entry:
-    """The move's entry says when the older contact's value when the person joined is not known."""
-    if taken.get("baseline_of") != MOVED_UNKNOWN:
-        return entry
-    return dataclasses.replace(entry, details={**(entry.details or {}), "baseline": (
-        f"{target['id']} changed after the person joined, so its value then is not known: under require_change the "
-        "lead is not qualified by itself until `bridge backfill --apply` takes its value now as its baseline")})
 
 
 def _merge_or_move(intercom: IntercomPort, message: VerifyMessage, link: Link, target: dict,

@@ -9,14 +9,14 @@ from ..ports.apis import CampaignPeople, PeoplePage
 PER_PAGE = 250                     # RF's largest page
 
 
-def pages(rf: CampaignPeople, campaign_id: str, per_page: Optional[int] = None) -> Iterator[PeoplePage]:
+def pages(rf: CampaignPeople, campaign_id: str) -> Iterator[PeoplePage]:
     """The first page, then each page RF's `links.next` names, as RF gave it (a page number or a cursor:
     the bridge never makes one up), until a page names none or lists nobody. A link RF gave before is
     not followed again: the walk fails, saying so, rather than read the same pages until time runs out."""
     after: Optional[str] = None
     seen: set[str] = set()
     while True:
-        page = rf.users_page(campaign_id, after, per_page or PER_PAGE)
+        page = rf.users_page(campaign_id, after, PER_PAGE)
         yield page
         if page.next is None or not page.listed:
             return

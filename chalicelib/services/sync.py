@@ -615,12 +615,15 @@ def classify(refused: Refused) -> tuple[str, str]:
 
 class _Directory:
     """The campaign's people by email, read from RF only when a try must know whether an earlier one
-    created a user: page by page (rf_people.pages), until found."""
+    created a user: page by page (rf_people.pages), until found. A walk that failed (a generator ends for
+    good once it raises) answers each later look-up it cannot answer with its failure, never "not found":
+    those contacts fail as the first did and are tried again with their page, which walks afresh."""
 
     def __init__(self, deps: WorkDeps, campaign_id: str):
         self.deps, self.campaign_id = deps, campaign_id
         self.by_email: dict[str, dict] = {}
         self.pages: Optional[Iterator[PeoplePage]] = None     # the walk, once begun
+        self.failed: Optional[Exception] = None               # why the walk ended before its last page
         self._lock = threading.Lock()
 
     def find(self, email: str) -> Optional[dict]:
@@ -628,7 +631,13 @@ class _Directory:
             if self.pages is None:
                 self.pages = rf_people.pages(self.deps.apis.rf(), self.campaign_id)
             while email not in self.by_email:
-                page = next(self.pages, None)
+                if self.failed is not None:
+                    raise self.failed
+                try:
+                    page = next(self.pages, None)
+                except Exception as exc:
+                    self.failed = exc
+                    raise
                 if page is None:
                     return None
                 for person in page.people:

@@ -198,6 +198,26 @@ def test_contact_changes_apply_in_event_time_order_and_a_late_one_is_counted_not
     assert entries[-1].event == "older_event" and entries[-1].count == 1
 
 
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_late_event_whose_person_is_erased_while_it_is_told_apart_writes_no_note(store, monkeypatch):
+    """An event older than the one applied is counted in the history; when `bridge forget` erases the person
+    between the refused write and that note (DynamoDB reads the link again to tell the two apart), the note
+    recreates nothing of theirs."""
+    from chalicelib.adapters.dynamo import links as dynamo_links
+    link = store.links.set_contact(joined(store), [Entry("contact", "archived")], when=200.0,
+                                   state=ContactState.ARCHIVED)
+    read = dynamo_links.get
+
+    def read_then_erased(model, key, **kwargs):
+        stored = read(model, key, **kwargs)
+        store.links.erase(link)                     # forget runs just after the link was read again
+        return stored
+    monkeypatch.setattr(dynamo_links, "get", read_then_erased)
+    assert store.links.set_contact(link, [Entry("contact", "unarchived")], when=100.0, state=None) is None
+    monkeypatch.setattr(dynamo_links, "get", read)
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+
+
 def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     link = joined(store)
     store.links.set_contact(link, [], state=ContactState.DELETED)

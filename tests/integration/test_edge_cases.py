@@ -221,8 +221,9 @@ def test_taking_over_a_dead_workers_qualification_does_not_call_rf_twice(bridge,
     assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"
 
 
-def test_a_deletion_seen_before_the_merge_does_not_stop_reconciliation(bridge, intercom, rf):
+def test_a_deletion_seen_before_the_merge_does_not_stop_reconciliation(bridge, intercom, rf, clock):
     lead, contact = join(bridge, intercom, rf)
+    clock.now += 60                                                 # a user made since the person joined
     user = intercom.add_contact("ann.work@example.com", role="user")
     bridge.notify("contact.deleted", contact["id"])                 # Intercom sends no order
     intercom.merge(contact["id"], user["id"])

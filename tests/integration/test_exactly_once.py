@@ -74,7 +74,8 @@ def test_a_lost_answer_rf_never_applied_is_sent_again_only_after_rf_says_no(brid
 # A Retry-After neither seconds nor a date (`soon`, or empty) is read as none: RF's own wait (its rate window) is
 # waited. It made urllib3 raise InvalidHeader: a 429 was said "no answer (InvalidHeader); it may have been applied",
 # and a 503 failed the record ("InvalidHeader: Invalid Retry-After header: soon") until it was dead-lettered so.
-UNREADABLE = ["soon", ""]
+# A date past any calendar made it raise OverflowError the same way.
+UNREADABLE = ["soon", "", "Fri, 01 Jan 99999999999 00:00:00 GMT"]
 
 
 @pytest.mark.parametrize("retry_after, waited", [("30", 31), *((value, 61) for value in UNREADABLE)])

@@ -125,3 +125,25 @@ def test_a_contact_written_while_a_sync_run_pages_on_is_still_enrolled(bridge, i
         assert intercom.get(c["id"])["custom_attributes"]["referral_link"] == user["url"]
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
     assert (status["status"], status["enrolled"]) == ("done", 6)
+
+
+def test_sync_enrols_each_contact_whose_look_up_in_rf_failed_on_the_page_s_next_try(bridge, intercom, rf, clock,
+                                                                                     capsys):
+    """Both creates were applied, their answers lost; on the page's retry RF's list of people answers 503 past the
+    retries. The contact looked up after the first was skipped as already in the campaign for good: her RF user
+    never linked back. Both are enrolled, with their links, once RF's list answers again."""
+    seg, contacts = segment(intercom, 2)
+    bridge.apply(sync_settings(seg))
+    rf.lose_answer_next("POST", r"^/users$", "500", times=2)
+    assert cli(bridge, "sync", "start", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    rf.fail_next("GET", r"^/users$", 503, times=4)              # one look-up's tries (the first and 3 retries)
+    for _ in range(2):                                          # the retry the list fails, then the next
+        clock.now += 120
+        bridge.poller.release_delayed()
+        bridge.drain()
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["enrolled"], status["skipped"]) == ("done", 2, 0)
+    assert [intercom.get(c["id"])["custom_attributes"]["referral_link"] for c in contacts] == [
+        rf.users_by_email(c["email"], 42)[0]["url"] for c in contacts]
+    assert listings(rf) == 4 + 1                                # the failed look-up's tries, then one walk

@@ -9,13 +9,10 @@ import json
 from tests.support.cli import run_cli
 
 from .conftest import join_body, lead_settings, new_lead, qualifying_settings
+from .test_qualification import qualified_ids
 
 PRO = {"attribute": "custom_attributes.plan", "value": "pro"}
 BACKFILL = "`bridge backfill 42 --apply`"
-
-
-def qualified_ids(rf):
-    return [user_id for user_id, _ in rf.qualification_events]
 
 
 def cli(bridge, capsys, *argv) -> dict:
@@ -36,13 +33,13 @@ def repeats(bridge, lead) -> dict[str, str]:
     return {e["event"]: e["reason"] for e in bridge.history(42, lead["id"])["history"] if e.get("count")}
 
 
-TAKEN = "linked before the qualification rule: its value now taken as its baseline"
+TAKEN = "baseline not known under the qualification rule: its value now taken as its baseline"
 
 
 def rebaselined(bridge, capsys, lead, value, attribute) -> None:
     """The dry run names the lead, the apply takes the contact's value now as its baseline, once."""
     dry = cli(bridge, capsys, "backfill", "42")
-    would = "linked before the qualification rule: its value now would be taken as its baseline"
+    would = "baseline not known under the qualification rule: its value now would be taken as its baseline"
     assert [p["rf_user_id"] for p in dry["people"][would]] == [str(lead["id"])]
     assert cli(bridge, capsys, "backfill", "42", "--apply")["outcomes"][TAKEN] == 1
     link = bridge.history(42, lead["id"])["link"]

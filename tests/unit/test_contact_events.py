@@ -218,6 +218,15 @@ def test_an_email_changed_in_intercom_moves_the_link_and_its_pointer_with_a_mask
     assert entry.details == {"from": "a***@example.com", "to": "B***@New.example", "contact_id": contact["id"]}
 
 
+def test_an_email_changed_to_one_masked_alike_is_said_to_be_another_address():
+    """ann@ → anna@ masks to a***@example.com both times: the entry would read as no change at all."""
+    work = world()
+    link, contact = joined(work)
+    run(work, event(dict(contact, email="anna@example.com"), "contact.email.updated"))
+    [entry] = [e for e in work.store.history.entries(link.ref) if e.outcome == "email_changed"]
+    assert "from a***@example.com to another address (a***@example.com masked alike)" in entry.reason
+
+
 def test_email_changes_apply_once_and_in_event_time_order():
     work = world()
     link, contact = joined(work)

@@ -267,6 +267,43 @@ def test_after_a_crash_someone_who_joined_rf_by_themselves_before_is_still_alrea
         "already_in_campaign", "enrolled", "2")
 
 
+def test_a_failed_look_up_in_rf_is_retried_with_the_page_not_taken_for_someone_not_ours():
+    """An earlier try created both contacts' RF users, its answers lost. The retry looks them up in RF's list of
+    people, and that list fails once (503 after the retries): the contact whose look-up came next was taken for
+    "not found" (the walk, ended by the failure, answered nothing more) and skipped as already in the campaign
+    for good — her RF user never linked back. Her look-up fails as the first did: the page's next try enrols both."""
+    from chalicelib.domain.history import iso
+    from chalicelib.messages import SyncPageMessage
+    from chalicelib.ports.store import LedgerEntry
+    work = world(2)
+    contacts = list(work.apis.intercom_.contacts.values())
+    rf = work.apis.rf_
+    for i, c in enumerate(contacts):                                    # our interrupted try made them
+        rf.created.append({"email": c["email"], "campaign_id": 42, "id": 7 + i, "url": f"u{i}",
+                           "signed_up_at": iso(work.clock() + 1)})
+    run = work.store.sync.start("42", "full", "users", work.clock())
+    work.store.sync.intend("42", [LedgerEntry(c["id"], "creating", email=c["email"], run=1, at=iso(work.clock()))
+                                  for c in contacts])
+    listed, failed = rf.users_page, []
+
+    def fails_once(*args, **kw):
+        if not failed:
+            failed.append(True)
+            raise Transient("Referral Factory answered 503: Service Unavailable", status=503)
+        return listed(*args, **kw)
+    rf.users_page = fails_once
+    page = SyncPageMessage(campaign_id="42", run=run.number, page=0).wire()
+    work.queue.sent.append(page)
+    with pytest.raises(RetryBatch):
+        drain(work)
+    ids = [c["id"] for c in contacts]
+    assert {e.outcome for e in work.store.sync.entries("42", ids).values()} == {"creating"}
+    work.queue.sent.append(page)                                        # the page's retry
+    drain(work)
+    assert work.store.sync.run("42").counts == {"enrolled": 2}
+    assert [c["custom_attributes"].get("referral_link") for c in contacts] == ["u0", "u1"]
+
+
 def test_a_second_start_while_a_run_is_running_says_where_to_look():
     work = world(1)
     sync.start(deps(work), "42")

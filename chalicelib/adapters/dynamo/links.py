@@ -498,8 +498,7 @@ class DynamoLinks:
                 return None             # erased meanwhile: nothing about the person is written back
             if when is None or stored.last_event_at is None or stored.last_event_at <= when:
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)") from None
-            self.history.note_repeat(link.ref, "older_event",
-                                     "an Intercom event older than one already applied was ignored")
+            self.note_repeat(link.ref, "older_event", "an Intercom event older than one already applied was ignored")
             return None
         return dataclasses.replace(link, updated_at=now, **changes)
 

@@ -91,8 +91,9 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
     entries = [Entry("contact", "role_changed", f"the contact is now a {role} ({topic})")] if role else []
     if email:
         was, now = mask_email(link.email), mask_email(email)
+        to = now if now != was else f"another address ({now} masked alike)"
         entries.append(Entry("contact", "email_changed", f"the contact's email changed in Intercom from {was} to "
-                             f"{now} ({topic}): the bridge knows the person by the new one",
+                             f"{to} ({topic}): the bridge knows the person by the new one",
                              {"from": was, "to": now, "contact_id": item.get("id")}))
     if entries:
         link = batch.keep(deps.links.set_contact(link, entries, when=seen.when, role=role or KEEP,

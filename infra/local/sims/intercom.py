@@ -19,7 +19,7 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
   offsets (records changed between pages can repeat or be missed, as documented). Search honours
   ``sort`` (``{"field", "order"}``; the order defaults to ``descending``, as the OpenAPI file says);
   without one it orders by ``sim.unsorted_by`` (``created_at``; ``"updated_at"`` makes a write reorder
-  the pages, as the documentation warns), descending. Of equal values, the order of creation.
+  the pages, as the documentation warns), descending. Of equal values, the order of creation (reversed when descending).
 * A merged-away contact answers 410 ``contact_merged`` with ``Link: </contacts/<final id>>;
   rel="canonical"`` (chains resolved) on every ``/contacts/{id}...`` route; archived and deleted
   ones answer 404. Also served: DELETE /contacts/{id}, POST /contacts/{id}/archive|unarchive,
@@ -467,7 +467,7 @@ class IntercomSim(SimServer):
         hits = [c for cid, c in self.contacts.items()
                 if self._live(cid) and self._indexed_at[cid] <= now and pred(c)]
         field = sort.get("field") or self.unsorted_by
-        position = {cid: n for n, cid in enumerate(self.contacts)}      # (of equal values: the order of creation)
+        position = {cid: n for n, cid in enumerate(self.contacts)}      # (of equal values: the order of creation, reversed when descending)
 
         def key(c):
             v = self._field(c, field)
