@@ -7,8 +7,6 @@ Item kinds (pk / sk):
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
                                          of changed contacts reads the rules of)
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
-  WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
-                                         of changed contacts reads the rules of)
   OAUTH#<nonce> / STATE                  an OAuth state already used (TTL: until it would have expired)
   TICKET#<id> / OAUTH                    a one-time OAuth start link the operator minted, until it is spent
                                          (TTL: when it expires); its own prefix, so the API function may
