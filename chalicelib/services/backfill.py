@@ -29,7 +29,9 @@ A lead linked before the campaign's qualification rule (under none, or a rule on
 since to an older contact, has no known value of its attribute from when they joined (domain/judge.takes_baseline): the bridge never qualifies
 them by itself. A run with `apply` reads each one's contact now and takes its value as their baseline
 (one contact read and one write each): they wait for qualification from then on, and, under
-require_change, one already at the target qualifies only once its value changes away and back."""
+require_change, one already at the target qualifies only once its value changes away and back: said apart
+(HELD), as the bridge cannot tell one that reached the target after joining (a reward owed) from one there
+before."""
 from __future__ import annotations
 
 from collections import Counter
@@ -41,8 +43,9 @@ from ..domain.advice import TAKE_BASELINES, how_many
 from ..domain.history import Entry
 from ..domain.judge import takes_baseline
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
-from ..domain.mapping import attribute_value
+from ..domain.mapping import attribute_type, attribute_value
 from ..domain.qualification import QState
+from ..domain.rules import matches
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
 from ..errors import WorkError, rf_campaign_fix
@@ -73,8 +76,12 @@ COUNTED = "already applied: counted now for their referrer"     # (linked or ign
 # A lead whose value when it joined is not known under the rule: linked before it (under none, or one on another
 # attribute), or moved since to an older contact (judge.takes_baseline).
 BASELINE = "baseline not known under the qualification rule: its value now taken as its baseline"
+# ... already at the target when read, under require_change: never qualified by itself unless it changes away and back
+HELD = ("baseline not known under the qualification rule: already at the target now, taken as its baseline — qualified "
+        "only after a change away and back: check in Intercom whether they reached it after joining, and qualify them "
+        "in Referral Factory if so")
 NOT_TAKEN = "baseline not known under the qualification rule: its contact could not be read, no baseline taken (run again)"
-ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, NOT_TAKEN)   # outcomes that act on people (and Reopened)
+ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, HELD, NOT_TAKEN)   # outcomes that act on people (and Reopened)
 
 Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
 
@@ -102,6 +109,7 @@ class Backfilling(Protocol):
     def clock(self) -> Callable[[], float]: ...
     def rf(self) -> Any: ...                           # ports.apis.CampaignPeople
     def intercom(self, workspace: str) -> IntercomPort: ...
+    def attributes(self, workspace: str) -> dict[str, dict]: ...        # Intercom's data attributes (kept a while)
 
 
 class BackfillError(Exception):
@@ -340,7 +348,7 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
     (and why its baseline was not taken). With `apply`, each one's contact is read now (one call each) and its
     value of the rule's attribute becomes the lead's baseline, the lead waiting for qualification from then on
     (LinkRepository.take_baselines): a lead changed meanwhile (qualified, or taken by another run) is left as
-    it is, said as linked."""
+    it is, said as linked. Under require_change, one whose value meets the rule is said apart (HELD)."""
     rule = settings.qualification
     leads = [link for link in links.values() if rule is not None and takes_baseline(link, rule)
              and link.workspace == settings.workspace and link.contact_id]
@@ -348,27 +356,34 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
         return {link.ref: (BASELINE, None) for link in leads}
     out: dict[PersonRef, tuple[Outcome, Optional[str]]] = {}
     taken = []
+    at_target: set[PersonRef] = set()       # under require_change, those whose value now meets the rule
     for link in leads:
         try:
             contact = rt.intercom(link.workspace).get_contact(str(link.contact_id))
+            types = rt.attributes(link.workspace) if rule.require_change else {}
         except (Merged, NotFound, WorkError) as exc:
             out[link.ref] = (NOT_TAKEN, exc.reason if isinstance(exc, WorkError) else f"Intercom's contact "
                              f"{link.contact_id}: {exc}" if isinstance(exc, Merged) else
                              f"Intercom no longer has contact {link.contact_id}")
             continue
         value = attribute_value(contact, rule.attribute)
+        held = rule.require_change and matches(rule, attribute_type(rule.attribute, types), value)
         before = "under no rule" if link.qualification is None else f"its baseline was a value of {link.baseline_of}"
         then = (f"the lead's link moved to contact {link.contact_id}, older than its join and changed since"
                 if link.baseline_of == MOVED_UNKNOWN else
                 f"the lead joined before the qualification rule on {rule.attribute} ({before})")
         taken.append((link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
             f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is "
-            f"{'empty' if value in (None, '') else repr(value)} now, taken as its baseline: the lead waits for "
-            "qualification from now on" + (", and one already at the target qualifies only once the value changes "
-                                           "away and back (require_change)" if rule.require_change else "")),
+            f"{'empty' if value in (None, '') else repr(value)} now, " + (
+                "already at the target, taken as its baseline: qualified only after a change away and back "
+                "(require_change) — check in Intercom whether it reached the target after joining, and qualify it in "
+                "Referral Factory if so" if held else
+                "taken as its baseline: the lead waits for qualification from now on")),
             {"baseline": value, "contact_id": link.contact_id})]))
+        if held:
+            at_target.add(link.ref)
     for (link, *_), done in zip(taken, rt.store.links.take_baselines(taken)):
-        out[link.ref] = (BASELINE if done else LINKED, None)
+        out[link.ref] = ((HELD if link.ref in at_target else BASELINE) if done else LINKED, None)
     return out
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support.cli import run_cli
 
 from .conftest import join_body, lead_settings, new_lead, qualifying_settings
@@ -34,17 +36,22 @@ def repeats(bridge, lead) -> dict[str, str]:
 
 
 TAKEN = "baseline not known under the qualification rule: its value now taken as its baseline"
+# ... one at the target when read, under require_change: maybe a reward owed, which only the operator can tell
+HELD = ("baseline not known under the qualification rule: already at the target now, taken as its baseline — qualified "
+        "only after a change away and back: check in Intercom whether they reached it after joining, and qualify them "
+        "in Referral Factory if so")
 
 
-def rebaselined(bridge, capsys, lead, value, attribute) -> None:
-    """The dry run names the lead, the apply takes the contact's value now as its baseline, once."""
+def rebaselined(bridge, capsys, lead, value, attribute, said=TAKEN) -> None:
+    """The dry run names the lead, the apply takes the contact's value now as its baseline (`said` so), once."""
     dry = cli(bridge, capsys, "backfill", "42")
     would = "baseline not known under the qualification rule: its value now would be taken as its baseline"
     assert [p["rf_user_id"] for p in dry["people"][would]] == [str(lead["id"])]
-    assert cli(bridge, capsys, "backfill", "42", "--apply")["outcomes"][TAKEN] == 1
+    taken = cli(bridge, capsys, "backfill", "42", "--apply")["outcomes"]
+    assert {k: n for k, n in taken.items() if k.startswith("baseline")} == {said: 1}
     link = bridge.history(42, lead["id"])["link"]
     assert (link["qualification"], link["baseline"], link["baseline_of"]) == ("pending", value, attribute)
-    assert TAKEN not in cli(bridge, capsys, "backfill", "42", "--apply")["outcomes"]
+    assert said not in cli(bridge, capsys, "backfill", "42", "--apply")["outcomes"]
     bridge.drain()                              # (the referrer's join, missing, that backfill sent)
 
 
@@ -67,7 +74,7 @@ def test_a_lead_already_at_the_new_rules_target_is_not_qualified_by_a_rule_chang
     [finding] = [f for f in doctor["findings"] if f["check"] == "qualification.baselines"]
     assert finding["what"].startswith("1 linked lead") and BACKFILL in finding["fix"]
 
-    rebaselined(bridge, capsys, lead, "pro", PRO["attribute"])
+    rebaselined(bridge, capsys, lead, "pro", PRO["attribute"], HELD)
     told(bridge, intercom, contact["id"])                       # still "pro": no change since the baseline
     assert qualified_ids(rf) == []
     told(bridge, intercom, contact["id"], plan="free")
@@ -91,7 +98,7 @@ def test_a_lead_linked_before_the_campaign_had_a_rule_is_taken_in_by_backfill_an
     told(bridge, intercom, contact["id"], signed_up="Yes")
     assert qualified_ids(rf) == [] and BACKFILL in repeats(bridge, lead)["qualification_untracked"]
 
-    rebaselined(bridge, capsys, lead, "Yes", "custom_attributes.signed_up")
+    rebaselined(bridge, capsys, lead, "Yes", "custom_attributes.signed_up", HELD)
     told(bridge, intercom, contact["id"], signed_up="No")
     intercom.update_contact(contact["id"], signed_up="Yes")     # its webhook lost: the sweep finds it
     bridge.reconcile()
@@ -112,3 +119,36 @@ def test_a_lead_without_a_value_is_said_empty_at_backfill_and_qualifies_when_it_
     assert "it is empty now, taken as its baseline" in taken["reason"]       # not Python's None
     told(bridge, intercom, contact["id"], signed_up="Yes")
     assert qualified_ids(rf) == [lead["id"]]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_backfill_names_apart_the_leads_already_at_the_target_whose_reward_it_cannot_tell(
+        bridge, intercom, rf, capsys, as_json):
+    """Under require_change, a lead at the target when backfill reads it is never qualified by itself: it may
+    have reached it after joining (a reward owed), so the operator is told who, to check."""
+    bridge.apply(lead_settings())                               # no rule yet
+    referrer = rf.add_user(42, "ref@example.com", "Rita")
+    ann, bob = (rf.add_user(42, f"{n.lower()}@example.com", n, referrer_id=referrer["id"]) for n in ("Ann", "Bob"))
+    for lead in (ann, bob):
+        bridge.post_join(join_body(lead))
+    bridge.drain()
+    for email, value in (("ann@example.com", "Yes"), ("bob@example.com", "No")):   # Ann at the target: since when?
+        [contact] = intercom.contacts_by_email(email)
+        intercom.update_contact(contact["id"], signed_up=value)
+    bridge.apply(qualifying_settings())
+
+    code, out, _ = run_cli(bridge.operator(), capsys, "backfill", "42", "--apply", *(["--json"] if as_json else []))
+    assert code == 0, out
+    if as_json:
+        done = json.loads(out)
+        assert (done["outcomes"][HELD], done["outcomes"][TAKEN]) == (1, 1)
+        assert done["people"][HELD] == [{"rf_user_id": str(ann["id"]), "email": "a***@example.com"}]
+        assert done["people"][TAKEN] == [{"rf_user_id": str(bob["id"]), "email": "b***@example.com"}]
+    else:
+        assert f"     1  {HELD}\n          - RF user {ann['id']} (a***@example.com)\n" in out
+        assert f"     1  {TAKEN}\n          - RF user {bob['id']} (b***@example.com)\n" in out
+    said = {lead["id"]: [e["reason"] for e in bridge.history(42, lead["id"])["history"]
+                         if e["outcome"] == "baseline_taken"] for lead in (ann, bob)}
+    assert "it is 'Yes' now, already at the target, taken as its baseline: qualified only after a change away and " \
+           "back (require_change) — check in Intercom whether it reached the target after joining" in said[ann["id"]][0]
+    assert "it is 'No' now, taken as its baseline: the lead waits for qualification from now on" in said[bob["id"]][0]
