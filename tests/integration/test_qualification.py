@@ -212,7 +212,7 @@ def test_a_lead_merged_into_a_user_made_before_they_joined_is_not_qualified_on_i
     """Ann was a user already (another address), and her lead is merged into that user: whether it was a user when
     she joined is not known (the merge changed it), so no reward; her history says how to take a baseline, which
     `bridge backfill --apply` takes."""
-    from .test_rule_change import rebaselined
+    from .test_rule_change import HELD, rebaselined
     user = intercom.add_contact("ann.work@example.com", role="user")
     clock.now += 86_400
     lead, contact = joined({**qualifying_settings(), "qualification": {"attribute": "role", "value": "user"}})
@@ -224,7 +224,7 @@ def test_a_lead_merged_into_a_user_made_before_they_joined_is_not_qualified_on_i
     [unknown] = [e for e in person["history"] if e["event"] == "qualification_baseline_unknown"]
     assert f"its link moved to contact {user['id']}, which existed when the lead joined" in unknown["reason"]
     assert "`bridge backfill 42 --apply`" in unknown["reason"]
-    rebaselined(bridge, capsys, lead, "user", "role")
+    rebaselined(bridge, capsys, lead, "user", "role", HELD)      # a user now: backfill names her apart
 
 
 @pytest.mark.parametrize("rule", [{"attribute": "role", "value": "user"},
