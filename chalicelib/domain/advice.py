@@ -90,8 +90,8 @@ NOT_WRITTEN = ("fix the values in Referral Factory, or the field mapping (map it
                "rules) or map another")
 
 #: Leads linked before the campaign's qualification rule (under none, or a rule on another attribute), or moved since
-#: to an older contact: their value
-#: at join time is not known, so they never qualify by themselves (domain/judge.takes_baseline).
+#: to an older contact: their value at join time is not known, so they never qualify by themselves
+#: (domain/judge.takes_baseline).
 TAKE_BASELINES = ("`bridge backfill {campaign}` (a dry run) lists them, then `bridge backfill {campaign} --apply` "
                   "takes each one's value now as their baseline")
 

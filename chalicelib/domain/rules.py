@@ -69,7 +69,8 @@ def evaluate(rule: Qualification, data_type: str, value: Any, baseline: Any, arm
     if rule.require_change and matches(rule, data_type, baseline) and not armed:
         return Evaluation(False, value, expected,
                           f"{rule.attribute} already met {expected!r} at the lead's baseline ({baseline!r}: its "
-                          "value when the person joined, or when `bridge backfill --apply` took it); require_change is true, so only a change to the target qualifies",
+                          "value when the person joined, or when `bridge backfill --apply` took it); require_change "
+                          "is true, so only a change to the target qualifies",
                           unchanged=True, baseline=baseline)
     return Evaluation(True, value, expected, f"{rule.attribute} is {value!r}: meets {expected!r}")
 

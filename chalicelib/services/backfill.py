@@ -26,8 +26,8 @@ the count backfill the settings owed when it began (ports.store.CountBackfill: `
 reporting it); a dry run, or a run that stops or fails part-way, leaves it owed.
 
 A lead linked before the campaign's qualification rule (under none, or a rule on another attribute), or moved
-since to an older contact, has no known value of its attribute from when they joined (domain/judge.takes_baseline): the bridge never qualifies
-them by itself. A run with `apply` reads each one's contact now and takes its value as their baseline
+since to an older contact, has no known value of its attribute from when they joined (domain/judge.takes_baseline):
+the bridge never qualifies them by itself. A run with `apply` reads each one's contact now and takes its value as their baseline
 (one contact read and one write each): they wait for qualification from then on, and, under
 require_change, one already at the target qualifies only once its value changes away and back: said apart
 (HELD), as the bridge cannot tell one that reached the target after joining (a reward owed) from one there
@@ -357,10 +357,13 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
     out: dict[PersonRef, tuple[Outcome, Optional[str]]] = {}
     taken = []
     at_target: set[PersonRef] = set()       # under require_change, those whose value now meets the rule
+    try:                                    # the attribute's type, to tell those apart: once (its list is kept a while)
+        types = rt.attributes(settings.workspace) if leads and rule.require_change else {}
+    except WorkError as exc:
+        return {link.ref: (NOT_TAKEN, exc.reason) for link in leads}
     for link in leads:
         try:
             contact = rt.intercom(link.workspace).get_contact(str(link.contact_id))
-            types = rt.attributes(link.workspace) if rule.require_change else {}
         except (Merged, NotFound, WorkError) as exc:
             out[link.ref] = (NOT_TAKEN, exc.reason if isinstance(exc, WorkError) else f"Intercom's contact "
                              f"{link.contact_id}: {exc}" if isinstance(exc, Merged) else

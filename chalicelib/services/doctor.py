@@ -217,8 +217,7 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
 
 def _baselines(store: Store, report: Report, settings: CampaignSettings) -> None:
     """Leads linked before the campaign's qualification rule (under none, or one on another attribute), or moved
-    since to an older contact: never
-    qualified automatically until a backfill takes their baselines. One query of the campaign's links, stopping
+    since to an older contact: never qualified automatically until a backfill takes their baselines. One query of the campaign's links, stopping
     once LEFT_COUNTED are found or SCAN_LIMIT links were read."""
     unknown = unknown_baselines(store, settings, LEFT_COUNTED)
     if unknown is None:

@@ -86,8 +86,7 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
         return "unique"              # gone since search listed it
     taken = decide.moved_baseline(settings, link, target, hidden_by_search=True)   # (read before the merge changes it)
     entry, now_contact = _merge_or_move(intercom, message, link, target, duplicate.merge)
-    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"),
-                            **taken)
+    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"), **taken)
     count("DuplicatesResolved")
     rule = settings.qualification
     if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:

@@ -416,8 +416,8 @@ HINTS = {
     ("join", "ignored"): "to send them, set `{side}.action` to create_lead or create_user, apply the settings, then "
                          "`bridge backfill {campaign} --apply` (it sends again each join ignored under action "
                          "nothing)",
-    ("evaluation", "not_changed"): "the contact already had the target value at the lead's baseline (when the person joined, or "
-                                   "when `bridge backfill --apply` took it), and the rule "
+    ("evaluation", "not_changed"): "the contact already had the target value at the lead's baseline (when the "
+                                   "person joined, or when `bridge backfill --apply` took it), and the rule "
                                    "has `require_change: true`: it qualifies once the value changes away and back. "
                                    "To count a value held at joining, set `qualification.require_change: false` and "
                                    "apply the settings (`bridge settings apply`)",

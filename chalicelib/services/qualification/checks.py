@@ -30,7 +30,7 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         return "done"
     if link.campaign_id in batch.invalid and not replay:
         deps.links.note_repeat(link.ref, "reconciliation_settings_invalid",
-                                 f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
+                               f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
         return "skipped"
     settings = batch.settings_for(link)
     if settings is None or settings.qualification is None or not link.is_lead:

@@ -30,7 +30,7 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
     if batch.seen(ws, message.notification_id):
         for link in direct:
             deps.links.note_repeat(link.ref, "intercom_notification",
-                                     "the same Intercom notification arrived again and was ignored")
+                                   "the same Intercom notification arrived again and was ignored")
         return "repeat"
     replay = bool(message.replayed_from)
     seen = Sighting(item, f"webhook {message.topic}" + (f", {REPLAYED}" if replay else ""), _event_time(message, item),

@@ -155,7 +155,7 @@ class Qualifier:
             self.links.note_repeat(current.ref, f"qualification_{state}", f"already {state}: nothing more to do")
         else:
             self.links.note(current.ref, [Entry("qualification", "in_progress_elsewhere",
-                                                    "another worker is qualifying this referral right now")])
+                                                "another worker is qualifying this referral right now")])
         return current
 
     def _rf_says(self, link: Link, quiet: bool = False) -> Optional[bool]:
