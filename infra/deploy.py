@@ -426,7 +426,10 @@ def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str]
     tags = [{"Key": "app", "Value": APP_NAME}, {"Key": "stage", "Value": stage}]
     if existing is None:
         say(f"creating stack {name} in {aws.region}")
-        cfn.create_stack(StackName=name, TemplateBody=body, Parameters=params, Tags=tags)
+        # A failed creation's rollback deletes what it created, the table too (DeletionPolicy: Retain would keep
+        # it, and the next try, which deletes the ROLLBACK_COMPLETE stack above, would fail on its name).
+        cfn.create_stack(StackName=name, TemplateBody=body, Parameters=params, Tags=tags, RetainExceptOnCreate=True)
+        stack = _wait(cfn, name, say, sleep)
     else:
         say(f"updating stack {name} in {aws.region}")
         try:
@@ -435,7 +438,7 @@ def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str]
             if "No updates are to be performed" not in str(exc):
                 raise
             say(f"  stack {name}: no changes")
-    stack = _wait(cfn, name, say, sleep)
+        stack = _wait(cfn, name, say, sleep)
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
