@@ -437,8 +437,12 @@ def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str]
         except ClientError as exc:
             if "No updates are to be performed" not in str(exc):
                 raise
+            # The stack is as this template makes it, whatever its last operation did (an upgrade's update
+            # rolled back, UPDATE_ROLLBACK_COMPLETE, is whole): nothing to wait for.
             say(f"  stack {name}: no changes")
-        stack = _wait(cfn, name, say, sleep)
+            stack = existing
+        else:
+            stack = _wait(cfn, name, say, sleep)
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
