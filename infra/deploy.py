@@ -527,6 +527,35 @@ def check_concurrency(aws: Aws, target: Target, wanted: Optional[int], say: Say)
         raise DeployError(problem)
 
 
+def check_region(aws: Aws, stage: str, say: Say) -> None:
+    """A stage lives in one region of an account: Chalice names each function's IAM role <app>-<stage>-<function>,
+    and IAM is the account's. Deployed in a second region, the stage would find those roles and replace their
+    policies with this region's resources (the first region's functions then refused), and its destroy would
+    delete them. The roles' policies name the region they were rendered for."""
+    iam = aws.client("iam")
+    for function in FUNCTIONS:
+        role = f"{stage_prefix(stage)}-{function}"
+        try:
+            document = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                continue
+            say(f"  (could not check the stage's IAM roles: {exc})")
+            return
+        except BotoCoreError as exc:
+            say(f"  (could not check the stage's IAM roles: {exc})")
+            return
+        document = json.loads(document) if isinstance(document, str) else document
+        resources = [r for statement in document.get("Statement", []) for r in statement.get("Resource", [])]
+        regions = sorted({r.split(":")[3] for r in resources if r.count(":") >= 5 and r.split(":")[3]})
+        if regions and aws.region not in regions:
+            raise DeployError(f"stage {stage} is deployed in {regions[0]} in this account (its functions' IAM role "
+                              f"{role} names that region's resources, and IAM roles are the account's, not a "
+                              f"region's): a stage lives in one region. Deploy it there (AWS_REGION={regions[0]}), "
+                              f"or give this region's another name, e.g. STAGE={stage[:12]}{aws.region.split('-')[1][:4]}")
+        return
+
+
 # ------------------------------------------------------------------------------------------
 # The two commands
 # ------------------------------------------------------------------------------------------
@@ -543,6 +572,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     problem = lease_problem(base, stage)
     if problem:
         raise DeployError(problem)           # before anything is created or changed
+    check_region(aws, stage, say)
     outputs = ensure_stack(aws, stage, base, alarm_email=alarm_email, say=say, sleep=sleep)       # 1
     target = identify(aws, stage, outputs)                                                        # 2
     written = render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config)  # 3, 4

@@ -1,10 +1,13 @@
-"""`make deploy` run again after CloudFormation rolled a stage's stack back. moto's CloudFormation rolls
-nothing back: the states a rollback leaves are shown by rewriting what moto answers, and what the deploy
-asks of CloudFormation is read from its requests."""
+"""`make deploy` where a stage already stands: its stack rolled back by CloudFormation, or the stage deployed
+in another region of the account. moto's CloudFormation rolls nothing back: the states a rollback leaves are
+shown by rewriting what moto answers, and what the deploy asks of CloudFormation is read from its requests."""
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from typing import Any, Callable
 
+import pytest
 from botocore.exceptions import ClientError
 
 from infra import deploy
@@ -59,3 +62,44 @@ def test_a_redeploy_with_nothing_to_change_after_an_upgrade_rolled_back_goes_on(
     assert "  stack rf-intercom-bridge-back: no changes" in lines
     assert again["target"].outputs["TableName"] == "rf-intercom-bridge-back-table"
     assert "RENDER_ONLY: `chalice deploy` skipped" in lines
+
+
+def chalice_creating_roles(aws: deploy.Aws) -> Callable[[Path, list[str], str], None]:
+    """Stands in for `chalice deploy` (no Lambda in moto) as far as IAM goes: each function's role, named
+    <app>-<stage>-<function>, with its rendered policy as the inline policy of the role's name."""
+    def chalice(project: Path, args: list[str], region: str) -> None:
+        stage = args[args.index("--stage") + 1]
+        iam = aws.client("iam")
+        for function in deploy.FUNCTIONS:
+            role = f"{deploy.stage_prefix(stage)}-{function}"
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+            iam.put_role_policy(RoleName=role, PolicyName=role,
+                                PolicyDocument=(project / ".chalice" / deploy.policy_file(stage, function)).read_text())
+        state = deploy.state_path(project, stage)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api",
+                                                    "rest_api_url": f"https://a1.execute-api.{region}.amazonaws.com/api/"}]}))
+    return chalice
+
+
+def test_a_stage_deployed_in_another_region_of_the_account_is_refused_before_anything_is_made(moto_endpoint, tmp_path):
+    """Chalice names a function's IAM role <app>-<stage>-<function>, and IAM is the account's, not a region's:
+    the same stage deployed in a second region would find the first region's roles and replace their policies
+    with its own region's resources (the first region's functions then refused everything), and its destroy
+    would delete them. `make deploy` says so, in one line, before it creates anything."""
+    there = aws_on(moto_endpoint, "us-east-1")
+    deploy.deploy("twice", project_dir=project_copy(tmp_path / "first"), aws=there, api_concurrency=None,
+                  chalice=chalice_creating_roles(there), say=lambda _: None)
+    here = aws_on(moto_endpoint)
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.deploy("twice", project_dir=project_copy(tmp_path / "second"), aws=here, api_concurrency=None,
+                      chalice=lambda *a: pytest.fail("chalice would replace the other region's roles' policies"),
+                      say=lambda _: None)
+    said = str(refused.value)
+    assert "stage twice is deployed in us-east-1" in said and "\n" not in said
+    assert "rf-intercom-bridge-twice" not in [s["StackName"] for s in here.client("cloudformation").list_stacks()[
+        "StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    # Its own region again is a redeploy, as before.
+    deploy.deploy("twice", project_dir=tmp_path / "first", aws=there, api_concurrency=None,
+                  chalice=lambda *a: None, say=lambda _: None)
