@@ -41,6 +41,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chalicelib.config import Config
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
 from chalicelib.stage import APP_NAME, StageError, aws_problem, check_stage, env_from_outputs, prefix as stage_prefix
 
@@ -286,13 +287,35 @@ def worker_timeout(base: dict, stage: str) -> int:
     return 60
 
 
+def worker_environment(base: dict, stage: str) -> dict:
+    """The worker's environment variables in the stage, as Chalice merges them."""
+    stage_cfg = base.get("stages", {}).get(stage, {})
+    env: dict = {}
+    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get("worker", {})):
+        env.update(scope.get("environment_variables", {}))
+    return env
+
+
+def budget_problem(base: dict, stage: str) -> Optional[str]:
+    """The worker starts no record with less than BRIDGE_RECORD_BUDGET_MS of its time left: with a timeout no
+    longer than that, it would start none, and every record would wait in the queue for good (a wait uses up no
+    try, so none reaches the dead-letter queue either)."""
+    timeout = worker_timeout(base, stage)
+    try:
+        budget = Config.from_env(worker_environment(base, stage)).record_budget_ms
+    except ValueError as exc:
+        return f"infra/chalice-config.json: the worker's variables cannot be read (stage {stage}): {exc}"
+    if budget < timeout * 1000:
+        return None
+    return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms, no less than the worker's "
+            f"lambda_timeout of {timeout} s (stage {stage}): the worker would start no record, and every one would "
+            f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")
+
+
 def lease_problem(base: dict, stage: str) -> Optional[str]:
     """A worker's claim (of a join, a qualification) must last as long as the worker may run: a
     shorter lease lets a second worker take over a person the first one is still working on."""
-    stage_cfg = base.get("stages", {}).get(stage, {})
-    env: dict = {}
-    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get("worker", {})):   # as Chalice merges
-        env.update(scope.get("environment_variables", {}))
+    env = worker_environment(base, stage)
     raw, timeout = env.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS), worker_timeout(base, stage)
     try:
         lease = float(raw)
@@ -569,7 +592,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
-    problem = lease_problem(base, stage)
+    problem = lease_problem(base, stage) or budget_problem(base, stage)
     if problem:
         raise DeployError(problem)           # before anything is created or changed
     check_region(aws, stage, say)

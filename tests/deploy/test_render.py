@@ -232,7 +232,7 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
     reads (BRIDGE_LEASE_SECONDS, or its default); the queue's visibility timeout is six times it."""
     base = json.loads(deploy.BASE_CONFIG.read_text())
     for stage in base["stages"]:
-        assert deploy.lease_problem(base, stage) is None
+        assert deploy.lease_problem(base, stage) is None and deploy.budget_problem(base, stage) is None
         assert deploy.worker_timeout(base, stage) <= 120      # the default lease, unless the config sets one
 
 
@@ -244,8 +244,14 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
      "BRIDGE_LEASE_SECONDS is 120 s, shorter than the worker's lambda_timeout of 900 s"),
     ({"stages": {"prod": {"environment_variables": {"BRIDGE_LEASE_SECONDS": "2 minutes"}}}},
      "BRIDGE_LEASE_SECONDS is '2 minutes' (stage prod), not a number of seconds"),
+    # The worker starts no record with less than BRIDGE_RECORD_BUDGET_MS left: with a timeout no longer than
+    # that, it never starts one, and every record waits in the queue for good (a wait uses up no try).
+    ({"stages": {"prod": {"lambda_functions": {"worker": {"lambda_timeout": 30}}}}},
+     "BRIDGE_RECORD_BUDGET_MS is 30000 ms, no less than the worker's lambda_timeout of 30 s"),
+    ({"environment_variables": {"BRIDGE_RECORD_BUDGET_MS": "120000"}},
+     "BRIDGE_RECORD_BUDGET_MS is 120000 ms, no less than the worker's lambda_timeout of 120 s"),
 ])
-def test_make_deploy_refuses_a_lease_shorter_than_the_workers_timeout_in_one_line_before_touching_aws(
+def test_make_deploy_refuses_worker_settings_that_cannot_hold_in_one_line_before_touching_aws(
         tmp_path, capsys, change, says):
     base = json.loads(deploy.BASE_CONFIG.read_text())
     config = tmp_path / "chalice-config.json"
