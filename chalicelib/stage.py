@@ -33,7 +33,8 @@ class StageError(RuntimeError):
 
 def check_stage(stage: str) -> str:
     if not _STAGE.match(stage or ""):
-        raise StageError(f"stage {stage!r} is not a valid name: use lowercase letters and digits, e.g. dev or prod")
+        raise StageError(f"stage {stage!r} is not a valid name: use up to 16 lowercase letters and digits, starting "
+                         f"with a letter, e.g. dev or prod")
     return stage
 
 

@@ -63,3 +63,17 @@ def test_stage_names_and_outputs_are_checked():
         resolve("Prod; rm")
     with pytest.raises(StageError, match="no output QueueName"):
         env_from_outputs({"TableName": "t", "QueueUrl": "u", "DeadLetterQueueUrl": "d", "SecretsPath": "/p"})
+
+
+@pytest.mark.parametrize("stage, broken", [("1dev", "starting with a letter"), ("a" * 17, "up to 16"),
+                                           ("qa-eu", "lowercase letters and digits")])
+def test_a_stage_name_refused_is_told_the_rule_it_breaks_and_the_readme_states_the_same_rule(stage, broken):
+    """`1dev` and a 17-letter name are lowercase letters and digits: a refusal that says only that leaves the
+    operator guessing, and so does a README that allows `any lowercase name`."""
+    with pytest.raises(StageError) as refused:
+        resolve(stage)
+    assert broken in str(refused.value)
+    from .conftest import ROOT
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [row] = [line for line in readme.splitlines() if line.startswith("| `STAGE` |")]
+    assert broken in row
