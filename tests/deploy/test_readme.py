@@ -103,3 +103,12 @@ def test_the_readmes_worker_rights_name_each_item_action_with_the_partitions_its
         keys = re.search(rf"`{action}`[^`(]*\(([^)]*)\)", bullet)
         listed[action] = set(re.findall(r"`([A-Z]+(?:#[^`]*)?)`", keys.group(1))) if keys else set()
     assert listed == granted
+
+
+def test_the_readme_says_why_a_deploy_is_make_deploy_and_not_chalice_deploy_alone():
+    """The README's first lines say the bridge is deployed with `chalice deploy`; in a fresh clone that command
+    alone fails with Chalice's own 'Unable to load the project config file' (the config is rendered from the
+    stage's stack, and git-ignored). The deploy section says which command to run, and why."""
+    section = " ".join(README.split("## Deploying to AWS")[1].split("### Before you start")[0].split())
+    assert "not `chalice deploy` alone" in section and "Unable to load the project config file" in section
+    assert "second API" in section
