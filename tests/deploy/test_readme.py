@@ -112,3 +112,14 @@ def test_the_readme_says_why_a_deploy_is_make_deploy_and_not_chalice_deploy_alon
     section = " ".join(README.split("## Deploying to AWS")[1].split("### Before you start")[0].split())
     assert "not `chalice deploy` alone" in section and "Unable to load the project config file" in section
     assert "second API" in section
+
+
+def test_the_deploy_rights_the_readme_lists_name_every_service_make_deploy_and_destroy_call():
+    """A deploy role given what "Before you start" lists must be able to run `make deploy` and `make destroy`
+    (`make destroy` names or, with PURGE=1, deletes the stage's secrets in SSM: a role without it was refused)."""
+    names = {"cloudformation": "CloudFormation", "dynamodb": "DynamoDB", "iam": "IAM", "lambda": "Lambda",
+             "s3": "S3", "ssm": "SSM", "sts": None}           # STS's GetCallerIdentity needs no right
+    called = set(re.findall(r'client\("([a-z0-9]+)"\)', deploy.Path(deploy.__file__).read_text()))
+    assert called <= set(names), called - set(names)
+    rights = " ".join(README.split("### Before you start")[1].split("- **The region**")[0].split())
+    assert [names[s] for s in sorted(called) if names[s] and names[s] not in rights] == []
