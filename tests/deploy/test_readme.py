@@ -123,3 +123,12 @@ def test_the_deploy_rights_the_readme_lists_name_every_service_make_deploy_and_d
     assert called <= set(names), called - set(names)
     rights = " ".join(README.split("### Before you start")[1].split("- **The region**")[0].split())
     assert [names[s] for s in sorted(called) if names[s] and names[s] not in rights] == []
+
+
+def test_the_readme_says_a_destroy_deletes_the_queues_with_the_work_and_dead_letters_in_them():
+    """The stack's queues have no DeletionPolicy: a destroy deletes the work waiting in them and the dead letters.
+    The README said only what is kept, "with your data"."""
+    retained = {name for name, r in _template()["Resources"].items() if r.get("DeletionPolicy") == "Retain"}
+    assert retained == {"Table"}
+    destroy = " ".join(README.split("- **Destroy**")[1].split("\n- **")[0].split())
+    assert "dead-letter queue go with the stack" in destroy and "dead letters" in destroy
