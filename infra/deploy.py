@@ -43,11 +43,12 @@ if __package__ in (None, ""):  # `python infra/deploy.py`: make the project impo
 
 from chalicelib.config import Config
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
-from chalicelib.stage import APP_NAME, StageError, aws_problem, check_stage, env_from_outputs, prefix as stage_prefix
+from chalicelib.stage import (APP_NAME, CHALICE_CONFIG, StageError, aws_problem, check_stage, deployed_environment,
+                              env_from_outputs, prefix as stage_prefix)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
-BASE_CONFIG = ROOT / "infra" / "chalice-config.json"
+BASE_CONFIG = CHALICE_CONFIG
 FUNCTIONS = ("api_handler", "worker", "reconcile")
 STATE_KEY = "deployed/{stage}.json"
 DEFAULT_API_CONCURRENCY = 50
@@ -287,22 +288,13 @@ def worker_timeout(base: dict, stage: str) -> int:
     return 60
 
 
-def worker_environment(base: dict, stage: str) -> dict:
-    """The worker's environment variables in the stage, as Chalice merges them."""
-    stage_cfg = base.get("stages", {}).get(stage, {})
-    env: dict = {}
-    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get("worker", {})):
-        env.update(scope.get("environment_variables", {}))
-    return env
-
-
 def budget_problem(base: dict, stage: str) -> Optional[str]:
     """The worker starts no record with less than BRIDGE_RECORD_BUDGET_MS of its time left: with a timeout no
     longer than that, it would start none, and every record would wait in the queue for good (a wait uses up no
     try, so none reaches the dead-letter queue either)."""
     timeout = worker_timeout(base, stage)
     try:
-        budget = Config.from_env(worker_environment(base, stage)).record_budget_ms
+        budget = Config.from_env(deployed_environment(base, stage)).record_budget_ms
     except ValueError as exc:
         return f"infra/chalice-config.json: the worker's variables cannot be read (stage {stage}): {exc}"
     if budget < timeout * 1000:
@@ -315,7 +307,7 @@ def budget_problem(base: dict, stage: str) -> Optional[str]:
 def lease_problem(base: dict, stage: str) -> Optional[str]:
     """A worker's claim (of a join, a qualification) must last as long as the worker may run: a
     shorter lease lets a second worker take over a person the first one is still working on."""
-    env = worker_environment(base, stage)
+    env = deployed_environment(base, stage)
     raw, timeout = env.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS), worker_timeout(base, stage)
     try:
         lease = float(raw)
