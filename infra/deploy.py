@@ -12,7 +12,8 @@ deploy:
   With --render-only (RENDER_ONLY=1) it stops after step 4. With AWS_ENDPOINT_URL set, every
   AWS call goes there (e.g. a moto server).
 
-destroy: `chalice delete --stage <stage>`, then the stack. The table is kept (DeletionPolicy:
+destroy: `chalice delete --stage <stage>` (from any checkout: the state and the stage's config as deploy makes
+them), then the stack. The table is kept (DeletionPolicy:
 Retain) and so are the stage's secrets, unless --purge. With no stack left (an earlier destroy),
 --purge deletes the kept table and secrets (named from the stage); without it, they are named. A stack
 an earlier destroy is still deleting is waited for.
@@ -642,6 +643,8 @@ def destroy(stage: str, *, project_dir: Path = ROOT, purge: bool = False, aws: O
         if bucket:
             pull_state(aws, bucket, project_dir, stage, say)
         if _has_resources(project_dir, stage):
+            # Chalice loads the stage from .chalice/config.json, which a checkout that never deployed it lacks.
+            render(project_dir, identify(aws, stage, outputs), api_concurrency=None)
             say(f"chalice delete --stage {stage}")
             try:
                 chalice(project_dir, ["delete", "--stage", stage], aws.region)

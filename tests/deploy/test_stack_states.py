@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from infra import deploy
 
-from .conftest import aws_on, project_copy
+from .conftest import aws_env, aws_on, project_copy
 
 
 def _calls(cfn: Any, operation: str) -> list[dict]:
@@ -103,3 +103,29 @@ def test_a_stage_deployed_in_another_region_of_the_account_is_refused_before_any
     # Its own region again is a redeploy, as before.
     deploy.deploy("twice", project_dir=tmp_path / "first", aws=there, api_concurrency=None,
                   chalice=lambda *a: None, say=lambda _: None)
+
+
+def test_a_stage_is_destroyed_from_a_checkout_that_never_deployed_it(moto_endpoint, tmp_path, monkeypatch):
+    """`make destroy` from a fresh clone (a colleague's, CI's): the deployed state comes from the stack's bucket,
+    and the real `chalice delete` (against the moto server) deletes what it lists. Chalice loads the stage from
+    .chalice/config.json, which only a deploy from that checkout had written: it stopped with "Unable to load
+    the project config file", and the stage could not be destroyed."""
+    for key, value in aws_env(moto_endpoint).items():
+        monkeypatch.setenv(key, value)
+    aws = aws_on(moto_endpoint)
+    api = aws.client("apigateway").create_rest_api(name="rf-intercom-bridge")["id"]
+
+    def chalice_made_an_api(project: Path, args: list[str], region: str) -> None:   # what `chalice deploy` records
+        state = deploy.state_path(project, "elsewhere")
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"schema_version": "2.0", "backend": "api", "resources": [{
+            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": api,
+            "rest_api_url": f"https://{api}.execute-api.{region}.amazonaws.com/api/"}]}))
+    deploy.deploy("elsewhere", project_dir=project_copy(tmp_path / "laptop"), aws=aws, api_concurrency=None,
+                  chalice=chalice_made_an_api, say=lambda _: None)
+    fresh = project_copy(tmp_path / "fresh-clone")
+    assert not (fresh / ".chalice").exists()
+    deploy.destroy("elsewhere", project_dir=fresh, aws=aws, say=lambda _: None)
+    assert api not in [a["id"] for a in aws.client("apigateway").get_rest_apis()["items"]]
+    assert "rf-intercom-bridge-elsewhere" not in [s["StackName"] for s in aws.client("cloudformation").list_stacks()[
+        "StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
