@@ -418,6 +418,9 @@ def stack_parameters(stage: str, base: dict, existing: Optional[dict], alarm_ema
         "ApiStage": base.get("stages", {}).get(stage, {}).get("api_gateway_stage", base.get("api_gateway_stage", "api")),
         # SQS event sources: a message stays invisible at least six times the function's timeout.
         "VisibilityTimeout": str(6 * worker_timeout(base, stage)),
+        # The redrive is a backstop for a worker that crashes every time: it must leave the worker all its tries
+        # (it dead-letters with the reason, and says so in the history).
+        "MaxReceiveCount": str(2 * Config.from_env(deployed_environment(base, stage)).max_attempts),
     }
     if alarm_email is not None:
         params["AlarmEmail"] = alarm_email

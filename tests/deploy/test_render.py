@@ -211,7 +211,7 @@ def test_stack_parameters_follow_the_chalice_config_and_keep_earlier_values():
     declared = deploy.template_parameters(deploy.TEMPLATE.read_text())
     fresh = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters("prod", base, None, None, declared)}
     assert fresh == {"Prefix": "rf-intercom-bridge-prod", "ApiName": "rf-intercom-bridge", "ApiStage": "api",
-                     "VisibilityTimeout": str(6 * base["lambda_timeout"])}
+                     "VisibilityTimeout": str(6 * base["lambda_timeout"]), "MaxReceiveCount": "10"}
     existing = {"Parameters": [{"ParameterKey": "AlarmEmail", "ParameterValue": "ops@example.com"},
                                {"ParameterKey": "LogRetentionDays", "ParameterValue": "30"},
                                {"ParameterKey": "Removed", "ParameterValue": "x"}]}
@@ -296,3 +296,18 @@ def test_purge_after_a_destroy_that_kept_the_table_deletes_it_and_the_stage_depl
     deploy.destroy("kept", project_dir=tmp_path / "p", purge=True, aws=aws, say=nothing.append, chalice=no_chalice)
     assert len(nothing) == 1 and "nothing to destroy" in nothing[0]
     deploy.deploy("kept", project_dir=tmp_path / "p", render_only=True, aws=aws, say=lambda _: None)
+
+
+@pytest.mark.parametrize("attempts", ["5", "12", "30"])
+def test_the_redrive_backstop_leaves_the_worker_every_try_it_is_configured_with(attempts):
+    """The worker dead-letters a record after BRIDGE_MAX_ATTEMPTS tries, with its reason and a history entry; SQS's
+    redrive moves a message received MaxReceiveCount times, as "the worker crashed or timed out each time". With
+    BRIDGE_MAX_ATTEMPTS raised in infra/chalice-config.json (the README invites it) past the redrive's 10, every
+    failing record was moved by SQS at its 11th receive, with that false reason and no entry in the history."""
+    base = deploy._merge(json.loads(deploy.BASE_CONFIG.read_text()),
+                         {"stages": {"prod": {"environment_variables": {"BRIDGE_MAX_ATTEMPTS": attempts}}}})
+    declared = deploy.template_parameters(deploy.TEMPLATE.read_text())
+    existing = {"Parameters": [{"ParameterKey": "MaxReceiveCount", "ParameterValue": "10"}]}
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters("prod", base, existing, None,
+                                                                                       declared)}
+    assert int(params["MaxReceiveCount"]) >= 2 * int(attempts)       # a backstop: twice the worker's tries
