@@ -1,6 +1,8 @@
 """`make deploy STAGE=<stage>` / `make destroy STAGE=<stage>`: a stage on AWS with no hand edits.
 
 deploy:
+  0. refuse, before anything is made, worker settings that cannot hold (a lease shorter than the worker's
+     timeout, a record budget no shorter than it) and a stage deployed in another region of the account;
   1. create or update the stage's stack (infra/template.yaml, stack and Prefix rf-intercom-bridge-<stage>);
   2. read its outputs, the account (STS) and the region;
   3. write the stage's section of .chalice/config.json (infra/chalice-config.json + the outputs);
@@ -13,8 +15,8 @@ deploy:
   AWS call goes there (e.g. a moto server).
 
 destroy: `chalice delete --stage <stage>` (from any checkout: the state and the stage's config as deploy makes
-them), then the stack. The table is kept (DeletionPolicy:
-Retain) and so are the stage's secrets, unless --purge. With no stack left (an earlier destroy),
+them), then the stack. The table is kept (DeletionPolicy: Retain) and so are the stage's secrets, unless
+--purge. With no stack left (an earlier destroy),
 --purge deletes the kept table and secrets (named from the stage); without it, they are named. A stack
 an earlier destroy is still deleting is waited for.
 
