@@ -573,7 +573,7 @@ def check_region(aws: Aws, stage: str, say: Say) -> None:
             raise DeployError(f"stage {stage} is deployed in {regions[0]} in this account (its functions' IAM role "
                               f"{role} names that region's resources, and IAM roles are the account's, not a "
                               f"region's): a stage lives in one region. Deploy it there (AWS_REGION={regions[0]}), "
-                              f"or give this region's another name, e.g. STAGE={stage[:12]}{aws.region.split('-')[1][:4]}")
+                              f"or name the stage in this region otherwise, e.g. STAGE={stage[:12]}{aws.region.split('-')[1][:4]}")
         return
 
 
