@@ -570,10 +570,11 @@ def check_region(aws: Aws, stage: str, say: Say) -> None:
         resources = [r for statement in document.get("Statement", []) for r in statement.get("Resource", [])]
         regions = sorted({r.split(":")[3] for r in resources if r.count(":") >= 5 and r.split(":")[3]})
         if regions and aws.region not in regions:
+            other = f"{stage[:12]}{aws.region.split('-')[1][:4]}"
             raise DeployError(f"stage {stage} is deployed in {regions[0]} in this account (its functions' IAM role "
                               f"{role} names that region's resources, and IAM roles are the account's, not a "
                               f"region's): a stage lives in one region. Deploy it there (AWS_REGION={regions[0]}), "
-                              f"or name the stage in this region otherwise, e.g. STAGE={stage[:12]}{aws.region.split('-')[1][:4]}")
+                              f"or name the stage in this region otherwise, e.g. STAGE={other}")
         return
 
 

@@ -78,8 +78,8 @@ def chalice_creating_roles(aws: deploy.Aws) -> Callable[[Path, list[str], str], 
                                 PolicyDocument=(project / ".chalice" / deploy.policy_file(stage, function)).read_text())
         state = deploy.state_path(project, stage)
         state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api",
-                                                    "rest_api_url": f"https://a1.execute-api.{region}.amazonaws.com/api/"}]}))
+        url = f"https://a1.execute-api.{region}.amazonaws.com/api/"
+        state.write_text(json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api", "rest_api_url": url}]}))
     return chalice
 
 
