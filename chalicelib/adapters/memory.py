@@ -812,8 +812,10 @@ class MemorySync:
         return {c: ledger[c] for c in contact_ids if c in ledger}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        self.record(campaign_id, entries)      # over any entry, as DynamoDB's: an earlier run's skip too
-        return {e.contact_id for e in entries}
+        ledger = self.ledgers.get(campaign_id, {})    # as DynamoDB's condition: over an earlier run's skip too
+        written = [e for e in entries if e.contact_id not in ledger or not ledger[e.contact_id].rf_user_id]
+        self.record(campaign_id, written)
+        return {e.contact_id for e in written}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         ledger = self.ledgers.setdefault(campaign_id, {})

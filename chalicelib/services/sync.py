@@ -322,10 +322,14 @@ class Page:
         if seen:
             self.deps.sync.record(self.campaign_id, self._in_workspace(seen))
         if todo:
-            self.deps.sync.intend(self.campaign_id, self._in_workspace([
+            intended = self.deps.sync.intend(self.campaign_id, self._in_workspace([
                 LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.decider, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
                 for c, d, earlier in todo]))
+            # Not written: another worker enrolled them since the ledger was read (as _enrolled_meanwhile), counted
+            if len(intended) < len(todo):       # already, and RF is not asked
+                self.tally.add(ALREADY, len(todo) - len(intended))
+                todo = [t for t in todo if str(t[0]["id"]) in intended]
         jobs: list[Callable[[], None]] = [partial(self._link, e, value) for e, value in links]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
