@@ -257,7 +257,9 @@ class Page:
 
     def work(self, contacts: list[dict]) -> None:
         ids = [str(c.get("id")) for c in contacts if c.get("id")]
-        known = self.deps.sync.entries(self.campaign_id, ids)
+        # Consistent: a page given back (or failed) is worked again seconds later, and must see what its try before
+        # wrote (a `creating` entry read as none would lose the user that try created).
+        known = self.deps.sync.entries(self.campaign_id, ids, consistent=True)
         # The joins' links of the contacts not decided yet, and of those an earlier run skipped as already in
         # the campaign: a join since (a webhook, `backfill --apply`) may have made them the bridge's own
         # referrer. All in the one batched read; no call to RF or Intercom for a skip that still stands.
