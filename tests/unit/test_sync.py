@@ -742,6 +742,29 @@ def test_the_dry_run_says_not_in_rf_for_a_referrer_without_a_link_whom_rf_no_lon
     assert {k: v["count"] for k, v in dry["skipped"].items()} == {"not_in_rf": 1}
 
 
+@pytest.mark.parametrize("dies_at, counted", [("lookup.first_seen", {"already_enrolled": 1}),
+                                               ("sync.add_counts", {})],
+                         ids=["after its work, before its mark", "after its mark, before its count"])
+def test_a_worker_dying_while_it_marks_a_contact_webhook_never_counts_the_contact_twice(dies_at, counted):
+    """The worker that enrolled a notified contact dies before its count is added, and the notification is
+    delivered again: before the mark, the redelivery works the contact again, finds it enrolled and counts it
+    already enrolled (+1 already); after the mark, it is a repeat and counts nothing (README, Ongoing mode)."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    part, name = dies_at.split(".")
+    repository = getattr(work.store, part)
+    real = getattr(repository, name)
+
+    def dies(*args):
+        setattr(repository, name, real)            # (the worker after it lives)
+        raise KeyboardInterrupt("killed")
+    setattr(repository, name, dies)
+    with pytest.raises(KeyboardInterrupt):
+        sync.on_contact(note, deps(work))
+    sync.on_contact(note, deps(work))                                  # delivered again
+    assert [u["email"] for u in work.apis.rf_.created].count("new@example.com") == 1
+    assert sync.status(deps(work), "42")["by_webhook"] == counted
+
+
 def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook_since():
     """Intercom (or SQS, its visibility timeout over) hands the same notification to two workers at once:
     the second reads no mark (the first writes it only once its contact is worked); only the worker whose mark
