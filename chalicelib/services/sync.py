@@ -410,12 +410,13 @@ class Page:
                 with self._lock:
                     self.stopped = (f"campaign user limit reached: {refused.message} — raise the campaign's user "
                                     "limit in Referral Factory, then run `bridge sync start` again")
-            if reason != "already_in_campaign" or earlier is None:
+            if reason not in ("already_in_campaign", "user_limit") or earlier is None:
                 if reason != "already_in_campaign" or not self._enrolled_meanwhile(cid):
                     self._skip(cid, contact, reason, detail)
                 return
-            # An earlier try of ours may have created them: RF has the email. Which user is it? Not ours when it
-            # joined by itself, nor when another contact of the source has the email (its create made the user).
+            # An earlier try of ours may have created them: RF has the email, or says the campaign is full (that
+            # user may be its last). Which user is it? Not ours when it joined by itself, nor when another contact
+            # of the source has the email (its create made the user).
             look = self.directory.find(decision.email)
             if look is None or _joined_before(look, earlier) or self._anothers(cid, decision.email, look):
                 self._skip(cid, contact, reason, detail)

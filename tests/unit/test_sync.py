@@ -327,6 +327,35 @@ def test_the_campaign_s_user_limit_stops_the_run_naming_the_fix():
                            "campaign's user limit in Referral Factory, then run `bridge sync start` again")
 
 
+def test_a_retried_create_rf_refuses_as_over_the_user_limit_still_finds_the_user_the_try_before_created():
+    """The try before created the contact's RF user (its answer lost), and that user was the campaign's last: the
+    retry's create is refused as over the user limit, not as a taken email. The user is still looked up: the
+    contact is enrolled with it, its link written, and the run stops at the limit. (The skip it was recorded as
+    replaced the `creating` entry, and every later run took RF's user as someone already in the campaign: the
+    link was never written.)"""
+    from chalicelib.domain.history import iso
+    from chalicelib.messages import SyncPageMessage
+    from chalicelib.ports import Refused
+    from chalicelib.ports.store import LedgerEntry
+    work = world(1)
+    [contact] = work.apis.intercom_.contacts.values()
+    rf = work.apis.rf_
+    rf.created.append({"email": contact["email"], "campaign_id": 42, "id": 7, "url": "u7",
+                       "signed_up_at": iso(work.clock() + 1)})                 # our interrupted try made them
+    run = work.store.sync.start("42", "full", "users", work.clock())
+    work.store.sync.intend("42", [LedgerEntry(contact["id"], "creating", email=contact["email"], run=1,
+                                              at=iso(work.clock()))])
+    rf.create_answers = [Refused(422, "The campaign has reached its user limit.",
+                                 {"campaign_id": "The campaign has reached its user limit."})]
+    work.queue.sent.append(SyncPageMessage(campaign_id="42", run=run.number, page=0).wire())
+    drain(work)
+    stopped = work.store.sync.run("42")
+    assert (stopped.status, stopped.counts) == ("stopped", {"enrolled": 1})
+    entry = work.store.sync.entries("42", [contact["id"]])[contact["id"]]
+    assert (entry.outcome, entry.rf_user_id) == ("enrolled", "7")
+    assert contact["custom_attributes"]["referral_link"] == "u7"
+
+
 def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(monkeypatch):
     monkeypatch.setattr(sync, "PER_PAGE", 2)
     work = world(5)
