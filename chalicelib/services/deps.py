@@ -65,6 +65,8 @@ class WorkDeps:
         (explain tells what a later success resolves)."""
         assert self.queue is not None
         self.queue.dead_letter(body, reason, tries, iso(self.clock()))
+        if person:              # a failed qualification's letter: the link owes it no more
+            self.links.lettered(PersonRef(*person), reason)
         count("DeadLettered")
         logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
         if person:
