@@ -89,3 +89,26 @@ def test_a_refused_qualification_whose_letter_was_lost_gets_it_from_its_redelive
     selectors = replay_selectors(explain(work, "7").view(), letter.view())
     assert selectors and all(dead_letters.matches(letter, *s) for s in selectors), selectors
 
+
+def test_a_letter_sent_again_because_the_worker_died_before_noting_it_is_listed_twice_and_qualifies_once():
+    """The one duplicate left: the letter went out, and the worker was killed before the link noted it. The
+    redelivery sends it again (the same body and reason): `dlq list` shows both, the advised replay sends both,
+    and the lead is qualified once (the first replay's claim asks RF first; the second finds her qualified)."""
+    work, contact, body = refused("webhook")
+    lettered = work.store.links.lettered
+
+    def killed(*args: Any) -> None:
+        raise Killed()
+    work.store.links.lettered = killed                                   # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        run(work, body)
+    work.store.links.lettered = lettered                                 # type: ignore[method-assign]
+    run(work, body, receives=2)
+    assert len(letters(work)) == 2 and len(set(letters(work))) == 1
+    assert len(dead_letters.list_dead(work)) == 2
+    [selector] = set(replay_selectors(explain(work, "7").view()))
+    work.clock.now += 60
+    assert dead_letters.replay(work, *selector)["replayed"] == 2
+    run(work, *work.queue.sent[-2:])
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert work.apis.rf_.calls[-2:] == ["get_user 7", "qualify 7"] and len(letters(work)) == 2
