@@ -410,7 +410,11 @@ def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[f
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None,
           kind: Optional[str] = None, details: Optional[dict] = None) -> Result:
-    work.deps.dead_letter(record.body, reason, record.tries, person, kind, details)
+    try:
+        work.deps.dead_letter(record.body, reason, record.tries, person, kind, details)
+    except Exception as exc:  # SQS refused the letter (no room for its reason, throttled): this record alone comes back
+        logger.exception("could not send a record to the dead-letter queue")
+        return Result(record, "retry", f"could not send it to the dead-letter queue: {type(exc).__name__}: {exc}")
     return Result(record, "dead", reason)
 
 
