@@ -18,7 +18,7 @@ import requests
 from infra.local.sims.webhooks import sign
 from tests.support.malformed import WHOLE_BODIES, Body, Malformed
 
-from .conftest import SECRET, join_body, lead_settings
+from .conftest import SECRET, join_body, lead_settings, new_lead
 
 SEED = int(os.environ.get("FUZZ_SEED", "20250611"))
 BODIES_PER_ROUTE = 1000
@@ -428,3 +428,19 @@ def test_a_join_in_the_charset_its_content_type_names_is_read_in_it(bridge, cont
     assert answer.status_code == 202, answer.text
     [message] = bridge.resources.client("sqs").receive_message(QueueUrl=bridge.resources.queue_url)["Messages"]
     assert json.loads(message["Body"])["person"]["first_name"] == "José"
+
+
+@pytest.mark.parametrize("blank", [None, "", "  "])
+def test_a_join_whose_payload_sends_a_mapped_field_blank_has_it_read_from_rf_as_one_left_out(bridge, intercom, rf,
+                                                                                             blank):
+    """RF's payload renders a field it has no value for as null or empty: the join reads it from RF's API,
+    as it does a field left out, rather than dead-lettering "the person has no email" (or creating the
+    contact without the name and code RF has)."""
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    answer = bridge.post_join({**join_body(lead), "email": blank, "first_name": blank, "code": blank})
+    assert answer.status_code == 202, answer.text
+    bridge.drain()
+    assert bridge.dead_letters() == []
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert (contact["name"], contact["custom_attributes"]["referral_code"]) == ("Ann", lead["code"])
