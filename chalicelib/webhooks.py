@@ -55,7 +55,6 @@ def is_json(media: str) -> bool:
 
 
 _CHARSET = re.compile(r";\s*charset\s*=\s*\"?([^\";,\s]+)", re.IGNORECASE)
-_WIDE = ("utf-16", "utf-32")                   # ASCII in these is valid UTF-8 too (NULs): read as declared
 
 
 def charset(content_type: Optional[str]) -> Optional[str]:
@@ -77,11 +76,12 @@ def charset(content_type: Optional[str]) -> Optional[str]:
 
 def in_charset(raw: bytes, name: Optional[str]) -> bytes:
     """The bytes of a text sent in charset `name`, as UTF-8. A body that is UTF-8 already stays as it is
-    (many senders label UTF-8 with another charset, e.g. `text/plain; charset=ISO-8859-1`), unless it is
-    declared UTF-16 or UTF-32; bytes that are not text in `name` are left for the parser to refuse."""
+    (many senders label UTF-8 with another charset, e.g. `text/plain; charset=ISO-8859-1`): UTF-8 without a
+    NUL (UTF-16's and UTF-32's ASCII has them; JSON and forms never do). Bytes that are not text in `name`
+    are left for the parser to refuse."""
     if name is None:
         return raw
-    if not name.startswith(_WIDE):
+    if b"\x00" not in raw:
         try:
             raw.decode("utf-8")
             return raw
