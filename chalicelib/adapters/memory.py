@@ -807,7 +807,7 @@ class MemorySync:
         if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,
             self._set(run, by_webhook=_plus(run.by_webhook, counts))   # the count stays with the ledger
 
-    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+    def entries(self, campaign_id: str, contact_ids: Iterable[str], consistent: bool = False) -> dict[str, LedgerEntry]:
         ledger = self.ledgers.get(campaign_id, {})
         return {c: ledger[c] for c in contact_ids if c in ledger}
 

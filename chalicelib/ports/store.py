@@ -531,8 +531,9 @@ class SyncRepository(Protocol):
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
         neither its progress nor its last progress."""
-    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
-        """The ledger's entries of these contacts (one batched read)."""
+    def entries(self, campaign_id: str, contact_ids: Iterable[str], consistent: bool = False) -> dict[str, LedgerEntry]:
+        """The ledger's entries of these contacts (one batched read; `consistent`: every write made before it
+        shows)."""
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
         """Write `creating` entries over whatever the ledger holds (the page read it just now, under its lease):
         an earlier run's final skip too (a contact fixed since), so that a retry after a lost create answer

@@ -405,7 +405,8 @@ class Page:
                     self.stopped = (f"campaign user limit reached: {refused.message} — raise the campaign's user "
                                     "limit in Referral Factory, then run `bridge sync start` again")
             if reason != "already_in_campaign" or earlier is None:
-                self._skip(cid, contact, reason, detail)
+                if reason != "already_in_campaign" or not self._enrolled_meanwhile(cid):
+                    self._skip(cid, contact, reason, detail)
                 return
             # An earlier try of ours may have created them: RF has the email. Which user is it? Not ours when it
             # joined by itself, nor when another contact of the source has the email (its create made the user).
@@ -423,6 +424,18 @@ class Page:
         logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
+
+    def _enrolled_meanwhile(self, contact_id: str) -> bool:
+        """RF has the email of a contact no try of ours was creating when this one read the ledger: did another
+        worker enrol this very contact since (the same notification handed to two workers, a run's page and a
+        webhook at once, while this create waited)? Its user is the one RF has: counted already, and its entry
+        kept (a skip over it would lose the RF user, and with it the late link and `left`)."""
+        entry = self.deps.sync.entries(self.campaign_id, [contact_id], consistent=True).get(contact_id)
+        if entry is None or not entry.final or not entry.rf_user_id or entry.outcome == NOT_IN_RF:
+            return False
+        with self._lock:
+            self.tally.add(ALREADY)
+        return True
 
     def _anothers(self, contact_id: str, email: str, user: dict) -> bool:
         """Is RF's user with the contact's email another contact's: the ledger has it enrolled to another contact

@@ -1117,6 +1117,7 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     assert (got["c1"].outcome, got["c1"].rf_user_id, got["c1"].written_back, got["c1"].final) == ("enrolled", "7",
                                                                                                  True, True)
     assert got["c2"].outcome == "creating" and not got["c2"].final and "c3" not in got
+    assert store.sync.entries("42", ["c1", "c3"], consistent=True) == {"c1": got["c1"]}
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c1", "c2"]
     store.sync.claim_page("42", 2, 0, "w1", clock())
     assert store.sync.checkpoint("42", 2, 0, "w1", clock(), cursor=None, counts={}, message="user limit")

@@ -1531,3 +1531,27 @@ def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_ha
         str(dup["id"]): f"already in the campaign: contact {p0['id']} of the source has the same email and "
                         "would be enrolled with it (the first of them; Referral Factory takes an email once)",
         str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}
+
+
+def test_a_contact_another_worker_enrolled_while_this_ones_create_waited_stays_enrolled_not_skipped():
+    """Intercom (or SQS) hands one contact's notification to two workers at once: both read no ledger entry and
+    both mean to create. One worker's create waits (the shared budget paces it) while the other's creates the
+    RF user, writes the link back and records the contact enrolled; the waiting create then gets RF's 422. That
+    422 is the other worker's user, not someone already in the campaign: the ledger keeps the contact enrolled
+    (it said already_in_campaign, with no RF user, so the referrer's count never learnt their contact)."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    rf = work.apis.rf_
+    real = rf.create_user
+    held = []
+
+    def the_other_worker_first(body: dict) -> dict:
+        if not held:                                 # this worker's create waits; the other runs it all
+            held.append(1)
+            sync.on_contact(note, deps(work))
+        return real(body)
+    rf.create_user = the_other_worker_first
+    sync.on_contact(note, deps(work))
+    [user] = [u for u in rf.created if u["email"] == "new@example.com"]
+    [entry] = work.store.sync.entries("42", [str(note.item.id)]).values()
+    assert (entry.outcome, entry.rf_user_id) == ("enrolled", str(user["id"]))
+    assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}

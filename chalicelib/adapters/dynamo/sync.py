@@ -147,8 +147,8 @@ class DynamoSync:
             if not conditional(exc):     # a newer run started meanwhile: the count stays with the ledger
                 raise
 
-    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
-        items = batch_get(LedgerItem, (ledger_key(campaign_id, c) for c in contact_ids))
+    def entries(self, campaign_id: str, contact_ids: Iterable[str], consistent: bool = False) -> dict[str, LedgerEntry]:
+        items = batch_get(LedgerItem, (ledger_key(campaign_id, c) for c in contact_ids), consistent)
         return {contact_of_ledger(i.sk): _entry(i) for i in items}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
