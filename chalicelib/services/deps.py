@@ -69,7 +69,11 @@ class WorkDeps:
             self.links.lettered(PersonRef(*person), reason)
         count("DeadLettered")
         logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
-        if person:
+        if not person:
+            return
+        try:
             self.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
                 "attempts": tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
                 **(details or {})})])
+        except Exception:  # the letter is sent: it stands without its note (not sent again with the whole batch)
+            logger.exception("could not note the dead letter in the history")
