@@ -391,7 +391,13 @@ class MemoryLinks:
         held.lease_until = now + lease if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
                            qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at,
-                           rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None)
+                           rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None,
+                           letter_owed=state is QState.FAILED)
+
+    def lettered(self, ref: PersonRef, reason: str) -> None:
+        held = self.tables.links.get(PersonRef(*ref))
+        if held is not None and held.link.letter_owed and held.link.reason == reason:
+            held.link = dataclasses.replace(held.link, letter_owed=False)
 
     def unpend(self, link: Link, reason: str) -> Link:
         held = self.tables.links.get(link.ref)

@@ -162,7 +162,11 @@ class LinkRepository(Protocol):
                           rf_said_no: bool = False) -> Link:
         """End the claim: QUALIFIED or FAILED (final; out of every index), or UNCONFIRMED (out of the
         pending index; overdue once `lease` has run, unless a retry finished it first), recording
-        `rf_said_no` (Link.rf_said_no) with it."""
+        `rf_said_no` (Link.rf_said_no) with it. FAILED owes its dead letter (Link.letter_owed) until `lettered`."""
+    def lettered(self, ref: PersonRef, reason: str) -> None:
+        """A dead letter saying `reason` was sent about the person: their failed qualification, if it owes its
+        letter with that reason (Link.reason), owes it no more. Nothing is written otherwise (another letter about
+        them, no link)."""
     def unpend(self, link: Link, reason: str) -> Link:
         """Reconciliation stops checking this link (the reason goes into its history; erased meanwhile: nothing
         written)."""

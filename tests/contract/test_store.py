@@ -458,6 +458,23 @@ def test_a_failed_qualification_is_retried_only_by_a_replay(store):
     assert isinstance(again, Claim)
 
 
+@pytest.mark.parametrize("replayed_to", [QState.QUALIFIED, QState.UNCONFIRMED])
+def test_a_failed_qualification_owes_its_dead_letter_until_one_with_its_reason_is_sent(store, replayed_to):
+    failed = store.links.finish_qualifying(store.links.start_qualifying(joined(store)), QState.FAILED, [],
+                                           reason="RF answered 422")
+    assert failed.owes_letter and store.links.get(ANN).owes_letter
+    store.links.lettered(ANN, "gave up after 3 tries: Intercom answered 500")     # another letter about Ann
+    assert store.links.get(ANN).owes_letter
+    store.links.lettered(ANN, "RF answered 422")
+    assert not store.links.get(ANN).owes_letter and store.links.get(ANN).qualification is QState.FAILED
+    store.links.lettered(PersonRef("42", "nobody"), "RF answered 422")            # no link: nothing is written
+    assert store.links.get(PersonRef("42", "nobody")) is None
+    again = store.links.finish_qualifying(store.links.start_qualifying(joined(store, PersonRef("42", "8"), contact="c2")),
+                                          QState.FAILED, [], reason="RF answered 422")
+    replayed = store.links.finish_qualifying(store.links.start_qualifying(again, replay=True), replayed_to, [])
+    assert not replayed.letter_owed and not store.links.get(again.ref).letter_owed
+
+
 def test_a_claim_cannot_end_where_no_transition_goes(store):
     claim = store.links.start_qualifying(joined(store))
     with pytest.raises(ValueError):
