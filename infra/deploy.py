@@ -162,8 +162,10 @@ def policies(target: Target) -> dict[str, dict]:
             # (links.py _leave), the rate budgets' state, its position, a workspace's connection and campaigns.
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
                    ["CAMPAIGN#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
-            # PutItem: links, sync runs, history entries, applied notifications, its position.
-            _keyed("ItemPuts", ["dynamodb:PutItem"], table, ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE"]),
+            # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
+            # `creating` ledger entries (conditional: never over another worker's enrolment; SyncStore.intend).
+            _keyed("ItemPuts", ["dynamodb:PutItem"], table,
+                   ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE", "SYNC#*"]),
             # UpdateItem: links and referral counts, the pointers, repeated history notes, the rate budgets, a
             # workspace's connection and campaigns, the unwritten fields' counts.
             _keyed("ItemUpdates", ["dynamodb:UpdateItem"], table,

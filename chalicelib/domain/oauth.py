@@ -132,11 +132,17 @@ def authorize_url(base: str, client_id: str, state: str, redirect_uri: str) -> s
     return f"{base}?{urlencode({'client_id': client_id, 'state': state, 'redirect_uri': redirect_uri})}"
 
 
-def cookie_secret(cookie_header: Optional[str]) -> Optional[str]:
-    """The secret our start put in the browser's cookie, if any."""
+def cookie_name(bound: str) -> str:
+    """The name of the cookie that holds the secret of the state bound to it: one per start, so that a
+    second link continued in the same browser (another tab) does not replace the first one's secret."""
+    return f"{COOKIE}_{bound[:16]}"
+
+
+def cookie_secret(cookie_header: Optional[str], name: str) -> Optional[str]:
+    """The secret our start put in the browser's cookie `name`, if any."""
     for part in (cookie_header or "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == COOKIE and _RANDOM.match(value):
+        key, _, value = part.strip().partition("=")
+        if key == name and _RANDOM.match(value):
             return value
     return None
 
@@ -144,7 +150,7 @@ def cookie_secret(cookie_header: Optional[str]) -> Optional[str]:
 def same_browser(cookie_header: Optional[str], state: State) -> bool:
     """Whether the request comes from the browser that started (its cookie's secret is the state's
     binding's), compared in constant time."""
-    secret = cookie_secret(cookie_header)
+    secret = cookie_secret(cookie_header, cookie_name(state.binding))
     return secret is not None and hmac.compare_digest(binding(secret).encode(), state.binding.encode())
 
 

@@ -125,8 +125,9 @@ def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     if spent is None:
         return _no_ticket(ticket)
     browser = oauth.new_browser_secret()
-    state = oauth.make_state(key, oauth.binding(browser), rt.clock(), workspace=spent.workspace)
-    cookie = (f"{oauth.COOKIE}={browser}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
+    bound = oauth.binding(browser)
+    state = oauth.make_state(key, bound, rt.clock(), workspace=spent.workspace)
+    cookie = (f"{oauth.cookie_name(bound)}={browser}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
               + ("; Secure" if place.secure else ""))
     location = oauth.authorize_url(rt.config.intercom_oauth_url, client_id, state, place.callback)
     # 303: the browser GETs Intercom's page (a POST's 302 may be followed by a POST).

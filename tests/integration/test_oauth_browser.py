@@ -220,6 +220,22 @@ def test_a_reload_of_the_connected_page_says_what_the_link_connected_and_does_no
     assert stack.token() == token and stack.exchanges() == 1
 
 
+def test_two_links_continued_in_two_tabs_of_one_browser_each_connect(stack):
+    """The admin continues from two links in two tabs before authorizing in either: each start's cookie
+    survives the other's, so the first tab's Authorize connects too (not "started in another browser")."""
+    first = stack.driver.current_window_handle
+    stack.to_authorize_page()
+    stack.driver.switch_to.new_window("tab")
+    stack.to_authorize_page()
+    stack.driver.switch_to.window(first)
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS, stack.driver.page_source
+    stack.driver.close()
+    stack.driver.switch_to.window(stack.driver.window_handles[0])
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS and stack.exchanges() == 2
+
+
 def test_a_state_used_by_a_failed_callback_cannot_be_used_again(stack):
     state = stack.to_authorize_page()
     stack.driver.get(stack.callback_url(code="bogus=", state=state))
@@ -254,7 +270,7 @@ def test_a_cookie_made_from_the_callback_url_is_not_the_browser_that_started(sta
     url = stack.driver.current_url
     state = parse_qs(urlsplit(url).query)["state"][0]
     for part in state.split("."):
-        cookie = {"Cookie": f"{oauth.COOKIE}={part}"}
+        cookie = {"Cookie": f"{oauth.cookie_name(state.split('.')[0])}={part}"}
         for seen, said in ((url, "started in another browser"),
                            (stack.callback_url(error="access_denied", state=state), "did not authorize the app")):
             page = requests.get(seen, headers=cookie, timeout=10)

@@ -48,8 +48,10 @@ def test_no_state_is_refused(state):
 
 
 def test_the_cookie_gives_back_only_a_well_formed_secret():
-    assert oauth.cookie_secret(f"a=1; {oauth.COOKIE}={'n' * 24}; b=2") == "n" * 24
-    assert oauth.cookie_secret(f"{oauth.COOKIE}=<script>") is None and oauth.cookie_secret(None) is None
+    name = oauth.cookie_name("b" * 43)
+    assert oauth.cookie_secret(f"a=1; {name}={'n' * 24}; b=2", name) == "n" * 24
+    assert oauth.cookie_secret(f"{name}=<script>", name) is None and oauth.cookie_secret(None, name) is None
+    assert oauth.cookie_secret(f"{oauth.cookie_name('c' * 43)}={'n' * 24}", name) is None    # another start's
 
 
 def test_a_regional_workspace_gets_its_api_base_only_when_checked_on_the_default_one():
@@ -353,7 +355,9 @@ def test_a_cookie_forged_from_the_callback_url_is_refused_the_connect_and_what_t
     query, cookie = started(rt)
     rt.auth.codes["code="] = "tok-1"
     callback = {"code": "code=", "state": query["state"]}
-    forged = [f"{oauth.COOKIE}={part}" for part in query["state"].split(".") if part]
+    name = oauth.cookie_name(query["state"].split(".")[0])                # the cookie the start set
+    assert cookie.startswith(f"{name}=")
+    forged = [f"{name}={part}" for part in query["state"].split(".") if part]
     for attempt in forged:
         refused(rt, flow.callback(rt, callback, attempt, HERE), "another browser", known=False)
     assert rt.auth.calls == []                                            # nothing exchanged, the state unspent
@@ -362,6 +366,26 @@ def test_a_cookie_forged_from_the_callback_url_is_refused_the_connect_and_what_t
         page = flow.callback(rt, callback, attempt, HERE)
         assert "another browser" in page.html and "Acme" not in page.html and "ws1" not in page.html
     assert "it connected Intercom workspace" in flow.callback(rt, callback, cookie, HERE).html   # a real reload
+
+
+def test_two_links_continued_in_two_tabs_of_one_browser_each_connect_their_workspace(rt):
+    """An admin connecting two workspaces opens both links in tabs of one browser and continues in both
+    before authorizing either: the browser keeps one cookie per name, so each start's secret must survive
+    the other's, or the first tab's callback is told it was started in another browser (its link spent)."""
+    rt.auth.apps["tok-2"] = {"id_code": "ws2", "name": "Beta"}
+    jar: dict[str, str] = {}                              # the browser's cookies: a name set again is replaced
+    states = []
+    for workspace in ("ws1", "ws2"):
+        page = flow.begin(rt, HERE, ticket(rt, workspace))
+        name, value = page.headers["Set-Cookie"].split(";")[0].split("=", 1)
+        jar[name] = value
+        states.append(dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))["state"])
+    header = "; ".join(f"{name}={value}" for name, value in jar.items())
+    rt.auth.codes.update({"c1": "tok-1", "c2": "tok-2"})
+    for code, state, workspace in (("c1", states[0], "ws1"), ("c2", states[1], "ws2")):
+        page = flow.callback(rt, {"code": code, "state": state}, header, HERE)
+        assert page.status == 200 and f'<code id="workspace-id">{workspace}</code>' in page.html, page.html
+    assert rt.store.connections.workspaces() == {"ws1", "ws2"}
 
 
 def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
