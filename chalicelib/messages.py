@@ -104,12 +104,17 @@ class VerifyMessage(_AboutPerson):
 
 class ChangesMessage(_Message):
     """Reconciliation: search this workspace's contacts changed since its last search (or, the first
-    time, within `lookback` seconds of `at`), and judge the pending leads linked to them."""
+    time, within `lookback` seconds of `at`), and judge the pending leads linked to them. A search longer
+    than a worker's time goes on in a message of its own: the same search (`since`) from the page it
+    reached (`cursor`, the search's `starting_after`)."""
 
     kind: Literal["intercom.changes"] = "intercom.changes"
     workspace: Id
     at: float                    # when reconciliation asked: where the next search starts (with an overlap)
     lookback: float = 7 * 86400
+    since: Optional[float] = None
+    cursor: Optional[Annotated[str, Field(max_length=4096)]] = None
+    WHEN_SET: ClassVar[frozenset[str]] = _Message.WHEN_SET | {"since", "cursor"}
 
 
 class SyncPageMessage(_Message):

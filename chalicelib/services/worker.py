@@ -463,8 +463,8 @@ def _contact(message: ContactMessage, deps: WorkDeps, context: Batch) -> None:
 
 
 def _changes(message: ChangesMessage, deps: WorkDeps, context: Any) -> None:
-    on_changes(message, deps, context)
-    sync.catch_up(deps, message.workspace)  # ongoing sync: the scheduled catch-up, on the same schedule
+    if on_changes(message, deps, context) != "continued":     # (a search that goes on: once, at its end)
+        sync.catch_up(deps, message.workspace)  # ongoing sync: the scheduled catch-up, on the same schedule
 
 
 # The one registry of what the worker does with each kind of message (chalicelib/messages.py).

@@ -14,8 +14,8 @@ from chalicelib.domain.settings import Qualification
 from chalicelib.errors import ApiError, Permanent
 from chalicelib.messages import ChangesMessage
 from chalicelib.services.reconcile import past_sweep_age, reconcile
-from chalicelib.services.worker import RetryBatch
-from tests.unit.scenario import (WS, changed, changes, check, history, joined, link_of, made, reasons, run, set_value,
+from chalicelib.services.worker import RetryBatch, handle_batch
+from tests.unit.scenario import (WS, changed, changes, check, history, joined, link_of, made, reasons, records, run, set_value,
                                  settings, world)
 
 YES = Qualification(attribute="custom_attributes.signed_up", value="Yes")
@@ -161,6 +161,38 @@ def test_pages_of_150_are_followed_to_the_end():
         changed(work, contact, "Yes")
     run(work, changes(work))
     assert work.apis.intercom_.calls.count("search_contacts") == 2 and len(work.apis.rf_.qualified) == 160
+
+
+def test_a_search_longer_than_a_workers_time_goes_on_in_a_message_of_its_own_from_the_page_it_reached(
+        monkeypatch):
+    """What an operator saw: a workspace with more changed contacts at the target than one worker's time can
+    page through (pages are oldest first, so its leads' young contacts come last). The worker was stopped at
+    its timeout every try, the search never completed, its starting point never moved, and a lost webhook was
+    never caught. Here 50 contacts, 2 a page, each page 2 s of a worker that has 40 s."""
+    from chalicelib.services.qualification import changes as search
+    monkeypatch.setattr(search, "PER_PAGE", 2)
+    work = connected(world())
+    for n in range(49):
+        changed(work, work.apis.intercom_.add(f"user{n}@example.com", role="user", signed_up="No"), "Yes")
+    link, contact = joined(work)
+    changed(work, contact, "Yes")
+    pages = lambda: work.apis.intercom_.calls.count("search_contacts")     # noqa: E731
+    alive: list[int] = []
+    searching = work.apis.intercom_.search_contacts
+
+    def timed(*args, **kw):
+        alive.append(work.remaining_ms())
+        return searching(*args, **kw)
+    monkeypatch.setattr(work.apis.intercom_, "search_contacts", timed)
+    at, todo = work.clock(), [changes(work)]
+    while todo:                          # each message in a worker of its own
+        begun = pages()
+        handle_batch(records(todo.pop(0)), work, remaining_ms=lambda: 40_000 - 2_000 * (pages() - begun))
+        todo += [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "intercom.changes"]
+        work.queue.sent.clear()
+    assert min(alive) > 0                                  # no worker ran past its time
+    assert pages() == 25                                   # each page asked once
+    assert work.apis.rf_.qualified == ["7"] and work.store.cursor.get("changes#ws") == repr(at)
 
 
 def test_with_match_email_a_duplicate_found_by_the_search_qualifies_the_lead():

@@ -24,6 +24,8 @@ from .checks import check_link
 
 OVERLAP = 3600.0            # each search starts this long before the last one did (search lags)
 PER_PAGE = 150              # Intercom's largest page
+PAGE_TIME_MS = 20_000       # no page is asked for with less of the worker's time left: the search goes on in
+                            # another message
 
 
 def cursor_name(workspace: str) -> str:
@@ -61,9 +63,10 @@ def _search(message: ChangesMessage, deps: WorkDeps) -> str:
     if not targets:
         return "no_rules"
     last = deps.cursor.get(cursor_name(ws))
-    since = (float(last) if last else _first_start(deps, message)) - OVERLAP
+    since = message.since if message.since is not None else \
+        (float(last) if last else _first_start(deps, message)) - OVERLAP
     query = changes_query(targets, since)
-    intercom, after, pages = deps.apis.intercom(ws), None, 0
+    intercom, after, pages = deps.apis.intercom(ws), message.cursor, 0
     seen: set[str] = set()
     while True:
         contacts, after = intercom.search_contacts(query, starting_after=after, per_page=PER_PAGE)
@@ -73,6 +76,13 @@ def _search(message: ChangesMessage, deps: WorkDeps) -> str:
         _judge(ws, fresh, campaigns, deps)
         if not after:
             break
+        if deps.remaining_ms() < PAGE_TIME_MS and deps.queue is not None:
+            # The worker's time runs out: the rest of the search in a message of its own (the starting
+            # point moves when its last page is done), not the whole search again from its first page.
+            deps.queue.send(message.model_copy(update={"since": since, "cursor": after}).wire())
+            logger.info("reconciliation's search of changed contacts goes on in another message", extra={
+                "workspace": ws, "contacts": len(seen), "pages": pages})
+            return "continued"
     if not last or float(last) < message.at:
         deps.cursor.set(repr(message.at), cursor_name(ws))
     count("ReconciliationContactsSearched", len(seen))
