@@ -25,11 +25,11 @@ from ..domain.apps import PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..domain.settings import valid_or_none
-from ..errors import REPLAY_PARKED, Permanent, WorkError
+from ..errors import REPLAY_PARKED, NoAnswer, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
 from ..ports.store import Connection, OAuthTicket
-from .connections import ConnectError, Connecting, check_token, check_workspace_id, store_workspace
+from .connections import ConnectError, Connecting, check_workspace_id, store_workspace
 
 
 class OAuthEdge(Connecting, Protocol):
@@ -68,6 +68,9 @@ NO_TICKET = ("Connecting a workspace needs a one-time link from the bridge's ope
              "it has no ticket, it was already used, it expired (links last {minutes} minutes) or it was never "
              "issued. The operator creates a new one with <code>{command}</code> (<code>--workspace APP_ID</code> "
              "to allow only that workspace).")
+# What the callback keeps of the Lambda's time after Intercom's calls: to store the token, record what it did
+# and answer its page.
+FINISH_MS = 3000
 NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "<code>bridge workspace oauth-app --client-id ...</code> (it asks for the client secret) with the "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")
@@ -147,7 +150,10 @@ def _no_ticket(ticket: Optional[str]) -> Page:
                  raw=True)
 
 
-def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[str], place: Place) -> Page:
+def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[str], place: Place,
+             remaining_ms: Callable[[], int] = lambda: 10**9) -> Page:
+    """`remaining_ms`: the Lambda's time left. Intercom gets what is left of it but FINISH_MS: a function
+    stopped by its timeout gets the admin API Gateway's 502, its state spent, and no line says why."""
     app = rt.oauth_app()
     if app is None:
         return _page(503, "Not set up", NOT_SET_UP, raw=True)
@@ -170,7 +176,8 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     if not rt.store.connections.use_oauth_state(state.binding, state.expires_at):
         return _used(place, rt.store.connections.oauth_state_outcome(state.binding))
     try:
-        page, outcome = _connect(rt, client_id, client_secret, state, query, place)
+        page, outcome = _connect(rt, client_id, client_secret, state, query, place,
+                                 lambda: (remaining_ms() - FINISH_MS) / 1000)
     except Exception:  # maybe after the token was stored: the page, and the state's record, say so
         logger.exception("the OAuth callback stopped midway")
         page, outcome = _stopped(place, 500), oauth.Outcome(int(rt.clock()), stopped=True)
@@ -182,22 +189,30 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
 
 
 def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.State, query: Mapping[str, str],
-             place: Place) -> tuple[Page, oauth.Outcome]:
-    """The callback, its state spent: its page, and what it did (recorded on the state)."""
+             place: Place, left: Callable[[], float]) -> tuple[Page, oauth.Outcome]:
+    """The callback, its state spent: its page, and what it did (recorded on the state). `left`: the seconds
+    Intercom's calls may still take."""
     nothing = oauth.Outcome(int(rt.clock()))
     code = query.get("code")
     if not code:
         return _refused(place, "Intercom sent no code"), nothing
     try:
-        token = rt.intercom_auth().exchange(code, client_id, client_secret)
+        token = rt.intercom_auth().exchange(code, client_id, client_secret, within=left())
     except Permanent as exc:
         return _refused(place, f"Intercom refused the code ({exc.reason})"), nothing
+    except NoAnswer as exc:
+        return _refused(place, f"Intercom did not answer in time ({exc.reason})", status=504), nothing
     except WorkError as exc:
         return _refused(place, f"Intercom could not be reached ({exc.reason})", status=502), nothing
+    # Without `/me`'s answer the token belongs to no workspace the bridge knows, nor has passed the link's check:
+    # it is dropped (never stored, shown or logged). The code is spent; a new link gets a token again.
     try:
-        found = check_token(rt, token, None)
-    except ConnectError as exc:
-        return _refused(place, str(exc), status=502), nothing
+        found = oauth.workspace_of(rt.intercom_auth().whoami(token, within=left()))
+    except (WorkError, ValueError) as exc:
+        late = isinstance(exc, NoAnswer)
+        said = "did not say in time" if late else "would not say"
+        return _refused(place, f"Intercom gave this bridge access, but {said} which workspace it is for ({exc}): "
+                               "that access was not kept", status=504 if late else 502), nothing
     if not valid_workspace(found.app_id):
         return _refused(place, f"Intercom named a workspace id this bridge cannot keep ({found.app_id[:80]!r})",
                         502), nothing

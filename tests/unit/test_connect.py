@@ -264,6 +264,16 @@ def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
             "did not authorize the app (access_denied)")
 
 
+def test_a_callback_left_no_time_for_intercom_sends_it_nothing_and_says_so(rt):
+    """The Lambda has left only what storing and answering take: the code is not sent (tests/integration/
+    test_oauth_timeout.py: an Intercom that hangs)."""
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE, lambda: flow.FINISH_MS)
+    assert page.status == 504 and "Intercom did not answer in time (no time was left to ask Intercom)" in page.html
+    assert rt.auth.calls == [] and rt.store.connections.workspaces() == set()
+
+
 def test_the_connected_page_seen_again_says_what_the_link_connected_and_when_and_does_nothing_again(rt):
     """A reload of the page that said "Connected" (or a restored tab): the state is spent, so nothing is
     exchanged or stored again, and the page names the workspace the link connected, as the first one did."""
