@@ -284,13 +284,18 @@ def render(project_dir: Path, target: Target, *, api_concurrency: Optional[int] 
     return written
 
 
-def worker_timeout(base: dict, stage: str) -> int:
+def function_timeout(base: dict, stage: str, function: str) -> int:
+    """A function's lambda_timeout in the stage, as Chalice reads infra/chalice-config.json (its default: 60 s)."""
     stage_cfg = base.get("stages", {}).get(stage, {})
-    for scope in (stage_cfg.get("lambda_functions", {}).get("worker", {}), stage_cfg,
-                  base.get("lambda_functions", {}).get("worker", {}), base):
+    for scope in (stage_cfg.get("lambda_functions", {}).get(function, {}), stage_cfg,
+                  base.get("lambda_functions", {}).get(function, {}), base):
         if "lambda_timeout" in scope:
             return int(scope["lambda_timeout"])
     return 60
+
+
+def worker_timeout(base: dict, stage: str) -> int:
+    return function_timeout(base, stage, "worker")
 
 
 def budget_problem(base: dict, stage: str) -> Optional[str]:

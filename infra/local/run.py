@@ -256,8 +256,12 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
         from chalicelib.services.connections import configure_oauth
         configure_oauth(rt, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET)
+    # The API's context says the time left of the deployed API function's timeout (Chalice's local default is 60 s):
+    # the OAuth callback gives Intercom what the deployed one would.
+    from infra.deploy import BASE_CONFIG, function_timeout
+    timeout = function_timeout(json.loads(BASE_CONFIG.read_text()), "local", "api_handler")
     try:
-        api = serve_app(app_module.app, port=api_port)
+        api = serve_app(app_module.app, port=api_port, lambda_timeout=timeout)
     except OSError as exc:   # taken since check_port
         if exc.errno == errno.EADDRINUSE:
             raise _port_taken(api_port) from None
