@@ -13,6 +13,7 @@ if __name__ == "__main__":    # `python -m chalicelib.cli`: a Ctrl-C while the C
 
 import argparse
 import ast
+import contextlib
 import functools
 import getpass
 import json
@@ -21,7 +22,7 @@ import re
 import shlex
 import sys
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from .config import Config
 from .domain import apps
@@ -836,21 +837,18 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.backfill import EXAMPLES, UNREADABLE, BackfillError, backfill
 
-    def bar(read: int, total: Optional[int], queued: int) -> None:
-        if args.json or not sys.stderr.isatty():
-            return
+    def bar(read: int, total: Optional[int], queued: int) -> str:
         width = 30
         done = int(width * read / total) if total else 0
         shown = f"{read}/{total}" if total else str(read)
-        print(f"\r[{'#' * done}{'.' * (width - done)}] {shown} people read, {queued} "
-              f"{'queued' if args.apply else 'to send'}", end="", file=sys.stderr, flush=True)
+        return f"[{'#' * done}{'.' * (width - done)}] {shown} people read, {queued} " \
+               f"{'queued' if args.apply else 'to send'}"
 
     try:
-        result = backfill(rt, args.campaign_id, apply=args.apply, progress=bar)
+        with _progress(args) as draw:
+            result = backfill(rt, args.campaign_id, apply=args.apply, progress=lambda *read: draw(bar(*read)))
     except BackfillError as exc:
         raise CliError(str(exc)) from None
-    if not args.json and sys.stderr.isatty():
-        print(file=sys.stderr)
     view = result.view()
     if args.json:
         _print(view)
@@ -920,6 +918,24 @@ def _sync_stopped(args: argparse.Namespace, exc: Exception) -> int:
     return _refused(args, "sync cannot start", view, getattr(exc, "problems", [str(exc)]), 1)
 
 
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[Callable[[str], None]]:
+    """A long run's progress line, redrawn on stderr: on a terminal only, never under --json. Whatever ends
+    the run (its answer, an error, Ctrl-C), the line is ended first: what follows starts a line of its own."""
+    drawn = False
+
+    def draw(line: str) -> None:
+        nonlocal drawn
+        if not getattr(args, "json", False) and sys.stderr.isatty():
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            drawn = True
+    try:
+        yield draw
+    finally:
+        if drawn:
+            print(file=sys.stderr)
+
+
 def _text(args: argparse.Namespace) -> bool:
     return not getattr(args, "json", False) and sys.stdout.isatty()
 
@@ -928,12 +944,9 @@ def _sync_start(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
     try:
         if args.dry_run:
-            def progress(done: int, total: Optional[int]) -> None:
-                if sys.stderr.isatty():
-                    print(f"\r{_bar(done, total)} read", end="", file=sys.stderr, flush=True)
-            result = sync.dry_run(rt.deps, args.campaign_id, progress=progress)
-            if sys.stderr.isatty():
-                print(file=sys.stderr)
+            with _progress(args) as draw:
+                result = sync.dry_run(rt.deps, args.campaign_id, progress=lambda done, total: draw(
+                    f"{_bar(done, total)} read"))
             _print(result)
             return 0
         run = sync.start(rt.deps, args.campaign_id)

@@ -1,0 +1,78 @@
+"""Long runs (`backfill`, `sync start --dry-run`) redraw a progress line on stderr on a terminal only, never
+under --json; and whatever ends the run (its answer, an error, Ctrl-C), the line is ended first, so that the
+error's one line, or the shell's prompt, starts a line of its own."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from chalicelib.cli import main
+from chalicelib.errors import ApiError
+from tests.unit.test_answers import SETTINGS, WS, Backfilling
+from tests.unit.test_sync import world
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def terminal(monkeypatch) -> Tty:
+    """stderr is a terminal from now on (stdout is the test's capture: piped). Set in the test itself: the
+    capture resets sys.stderr as the test starts."""
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    return tty
+
+
+def backfilling(fails: BaseException | None = None) -> Backfilling:
+    """A campaign of 6 people RF lists 2 a page; `fails` is raised by RF's third page."""
+    rt = Backfilling([{"id": n, "email": f"p{n}@x.co", "type": "person_invited", "referrer_id": 1}
+                      for n in range(1, 7)])
+    rt.store.settings.put("42", SETTINGS, WS)
+    listed = rt._rf.users_page
+
+    def users_page(*args, **kw):
+        if fails is not None and rt._rf.pages == 2:
+            raise fails
+        return listed(*args, **kw)
+    rt._rf.users_page = users_page          # type: ignore[method-assign]
+    return rt
+
+
+def test_a_backfill_draws_its_progress_on_a_terminal_and_ends_the_line_before_its_answer(monkeypatch, capsys):
+    stderr = terminal(monkeypatch)
+    assert main(["backfill", "42"], rt=backfilling()) == 0
+    assert "\r[" in stderr.getvalue() and "6/6 people read, 6 to send" in stderr.getvalue()
+    assert stderr.getvalue().endswith("\n")
+    assert capsys.readouterr().out.startswith("campaign 42: 6 people in Referral Factory")
+
+
+@pytest.mark.parametrize("fails, code, said", [
+    (ApiError("Referral Factory", 500, "Internal Server Error"), 1,
+     "bridge: Referral Factory could not list the people of campaign 42 (page 3): "),
+    (KeyboardInterrupt(), 130, ""),
+])
+def test_a_backfill_stopped_midway_ends_its_progress_line_before_the_error_or_the_prompt(monkeypatch, fails, code, said):
+    """Seen: `[####.....] 4/6 people read, 4 to sendbridge: Referral Factory could not list ...`, and after
+    Ctrl-C the shell's prompt drawn at the end of the bar."""
+    stderr = terminal(monkeypatch)
+    assert main(["backfill", "42"], rt=backfilling(fails)) == code
+    drawn, _, after = stderr.getvalue().rpartition("4/6 people read, 4 to send")
+    assert drawn and after.startswith("\n") and after[1:].startswith(said) and after.endswith("\n"), after
+
+
+def test_json_draws_no_progress_even_on_a_terminal(monkeypatch, capsys):
+    stderr = terminal(monkeypatch)
+    """`bridge backfill 42 --json | jq` and `bridge sync start 42 --dry-run --json | jq`: stderr is still the
+    terminal, and the bar there would be the only thing not asked for."""
+    assert main(["backfill", "42", "--json"], rt=backfilling()) == 0
+    assert json.loads(capsys.readouterr().out)["people_in_rf"] == 6
+    work = world(3)
+    assert main(["sync", "start", "42", "--dry-run", "--json"], rt=SimpleNamespace(deps=work.deps)) == 0  # type: ignore[arg-type]
+    assert json.loads(capsys.readouterr().out)["would_enrol"] == 3
+    assert stderr.getvalue() == ""
