@@ -16,6 +16,7 @@ import ast
 import contextlib
 import functools
 import getpass
+import io
 import json
 import os
 import re
@@ -419,6 +420,9 @@ def _json_already(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):   # a terminal not in UTF-8: a dash shown as \u2014, not an error
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
         from .stage import use_stage_or_exit

@@ -279,3 +279,27 @@ def test_an_unknown_option_points_to_its_commands_help_without_repeating_its_val
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and one_line(err).endswith(f" (see `{help_of} --help`)\n")
     assert "Secret:9" not in err and "=X" not in err
+
+
+def test_help_on_a_terminal_that_is_not_utf8_is_printed_not_a_traceback(tmp_path):
+    """A terminal set to ASCII or Latin-1 (LANG=en_US.ISO-8859-1, PYTHONIOENCODING): `bridge --help` was a traceback
+    (UnicodeEncodeError on its description's dash)."""
+    done = bridge_command("--help", cwd=tmp_path, env={"PYTHONIOENCODING": "ascii"})
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith("usage: bridge")
+    assert "`bridge` \\u2014 the operator's command line" in done.stdout
+
+
+def test_an_answer_on_a_terminal_that_is_not_utf8_is_printed_whole_its_other_characters_escaped(monkeypatch):
+    """`bridge dlq list` printed its counts, then `bridge: unexpected error: UnicodeEncodeError` instead of the dead
+    letters (their reasons hold dashes, a vendor's accents)."""
+    import io
+
+    from tests.unit.test_answers import runtime
+    rt = runtime(BRIDGE_DLQ_URL="dlq")
+    rt.queue.dead_letter(json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7"}),
+                         "Intercom answered 400 \u2014 name: Jos\u00e9 is too long", 5, "2026-09-21T10:00:00Z")
+    terminal = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(terminal, encoding="ascii"))
+    code = main(["dlq", "list"], rt=rt)
+    sys.stdout.flush()
+    assert code == 0 and "    Intercom answered 400 \\u2014 name: Jos\\xe9 is too long" in terminal.getvalue().decode()
