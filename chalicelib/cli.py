@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         if os.environ.get("BRIDGE_DEBUG"):
             import traceback
             traceback.print_exc()
-        if isinstance(exc, (CliError, ConnectError)):
+        if isinstance(exc, (CliError, ConnectError, admin.NotChecked)):
             message = str(exc)
         elif isinstance(exc, WorkError):
             message = exc.reason

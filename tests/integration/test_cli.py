@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import yaml
 
 from chalicelib.cli import main
@@ -344,3 +345,21 @@ def test_the_oauth_app_prints_the_redirect_url_to_register_when_the_api_url_is_k
                          "this command prints the whole redirect URL); " in out
     code, out, _ = run_cli(bridge.operator(), capsys, *app, "--json")
     assert json.loads(out)["redirect_url"] is None
+
+
+@pytest.mark.parametrize("status", [503, 401])
+def test_settings_apply_while_intercom_cannot_be_asked_says_so_and_what_to_do_not_that_they_are_invalid(
+        bridge, intercom, tmp_path, capsys, status):
+    """Seen: `settings are invalid: workspace: could not read attributes from Intercom — Intercom answered 503`,
+    exit 2, `{"valid": false}` under --json: of valid settings, while Intercom was away (or refused the token),
+    with no word of what to do."""
+    intercom.fail_next("GET", "/data_attributes", status, times=20)
+    for as_json in ([], ["--json"]):
+        code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, lead_settings()),
+                                 *as_json)
+        assert (code, out) == (1, "") and err.count("\n") == 1 and "settings are invalid" not in err, err
+        assert err.startswith(f"bridge: settings of campaign 42 not stored: workspace vne310wv's attributes could not "
+                              f"be read from Intercom to check them (Intercom answered {status} "), err
+        assert err.endswith("apply them again once that is fixed (`bridge doctor 42` says what is wrong), or with "
+                            "--offline (`bridge doctor 42` then checks the attributes)\n"), err
+    assert main(["settings", "show", "42"], rt=bridge.rt) == 1
