@@ -674,9 +674,9 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    found = dead_letters.look(rt)
     if args.raw and not args.show_payload:
         raise CliError("--raw shows the payloads as queued: give it with --show-payload")
+    found = dead_letters.look(rt)
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw)
     if args.json:

@@ -303,3 +303,15 @@ def test_an_answer_on_a_terminal_that_is_not_utf8_is_printed_whole_its_other_cha
     code = main(["dlq", "list"], rt=rt)
     sys.stdout.flush()
     assert code == 0 and "    Intercom answered 400 \\u2014 name: Jos\\xe9 is too long" in terminal.getvalue().decode()
+
+
+def test_dlq_list_refuses_raw_without_show_payload_before_reading_the_queue(capsys):
+    """It read (and hid from every other command meanwhile) each dead letter, however many, to refuse its arguments."""
+    from tests.unit.test_answers import runtime
+    rt = runtime(BRIDGE_DLQ_URL="dlq")
+    rt.queue.dead_letter(json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7"}), "boom", 5,
+                         "2026-09-21T10:00:00Z")
+    rt.queue.receive_dead = None          # type: ignore[assignment]   # (read: a TypeError, an "unexpected error")
+    code, out, err = run_cli(rt, capsys, "dlq", "list", "--raw")
+    assert (code, out, one_line(err)) == (1, "", "bridge: --raw shows the payloads as queued: give it with "
+                                                 "--show-payload\n")
