@@ -994,35 +994,40 @@ def _pause(seconds: float) -> None:
 def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     from .domain.sync import FAILED
     from .services import sync
-    shown = 0
-    while True:
-        found = sync.status(rt.deps, args.campaign_id, args.run)
-        if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
-            raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
-                           f"{args.campaign_id}` shows its latest")
-        found = _synced(functools.partial(sync.shown_runs, rt.deps, args.campaign_id, found))
-        # A watch ends when the run does: exit 1 when it did not complete (its checks or RF's user limit stopped
-        # it: `stopped: <why>`), or when its page failed and waits in the dead-letter queue (it goes on once
-        # replayed)
-        stalled = (found.get("page_error") or {}).get("state") == FAILED
-        failed = stalled or found["status"] == "stopped"
-        if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
-            print(json.dumps(found, default=str), flush=True)
-            if found["status"] != "running" or stalled:
-                return 1 if failed else 0
+    shown = 0           # the length of the watched line drawn on the terminal, if any
+    try:
+        while True:
+            found = sync.status(rt.deps, args.campaign_id, args.run)
+            if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
+                raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
+                               f"{args.campaign_id}` shows its latest")
+            found = _synced(functools.partial(sync.shown_runs, rt.deps, args.campaign_id, found))
+            # A watch ends when the run does: exit 1 when it did not complete (its checks or RF's user limit stopped
+            # it: `stopped: <why>`), or when its page failed and waits in the dead-letter queue (it goes on once
+            # replayed)
+            stalled = (found.get("page_error") or {}).get("state") == FAILED
+            failed = stalled or found["status"] == "stopped"
+            if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
+                print(json.dumps(found, default=str), flush=True)
+                if found["status"] != "running" or stalled:
+                    return 1 if failed else 0
+                _pause(2)
+                continue
+            if not _text(args):
+                _print(found)
+                return 0
+            if not args.watch or found["status"] != "running" or stalled:
+                wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""  # the watched line
+                print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
+                return 1 if failed and args.watch else 0
+            line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
+            print(f"\r{line:<{shown}}", end="", flush=True)
+            shown = len(line)
             _pause(2)
-            continue
-        if not _text(args):
-            _print(found)
-            return 0
-        if not args.watch or found["status"] != "running" or stalled:
-            wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""   # the watched line
-            print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
-            return 1 if failed and args.watch else 0
-        line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
-        print(f"\r{line:<{shown}}", end="", flush=True)
-        shown = len(line)
-        _pause(2)
+    except KeyboardInterrupt:
+        if shown:      # Ctrl-C: the shell's prompt starts a line of its own
+            print()
+        raise
 
 
 def _status_line(found: dict, sep: str = "\n  ") -> str:

@@ -7,6 +7,7 @@ import io
 import json
 import sys
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,8 @@ def test_a_backfill_draws_its_progress_on_a_terminal_and_ends_the_line_before_it
      "bridge: Referral Factory could not list the people of campaign 42 (page 3): "),
     (KeyboardInterrupt(), 130, ""),
 ])
-def test_a_backfill_stopped_midway_ends_its_progress_line_before_the_error_or_the_prompt(monkeypatch, fails, code, said):
+def test_a_backfill_stopped_midway_ends_its_progress_line_before_the_error_or_the_prompt(monkeypatch, fails, code,
+                                                                                         said):
     """Seen: `[####.....] 4/6 people read, 4 to sendbridge: Referral Factory could not list ...`, and after
     Ctrl-C the shell's prompt drawn at the end of the bar."""
     stderr = terminal(monkeypatch)
@@ -73,6 +75,26 @@ def test_json_draws_no_progress_even_on_a_terminal(monkeypatch, capsys):
     assert main(["backfill", "42", "--json"], rt=backfilling()) == 0
     assert json.loads(capsys.readouterr().out)["people_in_rf"] == 6
     work = world(3)
-    assert main(["sync", "start", "42", "--dry-run", "--json"], rt=SimpleNamespace(deps=work.deps)) == 0  # type: ignore[arg-type]
+    syncing: Any = SimpleNamespace(deps=work.deps)
+    assert main(["sync", "start", "42", "--dry-run", "--json"], rt=syncing) == 0
     assert json.loads(capsys.readouterr().out)["would_enrol"] == 3
     assert stderr.getvalue() == ""
+
+
+def test_ctrl_c_during_a_watch_on_a_terminal_ends_its_line(monkeypatch, capsys):
+    """`bridge sync status 42 --watch` redraws the run's line in place on a terminal; Ctrl-C (exit 130, quietly)
+    left the shell's prompt drawn at the end of it."""
+    import chalicelib.cli as cli_module
+    from chalicelib.services import sync
+
+    work = world(3)
+    sync.start(work.deps, "42")
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli_module, "_pause", ctrl_c)
+    screen = Tty()
+    monkeypatch.setattr(sys, "stdout", screen)
+    syncing: Any = SimpleNamespace(deps=work.deps)
+    assert main(["sync", "status", "42", "--watch"], rt=syncing) == 130
+    assert screen.getvalue().startswith("\rrun 1 (full, ") and screen.getvalue().endswith("\n"), screen.getvalue()
