@@ -122,8 +122,7 @@ def _redact(text: str, secrets: list) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bridge", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--stage", default=os.environ.get("BRIDGE_STAGE"),
-                        help="a deployed stage (dev, prod): its resources are read from its CloudFormation stack")
+    parser.add_argument("--stage", default=os.environ.get("BRIDGE_STAGE"), help=STAGE_HELP)
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     settings = sub.add_parser("settings", help="campaign settings").add_subparsers(dest="action", required=True)
@@ -293,7 +292,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     _json_already(p)
     p.set_defaults(func=_forget)
+    _stage_after_the_command(parser)
     return parser
+
+
+STAGE_HELP = "a deployed stage (dev, prod): its resources are read from its CloudFormation stack"
+
+
+def _stage_after_the_command(parser: argparse.ArgumentParser) -> None:
+    """Each command takes --stage among its own options too (`bridge doctor 42 --stage prod`); unless given
+    there, the one before the command (or BRIDGE_STAGE) stands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                if not any(isinstance(a, argparse._SubParsersAction) for a in command._actions):
+                    command.add_argument("--stage", default=argparse.SUPPRESS, help=STAGE_HELP)
+                _stage_after_the_command(command)
 
 
 def _api_url_option(p: argparse.ArgumentParser) -> None:

@@ -315,3 +315,16 @@ def test_dlq_list_refuses_raw_without_show_payload_before_reading_the_queue(caps
     code, out, err = run_cli(rt, capsys, "dlq", "list", "--raw")
     assert (code, out, one_line(err)) == (1, "", "bridge: --raw shows the payloads as queued: give it with "
                                                  "--show-payload\n")
+
+
+@pytest.mark.parametrize("argv", [["--stage", "prod", "doctor", "42"], ["doctor", "42", "--stage", "prod"],
+                                  ["dlq", "list", "--stage=prod", "--json"], ["sync", "status", "--stage", "prod", "42"]])
+def test_the_stage_may_be_given_after_the_command_too(aws_env, capsys, monkeypatch, argv):
+    """`bridge doctor 42 --stage prod` (where the other options go) was refused: `unrecognized arguments: --stage, 1
+    word(s) not repeated here (a secret is given at the prompt ...)`."""
+    def stage_used(stage: str):
+        raise SystemExit(f"stage {stage}")
+    monkeypatch.setattr("chalicelib.stage.use_stage_or_exit", stage_used)
+    with pytest.raises(SystemExit) as used:
+        main(argv)
+    assert str(used.value) == "stage prod" and capsys.readouterr().err == ""
