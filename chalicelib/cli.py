@@ -575,6 +575,10 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.oauth import check_api_url, redirect_url
+    api_url = args.api_url or _known_api_url(args.stage)
+    if api_url:                   # (before anything is stored: the redirect URL to register is made of it)
+        check_api_url(api_url)
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
     stored: dict[str, Optional[str]] = {}     # what is stored, read once: by the prompt, else by configure_oauth
@@ -592,8 +596,6 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
-    from .services.oauth import redirect_url
-    api_url = args.api_url or _known_api_url(args.stage)
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
                 f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")

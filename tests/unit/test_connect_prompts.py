@@ -390,3 +390,13 @@ def test_a_variable_with_spaces_around_its_value_is_refused_by_its_own_name(
     code, out, err = run_cli(rt, capsys, *command)
     assert (code, out) == (1, "") and err.startswith(f"bridge: {variable} {says}") and option not in err
     assert "Secret:9" not in err and "nothing was stored" in err
+
+
+@pytest.mark.parametrize("api_url", ["abc123.execute-api.eu-west-1.amazonaws.com/api", "http://abc.example/api"])
+def test_the_oauth_app_refuses_an_api_url_oauth_link_would_refuse_before_storing_anything(rt, capsys, api_url):
+    """It printed `Register abc123.execute-api.../api/oauth/intercom/callback as the app's redirect URL`, a URL that
+    Intercom cannot send the admin back to, where `workspace oauth-link` refuses the same --api-url."""
+    code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id", "--client-secret",
+                             CLIENT_SECRET, "--api-url", api_url)
+    assert (code, out) == (1, "") and err.startswith("bridge: the API's URL must be an https:// URL, e.g. "), err
+    assert rt.oauth_app() is None and rt.secrets.scoped("edge").get("oauth/client-id") is None
