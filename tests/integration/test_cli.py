@@ -363,3 +363,15 @@ def test_settings_apply_while_intercom_cannot_be_asked_says_so_and_what_to_do_no
         assert err.endswith("apply them again once that is fixed (`bridge doctor 42` says what is wrong), or with "
                             "--offline (`bridge doctor 42` then checks the attributes)\n"), err
     assert main(["settings", "show", "42"], rt=bridge.rt) == 1
+
+
+@pytest.mark.parametrize("variable, argv", [("BRIDGE_DLQ_URL", ["dlq", "list"]),
+                                            ("BRIDGE_QUEUE_URL", ["forget", "ann@example.com"])])
+def test_a_queue_that_does_not_exist_is_one_line_naming_the_variable_to_check(bridge, monkeypatch, capsys, variable,
+                                                                               argv):
+    """A table that does not exist says `is BRIDGE_TABLE (or the stage) right?`; a queue said only
+    `AWS answered AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist.`"""
+    monkeypatch.setenv(variable, os.environ[variable] + "-gone")
+    code, out, err = run_cli(None, capsys, *argv)
+    assert (code, out) == (1, "") and err == ("bridge: AWS: The specified queue does not exist. — are BRIDGE_QUEUE_URL "
+                                              "and BRIDGE_DLQ_URL (or the stage) right?\n")
