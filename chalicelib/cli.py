@@ -1121,15 +1121,15 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
 
 def command(argv: list[str] | None = None) -> int:
     """The `bridge` command: stdout carries only the answer, so `| jq` works; stderr only its errors,
-    one line each (the services' log lines are for the Lambdas: only their errors show here, unless
-    BRIDGE_DEBUG is set)."""
+    one line each (the services' log lines are for the Lambdas, their errors too: what fails the command
+    is its one line. BRIDGE_DEBUG shows them all)."""
     import logging
 
     from .observability import logger
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
-    logger.setLevel(logging.DEBUG if os.environ.get("BRIDGE_DEBUG") else logging.ERROR)
+    logger.setLevel(logging.DEBUG if os.environ.get("BRIDGE_DEBUG") else logging.CRITICAL)    # (none is logged)
     try:
         try:
             code = main(argv)

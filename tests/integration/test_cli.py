@@ -10,7 +10,7 @@ import yaml
 from chalicelib.cli import main
 from tests.support.cli import run_cli
 
-from .conftest import WORKSPACE, lead_settings
+from .conftest import WORKSPACE, lead_settings, qualifying_settings
 
 
 def write(tmp_path, doc) -> str:
@@ -375,3 +375,27 @@ def test_a_queue_that_does_not_exist_is_one_line_naming_the_variable_to_check(br
     code, out, err = run_cli(None, capsys, *argv)
     assert (code, out) == (1, "") and err == ("bridge: AWS: The specified queue does not exist. — are BRIDGE_QUEUE_URL "
                                               "and BRIDGE_DLQ_URL (or the stage) right?\n")
+
+
+def test_rf_blocking_a_backfill_is_one_line_on_stderr_without_the_lambdas_log_line(bridge, rf, capsys):
+    """`bridge backfill 42` while RF blocks the IP (403) printed the shared limiter's JSON log record
+    (`{"level":"ERROR",...,"message":"the vendor blocked us: the circuit is open",...}`) above its one line: the
+    README says stderr carries nothing else, the log lines being the Lambdas' (BRIDGE_DEBUG=1 shows them)."""
+    import logging
+
+    from chalicelib.cli import command
+    from chalicelib.observability import logger
+    bridge.apply(qualifying_settings())
+    rf.fail_next("*", ".", 403, seconds=3600)
+    handler, level = logger.registered_handler, logger.level
+    stream = handler.stream if isinstance(handler, logging.StreamHandler) else None
+    capsys.readouterr()
+    try:
+        code = command(["backfill", "42"])
+    finally:
+        logger.setLevel(level)
+        if stream is not None:
+            handler.setStream(stream)
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "") and err.count("\n") == 1 and err.startswith(
+        "bridge: Referral Factory could not list the people of campaign 42 (page 1): Referral Factory answered 403"), err
