@@ -328,3 +328,21 @@ def test_the_stage_may_be_given_after_the_command_too(aws_env, capsys, monkeypat
     with pytest.raises(SystemExit) as used:
         main(argv)
     assert str(used.value) == "stage prod" and capsys.readouterr().err == ""
+
+
+def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_path):
+    """The README's one sentence on exit statuses: 2 for a command line it cannot read and for invalid settings
+    (argparse's, and `settings are invalid`), 1 for an error."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    summed = " ".join(readme.split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
+    assert summed.startswith("0 when the command did what it says, 1 for an error") and \
+        "2 for a command line it cannot read (a word misspelt, an argument missing) or settings that are invalid, " \
+        "130 after Ctrl-C and 141 when the reader left" in summed
+    for argv in (["doctr", "42"], ["doctor"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_SETTINGS)
+    assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
+    assert run_cli(None, capsys, "settings", "check", str(tmp_path / "none.yaml"))[0] == 1
