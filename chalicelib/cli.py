@@ -438,14 +438,15 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
-    if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
+    file_only = args.func is _settings_check      # reads a file only: no stage, no runtime, no AWS
+    if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
-    if rt is None and args.func is not _settings_check and not os.environ.get("BRIDGE_TABLE"):
+    if rt is None and not file_only and not os.environ.get("BRIDGE_TABLE"):
         print(f"bridge: {NO_STACK}", file=sys.stderr)
         return 1
     try:
-        if args.func is _settings_check:      # reads a file only: no runtime, no AWS
+        if file_only:
             return _settings_check(args, None)
         rt = rt or Runtime(Config.from_env())
         rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker

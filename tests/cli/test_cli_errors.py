@@ -346,3 +346,17 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     bad.write_text(BAD_SETTINGS)
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
     assert run_cli(None, capsys, "settings", "check", str(tmp_path / "none.yaml"))[0] == 1
+
+
+@pytest.mark.parametrize("stage", [["--stage", "prod"], []])
+def test_settings_check_reads_the_file_alone_even_with_a_stage_named(aws_env, capsys, monkeypatch, stage):
+    """README: `export BRIDGE_STAGE=prod` for the session, and `check` reads the file alone. It looked the stage up
+    first: offline, or without AWS credentials, `bridge: no AWS region: set AWS_REGION to the stage's region`."""
+    monkeypatch.setenv("BRIDGE_STAGE", "prod")
+    monkeypatch.delenv("BRIDGE_TABLE")
+
+    def stage_used(stage: str):
+        raise AssertionError(f"stage {stage} looked up")
+    monkeypatch.setattr("chalicelib.stage.use_stage_or_exit", stage_used)
+    code, out, err = run_cli(None, capsys, *stage, "settings", "check", str(ROOT / "docs/examples/campaign.yaml"))
+    assert (code, out, err) == (0, "settings are valid\n", "")
