@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
@@ -1034,17 +1035,29 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
                 _print(found)
                 return 0
             if not args.watch or found["status"] != "running" or stalled:
-                wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""  # the watched line
+                wipe = _over(shown) if args.watch else ""      # the watched line, wiped
                 print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
                 return 1 if failed and args.watch else 0
             line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
-            print(f"\r{line:<{shown}}", end="", flush=True)
+            print(_over(shown, line), end="", flush=True)
             shown = len(line)
             _pause(2)
     except KeyboardInterrupt:
         if shown:      # Ctrl-C: the shell's prompt starts a line of its own
             print()
         raise
+
+
+def _over(before: int, line: str = "") -> str:
+    """`line` drawn over the watched line before it (`before` characters long; 0: none), the cursor at its end: \r
+    returns to the start of the terminal's row only, so one wider than the terminal, which wrapped, is cleared
+    from its first row on (up, then to the end of the screen), not left above as a copy."""
+    if not before:
+        return f"\r{line}"
+    rows = -(-before // max(shutil.get_terminal_size().columns, 1))       # the rows it took
+    if rows > 1:
+        return f"\r\x1b[{rows - 1}A\x1b[J{line}"
+    return f"\r{line:<{before}}" if line else f"\r{' ' * before}\r"
 
 
 def _status_line(found: dict, sep: str = "\n  ") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from types import SimpleNamespace
 from typing import Any
@@ -98,3 +99,35 @@ def test_ctrl_c_during_a_watch_on_a_terminal_ends_its_line(monkeypatch, capsys):
     syncing: Any = SimpleNamespace(deps=work.deps)
     assert main(["sync", "status", "42", "--watch"], rt=syncing) == 130
     assert screen.getvalue().startswith("\rrun 1 (full, ") and screen.getvalue().endswith("\n"), screen.getvalue()
+
+
+def test_a_watch_on_a_narrow_terminal_redraws_its_line_from_its_first_row(monkeypatch):
+    """The watched line (`run 1 (full, users) running: [###...] 2/5 40% · enrolled 2, already 0, skipped 0`) is
+    redrawn with \\r, which goes back to the start of the terminal's last row only: wider than the terminal, each
+    refresh left a wrapped copy above it, a screen of stale lines in a few minutes. A line that wrapped is now
+    cleared from its first row (ANSI: up, then to the end of the screen) before the next is drawn."""
+    import chalicelib.cli as cli_module
+    from chalicelib.services import sync
+    from tests.unit.test_sync import drain
+
+    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(5)
+    sync.start(work.deps, "42")
+
+    def refresh(seconds: float) -> None:      # a page worked between two refreshes
+        sent = work.queue.sent[1:]
+        del work.queue.sent[1:]
+        drain(work, limit=1)
+        work.queue.sent.extend(sent)
+    monkeypatch.setattr(cli_module, "_pause", refresh)
+    screen = Tty()
+    monkeypatch.setattr(sys, "stdout", screen)
+    syncing: Any = SimpleNamespace(deps=work.deps)
+    assert main(["sync", "status", "42", "--watch"], rt=syncing) == 0
+    shown = re.sub(r'\{"(level|_aws)".*\n', "", screen.getvalue())     # the worker's log and metrics lines
+    _, first, *redrawn = shown.split("\r")
+    assert 60 < len(first) <= 120 and len(redrawn) >= 3, shown     # two rows: each redraw goes up one
+    assert all(line.startswith("\x1b[1A\x1b[J") for line in redrawn), redrawn
+    assert redrawn[-1] == "\x1b[1A\x1b[Jrun 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, " \
+                          "already 0, skipped 0\n"
