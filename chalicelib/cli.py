@@ -944,13 +944,13 @@ def _sync_stopped(args: argparse.Namespace, exc: Exception) -> int:
 def _progress(args: argparse.Namespace) -> Iterator[Callable[[str], None]]:
     """A long run's progress line, redrawn on stderr: on a terminal only, never under --json. Whatever ends
     the run (its answer, an error, Ctrl-C), the line is ended first: what follows starts a line of its own."""
-    drawn = False
+    drawn = 0                 # the length of the line drawn, if any
 
     def draw(line: str) -> None:
         nonlocal drawn
         if not getattr(args, "json", False) and sys.stderr.isatty():
-            print(f"\r{line}", end="", file=sys.stderr, flush=True)
-            drawn = True
+            print(_over(drawn, line), end="", file=sys.stderr, flush=True)
+            drawn = len(line)
     try:
         yield draw
     finally:

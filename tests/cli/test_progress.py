@@ -131,3 +131,13 @@ def test_a_watch_on_a_narrow_terminal_redraws_its_line_from_its_first_row(monkey
     assert all(line.startswith("\x1b[1A\x1b[J") for line in redrawn), redrawn
     assert redrawn[-1] == "\x1b[1A\x1b[Jrun 1 (full, users) done: [##############################] 5/5 100% · enrolled 5, " \
                           "already 0, skipped 0\n"
+
+
+def test_a_backfill_bar_wider_than_the_terminal_is_redrawn_from_its_first_row(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "40")
+    stderr = terminal(monkeypatch)
+    assert main(["backfill", "42"], rt=backfilling()) == 0
+    _, first, *redrawn = stderr.getvalue().split("\r")
+    assert first.endswith("2/6 people read, 2 to send") and redrawn == [
+        "\x1b[1A\x1b[J[####################..........] 4/6 people read, 4 to send",
+        "\x1b[1A\x1b[J[##############################] 6/6 people read, 6 to send\n"]
