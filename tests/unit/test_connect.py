@@ -450,6 +450,10 @@ def test_the_callback_url_follows_the_deployed_stage_and_scheme():
     local = SimpleNamespace(headers={"host": "127.0.0.1:8000"}, context={"path": "/oauth/intercom/start"},
                             path="/oauth/intercom/start")
     assert _place(local) == flow.Place("http://127.0.0.1:8000", False)
+    for sent in ("javascript", "https://evil.example/x?", "HTTPS", "ftp"):     # only http or https, else https
+        forged = SimpleNamespace(headers={"Host": "bridge.example", "X-Forwarded-Proto": sent},
+                                 context={"path": "/oauth/intercom/start"}, path="/oauth/intercom/start")
+        assert _place(forged) == flow.Place("https://bridge.example", True), sent
 
 
 def test_rf_connect_shows_rfs_own_words_carried_by_the_adapters_error():
