@@ -32,8 +32,9 @@ from .ports import Connection, RFConnection
 from .ports.secrets import OAUTH_CLIENT_SECRET
 from .runtime import Runtime
 from .services import admin
-from .services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_rf, connect_workspace,
-                                   disconnect_workspace, list_workspaces, oauth_app, remove_app, spaces_refused)
+from .services.connections import (NOT_REPEATED, ConnectError, check_workspace_id, configure_oauth, connect_rf,
+                                   connect_workspace, disconnect_workspace, list_workspaces, oauth_app, remove_app,
+                                   spaces_refused)
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing
@@ -556,6 +557,10 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.oauth import check_api_url, redirect_url
+    api_url = args.api_url or _known_api_url(args.stage)
+    if api_url:
+        check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
     stored: dict[str, Optional[str]] = {}     # what is stored, read once: by the prompt, else by configure_oauth
@@ -573,8 +578,6 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
-    from .services.oauth import redirect_url
-    api_url = args.api_url or _known_api_url(args.stage)
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
                 f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
@@ -893,8 +896,8 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
 def _forget(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.privacy import QUEUED, forget
     if "@" not in args.email:
-        raise CliError(f"{args.email.strip()!r} is not an email address: `bridge forget` takes the person's email "
-                       "(e.g. ann@example.com)")
+        raise CliError(f"`bridge forget` takes the person's email, e.g. ann@example.com: the value given has no @ "
+                       f"({NOT_REPEATED})")
     done = forget(rt, args.email)
     queued = done["queued_work"]
     # Exit 0 all the same: the erasure happened; the warning says when to run it again.

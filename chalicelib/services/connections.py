@@ -33,6 +33,11 @@ class Connecting(Protocol):
     def rf_auth(self, token: str) -> ReferralFactoryAuth: ...
 
 
+# What a refusal says of the value it refuses: an operator pastes a token in the wrong place, and the error
+# would print it.
+NOT_REPEATED = "not repeated here: it may be a token given in its place"
+
+
 class ConnectError(Exception):
     """The operator's request cannot be done as given (one line, says what to do)."""
 
@@ -89,9 +94,10 @@ def check_workspace_id(workspace: str, api_base: Optional[str]) -> None:
     """What a connect refuses whatever its secrets: checked before they are asked for."""
     if not valid_workspace(workspace):
         raise ConnectError("the workspace given is not an Intercom app_id (letters, digits, _ and - only, at most 64; "
-                           "not repeated here: it may be a token given in its place)")
+                           f"{NOT_REPEATED})")
     if api_base and not safe_url(api_base):  # it gets the token
-        raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
+        raise ConnectError("--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (the value given is "
+                           f"{NOT_REPEATED})")
 
 
 def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],

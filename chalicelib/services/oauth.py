@@ -29,7 +29,8 @@ from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
 from ..ports.store import Connection, OAuthTicket
-from .connections import ConnectError, Connecting, check_token, check_workspace_id, store_workspace
+from .connections import (NOT_REPEATED, ConnectError, Connecting, check_token, check_workspace_id,
+                          store_workspace)
 
 
 class OAuthEdge(Connecting, Protocol):
@@ -73,6 +74,14 @@ NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")
 
 
+def check_api_url(api_url: str) -> None:
+    """ConnectError unless the API's URL is one an admin's sign-in may go to (domain/oauth.safe_url)."""
+    if not oauth.safe_url(api_url):
+        raise ConnectError("the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL, e.g. "
+                           "https://abc123.execute-api.eu-west-1.amazonaws.com/api (the value given is "
+                           f"{NOT_REPEATED})")
+
+
 def redirect_url(api_url: str) -> str:
     """The callback URL to register as the public app's redirect URL (`bridge workspace oauth-app`)."""
     return Place(api_url.rstrip("/"), False).callback
@@ -87,9 +96,7 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
                            "first (it asks for the public app's client secret)")
     if workspace is not None:
         check_workspace_id(workspace, None)
-    if not oauth.safe_url(api_url):
-        raise ConnectError(f"the API's URL must be an https:// URL, e.g. "
-                           f"https://abc123.execute-api.eu-west-1.amazonaws.com/api (got {api_url[:100]!r})")
+    check_api_url(api_url)
     ticket = OAuthTicket(oauth.new_ticket(), workspace, int(rt.clock()) + oauth.TICKET_SECONDS)
     rt.store.connections.add_oauth_ticket(ticket)
     return {"url": f"{Place(api_url.rstrip('/'), False).start}?{urlencode({'ticket': ticket.ticket})}",

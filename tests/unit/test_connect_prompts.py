@@ -159,8 +159,8 @@ def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed
     typed = Terminal(monkeypatch, TOKEN, CLIENT_SECRET)
     code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "http://api.eu.intercom.io")
     assert (code, out, typed.prompts) == (1, "", [])
-    assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got "
-                   "'http://api.eu.intercom.io')\n")
+    assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (the value given is "
+                   "not repeated here: it may be a token given in its place)\n")
 
 
 @pytest.mark.parametrize("command, variable, stored_as", [
