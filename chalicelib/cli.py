@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     try:
         if args.func is _settings_check:      # reads a file only: no runtime, no AWS
             return _settings_check(args, None)
-        rt = rt or Runtime(Config.from_env())
+        rt = rt or _runtime(Config.from_env())
         rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
         return args.func(args, rt)
     except SettingsError as exc:
@@ -452,6 +452,14 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]  # typed ones too
         print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
         return 1
+
+
+def _runtime(config: Config) -> Runtime:
+    """The command's runtime; refused before anything is asked when a URL it may send a token to is not https."""
+    insecure = config.insecure()
+    if insecure:
+        raise CliError(f"{insecure} — fix this shell's environment (a variable left unset takes its default)")
+    return Runtime(config)
 
 
 def _reader_gone() -> int:

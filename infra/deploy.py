@@ -41,6 +41,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chalicelib.config import Config
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
 from chalicelib.stage import APP_NAME, StageError, aws_problem, check_stage, env_from_outputs, prefix as stage_prefix
 
@@ -286,13 +287,33 @@ def worker_timeout(base: dict, stage: str) -> int:
     return 60
 
 
+def function_env(base: dict, stage: str, function: str) -> dict:
+    """The environment variables the config gives a function of the stage, merged as Chalice merges them."""
+    stage_cfg = base.get("stages", {}).get(stage, {})
+    env: dict = {}
+    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get(function, {})):
+        env.update(scope.get("environment_variables", {}))
+    return env
+
+
+def config_problem(base: dict, stage: str) -> Optional[str]:
+    """What a function's configuration would refuse: a URL it would send a token (or an admin's sign-in) to in
+    clear (chalicelib/config.py's Config.insecure), or a value it cannot read. Said before the deploy, not left
+    to every worker's try and every OAuth page (the API keeps taking webhooks: their work waits)."""
+    for function in FUNCTIONS:
+        try:
+            problem = Config.from_env(function_env(base, stage, function)).insecure()
+        except ValueError as exc:      # e.g. BRIDGE_OUTAGE_HOURS: every function would fail with it
+            problem = str(exc)
+        if problem:
+            return f"infra/chalice-config.json (stage {stage}, function {function}): {problem}"
+    return None
+
+
 def lease_problem(base: dict, stage: str) -> Optional[str]:
     """A worker's claim (of a join, a qualification) must last as long as the worker may run: a
     shorter lease lets a second worker take over a person the first one is still working on."""
-    stage_cfg = base.get("stages", {}).get(stage, {})
-    env: dict = {}
-    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get("worker", {})):   # as Chalice merges
-        env.update(scope.get("environment_variables", {}))
+    env = function_env(base, stage, "worker")
     raw, timeout = env.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS), worker_timeout(base, stage)
     try:
         lease = float(raw)
@@ -533,7 +554,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
-    problem = lease_problem(base, stage)
+    problem = lease_problem(base, stage) or config_problem(base, stage)
     if problem:
         raise DeployError(problem)           # before anything is created or changed
     outputs = ensure_stack(aws, stage, base, alarm_email=alarm_email, say=say, sleep=sleep)       # 1

@@ -105,8 +105,9 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
 
 def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The link opened (GET): a page whose button POSTs the ticket to `begin`. Never spends it."""
-    if rt.oauth_app() is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     kept = _ticket(rt.store.connections.oauth_ticket, ticket, rt.clock())
     if kept is None:
         return _no_ticket(ticket)
@@ -124,9 +125,9 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
 
 def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The start page's button (POST): spends the ticket and sends the browser to Intercom."""
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, _, key = app
     spent = _ticket(rt.store.connections.spend_oauth_ticket, ticket, rt.clock())
     if spent is None:
@@ -142,6 +143,19 @@ def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
                 {"Location": location, "Set-Cookie": cookie, "Cache-Control": "no-store"})
 
 
+def _app(rt: OAuthEdge) -> tuple[str, str, str] | Page:
+    """The public app's (client id, client secret, state key), else the page of a bridge that connects no
+    workspace: its configuration would send the admin's sign-in or the token in clear (Config.insecure), or
+    the app is not stored yet."""
+    insecure = rt.config.insecure("intercom_oauth_url", "intercom_base_url")
+    if insecure:
+        logger.error("OAuth refused: the configuration is unsafe", extra={"reason": insecure})
+        return _page(503, "Not set up", "This bridge's configuration is unsafe, so it connects no workspace: "
+                                        f"{insecure}. The bridge's operator fixes it, and deploys again.")
+    app = rt.oauth_app()
+    return _page(503, "Not set up", NOT_SET_UP, raw=True) if app is None else app
+
+
 def _ticket(look: Callable[[str, float], Optional[OAuthTicket]], ticket: Optional[str],
             now: float) -> Optional[OAuthTicket]:
     """`look` (the store's read or spend) of a ticket of the right shape; None for any other."""
@@ -155,9 +169,9 @@ def _no_ticket(ticket: Optional[str]) -> Page:
 
 
 def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[str], place: Place) -> Page:
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, client_secret, key = app
     error, detail = query.get("error") or "", query.get("error_description") or ""
     # Intercom's refusal (the admin denied: maybe after going back from a connect that went through) is said as

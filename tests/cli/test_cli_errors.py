@@ -140,6 +140,25 @@ def test_a_token_given_in_the_place_of_another_value_is_refused_without_being_pr
     assert rt.secrets.values == stored and rt.store.connections.tickets == {}
 
 
+@pytest.mark.parametrize("variable", ["INTERCOM_BASE_URL", "RF_BASE_URL", "INTERCOM_OAUTH_URL"])
+def test_a_url_from_the_environment_that_would_carry_tokens_in_clear_stops_every_command_in_one_line(
+        aws_env, capsys, variable):
+    """A `http://` typo in the shell's environment: refused by name before anything is asked (AWS is not
+    reachable here: a call would say so instead); plain http to this machine (the local stack) is not."""
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
+    aws_env.setenv(variable, "http://api.example.com")
+    for argv in (["rf", "connect", "--token", "tok-not-shown"], ["doctor", "42"], ["dlq", "list"]):
+        code, out, err = run_cli(None, capsys, *argv)
+        assert (code, out) == (1, "") and one_line(err).startswith(f"bridge: {variable} must be an https:// URL, e.g. "
+                                                                   "https://"), argv
+        assert "(plain http:// only to localhost or 127.0.0.1): tokens would travel in clear" in err
+        assert "api.example.com" not in err
+    aws_env.setenv(variable, "http://127.0.0.1:8001")
+    assert "AWS is unreachable" in run_cli(None, capsys, "dlq", "list")[2]
+
+
 def test_a_secret_in_an_error_message_is_masked(aws_env, capsys, monkeypatch):
     def boom(rt, *args, **kw):
         raise RuntimeError(f"something echoed {args[1]}")

@@ -396,6 +396,28 @@ def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
             "secret)" in page.html and "--client-secret" not in page.html       # no secret on a command line
 
 
+@pytest.mark.parametrize("field, variable", [("intercom_oauth_url", "INTERCOM_OAUTH_URL"),
+                                             ("intercom_base_url", "INTERCOM_BASE_URL")])
+def test_a_configuration_that_would_send_the_sign_in_or_the_token_in_clear_connects_nothing_and_loses_nothing(
+        rt, field, variable):
+    """An `http://` typo in the stage's configuration: every OAuth page says so (503) before the sign-in or
+    the code goes anywhere, and spends nothing: once it is fixed, the same link and the same state go on."""
+    from dataclasses import replace
+
+    query, cookie = started(rt)
+    given, fixed = ticket(rt), rt.config
+    rt.config = replace(fixed, **{field: "http://intercom.example"})
+    rt.auth.codes["code="] = "tok-1"
+    for page in (flow.start(rt, HERE, given), flow.begin(rt, HERE, given),
+                 flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)):
+        assert page.status == 503 and "Location" not in page.headers and "Set-Cookie" not in page.headers
+        assert f"{variable} must be an https:// URL" in page.html and "intercom.example" not in page.html
+    assert rt.auth.calls == [] and rt.store.connections.workspaces() == set()
+    rt.config = fixed
+    assert flow.begin(rt, HERE, given).status == 303
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+
+
 # --- the operator's connect and disconnect ----------------------------------------------------
 
 def test_connect_refuses_a_token_intercom_refuses_or_of_another_workspace_and_stores_nothing(rt):
