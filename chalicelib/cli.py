@@ -189,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
                         "one is kept (needed the first time)")
     _secret_option(p, "--client-secret", "INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)",
                    "the public app's client secret")
+    p.add_argument("--rotate-state-key", action="store_true",
+                   help="replace the key that signs OAuth's `state` (after it may have leaked): sign-ins under way "
+                        "are refused, with a page asking for a new link")
     _api_url_option(p)
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
@@ -577,11 +580,11 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
         stored.update(oauth_app(rt, args.client_id))
         return ENTER_KEEPS if stored[OAUTH_CLIENT_SECRET] is not None else None
     client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
-                                         warnings, kept=kept)
+                                         warnings, kept=kept, ask=not args.rotate_state_key)
     # (a missing client id is refused by oauth_app, before the secret is typed)
-    if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
+    if not args.client_id and not client_secret and not args.rotate_state_key and _terminal():   # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
-    done = configure_oauth(rt, args.client_id, client_secret, stored)
+    done = configure_oauth(rt, args.client_id, client_secret, stored, rotate_state_key=args.rotate_state_key)
     done["from"] = {"client_secret": secret_from}
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
@@ -594,7 +597,7 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
                   if done["relabelled"] else "")
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
             f"{_said(done['client_secret'], secret_from)}, "
-            f"state key {done['state_key']}.{relabelled} {register}; "
+            f"state key {done['state_key']}.{ROTATED * (done['state_key'] == 'rotated')}{relabelled} {register}; "
             "`bridge workspace oauth-link` prints a one-time link for each admin who connects.", warnings)
     return 0
 
@@ -610,6 +613,9 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     return 0
 
 
+ROTATED = (" Sign-ins under way (continued to Intercom with the old key, or within the minute running API containers "
+           "keep it) are refused on their return from Intercom, with a page asking for a new link; links not yet "
+           "continued still work (the key does not sign them).")
 API_URL_UNKNOWN = ("<api> is the API's URL, not known here: `chalice url --stage <stage>` prints it; with --api-url "
                    "or BRIDGE_API_URL this command prints the whole redirect URL")
 

@@ -418,6 +418,24 @@ def test_a_configuration_that_would_send_the_sign_in_or_the_token_in_clear_conne
     assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
 
 
+def test_a_rotated_state_key_refuses_every_sign_in_under_way_with_the_page_asking_for_a_new_link(rt):
+    """After the key may have leaked (anyone holding it could sign a state of their own, and connect a
+    workspace without the operator's link): the states signed before no longer read; links not yet
+    continued are not signed with it, and still work."""
+    query, cookie = started(rt)
+    unused = ticket(rt)
+    key = rt.secrets.scoped("edge").get("oauth/state-key")
+    assert configure_oauth(rt, None, None, rotate_state_key=True)["state_key"] == "rotated"
+    assert rt.secrets.scoped("edge").get("oauth/state-key") not in (key, None)
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-secret"      # the rest is kept
+    rt.auth.codes["code="] = "tok-1"
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    refused(rt, page, "not one this bridge issued (forged or altered), or its signing key was replaced since")
+    assert "ask the bridge's operator for a new link" in page.html and rt.auth.calls == []
+    query, cookie = started(rt, link=unused)
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+
+
 # --- the operator's connect and disconnect ----------------------------------------------------
 
 def test_connect_refuses_a_token_intercom_refuses_or_of_another_workspace_and_stores_nothing(rt):
