@@ -263,7 +263,8 @@ def test_with_no_stack_running_and_none_named_every_command_says_so_in_one_line(
 
 
 @pytest.mark.parametrize("stage, env, says", [
-    ("Prod", {}, "bridge: stage 'Prod' is not a valid name: use lowercase letters and digits, e.g. dev or prod"),
+    ("Prod", {}, "bridge: stage 'Prod' is not a valid name: use up to 16 lowercase letters and digits, starting with "
+                 "a letter, e.g. dev or prod"),
     ("prod", {}, "bridge: no AWS region: set AWS_REGION to the stage's region (or a region in your AWS profile)"),
     ("prod", {"AWS_REGION": "eu-west-1"}, "bridge: cannot read stack rf-intercom-bridge-prod: no AWS credentials: set "
                                           "AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
