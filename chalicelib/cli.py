@@ -461,7 +461,8 @@ def _runtime(config: Config) -> Runtime:
     """The command's runtime; refused before anything is asked when a URL it may send a token to is not https."""
     insecure = config.insecure()
     if insecure:
-        raise CliError(f"{insecure} — fix this shell's environment (a variable left unset takes its default)")
+        raise CliError(f"{insecure} — fix this shell's environment or, with --stage, the stage's section of "
+                       "infra/chalice-config.json, then `make deploy` (a variable set nowhere takes its default)")
     return Runtime(config)
 
 
