@@ -35,8 +35,9 @@ from .ports import Connection, RFConnection
 from .ports.secrets import OAUTH_CLIENT_SECRET
 from .runtime import Runtime
 from .services import admin
-from .services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_rf, connect_workspace,
-                                   disconnect_workspace, list_workspaces, oauth_app, remove_app, spaces_refused)
+from .services.connections import (NOT_REPEATED, ConnectError, check_workspace_id, configure_oauth, connect_rf,
+                                   connect_workspace, disconnect_workspace, list_workspaces, oauth_app, remove_app,
+                                   spaces_refused)
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing
@@ -190,6 +191,9 @@ def _parser() -> argparse.ArgumentParser:
                         "one is kept (needed the first time)")
     _secret_option(p, "--client-secret", "INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)",
                    "the public app's client secret")
+    p.add_argument("--rotate-state-key", action="store_true",
+                   help="replace the key that signs OAuth's `state` (after it may have leaked): sign-ins under way "
+                        "are refused, with a page asking for a new link")
     _api_url_option(p)
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
@@ -449,7 +453,7 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     try:
         if file_only:
             return _settings_check(args, None)
-        rt = rt or Runtime(Config.from_env())
+        rt = rt or _runtime(Config.from_env())
         rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
         return args.func(args, rt)
     except SettingsError as exc:
@@ -472,6 +476,15 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]  # typed ones too
         print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
         return 1
+
+
+def _runtime(config: Config) -> Runtime:
+    """The command's runtime; refused before anything is asked when a URL it may send a token to is not https."""
+    insecure = config.insecure()
+    if insecure:
+        raise CliError(f"{insecure} — fix this shell's environment or, with --stage, the stage's section of "
+                       "infra/chalice-config.json, then `make deploy` (a variable set nowhere takes its default)")
+    return Runtime(config)
 
 
 def _reader_gone() -> int:
@@ -579,8 +592,8 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.oauth import check_api_url, redirect_url
     api_url = args.api_url or _known_api_url(args.stage)
-    if api_url:                   # (before anything is stored: the redirect URL to register is made of it)
-        check_api_url(api_url)
+    if api_url:
+        check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
     stored: dict[str, Optional[str]] = {}     # what is stored, read once: by the prompt, else by configure_oauth
@@ -589,11 +602,11 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
         stored.update(oauth_app(rt, args.client_id))
         return ENTER_KEEPS if stored[OAUTH_CLIENT_SECRET] is not None else None
     client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
-                                         warnings, kept=kept)
+                                         warnings, kept=kept, ask=not args.rotate_state_key)
     # (a missing client id is refused by oauth_app, before the secret is typed)
-    if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
+    if not args.client_id and not client_secret and not args.rotate_state_key and _terminal():   # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
-    done = configure_oauth(rt, args.client_id, client_secret, stored)
+    done = configure_oauth(rt, args.client_id, client_secret, stored, rotate_state_key=args.rotate_state_key)
     done["from"] = {"client_secret": secret_from}
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
@@ -606,7 +619,7 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
                   if done["relabelled"] else "")
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
             f"{_said(done['client_secret'], secret_from)}, "
-            f"state key {done['state_key']}.{relabelled} {register}; "
+            f"state key {done['state_key']}.{ROTATED * (done['state_key'] == 'rotated')}{relabelled} {register}; "
             "`bridge workspace oauth-link` prints a one-time link for each admin who connects.", warnings)
     return 0
 
@@ -622,6 +635,9 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     return 0
 
 
+ROTATED = (" Sign-ins under way (continued to Intercom with the old key, or within the minute running API containers "
+           "keep it) are refused on their return from Intercom, with a page asking for a new link; links not yet "
+           "continued still work (the key does not sign them).")
 API_URL_UNKNOWN = ("<api> is the API's URL, not known here: `chalice url --stage <stage>` prints it; with --api-url "
                    "or BRIDGE_API_URL this command prints the whole redirect URL")
 
@@ -913,8 +929,8 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
 def _forget(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.privacy import QUEUED, forget
     if "@" not in args.email:
-        raise CliError(f"{args.email.strip()!r} is not an email address: `bridge forget` takes the person's email "
-                       "(e.g. ann@example.com)")
+        raise CliError(f"`bridge forget` takes the person's email, e.g. ann@example.com: the value given has no @ "
+                       f"({NOT_REPEATED})")
     done = forget(rt, args.email)
     queued = done["queued_work"]
     # Exit 0 all the same: the erasure happened; the warning says when to run it again.

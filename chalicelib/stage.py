@@ -3,17 +3,22 @@
 `make deploy STAGE=<stage>` creates the stack `rf-intercom-bridge-<stage>` and writes its outputs
 into the stage's environment in .chalice/config.json; `bridge --stage <stage>` (or BRIDGE_STAGE)
 reads the same outputs here, so the operator's CLI reaches the same table, queues and secrets as
-the Lambdas, and nobody exports names by hand.
+the Lambdas, and nobody exports names by hand; it takes the stage's settings from infra/chalice-config.json,
+as its worker is deployed with them.
 
 Used by the CLI and the deploy tooling only: the Lambda functions never import this module (they
 get these variables from their configuration)."""
 from __future__ import annotations
 
+import json
 import os
 import re
+from pathlib import Path
 from typing import Any, Mapping, MutableMapping, Optional
 
 APP_NAME = "rf-intercom-bridge"
+#: the deployed settings of every stage (`make deploy` renders .chalice/config.json from it)
+CHALICE_CONFIG = Path(__file__).resolve().parents[1] / "infra" / "chalice-config.json"
 
 #: stack output -> the environment variable the app reads (chalicelib/config.py, app.py)
 OUTPUT_ENV = {
@@ -33,7 +38,8 @@ class StageError(RuntimeError):
 
 def check_stage(stage: str) -> str:
     if not _STAGE.match(stage or ""):
-        raise StageError(f"stage {stage!r} is not a valid name: use lowercase letters and digits, e.g. dev or prod")
+        raise StageError(f"stage {stage!r} is not a valid name: use up to 16 lowercase letters and digits, starting "
+                         f"with a letter, e.g. dev or prod")
     return stage
 
 
@@ -87,8 +93,21 @@ def resolve(stage: str, cloudformation: Any = None) -> dict[str, str]:
     return env_from_outputs(stack_outputs(stage, cloudformation))
 
 
+def deployed_environment(base: Mapping[str, Any], stage: str, function: str = "worker") -> dict[str, str]:
+    """A function's environment variables in the stage as infra/chalice-config.json sets them, merged as Chalice
+    merges them: the global ones, the stage's, the stage's function's."""
+    stage_cfg = base.get("stages", {}).get(stage, {})
+    env: dict[str, str] = {}
+    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get(function, {})):
+        env.update({k: str(v) for k, v in scope.get("environment_variables", {}).items()})
+    return env
+
+
 def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None, cloudformation: Any = None) -> dict[str, str]:
-    """Point this process at the stage's resources (what `bridge --stage <stage>` does)."""
+    """Point this process at the stage's resources (what `bridge --stage <stage>` does), with the settings the
+    stage's worker is deployed with (its budgets, tries, vendors' URLs...: the CLI calls RF and Intercom within the
+    same shared budgets) unless this process's environment sets them. Its functions' logging and metrics
+    variables stay the CLI's own."""
     target: MutableMapping[str, str] = os.environ if environ is None else environ
     check_stage(stage)
     cfn = cloudformation or cloudformation_client(target)
@@ -96,6 +115,10 @@ def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None, cl
     # Every other client of this process (the queue's, PynamoDB's) must look in the same region.
     env["AWS_DEFAULT_REGION"] = cfn.meta.region_name
     target.update(env)
+    base = json.loads(CHALICE_CONFIG.read_text()) if CHALICE_CONFIG.exists() else {}
+    for name, value in deployed_environment(base, stage).items():
+        if name not in env and not name.startswith("POWERTOOLS_"):
+            target.setdefault(name, value)
     return env
 
 

@@ -54,6 +54,91 @@ def is_json(media: str) -> bool:
         media.startswith("application/") and media.endswith("+json"))
 
 
+_CHARSET = re.compile(r";\s*charset\s*=\s*\"?([^\";,\s]+)", re.IGNORECASE)
+
+
+def charset(content_type: Optional[str]) -> Optional[str]:
+    """The Content-Type's `charset`, as Python names it: None when none is given, or UTF-8 or ASCII (read
+    as UTF-8). A charset Python does not know is a 415."""
+    found = _CHARSET.search(content_type or "")
+    if not found:
+        return None
+    import codecs
+    try:
+        name = codecs.lookup(found.group(1)).name
+        if not codecs.lookup(name)._is_text_encoding:      # (base64, rot13...: no charset)
+            raise LookupError(name)
+    except LookupError:
+        raise BodyError(415, "unsupported_media_type", f"charset {found.group(1)[:40]!r} is not known: send UTF-8") \
+            from None
+    return None if name in ("utf-8", "ascii") else name
+
+
+def in_charset(raw: bytes, name: Optional[str]) -> bytes:
+    """The bytes of a text sent in charset `name`, as UTF-8. A body that is UTF-8 already stays as it is
+    (many senders label UTF-8 with another charset, e.g. `text/plain; charset=ISO-8859-1`): UTF-8 without a
+    NUL (UTF-16's and UTF-32's ASCII has them; JSON and forms never do). Bytes that are not text in `name`
+    are left for the parser to refuse."""
+    if name is None:
+        return raw
+    if b"\x00" not in raw:
+        try:
+            raw.decode("utf-8")
+            return raw
+        except UnicodeDecodeError:
+            pass
+    try:
+        return raw.decode(name).encode("utf-8", "surrogatepass")
+    except (UnicodeDecodeError, ValueError):
+        return raw
+
+
+_CODINGS = {"gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 32 + 15}   # zlib's wbits (deflate: zlib's or raw)
+_GZIP = b"\x1f\x8b"
+
+
+def decoded(content_encoding: Optional[str], raw: bytes, limit: int) -> bytes:
+    """The body before its Content-Encoding (RFC 9110): gzip or deflate undone, at most `limit` bytes of
+    it (more is a 413, as if sent so); `identity` or none, as it came. Any other coding is a 415. A body
+    that is not compressed at all is taken as it came: API Gateway may have decompressed it already."""
+    for coding in reversed([c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]):
+        if coding == "identity":
+            continue
+        if coding not in _CODINGS:
+            raise BodyError(415, "unsupported_media_type", f"Content-Encoding {coding[:40]!r} is not accepted: "
+                            "send the body as it is, or gzip or deflate it")
+        raw = _inflated(raw, coding, limit)
+    return raw
+
+
+def _inflated(raw: bytes, coding: str, limit: int) -> bytes:
+    import zlib
+    if coding != "deflate" and not raw.startswith(_GZIP):
+        return raw
+    out, rest = b"", raw
+    while rest:                                      # gzip members written one after another are one body
+        part = None
+        for wbits in (_CODINGS[coding], -15) if coding == "deflate" else (_CODINGS[coding],):
+            inflate = zlib.decompressobj(wbits)
+            try:
+                part = inflate.decompress(rest, limit + 1 - len(out))
+                break
+            except zlib.error:
+                continue
+        if part is None and coding == "deflate":
+            return raw
+        if part is None or (out and not rest.startswith(_GZIP)):
+            raise BodyError(400, "malformed_encoding", f"the body is not {coding} data as its Content-Encoding says")
+        out += part
+        if len(out) > limit or inflate.unconsumed_tail:
+            raise BodyError(413, "too_large", f"body over {limit} bytes once decompressed")
+        if not inflate.eof:
+            raise BodyError(400, "malformed_encoding", f"the body is not {coding} data as its Content-Encoding says: "
+                            "it ends before its data does")
+        rest = inflate.unused_data if coding != "deflate" else b""
+    return out
+
+
 # --- reading a body ----------------------------------------------------------------------------
 _BOM = b"\xef\xbb\xbf"
 
@@ -129,18 +214,23 @@ MAX_FORM_NESTING = 5
 _BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)\Z")
 
 
-def parse_form(raw: bytes) -> dict:
+def parse_form(raw: bytes, charset: Optional[str] = None) -> dict:
     """An application/x-www-form-urlencoded body as a dict. Bracketed names nest the way PHP and
     Rails write them: `user[email]=a` -> {"user": {"email": "a"}}; `meta[0][field]=x` -> a list
     when every key is a number; `tags[]=a&tags[]=b` -> a list. A name sent twice (`id=1&id=2`,
     `user[id]=1&user[id]=2`) keeps its last value: the `Sent` answered holds every value it carried
-    (`repeated`, by dotted name), for rf_join to refuse an id sent twice with different values."""
+    (`repeated`, by dotted name), for rf_join to refuse an id sent twice with different values. A form
+    that is not UTF-8 (also after %-decoding) is read in the Content-Type's `charset`, if it names one."""
     try:
-        text = raw.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict",
-                          max_num_fields=MAX_FORM_FIELDS)
+        try:
+            text, pairs = _form_pairs(raw, "utf-8")
+        except UnicodeDecodeError:
+            if charset is None:
+                raise
+            text, pairs = _form_pairs(raw, charset)
     except UnicodeDecodeError:
-        raise BodyError(400, "malformed_form", "the form is not UTF-8 (also after %-decoding)") from None
+        raise BodyError(400, "malformed_form", f"the form is not UTF-8{f' nor {charset}' if charset else ''} "
+                        "(also after %-decoding)") from None
     except ValueError as exc:
         raise BodyError(400, "malformed_form", f"the form is not readable: {_short(exc)}") from None
     if text.lstrip().startswith(("{", "[")):      # `curl -d '{...}'`: curl labels it a form
@@ -162,6 +252,12 @@ def parse_form(raw: bytes) -> dict:
         if "" not in path:                                 # `tags[]` adds an item, never repeats one
             sent.setdefault(".".join(path), []).append(value)
     return Sent(_lists(out), {name: values for name, values in sent.items() if len(values) > 1})
+
+
+def _form_pairs(raw: bytes, charset: str) -> tuple[str, list[tuple[str, str]]]:
+    text = raw.decode(charset)
+    return text, parse_qsl(text, keep_blank_values=True, strict_parsing=False, encoding=charset, errors="strict",
+                           max_num_fields=MAX_FORM_FIELDS)
 
 
 def _put(node: dict, path: list[str], value: str, name: str) -> None:

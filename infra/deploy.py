@@ -1,6 +1,8 @@
 """`make deploy STAGE=<stage>` / `make destroy STAGE=<stage>`: a stage on AWS with no hand edits.
 
 deploy:
+  0. refuse, before anything is made, worker settings that cannot hold (a lease shorter than the worker's
+     timeout, a record budget no shorter than it) and a stage deployed in another region of the account;
   1. create or update the stage's stack (infra/template.yaml, stack and Prefix rf-intercom-bridge-<stage>);
   2. read its outputs, the account (STS) and the region;
   3. write the stage's section of .chalice/config.json (infra/chalice-config.json + the outputs);
@@ -12,8 +14,9 @@ deploy:
   With --render-only (RENDER_ONLY=1) it stops after step 4. With AWS_ENDPOINT_URL set, every
   AWS call goes there (e.g. a moto server).
 
-destroy: `chalice delete --stage <stage>`, then the stack. The table is kept (DeletionPolicy:
-Retain) and so are the stage's secrets, unless --purge. With no stack left (an earlier destroy),
+destroy: `chalice delete --stage <stage>` (from any checkout: the state and the stage's config as deploy makes
+them), then the stack. The table is kept (DeletionPolicy: Retain) and so are the stage's secrets, unless
+--purge. With no stack left (an earlier destroy),
 --purge deletes the kept table and secrets (named from the stage); without it, they are named. A stack
 an earlier destroy is still deleting is waited for.
 
@@ -41,12 +44,14 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chalicelib.config import Config
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
-from chalicelib.stage import APP_NAME, StageError, aws_problem, check_stage, env_from_outputs, prefix as stage_prefix
+from chalicelib.stage import (APP_NAME, CHALICE_CONFIG, StageError, aws_problem, check_stage, deployed_environment,
+                              env_from_outputs, prefix as stage_prefix)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
-BASE_CONFIG = ROOT / "infra" / "chalice-config.json"
+BASE_CONFIG = CHALICE_CONFIG
 FUNCTIONS = ("api_handler", "worker", "reconcile")
 STATE_KEY = "deployed/{stage}.json"
 DEFAULT_API_CONCURRENCY = 50
@@ -157,8 +162,10 @@ def policies(target: Target) -> dict[str, dict]:
             # (links.py _leave), the rate budgets' state, its position, a workspace's connection and campaigns.
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
                    ["CAMPAIGN#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
-            # PutItem: links, sync runs, history entries, applied notifications, its position.
-            _keyed("ItemPuts", ["dynamodb:PutItem"], table, ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE"]),
+            # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
+            # `creating` ledger entries (conditional: never over another worker's enrolment; SyncStore.intend).
+            _keyed("ItemPuts", ["dynamodb:PutItem"], table,
+                   ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE", "SYNC#*"]),
             # UpdateItem: links and referral counts, the pointers, repeated history notes, the rate budgets, a
             # workspace's connection and campaigns, the unwritten fields' counts.
             _keyed("ItemUpdates", ["dynamodb:UpdateItem"], table,
@@ -286,13 +293,40 @@ def worker_timeout(base: dict, stage: str) -> int:
     return 60
 
 
+def budget_problem(base: dict, stage: str) -> Optional[str]:
+    """The worker starts no record with less than BRIDGE_RECORD_BUDGET_MS of its time left: with a timeout no
+    longer than that, it would start none, and every record would wait in the queue for good (a wait uses up no
+    try, so none reaches the dead-letter queue either)."""
+    timeout = worker_timeout(base, stage)
+    try:
+        budget = Config.from_env(deployed_environment(base, stage)).record_budget_ms
+    except ValueError as exc:
+        return f"infra/chalice-config.json: the worker's variables cannot be read (stage {stage}): {exc}"
+    if budget < timeout * 1000:
+        return None
+    return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms, no less than the worker's "
+            f"lambda_timeout of {timeout} s (stage {stage}): the worker would start no record, and every one would "
+            f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")
+
+
+def config_problem(base: dict, stage: str) -> Optional[str]:
+    """What a function's configuration would refuse: a URL it would send a token (or an admin's sign-in) to in
+    clear (chalicelib/config.py's Config.insecure), or a value it cannot read. Said before the deploy, not left
+    to every worker's try and every OAuth page (the API keeps taking webhooks: their work waits)."""
+    for function in FUNCTIONS:
+        try:
+            problem = Config.from_env(deployed_environment(base, stage, function)).insecure()
+        except ValueError as exc:      # e.g. a BRIDGE_OUTAGE_HOURS of its own (the worker's: budget_problem)
+            problem = str(exc)
+        if problem:
+            return f"infra/chalice-config.json (stage {stage}, function {function}): {problem}"
+    return None
+
+
 def lease_problem(base: dict, stage: str) -> Optional[str]:
     """A worker's claim (of a join, a qualification) must last as long as the worker may run: a
     shorter lease lets a second worker take over a person the first one is still working on."""
-    stage_cfg = base.get("stages", {}).get(stage, {})
-    env: dict = {}
-    for scope in (base, stage_cfg, stage_cfg.get("lambda_functions", {}).get("worker", {})):   # as Chalice merges
-        env.update(scope.get("environment_variables", {}))
+    env = deployed_environment(base, stage)
     raw, timeout = env.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS), worker_timeout(base, stage)
     try:
         lease = float(raw)
@@ -402,6 +436,9 @@ def stack_parameters(stage: str, base: dict, existing: Optional[dict], alarm_ema
         "ApiStage": base.get("stages", {}).get(stage, {}).get("api_gateway_stage", base.get("api_gateway_stage", "api")),
         # SQS event sources: a message stays invisible at least six times the function's timeout.
         "VisibilityTimeout": str(6 * worker_timeout(base, stage)),
+        # The redrive is a backstop for a worker that crashes every time: it must leave the worker all its tries
+        # (it dead-letters with the reason, and says so in the history).
+        "MaxReceiveCount": str(2 * Config.from_env(deployed_environment(base, stage)).max_attempts),
     }
     if alarm_email is not None:
         params["AlarmEmail"] = alarm_email
@@ -426,7 +463,10 @@ def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str]
     tags = [{"Key": "app", "Value": APP_NAME}, {"Key": "stage", "Value": stage}]
     if existing is None:
         say(f"creating stack {name} in {aws.region}")
-        cfn.create_stack(StackName=name, TemplateBody=body, Parameters=params, Tags=tags)
+        # A failed creation's rollback deletes what it created, the table too (DeletionPolicy: Retain would keep
+        # it, and the next try, which deletes the ROLLBACK_COMPLETE stack above, would fail on its name).
+        cfn.create_stack(StackName=name, TemplateBody=body, Parameters=params, Tags=tags, RetainExceptOnCreate=True)
+        stack = _wait(cfn, name, say, sleep)
     else:
         say(f"updating stack {name} in {aws.region}")
         try:
@@ -434,8 +474,12 @@ def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str]
         except ClientError as exc:
             if "No updates are to be performed" not in str(exc):
                 raise
+            # The stack is as this template makes it, whatever its last operation did (an upgrade's update
+            # rolled back, UPDATE_ROLLBACK_COMPLETE, is whole): nothing to wait for.
             say(f"  stack {name}: no changes")
-    stack = _wait(cfn, name, say, sleep)
+            stack = existing
+        else:
+            stack = _wait(cfn, name, say, sleep)
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
@@ -520,6 +564,36 @@ def check_concurrency(aws: Aws, target: Target, wanted: Optional[int], say: Say)
         raise DeployError(problem)
 
 
+def check_region(aws: Aws, stage: str, say: Say) -> None:
+    """A stage lives in one region of an account: Chalice names each function's IAM role <app>-<stage>-<function>,
+    and IAM is the account's. Deployed in a second region, the stage would find those roles and replace their
+    policies with this region's resources (the first region's functions then refused), and its destroy would
+    delete them. The roles' policies name the region they were rendered for."""
+    iam = aws.client("iam")
+    for function in FUNCTIONS:
+        role = f"{stage_prefix(stage)}-{function}"
+        try:
+            document = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                continue
+            say(f"  (could not check the stage's IAM roles: {exc})")
+            return
+        except BotoCoreError as exc:
+            say(f"  (could not check the stage's IAM roles: {exc})")
+            return
+        document = json.loads(document) if isinstance(document, str) else document
+        resources = [r for statement in document.get("Statement", []) for r in statement.get("Resource", [])]
+        regions = sorted({r.split(":")[3] for r in resources if r.count(":") >= 5 and r.split(":")[3]})
+        if regions and aws.region not in regions:
+            other = f"{stage[:12]}{aws.region.split('-')[1][:4]}"
+            raise DeployError(f"stage {stage} is deployed in {regions[0]} in this account (its functions' IAM role "
+                              f"{role} names that region's resources, and IAM roles are the account's, not a "
+                              f"region's): a stage lives in one region. Deploy it there (AWS_REGION={regions[0]}), "
+                              f"or name the stage in this region otherwise, e.g. STAGE={other}")
+        return
+
+
 # ------------------------------------------------------------------------------------------
 # The two commands
 # ------------------------------------------------------------------------------------------
@@ -533,9 +607,10 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
-    problem = lease_problem(base, stage)
+    problem = lease_problem(base, stage) or budget_problem(base, stage) or config_problem(base, stage)
     if problem:
         raise DeployError(problem)           # before anything is created or changed
+    check_region(aws, stage, say)
     outputs = ensure_stack(aws, stage, base, alarm_email=alarm_email, say=say, sleep=sleep)       # 1
     target = identify(aws, stage, outputs)                                                        # 2
     written = render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config)  # 3, 4
@@ -590,6 +665,8 @@ def destroy(stage: str, *, project_dir: Path = ROOT, purge: bool = False, aws: O
         if bucket:
             pull_state(aws, bucket, project_dir, stage, say)
         if _has_resources(project_dir, stage):
+            # Chalice loads the stage from .chalice/config.json, which a checkout that never deployed it lacks.
+            render(project_dir, identify(aws, stage, outputs), api_concurrency=None)
             say(f"chalice delete --stage {stage}")
             try:
                 chalice(project_dir, ["delete", "--stage", stage], aws.region)

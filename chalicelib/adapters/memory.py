@@ -391,7 +391,13 @@ class MemoryLinks:
         held.lease_until = now + lease if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
                            qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at,
-                           rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None)
+                           rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None,
+                           letter_owed=state is QState.FAILED)
+
+    def lettered(self, ref: PersonRef, reason: str) -> None:
+        held = self.tables.links.get(PersonRef(*ref))
+        if held is not None and held.link.letter_owed and held.link.reason == reason:
+            held.link = dataclasses.replace(held.link, letter_owed=False)
 
     def unpend(self, link: Link, reason: str) -> Link:
         held = self.tables.links.get(link.ref)
@@ -807,13 +813,15 @@ class MemorySync:
         if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,
             self._set(run, by_webhook=_plus(run.by_webhook, counts))   # the count stays with the ledger
 
-    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+    def entries(self, campaign_id: str, contact_ids: Iterable[str], consistent: bool = False) -> dict[str, LedgerEntry]:
         ledger = self.ledgers.get(campaign_id, {})
         return {c: ledger[c] for c in contact_ids if c in ledger}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        self.record(campaign_id, entries)      # over any entry, as DynamoDB's: an earlier run's skip too
-        return {e.contact_id for e in entries}
+        ledger = self.ledgers.get(campaign_id, {})    # as DynamoDB's condition: over an earlier run's skip too
+        written = [e for e in entries if e.contact_id not in ledger or not ledger[e.contact_id].rf_user_id]
+        self.record(campaign_id, written)
+        return {e.contact_id for e in written}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         ledger = self.ledgers.setdefault(campaign_id, {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Callable, Optional, Sequence, TypeVar
 
 from ..ports import Later, MessageTooLarge, NotSent, ReceivedLetter
@@ -15,6 +16,15 @@ MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
 # characters, attempts, failed_at) and a replay's `replayed_from`.
 MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
 T = TypeVar("T")
+
+
+# What SQS refuses in a body or an attribute (it takes #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
+_REFUSED = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _attribute_text(text: str) -> str:
+    """`text` with each character SQS refuses in an attribute written as its escape (`\\x00`)."""
+    return _REFUSED.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def encode(message: dict | str) -> str:
@@ -69,7 +79,7 @@ class Queue:
 
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.client.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
-            "reason": {"DataType": "String", "StringValue": reason[:REASON_KEPT] or "unknown"},
+            "reason": {"DataType": "String", "StringValue": _attribute_text(reason[:REASON_KEPT]) or "unknown"},
             "attempts": {"DataType": "Number", "StringValue": str(attempts)},
             "failed_at": {"DataType": "String", "StringValue": failed_at},
         })

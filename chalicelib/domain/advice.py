@@ -27,6 +27,8 @@ REFUSED_JOIN = {
                       "it; then " + BACKFILL),
     "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
     "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
+    "malformed_encoding": ("the body is not the gzip or deflate data its Content-Encoding says",
+                           "check what sends to the webhook URL (RF sends bodies uncompressed)"),
     "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
     "too_large": ("the body is too large", "send only the fields the README lists"),
     "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "

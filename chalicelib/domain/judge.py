@@ -21,6 +21,9 @@ class Action(StrEnum):
     NOTE = "note"          # record the entry (or count the repeat), nothing else
     ARM = "arm"            # a non-target value after joining: a later return to the target counts
     QUALIFY = "qualify"    # the rule is met: record the entry and qualify the referral
+    # The qualification failed and its dead letter may not exist (the worker stopped between the two, or the send
+    # failed): fail again, with its reason, so that this record is the letter (Link.owes_letter).
+    FAIL = "fail"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
     if rule is None or link.status != "linked" or not has_attribute(dict(seen.contact), rule.attribute):
         return IGNORE
     state = link.qualification
+    if link.owes_letter and not seen.replay:
+        return Verdict(Action.FAIL)
     if link.is_lead and state is None:
         return Verdict(Action.NOTE, repeat=untracked(link))
     if state is not None and state not in open_states(seen.replay):

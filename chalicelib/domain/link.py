@@ -89,6 +89,10 @@ class Link:
     # (e.g. the shared budget held it back): RF's answer still holds, so the next try need not ask.
     # False or None (links written before this was recorded): a PUT may have reached RF.
     rf_said_no: Optional[bool] = None
+    # A failed qualification whose dead letter may not have been sent yet: the link is written `failed` before the
+    # letter is sent (the worker's, or the search of changed contacts' own), and a worker killed in between, or a
+    # send SQS did not take, would leave the failure with no letter. Cleared by the letter (LinkRepository.lettered).
+    letter_owed: bool = False
     # The referrer (RF id) this lead's join counted for (referral counts; or `bridge backfill --apply`,
     # for a join applied before the campaign kept counts): erasing the link takes the lead off that
     # count, so that a join that comes again after `bridge forget` counts once again.
@@ -110,6 +114,12 @@ class Link:
     @property
     def is_lead(self) -> bool:
         return self.kind == LEAD
+
+    @property
+    def owes_letter(self) -> bool:
+        """Its qualification failed and the dead letter that says so may not exist: the next record that sees
+        it, unless a replay, fails as the first did (with its reason), and is that letter."""
+        return self.qualification is QState.FAILED and self.letter_owed
 
     def view(self) -> dict[str, Any]:
         """What `bridge history` shows of the link."""

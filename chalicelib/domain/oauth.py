@@ -85,7 +85,8 @@ class State:
 
 
 def read_state(key: str, state: Optional[str], now: float) -> State:
-    """The state's binding and expiry, or StateError: missing, not ours (forged or altered), expired."""
+    """The state's binding and expiry, or StateError: missing, not ours (forged or altered, or signed with a key
+    since rotated: `bridge workspace oauth-app --rotate-state-key`), expired."""
     if not state:
         raise StateError("the link has no state: start again from a new start link")
     parts = state.split(".")
@@ -94,7 +95,8 @@ def read_state(key: str, state: Optional[str], now: float) -> State:
         raise StateError("the state is not one this bridge issued (forged or altered): start again")
     payload, signature = ".".join(parts[:3]), parts[3]
     if not hmac.compare_digest(_sign(key, payload).encode(), signature.encode()):
-        raise StateError("the state is not one this bridge issued (forged or altered): start again")
+        raise StateError("the state is not one this bridge issued (forged or altered), or its signing key was "
+                         "replaced since: start again")
     expires_at = int(parts[1])
     if now >= expires_at:
         raise StateError(f"the sign-in took longer than {STATE_SECONDS // 60} minutes and expired: start again",
@@ -132,11 +134,17 @@ def authorize_url(base: str, client_id: str, state: str, redirect_uri: str) -> s
     return f"{base}?{urlencode({'client_id': client_id, 'state': state, 'redirect_uri': redirect_uri})}"
 
 
-def cookie_secret(cookie_header: Optional[str]) -> Optional[str]:
-    """The secret our start put in the browser's cookie, if any."""
+def cookie_name(bound: str) -> str:
+    """The name of the cookie that holds the secret of the state bound to it: one per start, so that a
+    second link continued in the same browser (another tab) does not replace the first one's secret."""
+    return f"{COOKIE}_{bound[:16]}"
+
+
+def cookie_secret(cookie_header: Optional[str], name: str) -> Optional[str]:
+    """The secret our start put in the browser's cookie `name`, if any."""
     for part in (cookie_header or "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == COOKIE and _RANDOM.match(value):
+        key, _, value = part.strip().partition("=")
+        if key == name and _RANDOM.match(value):
             return value
     return None
 
@@ -144,7 +152,7 @@ def cookie_secret(cookie_header: Optional[str]) -> Optional[str]:
 def same_browser(cookie_header: Optional[str], state: State) -> bool:
     """Whether the request comes from the browser that started (its cookie's secret is the state's
     binding's), compared in constant time."""
-    secret = cookie_secret(cookie_header)
+    secret = cookie_secret(cookie_header, cookie_name(state.binding))
     return secret is not None and hmac.compare_digest(binding(secret).encode(), state.binding.encode())
 
 

@@ -103,16 +103,21 @@ def normalise(obj: dict) -> dict:
 _KNOWN = {a for aliases in ALIASES.values() for a in aliases} | {"meta", "user", "data", "referrer"}
 
 
+def blank(value: Any) -> bool:
+    """No value: None, or text of spaces only (how a payload renders a field RF has no value for)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def missing(person: dict, sources: Iterable[str]) -> set[str]:
-    """Which of the wanted fields (plus the ones every join needs) the person lacks."""
+    """Which of the wanted fields (plus the ones every join needs) the person lacks, or has blank."""
     wanted = set(sources) | {"email", "type"}
-    return {f for f in wanted if f not in person and not f.startswith("referrer_") and f != "campaign_name"}
+    return {f for f in wanted if blank(person.get(f)) and not f.startswith("referrer_") and f != "campaign_name"}
 
 
 def merge(primary: dict, fallback: dict) -> dict:
-    """Webhook values win; the API fills what the webhook did not send."""
+    """Webhook values win; the API fills what the webhook did not send, or sent blank."""
     out = dict(fallback)
-    out.update({k: v for k, v in primary.items() if v is not None or k not in fallback})
+    out.update({k: v for k, v in primary.items() if not blank(v) or k not in fallback})
     return out
 
 

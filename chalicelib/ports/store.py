@@ -162,7 +162,11 @@ class LinkRepository(Protocol):
                           rf_said_no: bool = False) -> Link:
         """End the claim: QUALIFIED or FAILED (final; out of every index), or UNCONFIRMED (out of the
         pending index; overdue once `lease` has run, unless a retry finished it first), recording
-        `rf_said_no` (Link.rf_said_no) with it."""
+        `rf_said_no` (Link.rf_said_no) with it. FAILED owes its dead letter (Link.letter_owed) until `lettered`."""
+    def lettered(self, ref: PersonRef, reason: str) -> None:
+        """A dead letter saying `reason` was sent about the person: their failed qualification, if it owes its
+        letter with that reason (Link.reason), owes it no more. Nothing is written otherwise (another letter about
+        them, no link)."""
     def unpend(self, link: Link, reason: str) -> Link:
         """Reconciliation stops checking this link (the reason goes into its history; erased meanwhile: nothing
         written)."""
@@ -531,12 +535,15 @@ class SyncRepository(Protocol):
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
         neither its progress nor its last progress."""
-    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
-        """The ledger's entries of these contacts (one batched read)."""
+    def entries(self, campaign_id: str, contact_ids: Iterable[str], consistent: bool = False) -> dict[str, LedgerEntry]:
+        """The ledger's entries of these contacts (one batched read; `consistent`: every write made before it
+        shows)."""
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        """Write `creating` entries over whatever the ledger holds (the page read it just now, under its lease):
-        an earlier run's final skip too (a contact fixed since), so that a retry after a lost create answer
-        finds the `creating` entry and looks the user up in RF. The contact ids written."""
+        """Write `creating` entries over whatever the ledger holds but an entry naming an RF user: an earlier run's
+        final skip too (a contact fixed since), so that a retry after a lost create answer finds the `creating`
+        entry and looks the user up in RF. An entry naming an RF user was written since the page read the ledger
+        (another worker enrolled the contact: the same notification handed to two workers, a run's page and a
+        webhook at once): it stands. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:

@@ -516,6 +516,8 @@ _INTERCOM_FIX = {
                              "changed its payload"),
     "no_contact": ("a contact notification without a contact id", "see the message"),
     "malformed_json": ("the body is not JSON", "check the webhook URL is the bridge's /webhooks/intercom"),
+    "malformed_encoding": ("the body is not the gzip or deflate data its Content-Encoding says",
+                           "check the webhook URL is the bridge's /webhooks/intercom"),
     "unsupported_media_type": ("the body's Content-Type is not JSON", "check the webhook URL"),
     "too_large": ("the body is too large", "see the message"),
 }
@@ -525,7 +527,8 @@ _INTERCOM_FIX = {
 # fix serves every later webhook, so webhooks accepted after the last one say it may be fixed. Any other reason
 # is about one body's data, which other webhooks being accepted fix nothing of: a join's person's email
 # (advice.person_data: every other join refusal is RF's setup), an Intercom notification of an unexpected shape.
-_INTERCOM_SETUP = frozenset({"unauthorized", "malformed_json", "unsupported_media_type", "too_large"})
+_INTERCOM_SETUP = frozenset({"unauthorized", "malformed_json", "malformed_encoding", "unsupported_media_type",
+                             "too_large"})
 
 
 def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, who: str,

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded
 from ..domain.judge import elsewhere
-from ..domain.link import Link, LinkStatus, PersonRef
+from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.qualification import QState
@@ -568,6 +568,17 @@ def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None
 
 
 # --- text -----------------------------------------------------------------------------------------
+def _baseline(p: dict) -> str:
+    """The lead's baseline, with the attribute it is a value of (a value alone says nothing once the rule
+    moved to another attribute); a link stored before the bridge recorded the attribute shows the value."""
+    of, value = p.get("baseline_of"), p.get("baseline")
+    if of == MOVED_UNKNOWN:
+        return "; baseline not known (moved to an older contact)"
+    if of:
+        return f"; baseline {of}=" + ("(no value)" if value is None else repr(value))
+    return f"; baseline {value!r}" if value is not None else ""
+
+
 def as_text(explanation: Explanation) -> str:
     view = explanation.view()
     if not view["found"]:
@@ -583,7 +594,7 @@ def as_text(explanation: Explanation) -> str:
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
-                     + (f"; baseline {p['baseline']!r}" if p.get("baseline") is not None else "")
+                     + _baseline(p)
                      + (f" — {letter['reason']} (since {letter['at']}; the link still says waiting)"
                         + (f"; fix: {letter['fix']}" if letter.get("fix") else "") if letter else
                         f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}"

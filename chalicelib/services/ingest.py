@@ -81,8 +81,15 @@ def _lower(headers: Mapping[str, Any]) -> dict:
     return {str(k).lower(): v for k, v in headers.items()}
 
 
-def _checked_shape(headers: dict, raw: bytes, rt: Edge, accepted: tuple[str, ...]) -> Union[Reply, str]:
-    """Size and media type: what can be refused before anything else. Returns the media type."""
+@dataclass(frozen=True)
+class _Shape:
+    media: str                # the bare media type
+    text: bytes               # the body with its Content-Encoding undone, in UTF-8 (JSON) or as sent (a form)
+    charset: Optional[str]    # the Content-Type's, when not UTF-8
+
+
+def _checked_shape(headers: dict, raw: bytes, rt: Edge, accepted: tuple[str, ...]) -> Union[Reply, _Shape]:
+    """Size, media type, charset and content coding: what can be refused before anything else."""
     if len(raw) > rt.config.max_body_bytes:
         return _error(413, "too_large", f"body over {rt.config.max_body_bytes} bytes")
     media = webhooks.media_type(headers.get("content-type"))
@@ -90,7 +97,17 @@ def _checked_shape(headers: dict, raw: bytes, rt: Edge, accepted: tuple[str, ...
         shown = media or f"{str(headers.get('content-type'))[:100]!r} (no type/subtype)"
         return _error(415, "unsupported_media_type", f"Content-Type {shown[:120]} is not accepted: send "
                       + " or ".join(("application/json",) + accepted))
-    return media
+    try:
+        charset = webhooks.charset(headers.get("content-type"))
+        text = webhooks.decoded(headers.get("content-encoding"), raw, rt.config.max_body_bytes)
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    return _Shape(media, text if media == FORM else webhooks.in_charset(text, charset), charset)
+
+
+def _parsed(shape: _Shape, repeats: bool = False) -> dict:
+    return (webhooks.parse_form(shape.text, shape.charset) if shape.media == FORM
+            else webhooks.parse_json_object(shape.text, repeats=repeats))
 
 
 def _enqueue(rt: Edge, message: Union[JoinMessage, ContactMessage], status: int, answer: dict) -> Reply:
@@ -115,16 +132,17 @@ def receive_rf_join(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
     read = _Read()
     reply, campaign_id = _rf_join(lowered, raw, rt, read)
     if reply.status >= 400:
-        _note_rf_refusal(rt, lowered, raw, reply, read.signed)
+        _note_rf_refusal(rt, read.shape, reply, read.signed)
     elif campaign_id:
         rt.note_heard(campaign_scope(campaign_id), "join")
     return reply
 
 
 def _rf_join(lowered: dict, raw: bytes, rt: Edge, read: "_Read") -> tuple[Reply, Optional[str]]:
-    media = _checked_shape(lowered, raw, rt, accepted=(FORM,))
-    if isinstance(media, Reply):
-        return media, None
+    shape = _checked_shape(lowered, raw, rt, accepted=(FORM,))
+    if isinstance(shape, Reply):
+        return shape, None
+    read.shape = shape
     given = lowered.get(RF_SECRET_HEADER) or ""
     secret = _checked_with(lambda: rt.rf_webhook_secret(accept=lambda s: _same(given, s)), "the webhook secret")
     if isinstance(secret, Reply):
@@ -135,8 +153,7 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge, read: "_Read") -> tuple[Reply,
         return _error(401, "unauthorized", f"missing or wrong {RF_SECRET_HEADER} header"), None
     read.signed = True
     try:
-        body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw, repeats=True)
-        person = webhooks.rf_join(body)
+        person = webhooks.rf_join(_parsed(shape, repeats=True))
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message), None
     known = _checked_with(lambda: rt.campaign_known(person.campaign_id), "the campaign's settings")
@@ -150,17 +167,15 @@ def _rf_join(lowered: dict, raw: bytes, rt: Edge, read: "_Read") -> tuple[Reply,
     return _enqueue(rt, message, 202, {}), person.campaign_id
 
 
-def _note_rf_refusal(rt: Edge, lowered: dict, raw: bytes, reply: Reply, signed: bool) -> None:
+def _note_rf_refusal(rt: Edge, shape: Optional[_Shape], reply: Reply, signed: bool) -> None:
     """What can be read of a refused join, best effort (its campaign, person and email: never the
     secret, never the body). A body too large or of another media type is not read at all. The person
     of a body that did not authenticate (`signed`: its secret was checked) is kept as digests only:
     anyone can send one naming anyone."""
     campaign_id = rf_user_id = email = None
-    if reply.status not in (413, 415):
+    if shape is not None:
         try:
-            media = webhooks.media_type(lowered.get("content-type"))
-            body = webhooks.parse_form(raw) if media == FORM else webhooks.parse_json_object(raw)
-            person = normalise(body)
+            person = normalise(_parsed(shape))
             campaign_id, rf_user_id = _plain_id(person.get("campaign_id")), _plain_id(person.get("id"))
             # (an email refused for a NUL or a space in it: kept as the address without them, the one
             # `bridge explain` and `bridge forget` are given)
@@ -228,20 +243,24 @@ class _Read:
     its sender authenticated (the secret or signature checked)."""
     body: dict = field(default_factory=dict)
     signed: bool = False
+    shape: Optional[_Shape] = None     # its size, media type and coding were accepted: its body can be read
 
 
 def _intercom(lowered: dict, raw: bytes, rt: Edge, read: _Read) -> Reply:
-    media = _checked_shape(lowered, raw, rt, accepted=())
-    if isinstance(media, Reply):
-        return media
+    shape = _checked_shape(lowered, raw, rt, accepted=())
+    if isinstance(shape, Reply):
+        return shape
     try:
-        body = webhooks.parse_json_object(raw)
+        body = _parsed(shape)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message)
     read.body = body
     workspace = webhooks.app_id_of(body)
     given = lowered.get("x-hub-signature") or ""
-    signed = lambda s: hmac.compare_digest(given.encode(), signature(s, raw).encode())  # noqa: E731
+    signed_bytes = (raw,) if shape.text == raw else (raw, shape.text)     # as sent, or before it was compressed
+
+    def signed(secret: str) -> bool:
+        return any([hmac.compare_digest(given.encode(), signature(secret, b).encode()) for b in signed_bytes])
     secret = _checked_with(lambda: rt.intercom_client_secret(workspace, accept=signed) if workspace else None,
                            "the workspace's client secret")
     if isinstance(secret, Reply):

@@ -29,7 +29,8 @@ from ..errors import REPLAY_PARKED, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
 from ..ports.store import Connection, OAuthTicket
-from .connections import ConnectError, Connecting, check_token, check_workspace_id, store_workspace
+from .connections import (NOT_REPEATED, ConnectError, Connecting, check_token, check_workspace_id,
+                          store_workspace)
 
 
 class OAuthEdge(Connecting, Protocol):
@@ -74,10 +75,11 @@ NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
 
 
 def check_api_url(api_url: str) -> None:
-    """ConnectError for an API URL no link or redirect URL can be made of (the admin's browser is sent there)."""
+    """ConnectError unless the API's URL is one an admin's sign-in may go to (domain/oauth.safe_url)."""
     if not oauth.safe_url(api_url):
-        raise ConnectError(f"the API's URL must be an https:// URL, e.g. "
-                           f"https://abc123.execute-api.eu-west-1.amazonaws.com/api (got {api_url[:100]!r})")
+        raise ConnectError("the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL, e.g. "
+                           "https://abc123.execute-api.eu-west-1.amazonaws.com/api (the value given is "
+                           f"{NOT_REPEATED})")
 
 
 def redirect_url(api_url: str) -> str:
@@ -103,8 +105,9 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
 
 def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The link opened (GET): a page whose button POSTs the ticket to `begin`. Never spends it."""
-    if rt.oauth_app() is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     kept = _ticket(rt.store.connections.oauth_ticket, ticket, rt.clock())
     if kept is None:
         return _no_ticket(ticket)
@@ -122,21 +125,35 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
 
 def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The start page's button (POST): spends the ticket and sends the browser to Intercom."""
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, _, key = app
     spent = _ticket(rt.store.connections.spend_oauth_ticket, ticket, rt.clock())
     if spent is None:
         return _no_ticket(ticket)
     browser = oauth.new_browser_secret()
-    state = oauth.make_state(key, oauth.binding(browser), rt.clock(), workspace=spent.workspace)
-    cookie = (f"{oauth.COOKIE}={browser}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
+    bound = oauth.binding(browser)
+    state = oauth.make_state(key, bound, rt.clock(), workspace=spent.workspace)
+    cookie = (f"{oauth.cookie_name(bound)}={browser}; Max-Age={oauth.STATE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
               + ("; Secure" if place.secure else ""))
     location = oauth.authorize_url(rt.config.intercom_oauth_url, client_id, state, place.callback)
     # 303: the browser GETs Intercom's page (a POST's 302 may be followed by a POST).
     return Page(303, _html("Connecting to Intercom", f'<p>Continue to <a href="{html.escape(location)}">Intercom</a>.</p>'),
                 {"Location": location, "Set-Cookie": cookie, "Cache-Control": "no-store"})
+
+
+def _app(rt: OAuthEdge) -> tuple[str, str, str] | Page:
+    """The public app's (client id, client secret, state key), else the page of a bridge that connects no
+    workspace: its configuration would send the admin's sign-in or the token in clear (Config.insecure), or
+    the app is not stored yet."""
+    insecure = rt.config.insecure("intercom_oauth_url", "intercom_base_url")
+    if insecure:
+        logger.error("OAuth refused: the configuration is unsafe", extra={"reason": insecure})
+        return _page(503, "Not set up", "This bridge's configuration is unsafe, so it connects no workspace: "
+                                        f"{insecure}. The bridge's operator fixes it, and deploys again.")
+    app = rt.oauth_app()
+    return _page(503, "Not set up", NOT_SET_UP, raw=True) if app is None else app
 
 
 def _ticket(look: Callable[[str, float], Optional[OAuthTicket]], ticket: Optional[str],
@@ -152,9 +169,9 @@ def _no_ticket(ticket: Optional[str]) -> Page:
 
 
 def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[str], place: Place) -> Page:
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, client_secret, key = app
     error, detail = query.get("error") or "", query.get("error_description") or ""
     # Intercom's refusal (the admin denied: maybe after going back from a connect that went through) is said as

@@ -257,7 +257,9 @@ class Page:
 
     def work(self, contacts: list[dict]) -> None:
         ids = [str(c.get("id")) for c in contacts if c.get("id")]
-        known = self.deps.sync.entries(self.campaign_id, ids)
+        # Consistent: a page given back (or failed) is worked again seconds later, and must see what its try before
+        # wrote (a `creating` entry read as none would lose the user that try created).
+        known = self.deps.sync.entries(self.campaign_id, ids, consistent=True)
         # The joins' links of the contacts not decided yet, and of those an earlier run skipped as already in
         # the campaign: a join since (a webhook, `backfill --apply`) may have made them the bridge's own
         # referrer. All in the one batched read; no call to RF or Intercom for a skip that still stands.
@@ -322,10 +324,14 @@ class Page:
         if seen:
             self.deps.sync.record(self.campaign_id, self._in_workspace(seen))
         if todo:
-            self.deps.sync.intend(self.campaign_id, self._in_workspace([
+            intended = self.deps.sync.intend(self.campaign_id, self._in_workspace([
                 LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.decider, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
                 for c, d, earlier in todo]))
+            # Not written: another worker enrolled them since the ledger was read (as _enrolled_meanwhile), counted
+            if len(intended) < len(todo):       # already, and RF is not asked
+                self.tally.add(ALREADY, len(todo) - len(intended))
+                todo = [t for t in todo if str(t[0]["id"]) in intended]
         jobs: list[Callable[[], None]] = [partial(self._link, e, value) for e, value in links]
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
@@ -404,11 +410,13 @@ class Page:
                 with self._lock:
                     self.stopped = (f"campaign user limit reached: {refused.message} — raise the campaign's user "
                                     "limit in Referral Factory, then run `bridge sync start` again")
-            if reason != "already_in_campaign" or earlier is None:
-                self._skip(cid, contact, reason, detail)
+            if reason not in ("already_in_campaign", "user_limit") or earlier is None:
+                if reason != "already_in_campaign" or not self._enrolled_meanwhile(cid):
+                    self._skip(cid, contact, reason, detail)
                 return
-            # An earlier try of ours may have created them: RF has the email. Which user is it? Not ours when it
-            # joined by itself, nor when another contact of the source has the email (its create made the user).
+            # An earlier try of ours may have created them: RF has the email, or says the campaign is full (that
+            # user may be its last). Which user is it? Not ours when it joined by itself, nor when another contact
+            # of the source has the email (its create made the user).
             look = self.directory.find(decision.email)
             if look is None or _joined_before(look, earlier) or self._anothers(cid, decision.email, look):
                 self._skip(cid, contact, reason, detail)
@@ -423,6 +431,18 @@ class Page:
         logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
+
+    def _enrolled_meanwhile(self, contact_id: str) -> bool:
+        """RF has the email of a contact no try of ours was creating when this one read the ledger: did another
+        worker enrol this very contact since (the same notification handed to two workers, a run's page and a
+        webhook at once, while this create waited)? Its user is the one RF has: counted already, and its entry
+        kept (a skip over it would lose the RF user, and with it the late link and `left`)."""
+        entry = self.deps.sync.entries(self.campaign_id, [contact_id], consistent=True).get(contact_id)
+        if entry is None or not entry.final or not entry.rf_user_id or entry.outcome == NOT_IN_RF:
+            return False
+        with self._lock:
+            self.tally.add(ALREADY)
+        return True
 
     def _anothers(self, contact_id: str, email: str, user: dict) -> bool:
         """Is RF's user with the contact's email another contact's: the ledger has it enrolled to another contact

@@ -33,7 +33,7 @@ from ..errors import Deferred, Permanent, WorkError, waits
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
 from ..observability import Masked, count, logger, mask_emails
-from ..ports import Later, WorkQueue
+from ..ports import Later, NotSent, WorkQueue
 from ..ports.queue import OUTAGE_SINCE, TRIES, WAITS
 from .concurrency import Runner
 from .deps import WorkDeps
@@ -310,15 +310,25 @@ def _read_failed(exc: Exception) -> WorkError:
 
 def settle(results: list[Result], work: Work) -> dict:
     """`{"done", "retry", "dead"}` counts (and `"waiting"` when some records wait)."""
-    retry = [r for r in results if r.outcome == "retry"]
     waiting = [r for r in results if r.outcome == "wait"]
+    if waiting:
+        # Copies first: if this fails, the whole batch comes back and nothing is lost. If SQS refused only some
+        # (NotSent: the others were sent), only the refused ones' originals come back, when their wait ends.
+        try:
+            work.queue.defer([Later(r.record.body, r.retry_after or DEFAULT_WAIT, r.record.tries - 1,
+                                    r.record.waits + 1, r.record.outage_since) for r in waiting])
+        except NotSent as exc:
+            refused = {body: reason for body, reason in exc.refused}
+            for r in waiting:
+                if r.record.body in refused:
+                    r.outcome = "retry"
+                    r.reason = f"could not send its copy back to the queue to wait: {refused[r.record.body]}"
+            waiting = [r for r in waiting if r.outcome == "wait"]
+    retry = [r for r in results if r.outcome == "retry"]
     summary = {"done": sum(r.outcome == "done" for r in results), "retry": len(retry),
                "dead": sum(r.outcome == "dead" for r in results)}
     if waiting:
         summary["waiting"] = len(waiting)
-        # Copies first: if this fails, the whole batch comes back and nothing is lost.
-        work.queue.defer([Later(r.record.body, r.retry_after or DEFAULT_WAIT, r.record.tries - 1,
-                                r.record.waits + 1, r.record.outage_since) for r in waiting])
     if not retry:
         return summary
     kept = work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
@@ -410,7 +420,11 @@ def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[f
 
 def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str]] = None,
           kind: Optional[str] = None, details: Optional[dict] = None) -> Result:
-    work.deps.dead_letter(record.body, reason, record.tries, person, kind, details)
+    try:
+        work.deps.dead_letter(record.body, reason, record.tries, person, kind, details)
+    except Exception as exc:  # SQS refused the letter (no room for its reason, throttled): this record alone comes back
+        logger.exception("could not send a record to the dead-letter queue")
+        return Result(record, "retry", f"could not send it to the dead-letter queue: {type(exc).__name__}: {exc}")
     return Result(record, "dead", reason)
 
 

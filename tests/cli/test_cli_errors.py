@@ -97,8 +97,8 @@ def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
 
 
 @pytest.mark.parametrize("argv,said", [
-    (["forget", "notanemail"], "bridge: 'notanemail' is not an email address: `bridge forget` takes the person's "
-                               "email (e.g. ann@example.com)\n"),
+    (["forget", "notanemail"], "bridge: `bridge forget` takes the person's email, e.g. ann@example.com: the value "
+                               "given has no @ (not repeated here: it may be a token given in its place)\n"),
     (["explain", ""], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["explain", "  "], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["workspace", "oauth-app"], "bridge: give the public Intercom app's client id (--client-id or "
@@ -112,6 +112,51 @@ def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env
     aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
     code, out, err = run_cli(None, capsys, *argv)
     assert (code, out, one_line(err)) == (1, "", said)
+
+
+PASTED = "tok_Zm9vYmFyYmF6cXV4cXV1eA"      # a token pasted into the wrong place
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["workspace", "connect", "ws1", "--api-base", PASTED], "--api-base must be an https:// URL, e.g. "
+                                                             "https://api.eu.intercom.io"),
+    (["workspace", "oauth-link", "--api-url", PASTED], "the API's URL (--api-url, BRIDGE_API_URL) must be an "
+                                                        "https:// URL"),
+    (["workspace", "oauth-app", "--client-id", "app-id", "--api-url", PASTED], "the API's URL (--api-url, "
+                                                                                "BRIDGE_API_URL) must be an https:// URL"),
+    (["forget", PASTED], "`bridge forget` takes the person's email"),
+])
+def test_a_token_given_in_the_place_of_another_value_is_refused_without_being_printed(aws_env, capsys, argv, expected):
+    """Only the token, client secret and webhook secret are masked in errors: a refusal of any other value
+    says what was expected instead of repeating it. Before anything is stored."""
+    from chalicelib.services.connections import configure_oauth
+    from tests.fakes import FakeConnecting
+    rt = FakeConnecting()
+    configure_oauth(rt, "app-id", "app-secret")
+    stored = dict(rt.secrets.values)
+    code, out, err = run_cli(rt, capsys, *argv)
+    assert (code, out) == (1, "") and expected in one_line(err) and PASTED not in err
+    assert "not repeated here: it may be a token given in its place" in err
+    assert rt.secrets.values == stored and rt.store.connections.tickets == {}
+
+
+@pytest.mark.parametrize("variable", ["INTERCOM_BASE_URL", "RF_BASE_URL", "INTERCOM_OAUTH_URL"])
+def test_a_url_from_the_environment_that_would_carry_tokens_in_clear_stops_every_command_in_one_line(
+        aws_env, capsys, variable):
+    """A `http://` typo in the shell's environment: refused by name before anything is asked (AWS is not
+    reachable here: a call would say so instead); plain http to this machine (the local stack) is not."""
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
+    aws_env.setenv(variable, "http://api.example.com")
+    for argv in (["rf", "connect", "--token", "tok-not-shown"], ["doctor", "42"], ["dlq", "list"]):
+        code, out, err = run_cli(None, capsys, *argv)
+        assert (code, out) == (1, "") and one_line(err).startswith(f"bridge: {variable} must be an https:// URL, e.g. "
+                                                                   "https://"), argv
+        assert "(plain http:// only to localhost or 127.0.0.1): tokens would travel in clear" in err
+        assert "api.example.com" not in err
+    aws_env.setenv(variable, "http://127.0.0.1:8001")
+    assert "AWS is unreachable" in run_cli(None, capsys, "dlq", "list")[2]
 
 
 def test_a_secret_in_an_error_message_is_masked(aws_env, capsys, monkeypatch):
@@ -218,7 +263,8 @@ def test_with_no_stack_running_and_none_named_every_command_says_so_in_one_line(
 
 
 @pytest.mark.parametrize("stage, env, says", [
-    ("Prod", {}, "bridge: stage 'Prod' is not a valid name: use lowercase letters and digits, e.g. dev or prod"),
+    ("Prod", {}, "bridge: stage 'Prod' is not a valid name: use up to 16 lowercase letters and digits, starting with "
+                 "a letter, e.g. dev or prod"),
     ("prod", {}, "bridge: no AWS region: set AWS_REGION to the stage's region (or a region in your AWS profile)"),
     ("prod", {"AWS_REGION": "eu-west-1"}, "bridge: cannot read stack rf-intercom-bridge-prod: no AWS credentials: set "
                                           "AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),

@@ -29,9 +29,9 @@ def project_copy(where: Path) -> Path:
     return where
 
 
-def aws_on(endpoint: str) -> deploy.Aws:
+def aws_on(endpoint: str, region: str = REGION) -> deploy.Aws:
     session = boto3.session.Session(aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY,
-                                    region_name=REGION)
+                                    region_name=region)
     return deploy.Aws(session, endpoint_url=endpoint)
 
 

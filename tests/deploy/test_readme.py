@@ -103,3 +103,32 @@ def test_the_readmes_worker_rights_name_each_item_action_with_the_partitions_its
         keys = re.search(rf"`{action}`[^`(]*\(([^)]*)\)", bullet)
         listed[action] = set(re.findall(r"`([A-Z]+(?:#[^`]*)?)`", keys.group(1))) if keys else set()
     assert listed == granted
+
+
+def test_the_readme_says_why_a_deploy_is_make_deploy_and_not_chalice_deploy_alone():
+    """The README's first lines say the bridge is deployed with `chalice deploy`; in a fresh clone that command
+    alone fails with Chalice's own 'Unable to load the project config file' (the config is rendered from the
+    stage's stack, and git-ignored). The deploy section says which command to run, and why."""
+    section = " ".join(README.split("## Deploying to AWS")[1].split("### Before you start")[0].split())
+    assert "not `chalice deploy` alone" in section and "Unable to load the project config file" in section
+    assert "second API" in section
+
+
+def test_the_deploy_rights_the_readme_lists_name_every_service_make_deploy_and_destroy_call():
+    """A deploy role given what "Before you start" lists must be able to run `make deploy` and `make destroy`
+    (`make destroy` names or, with PURGE=1, deletes the stage's secrets in SSM: a role without it was refused)."""
+    names = {"cloudformation": "CloudFormation", "dynamodb": "DynamoDB", "iam": "IAM", "lambda": "Lambda",
+             "s3": "S3", "ssm": "SSM", "sts": None}           # STS's GetCallerIdentity needs no right
+    called = set(re.findall(r'client\("([a-z0-9]+)"\)', deploy.Path(deploy.__file__).read_text()))
+    assert called <= set(names), called - set(names)
+    rights = " ".join(README.split("### Before you start")[1].split("- **The region**")[0].split())
+    assert [names[s] for s in sorted(called) if names[s] and names[s] not in rights] == []
+
+
+def test_the_readme_says_a_destroy_deletes_the_queues_with_the_work_and_dead_letters_in_them():
+    """The stack's queues have no DeletionPolicy: a destroy deletes the work waiting in them and the dead letters.
+    The README said only what is kept, "with your data"."""
+    retained = {name for name, r in _template()["Resources"].items() if r.get("DeletionPolicy") == "Retain"}
+    assert retained == {"Table"}
+    destroy = " ".join(README.split("- **Destroy**")[1].split("\n- **")[0].split())
+    assert "dead-letter queue go with the stack" in destroy and "dead letters" in destroy

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from chalicelib import cli
-from chalicelib.stage import OUTPUT_ENV, StageError, env_from_outputs, resolve
+from chalicelib.stage import CHALICE_CONFIG, OUTPUT_ENV, StageError, env_from_outputs, resolve
 
 from .conftest import aws_env, aws_on
 
@@ -15,7 +15,8 @@ from .conftest import aws_env, aws_on
 @pytest.fixture
 def operator_env(rendered, monkeypatch):
     """The operator's shell: AWS credentials and region (here: the moto server), no BRIDGE_ variable."""
-    for key in [*OUTPUT_ENV.values(), "BRIDGE_STAGE"]:
+    deployed = json.loads(CHALICE_CONFIG.read_text())["environment_variables"]     # the stage's settings, too
+    for key in [*OUTPUT_ENV.values(), "BRIDGE_STAGE", *deployed]:
         monkeypatch.setenv(key, "unset")      # so that whatever the CLI sets is undone after the test
         monkeypatch.delenv(key)
     for key, value in aws_env(rendered.endpoint).items():
@@ -63,3 +64,42 @@ def test_stage_names_and_outputs_are_checked():
         resolve("Prod; rm")
     with pytest.raises(StageError, match="no output QueueName"):
         env_from_outputs({"TableName": "t", "QueueUrl": "u", "DeadLetterQueueUrl": "d", "SecretsPath": "/p"})
+
+
+@pytest.mark.parametrize("stage, broken", [("1dev", "starting with a letter"), ("a" * 17, "up to 16"),
+                                           ("qa-eu", "lowercase letters and digits")])
+def test_a_stage_name_refused_is_told_the_rule_it_breaks_and_the_readme_states_the_same_rule(stage, broken):
+    """`1dev` and a 17-letter name are lowercase letters and digits: a refusal that says only that leaves the
+    operator guessing, and so does a README that allows `any lowercase name`."""
+    with pytest.raises(StageError) as refused:
+        resolve(stage)
+    assert broken in str(refused.value)
+    from .conftest import ROOT
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [row] = [line for line in readme.splitlines() if line.startswith("| `STAGE` |")]
+    assert broken in row
+
+
+def test_bridge_with_a_stage_calls_the_vendors_within_the_budgets_the_stage_is_deployed_with(
+        operator_env, monkeypatch, tmp_path):
+    """An RF account another tool shares: RF_CALLS_PER_MINUTE lowered to 300 in the stage's section of
+    infra/chalice-config.json, where the README says a deployed setting is changed. The stage's workers call RF
+    within 300 a minute; `bridge --stage dev backfill` or `doctor` called it within the default 600, in budget
+    counters of their own (a budget's slices follow its limit), so together they went over RF's limit, which
+    blocks the IP for days. The CLI takes the stage's deployed settings; a variable set in the operator's shell
+    still wins, and the resources always come from the stack."""
+    from chalicelib import stage as stages
+    from chalicelib.config import Config
+
+    base = json.loads(stages.CHALICE_CONFIG.read_text())
+    base["stages"]["dev"] = {"environment_variables": {"RF_CALLS_PER_MINUTE": "300", "BRIDGE_TABLE": "not this"}}
+    config = tmp_path / "chalice-config.json"
+    config.write_text(json.dumps(base))
+    monkeypatch.setattr(stages, "CHALICE_CONFIG", config)
+    environ = dict(aws_env(operator_env.endpoint), BRIDGE_MAX_ATTEMPTS="7")
+    stages.use_stage("dev", environ)
+    deployed = Config.from_env(environ)
+    assert deployed.rf_calls_per_minute == 300
+    assert deployed.table == operator_env.targets["dev"].outputs["TableName"]
+    assert deployed.max_attempts == 7                          # the operator's shell
+    assert environ["BRIDGE_OUTAGE_HOURS"] == base["environment_variables"]["BRIDGE_OUTAGE_HOURS"]

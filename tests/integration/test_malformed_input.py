@@ -18,7 +18,7 @@ import requests
 from infra.local.sims.webhooks import sign
 from tests.support.malformed import WHOLE_BODIES, Body, Malformed
 
-from .conftest import SECRET, join_body, lead_settings
+from .conftest import SECRET, join_body, lead_settings, new_lead
 
 SEED = int(os.environ.get("FUZZ_SEED", "20250611"))
 BODIES_PER_ROUTE = 1000
@@ -369,3 +369,79 @@ def test_no_body_posted_to_the_oauth_start_gets_a_5xx_or_spends_a_link(bridge):
     continued = requests.post(start, data={"ticket": ticket}, allow_redirects=False, timeout=10)
     assert continued.status_code == 303 and continued.headers["Location"].startswith(("http://", "https://"))
     assert requests.post(start, data={"ticket": ticket}, allow_redirects=False, timeout=10).status_code == 403
+
+
+def _compressed(coding: str, raw: bytes) -> bytes:
+    import gzip
+    import zlib
+    def gzipped(b: bytes) -> bytes:
+        return gzip.compress(b, mtime=0)       # the same bytes in every test process (xdist collects each)
+    return {"gzip": gzipped, "x-gzip": gzipped, "deflate": zlib.compress, "identity": lambda b: b}[coding](raw)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate", "identity"])
+def test_a_compressed_webhook_is_read_as_its_content_encoding_says_and_worked(bridge, intercom, rf, coding):
+    bridge.apply(lead_settings())
+    lead = rf.add_user(42, "ann@example.com", "Ann", referrer_id=rf.add_user(42, "ref@example.com", "Rita")["id"])
+    join = bridge.post_join(None, raw=_compressed(coding, json.dumps(join_body(lead)).encode()),
+                            headers={"Content-Encoding": coding})
+    raw = json.dumps(json.loads(REAL_PAYLOAD.read_text())).encode()
+    sent = _compressed(coding, raw)
+    notifications = [requests.post(f"{bridge.server.url}/webhooks/intercom", data=sent, timeout=10, headers={
+        "Content-Type": "application/json", "Content-Encoding": coding, "X-Hub-Signature": sign(signed, "client-secret")})
+        for signed in (sent, raw)]               # signed as sent, or before it was compressed
+    # API Gateway may decompress a body itself, and pass its Content-Encoding on: the body is read as it is
+    notifications.append(bridge.post_intercom(raw=raw, signature=sign(raw, "client-secret")) if coding == "identity"
+                         else requests.post(f"{bridge.server.url}/webhooks/intercom", data=raw, timeout=10, headers={
+                             "Content-Encoding": coding, "X-Hub-Signature": sign(raw, "client-secret")}))
+    assert [join.status_code] + [n.status_code for n in notifications] == [202, 200, 200, 200], join.text
+    bridge.drain()
+    assert [c["email"] for c in intercom.contacts_by_email("ann@example.com")] == ["ann@example.com"]
+    assert bridge.dead_letters() == []
+
+
+@pytest.mark.parametrize("coding,raw,status,error,message", [
+    ("br", b'{"id": 1, "campaign_id": 42}', 415, "unsupported_media_type", "Content-Encoding 'br' is not accepted"),
+    ("gzip", b"\x1f\x8b" + b'{"id": 1, "campaign_id": 42}', 400, "malformed_encoding", "the body is not gzip data"),
+    ("gzip", _compressed("gzip", b'{"id": 1, "campaign_id": 42}')[:-9], 400, "malformed_encoding",
+     "the body is not gzip data"),
+    ("gzip", _compressed("gzip", b'{"id": 1, "campaign_id": 42, "pad": "' + b" " * 10_000_000 + b'"}'), 413,
+     "too_large", "body over 262144 bytes once decompressed"),
+])
+def test_a_body_in_a_coding_the_bridge_cannot_undo_is_refused_with_its_reason(bridge, coding, raw, status, error,
+                                                                               message):
+    bridge.apply(lead_settings())
+    answer = bridge.post_join(None, raw=raw, headers={"Content-Encoding": coding})
+    assert (answer.status_code, answer.json()["error"]) == (status, error)
+    assert answer.json()["message"].startswith(message), answer.json()["message"]
+    assert bridge.queued() == 0
+
+
+@pytest.mark.parametrize("content_type,raw", [
+    ("application/json; charset=ISO-8859-1", '{"id": 7, "campaign_id": 42, "first_name": "José"}'.encode("latin-1")),
+    ("application/json; charset=utf-16", '{"id": 7, "campaign_id": 42, "first_name": "José"}'.encode("utf-16")),
+    ("application/x-www-form-urlencoded; charset=ISO-8859-1", b"id=7&campaign_id=42&first_name=Jos%E9"),
+    ("application/x-www-form-urlencoded; charset=windows-1252", b"id=7&campaign_id=42&first_name=Jos\xe9"),
+])
+def test_a_join_in_the_charset_its_content_type_names_is_read_in_it(bridge, content_type, raw):
+    bridge.apply(lead_settings())
+    answer = bridge.post_join(None, raw=raw, headers={"Content-Type": content_type})
+    assert answer.status_code == 202, answer.text
+    [message] = bridge.resources.client("sqs").receive_message(QueueUrl=bridge.resources.queue_url)["Messages"]
+    assert json.loads(message["Body"])["person"]["first_name"] == "José"
+
+
+@pytest.mark.parametrize("blank", [None, "", "  "])
+def test_a_join_whose_payload_sends_a_mapped_field_blank_has_it_read_from_rf_as_one_left_out(bridge, intercom, rf,
+                                                                                             blank):
+    """RF's payload renders a field it has no value for as null or empty: the join reads it from RF's API,
+    as it does a field left out, rather than dead-lettering "the person has no email" (or creating the
+    contact without the name and code RF has)."""
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    answer = bridge.post_join({**join_body(lead), "email": blank, "first_name": blank, "code": blank})
+    assert answer.status_code == 202, answer.text
+    bridge.drain()
+    assert bridge.dead_letters() == []
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert (contact["name"], contact["custom_attributes"]["referral_code"]) == ("Ann", lead["code"])

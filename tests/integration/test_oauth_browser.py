@@ -195,6 +195,25 @@ def test_a_forged_state_is_refused(stack, clock):
     assert stack.nothing_stored() and stack.exchanges() == 0
 
 
+def test_a_sign_in_under_way_when_the_state_key_is_rotated_is_asked_for_a_new_link(stack, clock):
+    """The key that signs `state` may have leaked: the operator rotates it while an admin is on Intercom's
+    page. Their Authorize comes back to a page asking for a new link, and connects nothing; a new link does."""
+    from chalicelib.runtime import EDGE_SECRET_SECONDS
+
+    stack.to_authorize_page()
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["workspace", "oauth-app", "--rotate-state-key"], rt=stack.bridge.operator()) == 0
+    assert "state key rotated" in out.getvalue()
+    clock.now += EDGE_SECRET_SECONDS                 # the API's containers have read the new key
+    stack.click("authorize")                         # Intercom issues a real code
+    assert "its signing key was replaced since" in stack.text("reason")
+    assert "ask the bridge's operator for a new link" in stack.driver.page_source
+    assert stack.nothing_stored() and stack.exchanges() == 0
+    stack.to_authorize_page()
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS
+
+
 def test_an_expired_state_is_refused_even_with_a_good_code(stack, clock):
     stack.to_authorize_page()
     clock.now += oauth.STATE_SECONDS                 # the admin went for lunch on Intercom's page
@@ -218,6 +237,22 @@ def test_a_reload_of_the_connected_page_says_what_the_link_connected_and_does_no
                     f"{OAUTH_WS}) at {datetime.fromtimestamp(connected_at, timezone.utc):%Y-%m-%d %H:%M:%S} UTC.")
     assert stack.text("workspace-id") == OAUTH_WS and "Nothing was connected" not in stack.driver.page_source
     assert stack.token() == token and stack.exchanges() == 1
+
+
+def test_two_links_continued_in_two_tabs_of_one_browser_each_connect(stack):
+    """The admin continues from two links in two tabs before authorizing in either: each start's cookie
+    survives the other's, so the first tab's Authorize connects too (not "started in another browser")."""
+    first = stack.driver.current_window_handle
+    stack.to_authorize_page()
+    stack.driver.switch_to.new_window("tab")
+    stack.to_authorize_page()
+    stack.driver.switch_to.window(first)
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS, stack.driver.page_source
+    stack.driver.close()
+    stack.driver.switch_to.window(stack.driver.window_handles[0])
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS and stack.exchanges() == 2
 
 
 def test_a_state_used_by_a_failed_callback_cannot_be_used_again(stack):
@@ -254,7 +289,7 @@ def test_a_cookie_made_from_the_callback_url_is_not_the_browser_that_started(sta
     url = stack.driver.current_url
     state = parse_qs(urlsplit(url).query)["state"][0]
     for part in state.split("."):
-        cookie = {"Cookie": f"{oauth.COOKIE}={part}"}
+        cookie = {"Cookie": f"{oauth.cookie_name(state.split('.')[0])}={part}"}
         for seen, said in ((url, "started in another browser"),
                            (stack.callback_url(error="access_denied", state=state), "did not authorize the app")):
             page = requests.get(seen, headers=cookie, timeout=10)

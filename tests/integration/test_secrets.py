@@ -285,3 +285,18 @@ def test_secrets_never_reach_logs_cli_output_history_or_dead_letters(bridge, int
     assert any("webhook rejected" in line for line in logged()), logged()    # the log lines among them
     for value in given.values():
         assert value not in seen
+
+
+def test_an_unspent_oauth_link_is_in_no_item_of_the_table_and_still_works_once(bridge):
+    """The operator's one-time start link connects a workspace for whoever holds it: what the table keeps of
+    its ticket (a backup, an export, a console's reader) must not be the link."""
+    from chalicelib.services import oauth as flow
+    from chalicelib.services.connections import configure_oauth
+
+    configure_oauth(bridge.operator(), "app-id", "app-secret")
+    ticket = flow.mint_link(bridge.operator(), "https://bridge.example/api", "ws1")["url"].split("ticket=", 1)[1]
+    assert ticket not in json.dumps(scan(bridge))
+    place = flow.Place("https://bridge.example/api", secure=True)
+    assert flow.start(bridge.rt, place, ticket).status == 200
+    assert flow.begin(bridge.rt, place, ticket).status == 303
+    assert flow.begin(bridge.rt, place, ticket).status == 403 and flow.start(bridge.rt, place, ticket).status == 403

@@ -713,3 +713,22 @@ def test_two_contacts_with_one_email_enrol_one_rf_user_once_when_rf_throttles_th
     [user] = rf.users_by_email("dup@example.com", 42)
     linked = [c for c in twins if intercom.get(c["id"])["custom_attributes"].get("referral_link")]
     assert [intercom.get(c["id"])["custom_attributes"]["referral_link"] for c in linked] == [user["url"]]
+
+
+def test_a_sync_page_reads_the_ledger_strongly_consistently(bridge, intercom, rf, capsys):
+    """A page that gave itself back (its Lambda's time ran out) or failed is worked again a second or so later,
+    and DynamoDB's default read may not show yet what its try before wrote: an enrolment read as none is counted
+    as someone else's (already enrolled), and a `creating` entry read as none loses the user that try created
+    (RF's 422 then reads as someone already in the campaign). Each read of the ledger a page makes is strongly
+    consistent."""
+    from infra.local.counting import AwsCallRecorder
+    seg, _ = segment(intercom, 3)
+    bridge.apply(sync_settings(seg))
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        bridge.drain()
+    reads = [asked for call in recorder.calls if call.operation == "BatchGetItem"
+             for asked in call.params["RequestItems"].values() if asked["Keys"][0]["pk"]["S"] == "SYNC#42"]
+    assert reads and all(asked.get("ConsistentRead") for asked in reads), reads
+    assert json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])["enrolled"] == 3

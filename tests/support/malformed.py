@@ -37,6 +37,8 @@ CONTENT_TYPES = [
     "text/plain", "application/json; charset=utf-8", "application/vnd.api+json", "APPLICATION/JSON",
     "multipart/form-data; boundary=x", "application/xml", "", "garbage", "*/*", "application/json, text/xml",
     "application/x-www-form-urlencoded", "application/octet-stream", "text/html; charset=latin-1",
+    "application/json; charset=utf-16", "application/json; charset=base64", "application/json; charset=nope",
+    "text/plain; charset=ISO-8859-1", "application/x-www-form-urlencoded; charset=windows-1252",
 ]
 _HOLE = "\u0000HOLE\u0000"
 

@@ -48,8 +48,10 @@ def test_no_state_is_refused(state):
 
 
 def test_the_cookie_gives_back_only_a_well_formed_secret():
-    assert oauth.cookie_secret(f"a=1; {oauth.COOKIE}={'n' * 24}; b=2") == "n" * 24
-    assert oauth.cookie_secret(f"{oauth.COOKIE}=<script>") is None and oauth.cookie_secret(None) is None
+    name = oauth.cookie_name("b" * 43)
+    assert oauth.cookie_secret(f"a=1; {name}={'n' * 24}; b=2", name) == "n" * 24
+    assert oauth.cookie_secret(f"{name}=<script>", name) is None and oauth.cookie_secret(None, name) is None
+    assert oauth.cookie_secret(f"{oauth.cookie_name('c' * 43)}={'n' * 24}", name) is None    # another start's
 
 
 def test_a_regional_workspace_gets_its_api_base_only_when_checked_on_the_default_one():
@@ -353,7 +355,9 @@ def test_a_cookie_forged_from_the_callback_url_is_refused_the_connect_and_what_t
     query, cookie = started(rt)
     rt.auth.codes["code="] = "tok-1"
     callback = {"code": "code=", "state": query["state"]}
-    forged = [f"{oauth.COOKIE}={part}" for part in query["state"].split(".") if part]
+    name = oauth.cookie_name(query["state"].split(".")[0])                # the cookie the start set
+    assert cookie.startswith(f"{name}=")
+    forged = [f"{name}={part}" for part in query["state"].split(".") if part]
     for attempt in forged:
         refused(rt, flow.callback(rt, callback, attempt, HERE), "another browser", known=False)
     assert rt.auth.calls == []                                            # nothing exchanged, the state unspent
@@ -364,12 +368,72 @@ def test_a_cookie_forged_from_the_callback_url_is_refused_the_connect_and_what_t
     assert "it connected Intercom workspace" in flow.callback(rt, callback, cookie, HERE).html   # a real reload
 
 
+def test_two_links_continued_in_two_tabs_of_one_browser_each_connect_their_workspace(rt):
+    """An admin connecting two workspaces opens both links in tabs of one browser and continues in both
+    before authorizing either: the browser keeps one cookie per name, so each start's secret must survive
+    the other's, or the first tab's callback is told it was started in another browser (its link spent)."""
+    rt.auth.apps["tok-2"] = {"id_code": "ws2", "name": "Beta"}
+    jar: dict[str, str] = {}                              # the browser's cookies: a name set again is replaced
+    states = []
+    for workspace in ("ws1", "ws2"):
+        page = flow.begin(rt, HERE, ticket(rt, workspace))
+        name, value = page.headers["Set-Cookie"].split(";")[0].split("=", 1)
+        jar[name] = value
+        states.append(dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))["state"])
+    header = "; ".join(f"{name}={value}" for name, value in jar.items())
+    rt.auth.codes.update({"c1": "tok-1", "c2": "tok-2"})
+    for code, state, workspace in (("c1", states[0], "ws1"), ("c2", states[1], "ws2")):
+        page = flow.callback(rt, {"code": code, "state": state}, header, HERE)
+        assert page.status == 200 and f'<code id="workspace-id">{workspace}</code>' in page.html, page.html
+    assert rt.store.connections.workspaces() == {"ws1", "ws2"}
+
+
 def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
     bare = FakeConnecting()
     for page in (flow.start(bare, HERE, "t" * 22), flow.begin(bare, HERE, "t" * 22),
                  flow.callback(bare, {"code": "c"}, None, HERE)):
         assert page.status == 503 and "bridge workspace oauth-app --client-id ...</code> (it asks for the client " \
             "secret)" in page.html and "--client-secret" not in page.html       # no secret on a command line
+
+
+@pytest.mark.parametrize("field, variable", [("intercom_oauth_url", "INTERCOM_OAUTH_URL"),
+                                             ("intercom_base_url", "INTERCOM_BASE_URL")])
+def test_a_configuration_that_would_send_the_sign_in_or_the_token_in_clear_connects_nothing_and_loses_nothing(
+        rt, field, variable):
+    """An `http://` typo in the stage's configuration: every OAuth page says so (503) before the sign-in or
+    the code goes anywhere, and spends nothing: once it is fixed, the same link and the same state go on."""
+    from dataclasses import replace
+
+    query, cookie = started(rt)
+    given, fixed = ticket(rt), rt.config
+    rt.config = replace(fixed, **{field: "http://intercom.example"})
+    rt.auth.codes["code="] = "tok-1"
+    for page in (flow.start(rt, HERE, given), flow.begin(rt, HERE, given),
+                 flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)):
+        assert page.status == 503 and "Location" not in page.headers and "Set-Cookie" not in page.headers
+        assert f"{variable} must be an https:// URL" in page.html and "intercom.example" not in page.html
+    assert rt.auth.calls == [] and rt.store.connections.workspaces() == set()
+    rt.config = fixed
+    assert flow.begin(rt, HERE, given).status == 303
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+
+
+def test_a_rotated_state_key_refuses_every_sign_in_under_way_with_the_page_asking_for_a_new_link(rt):
+    """After the key may have leaked (anyone holding it could sign a state of their own, and connect a
+    workspace without the operator's link): the states signed before no longer read; links not yet
+    continued are not signed with it, and still work."""
+    query, cookie = started(rt)
+    unused = ticket(rt)
+    key = rt.secrets.scoped("edge").get("oauth/state-key")
+    assert configure_oauth(rt, None, None, rotate_state_key=True)["state_key"] == "rotated"
+    assert rt.secrets.scoped("edge").get("oauth/state-key") not in (key, None)
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-secret"      # the rest is kept
+    rt.auth.codes["code="] = "tok-1"
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    refused(rt, page, "not one this bridge issued (forged or altered), or its signing key was replaced since")
+    assert "ask the bridge's operator for a new link" in page.html and rt.auth.calls == []
+    query, cookie = started(rt, link=unused)
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
 
 
 # --- the operator's connect and disconnect ----------------------------------------------------
@@ -426,6 +490,10 @@ def test_the_callback_url_follows_the_deployed_stage_and_scheme():
     local = SimpleNamespace(headers={"host": "127.0.0.1:8000"}, context={"path": "/oauth/intercom/start"},
                             path="/oauth/intercom/start")
     assert _place(local) == flow.Place("http://127.0.0.1:8000", False)
+    for sent in ("javascript", "https://evil.example/x?", "HTTPS", "ftp"):     # only http or https, else https
+        forged = SimpleNamespace(headers={"Host": "bridge.example", "X-Forwarded-Proto": sent},
+                                 context={"path": "/oauth/intercom/start"}, path="/oauth/intercom/start")
+        assert _place(forged) == flow.Place("https://bridge.example", True), sent
 
 
 def test_rf_connect_shows_rfs_own_words_carried_by_the_adapters_error():

@@ -108,3 +108,25 @@ def test_a_batch_send_sqs_half_refuses_sends_every_batch_and_names_each_refused_
     assert [len(c) for c in client.calls] == [10, 10, 5]
     assert refused.value.refused == [(messages[3], "InternalError"), (messages[7], "InvalidMessageContents: bad")]
     assert str(refused.value) == "SQS refused 2 of 25 message(s): InternalError; InvalidMessageContents: bad"
+
+
+def test_a_wait_whose_copy_sqs_refuses_comes_back_alone_and_the_copies_sent_are_not_sent_again():
+    """SQS fails one entry of the copies' batch send (an InternalError): that record's original comes back
+    by itself; the others' copies went, so their originals are deleted (not handed back to wait again,
+    which would send a second copy of each), and the done record is deleted as usual."""
+    from chalicelib.ports import NotSent
+    work = FakeWork()
+    defer = work.queue.defer
+
+    def refuses_one(later):
+        defer(later)
+        refused = [(m.body, "InternalError") for m in later if json.loads(m.body)["rf_user_id"] == "3"]
+        work.queue.deferred = [m for m in work.queue.deferred if json.loads(m.body)["rf_user_id"] != "3"]
+        raise NotSent(refused, len(later))
+    work.queue.defer = refuses_one
+    waits = {user: Deferred("shared budget spent", retry_after=40) for user in ("2", "3", "4")}
+    with pytest.raises(RetryBatch, match="1 of 4 records will be retried: m3: could not send its copy back to the "
+                                         "queue to wait: InternalError"):
+        handle_batch([record(n, str(n)) for n in range(1, 5)], work, handlers=handlers(waits))
+    assert sorted(json.loads(m.body)["rf_user_id"] for m in work.queue.deferred) == ["2", "4"]
+    assert work.queue.deleted == ["rh1", "rh2", "rh4"]

@@ -583,3 +583,19 @@ def test_explain_text_shows_no_empty_detail_and_one_line_with_a_count_for_the_sa
 def test_the_same_entry_is_said_again_once_another_came_between_it():
     text, _ = said_of(RECEIVED, Entry("join", "waiting", "Intercom answered 429"), RECEIVED)
     assert len(lines(text, "join_received: received  type=lead")) == 2 and "(x" not in text, text
+
+
+@pytest.mark.parametrize("baseline, of, said", [
+    ("No", "custom_attributes.signed_up", "; baseline custom_attributes.signed_up='No'"),
+    (None, "custom_attributes.plan", "; baseline custom_attributes.plan=(no value)"),
+    (None, "(unknown: moved to an older contact)", "; baseline not known (moved to an older contact)"),
+    ("No", None, "; baseline 'No'"),                     # stored before links recorded the attribute
+])
+def test_the_header_names_the_attribute_a_baseline_is_a_value_of(baseline, of, said):
+    """After the rule moved from signed_up to plan, a held lead's header said "baseline 'No'": a value of
+    which attribute, and why is it held? The header names it, as the history's hold does."""
+    work = scenario.world()
+    scenario.joined(work, signed_up=baseline, baseline_of=of)
+    text, _ = trail(work, "7")
+    [header] = lines(text, "RF user 7")
+    assert header.endswith(f"; linked, qualification pending{said}"), header

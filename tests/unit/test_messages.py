@@ -120,3 +120,26 @@ def test_reconciliation_builds_its_checks_with_the_model_and_skips_a_link_no_che
     rt.store.links.set_contact(gone, [], state=ContactState.DELETED)
     assert reconcile(rt, limit=10) == {"queued": 2, "round_complete": True, "searches": 0, "overdue": 0}
     assert [messages.read(m).person_ref for m in rt.queue.sent] == [("42", "1"), ("42", "4")]
+
+
+def test_a_dead_letters_reason_holds_only_characters_sqs_takes_in_an_attribute():
+    """A reason quotes what a message held (an unreadable kind's text, with a NUL or U+FFFF): SQS refuses
+    a message attribute with such a character, as it does a body (its allowed set: #x9, #xA, #xD, #x20 to
+    #xD7FF, #xE000 to #xFFFD, #x10000 to #x10FFFF)."""
+    import re
+    from chalicelib.adapters.queue import Queue
+
+    class Client:
+        sent: list[dict] = []
+
+        def send_message(self, **params):
+            self.sent.append(params)
+    client = Client()
+    with pytest.raises(messages.Unreadable) as unreadable:
+        messages.parse('{"kind": "rf.join\\u0000\\uffff\\u001b"}')
+    Queue("work", "dead", client=client).dead_letter('{"kind": "rf.join\\u0000"}',
+                                                     f"unreadable message: {unreadable.value.reason}", 1, "2026-01-01T00:00:00Z")
+    [sent] = client.sent
+    value = sent["MessageAttributes"]["reason"]["StringValue"]
+    assert not re.search("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", value), value
+    assert value.startswith("unreadable message: (body): Input tag 'rf.join")

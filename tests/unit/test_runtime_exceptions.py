@@ -60,9 +60,28 @@ def work(monkeypatch) -> FakeWork:
 
 
 def test_a_batch_whose_own_step_fails_comes_back_whole_and_what_leaves_names_nobody(work, monkeypatch, log):
+    """A record must wait; sending its copy back fails with a client error that quotes the record's body
+    (the person's email). Before: that exception left the worker, and the Lambda runtime printed it, email
+    and all."""
+    from chalicelib.errors import Deferred
+    kind = Recorder(fails={"9": Deferred("another worker holds it")})
+    monkeypatch.setattr(worker, "HANDLERS", kind.handlers())
+
+    def refused(later):
+        raise ValueError(f"Invalid type for parameter MessageBody, value: {later[0].body} {ANN}")
+    monkeypatch.setattr(work.queue, "defer", refused)
+    with pytest.raises(Exception) as raised:
+        app.worker(sqs_event(record(1, check("7")), record(2, check("9"))), Context())
+    assert ANN not in printed(raised.value) and "ValueError" in str(raised.value)
+    assert work.queue.deleted == []                                   # the whole batch comes back, as before
+    assert ANN not in log() and "a***@example.com" in log()         # the details: in the log, masked
+
+
+def test_a_record_the_dead_letter_queue_refuses_comes_back_alone_and_what_leaves_names_nobody(work, monkeypatch,
+                                                                                             log):
     """A record no model can read goes to the dead-letter queue; that send fails with a client error that
-    quotes the record's body (the person's email). Before: that exception left the worker, and the Lambda
-    runtime printed it, email and all."""
+    quotes the record's body (the person's email): the record comes back alone, and neither what leaves
+    nor the log names the person."""
     kind = Recorder()
     monkeypatch.setattr(worker, "HANDLERS", kind.handlers())
 
@@ -70,11 +89,11 @@ def test_a_batch_whose_own_step_fails_comes_back_whole_and_what_leaves_names_nob
         raise ValueError(f"Invalid type for parameter MessageBody, value: {body}")
     monkeypatch.setattr(work.queue, "dead_letter", refused)
     poison = {"kind": "intercom.check", "campaign_id": "42", "rf_user_id": "9", "email": ANN}
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(RetryBatch) as raised:
         app.worker(sqs_event(record(1, check("7")), record(2, poison)), Context())
-    assert ANN not in printed(raised.value) and "ValueError" in str(raised.value)
-    assert work.queue.deleted == [] and work.queue.dead == []       # the whole batch comes back, as before
-    assert ANN not in log() and "a***@example.com" in log()         # the details: in the log, masked
+    assert ANN not in printed(raised.value) and "m2: could not send it to the dead-letter queue" in str(raised.value)
+    assert work.queue.deleted == ["rh1"] and work.queue.dead == []
+    assert ANN not in log() and "a***@example.com" in log()
 
 
 def test_records_that_fail_come_back_alone_and_the_batchs_exception_names_nobody(work, monkeypatch, log):

@@ -327,6 +327,35 @@ def test_the_campaign_s_user_limit_stops_the_run_naming_the_fix():
                            "campaign's user limit in Referral Factory, then run `bridge sync start` again")
 
 
+def test_a_retried_create_rf_refuses_as_over_the_user_limit_still_finds_the_user_the_try_before_created():
+    """The try before created the contact's RF user (its answer lost), and that user was the campaign's last: the
+    retry's create is refused as over the user limit, not as a taken email. The user is still looked up: the
+    contact is enrolled with it, its link written, and the run stops at the limit. (The skip it was recorded as
+    replaced the `creating` entry, and every later run took RF's user as someone already in the campaign: the
+    link was never written.)"""
+    from chalicelib.domain.history import iso
+    from chalicelib.messages import SyncPageMessage
+    from chalicelib.ports import Refused
+    from chalicelib.ports.store import LedgerEntry
+    work = world(1)
+    [contact] = work.apis.intercom_.contacts.values()
+    rf = work.apis.rf_
+    rf.created.append({"email": contact["email"], "campaign_id": 42, "id": 7, "url": "u7",
+                       "signed_up_at": iso(work.clock() + 1)})                 # our interrupted try made them
+    run = work.store.sync.start("42", "full", "users", work.clock())
+    work.store.sync.intend("42", [LedgerEntry(contact["id"], "creating", email=contact["email"], run=1,
+                                              at=iso(work.clock()))])
+    rf.create_answers = [Refused(422, "The campaign has reached its user limit.",
+                                 {"campaign_id": "The campaign has reached its user limit."})]
+    work.queue.sent.append(SyncPageMessage(campaign_id="42", run=run.number, page=0).wire())
+    drain(work)
+    stopped = work.store.sync.run("42")
+    assert (stopped.status, stopped.counts) == ("stopped", {"enrolled": 1})
+    entry = work.store.sync.entries("42", [contact["id"]])[contact["id"]]
+    assert (entry.outcome, entry.rf_user_id) == ("enrolled", "7")
+    assert contact["custom_attributes"]["referral_link"] == "u7"
+
+
 def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(monkeypatch):
     monkeypatch.setattr(sync, "PER_PAGE", 2)
     work = world(5)
@@ -740,6 +769,29 @@ def test_the_dry_run_says_not_in_rf_for_a_referrer_without_a_link_whom_rf_no_lon
     drain(work)
     assert work.store.sync.run("42").counts == {"not_in_rf": 1}
     assert {k: v["count"] for k, v in dry["skipped"].items()} == {"not_in_rf": 1}
+
+
+@pytest.mark.parametrize("dies_at, counted", [("lookup.first_seen", {"already_enrolled": 1}),
+                                               ("sync.add_counts", {})],
+                         ids=["after its work, before its mark", "after its mark, before its count"])
+def test_a_worker_dying_while_it_marks_a_contact_webhook_never_counts_the_contact_twice(dies_at, counted):
+    """The worker that enrolled a notified contact dies before its count is added, and the notification is
+    delivered again: before the mark, the redelivery works the contact again, finds it enrolled and counts it
+    already enrolled (+1 already); after the mark, it is a repeat and counts nothing (README, Ongoing mode)."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    part, name = dies_at.split(".")
+    repository = getattr(work.store, part)
+    real = getattr(repository, name)
+
+    def dies(*args):
+        setattr(repository, name, real)            # (the worker after it lives)
+        raise KeyboardInterrupt("killed")
+    setattr(repository, name, dies)
+    with pytest.raises(KeyboardInterrupt):
+        sync.on_contact(note, deps(work))
+    sync.on_contact(note, deps(work))                                  # delivered again
+    assert [u["email"] for u in work.apis.rf_.created].count("new@example.com") == 1
+    assert sync.status(deps(work), "42")["by_webhook"] == counted
 
 
 def test_a_contact_webhook_delivered_twice_at_once_is_counted_once_in_by_webhook_since():
@@ -1533,3 +1585,33 @@ def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_ha
         str(dup["id"]): f"already in the campaign: contact {p0['id']} of the source has the same email and "
                         "would be enrolled with it (the first of them; Referral Factory takes an email once)",
         str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}
+
+
+@pytest.mark.parametrize("meanwhile, creates", [("create", 2), ("intend", 1)],
+                         ids=["while its create waited", "between its ledger read and its creating entry"])
+def test_a_contact_another_worker_enrolled_meanwhile_stays_enrolled_not_skipped(meanwhile, creates):
+    """Intercom (or SQS) hands one contact's notification to two workers at once: both read no ledger entry and
+    both mean to create. The other worker creates the RF user, writes the link back and records the contact
+    enrolled while this one's create waits (the shared budget paces it: RF then answers it 422), or before this
+    one has even written its `creating` entry. Either way the user is the other worker's, not someone already in
+    the campaign: the ledger keeps the contact enrolled with that user (a skip over it lost the user, so the
+    referrer's count never learnt their contact, nor `sync report` whether they left), and a worker that had not
+    asked RF yet does not ask it at all."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    rf = work.apis.rf_
+    target, name = (rf, "create_user") if meanwhile == "create" else (work.store.sync, "intend")
+    real = getattr(target, name)
+    held = []
+
+    def the_other_worker_first(*args):
+        if not held:                                 # this worker waits here; the other runs it all
+            held.append(1)
+            sync.on_contact(note, deps(work))
+        return real(*args)
+    setattr(target, name, the_other_worker_first)
+    sync.on_contact(note, deps(work))
+    [user] = [u for u in rf.created if u["email"] == "new@example.com"]
+    [entry] = work.store.sync.entries("42", [str(note.item.id)]).values()
+    assert (entry.outcome, entry.rf_user_id) == ("enrolled", str(user["id"]))
+    assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
+    assert rf.calls.count("create_user new@example.com") == creates

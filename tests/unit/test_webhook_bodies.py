@@ -1,5 +1,7 @@
 """Reading webhook bodies: every way a body can be wrong is a BodyError (a 4xx that names the
 field), and real bodies are read exactly as they were sent."""
+import gzip
+import zlib
 from pathlib import Path
 
 import pytest
@@ -300,3 +302,24 @@ def test_an_rf_api_user_is_read_as_rf_sends_it():
                                  "created_at": "2024-01-01", "signed_up_at": "2024-01-02"})
     assert person.as_dict() == {"id": "7", "campaign_id": "42", "referrer_id": None, "type": "referrer",
                                 "signed_up_at": "2024-01-02"}
+
+
+def _raw_deflate(body: bytes) -> bytes:
+    deflate = zlib.compressobj(wbits=-15)
+    return deflate.compress(body) + deflate.flush()
+
+
+@pytest.mark.parametrize("coding,sent,status", [
+    ("gzip", lambda b: gzip.compress(b[:5]) + gzip.compress(b[5:]), None),      # two members: one body
+    ("deflate", _raw_deflate, None),                                           # without zlib's header
+    ("gzip, identity", gzip.compress, None),
+    ("GZIP", lambda b: b, None),                                               # decompressed already (API Gateway)
+    ("gzip", lambda b: gzip.compress(b) + b"junk", 400),
+    ("compress", lambda b: b, 415),
+])
+def test_a_content_coding_is_undone_or_refused_with_its_status(coding, sent, status):
+    body = b'{"id": 7, "campaign_id": 42}'
+    if status is None:
+        assert webhooks.decoded(coding, sent(body), 1000) == body
+    else:
+        assert refused(webhooks.decoded, coding, sent(body), 1000).status == status

@@ -309,3 +309,35 @@ def test_an_invocation_that_counted_nothing_logs_no_metrics_warning_and_one_that
     assert [str(w.message) for w in caught] == []
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert [m.get("RecordsProcessed") for m in emf] == [[1.0]]
+
+
+def test_a_record_the_dead_letter_queue_refuses_comes_back_alone_and_its_neighbours_finish():
+    """SQS refuses one letter (say, a body near its size limit that has no room left for the reason): that
+    record comes back on its own (SQS's redrive moves it after repeated receives); the nine beside it are
+    worked and deleted on this delivery, not handed back with it."""
+    rt, kind = FakeWork(), Recorder()
+    sent = rt.queue.dead_letter
+
+    def refuses_the_poison(body, reason, attempts, failed_at):
+        if "rf_user_id" not in body:
+            raise RuntimeError("InvalidParameterValue: message must be shorter than 262144 bytes")
+        sent(body, reason, attempts, failed_at)
+    rt.queue.dead_letter = refuses_the_poison
+    records = [record(i, check(str(i))) for i in range(9)] + [record(9, {"kind": "intercom.check"})]
+    with pytest.raises(RetryBatch, match="1 of 10 records will be retried: m9: could not send it to the dead-letter "
+                                         "queue: RuntimeError: InvalidParameterValue"):
+        handle_batch(records, rt, handlers=kind.handlers())
+    assert kind.applied == [str(i) for i in range(9)]
+    assert rt.queue.deleted == [f"rh{i}" for i in range(9)] and rt.queue.dead == []
+
+
+def test_a_dead_letter_whose_note_in_the_history_fails_is_sent_once_and_its_neighbours_finish():
+    rt = FakeWork()
+    kind = Recorder(fails={"1": Permanent("Intercom answered 400: bad")})
+
+    def throttled(ref, entries):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    rt.deps.history.append = throttled
+    assert handle_batch([record(i, check(str(i))) for i in range(3)], rt, handlers=kind.handlers()) == {
+        "done": 2, "retry": 0, "dead": 1}
+    assert [d["reason"] for d in rt.queue.dead] == ["Intercom answered 400: bad"] and kind.applied == ["0", "2"]

@@ -8,7 +8,7 @@ Item kinds (pk / sk):
                                          of changed contacts reads the rules of)
   WORKSPACES / INDEX                     the workspaces ever connected or configured (what `forget` visits)
   OAUTH#<nonce> / STATE                  an OAuth state already used (TTL: until it would have expired)
-  TICKET#<id> / OAUTH                    a one-time OAuth start link the operator minted, until it is spent
+  TICKET#<id hash> / OAUTH               a one-time OAuth start link the operator minted, until it is spent
                                          (TTL: when it expires); its own prefix, so the API function may
                                          delete these and nothing else
   RF / CONFIG                            Referral Factory is connected: which secrets are set
@@ -46,6 +46,7 @@ Item kinds (pk / sk):
 from __future__ import annotations
 
 from ...domain.link import PersonRef
+from ...domain.oauth import binding
 from ...ports.store import PENDING_SWEEP, normal_email
 
 Key = tuple[str, str]
@@ -71,7 +72,9 @@ def oauth_state_key(nonce: str) -> Key:
 
 
 def oauth_ticket_key(ticket: str) -> Key:
-    return f"TICKET#{ticket}", "OAUTH"
+    """Keyed by the ticket's SHA-256 (as a state by its browser secret's): whoever reads the table (a backup,
+    an export) cannot make the link from it."""
+    return f"TICKET#{binding(ticket)}", "OAUTH"
 
 
 WORKSPACES_KEY: Key = ("WORKSPACES", "INDEX")

@@ -1,6 +1,7 @@
 """Contact sync's runs and ledger (ports.store.SyncRepository) in DynamoDB."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from pynamodb.exceptions import PutError, UpdateError
@@ -46,6 +47,13 @@ def _entry(item: LedgerItem) -> LedgerEntry:
                        written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known),
                        adopted=bool(item.adopted), linked_run=int(item.linked_run or 0),
                        workspace=item.workspace)
+
+
+def _item(campaign_id: str, e: LedgerEntry, at: str) -> LedgerItem:
+    return LedgerItem(*ledger_key(campaign_id, e.contact_id), outcome=e.outcome, email=e.email,
+                      rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run, seen_run=e.seen_run,
+                      written_back=e.written_back, at=e.at or at, count_known=e.count_known or None,
+                      adopted=e.adopted or None, linked_run=e.linked_run or None, workspace=e.workspace)
 
 
 def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
@@ -147,15 +155,15 @@ class DynamoSync:
             if not conditional(exc):     # a newer run started meanwhile: the count stays with the ledger
                 raise
 
-    def entries(self, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, LedgerEntry]:
-        items = batch_get(LedgerItem, (ledger_key(campaign_id, c) for c in contact_ids))
+    def entries(self, campaign_id: str, contact_ids: Iterable[str], consistent: bool = False) -> dict[str, LedgerEntry]:
+        items = batch_get(LedgerItem, (ledger_key(campaign_id, c) for c in contact_ids), consistent)
         return {contact_of_ledger(i.sk): _entry(i) for i in items}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        # The page read the ledger just now, under its lease: one batched write (a webhook's enrolment of the
-        # same contact meanwhile is found again by RF's 422 and the look-up that follows).
-        self.record(campaign_id, entries)
-        return {e.contact_id for e in entries}
+        # One conditional put each (a batch write takes no condition): never over an entry naming an RF user.
+        at = iso(self.clock())
+        return {e.contact_id for e in entries if applied(partial(
+            _item(campaign_id, e, at).save, condition=LedgerItem.rf_user_id.does_not_exist()))}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         if not entries:
@@ -163,11 +171,7 @@ class DynamoSync:
         at = iso(self.clock())
         with LedgerItem.batch_write() as batch:
             for e in entries:
-                batch.save(LedgerItem(*ledger_key(campaign_id, e.contact_id), outcome=e.outcome, email=e.email,
-                                      rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run,
-                                      seen_run=e.seen_run, written_back=e.written_back, at=e.at or at,
-                                      count_known=e.count_known or None, adopted=e.adopted or None,
-                                      linked_run=e.linked_run or None, workspace=e.workspace))
+                batch.save(_item(campaign_id, e, at))
 
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         for item in LedgerItem.query(ledger_pk(campaign_id), limit=limit,

@@ -149,9 +149,11 @@ def _by_email(found: Found, ws: str, contact: dict, done: set) -> list[Link]:
 
 def _waiting_rule(link: Link, campaigns: dict[str, CampaignSettings]) -> Optional[Qualification]:
     """The rule of a lead that waits for its contact (a decided one is finished through the overdue
-    index, a settled one needs nothing)."""
+    index, a settled one needs nothing), or whose failed qualification may still lack its letter (the search
+    that failed it stopped before sending it: judged again, it fails again and sends it)."""
     settings = campaigns.get(link.campaign_id)
-    if settings is None or not link.final or not link.is_lead or link.qualification is not QState.PENDING:
+    if settings is None or not link.final or not link.is_lead or not (
+            link.qualification is QState.PENDING or link.owes_letter):
         return None
     return settings.qualification
 

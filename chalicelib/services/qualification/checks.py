@@ -16,6 +16,7 @@ from ...messages import CheckMessage
 from ...ports import Merged, NotFound
 from ..deps import WorkDeps
 from .batch import Batch
+from .qualifier import owed_letter
 
 
 def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
@@ -23,6 +24,9 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
     replay = bool(message.replayed_from)
     if link is None or not link.contact_id:
         return "skipped"
+    if link.owes_letter and not replay:
+        # It failed (a check resuming it, or judging it) and its letter may not exist: this check is it.
+        raise owed_letter(link)
     if link.qualification in UNFINISHED:
         # Decided and left unfinished (RF's answer lost, or a worker died holding the claim): finish
         # it, whatever the contact says now and whatever the settings became (RF asked first: Qualifier).

@@ -13,7 +13,7 @@ from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first, may_have_qualified
 from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
-from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain
+from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain, WorkError
 from ...observability import count, logger
 from ...ports import Apis, LinkRepository, Merged, NotFound
 
@@ -34,6 +34,8 @@ class Qualifier:
             return link
         rule = settings.qualification if settings is not None else None
         verdict = self._judge(link, rule, seen)
+        if verdict.action is Action.FAIL:
+            raise owed_letter(link)
         if verdict.action is Action.ARM and not seen.current:
             return self._arm_and_look(link, settings, seen, verdict)
         if not note and verdict.action in (Action.NOTE, Action.IGNORE):
@@ -205,6 +207,13 @@ def _resumed(claim: Claim) -> list[Entry]:
                "sending the qualification" if claim.link.rf_said_no else "asking it first")
         return [Entry("qualification", "resumed", f"Referral Factory had not confirmed this qualification: {how}")]
     return []
+
+
+def owed_letter(link: Link) -> WorkError:
+    """A failed qualification whose dead letter may not exist (Link.owes_letter): the failure again, with RF's
+    reason, about the lead, for the record that sees it to be that letter (the one its first try would have
+    written: the same reason, the same replay)."""
+    return Permanent(link.reason or "Referral Factory refused the qualification").about(*link.ref)
 
 
 class OtherCampaign(Permanent):

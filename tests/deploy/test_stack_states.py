@@ -1,0 +1,131 @@
+"""`make deploy` where a stage already stands: its stack rolled back by CloudFormation, or the stage deployed
+in another region of the account. moto's CloudFormation rolls nothing back: the states a rollback leaves are
+shown by rewriting what moto answers, and what the deploy asks of CloudFormation is read from its requests."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from botocore.exceptions import ClientError
+
+from infra import deploy
+
+from .conftest import aws_env, aws_on, project_copy
+
+
+def _calls(cfn: Any, operation: str) -> list[dict]:
+    """The parameters of every `operation` request the client sends from now on."""
+    sent: list[dict] = []
+    cfn.meta.events.register(f"provide-client-params.cloudformation.{operation}",
+                             lambda params, **_: sent.append(dict(params)))
+    return sent
+
+
+def test_a_first_creation_that_rolls_back_takes_its_table_with_it(moto_endpoint, tmp_path):
+    """The table is kept when its stack is deleted (DeletionPolicy: Retain), and CloudFormation keeps it
+    on the rollback of a failed creation too, unless asked not to. `make deploy` deletes a stack left in
+    ROLLBACK_COMPLETE and creates it again: a table kept by the rollback would make that creation fail on
+    the table's name, on every try, until someone deleted the table by hand."""
+    aws = aws_on(moto_endpoint)
+    created = _calls(aws.client("cloudformation"), "CreateStack")
+    deploy.deploy("fresh", project_dir=project_copy(tmp_path / "p"), render_only=True, aws=aws, say=lambda _: None)
+    assert [c["StackName"] for c in created] == ["rf-intercom-bridge-fresh"]
+    assert created[0].get("RetainExceptOnCreate") is True
+
+
+def test_a_redeploy_with_nothing_to_change_after_an_upgrade_rolled_back_goes_on(moto_endpoint, tmp_path):
+    """An upgrade's stack update failed and CloudFormation rolled it back (UPDATE_ROLLBACK_COMPLETE: the
+    stack is whole, as before the upgrade). A deploy of the version the stack holds has nothing to change in
+    it, and must go on to render and deploy the functions, not stop on the earlier update's failure."""
+    aws = aws_on(moto_endpoint)
+    project = project_copy(tmp_path / "p")
+    deploy.deploy("back", project_dir=project, render_only=True, aws=aws, say=lambda _: None)
+    cfn = aws.client("cloudformation")
+
+    def rolled_back(parsed, **_):
+        for stack in parsed.get("Stacks", []):
+            stack["StackStatus"] = "UPDATE_ROLLBACK_COMPLETE"
+
+    def an_earlier_failure(parsed, **_):
+        parsed["StackEvents"] = [{"LogicalResourceId": "NewThing", "ResourceStatus": "UPDATE_FAILED",
+                                  "ResourceStatusReason": "not authorized to create it"}] + parsed["StackEvents"]
+    def unchanged(**_):      # CloudFormation's answer to the same template and parameters (moto's compares more)
+        raise ClientError({"Error": {"Code": "ValidationError", "Message": "No updates are to be performed."}},
+                          "UpdateStack")
+    cfn.meta.events.register("after-call.cloudformation.DescribeStacks", rolled_back)
+    cfn.meta.events.register("before-call.cloudformation.UpdateStack", unchanged)
+    cfn.meta.events.register("after-call.cloudformation.DescribeStackEvents", an_earlier_failure)
+    lines: list[str] = []
+    again = deploy.deploy("back", project_dir=project, render_only=True, aws=aws, say=lines.append)
+    assert "  stack rf-intercom-bridge-back: no changes" in lines
+    assert again["target"].outputs["TableName"] == "rf-intercom-bridge-back-table"
+    assert "RENDER_ONLY: `chalice deploy` skipped" in lines
+
+
+def chalice_creating_roles(aws: deploy.Aws) -> Callable[[Path, list[str], str], None]:
+    """Stands in for `chalice deploy` (no Lambda in moto) as far as IAM goes: each function's role, named
+    <app>-<stage>-<function>, with its rendered policy as the inline policy of the role's name."""
+    def chalice(project: Path, args: list[str], region: str) -> None:
+        stage = args[args.index("--stage") + 1]
+        iam = aws.client("iam")
+        for function in deploy.FUNCTIONS:
+            role = f"{deploy.stage_prefix(stage)}-{function}"
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+            iam.put_role_policy(RoleName=role, PolicyName=role,
+                                PolicyDocument=(project / ".chalice" / deploy.policy_file(stage, function)).read_text())
+        state = deploy.state_path(project, stage)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        url = f"https://a1.execute-api.{region}.amazonaws.com/api/"
+        state.write_text(json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api", "rest_api_url": url}]}))
+    return chalice
+
+
+def test_a_stage_deployed_in_another_region_of_the_account_is_refused_before_anything_is_made(moto_endpoint, tmp_path):
+    """Chalice names a function's IAM role <app>-<stage>-<function>, and IAM is the account's, not a region's:
+    the same stage deployed in a second region would find the first region's roles and replace their policies
+    with its own region's resources (the first region's functions then refused everything), and its destroy
+    would delete them. `make deploy` says so, in one line, before it creates anything."""
+    there = aws_on(moto_endpoint, "us-east-1")
+    deploy.deploy("twice", project_dir=project_copy(tmp_path / "first"), aws=there, api_concurrency=None,
+                  chalice=chalice_creating_roles(there), say=lambda _: None)
+    here = aws_on(moto_endpoint)
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.deploy("twice", project_dir=project_copy(tmp_path / "second"), aws=here, api_concurrency=None,
+                      chalice=lambda *a: pytest.fail("chalice would replace the other region's roles' policies"),
+                      say=lambda _: None)
+    said = str(refused.value)
+    assert "stage twice is deployed in us-east-1" in said and "\n" not in said
+    assert "rf-intercom-bridge-twice" not in [s["StackName"] for s in here.client("cloudformation").list_stacks()[
+        "StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    # Its own region again is a redeploy, as before.
+    deploy.deploy("twice", project_dir=tmp_path / "first", aws=there, api_concurrency=None,
+                  chalice=lambda *a: None, say=lambda _: None)
+
+
+def test_a_stage_is_destroyed_from_a_checkout_that_never_deployed_it(moto_endpoint, tmp_path, monkeypatch):
+    """`make destroy` from a fresh clone (a colleague's, CI's): the deployed state comes from the stack's bucket,
+    and the real `chalice delete` (against the moto server) deletes what it lists. Chalice loads the stage from
+    .chalice/config.json, which only a deploy from that checkout had written: it stopped with "Unable to load
+    the project config file", and the stage could not be destroyed."""
+    for key, value in aws_env(moto_endpoint).items():
+        monkeypatch.setenv(key, value)
+    aws = aws_on(moto_endpoint)
+    api = aws.client("apigateway").create_rest_api(name="rf-intercom-bridge")["id"]
+
+    def chalice_made_an_api(project: Path, args: list[str], region: str) -> None:   # what `chalice deploy` records
+        state = deploy.state_path(project, "elsewhere")
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"schema_version": "2.0", "backend": "api", "resources": [{
+            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": api,
+            "rest_api_url": f"https://{api}.execute-api.{region}.amazonaws.com/api/"}]}))
+    deploy.deploy("elsewhere", project_dir=project_copy(tmp_path / "laptop"), aws=aws, api_concurrency=None,
+                  chalice=chalice_made_an_api, say=lambda _: None)
+    fresh = project_copy(tmp_path / "fresh-clone")
+    assert not (fresh / ".chalice").exists()
+    deploy.destroy("elsewhere", project_dir=fresh, aws=aws, say=lambda _: None)
+    assert api not in [a["id"] for a in aws.client("apigateway").get_rest_apis()["items"]]
+    assert "rf-intercom-bridge-elsewhere" not in [s["StackName"] for s in aws.client("cloudformation").list_stacks()[
+        "StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
