@@ -414,5 +414,5 @@ def test_the_oauth_app_refuses_an_api_url_oauth_link_would_refuse_before_storing
     Intercom cannot send the admin back to, where `workspace oauth-link` refuses the same --api-url."""
     code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id", "--client-secret",
                              CLIENT_SECRET, "--api-url", api_url)
-    assert (code, out) == (1, "") and err.startswith("bridge: the API's URL must be an https:// URL, e.g. "), err
+    assert (code, out) == (1, "") and err.startswith("bridge: the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"), err
     assert rt.oauth_app() is None and rt.secrets.scoped("edge").get("oauth/client-id") is None
