@@ -52,12 +52,14 @@ def method_not_allowed(request, allowed: str) -> Response:
 
 
 def _place(request):
-    """Where the browser reaches this API: the forwarded scheme, the Host, and the stage's path
-    (API Gateway's context path holds `/api/...`; the local server's has no stage)."""
+    """Where the browser reaches this API: the forwarded scheme (http or https; anything else is taken
+    for https), the Host, and the stage's path (API Gateway's context path holds `/api/...`; the local
+    server's has no stage)."""
     from .services.oauth import Place
 
     headers = {k.lower(): v for k, v in (request.headers or {}).items()}
-    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip().lower()
+    scheme = scheme if scheme in ("http", "https") else "https"
     path = (request.context or {}).get("path") or request.path
     prefix = path[: path.rfind("/oauth/intercom/")] if "/oauth/intercom/" in path else ""
     return Place(f"{scheme}://{headers.get('host', 'localhost')}{prefix}", scheme == "https")

@@ -314,6 +314,20 @@ def budget_problem(base: dict, stage: str) -> Optional[str]:
             f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")
 
 
+def config_problem(base: dict, stage: str) -> Optional[str]:
+    """What a function's configuration would refuse: a URL it would send a token (or an admin's sign-in) to in
+    clear (chalicelib/config.py's Config.insecure), or a value it cannot read. Said before the deploy, not left
+    to every worker's try and every OAuth page (the API keeps taking webhooks: their work waits)."""
+    for function in FUNCTIONS:
+        try:
+            problem = Config.from_env(deployed_environment(base, stage, function)).insecure()
+        except ValueError as exc:      # e.g. a BRIDGE_OUTAGE_HOURS of its own (the worker's: budget_problem)
+            problem = str(exc)
+        if problem:
+            return f"infra/chalice-config.json (stage {stage}, function {function}): {problem}"
+    return None
+
+
 def lease_problem(base: dict, stage: str) -> Optional[str]:
     """A worker's claim (of a join, a qualification) must last as long as the worker may run: a
     shorter lease lets a second worker take over a person the first one is still working on."""
@@ -598,7 +612,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
-    problem = lease_problem(base, stage) or budget_problem(base, stage)
+    problem = lease_problem(base, stage) or budget_problem(base, stage) or config_problem(base, stage)
     if problem:
         raise DeployError(problem)           # before anything is created or changed
     check_region(aws, stage, say)

@@ -29,7 +29,7 @@ from ..errors import REPLAY_PARKED, NoAnswer, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
 from ..ports.store import Connection, OAuthTicket
-from .connections import ConnectError, Connecting, check_workspace_id, store_workspace
+from .connections import NOT_REPEATED, ConnectError, Connecting, check_workspace_id, store_workspace
 
 
 class OAuthEdge(Connecting, Protocol):
@@ -76,6 +76,14 @@ NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")
 
 
+def check_api_url(api_url: str) -> None:
+    """ConnectError unless the API's URL is one an admin's sign-in may go to (domain/oauth.safe_url)."""
+    if not oauth.safe_url(api_url):
+        raise ConnectError("the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL, e.g. "
+                           "https://abc123.execute-api.eu-west-1.amazonaws.com/api (the value given is "
+                           f"{NOT_REPEATED})")
+
+
 def redirect_url(api_url: str) -> str:
     """The callback URL to register as the public app's redirect URL (`bridge workspace oauth-app`)."""
     return Place(api_url.rstrip("/"), False).callback
@@ -90,9 +98,7 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
                            "first (it asks for the public app's client secret)")
     if workspace is not None:
         check_workspace_id(workspace, None)
-    if not oauth.safe_url(api_url):
-        raise ConnectError(f"the API's URL must be an https:// URL, e.g. "
-                           f"https://abc123.execute-api.eu-west-1.amazonaws.com/api (got {api_url[:100]!r})")
+    check_api_url(api_url)
     ticket = OAuthTicket(oauth.new_ticket(), workspace, int(rt.clock()) + oauth.TICKET_SECONDS)
     rt.store.connections.add_oauth_ticket(ticket)
     return {"url": f"{Place(api_url.rstrip('/'), False).start}?{urlencode({'ticket': ticket.ticket})}",
@@ -101,8 +107,9 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
 
 def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The link opened (GET): a page whose button POSTs the ticket to `begin`. Never spends it."""
-    if rt.oauth_app() is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     kept = _ticket(rt.store.connections.oauth_ticket, ticket, rt.clock())
     if kept is None:
         return _no_ticket(ticket)
@@ -120,9 +127,9 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
 
 def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The start page's button (POST): spends the ticket and sends the browser to Intercom."""
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, _, key = app
     spent = _ticket(rt.store.connections.spend_oauth_ticket, ticket, rt.clock())
     if spent is None:
@@ -136,6 +143,19 @@ def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     # 303: the browser GETs Intercom's page (a POST's 302 may be followed by a POST).
     return Page(303, _html("Connecting to Intercom", f'<p>Continue to <a href="{html.escape(location)}">Intercom</a>.</p>'),
                 {"Location": location, "Set-Cookie": cookie, "Cache-Control": "no-store"})
+
+
+def _app(rt: OAuthEdge) -> tuple[str, str, str] | Page:
+    """The public app's (client id, client secret, state key), else the page of a bridge that connects no
+    workspace: its configuration would send the admin's sign-in or the token in clear (Config.insecure), or
+    the app is not stored yet."""
+    insecure = rt.config.insecure("intercom_oauth_url", "intercom_base_url")
+    if insecure:
+        logger.error("OAuth refused: the configuration is unsafe", extra={"reason": insecure})
+        return _page(503, "Not set up", "This bridge's configuration is unsafe, so it connects no workspace: "
+                                        f"{insecure}. The bridge's operator fixes it, and deploys again.")
+    app = rt.oauth_app()
+    return _page(503, "Not set up", NOT_SET_UP, raw=True) if app is None else app
 
 
 def _ticket(look: Callable[[str, float], Optional[OAuthTicket]], ticket: Optional[str],
@@ -154,9 +174,9 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
              remaining_ms: Callable[[], int] = lambda: 10**9) -> Page:
     """`remaining_ms`: the Lambda's time left. Intercom gets what is left of it but FINISH_MS: a function
     stopped by its timeout gets the admin API Gateway's 502, its state spent, and no line says why."""
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, client_secret, key = app
     error, detail = query.get("error") or "", query.get("error_description") or ""
     # Intercom's refusal (the admin denied: maybe after going back from a connect that went through) is said as

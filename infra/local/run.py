@@ -115,7 +115,8 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
 
 
 def real_apis(env=os.environ) -> tuple[bool, str]:
-    """Whether `make run` uses the real APIs (INTERCOM_TOKEN and RF_TOKEN), and the workspace."""
+    """Whether `make run` uses the real APIs (INTERCOM_TOKEN and RF_TOKEN), and the workspace; StartError when
+    they are half configured, or their URLs would carry the tokens in clear."""
     given = [var for var in ("INTERCOM_TOKEN", "RF_TOKEN") if env.get(var)]
     if len(given) == 1:
         missing = "RF_TOKEN" if given == ["INTERCOM_TOKEN"] else "INTERCOM_TOKEN"
@@ -126,6 +127,11 @@ def real_apis(env=os.environ) -> tuple[bool, str]:
     if not env.get("INTERCOM_WORKSPACE"):
         raise StartError("with INTERCOM_TOKEN and RF_TOKEN (the real APIs), set INTERCOM_WORKSPACE to your "
                          "Intercom workspace's app_id too")
+    from chalicelib.config import Config
+
+    insecure = Config.from_env(env).insecure()      # (the simulators' URLs are this machine's)
+    if insecure:
+        raise StartError(f"{insecure} — fix it (a variable left unset takes its default)")
     return True, env["INTERCOM_WORKSPACE"]
 
 
