@@ -13,15 +13,18 @@ if __name__ == "__main__":    # `python -m chalicelib.cli`: a Ctrl-C while the C
 
 import argparse
 import ast
+import contextlib
 import functools
 import getpass
+import io
 import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from .config import Config
 from .domain import apps
@@ -32,8 +35,9 @@ from .ports import Connection, RFConnection
 from .ports.secrets import OAUTH_CLIENT_SECRET
 from .runtime import Runtime
 from .services import admin
-from .services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_rf, connect_workspace,
-                                   disconnect_workspace, list_workspaces, oauth_app, remove_app, spaces_refused)
+from .services.connections import (NOT_REPEATED, ConnectError, check_workspace_id, configure_oauth, connect_rf,
+                                   connect_workspace, disconnect_workspace, list_workspaces, oauth_app, remove_app,
+                                   spaces_refused)
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing
@@ -120,8 +124,7 @@ def _redact(text: str, secrets: list) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bridge", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--stage", default=os.environ.get("BRIDGE_STAGE"),
-                        help="a deployed stage (dev, prod): its resources are read from its CloudFormation stack")
+    parser.add_argument("--stage", default=os.environ.get("BRIDGE_STAGE"), help=STAGE_HELP)
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     settings = sub.add_parser("settings", help="campaign settings").add_subparsers(dest="action", required=True)
@@ -188,6 +191,9 @@ def _parser() -> argparse.ArgumentParser:
                         "one is kept (needed the first time)")
     _secret_option(p, "--client-secret", "INTERCOM_OAUTH_CLIENT_SECRET (else INTERCOM_CLIENT_SECRET)",
                    "the public app's client secret")
+    p.add_argument("--rotate-state-key", action="store_true",
+                   help="replace the key that signs OAuth's `state` (after it may have leaked): sign-ins under way "
+                        "are refused, with a page asking for a new link")
     _api_url_option(p)
     _json(p)
     p.set_defaults(func=_workspace_oauth_app)
@@ -291,7 +297,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     _json_already(p)
     p.set_defaults(func=_forget)
+    _stage_after_the_command(parser)
     return parser
+
+
+STAGE_HELP = "a deployed stage (dev, prod): its resources are read from its CloudFormation stack"
+
+
+def _stage_after_the_command(parser: argparse.ArgumentParser) -> None:
+    """Each command takes --stage among its own options too (`bridge doctor 42 --stage prod`); unless given
+    there, the one before the command (or BRIDGE_STAGE) stands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                if not any(isinstance(a, argparse._SubParsersAction) for a in command._actions):
+                    command.add_argument("--stage", default=argparse.SUPPRESS, help=STAGE_HELP)
+                _stage_after_the_command(command)
 
 
 def _api_url_option(p: argparse.ArgumentParser) -> None:
@@ -418,17 +439,21 @@ def _json_already(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):   # a terminal not in UTF-8: a dash shown as \u2014, not an error
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
-    if args.stage and rt is None:  # the stage's table, queues and secrets path, from its stack's outputs
+    file_only = args.func is _settings_check      # reads a file only: no stage, no runtime, no AWS
+    if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
-    if rt is None and args.func is not _settings_check and not os.environ.get("BRIDGE_TABLE"):
+    if rt is None and not file_only and not os.environ.get("BRIDGE_TABLE"):
         print(f"bridge: {NO_STACK}", file=sys.stderr)
         return 1
     try:
-        if args.func is _settings_check:      # reads a file only: no runtime, no AWS
+        if file_only:
             return _settings_check(args, None)
-        rt = rt or Runtime(Config.from_env())
+        rt = rt or _runtime(Config.from_env())
         rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
         return args.func(args, rt)
     except SettingsError as exc:
@@ -441,7 +466,7 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         if os.environ.get("BRIDGE_DEBUG"):
             import traceback
             traceback.print_exc()
-        if isinstance(exc, (CliError, ConnectError)):
+        if isinstance(exc, (CliError, ConnectError, admin.NotChecked)):
             message = str(exc)
         elif isinstance(exc, WorkError):
             message = exc.reason
@@ -451,6 +476,15 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]  # typed ones too
         print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
         return 1
+
+
+def _runtime(config: Config) -> Runtime:
+    """The command's runtime; refused before anything is asked when a URL it may send a token to is not https."""
+    insecure = config.insecure()
+    if insecure:
+        raise CliError(f"{insecure} — fix this shell's environment or, with --stage, the stage's section of "
+                       "infra/chalice-config.json, then `make deploy` (a variable set nowhere takes its default)")
+    return Runtime(config)
 
 
 def _reader_gone() -> int:
@@ -556,6 +590,10 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.oauth import check_api_url, redirect_url
+    api_url = args.api_url or _known_api_url(args.stage)
+    if api_url:
+        check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
     variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
     stored: dict[str, Optional[str]] = {}     # what is stored, read once: by the prompt, else by configure_oauth
@@ -564,17 +602,15 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
         stored.update(oauth_app(rt, args.client_id))
         return ENTER_KEEPS if stored[OAUTH_CLIENT_SECRET] is not None else None
     client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
-                                         warnings, kept=kept)
+                                         warnings, kept=kept, ask=not args.rotate_state_key)
     # (a missing client id is refused by oauth_app, before the secret is typed)
-    if not args.client_id and not client_secret and _terminal():     # Enter at the prompt
+    if not args.client_id and not client_secret and not args.rotate_state_key and _terminal():   # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
-    done = configure_oauth(rt, args.client_id, client_secret, stored)
+    done = configure_oauth(rt, args.client_id, client_secret, stored, rotate_state_key=args.rotate_state_key)
     done["from"] = {"client_secret": secret_from}
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
-    from .services.oauth import redirect_url
-    api_url = args.api_url or _known_api_url(args.stage)
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
                 f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
@@ -583,7 +619,7 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
                   if done["relabelled"] else "")
     _answer(args, done, f"OAuth app stored: client id {done['client_id']}, client secret "
             f"{_said(done['client_secret'], secret_from)}, "
-            f"state key {done['state_key']}.{relabelled} {register}; "
+            f"state key {done['state_key']}.{ROTATED * (done['state_key'] == 'rotated')}{relabelled} {register}; "
             "`bridge workspace oauth-link` prints a one-time link for each admin who connects.", warnings)
     return 0
 
@@ -599,6 +635,9 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     return 0
 
 
+ROTATED = (" Sign-ins under way (continued to Intercom with the old key, or within the minute running API containers "
+           "keep it) are refused on their return from Intercom, with a page asking for a new link; links not yet "
+           "continued still work (the key does not sign them).")
 API_URL_UNKNOWN = ("<api> is the API's URL, not known here: `chalice url --stage <stage>` prints it; with --api-url "
                    "or BRIDGE_API_URL this command prints the whole redirect URL")
 
@@ -669,9 +708,9 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    found = dead_letters.look(rt)
     if args.raw and not args.show_payload:
         raise CliError("--raw shows the payloads as queued: give it with --show-payload")
+    found = dead_letters.look(rt)
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw)
     if args.json:
@@ -836,21 +875,18 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.backfill import EXAMPLES, UNREADABLE, BackfillError, backfill
 
-    def bar(read: int, total: Optional[int], queued: int) -> None:
-        if args.json or not sys.stderr.isatty():
-            return
+    def bar(read: int, total: Optional[int], queued: int) -> str:
         width = 30
         done = int(width * read / total) if total else 0
         shown = f"{read}/{total}" if total else str(read)
-        print(f"\r[{'#' * done}{'.' * (width - done)}] {shown} people read, {queued} "
-              f"{'queued' if args.apply else 'to send'}", end="", file=sys.stderr, flush=True)
+        return f"[{'#' * done}{'.' * (width - done)}] {shown} people read, {queued} " \
+               f"{'queued' if args.apply else 'to send'}"
 
     try:
-        result = backfill(rt, args.campaign_id, apply=args.apply, progress=bar)
+        with _progress(args) as draw:
+            result = backfill(rt, args.campaign_id, apply=args.apply, progress=lambda *read: draw(bar(*read)))
     except BackfillError as exc:
         raise CliError(str(exc)) from None
-    if not args.json and sys.stderr.isatty():
-        print(file=sys.stderr)
     view = result.view()
     if args.json:
         _print(view)
@@ -893,8 +929,8 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
 def _forget(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.privacy import QUEUED, forget
     if "@" not in args.email:
-        raise CliError(f"{args.email.strip()!r} is not an email address: `bridge forget` takes the person's email "
-                       "(e.g. ann@example.com)")
+        raise CliError(f"`bridge forget` takes the person's email, e.g. ann@example.com: the value given has no @ "
+                       f"({NOT_REPEATED})")
     done = forget(rt, args.email)
     queued = done["queued_work"]
     # Exit 0 all the same: the erasure happened; the warning says when to run it again.
@@ -920,6 +956,24 @@ def _sync_stopped(args: argparse.Namespace, exc: Exception) -> int:
     return _refused(args, "sync cannot start", view, getattr(exc, "problems", [str(exc)]), 1)
 
 
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[Callable[[str], None]]:
+    """A long run's progress line, redrawn on stderr: on a terminal only, never under --json. Whatever ends
+    the run (its answer, an error, Ctrl-C), the line is ended first: what follows starts a line of its own."""
+    drawn = 0                 # the length of the line drawn, if any
+
+    def draw(line: str) -> None:
+        nonlocal drawn
+        if not getattr(args, "json", False) and sys.stderr.isatty():
+            print(_over(drawn, line), end="", file=sys.stderr, flush=True)
+            drawn = len(line)
+    try:
+        yield draw
+    finally:
+        if drawn:
+            print(file=sys.stderr)
+
+
 def _text(args: argparse.Namespace) -> bool:
     return not getattr(args, "json", False) and sys.stdout.isatty()
 
@@ -928,12 +982,9 @@ def _sync_start(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
     try:
         if args.dry_run:
-            def progress(done: int, total: Optional[int]) -> None:
-                if sys.stderr.isatty():
-                    print(f"\r{_bar(done, total)} read", end="", file=sys.stderr, flush=True)
-            result = sync.dry_run(rt.deps, args.campaign_id, progress=progress)
-            if sys.stderr.isatty():
-                print(file=sys.stderr)
+            with _progress(args) as draw:
+                result = sync.dry_run(rt.deps, args.campaign_id, progress=lambda done, total: draw(
+                    f"{_bar(done, total)} read"))
             _print(result)
             return 0
         run = sync.start(rt.deps, args.campaign_id)
@@ -977,35 +1028,52 @@ def _pause(seconds: float) -> None:
 def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     from .domain.sync import FAILED
     from .services import sync
-    shown = 0
-    while True:
-        found = sync.status(rt.deps, args.campaign_id, args.run)
-        if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
-            raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
-                           f"{args.campaign_id}` shows its latest")
-        found = _synced(functools.partial(sync.shown_runs, rt.deps, args.campaign_id, found))
-        # A watch ends when the run does: exit 1 when it did not complete (its checks or RF's user limit stopped
-        # it: `stopped: <why>`), or when its page failed and waits in the dead-letter queue (it goes on once
-        # replayed)
-        stalled = (found.get("page_error") or {}).get("state") == FAILED
-        failed = stalled or found["status"] == "stopped"
-        if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
-            print(json.dumps(found, default=str), flush=True)
-            if found["status"] != "running" or stalled:
-                return 1 if failed else 0
+    shown = 0           # the length of the watched line drawn on the terminal, if any
+    try:
+        while True:
+            found = sync.status(rt.deps, args.campaign_id, args.run)
+            if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
+                raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
+                               f"{args.campaign_id}` shows its latest")
+            found = _synced(functools.partial(sync.shown_runs, rt.deps, args.campaign_id, found))
+            # A watch ends when the run does: exit 1 when it did not complete (its checks or RF's user limit stopped
+            # it: `stopped: <why>`), or when its page failed and waits in the dead-letter queue (it goes on once
+            # replayed)
+            stalled = (found.get("page_error") or {}).get("state") == FAILED
+            failed = stalled or found["status"] == "stopped"
+            if not _text(args) and args.watch:        # JSON lines: one object a refresh, until the run ends
+                print(json.dumps(found, default=str), flush=True)
+                if found["status"] != "running" or stalled:
+                    return 1 if failed else 0
+                _pause(2)
+                continue
+            if not _text(args):
+                _print(found)
+                return 0
+            if not args.watch or found["status"] != "running" or stalled:
+                wipe = _over(shown) if args.watch else ""      # the watched line, wiped
+                print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
+                return 1 if failed and args.watch else 0
+            line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
+            print(_over(shown, line), end="", flush=True)
+            shown = len(line)
             _pause(2)
-            continue
-        if not _text(args):
-            _print(found)
-            return 0
-        if not args.watch or found["status"] != "running" or stalled:
-            wipe = "\r" + (" " * shown + "\r" if shown else "") if args.watch else ""   # the watched line
-            print(wipe + _no_sync(found) + _status_line(found) + _full_run(found))
-            return 1 if failed and args.watch else 0
-        line = _status_line(found, " · ")           # one line, redrawn: as long as the one before at least
-        print(f"\r{line:<{shown}}", end="", flush=True)
-        shown = len(line)
-        _pause(2)
+    except KeyboardInterrupt:
+        if shown:      # Ctrl-C: the shell's prompt starts a line of its own
+            print()
+        raise
+
+
+def _over(before: int, line: str = "") -> str:
+    """`line` drawn over the watched line before it (`before` characters long; 0: none), the cursor at its end: \r
+    returns to the start of the terminal's row only, so one wider than the terminal, which wrapped, is cleared
+    from its first row on (up, then to the end of the screen), not left above as a copy."""
+    if not before:
+        return f"\r{line}"
+    rows = -(-before // max(shutil.get_terminal_size().columns, 1))       # the rows it took
+    if rows > 1:
+        return f"\r\x1b[{rows - 1}A\x1b[J{line}"
+    return f"\r{line:<{before}}" if line else f"\r{' ' * before}\r"
 
 
 def _status_line(found: dict, sep: str = "\n  ") -> str:
@@ -1083,15 +1151,15 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
 
 def command(argv: list[str] | None = None) -> int:
     """The `bridge` command: stdout carries only the answer, so `| jq` works; stderr only its errors,
-    one line each (the services' log lines are for the Lambdas: only their errors show here, unless
-    BRIDGE_DEBUG is set)."""
+    one line each (the services' log lines are for the Lambdas, their errors too: what fails the command
+    is its one line. BRIDGE_DEBUG shows them all)."""
     import logging
 
     from .observability import logger
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
-    logger.setLevel(logging.DEBUG if os.environ.get("BRIDGE_DEBUG") else logging.ERROR)
+    logger.setLevel(logging.DEBUG if os.environ.get("BRIDGE_DEBUG") else logging.CRITICAL)    # (none is logged)
     try:
         try:
             code = main(argv)

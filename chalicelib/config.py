@@ -5,6 +5,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Optional
+
+from .domain.oauth import safe_url
+
+# Where tokens, client secrets and an admin's sign-in are sent: each field, its variable and its default.
+URLS = {"intercom_base_url": ("INTERCOM_BASE_URL", "https://api.intercom.io"),
+        "intercom_oauth_url": ("INTERCOM_OAUTH_URL", "https://app.intercom.com/oauth"),
+        "rf_base_url": ("RF_BASE_URL", "https://api.referral-factory.com/api/v2")}
 
 
 @dataclass(frozen=True)
@@ -40,9 +48,9 @@ class Config:
             table=e.get("BRIDGE_TABLE", "rf-intercom-bridge-table"),
             queue_url=e.get("BRIDGE_QUEUE_URL", ""),
             dlq_url=e.get("BRIDGE_DLQ_URL", ""),
-            intercom_base_url=e.get("INTERCOM_BASE_URL", "https://api.intercom.io").rstrip("/"),
-            intercom_oauth_url=e.get("INTERCOM_OAUTH_URL", "https://app.intercom.com/oauth"),
-            rf_base_url=e.get("RF_BASE_URL", "https://api.referral-factory.com/api/v2").rstrip("/"),
+            intercom_base_url=_url(e, "intercom_base_url").rstrip("/"),
+            intercom_oauth_url=_url(e, "intercom_oauth_url"),
+            rf_base_url=_url(e, "rf_base_url").rstrip("/"),
             max_attempts=int(e.get("BRIDGE_MAX_ATTEMPTS", "5")),
             max_body_bytes=int(e.get("BRIDGE_MAX_BODY_BYTES", str(256 * 1024))),
             http_timeout=float(e.get("BRIDGE_HTTP_TIMEOUT", "10")),
@@ -64,6 +72,22 @@ class Config:
             else 60 * float(e.get("RECONCILE_EVERY_MINUTES") or "15"),
             outage_hours=_hours(e, "BRIDGE_OUTAGE_HOURS", "24"),
         )
+
+    def insecure(self, *names: str) -> Optional[str]:
+        """One line naming each variable of URLS (of the fields `names`, else all) that is not an https:// URL
+        (plain http:// to this machine only: the local stack's simulators), and would carry a token or a sign-in
+        in clear; None when all are safe. from_env does not refuse them: a webhook is sent nowhere, so the API
+        keeps taking and queueing webhooks; what would send a token asks this first (`make deploy`, the CLI,
+        the worker's clients, the OAuth pages). The values are not repeated (a token pasted in their place)."""
+        bad = [f"{URLS[name][0]} must be an https:// URL, e.g. {URLS[name][1]}" for name in names or URLS
+               if not safe_url(getattr(self, name))]
+        return "; ".join(bad) + " (plain http:// only to localhost or 127.0.0.1): tokens would travel in clear" \
+            if bad else None
+
+
+def _url(e, name: str) -> str:
+    variable, default = URLS[name]
+    return e.get(variable, default)
 
 
 def _hours(e, name: str, default: str) -> float:

@@ -75,6 +75,11 @@ class Uncertain(Transient):
     contact) and only then decide."""
 
 
+class NoAnswer(Uncertain):
+    """No answer in the time the call was given (its timeout, or what its caller had left: then, with no time
+    left, it was not sent). It may have been applied: an OAuth code may be used up."""
+
+
 class Permanent(WorkError):
     """Retrying will not help until someone fixes something: straight to the dead-letter
     queue with the reason, replayable once fixed (e.g. RF 422, Intercom 400, revoked token)."""

@@ -52,12 +52,14 @@ def method_not_allowed(request, allowed: str) -> Response:
 
 
 def _place(request):
-    """Where the browser reaches this API: the forwarded scheme, the Host, and the stage's path
-    (API Gateway's context path holds `/api/...`; the local server's has no stage)."""
+    """Where the browser reaches this API: the forwarded scheme (http or https; anything else is taken
+    for https), the Host, and the stage's path (API Gateway's context path holds `/api/...`; the local
+    server's has no stage)."""
     from .services.oauth import Place
 
     headers = {k.lower(): v for k, v in (request.headers or {}).items()}
-    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip().lower()
+    scheme = scheme if scheme in ("http", "https") else "https"
     path = (request.context or {}).get("path") or request.path
     prefix = path[: path.rfind("/oauth/intercom/")] if "/oauth/intercom/" in path else ""
     return Place(f"{scheme}://{headers.get('host', 'localhost')}{prefix}", scheme == "https")
@@ -108,7 +110,13 @@ def oauth_callback(request) -> Response:
     logger.set_correlation_id(request.context.get("requestId"))
     headers = {k.lower(): v for k, v in (request.headers or {}).items()}
     query = {k: v for k, v in (request.query_params or {}).items() if isinstance(v, str)}
-    return _html(oauth.callback(default_runtime(), query, headers.get("cookie"), _place(request)))
+    return _html(oauth.callback(default_runtime(), query, headers.get("cookie"), _place(request),
+                                _time_left(request.lambda_context)))
+
+
+def _time_left(context):
+    """The Lambda's time left, in ms, as its context says (none: no limit)."""
+    return getattr(context, "get_remaining_time_in_millis", None) or (lambda: 10**9)
 
 
 @contained
@@ -118,8 +126,7 @@ def sqs_batch(event) -> dict:
     context = getattr(event, "context", None)
     logger.set_correlation_id(getattr(context, "aws_request_id", None))
     try:
-        remaining = getattr(context, "get_remaining_time_in_millis", None) or (lambda: 10**9)
-        return handle_batch([record.to_dict() for record in event], default_runtime(), remaining)
+        return handle_batch([record.to_dict() for record in event], default_runtime(), _time_left(context))
     finally:
         flush()
 

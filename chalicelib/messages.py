@@ -7,12 +7,17 @@ The wire format is the model's JSON, flat, as earlier versions wrote it: message
 queue or the dead-letter queue still parse. `replayed_from` is set by `bridge dlq replay`."""
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .domain.link import PersonRef
-from .webhooks import CONTACT_TOPICS, Change, ContactItem, Email, Id, RFPerson, Timestamp, describe
+from .webhooks import CONTACT_TOPICS, WHO, Change, ContactItem, Email, Id, RFPerson, Timestamp, describe
+
+#: What a thin message leaves out beyond the bytes it must lose: room for what it adds (`too_large`, `left_out`)
+#: and for the queue's escapes, which the sizes here do not count.
+THIN_ROOM = 1024
 
 
 class _Message(BaseModel):
@@ -55,6 +60,26 @@ class JoinMessage(_AboutPerson):
     kind: Literal["rf.join"] = "rf.join"
     person: RFPerson
     received_at: Optional[float] = None
+    # Set on a join too large to queue whole: its size in bytes, and how many of its fields were left out (the
+    # worker reads the person from Referral Factory, as for a webhook that leaves fields out).
+    too_large: Optional[int] = None
+    left_out: Optional[int] = None
+    WHEN_SET = _Message.WHEN_SET | {"too_large", "left_out"}
+
+    def thin(self, size: int, limit: int) -> "JoinMessage":
+        """This join, `size` bytes where the queue takes `limit`, without its largest fields, as many as it takes
+        to fit. Who joined where (webhooks.WHO: ids, email, type) always stays."""
+        person = self.person.as_dict()
+        sizes = {k: len(json.dumps({k: v}, ensure_ascii=False, separators=(",", ":")).encode())
+                 for k, v in person.items() if k not in WHO}
+        over, left_out = size - limit + THIN_ROOM, 0
+        for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
+            if over <= 0:
+                break
+            del person[key]
+            over, left_out = over - sizes[key], left_out + 1
+        return self.model_copy(update={"person": RFPerson.model_validate(person), "too_large": size,
+                                       "left_out": left_out})
 
 
 class ContactMessage(_Message):
@@ -66,6 +91,18 @@ class ContactMessage(_Message):
     notification_id: Optional[Annotated[str, Field(max_length=256)]] = None
     created_at: Optional[Timestamp] = None
     item: ContactItem
+    # Set on a notification too large to queue whole: its size in bytes. Its item is then the contact's id, email
+    # and `merged_from` only, and the worker reads the contact from Intercom (qualification/contact_events.py).
+    too_large: Optional[int] = None
+    WHEN_SET = _Message.WHEN_SET | {"too_large"}
+
+    def thin(self, size: int, limit: int) -> "ContactMessage":
+        """This notification, `size` bytes where the queue takes `limit`, naming its contact only."""
+        item = self.item
+        named = {"id": item.id, "email": item.email, "updated_at": item.updated_at,
+                 "merged_from": item.merged_from and {"id": item.merged_from.id}}
+        return self.model_copy(update={"too_large": size, "item": ContactItem.model_validate(
+            {k: v for k, v in named.items() if v is not None})})
 
     @field_validator("topic")
     @classmethod

@@ -190,6 +190,15 @@ class Runtime:
                                  max_wait=self.max_wait, waiter=self.waiter, **kw)
         return self._cached(("limiter", budget, limit, window), make, seconds=float("inf"))
 
+    def url(self, name: str) -> str:
+        """The configured URL `name` (config.URLS) a client sends a token to; Permanent when it would travel in
+        clear: the work waits in the dead-letter queue, saying so (the API still takes and queues webhooks)."""
+        problem = self.config.insecure(name)
+        if problem:
+            raise Permanent(f"{problem} — fix it in the stage's configuration (infra/chalice-config.json) and run "
+                            "`make deploy`, then replay the dead-letter queue")
+        return getattr(self.config, name)
+
     def intercom(self, workspace: str) -> "IntercomClient":
         def make() -> "IntercomClient":
             from .adapters.intercom import IntercomClient
@@ -236,19 +245,19 @@ class Runtime:
                         raise Disconnected(workspace)
                 return fresh
             self._adopt_attributes(workspace, conn.attribute_list)
-            return IntercomClient(conn.api_base or self.config.intercom_base_url, token, reauth=reauth,
+            return IntercomClient(conn.api_base or self.url("intercom_base_url"), token, reauth=reauth,
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
 
     def intercom_auth(self) -> "IntercomAuthClient":
         """Token questions (the OAuth callback's exchange, `/me` before a token is stored)."""
         from .adapters.intercom import IntercomAuthClient
-        return IntercomAuthClient(self.config.intercom_base_url, self.config.http_timeout)
+        return IntercomAuthClient(self.url("intercom_base_url"), self.config.http_timeout)
 
     def rf_auth(self, token: str) -> "ReferralFactoryClient":
         """RF asked with a token not yet stored (`bridge rf connect`): outside the shared limiter."""
         from .adapters.referral_factory import ReferralFactoryClient
-        return ReferralFactoryClient(self.config.rf_base_url, token, timeout=self.config.http_timeout,
+        return ReferralFactoryClient(self.url("rf_base_url"), token, timeout=self.config.http_timeout,
                                      sleeper=self.sleeper)
 
     def oauth_app(self) -> Optional[tuple[str, str, str]]:
@@ -267,7 +276,7 @@ class Runtime:
             limiter = self.limiter("referral-factory", self.config.rf_calls_per_minute, 60, skew=1.0,
                                    vendor="Referral Factory", block_status=403,
                                    recheck=self.config.rf_block_recheck)
-            return ReferralFactoryClient(self.config.rf_base_url, token,
+            return ReferralFactoryClient(self.url("rf_base_url"), token,
                                          reauth=lambda stale: self.worker_secrets.refresh(RF_TOKEN, stale),
                                          **self._http_kw(limiter))
         return self._cached(("rf",), make)

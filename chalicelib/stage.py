@@ -157,6 +157,8 @@ def aws_problem(exc: BaseException, stage: bool = False) -> Optional[str]:
             code, message = error.get("Code", "error"), error.get("Message", "")
             if code == "ResourceNotFoundException":
                 return f"AWS: {message or code} — is BRIDGE_TABLE (or the stage) right?"
+            if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+                return f"AWS: {message or code} — are BRIDGE_QUEUE_URL and BRIDGE_DLQ_URL (or the stage) right?"
             if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
                 return f"AWS refused ({code}): {message} — see the rights the CLI needs in the README"
             return f"AWS answered {code}: {message}"

@@ -284,13 +284,18 @@ def render(project_dir: Path, target: Target, *, api_concurrency: Optional[int] 
     return written
 
 
-def worker_timeout(base: dict, stage: str) -> int:
+def function_timeout(base: dict, stage: str, function: str) -> int:
+    """A function's lambda_timeout in the stage, as Chalice reads infra/chalice-config.json (its default: 60 s)."""
     stage_cfg = base.get("stages", {}).get(stage, {})
-    for scope in (stage_cfg.get("lambda_functions", {}).get("worker", {}), stage_cfg,
-                  base.get("lambda_functions", {}).get("worker", {}), base):
+    for scope in (stage_cfg.get("lambda_functions", {}).get(function, {}), stage_cfg,
+                  base.get("lambda_functions", {}).get(function, {}), base):
         if "lambda_timeout" in scope:
             return int(scope["lambda_timeout"])
     return 60
+
+
+def worker_timeout(base: dict, stage: str) -> int:
+    return function_timeout(base, stage, "worker")
 
 
 def budget_problem(base: dict, stage: str) -> Optional[str]:
@@ -307,6 +312,20 @@ def budget_problem(base: dict, stage: str) -> Optional[str]:
     return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms, no less than the worker's "
             f"lambda_timeout of {timeout} s (stage {stage}): the worker would start no record, and every one would "
             f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")
+
+
+def config_problem(base: dict, stage: str) -> Optional[str]:
+    """What a function's configuration would refuse: a URL it would send a token (or an admin's sign-in) to in
+    clear (chalicelib/config.py's Config.insecure), or a value it cannot read. Said before the deploy, not left
+    to every worker's try and every OAuth page (the API keeps taking webhooks: their work waits)."""
+    for function in FUNCTIONS:
+        try:
+            problem = Config.from_env(deployed_environment(base, stage, function)).insecure()
+        except ValueError as exc:      # e.g. a BRIDGE_OUTAGE_HOURS of its own (the worker's: budget_problem)
+            problem = str(exc)
+        if problem:
+            return f"infra/chalice-config.json (stage {stage}, function {function}): {problem}"
+    return None
 
 
 def lease_problem(base: dict, stage: str) -> Optional[str]:
@@ -593,7 +612,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
-    problem = lease_problem(base, stage) or budget_problem(base, stage)
+    problem = lease_problem(base, stage) or budget_problem(base, stage) or config_problem(base, stage)
     if problem:
         raise DeployError(problem)           # before anything is created or changed
     check_region(aws, stage, say)

@@ -493,6 +493,13 @@ class FakeWork:
         self.remaining_ms: Callable[[], int] = lambda: 10**9
 
 
+def _in_time(within: Optional[float]) -> None:
+    """As the real client: a call given no time is not sent."""
+    from chalicelib.errors import NoAnswer
+    if within is not None and within <= 0:
+        raise NoAnswer("no time was left to ask Intercom")
+
+
 class FakeIntercomAuth:
     """IntercomAuth in memory: `codes` code -> token (single use), `apps` token -> /me's app."""
 
@@ -501,15 +508,17 @@ class FakeIntercomAuth:
         self.apps: dict[str, dict] = {}
         self.calls: list[str] = []
 
-    def exchange(self, code: str, client_id: str, client_secret: str) -> str:
+    def exchange(self, code: str, client_id: str, client_secret: str, within: Optional[float] = None) -> str:
         from chalicelib.errors import Permanent
+        _in_time(within)
         self.calls.append("exchange")
         if code not in self.codes:
             raise Permanent("Intercom answered 400: Invalid or already used authorization code")
         return self.codes.pop(code)
 
-    def whoami(self, token: str, api_base: Optional[str] = None) -> dict:
+    def whoami(self, token: str, api_base: Optional[str] = None, within: Optional[float] = None) -> dict:
         from chalicelib.errors import Permanent
+        _in_time(within)
         self.calls.append("me")
         if token not in self.apps:
             raise Permanent("Intercom answered 401 unauthorized: Access Token Invalid", status=401)

@@ -5,7 +5,7 @@ import re
 from typing import Any, Iterator, Optional, Sequence
 
 from ..domain.mapping import MARKER_ATTRIBUTE
-from ..errors import ApiError, Permanent, Transient
+from ..errors import ApiError, NoAnswer, Permanent, Transient
 from ..ports.apis import Conflict, Merged, NotFound
 from .http import JsonApi
 
@@ -176,14 +176,40 @@ class IntercomAuthClient:
     def __init__(self, base_url: str, timeout: float = 10.0):
         self.base_url, self.timeout = base_url.rstrip("/"), timeout
 
-    def exchange(self, code: str, client_id: str, client_secret: str) -> str:
+    def exchange(self, code: str, client_id: str, client_secret: str, within: Optional[float] = None) -> str:
+        # Never retried: a code is single-use, and an answer lost after Intercom used it cannot be asked again.
+        body = self._once("POST", f"{self.base_url}/auth/eagle/token", within, headers={"Accept": "application/json"},
+                          data={"code": code, "client_id": client_id, "client_secret": client_secret})
+        token = (body.get("access_token") or body.get("token")) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise Permanent("Intercom's token answer held no access token")
+        return token
+
+    def whoami(self, token: str, api_base: Optional[str] = None, within: Optional[float] = None) -> dict:
+        base = (api_base or self.base_url).rstrip("/")
+        if within is None:      # retried as any GET
+            me = IntercomClient(base, token, timeout=self.timeout)._call("GET", "/me")
+        else:                   # one try, in the time the caller has
+            me = self._once("GET", f"{base}/me", within, headers={
+                "Accept": "application/json", "Intercom-Version": VERSION, "Authorization": f"Bearer {token}"})
+        return me if isinstance(me, dict) else {}
+
+    def _once(self, method: str, url: str, within: Optional[float], **kw: Any) -> Any:
+        """One request, never retried: its JSON answer. Connecting and reading each get the client's timeout,
+        and together at most `within` seconds when it is given (a quarter of it to connect, which takes
+        milliseconds when Intercom is up)."""
         import requests
 
-        # Never retried: a code is single-use, and an answer lost after Intercom used it cannot be asked again.
+        if within is not None and within <= 0:
+            raise NoAnswer("no time was left to ask Intercom")
+        connect = self.timeout if within is None else min(self.timeout, within / 4)
+        read = self.timeout if within is None else min(self.timeout, within - connect)
         try:
-            resp = requests.post(f"{self.base_url}/auth/eagle/token", timeout=self.timeout,
-                                 data={"code": code, "client_id": client_id, "client_secret": client_secret},
-                                 headers={"Accept": "application/json"}, allow_redirects=False)
+            resp = requests.request(method, url, timeout=(connect, read), allow_redirects=False, **kw)
+        except requests.ConnectTimeout:
+            raise NoAnswer(f"no connection to Intercom within {connect:.3g} s") from None
+        except requests.Timeout:
+            raise NoAnswer(f"no answer from Intercom within {read:.3g} s") from None
         except requests.RequestException as exc:
             raise Transient(f"Intercom unreachable ({type(exc).__name__})") from None
         body = _json_or_none(resp)
@@ -192,16 +218,8 @@ class IntercomAuthClient:
             message = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)) \
                 if isinstance(errors, list) else ""
             reason = f"Intercom answered {resp.status_code}: {message or resp.reason}"
-            raise (Transient if resp.status_code >= 500 else Permanent)(reason)
-        token = (body.get("access_token") or body.get("token")) if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise Permanent("Intercom's token answer held no access token")
-        return token
-
-    def whoami(self, token: str, api_base: str | None = None) -> dict:
-        client = IntercomClient(api_base or self.base_url, token, timeout=self.timeout)
-        me = client._call("GET", "/me")
-        return me if isinstance(me, dict) else {}
+            raise (Transient if resp.status_code >= 500 else Permanent)(reason, status=resp.status_code)
+        return body
 
 
 def _json_or_none(resp) -> Any:

@@ -37,7 +37,7 @@ def encode(message: dict | str) -> str:
         body = body.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
     size = len(body.encode("utf-8"))
     if size > MAX_BODY_BYTES:
-        raise MessageTooLarge(f"the message is {size} bytes; the queue takes at most {MAX_BODY_BYTES}")
+        raise MessageTooLarge(size, MAX_BODY_BYTES)
     return body
 
 

@@ -85,7 +85,8 @@ class State:
 
 
 def read_state(key: str, state: Optional[str], now: float) -> State:
-    """The state's binding and expiry, or StateError: missing, not ours (forged or altered), expired."""
+    """The state's binding and expiry, or StateError: missing, not ours (forged or altered, or signed with a key
+    since rotated: `bridge workspace oauth-app --rotate-state-key`), expired."""
     if not state:
         raise StateError("the link has no state: start again from a new start link")
     parts = state.split(".")
@@ -94,7 +95,8 @@ def read_state(key: str, state: Optional[str], now: float) -> State:
         raise StateError("the state is not one this bridge issued (forged or altered): start again")
     payload, signature = ".".join(parts[:3]), parts[3]
     if not hmac.compare_digest(_sign(key, payload).encode(), signature.encode()):
-        raise StateError("the state is not one this bridge issued (forged or altered): start again")
+        raise StateError("the state is not one this bridge issued (forged or altered), or its signing key was "
+                         "replaced since: start again")
     expires_at = int(parts[1])
     if now >= expires_at:
         raise StateError(f"the sign-in took longer than {STATE_SECONDS // 60} minutes and expired: start again",

@@ -118,11 +118,13 @@ class Apis(Protocol):
 
 class IntercomAuth(Protocol):
     """Intercom's answers about tokens (adapters/intercom.py: IntercomAuthClient). Errors are
-    errors.Permanent (a refused code or token, with Intercom's message) or errors.Transient."""
+    errors.Permanent (a refused code or token, with Intercom's message) or errors.Transient: errors.NoAnswer
+    when none came in time. `within`: the seconds the call may take in all (one try; with none left it is
+    not sent); None: the client's own timeout (and, for `whoami`, retries)."""
 
-    def exchange(self, code: str, client_id: str, client_secret: str) -> str:
+    def exchange(self, code: str, client_id: str, client_secret: str, within: Optional[float] = None) -> str:
         """POST /auth/eagle/token: the access token for an OAuth code (sent once: a code is single-use)."""
-    def whoami(self, token: str, api_base: Optional[str] = None) -> dict:
+    def whoami(self, token: str, api_base: Optional[str] = None, within: Optional[float] = None) -> dict:
         """GET /me with this token (on `api_base`, else the configured base): the admin and its app."""
 
 

@@ -7,7 +7,11 @@ from typing import Optional, Protocol, Sequence
 
 class MessageTooLarge(ValueError):
     """The message would not fit in the queue (SQS: 256 KiB, less room for the dead-letter
-    attributes): the webhook answers 413."""
+    attributes): `size` bytes, of at most `limit`. The webhook edge queues a thin message instead."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"the message is {size} bytes; the queue takes at most {limit}")
+        self.size, self.limit = size, limit
 
 
 class NotSent(RuntimeError):

@@ -144,6 +144,11 @@ class MovesWorkspace(SettingsError):
     """The settings move a campaign that has linked people to another workspace, unconfirmed."""
 
 
+class NotChecked(Exception):
+    """The live workspace could not be read to check the settings (Intercom away, the token refused): nothing
+    was stored."""
+
+
 def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_workspace: bool = False) -> dict:
     """Validate and store a campaign's settings. Returns {campaign_id, version, warnings}. Raises
     MovesWorkspace when they name another workspace than the stored ones while people are linked, unless
@@ -165,8 +170,12 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
             try:
                 attributes = intercom.data_attributes()
                 segments = intercom.segments() if settings.sync and settings.sync.source == "segment" else None
-            except WorkError as exc:
-                raise SettingsError([f"workspace: could not read attributes from Intercom — {exc.reason}"]) from None
+            except WorkError as exc:        # the settings may well be valid: not said to be invalid
+                raise NotChecked(f"settings of campaign {settings.campaign_id} not stored: workspace "
+                                 f"{settings.workspace}'s attributes could not be read from Intercom to check them "
+                                 f"({exc.reason}) — apply them again once that is fixed (`bridge doctor "
+                                 f"{settings.campaign_id}` says what is wrong), or with --offline (`bridge doctor "
+                                 f"{settings.campaign_id}` then checks the attributes)") from None
             problems = check_against_workspace(settings, attributes, segments)
             if problems:
                 raise SettingsError(problems)

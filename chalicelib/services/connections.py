@@ -33,6 +33,11 @@ class Connecting(Protocol):
     def rf_auth(self, token: str) -> ReferralFactoryAuth: ...
 
 
+# What a refusal says of the value it refuses: an operator pastes a token in the wrong place, and the error
+# would print it.
+NOT_REPEATED = "not repeated here: it may be a token given in its place"
+
+
 class ConnectError(Exception):
     """The operator's request cannot be done as given (one line, says what to do)."""
 
@@ -89,9 +94,10 @@ def check_workspace_id(workspace: str, api_base: Optional[str]) -> None:
     """What a connect refuses whatever its secrets: checked before they are asked for."""
     if not valid_workspace(workspace):
         raise ConnectError("the workspace given is not an Intercom app_id (letters, digits, _ and - only, at most 64; "
-                           "not repeated here: it may be a token given in its place)")
+                           f"{NOT_REPEATED})")
     if api_base and not safe_url(api_base):  # it gets the token
-        raise ConnectError(f"--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got {api_base!r})")
+        raise ConnectError("--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (the value given is "
+                           f"{NOT_REPEATED})")
 
 
 def store_workspace(rt: Connecting, workspace: str, token: Optional[str], client_secret: Optional[str],
@@ -223,12 +229,13 @@ def oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[st
 
 
 def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Optional[str],
-                    stored: Optional[dict[str, Optional[str]]] = None) -> dict:
+                    stored: Optional[dict[str, Optional[str]]] = None, *, rotate_state_key: bool = False) -> dict:
     """The public app's client id and secret, for the OAuth routes; the key that signs `state` is
-    made once. What is not given is kept. `stored`: what oauth_app already read for this client id (a
-    prompt asked whether a secret is stored): not read again."""
+    made once, and again when `rotate_state_key` (every state signed before no longer reads: its callback
+    gets the page asking for a new link). What is not given is kept. `stored`: what oauth_app already read
+    for this client id (a prompt asked whether a secret is stored): not read again."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
-    if not client_id and not client_secret:
+    if not client_id and not client_secret and not rotate_state_key:
         raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
                            "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
                            "INTERCOM_OAUTH_CLIENT_SECRET)")
@@ -247,10 +254,11 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
         edge.put(OAUTH_CLIENT_ID, client_id)
     if client_secret:
         edge.put(OAUTH_CLIENT_SECRET, client_secret)
-    if state_key is None:
+    if state_key is None or rotate_state_key:
         edge.put(OAUTH_STATE_KEY, new_key())
     return {"client_id": "set" if client_id else "kept", "client_secret": "set" if client_secret else "kept",
-            "state_key": "made" if state_key is None else "kept", "relabelled": relabelled}
+            "state_key": "made" if state_key is None else "rotated" if rotate_state_key else "kept",
+            "relabelled": relabelled}
 
 
 def refuse_private_secret(rt: Connecting, secret: str) -> None:

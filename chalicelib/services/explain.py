@@ -19,7 +19,7 @@ from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
-from ..errors import DISCONNECTED, plan_restricted
+from ..errors import DISCONNECTED, plan_restricted, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
@@ -39,6 +39,7 @@ class Explanation:
     enrolled: list[dict] = field(default_factory=list)   # contact sync enrolled them (its ledger): no join needed
     # The query, an Intercom contact no link names, shares the email of these people (`duplicate_of`).
     duplicates: list[dict] = field(default_factory=list)
+    unasked: Optional[str] = None     # why Intercom could not be asked about such a contact now (away, limiting)
 
     @property
     def found(self) -> bool:
@@ -57,7 +58,8 @@ class Explanation:
                                   for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
-                       **({} if self.found else {"message": never_seen(self.query)})}, known)
+                       **({} if self.found else {"message": (f"{self.unasked}. " if self.unasked else "")
+                                                            + never_seen(self.query)})}, known)
 
 
 def _last_failure(link: Link, trail: list[dict], *also: str) -> Optional[dict]:
@@ -189,8 +191,9 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
         if (len(people), len(emails), len(contacts), len(rf_ids)) == before:
             break
     duplicates: list[dict] = []
+    unasked: Optional[str] = None
     if intercom is not None and not emails and query not in {p.contact_id for p in people.values()}:
-        duplicates = _duplicate_of(store, intercom, workspaces, query)
+        duplicates, unasked = _duplicate_of(store, intercom, workspaces, query)
     # The ledger is keyed by contact: a referrer sync enrolled, asked about by RF id, is found by the contact their
     # history's sync entry names (a history read anyway, below).
     read: dict[PersonRef, list[Recorded]] = {}
@@ -256,7 +259,7 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
     return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(_retrying(trail))),
-                       enrolled, duplicates)
+                       enrolled, duplicates, unasked)
 
 
 def _retrying(trail: list[dict]) -> list[dict]:
@@ -351,25 +354,30 @@ CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")      # what may go into Intercom
 
 
 def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspaces: list[str],
-                  query: str) -> list[dict]:
+                  query: str) -> tuple[list[dict], Optional[str]]:
     """The people linked to another contact with this contact's email, in its own workspace only (a
     contact of another workspace says nothing of this one's people), each with whether the contact's
     changes count for them (the campaign's `qualification.match`; never for a link left behind by a
-    workspace move), as the qualification judges them."""
+    workspace move), as the qualification judges them; and, found in no workspace, why Intercom could not be
+    asked now in one (away or limiting: the id may well be right)."""
+    unasked = None
     if not CONTACT_ID.fullmatch(query):
-        return []
+        return [], None
     for workspace in workspaces:
         try:
             contact = intercom(workspace).get_contact(query)
-        except Exception:        # (not there, merged, not connected, Intercom away...): nothing said of it
+        except Exception as exc:  # (not there, merged, not connected...): nothing said of it, but of Intercom away
+            if waits(exc) and unasked is None:
+                unasked = (f"Intercom could not be asked about contact {query} (workspace {workspace}): "
+                           f"{getattr(exc, 'reason', exc)} — run `bridge explain` again once it answers")
             continue
         email = contact.get("email")
         if not email:
-            return []
+            return [], None
         found = store.lookup.look_up(emails=[(workspace, email)])
-        return [_duplicate(store, query, workspace, email, link)
-                for link in found.linked_to_email(workspace, email) if link.contact_id and link.contact_id != query]
-    return []
+        return [_duplicate(store, query, workspace, email, link) for link in found.linked_to_email(workspace, email)
+                if link.contact_id and link.contact_id != query], None
+    return [], unasked
 
 
 def _duplicate(store: Store, contact_id: str, workspace: str, email: str, link: Link) -> dict:

@@ -111,10 +111,13 @@ def _parsed(shape: _Shape, repeats: bool = False) -> dict:
 
 
 def _enqueue(rt: Edge, message: Union[JoinMessage, ContactMessage], status: int, answer: dict) -> Reply:
+    """The message, or, when the queue will not take it whole, a thin one that names what the worker reads
+    from the vendor (messages.py: `thin`); a valid event is never refused for its size here."""
     try:
-        message_id = rt.queue.send(message.wire())
-    except MessageTooLarge as exc:
-        return _error(413, "too_large", f"the event is too large to queue ({exc})")
+        try:
+            message_id = rt.queue.send(message.wire())
+        except MessageTooLarge as exc:
+            message_id = rt.queue.send(message.thin(exc.size, exc.limit).wire())
     except Exception:  # SQS throttled, unreachable or refusing: an outage the sender retries, not the body's fault
         logger.warning("could not queue a webhook's event", exc_info=True)
         return _unavailable("the bridge could not queue this event")

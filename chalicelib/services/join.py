@@ -66,9 +66,13 @@ class Person:
     def email(self) -> Optional[str]:
         return (self.values.get("email") or "").lower() or None
 
-    def received(self, replayed_from: Optional[str] = None) -> Entry:
-        """What the try read of the person; a replay says so (and which dead letter it was)."""
-        return Entry("join_received", "received", REPLAYED if replayed_from else None, {
+    def received(self, message: JoinMessage) -> Entry:
+        """What the try read of the person; a replay says so (and which dead letter it was), as does a join too
+        large to queue (its largest fields left out, read from Referral Factory)."""
+        replayed_from = message.replayed_from
+        said = [f"too large to queue ({message.too_large} bytes): its {message.left_out} largest field(s) left out, "
+                "read from Referral Factory"] if message.too_large else []
+        return Entry("join_received", "received", "; ".join(said + ([REPLAYED] if replayed_from else [])) or None, {
             "type": self.values.get("type"), "fetched_from_referral_factory": list(self.fetched),
             **({"replayed_from": replayed_from} if replayed_from else {})})
 
@@ -765,7 +769,8 @@ def _person(settings: CampaignSettings, message: JoinMessage, apis: Apis) -> Per
     rf_user: Optional[dict] = None
     # A lead counts for their referrer (referral counts): a webhook without `referrer_id` asks RF who it is.
     uncounted = bool(count_attribute(settings)) and values.get("type") == LEAD and "referrer_id" not in values
-    if people.missing(values, sources) or uncounted:
+    # (a join too large to queue came without its largest fields: read whatever they were)
+    if people.missing(values, sources) or uncounted or message.too_large:
         rf_user = campaign_user(apis.rf().get_user(values["id"]), message.campaign_id, values["id"])
         values = people.merge(values, people.normalise(rf_user))
         fetched.append("user")
@@ -783,10 +788,10 @@ def _received(attempt: Attempt) -> Entry:
     """The try's `join_received` entry: the person as read, or, before they were read, as the webhook
     says (a `referrer_id` without a `type`: a lead)."""
     if attempt.person is not None:
-        return attempt.person.received(attempt.message.replayed_from)
+        return attempt.person.received(attempt.message)
     values = attempt.message.person.as_dict()
     kind = values.get("type") or (LEAD if values.get("referrer_id") else None)
-    return Person({**values, "type": kind}).received(attempt.message.replayed_from)
+    return Person({**values, "type": kind}).received(attempt.message)
 
 
 def _sources(settings: CampaignSettings, values: dict) -> set[str]:

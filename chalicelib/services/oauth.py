@@ -25,11 +25,11 @@ from ..domain.apps import PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..domain.settings import valid_or_none
-from ..errors import REPLAY_PARKED, Permanent, WorkError
+from ..errors import REPLAY_PARKED, NoAnswer, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
 from ..ports.store import Connection, OAuthTicket
-from .connections import ConnectError, Connecting, check_token, check_workspace_id, store_workspace
+from .connections import NOT_REPEATED, ConnectError, Connecting, check_workspace_id, store_workspace
 
 
 class OAuthEdge(Connecting, Protocol):
@@ -68,9 +68,20 @@ NO_TICKET = ("Connecting a workspace needs a one-time link from the bridge's ope
              "it has no ticket, it was already used, it expired (links last {minutes} minutes) or it was never "
              "issued. The operator creates a new one with <code>{command}</code> (<code>--workspace APP_ID</code> "
              "to allow only that workspace).")
+# What the callback keeps of the Lambda's time after Intercom's calls: to store the token, record what it did
+# and answer its page.
+FINISH_MS = 3000
 NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "<code>bridge workspace oauth-app --client-id ...</code> (it asks for the client secret) with the "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")
+
+
+def check_api_url(api_url: str) -> None:
+    """ConnectError unless the API's URL is one an admin's sign-in may go to (domain/oauth.safe_url)."""
+    if not oauth.safe_url(api_url):
+        raise ConnectError("the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL, e.g. "
+                           "https://abc123.execute-api.eu-west-1.amazonaws.com/api (the value given is "
+                           f"{NOT_REPEATED})")
 
 
 def redirect_url(api_url: str) -> str:
@@ -87,9 +98,7 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
                            "first (it asks for the public app's client secret)")
     if workspace is not None:
         check_workspace_id(workspace, None)
-    if not oauth.safe_url(api_url):
-        raise ConnectError(f"the API's URL must be an https:// URL, e.g. "
-                           f"https://abc123.execute-api.eu-west-1.amazonaws.com/api (got {api_url[:100]!r})")
+    check_api_url(api_url)
     ticket = OAuthTicket(oauth.new_ticket(), workspace, int(rt.clock()) + oauth.TICKET_SECONDS)
     rt.store.connections.add_oauth_ticket(ticket)
     return {"url": f"{Place(api_url.rstrip('/'), False).start}?{urlencode({'ticket': ticket.ticket})}",
@@ -98,8 +107,9 @@ def mint_link(rt: OAuthEdge, api_url: str, workspace: Optional[str] = None) -> d
 
 def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The link opened (GET): a page whose button POSTs the ticket to `begin`. Never spends it."""
-    if rt.oauth_app() is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     kept = _ticket(rt.store.connections.oauth_ticket, ticket, rt.clock())
     if kept is None:
         return _no_ticket(ticket)
@@ -117,9 +127,9 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
 
 def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
     """The start page's button (POST): spends the ticket and sends the browser to Intercom."""
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, _, key = app
     spent = _ticket(rt.store.connections.spend_oauth_ticket, ticket, rt.clock())
     if spent is None:
@@ -135,6 +145,19 @@ def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
                 {"Location": location, "Set-Cookie": cookie, "Cache-Control": "no-store"})
 
 
+def _app(rt: OAuthEdge) -> tuple[str, str, str] | Page:
+    """The public app's (client id, client secret, state key), else the page of a bridge that connects no
+    workspace: its configuration would send the admin's sign-in or the token in clear (Config.insecure), or
+    the app is not stored yet."""
+    insecure = rt.config.insecure("intercom_oauth_url", "intercom_base_url")
+    if insecure:
+        logger.error("OAuth refused: the configuration is unsafe", extra={"reason": insecure})
+        return _page(503, "Not set up", "This bridge's configuration is unsafe, so it connects no workspace: "
+                                        f"{insecure}. The bridge's operator fixes it, and deploys again.")
+    app = rt.oauth_app()
+    return _page(503, "Not set up", NOT_SET_UP, raw=True) if app is None else app
+
+
 def _ticket(look: Callable[[str, float], Optional[OAuthTicket]], ticket: Optional[str],
             now: float) -> Optional[OAuthTicket]:
     """`look` (the store's read or spend) of a ticket of the right shape; None for any other."""
@@ -147,10 +170,13 @@ def _no_ticket(ticket: Optional[str]) -> Page:
                  raw=True)
 
 
-def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[str], place: Place) -> Page:
-    app = rt.oauth_app()
-    if app is None:
-        return _page(503, "Not set up", NOT_SET_UP, raw=True)
+def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[str], place: Place,
+             remaining_ms: Callable[[], int] = lambda: 10**9) -> Page:
+    """`remaining_ms`: the Lambda's time left. Intercom gets what is left of it but FINISH_MS: a function
+    stopped by its timeout gets the admin API Gateway's 502, its state spent, and no line says why."""
+    app = _app(rt)
+    if isinstance(app, Page):
+        return app
     client_id, client_secret, key = app
     error, detail = query.get("error") or "", query.get("error_description") or ""
     # Intercom's refusal (the admin denied: maybe after going back from a connect that went through) is said as
@@ -170,7 +196,8 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     if not rt.store.connections.use_oauth_state(state.binding, state.expires_at):
         return _used(place, rt.store.connections.oauth_state_outcome(state.binding))
     try:
-        page, outcome = _connect(rt, client_id, client_secret, state, query, place)
+        page, outcome = _connect(rt, client_id, client_secret, state, query, place,
+                                 lambda: (remaining_ms() - FINISH_MS) / 1000)
     except Exception:  # maybe after the token was stored: the page, and the state's record, say so
         logger.exception("the OAuth callback stopped midway")
         page, outcome = _stopped(place, 500), oauth.Outcome(int(rt.clock()), stopped=True)
@@ -182,22 +209,30 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
 
 
 def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.State, query: Mapping[str, str],
-             place: Place) -> tuple[Page, oauth.Outcome]:
-    """The callback, its state spent: its page, and what it did (recorded on the state)."""
+             place: Place, left: Callable[[], float]) -> tuple[Page, oauth.Outcome]:
+    """The callback, its state spent: its page, and what it did (recorded on the state). `left`: the seconds
+    Intercom's calls may still take."""
     nothing = oauth.Outcome(int(rt.clock()))
     code = query.get("code")
     if not code:
         return _refused(place, "Intercom sent no code"), nothing
     try:
-        token = rt.intercom_auth().exchange(code, client_id, client_secret)
+        token = rt.intercom_auth().exchange(code, client_id, client_secret, within=left())
     except Permanent as exc:
         return _refused(place, f"Intercom refused the code ({exc.reason})"), nothing
+    except NoAnswer as exc:
+        return _refused(place, f"Intercom did not answer in time ({exc.reason})", status=504), nothing
     except WorkError as exc:
         return _refused(place, f"Intercom could not be reached ({exc.reason})", status=502), nothing
+    # Without `/me`'s answer the token belongs to no workspace the bridge knows, nor has passed the link's check:
+    # it is dropped (never stored, shown or logged). The code is spent; a new link gets a token again.
     try:
-        found = check_token(rt, token, None)
-    except ConnectError as exc:
-        return _refused(place, str(exc), status=502), nothing
+        found = oauth.workspace_of(rt.intercom_auth().whoami(token, within=left()))
+    except (WorkError, ValueError) as exc:
+        late = isinstance(exc, NoAnswer)
+        said = "did not say in time" if late else "would not say"
+        return _refused(place, f"Intercom gave this bridge access, but {said} which workspace it is for ({exc}): "
+                               "that access was not kept", status=504 if late else 502), nothing
     if not valid_workspace(found.app_id):
         return _refused(place, f"Intercom named a workspace id this bridge cannot keep ({found.app_id[:80]!r})",
                         502), nothing

@@ -42,7 +42,7 @@ from .join import process_joins
 from .qualification.batch import Batch
 from .qualification.changes import on_changes
 from .qualification.checks import on_check
-from .qualification.contact_events import on_contact_event
+from .qualification.contact_events import on_contact_event, whole
 from .referral_count import on_count, read as read_counts
 from . import sync
 
@@ -458,8 +458,10 @@ def _contact_about(message: ContactMessage, batch: Batch) -> Iterable[Hashable]:
 
 
 def _contact(message: ContactMessage, deps: WorkDeps, context: Batch) -> None:
-    on_contact_event(message, deps, context)
-    sync.on_contact(message, deps)          # ongoing sync: a contact just created is enrolled
+    read = whole(message, deps, context)    # (a notification too large to queue: its contact, read now)
+    if read is not None:
+        on_contact_event(read, deps, context)
+        sync.on_contact(read, deps)         # ongoing sync: a contact just created is enrolled
 
 
 def _changes(message: ChangesMessage, deps: WorkDeps, context: Any) -> None:

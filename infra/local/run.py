@@ -115,7 +115,8 @@ def start(api_port: int = 8000, background: bool = True, reconcile_seconds: floa
 
 
 def real_apis(env=os.environ) -> tuple[bool, str]:
-    """Whether `make run` uses the real APIs (INTERCOM_TOKEN and RF_TOKEN), and the workspace."""
+    """Whether `make run` uses the real APIs (INTERCOM_TOKEN and RF_TOKEN), and the workspace; StartError when
+    they are half configured, or their URLs would carry the tokens in clear."""
     given = [var for var in ("INTERCOM_TOKEN", "RF_TOKEN") if env.get(var)]
     if len(given) == 1:
         missing = "RF_TOKEN" if given == ["INTERCOM_TOKEN"] else "INTERCOM_TOKEN"
@@ -126,6 +127,11 @@ def real_apis(env=os.environ) -> tuple[bool, str]:
     if not env.get("INTERCOM_WORKSPACE"):
         raise StartError("with INTERCOM_TOKEN and RF_TOKEN (the real APIs), set INTERCOM_WORKSPACE to your "
                          "Intercom workspace's app_id too")
+    from chalicelib.config import Config
+
+    insecure = Config.from_env(env).insecure()      # (the simulators' URLs are this machine's)
+    if insecure:
+        raise StartError(f"{insecure} — fix it (a variable left unset takes its default)")
     return True, env["INTERCOM_WORKSPACE"]
 
 
@@ -256,8 +262,12 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
         admin.apply_settings(rt, DEMO_SETTINGS.read_text())
         from chalicelib.services.connections import configure_oauth
         configure_oauth(rt, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET)
+    # The API's context says the time left of the deployed API function's timeout (Chalice's local default is 60 s):
+    # the OAuth callback gives Intercom what the deployed one would.
+    from infra.deploy import BASE_CONFIG, function_timeout
+    timeout = function_timeout(json.loads(BASE_CONFIG.read_text()), "local", "api_handler")
     try:
-        api = serve_app(app_module.app, port=api_port)
+        api = serve_app(app_module.app, port=api_port, lambda_timeout=timeout)
     except OSError as exc:   # taken since check_port
         if exc.errno == errno.EADDRINUSE:
             raise _port_taken(api_port) from None

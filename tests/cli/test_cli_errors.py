@@ -97,8 +97,8 @@ def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
 
 
 @pytest.mark.parametrize("argv,said", [
-    (["forget", "notanemail"], "bridge: 'notanemail' is not an email address: `bridge forget` takes the person's "
-                               "email (e.g. ann@example.com)\n"),
+    (["forget", "notanemail"], "bridge: `bridge forget` takes the person's email, e.g. ann@example.com: the value "
+                               "given has no @ (not repeated here: it may be a token given in its place)\n"),
     (["explain", ""], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["explain", "  "], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["workspace", "oauth-app"], "bridge: give the public Intercom app's client id (--client-id or "
@@ -112,6 +112,51 @@ def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env
     aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
     code, out, err = run_cli(None, capsys, *argv)
     assert (code, out, one_line(err)) == (1, "", said)
+
+
+PASTED = "tok_Zm9vYmFyYmF6cXV4cXV1eA"      # a token pasted into the wrong place
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["workspace", "connect", "ws1", "--api-base", PASTED], "--api-base must be an https:// URL, e.g. "
+                                                             "https://api.eu.intercom.io"),
+    (["workspace", "oauth-link", "--api-url", PASTED], "the API's URL (--api-url, BRIDGE_API_URL) must be an "
+                                                        "https:// URL"),
+    (["workspace", "oauth-app", "--client-id", "app-id", "--api-url", PASTED], "the API's URL (--api-url, "
+                                                                                "BRIDGE_API_URL) must be an https:// URL"),
+    (["forget", PASTED], "`bridge forget` takes the person's email"),
+])
+def test_a_token_given_in_the_place_of_another_value_is_refused_without_being_printed(aws_env, capsys, argv, expected):
+    """Only the token, client secret and webhook secret are masked in errors: a refusal of any other value
+    says what was expected instead of repeating it. Before anything is stored."""
+    from chalicelib.services.connections import configure_oauth
+    from tests.fakes import FakeConnecting
+    rt = FakeConnecting()
+    configure_oauth(rt, "app-id", "app-secret")
+    stored = dict(rt.secrets.values)
+    code, out, err = run_cli(rt, capsys, *argv)
+    assert (code, out) == (1, "") and expected in one_line(err) and PASTED not in err
+    assert "not repeated here: it may be a token given in its place" in err
+    assert rt.secrets.values == stored and rt.store.connections.tickets == {}
+
+
+@pytest.mark.parametrize("variable", ["INTERCOM_BASE_URL", "RF_BASE_URL", "INTERCOM_OAUTH_URL"])
+def test_a_url_from_the_environment_that_would_carry_tokens_in_clear_stops_every_command_in_one_line(
+        aws_env, capsys, variable):
+    """A `http://` typo in the shell's environment: refused by name before anything is asked (AWS is not
+    reachable here: a call would say so instead); plain http to this machine (the local stack) is not."""
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
+    aws_env.setenv(variable, "http://api.example.com")
+    for argv in (["rf", "connect", "--token", "tok-not-shown"], ["doctor", "42"], ["dlq", "list"]):
+        code, out, err = run_cli(None, capsys, *argv)
+        assert (code, out) == (1, "") and one_line(err).startswith(f"bridge: {variable} must be an https:// URL, e.g. "
+                                                                   "https://"), argv
+        assert "(plain http:// only to localhost or 127.0.0.1): tokens would travel in clear" in err
+        assert "api.example.com" not in err
+    aws_env.setenv(variable, "http://127.0.0.1:8001")
+    assert "AWS is unreachable" in run_cli(None, capsys, "dlq", "list")[2]
 
 
 def test_a_secret_in_an_error_message_is_masked(aws_env, capsys, monkeypatch):
@@ -280,3 +325,84 @@ def test_an_unknown_option_points_to_its_commands_help_without_repeating_its_val
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and one_line(err).endswith(f" (see `{help_of} --help`)\n")
     assert "Secret:9" not in err and "=X" not in err
+
+
+def test_help_on_a_terminal_that_is_not_utf8_is_printed_not_a_traceback(tmp_path):
+    """A terminal set to ASCII or Latin-1 (LANG=en_US.ISO-8859-1, PYTHONIOENCODING): `bridge --help` was a traceback
+    (UnicodeEncodeError on its description's dash)."""
+    done = bridge_command("--help", cwd=tmp_path, env={"PYTHONIOENCODING": "ascii"})
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith("usage: bridge")
+    assert "`bridge` \\u2014 the operator's command line" in done.stdout
+
+
+def test_an_answer_on_a_terminal_that_is_not_utf8_is_printed_whole_its_other_characters_escaped(monkeypatch):
+    """`bridge dlq list` printed its counts, then `bridge: unexpected error: UnicodeEncodeError` instead of the dead
+    letters (their reasons hold dashes, a vendor's accents)."""
+    import io
+
+    from tests.unit.test_answers import runtime
+    rt = runtime(BRIDGE_DLQ_URL="dlq")
+    rt.queue.dead_letter(json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7"}),
+                         "Intercom answered 400 \u2014 name: Jos\u00e9 is too long", 5, "2026-09-21T10:00:00Z")
+    terminal = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(terminal, encoding="ascii"))
+    code = main(["dlq", "list"], rt=rt)
+    sys.stdout.flush()
+    assert code == 0 and "    Intercom answered 400 \\u2014 name: Jos\\xe9 is too long" in terminal.getvalue().decode()
+
+
+def test_dlq_list_refuses_raw_without_show_payload_before_reading_the_queue(capsys):
+    """It read (and hid from every other command meanwhile) each dead letter, however many, to refuse its arguments."""
+    from tests.unit.test_answers import runtime
+    rt = runtime(BRIDGE_DLQ_URL="dlq")
+    rt.queue.dead_letter(json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7"}), "boom", 5,
+                         "2026-09-21T10:00:00Z")
+    rt.queue.receive_dead = None          # type: ignore[assignment]   # (read: a TypeError, an "unexpected error")
+    code, out, err = run_cli(rt, capsys, "dlq", "list", "--raw")
+    assert (code, out, one_line(err)) == (1, "", "bridge: --raw shows the payloads as queued: give it with "
+                                                 "--show-payload\n")
+
+
+@pytest.mark.parametrize("argv", [["--stage", "prod", "doctor", "42"], ["doctor", "42", "--stage", "prod"],
+                                  ["dlq", "list", "--stage=prod", "--json"], ["sync", "status", "--stage", "prod", "42"]])
+def test_the_stage_may_be_given_after_the_command_too(aws_env, capsys, monkeypatch, argv):
+    """`bridge doctor 42 --stage prod` (where the other options go) was refused: `unrecognized arguments: --stage, 1
+    word(s) not repeated here (a secret is given at the prompt ...)`."""
+    def stage_used(stage: str):
+        raise SystemExit(f"stage {stage}")
+    monkeypatch.setattr("chalicelib.stage.use_stage_or_exit", stage_used)
+    with pytest.raises(SystemExit) as used:
+        main(argv)
+    assert str(used.value) == "stage prod" and capsys.readouterr().err == ""
+
+
+def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_path):
+    """The README's one sentence on exit statuses: 2 for a command line it cannot read and for invalid settings
+    (argparse's, and `settings are invalid`), 1 for an error."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    summed = " ".join(readme.split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
+    assert summed.startswith("0 when the command did what it says, 1 for an error") and \
+        "2 for a command line it cannot read (a word misspelt, an argument missing) or settings that are invalid, " \
+        "130 after Ctrl-C and 141 when the reader left" in summed
+    for argv in (["doctr", "42"], ["doctor"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_SETTINGS)
+    assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
+    assert run_cli(None, capsys, "settings", "check", str(tmp_path / "none.yaml"))[0] == 1
+
+
+@pytest.mark.parametrize("stage", [["--stage", "prod"], []])
+def test_settings_check_reads_the_file_alone_even_with_a_stage_named(aws_env, capsys, monkeypatch, stage):
+    """README: `export BRIDGE_STAGE=prod` for the session, and `check` reads the file alone. It looked the stage up
+    first: offline, or without AWS credentials, `bridge: no AWS region: set AWS_REGION to the stage's region`."""
+    monkeypatch.setenv("BRIDGE_STAGE", "prod")
+    monkeypatch.delenv("BRIDGE_TABLE")
+
+    def stage_used(stage: str):
+        raise AssertionError(f"stage {stage} looked up")
+    monkeypatch.setattr("chalicelib.stage.use_stage_or_exit", stage_used)
+    code, out, err = run_cli(None, capsys, *stage, "settings", "check", str(ROOT / "docs/examples/campaign.yaml"))
+    assert (code, out, err) == (0, "settings are valid\n", "")

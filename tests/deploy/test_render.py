@@ -233,6 +233,7 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
     base = json.loads(deploy.BASE_CONFIG.read_text())
     for stage in base["stages"]:
         assert deploy.lease_problem(base, stage) is None and deploy.budget_problem(base, stage) is None
+        assert deploy.config_problem(base, stage) is None
         assert deploy.worker_timeout(base, stage) <= 120      # the default lease, unless the config sets one
 
 
@@ -252,21 +253,47 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
      "BRIDGE_RECORD_BUDGET_MS is 120000 ms, no less than the worker's lambda_timeout of 120 s"),
 ])
 def test_make_deploy_refuses_worker_settings_that_cannot_hold_in_one_line_before_touching_aws(
-        tmp_path, capsys, change, says):
+        tmp_path, change, says):
+    assert says in refused_deploy(tmp_path, change)
+    longer = {"stages": {"prod": {"lambda_functions": {"worker": {"environment_variables": {
+        "BRIDGE_LEASE_SECONDS": "900"}}}}}}                 # the worker's own setting wins, as in Chalice
     base = json.loads(deploy.BASE_CONFIG.read_text())
+    assert deploy.lease_problem(deploy._merge(deploy._merge(base, change), longer), "prod") is None
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"environment_variables": {"INTERCOM_BASE_URL": "http://api.intercom.io"}},
+     "infra/chalice-config.json (stage prod, function api_handler): INTERCOM_BASE_URL must be an https:// URL, e.g. "
+     "https://api.intercom.io (plain http:// only to localhost or 127.0.0.1): tokens would travel in clear"),
+    ({"stages": {"prod": {"environment_variables": {"INTERCOM_OAUTH_URL": "http://app.intercom.com/oauth"}}}},
+     "(stage prod, function api_handler): INTERCOM_OAUTH_URL must be an https:// URL"),
+    ({"stages": {"prod": {"lambda_functions": {"worker": {"environment_variables": {
+        "RF_BASE_URL": "http://api.referral-factory.com/api/v2"}}}}}},
+     "(stage prod, function worker): RF_BASE_URL must be an https:// URL"),
+    ({"stages": {"prod": {"lambda_functions": {"api_handler": {"environment_variables": {
+        "BRIDGE_OUTAGE_HOURS": "nan"}}}}}},
+     "(stage prod, function api_handler): BRIDGE_OUTAGE_HOURS must be a number of hours greater than 0"),
+])
+def test_make_deploy_refuses_a_url_that_would_carry_tokens_in_clear_in_one_line_before_touching_aws(
+        tmp_path, change, says):
+    """Caught at the deploy, not by each worker's try (its work waits in the dead-letter queue) or OAuth page."""
+    assert says in refused_deploy(tmp_path, change)
+
+
+def refused_deploy(tmp_path, change: dict) -> str:
+    """Why `make deploy STAGE=prod` refuses infra/chalice-config.json changed by `change`: one line, said before
+    any AWS call and before anything is written."""
     config = tmp_path / "chalice-config.json"
-    config.write_text(json.dumps(deploy._merge(base, change)))
+    config.write_text(json.dumps(deploy._merge(json.loads(deploy.BASE_CONFIG.read_text()), change)))
 
     class NoAws:
         def client(self, service):
             raise AssertionError(f"{service} was called")
     with pytest.raises(deploy.DeployError) as refused:
         deploy.deploy("prod", project_dir=tmp_path, aws=NoAws(), base_config=config)   # type: ignore[arg-type]
-    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert "\n" not in str(refused.value)
     assert not (tmp_path / ".chalice").exists()
-    longer = {"stages": {"prod": {"lambda_functions": {"worker": {"environment_variables": {
-        "BRIDGE_LEASE_SECONDS": "900"}}}}}}                 # the worker's own setting wins, as in Chalice
-    assert deploy.lease_problem(deploy._merge(json.loads(config.read_text()), longer), "prod") is None
+    return str(refused.value)
 
 
 def test_purge_after_a_destroy_that_kept_the_table_deletes_it_and_the_stage_deploys_again(moto_endpoint, tmp_path):

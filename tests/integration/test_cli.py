@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import yaml
 
 from chalicelib.cli import main
 from tests.support.cli import run_cli
 
-from .conftest import WORKSPACE, lead_settings
+from .conftest import WORKSPACE, lead_settings, qualifying_settings
 
 
 def write(tmp_path, doc) -> str:
@@ -344,3 +345,57 @@ def test_the_oauth_app_prints_the_redirect_url_to_register_when_the_api_url_is_k
                          "this command prints the whole redirect URL); " in out
     code, out, _ = run_cli(bridge.operator(), capsys, *app, "--json")
     assert json.loads(out)["redirect_url"] is None
+
+
+@pytest.mark.parametrize("status", [503, 401])
+def test_settings_apply_while_intercom_cannot_be_asked_says_so_and_what_to_do_not_that_they_are_invalid(
+        bridge, intercom, tmp_path, capsys, status):
+    """Seen: `settings are invalid: workspace: could not read attributes from Intercom — Intercom answered 503`,
+    exit 2, `{"valid": false}` under --json: of valid settings, while Intercom was away (or refused the token),
+    with no word of what to do."""
+    intercom.fail_next("GET", "/data_attributes", status, times=20)
+    for as_json in ([], ["--json"]):
+        code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, lead_settings()),
+                                 *as_json)
+        assert (code, out) == (1, "") and err.count("\n") == 1 and "settings are invalid" not in err, err
+        assert err.startswith(f"bridge: settings of campaign 42 not stored: workspace vne310wv's attributes could not "
+                              f"be read from Intercom to check them (Intercom answered {status} "), err
+        assert err.endswith("apply them again once that is fixed (`bridge doctor 42` says what is wrong), or with "
+                            "--offline (`bridge doctor 42` then checks the attributes)\n"), err
+    assert main(["settings", "show", "42"], rt=bridge.rt) == 1
+
+
+@pytest.mark.parametrize("variable, argv", [("BRIDGE_DLQ_URL", ["dlq", "list"]),
+                                            ("BRIDGE_QUEUE_URL", ["forget", "ann@example.com"])])
+def test_a_queue_that_does_not_exist_is_one_line_naming_the_variable_to_check(bridge, monkeypatch, capsys, variable,
+                                                                               argv):
+    """A table that does not exist says `is BRIDGE_TABLE (or the stage) right?`; a queue said only
+    `AWS answered AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist.`"""
+    monkeypatch.setenv(variable, os.environ[variable] + "-gone")
+    code, out, err = run_cli(None, capsys, *argv)
+    assert (code, out) == (1, "") and err == ("bridge: AWS: The specified queue does not exist. — are BRIDGE_QUEUE_URL "
+                                              "and BRIDGE_DLQ_URL (or the stage) right?\n")
+
+
+def test_rf_blocking_a_backfill_is_one_line_on_stderr_without_the_lambdas_log_line(bridge, rf, capsys):
+    """`bridge backfill 42` while RF blocks the IP (403) printed the shared limiter's JSON log record
+    (`{"level":"ERROR",...,"message":"the vendor blocked us: the circuit is open",...}`) above its one line: the
+    README says stderr carries nothing else, the log lines being the Lambdas' (BRIDGE_DEBUG=1 shows them)."""
+    import logging
+
+    from chalicelib.cli import command
+    from chalicelib.observability import logger
+    bridge.apply(qualifying_settings())
+    rf.fail_next("*", ".", 403, seconds=3600)
+    handler, level = logger.registered_handler, logger.level
+    stream = handler.stream if isinstance(handler, logging.StreamHandler) else None
+    capsys.readouterr()
+    try:
+        code = command(["backfill", "42"])
+    finally:
+        logger.setLevel(level)
+        if stream is not None:
+            handler.setStream(stream)
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "") and err.count("\n") == 1 and err.startswith(
+        "bridge: Referral Factory could not list the people of campaign 42 (page 1): Referral Factory answered 403"), err

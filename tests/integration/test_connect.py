@@ -15,7 +15,7 @@ from chalicelib.services.admin import apply_settings, replay_dead_letters
 
 from tests.support.cli import run_cli
 
-from .conftest import WORKSPACE, join_body, new_lead, qualifying_settings
+from .conftest import WORKSPACE, join_body, lead_settings, new_lead, qualifying_settings
 from .test_qualification import qualified_ids
 from .test_troubleshooting import doctor, explain
 
@@ -208,6 +208,32 @@ def test_after_a_disconnect_doctor_and_explain_advise_a_replay_that_also_brings_
 def test_disconnecting_an_unknown_workspace_is_one_clear_line(bridge, capsys):
     assert main(["workspace", "disconnect", "nope"], rt=bridge.operator()) == 1
     assert capsys.readouterr().err == "bridge: workspace nope is not connected here (nothing to disconnect)\n"
+
+
+# --- a base URL that would carry the tokens in clear ------------------------------------------------
+
+def test_an_http_intercom_base_url_on_the_stage_keeps_the_webhooks_and_parks_their_work_naming_the_variable(
+        bridge, intercom, rf):
+    """An `http://` typo in the stage's INTERCOM_BASE_URL (`make deploy` refuses it; an edit in the Lambda
+    console does not go through it): the API still takes the joins (202), and their work waits in the
+    dead-letter queue with the reason naming the variable, no token sent; fixed, a replay does the work."""
+    from dataclasses import replace
+
+    bridge.apply(lead_settings())
+    fixed, calls = bridge.rt.config, len(intercom.requests)
+    bridge.rt.config = replace(fixed, intercom_base_url="http://api.intercom.example")
+    assert bridge.post_join(join_body(new_lead(rf))).status_code == 202
+    bridge.drain()
+    [dead] = bridge.dead_letters()
+    assert dead["reason"] == ("INTERCOM_BASE_URL must be an https:// URL, e.g. https://api.intercom.io (plain http:// "
+                              "only to localhost or 127.0.0.1): tokens would travel in clear — fix it in the stage's "
+                              "configuration (infra/chalice-config.json) and run `make deploy`, then replay the "
+                              "dead-letter queue")
+    assert dead["attempts"] == 1 and len(intercom.requests) == calls
+    bridge.rt.config = fixed
+    assert replay_dead_letters(bridge.operator()) == 1
+    bridge.drain()
+    assert len(intercom.contacts_by_email("ann@example.com")) == 1 and bridge.dead_letters() == []
 
 
 # --- two workspaces at once ------------------------------------------------------------------------

@@ -195,6 +195,25 @@ def test_a_forged_state_is_refused(stack, clock):
     assert stack.nothing_stored() and stack.exchanges() == 0
 
 
+def test_a_sign_in_under_way_when_the_state_key_is_rotated_is_asked_for_a_new_link(stack, clock):
+    """The key that signs `state` may have leaked: the operator rotates it while an admin is on Intercom's
+    page. Their Authorize comes back to a page asking for a new link, and connects nothing; a new link does."""
+    from chalicelib.runtime import EDGE_SECRET_SECONDS
+
+    stack.to_authorize_page()
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["workspace", "oauth-app", "--rotate-state-key"], rt=stack.bridge.operator()) == 0
+    assert "state key rotated" in out.getvalue()
+    clock.now += EDGE_SECRET_SECONDS                 # the API's containers have read the new key
+    stack.click("authorize")                         # Intercom issues a real code
+    assert "its signing key was replaced since" in stack.text("reason")
+    assert "ask the bridge's operator for a new link" in stack.driver.page_source
+    assert stack.nothing_stored() and stack.exchanges() == 0
+    stack.to_authorize_page()
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS
+
+
 def test_an_expired_state_is_refused_even_with_a_good_code(stack, clock):
     stack.to_authorize_page()
     clock.now += oauth.STATE_SECONDS                 # the admin went for lunch on Intercom's page

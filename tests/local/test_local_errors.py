@@ -83,8 +83,11 @@ def test_make_run_with_a_port_that_is_not_a_number():
                         "(unset RF_TOKEN to run on the simulators)"),
     ({"INTERCOM_TOKEN": "t", "RF_TOKEN": "t"}, "make run: with INTERCOM_TOKEN and RF_TOKEN (the real APIs), set "
                                                "INTERCOM_WORKSPACE to your Intercom workspace's app_id too"),
+    ({"INTERCOM_TOKEN": "t", "RF_TOKEN": "t", "INTERCOM_WORKSPACE": "abc", "RF_BASE_URL": "http://api.example.com"},
+     "make run: RF_BASE_URL must be an https:// URL, e.g. https://api.referral-factory.com/api/v2 (plain http:// only "
+     "to localhost or 127.0.0.1): tokens would travel in clear — fix it (a variable left unset takes its default)"),
 ])
-def test_make_run_with_the_real_apis_half_configured_says_what_is_missing(given, says):
+def test_make_run_with_the_real_apis_half_or_unsafely_configured_says_what_to_change(given, says):
     done = make_run(**given)
     assert done.returncode == 1 and one_line(done.stderr, "make run: ") == says
 

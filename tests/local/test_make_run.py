@@ -198,6 +198,21 @@ def test_the_local_stack_connects_its_simulated_workspace_by_oauth(local_stack):
     assert done.status_code == 200 and f"(app_id <code id=\"workspace-id\">{run.WORKSPACE}</code>)" in done.text
 
 
+def test_the_local_api_function_has_the_time_of_the_deployed_one(local_stack, monkeypatch):
+    """The OAuth callback gives Intercom what the Lambda context says is left: on the local stack, of the API
+    function's timeout in infra/chalice-config.json, as deployed (Chalice's local default is 60 s)."""
+    import requests
+    from chalice.local import LambdaContext
+
+    from infra.deploy import BASE_CONFIG, function_timeout
+
+    given, made = [], LambdaContext.__init__
+    monkeypatch.setattr(LambdaContext, "__init__", lambda self, *a, **kw: made(self, *a, **given.append(kw) or kw))
+    requests.get(f"{local_stack.api_url}/oauth/intercom/start", timeout=10)
+    deployed = function_timeout(json.loads(BASE_CONFIG.read_text()), "local", "api_handler")
+    assert [kw["max_runtime_ms"] for kw in given] == [deployed * 1000] and deployed < 29   # API Gateway's limit
+
+
 def test_the_simulated_workspace_is_connected_through_both_apps_each_with_its_own_client_secret(
         local_stack, capsys, monkeypatch):
     """README, Both ways at once, on the local stack: connected by `make run` with its private app, then by

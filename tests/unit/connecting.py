@@ -27,9 +27,10 @@ def ticket(rt, workspace=None) -> str:
     return url.split("=", 1)[1]
 
 
-def started(rt, workspace=None) -> tuple[dict, str]:
-    """The admin opened the link and continued to Intercom: the authorize URL's query, the cookie."""
-    page = flow.begin(rt, HERE, ticket(rt, workspace))
+def started(rt, workspace=None, link=None) -> tuple[dict, str]:
+    """The admin opened the link (`link`'s ticket, else a new one's) and continued to Intercom: the authorize
+    URL's query, the cookie."""
+    page = flow.begin(rt, HERE, link or ticket(rt, workspace))
     assert page.status == 303
     query = dict(p.split("=", 1) for p in page.headers["Location"].split("?", 1)[1].split("&"))
     cookie = page.headers["Set-Cookie"].split(";")[0]

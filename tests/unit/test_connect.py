@@ -264,6 +264,16 @@ def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
             "did not authorize the app (access_denied)")
 
 
+def test_a_callback_left_no_time_for_intercom_sends_it_nothing_and_says_so(rt):
+    """The Lambda has left only what storing and answering take: the code is not sent (tests/integration/
+    test_oauth_timeout.py: an Intercom that hangs)."""
+    query, cookie = started(rt)
+    rt.auth.codes["code="] = "tok-1"
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE, lambda: flow.FINISH_MS)
+    assert page.status == 504 and "Intercom did not answer in time (no time was left to ask Intercom)" in page.html
+    assert rt.auth.calls == [] and rt.store.connections.workspaces() == set()
+
+
 def test_the_connected_page_seen_again_says_what_the_link_connected_and_when_and_does_nothing_again(rt):
     """A reload of the page that said "Connected" (or a restored tab): the state is spent, so nothing is
     exchanged or stored again, and the page names the workspace the link connected, as the first one did."""
@@ -396,6 +406,46 @@ def test_without_the_apps_credentials_both_routes_say_how_to_set_them(rt):
             "secret)" in page.html and "--client-secret" not in page.html       # no secret on a command line
 
 
+@pytest.mark.parametrize("field, variable", [("intercom_oauth_url", "INTERCOM_OAUTH_URL"),
+                                             ("intercom_base_url", "INTERCOM_BASE_URL")])
+def test_a_configuration_that_would_send_the_sign_in_or_the_token_in_clear_connects_nothing_and_loses_nothing(
+        rt, field, variable):
+    """An `http://` typo in the stage's configuration: every OAuth page says so (503) before the sign-in or
+    the code goes anywhere, and spends nothing: once it is fixed, the same link and the same state go on."""
+    from dataclasses import replace
+
+    query, cookie = started(rt)
+    given, fixed = ticket(rt), rt.config
+    rt.config = replace(fixed, **{field: "http://intercom.example"})
+    rt.auth.codes["code="] = "tok-1"
+    for page in (flow.start(rt, HERE, given), flow.begin(rt, HERE, given),
+                 flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)):
+        assert page.status == 503 and "Location" not in page.headers and "Set-Cookie" not in page.headers
+        assert f"{variable} must be an https:// URL" in page.html and "intercom.example" not in page.html
+    assert rt.auth.calls == [] and rt.store.connections.workspaces() == set()
+    rt.config = fixed
+    assert flow.begin(rt, HERE, given).status == 303
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+
+
+def test_a_rotated_state_key_refuses_every_sign_in_under_way_with_the_page_asking_for_a_new_link(rt):
+    """After the key may have leaked (anyone holding it could sign a state of their own, and connect a
+    workspace without the operator's link): the states signed before no longer read; links not yet
+    continued are not signed with it, and still work."""
+    query, cookie = started(rt)
+    unused = ticket(rt)
+    key = rt.secrets.scoped("edge").get("oauth/state-key")
+    assert configure_oauth(rt, None, None, rotate_state_key=True)["state_key"] == "rotated"
+    assert rt.secrets.scoped("edge").get("oauth/state-key") not in (key, None)
+    assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-secret"      # the rest is kept
+    rt.auth.codes["code="] = "tok-1"
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    refused(rt, page, "not one this bridge issued (forged or altered), or its signing key was replaced since")
+    assert "ask the bridge's operator for a new link" in page.html and rt.auth.calls == []
+    query, cookie = started(rt, link=unused)
+    assert flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE).status == 200
+
+
 # --- the operator's connect and disconnect ----------------------------------------------------
 
 def test_connect_refuses_a_token_intercom_refuses_or_of_another_workspace_and_stores_nothing(rt):
@@ -450,6 +500,10 @@ def test_the_callback_url_follows_the_deployed_stage_and_scheme():
     local = SimpleNamespace(headers={"host": "127.0.0.1:8000"}, context={"path": "/oauth/intercom/start"},
                             path="/oauth/intercom/start")
     assert _place(local) == flow.Place("http://127.0.0.1:8000", False)
+    for sent in ("javascript", "https://evil.example/x?", "HTTPS", "ftp"):     # only http or https, else https
+        forged = SimpleNamespace(headers={"Host": "bridge.example", "X-Forwarded-Proto": sent},
+                                 context={"path": "/oauth/intercom/start"}, path="/oauth/intercom/start")
+        assert _place(forged) == flow.Place("https://bridge.example", True), sent
 
 
 def test_rf_connect_shows_rfs_own_words_carried_by_the_adapters_error():

@@ -159,8 +159,24 @@ def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed
     typed = Terminal(monkeypatch, TOKEN, CLIENT_SECRET)
     code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "http://api.eu.intercom.io")
     assert (code, out, typed.prompts) == (1, "", [])
-    assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (got "
-                   "'http://api.eu.intercom.io')\n")
+    assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (the value given is "
+                   "not repeated here: it may be a token given in its place)\n")
+
+
+def test_rotating_the_state_key_asks_for_nothing_and_keeps_the_apps_credentials(rt, monkeypatch, capsys):
+    from chalicelib.services.connections import configure_oauth
+    configure_oauth(rt, "app-id", "app-secret")
+    edge = rt.secrets.scoped("edge")
+    key = edge.get("oauth/state-key")
+    typed = Terminal(monkeypatch)
+    code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--rotate-state-key")
+    assert (code, err, typed.prompts) == (0, "", [])
+    assert out.startswith("OAuth app stored: client id kept, client secret kept (none given), state key rotated. "
+                          "Sign-ins under way (continued to Intercom with the old key, or within the minute running "
+                          "API containers keep it) are refused on their return from Intercom, with a page asking "
+                          "for a new link; links not yet continued still work")
+    assert edge.get("oauth/state-key") not in (key, None)
+    assert (edge.get("oauth/client-id"), edge.get("oauth/client-secret")) == ("app-id", "app-secret")
 
 
 @pytest.mark.parametrize("command, variable, stored_as", [
@@ -390,3 +406,13 @@ def test_a_variable_with_spaces_around_its_value_is_refused_by_its_own_name(
     code, out, err = run_cli(rt, capsys, *command)
     assert (code, out) == (1, "") and err.startswith(f"bridge: {variable} {says}") and option not in err
     assert "Secret:9" not in err and "nothing was stored" in err
+
+
+@pytest.mark.parametrize("api_url", ["abc123.execute-api.eu-west-1.amazonaws.com/api", "http://abc.example/api"])
+def test_the_oauth_app_refuses_an_api_url_oauth_link_would_refuse_before_storing_anything(rt, capsys, api_url):
+    """It printed `Register abc123.execute-api.../api/oauth/intercom/callback as the app's redirect URL`, a URL that
+    Intercom cannot send the admin back to, where `workspace oauth-link` refuses the same --api-url."""
+    code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id", "--client-secret",
+                             CLIENT_SECRET, "--api-url", api_url)
+    assert (code, out) == (1, "") and err.startswith("bridge: the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"), err
+    assert rt.oauth_app() is None and rt.secrets.scoped("edge").get("oauth/client-id") is None

@@ -8,7 +8,13 @@ import pytest
 
 from chalicelib.domain.link import ContactState, LinkStatus
 from chalicelib.domain.qualification import QState
+from chalicelib.messages import ContactMessage
 from tests.unit.scenario import WS, event, history, joined, link_of, made, reasons, run, set_value, settings, world
+
+
+def thin(body: dict) -> dict:
+    """The notification as the edge queues it when it is too large to queue whole (its contact read when worked)."""
+    return ContactMessage.model_validate(body).thin(300_000, 260_096).wire()
 
 
 def test_the_target_value_qualifies_the_lead_in_rf_once():
@@ -100,11 +106,12 @@ def test_a_deletion_marks_the_link_and_evaluates_nothing():
     assert work.apis.rf_.calls == []
 
 
-def test_a_merge_moves_the_link_to_the_survivor_and_judges_it():
+@pytest.mark.parametrize("queued", [dict, thin], ids=["whole", "too large to queue"])
+def test_a_merge_moves_the_link_to_the_survivor_and_judges_it(queued):
     work = world()
     link, contact = joined(work)
     user = made(work, work.apis.intercom_.add("ann.work@example.com", role="user", signed_up="Yes"))
-    run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": contact["id"]}))
+    run(work, queued(event(user, "contact.merged", merged_from={"type": "contact", "id": contact["id"]})))
     moved = link_of(work)
     assert (moved.contact_id, moved.contact_role) == (user["id"], "user")
     assert ("contact", "merged") in history(work) and work.apis.rf_.qualified == ["7"]
@@ -277,3 +284,31 @@ def test_with_match_email_a_contact_with_the_old_email_does_not_count_in_the_bat
     run(work, event(dict(contact, email="ann.new@example.com"), "contact.email.updated"),
         event(stranger, "contact.user.updated", "n2"))
     assert work.apis.rf_.qualified == [] and link_of(work).email == "ann.new@example.com"
+
+
+def test_a_notification_too_large_to_queue_is_judged_on_the_contact_read_now_and_ordered_as_that_read():
+    """The thin notification was sent when the contact was still a lead; read later, it is a user with "No" (the
+    lead's value at joining, armed under require_change). The read is the contact now: newer than a notification
+    sent before it and delivered after, which changes nothing, and not read twice (it is what a second read gives)."""
+    work = world()
+    link, contact = joined(work)
+    now = work.clock()
+    sent = thin(event(contact, "contact.lead.updated", "n1", created_at=now + 10))
+    contact.update(role="user", updated_at=now + 30)
+    assert run(work, sent) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.intercom_.calls == ["get"]
+    assert (link_of(work).contact_role, link_of(work).last_event_at, link_of(work).armed) == ("user", now + 30, True)
+    run(work, event(dict(contact, role="lead"), "contact.lead.updated", "n0", created_at=now + 20))
+    assert link_of(work).contact_role == "user" and ("older_event", "ignored") in history(work)
+    [read] = [e for e in work.store.history.entries(link.ref) if e.event == "intercom_notification"]
+    assert (read.outcome, read.reason) == ("read_from_intercom", "notification n1 (contact.lead.updated) was too "
+                                           "large to queue (300000 bytes): the contact was read from Intercom instead")
+
+
+def test_a_notification_too_large_to_queue_whose_contact_is_gone_judges_nothing_and_says_so():
+    work = world()
+    link, contact = joined(work)
+    sent = thin(event(set_value(work, contact, "Yes"), "contact.lead.updated", "n1"))
+    work.apis.intercom_.contacts.pop(contact["id"])
+    assert run(work, sent) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == [] and history(work)[-1] == ("intercom_notification", "contact_gone")

@@ -97,3 +97,23 @@ def test_a_duplicate_of_a_lead_left_behind_by_a_workspace_move_is_not_said_to_co
     assert dup["counts"] is False, dup
     assert "now connected to ws-b" in dup["why"] and "no longer count" in dup["why"], dup
     assert "hint" not in dup, "no setting to change brings a moved-away lead's contact back into counting"
+
+
+def test_a_duplicate_explain_could_not_ask_intercom_about_says_so_not_only_no_record():
+    """The FAQ's `bridge explain <contact id>` on a duplicate, while Intercom is away (5xx, or limiting): it said
+    "no record of <id> yet ... if they are in Intercom only, check the email or id", as of a contact nobody knows,
+    sending the operator to check an id that was right."""
+    from chalicelib.errors import ApiError
+
+    work, _, twin = duplicate_changed("contact")
+
+    class Away(FakeIntercom):
+        def get_contact(self, contact_id: str) -> dict:
+            raise ApiError("Intercom", 503, "Service Unavailable", code="service_unavailable")
+    found = ask(work, twin["id"], intercom=lambda workspace: Away())
+    assert not found.found
+    said = found.view()["message"]
+    assert said.startswith(f"Intercom could not be asked about contact {twin['id']} (workspace {WS}): Intercom "
+                           "answered 503 service_unavailable: Service Unavailable — run `bridge explain` again once "
+                           "it answers. "), said
+    assert as_text(found) == said

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from chalicelib.adapters.queue import MAX_BODY_BYTES
 from chalicelib.services.ingest import receive_intercom, receive_rf_join, signature
 from chalicelib.services.worker import Record, Result, RetryBatch, settle
 from tests.fakes import FakeEdge, FakeWork
@@ -148,12 +149,27 @@ def test_a_signed_notification_of_the_wrong_shape_is_a_400(change, error):
     assert (reply.status, reply.body["error"]) == (400, error) and runtime.queue.sent == []
 
 
-def test_an_event_too_large_for_the_queue_is_a_413_not_a_500():
-    item = {"type": "contact", "id": "c1", "custom_attributes": {"note": "é" * 100_000}}   # 200 KB of UTF-8
+def test_a_notification_too_large_for_the_queue_is_queued_naming_its_contact_only():
+    item = {"type": "contact", "id": "c1", "email": "a@b.co", "role": "lead", "updated_at": 5,
+            "custom_attributes": {"note": "é" * 100_000}}                # 200 KB of UTF-8
     reply, runtime = intercom(json.dumps(event(item=item), ensure_ascii=False).encode())
-    assert reply.status == 200                                     # fits: queued as UTF-8, not \u-escaped
+    assert reply.status == 200 and runtime.queue.sent[0]["item"] == item  # fits: queued as UTF-8, not \u-escaped
     item["custom_attributes"]["more"] = "\ufffe\uffff" * 10_000     # 6 bytes each, escaped for SQS: 12
     raw = json.dumps(event(item=item), ensure_ascii=False).encode()
     assert len(raw) < 262_144
     reply, runtime = intercom(raw)
-    assert (reply.status, reply.body["error"]) == (413, "too_large") and runtime.queue.sent == []
+    assert reply.status == 200
+    [message] = runtime.queue.sent
+    assert message.pop("too_large") > MAX_BODY_BYTES                # (its size, for the worker's history entry)
+    assert message == {"kind": "intercom.contact", "workspace": "ws1", "topic": "contact.lead.updated",
+                       "notification_id": "notif_1", "created_at": 1,
+                       "item": {"id": "c1", "email": "a@b.co", "updated_at": 5}}
+
+
+def test_a_join_too_large_for_the_queue_is_queued_without_as_many_of_its_largest_fields_as_it_takes():
+    reply, runtime = rf({"id": 7, "campaign_id": 42, "email": "a@b.co", "referrer_id": 3, "first_name": "Ann",
+                         "meta": {"notes": "x" * 200_000, "more": "y" * 60_000, "small": "z"}})
+    [message] = runtime.queue.sent
+    assert reply.status == 202 and message["too_large"] > MAX_BODY_BYTES and message["left_out"] == 1
+    assert message["person"] == {"id": "7", "campaign_id": "42", "email": "a@b.co", "referrer_id": "3",
+                                 "type": "lead", "first_name": "Ann", "meta.more": "y" * 60_000, "meta.small": "z"}

@@ -1230,6 +1230,7 @@ def test_a_watched_status_shows_the_page_error_on_its_line_and_wipes_it_once_the
 
     from tests.support.cli import run_cli
     work, rt = a_run_whose_second_page_fails(monkeypatch, throttled())
+    monkeypatch.setenv("COLUMNS", "200")      # a terminal wider than the line (a narrower one: tests/cli/test_progress)
     with pytest.raises(RetryBatch):
         drain(work)
 
@@ -1403,6 +1404,7 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
 
     from tests.support.cli import run_cli
     busy = throttled()
+    monkeypatch.setenv("COLUMNS", "200")      # a terminal wider than the line (a narrower one: tests/cli/test_progress)
     for flags in ((), ("--json",)):
         work, rt = a_run_whose_second_page_fails(monkeypatch, busy, busy)
         with pytest.raises(RetryBatch):

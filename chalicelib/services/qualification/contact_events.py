@@ -16,7 +16,9 @@ from ...domain.qualification import QState
 from ...domain.settings import Qualification
 from ...messages import ContactMessage
 from ...observability import count, mask_email
+from ...ports import Merged, NotFound
 from ...ports.store import KEEP
+from ...webhooks import ContactItem
 from ..deps import WorkDeps
 from .batch import Batch
 
@@ -24,7 +26,34 @@ STATES: dict[str, Optional[ContactState]] = {
     "deleted": ContactState.DELETED, "archived": ContactState.ARCHIVED, "unarchived": None}
 
 
+def whole(message: ContactMessage, deps: WorkDeps, batch: Batch) -> Optional[ContactMessage]:
+    """The notification with its whole contact. One too large to queue came naming its contact only
+    (ContactMessage.thin): the contact is read from Intercom now (the linked people's history says so), or, when
+    Intercom no longer has it, None (its merge or deletion has a notification of its own). A deletion or an
+    archive needs no contact (its topic says it all), nor does a repeat (it is not applied again)."""
+    ws, contact_id = message.workspace, message.item.id
+    if message.too_large is None or message.change in STATES or batch.seen(ws, message.notification_id):
+        return message
+    try:
+        contact: Optional[dict] = deps.apis.intercom(ws).get_contact(contact_id)
+        outcome, said = "read_from_intercom", "the contact was read from Intercom instead"
+    except (Merged, NotFound) as gone:
+        contact, outcome = None, "contact_gone"
+        said = f"Intercom no longer has the contact ({'merged' if isinstance(gone, Merged) else '404'}): not judged"
+    merged_from = message.item.merged_from.id if message.item.merged_from else None
+    for link in [*batch.linked_to_contact(ws, contact_id), *batch.linked_to_contact(ws, merged_from)]:
+        deps.links.note(link.ref, [Entry("intercom_notification", outcome, (
+            f"notification {message.notification_id} ({message.topic}) was too large to queue "
+            f"({message.too_large} bytes): {said}"), {"contact_id": contact_id})])
+    if contact is None:
+        return None
+    # (a merge's survivor, as read, does not say which contact was merged into it: the notification does)
+    read = {**contact, "merged_from": {"id": merged_from}} if merged_from else contact
+    return message.model_copy(update={"item": ContactItem.model_validate(read)})
+
+
 def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> str:
+    """`message`: with its whole contact (`whole`)."""
     ws, item = message.workspace, message.item.as_dict()
     direct = batch.linked_to_contact(ws, item.get("id"))
     if batch.seen(ws, message.notification_id):
@@ -33,8 +62,11 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
                                    "the same Intercom notification arrived again and was ignored")
         return "repeat"
     replay = bool(message.replayed_from)
-    seen = Sighting(item, f"webhook {message.topic}" + (f", {REPLAYED}" if replay else ""), _event_time(message, item),
-                    replay=replay)
+    # A contact read now (the notification was too large to queue) is the contact as it is, as a check's read.
+    read = message.too_large is not None and message.change not in STATES
+    via = f"webhook {message.topic}" + (", the contact read from Intercom" if read else "")
+    seen = Sighting(item, via + (f", {REPLAYED}" if replay else ""), _event_time(message, item, read),
+                    replay=replay, current=read)
     if message.change in STATES:
         for link in direct:
             _set_state(link, STATES[message.change], seen, deps, batch)
@@ -52,10 +84,14 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
     return "done" if direct else "not_linked"
 
 
-def _event_time(message: ContactMessage, item: dict) -> Optional[float]:
+def _event_time(message: ContactMessage, item: dict, read: bool = False) -> Optional[float]:
     """Role and state changes are ordered by the notification's own time (one clock for every
-    topic; deletion stubs carry no updated_at)."""
-    return rules.event_time(message.created_at) or rules.event_time(item.get("updated_at"))
+    topic; deletion stubs carry no updated_at). A contact `read` after the notification came is at least
+    as new as both: the later of the two (a notification older than it, delivered later, changes nothing)."""
+    sent, updated = rules.event_time(message.created_at), rules.event_time(item.get("updated_at"))
+    if read:
+        return max((t for t in (sent, updated) if t is not None), default=None)
+    return sent or updated
 
 
 def _set_state(link: Link, state: Optional[ContactState], seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
