@@ -23,9 +23,12 @@ import re
 import shlex
 import shutil
 import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from .adapters.aws_clock import AwsClock
+from .adapters.dynamo import watch_clients
 from .config import Config
 from .domain import apps
 from .domain.oauth import TICKET_SECONDS
@@ -41,6 +44,7 @@ from .services.connections import (NOT_REPEATED, ConnectError, check_workspace_i
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing
+    from .services.doctor import Report
 
 
 class CliError(Exception):
@@ -478,13 +482,18 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         return 1
 
 
-def _runtime(config: Config) -> Runtime:
-    """The command's runtime; refused before anything is asked when a URL it may send a token to is not https."""
+def _runtime(config: Config, local: Callable[[], float] = time.time) -> Runtime:
+    """The command's runtime; refused before anything is asked when a URL it may send a token to is not https.
+    It runs on AWS's time, as the workers do, whatever this computer's clock (`local`) says: it shares their
+    rate budgets, whose slices are seconds of the callers' clocks (adapters/aws_clock.py)."""
     insecure = config.insecure()
     if insecure:
         raise CliError(f"{insecure} — fix this shell's environment or, with --stage, the stage's section of "
                        "infra/chalice-config.json, then `make deploy` (a variable set nowhere takes its default)")
-    return Runtime(config)
+    clock = AwsClock(local)
+    rt = Runtime(config, clock=clock)
+    watch_clients(clock.watch)                           # the table's answers say AWS's time
+    return rt
 
 
 def _reader_gone() -> int:
@@ -865,11 +874,32 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 
     rt.config = doctor.quick(rt.config)      # (before its clients are made: they read it then)
     report = doctor.examine(rt, args.campaign_id, dlq=bool(rt.config.dlq_url))
+    if isinstance(rt.clock, AwsClock):
+        _clock_finding(report, rt.clock)
     if args.json:
         _print(report.view())
     else:
         print(doctor.as_text(report))
     return 0 if report.ok else 1
+
+
+CLOCK_TOLERATED = 1.0   # seconds off AWS's clock said as a warning (RF's budget allows 1 s for a call's way and clocks)
+
+
+def _clock_finding(report: "Report", clock: AwsClock) -> None:
+    """This computer's clock against AWS's: a warning when surely off by more than RF's budget tolerates."""
+    if not clock.known:
+        what = "AWS's answers said no time: the bridge ran on this computer's clock as it is"
+    elif not clock.surely_off(0):
+        what = f"this computer's clock agrees with AWS's (to ±{clock.error:.1f} s)"
+    else:
+        what = (f"this computer's clock is {abs(clock.offset):.1f} s {'ahead of' if clock.offset < 0 else 'behind'} "
+                f"AWS's (±{clock.error:.1f} s): the bridge runs on AWS's time")
+    if clock.known and not clock.surely_off(CLOCK_TOLERATED):
+        return report.add("clock", True, what)
+    report.add("clock", True, what, "the budgets shared with the workers count calls by the seconds of AWS's clock: "
+               "the bridge corrects this computer's when AWS's answers say its time; other tools may not",
+               "sync this computer's clock (e.g. `sudo hwclock -s` in WSL2, `w32tm /resync` on Windows)", warn=True)
 
 
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
@@ -1020,8 +1050,6 @@ def _no_sync(found: dict) -> str:
 
 def _pause(seconds: float) -> None:
     """The wait between two refreshes of a watch (tests replace it)."""
-    import time
-
     time.sleep(seconds)
 
 
