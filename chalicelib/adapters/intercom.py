@@ -173,8 +173,9 @@ class IntercomAuthClient:
     """Token questions (ports.apis.IntercomAuth). One call each, outside the shared limiter: a connect
     is one person's click, and the workspace is not known before `/me` answers."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0):
-        self.base_url, self.timeout = base_url.rstrip("/"), timeout
+    def __init__(self, base_url: str, timeout: float = 10.0, **http: Any):
+        """`http`: what a client of the API is given besides its token (clock, sleeper, max_wait: JsonApi)."""
+        self.base_url, self.timeout, self.http = base_url.rstrip("/"), timeout, http
 
     def exchange(self, code: str, client_id: str, client_secret: str, within: Optional[float] = None) -> str:
         # Never retried: a code is single-use, and an answer lost after Intercom used it cannot be asked again.
@@ -188,7 +189,7 @@ class IntercomAuthClient:
     def whoami(self, token: str, api_base: Optional[str] = None, within: Optional[float] = None) -> dict:
         base = (api_base or self.base_url).rstrip("/")
         if within is None:      # retried as any GET
-            me = IntercomClient(base, token, timeout=self.timeout)._call("GET", "/me")
+            me = IntercomClient(base, token, timeout=self.timeout, **self.http)._call("GET", "/me")
         else:                   # one try, in the time the caller has
             me = self._once("GET", f"{base}/me", within, headers={
                 "Accept": "application/json", "Intercom-Version": VERSION, "Authorization": f"Bearer {token}"})
