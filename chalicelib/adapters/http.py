@@ -41,13 +41,16 @@ class Gate(Protocol):
 
 
 class _Open:
-    """No shared budget (a client made alone): a 429's wait is still waited, by this client."""
+    """No shared budget (a client made alone: a token check): a 429's wait is still waited, by this client, up to
+    `max_wait`; a longer one is `Deferred`, as the limiter's."""
 
-    def __init__(self, sleeper: Callable[[float], None]):
-        self.sleeper, self._wait = sleeper, 0.0
+    def __init__(self, sleeper: Callable[[float], None], max_wait: Callable[[], float], vendor: str):
+        self.sleeper, self.max_wait, self.vendor, self._wait = sleeper, max_wait, vendor, 0.0
 
     def acquire(self) -> None:
         wait, self._wait = self._wait, 0.0
+        if wait > self.max_wait():
+            raise Deferred(f"{self.vendor} answered 429 and asked to wait {wait:.0f}s", retry_after=wait, status=429)
         if wait > 0:
             self.sleeper(wait)
 
@@ -156,13 +159,14 @@ class JsonApi:
         self.base_url = base_url.rstrip("/")
         self._on_answer = on_answer
         self.timeout = timeout
-        self._gate: Gate = limiter if limiter is not None else _Open(sleeper)
+        wait_cap = max_wait if callable(max_wait) else (lambda: max_wait)
+        self._gate: Gate = limiter if limiter is not None else _Open(sleeper, wait_cap, self.service)
         self._reauth = reauth
         self._sessions: dict[bool, requests.Session] = {}
         for idempotent in (True, False):
             session = requests.Session()
             session.headers.update({"Accept": "application/json", **headers})
-            retry = retry_policy(clock, sleeper, self._gate.acquire, max_wait, on_throttled=self._gate.throttled,
+            retry = retry_policy(clock, sleeper, self._gate.acquire, wait_cap, on_throttled=self._gate.throttled,
                                  idempotent=idempotent, vendor=self.service)
             adapter = HTTPAdapter(max_retries=retry)
             session.mount("http://", adapter)

@@ -35,8 +35,6 @@ from .connections import NOT_REPEATED, ConnectError, Connecting, check_workspace
 class OAuthEdge(Connecting, Protocol):
     """What the OAuth routes are given (the composition root's Runtime)."""
 
-    @property
-    def clock(self) -> Callable[[], float]: ...
     def oauth_app(self) -> Optional[tuple[str, str, str]]: ...
 
 
