@@ -19,7 +19,7 @@ import json
 import random
 import re
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -73,21 +73,7 @@ class _BridgeRetry(Retry):
     vendor: Optional[str] = None
 
     def get_retry_after(self, response) -> Optional[float]:
-        """`Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of its rate window, which it
-        sends with every answer: after a 5xx it is no wait the vendor asked for). A `Retry-After` neither seconds
-        nor a date (`soon`, empty, a date past any calendar) is as none: the ordinary backoff, or the rate window,
-        is waited."""
-        try:
-            delay = super().get_retry_after(response)
-        except (InvalidHeader, OverflowError):
-            delay = None
-        reset = response.headers.get("X-RateLimit-Reset") if response.status == 429 else None
-        if delay is None and reset:
-            try:
-                delay = max(0.0, float(reset) - self.clock())
-            except ValueError:
-                delay = None
-        return delay
+        return asked_wait(response.headers, response.status, self.clock())
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         if response is not None and response.status == 429:   # the last one too: every caller pauses
@@ -110,6 +96,28 @@ class _BridgeRetry(Retry):
                 self.sleeper(delay)
         # A 429's pause is the shared limiter's: it waits it out, or defers the work.
         self.before_attempt()
+
+
+_READER = Retry(0)      # urllib3's reading of `Retry-After`
+
+
+def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[float]:
+    """The seconds an answer asks to wait: `Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of
+    its rate window, which it sends with every answer: after a 5xx it is no wait the vendor asked for). A
+    `Retry-After` neither seconds nor a date (`soon`, empty, a date past any calendar) is as none: the ordinary
+    backoff, or the rate window, is waited."""
+    try:
+        said = headers.get("Retry-After")
+        delay = None if said is None else _READER.parse_retry_after(said)
+    except (InvalidHeader, OverflowError):
+        delay = None
+    reset = headers.get("X-RateLimit-Reset") if status == 429 else None
+    if delay is None and reset:
+        try:
+            delay = max(0.0, float(reset) - now)
+        except ValueError:
+            delay = None
+    return delay
 
 
 def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,

@@ -67,10 +67,9 @@ def refuse_blank(**given: Optional[str]) -> None:
             raise ConnectError(refusal)
 
 
-def limiting(service: str, exc: Deferred, now: float) -> str:
-    """What a vendor's 429 (`exc`, its wait too long for the caller) tells the person waiting: when to try again."""
-    when = f"after {clock_time(now + exc.retry_after, now)}" if exc.retry_after else "in a minute"
-    return f"{service} is limiting calls for now ({exc.reason}): nothing was stored; try again {when}"
+def try_again(exc: Deferred, now: float) -> str:
+    """When to try again after a vendor's 429 (`exc`, its wait too long for the caller): "after 14:32 UTC"."""
+    return f"after {clock_time(now + exc.retry_after, now)}" if exc.retry_after else "in a minute"
 
 
 def confirmed(rt: Connecting, service: str, ask: Callable[[], T], refused: Callable[[Permanent], Optional[str]]) -> T:
@@ -80,7 +79,8 @@ def confirmed(rt: Connecting, service: str, ask: Callable[[], T], refused: Calla
     try:
         return ask()
     except Deferred as exc:
-        raise ConnectError(limiting(service, exc, rt.clock())) from None
+        raise ConnectError(f"{service} is limiting calls for now ({exc.reason}): nothing was stored; try again "
+                           f"{try_again(exc, rt.clock())}") from None
     except Permanent as exc:
         raise ConnectError(f"{refused(exc) or f'{service} would not confirm the token ({exc.reason})'}; "
                            "nothing was stored") from None
