@@ -16,9 +16,12 @@ sleep are injected."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 import requests
@@ -99,13 +102,18 @@ class _BridgeRetry(Retry):
 
 
 _READER = Retry(0)      # urllib3's reading of `Retry-After`
+MAX_CLOCK_GAP = 300.0   # an answer's Date further from our clock than this is not taken for the vendor's clock
 
 
 def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[float]:
     """The seconds an answer asks to wait: `Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of
     its rate window, which it sends with every answer: after a 5xx it is no wait the vendor asked for). A
-    `Retry-After` neither seconds nor a date (`soon`, empty, a date past any calendar) is as none: the ordinary
-    backoff, or the rate window, is waited."""
+    `Retry-After` neither seconds nor a date (`soon`, empty, a date past any calendar), or a reset not a number, is as
+    none: the ordinary backoff, or the rate window, is waited.
+
+    The reset is a whole second, floored: the window ends within that second, so the wait lasts until the second has
+    passed, counted from the answer's `Date` (the vendor's clock: no difference between its clock and ours makes the
+    retry early) when it has a sane one, else from our clock."""
     try:
         said = headers.get("Retry-After")
         delay = None if said is None else _READER.parse_retry_after(said)
@@ -114,10 +122,24 @@ def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[
     reset = headers.get("X-RateLimit-Reset") if status == 429 else None
     if delay is None and reset:
         try:
-            delay = max(0.0, float(reset) - now)
+            ends = float(reset) + 1
         except ValueError:
-            delay = None
+            return None
+        delay = max(0.0, ends - _vendor_now(headers.get("Date"), now)) if math.isfinite(ends) else None
     return delay
+
+
+def _vendor_now(date: Optional[str], now: float) -> float:
+    """The vendor's clock by its answer's `Date` (whole seconds: a little behind it, so a wait counted from it is never
+    short); `now` when there is none, or none that reads, or one further from our clock than MAX_CLOCK_GAP."""
+    try:
+        when = parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        when = None
+    if when is None:
+        return now
+    said = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return said if abs(said - now) <= MAX_CLOCK_GAP else now
 
 
 def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,
