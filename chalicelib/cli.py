@@ -399,13 +399,30 @@ def _terminal() -> bool:
         return False
 
 
+#: Where getpass writes its prompt when it can open it (else on stderr).
+TTY = "/dev/tty"
+
+
+def _end_prompt() -> None:
+    """End the line of a prompt left unanswered, where getpass wrote it (it ends it only once answered). The
+    terminal is opened as getpass opens it: never created, and never made the controlling one."""
+    try:
+        with open(os.open(TTY, os.O_WRONLY | os.O_NOCTTY | os.O_APPEND), "w", encoding="utf-8") as tty:
+            tty.write("\n")
+    except OSError:
+        print(file=sys.stderr)
+
+
 def _typed(what: str, keeping: Callable[[], Optional[str]]) -> Optional[str]:
     if not _terminal():
         return None
     kept = keeping()
     try:
         typed = getpass.getpass(f"{what[0].upper()}{what[1:]}" + (f" ({kept})" if kept else "") + ": ")
-    except EOFError:                         # Ctrl-D
+    except (EOFError, KeyboardInterrupt) as exc:     # Ctrl-D, Ctrl-C: what follows starts a line of its own
+        _end_prompt()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         typed = ""
     if not typed and kept:
         return None
