@@ -159,7 +159,8 @@ def _lead(deps: WorkDeps, link: Link, judge: Callable[[], object], duplicate: Op
     qualification, and a replayed search judges the leads still waiting, not it (a check names its campaign and
     lead: `dlq replay --campaign` reaches it, and its replay asks RF again); the other leads of the search are
     not held back by one. `duplicate`: the lead was judged on another contact with its email (`match: email`),
-    which the check names, to judge that contact again (its own may never meet the target)."""
+    which the check names (`explain` on that contact shows the letter); its replay finishes the qualification
+    whatever either contact says by then (checks.on_check)."""
     try:
         judge()
     except Permanent as exc:
