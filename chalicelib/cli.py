@@ -403,13 +403,30 @@ def _terminal() -> bool:
         return False
 
 
+#: Where getpass writes its prompt when it can open it (else on stderr).
+TTY = "/dev/tty"
+
+
+def _end_prompt() -> None:
+    """End the line of a prompt left unanswered, where getpass wrote it (it ends it only once answered). The
+    terminal is opened as getpass opens it: never created, and never made the controlling one."""
+    try:
+        with open(os.open(TTY, os.O_WRONLY | os.O_NOCTTY | os.O_APPEND), "w", encoding="utf-8") as tty:
+            tty.write("\n")
+    except OSError:
+        print(file=sys.stderr)
+
+
 def _typed(what: str, keeping: Callable[[], Optional[str]]) -> Optional[str]:
     if not _terminal():
         return None
     kept = keeping()
     try:
         typed = getpass.getpass(f"{what[0].upper()}{what[1:]}" + (f" ({kept})" if kept else "") + ": ")
-    except EOFError:                         # Ctrl-D
+    except (EOFError, KeyboardInterrupt) as exc:     # Ctrl-D, Ctrl-C: what follows starts a line of its own
+        _end_prompt()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         typed = ""
     if not typed and kept:
         return None
@@ -719,7 +736,7 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     _needs_dlq(rt)
     if args.raw and not args.show_payload:
         raise CliError("--raw shows the payloads as queued: give it with --show-payload")
-    found = dead_letters.look(rt)
+    found = _look(args, rt)
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw)
     if args.json:
@@ -756,7 +773,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     if _blank(args.reason):        # (`--reason "$VAR"` with VAR unset: it would match every letter)
         raise CliError("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part "
                        "of their reason), --campaign ID, or --all; nothing was sent back")
-    done = dead_letters.replay(rt, args.reason, args.campaign)
+    with _progress(args) as draw:
+        done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; they run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
                f"stored at {_utc(done['rf_token_stored_at'], rt.clock())}" if done.get("runs_from") else "")
@@ -815,16 +833,18 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
                        "every letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing "
                        "was discarded")
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
-        found = dead_letters.look(rt)
+        found = _look(args, rt)
         n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
         if not n:                  # nothing to do (exit 0, as a replay matching nothing): say what there is
             _nothing_matches(args, found)
             return 0
         raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
                        "bring them back) — add --yes to discard them; nothing was discarded")
-    done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded)
+    with _progress(args) as draw:
+        done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded,
+                                    progress=_letters(draw, "discarded"))
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
-        _nothing_matches(args, dead_letters.look(rt))
+        _nothing_matches(args, _look(args, rt))
         return 0
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
@@ -835,6 +855,21 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
                         "discard` again")
     _not_reached(done, "discarded", "discard", problems, "`bridge dlq discard` run again takes them out")
     return 0
+
+
+def _look(args: argparse.Namespace, rt: Runtime) -> "Listing":
+    from .services import dead_letters
+
+    with _progress(args) as draw:
+        return dead_letters.look(rt, progress=_letters(draw))
+
+
+def _letters(draw: Callable[[str], None], acted: str = "") -> Callable[[int, int, Optional[int]], None]:
+    """A dlq command's progress (services/dead_letters.Progress) drawn as its line: the letters read so far, then
+    those `acted` on (sent back, discarded) of those matching."""
+    def drawn(read: int, done: int, matching: Optional[int]) -> None:
+        draw(f"{read:,} dead letter(s) read" + (f", {_bar(done, matching)} {acted}" if matching else ""))
+    return drawn
 
 
 def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:

@@ -36,10 +36,18 @@ class StageError(RuntimeError):
     """The stage is not deployed, or its stack cannot be read (the message says why, in one line)."""
 
 
+#: The function names Chalice appends to <app>-<stage>: a stage of that name would make its API function's name
+#: (<app>-<stage>) read as another stage's function of that name.
+FUNCTION_SUFFIXES = ("worker", "reconcile")
+
+
 def check_stage(stage: str) -> str:
     if not _STAGE.match(stage or ""):
         raise StageError(f"stage {stage!r} is not a valid name: use up to 16 lowercase letters and digits, starting "
                          f"with a letter, e.g. dev or prod")
+    if stage in FUNCTION_SUFFIXES:
+        raise StageError(f"stage {stage!r} is not a valid name: not {' or '.join(FUNCTION_SUFFIXES)}, the names of "
+                         "the bridge's functions (its API's would read as that function), e.g. dev or prod")
     return stage
 
 

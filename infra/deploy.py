@@ -314,6 +314,24 @@ def budget_problem(base: dict, stage: str) -> Optional[str]:
             f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")
 
 
+#: API Gateway's integration timeout: a function running longer is answered 504 by API Gateway, not by it.
+API_GATEWAY_SECONDS = 29
+
+
+def api_timeout_problem(base: dict, stage: str) -> Optional[str]:
+    """The API function answers the OAuth callback within its lambda_timeout, giving Intercom what it leaves but
+    the time storing and answering take (services/oauth.FINISH_MS): a timeout past API Gateway's 29 s gets the
+    admin API Gateway's 504 instead of the page saying what happened; one no longer than FINISH_MS gives Intercom
+    no time at all (every sign-in would fail)."""
+    from chalicelib.services.oauth import FINISH_MS
+    timeout = function_timeout(base, stage, "api_handler")
+    if FINISH_MS < timeout * 1000 < API_GATEWAY_SECONDS * 1000:
+        return None
+    return (f"infra/chalice-config.json: the API function's (api_handler's) lambda_timeout is {timeout} s (stage "
+            f"{stage}): it must be under API Gateway's {API_GATEWAY_SECONDS} s, and over the {FINISH_MS // 1000} s "
+            "the OAuth callback keeps to store and answer (20 s is shipped)")
+
+
 def config_problem(base: dict, stage: str) -> Optional[str]:
     """What a function's configuration would refuse: a URL it would send a token (or an admin's sign-in) to in
     clear (chalicelib/config.py's Config.insecure), or a value it cannot read. Said before the deploy, not left
@@ -612,7 +630,8 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
-    problem = lease_problem(base, stage) or budget_problem(base, stage) or config_problem(base, stage)
+    problem = (lease_problem(base, stage) or budget_problem(base, stage) or api_timeout_problem(base, stage)
+               or config_problem(base, stage))
     if problem:
         raise DeployError(problem)           # before anything is created or changed
     check_region(aws, stage, say)

@@ -11,7 +11,6 @@ from . import rules
 from .history import Entry, Repeat
 from .link import MOVED_UNKNOWN, Link, LinkStatus
 from .mapping import attribute_value, has_attribute
-from .people import given_email
 from .qualification import QState, open_states
 from .settings import CampaignSettings, Qualification
 
@@ -105,16 +104,6 @@ def unknown_baseline(link: Link, rule: Qualification) -> Repeat:
 def _backfill(link: Link) -> str:
     return (f"`bridge backfill {link.campaign_id} --apply` takes its value now as its baseline, and it waits for "
             "qualification from then on")
-
-
-def duplicate_refused(link: Link, rule: Optional[Qualification], contact: Mapping[str, Any]) -> Optional[str]:
-    """Why another contact than the lead's own (one a check names: its value met the target) does not
-    count for the lead now, or None when it does: with `match: email`, a contact with the lead's email."""
-    if rule is None or rule.match != "email":
-        return "the campaign's rule no longer has `match: email`"
-    if given_email(dict(contact)) != given_email({"email": link.email}):
-        return "its email is no longer the lead's"
-    return None
 
 
 def judge(link: Link, rule: Optional[Qualification], seen: Sighting,

@@ -233,7 +233,7 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
     base = json.loads(deploy.BASE_CONFIG.read_text())
     for stage in base["stages"]:
         assert deploy.lease_problem(base, stage) is None and deploy.budget_problem(base, stage) is None
-        assert deploy.config_problem(base, stage) is None
+        assert deploy.config_problem(base, stage) is None and deploy.api_timeout_problem(base, stage) is None
         assert deploy.worker_timeout(base, stage) <= 120      # the default lease, unless the config sets one
 
 
@@ -251,6 +251,12 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
      "BRIDGE_RECORD_BUDGET_MS is 30000 ms, no less than the worker's lambda_timeout of 30 s"),
     ({"environment_variables": {"BRIDGE_RECORD_BUDGET_MS": "120000"}},
      "BRIDGE_RECORD_BUDGET_MS is 120000 ms, no less than the worker's lambda_timeout of 120 s"),
+    # The OAuth callback answers within the API function's time: past API Gateway's 29 s, the admin got its 504
+    # (the page saying what happened never came); with no more than the callback's own 3 s, Intercom got none.
+    ({"stages": {"prod": {"lambda_functions": {"api_handler": {"lambda_timeout": 30}}}}},
+     "the API function's (api_handler's) lambda_timeout is 30 s (stage prod): it must be under API Gateway's 29 s"),
+    ({"lambda_functions": {"api_handler": {"lambda_timeout": 3}}},
+     "the API function's (api_handler's) lambda_timeout is 3 s (stage prod)"),
 ])
 def test_make_deploy_refuses_worker_settings_that_cannot_hold_in_one_line_before_touching_aws(
         tmp_path, change, says):

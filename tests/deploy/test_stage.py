@@ -67,10 +67,14 @@ def test_stage_names_and_outputs_are_checked():
 
 
 @pytest.mark.parametrize("stage, broken", [("1dev", "starting with a letter"), ("a" * 17, "up to 16"),
-                                           ("qa-eu", "lowercase letters and digits")])
+                                           ("qa-eu", "lowercase letters and digits"),
+                                           ("worker", "not worker or reconcile"),
+                                           ("reconcile", "not worker or reconcile")])
 def test_a_stage_name_refused_is_told_the_rule_it_breaks_and_the_readme_states_the_same_rule(stage, broken):
     """`1dev` and a 17-letter name are lowercase letters and digits: a refusal that says only that leaves the
-    operator guessing, and so does a README that allows `any lowercase name`."""
+    operator guessing, and so does a README that allows `any lowercase name`. A stage named `worker` made its API
+    function rf-intercom-bridge-worker, which the API's container took for a worker (it made a worker's clients
+    at init)."""
     with pytest.raises(StageError) as refused:
         resolve(stage)
     assert broken in str(refused.value)

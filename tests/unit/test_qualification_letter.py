@@ -112,3 +112,21 @@ def test_a_letter_sent_again_because_the_worker_died_before_noting_it_is_listed_
     run(work, *work.queue.sent[-2:])
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert work.apis.rf_.calls[-2:] == ["get_user 7", "qualify 7"] and len(letters(work)) == 2
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_replayed_letter_of_a_refused_qualification_pays_it_whatever_the_contact_says_now(path):
+    """The rule was met and RF refused the qualification (a paused campaign); the operator resumed the campaign and
+    replayed the letter, as `explain` advises. A check's letter was judged again on the contact as it is now: it had
+    changed since (the user downgraded), so the replay noted `not_met` and the reward was lost, where a webhook's
+    letter (its own old value) paid it. The decision sticks: the replay finishes it, asking RF first."""
+    work, contact, body = refused(path)
+    run(work, body)
+    assert link_of(work).qualification is QState.FAILED and len(letters(work)) == 1
+    set_value(work, contact, "No")                       # changed away since RF refused
+    work.clock.now += 60
+    [selector] = set(replay_selectors(explain(work, "7").view()))
+    assert dead_letters.replay(work, *selector)["replayed"] == 1
+    run(work, work.queue.sent[-1])
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert work.apis.rf_.calls[-2:] == ["get_user 7", "qualify 7"]      # RF asked first: it may have been paid by hand

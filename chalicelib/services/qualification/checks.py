@@ -8,7 +8,7 @@ from ...domain import rules
 from ...domain.history import REPLAYED, Entry
 from ...domain.join import moved_baseline, pick_existing
 from ...domain.link import ContactState, Link
-from ...domain.judge import Sighting, duplicate_refused
+from ...domain.judge import Sighting
 from ...domain.qualification import UNFINISHED, QState, open_states
 from ...domain.settings import CampaignSettings
 from ...errors import Permanent
@@ -43,53 +43,35 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         return "skipped"
     if link.qualification not in open_states(replay):
         return "skipped"
-    after = check_link(link, settings, deps, replay, message.duplicate_contact_id)
+    if link.qualification is QState.FAILED:
+        # A replay (open_states): the rule was met and RF refused the qualification. The decision sticks: it is
+        # finished whatever the contact says now (RF asked first: Qualifier), as a webhook's replay judges the
+        # value that met the rule, not the contact's now.
+        batch.keep(deps.qualifier.qualify(link, f"reconciliation, {REPLAYED}", replay=True))
+        return "done"
+    after = check_link(link, settings, deps, replay)
     if after is None:
         return "gone"
     batch.keep(after)
     return "done"
 
 
-def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool,
-               duplicate: Optional[str] = None) -> Optional[Link]:
+def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool) -> Optional[Link]:
     """Read the lead's contact now (following a merge) and judge it, as if its webhook had come.
     None when the contact is gone for good. A link made in another workspace than the campaign's now
     is left as it is (its contact is not read with that workspace's token: Qualifier.moved_away). It
     stays pending, so that moving the campaign back makes it count again; the sweep checks it only
-    until RECONCILE_SWEEP_DAYS, each time one counted history entry. `duplicate`: another contact the
-    check names (`match: email`: its value met the target), read and judged first; the lead's own
-    contact is read only if that did not qualify the lead."""
+    until RECONCILE_SWEEP_DAYS, each time one counted history entry. (A check naming a duplicate contact,
+    `match: email`, is the letter of a qualification RF refused: its replay finishes it, on_check.)"""
     if deps.qualifier.moved_away(link, settings):
         return link
     via = "reconciliation" + (f", {REPLAYED}" if replay else "")
-    if duplicate is not None and duplicate != link.contact_id:
-        link = _check_duplicate(link, settings, duplicate, deps, via, replay)
-        if link.qualification is QState.QUALIFIED:
-            return link
     read = _read_contact(link, settings, deps)
     if read is None:
         return None
     link, contact = read
     seen = Sighting(contact, via, rules.event_time(contact.get("updated_at")), replay=replay, current=True)
     return deps.qualifier.evaluate(link, settings, seen)
-
-
-def _check_duplicate(link: Link, settings: CampaignSettings, contact_id: str, deps: WorkDeps, via: str,
-                     replay: bool) -> Link:
-    """Judge the duplicate contact a check names, read now, while it counts for the lead; the history says
-    why it does not when it no longer does."""
-    try:
-        contact = deps.apis.intercom(link.workspace).get_contact(contact_id)
-        why = duplicate_refused(link, settings.qualification, contact)
-    except (Merged, NotFound) as gone:
-        why = f"Intercom no longer has it ({'merged' if isinstance(gone, Merged) else '404'})"
-    if why is not None:
-        deps.links.note(link.ref, [Entry("reconciliation", "duplicate_not_counted", (
-            f"duplicate contact {contact_id} (the lead's email), on which the lead met the target, no longer "
-            f"counts: {why}; the lead's own contact is judged instead"), {"duplicate_contact_id": contact_id})])
-        return link
-    return deps.qualifier.evaluate(link, settings, Sighting(contact, via, rules.event_time(contact.get("updated_at")),
-                                                            duplicate=contact_id, replay=replay, current=True))
 
 
 def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
