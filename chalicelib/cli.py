@@ -23,9 +23,12 @@ import re
 import shlex
 import shutil
 import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from .adapters.aws_clock import AwsClock
+from .adapters.dynamo import watch_clients
 from .config import Config
 from .domain import apps
 from .domain.oauth import TICKET_SECONDS
@@ -41,6 +44,7 @@ from .services.connections import (NOT_REPEATED, ConnectError, check_workspace_i
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing
+    from .services.doctor import Report
 
 
 class CliError(Exception):
@@ -399,13 +403,30 @@ def _terminal() -> bool:
         return False
 
 
+#: Where getpass writes its prompt when it can open it (else on stderr).
+TTY = "/dev/tty"
+
+
+def _end_prompt() -> None:
+    """End the line of a prompt left unanswered, where getpass wrote it (it ends it only once answered). The
+    terminal is opened as getpass opens it: never created, and never made the controlling one."""
+    try:
+        with open(os.open(TTY, os.O_WRONLY | os.O_NOCTTY | os.O_APPEND), "w", encoding="utf-8") as tty:
+            tty.write("\n")
+    except OSError:
+        print(file=sys.stderr)
+
+
 def _typed(what: str, keeping: Callable[[], Optional[str]]) -> Optional[str]:
     if not _terminal():
         return None
     kept = keeping()
     try:
         typed = getpass.getpass(f"{what[0].upper()}{what[1:]}" + (f" ({kept})" if kept else "") + ": ")
-    except EOFError:                         # Ctrl-D
+    except (EOFError, KeyboardInterrupt) as exc:     # Ctrl-D, Ctrl-C: what follows starts a line of its own
+        _end_prompt()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         typed = ""
     if not typed and kept:
         return None
@@ -478,13 +499,18 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         return 1
 
 
-def _runtime(config: Config) -> Runtime:
-    """The command's runtime; refused before anything is asked when a URL it may send a token to is not https."""
+def _runtime(config: Config, local: Callable[[], float] = time.time) -> Runtime:
+    """The command's runtime; refused before anything is asked when a URL it may send a token to is not https.
+    It runs on AWS's time, as the workers do, whatever this computer's clock (`local`) says: it shares their
+    rate budgets, whose slices are seconds of the callers' clocks (adapters/aws_clock.py)."""
     insecure = config.insecure()
     if insecure:
         raise CliError(f"{insecure} — fix this shell's environment or, with --stage, the stage's section of "
                        "infra/chalice-config.json, then `make deploy` (a variable set nowhere takes its default)")
-    return Runtime(config)
+    clock = AwsClock(local)
+    rt = Runtime(config, clock=clock)
+    watch_clients(clock.watch)                           # the table's answers say AWS's time
+    return rt
 
 
 def _reader_gone() -> int:
@@ -710,7 +736,7 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     _needs_dlq(rt)
     if args.raw and not args.show_payload:
         raise CliError("--raw shows the payloads as queued: give it with --show-payload")
-    found = dead_letters.look(rt)
+    found = _look(args, rt)
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw)
     if args.json:
@@ -747,7 +773,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     if _blank(args.reason):        # (`--reason "$VAR"` with VAR unset: it would match every letter)
         raise CliError("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part "
                        "of their reason), --campaign ID, or --all; nothing was sent back")
-    done = dead_letters.replay(rt, args.reason, args.campaign)
+    with _progress(args) as draw:
+        done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; they run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
                f"stored at {_utc(done['rf_token_stored_at'], rt.clock())}" if done.get("runs_from") else "")
@@ -806,16 +833,18 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
                        "every letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing "
                        "was discarded")
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
-        found = dead_letters.look(rt)
+        found = _look(args, rt)
         n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
         if not n:                  # nothing to do (exit 0, as a replay matching nothing): say what there is
             _nothing_matches(args, found)
             return 0
         raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
                        "bring them back) — add --yes to discard them; nothing was discarded")
-    done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded)
+    with _progress(args) as draw:
+        done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded,
+                                    progress=_letters(draw, "discarded"))
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
-        _nothing_matches(args, dead_letters.look(rt))
+        _nothing_matches(args, _look(args, rt))
         return 0
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
@@ -826,6 +855,21 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
                         "discard` again")
     _not_reached(done, "discarded", "discard", problems, "`bridge dlq discard` run again takes them out")
     return 0
+
+
+def _look(args: argparse.Namespace, rt: Runtime) -> "Listing":
+    from .services import dead_letters
+
+    with _progress(args) as draw:
+        return dead_letters.look(rt, progress=_letters(draw))
+
+
+def _letters(draw: Callable[[str], None], acted: str = "") -> Callable[[int, int, Optional[int]], None]:
+    """A dlq command's progress (services/dead_letters.Progress) drawn as its line: the letters read so far, then
+    those `acted` on (sent back, discarded) of those matching."""
+    def drawn(read: int, done: int, matching: Optional[int]) -> None:
+        draw(f"{read:,} dead letter(s) read" + (f", {_bar(done, matching)} {acted}" if matching else ""))
+    return drawn
 
 
 def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
@@ -865,11 +909,32 @@ def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
 
     rt.config = doctor.quick(rt.config)      # (before its clients are made: they read it then)
     report = doctor.examine(rt, args.campaign_id, dlq=bool(rt.config.dlq_url))
+    if isinstance(rt.clock, AwsClock):
+        _clock_finding(report, rt.clock)
     if args.json:
         _print(report.view())
     else:
         print(doctor.as_text(report))
     return 0 if report.ok else 1
+
+
+CLOCK_TOLERATED = 1.0   # seconds off AWS's clock said as a warning (RF's budget allows 1 s for a call's way and clocks)
+
+
+def _clock_finding(report: "Report", clock: AwsClock) -> None:
+    """This computer's clock against AWS's: a warning when surely off by more than RF's budget tolerates."""
+    if not clock.known:
+        what = "AWS's answers said no time: the bridge ran on this computer's clock as it is"
+    elif not clock.surely_off(0):
+        what = f"this computer's clock agrees with AWS's (to ±{clock.error:.1f} s)"
+    else:
+        what = (f"this computer's clock is {abs(clock.offset):.1f} s {'ahead of' if clock.offset < 0 else 'behind'} "
+                f"AWS's (±{clock.error:.1f} s): the bridge runs on AWS's time")
+    if clock.known and not clock.surely_off(CLOCK_TOLERATED):
+        return report.add("clock", True, what)
+    report.add("clock", True, what, "the budgets shared with the workers count calls by the seconds of AWS's clock: "
+               "the bridge corrects this computer's when AWS's answers say its time; other tools may not",
+               "sync this computer's clock (e.g. `sudo hwclock -s` in WSL2, `w32tm /resync` on Windows)", warn=True)
 
 
 def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
@@ -1020,8 +1085,6 @@ def _no_sync(found: dict) -> str:
 
 def _pause(seconds: float) -> None:
     """The wait between two refreshes of a watch (tests replace it)."""
-    import time
-
     time.sleep(seconds)
 
 

@@ -143,7 +143,9 @@ class ChangesMessage(_Message):
     """Reconciliation: search this workspace's contacts changed since its last search (or, the first
     time, within `lookback` seconds of `at`), and judge the pending leads linked to them. A search longer
     than a worker's time goes on in a message of its own: the same search (`since`) from the page it
-    reached (`cursor`, the search's `starting_after`)."""
+    reached (`cursor`, the search's `starting_after`). After a rule change that may qualify values seen
+    before (`rule_change`: the workspace's marker, cleared when this search completes), the search also
+    looks back to `back_to`, the oldest pending lead's place in the pending index (None: no lead waits)."""
 
     kind: Literal["intercom.changes"] = "intercom.changes"
     workspace: Id
@@ -151,7 +153,9 @@ class ChangesMessage(_Message):
     lookback: float = 7 * 86400
     since: Optional[float] = None
     cursor: Optional[Annotated[str, Field(max_length=4096)]] = None
-    WHEN_SET: ClassVar[frozenset[str]] = _Message.WHEN_SET | {"since", "cursor"}
+    rule_change: Optional[Annotated[str, Field(max_length=1024)]] = None
+    back_to: Optional[float] = None
+    WHEN_SET: ClassVar[frozenset[str]] = _Message.WHEN_SET | {"since", "cursor", "rule_change", "back_to"}
 
 
 class SyncPageMessage(_Message):

@@ -252,13 +252,14 @@ class Runtime:
     def intercom_auth(self) -> "IntercomAuthClient":
         """Token questions (the OAuth callback's exchange, `/me` before a token is stored)."""
         from .adapters.intercom import IntercomAuthClient
-        return IntercomAuthClient(self.url("intercom_base_url"), self.config.http_timeout)
+        return IntercomAuthClient(self.url("intercom_base_url"), self.config.http_timeout, clock=self.clock,
+                                  sleeper=self.sleeper, max_wait=self.max_wait)
 
     def rf_auth(self, token: str) -> "ReferralFactoryClient":
         """RF asked with a token not yet stored (`bridge rf connect`): outside the shared limiter."""
         from .adapters.referral_factory import ReferralFactoryClient
         return ReferralFactoryClient(self.url("rf_base_url"), token, timeout=self.config.http_timeout,
-                                     sleeper=self.sleeper)
+                                     clock=self.clock, sleeper=self.sleeper, max_wait=self.max_wait)
 
     def oauth_app(self) -> Optional[tuple[str, str, str]]:
         """The public app's (client id, client secret, state key), or None until `bridge workspace oauth-app`."""

@@ -89,10 +89,10 @@ class FakeQueue:
 
     def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None:
         refused: list[tuple[dict | str, str]] = []
+        for m in messages:                   # every one, before any is sent (as the adapter does)
+            encode(m)
         for start in range(0, len(messages), 10):
             chunk = messages[start:start + 10]
-            for m in chunk:
-                encode(m)
             self.batch_calls.append(len(chunk))
             answers = [(m, self.refuse(m)) for m in chunk]
             refused += [(m, reason) for m, reason in answers if reason]

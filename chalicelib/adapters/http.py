@@ -16,10 +16,13 @@ sleep are injected."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
-from typing import Any, Callable, Optional, Protocol
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -41,13 +44,16 @@ class Gate(Protocol):
 
 
 class _Open:
-    """No shared budget (a client made alone): a 429's wait is still waited, by this client."""
+    """No shared budget (a client made alone: a token check): a 429's wait is still waited, by this client, up to
+    `max_wait`; a longer one is `Deferred`, as the limiter's."""
 
-    def __init__(self, sleeper: Callable[[float], None]):
-        self.sleeper, self._wait = sleeper, 0.0
+    def __init__(self, sleeper: Callable[[float], None], max_wait: Callable[[], float], vendor: str):
+        self.sleeper, self.max_wait, self.vendor, self._wait = sleeper, max_wait, vendor, 0.0
 
     def acquire(self) -> None:
         wait, self._wait = self._wait, 0.0
+        if wait > self.max_wait():
+            raise Deferred(f"{self.vendor} answered 429 and asked to wait {wait:.0f}s", retry_after=wait, status=429)
         if wait > 0:
             self.sleeper(wait)
 
@@ -70,21 +76,7 @@ class _BridgeRetry(Retry):
     vendor: Optional[str] = None
 
     def get_retry_after(self, response) -> Optional[float]:
-        """`Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of its rate window, which it
-        sends with every answer: after a 5xx it is no wait the vendor asked for). A `Retry-After` neither seconds
-        nor a date (`soon`, empty, a date past any calendar) is as none: the ordinary backoff, or the rate window,
-        is waited."""
-        try:
-            delay = super().get_retry_after(response)
-        except (InvalidHeader, OverflowError):
-            delay = None
-        reset = response.headers.get("X-RateLimit-Reset") if response.status == 429 else None
-        if delay is None and reset:
-            try:
-                delay = max(0.0, float(reset) - self.clock())
-            except ValueError:
-                delay = None
-        return delay
+        return asked_wait(response.headers, response.status, self.clock())
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         if response is not None and response.status == 429:   # the last one too: every caller pauses
@@ -107,6 +99,47 @@ class _BridgeRetry(Retry):
                 self.sleeper(delay)
         # A 429's pause is the shared limiter's: it waits it out, or defers the work.
         self.before_attempt()
+
+
+_READER = Retry(0)      # urllib3's reading of `Retry-After`
+MAX_CLOCK_GAP = 300.0   # an answer's Date further from our clock than this is not taken for the vendor's clock
+
+
+def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[float]:
+    """The seconds an answer asks to wait: `Retry-After`, or after a 429 only Intercom's `X-RateLimit-Reset` (the end of
+    its rate window, which it sends with every answer: after a 5xx it is no wait the vendor asked for). A
+    `Retry-After` neither seconds nor a date (`soon`, empty, a date past any calendar), or a reset not a number, is as
+    none: the ordinary backoff, or the rate window, is waited.
+
+    The reset is a whole second, floored: the window ends within that second, so the wait lasts until the second has
+    passed, counted from the answer's `Date` (the vendor's clock: no difference between its clock and ours makes the
+    retry early) when it has a sane one, else from our clock."""
+    try:
+        said = headers.get("Retry-After")
+        delay = None if said is None else _READER.parse_retry_after(said)
+    except (InvalidHeader, OverflowError):
+        delay = None
+    reset = headers.get("X-RateLimit-Reset") if status == 429 else None
+    if delay is None and reset:
+        try:
+            ends = float(reset) + 1
+        except ValueError:
+            return None
+        delay = max(0.0, ends - _vendor_now(headers.get("Date"), now)) if math.isfinite(ends) else None
+    return delay
+
+
+def _vendor_now(date: Optional[str], now: float) -> float:
+    """The vendor's clock by its answer's `Date` (whole seconds: a little behind it, so a wait counted from it is never
+    short); `now` when there is none, or none that reads, or one further from our clock than MAX_CLOCK_GAP."""
+    try:
+        when = parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        when = None
+    if when is None:
+        return now
+    said = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return said if abs(said - now) <= MAX_CLOCK_GAP else now
 
 
 def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,
@@ -156,13 +189,14 @@ class JsonApi:
         self.base_url = base_url.rstrip("/")
         self._on_answer = on_answer
         self.timeout = timeout
-        self._gate: Gate = limiter if limiter is not None else _Open(sleeper)
+        wait_cap = max_wait if callable(max_wait) else (lambda: max_wait)
+        self._gate: Gate = limiter if limiter is not None else _Open(sleeper, wait_cap, self.service)
         self._reauth = reauth
         self._sessions: dict[bool, requests.Session] = {}
         for idempotent in (True, False):
             session = requests.Session()
             session.headers.update({"Accept": "application/json", **headers})
-            retry = retry_policy(clock, sleeper, self._gate.acquire, max_wait, on_throttled=self._gate.throttled,
+            retry = retry_policy(clock, sleeper, self._gate.acquire, wait_cap, on_throttled=self._gate.throttled,
                                  idempotent=idempotent, vendor=self.service)
             adapter = HTTPAdapter(max_retries=retry)
             session.mount("http://", adapter)

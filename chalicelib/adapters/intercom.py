@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Optional, Sequence
+import time
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ..domain.mapping import MARKER_ATTRIBUTE
-from ..errors import ApiError, NoAnswer, Permanent, Transient
+from ..errors import ApiError, Deferred, NoAnswer, Permanent, Transient
 from ..ports.apis import Conflict, Merged, NotFound
-from .http import JsonApi
+from .http import JsonApi, asked_wait
 
 __all__ = ["IntercomClient", "Conflict", "Merged", "NotFound"]
 
@@ -173,8 +174,9 @@ class IntercomAuthClient:
     """Token questions (ports.apis.IntercomAuth). One call each, outside the shared limiter: a connect
     is one person's click, and the workspace is not known before `/me` answers."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0):
-        self.base_url, self.timeout = base_url.rstrip("/"), timeout
+    def __init__(self, base_url: str, timeout: float = 10.0, clock: Callable[[], float] = time.time, **http: Any):
+        """`http`: what else a client of the API is given besides its token (sleeper, max_wait: JsonApi)."""
+        self.base_url, self.timeout, self.clock, self.http = base_url.rstrip("/"), timeout, clock, http
 
     def exchange(self, code: str, client_id: str, client_secret: str, within: Optional[float] = None) -> str:
         # Never retried: a code is single-use, and an answer lost after Intercom used it cannot be asked again.
@@ -188,7 +190,7 @@ class IntercomAuthClient:
     def whoami(self, token: str, api_base: Optional[str] = None, within: Optional[float] = None) -> dict:
         base = (api_base or self.base_url).rstrip("/")
         if within is None:      # retried as any GET
-            me = IntercomClient(base, token, timeout=self.timeout)._call("GET", "/me")
+            me = IntercomClient(base, token, timeout=self.timeout, clock=self.clock, **self.http)._call("GET", "/me")
         else:                   # one try, in the time the caller has
             me = self._once("GET", f"{base}/me", within, headers={
                 "Accept": "application/json", "Intercom-Version": VERSION, "Authorization": f"Bearer {token}"})
@@ -218,6 +220,8 @@ class IntercomAuthClient:
             message = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)) \
                 if isinstance(errors, list) else ""
             reason = f"Intercom answered {resp.status_code}: {message or resp.reason}"
+            if resp.status_code == 429:      # not applied: it asks to wait (never waited here: one try)
+                raise Deferred(reason, retry_after=asked_wait(resp.headers, 429, self.clock()), status=429)
             raise (Transient if resp.status_code >= 500 else Permanent)(reason, status=resp.status_code)
         return body
 

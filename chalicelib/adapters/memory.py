@@ -698,6 +698,12 @@ class MemoryCursor:
         else:
             self.positions[name] = position
 
+    def clear(self, name: str, position: str) -> bool:
+        if self.positions.get(name) != position:
+            return False
+        del self.positions[name]
+        return True
+
 
 @_atomic
 class MemoryRates:

@@ -81,6 +81,17 @@ def key(rule: Qualification) -> str:
     return json.dumps([rule.attribute, rule.operator, rule.value, rule.case_sensitive], default=str)
 
 
+def meets_more(rule: Optional[Qualification], was: Optional[Qualification]) -> bool:
+    """Whether `rule`, replacing `was`, may qualify a pending lead by a value their contact reached under `was`
+    (judged then, not met): another target (`key`), `require_change` turned off (a value at the baseline now
+    counts), or `match` turned to email (a duplicate's value now counts). A rule where there was none does not:
+    the leads linked before it are not qualified automatically (README, Qualification: Baseline)."""
+    if rule is None or was is None:
+        return False
+    return (key(rule) != key(was) or (was.require_change and not rule.require_change)
+            or (was.match, rule.match) == ("contact", "email"))
+
+
 def arms(rule: Qualification, data_type: str, value: Any) -> bool:
     """Seeing this value later lets a return to the target count as a change."""
     return not matches(rule, data_type, value)

@@ -119,7 +119,8 @@ class Apis(Protocol):
 class IntercomAuth(Protocol):
     """Intercom's answers about tokens (adapters/intercom.py: IntercomAuthClient). Errors are
     errors.Permanent (a refused code or token, with Intercom's message) or errors.Transient: errors.NoAnswer
-    when none came in time. `within`: the seconds the call may take in all (one try; with none left it is
+    when none came in time, errors.Deferred (its `retry_after`: when to try again) for a 429 longer to wait than
+    the call may. `within`: the seconds the call may take in all (one try; with none left it is
     not sent); None: the client's own timeout (and, for `whoami`, retries)."""
 
     def exchange(self, code: str, client_id: str, client_secret: str, within: Optional[float] = None) -> str:
@@ -130,7 +131,8 @@ class IntercomAuth(Protocol):
 
 class ReferralFactoryAuth(Protocol):
     """Referral Factory asked with a token not yet stored (adapters/referral_factory.py:
-    ReferralFactoryClient). Errors are errors.Permanent (a refused token) or errors.WorkError."""
+    ReferralFactoryClient). Errors are errors.Permanent (a refused token) or errors.WorkError: errors.Deferred for
+    a 429 longer to wait than the call may."""
 
     def check_token(self) -> None:
         """GET /campaigns (its first page): Permanent when RF refuses the token."""

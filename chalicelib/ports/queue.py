@@ -7,7 +7,8 @@ from typing import Optional, Protocol, Sequence
 
 class MessageTooLarge(ValueError):
     """The message would not fit in the queue (SQS: 256 KiB, less room for the dead-letter
-    attributes): `size` bytes, of at most `limit`. The webhook edge queues a thin message instead."""
+    attributes): `size` bytes, of at most `limit`. The webhook edge and `backfill --apply` queue a thin message
+    instead."""
 
     def __init__(self, size: int, limit: int):
         super().__init__(f"the message is {size} bytes; the queue takes at most {limit}")
@@ -66,7 +67,8 @@ class WorkQueue(Protocol):
     def send(self, message: dict | str) -> str: ...                 # raises MessageTooLarge
     def send_many(self, messages: list[dict], delay: float = 0) -> None:
         """10 a call (SQS's SendMessageBatch). `delay`: seconds before they can be received (SQS: at
-        most 900). Raises NotSent, after sending every other one, naming each message refused."""
+        most 900). Raises NotSent, after sending every other one, naming each message refused; MessageTooLarge,
+        having sent none, when one would not fit."""
     def delete(self, receipt_handles: list[str]) -> dict[str, str]:
         """10 a call; the handles the queue refused, each with its reason (those records come back)."""
     def retry_in(self, receipt_handle: str, seconds: float) -> None: ...

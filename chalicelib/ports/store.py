@@ -422,10 +422,13 @@ class Cursor(Protocol):
     between rounds) and when its latest round began (`SWEEP_ROUND`, epoch seconds), and the search of
     each workspace's changed contacts (`changes#<workspace>`, the time it last finished; until one did,
     `changes#<workspace>#start`, where the first ones start; `changes#<workspace>#failed`, the latest failed
-    search, as JSON: when it was asked and failed, the vendor unavailable, the reason)."""
+    search, as JSON: when it was asked and failed, the vendor unavailable, the reason; `changes#<workspace>#back`,
+    a rule change the next completed search must look back for, as JSON: which apply made it)."""
 
     def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
     def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None: ...
+    def clear(self, name: str, position: str) -> bool:
+        """Clears `name` if it still holds `position` (True), else leaves what another wrote since (False)."""
 
 
 class RateWindows(Protocol):

@@ -1,12 +1,14 @@
 """Operator commands behind the CLI: settings, connections, dead letters, history."""
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from typing import Any, Optional, Protocol
 
 import yaml
 
+from ..domain import rules
 from ..domain.advice import how_many
 from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
@@ -20,6 +22,7 @@ from ..ports.store import SCAN_LIMIT, StoredSettings
 from .backfill import unknown_baselines
 from .dead_letters import list_dead, replay
 from .moved import applied_elsewhere, valid_campaigns
+from .qualification.changes import back_name
 from .deps import Stack
 
 
@@ -196,6 +199,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
         warnings += [f"{shared.said} — {shared.why}: {shared.fix}" for shared in
                      shared_attributes(settings, valid_campaigns(rt.store.settings, settings.workspace))]
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace, owed)
+    warnings += _look_back(rt, settings, before, version)
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
             "warnings": warnings}
@@ -293,7 +297,8 @@ def _consequences(rt: Operator, settings: CampaignSettings, stored: Optional[Sto
 def _rule_changed(rt: Operator, settings: CampaignSettings, before: Optional[CampaignSettings]) -> list[str]:
     """A rule added, on another attribute than the stored one, or now requiring a change: the leads linked
     before it have no baseline under it, and are not qualified automatically until a backfill takes them in.
-    (A new target on the same attribute needs none: the value at join time is still what it was.)"""
+    (A new target on the same attribute needs none: the value at join time is still what it was; _look_back
+    finds the leads already at it.)"""
     rule, was = settings.qualification, before.qualification if before is not None else None
     if rule is None:
         return []
@@ -307,6 +312,20 @@ def _rule_changed(rt: Operator, settings: CampaignSettings, before: Optional[Cam
                     f"joins of campaign {settings.campaign_id}: `bridge backfill {settings.campaign_id}` (a dry run) "
                     "lists every one")
     return said
+
+
+def _look_back(rt: Operator, settings: CampaignSettings, before: Optional[CampaignSettings], version: int) -> list[str]:
+    """A rule that may qualify values contacts reached under the stored one (rules.meets_more): a pending lead past
+    the sweep's age already at the new target would wait for its contact's next change, as the search of changed
+    contacts asks for recent changes only. The workspace's marker makes the next search look back to the oldest
+    pending lead (once: the search that completes clears it). Written after the settings: a search that saw the
+    marker reads these settings."""
+    if not rules.meets_more(settings.qualification, before.qualification if before is not None else None):
+        return []
+    marker = json.dumps({"campaign_id": settings.campaign_id, "version": version, "at": iso(rt.clock())})
+    rt.store.cursor.set(marker, back_name(settings.workspace))
+    return [f"campaign {settings.campaign_id}'s new rule may qualify leads whose contacts already meet it: the next "
+            "reconciliation's search of changed contacts looks back to the oldest pending lead, once"]
 
 
 def _enrolled_by_sync(rt: Operator, settings: CampaignSettings,

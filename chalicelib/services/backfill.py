@@ -51,9 +51,10 @@ from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
 from ..errors import WorkError, rf_campaign_fix
 from ..observability import mask_email, mask_emails
 from ..messages import JoinMessage
-from ..ports import IntercomPort, Merged, NotFound, Store, WorkQueue
+from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
 from . import rf_people
+from .ingest import queued_whole_or_thin
 from .referral_count import messages as count_messages
 
 
@@ -193,7 +194,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         uncounted = [u for _, _, u in classified if u is not None]
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
-        to_send: list[dict] = []
+        to_send: list[JoinMessage] = []
         for user, person, (outcome, message, lead) in zip(users, read, classified):
             why = None
             if lead is not None and (not apply or lead[0] in counted):
@@ -206,7 +207,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             elif isinstance(person, RFPerson) and (outcome in ACTS or isinstance(outcome, Reopened)):
                 result.people.setdefault(outcome, []).append({**_who(person, lead), **({"reason": why} if why else {})})
             if message is not None:
-                to_send.append(message.wire())
+                to_send.append(message)
         would_send += len(to_send)
         attribute = count_attribute(settings)
         owed = _owed(rt, links, grown | asked, attribute) if apply and attribute else set()
@@ -424,10 +425,16 @@ def _owed(rt: Backfilling, links: dict[PersonRef, Link], asked: set[PersonRef], 
     return {r for r, kept in rt.store.links.referrals_many(referrers).items() if not kept.held(attribute)}
 
 
-def _send(rt: Backfilling, joins: list[dict], grown: set[PersonRef], owed: set[PersonRef]) -> None:
+def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef]) -> None:
     # The counts first: a join a failed send left out is found again by the next run.
+    counts = count_messages(grown) + count_messages(owed, unless_written=True)
     try:
-        rt.queue.send_many(count_messages(grown) + count_messages(owed, unless_written=True) + joins)
+        try:
+            rt.queue.send_many(counts + [join.wire() for join in joins])
+        except MessageTooLarge:     # a person too large to queue whole (none was sent): the page's joins one by one,
+            rt.queue.send_many(counts)      # theirs thin, as the webhook's (the worker reads what it left out from RF)
+            for join in joins:
+                queued_whole_or_thin(rt.queue, join)
     except Exception as exc:
         if not grown:
             raise BackfillError(f"the messages could not be queued ({exc}): run backfill again, which sends what "

@@ -14,7 +14,8 @@ from ..config import Config
 from ..domain import apps
 from ..domain.apps import MARKS, PRIVATE, PUBLIC
 from ..domain.oauth import Workspace, new_key, safe_url, workspace_of
-from ..errors import Permanent, WorkError
+from ..domain.history import clock_time
+from ..errors import Deferred, Permanent, WorkError
 from ..ports import Connection, IntercomAuth, ReferralFactoryAuth, SecretStore, Store
 from ..ports.secrets import (EDGE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN,
                              RF_WEBHOOK_SECRET, WORKER, intercom_client_secret, intercom_token, valid_workspace)
@@ -25,6 +26,8 @@ T = TypeVar("T")
 class Connecting(Protocol):
     config: Config
 
+    @property
+    def clock(self) -> Callable[[], float]: ...
     @property
     def store(self) -> Store: ...
     @property
@@ -64,11 +67,20 @@ def refuse_blank(**given: Optional[str]) -> None:
             raise ConnectError(refusal)
 
 
-def confirmed(service: str, ask: Callable[[], T], refused: Callable[[Permanent], Optional[str]]) -> T:
+def try_again(exc: Deferred, now: float) -> str:
+    """When to try again after a vendor's 429 (`exc`, its wait too long for the caller): "after 14:32 UTC"."""
+    return f"after {clock_time(now + exc.retry_after, now)}" if exc.retry_after else "in a minute"
+
+
+def confirmed(rt: Connecting, service: str, ask: Callable[[], T], refused: Callable[[Permanent], Optional[str]]) -> T:
     """What `ask` (a token check) answers; ConnectError (nothing stored) when `service` refuses the
-    token (`refused` says how, for the answers it knows), would not confirm it, or cannot be reached."""
+    token (`refused` says how, for the answers it knows), would not confirm it, limits calls (a 429 whose wait
+    is longer than a call may wait: when to try again), or cannot be reached."""
     try:
         return ask()
+    except Deferred as exc:
+        raise ConnectError(f"{service} is limiting calls for now ({exc.reason}): nothing was stored; try again "
+                           f"{try_again(exc, rt.clock())}") from None
     except Permanent as exc:
         raise ConnectError(f"{refused(exc) or f'{service} would not confirm the token ({exc.reason})'}; "
                            "nothing was stored") from None
@@ -85,7 +97,7 @@ def check_token(rt: Connecting, token: str, api_base: Optional[str]) -> Workspac
         return (f"Intercom refused this token (401 at {where}): check the token, or the workspace's region "
                 "(--api-base https://api.eu.intercom.io)") if exc.status == 401 else None
     try:
-        return workspace_of(confirmed("Intercom", lambda: rt.intercom_auth().whoami(token, api_base), refused))
+        return workspace_of(confirmed(rt, "Intercom", lambda: rt.intercom_auth().whoami(token, api_base), refused))
     except ValueError as exc:
         raise ConnectError(f"{exc}; nothing was stored") from None
 
@@ -329,7 +341,7 @@ def check_rf_token(rt: Connecting, token: str) -> None:
             return (f"Referral Factory answered {said} at {where}: it blocks this machine's address after too "
                     "many calls (wait, then try again), or the token may not read campaigns")
         return None
-    confirmed("Referral Factory", rt.rf_auth(token).check_token, refused)
+    confirmed(rt, "Referral Factory", rt.rf_auth(token).check_token, refused)
 
 
 def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None, *,

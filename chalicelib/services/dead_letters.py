@@ -248,9 +248,15 @@ HOLDERS = "a `dlq list`, `doctor`, `forget`, `dlq replay` or `dlq discard` runni
 APPROXIMATE = "SQS's count is approximate: for a minute after letters are taken out it may still count them"
 
 
+#: How far a listing, a replay or a discard is, told after each receive and each ten acted on: letters read, letters
+#: acted on (sent back, discarded), of how many matching (None while they are still being read). For the CLI's
+#: progress line: a scan of thousands of letters takes minutes.
+Progress = Callable[[int, int, Optional[int]], None]
+
+
 @contextmanager
 def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
-            take: Optional[Callable[[ReceivedLetter], bool]] = None
+            take: Optional[Callable[[ReceivedLetter], bool]] = None, progress: Optional[Progress] = None
             ) -> Iterator[tuple[list[ReceivedLetter], dict[str, str], int, bool, Callable[..., None]]]:
     """Every dead letter we can receive, each once; the latest receipt handle of each, by message id,
     for the caller to take out those it deletes; about how many more the queue holds that we could
@@ -290,6 +296,8 @@ def holding(rt: HasDeadLetters, visibility: int, limit: int = MAX_LISTED,
                 received.setdefault(m.message_id, m)
                 held[m.message_id] = m.handle
                 renew[m.message_id] = at + visibility / 2
+            if progress:
+                progress(len(received), 0, None)
             if not new:
                 break
         # (Counted after the scan: SQS's count may still hold letters just taken, for a minute: a false
@@ -342,9 +350,9 @@ def marked(rt: Discarding, letters: list[DeadLetter]) -> list[DeadLetter]:
     return out
 
 
-def look(rt: Discarding) -> Listing:
+def look(rt: Discarding, progress: Optional[Progress] = None) -> Listing:
     """Every dead letter; the queue is left as it was (each message visible again as soon as all are read)."""
-    with holding(rt, LOOK_SECONDS) as (received, _, not_seen, cut, _):
+    with holding(rt, LOOK_SECONDS, progress=progress) as (received, _, not_seen, cut, _):
         pass
     return Listing(marked(rt, [read(m) for m in received]), not_seen, cut)
 
@@ -365,7 +373,8 @@ def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], 
         campaign is None or letter.campaign_id == str(campaign)) and (not superseded or bool(letter.superseded))
 
 
-def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None) -> dict:
+def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None,
+           progress: Optional[Progress] = None) -> dict:
     """Send the matching dead letters back to the work queue, marked as replays (one no model can read
     goes back as it was: a fixed bridge may read it now), 10 a call, each taken out of the dead-letter
     queue once its copy was sent; the history of the person each is about (as `discard` finds them) says it was
@@ -411,7 +420,8 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         if refused:
             _note(rt, letters, "replayed", people, {i: f"SQS refused it ({why})" for i, why in refused.items()})
         return [i for i in copies if i not in refused], refused_now
-    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send)
+    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send,
+                          progress)
     return {**{{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()},
             **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1]} if held and any(waited) and done["done"] else {})}
 
@@ -428,7 +438,7 @@ def rf_token_held(rt: Discarding) -> Optional[tuple[float, str]]:
 
 
 def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None,
-            superseded: bool = False) -> dict:
+            superseded: bool = False, progress: Optional[Progress] = None) -> dict:
     """Take the matching dead letters out for good (work that can never succeed: a replay would only
     dead-letter it again), as `replay` walks them but sending nothing; the history of the person each
     is about (its campaign and RF user id; for an Intercom notification's, those linked to its contact
@@ -444,7 +454,7 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
         _note(rt, [read(m) for m in batch.values()], "discarded")
         return list(batch), []
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],
-                          REPLAY_SECONDS, note)
+                          REPLAY_SECONDS, note, progress)
     return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
 
 
@@ -509,7 +519,8 @@ def _people_of(rt: Discarding, letters: list[DeadLetter]) -> list[list[PersonRef
 
 
 def _take_matching(rt: HasDeadLetters, chosen: Callable[[list[DeadLetter]], list[bool]], visibility: int,
-                   act: Callable[[dict[str, ReceivedLetter]], tuple[list[str], list[tuple[dict | str, str]]]]) -> dict:
+                   act: Callable[[dict[str, ReceivedLetter]], tuple[list[str], list[tuple[dict | str, str]]]],
+                   progress: Optional[Progress] = None) -> dict:
     """Replay's and discard's walk (see `replay`): the dead letters `chosen` says yes to, 10 at a time,
     each kept hidden until `act` on its ten (message id -> letter) says which of them it did (the others refused
     by SQS, with SQS's reasons), then those done taken out of the dead-letter queue. The answer: `done`,
@@ -519,7 +530,7 @@ def _take_matching(rt: HasDeadLetters, chosen: Callable[[list[DeadLetter]], list
     late: dict[str, str] = {}          # done after their hide time ran out: message id -> the handle used
     refused: list[tuple[dict | str, str]] = []
     kept: dict[str, str] = {}          # done, but the queue would not take them out: handle -> its reason
-    with holding(rt, visibility) as (received, held, not_seen, cut, keep_hidden):
+    with holding(rt, visibility, progress=progress) as (received, held, not_seen, cut, keep_hidden):
         matching = [m for m, yes in zip(received, chosen([read(m) for m in received])) if yes]
         ids = {m.message_id for m in matching}
         others = [i for i in held if i not in ids]
@@ -539,6 +550,8 @@ def _take_matching(rt: HasDeadLetters, chosen: Callable[[list[DeadLetter]], list
             late.update({i: handles[i] for i in done if i not in held})
             kept.update(_delete_sent(rt, held, {i: handles[i] for i in done}))
             done_n, refused = done_n + len(done), refused + refused_now
+            if progress:
+                progress(len(received), done_n, len(matching))
         let_go = len(matching) - done_n - len(refused)
         not_seen, cut = not_seen + let_go, cut or let_go > 0
     late_left = _take_out_late(rt, late, kept) if late else 0

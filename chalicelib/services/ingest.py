@@ -110,14 +110,19 @@ def _parsed(shape: _Shape, repeats: bool = False) -> dict:
             else webhooks.parse_json_object(shape.text, repeats=repeats))
 
 
-def _enqueue(rt: Edge, message: Union[JoinMessage, ContactMessage], status: int, answer: dict) -> Reply:
-    """The message, or, when the queue will not take it whole, a thin one that names what the worker reads
-    from the vendor (messages.py: `thin`); a valid event is never refused for its size here."""
+def queued_whole_or_thin(queue: WorkQueue, message: Union[JoinMessage, ContactMessage]) -> str:
+    """The message queued, or, when the queue will not take it whole, a thin one that names what the worker reads
+    from the vendor (messages.py: `thin`): its message id."""
     try:
-        try:
-            message_id = rt.queue.send(message.wire())
-        except MessageTooLarge as exc:
-            message_id = rt.queue.send(message.thin(exc.size, exc.limit).wire())
+        return queue.send(message.wire())
+    except MessageTooLarge as exc:
+        return queue.send(message.thin(exc.size, exc.limit).wire())
+
+
+def _enqueue(rt: Edge, message: Union[JoinMessage, ContactMessage], status: int, answer: dict) -> Reply:
+    """The message queued (thin if need be: a valid event is never refused for its size here)."""
+    try:
+        message_id = queued_whole_or_thin(rt.queue, message)
     except Exception:  # SQS throttled, unreachable or refusing: an outage the sender retries, not the body's fault
         logger.warning("could not queue a webhook's event", exc_info=True)
         return _unavailable("the bridge could not queue this event")

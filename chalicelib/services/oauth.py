@@ -25,18 +25,16 @@ from ..domain.apps import PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..domain.settings import valid_or_none
-from ..errors import REPLAY_PARKED, NoAnswer, Permanent, WorkError
+from ..errors import REPLAY_PARKED, Deferred, NoAnswer, Permanent, WorkError
 from ..observability import logger
 from ..ports.secrets import valid_workspace
 from ..ports.store import Connection, OAuthTicket
-from .connections import NOT_REPEATED, ConnectError, Connecting, check_workspace_id, store_workspace
+from .connections import NOT_REPEATED, ConnectError, Connecting, check_workspace_id, store_workspace, try_again
 
 
 class OAuthEdge(Connecting, Protocol):
     """What the OAuth routes are given (the composition root's Runtime)."""
 
-    @property
-    def clock(self) -> Callable[[], float]: ...
     def oauth_app(self) -> Optional[tuple[str, str, str]]: ...
 
 
@@ -218,6 +216,9 @@ def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.Sta
         return _refused(place, "Intercom sent no code"), nothing
     try:
         token = rt.intercom_auth().exchange(code, client_id, client_secret, within=left())
+    except Deferred as exc:       # its 429: the code was not used, but the state was
+        return _refused(place, f"Intercom is limiting calls for now ({exc.reason}): try again "
+                               f"{try_again(exc, rt.clock())}", status=503), nothing
     except Permanent as exc:
         return _refused(place, f"Intercom refused the code ({exc.reason})"), nothing
     except NoAnswer as exc:
@@ -228,6 +229,10 @@ def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.Sta
     # it is dropped (never stored, shown or logged). The code is spent; a new link gets a token again.
     try:
         found = oauth.workspace_of(rt.intercom_auth().whoami(token, within=left()))
+    except Deferred as exc:
+        return _refused(place, f"Intercom gave this bridge access, but is limiting calls for now, so it did not say "
+                               f"which workspace it is for ({exc.reason}): that access was not kept; try again "
+                               f"{try_again(exc, rt.clock())}", status=503), nothing
     except (WorkError, ValueError) as exc:
         late = isinstance(exc, NoAnswer)
         said = "did not say in time" if late else "would not say"

@@ -9,7 +9,8 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
    it again while its message still waits in the queue; if it is still unfinished after that, it is
    queued again;
 2. one search of changed contacts per connected workspace with campaigns (qualification/changes.py):
-   its cost grows with the contacts that changed, not with the leads that wait;
+   its cost grows with the contacts that changed, not with the leads that wait (after a rule change that may
+   meet values already reached, once from the oldest pending lead);
 3. a check of the next pending leads, oldest first, one contact read each — only those younger than
    RECONCILE_SWEEP_DAYS (older ones still qualify by webhook and by the search of changes), and not
    those linked in a workspace their campaign left (never judged there), resuming where the last run
@@ -27,7 +28,7 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from ..domain.history import Entry, iso
+from ..domain.history import Entry, epoch, iso
 from ..domain.link import LinkStatus, Overdue
 from ..domain.qualification import UNFINISHED
 from ..messages import ChangesMessage, CheckMessage, JoinMessage
@@ -36,6 +37,7 @@ from ..ports import WorkQueue
 from ..ports.store import PENDING_SWEEP, SWEEP_ROUND, Connection
 from ..webhooks import RFPerson
 from .deps import Stack
+from .qualification.changes import back_name
 from .referral_count import messages as count_messages
 
 DAY = 86400
@@ -136,16 +138,28 @@ def searchable(conn: Optional[Connection]) -> bool:
 
 
 def _changes(rt: Stack[WorkQueue], now: float) -> list[dict]:
-    """One search of changed contacts per connected workspace that has campaigns."""
+    """One search of changed contacts per connected workspace that has campaigns. After a rule change that may
+    qualify values contacts reached before it (the workspace's marker: `settings apply`), the search looks back
+    to the oldest pending lead too (one read of the pending index): a lead older than the sweep's
+    age, whose contact reached the new target under the old one, is found only so."""
     out = []
     for workspace in sorted(rt.store.connections.workspaces()):
         if not searchable(rt.store.connections.workspace(workspace)):
             continue
         if not rt.store.settings.campaigns(workspace):
             continue
-        out.append(ChangesMessage(workspace=workspace, at=now,
-                                  lookback=rt.config.reconcile_sweep_days * DAY).wire())
+        rule_change = rt.store.cursor.get(back_name(workspace))
+        out.append(ChangesMessage(workspace=workspace, at=now, lookback=rt.config.reconcile_sweep_days * DAY,
+                                  rule_change=rule_change,
+                                  back_to=_oldest_pending(rt) if rule_change is not None else None).wire())
     return out
+
+
+def _oldest_pending(rt: Stack[WorkQueue]) -> Optional[float]:
+    """When the oldest pending lead was placed in the pending index (it joined, or backfill took its baseline:
+    its contact was written then, or its value then is its baseline): None when no lead waits."""
+    first = rt.store.links.pending(None, 1).position
+    return epoch(first.split("#", 1)[0]) if first is not None else None
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Long runs (`backfill`, `sync start --dry-run`) redraw a progress line on stderr on a terminal only, never
-under --json; and whatever ends the run (its answer, an error, Ctrl-C), the line is ended first, so that the
-error's one line, or the shell's prompt, starts a line of its own."""
+"""Long runs (`backfill`, `sync start --dry-run`, `dlq list|replay|discard`) redraw a progress line on stderr on a
+terminal only, never under --json; and whatever ends the run (its answer, an error, Ctrl-C), the line is ended
+first, so that the error's one line, or the shell's prompt, starts a line of its own."""
 from __future__ import annotations
 
 import io
@@ -141,3 +141,31 @@ def test_a_backfill_bar_wider_than_the_terminal_is_redrawn_from_its_first_row(mo
     assert first.endswith("2/6 people read, 2 to send") and redrawn == [
         "\x1b[1A\x1b[J[####################..........] 4/6 people read, 4 to send",
         "\x1b[1A\x1b[J[##############################] 6/6 people read, 6 to send\n"]
+
+
+def dead_letters(n: int) -> Any:
+    from tests.unit.test_dead_letters_replay import dead_letters as letters
+    rt = letters(n)
+    rt.config = SimpleNamespace(dlq_url=rt.queue.dlq_url)       # type: ignore[attr-defined]
+    return rt
+
+
+@pytest.mark.parametrize("argv, last", [
+    (["list"], "25 dead letter(s) read"),
+    (["replay"], "25 dead letter(s) read, [##############################] 25/25 100% sent back"),
+    (["discard", "--reason", "boom", "--yes"], "25 dead letter(s) read, [##############################] 25/25 100% "
+                                               "discarded"),
+])
+def test_a_dlq_command_draws_the_letters_read_and_those_acted_on_on_a_terminal_never_under_json(monkeypatch, capsys,
+                                                                                               argv, last):
+    """`dlq list`, `replay` and `discard` read up to 10,000 letters, 10 a receive, before they answer: minutes
+    on a slow link, with nothing on the terminal, as if hung."""
+    monkeypatch.setenv("COLUMNS", "200")
+    stderr = terminal(monkeypatch)
+    assert main(["dlq", *argv], rt=dead_letters(25)) == 0
+    drawn = stderr.getvalue()
+    assert drawn.startswith("\r10 dead letter(s) read\r20 dead letter(s) read") and drawn.endswith(f"\r{last}\n"), drawn
+    assert capsys.readouterr().out.startswith("25 ")
+    stderr = terminal(monkeypatch)
+    assert main(["dlq", *argv, "--json"], rt=dead_letters(25)) == 0
+    assert json.loads(capsys.readouterr().out) and stderr.getvalue() == ""

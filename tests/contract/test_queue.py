@@ -2,7 +2,8 @@
 implementations: the SQS adapter on a moto server and the in-memory twin the unit tests of
 `bridge dlq` run on (tests/fakes.py FakeQueue). What both must honour is what the operator's list,
 replay and discard rely on: a received letter stays hidden for its hide time and no longer, hiding
-again keeps it hidden past it, and a handle of a letter deleted (or received again since) is refused."""
+again keeps it hidden past it, and a handle of a letter deleted (or received again since) is refused. And a batch
+sent to the work queue with a message too large for it sends none of them."""
 from __future__ import annotations
 
 import json
@@ -135,3 +136,14 @@ def test_a_letter_someone_else_put_in_the_queue_reads_with_what_it_has(dlq, requ
     [letter] = receive_all(queue, 60)
     assert (letter.body, letter.reason, letter.attempts, letter.failed_at, letter.receive_count) == (
         "not json", None, None, None, 1)
+
+
+def test_a_batch_holding_a_message_too_large_for_the_queue_sends_none_of_them(dlq):
+    """`backfill --apply` sends a page's joins again one by one, the large one thin, when its batch raised: a join
+    sent before the raise would be sent twice."""
+    from chalicelib.ports import MessageTooLarge
+
+    queue, _ = dlq
+    with pytest.raises(MessageTooLarge) as raised:
+        queue.send_many([{"n": i} for i in range(12)] + [{"n": 12, "notes": "x" * 300_000}])
+    assert raised.value.size > raised.value.limit and queue.work_count() == 0

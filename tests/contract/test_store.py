@@ -1034,6 +1034,10 @@ def test_the_cursor_and_the_rate_windows(store):
         "x#1", "1790000000", None)
     store.cursor.set(None)
     assert store.cursor.get() is None and store.cursor.get("changes#ws1") == "1790000000"
+    store.cursor.set("change-2", "changes#ws1#back")                  # a rule change newer than the one
+    assert not store.cursor.clear("changes#ws1#back", "change-1")       # a search looked back for: kept
+    assert store.cursor.clear("changes#ws1#back", "change-2") and store.cursor.get("changes#ws1#back") is None
+    assert not store.cursor.clear("changes#ws1#back", "change-2")
 
 
 # --- the shared rate budget (adapters/ratelimit.py, domain/budget.py) --------------------------------

@@ -399,10 +399,15 @@ def drive(stage: Stage) -> dict:
     stage.post_join({**join_body(dee), "code": "x" * 300})   # past Intercom's 255: counted for doctor
     stage.drain()
     seed.store.links.claim(PersonRef("42", str(eve["id"])), WORKSPACE)
+    # The operator tried another target and went back (not recorded): the search looks back to the oldest
+    # pending lead (reconcile reads it), and the worker clears the rule change once the search completes.
+    for rule in ({"value": "Premium"}, {}):
+        admin.apply_settings(seed, yaml.safe_dump(qualifying_settings(**rule)), check_workspace=False)
     stage.clock.now += 301       # its lease (120 s) is over, and after it Intercom's search lag (180 s):
     #                              it may have created eve's contact before its lease ran out
     outcome["reconcile"] = stage.reconcile()
     stage.drain()
+    outcome["looked back"] = seed.store.cursor.get(f"changes#{WORKSPACE}#back")
     outcome["eve"] = [c["id"] for c in intercom.contacts_by_email("eve@example.com")]
 
     # A failed try beside a handled message: the next run's search of changed contacts answered 503 asking
@@ -495,6 +500,7 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert any("will be retried" in str(r) for r in outcome["retry"]), outcome["retry"]
     assert outcome["qualified"] == [outcome["ann"]]
     assert outcome["reconcile"] == {"queued": 1, "round_complete": True, "searches": 1, "overdue": 1}
+    assert outcome["looked back"] is None
     assert len(outcome["eve"]) == 1 and len(outcome["fay"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
     assert outcome["oauth"] == [200, 303, 200, 200]

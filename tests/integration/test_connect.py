@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from chalicelib.cli import main
-from chalicelib.domain.history import REPLAYED
-from chalicelib.runtime import CACHE_SECONDS
+from chalicelib.config import Config
+from chalicelib.domain.history import REPLAYED, clock_time
+from chalicelib.runtime import CACHE_SECONDS, Runtime
 from chalicelib.services.admin import apply_settings, replay_dead_letters
 
 from tests.support.cli import run_cli
@@ -55,6 +57,21 @@ def test_a_token_of_another_workspace_is_not_stored_and_the_answer_names_its_wor
     conn = bridge.rt.store.connections.workspace(WORKSPACE)
     assert conn.api_base is None and bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") == \
         "sim-token"
+
+
+@pytest.mark.parametrize("vendor, argv", [("Intercom", ("workspace", "connect", WORKSPACE, "--token", "sim-token")),
+                                          ("Referral Factory", ("rf", "connect", "--token", "rf-token"))])
+def test_a_vendor_limiting_calls_gets_the_connect_one_line_at_once_saying_when_to_try_again(
+        bridge, intercom, rf, clock, capsys, vendor, argv):
+    # What a reviewer saw: the vendor's 429 asked to wait an hour, and the connect command sat silent for that hour.
+    sim = intercom if vendor == "Intercom" else rf
+    sim.fail_next("*", ".", 429, seconds=1e5, headers={"Retry-After": "3600"})
+    asked = sim.count()
+    operator = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
+    code, out, err = run_cli(operator, capsys, *argv)
+    assert (code, out, err) == (1, "", f"bridge: {vendor} is limiting calls for now ({vendor} answered 429 and asked "
+                                       f"to wait 3600s): nothing was stored; try again after {clock_time(clock() + 3600, clock())}\n")
+    assert clock.slept == [] and sim.count() == asked + 1        # asked once, and nothing waited
 
 
 def test_a_first_connect_without_a_client_secret_warns_that_webhooks_will_be_refused(

@@ -60,3 +60,23 @@ def test_a_slow_intercom_gets_the_admin_our_page_saying_so_within_the_functions_
 
     again = browser.get(callback, timeout=30)          # a reload: the state is spent, and says what came of it
     assert "already used, and nothing came of it" in again.text and stack.exchanges() == 1
+
+
+@pytest.mark.parametrize("limited, said", [
+    ("^/auth/eagle/token$", "Intercom is limiting calls for now"),
+    ("^/me$", "Intercom gave this bridge access, but is limiting calls for now, so it did not say which workspace it "
+              "is for"),
+])
+def test_an_intercom_limiting_calls_gets_the_admin_our_page_saying_when_to_try_again_at_once(
+        bridge, other_workspaces, clock, limited, said):
+    from chalicelib.domain.history import clock_time
+
+    sim, rt = public_app(bridge, other_workspaces, clock, OAUTH_WS, "Acme Oauth Ltd")
+    stack = OAuthStack(bridge, sim, rt, None)
+    browser, callback = authorized(stack)
+    sim.fail_next("*", limited, 429, seconds=1e5, headers={"Retry-After": "3600"})
+    page = browser.get(callback, timeout=30)
+    assert page.status_code == 503 and said in page.text and clock.slept == []
+    assert f"try again after {clock_time(clock() + 3600, clock())}" in page.text
+    assert "Nothing was connected or stored" in page.text and "bridge workspace oauth-link" in page.text
+    assert stack.exchanges() == 1 and stack.nothing_stored()

@@ -4,8 +4,11 @@ never gets to block our IP. What waits does so in the queue, without using up a 
 from __future__ import annotations
 
 import dataclasses
+import re
+import time
 
 from infra.local.esm import QueuePoller
+from tests.support.cli import run_cli
 
 from .conftest import MAX_ATTEMPTS, lead_settings, new_lead
 
@@ -110,3 +113,21 @@ def test_several_limiters_in_parallel_never_put_more_than_the_budget_in_any_60s_
     assert rf.excess_windows == [] and rf.busiest() <= 600 and busiest(calls, 61) <= 600
     rate = 1200 / ((max(calls) - min(calls)) / 60)
     assert rate >= 540                                        # RF's 600/min used at 90% or more
+
+
+def test_the_cli_runs_on_aws_time_whatever_the_computers_clock_says(bridge, capsys, monkeypatch):
+    """`bridge` on a laptop whose clock is 10 s ahead: from the table's first answer (its `Date`: the local
+    stack's is this machine's true time) it runs on AWS's time, as the workers do, and `doctor` says so."""
+    from chalicelib.adapters.dynamo import models
+    from chalicelib.cli import _runtime
+    from chalicelib.config import Config
+
+    monkeypatch.setattr(models, "_clients", {})         # as in a new `bridge` process: no table client made yet
+    monkeypatch.setattr(models, "_bound", ())
+    ahead = _runtime(Config.from_env(), local=lambda: time.time() + 10.0)
+    code, out, _ = run_cli(ahead, capsys, "doctor", "42")
+    assert abs(ahead.clock() - time.time()) < 1.5
+    assert re.search(r"\n  warn \[clock\] this computer's clock is (9\.[5-9]|10\.[0-5]) s ahead of AWS's \(±0\.\d s\): "
+                     r"the bridge runs on AWS's time\n        why: .*\n        fix: sync this computer's clock", out)
+    code, out, _ = run_cli(_runtime(Config.from_env()), capsys, "doctor", "42")
+    assert re.search(r"\n  ok  \[clock\] this computer's clock agrees with AWS's \(to ±0\.\d s\)\n", out)

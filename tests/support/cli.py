@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from pathlib import Path
 from typing import Any, Optional
 
 from chalicelib.cli import main
@@ -36,10 +37,13 @@ def replay_selectors(*advice: Any) -> list[tuple[Optional[str], Optional[str]]]:
 
 class Terminal:
     """stdin is a terminal, and `getpass.getpass` answers from `answers` (a BaseException is raised:
-    KeyboardInterrupt is Ctrl-C) without reading anything; `prompts` records what was asked."""
+    KeyboardInterrupt is Ctrl-C, EOFError Ctrl-D) without reading anything; `prompts` records what was asked.
+    As getpass, it writes each prompt on the terminal itself (/dev/tty: here the file `screen`, else nowhere),
+    or on stderr when that cannot be opened, and ends its line once answered."""
 
-    def __init__(self, monkeypatch, *answers: object):
+    def __init__(self, monkeypatch, *answers: object, screen: Optional[Path] = None):
         import io
+        import os
         import sys
 
         class Tty(io.StringIO):
@@ -48,11 +52,25 @@ class Terminal:
         self.answers, self.prompts = list(answers), []
         monkeypatch.setattr(sys, "stdin", Tty())
         monkeypatch.setattr("getpass.getpass", self.getpass)
+        monkeypatch.setattr("chalicelib.cli.TTY", str(screen) if screen else os.devnull)
 
     def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
         self.prompts.append(prompt)
+        self._show(prompt)
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):
             raise answer
         assert isinstance(answer, str)
+        self._show("\n")
         return answer
+
+    @staticmethod
+    def _show(text: str) -> None:
+        import sys
+
+        from chalicelib import cli
+        try:
+            with open(cli.TTY, "a", encoding="utf-8") as tty:
+                tty.write(text)
+        except OSError:
+            print(text, end="", file=sys.stderr)

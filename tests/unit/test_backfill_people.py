@@ -55,3 +55,22 @@ def test_the_people_sent_or_counted_are_named_by_an_apply_too_and_a_counted_lead
     done = backfill(rt, "42", apply=True).view()
     assert done["people"] == {"already applied: counted now for their referrer": counted,
                               "not in the bridge: joined": referrer}
+
+
+def test_a_person_too_large_to_queue_whole_is_queued_thin_and_the_apply_goes_on(capsys):
+    """A lead RF holds 300 KB of notes about: their join does not fit in SQS (256 KiB). The apply stopped at their
+    page (`the messages could not be queued (the message is … bytes …): run backfill again`), and each run again
+    stopped there: the people after them were never sent. Their join is queued without its largest fields, as
+    the webhook's is (the worker reads them from RF); every other join of the page is sent as it was, once."""
+    rt = Backfilling([lead(n) for n in range(1, 15)] + [lead(15)])
+    rt._rf.per_page = 12                                    # (more than one batch of ten a page)
+    rt._rf.users[11]["meta"] = {"notes": "x" * 300_000, "team": "blue"}
+    rt.store.settings.put("42", SETTINGS, WS)
+    code, out, err = run_cli(rt, capsys, "backfill", "42", "--apply")
+    assert (code, err) == (0, "") and out.startswith("campaign 42: 15 people in Referral Factory, 15 queued"), out
+    sent = {m["rf_user_id"]: m for m in rt.queue.sent}
+    assert len(rt.queue.sent) == len(sent) == 15
+    big = sent.pop("12")
+    assert big["too_large"] > 256 * 1024 - 2048 and big["left_out"] == 1
+    assert big["person"] == {**sent["11"]["person"], "id": "12", "email": "lead12@x.co", "meta.team": "blue"}
+    assert not any("too_large" in m for m in sent.values())

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from chalicelib.cli import main
 from chalicelib.services.connections import connect_rf, connect_workspace
 from tests.fakes import FakeConnecting
 from tests.support.cli import Terminal, run_cli
@@ -70,10 +71,61 @@ def test_an_answer_with_spaces_around_it_is_refused_as_a_copy_paste_and_never_sh
     assert stored(rt) == (None, None)
 
 
-def test_ctrl_c_at_the_prompt_exits_130_quietly_and_stores_nothing(rt, monkeypatch, capsys):
-    Terminal(monkeypatch, TOKEN, KeyboardInterrupt())
-    assert run_cli(rt, capsys, "workspace", "connect", "ws1") == (130, "", "")
+@pytest.mark.parametrize("tty", [True, False])
+def test_ctrl_c_at_the_prompt_exits_130_quietly_ending_the_prompts_line_and_stores_nothing(rt, monkeypatch, capsys,
+                                                                                          tmp_path, tty):
+    """getpass ends its prompt's line once answered only: after Ctrl-C the shell's prompt was drawn on the same
+    line. It is ended where getpass wrote it: the terminal itself, or stderr when that cannot be opened."""
+    screen = tmp_path / "tty"
+    Terminal(monkeypatch, TOKEN, KeyboardInterrupt(), screen=screen if tty else tmp_path / "none" / "tty")
+    code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1")
+    shown = ("Intercom access token for workspace ws1: \n"
+             "Intercom app's client secret for workspace ws1 (Enter skips it): \n")
+    assert (code, out, err) == (130, "", "" if tty else shown)      # no error text
+    assert (screen.read_text() if tty else screen.exists()) == (shown if tty else False)
     assert stored(rt) == (None, None)
+
+
+@pytest.mark.parametrize("key, code, after", [
+    ("\x03", 130, ""),                                                                       # Ctrl-C
+    ("\x04", 1, "bridge: the Intercom access token for workspace ws1 cannot be empty: nothing was stored\r\n"),  # Ctrl-D
+])
+def test_on_a_real_terminal_ctrl_c_or_ctrl_d_at_the_prompt_ends_its_line(rt, key, code, after):
+    """The CLI with the real getpass on a pseudo-terminal of its own (its controlling terminal: getpass writes on
+    /dev/tty): what the terminal shows once Ctrl-C or Ctrl-D is typed at the prompt."""
+    import os
+    import pty
+    import select
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:                        # the child: the CLI on the terminal, whatever happens then ends it
+        status = 99
+        try:
+            sys.stdin, sys.stdout, sys.stderr = (open(n, m, closefd=False) for n, m in ((0, "r"), (1, "w"), (2, "w")))
+            status = main(["workspace", "connect", "ws1"], rt=rt)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    shown = b""
+    try:
+        while True:
+            assert select.select([fd], [], [], 20)[0], shown        # (a test that fails, never one that hangs)
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:             # (the child ended: the terminal has no other end)
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if shown == b"Intercom access token for workspace ws1: ":
+                os.write(fd, key.encode())
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert (shown.decode(), os.waitstatus_to_exitcode(status)) == (
+        f"Intercom access token for workspace ws1: \r\n{after}", code)
 
 
 def test_outside_a_terminal_a_missing_token_is_one_line_naming_the_variable_and_nothing_is_asked(

@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib import messages
 from chalicelib.domain.changes import DAY, changes_query, target_filter
-from chalicelib.domain.history import iso
+from chalicelib.domain.history import epoch, iso
 from chalicelib.domain.mapping import WATCHABLE_ATTRIBUTE_TYPES
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
@@ -15,8 +15,9 @@ from chalicelib.errors import ApiError, Permanent
 from chalicelib.messages import ChangesMessage
 from chalicelib.services.reconcile import past_sweep_age, reconcile
 from chalicelib.services.worker import RetryBatch, handle_batch
-from tests.unit.scenario import (WS, changed, changes, check, history, joined, link_of, made, reasons, records, run, set_value,
-                                 settings, world)
+from tests.unit.moves import apply
+from tests.unit.scenario import (WS, changed, changes, check, event, history, joined, link_of, made, reasons, records,
+                                 run, set_value, settings, world)
 
 YES = Qualification(attribute="custom_attributes.signed_up", value="Yes")
 
@@ -193,6 +194,78 @@ def test_a_search_longer_than_a_workers_time_goes_on_in_a_message_of_its_own_fro
     assert min(alive) > 0                                  # no worker ran past its time
     assert pages() == 25                                   # each page asked once
     assert work.apis.rf_.qualified == ["7"] and work.store.cursor.get("changes#ws") == repr(at)
+
+
+def drain(work) -> None:
+    """Work what the queue holds, and what that work queues, until nothing is left."""
+    while work.queue.sent:
+        todo = list(work.queue.sent)
+        work.queue.sent.clear()
+        run(work, *todo)
+
+
+PREMIUM = {"attribute": "custom_attributes.signed_up", "value": "Premium"}
+
+
+def premium_reached_long_ago(work):
+    """A lead who joined 30 days ago (past the sweep's age), whose contact reached "Premium" 10 days ago while
+    the rule's target was "Yes": its webhook was judged then (not met), and every search since is done."""
+    link, contact = joined(work)
+    work.clock.now += 20 * DAY
+    changed(work, contact, "Premium")
+    run(work, event(contact))
+    drain(work)
+    work.clock.now += 10 * DAY
+    reconcile(work)
+    drain(work)
+    return contact
+
+
+def test_a_new_target_on_the_same_attribute_qualifies_a_lead_already_at_it():
+    """A new target on the same attribute keeps the baseline. A lead older than the sweep's age whose contact
+    reached the new target while the old one was in force qualifies by the next run's search (it waited for
+    the contact's next change: the search asked for recent changes only, and the sweep skips old leads)."""
+    work = connected(world())
+    premium_reached_long_ago(work)
+    assert work.apis.rf_.qualified == []
+    apply(work, settings(rule=PREMIUM))
+    work.clock.now += 900
+    reconcile(work)
+    drain(work)
+    assert work.apis.rf_.qualified == ["7"]
+    assert work.store.cursor.get("changes#ws#back") is None        # once: the next searches are ordinary
+
+
+def test_the_look_back_after_a_rule_change_survives_a_search_that_stops_midway_and_ends_with_the_one_that_completes(
+        monkeypatch):
+    """The worker's time runs out after the first page: the rest goes on in a message of its own, looking back
+    as far, and the rule change is done with only once the last page is. A rule changed again meanwhile makes
+    the next run look back once more (the search under way may have read the rule before it)."""
+    from chalicelib.services.qualification import changes as search
+    monkeypatch.setattr(search, "PER_PAGE", 1)
+    work = connected(world())
+    premium_reached_long_ago(work)
+    changed(work, work.apis.intercom_.add("other@example.com", role="user", signed_up="No"), "Premium")
+    apply(work, settings(rule=PREMIUM))
+    work.clock.now += 900
+    reconcile(work)
+    [first] = work.queue.sent
+    work.queue.sent.clear()
+    pages = lambda: len(work.apis.intercom_.searches)     # noqa: E731
+    begun = pages()
+    handle_batch(records(first), work, remaining_ms=lambda: 40_000 - 30_000 * (pages() - begun))   # one page's time
+    [rest] = work.queue.sent
+    work.queue.sent.clear()
+    assert rest["cursor"] and work.store.cursor.get("changes#ws#back") is not None
+    apply(work, settings(rule={**PREMIUM, "require_change": False}))
+    run(work, rest)
+    assert work.apis.rf_.qualified == ["7"] and work.store.cursor.get("changes#ws#back") is not None
+    assert {q["value"][0]["value"] for q in work.apis.intercom_.searches[-2:]} == {
+        int(epoch(link_of(work).joined_at) - 3600) - DAY}       # each page of the search looked back as far
+    work.clock.now += 900
+    reconcile(work)
+    drain(work)
+    assert work.store.cursor.get("changes#ws#back") is None
 
 
 def test_with_match_email_a_duplicate_found_by_the_search_qualifies_the_lead():

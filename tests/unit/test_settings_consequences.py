@@ -3,12 +3,17 @@ ignored under action nothing that a backfill now sends, a rule no lead can meet,
 workspace a campaign moves back to."""
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
 from chalicelib.services.admin import PEOPLE_COUNTED
 from tests.unit.scenario import WS, joined, settings, world
 from tests.unit.moves import apply
 
 BACKFILL = "`bridge backfill 42` (a dry run) lists them, then `bridge backfill 42 --apply` sends them"
+LOOK_BACK = ("campaign 42's new rule may qualify leads whose contacts already meet it: the next reconciliation's "
+             "search of changed contacts looks back to the oldest pending lead, once")
+RULE = {"attribute": "custom_attributes.signed_up", "value": "Yes"}
 
 
 def ignored(work, user: str, kind: str) -> None:
@@ -46,6 +51,23 @@ def test_a_qualification_rule_under_leads_action_nothing_is_said_to_qualify_nobo
     assert apply(work, settings()) == [] and apply(work, settings(rule=None, action="nothing")) == []
 
 
+@pytest.mark.parametrize("was,rule,looks_back", [
+    (RULE, {**RULE, "value": "Premium"}, True),                  # another target
+    (RULE, {**RULE, "operator": "contains", "value": "Ye"}, True),
+    ({**RULE, "case_sensitive": True}, RULE, True),
+    (RULE, {**RULE, "require_change": False}, True),              # a value at the baseline now counts
+    (RULE, {**RULE, "match": "email"}, True),                     # a duplicate's value now counts
+    (RULE, {**RULE, "initial_value": "No"}, False),               # written on creation only
+    ({**RULE, "require_change": False}, RULE, False),
+    ({**RULE, "match": "email"}, RULE, False),
+    (None, RULE, False),                   # leads linked before any rule are not qualified automatically
+])
+def test_a_rule_that_may_meet_values_already_reached_makes_the_next_search_look_back_once(was, rule, looks_back):
+    work = world(settings(rule=was))
+    assert (LOOK_BACK in apply(work, settings(rule=rule))) is looks_back
+    assert (work.store.cursor.get("changes#ws#back") is not None) is looks_back
+
+
 def test_a_campaign_moved_back_to_the_workspace_its_people_are_linked_in_says_they_count_again():
     work = world()
     for user, email in (("7", "ann@example.com"), ("8", "bob@example.com")):
@@ -72,7 +94,8 @@ def test_a_rule_added_on_another_attribute_or_newly_requiring_a_change_says_how_
     assert apply(work, settings()) == []                                        # said when the rule changes
     plan = {"attribute": "custom_attributes.plan", "value": "pro"}
     # without require_change a baseline does not matter: only the lead linked before any rule is held
-    assert apply(work, settings(rule={**plan, "require_change": False})) == [said(1, "custom_attributes.plan")]
+    assert apply(work, settings(rule={**plan, "require_change": False})) == [said(1, "custom_attributes.plan"),
+                                                                             LOOK_BACK]
     assert apply(work, settings(rule=plan)) == [said(2, "custom_attributes.plan") + change]
     # a new target on the same attribute: the values at join time are still what they were
-    assert apply(work, settings(rule={**plan, "value": "enterprise"})) == []
+    assert apply(work, settings(rule={**plan, "value": "enterprise"})) == [LOOK_BACK]

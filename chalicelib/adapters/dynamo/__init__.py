@@ -16,7 +16,7 @@ from .links import DynamoLinks
 from .lookup import DynamoLookup
 from .sync import DynamoSync
 from .models import _client as client
-from .models import bind
+from .models import bind, watch_clients
 
 
 class DynamoStore:
@@ -36,4 +36,4 @@ class DynamoStore:
         self.edge: EdgeLog = DynamoEdge(clock)
 
 
-__all__ = ["DynamoStore", "bind", "client"]
+__all__ = ["DynamoStore", "bind", "client", "watch_clients"]

@@ -186,6 +186,9 @@ class DynamoCursor:
     def set(self, position: Optional[str], name: str = PENDING_SWEEP) -> None:
         CursorItem(*cursor_key(name), position=position).save()
 
+    def clear(self, name: str, position: str) -> bool:
+        return applied(lambda: CursorItem(*cursor_key(name)).save(condition=CursorItem.position == position))
+
 
 class DynamoRates:
     def reserve(self, budget: str, slice_id: int, want: int, cap: int, ttl: int) -> int:

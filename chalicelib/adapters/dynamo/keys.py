@@ -41,7 +41,7 @@ Item kinds (pk / sk):
   RECONCILE / CURSOR                     where the sweep of pending leads left off
   RECONCILE / CURSOR#<name>              other reconciliation positions (when the sweep's latest round
                                          began; the changed-contacts search's last finished run, per
-                                         workspace)
+                                         workspace, and a rule change it must look back for)
 """
 from __future__ import annotations
 

@@ -322,6 +322,7 @@ MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, W
 _clients: dict[tuple[Optional[str], ...], Any] = {}
 _clients_lock = threading.Lock()
 _bound: tuple = ()
+_watch: Optional[Callable[[Any], None]] = None
 
 
 def _where() -> tuple[Optional[str], ...]:
@@ -342,7 +343,19 @@ def _client() -> Any:
             _clients[where] = aws.client("dynamodb", parameter_validation=False, connect_timeout=15,
                                          read_timeout=30, max_pool_connections=10,
                                          retries={"total_max_attempts": 4, "mode": "standard"})
+            if _watch is not None:
+                _watch(_clients[where])
         return _clients[where]
+
+
+def watch_clients(watch: Callable[[Any], None]) -> None:
+    """`watch(client)` for each DynamoDB client of this process, made or to be made (the CLI's clock reads
+    AWS's time in their answers); it replaces the former `watch`, on the clients to be made."""
+    global _watch
+    with _clients_lock:
+        _watch = watch
+        for made in _clients.values():
+            watch(made)
 
 
 def bind(table_name: str) -> None:

@@ -37,6 +37,13 @@ def start_name(workspace: str) -> str:
     return f"changes#{workspace}#start"
 
 
+def back_name(workspace: str) -> str:
+    """A rule change (`settings apply`) that may qualify values the workspace's contacts reached before it, under
+    the rule it replaced: the next search looks back to the oldest pending lead, and clears it when it completes
+    (never moving `cursor_name` back: a search running meanwhile would move it on again)."""
+    return f"changes#{workspace}#back"
+
+
 def failed_name(workspace: str) -> str:
     """The workspace's latest failed search: when it was asked and failed, and why (`bridge doctor` says it
     while the queue still tries it, before any dead letter)."""
@@ -61,10 +68,14 @@ def _search(message: ChangesMessage, deps: WorkDeps) -> str:
     targets = [(c.qualification, attribute_type(c.qualification.attribute, deps.apis.attributes(ws)))
                for c in campaigns.values() if c.qualification is not None]
     if not targets:
+        _done_looking_back(deps, message)
         return "no_rules"
     last = deps.cursor.get(cursor_name(ws))
-    since = message.since if message.since is not None else \
-        (float(last) if last else _first_start(deps, message)) - OVERLAP
+    since = message.since
+    if since is None:
+        since = (float(last) if last else _first_start(deps, message)) - OVERLAP
+        if message.back_to is not None:         # a rule change: from the oldest pending lead too
+            since = min(since, message.back_to - OVERLAP)
     query = changes_query(targets, since)
     intercom, after, pages = deps.apis.intercom(ws), message.cursor, 0
     seen: set[str] = set()
@@ -85,10 +96,18 @@ def _search(message: ChangesMessage, deps: WorkDeps) -> str:
             return "continued"
     if not last or float(last) < message.at:
         deps.cursor.set(repr(message.at), cursor_name(ws))
+    _done_looking_back(deps, message)
     count("ReconciliationContactsSearched", len(seen))
     logger.info("reconciliation searched changed contacts", extra={"workspace": ws, "contacts": len(seen),
                                                                    "pages": pages})
     return "done"
+
+
+def _done_looking_back(deps: WorkDeps, message: ChangesMessage) -> None:
+    """The rule change this search looked back for is done with, unless another was made since (its marker
+    stays, for the next search)."""
+    if message.rule_change is not None:
+        deps.cursor.clear(back_name(message.workspace), message.rule_change)
 
 
 def _first_start(deps: WorkDeps, message: ChangesMessage) -> float:

@@ -65,6 +65,9 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):  # the sim keeps its own log in `requests`
         pass
 
+    def date_time_string(self, timestamp=None):  # the answer's Date: the simulator's clock, as a vendor's is its own
+        return super().date_time_string(self.server.sim_clock() if timestamp is None else timestamp)
+
 
 LOG_LAST = 1000             # GET /_sim/log shows at most this many calls
 
@@ -124,6 +127,7 @@ class SimServer:
         """Serve in a background thread (port 0 = a free port); sets ``base_url``."""
         self._server = make_server(host, port, self._wsgi, threaded=True,
                                    request_handler=_QuietHandler)
+        self._server.sim_clock = lambda: self.clock()     # (a test may give the simulator another clock)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
         self.base_url = f"http://{host}:{self._server.server_port}{self.url_prefix}"
