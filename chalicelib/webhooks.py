@@ -228,7 +228,7 @@ def parse_form(raw: bytes, charset: Optional[str] = None) -> dict:
             if charset is None:
                 raise
             text, pairs = _form_pairs(raw, charset)
-    except UnicodeDecodeError:
+    except UnicodeError:           # (not text in it, or a lone surrogate: an escape codec or UTF-7 made one)
         raise BodyError(400, "malformed_form", f"the form is not UTF-8{f' nor {charset}' if charset else ''} "
                         "(also after %-decoding)") from None
     except ValueError as exc:
@@ -255,9 +255,12 @@ def parse_form(raw: bytes, charset: Optional[str] = None) -> dict:
 
 
 def _form_pairs(raw: bytes, charset: str) -> tuple[str, list[tuple[str, str]]]:
+    """The form's text and pairs read in `charset`; UnicodeError when they are not text UTF-8 can hold."""
     text = raw.decode(charset)
-    return text, parse_qsl(text, keep_blank_values=True, strict_parsing=False, encoding=charset, errors="strict",
-                           max_num_fields=MAX_FORM_FIELDS)
+    pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, encoding=charset, errors="strict",
+                      max_num_fields=MAX_FORM_FIELDS)
+    "".join(name + value for name, value in pairs).encode("utf-8")
+    return text, pairs
 
 
 def _put(node: dict, path: list[str], value: str, name: str) -> None:

@@ -4,6 +4,7 @@ import pytest
 
 from chalicelib.adapters.queue import MAX_BODY_BYTES
 from chalicelib.services.ingest import receive_intercom, receive_rf_join, signature
+from chalicelib.webhooks import FORM
 from chalicelib.services.worker import Record, Result, RetryBatch, settle
 from tests.fakes import FakeEdge, FakeWork
 
@@ -173,3 +174,18 @@ def test_a_join_too_large_for_the_queue_is_queued_without_as_many_of_its_largest
     assert reply.status == 202 and message["too_large"] > MAX_BODY_BYTES and message["left_out"] == 1
     assert message["person"] == {"id": "7", "campaign_id": "42", "email": "a@b.co", "referrer_id": "3",
                                  "type": "lead", "first_name": "Ann", "meta.more": "y" * 60_000, "meta.small": "z"}
+
+
+@pytest.mark.parametrize("charset,raw", [       # each read in its charset (not UTF-8: %ff) holds a lone surrogate
+    ("unicode_escape", b"id=7&campaign_id=42&email=a%5Cud800@x.co&first_name=%ff"),
+    ("raw_unicode_escape", b"id=7&campaign_id=42&email=a@x.co&first_name=%5Cud800%ff"),
+])
+@pytest.mark.parametrize("secret,status,error", [("s3cret", 400, "malformed_form"), ("wrong", 401, "unauthorized")])
+def test_a_form_whose_charset_makes_text_utf8_cannot_hold_is_a_4xx_not_a_traceback_or_503(charset, raw, secret,
+                                                                                            status, error):
+    """A lone surrogate cannot be hashed, logged or queued: the form is not text, as one not in its charset."""
+    runtime = FakeEdge()
+    reply = receive_rf_join({"X-Bridge-Secret": secret, "Content-Type": f"{FORM}; charset={charset}"}, raw, runtime)
+    assert (reply.status, reply.body["error"]) == (status, error) and runtime.queue.sent == []
+    if status == 400:
+        assert reply.body["message"] == f"the form is not UTF-8 nor {charset.replace('_', '-')} (also after %-decoding)"
