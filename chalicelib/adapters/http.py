@@ -112,12 +112,15 @@ def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[
     none: the ordinary backoff, or the rate window, is waited.
 
     The reset is a whole second, floored: the window ends within that second, so the wait lasts until the second has
-    passed, counted from the answer's `Date` (the vendor's clock: no difference between its clock and ours makes the
-    retry early) when it has a sane one, else from our clock."""
+    passed. It, as a `Retry-After` date, is counted from the answer's `Date` (the vendor's clock: no difference between
+    its clock and ours makes the retry early) when it has a sane one, else from our clock (`now`)."""
+    said, delay = headers.get("Retry-After"), None
     try:
-        said = headers.get("Retry-After")
-        delay = None if said is None else _READER.parse_retry_after(said)
-    except (InvalidHeader, OverflowError):
+        if said is not None:
+            delay = _READER.parse_retry_after(said)
+            if not said.strip().isdigit():                  # a date (urllib3 counts it from time.time())
+                delay = max(0.0, _when(said) - _vendor_now(headers.get("Date"), now))
+    except (InvalidHeader, OverflowError, TypeError, ValueError, IndexError):
         delay = None
     reset = headers.get("X-RateLimit-Reset") if status == 429 else None
     if delay is None and reset:
@@ -133,13 +136,16 @@ def _vendor_now(date: Optional[str], now: float) -> float:
     """The vendor's clock by its answer's `Date` (whole seconds: a little behind it, so a wait counted from it is never
     short); `now` when there is none, or none that reads, or one further from our clock than MAX_CLOCK_GAP."""
     try:
-        when = parsedate_to_datetime(date) if date else None
+        said = _when(date) if date else None
     except (TypeError, ValueError, IndexError, OverflowError):
-        when = None
-    if when is None:
-        return now
-    said = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
-    return said if abs(said - now) <= MAX_CLOCK_GAP else now
+        said = None
+    return said if said is not None and abs(said - now) <= MAX_CLOCK_GAP else now
+
+
+def _when(date: str) -> float:
+    """An HTTP-date's time (UTC when it names no zone)."""
+    when = parsedate_to_datetime(date)
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,

@@ -103,6 +103,18 @@ def test_a_reset_without_a_date_that_can_be_intercoms_clock_is_counted_from_ours
     assert asked_wait(headers, 429, now) == pytest.approx(4.7)       # (with the Date a day off: a day's wait)
 
 
+@pytest.mark.parametrize("date,wait", [("Sat, 19 Sep 2026 14:13:20 GMT", 30.0),      # the vendor's clock, as said
+                                       (None, 29.7), ("Sun, 20 Sep 2026 14:13:20 GMT", 29.7)])   # else ours
+def test_a_retry_after_date_is_counted_from_the_answers_date_else_from_our_clock_not_the_computers(date, wait):
+    # A Retry-After that is an HTTP-date was counted from time.time(): not the injected clock (the CLI's is AWS's
+    # time, its computer's clock maybe seconds off), nor the vendor's clock as the reset is.
+    from chalicelib.adapters.http import asked_wait
+
+    now = 1_789_827_200.3                                    # Sat, 19 Sep 2026 14:13:20.3 GMT
+    headers = {"Retry-After": "Sat, 19 Sep 2026 14:13:50 GMT", **({"Date": date} if date else {})}
+    assert asked_wait(headers, 503, now) == pytest.approx(wait)
+
+
 @pytest.mark.parametrize("answer, outage", [(Resp({}, status=502), "Intercom"), (None, "Intercom"),
                                             (Resp({"Retry-After": "3600"}, status=413), None)])
 def test_a_retry_too_long_for_the_lambda_after_a_5xx_or_no_answer_is_the_vendors_outage(answer, outage):
