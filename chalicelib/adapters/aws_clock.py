@@ -56,9 +56,9 @@ class AwsClock:
         meanwhile (synced): it starts again from this answer."""
         try:
             stamped = parsedate_to_datetime(date or "")
-        except (TypeError, ValueError):
-            return                                       # no Date (or not one): nothing learned
-        at = stamped.replace(tzinfo=stamped.tzinfo or timezone.utc).timestamp()
+            at = stamped.replace(tzinfo=stamped.tzinfo or timezone.utc).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return        # no Date (or not one): nothing learned, and the call it answered goes on
         low, high = at - received, at + 1 - sent
         with self._lock:
             was_low, was_high = self._span
