@@ -1030,7 +1030,7 @@ def _progress(args: argparse.Namespace) -> Iterator[Callable[[str], None]]:
     def draw(line: str) -> None:
         nonlocal drawn
         if not getattr(args, "json", False) and sys.stderr.isatty():
-            print(_over(drawn, line), end="", file=sys.stderr, flush=True)
+            print(_over(drawn, line, sys.stderr), end="", file=sys.stderr, flush=True)
             drawn = len(line)
     try:
         yield draw
@@ -1127,16 +1127,26 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
         raise
 
 
-def _over(before: int, line: str = "") -> str:
+def _over(before: int, line: str = "", on: Any = None) -> str:
     """`line` drawn over the watched line before it (`before` characters long; 0: none), the cursor at its end: \r
     returns to the start of the terminal's row only, so one wider than the terminal, which wrapped, is cleared
-    from its first row on (up, then to the end of the screen), not left above as a copy."""
+    from its first row on (up, then to the end of the screen), not left above as a copy. `on`: the terminal's
+    stream (stdout when None)."""
     if not before:
         return f"\r{line}"
-    rows = -(-before // max(shutil.get_terminal_size().columns, 1))       # the rows it took
+    rows = -(-before // max(_columns(on or sys.stdout), 1))       # the rows it took
     if rows > 1:
         return f"\r\x1b[{rows - 1}A\x1b[J{line}"
     return f"\r{line:<{before}}" if line else f"\r{' ' * before}\r"
+
+
+def _columns(stream: Any) -> int:
+    """The width of the terminal `stream` is; else COLUMNS, or stdout's terminal, or 80 (shutil's): stdout may
+    be a file while stderr, which draws progress, is the terminal."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):      # (io.UnsupportedOperation is both)
+        return shutil.get_terminal_size().columns
 
 
 def _status_line(found: dict, sep: str = "\n  ") -> str:

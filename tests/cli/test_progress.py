@@ -143,6 +143,35 @@ def test_a_backfill_bar_wider_than_the_terminal_is_redrawn_from_its_first_row(mo
         "\x1b[1A\x1b[J[##############################] 6/6 people read, 6 to send\n"]
 
 
+def test_the_bar_is_measured_against_the_terminal_it_is_drawn_on_not_stdouts(monkeypatch, capsys):
+    """`bridge backfill 42 > people.txt` in a terminal 40 columns wide: stdout is a file, so the width was taken
+    for 80 (stdout's, unknown), the bar's wrapped copies were left above it. (COLUMNS is a shell variable,
+    not exported.)"""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+
+    class Pty(Tty):
+        def fileno(self) -> int:
+            return slave
+    stderr = Pty()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    try:
+        assert main(["backfill", "42"], rt=backfilling()) == 0
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert stderr.getvalue().split("\r")[2:] == [
+        "\x1b[1A\x1b[J[####################..........] 4/6 people read, 4 to send",
+        "\x1b[1A\x1b[J[##############################] 6/6 people read, 6 to send\n"]
+
+
 def dead_letters(n: int) -> Any:
     from tests.unit.test_dead_letters_replay import dead_letters as letters
     rt = letters(n)
