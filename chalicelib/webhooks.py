@@ -68,7 +68,7 @@ def charset(content_type: Optional[str]) -> Optional[str]:
         name = codecs.lookup(found.group(1)).name
         if not codecs.lookup(name)._is_text_encoding:      # (base64, rot13...: no charset)
             raise LookupError(name)
-    except LookupError:
+    except (LookupError, ValueError):       # (ValueError: a NUL or a lone surrogate in the name)
         raise BodyError(415, "unsupported_media_type", f"charset {found.group(1)[:40]!r} is not known: send UTF-8") \
             from None
     return None if name in ("utf-8", "ascii") else name

@@ -117,6 +117,16 @@ def test_an_unsupported_media_type_is_our_own_415(receive, content_type):
 
 
 @pytest.mark.parametrize("receive", [receive_rf_join, receive_intercom])
+@pytest.mark.parametrize("charset", ["nope", "base64", "a\x00b", "\ud800"])     # (the last two were a 500)
+def test_a_charset_that_names_no_text_encoding_is_a_415(receive, charset):
+    runtime = FakeEdge(intercom_secrets={"ws1": "cs"})
+    reply = receive({"Content-Type": f"application/json; charset={charset}", "X-Bridge-Secret": "s3cret"},
+                    b'{"id": 1, "campaign_id": 42}', runtime)
+    assert (reply.status, reply.body["error"]) == (415, "unsupported_media_type") and runtime.queue.sent == []
+    assert reply.body["message"] == f"charset {charset!r} is not known: send UTF-8"
+
+
+@pytest.mark.parametrize("receive", [receive_rf_join, receive_intercom])
 @pytest.mark.parametrize("content_type", [";;;", "; charset=utf-8", "json", "application/"])
 def test_a_content_type_without_a_media_type_is_a_415_not_read_as_json(receive, content_type):
     runtime = FakeEdge(intercom_secrets={"ws1": "cs"})
