@@ -251,7 +251,8 @@ def parse_form(raw: bytes, charset: Optional[str] = None) -> dict:
         _put(out, path, value, name)
         if "" not in path:                                 # `tags[]` adds an item, never repeats one
             sent.setdefault(".".join(path), []).append(value)
-    return Sent(_lists(out), {name: values for name, values in sent.items() if len(values) > 1})
+    return Sent({k: _lists(v) for k, v in out.items()},        # (the form itself is an object, whatever its names)
+                {name: values for name, values in sent.items() if len(values) > 1})
 
 
 def _form_pairs(raw: bytes, charset: str) -> tuple[str, list[tuple[str, str]]]:
@@ -282,7 +283,7 @@ def _lists(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     items = {k: _lists(v) for k, v in node.items()}
-    if items and all(k.isdigit() for k in items):
+    if items and all(k.isascii() and k.isdigit() for k in items):     # (ASCII: "²" is a digit int() refuses)
         return [items[k] for k in sorted(items, key=int)]
     return items
 

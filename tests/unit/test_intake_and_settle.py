@@ -116,6 +116,19 @@ def test_an_unsupported_media_type_is_our_own_415(receive, content_type):
     assert reply.body["message"].startswith(f"Content-Type {content_type.split(';')[0]} is not accepted: send ")
 
 
+@pytest.mark.parametrize("raw,status,error,person", [     # each was a 500 (ValueError out of the form's reading)
+    (b"0=7&1=42", 400, "missing_user_id", None),                     # numbered names at the top: still an object
+    (b"id=7&campaign_id=42&meta[%C2%B2]=x", 202, None, {"meta.\u00b2": "x"}),   # a superscript 2 is no index
+])
+def test_a_signed_form_whose_names_are_numbers_is_read_as_named_not_a_500(raw, status, error, person):
+    runtime = FakeEdge()
+    reply = receive_rf_join({"X-Bridge-Secret": "s3cret", "Content-Type": FORM}, raw, runtime)
+    assert (reply.status, reply.body.get("error")) == (status, error)
+    if person:
+        [message] = runtime.queue.sent
+        assert {k: v for k, v in message["person"].items() if k.startswith("meta.")} == person
+
+
 @pytest.mark.parametrize("receive", [receive_rf_join, receive_intercom])
 @pytest.mark.parametrize("charset", ["nope", "base64", "a\x00b", "\ud800"])     # (the last two were a 500)
 def test_a_charset_that_names_no_text_encoding_is_a_415(receive, charset):
