@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 from ..ports import Later, MessageTooLarge, NotSent, ReceivedLetter
 from ..ports.queue import OUTAGE_SINCE, REASON_KEPT, TRIES, WAITS
@@ -125,14 +125,31 @@ class Queue:
 
 def _in_tens(call: Callable[..., dict], url: str, items: Sequence[T],
              entry: Callable[[T], dict]) -> list[tuple[T, str]]:
-    """`call` (an SQS batch action) on `url` for each item as `entry(item)`, 10 a call; every call is
+    """`call` (an SQS batch action) on `url` for each item as `entry(item)`, 10 a call, and messages of at most
+    SQS_MAX_BYTES together a call (SQS refuses a whole batch past its limit: BatchRequestTooLong); every call is
     made, then the items SQS refused (a batch can half succeed), each with its reason."""
     refused: list[tuple[T, str]] = []
-    for start in range(0, len(items), 10):
-        chunk = items[start:start + 10]
+    for chunk in _batches(items, entry):
         answer = call(QueueUrl=url, Entries=[{"Id": str(i), **entry(item)} for i, item in enumerate(chunk)])
         refused += [(chunk[int(f["Id"])], _reason(f)) for f in answer.get("Failed", [])]
     return refused
+
+
+def _batches(items: Sequence[T], entry: Callable[[T], dict]) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    size = 0
+    for item in items:
+        e = entry(item)
+        bytes_ = len(e.get("MessageBody", "").encode("utf-8")) + sum(     # (what SQS counts of a message)
+            len(f"{name}{a.get('DataType', '')}{a.get('StringValue', '')}".encode("utf-8"))
+            for name, a in e.get("MessageAttributes", {}).items())
+        if chunk and (len(chunk) == 10 or size + bytes_ > SQS_MAX_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += bytes_
+    if chunk:
+        yield chunk
 
 
 def _letter(m: dict) -> ReceivedLetter:

@@ -66,9 +66,9 @@ class WorkQueue(Protocol):
     # A dict is sent as JSON; a str as it is (a dead letter's body going back unchanged).
     def send(self, message: dict | str) -> str: ...                 # raises MessageTooLarge
     def send_many(self, messages: list[dict], delay: float = 0) -> None:
-        """10 a call (SQS's SendMessageBatch). `delay`: seconds before they can be received (SQS: at
-        most 900). Raises NotSent, after sending every other one, naming each message refused; MessageTooLarge,
-        having sent none, when one would not fit."""
+        """10 a call (SQS's SendMessageBatch), fewer when they are large. `delay`: seconds before they can be
+        received (SQS: at most 900). Raises NotSent, after sending every other one, naming each message refused;
+        MessageTooLarge, having sent none, when one would not fit."""
     def delete(self, receipt_handles: list[str]) -> dict[str, str]:
         """10 a call; the handles the queue refused, each with its reason (those records come back)."""
     def retry_in(self, receipt_handle: str, seconds: float) -> None: ...

@@ -3,7 +3,7 @@ implementations: the SQS adapter on a moto server and the in-memory twin the uni
 `bridge dlq` run on (tests/fakes.py FakeQueue). What both must honour is what the operator's list,
 replay and discard rely on: a received letter stays hidden for its hide time and no longer, hiding
 again keeps it hidden past it, and a handle of a letter deleted (or received again since) is refused. And a batch
-sent to the work queue with a message too large for it sends none of them."""
+sent to the work queue with a message too large for it sends none of them; one of large messages sends them all."""
 from __future__ import annotations
 
 import json
@@ -147,3 +147,12 @@ def test_a_batch_holding_a_message_too_large_for_the_queue_sends_none_of_them(dl
     with pytest.raises(MessageTooLarge) as raised:
         queue.send_many([{"n": i} for i in range(12)] + [{"n": 12, "notes": "x" * 300_000}])
     assert raised.value.size > raised.value.limit and queue.work_count() == 0
+
+
+def test_messages_near_the_limit_are_all_sent_however_many_a_batch_holds(dlq):
+    """SQS refuses a whole SendMessageBatch whose messages together pass its limit (BatchRequestTooLong): ten
+    notifications of large contacts waiting out a 429 (their copies sent back together), or a backfill page of
+    large joins, were refused every time, and came back until the redrive dead-lettered them without a reason."""
+    queue, _ = dlq
+    queue.send_many([{"n": i, "notes": "x" * 200_000} for i in range(10)])
+    assert queue.work_count() == 10
