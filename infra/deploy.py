@@ -1,8 +1,9 @@
 """`make deploy STAGE=<stage>` / `make destroy STAGE=<stage>`: a stage on AWS with no hand edits.
 
 deploy:
-  0. refuse, before anything is made, worker settings that cannot hold (a lease shorter than the worker's
-     timeout, a record budget no shorter than it) and a stage deployed in another region of the account;
+  0. refuse, before anything is made, settings that cannot hold (a lease shorter than the worker's timeout, a
+     record budget no shorter than it, an API function's timeout not between the OAuth callback's 3 s and API
+     Gateway's 29 s, a vendor's URL that is not https://) and a stage deployed in another region of the account;
   1. create or update the stage's stack (infra/template.yaml, stack and Prefix rf-intercom-bridge-<stage>);
   2. read its outputs, the account (STS) and the region;
   3. write the stage's section of .chalice/config.json (infra/chalice-config.json + the outputs);
