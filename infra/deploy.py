@@ -626,7 +626,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
            api_concurrency: Optional[int] = DEFAULT_API_CONCURRENCY, aws: Optional[Aws] = None,
            base_config: Path = BASE_CONFIG, say: Say = print, sleep: Callable[[float], None] = time.sleep,
            chalice: Callable[[Path, list[str], str], None] = run_chalice) -> dict:
-    check_stage(stage)
+    check_stage(stage, new=True)
     check_alarm_email(alarm_email)
     aws = aws or Aws()
     project_dir = Path(project_dir)
