@@ -438,6 +438,18 @@ def _wait(cfn: Any, name: str, say: Say, sleep: Callable[[float], None], timeout
         sleep(5)
 
 
+def _settled(cfn: Any, name: str, sleep: Callable[[float], None], timeout: float = 3600) -> Optional[dict]:
+    """The stack once no operation runs on it, whatever its last one did (None: it was deleted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stack = _stack(cfn, name)
+        if stack is None or not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            return stack
+        if time.monotonic() > deadline:
+            raise DeployError(f"stack {name} is still {stack['StackStatus']} after {timeout:.0f} s")
+        sleep(5)
+
+
 def template_parameters(body: str) -> set[str]:
     """The parameter names a template declares (its CloudFormation tags are read as plain values)."""
     import yaml
@@ -478,6 +490,11 @@ def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str]
     name = stage_prefix(stage)
     body = Path(template).read_text()
     existing = _stack(cfn, name)
+    if existing and existing["StackStatus"].endswith("_IN_PROGRESS"):
+        # An earlier deploy's change (one stopped with Ctrl-C: CloudFormation goes on) or a console's: CloudFormation
+        # takes no other change meanwhile. Waited for, however it ends (a rollback leaves the stack whole).
+        say(f"  stack {name} is {existing['StackStatus']} (an earlier change still runs): waiting for it")
+        existing = _settled(cfn, name, sleep)
     if existing and existing["StackStatus"] == "ROLLBACK_COMPLETE":
         say(f"  stack {name} failed its first creation: deleting it to create it again")
         cfn.delete_stack(StackName=name)
