@@ -35,8 +35,8 @@ def human(line: str) -> Optional[str]:
 
 
 def _value(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return json.dumps(text) if not text or any(c.isspace() or c in '"=' for c in text) else text
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return json.dumps(text, ensure_ascii=False) if not text or any(c.isspace() or c in '"=' for c in text) else text
 
 
 class Terminal(io.TextIOBase):

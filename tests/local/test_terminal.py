@@ -104,3 +104,11 @@ def test_a_record_s_line_keeps_its_fields_emails_masked_and_an_errors_traceback(
     assert first[8:] == ' WARNING record will be retried  reason="Intercom refused a***@example.com" attempt=2'
     assert second[8:] == " ERROR   worker failed"
     assert trace[0] == "    Traceback (most recent call last):" and trace[-1] == "    KeyError: 'z***@example.com'"
+
+
+def test_a_field_s_text_is_shown_as_written_not_escaped(terminal):
+    """Walkthrough: a dead letter's reason read `Unauthenticated. \\u2014 the RF token is invalid` in the terminal."""
+    logger.error("record sent to the dead-letter queue", extra={"reason": "Referral Factory answered 401 — run "
+                                                                          "`bridge rf connect`", "to": "Zoë"})
+    assert terminal.getvalue().splitlines()[0][8:] == ' ERROR   record sent to the dead-letter queue  reason="Referral ' \
+                                                     'Factory answered 401 — run `bridge rf connect`" to=Zoë'
