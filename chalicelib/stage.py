@@ -41,11 +41,13 @@ class StageError(RuntimeError):
 FUNCTION_SUFFIXES = ("worker", "reconcile")
 
 
-def check_stage(stage: str) -> str:
+def check_stage(stage: str, new: bool = False) -> str:
+    """`new`: a stage about to be deployed, which may not take a function's name either (one deployed before the
+    rule is still reached and destroyed)."""
     if not _STAGE.match(stage or ""):
         raise StageError(f"stage {stage!r} is not a valid name: use up to 16 lowercase letters and digits, starting "
                          f"with a letter, e.g. dev or prod")
-    if stage in FUNCTION_SUFFIXES:
+    if new and stage in FUNCTION_SUFFIXES:
         raise StageError(f"stage {stage!r} is not a valid name: not {' or '.join(FUNCTION_SUFFIXES)}, the names of "
                          "the bridge's functions (its API's would read as that function), e.g. dev or prod")
     return stage

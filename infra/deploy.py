@@ -1,8 +1,9 @@
 """`make deploy STAGE=<stage>` / `make destroy STAGE=<stage>`: a stage on AWS with no hand edits.
 
 deploy:
-  0. refuse, before anything is made, worker settings that cannot hold (a lease shorter than the worker's
-     timeout, a record budget no shorter than it) and a stage deployed in another region of the account;
+  0. refuse, before anything is made, settings that cannot hold (a lease shorter than the worker's timeout, a
+     record budget no shorter than it, an API function's timeout not between the OAuth callback's 3 s and API
+     Gateway's 29 s, a vendor's URL that is not https://) and a stage deployed in another region of the account;
   1. create or update the stage's stack (infra/template.yaml, stack and Prefix rf-intercom-bridge-<stage>);
   2. read its outputs, the account (STS) and the region;
   3. write the stage's section of .chalice/config.json (infra/chalice-config.json + the outputs);
@@ -437,6 +438,18 @@ def _wait(cfn: Any, name: str, say: Say, sleep: Callable[[float], None], timeout
         sleep(5)
 
 
+def _settled(cfn: Any, name: str, sleep: Callable[[float], None], timeout: float = 3600) -> Optional[dict]:
+    """The stack once no operation runs on it, whatever its last one did (None: it was deleted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stack = _stack(cfn, name)
+        if stack is None or not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            return stack
+        if time.monotonic() > deadline:
+            raise DeployError(f"stack {name} is still {stack['StackStatus']} after {timeout:.0f} s")
+        sleep(5)
+
+
 def template_parameters(body: str) -> set[str]:
     """The parameter names a template declares (its CloudFormation tags are read as plain values)."""
     import yaml
@@ -477,6 +490,11 @@ def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str]
     name = stage_prefix(stage)
     body = Path(template).read_text()
     existing = _stack(cfn, name)
+    if existing and existing["StackStatus"].endswith("_IN_PROGRESS"):
+        # An earlier deploy's change (one stopped with Ctrl-C: CloudFormation goes on) or a console's: CloudFormation
+        # takes no other change meanwhile. Waited for, however it ends (a rollback leaves the stack whole).
+        say(f"  stack {name} is {existing['StackStatus']} (an earlier change still runs): waiting for it")
+        existing = _settled(cfn, name, sleep)
     if existing and existing["StackStatus"] == "ROLLBACK_COMPLETE":
         say(f"  stack {name} failed its first creation: deleting it to create it again")
         cfn.delete_stack(StackName=name)
@@ -625,7 +643,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
            api_concurrency: Optional[int] = DEFAULT_API_CONCURRENCY, aws: Optional[Aws] = None,
            base_config: Path = BASE_CONFIG, say: Say = print, sleep: Callable[[float], None] = time.sleep,
            chalice: Callable[[Path, list[str], str], None] = run_chalice) -> dict:
-    check_stage(stage)
+    check_stage(stage, new=True)
     check_alarm_email(alarm_email)
     aws = aws or Aws()
     project_dir = Path(project_dir)

@@ -411,7 +411,7 @@ class Page:
                     self.stopped = (f"campaign user limit reached: {refused.message} — raise the campaign's user "
                                     "limit in Referral Factory, then run `bridge sync start` again")
             if reason not in ("already_in_campaign", "user_limit") or earlier is None:
-                if reason != "already_in_campaign" or not self._enrolled_meanwhile(cid):
+                if reason not in ("already_in_campaign", "user_limit") or not self._enrolled_meanwhile(cid):
                     self._skip(cid, contact, reason, detail)
                 return
             # An earlier try of ours may have created them: RF has the email, or says the campaign is full (that
@@ -433,10 +433,11 @@ class Page:
         self._write_back(entry, note)
 
     def _enrolled_meanwhile(self, contact_id: str) -> bool:
-        """RF has the email of a contact no try of ours was creating when this one read the ledger: did another
-        worker enrol this very contact since (the same notification handed to two workers, a run's page and a
-        webhook at once, while this create waited)? Its user is the one RF has: counted already, and its entry
-        kept (a skip over it would lose the RF user, and with it the late link and `left`)."""
+        """RF has the email (or says the campaign is full: that user may be its last) of a contact no try of ours
+        was creating when this one read the ledger: did another worker enrol this very contact since (the same
+        notification handed to two workers, a run's page and a webhook at once, while this create waited)? Its user
+        is the one RF has: counted already, and its entry kept (a skip over it would lose the RF user, and with it
+        the late link and `left`)."""
         entry = self.deps.sync.entries(self.campaign_id, [contact_id], consistent=True).get(contact_id)
         if entry is None or not entry.final or not entry.rf_user_id or entry.outcome == NOT_IN_RF:
             return False

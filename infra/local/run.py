@@ -220,8 +220,10 @@ def _start(parts: list, api_port: int, background: bool, reconcile_seconds: floa
            workspace: str) -> LocalStack:
     server, endpoint = start_moto()
     parts.append(lambda: stop_moto(server))
-    resources = deploy(endpoint, prefix, visibility_timeout=10, max_receive_count=10)
-    env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": os.environ.get("BRIDGE_MAX_ATTEMPTS", "5"),
+    attempts = os.environ.get("BRIDGE_MAX_ATTEMPTS", "5")
+    # The redrive is a backstop, as deployed: it leaves the worker all its tries (infra/deploy.py).
+    resources = deploy(endpoint, prefix, visibility_timeout=10, max_receive_count=2 * int(attempts))
+    env = {**resources.env(), "BRIDGE_MAX_ATTEMPTS": attempts,
            # the schedule below, for whoever reads this environment (`bridge doctor` expects its runs)
            "RECONCILE_EVERY_SECONDS": f"{reconcile_seconds:g}"}
     if real:

@@ -64,6 +64,36 @@ def test_a_redeploy_with_nothing_to_change_after_an_upgrade_rolled_back_goes_on(
     assert "RENDER_ONLY: `chalice deploy` skipped" in lines
 
 
+def test_a_deploy_run_again_while_the_last_ones_stack_change_still_runs_waits_for_it_then_goes_on(moto_endpoint, tmp_path):
+    """Ctrl-C during `make deploy` stops the command, not CloudFormation's change of the stack, and the README says
+    to run the same command again. It stopped at once on "stack ... is in UPDATE_IN_PROGRESS state and can not be
+    updated" (CloudFormation takes no second change meanwhile), where destroy waits for such a change."""
+    aws = aws_on(moto_endpoint)
+    project = project_copy(tmp_path / "p")
+    deploy.deploy("again", project_dir=project, render_only=True, aws=aws, say=lambda _: None)
+    cfn = aws.client("cloudformation")
+    running = {"reads": 2}                              # CloudFormation still updating for the next two reads
+
+    def still_updating(parsed, **_):
+        if running["reads"] > 0:
+            running["reads"] -= 1
+            for stack in parsed.get("Stacks", []):
+                stack["StackStatus"] = "UPDATE_IN_PROGRESS"
+
+    def refused_meanwhile(**_):
+        if running["reads"] > 0:
+            raise ClientError({"Error": {"Code": "ValidationError", "Message": "Stack:arn:... is in UPDATE_IN_PROGRESS "
+                                         "state and can not be updated."}}, "UpdateStack")
+    cfn.meta.events.register("after-call.cloudformation.DescribeStacks", still_updating)
+    cfn.meta.events.register("before-call.cloudformation.UpdateStack", refused_meanwhile)
+    lines: list[str] = []
+    slept: list[float] = []
+    again = deploy.deploy("again", project_dir=project, render_only=True, aws=aws, say=lines.append, sleep=slept.append)
+    assert any("UPDATE_IN_PROGRESS" in line and "waiting" in line for line in lines), lines
+    assert slept and again["target"].outputs["TableName"] == "rf-intercom-bridge-again-table"
+    assert "RENDER_ONLY: `chalice deploy` skipped" in lines
+
+
 def chalice_creating_roles(aws: deploy.Aws) -> Callable[[Path, list[str], str], None]:
     """Stands in for `chalice deploy` (no Lambda in moto) as far as IAM goes: each function's role, named
     <app>-<stage>-<function>, with its rendered policy as the inline policy of the role's name."""

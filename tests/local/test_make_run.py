@@ -213,6 +213,21 @@ def test_the_local_api_function_has_the_time_of_the_deployed_one(local_stack, mo
     assert [kw["max_runtime_ms"] for kw in given] == [deployed * 1000] and deployed < 29   # API Gateway's limit
 
 
+def test_the_local_redrive_leaves_the_worker_every_try_it_is_given(monkeypatch):
+    """As `make deploy` does (twice BRIDGE_MAX_ATTEMPTS): with `BRIDGE_MAX_ATTEMPTS=12 make run`, the local queue's
+    redrive (10) moved a failing record at its 11th receive, before the worker's last try, and `dlq list` said the
+    worker crashed or timed out each time."""
+    from infra.local.aws import client
+
+    stack, stop = started(monkeypatch, BRIDGE_MAX_ATTEMPTS="12")
+    try:
+        attributes = client("sqs", stack.endpoint_url).get_queue_attributes(
+            QueueUrl=stack.env["BRIDGE_QUEUE_URL"], AttributeNames=["RedrivePolicy"])["Attributes"]
+    finally:
+        stop()
+    assert int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"]) == 24
+
+
 def test_the_simulated_workspace_is_connected_through_both_apps_each_with_its_own_client_secret(
         local_stack, capsys, monkeypatch):
     """README, Both ways at once, on the local stack: connected by `make run` with its private app, then by

@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
 from chalicelib.messages import ContactMessage
+from chalicelib.ports import Refused
 from chalicelib.services import sync
 from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.fakes import FakeWork
@@ -1587,8 +1588,9 @@ def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_ha
         str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}
 
 
-@pytest.mark.parametrize("meanwhile, creates", [("create", 2), ("intend", 1)],
-                         ids=["while its create waited", "between its ledger read and its creating entry"])
+@pytest.mark.parametrize("meanwhile, creates", [("create", 2), ("create, the last place", 2), ("intend", 1)],
+                         ids=["while its create waited", "while its create waited, taking the campaign's last place",
+                              "between its ledger read and its creating entry"])
 def test_a_contact_another_worker_enrolled_meanwhile_stays_enrolled_not_skipped(meanwhile, creates):
     """Intercom (or SQS) hands one contact's notification to two workers at once: both read no ledger entry and
     both mean to create. The other worker creates the RF user, writes the link back and records the contact
@@ -1596,10 +1598,11 @@ def test_a_contact_another_worker_enrolled_meanwhile_stays_enrolled_not_skipped(
     one has even written its `creating` entry. Either way the user is the other worker's, not someone already in
     the campaign: the ledger keeps the contact enrolled with that user (a skip over it lost the user, so the
     referrer's count never learnt their contact, nor `sync report` whether they left), and a worker that had not
-    asked RF yet does not ask it at all."""
+    asked RF yet does not ask it at all. When the other's user was the campaign's last place, RF answers this
+    create that the campaign is full: the same."""
     work, note = after_a_first_run_a_new_contact_notified()
     rf = work.apis.rf_
-    target, name = (rf, "create_user") if meanwhile == "create" else (work.store.sync, "intend")
+    target, name = (rf, "create_user") if meanwhile.startswith("create") else (work.store.sync, "intend")
     real = getattr(target, name)
     held = []
 
@@ -1607,6 +1610,9 @@ def test_a_contact_another_worker_enrolled_meanwhile_stays_enrolled_not_skipped(
         if not held:                                 # this worker waits here; the other runs it all
             held.append(1)
             sync.on_contact(note, deps(work))
+            if meanwhile.endswith("last place"):
+                rf.create_answers = [Refused(422, "The campaign has reached its user limit.",
+                                             {"campaign_id": "The campaign has reached its user limit."})]
         return real(*args)
     setattr(target, name, the_other_worker_first)
     sync.on_contact(note, deps(work))

@@ -15,12 +15,12 @@ from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
 from ...errors import Deferred, Permanent, WorkError
-from ...messages import ChangesMessage, CheckMessage
+from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
 from ..deps import WorkDeps
 from ..moved import valid_campaigns
-from .checks import check_link
+from .checks import check_link, lead_letter
 
 OVERLAP = 3600.0            # each search starts this long before the last one did (search lags)
 PER_PAGE = 150              # Intercom's largest page
@@ -166,10 +166,7 @@ def _lead(deps: WorkDeps, link: Link, judge: Callable[[], object], duplicate: Op
     except Permanent as exc:
         if exc.person != link.ref:
             raise
-        check = CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
-                             duplicate_contact_id=duplicate)
-        deps.dead_letter(json.dumps(check.wire()), exc.reason, 1, exc.person, check.kind,
-                         {"duplicate_contact_id": duplicate} if duplicate else None)
+        lead_letter(deps, link, exc, duplicate)
 
 
 def _by_email(found: Found, ws: str, contact: dict, done: set) -> list[Link]:

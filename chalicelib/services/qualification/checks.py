@@ -2,6 +2,7 @@
 arrived (a lost webhook must not lose a qualification)."""
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from ...domain import rules
@@ -54,6 +55,16 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         return "gone"
     batch.keep(after)
     return "done"
+
+
+def lead_letter(deps: WorkDeps, link: Link, exc: Permanent, duplicate: Optional[str] = None) -> None:
+    """The lead's own dead letter for its qualification refused for good (`exc`, about it): a check of it, whose
+    replay finishes the qualification whatever the contact says by then (on_check). `duplicate`: the contact
+    (`match: email`) the lead was judged on, which the check names (`explain` on that contact shows the letter)."""
+    check = CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
+                         duplicate_contact_id=duplicate)
+    deps.dead_letter(json.dumps(check.wire()), exc.reason, 1, exc.person, check.kind,
+                     {"duplicate_contact_id": duplicate} if duplicate else None)
 
 
 def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool) -> Optional[Link]:

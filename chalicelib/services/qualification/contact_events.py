@@ -13,7 +13,7 @@ from ...domain.link import ContactState, Link, email_now
 from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.qualification import QState
-from ...domain.settings import Qualification
+from ...domain.settings import CampaignSettings, Qualification
 from ...messages import ContactMessage
 from ...observability import count, mask_email
 from ...ports import Merged, NotFound
@@ -21,6 +21,8 @@ from ...ports.store import KEEP
 from ...webhooks import ContactItem
 from ..deps import WorkDeps
 from .batch import Batch
+from .checks import lead_letter
+from .qualifier import OwedLetter
 
 STATES: dict[str, Optional[ContactState]] = {
     "deleted": ContactState.DELETED, "archived": ContactState.ARCHIVED, "unarchived": None}
@@ -134,7 +136,7 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
     if entries:
         link = batch.keep(deps.links.set_contact(link, entries, when=seen.when, role=role or KEEP,
                                                  email=email or KEEP) or link)
-    batch.keep(deps.qualifier.evaluate(link, batch.settings_for(link), seen))
+    _evaluate(link, batch.settings_for(link), seen, deps, batch)
 
 
 def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
@@ -151,7 +153,17 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
             _not_counted(link, settings.qualification, item, deps)
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
-        batch.keep(deps.qualifier.evaluate(link, settings, duplicate))
+        _evaluate(link, settings, duplicate, deps, batch)
+
+
+def _evaluate(link: Link, settings: Optional[CampaignSettings], seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
+    """The link judged. The letter its failed qualification owes is a check of the lead (checks.lead_letter), not
+    this notification: a replay of it would judge its own value (another than RF was asked for, when it came
+    after), and the other people it names are still judged."""
+    try:
+        batch.keep(deps.qualifier.evaluate(link, settings, seen))
+    except OwedLetter as exc:
+        lead_letter(deps, link, exc, seen.duplicate)
 
 
 def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) -> None:

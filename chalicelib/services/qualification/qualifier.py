@@ -209,11 +209,17 @@ def _resumed(claim: Claim) -> list[Entry]:
     return []
 
 
+class OwedLetter(Permanent):
+    """A failed qualification's dead letter, owed (owed_letter)."""
+
+
 def owed_letter(link: Link) -> WorkError:
     """A failed qualification whose dead letter may not exist (Link.owes_letter): the failure again, with RF's
     reason, about the lead, for the record that sees it to be that letter (the one its first try would have
-    written: the same reason, the same replay)."""
-    return Permanent(link.reason or "Referral Factory refused the qualification").about(*link.ref)
+    written: the same reason, the same replay). A contact notification that sees it sends a check of the lead
+    instead (checks.lead_letter): its replay would judge its own value, which may be another than the one RF was
+    asked for."""
+    return OwedLetter(link.reason or "Referral Factory refused the qualification").about(*link.ref)
 
 
 class OtherCampaign(Permanent):
