@@ -133,6 +133,8 @@ def _inflated(raw: bytes, coding: str, limit: int) -> bytes:
         if len(out) > limit or inflate.unconsumed_tail:
             raise BodyError(413, "too_large", f"body over {limit} bytes once decompressed")
         if not inflate.eof:
+            if coding == "deflate":        # (deflate has no magic bytes: a plain body can read as its start)
+                return raw
             raise BodyError(400, "malformed_encoding", f"the body is not {coding} data as its Content-Encoding says: "
                             "it ends before its data does")
         rest = inflate.unused_data if coding != "deflate" else b""
