@@ -15,6 +15,7 @@ from chalicelib.domain.judge import Sighting
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.settings import CampaignSettings, Qualification
 from chalicelib.errors import Permanent, Transient
+from chalicelib.messages import ContactMessage
 from chalicelib.services import dead_letters
 from chalicelib.services.explain import explain
 from chalicelib.services.worker import RetryBatch
@@ -39,9 +40,16 @@ def _unconfirmed(work: FakeWork, contact: dict) -> dict:
     return check()
 
 
+def _thin(contact: dict, notification: str = "n1") -> dict:
+    """A notification too large to queue whole: its contact is read from Intercom when it is worked."""
+    return ContactMessage(workspace=WS, topic="contact.lead.updated", notification_id=notification,
+                          item=dict(contact)).thin(300_000, 262_144).wire()
+
+
 #: Per path: the record whose qualification RF refuses, and a later one about the same lead.
 PATHS: dict[str, tuple[Callable[[FakeWork, dict], Any], Callable[[FakeWork, dict], Any]]] = {
     "webhook": (lambda work, c: event(set_value(work, c, "Yes")), lambda work, c: event(c, notification="n2")),
+    "thin_webhook": (lambda work, c: _thin(set_value(work, c, "Yes")), lambda work, c: _thin(c, notification="n2")),
     "check": (lambda work, c: set_value(work, c, "Yes") and check(), lambda work, c: check()),
     "check_resuming": (_unconfirmed, lambda work, c: check()),
     "changes_search": (lambda work, c: changed(work, c, "Yes") and changes(work),

@@ -14,6 +14,7 @@ from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
+from ...errors import Permanent
 from ...messages import ContactMessage
 from ...observability import count, mask_email
 from ...ports import Merged, NotFound
@@ -159,10 +160,16 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
 def _evaluate(link: Link, settings: Optional[CampaignSettings], seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
     """The link judged. The letter its failed qualification owes is a check of the lead (checks.lead_letter), not
     this notification: a replay of it would judge its own value (another than RF was asked for, when it came
-    after), and the other people it names are still judged."""
+    after), and the other people it names are still judged. So is the letter of a qualification RF refuses on a
+    contact read now (`seen.current`: the notification was too large to queue): its replay would read the contact
+    again, as it is by then."""
     try:
         batch.keep(deps.qualifier.evaluate(link, settings, seen))
     except OwedLetter as exc:
+        lead_letter(deps, link, exc, seen.duplicate)
+    except Permanent as exc:
+        if not seen.current or exc.person != link.ref:
+            raise
         lead_letter(deps, link, exc, seen.duplicate)
 
 
