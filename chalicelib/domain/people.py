@@ -7,6 +7,7 @@ import hmac
 from typing import Any, Iterable, Optional
 
 from .mapping import ConversionError, to_unix
+from .mapping import is_empty as blank      # no value: how a payload renders a field RF has no value for
 
 # Webhook body names we accept for each field (RF lets the account owner name them).
 ALIASES = {
@@ -101,11 +102,6 @@ def normalise(obj: dict) -> dict:
 
 
 _KNOWN = {a for aliases in ALIASES.values() for a in aliases} | {"meta", "user", "data", "referrer"}
-
-
-def blank(value: Any) -> bool:
-    """No value: None, or text of spaces only (how a payload renders a field RF has no value for)."""
-    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def missing(person: dict, sources: Iterable[str]) -> set[str]:

@@ -123,7 +123,6 @@ class Result:
     applied: bool
     read: int = 0
     queued: int = 0
-    pages: int = 0                   # pages of RF's list read
     # people RF listed whose own campaign_id is not the campaign's (RF may list every campaign's): ignored
     other_campaigns: int = 0
     counted: int = 0                 # leads counted for their referrer now (referral counts)
@@ -167,17 +166,18 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     synced: Optional[set[str]] = None      # the RF ids contact sync enrolled (its ledger, read once if needed)
     would_send = 0                          # joins a dry run would send (an apply's are result.queued)
     listed = 0                              # people RF listed, of any campaign (the progress's, against its total)
+    pages = 0                               # pages of RF's list read
     walk = rf_people.pages(rt.rf(), result.campaign_id)
     while True:
         try:
             page = next(walk, None)
         except WorkError as exc:        # e.g. RF blocked this IP: said with what to do, as doctor says it
             raise BackfillError(f"Referral Factory could not list the people of campaign {result.campaign_id} "
-                                f"(page {result.pages + 1}): {exc.reason} — " + rf_campaign_fix(
+                                f"(page {pages + 1}): {exc.reason} — " + rf_campaign_fix(
                                     exc, result.campaign_id, f"`bridge backfill {result.campaign_id}`")) from None
         if page is None:
             break
-        result.pages += 1
+        pages += 1
         users = page.people
         result.other_campaigns += page.listed - len(users)
         listed += page.listed

@@ -65,15 +65,14 @@ class WorkDeps:
         (explain tells what a later success resolves)."""
         assert self.queue is not None
         self.queue.dead_letter(body, reason, tries, iso(self.clock()))
-        if person:              # a failed qualification's letter: the link owes it no more
-            self.links.lettered(PersonRef(*person), reason)
         count("DeadLettered")
         logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
         if not person:
             return
         try:
+            self.links.lettered(PersonRef(*person), reason)      # a failed qualification owes its letter no more
             self.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
                 "attempts": tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
                 **(details or {})})])
-        except Exception:  # the letter is sent: it stands without its note (not sent again with the whole batch)
-            logger.exception("could not note the dead letter in the history")
+        except Exception:  # the letter is sent: it stands without its notes (not sent again with the whole batch)
+            logger.exception("could not note the dead letter on the link and in the history")

@@ -410,8 +410,9 @@ class Page:
                 with self._lock:
                     self.stopped = (f"campaign user limit reached: {refused.message} — raise the campaign's user "
                                     "limit in Referral Factory, then run `bridge sync start` again")
-            if reason not in ("already_in_campaign", "user_limit") or earlier is None:
-                if reason not in ("already_in_campaign", "user_limit") or not self._enrolled_meanwhile(cid):
+            taken = reason in ("already_in_campaign", "user_limit")     # RF may hold a user made for this contact
+            if not taken or earlier is None:
+                if not (taken and self._enrolled_meanwhile(cid)):
                     self._skip(cid, contact, reason, detail)
                 return
             # An earlier try of ours may have created them: RF has the email, or says the campaign is full (that

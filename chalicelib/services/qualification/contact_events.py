@@ -165,10 +165,8 @@ def _evaluate(link: Link, settings: Optional[CampaignSettings], seen: Sighting, 
     again, as it is by then."""
     try:
         batch.keep(deps.qualifier.evaluate(link, settings, seen))
-    except OwedLetter as exc:
-        lead_letter(deps, link, exc, seen.duplicate)
     except Permanent as exc:
-        if not seen.current or exc.person != link.ref:
+        if exc.person != link.ref or not (isinstance(exc, OwedLetter) or seen.current):
             raise
         lead_letter(deps, link, exc, seen.duplicate)
 
