@@ -65,8 +65,9 @@ def charset(content_type: Optional[str]) -> Optional[str]:
         return None
     import codecs
     try:
-        name = codecs.lookup(found.group(1)).name
-        if not codecs.lookup(name)._is_text_encoding:      # (base64, rot13...: no charset)
+        info = codecs.lookup(found.group(1))
+        name = info.name
+        if not info._is_text_encoding:                   # (base64, rot13...: no charset)
             raise LookupError(name)
     except (LookupError, ValueError):       # (ValueError: a NUL or a lone surrogate in the name)
         raise BodyError(415, "unsupported_media_type", f"charset {found.group(1)[:40]!r} is not known: send UTF-8") \
@@ -112,33 +113,49 @@ def decoded(content_encoding: Optional[str], raw: bytes, limit: int) -> bytes:
 
 
 def _inflated(raw: bytes, coding: str, limit: int) -> bytes:
+    return _deflated(raw, limit) if coding == "deflate" else _gunzipped(raw, coding, limit)
+
+
+def _deflated(raw: bytes, limit: int) -> bytes:
+    """zlib's stream or a raw one. Deflate has no magic bytes: a body that is neither, or reads as the start of
+    one only (a plain body can), is taken as it came."""
     import zlib
-    if coding != "deflate" and not raw.startswith(_GZIP):
+    for wbits in (_CODINGS["deflate"], -15):
+        inflate = zlib.decompressobj(wbits)
+        try:
+            out = inflate.decompress(raw, limit + 1)
+        except zlib.error:
+            continue
+        _within(out, inflate, limit)
+        return out if inflate.eof else raw
+    return raw
+
+
+def _gunzipped(raw: bytes, coding: str, limit: int) -> bytes:
+    import zlib
+    if not raw.startswith(_GZIP):
         return raw
     out, rest = b"", raw
     while rest:                                      # gzip members written one after another are one body
-        part = None
-        for wbits in (_CODINGS[coding], -15) if coding == "deflate" else (_CODINGS[coding],):
-            inflate = zlib.decompressobj(wbits)
-            try:
-                part = inflate.decompress(rest, limit + 1 - len(out))
-                break
-            except zlib.error:
-                continue
-        if part is None and coding == "deflate":
-            return raw
-        if part is None or (out and not rest.startswith(_GZIP)):
-            raise BodyError(400, "malformed_encoding", f"the body is not {coding} data as its Content-Encoding says")
-        out += part
-        if len(out) > limit or inflate.unconsumed_tail:
-            raise BodyError(413, "too_large", f"body over {limit} bytes once decompressed")
+        inflate = zlib.decompressobj(_CODINGS[coding])
+        try:
+            if not rest.startswith(_GZIP):
+                raise zlib.error("not a member")
+            out += inflate.decompress(rest, limit + 1 - len(out))
+        except zlib.error:
+            raise BodyError(400, "malformed_encoding", f"the body is not {coding} data as its Content-Encoding says") \
+                from None
+        _within(out, inflate, limit)
         if not inflate.eof:
-            if coding == "deflate":        # (deflate has no magic bytes: a plain body can read as its start)
-                return raw
             raise BodyError(400, "malformed_encoding", f"the body is not {coding} data as its Content-Encoding says: "
                             "it ends before its data does")
-        rest = inflate.unused_data if coding != "deflate" else b""
+        rest = inflate.unused_data
     return out
+
+
+def _within(out: bytes, inflate: Any, limit: int) -> None:
+    if len(out) > limit or inflate.unconsumed_tail:
+        raise BodyError(413, "too_large", f"body over {limit} bytes once decompressed")
 
 
 # --- reading a body ----------------------------------------------------------------------------

@@ -18,6 +18,15 @@ from typing import Any, Callable, Optional
 _SENT = "bridge_sent_at"
 
 
+def http_date(date: Optional[str]) -> Optional[float]:
+    """An HTTP-date's time (UTC when it names no zone); None when there is none, or none that reads."""
+    try:
+        when = parsedate_to_datetime(date or "")
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
 class AwsClock:
     """Callable: the time by AWS's clock (the local clock until an answer of AWS said its time)."""
 
@@ -54,10 +63,8 @@ class AwsClock:
         """An answer whose `Date` AWS stamped after we sent the request at `sent` and before we received it at
         `received` (local clock). A span that no longer meets the others means the local clock was set
         meanwhile (synced): it starts again from this answer."""
-        try:
-            stamped = parsedate_to_datetime(date or "")
-            at = stamped.replace(tzinfo=stamped.tzinfo or timezone.utc).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
+        at = http_date(date)
+        if at is None:
             return        # no Date (or not one): nothing learned, and the call it answered goes on
         low, high = at - received, at + 1 - sent
         with self._lock:

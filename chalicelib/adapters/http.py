@@ -20,8 +20,6 @@ import math
 import random
 import re
 import time
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 import requests
@@ -30,6 +28,7 @@ from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain, WorkError, outage_for
+from .aws_clock import http_date
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})   # idempotent by HTTP's definition
@@ -119,7 +118,8 @@ def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[
         if said is not None:
             delay = _READER.parse_retry_after(said)
             if not said.strip().isdigit():                  # a date (urllib3 counts it from time.time())
-                delay = max(0.0, _when(said) - _vendor_now(headers.get("Date"), now))
+                at = http_date(said)
+                delay = None if at is None else max(0.0, at - _vendor_now(headers.get("Date"), now))
     except (InvalidHeader, OverflowError, TypeError, ValueError, IndexError):
         delay = None
     reset = headers.get("X-RateLimit-Reset") if status == 429 else None
@@ -135,17 +135,8 @@ def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[
 def _vendor_now(date: Optional[str], now: float) -> float:
     """The vendor's clock by its answer's `Date` (whole seconds: a little behind it, so a wait counted from it is never
     short); `now` when there is none, or none that reads, or one further from our clock than MAX_CLOCK_GAP."""
-    try:
-        said = _when(date) if date else None
-    except (TypeError, ValueError, IndexError, OverflowError):
-        said = None
+    said = http_date(date)
     return said if said is not None and abs(said - now) <= MAX_CLOCK_GAP else now
-
-
-def _when(date: str) -> float:
-    """An HTTP-date's time (UTC when it names no zone)."""
-    when = parsedate_to_datetime(date)
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,
