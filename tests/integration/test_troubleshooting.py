@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from chalicelib.cli import main
-from chalicelib.domain.settings import parse_settings
 
 from tests.support.cli import replays_advised, run_cli
 
@@ -438,20 +437,17 @@ def test_an_attribute_intercom_refuses_the_contact_is_still_created_with_the_oth
                               "without it, said in its history (fields not written)")
 
 
-def test_a_mapped_attribute_archived_or_read_only_doctor_says_so_with_what_joins_do_without_it(bridge, intercom):
-    """A mapped attribute Intercom lists archived (the bridge asks for archived ones too), or read-only: doctor
-    says so, and that joins are applied without it."""
-    from chalicelib.services.doctor import Report, _settings_against_workspace
+def test_a_mapped_attribute_read_only_in_intercom_doctor_says_so_with_what_joins_do_without_it(bridge, intercom,
+                                                                                              capsys):
+    """A mapped attribute Intercom lists read-only: doctor says so, and that joins are applied without it (an
+    archived one: the test above)."""
     bridge.apply(lead_settings())
-    without = ": each lead whose join writes it is created or updated without it, said in its history (fields not " \
-              "written)"
-    for shown in ({"archived": True}, {"api_writable": False}):
-        report = Report("42")
-        _settings_against_workspace(bridge.rt, report, parse_settings(lead_settings()), {
-            **bridge.rt.attributes(WORKSPACE), "custom_attributes.lead_source": {"data_type": "string", **shown}})
-        [found] = report.view()["findings"]
-        assert ("is archived in Intercom" if "archived" in shown else "is read-only in Intercom") in found["what"]
-        assert found["why"].endswith(without)
+    intercom.attributes["custom_attributes.lead_source"].update(archived=False, api_writable=False)
+    code, found = doctor(bridge, capsys)
+    [read_only] = bad(found, "settings.workspace")
+    assert read_only["what"] == "leads.fields[3].to: custom_attributes.lead_source is read-only in Intercom"
+    assert read_only["why"].endswith(": each lead whose join writes it is created or updated without it, said in "
+                                     "its history (fields not written)") and code == 1
 
 
 def test_an_email_an_archived_user_holds_doctor_and_explain_say_to_unarchive_it_then_replay(bridge, intercom, rf,

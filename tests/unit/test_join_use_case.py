@@ -254,12 +254,10 @@ def test_a_lead_merged_into_a_user_made_before_they_joined_is_not_qualified_on_a
     work = world({**SETTINGS, "qualification": {"attribute": "role", "value": "user"}})
     intercom = work.apis.intercom_
     user = intercom.add("ann.work@example.com", role="user")
-    user["created_at"] = int(work.clock()) - 86_400
     run(work, join())
     lead = intercom.contacts[str(link_of(work).contact_id)]
     work.clock.now += 60
-    intercom.merge(lead["id"], user["id"])
-    user["updated_at"] = int(work.clock())
+    intercom.merge(lead["id"], made(work, user, before_the_join=True)["id"])
     run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
     link = link_of(work)
     assert link.contact_id == user["id"] and work.apis.rf_.qualified == []

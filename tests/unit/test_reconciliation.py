@@ -186,7 +186,9 @@ def test_a_search_longer_than_a_workers_time_goes_on_in_a_message_of_its_own_fro
         return searching(*args, **kw)
     monkeypatch.setattr(work.apis.intercom_, "search_contacts", timed)
     at, todo = work.clock(), [changes(work)]
-    while todo:                          # each message in a worker of its own
+    for _ in range(100):                 # each message in a worker of its own (bounded: a loop fails, not hangs)
+        if not todo:
+            break
         begun = pages()
         handle_batch(records(todo.pop(0)), work, remaining_ms=lambda: 40_000 - 2_000 * (pages() - begun))
         todo += [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "intercom.changes"]
@@ -197,11 +199,14 @@ def test_a_search_longer_than_a_workers_time_goes_on_in_a_message_of_its_own_fro
 
 
 def drain(work) -> None:
-    """Work what the queue holds, and what that work queues, until nothing is left."""
-    while work.queue.sent:
+    """Work what the queue holds, and what that work queues, until nothing is left (a loop fails, not hangs)."""
+    for _ in range(100):
+        if not work.queue.sent:
+            return
         todo = list(work.queue.sent)
         work.queue.sent.clear()
         run(work, *todo)
+    pytest.fail(f"the queue never empties: {work.queue.sent[:3]}")
 
 
 PREMIUM = {"attribute": "custom_attributes.signed_up", "value": "Premium"}

@@ -13,6 +13,7 @@ from chalicelib.ports import Refused
 from chalicelib.services import sync
 from chalicelib.services.worker import RetryBatch, handle_batch
 from tests.fakes import FakeWork
+from tests.support.killed import Killed
 from tests.unit.scenario import settings
 
 WS = "ws"
@@ -316,7 +317,6 @@ def test_a_second_start_while_a_run_is_running_says_where_to_look():
 
 
 def test_the_campaign_s_user_limit_stops_the_run_naming_the_fix():
-    from chalicelib.ports import Refused
     work = world(1)
     work.apis.rf_.create_answers = [Refused(422, "The campaign has reached its user limit.",
                                             {"campaign_id": "The campaign has reached its user limit."})]
@@ -336,7 +336,6 @@ def test_a_retried_create_rf_refuses_as_over_the_user_limit_still_finds_the_user
     link was never written.)"""
     from chalicelib.domain.history import iso
     from chalicelib.messages import SyncPageMessage
-    from chalicelib.ports import Refused
     from chalicelib.ports.store import LedgerEntry
     work = world(1)
     [contact] = work.apis.intercom_.contacts.values()
@@ -786,9 +785,9 @@ def test_a_worker_dying_while_it_marks_a_contact_webhook_never_counts_the_contac
 
     def dies(*args):
         setattr(repository, name, real)            # (the worker after it lives)
-        raise KeyboardInterrupt("killed")
+        raise Killed()
     setattr(repository, name, dies)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         sync.on_contact(note, deps(work))
     sync.on_contact(note, deps(work))                                  # delivered again
     assert [u["email"] for u in work.apis.rf_.created].count("new@example.com") == 1
