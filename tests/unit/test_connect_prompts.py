@@ -87,12 +87,13 @@ def test_ctrl_c_at_the_prompt_exits_130_quietly_ending_the_prompts_line_and_stor
 
 
 @pytest.mark.parametrize("key, code, after", [
-    ("\x03", 130, ""),                                                                       # Ctrl-C
     ("\x04", 1, "bridge: the Intercom access token for workspace ws1 cannot be empty: nothing was stored\r\n"),  # Ctrl-D
 ])
-def test_on_a_real_terminal_ctrl_c_or_ctrl_d_at_the_prompt_ends_its_line(rt, key, code, after):
+def test_on_a_real_terminal_ctrl_d_at_the_prompt_ends_its_line(rt, key, code, after):
     """The CLI with the real getpass on a pseudo-terminal of its own (its controlling terminal: getpass writes on
-    /dev/tty): what the terminal shows once Ctrl-C or Ctrl-D is typed at the prompt."""
+    /dev/tty): what the terminal shows once Ctrl-D is typed at the prompt. (Ctrl-C, typed so in a process forked
+    from a test process, was at times not delivered as SIGINT in the full suite: its line ending is tested with
+    getpass's stand-in above.)"""
     import os
     import pty
     import select
