@@ -39,7 +39,7 @@ from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.apis import PeoplePage
-from ..ports.store import LedgerEntry, SyncRun
+from ..ports.store import LedgerEntry, SyncRun, normal_email
 from .deps import WorkDeps
 from . import rf_people
 from .moved import valid_campaigns
@@ -589,8 +589,8 @@ def joined_skip(link: Link) -> Skip:
 
 
 def _email(contact: dict) -> Optional[str]:
-    email = contact.get("email") if isinstance(contact.get("email"), str) else None
-    return (email or "").lower() or None
+    """The contact's email as the ledger keeps it: trimmed and lowercased, as `forget` and `with_email` look it up."""
+    return normal_email(contact["email"]) or None if isinstance(contact.get("email"), str) else None
 
 
 def _own(link: Optional[Link]) -> Optional[Link]:

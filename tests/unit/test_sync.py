@@ -226,6 +226,19 @@ def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
     assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
 
 
+def test_forget_erases_the_ledger_entry_of_a_skipped_contact_whose_intercom_email_has_spaces_around_it():
+    """Sync skips a contact (no name) whose email Intercom holds as " Bob@Example.com ": its ledger entry kept the
+    spaces, so `bridge forget bob@example.com` (which compares trimmed, lowercased emails) left the email behind."""
+    from chalicelib.services.privacy import forget
+    work = world(0)
+    work.apis.intercom_.add(" Bob@Example.com ", role="user")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"missing_field": 1}
+    assert forget(work, "bob@example.com")["sync_ledger_entries"] == 1
+    assert list(work.store.sync.ledger("42")) == []
+
+
 def test_forget_names_no_workspace_for_a_synced_person_of_a_campaign_that_moved_workspaces():
     from chalicelib.services.privacy import forget
     work = world(1)
