@@ -325,7 +325,9 @@ class Page:
             self.deps.sync.record(self.campaign_id, self._in_workspace(seen))
         if todo:
             intended = self.deps.sync.intend(self.campaign_id, self._in_workspace([
-                LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.decider, seen_run=self.number,
+                # (a try before's email and time kept: what it may have created RF's user with, and when)
+                LedgerEntry(str(c["id"]), "creating", email=earlier.email if earlier is not None and earlier.email
+                            else d.email, run=self.decider, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
                 for c, d, earlier in todo]))
             # Not written: another worker enrolled them since the ledger was read (as _enrolled_meanwhile), counted
@@ -402,6 +404,13 @@ class Page:
         cid = str(contact["id"])
         rf = self.deps.apis.rf()
         found = False
+        if earlier is not None and earlier.email and earlier.email != decision.email:
+            # Her email changed since a try before meant to create her: that try may have made her RF user with the
+            # email she had then (its `creating` entry keeps it). Found, she is enrolled with it, not created twice.
+            before = self._made_before(cid, earlier.email, earlier)
+            if before is not None:
+                self._enrolled(cid, decision.email, before, found=True)
+                return
         try:
             user = rf.create_user(decision.body)
         except Refused as refused:
@@ -418,18 +427,30 @@ class Page:
             # An earlier try of ours may have created them: RF has the email, or says the campaign is full (that
             # user may be its last). Which user is it? Not ours when it joined by itself, nor when another contact
             # of the source has the email (its create made the user).
-            look = self.directory.find(decision.email)
-            if look is None or _joined_before(look, earlier) or self._anothers(cid, decision.email, look):
+            look = self._made_before(cid, decision.email, earlier)
+            if look is None:
                 self._skip(cid, contact, reason, detail)
                 return
             user, found = look, True
+        self._enrolled(cid, decision.email, user, found)
+
+    def _made_before(self, contact_id: str, email: str, earlier: LedgerEntry) -> Optional[dict]:
+        """RF's user with `email` if a try before this one (its `creating` entry: `earlier`) may have made it for
+        this contact: not one who joined by themselves before it, nor one another contact of the source has."""
+        look = self.directory.find(email)
+        if look is None or _joined_before(look, earlier) or self._anothers(contact_id, email, look):
+            return None
+        return look
+
+    def _enrolled(self, cid: str, email: str, user: dict, found: bool) -> None:
+        """The contact is enrolled with RF's `user` (`found`: among the campaign's people, made by a try before)."""
         rf_id, url = str(user.get("id")), user.get("url")
         how = " (found in Referral Factory: an earlier, interrupted try created them)" if found else ""
         note = Entry("sync", "enrolled", f"enrolled by {self.via}{how}",
                      {"contact_id": cid, "run": self.decider, "referral_link": url})
-        entry = LedgerEntry(cid, ENROLLED, email=decision.email, rf_user_id=rf_id, url=url, run=self.decider,
+        entry = LedgerEntry(cid, ENROLLED, email=email, rf_user_id=rf_id, url=url, run=self.decider,
                             seen_run=self.number)
-        logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
+        logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(email),
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
 

@@ -1600,6 +1600,51 @@ def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_ha
         str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}
 
 
+@pytest.mark.parametrize("killed_between", [False, True])
+def test_a_contact_whose_email_changed_after_a_lost_create_answer_is_enrolled_with_the_user_rf_made_not_a_second(
+        killed_between):
+    """A page's try creates her RF user, the answer is lost; before the page's retry her email changes in Intercom.
+    The retry asked RF to create a user with the new email: RF made a second referrer for one contact (two links,
+    one never written anywhere). It looks up the user the try before may have made, by the email it had then, and
+    enrols her with it — also after a try in between that died once it had written its own `creating` entry."""
+    work = world(1)
+    [her] = work.apis.intercom_.contacts.values()
+    rf = work.apis.rf_
+    real = rf.create_user
+    lost = [True]
+
+    def lost_after_applying(body):
+        user = real(body)
+        if lost:
+            lost.pop()
+            raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
+        return user
+    rf.create_user = lost_after_applying
+    sync.start(deps(work), "42")
+    page = work.queue.sent[0]
+    with pytest.raises(RetryBatch):
+        drain(work)
+    her["email"] = "Her.New@example.com"
+    if killed_between:                       # the next try dies after its `creating` entry, before asking RF
+        listed = rf.users_page
+
+        def killed_once(*args, **kw):
+            rf.users_page = listed
+            raise Killed()
+        rf.users_page = killed_once
+        with pytest.raises(Killed):
+            sync.on_page(sync.SyncPageMessage.model_validate(json.loads(page) if isinstance(page, str) else page),
+                         deps(work))
+    work.queue.sent.append(page)
+    drain(work)
+    [user] = rf.created
+    entry = work.store.sync.entries("42", [her["id"]])[her["id"]]
+    assert (entry.outcome, entry.rf_user_id, entry.email) == ("enrolled", str(user["id"]), "her.new@example.com")
+    assert her["custom_attributes"]["referral_link"] == user["url"]
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+
+
+
 @pytest.mark.parametrize("meanwhile, creates", [("create", 2), ("create, the last place", 2), ("intend", 1)],
                          ids=["while its create waited", "while its create waited, taking the campaign's last place",
                               "between its ledger read and its creating entry"])
