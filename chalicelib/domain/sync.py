@@ -163,6 +163,17 @@ def describe_source(sync: Sync) -> str:
     return {"all": "all contacts", "leads": "leads", "users": "users"}.get(sync.source) or f"segment {sync.segment_id}"
 
 
+def source_changed(sync: Sync, source: str, campaign_id: str) -> list[str]:
+    """Why a run's later page must not go on (empty: it may): settings applied since the run started that read another
+    source than the run's (`source`, as describe_source said it then). Its cursor is a place in the old source's
+    order: the new source read from there would skip every contact before it."""
+    now = describe_source(sync)
+    if now == source:
+        return []
+    return [f"sync.source: the settings applied since this run started read {now}, not {source} — run "
+            f"`bridge sync start {campaign_id}` to sync {now} from the start"]
+
+
 def describe_writes(sync: Sync) -> str:
     """Which attributes sync writes back, as `sync report` and `doctor` say it."""
     writes = [f"{what} to {attribute}" for what, attribute in (

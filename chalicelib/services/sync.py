@@ -33,7 +33,8 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
                            WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
                            count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
-                           preflight, required_fields, restored, run_counts, search_query, writeback_body, written)
+                           preflight, required_fields, restored, run_counts, search_query, source_changed, writeback_body,
+                           written)
 from ..errors import Deferred, Permanent, Transient, WorkError, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -170,9 +171,10 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     campaign_id = message.campaign_id
     try:
         settings = settings_of(deps, campaign_id)
-        # (a run's later pages: settings applied since that keep only counts stop it, as they would its start)
-        problems = checks(deps, settings) if message.page == 0 else \
-            [COUNTS_ONLY] if settings.sync and settings.sync.counts_only else []
+        # (a run's later pages: settings applied since that keep only counts, or read another source, stop it)
+        assert settings.sync is not None
+        problems = checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only \
+            else source_changed(settings.sync, run.source, campaign_id)
     except SyncStopped as exc:
         problems = exc.problems
     if problems:

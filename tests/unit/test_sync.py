@@ -388,6 +388,30 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
 
 
+def test_a_source_changed_while_a_run_is_under_way_stops_it_at_its_next_page_not_resumed_in_the_new_source(
+        monkeypatch):
+    """Settings applied mid-run name another source (users, now leads). The run's next page searched the new source
+    from the old one's cursor (a place in the order of creation): the leads before it were never read, and the run
+    said done, of users. It stops there instead, naming the fix: a new run reads the new source from its start."""
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(3)
+    for i in range(4):
+        work.apis.intercom_.add(f"lead{i}@example.com", role="lead")["name"] = f"Lead{i}"
+    sync.start(deps(work), "42")
+    drain(work, limit=1)                                                            # page 0: 2 users of 3
+    assert len(work.apis.rf_.created) == 2
+    work.store.settings.put("42", sync_settings(source="leads"), WS)
+    drain(work)
+    assert len(work.apis.rf_.created) == 2                                          # no lead skipped over
+    run = work.store.sync.run("42")
+    assert (run.status, run.source) == ("stopped", "users")
+    assert run.message == ("sync.source: the settings applied since this run started read leads, not users — "
+                           "run `bridge sync start 42` to sync leads from the start")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert [u["email"] for u in work.apis.rf_.created[2:]] == [f"lead{i}@example.com" for i in range(4)]
+
+
 COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
 
 
