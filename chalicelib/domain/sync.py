@@ -269,17 +269,18 @@ def decide(sync: Sync, campaign_id: str, contact: dict, required: tuple[str, ...
     return Create(email.lower(), body)
 
 
-def written(previous: str, fresh: bool, ours: bool, adopted: bool = False) -> tuple[str, str]:
+def written(previous: str, fresh: bool, ours: bool, adopted: bool = False, again: bool = False) -> tuple[str, str]:
     """A referrer whose link is now written (or who needs none): (the ledger's outcome, what the run counts).
     `previous`: the ledger's outcome before; `fresh`: enrolled just now; `ours`: the ledger's entry is this very
-    run's (a try of its page before enrolled them, or `adopted` them: their own join enrolled them). Someone
-    enrolled earlier is counted once as enrolled: the run that writes their late link counts it as LINKED, and a
-    run finding them done (or adopting them) as ALREADY."""
+    run's (a try of its page before enrolled them, or `adopted` them: their own join enrolled them); `again`: their
+    link was written before, but not where `referral_link_attribute` names now. Someone enrolled earlier is counted
+    once as enrolled: the run that writes their late link (or writes it again) counts it as LINKED, and a run
+    finding them done (or adopting them) as ALREADY."""
     if fresh or ours and previous in UNWRITTEN and not adopted:
         return ENROLLED, ENROLLED
     if ours and previous in UNWRITTEN:               # adopted by a try of this page before: already, as it was
         return ALREADY, ALREADY
-    if previous in UNWRITTEN:
+    if previous in UNWRITTEN or again:
         return LINKED, LINKED
     return (previous if previous in (ALREADY, LINKED) else ENROLLED), ALREADY
 

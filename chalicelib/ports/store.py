@@ -509,6 +509,7 @@ class LedgerEntry:
                                           # also while their link is not written yet (no_link_yet, writeback_failed)
     linked_run: int = 0                   # the run that wrote their late link (outcome `linked`; 0: none, or a webhook)
     workspace: Optional[str] = None       # the workspace of the contact (None: written before entries said it)
+    link_attribute: Optional[str] = None  # where the link was written (None: written before entries said it)
 
     @property
     def final(self) -> bool:

@@ -285,7 +285,8 @@ class Page:
                 self.tally.add(NOT_IN_RF)            # deleted in RF: not asked again, nor re-created
                 continue
             if entry is not None and entry.final and entry.rf_user_id and entry.outcome != NOT_IN_RF:
-                if entry.written_back or not attribute:
+                held = attribute_value(contact, attribute) if attribute else None
+                if not attribute or _written_there(entry, attribute, held):
                     # (a try of this page before wrote their late link: LINKED still)
                     self.tally.add(entry.outcome if ours or self._linked_here(entry) else ALREADY)
                     changed = entry
@@ -296,8 +297,7 @@ class Page:
                     if changed is not entry:
                         seen.append(changed)
                 else:          # (a full run marks them seen, whatever becomes of their link: _write_back, _no_link)
-                    links.append((_replace(entry, seen_run=self.number) if self.full else entry,
-                                  attribute_value(contact, attribute)))
+                    links.append((_replace(entry, seen_run=self.number) if self.full else entry, held))
                 continue
             if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign" and own is None):
                 self.tally.add(entry.outcome)
@@ -516,14 +516,19 @@ class Page:
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
+        again = entry.written_back           # written before, but not where the settings say now: written there
         outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry),
-                                   adopted=entry.adopted)
-        if entry.outcome in UNWRITTEN:
-            why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
+                                   adopted=entry.adopted, again=again)
+        if entry.outcome in UNWRITTEN or again:
+            why = "Referral Factory had made none before" if entry.outcome == NO_LINK else \
+                "the write before had failed" if not again else \
+                f"it was written before to {entry.link_attribute or 'another attribute, or cleared since'}"
             note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
                          {"contact_id": entry.contact_id, "run": self.decider, "referral_link": entry.url})
         # (the ledger's `run` stays the run that enrolled them; the LINKED note says which run wrote the link)
-        self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=bool(attribute and entry.url),
+        there = bool(attribute and entry.url)
+        self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=there,
+                                     link_attribute=attribute if there else None,
                                      linked_run=self.decider if counted == LINKED else entry.linked_run), counted,
                             note))
 
@@ -614,6 +619,13 @@ def joined_skip(link: Link) -> Skip:
 def _email(contact: dict) -> Optional[str]:
     """The contact's email as the ledger keeps it: trimmed and lowercased, as `forget` and `with_email` look it up."""
     return normal_email(contact["email"]) or None if isinstance(contact.get("email"), str) else None
+
+
+def _written_there(entry: LedgerEntry, attribute: str, held: Any) -> bool:
+    """Is an enrolled referrer's link written where the settings say now (`attribute`; `held`: the contact's value
+    there)? Not when `referral_link_attribute` named another since. An entry from before the ledger said where it
+    wrote: the contact's value says."""
+    return entry.written_back and (entry.link_attribute == attribute if entry.link_attribute else held == entry.url)
 
 
 def _own(link: Optional[Link]) -> Optional[Link]:
@@ -929,6 +941,11 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             decision: Decision
             if entry is not None and _still_not_in_rf(entry, link):   # deleted in RF: stays skipped
                 decision = Skip(NOT_IN_RF, entry.reason or SKIPS[NOT_IN_RF])
+            elif entry is not None and entry.final and entry.rf_user_id and entry.outcome != NOT_IN_RF and \
+                    entry.written_back and sync.referral_link_attribute and not _written_there(
+                        entry, sync.referral_link_attribute, attribute_value(contact, sync.referral_link_attribute)):
+                tally.add(WOULD_LINK)               # written elsewhere before: the run would write it there
+                continue
             elif entry is not None and entry.outcome in UNWRITTEN and entry.rf_user_id and sync.referral_link_attribute:
                 if entry.url or urls.get(entry.rf_user_id):  # enrolled earlier: the run would write their link (LINKED)
                     tally.add(WOULD_LINK)

@@ -1133,10 +1133,11 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     store.sync.intend("42", [LedgerEntry("c1", "creating", email="a@x.io", run=1),
                              LedgerEntry("c2", "creating", email="b@x.io", run=1)])
     store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1,
-                                         seen_run=1, written_back=True)])
+                                         seen_run=1, written_back=True, link_attribute="custom_attributes.link")])
     got = store.sync.entries("42", ["c1", "c2", "c3"])
     assert (got["c1"].outcome, got["c1"].rf_user_id, got["c1"].written_back, got["c1"].final) == ("enrolled", "7",
                                                                                                  True, True)
+    assert (got["c1"].link_attribute, got["c2"].link_attribute) == ("custom_attributes.link", None)
     assert got["c2"].outcome == "creating" and not got["c2"].final and "c3" not in got
     assert store.sync.entries("42", ["c1", "c3"], consistent=True) == {"c1": got["c1"]}
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c1", "c2"]

@@ -519,6 +519,35 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     assert (note.outcome, note.reason.split(": ")[-1]) == ("link_written", "the write before had failed")
 
 
+@pytest.mark.parametrize("ledger", ["says where", "written before it said where"])
+def test_referrers_enrolled_before_the_link_attribute_changed_get_their_link_written_to_the_new_one(ledger):
+    """The operator names another `referral_link_attribute`. The referrers earlier runs enrolled were counted
+    already enrolled by every later run and their link never reached the new attribute. The next run writes it
+    there (no RF call: the ledger keeps the link), counted as a link written later (as the dry run says), and the
+    run after finds them done. An entry from before the ledger said where it wrote is judged by the contact's value."""
+    from dataclasses import replace
+
+    from chalicelib.domain.link import PersonRef
+    work = world(2)
+    sync.start(deps(work), "42")
+    drain(work)
+    if ledger != "says where":
+        work.store.sync.record("42", [replace(e, link_attribute=None) for e in work.store.sync.ledger("42")])
+    intercom, rf = work.apis.intercom_, work.apis.rf_
+    intercom.attributes["custom_attributes.rf_link"] = {"data_type": "string"}
+    work.store.settings.put("42", sync_settings(referral_link_attribute="custom_attributes.rf_link"), WS)
+    asked = len(rf.calls)
+    assert sync.dry_run(deps(work), "42")["would_link"] == 2
+    for expected in ({"linked": 2}, {"already_enrolled": 2}):
+        sync.start(deps(work), "42")
+        drain(work)
+        assert work.store.sync.run("42").counts == expected
+    assert {c["custom_attributes"].get("rf_link") for c in intercom.contacts.values()} == {u["url"] for u in rf.created}
+    assert rf.calls[asked:] == ["users_page first"] and intercom.calls.count("update") == 4   # RF: the dry run's
+    [*_, note] = work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))
+    assert note.reason.startswith("referral link written to custom_attributes.rf_link by sync run 2 from users: ")
+
+
 def test_a_referrer_whose_link_write_failed_is_counted_enrolled_with_the_link_said_apart_not_skipped(monkeypatch,
                                                                                                       capsys):
     """RF enrolled her; only Intercom refused her link: the run says "enrolled 1 (1 link not written)", not

@@ -294,6 +294,7 @@ class LedgerItem(_Item):
     adopted = BooleanAttribute(null=True)           # (absent from items written before it: False)
     linked_run = NumberAttribute(null=True)         # (absent: 0)
     workspace = UnicodeAttribute(null=True)         # (absent from items written before it: None, not known)
+    link_attribute = UnicodeAttribute(null=True)    # (absent from items written before it: None, not known)
 class EdgeItem(_Item):
     """What the edge keeps (ports/edge.py): a refusal counter, a sample, or when it last heard."""
 

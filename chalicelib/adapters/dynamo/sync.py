@@ -48,14 +48,15 @@ def _entry(item: LedgerItem) -> LedgerEntry:
                        url=item.url, reason=item.reason, run=int(item.run or 0), seen_run=int(item.seen_run or 0),
                        written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known),
                        adopted=bool(item.adopted), linked_run=int(item.linked_run or 0),
-                       workspace=item.workspace)
+                       workspace=item.workspace, link_attribute=item.link_attribute)
 
 
 def _item(campaign_id: str, e: LedgerEntry, at: str) -> LedgerItem:
     return LedgerItem(*ledger_key(campaign_id, e.contact_id), outcome=e.outcome, email=e.email,
                       rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run, seen_run=e.seen_run,
                       written_back=e.written_back, at=e.at or at, count_known=e.count_known or None,
-                      adopted=e.adopted or None, linked_run=e.linked_run or None, workspace=e.workspace)
+                      adopted=e.adopted or None, linked_run=e.linked_run or None, workspace=e.workspace,
+                      link_attribute=e.link_attribute)
 
 
 def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
