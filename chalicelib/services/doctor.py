@@ -41,7 +41,7 @@ from ..webhooks import CONTACT_TOPICS
 from . import dead_letters, rf_people
 from .backfill import unknown_baselines
 from .moved import applied_elsewhere, valid_campaigns
-from .sync import shown_error
+from .sync import never_begun, shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
@@ -269,6 +269,11 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
                    f"the page waits for {vendor} without using up a try, and goes on by itself once {vendor} answers; "
                    "past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there",
                    f"nothing to do; `bridge sync status {c} --watch` follows it", warn=True)
+    elif never_begun(run, rt.clock()) and rt.clock() - run.started_at > SYNC_STALL_MINUTES * 60:
+        report.add("sync", False, f"{where} has not begun in {(rt.clock() - run.started_at) / 60:.0f} min: no worker "
+                   "took its first page", "its first page's message was never sent (the command that started the run "
+                   "was interrupted, or the queue refused it): the run does not go on by itself",
+                   f"`bridge sync start {c}` sends it again")
     elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
             (run.lease_until or 0) < rt.clock():
         report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "

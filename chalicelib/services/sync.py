@@ -51,6 +51,7 @@ PAGE_TIME_MS = 20_000              # a page starts no contact with less Lambda t
                                    # the worker's own margin): it gives itself back and continues later
 FULL_EVERY = 86400.0               # ongoing mode: a full run (which finds who left) at least this often
 CREATED = ("contact.user.created", "contact.lead.created")
+BEGIN_SECONDS = 60.0               # a run whose first page no worker took this long after it started: sent again
 
 
 class SyncStopped(Exception):
@@ -105,8 +106,18 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
     assert settings.sync is not None and deps.queue is not None
     run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since,
                           required=required)
+    now = deps.clock()
+    current = deps.sync.run(campaign_id) if run is None else None
+    if current is not None and never_begun(current, now) and now - current.started_at >= BEGIN_SECONDS:
+        # Its first page's message was never sent (the command that started it was interrupted, or SQS refused it):
+        # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page).
+        run = current
+    elif current is not None and never_begun(current, now):
+        raise SyncStopped([f"sync run {current.number} of campaign {campaign_id} has not begun yet (started at "
+                           f"{iso(current.started_at)}): a worker takes its first page within seconds — see `bridge "
+                           f"sync status {campaign_id}`; if it has not begun a minute after it started, `bridge sync "
+                           f"start {campaign_id}` sends its first page again"])
     if run is None:
-        current = deps.sync.run(campaign_id)
         moved = f" (last progress at {iso(current.updated_at)})" if current else ""
         raise SyncStopped([f"sync run {current.number if current else '?'} of campaign {campaign_id} is still "
                            f"running{moved} — see `bridge sync status {campaign_id}`; if it no longer moves, its "
@@ -115,6 +126,13 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
     deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=0).wire())
     logger.info("sync run started", extra={"campaign_id": campaign_id, "run": run.number, "kind": kind})
     return run
+
+
+def never_begun(run: SyncRun, now: float) -> bool:
+    """Is the running run still at its first page, which no worker has worked nor holds (no count, no failure)? Its
+    first page's message may never have been sent."""
+    return run.status == "running" and run.page == 0 and not run.counts and run.error is None and \
+        not (run.owner and (run.lease_until or 0) > now)
 
 
 # --- one page -------------------------------------------------------------------------------------

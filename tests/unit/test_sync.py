@@ -322,11 +322,46 @@ def test_a_failed_look_up_in_rf_is_retried_with_the_page_not_taken_for_someone_n
 def test_a_second_start_while_a_run_is_running_says_where_to_look():
     work = world(1)
     sync.start(deps(work), "42")
+    work.store.sync.claim_page("42", 1, 0, "a worker", work.clock())               # page 0 is worked
     with pytest.raises(sync.SyncStopped) as stopped:
         sync.start(deps(work), "42")
     [why] = stopped.value.problems
     assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
     assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped")
+
+
+@pytest.mark.parametrize("interrupted", [KeyboardInterrupt(), RuntimeError("SQS: ServiceUnavailable")])
+def test_a_run_whose_first_page_was_never_queued_is_sent_again_by_the_next_start_not_stuck_running(interrupted):
+    """`bridge sync start` wrote the run, then its send of the first page failed (Ctrl-C, SQS refused it). Nothing
+    else ever sends that page: the run said running for good, every later `sync start` refused ("still running ... its
+    page waits in the dead-letter queue", where nothing was), and ongoing mode's catch-ups never started again. A
+    start seconds later says the run has not begun yet; doctor, half an hour on, says so and names the fix; a start
+    a minute or more after the run began sends its first page."""
+    work = world(2)
+    real = work.queue.send
+
+    def fails(message):
+        work.queue.send = real
+        raise interrupted
+    work.queue.send = fails
+    with pytest.raises(type(interrupted)):
+        sync.start(deps(work), "42")
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.start(deps(work), "42")
+    [why] = stopped.value.problems
+    assert why.startswith("sync run 1 of campaign 42 has not begun yet (started at ")
+    assert why.endswith("if it has not begun a minute after it started, `bridge sync start 42` sends its first page "
+                        "again")
+    work.clock.now += 31 * 60
+    assert doctor_says(work)[0].splitlines() == [
+        "campaign 42: 1 problem(s)",
+        "  BAD [sync] sync run 1 (full, users) has not begun in 31 min: no worker took its first page",
+        "        why: its first page's message was never sent (the command that started the run was interrupted, or "
+        "the queue refused it): the run does not go on by itself",
+        "        fix: `bridge sync start 42` sends it again"]
+    assert sync.start(deps(work), "42").number == 1
+    drain(work)
+    assert len(work.apis.rf_.created) == 2 and work.store.sync.run("42").status == "done"
 
 
 def test_the_campaign_s_user_limit_stops_the_run_naming_the_fix():
