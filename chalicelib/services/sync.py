@@ -108,7 +108,7 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
                           required=required)
     now = deps.clock()
     current = deps.sync.run(campaign_id) if run is None else None
-    if current is not None and never_begun(current, now) and now - current.started_at >= BEGIN_SECONDS:
+    if current is not None and first_page_lost(current, now):
         # Its first page's message was never sent (the command that started it was interrupted, or SQS refused it):
         # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page).
         run = current
@@ -133,6 +133,12 @@ def never_begun(run: SyncRun, now: float) -> bool:
     first page's message may never have been sent."""
     return run.status == "running" and run.page == 0 and not run.counts and run.error is None and \
         not (run.owner and (run.lease_until or 0) > now)
+
+
+def first_page_lost(run: SyncRun, now: float) -> bool:
+    """Has the run not begun BEGIN_SECONDS after it started? Its first page's message was never sent, surely enough
+    to send it again (a copy of one still queued is harmless)."""
+    return never_begun(run, now) and now - run.started_at >= BEGIN_SECONDS
 
 
 # --- one page -------------------------------------------------------------------------------------
@@ -761,8 +767,8 @@ def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
     now = deps.clock()
     for settings in _ongoing(deps, workspace):
         latest = deps.sync.run(settings.campaign_id)
-        if latest is None or latest.status == "running":
-            continue
+        if latest is None or latest.status == "running" and not first_page_lost(latest, now):
+            continue                 # (a run whose first page was never sent: start() sends it)
         full = _last_full(deps, settings.campaign_id, latest)
         kind = "full" if full is None or now - full.started_at >= FULL_EVERY else "catch-up"
         try:

@@ -189,6 +189,26 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
 
 
 
+def test_a_catch_up_whose_first_page_was_never_queued_is_sent_by_the_next_schedule_not_stuck_running():
+    """The schedule started a catch-up run, then the queue refused its first page: the run said running for good and
+    no later schedule started one again (ongoing mode stopped). The next schedule sends that page."""
+    work, _ = after_a_first_run_a_new_contact_notified()
+    work.clock.now += 900
+    real = work.queue.send
+
+    def refused(message):
+        work.queue.send = real
+        raise RuntimeError("SQS: ServiceUnavailable")
+    work.queue.send = refused
+    with pytest.raises(RuntimeError):
+        sync.catch_up(deps(work), WS)
+    work.clock.now += 900
+    assert [run.number for run in sync.catch_up(deps(work), WS)] == [2]
+    drain(work)
+    caught = work.store.sync.run("42")
+    assert (caught.number, caught.kind, caught.status) == (2, "catch-up", "done")
+
+
 def test_a_redelivered_contact_webhook_is_counted_once_in_status(monkeypatch, capsys):
     """Intercom (or the queue) delivers the same notification twice: `sync status`'s "by webhook since" counts
     the contact once (not "+1 enrolled, 1 already"), and the repeat asks RF nothing."""
