@@ -983,6 +983,10 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue
+            elif entry is not None and entry.outcome == "already_in_campaign":
+                # an earlier run's skip stands, as the run keeps it (it asks RF nothing for the contact): also once RF
+                # no longer has the email (deleted there)
+                decision = Skip("already_in_campaign", entry.reason or SKIPS["already_in_campaign"])
             else:
                 decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact, required)
             if isinstance(decision, Create) and decision.email in in_campaign:

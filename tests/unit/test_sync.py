@@ -1686,6 +1686,22 @@ def test_a_contact_sharing_another_contacts_email_is_skipped_not_given_her_rf_us
     assert not any("interrupted" in str(r) for r in work.store.history.entries(sync.PersonRef("42", str(user["id"]))))
 
 
+def test_the_dry_run_keeps_an_earlier_runs_skip_as_already_in_the_campaign_as_the_run_does():
+    """Run 1 skipped a contact whose email RF had (someone who joined by themselves); that person was deleted in RF
+    since. The run keeps the skip (it asks RF nothing for the contact): the dry run said it would enrol her."""
+    work = world(0)
+    work.apis.intercom_.add("taken@example.com", role="user")["name"] = "Taken"
+    work.apis.rf_.created.append({"email": "taken@example.com", "campaign_id": 42, "id": 1, "url": "u"})
+    sync.start(deps(work), "42")
+    drain(work)
+    work.apis.rf_.created.clear()                                       # deleted in RF
+    dry = sync.dry_run(deps(work), "42")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"already_in_campaign": 1}
+    assert (dry["would_enrol"], dry["skipped"]["already_in_campaign"]["count"]) == (0, 1)
+
+
 def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_has_is_a_duplicate_of_it():
     """The dry run said "already in the campaign (Referral Factory has this email)" of a contact whose email only
     another contact of the source had (RF had none of them): now it names that contact, the one enrolled with it.
