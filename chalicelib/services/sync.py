@@ -942,13 +942,13 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     sync = settings.sync
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
-    in_campaign: set[str] = set()         # RF's people's emails
+    in_campaign: dict[str, dict] = {}     # RF's people, by email
     would: dict[str, str] = {}            # the email of each contact the run would enrol: that contact's id
     urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
     ids: set[str] = set()                 # RF's people's ids: one enrolled earlier and not among them is deleted
     for page in rf_people.pages(rf, campaign_id):
         people = page.people
-        in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
+        in_campaign |= {p["email"].lower(): p for p in people if isinstance(p.get("email"), str)}
         urls |= {str(p.get("id")): p["url"] for p in people if p.get("url")}
         ids |= {str(p.get("id")) for p in people}
     tally, shown = Tally(), dict[str, list[dict]]()
@@ -989,7 +989,10 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 decision = Skip("already_in_campaign", entry.reason or SKIPS["already_in_campaign"])
             else:
                 decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact, required)
-            if isinstance(decision, Create) and decision.email in in_campaign:
+            # (a try interrupted after its create made their RF user: the run finds that user and enrols them)
+            made = entry is not None and not entry.final and entry.email in in_campaign and \
+                not _joined_before(in_campaign[entry.email], entry)
+            if isinstance(decision, Create) and decision.email in in_campaign and not made:
                 decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
             elif isinstance(decision, Create) and decision.email in would:
                 decision = Skip("already_in_campaign", f"already in the campaign: contact {would[decision.email]} of "

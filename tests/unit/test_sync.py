@@ -1702,6 +1702,29 @@ def test_the_dry_run_keeps_an_earlier_runs_skip_as_already_in_the_campaign_as_th
     assert (dry["would_enrol"], dry["skipped"]["already_in_campaign"]["count"]) == (0, 1)
 
 
+def test_the_dry_run_says_a_contact_whose_create_answer_was_lost_would_be_enrolled_as_the_run_then_does():
+    """A page's try created her RF user, its answer lost; the page waits for its retry. The dry run said she was
+    already in the campaign (RF has her email), where the run finds the user that try made and enrols her."""
+    work = world(1)
+    rf = work.apis.rf_
+    real = rf.create_user
+
+    def lost_after_applying(body):
+        rf.create_user = real
+        real(body)
+        raise Uncertain("Referral Factory POST /users: no answer")
+    rf.create_user = lost_after_applying
+    sync.start(deps(work), "42")
+    page = work.queue.sent[0]
+    with pytest.raises(RetryBatch):
+        drain(work)
+    dry = sync.dry_run(deps(work), "42")
+    work.queue.sent.append(page)
+    drain(work)
+    assert work.store.sync.run("42").counts == {"enrolled": 1} and len(rf.created) == 1
+    assert (dry["would_enrol"], dry["skipped"]) == (1, {})
+
+
 def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_has_is_a_duplicate_of_it():
     """The dry run said "already in the campaign (Referral Factory has this email)" of a contact whose email only
     another contact of the source had (RF had none of them): now it names that contact, the one enrolled with it.
