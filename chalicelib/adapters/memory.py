@@ -765,12 +765,13 @@ class MemorySync:
         self.ledgers: dict[str, dict[str, LedgerEntry]] = {}
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
-              since: Optional[float] = None, required: tuple[str, ...] = ()) -> Optional[SyncRun]:
+              since: Optional[float] = None, required: tuple[str, ...] = (),
+              workspace: Optional[str] = None) -> Optional[SyncRun]:
         runs = self.runs.setdefault(campaign_id, [])
         if runs and runs[-1].status == "running":
             return None
         run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
-                      updated_at=now, required=tuple(required))
+                      updated_at=now, required=tuple(required), workspace=workspace)
         runs.append(run)
         return run
 

@@ -163,11 +163,17 @@ def describe_source(sync: Sync) -> str:
     return {"all": "all contacts", "leads": "leads", "users": "users"}.get(sync.source) or f"segment {sync.segment_id}"
 
 
-def source_changed(sync: Sync, source: str, campaign_id: str) -> list[str]:
+def source_changed(settings: CampaignSettings, source: str, workspace: Optional[str]) -> list[str]:
     """Why a run's later page must not go on (empty: it may): settings applied since the run started that read another
-    source than the run's (`source`, as describe_source said it then). Its cursor is a place in the old source's
-    order: the new source read from there would skip every contact before it."""
-    now = describe_source(sync)
+    source than the run's (`source`, as describe_source said it then), or another workspace's contacts (`workspace`:
+    the run's; None, not known). Its cursor is a place in the old source's order: the new source read from there
+    would skip every contact before it, or mix two workspaces' contacts in one run."""
+    assert settings.sync is not None
+    now, campaign_id = describe_source(settings.sync), settings.campaign_id
+    if workspace and workspace != settings.workspace:
+        return [f"workspace: campaign {campaign_id} was applied naming workspace {settings.workspace} since this run "
+                f"started in {workspace} — run `bridge sync start {campaign_id}` to sync {settings.workspace}'s "
+                "contacts from the start"]
     if now == source:
         return []
     return [f"sync.source: the settings applied since this run started read {now}, not {source} — run "

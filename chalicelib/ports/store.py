@@ -481,6 +481,7 @@ class SyncRun:
     required: tuple[str, ...] = ()        # the fields RF's campaign required of a referrer when the run started
                                           # (domain/sync.required_fields): its pages, and webhooks while it is the
                                           # latest run, skip a contact missing one without asking RF
+    workspace: Optional[str] = None       # the workspace whose contacts it reads (None: started before runs said it)
 
     @property
     def done(self) -> int:
@@ -518,7 +519,8 @@ class LedgerEntry:
 
 class SyncRepository(Protocol):
     def start(self, campaign_id: str, kind: str, source: str, now: float,
-              since: Optional[float] = None, required: tuple[str, ...] = ()) -> Optional[SyncRun]:
+              since: Optional[float] = None, required: tuple[str, ...] = (),
+              workspace: Optional[str] = None) -> Optional[SyncRun]:
         """A new run (numbered after the last one), or None while one is running."""
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
         """A run by number (None: the latest)."""

@@ -105,7 +105,7 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
         raise SyncStopped(problems)
     assert settings.sync is not None and deps.queue is not None
     run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since,
-                          required=required)
+                          required=required, workspace=settings.workspace)
     now = deps.clock()
     current = deps.sync.run(campaign_id) if run is None else None
     if current is not None and first_page_lost(current, now):
@@ -198,7 +198,7 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
         # (a run's later pages: settings applied since that keep only counts, or read another source, stop it)
         assert settings.sync is not None
         problems = checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only \
-            else source_changed(settings.sync, run.source, campaign_id)
+            else source_changed(settings, run.source, run.workspace)
     except SyncStopped as exc:
         problems = exc.problems
     if problems:

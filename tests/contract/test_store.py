@@ -1146,15 +1146,16 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
 
 
-def test_a_run_keeps_the_fields_rf_required_when_it_started_through_its_pages_and_once_a_later_run_starts(
+def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
         store, clock):
     required = ("first_name", "email", "meta.company")
-    assert store.sync.start("42", "full", "users", clock(), required=required).required == required
+    assert store.sync.start("42", "full", "users", clock(), required=required, workspace="ws").required == required
     run, took = store.sync.claim_page("42", 1, 0, "w1", clock())
-    assert took and run.required == required
+    assert took and (run.required, run.workspace) == (required, "ws")
     assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor=None, counts={}, finished=True)
     assert store.sync.start("42", "full", "users", clock()).required == ()
     assert (store.sync.run("42", 1).required, store.sync.run("42").required) == (required, ())
+    assert (store.sync.run("42", 1).workspace, store.sync.run("42").workspace) == ("ws", None)
 
 
 def test_a_page_given_back_with_its_error_keeps_it_on_the_run_until_a_checkpoint_clears_it_on_both_stores(

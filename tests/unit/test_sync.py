@@ -467,6 +467,23 @@ def test_a_source_changed_while_a_run_is_under_way_stops_it_at_its_next_page_not
     assert [u["email"] for u in work.apis.rf_.created[2:]] == [f"lead{i}@example.com" for i in range(4)]
 
 
+def test_a_campaign_moved_to_another_workspace_while_a_run_is_under_way_stops_the_run_at_its_next_page(monkeypatch):
+    """The campaign is applied naming another workspace mid-run: the run's next page searched the new workspace with
+    the old one's cursor, enrolling the new workspace's contacts after that place in a run of the old one's. It stops
+    there instead, naming the fix."""
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(3)
+    sync.start(deps(work), "42")
+    drain(work, limit=1)                                                            # page 0: 2 contacts of 3
+    work.store.settings.put("42", {**sync_settings(), "workspace": "ws2"}, "ws2")
+    drain(work)
+    assert len(work.apis.rf_.created) == 2
+    run = work.store.sync.run("42")
+    assert run.status == "stopped"
+    assert run.message == ("workspace: campaign 42 was applied naming workspace ws2 since this run started in ws — "
+                           "run `bridge sync start 42` to sync ws2's contacts from the start")
+
+
 COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
 
 

@@ -249,6 +249,7 @@ class SyncRunItem(_Item):
     error_state = UnicodeAttribute(null=True)
     paused = NumberAttribute(null=True)       # seconds its pages waited in the dead-letter queue
     required = ListAttribute(of=UnicodeAttribute, null=True)   # RF's campaign's required fields (SyncRun.required)
+    workspace = UnicodeAttribute(null=True)   # (absent from runs started before it: None, not known)
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)

@@ -18,7 +18,7 @@ LEDGER_PAGE = 500          # ledger entries read per page when only the first fe
 INTEND_THREADS = 10        # a page's conditional puts in flight at once
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
-               "finished_at", "message", "lease_until", "owner", "paused", "required", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
+               "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
 
 
 def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
@@ -29,7 +29,7 @@ def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
                    since=item.since, started_at=item.started_at, updated_at=item.updated_at,
                    finished_at=item.finished_at, message=item.message, lease_until=item.lease_until,
                    owner=item.owner, error=_error(item), paused=float(item.paused or 0),
-                   required=tuple(map(str, item.required or ())))
+                   required=tuple(map(str, item.required or ())), workspace=item.workspace)
 
 
 def _paused(seconds: float) -> list[Action]:
@@ -68,7 +68,8 @@ class DynamoSync:
         self.clock = clock
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
-              since: Optional[float] = None, required: tuple[str, ...] = ()) -> Optional[SyncRun]:
+              since: Optional[float] = None, required: tuple[str, ...] = (),
+              workspace: Optional[str] = None) -> Optional[SyncRun]:
         current = get(SyncRunItem, sync_run_key(campaign_id))
         if current is not None and current.status == "running":
             return None
@@ -77,7 +78,8 @@ class DynamoSync:
             values: dict[str, Any] = {f: getattr(current, f) for f in _RUN_FIELDS}
             SyncRunItem(*sync_run_key(campaign_id, last), **values).save()
         item = SyncRunItem(*sync_run_key(campaign_id), number=last + 1, kind=kind, source=source, status="running",
-                           page=0, since=since, started_at=now, updated_at=now, required=list(required) or None)
+                           page=0, since=since, started_at=now, updated_at=now, required=list(required) or None,
+                           workspace=workspace)
         condition = SyncRunItem.number.does_not_exist() if current is None else \
             (SyncRunItem.number == last) & (SyncRunItem.status != "running")
         try:
