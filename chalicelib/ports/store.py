@@ -556,8 +556,8 @@ class SyncRepository(Protocol):
         """Every entry of the campaign, or its first `limit` (a query reading no more: for reports, not for
         the worker)."""
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        """The campaign's entries with this email (a query of the campaign's ledger: for `explain`, and for sync
-        when RF refuses the create of a contact an earlier try may have created)."""
+        """The campaign's entries with this email (a query of the campaign's ledger, strongly consistent: for
+        `explain`, and for sync when RF refuses the create of a contact an earlier try may have created)."""
     def forget(self, campaign_id: str, email: str, contact_ids: Iterable[str] = ()) -> list[LedgerEntry]:
         """Delete the campaign's entries with this email, and those of `contact_ids` (erasure: the contacts of
         the people erased, whose entries may name an email they had before): the entries deleted."""

@@ -732,3 +732,27 @@ def test_a_sync_page_reads_the_ledger_strongly_consistently(bridge, intercom, rf
              for asked in call.params["RequestItems"].values() if asked["Keys"][0]["pk"]["S"] == "SYNC#42"]
     assert reads and all(asked.get("ConsistentRead") for asked in reads), reads
     assert json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])["enrolled"] == 3
+
+
+def test_a_retried_page_asks_who_else_has_the_email_of_a_user_it_may_have_created_strongly_consistently(
+        bridge, intercom, rf, clock, capsys):
+    """A page whose create answer was lost is retried: RF answers 422, and the page asks the ledger which other
+    contacts have that email (one being created too owns the user). That query read DynamoDB's default, eventually
+    consistent view, which may not show an entry written a second before: the contact could take another contact's
+    user. It is strongly consistent, as the page's other reads of the ledger."""
+    from infra.local.counting import AwsCallRecorder
+    seg, [contact] = segment(intercom, 1)
+    bridge.apply(sync_settings(seg))
+    rf.lose_answer_next("POST", r"^/users$", "500")
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    clock.now += 120
+    bridge.poller.release_delayed()
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        bridge.drain()
+    queries = [call.params for call in recorder.calls if call.operation == "Query" and '"SYNC#42"' in
+               json.dumps(call.params.get("ExpressionAttributeValues"))]
+    assert queries and all(asked.get("ConsistentRead") for asked in queries), queries
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["enrolled"], len(rf.users_by_email(contact["email"], 42))) == ("done", 1, 1)

@@ -190,7 +190,9 @@ class DynamoSync:
             yield _entry(item)
 
     def _with_email(self, campaign_id: str, email: str) -> Iterable[LedgerItem]:
-        return LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == normal_email(email))
+        # Consistent: a page asks it of entries its try before (or another contact's create) wrote a moment ago
+        return LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == normal_email(email),
+                                consistent_read=True)
 
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         return [_entry(item) for item in self._with_email(campaign_id, email)]
