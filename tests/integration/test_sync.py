@@ -756,3 +756,20 @@ def test_a_retried_page_asks_who_else_has_the_email_of_a_user_it_may_have_create
     assert queries and all(asked.get("ConsistentRead") for asked in queries), queries
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
     assert (status["status"], status["enrolled"], len(rf.users_by_email(contact["email"], 42))) == ("done", 1, 1)
+
+
+def test_a_repeated_page_reads_where_its_run_stands_strongly_consistently(bridge, clock):
+    """A page's message delivered again after its checkpoint (its worker died before sending the next page's)
+    decides from where the run stands whether to send the next page's again. That read was DynamoDB's default, which
+    may show the run as it was before: the repeat was then deleted, and with it the run's only way to its next page."""
+    from infra.local.counting import AwsCallRecorder
+    runs = bridge.rt.store.sync
+    runs.start("42", "full", "users", clock())
+    runs.claim_page("42", 1, 0, "w1", clock())
+    assert runs.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 150})
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        run, took = runs.claim_page("42", 1, 0, "w2", clock())            # the repeat
+    assert not took and run is not None and (run.page, run.owner) == (1, None)
+    reads = [call.params for call in recorder.calls if call.operation == "GetItem"]
+    assert reads and all(asked.get("ConsistentRead") for asked in reads), reads

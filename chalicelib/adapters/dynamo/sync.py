@@ -90,13 +90,13 @@ class DynamoSync:
             raise
         return _run(campaign_id, item)
 
-    def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
-        current = get(SyncRunItem, sync_run_key(campaign_id))
+    def run(self, campaign_id: str, number: Optional[int] = None, consistent: bool = False) -> Optional[SyncRun]:
+        current = get(SyncRunItem, sync_run_key(campaign_id), consistent)
         if current is not None and (number is None or int(current.number) == number):
             return _run(campaign_id, current)
         if number is None:
             return None
-        item = get(SyncRunItem, sync_run_key(campaign_id, number))
+        item = get(SyncRunItem, sync_run_key(campaign_id, number), consistent)
         return _run(campaign_id, item) if item is not None else None
 
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
@@ -112,7 +112,7 @@ class DynamoSync:
         except UpdateError as exc:
             if not conditional(exc):
                 raise
-        run = self.run(campaign_id, number)
+        run = self.run(campaign_id, number, consistent=True)     # (where it stands: a repeat may resend the next page)
         if run is not None and run.status == "running" and run.page == page and run.owner:
             raise Busy(f"another worker works page {page} of sync run {number}",
                        retry_after=max(1.0, (run.lease_until or now) - now))
