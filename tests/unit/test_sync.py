@@ -53,6 +53,24 @@ def deps(work: FakeWork):
     return work.deps
 
 
+def a_run_whose_create_answer_is_lost(work: FakeWork) -> dict | str:
+    """A run started, whose page's try RF applies the create of, its answer lost: the page failed and waits for its
+    retry (its message, which the caller sends again)."""
+    rf = work.apis.rf_
+    real = rf.create_user
+
+    def lost_after_applying(body):
+        rf.create_user = real
+        real(body)
+        raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
+    rf.create_user = lost_after_applying
+    sync.start(deps(work), "42")
+    page = work.queue.sent[0]
+    with pytest.raises(RetryBatch):
+        drain(work)
+    return page
+
+
 def test_a_run_enrols_every_contact_writes_links_back_and_a_second_run_creates_nothing(monkeypatch):
     monkeypatch.setattr(sync, "PER_PAGE", 2)
     work = world(5)
@@ -1208,28 +1226,13 @@ def test_a_contact_skipped_before_whose_create_answer_is_lost_is_found_on_the_re
     """Run 1 skipped her (no name); the operator fills it in. Run 2 creates her in RF, but the answer is lost and the
     page fails. Its retry finds her in RF (the ledger's `intend` wrote `creating` over the skip), not skipped as
     "already in the campaign" — RF's 422 taken for someone else's user: enrolled in RF, her link never written."""
-    from chalicelib.errors import Uncertain
-
     work = world(0)
     her = work.apis.intercom_.add("her@example.com", role="user")
     sync.start(work.deps, "42")
     drain(work)
     assert work.store.sync.run("42").counts == {"missing_field": 1}
     her["name"] = "Her"
-    real = work.apis.rf_.create_user
-    lost = [True]
-
-    def lost_after_applying(body):
-        user = real(body)
-        if lost:
-            lost.pop()
-            raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
-        return user
-    work.apis.rf_.create_user = lost_after_applying
-    sync.start(work.deps, "42")
-    page = work.queue.sent[0]
-    with pytest.raises(Exception, match="records will be retried"):
-        drain(work)
+    page = a_run_whose_create_answer_is_lost(work)
     work.queue.sent.append(page)
     drain(work)
     assert len(work.apis.rf_.created) == 1
@@ -1724,17 +1727,7 @@ def test_the_dry_run_says_a_contact_whose_create_answer_was_lost_would_be_enroll
     already in the campaign (RF has her email), where the run finds the user that try made and enrols her."""
     work = world(1)
     rf = work.apis.rf_
-    real = rf.create_user
-
-    def lost_after_applying(body):
-        rf.create_user = real
-        real(body)
-        raise Uncertain("Referral Factory POST /users: no answer")
-    rf.create_user = lost_after_applying
-    sync.start(deps(work), "42")
-    page = work.queue.sent[0]
-    with pytest.raises(RetryBatch):
-        drain(work)
+    page = a_run_whose_create_answer_is_lost(work)
     dry = sync.dry_run(deps(work), "42")
     work.queue.sent.append(page)
     drain(work)
@@ -1774,20 +1767,7 @@ def test_a_contact_whose_email_changed_after_a_lost_create_answer_is_enrolled_wi
     work = world(1)
     [her] = work.apis.intercom_.contacts.values()
     rf = work.apis.rf_
-    real = rf.create_user
-    lost = [True]
-
-    def lost_after_applying(body):
-        user = real(body)
-        if lost:
-            lost.pop()
-            raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
-        return user
-    rf.create_user = lost_after_applying
-    sync.start(deps(work), "42")
-    page = work.queue.sent[0]
-    with pytest.raises(RetryBatch):
-        drain(work)
+    page = a_run_whose_create_answer_is_lost(work)
     her["email"] = "Her.New@example.com"
     if killed_between:                       # the next try dies after its `creating` entry, before asking RF
         listed = rf.users_page
