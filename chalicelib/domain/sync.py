@@ -286,9 +286,10 @@ def written(previous: str, fresh: bool, ours: bool, adopted: bool = False, again
         return ENROLLED, ENROLLED
     if ours and previous in UNWRITTEN:               # adopted by a try of this page before: already, as it was
         return ALREADY, ALREADY
-    if previous in UNWRITTEN or again:
+    if previous in UNWRITTEN:
         return LINKED, LINKED
-    return (previous if previous in (ALREADY, LINKED) else ENROLLED), ALREADY
+    # (written again: the ledger keeps who enrolled them, their own join included)
+    return (previous if previous in (ALREADY, LINKED) else ENROLLED), LINKED if again else ALREADY
 
 
 def restored(joined_at: Optional[str], skipped_at: Optional[str]) -> bool:

@@ -312,7 +312,7 @@ class Page:
                 held = attribute_value(contact, attribute) if attribute else None
                 if not attribute or _written_there(entry, attribute, held):
                     # (a try of this page before wrote their late link: LINKED still)
-                    self.tally.add(entry.outcome if ours or self._linked_here(entry) else ALREADY)
+                    self.tally.add(LINKED if self._linked_here(entry) else entry.outcome if ours else ALREADY)
                     changed = entry
                     if self.full and entry.seen_run != self.number:
                         changed = _replace(changed, seen_run=self.number)
@@ -376,8 +376,8 @@ class Page:
         return self.run is not None and entry.run == self.number
 
     def _linked_here(self, entry: LedgerEntry) -> bool:
-        """Did a try of this page before write the late link of someone an earlier run enrolled?"""
-        return self.run is not None and entry.outcome == LINKED and entry.linked_run == self.number
+        """Did a try of this page before write the late link of someone an earlier run (or their join) enrolled?"""
+        return self.run is not None and entry.linked_run == self.number
 
     def _run(self, jobs: list[Callable[[], None]]) -> None:
         if not jobs:

@@ -609,20 +609,24 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     assert (note.outcome, note.reason.split(": ")[-1]) == ("link_written", "the write before had failed")
 
 
-@pytest.mark.parametrize("ledger", ["says where", "written before it said where"])
+@pytest.mark.parametrize("ledger", ["says where", "written before it said where", "their join enrolled them"])
 def test_referrers_enrolled_before_the_link_attribute_changed_get_their_link_written_to_the_new_one(ledger):
     """The operator names another `referral_link_attribute`. The referrers earlier runs enrolled were counted
     already enrolled by every later run and their link never reached the new attribute. The next run writes it
     there (no RF call: the ledger keeps the link), counted as a link written later (as the dry run says), and the
-    run after finds them done. An entry from before the ledger said where it wrote is judged by the contact's value."""
+    run after finds them done. An entry from before the ledger said where it wrote is judged by the contact's value;
+    one whose own join enrolled them stays theirs (explain does not say sync enrolled them)."""
     from dataclasses import replace
 
     from chalicelib.domain.link import PersonRef
+    from chalicelib.services.explain import explain
     work = world(2)
+    work.store.connections.register_workspace(WS)
     sync.start(deps(work), "42")
     drain(work)
-    if ledger != "says where":
-        work.store.sync.record("42", [replace(e, link_attribute=None) for e in work.store.sync.ledger("42")])
+    changed = {"says where": {}, "written before it said where": {"link_attribute": None},
+               "their join enrolled them": {"outcome": "already_enrolled", "adopted": True}}[ledger]
+    work.store.sync.record("42", [replace(e, **changed) for e in work.store.sync.ledger("42")])
     intercom, rf = work.apis.intercom_, work.apis.rf_
     intercom.attributes["custom_attributes.rf_link"] = {"data_type": "string"}
     work.store.settings.put("42", sync_settings(referral_link_attribute="custom_attributes.rf_link"), WS)
@@ -636,6 +640,9 @@ def test_referrers_enrolled_before_the_link_attribute_changed_get_their_link_wri
     assert rf.calls[asked:] == ["users_page first"] and intercom.calls.count("update") == 4   # RF: the dry run's
     [*_, note] = work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))
     assert note.reason.startswith("referral link written to custom_attributes.rf_link by sync run 2 from users: ")
+    adopted = ledger == "their join enrolled them"
+    assert {e.outcome for e in work.store.sync.ledger("42")} == {"already_enrolled" if adopted else "enrolled"}
+    assert ("enrolled_by_sync" in explain(work, "p0@example.com").view()) is not adopted
 
 
 def test_a_referrer_whose_link_write_failed_is_counted_enrolled_with_the_link_said_apart_not_skipped(monkeypatch,
