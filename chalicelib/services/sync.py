@@ -195,7 +195,8 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     campaign_id = message.campaign_id
     try:
         settings = settings_of(deps, campaign_id)
-        # (a run's later pages: settings applied since that keep only counts, or read another source, stop it)
+        # (a run's later pages: settings applied since that keep only counts, or read another source or workspace,
+        # stop it)
         assert settings.sync is not None
         problems = checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only \
             else source_changed(settings, run.source, run.workspace)
