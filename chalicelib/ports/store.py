@@ -545,11 +545,11 @@ class SyncRepository(Protocol):
         """The ledger's entries of these contacts (one batched read; `consistent`: every write made before it
         shows)."""
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        """Write `creating` entries over whatever the ledger holds but an entry naming an RF user: an earlier run's
-        final skip too (a contact fixed since), so that a retry after a lost create answer finds the `creating`
-        entry and looks the user up in RF. An entry naming an RF user was written since the page read the ledger
-        (another worker enrolled the contact: the same notification handed to two workers, a run's page and a
-        webhook at once): it stands. The contact ids written."""
+        """Write `creating` entries (or the entry of a contact enrolled just now) over whatever the ledger holds but
+        an entry naming an RF user: an earlier run's final skip too (a contact fixed since), so that a retry after a
+        lost create answer finds the `creating` entry and looks the user up in RF. An entry naming an RF user was
+        written since the page read the ledger (another worker enrolled the contact: the same notification handed to
+        two workers, a run's page and a webhook at once): it stands. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:

@@ -253,6 +253,7 @@ class _Outcome:
     entry: LedgerEntry
     outcome: str
     note: Optional[Entry] = None
+    fresh: bool = False           # enrolled just now: its entry written unless another worker's names an RF user
 
 
 class Page:
@@ -420,7 +421,15 @@ class Page:
         return [_replace(e, workspace=self.settings.workspace) for e in entries]
 
     def _done(self, result: _Outcome) -> None:
-        self.deps.sync.record(self.campaign_id, self._in_workspace([result.entry]))
+        entries = self._in_workspace([result.entry])
+        if result.fresh and not self.deps.sync.intend(self.campaign_id, entries):
+            # Another worker enrolled the contact meanwhile (a run's page and a webhook at once, each creating, or
+            # finding, the one RF user): its entry stands, and this one counts the contact already enrolled.
+            with self._lock:
+                self.tally.add(ALREADY)
+            return
+        if not result.fresh:
+            self.deps.sync.record(self.campaign_id, entries)
         if result.note is not None and result.entry.rf_user_id:
             self.deps.history.append(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note])
         with self._lock:
@@ -536,13 +545,14 @@ class Page:
                 # Enrolled by this run (or webhook), or earlier (already): not a skip either way, as for _no_link.
                 counted = ENROLLED_WRITEBACK_FAILED if self._enrolled_here(entry, note) else WRITEBACK_FAILED
                 self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
-                                    counted, failed))
+                                    counted, failed, fresh=note is not None))
                 return
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
         again = entry.written_back           # written before, but not where the settings say now: written there
-        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry),
+        fresh = note is not None
+        outcome, counted = written(entry.outcome, fresh=fresh, ours=self._ours(entry),
                                    adopted=entry.adopted, again=again)
         if entry.outcome in UNWRITTEN or again:
             why = "Referral Factory had made none before" if entry.outcome == NO_LINK else \
@@ -555,7 +565,7 @@ class Page:
         self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=there,
                                      link_attribute=attribute if there else None,
                                      linked_run=self.decider if counted == LINKED else entry.linked_run), counted,
-                            note))
+                            note, fresh))
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
@@ -569,7 +579,8 @@ class Page:
                           details)
         # Enrolled by this run (or webhook), or by an earlier run or their own join (already): not a skip either way.
         counted = ENROLLED_NO_LINK if self._enrolled_here(entry, note) else NO_LINK
-        self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first))
+        self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first,
+                            fresh=note is not None))
 
     def _enrolled_here(self, entry: LedgerEntry, note: Optional[Entry]) -> bool:
         """Did this run (or webhook) enrol them — now (`note`), or on a try of this page before — rather than an

@@ -1795,6 +1795,31 @@ def test_a_contact_whose_email_changed_after_a_lost_create_answer_is_enrolled_wi
     assert work.store.sync.run("42").counts == {"enrolled": 1}
 
 
+def test_a_contact_a_run_enrols_while_her_webhook_is_worked_is_counted_once():
+    """A run's page creates a contact's RF user while her `contact.user.created` notification reaches another
+    worker: it reads the page's `creating` entry, and RF refuses its create (taken). It took that user for one a try
+    of its own before had made, and counted her enrolled too: `sync status` said one person enrolled twice (by the
+    run, and by webhook). Whichever records her first, the other counts her already enrolled."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    rf = work.apis.rf_
+    real = rf.create_user
+
+    def the_webhook_meanwhile(body):
+        user = real(body)
+        if body["email"] == "new@example.com":
+            rf.create_user = real
+            sync.on_contact(note, deps(work))         # the other worker, while this page's answer comes back
+        return user
+    rf.create_user = the_webhook_meanwhile
+    sync.start(deps(work), "42")
+    drain(work)
+    [user] = [u for u in rf.created if u["email"] == "new@example.com"]
+    from chalicelib.domain.sync import run_counts
+    shown = sync.status(deps(work), "42")
+    assert shown["enrolled"] + run_counts(shown["by_webhook"])["enrolled"] == 1, shown
+    [entry] = work.store.sync.entries("42", [str(note.item.id)]).values()
+    assert (entry.outcome, entry.rf_user_id) == ("enrolled", str(user["id"]))
+
 
 @pytest.mark.parametrize("meanwhile, creates", [("create", 2), ("create, the last place", 2), ("intend", 1)],
                          ids=["while its create waited", "while its create waited, taking the campaign's last place",
