@@ -199,7 +199,7 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    f"people linked in other workspaces than {ws} were not checked past the first {SCAN_LIMIT:,} "
                    f"joins of campaign {c}",
                    "the campaign was applied naming another workspace before: people linked there no longer "
-                   "qualify", f"`bridge explain {c} <email>` says where one person is linked", warn=True, key="not_read")
+                   "qualify", "`bridge explain <email>` says where one person is linked", warn=True, key="not_read")
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
