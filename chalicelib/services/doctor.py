@@ -76,7 +76,8 @@ class Examined(Protocol):
 
 
 def quick(config: Config) -> Config:
-    """The configuration doctor's HTTP clients are made with (CHECK_WAIT, CHECK_TIMEOUT)."""
+    """The configuration doctor's HTTP clients are made with (CHECK_WAIT, CHECK_TIMEOUT); explain's too (its
+    question to Intercom about a contact id no link names)."""
     return replace(config, max_retry_wait=CHECK_WAIT, http_timeout=min(config.http_timeout, CHECK_TIMEOUT))
 
 

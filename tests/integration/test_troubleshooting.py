@@ -129,6 +129,22 @@ def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_re
     assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
 
 
+def test_explain_of_a_contact_id_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom,
+                                                                                                    capsys):
+    """`bridge explain <contact id>` of a contact no link names asks Intercom about it (a duplicate's email): during
+    an outage it made that call with the worker's retries and waits (4 GETs, seconds of backoff each workspace),
+    where doctor answers at once. It says Intercom could not be asked, as quickly as doctor says the outage."""
+    bridge.apply(lead_settings())
+    intercom.fail_next("*", ".*", 503, times=10**6)
+    rt = bridge.operator()
+    slept: list[float] = []
+    rt.sleeper = slept.append
+    contact = "65f0c0ffee0000000000beef"
+    code, out, _ = run_cli(rt, capsys, "explain", contact)
+    assert code == 1 and out.startswith(f"Intercom could not be asked about contact {contact} (workspace "), out
+    assert intercom.count("GET", f"/contacts/{contact}") <= 2 and sum(slept) <= 0.5, slept
+
+
 def test_doctor_masks_the_emails_a_vendors_refusal_quotes_in_text_and_json(bridge, intercom, rf, capsys):
     """Intercom's and RF's error texts may name someone by email: [intercom.token] and [rf.campaign] printed them
     as the vendor wrote them, where doctor masks them in its dead letters' reasons."""
