@@ -590,9 +590,9 @@ def as_text(explanation: Explanation) -> str:
                  else f"replayed at {p['replayed_at']}: back in the queue" if p["status"] == "replayed"
                  else p["status"]) + (f", qualification {_qualification(p)}" if p.get("qualification") else "") + (
                  f" at {p['replayed_at']}: back in the queue" if p.get("qualification") == "replayed" else "")
-        said = ", ".join(filter(None, (p.get("contact_role"), p.get("contact_state") and f"{p['contact_state']} in "
-                                                                                          "Intercom")))
-        contact = (f"Intercom contact {p['contact_id']}" + (f" ({said})" if said else "")
+        about = ", ".join(filter(None, (p.get("contact_role"), p.get("contact_state") and f"{p['contact_state']} in "
+                                                                                           "Intercom")))
+        contact = (f"Intercom contact {p['contact_id']}" + (f" ({about})" if about else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
