@@ -898,8 +898,10 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
         raise CliError("explain whom? Give an email, a Referral Factory user id or an Intercom contact id")
     # (Intercom is asked about a contact id no link names: a duplicate's email; a store-only runtime asks nobody.
     # It answers the operator now, as doctor does: an outage is said at once, not waited out with the worker's retries)
-    rt.config = quick(rt.config)
-    found = explain.explain(rt, args.who, intercom=getattr(rt, "intercom", None))
+    intercom = getattr(rt, "intercom", None)
+    if intercom is not None:
+        rt.config = quick(rt.config)
+    found = explain.explain(rt, args.who, intercom=intercom)
     if args.json:
         _print(found.view())
     else:
