@@ -265,10 +265,15 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     elif error is not None and error["state"] == FAILED:
         report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
                    "the page waits in the dead-letter queue: the run does not go on by itself", resume)
-    elif error is not None and error["state"] == WAITING and vendor:     # (its wait is no stall, however long)
+    elif error is not None and error["state"] == WAITING and (
+            vendor or rt.clock() - epoch(error["at"]) <= SYNC_STALL_MINUTES * 60):
+        # (an outage's wait is no stall, however long; another wait, a rate limit's or RF's block of the bridge's IP,
+        # is said again at each of its tries, every 15 minutes at most: one not said for longer is a stall)
         report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
                    f"the page waits for {vendor} without using up a try, and goes on by itself once {vendor} answers; "
-                   "past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there",
+                   "past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there" if vendor else
+                   "the page waits in the work queue without using up a try (a rate limit, or Referral Factory's block "
+                   "of the bridge's IP: [rf.campaign] says so), and goes on by itself when the wait ends",
                    f"nothing to do; `bridge sync status {c} --watch` follows it", warn=True)
     elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
             (run.lease_until or 0) < rt.clock():
