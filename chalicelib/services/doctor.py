@@ -958,8 +958,9 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
         oldest = min(late, key=lambda o: o.lease_until)
         queued = (f"; its finishing work was queued {oldest.requeued} time(s)" if oldest.requeued
                   else "; reconciliation has not queued its finishing work yet")
+        q = oldest.link.qualification           # (none for a join left in progress)
         what = (f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
-                f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}"
+                f"{oldest.link.status.value}{f', qualification {q.value}' if q else ''}"
                 f"{queued}) for over {late_after:.0f} min after their worker's claim ran out")
         if not searchable(conn):    # as above: the connection's own finding names the cause and its fix
             report.add("reconciliation.overdue", True, f"{what}: they wait for workspace {ws} to be "
