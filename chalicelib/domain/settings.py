@@ -415,6 +415,9 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                 unfit = value_unfit(row.value, dtype, row.to, "value", "change the value or the attribute")
                 if unfit:
                     problems.append(f"{section}.fields[{i}].value: {unfit}")
+                elif section == "leads" and settings.qualification and row.to == settings.qualification.attribute:
+                    problems += _created_meeting(settings.qualification, dtype, row.value,
+                                                 f"leads.fields[{i}].value", "map no value to it")
             elif not _compatible(rf_field_type(row.from_ or ""), dtype):
                 problems.append(
                     f"{section}.fields[{i}]: {row.from_} is {rf_field_type(row.from_ or '')} but {row.to} is "
@@ -460,6 +463,8 @@ def rule_problems(q: Qualification, data_type: str) -> list[str]:
         unfit = value_unfit(val, data_type, q.attribute, key, f"use a value of type {data_type}")
         if unfit:
             problems.append(f"qualification.{key}: {unfit}")
+        elif key == "initial_value":
+            problems += _created_meeting(q, data_type, val, "qualification.initial_value", "remove initial_value")
     kind = _KIND.get(data_type, data_type)
     if q.operator == "gte" and data_type not in ("integer", "float", "date", "datetime"):
         problems.append(f"qualification.operator: gte compares numbers or dates, but {q.attribute} is {kind} — use "
@@ -468,6 +473,17 @@ def rule_problems(q: Qualification, data_type: str) -> list[str]:
         problems.append(f"qualification.operator: contains looks for text, but {q.attribute} is {kind} — use equals "
                         "(or gte for a number or a date)")
     return problems
+
+
+def _created_meeting(q: Qualification, data_type: str, value: Any, key: str, or_else: str) -> list[str]:
+    """A value every lead's contact is created with (the rule's initial_value, a fixed value mapped to its
+    attribute) that meets the rule: nobody qualifies under require_change, everybody at once without it."""
+    from .rules import matches          # (rules reads the settings' Qualification)
+    if not matches(q, data_type, value):
+        return []
+    rule = "is set" if q.operator in NO_VALUE else f"{q.operator} {q.value!r}"
+    return [f"{key}: {value!r} meets the rule itself ({q.attribute} {rule}) — write the value a lead has before "
+            f"converting, one that does not meet the rule, or {or_else}"]
 
 
 def _compatible(rf_type: str, dtype: str) -> bool:

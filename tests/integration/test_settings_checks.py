@@ -97,11 +97,30 @@ def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(br
 
 
 COMPANY = {"from": "meta.company", "to": "custom_attributes.company"}
+INITIAL_WHY = ("every lead's contact is created meeting the rule: under require_change none qualifies until its "
+               "value changes away and back; without it, each one is qualified (and rewarded) at the first "
+               "notification about its new contact")
 REFUSED = {
     "an operator that cannot compare the attribute": (
         qualifying_settings(operator="gte", value="abc"),
         "qualification.operator: gte compares numbers or dates, but custom_attributes.signed_up is a text attribute "
         "— use equals or contains, or a number or date attribute", "the rule never compares as meant: nothing qualifies"),
+    # Every lead's contact would be created meeting the rule: with require_change: false each one is qualified (a
+    # reward) at the first notification about its new contact; with true, none until its value changes away and back.
+    "an initial value that meets the rule (its case aside)": (
+        qualifying_settings(initial_value="yes", require_change=False),
+        "qualification.initial_value: 'yes' meets the rule itself (custom_attributes.signed_up equals 'Yes') — write "
+        "the value a lead has before converting, one that does not meet the rule, or remove initial_value",
+        INITIAL_WHY),
+    "an initial value a rule `is_set` counts as set": (
+        qualifying_settings(operator="is_set", value=None),
+        "qualification.initial_value: 'No' meets the rule itself (custom_attributes.signed_up is set) — write the "
+        "value a lead has before converting, one that does not meet the rule, or remove initial_value", INITIAL_WHY),
+    "a fixed value mapped to the rule's attribute that meets the rule": (
+        {**qualifying_settings(initial_value=None), "leads": lead_settings(fields=[
+            *lead_settings()["leads"]["fields"], {"value": "Yes", "to": "custom_attributes.signed_up"}])["leads"]},
+        "leads.fields[4].value: 'Yes' meets the rule itself (custom_attributes.signed_up equals 'Yes') — write the "
+        "value a lead has before converting, one that does not meet the rule, or map no value to it", INITIAL_WHY),
     # A custom RF field (`meta.*`) fits any type it converts to, not one the bridge converts to no type at all.
     "a custom field mapped to an attribute type the bridge cannot write": (
         lead_settings(fields=[*lead_settings()["leads"]["fields"], COMPANY]),
