@@ -400,7 +400,8 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
             attr = attributes.get(row.to)
             if attr is None:
                 problems.append(f"{key}: {row.to} does not exist in workspace {settings.workspace} — "
-                                "create it in Intercom (Settings > Data > People) or fix the name")
+                                f"{_meant(row.to, attributes)}create it in Intercom (Settings > Data > People) or fix "
+                                "the name")
                 continue
             if attr.get("archived"):
                 problems.append(f"{key}: {row.to} is archived in Intercom — unarchive it or map another attribute")
@@ -427,12 +428,29 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
     if q is not None:
         if q.attribute not in attributes and q.attribute not in WATCHABLE_ATTRIBUTE_TYPES:
             problems.append(f"qualification.attribute: {q.attribute} does not exist in workspace "
-                            f"{settings.workspace} — create it in Intercom or fix the name")
+                            f"{settings.workspace} — {_meant(q.attribute, attributes)}create it in Intercom or fix "
+                            "the name")
         else:       # (a standard attribute is on every contact, listed by the workspace or not)
             problems += rule_problems(q, attribute_type(q.attribute, attributes))
     if settings.sync is not None:
         problems += check_sync(settings, attributes, segments)
     return problems
+
+
+def _alike(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.removeprefix("custom_attributes.").casefold())
+
+
+def _meant(name: str, attributes: dict[str, dict]) -> str:
+    """For an attribute that does not exist: the attributes whose name or label (what Intercom's UI shows, and the
+    hosted integration's dropdown) has its words, case and separators aside — "did you mean ...? ... else "."""
+    wanted = _alike(name)
+    found = [(full, attr.get("label")) for full, attr in sorted(attributes.items())
+             if wanted and not attr.get("archived") and wanted in (_alike(full), _alike(str(attr.get("label") or "")))]
+    if not found:
+        return ""
+    named = " or ".join(full + (f" (labelled {label!r} in Intercom)" if label else "") for full, label in found[:3])
+    return f"did you mean {named}? The settings name an attribute by its name, not its label; else "
 
 
 _KIND = {"string": "a text attribute", "integer": "a whole-number attribute", "float": "a decimal attribute",

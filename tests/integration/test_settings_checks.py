@@ -262,3 +262,20 @@ def test_deleting_settings_counts_failed_joins_apart_from_linked_people(bridge, 
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42")
     assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person and 2 failed joins that linked "
                                         "nobody: once its settings are deleted")
+
+
+def test_an_attribute_named_by_its_label_is_refused_with_the_name_it_has(bridge, tmp_path, capsys):
+    """Intercom's UI (and the hosted integration's dropdown) shows an attribute's label, "Signed up"; the settings
+    name it, `custom_attributes.signed_up`. An attribute that does not exist but whose words are another's label or
+    name is refused naming that attribute."""
+    doc = qualifying_settings(attribute="custom_attributes.Signed up")
+    doc["leads"]["fields"][2] = {"from": "code", "to": "custom_attributes.referral-code"}
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    assert (code, err) == (2, (
+        "settings are invalid:\n"
+        "  - leads.fields[2].to: custom_attributes.referral-code does not exist in workspace vne310wv — did you mean "
+        "custom_attributes.referral_code (labelled 'Referral code' in Intercom)? The settings name an attribute by its "
+        "name, not its label; else create it in Intercom (Settings > Data > People) or fix the name\n"
+        "  - qualification.attribute: custom_attributes.Signed up does not exist in workspace vne310wv — did you mean "
+        "custom_attributes.signed_up (labelled 'Signed up' in Intercom)? The settings name an attribute by its name, "
+        "not its label; else create it in Intercom or fix the name\n"))
