@@ -438,8 +438,7 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     """`refused`: the edge's sample a `webhook_refused` entry tells of (its message says which field)."""
     details = entry.get("details") or {}
     why = "not_changed" if entry["event"] == "evaluation" and details.get("require_change") else entry["outcome"]
-    if (entry["event"], why) == ("contact", "updated_existing") and (
-            details.get("kept") or "(kept)" in str(entry.get("reason"))):      # `duplicates: update` kept values
+    if (entry["event"], why) == ("contact", "updated_existing") and details.get("kept"):   # values it had, kept
         why = "kept"
     # A counted repeat (the same join, notification... seen again) needs nothing done.
     fix = None if entry.get("count") else FIXES.get((entry["event"], why))
