@@ -400,7 +400,7 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
             attr = attributes.get(row.to)
             if attr is None:
                 problems.append(f"{key}: {row.to} does not exist in workspace {settings.workspace} — "
-                                f"{_meant(row.to, attributes)}create it in Intercom (Settings > Data > People) or fix "
+                                f"{attribute_meant(row.to, attributes)}create it in Intercom (Settings > Data > People) or fix "
                                 "the name")
                 continue
             if attr.get("archived"):
@@ -428,7 +428,7 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
     if q is not None:
         if q.attribute not in attributes and q.attribute not in WATCHABLE_ATTRIBUTE_TYPES:
             problems.append(f"qualification.attribute: {q.attribute} does not exist in workspace "
-                            f"{settings.workspace} — {_meant(q.attribute, attributes)}create it in Intercom or fix "
+                            f"{settings.workspace} — {attribute_meant(q.attribute, attributes)}create it in Intercom or fix "
                             "the name")
         else:       # (a standard attribute is on every contact, listed by the workspace or not)
             problems += rule_problems(q, attribute_type(q.attribute, attributes))
@@ -441,7 +441,7 @@ def _alike(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.removeprefix("custom_attributes.").casefold())
 
 
-def _meant(name: str, attributes: dict[str, dict]) -> str:
+def attribute_meant(name: str, attributes: dict[str, dict]) -> str:
     """For an attribute that does not exist: the attributes whose name or label (what Intercom's UI shows, and the
     hosted integration's dropdown) has its words, case and separators aside — "did you mean ...? ... else "."""
     wanted = _alike(name)

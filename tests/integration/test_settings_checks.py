@@ -270,6 +270,9 @@ def test_an_attribute_named_by_its_label_is_refused_with_the_name_it_has(bridge,
     name is refused naming that attribute."""
     doc = qualifying_settings(attribute="custom_attributes.Signed up")
     doc["leads"]["fields"][2] = {"from": "code", "to": "custom_attributes.referral-code"}
+    doc["sync"] = {"fields": [{"from": "email", "to": "email"}, {"from": "custom_attributes.Lead source",
+                                                                "to": "first_name"}],
+                   "referral_link_attribute": "custom_attributes.ReferralLink"}
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
     assert (code, err) == (2, (
         "settings are invalid:\n"
@@ -278,4 +281,11 @@ def test_an_attribute_named_by_its_label_is_refused_with_the_name_it_has(bridge,
         "name, not its label; else create it in Intercom (Settings > Data > People) or fix the name\n"
         "  - qualification.attribute: custom_attributes.Signed up does not exist in workspace vne310wv — did you mean "
         "custom_attributes.signed_up (labelled 'Signed up' in Intercom)? The settings name an attribute by its name, "
-        "not its label; else create it in Intercom or fix the name\n"))
+        "not its label; else create it in Intercom or fix the name\n"
+        "  - sync.referral_link_attribute: custom_attributes.ReferralLink does not exist in workspace vne310wv — did "
+        "you mean custom_attributes.referral_link (labelled 'Referral link' in Intercom)? The settings name an "
+        "attribute by its name, not its label; else create it as a Text attribute in Intercom (Settings > Data > "
+        "People) or fix the name\n"
+        "  - sync.fields: custom_attributes.Lead source (mapped to first_name) does not exist in workspace vne310wv — "
+        "did you mean custom_attributes.lead_source (labelled 'Lead source' in Intercom)? The settings name an "
+        "attribute by its name, not its label; else map an existing attribute\n"))
