@@ -1,0 +1,71 @@
+"""The alarms as CloudWatch evaluates them, on the metric the code emits while the fault they watch lasts:
+each notifies once when it begins (ALARM) and once when it ends (OK), not again and again in between.
+
+The work a fault holds back waits in the queue and comes back at least every SQS's longest delay (a few
+seconds more: the worker's jitter, the event source's polling); each time it meets the fault again, the
+metric counts it. Between those returns nothing is emitted, and the alarms treat missing data as not
+breaching: an alarm whose window is shorter than that gap says OK while the fault lasts, then ALARM again."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.adapters.queue import MAX_DELAY_SECONDS
+
+from .test_template import load_template
+
+LATE = 5.0      # seconds a waiting record comes back after its delay, at most (jitter, polling)
+
+
+def evaluate(alarm: dict, emitted: list[float], until: float) -> list[tuple[str, float]]:
+    """The alarm's state changes, (state, when), as CloudWatch evaluates it at the end of each period: the
+    last EvaluationPeriods datapoints (the sum of what was emitted in each; none, not breaching), of which
+    DatapointsToAlarm over the threshold are an ALARM. Metric math (a sum of FILL(metric, 0)) as its metrics'
+    sum."""
+    stats = [m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+    period = stats[0]["Period"] if stats else alarm["Period"]
+    assert all(s["Stat"] == "Sum" for s in stats) and alarm.get("Statistic", "Sum") == "Sum"
+    assert alarm["TreatMissingData"] == "notBreaching" and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    n, m = alarm["EvaluationPeriods"], alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
+    sums: dict[int, int] = {}
+    for t in emitted:
+        sums[int(t // period)] = sums.get(int(t // period), 0) + 1
+    states, state = [], "OK"
+    for end in range(1, int(until // period) + 1):
+        breaching = sum(sums.get(p, 0) > alarm["Threshold"] for p in range(end - n, end))
+        now = "ALARM" if breaching >= m else "OK"
+        if now != state:
+            states.append((now, end * period))
+            state = now
+    return states
+
+
+def returns(start: float, end: float, gap: float) -> list[float]:
+    """When a record held back from `start` to `end` meets the fault, coming back every `gap` seconds."""
+    out, t = [], start
+    while t < end:
+        out.append(t)
+        t += gap
+    return out
+
+
+@pytest.mark.parametrize("alarm", ["RFBlockedAlarm", "VendorOutageAlarm"])
+@pytest.mark.parametrize("gap", [MAX_DELAY_SECONDS, MAX_DELAY_SECONDS + LATE])
+def test_an_alarm_notifies_once_when_its_fault_begins_and_once_when_it_ends_not_every_quarter_hour(alarm, gap):
+    """RF's IP block (RFBlocked: a record meets the open circuit each time it comes back, every recheck, at most
+    every SQS's longest delay) and a vendor's outage (IntercomUnavailable / RFUnavailable: a waiting record
+    comes back at most every outage.LONGEST_WAIT, SQS's longest delay), each lasting 6 hours."""
+    props = load_template()["Resources"][alarm]["Properties"]
+    start, end = 130.0, 130.0 + 6 * 3600
+    states = evaluate(props, returns(start, end, gap), end + 3600)
+    assert [s for s, _ in states] == ["ALARM", "OK"], states
+    (_, fired), (_, cleared) = states
+    assert fired - start <= 2 * MAX_DELAY_SECONDS + LATE            # told within half an hour of the fault
+    assert end < cleared <= end + 2 * MAX_DELAY_SECONDS + LATE      # and that it ended, within half an hour
+
+
+def test_the_evaluation_sees_an_alarm_that_says_ok_while_its_fault_lasts():
+    """A 5-minute window on a metric emitted every quarter-hour: ALARM, OK, ALARM, OK... (the check can fail)."""
+    alarm = {"Period": 300, "EvaluationPeriods": 1, "Threshold": 0, "Statistic": "Sum",
+             "TreatMissingData": "notBreaching", "ComparisonOperator": "GreaterThanThreshold"}
+    states = evaluate(alarm, returns(130.0, 130.0 + 3600, MAX_DELAY_SECONDS), 2 * 3600)
+    assert [s for s, _ in states] == ["ALARM", "OK"] * 4
