@@ -14,7 +14,7 @@ import yaml
 
 from infra import deploy
 
-from .conftest import ROOT, aws_on
+from .conftest import ROOT, aws_on, run_as_deployed
 
 NAMESPACE = "RFIntercomBridge"
 
@@ -126,11 +126,7 @@ def test_the_dashboard_shows_the_pipeline_end_to_end():
 def test_the_dashboard_dimension_is_the_one_the_deployed_functions_emit():
     """make deploy sets POWERTOOLS_SERVICE_NAME to the Prefix; Powertools makes it the `service`
     dimension of the namespace in the base config (run as in a fresh Lambda container)."""
-    base = json.loads(deploy.BASE_CONFIG.read_text())
-    env = {"PATH": "/usr/bin:/bin", **base["environment_variables"], "POWERTOOLS_SERVICE_NAME": "rf-intercom-bridge-prod"}
-    out = subprocess.run([sys.executable, "-c", "from chalicelib.handlers import count, flush; "
-                          "count('JoinsReceived'); flush()"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    out = run_as_deployed("from chalicelib.handlers import count, flush; count('JoinsReceived'); flush()")
     emf = json.loads(out.strip().splitlines()[-1])
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE
     assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
