@@ -17,27 +17,41 @@ from .test_template import load_template
 LATE = 5.0      # seconds a waiting record comes back after its delay, at most (jitter, polling)
 
 
-def evaluate(alarm: dict, emitted: list[float], until: float) -> list[tuple[str, float]]:
-    """The alarm's state changes, (state, when), as CloudWatch evaluates it at the end of each period: the
-    last EvaluationPeriods datapoints (the sum of what was emitted in each; none, not breaching), of which
-    DatapointsToAlarm over the threshold are an ALARM. Metric math (a sum of FILL(metric, 0)) as its metrics'
-    sum."""
+def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: float) -> list[tuple[str, float]]:
+    """The alarm's state changes, (state, when), as CloudWatch evaluates it at the end of each period on the
+    `samples` of each metric (name -> (time, value)): the last EvaluationPeriods datapoints (each period's
+    samples by the alarm's statistic; none, not breaching), of which DatapointsToAlarm over the threshold are an
+    ALARM. Metric math (a sum of FILL(metric, 0)) as the sum of its metrics' datapoints."""
     stats = [m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
-    period = stats[0]["Period"] if stats else alarm["Period"]
-    assert all(s["Stat"] == "Sum" for s in stats) and alarm.get("Statistic", "Sum") == "Sum"
+    if stats:
+        [expression] = [m["Expression"] for m in alarm["Metrics"] if m["ReturnData"]]
+        assert expression == " + ".join(f"FILL({m['Id']}, 0)" for m in alarm["Metrics"] if "MetricStat" in m)
+    watched = [(s["Metric"]["MetricName"], s["Stat"], s["Period"]) for s in stats] or [
+        (alarm["MetricName"], alarm["Statistic"], alarm["Period"])]
+    [period] = {p for _, _, p in watched}
     assert alarm["TreatMissingData"] == "notBreaching" and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     n, m = alarm["EvaluationPeriods"], alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
-    sums: dict[int, int] = {}
-    for t in emitted:
-        sums[int(t // period)] = sums.get(int(t // period), 0) + 1
+    datapoints: dict[int, float] = {}
+    for name, stat, _ in watched:
+        by_period: dict[int, list[float]] = {}
+        for t, value in samples.get(name, []):
+            by_period.setdefault(int(t // period), []).append(value)
+        for p, values in by_period.items():
+            datapoints[p] = datapoints.get(p, 0) + {"Sum": sum, "Maximum": max}[stat](values)
     states, state = [], "OK"
     for end in range(1, int(until // period) + 1):
-        breaching = sum(sums.get(p, 0) > alarm["Threshold"] for p in range(end - n, end))
+        breaching = sum(datapoints.get(p, 0) > alarm["Threshold"] for p in range(end - n, end))
         now = "ALARM" if breaching >= m else "OK"
         if now != state:
             states.append((now, end * period))
             state = now
     return states
+
+
+def counted(alarm: dict, times: list[float]) -> dict[str, list[tuple[float, float]]]:
+    """A count (1) at each of `times` of the (first) metric the alarm reads: one vendor's outage."""
+    [first, *_] = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m] or [alarm]
+    return {first["MetricName"]: [(t, 1.0) for t in times]}
 
 
 def returns(start: float, end: float, gap: float) -> list[float]:
@@ -65,7 +79,7 @@ def test_an_alarm_notifies_once_when_its_fault_begins_and_once_when_it_ends_not_
     anywhere in a period."""
     props = load_template()["Resources"][alarm]["Properties"]
     met = returns(start, start + 6 * 3600, gap)
-    states = evaluate(props, met, met[-1] + 3 * 3600)
+    states = evaluate(props, counted(props, met), met[-1] + 3 * 3600)
     assert [s for s, _ in states] == ["ALARM", "OK"], states
     (_, fired), (_, cleared) = states
     assert fired - start <= 2 * MAX_DELAY_SECONDS + LATE            # told within half an hour of the fault
@@ -76,7 +90,26 @@ def test_an_alarm_notifies_once_when_its_fault_begins_and_once_when_it_ends_not_
 
 def test_the_evaluation_sees_an_alarm_that_says_ok_while_its_fault_lasts():
     """A 5-minute window on a metric emitted every quarter-hour: ALARM, OK, ALARM, OK... (the check can fail)."""
-    alarm = {"Period": 300, "EvaluationPeriods": 1, "Threshold": 0, "Statistic": "Sum",
+    alarm = {"MetricName": "RFBlocked", "Period": 300, "EvaluationPeriods": 1, "Threshold": 0, "Statistic": "Sum",
              "TreatMissingData": "notBreaching", "ComparisonOperator": "GreaterThanThreshold"}
-    states = evaluate(alarm, returns(130.0, 130.0 + 3600, MAX_DELAY_SECONDS), 2 * 3600)
+    states = evaluate(alarm, {"RFBlocked": [(t, 1.0) for t in returns(130.0, 130.0 + 3600, MAX_DELAY_SECONDS)]},
+                      2 * 3600)
     assert [s for s, _ in states] == ["ALARM", "OK"] * 4
+
+
+def test_the_dead_letter_alarm_stays_on_while_a_command_holds_the_letters_to_read_them():
+    """Three letters wait in the dead-letter queue for 3 hours; meanwhile `bridge dlq list` (or `doctor`,
+    `forget`: a scan of thousands of letters takes minutes) holds them all hidden for 12 minutes, and makes them
+    visible again. SQS says each minute how many are visible and how many are held. The letters were there all
+    along: the alarm emails once when they arrive (README: "The dead-letter alarm emails once, when the first
+    letter arrives"), not OK while they are read, then ALARM again."""
+    props = load_template()["Resources"]["DeadLetterAlarm"]["Properties"]
+    arrive, read, done, replayed = 1000, 4000, 4000 + 12 * 60, 1000 + 3 * 3600
+    minutes = range(0, replayed + 3600, 60)
+    held = [t for t in minutes if read <= t < done]
+    samples = {"ApproximateNumberOfMessagesVisible": [(t, 3.0 if arrive <= t < replayed and t not in held else 0.0)
+                                                      for t in minutes],
+               "ApproximateNumberOfMessagesNotVisible": [(t, 3.0 if t in held else 0.0) for t in minutes]}
+    states = evaluate(props, samples, replayed + 3600)
+    assert [s for s, _ in states] == ["ALARM", "OK"], states
+    assert states[0][1] - arrive <= 600 and replayed < states[1][1] <= replayed + 600
