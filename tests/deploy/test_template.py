@@ -205,3 +205,21 @@ def test_the_dead_letter_alarm_and_the_readme_say_how_long_a_dead_letter_is_kept
     assert f"deletes a dead letter {days} days" in description
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"SQS keeps a dead letter {days} days" in readme
+
+
+def test_the_work_queue_widget_shows_all_the_work_doctor_counts_in_flight():
+    """`doctor` and `forget` count the work queue's messages waiting, being worked and delayed (queue.work_count).
+    The dashboard showed the visible ones only: the work a rate limit, RF's block or a vendor's outage holds back
+    waits delayed (a copy sent back with a delay), so its "backlog" read 0 while hundreds of joins waited."""
+    import inspect
+
+    from chalicelib.adapters.queue import Queue
+
+    counted = set(re.findall(r'"(ApproximateNumberOf\w+)"', inspect.getsource(Queue.work_count)))
+    assert counted == {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                       "ApproximateNumberOfMessagesDelayed"}
+    # (GetQueueAttributes' ApproximateNumberOfMessages is CloudWatch's ApproximateNumberOfMessagesVisible)
+    as_metrics = {name if name != "ApproximateNumberOfMessages" else name + "Visible" for name in counted}
+    shown = {name for namespace, name, dims in dashboard()
+             if namespace == "AWS/SQS" and dims == ("QueueName", "${WorkQueue.QueueName}")}
+    assert as_metrics <= shown, as_metrics - shown
