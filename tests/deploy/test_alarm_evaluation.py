@@ -4,7 +4,8 @@ each notifies once when it begins (ALARM) and once when it ends (OK), not again 
 The work a fault holds back waits in the queue and comes back at least every SQS's longest delay (a few
 seconds more: the worker's jitter, the event source's polling); each time it meets the fault again, the
 metric counts it. Between those returns nothing is emitted, and the alarms treat missing data as not
-breaching: an alarm whose window is shorter than that gap says OK while the fault lasts, then ALARM again."""
+breaching: an alarm whose window is shorter than that gap says OK while the fault lasts, then ALARM again.
+Likewise, dead letters a command holds hidden while it reads them are still there."""
 from __future__ import annotations
 
 import pytest
