@@ -162,6 +162,14 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
         raise ConnectError(f"this client secret is the public app's (the one `bridge workspace oauth-app` stored), not "
                            f"workspace {workspace}'s private app's: give the private app's own (Developer Hub > "
                            "Basic information), or none for a workspace connected by OAuth; nothing was stored")
+    # An app's client secret is its own: another workspace's, stored here too, would let that workspace's admins
+    # (who see it in their Developer Hub) sign this one's webhooks.
+    holding = _private_holder(rt, client_secret, f"nothing was stored: run `bridge workspace connect {workspace}` "
+                              "again", besides=workspace) if client_secret else None
+    if holding:
+        raise ConnectError(f"this client secret is workspace {holding}'s private app's (`bridge workspace connect "
+                           f"{holding}` stored it), not workspace {workspace}'s: give {workspace}'s own private app's "
+                           "(Developer Hub > Basic information); nothing was stored")
     name = None
     if token:   # checked where it will be used: the given base, else the one already configured
         found = check_token(rt, token, api_base or (current.api_base if current is not None else None))
@@ -277,22 +285,29 @@ def refuse_private_secret(rt: Connecting, secret: str) -> None:
     """ConnectError when `secret` is a workspace's private app's client secret: the bridge tells the apps
     apart by their secrets (a workspace's equal to the public app's is taken for an old copy of it: its
     private app dropped at its next OAuth connect, its secret deleted at the next `oauth-app`)."""
-    edge, workspace, holding = rt.secrets.scoped(EDGE), None, None
-    try:
-        for workspace in sorted(rt.store.connections.workspaces()):
-            conn = rt.store.connections.workspace(workspace)
-            if conn is not None and MARKS[PRIVATE] in conn.secrets and \
-                    apps.same(edge.get(intercom_client_secret(workspace)), secret):
-                holding = workspace
-                break
-    except Exception as exc:
-        raise ConnectError(f"could not check that no workspace's private app has this client secret "
-                           f"({_first_line(exc)}{f', at workspace {workspace}' if workspace else ''}): the public "
-                           "app's settings are unchanged: run `bridge workspace oauth-app` again") from exc
+    holding = _private_holder(rt, secret, "the public app's settings are unchanged: run `bridge workspace oauth-app` "
+                                          "again")
     if holding:
         raise ConnectError(f"this client secret is workspace {holding}'s private app's (`bridge workspace connect` "
                            "stored it), not the public app's: give the public app's own (Developer Hub > the public "
                            "app > Basic information); nothing was stored")
+
+
+def _private_holder(rt: Connecting, secret: str, unchanged: str, besides: Optional[str] = None) -> Optional[str]:
+    """The workspace (other than `besides`) whose private app's client secret `secret` is, else None.
+    ConnectError when a read fails (`unchanged`: what stands, and what to run again)."""
+    edge, workspace = rt.secrets.scoped(EDGE), None
+    try:
+        for workspace in sorted(rt.store.connections.workspaces() - {besides}):
+            conn = rt.store.connections.workspace(workspace)
+            if conn is not None and MARKS[PRIVATE] in conn.secrets and \
+                    apps.same(edge.get(intercom_client_secret(workspace)), secret):
+                return workspace
+    except Exception as exc:
+        raise ConnectError(f"could not check that no workspace's private app has this client secret "
+                           f"({_first_line(exc)}{f', at workspace {workspace}' if workspace else ''}): "
+                           f"{unchanged}") from exc
+    return None
 
 
 def _first_line(exc: Exception) -> str:

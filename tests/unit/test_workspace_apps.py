@@ -81,8 +81,8 @@ def edge(rt) -> Runtime:
     return Runtime(Config.from_env({}), clock=rt.clock, queue=FakeQueue(), store=rt.store, secrets=rt.secrets)
 
 
-def notify(api: Runtime, secret: str, n: int = 1) -> int:
-    raw = json.dumps({"type": "notification_event", "app_id": "ws1", "topic": "contact.lead.updated",
+def notify(api: Runtime, secret: str, n: int = 1, workspace: str = "ws1") -> int:
+    raw = json.dumps({"type": "notification_event", "app_id": workspace, "topic": "contact.lead.updated",
                       "id": f"notif_{n}", "created_at": 1700000000,
                       "data": {"item": {"type": "contact", "id": "6ab1", "role": "lead"}}}).encode()
     return receive_intercom({"X-Hub-Signature": signature(secret, raw), "Content-Type": "application/json"},
@@ -119,6 +119,35 @@ def test_one_client_secret_given_for_both_apps_is_refused_in_one_line_and_both_a
     connected(rt)
     assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["private", "oauth"]
     assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 200]
+
+
+def test_another_workspaces_private_client_secret_is_refused_so_its_admins_cannot_sign_this_ones_webhooks(
+        rt, capsys, monkeypatch):
+    """Attack (or a script's INTERCOM_CLIENT_SECRET still exported from the connect before): workspace ws2 is
+    connected with its own token (checked with `/me`) but ws1's private app's client secret, which no one can
+    check with Intercom. Stored, every admin of ws1 (who sees their app's secret in the Developer Hub) signs
+    notifications naming app_id ws2, and the edge takes them as ws2's: a lead of ws2's campaigns qualifies (a
+    reward) on whatever a forged body says. Expected: refused in one line naming the workspace whose it is,
+    nothing stored (ws2's real webhooks verify only once its own app's secret is given)."""
+    from tests.support.cli import run_cli
+    for name in ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    private(rt)
+    rt.auth.apps["tok-ws2"] = {"id_code": "ws2", "name": "Other team"}
+    monkeypatch.setenv("INTERCOM_TOKEN", "tok-ws2")
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", PRIVATE_SECRET)
+    assert run_cli(rt, capsys, "workspace", "connect", "ws2") == (1, "", (
+        "bridge: this client secret is workspace ws1's private app's (`bridge workspace connect ws1` stored it), not "
+        "workspace ws2's: give ws2's own private app's (Developer Hub > Basic information); nothing was stored\n"))
+    assert rt.store.connections.workspace("ws2") is None and rt.secrets.scoped("worker").get("intercom/ws2/token") \
+        is None and rt.secrets.scoped("edge").get("intercom/ws2/client-secret") is None
+    assert notify(edge(rt), PRIVATE_SECRET, workspace="ws2") == 401
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", "ws2-secret")      # its own: connected, and ws1's still verifies
+    assert run_cli(rt, capsys, "workspace", "connect", "ws2", "--json")[0] == 0
+    assert [notify(edge(rt), s, n, w) for n, (s, w) in enumerate(
+        ((PRIVATE_SECRET, "ws2"), ("ws2-secret", "ws2"), (PRIVATE_SECRET, "ws1")))] == [401, 200, 200]
+    monkeypatch.setenv("INTERCOM_TOKEN", "tok-ws2")                 # ws2's reconnect with its own secret again
+    assert run_cli(rt, capsys, "workspace", "connect", "ws2", "--json")[0] == 0
 
 
 def test_a_first_oauth_app_with_a_private_apps_client_secret_is_refused_and_stores_nothing(monkeypatch):
