@@ -364,7 +364,10 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
 
 _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
             "its history (fields not written)")
-_WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
+_WHY = {"meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
+                                 "qualifies until its value changes away and back; without it, each one is qualified "
+                                 "(and rewarded) at the first notification about its new contact",
+        "sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
         # (Checked in the simulator and Intercom's docs: a write naming an unknown attribute is a 400.)

@@ -440,12 +440,16 @@ HINTS = {
                                    "To count a value held at joining, set `qualification.require_change: false` and "
                                    "apply the settings (`bridge settings apply`)",
     ("evaluation", "not_qualified"): "only leads (the person invited) qualify; referrers never do",
+    ("contact", "kept"): "to replace the values an existing contact already has, add `overwrite: true` to their "
+                         "rows of `{side}.fields` and apply the settings",
 }
 
 def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample] = None) -> dict:
     """`refused`: the edge's sample a `webhook_refused` entry tells of (its message says which field)."""
     details = entry.get("details") or {}
     why = "not_changed" if entry["event"] == "evaluation" and details.get("require_change") else entry["outcome"]
+    if (entry["event"], why) == ("contact", "updated_existing") and details.get("kept"):   # values it had, kept
+        why = "kept"
     # A counted repeat (the same join, notification... seen again) needs nothing done.
     fix = None if entry.get("count") else FIXES.get((entry["event"], why))
     hint = None if entry.get("count") else HINTS.get((entry["event"], why))

@@ -301,6 +301,27 @@ def test_referred_users_not_updating_in_intercom_explain_names_duplicates_skip_a
     assert "hint: to write the mapped attributes" in text and "fix:" not in text
 
 
+@pytest.mark.parametrize("had", [{}, {"referral_code": "theirs", "lead_source": "theirs"}],
+                         ids=["some fields written", "every field kept"])
+def test_referred_users_not_updating_under_duplicates_update_explain_names_overwrite_for_the_values_kept(
+        bridge, rf, intercom, capsys, had):
+    """"Referred users are not updating in Intercom" although duplicates is update (the hosted integration's
+    update writes every mapped field over the contact's): the values the contact had are kept, and explain says
+    which setting replaces them."""
+    bridge.apply(lead_settings())
+    existing = intercom.add_contact("known@example.com", role="user", name="Known", custom_attributes=had)
+    lead = new_lead(rf, email="known@example.com")
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert intercom.get(existing["id"])["name"] == "Known"
+    code, found = explain(bridge, capsys, lead["id"])
+    [updated] = entries(found, "contact", "updated_existing")
+    assert updated["details"]["kept"] == sorted(["name", *(f"custom_attributes.{k}" for k in had)])
+    assert "fix" not in updated
+    assert updated["hint"] == ("to replace the values an existing contact already has, add `overwrite: true` to their "
+                               "rows of `leads.fields` and apply the settings")
+
+
 # ===================================================================================================
 # 3. Direct users (the person referring)
 # ===================================================================================================
