@@ -10,12 +10,18 @@ from chalice import Response
 from . import webhooks
 from .observability import contained, count, flush, logger
 from .services import ingest
-from .runtime import default_runtime
+from .runtime import answering, default_runtime
+
+
+def _in_time(request):
+    """The request's AWS calls end in time for its own answer (runtime.answering)."""
+    return answering(_time_left(request.lambda_context))
 
 
 def _reply(request, receive) -> Response:
     logger.set_correlation_id(request.context.get("requestId"))
-    reply = receive(request.headers, request.raw_body or b"", default_runtime())
+    with _in_time(request):
+        reply = receive(request.headers, request.raw_body or b"", default_runtime())
     if reply.status >= 400:
         logger.warning("webhook rejected", extra={"path": request.path, "status": reply.status,
                                                    "error": reply.body.get("error")})
@@ -77,7 +83,8 @@ def oauth_start(request) -> Response:
 
     logger.set_correlation_id(request.context.get("requestId"))
     ticket = (request.query_params or {}).get("ticket")
-    return _html(oauth.start(default_runtime(), _place(request), ticket if isinstance(ticket, str) else None))
+    with _in_time(request):
+        return _html(oauth.start(default_runtime(), _place(request), ticket if isinstance(ticket, str) else None))
 
 
 @contained
@@ -87,9 +94,10 @@ def oauth_begin(request) -> Response:
     from .services import oauth
 
     logger.set_correlation_id(request.context.get("requestId"))
-    return _html(oauth.begin(default_runtime(), _place(request),
-                             _form_field((request.headers or {}).get("content-type"), request.raw_body or b"",
-                                         "ticket")))
+    with _in_time(request):
+        return _html(oauth.begin(default_runtime(), _place(request),
+                                 _form_field((request.headers or {}).get("content-type"), request.raw_body or b"",
+                                             "ticket")))
 
 
 def _form_field(content_type: Optional[str], raw: bytes, name: str) -> Optional[str]:
@@ -110,8 +118,9 @@ def oauth_callback(request) -> Response:
     logger.set_correlation_id(request.context.get("requestId"))
     headers = {k.lower(): v for k, v in (request.headers or {}).items()}
     query = {k: v for k, v in (request.query_params or {}).items() if isinstance(v, str)}
-    return _html(oauth.callback(default_runtime(), query, headers.get("cookie"), _place(request),
-                                _time_left(request.lambda_context)))
+    with _in_time(request):
+        return _html(oauth.callback(default_runtime(), query, headers.get("cookie"), _place(request),
+                                    _time_left(request.lambda_context)))
 
 
 def _time_left(context):

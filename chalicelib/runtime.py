@@ -7,8 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, TypeVar
 
+from .adapters import aws
 from .adapters.dynamo import DynamoStore, bind
 from .adapters.queue import Queue
 from .adapters.ratelimit import SharedLimiter
@@ -35,6 +36,8 @@ EDGE_SECRET_SECONDS = 60
 # A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
 # search, create, tag) or an event's few calls. Of a slice's ~138 (1,666 per 10 s), in 1 s slices.
 INTERCOM_FIRST_BLOCK = 4
+# What an API request keeps of the Lambda's time after its AWS calls: to log and answer (a 503 saying why).
+ANSWER_MS = 1000
 
 
 class Runtime:
@@ -351,10 +354,12 @@ class Runtime:
 
     def warm(self, function: str) -> None:
         """Create now, without a call, what the function's first invocation would create: its AWS
-        clients, and for the worker the HTTP clients' modules. A Lambda container does it in its
-        init phase, which AWS runs on a whole CPU."""
+        clients (the API's keep to its bounds: adapters/aws.API), and for the worker the HTTP clients'
+        modules. A Lambda container does it in its init phase, which AWS runs on a whole CPU."""
         from .adapters.dynamo import client as dynamodb_client
 
+        if function == "api":
+            aws.bound(aws.API)
         dynamodb_client()
         if isinstance(self.queue, Queue):
             self.queue.client
@@ -363,6 +368,12 @@ class Runtime:
         if function == "worker":
             from .adapters import intercom, referral_factory  # noqa: F401  (requests, urllib3)
             from .services import worker  # noqa: F401
+
+
+def answering(remaining_ms: Callable[[], int]) -> ContextManager[None]:
+    """An API request (`remaining_ms`: its Lambda's time left): its AWS calls end ANSWER_MS before that runs
+    out (adapters/aws.py `within`; in the API function's container, whose clients are `bound`)."""
+    return aws.within(lambda: (remaining_ms() - ANSWER_MS) / 1000)
 
 
 _default: Optional[Runtime] = None

@@ -2,7 +2,7 @@
 
 deploy:
   0. refuse, before anything is made, settings that cannot hold (a lease shorter than the worker's timeout, a
-     record budget no shorter than it, an API function's timeout not between the OAuth callback's 3 s and API
+     record budget no shorter than it, an API function's timeout not between what one AWS call may take and API
      Gateway's 29 s, a vendor's URL that is not https://) and a stage deployed in another region of the account;
   1. create or update the stage's stack (infra/template.yaml, stack and Prefix rf-intercom-bridge-<stage>);
   2. read its outputs, the account (STS) and the region;
@@ -320,17 +320,20 @@ API_GATEWAY_SECONDS = 29
 
 
 def api_timeout_problem(base: dict, stage: str) -> Optional[str]:
-    """The API function answers the OAuth callback within its lambda_timeout, giving Intercom what it leaves but
-    the time storing and answering take (services/oauth.FINISH_MS): a timeout past API Gateway's 29 s gets the
-    admin API Gateway's 504 instead of the page saying what happened; one no longer than FINISH_MS gives Intercom
-    no time at all (every sign-in would fail)."""
+    """The API function answers within its lambda_timeout: a timeout past API Gateway's 29 s gets the sender
+    (or the admin, on an OAuth page) API Gateway's 504 instead of the bridge's answer saying what happened. It
+    must hold one AWS call, retries and all, at the API's bounds (adapters/aws.API), and the answer after it
+    (runtime.ANSWER_MS): with less, a webhook's first call that hangs would get no retry. The OAuth callback
+    gives Intercom what it leaves but the time storing and answering take (services/oauth.FINISH_MS)."""
+    from chalicelib.adapters.aws import API
+    from chalicelib.runtime import ANSWER_MS
     from chalicelib.services.oauth import FINISH_MS
-    timeout = function_timeout(base, stage, "api_handler")
-    if FINISH_MS < timeout * 1000 < API_GATEWAY_SECONDS * 1000:
+    timeout, least = function_timeout(base, stage, "api_handler"), max(FINISH_MS, API.seconds * 1000 + ANSWER_MS)
+    if least < timeout * 1000 < API_GATEWAY_SECONDS * 1000:
         return None
     return (f"infra/chalice-config.json: the API function's (api_handler's) lambda_timeout is {timeout} s (stage "
-            f"{stage}): it must be under API Gateway's {API_GATEWAY_SECONDS} s, and over the {FINISH_MS // 1000} s "
-            "the OAuth callback keeps to store and answer (20 s is shipped)")
+            f"{stage}): it must be under API Gateway's {API_GATEWAY_SECONDS} s, and over the {least / 1000:g} s an "
+            "AWS call may take, retries and all, with the answer after it (20 s is shipped)")
 
 
 def config_problem(base: dict, stage: str) -> Optional[str]:

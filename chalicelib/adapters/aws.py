@@ -9,16 +9,24 @@ which was ~25 ms of a container's first client.
 It serves DynamoDB's, SQS's and SSM's models trimmed to the operations the bridge calls
 (aws_models/, written by `make models`: infra/aws_models.py), which a client parses in a fraction of
 the time of botocore's (SSM's is ~950 KB for 154 operations): only when a trimmed file was cut from the
-installed botocore's model, else botocore's own file."""
+installed botocore's model, else botocore's own file.
+
+In the API function's container (`bound(API)`), every client keeps to the API's bounds, and within a request
+(`within`) makes no attempt that could outlast the request's time: API Gateway's own 502 after a call that
+hung past the function's timeout would tell the sender nothing, and log nothing."""
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 TRIMMED = Path(__file__).with_name("aws_models")
 
@@ -31,10 +39,82 @@ _ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_
         "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """How long one call may take: each attempt's connect and read timeouts (seconds), and how many attempts
+    (botocore's standard retries)."""
+    connect: float
+    read: float
+    attempts: int
+
+    @property
+    def wait(self) -> float:
+        """The longest wait botocore makes between two attempts: 2^i s after a throttled one, raised by up to
+        5 s to an `x-amz-retry-after` (botocore.retries.standard.ExponentialBackoff)."""
+        return min(2.0 ** (self.attempts - 2), 20) + 5 if self.attempts > 1 else 0.0
+
+    @property
+    def seconds(self) -> float:
+        """The longest a call, all its attempts and the waits between them, may take."""
+        return self.attempts * (self.connect + self.read) + (self.attempts - 1) * self.wait
+
+    def config(self) -> dict:
+        return {"connect_timeout": self.connect, "read_timeout": self.read,
+                "retries": {"total_max_attempts": self.attempts, "mode": "standard"}}
+
+
+#: The API function's (webhooks, OAuth pages): DynamoDB, SQS and SSM answer its small calls in milliseconds.
+API = Bounds(connect=0.5, read=2.0, attempts=2)
+
+
+class OutOfTime(Exception):
+    """An AWS call's attempt not made: it could have outlasted what the request has left."""
+
+
+_bounds: Optional[Bounds] = None
+_left: ContextVar[Callable[[], float]] = ContextVar("aws_left", default=lambda: math.inf)
+
+
+def bound(bounds: Optional[Bounds]) -> None:
+    """The clients made from now on keep to `bounds` (None: each to its own configuration), and within a
+    request (`within`) end in its time."""
+    global _bounds
+    _bounds = bounds
+
+
+@contextlib.contextmanager
+def within(left: Callable[[], float]) -> Iterator[None]:
+    """The calls made here (this thread), by clients made `bound`, end before `left()` seconds run out: an
+    attempt is made only with its time left, another only with its wait's too (else the call fails as the
+    last attempt did)."""
+    token = _left.set(left)
+    try:
+        yield
+    finally:
+        _left.reset(token)
+
+
+def _keep_in_time(made: Any, bounds: Bounds) -> None:
+    attempt = bounds.connect + bounds.read
+
+    def attempting(**_: Any) -> None:
+        left = _left.get()()
+        if left < attempt:
+            raise OutOfTime(f"no AWS call made with {max(left, 0):.1f} s left of the request's time (an attempt "
+                            f"may take {attempt:g} s)")
+
+    def again(**_: Any) -> Optional[bool]:
+        """Heard before botocore's retry handler: False (no retry) outweighs its answer; None leaves it to it."""
+        return False if _left.get()() < bounds.wait + attempt else None
+    made.meta.events.register("before-send", attempting)
+    made.meta.events.register_first(f"needs-retry.{made.meta.service_model.service_id.hyphenize()}", again)
+
+
 def client(service: str, **config: Any) -> Any:
     """A new client of `service`, configured as botocore.config.Config(**config). Region, endpoint
     (AWS_ENDPOINT_URL) and credentials come from the environment, as boto3.client's would: a process
-    whose AWS environment changed (the CLI's tests, one after another) gets a session of its own."""
+    whose AWS environment changed (the CLI's tests, one after another) gets a session of its own. Made
+    after `bound(...)`: those bounds instead of `config`'s timeouts and retries."""
     from botocore.config import Config
     from botocore.session import get_session
 
@@ -44,7 +124,13 @@ def client(service: str, **config: Any) -> Any:
         if _session is None or env != _session_env:
             _session, _session_env = get_session(), env
             _session.register_component("data_loader", _loader(_session.get_config_variable("data_path")))
-        return _session.create_client(service, config=Config(**config) if config else None)
+        bounds = _bounds
+        if bounds is not None:
+            config = {**config, **bounds.config()}
+        made = _session.create_client(service, config=Config(**config) if config else None)
+    if bounds is not None:
+        _keep_in_time(made, bounds)
+    return made
 
 
 def trimmed_model(name: str) -> Optional[dict]:

@@ -153,6 +153,12 @@ class MemoryLinks:
                                        LinkStatus.LINKED and link.workspace != workspace else _SKIP)
         return dict(Counter(found)), complete
 
+    def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                          scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
+        found, complete = self._capped(campaign_id, limit, scan_limit, lambda link: link.workspace if link.part_way
+                                       and link.workspace != workspace else _SKIP)
+        return dict(Counter(found)), complete
+
     def ignored_in(self, campaign_id: str, limit: int,
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         found, complete = self._capped(campaign_id, limit, scan_limit,

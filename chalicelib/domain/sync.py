@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .mapping import MAX_STRING, ContactPayload, ConversionError, to_unix
-from .settings import CampaignSettings, Sync
+from .settings import CampaignSettings, Sync, attribute_meant
 
 DAY = 86400
 PER_PAGE = 150                    # Intercom's largest search page
@@ -368,7 +368,7 @@ def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments
     for row in sync.fields:
         if row.from_ and row.from_ not in attributes and row.from_ not in ("id", "role"):
             problems.append(f"sync.fields: {row.from_} (mapped to {row.to}) does not exist in workspace "
-                            f"{settings.workspace} — map an existing attribute")
+                            f"{settings.workspace} — {attribute_meant(row.from_, attributes)}map an existing attribute")
     return problems
 
 
@@ -390,8 +390,8 @@ def _writable(setting: str, attribute: str, attributes: dict[str, dict], workspa
     type_name, writable, is_not = names
     attr = attributes.get(attribute)
     if attr is None:
-        return [f"{setting}: {attribute} does not exist in workspace {workspace} — create it as a {type_name} "
-                "attribute in Intercom (Settings > Data > People) or fix the name"]
+        return [f"{setting}: {attribute} does not exist in workspace {workspace} — {attribute_meant(attribute, attributes)}"
+                f"create it as a {type_name} attribute in Intercom (Settings > Data > People) or fix the name"]
     if attr.get("data_type", "string") != data_type or attr.get("options"):
         kind = "a list" if attr.get("options") else f"of type {attr.get('data_type', 'string')}"
         return [f"{setting}: {attribute} is {kind}, not {is_not} — {fix} and name it here"]

@@ -53,6 +53,10 @@ class LinkRepository(Protocol):
         `limit` of them: its links are read page by page (not only its first `limit` links) until `limit`
         are found, none is left, or `scan_limit` links were read. With whether the read was complete (False:
         it stopped at `scan_limit` links, having found fewer than `limit`: the links past them are not known)."""
+    def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                          scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
+        """The campaign's joins part-way (Link.part_way) in other workspaces than `workspace`, by workspace,
+        counted and read as `linked_elsewhere` counts and reads them."""
     def ignored_in(self, campaign_id: str, limit: int,
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         """The campaign's joins the settings ignored (action nothing), by kind (lead, referrer; None: not

@@ -18,7 +18,7 @@ from ..domain.history import REPLAYED, Entry
 from ..domain.judge import Sighting
 from ..domain.link import Link, PersonRef
 from ..domain.qualification import QState
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings, valid_or_none
 from ..errors import Deferred, InvalidSettings, Permanent
 from ..messages import VerifyMessage
 from ..observability import count
@@ -40,18 +40,22 @@ class Verification:
     @classmethod
     def read(cls, messages: list[VerifyMessage], deps: WorkDeps) -> "Verification":
         links = deps.links.get_many(m.person_ref for m in messages)
-        due = [m for m in messages if _due(m, deps) and _still_ours(m, links.get(m.person_ref))]
+        documents = deps.settings.documents({m.campaign_id for m in messages})
+        # (a lead of a workspace its campaign left since is left as it is: not searched there, _verify)
+        due = [m for m in messages if _due(m, deps) and _still_ours(m, links.get(m.person_ref))
+               and _named(documents.get(m.campaign_id)) in (None, m.workspace)]
         found: dict[str, list[dict]] = {}
         for workspace in sorted({m.workspace for m in due}):
             found[workspace] = deps.apis.intercom(workspace).search([m.email for m in due if m.workspace == workspace])
-        return cls(links, deps.settings.documents({m.campaign_id for m in messages}), found)
+        return cls(links, documents, found)
 
 
 # What a duplicate check that `bridge dlq replay` sent back found, said in the person's history (the
 # entry that resolves its dead letter; a check that was never parked writes nothing of its own).
 FOUND = {"unique": "no other contact has this email", "gone": "the link no longer names the lead it was to check",
          "skipped": "the campaign has no settings", "merged": "merged the lead into the older contact (above)",
-         "moved": "the link moved to the older contact (above)"}
+         "moved": "the link moved to the older contact (above)",
+         "elsewhere": "the campaign is connected to another workspace now: the lead is left as it is"}
 
 
 def on_verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
@@ -74,6 +78,10 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     settings = _settings(message.campaign_id, batch.documents.get(message.campaign_id))
     if settings is None:
         return "skipped"
+    if deps.qualifier.moved_away(link, settings):
+        # Linked in the workspace the campaign left (`settings apply --move-workspace`): its contacts are that
+        # workspace's, never merged nor moved by the rules of the campaign's new one (the link is never judged).
+        return "elsewhere"
     ours = {"id": message.contact_id, "role": link.contact_role, "created_at": message.created_at}
     same_email = [c for c in batch.found.get(message.workspace, [])
                   if (c.get("email") or "").lower() == message.email.lower()]
@@ -132,6 +140,12 @@ def _due(message: VerifyMessage, deps: WorkDeps) -> bool:
 
 def _still_ours(message: VerifyMessage, link: Optional[Link]) -> bool:
     return link is not None and link.contact_id == message.contact_id and link.workspace == message.workspace
+
+
+def _named(document: Optional[dict]) -> Optional[str]:
+    """The workspace the campaign's stored settings name (None: none stored, or not valid: _verify says why)."""
+    settings = valid_or_none(document)
+    return settings.workspace if settings is not None else None
 
 
 def _settings(campaign_id: str, document: Optional[dict]) -> Optional[CampaignSettings]:

@@ -67,8 +67,8 @@ NO_TICKET = ("Connecting a workspace needs a one-time link from the bridge's ope
              "issued. The operator creates a new one with <code>{command}</code> (<code>--workspace APP_ID</code> "
              "to allow only that workspace).")
 # What the callback keeps of the Lambda's time after Intercom's calls: to store the token, record what it did
-# and answer its page.
-FINISH_MS = 3000
+# and answer its page (an AWS call starts with at least an attempt's time left, 2.5 s, plus the answer's 1 s).
+FINISH_MS = 5000
 NOT_SET_UP = ("OAuth is not set up on this bridge yet: the operator runs "
               "<code>bridge workspace oauth-app --client-id ...</code> (it asks for the client secret) with the "
               "public app's credentials (Intercom Developer Hub → your app → Basic information)")

@@ -736,6 +736,29 @@ def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number
     assert store.links.linked_elsewhere("44", WS, 100) == ({}, True)
 
 
+def test_a_campaigns_joins_part_way_in_other_workspaces_are_found_past_any_number_of_other_links(store, monkeypatch):
+    """What `settings apply` asks right before a campaign changes workspace: its joins part-way elsewhere than the
+    workspace named (claimed, whatever the lease; or tried with a contact made, or maybe made, there), by
+    workspace, read as `linked_elsewhere` reads; not a join that ended (linked, ignored) or one tried without a
+    contact, nor another campaign's. A twin counting otherwise would pass a move DynamoDB refuses (or the
+    reverse)."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    ended = {"1": JoinResult(LinkStatus.FAILED, reason="RF answered 404"),                  # no contact: not
+             "2": JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c2"),
+             "3": JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"),
+             "4": JoinResult(LinkStatus.FAILED, contact_id="c4", reason="tag refused"),       # its contact made
+             "5": JoinResult(LinkStatus.WAITING, uncertain_since=1.0, reason="no answer")}    # maybe made
+    for user, result in ended.items():
+        store.links.finish(store.links.claim(PersonRef("42", user), WS), result, [])
+    store.links.claim(PersonRef("42", "6"), "ws2")                              # a join still held
+    store.links.claim(PersonRef("42", "7"), WS, lease=-1)                       # its worker died: lease over
+    store.links.claim(PersonRef("43", "1"), WS)                                 # another campaign's
+    assert store.links.joining_elsewhere("42", "ws2", 100) == ({WS: 3}, True)
+    assert store.links.joining_elsewhere("42", WS, 100) == ({"ws2": 1}, True)
+    assert store.links.joining_elsewhere("42", "ws3", 2) == ({WS: 2}, True)          # found after 3 ended joins
+    assert store.links.joining_elsewhere("44", WS, 100) == ({}, True)
+
+
 def test_a_campaigns_joined_people_are_read_past_pages_with_their_email_and_no_unfinished_join(store, monkeypatch):
     """What doctor matches a refused join's digests with: the campaign's applied joins (linked or ignored),
     their RF id and email, however many pages; not a failed or held join, a referrer's count, another's."""

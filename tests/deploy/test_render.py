@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -251,12 +252,14 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
      "BRIDGE_RECORD_BUDGET_MS is 30000 ms, no less than the worker's lambda_timeout of 30 s"),
     ({"environment_variables": {"BRIDGE_RECORD_BUDGET_MS": "120000"}},
      "BRIDGE_RECORD_BUDGET_MS is 120000 ms, no less than the worker's lambda_timeout of 120 s"),
-    # The OAuth callback answers within the API function's time: past API Gateway's 29 s, the admin got its 504
-    # (the page saying what happened never came); with no more than the callback's own 3 s, Intercom got none.
+    # The API function answers within its time: past API Gateway's 29 s, the sender (or the admin) got its 504
+    # (the answer saying what happened never came); with less than one AWS call at the API's bounds and the answer
+    # after it, a webhook's first hung call would get no retry.
     ({"stages": {"prod": {"lambda_functions": {"api_handler": {"lambda_timeout": 30}}}}},
      "the API function's (api_handler's) lambda_timeout is 30 s (stage prod): it must be under API Gateway's 29 s"),
-    ({"lambda_functions": {"api_handler": {"lambda_timeout": 3}}},
-     "the API function's (api_handler's) lambda_timeout is 3 s (stage prod)"),
+    ({"lambda_functions": {"api_handler": {"lambda_timeout": 12}}},
+     "the API function's (api_handler's) lambda_timeout is 12 s (stage prod): it must be under API Gateway's 29 s, "
+     "and over the 12 s an AWS call may take, retries and all, with the answer after it"),
 ])
 def test_make_deploy_refuses_worker_settings_that_cannot_hold_in_one_line_before_touching_aws(
         tmp_path, change, says):
@@ -265,6 +268,18 @@ def test_make_deploy_refuses_worker_settings_that_cannot_hold_in_one_line_before
         "BRIDGE_LEASE_SECONDS": "900"}}}}}}                 # the worker's own setting wins, as in Chalice
     base = json.loads(deploy.BASE_CONFIG.read_text())
     assert deploy.lease_problem(deploy._merge(deploy._merge(base, change), longer), "prod") is None
+
+
+def test_the_api_functions_aws_bounds_are_not_raised_past_its_timeout(monkeypatch):
+    """Each AWS call of the API function keeps to adapters/aws.API: longer timeouts or more attempts without a
+    longer lambda_timeout are refused, as a timeout is that leaves them no room."""
+    from chalicelib.adapters import aws
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    assert deploy.api_timeout_problem(base, "prod") is None
+    shipped = aws.API
+    for raised in ({"read": shipped.read + 5}, {"attempts": shipped.attempts + 1}):
+        monkeypatch.setattr(aws, "API", replace(shipped, **raised))
+        assert "an AWS call may take, retries and all" in deploy.api_timeout_problem(base, "prod")
 
 
 @pytest.mark.parametrize("change, says", [

@@ -1,9 +1,10 @@
 """A local HTTP server that answers every GET itself with one status, JSON body and headers (what it saw,
-the request lines' paths, is kept): a vendor or a proxy in a test, on a real socket."""
+the request lines' paths, is kept): a vendor or a proxy in a test, on a real socket. And one that never answers."""
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator, Optional
@@ -35,3 +36,27 @@ def answering(status: int, body: Any, headers: Optional[dict] = None) -> Iterato
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def silent() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A server that takes every connection and never answers (a hung endpoint): its URL, and the connections
+    it took. Closed at the end, so that a client still waiting is let go."""
+    taken: list[socket.socket] = []
+    server, done = socket.create_server(("127.0.0.1", 0)), threading.Event()
+    server.settimeout(0.05)
+
+    def take() -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                taken.append(server.accept()[0])
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", taken
+    finally:
+        done.set()
+        thread.join()
+        server.close()
+        for connection in taken:
+            connection.close()

@@ -60,3 +60,19 @@ def test_an_init_that_cannot_make_its_clients_logs_it_and_the_container_still_st
                          env={**env, "AWS_LAMBDA_FUNCTION_NAME": "rf-intercom-bridge-prod-worker"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "started" and '"message":"prewarm failed"' in out.stdout
+
+
+def test_the_webhook_functions_aws_clients_keep_to_the_apis_bounds_and_the_workers_to_their_own():
+    """The API function's init arms adapters/aws.API before it makes a client: a hung AWS call gets its sender
+    the bridge's 503 in time (tests/integration/test_aws_hangs.py), not API Gateway's 502."""
+    probe = ("import json, app; from chalicelib import runtime; from chalicelib.adapters.dynamo import models; "
+             "rt = runtime._default; clients = [*models._clients.values(), rt.queue._client, rt.secrets._client]; "
+             "print(json.dumps([[c.meta.config.connect_timeout, c.meta.config.read_timeout, "
+             "c.meta.config.retries.get('total_max_attempts')] for c in clients]))")
+
+    def bounds(function_name: str) -> list:
+        out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
+                             env={**ENV, "AWS_LAMBDA_FUNCTION_NAME": function_name})
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    assert bounds("rf-intercom-bridge-prod") == [[0.5, 2.0, 2]] * 3
+    assert bounds("rf-intercom-bridge-prod-worker") == [[15, 30, 4], [60, 60, None], [3, 5, 4]]

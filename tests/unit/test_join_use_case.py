@@ -453,6 +453,27 @@ def test_a_link_moved_to_an_older_lead_that_had_the_target_all_along_is_not_qual
     assert work.apis.rf_.qualified == []
 
 
+def test_a_verification_due_after_its_campaign_moved_to_another_workspace_leaves_the_old_workspace_alone():
+    """Ann joined campaign 42 in workspace ws under `duplicates: skip` (search hid her older user); within the
+    search lag the campaign was applied naming ws-b (`--move-workspace`), whose team merges duplicates
+    (`duplicates: update`). Her lead's verification then merged ws's lead into ws's user — an irreversible write
+    to the workspace the campaign left, decided by the rules of the one it moved to — as no other path does to
+    a link of the workspace its campaign left (they are left as they are, Qualifier.moved_away). Expected: no
+    search, merge or move in ws; the history says why."""
+    work = world({**SETTINGS, "leads": {**SETTINGS["leads"], "duplicates": "skip"}})
+    intercom = work.apis.intercom_
+    user = intercom.add("ann@example.com", role="user", searchable=False, signed_up="No")
+    run(work, join())
+    ours = link_of(work).contact_id
+    work.store.settings.put("42", {**SETTINGS, "workspace": "ws-b"}, "ws-b")
+    intercom.unsearchable.clear()
+    calls = len(intercom.calls)
+    assert verify_later(work) == {"done": 1, "retry": 0, "dead": 0}
+    assert intercom.merged == {} and link_of(work).contact_id == ours and user["id"] in intercom.contacts
+    assert intercom.calls[calls:] == []                       # ws's contacts not even searched for ws-b's campaign
+    assert ("workspace_moved#ws-b", "not_qualified") in history(work)
+
+
 def test_a_verification_finds_nothing_when_the_lead_is_the_only_contact():
     work = world()
     run(work, join())

@@ -14,7 +14,8 @@ from chalicelib.config import Config
 from chalicelib.domain import apps
 from chalicelib.runtime import Runtime
 from chalicelib.services import oauth as flow
-from chalicelib.services.connections import ConnectError, configure_oauth, connect_workspace, list_workspaces, remove_app
+from chalicelib.services.connections import (ConnectError, configure_oauth, connect_rf, connect_workspace, list_workspaces,
+                                             remove_app)
 from chalicelib.services.ingest import receive_intercom, signature
 from tests.fakes import FakeQueue, MemorySecrets
 
@@ -81,8 +82,8 @@ def edge(rt) -> Runtime:
     return Runtime(Config.from_env({}), clock=rt.clock, queue=FakeQueue(), store=rt.store, secrets=rt.secrets)
 
 
-def notify(api: Runtime, secret: str, n: int = 1) -> int:
-    raw = json.dumps({"type": "notification_event", "app_id": "ws1", "topic": "contact.lead.updated",
+def notify(api: Runtime, secret: str, n: int = 1, workspace: str = "ws1") -> int:
+    raw = json.dumps({"type": "notification_event", "app_id": workspace, "topic": "contact.lead.updated",
                       "id": f"notif_{n}", "created_at": 1700000000,
                       "data": {"item": {"type": "contact", "id": "6ab1", "role": "lead"}}}).encode()
     return receive_intercom({"X-Hub-Signature": signature(secret, raw), "Content-Type": "application/json"},
@@ -119,6 +120,71 @@ def test_one_client_secret_given_for_both_apps_is_refused_in_one_line_and_both_a
     connected(rt)
     assert apps.apps(rt.store.connections.workspace("ws1").secrets) == ["private", "oauth"]
     assert [notify(edge(rt), s, n) for n, s in enumerate((PRIVATE_SECRET, PUBLIC_SECRET))] == [200, 200]
+
+
+def test_another_workspaces_private_client_secret_is_refused_so_its_admins_cannot_sign_this_ones_webhooks(
+        rt, capsys, monkeypatch):
+    """Attack (or a script's INTERCOM_CLIENT_SECRET still exported from the connect before): workspace ws2 is
+    connected with its own token (checked with `/me`) but ws1's private app's client secret, which no one can
+    check with Intercom. Stored, every admin of ws1 (who sees their app's secret in the Developer Hub) signs
+    notifications naming app_id ws2, and the edge takes them as ws2's: a lead of ws2's campaigns qualifies (a
+    reward) on whatever a forged body says. Expected: refused in one line naming the workspace whose it is,
+    nothing stored (ws2's real webhooks verify only once its own app's secret is given)."""
+    from tests.support.cli import run_cli
+    for name in ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    private(rt)
+    rt.auth.apps["tok-ws2"] = {"id_code": "ws2", "name": "Other team"}
+    monkeypatch.setenv("INTERCOM_TOKEN", "tok-ws2")
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", PRIVATE_SECRET)
+    assert run_cli(rt, capsys, "workspace", "connect", "ws2") == (1, "", (
+        "bridge: this client secret is workspace ws1's private app's (`bridge workspace connect ws1` stored it), not "
+        "workspace ws2's: give ws2's own private app's (Developer Hub > Basic information); nothing was stored\n"))
+    assert rt.store.connections.workspace("ws2") is None and rt.secrets.scoped("worker").get("intercom/ws2/token") \
+        is None and rt.secrets.scoped("edge").get("intercom/ws2/client-secret") is None
+    assert notify(edge(rt), PRIVATE_SECRET, workspace="ws2") == 401
+    monkeypatch.setenv("INTERCOM_CLIENT_SECRET", "ws2-secret")      # its own: connected, and ws1's still verifies
+    assert run_cli(rt, capsys, "workspace", "connect", "ws2", "--json")[0] == 0
+    assert [notify(edge(rt), s, n, w) for n, (s, w) in enumerate(
+        ((PRIVATE_SECRET, "ws2"), ("ws2-secret", "ws2"), (PRIVATE_SECRET, "ws1")))] == [401, 200, 200]
+    monkeypatch.setenv("INTERCOM_TOKEN", "tok-ws2")                 # ws2's reconnect with its own secret again
+    assert run_cli(rt, capsys, "workspace", "connect", "ws2", "--json")[0] == 0
+
+
+RF_SECRET = "rf-webhook-secret"
+NOT_RFS = ("client secret: whoever sees either (RF's webhook settings, the app's Developer Hub) could sign the other's "
+           "webhooks; choose one for RF alone (any long random string, e.g. `openssl rand -hex 32`); nothing was stored")
+RFS = ("this client secret is Referral Factory's webhook secret (the one `bridge rf connect` stored), not {meant}: "
+       "whoever sees RF's webhook settings could sign Intercom's webhooks with it; give {meant} own {where}, and if "
+       "it is that, first give RF a webhook secret of its own (`bridge rf connect`); nothing was stored")
+
+
+@pytest.mark.parametrize("command, said", [
+    (("rf", "connect", "--webhook-secret", PRIVATE_SECRET), "this webhook secret is workspace ws1's private Intercom "
+     f"app's (`bridge workspace connect ws1` stored it) {NOT_RFS}"),
+    (("rf", "connect", "--webhook-secret", PUBLIC_SECRET), "this webhook secret is the public Intercom app's (`bridge "
+     f"workspace oauth-app` stored it) {NOT_RFS}"),
+    (("workspace", "connect", "ws1", "--client-secret", RF_SECRET),
+     RFS.format(meant="workspace ws1's private app's", where="(Developer Hub > Basic information)")),
+    (("workspace", "oauth-app", "--client-secret", RF_SECRET),
+     RFS.format(meant="the public app's", where="(Developer Hub > the public app > Basic information)"))])
+def test_rfs_webhook_secret_and_an_intercom_apps_client_secret_are_never_one_so_neither_side_signs_the_other(
+        rt, capsys, monkeypatch, command, said):
+    """Attack: RF's webhook secret is seen by whoever manages RF's webhooks, an Intercom app's client secret by the
+    workspace's admins (Developer Hub). One value stored for both (pasted in the wrong prompt, or a value reused),
+    RF's side signs notifications naming the workspace and qualifies its leads (a reward), and the workspace's
+    admins post joins to any campaign. Expected: whichever is given second is refused in one line saying whose
+    secret it is (never the value), nothing stored: the other side still verifies with the secrets it had."""
+    from tests.support.cli import run_cli
+    for name in ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_OAUTH_CLIENT_SECRET", "RF_TOKEN",
+                 "RF_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    private(rt)
+    connect_rf(rt, webhook_secret=RF_SECRET)
+    stored = dict(rt.secrets.values)
+    assert run_cli(rt, capsys, *command) == (1, "", f"bridge: {said}\n")
+    assert rt.secrets.values == stored
+    assert [notify(edge(rt), s, n) for n, s in enumerate((RF_SECRET, PRIVATE_SECRET))] == [401, 200]
 
 
 def test_a_first_oauth_app_with_a_private_apps_client_secret_is_refused_and_stores_nothing(monkeypatch):
