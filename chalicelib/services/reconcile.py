@@ -35,7 +35,7 @@ from ..messages import ChangesMessage, CheckMessage, JoinMessage
 from ..observability import count, logger
 from ..ports import WorkQueue
 from ..ports.store import PENDING_SWEEP, SWEEP_ROUND, Connection
-from ..webhooks import RFPerson
+from ..webhooks import RFPerson, describe
 from .deps import Stack
 from .qualification.changes import back_name
 from .referral_count import messages as count_messages
@@ -207,7 +207,7 @@ def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> _Sweep:
                                                workspace=link.workspace).wire())
             except ValidationError as exc:   # a link stored by an older, laxer intake: it cannot be checked
                 logger.error("link cannot be checked", extra={"campaign_id": link.campaign_id,
-                                                              "rf_user_id": link.rf_user_id, "reason": str(exc)})
+                                                              "rf_user_id": link.rf_user_id, "reason": describe(exc)})
     out.round_complete = len(page.links) < limit
     out.cursor.append((None if out.round_complete else page.position, PENDING_SWEEP))
     out.paused = sorted(paused)

@@ -7,6 +7,7 @@ import pytest
 from chalicelib import messages
 from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage, PersonRef, Unreadable, VerifyMessage
 from chalicelib.webhooks import CONTACT_TOPICS
+from tests.support.log_lines import written_lines
 
 # Bodies exactly as the previous version's intake and reconciliation put them on the queue.
 OLD_JOIN = {"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7", "received_at": 1790000000.5,
@@ -118,8 +119,13 @@ def test_reconciliation_builds_its_checks_with_the_model_and_skips_a_link_no_che
         rt.clock.now += 1
     gone = rt.store.links.get(PersonRef("42", "3"))
     rt.store.links.set_contact(gone, [], state=ContactState.DELETED)
-    assert reconcile(rt, limit=10) == {"queued": 2, "round_complete": True, "searches": 0, "overdue": 0}
+    with written_lines() as written:
+        assert reconcile(rt, limit=10) == {"queued": 2, "round_complete": True, "searches": 0, "overdue": 0}
     assert [messages.read(m).person_ref for m in rt.queue.sent] == [("42", "1"), ("42", "4")]
+    # The skipped link is said in one line, naming the field (not pydantic's text: lines, a link to its docs).
+    [said] = [json.loads(line) for line in written() if "cannot be checked" in line]
+    assert said["rf_user_id"] == "my user" and said["reason"].startswith("rf_user_id: "), said
+    assert "\n" not in said["reason"] and "http" not in said["reason"], said["reason"]
 
 
 def test_a_dead_letters_reason_holds_only_characters_sqs_takes_in_an_attribute():
