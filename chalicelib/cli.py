@@ -34,6 +34,7 @@ from .domain import apps
 from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
 from .errors import REPLAY_PARKED, WorkError
+from .observability import uncounted
 from .ports import Connection, RFConnection
 from .ports.secrets import OAUTH_CLIENT_SECRET
 from .runtime import Runtime
@@ -476,7 +477,8 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
             return _settings_check(args, None)
         rt = rt or _runtime(Config.from_env())
         rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
-        return args.func(args, rt)
+        with uncounted():                # no metrics: Powertools would print them into the answer
+            return args.func(args, rt)
     except SettingsError as exc:
         return _refused(args, "settings are invalid", {"valid": False}, exc.problems, 2)
     except KeyboardInterrupt:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import contextmanager
 from functools import wraps
-from typing import Any, Callable, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterator, Sequence, TypeVar, Union
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -109,8 +110,26 @@ def _masked(m: re.Match) -> str:
     return f"{m['quotes'] or ''}{local[:1]}***@{m['host']}"
 
 
+_counting = True
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """What is counted meanwhile is dropped: the CLI's commands, which run the services outside a Lambda. Nothing
+    flushes their counts, and Powertools prints a metric's EMF line to stdout by itself at its 100th value (100
+    429s in a long backfill), inside the command's answer (`--json`). A flag, not a context variable: the
+    command's worker threads count too."""
+    global _counting
+    before, _counting = _counting, False
+    try:
+        yield
+    finally:
+        _counting = before
+
+
 def count(name: str, value: float = 1) -> None:
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if _counting:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def flush() -> None:
