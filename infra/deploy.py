@@ -478,6 +478,8 @@ def stack_parameters(stage: str, base: dict, existing: Optional[dict], alarm_ema
         # The redrive is a backstop for a worker that crashes every time: it must leave the worker all its tries
         # (it dead-letters with the reason, and says so in the history).
         "MaxReceiveCount": str(2 * Config.from_env(deployed_environment(base, stage)).max_attempts),
+        # The reconcile-failing alarm reads one period per scheduled run (app.py: RECONCILE_EVERY_MINUTES).
+        "ReconcilePeriod": str(int(Config.from_env(deployed_environment(base, stage, "reconcile")).reconcile_every)),
     }
     if alarm_email is not None:
         params["AlarmEmail"] = alarm_email

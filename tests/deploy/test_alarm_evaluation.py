@@ -8,6 +8,8 @@ breaching: an alarm whose window is shorter than that gap says OK while the faul
 Likewise, dead letters a command holds hidden while it reads them are still there."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chalicelib.adapters.queue import MAX_DELAY_SECONDS
@@ -22,26 +24,29 @@ def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: 
     """The alarm's state changes, (state, when), as CloudWatch evaluates it at the end of each period on the
     `samples` of each metric (name -> (time, value)): the last EvaluationPeriods datapoints (each period's
     samples by the alarm's statistic; none, not breaching), of which DatapointsToAlarm over the threshold are an
-    ALARM. Metric math (a sum of FILL(metric, 0)) as the sum of its metrics' datapoints."""
-    stats = [m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
-    if stats:
-        [expression] = [m["Expression"] for m in alarm["Metrics"] if m["ReturnData"]]
-        assert expression == " + ".join(f"FILL({m['Id']}, 0)" for m in alarm["Metrics"] if "MetricStat" in m)
-    watched = [(s["Metric"]["MetricName"], s["Stat"], s["Period"]) for s in stats] or [
-        (alarm["MetricName"], alarm["Statistic"], alarm["Period"])]
-    [period] = {p for _, _, p in watched}
+    ALARM. Metric math on each period's datapoints of its metrics (missing: None), its FILL, IF, AND,
+    comparisons and + as CloudWatch reads them."""
+    stats = {m["Id"]: m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
+    watched = {i: (s["Metric"]["MetricName"], s["Stat"], s["Period"]) for i, s in stats.items()} or {
+        "m": (alarm["MetricName"], alarm["Statistic"], alarm["Period"])}
+    [expression] = [m["Expression"] for m in alarm["Metrics"] if m["ReturnData"]] if stats else ["m"]
+    [period] = {p for _, _, p in watched.values()}
     assert alarm["TreatMissingData"] == "notBreaching" and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     n, m = alarm["EvaluationPeriods"], alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
-    datapoints: dict[int, float] = {}
-    for name, stat, _ in watched:
+    of: dict[str, dict[int, float]] = {}
+    for i, (name, stat, _) in watched.items():
         by_period: dict[int, list[float]] = {}
         for t, value in samples.get(name, []):
             by_period.setdefault(int(t // period), []).append(value)
-        for p, values in by_period.items():
-            datapoints[p] = datapoints.get(p, 0) + {"Sum": sum, "Maximum": max}[stat](values)
+        of[i] = {p: {"Sum": sum, "Maximum": max}[stat](values) for p, values in by_period.items()}
+    code = compile(re.sub(r"\bAND\b", "and", expression), "<metric math>", "eval")
+    functions = {"FILL": lambda value, default: default if value is None else value,
+                 "IF": lambda condition, then, otherwise: then if condition else otherwise}
+    datapoints = {p: eval(code, dict(functions), {i: of[i].get(p) for i in watched})   # noqa: S307 (the template's)
+                  for p in range(int(until // period) + 1)}
     states, state = [], "OK"
     for end in range(1, int(until // period) + 1):
-        breaching = sum(datapoints.get(p, 0) > alarm["Threshold"] for p in range(end - n, end))
+        breaching = sum((datapoints.get(p) or 0) > alarm["Threshold"] for p in range(end - n, end))
         now = "ALARM" if breaching >= m else "OK"
         if now != state:
             states.append((now, end * period))
@@ -114,3 +119,80 @@ def test_the_dead_letter_alarm_stays_on_while_a_command_holds_the_letters_to_rea
     states = evaluate(props, samples, replayed + 3600)
     assert [s for s, _ in states] == ["ALARM", "OK"], states
     assert states[0][1] - arrive <= 600 and replayed < states[1][1] <= replayed + 600
+
+
+def readme() -> str:
+    return " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+
+
+@pytest.mark.parametrize("gap", [60.0, 300.0, 900.0])         # a webhook every minute, every 5 and 15 minutes
+@pytest.mark.parametrize("start", [0.0, 130.0, 299.0])
+def test_the_api_errors_alarm_fires_while_the_edge_refuses_every_webhook_and_clears_after(gap, start):
+    """The secret store, the table or the queue fails for 2 hours: every webhook gets our 503 (API Gateway counts
+    5XXError), however sparse they come, down to one a quarter-hour. Told as the second period with a refusal ends,
+    and once that it ended, within half an hour of the last one, as the README says."""
+    props = load_template()["Resources"]["ApiErrorsAlarm"]["Properties"]
+    refused = returns(start, start + 2 * 3600, gap)
+    states = evaluate(props, counted(props, refused), refused[-1] + 2 * 3600)
+    assert [s for s, _ in states] == ["ALARM", "OK"], states
+    (_, fired), (_, cleared) = states
+    periods = sorted({int(t // props["Period"]) for t in refused})
+    assert fired == (periods[1] + 1) * props["Period"] and cleared - refused[-1] <= 1800
+    assert "clears within half an hour of the last `5xx`" in readme()
+    assert "a webhook at least every quarter-hour" in readme()
+
+
+@pytest.mark.parametrize("refused", [[4000.0], returns(130.0, 86400.0, 3600.0)], ids=["one", "one an hour"])
+def test_the_api_errors_alarm_says_nothing_of_a_stray_503(refused):
+    """A call the edge makes throttled once (a 503, and the sender's webhook refused): once, or once an hour
+    all day, is no fault that lasts."""
+    props = load_template()["Resources"]["ApiErrorsAlarm"]["Properties"]
+    assert evaluate(props, counted(props, refused), 2 * 86400) == []
+
+
+def reconciliations(period: float, offset: float, failing, until: float, took: float) -> dict:
+    """The reconcile function's Invocations and Errors (stamped when each try began): a run every `period` from
+    `offset`, of which run k's first failing(k) tries fail (3: all of them). Lambda tries a failed run twice
+    more, 1 minute after its first try ends, then 2 minutes after the second; each try takes `took` seconds."""
+    invocations, errors, k = [], [], 0
+    while (t := offset + k * period) < until:
+        failed = failing(k)
+        for i, at in enumerate([t, t + took + 60, t + 2 * took + 180][:min(failed + 1, 3)]):
+            invocations.append((at, 1.0))
+            errors.append((at, 1.0 if i < failed else 0.0))
+        k += 1
+    return {"Invocations": invocations, "Errors": errors}
+
+
+FAILING = {  # run k: how many of its tries fail; and whether the alarm emails
+    "every run for 6 hours": (lambda k: 3 if 4 <= k < 4 + 24 else 0, True),
+    "two runs in a row": (lambda k: 3 if k in (4, 5) else 0, True),
+    "one run": (lambda k: 3 if k == 4 else 0, False),
+    "every other run": (lambda k: 3 if k % 2 else 0, False),
+    "every run's first try, its retry succeeding": (lambda k: 1, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILING))
+@pytest.mark.parametrize("period", [900, 300])                  # RECONCILE_EVERY_MINUTES 15 (default) and 5
+@pytest.mark.parametrize("offset", [0.0, 0.4, 0.8, 0.97])       # where in a period the schedule fires
+@pytest.mark.parametrize("took", [1.0, 120.0])                   # a try that fails at once, or times out
+def test_the_reconcile_alarm_emails_once_runs_fail_two_in_a_row_not_for_one_nor_for_a_retry_that_worked(
+        case, period, offset, took):
+    """Lambda's retries of a failed run may fall in the next period, beside the next run: a period counts only
+    when every try in it failed, so one failed run never fires it, wherever its retries fall."""
+    failing, fires = FAILING[case]
+    props = load_template()["Resources"]["ReconcileFailingAlarm"]["Properties"]
+    assert {m["MetricStat"]["Period"]["Ref"] for m in props["Metrics"] if "MetricStat" in m} == {"ReconcilePeriod"}
+    for m in props["Metrics"]:                   # as `make deploy` sets it from the stage's schedule
+        if "MetricStat" in m:
+            m["MetricStat"]["Period"] = period
+    until = (4 + 24 + 8) * period
+    states = evaluate(props, reconciliations(period, offset * period, failing, until, took), until)
+    assert [s for s, _ in states] == (["ALARM", "OK"] if fires else []), states
+    if fires:
+        first = offset * period + 4 * period
+        recovered = min(offset * period + k * period for k in range(5, 40) if not failing(k))
+        (_, fired), (_, cleared) = states
+        assert fired <= first + 2 * period and recovered < cleared <= recovered + period
+    assert "two runs in a row" in readme()

@@ -212,7 +212,12 @@ def test_stack_parameters_follow_the_chalice_config_and_keep_earlier_values():
     declared = deploy.template_parameters(deploy.TEMPLATE.read_text())
     fresh = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters("prod", base, None, None, declared)}
     assert fresh == {"Prefix": "rf-intercom-bridge-prod", "ApiName": "rf-intercom-bridge", "ApiStage": "api",
-                     "VisibilityTimeout": str(6 * base["lambda_timeout"]), "MaxReceiveCount": "10"}
+                     "VisibilityTimeout": str(6 * base["lambda_timeout"]), "MaxReceiveCount": "10",
+                     "ReconcilePeriod": "900"}
+    # The reconcile-failing alarm's period is the stage's schedule (RECONCILE_EVERY_MINUTES, as app.py reads it).
+    base["stages"]["prod"] = {"environment_variables": {"RECONCILE_EVERY_MINUTES": "5"}}
+    assert {"ParameterKey": "ReconcilePeriod", "ParameterValue": "300"} in deploy.stack_parameters(
+        "prod", base, None, None, declared)
     existing = {"Parameters": [{"ParameterKey": "AlarmEmail", "ParameterValue": "ops@example.com"},
                                {"ParameterKey": "LogRetentionDays", "ParameterValue": "30"},
                                {"ParameterKey": "Removed", "ParameterValue": "x"}]}

@@ -223,3 +223,32 @@ def test_the_work_queue_widget_shows_all_the_work_doctor_counts_in_flight():
     shown = {name for namespace, name, dims in dashboard()
              if namespace == "AWS/SQS" and dims == ("QueueName", "${WorkQueue.QueueName}")}
     assert as_metrics <= shown, as_metrics - shown
+
+
+def test_every_alarm_emails_the_topic_when_it_fires_and_when_it_clears():
+    alarms = {name: r["Properties"] for name, r in load_template()["Resources"].items()
+              if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {"ApiErrorsAlarm", "ReconcileFailingAlarm"} <= set(alarms)
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] == alarm["OKActions"], name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+
+
+def test_the_edge_and_reconciliation_alarms_read_this_stages_api_and_function_as_the_dashboard_shows_them():
+    """The API's 5xx (what a webhook sender got: our 503, a crash, a timeout) and the reconcile function's
+    errors: the alarms read what the dashboard graphs, and their emails say what to run."""
+    resources = load_template()["Resources"]
+    api, reconcile = (resources[a]["Properties"] for a in ("ApiErrorsAlarm", "ReconcileFailingAlarm"))
+    shown = dashboard()
+    [(namespace, name, dims)] = alarm_metrics()["ApiErrorsAlarm"]
+    assert (namespace, name) == ("AWS/ApiGateway", "5XXError") and api["Statistic"] == "Sum"
+    assert dims == [{"Name": "ApiName", "Value": {"Ref": "ApiName"}}, {"Name": "Stage", "Value": {"Ref": "ApiStage"}}]
+    assert ("AWS/ApiGateway", "5XXError", ("ApiName", "${ApiName}", "Stage", "${ApiStage}")) in shown
+    function = [{"Name": "FunctionName", "Value": {"Fn::Sub": "${Prefix}-reconcile"}}]
+    assert alarm_metrics()["ReconcileFailingAlarm"] == [("AWS/Lambda", "Errors", function),
+                                                        ("AWS/Lambda", "Invocations", function)]
+    assert ("AWS/Lambda", "Errors", ("FunctionName", "${Prefix}-reconcile")) in shown
+    for alarm in (api, reconcile):
+        said = " ".join(alarm["AlarmDescription"]["Fn::Sub"].split())
+        assert "`bridge --stage <stage> doctor CAMPAIGN`" in said
+    assert "`bridge --stage <stage> backfill CAMPAIGN --apply`" in " ".join(api["AlarmDescription"]["Fn::Sub"].split())
