@@ -26,7 +26,7 @@ from ..domain.outage import hours, outage_of
 from ..domain import people as people_
 from ..domain.people import OTHER_CAMPAIGN
 from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_against_workspace, own_attributes,
-                               parse_settings, shared_attributes)
+                               parse_settings, shared_attributes, unworkable)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
@@ -138,6 +138,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "every join and qualification of this campaign fails", "apply corrected settings")
         return report
     report.add("settings", True, f"settings version {stored.version} (applied {stored.updated_at})")
+    _problems(report, "settings", unworkable(settings))       # (stored before `settings apply` refused them)
     owed = stored.count_backfill
     if owed is not None:
         report.add("referral_count.backfill", False,
@@ -369,7 +370,10 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
 
 _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
             "its history (fields not written)")
-_WHY = {"meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
+_WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact fails: Intercom refuses the tag",
+        "the bridge's own marker": "the bridge sets it when it creates a contact, whatever the lead does: the rule "
+                                   "qualifies leads as their contacts are created (without require_change), or never",
+        "meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
                                  "qualifies until its value changes away and back; without it, each one is qualified "
                                  "(and rewarded) at the first notification about its new contact",
         "sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
@@ -399,17 +403,22 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
                        f"{exc.reason}", "the sync block's segment cannot be checked", "try again later", key="segments")
     problems = check_against_workspace(settings, attributes, segments)
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
-    for problem in problems:
-        what, _, fix = problem.partition(" — ")
-        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written").format(
-            who="referrer" if what.startswith("referrers.") else "lead")
-        report.add("settings.workspace", False, what, why, fix, key=tag(what))
+    _problems(report, "settings.workspace", problems)
     q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
                    "and fits its type" + (f"; the rule's attribute {q.attribute} is "
                                           f"{attribute_type(q.attribute, attributes)}" if q else "")
                    + ("; the sync block's attributes exist" if settings.sync else ""))
+
+
+def _problems(report: Report, check: str, problems: list[str]) -> None:
+    """Settings problems ("key: what — fix" lines, as `settings apply` refuses them), each a finding with its why."""
+    for problem in problems:
+        what, _, fix = problem.partition(" — ")
+        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written").format(
+            who="referrer" if what.startswith("referrers.") else "lead")
+        report.add(check, False, what, why, fix, key=tag(what))
 
 
 def _shared_attributes(store: Store, report: Report, settings: CampaignSettings) -> None:
