@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
@@ -164,18 +164,21 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "attributes (they could not be read)", report.findings[-1].check, settings.campaign_id)
     rf_conn = store.connections.rf()           # read once: the RF checks and the dead letters' advice
     rf_reached = _rf(rt, report, settings, rf_conn)
-    # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
-    # their own finding, not counted by the checks of this workspace's notifications and pending leads.
+    # Pending leads linked in another workspace (left there by a move) can no longer qualify, nor (but restored)
+    # those whose contact was deleted or archived in Intercom, which reconciliation's sweep skips: each is its own
+    # finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
     pending: list[Link] = []
+    gone: list[Link] = []
     left: list[Link] = []
     for link in everyone:
-        (pending if elsewhere(link, settings) is None else left).append(link)
+        (left if elsewhere(link, settings) is not None else gone if link.contact_state else pending).append(link)
     _left_behind(store, report, settings, left)
     _baselines(store, report, settings)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn,
+               gone)
     _sync(rt, report, settings)
     return report
 
@@ -768,7 +771,7 @@ def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
                attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
                rf_reached: Optional[bool] = None, read_all: bool = True,
-               rf_conn: Optional[RFConnection] = None) -> None:
+               rf_conn: Optional[RFConnection] = None, gone: Sequence[Link] = ()) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
@@ -790,6 +793,11 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     else:
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
+    if gone:
+        report.add("pending", True, f"{len(gone)}{'' if read_all else ' or more'} lead(s) whose contact was deleted "
+                   f"or archived in Intercom{scanned}: they qualify only if it is restored, or if another contact "
+                   f"with their email meets the rule (reconciliation's sweep skips them) — e.g. RF user "
+                   f"{gone[0].rf_user_id}", key="contact_gone")
     if not _reconciliation(rt, report, settings, applied_at, conn, failing):
         _searches(report, settings.workspace, failing)      # said once: by [reconciliation] when it names them
     if settings.qualification.match == "email" or not pending:
