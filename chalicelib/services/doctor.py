@@ -29,7 +29,7 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_aga
                                parse_settings, shared_attributes, unworkable)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
-from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
+from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, WorkError, plan_restricted, replay_parked, rf_blocked,
                       rf_campaign_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
@@ -317,7 +317,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
                    "its work waits in the dead-letter queue (reason: workspace disconnected)",
                    f"reconnect it: `bridge workspace connect {ws}` (it asks for the token) or by OAuth, "
-                   f"then `{REPLAY_PARKED}`")
+                   f"then `{replay_parked(ws)}`")
         return None
     if conn is None or "token" not in conn.secrets:
         report.add("intercom.connection", False, f"workspace {ws} is not connected",
