@@ -821,6 +821,14 @@ class MemorySync:
         if run is not None and run.page == page and run.owner == owner:
             self._set(run, owner=None, lease_until=None, error=error or run.error, paused=run.paused + paused)
 
+    def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
+        run = self.run(campaign_id, number)
+        if run is None or run.status != "running" or run.page != page:
+            return False
+        self._set(run, status="stopped", message=message, finished_at=now, updated_at=now, owner=None,
+                  lease_until=None, paused=run.paused + paused)
+        return True
+
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         run = self.run(campaign_id)
         if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,

@@ -542,6 +542,10 @@ class SyncRepository(Protocol):
                 error: Optional[PageError] = None, paused: float = 0.0) -> None:
         """Give the page back unfinished (it is worked again later), with why (`error`, kept on the run
         until a checkpoint clears it; None: the run's error stays as it was), `paused` added to the run's."""
+    def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
+        """End run `number` while it is running at `page` (the operator gave up on that page: `bridge dlq discard` of
+        its dead letter): stopped with `message`, its lease given back, `paused` added to the run's. False when it is
+        not (it moved on, or ended)."""
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
         neither its progress nor its last progress."""

@@ -30,17 +30,17 @@ from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.outage import Attempt, outage_of
 from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
-                           NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
-                           WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
-                           count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
-                           preflight, required_fields, restored, run_counts, search_query, source_changed, writeback_body,
-                           written)
+                           NO_LINK, NO_LINK_REASON, NOT_IN_RF, PAGE_ERROR_CHARS, PER_PAGE, RETRYING, SKIPS, UNWRITTEN,
+                           WAITING, WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError,
+                           Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
+                           page_error, preflight, required_fields, restored, run_counts, search_query, shortened,
+                           source_changed, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.apis import PeoplePage
-from ..ports.store import LedgerEntry, SyncRun, normal_email
+from ..ports.store import LedgerEntry, SyncRepository, SyncRun, normal_email
 from .deps import WorkDeps
 from . import rf_people
 from .moved import valid_campaigns
@@ -122,7 +122,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
         raise SyncStopped([f"sync run {current.number if current else '?'} of campaign {campaign_id} is still "
                            f"running{moved} — see `bridge sync status {campaign_id}`; if it no longer moves, its "
                            "page failed and waits in the dead-letter queue: `bridge dlq list`, then "
-                           "`bridge dlq replay` resumes it where it stopped"])
+                           "`bridge dlq replay` resumes it where it stopped; a page that can never succeed: "
+                           "`bridge dlq discard --reason <its reason> --yes` ends the run"])
     deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=0).wire())
     logger.info("sync run started", extra={"campaign_id": campaign_id, "run": run.number, "kind": kind})
     return run
@@ -158,9 +159,7 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, atte
     assert run is not None
     # A page taken back from the dead-letter queue (`bridge dlq replay`): the time it waited there is not the run's
     # working time (its rate's), kept apart as `paused`.
-    error = run.error
-    paused = max(0.0, deps.clock() - error.at) if error is not None and error.state == FAILED and \
-        error.page == message.page else 0.0
+    paused = dead_lettered_for(run, message.page, deps.clock())
     try:
         return _work_page(message, deps, run, owner, paused)
     except Exception as exc:
@@ -172,6 +171,25 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, atte
         # stays, and the try that works the page counts the wait from it, once.
         deps.sync.release(campaign_id, message.run, message.page, owner)
         raise
+
+
+def dead_lettered_for(run: SyncRun, page: int, now: float) -> float:
+    """How long the run's `page` has waited in the dead-letter queue (0: it does not wait there)."""
+    error = run.error
+    return max(0.0, now - error.at) if error is not None and error.state == FAILED and error.page == page else 0.0
+
+
+def discarded(store: SyncRepository, page: SyncPageMessage, reason: str, now: float) -> bool:
+    """The operator discarded the dead letter of a run's page (`reason`, emails masked): the page can never succeed
+    (a contact that crashes the worker each time, a cursor Intercom refuses), so the run, if it is still at that
+    page, ends there: stopped, saying why (`sync status`), and `bridge sync start` (or ongoing mode's next catch-up)
+    begins a new one. Its time in the dead-letter queue is not working time (`paused`). Whether it stopped it."""
+    run = store.run(page.campaign_id, page.run)
+    said = (f"its page {page.page + 1} could not be worked and its dead letter was discarded (it failed: "
+            f"{shortened(' '.join(reason.split()), PAGE_ERROR_CHARS)}) — `bridge sync start {page.campaign_id}` "
+            "starts a new run")
+    return run is not None and store.stop(page.campaign_id, page.run, page.page, now, said,
+                                          paused=dead_lettered_for(run, page.page, now))
 
 
 def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: Attempt = Attempt()) -> PageError:

@@ -1970,3 +1970,21 @@ def test_a_joins_fields_not_written_are_counted_per_attribute_and_kind_with_a_sa
     assert "three" not in repr(kept)
     assert store.edge.forget(fields_scope("42"), lambda s: s.rf_user_id == "7") == 1
     assert [s.rf_user_id for s in store.edge.refusals(fields_scope("42")).samples] == ["8"]
+
+
+def test_a_run_stopped_at_the_page_the_operator_gave_up_on_ends_there_and_only_there(store, clock):
+    """`bridge dlq discard` of a run's page stops the run only while it is running at that page: a stale letter of a
+    page done since stops nothing. The run ends stopped, saying why, its dead-letter wait kept apart."""
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 2})
+    assert not store.sync.stop("42", 1, 0, clock(), "page 1 discarded")               # done since: not stopped
+    assert not store.sync.stop("42", 2, 1, clock(), "no such run")
+    store.sync.claim_page("42", 1, 1, "w2", clock())                                  # a worker held it last
+    clock.now += 30
+    assert store.sync.stop("42", 1, 1, clock(), "page 2 discarded", paused=20.0)
+    run = store.sync.run("42")
+    assert (run.status, run.message, run.finished_at, run.paused, run.owner) == (
+        "stopped", "page 2 discarded", clock(), 20.0, None)
+    assert not store.sync.stop("42", 1, 1, clock(), "again")                           # once
+    assert store.sync.start("42", "full", "users", clock()).number == 2

@@ -365,7 +365,8 @@ def test_a_second_start_while_a_run_is_running_says_where_to_look():
         sync.start(deps(work), "42")
     [why] = stopped.value.problems
     assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
-    assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped")
+    assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped; a page that can "
+                        "never succeed: `bridge dlq discard --reason <its reason> --yes` ends the run")
 
 
 @pytest.mark.parametrize("interrupted", [KeyboardInterrupt(), RuntimeError("SQS: ServiceUnavailable")])
@@ -1854,3 +1855,30 @@ def test_a_contact_another_worker_enrolled_meanwhile_stays_enrolled_not_skipped(
     assert (entry.outcome, entry.rf_user_id) == ("enrolled", str(user["id"]))
     assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
     assert rf.calls.count("create_user new@example.com") == creates
+
+
+def test_discarding_the_dead_letter_of_a_page_that_can_never_succeed_stops_its_run_and_the_next_start_works(
+        monkeypatch, capsys):
+    """A page Intercom refuses for good (a cursor it answers 400 to) can never succeed: replaying its dead letter
+    failed again, and discarding it left the run running, so `sync start` refused for ever ("still running … dlq
+    replay") and ongoing mode's catch-ups stopped. The discard of a `sync.page` letter now stops its run, saying why
+    (`sync status`), and the next start begins a new run."""
+    from chalicelib.config import Config
+    from tests.support.cli import run_cli
+    work, _ = a_run_whose_second_page_fails(monkeypatch, Permanent("Intercom answered 400: invalid starting_after",
+                                                                   status=400))
+    drain(work)                              # page 2 goes to the dead-letter queue
+    work.clock.now += 3600
+    with pytest.raises(sync.SyncStopped, match="still running"):
+        sync.start(work.deps, "42")
+    rt = SimpleNamespace(config=Config.from_env({"BRIDGE_DLQ_URL": "https://sqs/dlq"}), queue=work.queue,
+                         clock=work.clock, store=work.store, deps=work.deps)
+    code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--campaign", "42", "--yes")
+    assert code == 0 and out == ("1 dead letter(s) discarded (each person's history says so); sync run 1 of campaign "
+                                 "42 stopped at the discarded page (`bridge sync start 42` starts a new run)\n")
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines() == [
+        "run 1 (full, users) stopped: [############..................] 2/5 40% · paused 60m00s in the dead-letter "
+        "queue · enrolled 2, already 0, skipped 0",
+        "  stopped: its page 2 could not be worked and its dead letter was discarded (it failed: Intercom answered "
+        "400: invalid starting_after) — `bridge sync start 42` starts a new run"]
+    assert sync.start(work.deps, "42").number == 2

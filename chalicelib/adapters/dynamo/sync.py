@@ -150,6 +150,14 @@ class DynamoSync:
             if not conditional(exc):
                 raise
 
+    def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
+        actions: list[Action] = [SyncRunItem.status.set("stopped"), SyncRunItem.message.set(message),
+                                 SyncRunItem.finished_at.set(now), SyncRunItem.updated_at.set(now),
+                                 SyncRunItem.owner.remove(), SyncRunItem.lease_until.remove(), *_paused(paused)]
+        return applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(
+            actions=actions, condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
+            & (SyncRunItem.page == page)))
+
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         actions = _counts(counts, "w")
         if not actions:
