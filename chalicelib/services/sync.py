@@ -565,6 +565,10 @@ class Page:
                 self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
                                     counted, failed, fresh=note is not None))
                 return
+            except Exception as exc:
+                if note is not None:     # enrolled just now: the ledger names her RF user before the page fails
+                    self._put_off(entry, note, exc)
+                raise
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
@@ -584,6 +588,17 @@ class Page:
                                      link_attribute=attribute if there else None,
                                      linked_run=self.decider if counted == LINKED else entry.linked_run), counted,
                             note, fresh))
+
+    def _put_off(self, entry: LedgerEntry, note: Entry, exc: Exception) -> None:
+        """RF enrolled the contact just now, and Intercom put off the write of her link (a 429, an outage): her entry
+        names her RF user (and link) as one whose link is not written yet, so the page's retry writes the link and
+        counts her enrolled by this run, asking RF nothing (left `creating`, it paid a create RF refuses and a walk
+        of the campaign's people). Written only where the ledger names no RF user, as an enrolment is."""
+        reason = exc.reason if isinstance(exc, WorkError) else f"{type(exc).__name__}: {exc}"
+        kept = _replace(entry, outcome=WRITEBACK_FAILED, reason=f"write-back failed: {mask_emails(reason)}",
+                        written_back=False)
+        if self.deps.sync.intend(self.campaign_id, self._in_workspace([kept])) and entry.rf_user_id:
+            self.deps.history.append(PersonRef(self.campaign_id, entry.rf_user_id), [note])
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the

@@ -1882,3 +1882,29 @@ def test_discarding_the_dead_letter_of_a_page_that_can_never_succeed_stops_its_r
         "  stopped: its page 2 could not be worked and its dead letter was discarded (it failed: Intercom answered "
         "400: invalid starting_after) — `bridge sync start 42` starts a new run"]
     assert sync.start(work.deps, "42").number == 2
+
+
+@pytest.mark.parametrize("answer", [
+    Deferred("Intercom answered 429: Too Many Requests", retry_after=10, status=429),
+    Transient("Intercom did not answer: read timed out").unavailable("Intercom")], ids=["429", "outage"])
+def test_a_link_write_intercom_put_off_after_rf_created_the_user_is_retried_without_asking_rf_again(answer):
+    """RF created the user, then Intercom answered 429 (or was out) on the link write: the contact stayed `creating`,
+    and the retry paid one more RF create (422, already taken) and a walk of the campaign's people to find the user.
+    The ledger now records the RF user before the failure goes back to the queue: the retry only writes the link."""
+    work = world(1)
+    rf, intercom = work.apis.rf_, work.apis.intercom_
+    intercom.fail["update"] = answer
+    sync.start(work.deps, "42")
+    page = work.queue.sent[0]
+    assert drain(work) == [{"done": 0, "retry": 0, "dead": 0, "waiting": 1}]       # the page waits
+    assert rf.calls == ["create_user p0@example.com"]
+    work.queue.sent.append(page)                                  # the queue gives the page back
+    drain(work)
+    assert rf.calls == ["create_user p0@example.com"] and len(rf.created) == 1        # RF not asked again
+    [contact] = intercom.contacts.values()
+    assert contact["custom_attributes"]["referral_link"] == rf.created[0]["url"]
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+    assert sync.report(work.deps, "42")["link_not_written"]["count"] == 0
+    from chalicelib.domain.link import PersonRef
+    assert [e.outcome for e in work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))] == \
+        ["enrolled", "link_written"]
