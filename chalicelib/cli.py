@@ -1226,6 +1226,10 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
         print(f"left the source since full run {left['since_run']}: {left['count']:,} ({left['note']})")
         for ex in left["examples"]:
             print(f"    - contact {ex['contact_id']} {ex['email']} (RF user {ex['rf_user_id']})")
+    moved = found["moved"]
+    if moved["count"]:
+        print(f"enrolled from workspace{'s' if len(moved['workspaces']) > 1 else ''} {', '.join(moved['workspaces'])} "
+              f"(the campaign moved to {moved['moved_to']}): {moved['count']:,} ({moved['note']})")
     return 0
 
 

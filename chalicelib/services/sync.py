@@ -905,7 +905,8 @@ def shown_error(run: SyncRun, now: float) -> Optional[dict]:
 def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
     """The latest run's counts; skips by reason with examples (from the whole ledger); the enrolled still
     without a link, or whose link Intercom refused, apart (not skips); and who left the source since the
-    last full run saw them. As shown_runs shows them (none ran raises SyncStopped), the settings read once."""
+    last full run saw them — but those enrolled from another workspace than that run's (the campaign moved since:
+    their contacts are not the run's to see), counted apart (`moved`). As shown_runs shows them (none ran raises SyncStopped), the settings read once."""
     block = _sync_block(deps, campaign_id)
     run = deps.sync.run(campaign_id)
     if run is None:
@@ -915,6 +916,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
     without_link: dict = {"reason": NO_LINK_REASON, "count": 0, "examples": []}   # enrolled: said apart from skips
     not_written: dict = {"reason": WRITEBACK_FAILED_REASON, "count": 0, "examples": []}      # so are these
     left: list[dict] = []
+    moved: dict[str, int] = {}      # enrolled from a workspace the campaign has moved from: by workspace
     enrolled = 0
     for entry in deps.sync.ledger(campaign_id):
         if entry.outcome in SKIPS or entry.outcome in UNWRITTEN:
@@ -927,6 +929,9 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
         if entry.rf_user_id and entry.outcome != NOT_IN_RF:
             enrolled += 1
             if full is not None and full.status == "done" and max(entry.seen_run, entry.run) < full.number:
+                if full.workspace and entry.workspace and entry.workspace != full.workspace:
+                    moved[entry.workspace] = moved.get(entry.workspace, 0) + 1   # not looked for: the campaign moved
+                    continue
                 left.append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
                              "rf_user_id": entry.rf_user_id, "last_seen_run": entry.seen_run})
     return _runs_said(campaign_id, {
@@ -935,7 +940,11 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
             "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])), "without_link": without_link,
             "link_not_written": not_written, "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
-                     "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}, block)
+                     "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"},
+            "moved": {"count": sum(moved.values()), "workspaces": sorted(moved),
+                      "moved_to": full.workspace if moved and full else None,
+                      "note": "in Referral Factory still: enrolled from a workspace the campaign has moved from, their "
+                              "contacts are not read by its runs now"}}, block)
 
 
 def shown_runs(deps: WorkDeps, campaign_id: str, found: Optional[dict]) -> dict:

@@ -1908,3 +1908,38 @@ def test_a_link_write_intercom_put_off_after_rf_created_the_user_is_retried_with
     from chalicelib.domain.link import PersonRef
     assert [e.outcome for e in work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))] == \
         ["enrolled", "link_written"]
+
+
+def test_report_after_the_campaign_moved_workspace_says_whom_it_enrolled_from_the_old_one_not_that_they_left(
+        monkeypatch, capsys):
+    """After the campaign was applied naming another workspace, the next full run reads the new workspace's contacts:
+    `sync report` listed every referrer enrolled from the old one as having left the source. Their entries record
+    their workspace: they are said enrolled from it (the campaign moved), on one line, apart from who left."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    work = world(2)
+    sync.start(work.deps, "42")
+    drain(work)                                              # p0, p1 enrolled from ws
+    work.store.settings.put("42", {**sync_settings(), "workspace": "ws2"}, "ws2")
+    intercom = work.apis.intercom_
+    intercom.contacts.clear()                                # ws2's contacts: one, who then leaves its source
+    gone = intercom.add("q0@example.com", role="user")
+    gone["name"] = "Q0"
+    sync.start(work.deps, "42")
+    drain(work)
+    intercom.contacts.clear()
+    sync.start(work.deps, "42")
+    drain(work)
+    found = sync.report(work.deps, "42")
+    assert (found["left"]["count"], [e["contact_id"] for e in found["left"]["examples"]]) == (1, [gone["id"]])
+    assert found["moved"] == {"count": 2, "workspaces": ["ws"], "moved_to": "ws2", "note": (
+        "in Referral Factory still: enrolled from a workspace the campaign has moved from, their contacts are not read "
+        "by its runs now")}
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    lines = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "report", "42")[1].splitlines()
+    assert lines[-3:] == [
+        "left the source since full run 3: 1 (in Referral Factory still (the bridge removes nobody): no longer in the "
+        "source)",
+        f"    - contact {gone['id']} q***@example.com (RF user 5002)",
+        "enrolled from workspace ws (the campaign moved to ws2): 2 (in Referral Factory still: enrolled from a "
+        "workspace the campaign has moved from, their contacts are not read by its runs now)"]
