@@ -821,6 +821,13 @@ class MemorySync:
         if run is not None and run.page == page and run.owner == owner:
             self._set(run, owner=None, lease_until=None, error=error or run.error, paused=run.paused + paused)
 
+    def begin_again(self, campaign_id: str, number: int, now: float) -> bool:
+        run = self.run(campaign_id, number)
+        if run is None or run.status != "running" or run.page != 0 or run.owner and (run.lease_until or 0) >= now:
+            return False
+        self._set(run, started_at=now, updated_at=now)
+        return True
+
     def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
         run = self.run(campaign_id, number)
         if run is None or run.status != "running" or run.page != page:

@@ -542,6 +542,10 @@ class SyncRepository(Protocol):
                 error: Optional[PageError] = None, paused: float = 0.0) -> None:
         """Give the page back unfinished (it is worked again later), with why (`error`, kept on the run
         until a checkpoint clears it; None: the run's error stays as it was), `paused` added to the run's."""
+    def begin_again(self, campaign_id: str, number: int, now: float) -> bool:
+        """Run `number`'s first page, never sent, is sent again now: the run's time counts from `now` (its
+        `started_at`: the time it sat unsent is not its working time). False when it is not at its first page any
+        more, ended, or a worker holds that page."""
     def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
         """End run `number` while it is running at `page` (the operator gave up on that page: `bridge dlq discard` of
         its dead letter): stopped with `message`, its lease given back, `paused` added to the run's. False when it is

@@ -108,9 +108,10 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
                           required=required, workspace=settings.workspace)
     now = deps.clock()
     current = deps.sync.run(campaign_id) if run is None else None
-    if current is not None and first_page_lost(current, now):
+    if current is not None and first_page_lost(current, now) and deps.sync.begin_again(campaign_id, current.number, now):
         # Its first page's message was never sent (the command that started it was interrupted, or SQS refused it):
-        # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page).
+        # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page),
+        # the run's time counted from now (the time it sat unsent is not its rate's).
         run = current
     elif current is not None and never_begun(current, now):
         raise SyncStopped([f"sync run {current.number} of campaign {campaign_id} has not begun yet (started at "

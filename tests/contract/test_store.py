@@ -1988,3 +1988,20 @@ def test_a_run_stopped_at_the_page_the_operator_gave_up_on_ends_there_and_only_t
         "stopped", "page 2 discarded", clock(), 20.0, None)
     assert not store.sync.stop("42", 1, 1, clock(), "again")                           # once
     assert store.sync.start("42", "full", "users", clock()).number == 2
+
+
+def test_a_run_whose_first_page_is_sent_again_counts_its_time_from_then_unless_a_worker_took_that_page(store, clock):
+    store.sync.start("42", "full", "users", clock())
+    clock.now += 1800
+    assert store.sync.begin_again("42", 1, clock())
+    assert store.sync.run("42").started_at == clock()
+    assert not store.sync.begin_again("42", 2, clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock(), lease=60)
+    clock.now += 30
+    assert not store.sync.begin_again("42", 1, clock())                   # a worker holds the page
+    clock.now += 31
+    assert store.sync.begin_again("42", 1, clock())                       # its lease ran out: it died
+    store.sync.claim_page("42", 1, 0, "w2", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w2", clock(), cursor="c1", counts={"enrolled": 2})
+    assert not store.sync.begin_again("42", 1, clock() + 100)             # past its first page
+    assert store.sync.run("42").started_at == clock()

@@ -1943,3 +1943,29 @@ def test_report_after_the_campaign_moved_workspace_says_whom_it_enrolled_from_th
         f"    - contact {gone['id']} q***@example.com (RF user 5002)",
         "enrolled from workspace ws (the campaign moved to ws2): 2 (in Referral Factory still: enrolled from a "
         "workspace the campaign has moved from, their contacts are not read by its runs now)"]
+
+
+def test_a_run_whose_first_page_was_sent_again_counts_its_rate_and_eta_from_the_resend(monkeypatch, capsys):
+    """The first page of a run sat unsent for half an hour (the start's send failed) until `sync start` sent it again:
+    `sync status` counted that half hour as the run's working time, so its rate was a fraction of the real one and its
+    ETA hours too long. The run's time now counts from the resend."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(5)
+    real = work.queue.send
+
+    def fails(message):
+        work.queue.send = real
+        raise RuntimeError("SQS: ServiceUnavailable")
+    work.queue.send = fails
+    with pytest.raises(RuntimeError):
+        sync.start(work.deps, "42")
+    work.clock.now += 30 * 60                                  # unsent for half an hour
+    assert sync.start(work.deps, "42").number == 1             # sent again
+    work.clock.now += 30
+    drain(work, limit=1)                                       # its first page: 2 contacts in 30 s
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[0] == (
+        "run 1 (full, users) running: [############..................] 2/5 40% · 4 contacts/min · ETA 0m45s · "
+        "enrolled 2, already 0, skipped 0")

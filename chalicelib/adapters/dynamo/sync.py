@@ -150,6 +150,12 @@ class DynamoSync:
             if not conditional(exc):
                 raise
 
+    def begin_again(self, campaign_id: str, number: int, now: float) -> bool:
+        return applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(
+            actions=[SyncRunItem.started_at.set(now), SyncRunItem.updated_at.set(now)],
+            condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running") & (SyncRunItem.page == 0)
+            & (SyncRunItem.owner.does_not_exist() | (SyncRunItem.lease_until < now))))
+
     def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
         actions: list[Action] = [SyncRunItem.status.set("stopped"), SyncRunItem.message.set(message),
                                  SyncRunItem.finished_at.set(now), SyncRunItem.updated_at.set(now),
