@@ -856,6 +856,15 @@ class MemorySync:
         for e in entries:
             ledger[e.contact_id] = e
 
+    def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
+        ledger = self.ledgers.get(campaign_id, {})
+        survivor, merged = ledger.get(entry.contact_id), ledger.get(from_id)
+        if survivor is not None and survivor.rf_user_id or merged is None or merged.rf_user_id != entry.rf_user_id:
+            return False
+        del ledger[from_id]
+        ledger[entry.contact_id] = entry
+        return True
+
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)[:limit]
 

@@ -564,6 +564,10 @@ class SyncRepository(Protocol):
         two workers, a run's page and a webhook at once): it stands. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
+    def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
+        """Contact `from_id` was merged into `entry.contact_id`: `entry` (its entry, taken over) is written, and
+        `from_id`'s deleted, at once — only where the survivor's entry names no RF user and `from_id`'s names the same
+        RF user as `entry`. Whether it was."""
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         """Every entry of the campaign, or its first `limit` (a query reading no more: for reports, not for
         the worker)."""

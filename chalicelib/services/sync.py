@@ -777,6 +777,9 @@ class _Directory:
 def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) -> None:
     """Ongoing mode: a contact Intercom just created is enrolled in every campaign of the workspace
     that syncs its kind of contact (a segment's members are found by the scheduled catch-up)."""
+    if message.change == "merged":
+        follow_merge(message, deps)
+        return
     if message.topic not in CREATED:
         return
     contact = message.item.model_dump()
@@ -803,6 +806,28 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
         page.work([contact])
         if not message.notification_id or deps.lookup.first_seen(ws, heard):
             deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
+
+
+def follow_merge(message: ContactMessage, deps: WorkDeps) -> None:
+    """Intercom merged a contact into another (a lead into a user): in each campaign of the workspace whose ledger has
+    the merged one enrolled, the survivor takes its entry (its RF user). Else the next full run skipped the survivor as
+    already in the campaign (RF has the email), her link was never written there, and `sync report` said the merged
+    one left. The next run writes the link to the survivor (unless it holds it), and the count learns the contact."""
+    merged, survivor = message.item.merged_from.id if message.item.merged_from else None, message.item.id
+    if not merged or merged == survivor:
+        return
+    for campaign_id, settings in valid_campaigns(deps.settings, message.workspace).items():
+        if settings.sync is None or settings.sync.counts_only:
+            continue
+        entry = deps.sync.entries(campaign_id, [merged], consistent=True).get(merged)
+        if entry is None or not entry.final or not entry.rf_user_id or entry.outcome == NOT_IN_RF:
+            continue
+        taken = _replace(entry, contact_id=survivor, email=_email(message.item.model_dump()) or entry.email,
+                         written_back=False, link_attribute=None, count_known=False, workspace=message.workspace)
+        if deps.sync.move(campaign_id, merged, taken):
+            deps.history.append(PersonRef(campaign_id, entry.rf_user_id), [Entry(
+                "sync", "contact_merged", f"contact {merged} was merged into {survivor} in Intercom: contact sync "
+                "follows her there", {"contact_id": survivor, "merged_from": merged})])
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:

@@ -2005,3 +2005,18 @@ def test_a_run_whose_first_page_is_sent_again_counts_its_time_from_then_unless_a
     assert store.sync.checkpoint("42", 1, 0, "w2", clock(), cursor="c1", counts={"enrolled": 2})
     assert not store.sync.begin_again("42", 1, clock() + 100)             # past its first page
     assert store.sync.run("42").started_at == clock()
+
+
+def test_a_merged_contacts_ledger_entry_moves_to_the_survivor_only_over_an_entry_naming_no_rf_user(store, clock):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("lead", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1),
+                             LedgerEntry("user", "already_in_campaign", email="a@x.io", run=2),
+                             LedgerEntry("other", "enrolled", email="b@x.io", rf_user_id="8", run=1)])
+    taken = LedgerEntry("user", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1)
+    assert not store.sync.move("42", "lead", dataclasses.replace(taken, rf_user_id="9"))   # not the lead's RF user
+    assert not store.sync.move("42", "lead", dataclasses.replace(taken, contact_id="other"))  # names an RF user
+    assert store.sync.move("42", "lead", taken)
+    assert store.sync.entries("42", ["lead", "user", "other"], consistent=True) == {
+        "user": dataclasses.replace(taken, at=store.sync.entries("42", ["user"])["user"].at),
+        "other": store.sync.entries("42", ["other"])["other"]}
+    assert not store.sync.move("42", "lead", taken)                                        # once

@@ -1969,3 +1969,31 @@ def test_a_run_whose_first_page_was_sent_again_counts_its_rate_and_eta_from_the_
     assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[0] == (
         "run 1 (full, users) running: [############..................] 2/5 40% · 4 contacts/min · ETA 0m45s · "
         "enrolled 2, already 0, skipped 0")
+
+
+def test_a_contact_intercom_merged_into_another_hands_its_ledger_entry_to_the_survivor():
+    """A lead contact sync enrolled was merged by Intercom into a user with her email: the next full run skipped the
+    user as already in the campaign (RF has the email), her link was never written to the user, and `sync report`
+    listed the lead as having left the source. Intercom's merge notification now hands the lead's entry (her RF
+    user) to the survivor: the run counts her already enrolled and writes her link there, asking RF nothing."""
+    from chalicelib.domain.link import PersonRef
+    work = world(0, source="all")
+    intercom, rf = work.apis.intercom_, work.apis.rf_
+    lead = intercom.add("ann@example.com", role="lead")
+    lead["name"] = "Ann"
+    sync.start(work.deps, "42")
+    drain(work)
+    user = intercom.add("ann@example.com", role="user", referral_link="https://old.example/r/ann")   # kept by the merge
+    user["name"] = "Ann"
+    intercom.merge(lead["id"], user["id"])
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.merged", notification_id="n1",
+                                   item={**user, "merged_from": {"id": lead["id"]}}), work.deps)
+    calls = len(rf.calls)
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.calls) == calls
+    assert user["custom_attributes"]["referral_link"] == rf.created[0]["url"]
+    found = sync.report(work.deps, "42")
+    assert (found["left"]["count"], found["enrolled_in_all"]) == (0, 1)
+    assert [e.outcome for e in work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))] == \
+        ["enrolled", "contact_merged"]

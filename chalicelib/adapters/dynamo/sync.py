@@ -5,8 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
 from ...domain.history import iso
 from ...domain.sync import OUTCOMES, PageError
@@ -197,6 +198,18 @@ class DynamoSync:
         with LedgerItem.batch_write() as batch:
             for e in entries:
                 batch.save(_item(campaign_id, e, at))
+
+    def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
+        try:
+            with TransactWrite(connection=LedgerItem._get_connection().connection) as tx:
+                tx.save(_item(campaign_id, entry, iso(self.clock())), condition=LedgerItem.rf_user_id.does_not_exist())
+                tx.delete(LedgerItem(*ledger_key(campaign_id, from_id)),
+                          condition=LedgerItem.rf_user_id == entry.rf_user_id)
+        except TransactWriteError as exc:
+            if conditional(exc):
+                return False
+            raise
+        return True
 
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         for item in LedgerItem.query(ledger_pk(campaign_id), limit=limit,
