@@ -849,7 +849,8 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + "".join(f"; sync run {r['run']} of campaign {r['campaign_id']} stopped at the discarded page "
-                      f"(`bridge sync start {r['campaign_id']}` starts a new run)" for r in done.get("stopped_sync_runs", [])))
+                      f"(`bridge sync start {r['campaign_id']}` starts a new run)"
+                      for r in done.get("stopped_sync_runs", [])))
     problems = []
     if done.get("discarded_late"):
         problems.append(f"up to {done['discarded_late']} of them came back during a stall before they were taken "

@@ -108,7 +108,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
                           required=required, workspace=settings.workspace)
     now = deps.clock()
     current = deps.sync.run(campaign_id) if run is None else None
-    if current is not None and first_page_lost(current, now) and deps.sync.begin_again(campaign_id, current.number, now):
+    if current is not None and first_page_lost(current, now) and \
+            deps.sync.begin_again(campaign_id, current.number, now):
         # Its first page's message was never sent (the command that started it was interrupted, or SQS refused it):
         # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page),
         # the run's time counted from now (the time it sat unsent is not its rate's).
@@ -932,7 +933,8 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
     """The latest run's counts; skips by reason with examples (from the whole ledger); the enrolled still
     without a link, or whose link Intercom refused, apart (not skips); and who left the source since the
     last full run saw them — but those enrolled from another workspace than that run's (the campaign moved since:
-    their contacts are not the run's to see), counted apart (`moved`). As shown_runs shows them (none ran raises SyncStopped), the settings read once."""
+    their contacts are not the run's to see), counted apart (`moved`). As shown_runs shows them (none ran raises
+    SyncStopped), the settings read once."""
     block = _sync_block(deps, campaign_id)
     run = deps.sync.run(campaign_id)
     if run is None:

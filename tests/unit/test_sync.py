@@ -53,6 +53,16 @@ def deps(work: FakeWork):
     return work.deps
 
 
+def next_send_fails(work: FakeWork, failure: BaseException) -> None:
+    """The queue's next send raises `failure` (SQS refused it, or Ctrl-C), the sends after it work."""
+    real = work.queue.send
+
+    def fails(message):
+        work.queue.send = real
+        raise failure
+    work.queue.send = fails
+
+
 def a_run_whose_create_answer_is_lost(work: FakeWork) -> dict | str:
     """A run started, whose page's try RF applies the create of, its answer lost: the page failed and waits for its
     retry (its message, which the caller sends again)."""
@@ -212,12 +222,7 @@ def test_a_catch_up_whose_first_page_was_never_queued_is_sent_by_the_next_schedu
     no later schedule started one again (ongoing mode stopped). The next schedule sends that page."""
     work, _ = after_a_first_run_a_new_contact_notified()
     work.clock.now += 900
-    real = work.queue.send
-
-    def refused(message):
-        work.queue.send = real
-        raise RuntimeError("SQS: ServiceUnavailable")
-    work.queue.send = refused
+    next_send_fails(work, RuntimeError("SQS: ServiceUnavailable"))
     with pytest.raises(RuntimeError):
         sync.catch_up(deps(work), WS)
     work.clock.now += 900
@@ -377,12 +382,7 @@ def test_a_run_whose_first_page_was_never_queued_is_sent_again_by_the_next_start
     start seconds later says the run has not begun yet; doctor, half an hour on, says so and names the fix; a start
     a minute or more after the run began sends its first page."""
     work = world(2)
-    real = work.queue.send
-
-    def fails(message):
-        work.queue.send = real
-        raise interrupted
-    work.queue.send = fails
+    next_send_fails(work, interrupted)
     with pytest.raises(type(interrupted)):
         sync.start(deps(work), "42")
     with pytest.raises(sync.SyncStopped) as stopped:
@@ -1954,12 +1954,7 @@ def test_a_run_whose_first_page_was_sent_again_counts_its_rate_and_eta_from_the_
     monkeypatch.setattr(sync, "PER_PAGE", 2)
     monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
     work = world(5)
-    real = work.queue.send
-
-    def fails(message):
-        work.queue.send = real
-        raise RuntimeError("SQS: ServiceUnavailable")
-    work.queue.send = fails
+    next_send_fails(work, RuntimeError("SQS: ServiceUnavailable"))
     with pytest.raises(RuntimeError):
         sync.start(work.deps, "42")
     work.clock.now += 30 * 60                                  # unsent for half an hour
