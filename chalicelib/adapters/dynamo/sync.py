@@ -1,7 +1,6 @@
 """Contact sync's runs and ledger (ports.store.SyncRepository) in DynamoDB."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -170,7 +169,8 @@ class DynamoSync:
             return applied(partial(_item(campaign_id, e, at).save, condition=LedgerItem.rf_user_id.does_not_exist()))
         if len(entries) <= 1:
             return {e.contact_id for e in entries if put(e)}
-        with ThreadPoolExecutor(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
+        from ...services.concurrency import Pool     # (the worker's: its threads keep to the invocation's time)
+        with Pool(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
             return {e.contact_id for e, done in zip(entries, pool.map(put, entries)) if done}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
