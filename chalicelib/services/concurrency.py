@@ -3,21 +3,14 @@ batch of joins, in a pool of threads per container. Every call still takes its s
 shared rate limiter, so running at once never spends more than the budgets."""
 from __future__ import annotations
 
-import contextvars
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Hashable, Iterable, Optional, Sequence, TypeVar
 
+from ..pool import Pool
+
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class Pool(ThreadPoolExecutor):
-    """A pool whose tasks run in the context (contextvars) of the thread that gave them: a record's AWS calls
-    keep to the invocation's time (adapters/aws.within) in whichever thread they run."""
-
-    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
-        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 class Runner:

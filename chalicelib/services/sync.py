@@ -40,7 +40,7 @@ from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.apis import PeoplePage
 from ..ports.store import LedgerEntry, SyncRun
-from .concurrency import Pool
+from ..pool import Pool
 from .deps import WorkDeps
 from . import rf_people
 from .moved import valid_campaigns

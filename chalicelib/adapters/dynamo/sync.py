@@ -9,6 +9,7 @@ from pynamodb.expressions.update import Action
 
 from ...domain.history import iso
 from ...domain.sync import OUTCOMES, PageError
+from ...pool import Pool
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
@@ -169,7 +170,6 @@ class DynamoSync:
             return applied(partial(_item(campaign_id, e, at).save, condition=LedgerItem.rf_user_id.does_not_exist()))
         if len(entries) <= 1:
             return {e.contact_id for e in entries if put(e)}
-        from ...services.concurrency import Pool     # (the worker's: its threads keep to the invocation's time)
         with Pool(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
             return {e.contact_id for e, done in zip(entries, pool.map(put, entries)) if done}
 
