@@ -1,5 +1,6 @@
 """Routes and event sources only; everything they do lives in chalicelib/."""
 import gc
+import logging
 import os
 
 # A Lambda container's init (this import; chalicelib/handlers.py makes the function's clients) makes
@@ -10,7 +11,10 @@ from chalice import Chalice, Rate  # noqa: E402
 
 from chalicelib import handlers  # noqa: E402
 
-app = Chalice(app_name="rf-intercom-bridge")
+app = Chalice(app_name="rf-intercom-bridge", configure_logs=False)
+# Chalice logs a route's 500 on app.log: the functions' logger (masked JSON lines), named after the stage's
+# service (make deploy: its Prefix), not a plain-text logger of Chalice's own named after the app.
+app.log = logging.getLogger(handlers.logger.name)
 # Every media type reaches the handlers, which accept JSON (and forms on the RF route) and answer
 # anything else with their own JSON 415; Chalice's own 415 body is not one our callers can read.
 ANY_MEDIA = ["*/*"]

@@ -892,11 +892,16 @@ def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
 
 def _explain(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import explain
+    from .services.doctor import quick
 
     if not args.who.strip():
         raise CliError("explain whom? Give an email, a Referral Factory user id or an Intercom contact id")
-    # (Intercom is asked about a contact id no link names: a duplicate's email; a store-only runtime asks nobody)
-    found = explain.explain(rt, args.who, intercom=getattr(rt, "intercom", None))
+    # (Intercom is asked about a contact id no link names: a duplicate's email; a store-only runtime asks nobody.
+    # It answers the operator now, as doctor does: an outage is said at once, not waited out with the worker's retries)
+    intercom = getattr(rt, "intercom", None)
+    if intercom is not None:
+        rt.config = quick(rt.config)
+    found = explain.explain(rt, args.who, intercom=intercom)
     if args.json:
         _print(found.view())
     else:

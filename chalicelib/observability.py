@@ -1,6 +1,7 @@
 """Powertools logger and metrics, and masking of personal data in logs."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 from functools import wraps
@@ -28,6 +29,10 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(logger_formatter=MaskingFormatter())     # the one logger of every function
+# urllib3 (under requests and botocore) says each retry of a broken connection as a warning of its own logger: in a
+# Lambda, plain lines through the runtime's root handler, outside this logger and its masking, beside the one line
+# that says what failed (a vendor's outage, a retry). Its errors only.
+logging.getLogger("urllib3").setLevel(logging.ERROR)
 metrics = Metrics()
 F = TypeVar("F", bound=Callable[..., Any])
 

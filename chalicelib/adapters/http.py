@@ -276,12 +276,15 @@ class JsonApi:
         return _json(resp)
 
     def error(self, resp: requests.Response) -> ApiError:
-        body = _json(resp) or {}
+        # (a refusal quoting the token it was sent says *** instead: its words are logged, and kept in the dead
+        # letter and the history)
+        body = without(_json(resp) or {}, self._token)
         retry_after = None
         if resp.status_code in RETRY_STATUSES:
             retry_after = self._retry.get_retry_after(resp.raw) if resp.raw is not None else None
-        return ApiError(self.service, resp.status_code, self.message(body) or resp.reason or "error",
-                        code=self.code(body), retry_after=retry_after, headers=dict(resp.headers), body=body)
+        said = without(self.message(body) or resp.reason or "error", self._token)
+        return ApiError(self.service, resp.status_code, said, code=self.code(body), retry_after=retry_after,
+                        headers=dict(resp.headers), body=body)
 
     @staticmethod
     def retry_later(exc: ApiError) -> Transient:
@@ -294,6 +297,20 @@ class JsonApi:
 
     def code(self, body: Any) -> str:
         return ""
+
+
+def without(answer: Any, secret: str) -> Any:
+    """A vendor's `answer` (its JSON, or text) with `secret` (the token it was sent) as *** wherever it quotes it.
+    A secret shorter than a token can be (a test's) is left: its letters would be starred out of every word."""
+    if len(secret.strip()) < 8:
+        return answer
+    if isinstance(answer, str):
+        return answer.replace(secret, "***")
+    if isinstance(answer, list):
+        return [without(value, secret) for value in answer]
+    if isinstance(answer, dict):
+        return {key: without(value, secret) for key, value in answer.items()}
+    return answer
 
 
 def _json(resp: requests.Response) -> Any:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from ..domain.mapping import MARKER_ATTRIBUTE
 from ..errors import ApiError, Deferred, NoAnswer, Permanent, Transient
 from ..ports.apis import Conflict, Merged, NotFound
-from .http import JsonApi, asked_wait
+from .http import JsonApi, asked_wait, without
 
 __all__ = ["IntercomClient", "Conflict", "Merged", "NotFound"]
 
@@ -181,7 +181,8 @@ class IntercomAuthClient:
     def exchange(self, code: str, client_id: str, client_secret: str, within: Optional[float] = None) -> str:
         # Never retried: a code is single-use, and an answer lost after Intercom used it cannot be asked again.
         body = self._once("POST", f"{self.base_url}/auth/eagle/token", within, headers={"Accept": "application/json"},
-                          data={"code": code, "client_id": client_id, "client_secret": client_secret})
+                          data={"code": code, "client_id": client_id, "client_secret": client_secret},
+                          secrets=(client_secret,))
         token = (body.get("access_token") or body.get("token")) if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise Permanent("Intercom's token answer held no access token")
@@ -193,13 +194,14 @@ class IntercomAuthClient:
             me = IntercomClient(base, token, timeout=self.timeout, clock=self.clock, **self.http)._call("GET", "/me")
         else:                   # one try, in the time the caller has
             me = self._once("GET", f"{base}/me", within, headers={
-                "Accept": "application/json", "Intercom-Version": VERSION, "Authorization": f"Bearer {token}"})
+                "Accept": "application/json", "Intercom-Version": VERSION, "Authorization": f"Bearer {token}"},
+                secrets=(token,))
         return me if isinstance(me, dict) else {}
 
-    def _once(self, method: str, url: str, within: Optional[float], **kw: Any) -> Any:
+    def _once(self, method: str, url: str, within: Optional[float], secrets: Sequence[str] = (), **kw: Any) -> Any:
         """One request, never retried: its JSON answer. Connecting and reading each get the client's timeout,
         and together at most `within` seconds when it is given (a quarter of it to connect, which takes
-        milliseconds when Intercom is up)."""
+        milliseconds when Intercom is up). A refusal that quotes one of the `secrets` it was sent says ***."""
         import requests
 
         if within is not None and within <= 0:
@@ -220,6 +222,8 @@ class IntercomAuthClient:
             message = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)) \
                 if isinstance(errors, list) else ""
             reason = f"Intercom answered {resp.status_code}: {message or resp.reason}"
+            for secret in secrets:
+                reason = without(reason, secret)
             if resp.status_code == 429:      # not applied: it asks to wait (never waited here: one try)
                 raise Deferred(reason, retry_after=asked_wait(resp.headers, 429, self.clock()), status=429)
             raise (Transient if resp.status_code >= 500 else Permanent)(reason, status=resp.status_code)

@@ -153,6 +153,12 @@ class MemoryLinks:
                                        LinkStatus.LINKED and link.workspace != workspace else _SKIP)
         return dict(Counter(found)), complete
 
+    def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                          scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
+        found, complete = self._capped(campaign_id, limit, scan_limit, lambda link: link.workspace if link.part_way
+                                       and link.workspace != workspace else _SKIP)
+        return dict(Counter(found)), complete
+
     def ignored_in(self, campaign_id: str, limit: int,
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         found, complete = self._capped(campaign_id, limit, scan_limit,
@@ -765,12 +771,13 @@ class MemorySync:
         self.ledgers: dict[str, dict[str, LedgerEntry]] = {}
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
-              since: Optional[float] = None, required: tuple[str, ...] = ()) -> Optional[SyncRun]:
+              since: Optional[float] = None, required: tuple[str, ...] = (),
+              workspace: Optional[str] = None) -> Optional[SyncRun]:
         runs = self.runs.setdefault(campaign_id, [])
         if runs and runs[-1].status == "running":
             return None
         run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
-                      updated_at=now, required=tuple(required))
+                      updated_at=now, required=tuple(required), workspace=workspace)
         runs.append(run)
         return run
 

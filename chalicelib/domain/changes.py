@@ -21,7 +21,9 @@ MAX_GROUP = 15              # filters per AND/OR group (Intercom's limit)
 
 #: rule operator -> search operator, by the attribute's data type.
 _OPERATORS = {
-    "string": {"equals": "=", "contains": "~"},
+    # text: "contains" for `equals` too, since the rule compares text without the spaces around it (rules._typed):
+    # "= Yes" would miss a contact holding " Yes" that the rule qualifies (the judge still decides).
+    "string": {"equals": "~", "contains": "~"},
     "boolean": {"equals": "="},
     "integer": {"equals": "=", "gte": ">="},
 }
@@ -34,7 +36,7 @@ def changed_since(since: float) -> dict:
 
 def target_filter(rule: Qualification, data_type: str) -> Optional[dict]:
     """The search filter of contacts whose attribute may meet the rule, or None when search cannot say."""
-    operator = _OPERATORS.get(data_type, {}).get(rule.operator)
+    operator = "=" if rule.attribute == "role" else _OPERATORS.get(data_type, {}).get(rule.operator)   # lead | user
     if operator is None:
         return None
     try:
@@ -43,6 +45,8 @@ def target_filter(rule: Qualification, data_type: str) -> Optional[dict]:
         return None
     if isinstance(value, float) or value is None:
         return None
+    if isinstance(value, str):
+        value = value.strip()
     return {"field": rule.attribute, "operator": operator, "value": value}
 
 

@@ -116,6 +116,14 @@ class Link:
         return self.kind == LEAD
 
     @property
+    def part_way(self) -> bool:
+        """Its join is under way in the link's workspace, not yet linked: claimed (a worker applies it there, or
+        died applying it: a retry finishes it with the contact it may have made), or tried with a contact made
+        there, or maybe made (a retry under another workspace would make the person a second contact)."""
+        return self.status is LinkStatus.IN_PROGRESS or (self.status.tried and (
+            self.contact_id is not None or self.uncertain_since is not None))
+
+    @property
     def owes_letter(self) -> bool:
         """Its qualification failed and the dead letter that says so may not exist: the next record that sees
         it, unless a replay, fails as the first did (with its reason), and is that letter."""

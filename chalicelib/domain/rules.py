@@ -24,7 +24,7 @@ class Evaluation:
 
 
 def _typed(value: Any, data_type: str, case_sensitive: bool) -> Any:
-    if value is None or value == "":
+    if value is None:
         return None
     try:
         out = convert(value, data_type)
@@ -32,6 +32,8 @@ def _typed(value: Any, data_type: str, case_sensitive: bool) -> Any:
         out = value
     if isinstance(out, str):
         out = out.strip()
+        if not out:             # blank: no value (as `duplicates: update` sees it, mapping.is_empty)
+            return None
         if not case_sensitive:
             out = out.casefold()
     return out

@@ -400,7 +400,8 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
             attr = attributes.get(row.to)
             if attr is None:
                 problems.append(f"{key}: {row.to} does not exist in workspace {settings.workspace} — "
-                                "create it in Intercom (Settings > Data > People) or fix the name")
+                                f"{attribute_meant(row.to, attributes)}create it in Intercom (Settings > Data > People) or fix "
+                                "the name")
                 continue
             if attr.get("archived"):
                 problems.append(f"{key}: {row.to} is archived in Intercom — unarchive it or map another attribute")
@@ -415,6 +416,9 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                 unfit = value_unfit(row.value, dtype, row.to, "value", "change the value or the attribute")
                 if unfit:
                     problems.append(f"{section}.fields[{i}].value: {unfit}")
+                elif section == "leads" and settings.qualification and row.to == settings.qualification.attribute:
+                    problems += _created_meeting(settings.qualification, dtype, row.value,
+                                                 f"leads.fields[{i}].value", "map no value to it")
             elif not _compatible(rf_field_type(row.from_ or ""), dtype):
                 problems.append(
                     f"{section}.fields[{i}]: {row.from_} is {rf_field_type(row.from_ or '')} but {row.to} is "
@@ -424,12 +428,29 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
     if q is not None:
         if q.attribute not in attributes and q.attribute not in WATCHABLE_ATTRIBUTE_TYPES:
             problems.append(f"qualification.attribute: {q.attribute} does not exist in workspace "
-                            f"{settings.workspace} — create it in Intercom or fix the name")
+                            f"{settings.workspace} — {attribute_meant(q.attribute, attributes)}create it in Intercom or fix "
+                            "the name")
         else:       # (a standard attribute is on every contact, listed by the workspace or not)
             problems += rule_problems(q, attribute_type(q.attribute, attributes))
     if settings.sync is not None:
         problems += check_sync(settings, attributes, segments)
     return problems
+
+
+def _alike(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.removeprefix("custom_attributes.").casefold())
+
+
+def attribute_meant(name: str, attributes: dict[str, dict]) -> str:
+    """For an attribute that does not exist: the attributes whose name or label (what Intercom's UI shows, and the
+    hosted integration's dropdown) has its words, case and separators aside — "did you mean ...? ... else "."""
+    wanted = _alike(name)
+    found = [(full, attr.get("label")) for full, attr in sorted(attributes.items())
+             if wanted and not attr.get("archived") and wanted in (_alike(full), _alike(str(attr.get("label") or "")))]
+    if not found:
+        return ""
+    named = " or ".join(full + (f" (labelled {label!r} in Intercom)" if label else "") for full, label in found[:3])
+    return f"did you mean {named}? The settings name an attribute by its name, not its label; else "
 
 
 _KIND = {"string": "a text attribute", "integer": "a whole-number attribute", "float": "a decimal attribute",
@@ -460,6 +481,8 @@ def rule_problems(q: Qualification, data_type: str) -> list[str]:
         unfit = value_unfit(val, data_type, q.attribute, key, f"use a value of type {data_type}")
         if unfit:
             problems.append(f"qualification.{key}: {unfit}")
+        elif key == "initial_value":
+            problems += _created_meeting(q, data_type, val, "qualification.initial_value", "remove initial_value")
     kind = _KIND.get(data_type, data_type)
     if q.operator == "gte" and data_type not in ("integer", "float", "date", "datetime"):
         problems.append(f"qualification.operator: gte compares numbers or dates, but {q.attribute} is {kind} — use "
@@ -468,6 +491,17 @@ def rule_problems(q: Qualification, data_type: str) -> list[str]:
         problems.append(f"qualification.operator: contains looks for text, but {q.attribute} is {kind} — use equals "
                         "(or gte for a number or a date)")
     return problems
+
+
+def _created_meeting(q: Qualification, data_type: str, value: Any, key: str, or_else: str) -> list[str]:
+    """A value every lead's contact is created with (the rule's initial_value, a fixed value mapped to its
+    attribute) that meets the rule: nobody qualifies under require_change, everybody at once without it."""
+    from .rules import matches          # (rules reads the settings' Qualification)
+    if not matches(q, data_type, value):
+        return []
+    rule = "is set" if q.operator in NO_VALUE else f"{q.operator} {q.value!r}"
+    return [f"{key}: {value!r} meets the rule itself ({q.attribute} {rule}) — write the value a lead has before "
+            f"converting, one that does not meet the rule, or {or_else}"]
 
 
 def _compatible(rf_type: str, dtype: str) -> bool:

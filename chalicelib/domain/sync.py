@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .mapping import MAX_STRING, ContactPayload, ConversionError, to_unix
-from .settings import CampaignSettings, Sync
+from .settings import CampaignSettings, Sync, attribute_meant
 
 DAY = 86400
 PER_PAGE = 150                    # Intercom's largest search page
@@ -163,6 +163,23 @@ def describe_source(sync: Sync) -> str:
     return {"all": "all contacts", "leads": "leads", "users": "users"}.get(sync.source) or f"segment {sync.segment_id}"
 
 
+def source_changed(settings: CampaignSettings, source: str, workspace: Optional[str]) -> list[str]:
+    """Why a run's later page must not go on (empty: it may): settings applied since the run started that read another
+    source than the run's (`source`, as describe_source said it then), or another workspace's contacts (`workspace`:
+    the run's; None, not known). Its cursor is a place in the old source's order: the new source read from there
+    would skip every contact before it, or mix two workspaces' contacts in one run."""
+    assert settings.sync is not None
+    now, campaign_id = describe_source(settings.sync), settings.campaign_id
+    if workspace and workspace != settings.workspace:
+        return [f"workspace: campaign {campaign_id} was applied naming workspace {settings.workspace} since this run "
+                f"started in {workspace} — run `bridge sync start {campaign_id}` to sync {settings.workspace}'s "
+                "contacts from the start"]
+    if now == source:
+        return []
+    return [f"sync.source: the settings applied since this run started read {now}, not {source} — run "
+            f"`bridge sync start {campaign_id}` to sync {now} from the start"]
+
+
 def describe_writes(sync: Sync) -> str:
     """Which attributes sync writes back, as `sync report` and `doctor` say it."""
     writes = [f"{what} to {attribute}" for what, attribute in (
@@ -258,19 +275,21 @@ def decide(sync: Sync, campaign_id: str, contact: dict, required: tuple[str, ...
     return Create(email.lower(), body)
 
 
-def written(previous: str, fresh: bool, ours: bool, adopted: bool = False) -> tuple[str, str]:
+def written(previous: str, fresh: bool, ours: bool, adopted: bool = False, again: bool = False) -> tuple[str, str]:
     """A referrer whose link is now written (or who needs none): (the ledger's outcome, what the run counts).
     `previous`: the ledger's outcome before; `fresh`: enrolled just now; `ours`: the ledger's entry is this very
-    run's (a try of its page before enrolled them, or `adopted` them: their own join enrolled them). Someone
-    enrolled earlier is counted once as enrolled: the run that writes their late link counts it as LINKED, and a
-    run finding them done (or adopting them) as ALREADY."""
+    run's (a try of its page before enrolled them, or `adopted` them: their own join enrolled them); `again`: their
+    link was written before, but not where `referral_link_attribute` names now. Someone enrolled earlier is counted
+    once as enrolled: the run that writes their late link (or writes it again) counts it as LINKED, and a run
+    finding them done (or adopting them) as ALREADY."""
     if fresh or ours and previous in UNWRITTEN and not adopted:
         return ENROLLED, ENROLLED
     if ours and previous in UNWRITTEN:               # adopted by a try of this page before: already, as it was
         return ALREADY, ALREADY
     if previous in UNWRITTEN:
         return LINKED, LINKED
-    return (previous if previous in (ALREADY, LINKED) else ENROLLED), ALREADY
+    # (written again: the ledger keeps who enrolled them, their own join included)
+    return (previous if previous in (ALREADY, LINKED) else ENROLLED), LINKED if again else ALREADY
 
 
 def restored(joined_at: Optional[str], skipped_at: Optional[str]) -> bool:
@@ -349,7 +368,7 @@ def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments
     for row in sync.fields:
         if row.from_ and row.from_ not in attributes and row.from_ not in ("id", "role"):
             problems.append(f"sync.fields: {row.from_} (mapped to {row.to}) does not exist in workspace "
-                            f"{settings.workspace} — map an existing attribute")
+                            f"{settings.workspace} — {attribute_meant(row.from_, attributes)}map an existing attribute")
     return problems
 
 
@@ -371,8 +390,8 @@ def _writable(setting: str, attribute: str, attributes: dict[str, dict], workspa
     type_name, writable, is_not = names
     attr = attributes.get(attribute)
     if attr is None:
-        return [f"{setting}: {attribute} does not exist in workspace {workspace} — create it as a {type_name} "
-                "attribute in Intercom (Settings > Data > People) or fix the name"]
+        return [f"{setting}: {attribute} does not exist in workspace {workspace} — {attribute_meant(attribute, attributes)}"
+                f"create it as a {type_name} attribute in Intercom (Settings > Data > People) or fix the name"]
     if attr.get("data_type", "string") != data_type or attr.get("options"):
         kind = "a list" if attr.get("options") else f"of type {attr.get('data_type', 'string')}"
         return [f"{setting}: {attribute} is {kind}, not {is_not} — {fix} and name it here"]

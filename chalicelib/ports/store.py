@@ -53,6 +53,10 @@ class LinkRepository(Protocol):
         `limit` of them: its links are read page by page (not only its first `limit` links) until `limit`
         are found, none is left, or `scan_limit` links were read. With whether the read was complete (False:
         it stopped at `scan_limit` links, having found fewer than `limit`: the links past them are not known)."""
+    def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                          scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
+        """The campaign's joins part-way (Link.part_way) in other workspaces than `workspace`, by workspace,
+        counted and read as `linked_elsewhere` counts and reads them."""
     def ignored_in(self, campaign_id: str, limit: int,
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         """The campaign's joins the settings ignored (action nothing), by kind (lead, referrer; None: not
@@ -481,6 +485,7 @@ class SyncRun:
     required: tuple[str, ...] = ()        # the fields RF's campaign required of a referrer when the run started
                                           # (domain/sync.required_fields): its pages, and webhooks while it is the
                                           # latest run, skip a contact missing one without asking RF
+    workspace: Optional[str] = None       # the workspace whose contacts it reads (None: started before runs said it)
 
     @property
     def done(self) -> int:
@@ -509,6 +514,7 @@ class LedgerEntry:
                                           # also while their link is not written yet (no_link_yet, writeback_failed)
     linked_run: int = 0                   # the run that wrote their late link (outcome `linked`; 0: none, or a webhook)
     workspace: Optional[str] = None       # the workspace of the contact (None: written before entries said it)
+    link_attribute: Optional[str] = None  # where the link was written (None: written before entries said it)
 
     @property
     def final(self) -> bool:
@@ -517,7 +523,8 @@ class LedgerEntry:
 
 class SyncRepository(Protocol):
     def start(self, campaign_id: str, kind: str, source: str, now: float,
-              since: Optional[float] = None, required: tuple[str, ...] = ()) -> Optional[SyncRun]:
+              since: Optional[float] = None, required: tuple[str, ...] = (),
+              workspace: Optional[str] = None) -> Optional[SyncRun]:
         """A new run (numbered after the last one), or None while one is running."""
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
         """A run by number (None: the latest)."""
@@ -542,19 +549,19 @@ class SyncRepository(Protocol):
         """The ledger's entries of these contacts (one batched read; `consistent`: every write made before it
         shows)."""
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        """Write `creating` entries over whatever the ledger holds but an entry naming an RF user: an earlier run's
-        final skip too (a contact fixed since), so that a retry after a lost create answer finds the `creating`
-        entry and looks the user up in RF. An entry naming an RF user was written since the page read the ledger
-        (another worker enrolled the contact: the same notification handed to two workers, a run's page and a
-        webhook at once): it stands. The contact ids written."""
+        """Write `creating` entries (or the entry of a contact enrolled just now) over whatever the ledger holds but
+        an entry naming an RF user: an earlier run's final skip too (a contact fixed since), so that a retry after a
+        lost create answer finds the `creating` entry and looks the user up in RF. An entry naming an RF user was
+        written since the page read the ledger (another worker enrolled the contact: the same notification handed to
+        two workers, a run's page and a webhook at once): it stands. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         """Every entry of the campaign, or its first `limit` (a query reading no more: for reports, not for
         the worker)."""
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
-        """The campaign's entries with this email (a query of the campaign's ledger: for `explain`, and for sync
-        when RF refuses the create of a contact an earlier try may have created)."""
+        """The campaign's entries with this email (a query of the campaign's ledger, strongly consistent: for
+        `explain`, and for sync when RF refuses the create of a contact an earlier try may have created)."""
     def forget(self, campaign_id: str, email: str, contact_ids: Iterable[str] = ()) -> list[LedgerEntry]:
         """Delete the campaign's entries with this email, and those of `contact_ids` (erasure: the contacts of
         the people erased, whose entries may name an email they had before): the entries deleted."""

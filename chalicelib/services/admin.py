@@ -144,7 +144,8 @@ def check_settings(text: str) -> tuple[CampaignSettings, list[str]]:
 
 
 class MovesWorkspace(SettingsError):
-    """The settings move a campaign that has linked people to another workspace, unconfirmed."""
+    """The settings move a campaign that has linked people to another workspace, unconfirmed, or one whose join is
+    part-way in another workspace."""
 
 
 class NotChecked(Exception):
@@ -198,6 +199,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
     if own_attributes(settings):       # (as `bridge doctor` reports it)
         warnings += [f"{shared.said} — {shared.why}: {shared.fix}" for shared in
                      shared_attributes(settings, valid_campaigns(rt.store.settings, settings.workspace))]
+    _part_way_elsewhere(rt, settings, stored)
     version = rt.store.settings.put(settings.campaign_id, settings.to_document(), settings.workspace, owed)
     warnings += _look_back(rt, settings, before, version)
     rt.forget()
@@ -238,6 +240,26 @@ def _moved_workspace(rt: Operator, settings: CampaignSettings, stored: Optional[
             f"longer qualify{', nor will referral counts be written to them' if counting else ''} (their contacts "
             f"stay in {old}{'; their counts are kept' if counting else ''}{also}; new joins are created in {new})"
             ] + unchecked
+
+
+def _part_way_elsewhere(rt: Operator, settings: CampaignSettings, stored: Optional[StoredSettings]) -> None:
+    """MovesWorkspace, whatever --move-workspace, while one of the campaign's joins is part-way (Link.part_way) in
+    another workspace than the one named: it would end linked there (its worker read the settings before the
+    move), where it never qualifies, or its retry make the person a second contact in the new one. Checked last,
+    right before the settings are stored: a join claimed meanwhile (the live workspace's checks call Intercom)
+    is seen too."""
+    if stored is not None and stored.workspace == settings.workspace:
+        return
+    c, new = settings.campaign_id, settings.workspace
+    joining, _ = rt.store.links.joining_elsewhere(c, new, PEOPLE_COUNTED)
+    if joining:
+        n, old = sum(joining.values()), _and(sorted(joining))
+        raise MovesWorkspace([
+            f"workspace: campaign {c} has {how_many(n, n >= PEOPLE_COUNTED, 'join', 'joins')} part-way in workspace "
+            f"{old} (claimed by a worker, or its contact made there, not yet linked); moved to {new} now, "
+            f"{'it' if n == 1 else 'they'} would end linked in {old}, where nothing qualifies the campaign any more, "
+            f"or make a second contact in {new} — apply again once {'it' if n == 1 else 'they'} ended: within minutes "
+            f"(a failed one once its dead letter is replayed: `bridge dlq replay --campaign {c}`)"])
 
 
 def _unchecked(settings: CampaignSettings, stored: Optional[StoredSettings], whole: bool, read_all: bool) -> list[str]:

@@ -170,6 +170,9 @@ def connect_workspace(rt: Connecting, workspace: str, token: Optional[str] = Non
         raise ConnectError(f"this client secret is workspace {holding}'s private app's (`bridge workspace connect "
                            f"{holding}` stored it), not workspace {workspace}'s: give {workspace}'s own private app's "
                            "(Developer Hub > Basic information); nothing was stored")
+    if client_secret:
+        refuse_rf_secret(rt, client_secret, f"workspace {workspace}'s private app's", "(Developer Hub > Basic "
+                         "information)")
     name = None
     if token:   # checked where it will be used: the given base, else the one already configured
         found = check_token(rt, token, api_base or (current.api_base if current is not None else None))
@@ -269,6 +272,7 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     # never sees a copy); the same again: what held it were copies.
     if client_secret and not apps.same(client_secret, public):
         refuse_private_secret(rt, client_secret)
+        refuse_rf_secret(rt, client_secret, "the public app's", "(Developer Hub > the public app > Basic information)")
     relabelled = relabel_copies(rt, public) if public is not None else []
     if client_id:
         edge.put(OAUTH_CLIENT_ID, client_id)
@@ -291,6 +295,27 @@ def refuse_private_secret(rt: Connecting, secret: str) -> None:
         raise ConnectError(f"this client secret is workspace {holding}'s private app's (`bridge workspace connect` "
                            "stored it), not the public app's: give the public app's own (Developer Hub > the public "
                            "app > Basic information); nothing was stored")
+
+
+def refuse_rf_secret(rt: Connecting, secret: str, meant: str, where: str) -> None:
+    """ConnectError when an Intercom app's client secret (`meant`: whose it is meant to be, found `where`) is RF's
+    webhook secret: whoever sees RF's webhook settings could sign the Intercom app's webhooks, and the app's
+    admins RF's joins (CLI only: the webhook path never reads another service's secret)."""
+    if apps.same(rt.secrets.scoped(EDGE).get(RF_WEBHOOK_SECRET), secret):
+        raise ConnectError(f"this client secret is Referral Factory's webhook secret (the one `bridge rf connect` "
+                           f"stored), not {meant}: whoever sees RF's webhook settings could sign Intercom's webhooks "
+                           f"with it; give {meant} own {where}, and if it is that, first give RF a webhook secret "
+                           "of its own (`bridge rf connect`); nothing was stored")
+
+
+def _intercom_holder(rt: Connecting, secret: str) -> Optional[str]:
+    """Whose Intercom app's client secret `secret` is (the public app's, or a workspace's private app's), else None;
+    ConnectError when a read fails."""
+    if apps.same(rt.secrets.scoped(EDGE).get(OAUTH_CLIENT_SECRET), secret):
+        return "the public Intercom app's (`bridge workspace oauth-app` stored it)"
+    holding = _private_holder(rt, secret, "Referral Factory's settings are unchanged: run `bridge rf connect` again")
+    return f"workspace {holding}'s private Intercom app's (`bridge workspace connect {holding}` stored it)" \
+        if holding else None
 
 
 def _private_holder(rt: Connecting, secret: str, unchanged: str, besides: Optional[str] = None) -> Optional[str]:
@@ -368,6 +393,11 @@ def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Opti
     if not token and not webhook_secret:
         raise ConnectError("give Referral Factory's token and/or webhook secret: `bridge rf connect` asks for them in a "
                            "terminal (elsewhere, set RF_TOKEN and/or RF_WEBHOOK_SECRET)")
+    whose = _intercom_holder(rt, webhook_secret) if webhook_secret else None
+    if whose:
+        raise ConnectError(f"this webhook secret is {whose} client secret: whoever sees either (RF's webhook "
+                           "settings, the app's Developer Hub) could sign the other's webhooks; choose one for RF "
+                           "alone (any long random string, e.g. `openssl rand -hex 32`); nothing was stored")
     if token and check:
         check_rf_token(rt, token)
     if token:

@@ -41,7 +41,7 @@ from ..webhooks import CONTACT_TOPICS
 from . import dead_letters, rf_people
 from .backfill import unknown_baselines
 from .moved import applied_elsewhere, valid_campaigns
-from .sync import shown_error
+from .sync import never_begun, shown_error
 
 # The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
@@ -76,7 +76,8 @@ class Examined(Protocol):
 
 
 def quick(config: Config) -> Config:
-    """The configuration doctor's HTTP clients are made with (CHECK_WAIT, CHECK_TIMEOUT)."""
+    """The configuration doctor's HTTP clients are made with (CHECK_WAIT, CHECK_TIMEOUT); explain's too (its
+    question to Intercom about a contact id no link names)."""
     return replace(config, max_retry_wait=CHECK_WAIT, http_timeout=min(config.http_timeout, CHECK_TIMEOUT))
 
 
@@ -199,7 +200,7 @@ def _left_behind(store: Store, report: Report, settings: CampaignSettings, pendi
                    f"people linked in other workspaces than {ws} were not checked past the first {SCAN_LIMIT:,} "
                    f"joins of campaign {c}",
                    "the campaign was applied naming another workspace before: people linked there no longer "
-                   "qualify", f"`bridge explain {c} <email>` says where one person is linked", warn=True, key="not_read")
+                   "qualify", "`bridge explain <email>` says where one person is linked", warn=True, key="not_read")
     for other, n in sorted(linked.items()):
         waiting = sum(link.workspace == other for link in pending)
         n = max(n, waiting)
@@ -264,11 +265,21 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     elif error is not None and error["state"] == FAILED:
         report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
                    "the page waits in the dead-letter queue: the run does not go on by itself", resume)
-    elif error is not None and error["state"] == WAITING and vendor:     # (its wait is no stall, however long)
+    elif error is not None and error["state"] == WAITING and (
+            vendor or rt.clock() - epoch(error["at"]) <= SYNC_STALL_MINUTES * 60):
+        # (an outage's wait is no stall, however long; another wait, a rate limit's or RF's block of the bridge's IP,
+        # is said again at each of its tries, every 15 minutes at most: one not said for longer is a stall)
         report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
                    f"the page waits for {vendor} without using up a try, and goes on by itself once {vendor} answers; "
-                   "past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there",
+                   "past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there" if vendor else
+                   "the page waits in the work queue without using up a try (a rate limit, or Referral Factory's block "
+                   "of the bridge's IP: [rf.campaign] says so), and goes on by itself when the wait ends",
                    f"nothing to do; `bridge sync status {c} --watch` follows it", warn=True)
+    elif never_begun(run, rt.clock()) and rt.clock() - run.started_at > SYNC_STALL_MINUTES * 60:
+        report.add("sync", False, f"{where} has not begun in {(rt.clock() - run.started_at) / 60:.0f} min: no worker "
+                   "took its first page", "its first page's message was never sent (the command that started the run "
+                   "was interrupted, or the queue refused it): the run does not go on by itself",
+                   f"`bridge sync start {c}` sends it again")
     elif run.status == "running" and rt.clock() - run.updated_at > SYNC_STALL_MINUTES * 60 and \
             (run.lease_until or 0) < rt.clock():
         report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "
@@ -358,7 +369,10 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
 
 _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
             "its history (fields not written)")
-_WHY = {"sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
+_WHY = {"meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
+                                 "qualifies until its value changes away and back; without it, each one is qualified "
+                                 "(and rewarded) at the first notification about its new contact",
+        "sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
         # (Checked in the simulator and Intercom's docs: a write naming an unknown attribute is a 400.)
@@ -952,8 +966,9 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
         oldest = min(late, key=lambda o: o.lease_until)
         queued = (f"; its finishing work was queued {oldest.requeued} time(s)" if oldest.requeued
                   else "; reconciliation has not queued its finishing work yet")
+        q = oldest.link.qualification           # (none for a join left in progress)
         what = (f"{len(late)} link(s) of campaign {c} left unfinished (e.g. RF user {oldest.link.rf_user_id}: "
-                f"{oldest.link.status.value}, qualification {oldest.link.qualification and oldest.link.qualification.value}"
+                f"{oldest.link.status.value}{f', qualification {q.value}' if q else ''}"
                 f"{queued}) for over {late_after:.0f} min after their worker's claim ran out")
         if not searchable(conn):    # as above: the connection's own finding names the cause and its fix
             report.add("reconciliation.overdue", True, f"{what}: they wait for workspace {ws} to be "

@@ -21,7 +21,7 @@ from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
 from ..errors import DISCONNECTED, plan_restricted, waits
 from ..observability import mask_email, mask_emails
-from ..ports import IntercomPort, Store
+from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import RF_404, no_campaign, replay_fix
@@ -175,25 +175,30 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
             for synced in store.sync.with_email(c, email):
                 contacts.add(synced.contact_id)
                 rf_ids |= {synced.rf_user_id} if synced.rf_user_id else set()
-    # What one identifier leads to (links by email, contact or RF id), then what those links name,
-    # until nothing new: any of a person's identifiers gives the same trail.
-    for _ in range(4):
-        found = store.lookup.look_up(
-            contacts=[(ws, c) for ws in workspaces for c in sorted(contacts)],
-            emails=[(ws, e) for ws in workspaces for e in sorted(emails)],
-            refs=[PersonRef(c, r) for c in campaigns for r in sorted(rf_ids)])
-        before = (len(people), len(emails), len(contacts), len(rf_ids))
-        for link in found.links.values():
-            people[link.ref] = link
-            emails |= {normal_email(link.email)} if link.email else set()
-            contacts |= {link.contact_id} if link.contact_id else set()
-            rf_ids.add(link.rf_user_id)
-        if (len(people), len(emails), len(contacts), len(rf_ids)) == before:
-            break
+    def linked() -> None:
+        """What one identifier leads to (links by email, contact or RF id), then what those links name,
+        until nothing new: any of a person's identifiers gives the same trail."""
+        for _ in range(4):
+            found = store.lookup.look_up(
+                contacts=[(ws, c) for ws in workspaces for c in sorted(contacts)],
+                emails=[(ws, e) for ws in workspaces for e in sorted(emails)],
+                refs=[PersonRef(c, r) for c in campaigns for r in sorted(rf_ids)])
+            before = (len(people), len(emails), len(contacts), len(rf_ids))
+            for link in found.links.values():
+                people[link.ref] = link
+                emails.update([normal_email(link.email)] if link.email else [])
+                contacts.update([link.contact_id] if link.contact_id else [])
+                rf_ids.add(link.rf_user_id)
+            if (len(people), len(emails), len(contacts), len(rf_ids)) == before:
+                break
+    linked()
     duplicates: list[dict] = []
     unasked: Optional[str] = None
     if intercom is not None and not emails and query not in {p.contact_id for p in people.values()}:
-        duplicates, unasked = _duplicate_of(store, intercom, workspaces, query)
+        duplicates, unasked, survivor = _duplicate_of(store, intercom, workspaces, query)
+        if survivor is not None:         # merged in Intercom: its person's link followed it to the survivor
+            contacts.add(survivor)
+            linked()
     # The ledger is keyed by contact: a referrer sync enrolled, asked about by RF id, is found by the contact their
     # history's sync entry names (a history read anyway, below).
     read: dict[PersonRef, list[Recorded]] = {}
@@ -354,30 +359,35 @@ CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")      # what may go into Intercom
 
 
 def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspaces: list[str],
-                  query: str) -> tuple[list[dict], Optional[str]]:
+                  query: str) -> tuple[list[dict], Optional[str], Optional[str]]:
     """The people linked to another contact with this contact's email, in its own workspace only (a
     contact of another workspace says nothing of this one's people), each with whether the contact's
     changes count for them (the campaign's `qualification.match`; never for a link left behind by a
     workspace move), as the qualification judges them; and, found in no workspace, why Intercom could not be
-    asked now in one (away or limiting: the id may well be right)."""
+    asked now in one (away or limiting: the id may well be right); and the contact Intercom merged it into, if it
+    did (the links of a merged contact follow it there)."""
     unasked = None
     if not CONTACT_ID.fullmatch(query):
-        return [], None
+        return [], None, None
     for workspace in workspaces:
         try:
             contact = intercom(workspace).get_contact(query)
-        except Exception as exc:  # (not there, merged, not connected...): nothing said of it, but of Intercom away
+        except Merged as merged:
+            if merged.canonical_id:
+                return [], None, merged.canonical_id
+            continue
+        except Exception as exc:  # (not there, not connected...): nothing said of it, but of Intercom away
             if waits(exc) and unasked is None:
                 unasked = (f"Intercom could not be asked about contact {query} (workspace {workspace}): "
                            f"{getattr(exc, 'reason', exc)} — run `bridge explain` again once it answers")
             continue
         email = contact.get("email")
         if not email:
-            return [], None
+            return [], None, None
         found = store.lookup.look_up(emails=[(workspace, email)])
         return [_duplicate(store, query, workspace, email, link) for link in found.linked_to_email(workspace, email)
-                if link.contact_id and link.contact_id != query], None
-    return [], unasked
+                if link.contact_id and link.contact_id != query], None, None
+    return [], unasked, None
 
 
 def _duplicate(store: Store, contact_id: str, workspace: str, email: str, link: Link) -> dict:
@@ -430,12 +440,16 @@ HINTS = {
                                    "To count a value held at joining, set `qualification.require_change: false` and "
                                    "apply the settings (`bridge settings apply`)",
     ("evaluation", "not_qualified"): "only leads (the person invited) qualify; referrers never do",
+    ("contact", "kept"): "to replace the values an existing contact already has, add `overwrite: true` to their "
+                         "rows of `{side}.fields` and apply the settings",
 }
 
 def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample] = None) -> dict:
     """`refused`: the edge's sample a `webhook_refused` entry tells of (its message says which field)."""
     details = entry.get("details") or {}
     why = "not_changed" if entry["event"] == "evaluation" and details.get("require_change") else entry["outcome"]
+    if (entry["event"], why) == ("contact", "updated_existing") and details.get("kept"):   # values it had, kept
+        why = "kept"
     # A counted repeat (the same join, notification... seen again) needs nothing done.
     fix = None if entry.get("count") else FIXES.get((entry["event"], why))
     hint = None if entry.get("count") else HINTS.get((entry["event"], why))
@@ -590,7 +604,9 @@ def as_text(explanation: Explanation) -> str:
                  else f"replayed at {p['replayed_at']}: back in the queue" if p["status"] == "replayed"
                  else p["status"]) + (f", qualification {_qualification(p)}" if p.get("qualification") else "") + (
                  f" at {p['replayed_at']}: back in the queue" if p.get("qualification") == "replayed" else "")
-        contact = (f"Intercom contact {p['contact_id']}" + (f" ({p['contact_role']})" if p.get("contact_role") else "")
+        about = ", ".join(filter(None, (p.get("contact_role"), p.get("contact_state") and f"{p['contact_state']} in "
+                                                                                           "Intercom")))
+        contact = (f"Intercom contact {p['contact_id']}" + (f" ({about})" if about else "")
                    if p.get("contact_id") else "no Intercom contact" + ("" if p["status"] == "ignored" else " yet"))
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"

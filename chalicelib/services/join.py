@@ -466,6 +466,10 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
         return (intercom.update_contact(str(contact["id"]), body) if body else contact), body
     updated, update = _written_or_again(attempt, deps, send)
     plan = attempt.plan
+    written = set(_written(update))
+    kept = sorted(name for name in _written(plan.update_body({}))
+                  if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])
+    held = {"kept": kept} if kept else {}    # values the contact had, not the mapping's (`overwrite: true` replaces them)
     if not update:     # every mapped field already has a value (or Intercom refused it): only the tag marks them
         tagged = bool(plan.people.tag)
         refused = [e.to for e in plan.payload.errors if e.reason.startswith(REFUSED_BY_INTERCOM)]
@@ -473,13 +477,8 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
             "other" if refused else "it already has a value for every"
         return Reached(contact, "updated" if tagged else "linked", baseline, of, (Entry(
             "contact", "updated_existing", f"{found}; duplicates is update, but {every} mapped field (kept): "
-            f"{'only the tag is added' if tagged else 'nothing to write'}; linked", ids),))
-    written = set(_written(update))
-    kept = sorted(name for name in _written(plan.update_body({}))
-                  if name not in written and attribute_value(contact, name) != plan.payload.attributes[name])
-    details: dict[str, Any] = {"contact_id": contact["id"], "attributes": sorted(written)}
-    if kept:
-        details["kept"] = kept
+            f"{'only the tag is added' if tagged else 'nothing to write'}; linked", {**ids, **held}),))
+    details: dict[str, Any] = {"contact_id": contact["id"], "attributes": sorted(written), **held}
     return Reached(updated, "updated", baseline, of, (Entry(
         "contact", "updated_existing", f"{found}; duplicates is update, so it was marked as referred (fields it "
         "already had were kept) and linked", details),))

@@ -33,13 +33,14 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
                            WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
                            count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
-                           preflight, required_fields, restored, run_counts, search_query, writeback_body, written)
+                           preflight, required_fields, restored, run_counts, search_query, source_changed, writeback_body,
+                           written)
 from ..errors import Deferred, Permanent, Transient, WorkError, unforeseen, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.apis import PeoplePage
-from ..ports.store import LedgerEntry, SyncRun
+from ..ports.store import LedgerEntry, SyncRun, normal_email
 from ..pool import Pool
 from .deps import WorkDeps
 from . import rf_people
@@ -51,6 +52,7 @@ PAGE_TIME_MS = 20_000              # a page starts no contact with less Lambda t
                                    # the worker's own margin): it gives itself back and continues later
 FULL_EVERY = 86400.0               # ongoing mode: a full run (which finds who left) at least this often
 CREATED = ("contact.user.created", "contact.lead.created")
+BEGIN_SECONDS = 60.0               # a run whose first page no worker took this long after it started: sent again
 
 
 class SyncStopped(Exception):
@@ -104,9 +106,19 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
         raise SyncStopped(problems)
     assert settings.sync is not None and deps.queue is not None
     run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since,
-                          required=required)
+                          required=required, workspace=settings.workspace)
+    now = deps.clock()
+    current = deps.sync.run(campaign_id) if run is None else None
+    if current is not None and first_page_lost(current, now):
+        # Its first page's message was never sent (the command that started it was interrupted, or SQS refused it):
+        # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page).
+        run = current
+    elif current is not None and never_begun(current, now):
+        raise SyncStopped([f"sync run {current.number} of campaign {campaign_id} has not begun yet (started at "
+                           f"{iso(current.started_at)}): a worker takes its first page within seconds — see `bridge "
+                           f"sync status {campaign_id}`; if it has not begun a minute after it started, `bridge sync "
+                           f"start {campaign_id}` sends its first page again"])
     if run is None:
-        current = deps.sync.run(campaign_id)
         moved = f" (last progress at {iso(current.updated_at)})" if current else ""
         raise SyncStopped([f"sync run {current.number if current else '?'} of campaign {campaign_id} is still "
                            f"running{moved} — see `bridge sync status {campaign_id}`; if it no longer moves, its "
@@ -115,6 +127,19 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
     deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=0).wire())
     logger.info("sync run started", extra={"campaign_id": campaign_id, "run": run.number, "kind": kind})
     return run
+
+
+def never_begun(run: SyncRun, now: float) -> bool:
+    """Is the running run still at its first page, which no worker has worked nor holds (no count, no failure)? Its
+    first page's message may never have been sent."""
+    return run.status == "running" and run.page == 0 and not run.counts and run.error is None and \
+        not (run.owner and (run.lease_until or 0) > now)
+
+
+def first_page_lost(run: SyncRun, now: float) -> bool:
+    """Has the run not begun BEGIN_SECONDS after it started? Its first page's message was never sent, surely enough
+    to send it again (a copy of one still queued is harmless)."""
+    return never_begun(run, now) and now - run.started_at >= BEGIN_SECONDS
 
 
 # --- one page -------------------------------------------------------------------------------------
@@ -171,9 +196,11 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     campaign_id = message.campaign_id
     try:
         settings = settings_of(deps, campaign_id)
-        # (a run's later pages: settings applied since that keep only counts stop it, as they would its start)
-        problems = checks(deps, settings) if message.page == 0 else \
-            [COUNTS_ONLY] if settings.sync and settings.sync.counts_only else []
+        # (a run's later pages: settings applied since that keep only counts, or read another source or workspace,
+        # stop it)
+        assert settings.sync is not None
+        problems = checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only \
+            else source_changed(settings, run.source, run.workspace)
     except SyncStopped as exc:
         problems = exc.problems
     if problems:
@@ -227,6 +254,7 @@ class _Outcome:
     entry: LedgerEntry
     outcome: str
     note: Optional[Entry] = None
+    fresh: bool = False           # enrolled just now: its entry written unless another worker's names an RF user
 
 
 class Page:
@@ -284,9 +312,10 @@ class Page:
                 self.tally.add(NOT_IN_RF)            # deleted in RF: not asked again, nor re-created
                 continue
             if entry is not None and entry.final and entry.rf_user_id and entry.outcome != NOT_IN_RF:
-                if entry.written_back or not attribute:
+                held = attribute_value(contact, attribute) if attribute else None
+                if not attribute or _written_there(entry, attribute, held):
                     # (a try of this page before wrote their late link: LINKED still)
-                    self.tally.add(entry.outcome if ours or self._linked_here(entry) else ALREADY)
+                    self.tally.add(LINKED if self._linked_here(entry) else entry.outcome if ours else ALREADY)
                     changed = entry
                     if self.full and entry.seen_run != self.number:
                         changed = _replace(changed, seen_run=self.number)
@@ -295,8 +324,7 @@ class Page:
                     if changed is not entry:
                         seen.append(changed)
                 else:          # (a full run marks them seen, whatever becomes of their link: _write_back, _no_link)
-                    links.append((_replace(entry, seen_run=self.number) if self.full else entry,
-                                  attribute_value(contact, attribute)))
+                    links.append((_replace(entry, seen_run=self.number) if self.full else entry, held))
                 continue
             if entry is not None and entry.final and (ours or entry.outcome == "already_in_campaign" and own is None):
                 self.tally.add(entry.outcome)
@@ -326,7 +354,9 @@ class Page:
             self.deps.sync.record(self.campaign_id, self._in_workspace(seen))
         if todo:
             intended = self.deps.sync.intend(self.campaign_id, self._in_workspace([
-                LedgerEntry(str(c["id"]), "creating", email=d.email, run=self.decider, seen_run=self.number,
+                # (a try before's email and time kept: what it may have created RF's user with, and when)
+                LedgerEntry(str(c["id"]), "creating", email=earlier.email if earlier is not None and earlier.email
+                            else d.email, run=self.decider, seen_run=self.number,
                             at=earlier.at if earlier is not None and earlier.at else iso(self.deps.clock()))
                 for c, d, earlier in todo]))
             # Not written: another worker enrolled them since the ledger was read (as _enrolled_meanwhile), counted
@@ -349,8 +379,8 @@ class Page:
         return self.run is not None and entry.run == self.number
 
     def _linked_here(self, entry: LedgerEntry) -> bool:
-        """Did a try of this page before write the late link of someone an earlier run enrolled?"""
-        return self.run is not None and entry.outcome == LINKED and entry.linked_run == self.number
+        """Did a try of this page before write the late link of someone an earlier run (or their join) enrolled?"""
+        return self.run is not None and entry.linked_run == self.number
 
     def _run(self, jobs: list[Callable[[], None]]) -> None:
         if not jobs:
@@ -392,7 +422,15 @@ class Page:
         return [_replace(e, workspace=self.settings.workspace) for e in entries]
 
     def _done(self, result: _Outcome) -> None:
-        self.deps.sync.record(self.campaign_id, self._in_workspace([result.entry]))
+        entries = self._in_workspace([result.entry])
+        if result.fresh and not self.deps.sync.intend(self.campaign_id, entries):
+            # Another worker enrolled the contact meanwhile (a run's page and a webhook at once, each creating, or
+            # finding, the one RF user): its entry stands, and this one counts the contact already enrolled.
+            with self._lock:
+                self.tally.add(ALREADY)
+            return
+        if not result.fresh:
+            self.deps.sync.record(self.campaign_id, entries)
         if result.note is not None and result.entry.rf_user_id:
             self.deps.history.append(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note])
         with self._lock:
@@ -403,6 +441,13 @@ class Page:
         cid = str(contact["id"])
         rf = self.deps.apis.rf()
         found = False
+        if earlier is not None and earlier.email and earlier.email != decision.email:
+            # Her email changed since a try before meant to create her: that try may have made her RF user with the
+            # email she had then (its `creating` entry keeps it). Found, she is enrolled with it, not created twice.
+            before = self._made_before(cid, earlier.email, earlier)
+            if before is not None:
+                self._enrolled(cid, decision.email, before, found=True)
+                return
         try:
             user = rf.create_user(decision.body)
         except Refused as refused:
@@ -419,18 +464,30 @@ class Page:
             # An earlier try of ours may have created them: RF has the email, or says the campaign is full (that
             # user may be its last). Which user is it? Not ours when it joined by itself, nor when another contact
             # of the source has the email (its create made the user).
-            look = self.directory.find(decision.email)
-            if look is None or _joined_before(look, earlier) or self._anothers(cid, decision.email, look):
+            look = self._made_before(cid, decision.email, earlier)
+            if look is None:
                 self._skip(cid, contact, reason, detail)
                 return
             user, found = look, True
+        self._enrolled(cid, decision.email, user, found)
+
+    def _made_before(self, contact_id: str, email: str, earlier: LedgerEntry) -> Optional[dict]:
+        """RF's user with `email` if a try before this one (its `creating` entry: `earlier`) may have made it for
+        this contact: not one who joined by themselves before it, nor one another contact of the source has."""
+        look = self.directory.find(email)
+        if look is None or _joined_before(look, earlier) or self._anothers(contact_id, email, look):
+            return None
+        return look
+
+    def _enrolled(self, cid: str, email: str, user: dict, found: bool) -> None:
+        """The contact is enrolled with RF's `user` (`found`: among the campaign's people, made by a try before)."""
         rf_id, url = str(user.get("id")), user.get("url")
         how = " (found in Referral Factory: an earlier, interrupted try created them)" if found else ""
         note = Entry("sync", "enrolled", f"enrolled by {self.via}{how}",
                      {"contact_id": cid, "run": self.decider, "referral_link": url})
-        entry = LedgerEntry(cid, ENROLLED, email=decision.email, rf_user_id=rf_id, url=url, run=self.decider,
+        entry = LedgerEntry(cid, ENROLLED, email=email, rf_user_id=rf_id, url=url, run=self.decider,
                             seen_run=self.number)
-        logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(decision.email),
+        logger.debug("sync enrolled a contact", extra={"contact_id": cid, "email": mask_email(email),
                                                       "rf_user_id": rf_id, "found": found})
         self._write_back(entry, note)
 
@@ -489,21 +546,27 @@ class Page:
                 # Enrolled by this run (or webhook), or earlier (already): not a skip either way, as for _no_link.
                 counted = ENROLLED_WRITEBACK_FAILED if self._enrolled_here(entry, note) else WRITEBACK_FAILED
                 self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
-                                    counted, failed))
+                                    counted, failed, fresh=note is not None))
                 return
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
-        outcome, counted = written(entry.outcome, fresh=note is not None, ours=self._ours(entry),
-                                   adopted=entry.adopted)
-        if entry.outcome in UNWRITTEN:
-            why = "Referral Factory had made none before" if entry.outcome == NO_LINK else "the write before had failed"
+        again = entry.written_back           # written before, but not where the settings say now: written there
+        fresh = note is not None
+        outcome, counted = written(entry.outcome, fresh=fresh, ours=self._ours(entry),
+                                   adopted=entry.adopted, again=again)
+        if entry.outcome in UNWRITTEN or again:
+            why = "Referral Factory had made none before" if entry.outcome == NO_LINK else \
+                "the write before had failed" if not again else \
+                f"it was written before to {entry.link_attribute or 'another attribute, or cleared since'}"
             note = Entry("sync", "link_written", f"referral link written to {attribute} by {self.via}: {why}",
                          {"contact_id": entry.contact_id, "run": self.decider, "referral_link": entry.url})
         # (the ledger's `run` stays the run that enrolled them; the LINKED note says which run wrote the link)
-        self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=bool(attribute and entry.url),
+        there = bool(attribute and entry.url)
+        self._done(_Outcome(_replace(entry, outcome=outcome, reason=None, written_back=there,
+                                     link_attribute=attribute if there else None,
                                      linked_run=self.decider if counted == LINKED else entry.linked_run), counted,
-                            note))
+                            note, fresh))
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
@@ -517,7 +580,8 @@ class Page:
                           details)
         # Enrolled by this run (or webhook), or by an earlier run or their own join (already): not a skip either way.
         counted = ENROLLED_NO_LINK if self._enrolled_here(entry, note) else NO_LINK
-        self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first))
+        self._done(_Outcome(_replace(entry, outcome=NO_LINK, reason=detail, written_back=False), counted, first,
+                            fresh=note is not None))
 
     def _enrolled_here(self, entry: LedgerEntry, note: Optional[Entry]) -> bool:
         """Did this run (or webhook) enrol them — now (`note`), or on a try of this page before — rather than an
@@ -590,8 +654,15 @@ def joined_skip(link: Link) -> Skip:
 
 
 def _email(contact: dict) -> Optional[str]:
-    email = contact.get("email") if isinstance(contact.get("email"), str) else None
-    return (email or "").lower() or None
+    """The contact's email as the ledger keeps it: trimmed and lowercased, as `forget` and `with_email` look it up."""
+    return normal_email(contact["email"]) or None if isinstance(contact.get("email"), str) else None
+
+
+def _written_there(entry: LedgerEntry, attribute: str, held: Any) -> bool:
+    """Is an enrolled referrer's link written where the settings say now (`attribute`; `held`: the contact's value
+    there)? Not when `referral_link_attribute` named another since. An entry from before the ledger said where it
+    wrote: the contact's value says."""
+    return entry.written_back and (entry.link_attribute == attribute if entry.link_attribute else held == entry.url)
 
 
 def _own(link: Optional[Link]) -> Optional[Link]:
@@ -709,8 +780,8 @@ def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
     now = deps.clock()
     for settings in _ongoing(deps, workspace):
         latest = deps.sync.run(settings.campaign_id)
-        if latest is None or latest.status == "running":
-            continue
+        if latest is None or latest.status == "running" and not first_page_lost(latest, now):
+            continue                 # (a run whose first page was never sent: start() sends it)
         full = _last_full(deps, settings.campaign_id, latest)
         kind = "full" if full is None or now - full.started_at >= FULL_EVERY else "catch-up"
         try:
@@ -884,13 +955,13 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
     sync = settings.sync
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)
-    in_campaign: set[str] = set()         # RF's people's emails
+    in_campaign: dict[str, dict] = {}     # RF's people, by email
     would: dict[str, str] = {}            # the email of each contact the run would enrol: that contact's id
     urls: dict[str, str] = {}             # RF's referral links of its people, by RF id
     ids: set[str] = set()                 # RF's people's ids: one enrolled earlier and not among them is deleted
     for page in rf_people.pages(rf, campaign_id):
         people = page.people
-        in_campaign |= {p["email"].lower() for p in people if isinstance(p.get("email"), str)}
+        in_campaign |= {p["email"].lower(): p for p in people if isinstance(p.get("email"), str)}
         urls |= {str(p.get("id")): p["url"] for p in people if p.get("url")}
         ids |= {str(p.get("id")) for p in people}
     tally, shown = Tally(), dict[str, list[dict]]()
@@ -907,6 +978,11 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             decision: Decision
             if entry is not None and _still_not_in_rf(entry, link):   # deleted in RF: stays skipped
                 decision = Skip(NOT_IN_RF, entry.reason or SKIPS[NOT_IN_RF])
+            elif entry is not None and entry.final and entry.rf_user_id and entry.outcome != NOT_IN_RF and \
+                    entry.written_back and sync.referral_link_attribute and not _written_there(
+                        entry, sync.referral_link_attribute, attribute_value(contact, sync.referral_link_attribute)):
+                tally.add(WOULD_LINK)               # written elsewhere before: the run would write it there
+                continue
             elif entry is not None and entry.outcome in UNWRITTEN and entry.rf_user_id and sync.referral_link_attribute:
                 if entry.url or urls.get(entry.rf_user_id):  # enrolled earlier: the run would write their link (LINKED)
                     tally.add(WOULD_LINK)
@@ -920,9 +996,16 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             elif entry is not None and entry.final and entry.rf_user_id or _own(link) is not None:
                 tally.add(ALREADY)
                 continue
+            elif entry is not None and entry.outcome == "already_in_campaign":
+                # an earlier run's skip stands, as the run keeps it (it asks RF nothing for the contact): also once RF
+                # no longer has the email (deleted there)
+                decision = Skip("already_in_campaign", entry.reason or SKIPS["already_in_campaign"])
             else:
                 decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact, required)
-            if isinstance(decision, Create) and decision.email in in_campaign:
+            # (a try interrupted after its create made their RF user: the run finds that user and enrols them)
+            made = entry is not None and not entry.final and entry.email in in_campaign and \
+                not _joined_before(in_campaign[entry.email], entry)
+            if isinstance(decision, Create) and decision.email in in_campaign and not made:
                 decision = Skip("already_in_campaign", "already in the campaign (Referral Factory has this email)")
             elif isinstance(decision, Create) and decision.email in would:
                 decision = Skip("already_in_campaign", f"already in the campaign: contact {would[decision.email]} of "

@@ -20,9 +20,11 @@ wait: the next scheduled search covers its window (services/dead_letters.py: sup
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, ContextManager, Generic, Hashable, Iterable, Optional, Protocol, Sequence, TypeVar
+from typing import (Any, Callable, ContextManager, Generic, Hashable, Iterable, Iterator, Optional, Protocol, Sequence,
+                    TypeVar)
 
 from .. import messages
 from ..config import Config
@@ -189,20 +191,21 @@ def _handle(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int]
     ready: list[Job] = []
     for job in jobs:
         context = contexts.get(job, WorkError(f"no handler for message kind {job.message.kind!r}"))
-        if isinstance(context, WorkError) and _outage(handlers, job, context):
-            results.append(_waits_out(work, job, context))
-        elif isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
-            results.append(_waits(work, job.record, job.message, context))
-        elif isinstance(context, Permanent):   # its read failed for good (the workspace disconnected): no retry
-            results.append(_failed(work, job.record, job.message, context.reason, False, None, context.person))
-        elif isinstance(context, WorkError):   # its read failed: a try like any other
-            results.append(_failed(work, job.record, job.message, context.reason, True, 5))  # soon, not after the timeout
-        elif remaining_ms() < work.config.record_budget_ms:
-            # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
-            results.append(Result(job.record, "wait", "not started: the Lambda's time is running out",
-                                  retry_after=5))
-        else:
-            ready.append(job)
+        with _naming(job):
+            if isinstance(context, WorkError) and _outage(handlers, job, context):
+                results.append(_waits_out(work, job, context))
+            elif isinstance(context, Deferred):    # its read must wait (say, for the rate budget): not a try
+                results.append(_waits(work, job.record, job.message, context))
+            elif isinstance(context, Permanent):   # its read failed for good (the workspace disconnected): no retry
+                results.append(_failed(work, job.record, job.message, context.reason, False, None, context.person))
+            elif isinstance(context, WorkError):   # its read failed: a try like any other (soon, not after the timeout)
+                results.append(_failed(work, job.record, job.message, context.reason, True, 5))
+            elif remaining_ms() < work.config.record_budget_ms:
+                # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
+                results.append(Result(job.record, "wait", "not started: the Lambda's time is running out",
+                                      retry_after=5))
+            else:
+                ready.append(job)
     return results + _run(ready, work, handlers, contexts)
 
 
@@ -247,7 +250,26 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
     about = {job: {("record", id(job)), *handlers[type(job.message)].about(job.message, contexts[job])}
              for job in alone}
     outcomes.update(zip(alone, pool.chains(one, alone, lambda job: about[job])))
-    return [_result(work, job, outcomes[job], _outage(handlers, job, outcomes[job])) for job in jobs]
+    results = []
+    for job in jobs:
+        with _naming(job):
+            results.append(_result(work, job, outcomes[job], _outage(handlers, job, outcomes[job])))
+    return results
+
+
+@contextmanager
+def _naming(job: Job) -> Iterator[None]:
+    """The lines written meanwhile (its wait, retry or dead letter) name the record (its SQS message id, as
+    RetryBatch names it), its kind and the person it is about (for `bridge explain`). The batch's own thread only,
+    while no record runs."""
+    ref = job.message.person_ref
+    keys = {"message_id": job.record.message_id, "kind": job.message.kind,
+            **({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id} if ref else {})}
+    logger.append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.remove_keys(list(keys))
 
 
 def _outage(handlers: dict[type, Handler], job: Job, outcome: Any) -> bool:

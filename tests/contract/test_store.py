@@ -736,6 +736,29 @@ def test_a_campaigns_people_linked_in_other_workspaces_are_found_past_any_number
     assert store.links.linked_elsewhere("44", WS, 100) == ({}, True)
 
 
+def test_a_campaigns_joins_part_way_in_other_workspaces_are_found_past_any_number_of_other_links(store, monkeypatch):
+    """What `settings apply` asks right before a campaign changes workspace: its joins part-way elsewhere than the
+    workspace named (claimed, whatever the lease; or tried with a contact made, or maybe made, there), by
+    workspace, read as `linked_elsewhere` reads; not a join that ended (linked, ignored) or one tried without a
+    contact, nor another campaign's. A twin counting otherwise would pass a move DynamoDB refuses (or the
+    reverse)."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    ended = {"1": JoinResult(LinkStatus.FAILED, reason="RF answered 404"),                  # no contact: not
+             "2": JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c2"),
+             "3": JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"),
+             "4": JoinResult(LinkStatus.FAILED, contact_id="c4", reason="tag refused"),       # its contact made
+             "5": JoinResult(LinkStatus.WAITING, uncertain_since=1.0, reason="no answer")}    # maybe made
+    for user, result in ended.items():
+        store.links.finish(store.links.claim(PersonRef("42", user), WS), result, [])
+    store.links.claim(PersonRef("42", "6"), "ws2")                              # a join still held
+    store.links.claim(PersonRef("42", "7"), WS, lease=-1)                       # its worker died: lease over
+    store.links.claim(PersonRef("43", "1"), WS)                                 # another campaign's
+    assert store.links.joining_elsewhere("42", "ws2", 100) == ({WS: 3}, True)
+    assert store.links.joining_elsewhere("42", WS, 100) == ({"ws2": 1}, True)
+    assert store.links.joining_elsewhere("42", "ws3", 2) == ({WS: 2}, True)          # found after 3 ended joins
+    assert store.links.joining_elsewhere("44", WS, 100) == ({}, True)
+
+
 def test_a_campaigns_joined_people_are_read_past_pages_with_their_email_and_no_unfinished_join(store, monkeypatch):
     """What doctor matches a refused join's digests with: the campaign's applied joins (linked or ignored),
     their RF id and email, however many pages; not a failed or held join, a referrer's count, another's."""
@@ -1133,10 +1156,11 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     store.sync.intend("42", [LedgerEntry("c1", "creating", email="a@x.io", run=1),
                              LedgerEntry("c2", "creating", email="b@x.io", run=1)])
     store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1,
-                                         seen_run=1, written_back=True)])
+                                         seen_run=1, written_back=True, link_attribute="custom_attributes.link")])
     got = store.sync.entries("42", ["c1", "c2", "c3"])
     assert (got["c1"].outcome, got["c1"].rf_user_id, got["c1"].written_back, got["c1"].final) == ("enrolled", "7",
                                                                                                  True, True)
+    assert (got["c1"].link_attribute, got["c2"].link_attribute) == ("custom_attributes.link", None)
     assert got["c2"].outcome == "creating" and not got["c2"].final and "c3" not in got
     assert store.sync.entries("42", ["c1", "c3"], consistent=True) == {"c1": got["c1"]}
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c1", "c2"]
@@ -1145,15 +1169,16 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
 
 
-def test_a_run_keeps_the_fields_rf_required_when_it_started_through_its_pages_and_once_a_later_run_starts(
+def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
         store, clock):
     required = ("first_name", "email", "meta.company")
-    assert store.sync.start("42", "full", "users", clock(), required=required).required == required
+    assert store.sync.start("42", "full", "users", clock(), required=required, workspace="ws").required == required
     run, took = store.sync.claim_page("42", 1, 0, "w1", clock())
-    assert took and run.required == required
+    assert took and (run.required, run.workspace) == (required, "ws")
     assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor=None, counts={}, finished=True)
     assert store.sync.start("42", "full", "users", clock()).required == ()
     assert (store.sync.run("42", 1).required, store.sync.run("42").required) == (required, ())
+    assert (store.sync.run("42", 1).workspace, store.sync.run("42").workspace) == ("ws", None)
 
 
 def test_a_page_given_back_with_its_error_keeps_it_on_the_run_until_a_checkpoint_clears_it_on_both_stores(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,16 @@ def aws_env(endpoint: str) -> dict[str, str]:
     """The environment of a process that talks to the moto server as the operator would to AWS."""
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": DUMMY_KEY, "AWS_SECRET_ACCESS_KEY": DUMMY_KEY}
+
+
+def run_as_deployed(code: str, stage: str = "prod") -> str:
+    """What `code` prints, run as in a fresh Lambda container of the stage: the base config's variables, and
+    POWERTOOLS_SERVICE_NAME the stage's Prefix, as `make deploy` sets it."""
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    env = {"PATH": "/usr/bin:/bin", **base["environment_variables"],
+           "POWERTOOLS_SERVICE_NAME": deploy.stage_prefix(stage)}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=True).stdout
 
 
 @dataclass

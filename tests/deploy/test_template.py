@@ -14,7 +14,7 @@ import yaml
 
 from infra import deploy
 
-from .conftest import ROOT, aws_on
+from .conftest import ROOT, aws_on, run_as_deployed
 
 NAMESPACE = "RFIntercomBridge"
 
@@ -126,11 +126,7 @@ def test_the_dashboard_shows_the_pipeline_end_to_end():
 def test_the_dashboard_dimension_is_the_one_the_deployed_functions_emit():
     """make deploy sets POWERTOOLS_SERVICE_NAME to the Prefix; Powertools makes it the `service`
     dimension of the namespace in the base config (run as in a fresh Lambda container)."""
-    base = json.loads(deploy.BASE_CONFIG.read_text())
-    env = {"PATH": "/usr/bin:/bin", **base["environment_variables"], "POWERTOOLS_SERVICE_NAME": "rf-intercom-bridge-prod"}
-    out = subprocess.run([sys.executable, "-c", "from chalicelib.handlers import count, flush; "
-                          "count('JoinsReceived'); flush()"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    out = run_as_deployed("from chalicelib.handlers import count, flush; count('JoinsReceived'); flush()")
     emf = json.loads(out.strip().splitlines()[-1])
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE
     assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
@@ -209,3 +205,21 @@ def test_the_dead_letter_alarm_and_the_readme_say_how_long_a_dead_letter_is_kept
     assert f"deletes a dead letter {days} days" in description
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"SQS keeps a dead letter {days} days" in readme
+
+
+def test_the_work_queue_widget_shows_all_the_work_doctor_counts_in_flight():
+    """`doctor` and `forget` count the work queue's messages waiting, being worked and delayed (queue.work_count).
+    The dashboard showed the visible ones only: the work a rate limit, RF's block or a vendor's outage holds back
+    waits delayed (a copy sent back with a delay), so its "backlog" read 0 while hundreds of joins waited."""
+    import inspect
+
+    from chalicelib.adapters.queue import Queue
+
+    counted = set(re.findall(r'"(ApproximateNumberOf\w+)"', inspect.getsource(Queue.work_count)))
+    assert counted == {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                       "ApproximateNumberOfMessagesDelayed"}
+    # (GetQueueAttributes' ApproximateNumberOfMessages is CloudWatch's ApproximateNumberOfMessagesVisible)
+    as_metrics = {name if name != "ApproximateNumberOfMessages" else name + "Visible" for name in counted}
+    shown = {name for namespace, name, dims in dashboard()
+             if namespace == "AWS/SQS" and dims == ("QueueName", "${WorkQueue.QueueName}")}
+    assert as_metrics <= shown, as_metrics - shown

@@ -121,7 +121,7 @@ def test_a_run_over_50000_pending_leads_costs_calls_by_the_changes_not_the_backl
     # (No attribute list: `settings apply` kept the one it checked the settings with.)
     assert kinds(counts.intercom_requests) == {"POST /contacts/search": math.ceil(at_target / 150)}
     searched = [r["json"] for r in intercom.requests if r["path"] == "/contacts/search"]
-    assert searched[0]["query"]["value"][1] == {"field": "custom_attributes.signed_up", "operator": "=",
+    assert searched[0]["query"]["value"][1] == {"field": "custom_attributes.signed_up", "operator": "~",
                                                 "value": "Yes"}
     assert all(s["pagination"]["per_page"] == 150 for s in searched)
     # DynamoDB: a few reads for the run (the overdue index's links and referral counts owing their write,
@@ -249,3 +249,19 @@ def test_a_lead_qualified_through_a_duplicate_whose_qualification_rf_refused_is_
     assert qualified_ids(rf) == [lead["id"]] and bridge.dead_letters() == []
     assert [c["status"] for c in rf.qualification_calls].count(200) == 1
     assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"
+
+
+@pytest.mark.parametrize("target,reached", [("Yes ", "Yes"), ("Yes", " yes ")],
+                         ids=["rule value with a space", "contact value with spaces"])
+def test_a_lost_webhook_of_a_lead_past_the_sweep_age_is_caught_whatever_the_spaces_around_the_value(
+        bridge, intercom, rf, clock, joined, target, reached):
+    """The rule compares text without the spaces around it (and its case): the search of changed contacts, the
+    only catch of a lost webhook once a lead is past the sweep's age, finds what the rule would qualify."""
+    lead, contact = joined(qualifying_settings(value=target))
+    bridge.reconcile()
+    bridge.drain()
+    clock.now += 8 * DAY
+    intercom.update_contact(contact["id"], signed_up=reached)        # its webhook is lost
+    bridge.reconcile()
+    bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]

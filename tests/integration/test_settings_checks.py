@@ -97,11 +97,30 @@ def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(br
 
 
 COMPANY = {"from": "meta.company", "to": "custom_attributes.company"}
+INITIAL_WHY = ("every lead's contact is created meeting the rule: under require_change none qualifies until its "
+               "value changes away and back; without it, each one is qualified (and rewarded) at the first "
+               "notification about its new contact")
 REFUSED = {
     "an operator that cannot compare the attribute": (
         qualifying_settings(operator="gte", value="abc"),
         "qualification.operator: gte compares numbers or dates, but custom_attributes.signed_up is a text attribute "
         "— use equals or contains, or a number or date attribute", "the rule never compares as meant: nothing qualifies"),
+    # Every lead's contact would be created meeting the rule: with require_change: false each one is qualified (a
+    # reward) at the first notification about its new contact; with true, none until its value changes away and back.
+    "an initial value that meets the rule (its case aside)": (
+        qualifying_settings(initial_value="yes", require_change=False),
+        "qualification.initial_value: 'yes' meets the rule itself (custom_attributes.signed_up equals 'Yes') — write "
+        "the value a lead has before converting, one that does not meet the rule, or remove initial_value",
+        INITIAL_WHY),
+    "an initial value a rule `is_set` counts as set": (
+        qualifying_settings(operator="is_set", value=None),
+        "qualification.initial_value: 'No' meets the rule itself (custom_attributes.signed_up is set) — write the "
+        "value a lead has before converting, one that does not meet the rule, or remove initial_value", INITIAL_WHY),
+    "a fixed value mapped to the rule's attribute that meets the rule": (
+        {**qualifying_settings(initial_value=None), "leads": lead_settings(fields=[
+            *lead_settings()["leads"]["fields"], {"value": "Yes", "to": "custom_attributes.signed_up"}])["leads"]},
+        "leads.fields[4].value: 'Yes' meets the rule itself (custom_attributes.signed_up equals 'Yes') — write the "
+        "value a lead has before converting, one that does not meet the rule, or map no value to it", INITIAL_WHY),
     # A custom RF field (`meta.*`) fits any type it converts to, not one the bridge converts to no type at all.
     "a custom field mapped to an attribute type the bridge cannot write": (
         lead_settings(fields=[*lead_settings()["leads"]["fields"], COMPANY]),
@@ -243,3 +262,30 @@ def test_deleting_settings_counts_failed_joins_apart_from_linked_people(bridge, 
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42")
     assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person and 2 failed joins that linked "
                                         "nobody: once its settings are deleted")
+
+
+def test_an_attribute_named_by_its_label_is_refused_with_the_name_it_has(bridge, tmp_path, capsys):
+    """Intercom's UI (and the hosted integration's dropdown) shows an attribute's label, "Signed up"; the settings
+    name it, `custom_attributes.signed_up`. An attribute that does not exist but whose words are another's label or
+    name is refused naming that attribute."""
+    doc = qualifying_settings(attribute="custom_attributes.Signed up")
+    doc["leads"]["fields"][2] = {"from": "code", "to": "custom_attributes.referral-code"}
+    doc["sync"] = {"fields": [{"from": "email", "to": "email"}, {"from": "custom_attributes.Lead source",
+                                                                "to": "first_name"}],
+                   "referral_link_attribute": "custom_attributes.ReferralLink"}
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    assert (code, err) == (2, (
+        "settings are invalid:\n"
+        "  - leads.fields[2].to: custom_attributes.referral-code does not exist in workspace vne310wv — did you mean "
+        "custom_attributes.referral_code (labelled 'Referral code' in Intercom)? The settings name an attribute by its "
+        "name, not its label; else create it in Intercom (Settings > Data > People) or fix the name\n"
+        "  - qualification.attribute: custom_attributes.Signed up does not exist in workspace vne310wv — did you mean "
+        "custom_attributes.signed_up (labelled 'Signed up' in Intercom)? The settings name an attribute by its name, "
+        "not its label; else create it in Intercom or fix the name\n"
+        "  - sync.referral_link_attribute: custom_attributes.ReferralLink does not exist in workspace vne310wv — did "
+        "you mean custom_attributes.referral_link (labelled 'Referral link' in Intercom)? The settings name an "
+        "attribute by its name, not its label; else create it as a Text attribute in Intercom (Settings > Data > "
+        "People) or fix the name\n"
+        "  - sync.fields: custom_attributes.Lead source (mapped to first_name) does not exist in workspace vne310wv — "
+        "did you mean custom_attributes.lead_source (labelled 'Lead source' in Intercom)? The settings name an "
+        "attribute by its name, not its label; else map an existing attribute\n"))

@@ -732,3 +732,44 @@ def test_a_sync_page_reads_the_ledger_strongly_consistently(bridge, intercom, rf
              for asked in call.params["RequestItems"].values() if asked["Keys"][0]["pk"]["S"] == "SYNC#42"]
     assert reads and all(asked.get("ConsistentRead") for asked in reads), reads
     assert json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])["enrolled"] == 3
+
+
+def test_a_retried_page_asks_who_else_has_the_email_of_a_user_it_may_have_created_strongly_consistently(
+        bridge, intercom, rf, clock, capsys):
+    """A page whose create answer was lost is retried: RF answers 422, and the page asks the ledger which other
+    contacts have that email (one being created too owns the user). That query read DynamoDB's default, eventually
+    consistent view, which may not show an entry written a second before: the contact could take another contact's
+    user. It is strongly consistent, as the page's other reads of the ledger."""
+    from infra.local.counting import AwsCallRecorder
+    seg, [contact] = segment(intercom, 1)
+    bridge.apply(sync_settings(seg))
+    rf.lose_answer_next("POST", r"^/users$", "500")
+    cli(bridge, "sync", "start", "42", capsys=capsys)
+    bridge.drain()
+    clock.now += 120
+    bridge.poller.release_delayed()
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        bridge.drain()
+    queries = [call.params for call in recorder.calls if call.operation == "Query" and '"SYNC#42"' in
+               json.dumps(call.params.get("ExpressionAttributeValues"))]
+    assert queries and all(asked.get("ConsistentRead") for asked in queries), queries
+    status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
+    assert (status["status"], status["enrolled"], len(rf.users_by_email(contact["email"], 42))) == ("done", 1, 1)
+
+
+def test_a_repeated_page_reads_where_its_run_stands_strongly_consistently(bridge, clock):
+    """A page's message delivered again after its checkpoint (its worker died before sending the next page's)
+    decides from where the run stands whether to send the next page's again. That read was DynamoDB's default, which
+    may show the run as it was before: the repeat was then deleted, and with it the run's only way to its next page."""
+    from infra.local.counting import AwsCallRecorder
+    runs = bridge.rt.store.sync
+    runs.start("42", "full", "users", clock())
+    runs.claim_page("42", 1, 0, "w1", clock())
+    assert runs.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 150})
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        run, took = runs.claim_page("42", 1, 0, "w2", clock())            # the repeat
+    assert not took and run is not None and (run.page, run.owner) == (1, None)
+    reads = [call.params for call in recorder.calls if call.operation == "GetItem"]
+    assert reads and all(asked.get("ConsistentRead") for asked in reads), reads

@@ -129,6 +129,22 @@ def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_re
     assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
 
 
+def test_explain_of_a_contact_id_during_an_intercom_outage_says_so_at_once_without_the_workers_retries(bridge, intercom,
+                                                                                                    capsys):
+    """`bridge explain <contact id>` of a contact no link names asks Intercom about it (a duplicate's email): during
+    an outage it made that call with the worker's retries and waits (4 GETs, seconds of backoff each workspace),
+    where doctor answers at once. It says Intercom could not be asked, as quickly as doctor says the outage."""
+    bridge.apply(lead_settings())
+    intercom.fail_next("*", ".*", 503, times=10**6)
+    rt = bridge.operator()
+    slept: list[float] = []
+    rt.sleeper = slept.append
+    contact = "65f0c0ffee0000000000beef"
+    code, out, _ = run_cli(rt, capsys, "explain", contact)
+    assert code == 1 and out.startswith(f"Intercom could not be asked about contact {contact} (workspace "), out
+    assert intercom.count("GET", f"/contacts/{contact}") <= 2 and sum(slept) <= 0.5, slept
+
+
 def test_doctor_masks_the_emails_a_vendors_refusal_quotes_in_text_and_json(bridge, intercom, rf, capsys):
     """Intercom's and RF's error texts may name someone by email: [intercom.token] and [rf.campaign] printed them
     as the vendor wrote them, where doctor masks them in its dead letters' reasons."""
@@ -283,6 +299,27 @@ def test_referred_users_not_updating_in_intercom_explain_names_duplicates_skip_a
     assert main(["explain", existing["id"]], rt=bridge.operator()) == 0
     text = capsys.readouterr().out
     assert "hint: to write the mapped attributes" in text and "fix:" not in text
+
+
+@pytest.mark.parametrize("had", [{}, {"referral_code": "theirs", "lead_source": "theirs"}],
+                         ids=["some fields written", "every field kept"])
+def test_referred_users_not_updating_under_duplicates_update_explain_names_overwrite_for_the_values_kept(
+        bridge, rf, intercom, capsys, had):
+    """"Referred users are not updating in Intercom" although duplicates is update (the hosted integration's
+    update writes every mapped field over the contact's): the values the contact had are kept, and explain says
+    which setting replaces them."""
+    bridge.apply(lead_settings())
+    existing = intercom.add_contact("known@example.com", role="user", name="Known", custom_attributes=had)
+    lead = new_lead(rf, email="known@example.com")
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert intercom.get(existing["id"])["name"] == "Known"
+    code, found = explain(bridge, capsys, lead["id"])
+    [updated] = entries(found, "contact", "updated_existing")
+    assert updated["details"]["kept"] == sorted(["name", *(f"custom_attributes.{k}" for k in had)])
+    assert "fix" not in updated
+    assert updated["hint"] == ("to replace the values an existing contact already has, add `overwrite: true` to their "
+                               "rows of `leads.fields` and apply the settings")
 
 
 # ===================================================================================================

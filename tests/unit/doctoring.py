@@ -40,3 +40,20 @@ def look(rt: Doctored) -> tuple[dict, str]:
 
 def checks(view: dict, check: str) -> list[dict]:
     return [f for f in view["findings"] if f["check"] == check]
+
+
+def commands(text: str) -> list[str]:
+    """The `bridge ...` commands a text advises (in backquotes), each checked to be one the CLI reads: an
+    advice the CLI refuses (exit 2, a word too many) fails here with the command."""
+    import re
+    import shlex
+
+    from chalicelib.cli import _parser
+
+    advised = re.findall(r"`(bridge [^`]*)`", text)
+    for command in advised:
+        try:
+            _parser().parse_args(shlex.split(command)[1:])
+        except SystemExit as refused:
+            raise AssertionError(f"the CLI refuses the advised `{command}` (exit {refused.code})") from None
+    return advised

@@ -199,7 +199,8 @@ def test_the_oauth_app_asks_for_its_client_secret_but_not_before_its_client_id_i
     code, out, _ = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id")
     assert code == 0 and typed.prompts == ["Public Intercom app's client secret: "] and "app-Typed" not in out
     assert sorted(rt.secrets.reads) == [f"/bridge/edge/oauth/{name}" for name in ("client-id", "client-secret",
-                                                                                "state-key")]  # each read once
+                                                                                "state-key")] + [
+        "/bridge/edge/rf/webhook-secret"]                       # each read once (RF's: not the same secret)
     assert rt.secrets.scoped("edge").get("oauth/client-secret") == "app-Typed:1"
 
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import pytest
 
 from chalicelib.domain.history import iso
+from chalicelib.domain.link import PersonRef
 from chalicelib.errors import Permanent, Transient
 from chalicelib.ports.edge import RefusalSample, campaign_scope
 from chalicelib.services.explain import as_text as explained, explain
@@ -780,3 +781,15 @@ def test_dead_letter_reasons_show_emails_masked_in_doctor_and_dlq_list_and_the_r
     assert json.loads(listed[1])["by_reason"] == {"Intercom answered 400: invalid email a***@example.com": 1}
     code, out, err = run_cli(cli, capsys, "dlq", "discard", "--reason", "email ann.lee@example.com", "--yes")
     assert code == 0 and out.startswith("1 dead letter(s) discarded"), (out, err)
+
+
+def test_a_join_left_in_progress_is_named_without_a_qualification_it_does_not_have():
+    """A join whose worker died holding its claim: doctor said "RF user 9: in_progress, qualification None"
+    (Python's None, of a person not linked yet)."""
+    rt = healthy()
+    rt.store.links.claim(PersonRef("42", "9"), scenario.WS)
+    rt.work.clock.now += 3 * 3600
+    view, _ = look(rt)
+    [late] = checks(view, "reconciliation.overdue")
+    assert late["what"] == ("1 link(s) of campaign 42 left unfinished (e.g. RF user 9: in_progress; reconciliation has "
+                            "not queued its finishing work yet) for over 60 min after their worker's claim ran out")

@@ -117,3 +117,21 @@ def test_a_duplicate_explain_could_not_ask_intercom_about_says_so_not_only_no_re
                            "answered 503 service_unavailable: Service Unavailable — run `bridge explain` again once "
                            "it answers. "), said
     assert as_text(found) == said
+
+
+def test_explain_on_a_contact_intercom_merged_away_finds_the_person_its_link_followed_to_the_survivor():
+    """The lead's contact c1 was merged into a user: the link followed it (its history says "contact c1 was merged
+    into c2"), and `bridge explain c1` said "no record of c1 yet" — the id the operator had, and the trail names.
+    Intercom's 410 names the survivor: explain finds the person by it."""
+    work = world()
+    work.store.connections.register_workspace(WS)
+    _, contact = joined(work)
+    user = work.apis.intercom_.add("ann.work@example.com", role="user", signed_up="No")
+    work.apis.intercom_.merge(contact["id"], user["id"])
+    run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": contact["id"]}))
+    found = ask(work, contact["id"])
+    view = found.view()
+    assert found.found and [(p["rf_user_id"], p["contact_id"]) for p in view["people"]] == [("7", user["id"])], view
+    assert [e["reason"] for e in view["trail"] if e["event"] == "contact" and e["outcome"] == "merged"] == [
+        f"contact {contact['id']} was merged into {user['id']}; the link follows it"], view["trail"]
+    assert as_text(found).startswith(f"{contact['id']}:\n  campaign 42, RF user 7 (lead, "), as_text(found)

@@ -599,3 +599,17 @@ def test_the_header_names_the_attribute_a_baseline_is_a_value_of(baseline, of, s
     text, _ = trail(work, "7")
     [header] = lines(text, "RF user 7")
     assert header.endswith(f"; linked, qualification pending{said}"), header
+
+
+@pytest.mark.parametrize("topic, state", [("contact.deleted", "deleted"), ("contact.archived", "archived")])
+def test_the_header_says_the_linked_contact_was_deleted_or_archived_in_intercom(topic, state):
+    """The header said "Intercom contact c1 (lead) in workspace ws; linked, qualification pending" of a contact
+    Intercom deleted (or archived), as of a live one: only `--json` had its `contact_state`."""
+    work = scenario.world()
+    _, contact = scenario.joined(work)
+    scenario.run(work, scenario.event(contact, topic))
+    text, view = trail(work)
+    assert view["people"][0]["contact_state"] == state
+    assert lines(text, "RF user 7")[0].startswith(
+        f"  campaign 42, RF user 7 (lead, a***@example.com): Intercom contact c1 (lead, {state} in Intercom) in "
+        "workspace ws; linked"), text

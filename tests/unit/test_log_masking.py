@@ -50,3 +50,41 @@ def test_a_line_without_an_address_is_written_as_it_was(lines):
     [line] = lines()
     assert line["message"] == "record waits" and line["reason"] == "Intercom answered 429"
     assert line["seconds"] == 30 and line["path"] == "a/b?c=d"
+
+
+def test_a_vendor_call_whose_connection_breaks_writes_no_line_outside_the_functions_logger():
+    """urllib3 says each retry of a broken connection ("Retrying (Retry(total=2, ...)) after connection broken by
+    'RemoteDisconnected(...)': /contacts/c1") as a warning of its own logger. In a Lambda that reaches the runtime's
+    root handler: plain lines outside the functions' JSON (and their masking), three beside the one line that says
+    what failed. Here the root logger has a handler as the Lambda runtime gives it."""
+    import io
+    import logging
+    import socket
+    import threading
+
+    from chalicelib.adapters.intercom import IntercomClient
+    from chalicelib.errors import Transient
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connection.recv(65536)
+            connection.close()                            # no answer: the connection breaks
+    threading.Thread(target=hang_up, daemon=True).start()
+    runtimes = io.StringIO()
+    root_handler = logging.StreamHandler(runtimes)
+    logging.getLogger().addHandler(root_handler)
+    try:
+        client = IntercomClient(f"http://127.0.0.1:{server.getsockname()[1]}", "tok_4f9a2c7e1b8d",
+                                sleeper=lambda seconds: None)
+        with pytest.raises(Transient, match="Intercom unreachable after retries"):
+            client.get_contact("c1")
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+        server.close()
+    assert runtimes.getvalue() == ""

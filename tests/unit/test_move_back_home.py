@@ -12,7 +12,7 @@ from chalicelib.services import sync
 from chalicelib.services.admin import MovesWorkspace
 from tests.fakes import FakeWork
 from tests.unit import moves, scenario
-from tests.unit.doctoring import checks, healthy, look
+from tests.unit.doctoring import checks, commands, healthy, look
 from tests.unit.test_sync import drain
 from tests.unit.moves import apply
 
@@ -112,6 +112,7 @@ def test_doctor_of_a_campaign_once_moved_with_more_joins_than_it_reads_says_it_d
     assert (left["ok"], left["warn"]) == (True, True), text
     assert left["what"] == ("people linked in other workspaces than ws were not checked past the first 2,000 joins "
                             "of campaign 42"), text
+    assert commands(left["fix"]) == ["bridge explain <email>"], left      # (it said `bridge explain 42 <email>`)
 
 
 def test_a_move_of_a_campaign_keeping_counts_reads_its_stored_settings_and_its_sync_ledger_once():

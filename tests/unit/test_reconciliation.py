@@ -36,7 +36,7 @@ def test_the_query_asks_for_contacts_changed_since_a_day_earlier_at_the_target()
     since = 1_790_000_000.0
     assert changes_query([(YES, "string")], since) == {"operator": "AND", "value": [
         {"field": "updated_at", "operator": ">", "value": int(since) - DAY},
-        {"field": "custom_attributes.signed_up", "operator": "=", "value": "Yes"}]}
+        {"field": "custom_attributes.signed_up", "operator": "~", "value": "Yes"}]}
 
 
 def test_several_targets_make_an_or_of_ands_and_duplicates_are_asked_once():
@@ -44,7 +44,7 @@ def test_several_targets_make_an_or_of_ands_and_duplicates_are_asked_once():
     seats = Qualification(attribute="custom_attributes.seats", value="10", operator="gte")
     query = changes_query([(YES, "string"), (plan, "string"), (YES, "string"), (seats, "integer")], 0)
     assert query["operator"] == "OR" and [g["value"][1] for g in query["value"]] == [
-        {"field": "custom_attributes.signed_up", "operator": "=", "value": "Yes"},
+        {"field": "custom_attributes.signed_up", "operator": "~", "value": "Yes"},
         {"field": "custom_attributes.plan", "operator": "~", "value": "pro"},
         {"field": "custom_attributes.seats", "operator": ">=", "value": 10}]
 

@@ -25,6 +25,7 @@ def test_case_sensitive_when_configured():
 def test_other_operators():
     assert matches(rule(operator="is_set", value=None), "string", "anything")
     assert not matches(rule(operator="is_set", value=None), "string", "")
+    assert not matches(rule(operator="is_set", value=None), "string", "  ")    # blank, as `duplicates: update` sees it
     assert matches(rule(operator="gte", value=100), "integer", "150")
     assert not matches(rule(operator="gte", value=100), "integer", 99)
     assert matches(rule(operator="contains", value="pro"), "string", "Pro plan")

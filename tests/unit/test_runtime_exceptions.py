@@ -121,8 +121,9 @@ def test_a_scheduled_run_that_fails_leaves_an_exception_that_names_nobody(work, 
 
 
 def test_a_route_that_fails_answers_chalices_500_and_what_it_logs_names_nobody(monkeypatch, log):
-    """Chalice catches a route's exception, answers 500 and logs it (its logger is the functions' logger:
-    the app and the service share a name) with the exception that left the handler."""
+    """Chalice catches a route's exception, answers 500 and logs it (app.py makes its logger the functions'
+    logger, whatever the stage's service name: tests/deploy/test_deployed_logs.py) with the exception that
+    left the handler."""
     def fails(headers, raw, rt):
         raise KeyError(f"no settings for {ANN}")
     monkeypatch.setattr(ingest, "receive_rf_join", fails)

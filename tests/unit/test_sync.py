@@ -53,6 +53,24 @@ def deps(work: FakeWork):
     return work.deps
 
 
+def a_run_whose_create_answer_is_lost(work: FakeWork) -> dict | str:
+    """A run started, whose page's try RF applies the create of, its answer lost: the page failed and waits for its
+    retry (its message, which the caller sends again)."""
+    rf = work.apis.rf_
+    real = rf.create_user
+
+    def lost_after_applying(body):
+        rf.create_user = real
+        real(body)
+        raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
+    rf.create_user = lost_after_applying
+    sync.start(deps(work), "42")
+    page = work.queue.sent[0]
+    with pytest.raises(RetryBatch):
+        drain(work)
+    return page
+
+
 def test_a_run_enrols_every_contact_writes_links_back_and_a_second_run_creates_nothing(monkeypatch):
     monkeypatch.setattr(sync, "PER_PAGE", 2)
     work = world(5)
@@ -189,6 +207,26 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
 
 
 
+def test_a_catch_up_whose_first_page_was_never_queued_is_sent_by_the_next_schedule_not_stuck_running():
+    """The schedule started a catch-up run, then the queue refused its first page: the run said running for good and
+    no later schedule started one again (ongoing mode stopped). The next schedule sends that page."""
+    work, _ = after_a_first_run_a_new_contact_notified()
+    work.clock.now += 900
+    real = work.queue.send
+
+    def refused(message):
+        work.queue.send = real
+        raise RuntimeError("SQS: ServiceUnavailable")
+    work.queue.send = refused
+    with pytest.raises(RuntimeError):
+        sync.catch_up(deps(work), WS)
+    work.clock.now += 900
+    assert [run.number for run in sync.catch_up(deps(work), WS)] == [2]
+    drain(work)
+    caught = work.store.sync.run("42")
+    assert (caught.number, caught.kind, caught.status) == (2, "catch-up", "done")
+
+
 def test_a_redelivered_contact_webhook_is_counted_once_in_status(monkeypatch, capsys):
     """Intercom (or the queue) delivers the same notification twice: `sync status`'s "by webhook since" counts
     the contact once (not "+1 enrolled, 1 already"), and the repeat asks RF nothing."""
@@ -224,6 +262,19 @@ def test_forget_erases_a_synced_person_from_the_ledger_and_their_history():
                                "contact_id": entry.contact_id}]
     assert [e.email for e in work.store.sync.ledger("42")] == ["p0@example.com"]
     assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
+
+
+def test_forget_erases_the_ledger_entry_of_a_skipped_contact_whose_intercom_email_has_spaces_around_it():
+    """Sync skips a contact (no name) whose email Intercom holds as " Bob@Example.com ": its ledger entry kept the
+    spaces, so `bridge forget bob@example.com` (which compares trimmed, lowercased emails) left the email behind."""
+    from chalicelib.services.privacy import forget
+    work = world(0)
+    work.apis.intercom_.add(" Bob@Example.com ", role="user")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"missing_field": 1}
+    assert forget(work, "bob@example.com")["sync_ledger_entries"] == 1
+    assert list(work.store.sync.ledger("42")) == []
 
 
 def test_forget_names_no_workspace_for_a_synced_person_of_a_campaign_that_moved_workspaces():
@@ -309,11 +360,46 @@ def test_a_failed_look_up_in_rf_is_retried_with_the_page_not_taken_for_someone_n
 def test_a_second_start_while_a_run_is_running_says_where_to_look():
     work = world(1)
     sync.start(deps(work), "42")
+    work.store.sync.claim_page("42", 1, 0, "a worker", work.clock())               # page 0 is worked
     with pytest.raises(sync.SyncStopped) as stopped:
         sync.start(deps(work), "42")
     [why] = stopped.value.problems
     assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
     assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped")
+
+
+@pytest.mark.parametrize("interrupted", [KeyboardInterrupt(), RuntimeError("SQS: ServiceUnavailable")])
+def test_a_run_whose_first_page_was_never_queued_is_sent_again_by_the_next_start_not_stuck_running(interrupted):
+    """`bridge sync start` wrote the run, then its send of the first page failed (Ctrl-C, SQS refused it). Nothing
+    else ever sends that page: the run said running for good, every later `sync start` refused ("still running ... its
+    page waits in the dead-letter queue", where nothing was), and ongoing mode's catch-ups never started again. A
+    start seconds later says the run has not begun yet; doctor, half an hour on, says so and names the fix; a start
+    a minute or more after the run began sends its first page."""
+    work = world(2)
+    real = work.queue.send
+
+    def fails(message):
+        work.queue.send = real
+        raise interrupted
+    work.queue.send = fails
+    with pytest.raises(type(interrupted)):
+        sync.start(deps(work), "42")
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.start(deps(work), "42")
+    [why] = stopped.value.problems
+    assert why.startswith("sync run 1 of campaign 42 has not begun yet (started at ")
+    assert why.endswith("if it has not begun a minute after it started, `bridge sync start 42` sends its first page "
+                        "again")
+    work.clock.now += 31 * 60
+    assert doctor_says(work)[0].splitlines() == [
+        "campaign 42: 1 problem(s)",
+        "  BAD [sync] sync run 1 (full, users) has not begun in 31 min: no worker took its first page",
+        "        why: its first page's message was never sent (the command that started the run was interrupted, or "
+        "the queue refused it): the run does not go on by itself",
+        "        fix: `bridge sync start 42` sends it again"]
+    assert sync.start(deps(work), "42").number == 1
+    drain(work)
+    assert len(work.apis.rf_.created) == 2 and work.store.sync.run("42").status == "done"
 
 
 def test_the_campaign_s_user_limit_stops_the_run_naming_the_fix():
@@ -373,6 +459,47 @@ def test_settings_that_keep_only_counts_stop_a_run_under_way_at_its_next_page(mo
     assert len(work.apis.rf_.created) == 2                                          # nobody more
     run = work.store.sync.run("42")
     assert run.status == "stopped" and "this block only keeps referral counts" in run.message
+
+
+def test_a_source_changed_while_a_run_is_under_way_stops_it_at_its_next_page_not_resumed_in_the_new_source(
+        monkeypatch):
+    """Settings applied mid-run name another source (users, now leads). The run's next page searched the new source
+    from the old one's cursor (a place in the order of creation): the leads before it were never read, and the run
+    said done, of users. It stops there instead, naming the fix: a new run reads the new source from its start."""
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(3)
+    for i in range(4):
+        work.apis.intercom_.add(f"lead{i}@example.com", role="lead")["name"] = f"Lead{i}"
+    sync.start(deps(work), "42")
+    drain(work, limit=1)                                                            # page 0: 2 users of 3
+    assert len(work.apis.rf_.created) == 2
+    work.store.settings.put("42", sync_settings(source="leads"), WS)
+    drain(work)
+    assert len(work.apis.rf_.created) == 2                                          # no lead skipped over
+    run = work.store.sync.run("42")
+    assert (run.status, run.source) == ("stopped", "users")
+    assert run.message == ("sync.source: the settings applied since this run started read leads, not users — "
+                           "run `bridge sync start 42` to sync leads from the start")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert [u["email"] for u in work.apis.rf_.created[2:]] == [f"lead{i}@example.com" for i in range(4)]
+
+
+def test_a_campaign_moved_to_another_workspace_while_a_run_is_under_way_stops_the_run_at_its_next_page(monkeypatch):
+    """The campaign is applied naming another workspace mid-run: the run's next page searched the new workspace with
+    the old one's cursor, enrolling the new workspace's contacts after that place in a run of the old one's. It stops
+    there instead, naming the fix."""
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(3)
+    sync.start(deps(work), "42")
+    drain(work, limit=1)                                                            # page 0: 2 contacts of 3
+    work.store.settings.put("42", {**sync_settings(), "workspace": "ws2"}, "ws2")
+    drain(work)
+    assert len(work.apis.rf_.created) == 2
+    run = work.store.sync.run("42")
+    assert run.status == "stopped"
+    assert run.message == ("workspace: campaign 42 was applied naming workspace ws2 since this run started in ws — "
+                           "run `bridge sync start 42` to sync ws2's contacts from the start")
 
 
 COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}}
@@ -480,6 +607,42 @@ def test_a_referrer_whose_link_write_failed_is_counted_as_a_link_written_later_b
     assert work.apis.intercom_.calls.count("update") == 2 and len(work.apis.rf_.calls) == 1     # RF: the one create
     [*_, note] = work.store.history.entries(PersonRef("42", str(user["id"])))
     assert (note.outcome, note.reason.split(": ")[-1]) == ("link_written", "the write before had failed")
+
+
+@pytest.mark.parametrize("ledger", ["says where", "written before it said where", "their join enrolled them"])
+def test_referrers_enrolled_before_the_link_attribute_changed_get_their_link_written_to_the_new_one(ledger):
+    """The operator names another `referral_link_attribute`. The referrers earlier runs enrolled were counted
+    already enrolled by every later run and their link never reached the new attribute. The next run writes it
+    there (no RF call: the ledger keeps the link), counted as a link written later (as the dry run says), and the
+    run after finds them done. An entry from before the ledger said where it wrote is judged by the contact's value;
+    one whose own join enrolled them stays theirs (explain does not say sync enrolled them)."""
+    from dataclasses import replace
+
+    from chalicelib.domain.link import PersonRef
+    from chalicelib.services.explain import explain
+    work = world(2)
+    work.store.connections.register_workspace(WS)
+    sync.start(deps(work), "42")
+    drain(work)
+    changed = {"says where": {}, "written before it said where": {"link_attribute": None},
+               "their join enrolled them": {"outcome": "already_enrolled", "adopted": True}}[ledger]
+    work.store.sync.record("42", [replace(e, **changed) for e in work.store.sync.ledger("42")])
+    intercom, rf = work.apis.intercom_, work.apis.rf_
+    intercom.attributes["custom_attributes.rf_link"] = {"data_type": "string"}
+    work.store.settings.put("42", sync_settings(referral_link_attribute="custom_attributes.rf_link"), WS)
+    asked = len(rf.calls)
+    assert sync.dry_run(deps(work), "42")["would_link"] == 2
+    for expected in ({"linked": 2}, {"already_enrolled": 2}):
+        sync.start(deps(work), "42")
+        drain(work)
+        assert work.store.sync.run("42").counts == expected
+    assert {c["custom_attributes"].get("rf_link") for c in intercom.contacts.values()} == {u["url"] for u in rf.created}
+    assert rf.calls[asked:] == ["users_page first"] and intercom.calls.count("update") == 4   # RF: the dry run's
+    [*_, note] = work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))
+    assert note.reason.startswith("referral link written to custom_attributes.rf_link by sync run 2 from users: ")
+    adopted = ledger == "their join enrolled them"
+    assert {e.outcome for e in work.store.sync.ledger("42")} == {"already_enrolled" if adopted else "enrolled"}
+    assert ("enrolled_by_sync" in explain(work, "p0@example.com").view()) is not adopted
 
 
 def test_a_referrer_whose_link_write_failed_is_counted_enrolled_with_the_link_said_apart_not_skipped(monkeypatch,
@@ -1070,28 +1233,13 @@ def test_a_contact_skipped_before_whose_create_answer_is_lost_is_found_on_the_re
     """Run 1 skipped her (no name); the operator fills it in. Run 2 creates her in RF, but the answer is lost and the
     page fails. Its retry finds her in RF (the ledger's `intend` wrote `creating` over the skip), not skipped as
     "already in the campaign" — RF's 422 taken for someone else's user: enrolled in RF, her link never written."""
-    from chalicelib.errors import Uncertain
-
     work = world(0)
     her = work.apis.intercom_.add("her@example.com", role="user")
     sync.start(work.deps, "42")
     drain(work)
     assert work.store.sync.run("42").counts == {"missing_field": 1}
     her["name"] = "Her"
-    real = work.apis.rf_.create_user
-    lost = [True]
-
-    def lost_after_applying(body):
-        user = real(body)
-        if lost:
-            lost.pop()
-            raise Uncertain("Referral Factory POST /users: no answer")    # RF made the user; the answer never came
-        return user
-    work.apis.rf_.create_user = lost_after_applying
-    sync.start(work.deps, "42")
-    page = work.queue.sent[0]
-    with pytest.raises(Exception, match="records will be retried"):
-        drain(work)
+    page = a_run_whose_create_answer_is_lost(work)
     work.queue.sent.append(page)
     drain(work)
     assert len(work.apis.rf_.created) == 1
@@ -1565,6 +1713,35 @@ def test_a_contact_sharing_another_contacts_email_is_skipped_not_given_her_rf_us
     assert not any("interrupted" in str(r) for r in work.store.history.entries(sync.PersonRef("42", str(user["id"]))))
 
 
+def test_the_dry_run_keeps_an_earlier_runs_skip_as_already_in_the_campaign_as_the_run_does():
+    """Run 1 skipped a contact whose email RF had (someone who joined by themselves); that person was deleted in RF
+    since. The run keeps the skip (it asks RF nothing for the contact): the dry run said it would enrol her."""
+    work = world(0)
+    work.apis.intercom_.add("taken@example.com", role="user")["name"] = "Taken"
+    work.apis.rf_.created.append({"email": "taken@example.com", "campaign_id": 42, "id": 1, "url": "u"})
+    sync.start(deps(work), "42")
+    drain(work)
+    work.apis.rf_.created.clear()                                       # deleted in RF
+    dry = sync.dry_run(deps(work), "42")
+    sync.start(deps(work), "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"already_in_campaign": 1}
+    assert (dry["would_enrol"], dry["skipped"]["already_in_campaign"]["count"]) == (0, 1)
+
+
+def test_the_dry_run_says_a_contact_whose_create_answer_was_lost_would_be_enrolled_as_the_run_then_does():
+    """A page's try created her RF user, its answer lost; the page waits for its retry. The dry run said she was
+    already in the campaign (RF has her email), where the run finds the user that try made and enrols her."""
+    work = world(1)
+    rf = work.apis.rf_
+    page = a_run_whose_create_answer_is_lost(work)
+    dry = sync.dry_run(deps(work), "42")
+    work.queue.sent.append(page)
+    drain(work)
+    assert work.store.sync.run("42").counts == {"enrolled": 1} and len(rf.created) == 1
+    assert (dry["would_enrol"], dry["skipped"]) == (1, {})
+
+
 def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_has_is_a_duplicate_of_it():
     """The dry run said "already in the campaign (Referral Factory has this email)" of a contact whose email only
     another contact of the source had (RF had none of them): now it names that contact, the one enrolled with it.
@@ -1585,6 +1762,63 @@ def test_the_dry_run_says_a_contact_whose_email_another_contact_of_the_source_ha
         str(dup["id"]): f"already in the campaign: contact {p0['id']} of the source has the same email and "
                         "would be enrolled with it (the first of them; Referral Factory takes an email once)",
         str(rf_has["id"]): "already in the campaign (Referral Factory has this email)"}
+
+
+@pytest.mark.parametrize("killed_between", [False, True])
+def test_a_contact_whose_email_changed_after_a_lost_create_answer_is_enrolled_with_the_user_rf_made_not_a_second(
+        killed_between):
+    """A page's try creates her RF user, the answer is lost; before the page's retry her email changes in Intercom.
+    The retry asked RF to create a user with the new email: RF made a second referrer for one contact (two links,
+    one never written anywhere). It looks up the user the try before may have made, by the email it had then, and
+    enrols her with it — also after a try in between that died once it had written its own `creating` entry."""
+    work = world(1)
+    [her] = work.apis.intercom_.contacts.values()
+    rf = work.apis.rf_
+    page = a_run_whose_create_answer_is_lost(work)
+    her["email"] = "Her.New@example.com"
+    if killed_between:                       # the next try dies after its `creating` entry, before asking RF
+        listed = rf.users_page
+
+        def killed_once(*args, **kw):
+            rf.users_page = listed
+            raise Killed()
+        rf.users_page = killed_once
+        with pytest.raises(Killed):
+            sync.on_page(sync.SyncPageMessage.model_validate(json.loads(page) if isinstance(page, str) else page),
+                         deps(work))
+    work.queue.sent.append(page)
+    drain(work)
+    [user] = rf.created
+    entry = work.store.sync.entries("42", [her["id"]])[her["id"]]
+    assert (entry.outcome, entry.rf_user_id, entry.email) == ("enrolled", str(user["id"]), "her.new@example.com")
+    assert her["custom_attributes"]["referral_link"] == user["url"]
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+
+
+def test_a_contact_a_run_enrols_while_her_webhook_is_worked_is_counted_once():
+    """A run's page creates a contact's RF user while her `contact.user.created` notification reaches another
+    worker: it reads the page's `creating` entry, and RF refuses its create (taken). It took that user for one a try
+    of its own before had made, and counted her enrolled too: `sync status` said one person enrolled twice (by the
+    run, and by webhook). Whichever records her first, the other counts her already enrolled."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    rf = work.apis.rf_
+    real = rf.create_user
+
+    def the_webhook_meanwhile(body):
+        user = real(body)
+        if body["email"] == "new@example.com":
+            rf.create_user = real
+            sync.on_contact(note, deps(work))         # the other worker, while this page's answer comes back
+        return user
+    rf.create_user = the_webhook_meanwhile
+    sync.start(deps(work), "42")
+    drain(work)
+    [user] = [u for u in rf.created if u["email"] == "new@example.com"]
+    from chalicelib.domain.sync import run_counts
+    shown = sync.status(deps(work), "42")
+    assert shown["enrolled"] + run_counts(shown["by_webhook"])["enrolled"] == 1, shown
+    [entry] = work.store.sync.entries("42", [str(note.item.id)]).values()
+    assert (entry.outcome, entry.rf_user_id) == ("enrolled", str(user["id"]))
 
 
 @pytest.mark.parametrize("meanwhile, creates", [("create", 2), ("create, the last place", 2), ("intend", 1)],

@@ -11,6 +11,7 @@ from typing import Optional
 import pytest
 
 from chalicelib import cli as cli_module
+from chalicelib.adapters.ratelimit import CircuitOpen
 from chalicelib.errors import ApiError, Deferred, Transient, Uncertain
 from chalicelib.services import sync
 from chalicelib.services.worker import RetryBatch, handle_batch
@@ -217,3 +218,31 @@ def test_a_page_whose_contacts_met_an_outage_and_a_429_waits_without_using_up_a_
     except RetryBatch as retried:
         pytest.fail(f"the page was counted a failed try: {retried}")
     assert summary.get("waiting") == 1 and sync.status(work.deps, "42")["page_error"]["state"] == "waiting"
+
+
+def test_a_page_waiting_for_rfs_block_of_the_ip_for_an_hour_is_said_waiting_not_dead_lettered(monkeypatch):
+    """RF blocked the bridge's IP (the limiter's open circuit: the work waits in the queue, rechecked every 5 minutes
+    here) for an hour during a sync: doctor said "BAD [sync] ... has not moved for 55 min ...; why: its page failed
+    and waits in the dead-letter queue; fix: `bridge dlq list`, ... `bridge dlq replay --campaign 42`", where the
+    page waited in the work queue (`sync status`: waiting, no try used) and a replay finds nothing. Once its waits
+    stop being said (nothing tried it for over 30 minutes), it is a stall again."""
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(CONTACTS)
+    sync.start(work.deps, "42")
+    work.apis.rf_.down = lambda: CircuitOpen(
+        "Referral Factory answered 403 (since 2026-09-21T14:13:20.000Z): Referral Factory has probably blocked this IP "
+        "for going over its rate limit. No call goes to it until later, when one call checks again; the work waits "
+        "in the queue", retry_after=300)
+    sqs = Sqs(work)
+    for message in work.queue.sent:
+        sqs.send(message, work.clock.now)
+    sqs.run_until(work.clock.now + HOUR)
+    assert work.queue.dead == [] and sync.status(work.deps, "42")["page_error"]["state"] == "waiting"
+    text, finding = doctor_says(work)
+    assert (finding["ok"], finding["warn"]) == (True, True), text
+    assert finding["why"] == ("the page waits in the work queue without using up a try (a rate limit, or Referral "
+                              "Factory's block of the bridge's IP: [rf.campaign] says so), and goes on by itself when "
+                              "the wait ends") and "dlq" not in finding["fix"], text
+    work.clock.now += HOUR                                  # its message is lost: nothing tries the page any more
+    text, finding = doctor_says(work)
+    assert not finding["ok"] and "has not moved for" in finding["what"], text

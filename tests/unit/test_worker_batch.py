@@ -341,3 +341,25 @@ def test_a_dead_letter_whose_note_in_the_history_fails_is_sent_once_and_its_neig
     assert handle_batch([record(i, check(str(i))) for i in range(3)], rt, handlers=kind.handlers()) == {
         "done": 2, "retry": 0, "dead": 1}
     assert [d["reason"] for d in rt.queue.dead] == ["Intercom answered 400: bad"] and kind.applied == ["0", "2"]
+
+
+def test_each_line_about_a_failed_record_says_which_record_and_whom():
+    """The worker's lines about a record that failed (retried, or sent to the dead-letter queue) are written once
+    every record has run: they named neither the record (its SQS message id, as the batch's RetryBatch names it)
+    nor the person it is about, so an operator could tell neither which try failed nor whom to `bridge explain`."""
+    from chalicelib.observability import logger
+    from tests.support.log_lines import written_lines
+
+    rt = FakeWork()
+    kind = Recorder(fails={"8": Permanent("Intercom answered 400: refused"), "9": Transient("Intercom answered 409")})
+    with written_lines() as written:
+        with pytest.raises(RetryBatch):
+            handle_batch([record(1, check("7")), record(2, check("8")), record(3, check("9"))], rt,
+                         handlers=kind.handlers())
+        logger.info("the next line")
+    lines = {line["message"]: line for line in map(json.loads, written())}
+    dead, retried = lines["record sent to the dead-letter queue"], lines["record will be retried"]
+    assert (dead["message_id"], dead["kind"], dead["campaign_id"], dead["rf_user_id"]) == ("m2", "intercom.check",
+                                                                                            "42", "8")
+    assert (retried["message_id"], retried["rf_user_id"]) == ("m3", "9")
+    assert not {"message_id", "kind", "rf_user_id"} & set(lines["the next line"])     # not left on later lines

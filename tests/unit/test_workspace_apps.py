@@ -14,7 +14,8 @@ from chalicelib.config import Config
 from chalicelib.domain import apps
 from chalicelib.runtime import Runtime
 from chalicelib.services import oauth as flow
-from chalicelib.services.connections import ConnectError, configure_oauth, connect_workspace, list_workspaces, remove_app
+from chalicelib.services.connections import (ConnectError, configure_oauth, connect_rf, connect_workspace, list_workspaces,
+                                             remove_app)
 from chalicelib.services.ingest import receive_intercom, signature
 from tests.fakes import FakeQueue, MemorySecrets
 
@@ -148,6 +149,42 @@ def test_another_workspaces_private_client_secret_is_refused_so_its_admins_canno
         ((PRIVATE_SECRET, "ws2"), ("ws2-secret", "ws2"), (PRIVATE_SECRET, "ws1")))] == [401, 200, 200]
     monkeypatch.setenv("INTERCOM_TOKEN", "tok-ws2")                 # ws2's reconnect with its own secret again
     assert run_cli(rt, capsys, "workspace", "connect", "ws2", "--json")[0] == 0
+
+
+RF_SECRET = "rf-webhook-secret"
+NOT_RFS = ("client secret: whoever sees either (RF's webhook settings, the app's Developer Hub) could sign the other's "
+           "webhooks; choose one for RF alone (any long random string, e.g. `openssl rand -hex 32`); nothing was stored")
+RFS = ("this client secret is Referral Factory's webhook secret (the one `bridge rf connect` stored), not {meant}: "
+       "whoever sees RF's webhook settings could sign Intercom's webhooks with it; give {meant} own {where}, and if "
+       "it is that, first give RF a webhook secret of its own (`bridge rf connect`); nothing was stored")
+
+
+@pytest.mark.parametrize("command, said", [
+    (("rf", "connect", "--webhook-secret", PRIVATE_SECRET), "this webhook secret is workspace ws1's private Intercom "
+     f"app's (`bridge workspace connect ws1` stored it) {NOT_RFS}"),
+    (("rf", "connect", "--webhook-secret", PUBLIC_SECRET), "this webhook secret is the public Intercom app's (`bridge "
+     f"workspace oauth-app` stored it) {NOT_RFS}"),
+    (("workspace", "connect", "ws1", "--client-secret", RF_SECRET),
+     RFS.format(meant="workspace ws1's private app's", where="(Developer Hub > Basic information)")),
+    (("workspace", "oauth-app", "--client-secret", RF_SECRET),
+     RFS.format(meant="the public app's", where="(Developer Hub > the public app > Basic information)"))])
+def test_rfs_webhook_secret_and_an_intercom_apps_client_secret_are_never_one_so_neither_side_signs_the_other(
+        rt, capsys, monkeypatch, command, said):
+    """Attack: RF's webhook secret is seen by whoever manages RF's webhooks, an Intercom app's client secret by the
+    workspace's admins (Developer Hub). One value stored for both (pasted in the wrong prompt, or a value reused),
+    RF's side signs notifications naming the workspace and qualifies its leads (a reward), and the workspace's
+    admins post joins to any campaign. Expected: whichever is given second is refused in one line saying whose
+    secret it is (never the value), nothing stored: the other side still verifies with the secrets it had."""
+    from tests.support.cli import run_cli
+    for name in ("INTERCOM_TOKEN", "INTERCOM_CLIENT_SECRET", "INTERCOM_OAUTH_CLIENT_SECRET", "RF_TOKEN",
+                 "RF_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    private(rt)
+    connect_rf(rt, webhook_secret=RF_SECRET)
+    stored = dict(rt.secrets.values)
+    assert run_cli(rt, capsys, *command) == (1, "", f"bridge: {said}\n")
+    assert rt.secrets.values == stored
+    assert [notify(edge(rt), s, n) for n, s in enumerate((RF_SECRET, PRIVATE_SECRET))] == [401, 200]
 
 
 def test_a_first_oauth_app_with_a_private_apps_client_secret_is_refused_and_stores_nothing(monkeypatch):

@@ -9,6 +9,9 @@ import pytest
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef, ReferralCount
 from chalicelib.domain.qualification import QState
 from chalicelib.domain.sync import ALREADY, ENROLLED
+from chalicelib.errors import Uncertain
+from chalicelib.messages import JoinMessage
+from chalicelib.services.worker import RetryBatch
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.services.admin import PEOPLE_COUNTED, MovesWorkspace
 from chalicelib.services.explain import as_text, explain
@@ -139,6 +142,85 @@ def test_settings_deleted_then_applied_naming_another_workspace_are_refused_whil
     assert said.startswith("workspace: campaign 42 has 1 linked person in workspace ws; moved to ws-b")
     assert said.endswith("or keep workspace: ws") and work.store.settings.get("42") is None
     assert apply(work, settings()) == []                       # applied again naming ws: nothing to say
+
+
+# --- a join part-way when the campaign moves -----------------------------------------------------------
+PART_WAY = ("workspace: campaign 42 has 1 join part-way in workspace ws (claimed by a worker, or its contact made "
+            "there, not yet linked); moved to ws-b now, it would end linked in ws, where nothing qualifies the "
+            "campaign any more, or make a second contact in ws-b — apply again once it ended: within minutes (a "
+            "failed one once its dead letter is replayed: `bridge dlq replay --campaign 42`)")
+
+
+def _two_workspaces() -> tuple[FakeWork, dict[str, FakeIntercom]]:
+    """Campaign 42 in workspace ws; ws-b another workspace (its own Intercom)."""
+    intercoms = {w: FakeIntercom({"custom_attributes.signed_up": {"data_type": "string"}}) for w in ("ws", "ws-b")}
+    work = FakeWork(Workspaces(intercoms, rita_in_rf()))
+    work.store.settings.put("42", settings(), "ws")
+    return work, intercoms
+
+
+def _ann_joins(work: FakeWork, receives: int = 1) -> dict:
+    person = {"id": "7", "campaign_id": "42", "email": "ann@example.com", "first_name": "Ann", "type": "lead"}
+    return run(work, JoinMessage(campaign_id="42", rf_user_id="7", person=person).wire(), receives=receives)
+
+
+def _move(work: FakeWork, move: bool) -> list[str]:
+    """`settings apply` naming ws-b: its warnings, or its refusal."""
+    try:
+        return apply(work, {**settings(), "workspace": "ws-b"}, move=move)
+    except MovesWorkspace as refused:
+        return refused.problems
+
+
+@pytest.mark.parametrize("move", [False, True])
+def test_a_campaign_is_not_moved_while_a_join_is_part_way_in_its_workspace(move):
+    """Scenario: Ann's join is claimed in workspace ws, its worker about to create her contact, when the operator
+    applies campaign 42 naming ws-b (nobody is linked yet: before, the move went through silently, with or without
+    --move-workspace). The worker read the settings before: it creates her in ws and links her there, and the
+    campaign now listens to ws-b only: her changes never qualify her (a reward lost), and nothing said so.
+    Expected: the move is refused in one line saying why and to apply again; her join ends linked in ws, where
+    the campaign still is (one contact); applied again, the move is refused as for any linked person."""
+    work, intercoms = _two_workspaces()
+    said, create = [], intercoms["ws"].create_contact
+
+    def claimed_then_moved(body: dict) -> dict:
+        said.append(_move(work, move))
+        return create(body)
+    intercoms["ws"].create_contact = claimed_then_moved        # type: ignore[method-assign]
+    assert _ann_joins(work)["done"] == 1
+    assert said == [[PART_WAY]] and work.store.settings.get("42").workspace == "ws"
+    assert (link_of(work).status, link_of(work).workspace) == (LinkStatus.LINKED, "ws")
+    assert (len(intercoms["ws"].contacts), intercoms["ws-b"].contacts) == (1, {})
+    assert _move(work, False)[0].startswith("workspace: campaign 42 has 1 linked person in workspace ws")
+
+
+@pytest.mark.parametrize("stopped, refused", [
+    ("its worker died holding the claim", True),
+    ("Intercom's answer to the create was lost", True),
+    ("its try failed before any contact was made", False)])
+def test_a_join_stopped_after_its_claim_ends_linked_once_in_the_workspace_the_campaign_names(stopped, refused):
+    """At least once: Ann's join was stopped after its claim, then the campaign was applied naming ws-b, then her
+    join comes again (a retry, a replay). A join that may have made her contact in ws (claimed, or the create's
+    answer lost) holds the move back (her retry then finishes it in ws, with that contact); one that made none
+    lets it go, and its retry creates her in ws-b. Either way: linked once, with exactly one contact, in the
+    workspace the campaign names."""
+    work, intercoms = _two_workspaces()
+    if stopped.startswith("its worker died"):
+        work.store.links.claim(PersonRef("42", "7"), "ws")
+    else:
+        if "lost" in stopped:
+            intercoms["ws"].after["create"] = Uncertain("Intercom did not answer: read timed out")
+        else:
+            intercoms["ws"].fail["search"] = RuntimeError("Intercom answered 500")
+        with pytest.raises(RetryBatch):
+            _ann_joins(work)
+    assert _move(work, False) == ([PART_WAY] if refused else [])
+    work.clock.now += 600                                           # the lease, and search's lag, ran out
+    assert _ann_joins(work, receives=2)["done"] == 1
+    where = "ws" if refused else "ws-b"
+    assert work.store.settings.get("42").workspace == link_of(work).workspace == where
+    assert link_of(work).status is LinkStatus.LINKED
+    assert {w: len(i.contacts) for w, i in intercoms.items()} == {"ws": int(refused), "ws-b": int(not refused)}
 
 
 # --- referral counts of referrers the move leaves behind ---------------------------------------------

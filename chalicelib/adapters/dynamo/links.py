@@ -168,6 +168,14 @@ class DynamoLinks:
                                   (LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.workspace != workspace))
         return dict(Counter(i.workspace for i in found)), complete
 
+    def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
+                          scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
+        part_way = (LinkItem.status == LinkStatus.IN_PROGRESS.value) | (LinkItem.status.is_in(*_TRIED) & (
+            LinkItem.contact_id.exists() | LinkItem.uncertain_since.exists()))       # Link.part_way
+        found, complete = _capped(campaign_id, limit, scan_limit, ["workspace"],
+                                  part_way & (LinkItem.workspace != workspace))
+        return dict(Counter(i.workspace for i in found)), complete
+
     def ignored_in(self, campaign_id: str, limit: int,
                    scan_limit: int = SCAN_LIMIT) -> tuple[dict[Optional[str], int], bool]:
         found, complete = _capped(campaign_id, limit, scan_limit, ["kind"], LinkItem.status == LinkStatus.IGNORED.value)

@@ -249,6 +249,7 @@ class SyncRunItem(_Item):
     error_state = UnicodeAttribute(null=True)
     paused = NumberAttribute(null=True)       # seconds its pages waited in the dead-letter queue
     required = ListAttribute(of=UnicodeAttribute, null=True)   # RF's campaign's required fields (SyncRun.required)
+    workspace = UnicodeAttribute(null=True)   # (absent from runs started before it: None, not known)
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)
@@ -294,6 +295,7 @@ class LedgerItem(_Item):
     adopted = BooleanAttribute(null=True)           # (absent from items written before it: False)
     linked_run = NumberAttribute(null=True)         # (absent: 0)
     workspace = UnicodeAttribute(null=True)         # (absent from items written before it: None, not known)
+    link_attribute = UnicodeAttribute(null=True)    # (absent from items written before it: None, not known)
 class EdgeItem(_Item):
     """What the edge keeps (ports/edge.py): a refusal counter, a sample, or when it last heard."""
 

@@ -18,7 +18,7 @@ LEDGER_PAGE = 500          # ledger entries read per page when only the first fe
 INTEND_THREADS = 10        # a page's conditional puts in flight at once
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
-               "finished_at", "message", "lease_until", "owner", "paused", "required", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
+               "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
 
 
 def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
@@ -29,7 +29,7 @@ def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
                    since=item.since, started_at=item.started_at, updated_at=item.updated_at,
                    finished_at=item.finished_at, message=item.message, lease_until=item.lease_until,
                    owner=item.owner, error=_error(item), paused=float(item.paused or 0),
-                   required=tuple(map(str, item.required or ())))
+                   required=tuple(map(str, item.required or ())), workspace=item.workspace)
 
 
 def _paused(seconds: float) -> list[Action]:
@@ -48,14 +48,15 @@ def _entry(item: LedgerItem) -> LedgerEntry:
                        url=item.url, reason=item.reason, run=int(item.run or 0), seen_run=int(item.seen_run or 0),
                        written_back=bool(item.written_back), at=item.at, count_known=bool(item.count_known),
                        adopted=bool(item.adopted), linked_run=int(item.linked_run or 0),
-                       workspace=item.workspace)
+                       workspace=item.workspace, link_attribute=item.link_attribute)
 
 
 def _item(campaign_id: str, e: LedgerEntry, at: str) -> LedgerItem:
     return LedgerItem(*ledger_key(campaign_id, e.contact_id), outcome=e.outcome, email=e.email,
                       rf_user_id=e.rf_user_id, url=e.url, reason=e.reason, run=e.run, seen_run=e.seen_run,
                       written_back=e.written_back, at=e.at or at, count_known=e.count_known or None,
-                      adopted=e.adopted or None, linked_run=e.linked_run or None, workspace=e.workspace)
+                      adopted=e.adopted or None, linked_run=e.linked_run or None, workspace=e.workspace,
+                      link_attribute=e.link_attribute)
 
 
 def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
@@ -67,7 +68,8 @@ class DynamoSync:
         self.clock = clock
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
-              since: Optional[float] = None, required: tuple[str, ...] = ()) -> Optional[SyncRun]:
+              since: Optional[float] = None, required: tuple[str, ...] = (),
+              workspace: Optional[str] = None) -> Optional[SyncRun]:
         current = get(SyncRunItem, sync_run_key(campaign_id))
         if current is not None and current.status == "running":
             return None
@@ -76,7 +78,8 @@ class DynamoSync:
             values: dict[str, Any] = {f: getattr(current, f) for f in _RUN_FIELDS}
             SyncRunItem(*sync_run_key(campaign_id, last), **values).save()
         item = SyncRunItem(*sync_run_key(campaign_id), number=last + 1, kind=kind, source=source, status="running",
-                           page=0, since=since, started_at=now, updated_at=now, required=list(required) or None)
+                           page=0, since=since, started_at=now, updated_at=now, required=list(required) or None,
+                           workspace=workspace)
         condition = SyncRunItem.number.does_not_exist() if current is None else \
             (SyncRunItem.number == last) & (SyncRunItem.status != "running")
         try:
@@ -87,13 +90,13 @@ class DynamoSync:
             raise
         return _run(campaign_id, item)
 
-    def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
-        current = get(SyncRunItem, sync_run_key(campaign_id))
+    def run(self, campaign_id: str, number: Optional[int] = None, consistent: bool = False) -> Optional[SyncRun]:
+        current = get(SyncRunItem, sync_run_key(campaign_id), consistent)
         if current is not None and (number is None or int(current.number) == number):
             return _run(campaign_id, current)
         if number is None:
             return None
-        item = get(SyncRunItem, sync_run_key(campaign_id, number))
+        item = get(SyncRunItem, sync_run_key(campaign_id, number), consistent)
         return _run(campaign_id, item) if item is not None else None
 
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
@@ -109,7 +112,7 @@ class DynamoSync:
         except UpdateError as exc:
             if not conditional(exc):
                 raise
-        run = self.run(campaign_id, number)
+        run = self.run(campaign_id, number, consistent=True)     # (where it stands: a repeat may resend the next page)
         if run is not None and run.status == "running" and run.page == page and run.owner:
             raise Busy(f"another worker works page {page} of sync run {number}",
                        retry_after=max(1.0, (run.lease_until or now) - now))
@@ -187,7 +190,9 @@ class DynamoSync:
             yield _entry(item)
 
     def _with_email(self, campaign_id: str, email: str) -> Iterable[LedgerItem]:
-        return LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == normal_email(email))
+        # Consistent: a page asks it of entries its try before (or another contact's create) wrote a moment ago
+        return LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == normal_email(email),
+                                consistent_read=True)
 
     def with_email(self, campaign_id: str, email: str) -> list[LedgerEntry]:
         return [_entry(item) for item in self._with_email(campaign_id, email)]
