@@ -33,7 +33,7 @@ from .config import Config
 from .domain import apps
 from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
-from .errors import REPLAY_PARKED, WorkError
+from .errors import WorkError, replay_parked
 from .ports import Connection, RFConnection
 from .ports.secrets import OAUTH_CLIENT_SECRET
 from .runtime import Runtime
@@ -599,7 +599,7 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
     done = disconnect_workspace(rt, args.workspace)
     _answer(args, done, f"workspace {args.workspace} disconnected: its token is deleted; settings, links and "
             "history are kept. Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
-            f"`bridge workspace connect {args.workspace}` (it asks for the token), run `{REPLAY_PARKED}`. "
+            f"`bridge workspace connect {args.workspace}` (it asks for the token), run `{replay_parked(args.workspace)}`. "
             "Running workers notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
     return 0
 

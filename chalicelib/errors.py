@@ -1,6 +1,7 @@
 """How work can fail, which decides where it goes next."""
 from __future__ import annotations
 
+import re
 from typing import Any, Optional, TypeVar
 
 from .domain.advice import RF_TOKEN_REPLAY, rf_token_fix
@@ -53,6 +54,16 @@ def outage_for(vendor: Optional[str], status: Optional[int]) -> Optional[str]:
     return vendor if status is None or status >= 500 else None
 
 
+def unforeseen(exc: BaseException) -> str:
+    """The reason of a failure no code foresaw (a bug, an AWS call that failed): its type and message, and what
+    PynamoDB's exceptions keep as their `cause` when their message leaves it out ("Failed to write transaction
+    items", after DynamoDB's read timeout)."""
+    said, cause = f"{type(exc).__name__}: {exc}", getattr(exc, "cause", None)
+    if not isinstance(cause, Exception) or str(cause) in said:
+        return said
+    return f"{said} ({type(cause).__name__}: {cause})"
+
+
 def waits(exc: BaseException) -> bool:
     """Does the work wait rather than fail (a Deferred, or a vendor's outage)?"""
     return isinstance(exc, Deferred) or getattr(exc, "outage", None) is not None
@@ -99,7 +110,23 @@ PLAN_FIX = ("Intercom's plan for {workspace} does not include the API: upgrade i
 
 
 DISCONNECTED = "workspace disconnected"
-REPLAY_PARKED = f'bridge dlq replay --reason "{DISCONNECTED}"'     # brings back every letter a disconnect parked
+
+
+def parked(workspace: str) -> str:
+    """What the reason of each letter a disconnect of `workspace` parked says, and no other's (`workspace ws` is
+    not in `workspace ws-b was`): `dlq replay --reason` (a substring) matches it, so a reconnect of one
+    workspace brings back its letters, not those of another still disconnected (they would fail again)."""
+    return f"Intercom workspace {workspace} was disconnected"
+
+
+def replay_parked(workspace: str) -> str:
+    return f'bridge dlq replay --reason "{parked(workspace)}"'
+
+
+def parked_of(reason: str) -> Optional[str]:
+    """The workspace whose disconnect parked a letter of `reason` (None: not a disconnect's)."""
+    found = re.search(parked("(\\S+)"), reason) if DISCONNECTED in reason else None
+    return found.group(1) if found else None
 
 
 class Disconnected(Permanent):
@@ -107,9 +134,8 @@ class Disconnected(Permanent):
     one reason (it starts with DISCONNECTED), until the workspace is connected again and the queue replayed."""
 
     def __init__(self, workspace: str):
-        super().__init__(f"{DISCONNECTED}: Intercom workspace {workspace} was disconnected — reconnect it "
-                         f"(`bridge workspace connect {workspace}`, which asks for the token, or OAuth), then "
-                         f"`{REPLAY_PARKED}`")
+        super().__init__(f"{DISCONNECTED}: {parked(workspace)} — reconnect it (`bridge workspace connect "
+                         f"{workspace}`, which asks for the token, or OAuth), then `{replay_parked(workspace)}`")
         self.workspace = workspace
 
 

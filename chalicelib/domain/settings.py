@@ -319,6 +319,22 @@ def valid_or_none(doc: Any) -> Optional[CampaignSettings]:
         return None
 
 
+def unworkable(settings: CampaignSettings) -> list[str]:
+    """Problems the model lets through, so that settings stored before they were checked still read (a campaign
+    whose stored settings no longer parse is switched off): `bridge settings check` and `apply` (--offline too)
+    refuse them, and `bridge doctor` reports them of stored settings. One "key: what — fix" line each."""
+    problems = [f"{section}.tag: {people.tag!r} is blank, and Intercom refuses a tag without a name — write the "
+                "tag's name, or remove `tag`"
+                for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
+                if people.tag is not None and not people.tag.strip() and people.action != "nothing"]
+    q = settings.qualification
+    if q is not None and q.attribute == MARKER_ATTRIBUTE:
+        problems.append(f"qualification.attribute: {q.attribute} is the bridge's own marker, which the bridge writes "
+                        "itself when it creates a contact (the RF person it is for), never a conversion — watch the "
+                        "attribute your app or team sets when a lead converts")
+    return problems
+
+
 LINKS, COUNTS = "referral link", "referral count"
 _OWN = {LINKS: ("referral-link", "", "map `url` to it", "name it in sync.referral_link_attribute"),
         COUNTS: ("referral-count", ", a Number (integer) attribute", "", "name it in sync.referral_count_attribute")}

@@ -14,7 +14,7 @@ from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
 from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, own_attributes,
-                               parse_settings, shared_attributes, valid_or_none)
+                               parse_settings, shared_attributes, unworkable, valid_or_none)
 from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
@@ -140,7 +140,11 @@ def check_settings(text: str) -> tuple[CampaignSettings, list[str]]:
     """What `bridge settings check` says without the workspace: the settings, or every problem of
     the document at once (SettingsError); and its warnings."""
     doc, notes = read_document(text)
-    return parse_settings(doc), notes
+    settings = parse_settings(doc)
+    problems = unworkable(settings)
+    if problems:
+        raise SettingsError(problems)
+    return settings, notes
 
 
 class MovesWorkspace(SettingsError):

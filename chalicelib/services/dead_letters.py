@@ -31,7 +31,7 @@ from ..domain.history import Entry, epoch, iso
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
-from ..errors import DISCONNECTED, PLAN_FIX, REPLAY_PARKED, plan_restricted
+from ..errors import PLAN_FIX, parked_of, plan_restricted, replay_parked
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT
@@ -141,9 +141,10 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
-    if DISCONNECTED in reason:
-        return (f"reconnect the workspace, then `{REPLAY_PARKED}` (every letter the "
-                "disconnect parked, also those of Intercom notifications, which name no campaign)")
+    parked_by = parked_of(reason)
+    if parked_by:
+        return (f"reconnect workspace {parked_by}, then `{replay_parked(parked_by)}` (every letter its disconnect "
+                "parked, also those of Intercom notifications, which name no campaign)")
     scope = f" --campaign {campaign}" if campaign else ""
     if OTHER_CAMPAIGN in reason:
         return ("the webhook named another campaign than Referral Factory places the user in (a webhook body copied "

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
@@ -26,10 +26,10 @@ from ..domain.outage import hours, outage_of
 from ..domain import people as people_
 from ..domain.people import OTHER_CAMPAIGN
 from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_against_workspace, own_attributes,
-                               parse_settings, shared_attributes)
+                               parse_settings, shared_attributes, unworkable)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
-from ..errors import (PLAN_FIX, REFUSED_TOKEN, REPLAY_PARKED, RF_REFUSED_TOKEN, WorkError, plan_restricted, rf_blocked,
+from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, WorkError, plan_restricted, replay_parked, rf_blocked,
                       rf_campaign_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
@@ -138,6 +138,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "every join and qualification of this campaign fails", "apply corrected settings")
         return report
     report.add("settings", True, f"settings version {stored.version} (applied {stored.updated_at})")
+    _problems(report, "settings", unworkable(settings))       # (stored before `settings apply` refused them)
     owed = stored.count_backfill
     if owed is not None:
         report.add("referral_count.backfill", False,
@@ -163,18 +164,21 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "attributes (they could not be read)", report.findings[-1].check, settings.campaign_id)
     rf_conn = store.connections.rf()           # read once: the RF checks and the dead letters' advice
     rf_reached = _rf(rt, report, settings, rf_conn)
-    # Pending leads linked in another workspace (left there by a move) can no longer qualify: they are
-    # their own finding, not counted by the checks of this workspace's notifications and pending leads.
+    # Pending leads linked in another workspace (left there by a move) can no longer qualify, nor (but restored)
+    # those whose contact was deleted or archived in Intercom, which reconciliation's sweep skips: each is its own
+    # finding, not counted by the checks of this workspace's notifications and pending leads.
     everyone, read_all = _pending(store, report.campaign_id)
     pending: list[Link] = []
+    gone: list[Link] = []
     left: list[Link] = []
     for link in everyone:
-        (pending if elsewhere(link, settings) is None else left).append(link)
+        (left if elsewhere(link, settings) is not None else gone if link.contact_state else pending).append(link)
     _left_behind(store, report, settings, left)
     _baselines(store, report, settings)
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
-    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn)
+    _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn,
+               gone)
     _sync(rt, report, settings)
     return report
 
@@ -313,7 +317,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("intercom.connection", False, f"workspace {ws} is {conn.status}",
                    "its work waits in the dead-letter queue (reason: workspace disconnected)",
                    f"reconnect it: `bridge workspace connect {ws}` (it asks for the token) or by OAuth, "
-                   f"then `{REPLAY_PARKED}`")
+                   f"then `{replay_parked(ws)}`")
         return None
     if conn is None or "token" not in conn.secrets:
         report.add("intercom.connection", False, f"workspace {ws} is not connected",
@@ -369,7 +373,10 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
 
 _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
             "its history (fields not written)")
-_WHY = {"meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
+_WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact fails: Intercom refuses the tag",
+        "the bridge's own marker": "the bridge sets it when it creates a contact, whatever the lead does: the rule "
+                                   "qualifies leads as their contacts are created (without require_change), or never",
+        "meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
                                  "qualifies until its value changes away and back; without it, each one is qualified "
                                  "(and rewarded) at the first notification about its new contact",
         "sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
@@ -399,17 +406,22 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
                        f"{exc.reason}", "the sync block's segment cannot be checked", "try again later", key="segments")
     problems = check_against_workspace(settings, attributes, segments)
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
-    for problem in problems:
-        what, _, fix = problem.partition(" — ")
-        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written").format(
-            who="referrer" if what.startswith("referrers.") else "lead")
-        report.add("settings.workspace", False, what, why, fix, key=tag(what))
+    _problems(report, "settings.workspace", problems)
     q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
                    "and fits its type" + (f"; the rule's attribute {q.attribute} is "
                                           f"{attribute_type(q.attribute, attributes)}" if q else "")
                    + ("; the sync block's attributes exist" if settings.sync else ""))
+
+
+def _problems(report: Report, check: str, problems: list[str]) -> None:
+    """Settings problems ("key: what — fix" lines, as `settings apply` refuses them), each a finding with its why."""
+    for problem in problems:
+        what, _, fix = problem.partition(" — ")
+        why = next((w for key, w in _WHY.items() if key in what), "the mapping does not work as written").format(
+            who="referrer" if what.startswith("referrers.") else "lead")
+        report.add(check, False, what, why, fix, key=tag(what))
 
 
 def _shared_attributes(store: Store, report: Report, settings: CampaignSettings) -> None:
@@ -759,7 +771,7 @@ def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
                attributes: Optional[dict], dlq: bool, applied_at: str, conn: Optional[Connection],
                rf_reached: Optional[bool] = None, read_all: bool = True,
-               rf_conn: Optional[RFConnection] = None) -> None:
+               rf_conn: Optional[RFConnection] = None, gone: Sequence[Link] = ()) -> None:
     c = settings.campaign_id
     if rt.config.queue_url:        # every campaign's work (SQS's count is approximate): one call
         waiting = rt.queue.work_count()
@@ -781,6 +793,11 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     else:
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
+    if gone:
+        report.add("pending", True, f"{len(gone)}{'' if read_all else ' or more'} lead(s) whose contact was deleted "
+                   f"or archived in Intercom{scanned}: they qualify only if it is restored, or if another contact "
+                   f"with their email meets the rule (reconciliation's sweep skips them) — e.g. RF user "
+                   f"{gone[0].rf_user_id}", key="contact_gone")
     if not _reconciliation(rt, report, settings, applied_at, conn, failing):
         _searches(report, settings.workspace, failing)      # said once: by [reconciliation] when it names them
     if settings.qualification.match == "email" or not pending:

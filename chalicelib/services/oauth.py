@@ -25,7 +25,7 @@ from ..domain.apps import PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..domain.settings import valid_or_none
-from ..errors import REPLAY_PARKED, Deferred, NoAnswer, Permanent, WorkError
+from ..errors import Deferred, NoAnswer, Permanent, WorkError, replay_parked
 from ..observability import logger
 from ..ports.secrets import valid_workspace
 from ..ports.store import Connection, OAuthTicket
@@ -322,7 +322,7 @@ them: <code>bridge settings apply campaign.yaml</code>.""")
 <code>bridge settings apply campaign.yaml</code>.""")
     if before is not None and before.status == "disconnected":
         steps.append(f"""Work that came while the workspace was disconnected waits in the dead-letter queue, if \
-any (<code>bridge dlq list</code> shows it): bring it back with <code>{html.escape(REPLAY_PARKED)}</code>.""")
+any (<code>bridge dlq list</code> shows it): bring it back with <code>{html.escape(replay_parked(ws))}</code>.""")
     elif before is None and campaigns:
         unconnected = html.escape(f'bridge dlq replay --reason "workspace {found.app_id} is not connected"')
         steps.append(f"""Work of campaign{'s' if len(campaigns) > 1 else ''} {html.escape(named)} that came before the workspace was connected waits in the \

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterator, Optional
@@ -35,12 +35,13 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
                            page_error, preflight, required_fields, restored, run_counts, search_query, shortened,
                            source_changed, writeback_body, written)
-from ..errors import Deferred, Permanent, Transient, WorkError, waits
+from ..errors import Deferred, Permanent, Transient, WorkError, unforeseen, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.apis import PeoplePage
 from ..ports.store import LedgerEntry, SyncRepository, SyncRun, normal_email
+from ..pool import Pool
 from .deps import WorkDeps
 from . import rf_people
 from .moved import valid_campaigns
@@ -207,7 +208,7 @@ def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: At
     elif isinstance(exc, WorkError):
         reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED
     else:                           # a bug or an outage nobody foresaw: the worker retries it
-        reason, state = f"{type(exc).__name__}: {exc}", retried
+        reason, state = unforeseen(exc), retried
     return page_error(run.error, page, mask_emails(reason), state, now)
 
 
@@ -408,7 +409,7 @@ class Page:
             self._guard(jobs[0])
             return
         pending: set[Future] = set()
-        with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sync") as pool:
+        with Pool(max_workers=THREADS, thread_name_prefix="sync") as pool:
             for job in jobs:
                 while len(pending) >= THREADS:
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -430,7 +431,7 @@ class Page:
         except Exception as exc:  # a bug: the page is tried again, the others' entries stand
             logger.exception("sync contact failed")
             with self._lock:
-                self.errors.append(Transient(f"{type(exc).__name__}: {exc}"))
+                self.errors.append(Transient(unforeseen(exc)))
 
     def _skip(self, contact_id: str, contact: dict, reason: str, detail: str, **kw: Any) -> None:
         self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,

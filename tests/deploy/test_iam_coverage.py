@@ -472,7 +472,8 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     seed, intercom, rf = stage.operator, stage.intercom, stage.rf
     rf.add_campaign(43, "Acme customers")
     kim = intercom.add_contact("kim@example.com", role="user", name="Kim")
-    segment = intercom.add_segment("Customers", [kim["id"]])["id"]
+    lee = intercom.add_contact(None, role="user", name="Lee")      # no email: skipped, its entry in the page's write
+    segment = intercom.add_segment("Customers", [kim["id"], lee["id"]])["id"]
     admin.apply_settings(seed, yaml.safe_dump({**sync_settings(segment), "campaign_id": "43"}))
     run = sync.start(seed.deps, "43")                                    # `bridge sync start 43`
     seed.store.sync.record("43", [LedgerEntry(kim["id"], "creating", email="kim@example.com", run=run.number,

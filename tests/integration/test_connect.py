@@ -5,6 +5,7 @@ simulators, the app over HTTP, the operator's CLI."""
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from chalicelib.runtime import CACHE_SECONDS, Runtime
 from chalicelib.services.admin import apply_settings, replay_dead_letters
 
 from tests.support.cli import run_cli
+from tests.unit.doctoring import commands
 
 from .conftest import WORKSPACE, join_body, lead_settings, new_lead, qualifying_settings
 from .test_qualification import qualified_ids
@@ -95,7 +97,7 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     told = capsys.readouterr().out
     assert "settings, links and history are kept" in told and "--token" not in told
     assert (f'after `bridge workspace connect {WORKSPACE}` (it asks for the token), run '
-            '`bridge dlq replay --reason "workspace disconnected"`') in told      # not the unrelated failures
+            f'`bridge dlq replay --reason "Intercom workspace {WORKSPACE} was disconnected"`') in told  # its letters only
     assert bridge.rt.secrets.scoped("worker").get(f"intercom/{WORKSPACE}/token") is None
     clock.now += CACHE_SECONDS                       # running workers notice within their cache time
     calls = len(intercom.requests)
@@ -110,7 +112,8 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     assert len(dead) == 2
     assert all(d["reason"] == "workspace disconnected: Intercom workspace vne310wv was disconnected — reconnect it "
                "(`bridge workspace connect vne310wv`, which asks for the token, or OAuth), then "
-               '`bridge dlq replay --reason "workspace disconnected"`' and d["attempts"] == 1 for d in dead)  # no retry
+               '`bridge dlq replay --reason "Intercom workspace vne310wv was disconnected"`' and d["attempts"] == 1
+               for d in dead)                                                                       # no retry
     assert len(intercom.requests) == calls and rf.qualification_calls == []        # nothing reached anyone
     # Reconciliation does not fill the dead-letter queue with checks meanwhile.
     assert bridge.reconcile()["paused_workspaces"] == [WORKSPACE] and bridge.queued() == 0
@@ -176,28 +179,45 @@ def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(br
     assert finding["what"] == f"workspace {WORKSPACE} is disconnected" and not finding["ok"]
     assert "workspace disconnected" in finding["why"]
     assert finding["fix"] == (f"reconnect it: `bridge workspace connect {WORKSPACE}` (it asks for the token) or by "
-                              'OAuth, then `bridge dlq replay --reason "workspace disconnected"`')
+                              f'OAuth, then `bridge dlq replay --reason "Intercom workspace {WORKSPACE} was '
+                              'disconnected"`')
     [waits] = [f for f in findings if f["check"] == "reconciliation"]
     assert waits == {"check": "reconciliation", "id": "reconciliation", "ok": True, "warn": False, "why": "", "fix": "", "what": (
         f"reconciliation waits for workspace {WORKSPACE} to be reconnected: it searches no changed contacts "
         "without the workspace's token (the last search ran 120 min ago)")}
 
 
-def test_after_a_disconnect_doctor_and_explain_advise_a_replay_that_also_brings_back_the_notifications(
-        bridge, intercom, rf, clock, capsys, joined):
+def test_after_a_disconnect_the_advised_replay_brings_back_that_workspaces_letters_notifications_too_and_no_others(
+        bridge, intercom, rf, clock, capsys, joined, other_workspaces):
     """A parked Intercom notification names no campaign: `dlq replay --campaign 42` would leave it
-    behind, and doctor would say the campaign has no dead letters while one waits."""
+    behind, and doctor would say the campaign has no dead letters while one waits. And with two workspaces
+    disconnected, reconnecting one: `--reason "workspace disconnected"` also sent back the other's letters, which
+    only failed again. Every command advised (the disconnect's answer, the letters' reason, doctor, explain, `dlq
+    list`) names the workspace, and each parses."""
     ann, contact = joined()
+    beta = other_workspaces("ws-b", "b-token")
+    beta.define_attribute("signed_up", "string")
     operator = bridge.operator()
-    assert main(["workspace", "disconnect", WORKSPACE], rt=operator) == 0
+    assert main(["workspace", "connect", "ws-b", "--token", "b-token", "--api-base", beta.base_url], rt=operator) == 0
+    rf.add_campaign(43, "Beta friends")
+    apply_settings(operator, yaml.safe_dump({"campaign_id": "43", "workspace": "ws-b",
+                                             "leads": {"action": "create_lead", "fields": [
+                                                 {"from": "email", "to": "email"}]}}))
+    capsys.readouterr()
+    for workspace in ("ws-b", WORKSPACE):
+        assert main(["workspace", "disconnect", workspace], rt=operator) == 0
+    said = capsys.readouterr().out.splitlines()
     clock.now += CACHE_SECONDS
     bob = new_lead(rf, email="bob@example.com", first_name="Bob")
     bridge.post_join(join_body(bob))
     intercom.update_contact(contact["id"], signed_up="Yes")
     bridge.notify("contact.lead.updated", contact["id"])
+    bridge.post_join(join_body(rf.add_user(43, "cat@example.com", "Cat", referrer_id=rf.add_user(43, "rob@example.com",
+                                                                                               "Rob")["id"])))
     bridge.drain()
+    assert len(bridge.dead_letters()) == 3
 
-    advice = '`bridge dlq replay --reason "workspace disconnected"`'
+    advice = f'`bridge dlq replay --reason "Intercom workspace {WORKSPACE} was disconnected"`'
     code, report = doctor(bridge, capsys)
     assert code == 1
     found = [f for f in report["findings"] if f["check"] == "dead_letters"]
@@ -209,14 +229,24 @@ def test_after_a_disconnect_doctor_and_explain_advise_a_replay_that_also_brings_
     assert code == 0
     [failed] = [e for e in told["trail"] if e["event"] == "dead_letter"]
     assert advice in failed["fix"] and "--campaign" not in failed["fix"]
+    code, out, _ = run_cli(bridge.operator(), capsys, "dlq", "list", "--json")
+    listed = {d.get("campaign_id"): d["reason"] for d in json.loads(out)["dead_letters"]}    # (the reason advises)
+    assert advice in listed["42"] and advice in listed[None] and advice not in listed["43"]
+    assert '`bridge dlq replay --reason "Intercom workspace ws-b was disconnected"`' in listed["43"]
+    told_b, told_a = said
+    advised = {*commands(told_a), *commands(" ".join(f["fix"] for f in found)), *commands(failed["fix"]),
+               *commands(listed["42"])}
+    assert advised == {f"bridge workspace connect {WORKSPACE}", advice.strip("`")}, advised
+    assert "ws-b" in str(commands(told_b))
 
-    # The advice followed: both come back, and doctor finds no dead letter left.
+    # The advice followed, once this workspace is reconnected: both its letters come back, not ws-b's (still
+    # disconnected: it would only fail again), and doctor finds no dead letter left.
     assert main(["workspace", "connect", WORKSPACE, "--token", "sim-token"], rt=operator) == 0
-    code, out, _ = run_cli(bridge.operator(), capsys, "dlq", "replay", "--reason", "workspace disconnected",
-                           "--json")
+    code, out, _ = run_cli(bridge.operator(), capsys, *shlex.split(advice.strip("`"))[1:], "--json")
     assert code == 0 and json.loads(out)["replayed"] == 2
     bridge.drain()
-    assert qualified_ids(rf) == [ann["id"]] and bridge.dead_letters() == []
+    assert qualified_ids(rf) == [ann["id"]]
+    assert [(d["body"]["campaign_id"], d["attempts"]) for d in bridge.dead_letters()] == [("43", 1)]
     code, report = doctor(bridge, capsys)
     assert [(f["ok"], f["what"]) for f in report["findings"]
             if f["check"] == "dead_letters"] == [(True, "no dead letters for campaign 42 or without a campaign")]

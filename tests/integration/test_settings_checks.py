@@ -12,7 +12,7 @@ import yaml
 
 from tests.support.cli import run_cli
 
-from .conftest import join_body, lead_settings, new_lead, qualifying_settings
+from .conftest import WORKSPACE, join_body, lead_settings, new_lead, qualifying_settings
 from .test_troubleshooting import apply_offline, bad, doctor
 
 YES_FIX = ('qualification.value: true is a boolean, but custom_attributes.signed_up is a text attribute — YAML '
@@ -139,6 +139,39 @@ def test_a_mapping_that_cannot_work_is_refused_by_apply_as_doctor_reports_it(bri
     assert (code, err) == (2, f"settings are invalid:\n  - {line}\n")
     apply_offline(bridge, doc)
     [found] = bad(doctor(bridge, capsys)[1], "settings.workspace")
+    assert (f"{found['what']} — {found['fix']}", found["why"]) == (line, why)
+
+
+# Refused by `settings check` and `apply` (also --offline: no attribute needed to see them), not by the settings
+# model: settings stored before keep working (a campaign whose stored settings do not read is switched off),
+# and doctor names their problem.
+NEVER_WORKS = {
+    "a tag name of spaces only": (
+        lead_settings(tag="  "),
+        "leads.tag: '  ' is blank, and Intercom refuses a tag without a name — write the tag's name, or remove `tag`",
+        "each join that tags its contact fails: Intercom refuses the tag"),
+    "a rule watching the bridge's own marker": (
+        qualifying_settings(attribute="custom_attributes.rf_person", operator="is_set", value=None,
+                            initial_value=None),
+        "qualification.attribute: custom_attributes.rf_person is the bridge's own marker, which the bridge writes "
+        "itself when it creates a contact (the RF person it is for), never a conversion — watch the attribute your "
+        "app or team sets when a lead converts",
+        "the bridge sets it when it creates a contact, whatever the lead does: the rule qualifies leads as their "
+        "contacts are created (without require_change), or never"),
+}
+
+
+@pytest.mark.parametrize("case", NEVER_WORKS)
+def test_settings_that_can_never_work_are_refused_and_doctor_names_them_in_settings_stored_before(
+        bridge, rf, tmp_path, capsys, case):
+    doc, line, why = NEVER_WORKS[case]
+    path = write(tmp_path, yaml.safe_dump(doc))
+    for argv in (["check", path], ["apply", path], ["apply", "--offline", path]):
+        assert run_cli(bridge.operator(), capsys, "settings", *argv) == (2, "", f"settings are invalid:\n  - {line}\n")
+    assert run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 1
+    bridge.rt.store.settings.put("42", doc, WORKSPACE)              # stored before the check refused them
+    assert bridge.post_join(join_body(new_lead(rf))).status_code == 202    # the campaign still reads
+    [found] = [f for f in bad(doctor(bridge, capsys)[1], "settings") if f["check"] == "settings"]
     assert (f"{found['what']} — {found['fix']}", found["why"]) == (line, why)
 
 

@@ -144,7 +144,7 @@ def test_a_reconnect_after_a_disconnect_names_the_campaigns_applied_the_replay_a
         'write its settings with workspace: "ws1" and apply them: bridge settings apply campaign.yaml.',
         # Work a disconnect parked comes back with the replay the CLI advises, not every dead letter.
         "Work that came while the workspace was disconnected waits in the dead-letter queue, if any (bridge dlq "
-        'list shows it): bring it back with bridge dlq replay --reason "workspace disconnected".']
+        'list shows it): bring it back with bridge dlq replay --reason "Intercom workspace ws1 was disconnected".']
     again = connected(rt, "code-2")                                 # connected: nothing was parked
     assert [s for s in steps(again) if "dead-letter" in s] == [] and "reconnected" in again.html
 

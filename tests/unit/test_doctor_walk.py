@@ -285,6 +285,27 @@ def test_pending_leads_past_the_scan_are_said_as_a_lower_bound(monkeypatch):
                                       "campaigns were read)"), waiting["what"]
 
 
+@pytest.mark.parametrize("state", ["deleted", "archived"])
+def test_leads_whose_contact_was_deleted_or_archived_are_counted_apart_from_those_waiting(state):
+    """Reconciliation's sweep skips a lead whose contact Intercom deleted or archived (the link says so): doctor
+    counted it as waiting for qualification, and searched duplicates of its email (finding the contact the person
+    has now, with `match: contact`). It is said apart, with what brings it back."""
+    from chalicelib.domain.history import Entry
+    from chalicelib.domain.link import ContactState
+    rt = healthy()
+    pending(rt)
+    ann, _ = scenario.joined(rt.work, "8", "ann@example.com")
+    rt.store.links.set_contact(ann, [Entry("contact", state)], state=ContactState(state))   # (Intercom's webhook)
+    rt.store.edge.heard("workspace:ws", "notification")
+    rt.work.apis.intercom_.add("ann@example.com")          # (her contact now: another than the one linked)
+    view, text = look(rt)
+    assert [f["what"].partition("; the oldest")[0] for f in checks(view, "pending")] == [
+        "1 lead(s) wait for qualification",
+        "1 lead(s) whose contact was deleted or archived in Intercom: they qualify only if it is restored, or if "
+        "another contact with their email meets the rule (reconciliation's sweep skips them) — e.g. RF user 8"], text
+    assert checks(view, "duplicates") == [] and view["ok"], text
+
+
 # --- --json: each finding's own id ------------------------------------------------------------------------
 def test_findings_that_share_a_check_each_have_their_own_id_the_same_from_run_to_run():
     """Five poison letters of campaign 42 were five `"check": "dead_letters"` findings a machine could not

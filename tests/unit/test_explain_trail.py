@@ -277,7 +277,7 @@ def test_a_parked_duplicate_check_replayed_says_so_and_resolves_its_dead_letter(
     work.apis.intercom_.fail["search"] = Disconnected("ws")
     assert scenario.run(work, check)["dead"] == 1
     text, _ = trail(work)
-    assert len(lines(text, "fix: reconnect the workspace")) == 1
+    assert len(lines(text, "fix: reconnect workspace ws")) == 1
     work.clock.now += 60                                # reconnected, then `bridge dlq replay`
     assert scenario.run(work, {**check, "replayed_from": "dead-1"})["done"] == 1
     parked_and_resolved(work, "ann@example.com", "join.verify", "duplicate_check: unique",

@@ -1,7 +1,6 @@
 """Contact sync's runs and ledger (ports.store.SyncRepository) in DynamoDB."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -11,6 +10,7 @@ from pynamodb.transactions import TransactWrite
 
 from ...domain.history import iso
 from ...domain.sync import OUTCOMES, PageError
+from ...pool import Pool
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
@@ -188,7 +188,7 @@ class DynamoSync:
             return applied(partial(_item(campaign_id, e, at).save, condition=LedgerItem.rf_user_id.does_not_exist()))
         if len(entries) <= 1:
             return {e.contact_id for e in entries if put(e)}
-        with ThreadPoolExecutor(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
+        with Pool(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
             return {e.contact_id for e, done in zip(entries, pool.map(put, entries)) if done}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
