@@ -849,7 +849,10 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
         _nothing_matches(args, _look(args, rt))
         return 0
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
-            + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else ""))
+            + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
+            + "".join(f"; sync run {r['run']} of campaign {r['campaign_id']} stopped at the discarded page "
+                      f"(`bridge sync start {r['campaign_id']}` starts a new run)"
+                      for r in done.get("stopped_sync_runs", [])))
     problems = []
     if done.get("discarded_late"):
         problems.append(f"up to {done['discarded_late']} of them came back during a stall before they were taken "
@@ -1226,6 +1229,10 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
         print(f"left the source since full run {left['since_run']}: {left['count']:,} ({left['note']})")
         for ex in left["examples"]:
             print(f"    - contact {ex['contact_id']} {ex['email']} (RF user {ex['rf_user_id']})")
+    moved = found["moved"]
+    if moved["count"]:
+        print(f"enrolled from workspace{'s' if len(moved['workspaces']) > 1 else ''} {', '.join(moved['workspaces'])} "
+              f"(the campaign moved to {moved['moved_to']}): {moved['count']:,} ({moved['note']})")
     return 0
 
 

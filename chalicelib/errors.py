@@ -54,6 +54,16 @@ def outage_for(vendor: Optional[str], status: Optional[int]) -> Optional[str]:
     return vendor if status is None or status >= 500 else None
 
 
+def unforeseen(exc: BaseException) -> str:
+    """The reason of a failure no code foresaw (a bug, an AWS call that failed): its type and message, and what
+    PynamoDB's exceptions keep as their `cause` when their message leaves it out ("Failed to write transaction
+    items", after DynamoDB's read timeout)."""
+    said, cause = f"{type(exc).__name__}: {exc}", getattr(exc, "cause", None)
+    if not isinstance(cause, Exception) or str(cause) in said:
+        return said
+    return f"{said} ({type(cause).__name__}: {cause})"
+
+
 def waits(exc: BaseException) -> bool:
     """Does the work wait rather than fail (a Deferred, or a vendor's outage)?"""
     return isinstance(exc, Deferred) or getattr(exc, "outage", None) is not None

@@ -159,9 +159,11 @@ def prewarm(environ=os.environ) -> Optional[str]:
 def reconcile(event) -> dict:
     from .services.reconcile import reconcile as run
 
-    logger.set_correlation_id(getattr(getattr(event, "context", None), "aws_request_id", None))
+    context = getattr(event, "context", None)
+    logger.set_correlation_id(getattr(context, "aws_request_id", None))
     try:
-        return run(default_runtime())
+        with answering(_time_left(context)):     # a hung AWS call fails the run, logged, before its timeout
+            return run(default_runtime())
     finally:
         flush()
 

@@ -352,14 +352,18 @@ class Runtime:
         return self._cached(("campaign-name", campaign_id), lambda: self.rf().get_campaign(campaign_id).get("name"))
 
 
+    def in_time(self, kept_ms: int) -> ContextManager[None]:
+        """The worker's AWS calls made inside end `kept_ms` before its Lambda's time (`remaining_ms`) runs out."""
+        return answering(lambda: self.remaining_ms(), kept_ms)
+
     def warm(self, function: str) -> None:
         """Create now, without a call, what the function's first invocation would create: its AWS
-        clients (the API's keep to its bounds: adapters/aws.API), and for the worker the HTTP clients'
-        modules. A Lambda container does it in its init phase, which AWS runs on a whole CPU."""
+        clients (kept to the function's bounds: adapters/aws.API, or WORKER for the worker and reconciliation),
+        and for the worker the HTTP clients' modules. A Lambda container does it in its init phase, which AWS
+        runs on a whole CPU."""
         from .adapters.dynamo import client as dynamodb_client
 
-        if function == "api":
-            aws.bound(aws.API)
+        aws.bound(aws.API if function == "api" else aws.WORKER)
         dynamodb_client()
         if isinstance(self.queue, Queue):
             self.queue.client
@@ -370,10 +374,10 @@ class Runtime:
             from .services import worker  # noqa: F401
 
 
-def answering(remaining_ms: Callable[[], int]) -> ContextManager[None]:
-    """An API request (`remaining_ms`: its Lambda's time left): its AWS calls end ANSWER_MS before that runs
-    out (adapters/aws.py `within`; in the API function's container, whose clients are `bound`)."""
-    return aws.within(lambda: (remaining_ms() - ANSWER_MS) / 1000)
+def answering(remaining_ms: Callable[[], int], kept_ms: int = ANSWER_MS) -> ContextManager[None]:
+    """An invocation (`remaining_ms`: its Lambda's time left): its AWS calls end `kept_ms` before that runs out
+    (adapters/aws.py `within`; in a Lambda container, whose clients are `bound`)."""
+    return aws.within(lambda: (remaining_ms() - kept_ms) / 1000)
 
 
 _default: Optional[Runtime] = None

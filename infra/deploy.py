@@ -302,14 +302,22 @@ def worker_timeout(base: dict, stage: str) -> int:
 def budget_problem(base: dict, stage: str) -> Optional[str]:
     """The worker starts no record with less than BRIDGE_RECORD_BUDGET_MS of its time left: with a timeout no
     longer than that, it would start none, and every record would wait in the queue for good (a wait uses up no
-    try, so none reaches the dead-letter queue either)."""
-    timeout = worker_timeout(base, stage)
+    try, so none reaches the dead-letter queue either). And that time must hold one AWS call, retries and all, at
+    the worker's bounds (adapters/aws.WORKER), and the settling after it (services/worker.SETTLE_MS): with less,
+    a record's call that hangs would get no retry, or its failure no time to be counted."""
+    from chalicelib.adapters.aws import WORKER
+    from chalicelib.services.worker import SETTLE_MS
+    timeout, least = worker_timeout(base, stage), int(WORKER.seconds * 1000 + SETTLE_MS)
     try:
         budget = Config.from_env(deployed_environment(base, stage)).record_budget_ms
     except ValueError as exc:
         return f"infra/chalice-config.json: the worker's variables cannot be read (stage {stage}): {exc}"
-    if budget < timeout * 1000:
+    if least <= budget < timeout * 1000:
         return None
+    if budget < least:
+        return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms (stage {stage}), less than the "
+                f"{least} ms a record needs for one AWS call, retries and all, and the worker's settling after it — "
+                f"raise BRIDGE_RECORD_BUDGET_MS (under the worker's lambda_timeout of {timeout} s)")
     return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms, no less than the worker's "
             f"lambda_timeout of {timeout} s (stage {stage}): the worker would start no record, and every one would "
             f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import replace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, ContextManager, Optional, Sequence
 
 from chalicelib.adapters.memory import DIGEST_KEY, MemoryStore
 from chalicelib.adapters.queue import encode
@@ -491,6 +492,9 @@ class FakeWork:
         self.deps = WorkDeps.of(self.store, self.apis, self.queue, self.clock, lambda: self.config.search_lag,
                                 lambda: self.remaining_ms())
         self.remaining_ms: Callable[[], int] = lambda: 10**9
+
+    def in_time(self, kept_ms: int) -> ContextManager[None]:
+        return nullcontext()         # (no AWS client: the in-memory twins never hang)
 
 
 def _in_time(within: Optional[float]) -> None:

@@ -11,9 +11,11 @@ It serves DynamoDB's, SQS's and SSM's models trimmed to the operations the bridg
 the time of botocore's (SSM's is ~950 KB for 154 operations): only when a trimmed file was cut from the
 installed botocore's model, else botocore's own file.
 
-In the API function's container (`bound(API)`), every client keeps to the API's bounds, and within a request
-(`within`) makes no attempt that could outlast the request's time: API Gateway's own 502 after a call that
-hung past the function's timeout would tell the sender nothing, and log nothing."""
+In a Lambda container (`bound(API)`, `bound(WORKER)`), every client keeps to its function's bounds, and within
+an invocation (`within`) makes no attempt that could outlast its time: API Gateway's own 502 after a call that
+hung past the API function's timeout would tell the sender nothing, and a worker killed by its timeout would
+log nothing, count no try and give its whole batch back (SQS's redrive then dead-letters it without a reason).
+The CLI and the local server keep each client's own settings."""
 from __future__ import annotations
 
 import contextlib
@@ -65,6 +67,9 @@ class Bounds:
 
 #: The API function's (webhooks, OAuth pages): DynamoDB, SQS and SSM answer its small calls in milliseconds.
 API = Bounds(connect=0.5, read=2.0, attempts=2)
+#: The worker's and reconciliation's (batched reads and transactions): a call, retries and all, fits in the time a
+#: record is started with (BRIDGE_RECORD_BUDGET_MS) with the worker's settling after it (infra/deploy.py checks).
+WORKER = Bounds(connect=1.0, read=5.0, attempts=2)
 
 
 class OutOfTime(Exception):
@@ -84,9 +89,9 @@ def bound(bounds: Optional[Bounds]) -> None:
 
 @contextlib.contextmanager
 def within(left: Callable[[], float]) -> Iterator[None]:
-    """The calls made here (this thread), by clients made `bound`, end before `left()` seconds run out: an
-    attempt is made only with its time left, another only with its wait's too (else the call fails as the
-    last attempt did)."""
+    """The calls made here (this thread, and the tasks it gives a services/concurrency.Pool), by clients made
+    `bound`, end before `left()` seconds run out: an attempt is made only with its time left, another only with
+    its wait's too (else the call fails as the last attempt did)."""
     token = _left.set(left)
     try:
         yield
@@ -100,7 +105,7 @@ def _keep_in_time(made: Any, bounds: Bounds) -> None:
     def attempting(**_: Any) -> None:
         left = _left.get()()
         if left < attempt:
-            raise OutOfTime(f"no AWS call made with {max(left, 0):.1f} s left of the request's time (an attempt "
+            raise OutOfTime(f"no AWS call made with {max(left, 0):.1f} s left of the function's time (an attempt "
                             f"may take {attempt:g} s)")
 
     def again(**_: Any) -> Optional[bool]:

@@ -821,6 +821,21 @@ class MemorySync:
         if run is not None and run.page == page and run.owner == owner:
             self._set(run, owner=None, lease_until=None, error=error or run.error, paused=run.paused + paused)
 
+    def begin_again(self, campaign_id: str, number: int, now: float) -> bool:
+        run = self.run(campaign_id, number)
+        if run is None or run.status != "running" or run.page != 0 or run.owner and (run.lease_until or 0) >= now:
+            return False
+        self._set(run, started_at=now, updated_at=now)
+        return True
+
+    def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
+        run = self.run(campaign_id, number)
+        if run is None or run.status != "running" or run.page != page:
+            return False
+        self._set(run, status="stopped", message=message, finished_at=now, updated_at=now, owner=None,
+                  lease_until=None, paused=run.paused + paused)
+        return True
+
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         run = self.run(campaign_id)
         if run is not None and run.number == number:   # as DynamoDB's condition: a newer run started meanwhile,
@@ -840,6 +855,15 @@ class MemorySync:
         ledger = self.ledgers.setdefault(campaign_id, {})
         for e in entries:
             ledger[e.contact_id] = e
+
+    def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
+        ledger = self.ledgers.get(campaign_id, {})
+        survivor, merged = ledger.get(entry.contact_id), ledger.get(from_id)
+        if survivor is not None and survivor.rf_user_id or merged is None or merged.rf_user_id != entry.rf_user_id:
+            return False
+        del ledger[from_id]
+        ledger[entry.contact_id] = entry
+        return True
 
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         return sorted(self.ledgers.get(campaign_id, {}).values(), key=lambda e: e.contact_id)[:limit]

@@ -542,6 +542,14 @@ class SyncRepository(Protocol):
                 error: Optional[PageError] = None, paused: float = 0.0) -> None:
         """Give the page back unfinished (it is worked again later), with why (`error`, kept on the run
         until a checkpoint clears it; None: the run's error stays as it was), `paused` added to the run's."""
+    def begin_again(self, campaign_id: str, number: int, now: float) -> bool:
+        """Run `number`'s first page, never sent, is sent again now: the run's time counts from `now` (its
+        `started_at`: the time it sat unsent is not its working time). False when it is not at its first page any
+        more, ended, or a worker holds that page."""
+    def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
+        """End run `number` while it is running at `page` (the operator gave up on that page: `bridge dlq discard` of
+        its dead letter): stopped with `message`, its lease given back, `paused` added to the run's. False when it is
+        not (it moved on, or ended)."""
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         """Ongoing mode's webhook outcomes, kept on the latest run apart from its pages' (`by_webhook`):
         neither its progress nor its last progress."""
@@ -556,6 +564,10 @@ class SyncRepository(Protocol):
         two workers, a run's page and a webhook at once): it stands. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
+    def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
+        """Contact `from_id` was merged into `entry.contact_id`: `entry` (its entry, taken over) is written, and
+        `from_id`'s deleted, at once — only where the survivor's entry names no RF user and `from_id`'s names the same
+        RF user as `entry`. Whether it was."""
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         """Every entry of the campaign, or its first `limit` (a query reading no more: for reports, not for
         the worker)."""

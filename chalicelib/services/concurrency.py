@@ -7,6 +7,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Hashable, Iterable, Optional, Sequence, TypeVar
 
+from ..pool import Pool
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -26,7 +28,7 @@ class Runner:
     def pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="record")
+                self._pool = Pool(self.workers, thread_name_prefix="record")
             return self._pool
 
     def both(self, first: Callable[[], R], second: Callable[[], T]) -> tuple[R | Exception, T | Exception]:

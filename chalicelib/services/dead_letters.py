@@ -36,6 +36,7 @@ from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT
 from ..ports.secrets import read_by_every_worker
+from . import sync
 from .qualification.changes import cursor_name
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
@@ -450,13 +451,30 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     if reason is None and campaign is None and not superseded:
         raise ValueError("discard takes a reason, a campaign or superseded")
 
+    stopped: list[dict] = []
+
     def note(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
-        _note(rt, [read(m) for m in batch.values()], "discarded")
+        letters = [read(m) for m in batch.values()]
+        _note(rt, letters, "discarded")
+        stopped.extend(_stop_runs(rt, letters))
         return list(batch), []
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],
                           REPLAY_SECONDS, note, progress)
-    return {{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()}
+    return {**{{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()},
+            **({"stopped_sync_runs": stopped} if stopped else {})}
+
+
+def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:
+    """A discarded page of a contact sync run ends its run (services/sync.discarded): each run stopped."""
+    stopped = []
+    for d in letters:
+        with suppress(messages.Unreadable):
+            page = messages.read(d.body) if d.kind == "sync.page" else None
+            if isinstance(page, messages.SyncPageMessage) and \
+                    sync.discarded(rt.store.sync, page, d.shown_reason, rt.clock()):
+                stopped.append({"campaign_id": page.campaign_id, "run": page.run})
+    return stopped
 
 
 def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optional[list[list[PersonRef]]] = None,

@@ -27,7 +27,7 @@ from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, InvalidSettings, Permanent, waits
+from ..errors import Deferred, InvalidSettings, Permanent, unforeseen, waits
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -609,7 +609,7 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         known, exc = attempt.known, attempt.error
         if attempt.sent_create and not known.contact_id:      # the create's answer was never seen
             known = dataclasses.replace(known, uncertain_since=deps.clock())
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        reason = getattr(exc, "reason", None) or unforeseen(exc)
         outage = getattr(exc, "outage", None)
         if outage:                 # named so (domain/outage.outage_of reads it), whatever the vendor answered
             reason = f"{unavailable(outage)}: {reason}"

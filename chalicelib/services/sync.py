@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterator, Optional
@@ -30,17 +30,18 @@ from ..domain.mapping import ConversionError, attribute_value, to_unix
 from ..domain.outage import Attempt, outage_of
 from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_settings
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
-                           NO_LINK, NO_LINK_REASON, NOT_IN_RF, PER_PAGE, RETRYING, SKIPS, UNWRITTEN, WAITING,
-                           WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError, Skip, Tally,
-                           count_attribute, decide, describe_source, describe_writes, matches_source, page_error,
-                           preflight, required_fields, restored, run_counts, search_query, source_changed, writeback_body,
-                           written)
-from ..errors import Deferred, Permanent, Transient, WorkError, waits
+                           NO_LINK, NO_LINK_REASON, NOT_IN_RF, PAGE_ERROR_CHARS, PER_PAGE, RETRYING, SKIPS, UNWRITTEN,
+                           WAITING, WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError,
+                           Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
+                           page_error, preflight, required_fields, restored, run_counts, search_query, shortened,
+                           source_changed, writeback_body, written)
+from ..errors import Deferred, Permanent, Transient, WorkError, unforeseen, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
 from ..ports.apis import PeoplePage
-from ..ports.store import LedgerEntry, SyncRun, normal_email
+from ..ports.store import LedgerEntry, SyncRepository, SyncRun, normal_email
+from ..pool import Pool
 from .deps import WorkDeps
 from . import rf_people
 from .moved import valid_campaigns
@@ -108,9 +109,11 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
                           required=required, workspace=settings.workspace)
     now = deps.clock()
     current = deps.sync.run(campaign_id) if run is None else None
-    if current is not None and first_page_lost(current, now):
+    if current is not None and first_page_lost(current, now) and \
+            deps.sync.begin_again(campaign_id, current.number, now):
         # Its first page's message was never sent (the command that started it was interrupted, or SQS refused it):
-        # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page).
+        # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page),
+        # the run's time counted from now (the time it sat unsent is not its rate's).
         run = current
     elif current is not None and never_begun(current, now):
         raise SyncStopped([f"sync run {current.number} of campaign {campaign_id} has not begun yet (started at "
@@ -122,7 +125,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
         raise SyncStopped([f"sync run {current.number if current else '?'} of campaign {campaign_id} is still "
                            f"running{moved} — see `bridge sync status {campaign_id}`; if it no longer moves, its "
                            "page failed and waits in the dead-letter queue: `bridge dlq list`, then "
-                           "`bridge dlq replay` resumes it where it stopped"])
+                           "`bridge dlq replay` resumes it where it stopped; a page that can never succeed: "
+                           "`bridge dlq discard --reason <its reason> --yes` ends the run"])
     deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=0).wire())
     logger.info("sync run started", extra={"campaign_id": campaign_id, "run": run.number, "kind": kind})
     return run
@@ -158,9 +162,7 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, atte
     assert run is not None
     # A page taken back from the dead-letter queue (`bridge dlq replay`): the time it waited there is not the run's
     # working time (its rate's), kept apart as `paused`.
-    error = run.error
-    paused = max(0.0, deps.clock() - error.at) if error is not None and error.state == FAILED and \
-        error.page == message.page else 0.0
+    paused = dead_lettered_for(run, message.page, deps.clock())
     try:
         return _work_page(message, deps, run, owner, paused)
     except Exception as exc:
@@ -172,6 +174,25 @@ def on_page(message: SyncPageMessage, deps: WorkDeps, _context: Any = None, atte
         # stays, and the try that works the page counts the wait from it, once.
         deps.sync.release(campaign_id, message.run, message.page, owner)
         raise
+
+
+def dead_lettered_for(run: SyncRun, page: int, now: float) -> float:
+    """How long the run's `page` has waited in the dead-letter queue (0: it does not wait there)."""
+    error = run.error
+    return max(0.0, now - error.at) if error is not None and error.state == FAILED and error.page == page else 0.0
+
+
+def discarded(store: SyncRepository, page: SyncPageMessage, reason: str, now: float) -> bool:
+    """The operator discarded the dead letter of a run's page (`reason`, emails masked): the page can never succeed
+    (a contact that crashes the worker each time, a cursor Intercom refuses), so the run, if it is still at that
+    page, ends there: stopped, saying why (`sync status`), and `bridge sync start` (or ongoing mode's next catch-up)
+    begins a new one. Its time in the dead-letter queue is not working time (`paused`). Whether it stopped it."""
+    run = store.run(page.campaign_id, page.run)
+    said = (f"its page {page.page + 1} could not be worked and its dead letter was discarded (it failed: "
+            f"{shortened(' '.join(reason.split()), PAGE_ERROR_CHARS)}) — `bridge sync start {page.campaign_id}` "
+            "starts a new run")
+    return run is not None and store.stop(page.campaign_id, page.run, page.page, now, said,
+                                          paused=dead_lettered_for(run, page.page, now))
 
 
 def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: Attempt = Attempt()) -> PageError:
@@ -187,7 +208,7 @@ def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: At
     elif isinstance(exc, WorkError):
         reason, state = exc.reason, WAITING if isinstance(exc, Deferred) else retried if exc.retryable else FAILED
     else:                           # a bug or an outage nobody foresaw: the worker retries it
-        reason, state = f"{type(exc).__name__}: {exc}", retried
+        reason, state = unforeseen(exc), retried
     return page_error(run.error, page, mask_emails(reason), state, now)
 
 
@@ -388,7 +409,7 @@ class Page:
             self._guard(jobs[0])
             return
         pending: set[Future] = set()
-        with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sync") as pool:
+        with Pool(max_workers=THREADS, thread_name_prefix="sync") as pool:
             for job in jobs:
                 while len(pending) >= THREADS:
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -410,7 +431,7 @@ class Page:
         except Exception as exc:  # a bug: the page is tried again, the others' entries stand
             logger.exception("sync contact failed")
             with self._lock:
-                self.errors.append(Transient(f"{type(exc).__name__}: {exc}"))
+                self.errors.append(Transient(unforeseen(exc)))
 
     def _skip(self, contact_id: str, contact: dict, reason: str, detail: str, **kw: Any) -> None:
         self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,
@@ -547,6 +568,10 @@ class Page:
                 self._done(_Outcome(_replace(entry, outcome=WRITEBACK_FAILED, reason=detail, written_back=False),
                                     counted, failed, fresh=note is not None))
                 return
+            except Exception as exc:
+                if note is not None:     # enrolled just now: the ledger names her RF user before the page fails
+                    self._put_off(entry, note, exc)
+                raise
         if attribute and not entry.url:
             self._no_link(entry, note)
             return
@@ -566,6 +591,17 @@ class Page:
                                      link_attribute=attribute if there else None,
                                      linked_run=self.decider if counted == LINKED else entry.linked_run), counted,
                             note, fresh))
+
+    def _put_off(self, entry: LedgerEntry, note: Entry, exc: Exception) -> None:
+        """RF enrolled the contact just now, and Intercom put off the write of her link (a 429, an outage): her entry
+        names her RF user (and link) as one whose link is not written yet, so the page's retry writes the link and
+        counts her enrolled by this run, asking RF nothing (left `creating`, it paid a create RF refuses and a walk
+        of the campaign's people). Written only where the ledger names no RF user, as an enrolment is."""
+        reason = exc.reason if isinstance(exc, WorkError) else f"{type(exc).__name__}: {exc}"
+        kept = _replace(entry, outcome=WRITEBACK_FAILED, reason=f"write-back failed: {mask_emails(reason)}",
+                        written_back=False)
+        if self.deps.sync.intend(self.campaign_id, self._in_workspace([kept])) and entry.rf_user_id:
+            self.deps.history.append(PersonRef(self.campaign_id, entry.rf_user_id), [note])
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
@@ -743,6 +779,9 @@ class _Directory:
 def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) -> None:
     """Ongoing mode: a contact Intercom just created is enrolled in every campaign of the workspace
     that syncs its kind of contact (a segment's members are found by the scheduled catch-up)."""
+    if message.change == "merged":
+        follow_merge(message, deps)
+        return
     if message.topic not in CREATED:
         return
     contact = message.item.model_dump()
@@ -769,6 +808,28 @@ def on_contact(message: ContactMessage, deps: WorkDeps, _context: Any = None) ->
         page.work([contact])
         if not message.notification_id or deps.lookup.first_seen(ws, heard):
             deps.sync.add_counts(settings.campaign_id, latest.number, page.tally.counts)
+
+
+def follow_merge(message: ContactMessage, deps: WorkDeps) -> None:
+    """Intercom merged a contact into another (a lead into a user): in each campaign of the workspace whose ledger has
+    the merged one enrolled, the survivor takes its entry (its RF user). Else the next full run skipped the survivor as
+    already in the campaign (RF has the email), her link was never written there, and `sync report` said the merged
+    one left. The next run writes the link to the survivor (unless it holds it), and the count learns the contact."""
+    merged, survivor = message.item.merged_from.id if message.item.merged_from else None, message.item.id
+    if not merged or merged == survivor:
+        return
+    for campaign_id, settings in valid_campaigns(deps.settings, message.workspace).items():
+        if settings.sync is None or settings.sync.counts_only:
+            continue
+        entry = deps.sync.entries(campaign_id, [merged], consistent=True).get(merged)
+        if entry is None or not entry.final or not entry.rf_user_id or entry.outcome == NOT_IN_RF:
+            continue
+        taken = _replace(entry, contact_id=survivor, email=_email(message.item.model_dump()) or entry.email,
+                         written_back=False, link_attribute=None, count_known=False, workspace=message.workspace)
+        if deps.sync.move(campaign_id, merged, taken):
+            deps.history.append(PersonRef(campaign_id, entry.rf_user_id), [Entry(
+                "sync", "contact_merged", f"contact {merged} was merged into {survivor} in Intercom: contact sync "
+                "follows her there", {"contact_id": survivor, "merged_from": merged})])
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
@@ -872,7 +933,9 @@ def shown_error(run: SyncRun, now: float) -> Optional[dict]:
 def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
     """The latest run's counts; skips by reason with examples (from the whole ledger); the enrolled still
     without a link, or whose link Intercom refused, apart (not skips); and who left the source since the
-    last full run saw them. As shown_runs shows them (none ran raises SyncStopped), the settings read once."""
+    last full run saw them — but those enrolled from another workspace than that run's (the campaign moved since:
+    their contacts are not the run's to see), counted apart (`moved`). As shown_runs shows them (none ran raises
+    SyncStopped), the settings read once."""
     block = _sync_block(deps, campaign_id)
     run = deps.sync.run(campaign_id)
     if run is None:
@@ -882,6 +945,7 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
     without_link: dict = {"reason": NO_LINK_REASON, "count": 0, "examples": []}   # enrolled: said apart from skips
     not_written: dict = {"reason": WRITEBACK_FAILED_REASON, "count": 0, "examples": []}      # so are these
     left: list[dict] = []
+    moved: dict[str, int] = {}      # enrolled from a workspace the campaign has moved from: by workspace
     enrolled = 0
     for entry in deps.sync.ledger(campaign_id):
         if entry.outcome in SKIPS or entry.outcome in UNWRITTEN:
@@ -894,6 +958,9 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
         if entry.rf_user_id and entry.outcome != NOT_IN_RF:
             enrolled += 1
             if full is not None and full.status == "done" and max(entry.seen_run, entry.run) < full.number:
+                if full.workspace and entry.workspace and entry.workspace != full.workspace:
+                    moved[entry.workspace] = moved.get(entry.workspace, 0) + 1   # not looked for: the campaign moved
+                    continue
                 left.append({"contact_id": entry.contact_id, "email": mask_email(entry.email or ""),
                              "rf_user_id": entry.rf_user_id, "last_seen_run": entry.seen_run})
     return _runs_said(campaign_id, {
@@ -902,7 +969,11 @@ def report(deps: WorkDeps, campaign_id: str, examples: int = 5) -> dict:
             "skipped": dict(sorted(skips.items(), key=lambda kv: -kv[1]["count"])), "without_link": without_link,
             "link_not_written": not_written, "enrolled_in_all": enrolled,
             "left": {"since_run": full.number if full else None, "count": len(left), "examples": left[:examples],
-                     "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"}}, block)
+                     "note": "in Referral Factory still (the bridge removes nobody): no longer in the source"},
+            "moved": {"count": sum(moved.values()), "workspaces": sorted(moved),
+                      "moved_to": full.workspace if moved and full else None,
+                      "note": "in Referral Factory still: enrolled from a workspace the campaign has moved from, their "
+                              "contacts are not read by its runs now"}}, block)
 
 
 def shown_runs(deps: WorkDeps, campaign_id: str, found: Optional[dict]) -> dict:

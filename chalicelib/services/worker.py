@@ -23,14 +23,15 @@ import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Generic, Hashable, Iterable, Iterator, Optional, Protocol, Sequence, TypeVar
+from typing import (Any, Callable, ContextManager, Generic, Hashable, Iterable, Iterator, Optional, Protocol, Sequence,
+                    TypeVar)
 
 from .. import messages
 from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
 from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, unavailable
-from ..errors import Deferred, Permanent, WorkError, waits
+from ..errors import Deferred, Permanent, WorkError, unforeseen, waits
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
 from ..observability import Masked, count, logger, mask_emails
@@ -60,6 +61,8 @@ class Work(Protocol):
     def queue(self) -> WorkQueue: ...
     @property
     def deps(self) -> WorkDeps: ...
+    def in_time(self, kept_ms: int) -> ContextManager[None]:
+        """Its AWS calls made inside end `kept_ms` before the Lambda's time (`remaining_ms`) runs out."""
 
 
 @dataclass
@@ -151,6 +154,12 @@ def runner(workers: int) -> Runner:
         _RUNNERS[workers] = Runner(workers)
     return _RUNNERS[workers]
 DEFAULT_WAIT = 30.0                    # a wait that did not say how long
+#: What the worker keeps of the Lambda's time after its records' AWS calls (a hung one fails its record in time):
+#: to send the waiting copies back, delete the handled messages and raise for the rest (each SQS call an attempt's
+#: time, adapters/aws.WORKER), then RAISE_MS to log and raise. Killed by its timeout, it would log nothing,
+#: count no try and give the whole batch back.
+SETTLE_MS = 8000
+RAISE_MS = 1000
 #: A person's note of their waits counts from one again for a wait this long after their last (a waiting record
 #: comes back within SQS's longest delay, 15 min), or for another kind of wait: not every wait since the first.
 WAITS_APART = 3600.0
@@ -164,6 +173,14 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
     records run at once (the work is I/O-bound), except those about the same person."""
     handlers = HANDLERS if handlers is None else handlers
     work.remaining_ms = remaining_ms
+    with work.in_time(SETTLE_MS):
+        results = _handle(raw_records, work, remaining_ms, handlers)
+    with work.in_time(RAISE_MS):
+        return settle(results, work)
+
+
+def _handle(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int],
+            handlers: dict[type, Handler]) -> list[Result]:
     jobs, results = _read(raw_records, work)
     logger.remove_keys(["message_id"])
     contexts: dict[Job, Any] = {}
@@ -189,8 +206,7 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
                                       retry_after=5))
             else:
                 ready.append(job)
-    results += _run(ready, work, handlers, contexts)
-    return settle(results, work)
+    return results + _run(ready, work, handlers, contexts)
 
 
 def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: dict[Job, Any]) -> list[Result]:
@@ -274,7 +290,7 @@ def _result(work: Work, job: Job, outcome: Any, outage: bool = False) -> Result:
         reason = f"{unavailable(outcome.outage)}: {outcome.reason}" if outcome.outage else outcome.reason
         return _failed(work, record, message, reason, outcome.retryable, outcome.retry_after, outcome.person)
     if isinstance(outcome, Exception):   # a bug or an outage we did not foresee: retry, then dead-letter
-        return _failed(work, record, message, f"{type(outcome).__name__}: {outcome}", True, None)
+        return _failed(work, record, message, unforeseen(outcome), True, None)
     count("RecordsProcessed")
     return Result(record, "done")
 
@@ -326,7 +342,7 @@ def _read_failed(exc: Exception) -> WorkError:
     # (the workspace disconnected): each goes on as itself, with its own reason.
     if isinstance(exc, WorkError) and (isinstance(exc, Permanent) or waits(exc)):
         return exc
-    return WorkError(f"batched read failed: {type(exc).__name__}: {exc}")
+    return WorkError(f"batched read failed: {unforeseen(exc)}")
 
 
 def settle(results: list[Result], work: Work) -> dict:
@@ -445,7 +461,7 @@ def _dead(work: Work, record: Record, reason: str, person: Optional[Sequence[str
         work.deps.dead_letter(record.body, reason, record.tries, person, kind, details)
     except Exception as exc:  # SQS refused the letter (no room for its reason, throttled): this record alone comes back
         logger.exception("could not send a record to the dead-letter queue")
-        return Result(record, "retry", f"could not send it to the dead-letter queue: {type(exc).__name__}: {exc}")
+        return Result(record, "retry", f"could not send it to the dead-letter queue: {unforeseen(exc)}")
     return Result(record, "dead", reason)
 
 

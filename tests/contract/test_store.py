@@ -1970,3 +1970,53 @@ def test_a_joins_fields_not_written_are_counted_per_attribute_and_kind_with_a_sa
     assert "three" not in repr(kept)
     assert store.edge.forget(fields_scope("42"), lambda s: s.rf_user_id == "7") == 1
     assert [s.rf_user_id for s in store.edge.refusals(fields_scope("42")).samples] == ["8"]
+
+
+def test_a_run_stopped_at_the_page_the_operator_gave_up_on_ends_there_and_only_there(store, clock):
+    """`bridge dlq discard` of a run's page stops the run only while it is running at that page: a stale letter of a
+    page done since stops nothing. The run ends stopped, saying why, its dead-letter wait kept apart."""
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w1", clock(), cursor="c1", counts={"enrolled": 2})
+    assert not store.sync.stop("42", 1, 0, clock(), "page 1 discarded")               # done since: not stopped
+    assert not store.sync.stop("42", 2, 1, clock(), "no such run")
+    store.sync.claim_page("42", 1, 1, "w2", clock())                                  # a worker held it last
+    clock.now += 30
+    assert store.sync.stop("42", 1, 1, clock(), "page 2 discarded", paused=20.0)
+    run = store.sync.run("42")
+    assert (run.status, run.message, run.finished_at, run.paused, run.owner) == (
+        "stopped", "page 2 discarded", clock(), 20.0, None)
+    assert not store.sync.stop("42", 1, 1, clock(), "again")                           # once
+    assert store.sync.start("42", "full", "users", clock()).number == 2
+
+
+def test_a_run_whose_first_page_is_sent_again_counts_its_time_from_then_unless_a_worker_took_that_page(store, clock):
+    store.sync.start("42", "full", "users", clock())
+    clock.now += 1800
+    assert store.sync.begin_again("42", 1, clock())
+    assert store.sync.run("42").started_at == clock()
+    assert not store.sync.begin_again("42", 2, clock())
+    store.sync.claim_page("42", 1, 0, "w1", clock(), lease=60)
+    clock.now += 30
+    assert not store.sync.begin_again("42", 1, clock())                   # a worker holds the page
+    clock.now += 31
+    assert store.sync.begin_again("42", 1, clock())                       # its lease ran out: it died
+    store.sync.claim_page("42", 1, 0, "w2", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w2", clock(), cursor="c1", counts={"enrolled": 2})
+    assert not store.sync.begin_again("42", 1, clock() + 100)             # past its first page
+    assert store.sync.run("42").started_at == clock()
+
+
+def test_a_merged_contacts_ledger_entry_moves_to_the_survivor_only_over_an_entry_naming_no_rf_user(store, clock):
+    from chalicelib.ports.store import LedgerEntry
+    store.sync.record("42", [LedgerEntry("lead", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1),
+                             LedgerEntry("user", "already_in_campaign", email="a@x.io", run=2),
+                             LedgerEntry("other", "enrolled", email="b@x.io", rf_user_id="8", run=1)])
+    taken = LedgerEntry("user", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1)
+    assert not store.sync.move("42", "lead", dataclasses.replace(taken, rf_user_id="9"))   # not the lead's RF user
+    assert not store.sync.move("42", "lead", dataclasses.replace(taken, contact_id="other"))  # names an RF user
+    assert store.sync.move("42", "lead", taken)
+    assert store.sync.entries("42", ["lead", "user", "other"], consistent=True) == {
+        "user": dataclasses.replace(taken, at=store.sync.entries("42", ["user"])["user"].at),
+        "other": store.sync.entries("42", ["other"])["other"]}
+    assert not store.sync.move("42", "lead", taken)                                        # once

@@ -257,6 +257,11 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
      "BRIDGE_RECORD_BUDGET_MS is 30000 ms, no less than the worker's lambda_timeout of 30 s"),
     ({"environment_variables": {"BRIDGE_RECORD_BUDGET_MS": "120000"}},
      "BRIDGE_RECORD_BUDGET_MS is 120000 ms, no less than the worker's lambda_timeout of 120 s"),
+    # A record started with the budget's time left must hold one AWS call, retries and all, and the settling after
+    # it: with less, a call that hangs gets no retry, or the record's failed try no time to be counted.
+    ({"environment_variables": {"BRIDGE_RECORD_BUDGET_MS": "20000"}},
+     "BRIDGE_RECORD_BUDGET_MS is 20000 ms (stage prod), less than the 26000 ms a record needs for one AWS call, "
+     "retries and all, and the worker's settling after it"),
     # The API function answers within its time: past API Gateway's 29 s, the sender (or the admin) got its 504
     # (the answer saying what happened never came); with less than one AWS call at the API's bounds and the answer
     # after it, a webhook's first hung call would get no retry.
@@ -275,16 +280,22 @@ def test_make_deploy_refuses_worker_settings_that_cannot_hold_in_one_line_before
     assert deploy.lease_problem(deploy._merge(deploy._merge(base, change), longer), "prod") is None
 
 
-def test_the_api_functions_aws_bounds_are_not_raised_past_its_timeout(monkeypatch):
-    """Each AWS call of the API function keeps to adapters/aws.API: longer timeouts or more attempts without a
-    longer lambda_timeout are refused, as a timeout is that leaves them no room."""
+@pytest.mark.parametrize("bounds, problem, says", [
+    ("API", deploy.api_timeout_problem, "an AWS call may take, retries and all"),
+    # The worker's and reconciliation's: within the time a record is started with, and the settling after it.
+    ("WORKER", deploy.budget_problem, "a record needs for one AWS call, retries and all"),
+])
+def test_a_functions_aws_bounds_are_not_raised_past_its_time(monkeypatch, bounds, problem, says):
+    """Each AWS call of a function keeps to its bounds (adapters/aws.API, WORKER): longer timeouts or more attempts
+    without more time (the API's lambda_timeout, the worker's BRIDGE_RECORD_BUDGET_MS) are refused, as less time
+    is that leaves them no room."""
     from chalicelib.adapters import aws
     base = json.loads(deploy.BASE_CONFIG.read_text())
-    assert deploy.api_timeout_problem(base, "prod") is None
-    shipped = aws.API
+    assert problem(base, "prod") is None
+    shipped = getattr(aws, bounds)
     for raised in ({"read": shipped.read + 5}, {"attempts": shipped.attempts + 1}):
-        monkeypatch.setattr(aws, "API", replace(shipped, **raised))
-        assert "an AWS call may take, retries and all" in deploy.api_timeout_problem(base, "prod")
+        monkeypatch.setattr(aws, bounds, replace(shipped, **raised))
+        assert says in problem(base, "prod")
 
 
 @pytest.mark.parametrize("change, says", [

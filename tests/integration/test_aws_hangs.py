@@ -98,7 +98,7 @@ def test_no_aws_call_is_started_that_could_outlast_the_functions_time(monkeypatc
     assert reply.status_code == 503 and reply.headers["Retry-After"] == "60" and taken == 0
     assert took < 0.5, took
     [why] = [line for line in lines if line["message"] == "could not queue a webhook's event"]
-    assert "left of the request's time" in why["exception"]
+    assert "left of the function's time" in why["exception"]
 
 
 @pytest.mark.parametrize("left, attempts", [(10.0, 2), (2.0, 1)])

@@ -1,13 +1,16 @@
 """A local HTTP server that answers every GET itself with one status, JSON body and headers (what it saw,
-the request lines' paths, is kept): a vendor or a proxy in a test, on a real socket. And one that never answers."""
+the request lines' paths, is kept): a vendor or a proxy in a test, on a real socket. And one that never answers,
+and one that passes requests on but never answers those a test picks."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
+from urllib.parse import urlsplit
 
 
 @contextlib.contextmanager
@@ -60,3 +63,43 @@ def silent() -> Iterator[tuple[str, list[socket.socket]]]:
         server.close()
         for connection in taken:
             connection.close()
+
+
+@contextlib.contextmanager
+def passing(upstream: str, hangs: Callable[[str, bytes], bool]) -> Iterator[str]:
+    """A server that passes each POST on to `upstream` (say, moto) and its answer back, except those for which
+    `hangs(X-Amz-Target, body)` is true: it takes them and never answers (AWS hung for some calls only). Its URL.
+    Closed at the end, so that a client still waiting is let go."""
+    where, done = urlsplit(upstream), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if hangs(self.headers.get("X-Amz-Target", ""), body):
+                done.wait()
+                return
+            upstream_ = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+            upstream_.request("POST", self.path, body, dict(self.headers))
+            answer = upstream_.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            upstream_.close()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        done.set()
+        server.shutdown()
+        server.server_close()

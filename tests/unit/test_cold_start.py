@@ -62,11 +62,14 @@ def test_an_init_that_cannot_make_its_clients_logs_it_and_the_container_still_st
     assert out.stdout.strip().splitlines()[-1] == "started" and '"message":"prewarm failed"' in out.stdout
 
 
-def test_the_webhook_functions_aws_clients_keep_to_the_apis_bounds_and_the_workers_to_their_own():
+def test_each_functions_aws_clients_keep_to_its_bounds():
     """The API function's init arms adapters/aws.API before it makes a client: a hung AWS call gets its sender
-    the bridge's 503 in time (tests/integration/test_aws_hangs.py), not API Gateway's 502."""
+    the bridge's 503 in time (tests/integration/test_aws_hangs.py), not API Gateway's 502. The worker's and
+    reconciliation's arm aws.WORKER: a hung call fails its record's try in time, not the whole batch with the
+    Lambda's timeout (tests/integration/test_worker_hangs.py)."""
     probe = ("import json, app; from chalicelib import runtime; from chalicelib.adapters.dynamo import models; "
-             "rt = runtime._default; clients = [*models._clients.values(), rt.queue._client, rt.secrets._client]; "
+             "rt = runtime._default; "
+             "clients = [*models._clients.values(), rt.queue.client, rt.secrets.client]; "
              "print(json.dumps([[c.meta.config.connect_timeout, c.meta.config.read_timeout, "
              "c.meta.config.retries.get('total_max_attempts')] for c in clients]))")
 
@@ -75,4 +78,4 @@ def test_the_webhook_functions_aws_clients_keep_to_the_apis_bounds_and_the_worke
                              env={**ENV, "AWS_LAMBDA_FUNCTION_NAME": function_name})
         return json.loads(out.stdout.strip().splitlines()[-1])
     assert bounds("rf-intercom-bridge-prod") == [[0.5, 2.0, 2]] * 3
-    assert bounds("rf-intercom-bridge-prod-worker") == [[15, 30, 4], [60, 60, None], [3, 5, 4]]
+    assert bounds("rf-intercom-bridge-prod-worker") == bounds("rf-intercom-bridge-prod-reconcile") == [[1, 5, 2]] * 3

@@ -51,6 +51,8 @@ def _offenders(layer: str, refused: set[str], allowed_inside: tuple[str, ...] = 
                                  "chalicelib.cli"}, ()),
     # Interfaces: name no implementation and no use case.
     ("ports", IO_LIBRARIES | {"chalicelib.adapters", "chalicelib.services", "chalicelib.runtime"}, ()),
+    # I/O behind the ports: never a use case (services are typed against the adapters' ports, not the reverse).
+    ("adapters", {"chalicelib.services", "chalicelib.runtime", "chalicelib.handlers", "chalicelib.cli"}, ()),
 ])
 def test_each_layer_imports_only_what_the_standard_allows(layer, refused, allowed_inside):
     assert _offenders(layer, refused, allowed_inside) == []

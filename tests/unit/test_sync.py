@@ -53,6 +53,16 @@ def deps(work: FakeWork):
     return work.deps
 
 
+def next_send_fails(work: FakeWork, failure: BaseException) -> None:
+    """The queue's next send raises `failure` (SQS refused it, or Ctrl-C), the sends after it work."""
+    real = work.queue.send
+
+    def fails(message):
+        work.queue.send = real
+        raise failure
+    work.queue.send = fails
+
+
 def a_run_whose_create_answer_is_lost(work: FakeWork) -> dict | str:
     """A run started, whose page's try RF applies the create of, its answer lost: the page failed and waits for its
     retry (its message, which the caller sends again)."""
@@ -212,12 +222,7 @@ def test_a_catch_up_whose_first_page_was_never_queued_is_sent_by_the_next_schedu
     no later schedule started one again (ongoing mode stopped). The next schedule sends that page."""
     work, _ = after_a_first_run_a_new_contact_notified()
     work.clock.now += 900
-    real = work.queue.send
-
-    def refused(message):
-        work.queue.send = real
-        raise RuntimeError("SQS: ServiceUnavailable")
-    work.queue.send = refused
+    next_send_fails(work, RuntimeError("SQS: ServiceUnavailable"))
     with pytest.raises(RuntimeError):
         sync.catch_up(deps(work), WS)
     work.clock.now += 900
@@ -365,7 +370,8 @@ def test_a_second_start_while_a_run_is_running_says_where_to_look():
         sync.start(deps(work), "42")
     [why] = stopped.value.problems
     assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
-    assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped")
+    assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped; a page that can "
+                        "never succeed: `bridge dlq discard --reason <its reason> --yes` ends the run")
 
 
 @pytest.mark.parametrize("interrupted", [KeyboardInterrupt(), RuntimeError("SQS: ServiceUnavailable")])
@@ -376,12 +382,7 @@ def test_a_run_whose_first_page_was_never_queued_is_sent_again_by_the_next_start
     start seconds later says the run has not begun yet; doctor, half an hour on, says so and names the fix; a start
     a minute or more after the run began sends its first page."""
     work = world(2)
-    real = work.queue.send
-
-    def fails(message):
-        work.queue.send = real
-        raise interrupted
-    work.queue.send = fails
+    next_send_fails(work, interrupted)
     with pytest.raises(type(interrupted)):
         sync.start(deps(work), "42")
     with pytest.raises(sync.SyncStopped) as stopped:
@@ -1854,3 +1855,140 @@ def test_a_contact_another_worker_enrolled_meanwhile_stays_enrolled_not_skipped(
     assert (entry.outcome, entry.rf_user_id) == ("enrolled", str(user["id"]))
     assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
     assert rf.calls.count("create_user new@example.com") == creates
+
+
+def test_discarding_the_dead_letter_of_a_page_that_can_never_succeed_stops_its_run_and_the_next_start_works(
+        monkeypatch, capsys):
+    """A page Intercom refuses for good (a cursor it answers 400 to) can never succeed: replaying its dead letter
+    failed again, and discarding it left the run running, so `sync start` refused for ever ("still running … dlq
+    replay") and ongoing mode's catch-ups stopped. The discard of a `sync.page` letter now stops its run, saying why
+    (`sync status`), and the next start begins a new run."""
+    from chalicelib.config import Config
+    from tests.support.cli import run_cli
+    work, _ = a_run_whose_second_page_fails(monkeypatch, Permanent("Intercom answered 400: invalid starting_after",
+                                                                   status=400))
+    drain(work)                              # page 2 goes to the dead-letter queue
+    work.clock.now += 3600
+    with pytest.raises(sync.SyncStopped, match="still running"):
+        sync.start(work.deps, "42")
+    rt = SimpleNamespace(config=Config.from_env({"BRIDGE_DLQ_URL": "https://sqs/dlq"}), queue=work.queue,
+                         clock=work.clock, store=work.store, deps=work.deps)
+    code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--campaign", "42", "--yes")
+    assert code == 0 and out == ("1 dead letter(s) discarded (each person's history says so); sync run 1 of campaign "
+                                 "42 stopped at the discarded page (`bridge sync start 42` starts a new run)\n")
+    assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines() == [
+        "run 1 (full, users) stopped: [############..................] 2/5 40% · paused 60m00s in the dead-letter "
+        "queue · enrolled 2, already 0, skipped 0",
+        "  stopped: its page 2 could not be worked and its dead letter was discarded (it failed: Intercom answered "
+        "400: invalid starting_after) — `bridge sync start 42` starts a new run"]
+    assert sync.start(work.deps, "42").number == 2
+
+
+@pytest.mark.parametrize("answer", [
+    Deferred("Intercom answered 429: Too Many Requests", retry_after=10, status=429),
+    Transient("Intercom did not answer: read timed out").unavailable("Intercom")], ids=["429", "outage"])
+def test_a_link_write_intercom_put_off_after_rf_created_the_user_is_retried_without_asking_rf_again(answer):
+    """RF created the user, then Intercom answered 429 (or was out) on the link write: the contact stayed `creating`,
+    and the retry paid one more RF create (422, already taken) and a walk of the campaign's people to find the user.
+    The ledger now records the RF user before the failure goes back to the queue: the retry only writes the link."""
+    work = world(1)
+    rf, intercom = work.apis.rf_, work.apis.intercom_
+    intercom.fail["update"] = answer
+    sync.start(work.deps, "42")
+    page = work.queue.sent[0]
+    assert drain(work) == [{"done": 0, "retry": 0, "dead": 0, "waiting": 1}]       # the page waits
+    assert rf.calls == ["create_user p0@example.com"]
+    work.queue.sent.append(page)                                  # the queue gives the page back
+    drain(work)
+    assert rf.calls == ["create_user p0@example.com"] and len(rf.created) == 1        # RF not asked again
+    [contact] = intercom.contacts.values()
+    assert contact["custom_attributes"]["referral_link"] == rf.created[0]["url"]
+    assert work.store.sync.run("42").counts == {"enrolled": 1}
+    assert sync.report(work.deps, "42")["link_not_written"]["count"] == 0
+    from chalicelib.domain.link import PersonRef
+    assert [e.outcome for e in work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))] == \
+        ["enrolled", "link_written"]
+
+
+def test_report_after_the_campaign_moved_workspace_says_whom_it_enrolled_from_the_old_one_not_that_they_left(
+        monkeypatch, capsys):
+    """After the campaign was applied naming another workspace, the next full run reads the new workspace's contacts:
+    `sync report` listed every referrer enrolled from the old one as having left the source. Their entries record
+    their workspace: they are said enrolled from it (the campaign moved), on one line, apart from who left."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    work = world(2)
+    sync.start(work.deps, "42")
+    drain(work)                                              # p0, p1 enrolled from ws
+    work.store.settings.put("42", {**sync_settings(), "workspace": "ws2"}, "ws2")
+    intercom = work.apis.intercom_
+    intercom.contacts.clear()                                # ws2's contacts: one, who then leaves its source
+    gone = intercom.add("q0@example.com", role="user")
+    gone["name"] = "Q0"
+    sync.start(work.deps, "42")
+    drain(work)
+    intercom.contacts.clear()
+    sync.start(work.deps, "42")
+    drain(work)
+    found = sync.report(work.deps, "42")
+    assert (found["left"]["count"], [e["contact_id"] for e in found["left"]["examples"]]) == (1, [gone["id"]])
+    assert found["moved"] == {"count": 2, "workspaces": ["ws"], "moved_to": "ws2", "note": (
+        "in Referral Factory still: enrolled from a workspace the campaign has moved from, their contacts are not read "
+        "by its runs now")}
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    lines = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "report", "42")[1].splitlines()
+    assert lines[-3:] == [
+        "left the source since full run 3: 1 (in Referral Factory still (the bridge removes nobody): no longer in the "
+        "source)",
+        f"    - contact {gone['id']} q***@example.com (RF user 5002)",
+        "enrolled from workspace ws (the campaign moved to ws2): 2 (in Referral Factory still: enrolled from a "
+        "workspace the campaign has moved from, their contacts are not read by its runs now)"]
+
+
+def test_a_run_whose_first_page_was_sent_again_counts_its_rate_and_eta_from_the_resend(monkeypatch, capsys):
+    """The first page of a run sat unsent for half an hour (the start's send failed) until `sync start` sent it again:
+    `sync status` counted that half hour as the run's working time, so its rate was a fraction of the real one and its
+    ETA hours too long. The run's time now counts from the resend."""
+    from chalicelib import cli as cli_module
+    from tests.support.cli import run_cli
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(5)
+    next_send_fails(work, RuntimeError("SQS: ServiceUnavailable"))
+    with pytest.raises(RuntimeError):
+        sync.start(work.deps, "42")
+    work.clock.now += 30 * 60                                  # unsent for half an hour
+    assert sync.start(work.deps, "42").number == 1             # sent again
+    work.clock.now += 30
+    drain(work, limit=1)                                       # its first page: 2 contacts in 30 s
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[0] == (
+        "run 1 (full, users) running: [############..................] 2/5 40% · 4 contacts/min · ETA 0m45s · "
+        "enrolled 2, already 0, skipped 0")
+
+
+def test_a_contact_intercom_merged_into_another_hands_its_ledger_entry_to_the_survivor():
+    """A lead contact sync enrolled was merged by Intercom into a user with her email: the next full run skipped the
+    user as already in the campaign (RF has the email), her link was never written to the user, and `sync report`
+    listed the lead as having left the source. Intercom's merge notification now hands the lead's entry (her RF
+    user) to the survivor: the run counts her already enrolled and writes her link there, asking RF nothing."""
+    from chalicelib.domain.link import PersonRef
+    work = world(0, source="all")
+    intercom, rf = work.apis.intercom_, work.apis.rf_
+    lead = intercom.add("ann@example.com", role="lead")
+    lead["name"] = "Ann"
+    sync.start(work.deps, "42")
+    drain(work)
+    user = intercom.add("ann@example.com", role="user", referral_link="https://old.example/r/ann")   # kept by the merge
+    user["name"] = "Ann"
+    intercom.merge(lead["id"], user["id"])
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.merged", notification_id="n1",
+                                   item={**user, "merged_from": {"id": lead["id"]}}), work.deps)
+    calls = len(rf.calls)
+    sync.start(work.deps, "42")
+    drain(work)
+    assert work.store.sync.run("42").counts == {"already_enrolled": 1} and len(rf.calls) == calls
+    assert user["custom_attributes"]["referral_link"] == rf.created[0]["url"]
+    found = sync.report(work.deps, "42")
+    assert (found["left"]["count"], found["enrolled_in_all"]) == (0, 1)
+    assert [e.outcome for e in work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))] == \
+        ["enrolled", "contact_merged"]

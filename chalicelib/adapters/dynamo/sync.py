@@ -1,15 +1,16 @@
 """Contact sync's runs and ledger (ports.store.SyncRepository) in DynamoDB."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
 from ...domain.history import iso
 from ...domain.sync import OUTCOMES, PageError
+from ...pool import Pool
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
@@ -150,6 +151,20 @@ class DynamoSync:
             if not conditional(exc):
                 raise
 
+    def begin_again(self, campaign_id: str, number: int, now: float) -> bool:
+        return applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(
+            actions=[SyncRunItem.started_at.set(now), SyncRunItem.updated_at.set(now)],
+            condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running") & (SyncRunItem.page == 0)
+            & (SyncRunItem.owner.does_not_exist() | (SyncRunItem.lease_until < now))))
+
+    def stop(self, campaign_id: str, number: int, page: int, now: float, message: str, paused: float = 0.0) -> bool:
+        actions: list[Action] = [SyncRunItem.status.set("stopped"), SyncRunItem.message.set(message),
+                                 SyncRunItem.finished_at.set(now), SyncRunItem.updated_at.set(now),
+                                 SyncRunItem.owner.remove(), SyncRunItem.lease_until.remove(), *_paused(paused)]
+        return applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(
+            actions=actions, condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
+            & (SyncRunItem.page == page)))
+
     def add_counts(self, campaign_id: str, number: int, counts: dict[str, int]) -> None:
         actions = _counts(counts, "w")
         if not actions:
@@ -173,7 +188,7 @@ class DynamoSync:
             return applied(partial(_item(campaign_id, e, at).save, condition=LedgerItem.rf_user_id.does_not_exist()))
         if len(entries) <= 1:
             return {e.contact_id for e in entries if put(e)}
-        with ThreadPoolExecutor(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
+        with Pool(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
             return {e.contact_id for e, done in zip(entries, pool.map(put, entries)) if done}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
@@ -183,6 +198,18 @@ class DynamoSync:
         with LedgerItem.batch_write() as batch:
             for e in entries:
                 batch.save(_item(campaign_id, e, at))
+
+    def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
+        try:
+            with TransactWrite(connection=LedgerItem._get_connection().connection) as tx:
+                tx.save(_item(campaign_id, entry, iso(self.clock())), condition=LedgerItem.rf_user_id.does_not_exist())
+                tx.delete(LedgerItem(*ledger_key(campaign_id, from_id)),
+                          condition=LedgerItem.rf_user_id == entry.rf_user_id)
+        except TransactWriteError as exc:
+            if conditional(exc):
+                return False
+            raise
+        return True
 
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         for item in LedgerItem.query(ledger_pk(campaign_id), limit=limit,
