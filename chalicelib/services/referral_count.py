@@ -122,12 +122,15 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
         try:
             intercom.update_contact(contact_id, ContactPayload({attribute: n}).body())
         except WorkError as exc:
-            if not isinstance(exc, Deferred):      # a wait for the rate budget is not a failure
+            if not isinstance(exc, Deferred) and not _forgotten(deps, ref):  # (a rate wait is not a failure)
                 deps.history.append(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "
                                                 f"written to {attribute}: {exc.reason}",
                                                 {"count": n, "contact_id": contact_id})])
             raise
-        count = deps.links.referrals(ref) or count
+        fresh = deps.links.referrals(ref)
+        if fresh is None and _forgotten(deps, ref):
+            return "nothing"           # `bridge forget` erased her meanwhile: nothing about her is written
+        count = fresh or count
         if count.n == n:
             deps.links.referrals_written(ref, n, attribute)
             # One entry, the latest write (a referrer with 10,000 leads is written to up to 10,000 times).
@@ -173,6 +176,12 @@ def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, co
         pass                   # merged into another of its contacts: it was the workspace's
     deps.links.referrer_contact(ref, contact_id, settings.workspace)
     return settings.workspace
+
+
+def _forgotten(deps: WorkDeps, ref: PersonRef) -> bool:
+    """The referrer was erased (`bridge forget`) while her count was written: neither her count nor her link is
+    left (a referrer her own join linked, with no lead yet, has a link and no count)."""
+    return deps.links.referrals(ref) is None and not deps.links.get_many([ref], consistent=True)
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:

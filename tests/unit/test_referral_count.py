@@ -600,3 +600,29 @@ def test_each_warning_to_backfill_is_kept_as_owed_and_counts_turned_off_owe_none
     fresh = world()
     fresh.store.settings.delete("42")
     assert apply(fresh, counting_settings()) == [] and fresh.store.settings.get("42").count_backfill is None
+
+
+@pytest.mark.parametrize("put_fails", [False, True])
+def test_a_referrer_forgotten_while_her_count_is_written_gets_no_history_back(put_fails):
+    """`bridge forget` erases Rita (her link, count and history) while a worker's PUT of her count is on its way
+    (and Intercom answers it, or fails it): the worker writes nothing about her afterwards (README, Erasure:
+    nothing that recognises her is kept)."""
+    from chalicelib.services.privacy import forget
+    intercom = Reordering(dict(ATTRIBUTES))
+    work = FakeWork(FakeApis(intercom, FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
+    work.store.settings.put("42", counting_settings(), WS)
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    [message] = sent(work)
+    def forgotten() -> None:
+        forget(work, "rita@example.com")
+        if put_fails:
+            intercom.fail["update"] = Transient("Intercom answered 503: service_unavailable")
+    intercom.between = forgotten
+    try:
+        run(work, message)
+    except RetryBatch:
+        assert put_fails
+    # (a failed try's retry note is the worker's, as for any message about someone: not the count's)
+    assert [e for e in work.store.history.entries(RITA) if e.event != "retry"] == []
+    assert work.store.links.referrals(RITA) is None
