@@ -167,6 +167,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     would_send = 0                          # joins a dry run would send (an apply's are result.queued)
     listed = 0                              # people RF listed, of any campaign (the progress's, against its total)
     pages = 0                               # pages of RF's list read
+    seen: set[str] = set()                  # the RF ids read so far (_unseen)
     walk = rf_people.pages(rt.rf(), result.campaign_id)
     while True:
         try:
@@ -178,8 +179,8 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         if page is None:
             break
         pages += 1
-        users = page.people
-        result.other_campaigns += page.listed - len(users)
+        users = _unseen(page.people, seen)
+        result.other_campaigns += page.listed - len(page.people)
         listed += page.listed
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
         read = [_read(user) for user in users]
@@ -254,6 +255,21 @@ def unknown_baselines(store: Store, settings: CampaignSettings, limit: int) -> O
                    TAKE_BASELINES.format(campaign=settings.campaign_id) + (
                        " (one already at the target then qualifies only once its value changes away and back: require_change)"
                        if rule.require_change else ""), n, complete)
+
+
+def _unseen(users: list[dict], seen: set[str]) -> list[dict]:
+    """The page's people not read before by this run (each added to `seen`): RF's pages are offsets into its
+    list, which people joining meanwhile push down, so the last of one page may be listed again on the next.
+    Each person is read, said and sent once."""
+    out = []
+    for user in users:
+        who = people_.normalise(user).get("id")
+        if isinstance(who, str):          # (one without a readable id is said unreadable each time RF lists them)
+            if who in seen:
+                continue
+            seen.add(who)
+        out.append(user)
+    return out
 
 
 def _synced(rt: Backfilling, campaign_id: str) -> set[str]:

@@ -74,3 +74,23 @@ def test_a_person_too_large_to_queue_whole_is_queued_thin_and_the_apply_goes_on(
     assert big["too_large"] > 256 * 1024 - 2048 and big["left_out"] == 1
     assert big["person"] == {**sent["11"]["person"], "id": "12", "email": "lead12@x.co", "meta.team": "blue"}
     assert not any("too_large" in m for m in sent.values())
+
+
+def test_people_rf_lists_again_on_a_later_page_as_newcomers_push_them_down_are_read_and_sent_once():
+    """RF's pages are offsets into its list, newest first: two people join while the apply reads page 1, so
+    the last two of page 1 are listed again at the top of page 2. Each person is read, said and sent once:
+    `people_in_rf` and `queued` are the people, not the rows RF listed."""
+    rt = Backfilling([lead(n) for n in range(1, 6)])
+    rt.store.settings.put("42", SETTINGS, WS)
+    users_page = rt._rf.users_page
+
+    def newcomers_after_page_1(campaign_id, after=None, per_page=250):
+        page = users_page(campaign_id, after, per_page)
+        if after is None:
+            rt._rf.users[:0] = [{"campaign_id": 42, **lead(n)} for n in (7, 6)]
+        return page
+    rt._rf.users_page = newcomers_after_page_1
+    done = backfill(rt, "42", apply=True).view()
+    assert sorted(int(m["rf_user_id"]) for m in rt.queue.sent) == [1, 2, 3, 4, 5]
+    assert (done["people_in_rf"], done["queued"], done["outcomes"]) == (5, 5, {"not in the bridge: joined": 5})
+    assert [p["rf_user_id"] for p in done["people"]["not in the bridge: joined"]] == ["1", "2", "3", "4", "5"]
