@@ -197,16 +197,18 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[JoinMessage] = []
         for user, person, (outcome, message, lead) in zip(users, read, classified):
-            why = None
-            if lead is not None and (not apply or lead[0] in counted):
-                outcome = COUNTED
-            elif outcome == LINKED and isinstance(person, RFPerson):
-                outcome, why = baselines.get(PersonRef(result.campaign_id, person.id), (outcome, None))
+            base: tuple[Outcome, Optional[str]] = (outcome, None)
+            if outcome == LINKED and isinstance(person, RFPerson):
+                base = baselines.get(PersonRef(result.campaign_id, person.id), base)
+            # (one counted now whose baseline is held at the target, or not taken, is said as such: to check)
+            counted_now = lead is not None and (not apply or lead[0] in counted) and base[0] not in (HELD, NOT_TAKEN)
+            outcome, why = (COUNTED, None) if counted_now else base
             result.outcomes[outcome] += 1
             if isinstance(person, BodyError) and len(result.unreadable) < EXAMPLES:
                 result.unreadable.append(unreadable(user, person))
             elif isinstance(person, RFPerson) and (outcome in ACTS or isinstance(outcome, Reopened)):
-                result.people.setdefault(outcome, []).append({**_who(person, lead), **({"reason": why} if why else {})})
+                result.people.setdefault(outcome, []).append({**_who(person, lead if counted_now else None),
+                                                              **({"reason": why} if why else {})})
             if message is not None:
                 to_send.append(message)
         would_send += len(to_send)

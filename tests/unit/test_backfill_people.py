@@ -94,3 +94,26 @@ def test_people_rf_lists_again_on_a_later_page_as_newcomers_push_them_down_are_r
     assert sorted(int(m["rf_user_id"]) for m in rt.queue.sent) == [1, 2, 3, 4, 5]
     assert (done["people_in_rf"], done["queued"], done["outcomes"]) == (5, 5, {"not in the bridge: joined": 5})
     assert [p["rf_user_id"] for p in done["people"]["not in the bridge: joined"]] == ["1", "2", "3", "4", "5"]
+
+
+def test_a_lead_counted_now_whose_baseline_is_taken_at_the_target_is_still_named_for_the_operator_to_check():
+    """Counts and a qualification rule (require_change) came after Ann's join: one `--apply` counts her for her
+    referrer and takes her value now as her baseline. She is at the target already, so she never qualifies by
+    herself unless her value changes away and back: the apply names her apart, to check in Intercom (a reward
+    may be owed), whether or not it counted her too."""
+    from tests.fakes import FakeIntercom
+    from tests.unit.scenario import RULE
+
+    rt = Backfilling([lead(2), lead(3)])
+    intercom = FakeIntercom({"custom_attributes.signed_up": {"data_type": "string"}})
+    rt.intercom = lambda workspace: intercom                                 # type: ignore[attr-defined]
+    rt.attributes = lambda workspace: intercom.attributes                    # type: ignore[attr-defined]
+    rt.store.settings.put("42", {**COUNTING, "qualification": RULE}, WS)
+    for user, value, counted in (("2", "Yes", None), ("3", "Yes", "1")):     # (lead 3 counted by her join)
+        contact = intercom.add(f"lead{user}@x.co", signed_up=value)
+        claim = rt.store.links.claim(PersonRef("42", user), WS)
+        rt.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=contact["id"],
+                                                counts_for=counted), [])
+    done = backfill(rt, "42", apply=True).view()
+    held = [o for o in done["outcomes"] if o.startswith("baseline not known under the qualification rule: already")]
+    assert held and [p["rf_user_id"] for p in done["people"][held[0]]] == ["2", "3"], done
