@@ -117,3 +117,17 @@ def test_a_lead_counted_now_whose_baseline_is_taken_at_the_target_is_still_named
     done = backfill(rt, "42", apply=True).view()
     held = [o for o in done["outcomes"] if o.startswith("baseline not known under the qualification rule: already")]
     assert held and [p["rf_user_id"] for p in done["people"][held[0]]] == ["2", "3"], done
+
+
+def test_an_apply_after_the_count_moved_to_another_attribute_says_the_count_writes_it_queued(capsys):
+    """The counts go to a new attribute: the apply counts nobody (each lead counts already) and asks for each
+    kept count's write there. Its text says so, as `count_writes_queued` does in --json."""
+    rt = Backfilling([lead(2), lead(3, 9)])
+    rt.store.settings.put("42", COUNTING, WS)
+    _lead(rt.store, "2", counts_for="1")
+    _lead(rt.store, "3", counts_for="9")
+    rt.store.settings.put("42", {**COUNTING, "sync": {"referral_count_attribute": "custom_attributes.referrals"}}, WS)
+    code, out, _ = run_cli(rt, capsys, "backfill", "42", "--apply")
+    assert code == 0 and out.splitlines()[0] == "campaign 42: 2 people in Referral Factory, 0 queued, 2 count " \
+                                                "writes queued", out
+    assert len(rt.queue.sent) == 2
