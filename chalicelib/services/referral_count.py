@@ -105,13 +105,19 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
     # The contact their own join linked first: a link follows merges (`move`); `linked`, what the join
     # that asked linked (its link may not be readable yet); the one sync enrolled is what the count
     # learnt then, in the workspace it learnt it.
-    contact_id = _linked_contact(link) or linked
-    if contact_id is None and count.contact_id is not None:
+    gone = _gone_contact(link)       # (deleted or archived in Intercom since: a PUT answers 404)
+    contact_id = _linked_contact(link) or (linked if linked != gone else None)
+    if contact_id is None and count.contact_id is not None and count.contact_id != gone:
         contact_id = count.contact_id
         workspace = count.workspace or _workspace_of(deps, settings, ref, contact_id)
         if workspace != settings.workspace:
             return _moved_away(deps, settings, ref, count, attribute, "was enrolled by contact sync", contact_id,
                                workspace)
+    if contact_id is None and link is not None and gone is not None:
+        deps.history.note_latest(ref, Entry(
+            "referral_count", "not_written", f"referral count: {count.n} kept, not written to {attribute}: the "
+            f"referrer's contact {gone} was {link.contact_state} in Intercom", {"count": count.n, "contact_id": gone}))
+        return "gone"
     if contact_id is None:
         logger.info("referral count kept: no contact known for the referrer",
                     extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})
@@ -185,7 +191,16 @@ def _forgotten(deps: WorkDeps, ref: PersonRef) -> bool:
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:
-    """The contact the referrer's own join linked (a link with role referrer)."""
+    """The contact the referrer's own join linked (a link with role referrer), while Intercom has it."""
+    return None if _gone_contact(link) else _referrer_contact(link)
+
+
+def _gone_contact(link: Optional[Link]) -> Optional[str]:
+    """The contact the referrer's own join linked, deleted or archived in Intercom since (its webhook said so)."""
+    return _referrer_contact(link) if link is not None and link.contact_state else None
+
+
+def _referrer_contact(link: Optional[Link]) -> Optional[str]:
     if link is None or link.status is not LinkStatus.LINKED or link.is_lead:
         return None
     return link.contact_id

@@ -626,3 +626,28 @@ def test_a_referrer_forgotten_while_her_count_is_written_gets_no_history_back(pu
     # (a failed try's retry note is the worker's, as for any message about someone: not the count's)
     assert [e for e in work.store.history.entries(RITA) if e.event != "retry"] == []
     assert work.store.links.referrals(RITA) is None
+
+
+def test_a_referrer_whose_contact_was_deleted_in_intercom_keeps_her_count_and_no_lead_of_hers_is_dead_lettered():
+    """Rita's contact was deleted in Intercom (its webhook marked her link). Each lead joining for her after asked
+    for a PUT Intercom answers 404: a dead letter per lead, for ever, however often replayed. Her count is kept
+    (as for a referrer whose contact is not known), and her history says why."""
+    from chalicelib.domain.history import Entry
+    from chalicelib.domain.link import ContactState
+    from chalicelib.errors import Permanent
+    work = world()
+    link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.links.set_contact(link, [Entry("contact", "deleted", "deleted")], state=ContactState.DELETED)
+    del work.apis.intercom_.contacts[rita["id"]]
+    put = work.apis.intercom_.update_contact
+
+    def put_or_404(contact_id: str, body: dict) -> dict:
+        if contact_id not in work.apis.intercom_.contacts:
+            raise Permanent("Intercom answered 404: not_found", status=404)
+        return put(contact_id, body)
+    work.apis.intercom_.update_contact = put_or_404                     # type: ignore[method-assign]
+    run(work, lead_join("1"))
+    assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.store.links.referrals(RITA).n == 1
+    [kept] = [e for e in work.store.history.entries(RITA) if e.event == "referral_count"]
+    assert kept.outcome == "not_written" and f"contact {rita['id']} was deleted in Intercom" in kept.reason
