@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..domain.history import REPLAYED, Entry
-from ..domain.link import Link, LinkStatus, PersonRef, ReferralCount
+from ..domain.link import ContactState, Link, LinkStatus, PersonRef, ReferralCount
 from ..domain.mapping import ContactPayload
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import count_attribute
@@ -128,6 +128,9 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
         try:
             intercom.update_contact(contact_id, ContactPayload({attribute: n}).body())
         except WorkError as exc:
+            followed = _followed(deps, settings, link, contact_id) if exc.status in (404, 410) else None
+            if followed is not None:       # her link followed her contact: written there (or kept: deleted)
+                return write(deps, settings, ref, count, followed, replayed=replayed)
             if not isinstance(exc, Deferred) and not _forgotten(deps, ref):  # (a rate wait is not a failure)
                 deps.history.append(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "
                                                 f"written to {attribute}: {exc.reason}",
@@ -182,6 +185,26 @@ def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, co
         pass                   # merged into another of its contacts: it was the workspace's
     deps.links.referrer_contact(ref, contact_id, settings.workspace)
     return settings.workspace
+
+
+def _followed(deps: WorkDeps, settings: CampaignSettings, link: Optional[Link], contact_id: str) -> Optional[Link]:
+    """Intercom no longer has the contact her own join linked (a PUT answered 410 or 404; its webhook was lost):
+    her link follows it, as a lead's does on a 410 (one read): to the contact it was merged into, or marked
+    deleted. None when the contact is not her link's, or Intercom still has it (the PUT failed otherwise)."""
+    if link is None or contact_id != _linked_contact(link):
+        return None
+    try:
+        deps.apis.intercom(settings.workspace).get_contact(contact_id)
+        return None
+    except Merged as merged:
+        if not merged.canonical_id:
+            return None
+        return deps.links.move(link, merged.canonical_id, [Entry(
+            "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into {merged.canonical_id}; "
+            "the link follows it")])
+    except NotFound:
+        return deps.links.set_contact(link, [Entry("contact", "deleted", f"Intercom no longer has contact "
+                                                   f"{contact_id} (404)")], state=ContactState.DELETED)
 
 
 def _forgotten(deps: WorkDeps, ref: PersonRef) -> bool:

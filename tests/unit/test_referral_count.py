@@ -634,20 +634,49 @@ def test_a_referrer_whose_contact_was_deleted_in_intercom_keeps_her_count_and_no
     (as for a referrer whose contact is not known), and her history says why."""
     from chalicelib.domain.history import Entry
     from chalicelib.domain.link import ContactState
-    from chalicelib.errors import Permanent
     work = world()
     link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
     work.store.links.set_contact(link, [Entry("contact", "deleted", "deleted")], state=ContactState.DELETED)
     del work.apis.intercom_.contacts[rita["id"]]
-    put = work.apis.intercom_.update_contact
-
-    def put_or_404(contact_id: str, body: dict) -> dict:
-        if contact_id not in work.apis.intercom_.contacts:
-            raise Permanent("Intercom answered 404: not_found", status=404)
-        return put(contact_id, body)
-    work.apis.intercom_.update_contact = put_or_404                     # type: ignore[method-assign]
+    puts_answer_gone(work.apis.intercom_)
     run(work, lead_join("1"))
     assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
     assert work.store.links.referrals(RITA).n == 1
     [kept] = [e for e in work.store.history.entries(RITA) if e.event == "referral_count"]
     assert kept.outcome == "not_written" and f"contact {rita['id']} was deleted in Intercom" in kept.reason
+
+
+def puts_answer_gone(intercom: FakeIntercom) -> None:
+    """Intercom's PUT of a contact it no longer has: 410 for one merged away, 404 for one deleted."""
+    from chalicelib.errors import Permanent
+    put = intercom.update_contact
+
+    def put_or_gone(contact_id: str, body: dict) -> dict:
+        if contact_id in intercom.merged:
+            raise Permanent("Intercom answered 410: contact_merged", status=410)
+        if contact_id not in intercom.contacts:
+            raise Permanent("Intercom answered 404: not_found", status=404)
+        return put(contact_id, body)
+    intercom.update_contact = put_or_gone                                # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("gone", ["merged", "deleted"])
+def test_a_referrer_whose_contact_is_gone_without_its_webhook_is_followed_not_dead_lettered_lead_after_lead(gone):
+    """Intercom merged Rita's contact into another (or deleted it), and its webhook never came. The PUT of her
+    count answers 410 (404): her link follows the merge, as a lead's does on a 410, and the count is written to
+    the survivor; a deleted contact is marked so, and her count kept. No lead of hers is dead-lettered."""
+    work = world()
+    link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="lead")
+    survivor = work.apis.intercom_.add("rita@example.com", role="user")
+    work.apis.intercom_.merge(rita["id"], survivor["id"] if gone == "merged" else None)
+    if gone == "deleted":
+        del work.apis.intercom_.merged[rita["id"]]
+    puts_answer_gone(work.apis.intercom_)
+    for lead in ("1", "2"):
+        run(work, lead_join(lead))
+        assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    if gone == "merged":
+        assert work.store.links.get(RITA).contact_id == survivor["id"]
+        assert survivor["custom_attributes"]["referral_count"] == 2
+    else:
+        assert work.store.links.get(RITA).contact_state == "deleted" and work.store.links.referrals(RITA).n == 2
