@@ -128,9 +128,9 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
         try:
             intercom.update_contact(contact_id, ContactPayload({attribute: n}).body())
         except WorkError as exc:
-            followed = _followed(deps, settings, link, contact_id) if exc.status in (404, 410) else None
-            if followed is not None:       # her link followed her contact: written there (or kept: deleted)
-                return write(deps, settings, ref, count, followed, replayed=replayed)
+            followed = _followed(deps, settings, ref, count, link, contact_id) if exc.status in (404, 410) else None
+            if followed is not None:       # followed her contact: written there (or kept: deleted)
+                return write(deps, settings, ref, *followed, replayed=replayed)
             if not isinstance(exc, Deferred) and not _forgotten(deps, ref):  # (a rate wait is not a failure)
                 deps.history.append(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "
                                                 f"written to {attribute}: {exc.reason}",
@@ -187,11 +187,14 @@ def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, co
     return settings.workspace
 
 
-def _followed(deps: WorkDeps, settings: CampaignSettings, link: Optional[Link], contact_id: str) -> Optional[Link]:
-    """Intercom no longer has the contact her own join linked (a PUT answered 410 or 404; its webhook was lost):
-    her link follows it, as a lead's does on a 410 (one read): to the contact it was merged into, or marked
-    deleted. None when the contact is not her link's, or Intercom still has it (the PUT failed otherwise)."""
-    if link is None or contact_id != _linked_contact(link):
+def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,
+              link: Optional[Link], contact_id: str) -> Optional[tuple[ReferralCount, Optional[Link]]]:
+    """Intercom no longer has the referrer's contact (a PUT answered 410 or 404; its webhook was lost): it is
+    followed, as a lead's is on a 410 (one read). Merged: her link, or the count (the contact sync enrolled),
+    follows it to the survivor. Deleted: her link is marked so. The count and link to write with then; None when
+    Intercom still has the contact (the PUT failed otherwise), or there is nothing to follow."""
+    linked = link is not None and contact_id == _linked_contact(link)
+    if not linked and contact_id != count.contact_id:
         return None
     try:
         deps.apis.intercom(settings.workspace).get_contact(contact_id)
@@ -199,12 +202,16 @@ def _followed(deps: WorkDeps, settings: CampaignSettings, link: Optional[Link], 
     except Merged as merged:
         if not merged.canonical_id:
             return None
-        return deps.links.move(link, merged.canonical_id, [Entry(
+        if link is None or not linked:
+            return deps.links.referrer_contact(ref, merged.canonical_id, settings.workspace), link
+        return count, deps.links.move(link, merged.canonical_id, [Entry(
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into {merged.canonical_id}; "
             "the link follows it")])
     except NotFound:
-        return deps.links.set_contact(link, [Entry("contact", "deleted", f"Intercom no longer has contact "
-                                                   f"{contact_id} (404)")], state=ContactState.DELETED)
+        marked = deps.links.set_contact(link, [Entry(
+            "contact", "deleted", f"Intercom no longer has contact {contact_id} (404)")],
+            state=ContactState.DELETED) if link is not None and linked else None
+        return (count, marked) if marked is not None else None
 
 
 def _forgotten(deps: WorkDeps, ref: PersonRef) -> bool:

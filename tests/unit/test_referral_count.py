@@ -680,3 +680,20 @@ def test_a_referrer_whose_contact_is_gone_without_its_webhook_is_followed_not_de
         assert survivor["custom_attributes"]["referral_count"] == 2
     else:
         assert work.store.links.get(RITA).contact_state == "deleted" and work.store.links.referrals(RITA).n == 2
+
+
+def test_a_sync_enrolled_referrer_whose_contact_was_merged_without_its_webhook_gets_her_count_on_the_survivor():
+    """Sync enrolled Rita's contact (no join of hers linked one); Intercom merged it into another and its webhook
+    was lost, so sync's ledger never followed it. The PUT of her count answers 410: the count follows the merge
+    (one read) and is written to the survivor, lead after lead, none dead-lettered."""
+    work = world()
+    rita = work.apis.intercom_.add("rita@example.com", role="lead")
+    work.store.links.referrer_contact(RITA, rita["id"], WS)
+    survivor = work.apis.intercom_.add("rita@example.com", role="user")
+    work.apis.intercom_.merge(rita["id"], survivor["id"])
+    puts_answer_gone(work.apis.intercom_)
+    for lead in ("1", "2"):
+        run(work, lead_join(lead))
+        assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    assert survivor["custom_attributes"]["referral_count"] == 2
+    assert work.store.links.referrals(RITA).contact_id == survivor["id"]
