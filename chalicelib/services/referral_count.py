@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..domain.history import REPLAYED, Entry
+from ..domain.join import pick_existing
 from ..domain.link import ContactState, Link, LinkStatus, PersonRef, ReferralCount
 from ..domain.mapping import ContactPayload
 from ..domain.settings import CampaignSettings, valid_or_none
@@ -191,13 +192,15 @@ def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count:
               link: Optional[Link], contact_id: str) -> Optional[tuple[ReferralCount, Optional[Link]]]:
     """Intercom no longer has the referrer's contact (a PUT answered 410 or 404; its webhook was lost): it is
     followed, as a lead's is on a 410 (one read). Merged: her link, or the count (the contact sync enrolled),
-    follows it to the survivor. Deleted: her link is marked so. The count and link to write with then; None when
+    follows it to the survivor. Gone (404): her link moves to the contact with her email, as a lead's does, or is
+    marked deleted. The count and link to write with then; None when
     Intercom still has the contact (the PUT failed otherwise), or there is nothing to follow."""
     linked = link is not None and contact_id == _linked_contact(link)
     if not linked and contact_id != count.contact_id:
         return None
+    intercom = deps.apis.intercom(settings.workspace)
     try:
-        deps.apis.intercom(settings.workspace).get_contact(contact_id)
+        intercom.get_contact(contact_id)
         return None
     except Merged as merged:
         if not merged.canonical_id:
@@ -208,9 +211,15 @@ def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count:
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into {merged.canonical_id}; "
             "the link follows it")])
     except NotFound:
+        if link is None or not linked:
+            return None
+        # (some API versions answer 404 for a contact merged away: the contact with her email takes its place)
+        survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
         marked = deps.links.set_contact(link, [Entry(
-            "contact", "deleted", f"Intercom no longer has contact {contact_id} (404)")],
-            state=ContactState.DELETED) if link is not None and linked else None
+            "contact", "deleted", f"Intercom no longer has contact {contact_id} (404) nor another contact with this "
+            "email")], state=ContactState.DELETED) if survivor is None else deps.links.move(link, str(survivor["id"]), [
+                Entry("contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
+                      f"{survivor['id']}, takes its place")], role=survivor.get("role"))
         return (count, marked) if marked is not None else None
 
 

@@ -660,22 +660,23 @@ def puts_answer_gone(intercom: FakeIntercom) -> None:
     intercom.update_contact = put_or_gone                                # type: ignore[method-assign]
 
 
-@pytest.mark.parametrize("gone", ["merged", "deleted"])
+@pytest.mark.parametrize("gone", ["merged", "merged, said 404", "deleted"])
 def test_a_referrer_whose_contact_is_gone_without_its_webhook_is_followed_not_dead_lettered_lead_after_lead(gone):
     """Intercom merged Rita's contact into another (or deleted it), and its webhook never came. The PUT of her
-    count answers 410 (404): her link follows the merge, as a lead's does on a 410, and the count is written to
-    the survivor; a deleted contact is marked so, and her count kept. No lead of hers is dead-lettered."""
+    count answers 410 (404): her link follows the merge (to the contact with her email, on a 404), as a lead's
+    does, and the count is written to the survivor; a deleted contact is marked so, and her count kept. No lead
+    of hers is dead-lettered."""
     work = world()
     link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="lead")
-    survivor = work.apis.intercom_.add("rita@example.com", role="user")
-    work.apis.intercom_.merge(rita["id"], survivor["id"] if gone == "merged" else None)
-    if gone == "deleted":
+    survivor = work.apis.intercom_.add("rita@example.com" if gone != "deleted" else "other@example.com", role="user")
+    work.apis.intercom_.merge(rita["id"], survivor["id"])
+    if gone != "merged":
         del work.apis.intercom_.merged[rita["id"]]
     puts_answer_gone(work.apis.intercom_)
     for lead in ("1", "2"):
         run(work, lead_join(lead))
         assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
-    if gone == "merged":
+    if gone != "deleted":
         assert work.store.links.get(RITA).contact_id == survivor["id"]
         assert survivor["custom_attributes"]["referral_count"] == 2
     else:
