@@ -192,9 +192,13 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         if apply:
             classified = _reopened(rt, classified, links)
         baselines = _baselines(rt, settings, links, apply)
+        attribute = count_attribute(settings)
+        # (read before counting: a run stopped from here on has asked for what it counted, _count, or counted nothing)
+        owed = _owed(rt, links, asked, attribute) if apply and attribute else set()
         uncounted = [u for _, _, u in classified if u is not None]
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
+        owed -= grown
         to_send: list[JoinMessage] = []
         for user, person, (outcome, message, lead) in zip(users, read, classified):
             base: tuple[Outcome, Optional[str]] = (outcome, None)
@@ -212,8 +216,6 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             if message is not None:
                 to_send.append(message)
         would_send += len(to_send)
-        attribute = count_attribute(settings)
-        owed = _owed(rt, links, grown | asked, attribute) if apply and attribute else set()
         result.read += len(users)
         result.counted += len(counted)
         if apply and (to_send or grown or owed):
