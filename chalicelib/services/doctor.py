@@ -374,6 +374,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
 _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
             "its history (fields not written)")
 _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact fails: Intercom refuses the tag",
+        "and a blank value is no value": "the rule compares text without the spaces around it: no lead qualifies",
         "the bridge's own marker": "the bridge sets it when it creates a contact, whatever the lead does: the rule "
                                    "qualifies leads as their contacts are created (without require_change), or never",
         "meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
