@@ -794,11 +794,12 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     else:
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
-    if gone:
+    if gone:        # (under `match: contact`, another contact's change is a duplicate's: not counted)
+        other = ("or if another contact with their email meets the rule" if settings.qualification.match == "email"
+                 else "not by another contact with their email (that counts under `qualification.match: email` only)")
         report.add("pending", True, f"{len(gone)}{'' if read_all else ' or more'} lead(s) whose contact was deleted "
-                   f"or archived in Intercom{scanned}: they qualify only if it is restored, or if another contact "
-                   f"with their email meets the rule (reconciliation's sweep skips them) — e.g. RF user "
-                   f"{gone[0].rf_user_id}", key="contact_gone")
+                   f"or archived in Intercom{scanned}: they qualify only if it is restored, {other} (reconciliation's "
+                   f"sweep skips them) — e.g. RF user {gone[0].rf_user_id}", key="contact_gone")
     if not _reconciliation(rt, report, settings, applied_at, conn, failing):
         _searches(report, settings.workspace, failing)      # said once: by [reconciliation] when it names them
     if settings.qualification.match == "email" or not pending:
