@@ -181,6 +181,7 @@ def test_a_record_that_waited_for_others_of_its_batch_is_not_started_once_the_ti
     assert len(applied) == 1 and summary == {"done": 1, "retry": 0, "dead": 0, "waiting": 1}
     assert [(d.delay, d.tries, d.waits) for d in work.queue.deferred] == [(5, 0, 1)]
 
+
 def test_a_dead_lettered_record_about_a_person_says_so_in_their_history():
     from tests.unit.scenario import check as replayed_check
     from tests.unit.scenario import history, joined, records, world
