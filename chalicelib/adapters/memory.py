@@ -377,12 +377,16 @@ class MemoryLinks:
         return Claim(held.claim, held.link, took_over, state)
 
     def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
-        if ref in self.tables.links:
+        if self._kept(ref):
             self.history.append(ref, entries)
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
-        if ref in self.tables.links:
-            self.history.note_repeat(ref, event, reason, outcome)
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
+                    restart_after: Optional[float] = None) -> None:
+        if self._kept(ref):
+            self.history.note_repeat(ref, event, reason, outcome, restart_after)
+
+    def _kept(self, ref: PersonRef) -> bool:
+        return PersonRef(*ref) in self.tables.links or PersonRef(*ref) in self.tables.referrals
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
                           reason: Optional[str] = None, lease: float = LEASE_SECONDS,

@@ -157,10 +157,12 @@ class LinkRepository(Protocol):
         """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
         replay, or another worker's lease runs); None when the link was erased meanwhile (`bridge forget`)."""
     def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
-        """Entries about the link's person (a judgement of what Intercom said), written only while the link
-        exists: a worker that read it before `bridge forget` erased it writes nothing about them."""
-    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
-        """HistoryLog.note_repeat about the link's person, only while the link exists (as `note`)."""
+        """Entries about the person (a judgement of what Intercom said, a failed try of work about them), written
+        only while they are kept: their link, or (a referrer) their referral count, exists. A worker that read them
+        before `bridge forget` erased them writes nothing about them."""
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
+                    restart_after: Optional[float] = None) -> None:
+        """HistoryLog.note_repeat about the person, only while they are kept (as `note`)."""
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
                           reason: Optional[str] = None, lease: float = LEASE_SECONDS,
                           rf_said_no: bool = False) -> Link:

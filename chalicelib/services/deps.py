@@ -62,7 +62,7 @@ class WorkDeps:
                     kind: Optional[str] = None, details: Optional[dict] = None) -> None:
         """Work that failed for good goes to the dead-letter queue with its reason, and the history of the
         `person` it is about (campaign, RF user) says so: `kind`, the message's, as `bridge dlq list` says it
-        (explain tells what a later success resolves)."""
+        (explain tells what a later success resolves), while they are kept (LinkRepository.note)."""
         assert self.queue is not None
         self.queue.dead_letter(body, reason, tries, iso(self.clock()))
         count("DeadLettered")
@@ -71,7 +71,7 @@ class WorkDeps:
             return
         try:
             self.links.lettered(PersonRef(*person), reason)      # a failed qualification owes its letter no more
-            self.history.append(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
+            self.links.note(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
                 "attempts": tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
                 **(details or {})})])
         except Exception:  # the letter is sent: it stands without its notes (not sent again with the whole batch)

@@ -60,9 +60,9 @@ FOUND = {"unique": "no other contact has this email", "gone": "the link no longe
 
 def on_verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     outcome = _verify(message, deps, batch)
-    if message.replayed_from and batch.links.get(message.person_ref) is not None:    # (none: forgotten since)
-        deps.history.append(message.person_ref, [Entry("duplicate_check", outcome, f"duplicate check {REPLAYED}: "
-                                                       f"{FOUND[outcome]}", {"replayed_from": message.replayed_from})])
+    if message.replayed_from:       # (forgotten since: not noted)
+        deps.links.note(message.person_ref, [Entry("duplicate_check", outcome, f"duplicate check {REPLAYED}: "
+                                                   f"{FOUND[outcome]}", {"replayed_from": message.replayed_from})])
     return outcome
 
 

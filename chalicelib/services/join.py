@@ -710,8 +710,8 @@ def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
 
 
 def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
-    deps.history.note_repeat(ref, "join", "the same join arrived again and was ignored: it had already "
-                             "been applied", outcome="repeated")   # not "ignored": that is a join the settings skip
+    deps.links.note_repeat(ref, "join", "the same join arrived again and was ignored: it had already "
+                           "been applied", outcome="repeated")   # not "ignored": that is a join the settings skip
     count("JoinRepeatsIgnored")
     return "repeat"
 

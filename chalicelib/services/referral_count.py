@@ -132,10 +132,10 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
             followed = _followed(deps, settings, ref, count, link, contact_id) if exc.status in (404, 410) else None
             if followed is not None:       # followed her contact: written there (or kept: deleted)
                 return write(deps, settings, ref, *followed, replayed=replayed)
-            if not isinstance(exc, Deferred) and not _forgotten(deps, ref):  # (a rate wait is not a failure)
-                deps.history.append(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "
-                                                f"written to {attribute}: {exc.reason}",
-                                                {"count": n, "contact_id": contact_id})])
+            if not isinstance(exc, Deferred):      # a wait for the rate budget is not a failure (erased: no note)
+                deps.links.note(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "
+                                            f"written to {attribute}: {exc.reason}",
+                                            {"count": n, "contact_id": contact_id})])
             raise
         fresh = deps.links.referrals(ref)
         if fresh is None and _forgotten(deps, ref):

@@ -410,8 +410,8 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     person = exc.person or message.person_ref
     if person:
         try:
-            work.deps.history.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, "
-                                          "without using up a try)", outcome="deferred", restart_after=WAITS_APART)
+            work.deps.links.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, "
+                                        "without using up a try)", outcome="deferred", restart_after=WAITS_APART)
         except Exception:  # the wait stands without its note
             logger.exception("could not note the wait in the history")
     return Result(record, "wait", exc.reason, delay)
@@ -462,11 +462,12 @@ def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bo
 def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[float],
                 person: Optional[Sequence[str]], kind: str) -> None:
     """The person's history says the failed try is tried again (which try of how many, and when, if the
-    failure said so): `explain` shows it retrying, not failed, and advises no replay (nothing is dead)."""
+    failure said so): `explain` shows it retrying, not failed, and advises no replay (nothing is dead). Only
+    while the person is kept (LinkRepository.note): erased meanwhile, nothing about them is written back."""
     if not person:
         return
     try:
-        work.deps.history.append(PersonRef(*person), [Entry(RETRY, "retrying", reason, {
+        work.deps.links.note(PersonRef(*person), [Entry(RETRY, "retrying", reason, {
             "try": record.tries, "of": work.config.max_attempts, "kind": kind,
             **({"next_try_at": iso(work.clock() + retry_after)} if retry_after else {})})])
     except Exception:  # the retry stands without its note

@@ -350,6 +350,29 @@ def test_notes_about_a_linked_person_are_written_and_counted_and_a_claim_on_an_e
     assert store.links.start_qualifying(link) is None                   # not `link`, as if it were still there
 
 
+def test_notes_about_a_person_are_written_while_her_link_or_her_count_is_kept_and_not_once_she_is_erased(
+        store, clock):
+    """The worker notes a failed try about anyone its message names (its retry, dead letter, wait): a lead by her
+    link, a referrer the bridge kept only a count for by that count. Once `bridge forget` erased the person (link,
+    count, then history), a note of a try still under way writes nothing back, counted (`restart_after`) or not."""
+    rita = PersonRef("42", "100")
+    store.links.referrer_contact(rita, "c9", WS)                        # her count only: no link
+    link = joined(store, entries=())
+
+    def noted(ref: PersonRef) -> list[tuple[str, int | None]]:
+        store.links.note(ref, [Entry("retry", "retrying")])
+        for later in (0, 7200, 60):                                      # (counts from one again after a pause)
+            clock.now += later
+            store.links.note_repeat(ref, "waiting", "Intercom answered 429", "deferred", restart_after=3600)
+        return [(e.event, e.count) for e in store.history.entries(ref)]
+    assert noted(ANN) == noted(rita) == [("retry", None), ("waiting", 2)]
+    store.links.erase(link)
+    store.links.forget_referrals(rita)
+    store.history.erase(rita)
+    assert noted(ANN) == noted(rita) == []
+    assert noted(PersonRef("42", "8")) == []                            # (never kept: nothing)
+
+
 def test_a_move_to_an_older_duplicate_can_set_the_baseline_and_is_no_longer_armed_then(store):
     """(What armed the link was a value of its former contact: it says nothing of a change under the new baseline.)"""
     armed = store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "signed_up rule")

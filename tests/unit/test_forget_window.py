@@ -9,7 +9,9 @@ from typing import Callable
 import pytest
 
 from chalicelib.domain.link import PersonRef
+from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.services.privacy import forget
+from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeWork
 from tests.unit.scenario import RULE, check, event, joined, run, set_value, settings, world
 
@@ -71,3 +73,35 @@ def test_a_batch_that_read_a_link_before_forget_erased_it_writes_nothing_about_t
     assert work.store.links.get(ANN) is None
     assert work.store.history.entries(ANN) == []
     assert work.apis.rf_.calls == rf_calls
+
+
+def forgotten_as_intercom_fails(work: FakeWork, error: Exception) -> None:
+    """`bridge forget ann@example.com` runs as the worker's next call to Intercom is made, which then fails."""
+    intercom = work.apis.intercom_
+
+    def forgotten(name: str) -> None:
+        del intercom._call                                   # type: ignore   # (the fake's own, from now on)
+        assert forget(work, "ann@example.com")["links"] == 1
+        raise error
+    intercom._call = forgotten                               # type: ignore
+
+
+@pytest.mark.parametrize("error, outcome", [
+    (Transient("Intercom answered 503: service_unavailable"), "retry"),
+    (Permanent("Intercom answered 400: bad_request"), "dead"),
+    (Deferred("Intercom answered 429: rate_limited", retry_after=30), "waiting"),
+], ids=["retried", "dead-lettered", "waiting"])
+def test_a_try_about_a_person_forgotten_meanwhile_that_fails_notes_nothing_about_them(error: Exception, outcome: str):
+    """Reconciliation's check of Ann fails as `bridge forget` erases her: the worker's own notes of a failed try
+    (its retry, its dead letter, its wait in the queue) are about her too, and none is written (README "Erasing a
+    person")."""
+    work = world()
+    messages = checked_meeting_the_target(work)
+    forgotten_as_intercom_fails(work, error)
+    try:
+        summary = run(work, *messages)
+    except RetryBatch:
+        summary = {"retry": 1}
+    assert summary.get(outcome) == 1
+    assert work.store.links.get(ANN) is None
+    assert work.store.history.entries(ANN) == []

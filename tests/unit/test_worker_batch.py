@@ -76,6 +76,7 @@ def test_a_record_that_breaks_the_batched_read_is_found_and_fails_alone():
 
 def test_a_read_that_keeps_failing_dead_letters_after_the_last_try_with_the_reason_and_in_the_history():
     rt, kind = FakeWork(), Recorder(read_breaks_on={"5"})           # BRIDGE_MAX_ATTEMPTS=3
+    rt.store.links.claim(PersonRef("42", "5"), "ws")                  # (the person the bridge keeps: a link)
     records = [record(5, check("5"), receives=3), record(6, check("6"), receives=3)]
     assert handle_batch(records, rt, handlers=kind.handlers()) == {"done": 1, "retry": 0, "dead": 1}
     [dead] = rt.queue.dead
@@ -362,7 +363,7 @@ def test_a_dead_letter_whose_note_in_the_history_fails_is_sent_once_and_its_neig
 
     def throttled(ref, entries):
         raise RuntimeError("ProvisionedThroughputExceededException")
-    rt.deps.history.append = throttled
+    rt.deps.links.note = throttled
     assert handle_batch([record(i, check(str(i))) for i in range(3)], rt, handlers=kind.handlers()) == {
         "done": 2, "retry": 0, "dead": 1}
     assert [d["reason"] for d in rt.queue.dead] == ["Intercom answered 400: bad"] and kind.applied == ["0", "2"]

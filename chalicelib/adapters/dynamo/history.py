@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from pynamodb.expressions.condition import Condition
@@ -121,32 +122,34 @@ class DynamoHistory:
                     batch.save(item)
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
-                    restart_after: Optional[float] = None, *, while_there: Optional[Check] = None) -> None:
-        """`while_there`: the note is written only while that condition holds (the person's link exists). The
-        note counted on costs no more (its item there, the person was not erased since it was made: an erasure
-        deletes the link, then the history); only the one that makes the item checks the link with it."""
+                    restart_after: Optional[float] = None, *, while_there: Sequence[Check] = ()) -> None:
+        """`while_there`: the note is written only while one of those conditions holds (the person's link, or
+        count, exists). A note on an item already there costs no more (the person was not erased since it was
+        made: an erasure deletes those, then the history); only the one that makes the item checks them with it."""
         now = self.clock()
         expires = self._expires(now)
         item = HistoryItem(history_pk(ref), repeats_sk(event))
         actions = [HistoryItem.event.set(event), HistoryItem.outcome.set(outcome), HistoryItem.reason.set(reason),
                    HistoryItem.at.set(iso(now)),
                    HistoryItem.expires_at.set(expires) if expires else HistoryItem.expires_at.remove()]
-        if while_there is not None:
-            counted: list[Action] = [*actions, HistoryItem.repeats.add(1)]
-            if not applied(lambda: item.update(actions=counted, condition=HistoryItem.pk.exists())):
-                applied(lambda: self.transact(ref, (), Update(item, counted), while_there))
+        counted: list[Action] = [*actions, HistoryItem.repeats.add(1)]
+        # Counted on while it is the same kind of repeat, not long after the last; else counted from one.
+        same = HistoryItem.pk.exists()
+        if restart_after is not None:
+            same &= HistoryItem.at >= iso(now - restart_after)
+            kind = kind_of(reason)
+            if kind:
+                same &= HistoryItem.reason.startswith(kind)
+        anew: list[Action] = [*actions, HistoryItem.repeats.set(1)]
+        if not while_there:
+            if not applied(lambda: item.update(actions=counted, condition=HistoryItem.pk.does_not_exist() | same)):
+                item.update(actions=anew)
             return
-        if restart_after is None:
-            item.update(actions=[*actions, HistoryItem.repeats.add(1)])
+        if applied(lambda: item.update(actions=counted, condition=same)):
             return
-        # One write: counted on while it is the same kind of repeat, not long after the last; else a second, from one.
-        same = HistoryItem.at >= iso(now - restart_after)
-        kind = kind_of(reason)
-        if kind:
-            same &= HistoryItem.reason.startswith(kind)
-        if not applied(lambda: item.update(actions=[*actions, HistoryItem.repeats.add(1)],
-                                           condition=HistoryItem.pk.does_not_exist() | same)):
-            item.update(actions=[*actions, HistoryItem.repeats.set(1)])
+        if restart_after is not None and applied(lambda: item.update(actions=anew, condition=HistoryItem.pk.exists())):
+            return
+        any(applied(partial(self.transact, ref, (), Update(item, counted), kept)) for kept in while_there)
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         now = self.clock()

@@ -531,10 +531,11 @@ class DynamoLinks:
                      took_over=before.qualification is QState.QUALIFYING, previous=before.qualification)
 
     def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
-        applied(lambda: self.history.transact(ref, entries, _linked(ref)))
+        any(applied(partial(self.history.transact, ref, entries, kept)) for kept in _kept(ref))
 
-    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored") -> None:
-        self.history.note_repeat(ref, event, reason, outcome, while_there=_linked(ref))
+    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
+                    restart_after: Optional[float] = None) -> None:
+        self.history.note_repeat(ref, event, reason, outcome, restart_after, while_there=_kept(ref))
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
                           reason: Optional[str] = None, lease: float = LEASE_SECONDS,
@@ -702,6 +703,9 @@ class DynamoLinks:
             self.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** retry))
 
 
-def _linked(ref: PersonRef) -> Check:
-    """A write about the person holds only while their link exists (`bridge forget` erased it: nothing)."""
-    return Check(LinkItem, link_key(ref), LinkItem.pk.exists())
+def _kept(ref: PersonRef) -> tuple[Check, Check]:
+    """A note about the person holds only while they are kept: their link, or (a referrer) their referral count,
+    exists. Each is the condition of a write of its own (a transaction cannot check one or the other); `bridge
+    forget` deletes both before the history, so a note that held to either is erased with it, or not written."""
+    return (Check(LinkItem, link_key(ref), LinkItem.pk.exists()),
+            Check(ReferralItem, referrals_key(ref), ReferralItem.pk.exists()))
