@@ -125,7 +125,8 @@ class DynamoHistory:
                     restart_after: Optional[float] = None, *, while_there: Sequence[Check] = ()) -> None:
         """`while_there`: the note is written only while one of those conditions holds (the person's link, or
         count, exists). A note on an item already there costs no more (the person was not erased since it was
-        made: an erasure deletes those, then the history); only the one that makes the item checks them with it."""
+        made: an erasure deletes those, then the history); only the one that makes the item (or makes it anew,
+        counting from one) checks them with it, in a transaction."""
         now = self.clock()
         expires = self._expires(now)
         item = HistoryItem(history_pk(ref), repeats_sk(event))
@@ -147,9 +148,8 @@ class DynamoHistory:
             return
         if applied(lambda: item.update(actions=counted, condition=same)):
             return
-        if restart_after is not None and applied(lambda: item.update(actions=anew, condition=HistoryItem.pk.exists())):
-            return
-        any(applied(partial(self.transact, ref, (), Update(item, counted), kept)) for kept in while_there)
+        fresh = counted if restart_after is None else anew     # (the item made, or made anew: counted from one)
+        any(applied(partial(self.transact, ref, (), Update(item, fresh), kept)) for kept in while_there)
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         now = self.clock()
