@@ -260,6 +260,9 @@ class MemoryLinks:
     def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
         return {PersonRef(*r): c for r in refs if (c := self.referrals(r)) is not None}
 
+    def referrals_in(self, campaign_id: str) -> dict[PersonRef, ReferralCount]:
+        return {r: c for r, c in sorted(self.tables.referrals.items()) if r.campaign_id == campaign_id}
+
     def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:
         count = self.tables.referrals[ref] = dataclasses.replace(
             self.tables.referrals.get(ref, ReferralCount()), contact_id=contact_id, workspace=workspace)

@@ -106,6 +106,8 @@ class LinkRepository(Protocol):
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]: ...
     def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
         """Those that exist, in one read (not strongly consistent: for a check a write re-reads)."""
+    def referrals_in(self, campaign_id: str) -> dict[PersonRef, ReferralCount]:
+        """Every count the campaign keeps (a query of its counts alone, page after page; not strongly consistent)."""
     def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:
         """Record the contact the referrer's count is written to (sync enrolled them), and its workspace:
         the count as it stands (0 when no lead counted yet)."""

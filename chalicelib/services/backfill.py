@@ -19,11 +19,12 @@ already, it counts for still, not twice.
 In a campaign that keeps referral counts, a lead whose join was applied before the setting (their
 link is final and counted for nobody) is counted for their RF referrer here, once, the page's leads
 in one batched write (LinkRepository.count_applied_many), and each referrer whose count grew gets it
-written back (one `referral.count` message each, after each page, like the joins). So is each
-referrer of the page's counted leads whose count Intercom may not hold in the campaign's attribute
-(after `referral_count_attribute` changed, every kept count). A run with `apply` that completes pays
-the count backfill the settings owed when it began (ports.store.CountBackfill: `doctor` stops
-reporting it); a dry run, or a run that stops or fails part-way, leaves it owed.
+written back (one `referral.count` message each, after each page, like the joins). So, once the pages are
+read, is each referrer whose count the campaign keeps and Intercom may not hold in the campaign's attribute
+(after `referral_count_attribute` changed, every kept count: also of a referrer RF lists no lead of any
+more). A run with `apply` that completes pays the count backfill the settings owed when it began
+(ports.store.CountBackfill: `doctor` stops reporting it); a dry run, or a run that stops or fails part-way,
+leaves it owed.
 
 A lead linked before the campaign's qualification rule (under none, or a rule on another attribute), or moved
 since to an older contact, has no known value of its attribute from when they joined (domain/judge.takes_baseline):
@@ -192,13 +193,9 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         if apply:
             classified = _reopened(rt, classified, links)
         baselines = _baselines(rt, settings, links, apply)
-        attribute = count_attribute(settings)
-        # (read before counting: a run stopped from here on has asked for what it counted, _count, or counted nothing)
-        owed = _owed(rt, links, asked, attribute) if apply and attribute else set()
         uncounted = [u for _, _, u in classified if u is not None]
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
-        owed -= grown
         to_send: list[JoinMessage] = []
         for user, person, (outcome, message, lead) in zip(users, read, classified):
             base: tuple[Outcome, Optional[str]] = (outcome, None)
@@ -218,15 +215,21 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         would_send += len(to_send)
         result.read += len(users)
         result.counted += len(counted)
-        if apply and (to_send or grown or owed):
-            _send(rt, to_send, grown, owed)
-            asked |= grown | owed
+        if apply and (to_send or grown):
+            _send(rt, to_send, grown, set())
+            asked |= grown
             result.queued += len(to_send)
-            result.count_writes += len(grown) + len(owed)
+            result.count_writes += len(grown)
         if progress:
             progress(listed, page.total, result.queued if apply else would_send)
     if not result.read:
         _campaign_exists(rt, result.campaign_id)
+    attribute = count_attribute(settings)
+    if apply and attribute:
+        owed = _owed(rt, result.campaign_id, asked, attribute)
+        if owed:
+            _send(rt, [], set(), owed)
+            result.count_writes += len(owed)
     if apply and stored.count_backfill is not None:
         rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
     return result
@@ -435,14 +438,14 @@ def _count(rt: Backfilling, uncounted: list[Uncounted]) -> set[PersonRef]:
     return {lead for (lead, _), counted in zip(uncounted, answers) if counted}
 
 
-def _owed(rt: Backfilling, links: dict[PersonRef, Link], asked: set[PersonRef], attribute: str) -> set[PersonRef]:
-    """The referrers of this page's counted leads whose stored count Intercom may not hold (a run that
-    stopped before asking for the write, a failed send, a count written to the attribute the settings
-    named before): asked again, each only when the count written is not the count kept, in the
-    campaign's attribute (one batched read for the page), and not asked already by this run."""
-    referrers = {PersonRef(link.campaign_id, link.counted_for) for link in links.values()
-                 if link.counted_for and link.final} - asked
-    return {r for r, kept in rt.store.links.referrals_many(referrers).items() if not kept.held(attribute)}
+def _owed(rt: Backfilling, campaign_id: str, asked: set[PersonRef], attribute: str) -> set[PersonRef]:
+    """The referrers whose count the campaign keeps and Intercom may not hold (a run that stopped before asking
+    for the write, a failed send, a count written to the attribute the settings named before), whether or not RF
+    still lists a lead of theirs: asked again, each only when the count written is not the count kept, in the
+    campaign's attribute (one query of the campaign's counts, once the walk is done), and not asked already by
+    this run. A count of 0 never written owes nothing (sync enrolled her; no lead counted yet)."""
+    return {r for r, kept in rt.store.links.referrals_in(campaign_id).items()
+            if not kept.held(attribute) and (kept.n or kept.written is not None)} - asked
 
 
 def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef]) -> None:

@@ -1474,6 +1474,9 @@ def test_the_count_learns_its_contact_and_what_intercom_holds(store):
     assert store.links.referrer_contact(PersonRef("42", "101"), "c8", "ws2") == ReferralCount(0, None, "c8",
                                                                                              workspace="ws2")
     assert store.links.referrals_many([REFERRER])[REFERRER].workspace == WS
+    store.links.referrer_contact(PersonRef("43", "100"), "c7", WS)           # another campaign's
+    assert store.links.referrals_in("42") == {REFERRER: store.links.referrals(REFERRER),
+                                              PersonRef("42", "101"): ReferralCount(0, None, "c8", workspace="ws2")}
 
 
 def _count_stored_without_a_workspace(store, ref: PersonRef, contact_id: str) -> None:

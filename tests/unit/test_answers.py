@@ -381,10 +381,10 @@ def test_dlq_show_payload_masks_the_persons_email_also_when_it_is_not_a_valid_ad
 
 
 @pytest.mark.parametrize("stopped,counted,asked", [("counting", 1, [("referral.count", "1", True)]),
-                                                   ("reading the counts owed", 0, [])])
+                                                   ("reading the counts owed", 2, [("referral.count", "1", False)])])
 def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counted(stopped, counted, asked):
-    """Ctrl-C (or DynamoDB failing) after the page's first transaction of counts, or while the page's counts owed
-    are read: a run stopped anywhere in a page has asked for the write of each count it grew (or grew none)."""
+    """Ctrl-C (or DynamoDB failing) after the page's first transaction of counts, or while the campaign's counts
+    owed are read once the pages are done: a run stopped anywhere has asked for the write of each count it grew."""
     users = [{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1},
              {"id": 3, "email": "b@x.co", "type": "person_invited", "referrer_id": 1}]
     rt = Backfilling(users)
@@ -397,12 +397,12 @@ def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counte
         count_applied_many(leads[:1])
         raise KeyboardInterrupt()
 
-    def stop(refs):
+    def stop(campaign_id):
         raise KeyboardInterrupt()
     if stopped == "counting":
         rt.store.links.count_applied_many = count_then_stop   # type: ignore
     else:
-        rt.store.links.referrals_many = stop                 # type: ignore
+        rt.store.links.referrals_in = stop                   # type: ignore
     with pytest.raises(KeyboardInterrupt):
         backfill(rt, "42", apply=True)
     count = rt.store.links.referrals(PersonRef("42", "1"))

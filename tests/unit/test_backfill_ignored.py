@@ -185,7 +185,7 @@ def test_a_reopened_join_whose_send_failed_is_sent_by_the_next_backfill_and_join
     work.store.settings.put("42", {**counting, "leads": CREATE["leads"]}, "ws")
     work.queue.sent.clear()
     work.queue.refuse = lambda m: "ServiceUnavailable" if isinstance(m, dict) and m.get("kind") == "rf.join" else None
-    with pytest.raises(BackfillError, match=r"could not be queued \(SQS refused 1 of 2 message\(s\): ServiceUnavailable\): "
+    with pytest.raises(BackfillError, match=r"could not be queued \(SQS refused 1 of 1 message\(s\): ServiceUnavailable\): "
                                             "run backfill again"):
         backfill(Running(work), "42", apply=True)
     assert joins_queued(work) == [] and link_of(work).status is LinkStatus.WAITING     # reopened, nothing queued

@@ -131,3 +131,21 @@ def test_an_apply_after_the_count_moved_to_another_attribute_says_the_count_writ
     assert code == 0 and out.splitlines()[0] == "campaign 42: 2 people in Referral Factory, 0 queued, 2 count " \
                                                 "writes queued", out
     assert len(rt.queue.sent) == 2
+
+
+def test_an_apply_after_the_count_moved_asks_for_the_counts_of_referrers_whose_leads_rf_no_longer_lists():
+    """Lead 3, who counts for referrer 9, was deleted in RF: the apply that follows a move of the counts to another
+    attribute reads no page naming her, yet Intercom still lacks 9's count there. Every count the campaign keeps
+    that the new attribute lacks is asked for, once (not one held there already, nor a 0 never written)."""
+    rt = Backfilling([lead(2)])
+    rt.store.settings.put("42", COUNTING, WS)
+    _lead(rt.store, "2", counts_for="1")
+    _lead(rt.store, "3", counts_for="9")
+    rt.store.links.referrer_contact(PersonRef("42", "5"), "c5", WS)           # sync enrolled her: no lead yet
+    moved = "custom_attributes.referrals"
+    _lead(rt.store, "4", counts_for="6")
+    rt.store.links.referrals_written(PersonRef("42", "6"), 1, moved)          # (held there already)
+    rt.store.settings.put("42", {**COUNTING, "sync": {"referral_count_attribute": moved}}, WS)
+    done = backfill(rt, "42", apply=True).view()
+    assert [(m["kind"], m["rf_user_id"]) for m in rt.queue.sent] == [("referral.count", "1"), ("referral.count", "9")]
+    assert done["count_writes_queued"] == 2

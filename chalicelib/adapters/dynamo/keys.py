@@ -124,6 +124,11 @@ def campaign_links(campaign_id: str) -> Key:
     return f"CAMPAIGN#{campaign_id}", "PERSON#"
 
 
+def campaign_referrals(campaign_id: str) -> Key:
+    """The partition and the sort-key prefix of a campaign's referral counts."""
+    return f"CAMPAIGN#{campaign_id}", "REFERRALS#"
+
+
 def contact_key(workspace: str, contact_id: str) -> Key:
     return f"CONTACT#{workspace}#{contact_id}", "LINKS"
 

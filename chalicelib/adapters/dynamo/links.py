@@ -18,8 +18,8 @@ from ...domain.link import (LEAD, Claim, ContactState, JoinClaim, JoinResult, Li
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
 from .history import Check, Delete, DynamoHistory, Put, Update
-from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, contact_key, email_key, link_key, referrals_key,
-                   referrer_of)
+from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
+                   link_key, referrals_key, referrer_of)
 from .lookup import drop_reference
 from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
 
@@ -362,6 +362,11 @@ class DynamoLinks:
     def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
         wanted = {referrals_key(PersonRef(*r)): PersonRef(*r) for r in refs}
         return {wanted[(i.pk, i.sk)]: i.to_count() for i in batch_get(ReferralItem, wanted)}
+
+    def referrals_in(self, campaign_id: str) -> dict[PersonRef, ReferralCount]:
+        pk, prefix = campaign_referrals(campaign_id)
+        items = ReferralItem.query(pk, ReferralItem.sk.startswith(prefix))
+        return {referrer_of(i.pk, i.sk): i.to_count() for i in items}
 
     def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:
         item = ReferralItem(*referrals_key(ref))
