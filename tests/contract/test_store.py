@@ -1473,7 +1473,6 @@ def test_the_count_learns_its_contact_and_what_intercom_holds(store):
                                                             workspace=WS)
     assert store.links.referrer_contact(PersonRef("42", "101"), "c8", "ws2") == ReferralCount(0, None, "c8",
                                                                                              workspace="ws2")
-    assert store.links.referrals_many([REFERRER])[REFERRER].workspace == WS
     store.links.referrer_contact(PersonRef("43", "100"), "c7", WS)           # another campaign's
     assert store.links.referrals_in("42") == {REFERRER: store.links.referrals(REFERRER),
                                               PersonRef("42", "101"): ReferralCount(0, None, "c8", workspace="ws2")}
@@ -1493,7 +1492,7 @@ def test_a_count_stored_before_workspaces_were_recorded_loads_without_one_and_le
     _count_stored_without_a_workspace(store, REFERRER, "c9")
     _finish_leads(store, "1")
     assert store.links.referrals(REFERRER) == ReferralCount(1, None, "c9")        # workspace unknown: None
-    assert store.links.referrals_many([REFERRER]) == {REFERRER: ReferralCount(1, None, "c9")}
+    assert store.links.referrals_in("42") == {REFERRER: ReferralCount(1, None, "c9")}
     assert store.links.referrer_contact(REFERRER, "c9", WS) == ReferralCount(1, None, "c9", workspace=WS)
 
 
@@ -1511,13 +1510,11 @@ def test_a_count_drops_a_contact_it_learnt_without_a_workspace_but_never_one_rec
     assert store.links.referrals(PersonRef("42", "300")) is None
 
 
-def test_referrers_counts_are_read_together_and_only_those_that_exist(store):
+def test_a_campaigns_counts_are_read_together_and_only_those_that_exist(store):
     _finish_leads(store, "1", "2")
     _finish_leads(store, "3", counts_for="200")
-    other = PersonRef("42", "200")
-    assert store.links.referrals_many([REFERRER, other, PersonRef("42", "300")]) == {
-        REFERRER: ReferralCount(2), other: ReferralCount(1)}
-    assert store.links.referrals_many([]) == {}
+    assert store.links.referrals_in("42") == {REFERRER: ReferralCount(2), PersonRef("42", "200"): ReferralCount(1)}
+    assert store.links.referrals_in("99") == {}
 
 
 def test_forgetting_a_referrer_erases_their_count_and_the_contact_it_named(store):

@@ -359,10 +359,6 @@ class DynamoLinks:
         item = get(ReferralItem, referrals_key(ref), consistent=True)
         return item.to_count() if item is not None else None
 
-    def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
-        wanted = {referrals_key(PersonRef(*r)): PersonRef(*r) for r in refs}
-        return {wanted[(i.pk, i.sk)]: i.to_count() for i in batch_get(ReferralItem, wanted)}
-
     def referrals_in(self, campaign_id: str) -> dict[PersonRef, ReferralCount]:
         pk, prefix = campaign_referrals(campaign_id)
         items = ReferralItem.query(pk, ReferralItem.sk.startswith(prefix))
