@@ -480,8 +480,16 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
                                               seen_run=run.number, at=iso(stage.clock.now))])
     rf.add_user(43, "kim@example.com", "Kim")                            # the lost try's create
     stage.drain()
-    return [intercom.get(kim["id"])["custom_attributes"].get("referral_link"),
-            *(u["url"] for u in rf.users_by_email("kim@example.com", 43))]
+    written = intercom.get(kim["id"])["custom_attributes"].get("referral_link")
+    # Intercom merges Kim's contact into another: her ledger entry moves to the survivor (a transaction's put
+    # and delete of the ledger's items).
+    survivor = intercom.add_contact(None, role="user", name="Kim K")
+    intercom.merge(kim["id"], survivor["id"])
+    stage.post_intercom(intercom.webhook_payload("contact.merged", {**intercom.get(survivor["id"]),
+                                                                    "merged_from": {"type": "contact", "id": kim["id"]}}))
+    stage.drain()
+    moved = [e.rf_user_id for e in seed.store.sync.ledger("43") if e.contact_id == survivor["id"]]
+    return [written, *(u["url"] for u in rf.users_by_email("kim@example.com", 43)), len(moved)]
 
 
 def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
@@ -505,8 +513,8 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert len(outcome["eve"]) == 1 and len(outcome["fay"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
     assert outcome["oauth"] == [200, 303, 200, 200]
-    written, *made = outcome["sync"]         # the lost try's user adopted, and its link written back
-    assert written and made == [written], outcome["sync"]
+    written, *made, moved = outcome["sync"]  # the lost try's user adopted, and its link written back
+    assert written and made == [written] and moved == 1, outcome["sync"]    # then followed to the survivor
 
 
 @pytest.mark.parametrize("function", deploy.FUNCTIONS)
