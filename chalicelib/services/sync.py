@@ -398,6 +398,11 @@ class Page:
         """Is the entry this very run's (a try of this page before decided it)?"""
         return self.run is not None and entry.run == self.number
 
+    def _tried_before(self, entry: LedgerEntry) -> bool:
+        """Did a try before this one enrol them, their link not written yet: a try of this page (_ours), or of this
+        webhook's notification (_put_off kept her RF user; a notification that went through is not worked again)?"""
+        return self._ours(entry) or self.run is None and entry.run == self.decider and entry.outcome in UNWRITTEN
+
     def _linked_here(self, entry: LedgerEntry) -> bool:
         """Did a try of this page before write the late link of someone an earlier run (or their join) enrolled?"""
         return self.run is not None and entry.linked_run == self.number
@@ -577,7 +582,7 @@ class Page:
             return
         again = entry.written_back           # written before, but not where the settings say now: written there
         fresh = note is not None
-        outcome, counted = written(entry.outcome, fresh=fresh, ours=self._ours(entry),
+        outcome, counted = written(entry.outcome, fresh=fresh, ours=self._tried_before(entry),
                                    adopted=entry.adopted, again=again)
         if entry.outcome in UNWRITTEN or again:
             why = "Referral Factory had made none before" if entry.outcome == NO_LINK else \
@@ -621,7 +626,7 @@ class Page:
     def _enrolled_here(self, entry: LedgerEntry, note: Optional[Entry]) -> bool:
         """Did this run (or webhook) enrol them — now (`note`), or on a try of this page before — rather than an
         earlier run or their own join (adopted)?"""
-        return note is not None or self._ours(entry) and not entry.adopted and entry.outcome != ALREADY
+        return note is not None or self._tried_before(entry) and not entry.adopted and entry.outcome != ALREADY
 
     def _campaign_known(self, why: str) -> None:
         """A 404 for a user is final (_gone) only while RF still knows the campaign with this token: asked

@@ -1992,3 +1992,18 @@ def test_a_contact_intercom_merged_into_another_hands_its_ledger_entry_to_the_su
     assert (found["left"]["count"], found["enrolled_in_all"]) == (0, 1)
     assert [e.outcome for e in work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))] == \
         ["enrolled", "contact_merged"]
+
+
+def test_a_webhook_whose_link_write_intercom_put_off_counts_the_contact_enrolled_when_delivered_again():
+    """Ongoing mode: RF created the notified contact's user, then Intercom answered 429 on the link write; the
+    notification is delivered again. The ledger kept her RF user, so the redelivery only writes the link — and it
+    enrolled her, so `sync status`'s by webhook says +1 enrolled, as when the first try had gone through (not
+    "+1 linked": the late link of someone enrolled earlier)."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    work.apis.intercom_.fail["update"] = Deferred("Intercom answered 429: Too Many Requests", retry_after=10,
+                                                  status=429)
+    with pytest.raises(Deferred):
+        sync.on_contact(note, deps(work))
+    sync.on_contact(note, deps(work))                                  # delivered again
+    assert [u["email"] for u in work.apis.rf_.created].count("new@example.com") == 1
+    assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
