@@ -164,7 +164,8 @@ def policies(target: Target) -> dict[str, dict]:
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
                    ["CAMPAIGN#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
             # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
-            # `creating` ledger entries (conditional: never over another worker's enrolment; SyncStore.intend).
+            # `creating` ledger entries and those of the contacts it enrols or skips (conditional: never over another
+            # worker's enrolment; SyncStore.intend).
             _keyed("ItemPuts", ["dynamodb:PutItem"], table,
                    ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE", "SYNC#*"]),
             # UpdateItem: links and referral counts, the pointers, repeated history notes, the rate budgets, a

@@ -274,7 +274,8 @@ class _Outcome:
     entry: LedgerEntry
     outcome: str
     note: Optional[Entry] = None
-    fresh: bool = False           # enrolled just now: its entry written unless another worker's names an RF user
+    fresh: bool = False           # enrolled (or skipped) just now: its entry written unless another worker's names
+                                  # an RF user
 
 
 class Page:
@@ -439,8 +440,10 @@ class Page:
                 self.errors.append(Transient(unforeseen(exc)))
 
     def _skip(self, contact_id: str, contact: dict, reason: str, detail: str, **kw: Any) -> None:
+        """Decided from a ledger naming no RF user for the contact: another worker that enrolled her since (a webhook,
+        a merge's move) keeps its entry, and she is counted already enrolled."""
         self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,
-                                        run=self.decider, seen_run=self.number, **kw), reason))
+                                        run=self.decider, seen_run=self.number, **kw), reason, fresh=True))
 
     def _in_workspace(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
         """Each entry says the workspace of its contact: a move of the campaign then knows whom it leaves."""

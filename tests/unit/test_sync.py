@@ -2007,3 +2007,28 @@ def test_a_webhook_whose_link_write_intercom_put_off_counts_the_contact_enrolled
     sync.on_contact(note, deps(work))                                  # delivered again
     assert [u["email"] for u in work.apis.rf_.created].count("new@example.com") == 1
     assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
+
+
+def test_a_contact_skipped_as_taken_keeps_the_enrolment_another_worker_records_right_after_the_check():
+    """RF refuses a page's create of the notified contact (her webhook's worker created her user), the page asks the
+    ledger whether another worker enrolled her (not yet), and that worker records her enrolled right then (or a
+    merge hands her a merged contact's entry). The page's skip was written over it: her RF user was lost from the
+    ledger, and later runs skipped her as already in the campaign, her link never written by them. The skip is
+    written only where the ledger names no RF user: she stays enrolled, counted already enrolled by the run."""
+    from chalicelib.ports.store import LedgerEntry
+    work, note = after_a_first_run_a_new_contact_notified()
+    cid, store = str(note.item.id), work.store.sync
+    work.apis.rf_.created.append({"email": "new@example.com", "id": 99, "url": "u", "campaign_id": "42"})
+    real = store.entries
+
+    def then_the_other_worker_records_her(campaign_id, ids, consistent=False):
+        found = real(campaign_id, ids, consistent=consistent)
+        if ids == [cid]:                                    # the page's question, after RF's refusal
+            store.entries = real                            # type: ignore[method-assign]
+            store.intend("42", [LedgerEntry(cid, "enrolled", email="new@example.com", rf_user_id="99", url="u")])
+        return found
+    store.entries = then_the_other_worker_records_her       # type: ignore[method-assign]
+    sync.start(work.deps, "42")
+    drain(work)
+    assert store.entries("42", [cid])[cid].rf_user_id == "99"
+    assert store.run("42").counts == {"already_enrolled": 2}
