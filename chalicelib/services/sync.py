@@ -216,11 +216,11 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     campaign_id = message.campaign_id
     try:
         settings = settings_of(deps, campaign_id)
-        # (a run's later pages: settings applied since that keep only counts, or read another source or workspace,
-        # stop it)
+        # (a run's later pages: settings applied since that keep only counts stop it; any page: settings that read
+        # another source or workspace than the run says, its first page too when it was sent again: `start`)
         assert settings.sync is not None
-        problems = checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only \
-            else source_changed(settings, run.source, run.workspace)
+        problems = (checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only
+                    else []) or source_changed(settings, run.source, run.workspace)
     except SyncStopped as exc:
         problems = exc.problems
     if problems:

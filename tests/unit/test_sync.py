@@ -2032,3 +2032,24 @@ def test_a_contact_skipped_as_taken_keeps_the_enrolment_another_worker_records_r
     drain(work)
     assert store.entries("42", [cid])[cid].rf_user_id == "99"
     assert store.run("42").counts == {"already_enrolled": 2}
+
+
+def test_a_run_whose_first_page_was_never_sent_and_whose_source_changed_since_is_not_done_under_the_old_one():
+    """`bridge sync start` wrote run 1 (users), its first page never sent; the operator then applied settings reading
+    all contacts, and ran `sync start` again, which sent run 1's first page. That page read all contacts from the
+    start while the run said users (its later pages stop as the source changed; a run of one page ended done
+    under the old source, as if users were synced). The first page stops it too, saying to start again."""
+    work = world(2)
+    next_send_fails(work, RuntimeError("SQS: ServiceUnavailable"))
+    with pytest.raises(RuntimeError):
+        sync.start(deps(work), "42")
+    work.store.settings.put("42", sync_settings(source="all"), WS)
+    work.clock.now += 31 * 60
+    assert sync.start(deps(work), "42").number == 1                 # its first page sent again
+    drain(work)
+    first = work.store.sync.run("42", 1)
+    assert (first.status, first.message.split(":")[0]) == ("stopped", "sync.source"), first
+    assert work.apis.rf_.created == []
+    second = sync.start(deps(work), "42")
+    drain(work)
+    assert (second.number, second.source, work.store.sync.run("42").status) == (2, "all contacts", "done")
