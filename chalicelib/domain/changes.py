@@ -43,10 +43,10 @@ def target_filter(rule: Qualification, data_type: str) -> Optional[dict]:
         value: Any = convert(rule.value, data_type)
     except ConversionError:
         return None
+    if isinstance(value, str):
+        value = value.strip() or None       # blank: no value, which no contact meets (rules._typed)
     if isinstance(value, float) or value is None:
         return None
-    if isinstance(value, str):
-        value = value.strip()
     return {"field": rule.attribute, "operator": operator, "value": value}
 
 

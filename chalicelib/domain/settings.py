@@ -328,6 +328,10 @@ def unworkable(settings: CampaignSettings) -> list[str]:
                 for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
                 if people.tag is not None and not people.tag.strip() and people.action != "nothing"]
     q = settings.qualification
+    if q is not None and q.operator not in NO_VALUE and isinstance(q.value, str) and not q.value.strip():
+        problems.append(f"qualification.value: {q.value!r} is blank, and a blank value is no value: nothing meets "
+                        f"it — write the value a lead's {q.attribute} has once they convert, or use operator: "
+                        f"{NO_VALUE[0]} (without `value`)")
     if q is not None and q.attribute == MARKER_ATTRIBUTE:
         problems.append(f"qualification.attribute: {q.attribute} is the bridge's own marker, which the bridge writes "
                         "itself when it creates a contact (the RF person it is for), never a conversion — watch the "

@@ -374,6 +374,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
 _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is created or updated without it, said in "
             "its history (fields not written)")
 _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact fails: Intercom refuses the tag",
+        "and a blank value is no value": "the rule compares text without the spaces around it: no lead qualifies",
         "the bridge's own marker": "the bridge sets it when it creates a contact, whatever the lead does: the rule "
                                    "qualifies leads as their contacts are created (without require_change), or never",
         "meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
@@ -793,11 +794,12 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     else:
         report.add("pending", True, "no lead is waiting for qualification" if read_all else
                    f"no lead of campaign {c} is among the pending links read{scanned}")
-    if gone:
+    if gone:        # (under `match: contact`, another contact's change is a duplicate's: not counted)
+        other = ("or if another contact with their email meets the rule" if settings.qualification.match == "email"
+                 else "not by another contact with their email (that counts under `qualification.match: email` only)")
         report.add("pending", True, f"{len(gone)}{'' if read_all else ' or more'} lead(s) whose contact was deleted "
-                   f"or archived in Intercom{scanned}: they qualify only if it is restored, or if another contact "
-                   f"with their email meets the rule (reconciliation's sweep skips them) — e.g. RF user "
-                   f"{gone[0].rf_user_id}", key="contact_gone")
+                   f"or archived in Intercom{scanned}: they qualify only if it is restored, {other} (reconciliation's "
+                   f"sweep skips them) — e.g. RF user {gone[0].rf_user_id}", key="contact_gone")
     if not _reconciliation(rt, report, settings, applied_at, conn, failing):
         _searches(report, settings.workspace, failing)      # said once: by [reconciliation] when it names them
     if settings.qualification.match == "email" or not pending:

@@ -174,13 +174,12 @@ def handle_batch(raw_records: list[dict], work: Work, remaining_ms: Callable[[],
     handlers = HANDLERS if handlers is None else handlers
     work.remaining_ms = remaining_ms
     with work.in_time(SETTLE_MS):
-        results = _handle(raw_records, work, remaining_ms, handlers)
+        results = _handle(raw_records, work, handlers)
     with work.in_time(RAISE_MS):
         return settle(results, work)
 
 
-def _handle(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int],
-            handlers: dict[type, Handler]) -> list[Result]:
+def _handle(raw_records: list[dict], work: Work, handlers: dict[type, Handler]) -> list[Result]:
     jobs, results = _read(raw_records, work)
     logger.remove_keys(["message_id"])
     contexts: dict[Job, Any] = {}
@@ -200,10 +199,8 @@ def _handle(raw_records: list[dict], work: Work, remaining_ms: Callable[[], int]
                 results.append(_failed(work, job.record, job.message, context.reason, False, None, context.person))
             elif isinstance(context, WorkError):   # its read failed: a try like any other (soon, not after the timeout)
                 results.append(_failed(work, job.record, job.message, context.reason, True, 5))
-            elif remaining_ms() < work.config.record_budget_ms:
-                # Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does.
-                results.append(Result(job.record, "wait", "not started: the Lambda's time is running out",
-                                      retry_after=5))
+            elif _late(work):
+                results.append(_not_started(job.record))
             else:
                 ready.append(job)
     return results + _run(ready, work, handlers, contexts)
@@ -222,6 +219,9 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
     for group in together.values():
         run_all = handlers[type(group[0].message)].run_all
         assert run_all is not None
+        if _late(work):                 # the groups before it took the time
+            outcomes.update((job, NOT_STARTED) for job in group)
+            continue
         try:
             answers = run_all([j.message for j in group], work.deps, contexts[group[0]], pool)
         except Exception as exc:   # a bug in the batch's own steps: every record of it failed with it
@@ -230,6 +230,8 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
         outcomes.update(zip(group, answers))
 
     def one(job: Job) -> Any:
+        if _late(work):                 # it waited for another record about the same person
+            return NOT_STARTED
         logger.thread_safe_append_keys(message_id=job.record.message_id)
         try:
             handler = handlers[type(job.message)]
@@ -257,6 +259,20 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
     return results
 
 
+#: The outcome of a record not started: the time left was less than a record's budget (its AWS calls would be refused
+#: before it could finish, adapters/aws.within, a try used for starting late).
+NOT_STARTED = object()
+
+
+def _late(work: Work) -> bool:
+    return work.remaining_ms() < work.config.record_budget_ms
+
+
+def _not_started(record: Record) -> Result:
+    """Not a try: nothing was done. It waits (a copy comes back soon), as a deferred record does."""
+    return Result(record, "wait", "not started: the Lambda's time is running out", retry_after=5)
+
+
 @contextmanager
 def _naming(job: Job) -> Iterator[None]:
     """The lines written meanwhile (its wait, retry or dead letter) name the record (its SQS message id, as
@@ -281,6 +297,8 @@ def _outage(handlers: dict[type, Handler], job: Job, outcome: Any) -> bool:
 
 def _result(work: Work, job: Job, outcome: Any, outage: bool = False) -> Result:
     record, message = job.record, job.message
+    if outcome is NOT_STARTED:
+        return _not_started(record)
     if outage:              # not a try: it waits for the vendor, up to the outage budget
         return _waits_out(work, job, outcome)
     if isinstance(outcome, Deferred):    # not a failure: it waits, without using up a try

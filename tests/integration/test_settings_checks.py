@@ -150,6 +150,11 @@ NEVER_WORKS = {
         lead_settings(tag="  "),
         "leads.tag: '  ' is blank, and Intercom refuses a tag without a name — write the tag's name, or remove `tag`",
         "each join that tags its contact fails: Intercom refuses the tag"),
+    "a rule whose value is blank": (
+        qualifying_settings(value=" "),
+        "qualification.value: ' ' is blank, and a blank value is no value: nothing meets it — write the value a "
+        "lead's custom_attributes.signed_up has once they convert, or use operator: is_set (without `value`)",
+        "the rule compares text without the spaces around it: no lead qualifies"),
     "a rule watching the bridge's own marker": (
         qualifying_settings(attribute="custom_attributes.rf_person", operator="is_set", value=None,
                             initial_value=None),

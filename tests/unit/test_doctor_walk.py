@@ -285,14 +285,21 @@ def test_pending_leads_past_the_scan_are_said_as_a_lower_bound(monkeypatch):
                                       "campaigns were read)"), waiting["what"]
 
 
+ANOTHER_CONTACT = {"contact": "not by another contact with their email (that counts under `qualification.match: email` only)",
+        "email": "or if another contact with their email meets the rule"}
+
+
+@pytest.mark.parametrize("match", sorted(ANOTHER_CONTACT))
 @pytest.mark.parametrize("state", ["deleted", "archived"])
-def test_leads_whose_contact_was_deleted_or_archived_are_counted_apart_from_those_waiting(state):
+def test_leads_whose_contact_was_deleted_or_archived_are_counted_apart_from_those_waiting(state, match):
     """Reconciliation's sweep skips a lead whose contact Intercom deleted or archived (the link says so): doctor
     counted it as waiting for qualification, and searched duplicates of its email (finding the contact the person
-    has now, with `match: contact`). It is said apart, with what brings it back."""
+    has now, with `match: contact`). It is said apart, with what brings it back: under `match: contact` (the
+    default), another contact with their email is a duplicate, whose change does not count."""
     from chalicelib.domain.history import Entry
     from chalicelib.domain.link import ContactState
     rt = healthy()
+    rt.store.settings.put("42", scenario.settings({**scenario.RULE, "match": match}), scenario.WS)
     pending(rt)
     ann, _ = scenario.joined(rt.work, "8", "ann@example.com")
     rt.store.links.set_contact(ann, [Entry("contact", state)], state=ContactState(state))   # (Intercom's webhook)
@@ -301,8 +308,8 @@ def test_leads_whose_contact_was_deleted_or_archived_are_counted_apart_from_thos
     view, text = look(rt)
     assert [f["what"].partition("; the oldest")[0] for f in checks(view, "pending")] == [
         "1 lead(s) wait for qualification",
-        "1 lead(s) whose contact was deleted or archived in Intercom: they qualify only if it is restored, or if "
-        "another contact with their email meets the rule (reconciliation's sweep skips them) — e.g. RF user 8"], text
+        f"1 lead(s) whose contact was deleted or archived in Intercom: they qualify only if it is restored, "
+        f"{ANOTHER_CONTACT[match]} (reconciliation's sweep skips them) — e.g. RF user 8"], text
     assert checks(view, "duplicates") == [] and view["ok"], text
 
 

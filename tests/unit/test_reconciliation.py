@@ -54,6 +54,7 @@ def test_several_targets_make_an_or_of_ands_and_duplicates_are_asked_once():
     (Qualification(attribute="custom_attributes.score", value=2.5, operator="gte"), "float"),
     (Qualification(attribute="custom_attributes.paid_on", value=1_790_000_000), "date"),
     (Qualification(attribute="custom_attributes.plan", value="pro", operator="gte"), "string"),
+    (Qualification(attribute="custom_attributes.signed_up", value="  "), "string"),     # blank: no value (not `~ ""`)
 ])
 def test_a_rule_search_cannot_express_asks_for_every_changed_contact(rule, data_type):
     assert target_filter(rule, data_type) is None
