@@ -605,7 +605,7 @@ class Page:
         names her RF user (and link) as one whose link is not written yet, so the page's retry writes the link and
         counts her enrolled by this run, asking RF nothing (left `creating`, it paid a create RF refuses and a walk
         of the campaign's people). Written only where the ledger names no RF user, as an enrolment is."""
-        reason = exc.reason if isinstance(exc, WorkError) else f"{type(exc).__name__}: {exc}"
+        reason = exc.reason if isinstance(exc, WorkError) else unforeseen(exc)
         kept = _replace(entry, outcome=WRITEBACK_FAILED, reason=f"write-back failed: {mask_emails(reason)}",
                         written_back=False)
         if self.deps.sync.intend(self.campaign_id, self._in_workspace([kept])) and entry.rf_user_id:
