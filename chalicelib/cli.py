@@ -971,7 +971,8 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
              if view["other_campaigns_ignored"] else "")
           + (" (dry run: nothing was sent; --apply sends them)" if view["dry_run"] else f", {view['queued']} queued")
           + (f", {view['counted']} counted for their referrer ({view['count_writes_queued']} count writes queued)"
-             if view["counted"] else ""))
+             if view["counted"] else f", {view['count_writes_queued']} count writes queued"     # (an attribute changed)
+             if view["count_writes_queued"] else ""))
     for outcome, n in view["outcomes"].items():
         print(f"  {n:>6}  {outcome}")
         # whom it names: those RF lists unreadably (the first EXAMPLES, and why), or whom it sends or counts

@@ -164,7 +164,8 @@ def policies(target: Target) -> dict[str, dict]:
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
                    ["CAMPAIGN#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
             # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
-            # `creating` ledger entries (conditional: never over another worker's enrolment; SyncStore.intend).
+            # `creating` ledger entries and those of the contacts it enrols or skips (conditional: never over another
+            # worker's enrolment; SyncStore.intend).
             _keyed("ItemPuts", ["dynamodb:PutItem"], table,
                    ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE", "SYNC#*"]),
             # UpdateItem: links and referral counts, the pointers, repeated history notes, the rate budgets, a
@@ -187,9 +188,11 @@ def policies(target: Target) -> dict[str, dict]:
             _keyed("Ledger", ["dynamodb:Query"], table, ["SYNC#*"]),
             # A person's email changed in Intercom: their link's email pointer moves, and the old address's
             # pointer, when the link was all it named, is deleted in that transaction (the old address is kept
-            # nowhere; a transaction's delete is authorised as DeleteItem). With BatchWrites' history and ledger
-            # entries, the only deletes it may make: never a link, settings, a rate budget or its position.
-            _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*"]),
+            # nowhere; a transaction's delete is authorised as DeleteItem). A contact Intercom merged into another:
+            # its sync ledger entry moves to the survivor, deleted in the transaction that writes the survivor's
+            # (SyncStore.move). With BatchWrites' history and ledger entries, the only deletes it may make: never a
+            # link, settings, a rate budget or its position.
+            _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*", "SYNC#*"]),
             # A history entry about a linked person is written only while their link exists (a worker that read
             # it before `bridge forget` erased it writes nothing about them): the link's condition check, in the
             # entry's transaction. Checks of links only: nothing is written to them by it.

@@ -167,6 +167,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
     would_send = 0                          # joins a dry run would send (an apply's are result.queued)
     listed = 0                              # people RF listed, of any campaign (the progress's, against its total)
     pages = 0                               # pages of RF's list read
+    seen: set[str] = set()                  # the RF ids read so far (_unseen)
     walk = rf_people.pages(rt.rf(), result.campaign_id)
     while True:
         try:
@@ -178,8 +179,8 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         if page is None:
             break
         pages += 1
-        users = page.people
-        result.other_campaigns += page.listed - len(users)
+        users = _unseen(page.people, seen)
+        result.other_campaigns += page.listed - len(page.people)
         listed += page.listed
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
         read = [_read(user) for user in users]
@@ -191,26 +192,30 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         if apply:
             classified = _reopened(rt, classified, links)
         baselines = _baselines(rt, settings, links, apply)
+        attribute = count_attribute(settings)
+        # (read before counting: a run stopped from here on has asked for what it counted, _count, or counted nothing)
+        owed = _owed(rt, links, asked, attribute) if apply and attribute else set()
         uncounted = [u for _, _, u in classified if u is not None]
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
+        owed -= grown
         to_send: list[JoinMessage] = []
         for user, person, (outcome, message, lead) in zip(users, read, classified):
-            why = None
-            if lead is not None and (not apply or lead[0] in counted):
-                outcome = COUNTED
-            elif outcome == LINKED and isinstance(person, RFPerson):
-                outcome, why = baselines.get(PersonRef(result.campaign_id, person.id), (outcome, None))
+            base: tuple[Outcome, Optional[str]] = (outcome, None)
+            if outcome == LINKED and isinstance(person, RFPerson):
+                base = baselines.get(PersonRef(result.campaign_id, person.id), base)
+            # (one counted now whose baseline is held at the target, or not taken, is said as such: to check)
+            counted_now = lead is not None and (not apply or lead[0] in counted) and base[0] not in (HELD, NOT_TAKEN)
+            outcome, why = (COUNTED, None) if counted_now else base
             result.outcomes[outcome] += 1
             if isinstance(person, BodyError) and len(result.unreadable) < EXAMPLES:
                 result.unreadable.append(unreadable(user, person))
             elif isinstance(person, RFPerson) and (outcome in ACTS or isinstance(outcome, Reopened)):
-                result.people.setdefault(outcome, []).append({**_who(person, lead), **({"reason": why} if why else {})})
+                result.people.setdefault(outcome, []).append({**_who(person, lead if counted_now else None),
+                                                              **({"reason": why} if why else {})})
             if message is not None:
                 to_send.append(message)
         would_send += len(to_send)
-        attribute = count_attribute(settings)
-        owed = _owed(rt, links, grown | asked, attribute) if apply and attribute else set()
         result.read += len(users)
         result.counted += len(counted)
         if apply and (to_send or grown or owed):
@@ -254,6 +259,21 @@ def unknown_baselines(store: Store, settings: CampaignSettings, limit: int) -> O
                    TAKE_BASELINES.format(campaign=settings.campaign_id) + (
                        " (one already at the target then qualifies only once its value changes away and back: require_change)"
                        if rule.require_change else ""), n, complete)
+
+
+def _unseen(users: list[dict], seen: set[str]) -> list[dict]:
+    """The page's people not read before by this run (each added to `seen`): RF's pages are offsets into its
+    list, which people joining meanwhile push down, so the last of one page may be listed again on the next.
+    Each person is read, said and sent once."""
+    out = []
+    for user in users:
+        who = people_.normalise(user).get("id")
+        if isinstance(who, str):          # (one without a readable id is said unreadable each time RF lists them)
+            if who in seen:
+                continue
+            seen.add(who)
+        out.append(user)
+    return out
 
 
 def _synced(rt: Backfilling, campaign_id: str) -> set[str]:

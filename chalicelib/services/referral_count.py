@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..domain.history import REPLAYED, Entry
-from ..domain.link import Link, LinkStatus, PersonRef, ReferralCount
+from ..domain.join import pick_existing
+from ..domain.link import ContactState, Link, LinkStatus, PersonRef, ReferralCount
 from ..domain.mapping import ContactPayload
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import count_attribute
@@ -105,13 +106,19 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
     # The contact their own join linked first: a link follows merges (`move`); `linked`, what the join
     # that asked linked (its link may not be readable yet); the one sync enrolled is what the count
     # learnt then, in the workspace it learnt it.
-    contact_id = _linked_contact(link) or linked
-    if contact_id is None and count.contact_id is not None:
+    gone = _gone_contact(link)       # (deleted or archived in Intercom since: a PUT answers 404)
+    contact_id = _linked_contact(link) or (linked if linked != gone else None)
+    if contact_id is None and count.contact_id is not None and count.contact_id != gone:
         contact_id = count.contact_id
         workspace = count.workspace or _workspace_of(deps, settings, ref, contact_id)
         if workspace != settings.workspace:
             return _moved_away(deps, settings, ref, count, attribute, "was enrolled by contact sync", contact_id,
                                workspace)
+    if contact_id is None and link is not None and gone is not None:
+        deps.history.note_latest(ref, Entry(
+            "referral_count", "not_written", f"referral count: {count.n} kept, not written to {attribute}: the "
+            f"referrer's contact {gone} was {link.contact_state} in Intercom", {"count": count.n, "contact_id": gone}))
+        return "gone"
     if contact_id is None:
         logger.info("referral count kept: no contact known for the referrer",
                     extra={"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id, "count": count.n})
@@ -122,12 +129,18 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
         try:
             intercom.update_contact(contact_id, ContactPayload({attribute: n}).body())
         except WorkError as exc:
-            if not isinstance(exc, Deferred):      # a wait for the rate budget is not a failure
+            followed = _followed(deps, settings, ref, count, link, contact_id) if exc.status in (404, 410) else None
+            if followed is not None:       # followed her contact: written there (or kept: deleted)
+                return write(deps, settings, ref, *followed, replayed=replayed)
+            if not isinstance(exc, Deferred) and not _forgotten(deps, ref):  # (a rate wait is not a failure)
                 deps.history.append(ref, [Entry("referral_count", "failed", f"referral count: {n} could not be "
                                                 f"written to {attribute}: {exc.reason}",
                                                 {"count": n, "contact_id": contact_id})])
             raise
-        count = deps.links.referrals(ref) or count
+        fresh = deps.links.referrals(ref)
+        if fresh is None and _forgotten(deps, ref):
+            return "nothing"           # `bridge forget` erased her meanwhile: nothing about her is written
+        count = fresh or count
         if count.n == n:
             deps.links.referrals_written(ref, n, attribute)
             # One entry, the latest write (a referrer with 10,000 leads is written to up to 10,000 times).
@@ -175,8 +188,58 @@ def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, co
     return settings.workspace
 
 
+def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,
+              link: Optional[Link], contact_id: str) -> Optional[tuple[ReferralCount, Optional[Link]]]:
+    """Intercom no longer has the referrer's contact (a PUT answered 410 or 404; its webhook was lost): it is
+    followed, as a lead's is on a 410 (one read). Merged: her link, or the count (the contact sync enrolled),
+    follows it to the survivor. Gone (404): her link moves to the contact with her email, as a lead's does, or is
+    marked deleted. The count and link to write with then; None when
+    Intercom still has the contact (the PUT failed otherwise), or there is nothing to follow."""
+    linked = link is not None and contact_id == _linked_contact(link)
+    if not linked and contact_id != count.contact_id:
+        return None
+    intercom = deps.apis.intercom(settings.workspace)
+    try:
+        intercom.get_contact(contact_id)
+        return None
+    except Merged as merged:
+        if not merged.canonical_id:
+            return None
+        if link is None or not linked:
+            return deps.links.referrer_contact(ref, merged.canonical_id, settings.workspace), link
+        return count, deps.links.move(link, merged.canonical_id, [Entry(
+            "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into {merged.canonical_id}; "
+            "the link follows it")])
+    except NotFound:
+        if link is None or not linked:
+            return None
+        # (some API versions answer 404 for a contact merged away: the contact with her email takes its place)
+        survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
+        marked = deps.links.set_contact(link, [Entry(
+            "contact", "deleted", f"Intercom no longer has contact {contact_id} (404) nor another contact with this "
+            "email")], state=ContactState.DELETED) if survivor is None else deps.links.move(link, str(survivor["id"]), [
+                Entry("contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
+                      f"{survivor['id']}, takes its place")], role=survivor.get("role"))
+        return (count, marked) if marked is not None else None
+
+
+def _forgotten(deps: WorkDeps, ref: PersonRef) -> bool:
+    """The referrer was erased (`bridge forget`) while her count was written: neither her count nor her link is
+    left (a referrer her own join linked, with no lead yet, has a link and no count)."""
+    return deps.links.referrals(ref) is None and not deps.links.get_many([ref], consistent=True)
+
+
 def _linked_contact(link: Optional[Link]) -> Optional[str]:
-    """The contact the referrer's own join linked (a link with role referrer)."""
+    """The contact the referrer's own join linked (a link with role referrer), while Intercom has it."""
+    return None if _gone_contact(link) else _referrer_contact(link)
+
+
+def _gone_contact(link: Optional[Link]) -> Optional[str]:
+    """The contact the referrer's own join linked, deleted or archived in Intercom since (its webhook said so)."""
+    return _referrer_contact(link) if link is not None and link.contact_state else None
+
+
+def _referrer_contact(link: Optional[Link]) -> Optional[str]:
     if link is None or link.status is not LinkStatus.LINKED or link.is_lead:
         return None
     return link.contact_id

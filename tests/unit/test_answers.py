@@ -380,7 +380,11 @@ def test_dlq_show_payload_masks_the_persons_email_also_when_it_is_not_a_valid_ad
         assert view["payload"]["person"]["email"] == f"{email[0]}***@{email.rpartition('@')[2]}"
 
 
-def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counted():
+@pytest.mark.parametrize("stopped,counted,asked", [("counting", 1, [("referral.count", "1", True)]),
+                                                   ("reading the counts owed", 0, [])])
+def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counted(stopped, counted, asked):
+    """Ctrl-C (or DynamoDB failing) after the page's first transaction of counts, or while the page's counts owed
+    are read: a run stopped anywhere in a page has asked for the write of each count it grew (or grew none)."""
     users = [{"id": 2, "email": "a@x.co", "type": "person_invited", "referrer_id": 1},
              {"id": 3, "email": "b@x.co", "type": "person_invited", "referrer_id": 1}]
     rt = Backfilling(users)
@@ -391,12 +395,19 @@ def test_a_backfill_stopped_mid_page_still_asks_for_the_writes_of_what_it_counte
 
     def count_then_stop(leads):
         count_applied_many(leads[:1])
-        raise KeyboardInterrupt()         # Ctrl-C (or DynamoDB failing) after the page's first transaction
-    rt.store.links.count_applied_many = count_then_stop   # type: ignore
+        raise KeyboardInterrupt()
+
+    def stop(refs):
+        raise KeyboardInterrupt()
+    if stopped == "counting":
+        rt.store.links.count_applied_many = count_then_stop   # type: ignore
+    else:
+        rt.store.links.referrals_many = stop                 # type: ignore
     with pytest.raises(KeyboardInterrupt):
         backfill(rt, "42", apply=True)
-    assert rt.store.links.referrals(PersonRef("42", "1")).n == 1
-    assert [(m["kind"], m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent] == [("referral.count", "1", True)]
+    count = rt.store.links.referrals(PersonRef("42", "1"))
+    assert (count.n if count else 0, [(m["kind"], m["rf_user_id"], m["unless_written"]) for m in rt.queue.sent]) \
+        == (counted, asked)
 
 
 def test_a_backfill_counts_a_page_in_one_write_and_not_a_lead_another_run_counted_meanwhile():

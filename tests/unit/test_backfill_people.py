@@ -74,3 +74,60 @@ def test_a_person_too_large_to_queue_whole_is_queued_thin_and_the_apply_goes_on(
     assert big["too_large"] > 256 * 1024 - 2048 and big["left_out"] == 1
     assert big["person"] == {**sent["11"]["person"], "id": "12", "email": "lead12@x.co", "meta.team": "blue"}
     assert not any("too_large" in m for m in sent.values())
+
+
+def test_people_rf_lists_again_on_a_later_page_as_newcomers_push_them_down_are_read_and_sent_once():
+    """RF's pages are offsets into its list, newest first: two people join while the apply reads page 1, so
+    the last two of page 1 are listed again at the top of page 2. Each person is read, said and sent once:
+    `people_in_rf` and `queued` are the people, not the rows RF listed."""
+    rt = Backfilling([lead(n) for n in range(1, 6)])
+    rt.store.settings.put("42", SETTINGS, WS)
+    users_page = rt._rf.users_page
+
+    def newcomers_after_page_1(campaign_id, after=None, per_page=250):
+        page = users_page(campaign_id, after, per_page)
+        if after is None:
+            rt._rf.users[:0] = [{"campaign_id": 42, **lead(n)} for n in (7, 6)]
+        return page
+    rt._rf.users_page = newcomers_after_page_1
+    done = backfill(rt, "42", apply=True).view()
+    assert sorted(int(m["rf_user_id"]) for m in rt.queue.sent) == [1, 2, 3, 4, 5]
+    assert (done["people_in_rf"], done["queued"], done["outcomes"]) == (5, 5, {"not in the bridge: joined": 5})
+    assert [p["rf_user_id"] for p in done["people"]["not in the bridge: joined"]] == ["1", "2", "3", "4", "5"]
+
+
+def test_a_lead_counted_now_whose_baseline_is_taken_at_the_target_is_still_named_for_the_operator_to_check():
+    """Counts and a qualification rule (require_change) came after Ann's join: one `--apply` counts her for her
+    referrer and takes her value now as her baseline. She is at the target already, so she never qualifies by
+    herself unless her value changes away and back: the apply names her apart, to check in Intercom (a reward
+    may be owed), whether or not it counted her too."""
+    from tests.fakes import FakeIntercom
+    from tests.unit.scenario import RULE
+
+    rt = Backfilling([lead(2), lead(3)])
+    intercom = FakeIntercom({"custom_attributes.signed_up": {"data_type": "string"}})
+    rt.intercom = lambda workspace: intercom                                 # type: ignore[attr-defined]
+    rt.attributes = lambda workspace: intercom.attributes                    # type: ignore[attr-defined]
+    rt.store.settings.put("42", {**COUNTING, "qualification": RULE}, WS)
+    for user, value, counted in (("2", "Yes", None), ("3", "Yes", "1")):     # (lead 3 counted by her join)
+        contact = intercom.add(f"lead{user}@x.co", signed_up=value)
+        claim = rt.store.links.claim(PersonRef("42", user), WS)
+        rt.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=contact["id"],
+                                                counts_for=counted), [])
+    done = backfill(rt, "42", apply=True).view()
+    held = [o for o in done["outcomes"] if o.startswith("baseline not known under the qualification rule: already")]
+    assert held and [p["rf_user_id"] for p in done["people"][held[0]]] == ["2", "3"], done
+
+
+def test_an_apply_after_the_count_moved_to_another_attribute_says_the_count_writes_it_queued(capsys):
+    """The counts go to a new attribute: the apply counts nobody (each lead counts already) and asks for each
+    kept count's write there. Its text says so, as `count_writes_queued` does in --json."""
+    rt = Backfilling([lead(2), lead(3, 9)])
+    rt.store.settings.put("42", COUNTING, WS)
+    _lead(rt.store, "2", counts_for="1")
+    _lead(rt.store, "3", counts_for="9")
+    rt.store.settings.put("42", {**COUNTING, "sync": {"referral_count_attribute": "custom_attributes.referrals"}}, WS)
+    code, out, _ = run_cli(rt, capsys, "backfill", "42", "--apply")
+    assert code == 0 and out.splitlines()[0] == "campaign 42: 2 people in Referral Factory, 0 queued, 2 count " \
+                                                "writes queued", out
+    assert len(rt.queue.sent) == 2

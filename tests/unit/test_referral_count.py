@@ -600,3 +600,101 @@ def test_each_warning_to_backfill_is_kept_as_owed_and_counts_turned_off_owe_none
     fresh = world()
     fresh.store.settings.delete("42")
     assert apply(fresh, counting_settings()) == [] and fresh.store.settings.get("42").count_backfill is None
+
+
+@pytest.mark.parametrize("put_fails", [False, True])
+def test_a_referrer_forgotten_while_her_count_is_written_gets_no_history_back(put_fails):
+    """`bridge forget` erases Rita (her link, count and history) while a worker's PUT of her count is on its way
+    (and Intercom answers it, or fails it): the worker writes nothing about her afterwards (README, Erasure:
+    nothing that recognises her is kept)."""
+    from chalicelib.services.privacy import forget
+    intercom = Reordering(dict(ATTRIBUTES))
+    work = FakeWork(FakeApis(intercom, FakeRF()), BRIDGE_QUEUE_URL="memory://queue")
+    work.store.settings.put("42", counting_settings(), WS)
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    [message] = sent(work)
+    def forgotten() -> None:
+        forget(work, "rita@example.com")
+        if put_fails:
+            intercom.fail["update"] = Transient("Intercom answered 503: service_unavailable")
+    intercom.between = forgotten
+    try:
+        run(work, message)
+    except RetryBatch:
+        assert put_fails
+    # (a failed try's retry note is the worker's, as for any message about someone: not the count's)
+    assert [e for e in work.store.history.entries(RITA) if e.event != "retry"] == []
+    assert work.store.links.referrals(RITA) is None
+
+
+def test_a_referrer_whose_contact_was_deleted_in_intercom_keeps_her_count_and_no_lead_of_hers_is_dead_lettered():
+    """Rita's contact was deleted in Intercom (its webhook marked her link). Each lead joining for her after asked
+    for a PUT Intercom answers 404: a dead letter per lead, for ever, however often replayed. Her count is kept
+    (as for a referrer whose contact is not known), and her history says why."""
+    from chalicelib.domain.history import Entry
+    from chalicelib.domain.link import ContactState
+    work = world()
+    link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.links.set_contact(link, [Entry("contact", "deleted", "deleted")], state=ContactState.DELETED)
+    del work.apis.intercom_.contacts[rita["id"]]
+    puts_answer_gone(work.apis.intercom_)
+    run(work, lead_join("1"))
+    assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.store.links.referrals(RITA).n == 1
+    [kept] = [e for e in work.store.history.entries(RITA) if e.event == "referral_count"]
+    assert kept.outcome == "not_written" and f"contact {rita['id']} was deleted in Intercom" in kept.reason
+
+
+def puts_answer_gone(intercom: FakeIntercom) -> None:
+    """Intercom's PUT of a contact it no longer has: 410 for one merged away, 404 for one deleted."""
+    from chalicelib.errors import Permanent
+    put = intercom.update_contact
+
+    def put_or_gone(contact_id: str, body: dict) -> dict:
+        if contact_id in intercom.merged:
+            raise Permanent("Intercom answered 410: contact_merged", status=410)
+        if contact_id not in intercom.contacts:
+            raise Permanent("Intercom answered 404: not_found", status=404)
+        return put(contact_id, body)
+    intercom.update_contact = put_or_gone                                # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("gone", ["merged", "merged, said 404", "deleted"])
+def test_a_referrer_whose_contact_is_gone_without_its_webhook_is_followed_not_dead_lettered_lead_after_lead(gone):
+    """Intercom merged Rita's contact into another (or deleted it), and its webhook never came. The PUT of her
+    count answers 410 (404): her link follows the merge (to the contact with her email, on a 404), as a lead's
+    does, and the count is written to the survivor; a deleted contact is marked so, and her count kept. No lead
+    of hers is dead-lettered."""
+    work = world()
+    link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="lead")
+    survivor = work.apis.intercom_.add("rita@example.com" if gone != "deleted" else "other@example.com", role="user")
+    work.apis.intercom_.merge(rita["id"], survivor["id"])
+    if gone != "merged":
+        del work.apis.intercom_.merged[rita["id"]]
+    puts_answer_gone(work.apis.intercom_)
+    for lead in ("1", "2"):
+        run(work, lead_join(lead))
+        assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    if gone != "deleted":
+        assert work.store.links.get(RITA).contact_id == survivor["id"]
+        assert survivor["custom_attributes"]["referral_count"] == 2
+    else:
+        assert work.store.links.get(RITA).contact_state == "deleted" and work.store.links.referrals(RITA).n == 2
+
+
+def test_a_sync_enrolled_referrer_whose_contact_was_merged_without_its_webhook_gets_her_count_on_the_survivor():
+    """Sync enrolled Rita's contact (no join of hers linked one); Intercom merged it into another and its webhook
+    was lost, so sync's ledger never followed it. The PUT of her count answers 410: the count follows the merge
+    (one read) and is written to the survivor, lead after lead, none dead-lettered."""
+    work = world()
+    rita = work.apis.intercom_.add("rita@example.com", role="lead")
+    work.store.links.referrer_contact(RITA, rita["id"], WS)
+    survivor = work.apis.intercom_.add("rita@example.com", role="user")
+    work.apis.intercom_.merge(rita["id"], survivor["id"])
+    puts_answer_gone(work.apis.intercom_)
+    for lead in ("1", "2"):
+        run(work, lead_join(lead))
+        assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    assert survivor["custom_attributes"]["referral_count"] == 2
+    assert work.store.links.referrals(RITA).contact_id == survivor["id"]
