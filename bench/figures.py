@@ -370,8 +370,8 @@ def sync_rate(stack: BenchStack, mode: Mode) -> list[Row]:
            "BRIDGE_QUEUE_URL": queue_url, "BRIDGE_SECRETS_PATH": "/bench-sync"}
     config = Config.from_env(env)
     operator = Runtime(config, clock=clock, sleeper=clock.sleep)
-    connect_workspace(operator, "benchsync", "sim-token", client_secret="bench")
-    connect_rf(operator, "rf-token", "bench")
+    connect_workspace(operator, "benchsync", "sim-token", client_secret="bench-intercom")
+    connect_rf(operator, "rf-token", "bench-rf")
     operator.store.settings.put(campaign, {
         "campaign_id": campaign, "workspace": "benchsync",
         "sync": {"source": "segment", "segment_id": segment, "referral_link_attribute": "custom_attributes.referral_link",

@@ -170,9 +170,15 @@ class Runtime:
 
     # --- clients -------------------------------------------------------------------------
     def max_wait(self) -> float:
-        """How long a call may wait (backoff, Retry-After, a full rate window) before the work goes
-        back to the queue: the configured cap, and never into the Lambda's last seconds."""
-        return max(0.0, min(self.config.max_retry_wait, self.remaining_ms() / 1000 - 2 * self.config.http_timeout))
+        """How long a call may wait (backoff, Retry-After, a full rate window) before the work goes back to the
+        queue: the configured cap, and never so long that what must follow the wait no longer fits in the Lambda's
+        time: the call's attempt (http_timeout), the record's own AWS write after it (an attempt at
+        adapters/aws.WORKER's bounds) and the worker's settling (services/worker.SETTLE_MS). An attempt that would
+        not fit is not made (adapters/http.py): the work waits then too."""
+        from .services.worker import SETTLE_MS
+
+        after = self.config.http_timeout + aws.WORKER.attempt + SETTLE_MS / 1000
+        return max(0.0, min(self.config.max_retry_wait, self.remaining_ms() / 1000 - after))
 
     def _http_kw(self, limiter: SharedLimiter) -> dict[str, Any]:
         return {"timeout": self.config.http_timeout, "limiter": limiter, "clock": self.clock,

@@ -164,7 +164,8 @@ def policies(target: Target) -> dict[str, dict]:
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
                    ["CAMPAIGN#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
             # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
-            # `creating` ledger entries (conditional: never over another worker's enrolment; SyncStore.intend).
+            # `creating` ledger entries and those of the contacts it enrols or skips (conditional: never over another
+            # worker's enrolment; SyncStore.intend).
             _keyed("ItemPuts", ["dynamodb:PutItem"], table,
                    ["CAMPAIGN#*", "HISTORY#*", "NOTIFICATION#*", "RECONCILE", "SYNC#*"]),
             # UpdateItem: links and referral counts, the pointers, repeated history notes, the rate budgets, a
@@ -187,9 +188,11 @@ def policies(target: Target) -> dict[str, dict]:
             _keyed("Ledger", ["dynamodb:Query"], table, ["SYNC#*"]),
             # A person's email changed in Intercom: their link's email pointer moves, and the old address's
             # pointer, when the link was all it named, is deleted in that transaction (the old address is kept
-            # nowhere; a transaction's delete is authorised as DeleteItem). With BatchWrites' history and ledger
-            # entries, the only deletes it may make: never a link, settings, a rate budget or its position.
-            _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*"]),
+            # nowhere; a transaction's delete is authorised as DeleteItem). A contact Intercom merged into another:
+            # its sync ledger entry moves to the survivor, deleted in the transaction that writes the survivor's
+            # (SyncStore.move). With BatchWrites' history and ledger entries, the only deletes it may make: never a
+            # link, settings, a rate budget or its position.
+            _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*", "SYNC#*"]),
             # A history entry about a linked person is written only while their link exists (a worker that read
             # it before `bridge forget` erased it writes nothing about them): the link's condition check, in the
             # entry's transaction. Checks of links only: nothing is written to them by it.
@@ -304,16 +307,23 @@ def budget_problem(base: dict, stage: str) -> Optional[str]:
     longer than that, it would start none, and every record would wait in the queue for good (a wait uses up no
     try, so none reaches the dead-letter queue either). And that time must hold one AWS call, retries and all, at
     the worker's bounds (adapters/aws.WORKER), and the settling after it (services/worker.SETTLE_MS): with less,
-    a record's call that hangs would get no retry, or its failure no time to be counted."""
+    a record's call that hangs would get no retry, or its failure no time to be counted. Nor a vendor's call (its
+    BRIDGE_HTTP_TIMEOUT) with the record's own AWS write after it: one is started only with that time left."""
     from chalicelib.adapters.aws import WORKER
     from chalicelib.services.worker import SETTLE_MS
     timeout, least = worker_timeout(base, stage), int(WORKER.seconds * 1000 + SETTLE_MS)
     try:
-        budget = Config.from_env(deployed_environment(base, stage)).record_budget_ms
+        config = Config.from_env(deployed_environment(base, stage))
     except ValueError as exc:
         return f"infra/chalice-config.json: the worker's variables cannot be read (stage {stage}): {exc}"
-    if least <= budget < timeout * 1000:
+    budget, vendor = config.record_budget_ms, int((config.http_timeout + WORKER.attempt) * 1000 + SETTLE_MS)
+    if least <= budget < timeout * 1000 and vendor <= budget:
         return None
+    if budget < vendor and least <= budget < timeout * 1000:
+        return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms (stage {stage}), less than the "
+                f"{vendor} ms a record needs for one call to Intercom or RF (BRIDGE_HTTP_TIMEOUT), its own AWS write "
+                f"and the worker's settling after it — raise BRIDGE_RECORD_BUDGET_MS (under the worker's "
+                f"lambda_timeout of {timeout} s) or lower BRIDGE_HTTP_TIMEOUT")
     if budget < least:
         return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms (stage {stage}), less than the "
                 f"{least} ms a record needs for one AWS call, retries and all, and the worker's settling after it — "

@@ -50,6 +50,11 @@ class Bounds:
     attempts: int
 
     @property
+    def attempt(self) -> float:
+        """The longest one attempt may take."""
+        return self.connect + self.read
+
+    @property
     def wait(self) -> float:
         """The longest wait botocore makes between two attempts: 2^i s after a throttled one, raised by up to
         5 s to an `x-amz-retry-after` (botocore.retries.standard.ExponentialBackoff)."""
@@ -58,7 +63,7 @@ class Bounds:
     @property
     def seconds(self) -> float:
         """The longest a call, all its attempts and the waits between them, may take."""
-        return self.attempts * (self.connect + self.read) + (self.attempts - 1) * self.wait
+        return self.attempts * self.attempt + (self.attempts - 1) * self.wait
 
     def config(self) -> dict:
         return {"connect_timeout": self.connect, "read_timeout": self.read,
@@ -99,8 +104,17 @@ def within(left: Callable[[], float]) -> Iterator[None]:
         _left.reset(token)
 
 
+def time_left() -> float:
+    """The seconds the work here (`within`) has before it must leave the time of one AWS attempt at the clients'
+    bounds (the work's own write after it) to end in the request's time: for a vendor's call (adapters/http.py).
+    Infinite outside `within`, or where the clients keep their own settings (not `bound`: the CLI, the local
+    server)."""
+    bounds = _bounds
+    return math.inf if bounds is None else _left.get()() - bounds.attempt
+
+
 def _keep_in_time(made: Any, bounds: Bounds) -> None:
-    attempt = bounds.connect + bounds.read
+    attempt = bounds.attempt
 
     def attempting(**_: Any) -> None:
         left = _left.get()()

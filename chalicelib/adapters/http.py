@@ -11,8 +11,9 @@ What is retried depends on whether the request may be sent twice:
 
 A 429 pauses every caller of the budget (the limiter records it); the vendor's block status opens
 its circuit. Any answer but a 5xx is told to `on_answer`, with the API's base (the vendor's outage there, if it
-had one, is over: the worker's outage waits read it; an outage's failure names its base, `where`). Clock and
-sleep are injected."""
+had one, is over: the worker's outage waits read it; an outage's failure names its base, `where`). No attempt, a
+retry neither, starts that could outlast the request's time with the work's own AWS write after it
+(adapters/aws.time_left): the work waits instead (`Deferred`). Clock and sleep are injected."""
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from ..errors import ApiError, Deferred, Permanent, Transient, Uncertain, WorkError, outage_for
+from . import aws
 from .aws_clock import http_date
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -193,7 +195,7 @@ class JsonApi:
         for idempotent in (True, False):
             session = requests.Session()
             session.headers.update({"Accept": "application/json", **headers})
-            retry = retry_policy(clock, sleeper, self._gate.acquire, wait_cap, on_throttled=self._gate.throttled,
+            retry = retry_policy(clock, sleeper, self._attempting, wait_cap, on_throttled=self._gate.throttled,
                                  idempotent=idempotent, vendor=self.service)
             adapter = HTTPAdapter(max_retries=retry)
             session.mount("http://", adapter)
@@ -212,6 +214,17 @@ class JsonApi:
         if token:
             for session in self._sessions.values():
                 session.headers["Authorization"] = f"Bearer {token}"
+
+    def _attempting(self) -> None:
+        """Before each attempt, a retry's too: a slot of the rate budget (maybe waited for), then the time for the
+        attempt, its timeout, before the request's AWS calls after it must start (adapters/aws.time_left). Without
+        it, nothing is sent: the work waits (a copy comes back soon), rather than its AWS calls being refused, or a
+        reward's request cut off midway."""
+        self._gate.acquire()
+        left = aws.time_left()
+        if left < self.timeout:
+            raise Deferred(f"{self.service} not called: {max(left, 0):.1f} s left of the function's time, and a call "
+                           f"may take {self.timeout:g} s with the work's own write after it", retry_after=5)
 
     def idempotent(self, method: str, path: str) -> bool:
         for rules, answer in ((self.NOT_IDEMPOTENT, False), (self.IDEMPOTENT, True)):
@@ -234,7 +247,7 @@ class JsonApi:
         safe = self.idempotent(method, path) if idempotent is None else idempotent
 
         def send() -> requests.Response:
-            self._gate.acquire()
+            self._attempting()
             try:
                 return self._sessions[safe].request(method, self.base_url + path, json=json_body, params=params,
                                                     timeout=self.timeout, allow_redirects=False)

@@ -451,7 +451,9 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                             f"{settings.workspace} — {attribute_meant(q.attribute, attributes)}create it in Intercom or fix "
                             "the name")
         else:       # (a standard attribute is on every contact, listed by the workspace or not)
-            problems += rule_problems(q, attribute_type(q.attribute, attributes))
+            leads = settings.people(True)           # the initial value is written as domain/join.plan writes it:
+            problems += rule_problems(q, attribute_type(q.attribute, attributes), written=leads.action != "nothing"
+                                      and not any(r.to == q.attribute for r in leads.fields))
     if settings.sync is not None:
         problems += check_sync(settings, attributes, segments)
     return problems
@@ -492,8 +494,9 @@ def value_unfit(value: Any, data_type: str, attribute: str, key: str, fix: str) 
     return None
 
 
-def rule_problems(q: Qualification, data_type: str) -> list[str]:
-    """Does the rule fit its attribute's type: its value and initial value, and its operator."""
+def rule_problems(q: Qualification, data_type: str, written: bool) -> list[str]:
+    """Does the rule fit its attribute's type: its value and initial value, and its operator. `written`: the initial
+    value is written to new leads' contacts (not with `leads.action: nothing`, nor under a field mapped there)."""
     problems = []
     for key, val in (("value", q.value), ("initial_value", q.initial_value)):
         if val is None or (key == "value" and q.operator in NO_VALUE):
@@ -501,7 +504,7 @@ def rule_problems(q: Qualification, data_type: str) -> list[str]:
         unfit = value_unfit(val, data_type, q.attribute, key, f"use a value of type {data_type}")
         if unfit:
             problems.append(f"qualification.{key}: {unfit}")
-        elif key == "initial_value":
+        elif key == "initial_value" and written:
             problems += _created_meeting(q, data_type, val, "qualification.initial_value", "remove initial_value")
     kind = _KIND.get(data_type, data_type)
     if q.operator == "gte" and data_type not in ("integer", "float", "date", "datetime"):

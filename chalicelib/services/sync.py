@@ -216,11 +216,11 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     campaign_id = message.campaign_id
     try:
         settings = settings_of(deps, campaign_id)
-        # (a run's later pages: settings applied since that keep only counts, or read another source or workspace,
-        # stop it)
+        # (a run's later pages: settings applied since that keep only counts stop it; any page: settings that read
+        # another source or workspace than the run says, its first page too when it was sent again: `start`)
         assert settings.sync is not None
-        problems = checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only \
-            else source_changed(settings, run.source, run.workspace)
+        problems = (checks(deps, settings) if message.page == 0 else [COUNTS_ONLY] if settings.sync.counts_only
+                    else []) or source_changed(settings, run.source, run.workspace)
     except SyncStopped as exc:
         problems = exc.problems
     if problems:
@@ -274,7 +274,8 @@ class _Outcome:
     entry: LedgerEntry
     outcome: str
     note: Optional[Entry] = None
-    fresh: bool = False           # enrolled just now: its entry written unless another worker's names an RF user
+    fresh: bool = False           # enrolled (or skipped) just now: its entry written unless another worker's names
+                                  # an RF user
 
 
 class Page:
@@ -398,6 +399,11 @@ class Page:
         """Is the entry this very run's (a try of this page before decided it)?"""
         return self.run is not None and entry.run == self.number
 
+    def _tried_before(self, entry: LedgerEntry) -> bool:
+        """Did a try before this one enrol them, their link not written yet: a try of this page (_ours), or of this
+        webhook's notification (_put_off kept her RF user; a notification that went through is not worked again)?"""
+        return self._ours(entry) or self.run is None and entry.run == self.decider and entry.outcome in UNWRITTEN
+
     def _linked_here(self, entry: LedgerEntry) -> bool:
         """Did a try of this page before write the late link of someone an earlier run (or their join) enrolled?"""
         return self.run is not None and entry.linked_run == self.number
@@ -434,8 +440,10 @@ class Page:
                 self.errors.append(Transient(unforeseen(exc)))
 
     def _skip(self, contact_id: str, contact: dict, reason: str, detail: str, **kw: Any) -> None:
+        """Decided from a ledger naming no RF user for the contact: another worker that enrolled her since (a webhook,
+        a merge's move) keeps its entry, and she is counted already enrolled."""
         self._done(_Outcome(LedgerEntry(contact_id, reason, email=_email(contact), reason=detail,
-                                        run=self.decider, seen_run=self.number, **kw), reason))
+                                        run=self.decider, seen_run=self.number, **kw), reason, fresh=True))
 
     def _in_workspace(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
         """Each entry says the workspace of its contact: a move of the campaign then knows whom it leaves."""
@@ -577,7 +585,7 @@ class Page:
             return
         again = entry.written_back           # written before, but not where the settings say now: written there
         fresh = note is not None
-        outcome, counted = written(entry.outcome, fresh=fresh, ours=self._ours(entry),
+        outcome, counted = written(entry.outcome, fresh=fresh, ours=self._tried_before(entry),
                                    adopted=entry.adopted, again=again)
         if entry.outcome in UNWRITTEN or again:
             why = "Referral Factory had made none before" if entry.outcome == NO_LINK else \
@@ -597,7 +605,7 @@ class Page:
         names her RF user (and link) as one whose link is not written yet, so the page's retry writes the link and
         counts her enrolled by this run, asking RF nothing (left `creating`, it paid a create RF refuses and a walk
         of the campaign's people). Written only where the ledger names no RF user, as an enrolment is."""
-        reason = exc.reason if isinstance(exc, WorkError) else f"{type(exc).__name__}: {exc}"
+        reason = exc.reason if isinstance(exc, WorkError) else unforeseen(exc)
         kept = _replace(entry, outcome=WRITEBACK_FAILED, reason=f"write-back failed: {mask_emails(reason)}",
                         written_back=False)
         if self.deps.sync.intend(self.campaign_id, self._in_workspace([kept])) and entry.rf_user_id:
@@ -621,7 +629,7 @@ class Page:
     def _enrolled_here(self, entry: LedgerEntry, note: Optional[Entry]) -> bool:
         """Did this run (or webhook) enrol them — now (`note`), or on a try of this page before — rather than an
         earlier run or their own join (adopted)?"""
-        return note is not None or self._ours(entry) and not entry.adopted and entry.outcome != ALREADY
+        return note is not None or self._tried_before(entry) and not entry.adopted and entry.outcome != ALREADY
 
     def _campaign_known(self, why: str) -> None:
         """A 404 for a user is final (_gone) only while RF still knows the campaign with this token: asked

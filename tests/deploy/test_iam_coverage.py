@@ -472,7 +472,7 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     seed, intercom, rf = stage.operator, stage.intercom, stage.rf
     rf.add_campaign(43, "Acme customers")
     kim = intercom.add_contact("kim@example.com", role="user", name="Kim")
-    lee = intercom.add_contact(None, role="user", name="Lee")      # no email: skipped, its entry in the page's write
+    lee = intercom.add_contact(None, role="user", name="Lee")      # no email: skipped
     segment = intercom.add_segment("Customers", [kim["id"], lee["id"]])["id"]
     admin.apply_settings(seed, yaml.safe_dump({**sync_settings(segment), "campaign_id": "43"}))
     run = sync.start(seed.deps, "43")                                    # `bridge sync start 43`
@@ -480,8 +480,20 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
                                               seen_run=run.number, at=iso(stage.clock.now))])
     rf.add_user(43, "kim@example.com", "Kim")                            # the lost try's create
     stage.drain()
-    return [intercom.get(kim["id"])["custom_attributes"].get("referral_link"),
-            *(u["url"] for u in rf.users_by_email("kim@example.com", 43))]
+    written = intercom.get(kim["id"])["custom_attributes"].get("referral_link")
+    # Intercom merges Kim's contact into another: her ledger entry moves to the survivor (a transaction's put
+    # and delete of the ledger's items). The next run writes her link there (its entry in the page's batch write).
+    survivor = intercom.add_contact(None, role="user", name="Kim K")
+    intercom.merge(kim["id"], survivor["id"])
+    stage.post_intercom(intercom.webhook_payload("contact.merged", {**intercom.get(survivor["id"]),
+                                                                    "merged_from": {"type": "contact", "id": kim["id"]}}))
+    stage.drain()
+    intercom.segment_members[segment].add(survivor["id"])
+    sync.start(seed.deps, "43")                                          # `bridge sync start 43` again
+    stage.drain()
+    moved = [e.rf_user_id for e in seed.store.sync.ledger("43") if e.contact_id == survivor["id"]]
+    return [written, *(u["url"] for u in rf.users_by_email("kim@example.com", 43)), len(moved),
+            intercom.get(survivor["id"])["custom_attributes"].get("referral_link")]
 
 
 def performed_pairs(stage: Stage, recorder: Recorder, function: str) -> set[tuple[str, str]]:
@@ -505,8 +517,8 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert len(outcome["eve"]) == 1 and len(outcome["fay"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
     assert outcome["oauth"] == [200, 303, 200, 200]
-    written, *made = outcome["sync"]         # the lost try's user adopted, and its link written back
-    assert written and made == [written], outcome["sync"]
+    written, *made, moved, there = outcome["sync"]  # the lost try's user adopted, and its link written back,
+    assert written and made == [written] and moved == 1 and there == written, outcome["sync"]   # then to the survivor
 
 
 @pytest.mark.parametrize("function", deploy.FUNCTIONS)

@@ -262,6 +262,11 @@ def test_the_shipped_config_gives_every_stage_a_lease_at_least_the_workers_timeo
     ({"environment_variables": {"BRIDGE_RECORD_BUDGET_MS": "20000"}},
      "BRIDGE_RECORD_BUDGET_MS is 20000 ms (stage prod), less than the 26000 ms a record needs for one AWS call, "
      "retries and all, and the worker's settling after it"),
+    # ...and one vendor call (BRIDGE_HTTP_TIMEOUT) with the record's own AWS write and the settling after it: with
+    # less, a record started with the budget's time left never calls Intercom or RF (it waits, again and again).
+    ({"environment_variables": {"BRIDGE_HTTP_TIMEOUT": "25"}},
+     "BRIDGE_RECORD_BUDGET_MS is 30000 ms (stage prod), less than the 39000 ms a record needs for one call to "
+     "Intercom or RF (BRIDGE_HTTP_TIMEOUT), its own AWS write and the worker's settling after it"),
     # The API function answers within its time: past API Gateway's 29 s, the sender (or the admin) got its 504
     # (the answer saying what happened never came); with less than one AWS call at the API's bounds and the answer
     # after it, a webhook's first hung call would get no retry.

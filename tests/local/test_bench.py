@@ -71,3 +71,12 @@ def test_the_cold_starts_run_the_worker_as_a_lambda_container_beside_both_floors
     assert [r.figure for r in rows] == ["cold start of the stack alone (its imports + the floor)",
                                         "worker cold start, an Intercom event", "worker cold start, a join"]
     assert all(r.floor and r.project for r in rows)
+
+
+def test_the_sync_figure_runs_a_contact_sync_through_to_its_end(bench_stack, mode):
+    """Its setup connects a workspace and RF as an operator would (the connect checks apply to it too)."""
+    from bench.figures import sync_rate
+
+    rows = sync_rate(bench_stack, dataclasses.replace(mode, sync_contacts=12, sync_workers=1))
+    assert [r.figure.split(",")[0] for r in rows] == ["sync: RF calls/min", "sync: contacts enrolled/min"]
+    assert "12 enrolled" in rows[1].note and "status done" in rows[1].note

@@ -167,6 +167,18 @@ def test_a_mapping_to_an_attribute_type_the_bridge_cannot_write_is_refused_whate
     assert error.reason == f"attribute type '{dtype}' is not supported"
 
 
+@pytest.mark.parametrize("leads", [
+    {"action": "nothing"},                                                          # no lead's contact is made
+    {"fields": [{"from": "email", "to": "email"}, {"from": "meta.signed_up", "to": "custom_attributes.signed_up"}]},
+], ids=["leads.action nothing", "a from row maps the rule's attribute"])
+def test_an_initial_value_meeting_the_rule_that_is_never_written_is_not_refused(leads):
+    """The initial value is written only to the contacts made for leads, and not over a field the join maps to the
+    rule's attribute (domain/join.plan): where it is never written, it cannot make anyone qualify at once."""
+    doc = {**base(**leads), "qualification": {"attribute": "custom_attributes.signed_up", "value": True,
+                                              "initial_value": True}}
+    assert check_against_workspace(parse_settings(doc), WORKSPACE) == []
+
+
 def test_qualification_value_must_fit_the_attribute_type():
     doc = {**base(), "qualification": {"attribute": "custom_attributes.signed_up", "value": "maybe"}}
     found = check_against_workspace(parse_settings(doc), WORKSPACE)

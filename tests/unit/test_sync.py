@@ -1992,3 +1992,64 @@ def test_a_contact_intercom_merged_into_another_hands_its_ledger_entry_to_the_su
     assert (found["left"]["count"], found["enrolled_in_all"]) == (0, 1)
     assert [e.outcome for e in work.store.history.entries(PersonRef("42", str(rf.created[0]["id"])))] == \
         ["enrolled", "contact_merged"]
+
+
+def test_a_webhook_whose_link_write_intercom_put_off_counts_the_contact_enrolled_when_delivered_again():
+    """Ongoing mode: RF created the notified contact's user, then Intercom answered 429 on the link write; the
+    notification is delivered again. The ledger kept her RF user, so the redelivery only writes the link — and it
+    enrolled her, so `sync status`'s by webhook says +1 enrolled, as when the first try had gone through (not
+    "+1 linked": the late link of someone enrolled earlier)."""
+    work, note = after_a_first_run_a_new_contact_notified()
+    work.apis.intercom_.fail["update"] = Deferred("Intercom answered 429: Too Many Requests", retry_after=10,
+                                                  status=429)
+    with pytest.raises(Deferred):
+        sync.on_contact(note, deps(work))
+    sync.on_contact(note, deps(work))                                  # delivered again
+    assert [u["email"] for u in work.apis.rf_.created].count("new@example.com") == 1
+    assert sync.status(deps(work), "42")["by_webhook"] == {"enrolled": 1}
+
+
+def test_a_contact_skipped_as_taken_keeps_the_enrolment_another_worker_records_right_after_the_check():
+    """RF refuses a page's create of the notified contact (her webhook's worker created her user), the page asks the
+    ledger whether another worker enrolled her (not yet), and that worker records her enrolled right then (or a
+    merge hands her a merged contact's entry). The page's skip was written over it: her RF user was lost from the
+    ledger, and later runs skipped her as already in the campaign, her link never written by them. The skip is
+    written only where the ledger names no RF user: she stays enrolled, counted already enrolled by the run."""
+    from chalicelib.ports.store import LedgerEntry
+    work, note = after_a_first_run_a_new_contact_notified()
+    cid, store = str(note.item.id), work.store.sync
+    work.apis.rf_.created.append({"email": "new@example.com", "id": 99, "url": "u", "campaign_id": "42"})
+    real = store.entries
+
+    def then_the_other_worker_records_her(campaign_id, ids, consistent=False):
+        found = real(campaign_id, ids, consistent=consistent)
+        if ids == [cid]:                                    # the page's question, after RF's refusal
+            store.entries = real                            # type: ignore[method-assign]
+            store.intend("42", [LedgerEntry(cid, "enrolled", email="new@example.com", rf_user_id="99", url="u")])
+        return found
+    store.entries = then_the_other_worker_records_her       # type: ignore[method-assign]
+    sync.start(work.deps, "42")
+    drain(work)
+    assert store.entries("42", [cid])[cid].rf_user_id == "99"
+    assert store.run("42").counts == {"already_enrolled": 2}
+
+
+def test_a_run_whose_first_page_was_never_sent_and_whose_source_changed_since_is_not_done_under_the_old_one():
+    """`bridge sync start` wrote run 1 (users), its first page never sent; the operator then applied settings reading
+    all contacts, and ran `sync start` again, which sent run 1's first page. That page read all contacts from the
+    start while the run said users (its later pages stop as the source changed; a run of one page ended done
+    under the old source, as if users were synced). The first page stops it too, saying to start again."""
+    work = world(2)
+    next_send_fails(work, RuntimeError("SQS: ServiceUnavailable"))
+    with pytest.raises(RuntimeError):
+        sync.start(deps(work), "42")
+    work.store.settings.put("42", sync_settings(source="all"), WS)
+    work.clock.now += 31 * 60
+    assert sync.start(deps(work), "42").number == 1                 # its first page sent again
+    drain(work)
+    first = work.store.sync.run("42", 1)
+    assert (first.status, first.message.split(":")[0]) == ("stopped", "sync.source"), first
+    assert work.apis.rf_.created == []
+    second = sync.start(deps(work), "42")
+    drain(work)
+    assert (second.number, second.source, work.store.sync.run("42").status) == (2, "all contacts", "done")

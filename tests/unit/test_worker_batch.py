@@ -183,6 +183,58 @@ def test_a_record_that_waited_for_others_of_its_batch_is_not_started_once_the_ti
     assert [(d.delay, d.tries, d.waits) for d in work.queue.deferred] == [(5, 0, 1)]
 
 
+@pytest.mark.parametrize("status, waited_ms, calls", [
+    (200, 7_000, 0),       # it waited (a rate-limit pause) before its call: the call is not made
+    (503, 0, 1),           # its call's first attempt took the time (timed out): the retry is not made
+])
+def test_a_vendor_call_that_could_not_end_before_the_records_own_write_and_the_settling_is_not_made(
+        monkeypatch, status, waited_ms, calls):
+    """A record started with the budget's 30 s, which waited 5 s, then whose call timed out twice (10 s each), had
+    ~5 s left: its own write after the call, then the worker's settling, were refused (adapters/aws.within), and the
+    whole batch came back as the Lambda's error. No attempt, a retry neither, starts that could not end (its
+    timeout) with one AWS attempt left after it: nothing is sent (no reward half sent), the record waits."""
+    from chalicelib.adapters import aws
+    from chalicelib.adapters.referral_factory import ReferralFactoryClient
+    from chalicelib.runtime import answering as in_time
+    from tests.support.answering_server import answering
+    from tests.unit.scenario import records
+
+    monkeypatch.setattr(aws, "_bounds", aws.WORKER)                   # as in the worker's container
+    work = FakeWork()
+    waited = [0]
+    with answering(status, {"data": {"id": 7}}) as (url, seen):
+        def remaining_ms():                                       # each attempt made takes its whole timeout
+            return work.config.record_budget_ms - waited[0] - len(seen) * int(work.config.http_timeout * 1000)
+        work.in_time = lambda kept_ms: in_time(remaining_ms, kept_ms)
+        rf = ReferralFactoryClient(url, "t", timeout=work.config.http_timeout)
+
+        class Calling(Recorder):
+            def handle(self, message, deps, context):
+                waited[0] = waited_ms
+                rf.get_user(message.rf_user_id)
+                super().handle(message, deps, context)
+
+        summary = handle_batch(records(check("7")), work, remaining_ms=remaining_ms, handlers=Calling().handlers())
+    assert len(seen) == calls and summary == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    [copy] = work.queue.deferred
+    assert (copy.tries, copy.waits) == (0, 1) and copy.delay < 10            # back soon, no try used up
+
+
+def test_a_vendor_call_after_the_longest_wait_allowed_leaves_the_worker_its_aws_calls_and_settling():
+    from chalicelib.adapters import aws
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.config import Config
+    from chalicelib.runtime import Runtime
+    from chalicelib.services import worker
+    from tests.fakes import FakeQueue, MemorySecrets
+
+    rt = Runtime(Config.from_env({}), store=MemoryStore(), queue=FakeQueue(), secrets=MemorySecrets())
+    left = rt.config.record_budget_ms / 1000
+    rt.remaining_ms = lambda: int(left * 1000)
+    after = left - rt.max_wait() - rt.config.http_timeout
+    assert after * 1000 >= worker.SETTLE_MS + (aws.WORKER.connect + aws.WORKER.read) * 1000
+
+
 def test_a_dead_lettered_record_about_a_person_says_so_in_their_history():
     from tests.unit.scenario import check as replayed_check
     from tests.unit.scenario import history, joined, records, world
