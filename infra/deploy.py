@@ -310,27 +310,28 @@ def budget_problem(base: dict, stage: str) -> Optional[str]:
     a record's call that hangs would get no retry, or its failure no time to be counted. Nor a vendor's call (its
     BRIDGE_HTTP_TIMEOUT) with the record's own AWS write after it: one is started only with that time left."""
     from chalicelib.adapters.aws import WORKER
+    from chalicelib.runtime import after_wait
     from chalicelib.services.worker import SETTLE_MS
     timeout, least = worker_timeout(base, stage), int(WORKER.seconds * 1000 + SETTLE_MS)
     try:
         config = Config.from_env(deployed_environment(base, stage))
     except ValueError as exc:
         return f"infra/chalice-config.json: the worker's variables cannot be read (stage {stage}): {exc}"
-    budget, vendor = config.record_budget_ms, int((config.http_timeout + WORKER.attempt) * 1000 + SETTLE_MS)
-    if least <= budget < timeout * 1000 and vendor <= budget:
-        return None
-    if budget < vendor and least <= budget < timeout * 1000:
-        return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms (stage {stage}), less than the "
-                f"{vendor} ms a record needs for one call to Intercom or RF (BRIDGE_HTTP_TIMEOUT), its own AWS write "
-                f"and the worker's settling after it — raise BRIDGE_RECORD_BUDGET_MS (under the worker's "
-                f"lambda_timeout of {timeout} s) or lower BRIDGE_HTTP_TIMEOUT")
+    budget, vendor = config.record_budget_ms, int(after_wait(config.http_timeout) * 1000)
     if budget < least:
         return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms (stage {stage}), less than the "
                 f"{least} ms a record needs for one AWS call, retries and all, and the worker's settling after it — "
                 f"raise BRIDGE_RECORD_BUDGET_MS (under the worker's lambda_timeout of {timeout} s)")
-    return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms, no less than the worker's "
-            f"lambda_timeout of {timeout} s (stage {stage}): the worker would start no record, and every one would "
-            f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")
+    if budget >= timeout * 1000:
+        return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms, no less than the worker's "
+                f"lambda_timeout of {timeout} s (stage {stage}): the worker would start no record, and every one would "
+                f"wait in the queue for good — lower BRIDGE_RECORD_BUDGET_MS, or raise the worker's lambda_timeout")
+    if budget < vendor:
+        return (f"infra/chalice-config.json: BRIDGE_RECORD_BUDGET_MS is {budget} ms (stage {stage}), less than the "
+                f"{vendor} ms a record needs for one call to Intercom or RF (BRIDGE_HTTP_TIMEOUT), its own AWS write "
+                f"and the worker's settling after it — raise BRIDGE_RECORD_BUDGET_MS (under the worker's "
+                f"lambda_timeout of {timeout} s) or lower BRIDGE_HTTP_TIMEOUT")
+    return None
 
 
 #: API Gateway's integration timeout: a function running longer is answered 504 by API Gateway, not by it.
