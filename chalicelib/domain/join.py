@@ -58,11 +58,9 @@ def plan(settings: CampaignSettings, person: dict, attributes: dict[str, dict]) 
     if people.action == "nothing":
         section = "leads" if kind == "lead" else "referrers"
         return Skip("ignored", f"{section}.action is nothing: no contact is created for {section}")
-    extra = {}
     q = settings.qualification
-    if kind == "lead" and q is not None and q.initial_value is not None and not any(
-            r.to == q.attribute for r in people.fields):
-        extra[q.attribute] = q.initial_value
+    extra = {q.attribute: q.initial_value} if kind == "lead" and q is not None and settings.writes_initial_value() \
+        else {}
     payload = build_payload(people.fields, person, attributes, extra)
     if not payload.email:
         reason = next((e.reason for e in payload.errors if e.to == "email"), "the email could not be mapped")

@@ -261,6 +261,13 @@ class CampaignSettings(_Strict):
     def people(self, is_lead: bool) -> People:
         return self.leads if is_lead else self.referrers
 
+    def writes_initial_value(self) -> bool:
+        """Is the rule's initial value written to new leads' contacts: only where leads get a contact, and not under
+        a field the join maps to the rule's attribute (domain/join.plan; settings checks judge it only then)."""
+        q = self.qualification
+        return (q is not None and q.initial_value is not None and self.leads.action != "nothing"
+                and not any(r.to == q.attribute for r in self.leads.fields))
+
     def to_document(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -451,9 +458,8 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                             f"{settings.workspace} — {attribute_meant(q.attribute, attributes)}create it in Intercom or fix "
                             "the name")
         else:       # (a standard attribute is on every contact, listed by the workspace or not)
-            leads = settings.people(True)           # the initial value is written as domain/join.plan writes it:
-            problems += rule_problems(q, attribute_type(q.attribute, attributes), written=leads.action != "nothing"
-                                      and not any(r.to == q.attribute for r in leads.fields))
+            problems += rule_problems(q, attribute_type(q.attribute, attributes),
+                                      written=settings.writes_initial_value())
     if settings.sync is not None:
         problems += check_sync(settings, attributes, segments)
     return problems
