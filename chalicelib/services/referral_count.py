@@ -138,8 +138,10 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
                                             {"count": n, "contact_id": contact_id})])
             raise
         fresh = deps.links.referrals(ref)
-        if fresh is None and _forgotten(deps, ref):
-            return "nothing"           # `bridge forget` erased her meanwhile: nothing about her is written
+        if fresh is None and not deps.links.get_many([ref], consistent=True):
+            # `bridge forget` erased her meanwhile (neither her count nor her link is left; a referrer her own join
+            # linked, with no lead yet, has a link and no count): nothing about her is written
+            return "nothing"
         count = fresh or count
         if count.n == n:
             deps.links.referrals_written(ref, n, attribute)
@@ -221,12 +223,6 @@ def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count:
                 Entry("contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
                       f"{survivor['id']}, takes its place")], role=survivor.get("role"))
         return (count, marked) if marked is not None else None
-
-
-def _forgotten(deps: WorkDeps, ref: PersonRef) -> bool:
-    """The referrer was erased (`bridge forget`) while her count was written: neither her count nor her link is
-    left (a referrer her own join linked, with no lead yet, has a link and no count)."""
-    return deps.links.referrals(ref) is None and not deps.links.get_many([ref], consistent=True)
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:
