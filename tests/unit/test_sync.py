@@ -362,13 +362,19 @@ def test_a_failed_look_up_in_rf_is_retried_with_the_page_not_taken_for_someone_n
     assert [c["custom_attributes"].get("referral_link") for c in contacts] == ["u0", "u1"]
 
 
+def start_refused(work) -> str:
+    """`bridge sync start 42` refused: its one line."""
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.start(deps(work), "42")
+    [why] = stopped.value.problems
+    return why
+
+
 def test_a_second_start_while_a_run_is_running_says_where_to_look():
     work = world(1)
     sync.start(deps(work), "42")
     work.store.sync.claim_page("42", 1, 0, "a worker", work.clock())               # page 0 is worked
-    with pytest.raises(sync.SyncStopped) as stopped:
-        sync.start(deps(work), "42")
-    [why] = stopped.value.problems
+    why = start_refused(work)
     assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
     assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped; a page that can "
                         "never succeed: `bridge dlq discard --reason <its reason> --yes` ends the run")
@@ -385,9 +391,7 @@ def test_a_run_whose_first_page_was_never_queued_is_sent_again_by_the_next_start
     next_send_fails(work, interrupted)
     with pytest.raises(type(interrupted)):
         sync.start(deps(work), "42")
-    with pytest.raises(sync.SyncStopped) as stopped:
-        sync.start(deps(work), "42")
-    [why] = stopped.value.problems
+    why = start_refused(work)
     assert why.startswith("sync run 1 of campaign 42 has not begun yet (started at ")
     assert why.endswith("if it has not begun a minute after it started, `bridge sync start 42` sends its first page "
                         "again")
