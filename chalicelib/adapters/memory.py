@@ -129,8 +129,10 @@ class MemoryHistory:
 
 @_atomic
 class MemoryLinks:
-    def __init__(self, tables: Tables, clock: Callable[[], float], history: MemoryHistory):
+    def __init__(self, tables: Tables, clock: Callable[[], float], history: MemoryHistory,
+                 ledgers: Optional[dict[str, dict[str, LedgerEntry]]] = None):
         self.tables, self.clock, self.history = tables, clock, history
+        self.ledgers = {} if ledgers is None else ledgers    # contact sync's (MemorySync.ledgers): `note` reads them
 
     def get(self, ref: PersonRef) -> Optional[Link]:
         held = self.tables.links.get(PersonRef(*ref))
@@ -376,9 +378,14 @@ class MemoryLinks:
         held.link = dataclasses.replace(held.link, qualification=QState.QUALIFYING)
         return Claim(held.claim, held.link, took_over, state)
 
-    def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
-        if self._kept(ref):
+    def note(self, ref: PersonRef, entries: Sequence[Entry], enrolled: Optional[str] = None) -> None:
+        if self._kept(ref) if enrolled is None else \
+                getattr(self.ledgers.get(ref.campaign_id, {}).get(enrolled), "rf_user_id", None) == ref.rf_user_id:
             self.history.append(ref, entries)
+
+    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        if self._kept(ref):
+            self.history.note_latest(ref, entry)
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
@@ -888,13 +895,14 @@ class MemoryStore:
         self.tables = Tables()
         history, connections = MemoryHistory(self.tables, clock, history_days), MemoryConnections(clock)
         self.history: HistoryLog = history
-        self.links: LinkRepository = MemoryLinks(self.tables, clock, history)
+        sync = MemorySync()
+        self.links: LinkRepository = MemoryLinks(self.tables, clock, history, sync.ledgers)
         self.lookup: LinkLookup = MemoryLookup(self.tables, clock)
         self.connections: ConnectionRepository = connections
         self.settings: SettingsRepository = MemorySettings(clock, connections)
         self.cursor: Cursor = MemoryCursor()
         self.rates: RateWindows = MemoryRates()
-        self.sync: SyncRepository = MemorySync()
+        self.sync: SyncRepository = sync
         self.edge: EdgeLog = MemoryEdge(clock)
 
 

@@ -156,10 +156,13 @@ class LinkRepository(Protocol):
     def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
         """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
         replay, or another worker's lease runs); None when the link was erased meanwhile (`bridge forget`)."""
-    def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+    def note(self, ref: PersonRef, entries: Sequence[Entry], enrolled: Optional[str] = None) -> None:
         """Entries about the person (a judgement of what Intercom said, a failed try of work about them), written
         only while they are kept: their link, or (a referrer) their referral count, exists. A worker that read them
-        before `bridge forget` erased them writes nothing about them."""
+        before `bridge forget` erased them writes nothing about them. `enrolled`: a note of contact sync, which
+        holds instead while the sync ledger entry of that contact names them (forget deletes it)."""
+    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        """HistoryLog.note_latest about the person, only while they are kept (as `note`)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
         """HistoryLog.note_repeat about the person, only while they are kept (as `note`)."""

@@ -67,8 +67,9 @@ def forget(rt: Erasing, email: str) -> dict:
         contacts = [p["contact_id"] for p in people if p["campaign_id"] == campaign_id and p["contact_id"]]
         for entry in rt.store.sync.forget(campaign_id, email, contacts):
             ledger += 1
-            if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
+            if entry.rf_user_id:    # (erased with her link too: a sync note held to this entry until now)
                 history += _erase_unlinked(rt, PersonRef(campaign_id, entry.rf_user_id))
+            if entry.rf_user_id and (campaign_id, entry.rf_user_id) not in erased:
                 erased.add((campaign_id, entry.rf_user_id))
                 people.append({"campaign_id": campaign_id, "rf_user_id": entry.rf_user_id,
                                **({"workspace": workspace_of[campaign_id]} if campaign_id in workspace_of else {}),

@@ -146,9 +146,10 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
         if count.n == n:
             deps.links.referrals_written(ref, n, attribute)
             # One entry, the latest write (a referrer with 10,000 leads is written to up to 10,000 times).
-            deps.history.note_latest(ref, Entry("referral_count", "written", f"referral count: {n} written to "
-                                                f"{attribute}" + (f", {REPLAYED}" if replayed else ""),
-                                                {"count": n, "contact_id": contact_id}))
+            # (only while she is kept: a forget landing since the check above erased her, and writes nothing)
+            deps.links.note_latest(ref, Entry("referral_count", "written", f"referral count: {n} written to "
+                                              f"{attribute}" + (f", {REPLAYED}" if replayed else ""),
+                                              {"count": n, "contact_id": contact_id}))
             return "written"
     # Not a failed try: the count is busy growing, and the next delivery writes the latest.
     raise Deferred(f"the referral count kept changing while it was written to {attribute}: written again later",

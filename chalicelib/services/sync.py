@@ -460,7 +460,8 @@ class Page:
         if not result.fresh:
             self.deps.sync.record(self.campaign_id, entries)
         if result.note is not None and result.entry.rf_user_id:
-            self.deps.history.append(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note])
+            self.deps.links.note(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note],
+                                 enrolled=result.entry.contact_id)      # (forgotten meanwhile: not noted)
         with self._lock:
             self.tally.add(result.outcome)
 
@@ -609,7 +610,7 @@ class Page:
         kept = _replace(entry, outcome=WRITEBACK_FAILED, reason=f"write-back failed: {mask_emails(reason)}",
                         written_back=False)
         if self.deps.sync.intend(self.campaign_id, self._in_workspace([kept])) and entry.rf_user_id:
-            self.deps.history.append(PersonRef(self.campaign_id, entry.rf_user_id), [note])
+            self.deps.links.note(PersonRef(self.campaign_id, entry.rf_user_id), [note], enrolled=entry.contact_id)
 
     def _no_link(self, entry: LedgerEntry, note: Optional[Entry]) -> None:
         """Enrolled, but RF has made no referral link for them yet: the ledger says so (`sync report`), the
@@ -835,9 +836,9 @@ def follow_merge(message: ContactMessage, deps: WorkDeps) -> None:
         taken = _replace(entry, contact_id=survivor, email=_email(message.item.model_dump()) or entry.email,
                          written_back=False, link_attribute=None, count_known=False, workspace=message.workspace)
         if deps.sync.move(campaign_id, merged, taken):
-            deps.history.append(PersonRef(campaign_id, entry.rf_user_id), [Entry(
+            deps.links.note(PersonRef(campaign_id, entry.rf_user_id), [Entry(
                 "sync", "contact_merged", f"contact {merged} was merged into {survivor} in Intercom: contact sync "
-                "follows her there", {"contact_id": survivor, "merged_from": merged})])
+                "follows her there", {"contact_id": survivor, "merged_from": merged})], enrolled=survivor)
 
 
 def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:

@@ -364,13 +364,32 @@ def test_notes_about_a_person_are_written_while_her_link_or_her_count_is_kept_an
         for later in (0, 7200, 60):                                      # (counts from one again after a pause)
             clock.now += later
             store.links.note_repeat(ref, "waiting", "Intercom answered 429", "deferred", restart_after=3600)
+        store.links.note_latest(ref, Entry("referral_count", "written"))
         return [(e.event, e.count) for e in store.history.entries(ref)]
-    assert noted(ANN) == noted(rita) == [("retry", None), ("waiting", 2)]
+    assert noted(ANN) == noted(rita) == [("retry", None), ("referral_count", None), ("waiting", 2)]
     store.links.erase(link)
     store.links.forget_referrals(rita)
     store.history.erase(rita)
     assert noted(ANN) == noted(rita) == []
     assert noted(PersonRef("42", "8")) == []                            # (never kept: nothing)
+
+
+def test_a_sync_note_about_a_person_is_written_while_the_ledger_entry_of_her_contact_names_her(store):
+    """Contact sync's notes hold to the ledger entry of the contact it enrolled (`enrolled`), not to a link or a count
+    (a sync-enrolled referrer may have neither): once `bridge forget` deleted that entry, nothing is written back."""
+    from chalicelib.ports.store import LedgerEntry
+    rita = PersonRef("42", "100")
+
+    def noted(contact: str) -> list[str]:
+        store.links.note(rita, [Entry("sync", "enrolled")], enrolled=contact)
+        return [e.outcome for e in store.history.entries(rita)]
+    store.sync.record("42", [LedgerEntry("c9", "enrolled", email="rita@example.com", rf_user_id="100"),
+                             LedgerEntry("c8", "enrolled", email="bob@example.com", rf_user_id="101")])
+    assert noted("c9") == ["enrolled"]
+    assert noted("c8") == noted("c7") == ["enrolled"]                   # (another's entry, or none: not hers)
+    store.sync.forget("42", "rita@example.com")
+    store.history.erase(rita)
+    assert noted("c9") == []
 
 
 def test_a_move_to_an_older_duplicate_can_set_the_baseline_and_is_no_longer_armed_then(store):

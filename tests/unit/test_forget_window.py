@@ -8,12 +8,20 @@ from typing import Callable
 
 import pytest
 
+from chalicelib.domain.history import Entry
 from chalicelib.domain.link import PersonRef
+from chalicelib.messages import ContactMessage
+from chalicelib.ports.store import LedgerEntry
 from chalicelib.errors import Deferred, Permanent, Transient
+from chalicelib.services import sync
 from chalicelib.services.privacy import forget
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeWork
 from tests.unit.scenario import RULE, check, event, joined, run, set_value, settings, world
+from tests.unit.test_referral_count import RITA, lead_join, sent
+from tests.unit.test_referral_count import world as counting_world
+from tests.unit.test_sync import WS, drain
+from tests.unit.test_sync import world as sync_world
 
 ANN = PersonRef("42", "7")
 
@@ -105,3 +113,82 @@ def test_a_try_about_a_person_forgotten_meanwhile_that_fails_notes_nothing_about
     assert summary.get(outcome) == 1
     assert work.store.links.get(ANN) is None
     assert work.store.history.entries(ANN) == []
+
+
+
+def forgotten_once_written(work: FakeWork, store: object, method: str, email: str,
+                           when: Callable[..., object] = lambda *args: True) -> None:
+    """`bridge forget <email>` runs right after the store's next `method` call `when` says (the work's write of what
+    it did, just before its note about her)."""
+    real = getattr(store, method)
+
+    def then_forgotten(*args):
+        done = real(*args)
+        if when(*args):
+            setattr(store, method, real)
+            forget(work, email)
+        return done
+    setattr(store, method, then_forgotten)
+
+
+@pytest.mark.parametrize("write_back", [None, Deferred("Intercom answered 429: rate_limited", retry_after=30)],
+                         ids=["link-written", "link-write-put-off"])
+def test_a_sync_enrolment_of_a_referrer_forgotten_as_her_ledger_entry_is_written_notes_nothing_about_her(write_back):
+    """A sync page enrols a referrer (RF made her user) and `bridge forget` erases her as the page writes her ledger
+    entry, her link written to Intercom or its write put off: the page's note of her enrolment is not written back."""
+    work = sync_world(1)
+    if write_back:
+        work.apis.intercom_.fail["update"] = write_back
+    forgotten_once_written(work, work.store.sync, "intend", "p0@example.com",
+                           lambda campaign_id, entries: entries[0].rf_user_id)
+    sync.start(work.deps, "42")
+    drain(work, limit=1)
+    [user] = work.apis.rf_.created
+    assert list(work.store.sync.ledger("42")) == []
+    assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
+
+
+def test_a_merge_sync_follows_as_her_survivor_takes_her_ledger_entry_and_she_is_forgotten_notes_nothing_about_her():
+    """Intercom merged a lead contact sync enrolled into a user; `bridge forget` erases her as the survivor takes
+    her ledger entry: the note that sync follows her there is not written back."""
+    work = sync_world(0, source="all")
+    lead = work.apis.intercom_.add("ann@example.com", role="lead")
+    lead["name"] = "Ann"
+    sync.start(work.deps, "42")
+    drain(work)
+    [user] = work.apis.rf_.created
+    survivor = work.apis.intercom_.add("ann@example.com", role="user")
+    work.apis.intercom_.merge(lead["id"], survivor["id"])
+    forgotten_once_written(work, work.store.sync, "move", "ann@example.com")
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.merged", notification_id="n1",
+                                   item={**survivor, "merged_from": {"id": lead["id"]}}), work.deps)
+    assert list(work.store.sync.ledger("42")) == []
+    assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
+
+
+def test_a_sync_note_made_as_forget_erased_her_link_and_history_but_not_yet_her_ledger_entry_is_erased_with_it():
+    """A person with a link and a sync ledger entry: forget erases her link (and history), then the ledger. A sync
+    note held to her ledger entry that lands between the two is erased with the entry."""
+    work = world()
+    _, contact = joined(work)
+    work.store.sync.record("42", [LedgerEntry(contact["id"], "enrolled", email="ann@example.com", rf_user_id="7")])
+    forget_ledger = work.store.sync.forget
+
+    def noted_then_forgotten(*args):
+        work.store.links.note(ANN, [Entry("sync", "link_written")], enrolled=contact["id"])
+        return forget_ledger(*args)
+    work.store.sync.forget = noted_then_forgotten            # type: ignore
+    assert forget(work, "ann@example.com")["sync_ledger_entries"] == 1
+    assert work.store.history.entries(ANN) == []
+
+
+def test_a_referral_count_written_as_its_referrer_is_forgotten_notes_nothing_about_her():
+    """The count is written to Rita's contact and checked kept; `bridge forget` erases her before its note of the
+    write: the note is not written back."""
+    work = counting_world(queue=True)
+    joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    run(work, lead_join("1"))
+    forgotten_once_written(work, work.store.links, "referrals_written", "rita@example.com")
+    assert run(work, *sent(work))["done"] == 1
+    assert work.store.links.referrals(RITA) is None
+    assert work.store.history.entries(RITA) == []

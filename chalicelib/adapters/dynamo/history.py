@@ -152,9 +152,14 @@ class DynamoHistory:
         any(applied(partial(self.transact, ref, (), Update(item, fresh), kept)) for kept in while_there)
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        self.latest(ref, entry).save()
+
+    def latest(self, ref: PersonRef, entry: Entry) -> HistoryItem:
+        """The item of note_latest (the latest entry of its event and outcome), not written."""
         now = self.clock()
-        HistoryItem(history_pk(ref), latest_sk(entry.event, entry.outcome), event=entry.event, outcome=entry.outcome,
-                    reason=entry.reason, details=entry.details, at=iso(now), expires_at=self._expires(now)).save()
+        return HistoryItem(history_pk(ref), latest_sk(entry.event, entry.outcome), event=entry.event,
+                           outcome=entry.outcome, reason=entry.reason, details=entry.details, at=iso(now),
+                           expires_at=self._expires(now))
 
     def entries(self, ref: PersonRef) -> list[Recorded]:
         out = []

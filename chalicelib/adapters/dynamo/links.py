@@ -19,9 +19,9 @@ from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
-                   link_key, referrals_key, referrer_of)
+                   ledger_key, link_key, referrals_key, referrer_of)
 from .lookup import drop_reference
-from .models import LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
+from .models import LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -531,8 +531,13 @@ class DynamoLinks:
         return Claim(token, dataclasses.replace(before, qualification=QState.QUALIFYING),
                      took_over=before.qualification is QState.QUALIFYING, previous=before.qualification)
 
-    def note(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
-        any(applied(partial(self.history.transact, ref, entries, kept)) for kept in _kept(ref))
+    def note(self, ref: PersonRef, entries: Sequence[Entry], enrolled: Optional[str] = None) -> None:
+        kept = (_enrolled(ref, enrolled),) if enrolled is not None else _kept(ref)
+        any(applied(partial(self.history.transact, ref, entries, check)) for check in kept)
+
+    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        latest = Put(self.history.latest(ref, entry))
+        any(applied(partial(self.history.transact, ref, (), latest, kept)) for kept in _kept(ref))
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
@@ -702,6 +707,12 @@ class DynamoLinks:
                 if retry == CONFLICT_TRIES - 1 or not conflicted(exc):
                     raise
             self.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** retry))
+
+
+def _enrolled(ref: PersonRef, contact_id: str) -> Check:
+    """A note of contact sync about the person holds only while the ledger entry of her contact names her (`bridge
+    forget` deletes it, then erases her history once more)."""
+    return Check(LedgerItem, ledger_key(ref.campaign_id, contact_id), LedgerItem.rf_user_id == ref.rf_user_id)
 
 
 def _kept(ref: PersonRef) -> tuple[Check, Check]:
