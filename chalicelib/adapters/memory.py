@@ -858,7 +858,8 @@ class MemorySync:
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
         ledger = self.ledgers.get(campaign_id, {})    # as DynamoDB's condition: over an earlier run's skip too
-        written = [e for e in entries if e.contact_id not in ledger or not ledger[e.contact_id].rf_user_id]
+        written = [e for e in entries        # (an enrolled one only over the page's `creating` entry: not forgotten)
+                   if (not ledger[e.contact_id].rf_user_id if e.contact_id in ledger else not e.rf_user_id)]
         self.record(campaign_id, written)
         return {e.contact_id for e in written}
 

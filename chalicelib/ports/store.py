@@ -566,7 +566,9 @@ class SyncRepository(Protocol):
         an entry naming an RF user: an earlier run's final skip too (a contact fixed since), so that a retry after a
         lost create answer finds the `creating` entry and looks the user up in RF. An entry naming an RF user was
         written since the page read the ledger (another worker enrolled the contact: the same notification handed to
-        two workers, a run's page and a webhook at once): it stands. The contact ids written."""
+        two workers, a run's page and a webhook at once): it stands. The entry of a contact enrolled just now is
+        written only over an entry (the page's `creating` one): `bridge forget` deleted it meanwhile, it is not
+        written back. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:

@@ -374,17 +374,21 @@ def test_notes_about_a_person_are_written_while_her_link_or_her_count_is_kept_an
     assert noted(PersonRef("42", "8")) == []                            # (never kept: nothing)
 
 
-def test_a_sync_note_about_a_person_is_written_while_the_ledger_entry_of_her_contact_names_her(store):
-    """Contact sync's notes hold to the ledger entry of the contact it enrolled (`enrolled`), not to a link or a count
-    (a sync-enrolled referrer may have neither): once `bridge forget` deleted that entry, nothing is written back."""
+def test_a_sync_enrolment_is_written_over_its_creating_entry_and_noted_while_that_entry_names_her(store):
+    """A page's enrolment is written only over its `creating` entry, and contact sync's notes hold to the ledger entry
+    of the contact it enrolled (`enrolled`), not to a link or a count (a sync-enrolled referrer may have neither): once
+    `bridge forget` deleted that entry, neither is written back."""
     from chalicelib.ports.store import LedgerEntry
     rita = PersonRef("42", "100")
 
     def noted(contact: str) -> list[str]:
         store.links.note(rita, [Entry("sync", "enrolled")], enrolled=contact)
         return [e.outcome for e in store.history.entries(rita)]
-    store.sync.record("42", [LedgerEntry("c9", "enrolled", email="rita@example.com", rf_user_id="100"),
-                             LedgerEntry("c8", "enrolled", email="bob@example.com", rf_user_id="101")])
+    enrolled = LedgerEntry("c9", "enrolled", email="rita@example.com", rf_user_id="100")
+    assert store.sync.intend("42", [enrolled]) == set() and list(store.sync.ledger("42")) == []
+    store.sync.intend("42", [LedgerEntry("c9", "creating", email="rita@example.com")])
+    assert store.sync.intend("42", [enrolled]) == {"c9"}
+    store.sync.record("42", [LedgerEntry("c8", "enrolled", email="bob@example.com", rf_user_id="101")])
     assert noted("c9") == ["enrolled"]
     assert noted("c8") == noted("c7") == ["enrolled"]                   # (another's entry, or none: not hers)
     store.sync.forget("42", "rita@example.com")

@@ -118,29 +118,36 @@ def test_a_try_about_a_person_forgotten_meanwhile_that_fails_notes_nothing_about
 
 def forgotten_once_written(work: FakeWork, store: object, method: str, email: str,
                            when: Callable[..., object] = lambda *args: True) -> None:
-    """`bridge forget <email>` runs right after the store's next `method` call `when` says (the work's write of what
-    it did, just before its note about her)."""
+    """`bridge forget <email>` runs as the next `method` call `when` says (of the store or a vendor's fake) answers:
+    the work's write of what it did just before its note about her, or its call before that write."""
     real = getattr(store, method)
 
     def then_forgotten(*args):
-        done = real(*args)
-        if when(*args):
-            setattr(store, method, real)
-            forget(work, email)
-        return done
+        try:
+            return real(*args)
+        finally:                                             # (a call that fails too: forgotten as it answered)
+            if when(*args):
+                setattr(store, method, real)
+                forget(work, email)
     setattr(store, method, then_forgotten)
 
 
 @pytest.mark.parametrize("write_back", [None, Deferred("Intercom answered 429: rate_limited", retry_after=30)],
                          ids=["link-written", "link-write-put-off"])
-def test_a_sync_enrolment_of_a_referrer_forgotten_as_her_ledger_entry_is_written_notes_nothing_about_her(write_back):
-    """A sync page enrols a referrer (RF made her user) and `bridge forget` erases her as the page writes her ledger
-    entry, her link written to Intercom or its write put off: the page's note of her enrolment is not written back."""
+@pytest.mark.parametrize("when", ["ledger-written", "link-sent"])
+def test_a_sync_enrolment_of_a_referrer_forgotten_meanwhile_notes_nothing_about_her(write_back, when):
+    """A sync page enrols a referrer (RF made her user) and `bridge forget` erases her as the page sends her link to
+    Intercom, or writes her ledger entry, the link written or its write put off: neither her ledger entry nor the
+    page's note of her enrolment is written back."""
     work = sync_world(1)
+    if when == "link-sent":
+        forgotten_once_written(work, work.apis.intercom_, "_call", "p0@example.com",
+                               lambda name, *args: name == "update")
+    else:
+        forgotten_once_written(work, work.store.sync, "intend", "p0@example.com",
+                               lambda campaign_id, entries: entries[0].rf_user_id)
     if write_back:
         work.apis.intercom_.fail["update"] = write_back
-    forgotten_once_written(work, work.store.sync, "intend", "p0@example.com",
-                           lambda campaign_id, entries: entries[0].rf_user_id)
     sync.start(work.deps, "42")
     drain(work, limit=1)
     [user] = work.apis.rf_.created

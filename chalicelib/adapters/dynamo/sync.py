@@ -185,7 +185,10 @@ class DynamoSync:
         at = iso(self.clock())
 
         def put(e: LedgerEntry) -> bool:
-            return applied(partial(_item(campaign_id, e, at).save, condition=LedgerItem.rf_user_id.does_not_exist()))
+            condition = LedgerItem.rf_user_id.does_not_exist()
+            if e.rf_user_id:         # (only over the page's `creating` entry: forget deleted it, not written back)
+                condition &= LedgerItem.pk.exists()
+            return applied(partial(_item(campaign_id, e, at).save, condition=condition))
         if len(entries) <= 1:
             return {e.contact_id for e in entries if put(e)}
         with Pool(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
