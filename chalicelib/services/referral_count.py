@@ -13,7 +13,7 @@ its own was older: Intercom ends with the latest count. A failed PUT raises: the
 (SQS), the count stays in the store, and the referrer's history says what Intercom answered."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..domain.history import REPLAYED, Entry
@@ -241,7 +241,9 @@ def _enrolled_gone(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, c
             f"{count_attribute(settings)}: the referrer's contact {contact_id} (enrolled by contact sync) was deleted "
             "in Intercom, which has no other contact with her email; written once sync enrols a contact of hers",
             {"count": count.n, "contact_id": contact_id}))
-    return deps.links.referrals(ref) or count
+    fresh = deps.links.referrals(ref)        # (another contact sync recorded meanwhile; none: forgotten meanwhile)
+    return fresh if fresh is not None and fresh.contact_id != contact_id else replace(count, contact_id=None,
+                                                                                      workspace=None)
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:
