@@ -267,11 +267,11 @@ class MemoryLinks:
             self.tables.referrals.get(ref, ReferralCount()), contact_id=contact_id, workspace=workspace)
         return count
 
-    def drop_referrer_contact(self, ref: PersonRef, contact_id: str) -> bool:
+    def drop_referrer_contact(self, ref: PersonRef, contact_id: str, workspace: Optional[str] = None) -> bool:
         count = self.tables.referrals.get(ref)
-        if count is None or count.contact_id != contact_id or count.workspace is not None:
+        if count is None or count.contact_id != contact_id or count.workspace not in (None, workspace):
             return False
-        self.tables.referrals[ref] = dataclasses.replace(count, contact_id=None)
+        self.tables.referrals[ref] = dataclasses.replace(count, contact_id=None, workspace=None)
         return True
 
     def forget_referrals(self, ref: PersonRef) -> bool:

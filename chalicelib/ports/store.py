@@ -109,9 +109,10 @@ class LinkRepository(Protocol):
     def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:
         """Record the contact the referrer's count is written to (sync enrolled them), and its workspace:
         the count as it stands (0 when no lead counted yet)."""
-    def drop_referrer_contact(self, ref: PersonRef, contact_id: str) -> bool:
-        """The count forgets the contact it names, `contact_id` learnt without its workspace (the campaign's
-        workspace does not hold it): only while the count still names it so (not one sync recorded since)."""
+    def drop_referrer_contact(self, ref: PersonRef, contact_id: str, workspace: Optional[str] = None) -> bool:
+        """The count forgets the contact it names (and its workspace): `contact_id` learnt without its workspace
+        (the campaign's workspace does not hold it), or, given `workspace`, recorded there (Intercom deleted it):
+        only while the count still names it so (not another one sync recorded since)."""
     def referrals_written(self, ref: PersonRef, n: int, attribute: str) -> None:
         """Intercom holds `n` in `attribute` (written, and checked after); nothing when the count is gone."""
     def forget_referrals(self, ref: PersonRef) -> bool:

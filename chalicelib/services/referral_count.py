@@ -13,7 +13,7 @@ its own was older: Intercom ends with the latest count. A failed PUT raises: the
 (SQS), the count stays in the store, and the referrer's history says what Intercom answered."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..domain.history import REPLAYED, Entry
@@ -215,7 +215,7 @@ def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count:
             "the link follows it")])
     except NotFound:
         if link is None or not linked:
-            return None
+            return _enrolled_gone(deps, settings, ref, count, contact_id), link
         # (some API versions answer 404 for a contact merged away: the contact with her email takes its place)
         survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
         marked = deps.links.set_contact(link, [Entry(
@@ -224,6 +224,27 @@ def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count:
                 Entry("contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
                       f"{survivor['id']}, takes its place")], role=survivor.get("role"))
         return (count, marked) if marked is not None else None
+
+
+def _enrolled_gone(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,
+                   contact_id: str) -> ReferralCount:
+    """The contact sync enrolled the referrer with is gone (404): the count follows the contact with her email (the
+    ledger's), or forgets it, and is kept until sync enrols her again (her history says why, once: no PUT is asked
+    for meanwhile, so none fails)."""
+    enrolled = deps.sync.entries(ref.campaign_id, [contact_id], consistent=True).get(contact_id)
+    intercom = deps.apis.intercom(settings.workspace)
+    survivor = pick_existing(intercom.search_by_email(enrolled.email)) if enrolled and enrolled.email else None
+    if survivor is not None:
+        return deps.links.referrer_contact(ref, str(survivor["id"]), settings.workspace)
+    if deps.links.drop_referrer_contact(ref, contact_id, settings.workspace):
+        deps.history.note_latest(ref, Entry(
+            "referral_count", "not_written", f"referral count: {count.n} kept, not written to "
+            f"{count_attribute(settings)}: the referrer's contact {contact_id} (enrolled by contact sync) was deleted "
+            "in Intercom, which has no other contact with her email; written once sync enrols a contact of hers",
+            {"count": count.n, "contact_id": contact_id}))
+    fresh = deps.links.referrals(ref)        # (another contact sync recorded meanwhile; none: forgotten meanwhile)
+    return fresh if fresh is not None and fresh.contact_id != contact_id else replace(count, contact_id=None,
+                                                                                      workspace=None)
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:

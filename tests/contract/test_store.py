@@ -1529,6 +1529,9 @@ def test_a_count_drops_a_contact_it_learnt_without_a_workspace_but_never_one_rec
     store.links.referrer_contact(REFERRER, "c9", WS)                        # sync enrolled them meanwhile
     assert not store.links.drop_referrer_contact(REFERRER, "c9")
     assert store.links.referrals(REFERRER) == ReferralCount(1, None, "c9", workspace=WS)
+    assert not store.links.drop_referrer_contact(REFERRER, "c9", "other")   # recorded in another workspace
+    assert store.links.drop_referrer_contact(REFERRER, "c9", WS)            # Intercom deleted it there
+    assert store.links.referrals(REFERRER) == ReferralCount(1)
     assert not store.links.drop_referrer_contact(PersonRef("42", "300"), "c9")     # no count
     assert store.links.referrals(PersonRef("42", "300")) is None
 

@@ -697,3 +697,42 @@ def test_a_sync_enrolled_referrer_whose_contact_was_merged_without_its_webhook_g
         assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
     assert survivor["custom_attributes"]["referral_count"] == 2
     assert work.store.links.referrals(RITA).contact_id == survivor["id"]
+
+
+@pytest.mark.parametrize("other_contact", [False, True])
+def test_a_sync_enrolled_referrer_whose_contact_was_deleted_keeps_her_count_until_sync_enrols_her_again(other_contact):
+    """Sync enrolled Rita's contact (no join of hers linked one); Intercom deleted it, and has no other contact with
+    her email. Each lead of hers asked for a PUT Intercom answers 404: a dead letter per lead that no replay could
+    fix. Her count is kept, her history says why once, and nothing more is sent to fail; once she has a contact
+    again (re-created, and enrolled by sync), the next lead writes her count there. (Another contact with her email
+    already: the count follows it at once.)"""
+    work = world()
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))                                  # enrolled: the count knows her contact
+    assert work.store.links.referrals(RITA).contact_id == rita["id"]
+    del work.apis.intercom_.contacts[rita["id"]]
+    other = work.apis.intercom_.add("rita@example.com", role="user") if other_contact else None
+    puts_answer_gone(work.apis.intercom_)
+    puts, put = [], work.apis.intercom_.update_contact
+    work.apis.intercom_.update_contact = lambda c, body: (puts.append(c), put(c, body))[1]  # type: ignore
+    for lead in ("1", "2", "3"):
+        run(work, lead_join(lead))
+        assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    if other is not None:
+        assert other["custom_attributes"]["referral_count"] == 3
+        assert work.store.links.referrals(RITA).contact_id == other["id"]
+        return
+    assert work.store.links.referrals(RITA).n == 3
+    assert puts == [rita["id"]]                                          # the first lead's PUT found it gone
+    [kept] = [e for e in work.store.history.entries(RITA) if e.event == "referral_count"]
+    assert kept.outcome == "not_written" and f"contact {rita['id']} (enrolled by contact sync) was deleted" in kept.reason
+    again = work.apis.intercom_.add("rita@example.com", role="user")     # re-created in Intercom
+    again["name"] = "Rita"
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))
+    run(work, lead_join("4"))
+    run(work, *sent(work))
+    assert again["custom_attributes"]["referral_count"] == 4

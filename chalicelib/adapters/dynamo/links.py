@@ -370,10 +370,13 @@ class DynamoLinks:
                              ReferralItem.updated_at.set(iso(self.clock()))])
         return item.to_count()                       # (update reads the whole item back)
 
-    def drop_referrer_contact(self, ref: PersonRef, contact_id: str) -> bool:
+    def drop_referrer_contact(self, ref: PersonRef, contact_id: str, workspace: Optional[str] = None) -> bool:
+        recorded = ReferralItem.contact_workspace.does_not_exist()
         return applied(lambda: ReferralItem(*referrals_key(ref)).update(
-            actions=[ReferralItem.contact_id.remove(), ReferralItem.updated_at.set(iso(self.clock()))],
-            condition=(ReferralItem.contact_id == contact_id) & ReferralItem.contact_workspace.does_not_exist()))
+            actions=[ReferralItem.contact_id.remove(), ReferralItem.contact_workspace.remove(),
+                     ReferralItem.updated_at.set(iso(self.clock()))],
+            condition=(ReferralItem.contact_id == contact_id) & (
+                recorded if workspace is None else recorded | (ReferralItem.contact_workspace == workspace))))
 
     def forget_referrals(self, ref: PersonRef) -> bool:
         item = ReferralItem(*referrals_key(ref))
