@@ -590,7 +590,7 @@ def test_each_item_statement_names_exactly_the_partitions_the_function_touches(p
 
 
 def test_the_key_check_catches_a_missing_an_unused_and_an_unconditioned_partition(performed, rendered):
-    """The comparison itself can fail: the worker's statements without histories, with OAuth states, without
+    """The comparison itself can fail: the worker's batch writes without the ledger, with OAuth states, without
     their condition, or granting an action on partitions only its other actions touch (batch writes beside
     the reads of links and settings: a batch could delete them), are refused."""
     _, stage, recorder = performed
@@ -601,12 +601,13 @@ def test_the_key_check_catches_a_missing_an_unused_and_an_unconditioned_partitio
                              for sid in ("BatchWrites", "ItemReads", "Ledger"))
     keys = leading_keys(writes)
     assert keys is not None
-    keys[keys.index("HISTORY#*")] = "OAUTH#*"
+    keys[keys.index("SYNC#*")] = "OAUTH#*"
     reads["Action"].append("dynamodb:BatchWriteItem")
     del ledger["Condition"]
     found = key_violations(policy, touched, table)
     assert found["without dynamodb:LeadingKeys"] == ["Ledger"]
-    assert {pk.split("#")[0] for _, pk in found["touched but not named"]} == {"HISTORY", "SYNC"}
+    assert {(action, pk.split("#")[0]) for action, pk in found["touched but not named"]} == {
+        ("dynamodb:BatchWriteItem", "SYNC"), ("dynamodb:Query", "SYNC")}
     assert found["named but never touched"] == [("BatchWrites", "dynamodb:BatchWriteItem", "OAUTH#*"), *(
         ("ItemReads", "dynamodb:BatchWriteItem", k) for k in sorted(leading_keys(reads) or []))]
 
