@@ -24,6 +24,7 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache, partial
 from typing import Optional
 
 from pydantic import ValidationError
@@ -142,7 +143,7 @@ def _changes(rt: Stack[WorkQueue], now: float) -> list[dict]:
     qualify values contacts reached before it (the workspace's marker: `settings apply`), the search looks back
     to the oldest pending lead too (one read of the pending index): a lead older than the sweep's
     age, whose contact reached the new target under the old one, is found only so."""
-    out = []
+    out, oldest = [], cache(partial(_oldest_pending, rt))      # (the same for every workspace: read once, if asked)
     for workspace in sorted(rt.store.connections.workspaces()):
         if not searchable(rt.store.connections.workspace(workspace)):
             continue
@@ -151,7 +152,7 @@ def _changes(rt: Stack[WorkQueue], now: float) -> list[dict]:
         rule_change = rt.store.cursor.get(back_name(workspace))
         out.append(ChangesMessage(workspace=workspace, at=now, lookback=rt.config.reconcile_sweep_days * DAY,
                                   rule_change=rule_change,
-                                  back_to=_oldest_pending(rt) if rule_change is not None else None).wire())
+                                  back_to=oldest() if rule_change is not None else None).wire())
     return out
 
 
