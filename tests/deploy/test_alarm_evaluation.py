@@ -91,7 +91,7 @@ def test_an_alarm_notifies_once_when_its_fault_begins_and_once_when_it_ends_not_
     assert fired - start <= 2 * MAX_DELAY_SECONDS + LATE            # told within half an hour of the fault
     said, within = CLEARS[alarm]
     assert cleared - met[-1] <= within                               # and that it ended, as the README says
-    assert said in " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert said in readme()
 
 
 def test_the_evaluation_sees_an_alarm_that_says_ok_while_its_fault_lasts():

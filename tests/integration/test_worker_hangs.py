@@ -152,7 +152,7 @@ def test_no_record_of_the_batch_makes_an_aws_call_into_the_time_kept_to_settle_i
         def send(message, deps, context):
             sqs.send_message(QueueUrl=f"{endpoint}/1/q", MessageBody="{}")
         kinds = {CheckMessage: worker.Handler(lambda messages, deps: None, send)}
-        left = Lambda((worker.SETTLE_MS + (SMALL.connect + SMALL.read) * 500) / 1000)   # half an attempt for them
+        left = Lambda((worker.SETTLE_MS + SMALL.attempt * 500) / 1000)   # half an attempt for them
         raised = in_time(lambda: worker.handle_batch(records(check("7"), check("8")), rt,
                                                      left.get_remaining_time_in_millis, kinds), 5)
     assert isinstance(raised, worker.RetryBatch) and taken == []
@@ -163,7 +163,7 @@ def test_no_record_of_the_batch_makes_an_aws_call_into_the_time_kept_to_settle_i
 @pytest.mark.parametrize("left, said, attempted", [
     (10.0, "Read timeout", True),
     # With less left than an attempt may take, past the time kept to log why, none is made.
-    (ANSWER_MS / 1000 + (SMALL.connect + SMALL.read) / 2, "left of the function's time", False),
+    (ANSWER_MS / 1000 + SMALL.attempt / 2, "left of the function's time", False),
 ])
 def test_a_reconciliation_whose_aws_call_hangs_fails_saying_so_before_its_timeout(monkeypatch, left, said, attempted):
     """Reconciliation (its own Lambda, scheduled) keeps to the worker's bounds and to its time: the run fails, logged
@@ -185,4 +185,4 @@ def test_the_worker_keeps_time_after_its_records_for_the_calls_that_settle_the_b
     """The time kept after the records (SETTLE_MS) holds, past what is kept to log and raise, a whole attempt's time
     for the first call that settles the batch (sending back the waiting records, deleting the handled ones), and a
     second more for the others (SQS answers them in milliseconds): else they would not be made at all."""
-    assert worker.SETTLE_MS - worker.RAISE_MS >= (aws.WORKER.connect + aws.WORKER.read) * 1000 + 1000
+    assert worker.SETTLE_MS - worker.RAISE_MS >= aws.WORKER.attempt * 1000 + 1000
