@@ -5,7 +5,7 @@ changed contacts, however many leads are pending; a lost webhook is caught by th
 from __future__ import annotations
 
 import json
-from typing import Callable, Optional
+from typing import Optional
 
 from ...domain import rules as rule_values
 from ...domain.changes import changes_query
@@ -14,13 +14,13 @@ from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
-from ...errors import Deferred, Permanent, WorkError
+from ...errors import Deferred, WorkError
 from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
 from ..deps import WorkDeps
 from ..moved import valid_campaigns
-from .checks import check_link, lead_letter
+from .checks import check_link, judged_lead
 
 OVERLAP = 3600.0            # each search starts this long before the last one did (search lags)
 PER_PAGE = 150              # Intercom's largest page
@@ -138,35 +138,19 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             rule = _waiting_rule(link, campaigns)
             if rule is not None:
                 direct.add(link.ref)
-                _lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], seen, note=False))
+                judged_lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], seen, note=False))
         for link in _by_email(found, ws, contact, direct):
             rule = _waiting_rule(link, campaigns)
             if rule is None:
                 continue
             if rule.match == "email":
                 duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact["id"], current=True)
-                _lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], duplicate,
+                judged_lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], duplicate,
                                                                   note=False), duplicate=contact["id"])
             elif _meets(rule, contact, deps, ws):
                 # Another contact with the lead's email meets the target: the lead's own contact may
                 # have been merged into it (the webhook lost). Read the lead's own contact to know.
-                _lead(deps, link, lambda: check_link(link, campaigns[link.campaign_id], deps, replay=False))
-
-
-def _lead(deps: WorkDeps, link: Link, judge: Callable[[], object], duplicate: Optional[str] = None) -> None:
-    """One lead judged. Its qualification refused for good (RF's 4xx, said in the lead's history: a failure `about`
-    it) is the lead's own dead letter, a check of it, and the search goes on: only a replay reopens a failed
-    qualification, and a replayed search judges the leads still waiting, not it (a check names its campaign and
-    lead: `dlq replay --campaign` reaches it, and its replay asks RF again); the other leads of the search are
-    not held back by one. `duplicate`: the lead was judged on another contact with its email (`match: email`),
-    which the check names (`explain` on that contact shows the letter); its replay finishes the qualification
-    whatever either contact says by then (checks.on_check)."""
-    try:
-        judge()
-    except Permanent as exc:
-        if exc.person != link.ref:
-            raise
-        lead_letter(deps, link, exc, duplicate)
+                judged_lead(deps, link, lambda: check_link(link, campaigns[link.campaign_id], deps, replay=False))
 
 
 def _by_email(found: Found, ws: str, contact: dict, done: set) -> list[Link]:

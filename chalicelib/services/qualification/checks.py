@@ -3,7 +3,7 @@ arrived (a lost webhook must not lose a qualification)."""
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Callable, Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
@@ -65,6 +65,24 @@ def lead_letter(deps: WorkDeps, link: Link, exc: Permanent, duplicate: Optional[
                          duplicate_contact_id=duplicate)
     deps.dead_letter(json.dumps(check.wire()), exc.reason, 1, exc.person, check.kind,
                      {"duplicate_contact_id": duplicate} if duplicate else None)
+
+
+def judged_lead(deps: WorkDeps, link: Link, judge: Callable[[], object], duplicate: Optional[str] = None,
+                letter_if: Callable[[Permanent], bool] = lambda _: True) -> None:
+    """One lead judged. Its qualification refused for good (RF's 4xx, said in the lead's history: a failure `about`
+    it) is the lead's own dead letter, a check of it, and the search goes on: only a replay reopens a failed
+    qualification, and a replayed search judges the leads still waiting, not it (a check names its campaign and
+    lead: `dlq replay --campaign` reaches it, and its replay asks RF again); the other leads of the search are
+    not held back by one. `duplicate`: the lead was judged on another contact with its email (`match: email`),
+    which the check names (`explain` on that contact shows the letter); its replay finishes the qualification
+    whatever either contact says by then (checks.on_check). `letter_if`: which of its refusals are the lead's letter
+    (the others leave with the record)."""
+    try:
+        judge()
+    except Permanent as exc:
+        if exc.person != link.ref or not letter_if(exc):
+            raise
+        lead_letter(deps, link, exc, duplicate)
 
 
 def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: bool) -> Optional[Link]:

@@ -14,7 +14,6 @@ from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
-from ...errors import Permanent
 from ...messages import ContactMessage
 from ...observability import count, mask_email
 from ...ports import Merged, NotFound
@@ -22,7 +21,7 @@ from ...ports.store import KEEP
 from ...webhooks import ContactItem
 from ..deps import WorkDeps
 from .batch import Batch
-from .checks import lead_letter
+from .checks import judged_lead
 from .qualifier import OwedLetter
 
 STATES: dict[str, Optional[ContactState]] = {
@@ -163,12 +162,8 @@ def _evaluate(link: Link, settings: Optional[CampaignSettings], seen: Sighting, 
     after), and the other people it names are still judged. So is the letter of a qualification RF refuses on a
     contact read now (`seen.current`: the notification was too large to queue): its replay would read the contact
     again, as it is by then."""
-    try:
-        batch.keep(deps.qualifier.evaluate(link, settings, seen))
-    except Permanent as exc:
-        if exc.person != link.ref or not (isinstance(exc, OwedLetter) or seen.current):
-            raise
-        lead_letter(deps, link, exc, seen.duplicate)
+    judged_lead(deps, link, lambda: batch.keep(deps.qualifier.evaluate(link, settings, seen)), seen.duplicate,
+                letter_if=lambda exc: isinstance(exc, OwedLetter) or seen.current)
 
 
 def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) -> None:
