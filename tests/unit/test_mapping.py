@@ -69,3 +69,11 @@ def test_absent_optional_field_is_not_written_and_missing_email_is_an_error():
 def test_a_number_too_large_for_a_date_is_a_conversion_error_not_a_crash(value):
     with pytest.raises(ConversionError, match="out of range for a date"):
         to_unix(value)
+
+
+@pytest.mark.parametrize("value", ["12345678901234567", 12345678901234567, " 9007199254740993 ", "-9007199254740993"])
+def test_a_whole_number_past_what_a_float_holds_is_written_as_sent(value):
+    """An RF id or account number mapped to a Number attribute: rounding it through a float would write another
+    number (12345678901234568), silently."""
+    assert convert(value, "integer") == int(str(value).strip())
+
