@@ -108,6 +108,8 @@ def convert(value: Any, data_type: str) -> Any:
     if unsupported:
         raise ConversionError(unsupported)
     if data_type == "string":
+        if isinstance(value, (list, dict)):     # several values, or fields: no text of their own
+            raise ConversionError(f"{value!r} is {'a list' if isinstance(value, list) else 'an object'}, not text")
         text = value if isinstance(value, str) else _text(value)
         if len(text) > MAX_STRING:
             raise ConversionError(f"text is too long ({len(text)} characters, Intercom allows {MAX_STRING})")
