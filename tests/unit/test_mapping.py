@@ -1,7 +1,7 @@
 import pytest
 
-from chalicelib.domain.mapping import (STANDARD_ATTRIBUTE_TYPES, WATCHABLE_ATTRIBUTE_TYPES, ConversionError, attribute_type,
-                                       build_payload, convert, to_unix)
+from chalicelib.domain.mapping import (STANDARD_ATTRIBUTE_TYPES, WATCHABLE_ATTRIBUTE_TYPES, ConversionError,
+                                       attribute_type, build_payload, convert, to_unix)
 from chalicelib.domain.settings import FieldMap
 
 
