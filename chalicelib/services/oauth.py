@@ -179,7 +179,8 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     error, detail = query.get("error") or "", query.get("error_description") or ""
     # Intercom's refusal (the admin denied: maybe after going back from a connect that went through) is said as
     # such, and whether the link connected nothing is told as a reload's would be: its state read, never spent.
-    denied = f"Intercom did not authorize the app ({error[:80]}{': ' + detail[:200] if detail else ''})" if error else ""
+    # Its words only once the state and the browser are known good (oauth.denial).
+    denied = oauth.denial(error, detail, verified=False)
     try:
         state = oauth.read_state(key, query.get("state"), rt.clock())
     except StateError as exc:
@@ -188,9 +189,10 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     if not oauth.same_browser(cookie_header, state):
         return _refused(place, denied or "this sign-in was started in another browser (or cookies are blocked): "
                                          "start again in this browser", known=False)
-    if denied:
+    if error:
         before = rt.store.connections.oauth_state_outcome(state.binding)
-        return _refused(place, denied, known=before is None or (before.workspace is None and not before.stopped))
+        return _refused(place, oauth.denial(error, detail, verified=True),
+                        known=before is None or (before.workspace is None and not before.stopped))
     if not rt.store.connections.use_oauth_state(state.binding, state.expires_at):
         return _used(place, rt.store.connections.oauth_state_outcome(state.binding))
     try:
