@@ -339,9 +339,13 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
                        f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
                        PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
         elif exc.status in REFUSED_TOKEN:
+            # The public app's token comes only from the workspace's admin: the operator has none to type.
+            reconnect = (f"a new OAuth link for the workspace's admin, who authorizes the app again: `bridge workspace "
+                         f"oauth-link --workspace {ws}`" if conn.token_app == apps.PUBLIC else
+                         f"`bridge workspace connect {ws}` (it asks for the new token)")
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
                        "joins and qualification checks fail until it is replaced",
-                       f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
+                       f"{reconnect}, then `bridge dlq replay`")
         elif exc.retryable:
             report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
                        f"workspace {ws} could not be checked ({exc.reason})", *_waits(rt, "Intercom", "joins and "
