@@ -928,14 +928,13 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     the campaign's settings were stored; `conn`: the workspace's connection, as read for this report;
     `failing`: its searches in the dead-letter queue that no later search superseded (an outage's). Whether it
     reported the searches failing (then they are said here, once, naming the outage)."""
-    from .qualification.changes import cursor_name, failed_name
+    from .qualification.changes import cursor_name, latest_failure
     from .reconcile import past_sweep_age, searchable
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
     # The latest failed search, if asked after the last that succeeded: the queue still tries it (no dead letter yet).
-    tried: dict = json.loads(rt.store.cursor.get(failed_name(ws)) or "{}")
-    tried = tried if tried and (last is None or tried["asked"] > float(last)) else {}
+    tried = latest_failure(rt.store.cursor, ws, last)
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
