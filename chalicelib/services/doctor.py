@@ -30,7 +30,7 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_aga
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, WorkError, plan_restricted, replay_parked, rf_blocked,
-                      rf_campaign_fix)
+                      rf_campaign_fix, token_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -339,13 +339,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
                        f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
                        PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
         elif exc.status in REFUSED_TOKEN:
-            # The public app's token comes only from the workspace's admin: the operator has none to type.
-            reconnect = (f"a new OAuth link for the workspace's admin, who authorizes the app again: `bridge workspace "
-                         f"oauth-link --workspace {ws}`" if conn.token_app == apps.PUBLIC else
-                         f"`bridge workspace connect {ws}` (it asks for the new token)")
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
-                       "joins and qualification checks fail until it is replaced",
-                       f"{reconnect}, then `bridge dlq replay`")
+                       "joins and qualification checks fail until it is replaced", token_fix(ws, conn.token_app))
         elif exc.retryable:
             report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
                        f"workspace {ws} could not be checked ({exc.reason})", *_waits(rt, "Intercom", "joins and "

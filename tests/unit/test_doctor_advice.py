@@ -80,7 +80,7 @@ def test_intercom_refusing_the_token_is_told_to_replace_it_the_way_it_was_given(
     rt.work.apis.intercom_.me = raising(ApiError("Intercom", status, "Unauthorized"))   # type: ignore[attr-defined]
     token = finding(rt, "intercom.token")
     assert token["what"].startswith("Intercom refused the token of workspace ws")
-    assert token["fix"] == f"{reconnect}, then `bridge dlq replay`"
+    assert token["fix"] == f"{reconnect}, then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"`"
 
 
 @pytest.mark.parametrize("code, message", [("api_plan_restricted", "Active subscription needed."),
