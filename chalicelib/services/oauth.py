@@ -226,7 +226,8 @@ def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.Sta
     except NoAnswer as exc:
         return _refused(place, f"Intercom did not answer in time ({exc.reason})", status=504), nothing
     except WorkError as exc:
-        return _refused(place, f"Intercom could not be reached ({exc.reason})", status=502), nothing
+        said = "failed to give a token for the code" if exc.status else "could not be reached"    # a 5xx: it answered
+        return _refused(place, f"Intercom {said} ({exc.reason})", status=502), nothing
     # Without `/me`'s answer the token belongs to no workspace the bridge knows, nor has passed the link's check:
     # it is dropped (never stored, shown or logged). The code is spent; a new link gets a token again.
     try:

@@ -7,6 +7,7 @@ import pytest
 
 from chalicelib.domain import oauth
 from chalicelib.domain.oauth import StateError
+from chalicelib.errors import Transient
 from chalicelib.services import oauth as flow
 from chalicelib.services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_workspace,
                                              disconnect_workspace)
@@ -282,6 +283,23 @@ def test_a_callback_url_anyone_made_up_puts_none_of_its_words_on_the_bridges_pag
                               "state": query["state"]}, cookie, HERE)
     assert "Intercom did not authorize the app (access_denied: The admin denied access)" in page.html
     assert rt.store.connections.workspaces() == set() and rt.auth.calls == []
+
+
+@pytest.mark.parametrize("failure, said", [
+    (lambda: Transient("Intercom answered 503: Service Unavailable", status=503),
+     "Intercom failed to give a token for the code (Intercom answered 503: Service Unavailable)"),
+    (lambda: Transient("Intercom unreachable (ConnectionError)"),
+     "Intercom could not be reached (Intercom unreachable (ConnectionError))")], ids=["5xx", "unreachable"])
+def test_an_intercom_that_fails_the_code_exchange_is_not_said_unreachable(rt, failure, said):
+    """Intercom answering the token exchange with a 5xx was said "could not be reached": the operator would look
+    for a network fault where Intercom failed."""
+    query, cookie = started(rt)
+
+    def exchange(*args, **kwargs):
+        raise failure()
+    rt.auth.exchange = exchange
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert page.status == 502 and f"{said}." in page.html and "Nothing was connected or stored" in page.html
 
 
 def test_a_callback_left_no_time_for_intercom_sends_it_nothing_and_says_so(rt):
