@@ -162,6 +162,15 @@ def _ticket(look: Callable[[str, float], Optional[OAuthTicket]], ticket: Optiona
     return look(ticket, now) if ticket and oauth.ticket_shape(ticket) else None
 
 
+def unavailable() -> Page:
+    """Any OAuth page when the bridge's own storage (the table, the secret store) failed or did not answer in time,
+    before anything was connected: to reload in a minute (a link or state it spent meanwhile is said so then)."""
+    body = ('<p class="error" id="reason">The bridge could not reach its own storage just now (AWS refused or did '
+            'not answer in time). Nothing was connected.</p><p>Reload this page in a minute. If it then says the link '
+            f'is not valid or was already used, ask the bridge\'s operator for a new link (<code>{OAUTH_LINK}</code>).</p>')
+    return Page(503, _html("Try again in a minute", body), {"Retry-After": "60"})
+
+
 def _no_ticket(ticket: Optional[str]) -> Page:
     logger.warning("OAuth start refused", extra={"reason": "no valid ticket", "ticket_given": bool(ticket)})
     return _page(403, "Link not valid", NO_TICKET.format(minutes=oauth.TICKET_SECONDS // 60, command=OAUTH_LINK),
