@@ -153,7 +153,7 @@ def token_fix(workspace: str, token_app: Optional[str] = None) -> str:
     link = f"a new OAuth link for the workspace's admin, who authorizes the app again: `bridge workspace oauth-link " \
            f"--workspace {workspace}`"
     connect = f"`bridge workspace connect {workspace}` (it asks for the new token)"
-    reconnect = {"private": connect, "oauth": link}.get(token_app or "", f"{connect}, or by OAuth, {link}")
+    reconnect = {"private": connect, "oauth": link}.get(token_app or "", f"{connect} or, for the public app's token, {link}")
     return f"{reconnect}, then `{replay_refused(workspace)}`"
 
 

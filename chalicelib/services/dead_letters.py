@@ -96,7 +96,8 @@ class DeadLetter:
             out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX})
         # Intercom's plan (not the token's fault, as the reason would make one think), or RF refusing the
         # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
-        elif plan_restricted(self.reason) or rf_token_refused(self.reason) or refused_token_of(self.reason):
+        elif plan_restricted(self.reason) or rf_token_refused(self.reason) or (
+                refused_token_of(self.reason) and self.kind != SEARCH):   # (a search's: nothing to replay, below)
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         elif self.kind == SEARCH:
             out["fix"] = SEARCH_FIX

@@ -83,6 +83,19 @@ def test_intercom_refusing_the_token_is_told_to_replace_it_the_way_it_was_given(
     assert token["fix"] == f"{reconnect}, then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"`"
 
 
+def test_a_refused_tokens_letters_advise_the_reconnect_and_its_replay_but_a_searchs_nothing_to_replay():
+    """`dlq list`: a letter of work Intercom refused the token for says the one fix doctor and explain say; a search
+    of changed contacts among them is superseded by the next that succeeds, as for any cause (nothing to replay)."""
+    from chalicelib.errors import refused_token, token_fix
+    from chalicelib.services.dead_letters import SEARCH, SEARCH_FIX, DeadLetter
+
+    reason = f"Intercom answered 401 unauthorized: Access Token Invalid — {refused_token('ws')} (invalid or revoked)"
+    join, search = (DeadLetter("m", reason, 1, None, kind, campaign, None, "ws", None, None, {})
+                    for kind, campaign in (("rf.join", "42"), (SEARCH, None)))
+    assert join.view()["fix"] == token_fix("ws") and "oauth-link --workspace ws" in token_fix("ws")
+    assert search.view()["fix"] == SEARCH_FIX
+
+
 @pytest.mark.parametrize("code, message", [("api_plan_restricted", "Active subscription needed."),
                                            ("", "Your plan does not include API access.")])
 def test_intercom_refusing_the_api_for_the_workspaces_plan_is_not_told_to_replace_the_token(code, message):
