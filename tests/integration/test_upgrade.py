@@ -52,6 +52,15 @@ def pointers(rf_id: str, contact_id: str) -> list[dict]:
             {"pk": {"S": f"EMAIL#{WORKSPACE}#ann@example.com"}, "sk": {"S": "LINKS"}, "links": {"SS": [f"42#{rf_id}"]}}]
 
 
+def old_join(lead: dict, received_at: float) -> dict:
+    """Ann's join as the earlier API function queued it (RF's webhook, as RF sends it)."""
+    person = {"id": str(lead["id"]), "campaign_id": "42", "referrer_id": str(lead["referrer_id"]), "type": "lead",
+              "email": "ann@example.com", "first_name": "Ann", "code": lead["code"], "url": lead["url"],
+              "source": "Referred", "signed_up_at": "2026-09-21T14:13:20.000000Z"}
+    return {"campaign_id": "42", "rf_user_id": str(lead["id"]), "kind": "rf.join", "person": person,
+            "received_at": received_at}
+
+
 def written_before(bridge, *items: dict) -> None:
     ddb = bridge.resources.client("dynamodb")
     for item in items:
@@ -98,11 +107,7 @@ def test_work_and_dead_letters_the_earlier_version_queued_are_worked(bridge, int
     in the dead-letter queue, with the attributes that version wrote: both are worked, the join once replayed."""
     written_before(bridge, OLD_SETTINGS, OLD_CAMPAIGNS)
     lead = new_lead(rf)
-    person = {"id": str(lead["id"]), "campaign_id": "42", "referrer_id": str(lead["referrer_id"]), "type": "lead",
-              "email": "ann@example.com", "first_name": "Ann", "code": lead["code"], "url": lead["url"],
-              "source": "Referred", "signed_up_at": "2026-09-21T14:13:20.000000Z"}
-    join = {"campaign_id": "42", "rf_user_id": str(lead["id"]), "kind": "rf.join", "person": person,
-            "received_at": clock()}
+    join = old_join(lead, clock())
     search = {"kind": "intercom.changes", "workspace": WORKSPACE, "at": clock(), "lookback": 604800.0}
     sqs, compact = bridge.resources.client("sqs"), {"separators": (",", ":")}
     sqs.send_message(QueueUrl=bridge.resources.queue_url, MessageBody=json.dumps(search, **compact))
@@ -122,6 +127,34 @@ def test_work_and_dead_letters_the_earlier_version_queued_are_worked(bridge, int
     link = bridge.history(42, lead["id"])["link"]
     assert (link["status"], link["qualification"], link["contact_id"]) == ("linked", "pending", contact["id"])
     assert bridge.dead_letters() == [] and bridge.queued() == 0
+
+
+def test_a_join_the_earlier_version_left_part_way_is_finished_with_its_one_contact(bridge, intercom, rf, clock):
+    """The earlier worker claimed Ann's join and created her contact (marked as the bridge marks it), then the deploy
+    replaced it before it wrote the link: its message comes back once the claim's lease ended, and this version
+    links the contact it made, creating none."""
+    written_before(bridge, OLD_SETTINGS, OLD_CAMPAIGNS)
+    lead = new_lead(rf)
+    rf_id, joined = str(lead["id"]), clock()
+    intercom.define_attribute("rf_person", "string")
+    made = intercom.add_contact("ann@example.com", name="Ann", custom_attributes={
+        "signed_up": "No", "referral_code": lead["code"], "lead_source": "referral", "rf_person": f"42#{rf_id}"})
+    written_before(bridge, {"pk": {"S": "CAMPAIGN#42"}, "sk": {"S": f"PERSON#{rf_id}"}, "campaign_id": {"S": "42"},
+                            "rf_user_id": {"S": rf_id}, "workspace": {"S": WORKSPACE}, "status": {"S": "in_progress"},
+                            "claim": {"S": "0d4c2b1f6a5e4e0c9d8b7a6f5e4d3c2b"}, "lease_until": {"N": repr(joined + 120)},
+                            "uncertain_since": {"N": repr(joined)}, "overdue_pk": {"S": "OVERDUE"},
+                            "joined_at": {"S": iso(joined)}, "updated_at": {"S": iso(joined)}})
+    clock.now += 900
+    bridge.resources.client("sqs").send_message(QueueUrl=bridge.resources.queue_url,
+                                                MessageBody=json.dumps(old_join(lead, joined)))
+    bridge.reconcile()
+    bridge.drain()
+    bridge.later.release()
+    bridge.drain()
+    assert [c["id"] for c in intercom.contacts_by_email("ann@example.com")] == [made["id"]]
+    link = bridge.history(42, lead["id"])["link"]
+    assert (link["status"], link["contact_id"]) == ("linked", made["id"])
+    assert bridge.dead_letters() == []
 
 
 @pytest.mark.xfail(strict=True, reason="links stored before baseline_of are judged under whatever rule is current")
