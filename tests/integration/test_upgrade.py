@@ -16,7 +16,7 @@ from chalicelib.services.admin import replay_dead_letters
 from .conftest import WORKSPACE, new_lead
 from .test_qualification import qualified_ids
 from .test_referral_count import count_of, joined_with_leads
-from .test_sync import cli
+from .test_sync import cli, segment, sync_settings
 
 # The campaign's settings as `bridge settings apply` stored them then (the document as that version dumped it).
 OLD_SETTINGS = {
@@ -154,6 +154,24 @@ def test_a_join_the_earlier_version_left_part_way_is_finished_with_its_one_conta
     assert [c["id"] for c in intercom.contacts_by_email("ann@example.com")] == [made["id"]]
     link = bridge.history(42, lead["id"])["link"]
     assert (link["status"], link["contact_id"]) == ("linked", made["id"])
+    assert bridge.dead_letters() == []
+
+
+def test_a_sync_run_the_earlier_version_started_goes_on_to_its_end(bridge, intercom, rf, clock, capsys):
+    """`bridge sync start` ran under the earlier version: its run (no workspace, no required fields recorded) and
+    its first page's message wait at the deploy; this version works the run to its end, enrolling each once."""
+    seg, contacts = segment(intercom, 3)
+    bridge.apply(sync_settings(seg))
+    written_before(bridge, {"pk": {"S": "CAMPAIGN#42"}, "sk": {"S": "SYNC#RUN"}, "number": {"N": "1"},
+                            "kind": {"S": "full"}, "source": {"S": f"segment {seg}"}, "status": {"S": "running"},
+                            "page": {"N": "0"}, "started_at": {"N": repr(clock())}, "updated_at": {"N": repr(clock())}})
+    bridge.resources.client("sqs").send_message(QueueUrl=bridge.resources.queue_url, MessageBody=json.dumps(
+        {"kind": "sync.page", "campaign_id": "42", "run": 1, "page": 0, "cursor": None}))
+    bridge.drain()
+    code, out, _ = cli(bridge, "sync", "status", "42", "--json", capsys=capsys)
+    run = json.loads(out)
+    assert code == 0 and (run["status"], run["enrolled"], run["skipped"]) == ("done", 3, 0), out
+    assert sorted(u["email"] for u in rf.users.values() if u["campaign_id"] == 42) == [c["email"] for c in contacts]
     assert bridge.dead_letters() == []
 
 
