@@ -177,10 +177,11 @@ def policies(target: Target) -> dict[str, dict]:
             # (adapters/ratelimit.py, DynamoRates.used).
             _keyed("BatchReads", ["dynamodb:BatchGetItem"], table,
                    ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "SYNC#*", "RATE#*"]),
-            # BatchWriteItem: a sync page's ledger entries (SyncStore.record), the worker's only batch writes (its
-            # history entries are each held to the person's link or ledger entry, in a transaction). IAM cannot
-            # grant a batch's puts without its deletes: it may batch-delete the ledger's items too (erasures, which
-            # do, are the operator's), and never a link, settings, a pointer, a rate budget or its position.
+            # BatchWriteItem: a sync page's entries of referrers their own join enrolled (SyncStore.record), the
+            # worker's only batch writes (its history entries are each held to the person's link or ledger entry, in
+            # a transaction; ledger entries read before are rewritten by conditional puts). IAM cannot grant a
+            # batch's puts without its deletes: it may batch-delete the ledger's items too (erasures, which do, are
+            # the operator's), and never a link, settings, a pointer, a rate budget or its position.
             _keyed("BatchWrites", ["dynamodb:BatchWriteItem"], table, ["SYNC#*"]),
             # A sync page tried again after RF said its contact's email is in the campaign asks the ledger
             # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a

@@ -868,6 +868,12 @@ class MemorySync:
         for e in entries:
             ledger[e.contact_id] = e
 
+    def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        ledger = self.ledgers.get(campaign_id, {})
+        written = [e for e in entries if e.contact_id in ledger and ledger[e.contact_id].rf_user_id == e.rf_user_id]
+        self.record(campaign_id, written)
+        return {e.contact_id for e in written}
+
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
         ledger = self.ledgers.get(campaign_id, {})
         survivor, merged = ledger.get(entry.contact_id), ledger.get(from_id)

@@ -572,6 +572,11 @@ class SyncRepository(Protocol):
         written back. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
+    def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Write final entries of contacts the ledger had enrolled when read, each only over an entry of its contact
+        that still names the RF user it names: a merge moved it to the surviving contact meanwhile (two entries would
+        name one RF user), or `bridge forget` deleted it (her email and ids would be written back). The contact ids
+        written."""
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
         """Contact `from_id` was merged into `entry.contact_id`: `entry` (its entry, taken over) is written, and
         `from_id`'s deleted, at once — only where the survivor's entry names no RF user and `from_id`'s names the same

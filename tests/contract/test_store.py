@@ -2070,3 +2070,20 @@ def test_a_merged_contacts_ledger_entry_moves_to_the_survivor_only_over_an_entry
         "other": dataclasses.replace(LedgerEntry("other", "enrolled", email="b@x.io", rf_user_id="8", run=1),
                                      at=store.sync.entries("42", ["other"])["other"].at)}     # left as it was
     assert not store.sync.move("42", "lead", taken)                                        # once
+
+
+def test_a_ledger_entry_read_before_is_rewritten_only_over_an_entry_naming_the_same_rf_user(store):
+    """A page rewrites the entries it read (seen by a full run, a link written): never one a merge moved meanwhile,
+    nor one `bridge forget` deleted, nor one naming another RF user since."""
+    from chalicelib.ports.store import LedgerEntry
+    read = [LedgerEntry(c, "enrolled", email=f"{c}@x.io", rf_user_id=r, url="u", run=1)
+            for c, r in (("kept", "7"), ("moved", "8"), ("forgotten", "9"), ("other", "10"))]
+    store.sync.record("42", read)
+    store.sync.move("42", "moved", dataclasses.replace(read[1], contact_id="survivor"))
+    store.sync.forget("42", "forgotten@x.io")
+    store.sync.record("42", [dataclasses.replace(read[3], rf_user_id="11")])
+    seen = [dataclasses.replace(e, seen_run=2) for e in read]
+    assert store.sync.rewrite("42", seen) == {"kept"}
+    assert {e.contact_id: (e.rf_user_id, e.seen_run) for e in store.sync.ledger("42")} == {
+        "kept": ("7", 2), "survivor": ("8", 0), "other": ("11", 0)}
+    assert store.sync.rewrite("42", []) == set()

@@ -464,8 +464,10 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     """Contact sync, on a campaign of its own: the operator starts a run of a segment (not recorded) whose one
     contact's page was tried before by a worker that died once RF had created the user (the ledger still says
     `creating`). RF answers that the email is in the campaign; the page asks the ledger whether another contact
-    with that email was enrolled (a query), then adopts the user and writes the link back."""
-    from chalicelib.domain.history import iso
+    with that email was enrolled (a query), then adopts the user and writes the link back. Another contact of the
+    segment is a referrer her own join linked: the page adopts her (the page's batch write of such entries)."""
+    from chalicelib.domain.history import Entry, iso
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
     from chalicelib.ports.store import LedgerEntry
     from chalicelib.services import admin, sync
 
@@ -473,8 +475,13 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     rf.add_campaign(43, "Acme customers")
     kim = intercom.add_contact("kim@example.com", role="user", name="Kim")
     lee = intercom.add_contact(None, role="user", name="Lee")      # no email: skipped
-    segment = intercom.add_segment("Customers", [kim["id"], lee["id"]])["id"]
+    mia = intercom.add_contact("mia@example.com", role="user", name="Mia")
+    segment = intercom.add_segment("Customers", [kim["id"], lee["id"], mia["id"]])["id"]
     admin.apply_settings(seed, yaml.safe_dump({**sync_settings(segment), "campaign_id": "43"}))
+    joined = seed.store.links.claim(PersonRef("43", str(rf.add_user(43, "mia@example.com", "Mia")["id"])), WORKSPACE)
+    assert joined is not None                                            # (her own join linked her contact)
+    seed.store.links.finish(joined, JoinResult(LinkStatus.LINKED, kind="referrer", email="mia@example.com",
+                                               contact_id=mia["id"], contact_role="user"), [Entry("join", "linked")])
     run = sync.start(seed.deps, "43")                                    # `bridge sync start 43`
     seed.store.sync.record("43", [LedgerEntry(kim["id"], "creating", email="kim@example.com", run=run.number,
                                               seen_run=run.number, at=iso(stage.clock.now))])
@@ -482,7 +489,7 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     stage.drain()
     written = intercom.get(kim["id"])["custom_attributes"].get("referral_link")
     # Intercom merges Kim's contact into another: her ledger entry moves to the survivor (a transaction's put
-    # and delete of the ledger's items). The next run writes her link there (its entry in the page's batch write).
+    # and delete of the ledger's items). The next run writes her link there (its entry rewritten, held to her RF user).
     survivor = intercom.add_contact(None, role="user", name="Kim K")
     intercom.merge(kim["id"], survivor["id"])
     stage.post_intercom(intercom.webhook_payload("contact.merged", {**intercom.get(survivor["id"]),

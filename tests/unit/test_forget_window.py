@@ -116,20 +116,26 @@ def test_a_try_about_a_person_forgotten_meanwhile_that_fails_notes_nothing_about
 
 
 
-def forgotten_once_written(work: FakeWork, store: object, method: str, email: str,
-                           when: Callable[..., object] = lambda *args: True) -> None:
-    """`bridge forget <email>` runs as the next `method` call `when` says (of the store or a vendor's fake) answers:
-    the work's write of what it did just before its note about her, or its call before that write."""
+def once_answered(store: object, method: str, then: Callable[[], object],
+                  when: Callable[..., object] = lambda *args: True) -> None:
+    """`then` runs as the next `method` call `when` says (of the store or a vendor's fake) answers."""
     real = getattr(store, method)
 
-    def then_forgotten(*args):
+    def answered(*args, **kw):
         try:
-            return real(*args)
-        finally:                                             # (a call that fails too: forgotten as it answered)
+            return real(*args, **kw)
+        finally:                                             # (a call that fails too: as it answered)
             if when(*args):
                 setattr(store, method, real)
-                forget(work, email)
-    setattr(store, method, then_forgotten)
+                then()
+    setattr(store, method, answered)
+
+
+def forgotten_once_written(work: FakeWork, store: object, method: str, email: str,
+                           when: Callable[..., object] = lambda *args: True) -> None:
+    """`bridge forget <email>` runs as the next `method` call `when` says answers: the work's write of what it did
+    just before its note about her, or its call before that write."""
+    once_answered(store, method, lambda: forget(work, email), when)
 
 
 @pytest.mark.parametrize("write_back", [None, Deferred("Intercom answered 429: rate_limited", retry_after=30)],
@@ -171,6 +177,47 @@ def test_a_merge_sync_follows_as_her_survivor_takes_her_ledger_entry_and_she_is_
                                    item={**survivor, "merged_from": {"id": lead["id"]}}), work.deps)
     assert list(work.store.sync.ledger("42")) == []
     assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
+
+
+@pytest.mark.parametrize("meanwhile", ["merged", "forgotten"])
+@pytest.mark.parametrize("page", ["marks-her-seen", "writes-her-link"])
+def test_a_page_holding_a_referrer_enrolled_before_writes_her_entry_back_neither_after_a_merge_nor_after_forget(
+        meanwhile: str, page: str):
+    """Run 1 enrolled Ann's lead contact (her link written, or refused by Intercom). Full run 2's page reads her entry,
+    and marks her seen, or writes her link; meanwhile Intercom merges her lead into a user (the merge's notification
+    hands her entry to the survivor), or `bridge forget` erases her. The page does not write her entry back: not a
+    second entry naming her RF user (`sync report` counted her twice), nor her email and ids after the erasure."""
+    work = sync_world(0, source="all")
+    intercom = work.apis.intercom_
+    lead = intercom.add("ann@example.com", role="lead")
+    lead["name"] = "Ann"
+    if page == "writes-her-link":
+        intercom.fail["update"] = Permanent("Intercom answered 400: bad_request", status=400)
+    sync.start(work.deps, "42")
+    drain(work)
+    [user] = work.apis.rf_.created
+    ann = PersonRef("42", str(user["id"]))
+    survivor = {}
+
+    def merged() -> None:
+        survivor.update(intercom.add("ann@example.com", role="user"))
+        intercom.merge(lead["id"], survivor["id"])
+        sync.on_contact(ContactMessage(workspace=WS, topic="contact.merged", notification_id="n1",
+                                       item={**survivor, "merged_from": {"id": lead["id"]}}), work.deps)
+    event = merged if meanwhile == "merged" else lambda: forget(work, "ann@example.com")
+    if page == "writes-her-link":
+        once_answered(intercom, "update_contact", event)
+    else:
+        once_answered(work.store.sync, "entries", event)
+    sync.start(work.deps, "42")
+    drain(work)
+    if meanwhile == "merged":
+        assert [e.contact_id for e in work.store.sync.ledger("42") if e.rf_user_id == ann.rf_user_id] == \
+            [survivor["id"]]
+        assert sync.report(work.deps, "42")["enrolled_in_all"] == 1
+    else:
+        assert list(work.store.sync.ledger("42")) == []
+        assert work.store.history.entries(ann) == []
 
 
 def test_a_sync_note_made_as_forget_erased_her_link_and_history_but_not_yet_her_ledger_entry_is_erased_with_it():

@@ -5,6 +5,7 @@ from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -16,7 +17,7 @@ from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
 from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
 
 LEDGER_PAGE = 500          # ledger entries read per page when only the first few are asked for
-INTEND_THREADS = 10        # a page's conditional puts in flight at once
+PUT_THREADS = 10        # a page's conditional puts in flight at once
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
                "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
@@ -180,18 +181,27 @@ class DynamoSync:
         return {contact_of_ledger(i.sk): _entry(i) for i in items}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        # One conditional put each (a batch write takes no condition): never over an entry naming an RF user. Made
-        # at once, a page's ~150 one after another held its RF creates back (sync at 83% of RF's limit, not 95%).
-        at = iso(self.clock())
-
-        def put(e: LedgerEntry) -> bool:
+        def condition(e: LedgerEntry) -> Condition:
             condition = LedgerItem.rf_user_id.does_not_exist()
             if e.rf_user_id:         # (only over the page's `creating` entry: forget deleted it, not written back)
                 condition &= LedgerItem.pk.exists()
-            return applied(partial(_item(campaign_id, e, at).save, condition=condition))
+            return condition
+        return self._puts(campaign_id, entries, condition)
+
+    def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        return self._puts(campaign_id, entries, lambda e: LedgerItem.rf_user_id == e.rf_user_id)
+
+    def _puts(self, campaign_id: str, entries: Sequence[LedgerEntry],
+              condition: Callable[[LedgerEntry], Condition]) -> set[str]:
+        """One conditional put each (a batch write takes no condition): the contact ids written. Made at once, a
+        page's ~150 one after another held its RF creates back (sync at 83% of RF's limit, not 95%)."""
+        at = iso(self.clock())
+
+        def put(e: LedgerEntry) -> bool:
+            return applied(partial(_item(campaign_id, e, at).save, condition=condition(e)))
         if len(entries) <= 1:
             return {e.contact_id for e in entries if put(e)}
-        with Pool(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
+        with Pool(max_workers=min(PUT_THREADS, len(entries)), thread_name_prefix="ledger") as pool:
             return {e.contact_id for e, done in zip(entries, pool.map(put, entries)) if done}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
