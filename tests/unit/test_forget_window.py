@@ -16,9 +16,11 @@ from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.services import sync
 from chalicelib.services.privacy import forget
 from chalicelib.services.worker import RetryBatch
-from tests.fakes import FakeWork
+from tests.fakes import FakeIntercom, FakeWork
 from tests.unit.scenario import RULE, check, event, joined, run, set_value, settings, world
-from tests.unit.test_referral_count import RITA, lead_join, sent
+from tests.unit.moves import ATTRIBUTES, ByWorkspace, apply, rita_in_rf
+from tests.unit.moves import counting_world as moving_world
+from tests.unit.test_referral_count import RITA, lead_join, puts_answer_gone, sent
 from tests.unit.test_referral_count import world as counting_world
 from tests.unit.test_sync import WS, drain
 from tests.unit.test_sync import world as sync_world
@@ -243,6 +245,48 @@ def test_a_referral_count_written_as_its_referrer_is_forgotten_notes_nothing_abo
     joined(work, "100", "rita@example.com", kind="referrer", role="user")
     run(work, lead_join("1"))
     forgotten_once_written(work, work.store.links, "referrals_written", "rita@example.com")
+    assert run(work, *sent(work))["done"] == 1
+    assert work.store.links.referrals(RITA) is None
+    assert work.store.history.entries(RITA) == []
+
+
+def rita_s_contact_deleted(work: FakeWork) -> str:
+    """Her own join linked Rita's contact, which Intercom deleted since (its webhook marked her link)."""
+    from chalicelib.domain.link import ContactState
+    link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.links.set_contact(link, [Entry("contact", "deleted", "deleted")], state=ContactState.DELETED)
+    del work.apis.intercom_.contacts[rita["id"]]
+    return "referrals"
+
+
+def rita_s_enrolled_contact_deleted(work: FakeWork) -> str:
+    """Contact sync enrolled Rita's contact, which Intercom deleted since, and has no other with her email."""
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))
+    del work.apis.intercom_.contacts[rita["id"]]
+    puts_answer_gone(work.apis.intercom_)
+    return "drop_referrer_contact"
+
+
+@pytest.mark.parametrize("kept", [rita_s_contact_deleted, rita_s_enrolled_contact_deleted, "moved away"],
+                         ids=["contact-deleted", "enrolled-contact-deleted", "moved-away"])
+def test_a_referral_count_kept_as_its_referrer_is_forgotten_notes_nothing_about_her(kept):
+    """A lead Rita referred joins; her count cannot be written (her contact was deleted in Intercom, or is in the
+    workspace the campaign moved from) and is kept, which her history says. `bridge forget` erases her as the
+    count is read (or as it forgets her deleted contact): the note of why it is kept is not written back."""
+    if kept == "moved away":
+        work, counting = moving_world(ByWorkspace(FakeIntercom(dict(ATTRIBUTES)), rita_in_rf()))
+        joined(work, "100", "rita@example.com", kind="referrer", role="user")
+        apply(work, {**counting, "workspace": "ws-b"}, move=True)
+        method = "referrals"
+    else:
+        work = counting_world(queue=True)
+        method = kept(work)
+    run(work, lead_join("1"))
+    forgotten_once_written(work, work.store.links, method, "rita@example.com")
     assert run(work, *sent(work))["done"] == 1
     assert work.store.links.referrals(RITA) is None
     assert work.store.history.entries(RITA) == []
