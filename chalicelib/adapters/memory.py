@@ -95,10 +95,6 @@ class MemoryHistory:
         self.tables.history.setdefault(ref, []).extend(
             Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
 
-    def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        for ref, entries in written:
-            self.append(ref, entries)
-
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
         before = self.tables.repeats.get((ref, event))
@@ -382,6 +378,10 @@ class MemoryLinks:
         if self._kept(ref) if enrolled is None else \
                 getattr(self.ledgers.get(ref.campaign_id, {}).get(enrolled), "rf_user_id", None) == ref.rf_user_id:
             self.history.append(ref, entries)
+
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        for ref, entries in noted:
+            self.note(ref, entries)
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         if self._kept(ref):

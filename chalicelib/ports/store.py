@@ -162,6 +162,8 @@ class LinkRepository(Protocol):
         only while they are kept: their link, or (a referrer) their referral count, exists. A worker that read them
         before `bridge forget` erased them writes nothing about them. `enrolled`: a note of contact sync, which
         holds instead while the sync ledger entry of that contact names them (forget deletes it)."""
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        """`note` of each person's entries (each only while they are kept), the writes made at once."""
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         """HistoryLog.note_latest about the person, only while they are kept (as `note`)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
@@ -280,8 +282,6 @@ class LinkLookup(Protocol):
 
 class HistoryLog(Protocol):
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
-    def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        """`append` of each person's entries, in as few writes as the store takes (not all or nothing)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
         """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`). With

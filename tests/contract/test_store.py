@@ -374,6 +374,21 @@ def test_notes_about_a_person_are_written_while_her_link_or_her_count_is_kept_an
     assert noted(PersonRef("42", "8")) == []                            # (never kept: nothing)
 
 
+def test_notes_about_many_people_at_once_are_written_for_those_kept_only(store):
+    """`bridge dlq replay` and `discard` note each letter's person at once: a lead by her link, a referrer by her count;
+    nobody the bridge does not keep (never kept, or erased by `bridge forget` as the command held the letter)."""
+    rita, erased = PersonRef("42", "100"), PersonRef("42", "101")
+    store.links.referrer_contact(rita, "c9", WS)
+    joined(store, entries=())
+    store.links.referrer_contact(erased, "c10", WS)
+    store.links.forget_referrals(erased)
+    noted = [Entry("dead_letter", "discarded")]
+    store.links.note_many([(ANN, noted), (rita, noted), (erased, noted), (PersonRef("42", "8"), noted)])
+    assert [[e.outcome for e in store.history.entries(ref)] for ref in (ANN, rita, erased, PersonRef("42", "8"))] == \
+        [["discarded"], ["discarded"], [], []]
+    store.links.note_many([])
+
+
 def test_a_sync_enrolment_is_written_over_its_creating_entry_and_noted_while_that_entry_names_her(store):
     """A page's enrolment is written only over its `creating` entry, and contact sync's notes hold to the ledger entry
     of the contact it enrolled (`enrolled`), not to a link or a count (a sync-enrolled referrer may have neither): once
@@ -692,14 +707,6 @@ def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
                                                                  ("join", "ignored", 2)]
     assert entries[0].details == {"k": 1} and entries[0].reason == "r1"
     assert {e.expires_at for e in entries} == {int(clock()) + 400 * 86400}
-
-
-def test_entries_appended_for_many_people_at_once_are_each_persons_in_order_after_their_earlier_ones(store):
-    bob = PersonRef("42", "8")
-    store.history.append(ANN, [Entry("a", "one")])
-    store.history.append_many([(ANN, [Entry("b", "two")]), (bob, [Entry("c", "three")]), (ANN, [Entry("d", "four")])])
-    store.history.append_many([])
-    assert outcomes(store) == ["one", "two", "four"] and outcomes(store, bob) == ["three"]
 
 
 def test_a_counted_wait_counts_again_from_one_after_a_pause_or_for_another_wait(store, clock):

@@ -14,6 +14,7 @@ from chalicelib.messages import ContactMessage
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.services import sync
+from chalicelib.services.dead_letters import discard, replay
 from chalicelib.services.privacy import forget
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeIntercom, FakeWork
@@ -290,3 +291,22 @@ def test_a_referral_count_kept_as_its_referrer_is_forgotten_notes_nothing_about_
     assert run(work, *sent(work))["done"] == 1
     assert work.store.links.referrals(RITA) is None
     assert work.store.history.entries(RITA) == []
+
+
+@pytest.mark.parametrize("command", [discard, replay], ids=["discard", "replay"])
+def test_a_dead_letter_discarded_or_replayed_as_its_person_is_forgotten_notes_nothing_about_them(command):
+    """Ann's join failed for good (Intercom refused her contact): a dead letter, and her history says so. `bridge
+    forget` erases her while `dlq discard` (or `replay`) holds her letter (forget cannot see it, and says so): the
+    command's note that it discarded (replayed) her letter is not written back into her erased history."""
+    from chalicelib.config import Config
+    from tests.unit.test_join_use_case import join
+    from tests.unit.test_join_use_case import world as join_world
+    work = join_world()
+    work.config = Config.from_env({"BRIDGE_QUEUE_URL": "memory://queue", "BRIDGE_DLQ_URL": "memory://dlq"})
+    work.apis.intercom_.fail["create"] = Permanent("Intercom answered 400: bad attribute")
+    assert run(work, join())["dead"] == 1
+    assert work.store.history.entries(ANN)
+    forgotten_once_written(work, work.queue, "hide_dead_many", "ann@example.com")
+    assert command(work, reason="bad attribute")["not_seen"] == 0
+    assert work.store.links.get(ANN) is None
+    assert work.store.history.entries(ANN) == []
