@@ -572,6 +572,10 @@ class SyncRepository(Protocol):
         written back. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
+    def adopt(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Write final entries of referrers their own join enrolled (`adopted`), each only while that join's link
+        (of `rf_user_id`) exists: `bridge forget` erased her meanwhile, her email and ids are not written back. The
+        contact ids written."""
     def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
         """Write final entries of contacts the ledger had enrolled when read, each only over an entry of its contact
         that still names the RF user it names: a merge moved it to the surviving contact meanwhile (two entries would

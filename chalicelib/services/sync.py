@@ -452,12 +452,12 @@ class Page:
         return [_replace(e, workspace=self.settings.workspace) for e in entries]
 
     def _record(self, entries: list[LedgerEntry]) -> set[str]:
-        """Entries of contacts enrolled earlier: adopted ones written, those the ledger had rewritten only while it
-        still has them (a merge, `bridge forget` meanwhile: not written back). The contact ids written."""
-        adopted = [e for e in entries if e.contact_id in self.adopting]
-        self.deps.sync.record(self.campaign_id, adopted)
-        return {e.contact_id for e in adopted} | self.deps.sync.rewrite(
-            self.campaign_id, [e for e in entries if e.contact_id not in self.adopting])
+        """Entries of contacts enrolled earlier: adopted ones written while their join's link is kept, those the
+        ledger had rewritten only while it still has them (a merge, `bridge forget` meanwhile: not written back).
+        The contact ids written."""
+        sync = self.deps.sync
+        return sync.adopt(self.campaign_id, [e for e in entries if e.contact_id in self.adopting]) | \
+            sync.rewrite(self.campaign_id, [e for e in entries if e.contact_id not in self.adopting])
 
     def _done(self, result: _Outcome) -> None:
         entries = self._in_workspace([result.entry])

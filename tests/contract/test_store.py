@@ -2094,3 +2094,17 @@ def test_a_ledger_entry_read_before_is_rewritten_only_over_an_entry_naming_the_s
     assert {e.contact_id: (e.rf_user_id, e.seen_run) for e in store.sync.ledger("42")} == {
         "kept": ("7", 2), "survivor": ("8", 0), "other": ("11", 0)}
     assert store.sync.rewrite("42", []) == set()
+
+
+def test_an_adopted_ledger_entry_is_written_only_while_the_link_of_her_own_join_is_kept(store):
+    """A page adopts referrers their own join enrolled: Ann's entry is written while her join's link is kept, not once
+    `bridge forget` erased it (nor one of someone never linked)."""
+    from chalicelib.ports.store import LedgerEntry
+    link = joined(store, entries=())
+    adopted = [LedgerEntry(c, "already_enrolled", email=f"{c}@x.io", rf_user_id=r, run=1, adopted=True)
+               for c, r in (("c1", ANN.rf_user_id), ("c2", "8"))]
+    assert store.sync.adopt("42", adopted) == {"c1"}
+    assert [e.contact_id for e in store.sync.ledger("42")] == ["c1"]
+    store.sync.forget("42", "c1@x.io")
+    store.links.erase(link)
+    assert store.sync.adopt("42", adopted[:1]) == set() and list(store.sync.ledger("42")) == []

@@ -223,6 +223,24 @@ def test_a_page_holding_a_referrer_enrolled_before_writes_her_entry_back_neither
         assert work.store.history.entries(ann) == []
 
 
+def test_a_page_adopting_a_referrer_her_own_join_enrolled_writes_no_entry_of_hers_once_forget_erased_her():
+    """Her own join linked Ann's contact (RF user 7): a sync page adopts her, writing her link, and `bridge forget`
+    erases her as Intercom takes it. The page does not write her ledger entry (her email and ids) afterwards."""
+    from chalicelib.domain.link import JoinResult, LinkStatus
+    work = sync_world(1)
+    [ann] = work.apis.intercom_.contacts.values()
+    claim = work.store.links.claim(PersonRef("42", "7"), WS)
+    work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email=ann["email"],
+                                              contact_id=ann["id"], contact_role="user"), [Entry("join", "linked")])
+    work.apis.rf_.users["7"] = {"id": "7", "url": "https://rf.example/r/ann"}
+    once_answered(work.apis.intercom_, "update_contact", lambda: forget(work, ann["email"]))
+    sync.start(work.deps, "42")
+    drain(work)
+    assert ann["custom_attributes"]["referral_link"] == "https://rf.example/r/ann"
+    assert list(work.store.sync.ledger("42")) == []
+    assert work.store.links.get(PersonRef("42", "7")) is None and work.store.history.entries(PersonRef("42", "7")) == []
+
+
 def test_a_sync_note_made_as_forget_erased_her_link_and_history_but_not_yet_her_ledger_entry_is_erased_with_it():
     """A person with a link and a sync ledger entry: forget erases her link (and history), then the ledger. A sync
     note held to her ledger entry that lands between the two is erased with the entry."""
