@@ -482,9 +482,9 @@ def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optio
     """The history of the people each letter is about (`people`, else `_people_of`) says what the operator did with
     it (`outcome`: replayed, discarded), and why it was a dead letter: an item a letter and person, written at once
     (a replay of thousands makes as few round trips to DynamoDB as to SQS), each only while the person is kept (one
-    `bridge forget` erased meanwhile, as the command held the letter, is not written back). `not_sent` (message id -> why): only those
-    letters, which the replay noted and could not send back: still dead letters, said failed again with their own
-    reason (explain says them dead-lettered, with its fix, not back in the queue)."""
+    `bridge forget` erased meanwhile, as the command held the letter, is not written back). `not_sent` (message id
+    -> why): only those letters, which the replay noted and could not send back: still dead letters, said failed
+    again with their own reason (explain says them dead-lettered, with its fix, not back in the queue)."""
     written: list[tuple[PersonRef, list[Entry]]] = []
     for d, refs in zip(letters, _people_of(rt, letters) if people is None else people):
         details = {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})}

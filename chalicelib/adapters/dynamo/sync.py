@@ -9,15 +9,15 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from ...domain.history import iso
+from ...domain.link import PersonRef
 from ...domain.sync import OUTCOMES, PageError
 from ...pool import Pool
-from ...domain.link import PersonRef
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, link_key, sync_run_key
 from .models import LedgerItem, LinkItem, SyncRunItem, applied, batch_get, conditional, get
 
 LEDGER_PAGE = 500          # ledger entries read per page when only the first few are asked for
-PUT_THREADS = 10        # a page's conditional puts in flight at once
+PUT_THREADS = 10           # a page's conditional writes of its ledger in flight at once
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
                "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
