@@ -94,6 +94,7 @@ def type_unsupported(data_type: str) -> Optional[str]:
     return None if data_type in WRITABLE_TYPES else f"attribute type {data_type!r} is not supported"
 
 
+_WHOLE = re.compile(r"[+-]?\d+")
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 
@@ -107,11 +108,17 @@ def convert(value: Any, data_type: str) -> Any:
     if unsupported:
         raise ConversionError(unsupported)
     if data_type == "string":
+        if isinstance(value, (list, dict)):     # several values, or fields: no text of their own
+            raise ConversionError(f"{value!r} is {'a list' if isinstance(value, list) else 'an object'}, not text")
         text = value if isinstance(value, str) else _text(value)
         if len(text) > MAX_STRING:
             raise ConversionError(f"text is too long ({len(text)} characters, Intercom allows {MAX_STRING})")
         return text
     if data_type == "integer":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value            # as sent: a float would round it past 2**53 (an id, an account number)
+        if isinstance(value, str) and _WHOLE.fullmatch(value.strip()) and len(value) < 4300:   # (int's own limit)
+            return int(value)
         number = _number(value)
         if number != int(number):
             raise ConversionError(f"{value!r} is not a whole number")

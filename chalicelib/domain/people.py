@@ -95,8 +95,8 @@ def normalise(obj: dict) -> dict:
     elif isinstance(meta, dict):
         for key, value in meta.items():
             out[f"meta.{key}"] = value
-    for key, value in obj.items():            # custom fields sent at the top level
-        if key.startswith("meta.") or (key not in out and key not in _KNOWN and not isinstance(value, (dict, list))):
+    for key, value in obj.items():            # custom fields sent at the top level (a list too: mapped, it is said)
+        if key.startswith("meta.") or (key not in out and key not in _KNOWN):
             out.setdefault(key if key.startswith("meta.") else f"meta.{key}", value)
     return out
 

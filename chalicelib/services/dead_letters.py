@@ -484,10 +484,11 @@ def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:
 def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optional[list[list[PersonRef]]] = None,
           not_sent: Optional[dict[str, str]] = None) -> None:
     """The history of the people each letter is about (`people`, else `_people_of`) says what the operator did with
-    it (`outcome`: replayed, discarded), and why it was a dead letter: an item a letter and person, in one batch write
-    (a replay of thousands makes as few round trips to DynamoDB as to SQS). `not_sent` (message id -> why): only those
-    letters, which the replay noted and could not send back: still dead letters, said failed again with their own
-    reason (explain says them dead-lettered, with its fix, not back in the queue)."""
+    it (`outcome`: replayed, discarded), and why it was a dead letter: an item a letter and person, written at once
+    (a replay of thousands makes as few round trips to DynamoDB as to SQS), each only while the person is kept (one
+    `bridge forget` erased meanwhile, as the command held the letter, is not written back). `not_sent` (message id
+    -> why): only those letters, which the replay noted and could not send back: still dead letters, said failed
+    again with their own reason (explain says them dead-lettered, with its fix, not back in the queue)."""
     written: list[tuple[PersonRef, list[Entry]]] = []
     for d, refs in zip(letters, _people_of(rt, letters) if people is None else people):
         details = {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})}
@@ -499,7 +500,7 @@ def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optio
         else:
             continue
         written += [(ref, [entry]) for ref in refs]
-    rt.store.history.append_many(written)
+    rt.store.links.note_many(written)
 
 
 def _same_reason(recorded: Optional[str], letter: str) -> bool:

@@ -637,7 +637,10 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     already = attempt.rf_qualified_at if pending else None
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
-    return JoinResult(LinkStatus.LINKED, kind=kind, email=person.email, contact_id=str(contact["id"]),
+    # Known by the email the contact was made or found with (its Intercom email): a mapping may take it from
+    # another field than RF's `email` (`{from: meta.work_email, to: email}`).
+    email = attempt.plan.payload.email if attempt.plan is not None else person.email
+    return JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline, baseline_of=reached.baseline_of,
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
                       qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
@@ -691,9 +694,10 @@ def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
     leaves a contact that is looked at anyway (the next try resumes it and queues it again)."""
     lag, now = deps.search_lag(), deps.clock()
     checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
-                            contact_id=str(a.reached.contact["id"]), email=str(a.known.email),
+                            contact_id=str(a.reached.contact["id"]), email=str(a.plan.payload.email),
                             created_at=decide.time_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
-              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and a.known.email]
+              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead"
+              and a.plan is not None and a.plan.payload.email]
     if checks and deps.queue is not None:
         deps.queue.send_many(checks, delay=lag)
 

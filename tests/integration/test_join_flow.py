@@ -183,3 +183,27 @@ def test_a_slow_intercom_answer_times_out_and_is_retried(bridge, intercom, rf, m
     outcomes = bridge.drain()
     assert all(o.ok for o in outcomes)
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
+
+
+def test_an_email_mapped_from_a_custom_field_is_the_one_the_contact_is_known_and_checked_by(bridge, intercom, rf):
+    """`{from: meta.work_email, to: email}`: the contact is made with the work email, no contact having it. The
+    person's RF email is another contact's (a user made long before): the join rightly left it alone, so the
+    late duplicate check must too (it looked by the RF email, and merged the new lead into that user, saying
+    the two shared an email), and Intercom's first notification is no change of email."""
+    doc = lead_settings()
+    doc["leads"]["fields"][0] = {"from": "meta.work_email", "to": "email"}
+    bridge.apply(doc)
+    home = intercom.add_contact("ann@example.com", role="user", name="Ann at home")
+    lead = new_lead(rf, meta=[{"field": "work_email", "value": "Ann@Work.example"}])
+    bridge.post_join({**join_body(lead), "work_email": "Ann@Work.example"})
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@work.example")
+    assert bridge.history(42, lead["id"])["link"]["email"] == "ann@work.example"
+    assert bridge.later.release() == 1
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert intercom.merged_into == {} and intercom.get(home["id"])["custom_attributes"] == {}
+    person = bridge.history(42, lead["id"])
+    assert person["link"]["contact_id"] == contact["id"]
+    assert [(h["event"], h["outcome"]) for h in person["history"]] == [("join_received", "received"),
+                                                                      ("contact", "created")]

@@ -69,3 +69,23 @@ def test_absent_optional_field_is_not_written_and_missing_email_is_an_error():
 def test_a_number_too_large_for_a_date_is_a_conversion_error_not_a_crash(value):
     with pytest.raises(ConversionError, match="out of range for a date"):
         to_unix(value)
+
+
+@pytest.mark.parametrize("value", ["12345678901234567", 12345678901234567, " 9007199254740993 ", "-9007199254740993"])
+def test_a_whole_number_past_what_a_float_holds_is_written_as_sent(value):
+    """An RF id or account number mapped to a Number attribute: rounding it through a float would write another
+    number (12345678901234568), silently."""
+    assert convert(value, "integer") == int(str(value).strip())
+
+
+@pytest.mark.parametrize("value,kind", [(["gold", "silver"], "a list"), ({"plan": "gold"}, "an object")])
+def test_a_list_or_an_object_is_no_text_and_is_recorded_not_written_as_python_shows_it(value, kind):
+    """An RF custom field holding several values: Intercom would show `['gold', 'silver']` (Python's own
+    rendering) as the contact's text. Recorded as not converted, as any value that has no text of its own."""
+    with pytest.raises(ConversionError, match=f"is {kind}, not text"):
+        convert(value, "string")
+    payload = build_payload(rows({"from": "email", "to": "email"}, {"from": "meta.plans", "to": "custom_attributes.plans"}),
+                            {"email": "a@b.co", "meta.plans": value}, {"custom_attributes.plans": {"data_type": "string"}})
+    assert payload.body() == {"email": "a@b.co"}
+    [err] = payload.errors
+    assert err.to == "custom_attributes.plans" and err.reason.endswith(f"is {kind}, not text")

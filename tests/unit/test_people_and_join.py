@@ -20,6 +20,22 @@ def test_normalise_webhook_body_with_aliases_and_meta():
                  "type": "lead", "meta.company": "Acme", "meta.plan": "pro"}
 
 
+def test_a_custom_field_sent_at_the_top_level_as_a_list_is_read_and_said_not_written_when_mapped():
+    """`interests[]=golf&interests[]=chess`, or a JSON list: left out of the person, its row was not written and
+    nothing said so (nor could RF's API tell: the mapping found no value). Read, it is recorded as not converted."""
+    person = people.normalise({"id": 17, "campaign_id": "42", "email": "a@b.co", "referrer_id": 3,
+                               "interests": ["golf", "chess"]})
+    assert person["meta.interests"] == ["golf", "chess"]
+    settings = parse_settings({"campaign_id": "42", "workspace": "ws", "referrers": {"action": "nothing"},
+                               "leads": {"action": "create_lead", "fields": [
+                                   {"from": "email", "to": "email"},
+                                   {"from": "meta.interests", "to": "custom_attributes.interests"}]}})
+    plan = join.plan(settings, person, {"custom_attributes.interests": {"data_type": "string"}})
+    assert isinstance(plan, join.Plan)
+    [error] = plan.payload.errors
+    assert (error.to, error.source) == ("custom_attributes.interests", "from meta.interests")
+
+
 def test_normalise_api_user_types():
     assert people.normalise({"data": {"id": 5, "type": "person_referring"}})["type"] == "referrer"
     assert people.normalise({"id": 5, "referrer_id": None})["type"] == "referrer"

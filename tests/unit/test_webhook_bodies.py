@@ -290,7 +290,7 @@ def test_an_id_sent_twice_under_one_name_with_different_values_is_refused_not_re
     (b'{"id": 1, "id": "1", "campaign_id": 42, "name": "Ann", "name": "Bo"}', False,
      {"id": "1", "campaign_id": "42", "first_name": "Bo"}),
     (b'{"id": 1, "campaign_id": 42, "meta": {"a": 1, "a": 2}, "x": {"id": 1, "id": 2}}', False,
-     {"id": "1", "campaign_id": "42", "meta.a": 2}),
+     {"id": "1", "campaign_id": "42", "meta.a": 2, "meta.x": {"id": 2}}),
 ])
 def test_the_same_id_twice_or_another_field_twice_under_one_name_is_read(raw, form, read):
     assert webhooks.rf_join(parsed(raw, form)).as_dict() == read
