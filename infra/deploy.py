@@ -177,11 +177,6 @@ def policies(target: Target) -> dict[str, dict]:
             # (adapters/ratelimit.py, DynamoRates.used).
             _keyed("BatchReads", ["dynamodb:BatchGetItem"], table,
                    ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "SYNC#*", "RATE#*"]),
-            # BatchWriteItem: a sync page's ledger entries (SyncStore.record), the worker's only batch writes (its
-            # history entries are each held to the person's link or ledger entry, in a transaction). IAM cannot
-            # grant a batch's puts without its deletes: it may batch-delete the ledger's items too (erasures, which
-            # do, are the operator's), and never a link, settings, a pointer, a rate budget or its position.
-            _keyed("BatchWrites", ["dynamodb:BatchWriteItem"], table, ["SYNC#*"]),
             # A sync page tried again after RF said its contact's email is in the campaign asks the ledger
             # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a
             # query of the ledger's partitions only.
@@ -190,8 +185,8 @@ def policies(target: Target) -> dict[str, dict]:
             # pointer, when the link was all it named, is deleted in that transaction (the old address is kept
             # nowhere; a transaction's delete is authorised as DeleteItem). A contact Intercom merged into another:
             # its sync ledger entry moves to the survivor, deleted in the transaction that writes the survivor's
-            # (SyncStore.move). With BatchWrites' ledger entries, the only deletes it may make: never a
-            # link, settings, a rate budget or its position.
+            # (SyncStore.move). The only deletes it may make (it makes no batch write: each ledger entry is a
+            # conditional write of its own): never a link, settings, a rate budget or its position.
             _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*", "SYNC#*"]),
             # A history entry about a person is written only while what keeps them exists (a worker that read it
             # before `bridge forget` erased it writes nothing about them): their link's, or for a referrer contact

@@ -95,10 +95,6 @@ class MemoryHistory:
         self.tables.history.setdefault(ref, []).extend(
             Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
 
-    def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        for ref, entries in written:
-            self.append(ref, entries)
-
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
         before = self.tables.repeats.get((ref, event))
@@ -382,6 +378,10 @@ class MemoryLinks:
         if self._kept(ref) if enrolled is None else \
                 getattr(self.ledgers.get(ref.campaign_id, {}).get(enrolled), "rf_user_id", None) == ref.rf_user_id:
             self.history.append(ref, entries)
+
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        for ref, entries in noted:
+            self.note(ref, entries)
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         if self._kept(ref):
@@ -777,7 +777,8 @@ def _plus(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
 class MemorySync:
     """Sync runs (one list per campaign, the last is the latest) and the ledger."""
 
-    def __init__(self) -> None:
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables                      # (the links: an adopted entry holds to its join's)
         self.runs: dict[str, list[SyncRun]] = {}
         self.ledgers: dict[str, dict[str, LedgerEntry]] = {}
 
@@ -868,6 +869,17 @@ class MemorySync:
         for e in entries:
             ledger[e.contact_id] = e
 
+    def adopt(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        written = [e for e in entries if PersonRef(campaign_id, str(e.rf_user_id)) in self.tables.links]
+        self.record(campaign_id, written)
+        return {e.contact_id for e in written}
+
+    def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        ledger = self.ledgers.get(campaign_id, {})
+        written = [e for e in entries if e.contact_id in ledger and ledger[e.contact_id].rf_user_id == e.rf_user_id]
+        self.record(campaign_id, written)
+        return {e.contact_id for e in written}
+
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
         ledger = self.ledgers.get(campaign_id, {})
         survivor, merged = ledger.get(entry.contact_id), ledger.get(from_id)
@@ -896,7 +908,7 @@ class MemoryStore:
         self.tables = Tables()
         history, connections = MemoryHistory(self.tables, clock, history_days), MemoryConnections(clock)
         self.history: HistoryLog = history
-        sync = MemorySync()
+        sync = MemorySync(self.tables)
         self.links: LinkRepository = MemoryLinks(self.tables, clock, history, sync.ledgers)
         self.lookup: LinkLookup = MemoryLookup(self.tables, clock)
         self.connections: ConnectionRepository = connections

@@ -162,6 +162,8 @@ class LinkRepository(Protocol):
         only while they are kept: their link, or (a referrer) their referral count, exists. A worker that read them
         before `bridge forget` erased them writes nothing about them. `enrolled`: a note of contact sync, which
         holds instead while the sync ledger entry of that contact names them (forget deletes it)."""
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        """`note` of each person's entries (each only while they are kept), the writes made at once."""
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         """HistoryLog.note_latest about the person, only while they are kept (as `note`)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
@@ -280,8 +282,6 @@ class LinkLookup(Protocol):
 
 class HistoryLog(Protocol):
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
-    def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        """`append` of each person's entries, in as few writes as the store takes (not all or nothing)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
         """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`). With
@@ -432,7 +432,8 @@ class Cursor(Protocol):
     between rounds) and when its latest round began (`SWEEP_ROUND`, epoch seconds), and the search of
     each workspace's changed contacts (`changes#<workspace>`, the time it last finished; until one did,
     `changes#<workspace>#start`, where the first ones start; `changes#<workspace>#failed`, the latest failed
-    search, as JSON: when it was asked and failed, the vendor unavailable, the reason; `changes#<workspace>#back`,
+    search, as JSON: when it was asked and failed, the vendor unavailable, the reason, whether Intercom refused the
+    token; `changes#<workspace>#back`,
     a rule change the next completed search must look back for, as JSON: which apply made it)."""
 
     def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...
@@ -572,6 +573,15 @@ class SyncRepository(Protocol):
         written back. The contact ids written."""
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries (batched)."""
+    def adopt(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Write final entries of referrers their own join enrolled (`adopted`), each only while that join's link
+        (of `rf_user_id`) exists: `bridge forget` erased her meanwhile, her email and ids are not written back. The
+        contact ids written."""
+    def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Write final entries of contacts the ledger had enrolled when read, each only over an entry of its contact
+        that still names the RF user it names: a merge moved it to the surviving contact meanwhile (two entries would
+        name one RF user), or `bridge forget` deleted it (her email and ids would be written back). The contact ids
+        written."""
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
         """Contact `from_id` was merged into `entry.contact_id`: `entry` (its entry, taken over) is written, and
         `from_id`'s deleted, at once — only where the survivor's entry names no RF user and `from_id`'s names the same

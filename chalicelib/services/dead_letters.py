@@ -31,7 +31,7 @@ from ..domain.history import Entry, epoch, iso
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
-from ..errors import PLAN_FIX, parked_of, plan_restricted, replay_parked
+from ..errors import PLAN_FIX, parked_of, plan_restricted, refused_token_of, replay_parked, token_fix
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT
@@ -96,7 +96,8 @@ class DeadLetter:
             out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX})
         # Intercom's plan (not the token's fault, as the reason would make one think), or RF refusing the
         # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
-        elif plan_restricted(self.reason) or rf_token_refused(self.reason):
+        elif plan_restricted(self.reason) or rf_token_refused(self.reason) or (
+                refused_token_of(self.reason) and self.kind != SEARCH):   # (a search's: nothing to replay, below)
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         elif self.kind == SEARCH:
             out["fix"] = SEARCH_FIX
@@ -141,6 +142,9 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
+    refused_for = refused_token_of(reason)
+    if refused_for:               # by its reason, whatever the campaign: as doctor's [intercom.token] says
+        return token_fix(refused_for)
     parked_by = parked_of(reason)
     if parked_by:
         return (f"reconnect workspace {parked_by}, then `{replay_parked(parked_by)}` (every letter its disconnect "
@@ -480,10 +484,11 @@ def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:
 def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optional[list[list[PersonRef]]] = None,
           not_sent: Optional[dict[str, str]] = None) -> None:
     """The history of the people each letter is about (`people`, else `_people_of`) says what the operator did with
-    it (`outcome`: replayed, discarded), and why it was a dead letter: an item a letter and person, in one batch write
-    (a replay of thousands makes as few round trips to DynamoDB as to SQS). `not_sent` (message id -> why): only those
-    letters, which the replay noted and could not send back: still dead letters, said failed again with their own
-    reason (explain says them dead-lettered, with its fix, not back in the queue)."""
+    it (`outcome`: replayed, discarded), and why it was a dead letter: an item a letter and person, written at once
+    (a replay of thousands makes as few round trips to DynamoDB as to SQS), each only while the person is kept (one
+    `bridge forget` erased meanwhile, as the command held the letter, is not written back). `not_sent` (message id
+    -> why): only those letters, which the replay noted and could not send back: still dead letters, said failed
+    again with their own reason (explain says them dead-lettered, with its fix, not back in the queue)."""
     written: list[tuple[PersonRef, list[Entry]]] = []
     for d, refs in zip(letters, _people_of(rt, letters) if people is None else people):
         details = {"message_id": d.message_id, **({"kind": d.kind} if d.kind else {})}
@@ -495,7 +500,7 @@ def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optio
         else:
             continue
         written += [(ref, [entry]) for ref in refs]
-    rt.store.history.append_many(written)
+    rt.store.links.note_many(written)
 
 
 def _same_reason(recorded: Optional[str], letter: str) -> bool:

@@ -65,12 +65,9 @@ UNWRITTEN = {"held": "Intercom holds the count already", "kept": "no contact kno
 def on_count(message: ReferralCountMessage, deps: WorkDeps, known: Optional[Known] = None) -> str:
     known = known or read([message], deps)
     outcome = _count(message, deps, known)
-    ref = message.person_ref     # "off", "nothing": a referrer forgotten since (no link, no count) gets no history
-    if message.replayed_from and outcome in UNWRITTEN and (
-            outcome not in ("off", "nothing") or known.links.get(ref) is not None
-            or deps.links.referrals(ref) is not None):
-        deps.history.note_latest(ref, Entry("referral_count", outcome, f"referral count {REPLAYED}: "
-                                                                 f"{UNWRITTEN[outcome]}"))
+    if message.replayed_from and outcome in UNWRITTEN:      # (a referrer forgotten since, no link nor count: none)
+        deps.links.note_latest(message.person_ref, Entry("referral_count", outcome, f"referral count {REPLAYED}: "
+                                                                                f"{UNWRITTEN[outcome]}"))
     return "written" if outcome == "held" else outcome
 
 
@@ -115,7 +112,7 @@ def write(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: Ref
             return _moved_away(deps, settings, ref, count, attribute, "was enrolled by contact sync", contact_id,
                                workspace)
     if contact_id is None and link is not None and gone is not None:
-        deps.history.note_latest(ref, Entry(
+        deps.links.note_latest(ref, Entry(
             "referral_count", "not_written", f"referral count: {count.n} kept, not written to {attribute}: the "
             f"referrer's contact {gone} was {link.contact_state} in Intercom", {"count": count.n, "contact_id": gone}))
         return "gone"
@@ -164,7 +161,7 @@ def _moved_away(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, coun
     workspace was not recorded, and the campaign's does not hold it (_workspace_of)."""
     where = (f"workspace {workspace}" if workspace is not None else
              f"a workspace the bridge did not record then (not {settings.workspace}, which has no such contact)")
-    deps.history.note_latest(ref, Entry(
+    deps.links.note_latest(ref, Entry(
         "referral_count", "not_written", f"referral count: {count.n} kept, not written to {attribute}: the referrer "
         f"{how} in {where}; campaign {ref.campaign_id} is now connected to {settings.workspace} (its settings "
         "were applied naming it), which does not hold their contact",
@@ -237,7 +234,7 @@ def _enrolled_gone(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, c
     if survivor is not None:
         return deps.links.referrer_contact(ref, str(survivor["id"]), settings.workspace)
     if deps.links.drop_referrer_contact(ref, contact_id, settings.workspace):
-        deps.history.note_latest(ref, Entry(
+        deps.links.note_latest(ref, Entry(
             "referral_count", "not_written", f"referral count: {count.n} kept, not written to "
             f"{count_attribute(settings)}: the referrer's contact {contact_id} (enrolled by contact sync) was deleted "
             "in Intercom, which has no other contact with her email; written once sync enrols a contact of hers",

@@ -300,6 +300,7 @@ class Page:
         self._lock = threading.Lock()
         self._campaign_lock = threading.Lock()
         self._campaign: Optional[str] = None    # once a 404 for a user is seen: "" RF knows the campaign, or why not
+        self.adopting: set[str] = set()         # contacts whose own join enrolled them, the ledger naming no RF user
 
     @property
     def campaign_id(self) -> str:
@@ -319,7 +320,7 @@ class Page:
         attribute = self.sync.referral_link_attribute
         links: list[tuple[LedgerEntry, Any]] = []   # enrolled referrers whose link is written (where the contact's
                                                     # value, second, differs)
-        seen: list[LedgerEntry] = []
+        seen: list[LedgerEntry] = []          # enrolled referrers the ledger had (rewritten), and those adopted (new)
         asks: set[PersonRef] = set()          # referrers whose counts are written, now their contact is known
         for contact in contacts:
             cid = str(contact.get("id"))
@@ -357,6 +358,7 @@ class Page:
                 adopted = LedgerEntry(cid, ALREADY, email=_email(contact), rf_user_id=own.rf_user_id, run=self.decider,
                                       seen_run=self.number, count_known=True, at=iso(self.deps.clock()),
                                       written_back=not attribute, adopted=True)
+                self.adopting.add(cid)
                 if attribute:
                     links.append((adopted, attribute_value(contact, attribute)))
                 else:
@@ -373,7 +375,7 @@ class Page:
         if asks and self.deps.queue is not None:      # one send, before the ledger says the count knows them
             self.deps.queue.send_many(count_messages(asks))
         if seen:
-            self.deps.sync.record(self.campaign_id, self._in_workspace(seen))
+            self._record(self._in_workspace(seen))
         if todo:
             intended = self.deps.sync.intend(self.campaign_id, self._in_workspace([
                 # (a try before's email and time kept: what it may have created RF's user with, and when)
@@ -450,16 +452,24 @@ class Page:
         """Each entry says the workspace of its contact: a move of the campaign then knows whom it leaves."""
         return [_replace(e, workspace=self.settings.workspace) for e in entries]
 
+    def _record(self, entries: list[LedgerEntry]) -> set[str]:
+        """Entries of contacts enrolled earlier: adopted ones written while their join's link is kept, those the
+        ledger had rewritten only while it still has them (a merge, `bridge forget` meanwhile: not written back).
+        The contact ids written."""
+        sync = self.deps.sync
+        return sync.adopt(self.campaign_id, [e for e in entries if e.contact_id in self.adopting]) | \
+            sync.rewrite(self.campaign_id, [e for e in entries if e.contact_id not in self.adopting])
+
     def _done(self, result: _Outcome) -> None:
         entries = self._in_workspace([result.entry])
-        if result.fresh and not self.deps.sync.intend(self.campaign_id, entries):
+        if not (self.deps.sync.intend(self.campaign_id, entries) if result.fresh else self._record(entries)):
             # Another worker enrolled the contact meanwhile (a run's page and a webhook at once, each creating, or
-            # finding, the one RF user): its entry stands, and this one counts the contact already enrolled.
+            # finding, the one RF user): its entry stands, and this one counts the contact already enrolled. Or,
+            # enrolled earlier, her entry went meanwhile (a merge moved it to the survivor, `bridge forget` erased
+            # her): not written back, nor noted.
             with self._lock:
                 self.tally.add(ALREADY)
             return
-        if not result.fresh:
-            self.deps.sync.record(self.campaign_id, entries)
         if result.note is not None and result.entry.rf_user_id:
             self.deps.links.note(PersonRef(self.campaign_id, result.entry.rf_user_id), [result.note],
                                  enrolled=result.entry.contact_id)      # (forgotten meanwhile: not noted)

@@ -374,6 +374,21 @@ def test_notes_about_a_person_are_written_while_her_link_or_her_count_is_kept_an
     assert noted(PersonRef("42", "8")) == []                            # (never kept: nothing)
 
 
+def test_notes_about_many_people_at_once_are_written_for_those_kept_only(store):
+    """`bridge dlq replay` and `discard` note each letter's person at once: a lead by her link, a referrer by her count;
+    nobody the bridge does not keep (never kept, or erased by `bridge forget` as the command held the letter)."""
+    rita, erased = PersonRef("42", "100"), PersonRef("42", "101")
+    store.links.referrer_contact(rita, "c9", WS)
+    joined(store, entries=())
+    store.links.referrer_contact(erased, "c10", WS)
+    store.links.forget_referrals(erased)
+    noted = [Entry("dead_letter", "discarded")]
+    store.links.note_many([(ANN, noted), (rita, noted), (erased, noted), (PersonRef("42", "8"), noted)])
+    assert [[e.outcome for e in store.history.entries(ref)] for ref in (ANN, rita, erased, PersonRef("42", "8"))] == \
+        [["discarded"], ["discarded"], [], []]
+    store.links.note_many([])
+
+
 def test_a_sync_enrolment_is_written_over_its_creating_entry_and_noted_while_that_entry_names_her(store):
     """A page's enrolment is written only over its `creating` entry, and contact sync's notes hold to the ledger entry
     of the contact it enrolled (`enrolled`), not to a link or a count (a sync-enrolled referrer may have neither): once
@@ -692,14 +707,6 @@ def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
                                                                  ("join", "ignored", 2)]
     assert entries[0].details == {"k": 1} and entries[0].reason == "r1"
     assert {e.expires_at for e in entries} == {int(clock()) + 400 * 86400}
-
-
-def test_entries_appended_for_many_people_at_once_are_each_persons_in_order_after_their_earlier_ones(store):
-    bob = PersonRef("42", "8")
-    store.history.append(ANN, [Entry("a", "one")])
-    store.history.append_many([(ANN, [Entry("b", "two")]), (bob, [Entry("c", "three")]), (ANN, [Entry("d", "four")])])
-    store.history.append_many([])
-    assert outcomes(store) == ["one", "two", "four"] and outcomes(store, bob) == ["three"]
 
 
 def test_a_counted_wait_counts_again_from_one_after_a_pause_or_for_another_wait(store, clock):
@@ -2070,3 +2077,34 @@ def test_a_merged_contacts_ledger_entry_moves_to_the_survivor_only_over_an_entry
         "other": dataclasses.replace(LedgerEntry("other", "enrolled", email="b@x.io", rf_user_id="8", run=1),
                                      at=store.sync.entries("42", ["other"])["other"].at)}     # left as it was
     assert not store.sync.move("42", "lead", taken)                                        # once
+
+
+def test_a_ledger_entry_read_before_is_rewritten_only_over_an_entry_naming_the_same_rf_user(store):
+    """A page rewrites the entries it read (seen by a full run, a link written): never one a merge moved meanwhile,
+    nor one `bridge forget` deleted, nor one naming another RF user since."""
+    from chalicelib.ports.store import LedgerEntry
+    read = [LedgerEntry(c, "enrolled", email=f"{c}@x.io", rf_user_id=r, url="u", run=1)
+            for c, r in (("kept", "7"), ("moved", "8"), ("forgotten", "9"), ("other", "10"))]
+    store.sync.record("42", read)
+    store.sync.move("42", "moved", dataclasses.replace(read[1], contact_id="survivor"))
+    store.sync.forget("42", "forgotten@x.io")
+    store.sync.record("42", [dataclasses.replace(read[3], rf_user_id="11")])
+    seen = [dataclasses.replace(e, seen_run=2) for e in read]
+    assert store.sync.rewrite("42", seen) == {"kept"}
+    assert {e.contact_id: (e.rf_user_id, e.seen_run) for e in store.sync.ledger("42")} == {
+        "kept": ("7", 2), "survivor": ("8", 0), "other": ("11", 0)}
+    assert store.sync.rewrite("42", []) == set()
+
+
+def test_an_adopted_ledger_entry_is_written_only_while_the_link_of_her_own_join_is_kept(store):
+    """A page adopts referrers their own join enrolled: Ann's entry is written while her join's link is kept, not once
+    `bridge forget` erased it (nor one of someone never linked)."""
+    from chalicelib.ports.store import LedgerEntry
+    link = joined(store, entries=())
+    adopted = [LedgerEntry(c, "already_enrolled", email=f"{c}@x.io", rf_user_id=r, run=1, adopted=True)
+               for c, r in (("c1", ANN.rf_user_id), ("c2", "8"))]
+    assert store.sync.adopt("42", adopted) == {"c1"}
+    assert [e.contact_id for e in store.sync.ledger("42")] == ["c1"]
+    store.sync.forget("42", "c1@x.io")
+    store.links.erase(link)
+    assert store.sync.adopt("42", adopted[:1]) == set() and list(store.sync.ledger("42")) == []

@@ -464,8 +464,10 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     """Contact sync, on a campaign of its own: the operator starts a run of a segment (not recorded) whose one
     contact's page was tried before by a worker that died once RF had created the user (the ledger still says
     `creating`). RF answers that the email is in the campaign; the page asks the ledger whether another contact
-    with that email was enrolled (a query), then adopts the user and writes the link back."""
-    from chalicelib.domain.history import iso
+    with that email was enrolled (a query), then adopts the user and writes the link back. Another contact of the
+    segment is a referrer her own join linked: the page adopts her (her entry held to her join's link)."""
+    from chalicelib.domain.history import Entry, iso
+    from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
     from chalicelib.ports.store import LedgerEntry
     from chalicelib.services import admin, sync
 
@@ -473,8 +475,13 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     rf.add_campaign(43, "Acme customers")
     kim = intercom.add_contact("kim@example.com", role="user", name="Kim")
     lee = intercom.add_contact(None, role="user", name="Lee")      # no email: skipped
-    segment = intercom.add_segment("Customers", [kim["id"], lee["id"]])["id"]
+    mia = intercom.add_contact("mia@example.com", role="user", name="Mia")
+    segment = intercom.add_segment("Customers", [kim["id"], lee["id"], mia["id"]])["id"]
     admin.apply_settings(seed, yaml.safe_dump({**sync_settings(segment), "campaign_id": "43"}))
+    joined = seed.store.links.claim(PersonRef("43", str(rf.add_user(43, "mia@example.com", "Mia")["id"])), WORKSPACE)
+    assert joined is not None                                            # (her own join linked her contact)
+    seed.store.links.finish(joined, JoinResult(LinkStatus.LINKED, kind="referrer", email="mia@example.com",
+                                               contact_id=mia["id"], contact_role="user"), [Entry("join", "linked")])
     run = sync.start(seed.deps, "43")                                    # `bridge sync start 43`
     seed.store.sync.record("43", [LedgerEntry(kim["id"], "creating", email="kim@example.com", run=run.number,
                                               seen_run=run.number, at=iso(stage.clock.now))])
@@ -482,7 +489,7 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     stage.drain()
     written = intercom.get(kim["id"])["custom_attributes"].get("referral_link")
     # Intercom merges Kim's contact into another: her ledger entry moves to the survivor (a transaction's put
-    # and delete of the ledger's items). The next run writes her link there (its entry in the page's batch write).
+    # and delete of the ledger's items). The next run writes her link there (its entry rewritten, held to her RF user).
     survivor = intercom.add_contact(None, role="user", name="Kim K")
     intercom.merge(kim["id"], survivor["id"])
     stage.post_intercom(intercom.webhook_payload("contact.merged", {**intercom.get(survivor["id"]),
@@ -539,8 +546,9 @@ def test_what_each_function_does(performed):
                                       "dynamodb:UpdateItem", "sqs:SendMessage", "ssm:GetParameter", "ssm:PutParameter"]
     assert actions["reconcile"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
                                     "sqs:SendMessage"]
-    assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:BatchWriteItem",
-            "dynamodb:UpdateItem", "dynamodb:Query", "ssm:GetParameter"} <= set(actions["worker"])
+    assert {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:UpdateItem",
+            "dynamodb:Query", "ssm:GetParameter"} <= set(actions["worker"])
+    assert "dynamodb:BatchWriteItem" not in actions["worker"]      # (a batch write may delete: each write is held)
     # The worker sends to the work queue only what waits (a copy with a delay): see services/worker.py.
     work = stage.target.outputs["QueueArn"]
     assert ("sqs:SendMessage", work) in performed_pairs(stage, recorder, "worker")
@@ -590,16 +598,16 @@ def test_each_item_statement_names_exactly_the_partitions_the_function_touches(p
 
 
 def test_the_key_check_catches_a_missing_an_unused_and_an_unconditioned_partition(performed, rendered):
-    """The comparison itself can fail: the worker's batch writes without the ledger, with OAuth states, without
-    their condition, or granting an action on partitions only its other actions touch (batch writes beside
-    the reads of links and settings: a batch could delete them), are refused."""
+    """The comparison itself can fail: the worker's batch reads without the ledger, with OAuth states, the ledger's
+    query without its condition, or granting an action on partitions only its other actions touch (batch writes
+    beside the reads of links and settings: a batch could delete them), are refused."""
     _, stage, recorder = performed
     table = stage.target.outputs["TableArn"]
     touched = touched_partitions(recorder, "worker")
     policy = json.loads(json.dumps(rendered.policy(STAGE, "worker")))
-    writes, reads, ledger = (next(s for s in policy["Statement"] if s["Sid"] == sid)
-                             for sid in ("BatchWrites", "ItemReads", "Ledger"))
-    keys = leading_keys(writes)
+    batched, reads, ledger = (next(s for s in policy["Statement"] if s["Sid"] == sid)
+                              for sid in ("BatchReads", "ItemReads", "Ledger"))
+    keys = leading_keys(batched)
     assert keys is not None
     keys[keys.index("SYNC#*")] = "OAUTH#*"
     reads["Action"].append("dynamodb:BatchWriteItem")
@@ -607,8 +615,8 @@ def test_the_key_check_catches_a_missing_an_unused_and_an_unconditioned_partitio
     found = key_violations(policy, touched, table)
     assert found["without dynamodb:LeadingKeys"] == ["Ledger"]
     assert {(action, pk.split("#")[0]) for action, pk in found["touched but not named"]} == {
-        ("dynamodb:BatchWriteItem", "SYNC"), ("dynamodb:Query", "SYNC")}
-    assert found["named but never touched"] == [("BatchWrites", "dynamodb:BatchWriteItem", "OAUTH#*"), *(
+        ("dynamodb:BatchGetItem", "SYNC"), ("dynamodb:Query", "SYNC")}
+    assert found["named but never touched"] == [("BatchReads", "dynamodb:BatchGetItem", "OAUTH#*"), *(
         ("ItemReads", "dynamodb:BatchWriteItem", k) for k in sorted(leading_keys(reads) or []))]
 
 

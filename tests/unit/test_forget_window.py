@@ -14,11 +14,14 @@ from chalicelib.messages import ContactMessage
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.services import sync
+from chalicelib.services.dead_letters import discard, replay
 from chalicelib.services.privacy import forget
 from chalicelib.services.worker import RetryBatch
-from tests.fakes import FakeWork
+from tests.fakes import FakeIntercom, FakeWork
 from tests.unit.scenario import RULE, check, event, joined, run, set_value, settings, world
-from tests.unit.test_referral_count import RITA, lead_join, sent
+from tests.unit.moves import ATTRIBUTES, ByWorkspace, apply, rita_in_rf
+from tests.unit.moves import counting_world as moving_world
+from tests.unit.test_referral_count import RITA, lead_join, puts_answer_gone, sent
 from tests.unit.test_referral_count import world as counting_world
 from tests.unit.test_sync import WS, drain
 from tests.unit.test_sync import world as sync_world
@@ -116,20 +119,26 @@ def test_a_try_about_a_person_forgotten_meanwhile_that_fails_notes_nothing_about
 
 
 
-def forgotten_once_written(work: FakeWork, store: object, method: str, email: str,
-                           when: Callable[..., object] = lambda *args: True) -> None:
-    """`bridge forget <email>` runs as the next `method` call `when` says (of the store or a vendor's fake) answers:
-    the work's write of what it did just before its note about her, or its call before that write."""
+def once_answered(store: object, method: str, then: Callable[[], object],
+                  when: Callable[..., object] = lambda *args: True) -> None:
+    """`then` runs as the next `method` call `when` says (of the store or a vendor's fake) answers."""
     real = getattr(store, method)
 
-    def then_forgotten(*args):
+    def answered(*args, **kw):
         try:
-            return real(*args)
-        finally:                                             # (a call that fails too: forgotten as it answered)
+            return real(*args, **kw)
+        finally:                                             # (a call that fails too: as it answered)
             if when(*args):
                 setattr(store, method, real)
-                forget(work, email)
-    setattr(store, method, then_forgotten)
+                then()
+    setattr(store, method, answered)
+
+
+def forgotten_once_written(work: FakeWork, store: object, method: str, email: str,
+                           when: Callable[..., object] = lambda *args: True) -> None:
+    """`bridge forget <email>` runs as the next `method` call `when` says answers: the work's write of what it did
+    just before its note about her, or its call before that write."""
+    once_answered(store, method, lambda: forget(work, email), when)
 
 
 @pytest.mark.parametrize("write_back", [None, Deferred("Intercom answered 429: rate_limited", retry_after=30)],
@@ -173,6 +182,65 @@ def test_a_merge_sync_follows_as_her_survivor_takes_her_ledger_entry_and_she_is_
     assert work.store.history.entries(PersonRef("42", str(user["id"]))) == []
 
 
+@pytest.mark.parametrize("meanwhile", ["merged", "forgotten"])
+@pytest.mark.parametrize("page", ["marks-her-seen", "writes-her-link"])
+def test_a_page_holding_a_referrer_enrolled_before_writes_her_entry_back_neither_after_a_merge_nor_after_forget(
+        meanwhile: str, page: str):
+    """Run 1 enrolled Ann's lead contact (her link written, or refused by Intercom). Full run 2's page reads her entry,
+    and marks her seen, or writes her link; meanwhile Intercom merges her lead into a user (the merge's notification
+    hands her entry to the survivor), or `bridge forget` erases her. The page does not write her entry back: not a
+    second entry naming her RF user (`sync report` counted her twice), nor her email and ids after the erasure."""
+    work = sync_world(0, source="all")
+    intercom = work.apis.intercom_
+    lead = intercom.add("ann@example.com", role="lead")
+    lead["name"] = "Ann"
+    if page == "writes-her-link":
+        intercom.fail["update"] = Permanent("Intercom answered 400: bad_request", status=400)
+    sync.start(work.deps, "42")
+    drain(work)
+    [user] = work.apis.rf_.created
+    ann = PersonRef("42", str(user["id"]))
+    survivor = {}
+
+    def merged() -> None:
+        survivor.update(intercom.add("ann@example.com", role="user"))
+        intercom.merge(lead["id"], survivor["id"])
+        sync.on_contact(ContactMessage(workspace=WS, topic="contact.merged", notification_id="n1",
+                                       item={**survivor, "merged_from": {"id": lead["id"]}}), work.deps)
+    event = merged if meanwhile == "merged" else lambda: forget(work, "ann@example.com")
+    if page == "writes-her-link":
+        once_answered(intercom, "update_contact", event)
+    else:
+        once_answered(work.store.sync, "entries", event)
+    sync.start(work.deps, "42")
+    drain(work)
+    if meanwhile == "merged":
+        assert [e.contact_id for e in work.store.sync.ledger("42") if e.rf_user_id == ann.rf_user_id] == \
+            [survivor["id"]]
+        assert sync.report(work.deps, "42")["enrolled_in_all"] == 1
+    else:
+        assert list(work.store.sync.ledger("42")) == []
+        assert work.store.history.entries(ann) == []
+
+
+def test_a_page_adopting_a_referrer_her_own_join_enrolled_writes_no_entry_of_hers_once_forget_erased_her():
+    """Her own join linked Ann's contact (RF user 7): a sync page adopts her, writing her link, and `bridge forget`
+    erases her as Intercom takes it. The page does not write her ledger entry (her email and ids) afterwards."""
+    from chalicelib.domain.link import JoinResult, LinkStatus
+    work = sync_world(1)
+    [ann] = work.apis.intercom_.contacts.values()
+    claim = work.store.links.claim(PersonRef("42", "7"), WS)
+    work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email=ann["email"],
+                                              contact_id=ann["id"], contact_role="user"), [Entry("join", "linked")])
+    work.apis.rf_.users["7"] = {"id": "7", "url": "https://rf.example/r/ann"}
+    once_answered(work.apis.intercom_, "update_contact", lambda: forget(work, ann["email"]))
+    sync.start(work.deps, "42")
+    drain(work)
+    assert ann["custom_attributes"]["referral_link"] == "https://rf.example/r/ann"
+    assert list(work.store.sync.ledger("42")) == []
+    assert work.store.links.get(PersonRef("42", "7")) is None and work.store.history.entries(PersonRef("42", "7")) == []
+
+
 def test_a_sync_note_made_as_forget_erased_her_link_and_history_but_not_yet_her_ledger_entry_is_erased_with_it():
     """A person with a link and a sync ledger entry: forget erases her link (and history), then the ledger. A sync
     note held to her ledger entry that lands between the two is erased with the entry."""
@@ -199,3 +267,64 @@ def test_a_referral_count_written_as_its_referrer_is_forgotten_notes_nothing_abo
     assert run(work, *sent(work))["done"] == 1
     assert work.store.links.referrals(RITA) is None
     assert work.store.history.entries(RITA) == []
+
+
+def rita_s_contact_deleted(work: FakeWork) -> str:
+    """Her own join linked Rita's contact, which Intercom deleted since (its webhook marked her link)."""
+    from chalicelib.domain.link import ContactState
+    link, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")
+    work.store.links.set_contact(link, [Entry("contact", "deleted", "deleted")], state=ContactState.DELETED)
+    del work.apis.intercom_.contacts[rita["id"]]
+    return "referrals"
+
+
+def rita_s_enrolled_contact_deleted(work: FakeWork) -> str:
+    """Contact sync enrolled Rita's contact, which Intercom deleted since, and has no other with her email."""
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    sync.start(work.deps, "42")
+    run(work, *sent(work, "sync.page"))
+    del work.apis.intercom_.contacts[rita["id"]]
+    puts_answer_gone(work.apis.intercom_)
+    return "drop_referrer_contact"
+
+
+@pytest.mark.parametrize("kept", [rita_s_contact_deleted, rita_s_enrolled_contact_deleted, "moved away"],
+                         ids=["contact-deleted", "enrolled-contact-deleted", "moved-away"])
+def test_a_referral_count_kept_as_its_referrer_is_forgotten_notes_nothing_about_her(kept):
+    """A lead Rita referred joins; her count cannot be written (her contact was deleted in Intercom, or is in the
+    workspace the campaign moved from) and is kept, which her history says. `bridge forget` erases her as the
+    count is read (or as it forgets her deleted contact): the note of why it is kept is not written back."""
+    if kept == "moved away":
+        work, counting = moving_world(ByWorkspace(FakeIntercom(dict(ATTRIBUTES)), rita_in_rf()))
+        joined(work, "100", "rita@example.com", kind="referrer", role="user")
+        apply(work, {**counting, "workspace": "ws-b"}, move=True)
+        method = "referrals"
+    else:
+        work = counting_world(queue=True)
+        method = kept(work)
+    run(work, lead_join("1"))
+    forgotten_once_written(work, work.store.links, method, "rita@example.com")
+    assert run(work, *sent(work))["done"] == 1
+    assert work.store.links.referrals(RITA) is None
+    assert work.store.history.entries(RITA) == []
+
+
+@pytest.mark.parametrize("command", [discard, replay], ids=["discard", "replay"])
+def test_a_dead_letter_discarded_or_replayed_as_its_person_is_forgotten_notes_nothing_about_them(command):
+    """Ann's join failed for good (Intercom refused her contact): a dead letter, and her history says so. `bridge
+    forget` erases her while `dlq discard` (or `replay`) holds her letter (forget cannot see it, and says so): the
+    command's note that it discarded (replayed) her letter is not written back into her erased history."""
+    from chalicelib.config import Config
+    from tests.unit.test_join_use_case import join
+    from tests.unit.test_join_use_case import world as join_world
+    work = join_world()
+    work.config = Config.from_env({"BRIDGE_QUEUE_URL": "memory://queue", "BRIDGE_DLQ_URL": "memory://dlq"})
+    work.apis.intercom_.fail["create"] = Permanent("Intercom answered 400: bad attribute")
+    assert run(work, join())["dead"] == 1
+    assert work.store.history.entries(ANN)
+    forgotten_once_written(work, work.queue, "hide_dead_many", "ann@example.com")
+    assert command(work, reason="bad attribute")["not_seen"] == 0
+    assert work.store.links.get(ANN) is None
+    assert work.store.history.entries(ANN) == []

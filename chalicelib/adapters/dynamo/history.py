@@ -112,14 +112,9 @@ class DynamoHistory:
         return {sent[i] for i in refused_items(exc) if i < len(sent)}
 
     def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
-        self.append_many([(ref, entries)])
-
-    def append_many(self, written: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        now = self.clock()
         with HistoryItem.batch_write() as batch:        # 25 items a call
-            for ref, entries in written:
-                for item in self._items(ref, entries, now):
-                    batch.save(item)
+            for item in self._items(ref, entries, self.clock()):
+                batch.save(item)
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None, *, while_there: Sequence[Check] = ()) -> None:

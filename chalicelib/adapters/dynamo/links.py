@@ -16,6 +16,7 @@ from ...domain.history import Entry, iso
 from ...domain.link import (LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue,
                            PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
+from ...pool import Pool
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
@@ -119,6 +120,7 @@ class _Alone(Exception):
 
 LINKS_PAGE = 500          # a campaign's links read per page (DynamoDB's Limit) when a filter skips most
 _FOUND, _PAGE_READ = "Items", "ScannedCount"
+NOTE_THREADS = 10          # notes in flight at once (note_many)
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
@@ -537,6 +539,16 @@ class DynamoLinks:
     def note(self, ref: PersonRef, entries: Sequence[Entry], enrolled: Optional[str] = None) -> None:
         kept = (_enrolled(ref, enrolled),) if enrolled is not None else _kept(ref)
         any(applied(partial(self.history.transact, ref, entries, check)) for check in kept)
+
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        # One transaction each (a batch write takes no condition), made at once: a replay of thousands of dead
+        # letters waits for one round trip per ten of them, as for its sends to SQS.
+        if len(noted) <= 1:
+            for ref, entries in noted:
+                self.note(ref, entries)
+            return
+        with Pool(max_workers=min(NOTE_THREADS, len(noted)), thread_name_prefix="note") as pool:
+            list(pool.map(lambda n: self.note(*n), noted))
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         latest = Put(self.history.latest(ref, entry))

@@ -9,14 +9,15 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from ...domain.history import iso
+from ...domain.link import PersonRef
 from ...domain.sync import OUTCOMES, PageError
 from ...pool import Pool
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
-from .keys import contact_of_ledger, ledger_key, ledger_pk, sync_run_key
-from .models import LedgerItem, SyncRunItem, applied, batch_get, conditional, get
+from .keys import contact_of_ledger, ledger_key, ledger_pk, link_key, sync_run_key
+from .models import LedgerItem, LinkItem, SyncRunItem, applied, batch_get, conditional, get
 
 LEDGER_PAGE = 500          # ledger entries read per page when only the first few are asked for
-INTEND_THREADS = 10        # a page's conditional puts in flight at once
+PUT_THREADS = 10           # a page's conditional writes of its ledger in flight at once
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
                "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
@@ -180,19 +181,38 @@ class DynamoSync:
         return {contact_of_ledger(i.sk): _entry(i) for i in items}
 
     def intend(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
-        # One conditional put each (a batch write takes no condition): never over an entry naming an RF user. Made
-        # at once, a page's ~150 one after another held its RF creates back (sync at 83% of RF's limit, not 95%).
-        at = iso(self.clock())
-
-        def put(e: LedgerEntry) -> bool:
+        def put(item: LedgerItem, e: LedgerEntry) -> None:
             condition = LedgerItem.rf_user_id.does_not_exist()
             if e.rf_user_id:         # (only over the page's `creating` entry: forget deleted it, not written back)
                 condition &= LedgerItem.pk.exists()
-            return applied(partial(_item(campaign_id, e, at).save, condition=condition))
+            item.save(condition=condition)
+        return self._writes(campaign_id, entries, put)
+
+    def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        return self._writes(campaign_id, entries,
+                            lambda item, e: item.save(condition=LedgerItem.rf_user_id == e.rf_user_id))
+
+    def adopt(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
+        def with_link(item: LedgerItem, e: LedgerEntry) -> None:
+            with TransactWrite(connection=LedgerItem._get_connection().connection) as tx:
+                tx.save(item)
+                tx.condition_check(LinkItem, *link_key(PersonRef(campaign_id, str(e.rf_user_id))),
+                                   condition=LinkItem.pk.exists())
+        return self._writes(campaign_id, entries, with_link)
+
+    def _writes(self, campaign_id: str, entries: Sequence[LedgerEntry],
+                write: Callable[[LedgerItem, LedgerEntry], object]) -> set[str]:
+        """`write` of each entry's item, a conditional write each (a batch write takes no condition): the contact ids
+        written. Made at once, a page's ~150 one after another held its RF creates back (sync at 83% of RF's limit,
+        not 95%)."""
+        at = iso(self.clock())
+
+        def written(e: LedgerEntry) -> bool:
+            return applied(partial(write, _item(campaign_id, e, at), e))
         if len(entries) <= 1:
-            return {e.contact_id for e in entries if put(e)}
-        with Pool(max_workers=min(INTEND_THREADS, len(entries)), thread_name_prefix="intend") as pool:
-            return {e.contact_id for e, done in zip(entries, pool.map(put, entries)) if done}
+            return {e.contact_id for e in entries if written(e)}
+        with Pool(max_workers=min(PUT_THREADS, len(entries)), thread_name_prefix="ledger") as pool:
+            return {e.contact_id for e, done in zip(entries, pool.map(written, entries)) if done}
 
     def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         if not entries:
