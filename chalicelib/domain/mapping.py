@@ -242,7 +242,10 @@ class ContactPayload:
 
     @property
     def email(self) -> Optional[str]:
-        return self.attributes.get("email")
+        """The email the contact is looked for and known by (lower case: matching ignores case); the contact is
+        created with it as the person typed it (trimmed)."""
+        email = self.attributes.get("email")
+        return email.lower() if isinstance(email, str) else None
 
 
 def compact_attributes(listed: dict[str, dict]) -> dict[str, dict]:
@@ -287,7 +290,7 @@ def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Option
             payload.errors.append(FieldError(to, origin, str(exc)))
             continue
         if to == "email":
-            value = value.strip().lower()
+            value = value.strip()
         payload.attributes[to] = value
     return payload
 

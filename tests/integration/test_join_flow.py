@@ -221,3 +221,23 @@ def test_an_owner_mapped_from_a_campaign_field_reaches_intercom_as_the_text_its_
     [contact] = intercom.contacts_by_email("ann@example.com")
     assert contact["owner_id"] == "321"
     assert intercom.contract_violations == []
+
+
+def test_the_contact_carries_the_email_as_typed_and_the_person_is_still_found_in_any_case(bridge, intercom, rf):
+    """RF's "Ann.Smith@Example.com" is what her contact shows (as the hosted integration's Email → Email); the bridge
+    knows her by the lower case (link, late duplicate check), and her next join, typed otherwise, finds the contact."""
+    bridge.apply(lead_settings())
+    lead = new_lead(rf, email=" Ann.Smith@Example.com ")
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann.smith@example.com")
+    assert contact["email"] == "Ann.Smith@Example.com"
+    assert bridge.history(42, lead["id"])["link"]["email"] == "ann.smith@example.com"
+    assert bridge.later.release() == 1             # the late duplicate check: nothing else has her email
+    bridge.drain()
+    again = new_lead(rf, email="ANN.SMITH@example.com")
+    bridge.post_join(join_body(again))
+    bridge.drain()
+    assert [c["id"] for c in intercom.contacts_by_email("ann.smith@example.com")] == [contact["id"]]
+    assert bridge.history(42, again["id"])["link"]["contact_id"] == contact["id"]
+    assert intercom.merged_into == {} and intercom.contract_violations == []

@@ -47,7 +47,7 @@ def test_payload_maps_dynamic_fixed_meta_and_types():
                                  {"from": "signed_up_at", "to": "custom_attributes.joined"},
                                  {"value": "yes", "to": "custom_attributes.vip"}), person, ATTRS)
     assert payload.errors == []
-    assert payload.body(role="lead") == {"email": "ann@example.com", "name": "Ann", "role": "lead",
+    assert payload.body(role="lead") == {"email": "Ann@Example.COM", "name": "Ann", "role": "lead",
                                          "custom_attributes": {"score": 9.5, "joined": 1709287200, "vip": True}}
 
 
@@ -105,6 +105,13 @@ def test_the_standard_attributes_have_the_types_intercoms_openapi_file_gives(sch
     types = STANDARD_ATTRIBUTE_TYPES if schema != "contact" else WATCHABLE_ATTRIBUTE_TYPES
     assert {name: _OPENAPI[t] for name, t in types.items() if name in properties and name != "avatar"} == {
         name: properties[name]["type"] for name in types if name in properties and name != "avatar"}
+
+
+def test_the_contact_gets_the_email_as_typed_and_the_bridge_knows_it_in_lower_case():
+    """What the person typed in RF is what their contact shows; searches, pointers and duplicate checks ignore case."""
+    payload = build_payload(rows({"from": "email", "to": "email"}), {"email": " Ann.Smith@Example.com\n"}, {})
+    assert payload.body() == {"email": "Ann.Smith@Example.com"}
+    assert payload.email == "ann.smith@example.com"
 
 
 def test_owner_id_is_text_whatever_the_workspace_lists_it_as():
