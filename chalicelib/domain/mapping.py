@@ -24,6 +24,11 @@ STANDARD_ATTRIBUTE_TYPES = {
     "unsubscribed_from_emails": "boolean",
 }
 MAX_STRING = 255  # Intercom's limit for a text attribute
+# Standard attributes a contact carries that Intercom 2.16's create and update requests have no field for: a value
+# sent there is not kept. Mapping rows may still name them (settings stored before still read), but `settings apply`
+# refuses them, `bridge doctor` reports them, and a join records each value as not written.
+NOT_WRITABLE = ("language_override",)
+NOT_WRITABLE_REASON = "Intercom's contact create and update requests have no such field (its API does not write it)"
 
 # Standard contact attributes a qualification rule may watch, with their types: those above and those Intercom
 # sets itself (read-only). Each is on Intercom's contact (a webhook's item and GET /contacts/{id} are both it),
@@ -202,7 +207,8 @@ _KINDS = ((str.startswith, REFUSED_BY_INTERCOM, "refused by Intercom"),
           (str.endswith, "is not a date", "not a date"), (str.endswith, "(use ISO-8601 or unix seconds)", "not a date"),
           (str.endswith, "for a date", "not a date"),
           (str.startswith, "attribute type", "attribute type not supported"),
-          (str.startswith, "the person has no email", "no email"))
+          (str.startswith, "the person has no email", "no email"),
+          (str.startswith, NOT_WRITABLE_REASON, "not written by Intercom's API"))
 
 
 @dataclass(frozen=True)
@@ -284,6 +290,9 @@ def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Option
                 continue  # an absent optional field is not written; not an error
         else:
             raw, origin = fixed, "fixed value"
+        if to in NOT_WRITABLE:
+            payload.errors.append(FieldError(to, origin, NOT_WRITABLE_REASON))
+            continue
         try:
             value = convert(raw, attribute_type(to, attributes))
         except ConversionError as exc:

@@ -241,3 +241,20 @@ def test_the_contact_carries_the_email_as_typed_and_the_person_is_still_found_in
     assert [c["id"] for c in intercom.contacts_by_email("ann.smith@example.com")] == [contact["id"]]
     assert bridge.history(42, again["id"])["link"]["contact_id"] == contact["id"]
     assert intercom.merged_into == {} and intercom.contract_violations == []
+
+
+def test_a_value_mapped_to_an_attribute_intercoms_api_does_not_write_is_recorded_not_sent(bridge, intercom, rf):
+    """Settings stored before `settings apply` refused such a row: the join says the value was not written."""
+    doc = lead_settings()
+    doc["leads"]["fields"].append({"value": "fr", "to": "language_override"})
+    bridge.rt.store.settings.put("42", doc, WORKSPACE)
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    [create] = [r for r in intercom.requests if (r["method"], r["path"]) == ("POST", "/contacts")]
+    assert "language_override" not in create["json"] and contact["custom_attributes"]["lead_source"] == "referral"
+    fields = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "fields"]
+    assert fields[0]["details"]["errors"] == [{
+        "to": "language_override", "source": "fixed value",
+        "reason": "Intercom's contact create and update requests have no such field (its API does not write it)"}]

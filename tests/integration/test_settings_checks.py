@@ -163,6 +163,13 @@ NEVER_WORKS = {
         "app or team sets when a lead converts",
         "the bridge sets it when it creates a contact, whatever the lead does: the rule qualifies leads as their "
         "contacts are created (without require_change), or never"),
+    "a mapping to an attribute Intercom's API does not write": (
+        lead_settings(fields=[{"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"}]),
+        "leads.fields[1].to: language_override cannot be written: Intercom's contact create and update requests have "
+        "no such field (its API does not write it), so each value would be lost — write a custom attribute "
+        "(custom_attributes.<name>) instead, or remove it",
+        "Intercom keeps no value sent there: each join records the field as not written (its history: fields not "
+        "written)"),
 }
 
 

@@ -107,6 +107,25 @@ def test_the_standard_attributes_have_the_types_intercoms_openapi_file_gives(sch
         name: properties[name]["type"] for name in types if name in properties and name != "avatar"}
 
 
+@pytest.mark.parametrize("schema", ["create_contact_request", "update_contact_request"])
+def test_each_standard_attribute_a_mapping_may_write_is_a_field_of_intercoms_create_and_update_requests(schema):
+    """language_override is on a contact, but neither request has it: Intercom keeps no value sent there. Any other
+    standard attribute a mapping may name and a request lacks would be lost the same way."""
+    from chalicelib.domain.mapping import NOT_WRITABLE
+    from tests.support.intercom_contract import load_spec
+    properties = set(load_spec()["components"]["schemas"][schema]["properties"])
+    assert (set(STANDARD_ATTRIBUTE_TYPES) - properties, set(NOT_WRITABLE) & properties) == (set(NOT_WRITABLE), set())
+
+
+def test_a_value_mapped_to_an_attribute_intercoms_api_does_not_write_is_recorded_not_sent():
+    payload = build_payload(rows({"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"},
+                                 {"from": "first_name", "to": "language_override"}), {"email": "a@b.co"}, {})
+    assert payload.body() == {"email": "a@b.co"}
+    [err] = payload.errors            # (an absent field is not written, as any: no error)
+    assert (err.to, err.source, err.kind) == ("language_override", "fixed value", "not written by Intercom's API")
+    assert err.reason == "Intercom's contact create and update requests have no such field (its API does not write it)"
+
+
 def test_the_contact_gets_the_email_as_typed_and_the_bridge_knows_it_in_lower_case():
     """What the person typed in RF is what their contact shows; searches, pointers and duplicate checks ignore case."""
     payload = build_payload(rows({"from": "email", "to": "email"}), {"email": " Ann.Smith@Example.com\n"}, {})

@@ -1,6 +1,6 @@
 import pytest
 
-from chalicelib.domain.settings import SettingsError, check_against_workspace, parse_settings
+from chalicelib.domain.settings import SettingsError, check_against_workspace, parse_settings, unworkable
 
 PRODUCT_EXAMPLE = """
 campaign_id: "42"
@@ -226,6 +226,26 @@ def test_an_attribute_a_rule_cannot_watch_is_refused_with_why_and_what_it_may_wa
     assert msg.startswith(f"qualification.attribute: '{attribute}' ")
     assert why in msg
     assert "custom_attributes.<name>" in msg and "role" in msg and "created_at" in msg and "last_seen_at" in msg
+
+
+def test_settings_writing_an_attribute_intercoms_api_does_not_write_still_read_but_each_place_is_refused():
+    """language_override is on a contact, not in Intercom's create or update requests: whatever writes it loses its
+    values. Stored settings naming it still read (a campaign whose settings do not read is switched off)."""
+    doc = {**base(fields=[{"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"}]),
+           "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"},
+                                                             {"from": "meta.lang", "to": "language_override"}]},
+           "qualification": {"attribute": "language_override", "value": "de", "initial_value": "en"},
+           "sync": {"fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"}],
+                    "referral_link_attribute": "language_override"}}
+    doc["leads"]["fields"].pop()          # (else the mapped row, not the rule's initial value, is written)
+    why = ("cannot be written: Intercom's contact create and update requests have no such field (its API does not "
+           "write it), so each value would be lost — write a custom attribute (custom_attributes.<name>) instead, or "
+           "remove it")
+    assert unworkable(parse_settings(doc)) == [f"{key}: language_override {why}" for key in (
+        "referrers.fields[1].to", "qualification.initial_value", "sync.referral_link_attribute")]
+    doc = base(fields=[{"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"}])
+    assert unworkable(parse_settings(doc)) == [f"leads.fields[1].to: language_override {why}"]
+    assert check_against_workspace(parse_settings(doc), WORKSPACE) == []        # (said once)
 
 
 def test_a_rule_on_role_watches_a_lead_becoming_a_user_and_writes_nothing():
