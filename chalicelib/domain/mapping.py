@@ -50,6 +50,7 @@ _NOT_ON_CONTACT = "the contact search knows it, but a contact (a webhook's, or o
 _NOT_SEARCHED = ("a contact carries it, but the contact search cannot filter on it, so the search of changed "
                  "contacts could not find its changes")
 _NESTED = "a contact carries it inside `location`, which the bridge does not read"
+_SEVERAL = "a contact carries it as a list of several values, not one value a rule compares"
 #: Standard names a rule cannot watch, and why (any other name that is not custom_attributes.<name> is no
 #: contact attribute at all).
 UNWATCHABLE = {
@@ -59,7 +60,12 @@ UNWATCHABLE = {
     "browser_version": _NOT_SEARCHED, "android_os_version": _NOT_SEARCHED,
     "android_sdk_version": _NOT_SEARCHED + " (its search field is spelled andoid_sdk_version)",
     "location.country": _NESTED, "location.region": _NESTED, "location.city": _NESTED,
+    "location": "a contact carries it as an object (country, region, city), not one value a rule compares",
+    "tags": _SEVERAL, "companies": _SEVERAL, "notes": _SEVERAL, "social_profiles": _SEVERAL,
 }
+#: Standard attributes a rule may name (settings stored before still read) whose value on a contact is no value a
+#: rule compares: `settings apply` refuses such a rule and `bridge doctor` reports it.
+NOT_COMPARED = {"avatar": "an object on a contact ({type, image_url}), written as text (its URL)"}
 
 # The bridge's own marker on every contact it creates: which RF person (`<campaign>#<RF user id>`)
 # it was created for. A text attribute the bridge creates in the workspace when it is missing. It is

@@ -10,7 +10,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from .ids import ID_RULE, as_id
-from .mapping import (MARKER_ATTRIBUTE, NOT_WRITABLE, NOT_WRITABLE_REASON, RF_FIELDS,
+from .mapping import (MARKER_ATTRIBUTE, NOT_COMPARED, NOT_WRITABLE, NOT_WRITABLE_REASON, RF_FIELDS,
                       STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES, ConversionError, attribute_type,
                       convert, rf_field_known, rf_field_type, type_unsupported)
 
@@ -344,6 +344,10 @@ def unworkable(settings: CampaignSettings) -> list[str]:
         problems.append(f"qualification.attribute: {q.attribute} is the bridge's own marker, which the bridge writes "
                         "itself when it creates a contact (the RF person it is for), never a conversion — watch the "
                         "attribute your app or team sets when a lead converts")
+    if q is not None and q.attribute in NOT_COMPARED:
+        problems.append(f"qualification.attribute: {q.attribute} is {NOT_COMPARED[q.attribute]}, and a rule compares "
+                        "a contact's value as it is: no value meets it as meant — watch another attribute (one your "
+                        "app or team sets when a lead converts)")
     problems += [f"{key}: {name} cannot be written: {NOT_WRITABLE_REASON}, so each value would be lost — write "
                  "a custom attribute (custom_attributes.<name>) instead, or remove it" for key, name in _written(settings)
                  if name in NOT_WRITABLE]

@@ -220,6 +220,9 @@ def test_a_read_only_attributes_type_still_checks_the_rules_value_and_operator()
     ("location.country", "a contact carries it inside `location`"),
     ("id", "it never changes"),
     ("updated_at", "it changes with every change to the contact"),
+    ("tags", "a contact carries it as a list of several values"),
+    ("social_profiles", "a contact carries it as a list of several values"),
+    ("location", "a contact carries it as an object (country, region, city)"),
 ])
 def test_an_attribute_a_rule_cannot_watch_is_refused_with_why_and_what_it_may_watch(attribute, why):
     [msg] = problems({**base(), "qualification": {"attribute": attribute, "operator": "is_set"}})
@@ -246,6 +249,16 @@ def test_settings_writing_an_attribute_intercoms_api_does_not_write_still_read_b
     doc = base(fields=[{"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"}])
     assert unworkable(parse_settings(doc)) == [f"leads.fields[1].to: language_override {why}"]
     assert check_against_workspace(parse_settings(doc), WORKSPACE) == []        # (said once)
+
+
+@pytest.mark.parametrize("operator,value", [("equals", "https://example.org/ann.png"), ("is_set", None)])
+def test_a_rule_watching_the_avatar_an_object_on_a_contact_is_refused_yet_stored_ones_read(operator, value):
+    settings = parse_settings({**base(), "qualification": {"attribute": "avatar", "operator": operator,
+                                                            "value": value}})
+    assert unworkable(settings) == [
+        "qualification.attribute: avatar is an object on a contact ({type, image_url}), written as text (its URL), and "
+        "a rule compares a contact's value as it is: no value meets it as meant — watch another attribute (one your "
+        "app or team sets when a lead converts)"]
 
 
 def test_a_rule_on_role_watches_a_lead_becoming_a_user_and_writes_nothing():
