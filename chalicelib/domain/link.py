@@ -51,6 +51,15 @@ class ContactState(StrEnum):
 
 LEAD, REFERRER = "lead", "referrer"
 
+# A lead dated up to this much before its count began is still in it (ReferralCount.counts). This version
+# dates a lead from its count's start when another worker began the count by a clock ahead of its own;
+# versions before 2026-11-26 dated it by their own worker's clock, so of two first leads of a referrer
+# finishing at once on two workers, one could be dated milliseconds before the count the other began.
+# A second covers those (Lambda's clocks agree to milliseconds, a transaction takes tens of them). What
+# it gives up: a lead counted less than a second before its referrer's forgotten count was begun again
+# by another lead (`bridge forget` of the referrer landing amid her leads' joins) is taken as in it.
+COUNT_CLOCK_SLACK = 1.0
+
 # A link's `baseline_of` once it moved to another contact of the person's that existed when they joined and
 # changed since (domain/join.moved_baseline): its value then is not known (no attribute is named so).
 MOVED_UNKNOWN = "(unknown: moved to an older contact)"
@@ -198,10 +207,9 @@ class ReferralCount:
     def counts(self, lead: Link) -> bool:
         """The lead (whose link counted for this referrer) is in this count, as far as the dates tell:
         not when the lead was counted before it began (into a count of the referrer erased since).
-        A count or a link not dated (written before the bridge dated them) is taken to hold the lead.
-        Exact: a lead is never dated before the count it is added to began (its store dates it from the
-        count's `since` when another worker began the count by a clock ahead of its own)."""
-        return self.since is None or lead.counted_at is None or self.since <= lead.counted_at
+        A count or a link not dated (written before the bridge dated them) is taken to hold the lead, and
+        so is a lead dated up to COUNT_CLOCK_SLACK before the count began."""
+        return self.since is None or lead.counted_at is None or self.since <= lead.counted_at + COUNT_CLOCK_SLACK
 
     def held(self, attribute: str) -> bool:
         """Intercom holds the count kept, in `attribute`."""

@@ -7,6 +7,7 @@ import contextlib
 import copy
 import json
 import dataclasses
+from typing import Optional, Sequence
 
 import pytest
 
@@ -1658,6 +1659,17 @@ def test_an_old_lead_of_a_forgotten_referrer_is_not_taken_off_the_count_she_bega
     assert store.links.referrals(REFERRER).n == 0
 
 
+def test_a_lead_an_earlier_version_dated_a_moment_before_the_count_it_began_is_taken_off_it(store, clock):
+    """Versions before 2026-11-26 dated each lead by its worker's clock: of two first leads finishing at once on
+    two workers, lead 1's began the count, and lead 2's, dated 4 ms before by a clock behind, added to it."""
+    _finish_leads(store, "1", "2")
+    began = store.links.referrals(REFERRER).since
+    _dated(store, [PersonRef("42", "2")], began - 0.004, began)
+    clock.now += 60
+    assert store.links.erase(store.links.get(PersonRef("42", "2"))).lowered == REFERRER
+    assert store.links.referrals(REFERRER).n == 1
+
+
 def test_a_lead_backfill_counts_into_a_count_begun_earlier_is_taken_off_it(store, clock):
     _finish_leads(store, "1")
     _finish_leads(store, "2", counts_for=None)                       # applied before the campaign kept counts
@@ -1668,24 +1680,26 @@ def test_a_lead_backfill_counts_into_a_count_begun_earlier_is_taken_off_it(store
     assert store.links.referrals(REFERRER).n == 1
 
 
-def _undated(store, *leads: PersonRef) -> None:
-    """What a version that did not date counts wrote: the leads' links and their referrer's count
-    without `counted_at` and `since`."""
+def _dated(store, leads: Sequence[PersonRef], counted_at: Optional[float], since: Optional[float]) -> None:
+    """What an earlier version wrote: the leads' links counted `counted_at`, and their referrer's count
+    begun `since` (None: not dated, as before the bridge dated counts)."""
     if hasattr(store, "tables"):
         for ref in leads:
-            store.tables.links[ref].link = dataclasses.replace(store.tables.links[ref].link, counted_at=None)
-        store.tables.referrals[REFERRER] = dataclasses.replace(store.tables.referrals[REFERRER], since=None)
+            store.tables.links[ref].link = dataclasses.replace(store.tables.links[ref].link, counted_at=counted_at)
+        store.tables.referrals[REFERRER] = dataclasses.replace(store.tables.referrals[REFERRER], since=since)
         return
     from chalicelib.adapters.dynamo.keys import link_key, referrals_key
     from chalicelib.adapters.dynamo.models import LinkItem, ReferralItem
+    def dated(attr, value):
+        return attr.remove() if value is None else attr.set(value)
     for ref in leads:
-        LinkItem(*link_key(ref)).update(actions=[LinkItem.counted_at.remove()])
-    ReferralItem(*referrals_key(REFERRER)).update(actions=[ReferralItem.since.remove()])
+        LinkItem(*link_key(ref)).update(actions=[dated(LinkItem.counted_at, counted_at)])
+    ReferralItem(*referrals_key(REFERRER)).update(actions=[dated(ReferralItem.since, since)])
 
 
 def test_counts_and_links_written_before_they_were_dated_are_lowered_as_before(store, clock):
     _finish_leads(store, "1", "2", "3")
-    _undated(store, *(PersonRef("42", u) for u in ("1", "2", "3")))
+    _dated(store, [PersonRef("42", u) for u in ("1", "2", "3")], None, None)
     assert store.links.referrals(REFERRER).since is None and store.links.get(PersonRef("42", "1")).counted_at is None
     clock.now += 60
     assert store.links.erase(store.links.get(PersonRef("42", "1"))).lowered == REFERRER    # neither dated

@@ -13,8 +13,8 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue,
-                           PendingPage, PersonRef, ReferralCount)
+from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus,
+                           Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...pool import Pool
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
@@ -630,8 +630,8 @@ class DynamoLinks:
     def _delete(self, link: Link) -> Optional[PersonRef]:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again): the referrer whose count it lowered. The count never goes
-        below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`:
-        the referrer was forgotten since), and a link already gone (a repeated forget) takes nothing
+        below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
+        more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a repeated forget) takes nothing
         off. Each delete holds only while the stored link counts for whom and since when `link` says:
         a join that finished since it was read is read again (and taken off). The count lowered owes
         its write to Intercom from that same write (`counts_owed`)."""
@@ -644,9 +644,10 @@ class DynamoLinks:
             if link.counted_for:
                 referrer, now = PersonRef(link.campaign_id, link.counted_for), self.clock()
                 # (a count begun after the lead was counted, the referrer's since they were erased, holds
-                # no lead counted before; undated, either side: as before the bridge dated them)
+                # no lead counted before, but for COUNT_CLOCK_SLACK; undated, either side: as before the
+                # bridge dated them)
                 holds = (ReferralItem.n > 0 if link.counted_at is None else (ReferralItem.n > 0) & (
-                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at)))
+                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at + COUNT_CLOCK_SLACK)))
                 writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
                     ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(now)),
                     ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],
