@@ -79,8 +79,8 @@ class Link:
     baseline: Any = None                             # the rule's attribute when the person joined
     armed: bool = False                              # a non-target value was seen after joining
     # The attribute `baseline` is a value of (the campaign's rule's when the person joined; None: no rule
-    # then, or a link stored before the bridge recorded it: judge.baseline_known says what that means;
-    # MOVED_UNKNOWN: none, the link moved to a contact whose value then is not known).
+    # then, or a link stored before the bridge recorded it, until settings change the rule:
+    # Link.baseline_unrecorded; MOVED_UNKNOWN: none, the link moved to a contact whose value then is not known).
     baseline_of: Optional[str] = None
     # The rule (rules.key) whose target the value that armed the link missed: `armed` holds under that
     # rule only (None with `armed`: armed before the bridge recorded it, taken as the current rule's).
@@ -119,6 +119,20 @@ class Link:
     @property
     def final(self) -> bool:
         return self.status.final
+
+    @property
+    def baseline_unrecorded(self) -> bool:
+        """A baseline taken under a rule, stored before links named its attribute (before 2026-11-27): a lead's
+        linked under a rule (it has a qualification state), or a join's not linked yet whose contact was made
+        or found (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
+        replacing the rule record the stored one's first (LinkRepository.stamp_rule)."""
+        return self.baseline_of is None and (self.qualification is not None or (
+            self.status is not LinkStatus.LINKED and self.contact_id is not None))
+
+    @property
+    def armed_unrecorded(self) -> bool:
+        """Armed before links named the rule they were armed under (judge.armed_under: the current rule's)."""
+        return self.armed and self.armed_by is None
 
     @property
     def is_lead(self) -> bool:

@@ -485,6 +485,53 @@ def test_the_leads_linked_before_the_rule_are_counted_by_qualification_state(sto
     assert store.links.unbaselined("44", WS, plan, 100) == ({}, True)
 
 
+def test_links_stored_before_they_named_their_rule_record_the_rule_settings_replace(store, monkeypatch):
+    """What `settings apply` writes before it replaces the campaign's rule: the links an earlier version stored
+    (no baseline_of, no armed_by) record that rule, those this version wrote keep theirs; once."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    old, key = SIGNED_UP, '["custom_attributes.signed_up", "equals", "Yes", false]'
+    joined(store, PersonRef("42", "1"))                                          # pending, linked under the rule
+    store.links.arm(joined(store, PersonRef("42", "2")), [], None)              # and armed under it
+    claim = store.links.claim(PersonRef("42", "3"), WS)                          # a join part-way, its contact made
+    store.links.finish(claim, JoinResult(LinkStatus.WAITING, email="cy@example.com", contact_id="c3", baseline="No"),
+                       [])
+    joined(store, PersonRef("42", "4"), pending=False)                           # no rule when linked: none to record
+    joined(store, PersonRef("42", "5"), kind="referrer", pending=False)
+    store.links.arm(joined(store, PersonRef("42", "6"), baseline_of="custom_attributes.plan"), [], "plan's")
+    joined(store, PersonRef("43", "1"))                                          # another campaign's
+    assert store.links.stamp_rule("42", old, key) == 3
+    links = [store.links.get(PersonRef(c, u)) for c, u in (("42", "1"), ("42", "2"), ("42", "3"), ("42", "4"),
+                                                           ("42", "5"), ("42", "6"), ("43", "1"))]
+    assert [(link.baseline_of, link.armed_by) for link in links] == [
+        (old, None), (old, key), (old, None), (None, None), (None, None), ("custom_attributes.plan", "plan's"),
+        (None, None)]
+    assert store.links.stamp_rule("42", "custom_attributes.plan", "plan's") == 0      # recorded already
+
+
+@pytest.mark.parametrize("meanwhile", ["baseline taken", "erased"])
+def test_a_link_written_since_the_rule_was_read_for_keeps_what_was_written(store, monkeypatch, meanwhile):
+    """A backfill takes the lead's baseline under the new rule (unarmed), or `bridge forget` erases them, between
+    the read of the campaign's links and their write: nothing of the old rule is written over it."""
+    link = store.links.arm(joined(store), [], None)
+
+    def worker() -> None:
+        if meanwhile == "erased":
+            store.links.erase(store.links.get(ANN))
+        else:
+            assert store.links.take_baselines([(link, "pro", "custom_attributes.plan", [])]) == [True]
+    if hasattr(store, "tables"):
+        read = store.links._in_campaign
+        monkeypatch.setattr(store.links, "_in_campaign", lambda c: [read(c), worker()][0])
+    else:
+        from chalicelib.adapters.dynamo.models import LinkItem
+        query = LinkItem.query
+        monkeypatch.setattr(LinkItem, "query", lambda *a, **k: [list(query(*a, **k)), worker()][0])
+    assert store.links.stamp_rule("42", SIGNED_UP, "signed_up's") == 0
+    now = store.links.get(ANN)
+    assert now is None if meanwhile == "erased" else (now.baseline_of, now.armed, now.armed_by) == (
+        "custom_attributes.plan", False, None)
+
+
 # --- qualification: only forward ------------------------------------------------------------------
 def test_one_worker_takes_the_qualification_and_the_other_sees_it_in_progress(store):
     link = joined(store)

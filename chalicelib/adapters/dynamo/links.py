@@ -469,6 +469,24 @@ class DynamoLinks:
         return self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
                          else LinkItem.email.does_not_exist(), *pointers)
 
+    def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
+        kept = LinkItem.pk.exists()
+        unrecorded = (kept & LinkItem.baseline_of.does_not_exist() & (LinkItem.qualification.exists() | (
+            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists())))  # Link.baseline_unrecorded
+        unarmed = kept & (LinkItem.armed == True) & LinkItem.armed_by.does_not_exist()  # noqa: E712 (armed_unrecorded)
+        pk, prefix = campaign_links(campaign_id)
+        stamped = 0
+        for item in LinkItem.query(pk, LinkItem.sk.startswith(prefix), filter_condition=unrecorded | unarmed,
+                                   page_size=LINKS_PAGE):
+            link, stored = item.to_link(), LinkItem(item.pk, item.sk)
+            writes = [*([(LinkItem.baseline_of.set(attribute), unrecorded)] if link.baseline_unrecorded else []),
+                      *([(LinkItem.armed_by.set(key), unarmed)] if link.armed_unrecorded else [])]
+            # (one write each, on its own condition: one a worker made moot meanwhile leaves the other's)
+            done = [applied(partial(stored.update, actions=[action], condition=condition))
+                    for action, condition in writes]
+            stamped += any(done)
+        return stamped
+
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         return self._set(link, entries, None, {"armed": True, "armed_by": by}) or link   # None: erased meanwhile
 
