@@ -129,6 +129,34 @@ def parked_of(reason: str) -> Optional[str]:
     return found.group(1) if found else None
 
 
+def refused_token(workspace: str) -> str:
+    """What the reason of each failure Intercom's refusal of `workspace`'s token makes says (its 401 once the token
+    was read again: revoked, the app uninstalled), and no other workspace's (`ws's` is not in `ws-b's`): `dlq
+    replay --reason` reaches every letter of the incident (an Intercom notification's, which names no campaign)."""
+    return f"Intercom refuses workspace {workspace}'s token"
+
+
+def replay_refused(workspace: str) -> str:
+    return f'bridge dlq replay --reason "{refused_token(workspace)}"'
+
+
+def refused_token_of(reason: str) -> Optional[str]:
+    """The workspace whose token Intercom refused in a failure of `reason` (None: not such a refusal)."""
+    found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)
+    return found.group(1) if found else None
+
+
+def token_fix(workspace: str, token_app: Optional[str] = None) -> str:
+    """The one fix of Intercom refusing `workspace`'s token (doctor, `dlq list`, explain): reconnect it the way its
+    token came (`token_app`, when known: the public app's comes only from the admin's authorization), then the
+    replay of what the refusal failed."""
+    link = f"a new OAuth link for the workspace's admin, who authorizes the app again: `bridge workspace oauth-link " \
+           f"--workspace {workspace}`"
+    connect = f"`bridge workspace connect {workspace}` (it asks for the new token)"
+    reconnect = {"private": connect, "oauth": link}.get(token_app or "", f"{connect} or, for the public app's token, {link}")
+    return f"{reconnect}, then `{replay_refused(workspace)}`"
+
+
 class Disconnected(Permanent):
     """The operator disconnected the workspace: its work waits in the dead-letter queue, with this
     one reason (it starts with DISCONNECTED), until the workspace is connected again and the queue replayed."""

@@ -77,14 +77,28 @@ def _html(page) -> Response:
                              "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", **page.headers})
 
 
+def _oauth_page(request, make) -> Response:
+    """`make(runtime)`'s page; when the bridge's own storage (the table, the secret store) fails or does not answer
+    in time meanwhile, the page that says so (not Chalice's bare JSON 500): that is before anything is connected
+    (the callback's connect says its own failures)."""
+    from .services import oauth
+
+    logger.set_correlation_id(request.context.get("requestId"))
+    try:
+        with _in_time(request):
+            page = make(default_runtime())
+    except Exception:  # noqa: BLE001 - logged, masked; the admin is asked to reload
+        logger.exception("OAuth page failed", extra={"path": request.path})
+        page = oauth.unavailable()
+    return _html(page)
+
+
 @contained
 def oauth_start(request) -> Response:
     from .services import oauth
 
-    logger.set_correlation_id(request.context.get("requestId"))
     ticket = (request.query_params or {}).get("ticket")
-    with _in_time(request):
-        return _html(oauth.start(default_runtime(), _place(request), ticket if isinstance(ticket, str) else None))
+    return _oauth_page(request, lambda rt: oauth.start(rt, _place(request), ticket if isinstance(ticket, str) else None))
 
 
 @contained
@@ -93,11 +107,8 @@ def oauth_begin(request) -> Response:
     as no ticket, and answered the start's 403 page."""
     from .services import oauth
 
-    logger.set_correlation_id(request.context.get("requestId"))
-    with _in_time(request):
-        return _html(oauth.begin(default_runtime(), _place(request),
-                                 _form_field((request.headers or {}).get("content-type"), request.raw_body or b"",
-                                             "ticket")))
+    ticket = _form_field((request.headers or {}).get("content-type"), request.raw_body or b"", "ticket")
+    return _oauth_page(request, lambda rt: oauth.begin(rt, _place(request), ticket))
 
 
 def _form_field(content_type: Optional[str], raw: bytes, name: str) -> Optional[str]:
@@ -115,12 +126,10 @@ def _form_field(content_type: Optional[str], raw: bytes, name: str) -> Optional[
 def oauth_callback(request) -> Response:
     from .services import oauth
 
-    logger.set_correlation_id(request.context.get("requestId"))
     headers = {k.lower(): v for k, v in (request.headers or {}).items()}
     query = {k: v for k, v in (request.query_params or {}).items() if isinstance(v, str)}
-    with _in_time(request):
-        return _html(oauth.callback(default_runtime(), query, headers.get("cookie"), _place(request),
-                                    _time_left(request.lambda_context)))
+    return _oauth_page(request, lambda rt: oauth.callback(rt, query, headers.get("cookie"), _place(request),
+                                                          _time_left(request.lambda_context)))
 
 
 def _time_left(context):

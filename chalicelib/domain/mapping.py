@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Optional
 
-# Standard Intercom contact attributes that our mapping may write, with their types.
+# Standard Intercom contact attributes that our mapping may write, with their types: Intercom 2.16's (its OpenAPI
+# description's create and update requests and contact model; owner_id is text there, whatever its list of data
+# attributes says).
 STANDARD_ATTRIBUTE_TYPES = {
     "email": "string",
     "name": "string",
@@ -18,7 +20,7 @@ STANDARD_ATTRIBUTE_TYPES = {
     "language_override": "string",
     "signed_up_at": "date",
     "last_seen_at": "date",
-    "owner_id": "integer",
+    "owner_id": "string",
     "unsubscribed_from_emails": "boolean",
 }
 MAX_STRING = 255  # Intercom's limit for a text attribute
@@ -258,10 +260,10 @@ def compact_attributes(listed: dict[str, dict]) -> dict[str, dict]:
 
 
 def attribute_type(name: str, attributes: dict[str, dict]) -> str:
-    attr = attributes.get(name)
-    if attr is not None:
-        return attr.get("data_type") or "string"
-    return WATCHABLE_ATTRIBUTE_TYPES.get(name, "string")
+    """A standard attribute's type is the API's own; a custom one's, the workspace's list says."""
+    if name in WATCHABLE_ATTRIBUTE_TYPES:
+        return WATCHABLE_ATTRIBUTE_TYPES[name]
+    return (attributes.get(name) or {}).get("data_type") or "string"
 
 
 def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Optional[dict] = None) -> ContactPayload:

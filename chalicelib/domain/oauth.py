@@ -116,6 +116,22 @@ class Outcome:
     stopped: bool = False
 
 
+#: The error codes OAuth defines for an authorize page's refusal (RFC 6749, 4.1.2.1): all a page names of a
+#: callback URL whose state is not known good (anyone can make one, with words of their own in it).
+ERRORS = frozenset({"access_denied", "invalid_request", "unauthorized_client", "unsupported_response_type",
+                    "invalid_scope", "server_error", "temporarily_unavailable"})
+
+
+def denial(error: str, detail: str, verified: bool) -> str:
+    """What a page says of Intercom's refusal in a callback's `error` and `error_description` ('' for none).
+    Its words (`detail`, a code OAuth does not define) are said only when `verified`, the state this bridge's
+    and the browser the one that started: else they may be anyone's, shown on the bridge's page as Intercom's."""
+    if not error:
+        return ""
+    said = error[:80] + (f": {detail[:200]}" if detail else "") if verified else error if error in ERRORS else ""
+    return f"Intercom did not authorize the app{f' ({said})' if said else ''}"
+
+
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
 
 

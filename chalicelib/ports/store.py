@@ -439,7 +439,8 @@ class Cursor(Protocol):
     between rounds) and when its latest round began (`SWEEP_ROUND`, epoch seconds), and the search of
     each workspace's changed contacts (`changes#<workspace>`, the time it last finished; until one did,
     `changes#<workspace>#start`, where the first ones start; `changes#<workspace>#failed`, the latest failed
-    search, as JSON: when it was asked and failed, the vendor unavailable, the reason; `changes#<workspace>#back`,
+    search, as JSON: when it was asked and failed, the vendor unavailable, the reason, whether Intercom refused the
+    token; `changes#<workspace>#back`,
     a rule change the next completed search must look back for, as JSON: which apply made it)."""
 
     def get(self, name: str = PENDING_SWEEP) -> Optional[str]: ...

@@ -31,7 +31,7 @@ from ..domain.history import Entry, epoch, iso
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
-from ..errors import PLAN_FIX, parked_of, plan_restricted, replay_parked
+from ..errors import PLAN_FIX, parked_of, plan_restricted, refused_token_of, replay_parked, token_fix
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT
@@ -96,7 +96,8 @@ class DeadLetter:
             out.update({"superseded": self.superseded, "fix": SUPERSEDED_FIX})
         # Intercom's plan (not the token's fault, as the reason would make one think), or RF refusing the
         # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
-        elif plan_restricted(self.reason) or rf_token_refused(self.reason):
+        elif plan_restricted(self.reason) or rf_token_refused(self.reason) or (
+                refused_token_of(self.reason) and self.kind != SEARCH):   # (a search's: nothing to replay, below)
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
         elif self.kind == SEARCH:
             out["fix"] = SEARCH_FIX
@@ -141,6 +142,9 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
+    refused_for = refused_token_of(reason)
+    if refused_for:               # by its reason, whatever the campaign: as doctor's [intercom.token] says
+        return token_fix(refused_for)
     parked_by = parked_of(reason)
     if parked_by:
         return (f"reconnect workspace {parked_by}, then `{replay_parked(parked_by)}` (every letter its disconnect "

@@ -30,7 +30,7 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_aga
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
 from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, WorkError, plan_restricted, replay_parked, rf_blocked,
-                      rf_campaign_fix)
+                      rf_campaign_fix, token_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -340,8 +340,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
                        PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
         elif exc.status in REFUSED_TOKEN:
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
-                       "joins and qualification checks fail until it is replaced",
-                       f"`bridge workspace connect {ws}` (it asks for the new token), then `bridge dlq replay`")
+                       "joins and qualification checks fail until it is replaced", token_fix(ws, conn.token_app))
         elif exc.retryable:
             report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
                        f"workspace {ws} could not be checked ({exc.reason})", *_waits(rt, "Intercom", "joins and "
@@ -924,14 +923,13 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     the campaign's settings were stored; `conn`: the workspace's connection, as read for this report;
     `failing`: its searches in the dead-letter queue that no later search superseded (an outage's). Whether it
     reported the searches failing (then they are said here, once, naming the outage)."""
-    from .qualification.changes import cursor_name, failed_name
+    from .qualification.changes import cursor_name, latest_failure
     from .reconcile import past_sweep_age, searchable
 
     now, ws, c = rt.clock(), settings.workspace, settings.campaign_id
     last = rt.store.cursor.get(cursor_name(ws))
     # The latest failed search, if asked after the last that succeeded: the queue still tries it (no dead letter yet).
-    tried: dict = json.loads(rt.store.cursor.get(failed_name(ws)) or "{}")
-    tried = tried if tried and (last is None or tried["asked"] > float(last)) else {}
+    tried = latest_failure(rt.store.cursor, ws, last)
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes

@@ -19,7 +19,7 @@ from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
-from ..errors import DISCONNECTED, plan_restricted, waits
+from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
@@ -468,10 +468,11 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     reason = str(entry.get("reason") or "")
     nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
     if fix and (DISCONNECTED in reason or RF_404 in reason or OTHER_CAMPAIGN in reason or nameless
-                or plan_restricted(reason) or rf_token_refused(reason) or outage_of(reason)):
+                or plan_restricted(reason) or rf_token_refused(reason) or refused_token_of(reason) or outage_of(reason)):
         # `--campaign` would leave some behind (a disconnect's), or never reach it (its message names no
         # campaign); or a replay cannot help (discard), or RF's 404 may be the bridge's (its base URL), or
-        # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data),
+        # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data), or
+        # Intercom a workspace's token (its letters, a notification's among them, go back by its reason),
         # or a vendor's outage outlasted the budget (nothing to fix: replay once it answers)
         entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN",
                                   details.get("workspace"))

@@ -162,6 +162,15 @@ def _ticket(look: Callable[[str, float], Optional[OAuthTicket]], ticket: Optiona
     return look(ticket, now) if ticket and oauth.ticket_shape(ticket) else None
 
 
+def unavailable() -> Page:
+    """Any OAuth page when the bridge's own storage (the table, the secret store) failed or did not answer in time,
+    before anything was connected: to reload in a minute (a link or state it spent meanwhile is said so then)."""
+    body = ('<p class="error" id="reason">The bridge could not reach its own storage just now (AWS refused or did '
+            'not answer in time). Nothing was connected.</p><p>Reload this page in a minute. If it then says the link '
+            f'is not valid or was already used, ask the bridge\'s operator for a new link (<code>{OAUTH_LINK}</code>).</p>')
+    return Page(503, _html("Try again in a minute", body), {"Retry-After": "60"})
+
+
 def _no_ticket(ticket: Optional[str]) -> Page:
     logger.warning("OAuth start refused", extra={"reason": "no valid ticket", "ticket_given": bool(ticket)})
     return _page(403, "Link not valid", NO_TICKET.format(minutes=oauth.TICKET_SECONDS // 60, command=OAUTH_LINK),
@@ -179,7 +188,8 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     error, detail = query.get("error") or "", query.get("error_description") or ""
     # Intercom's refusal (the admin denied: maybe after going back from a connect that went through) is said as
     # such, and whether the link connected nothing is told as a reload's would be: its state read, never spent.
-    denied = f"Intercom did not authorize the app ({error[:80]}{': ' + detail[:200] if detail else ''})" if error else ""
+    # Its words only once the state and the browser are known good (oauth.denial).
+    denied = oauth.denial(error, detail, verified=False)
     try:
         state = oauth.read_state(key, query.get("state"), rt.clock())
     except StateError as exc:
@@ -188,9 +198,10 @@ def callback(rt: OAuthEdge, query: Mapping[str, str], cookie_header: Optional[st
     if not oauth.same_browser(cookie_header, state):
         return _refused(place, denied or "this sign-in was started in another browser (or cookies are blocked): "
                                          "start again in this browser", known=False)
-    if denied:
+    if error:
         before = rt.store.connections.oauth_state_outcome(state.binding)
-        return _refused(place, denied, known=before is None or (before.workspace is None and not before.stopped))
+        return _refused(place, oauth.denial(error, detail, verified=True),
+                        known=before is None or (before.workspace is None and not before.stopped))
     if not rt.store.connections.use_oauth_state(state.binding, state.expires_at):
         return _used(place, rt.store.connections.oauth_state_outcome(state.binding))
     try:
@@ -224,7 +235,8 @@ def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.Sta
     except NoAnswer as exc:
         return _refused(place, f"Intercom did not answer in time ({exc.reason})", status=504), nothing
     except WorkError as exc:
-        return _refused(place, f"Intercom could not be reached ({exc.reason})", status=502), nothing
+        said = "failed to give a token for the code" if exc.status else "could not be reached"    # a 5xx: it answered
+        return _refused(place, f"Intercom {said} ({exc.reason})", status=502), nothing
     # Without `/me`'s answer the token belongs to no workspace the bridge knows, nor has passed the link's check:
     # it is dropped (never stored, shown or logged). The code is spent; a new link gets a token again.
     try:

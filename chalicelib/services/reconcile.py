@@ -38,7 +38,7 @@ from ..ports import WorkQueue
 from ..ports.store import PENDING_SWEEP, SWEEP_ROUND, Connection
 from ..webhooks import RFPerson, describe
 from .deps import Stack
-from .qualification.changes import back_name
+from .qualification.changes import back_name, token_refused
 from .referral_count import messages as count_messages
 
 DAY = 86400
@@ -167,7 +167,8 @@ def _oldest_pending(rt: Stack[WorkQueue]) -> Optional[float]:
 class _Sweep:
     checks: list[dict] = field(default_factory=list)
     round_complete: bool = True
-    paused: list[str] = field(default_factory=list)       # disconnected workspaces whose leads were left out
+    paused: list[str] = field(default_factory=list)       # workspaces whose leads were left out (disconnected,
+                                                          # or their token refused)
     cursor: list[tuple[Optional[str], str]] = field(default_factory=list)   # (position, name) to write
     next_round_at: Optional[float] = None                 # no round runs: the next one begins then
 
@@ -187,9 +188,12 @@ def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> _Sweep:
         out.cursor.append((repr(now), SWEEP_ROUND))
     page = rt.store.links.pending(cursor if cursor and cursor > bound else bound, limit)
     # A disconnected workspace's leads are not checked: each check would only add a dead letter
-    # every run. They are checked again once the workspace is connected.
+    # every run. They are checked again once the workspace is connected. Nor while Intercom refuses its
+    # token (revoked: the app uninstalled): its search of changed contacts, still queued each run, tells
+    # when a reconnect made it work again.
     paused = {ws for ws in {link.workspace for link in page.links}
-              if (conn := rt.store.connections.workspace(ws)) is not None and conn.status == "disconnected"}
+              if (conn := rt.store.connections.workspace(ws)) is not None
+              and (conn.status == "disconnected" or token_refused(rt.store.cursor, ws))}
     # Nor are leads linked in a workspace their campaign left (`settings apply --move-workspace`): they are
     # never judged there (Qualifier.moved_away), so a check would only note that again. One settings read
     # per campaign of the page.

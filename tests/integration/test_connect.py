@@ -187,22 +187,38 @@ def test_doctor_names_a_disconnected_workspace_and_how_to_bring_its_work_back(br
         "without the workspace's token (the last search ran 120 min ago)")}
 
 
+@pytest.fixture
+def beta(other_workspaces, rf):
+    """A second workspace, ws-b (its Intercom: token b-token), connected, with campaign 43's settings: connect(operator)
+    gives its simulator."""
+    def connect(operator):
+        sim = other_workspaces("ws-b", "b-token")
+        sim.define_attribute("signed_up", "string")
+        assert main(["workspace", "connect", "ws-b", "--token", "b-token", "--api-base", sim.base_url], rt=operator) == 0
+        rf.add_campaign(43, "Beta friends")
+        apply_settings(operator, yaml.safe_dump({"campaign_id": "43", "workspace": "ws-b",
+                                                 "leads": {"action": "create_lead", "fields": [
+                                                     {"from": "email", "to": "email"}]}}))
+        return sim
+    return connect
+
+
+def cat_joins_43(bridge, rf) -> None:
+    """Cat, referred by Rob, joins campaign 43 (ws-b's: `beta`)."""
+    rob = rf.add_user(43, "rob@example.com", "Rob")
+    bridge.post_join(join_body(rf.add_user(43, "cat@example.com", "Cat", referrer_id=rob["id"])))
+
+
 def test_after_a_disconnect_the_advised_replay_brings_back_that_workspaces_letters_notifications_too_and_no_others(
-        bridge, intercom, rf, clock, capsys, joined, other_workspaces):
+        bridge, intercom, rf, clock, capsys, joined, beta):
     """A parked Intercom notification names no campaign: `dlq replay --campaign 42` would leave it
     behind, and doctor would say the campaign has no dead letters while one waits. And with two workspaces
     disconnected, reconnecting one: `--reason "workspace disconnected"` also sent back the other's letters, which
     only failed again. Every command advised (the disconnect's answer, the letters' reason, doctor, explain, `dlq
     list`) names the workspace, and each parses."""
     ann, contact = joined()
-    beta = other_workspaces("ws-b", "b-token")
-    beta.define_attribute("signed_up", "string")
     operator = bridge.operator()
-    assert main(["workspace", "connect", "ws-b", "--token", "b-token", "--api-base", beta.base_url], rt=operator) == 0
-    rf.add_campaign(43, "Beta friends")
-    apply_settings(operator, yaml.safe_dump({"campaign_id": "43", "workspace": "ws-b",
-                                             "leads": {"action": "create_lead", "fields": [
-                                                 {"from": "email", "to": "email"}]}}))
+    beta(operator)
     capsys.readouterr()
     for workspace in ("ws-b", WORKSPACE):
         assert main(["workspace", "disconnect", workspace], rt=operator) == 0
@@ -212,8 +228,7 @@ def test_after_a_disconnect_the_advised_replay_brings_back_that_workspaces_lette
     bridge.post_join(join_body(bob))
     intercom.update_contact(contact["id"], signed_up="Yes")
     bridge.notify("contact.lead.updated", contact["id"])
-    bridge.post_join(join_body(rf.add_user(43, "cat@example.com", "Cat", referrer_id=rf.add_user(43, "rob@example.com",
-                                                                                               "Rob")["id"])))
+    cat_joins_43(bridge, rf)
     bridge.drain()
     assert len(bridge.dead_letters()) == 3
 
@@ -250,6 +265,44 @@ def test_after_a_disconnect_the_advised_replay_brings_back_that_workspaces_lette
     code, report = doctor(bridge, capsys)
     assert [(f["ok"], f["what"]) for f in report["findings"]
             if f["check"] == "dead_letters"] == [(True, "no dead letters for campaign 42 or without a campaign")]
+
+
+def test_a_refused_token_gets_one_fix_everywhere_whose_replay_brings_back_that_workspaces_letters_and_no_others(
+        bridge, intercom, rf, capsys, joined, beta):
+    """The admins of two workspaces uninstall the app (Intercom refuses both tokens). doctor's [intercom.token] said
+    `bridge dlq replay` (every letter, of any cause or workspace), [dead_letters] and explain `--campaign 42`, and
+    the letters' reason named no workspace: three fixes for one problem. Each says the replay by the refusal naming
+    the workspace; once it is reconnected, that replay brings back its letters, not the other's (still refused)."""
+    joined()
+    operator = bridge.operator()
+    beta(operator).revoke("b-token")
+    intercom.revoke("sim-token")
+    bob = new_lead(rf, email="bob@example.com", first_name="Bob")
+    bridge.post_join(join_body(bob))
+    cat_joins_43(bridge, rf)
+    bridge.drain()
+    assert len(bridge.dead_letters()) == 2
+
+    advice = f'bridge dlq replay --reason "Intercom refuses workspace {WORKSPACE}\'s token"'
+    code, report = doctor(bridge, capsys)
+    fixes = {f["check"]: f["fix"] for f in report["findings"] if not f["ok"]}
+    _, told = explain(bridge, capsys, bob["id"])
+    [failed] = [e for e in told["trail"] if e["event"] == "dead_letter"]
+    _, out, _ = run_cli(bridge.operator(), capsys, "dlq", "list", "--json")
+    listed = {d["campaign_id"]: d for d in json.loads(out)["dead_letters"]}
+    for fix in (fixes["intercom.token"], fixes["dead_letters"], failed["fix"], listed["42"]["fix"],
+                listed["42"]["reason"]):
+        assert f"`{advice}`" in fix and "--campaign" not in fix, fix
+    assert "`bridge workspace connect vne310wv` (it asks for the new token)" in fixes["intercom.token"]
+    assert "ws-b's token" in listed["43"]["fix"] and WORKSPACE not in listed["43"]["fix"]
+
+    intercom.tokens.add("new-token")
+    assert main(["workspace", "connect", WORKSPACE, "--token", "new-token"], rt=operator) == 0
+    code, out, _ = run_cli(bridge.operator(), capsys, *shlex.split(advice)[1:], "--json")
+    assert code == 0 and json.loads(out)["replayed"] == 1
+    bridge.drain()
+    assert len(intercom.contacts_by_email("bob@example.com")) == 1
+    assert [d["body"]["campaign_id"] for d in bridge.dead_letters()] == ["43"]
 
 
 def test_disconnecting_an_unknown_workspace_is_one_clear_line(bridge, capsys):

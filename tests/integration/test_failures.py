@@ -110,6 +110,35 @@ def test_a_revoked_token_keeps_the_work_and_replays_after_reconnecting(bridge, i
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
 
 
+def test_a_revoked_token_pauses_the_sweeps_checks_and_a_reconnect_resumes_them_without_a_replay(
+        bridge, intercom, rf, clock, joined):
+    """The workspace's admin uninstalls the app (Intercom refuses its token): each round of the one-by-one
+    sweep queued a check of every pending lead, each a dead letter at once (with 500 pending leads, 500 letters
+    an hour over a weekend, all to replay or discard). As for a disconnect, the leads wait: the search of changed
+    contacts still runs each run (one letter a run, superseded later) and tells when the token works again."""
+    from chalicelib.services.connections import connect_workspace
+    ann, contact = joined()
+    intercom.revoke("sim-token")
+    runs = []
+    for _ in range(4):
+        runs.append(bridge.reconcile())
+        bridge.drain()
+        clock.now += bridge.rt.config.reconcile_retry
+    kinds = [d["body"]["kind"] for d in bridge.dead_letters()]
+    assert kinds.count("intercom.changes") == 4 and kinds.count("intercom.check") == 1    # the first run's only
+    assert [r.get("paused_workspaces") for r in runs[1:]] == [["vne310wv"]] * 3 and runs[-1]["queued"] == 0
+
+    intercom.tokens.add("new-token")
+    connect_workspace(bridge.operator(), "vne310wv", "new-token")     # the operator reconnects (another process)
+    bridge.reconcile()                   # its search succeeds: the token works again
+    bridge.drain()
+    clock.now += bridge.rt.config.reconcile_retry
+    again = bridge.reconcile()
+    assert "paused_workspaces" not in again and again["queued"] == 1          # Ann's check, no replay needed
+    bridge.drain()
+    assert len(bridge.dead_letters()) == 5
+
+
 BAD = [
     ("wrong secret", {"secret": "nope"}, {"id": 1, "campaign_id": 42}, None, 401, "unauthorized"),
     ("missing secret", {"secret": None}, {"id": 1, "campaign_id": 42}, None, 401, "unauthorized"),

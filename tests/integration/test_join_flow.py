@@ -207,3 +207,17 @@ def test_an_email_mapped_from_a_custom_field_is_the_one_the_contact_is_known_and
     assert person["link"]["contact_id"] == contact["id"]
     assert [(h["event"], h["outcome"]) for h in person["history"]] == [("join_received", "received"),
                                                                       ("contact", "created")]
+
+
+def test_an_owner_mapped_from_a_campaign_field_reaches_intercom_as_the_text_its_api_takes(bridge, intercom, rf):
+    """Intercom 2.16 takes owner_id as a string (its OpenAPI file: create, update, contact, search): the
+    bridge fixture's teardown fails on any request that breaks it."""
+    settings = lead_settings()
+    settings["leads"]["fields"].append({"from": "meta.owner", "to": "owner_id"})
+    bridge.apply(settings)
+    lead = new_lead(rf)
+    assert bridge.post_join({**join_body(lead), "owner": "321"}).status_code == 202
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["owner_id"] == "321"
+    assert intercom.contract_violations == []

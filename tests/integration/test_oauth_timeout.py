@@ -80,3 +80,40 @@ def test_an_intercom_limiting_calls_gets_the_admin_our_page_saying_when_to_try_a
     assert f"try again after {clock_time(clock() + 3600, clock())}" in page.text
     assert "Nothing was connected or stored" in page.text and "bridge workspace oauth-link" in page.text
     assert stack.exchanges() == 1 and stack.nothing_stored()
+
+
+@pytest.mark.parametrize("failing", ["oauth_ticket", "spend_oauth_ticket", "use_oauth_state"])
+def test_a_store_that_fails_gets_the_admin_a_page_to_reload_and_the_reload_goes_on(bridge, other_workspaces, clock,
+                                                                                 failing):
+    """The table throttles (or does not answer in time) while the admin opens the link, continues, or comes back
+    from Intercom: they got a bare JSON 500 ({"Code": "InternalServerError"}, no page, no no-store), and nothing to
+    do. Expected: a page saying nothing was connected and to reload in a minute, with the pages' headers; the
+    reload, the table back, goes on."""
+    sim, rt = public_app(bridge, other_workspaces, clock, OAUTH_WS, "Acme Oauth Ltd")
+    stack = OAuthStack(bridge, sim, rt, None)
+    browser, link = requests.Session(), stack.link()
+    if failing == "use_oauth_state":
+        browser, callback = authorized(stack)
+    store = rt.store.connections
+    kept = getattr(store, failing)
+
+    def down(*args, **kwargs):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+    setattr(store, failing, down)
+
+    def ask() -> requests.Response:
+        if failing == "use_oauth_state":
+            return browser.get(callback, timeout=30)
+        if failing == "oauth_ticket":
+            return browser.get(link, timeout=30)
+        return browser.post(link.split("?")[0], data=parse_qs(urlsplit(link).query), allow_redirects=False,
+                            timeout=30)
+    page = ask()
+    assert page.status_code == 503 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Frame-Options"] == "DENY"
+    assert "Nothing was connected" in page.text and "Reload this page in a minute" in page.text
+    setattr(store, failing, kept)
+    again = ask()
+    assert again.status_code == (200 if failing == "oauth_ticket" else 303 if failing == "spend_oauth_ticket" else 200)
+    assert failing != "use_oauth_state" or rt.store.connections.workspace(OAUTH_WS) is not None
+

@@ -7,6 +7,7 @@ import pytest
 
 from chalicelib.domain import oauth
 from chalicelib.domain.oauth import StateError
+from chalicelib.errors import Transient
 from chalicelib.services import oauth as flow
 from chalicelib.services.connections import (ConnectError, check_workspace_id, configure_oauth, connect_workspace,
                                              disconnect_workspace)
@@ -262,6 +263,43 @@ def test_each_bad_callback_gets_a_page_saying_why_and_nothing_is_stored(rt):
     query, cookie = started(rt)
     refused(rt, flow.callback(rt, {"error": "access_denied", "state": query["state"]}, cookie, HERE),
             "did not authorize the app (access_denied)")
+
+
+def test_a_callback_url_anyone_made_up_puts_none_of_its_words_on_the_bridges_page(rt):
+    """Anyone can send an admin a callback URL of their own making (no state, a forged one, or a real one seen
+    in another browser): the bridge's page must not show its error fields' text as Intercom's words (a phone
+    number to call, a site to visit). Only a known OAuth error code is named; Intercom's description is shown
+    to the browser that started, its state this bridge's."""
+    query, cookie = started(rt)
+    made_up = {"error": "your_workspace_is_suspended", "error_description": "Call +1 555 0100 to restore it"}
+    for state, browser in ((None, cookie), (query["state"] + "x", cookie), (query["state"], "other=1")):
+        page = flow.callback(rt, {**made_up, **({"state": state} if state else {})}, browser, HERE)
+        assert page.status == 400 and "Intercom did not authorize the app." in page.html, state
+        assert "suspended" not in page.html and "555" not in page.html, state
+        denied = flow.callback(rt, {"error": "access_denied", "error_description": "Call +1 555 0100",
+                                    **({"state": state} if state else {})}, browser, HERE)
+        assert "Intercom did not authorize the app (access_denied)." in denied.html and "555" not in denied.html
+    page = flow.callback(rt, {"error": "access_denied", "error_description": "The admin denied access",
+                              "state": query["state"]}, cookie, HERE)
+    assert "Intercom did not authorize the app (access_denied: The admin denied access)" in page.html
+    assert rt.store.connections.workspaces() == set() and rt.auth.calls == []
+
+
+@pytest.mark.parametrize("failure, said", [
+    (lambda: Transient("Intercom answered 503: Service Unavailable", status=503),
+     "Intercom failed to give a token for the code (Intercom answered 503: Service Unavailable)"),
+    (lambda: Transient("Intercom unreachable (ConnectionError)"),
+     "Intercom could not be reached (Intercom unreachable (ConnectionError))")], ids=["5xx", "unreachable"])
+def test_an_intercom_that_fails_the_code_exchange_is_not_said_unreachable(rt, failure, said):
+    """Intercom answering the token exchange with a 5xx was said "could not be reached": the operator would look
+    for a network fault where Intercom failed."""
+    query, cookie = started(rt)
+
+    def exchange(*args, **kwargs):
+        raise failure()
+    rt.auth.exchange = exchange
+    page = flow.callback(rt, {"code": "code=", "state": query["state"]}, cookie, HERE)
+    assert page.status == 502 and f"{said}." in page.html and "Nothing was connected or stored" in page.html
 
 
 def test_a_callback_left_no_time_for_intercom_sends_it_nothing_and_says_so(rt):

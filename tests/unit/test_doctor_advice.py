@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.ratelimit import CircuitOpen
+from chalicelib.domain.apps import MARKS
 from chalicelib.errors import ApiError, Permanent, Transient, WorkError
 from chalicelib.ports import PeoplePage
 from chalicelib.services.backfill import BackfillError, backfill
@@ -68,12 +69,31 @@ def test_intercom_unavailable_while_reading_the_attributes_is_not_a_scope_to_che
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_intercom_refusing_the_token_is_told_to_replace_it(status):
+@pytest.mark.parametrize("token_app, reconnect", [
+    ("private", "`bridge workspace connect ws` (it asks for the new token)"),
+    # The public app's token (the workspace's admin uninstalled it): the operator has no token to type.
+    ("oauth", "a new OAuth link for the workspace's admin, who authorizes the app again: `bridge workspace "
+              "oauth-link --workspace ws`")])
+def test_intercom_refusing_the_token_is_told_to_replace_it_the_way_it_was_given(status, token_app, reconnect):
     rt = Doctored()
+    rt.store.connections.put_workspace(scenario.WS, ["token", MARKS[token_app]], token_app=token_app)
     rt.work.apis.intercom_.me = raising(ApiError("Intercom", status, "Unauthorized"))   # type: ignore[attr-defined]
     token = finding(rt, "intercom.token")
     assert token["what"].startswith("Intercom refused the token of workspace ws")
-    assert token["fix"] == "`bridge workspace connect ws` (it asks for the new token), then `bridge dlq replay`"
+    assert token["fix"] == f"{reconnect}, then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"`"
+
+
+def test_a_refused_tokens_letters_advise_the_reconnect_and_its_replay_but_a_searchs_nothing_to_replay():
+    """`dlq list`: a letter of work Intercom refused the token for says the one fix doctor and explain say; a search
+    of changed contacts among them is superseded by the next that succeeds, as for any cause (nothing to replay)."""
+    from chalicelib.errors import refused_token, token_fix
+    from chalicelib.services.dead_letters import SEARCH, SEARCH_FIX, DeadLetter
+
+    reason = f"Intercom answered 401 unauthorized: Access Token Invalid — {refused_token('ws')} (invalid or revoked)"
+    join, search = (DeadLetter("m", reason, 1, None, kind, campaign, None, "ws", None, None, {})
+                    for kind, campaign in (("rf.join", "42"), (SEARCH, None)))
+    assert join.view()["fix"] == token_fix("ws") and "oauth-link --workspace ws" in token_fix("ws")
+    assert search.view()["fix"] == SEARCH_FIX
 
 
 @pytest.mark.parametrize("code, message", [("api_plan_restricted", "Active subscription needed."),

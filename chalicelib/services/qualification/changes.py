@@ -14,10 +14,11 @@ from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
-from ...errors import Deferred, WorkError
+from ...errors import REFUSED_TOKEN, Deferred, WorkError
 from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
+from ...ports.store import Cursor
 from ..deps import WorkDeps
 from ..moved import valid_campaigns
 from .checks import check_link, judged_lead
@@ -50,6 +51,19 @@ def failed_name(workspace: str) -> str:
     return f"changes#{workspace}#failed"
 
 
+def latest_failure(cursor: Cursor, workspace: str, last: Optional[str]) -> dict:
+    """The workspace's latest failed search (failed_name), if asked after the last that succeeded (`last`, as
+    cursor_name holds it); else {}."""
+    tried: dict = json.loads(cursor.get(failed_name(workspace)) or "{}")
+    return tried if tried and (last is None or tried["asked"] > float(last)) else {}
+
+
+def token_refused(cursor: Cursor, workspace: str) -> bool:
+    """Whether Intercom refused the workspace's token (or the API to its plan) to its latest search, and none
+    succeeded since: every call of the workspace fails so, until it is reconnected (a search then succeeds)."""
+    return bool(latest_failure(cursor, workspace, cursor.get(cursor_name(workspace))).get("refused"))
+
+
 def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None) -> str:
     try:
         return _search(message, deps)
@@ -57,9 +71,15 @@ def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None)
         if isinstance(exc, Deferred):       # waiting (for the rate budget) is not failing
             raise
         deps.cursor.set(json.dumps({"asked": message.at, "at": deps.clock(), "vendor": exc.outage,
-                                    "reason": exc.reason}),
+                                    "reason": exc.reason, "refused": _refuses_every_call(exc)}),
                         failed_name(message.workspace))
         raise
+
+
+def _refuses_every_call(exc: WorkError) -> bool:
+    """Intercom's refusal of the workspace's token (401, revoked), or of the API to its plan (403): not one
+    lead's, nor Referral Factory's (the search goes on past a lead RF refuses)."""
+    return exc.status in REFUSED_TOKEN and exc.reason.startswith("Intercom answered")
 
 
 def _search(message: ChangesMessage, deps: WorkDeps) -> str:
