@@ -342,6 +342,19 @@ class MemoryLinks:
             changes["last_event_at"] = when
         return self._write(link.ref, entries, **changes)
 
+    def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
+        stamped = 0
+        for read in self._in_campaign(campaign_id):
+            held = self.tables.links.get(read.ref)       # (as it is now: written, or erased, since it was read)
+            if held is None:
+                continue
+            changes: dict[str, Any] = {**({"baseline_of": attribute} if held.link.baseline_unrecorded else {}),
+                                       **({"armed_by": key} if held.link.armed_unrecorded else {})}
+            if changes:
+                held.link = dataclasses.replace(held.link, **changes)
+                stamped += 1
+        return stamped
+
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         if link.ref not in self.tables.links:
             return link                # erased meanwhile
