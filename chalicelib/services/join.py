@@ -723,12 +723,15 @@ def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
 def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
     """In a campaign that keeps referral counts: each referrer a finished lead's join counted for gets
     their count written back (one message per referrer), and so does a referrer whose own join linked
-    their contact (leads may have joined before them). A repeated lead's join asks again, in case the
-    worker that finished it died before asking (or its send failed): the write is then made only if
-    Intercom lacks it. A failed send is the failure of the messages that asked (not of the batch)."""
+    their contact (leads may have joined before them), and a lead whose own join linked hers, if she has a
+    count (leads get a referral link too; most refer nobody: one read each, no write of 0 to every lead). A
+    repeated lead's join asks again, in case the worker that finished it died before asking (or its send
+    failed): the write is then made only if Intercom lacks it. A failed read or send is the failure of the
+    joins that asked (not of the batch)."""
     counted: dict[PersonRef, list[Attempt]] = {}
     repeated: dict[PersonRef, list[Attempt]] = {}
-    contacts: dict[PersonRef, str] = {}            # a referrer's own join: the contact it linked
+    contacts: dict[PersonRef, str] = {}            # a person's own join: the contact it linked
+    leads: list[Attempt] = []                      # ... as a lead: asked if she has a count
     for attempt in attempts:
         settings = attempt.settings
         if attempt.error is not None or settings is None or not count_attribute(settings):
@@ -745,16 +748,34 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
                 repeated.setdefault(attempt.ref, []).append(attempt)     # a referrer's own join
                 if attempt.link.contact_id:
                     contacts[attempt.ref] = attempt.link.contact_id
+            link = attempt.link
+            if link is not None and link.status is LinkStatus.LINKED and link.is_lead and link.contact_id:
+                contacts[attempt.ref] = link.contact_id
+                leads.append(attempt)
         elif attempt.claim is not None and attempt.person is not None:
             referrer = counted_referrer(settings, attempt.person.values)
             if referrer:
                 counted.setdefault(PersonRef(campaign, referrer), []).append(attempt)
-            elif attempt.person.values.get("type") != LEAD and attempt.outcome not in (None, "ignored"):
+            if attempt.person.values.get("type") == LEAD:
+                if attempt.reached is not None:
+                    contacts[attempt.ref] = str(attempt.reached.contact["id"])
+                    leads.append(attempt)
+            elif attempt.outcome not in (None, "ignored"):
                 counted.setdefault(attempt.ref, []).append(attempt)
                 if attempt.reached is not None:
                     contacts[attempt.ref] = str(attempt.reached.contact["id"])
+    if deps.queue is None:
+        return
+    for attempt in leads:
+        try:
+            kept = deps.links.referrals(attempt.ref)
+        except Exception as exc:
+            _failed_after(attempt, exc)
+            continue
+        if kept is not None and (kept.n or kept.written):
+            (repeated if attempt.outcome == "repeat" else counted).setdefault(attempt.ref, []).append(attempt)
     again = set(repeated) - set(counted)
-    if deps.queue is None or not (counted or again):
+    if not (counted or again):
         return
     try:
         deps.queue.send_many(count_messages(set(counted), contacts=contacts)

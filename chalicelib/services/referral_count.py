@@ -4,7 +4,7 @@ RF's user object carries no count, so the bridge keeps one: each lead whose join
 once for their referrer, in the join's own finishing write (LinkRepository.finish_many; a join applied
 before the campaign kept counts is counted by `bridge backfill --apply`: count_applied_many). After that
 write, one `referral.count` message per referrer asks for the count to be written to the referrer's
-Intercom contact (the one sync enrolled, or the one their own join linked).
+Intercom contact (the one sync enrolled, or the one their own join linked, as a referrer or a lead).
 
 Two workers may write one referrer's count at once, and their PUTs may reach Intercom in any order.
 So every PUT is followed by a read of the count: a worker whose value is no longer the count writes
@@ -245,7 +245,8 @@ def _enrolled_gone(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, c
 
 
 def _linked_contact(link: Optional[Link]) -> Optional[str]:
-    """The contact the referrer's own join linked (a link with role referrer), while Intercom has it."""
+    """The contact the referrer's own join linked (as a referrer, or as a lead: leads refer people too), while
+    Intercom has it."""
     return None if _gone_contact(link) else _referrer_contact(link)
 
 
@@ -255,6 +256,4 @@ def _gone_contact(link: Optional[Link]) -> Optional[str]:
 
 
 def _referrer_contact(link: Optional[Link]) -> Optional[str]:
-    if link is None or link.status is not LinkStatus.LINKED or link.is_lead:
-        return None
-    return link.contact_id
+    return link.contact_id if link is not None and link.status is LinkStatus.LINKED else None

@@ -306,3 +306,21 @@ def test_a_parked_count_replayed_after_the_count_was_turned_off_leaves_no_fix_in
     [off] = [e for e in trail if (e["event"], e["outcome"]) == ("referral_count", "off")]
     assert off["reason"].endswith("replayed from the dead-letter queue (bridge dlq replay): referral count off "
                                   "in the settings since: nothing to write")
+
+
+@pytest.mark.parametrize("ann_first", [True, False], ids=["ann_joins_first", "bo_joins_first"])
+def test_a_lead_who_refers_someone_gets_her_count_on_the_contact_her_own_join_linked(bridge, intercom, rf, ann_first):
+    """Every participant gets a referral link, leads too: Rita refers Ann, Ann refers Bo. Ann's own join linked
+    her as a lead; her count (1) is written to that contact, whichever join arrives first."""
+    intercom.define_attribute("referral_count", "integer")
+    bridge.apply({**lead_settings(), "sync": {"referral_count_attribute": COUNT}})
+    rita = rf.add_user(42, "rita@example.com", "Rita")
+    ann = rf.add_user(42, "ann@example.com", "Ann", referrer_id=rita["id"])
+    bo = rf.add_user(42, "bo@example.com", "Bo", referrer_id=ann["id"])
+    for person in ((ann, bo) if ann_first else (bo, ann)):
+        bridge.post_join(join_body(person))
+        bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert count_of(intercom, contact) == 1
+    assert [h["reason"] for h in bridge.history(42, ann["id"])["history"] if h["event"] == "referral_count"][-1] == \
+        f"referral count: 1 written to {COUNT}"
