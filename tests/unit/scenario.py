@@ -34,16 +34,18 @@ def world(doc: Optional[dict] = None) -> FakeWork:
 
 def joined(work: FakeWork, user: str = "7", email: str = "ann@example.com", signed_up: Any = "No",
            kind: str = "lead", pending: bool = True, role: str = "lead", workspace: str = WS,
-           baseline_of: Optional[str] = None) -> tuple[Link, dict]:
-    """A person whose join was applied: their contact in Intercom, their link in the store."""
-    contact = work.apis.intercom_.add(email, role=role, signed_up=signed_up)
-    claim = work.store.links.claim(PersonRef("42", user), workspace)
+           baseline_of: Optional[str] = None, campaign: str = "42", contact: Optional[dict] = None
+           ) -> tuple[Link, dict]:
+    """A person whose join was applied: their contact in Intercom (`contact`: one linked already, in another
+    campaign), their link in the store."""
+    contact = contact or work.apis.intercom_.add(email, role=role, signed_up=signed_up)
+    claim = work.store.links.claim(PersonRef(campaign, user), workspace)
     work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=contact["id"],
                                               contact_role=role, baseline=signed_up, baseline_of=baseline_of,
                                               qualification=QState.PENDING if pending and kind == "lead" else None),
                             [Entry("join_received", "received")])
     work.clock.now += 10
-    return link_of(work, user), contact
+    return link_of(work, user, campaign), contact
 
 
 def made(work: FakeWork, contact: dict, before_the_join: bool = False) -> dict:
@@ -54,8 +56,8 @@ def made(work: FakeWork, contact: dict, before_the_join: bool = False) -> dict:
     return contact
 
 
-def link_of(work: FakeWork, user: str = "7") -> Link:
-    link = work.store.links.get(PersonRef("42", user))
+def link_of(work: FakeWork, user: str = "7", campaign: str = "42") -> Link:
+    link = work.store.links.get(PersonRef(campaign, user))
     assert link is not None
     return link
 

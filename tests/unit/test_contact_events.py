@@ -3,6 +3,7 @@ in-memory twin and fake APIs."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -175,12 +176,23 @@ def test_without_match_email_a_duplicate_contact_is_not_judged_but_reaching_the_
     assert noted.count == 2
 
 
-def test_invalid_stored_settings_dead_letter_the_event_with_the_reason():
+def test_invalid_stored_settings_dead_letter_their_campaigns_lead_with_the_reason_and_the_others_are_judged():
+    """The contact is linked in campaign 42 (its stored settings invalid) and 43: 43's lead qualifies now; 42's
+    lead gets a dead letter of its own (a check of it) with the reason, whose replay, once corrected settings are
+    applied, reads the contact as it is then."""
     work = world()
     link, contact = joined(work)
+    work.store.settings.put("43", {**settings(), "campaign_id": "43"}, WS)
+    joined(work, user="9", campaign="43", contact=contact)
     work.store.settings.put("42", {"campaign_id": "42", "workspace": "ws", "leads": {"action": "fly"}}, "ws")
-    assert run(work, event(set_value(work, contact, "Yes"))) == {"done": 0, "retry": 0, "dead": 1}
-    assert "stored settings of campaign 42 are invalid" in work.queue.dead[0]["reason"]
+    assert run(work, event(set_value(work, contact, "Yes"))) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.qualified == ["9"] and link_of(work, "9", "43").qualification is QState.QUALIFIED
+    [dead] = work.queue.dead
+    assert "stored settings of campaign 42 are invalid" in dead["reason"]
+    assert json.loads(dead["body"])["kind"] == "intercom.check" and history(work)[-1] == ("dead_letter", "failed")
+    work.store.settings.put("42", settings(), WS)
+    run(work, {**json.loads(dead["body"]), "replayed_from": "d1"})
+    assert work.apis.rf_.qualified == ["9", "7"] and link_of(work).qualification is QState.QUALIFIED
 
 
 def test_a_replayed_event_retries_a_failed_qualification():

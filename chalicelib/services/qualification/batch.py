@@ -57,9 +57,18 @@ class Batch:
         return link
 
     def settings_for(self, link: Link) -> Optional[CampaignSettings]:
-        if link.campaign_id in self.invalid:
-            raise InvalidSettings(link.campaign_id, self.invalid[link.campaign_id])
+        refusal = self.refusal(link)
+        if refusal is not None:
+            raise refusal
         return self.settings.get(link.campaign_id)
+
+    def refusal(self, link: Link) -> Optional[InvalidSettings]:
+        """Why the link's campaign cannot be judged, about it: its stored settings do not read (None: they do)."""
+        if link.campaign_id not in self.invalid:
+            return None
+        refusal = InvalidSettings(link.campaign_id, self.invalid[link.campaign_id])
+        refusal.about(*link.ref)
+        return refusal
 
     def seen(self, workspace: str, notification_id: Optional[str]) -> bool:
         return bool(notification_id) and (workspace, notification_id) in self.found.seen

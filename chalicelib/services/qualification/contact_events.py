@@ -1,7 +1,8 @@
 """Use case: Intercom told us about a contact (a webhook notification). A repeat is counted; a
 deletion or an archive marks the links; a merge moves them to the survivor; any other change is
 followed (the contact's role; its email, which the link and its pointer take) and judged against each
-linked lead's rule (and, with `match: email`, against leads who share the email)."""
+linked lead's rule (and, with `match: email`, against leads who share the email). A campaign whose stored
+settings do not read fails alone (_unreadable)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -21,7 +22,7 @@ from ...ports.store import KEEP
 from ...webhooks import ContactItem
 from ..deps import WorkDeps
 from .batch import Batch
-from .checks import judged_lead
+from .checks import judged_lead, lead_letter
 from .qualifier import OwedLetter
 
 STATES: dict[str, Optional[ContactState]] = {
@@ -110,7 +111,7 @@ def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Ba
         return []
     moved = []
     for link in batch.linked_to_contact(message.workspace, merged_from):
-        if link.contact_id != merged_from:
+        if link.contact_id != merged_from or _unreadable(link, deps, batch):     # (its replay follows the merge)
             continue
         entry = Entry("contact", "merged", f"contact {merged_from} was merged into {survivor}; the link follows it",
                       {"from": merged_from, "into": survivor})
@@ -136,7 +137,8 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
     if entries:
         link = batch.keep(deps.links.set_contact(link, entries, when=seen.when, role=role or KEEP,
                                                  email=email or KEEP) or link)
-    _evaluate(link, batch.settings_for(link), seen, deps, batch)
+    if not _unreadable(link, deps, batch):
+        _evaluate(link, batch.settings_for(link), seen, deps, batch)
 
 
 def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
@@ -144,7 +146,7 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
     """`match: email`: a lead qualifies on any contact with their email (a duplicate Intercom made)."""
     contact_id, done = item.get("id"), {d.ref for d in direct}
     for link in batch.linked_to_email(message.workspace, item.get("email")):
-        if link.ref in done or link.contact_id == contact_id:
+        if link.ref in done or link.contact_id == contact_id or _unreadable(link, deps, batch):
             continue
         settings = batch.settings_for(link)
         if settings is None or settings.qualification is None:
@@ -154,6 +156,16 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
         _evaluate(link, settings, duplicate, deps, batch)
+
+
+def _unreadable(link: Link, deps: WorkDeps, batch: Batch) -> bool:
+    """Its campaign's stored settings do not read (invalid): that campaign fails alone, and the notification goes
+    on for the other people it names. Its lead gets a dead letter of its own, with the reason: a check of the lead
+    (checks.lead_letter), whose replay, once corrected settings are applied, reads the contact as it is then."""
+    refusal = batch.refusal(link)
+    if refusal is not None and link.is_lead:
+        lead_letter(deps, link, refusal)
+    return refusal is not None
 
 
 def _evaluate(link: Link, settings: Optional[CampaignSettings], seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
