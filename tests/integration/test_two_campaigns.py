@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import join_body, qualifying_settings
+from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_qualification import merged, qualified_ids
+from .test_sync import cli
 
 
 def in_both(rf, email="ann@example.com"):
@@ -98,6 +99,27 @@ def test_deleting_one_campaigns_settings_leaves_the_other_qualifying_on_their_sh
     bridge.drain()
     assert qualified_ids(rf) == [ann["id"]] and bridge.dead_letters() == []
     assert bridge.history(43, ann_43["id"])["link"]["qualification"] == "pending"
+
+
+def test_invalid_stored_settings_of_one_campaign_leave_the_other_qualifying_on_their_shared_contact_at_once(
+        bridge, intercom, rf, clock, capsys):
+    """42's stored settings no longer read (as an older version may leave them): its lead's own check is dead-lettered
+    with the reason, 43's lead qualifies on the notification, not hours later; 42's replay, once corrected settings
+    are applied, reads the contact as it is then and qualifies her there too."""
+    ann, ann_43, contact = joined_both(bridge, intercom, rf, {})
+    bridge.operator().store.settings.put("42", {**qualifying_settings(), "leads": {"action": "bogus"}}, WORKSPACE)
+    clock.now += 60
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert qualified_ids(rf) == [ann_43["id"]]
+    [dead] = bridge.dead_letters()
+    assert (dead["body"]["kind"], dead["body"]["campaign_id"]) == ("intercom.check", "42")
+    assert "the stored settings of campaign 42 are invalid" in dead["reason"]
+    bridge.apply(qualifying_settings())
+    assert cli(bridge, "dlq", "replay", "--campaign", "42", capsys=capsys)[0] == 0
+    bridge.drain()
+    assert sorted(qualified_ids(rf)) == sorted([ann["id"], ann_43["id"]]) and bridge.dead_letters() == []
 
 
 def test_a_referrer_of_one_campaign_is_a_lead_of_another_on_one_contact(bridge, intercom, rf, clock):
