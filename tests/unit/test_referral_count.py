@@ -324,6 +324,26 @@ def test_a_failed_ask_for_the_count_fails_only_the_joins_that_asked_and_a_resume
     assert work.apis.intercom_.contacts[link_contact(work, "100")]["custom_attributes"]["referral_count"] == 2
 
 
+def test_a_lead_with_a_kept_count_whose_join_could_not_ask_for_it_asks_when_her_join_comes_again():
+    """Bo (8) joined naming Ann (7) as his referrer before her own join: her count (1) is kept. Her join links her
+    as a lead (a lead with no count, as Bo, asks nothing for himself); SQS refuses its ask, so her join is tried
+    again: a repeat, which asks again, and her contact gets the count."""
+    work = world()
+    run(work, lead_join("8", referrer="7"))
+    asked = sent(work)
+    assert [m["rf_user_id"] for m in asked] == ["7"]                  # Bo, with no count, asks nothing for himself
+    run(work, *asked)                                                 # kept: no contact of Ann's known yet
+    send_many = refuse_counts(work)
+    with pytest.raises(RetryBatch):
+        run(work, lead_join("7"))
+    work.queue.send_many = send_many                                    # type: ignore
+    run(work, lead_join("7"))
+    asked = sent(work)
+    assert sorted((m["rf_user_id"], m["unless_written"]) for m in asked) == [("100", True), ("7", True)]
+    run(work, *asked)
+    assert work.apis.intercom_.contacts[link_contact(work, "7")]["custom_attributes"]["referral_count"] == 1
+
+
 def link_contact(work: FakeWork, user: str) -> str:
     return str(work.store.links.get(PersonRef("42", user)).contact_id)
 
