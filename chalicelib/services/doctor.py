@@ -783,7 +783,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
-    searches = _dead_letters(rt, report, settings, rf_reached, rf_conn) if dlq else []
+    searches = _dead_letters(rt, report, settings, rf_reached, rf_conn, conn.token_app if conn else None) if dlq else []
     failing = [d for d in searches if not d.superseded]
     if settings.qualification is None:
         _searches(report, settings.workspace, failing)
@@ -849,12 +849,13 @@ def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
 
 def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
                   rf_reached: Optional[bool] = None,
-                  rf_conn: Optional[RFConnection] = None) -> list[dead_letters.DeadLetter]:
+                  rf_conn: Optional[RFConnection] = None,
+                  token_app: Optional[str] = None) -> list[dead_letters.DeadLetter]:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
     `rf_reached`: whether the RF token reaches the campaign (_rf): RF showed it (its `User not found` is the
     user's, gone, in a letter that failed after the token was stored), or refused the token or did not know the
-    campaign with it (its 404s are the token's).
+    campaign with it (its 404s are the token's). `token_app`: whose the workspace's token is (its refusal's reconnect).
     Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
     by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
@@ -882,7 +883,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
-                                           campaign_seen=bool(reached) and gone_alone),
+                                           campaign_seen=bool(reached) and gone_alone, token_app=token_app),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
@@ -891,7 +892,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
                    "does not reach them: " + _stopped(reason, False if rf_refused else None),
-                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused), key=f"no_campaign:{tag(reason)}")
+                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_app),
+                   key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:
         report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "

@@ -139,19 +139,11 @@ def test_a_revoked_token_holds_a_join_and_a_notification_until_a_reconnect_compl
 
 def test_a_token_refused_longer_than_the_outage_budget_dead_letters_with_the_refusals_reason_and_advice(
         bridge, intercom, rf, clock, monkeypatch):
-    monkeypatch.setattr(bridge.rt, "config", replace(bridge.rt.config, outage_hours=1))
     bridge.apply(lead_settings())
     lead = new_lead(rf)
     intercom.revoke("sim-token")
     bridge.post_join(join_body(lead))
-    start = clock.now
-    while not bridge.dead_letters():
-        assert clock.now < start + 2 * 3600, "never dead-lettered"
-        bridge.drain()
-        clock.now += 900
-        bridge.poller.release_delayed()
-    assert clock.now >= start + 3600                                    # not before BRIDGE_OUTAGE_HOURS
-    [dead] = bridge.dead_letters()
+    [dead] = outlasting_the_outage_budget(bridge, clock, monkeypatch)
     assert dead["reason"] == (f"Intercom answered 401 unauthorized: Access Token Invalid — Intercom refuses "
                               f"workspace {WORKSPACE}'s token (invalid or revoked): reconnect the workspace, then "
                               f"`bridge dlq replay --reason \"Intercom refuses workspace {WORKSPACE}'s token\"`")
@@ -195,6 +187,20 @@ def test_a_revoked_token_pauses_the_sweeps_checks_and_a_reconnect_resumes_them_w
     assert "paused_workspaces" not in again and again["queued"] == 1          # Ann's check, no replay needed
     bridge.drain()
     assert len(bridge.dead_letters()) == 4 and bridge.queued() == 0
+
+
+def outlasting_the_outage_budget(bridge, clock, monkeypatch, letters: int = 1) -> list[dict]:
+    """The queued work worked while the clock passes BRIDGE_OUTAGE_HOURS (1 h here), its waiting copies back each
+    time: the dead letters once `letters` of them are there (none before the hour)."""
+    monkeypatch.setattr(bridge.rt, "config", replace(bridge.rt.config, outage_hours=1))
+    start = clock.now
+    while len(bridge.dead_letters()) < letters:
+        assert clock.now < start + 2 * 3600, "never dead-lettered"
+        bridge.drain()
+        clock.now += 900
+        bridge.poller.release_delayed()
+    assert clock.now >= start + 3600                                    # not before BRIDGE_OUTAGE_HOURS
+    return bridge.dead_letters()
 
 
 BAD = [
