@@ -446,8 +446,8 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
                      {**since, **({} if decided.workspace else {"last_answer": exc.reason})})
     record.outage_since = decided.since
     # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
-    if exc.outage:
-        count("RFUnavailable" if exc.outage == "Referral Factory" else "IntercomUnavailable")
+    count("IntercomTokenRefused" if decided.workspace else "RFUnavailable" if exc.outage == "Referral Factory"
+          else "IntercomUnavailable")
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
     return _waits(work, record, message, wait)
