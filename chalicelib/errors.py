@@ -148,7 +148,7 @@ def token_fix(workspace: str, token_app: Optional[str] = None) -> str:
 def token_wait_fix(workspace: str, token_app: Optional[str] = None) -> str:
     """The fix while the work waits for `workspace`'s token to be replaced: the reconnect alone (what waits goes on
     by itself)."""
-    return f"{reconnect(workspace, token_app)}: the work waiting for it then goes on by itself, with no replay"
+    return f"{reconnect(workspace, token_app)}; what waits for it then goes on by itself, with no replay"
 
 
 class TokenRefused(Permanent):

@@ -39,7 +39,7 @@ class OutageWait:
     def reason(self) -> str:
         """The wait, or the giving up, as the record's history and its dead letter say it: with the advice."""
         if self.workspace is not None:      # given up: the refusal's own reason (its replay), as without a wait
-            return self.answer if self.delay is None else f"{self.refused}: {self.fix}"
+            return self.answer if self.delay is None else f"{self.refused} — {self.fix}"
         if self.delay is None:
             return (f"{unavailable(self.vendor)} for {hours(self.budget)} (BRIDGE_OUTAGE_HOURS): "
                     f"{last_answer(self.vendor, self.status)} — replay it once {self.vendor} answers again "

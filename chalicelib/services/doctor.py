@@ -29,8 +29,8 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_aga
                                parse_settings, shared_attributes, unworkable)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
-from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, WorkError, plan_restricted, replay_parked, rf_blocked,
-                      rf_campaign_fix, token_fix, token_wait_fix)
+from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, TokenRefused, WorkError, plan_restricted, replay_parked,
+                      rf_blocked, rf_campaign_fix, token_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -338,8 +338,9 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
             report.add("intercom.token", False, f"Intercom refused the API to workspace {ws}: its plan does not "
                        f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
                        PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
-        elif exc.status == 401:     # (the worker's refusal, errors.TokenRefused: its work waits for a reconnect)
-            report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
+        elif exc.status == 401:     # (errors.TokenRefused: its work waits for a reconnect; Intercom's answer, not
+            said = exc.answer if isinstance(exc, TokenRefused) else exc.reason     # the dead letters' replay)
+            report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {said}",
                        "joins, notifications and qualification checks wait in the queue, without using up a try, "
                        "for its token to be replaced; a refusal longer than "
                        f"{hours(rt.config.outage_hours * 3600)} (BRIDGE_OUTAGE_HOURS) leaves them in the dead-letter "

@@ -295,7 +295,7 @@ def test_a_refused_token_gets_one_fix_everywhere_whose_replay_brings_back_that_w
     for fix in (fixes["dead_letters"], failed["fix"], listed["42"]["fix"], listed["42"]["reason"]):
         assert f"`{advice}`" in fix and "--campaign" not in fix, fix
     reconnect = "`bridge workspace connect vne310wv` (it asks for the new token)"
-    assert fixes["intercom.token"] == f"{reconnect}: the work waiting for it then goes on by itself, with no replay"
+    assert fixes["intercom.token"] == f"{reconnect}; what waits for it then goes on by itself, with no replay"
     assert fixes["dead_letters"] == f"{reconnect}, then `{advice}`"            # (a private app's token: no OAuth link)
     assert "ws-b's token" in listed["43"]["fix"] and WORKSPACE not in listed["43"]["fix"]
 

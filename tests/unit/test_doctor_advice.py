@@ -81,7 +81,7 @@ def test_intercom_refusing_the_token_is_told_to_replace_it_the_way_it_was_given(
     token = finding(rt, "intercom.token")
     assert token["what"].startswith("Intercom refused the token of workspace ws")
     # (401: the worker's work waits for the reconnect, then goes on by itself; any other refusal, a replay after it)
-    assert token["fix"] == (f"{reconnect}: the work waiting for it then goes on by itself, with no replay" if status == 401
+    assert token["fix"] == (f"{reconnect}; what waits for it then goes on by itself, with no replay" if status == 401
                             else f"{reconnect}, then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"`")
 
 
