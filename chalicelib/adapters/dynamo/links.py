@@ -276,7 +276,9 @@ class DynamoLinks:
             link = Update(LinkItem(*link_key(ref)), [
                 LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
                 LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), *_NOT_REQUEUED,
-                *(_assign(getattr(LinkItem, name), value) for name, value in fields.items())],
+                # (no baseline_of: an earlier version's baseline, resumed; the rule stamp_rule recorded is kept)
+                *(_assign(getattr(LinkItem, name), value) for name, value in fields.items()
+                  if value is not None or name != "baseline_of")],
                 LinkItem.claim == claim.token)
         updates = [link]
         if result.contact_id:
