@@ -675,10 +675,10 @@ class DynamoLinks:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again): the referrer whose count it lowered. The count never goes
         below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
-        more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a repeated forget) takes nothing
-        off. Each delete holds only while the stored link counts for whom and since when `link` says:
-        a join that finished since it was read is read again (and taken off). The count lowered owes
-        its write to Intercom from that same write (`counts_owed`)."""
+        more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a
+        repeated forget) takes nothing off. Each delete holds only while the stored link counts for whom
+        and since when `link` says: a join that finished since it was read is read again (and taken
+        off). The count lowered owes its write to Intercom from that same write (`counts_owed`)."""
         item = LinkItem(*link_key(link.ref))
         for _ in range(CONFLICT_TRIES):
             same = ((LinkItem.counted_for == link.counted_for if link.counted_for
