@@ -4,9 +4,10 @@ of Intercom contact topics (the one list intake queues and qualification acts on
 
 Every way a body can be wrong ends in `BodyError` (a 4xx with a code and a message that names
 the field), never in another exception: nesting of any depth, wrong types, arrays for objects,
-non-UTF-8, NaN, numbers too large to read."""
+non-UTF-8, NaN, numbers too large to read (1e400 too, which the parser reads as infinity)."""
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from types import MappingProxyType
@@ -192,8 +193,9 @@ _PERSON_AT = ("", "user.", "data.", "data.user.")
 def parse_json_object(raw: bytes, repeats: bool = False) -> dict:
     """A JSON object from UTF-8 bytes. The parser (pydantic-core's) refuses nesting deeper than
     200 levels, lone surrogates, NaN/Infinity and integers over 4300 digits by itself, each as a
-    ValueError: nothing here recurses in Python. With `repeats`, a `Sent` whose `repeated` names the
-    keys of the person's objects written twice (read again by json, once the body is known good)."""
+    ValueError; a number too large for a float (which it reads as infinity) is refused here: nothing here recurses
+    in Python. With `repeats`, a `Sent` whose `repeated` names the keys of the person's objects written twice (read
+    again by json, once the body is known good)."""
     text = raw[len(_BOM):] if raw.startswith(_BOM) else raw
     try:
         body = from_json(text, allow_inf_nan=False)
@@ -201,6 +203,10 @@ def parse_json_object(raw: bytes, repeats: bool = False) -> dict:
         raise BodyError(400, "malformed_json", f"the body is not JSON in UTF-8: {_short(exc)}") from None
     if not isinstance(body, dict):
         raise BodyError(400, "malformed_json", f"the body must be a JSON object, not {_json_type(body)}")
+    infinite = _infinite(body)
+    if infinite is not None:      # (1e400: read as infinity, the queue's message would say null, the field lost)
+        raise BodyError(400, "malformed_json", f"the body is not JSON the bridge can read: {infinite}: "
+                        "number out of range")
     if not repeats:
         return body
     if b"\\u" not in text and not any(text.count(name) > 1 for name in _WHO_QUOTED):
@@ -221,6 +227,18 @@ def parse_json_object(raw: bytes, repeats: bool = False) -> dict:
                 sent.setdefault(key, []).extend(_all(node, key))
         repeated.update({f"{prefix}{key}": values for key, values in sent.items() if len(values) > 1})
     return Sent(body, repeated)
+
+
+def _infinite(body: dict) -> Optional[str]:
+    """Where (a dotted name) the body holds a number too large for a float, or None. Walked, not recursed."""
+    nodes: list[tuple[str, Any]] = [("", body)]
+    while nodes:
+        where, node = nodes.pop()
+        if isinstance(node, float) and math.isinf(node):
+            return where
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        nodes.extend((f"{where}.{key}" if where else str(key), value) for key, value in items)
+    return None
 
 
 def _all(node: _Pairs, key: str) -> list:

@@ -239,7 +239,8 @@ class MemoryLinks:
         held = self._held_by(claim.ref, claim.token)
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
-        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"
+                  and (f.name != "baseline_of" or result.baseline_of is not None)}     # (the rule recorded: kept)
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
             fields.update(counted_for=result.counted_for, counted_at=self._one_more(referrer))
@@ -341,6 +342,19 @@ class MemoryLinks:
         if when is not None:
             changes["last_event_at"] = when
         return self._write(link.ref, entries, **changes)
+
+    def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
+        stamped = 0
+        for read in self._in_campaign(campaign_id):
+            held = self.tables.links.get(read.ref)       # (as it is now: written, or erased, since it was read)
+            if held is None:
+                continue
+            changes: dict[str, Any] = {**({"baseline_of": attribute} if held.link.baseline_unrecorded else {}),
+                                       **({"armed_by": key} if held.link.armed_unrecorded else {})}
+            if changes:
+                held.link = dataclasses.replace(held.link, **changes)
+                stamped += 1
+        return stamped
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         if link.ref not in self.tables.links:

@@ -68,7 +68,7 @@ def baseline_known(link: Link, rule: Qualification) -> bool:
     of another attribute (the rule changed since), or of none (MOVED_UNKNOWN: join.moved_baseline). A rule
     whose target changed on the same attribute keeps it (the value then is what it was; only `armed` depends
     on the target: armed_under). A link stored before the bridge recorded `baseline_of` is taken as the
-    current rule's, as the bridge always took it."""
+    current rule's, as the bridge always took it: settings that change the rule record it on them first."""
     return link.qualification is not None and link.baseline_of in (None, rule.attribute)
 
 
@@ -83,7 +83,8 @@ def takes_baseline(link: Link, rule: Qualification) -> bool:
 
 def armed_under(link: Link, rule: Qualification) -> bool:
     """A value missing this rule's target was seen after joining (one that missed another rule's target
-    may meet this one's). Armed before the bridge recorded under which rule: taken as the current rule's."""
+    may meet this one's). Armed before the bridge recorded under which rule: taken as the current rule's
+    (settings that change the rule record it first: Link.armed_unrecorded)."""
     return link.armed and link.armed_by in (None, rules.key(rule))
 
 

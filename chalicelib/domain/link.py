@@ -51,6 +51,15 @@ class ContactState(StrEnum):
 
 LEAD, REFERRER = "lead", "referrer"
 
+# A lead dated up to this much before its count began is still in it (ReferralCount.counts). This version
+# dates a lead from its count's start when another worker began the count by a clock ahead of its own;
+# versions before 2026-11-26 dated it by their own worker's clock, so of two first leads of a referrer
+# finishing at once on two workers, one could be dated milliseconds before the count the other began.
+# A second covers those (Lambda's clocks agree to milliseconds, a transaction takes tens of them). What
+# it gives up: a lead counted less than a second before its referrer's forgotten count was begun again
+# by another lead (`bridge forget` of the referrer landing amid her leads' joins) is taken as in it.
+COUNT_CLOCK_SLACK = 1.0
+
 # A link's `baseline_of` once it moved to another contact of the person's that existed when they joined and
 # changed since (domain/join.moved_baseline): its value then is not known (no attribute is named so).
 MOVED_UNKNOWN = "(unknown: moved to an older contact)"
@@ -70,8 +79,8 @@ class Link:
     baseline: Any = None                             # the rule's attribute when the person joined
     armed: bool = False                              # a non-target value was seen after joining
     # The attribute `baseline` is a value of (the campaign's rule's when the person joined; None: no rule
-    # then, or a link stored before the bridge recorded it: judge.baseline_known says what that means;
-    # MOVED_UNKNOWN: none, the link moved to a contact whose value then is not known).
+    # then, or a link stored before the bridge recorded it, until settings change the rule:
+    # Link.baseline_unrecorded; MOVED_UNKNOWN: none, the link moved to a contact whose value then is not known).
     baseline_of: Optional[str] = None
     # The rule (rules.key) whose target the value that armed the link missed: `armed` holds under that
     # rule only (None with `armed`: armed before the bridge recorded it, taken as the current rule's).
@@ -110,6 +119,20 @@ class Link:
     @property
     def final(self) -> bool:
         return self.status.final
+
+    @property
+    def baseline_unrecorded(self) -> bool:
+        """A baseline taken under a rule, stored before links named its attribute (before 2026-11-27): a lead's
+        linked under a rule (it has a qualification state), or a join's not linked yet whose contact was made
+        or found (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
+        replacing the rule record the stored one's first (LinkRepository.stamp_rule)."""
+        return self.baseline_of is None and (self.qualification is not None or (
+            self.status is not LinkStatus.LINKED and self.contact_id is not None))
+
+    @property
+    def armed_unrecorded(self) -> bool:
+        """Armed before links named the rule they were armed under (judge.armed_under: the current rule's)."""
+        return self.armed and self.armed_by is None
 
     @property
     def is_lead(self) -> bool:
@@ -198,10 +221,9 @@ class ReferralCount:
     def counts(self, lead: Link) -> bool:
         """The lead (whose link counted for this referrer) is in this count, as far as the dates tell:
         not when the lead was counted before it began (into a count of the referrer erased since).
-        A count or a link not dated (written before the bridge dated them) is taken to hold the lead.
-        Exact: a lead is never dated before the count it is added to began (its store dates it from the
-        count's `since` when another worker began the count by a clock ahead of its own)."""
-        return self.since is None or lead.counted_at is None or self.since <= lead.counted_at
+        A count or a link not dated (written before the bridge dated them) is taken to hold the lead, and
+        so is a lead dated up to COUNT_CLOCK_SLACK before the count began."""
+        return self.since is None or lead.counted_at is None or self.since <= lead.counted_at + COUNT_CLOCK_SLACK
 
     def held(self, attribute: str) -> bool:
         """Intercom holds the count kept, in `attribute`."""

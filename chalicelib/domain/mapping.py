@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Optional
 
-# Standard Intercom contact attributes that our mapping may write, with their types.
+# Standard Intercom contact attributes that our mapping may write, with their types: Intercom 2.16's (its OpenAPI
+# description's create and update requests and contact model; owner_id is text there, whatever its list of data
+# attributes says).
 STANDARD_ATTRIBUTE_TYPES = {
     "email": "string",
     "name": "string",
@@ -18,10 +20,15 @@ STANDARD_ATTRIBUTE_TYPES = {
     "language_override": "string",
     "signed_up_at": "date",
     "last_seen_at": "date",
-    "owner_id": "integer",
+    "owner_id": "string",
     "unsubscribed_from_emails": "boolean",
 }
 MAX_STRING = 255  # Intercom's limit for a text attribute
+# Standard attributes a contact carries that Intercom 2.16's create and update requests have no field for: a value
+# sent there is not kept. Mapping rows may still name them (settings stored before still read), but `settings apply`
+# refuses them, `bridge doctor` reports them, and a join records each value as not written.
+NOT_WRITABLE = ("language_override",)
+NOT_WRITABLE_REASON = "Intercom's contact create and update requests have no such field (its API does not write it)"
 
 # Standard contact attributes a qualification rule may watch, with their types: those above and those Intercom
 # sets itself (read-only). Each is on Intercom's contact (a webhook's item and GET /contacts/{id} are both it),
@@ -43,6 +50,7 @@ _NOT_ON_CONTACT = "the contact search knows it, but a contact (a webhook's, or o
 _NOT_SEARCHED = ("a contact carries it, but the contact search cannot filter on it, so the search of changed "
                  "contacts could not find its changes")
 _NESTED = "a contact carries it inside `location`, which the bridge does not read"
+_SEVERAL = "a contact carries it as a list of several values, not one value a rule compares"
 #: Standard names a rule cannot watch, and why (any other name that is not custom_attributes.<name> is no
 #: contact attribute at all).
 UNWATCHABLE = {
@@ -52,7 +60,12 @@ UNWATCHABLE = {
     "browser_version": _NOT_SEARCHED, "android_os_version": _NOT_SEARCHED,
     "android_sdk_version": _NOT_SEARCHED + " (its search field is spelled andoid_sdk_version)",
     "location.country": _NESTED, "location.region": _NESTED, "location.city": _NESTED,
+    "location": "a contact carries it as an object (country, region, city), not one value a rule compares",
+    "tags": _SEVERAL, "companies": _SEVERAL, "notes": _SEVERAL, "social_profiles": _SEVERAL,
 }
+#: Standard attributes a rule may name (settings stored before still read) whose value on a contact is no value a
+#: rule compares: `settings apply` refuses such a rule and `bridge doctor` reports it.
+NOT_COMPARED = {"avatar": "an object on a contact ({type, image_url}), written as text (its URL)"}
 
 # The bridge's own marker on every contact it creates: which RF person (`<campaign>#<RF user id>`)
 # it was created for. A text attribute the bridge creates in the workspace when it is missing. It is
@@ -200,7 +213,8 @@ _KINDS = ((str.startswith, REFUSED_BY_INTERCOM, "refused by Intercom"),
           (str.endswith, "is not a date", "not a date"), (str.endswith, "(use ISO-8601 or unix seconds)", "not a date"),
           (str.endswith, "for a date", "not a date"),
           (str.startswith, "attribute type", "attribute type not supported"),
-          (str.startswith, "the person has no email", "no email"))
+          (str.startswith, "the person has no email", "no email"),
+          (str.startswith, NOT_WRITABLE_REASON, "not written by Intercom's API"))
 
 
 @dataclass(frozen=True)
@@ -240,7 +254,10 @@ class ContactPayload:
 
     @property
     def email(self) -> Optional[str]:
-        return self.attributes.get("email")
+        """The email the contact is looked for and known by (lower case: matching ignores case); the contact is
+        created with it as the person typed it (trimmed)."""
+        email = self.attributes.get("email")
+        return email.lower() if isinstance(email, str) else None
 
 
 def compact_attributes(listed: dict[str, dict]) -> dict[str, dict]:
@@ -258,10 +275,10 @@ def compact_attributes(listed: dict[str, dict]) -> dict[str, dict]:
 
 
 def attribute_type(name: str, attributes: dict[str, dict]) -> str:
-    attr = attributes.get(name)
-    if attr is not None:
-        return attr.get("data_type") or "string"
-    return WATCHABLE_ATTRIBUTE_TYPES.get(name, "string")
+    """A standard attribute's type is the API's own; a custom one's, the workspace's list says."""
+    if name in WATCHABLE_ATTRIBUTE_TYPES:
+        return WATCHABLE_ATTRIBUTE_TYPES[name]
+    return (attributes.get(name) or {}).get("data_type") or "string"
 
 
 def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Optional[dict] = None) -> ContactPayload:
@@ -279,13 +296,16 @@ def build_payload(rows, person: dict, attributes: dict[str, dict], extra: Option
                 continue  # an absent optional field is not written; not an error
         else:
             raw, origin = fixed, "fixed value"
+        if to in NOT_WRITABLE:
+            payload.errors.append(FieldError(to, origin, NOT_WRITABLE_REASON))
+            continue
         try:
             value = convert(raw, attribute_type(to, attributes))
         except ConversionError as exc:
             payload.errors.append(FieldError(to, origin, str(exc)))
             continue
         if to == "email":
-            value = value.strip().lower()
+            value = value.strip()
         payload.attributes[to] = value
     return payload
 

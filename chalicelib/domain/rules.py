@@ -83,6 +83,13 @@ def key(rule: Qualification) -> str:
     return json.dumps([rule.attribute, rule.operator, rule.value, rule.case_sensitive], default=str)
 
 
+def replaced(rule: Optional[Qualification], was: Qualification) -> bool:
+    """Settings with `rule` (None: none) replace the stored rule `was` by one another value may meet (`key`):
+    the rule links stored before they named it were judged under is recorded on them first
+    (LinkRepository.stamp_rule), or `rule` would take their baseline, and `armed`, as its own."""
+    return rule is None or key(rule) != key(was)
+
+
 def meets_more(rule: Optional[Qualification], was: Optional[Qualification]) -> bool:
     """Whether `rule`, replacing `was`, may qualify a pending lead by a value their contact reached under `was`
     (judged then, not met): another target (`key`), `require_change` turned off (a value at the baseline now

@@ -10,8 +10,9 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from .ids import ID_RULE, as_id
-from .mapping import (MARKER_ATTRIBUTE, RF_FIELDS, STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES,
-                      ConversionError, attribute_type, convert, rf_field_known, rf_field_type, type_unsupported)
+from .mapping import (MARKER_ATTRIBUTE, NOT_COMPARED, NOT_WRITABLE, NOT_WRITABLE_REASON, RF_FIELDS,
+                      STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES, ConversionError, attribute_type,
+                      convert, rf_field_known, rf_field_type, type_unsupported)
 
 Action = Literal["nothing", "create_lead", "create_user"]
 
@@ -343,7 +344,29 @@ def unworkable(settings: CampaignSettings) -> list[str]:
         problems.append(f"qualification.attribute: {q.attribute} is the bridge's own marker, which the bridge writes "
                         "itself when it creates a contact (the RF person it is for), never a conversion — watch the "
                         "attribute your app or team sets when a lead converts")
+    if q is not None and q.attribute in NOT_COMPARED:
+        problems.append(f"qualification.attribute: {q.attribute} is {NOT_COMPARED[q.attribute]}, and a rule compares "
+                        "a contact's value as it is: no value meets it as meant — watch another attribute (one your "
+                        "app or team sets when a lead converts)")
+    problems += [f"{key}: {name} cannot be written: {NOT_WRITABLE_REASON}, so each value would be lost — write "
+                 "a custom attribute (custom_attributes.<name>) instead, or remove it" for key, name in _written(settings)
+                 if name in NOT_WRITABLE]
     return problems
+
+
+def _written(settings: CampaignSettings) -> list[tuple[str, str]]:
+    """(key, attribute) of each attribute the settings write to contacts."""
+    written = [(f"{section}.fields[{i}].to", row.to)
+               for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
+               if people.action != "nothing" for i, row in enumerate(people.fields)]
+    q, sync = settings.qualification, settings.sync
+    if q is not None and settings.writes_initial_value():
+        written.append(("qualification.initial_value", q.attribute))
+    if sync is not None:
+        written += [(f"sync.{key}", name) for key, name in (("referral_link_attribute", sync.referral_link_attribute),
+                                                            ("referral_count_attribute", sync.referral_count_attribute))
+                    if name]
+    return written
 
 
 LINKS, COUNTS = "referral link", "referral count"
@@ -425,6 +448,8 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
         for i, row in enumerate(people.fields):
             key = f"{section}.fields[{i}].to"
             attr = attributes.get(row.to)
+            if row.to in NOT_WRITABLE:          # (`unworkable` says so)
+                continue
             if attr is None:
                 problems.append(f"{key}: {row.to} does not exist in workspace {settings.workspace} — "
                                 f"{attribute_meant(row.to, attributes)}create it in Intercom (Settings > Data > People) or fix "

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from .mapping import MAX_STRING, ContactPayload, ConversionError, to_unix
+from .mapping import MAX_STRING, ContactPayload, ConversionError, attribute_type, to_unix
 from .settings import CampaignSettings, Sync, attribute_meant
 
 DAY = 86400
@@ -245,13 +246,28 @@ def required_fields(campaign: Optional[dict]) -> tuple[str, ...]:
     return tuple(name for name, _ in _required(campaign))
 
 
-def decide(sync: Sync, campaign_id: str, contact: dict, required: tuple[str, ...] = ()) -> Decision:
+def for_rf(value: Any, data_type: str) -> Any:
+    """An Intercom attribute's value as RF is sent it: a date as ISO-8601 in UTC, to the second ("2023-08-15T18:49:35Z",
+    as RF's dashboard shows it), whichever form Intercom gave it in (its search: UNIX seconds; its webhooks: ISO-8601
+    text); anything else as it is."""
+    if data_type not in ("date", "datetime") or value is None or value == "":
+        return value
+    try:
+        return datetime.fromtimestamp(to_unix(value), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ConversionError, ValueError, OverflowError, OSError):    # no date Intercom gives: sent as it is
+        return value
+
+
+def decide(sync: Sync, campaign_id: str, contact: dict, required: tuple[str, ...] = (),
+           attributes: Optional[dict[str, dict]] = None) -> Decision:
     """What to ask RF for this contact (or why not): the mapping, then the required fields — email, first name
-    and those the campaign requires (`required`: required_fields()); a blank value is a missing one."""
+    and those the campaign requires (`required`: required_fields()); a blank value is a missing one. `attributes`:
+    the workspace's (their types: a date is sent in one form, for_rf)."""
     body: dict[str, Any] = {"campaign_id": int(campaign_id) if campaign_id.isdigit() else campaign_id}
     meta = []
     for row in sync.fields:
-        value = row.value if row.from_ is None else _read(contact, row.from_)
+        value = row.value if row.from_ is None else \
+            for_rf(_read(contact, row.from_), attribute_type(row.from_, attributes or {}))
         if isinstance(value, str):
             value = value.strip()
         if value in (None, ""):

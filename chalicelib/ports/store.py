@@ -90,7 +90,8 @@ class LinkRepository(Protocol):
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead
-        from its start). Raises Busy when the claim was lost."""
+        from its start). A result naming no `baseline_of` leaves the link's: a join resuming an earlier version's
+        baseline keeps the rule `stamp_rule` recorded on it meanwhile. Raises Busy when the claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception
         finish() raises (Busy) as a value. A referrer counted by several joins of one write gets
@@ -142,6 +143,13 @@ class LinkRepository(Protocol):
         left with no link goes in the same write: the old address is kept nowhere, whatever stops the caller
         after it); Busy when the stored link's email is not that one any more, or the links the old pointer
         names changed meanwhile (another worker changed them: read it again)."""
+    def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
+        """Before settings replace the campaign's rule (rules.replaced), its links stored before links named
+        their rule record it as the one they were judged under: `baseline_of` = `attribute` on each link whose
+        baseline is unrecorded (Link.baseline_unrecorded), `armed_by` = `key` (rules.key) on each armed one
+        (Link.armed_unrecorded). Each only while the stored link still lacks it (written meanwhile, by a
+        worker or another run: kept), so a run cut short is simply run again. Reads all the campaign's links;
+        the number written."""
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it
         (erased meanwhile: `link`, and nothing written)."""

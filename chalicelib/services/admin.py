@@ -13,8 +13,8 @@ from ..domain.advice import how_many
 from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
-from ..domain.settings import (CampaignSettings, SettingsError, check_against_workspace, own_attributes,
-                               parse_settings, shared_attributes, unworkable, valid_or_none)
+from ..domain.settings import (CampaignSettings, Qualification, SettingsError, check_against_workspace,
+                               own_attributes, parse_settings, shared_attributes, unworkable, valid_or_none)
 from ..domain.sync import count_attribute
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
@@ -198,6 +198,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
                         f"{settings.campaign_id}` checks them (or apply again without --offline)")
     if not checked:                 # the live check did not run: say what it would have decided
         warnings += notes
+    _record_rule(rt, settings.campaign_id, before, settings.qualification)   # (so _rule_changed counts those leads)
     moved, owed = _count_moved(rt, settings, stored, before)
     warnings += moved + _consequences(rt, settings, stored, before, enrolled)
     if own_attributes(settings):       # (as `bridge doctor` reports it)
@@ -209,6 +210,18 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
     rt.forget()
     return {"campaign_id": settings.campaign_id, "version": version, **({"created": created} if created else {}),
             "warnings": warnings}
+
+
+def _record_rule(rt: Operator, campaign_id: str, before: Optional[CampaignSettings],
+                 rule: Optional[Qualification]) -> None:
+    """Settings about to replace the stored rule (rules.replaced): links stored before links named the rule they
+    were judged under (an earlier version's) record it first (LinkRepository.stamp_rule), so that the new rule
+    never takes their baseline, nor their `armed`, as its own: a lead of "No" for signed_up would otherwise be
+    qualified on its next update under plan = pro, their contact on pro all along. Before the settings are
+    stored: an apply cut short is applied again, and records what is left."""
+    was = before.qualification if before is not None else None
+    if was is not None and rules.replaced(rule, was):
+        rt.store.links.stamp_rule(campaign_id, was.attribute, rules.key(was))
 
 
 def _moved_workspace(rt: Operator, settings: CampaignSettings, stored: Optional[StoredSettings],
@@ -473,6 +486,8 @@ def delete_settings(rt: Operator, campaign_id: str, confirmed: bool = False) -> 
     said = _and(people)
     if said and not confirmed:
         raise NeedsConfirmation(said)
+    before = valid_or_none(stored.document)
+    _record_rule(rt, campaign_id, before, None)          # (settings applied again later are a new rule)
     rt.store.settings.delete(campaign_id)
     rt.forget()
     return {"campaign_id": campaign_id, "deleted_version": stored.version, "workspace": stored.workspace,

@@ -387,6 +387,10 @@ _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact
                                  "qualifies until its value changes away and back; without it, each one is qualified "
                                  "(and rewarded) at the first notification about its new contact",
         "sync.": "contact sync cannot start (`bridge sync start` refuses) or cannot write the referral link or count",
+        "cannot be written: Intercom's contact create": "Intercom keeps no value sent there: each join records the "
+                                                        "field as not written (its history: fields not written)",
+        "a rule compares a contact's value as it is": "no lead qualifies by the rule (or, with is_set, every lead "
+                                                      "whose contact carries the object at all)",
         "is a boolean": "a text attribute never equals true or false: nothing qualifies (or the text 'true' is written)",
         "qualification.operator": "the rule never compares as meant: nothing qualifies",
         # (Checked in the simulator and Intercom's docs: a write naming an unknown attribute is a 400.)

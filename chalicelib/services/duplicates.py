@@ -15,14 +15,14 @@ from typing import Optional
 
 from ..domain import join as decide
 from ..domain.history import REPLAYED, Entry
-from ..domain.judge import Sighting
+from ..domain.judge import Sighting, elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings, valid_or_none
 from ..errors import Deferred, InvalidSettings, Permanent
 from ..messages import VerifyMessage
 from ..observability import count
-from ..ports import IntercomPort, Merged, NotFound
+from ..ports import Busy, IntercomPort, Merged, NotFound
 from .deps import WorkDeps
 
 EARLY = 2.0     # seconds: a message SQS delivers this much before its time (clocks differ) is due
@@ -92,14 +92,39 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     target = _find(intercom, str(duplicate.target["id"]))
     if target is None:
         return "unique"              # gone since search listed it
-    taken = decide.moved_baseline(settings, link, target, hidden_by_search=True)   # (read before the merge changes it)
+    # Each link's baseline is read before the merge changes the target. The person's links of other campaigns on
+    # our lead follow it too, before this one: a retry finds this one moved and has nothing of ours to look at.
+    taken = [(other, s, decide.moved_baseline(s, other, target, hidden_by_search=True) if s is not None else {})
+             for other, s in [*_others(deps, message, link), (link, settings)]]
     entry, now_contact = _merge_or_move(intercom, message, link, target, duplicate.merge)
-    moved = deps.links.move(link, str(target["id"]), [entry], role=target.get("role"), **taken)
+    moved = []
+    for other, other_settings, baseline in taken:
+        said = entry if other is link else Entry(entry.event, entry.outcome, f"{entry.reason} (found by the duplicate "
+                                                 f"check of campaign {link.campaign_id})", entry.details)
+        try:
+            moved.append((deps.links.move(other, str(target["id"]), [said], role=target.get("role"), **baseline),
+                          other_settings))
+        except Busy:                 # another's: moved meanwhile (its merge's webhook) or erased, nothing to follow
+            if other is link:
+                raise
     count("DuplicatesResolved")
-    rule = settings.qualification
-    if rule is not None and moved.is_lead and moved.qualification is QState.PENDING:
-        deps.qualifier.evaluate(moved, settings, Sighting(now_contact, "duplicate resolved"))
+    for now_link, now_settings in moved:
+        if now_settings is not None and now_settings.qualification is not None and now_link.is_lead \
+                and now_link.qualification is QState.PENDING:
+            deps.qualifier.evaluate(now_link, now_settings, Sighting(now_contact, "duplicate resolved"))
     return "merged" if entry.outcome == "merged_into_existing" else "moved"
+
+
+def _others(deps: WorkDeps, message: VerifyMessage, link: Link) -> list[tuple[Link, Optional[CampaignSettings]]]:
+    """The person's other links to the lead we created (they joined another campaign of the workspace too, whose
+    join found that lead: in one batch, or once search showed it), each with its campaign's settings; but those of
+    a campaign that left the workspace since, left as they are (as their own check would)."""
+    ws, ours = message.workspace, message.contact_id
+    others = [o for o in deps.lookup.look_up(contacts=[(ws, ours)]).linked_to_contact(ws, ours)
+              if o.ref != link.ref and o.contact_id == ours and o.final]
+    documents = deps.settings.documents({o.campaign_id for o in others}) if others else {}
+    found = [(o, valid_or_none(documents.get(o.campaign_id))) for o in others]
+    return [(o, s) for o, s in found if elsewhere(o, s) is None]
 
 
 def _merge_or_move(intercom: IntercomPort, message: VerifyMessage, link: Link, target: dict,

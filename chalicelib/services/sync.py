@@ -366,7 +366,8 @@ class Page:
                     seen.append(adopted)                        # (recorded with the page's others, in one write)
                 continue
             decision = joined_skip(link) if link is not None else \
-                decide(self.sync, self.campaign_id, contact, self.required)
+                decide(self.sync, self.campaign_id, contact, self.required,
+                       self.deps.apis.attributes(self.settings.workspace))     # (kept a while: no call a contact)
             if isinstance(decision, Skip):
                 self._skip(cid, contact, decision.reason, decision.detail)
                 continue
@@ -1090,7 +1091,8 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 # no longer has the email (deleted there)
                 decision = Skip("already_in_campaign", entry.reason or SKIPS["already_in_campaign"])
             else:
-                decision = joined_skip(link) if link is not None else decide(sync, campaign_id, contact, required)
+                decision = joined_skip(link) if link is not None else \
+                    decide(sync, campaign_id, contact, required, deps.apis.attributes(settings.workspace))
             # (a try interrupted after its create made their RF user: the run finds that user and enrols them)
             made = entry is not None and not entry.final and entry.email in in_campaign and \
                 not _joined_before(in_campaign[entry.email], entry)

@@ -7,6 +7,7 @@ import contextlib
 import copy
 import json
 import dataclasses
+from typing import Optional, Sequence
 
 import pytest
 
@@ -389,6 +390,25 @@ def test_notes_about_many_people_at_once_are_written_for_those_kept_only(store):
     store.links.note_many([])
 
 
+def test_notes_about_many_people_leave_out_one_erased_after_they_were_read_and_write_the_others(store):
+    """The DynamoDB store reads who is kept, then writes the notes in one transaction holding to what it read: one
+    `bridge forget` erased in between cancels it; she is left out and the others noted (the twin notes each at once)."""
+    if isinstance(store, MemoryStore):
+        pytest.skip("the in-memory twin reads and writes each note at once")
+    rita = PersonRef("42", "100")
+    store.links.referrer_contact(rita, "c9", WS)
+    link = joined(store, entries=())
+    read = store.links.get_many
+
+    def erased_once_read(refs, consistent=False):
+        found = read(refs, consistent)
+        store.links.erase(link)                            # forget lands after the read, before the write
+        return found
+    store.links.get_many = erased_once_read
+    store.links.note_many([(ANN, [Entry("dead_letter", "replayed")]), (rita, [Entry("dead_letter", "replayed")])])
+    assert [[e.outcome for e in store.history.entries(ref)] for ref in (ANN, rita)] == [[], ["replayed"]]
+
+
 def test_a_sync_enrolment_is_written_over_its_creating_entry_and_noted_while_that_entry_names_her(store):
     """A page's enrolment is written only over its `creating` entry, and contact sync's notes hold to the ledger entry
     of the contact it enrolled (`enrolled`), not to a link or a count (a sync-enrolled referrer may have neither): once
@@ -482,6 +502,69 @@ def test_the_leads_linked_before_the_rule_are_counted_by_qualification_state(sto
     assert store.links.unbaselined("42", WS, plan, 1) == ({None: 1}, True)
     assert store.links.unbaselined("42", WS, plan, 100, scan_limit=1) == ({None: 1}, False)
     assert store.links.unbaselined("44", WS, plan, 100) == ({}, True)
+
+
+def test_links_stored_before_they_named_their_rule_record_the_rule_settings_replace(store, monkeypatch):
+    """What `settings apply` writes before it replaces the campaign's rule: the links an earlier version stored
+    (no baseline_of, no armed_by) record that rule, those this version wrote keep theirs; once."""
+    monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
+    old, key = SIGNED_UP, '["custom_attributes.signed_up", "equals", "Yes", false]'
+    joined(store, PersonRef("42", "1"))                                          # pending, linked under the rule
+    store.links.arm(joined(store, PersonRef("42", "2")), [], None)              # and armed under it
+    claim = store.links.claim(PersonRef("42", "3"), WS)                          # a join part-way, its contact made
+    store.links.finish(claim, JoinResult(LinkStatus.WAITING, email="cy@example.com", contact_id="c3", baseline="No"),
+                       [])
+    joined(store, PersonRef("42", "4"), pending=False)                           # no rule when linked: none to record
+    joined(store, PersonRef("42", "5"), kind="referrer", pending=False)
+    store.links.arm(joined(store, PersonRef("42", "6"), baseline_of="custom_attributes.plan"), [], "plan's")
+    joined(store, PersonRef("43", "1"))                                          # another campaign's
+    assert store.links.stamp_rule("42", old, key) == 3
+    links = [store.links.get(PersonRef(c, u)) for c, u in (("42", "1"), ("42", "2"), ("42", "3"), ("42", "4"),
+                                                           ("42", "5"), ("42", "6"), ("43", "1"))]
+    assert [(link.baseline_of, link.armed_by) for link in links] == [
+        (old, None), (old, key), (old, None), (None, None), (None, None), ("custom_attributes.plan", "plan's"),
+        (None, None)]
+    assert store.links.stamp_rule("42", "custom_attributes.plan", "plan's") == 0      # recorded already
+
+
+@pytest.mark.parametrize("meanwhile", ["baseline taken", "erased"])
+def test_a_link_written_since_the_rule_was_read_for_keeps_what_was_written(store, monkeypatch, meanwhile):
+    """A backfill takes the lead's baseline under the new rule (unarmed), or `bridge forget` erases them, between
+    the read of the campaign's links and their write: nothing of the old rule is written over it."""
+    link = store.links.arm(joined(store), [], None)
+
+    def worker() -> None:
+        if meanwhile == "erased":
+            store.links.erase(store.links.get(ANN))
+        else:
+            assert store.links.take_baselines([(link, "pro", "custom_attributes.plan", [])]) == [True]
+    if hasattr(store, "tables"):
+        read = store.links._in_campaign
+        monkeypatch.setattr(store.links, "_in_campaign", lambda c: [read(c), worker()][0])
+    else:
+        from chalicelib.adapters.dynamo.models import LinkItem
+        query = LinkItem.query
+        monkeypatch.setattr(LinkItem, "query", lambda *a, **k: [list(query(*a, **k)), worker()][0])
+    assert store.links.stamp_rule("42", SIGNED_UP, "signed_up's") == 0
+    now = store.links.get(ANN)
+    assert now is None if meanwhile == "erased" else (now.baseline_of, now.armed, now.armed_by) == (
+        "custom_attributes.plan", False, None)
+
+
+def test_a_join_resumed_as_the_rule_is_recorded_keeps_the_rule_recorded(store):
+    """A join the earlier version left part-way (its contact made, its baseline "No" taken under signed_up) is
+    resumed by a worker that read the link before `settings apply` recorded the rule on it: the join finishes with
+    the baseline it read, naming no rule, and the rule recorded stays (the new rule would take the "No" as its own)."""
+    ref = PersonRef("42", "3")
+    store.links.finish(store.links.claim(ref, WS), JoinResult(
+        LinkStatus.WAITING, email="cy@example.com", contact_id="c3", baseline="No"), [])
+    read = store.links.get(ref)
+    claim = store.links.claim(ref, WS)
+    assert store.links.stamp_rule("42", SIGNED_UP, "signed_up's") == 1
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email=read.email, contact_id=read.contact_id,
+                                         baseline=read.baseline, baseline_of=read.baseline_of,
+                                         qualification=QState.PENDING), [])
+    assert (store.links.get(ref).baseline, store.links.get(ref).baseline_of) == ("No", SIGNED_UP)
 
 
 # --- qualification: only forward ------------------------------------------------------------------
@@ -1658,6 +1741,17 @@ def test_an_old_lead_of_a_forgotten_referrer_is_not_taken_off_the_count_she_bega
     assert store.links.referrals(REFERRER).n == 0
 
 
+def test_a_lead_an_earlier_version_dated_a_moment_before_the_count_it_began_is_taken_off_it(store, clock):
+    """Versions before 2026-11-26 dated each lead by its worker's clock: of two first leads finishing at once on
+    two workers, lead 1's began the count, and lead 2's, dated 4 ms before by a clock behind, added to it."""
+    _finish_leads(store, "1", "2")
+    began = store.links.referrals(REFERRER).since
+    _dated(store, [PersonRef("42", "2")], began - 0.004, began)
+    clock.now += 60
+    assert store.links.erase(store.links.get(PersonRef("42", "2"))).lowered == REFERRER
+    assert store.links.referrals(REFERRER).n == 1
+
+
 def test_a_lead_backfill_counts_into_a_count_begun_earlier_is_taken_off_it(store, clock):
     _finish_leads(store, "1")
     _finish_leads(store, "2", counts_for=None)                       # applied before the campaign kept counts
@@ -1668,24 +1762,26 @@ def test_a_lead_backfill_counts_into_a_count_begun_earlier_is_taken_off_it(store
     assert store.links.referrals(REFERRER).n == 1
 
 
-def _undated(store, *leads: PersonRef) -> None:
-    """What a version that did not date counts wrote: the leads' links and their referrer's count
-    without `counted_at` and `since`."""
+def _dated(store, leads: Sequence[PersonRef], counted_at: Optional[float], since: Optional[float]) -> None:
+    """What an earlier version wrote: the leads' links counted `counted_at`, and their referrer's count
+    begun `since` (None: not dated, as before the bridge dated counts)."""
     if hasattr(store, "tables"):
         for ref in leads:
-            store.tables.links[ref].link = dataclasses.replace(store.tables.links[ref].link, counted_at=None)
-        store.tables.referrals[REFERRER] = dataclasses.replace(store.tables.referrals[REFERRER], since=None)
+            store.tables.links[ref].link = dataclasses.replace(store.tables.links[ref].link, counted_at=counted_at)
+        store.tables.referrals[REFERRER] = dataclasses.replace(store.tables.referrals[REFERRER], since=since)
         return
     from chalicelib.adapters.dynamo.keys import link_key, referrals_key
     from chalicelib.adapters.dynamo.models import LinkItem, ReferralItem
+    def dated(attr, value):
+        return attr.remove() if value is None else attr.set(value)
     for ref in leads:
-        LinkItem(*link_key(ref)).update(actions=[LinkItem.counted_at.remove()])
-    ReferralItem(*referrals_key(REFERRER)).update(actions=[ReferralItem.since.remove()])
+        LinkItem(*link_key(ref)).update(actions=[dated(LinkItem.counted_at, counted_at)])
+    ReferralItem(*referrals_key(REFERRER)).update(actions=[dated(ReferralItem.since, since)])
 
 
 def test_counts_and_links_written_before_they_were_dated_are_lowered_as_before(store, clock):
     _finish_leads(store, "1", "2", "3")
-    _undated(store, *(PersonRef("42", u) for u in ("1", "2", "3")))
+    _dated(store, [PersonRef("42", u) for u in ("1", "2", "3")], None, None)
     assert store.links.referrals(REFERRER).since is None and store.links.get(PersonRef("42", "1")).counted_at is None
     clock.now += 60
     assert store.links.erase(store.links.get(PersonRef("42", "1"))).lowered == REFERRER    # neither dated

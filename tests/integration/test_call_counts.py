@@ -195,23 +195,31 @@ def test_a_batch_of_10_joins_waiting_again_for_intercoms_outage_writes_no_note_o
     assert transacted == [BATCH * 6, BATCH * 3, BATCH * 3]
 
 
-def test_dlq_replay_notes_its_letters_in_the_histories_in_a_write_a_ten(bridge, counter, clock):
-    """`dlq replay` notes each letter in its person's history before sending it back: a write a letter, so a replay
-    of thousands from the operator's machine made thousands of DynamoDB round trips more than its SQS calls (a
-    letter's note is one item; a batch write takes 25)."""
+def test_dlq_replay_notes_its_letters_in_the_histories_in_one_transaction_a_ten(bridge, counter, clock):
+    """`dlq replay` notes each letter in its person's history before sending it back, holding to the person's link
+    (a note of someone `bridge forget` erased meanwhile is not written): the people of the ten letters SQS gives at
+    once who are kept are read in one batch, and their notes written in one transaction, where a transaction a
+    letter made a replay of thousands from the operator's machine thousands of DynamoDB round trips (one trying
+    each person's link, and then her count)."""
     import json
 
     from chalicelib.domain.history import iso
+    from chalicelib.domain.link import PersonRef
     from chalicelib.messages import JoinMessage
     from chalicelib.services.dead_letters import replay
     for i in range(2 * BATCH):
         body = JoinMessage(campaign_id="42", rf_user_id=str(100 + i),
                            person={"id": str(100 + i), "campaign_id": "42", "email": f"p{i}@example.com"}).wire()
         bridge.rt.queue.dead_letter(json.dumps(body), "Intercom unavailable for 24 h", 3, iso(clock()))
+        if i % 2:                           # (half of the joins held their links: their people are kept)
+            bridge.rt.store.links.claim(PersonRef("42", str(100 + i)), "ws")
     with counter.measure() as counts:
         assert replay(bridge.operator())["replayed"] == 2 * BATCH
-    assert counts.dynamodb_writes == 2 and counts.dynamodb_write_items == 2 * BATCH      # was 20 writes
-
+    writes = [c for c in counts.aws_calls if c.is_dynamodb_write]
+    assert [(c.operation, c.items) for c in writes] == [("TransactWriteItems", BATCH)] * 2    # a check and a note
+    assert counts.operations()["dynamodb:BatchGetItem"] == 2 * 2   # the links, then the counts of those with none (were 40 transactions)
+    assert len(bridge.rt.store.history.entries(PersonRef("42", "101"))) == 1
+    assert bridge.rt.store.history.entries(PersonRef("42", "100")) == []
 
 
 @pytest.mark.parametrize("email, more", [

@@ -207,3 +207,54 @@ def test_an_email_mapped_from_a_custom_field_is_the_one_the_contact_is_known_and
     assert person["link"]["contact_id"] == contact["id"]
     assert [(h["event"], h["outcome"]) for h in person["history"]] == [("join_received", "received"),
                                                                       ("contact", "created")]
+
+
+def test_an_owner_mapped_from_a_campaign_field_reaches_intercom_as_the_text_its_api_takes(bridge, intercom, rf):
+    """Intercom 2.16 takes owner_id as a string (its OpenAPI file: create, update, contact, search): the
+    bridge fixture's teardown fails on any request that breaks it."""
+    settings = lead_settings()
+    settings["leads"]["fields"].append({"from": "meta.owner", "to": "owner_id"})
+    bridge.apply(settings)
+    lead = new_lead(rf)
+    assert bridge.post_join({**join_body(lead), "owner": "321"}).status_code == 202
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["owner_id"] == "321"
+    assert intercom.contract_violations == []
+
+
+def test_the_contact_carries_the_email_as_typed_and_the_person_is_still_found_in_any_case(bridge, intercom, rf):
+    """RF's "Ann.Smith@Example.com" is what her contact shows (as the hosted integration's Email → Email); the bridge
+    knows her by the lower case (link, late duplicate check), and her next join, typed otherwise, finds the contact."""
+    bridge.apply(lead_settings())
+    lead = new_lead(rf, email=" Ann.Smith@Example.com ")
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann.smith@example.com")
+    assert contact["email"] == "Ann.Smith@Example.com"
+    assert bridge.history(42, lead["id"])["link"]["email"] == "ann.smith@example.com"
+    assert bridge.later.release() == 1             # the late duplicate check: nothing else has her email
+    bridge.drain()
+    again = new_lead(rf, email="ANN.SMITH@example.com")
+    bridge.post_join(join_body(again))
+    bridge.drain()
+    assert [c["id"] for c in intercom.contacts_by_email("ann.smith@example.com")] == [contact["id"]]
+    assert bridge.history(42, again["id"])["link"]["contact_id"] == contact["id"]
+    assert intercom.merged_into == {} and intercom.contract_violations == []
+
+
+def test_a_value_mapped_to_an_attribute_intercoms_api_does_not_write_is_recorded_not_sent(bridge, intercom, rf):
+    """Settings stored before `settings apply` refused such a row: the join says the value was not written."""
+    doc = lead_settings()
+    doc["leads"]["fields"].append({"value": "fr", "to": "language_override"})
+    bridge.rt.store.settings.put("42", doc, WORKSPACE)
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    [create] = [r for r in intercom.requests if (r["method"], r["path"]) == ("POST", "/contacts")]
+    assert "language_override" not in create["json"] and contact["custom_attributes"]["lead_source"] == "referral"
+    fields = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "fields"]
+    assert fields[0]["details"]["errors"] == [{
+        "to": "language_override", "source": "fixed value",
+        "reason": "Intercom's contact create and update requests have no such field (its API does not write it)"}]

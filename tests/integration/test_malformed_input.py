@@ -218,6 +218,25 @@ def test_a_join_read_one_way_silently_before_is_refused_with_its_reason_recorded
     assert sum(store.edge.refusals(scope).total(error) for scope in ("campaign:42", UNKNOWN)) == 1
 
 
+@pytest.mark.parametrize("route", ["referral-factory", "intercom"])
+def test_a_number_too_large_for_a_float_is_refused_as_nan_is_with_its_reason_recorded(bridge, route):
+    """1e400 was read as infinity, answered 202, and queued as null: the field lost, and nothing said so."""
+    from chalicelib.ports.edge import UNKNOWN
+    bridge.apply(lead_settings())
+    if route == "intercom":
+        real = REAL_PAYLOAD.read_text()
+        answer = bridge.post_intercom(raw=real.replace('"custom_attributes":{}', '"custom_attributes":{"score":-1e400}')
+                                      .encode())
+        scopes = ("workspace:vne310wv", UNKNOWN)
+    else:
+        answer = bridge.post_join(None, raw=b'{"id": 1, "campaign_id": 42, "score": 1e400}')
+        scopes = ("campaign:42", UNKNOWN)
+    assert (answer.status_code, answer.json()["error"]) == (400, "malformed_json")
+    assert answer.json()["message"].endswith("number out of range") and bridge.queued() == 0
+    store = bridge.operator().store
+    assert sum(store.edge.refusals(scope).total("malformed_json") for scope in scopes) == 1
+
+
 def test_a_join_sending_one_value_under_two_names_or_no_content_type_is_still_queued(bridge):
     bridge.apply(lead_settings())
     same = bridge.post_join({"id": 1, "campaign": "42", "campaign_id": 42, "user": {"id": "1"}})

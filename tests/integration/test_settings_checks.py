@@ -163,6 +163,19 @@ NEVER_WORKS = {
         "app or team sets when a lead converts",
         "the bridge sets it when it creates a contact, whatever the lead does: the rule qualifies leads as their "
         "contacts are created (without require_change), or never"),
+    "a rule watching the avatar, an object on a contact": (
+        qualifying_settings(attribute="avatar", operator="is_set", value=None, initial_value=None),
+        "qualification.attribute: avatar is an object on a contact ({type, image_url}), written as text (its URL), and "
+        "a rule compares a contact's value as it is: no value meets it as meant — watch another attribute (one your "
+        "app or team sets when a lead converts)",
+        "no lead qualifies by the rule (or, with is_set, every lead whose contact carries the object at all)"),
+    "a mapping to an attribute Intercom's API does not write": (
+        lead_settings(fields=[{"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"}]),
+        "leads.fields[1].to: language_override cannot be written: Intercom's contact create and update requests have "
+        "no such field (its API does not write it), so each value would be lost — write a custom attribute "
+        "(custom_attributes.<name>) instead, or remove it",
+        "Intercom keeps no value sent there: each join records the field as not written (its history: fields not "
+        "written)"),
 }
 
 

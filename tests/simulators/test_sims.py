@@ -186,6 +186,7 @@ def test_a_search_without_sort_can_be_ordered_by_what_updates_change(ic, clock):
     {"field": "browser_version", "operator": "=", "value": "120"},           # on a contact, not searchable
     {"field": "has_hard_bounced", "operator": "=", "value": "true"},         # a Boolean field takes a boolean
     {"field": "name", "operator": "=", "value": 3},                          # a String one text
+    {"field": "owner_id", "operator": "=", "value": 7},                      # owner_id too (an admin's id, as text)
     {"field": "role", "operator": "=", "value": "customer"},                 # role: user or lead
     {"field": "browser", "operator": ">=", "value": 3},                      # >= compares integers
     {"field": "custom_attributes.plan", "operator": "=", "value": 1},        # a custom attribute: its type
@@ -195,7 +196,7 @@ def test_search_accepts_only_its_documented_fields_each_with_a_value_of_its_type
     assert call(ic, "POST", "/contacts/search", json={"query": query}).status_code == 400
     fine = {"operator": "AND", "value": [{"field": "role", "operator": "=", "value": "user"},
                                          {"field": "has_hard_bounced", "operator": "=", "value": False},
-                                         {"field": "owner_id", "operator": "=", "value": 7}]}
+                                         {"field": "owner_id", "operator": "=", "value": "7"}]}
     assert call(ic, "POST", "/contacts/search", json={"query": fine}).status_code == 200
 
 

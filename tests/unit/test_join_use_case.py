@@ -53,7 +53,7 @@ def test_a_new_lead_is_created_with_referrer_and_campaign_fields_the_initial_val
     work = world()
     assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
     [contact] = work.apis.intercom_.contacts.values()
-    assert contact["role"] == "lead" and contact["email"] == "ann@example.com"
+    assert contact["role"] == "lead" and contact["email"] == "Ann@Example.com"     # as typed; known in lower case
     assert contact["custom_attributes"] == {"referred_by": "Rita", "campaign": "Friends of Acme", "signed_up": "No",
                                             "rf_person": "42#7"}
     link = link_of(work)

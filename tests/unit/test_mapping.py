@@ -1,6 +1,7 @@
 import pytest
 
-from chalicelib.domain.mapping import ConversionError, build_payload, convert, to_unix
+from chalicelib.domain.mapping import (STANDARD_ATTRIBUTE_TYPES, WATCHABLE_ATTRIBUTE_TYPES, ConversionError,
+                                       attribute_type, build_payload, convert, to_unix)
 from chalicelib.domain.settings import FieldMap
 
 
@@ -46,7 +47,7 @@ def test_payload_maps_dynamic_fixed_meta_and_types():
                                  {"from": "signed_up_at", "to": "custom_attributes.joined"},
                                  {"value": "yes", "to": "custom_attributes.vip"}), person, ATTRS)
     assert payload.errors == []
-    assert payload.body(role="lead") == {"email": "ann@example.com", "name": "Ann", "role": "lead",
+    assert payload.body(role="lead") == {"email": "Ann@Example.COM", "name": "Ann", "role": "lead",
                                          "custom_attributes": {"score": 9.5, "joined": 1709287200, "vip": True}}
 
 
@@ -89,3 +90,55 @@ def test_a_list_or_an_object_is_no_text_and_is_recorded_not_written_as_python_sh
     assert payload.body() == {"email": "a@b.co"}
     [err] = payload.errors
     assert err.to == "custom_attributes.plans" and err.reason.endswith(f"is {kind}, not text")
+
+
+# The OpenAPI type of what the bridge writes (and reads) as each of its types: a date is UNIX seconds.
+_OPENAPI = {"string": "string", "integer": "integer", "boolean": "boolean", "date": "integer"}
+
+
+@pytest.mark.parametrize("schema", ["create_contact_request", "update_contact_request", "contact"])
+def test_the_standard_attributes_have_the_types_intercoms_openapi_file_gives(schema):
+    """What the bridge writes (and the type a rule's value is read and searched as) is what Intercom 2.16
+    takes: owner_id is a string there, in every one of them. (avatar reads as an object on a contact.)"""
+    from tests.support.intercom_contract import load_spec
+    properties = load_spec()["components"]["schemas"][schema]["properties"]
+    types = STANDARD_ATTRIBUTE_TYPES if schema != "contact" else WATCHABLE_ATTRIBUTE_TYPES
+    assert {name: _OPENAPI[t] for name, t in types.items() if name in properties and name != "avatar"} == {
+        name: properties[name]["type"] for name in types if name in properties and name != "avatar"}
+
+
+@pytest.mark.parametrize("schema", ["create_contact_request", "update_contact_request"])
+def test_each_standard_attribute_a_mapping_may_write_is_a_field_of_intercoms_create_and_update_requests(schema):
+    """language_override is on a contact, but neither request has it: Intercom keeps no value sent there. Any other
+    standard attribute a mapping may name and a request lacks would be lost the same way."""
+    from chalicelib.domain.mapping import NOT_WRITABLE
+    from tests.support.intercom_contract import load_spec
+    properties = set(load_spec()["components"]["schemas"][schema]["properties"])
+    assert (set(STANDARD_ATTRIBUTE_TYPES) - properties, set(NOT_WRITABLE) & properties) == (set(NOT_WRITABLE), set())
+
+
+def test_a_value_mapped_to_an_attribute_intercoms_api_does_not_write_is_recorded_not_sent():
+    payload = build_payload(rows({"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"},
+                                 {"from": "first_name", "to": "language_override"}), {"email": "a@b.co"}, {})
+    assert payload.body() == {"email": "a@b.co"}
+    [err] = payload.errors            # (an absent field is not written, as any: no error)
+    assert (err.to, err.source, err.kind) == ("language_override", "fixed value", "not written by Intercom's API")
+    assert err.reason == "Intercom's contact create and update requests have no such field (its API does not write it)"
+
+
+def test_the_contact_gets_the_email_as_typed_and_the_bridge_knows_it_in_lower_case():
+    """What the person typed in RF is what their contact shows; searches, pointers and duplicate checks ignore case."""
+    payload = build_payload(rows({"from": "email", "to": "email"}), {"email": " Ann.Smith@Example.com\n"}, {})
+    assert payload.body() == {"email": "Ann.Smith@Example.com"}
+    assert payload.email == "ann.smith@example.com"
+
+
+def test_owner_id_is_text_whatever_the_workspace_lists_it_as():
+    """Intercom's list of data attributes may call owner_id an integer: its API still takes (and searches) text."""
+    assert attribute_type("owner_id", {"owner_id": {"data_type": "integer"}}) == "string"
+    assert build_payload(rows({"from": "meta.owner", "to": "owner_id"}), {"meta.owner": 321},
+                         {"owner_id": {"data_type": "integer"}}).body() == {"owner_id": "321"}
+    from chalicelib.domain.changes import target_filter
+    from chalicelib.domain.settings import Qualification
+    assert target_filter(Qualification(attribute="owner_id", value=321), attribute_type("owner_id", {})) == {
+        "field": "owner_id", "operator": "~", "value": "321"}         # (the search of changed contacts)

@@ -1,6 +1,6 @@
 import pytest
 
-from chalicelib.domain.settings import SettingsError, check_against_workspace, parse_settings
+from chalicelib.domain.settings import SettingsError, check_against_workspace, parse_settings, unworkable
 
 PRODUCT_EXAMPLE = """
 campaign_id: "42"
@@ -220,12 +220,45 @@ def test_a_read_only_attributes_type_still_checks_the_rules_value_and_operator()
     ("location.country", "a contact carries it inside `location`"),
     ("id", "it never changes"),
     ("updated_at", "it changes with every change to the contact"),
+    ("tags", "a contact carries it as a list of several values"),
+    ("social_profiles", "a contact carries it as a list of several values"),
+    ("location", "a contact carries it as an object (country, region, city)"),
 ])
 def test_an_attribute_a_rule_cannot_watch_is_refused_with_why_and_what_it_may_watch(attribute, why):
     [msg] = problems({**base(), "qualification": {"attribute": attribute, "operator": "is_set"}})
     assert msg.startswith(f"qualification.attribute: '{attribute}' ")
     assert why in msg
     assert "custom_attributes.<name>" in msg and "role" in msg and "created_at" in msg and "last_seen_at" in msg
+
+
+def test_settings_writing_an_attribute_intercoms_api_does_not_write_still_read_but_each_place_is_refused():
+    """language_override is on a contact, not in Intercom's create or update requests: whatever writes it loses its
+    values. Stored settings naming it still read (a campaign whose settings do not read is switched off)."""
+    doc = {**base(fields=[{"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"}]),
+           "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"},
+                                                             {"from": "meta.lang", "to": "language_override"}]},
+           "qualification": {"attribute": "language_override", "value": "de", "initial_value": "en"},
+           "sync": {"fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"}],
+                    "referral_link_attribute": "language_override"}}
+    doc["leads"]["fields"].pop()          # (else the mapped row, not the rule's initial value, is written)
+    why = ("cannot be written: Intercom's contact create and update requests have no such field (its API does not "
+           "write it), so each value would be lost — write a custom attribute (custom_attributes.<name>) instead, or "
+           "remove it")
+    assert unworkable(parse_settings(doc)) == [f"{key}: language_override {why}" for key in (
+        "referrers.fields[1].to", "qualification.initial_value", "sync.referral_link_attribute")]
+    doc = base(fields=[{"from": "email", "to": "email"}, {"value": "fr", "to": "language_override"}])
+    assert unworkable(parse_settings(doc)) == [f"leads.fields[1].to: language_override {why}"]
+    assert check_against_workspace(parse_settings(doc), WORKSPACE) == []        # (said once)
+
+
+@pytest.mark.parametrize("operator,value", [("equals", "https://example.org/ann.png"), ("is_set", None)])
+def test_a_rule_watching_the_avatar_an_object_on_a_contact_is_refused_yet_stored_ones_read(operator, value):
+    settings = parse_settings({**base(), "qualification": {"attribute": "avatar", "operator": operator,
+                                                            "value": value}})
+    assert unworkable(settings) == [
+        "qualification.attribute: avatar is an object on a contact ({type, image_url}), written as text (its URL), and "
+        "a rule compares a contact's value as it is: no value meets it as meant — watch another attribute (one your "
+        "app or team sets when a lead converts)"]
 
 
 def test_a_rule_on_role_watches_a_lead_becoming_a_user_and_writes_nothing():

@@ -217,6 +217,24 @@ def test_ongoing_mode_enrols_a_new_contact_once_by_webhook_and_catch_up():
 
 
 
+def test_a_date_reaches_rf_in_one_form_from_a_run_s_search_and_from_a_notification():
+    """A run reads contacts from Intercom's search (dates in UNIX seconds), a notification carries the webhook's
+    contact (ISO-8601 text): RF was sent 1692125375 by the one and 2023-08-15T18:49:35.016+00:00 by the other."""
+    fields = [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"},
+              {"from": "signed_up_at", "to": "meta.member_since"}]
+    work = world(1, mode="ongoing", fields=fields)
+    work.apis.intercom_.attributes["signed_up_at"] = {"data_type": "date"}
+    next(iter(work.apis.intercom_.contacts.values()))["signed_up_at"] = 1692125375
+    sync.start(deps(work), "42")
+    drain(work)
+    new = work.apis.intercom_.add("new@example.com", role="user")
+    sync.on_contact(ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1",
+                                   item={**new, "name": "New", "signed_up_at": "2023-08-15T18:49:35.016+00:00"}),
+                    deps(work))
+    since = [{"field": "member_since", "value": "2023-08-15T18:49:35Z"}]
+    assert [u["meta"] for u in work.apis.rf_.created] == [since, since]
+
+
 def test_a_catch_up_whose_first_page_was_never_queued_is_sent_by_the_next_schedule_not_stuck_running():
     """The schedule started a catch-up run, then the queue refused its first page: the run said running for good and
     no later schedule started one again (ongoing mode stopped). The next schedule sends that page."""

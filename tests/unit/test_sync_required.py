@@ -116,3 +116,22 @@ def test_ongoing_sync_skips_a_new_contact_missing_a_required_field_without_askin
     [entry] = [e for e in work.store.sync.ledger("42") if e.contact_id == cy["id"]]
     assert entry.outcome == "missing_field" and entry.reason is not None and "meta.company (from" in entry.reason
     assert sync.status(work.deps, "42")["by_webhook"] == {"missing_field": 1}
+
+
+@pytest.mark.parametrize("signed_up_at,renewal", [(1692125375, 1692125375), ("2023-08-15T18:49:35.016+00:00",
+                                                                           "2023-08-15T20:49:35+02:00")])
+def test_a_date_is_sent_to_rf_as_iso_8601_utc_whichever_form_intercom_gave_it_in(signed_up_at, renewal):
+    """Intercom's search gives dates in UNIX seconds, its webhooks in ISO-8601 text: RF gets one form of one
+    moment, from a standard date attribute and a custom one of type date alike; a number is sent as it is."""
+    rows = ({"from": "signed_up_at", "to": "meta.member_since"},
+            {"from": "custom_attributes.renewal", "to": "meta.renewal"},
+            {"from": "custom_attributes.seats", "to": "meta.seats"})
+    attributes = {"custom_attributes.renewal": {"data_type": "date"},
+                  "custom_attributes.seats": {"data_type": "integer"}}
+    given = {**contact(), "signed_up_at": signed_up_at,
+             "custom_attributes": {"renewal": renewal, "seats": 1692125375}}
+    decided = decide(block(*rows).sync, "42", given, attributes=attributes)
+    moment = "2023-08-15T18:49:35Z"
+    assert isinstance(decided, Create) and decided.body["meta"] == [
+        {"field": "member_since", "value": moment}, {"field": "renewal", "value": moment},
+        {"field": "seats", "value": 1692125375}]

@@ -34,6 +34,15 @@ def test_unreadable_json_is_a_400_whatever_it_is(raw, why):
     assert (error.status, error.code) == (400, "malformed_json") and why in error.message
 
 
+@pytest.mark.parametrize("raw,where", [(b'{"a": 1e400}', "a"), (b'{"a": {"b": [1, -1E+400]}}', "a.b.1"),
+                                       (b'{"a": 1' + b"0" * 400 + b'.5}', "a")])
+def test_a_number_too_large_for_a_float_is_refused_as_nan_is_not_read_as_infinity(raw, where):
+    """Read as infinity, it became null in the queue's message: a field read from RF instead, or not written."""
+    error = refused(webhooks.parse_json_object, raw)
+    assert (error.status, error.code) == (400, "malformed_json")
+    assert error.message == f"the body is not JSON the bridge can read: {where}: number out of range"
+
+
 @pytest.mark.parametrize("raw,what", [(b"[]", "an array"), (b'"x"', "a string"), (b"1e400", "a number"),
                                       (b"null", "null"), (b"true", "true or false")])
 def test_a_body_must_be_an_object(raw, what):

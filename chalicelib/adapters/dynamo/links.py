@@ -13,10 +13,9 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue,
-                           PendingPage, PersonRef, ReferralCount)
+from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus,
+                           Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...pool import Pool
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
@@ -120,7 +119,7 @@ class _Alone(Exception):
 
 LINKS_PAGE = 500          # a campaign's links read per page (DynamoDB's Limit) when a filter skips most
 _FOUND, _PAGE_READ = "Items", "ScannedCount"
-NOTE_THREADS = 10          # notes in flight at once (note_many)
+NOTE_CHUNK = 50            # people noted in one transaction (note_many): a check and an entry each, of 100 items
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
@@ -277,7 +276,9 @@ class DynamoLinks:
             link = Update(LinkItem(*link_key(ref)), [
                 LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
                 LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), *_NOT_REQUEUED,
-                *(_assign(getattr(LinkItem, name), value) for name, value in fields.items())],
+                # (no baseline_of: an earlier version's baseline, resumed; the rule stamp_rule recorded is kept)
+                *(_assign(getattr(LinkItem, name), value) for name, value in fields.items()
+                  if value is not None or name != "baseline_of")],
                 LinkItem.claim == claim.token)
         updates = [link]
         if result.contact_id:
@@ -469,6 +470,24 @@ class DynamoLinks:
         return self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
                          else LinkItem.email.does_not_exist(), *pointers)
 
+    def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
+        kept = LinkItem.pk.exists()
+        unrecorded = (kept & LinkItem.baseline_of.does_not_exist() & (LinkItem.qualification.exists() | (
+            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists())))  # Link.baseline_unrecorded
+        unarmed = kept & (LinkItem.armed == True) & LinkItem.armed_by.does_not_exist()  # noqa: E712 (armed_unrecorded)
+        pk, prefix = campaign_links(campaign_id)
+        stamped = 0
+        for item in LinkItem.query(pk, LinkItem.sk.startswith(prefix), filter_condition=unrecorded | unarmed,
+                                   page_size=LINKS_PAGE):
+            link, stored = item.to_link(), LinkItem(item.pk, item.sk)
+            writes = [*([(LinkItem.baseline_of.set(attribute), unrecorded)] if link.baseline_unrecorded else []),
+                      *([(LinkItem.armed_by.set(key), unarmed)] if link.armed_unrecorded else [])]
+            # (one write each, on its own condition: one a worker made moot meanwhile leaves the other's)
+            done = [applied(partial(stored.update, actions=[action], condition=condition))
+                    for action, condition in writes]
+            stamped += any(done)
+        return stamped
+
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         return self._set(link, entries, None, {"armed": True, "armed_by": by}) or link   # None: erased meanwhile
 
@@ -541,14 +560,39 @@ class DynamoLinks:
         any(applied(partial(self.history.transact, ref, entries, check)) for check in kept)
 
     def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        # One transaction each (a batch write takes no condition), made at once: a replay of thousands of dead
-        # letters waits for one round trip per ten of them, as for its sends to SQS.
-        if len(noted) <= 1:
-            for ref, entries in noted:
-                self.note(ref, entries)
-            return
-        with Pool(max_workers=min(NOTE_THREADS, len(noted)), thread_name_prefix="note") as pool:
-            list(pool.map(lambda n: self.note(*n), noted))
+        # Who is kept is read first (a link, else a count: one batch read per NOTE_CHUNK people), then one
+        # transaction per NOTE_CHUNK holds each entry to what was read: a replay of thousands of dead letters makes
+        # a round trip per fifty of them, and none to note people the bridge does not keep.
+        people: dict[PersonRef, list[Entry]] = {}
+        for ref, entries in noted:        # (one person's letters in one item: a transaction names an item once)
+            people.setdefault(PersonRef(*ref), []).extend(entries)
+        wanted = [(ref, entries) for ref, entries in people.items() if entries]
+        for start in range(0, len(wanted), NOTE_CHUNK):
+            self._note_chunk(wanted[start:start + NOTE_CHUNK])
+
+    def _note_chunk(self, chunk: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+        """Note the people of one transaction who are kept; one erased meanwhile (its check refused, as the
+        cancellation reasons say) is left out, and the others written again."""
+        refs = [ref for ref, _ in chunk]
+        linked = set(self.get_many(refs, consistent=True))
+        counted = {referrer_of(i.pk, i.sk) for i in batch_get(
+            ReferralItem, (referrals_key(r) for r in refs if r not in linked), consistent=True)}
+        groups: list[tuple[PersonRef, Sequence[Entry], Sequence[Check]]] = [
+            (ref, entries, [_kept(ref)[0 if ref in linked else 1]])
+                           for ref, entries in chunk if ref in linked or ref in counted]
+        while groups:
+            try:
+                self._retrying_conflicts(partial(self.history.transact_all, groups))
+                return
+            except TransactWriteError as exc:
+                if not conditional(exc):
+                    raise
+                refused = self.history.refused(exc, groups)
+            if not refused:         # the reasons did not say whose: each alone
+                for ref, entries, checks in groups:
+                    applied(partial(self.history.transact, ref, entries, *checks))
+                return
+            groups = [group for n, group in enumerate(groups) if n not in refused]
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         latest = Put(self.history.latest(ref, entry))
@@ -630,11 +674,11 @@ class DynamoLinks:
     def _delete(self, link: Link) -> Optional[PersonRef]:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again): the referrer whose count it lowered. The count never goes
-        below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`:
-        the referrer was forgotten since), and a link already gone (a repeated forget) takes nothing
-        off. Each delete holds only while the stored link counts for whom and since when `link` says:
-        a join that finished since it was read is read again (and taken off). The count lowered owes
-        its write to Intercom from that same write (`counts_owed`)."""
+        below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
+        more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a
+        repeated forget) takes nothing off. Each delete holds only while the stored link counts for whom
+        and since when `link` says: a join that finished since it was read is read again (and taken
+        off). The count lowered owes its write to Intercom from that same write (`counts_owed`)."""
         item = LinkItem(*link_key(link.ref))
         for _ in range(CONFLICT_TRIES):
             same = ((LinkItem.counted_for == link.counted_for if link.counted_for
@@ -644,9 +688,10 @@ class DynamoLinks:
             if link.counted_for:
                 referrer, now = PersonRef(link.campaign_id, link.counted_for), self.clock()
                 # (a count begun after the lead was counted, the referrer's since they were erased, holds
-                # no lead counted before; undated, either side: as before the bridge dated them)
+                # no lead counted before, but for COUNT_CLOCK_SLACK; undated, either side: as before the
+                # bridge dated them)
                 holds = (ReferralItem.n > 0 if link.counted_at is None else (ReferralItem.n > 0) & (
-                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at)))
+                    ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at + COUNT_CLOCK_SLACK)))
                 writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
                     ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(now)),
                     ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],

@@ -53,7 +53,7 @@ from .webhooks import DATE_FIELDS, DEFAULT_APP_ID, sign, webhook_payload  # noqa
 
 STANDARD_ATTRIBUTES = {"email": "string", "name": "string", "phone": "string", "external_id": "string",
                        "role": "string", "signed_up_at": "date", "last_seen_at": "date",
-                       "owner_id": "integer", "unsubscribed_from_emails": "boolean"}
+                       "owner_id": "string", "unsubscribed_from_emails": "boolean"}
 WRITABLE = set(STANDARD_ATTRIBUTES) | {"avatar"}
 NULL_FIELDS = (
     "external_id email phone name avatar owner_id signed_up_at last_seen_at last_replied_at "

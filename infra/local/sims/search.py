@@ -17,12 +17,10 @@ _DATES = ("created_at signed_up_at updated_at last_seen_at last_contacted_at las
 _TEXTS = ("id role name avatar email email_domain phone formatted_phone external_id language_override browser "
           "browser_language os location.country location.region location.city ios_app_version ios_device "
           "ios_app_device ios_os_version ios_app_name ios_sdk_version android_app_version android_device "
-          "android_app_name andoid_sdk_version segment_id tag_id")    # (andoid_: as the documentation spells it)
-#: The contact fields search accepts, with their types (the OpenAPI description's "Accepted Fields"). owner_id is
-#: "String" there but an integer attribute in the data attributes' list: either value is taken ("any").
+          "android_app_name andoid_sdk_version segment_id tag_id owner_id")    # (andoid_: as the documentation spells it)
+#: The contact fields search accepts, with their types (the OpenAPI description's "Accepted Fields").
 FIELDS = {**dict.fromkeys(_TEXTS.split(), "string"), **dict.fromkeys(_DATES.split(), "date"),
-          **dict.fromkeys(("unsubscribed_from_emails", "marked_email_as_spam", "has_hard_bounced"), "boolean"),
-          "owner_id": "any"}
+          **dict.fromkeys(("unsubscribed_from_emails", "marked_email_as_spam", "has_hard_bounced"), "boolean")}
 _FITS = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
          "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
