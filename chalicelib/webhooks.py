@@ -241,8 +241,8 @@ def _infinite(body: dict) -> Optional[str]:
             while where:
                 key, where = where
                 keys.append(str(key))
-            where = ".".join(reversed(keys))
-            return where if len(where) <= 80 else f"{where[:79]}…"       # (a key may be as long as the body)
+            named = ".".join(reversed(keys))
+            return named if len(named) <= 80 else f"{named[:79]}…"       # (a key may be as long as the body)
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         nodes.extend(((key, where), value) for key, value in items)
     return None
