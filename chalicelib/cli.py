@@ -601,7 +601,7 @@ def _workspace_disconnect(args: argparse.Namespace, rt: Runtime) -> int:
     done = disconnect_workspace(rt, args.workspace)
     _answer(args, done, f"workspace {args.workspace} disconnected: its token is deleted; settings, links and "
             "history are kept. Its work now waits in the dead-letter queue (reason: workspace disconnected); after "
-            f"`bridge workspace connect {args.workspace}` (it asks for the token), run `{replay_parked(args.workspace)}`. "
+            f"{apps.reconnects(args.workspace, done['apps'])}, run `{replay_parked(args.workspace)}`. "
             "Running workers notice within 5 minutes. Uninstall the app in Intercom too, to revoke the token there.")
     return 0
 

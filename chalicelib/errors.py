@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, TypeVar
 
-from .domain.advice import RF_TOKEN_REPLAY, rf_token_fix
+from .domain.advice import RF_TOKEN_REPLAY, reconnect, refused_token, rf_token_fix
 
 E = TypeVar("E", bound="WorkError")
 
@@ -129,13 +129,6 @@ def parked_of(reason: str) -> Optional[str]:
     return found.group(1) if found else None
 
 
-def refused_token(workspace: str) -> str:
-    """What the reason of each failure Intercom's refusal of `workspace`'s token makes says (its 401 once the token
-    was read again: revoked, the app uninstalled), and no other workspace's (`ws's` is not in `ws-b's`): `dlq
-    replay --reason` reaches every letter of the incident (an Intercom notification's, which names no campaign)."""
-    return f"Intercom refuses workspace {workspace}'s token"
-
-
 def replay_refused(workspace: str) -> str:
     return f'bridge dlq replay --reason "{refused_token(workspace)}"'
 
@@ -147,14 +140,38 @@ def refused_token_of(reason: str) -> Optional[str]:
 
 
 def token_fix(workspace: str, token_app: Optional[str] = None) -> str:
-    """The one fix of Intercom refusing `workspace`'s token (doctor, `dlq list`, explain): reconnect it the way its
-    token came (`token_app`, when known: the public app's comes only from the admin's authorization), then the
-    replay of what the refusal failed."""
-    link = f"a new OAuth link for the workspace's admin, who authorizes the app again: `bridge workspace oauth-link " \
-           f"--workspace {workspace}`"
-    connect = f"`bridge workspace connect {workspace}` (it asks for the new token)"
-    reconnect = {"private": connect, "oauth": link}.get(token_app or "", f"{connect} or, for the public app's token, {link}")
-    return f"{reconnect}, then `{replay_refused(workspace)}`"
+    """The one fix of letters Intercom's refusal of `workspace`'s token made (doctor, `dlq list`, explain): reconnect
+    it the way its token came (`token_app`, when known), then the replay of what the refusal failed."""
+    return f"{reconnect(workspace, token_app)}, then `{replay_refused(workspace)}`"
+
+
+def token_wait_fix(workspace: str, token_app: Optional[str] = None) -> str:
+    """The fix while the work waits for `workspace`'s token to be replaced: the reconnect alone (what waits goes on
+    by itself)."""
+    return f"{reconnect(workspace, token_app)}; what waits for it then goes on by itself, with no replay"
+
+
+class TokenRefused(Permanent):
+    """Intercom refuses the token of a workspace still connected (its 401 after the token was read again: revoked,
+    the app uninstalled; a disconnected workspace's work is Disconnected instead). The worker waits it out as an
+    outage (domain/outage.py), up to BRIDGE_OUTAGE_HOURS, for the workspace to be reconnected; then it is a dead
+    letter with this reason. `token_app`: whose token it is (how to replace it), when known."""
+
+    def __init__(self, reason: str, workspace: str, token_app: Optional[str] = None, answer: str = "", **kw: Any):
+        super().__init__(reason, **kw)
+        self.workspace, self.token_app, self.answer = workspace, token_app, answer or reason
+
+    @property
+    def waiting(self) -> str:
+        """The wait, as a join's link says it (Intercom's answer, not the dead letter's replay)."""
+        return (f"{refused_token(self.workspace)} ({self.answer}): the work waits for the workspace's token to be "
+                f"replaced — {token_wait_fix(self.workspace, self.token_app)}")
+
+
+def waited_out(exc: BaseException) -> bool:
+    """Is the failure waited out up to BRIDGE_OUTAGE_HOURS (by the kinds that wait out outages): a vendor's outage, or
+    Intercom refusing a connected workspace's token?"""
+    return getattr(exc, "outage", None) is not None or isinstance(exc, TokenRefused)
 
 
 class Disconnected(Permanent):

@@ -252,7 +252,8 @@ class Runtime:
                         raise Disconnected(workspace)
                 return fresh
             self._adopt_attributes(workspace, conn.attribute_list)
-            return IntercomClient(conn.api_base or self.url("intercom_base_url"), token, workspace, reauth=reauth,
+            return IntercomClient(conn.api_base or self.url("intercom_base_url"), token, workspace, conn.token_app,
+                                  reauth=reauth,
                                   **self._http_kw(limiter))
         return self._cached(("intercom", workspace), make)
 

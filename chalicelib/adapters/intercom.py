@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ..domain.mapping import MARKER_ATTRIBUTE
-from ..errors import ApiError, Deferred, NoAnswer, Permanent, Transient, refused_token, replay_refused
+from ..errors import ApiError, Deferred, NoAnswer, Permanent, TokenRefused, Transient, refused_token, replay_refused
 from ..ports.apis import Conflict, Merged, NotFound
 from .http import JsonApi, asked_wait, without
 
@@ -31,10 +31,11 @@ class IntercomClient(JsonApi):
     # POSTs that may be sent twice (adapters/http.py): a search reads; a tag is created or found.
     IDEMPOTENT = (("POST", "/contacts/search"), ("POST", "/tags"), ("POST", "/contacts/[^/]+/tags"))
 
-    def __init__(self, base_url: str, token: str, workspace: Optional[str] = None, **kw):
-        """`workspace`: whose token it is, named in a refusal of it."""
+    def __init__(self, base_url: str, token: str, workspace: Optional[str] = None, token_app: Optional[str] = None,
+                 **kw):
+        """`workspace`: whose token it is, named in a refusal of it; `token_app`: the app it is of, if known."""
         super().__init__(base_url, {"Intercom-Version": VERSION}, token=token, **kw)
-        self.workspace = workspace
+        self.workspace, self.token_app = workspace, token_app
 
     def message(self, body: Any) -> str:
         errors = body.get("errors") if isinstance(body, dict) else None
@@ -57,11 +58,13 @@ class IntercomClient(JsonApi):
             return self.retry_later(exc)
         if exc.status == 401:
             # The token was read again before this: a reconnected one was already tried.
+            if not self.workspace:
+                return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the workspace, "
+                                 "then replay the dead-letter queue", status=401, message=exc.message, body=exc.body)
             said = (f"{refused_token(self.workspace)} (invalid or revoked): reconnect the workspace, then "
-                    f"`{replay_refused(self.workspace)}`" if self.workspace else
-                    "the workspace token is invalid or revoked: reconnect the workspace, then replay the dead-letter "
-                    "queue")
-            return Permanent(f"{exc.reason} — {said}", status=401, message=exc.message, body=exc.body)
+                    f"`{replay_refused(self.workspace)}`")
+            return TokenRefused(f"{exc.reason} — {said}", self.workspace, self.token_app, exc.reason, status=401,
+                                message=exc.message, body=exc.body)
         return Permanent(exc.reason, status=exc.status, message=exc.message, body=exc.body)
 
     # --- contacts -------------------------------------------------------------------------

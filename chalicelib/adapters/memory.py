@@ -239,7 +239,8 @@ class MemoryLinks:
         held = self._held_by(claim.ref, claim.token)
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
-        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"}
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"
+                  and (f.name != "baseline_of" or result.baseline_of is not None)}     # (the rule recorded: kept)
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
             fields.update(counted_for=result.counted_for, counted_at=self._one_more(referrer))

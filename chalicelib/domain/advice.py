@@ -85,6 +85,22 @@ def rf_token_refused(reason: str) -> bool:
     return bool(_RF_TOKEN_REFUSED.search(reason))
 
 
+def refused_token(workspace: str) -> str:
+    """What the reason of each failure Intercom's refusal of `workspace`'s token makes says (its 401 once the token
+    was read again: revoked, the app uninstalled), and no other workspace's (`ws's` is not in `ws-b's`): `dlq
+    replay --reason` reaches every letter of the incident (an Intercom notification's, which names no campaign)."""
+    return f"Intercom refuses workspace {workspace}'s token"
+
+
+def reconnect(workspace: str, token_app: str | None = None) -> str:
+    """How to replace `workspace`'s token, the way it came (`token_app`, when known: the public app's comes only
+    from the admin's authorization): each way when not known."""
+    link = f"a new OAuth link for the workspace's admin, who authorizes the app again: `bridge workspace oauth-link " \
+           f"--workspace {workspace}`"
+    connect = f"`bridge workspace connect {workspace}` (it asks for the new token)"
+    return {"private": connect, "oauth": link}.get(token_app or "", f"{connect} or, for the public app's token, {link}")
+
+
 #: Mapped fields a join was applied without (a value not converted, a text too long).
 NOT_WRITTEN = ("fix the values in Referral Factory, or the field mapping (map it to an attribute of a type they "
                "convert to; text holds at most 255 characters); a field Intercom refused: fix the attribute in "

@@ -36,6 +36,15 @@ def how_to_connect(app: str, workspace: str) -> str:
             f"a link from `bridge workspace oauth-link --workspace {workspace}`")
 
 
+def reconnects(workspace: str, connected: list[str]) -> str:
+    """How to reconnect a workspace through the apps it was connected through (`connected`; none known: the
+    private app's way): the public app's needs no token from the operator, only the admin's authorization."""
+    ways = {PRIVATE: f"`bridge workspace connect {workspace}` (it asks for the token)",
+            PUBLIC: f"a new link from `bridge workspace oauth-link --workspace {workspace}` (the workspace's admin "
+                    "authorizes the app again)"}
+    return " or ".join(ways[app] for app in connected or [PRIVATE])
+
+
 def unauthorized_fix(workspace: str, secrets: Iterable[str]) -> str:
     """What to do when the workspace's Intercom webhooks verify with none of its apps' client secrets, for the
     apps its connection record names. Never "give `workspace connect` the client secret" to a workspace

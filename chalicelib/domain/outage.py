@@ -9,10 +9,11 @@ own failure is then an ordinary failed try, dead-lettered after the usual tries.
 random number in [0, 1) for the jitter, are given)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Callable, Optional, Protocol
 
+from .advice import refused_token
 from .history import iso
 
 FIRST_WAIT = 30.0          # seconds: the first wait...
@@ -31,10 +32,14 @@ class OutageWait:
     budget: float
     answer: str                     # the vendor's last answer (the failure's own reason)
     status: Optional[int] = None    # ... its status (None: no answer came)
+    workspace: Optional[str] = None     # set: it waits for this workspace's refused token to be replaced, not for
+    fix: str = ""                       # the vendor; `fix`: how (the reconnect)
 
     @property
     def reason(self) -> str:
         """The wait, or the giving up, as the record's history and its dead letter say it: with the advice."""
+        if self.workspace is not None:      # given up: the refusal's own reason (its replay), as without a wait
+            return self.answer if self.delay is None else f"{self.refused} — {self.fix}"
         if self.delay is None:
             return (f"{unavailable(self.vendor)} for {hours(self.budget)} (BRIDGE_OUTAGE_HOURS): "
                     f"{last_answer(self.vendor, self.status)} — replay it once {self.vendor} answers again "
@@ -43,8 +48,17 @@ class OutageWait:
                 f"{hours(self.budget)} (BRIDGE_OUTAGE_HOURS)")
 
     @property
+    def refused(self) -> str:
+        """A refused token's wait, without the advice."""
+        return (f"{refused_token(self.workspace or '')} since {iso(self.since)} ({last_answer(self.vendor, self.status)})"
+                f": the work waits for the workspace's token to be replaced, up to {hours(self.budget)} "
+                "(BRIDGE_OUTAGE_HOURS)")
+
+    @property
     def said(self) -> str:
         """The wait, or the giving up, in one line without the advice (`sync status` shows a page's so)."""
+        if self.workspace is not None:
+            return self.answer if self.delay is None else self.refused
         if self.delay is None:
             return f"{unavailable(self.vendor)} for {hours(self.budget)} (since {iso(self.since)}): {self.answer}"
         return (f"waiting for {self.vendor} (unavailable since {iso(self.since)}; the bridge waits up to "
@@ -106,6 +120,18 @@ def last_answer(vendor: str, status: Optional[int]) -> str:
     except ValueError:          # a status of the vendor's own (say, a proxy's 520)
         phrase = ""
     return f"{vendor} answered {status}{': ' + phrase if phrase else ''}"
+
+
+def token_wait(workspace: str, fix: str, reason: str, since: Optional[float], now: float, budget: float,
+               spread: float = 0.0) -> OutageWait:
+    """What a record Intercom refused `workspace`'s token for (`reason`: the refusal's, its replay's advice and all;
+    the workspace still connected: the token, read again, is the one refused) does now: waits for the token to be
+    replaced (`fix`: how), as for an outage (`since`: its first wait; `budget`: seconds it may wait from then), or,
+    past the budget, gives up (its dead letter's reason is the refusal's own). Intercom answers (a 401), so nothing
+    it answers meanwhile ends the wait: only a reconnect does."""
+    decided = outage_wait("Intercom", reason, since, now, budget, spread, status=401)
+    assert decided is not None          # (no answer known: never the record's own failure)
+    return replace(decided, workspace=workspace, fix=fix)
 
 
 def outage_wait(vendor: str, reason: str, since: Optional[float], now: float, budget: float,

@@ -90,7 +90,8 @@ class LinkRepository(Protocol):
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead
-        from its start). Raises Busy when the claim was lost."""
+        from its start). A result naming no `baseline_of` leaves the link's: a join resuming an earlier version's
+        baseline keeps the rule `stamp_rule` recorded on it meanwhile. Raises Busy when the claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception
         finish() raises (Busy) as a value. A referrer counted by several joins of one write gets

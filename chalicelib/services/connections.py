@@ -220,7 +220,8 @@ def disconnect_workspace(rt: Connecting, workspace: str) -> dict:
     if not valid_workspace(workspace) or not rt.store.connections.disconnect_workspace(workspace):
         raise ConnectError(f"workspace {workspace} is not connected here (nothing to disconnect)")
     rt.secrets.scoped(WORKER).delete(intercom_token(workspace))
-    return {"workspace": workspace, "status": "disconnected"}
+    now = rt.store.connections.workspace(workspace)     # (its apps' marks are kept: how to reconnect it)
+    return {"workspace": workspace, "status": "disconnected", "apps": apps.apps(now.secrets if now else ())}
 
 
 def list_workspaces(rt: Connecting) -> list[dict]:

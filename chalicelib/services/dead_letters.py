@@ -129,7 +129,7 @@ def never_succeeds(reason: str) -> bool:
 
 
 def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
-               token_refused: bool = False, campaign_seen: bool = False) -> str:
+               token_refused: bool = False, campaign_seen: bool = False, token_app: Optional[str] = None) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
@@ -138,13 +138,14 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     account, RF says every user of the campaign is "not found" (`token_refused`: doctor saw RF refuse
     the token or not know the campaign; those are replayed once the token is fixed). Those Intercom refused
     for the workspace's plan wait for the plan (a new token would fail the same way). `campaign_seen`: doctor saw RF
-    show the campaign with the token, so RF's "not found" is the user's (deleted there): the discard alone."""
+    show the campaign with the token, so RF's "not found" is the user's (deleted there): the discard alone.
+    `token_app`: whose `workspace`'s token is (its connection's), when known: its refused token's reconnect."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
     refused_for = refused_token_of(reason)
     if refused_for:               # by its reason, whatever the campaign: as doctor's [intercom.token] says
-        return token_fix(refused_for)
+        return token_fix(refused_for, token_app if refused_for == workspace else None)
     parked_by = parked_of(reason)
     if parked_by:
         return (f"reconnect workspace {parked_by}, then `{replay_parked(parked_by)}` (every letter its disconnect "

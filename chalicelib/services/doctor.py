@@ -29,8 +29,8 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_aga
                                parse_settings, shared_attributes, unworkable)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
-from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, WorkError, plan_restricted, replay_parked, rf_blocked,
-                      rf_campaign_fix, token_fix)
+from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, TokenRefused, WorkError, plan_restricted, replay_parked,
+                      rf_blocked, rf_campaign_fix, token_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -338,6 +338,13 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
             report.add("intercom.token", False, f"Intercom refused the API to workspace {ws}: its plan does not "
                        f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
                        PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
+        elif exc.status == 401:     # (errors.TokenRefused: its work waits for a reconnect; Intercom's answer, not
+            said = exc.answer if isinstance(exc, TokenRefused) else exc.reason     # the dead letters' replay)
+            report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {said}",
+                       "joins, notifications and qualification checks wait in the queue, without using up a try, "
+                       "for its token to be replaced; a refusal longer than "
+                       f"{hours(rt.config.outage_hours * 3600)} (BRIDGE_OUTAGE_HOURS) leaves them in the dead-letter "
+                       "queue", token_wait_fix(ws, conn.token_app))
         elif exc.status in REFUSED_TOKEN:
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
                        "joins and qualification checks fail until it is replaced", token_fix(ws, conn.token_app))
@@ -781,7 +788,7 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
         waiting = rt.queue.work_count()
         report.add("work_queue", True, f"{waiting} message(s) in the work queue (every campaign's: waiting, being "
                                        "worked or delayed)" if waiting else "the work queue is empty")
-    searches = _dead_letters(rt, report, settings, rf_reached, rf_conn) if dlq else []
+    searches = _dead_letters(rt, report, settings, rf_reached, rf_conn, conn.token_app if conn else None) if dlq else []
     failing = [d for d in searches if not d.superseded]
     if settings.qualification is None:
         _searches(report, settings.workspace, failing)
@@ -847,12 +854,13 @@ def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
 
 def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
                   rf_reached: Optional[bool] = None,
-                  rf_conn: Optional[RFConnection] = None) -> list[dead_letters.DeadLetter]:
+                  rf_conn: Optional[RFConnection] = None,
+                  token_app: Optional[str] = None) -> list[dead_letters.DeadLetter]:
     """The campaign's dead letters by reason, and those that name no campaign (Intercom's notifications
     of its workspace, unreadable messages): they may be about its people, and `--campaign` misses them.
     `rf_reached`: whether the RF token reaches the campaign (_rf): RF showed it (its `User not found` is the
     user's, gone, in a letter that failed after the token was stored), or refused the token or did not know the
-    campaign with it (its 404s are the token's).
+    campaign with it (its 404s are the token's). `token_app`: whose the workspace's token is (its refusal's reconnect).
     Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
     by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
@@ -880,7 +888,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
-                                           campaign_seen=bool(reached) and gone_alone),
+                                           campaign_seen=bool(reached) and gone_alone, token_app=token_app),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
@@ -889,7 +897,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
                    "does not reach them: " + _stopped(reason, False if rf_refused else None),
-                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused), key=f"no_campaign:{tag(reason)}")
+                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_app),
+                   key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:
         report.add("dead_letters", True, f"{len(superseded)} dead letter(s) of searches of the changed contacts of "

@@ -27,7 +27,7 @@ from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, InvalidSettings, Permanent, unforeseen, waits
+from ..errors import Deferred, InvalidSettings, Permanent, TokenRefused, unforeseen, waits
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -616,9 +616,12 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         outage = getattr(exc, "outage", None)
         if outage:                 # named so (domain/outage.outage_of reads it), whatever the vendor answered
             reason = f"{unavailable(outage)}: {reason}"
-        # A wait (a 429's pause, search catching up, a vendor's outage...) is not a failure: the link says it
-        # waits, with what the next try needs all the same (the contact, its baseline, since when one may exist unseen).
-        waiting = waits(exc)
+        elif isinstance(exc, TokenRefused):     # waited out as an outage, for the workspace's reconnect
+            reason = exc.waiting
+        # A wait (a 429's pause, search catching up, a vendor's outage, a refused token...) is not a failure: the link
+        # says it waits, with what the next try needs all the same (the contact, its baseline, since when one may
+        # exist unseen).
+        waiting = waits(exc) or isinstance(exc, TokenRefused)
         entry = Entry("join", "waiting" if waiting else "failed", reason)
         # The first try that does not finish, and each replay, says what was received (a retry's try
         # of the same failed or waiting join does not repeat it).

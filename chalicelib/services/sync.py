@@ -35,7 +35,7 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
                            page_error, preflight, required_fields, restored, run_counts, search_query, shortened,
                            source_changed, writeback_body, written)
-from ..errors import Deferred, Permanent, Transient, WorkError, unforeseen, waits
+from ..errors import Deferred, Permanent, Transient, WorkError, unforeseen, waited_out, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
@@ -202,7 +202,7 @@ def _page_error(run: SyncRun, page: int, exc: Exception, now: float, attempt: At
     out as the worker decides it (`attempt.outage`): waiting for the vendor, then failed past the budget (or, once
     the vendor answers again, retried as any failure)."""
     retried = FAILED if attempt.last else RETRYING
-    decided = attempt.outage(exc) if isinstance(exc, WorkError) and exc.outage and attempt.outage else None
+    decided = attempt.outage(exc) if isinstance(exc, WorkError) and waited_out(exc) and attempt.outage else None
     if decided is not None:
         reason, state = decided.said, WAITING if decided.delay is not None else FAILED
     elif isinstance(exc, WorkError):

@@ -30,8 +30,8 @@ from .. import messages
 from ..config import Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
-from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, unavailable
-from ..errors import Deferred, Permanent, WorkError, unforeseen, waits
+from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, token_wait, unavailable
+from ..errors import Deferred, Permanent, TokenRefused, WorkError, token_wait_fix, unforeseen, waited_out, waits
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
 from ..observability import Masked, count, logger, mask_emails
@@ -289,9 +289,9 @@ def _naming(job: Job) -> Iterator[None]:
 
 
 def _outage(handlers: dict[type, Handler], job: Job, outcome: Any) -> bool:
-    """Did the record fail with a vendor's outage that its kind waits out?"""
+    """Did the record fail with a vendor's outage (or a connected workspace's refused token) that its kind waits out?"""
     handler = handlers.get(type(job.message))
-    return (isinstance(outcome, WorkError) and outcome.outage is not None and handler is not None
+    return (isinstance(outcome, WorkError) and waited_out(outcome) and handler is not None
             and handler.waits_out_outages)
 
 
@@ -419,9 +419,13 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
 
 def _outage_wait(work: Work, job: Job, exc: Failure) -> Optional[OutageWait]:
     """How the job waits out the outage `exc` met now (None: it does not, the vendor answers again): decided
-    once (its handler may have asked first, to record it)."""
-    assert exc.outage is not None
+    once (its handler may have asked first, to record it). A refused token waits for the workspace's reconnect."""
+    if not job.decided and isinstance(exc, TokenRefused):
+        job.outage, job.decided = token_wait(
+            exc.workspace, token_wait_fix(exc.workspace, exc.token_app), exc.reason, job.record.outage_since,
+            work.clock(), work.config.outage_hours * 3600, random.random()), True
     if not job.decided:
+        assert exc.outage is not None
         job.outage, job.decided = outage_wait(
             exc.outage, exc.reason, job.record.outage_since, work.clock(), work.config.outage_hours * 3600,
             random.random(), exc.retry_after, exc.status, work.deps.apis.answered(exc.outage, exc.where)), True
@@ -437,11 +441,13 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
         return _failed(work, record, message, exc.reason, exc.retryable, exc.retry_after, exc.person)
     if decided.delay is None:       # (the reason is the outage's; the history keeps this record's own words)
         count("RecordsFailed")
+        since = {"refused_since" if decided.workspace else "outage_since": iso(decided.since)}
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
-                     {"outage_since": iso(decided.since), "last_answer": exc.reason})
+                     {**since, **({} if decided.workspace else {"last_answer": exc.reason})})
     record.outage_since = decided.since
     # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
-    count("RFUnavailable" if exc.outage == "Referral Factory" else "IntercomUnavailable")
+    count("IntercomTokenRefused" if decided.workspace else "RFUnavailable" if exc.outage == "Referral Factory"
+          else "IntercomUnavailable")
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
     return _waits(work, record, message, wait)

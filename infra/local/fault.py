@@ -189,8 +189,10 @@ def run(state: dict, args: argparse.Namespace) -> str:
     if args.what == "revoke-token":
         found = _call(state, args.sim, "POST", "/token", {"token": args.token} if args.token else {})
         refused, token = " and ".join(found["refused"]) or "no other token", found["token"]
-        return (f"{name} simulator: refuses {refused} now (401) and accepts {token}: {connect(state, args.sim, token)}, "
-                "then ./bridge dlq replay")
+        # (Intercom's refusal of a connected workspace's token: its work waits for the reconnect, then goes on)
+        then = (", then ./bridge dlq replay" if args.sim == "rf" else
+                " (the work waiting for it then goes on by itself, no replay)")
+        return f"{name} simulator: refuses {refused} now (401) and accepts {token}: {connect(state, args.sim, token)}{then}"
     spec: dict = {"method": args.method.upper(), "path": args.path}
     if args.seconds is not None:
         spec["seconds"] = args.seconds

@@ -551,6 +551,22 @@ def test_a_link_written_since_the_rule_was_read_for_keeps_what_was_written(store
         "custom_attributes.plan", False, None)
 
 
+def test_a_join_resumed_as_the_rule_is_recorded_keeps_the_rule_recorded(store):
+    """A join the earlier version left part-way (its contact made, its baseline "No" taken under signed_up) is
+    resumed by a worker that read the link before `settings apply` recorded the rule on it: the join finishes with
+    the baseline it read, naming no rule, and the rule recorded stays (the new rule would take the "No" as its own)."""
+    ref = PersonRef("42", "3")
+    store.links.finish(store.links.claim(ref, WS), JoinResult(
+        LinkStatus.WAITING, email="cy@example.com", contact_id="c3", baseline="No"), [])
+    read = store.links.get(ref)
+    claim = store.links.claim(ref, WS)
+    assert store.links.stamp_rule("42", SIGNED_UP, "signed_up's") == 1
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email=read.email, contact_id=read.contact_id,
+                                         baseline=read.baseline, baseline_of=read.baseline_of,
+                                         qualification=QState.PENDING), [])
+    assert (store.links.get(ref).baseline, store.links.get(ref).baseline_of) == ("No", SIGNED_UP)
+
+
 # --- qualification: only forward ------------------------------------------------------------------
 def test_one_worker_takes_the_qualification_and_the_other_sees_it_in_progress(store):
     link = joined(store)

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from infra import deploy
@@ -158,11 +159,14 @@ def test_the_lambda_paths_never_import_the_stage_lookup():
     assert out.stdout.strip() == "False"
 
 
-def test_rf_blocking_us_alarms_the_topic_on_a_metric_the_code_emits():
-    """Issue 7: RF's 403 opens the circuit, the work waits in the queue, and someone is told."""
-    alarm = load_template()["Resources"]["RFBlockedAlarm"]["Properties"]
+@pytest.mark.parametrize("name, metric", [("RFBlockedAlarm", "RFBlocked"),
+                                          ("IntercomTokenRefusedAlarm", "IntercomTokenRefused")])
+def test_work_waiting_for_a_block_or_a_refused_token_alarms_the_topic_on_a_metric_the_code_emits(name, metric):
+    """Issue 7: RF's 403 opens the circuit, the work waits in the queue, and someone is told. So for Intercom
+    refusing a connected workspace's token: its work waits for the reconnect, no dead letter for hours."""
+    alarm = load_template()["Resources"][name]["Properties"]
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
-    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, "RFBlocked")
+    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, metric)
     assert alarm["MetricName"] in emitted_metrics()
     assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "Prefix"}}]      # this stage's only
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")

@@ -99,7 +99,7 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
     assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
     assert answers["workspace list"]["workspaces"][0]["status"] == "active"
     assert answers["workspace list"]["workspaces"][0]["campaigns"] == []           # 43's settings were deleted
-    assert answers["workspace disconnect"] == {"workspace": WORKSPACE, "status": "disconnected"}
+    assert answers["workspace disconnect"] == {"workspace": WORKSPACE, "status": "disconnected", "apps": ["private"]}
     assert "rotated-hook" not in str(answers) and "public-secret" not in str(answers)
 
 

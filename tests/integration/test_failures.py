@@ -3,12 +3,14 @@ their reason; records that succeeded are never applied twice; bad input never en
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from infra.local.esm import QueuePoller
 
-from .conftest import MAX_ATTEMPTS, SECRET, join_body, lead_settings, new_lead
+from .conftest import MAX_ATTEMPTS, SECRET, WORKSPACE, join_body, lead_settings, new_lead
+from .test_troubleshooting import bad, doctor, explain
 
 
 def test_a_failing_record_comes_back_then_dead_letters_and_successes_are_not_reapplied(bridge, intercom, rf, clock):
@@ -92,20 +94,66 @@ def test_an_intercom_400_is_not_retried_and_dead_letters_with_intercoms_message(
     assert link["status"] == "failed" and link["reason"] == dead["reason"]
 
 
-def test_a_revoked_token_keeps_the_work_and_replays_after_reconnecting(bridge, intercom, rf):
+def test_a_revoked_token_holds_a_join_and_a_notification_until_a_reconnect_completes_them_without_a_replay(
+        bridge, intercom, rf, clock, joined, capsys):
+    """The workspace's admin revokes the app's token; a join and a notification arrive meanwhile. As for an
+    outage, they wait (no try used, no dead letter), saying for what and how to end it; once the workspace is
+    reconnected, their copies complete by themselves: no replay. RF is called once for the qualification."""
+    from chalicelib.services.connections import connect_workspace
+    ann, contact = joined()
+    intercom.revoke("sim-token")
+    bob = new_lead(rf, email="bob@example.com", first_name="Bob")
+    bridge.post_join(join_body(bob))
+    intercom.update_contact(contact["id"], signed_up="Maybe")          # not the target: the contact is read now
+    bridge.notify("contact.lead.updated", contact["id"])
+    for _ in range(8):                                                  # two hours: more waits than tries
+        assert all(b.ok for b in bridge.drain())
+        clock.now += 900                                                # the longest wait (SQS's longest delay)
+        bridge.poller.release_delayed()
+    assert bridge.dead_letters() == [] and intercom.contacts_by_email("bob@example.com") == []
+    waiting = [e for e in bridge.history(42, bob["id"])["history"] if e["event"] == "waiting"]
+    assert waiting and waiting[-1]["reason"].startswith(f"Intercom refuses workspace {WORKSPACE}'s token since ")
+    assert f"`bridge workspace connect {WORKSPACE}`" in waiting[-1]["reason"]
+    assert "dlq replay" not in waiting[-1]["reason"]
+    _, found = explain(bridge, capsys, bob["id"])
+    [person] = found["people"]
+    assert person["status"] == "waiting" and "to be replaced" in person["reason"]
+    _, report = doctor(bridge, capsys)
+    [token] = bad(report, "intercom.token")
+    assert "wait" in token["why"] and "dlq replay" not in token["fix"]
+    assert f"`bridge workspace connect {WORKSPACE}`" in token["fix"]
+
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    intercom.tokens.add("new-token")
+    connect_workspace(bridge.operator(), WORKSPACE, "new-token")       # the operator reconnects (another process)
+    clock.now += 900
+    bridge.poller.release_delayed()
+    bridge.drain()
+    bridge.later.release()                                              # Bob's created contact's verification
+    bridge.drain()
+    assert len(intercom.contacts_by_email("bob@example.com")) == 1
+    assert [user_id for user_id, _ in rf.qualification_events] == [ann["id"]]     # qualified once
+    assert bridge.dead_letters() == [] and bridge.queued() == 0
+    assert bridge.history(42, bob["id"])["link"]["status"] == "linked"
+
+
+def test_a_token_refused_longer_than_the_outage_budget_dead_letters_with_the_refusals_reason_and_advice(
+        bridge, intercom, rf, clock, monkeypatch):
     bridge.apply(lead_settings())
     lead = new_lead(rf)
     intercom.revoke("sim-token")
     bridge.post_join(join_body(lead))
-    bridge.drain()
-    [dead] = bridge.dead_letters()
-    assert "Intercom answered 401" in dead["reason"] and "reconnect the workspace" in dead["reason"]
+    [dead] = outlasting_the_outage_budget(bridge, clock, monkeypatch)
+    assert dead["reason"] == (f"Intercom answered 401 unauthorized: Access Token Invalid — Intercom refuses "
+                              f"workspace {WORKSPACE}'s token (invalid or revoked): reconnect the workspace, then "
+                              f"`bridge dlq replay --reason \"Intercom refuses workspace {WORKSPACE}'s token\"`")
+    assert dead["attempts"] == 1
 
     intercom.tokens.add("new-token")
     from chalicelib.services.connections import connect_workspace
-    connect_workspace(bridge.operator(), "vne310wv", "new-token")     # the operator reconnects (another process)
+    connect_workspace(bridge.operator(), WORKSPACE, "new-token")       # the operator reconnects (another process)
     from chalicelib.services.admin import replay_dead_letters
-    replay_dead_letters(bridge.rt)
+    replay_dead_letters(bridge.rt, reason=f"Intercom refuses workspace {WORKSPACE}'s token")
     bridge.drain()
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
 
@@ -115,7 +163,8 @@ def test_a_revoked_token_pauses_the_sweeps_checks_and_a_reconnect_resumes_them_w
     """The workspace's admin uninstalls the app (Intercom refuses its token): each round of the one-by-one
     sweep queued a check of every pending lead, each a dead letter at once (with 500 pending leads, 500 letters
     an hour over a weekend, all to replay or discard). As for a disconnect, the leads wait: the search of changed
-    contacts still runs each run (one letter a run, superseded later) and tells when the token works again."""
+    contacts still runs each run (one letter a run, superseded later) and tells when the token works again. The
+    first run's check waits in the queue for the token (no letter), and completes after the reconnect."""
     from chalicelib.services.connections import connect_workspace
     ann, contact = joined()
     intercom.revoke("sim-token")
@@ -125,18 +174,33 @@ def test_a_revoked_token_pauses_the_sweeps_checks_and_a_reconnect_resumes_them_w
         bridge.drain()
         clock.now += bridge.rt.config.reconcile_retry
     kinds = [d["body"]["kind"] for d in bridge.dead_letters()]
-    assert kinds.count("intercom.changes") == 4 and kinds.count("intercom.check") == 1    # the first run's only
+    assert kinds.count("intercom.changes") == 4 and kinds.count("intercom.check") == 0    # the first run's waits
     assert [r.get("paused_workspaces") for r in runs[1:]] == [["vne310wv"]] * 3 and runs[-1]["queued"] == 0
 
     intercom.tokens.add("new-token")
     connect_workspace(bridge.operator(), "vne310wv", "new-token")     # the operator reconnects (another process)
+    bridge.poller.release_delayed()      # the first run's check, back from its wait
     bridge.reconcile()                   # its search succeeds: the token works again
     bridge.drain()
     clock.now += bridge.rt.config.reconcile_retry
     again = bridge.reconcile()
     assert "paused_workspaces" not in again and again["queued"] == 1          # Ann's check, no replay needed
     bridge.drain()
-    assert len(bridge.dead_letters()) == 5
+    assert len(bridge.dead_letters()) == 4 and bridge.queued() == 0
+
+
+def outlasting_the_outage_budget(bridge, clock, monkeypatch, letters: int = 1) -> list[dict]:
+    """The queued work worked while the clock passes BRIDGE_OUTAGE_HOURS (1 h here), its waiting copies back each
+    time: the dead letters once `letters` of them are there (none before the hour)."""
+    monkeypatch.setattr(bridge.rt, "config", replace(bridge.rt.config, outage_hours=1))
+    start = clock.now
+    while len(bridge.dead_letters()) < letters:
+        assert clock.now < start + 2 * 3600, "never dead-lettered"
+        bridge.drain()
+        clock.now += 900
+        bridge.poller.release_delayed()
+    assert clock.now >= start + 3600                                    # not before BRIDGE_OUTAGE_HOURS
+    return bridge.dead_letters()
 
 
 BAD = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import pytest
 from botocore.client import BaseClient
@@ -200,17 +201,19 @@ def test_a_token_rotated_mid_flight_is_read_again_on_the_401_and_used(bridge, in
     assert bridge.dead_letters() == []
 
 
-def test_a_token_that_did_not_change_is_read_once_then_the_401_is_permanent(bridge, intercom, rf, aws_calls):
+def test_a_token_that_did_not_change_is_read_once_then_the_work_waits_for_a_reconnect(bridge, intercom, rf, aws_calls):
     bridge.apply(lead_settings())
     bridge.post_join(join_body(new_lead(rf)))
     bridge.drain()
     intercom.revoke("sim-token")
     aws_calls.clear()
-    bridge.post_join(join_body(new_lead(rf, email="bob@example.com")))
-    bridge.drain()
+    bob = new_lead(rf, email="bob@example.com")
+    bridge.post_join(join_body(bob))
+    [batch] = bridge.drain()
     assert ssm_reads(aws_calls) == [f"{path(bridge)}/worker/intercom/{WORKSPACE}/token"]
-    [dead] = bridge.dead_letters()
-    assert "Intercom answered 401" in dead["reason"] and dead["attempts"] == 1
+    assert batch.result == {"done": 0, "retry": 0, "dead": 0, "waiting": 1} and bridge.dead_letters() == []
+    link = bridge.history(42, bob["id"])["link"]
+    assert link["status"] == "waiting" and "Intercom answered 401" in link["reason"]
 
 
 def test_reconnecting_keeps_what_it_is_not_given(bridge, intercom, rf, capsys, other_workspaces):
@@ -266,9 +269,12 @@ def test_secrets_never_reach_logs_cli_output_history_or_dead_letters(bridge, int
         bridge.post_intercom(payload, secret="wrong")
         bridge.drain()
         assert qualified_ids(rf) == [ann["id"]]
-        intercom.revoke(given["token"])                                   # a dead letter about a bad token
+        intercom.revoke(given["token"])                                   # a wait, then a letter, about a bad token
         bob = new_lead(rf, email="bob@example.com", first_name="Bob")
         bridge.post_join(join_body(bob), secret=given["webhook_secret"])
+        bridge.drain()
+        bridge.rt.config = replace(bridge.rt.config, outage_hours=0)     # (waited out: its letter now)
+        bridge.poller.release_delayed()
         bridge.drain()
         for argv in (["history", "42", str(ann["id"])], ["history", "42", str(bob["id"])], ["dlq", "list"],
                      ["settings", "show", "42"], ["rf", "connect", "--webhook-secret", given["webhook_secret"]]):

@@ -72,6 +72,14 @@ def test_a_revoked_token_is_refused_and_the_new_one_the_line_names_accepted(make
     assert (rf_campaigns(rf), rf_campaigns(rf, new)) == (401, 200)
 
 
+def test_a_revoked_intercom_token_is_told_to_be_reconnected_with_no_replay(make_fault, intercom):
+    """Intercom refusing the workspace's token: its work waits for the reconnect, then goes on by itself."""
+    code, line = make_fault("intercom revoke-token")
+    new = line.split("accepts ")[1].split(":")[0]
+    assert code == 0 and line.endswith(f"--token {new} (the work waiting for it then goes on by itself, no replay)")
+    assert "dlq replay" not in line and intercom.tokens == {new}
+
+
 def test_clear_after_a_revoked_token_does_not_say_rf_answers_normally_while_it_refuses_the_bridges_token(
         make_fault, rf):
     # What a user sees: rehearsing a revoked token, then `make fault ARGS=clear` ("the outage is over") prints

@@ -63,8 +63,10 @@ def test_connection_fails_doctor_names_a_revoked_token_and_an_unconnected_worksp
     assert code == 1
     [token] = bad(report, "intercom.token")
     assert "refused the token of workspace vne310wv" in token["what"]
-    assert token["fix"] == ("`bridge workspace connect vne310wv` (it asks for the new token), then `bridge dlq replay "
-                            "--reason \"Intercom refuses workspace vne310wv's token\"`")
+    assert token["fix"] == ("`bridge workspace connect vne310wv` (it asks for the new token); what waits for it then "
+                            "goes on by itself, with no replay")
+    assert token["what"] == ("Intercom refused the token of workspace vne310wv: Intercom answered 401 unauthorized: "
+                             "Access Token Invalid")             # (not the dead letter's replay: nothing is dead yet)
 
     apply_offline(bridge, {**lead_settings(), "campaign_id": "43", "workspace": "otherws"})
     code, report = doctor(bridge, capsys, 43)

@@ -246,3 +246,30 @@ def test_a_page_waiting_for_rfs_block_of_the_ip_for_an_hour_is_said_waiting_not_
     work.clock.now += HOUR                                  # its message is lost: nothing tries the page any more
     text, finding = doctor_says(work)
     assert not finding["ok"] and "has not moved for" in finding["what"], text
+
+
+def test_a_page_intercom_refuses_the_workspaces_token_for_waits_for_the_reconnect_then_goes_on(monkeypatch, capsys):
+    """The workspace's admin uninstalls the app mid-run: the page waits (no try used, `sync status` saying for what),
+    as for an outage, and once the workspace is reconnected the run goes on by itself, no replay."""
+    from chalicelib.errors import TokenRefused, refused_token
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(CONTACTS)
+    work.apis.intercom_.down = lambda: TokenRefused(
+        f"Intercom answered 401 unauthorized: Access Token Invalid — {refused_token('ws')} (invalid or revoked): "
+        "reconnect the workspace, then replay", "ws", "oauth", "Intercom answered 401 unauthorized: Access Token "
+        "Invalid", status=401)
+    sync.start(work.deps, "42")
+    sqs = Sqs(work)
+    for message in work.queue.sent:
+        sqs.send(message, work.clock.now)
+    start = work.clock.now
+    sqs.run_until(start + HOUR)
+    error = sync.status(work.deps, "42")["page_error"]
+    assert (error["state"], error["tries"]) == ("waiting", 0) and "outage" not in error
+    assert error["reason"].startswith(f"{refused_token('ws')} since ") and "to be replaced" in error["reason"]
+    assert work.queue.dead == []
+
+    work.apis.intercom_.down = None          # reconnected
+    sqs.run_until(work.clock.now + HOUR)
+    assert work.store.sync.run("42").status == "done" and work.queue.dead == []
+    assert {d.tries for d in work.queue.deferred} == {0}

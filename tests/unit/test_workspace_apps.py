@@ -433,3 +433,20 @@ def test_a_relabel_stopped_before_deleting_a_copy_deletes_it_when_run_again(rt, 
     monkeypatch.undo()
     configure_oauth(rt, None, "rotated-secret")
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") is None
+
+
+@pytest.mark.parametrize("private, told", [
+    (False, "after a new link from `bridge workspace oauth-link --workspace ws1` (the workspace's admin authorizes "
+            "the app again)"),
+    (True, "after `bridge workspace connect ws1` (it asks for the token) or a new link from `bridge workspace "
+           "oauth-link --workspace ws1` (the workspace's admin authorizes the app again)")])
+def test_disconnecting_names_the_reconnect_of_each_app_the_workspace_is_connected_through(rt, capsys, private, told):
+    """A workspace connected by OAuth alone was told to reconnect with `workspace connect`: the operator has no
+    token to type (the admin authorizes the public app again)."""
+    from tests.support.cli import run_cli
+    connected(rt)
+    if private:
+        connect_workspace(rt, "ws1", "tok-1", PRIVATE_SECRET)
+    code, out, _ = run_cli(rt, capsys, "workspace", "disconnect", "ws1")
+    assert code == 0 and f"; {told}, run `bridge dlq replay --reason \"Intercom workspace ws1 was disconnected\"`" in out
+    assert ("workspace connect" in out) is private

@@ -276,7 +276,9 @@ class DynamoLinks:
             link = Update(LinkItem(*link_key(ref)), [
                 LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
                 LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), *_NOT_REQUEUED,
-                *(_assign(getattr(LinkItem, name), value) for name, value in fields.items())],
+                # (no baseline_of: an earlier version's baseline, resumed; the rule stamp_rule recorded is kept)
+                *(_assign(getattr(LinkItem, name), value) for name, value in fields.items()
+                  if value is not None or name != "baseline_of")],
                 LinkItem.claim == claim.token)
         updates = [link]
         if result.contact_id:
@@ -673,10 +675,10 @@ class DynamoLinks:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again): the referrer whose count it lowered. The count never goes
         below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
-        more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a repeated forget) takes nothing
-        off. Each delete holds only while the stored link counts for whom and since when `link` says:
-        a join that finished since it was read is read again (and taken off). The count lowered owes
-        its write to Intercom from that same write (`counts_owed`)."""
+        more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a
+        repeated forget) takes nothing off. Each delete holds only while the stored link counts for whom
+        and since when `link` says: a join that finished since it was read is read again (and taken
+        off). The count lowered owes its write to Intercom from that same write (`counts_owed`)."""
         item = LinkItem(*link_key(link.ref))
         for _ in range(CONFLICT_TRIES):
             same = ((LinkItem.counted_for == link.counted_for if link.counted_for
