@@ -379,6 +379,9 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
         attempt.outcome = "ignored"
         return
     attempt.plan = plan
+    # A try that fails from here is recorded under the email the contact is made or found with, as the one that
+    # links it (_result): the link's email pointer is made once, not left under RF's for `bridge forget` to miss.
+    attempt.known = dataclasses.replace(attempt.known, email=plan.payload.email)
     attempt.entries = [_received(attempt), *_field_errors(plan)]
     _qualified_in_rf(attempt, person, attempt.settings, deps)
 
