@@ -230,14 +230,21 @@ def parse_json_object(raw: bytes, repeats: bool = False) -> dict:
 
 
 def _infinite(body: dict) -> Optional[str]:
-    """Where (a dotted name) the body holds a number too large for a float, or None. Walked, not recursed."""
-    nodes: list[tuple[str, Any]] = [("", body)]
+    """Where (a dotted name) the body holds a number too large for a float, or None. Walked, not recursed; each
+    node knows its parent, and only the one found is named (a name per node made a long key over a long array
+    one copy of the key per item: gigabytes from a body within the size limit)."""
+    nodes: list[tuple[tuple, Any]] = [((), body)]      # ((key, (parent's key, (...))), value)
     while nodes:
         where, node = nodes.pop()
         if isinstance(node, float) and math.isinf(node):
-            return where
+            keys = []
+            while where:
+                key, where = where
+                keys.append(str(key))
+            named = ".".join(reversed(keys))
+            return named if len(named) <= 80 else f"{named[:79]}…"       # (a key may be as long as the body)
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        nodes.extend((f"{where}.{key}" if where else str(key), value) for key, value in items)
+        nodes.extend(((key, where), value) for key, value in items)
     return None
 
 

@@ -104,6 +104,7 @@ class Attempt:
     entries: list[Entry] = field(default_factory=list)       # before the contact's own entries
     tagged: list[Entry] = field(default_factory=list)        # after them
     found: list[dict] = field(default_factory=list)          # the batch's search: contacts with its email
+    recorded: dict[str, str] = field(default_factory=dict)   # those of them the bridge's records named: id -> which
     ignored: Optional[JoinResult] = None                     # the settings create no contact for them
     outcome: Optional[str] = None              # created | updated | linked | ignored | repeat
     error: Optional[Exception] = None
@@ -225,6 +226,40 @@ def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
         _together(planned, lambda: found.extend(_search(deps.apis.intercom(workspace), planned)))
         for attempt in planned:
             attempt.found = list(found)
+    _recorded(attempts, deps)
+
+
+def _recorded(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """The emails search did not show: the bridge's own records of them (one read for the batch, none when
+    search showed every email), in the same workspace only. A contact another campaign's link names for the
+    email may be too new for search (made seconds ago, in another batch): read (following a merge; a contact
+    gone is no longer there), it is found as search would have shown it."""
+    missed: dict[tuple[str, str], list[Attempt]] = {}
+    for attempt in _active(attempts):
+        email = str(attempt.plan.payload.email) if attempt.plan is not None else ""
+        if email and not _with_email(attempt.found, email):
+            missed.setdefault((attempt.workspace, email), []).append(attempt)
+    if not missed:
+        return
+    records = _together([a for group in missed.values() for a in group],
+                        lambda: deps.lookup.look_up(emails=list(missed)))
+    if records is None:
+        return
+    for (workspace, email), group in missed.items():
+        named = {link.contact_id: link.ref for link in records.linked_to_email(workspace, email)
+                 if link.contact_id and link.ref not in {a.ref for a in group}}
+        for contact_id, ref in named.items():
+            contact = _together(group, lambda: _find(deps.apis.intercom(workspace), contact_id))
+            if contact is None:
+                continue
+            for attempt in _active(group):
+                attempt.found.append(contact)
+                attempt.recorded[str(contact["id"])] = f"the bridge's link of user {ref.rf_user_id} in campaign " \
+                    f"{ref.campaign_id}: Intercom's search did not show it yet"
+
+
+def _with_email(contacts: list[dict], email: str) -> list[dict]:
+    return [c for c in contacts if (c.get("email") or "").lower() == email]
 
 
 # --- running the steps ----------------------------------------------------------------------------
@@ -269,13 +304,14 @@ def _each(attempts: list[Attempt], runner: Runner, step: Any) -> None:
             _fail(attempt, result)
 
 
-def _together(group: list[Attempt], step: Any) -> None:
-    """One call for the whole group: its failure is every member's."""
+def _together(group: list[Attempt], step: Callable[[], T]) -> Optional[T]:
+    """One call for the whole group: its answer; its failure is every member's (None)."""
     try:
-        step()
+        return step()
     except Exception as exc:
         for attempt in _active(group):
             _fail(attempt, exc)
+        return None
 
 
 def _fail(attempt: Attempt, exc: Exception) -> None:
@@ -343,6 +379,9 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
         attempt.outcome = "ignored"
         return
     attempt.plan = plan
+    # A try that fails from here is recorded under the email the contact is made or found with, as the one that
+    # links it (_result): the link's email pointer is made once, not left under RF's for `bridge forget` to miss.
+    attempt.known = dataclasses.replace(attempt.known, email=plan.payload.email)
     attempt.entries = [_received(attempt), *_field_errors(plan)]
     _qualified_in_rf(attempt, person, attempt.settings, deps)
 
@@ -386,9 +425,10 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
                                    "an earlier try created this contact (it carries our marker) but never saw "
                                    "Intercom's answer; resuming with it")
         return
-    existing = decide.pick_existing(c for c in found if (c.get("email") or "").lower() == email)
+    existing = decide.pick_existing(_with_email(found, email))
     if existing is not None:
-        attempt.reached = _existing(attempt, deps, intercom, existing, "email search")
+        recorded = attempt.recorded.get(str(existing["id"]))
+        attempt.reached = _existing(attempt, deps, intercom, existing, recorded or "email search", read=bool(recorded))
         return
     _wait_if_unsure(attempt, deps)
     attempt.reached = _create(attempt, deps, intercom)
@@ -447,12 +487,13 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached
         {"contact_id": created["id"], "role": created.get("role"), "attributes": sorted(plan.payload.attributes)}),))
 
 
-def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing: dict, found_by: str) -> Reached:
-    """A contact with this email exists: read it as it is now (search lags updates too), then leave
-    it untouched (skip) or mark it as referred without replacing what it already has (update)."""
+def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing: dict, found_by: str,
+              read: bool = False) -> Reached:
+    """A contact with this email exists: read it as it is now (search lags updates too; `read`: it was just
+    read), then leave it untouched (skip) or mark it as referred without replacing what it already has (update)."""
     assert attempt.settings is not None and attempt.plan is not None
     settings, plan = attempt.settings, attempt.plan
-    contact = _get(intercom, str(existing["id"]))
+    contact = existing if read else _get(intercom, str(existing["id"]))
     same = (contact.get("email") or "").lower() == str(plan.payload.email)
     found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {found_by})"
     baseline, of = decide.baseline(settings, contact), decide.baseline_of(settings)

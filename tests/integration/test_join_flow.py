@@ -185,6 +185,29 @@ def test_a_slow_intercom_answer_times_out_and_is_retried(bridge, intercom, rf, m
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
 
 
+def test_a_join_of_a_mapped_email_tried_again_keeps_no_pointer_by_the_rf_email_that_forget_leaves(bridge, intercom,
+                                                                                                  rf, capsys):
+    """Its failed try was recorded under RF's email (the email pointer too), and the try that linked it under the
+    work email: `bridge forget` of the email the link has left the pointer naming her RF email behind."""
+    from chalicelib.adapters.dynamo.keys import email_key
+    from chalicelib.cli import main
+
+    from .test_privacy import item
+    doc = lead_settings()
+    doc["leads"]["fields"][0] = {"from": "meta.work_email", "to": "email"}
+    bridge.apply(doc)
+    lead = new_lead(rf, meta=[{"field": "work_email", "value": "ann@work.example"}])
+    intercom.fail_next("POST", r"^/contacts$", 400)                 # her first try fails: a dead letter
+    bridge.post_join({**join_body(lead), "work_email": "ann@work.example"})
+    bridge.drain()
+    assert main(["dlq", "replay"], rt=bridge.rt) == 0
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["status"] == "linked"
+    assert main(["forget", "ann@work.example"], rt=bridge.rt) == 0
+    assert '"links": 1' in capsys.readouterr().out
+    assert item(bridge, email_key(WORKSPACE, "ann@example.com")) is None
+
+
 def test_an_email_mapped_from_a_custom_field_is_the_one_the_contact_is_known_and_checked_by(bridge, intercom, rf):
     """`{from: meta.work_email, to: email}`: the contact is made with the work email, no contact having it. The
     person's RF email is another contact's (a user made long before): the join rightly left it alone, so the

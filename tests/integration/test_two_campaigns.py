@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import WORKSPACE, join_body, qualifying_settings
+from .conftest import WORKSPACE, join_body, lead_settings, qualifying_settings
 from .test_qualification import merged, qualified_ids
 from .test_sync import cli
 
@@ -144,3 +144,24 @@ def test_a_referrer_of_one_campaign_is_a_lead_of_another_on_one_contact(bridge, 
     bridge.drain()
     assert qualified_ids(rf) == [rita_43["id"]]
     assert intercom.get(contact["id"])["custom_attributes"]["referral_count"] == 2
+
+
+def test_joining_a_second_campaign_before_search_shows_the_first_ones_lead_links_that_lead(bridge, intercom, rf, clock):
+    """Ann joins 43 seconds after 42, in a batch of its own: Intercom's search does not show 42's lead yet, the
+    bridge's own records do. 43 links that lead and tags it; no second lead is made (one left in Intercom with 43's
+    tag and fields, the late duplicate check could only move the link off)."""
+    intercom.search_lag = 60
+    bridge.apply(lead_settings(tag="Campaign 42"))
+    bridge.apply({**lead_settings(tag="Campaign 43"), "campaign_id": "43"})
+    ann, ann_43 = in_both(rf)
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    clock.now += 5
+    bridge.post_join(join_body(ann_43))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert [t["name"] for t in contact["tags"]["data"]] == ["Campaign 42", "Campaign 43"]
+    later = bridge.history(43, ann_43["id"])
+    assert later["link"]["contact_id"] == bridge.history(42, ann["id"])["link"]["contact_id"] == contact["id"]
+    found = next(h for h in later["history"] if h["event"] == "contact")
+    assert found["outcome"] == "updated_existing" and f"the bridge's link of user {ann['id']} in campaign 42" in found["reason"]

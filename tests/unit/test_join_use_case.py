@@ -11,7 +11,7 @@ from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import event, history, link_of, made, reasons, run
+from tests.unit.scenario import event, history, joined, link_of, made, reasons, run
 
 SETTINGS = {
     "campaign_id": "42", "workspace": "ws",
@@ -138,16 +138,80 @@ def test_the_marker_attribute_is_created_once_when_the_workspace_lacks_it():
     assert "custom_attributes.rf_person" in work.apis.intercom_.attributes
 
 
+def records_asked(work: FakeWork) -> list[list[tuple[str, str]]]:
+    """From now on, the (workspace, email) pairs each read of the bridge's email pointers asks for."""
+    asked: list[list[tuple[str, str]]] = []
+    look_up = work.store.lookup.look_up
+
+    def spied(**kw):
+        if kw.get("emails"):
+            asked.append(sorted(kw["emails"]))
+        return look_up(**kw)
+    work.store.lookup.look_up = spied       # type: ignore[method-assign]
+    return asked
+
+
+def ten_leads() -> list[dict]:
+    return [join({**LEAD, "id": str(n), "email": f"lead{n}@example.com"}, user=str(n)) for n in range(10, 20)]
+
+
 def test_a_batch_of_ten_new_leads_makes_one_search_ten_creates_and_one_tag_call():
     work = world()
     run(work, join())                                              # warm: the marker attribute exists
     calls = len(work.apis.intercom_.calls)
-    bodies = [join({**LEAD, "id": str(n), "email": f"lead{n}@example.com"}, user=str(n)) for n in range(10, 20)]
-    assert run(work, *bodies) == {"done": 10, "retry": 0, "dead": 0}
+    asked = records_asked(work)
+    assert run(work, *ten_leads()) == {"done": 10, "retry": 0, "dead": 0}
     made = work.apis.intercom_.calls[calls:]
     assert sorted(made) == ["create"] * 10 + ["search", "tag"]
     assert len(made) / 10 <= 1.5
     assert len(work.apis.intercom_.tags) == 11 and len(verifications(work)) == 11
+    assert asked == [[("ws", f"lead{n}@example.com") for n in range(10, 20)]]   # search missed them: one read
+
+
+def test_a_batch_whose_every_email_search_shows_reads_nothing_of_the_bridges_records():
+    work = world()
+    for n in range(10, 20):
+        work.apis.intercom_.add(f"lead{n}@example.com")
+    asked = records_asked(work)
+    assert run(work, *ten_leads()) == {"done": 10, "retry": 0, "dead": 0}
+    assert asked == [] and "create" not in work.apis.intercom_.calls
+
+
+@pytest.mark.parametrize("workspace, linked", [("ws", True), ("other", False)], ids=["same_workspace", "another"])
+def test_a_contact_linked_for_the_email_that_search_does_not_show_yet_is_used_in_its_own_workspace_only(
+        workspace, linked):
+    """Someone with Ann's email (in another campaign, or another RF user) was linked seconds ago in another batch:
+    Intercom's search does not show their contact yet, the bridge's records do. In the same workspace, Ann's join
+    links and tags that contact, read once, with no second contact made; a link in another workspace is never
+    used, nor its contact read."""
+    work = world()
+    _, recorded = joined(work, user="8", workspace=workspace)
+    intercom = work.apis.intercom_
+    intercom.unsearchable.add(recorded["id"])
+    intercom.calls.clear()
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    assert (link_of(work).contact_id == recorded["id"]) is linked
+    assert (len(intercom.contacts), intercom.calls.count("get")) == ((1, 1) if linked else (2, 0))
+    assert ((recorded["id"], "Referred") in intercom.tags) is linked
+    assert [o for e, o in history(work)[1:] if e == "contact"] == ["updated_existing" if linked else "created"]
+
+
+@pytest.mark.parametrize("merged", [True, False], ids=["merged_into_a_user", "deleted"])
+def test_a_recorded_contact_merged_since_is_followed_and_a_deleted_one_is_not_used(merged):
+    work = world()
+    _, recorded = joined(work, user="8")
+    intercom = work.apis.intercom_
+    intercom.unsearchable.add(recorded["id"])
+    if merged:
+        survivor = intercom.add("ann@example.com", role="user", searchable=False)
+        intercom.merge(recorded["id"], survivor["id"])
+    else:
+        del intercom.contacts[recorded["id"]]
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    [contact] = intercom.contacts.values()
+    assert link_of(work).contact_id == contact["id"]
+    assert (contact["role"], history(work)[1]) == (("user", ("contact", "updated_existing")) if merged else
+                                                  ("lead", ("contact", "created")))
 
 
 def test_the_same_join_again_is_a_counted_repeat_and_changes_nothing():

@@ -43,6 +43,20 @@ def test_a_number_too_large_for_a_float_is_refused_as_nan_is_not_read_as_infinit
     assert error.message == f"the body is not JSON the bridge can read: {where}: number out of range"
 
 
+def test_looking_for_a_number_too_large_takes_memory_of_the_bodys_size_not_of_its_keys_times_its_items():
+    """The walk named every node as it went: a 256 KB body of one long key over a long array took gigabytes."""
+    import tracemalloc
+    key = "k" * 20_000
+    raw = b'{"%s": [%s1e400]}' % (key.encode(), b"0," * 5_000)
+    tracemalloc.start()
+    try:
+        error = refused(webhooks.parse_json_object, raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert error.message.endswith(f"{key[:79]}…: number out of range") and peak < 5_000_000   # (was 100 MB)
+
+
 @pytest.mark.parametrize("raw,what", [(b"[]", "an array"), (b'"x"', "a string"), (b"1e400", "a number"),
                                       (b"null", "null"), (b"true", "true or false")])
 def test_a_body_must_be_an_object(raw, what):
