@@ -15,6 +15,7 @@ from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
 from chalicelib.ports.queue import REASON_KEPT
+from chalicelib.ports.store import LedgerEntry, SyncRepository
 from chalicelib.services.deps import WorkDeps
 
 
@@ -477,6 +478,13 @@ class FakeApis:
 
     def answered(self, vendor: str, where: Optional[str] = None) -> Optional[float]:
         return self.answers.get(vendor)      # (one API base a vendor)
+
+
+def seed_ledger(sync: SyncRepository, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
+    """Ledger entries written as sync writes them (every ledger write is conditional): a `creating` entry, then
+    the entry (one naming an RF user is written only over an entry naming none). Not over an entry naming one."""
+    sync.intend(campaign_id, [LedgerEntry(e.contact_id, "creating", email=e.email) for e in entries])
+    assert sync.intend(campaign_id, entries) == {e.contact_id for e in entries}, "an entry names an RF user there"
 
 
 class FakeWork:

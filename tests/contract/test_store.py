@@ -18,7 +18,7 @@ from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, 
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, seed_ledger
 from tests.support.killed import Killed
 
 ANN = PersonRef("42", "7")
@@ -423,7 +423,7 @@ def test_a_sync_enrolment_is_written_over_its_creating_entry_and_noted_while_tha
     assert store.sync.intend("42", [enrolled]) == set() and list(store.sync.ledger("42")) == []
     store.sync.intend("42", [LedgerEntry("c9", "creating", email="rita@example.com")])
     assert store.sync.intend("42", [enrolled]) == {"c9"}
-    store.sync.record("42", [LedgerEntry("c8", "enrolled", email="bob@example.com", rf_user_id="101")])
+    seed_ledger(store.sync, "42", [LedgerEntry("c8", "enrolled", email="bob@example.com", rf_user_id="101")])
     assert noted("c9") == ["enrolled"]
     assert noted("c8") == noted("c7") == ["enrolled"]                   # (another's entry, or none: not hers)
     store.sync.forget("42", "rita@example.com")
@@ -782,7 +782,7 @@ def test_a_requeued_qualification_is_taken_over_at_once(store, clock):
 
 # --- history ---------------------------------------------------------------------------------------
 def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
-    store.history.append(ANN, [Entry("a", "one", "r1", {"k": 1}), Entry("b", "two")])
+    joined(store, entries=[Entry("a", "one", "r1", {"k": 1}), Entry("b", "two")])
     store.history.note_repeat(ANN, "join", "again")
     store.history.note_repeat(ANN, "join", "again")
     entries = store.history.entries(ANN)
@@ -817,8 +817,9 @@ def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_
     for n in (1, 2, 3):
         clock.now += 60
         store.history.note_latest(ANN, Entry("referral_count", "written", f"count {n}", {"count": n}))
-    store.history.append(ANN, [Entry("referral_count", "failed", "count 4 not written")])   # failures: each kept
-    store.history.append(ANN, [Entry("referral_count", "failed", "count 4 not written")])
+    failed = Entry("referral_count", "failed", "count 4 not written")
+    joined(store, entries=[failed])
+    store.links.note(ANN, [failed])                                                    # failures: each kept
     store.history.note_repeat(ANN, "join", "again")
     entries = store.history.entries(ANN)
     assert [(e.outcome, e.reason) for e in entries] == [("failed", "count 4 not written")] * 2 + [
@@ -976,7 +977,7 @@ def test_the_reads_of_a_campaigns_links_stop_after_scan_limit_links_and_say_so(s
 
 def test_the_first_entries_of_a_ledger_are_read_without_the_rest(store):
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry(f"c{i}", "missing_field", run=1) for i in range(5)])
+    seed_ledger(store.sync, "42", [LedgerEntry(f"c{i}", "missing_field", run=1) for i in range(5)])
     assert [e.contact_id for e in store.sync.ledger("42", 3)] == ["c0", "c1", "c2"]
     assert len(list(store.sync.ledger("42"))) == 5
 
@@ -1291,8 +1292,8 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
 
     store.sync.intend("42", [LedgerEntry("c1", "creating", email="a@x.io", run=1),
                              LedgerEntry("c2", "creating", email="b@x.io", run=1)])
-    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1,
-                                         seen_run=1, written_back=True, link_attribute="custom_attributes.link")])
+    seed_ledger(store.sync, "42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1,
+                                               seen_run=1, written_back=True, link_attribute="custom_attributes.link")])
     got = store.sync.entries("42", ["c1", "c2", "c3"])
     assert (got["c1"].outcome, got["c1"].rf_user_id, got["c1"].written_back, got["c1"].final) == ("enrolled", "7",
                                                                                                  True, True)
@@ -1363,9 +1364,10 @@ def test_intending_to_create_writes_over_an_earlier_skip_never_over_an_entry_nam
     `_enrol`'s `earlier`), not skips them as already in the campaign. A contact another worker enrolled after the
     page read the ledger keeps that entry (its RF user: the late link, `left`), and is not among those written."""
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("c1", "missing_field", email="a@x.io", reason="missing", run=1),
-                             LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="7", url="u", written_back=True),
-                             LedgerEntry("c3", "creating", email="c@x.io", run=2)])
+    seed_ledger(store.sync, "42", [
+        LedgerEntry("c1", "missing_field", email="a@x.io", reason="missing", run=1),
+        LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="7", url="u", written_back=True),
+        LedgerEntry("c3", "creating", email="c@x.io", run=2)])
     written = store.sync.intend("42", [LedgerEntry(c, "creating", email=f"{c}@x.io", run=2, seen_run=2)
                                        for c in ("c1", "c2", "c3", "c4")])
     got = store.sync.entries("42", ["c1", "c2", "c3", "c4"], consistent=True)
@@ -1377,35 +1379,36 @@ def test_intending_to_create_writes_over_an_earlier_skip_never_over_an_entry_nam
 
 def test_a_ledger_entry_keeps_the_run_that_enrolled_and_the_run_that_wrote_the_late_link_on_both_stores(store):
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("c1", "linked", email="a@x.io", rf_user_id="7", url="u", run=1, seen_run=2,
-                                         written_back=True, linked_run=2),
-                             LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="8", url="v", run=1)])
+    seed_ledger(store.sync, "42", [
+        LedgerEntry("c1", "linked", email="a@x.io", rf_user_id="7", url="u", run=1, seen_run=2, written_back=True,
+                    linked_run=2),
+        LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="8", url="v", run=1)])
     got = store.sync.entries("42", ["c1", "c2"])
     assert (got["c1"].run, got["c1"].linked_run, got["c2"].linked_run) == (1, 2, 0)
 
 
 def test_forgetting_an_email_deletes_its_ledger_entries_only(store):
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7"),
-                             LedgerEntry("c2", "missing_field", email="b@x.io")])
+    seed_ledger(store.sync, "42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7"),
+                                   LedgerEntry("c2", "missing_field", email="b@x.io")])
     assert [e.contact_id for e in store.sync.forget("42", "A@x.io")] == ["c1"]
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c2"]
 
 
 def test_forgetting_an_email_also_deletes_the_ledger_entries_of_the_contacts_named(store):
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="old@x.io", rf_user_id="7"),
-                             LedgerEntry("c2", "enrolled", email="a@x.io", rf_user_id="8"),
-                             LedgerEntry("c3", "missing_field", email="b@x.io")])
+    seed_ledger(store.sync, "42", [LedgerEntry("c1", "enrolled", email="old@x.io", rf_user_id="7"),
+                                   LedgerEntry("c2", "enrolled", email="a@x.io", rf_user_id="8"),
+                                   LedgerEntry("c3", "missing_field", email="b@x.io")])
     assert sorted(e.contact_id for e in store.sync.forget("42", "a@x.io", contact_ids=["c1", "c404"])) == ["c1", "c2"]
     assert [e.contact_id for e in store.sync.ledger("42")] == ["c3"]
 
 
 def test_the_ledger_entries_of_an_email_are_found_in_its_campaign(store):
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7"),
-                             LedgerEntry("c2", "missing_field", email="b@x.io")])
-    store.sync.record("43", [LedgerEntry("c3", "invalid_email", email="a@x.io")])
+    seed_ledger(store.sync, "42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7"),
+                                   LedgerEntry("c2", "missing_field", email="b@x.io")])
+    seed_ledger(store.sync, "43", [LedgerEntry("c3", "invalid_email", email="a@x.io")])
     assert [(e.contact_id, e.rf_user_id) for e in store.sync.with_email("42", " A@x.io")] == [("c1", "7")]
     assert store.sync.with_email("44", "a@x.io") == [] and len(list(store.sync.ledger("42"))) == 2
 
@@ -1426,8 +1429,9 @@ def test_a_ledger_entry_keeps_that_a_referrers_own_join_enrolled_them_and_one_wr
     """`adopted` survives the store (a retried page reads it to count her as already enrolled); an entry
     written without it (as before the field existed) loads as not adopted."""
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("c1", "no_link_yet", email="a@x.io", rf_user_id="7", run=1, adopted=True),
-                             LedgerEntry("c2", "writeback_failed", email="b@x.io", rf_user_id="8", run=1)])
+    seed_ledger(store.sync, "42", [
+        LedgerEntry("c1", "no_link_yet", email="a@x.io", rf_user_id="7", run=1, adopted=True),
+        LedgerEntry("c2", "writeback_failed", email="b@x.io", rf_user_id="8", run=1)])
     got = store.sync.entries("42", ["c1", "c2"])
     assert (got["c1"].adopted, got["c2"].adopted) == (True, False)
     assert [e.adopted for e in store.sync.ledger("42")] == [True, False]
@@ -1438,8 +1442,9 @@ def test_a_ledger_entry_keeps_the_workspace_of_its_contact_and_one_written_witho
     """A move of the campaign asks where sync enrolled each referrer; entries written before they said it
     load with no workspace (None: not known)."""
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", run=1, workspace="ws-b"),
-                             LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="8", run=1)])
+    seed_ledger(store.sync, "42", [
+        LedgerEntry("c1", "enrolled", email="a@x.io", rf_user_id="7", run=1, workspace="ws-b"),
+        LedgerEntry("c2", "enrolled", email="b@x.io", rf_user_id="8", run=1)])
     got = store.sync.entries("42", ["c1", "c2"])
     assert (got["c1"].workspace, got["c2"].workspace) == ("ws-b", None)
     assert [e.workspace for e in store.sync.ledger("42")] == ["ws-b", None]
@@ -2161,9 +2166,9 @@ def test_a_run_whose_first_page_is_sent_again_counts_its_time_from_then_unless_a
 
 def test_a_merged_contacts_ledger_entry_moves_to_the_survivor_only_over_an_entry_naming_no_rf_user(store, clock):
     from chalicelib.ports.store import LedgerEntry
-    store.sync.record("42", [LedgerEntry("lead", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1),
-                             LedgerEntry("user", "already_in_campaign", email="a@x.io", run=2),
-                             LedgerEntry("other", "enrolled", email="b@x.io", rf_user_id="8", run=1)])
+    seed_ledger(store.sync, "42", [LedgerEntry("lead", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1),
+                                   LedgerEntry("user", "already_in_campaign", email="a@x.io", run=2),
+                                   LedgerEntry("other", "enrolled", email="b@x.io", rf_user_id="8", run=1)])
     taken = LedgerEntry("user", "enrolled", email="a@x.io", rf_user_id="7", url="u", run=1)
     assert not store.sync.move("42", "lead", dataclasses.replace(taken, rf_user_id="9"))   # not the lead's RF user
     assert not store.sync.move("42", "lead", dataclasses.replace(taken, contact_id="other"))  # names an RF user
@@ -2181,10 +2186,11 @@ def test_a_ledger_entry_read_before_is_rewritten_only_over_an_entry_naming_the_s
     from chalicelib.ports.store import LedgerEntry
     read = [LedgerEntry(c, "enrolled", email=f"{c}@x.io", rf_user_id=r, url="u", run=1)
             for c, r in (("kept", "7"), ("moved", "8"), ("forgotten", "9"), ("other", "10"))]
-    store.sync.record("42", read)
+    seed_ledger(store.sync, "42", read)
     store.sync.move("42", "moved", dataclasses.replace(read[1], contact_id="survivor"))
     store.sync.forget("42", "forgotten@x.io")
-    store.sync.record("42", [dataclasses.replace(read[3], rf_user_id="11")])
+    store.sync.forget("42", "other@x.io")
+    seed_ledger(store.sync, "42", [dataclasses.replace(read[3], rf_user_id="11")])
     seen = [dataclasses.replace(e, seen_run=2) for e in read]
     assert store.sync.rewrite("42", seen) == {"kept"}
     assert {e.contact_id: (e.rf_user_id, e.seen_run) for e in store.sync.ledger("42")} == {

@@ -483,8 +483,8 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     seed.store.links.finish(joined, JoinResult(LinkStatus.LINKED, kind="referrer", email="mia@example.com",
                                                contact_id=mia["id"], contact_role="user"), [Entry("join", "linked")])
     run = sync.start(seed.deps, "43")                                    # `bridge sync start 43`
-    seed.store.sync.record("43", [LedgerEntry(kim["id"], "creating", email="kim@example.com", run=run.number,
-                                              seen_run=run.number, at=iso(stage.clock.now))])
+    assert seed.store.sync.intend("43", [LedgerEntry(kim["id"], "creating", email="kim@example.com", run=run.number,
+                                                     seen_run=run.number, at=iso(stage.clock.now))]) == {kim["id"]}
     rf.add_user(43, "kim@example.com", "Kim")                            # the lost try's create
     stage.drain()
     written = intercom.get(kim["id"])["custom_attributes"].get("referral_link")

@@ -7,6 +7,7 @@ import json
 from chalicelib.adapters.dynamo.keys import contact_key, email_key, link_key
 from chalicelib.domain.link import PersonRef
 from chalicelib.cli import main
+from tests.fakes import seed_ledger
 from tests.support.log_lines import written_lines
 
 from .conftest import WORKSPACE, join_body, new_lead, qualifying_settings
@@ -88,8 +89,8 @@ def test_explain_and_forget_find_a_person_by_the_email_they_changed_to_in_interc
     from chalicelib.ports.store import LedgerEntry
     from .test_troubleshooting import entries, explain
     lead, contact = joined()
-    bridge.rt.store.sync.record("42", [LedgerEntry(contact["id"], "already_in_campaign", email="ann@example.com",
-                                                   rf_user_id=str(lead["id"]))])
+    seed_ledger(bridge.rt.store.sync, "42", [LedgerEntry(contact["id"], "already_in_campaign",
+                                                         email="ann@example.com", rf_user_id=str(lead["id"]))])
     intercom.update_contact(contact["id"], email="zoe@example.org")
     bridge.notify("contact.email.updated", contact["id"])
     bridge.drain()

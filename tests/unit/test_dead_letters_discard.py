@@ -188,7 +188,7 @@ def test_a_notifications_letter_discarded_is_said_to_the_linked_person_whose_fai
     claim = work.store.links.claim(other, scenario.WS)
     work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="referrer", email="ann@example.com",
                                               contact_id=contact["id"], contact_role="lead"), [])
-    work.store.history.append(other, [Entry("dead_letter", "failed", "Intercom answered 400: bad request")])
+    work.store.links.note(other, [Entry("dead_letter", "failed", "Intercom answered 400: bad request")])
     work.apis.rf_.answers = [Permanent(GONE, status=404)]
     assert scenario.run(work, scenario.event(scenario.set_value(work, contact, "Yes")))["dead"] == 1
     assert discard(work, reason="Referral Factory answered 404")["discarded"] == 1

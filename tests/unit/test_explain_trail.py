@@ -242,8 +242,8 @@ def test_entries_written_before_these_details_still_render_and_resolve():
     claim = store.links.claim(ref, "ws")
     store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", reason=REFUSED),
                        [Entry("join", "failed", REFUSED)])
-    store.history.append(ref, [Entry("dead_letter", "failed", f"gave up after 5 tries: {REFUSED}",
-                                     {"attempts": 5, "replay": "bridge dlq replay"})])
+    store.links.note(ref, [Entry("dead_letter", "failed", f"gave up after 5 tries: {REFUSED}",
+                                 {"attempts": 5, "replay": "bridge dlq replay"})])
     rt = type("R", (), {"store": store})()
     text = as_text(explain(rt, "7"))
     assert "(kind unknown, a***@example.com)" in text and len(lines(text, "fix:")) == 2
@@ -554,10 +554,10 @@ def said_of(*entries: Entry) -> tuple[str, dict]:
     store = MemoryStore(clock)
     store.settings.put("42", {"campaign_id": "42"}, "ws")
     ref = PersonRef("42", "7")
-    for entry in entries:
-        store.history.append(ref, [entry])
-        clock.now += 60
     claim = store.links.claim(ref, "ws")
+    for entry in entries:
+        store.links.note(ref, [entry])
+        clock.now += 60
     store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1"),
                        [Entry("contact", "created", "created for ann@example.com", {"contact_id": "c1"})])
     found = explain(type("R", (), {"store": store})(), "7")

@@ -17,7 +17,7 @@ from chalicelib.services import sync
 from chalicelib.services.dead_letters import discard, replay
 from chalicelib.services.privacy import forget
 from chalicelib.services.worker import RetryBatch
-from tests.fakes import FakeIntercom, FakeWork
+from tests.fakes import FakeIntercom, FakeWork, seed_ledger
 from tests.unit.scenario import RULE, check, event, joined, run, set_value, settings, world
 from tests.unit.moves import ATTRIBUTES, ByWorkspace, apply, rita_in_rf
 from tests.unit.moves import counting_world as moving_world
@@ -246,7 +246,8 @@ def test_a_sync_note_made_as_forget_erased_her_link_and_history_but_not_yet_her_
     note held to her ledger entry that lands between the two is erased with the entry."""
     work = world()
     _, contact = joined(work)
-    work.store.sync.record("42", [LedgerEntry(contact["id"], "enrolled", email="ann@example.com", rf_user_id="7")])
+    seed_ledger(work.store.sync, "42",
+                [LedgerEntry(contact["id"], "enrolled", email="ann@example.com", rf_user_id="7")])
     forget_ledger = work.store.sync.forget
 
     def noted_then_forgotten(*args):

@@ -10,7 +10,7 @@ from chalicelib.domain.sync import ENROLLED
 from chalicelib.ports.store import LedgerEntry
 from chalicelib.services import sync
 from chalicelib.services.admin import MovesWorkspace
-from tests.fakes import FakeWork
+from tests.fakes import FakeWork, seed_ledger
 from tests.unit import moves, scenario
 from tests.unit.doctoring import checks, commands, healthy, look
 from tests.unit.test_sync import drain
@@ -55,7 +55,7 @@ def test_ledger_entries_written_before_they_said_their_workspace_still_refuse_th
     workspace while the campaign was never applied naming another; once it was, nobody can tell: they
     are left out (referral_count.write reads the contact in the current workspace before writing)."""
     work, counting = counting_world()
-    work.store.sync.record("42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True)])
+    seed_ledger(work.store.sync, "42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True)])
     with pytest.raises(MovesWorkspace) as refused:
         apply(work, {**counting, "workspace": "ws-b"})
     assert "1 referrer that contact sync enrolled in workspace ws;" in str(refused.value.args)
@@ -67,8 +67,8 @@ def test_ledger_entries_written_before_they_said_their_workspace_still_refuse_th
 def test_a_move_is_still_refused_for_referrers_sync_enrolled_in_the_workspace_it_leaves_after_a_move_back():
     work, counting = counting_world()
     work.store.settings.put("42", {**counting, "workspace": "ws-b"}, "ws-b")    # once moved away, now in ws-b
-    work.store.sync.record("42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True,
-                                              workspace="ws-b")])
+    seed_ledger(work.store.sync, "42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True,
+                                                    workspace="ws-b")])
     with pytest.raises(MovesWorkspace) as refused:
         apply(work, {**counting, "workspace": "ws"})
     assert f"campaign 42 has {ENROLLED_IN_WS_B}; moved to ws" in str(refused.value.args), refused.value.args
@@ -86,7 +86,7 @@ def test_a_move_past_the_joins_and_ledger_entries_it_reads_says_it_did_not_check
     ws, and the move says it did not check past the first 2,000, instead of claiming nobody."""
     work, counting = counting_world()
     failed_joins(work, SCAN_LIMIT + 1)
-    work.store.sync.record("42", [LedgerEntry(f"c{i}", "missing_field", run=1) for i in range(SCAN_LIMIT + 1)])
+    seed_ledger(work.store.sync, "42", [LedgerEntry(f"c{i}", "missing_field", run=1) for i in range(SCAN_LIMIT + 1)])
     said = apply(work, {**counting, "workspace": "ws-b"})
     assert work.store.settings.get("42").workspace == "ws-b"
     assert said == [

@@ -213,13 +213,14 @@ def test_a_sync_page_asks_for_the_count_at_once_so_a_worker_that_dies_after_the_
     sync.start(work.deps, "42")
     [page] = sent(work, "sync.page")
 
-    record = work.store.sync.record
+    intend = work.store.sync.intend
 
     def recorded_then_killed(campaign_id, entries):
-        record(campaign_id, entries)
+        written = intend(campaign_id, entries)
         if any(e.count_known for e in entries):   # the ledger now says the count knows her contact
             raise Killed()
-    work.store.sync.record = recorded_then_killed     # type: ignore
+        return written
+    work.store.sync.intend = recorded_then_killed     # type: ignore
     with pytest.raises(Killed):
         run(work, page)
     [asked] = sent(work)

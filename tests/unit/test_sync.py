@@ -649,7 +649,7 @@ def test_referrers_enrolled_before_the_link_attribute_changed_get_their_link_wri
     drain(work)
     changed = {"says where": {}, "written before it said where": {"link_attribute": None},
                "their join enrolled them": {"outcome": "already_enrolled", "adopted": True}}[ledger]
-    work.store.sync.record("42", [replace(e, **changed) for e in work.store.sync.ledger("42")])
+    assert len(work.store.sync.rewrite("42", [replace(e, **changed) for e in work.store.sync.ledger("42")])) == 2
     intercom, rf = work.apis.intercom_, work.apis.rf_
     intercom.attributes["custom_attributes.rf_link"] = {"data_type": "string"}
     work.store.settings.put("42", sync_settings(referral_link_attribute="custom_attributes.rf_link"), WS)
@@ -1075,7 +1075,8 @@ def test_explain_does_not_say_contact_sync_enrolled_a_referrer_it_found_enrolled
     drain(work)
     [contact] = work.apis.intercom_.contacts.values()
     entry = work.store.sync.entries("42", [contact["id"]])[contact["id"]]
-    work.store.sync.record("42", [replace(entry, outcome="already_enrolled")])     # as sync records an adopted join
+    # as sync records an adopted join
+    assert work.store.sync.rewrite("42", [replace(entry, outcome="already_enrolled")]) == {contact["id"]}
     found = explain(work, "p0@example.com")
     assert "enrolled_by_sync" not in found.view()
     assert "enrolled by contact sync" not in as_text(found)

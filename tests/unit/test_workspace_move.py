@@ -16,7 +16,7 @@ from chalicelib.ports.store import LedgerEntry
 from chalicelib.services.admin import PEOPLE_COUNTED, MovesWorkspace
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.referral_count import messages
-from tests.fakes import FakeIntercom, FakeWork
+from tests.fakes import FakeIntercom, FakeWork, seed_ledger
 from tests.unit.moves import ATTRIBUTES, ByWorkspace, Workspaces, apply, counting_world, rita_in_rf, rita_refers
 from tests.unit.scenario import check, event, joined, link_of, reasons, run, set_value, settings, world
 
@@ -330,8 +330,8 @@ def test_a_move_is_refused_while_contact_sync_enrolled_referrers_whose_counts_it
     """Nobody is linked, but contact sync enrolled Rita in ws (the sync ledger: her count knows her
     contact): a move to ws-b stops writing her count, so it is refused without --move-workspace, and said."""
     work, counting = counting_world()
-    work.store.sync.record("42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True),
-                                  LedgerEntry("c8", ALREADY, rf_user_id="101", count_known=True, adopted=True)])
+    seed_ledger(work.store.sync, "42", [LedgerEntry("c7", ENROLLED, rf_user_id="100", run=1, count_known=True),
+                                        LedgerEntry("c8", ALREADY, rf_user_id="101", count_known=True, adopted=True)])
     with pytest.raises(MovesWorkspace) as refused:
         apply(work, {**counting, "workspace": "ws-b"})
     assert "1 referrer that contact sync enrolled in workspace ws" in str(refused.value.args), refused.value.args
