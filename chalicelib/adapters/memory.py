@@ -90,7 +90,9 @@ class MemoryHistory:
     def _expires(self) -> Optional[int]:
         return int(self.clock()) + self.days * 86400 if self.days > 0 else None
 
-    def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+    def add(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+        """The twin's own write, under the conditions of MemoryLinks' writes (not the port's: each of its writes
+        holds to the person being kept)."""
         at, expires = iso(self.clock()), self._expires()
         self.tables.history.setdefault(ref, []).extend(
             Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
@@ -188,7 +190,7 @@ class MemoryLinks:
     def _write(self, ref: PersonRef, entries: Sequence[Entry], **changes: Any) -> Link:
         held = self.tables.links[ref]
         held.link = dataclasses.replace(held.link, updated_at=iso(self.clock()), **changes)
-        self.history.append(ref, entries)
+        self.history.add(ref, entries)
         return held.link
 
     def _point(self, index: dict[tuple[str, str], set[PersonRef]], key: tuple[str, str], ref: PersonRef) -> None:
@@ -391,7 +393,7 @@ class MemoryLinks:
     def note(self, ref: PersonRef, entries: Sequence[Entry], enrolled: Optional[str] = None) -> None:
         if self._kept(ref) if enrolled is None else \
                 getattr(self.ledgers.get(ref.campaign_id, {}).get(enrolled), "rf_user_id", None) == ref.rf_user_id:
-            self.history.append(ref, entries)
+            self.history.add(ref, entries)
 
     def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
         for ref, entries in noted:
@@ -435,7 +437,7 @@ class MemoryLinks:
         if held is None:
             return link                # erased meanwhile
         held.pending = None
-        self.history.append(link.ref, [Entry("reconciliation", "stopped", reason)])
+        self.history.add(link.ref, [Entry("reconciliation", "stopped", reason)])
         return held.link
 
     def pending(self, after: Optional[str], limit: int) -> PendingPage:
@@ -458,7 +460,7 @@ class MemoryLinks:
             return False
         held.lease_ended = held.lease_until if held.lease_ended is None else held.lease_ended
         held.lease_until, held.requeued = retry_at, held.requeued + 1
-        self.history.append(late.link.ref, entries)
+        self.history.add(late.link.ref, entries)
         return True
 
     def erase(self, link: Link) -> Erased:
@@ -875,23 +877,23 @@ class MemorySync:
         ledger = self.ledgers.get(campaign_id, {})    # as DynamoDB's condition: over an earlier run's skip too
         written = [e for e in entries        # (an enrolled one only over the page's `creating` entry: not forgotten)
                    if (not ledger[e.contact_id].rf_user_id if e.contact_id in ledger else not e.rf_user_id)]
-        self.record(campaign_id, written)
+        self._put(campaign_id, written)
         return {e.contact_id for e in written}
 
-    def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
+    def _put(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
         ledger = self.ledgers.setdefault(campaign_id, {})
         for e in entries:
             ledger[e.contact_id] = e
 
     def adopt(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
         written = [e for e in entries if PersonRef(campaign_id, str(e.rf_user_id)) in self.tables.links]
-        self.record(campaign_id, written)
+        self._put(campaign_id, written)
         return {e.contact_id for e in written}
 
     def rewrite(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
         ledger = self.ledgers.get(campaign_id, {})
         written = [e for e in entries if e.contact_id in ledger and ledger[e.contact_id].rf_user_id == e.rf_user_id]
-        self.record(campaign_id, written)
+        self._put(campaign_id, written)
         return {e.contact_id for e in written}
 
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:

@@ -289,7 +289,6 @@ class LinkLookup(Protocol):
 
 
 class HistoryLog(Protocol):
-    def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None: ...
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
         """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`). With
@@ -579,8 +578,6 @@ class SyncRepository(Protocol):
         two workers, a run's page and a webhook at once): it stands. The entry of a contact enrolled just now is
         written only over an entry (the page's `creating` one): `bridge forget` deleted it meanwhile, it is not
         written back. The contact ids written."""
-    def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
-        """Write final entries (batched)."""
     def adopt(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> set[str]:
         """Write final entries of referrers their own join enrolled (`adopted`), each only while that join's link
         (of `rf_user_id`) exists: `bridge forget` erased her meanwhile, her email and ids are not written back. The

@@ -111,11 +111,6 @@ class DynamoHistory:
         sent = owners(Check) + owners(Delete) + owners(Put, entries=True) + owners(Update)
         return {sent[i] for i in refused_items(exc) if i < len(sent)}
 
-    def append(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
-        with HistoryItem.batch_write() as batch:        # 25 items a call
-            for item in self._items(ref, entries, self.clock()):
-                batch.save(item)
-
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None, *, while_there: Sequence[Check] = ()) -> None:
         """`while_there`: the note is written only while one of those conditions holds (the person's link, or

@@ -214,14 +214,6 @@ class DynamoSync:
         with Pool(max_workers=min(PUT_THREADS, len(entries)), thread_name_prefix="ledger") as pool:
             return {e.contact_id for e, done in zip(entries, pool.map(written, entries)) if done}
 
-    def record(self, campaign_id: str, entries: Sequence[LedgerEntry]) -> None:
-        if not entries:
-            return
-        at = iso(self.clock())
-        with LedgerItem.batch_write() as batch:
-            for e in entries:
-                batch.save(_item(campaign_id, e, at))
-
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
         try:
             with TransactWrite(connection=LedgerItem._get_connection().connection) as tx:
