@@ -111,8 +111,8 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     bridge.drain()
     dead = bridge.dead_letters()
     assert len(dead) == 2
-    assert all(d["reason"] == "workspace disconnected: Intercom workspace vne310wv was disconnected — reconnect it "
-               "(`bridge workspace connect vne310wv`, which asks for the token, or OAuth), then "
+    assert all(d["reason"] == "workspace disconnected: Intercom workspace vne310wv was disconnected — reconnect it: "
+               "`bridge workspace connect vne310wv` (it asks for the token), then "
                '`bridge dlq replay --reason "Intercom workspace vne310wv was disconnected"`' and d["attempts"] == 1
                for d in dead)                                                                       # no retry
     assert len(intercom.requests) == calls and rf.qualification_calls == []        # nothing reached anyone
