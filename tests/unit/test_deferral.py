@@ -86,6 +86,25 @@ def test_the_copy_keeps_the_body_and_sqs_caps_its_delay():
     assert Record.from_lambda({"messageAttributes": {"bridge-tries": {"stringValue": "x"}}}).tries_before == 0
 
 
+def test_a_copy_waiting_for_a_refused_token_says_so_and_is_read_back_so():
+    """Its budget is counted from its own first wait, not from an outage's before it (worker._outage_wait)."""
+    from chalicelib.adapters.queue import Queue
+    from chalicelib.ports import Later
+
+    class Client:
+        sent: list = []
+
+        def send_message_batch(self, **kw):
+            self.sent.append(kw)
+            return {}
+    Queue("https://sqs/q", client=Client()).defer([Later("{}", 60.0, 0, 1, 1000.0, "token"), Later("{}", 60.0, 0, 1, 9.0)])
+    token, outage = [e["MessageAttributes"] for e in Client.sent[0]["Entries"]]
+    assert token["bridge-waits-for"] == {"DataType": "String", "StringValue": "token"} and "bridge-waits-for" not in outage
+    attributes = {k: {"stringValue": v["StringValue"], "dataType": v["DataType"]} for k, v in token.items()}
+    read = Record.from_lambda({"messageAttributes": attributes})
+    assert (read.outage_since, read.waits_for) == (1000.0, "token")
+
+
 def test_a_batch_send_sqs_half_refuses_sends_every_batch_and_names_each_refused_message():
     """SQS answers a SendMessageBatch with some entries Failed: the later batches are still sent, and
     the error carries each refused message with its reason (none dropped unsaid), not the bodies."""
