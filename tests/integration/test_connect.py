@@ -297,7 +297,7 @@ def test_a_refused_token_gets_one_fix_everywhere_whose_replay_brings_back_that_w
     reconnect = "`bridge workspace connect vne310wv` (it asks for the new token)"
     assert fixes["intercom.token"] == f"{reconnect}; what waits for it then goes on by itself, with no replay"
     assert fixes["dead_letters"] == f"{reconnect}, then `{advice}`"            # (a private app's token: no OAuth link)
-    assert listed["42"]["fix"] == fixes["dead_letters"]                        # `dlq list` knows whose it is too
+    assert listed["42"]["fix"] == failed["fix"] == fixes["dead_letters"]      # `dlq list`, explain know whose too
     assert "ws-b's token" in listed["43"]["fix"] and WORKSPACE not in listed["43"]["fix"]
 
     intercom.tokens.add("new-token")
