@@ -370,11 +370,12 @@ def list_dead(rt: Discarding) -> list[DeadLetter]:
     return look(rt).letters
 
 
-def token_apps(store: Store, letters: list[DeadLetter]) -> dict[str, Optional[str]]:
+def token_apps(rt: Discarding, letters: list[DeadLetter]) -> dict[str, Optional[str]]:
     """Whose the token of each workspace the letters say Intercom refused is (its connection's, when known): the
-    one reconnect that fits it, as doctor names it."""
+    one reconnect that fits it, as doctor names it. The store is read only for such letters."""
     refused = {w for w in (refused_token_of(d.reason) for d in letters) if w}
-    return {w: conn.token_app if (conn := store.connections.workspace(w)) else None for w in sorted(refused)}
+    return {w: conn.token_app if (conn := rt.store.connections.workspace(w)) else None for w in sorted(refused)} \
+        if refused else {}
 
 
 def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int = 0, raw: bool = False,
