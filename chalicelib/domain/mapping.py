@@ -97,6 +97,15 @@ class ConversionError(ValueError):
     pass
 
 
+SHOWN = 80      # characters of a value a reason quotes (a webhook's field may be as long as its body)
+
+
+def shown(value: Any) -> str:
+    """How a reason quotes a value: its repr, cut to SHOWN characters."""
+    said = repr(value)
+    return said if len(said) <= SHOWN else f"{said[:SHOWN - 1]}…"
+
+
 # The Intercom attribute types `convert` writes (a date as unix seconds): a mapping to any other is never written.
 WRITABLE_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
 
@@ -122,7 +131,7 @@ def convert(value: Any, data_type: str) -> Any:
         raise ConversionError(unsupported)
     if data_type == "string":
         if isinstance(value, (list, dict)):     # several values, or fields: no text of their own
-            raise ConversionError(f"{value!r} is {'a list' if isinstance(value, list) else 'an object'}, not text")
+            raise ConversionError(f"{shown(value)} is {'a list' if isinstance(value, list) else 'an object'}, not text")
         text = value if isinstance(value, str) else _text(value)
         if len(text) > MAX_STRING:
             raise ConversionError(f"text is too long ({len(text)} characters, Intercom allows {MAX_STRING})")
@@ -134,7 +143,7 @@ def convert(value: Any, data_type: str) -> Any:
             return int(value)
         number = _number(value)
         if number != int(number):
-            raise ConversionError(f"{value!r} is not a whole number")
+            raise ConversionError(f"{shown(value)} is not a whole number")
         return int(number)
     if data_type == "float":
         return float(_number(value))
@@ -146,7 +155,7 @@ def convert(value: Any, data_type: str) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise ConversionError(f"{value!r} is not true or false")
+        raise ConversionError(f"{shown(value)} is not true or false")
     return to_unix(value)          # date, datetime
 
 
@@ -160,16 +169,16 @@ def _text(value: Any) -> str:
 
 def _number(value: Any) -> float:
     if isinstance(value, bool):
-        raise ConversionError(f"{value!r} is a boolean, not a number")
+        raise ConversionError(f"{shown(value)} is a boolean, not a number")
     if isinstance(value, (int, float)):
         number = float(value)
     else:
         try:
             number = float(str(value).strip())
         except ValueError:
-            raise ConversionError(f"{value!r} is not a number") from None
+            raise ConversionError(f"{shown(value)} is not a number") from None
     if not math.isfinite(number):
-        raise ConversionError(f"{value!r} is not a finite number")
+        raise ConversionError(f"{shown(value)} is not a finite number")
     return number
 
 
@@ -179,11 +188,11 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 def to_unix(value: Any) -> int:
     """Unix seconds from a unix number (seconds or milliseconds) or an ISO-8601 string."""
     if isinstance(value, bool):
-        raise ConversionError(f"{value!r} is not a date")
+        raise ConversionError(f"{shown(value)} is not a date")
     if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip())):
         seconds = float(value)
         if not abs(seconds) < 1e13:          # also NaN and infinity: no date at all
-            raise ConversionError(f"{value!r} is out of range for a date")
+            raise ConversionError(f"{shown(value)} is out of range for a date")
         return int(seconds / 1000 if seconds > 100_000_000_000 else seconds)
     if isinstance(value, str):
         text = value.strip()
@@ -193,11 +202,11 @@ def to_unix(value: Any) -> int:
             else:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
         except ValueError:
-            raise ConversionError(f"{value!r} is not a date (use ISO-8601 or unix seconds)") from None
+            raise ConversionError(f"{shown(value)} is not a date (use ISO-8601 or unix seconds)") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
         return int(parsed.timestamp())
-    raise ConversionError(f"{value!r} is not a date")
+    raise ConversionError(f"{shown(value)} is not a date")
 
 
 # A field error's reason when Intercom refused the attribute (a 400 naming it): Intercom's words follow.

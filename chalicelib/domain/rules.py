@@ -47,18 +47,20 @@ def matches(rule: Qualification, data_type: str, value: Any) -> bool:
         return False
     expected = _typed(rule.value, data_type, rule.case_sensitive)
     if rule.operator == "equals":
-        if isinstance(actual, (int, float)) and isinstance(expected, (int, float)) and \
-                not isinstance(actual, bool) and not isinstance(expected, bool):
-            return float(actual) == float(expected)
-        return actual == expected
+        return actual == expected         # (Python compares an int with an int or a float exactly)
     if rule.operator == "contains":
         return str(expected) in str(actual)
     if rule.operator == "gte":
         try:
-            return float(actual) >= float(expected)
+            return _number(actual) >= _number(expected)
         except (TypeError, ValueError):
             return False
     return False
+
+
+def _number(value: Any) -> int | float:
+    """A number as it is (a whole number past 2**53 stays exact), anything else as a float."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else float(value)
 
 
 def evaluate(rule: Qualification, data_type: str, value: Any, baseline: Any, armed: bool) -> Evaluation:

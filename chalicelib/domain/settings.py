@@ -459,7 +459,7 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                 problems.append(f"{key}: {row.to} is archived in Intercom — unarchive it or map another attribute")
             if attr.get("api_writable") is False:
                 problems.append(f"{key}: {row.to} is read-only in Intercom — map a writable attribute")
-            dtype = attr.get("data_type") or "string"
+            dtype = attribute_type(row.to, attributes)      # (the type each join converts to)
             unsupported = type_unsupported(dtype)
             if unsupported:         # whatever the source: no value converts to it
                 problems.append(f"{key}: {row.to}: {unsupported} — map it to a text, number, decimal, true/false "

@@ -27,7 +27,7 @@ from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, InvalidSettings, Permanent, TokenRefused, unforeseen, waits
+from ..errors import Deferred, Disconnected, InvalidSettings, Permanent, TokenRefused, unforeseen, waits
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -233,7 +233,9 @@ def _recorded(attempts: list[Attempt], deps: WorkDeps) -> None:
     """The emails search did not show: the bridge's own records of them (one read for the batch, none when
     search showed every email), in the same workspace only. A contact another campaign's link names for the
     email may be too new for search (made seconds ago, in another batch): read (following a merge; a contact
-    gone is no longer there), it is found as search would have shown it."""
+    gone is no longer there), it is found as search would have shown it. Such a link is only a hint: a contact
+    Intercom will not show for good (merged with no survivor named, a 4xx) is left, said in the history, and
+    the join goes on as if search had found nothing; only a failure worth another try fails the try."""
     missed: dict[tuple[str, str], list[Attempt]] = {}
     for attempt in _active(attempts):
         email = str(attempt.plan.payload.email) if attempt.plan is not None else ""
@@ -249,13 +251,30 @@ def _recorded(attempts: list[Attempt], deps: WorkDeps) -> None:
         named = {link.contact_id: link.ref for link in records.linked_to_email(workspace, email)
                  if link.contact_id and link.ref not in {a.ref for a in group}}
         for contact_id, ref in named.items():
-            contact = _together(group, lambda: _find(deps.apis.intercom(workspace), contact_id))
+            pointer = f"the bridge's link of user {ref.rf_user_id} in campaign {ref.campaign_id}"
+            contact = _together(group, lambda: _hint(deps.apis.intercom(workspace), contact_id, pointer, group))
             if contact is None:
                 continue
             for attempt in _active(group):
                 attempt.found.append(contact)
-                attempt.recorded[str(contact["id"])] = f"the bridge's link of user {ref.rf_user_id} in campaign " \
-                    f"{ref.campaign_id}: Intercom's search did not show it yet"
+                attempt.recorded[str(contact["id"])] = f"{pointer}: Intercom's search did not show it yet"
+
+
+def _hint(intercom: IntercomPort, contact_id: str, pointer: str, group: list[Attempt]) -> Optional[dict]:
+    """The contact a link of another campaign names, or None when it cannot be used for good (gone, merged with
+    no survivor named, refused): then said in each attempt's history. A token refused, a workspace disconnected
+    or a failure worth another try is raised (the join could not create either)."""
+    try:
+        return _find(intercom, contact_id)
+    except (TokenRefused, Disconnected):
+        raise
+    except (Permanent, Merged) as exc:
+        reason = exc.reason if isinstance(exc, Permanent) else str(exc)
+        for attempt in _active(group):
+            attempt.entries.append(Entry("contact", "hint_unusable", f"contact {contact_id}, named by {pointer}, "
+                                         f"cannot be used ({reason}): looked for as if search had found nothing, "
+                                         "and created if nothing else is found"))
+        return None
 
 
 def _with_email(contacts: list[dict], email: str) -> list[dict]:

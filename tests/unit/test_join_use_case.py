@@ -214,6 +214,41 @@ def test_a_recorded_contact_merged_since_is_followed_and_a_deleted_one_is_not_us
                                                   ("lead", ("contact", "created")))
 
 
+@pytest.mark.parametrize("unusable", ["merged_without_survivor", "refused"])
+def test_a_recorded_contact_that_cannot_be_used_for_good_is_only_a_lost_hint_and_the_lead_is_created(unusable):
+    """Another campaign's link is a hint: when the contact it names was merged with no survivor named, or
+    Intercom refuses to show it (a 4xx), Ann's join goes on as if search had found nothing, and says why."""
+    work = world()
+    _, recorded = joined(work, user="8")
+    intercom = work.apis.intercom_
+    intercom.unsearchable.add(recorded["id"])
+    if unusable == "merged_without_survivor":
+        intercom.merge(recorded["id"], None)
+    else:
+        intercom.fail["get"] = Permanent("Intercom answered 403: forbidden", status=403)
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    link = link_of(work)
+    assert link.contact_id != recorded["id"] and intercom.contacts[link.contact_id]["role"] == "lead"
+    assert ("contact", "created") in history(work)
+    [note] = [r for r in reasons(work) if f"contact {recorded['id']}" in r]
+    assert "user 8 in campaign 42" in note and "created" in note
+
+
+@pytest.mark.parametrize("error", [Transient("Intercom answered 503", status=503).unavailable("Intercom"),
+                                   Uncertain("Intercom did not answer: read timed out")], ids=["outage", "timeout"])
+def test_a_recorded_contact_intercom_cannot_show_for_now_fails_the_try_without_creating(error):
+    work = world()
+    _, recorded = joined(work, user="8")
+    intercom = work.apis.intercom_
+    intercom.unsearchable.add(recorded["id"])
+    intercom.fail["get"] = error
+    if isinstance(error, Uncertain):                         # a try used up: the batch hands it back
+        assert "1 of 1 records will be retried" in comes_back(work, join())
+    else:                                                    # an outage: waited out
+        assert run(work, join()) == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}
+    assert "create" not in intercom.calls and link_of(work).status is not LinkStatus.LINKED
+
+
 def test_the_same_join_again_is_a_counted_repeat_and_changes_nothing():
     work = world()
     run(work, join())

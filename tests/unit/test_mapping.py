@@ -96,6 +96,19 @@ def test_a_list_or_an_object_is_no_text_and_is_recorded_not_written_as_python_sh
 _OPENAPI = {"string": "string", "integer": "integer", "boolean": "boolean", "date": "integer"}
 
 
+@pytest.mark.parametrize("value,dtype", [
+    (["x" * 100] * 2000, "string"), ({"k": "x" * 200_000}, "string"), ("x" * 200_000, "integer"),
+    ("9" * 5000, "integer"), ("x" * 200_000, "float"), ("x" * 200_000, "boolean"), ("x" * 200_000, "date"),
+    ("1" * 200_000, "date")])
+def test_a_long_value_that_cannot_be_converted_is_quoted_cut_short_in_its_reason(value, dtype):
+    """A webhook field may be as long as its body (256 KB): the reason, kept in the join's history, quotes
+    80 characters of it, not the whole."""
+    with pytest.raises(ConversionError) as raised:
+        convert(value, dtype)
+    reason = str(raised.value)
+    assert len(reason) < 160 and repr(value)[:79] + "…" in reason
+
+
 @pytest.mark.parametrize("schema", ["create_contact_request", "update_contact_request", "contact"])
 def test_the_standard_attributes_have_the_types_intercoms_openapi_file_gives(schema):
     """What the bridge writes (and the type a rule's value is read and searched as) is what Intercom 2.16

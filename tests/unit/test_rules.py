@@ -18,6 +18,15 @@ def test_typed_comparison(dtype, target, value, met):
     assert matches(rule(value=target), dtype, value) is met
 
 
+@pytest.mark.parametrize("operator,target,value,met", [
+    ("equals", 12345678901234567, 12345678901234568, False), ("equals", "12345678901234567", "12345678901234567", True),
+    ("equals", 12345678901234567, "12345678901234567", True), ("gte", 12345678901234568, 12345678901234567, False),
+    ("gte", "12345678901234567", 12345678901234568, True)])
+def test_whole_numbers_past_what_a_float_holds_compare_exactly(operator, target, value, met):
+    """Two account numbers 1 apart are two values (as floats they are one)."""
+    assert matches(rule(operator=operator, value=target), "integer", value) is met
+
+
 def test_case_sensitive_when_configured():
     assert not matches(rule(case_sensitive=True), "string", "yes")
 

@@ -167,6 +167,17 @@ def test_a_mapping_to_an_attribute_type_the_bridge_cannot_write_is_refused_whate
     assert error.reason == f"attribute type '{dtype}' is not supported"
 
 
+@pytest.mark.parametrize("source", [{"from": "code"}, {"value": "ops-team"}])
+def test_owner_id_listed_as_a_number_is_checked_as_the_text_each_join_writes(source):
+    """The workspace's list may call owner_id an integer; the join writes it as text (Intercom's API does): the
+    check refuses what the join would write no more than the join does."""
+    from chalicelib.domain.mapping import build_payload
+    s = parse_settings(base(fields=[{"from": "email", "to": "email"}, {**source, "to": "owner_id"}]))
+    workspace = {**WORKSPACE, "owner_id": {"full_name": "owner_id", "data_type": "integer", "api_writable": True}}
+    assert build_payload(s.leads.fields, {"email": "a@b.co", "code": "c7"}, workspace).errors == []
+    assert check_against_workspace(s, workspace) == []
+
+
 @pytest.mark.parametrize("leads", [
     {"action": "nothing"},                                                          # no lead's contact is made
     {"fields": [{"from": "email", "to": "email"}, {"from": "meta.signed_up", "to": "custom_attributes.signed_up"}]},
