@@ -740,7 +740,7 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
         raise CliError("--raw shows the payloads as queued: give it with --show-payload")
     found = _look(args, rt)
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
-                                  raw=args.raw)
+                                  raw=args.raw, token_apps=dead_letters.token_apps(rt, found.letters))
     if args.json:
         _print(listed)
         return 0

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, Sequence, TypeVar
 
 from .domain.advice import RF_TOKEN_REPLAY, reconnect, refused_token, rf_token_fix
+from .domain.apps import reconnects
 
 E = TypeVar("E", bound="WorkError")
 
@@ -178,9 +179,10 @@ class Disconnected(Permanent):
     """The operator disconnected the workspace: its work waits in the dead-letter queue, with this
     one reason (it starts with DISCONNECTED), until the workspace is connected again and the queue replayed."""
 
-    def __init__(self, workspace: str):
-        super().__init__(f"{DISCONNECTED}: {parked(workspace)} — reconnect it (`bridge workspace connect "
-                         f"{workspace}`, which asks for the token, or OAuth), then `{replay_parked(workspace)}`")
+    def __init__(self, workspace: str, connected: Sequence[str] = ()):
+        """`connected`: the apps its connection says it was connected through (each one's reconnect is named)."""
+        super().__init__(f"{DISCONNECTED}: {parked(workspace)} — reconnect it: {reconnects(workspace, list(connected))},"
+                         f" then `{replay_parked(workspace)}`")
         self.workspace = workspace
 
 

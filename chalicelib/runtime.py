@@ -228,7 +228,7 @@ class Runtime:
                 if isinstance(conn, Exception):
                     raise conn
                 if conn is not None and conn.status == "disconnected":
-                    raise Disconnected(workspace)
+                    raise Disconnected(workspace, apps(conn.secrets))
             elif isinstance(read, Exception):
                 raise read
             else:
@@ -249,7 +249,7 @@ class Runtime:
                     now = self.store.connections.workspace(workspace)
                     if now is not None and now.status == "disconnected":
                         self._cache.pop(("intercom", workspace), None)
-                        raise Disconnected(workspace)
+                        raise Disconnected(workspace, apps(now.secrets))
                 return fresh
             self._adopt_attributes(workspace, conn.attribute_list)
             return IntercomClient(conn.api_base or self.url("intercom_base_url"), token, workspace, conn.token_app,

@@ -8,7 +8,7 @@ import re
 from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 from ..ports import Later, MessageTooLarge, NotSent, ReceivedLetter
-from ..ports.queue import OUTAGE_SINCE, REASON_KEPT, TRIES, WAITS
+from ..ports.queue import OUTAGE_SINCE, REASON_KEPT, TRIES, WAITS, WAITS_FOR
 
 SQS_MAX_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
@@ -68,7 +68,9 @@ class Queue:
             "MessageAttributes": {TRIES: {"DataType": "Number", "StringValue": str(m.tries)},
                                   WAITS: {"DataType": "Number", "StringValue": str(m.waits)},
                                   **({OUTAGE_SINCE: {"DataType": "Number", "StringValue": f"{m.outage_since:.3f}"}}
-                                     if m.outage_since is not None else {})}}, m.body)
+                                     if m.outage_since is not None else {}),
+                                  **({WAITS_FOR: {"DataType": "String", "StringValue": m.waits_for}}
+                                     if m.outage_since is not None and m.waits_for else {})}}, m.body)
             for m in later])
 
     def _send_batches(self, entries: list[tuple[dict, dict | str]]) -> None:

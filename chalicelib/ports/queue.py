@@ -27,7 +27,9 @@ class NotSent(RuntimeError):
 
 
 TRIES, WAITS = "bridge-tries", "bridge-waits"      # the message attributes of a copy sent to wait
-OUTAGE_SINCE = "bridge-outage-since"                # (and when its first wait for a vendor's outage began)
+OUTAGE_SINCE = "bridge-outage-since"                # (and when its first wait for a vendor's outage began,
+WAITS_FOR = "bridge-waits-for"                      # or for a refused token: TOKEN)
+TOKEN = "token"
 REASON_KEPT = 1000                                  # a dead letter keeps this much of its reason (an attribute)
 
 
@@ -35,13 +37,15 @@ REASON_KEPT = 1000                                  # a dead letter keeps this m
 class Later:
     """A message sent back to the queue to wait: its body as it came, how long it waits, and the
     tries and waits it has had (carried as message attributes, since SQS counts receives only), and
-    since when it waits out a vendor's outage (the epoch seconds of its first such wait, or None)."""
+    since when it waits out a vendor's outage (the epoch seconds of its first such wait, or None), and
+    `waits_for`: TOKEN when that wait is for a workspace's refused token (each counts its own budget)."""
 
     body: str
     delay: float
     tries: int
     waits: int
     outage_since: Optional[float] = None
+    waits_for: Optional[str] = None
 
 
 @dataclass(frozen=True)

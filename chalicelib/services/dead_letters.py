@@ -83,10 +83,10 @@ class DeadLetter:
         """The reason as doctor and `dlq list` show it: its emails masked (a `--reason` matches the stored one)."""
         return mask_emails(self.reason, self.given_email)
 
-    def view(self, show_payload: bool = False, raw: bool = False) -> dict:
+    def view(self, show_payload: bool = False, raw: bool = False, token_apps: Optional[dict] = None) -> dict:
         """The letter for `dlq list`: whom it is about (email masked), and with `show_payload` its message,
         its emails (and its reason's) masked too unless `raw` (as queued: e.g. to see what Intercom refused in an
-        email)."""
+        email). `token_apps`: whose each workspace's token is (token_apps()), for a refused token's reconnect."""
         out = {k: v for k, v in (("message_id", self.message_id), ("reason", self.reason if raw else self.shown_reason),
                                  ("attempts", self.attempts), ("failed_at", self.failed_at), ("kind", self.kind),
                                  ("campaign_id", self.campaign_id), ("rf_user_id", self.rf_user_id),
@@ -98,7 +98,9 @@ class DeadLetter:
         # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
         elif plan_restricted(self.reason) or rf_token_refused(self.reason) or (
                 refused_token_of(self.reason) and self.kind != SEARCH):   # (a search's: nothing to replay, below)
-            out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id, self.workspace)
+            refused = refused_token_of(self.reason)
+            out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id,
+                                    refused or self.workspace, token_app=(token_apps or {}).get(refused))
         elif self.kind == SEARCH:
             out["fix"] = SEARCH_FIX
         if show_payload:
@@ -368,11 +370,20 @@ def list_dead(rt: Discarding) -> list[DeadLetter]:
     return look(rt).letters
 
 
-def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int = 0, raw: bool = False) -> dict:
+def token_apps(rt: Discarding, letters: list[DeadLetter]) -> dict[str, Optional[str]]:
+    """Whose the token of each workspace the letters say Intercom refused is (its connection's, when known): the
+    one reconnect that fits it, as doctor names it. The store is read only for such letters."""
+    refused = {w for w in (refused_token_of(d.reason) for d in letters) if w}
+    return {w: conn.token_app if (conn := rt.store.connections.workspace(w)) else None for w in sorted(refused)} \
+        if refused else {}
+
+
+def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int = 0, raw: bool = False,
+            token_apps: Optional[dict[str, Optional[str]]] = None) -> dict:
     return {"total": len(letters), "not_seen": not_seen,
             "by_reason": dict(Counter(d.reason if raw else d.shown_reason for d in letters).most_common()),
             "by_campaign": dict(Counter(d.campaign_id or "(none)" for d in letters).most_common()),
-            "dead_letters": [d.view(show_payload, raw) for d in letters]}
+            "dead_letters": [d.view(show_payload, raw, token_apps) for d in letters]}
 
 
 def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], superseded: bool = False) -> bool:

@@ -229,16 +229,24 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 trail.append(skipped)
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
     histories = {ref: history(ref) for ref in sorted(refs)}
+    token_apps: dict[str, Optional[str]] = {}
+
+    def token_app(workspace: str) -> Optional[str]:
+        """Whose the workspace's token is (its connection's), read once: a refused token's one reconnect."""
+        if workspace not in token_apps:
+            conn = store.connections.workspace(workspace)
+            token_apps[workspace] = conn.token_app if conn is not None else None
+        return token_apps[workspace]
     for d in duplicates:          # what the history of the person it duplicates says about this contact
         ref = PersonRef(d["campaign_id"], d["rf_user_id"])
         for entry in store.history.entries(ref) if ref not in refs else ():
             if query in f"{entry.event} {entry.reason} {entry.details}":
                 trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id,
-                                        **_keyed(entry.view())}, None))
+                                        **_keyed(entry.view())}, None, token_app=token_app))
     for ref, entries in histories.items():
         for entry in entries:
             trail.append(_with_fix({"campaign_id": ref.campaign_id, "rf_user_id": ref.rf_user_id,
-                                    **_keyed(entry.view())}, people.get(ref)))
+                                    **_keyed(entry.view())}, people.get(ref), token_app=token_app))
             kind = (entry.details or {}).get("type") if entry.event == "join_received" else None
             if ref in people and people[ref].kind is None and kind:      # a failed join's: as its webhook said
                 people[ref] = dataclasses.replace(people[ref], kind=kind)
@@ -444,8 +452,10 @@ HINTS = {
                          "rows of `{side}.fields` and apply the settings",
 }
 
-def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample] = None) -> dict:
-    """`refused`: the edge's sample a `webhook_refused` entry tells of (its message says which field)."""
+def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample] = None,
+              token_app: Callable[[str], Optional[str]] = lambda workspace: None) -> dict:
+    """`refused`: the edge's sample a `webhook_refused` entry tells of (its message says which field); `token_app`:
+    whose a workspace's token is (a refused token's reconnect)."""
     details = entry.get("details") or {}
     why = "not_changed" if entry["event"] == "evaluation" and details.get("require_change") else entry["outcome"]
     if (entry["event"], why) == ("contact", "updated_existing") and details.get("kept"):   # values it had, kept
@@ -474,8 +484,10 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
         # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data), or
         # Intercom a workspace's token (its letters, a notification's among them, go back by its reason),
         # or a vendor's outage outlasted the budget (nothing to fix: replay once it answers)
+        refused_for = refused_token_of(reason)
         entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN",
-                                  details.get("workspace"))
+                                  refused_for or details.get("workspace"),
+                                  token_app=token_app(refused_for) if refused_for else None)
     return entry
 
 

@@ -36,7 +36,7 @@ from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessag
                         SyncPageMessage, VerifyMessage)
 from ..observability import Masked, count, logger, mask_emails
 from ..ports import Later, NotSent, WorkQueue
-from ..ports.queue import OUTAGE_SINCE, TRIES, WAITS
+from ..ports.queue import OUTAGE_SINCE, TOKEN, TRIES, WAITS, WAITS_FOR
 from .concurrency import Runner
 from .deps import WorkDeps
 from .duplicates import Verification, on_verify
@@ -74,6 +74,7 @@ class Record:
     tries_before: int = 0      # tries used by the copies this message was deferred from
     waits: int = 0             # how often it was deferred
     outage_since: Optional[float] = None   # its first wait for a vendor's outage (epoch seconds)
+    waits_for: Optional[str] = None        # ... or for a refused token (TOKEN): each wait counts from its own
 
     @property
     def tries(self) -> int:
@@ -92,7 +93,8 @@ class Record:
             return max(0.0, value) if value == value else None     # (not NaN)
         return cls(raw.get("messageId", ""), raw.get("body", ""), raw.get("receiptHandle", ""),
                    int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1")),
-                   int(number(TRIES) or 0), int(number(WAITS) or 0), number(OUTAGE_SINCE))
+                   int(number(TRIES) or 0), int(number(WAITS) or 0), number(OUTAGE_SINCE),
+                   (attributes.get(WAITS_FOR) or {}).get("stringValue"))
 
 
 M = TypeVar("M")
@@ -371,7 +373,8 @@ def settle(results: list[Result], work: Work) -> dict:
         # (NotSent: the others were sent), only the refused ones' originals come back, when their wait ends.
         try:
             work.queue.defer([Later(r.record.body, r.retry_after or DEFAULT_WAIT, r.record.tries - 1,
-                                    r.record.waits + 1, r.record.outage_since) for r in waiting])
+                                    r.record.waits + 1, r.record.outage_since, r.record.waits_for)
+                              for r in waiting])
         except NotSent as exc:
             refused = {body: reason for body, reason in exc.refused}
             for r in waiting:
@@ -406,7 +409,7 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
     logger.info("record waits", extra={"reason": mask_emails(exc.reason), "seconds": round(delay),
                                        "tries": record.tries - 1, "waits": record.waits + 1})
     if exc.status is not None:      # the vendor answered (a 429): an outage it was in has ended
-        record.outage_since = None
+        record.outage_since = record.waits_for = None
     person = exc.person or message.person_ref
     if person:
         try:
@@ -420,14 +423,17 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
 def _outage_wait(work: Work, job: Job, exc: Failure) -> Optional[OutageWait]:
     """How the job waits out the outage `exc` met now (None: it does not, the vendor answers again): decided
     once (its handler may have asked first, to record it). A refused token waits for the workspace's reconnect."""
+    # Each kind of wait counts its budget from its own beginning: a refused token's is not an outage's before it.
+    token = isinstance(exc, TokenRefused)
+    since = job.record.outage_since if (job.record.waits_for == TOKEN) == token else None
     if not job.decided and isinstance(exc, TokenRefused):
         job.outage, job.decided = token_wait(
-            exc.workspace, token_wait_fix(exc.workspace, exc.token_app), exc.reason, job.record.outage_since,
+            exc.workspace, token_wait_fix(exc.workspace, exc.token_app), exc.reason, since,
             work.clock(), work.config.outage_hours * 3600, random.random()), True
     if not job.decided:
         assert exc.outage is not None
         job.outage, job.decided = outage_wait(
-            exc.outage, exc.reason, job.record.outage_since, work.clock(), work.config.outage_hours * 3600,
+            exc.outage, exc.reason, since, work.clock(), work.config.outage_hours * 3600,
             random.random(), exc.retry_after, exc.status, work.deps.apis.answered(exc.outage, exc.where)), True
     return job.outage
 
@@ -444,7 +450,7 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
         since = {"refused_since" if decided.workspace else "outage_since": iso(decided.since)}
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
                      {**since, **({} if decided.workspace else {"last_answer": exc.reason})})
-    record.outage_since = decided.since
+    record.outage_since, record.waits_for = decided.since, TOKEN if decided.workspace else None
     # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
     count("IntercomTokenRefused" if decided.workspace else "RFUnavailable" if exc.outage == "Referral Factory"
           else "IntercomUnavailable")

@@ -72,7 +72,8 @@ def returns(start: float, end: float, gap: float) -> list[float]:
 #: What the README says of each alarm: it clears within this long of the vendor's answering again (at the latest, the
 #: last record that met the fault did so as the vendor came back).
 CLEARS = {"RFBlockedAlarm": ("clears within half an hour of RF answering again", 1800),
-          "VendorOutageAlarm": ("clears within 45 minutes of their answering again", 2700)}
+          "VendorOutageAlarm": ("clears within 45 minutes of their answering again", 2700),
+          "IntercomTokenRefusedAlarm": ("clears within half an hour of the reconnect", 1800)}
 
 
 @pytest.mark.parametrize("alarm", sorted(CLEARS))
@@ -81,8 +82,8 @@ CLEARS = {"RFBlockedAlarm": ("clears within half an hour of RF answering again",
 def test_an_alarm_notifies_once_when_its_fault_begins_and_once_when_it_ends_not_every_quarter_hour(alarm, gap, start):
     """RF's IP block (RFBlocked: a record meets the open circuit each time it comes back, every recheck, at most
     every SQS's longest delay) and a vendor's outage (IntercomUnavailable / RFUnavailable: a waiting record
-    comes back at most every outage.LONGEST_WAIT, SQS's longest delay), each lasting 6 hours, beginning
-    anywhere in a period."""
+    comes back at most every outage.LONGEST_WAIT, SQS's longest delay) and a workspace's refused token
+    (IntercomTokenRefused: its work waits as for an outage), each lasting 6 hours, beginning anywhere in a period."""
     props = load_template()["Resources"][alarm]["Properties"]
     met = returns(start, start + 6 * 3600, gap)
     states = evaluate(props, counted(props, met), met[-1] + 3 * 3600)

@@ -95,6 +95,14 @@ def test_every_metric_the_dashboard_shows_from_the_app_is_emitted_by_the_code():
     assert {dims for namespace, _, dims in dashboard() if namespace == NAMESPACE} == {("service", "${Prefix}")}
 
 
+def test_every_metric_an_alarm_watches_from_the_app_is_on_the_dashboard():
+    """An alarm's email sends the operator to the dashboard: what it fired on is there to look at (how long, how
+    much), as the vendor outages and RF's block are."""
+    watched = {name for metrics in alarm_metrics().values() for namespace, name, _ in metrics if namespace == NAMESPACE}
+    shown = {name for namespace, name, _ in dashboard() if namespace == NAMESPACE}
+    assert watched and watched - shown == set(), f"alarmed on, not on the dashboard: {watched - shown}"
+
+
 def test_every_metric_an_alarm_watches_from_the_app_is_emitted_by_the_code_for_this_stage():
     watched = [m for metrics in alarm_metrics().values() for m in metrics if m[0] == NAMESPACE]
     assert {name for _, name, _ in watched} >= {"RFBlocked", "IntercomUnavailable", "RFUnavailable"}
@@ -195,7 +203,7 @@ def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_
     widgets = json.loads(load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
     [outages] = [w for w in widgets["widgets"] if w["properties"].get("title", "").startswith("Vendor outages")]
     assert [(ns, name) for ns, name, _ in dashboard_metrics(json.dumps({"widgets": [outages]}))] == [
-        (NAMESPACE, "IntercomUnavailable"), (NAMESPACE, "RFUnavailable")]
+        (NAMESPACE, "IntercomUnavailable"), (NAMESPACE, "RFUnavailable"), (NAMESPACE, "IntercomTokenRefused")]
 
 
 def test_the_dead_letter_alarm_and_the_readme_say_how_long_a_dead_letter_is_kept():

@@ -111,8 +111,8 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
     bridge.drain()
     dead = bridge.dead_letters()
     assert len(dead) == 2
-    assert all(d["reason"] == "workspace disconnected: Intercom workspace vne310wv was disconnected — reconnect it "
-               "(`bridge workspace connect vne310wv`, which asks for the token, or OAuth), then "
+    assert all(d["reason"] == "workspace disconnected: Intercom workspace vne310wv was disconnected — reconnect it: "
+               "`bridge workspace connect vne310wv` (it asks for the token), then "
                '`bridge dlq replay --reason "Intercom workspace vne310wv was disconnected"`' and d["attempts"] == 1
                for d in dead)                                                                       # no retry
     assert len(intercom.requests) == calls and rf.qualification_calls == []        # nothing reached anyone
@@ -297,6 +297,7 @@ def test_a_refused_token_gets_one_fix_everywhere_whose_replay_brings_back_that_w
     reconnect = "`bridge workspace connect vne310wv` (it asks for the new token)"
     assert fixes["intercom.token"] == f"{reconnect}; what waits for it then goes on by itself, with no replay"
     assert fixes["dead_letters"] == f"{reconnect}, then `{advice}`"            # (a private app's token: no OAuth link)
+    assert listed["42"]["fix"] == failed["fix"] == fixes["dead_letters"]      # `dlq list`, explain know whose too
     assert "ws-b's token" in listed["43"]["fix"] and WORKSPACE not in listed["43"]["fix"]
 
     intercom.tokens.add("new-token")

@@ -45,6 +45,8 @@ class Sqs:
                 self.send(later.body, now + later.delay, attributes={
                     name: {"stringValue": str(value), "dataType": "Number"} for name, value in (
                         ("bridge-tries", later.tries), ("bridge-waits", later.waits),
-                        ("bridge-outage-since", later.outage_since)) if value is not None})
+                        ("bridge-outage-since", later.outage_since)) if value is not None} | ({
+                    "bridge-waits-for": {"stringValue": later.waits_for, "dataType": "String"}}
+                        if later.waits_for else {}))
             for message, delay in zip(queue.sent[sent:], queue.sent_delays[sent:]):
                 self.send(message, now + delay)

@@ -67,23 +67,43 @@ def test_a_wait_never_dead_letters_however_often_it_comes_back():
     assert {d.tries for d in work.queue.deferred} == {0}
 
 
+class Sending:
+    """An SQS client that keeps each SendMessageBatch's arguments (and answers that all were sent)."""
+
+    def __init__(self):
+        self.sent: list = []
+
+    def send_message_batch(self, **kw):
+        self.sent.append(kw)
+        return {}
+
+
 def test_the_copy_keeps_the_body_and_sqs_caps_its_delay():
     from chalicelib.adapters.queue import MAX_DELAY_SECONDS, Queue
     from chalicelib.ports import Later
 
-    class Client:
-        sent: list = []
-
-        def send_message_batch(self, **kw):
-            self.sent.append(kw)
-            return {}
-    queue = Queue("https://sqs/q", client=Client())
+    client = Sending()
+    queue = Queue("https://sqs/q", client=client)
     queue.defer([Later('{"kind":"intercom.check"}', 7200.0, 2, 5), Later("{}", 0.4, 0, 1)])
-    [batch] = Client.sent
+    [batch] = client.sent
     assert [e["DelaySeconds"] for e in batch["Entries"]] == [MAX_DELAY_SECONDS, 1]
     assert batch["Entries"][0]["MessageBody"] == '{"kind":"intercom.check"}'
     assert batch["Entries"][0]["MessageAttributes"]["bridge-tries"] == {"DataType": "Number", "StringValue": "2"}
     assert Record.from_lambda({"messageAttributes": {"bridge-tries": {"stringValue": "x"}}}).tries_before == 0
+
+
+def test_a_copy_waiting_for_a_refused_token_says_so_and_is_read_back_so():
+    """Its budget is counted from its own first wait, not from an outage's before it (worker._outage_wait)."""
+    from chalicelib.adapters.queue import Queue
+    from chalicelib.ports import Later
+
+    client = Sending()
+    Queue("https://sqs/q", client=client).defer([Later("{}", 60.0, 0, 1, 1000.0, "token"), Later("{}", 60.0, 0, 1, 9.0)])
+    token, outage = [e["MessageAttributes"] for e in client.sent[0]["Entries"]]
+    assert token["bridge-waits-for"] == {"DataType": "String", "StringValue": "token"} and "bridge-waits-for" not in outage
+    attributes = {k: {"stringValue": v["StringValue"], "dataType": v["DataType"]} for k, v in token.items()}
+    read = Record.from_lambda({"messageAttributes": attributes})
+    assert (read.outage_since, read.waits_for) == (1000.0, "token")
 
 
 def test_a_batch_send_sqs_half_refuses_sends_every_batch_and_names_each_refused_message():

@@ -165,6 +165,27 @@ def test_a_token_read_ahead_for_a_workspace_not_connected_is_not_kept():
     assert rt.intercom("ws1")._token == "new"
 
 
+@pytest.mark.parametrize("marks, named, not_named", [
+    (["token", "oauth"], "`bridge workspace oauth-link --workspace ws1`", "`bridge workspace connect ws1`"),
+    (["token", "client-secret"], "`bridge workspace connect ws1`", "oauth-link")])
+def test_a_disconnected_workspaces_letters_name_the_reconnect_of_the_apps_it_was_connected_through(
+        marks, named, not_named):
+    """Connected by OAuth alone, a workspace has no token the operator could type: its letters said
+    `bridge workspace connect ... or OAuth` whatever the app; they name what `workspace disconnect` said."""
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.errors import Disconnected
+
+    store = MemoryStore()
+    store.connections.put_workspace("ws1", marks)
+    store.connections.disconnect_workspace("ws1")
+    rt = Runtime(Config.from_env({"BRIDGE_SECRETS_PATH": "/p"}), clock=FakeClock(), queue=FakeQueue(), store=store,
+                 secrets=MemorySecrets("/p", {}))
+    with pytest.raises(Disconnected) as parked:
+        rt.intercom("ws1")
+    assert named in parked.value.reason and not_named not in parked.value.reason, parked.value.reason
+    assert parked.value.reason.endswith('`bridge dlq replay --reason "Intercom workspace ws1 was disconnected"`')
+
+
 def test_a_workspace_connected_while_a_cold_container_reads_it_is_not_refused():
     """`connect` stores the token, then marks the workspace active. Read at once, the token's read may
     come just before the token was stored and the connection's just after it was marked active: the

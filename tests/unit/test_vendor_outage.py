@@ -383,3 +383,30 @@ def test_each_outage_wait_is_counted_by_vendor_apart_from_the_other_waits_in_the
     [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert emf["IntercomUnavailable"] == [1.0] and emf["RFUnavailable"] == [1.0, 1.0]
 
+
+
+@pytest.mark.parametrize("first, then", [("outage", "token"), ("token", "outage")])
+def test_a_refused_token_and_an_outage_each_wait_their_own_budget_when_one_follows_the_other(first, then):
+    """A join waits out 23 h of one (Intercom's outage, or a workspace's refused token); the other follows (Intercom
+    comes back refusing the token, revoked meanwhile; or the workspace is reconnected as Intercom goes down). The
+    second is a wait of its own, for up to BRIDGE_OUTAGE_HOURS from its beginning, as README says ("from its first
+    refusal"): it was counted from the first one's beginning, so the join was dead-lettered an hour later, its
+    letter saying the token was refused since the outage began."""
+    from chalicelib.domain.history import iso
+    from chalicelib.errors import TokenRefused
+    refused = "Intercom answered 401 unauthorized: Access Token Invalid"
+    errors = {"outage": lambda: ApiError("Intercom", 503, "Service Unavailable"),
+              "token": lambda: TokenRefused(f"{refused} — reconnect", "ws", "private", refused, status=401)}
+    intercom = FakeIntercom()
+    work = FakeWork(FakeApis(intercom, FakeRF()))
+    work.store.settings.put("42", SETTINGS, "ws")
+    sqs, start = Sqs(work), work.clock()
+    intercom.down = errors[first]
+    sqs.send(join(), start)
+    sqs.run_until(start + 23 * HOUR)
+    began = min(at for at, _ in sqs.due)                # the second one's first try
+    intercom.down = errors[then]
+    sqs.run_until(start + 30 * HOUR)
+    assert work.queue.dead == [] and sqs.due, "dead-lettered within an hour of the second wait's beginning"
+    said = [e.reason or "" for e in work.store.history.entries(PersonRef("42", "7")) if e.event == "waiting"][-1]
+    assert f"since {iso(began)}" in said, said
