@@ -258,6 +258,9 @@ class MemoryLinks:
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]:
         return self.tables.referrals.get(PersonRef(*ref))
 
+    def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
+        return {PersonRef(*r): c for r in refs if (c := self.tables.referrals.get(PersonRef(*r))) is not None}
+
     def referrals_in(self, campaign_id: str) -> dict[PersonRef, ReferralCount]:
         return {r: c for r, c in sorted(self.tables.referrals.items()) if r.campaign_id == campaign_id}
 

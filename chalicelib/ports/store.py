@@ -105,6 +105,8 @@ class LinkRepository(Protocol):
 
     # referral counts (the referrer's PersonRef; services/referral_count.py)
     def referrals(self, ref: PersonRef) -> Optional[ReferralCount]: ...
+    def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
+        """The counts kept of these people, read at once (strongly consistent): those with none are left out."""
     def referrals_in(self, campaign_id: str) -> dict[PersonRef, ReferralCount]:
         """Every count the campaign keeps (a query of its counts alone, page after page; not strongly consistent)."""
     def referrer_contact(self, ref: PersonRef, contact_id: str, workspace: str) -> ReferralCount:

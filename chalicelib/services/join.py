@@ -787,7 +787,7 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
     """In a campaign that keeps referral counts: each referrer a finished lead's join counted for gets
     their count written back (one message per referrer), and so does a referrer whose own join linked
     their contact (leads may have joined before them), and a lead whose own join linked hers, if she has a
-    count (leads get a referral link too; most refer nobody: one read each, no write of 0 to every lead). A
+    count (leads get a referral link too; most refer nobody: one read of the batch's, no write of 0 to every lead). A
     repeated lead's join asks again, in case the worker that finished it died before asking (or its send
     failed): the write is then made only if Intercom lacks it. A failed read or send is the failure of the
     joins that asked (not of the batch)."""
@@ -829,13 +829,15 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
                     contacts[attempt.ref] = str(attempt.reached.contact["id"])
     if deps.queue is None:
         return
-    for attempt in leads:
-        try:
-            kept = deps.links.referrals(attempt.ref)
-        except Exception as exc:
+    try:
+        kept = deps.links.referrals_many(a.ref for a in leads) if leads else {}
+    except Exception as exc:
+        for attempt in leads:
             _failed_after(attempt, exc)
-            continue
-        if kept is not None and (kept.n or kept.written):
+        leads, kept = [], {}
+    for attempt in leads:
+        count = kept.get(attempt.ref)
+        if count is not None and (count.n or count.written):
             (repeated if attempt.outcome == "repeat" else counted).setdefault(attempt.ref, []).append(attempt)
     again = set(repeated) - set(counted)
     if not (counted or again):

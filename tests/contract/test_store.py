@@ -1638,6 +1638,17 @@ def test_a_campaigns_counts_are_read_together_and_only_those_that_exist(store):
     assert store.links.referrals_in("99") == {}
 
 
+def test_the_counts_of_several_people_are_read_at_once_and_only_those_kept(store):
+    _finish_leads(store, "1", "2")
+    _finish_leads(store, "3", counts_for="200")
+    store.links.referrer_contact(PersonRef("43", "100"), "c7", WS)           # another campaign's, same user id
+    wanted = [REFERRER, PersonRef("42", "200"), PersonRef("42", "300"), PersonRef("43", "100")]
+    assert store.links.referrals_many(iter(wanted)) == {
+        REFERRER: ReferralCount(2), PersonRef("42", "200"): ReferralCount(1),
+        PersonRef("43", "100"): ReferralCount(0, None, "c7", workspace=WS)}   # 300 keeps none: left out
+    assert store.links.referrals_many([]) == {}
+
+
 def test_forgetting_a_referrer_erases_their_count_and_the_contact_it_named(store):
     _finish_leads(store, "1")
     store.links.referrer_contact(REFERRER, "c9", WS)

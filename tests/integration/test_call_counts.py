@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Optional
 
 import pytest
 
@@ -27,9 +28,9 @@ def one_batch(bridge, n: int):
     return outcome
 
 
-def warm(bridge, rf) -> None:
-    """The demo campaign, and a worker made warm by one join done (and its verification)."""
-    bridge.apply(demo_settings())
+def warm(bridge, rf, settings: Optional[dict] = None) -> None:
+    """The demo campaign (or `settings`), and a worker made warm by one join done (and its verification)."""
+    bridge.apply(settings or demo_settings())
     bridge.post_join(join_body(new_lead(rf, email="warm@example.com")))
     bridge.drain()
     bridge.later.release()
@@ -40,6 +41,10 @@ def warm(bridge, rf) -> None:
 def joins_of_new_leads(bridge, intercom, rf, counter):
     """A warm worker (one join done before) takes a batch of 10 joins of new leads."""
     warm(bridge, rf)
+    return batch_of_new_leads(bridge, intercom, rf, counter)
+
+
+def batch_of_new_leads(bridge, intercom, rf, counter):
     for i in range(BATCH):
         assert bridge.post_join(join_body(new_lead(rf, email=f"lead{i}@example.com"))).status_code == 202
     with counter.measure() as counts:
@@ -87,6 +92,18 @@ def test_baseline_a_batch_of_10_new_leads(joins_of_new_leads):
                                              "dynamodb:BatchGetItem": 3}
     assert counts.operations("sqs") == {"sqs:SendMessageBatch": 1}
     assert counts.dynamodb_write_items == 2 + 10 + 40
+
+
+def test_a_batch_of_10_new_leads_in_a_campaign_keeping_counts_reads_their_own_counts_in_one_read(
+        bridge, intercom, rf, counter):
+    """Leads refer people too: each lead's join that linked her contact asks whether she has a count kept (to
+    write it there). The batch's 10 asks are one strongly consistent BatchGetItem, not a GetItem a lead."""
+    intercom.define_attribute("referral_count", "integer")
+    warm(bridge, rf, {**demo_settings(), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}})
+    counts = batch_of_new_leads(bridge, intercom, rf, counter)
+    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 2, "dynamodb:TransactWriteItems": 2,
+                                             "dynamodb:BatchGetItem": 3 + 1}
+    assert counts.operations("sqs") == {"sqs:SendMessageBatch": 2}     # the verifications, the 10 referrers' counts
 
 
 def test_baseline_a_batch_of_10_events_about_unlinked_contacts(unlinked_events):

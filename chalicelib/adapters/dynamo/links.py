@@ -362,6 +362,10 @@ class DynamoLinks:
         item = get(ReferralItem, referrals_key(ref), consistent=True)
         return item.to_count() if item is not None else None
 
+    def referrals_many(self, refs: Iterable[PersonRef]) -> dict[PersonRef, ReferralCount]:
+        items = batch_get(ReferralItem, map(referrals_key, refs), consistent=True)
+        return {referrer_of(i.pk, i.sk): i.to_count() for i in items}
+
     def referrals_in(self, campaign_id: str) -> dict[PersonRef, ReferralCount]:
         pk, prefix = campaign_referrals(campaign_id)
         items = ReferralItem.query(pk, ReferralItem.sk.startswith(prefix))
