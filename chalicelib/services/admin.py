@@ -270,13 +270,15 @@ def _part_way_elsewhere(rt: Operator, settings: CampaignSettings, stored: Option
     c, new = settings.campaign_id, settings.workspace
     joining, _ = rt.store.links.joining_elsewhere(c, new, PEOPLE_COUNTED)
     if joining:
-        n, old = sum(joining.values()), _and(sorted(joining))
+        n = sum(joining.values())
+        old, it = _and(sorted(joining)), "it" if n == 1 else "they"
         raise MovesWorkspace([
             f"workspace: campaign {c} has {how_many(n, n >= PEOPLE_COUNTED, 'join', 'joins')} part-way in workspace "
-            f"{old} (claimed by a worker, or its contact made there, not yet linked); moved to {new} now, "
-            f"{'it' if n == 1 else 'they'} would end linked in {old}, where nothing qualifies the campaign any more, "
-            f"or make a second contact in {new} — apply again once {'it' if n == 1 else 'they'} ended: within minutes "
-            f"(a failed one once its dead letter is replayed: `bridge dlq replay --campaign {c}`)"])
+            f"{old} (claimed by a worker, or its contact made there, not yet linked); moved to {new} now, {it} would "
+            f"end linked in {old}, where nothing qualifies the campaign any more, or make a second contact in {new} — "
+            f"apply again once {it} ended: within minutes, or once Intercom takes the workspace's token again or its "
+            f"outage ends (up to BRIDGE_OUTAGE_HOURS): `bridge doctor {c}` says which (a failed one once its dead "
+            f"letter is replayed: `bridge dlq replay --campaign {c}`)"])
 
 
 def _unchecked(settings: CampaignSettings, stored: Optional[StoredSettings], whole: bool, read_all: bool) -> list[str]:

@@ -147,8 +147,9 @@ def test_settings_deleted_then_applied_naming_another_workspace_are_refused_whil
 # --- a join part-way when the campaign moves -----------------------------------------------------------
 PART_WAY = ("workspace: campaign 42 has 1 join part-way in workspace ws (claimed by a worker, or its contact made "
             "there, not yet linked); moved to ws-b now, it would end linked in ws, where nothing qualifies the "
-            "campaign any more, or make a second contact in ws-b — apply again once it ended: within minutes (a "
-            "failed one once its dead letter is replayed: `bridge dlq replay --campaign 42`)")
+            "campaign any more, or make a second contact in ws-b — apply again once it ended: within minutes, or once "
+            "Intercom takes the workspace's token again or its outage ends (up to BRIDGE_OUTAGE_HOURS): `bridge "
+            "doctor 42` says which (a failed one once its dead letter is replayed: `bridge dlq replay --campaign 42`)")
 
 
 def _two_workspaces() -> tuple[FakeWork, dict[str, FakeIntercom]]:
