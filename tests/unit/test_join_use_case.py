@@ -6,7 +6,7 @@ import pytest
 from chalicelib.domain import people
 from chalicelib.domain.link import MOVED_UNKNOWN, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
-from chalicelib.errors import Deferred, Permanent, Transient, Uncertain
+from chalicelib.errors import Deferred, Permanent, TokenRefused, Transient, Uncertain
 from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
@@ -235,7 +235,9 @@ def test_a_recorded_contact_that_cannot_be_used_for_good_is_only_a_lost_hint_and
 
 
 @pytest.mark.parametrize("error", [Transient("Intercom answered 503", status=503).unavailable("Intercom"),
-                                   Uncertain("Intercom did not answer: read timed out")], ids=["outage", "timeout"])
+                                   Uncertain("Intercom did not answer: read timed out"),
+                                   TokenRefused("Intercom refuses workspace ws's token", "ws", "private", status=401)],
+                         ids=["outage", "timeout", "refused_token"])
 def test_a_recorded_contact_intercom_cannot_show_for_now_fails_the_try_without_creating(error):
     work = world()
     _, recorded = joined(work, user="8")
