@@ -143,10 +143,11 @@ class Bridge:
         return dead_letters(self.rt)
 
     def operator(self):
-        """The operator's CLI runtime: another process, with its own (empty) caches."""
+        """The operator's CLI runtime: another process, with its own (empty) caches, waiting on the
+        test's clock as the workers do (a real sleep would only make the test slower)."""
         from chalicelib.config import Config
         from chalicelib.runtime import Runtime
-        return Runtime(Config.from_env(), clock=self.rt.clock)
+        return Runtime(Config.from_env(), clock=self.rt.clock, sleeper=self.rt.sleeper)
 
     def history(self, campaign_id, rf_user_id) -> dict:
         from chalicelib.services.admin import person_history
