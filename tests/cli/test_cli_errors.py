@@ -256,6 +256,9 @@ def test_with_no_stack_running_and_none_named_every_command_says_so_in_one_line(
         assert one_line(done.stderr) == (
             "bridge: no stack to talk to: no local stack is running (start one with `make run`), and no deployed "
             "one is named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)\n")
+
+
+def test_with_no_stack_running_a_settings_check_needs_none(tmp_path):
     done = subprocess.run([sys.executable, "-c", BRIDGE, str(tmp_path / "absent.json"), "settings", "check",
                            str(ROOT / "docs/examples/campaign.yaml")], env=no_aws(tmp_path), capture_output=True,
                           text=True, timeout=60)
