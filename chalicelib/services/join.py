@@ -836,8 +836,8 @@ def _count_later(attempts: list[Attempt], deps: WorkDeps) -> None:
             _failed_after(attempt, exc)
         leads, kept = [], {}
     for attempt in leads:
-        count = kept.get(attempt.ref)
-        if count is not None and (count.n or count.written):
+        held = kept.get(attempt.ref)
+        if held is not None and (held.n or held.written):
             (repeated if attempt.outcome == "repeat" else counted).setdefault(attempt.ref, []).append(attempt)
     again = set(repeated) - set(counted)
     if not (counted or again):
