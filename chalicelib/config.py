@@ -9,6 +9,13 @@ from typing import Optional
 
 from .domain.oauth import safe_url
 
+#: What the worker keeps of the Lambda's time after its records' AWS calls (a hung one fails its record in time):
+#: to send the waiting copies back, delete the handled messages and raise for the rest (each SQS call an attempt's
+#: time, adapters/aws.WORKER), then RAISE_MS to log and raise. Killed by its timeout, it would log nothing,
+#: count no try and give the whole batch back.
+SETTLE_MS = 8000
+RAISE_MS = 1000
+
 # Where tokens, client secrets and an admin's sign-in are sent: each field, its variable and its default.
 URLS = {"intercom_base_url": ("INTERCOM_BASE_URL", "https://api.intercom.io"),
         "intercom_oauth_url": ("INTERCOM_OAUTH_URL", "https://app.intercom.com/oauth"),

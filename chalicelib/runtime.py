@@ -14,7 +14,7 @@ from .adapters.dynamo import DynamoStore, bind
 from .adapters.queue import Queue
 from .adapters.ratelimit import SharedLimiter
 from .adapters.secrets import SecretCache, SsmSecrets
-from .config import Config
+from .config import SETTLE_MS, Config
 from .errors import Disconnected, Permanent
 from .observability import logger
 from .domain.mapping import compact_attributes
@@ -173,7 +173,7 @@ class Runtime:
         """How long a call may wait (backoff, Retry-After, a full rate window) before the work goes back to the
         queue: the configured cap, and never so long that what must follow the wait no longer fits in the Lambda's
         time: the call's attempt (http_timeout), the record's own AWS write after it (an attempt at
-        adapters/aws.WORKER's bounds) and the worker's settling (services/worker.SETTLE_MS). An attempt that would
+        adapters/aws.WORKER's bounds) and the worker's settling (config.SETTLE_MS). An attempt that would
         not fit is not made (adapters/http.py): the work waits then too."""
         return max(0.0, min(self.config.max_retry_wait,
                             self.remaining_ms() / 1000 - after_wait(self.config.http_timeout)))
@@ -382,9 +382,7 @@ class Runtime:
 def after_wait(http_timeout: float) -> float:
     """The seconds a worker's record needs after a wait for a vendor's call: the call's attempt (`http_timeout`),
     the record's own AWS write after it (an attempt at adapters/aws.WORKER's bounds) and the worker's settling
-    (services/worker.SETTLE_MS). `make deploy` checks the record budget holds it (infra/deploy.budget_problem)."""
-    from .services.worker import SETTLE_MS      # (not on the API function's import path)
-
+    (config.SETTLE_MS). `make deploy` checks the record budget holds it (infra/deploy.budget_problem)."""
     return http_timeout + aws.WORKER.attempt + SETTLE_MS / 1000
 
 

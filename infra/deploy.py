@@ -45,7 +45,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chalicelib.config import Config
+from chalicelib.config import SETTLE_MS, Config
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
 from chalicelib.stage import (APP_NAME, CHALICE_CONFIG, StageError, aws_problem, check_stage, deployed_environment,
                               env_from_outputs, prefix as stage_prefix)
@@ -302,12 +302,11 @@ def budget_problem(base: dict, stage: str) -> Optional[str]:
     """The worker starts no record with less than BRIDGE_RECORD_BUDGET_MS of its time left: with a timeout no
     longer than that, it would start none, and every record would wait in the queue for good (a wait uses up no
     try, so none reaches the dead-letter queue either). And that time must hold one AWS call, retries and all, at
-    the worker's bounds (adapters/aws.WORKER), and the settling after it (services/worker.SETTLE_MS): with less,
+    the worker's bounds (adapters/aws.WORKER), and the settling after it (config.SETTLE_MS): with less,
     a record's call that hangs would get no retry, or its failure no time to be counted. Nor a vendor's call (its
     BRIDGE_HTTP_TIMEOUT) with the record's own AWS write after it: one is started only with that time left."""
     from chalicelib.adapters.aws import WORKER
     from chalicelib.runtime import after_wait
-    from chalicelib.services.worker import SETTLE_MS
     timeout, least = worker_timeout(base, stage), int(WORKER.seconds * 1000 + SETTLE_MS)
     try:
         config = Config.from_env(deployed_environment(base, stage))

@@ -27,7 +27,7 @@ from typing import (Any, Callable, ContextManager, Generic, Hashable, Iterable, 
                     TypeVar)
 
 from .. import messages
-from ..config import Config
+from ..config import RAISE_MS, SETTLE_MS, Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
 from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, token_wait, unavailable
@@ -156,12 +156,6 @@ def runner(workers: int) -> Runner:
         _RUNNERS[workers] = Runner(workers)
     return _RUNNERS[workers]
 DEFAULT_WAIT = 30.0                    # a wait that did not say how long
-#: What the worker keeps of the Lambda's time after its records' AWS calls (a hung one fails its record in time):
-#: to send the waiting copies back, delete the handled messages and raise for the rest (each SQS call an attempt's
-#: time, adapters/aws.WORKER), then RAISE_MS to log and raise. Killed by its timeout, it would log nothing,
-#: count no try and give the whole batch back.
-SETTLE_MS = 8000
-RAISE_MS = 1000
 #: A person's note of their waits counts from one again for a wait this long after their last (a waiting record
 #: comes back within SQS's longest delay, 15 min), or for another kind of wait: not every wait since the first.
 WAITS_APART = 3600.0

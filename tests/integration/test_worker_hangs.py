@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib import handlers, runtime
+from chalicelib import config, handlers, runtime
 from chalicelib.adapters import aws
 from chalicelib.adapters.dynamo import bind, models
 from chalicelib.adapters.memory import MemoryStore
@@ -140,7 +140,7 @@ def test_a_qualification_whose_write_hangs_after_rf_applied_it_asks_rf_before_se
 
 def test_no_record_of_the_batch_makes_an_aws_call_into_the_time_kept_to_settle_it(monkeypatch):
     """The records run in the worker's threads: there too, no attempt is made that could end in the time the worker
-    keeps to delete the handled records and raise for the rest (services/worker.SETTLE_MS). Each record's try fails
+    keeps to delete the handled records and raise for the rest (services/config.SETTLE_MS). Each record's try fails
     at once, saying why, and the batch is settled."""
     with silent() as (endpoint, taken):
         point_at(endpoint, monkeypatch)
@@ -152,7 +152,7 @@ def test_no_record_of_the_batch_makes_an_aws_call_into_the_time_kept_to_settle_i
         def send(message, deps, context):
             sqs.send_message(QueueUrl=f"{endpoint}/1/q", MessageBody="{}")
         kinds = {CheckMessage: worker.Handler(lambda messages, deps: None, send)}
-        left = Lambda((worker.SETTLE_MS + SMALL.attempt * 500) / 1000)   # half an attempt for them
+        left = Lambda((config.SETTLE_MS + SMALL.attempt * 500) / 1000)   # half an attempt for them
         raised = in_time(lambda: worker.handle_batch(records(check("7"), check("8")), rt,
                                                      left.get_remaining_time_in_millis, kinds), 5)
     assert isinstance(raised, worker.RetryBatch) and taken == []
@@ -185,4 +185,4 @@ def test_the_worker_keeps_time_after_its_records_for_the_calls_that_settle_the_b
     """The time kept after the records (SETTLE_MS) holds, past what is kept to log and raise, a whole attempt's time
     for the first call that settles the batch (sending back the waiting records, deleting the handled ones), and a
     second more for the others (SQS answers them in milliseconds): else they would not be made at all."""
-    assert worker.SETTLE_MS - worker.RAISE_MS >= aws.WORKER.attempt * 1000 + 1000
+    assert config.SETTLE_MS - config.RAISE_MS >= aws.WORKER.attempt * 1000 + 1000

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from chalicelib import messages
+from chalicelib import config, messages
 from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
 from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
@@ -233,7 +233,7 @@ def test_a_vendor_call_after_the_longest_wait_allowed_leaves_the_worker_its_aws_
     left = rt.config.record_budget_ms / 1000
     rt.remaining_ms = lambda: int(left * 1000)
     after = left - rt.max_wait() - rt.config.http_timeout
-    assert after * 1000 >= worker.SETTLE_MS + aws.WORKER.attempt * 1000
+    assert after * 1000 >= config.SETTLE_MS + aws.WORKER.attempt * 1000
 
 
 def test_a_dead_lettered_record_about_a_person_says_so_in_their_history():
