@@ -599,8 +599,10 @@ class DynamoLinks:
             groups = [group for n, group in enumerate(groups) if n not in refused]
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        # (its callers note a referrer's count: held to the count first, which a sync-enrolled referrer has without
+        # a link, where trying the link first made a refused transaction of each note)
         latest = Put(self.history.latest(ref, entry))
-        any(applied(partial(self.history.transact, ref, (), latest, kept)) for kept in _kept(ref))
+        any(applied(partial(self.history.transact, ref, (), latest, kept)) for kept in reversed(_kept(ref)))
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
