@@ -19,7 +19,7 @@ from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.people import digest
 from ..domain.qualification import ENDINGS, QState, claimable
@@ -220,6 +220,16 @@ class MemoryLinks:
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         return [answer_or_error(partial(self.finish, *d)) for d in done]
+
+    def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
+        return [answer_or_error(partial(self._hold, *h)) for h in held]
+
+    def _hold(self, claim: JoinClaim, found: FoundContact) -> None:
+        self._held_by(claim.ref, claim.token)
+        self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
+                    baseline=found.baseline,
+                    baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None)
+        self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         return [self._reopen(PersonRef(*ref), reason, entries) for ref, reason, entries in ignored]

@@ -111,6 +111,11 @@ class Link:
     # (ReferralCount.counts): a lead counted before their referrer was forgotten is not taken off the
     # count the referrer began since.
     counted_at: Optional[float] = None
+    # A join not finished yet found this person's contact (`contact_id`, one that existed: not one it created) and
+    # recorded it, with its baseline, before writing anything to it (LinkRepository.hold_found): a later try
+    # resumes with that baseline, not the contact's value by then, and a value missing the target seen meanwhile
+    # arms the link (judge.judge), as it would once linked.
+    contact_found: bool = False
 
     @property
     def ref(self) -> PersonRef:
@@ -195,6 +200,7 @@ class JoinResult:
     # A lead's join that ends (linked or ignored) counts for their referrer (RF id): the store adds it
     # to the referrer's ReferralCount in the same write, and the link keeps it as `counted_for`.
     counts_for: Optional[str] = None
+    contact_found: bool = False                      # a failed try's `contact_id` existed: it found it (Link)
 
     @property
     def counted_for(self) -> Optional[str]:
@@ -228,6 +234,18 @@ class ReferralCount:
     def held(self, attribute: str) -> bool:
         """Intercom holds the count kept, in `attribute`."""
         return self.written == self.n and self.written_to == attribute
+
+
+@dataclass(frozen=True)
+class FoundContact:
+    """A contact with the person's email that existed, as a join found it: recorded before anything is
+    written to it (LinkRepository.hold_found)."""
+
+    contact_id: str
+    kind: Optional[str]                  # the person's (lead | referrer)
+    role: Optional[str]                  # the contact's
+    baseline: Any
+    baseline_of: Optional[str]
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
-                                   MOVED_UNKNOWN, ReferralCount)
+from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
+                                   PersonRef, MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
@@ -101,6 +101,40 @@ def test_a_waiting_join_keeps_what_the_next_try_needs_and_its_claim_drops_the_wa
     assert store.links.claim_many([(ANN, WS)])[0] is not None          # its next try claims it at once
     link = store.links.get(ANN)
     assert (link.status, link.reason, link.email) == (LinkStatus.IN_PROGRESS, None, "ann@example.com")
+
+@pytest.mark.parametrize("new", [False, True])
+def test_a_contact_found_is_held_under_the_claim_with_its_baseline_and_finished_or_failed_as_held(store, clock, new):
+    """A join holds the contact it found (that existed) before writing to it: under its claim only, the link's
+    pointer to the contact found at once (a notification then finds it), an arming cleared; a failed try keeps it all
+    for the next, and the finish of a link whose claim wrote it whole (`new`) keeps what was written since."""
+    bob = PersonRef("42", "8")
+    [ann_claim, bob_claim] = store.links.claim_many([(ANN, WS), (bob, WS)], new={ANN, bob} if new else ())
+    store.links.arm(store.links.get(ANN), [], "rule")
+    stale = JoinClaim(bob, WS, "not-the-token")
+    answers = store.links.hold_found([(ann_claim, FoundContact("c1", "lead", "user", "Yes", "custom_attributes.x")),
+                                      (stale, FoundContact("c2", "lead", "user", "No", "custom_attributes.x"))])
+    assert answers[0] is None and isinstance(answers[1], Busy)
+    held = store.links.get(ANN)
+    assert (held.status, held.contact_id, held.kind, held.contact_role, held.baseline, held.baseline_of,
+            held.contact_found, held.armed) == (LinkStatus.IN_PROGRESS, "c1", "lead", "user", "Yes",
+                                                "custom_attributes.x", True, False)
+    assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == [held]
+    assert store.links.get(bob).contact_id is None
+    store.links.arm(held, [], "rule")                                # a change away, seen meanwhile
+    claim = dataclasses.replace(ann_claim, created_at=None)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c1", baseline="Yes",
+                                         baseline_of="custom_attributes.x", contact_found=True, reason="Intercom 502"),
+                       [Entry("join", "failed")])
+    clock.now += 5
+    again = store.links.claim(ANN, WS)
+    link = store.links.get(ANN)
+    assert (link.contact_id, link.baseline, link.contact_found, link.armed) == ("c1", "Yes", True, True)
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",
+                                         baseline="Yes", baseline_of="custom_attributes.x",
+                                         qualification=QState.PENDING), [])
+    link = store.links.get(ANN)
+    assert (link.status, link.contact_found, link.armed) == (LinkStatus.LINKED, False, True)
+
 
 def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
     bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")

@@ -475,6 +475,55 @@ def test_a_try_that_failed_after_creating_the_contact_resumes_it_with_its_record
     assert work.apis.rf_.qualified == ["7"]           # the webhooks it missed: judged when it resumed
 
 
+def test_a_try_that_failed_after_finding_an_existing_contact_resumes_with_the_value_it_had_then():
+    """Ann's contact existed at "No"; the try that found and marked it failed (the tag's answer lost), and she signed
+    up before the next: its baseline is "No", the value found (not "Yes", what she made it since), so she
+    qualifies, at the resumed try (the webhook that said so came while her join was not finished)."""
+    work = world()
+    existing = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    failed = link_of(work)
+    assert (failed.status, failed.contact_id, failed.baseline, failed.contact_found) == (
+        LinkStatus.FAILED, existing["id"], "No", True)
+    existing["custom_attributes"]["signed_up"] = "Yes"
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.contact_found) == (
+        LinkStatus.LINKED, existing["id"], "No", False)
+    assert work.apis.rf_.qualified == ["7"] and work.apis.intercom_.tags == [(existing["id"], "Referred")]
+
+
+class Killed(BaseException):
+    """The worker's process dies here (nothing after it runs: no failure is recorded)."""
+
+
+def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_and_a_change_away_meanwhile_counts():
+    """Ann's contact said "Yes" when she joined (require_change: that alone never qualifies). The worker died
+    as it tagged it, before linking; she went "No", then "Yes" again. The notifications found her join part-way:
+    the "No" armed it. The next try resumes with the baseline found ("Yes") and the arming, and she qualifies."""
+    work = world()
+    intercom = work.apis.intercom_
+    existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
+    intercom.fail["tag"] = Killed()
+    with pytest.raises(Killed):
+        run(work, join())
+    held = link_of(work)
+    assert (held.status, held.contact_id, held.baseline, held.contact_found) == (
+        LinkStatus.IN_PROGRESS, existing["id"], "Yes", True)
+    work.clock.now += 1
+    run(work, event({**existing, "custom_attributes": {"signed_up": "No"}}, "contact.user.updated", "n1",
+                    updated_at=work.clock.now))
+    existing["custom_attributes"]["signed_up"] = "Yes"
+    run(work, event(dict(existing), "contact.user.updated", "n2", updated_at=work.clock.now + 1))
+    assert link_of(work).armed and work.apis.rf_.qualified == []        # not linked yet: only armed
+    work.clock.now += LEASE_SECONDS + 1
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
+
+
 def test_a_vanished_contact_from_an_earlier_try_is_created_again():
     work = world()
     work.apis.intercom_.fail["tag"] = Permanent("Intercom answered 400: tag refused")

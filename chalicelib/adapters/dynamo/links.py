@@ -13,7 +13,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus,
+from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
@@ -260,6 +260,7 @@ class DynamoLinks:
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
                                "qualification", "reason", "uncertain_since", "qualified_at")}
+        fields["contact_found"] = result.contact_found or None
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             fields.update(counted_for=result.counted_for, counted_at=at)
         if result.qualification is QState.PENDING:
@@ -329,6 +330,34 @@ class DynamoLinks:
                 answers += [answer_or_error(partial(self.finish, *d)) for d in done[start:end]]
             start = end
         return answers
+
+    def _hold(self, claim: JoinClaim, found: FoundContact) -> list[Update]:
+        return [Update(LinkItem(*link_key(claim.ref)), [
+            LinkItem.contact_id.set(found.contact_id), _assign(LinkItem.kind, found.kind),
+            _assign(LinkItem.contact_role, found.role),
+            _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
+            LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
+            LinkItem.updated_at.set(iso(self.clock()))], LinkItem.claim == claim.token),
+            _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref)]
+
+    def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
+        """One transaction for them all (up to 50 people); when it is refused (a lost claim) or conflicts, each
+        is held alone to tell which."""
+        if 1 < len(held) <= MAX_TRANSACTION // 2:
+            try:
+                self.history.transact_all([(claim.ref, [], self._hold(claim, found)) for claim, found in held])
+                return [None] * len(held)
+            except TransactWriteError:
+                pass
+        return [answer_or_error(partial(self._hold_one, claim, found)) for claim, found in held]
+
+    def _hold_one(self, claim: JoinClaim, found: FoundContact) -> None:
+        try:
+            self.history.transact(claim.ref, [], *self._hold(claim, found))
+        except TransactWriteError as exc:
+            if conditional(exc):
+                raise Busy("lost the claim on this join to another worker") from None
+            raise
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
