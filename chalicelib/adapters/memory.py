@@ -331,7 +331,7 @@ class MemoryLinks:
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             changes.update(armed=False, armed_by=None)
-        return self._write(link.ref, entries, contact_id=contact_id, contact_state=None,
+        return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
                            contact_role=role or stored.link.contact_role, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,

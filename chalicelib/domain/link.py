@@ -116,6 +116,10 @@ class Link:
     # resumes with that baseline, not the contact's value by then, and a value missing the target seen meanwhile
     # arms the link (judge.judge), as it would once linked.
     contact_found: bool = False
+    # The bridge created `contact_id` for this person (their join did), until the link moves to another contact: a
+    # merge of it into a contact made before they joined is one search did not show yet (join.moved_baseline).
+    # False for links finished before the bridge recorded it.
+    contact_created: bool = False
 
     @property
     def ref(self) -> PersonRef:
@@ -201,6 +205,7 @@ class JoinResult:
     # to the referrer's ReferralCount in the same write, and the link keeps it as `counted_for`.
     counts_for: Optional[str] = None
     contact_found: bool = False                      # a failed try's `contact_id` existed: it found it (Link)
+    contact_created: bool = False                    # the join created `contact_id` (Link)
 
     @property
     def counted_for(self) -> Optional[str]:

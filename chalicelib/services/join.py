@@ -764,6 +764,7 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     email = attempt.plan.payload.email if attempt.plan is not None else person.email
     return JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline, baseline_of=reached.baseline_of,
+                      contact_created=reached.outcome == "created",
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
                       qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]

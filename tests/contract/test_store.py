@@ -136,6 +136,16 @@ def test_a_contact_found_is_held_under_the_claim_with_its_baseline_and_finished_
     assert (link.status, link.contact_found, link.armed) == (LinkStatus.LINKED, False, True)
 
 
+def test_a_link_says_its_join_created_its_contact_until_it_moves_to_another(store):
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",
+                                         contact_created=True), [])
+    assert store.links.get(ANN).contact_created
+    moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")])
+    assert (moved.contact_id, moved.contact_created) == ("c2", False)
+    assert not store.links.get(ANN).contact_created
+
+
 def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
     bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")
     claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS)])

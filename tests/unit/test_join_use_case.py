@@ -11,7 +11,7 @@ from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import event, history, joined, link_of, made, reasons, run
+from tests.unit.scenario import check, event, history, joined, link_of, made, reasons, run
 
 SETTINGS = {
     "campaign_id": "42", "workspace": "ws",
@@ -562,6 +562,30 @@ def test_a_lead_joining_just_after_a_user_was_made_elsewhere_is_merged_into_it_o
     user["custom_attributes"]["signed_up"] = "Yes"
     from tests.unit.scenario import event
     run(work, event(user, topic="contact.user.updated"))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+@pytest.mark.parametrize("followed", ["webhook", "410"])
+def test_a_lead_merged_into_a_user_search_did_not_show_keeps_her_baseline_whoever_merged_them(followed):
+    """The duplicate check's merge applied, its answer lost; before its retry, the merge was followed from Intercom
+    (its webhook, or a check's 410). The user had Ann's email, made before she joined, and search did not show it:
+    as the check takes it, her baseline stays "No" (the value the bridge made her lead with), and her sign-up
+    since qualifies her."""
+    work = world()
+    intercom = work.apis.intercom_
+    user = intercom.add("ann@example.com", role="user", searchable=False)
+    run(work, join())
+    lead = intercom.contacts[str(link_of(work).contact_id)]
+    work.clock.now += 60
+    user["custom_attributes"]["signed_up"] = "Yes"
+    user["updated_at"] = work.clock.now
+    intercom.merge(lead["id"], user["id"])
+    if followed == "webhook":
+        run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
+    else:
+        run(work, check())
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.baseline_of) == (user["id"], "No", "custom_attributes.signed_up")
     assert work.apis.rf_.qualified == ["7"]
 
 

@@ -261,6 +261,7 @@ class DynamoLinks:
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
                                "qualification", "reason", "uncertain_since", "qualified_at")}
         fields["contact_found"] = result.contact_found or None
+        fields["contact_created"] = result.contact_created or None
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             fields.update(counted_for=result.counted_for, counted_at=at)
         if result.qualification is QState.PENDING:
@@ -472,6 +473,7 @@ class DynamoLinks:
         changes: dict[str, Any] = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
+        actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
@@ -486,7 +488,7 @@ class DynamoLinks:
             if conditional(exc):
                 raise Busy("the link moved meanwhile (another worker applied the merge)") from None
             raise
-        return dataclasses.replace(link, contact_id=contact_id, contact_state=None,
+        return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or link.contact_role, updated_at=now, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,

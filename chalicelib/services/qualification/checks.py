@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
-from ...domain.join import moved_baseline, pick_existing
+from ...domain.join import merged_unseen, moved_baseline, pick_existing
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting
 from ...domain.qualification import UNFINISHED, QState, open_states
@@ -119,7 +119,7 @@ def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Opt
         link = deps.links.move(link, merged.canonical_id, [Entry(
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into "
             f"{merged.canonical_id}; the link follows it")], role=canonical.get("role"),
-            **moved_baseline(settings, link, canonical))
+            **moved_baseline(settings, link, canonical, hidden_by_search=merged_unseen(link, canonical)))
         return link, canonical
     except NotFound:
         survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
