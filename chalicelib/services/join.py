@@ -532,15 +532,16 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Optiona
 def _found(attempt: Attempt, intercom: IntercomPort, existing: dict, found_by: str, read: bool = False) -> None:
     """A contact with this email exists: read it as it is now (search lags updates too; `read`: it was just
     read). Its baseline is its value now, unless an earlier try found it and held the value it had then (the
-    person may have changed it since: a change after they joined)."""
+    person may have changed it since: a change after they joined). One held while the campaign had no rule holds
+    no value: under a rule since, its value now (a held None would be taken as the rule's, and a value at the
+    target all along would qualify)."""
     assert attempt.settings is not None
     contact = existing if read else _get(intercom, str(existing["id"]))
-    known = attempt.known
-    if known.found and known.contact_id == str(contact["id"]):
+    known, of = attempt.known, decide.baseline_of(attempt.settings)
+    if known.found and known.contact_id == str(contact["id"]) and (known.baseline_of is not None or of is None):
         attempt.existing = Existing(contact, found_by, known.baseline, known.baseline_of, held=True)
         return
-    attempt.existing = Existing(contact, found_by, decide.baseline(attempt.settings, contact),
-                                decide.baseline_of(attempt.settings))
+    attempt.existing = Existing(contact, found_by, decide.baseline(attempt.settings, contact), of)
 
 
 def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:

@@ -524,6 +524,23 @@ def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_a
     assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
 
 
+def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_join_resumes_under_one():
+    """Ann's contact said "Yes" when her join found it, before the campaign had a qualification rule: no value was
+    held (there was no attribute to hold). The rule arrived before the join's next try: her baseline is her value
+    then ("Yes"), as for any contact found then, never "nothing", which her "Yes" all along would meet."""
+    work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
+    existing = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    assert (link_of(work).contact_found, link_of(work).baseline_of) == (True, None)
+    work.store.settings.put("42", SETTINGS, "ws")
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.baseline_of, link.qualification) == (
+        LinkStatus.LINKED, existing["id"], "Yes", "custom_attributes.signed_up", QState.PENDING)
+    assert work.apis.rf_.qualified == []
+
+
 def test_a_vanished_contact_from_an_earlier_try_is_created_again():
     work = world()
     work.apis.intercom_.fail["tag"] = Permanent("Intercom answered 400: tag refused")
