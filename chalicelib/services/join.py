@@ -53,6 +53,8 @@ class Known:
     uncertain_since: Optional[float] = None
     baseline_of: Optional[str] = None        # the attribute `baseline` is a value of (Link.baseline_of)
     found: bool = False                      # `contact_id` existed: the try found it, and held it (Link.contact_found)
+    kind: Optional[str] = None               # held with it (the person's; a notification arms a lead's only)
+    role: Optional[str] = None               # (the contact's)
 
 
 @dataclass(frozen=True)
@@ -373,7 +375,8 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
         since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
-    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, link.contact_found)
+    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, link.contact_found,
+                          *((link.kind, link.contact_role) if link.contact_found else ()))
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
@@ -450,7 +453,8 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
         attempt.entries.append(Entry("contact", "vanished", f"contact {attempt.known.contact_id}, "
                                      f"{'found' if attempt.known.found else 'created'} by an earlier try, no longer "
                                      "exists; starting over"))
-        attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None, found=False)
+        attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None, found=False,
+                                            kind=None, role=None)
     mine = decide.ours(found, attempt.marker)
     if mine is not None and not unseen:
         # Made for this person before the bridge's record of them (their link erased, e.g. by `bridge
@@ -559,7 +563,7 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
             continue
         attempt.claim = dataclasses.replace(claim, created_at=None)      # the link is no longer the claim's alone
         attempt.known = dataclasses.replace(attempt.known, contact_id=found.contact_id, baseline=found.baseline,
-                                            baseline_of=found.baseline_of, found=True)
+                                            baseline_of=found.baseline_of, found=True, kind=found.kind, role=found.role)
 
 
 def _mark(attempt: Attempt, deps: WorkDeps) -> None:
@@ -749,7 +753,8 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         again = waiting and link is not None and link.status is LinkStatus.WAITING and waits_again(link.reason, reason)
         return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email,
                           contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
-                          uncertain_since=known.uncertain_since, reason=reason, contact_found=known.found), \
+                          uncertain_since=known.uncertain_since, reason=reason, contact_found=known.found,
+                          kind=known.kind, contact_role=known.role), \
             [_received(attempt), entry] if first else [] if again else [entry]
     if attempt.ignored is not None:
         return attempt.ignored, attempt.entries

@@ -524,6 +524,25 @@ def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_a
     assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
 
 
+def test_a_change_away_seen_after_a_try_failed_holding_an_existing_contact_arms_it():
+    """Ann's contact said "Yes" when her join found it; that try failed (the tag's answer lost). Before the next, she
+    went "No", then "Yes" again: the "No", seen while her join is part-way (failed), arms it as when it was claimed,
+    and she qualifies when it resumes."""
+    work = world()
+    intercom = work.apis.intercom_
+    existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
+    intercom.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    work.clock.now += 1
+    run(work, event({**existing, "custom_attributes": {"signed_up": "No"}}, "contact.user.updated", "n1",
+                    updated_at=work.clock.now))
+    assert (link_of(work).status, link_of(work).armed) == (LinkStatus.FAILED, True)
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"]
+
+
 def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_join_resumes_under_one():
     """Ann's contact said "Yes" when her join found it, before the campaign had a qualification rule: no value was
     held (there was no attribute to hold). The rule arrived before the join's next try: her baseline is her value
