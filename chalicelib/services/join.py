@@ -95,13 +95,15 @@ class Reached:
 @dataclass(frozen=True)
 class Existing:
     """A contact with the person's email that existed, as read, and its baseline: what `_mark` writes to. `held`:
-    recorded on the link already (an earlier try found it), with that baseline."""
+    recorded on the link already (an earlier try found it), with that baseline. `resumed`: an earlier try found it,
+    or the contact Intercom merged into it since (webhooks may have come meanwhile)."""
 
     contact: dict
     found_by: str
     baseline: Any
     baseline_of: Optional[str]
     held: bool = False
+    resumed: bool = False
 
 
 @dataclass(eq=False)
@@ -444,7 +446,9 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     if attempt.known.contact_id:
         contact = _find(intercom, attempt.known.contact_id)
         if contact is not None and attempt.known.found:
-            _found(attempt, intercom, contact, "an earlier try, which found it and then failed", read=True)
+            merged = "" if str(contact["id"]) == attempt.known.contact_id else \
+                f" as contact {attempt.known.contact_id}, merged into it since,"
+            _found(attempt, intercom, contact, f"an earlier try, which found it{merged} and then failed", read=True)
             return
         if contact is not None:
             attempt.reached = _resumed(contact, attempt.known.baseline, attempt.known.baseline_of,
@@ -536,14 +540,18 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Optiona
 def _found(attempt: Attempt, intercom: IntercomPort, existing: dict, found_by: str, read: bool = False) -> None:
     """A contact with this email exists: read it as it is now (search lags updates too; `read`: it was just
     read). Its baseline is its value now, unless an earlier try found it and held the value it had then (the
-    person may have changed it since: a change after they joined). One held while the campaign had no rule holds
-    no value: under a rule since, its value now (a held None would be taken as the rule's, and a value at the
-    target all along would qualify)."""
+    person may have changed it since: a change after they joined); the contact Intercom merged it into since takes
+    it as a merge's link does (join.moved_baseline). One held while the campaign had no rule holds no value: under
+    a rule since, its value now (a held None would be taken as the rule's, and a value at the target all along
+    would qualify)."""
     assert attempt.settings is not None
     contact = existing if read else _get(intercom, str(existing["id"]))
     known, of = attempt.known, decide.baseline_of(attempt.settings)
-    if known.found and known.contact_id == str(contact["id"]) and (known.baseline_of is not None or of is None):
-        attempt.existing = Existing(contact, found_by, known.baseline, known.baseline_of, held=True)
+    if known.found and (known.baseline_of is not None or of is None):
+        same = known.contact_id == str(contact["id"])
+        moved = {} if same or attempt.link is None else decide.moved_baseline(attempt.settings, attempt.link, contact)
+        attempt.existing = Existing(contact, found_by, moved.get("baseline", known.baseline),
+                                    moved.get("baseline_of", known.baseline_of), held=same, resumed=True)
         return
     attempt.existing = Existing(contact, found_by, decide.baseline(attempt.settings, contact), of)
 
@@ -576,7 +584,7 @@ def _existing(attempt: Attempt, deps: WorkDeps) -> Reached:
     assert attempt.settings is not None and attempt.plan is not None and attempt.existing is not None
     plan, existing = attempt.plan, attempt.existing
     intercom = deps.apis.intercom(attempt.workspace)
-    contact, baseline, of, resumed = existing.contact, existing.baseline, existing.baseline_of, existing.held
+    contact, baseline, of, resumed = existing.contact, existing.baseline, existing.baseline_of, existing.resumed
     same = (contact.get("email") or "").lower() == str(plan.payload.email)
     found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {existing.found_by})"
     ids = {"contact_id": contact["id"], "role": contact.get("role")}

@@ -543,6 +543,25 @@ def test_a_change_away_seen_after_a_try_failed_holding_an_existing_contact_arms_
     assert work.apis.rf_.qualified == ["7"]
 
 
+def test_an_existing_lead_held_by_a_failed_try_and_merged_into_a_user_since_keeps_its_baseline():
+    """Ann's lead existed at "No"; the try that found it failed. She signed up before the next: Intercom merged her
+    lead into the user she made, at "Yes" (no notification of it came yet). The next try follows the merge to the
+    user, made after she joined: her baseline is still "No", the value found, and she qualifies."""
+    work = world()
+    intercom = work.apis.intercom_
+    lead = intercom.add("ann@example.com", role="lead", signed_up="No")
+    intercom.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    work.clock.now += 60
+    user = made(work, intercom.add("ann@example.com", role="user", signed_up="Yes"))
+    intercom.merge(lead["id"], user["id"])
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.qualification) == (
+        LinkStatus.LINKED, user["id"], "No", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"]
+
+
 def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_join_resumes_under_one():
     """Ann's contact said "Yes" when her join found it, before the campaign had a qualification rule: no value was
     held (there was no attribute to hold). The rule arrived before the join's next try: her baseline is her value
