@@ -562,6 +562,24 @@ def test_an_existing_lead_held_by_a_failed_try_and_merged_into_a_user_since_keep
     assert work.apis.rf_.qualified == ["7"]
 
 
+@pytest.mark.xfail(strict=True, reason="a linked finish keeps the contact_state of the contact the link had before")
+def test_a_held_contact_deleted_before_the_retry_leaves_no_deleted_state_on_the_contact_linked_instead():
+    """Ann's contact, held by a try that failed, was deleted in Intercom (its notification marked her link). The next
+    try made her a new contact and linked it: that one is alive, and reconciliation checks it (it skips a link whose
+    contact is deleted, and doctor counts it gone)."""
+    work = world()
+    intercom = work.apis.intercom_
+    existing = intercom.add("ann@example.com", role="user", signed_up="No")
+    intercom.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    run(work, event({"type": "contact", "id": existing["id"], "deleted": True}, "contact.deleted"))
+    intercom.contacts.clear()
+    run(work, join())
+    link = link_of(work)
+    assert link.status is LinkStatus.LINKED and link.contact_id != existing["id"]
+    assert link.contact_state is None
+
+
 def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_join_resumes_under_one():
     """Ann's contact said "Yes" when her join found it, before the campaign had a qualification rule: no value was
     held (there was no attribute to hold). The rule arrived before the join's next try: her baseline is her value
