@@ -1982,6 +1982,19 @@ def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(s
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_holding_a_contact_found_cancelled_as_a_conflict_is_tried_again(store, monkeypatch):
+    """Two people's joins found one contact (its pointer is written by both at once): a hold DynamoDB cancels as
+    a conflict is tried again after a short wait, as a finish is, not a failed try."""
+    claims = store.links.claim_many([(PersonRef("42", u), WS) for u in "12"])
+    conflicts = Conflicts(monkeypatch, 2)
+    store.links.sleep = conflicts.sleeps.append
+    found = FoundContact("c1", "lead", "user", "No", "custom_attributes.x")
+    assert store.links.hold_found([(claim, found) for claim in claims]) == [None, None]
+    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 1)         # the batch's, then each alone (one again)
+    assert {store.links.get(c.ref).contact_found for c in claims} == {True}
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
 def test_erasing_a_lead_cancelled_as_a_conflict_is_tried_again(store, monkeypatch):
     _finish_leads(store, "1", "2")
     conflicts = Conflicts(monkeypatch, 2)

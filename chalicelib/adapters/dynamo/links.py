@@ -353,8 +353,8 @@ class DynamoLinks:
         return [answer_or_error(partial(self._hold_one, claim, found)) for claim, found in held]
 
     def _hold_one(self, claim: JoinClaim, found: FoundContact) -> None:
-        try:
-            self.history.transact(claim.ref, [], *self._hold(claim, found))
+        try:      # (a contact's pointer another person's join writes too: a conflict is tried again)
+            self._retrying_conflicts(lambda: self.history.transact(claim.ref, [], *self._hold(claim, found)))
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
