@@ -151,9 +151,11 @@ class Link:
     def part_way(self) -> bool:
         """Its join is under way in the link's workspace, not yet linked: claimed (a worker applies it there, or
         died applying it: a retry finishes it with the contact it may have made), or tried with a contact made
-        there, or maybe made (a retry under another workspace would make the person a second contact)."""
+        there, or maybe made (a retry under another workspace would make the person a second contact). Not one
+        tried with a contact it found there (contact_found): none of theirs was made, and a retry elsewhere does not
+        find that one."""
         return self.status is LinkStatus.IN_PROGRESS or (self.status.tried and (
-            self.contact_id is not None or self.uncertain_since is not None))
+            (self.contact_id is not None and not self.contact_found) or self.uncertain_since is not None))
 
     @property
     def owes_letter(self) -> bool:

@@ -921,14 +921,16 @@ def test_a_campaigns_joins_part_way_in_other_workspaces_are_found_past_any_numbe
     """What `settings apply` asks right before a campaign changes workspace: its joins part-way elsewhere than the
     workspace named (claimed, whatever the lease; or tried with a contact made, or maybe made, there), by
     workspace, read as `linked_elsewhere` reads; not a join that ended (linked, ignored) or one tried without a
-    contact, nor another campaign's. A twin counting otherwise would pass a move DynamoDB refuses (or the
+    contact made (none, or one it found), nor another campaign's. A twin counting otherwise would pass a move DynamoDB refuses (or the
     reverse)."""
     monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
     ended = {"1": JoinResult(LinkStatus.FAILED, reason="RF answered 404"),                  # no contact: not
              "2": JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c2"),
              "3": JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"),
              "4": JoinResult(LinkStatus.FAILED, contact_id="c4", reason="tag refused"),       # its contact made
-             "5": JoinResult(LinkStatus.WAITING, uncertain_since=1.0, reason="no answer")}    # maybe made
+             "5": JoinResult(LinkStatus.WAITING, uncertain_since=1.0, reason="no answer"),    # maybe made
+             "8": JoinResult(LinkStatus.FAILED, contact_id="c8", contact_found=True,         # found there: not
+                             reason="tag refused")}
     for user, result in ended.items():
         store.links.finish(store.links.claim(PersonRef("42", user), WS), result, [])
     store.links.claim(PersonRef("42", "6"), "ws2")                              # a join still held

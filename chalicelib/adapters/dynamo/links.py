@@ -172,7 +172,8 @@ class DynamoLinks:
     def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
                           scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
         part_way = (LinkItem.status == LinkStatus.IN_PROGRESS.value) | (LinkItem.status.is_in(*_TRIED) & (
-            LinkItem.contact_id.exists() | LinkItem.uncertain_since.exists()))       # Link.part_way
+            (LinkItem.contact_id.exists() & LinkItem.contact_found.does_not_exist())
+            | LinkItem.uncertain_since.exists()))       # Link.part_way
         found, complete = _capped(campaign_id, limit, scan_limit, ["workspace"],
                                   part_way & (LinkItem.workspace != workspace))
         return dict(Counter(i.workspace for i in found)), complete
