@@ -132,5 +132,6 @@ def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Opt
         found = intercom.get_contact(survivor["id"])
         link = deps.links.move(link, survivor["id"], [Entry(
             "contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
-            f"{survivor['id']}, takes its place")], role=found.get("role"), **moved_baseline(settings, link, found))
+            f"{survivor['id']}, takes its place")], role=found.get("role"),
+            **moved_baseline(settings, link, found, hidden_by_search=merged_unseen(link, found)))
         return link, found
