@@ -133,10 +133,11 @@ class Link:
     def baseline_unrecorded(self) -> bool:
         """A baseline taken under a rule, stored before links named its attribute (before 2026-11-27): a lead's
         linked under a rule (it has a qualification state), or a join's not linked yet whose contact was made
-        or found (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
-        replacing the rule record the stored one's first (LinkRepository.stamp_rule)."""
+        (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
+        replacing the rule record the stored one's first (LinkRepository.stamp_rule). Not a contact a join found and
+        held (contact_found: recorded since, with the rule's attribute; none when the campaign had no rule)."""
         return self.baseline_of is None and (self.qualification is not None or (
-            self.status is not LinkStatus.LINKED and self.contact_id is not None))
+            self.status is not LinkStatus.LINKED and self.contact_id is not None and not self.contact_found))
 
     @property
     def armed_unrecorded(self) -> bool:

@@ -562,7 +562,10 @@ def test_links_stored_before_they_named_their_rule_record_the_rule_settings_repl
     joined(store, PersonRef("42", "5"), kind="referrer", pending=False)
     store.links.arm(joined(store, PersonRef("42", "6"), baseline_of="custom_attributes.plan"), [], "plan's")
     joined(store, PersonRef("43", "1"))                                          # another campaign's
+    held = store.links.claim(PersonRef("42", "8"), WS)             # a contact found with no rule: this version's, none
+    store.links.finish(held, JoinResult(LinkStatus.FAILED, contact_id="c8", contact_found=True, reason="502"), [])
     assert store.links.stamp_rule("42", old, key) == 3
+    assert store.links.get(PersonRef("42", "8")).baseline_of is None
     links = [store.links.get(PersonRef(c, u)) for c, u in (("42", "1"), ("42", "2"), ("42", "3"), ("42", "4"),
                                                            ("42", "5"), ("42", "6"), ("43", "1"))]
     assert [(link.baseline_of, link.armed_by) for link in links] == [

@@ -11,6 +11,7 @@ from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.unit.moves import apply
 from tests.unit.scenario import check, event, history, joined, link_of, made, reasons, run
 
 SETTINGS = {
@@ -594,6 +595,21 @@ def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_
     link = link_of(work)
     assert (link.status, link.contact_id, link.baseline, link.baseline_of, link.qualification) == (
         LinkStatus.LINKED, existing["id"], "Yes", "custom_attributes.signed_up", QState.PENDING)
+    assert work.apis.rf_.qualified == []
+
+
+def test_a_contact_held_before_the_campaign_had_a_rule_is_not_stamped_with_a_rule_applied_and_replaced_since():
+    """As above, and the operator applied a rule, then replaced its target, while Ann's join waited for its retry:
+    the replaced rule is recorded on links whose baseline it was taken under (stamp_rule), never on hers, which
+    holds no value of it. Her contact was at the new target all along: not qualified by that."""
+    work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
+    work.apis.intercom_.add("ann@example.com", role="user", signed_up="Premium")
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    apply(work, SETTINGS)
+    apply(work, {**SETTINGS, "qualification": {**SETTINGS["qualification"], "value": "Premium"}})
+    run(work, join())
+    assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "Premium")
     assert work.apis.rf_.qualified == []
 
 

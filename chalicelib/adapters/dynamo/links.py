@@ -509,7 +509,8 @@ class DynamoLinks:
     def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
         kept = LinkItem.pk.exists()
         unrecorded = (kept & LinkItem.baseline_of.does_not_exist() & (LinkItem.qualification.exists() | (
-            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists())))  # Link.baseline_unrecorded
+            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists()
+            & LinkItem.contact_found.does_not_exist())))  # Link.baseline_unrecorded
         unarmed = kept & (LinkItem.armed == True) & LinkItem.armed_by.does_not_exist()  # noqa: E712 (armed_unrecorded)
         pk, prefix = campaign_links(campaign_id)
         stamped = 0
