@@ -525,15 +525,20 @@ def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_a
     assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
 
 
+def found_then_failed(work: FakeWork, value: str, role: str = "user") -> dict:
+    """Ann's contact existed at `value`; the try that found it failed (the tag's answer lost)."""
+    contact = work.apis.intercom_.add("ann@example.com", role=role, signed_up=value)
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    return contact
+
+
 def test_a_change_away_seen_after_a_try_failed_holding_an_existing_contact_arms_it():
     """Ann's contact said "Yes" when her join found it; that try failed (the tag's answer lost). Before the next, she
     went "No", then "Yes" again: the "No", seen while her join is part-way (failed), arms it as when it was claimed,
     and she qualifies when it resumes."""
     work = world()
-    intercom = work.apis.intercom_
-    existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
-    intercom.fail["tag"] = Transient("Intercom answered 502")
-    assert "502" in comes_back(work, join())
+    existing = found_then_failed(work, "Yes")
     work.clock.now += 1
     run(work, event({**existing, "custom_attributes": {"signed_up": "No"}}, "contact.user.updated", "n1",
                     updated_at=work.clock.now))
@@ -550,9 +555,7 @@ def test_an_existing_lead_held_by_a_failed_try_and_merged_into_a_user_since_keep
     user, made after she joined: her baseline is still "No", the value found, and she qualifies."""
     work = world()
     intercom = work.apis.intercom_
-    lead = intercom.add("ann@example.com", role="lead", signed_up="No")
-    intercom.fail["tag"] = Transient("Intercom answered 502")
-    assert "502" in comes_back(work, join())
+    lead = found_then_failed(work, "No", role="lead")
     work.clock.now += 60
     user = made(work, intercom.add("ann@example.com", role="user", signed_up="Yes"))
     intercom.merge(lead["id"], user["id"])
@@ -569,12 +572,9 @@ def test_a_held_contact_deleted_before_the_retry_leaves_no_deleted_state_on_the_
     try made her a new contact and linked it: that one is alive, and reconciliation checks it (it skips a link whose
     contact is deleted, and doctor counts it gone)."""
     work = world()
-    intercom = work.apis.intercom_
-    existing = intercom.add("ann@example.com", role="user", signed_up="No")
-    intercom.fail["tag"] = Transient("Intercom answered 502")
-    assert "502" in comes_back(work, join())
+    existing = found_then_failed(work, "No")
     run(work, event({"type": "contact", "id": existing["id"], "deleted": True}, "contact.deleted"))
-    intercom.contacts.clear()
+    work.apis.intercom_.contacts.clear()
     run(work, join())
     link = link_of(work)
     assert link.status is LinkStatus.LINKED and link.contact_id != existing["id"]
@@ -586,9 +586,7 @@ def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_
     held (there was no attribute to hold). The rule arrived before the join's next try: her baseline is her value
     then ("Yes"), as for any contact found then, never "nothing", which her "Yes" all along would meet."""
     work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
-    existing = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
-    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
-    assert "502" in comes_back(work, join())
+    existing = found_then_failed(work, "Yes")
     assert (link_of(work).contact_found, link_of(work).baseline_of) == (True, None)
     work.store.settings.put("42", SETTINGS, "ws")
     run(work, join())
@@ -603,9 +601,7 @@ def test_a_contact_held_before_the_campaign_had_a_rule_is_not_stamped_with_a_rul
     the replaced rule is recorded on links whose baseline it was taken under (stamp_rule), never on hers, which
     holds no value of it. Her contact was at the new target all along: not qualified by that."""
     work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
-    work.apis.intercom_.add("ann@example.com", role="user", signed_up="Premium")
-    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
-    assert "502" in comes_back(work, join())
+    found_then_failed(work, "Premium")
     apply(work, SETTINGS)
     apply(work, {**SETTINGS, "qualification": {**SETTINGS["qualification"], "value": "Premium"}})
     run(work, join())
