@@ -146,6 +146,22 @@ def test_a_link_says_its_join_created_its_contact_until_it_moves_to_another(stor
     assert not store.links.get(ANN).contact_created
 
 
+@pytest.mark.parametrize("then", ["found", "created"])
+def test_a_contact_a_join_finds_or_creates_clears_the_state_said_of_the_one_an_earlier_try_had(store, clock, then):
+    """An earlier try's contact was deleted in Intercom (its notification marked the link), and the next try found or
+    created another: the link no longer says its contact is deleted (reconciliation checks it again)."""
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, contact_id="c1", reason="Intercom 502"), [])
+    store.links.set_contact(store.links.get(ANN), [], when=1.0, state=ContactState.DELETED)
+    clock.now += 5
+    again = store.links.claim(ANN, WS)
+    if then == "found":
+        assert store.links.hold_found([(again, FoundContact("c2", "lead", "user", "No", "x"))]) == [None]
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c2",
+                                         contact_created=then == "created"), [])
+    assert (store.links.get(ANN).contact_id, store.links.get(ANN).contact_state) == ("c2", None)
+
+
 def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
     bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")
     claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS)])

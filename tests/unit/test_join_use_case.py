@@ -566,7 +566,6 @@ def test_an_existing_lead_held_by_a_failed_try_and_merged_into_a_user_since_keep
     assert work.apis.rf_.qualified == ["7"]
 
 
-@pytest.mark.xfail(strict=True, reason="a linked finish keeps the contact_state of the contact the link had before")
 def test_a_held_contact_deleted_before_the_retry_leaves_no_deleted_state_on_the_contact_linked_instead():
     """Ann's contact, held by a try that failed, was deleted in Intercom (its notification marked her link). The next
     try made her a new contact and linked it: that one is alive, and reconciliation checks it (it skips a link whose

@@ -263,6 +263,8 @@ class DynamoLinks:
                                "qualification", "reason", "uncertain_since", "qualified_at")}
         fields["contact_found"] = result.contact_found or None
         fields["contact_created"] = result.contact_created or None
+        if result.contact_created:      # (alive, as made or read: a state the link has is of another contact)
+            fields["contact_state"] = None
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             fields.update(counted_for=result.counted_for, counted_at=at)
         if result.qualification is QState.PENDING:
@@ -336,7 +338,7 @@ class DynamoLinks:
     def _hold(self, claim: JoinClaim, found: FoundContact) -> list[Update]:
         return [Update(LinkItem(*link_key(claim.ref)), [
             LinkItem.contact_id.set(found.contact_id), _assign(LinkItem.kind, found.kind),
-            _assign(LinkItem.contact_role, found.role),
+            _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
             LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
             LinkItem.updated_at.set(iso(self.clock()))], LinkItem.claim == claim.token),
