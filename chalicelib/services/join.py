@@ -409,8 +409,14 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
     if isinstance(plan, decide.Skip):
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
+        # An earlier try's contact (made or found, with its baseline), or its create whose answer was never seen, is
+        # kept on the link (the action turned to `nothing` since): a join `bridge backfill --apply` sends again once
+        # the action creates resumes with it, as any retry does, not a second contact nor a baseline taken now.
+        known = attempt.known
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
-                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values))
+                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values),
+                                     contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
+                                     uncertain_since=known.uncertain_since, contact_found=known.found)
         attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return

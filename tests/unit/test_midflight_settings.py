@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.domain.link import LinkStatus
 from chalicelib.domain.qualification import QState
+from chalicelib.errors import Transient, Uncertain
 from chalicelib.services import dead_letters
+from chalicelib.services.backfill import backfill
 from chalicelib.services.admin import delete_settings
 from chalicelib.services.explain import explain
 from chalicelib.services.reconcile import reconcile
+from chalicelib.services.worker import RetryBatch
 from tests.support.cli import replay_selectors
 from tests.unit.moves import apply
+from tests.unit.test_backfill_ignored import LEAD as IGNORED_LEAD, Running, join as ignored_join, joins_queued
+from tests.unit.test_backfill_ignored import world as ignored_world
 from tests.unit.scenario import event, history, joined, link_of, run, set_value, settings, world
 from tests.unit.test_qualification_letter import PATHS, letters, refused
 
@@ -59,4 +65,42 @@ def test_a_lead_who_met_the_rule_while_it_was_off_qualifies_once_it_is_on_again(
     work.queue.sent.clear()
     reconcile(work)
     run(work, *[m for m in work.queue.sent if m["kind"] == "intercom.check"])
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED, history(work)
+
+
+LEAD_RULE = {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "No"}
+CREATING = {"campaign_id": "42", "workspace": "ws", "referrers": {"action": "nothing"}, "qualification": LEAD_RULE,
+            "leads": {"action": "create_lead", "tag": "Referred", "fields": [{"from": "email", "to": "email"}]}}
+#: How the lead's first try stopped part-way: its contact made and the tag refused (busy), or its create's answer lost.
+PART_WAY = {"made": ("tag", "fail", Transient("Intercom answered 503")),
+            "unseen": ("create", "after", Uncertain("Intercom did not answer POST /contacts in time"))}
+
+
+@pytest.mark.parametrize("stop", PART_WAY)
+def test_a_join_part_way_when_leads_action_turns_to_nothing_resumes_its_contact_once_backfill_sends_it(stop):
+    """Ann's join made her lead (signed_up "No") and stopped part-way; the operator turned `leads.action` to nothing
+    before its retry, which ignored her. The action back to create_lead, `bridge backfill 42 --apply` sent her join
+    again. The ignored link had dropped what the try knew: her lead was found as someone else's, its value then
+    ("Yes": she had signed up meanwhile) taken as her baseline, so she never qualified (and a create whose answer was
+    lost no longer waited for search to show it). Her join resumes her lead, with the value it was made with."""
+    work = ignored_world(CREATING)
+    intercom = work.apis.intercom_
+    intercom.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
+    call, how, error = PART_WAY[stop]
+    getattr(intercom, how)[call] = error
+    with pytest.raises(RetryBatch):
+        run(work, ignored_join(IGNORED_LEAD))
+    [lead] = intercom.contacts.values()
+    intercom.unsearchable.add(lead["id"])                    # (search lags the create)
+    work.store.settings.put("42", {**CREATING, "leads": {"action": "nothing"}}, "ws")
+    run(work, ignored_join(IGNORED_LEAD), receives=2)
+    assert link_of(work).status is LinkStatus.IGNORED
+    lead["custom_attributes"]["signed_up"] = "Yes"           # Ann signs up meanwhile
+    work.store.settings.put("42", CREATING, "ws")
+    work.queue.sent.clear()
+    backfill(Running(work), "42", apply=True)
+    work.clock.now += 600                                    # (search has caught up)
+    intercom.unsearchable.clear()
+    run(work, *joins_queued(work))
+    assert list(intercom.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED, history(work)
