@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.link import LinkStatus
+from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Transient, Uncertain
 from chalicelib.services import dead_letters
 from chalicelib.services.backfill import backfill
 from chalicelib.services.admin import delete_settings
 from chalicelib.services.explain import explain
+from chalicelib.services.privacy import forget
 from chalicelib.services.reconcile import reconcile
 from chalicelib.services.worker import RetryBatch
 from tests.support.cli import replay_selectors
@@ -104,3 +105,24 @@ def test_a_join_part_way_when_leads_action_turns_to_nothing_resumes_its_contact_
     run(work, *joins_queued(work))
     assert list(intercom.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED, history(work)
+
+
+def test_a_join_resumed_after_the_email_mapping_changed_is_known_by_its_contacts_email_and_forget_erases_it():
+    """Noth's join made her lead with her RF email, then stopped part-way (the tag refused); the operator mapped the
+    email from `meta.work_email` before its retry, which resumed her lead. The link took the work email, which her
+    contact never had: `bridge forget` of the address on her contact (and in RF) found no one and said the bridge
+    keeps nothing that recognises her, while it kept her link, contact and history."""
+    mapped = {**CREATING, "leads": {**CREATING["leads"], "fields": [{"from": "meta.work_email", "to": "email"}]}}
+    person = {**IGNORED_LEAD, "meta": {"work_email": "noth@work.example"}}
+    work = ignored_world(CREATING)
+    work.store.connections.put_workspace("ws", secrets={"token", "client-secret"})
+    work.apis.intercom_.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 503")
+    with pytest.raises(RetryBatch):
+        run(work, ignored_join(person))
+    work.store.settings.put("42", mapped, "ws")
+    run(work, ignored_join(person), receives=2)
+    [lead] = work.apis.intercom_.contacts.values()
+    assert (link_of(work).contact_id, link_of(work).email) == (lead["id"], lead["email"]) == ("c1", "noth@example.com")
+    assert forget(work, "noth@example.com")["links"] == 1
+    assert work.store.links.get(PersonRef("42", "7")) is None
