@@ -414,8 +414,14 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
     if isinstance(plan, decide.Skip):
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
+        # An earlier try's contact (made or found, with its baseline), or its create whose answer was never seen, is
+        # kept on the link (the action turned to `nothing` since): a join `bridge backfill --apply` sends again once
+        # the action creates resumes with it, as any retry does, not a second contact nor a baseline taken now.
+        known = attempt.known
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
-                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values))
+                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values),
+                                     contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
+                                     uncertain_since=known.uncertain_since, contact_found=known.found)
         attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
@@ -773,15 +779,22 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     already = attempt.rf_qualified_at if pending else None
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
-    # Known by the email the contact was made or found with (its Intercom email): a mapping may take it from
-    # another field than RF's `email` (`{from: meta.work_email, to: email}`).
-    email = attempt.plan.payload.email if attempt.plan is not None else person.email
-    return JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=str(contact["id"]),
+    return JoinResult(LinkStatus.LINKED, kind=kind, email=_known_by(attempt), contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline, baseline_of=reached.baseline_of,
                       contact_created=reached.outcome == "created",
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
                       qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
+
+
+def _known_by(attempt: Attempt) -> Optional[str]:
+    """The email the linked person is known by: the one their contact was made or found with (its Intercom email), as
+    a mapping may take it from another field than RF's `email` (`{from: meta.work_email, to: email}`); a contact an
+    earlier try made, by its own (the email's mapping may have changed since: that try made it with the one then)."""
+    reached = attempt.reached
+    if reached is not None and reached.resumed and reached.contact.get("email"):
+        return str(reached.contact["email"])
+    return attempt.plan.payload.email if attempt.plan is not None else attempt.person.email if attempt.person else None
 
 
 def _counts_for(attempt: Attempt, settings: CampaignSettings, values: dict) -> Optional[str]:
@@ -831,10 +844,9 @@ def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
     leaves a contact that is looked at anyway (the next try resumes it and queues it again)."""
     lag, now = deps.search_lag(), deps.clock()
     checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
-                            contact_id=str(a.reached.contact["id"]), email=str(a.plan.payload.email),
+                            contact_id=str(a.reached.contact["id"]), email=str(_known_by(a)),
                             created_at=decide.time_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
-              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead"
-              and a.plan is not None and a.plan.payload.email]
+              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and _known_by(a)]
     if checks and deps.queue is not None:
         deps.queue.send_many(checks, delay=lag)
 
