@@ -223,7 +223,8 @@ class MemoryLinks:
         return JoinClaim(ref, workspace, token)
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
-                   read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})) -> list[JoinClaim | None | Exception]:
+                   read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
+                   ) -> list[JoinClaim | None | Exception]:
         return [answer_or_error(lambda: self._claim(ref, workspace, lease, read)) for ref, workspace in wanted]
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:

@@ -38,7 +38,9 @@ CHANGED_SINCE_READ = "another try of this join wrote its link after this batch r
 
 def written_since(read: Optional[Link], now: Optional[Link]) -> bool:
     """Was the link written after it was `read` (None: there was none then; `now`: None, there is none now)?"""
-    return (read is None) != (now is None) or (read is not None and now is not None and read.updated_at != now.updated_at)
+    if read is None or now is None:
+        return (read is None) != (now is None)
+    return read.updated_at != now.updated_at
 
 
 class _Keep:

@@ -202,7 +202,7 @@ def test_claims_of_people_read_without_a_link_end_as_the_same_links_and_a_link_w
                                           reason="Intercom answered 500"), [Entry("join", "failed")])
     dan_joined = store.links.get(dan).joined_at
     clock.now += 5
-    claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS), (dan, WS)], read=dict.fromkeys([ANN, bob, cid, dan]))
+    claims = store.links.claim_many([(r, WS) for r in (ANN, bob, cid, dan)], read=dict.fromkeys([ANN, bob, cid, dan]))
     assert claims[0].ref == ANN and claims[1] is None and isinstance(claims[2], Busy)
     assert isinstance(claims[3], Busy) and claims[3].reason == CHANGED_SINCE_READ
     dan_link = store.links.get(dan)

@@ -243,8 +243,10 @@ class DynamoLinks:
         current = get(LinkItem, link_key(ref))
         if current is not None and current.to_link().final:
             return None
-        if current is not None and current.status == LinkStatus.IN_PROGRESS.value and (current.lease_until or 0) > now:
-            raise Busy("another worker is applying this join right now", retry_after=max(1.0, current.lease_until - now))
+        held_until = current.lease_until if current is not None and current.status == LinkStatus.IN_PROGRESS.value \
+            else None
+        if held_until is not None and held_until > now:
+            raise Busy("another worker is applying this join right now", retry_after=max(1.0, held_until - now))
         raise Busy(CHANGED_SINCE_READ, retry_after=1.0)
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
@@ -258,9 +260,9 @@ class DynamoLinks:
             claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in read and read[ref] is None else None)
                       for ref, workspace in wanted]
             try:
-                self.history.transact_all([(c.ref, [], [self._created(c, lease) if c.created_at is not None
-                                                          else self._claim(c.ref, c.workspace, lease, now, c.token, read)])
-                                           for c in claims])
+                self.history.transact_all([(c.ref, [], [
+                    self._created(c, lease) if c.created_at is not None
+                    else self._claim(c.ref, c.workspace, lease, now, c.token, read)]) for c in claims])
                 return list(claims)
             except TransactWriteError:      # a condition, or a conflict with another transaction
                 pass
