@@ -237,7 +237,7 @@ class MemoryLinks:
         self._held_by(claim.ref, claim.token)
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
-                    baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None)
+                    baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, contact_state=None)
         self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
@@ -262,6 +262,8 @@ class MemoryLinks:
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"
                   and (f.name != "baseline_of" or result.baseline_of is not None)}     # (the rule recorded: kept)
+        if result.contact_created:
+            fields["contact_state"] = None
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
             fields.update(counted_for=result.counted_for, counted_at=self._one_more(referrer))

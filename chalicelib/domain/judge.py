@@ -51,6 +51,11 @@ SETTLED = {
 }
 
 
+#: A replay of a qualification RF refused: the rule was met then, and the decision sticks (RF is asked first).
+REPLAYED_FAILED = ("the rule was met and Referral Factory refused the qualification: its replay finishes it, whatever "
+                   "the contact or the settings' rule say now (Referral Factory asked first)")
+
+
 def elsewhere(link: Link, settings: Optional[CampaignSettings]) -> Optional[Repeat]:
     """Why `link` is not judged under the campaign's settings: it was linked in another workspace
     than the one the campaign is connected to now (its settings were applied naming another). Its
@@ -111,6 +116,8 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
           type_of: Callable[[str], str]) -> Verdict:
     """What `seen` means for `link` under `rule`. `type_of(attribute)`: the attribute's Intercom data
     type (asked only when a value is judged)."""
+    if seen.replay and link.qualification is QState.FAILED and link.is_lead and link.status == "linked":
+        return Verdict(Action.QUALIFY, Entry("evaluation", "met", REPLAYED_FAILED, {"via": seen.via}))
     if rule is None or not has_attribute(dict(seen.contact), rule.attribute):
         return IGNORE
     if link.status != "linked":

@@ -133,10 +133,11 @@ class Link:
     def baseline_unrecorded(self) -> bool:
         """A baseline taken under a rule, stored before links named its attribute (before 2026-11-27): a lead's
         linked under a rule (it has a qualification state), or a join's not linked yet whose contact was made
-        or found (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
-        replacing the rule record the stored one's first (LinkRepository.stamp_rule)."""
+        (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
+        replacing the rule record the stored one's first (LinkRepository.stamp_rule). Not a contact a join found and
+        held (contact_found: recorded since, with the rule's attribute; none when the campaign had no rule)."""
         return self.baseline_of is None and (self.qualification is not None or (
-            self.status is not LinkStatus.LINKED and self.contact_id is not None))
+            self.status is not LinkStatus.LINKED and self.contact_id is not None and not self.contact_found))
 
     @property
     def armed_unrecorded(self) -> bool:
@@ -151,9 +152,11 @@ class Link:
     def part_way(self) -> bool:
         """Its join is under way in the link's workspace, not yet linked: claimed (a worker applies it there, or
         died applying it: a retry finishes it with the contact it may have made), or tried with a contact made
-        there, or maybe made (a retry under another workspace would make the person a second contact)."""
+        there, or maybe made (a retry under another workspace would make the person a second contact). Not one
+        tried with a contact it found there (contact_found): none of theirs was made, and a retry elsewhere does not
+        find that one."""
         return self.status is LinkStatus.IN_PROGRESS or (self.status.tried and (
-            self.contact_id is not None or self.uncertain_since is not None))
+            (self.contact_id is not None and not self.contact_found) or self.uncertain_since is not None))
 
     @property
     def owes_letter(self) -> bool:

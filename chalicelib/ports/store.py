@@ -104,7 +104,8 @@ class LinkRepository(Protocol):
         """Each claimed join's contact that existed, with its baseline, recorded on its link (`contact_found`,
         and the person's kind) with the contact's pointer, before the join writes anything to it: a try that dies
         or fails after it resumes with that baseline, and a notification of the contact meanwhile finds the link.
-        The link is no longer armed (a value seen on another contact says nothing of this one). In as few writes as
+        The link is no longer armed (a value seen on another contact says nothing of this one), nor says its contact
+        deleted or archived (this one was just read). In as few writes as
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
         (it is no longer the claim's alone to write whole)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
@@ -112,7 +113,8 @@ class LinkRepository(Protocol):
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead
-        from its start). A result naming no `baseline_of` leaves the link's: a join resuming an earlier version's
+        from its start). A contact the join created (`result.contact_created`) clears the link's contact_state
+        (that of a contact an earlier try had, gone since). A result naming no `baseline_of` leaves the link's: a join resuming an earlier version's
         baseline keeps the rule `stamp_rule` recorded on it meanwhile. Raises Busy when the claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception

@@ -53,6 +53,8 @@ class Known:
     uncertain_since: Optional[float] = None
     baseline_of: Optional[str] = None        # the attribute `baseline` is a value of (Link.baseline_of)
     found: bool = False                      # `contact_id` existed: the try found it, and held it (Link.contact_found)
+    kind: Optional[str] = None               # held with it (the person's; a notification arms a lead's only)
+    role: Optional[str] = None               # (the contact's)
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,15 @@ class Reached:
 @dataclass(frozen=True)
 class Existing:
     """A contact with the person's email that existed, as read, and its baseline: what `_mark` writes to. `held`:
-    recorded on the link already (an earlier try found it), with that baseline."""
+    recorded on the link already (an earlier try found it), with that baseline. `resumed`: an earlier try found it,
+    or the contact Intercom merged into it since (webhooks may have come meanwhile)."""
 
     contact: dict
     found_by: str
     baseline: Any
     baseline_of: Optional[str]
     held: bool = False
+    resumed: bool = False
 
 
 @dataclass(eq=False)
@@ -373,7 +377,8 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
         since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
-    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, link.contact_found)
+    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, link.contact_found,
+                          *((link.kind, link.contact_role) if link.contact_found else ()))
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
@@ -410,8 +415,14 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
     if isinstance(plan, decide.Skip):
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
+        # An earlier try's contact (made or found, with its baseline), or its create whose answer was never seen, is
+        # kept on the link (the action turned to `nothing` since): a join `bridge backfill --apply` sends again once
+        # the action creates resumes with it, as any retry does, not a second contact nor a baseline taken now.
+        known = attempt.known
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
-                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values))
+                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values),
+                                     contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
+                                     uncertain_since=known.uncertain_since, contact_found=known.found)
         attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
@@ -442,7 +453,9 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     if attempt.known.contact_id:
         contact = _find(intercom, attempt.known.contact_id)
         if contact is not None and attempt.known.found:
-            _found(attempt, intercom, contact, "an earlier try, which found it and then failed", read=True)
+            merged = "" if str(contact["id"]) == attempt.known.contact_id else \
+                f" as contact {attempt.known.contact_id}, merged into it since,"
+            _found(attempt, intercom, contact, f"an earlier try, which found it{merged} and then failed", read=True)
             return
         if contact is not None:
             attempt.reached = _resumed(contact, attempt.known.baseline, attempt.known.baseline_of,
@@ -451,7 +464,8 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
         attempt.entries.append(Entry("contact", "vanished", f"contact {attempt.known.contact_id}, "
                                      f"{'found' if attempt.known.found else 'created'} by an earlier try, no longer "
                                      "exists; starting over"))
-        attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None, found=False)
+        attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None, found=False,
+                                            kind=None, role=None)
     mine = decide.ours(found, attempt.marker)
     if mine is not None and not unseen:
         # Made for this person before the bridge's record of them (their link erased, e.g. by `bridge
@@ -533,15 +547,20 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Optiona
 def _found(attempt: Attempt, intercom: IntercomPort, existing: dict, found_by: str, read: bool = False) -> None:
     """A contact with this email exists: read it as it is now (search lags updates too; `read`: it was just
     read). Its baseline is its value now, unless an earlier try found it and held the value it had then (the
-    person may have changed it since: a change after they joined)."""
+    person may have changed it since: a change after they joined); the contact Intercom merged it into since takes
+    it as a merge's link does (join.moved_baseline). One held while the campaign had no rule holds no value: under
+    a rule since, its value now (a held None would be taken as the rule's, and a value at the target all along
+    would qualify)."""
     assert attempt.settings is not None
     contact = existing if read else _get(intercom, str(existing["id"]))
-    known = attempt.known
-    if known.found and known.contact_id == str(contact["id"]):
-        attempt.existing = Existing(contact, found_by, known.baseline, known.baseline_of, held=True)
+    known, of = attempt.known, decide.baseline_of(attempt.settings)
+    if known.found and (known.baseline_of is not None or of is None):
+        same = known.contact_id == str(contact["id"])
+        moved = {} if same or attempt.link is None else decide.moved_baseline(attempt.settings, attempt.link, contact)
+        attempt.existing = Existing(contact, found_by, moved.get("baseline", known.baseline),
+                                    moved.get("baseline_of", known.baseline_of), held=same, resumed=True)
         return
-    attempt.existing = Existing(contact, found_by, decide.baseline(attempt.settings, contact),
-                                decide.baseline_of(attempt.settings))
+    attempt.existing = Existing(contact, found_by, decide.baseline(attempt.settings, contact), of)
 
 
 def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
@@ -559,7 +578,7 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
             continue
         attempt.claim = dataclasses.replace(claim, created_at=None)      # the link is no longer the claim's alone
         attempt.known = dataclasses.replace(attempt.known, contact_id=found.contact_id, baseline=found.baseline,
-                                            baseline_of=found.baseline_of, found=True)
+                                            baseline_of=found.baseline_of, found=True, kind=found.kind, role=found.role)
 
 
 def _mark(attempt: Attempt, deps: WorkDeps) -> None:
@@ -572,7 +591,7 @@ def _existing(attempt: Attempt, deps: WorkDeps) -> Reached:
     assert attempt.settings is not None and attempt.plan is not None and attempt.existing is not None
     plan, existing = attempt.plan, attempt.existing
     intercom = deps.apis.intercom(attempt.workspace)
-    contact, baseline, of, resumed = existing.contact, existing.baseline, existing.baseline_of, existing.held
+    contact, baseline, of, resumed = existing.contact, existing.baseline, existing.baseline_of, existing.resumed
     same = (contact.get("email") or "").lower() == str(plan.payload.email)
     found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {existing.found_by})"
     ids = {"contact_id": contact["id"], "role": contact.get("role")}
@@ -749,7 +768,8 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         again = waiting and link is not None and link.status is LinkStatus.WAITING and waits_again(link.reason, reason)
         return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email,
                           contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
-                          uncertain_since=known.uncertain_since, reason=reason, contact_found=known.found), \
+                          uncertain_since=known.uncertain_since, reason=reason, contact_found=known.found,
+                          kind=known.kind, contact_role=known.role), \
             [_received(attempt), entry] if first else [] if again else [entry]
     if attempt.ignored is not None:
         return attempt.ignored, attempt.entries
@@ -760,15 +780,22 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     already = attempt.rf_qualified_at if pending else None
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
-    # Known by the email the contact was made or found with (its Intercom email): a mapping may take it from
-    # another field than RF's `email` (`{from: meta.work_email, to: email}`).
-    email = attempt.plan.payload.email if attempt.plan is not None else person.email
-    return JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=str(contact["id"]),
+    return JoinResult(LinkStatus.LINKED, kind=kind, email=_known_by(attempt), contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline, baseline_of=reached.baseline_of,
                       contact_created=reached.outcome == "created",
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
                       qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
+
+
+def _known_by(attempt: Attempt) -> Optional[str]:
+    """The email the linked person is known by: the one their contact was made or found with (its Intercom email), as
+    a mapping may take it from another field than RF's `email` (`{from: meta.work_email, to: email}`); a contact an
+    earlier try made, by its own (the email's mapping may have changed since: that try made it with the one then)."""
+    reached = attempt.reached
+    if reached is not None and reached.resumed and reached.contact.get("email"):
+        return str(reached.contact["email"])
+    return attempt.plan.payload.email if attempt.plan is not None else attempt.person.email if attempt.person else None
 
 
 def _counts_for(attempt: Attempt, settings: CampaignSettings, values: dict) -> Optional[str]:
@@ -818,10 +845,9 @@ def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
     leaves a contact that is looked at anyway (the next try resumes it and queues it again)."""
     lag, now = deps.search_lag(), deps.clock()
     checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
-                            contact_id=str(a.reached.contact["id"]), email=str(a.plan.payload.email),
+                            contact_id=str(a.reached.contact["id"]), email=str(_known_by(a)),
                             created_at=decide.time_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
-              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead"
-              and a.plan is not None and a.plan.payload.email]
+              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and _known_by(a)]
     if checks and deps.queue is not None:
         deps.queue.send_many(checks, delay=lag)
 

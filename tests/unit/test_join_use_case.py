@@ -12,6 +12,7 @@ from chalicelib.ports.store import LEASE_SECONDS, Busy
 from chalicelib.services.join import process_joins
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.unit.moves import apply
 from tests.unit.scenario import check, event, history, joined, link_of, made, reasons, run
 
 SETTINGS = {
@@ -550,6 +551,89 @@ def test_a_join_whose_link_another_try_wrote_after_the_batch_read_it_resumes_wit
     assert intercom.tags == [(lead["id"], "Referred")]
 
 
+def found_then_failed(work: FakeWork, value: str, role: str = "user") -> dict:
+    """Ann's contact existed at `value`; the try that found it failed (the tag's answer lost)."""
+    contact = work.apis.intercom_.add("ann@example.com", role=role, signed_up=value)
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    return contact
+
+
+def test_a_change_away_seen_after_a_try_failed_holding_an_existing_contact_arms_it():
+    """Ann's contact said "Yes" when her join found it; that try failed (the tag's answer lost). Before the next, she
+    went "No", then "Yes" again: the "No", seen while her join is part-way (failed), arms it as when it was claimed,
+    and she qualifies when it resumes."""
+    work = world()
+    existing = found_then_failed(work, "Yes")
+    work.clock.now += 1
+    run(work, event({**existing, "custom_attributes": {"signed_up": "No"}}, "contact.user.updated", "n1",
+                    updated_at=work.clock.now))
+    assert (link_of(work).status, link_of(work).armed) == (LinkStatus.FAILED, True)
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_an_existing_lead_held_by_a_failed_try_and_merged_into_a_user_since_keeps_its_baseline():
+    """Ann's lead existed at "No"; the try that found it failed. She signed up before the next: Intercom merged her
+    lead into the user she made, at "Yes" (no notification of it came yet). The next try follows the merge to the
+    user, made after she joined: her baseline is still "No", the value found, and she qualifies."""
+    work = world()
+    intercom = work.apis.intercom_
+    lead = found_then_failed(work, "No", role="lead")
+    work.clock.now += 60
+    user = made(work, intercom.add("ann@example.com", role="user", signed_up="Yes"))
+    intercom.merge(lead["id"], user["id"])
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.qualification) == (
+        LinkStatus.LINKED, user["id"], "No", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_held_contact_deleted_before_the_retry_leaves_no_deleted_state_on_the_contact_linked_instead():
+    """Ann's contact, held by a try that failed, was deleted in Intercom (its notification marked her link). The next
+    try made her a new contact and linked it: that one is alive, and reconciliation checks it (it skips a link whose
+    contact is deleted, and doctor counts it gone)."""
+    work = world()
+    existing = found_then_failed(work, "No")
+    run(work, event({"type": "contact", "id": existing["id"], "deleted": True}, "contact.deleted"))
+    work.apis.intercom_.contacts.clear()
+    run(work, join())
+    link = link_of(work)
+    assert link.status is LinkStatus.LINKED and link.contact_id != existing["id"]
+    assert link.contact_state is None
+
+
+def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_join_resumes_under_one():
+    """Ann's contact said "Yes" when her join found it, before the campaign had a qualification rule: no value was
+    held (there was no attribute to hold). The rule arrived before the join's next try: her baseline is her value
+    then ("Yes"), as for any contact found then, never "nothing", which her "Yes" all along would meet."""
+    work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
+    existing = found_then_failed(work, "Yes")
+    assert (link_of(work).contact_found, link_of(work).baseline_of) == (True, None)
+    work.store.settings.put("42", SETTINGS, "ws")
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.baseline_of, link.qualification) == (
+        LinkStatus.LINKED, existing["id"], "Yes", "custom_attributes.signed_up", QState.PENDING)
+    assert work.apis.rf_.qualified == []
+
+
+def test_a_contact_held_before_the_campaign_had_a_rule_is_not_stamped_with_a_rule_applied_and_replaced_since():
+    """As above, and the operator applied a rule, then replaced its target, while Ann's join waited for its retry:
+    the replaced rule is recorded on links whose baseline it was taken under (stamp_rule), never on hers, which
+    holds no value of it. Her contact was at the new target all along: not qualified by that."""
+    work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
+    found_then_failed(work, "Premium")
+    apply(work, SETTINGS)
+    apply(work, {**SETTINGS, "qualification": {**SETTINGS["qualification"], "value": "Premium"}})
+    run(work, join())
+    assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "Premium")
+    assert work.apis.rf_.qualified == []
+
+
 def test_a_vanished_contact_from_an_earlier_try_is_created_again():
     work = world()
     work.apis.intercom_.fail["tag"] = Permanent("Intercom answered 400: tag refused")
@@ -591,10 +675,11 @@ def test_a_lead_joining_just_after_a_user_was_made_elsewhere_is_merged_into_it_o
     assert work.apis.rf_.qualified == ["7"]
 
 
-@pytest.mark.parametrize("followed", ["webhook", "410"])
+@pytest.mark.parametrize("followed", ["webhook", "410", "404"])
 def test_a_lead_merged_into_a_user_search_did_not_show_keeps_her_baseline_whoever_merged_them(followed):
     """The duplicate check's merge applied, its answer lost; before its retry, the merge was followed from Intercom
-    (its webhook, or a check's 410). The user had Ann's email, made before she joined, and search did not show it:
+    (its webhook, or a check's 410, or its 404, as some API versions answer for a merged contact, then the contact
+    with her email, search showing it by then). The user had Ann's email, made before she joined, and search did not show it:
     as the check takes it, her baseline stays "No" (the value the bridge made her lead with), and her sign-up
     since qualifies her."""
     work = world()
@@ -605,7 +690,11 @@ def test_a_lead_merged_into_a_user_search_did_not_show_keeps_her_baseline_whoeve
     work.clock.now += 60
     user["custom_attributes"]["signed_up"] = "Yes"
     user["updated_at"] = work.clock.now
-    intercom.merge(lead["id"], user["id"])
+    if followed == "404":
+        del intercom.contacts[lead["id"]]
+        intercom.unsearchable.discard(user["id"])
+    else:
+        intercom.merge(lead["id"], user["id"])
     if followed == "webhook":
         run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
     else:

@@ -187,7 +187,8 @@ class DynamoLinks:
     def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
                           scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
         part_way = (LinkItem.status == LinkStatus.IN_PROGRESS.value) | (LinkItem.status.is_in(*_TRIED) & (
-            LinkItem.contact_id.exists() | LinkItem.uncertain_since.exists()))       # Link.part_way
+            (LinkItem.contact_id.exists() & LinkItem.contact_found.does_not_exist())
+            | LinkItem.uncertain_since.exists()))       # Link.part_way
         found, complete = _capped(campaign_id, limit, scan_limit, ["workspace"],
                                   part_way & (LinkItem.workspace != workspace))
         return dict(Counter(i.workspace for i in found)), complete
@@ -285,6 +286,8 @@ class DynamoLinks:
                                "qualification", "reason", "uncertain_since", "qualified_at")}
         fields["contact_found"] = result.contact_found or None
         fields["contact_created"] = result.contact_created or None
+        if result.contact_created:      # (alive, as made or read: a state the link has is of another contact)
+            fields["contact_state"] = None
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             fields.update(counted_for=result.counted_for, counted_at=at)
         if result.qualification is QState.PENDING:
@@ -358,7 +361,7 @@ class DynamoLinks:
     def _hold(self, claim: JoinClaim, found: FoundContact) -> list[Update]:
         return [Update(LinkItem(*link_key(claim.ref)), [
             LinkItem.contact_id.set(found.contact_id), _assign(LinkItem.kind, found.kind),
-            _assign(LinkItem.contact_role, found.role),
+            _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
             LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
             LinkItem.updated_at.set(iso(self.clock()))], LinkItem.claim == claim.token),
@@ -376,8 +379,8 @@ class DynamoLinks:
         return [answer_or_error(partial(self._hold_one, claim, found)) for claim, found in held]
 
     def _hold_one(self, claim: JoinClaim, found: FoundContact) -> None:
-        try:
-            self.history.transact(claim.ref, [], *self._hold(claim, found))
+        try:      # (a contact's pointer another person's join writes too: a conflict is tried again)
+            self._retrying_conflicts(lambda: self.history.transact(claim.ref, [], *self._hold(claim, found)))
         except TransactWriteError as exc:
             if conditional(exc):
                 raise Busy("lost the claim on this join to another worker") from None
@@ -531,7 +534,8 @@ class DynamoLinks:
     def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
         kept = LinkItem.pk.exists()
         unrecorded = (kept & LinkItem.baseline_of.does_not_exist() & (LinkItem.qualification.exists() | (
-            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists())))  # Link.baseline_unrecorded
+            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists()
+            & LinkItem.contact_found.does_not_exist())))  # Link.baseline_unrecorded
         unarmed = kept & (LinkItem.armed == True) & LinkItem.armed_by.does_not_exist()  # noqa: E712 (armed_unrecorded)
         pk, prefix = campaign_links(campaign_id)
         stamped = 0
