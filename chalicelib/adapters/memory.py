@@ -19,7 +19,7 @@ from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.people import digest
 from ..domain.qualification import ENDINGS, QState, claimable
@@ -221,6 +221,16 @@ class MemoryLinks:
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         return [answer_or_error(partial(self.finish, *d)) for d in done]
 
+    def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
+        return [answer_or_error(partial(self._hold, *h)) for h in held]
+
+    def _hold(self, claim: JoinClaim, found: FoundContact) -> None:
+        self._held_by(claim.ref, claim.token)
+        self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
+                    baseline=found.baseline,
+                    baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, contact_state=None)
+        self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
+
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         return [self._reopen(PersonRef(*ref), reason, entries) for ref, reason, entries in ignored]
 
@@ -243,6 +253,8 @@ class MemoryLinks:
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"
                   and (f.name != "baseline_of" or result.baseline_of is not None)}     # (the rule recorded: kept)
+        if result.contact_created:
+            fields["contact_state"] = None
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             referrer = PersonRef(claim.ref.campaign_id, result.counted_for)
             fields.update(counted_for=result.counted_for, counted_at=self._one_more(referrer))
@@ -321,7 +333,7 @@ class MemoryLinks:
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             changes.update(armed=False, armed_by=None)
-        return self._write(link.ref, entries, contact_id=contact_id, contact_state=None,
+        return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
                            contact_role=role or stored.link.contact_role, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,

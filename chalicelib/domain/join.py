@@ -217,7 +217,8 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
     changes the survivor), and under require_change the lead is not qualified by itself
     (judge.baseline_known). Not the link's own baseline for a contact that existed when the person joined
     (it may have had the target all along), but for one `hidden_by_search`: `target` is a contact Intercom's search did not
-    show yet when the person joined (the bridge made its own; the late duplicate check found it): made at most
+    show yet when the person joined (the bridge made its own; the late duplicate check found it, or the contact the
+    bridge made was merged into it: merged_unseen): made at most
     a few minutes before the join, it is the person arriving, not a contact of long standing, and its value
     then is taken as the link's, as the bridge took it before (what it changed to since is theirs since joining);
     its value is used when it has not changed since."""
@@ -230,6 +231,14 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
     if joined is not None and updated is not None and updated <= joined:
         return {"baseline": baseline(settings, target), "baseline_of": q.attribute}
     return {} if hidden_by_search else {"baseline": None, "baseline_of": MOVED_UNKNOWN}
+
+
+def merged_unseen(link: Link, target: dict) -> bool:
+    """The contact the person's join created (`link.contact_created`) was merged into `target`, which has their email:
+    a contact search did not show when they joined (or the join would have used it), as the late duplicate check
+    finds it, whoever merged them (that check, whose answer was lost, or the team). moved_baseline's
+    `hidden_by_search`. (One under another address may be of long standing: not this.)"""
+    return link.contact_created and bool(link.email) and (target.get("email") or "").strip().lower() == link.email
 
 
 def time_number(value: Any) -> Optional[float]:

@@ -51,6 +51,11 @@ SETTLED = {
 }
 
 
+#: A replay of a qualification RF refused: the rule was met then, and the decision sticks (RF is asked first).
+REPLAYED_FAILED = ("the rule was met and Referral Factory refused the qualification: its replay finishes it, whatever "
+                   "the contact or the settings' rule say now (Referral Factory asked first)")
+
+
 def elsewhere(link: Link, settings: Optional[CampaignSettings]) -> Optional[Repeat]:
     """Why `link` is not judged under the campaign's settings: it was linked in another workspace
     than the one the campaign is connected to now (its settings were applied naming another). Its
@@ -111,8 +116,12 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
           type_of: Callable[[str], str]) -> Verdict:
     """What `seen` means for `link` under `rule`. `type_of(attribute)`: the attribute's Intercom data
     type (asked only when a value is judged)."""
-    if rule is None or link.status != "linked" or not has_attribute(dict(seen.contact), rule.attribute):
+    if seen.replay and link.qualification is QState.FAILED and link.is_lead and link.status == "linked":
+        return Verdict(Action.QUALIFY, Entry("evaluation", "met", REPLAYED_FAILED, {"via": seen.via}))
+    if rule is None or not has_attribute(dict(seen.contact), rule.attribute):
         return IGNORE
+    if link.status != "linked":
+        return _held(link, rule, seen, type_of)
     state = link.qualification
     if link.owes_letter and not seen.replay:
         return Verdict(Action.FAIL)
@@ -141,6 +150,22 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
     if result.met:
         return Verdict(Action.QUALIFY, entry)
     return Verdict(Action.ARM if _arms(link, armed, rule, data_type, value, seen) else Action.NOTE, entry)
+
+
+def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[str], str]) -> Verdict:
+    """A lead's join not finished yet that found their contact and held its baseline (Link.contact_found): a value
+    missing the target seen on it after they joined arms the link, as it would once linked (the join's next try
+    resumes with that baseline, and judges the contact's value then). Nothing else is judged before the link is."""
+    if not (link.contact_found and link.is_lead and rule.require_change and link.baseline_of == rule.attribute):
+        return IGNORE
+    data_type = type_of(rule.attribute)
+    value = attribute_value(dict(seen.contact), rule.attribute)
+    if not _arms(link, armed_under(link, rule), rule, data_type, value, seen):
+        return IGNORE
+    result = rules.evaluate(rule, data_type, value, link.baseline, False)
+    return Verdict(Action.ARM, Entry("evaluation", "not_met", f"{result.reason} (seen while the join was not finished: "
+                                     "a change after joining, so a return to the target counts)",
+                                     {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}))
 
 
 def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:

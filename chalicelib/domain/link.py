@@ -111,6 +111,15 @@ class Link:
     # (ReferralCount.counts): a lead counted before their referrer was forgotten is not taken off the
     # count the referrer began since.
     counted_at: Optional[float] = None
+    # A join not finished yet found this person's contact (`contact_id`, one that existed: not one it created) and
+    # recorded it, with its baseline, before writing anything to it (LinkRepository.hold_found): a later try
+    # resumes with that baseline, not the contact's value by then, and a value missing the target seen meanwhile
+    # arms the link (judge.judge), as it would once linked.
+    contact_found: bool = False
+    # The bridge created `contact_id` for this person (their join did), until the link moves to another contact: a
+    # merge of it into a contact made before they joined is one search did not show yet (join.moved_baseline).
+    # False for links finished before the bridge recorded it.
+    contact_created: bool = False
 
     @property
     def ref(self) -> PersonRef:
@@ -124,10 +133,11 @@ class Link:
     def baseline_unrecorded(self) -> bool:
         """A baseline taken under a rule, stored before links named its attribute (before 2026-11-27): a lead's
         linked under a rule (it has a qualification state), or a join's not linked yet whose contact was made
-        or found (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
-        replacing the rule record the stored one's first (LinkRepository.stamp_rule)."""
+        (its retry keeps the baseline). judge.baseline_known takes it as the current rule's: settings
+        replacing the rule record the stored one's first (LinkRepository.stamp_rule). Not a contact a join found and
+        held (contact_found: recorded since, with the rule's attribute; none when the campaign had no rule)."""
         return self.baseline_of is None and (self.qualification is not None or (
-            self.status is not LinkStatus.LINKED and self.contact_id is not None))
+            self.status is not LinkStatus.LINKED and self.contact_id is not None and not self.contact_found))
 
     @property
     def armed_unrecorded(self) -> bool:
@@ -142,9 +152,11 @@ class Link:
     def part_way(self) -> bool:
         """Its join is under way in the link's workspace, not yet linked: claimed (a worker applies it there, or
         died applying it: a retry finishes it with the contact it may have made), or tried with a contact made
-        there, or maybe made (a retry under another workspace would make the person a second contact)."""
+        there, or maybe made (a retry under another workspace would make the person a second contact). Not one
+        tried with a contact it found there (contact_found): none of theirs was made, and a retry elsewhere does not
+        find that one."""
         return self.status is LinkStatus.IN_PROGRESS or (self.status.tried and (
-            self.contact_id is not None or self.uncertain_since is not None))
+            (self.contact_id is not None and not self.contact_found) or self.uncertain_since is not None))
 
     @property
     def owes_letter(self) -> bool:
@@ -195,6 +207,8 @@ class JoinResult:
     # A lead's join that ends (linked or ignored) counts for their referrer (RF id): the store adds it
     # to the referrer's ReferralCount in the same write, and the link keeps it as `counted_for`.
     counts_for: Optional[str] = None
+    contact_found: bool = False                      # a failed try's `contact_id` existed: it found it (Link)
+    contact_created: bool = False                    # the join created `contact_id` (Link)
 
     @property
     def counted_for(self) -> Optional[str]:
@@ -228,6 +242,18 @@ class ReferralCount:
     def held(self, attribute: str) -> bool:
         """Intercom holds the count kept, in `attribute`."""
         return self.written == self.n and self.written_to == attribute
+
+
+@dataclass(frozen=True)
+class FoundContact:
+    """A contact with the person's email that existed, as a join found it: recorded before anything is
+    written to it (LinkRepository.hold_found)."""
+
+    contact_id: str
+    kind: Optional[str]                  # the person's (lead | referrer)
+    role: Optional[str]                  # the contact's
+    baseline: Any
+    baseline_of: Optional[str]
 
 
 @dataclass(frozen=True)

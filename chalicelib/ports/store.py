@@ -10,7 +10,7 @@ from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Pr
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
+from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.qualification import QState
 from ..domain.sync import PageError
@@ -85,12 +85,21 @@ class LinkRepository(Protocol):
         """claim() for each (ref, workspace), in as few writes as the store can: per item what
         claim() answers, or the exception it raises (Busy) as a value. `new`: the people the
         caller found no link for; the store may write theirs whole (the answers are the same)."""
+    def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
+        """Each claimed join's contact that existed, with its baseline, recorded on its link (`contact_found`,
+        and the person's kind) with the contact's pointer, before the join writes anything to it: a try that dies
+        or fails after it resumes with that baseline, and a notification of the contact meanwhile finds the link.
+        The link is no longer armed (a value seen on another contact says nothing of this one), nor says its contact
+        deleted or archived (this one was just read). In as few writes as
+        the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
+        (it is no longer the claim's alone to write whole)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once (and, with
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead
-        from its start). A result naming no `baseline_of` leaves the link's: a join resuming an earlier version's
+        from its start). A contact the join created (`result.contact_created`) clears the link's contact_state
+        (that of a contact an earlier try had, gone since). A result naming no `baseline_of` leaves the link's: a join resuming an earlier version's
         baseline keeps the rule `stamp_rule` recorded on it meanwhile. Raises Busy when the claim was lost."""
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """finish() for each, in as few writes as the store can: per item None, or the exception

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 from ..domain import join as decide
 from ..domain import people
 from ..domain.history import REPLAYED, Entry, iso
-from ..domain.link import LEAD, REFERRER, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
+from ..domain.link import LEAD, REFERRER, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain.judge import Sighting
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
@@ -52,6 +52,9 @@ class Known:
     baseline: Any = None
     uncertain_since: Optional[float] = None
     baseline_of: Optional[str] = None        # the attribute `baseline` is a value of (Link.baseline_of)
+    found: bool = False                      # `contact_id` existed: the try found it, and held it (Link.contact_found)
+    kind: Optional[str] = None               # held with it (the person's; a notification arms a lead's only)
+    role: Optional[str] = None               # (the contact's)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,21 @@ class Reached:
     baseline: Any
     baseline_of: Optional[str]   # the attribute `baseline` is a value of (an earlier try's, when resumed with it)
     entries: tuple[Entry, ...] = ()
-    resumed: bool = False        # an earlier try created it: webhooks may have come meanwhile
+    resumed: bool = False        # an earlier try created or found it: webhooks may have come meanwhile
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A contact with the person's email that existed, as read, and its baseline: what `_mark` writes to. `held`:
+    recorded on the link already (an earlier try found it), with that baseline. `resumed`: an earlier try found it,
+    or the contact Intercom merged into it since (webhooks may have come meanwhile)."""
+
+    contact: dict
+    found_by: str
+    baseline: Any
+    baseline_of: Optional[str]
+    held: bool = False
+    resumed: bool = False
 
 
 @dataclass(eq=False)
@@ -101,6 +118,7 @@ class Attempt:
     person: Optional[Person] = None
     plan: Optional[decide.Plan] = None
     reached: Optional[Reached] = None
+    existing: Optional[Existing] = None        # found, not written to yet (_hold, then _mark)
     entries: list[Entry] = field(default_factory=list)       # before the contact's own entries
     tagged: list[Entry] = field(default_factory=list)        # after them
     found: list[dict] = field(default_factory=list)          # the batch's search: contacts with its email
@@ -173,6 +191,8 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
         # People sharing an email take turns: the contact one creates is the other's existing one
         # (search cannot show it yet).
         _each(turn, runner, lambda a: _reach(a, deps))
+        _hold(turn, deps)
+        _each([a for a in turn if a.existing is not None], runner, lambda a: _mark(a, deps))
         for attempt in turn:
             if attempt.active and attempt.reached is not None and attempt.reached.outcome == "created":
                 for other in _active(attempts):
@@ -193,7 +213,8 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
     for attempt in attempts:
-        if attempt.error is None and attempt.outcome == "created":
+        if attempt.error is None and attempt.outcome is not None and attempt.reached is not None \
+                and attempt.reached.resumed:
             try:
                 _resumed_evaluation(attempt, deps)
             except Exception as exc:
@@ -356,7 +377,8 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
         since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
-    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of)
+    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, link.contact_found,
+                          *((link.kind, link.contact_role) if link.contact_found else ()))
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
@@ -392,8 +414,14 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
     if isinstance(plan, decide.Skip):
         if plan.outcome == "failed":
             raise Permanent(plan.reason)
+        # An earlier try's contact (made or found, with its baseline), or its create whose answer was never seen, is
+        # kept on the link (the action turned to `nothing` since): a join `bridge backfill --apply` sends again once
+        # the action creates resumes with it, as any retry does, not a second contact nor a baseline taken now.
+        known = attempt.known
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
-                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values))
+                                     reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values),
+                                     contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
+                                     uncertain_since=known.uncertain_since, contact_found=known.found)
         attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
@@ -423,19 +451,26 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     unseen = attempt.known.uncertain_since is not None      # a try may have created a contact it never saw
     if attempt.known.contact_id:
         contact = _find(intercom, attempt.known.contact_id)
+        if contact is not None and attempt.known.found:
+            merged = "" if str(contact["id"]) == attempt.known.contact_id else \
+                f" as contact {attempt.known.contact_id}, merged into it since,"
+            _found(attempt, intercom, contact, f"an earlier try, which found it{merged} and then failed", read=True)
+            return
         if contact is not None:
             attempt.reached = _resumed(contact, attempt.known.baseline, attempt.known.baseline_of,
                                        "an earlier try created this contact and then failed; resuming with it")
             return
-        attempt.entries.append(Entry("contact", "vanished", f"contact {attempt.known.contact_id}, created by an "
-                                     "earlier try, no longer exists; starting over"))
-        attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None)
+        attempt.entries.append(Entry("contact", "vanished", f"contact {attempt.known.contact_id}, "
+                                     f"{'found' if attempt.known.found else 'created'} by an earlier try, no longer "
+                                     "exists; starting over"))
+        attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None, found=False,
+                                            kind=None, role=None)
     mine = decide.ours(found, attempt.marker)
     if mine is not None and not unseen:
         # Made for this person before the bridge's record of them (their link erased, e.g. by `bridge
         # forget`): a contact that existed before this join, like any other.
-        attempt.reached = _existing(attempt, deps, intercom, mine, "our marker: the bridge created it for this "
-                                    "person before, and has kept no record of them since (e.g. `bridge forget`)")
+        _found(attempt, intercom, mine, "our marker: the bridge created it for this person before, and has kept no "
+               "record of them since (e.g. `bridge forget`)")
         return
     if mine is not None:
         contact = _find(intercom, str(mine["id"])) or mine
@@ -447,7 +482,7 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
     existing = decide.pick_existing(_with_email(found, email))
     if existing is not None:
         recorded = attempt.recorded.get(str(existing["id"]))
-        attempt.reached = _existing(attempt, deps, intercom, existing, recorded or "email search", read=bool(recorded))
+        _found(attempt, intercom, existing, recorded or "email search", read=bool(recorded))
         return
     _wait_if_unsure(attempt, deps)
     attempt.reached = _create(attempt, deps, intercom)
@@ -474,7 +509,8 @@ def _wait_if_unsure(attempt: Attempt, deps: WorkDeps) -> None:
                    "one", retry_after=until - now)
 
 
-def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached:
+def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Optional[Reached]:
+    """The contact created; None when Intercom's 409 names one with the email (then `attempt.existing`)."""
     assert attempt.settings is not None and attempt.plan is not None
     settings = attempt.settings
 
@@ -495,7 +531,8 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached
             raise Permanent(f"contact {conflict.contact_id} has this email and is archived in Intercom (its 409 on "
                             "create): unarchive it in Intercom, then replay") from None
         existing = _get(intercom, conflict.contact_id)
-        return _existing(attempt, deps, intercom, existing, "409 conflict on create (search had not caught up)")
+        _found(attempt, intercom, existing, "409 conflict on create (search had not caught up)", read=True)
+        return None
     attempt.sent_create = False
     plan = attempt.plan                  # as written: planned again if the list was read again
     baseline, of = decide.created_baseline(settings, plan), decide.baseline_of(settings)
@@ -506,20 +543,61 @@ def _create(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort) -> Reached
         {"contact_id": created["id"], "role": created.get("role"), "attributes": sorted(plan.payload.attributes)}),))
 
 
-def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing: dict, found_by: str,
-              read: bool = False) -> Reached:
+def _found(attempt: Attempt, intercom: IntercomPort, existing: dict, found_by: str, read: bool = False) -> None:
     """A contact with this email exists: read it as it is now (search lags updates too; `read`: it was just
-    read), then leave it untouched (skip) or mark it as referred without replacing what it already has (update)."""
-    assert attempt.settings is not None and attempt.plan is not None
-    settings, plan = attempt.settings, attempt.plan
+    read). Its baseline is its value now, unless an earlier try found it and held the value it had then (the
+    person may have changed it since: a change after they joined); the contact Intercom merged it into since takes
+    it as a merge's link does (join.moved_baseline). One held while the campaign had no rule holds no value: under
+    a rule since, its value now (a held None would be taken as the rule's, and a value at the target all along
+    would qualify)."""
+    assert attempt.settings is not None
     contact = existing if read else _get(intercom, str(existing["id"]))
+    known, of = attempt.known, decide.baseline_of(attempt.settings)
+    if known.found and (known.baseline_of is not None or of is None):
+        same = known.contact_id == str(contact["id"])
+        moved = {} if same or attempt.link is None else decide.moved_baseline(attempt.settings, attempt.link, contact)
+        attempt.existing = Existing(contact, found_by, moved.get("baseline", known.baseline),
+                                    moved.get("baseline_of", known.baseline_of), held=same, resumed=True)
+        return
+    attempt.existing = Existing(contact, found_by, decide.baseline(attempt.settings, contact), of)
+
+
+def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """The contacts found (that existed), with their baselines, recorded on the links before anything is written
+    to them (one write for the batch): a try that dies or fails after it resumes with the value each had when found,
+    not what the person made it since, and a notification meanwhile finds the link (a change away arms it)."""
+    todo = [a for a in _active(attempts) if a.existing is not None and not a.existing.held and a.claim is not None]
+    held = [(a.claim, FoundContact(str(a.existing.contact["id"]), a.person.values.get("type") if a.person else None,
+                                   a.existing.contact.get("role"), a.existing.baseline, a.existing.baseline_of))
+            for a in todo if a.claim is not None and a.existing is not None]
+    answers = _together(todo, lambda: deps.links.hold_found(held)) if held else None
+    for attempt, (claim, found), lost in zip(todo, held, answers or []):
+        if lost is not None:
+            _fail(attempt, lost)
+            continue
+        attempt.claim = dataclasses.replace(claim, created_at=None)      # the link is no longer the claim's alone
+        attempt.known = dataclasses.replace(attempt.known, contact_id=found.contact_id, baseline=found.baseline,
+                                            baseline_of=found.baseline_of, found=True, kind=found.kind, role=found.role)
+
+
+def _mark(attempt: Attempt, deps: WorkDeps) -> None:
+    attempt.reached = _existing(attempt, deps)
+
+
+def _existing(attempt: Attempt, deps: WorkDeps) -> Reached:
+    """The contact found (`attempt.existing`, held): leave it untouched (skip) or mark it as referred without
+    replacing what it already has (update)."""
+    assert attempt.settings is not None and attempt.plan is not None and attempt.existing is not None
+    plan, existing = attempt.plan, attempt.existing
+    intercom = deps.apis.intercom(attempt.workspace)
+    contact, baseline, of, resumed = existing.contact, existing.baseline, existing.baseline_of, existing.resumed
     same = (contact.get("email") or "").lower() == str(plan.payload.email)
-    found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {found_by})"
-    baseline, of = decide.baseline(settings, contact), decide.baseline_of(settings)
+    found = f"a {contact.get('role')} {'with this email ' if same else ''}already exists (found by {existing.found_by})"
     ids = {"contact_id": contact["id"], "role": contact.get("role")}
     if plan.people.duplicates == "skip":
         return Reached(contact, "linked", baseline, of, (Entry(
-            "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked", ids),))
+            "contact", "skipped_existing", f"{found}; duplicates is skip, so it was left untouched and linked", ids),),
+            resumed=resumed)
 
     def send(plan_: decide.Plan) -> tuple[dict, dict]:
         body = decide.duplicate_action(plan_, contact) or {}     # nothing to write: no call
@@ -537,11 +615,11 @@ def _existing(attempt: Attempt, deps: WorkDeps, intercom: IntercomPort, existing
             "other" if refused else "it already has a value for every"
         return Reached(contact, "updated" if tagged else "linked", baseline, of, (Entry(
             "contact", "updated_existing", f"{found}; duplicates is update, but {every} mapped field (kept): "
-            f"{'only the tag is added' if tagged else 'nothing to write'}; linked", {**ids, **held}),))
+            f"{'only the tag is added' if tagged else 'nothing to write'}; linked", {**ids, **held}),), resumed=resumed)
     details: dict[str, Any] = {"contact_id": contact["id"], "attributes": sorted(written), **held}
     return Reached(updated, "updated", baseline, of, (Entry(
         "contact", "updated_existing", f"{found}; duplicates is update, so it was marked as referred (fields it "
-        "already had were kept) and linked", details),))
+        "already had were kept) and linked", details),), resumed=resumed)
 
 
 def _written_or_again(attempt: Attempt, deps: WorkDeps, send: Callable[[decide.Plan], T]) -> T:
@@ -689,7 +767,8 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         again = waiting and link is not None and link.status is LinkStatus.WAITING and waits_again(link.reason, reason)
         return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email,
                           contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
-                          uncertain_since=known.uncertain_since, reason=reason), \
+                          uncertain_since=known.uncertain_since, reason=reason, contact_found=known.found,
+                          kind=known.kind, contact_role=known.role), \
             [_received(attempt), entry] if first else [] if again else [entry]
     if attempt.ignored is not None:
         return attempt.ignored, attempt.entries
@@ -700,14 +779,22 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     already = attempt.rf_qualified_at if pending else None
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
-    # Known by the email the contact was made or found with (its Intercom email): a mapping may take it from
-    # another field than RF's `email` (`{from: meta.work_email, to: email}`).
-    email = attempt.plan.payload.email if attempt.plan is not None else person.email
-    return JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=str(contact["id"]),
+    return JoinResult(LinkStatus.LINKED, kind=kind, email=_known_by(attempt), contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline, baseline_of=reached.baseline_of,
+                      contact_created=reached.outcome == "created",
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
                       qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]
+
+
+def _known_by(attempt: Attempt) -> Optional[str]:
+    """The email the linked person is known by: the one their contact was made or found with (its Intercom email), as
+    a mapping may take it from another field than RF's `email` (`{from: meta.work_email, to: email}`); a contact an
+    earlier try made, by its own (the email's mapping may have changed since: that try made it with the one then)."""
+    reached = attempt.reached
+    if reached is not None and reached.resumed and reached.contact.get("email"):
+        return str(reached.contact["email"])
+    return attempt.plan.payload.email if attempt.plan is not None else attempt.person.email if attempt.person else None
 
 
 def _counts_for(attempt: Attempt, settings: CampaignSettings, values: dict) -> Optional[str]:
@@ -757,10 +844,9 @@ def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
     leaves a contact that is looked at anyway (the next try resumes it and queues it again)."""
     lag, now = deps.search_lag(), deps.clock()
     checks = [VerifyMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace,
-                            contact_id=str(a.reached.contact["id"]), email=str(a.plan.payload.email),
+                            contact_id=str(a.reached.contact["id"]), email=str(_known_by(a)),
                             created_at=decide.time_number(a.reached.contact.get("created_at")), not_before=now + lag).wire()
-              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead"
-              and a.plan is not None and a.plan.payload.email]
+              for a in created if a.reached is not None and a.reached.contact.get("role") == "lead" and _known_by(a)]
     if checks and deps.queue is not None:
         deps.queue.send_many(checks, delay=lag)
 

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from ..domain.history import Entry, epoch, iso
 from ..domain.link import LinkStatus, Overdue
 from ..domain.qualification import UNFINISHED
+from ..domain.settings import valid_or_none
 from ..messages import ChangesMessage, CheckMessage, JoinMessage
 from ..observability import count, logger
 from ..ports import WorkQueue
@@ -197,14 +198,19 @@ def _sweep(rt: Stack[WorkQueue], now: float, limit: int) -> _Sweep:
     # Nor are leads linked in a workspace their campaign left (`settings apply --move-workspace`): they are
     # never judged there (Qualifier.moved_away), so a check would only note that again. One settings read
     # per campaign of the page.
-    now_in = {c: stored.workspace if (stored := rt.store.settings.get(c)) is not None else None
-              for c in sorted({link.campaign_id for link in page.links})}
+    stored = {c: rt.store.settings.get(c) for c in sorted({link.campaign_id for link in page.links})}
+    now_in = {c: s.workspace if s is not None else None for c, s in stored.items()}
+    # Nor are the leads of a campaign with no rule now (its settings deleted, or its rule turned off): nothing judges
+    # them. They stay in the index: settings applied again with a rule make the next round check them (a lead that met
+    # the rule meanwhile, its webhook judged under none, qualifies so). Invalid settings are the check's to say.
+    ruleless = {c for c, s in stored.items()
+                if s is None or ((valid := valid_or_none(s.document)) is not None and valid.qualification is None)}
     for link in page.links:
         # A qualification under way (its claim's lease runs, or it is overdue) is the overdue
         # index's: a check from here would be the same work queued twice.
         if link.qualification in UNFINISHED:
             continue
-        if now_in.get(link.campaign_id, link.workspace) not in (None, link.workspace):
+        if now_in.get(link.campaign_id, link.workspace) not in (None, link.workspace) or link.campaign_id in ruleless:
             continue
         if link.contact_id and not link.contact_state and link.workspace not in paused:
             try:

@@ -2,13 +2,17 @@
 a gate the test opens (no sleeping); the client's own timeout is the only real wait (0.2 s)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from infra.local.chaos.processes import pid_of_connection
+from infra.local.chaos.processes import Workers, kill_sender, pid_of_connection
 from infra.local.chaos.proxy import KINDS, PASS, FaultProxy, Rule
 from infra.local.sims.referral_factory import RFSim
 
@@ -119,13 +123,17 @@ def test_scripted_faults_are_used_in_order_then_requests_pass(proxy, rf):
     assert [e["kind"] for e in proxy.events] == ["applied_500", "rate_limited"]
 
 
-def test_hooks_run_before_forwarding_or_after_the_simulator_applied(proxy, rf):
+def test_a_hook_is_entered_before_forwarding_and_left_after_the_simulator_applied(proxy, rf):
     seen = []
-    script(proxy, PASS, hook=lambda req: seen.append(("before", rf.count("PUT", QUALIFY))))
-    script(proxy, PASS, hook=lambda req: seen.append(("after", rf.count("PUT", QUALIFY))), when="after")
+
+    @contextlib.contextmanager
+    def hook(req):
+        seen.append(("entered", rf.count("PUT", QUALIFY)))
+        yield
+        seen.append(("left", rf.count("PUT", QUALIFY)))
+    script(proxy, PASS, hook=hook)
     put(proxy, rf)
-    put(proxy, rf)
-    assert seen == [("before", 0), ("after", 2)]
+    assert seen == [("entered", 0), ("left", 1)]
 
 
 def test_random_faults_follow_the_seed(rf):
@@ -150,7 +158,73 @@ def test_rates_are_checked():
 
 def test_the_process_that_sent_a_request_is_found_by_its_port(proxy, rf):
     found = []
-    script(proxy, PASS, hook=lambda req: found.append(pid_of_connection(req.client_port, proxy.port,
-                                                                        [1, os.getpid()])))
+
+    @contextlib.contextmanager
+    def hook(req):
+        found.append(pid_of_connection(req.client_port, proxy.port, [1, os.getpid()]))
+        yield
+    script(proxy, PASS, hook=hook)
     put(proxy, rf)
     assert found == [os.getpid()]
+
+
+# A worker that sends one request with a short timeout, reports that it gave up (as a failed batch), and
+# lives on until it is killed.
+GIVES_UP = """
+import os, signal, requests
+status = os.fdopen(int(os.environ["CHAOS_STATUS_FD"]), "w", buffering=1)
+status.write("R\\nB 1\\n")
+try:
+    requests.put(os.environ["PROXY_URL"], json={}, timeout=0.2)
+    status.write("E 1 1\\n")
+except requests.RequestException:
+    status.write("E 0 1\\n")
+signal.pause()
+"""
+
+
+@pytest.fixture
+def slow_simulator(gate):
+    """A simulator that answers once the test opens the gate."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            gate.opened.wait(10)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    gate.opened.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_worker_killed_after_the_answer_is_the_one_that_sent_it_even_if_it_gave_up_waiting(
+        slow_simulator, gate, tmp_path):
+    """A loaded machine (the chaos run in CI): the simulator answers after the worker's timeout, and a
+    random kill comes meanwhile. The scripted kill still takes the worker that sent the request."""
+    proxy = FaultProxy(slow_simulator).start()
+    workers = Workers(1, {**os.environ, "PROXY_URL": proxy.url + QUALIFY}, tmp_path,
+                      command=(sys.executable, "-c", GIVES_UP))
+    log: list = []
+    script(proxy, PASS, hook=kill_sender(workers, proxy, "crash_after_create", log, after=True))
+    try:
+        workers.start().wait_ready()
+        [sender] = workers.pids
+        deadline = time.monotonic() + 10
+        while workers.failed_batches == 0 and time.monotonic() < deadline:   # it gave up: its connection closed
+            time.sleep(0.02)
+        assert workers.failed_batches == 1
+        assert workers.kill(why="random") is None      # its kill is pending: no random kill takes it
+        gate.opened.set()
+        assert proxy.wait_idle()
+    finally:
+        workers.stop()
+        proxy.stop()
+    assert [(k["pid"], k["why"]) for k in workers.kills] == [(sender, "crash_after_create")]
+    assert log == [{"probe": "crash_after_create", "pid": sender, "killed": True}]

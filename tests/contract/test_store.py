@@ -13,8 +13,8 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus, PersonRef,
-                                   MOVED_UNKNOWN, ReferralCount)
+from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
+                                   PersonRef, MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import COUNT_ASK_GRACE
@@ -101,6 +101,66 @@ def test_a_waiting_join_keeps_what_the_next_try_needs_and_its_claim_drops_the_wa
     assert store.links.claim_many([(ANN, WS)])[0] is not None          # its next try claims it at once
     link = store.links.get(ANN)
     assert (link.status, link.reason, link.email) == (LinkStatus.IN_PROGRESS, None, "ann@example.com")
+
+@pytest.mark.parametrize("new", [False, True])
+def test_a_contact_found_is_held_under_the_claim_with_its_baseline_and_finished_or_failed_as_held(store, clock, new):
+    """A join holds the contact it found (that existed) before writing to it: under its claim only, the link's
+    pointer to the contact found at once (a notification then finds it), an arming cleared; a failed try keeps it all
+    for the next, and the finish of a link whose claim wrote it whole (`new`) keeps what was written since."""
+    bob = PersonRef("42", "8")
+    [ann_claim, bob_claim] = store.links.claim_many([(ANN, WS), (bob, WS)], new={ANN, bob} if new else ())
+    store.links.arm(store.links.get(ANN), [], "rule")
+    stale = JoinClaim(bob, WS, "not-the-token")
+    answers = store.links.hold_found([(ann_claim, FoundContact("c1", "lead", "user", "Yes", "custom_attributes.x")),
+                                      (stale, FoundContact("c2", "lead", "user", "No", "custom_attributes.x"))])
+    assert answers[0] is None and isinstance(answers[1], Busy)
+    held = store.links.get(ANN)
+    assert (held.status, held.contact_id, held.kind, held.contact_role, held.baseline, held.baseline_of,
+            held.contact_found, held.armed) == (LinkStatus.IN_PROGRESS, "c1", "lead", "user", "Yes",
+                                                "custom_attributes.x", True, False)
+    assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == [held]
+    assert store.links.get(bob).contact_id is None
+    store.links.arm(held, [], "rule")                                # a change away, seen meanwhile
+    claim = dataclasses.replace(ann_claim, created_at=None)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c1", baseline="Yes",
+                                         baseline_of="custom_attributes.x", contact_found=True, reason="Intercom 502"),
+                       [Entry("join", "failed")])
+    clock.now += 5
+    again = store.links.claim(ANN, WS)
+    link = store.links.get(ANN)
+    assert (link.contact_id, link.baseline, link.contact_found, link.armed) == ("c1", "Yes", True, True)
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",
+                                         baseline="Yes", baseline_of="custom_attributes.x",
+                                         qualification=QState.PENDING), [])
+    link = store.links.get(ANN)
+    assert (link.status, link.contact_found, link.armed) == (LinkStatus.LINKED, False, True)
+
+
+def test_a_link_says_its_join_created_its_contact_until_it_moves_to_another(store):
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",
+                                         contact_created=True), [])
+    assert store.links.get(ANN).contact_created
+    moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")])
+    assert (moved.contact_id, moved.contact_created) == ("c2", False)
+    assert not store.links.get(ANN).contact_created
+
+
+@pytest.mark.parametrize("then", ["found", "created"])
+def test_a_contact_a_join_finds_or_creates_clears_the_state_said_of_the_one_an_earlier_try_had(store, clock, then):
+    """An earlier try's contact was deleted in Intercom (its notification marked the link), and the next try found or
+    created another: the link no longer says its contact is deleted (reconciliation checks it again)."""
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, contact_id="c1", reason="Intercom 502"), [])
+    store.links.set_contact(store.links.get(ANN), [], when=1.0, state=ContactState.DELETED)
+    clock.now += 5
+    again = store.links.claim(ANN, WS)
+    if then == "found":
+        assert store.links.hold_found([(again, FoundContact("c2", "lead", "user", "No", "x"))]) == [None]
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c2",
+                                         contact_created=then == "created"), [])
+    assert (store.links.get(ANN).contact_id, store.links.get(ANN).contact_state) == ("c2", None)
+
 
 def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
     bob, cid, dan = PersonRef("42", "8"), PersonRef("42", "9"), PersonRef("42", "10")
@@ -518,7 +578,10 @@ def test_links_stored_before_they_named_their_rule_record_the_rule_settings_repl
     joined(store, PersonRef("42", "5"), kind="referrer", pending=False)
     store.links.arm(joined(store, PersonRef("42", "6"), baseline_of="custom_attributes.plan"), [], "plan's")
     joined(store, PersonRef("43", "1"))                                          # another campaign's
+    held = store.links.claim(PersonRef("42", "8"), WS)             # a contact found with no rule: this version's, none
+    store.links.finish(held, JoinResult(LinkStatus.FAILED, contact_id="c8", contact_found=True, reason="502"), [])
     assert store.links.stamp_rule("42", old, key) == 3
+    assert store.links.get(PersonRef("42", "8")).baseline_of is None
     links = [store.links.get(PersonRef(c, u)) for c, u in (("42", "1"), ("42", "2"), ("42", "3"), ("42", "4"),
                                                            ("42", "5"), ("42", "6"), ("43", "1"))]
     assert [(link.baseline_of, link.armed_by) for link in links] == [
@@ -877,14 +940,16 @@ def test_a_campaigns_joins_part_way_in_other_workspaces_are_found_past_any_numbe
     """What `settings apply` asks right before a campaign changes workspace: its joins part-way elsewhere than the
     workspace named (claimed, whatever the lease; or tried with a contact made, or maybe made, there), by
     workspace, read as `linked_elsewhere` reads; not a join that ended (linked, ignored) or one tried without a
-    contact, nor another campaign's. A twin counting otherwise would pass a move DynamoDB refuses (or the
+    contact made (none, or one it found), nor another campaign's. A twin counting otherwise would pass a move DynamoDB refuses (or the
     reverse)."""
     monkeypatch.setattr("chalicelib.adapters.dynamo.links.LINKS_PAGE", 2)      # pages of 2 links in DynamoDB
     ended = {"1": JoinResult(LinkStatus.FAILED, reason="RF answered 404"),                  # no contact: not
              "2": JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c2"),
              "3": JoinResult(LinkStatus.IGNORED, kind="lead", reason="leads.action is nothing"),
              "4": JoinResult(LinkStatus.FAILED, contact_id="c4", reason="tag refused"),       # its contact made
-             "5": JoinResult(LinkStatus.WAITING, uncertain_since=1.0, reason="no answer")}    # maybe made
+             "5": JoinResult(LinkStatus.WAITING, uncertain_since=1.0, reason="no answer"),    # maybe made
+             "8": JoinResult(LinkStatus.FAILED, contact_id="c8", contact_found=True,         # found there: not
+                             reason="tag refused")}
     for user, result in ended.items():
         store.links.finish(store.links.claim(PersonRef("42", user), WS), result, [])
     store.links.claim(PersonRef("42", "6"), "ws2")                              # a join still held
@@ -1935,6 +2000,19 @@ def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(s
         store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
     assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join fails (retried)
     assert store.links.referrals(REFERRER) is None
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_holding_a_contact_found_cancelled_as_a_conflict_is_tried_again(store, monkeypatch):
+    """Two people's joins found one contact (its pointer is written by both at once): a hold DynamoDB cancels as
+    a conflict is tried again after a short wait, as a finish is, not a failed try."""
+    claims = store.links.claim_many([(PersonRef("42", u), WS) for u in "12"])
+    conflicts = Conflicts(monkeypatch, 2)
+    store.links.sleep = conflicts.sleeps.append
+    found = FoundContact("c1", "lead", "user", "No", "custom_attributes.x")
+    assert store.links.hold_found([(claim, found) for claim in claims]) == [None, None]
+    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 1)         # the batch's, then each alone (one again)
+    assert {store.links.get(c.ref).contact_found for c in claims} == {True}
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)

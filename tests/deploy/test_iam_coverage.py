@@ -343,7 +343,7 @@ def performed(rendered):
 
 
 def drive(stage: Stage) -> dict:
-    """The flows: a join (and its repeat), a deferred retry, a permanent failure and an unreadable
+    """The flows: a join (and its repeat), a join finding its contact, a deferred retry, a permanent failure and an unreadable
     message (both dead-lettered), a qualification, an unlinked contact, reconciliation, a join with a
     field it could not write, the OAuth connection, a sync page tried again."""
     from chalicelib.services import admin
@@ -361,6 +361,11 @@ def drive(stage: Stage) -> dict:
     outcome["head"] = stage.post_intercom({}, method="HEAD")
     stage.drain()
     [contact] = intercom.contacts_by_email("ann@example.com")
+    # A join that finds the person's contact: held on the link, with its baseline, before it is marked.
+    gil, known = new_lead(rf, "gil@example.com"), intercom.add_contact("gil@example.com", role="user")
+    stage.post_join(join_body(gil))
+    stage.drain()
+    outcome["gil"] = [c["id"] for c in intercom.contacts_by_email("gil@example.com")] == [known["id"]]
 
     # Waits: a 429 (the worker sends a delayed copy back) and RF's 503 asking an hour (an outage,
     # waited out the same way), beside a handled message.
@@ -515,11 +520,12 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     """The coverage below means something only if the flows really happened."""
     outcome, _, _ = performed
     assert outcome["join"] == [202, 202] and outcome["wrong secret"] == 401 and outcome["head"] == 200
+    assert outcome["gil"]
     assert outcome["unlinked"] == 200 and outcome["notify"] == 200
     assert [r.get("waiting") for r in outcome["waits"]] == [2], outcome["waits"]
     assert any("will be retried" in str(r) for r in outcome["retry"]), outcome["retry"]
     assert outcome["qualified"] == [outcome["ann"]]
-    assert outcome["reconcile"] == {"queued": 1, "round_complete": True, "searches": 1, "overdue": 1}
+    assert outcome["reconcile"] == {"queued": 2, "round_complete": True, "searches": 1, "overdue": 1}   # (dee, gil)
     assert outcome["looked back"] is None
     assert len(outcome["eve"]) == 1 and len(outcome["fay"]) == 1
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])

@@ -106,6 +106,23 @@ def test_a_batch_of_10_new_leads_in_a_campaign_keeping_counts_reads_their_own_co
     assert counts.operations("sqs") == {"sqs:SendMessageBatch": 2}     # the verifications, the 10 referrers' counts
 
 
+def test_a_batch_of_10_joins_of_people_with_contacts_holds_the_contacts_found_in_one_write(bridge, intercom, rf,
+                                                                                           counter):
+    """Each contact found is recorded on its link, with its baseline, before it is marked (a try that dies after
+    resumes with the value it had then): one transaction for the batch, beside the claims' and the finishes'."""
+    warm(bridge, rf)
+    for i in range(BATCH):
+        intercom.add_contact(f"known{i}@example.com", role="user")
+        assert bridge.post_join(join_body(new_lead(rf, email=f"known{i}@example.com"))).status_code == 202
+    with counter.measure() as counts:
+        one_batch(bridge, BATCH)
+    asked = Counter(re.sub(r"/contacts/(?!search$)\w+$", "/contacts/{id}", r) for r in counts.intercom_requests)
+    assert asked == {"POST /contacts/search": 1, "GET /contacts/{id}": 10, "PUT /contacts/{id}": 10, "POST /tags": 1}
+    # (3 reservations of rate-limit slots for the 22 Intercom calls; the claims, the holds, the finishes)
+    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 3, "dynamodb:TransactWriteItems": 3,
+                                             "dynamodb:BatchGetItem": 2}
+
+
 def test_baseline_a_batch_of_10_events_about_unlinked_contacts(unlinked_events):
     counts = unlinked_events
     assert counts.as_dict() == {"intercom": 0, "rf": 0, "dynamodb_writes": 0, "dynamodb_reads": 1, "sqs": 0}

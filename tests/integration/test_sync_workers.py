@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.cli import main
-from infra.local.chaos.processes import Workers, pid_of_connection
+from infra.local.chaos.processes import Workers, kill_sender
 from infra.local.chaos.proxy import PASS, FaultProxy, Rule
 from tests.integration.test_sync import creates, segment, sync_settings
 
@@ -66,14 +66,10 @@ def test_a_worker_killed_after_rf_created_a_user_and_before_the_checkpoint_leave
            "POWERTOOLS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     workers = Workers(2, env, tmp_path).start()
     killed: list = []
-
-    def kill_sender(req) -> None:           # RF has created the user: its answer never reaches the worker
-        pid = pid_of_connection(req.client_port, proxy.port, workers.pids)
-        killed.append(workers.kill(pid=pid, why="after RF's create") if pid else None)
-    victim = contacts[20]["email"]
+    victim = contacts[20]["email"]            # RF creates the user: its answer never reaches the worker
     proxy.script(Rule("crash_after_create", lambda req: req.method == "POST" and req.path.endswith("/users")
                       and isinstance(req.json, dict) and req.json.get("email") == victim, [PASS],
-                      hook=kill_sender, when="after"))
+                      hook=kill_sender(workers, proxy, "after RF's create", killed, after=True)))
     try:
         workers.wait_ready()
         capsys.readouterr()
@@ -85,7 +81,7 @@ def test_a_worker_killed_after_rf_created_a_user_and_before_the_checkpoint_leave
     finally:
         workers.stop()
         proxy.stop()
-    assert killed and killed[0] is not None, "the worker was not killed after RF's create"
+    assert killed and killed[0]["killed"], f"the worker was not killed after RF's create: {killed}"
     for c in contacts:
         [user] = rf.users_by_email(c["email"], 42)           # no duplicate, no contact missed
         assert intercom.get(c["id"])["custom_attributes"]["referral_link"] == user["url"]

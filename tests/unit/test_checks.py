@@ -65,12 +65,13 @@ def test_a_contact_gone_for_good_is_marked_and_leaves_the_pending_index():
     assert work.store.links.pending(None, 10).links == []
 
 
-def test_a_campaign_without_a_rule_any_more_stops_the_checks():
+def test_a_check_of_a_campaign_without_a_rule_any_more_reads_nothing_and_keeps_the_lead_for_a_rule_again():
     work = world()
     joined(work)
     work.store.settings.put("42", settings(rule=None), "ws")
     run(work, check())
-    assert history(work)[-1] == ("reconciliation", "stopped") and work.apis.intercom_.calls == []
+    assert history(work)[-1] == ("reconciliation_no_rule", "ignored") and work.apis.intercom_.calls == []
+    assert [link.rf_user_id for link in work.store.links.pending(None, 10).links] == ["7"]
 
 
 def test_a_failed_qualification_is_checked_again_only_on_a_replay():

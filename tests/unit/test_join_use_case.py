@@ -11,7 +11,8 @@ from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
-from tests.unit.scenario import event, history, joined, link_of, made, reasons, run
+from tests.unit.moves import apply
+from tests.unit.scenario import check, event, history, joined, link_of, made, reasons, run
 
 SETTINGS = {
     "campaign_id": "42", "workspace": "ws",
@@ -475,6 +476,138 @@ def test_a_try_that_failed_after_creating_the_contact_resumes_it_with_its_record
     assert work.apis.rf_.qualified == ["7"]           # the webhooks it missed: judged when it resumed
 
 
+def test_a_try_that_failed_after_finding_an_existing_contact_resumes_with_the_value_it_had_then():
+    """Ann's contact existed at "No"; the try that found and marked it failed (the tag's answer lost), and she signed
+    up before the next: its baseline is "No", the value found (not "Yes", what she made it since), so she
+    qualifies, at the resumed try (the webhook that said so came while her join was not finished)."""
+    work = world()
+    existing = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    failed = link_of(work)
+    assert (failed.status, failed.contact_id, failed.baseline, failed.contact_found) == (
+        LinkStatus.FAILED, existing["id"], "No", True)
+    existing["custom_attributes"]["signed_up"] = "Yes"
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.contact_found) == (
+        LinkStatus.LINKED, existing["id"], "No", False)
+    assert work.apis.rf_.qualified == ["7"] and work.apis.intercom_.tags == [(existing["id"], "Referred")]
+
+
+class Killed(BaseException):
+    """The worker's process dies here (nothing after it runs: no failure is recorded)."""
+
+
+def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_and_a_change_away_meanwhile_counts():
+    """Ann's contact said "Yes" when she joined (require_change: that alone never qualifies). The worker died
+    as it tagged it, before linking; she went "No", then "Yes" again. The notifications found her join part-way:
+    the "No" armed it. The next try resumes with the baseline found ("Yes") and the arming, and she qualifies."""
+    work = world()
+    intercom = work.apis.intercom_
+    existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
+    intercom.fail["tag"] = Killed()
+    with pytest.raises(Killed):
+        run(work, join())
+    held = link_of(work)
+    assert (held.status, held.contact_id, held.baseline, held.contact_found) == (
+        LinkStatus.IN_PROGRESS, existing["id"], "Yes", True)
+    work.clock.now += 1
+    run(work, event({**existing, "custom_attributes": {"signed_up": "No"}}, "contact.user.updated", "n1",
+                    updated_at=work.clock.now))
+    existing["custom_attributes"]["signed_up"] = "Yes"
+    run(work, event(dict(existing), "contact.user.updated", "n2", updated_at=work.clock.now + 1))
+    assert link_of(work).armed and work.apis.rf_.qualified == []        # not linked yet: only armed
+    work.clock.now += LEASE_SECONDS + 1
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
+
+
+def found_then_failed(work: FakeWork, value: str, role: str = "user") -> dict:
+    """Ann's contact existed at `value`; the try that found it failed (the tag's answer lost)."""
+    contact = work.apis.intercom_.add("ann@example.com", role=role, signed_up=value)
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    return contact
+
+
+def test_a_change_away_seen_after_a_try_failed_holding_an_existing_contact_arms_it():
+    """Ann's contact said "Yes" when her join found it; that try failed (the tag's answer lost). Before the next, she
+    went "No", then "Yes" again: the "No", seen while her join is part-way (failed), arms it as when it was claimed,
+    and she qualifies when it resumes."""
+    work = world()
+    existing = found_then_failed(work, "Yes")
+    work.clock.now += 1
+    run(work, event({**existing, "custom_attributes": {"signed_up": "No"}}, "contact.user.updated", "n1",
+                    updated_at=work.clock.now))
+    assert (link_of(work).status, link_of(work).armed) == (LinkStatus.FAILED, True)
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_an_existing_lead_held_by_a_failed_try_and_merged_into_a_user_since_keeps_its_baseline():
+    """Ann's lead existed at "No"; the try that found it failed. She signed up before the next: Intercom merged her
+    lead into the user she made, at "Yes" (no notification of it came yet). The next try follows the merge to the
+    user, made after she joined: her baseline is still "No", the value found, and she qualifies."""
+    work = world()
+    intercom = work.apis.intercom_
+    lead = found_then_failed(work, "No", role="lead")
+    work.clock.now += 60
+    user = made(work, intercom.add("ann@example.com", role="user", signed_up="Yes"))
+    intercom.merge(lead["id"], user["id"])
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.qualification) == (
+        LinkStatus.LINKED, user["id"], "No", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_held_contact_deleted_before_the_retry_leaves_no_deleted_state_on_the_contact_linked_instead():
+    """Ann's contact, held by a try that failed, was deleted in Intercom (its notification marked her link). The next
+    try made her a new contact and linked it: that one is alive, and reconciliation checks it (it skips a link whose
+    contact is deleted, and doctor counts it gone)."""
+    work = world()
+    existing = found_then_failed(work, "No")
+    run(work, event({"type": "contact", "id": existing["id"], "deleted": True}, "contact.deleted"))
+    work.apis.intercom_.contacts.clear()
+    run(work, join())
+    link = link_of(work)
+    assert link.status is LinkStatus.LINKED and link.contact_id != existing["id"]
+    assert link.contact_state is None
+
+
+def test_a_contact_held_before_the_campaign_had_a_rule_takes_its_value_when_the_join_resumes_under_one():
+    """Ann's contact said "Yes" when her join found it, before the campaign had a qualification rule: no value was
+    held (there was no attribute to hold). The rule arrived before the join's next try: her baseline is her value
+    then ("Yes"), as for any contact found then, never "nothing", which her "Yes" all along would meet."""
+    work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
+    existing = found_then_failed(work, "Yes")
+    assert (link_of(work).contact_found, link_of(work).baseline_of) == (True, None)
+    work.store.settings.put("42", SETTINGS, "ws")
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.baseline_of, link.qualification) == (
+        LinkStatus.LINKED, existing["id"], "Yes", "custom_attributes.signed_up", QState.PENDING)
+    assert work.apis.rf_.qualified == []
+
+
+def test_a_contact_held_before_the_campaign_had_a_rule_is_not_stamped_with_a_rule_applied_and_replaced_since():
+    """As above, and the operator applied a rule, then replaced its target, while Ann's join waited for its retry:
+    the replaced rule is recorded on links whose baseline it was taken under (stamp_rule), never on hers, which
+    holds no value of it. Her contact was at the new target all along: not qualified by that."""
+    work = world({k: v for k, v in SETTINGS.items() if k != "qualification"})
+    found_then_failed(work, "Premium")
+    apply(work, SETTINGS)
+    apply(work, {**SETTINGS, "qualification": {**SETTINGS["qualification"], "value": "Premium"}})
+    run(work, join())
+    assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "Premium")
+    assert work.apis.rf_.qualified == []
+
+
 def test_a_vanished_contact_from_an_earlier_try_is_created_again():
     work = world()
     work.apis.intercom_.fail["tag"] = Permanent("Intercom answered 400: tag refused")
@@ -513,6 +646,35 @@ def test_a_lead_joining_just_after_a_user_was_made_elsewhere_is_merged_into_it_o
     user["custom_attributes"]["signed_up"] = "Yes"
     from tests.unit.scenario import event
     run(work, event(user, topic="contact.user.updated"))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+@pytest.mark.parametrize("followed", ["webhook", "410", "404"])
+def test_a_lead_merged_into_a_user_search_did_not_show_keeps_her_baseline_whoever_merged_them(followed):
+    """The duplicate check's merge applied, its answer lost; before its retry, the merge was followed from Intercom
+    (its webhook, or a check's 410, or its 404, as some API versions answer for a merged contact, then the contact
+    with her email, search showing it by then). The user had Ann's email, made before she joined, and search did not show it:
+    as the check takes it, her baseline stays "No" (the value the bridge made her lead with), and her sign-up
+    since qualifies her."""
+    work = world()
+    intercom = work.apis.intercom_
+    user = intercom.add("ann@example.com", role="user", searchable=False)
+    run(work, join())
+    lead = intercom.contacts[str(link_of(work).contact_id)]
+    work.clock.now += 60
+    user["custom_attributes"]["signed_up"] = "Yes"
+    user["updated_at"] = work.clock.now
+    if followed == "404":
+        del intercom.contacts[lead["id"]]
+        intercom.unsearchable.discard(user["id"])
+    else:
+        intercom.merge(lead["id"], user["id"])
+    if followed == "webhook":
+        run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": lead["id"]}))
+    else:
+        run(work, check())
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.baseline_of) == (user["id"], "No", "custom_attributes.signed_up")
     assert work.apis.rf_.qualified == ["7"]
 
 

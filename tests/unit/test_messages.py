@@ -109,9 +109,9 @@ def test_reconciliation_builds_its_checks_with_the_model_and_skips_a_link_no_che
     from chalicelib.domain.link import ContactState, JoinResult, LinkStatus
     from chalicelib.domain.qualification import QState
     from chalicelib.services.reconcile import reconcile
-    from tests.fakes import FakeWork
+    from tests.unit.scenario import world
 
-    rt = FakeWork()
+    rt = world()                                     # (a campaign with a rule: the sweep checks its leads)
     for user in ("1", "my user", "3", "4"):           # "my user": stored by an older, laxer intake
         claim = rt.store.links.claim(PersonRef("42", user), "ws")
         rt.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id="c",

@@ -224,6 +224,23 @@ def test_a_join_stopped_after_its_claim_ends_linked_once_in_the_workspace_the_ca
     assert {w: len(i.contacts) for w, i in intercoms.items()} == {"ws": int(refused), "ws-b": int(not refused)}
 
 
+def test_a_join_that_failed_after_finding_her_contact_does_not_hold_the_move_back():
+    """Ann's contact existed in ws; the try that found it failed writing to it. Nothing of hers was made there: the
+    move goes through (README: a join that failed with no contact made does not hold it back), and her retry
+    creates her in ws-b, where the campaign is."""
+    work, intercoms = _two_workspaces()
+    intercoms["ws"].add("ann@example.com", role="user")
+    intercoms["ws"].fail["update"] = RuntimeError("Intercom answered 500")
+    with pytest.raises(RetryBatch):
+        _ann_joins(work)
+    assert link_of(work).contact_found
+    assert _move(work, False) == []
+    work.clock.now += 600
+    assert _ann_joins(work, receives=2)["done"] == 1
+    assert (link_of(work).status, link_of(work).workspace) == (LinkStatus.LINKED, "ws-b")
+    assert {w: len(i.contacts) for w, i in intercoms.items()} == {"ws": 1, "ws-b": 1}
+
+
 # --- referral counts of referrers the move leaves behind ---------------------------------------------
 def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces_contact_with_the_new_ones_token():
     """Scenario: campaign 42 keeps referral counts. Rita (a referrer, RF user 100) was linked by her join in

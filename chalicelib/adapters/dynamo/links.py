@@ -13,7 +13,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequ
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.history import Entry, iso
-from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, JoinClaim, JoinResult, Link, LinkStatus,
+from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
@@ -172,7 +172,8 @@ class DynamoLinks:
     def joining_elsewhere(self, campaign_id: str, workspace: str, limit: int,
                           scan_limit: int = SCAN_LIMIT) -> tuple[dict[str, int], bool]:
         part_way = (LinkItem.status == LinkStatus.IN_PROGRESS.value) | (LinkItem.status.is_in(*_TRIED) & (
-            LinkItem.contact_id.exists() | LinkItem.uncertain_since.exists()))       # Link.part_way
+            (LinkItem.contact_id.exists() & LinkItem.contact_found.does_not_exist())
+            | LinkItem.uncertain_since.exists()))       # Link.part_way
         found, complete = _capped(campaign_id, limit, scan_limit, ["workspace"],
                                   part_way & (LinkItem.workspace != workspace))
         return dict(Counter(i.workspace for i in found)), complete
@@ -260,6 +261,10 @@ class DynamoLinks:
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
                                "qualification", "reason", "uncertain_since", "qualified_at")}
+        fields["contact_found"] = result.contact_found or None
+        fields["contact_created"] = result.contact_created or None
+        if result.contact_created:      # (alive, as made or read: a state the link has is of another contact)
+            fields["contact_state"] = None
         if result.counted_for:      # (a link counted already, an ignored join sent again, keeps its count)
             fields.update(counted_for=result.counted_for, counted_at=at)
         if result.qualification is QState.PENDING:
@@ -329,6 +334,34 @@ class DynamoLinks:
                 answers += [answer_or_error(partial(self.finish, *d)) for d in done[start:end]]
             start = end
         return answers
+
+    def _hold(self, claim: JoinClaim, found: FoundContact) -> list[Update]:
+        return [Update(LinkItem(*link_key(claim.ref)), [
+            LinkItem.contact_id.set(found.contact_id), _assign(LinkItem.kind, found.kind),
+            _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
+            _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
+            LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
+            LinkItem.updated_at.set(iso(self.clock()))], LinkItem.claim == claim.token),
+            _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref)]
+
+    def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
+        """One transaction for them all (up to 50 people); when it is refused (a lost claim) or conflicts, each
+        is held alone to tell which."""
+        if 1 < len(held) <= MAX_TRANSACTION // 2:
+            try:
+                self.history.transact_all([(claim.ref, [], self._hold(claim, found)) for claim, found in held])
+                return [None] * len(held)
+            except TransactWriteError:
+                pass
+        return [answer_or_error(partial(self._hold_one, claim, found)) for claim, found in held]
+
+    def _hold_one(self, claim: JoinClaim, found: FoundContact) -> None:
+        try:      # (a contact's pointer another person's join writes too: a conflict is tried again)
+            self._retrying_conflicts(lambda: self.history.transact(claim.ref, [], *self._hold(claim, found)))
+        except TransactWriteError as exc:
+            if conditional(exc):
+                raise Busy("lost the claim on this join to another worker") from None
+            raise
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
@@ -443,6 +476,7 @@ class DynamoLinks:
         changes: dict[str, Any] = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
+        actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
@@ -457,7 +491,7 @@ class DynamoLinks:
             if conditional(exc):
                 raise Busy("the link moved meanwhile (another worker applied the merge)") from None
             raise
-        return dataclasses.replace(link, contact_id=contact_id, contact_state=None,
+        return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or link.contact_role, updated_at=now, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
@@ -477,7 +511,8 @@ class DynamoLinks:
     def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
         kept = LinkItem.pk.exists()
         unrecorded = (kept & LinkItem.baseline_of.does_not_exist() & (LinkItem.qualification.exists() | (
-            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists())))  # Link.baseline_unrecorded
+            (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists()
+            & LinkItem.contact_found.does_not_exist())))  # Link.baseline_unrecorded
         unarmed = kept & (LinkItem.armed == True) & LinkItem.armed_by.does_not_exist()  # noqa: E712 (armed_unrecorded)
         pk, prefix = campaign_links(campaign_id)
         stamped = 0

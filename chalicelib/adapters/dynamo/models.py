@@ -132,6 +132,8 @@ class LinkItem(_Item):
     letter_owed = BooleanAttribute(null=True)       # failed, its dead letter maybe not sent yet (Link)
     counted_for = UnicodeAttribute(null=True)      # the referrer whose count this lead's join added to (Link)
     counted_at = NumberAttribute(null=True)        # when (Link.counted_at), written with `counted_for`
+    contact_found = BooleanAttribute(null=True)    # a join part-way found `contact_id` existing (Link)
+    contact_created = BooleanAttribute(null=True)  # the join created `contact_id` (Link)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -149,7 +151,8 @@ class LinkItem(_Item):
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
                     joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
                     rf_said_no=self.rf_said_no, letter_owed=bool(self.letter_owed), counted_for=self.counted_for,
-                    counted_at=self.counted_at)
+                    counted_at=self.counted_at, contact_found=bool(self.contact_found),
+                    contact_created=bool(self.contact_created))
 
 
 class ReferralItem(_Item):

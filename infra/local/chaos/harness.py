@@ -43,7 +43,7 @@ import requests
 import yaml
 
 from infra.local.aws import client, deploy, start_moto, stop_moto, unique_prefix
-from infra.local.chaos.processes import ROOT, MotoProcess, Workers, cpu_seconds, pid_of_connection
+from infra.local.chaos.processes import ROOT, MotoProcess, Workers, cpu_seconds, kill_sender
 from infra.local.chaos.proxy import KINDS, PASS, FaultProxy, Rule
 from infra.local.sims.intercom import IntercomSim
 from infra.local.sims.referral_factory import RFSim
@@ -561,13 +561,6 @@ def _searched_emails(req) -> set[str]:
 
 def _script_probes(people, intercom_proxy: FaultProxy, rf_proxy: FaultProxy, workers: Workers,
                    log: list) -> None:
-    def kill_sender(proxy: FaultProxy, why: str) -> Callable:
-        def hook(req) -> None:
-            pid = pid_of_connection(req.client_port, proxy.port, workers.pids)
-            record = workers.kill(pid=pid, why=why) if pid else None
-            log.append({"probe": why, "pid": pid, "killed": bool(record)})
-        return hook
-
     def rf_put(p: Person):
         return lambda req: (req.method == "PUT" and req.path.endswith("/users/qualification")
                             and isinstance(req.json, dict) and str(req.json.get("id")) == str(p.rf_id))
@@ -588,11 +581,11 @@ def _script_probes(people, intercom_proxy: FaultProxy, rf_proxy: FaultProxy, wor
     if p := _probe(people, "create_answer_lost"):
         intercom_proxy.script(Rule("create_answer_lost", create(p), ["applied_stall"]))
     if p := _probe(people, "crash_after_create"):
-        intercom_proxy.script(Rule("crash_after_create", create(p), [PASS],
-                                   hook=kill_sender(intercom_proxy, "crash_after_create"), when="after"))
+        intercom_proxy.script(Rule("crash_after_create", create(p), [PASS], hook=kill_sender(
+            workers, intercom_proxy, "crash_after_create", log, after=True)))
     if p := _probe(people, "claim_of_dead_worker"):
         intercom_proxy.script(Rule("claim_of_dead_worker", search(p), [PASS] * 6,
-                                   hook=kill_sender(intercom_proxy, "claim_of_dead_worker"), when="before"))
+                                   hook=kill_sender(workers, intercom_proxy, "claim_of_dead_worker", log)))
     # Each kind the probes do not script happens at least once, whatever the draws: on early searches.
     intercom_proxy.script(Rule("every_kind_once",
                                lambda req: req.path.endswith("/contacts/search") and not intercom_proxy.exempt(req),
@@ -985,6 +978,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     stats = {"faults": intercom_proxy.counts + rf_proxy.counts, "kills": len(workers.kills),
              "kills_mid_batch": sum(k["busy"] for k in workers.kills),
              "kills_by_reason": Counter(k["why"] for k in workers.kills),
+             "probe_kills": _probe_kills(kill_log),
              "deliveries_scheduled": deliveries.scheduled, "deliveries_sent": deliveries.sent,
              "webhooks_by_route": dict(deliveries.per_route), "records": workers.records,
              "timed_out": list(timed_out), "people": len(people), "referrers": len(referrers),
@@ -1266,6 +1260,8 @@ def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, wor
     kills = Counter(k["why"] for k in workers.kills)
     f["kills"] = (f"{len(workers.kills)} SIGKILLs ({dict(kills)}), {sum(k['busy'] for k in workers.kills)} "
                   f"mid-batch; {workers.restarts} restarts")
+    if cfg.probes:
+        f["probe kills"] = _probe_kills(kill_log)
     for name, proxy in (("intercom", intercom_proxy), ("rf", rf_proxy)):
         kinds = ", ".join(f"{k} {proxy.counts[k]}" + (f" ({proxy.scripted[k]} scripted)" if proxy.scripted[k] else "")
                           for k in KINDS if proxy.counts[k])
@@ -1299,6 +1295,12 @@ def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, wor
     cores += [("workers", worker_cpu), ("webhook process", api.cpu()), ("this process", _own_cpu() - cpu_at_start)]
     f["CPU (share of one core)"] = ", ".join(f"{name} {sec:.0f} s = {sec / total_seconds:.0%}" for name, sec in cores)
     return f
+
+
+def _probe_kills(kill_log: list) -> str:
+    """How each probe's scripted kill went: a kill that did not happen says why."""
+    outcomes = Counter((e["probe"], "killed" if e["killed"] else f"not killed: {e['why_not']}") for e in kill_log)
+    return "; ".join(f"{probe} {n}x {what}" for (probe, what), n in outcomes.items()) or "none: no probe's request came"
 
 
 def _by_kind(requests_log: list) -> str:

@@ -6,6 +6,7 @@ Linux only (``/proc``): CPU time per process, and which process owns a TCP conne
 proxy can kill exactly the worker that sent a request)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -15,7 +16,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
+
+from infra.local.chaos.proxy import FaultProxy, ProxyRequest
 
 ROOT = Path(__file__).resolve().parents[3]
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -120,11 +123,13 @@ class Workers:
     failed_batches: int = 0
     kills: list = field(default_factory=list)     # (time, slot, pid, busy, why)
     restarts: int = 0
+    command: tuple = (sys.executable, "-m", "infra.local.chaos.worker")
 
     def __post_init__(self):
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
         self._slots: dict[int, _Worker] = {}
+        self._spared: set[int] = set()
         self._cpu_dead = 0.0
         self._stopping = False
 
@@ -145,7 +150,7 @@ class Workers:
     def _spawn(self, slot: int) -> None:
         read, write = os.pipe()
         log = open(self.log_dir / f"worker-{slot}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "infra.local.chaos.worker"], cwd=ROOT,
+        proc = subprocess.Popen(list(self.command), cwd=ROOT,
                                 env={**self.env, "CHAOS_STATUS_FD": str(write)}, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, pass_fds=(write,))
         os.close(write)
@@ -181,10 +186,21 @@ class Workers:
         with self._lock:
             return sum(w.busy for w in self._slots.values())
 
+    @contextlib.contextmanager
+    def spared(self, pid: int) -> Iterator[None]:
+        """No random kill takes worker `pid` inside (a scripted kill of it is pending)."""
+        with self._lock:
+            self._spared.add(pid)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._spared.discard(pid)
+
     def kill(self, slot: Optional[int] = None, pid: Optional[int] = None, why: str = "random",
              restart_after: float = 0.3) -> Optional[dict]:
-        """SIGKILL one worker (by slot or pid; by default a busy one if any, chosen by the seeded RNG),
-        then start a fresh one in its slot."""
+        """SIGKILL one worker (by slot or pid; by default a busy one if any, chosen by the seeded RNG
+        among those not spared), then start a fresh one in its slot."""
         with self._lock:
             if self._stopping:
                 return None
@@ -194,8 +210,9 @@ class Workers:
             elif slot is not None:
                 target = self._slots.get(slot)
             else:
+                # (none: every slot is between a kill and its restart, or spared)
+                workers = [w for w in workers if w.proc.pid not in self._spared]
                 busy = [w for w in workers if w.busy and w.ready]
-                # (none: every slot is between a kill and its restart)
                 target = self._rng.choice(busy or workers) if workers else None
             if target is None:
                 return None
@@ -240,3 +257,31 @@ class Workers:
             except subprocess.TimeoutExpired:
                 w.proc.kill()
                 w.proc.wait(5)
+
+
+def kill_sender(workers: Workers, proxy: FaultProxy, why: str, log: list,
+                after: bool = False) -> Callable[[ProxyRequest], contextlib.AbstractContextManager]:
+    """A fault proxy rule's hook: SIGKILL the worker that sent the request, before it is forwarded or
+    (`after`) once the simulator answered. Its pid is looked up as the request is read: its connection
+    is surely open then, while a worker that gave up waiting (a loaded machine) has closed it by the
+    time the answer comes. No random kill takes it meanwhile. `log` gets one entry per request: the
+    pid, whether it was killed and, if not, why."""
+
+    def kill(pid: Optional[int]) -> None:
+        record = workers.kill(pid=pid, why=why) if pid else None
+        entry = {"probe": why, "pid": pid, "killed": record is not None}
+        if record is None:
+            entry["why_not"] = ("no worker held the request's connection as it was read" if pid is None
+                                else "the worker was gone when its kill came (the run stopping?)")
+        log.append(entry)
+
+    @contextlib.contextmanager
+    def hook(req: ProxyRequest) -> Iterator[None]:
+        pid = pid_of_connection(req.client_port, proxy.port, workers.pids)
+        with workers.spared(pid) if pid else contextlib.nullcontext():
+            if not after:
+                kill(pid)
+            yield
+            if after:
+                kill(pid)
+    return hook

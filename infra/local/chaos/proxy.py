@@ -1,8 +1,8 @@
 """A fault-injecting HTTP proxy in front of one simulator (Intercom or Referral Factory).
 
 Every request is forwarded to the simulator unless a fault says otherwise. Faults come from a
-seeded RNG with a rate per kind, or from scripted rules (which win, and which can also call a
-hook, e.g. to SIGKILL the worker that sent the request). The kinds:
+seeded RNG with a rate per kind, or from scripted rules (which win, and which can also run a
+hook around forwarding, e.g. to SIGKILL the worker that sent the request). The kinds:
 
   not applied (the simulator never sees the request; retrying is safe):
     rate_limited    429 with ``Retry-After``
@@ -24,6 +24,7 @@ import random
 import threading
 import time
 from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
@@ -52,14 +53,14 @@ class ProxyRequest:
 @dataclass
 class Rule:
     """Scripted faults: each request matching `match` takes the next entry of `faults` (a kind or
-    PASS) until none is left; `hook(request)` runs for each, `when` "before" forwarding or "after"
-    the simulator answered (for the applied kinds: after it applied the request)."""
+    PASS) until none is left. `hook(request)`, a context manager, is entered for each as soon as it
+    is read (its sender's connection is surely open then) and left once the simulator answered (for
+    the applied kinds: once it applied the request), or once the request was refused without it."""
 
     name: str
     match: Callable[[ProxyRequest], bool]
     faults: list
-    hook: Optional[Callable[[ProxyRequest], None]] = None
-    when: str = "before"
+    hook: Optional[Callable[[ProxyRequest], AbstractContextManager]] = None
     used: int = 0
 
 
@@ -234,24 +235,22 @@ class _Handler(BaseHTTPRequestHandler):
         kind, rule, status = proxy.decide(req)
         if kind:
             proxy.note(req, kind, rule, status)
-        if rule is not None and rule.hook is not None and rule.when == "before":
-            rule.hook(req)
-        if kind == "rate_limited":
-            return self._answer(429, [("Retry-After", str(proxy.retry_after))],
-                                json.dumps(error_body(proxy.flavour, 429)).encode(), "application/json")
-        if kind == "server_error":
-            return self._answer(status, [], json.dumps(error_body(proxy.flavour, status)).encode(),
-                                "application/json")
-        if kind == "stall_before":
-            proxy.sleeper(proxy.stall)
-            self.close_connection = True
-            return None
-        try:
-            code, headers, data = proxy.forward(req)
-        except OSError:
-            return self._answer(502, [], b'{"message": "fault proxy: simulator unreachable"}', "application/json")
-        if rule is not None and rule.hook is not None and rule.when == "after":
-            rule.hook(req)
+        with rule.hook(req) if rule is not None and rule.hook is not None else nullcontext():
+            if kind == "rate_limited":
+                return self._answer(429, [("Retry-After", str(proxy.retry_after))],
+                                    json.dumps(error_body(proxy.flavour, 429)).encode(), "application/json")
+            if kind == "server_error":
+                return self._answer(status, [], json.dumps(error_body(proxy.flavour, status)).encode(),
+                                    "application/json")
+            if kind == "stall_before":
+                proxy.sleeper(proxy.stall)
+                self.close_connection = True
+                return None
+            try:
+                code, headers, data = proxy.forward(req)
+            except OSError:
+                return self._answer(502, [], b'{"message": "fault proxy: simulator unreachable"}',
+                                    "application/json")
         if kind == "applied_drop":
             self.close_connection = True
             return None
