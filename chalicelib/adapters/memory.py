@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial, wraps
-from typing import Any, Callable, Collection, Iterable, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
@@ -25,11 +26,12 @@ from ..domain.people import digest
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection,
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection,
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
                            RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error
+from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error,
+                           written_since)
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -198,6 +200,10 @@ class MemoryLinks:
 
     # --- joining ---------------------------------------------------------------------------
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
+        return self._claim(ref, workspace, lease, {})
+
+    def _claim(self, ref: PersonRef, workspace: str, lease: float,
+               read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
         now, held = self.clock(), self.tables.links.get(ref)
         free = held is None or held.link.status.tried or (
             held.link.status is LinkStatus.IN_PROGRESS and _lease_ended(held, now))
@@ -207,6 +213,8 @@ class MemoryLinks:
                 return None
             raise Busy("another worker is applying this join right now",
                        retry_after=max(1.0, (held.lease_until or now) - now))
+        if ref in read and written_since(read[ref], held.link if held else None):
+            raise Busy(CHANGED_SINCE_READ, retry_after=1.0)
         token = uuid.uuid4().hex
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
         link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS, reason=None,
@@ -215,8 +223,9 @@ class MemoryLinks:
         return JoinClaim(ref, workspace, token)
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
-                   new: Collection[PersonRef] = ()) -> list[JoinClaim | None | Exception]:
-        return [answer_or_error(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+                   read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
+                   ) -> list[JoinClaim | None | Exception]:
+        return [answer_or_error(lambda: self._claim(ref, workspace, lease, read)) for ref, workspace in wanted]
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         return [answer_or_error(partial(self.finish, *d)) for d in done]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Protocol, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Collection, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
@@ -29,6 +30,17 @@ SCAN_LIMIT = 2000   # items a check over a whole campaign reads at most (a few p
 class Busy(Deferred):
     """Another worker holds the claim right now, or took it from us: the work waits (`retry_after`:
     until the claim's lease ends) without using up a try."""
+
+
+#: Busy's reason (claim_many's `read`): the link was written after the caller read it; read again, it comes back soon.
+CHANGED_SINCE_READ = "another try of this join wrote its link after this batch read it: read again before trying"
+
+
+def written_since(read: Optional[Link], now: Optional[Link]) -> bool:
+    """Was the link written after it was `read` (None: there was none then; `now`: None, there is none now)?"""
+    if read is None or now is None:
+        return (read is None) != (now is None)
+    return read.updated_at != now.updated_at
 
 
 class _Keep:
@@ -81,10 +93,13 @@ class LinkRepository(Protocol):
         contact from now on: a crash before `finish` leaves that said) and keeps what earlier tries
         recorded (the contact they created, its baseline, when the person joined)."""
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
-                   new: Collection[PersonRef] = ()) -> list[JoinClaim | None | Exception]:
+                   read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
+                   ) -> list[JoinClaim | None | Exception]:
         """claim() for each (ref, workspace), in as few writes as the store can: per item what
-        claim() answers, or the exception it raises (Busy) as a value. `new`: the people the
-        caller found no link for; the store may write theirs whole (the answers are the same)."""
+        claim() answers, or the exception it raises (Busy) as a value. `read`: the links as the caller read
+        them (None: it found none). Each of those is claimed only as read: with no link yet (the store may write
+        it whole), or one not written since (its `updated_at`); else Busy (CHANGED_SINCE_READ): another try came
+        between, and a try that went on from the older link would not know the contact it made or found."""
     def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
         """Each claimed join's contact that existed, with its baseline, recorded on its link (`contact_found`,
         and the person's kind) with the contact's pointer, before the join writes anything to it: a try that dies

@@ -382,8 +382,9 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
+    # Each as this batch read it (what the try goes on from): a try in between makes it wait, and read again.
     answers = deps.links.claim_many([(a.ref, a.workspace) for a in attempts],
-                                    new={a.ref for a in attempts if a.link is None}) if attempts else []
+                                    read={a.ref: a.link for a in attempts}) if attempts else []
     return dict(zip(attempts, answers))
 
 

@@ -17,7 +17,7 @@ from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim
                                    PersonRef, MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
-from chalicelib.ports.store import COUNT_ASK_GRACE
+from chalicelib.ports.store import CHANGED_SINCE_READ, COUNT_ASK_GRACE
 from tests.fakes import FakeClock, seed_ledger
 from tests.support.killed import Killed
 
@@ -108,7 +108,7 @@ def test_a_contact_found_is_held_under_the_claim_with_its_baseline_and_finished_
     pointer to the contact found at once (a notification then finds it), an arming cleared; a failed try keeps it all
     for the next, and the finish of a link whose claim wrote it whole (`new`) keeps what was written since."""
     bob = PersonRef("42", "8")
-    [ann_claim, bob_claim] = store.links.claim_many([(ANN, WS), (bob, WS)], new={ANN, bob} if new else ())
+    [ann_claim, bob_claim] = store.links.claim_many([(ANN, WS), (bob, WS)], read={ANN: None, bob: None} if new else {})
     store.links.arm(store.links.get(ANN), [], "rule")
     stale = JoinClaim(bob, WS, "not-the-token")
     answers = store.links.hold_found([(ann_claim, FoundContact("c1", "lead", "user", "Yes", "custom_attributes.x")),
@@ -181,8 +181,35 @@ def test_claims_and_finishes_of_a_batch_answer_each_as_alone(store, clock):
     assert again[0] is None and isinstance(again[1], Busy) and again[2].ref == dan
 
 
-def test_claims_of_people_without_a_link_end_as_the_same_links_and_a_link_written_meanwhile_is_kept(store, clock):
-    """`new` (no link was read for them) changes how the store writes, never what it answers or keeps."""
+def test_a_link_is_claimed_as_read_unless_another_try_wrote_it_since(store, clock):
+    """A join's batch read Ann's link (a try that failed before making a contact) and Bob's (none); then another
+    worker's try claimed each and failed after creating a contact. Claimed as read, each waits (to be read again):
+    a try going on from the older link would not know that contact. Read again, it is claimed."""
+    bob = PersonRef("42", "8")
+    first = store.links.claim(ANN, WS)
+    store.links.finish(first, JoinResult(LinkStatus.WAITING, email="ann@example.com", reason="Intercom 429"), [])
+    clock.now += 1
+    read = store.links.get_many([ANN, bob])
+    assert set(read) == {ANN}
+    clock.now += 1
+    for ref, contact in ((ANN, "c1"), (bob, "c2")):
+        other = store.links.claim(ref, WS)
+        store.links.finish(other, JoinResult(LinkStatus.FAILED, email="x@example.com", contact_id=contact,
+                                             reason="Intercom 502"), [])
+    clock.now += 1
+    wanted = [(ANN, WS), (bob, WS)]
+    for answers in (store.links.claim_many(wanted, read={ANN: read[ANN], bob: None}),
+                    store.links.claim_many(wanted[:1], read={ANN: read[ANN]})):
+        assert all(isinstance(a, Busy) and a.reason == CHANGED_SINCE_READ for a in answers)
+    assert [store.links.get(r).status for r in (ANN, bob)] == [LinkStatus.FAILED, LinkStatus.FAILED]
+    again = store.links.get_many([ANN, bob])
+    claims = store.links.claim_many(wanted, read=again)
+    assert [c.ref for c in claims] == [ANN, bob] and store.links.get(bob).contact_id == "c2"
+
+
+def test_claims_of_people_read_without_a_link_end_as_the_same_links_and_a_link_written_meanwhile_waits(store, clock):
+    """No link read for them may change how the store writes, never what it keeps: a link written since (a repeat,
+    another's claim, a try that failed after creating a contact) is answered as it is, and never claimed as none."""
     bob, cid, dan, eve = (PersonRef("42", n) for n in ("8", "9", "10", "11"))
     joined(store, bob, contact="c8", email="bob@example.com")       # written since the batch's read: a repeat
     store.links.claim(cid, WS)                                      # ... held by another worker
@@ -191,10 +218,12 @@ def test_claims_of_people_without_a_link_end_as_the_same_links_and_a_link_writte
                                           reason="Intercom answered 500"), [Entry("join", "failed")])
     dan_joined = store.links.get(dan).joined_at
     clock.now += 5
-    claims = store.links.claim_many([(ANN, WS), (bob, WS), (cid, WS), (dan, WS)], new={ANN, bob, cid, dan})
-    assert claims[0].ref == ANN and claims[1] is None and isinstance(claims[2], Busy) and claims[3].ref == dan
-    assert store.links.get(dan).contact_id == "c9" and store.links.get(dan).joined_at == dan_joined
-    [eve_claim] = store.links.claim_many([(eve, WS)], new={eve})
+    claims = store.links.claim_many([(r, WS) for r in (ANN, bob, cid, dan)], read=dict.fromkeys([ANN, bob, cid, dan]))
+    assert claims[0].ref == ANN and claims[1] is None and isinstance(claims[2], Busy)
+    assert isinstance(claims[3], Busy) and claims[3].reason == CHANGED_SINCE_READ
+    dan_link = store.links.get(dan)
+    assert (dan_link.status, dan_link.contact_id, dan_link.joined_at) == (LinkStatus.FAILED, "c9", dan_joined)
+    [eve_claim] = store.links.claim_many([(eve, WS)], read={eve: None})
     claimed_at = iso(clock.now)
     assert store.links.get(ANN).status is LinkStatus.IN_PROGRESS and store.links.get(ANN).uncertain_since == clock.now
     assert {late.link.ref for late in store.links.overdue(clock.now + 10_000, 10)} >= {ANN, eve}   # until finished

@@ -84,6 +84,7 @@ class Rt:
         self.queue, self.clock = queue, clock
 
 
+@pytest.mark.slow
 def test_a_scan_longer_than_its_hide_time_reads_every_letter_once_and_leaves_them_visible(queue, later):
     """300 letters, 30 receives of 5 s each (150 s), each letter hidden for 60 s."""
     dead_letters(queue, 300)

@@ -95,6 +95,7 @@ def check_answers(route: str, answers) -> Counter:
     return statuses
 
 
+@pytest.mark.slow
 def test_no_generated_malformed_body_gets_a_5xx_signed_or_unsigned(bridge, intercom, rf):
     print(f"FUZZ_SEED={SEED}")
     bridge.apply(lead_settings())

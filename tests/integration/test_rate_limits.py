@@ -7,6 +7,8 @@ import dataclasses
 import re
 import time
 
+import pytest
+
 from infra.local.esm import QueuePoller
 from tests.support.cli import run_cli
 
@@ -60,6 +62,7 @@ def test_two_workers_share_one_small_rf_budget_and_never_hit_rfs_limit(bridge, r
     assert rf.busiest() <= 5                              # in any 60 s, not only RF's own windows
 
 
+@pytest.mark.slow
 def test_rfs_budget_partly_spent_elsewhere_and_a_burst_of_150_joins(bridge, rf, intercom, clock):
     """Issue 7, break 5: another tool spends 400 of RF's 600 calls in every RF minute (whose windows
     are not ours), and 150 joins arrive at once, each needing two RF calls. The first 429 pauses
@@ -86,6 +89,7 @@ def test_rfs_budget_partly_spent_elsewhere_and_a_burst_of_150_joins(bridge, rf, 
     assert MAX_ATTEMPTS == 3
 
 
+@pytest.mark.slow
 def test_several_limiters_in_parallel_never_put_more_than_the_budget_in_any_60s_span(bridge, rf, monkeypatch):
     """Six containers, each with its own limiter (and client), call RF as fast as they may, in
     parallel threads; the clock moves only when all of them wait. RF's windows start at second 41."""

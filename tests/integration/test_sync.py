@@ -36,6 +36,7 @@ def creates(rf) -> int:
     return rf.count("POST", "/users")
 
 
+@pytest.mark.slow
 def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_reported_and_run_again_creates_nothing(
         bridge, intercom, rf, clock, capsys):
     for i in range(150):                                     # more segments than the hosted integration loads

@@ -63,6 +63,7 @@ def _until(check, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_a_worker_killed_after_rf_created_a_user_and_before_the_checkpoint_leaves_no_duplicate_and_no_gap(
         bridge, intercom, rf, tmp_path: Path, monkeypatch, capsys):
     seg, contacts = segment(intercom, 60)
@@ -104,6 +105,7 @@ def test_a_worker_killed_after_rf_created_a_user_and_before_the_checkpoint_leave
                               "earlier, interrupted try created them)")
 
 
+@pytest.mark.slow
 def test_three_workers_at_once_never_go_over_rf_s_limit_in_any_window(bridge, intercom, rf, clock, monkeypatch,
                                                                       capsys):
     """Scaled down: RF allows 120 calls a minute here (RF_CALLS_PER_MINUTE too), on a clock 10× real time."""

@@ -8,7 +8,8 @@ from chalicelib.domain.link import MOVED_UNKNOWN, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Deferred, Permanent, TokenRefused, Transient, Uncertain
 from chalicelib.messages import JoinMessage
-from chalicelib.ports.store import LEASE_SECONDS
+from chalicelib.ports.store import LEASE_SECONDS, Busy
+from chalicelib.services.join import process_joins
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
 from tests.unit.moves import apply
@@ -523,6 +524,31 @@ def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_a
     link = link_of(work)
     assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
     assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
+
+
+@pytest.mark.parametrize("read", ["no link yet", "a try that failed before creating"])
+def test_a_join_whose_link_another_try_wrote_after_the_batch_read_it_resumes_with_its_contact(read):
+    """Two copies of Ann's join, in two workers' batches. The second read her link; before it claimed her, the first
+    created her lead and failed (its tag not applied: a 502). Search does not show the lead yet. The second batch's
+    try waits, and comes back to read the link again: it resumes with that lead, and makes no second one."""
+    work = world()
+    intercom = work.apis.intercom_
+    if read != "no link yet":
+        intercom.fail["search"] = Transient("Intercom answered 503")
+        comes_back(work, join())
+    ann = JoinMessage(campaign_id="42", rf_user_id="7", person=LEAD)
+    batch = work.store.links.get_many([ann.person_ref]), work.store.settings.documents({"42"})   # the second's read
+    work.clock.now += 1
+    intercom.fail["tag"] = Transient("Intercom answered 502")
+    comes_back(work, join())                                                # the first's try
+    [lead] = intercom.contacts.values()
+    intercom.unsearchable.add(lead["id"])                                   # search lags the create
+    work.clock.now += 1
+    [waits] = process_joins([ann], work.deps, *batch)
+    assert isinstance(waits, Busy) and "after this batch read it" in waits.reason
+    run(work, join())
+    assert list(intercom.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]
+    assert intercom.tags == [(lead["id"], "Referred")]
 
 
 def found_then_failed(work: FakeWork, value: str, role: str = "user") -> dict:

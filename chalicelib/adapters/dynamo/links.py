@@ -8,7 +8,8 @@ import time
 import uuid
 from collections import Counter
 from functools import partial
-from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
@@ -16,7 +17,8 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased, answer_or_error
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased,
+                            answer_or_error)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
                    ledger_key, link_key, referrals_key, referrer_of)
@@ -65,6 +67,19 @@ MAX_TRANSACTION = 100      # items in one TransactWriteItems
 # A new claim, or the end of one, starts the link's overdue trail afresh (LinkRepository.requeue).
 _NOT_REQUEUED = (LinkItem.lease_ended.remove(), LinkItem.requeued.remove())
 _TRIED = tuple(s.value for s in LinkStatus if s.tried)      # a try ended without the join: claimable again
+
+
+def _free(now: float) -> Any:
+    """A join's link a claim may take: none yet, a try ended without the join, or a claim whose lease ended."""
+    return LinkItem.pk.does_not_exist() | LinkItem.status.is_in(*_TRIED) \
+        | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & _lease_ended(now))
+
+
+def _as_read(link: Optional[Link]) -> Any:
+    """The link is as it was read (claim_many's `read`): still none, or not written since."""
+    if link is None:
+        return LinkItem.pk.does_not_exist()
+    return LinkItem.updated_at == link.updated_at if link.updated_at else LinkItem.updated_at.does_not_exist()
 
 
 def _lease_ended(now: float) -> Any:
@@ -200,7 +215,8 @@ class DynamoLinks:
         return [(i.rf_user_id, i.email) for i in found], complete
 
     # --- joining ---------------------------------------------------------------------------
-    def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str) -> Update:
+    def _claim(self, ref: PersonRef, workspace: str, lease: float, now: float, token: str,
+               read: Mapping[PersonRef, Optional[Link]]) -> Update:
         # An update, not a put: what an earlier try recorded (the contact it created, its
         # baseline, when the person joined) survives the new claim. Its reason (why it failed or
         # waited) is the history's from now on: the link in progress does not say it still.
@@ -210,12 +226,15 @@ class DynamoLinks:
             LinkItem.claim.set(token), LinkItem.lease_until.set(now + lease), LinkItem.uncertain_since.set(now),
             LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED,
             LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
-            LinkItem.pk.does_not_exist() | LinkItem.status.is_in(*_TRIED)
-            | ((LinkItem.status == LinkStatus.IN_PROGRESS.value) & _lease_ended(now)))
+            _free(now) & _as_read(read[ref]) if ref in read else _free(now))
 
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
+        return self._claim_one(ref, workspace, lease, {})
+
+    def _claim_one(self, ref: PersonRef, workspace: str, lease: float,
+                   read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
         now, token = self.clock(), uuid.uuid4().hex
-        update = self._claim(ref, workspace, lease, now, token)
+        update = self._claim(ref, workspace, lease, now, token, read)
         try:
             update.item.update(actions=update.actions, condition=update.condition)
             return JoinClaim(ref, workspace, token)
@@ -225,26 +244,30 @@ class DynamoLinks:
         current = get(LinkItem, link_key(ref))
         if current is not None and current.to_link().final:
             return None
-        lease_until = current.lease_until if current is not None and current.lease_until else now + lease
-        raise Busy("another worker is applying this join right now", retry_after=max(1.0, lease_until - now))
+        held_until = current.lease_until if current is not None and current.status == LinkStatus.IN_PROGRESS.value \
+            else None
+        if held_until is not None and held_until > now:
+            raise Busy("another worker is applying this join right now", retry_after=max(1.0, held_until - now))
+        raise Busy(CHANGED_SINCE_READ, retry_after=1.0)
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
-                   new: Collection[PersonRef] = ()) -> list[JoinClaim | None | Exception]:
+                   read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
+                   ) -> list[JoinClaim | None | Exception]:
         """All in one transaction; when one cannot be taken (a repeat, another worker's claim, a
-        `new` person's link written meanwhile) or the transaction conflicts with another, each is
+        link written since it was read) or the transaction conflicts with another, each is
         claimed alone to tell which."""
         if len(wanted) > 1 and len({ref for ref, _ in wanted}) == len(wanted) <= MAX_TRANSACTION:
             now = self.clock()
-            claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in new else None)
+            claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in read and read[ref] is None else None)
                       for ref, workspace in wanted]
             try:
-                self.history.transact_all([(c.ref, [], [self._created(c, lease) if c.created_at is not None
-                                                          else self._claim(c.ref, c.workspace, lease, now, c.token)])
-                                           for c in claims])
+                self.history.transact_all([(c.ref, [], [
+                    self._created(c, lease) if c.created_at is not None
+                    else self._claim(c.ref, c.workspace, lease, now, c.token, read)]) for c in claims])
                 return list(claims)
             except TransactWriteError:      # a condition, or a conflict with another transaction
                 pass
-        return [answer_or_error(lambda: self.claim(ref, workspace, lease)) for ref, workspace in wanted]
+        return [answer_or_error(lambda: self._claim_one(ref, workspace, lease, read)) for ref, workspace in wanted]
 
     def _created(self, claim: JoinClaim, lease: float) -> Put:
         """A claim that writes the link first: the whole item, as long as there is none. (For

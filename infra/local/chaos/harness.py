@@ -970,7 +970,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     table = _scan(client("dynamodb", endpoint), resources.table)
     dead = _dead_letters(sqs, resources.dlq_url)
     checks = _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliveries, intercom_excess,
-                    order_probe)
+                    order_probe, intercom_proxy.events, workers.kills)
     worker_cpu = workers.cpu()
     figures = _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead,
                        table, other, moto, kill_log, setup_seconds, main_seconds, total_seconds, settle_rounds,
@@ -1059,8 +1059,28 @@ def _last_reason(entries: list[dict]) -> str:
     return "(no history)"
 
 
+def _trail(p: Person, contacts: list, link: dict, entries: list, faults, kills) -> str:
+    """What happened to a person, for a detail line: their contacts (created when, tagged), the link, then in time
+    order (UTC) the history's entries, the faults of the requests that named their email, and the kills meanwhile."""
+    def at(t: float) -> str:
+        return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}"
+    email = p.email.lower()
+    made = ", ".join(f"{c['id']} made {at(float(c.get('created_at') or 0))[:8]}"
+                     + (" tagged" if any(t["name"] == TAG for t in c["tags"]["data"]) else "") for c in contacts)
+    events = [(str(e.get("sk", ""))[11:23], f"{e.get('event')}/{e.get('outcome')}"
+               + (f" ({str(e.get('reason'))[:90]})" if e.get("reason") else ""))
+              for e in entries if not str(e.get("sk", "")).startswith("~")]
+    events += [(at(f["t"]), f"fault {f['kind']} {f['method']} {f['path']}") for f in faults
+               if email in json.dumps(f.get("json")).lower()]
+    if events:
+        first, last = min(events)[0], max(events)[0]
+        events += [(at(k["t"]), f"kill {k['why']} worker {k['slot']}") for k in kills if first <= at(k["t"]) <= last]
+    return (f"contacts {made}; link {link.get('status')} on {link.get('contact_id')}; "
+            + "; ".join(f"{t} {what}" for t, what in sorted(events)))
+
+
 def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliveries, intercom_excess,
-           order_probe) -> dict:
+           order_probe, faults=(), kills=()) -> dict:
     links, history = _links_and_history(table)
     dead_by_person = defaultdict(list)
     for d in dead:
@@ -1127,7 +1147,8 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
         ours = [c for c in by_email.get(p.email.lower(), []) if c["id"] not in existing_ids]
         if len(ours) > 1:
             tagged = sum(any(t["name"] == TAG for t in c["tags"]["data"]) for c in ours)
-            dup.append(f"{who(p)}: {len(ours)} contacts created by the bridge ({tagged} tagged)")
+            dup.append(f"{who(p)}: {len(ours)} contacts created by the bridge ({tagged} tagged) — "
+                       + _trail(p, ours, links.get(str(p.rf_id)) or {}, history.get(str(p.rf_id), []), faults, kills))
         if p.existing_id:
             link = links.get(str(p.rf_id)) or {}
             canonical = p.existing_id
