@@ -230,7 +230,7 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
         return {}
     if joined is not None and updated is not None and updated <= joined:
         return {"baseline": baseline(settings, target), "baseline_of": q.attribute}
-    return {} if hidden_by_search else {"baseline": None, "baseline_of": MOVED_UNKNOWN}
+    return {} if hidden_by_search or merged_unseen(link, target) else {"baseline": None, "baseline_of": MOVED_UNKNOWN}
 
 
 def merged_unseen(link: Link, target: dict) -> bool:
@@ -238,7 +238,8 @@ def merged_unseen(link: Link, target: dict) -> bool:
     a contact search did not show when they joined (or the join would have used it), as the late duplicate check
     finds it, whoever merged them (that check, whose answer was lost, or the team). moved_baseline's
     `hidden_by_search`. (One under another address may be of long standing: not this.)"""
-    return link.contact_created and bool(link.email) and (target.get("email") or "").strip().lower() == link.email
+    return link.contact_created and bool(link.email) and \
+        (target.get("email") or "").strip().lower() == (link.email or "").strip().lower()
 
 
 def time_number(value: Any) -> Optional[float]:

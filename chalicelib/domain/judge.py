@@ -56,6 +56,12 @@ REPLAYED_FAILED = ("the rule was met and Referral Factory refused the qualificat
                    "the contact or the settings' rule say now (Referral Factory asked first)")
 
 
+def finishes_on_replay(link: Link, replay: bool) -> bool:
+    """A replay reaching a linked lead whose qualification RF refused (REPLAYED_FAILED): it is finished, whatever the
+    contact or the settings' rule say now."""
+    return replay and link.qualification is QState.FAILED and link.is_lead and link.status is LinkStatus.LINKED
+
+
 def elsewhere(link: Link, settings: Optional[CampaignSettings]) -> Optional[Repeat]:
     """Why `link` is not judged under the campaign's settings: it was linked in another workspace
     than the one the campaign is connected to now (its settings were applied naming another). Its
@@ -116,7 +122,7 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
           type_of: Callable[[str], str]) -> Verdict:
     """What `seen` means for `link` under `rule`. `type_of(attribute)`: the attribute's Intercom data
     type (asked only when a value is judged)."""
-    if seen.replay and link.qualification is QState.FAILED and link.is_lead and link.status == "linked":
+    if finishes_on_replay(link, seen.replay):
         return Verdict(Action.QUALIFY, Entry("evaluation", "met", REPLAYED_FAILED, {"via": seen.via}))
     if rule is None or not has_attribute(dict(seen.contact), rule.attribute):
         return IGNORE

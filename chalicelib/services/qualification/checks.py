@@ -7,10 +7,10 @@ from typing import Callable, Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
-from ...domain.join import merged_unseen, moved_baseline, pick_existing
+from ...domain.join import moved_baseline, pick_existing
 from ...domain.link import ContactState, Link
-from ...domain.judge import Sighting
-from ...domain.qualification import UNFINISHED, QState, open_states
+from ...domain.judge import Sighting, finishes_on_replay
+from ...domain.qualification import UNFINISHED, open_states
 from ...domain.settings import CampaignSettings
 from ...errors import Permanent
 from ...messages import CheckMessage
@@ -37,23 +37,23 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         deps.links.note_repeat(link.ref, "reconciliation_settings_invalid",
                                f"not checked: the stored settings are invalid ({batch.invalid[link.campaign_id]})")
         return "skipped"
-    if replay and link.qualification is QState.FAILED and link.is_lead:
+    if finishes_on_replay(link, replay):
         # The rule was met and RF refused the qualification. The decision sticks: it is finished whatever the
         # contact says now, and whatever the settings became since (the rule turned off, the campaign deleted: RF
         # asked first, Qualifier), as a webhook's replay does (domain/judge.py).
         batch.keep(deps.qualifier.qualify(link, f"reconciliation, {REPLAYED}", replay=True))
         return "done"
     settings = batch.settings_for(link)
-    if link.is_lead and (settings is None or settings.qualification is None):
+    if not link.is_lead:
+        batch.keep(deps.links.unpend(link, "the campaign has no qualification rule any more: "
+                                           "reconciliation stops checking"))
+        return "skipped"
+    if settings is None or settings.qualification is None:
         # Nothing to judge it by now (the rule turned off, the settings deleted): a check queued before, or a replay.
         # It stays in the pending index: settings applied again with a rule resume its checks (the sweep leaves it
         # out meanwhile: reconcile._sweep).
         deps.links.note_repeat(link.ref, "reconciliation_no_rule", "not checked: the campaign has no qualification "
                                "rule now; checked again once settings with a rule are applied")
-        return "skipped"
-    if settings is None or settings.qualification is None or not link.is_lead:
-        batch.keep(deps.links.unpend(link, "the campaign has no qualification rule any more: "
-                                           "reconciliation stops checking"))
         return "skipped"
     if link.qualification not in open_states(replay):
         return "skipped"
@@ -126,7 +126,7 @@ def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Opt
         link = deps.links.move(link, merged.canonical_id, [Entry(
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into "
             f"{merged.canonical_id}; the link follows it")], role=canonical.get("role"),
-            **moved_baseline(settings, link, canonical, hidden_by_search=merged_unseen(link, canonical)))
+            **moved_baseline(settings, link, canonical))
         return link, canonical
     except NotFound:
         survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
@@ -140,5 +140,5 @@ def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Opt
         link = deps.links.move(link, survivor["id"], [Entry(
             "contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
             f"{survivor['id']}, takes its place")], role=found.get("role"),
-            **moved_baseline(settings, link, found, hidden_by_search=merged_unseen(link, found)))
+            **moved_baseline(settings, link, found))
         return link, found

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
-from ...domain.join import merged_unseen, moved_baseline
+from ...domain.join import moved_baseline
 from ...domain.link import ContactState, Link, email_now
 from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
@@ -116,8 +116,7 @@ def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Ba
         entry = Entry("contact", "merged", f"contact {merged_from} was merged into {survivor}; the link follows it",
                       {"from": merged_from, "into": survivor})
         settings = batch.settings_for(link)
-        taken = moved_baseline(settings, link, item, hidden_by_search=merged_unseen(link, item)) \
-            if settings is not None else {}
+        taken = moved_baseline(settings, link, item) if settings is not None else {}
         moved.append(batch.keep(deps.links.move(link, str(survivor), [entry], role=item.get("role"), **taken)))
     return moved
 

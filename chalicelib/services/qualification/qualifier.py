@@ -8,7 +8,7 @@ from typing import Optional
 from ...domain import rules
 from ...domain.history import Entry
 from ...domain.judge import Action, Sighting, Verdict, elsewhere, judge
-from ...domain.link import Claim, Link
+from ...domain.link import Claim, Link, LinkStatus
 from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first, may_have_qualified
 from ...domain.settings import CampaignSettings, Qualification
@@ -36,7 +36,8 @@ class Qualifier:
         verdict = self._judge(link, rule, seen)
         if verdict.action is Action.FAIL:
             raise owed_letter(link)
-        if verdict.action is Action.ARM and not seen.current:
+        if verdict.action is Action.ARM and not seen.current and link.status is LinkStatus.LINKED:
+            # (a join part-way is only armed: nothing judges it before it is linked, so its contact is not read now)
             return self._arm_and_look(link, settings, seen, verdict)
         if not note and verdict.action in (Action.NOTE, Action.IGNORE):
             return link
