@@ -98,8 +98,9 @@ class LinkRepository(Protocol):
         """claim() for each (ref, workspace), in as few writes as the store can: per item what
         claim() answers, or the exception it raises (Busy) as a value. `read`: the links as the caller read
         them (None: it found none). Each of those is claimed only as read: with no link yet (the store may write
-        it whole), or one not written since (its `updated_at`); else Busy (CHANGED_SINCE_READ): another try came
-        between, and a try that went on from the older link would not know the contact it made or found."""
+        it whole), or one not written since (its `updated_at`); one written since that claim() would take answers
+        Busy (CHANGED_SINCE_READ): another try came between, and a try that went on from the older link would not
+        know the contact it made or found (one final since is None, one another try holds Busy, as claim() says)."""
     def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
         """Each claimed join's contact that existed, with its baseline, recorded on its link (`contact_found`,
         and the person's kind) with the contact's pointer, before the join writes anything to it: a try that dies

@@ -56,6 +56,12 @@ class Known:
     kind: Optional[str] = None               # held with it (the person's; a notification arms a lead's only)
     role: Optional[str] = None               # (the contact's)
 
+    def kept(self) -> dict[str, Any]:
+        """What the link keeps of it when a try ends without the join (failed, waiting, or ignored since): the
+        next try resumes with the contact and its baseline, or looks for a create whose answer was never seen."""
+        return {"contact_id": self.contact_id, "baseline": self.baseline, "baseline_of": self.baseline_of,
+                "uncertain_since": self.uncertain_since, "contact_found": self.found, "contact_role": self.role}
+
 
 @dataclass(frozen=True)
 class Person:
@@ -418,11 +424,9 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
         # An earlier try's contact (made or found, with its baseline), or its create whose answer was never seen, is
         # kept on the link (the action turned to `nothing` since): a join `bridge backfill --apply` sends again once
         # the action creates resumes with it, as any retry does, not a second contact nor a baseline taken now.
-        known = attempt.known
         attempt.ignored = JoinResult(LinkStatus.IGNORED, kind=person.values.get("type"), email=person.email,
                                      reason=plan.reason, counts_for=_counts_for(attempt, attempt.settings, person.values),
-                                     contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
-                                     uncertain_since=known.uncertain_since, contact_found=known.found)
+                                     **attempt.known.kept())
         attempt.entries = [_received(attempt), Entry("join", "ignored", plan.reason)]
         attempt.outcome = "ignored"
         return
@@ -567,10 +571,14 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
     """The contacts found (that existed), with their baselines, recorded on the links before anything is written
     to them (one write for the batch): a try that dies or fails after it resumes with the value each had when found,
     not what the person made it since, and a notification meanwhile finds the link (a change away arms it)."""
-    todo = [a for a in _active(attempts) if a.existing is not None and not a.existing.held and a.claim is not None]
-    held = [(a.claim, FoundContact(str(a.existing.contact["id"]), a.person.values.get("type") if a.person else None,
-                                   a.existing.contact.get("role"), a.existing.baseline, a.existing.baseline_of))
-            for a in todo if a.claim is not None and a.existing is not None]
+    todo: list[Attempt] = []
+    held: list[tuple[JoinClaim, FoundContact]] = []
+    for a in _active(attempts):
+        if a.existing is not None and not a.existing.held and a.claim is not None:
+            todo.append(a)
+            held.append((a.claim, FoundContact(str(a.existing.contact["id"]), a.person.values.get("type") if a.person
+                                               else None, a.existing.contact.get("role"), a.existing.baseline,
+                                               a.existing.baseline_of)))
     answers = _together(todo, lambda: deps.links.hold_found(held)) if held else None
     for attempt, (claim, found), lost in zip(todo, held, answers or []):
         if lost is not None:
@@ -582,10 +590,10 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
 
 
 def _mark(attempt: Attempt, deps: WorkDeps) -> None:
-    attempt.reached = _existing(attempt, deps)
+    attempt.reached = _marked(attempt, deps)
 
 
-def _existing(attempt: Attempt, deps: WorkDeps) -> Reached:
+def _marked(attempt: Attempt, deps: WorkDeps) -> Reached:
     """The contact found (`attempt.existing`, held): leave it untouched (skip) or mark it as referred without
     replacing what it already has (update)."""
     assert attempt.settings is not None and attempt.plan is not None and attempt.existing is not None
@@ -766,10 +774,8 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         # A wait that says what the link's does already (one outage, however long) is not noted again: the
         # worker's counted note of the waits says how often, and the latest.
         again = waiting and link is not None and link.status is LinkStatus.WAITING and waits_again(link.reason, reason)
-        return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email,
-                          contact_id=known.contact_id, baseline=known.baseline, baseline_of=known.baseline_of,
-                          uncertain_since=known.uncertain_since, reason=reason, contact_found=known.found,
-                          kind=known.kind, contact_role=known.role), \
+        return JoinResult(LinkStatus.WAITING if waiting else LinkStatus.FAILED, email=known.email, kind=known.kind,
+                          reason=reason, **known.kept()), \
             [_received(attempt), entry] if first else [] if again else [entry]
     if attempt.ignored is not None:
         return attempt.ignored, attempt.entries
@@ -793,8 +799,8 @@ def _known_by(attempt: Attempt) -> Optional[str]:
     a mapping may take it from another field than RF's `email` (`{from: meta.work_email, to: email}`); a contact an
     earlier try made, by its own (the email's mapping may have changed since: that try made it with the one then)."""
     reached = attempt.reached
-    if reached is not None and reached.resumed and reached.contact.get("email"):
-        return str(reached.contact["email"])
+    if reached is not None and reached.resumed and people.given_email(reached.contact):
+        return people.given_email(reached.contact)          # (in lower case, as the bridge keys every email)
     return attempt.plan.payload.email if attempt.plan is not None else attempt.person.email if attempt.person else None
 
 
