@@ -12,6 +12,7 @@ from chalicelib.ports.store import LEASE_SECONDS, Busy
 from chalicelib.services.join import process_joins
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.support.killed import Killed
 from tests.unit.moves import apply
 from tests.unit.scenario import check, event, history, joined, link_of, made, reasons, run
 
@@ -477,14 +478,20 @@ def test_a_try_that_failed_after_creating_the_contact_resumes_it_with_its_record
     assert work.apis.rf_.qualified == ["7"]           # the webhooks it missed: judged when it resumed
 
 
+def found_then_failed(work: FakeWork, value: str, role: str = "user") -> dict:
+    """Ann's contact existed at `value`; the try that found it failed (the tag's answer lost)."""
+    contact = work.apis.intercom_.add("ann@example.com", role=role, signed_up=value)
+    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
+    assert "502" in comes_back(work, join())
+    return contact
+
+
 def test_a_try_that_failed_after_finding_an_existing_contact_resumes_with_the_value_it_had_then():
     """Ann's contact existed at "No"; the try that found and marked it failed (the tag's answer lost), and she signed
     up before the next: its baseline is "No", the value found (not "Yes", what she made it since), so she
     qualifies, at the resumed try (the webhook that said so came while her join was not finished)."""
     work = world()
-    existing = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
-    assert "502" in comes_back(work, join())
+    existing = found_then_failed(work, "No")
     failed = link_of(work)
     assert (failed.status, failed.contact_id, failed.baseline, failed.contact_found) == (
         LinkStatus.FAILED, existing["id"], "No", True)
@@ -494,10 +501,6 @@ def test_a_try_that_failed_after_finding_an_existing_contact_resumes_with_the_va
     assert (link.status, link.contact_id, link.baseline, link.contact_found) == (
         LinkStatus.LINKED, existing["id"], "No", False)
     assert work.apis.rf_.qualified == ["7"] and work.apis.intercom_.tags == [(existing["id"], "Referred")]
-
-
-class Killed(BaseException):
-    """The worker's process dies here (nothing after it runs: no failure is recorded)."""
 
 
 def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_and_a_change_away_meanwhile_counts():
@@ -549,14 +552,6 @@ def test_a_join_whose_link_another_try_wrote_after_the_batch_read_it_resumes_wit
     run(work, join())
     assert list(intercom.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]
     assert intercom.tags == [(lead["id"], "Referred")]
-
-
-def found_then_failed(work: FakeWork, value: str, role: str = "user") -> dict:
-    """Ann's contact existed at `value`; the try that found it failed (the tag's answer lost)."""
-    contact = work.apis.intercom_.add("ann@example.com", role=role, signed_up=value)
-    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 502")
-    assert "502" in comes_back(work, join())
-    return contact
 
 
 def test_a_change_away_seen_after_a_try_failed_holding_an_existing_contact_arms_it():

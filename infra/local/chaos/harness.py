@@ -1080,7 +1080,7 @@ def _trail(p: Person, contacts: list, link: dict, entries: list, faults, kills) 
 
 
 def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliveries, intercom_excess,
-           order_probe, faults=(), kills=()) -> dict:
+           order_probe, faults, kills) -> dict:
     links, history = _links_and_history(table)
     dead_by_person = defaultdict(list)
     for d in dead:
