@@ -3,7 +3,7 @@
 apart, and a lead Rita referred joining."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
 
@@ -73,9 +73,13 @@ def rita_refers(work: FakeWork, lead: str = "1") -> None:
     run(work, *counts)
 
 
+def operator(work: FakeWork) -> Any:
+    """The CLI's runtime over the worker's store (what the settings commands use of it)."""
+    return type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
+
+
 def apply(work: FakeWork, document: dict, move: bool = False) -> list[str]:
     """`bridge settings apply --offline [--move-workspace]` on the worker's store: its warnings."""
-    operator = type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
-    warnings = apply_settings(operator, yaml.safe_dump(document), check_workspace=False,  # type: ignore
+    warnings = apply_settings(operator(work), yaml.safe_dump(document), check_workspace=False,  # type: ignore
                               move_workspace=move)["warnings"]
     return [w for w in warnings if not w.startswith("--offline")]

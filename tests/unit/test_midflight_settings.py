@@ -14,15 +14,11 @@ from chalicelib.services.privacy import forget
 from chalicelib.services.reconcile import reconcile
 from chalicelib.services.worker import RetryBatch
 from tests.support.cli import replay_selectors
-from tests.unit.moves import apply
+from tests.unit.moves import apply, operator
 from tests.unit.test_backfill_ignored import LEAD as IGNORED_LEAD, Running, join as ignored_join, joins_queued
 from tests.unit.test_backfill_ignored import world as ignored_world
 from tests.unit.scenario import event, history, joined, link_of, run, set_value, settings, world
 from tests.unit.test_qualification_letter import PATHS, letters, refused
-
-
-def _operator(work):
-    return type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
 
 
 @pytest.mark.parametrize("change", ["rule_off", "deleted"])
@@ -37,7 +33,7 @@ def test_a_refused_qualification_replayed_after_the_rule_was_turned_off_is_still
     if change == "rule_off":
         apply(work, settings(rule=None))
     else:
-        delete_settings(_operator(work), "42", confirmed=True)
+        delete_settings(operator(work), "42", confirmed=True)
     work.clock.now += 60
     [selector] = set(replay_selectors(explain(work, "7").view()))
     assert dead_letters.replay(work, *selector)["replayed"] == 1
@@ -57,7 +53,7 @@ def test_a_lead_who_met_the_rule_while_it_was_off_qualifies_once_it_is_on_again(
     if change == "rule_off":
         apply(work, settings(rule=None))
     else:
-        delete_settings(_operator(work), "42", confirmed=True)
+        delete_settings(operator(work), "42", confirmed=True)
     run(work, event(set_value(work, contact, "Yes")))
     reconcile(work)
     assert [m for m in work.queue.sent if m["kind"] == "intercom.check"] == []     # nothing judges her under no rule

@@ -470,8 +470,8 @@ def apply(work: FakeWork, document: dict) -> list[str]:
     import yaml
 
     from chalicelib.services.admin import apply_settings
-    operator = type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
-    warnings = apply_settings(operator, yaml.safe_dump(document), check_workspace=False)["warnings"]  # type: ignore
+    from tests.unit.moves import operator
+    warnings = apply_settings(operator(work), yaml.safe_dump(document), check_workspace=False)["warnings"]
     return [w for w in warnings if not w.startswith("--offline")]
 
 

@@ -17,7 +17,7 @@ from chalicelib.services.admin import PEOPLE_COUNTED, MovesWorkspace
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.referral_count import messages
 from tests.fakes import FakeIntercom, FakeWork, seed_ledger
-from tests.unit.moves import ATTRIBUTES, ByWorkspace, Workspaces, apply, counting_world, rita_in_rf, rita_refers
+from tests.unit.moves import ATTRIBUTES, ByWorkspace, Workspaces, apply, counting_world, operator, rita_in_rf, rita_refers
 from tests.unit.scenario import check, event, joined, link_of, reasons, run, set_value, settings, world
 
 
@@ -134,8 +134,7 @@ def test_settings_deleted_then_applied_naming_another_workspace_are_refused_whil
     from chalicelib.services.admin import delete_settings
     work = world()
     joined(work, "7", "ann@example.com")
-    operator = type("Operator", (), {"store": work.store, "clock": work.clock, "forget": lambda self: None})()
-    delete_settings(operator, "42", confirmed=True)
+    delete_settings(operator(work), "42", confirmed=True)
     with pytest.raises(MovesWorkspace) as refused:
         apply(work, {**settings(), "workspace": "ws-b"})
     [said] = refused.value.problems
