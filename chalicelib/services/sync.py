@@ -21,7 +21,7 @@ import threading
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any, Callable, Iterator, Optional
 
 from ..domain.history import Entry, iso
@@ -322,6 +322,7 @@ class Page:
                                                     # value, second, differs)
         seen: list[LedgerEntry] = []          # enrolled referrers the ledger had (rewritten), and those adopted (new)
         asks: set[PersonRef] = set()          # referrers whose counts are written, now their contact is known
+        attributes = cache(partial(self.deps.apis.attributes, self.settings.workspace))   # once a page, if asked
         for contact in contacts:
             cid = str(contact.get("id"))
             entry = known.get(cid)
@@ -366,8 +367,7 @@ class Page:
                     seen.append(adopted)                        # (recorded with the page's others, in one write)
                 continue
             decision = joined_skip(link) if link is not None else \
-                decide(self.sync, self.campaign_id, contact, self.required,
-                       self.deps.apis.attributes(self.settings.workspace))     # (kept a while: no call a contact)
+                decide(self.sync, self.campaign_id, contact, self.required, attributes())
             if isinstance(decision, Skip):
                 self._skip(cid, contact, decision.reason, decision.detail)
                 continue
@@ -1062,6 +1062,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
         total = found if total is None else total
         known = deps.sync.entries(campaign_id, [str(c.get("id")) for c in contacts])
         joined = joined_contacts(deps, settings, [str(c.get("id")) for c in contacts if c.get("id")])
+        attributes = cache(partial(deps.apis.attributes, settings.workspace))   # once a page, if asked
         for contact in contacts:
             entry = known.get(str(contact.get("id")))
             link = joined.get(str(contact.get("id")))
@@ -1092,7 +1093,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
                 decision = Skip("already_in_campaign", entry.reason or SKIPS["already_in_campaign"])
             else:
                 decision = joined_skip(link) if link is not None else \
-                    decide(sync, campaign_id, contact, required, deps.apis.attributes(settings.workspace))
+                    decide(sync, campaign_id, contact, required, attributes())
             # (a try interrupted after its create made their RF user: the run finds that user and enrols them)
             made = entry is not None and not entry.final and entry.email in in_campaign and \
                 not _joined_before(in_campaign[entry.email], entry)
