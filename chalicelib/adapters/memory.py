@@ -130,9 +130,9 @@ class MemoryHistory:
 @_atomic
 class MemoryLinks:
     def __init__(self, tables: Tables, clock: Callable[[], float], history: MemoryHistory,
-                 ledgers: Optional[dict[str, dict[str, LedgerEntry]]] = None):
+                 ledgers: dict[str, dict[str, LedgerEntry]]):
         self.tables, self.clock, self.history = tables, clock, history
-        self.ledgers = {} if ledgers is None else ledgers    # contact sync's (MemorySync.ledgers): `note` reads them
+        self.ledgers = ledgers    # contact sync's (MemorySync.ledgers): `note` reads them
 
     def get(self, ref: PersonRef) -> Optional[Link]:
         held = self.tables.links.get(PersonRef(*ref))
