@@ -110,6 +110,7 @@ class MemoryHistory:
                                                      expires_at=self._expires())
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
+        """The twin's own write of MemoryLinks.note_latest (as `add`)."""
         self.tables.latest[(ref, f"{entry.event}#{entry.outcome}")] = Recorded(
             iso(self.clock()), entry.event, entry.outcome, entry.reason, entry.details, expires_at=self._expires())
 

@@ -200,7 +200,8 @@ class LinkRepository(Protocol):
     def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
         """`note` of each person's entries (each only while they are kept), the writes made at once."""
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
-        """HistoryLog.note_latest about the person, only while they are kept (as `note`)."""
+        """One entry per person, event and outcome, replaced by each newer one (e.g. the latest referral count
+        written): it sorts after the timed entries, before the counted repeats. Only while they are kept (as `note`)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
         """HistoryLog.note_repeat about the person, only while they are kept (as `note`)."""
@@ -321,9 +322,6 @@ class HistoryLog(Protocol):
         """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`). With
         `restart_after`, it counts from one again when its last repeat is older than that many seconds, or
         was of another kind (history.kind_of: its reason but for times and numbers)."""
-    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
-        """One entry per person, event and outcome, replaced by each newer one (e.g. the latest
-        referral count written): it sorts after the timed entries, before the counted repeats."""
     def entries(self, ref: PersonRef) -> list[Recorded]: ...
     def erase(self, ref: PersonRef) -> int:
         """Delete the person's whole history: how many entries."""

@@ -906,11 +906,11 @@ def test_a_counted_wait_counts_again_from_one_after_a_pause_or_for_another_wait(
 
 
 def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_the_history(store, clock):
-    for n in (1, 2, 3):
-        clock.now += 60
-        store.history.note_latest(ANN, Entry("referral_count", "written", f"count {n}", {"count": n}))
     failed = Entry("referral_count", "failed", "count 4 not written")
     joined(store, entries=[failed])
+    for n in (1, 2, 3):
+        clock.now += 60
+        store.links.note_latest(ANN, Entry("referral_count", "written", f"count {n}", {"count": n}))
     store.links.note(ANN, [failed])                                                    # failures: each kept
     store.history.note_repeat(ANN, "join", "again")
     entries = store.history.entries(ANN)

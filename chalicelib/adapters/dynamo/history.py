@@ -141,11 +141,8 @@ class DynamoHistory:
         fresh = counted if restart_after is None else anew     # (the item made, or made anew: counted from one)
         any(applied(partial(self.transact, ref, (), Update(item, fresh), kept)) for kept in while_there)
 
-    def note_latest(self, ref: PersonRef, entry: Entry) -> None:
-        self.latest(ref, entry).save()
-
     def latest(self, ref: PersonRef, entry: Entry) -> HistoryItem:
-        """The item of note_latest (the latest entry of its event and outcome), not written."""
+        """The item of LinkRepository.note_latest (the latest entry of its event and outcome), not written."""
         now = self.clock()
         return HistoryItem(history_pk(ref), latest_sk(entry.event, entry.outcome), event=entry.event,
                            outcome=entry.outcome, reason=entry.reason, details=entry.details, at=iso(now),
