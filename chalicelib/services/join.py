@@ -383,8 +383,9 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
         since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
-    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, link.contact_found,
-                          *((link.kind, link.contact_role) if link.contact_found else ()))
+    held = link.contact_found      # (the kind and role a hold recorded with its contact)
+    attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, held,
+                          kind=link.kind if held else None, role=link.contact_role if held else None)
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
@@ -799,8 +800,8 @@ def _known_by(attempt: Attempt) -> Optional[str]:
     a mapping may take it from another field than RF's `email` (`{from: meta.work_email, to: email}`); a contact an
     earlier try made, by its own (the email's mapping may have changed since: that try made it with the one then)."""
     reached = attempt.reached
-    if reached is not None and reached.resumed and people.given_email(reached.contact):
-        return people.given_email(reached.contact)          # (in lower case, as the bridge keys every email)
+    if reached is not None and reached.resumed and (own := people.given_email(reached.contact)):
+        return own          # (in lower case, as the bridge keys every email)
     return attempt.plan.payload.email if attempt.plan is not None else attempt.person.email if attempt.person else None
 
 
