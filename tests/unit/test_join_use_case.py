@@ -154,6 +154,14 @@ def records_asked(work: FakeWork) -> list[list[tuple[str, str]]]:
     return asked
 
 
+def hinted(workspace: str = "ws") -> tuple[FakeWork, FakeIntercom, dict]:
+    """Another campaign's link (user 8) names the contact with Ann's email, which search does not show yet."""
+    work = world()
+    _, recorded = joined(work, user="8", workspace=workspace)
+    work.apis.intercom_.unsearchable.add(recorded["id"])
+    return work, work.apis.intercom_, recorded
+
+
 def ten_leads() -> list[dict]:
     return [join({**LEAD, "id": str(n), "email": f"lead{n}@example.com"}, user=str(n)) for n in range(10, 20)]
 
@@ -187,10 +195,7 @@ def test_a_contact_linked_for_the_email_that_search_does_not_show_yet_is_used_in
     Intercom's search does not show their contact yet, the bridge's records do. In the same workspace, Ann's join
     links and tags that contact, read once, with no second contact made; a link in another workspace is never
     used, nor its contact read."""
-    work = world()
-    _, recorded = joined(work, user="8", workspace=workspace)
-    intercom = work.apis.intercom_
-    intercom.unsearchable.add(recorded["id"])
+    work, intercom, recorded = hinted(workspace)
     intercom.calls.clear()
     assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
     assert (link_of(work).contact_id == recorded["id"]) is linked
@@ -201,10 +206,7 @@ def test_a_contact_linked_for_the_email_that_search_does_not_show_yet_is_used_in
 
 @pytest.mark.parametrize("merged", [True, False], ids=["merged_into_a_user", "deleted"])
 def test_a_recorded_contact_merged_since_is_followed_and_a_deleted_one_is_not_used(merged):
-    work = world()
-    _, recorded = joined(work, user="8")
-    intercom = work.apis.intercom_
-    intercom.unsearchable.add(recorded["id"])
+    work, intercom, recorded = hinted()
     if merged:
         survivor = intercom.add("ann@example.com", role="user", searchable=False)
         intercom.merge(recorded["id"], survivor["id"])
@@ -221,10 +223,7 @@ def test_a_recorded_contact_merged_since_is_followed_and_a_deleted_one_is_not_us
 def test_a_recorded_contact_that_cannot_be_used_for_good_is_only_a_lost_hint_and_the_lead_is_created(unusable):
     """Another campaign's link is a hint: when the contact it names was merged with no survivor named, or
     Intercom refuses to show it (a 4xx), Ann's join goes on as if search had found nothing, and says why."""
-    work = world()
-    _, recorded = joined(work, user="8")
-    intercom = work.apis.intercom_
-    intercom.unsearchable.add(recorded["id"])
+    work, intercom, recorded = hinted()
     if unusable == "merged_without_survivor":
         intercom.merge(recorded["id"], None)
     else:
@@ -242,10 +241,7 @@ def test_a_recorded_contact_that_cannot_be_used_for_good_is_only_a_lost_hint_and
                                    TokenRefused("Intercom refuses workspace ws's token", "ws", "private", status=401)],
                          ids=["outage", "timeout", "refused_token"])
 def test_a_recorded_contact_intercom_cannot_show_for_now_fails_the_try_without_creating(error):
-    work = world()
-    _, recorded = joined(work, user="8")
-    intercom = work.apis.intercom_
-    intercom.unsearchable.add(recorded["id"])
+    work, intercom, recorded = hinted()
     intercom.fail["get"] = error
     if isinstance(error, Uncertain):                         # a try used up: the batch hands it back
         assert "1 of 1 records will be retried" in comes_back(work, join())
