@@ -195,6 +195,24 @@ def test_invalid_stored_settings_dead_letter_their_campaigns_lead_with_the_reaso
     assert work.apis.rf_.qualified == ["9", "7"] and link_of(work).qualification is QState.QUALIFIED
 
 
+def test_a_merge_under_invalid_settings_letters_the_lead_once_and_the_referrer_follows_it():
+    """Campaign 42's stored settings are invalid. Ann's lead contact and Rita's (a referrer's) are merged into
+    users with their emails: Ann's lead gets one dead letter (a check of her, which follows the merge when
+    replayed), not one for the merge and one more for the survivor's email; Rita's link, which no rule judges,
+    follows the merge at once."""
+    work = world()
+    _, ann = joined(work)
+    _, rita = joined(work, user="3", email="rita@example.com", kind="referrer", pending=False)
+    work.store.settings.put("42", {"campaign_id": "42", "workspace": "ws", "leads": {"action": "fly"}}, "ws")
+    for n, merged in enumerate((ann, rita)):
+        user = work.apis.intercom_.add(merged["email"], role="user")
+        work.apis.intercom_.merge(merged["id"], user["id"])
+        run(work, event(user, "contact.merged", notification=f"m{n}", merged_from={"type": "contact",
+                                                                                 "id": merged["id"]}))
+    assert [json.loads(d["body"])["rf_user_id"] for d in work.queue.dead] == ["7"]
+    assert link_of(work, "3").contact_id != rita["id"] and link_of(work).contact_id == ann["id"]
+
+
 def test_a_replayed_event_retries_a_failed_qualification():
     from chalicelib.errors import Permanent
     work = world()

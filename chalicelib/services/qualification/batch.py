@@ -21,6 +21,7 @@ class Batch:
         self.found, self.deps = found, deps
         self.settings: dict[str, CampaignSettings] = {}
         self.invalid: dict[str, str] = {}
+        self.lettered: set[PersonRef] = set()     # leads a letter of their own was sent for (contact_events._unreadable)
         for campaign, document in documents.items():
             try:
                 self.settings[campaign] = parse_settings(document)

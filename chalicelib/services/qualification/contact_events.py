@@ -111,11 +111,13 @@ def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Ba
         return []
     moved = []
     for link in batch.linked_to_contact(message.workspace, merged_from):
-        if link.contact_id != merged_from or _unreadable(link, deps, batch):     # (its replay follows the merge)
+        # (a lead's letter replays as a check, which follows the merge; a referrer's link follows it now: no rule
+        # judges it, and its baseline is none whatever the settings say)
+        if link.contact_id != merged_from or (link.is_lead and _unreadable(link, deps, batch)):
             continue
         entry = Entry("contact", "merged", f"contact {merged_from} was merged into {survivor}; the link follows it",
                       {"from": merged_from, "into": survivor})
-        settings = batch.settings_for(link)
+        settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
         moved.append(batch.keep(deps.links.move(link, str(survivor), [entry], role=item.get("role"), **taken)))
     return moved
@@ -163,7 +165,8 @@ def _unreadable(link: Link, deps: WorkDeps, batch: Batch) -> bool:
     on for the other people it names. Its lead gets a dead letter of its own, with the reason: a check of the lead
     (checks.lead_letter), whose replay, once corrected settings are applied, reads the contact as it is then."""
     refusal = batch.refusal(link)
-    if refusal is not None and link.is_lead:
+    if refusal is not None and link.is_lead and link.ref not in batch.lettered:
+        batch.lettered.add(link.ref)           # (once a batch: a merge's survivor names her by her email too)
         lead_letter(deps, link, refusal)
     return refusal is not None
 
