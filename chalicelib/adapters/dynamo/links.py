@@ -637,8 +637,7 @@ class DynamoLinks:
         cancellation reasons say) is left out, and the others written again."""
         refs = [ref for ref, _ in chunk]
         linked = set(self.get_many(refs, consistent=True))
-        counted = {referrer_of(i.pk, i.sk) for i in batch_get(
-            ReferralItem, (referrals_key(r) for r in refs if r not in linked), consistent=True)}
+        counted = set(self.referrals_many(r for r in refs if r not in linked))
         groups: list[tuple[PersonRef, Sequence[Entry], Sequence[Check]]] = [
             (ref, entries, [_kept(ref)[0 if ref in linked else 1]])
                            for ref, entries in chunk if ref in linked or ref in counted]
