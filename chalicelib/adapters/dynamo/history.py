@@ -16,7 +16,7 @@ from pynamodb.transactions import TransactWrite
 from ...domain.history import Entry, Recorded, iso, kind_of
 from ...domain.link import PersonRef
 from .keys import history_pk, latest_sk, repeats_sk
-from .models import HistoryItem, applied, refused_items
+from .models import HistoryItem, applied, batch_delete, refused_items
 
 _SEQUENCE = itertools.count()
 
@@ -160,7 +160,5 @@ class DynamoHistory:
 
     def erase(self, ref: PersonRef) -> int:
         items = list(HistoryItem.query(history_pk(ref), attributes_to_get=["pk", "sk", "also"]))
-        with HistoryItem.batch_write() as batch:
-            for item in items:
-                batch.delete(item)
+        batch_delete(HistoryItem, ((item.pk, item.sk) for item in items))
         return sum(1 + len(item.also or ()) for item in items)     # entries, as the memory twin counts them
