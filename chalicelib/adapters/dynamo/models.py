@@ -16,6 +16,7 @@ from pynamodb.models import Model
 
 from ...domain.link import ContactState, Link, LinkStatus, ReferralCount
 from ...domain.qualification import QState
+from ...errors import Transient
 from .keys import Key
 
 
@@ -387,8 +388,9 @@ UNPROCESSED_TRIES = 10          # calls for one batch's keys, its waits ~10 s in
 pause: Callable[[float], None] = time.sleep
 
 
-class Unprocessed(Exception):
-    """DynamoDB still left keys of a batch call unprocessed (throttled) after UNPROCESSED_TRIES calls."""
+class Unprocessed(Transient):
+    """DynamoDB still left keys of a batch call unprocessed (throttled) after UNPROCESSED_TRIES calls: a try of the
+    work, or the command's one line."""
 
 
 def _unprocessed(call: Callable[[list[dict]], list[dict]], keys: list[dict], what: str) -> None:
