@@ -98,9 +98,12 @@ class Queue:
                                               VisibilityTimeout=max(0, min(int(seconds), 43200)))
 
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
+        # A long poll, however short: a short one (0 s) asks a subset of SQS's servers, and may answer none while a
+        # few letters are there, which the scans (dlq list, replay, discard, doctor, forget) take for the end. A long
+        # one asks them all, answers as soon as it has any, and waits its second only once none is left.
         answer = self.client.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=max_messages,
                                              MessageAttributeNames=["All"], AttributeNames=["All"],
-                                             VisibilityTimeout=visibility, WaitTimeSeconds=0)
+                                             VisibilityTimeout=visibility, WaitTimeSeconds=1)
         return [_letter(m) for m in answer.get("Messages", [])]
 
     def delete_dead(self, receipt_handle: str) -> None:

@@ -1,8 +1,12 @@
-"""What AWS answers when it half succeeds: DynamoDB's batch calls leave keys or items unprocessed (throttled
-partitions) with an HTTP 200, and say so only in the answer. The store asks again for those, after a wait that
-grows, as AWS asks of its callers: not at once, in a loop that hammers the throttled partition. On moto server,
-whose answers are cut to what a throttled table gives back."""
+"""What AWS answers when it half succeeds. DynamoDB's batch calls leave keys or items unprocessed (throttled
+partitions) with an HTTP 200, and say so only in the answer: the store asks again for those, after a wait that
+grows, as AWS asks of its callers, not at once in a loop that hammers the throttled partition. SQS's short poll asks
+some of its servers only, and may answer none while a few messages are there: the scans of the dead letters do not
+take that for the end. On moto server, whose answers are cut to what AWS gives back then."""
 from __future__ import annotations
+
+import json
+import uuid
 
 import pytest
 
@@ -88,3 +92,36 @@ def test_a_table_that_stays_throttled_ends_the_read_with_a_reason_it_can_be_retr
                                                  r"\(the table is throttled\): try again"):
         store.links.get_many(refs)
     assert throttled.calls == models.UNPROCESSED_TRIES and throttled.waited < 15
+
+
+class ShortPolls:
+    """SQS's client, as SQS answers a short poll (WaitTimeSeconds 0): it asks a subset of SQS's servers, and "if the
+    number of messages in the queue is extremely small, you might not receive any" (AWS's documentation of short
+    polling). Here none of the queue's few letters is on the servers a short poll asks; a long poll asks them all."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def receive_message(self, **kwargs) -> dict:
+        return self.client.receive_message(**kwargs) if kwargs.get("WaitTimeSeconds") else {}
+
+
+def test_a_few_dead_letters_are_all_listed_though_a_short_poll_answers_none(moto_endpoint):  # noqa: F811
+    from infra.local.aws import client
+
+    from chalicelib.adapters.queue import Queue
+    from chalicelib.services.dead_letters import look
+    from tests.unit.test_dead_letters_scan import Rt
+
+    sqs = client("sqs", moto_endpoint)
+    urls = [sqs.create_queue(QueueName=f"p-{uuid.uuid4().hex[:10]}-{part}")["QueueUrl"] for part in ("work", "dead")]
+    queue = Queue(*urls, client=ShortPolls(sqs))
+    for n in range(3):
+        queue.dead_letter(json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": str(n)}),
+                          "gave up after 5 tries: Referral Factory answered 500", 5, "2026-11-27T15:00:00Z")
+    listing = look(Rt(queue, FakeClock()))
+    # (`bridge dlq list`, and the scans of replay, discard, doctor and forget: none said "hidden by another command")
+    assert sorted(d.rf_user_id for d in listing.letters) == ["0", "1", "2"] and listing.not_seen == 0
