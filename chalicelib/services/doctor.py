@@ -864,6 +864,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
     by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
+    token_apps = {ws: token_app}            # (another workspace's, a letter naming no campaign may say: not known)
     listing = dead_letters.look(rt)
     letters = listing.letters
     mine = [d for d in letters if d.campaign_id == c]
@@ -888,7 +889,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
-                                           campaign_seen=bool(reached) and gone_alone, token_app=token_app),
+                                           campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
@@ -897,7 +898,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
                    "does not reach them: " + _stopped(reason, False if rf_refused else None),
-                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_app),
+                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_apps.get),
                    key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:
