@@ -304,7 +304,7 @@ def retry_said(retry: dict) -> str:
     return f"try {retry.get('try')} of {retry.get('of')} failed; the queue tries it again {when}"
 
 
-# A counted entry kept once per key (history.note_repeat's `event#key`): its event, and the key as a detail.
+# A counted entry kept once per key (LinkRepository.note_repeat's `event#key`): its event, and the key as a detail.
 KEYED = {"workspace_moved": "workspace", "duplicate_contact": "contact_id"}
 
 
