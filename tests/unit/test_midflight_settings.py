@@ -104,12 +104,13 @@ def test_a_join_part_way_when_leads_action_turns_to_nothing_resumes_its_contact_
 
 
 def test_a_join_resumed_after_the_email_mapping_changed_is_known_by_its_contacts_email_and_forget_erases_it():
-    """Noth's join made her lead with her RF email, then stopped part-way (the tag refused); the operator mapped the
-    email from `meta.work_email` before its retry, which resumed her lead. The link took the work email, which her
-    contact never had: `bridge forget` of the address on her contact (and in RF) found no one and said the bridge
-    keeps nothing that recognises her, while it kept her link, contact and history."""
+    """Noth's join made her lead with her RF email (typed in mixed case), then stopped part-way (the tag refused); the
+    operator mapped the email from `meta.work_email` before its retry, which resumed her lead. The link took the work
+    email, which her contact never had: `bridge forget` of the address on her contact (and in RF) found no one and said
+    the bridge keeps nothing that recognises her, while it kept her link, contact and history. The link takes her
+    contact's email in lower case, as the bridge keys every email (her contact shows it as she typed it)."""
     mapped = {**CREATING, "leads": {**CREATING["leads"], "fields": [{"from": "meta.work_email", "to": "email"}]}}
-    person = {**IGNORED_LEAD, "meta": {"work_email": "noth@work.example"}}
+    person = {**IGNORED_LEAD, "email": "Noth@Example.com", "meta": {"work_email": "noth@work.example"}}
     work = ignored_world(CREATING)
     work.store.connections.put_workspace("ws", secrets={"token", "client-secret"})
     work.apis.intercom_.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
@@ -119,6 +120,7 @@ def test_a_join_resumed_after_the_email_mapping_changed_is_known_by_its_contacts
     work.store.settings.put("42", mapped, "ws")
     run(work, ignored_join(person), receives=2)
     [lead] = work.apis.intercom_.contacts.values()
-    assert (link_of(work).contact_id, link_of(work).email) == (lead["id"], lead["email"]) == ("c1", "noth@example.com")
-    assert forget(work, "noth@example.com")["links"] == 1
+    assert (lead["id"], lead["email"]) == ("c1", "Noth@Example.com")         # as she typed it
+    assert (link_of(work).contact_id, link_of(work).email) == ("c1", "noth@example.com")   # keyed in lower case
+    assert forget(work, lead["email"])["links"] == 1
     assert work.store.links.get(PersonRef("42", "7")) is None
