@@ -235,12 +235,8 @@ class DynamoLinks:
                    read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
         now, token = self.clock(), uuid.uuid4().hex
         update = self._claim(ref, workspace, lease, now, token, read)
-        try:
-            update.item.update(actions=update.actions, condition=update.condition)
+        if applied(lambda: update.item.update(actions=update.actions, condition=update.condition)):
             return JoinClaim(ref, workspace, token)
-        except UpdateError as exc:
-            if not conditional(exc):
-                raise
         current = get(LinkItem, link_key(ref))
         if current is not None and current.to_link().final:
             return None
