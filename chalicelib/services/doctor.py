@@ -535,9 +535,10 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
         return
     if newest is None or rt.store.links.get(PersonRef(c, str(newest["id"]))) is not None:
         return
-    joined = str(newest.get("signed_up_at") or "")
-    if joined and _age_hours(rt.clock(), joined) < LATE_MINUTES / 60:
+    at = people_.signed_up(newest)         # (read as `newest` read it: whatever its form, never by this computer's zone)
+    if at is not None and rt.clock() - at < LATE_MINUTES * 60:
         return                                          # may still be on its way
+    joined = str(people_.normalise(newest).get("signed_up_at") or "")     # (as RF gave it)
     report.add("webhooks.rf_missing", False,
                f"the newest person in RF's campaign {c} (RF user {newest['id']}, joined {joined or 'at an unknown time'}) "
                f"never reached the bridge ({found} people in RF)",

@@ -823,3 +823,28 @@ def test_a_join_left_in_progress_is_named_without_a_qualification_it_does_not_ha
     [late] = checks(view, "reconciliation.overdue")
     assert late["what"] == ("1 link(s) of campaign 42 left unfinished (e.g. RF user 9: in_progress; reconciliation has "
                             "not queued its finishing work yet) for over 60 min after their worker's claim ran out")
+
+
+@pytest.mark.parametrize("joined", [
+    lambda now: iso(now),                                                 # ISO-8601 in UTC, as the simulator
+    lambda now: int(now),                                                 # unix seconds
+    lambda now: iso(now)[:19],                                            # ISO-8601 naming no zone (UTC)
+], ids=["iso-utc", "unix-seconds", "iso-no-zone"])
+def test_rfs_newest_person_an_hour_old_and_never_arrived_is_said_whatever_form_rf_gives_the_time(joined, monkeypatch):
+    """RF's newest person is sorted by `signed_up_at` read as a time in any form (unix seconds, ISO-8601, UTC when
+    it names no zone), but their age was read from ISO-8601 alone, by the computer's own time zone: unix seconds read
+    as no time at all ("may still be on its way", for ever), and a time naming no zone was hours off on an operator's
+    laptop west of UTC, so a webhook missing for an hour went unsaid."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        rt = healthy()
+        rt.work.apis.rf_.created.append({"id": 77, "campaign_id": 42, "email": "quiet@example.com",
+                                         "signed_up_at": joined(rt.clock() - 3600)})
+        [missing] = checks(look(rt)[0], "webhooks.rf_missing")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert not missing["ok"] and missing["what"].startswith("the newest person in RF's campaign 42 (RF user 77"), missing
