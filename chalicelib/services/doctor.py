@@ -34,7 +34,7 @@ from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, TokenRefused, W
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
-from ..ports.store import SCAN_LIMIT, RFConnection
+from ..ports.store import LEASE_SECONDS, SCAN_LIMIT, RFConnection
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
@@ -534,9 +534,10 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
         return
     if newest is None or rt.store.links.get(PersonRef(c, str(newest["id"]))) is not None:
         return
-    joined = str(newest.get("signed_up_at") or "")
-    if joined and _age_hours(rt.clock(), joined) < LATE_MINUTES / 60:
+    at = people_.signed_up(newest)         # (read as `newest` read it: whatever its form, never by this computer's zone)
+    if at is not None and rt.clock() - at < LATE_MINUTES * 60:
         return                                          # may still be on its way
+    joined = str(people_.normalise(newest).get("signed_up_at") or "")     # (as RF gave it)
     report.add("webhooks.rf_missing", False,
                f"the newest person in RF's campaign {c} (RF user {newest['id']}, joined {joined or 'at an unknown time'}) "
                f"never reached the bridge ({found} people in RF)",
@@ -877,9 +878,10 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     def after_token(chosen: list[dead_letters.DeadLetter]) -> bool:
         """The token shown to reach the campaign is not the one they failed with when it was stored after one
         of them failed, or as long before as a running worker keeps the token it read (a token of another
-        account says every user is not found): a replay asks RF again."""
-        return token_at is not None and all(d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at)
-                                            for d in chosen)
+        account says every user is not found), and then as long as its batch may run (a letter's time is its batch's
+        end, not its call's; a worker runs no longer than a claim's lease): a replay asks RF again."""
+        return token_at is not None and all(
+            d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at) + LEASE_SECONDS for d in chosen)
     # The discard advised alone takes out every letter its reason part matches (not only one wording's), and
     # those doctor did not read: only when all of them were read, failing with the token shown.
     gone_alone = not listing.not_seen and after_token(
