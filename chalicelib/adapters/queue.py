@@ -46,8 +46,8 @@ def encode(message: dict | str) -> str:
 
 
 class Queue:
-    def __init__(self, queue_url: str, dlq_url: str = "", client=None):
-        self.queue_url, self.dlq_url = queue_url, dlq_url
+    def __init__(self, queue_url: str, dlq_url: str = "", client=None, poll: int = 1):
+        self.queue_url, self.dlq_url, self.poll = queue_url, dlq_url, poll
         self._client = client
 
     @property
@@ -100,10 +100,11 @@ class Queue:
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
         # A long poll, however short: a short one (0 s) asks a subset of SQS's servers, and may answer none while a
         # few letters are there, which the scans (dlq list, replay, discard, doctor, forget) take for the end. A long
-        # one asks them all, answers as soon as it has any, and waits its second only once none is left.
+        # one asks them all, answers as soon as it has any, and waits its second only once none is left. (The local
+        # stack's SQS, moto, is one server: its short poll sees every letter, BRIDGE_DLQ_POLL_SECONDS=0.)
         answer = self.client.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=max_messages,
                                              MessageAttributeNames=["All"], AttributeNames=["All"],
-                                             VisibilityTimeout=visibility, WaitTimeSeconds=1)
+                                             VisibilityTimeout=visibility, WaitTimeSeconds=self.poll)
         return [_letter(m) for m in answer.get("Messages", [])]
 
     def delete_dead(self, receipt_handle: str) -> None:
