@@ -768,7 +768,9 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
         server, endpoint = start_moto()
         stack.append(lambda: stop_moto(server))
         moto = None
-    resources = deploy(endpoint, unique_prefix("chaos"), visibility_timeout=cfg.visibility_timeout)
+    # The redrive is a backstop, as deployed (infra/deploy.py): twice the worker's tries.
+    resources = deploy(endpoint, unique_prefix("chaos"), visibility_timeout=cfg.visibility_timeout,
+                       max_receive_count=2 * cfg.max_attempts)
 
     intercom = IntercomSim(tokens=(INTERCOM_TOKEN,), app_id=WORKSPACE, search_lag=cfg.search_lag).start()
     stack.append(intercom.stop)
