@@ -1306,8 +1306,12 @@ def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, wor
     f["referral counts"] = (f"{len(referrers)} referrers ({sum(1 for u in referrers if expected[str(u['id'])])} "
                             f"with leads, at most {max(expected.values(), default=0)}), {sum(expected.values())} "
                             f"leads counted; {len(count_puts)} count PUTs reached Intercom")
+    kinds = {str(p.rf_id): p.kind for p in people} | {str(u["id"]): "referrer" for u in referrers}
     reasons = Counter(_short(d["reason"]) for d in dead)
+    whose = Counter(kinds.get(str(d["body"].get("rf_user_id") or (d["body"].get("person") or {}).get("id") or ""),
+                              d["body"].get("kind") or "other") for d in dead)
     f["dead letters"] = f"{len(dead)}" + (": " + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(5))
+                                         + " (whose: " + ", ".join(f"{k} {n}" for k, n in whose.most_common(5)) + ")"
                                          if dead else "")
     links = [i for i in table if str(i.get("sk", "")).startswith("PERSON#")]
     f["links"] = ", ".join(f"{k} {n}" for k, n in Counter(
