@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, Callable, Iterator, Sequence, TypeVar, Union
@@ -127,13 +128,20 @@ def uncounted() -> Iterator[None]:
         _counting = before
 
 
+#: The metrics are the process's: one process answering requests in threads (`make run`'s local server) counts and
+#: flushes them from several at once, and a flush between another's check and its own raised (a webhook's 500).
+_lock = threading.Lock()
+
+
 def count(name: str, value: float = 1) -> None:
     if _counting:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        with _lock:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def flush() -> None:
     """The invocation's metrics as one EMF log line; none, no line (Powertools would log a UserWarning
     saying there is nothing to publish: noise in the function's logs, once per container)."""
-    if metrics.metric_set:
-        metrics.flush_metrics()
+    with _lock:
+        if metrics.metric_set:
+            metrics.flush_metrics()
