@@ -350,6 +350,9 @@ class FakeIntercom:
 
     def tag_contacts(self, contact_ids: Sequence[str], tag_name: str) -> None:
         self._call("tag")
+        gone = [c for c in contact_ids if c not in self.contacts or c in self.archived]
+        if gone:          # Intercom tags all of them, or none (404) when one is merged, deleted or archived
+            raise NotFound(gone[0])
         self.tags += [(contact_id, tag_name) for contact_id in contact_ids]
 
     def segments(self) -> list[dict]:

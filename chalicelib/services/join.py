@@ -690,10 +690,43 @@ def _written(body: dict) -> list[str]:
 
 
 def _tag(intercom: IntercomPort, tag: str, group: list[Attempt]) -> None:
-    live = _active(group)
-    intercom.tag_contacts([str(a.reached.contact["id"]) for a in live if a.reached is not None], tag)
+    live = [a for a in _active(group) if a.reached is not None]
+    try:
+        intercom.tag_contacts([str(a.reached.contact["id"]) for a in live if a.reached is not None], tag)
+    except NotFound:
+        # One of them is gone since it was found or made (a lead Intercom merged into the user the person signed
+        # up as), and Intercom tagged none: each is tagged alone, and nobody else's join fails for it.
+        for attempt in live:
+            _together([attempt], lambda: _tag_alone(intercom, tag, attempt))
+        return
     for attempt in live:
         attempt.tagged.append(Entry("tag", "tagged", details={"tag": tag}))
+
+
+def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
+    """The person's contact, or the user Intercom merged it into since (the merge's notification, or
+    reconciliation following the 410, moves the link there). One gone for good is not tagged, and the history says so."""
+    assert attempt.reached is not None
+    made = str(attempt.reached.contact["id"])
+    try:
+        intercom.tag_contacts([made], tag)
+        attempt.tagged.append(Entry("tag", "tagged", details={"tag": tag}))
+        return
+    except NotFound:
+        pass
+    try:
+        intercom.get_contact(made)
+    except Merged as merged:
+        if merged.canonical_id:
+            intercom.tag_contacts([merged.canonical_id], tag)
+            attempt.tagged.append(Entry("tag", "tagged", f"contact {made} was merged into {merged.canonical_id} since "
+                                        "the join made or found it: that contact is tagged",
+                                        {"tag": tag, "contact_id": merged.canonical_id}))
+            return
+    except NotFound:
+        pass
+    attempt.tagged.append(Entry("tag", "not_tagged", f"Intercom would not tag contact {made} (404): it is gone since "
+                                "the join made or found it", {"tag": tag}))
 
 
 def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:

@@ -1024,3 +1024,27 @@ def test_a_lead_found_qualified_is_counted_once_when_its_first_try_loses_its_cla
     assert link_of(work, "7").qualification is QState.QUALIFIED
     assert metrics.metric_set["ReferralsFoundQualified"]["Value"] == [1.0]
     metrics.metric_set.clear()
+
+
+def test_a_lead_merged_into_a_user_before_it_was_tagged_fails_no_join_and_its_user_is_tagged():
+    """Ann signs up in the product just after the bridge created her lead: Intercom merges the lead into her new user
+    before the batch's one `POST /tags`, which then tags none of its contacts (404). Nobody's join fails for it: Bob is
+    tagged, and so is the user Ann's lead lives in now."""
+    work = world()
+    intercom = work.apis.intercom_
+    create = intercom.create_contact
+
+    def then_signs_up(body: dict) -> dict:
+        contact = create(body)
+        if body["email"] == LEAD["email"]:
+            intercom.merge_contacts(contact["id"], intercom.add(LEAD["email"], role="user")["id"])
+        return contact
+
+    intercom.create_contact = then_signs_up               # type: ignore[method-assign]
+    bob = join({**LEAD, "id": "8", "email": "bob@example.com", "first_name": "Bob"}, user="8")
+    assert run(work, join(), bob) == {"done": 2, "retry": 0, "dead": 0}
+    ann_lead, bob_lead = (link_of(work, user).contact_id for user in ("7", "8"))
+    [ann_user] = [c["id"] for c in intercom.with_email(LEAD["email"])]
+    assert intercom.merged == {ann_lead: ann_user}
+    assert sorted(intercom.tags) == sorted([(bob_lead, "Referred"), (ann_user, "Referred")])
+    assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "No")
