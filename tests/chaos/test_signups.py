@@ -47,6 +47,7 @@ def test_a_link_left_on_the_merged_lead_or_with_another_baseline_is_reported():
         return _signups_followed([ann], intercom, {"1000": link}, {}, lambda p: f"#{p.i}")
 
     assert judged({"contact_id": user, "contact_role": "user", "baseline": json.dumps("No")}) == []
-    assert judged({"contact_id": lead["id"], "contact_role": "lead", "baseline": json.dumps("No")})[0].startswith(
-        f"#0: lead {lead['id']} merged into {user} (before the bridge tagged it); link on {lead['id']} as lead")
+    [left] = judged({"contact_id": lead["id"], "contact_role": "lead", "baseline": json.dumps("No")})
+    assert left.startswith(f"#0: lead {lead['id']} merged into {user} at ")
+    assert f"(before the bridge tagged it); link on {lead['id']} as lead, baseline 'No'" in left
     assert "baseline 'Yes'" in judged({"contact_id": user, "contact_role": "user", "baseline": json.dumps("Yes")})[0]

@@ -444,7 +444,7 @@ class People:
             tagged = any(t["name"] == TAG for t in lead["tags"]["data"])
             user = ic.add_contact(p.email, role="user", searchable_after=ic.search_lag)
             survivor = ic.merge(lead["id"], user["id"])
-        p.signed_up = {"lead": lead["id"], "user": user["id"], "tagged": tagged, "step": p.applied}
+        p.signed_up = {"lead": lead["id"], "user": user["id"], "tagged": tagged, "step": p.applied, "at": time.time()}
         raw = json.dumps(ic.webhook_payload("contact.merged", {
             **survivor, "merged_from": {"type": "contact", "id": lead["id"]}})).encode()
         self.deliveries.schedule(Event(f"merge:{p.i}", "intercom", raw, {
@@ -1111,7 +1111,7 @@ def _trail(p: Person, contacts: list, link: dict, entries: list, faults, kills) 
     made = ", ".join(f"{c['id']} made {at(float(c.get('created_at') or 0))[:8]}"
                      + (" tagged" if any(t["name"] == TAG for t in c["tags"]["data"]) else "") for c in contacts)
     events = [(str(e.get("sk", ""))[11:23], f"{e.get('event')}/{e.get('outcome')}"
-               + (f" ({str(e.get('reason'))[:90]})" if e.get("reason") else ""))
+               + (f" ({str(e.get('reason'))[:160]})" if e.get("reason") else ""))
               for e in entries if not str(e.get("sk", "")).startswith("~")]
     events += [(at(f["t"]), f"fault {f['kind']} {f['method']} {f['path']}") for f in faults
                if email in json.dumps(f.get("json")).lower()]
@@ -1207,7 +1207,7 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
         if len(by_email.get(user["email"].lower(), [])) > 1:
             dup.append(f"referrer #{j} (rf {user['id']}): {len(by_email[user['email'].lower()])} contacts")
     check("no_duplicate_contact", dup)     # (a person who signed up: their user and any lead the bridge made since)
-    check("signups_followed", _signups_followed(people, intercom, links, history, who))
+    check("signups_followed", _signups_followed(people, intercom, links, history, who, faults, kills))
     check("existing_contact_linked", not_existing)
     check("existing_values_kept", clobbered)
 
@@ -1244,7 +1244,7 @@ def _canonical(intercom: IntercomSim, cid: Optional[str]) -> Optional[str]:
     return cid
 
 
-def _signups_followed(people, intercom, links, history, who) -> list[str]:
+def _signups_followed(people, intercom, links, history, who, faults=(), kills=()) -> list[str]:
     """A lead who signed up (their lead merged into a new user) is linked to that user, as a user, with the
     baseline the bridge made their lead with (the user was made after they joined: its value is a change)."""
     problems = []
@@ -1256,10 +1256,11 @@ def _signups_followed(people, intercom, links, history, who) -> list[str]:
         survivor = _canonical(intercom, merged["lead"])
         baseline = _json(link.get("baseline"))
         if link.get("contact_id") != survivor or link.get("contact_role") != "user" or baseline != INITIAL:
-            problems.append(f"{who(p)}: lead {merged['lead']} merged into {survivor} "
+            problems.append(f"{who(p)}: lead {merged['lead']} merged into {survivor} at {merged['at']:.3f} "
                             f"({'after' if merged['tagged'] else 'before'} the bridge tagged it); link on "
-                            f"{link.get('contact_id')} as {link.get('contact_role')}, baseline {baseline!r} — "
-                            f"{_last_reason(history.get(str(p.rf_id), []))[:200]}")
+                            f"{link.get('contact_id')} as {link.get('contact_role')}, baseline {baseline!r} of "
+                            f"{link.get('baseline_of')!r}, joined at {link.get('joined_at')} — "
+                            + _trail(p, [], link, history.get(str(p.rf_id), []), faults, kills))
     return problems
 
 
