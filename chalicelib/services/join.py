@@ -480,10 +480,12 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
         return
     if mine is not None:
         contact = _find(intercom, str(mine["id"])) or mine
-        attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]))
-        attempt.reached = _resumed(contact, decide.created_baseline(settings, plan), decide.baseline_of(settings),
-                                   "an earlier try created this contact (it carries our marker) but never saw "
-                                   "Intercom's answer; resuming with it")
+        # (recorded with the value it was made with: a try that fails after this resumes with both, as after a create)
+        baseline, of = decide.created_baseline(settings, plan), decide.baseline_of(settings)
+        attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]), baseline=baseline,
+                                            baseline_of=of)
+        attempt.reached = _resumed(contact, baseline, of, "an earlier try created this contact (it carries our marker) "
+                                   "but never saw Intercom's answer; resuming with it")
         return
     existing = decide.pick_existing(_with_email(found, email))
     if existing is not None:

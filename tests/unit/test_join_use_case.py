@@ -382,6 +382,25 @@ def test_a_create_whose_answer_is_lost_is_found_by_our_marker_not_made_again():
     assert ("contact", "resumed") in history(work) and work.apis.intercom_.calls.count("create") == 1
 
 
+def test_a_contact_found_by_our_marker_by_a_try_that_then_failed_is_resumed_with_the_value_we_created_it_with():
+    """The create's answer was lost; the next try finds the contact by our marker and fails too (its tag answered 502):
+    the link records that contact with the baseline the bridge made it with, and the try after that resumes with both,
+    whatever the person made of it meanwhile (here: "Yes", which then qualifies)."""
+    work = world()
+    intercom = work.apis.intercom_
+    intercom.after["create"] = Uncertain("Intercom answered 500 to POST /contacts")
+    comes_back(work, join())
+    work.clock.now += 30
+    intercom.fail["tag"] = Transient("Intercom answered 502")
+    comes_back(work, join())
+    [contact] = intercom.contacts.values()
+    assert (link_of(work).contact_id, link_of(work).baseline) == (contact["id"], "No")
+    contact["custom_attributes"]["signed_up"] = "Yes"
+    run(work, join())
+    assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "No")
+    assert work.apis.rf_.qualified == ["7"] and intercom.calls.count("create") == 1
+
+
 def test_after_forget_the_same_join_finds_the_contact_made_before_and_says_so_not_resumed():
     """`bridge forget` erases the link, not the Intercom contact (it keeps our marker): the join that
     comes again links it as a contact that existed before, and the history says what happened."""
