@@ -118,7 +118,7 @@ class ChaosConfig:
     fault_rate: float = 0.10         # per proxied request, spread over the six kinds
     probes: bool = True              # scripted people that show each known break
     existing: float = 0.10           # share of leads that already have a (named) Intercom user
-    signups: float = 0.0             # share of new leads who sign up: Intercom merges their lead into a new user
+    signups: float = 0.3             # share of new leads who sign up: Intercom merges their lead into a new user
     existing_yes: float = 0.05       # share whose existing contact already says "Yes" (require_change)
     never_yes: float = 0.10          # share of leads that never reach "Yes"
     thin: float = 0.30               # share of joins sent with only id + campaign_id (the bridge asks RF)
