@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial, wraps
 from types import MappingProxyType
-from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
