@@ -132,10 +132,6 @@ def _shown(doc: Any) -> Any:
     return doc
 
 
-def load_document(text: str) -> Any:
-    return read_document(text)[0]
-
-
 def check_settings(text: str) -> tuple[CampaignSettings, list[str]]:
     """What `bridge settings check` says without the workspace: the settings, or every problem of
     the document at once (SettingsError); and its warnings."""
