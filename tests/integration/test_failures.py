@@ -48,8 +48,8 @@ def test_a_failing_record_comes_back_then_dead_letters_and_successes_are_not_rea
     assert "Referral Factory answered 500" in details["last_answer"] and details["outage_since"]
 
     rf.clear_faults()
-    from chalicelib.services.admin import replay_dead_letters
-    assert replay_dead_letters(bridge.rt) == 1
+    from chalicelib.services.dead_letters import replay
+    assert replay(bridge.rt)["replayed"] == 1
     bridge.drain()
     assert len(intercom.contacts_by_email("bob@example.com")) == 1
     assert bridge.dead_letters() == []
@@ -152,8 +152,8 @@ def test_a_token_refused_longer_than_the_outage_budget_dead_letters_with_the_ref
     intercom.tokens.add("new-token")
     from chalicelib.services.connections import connect_workspace
     connect_workspace(bridge.operator(), WORKSPACE, "new-token")       # the operator reconnects (another process)
-    from chalicelib.services.admin import replay_dead_letters
-    replay_dead_letters(bridge.rt, reason=f"Intercom refuses workspace {WORKSPACE}'s token")
+    from chalicelib.services.dead_letters import replay
+    replay(bridge.rt, reason=f"Intercom refuses workspace {WORKSPACE}'s token")
     bridge.drain()
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
 
