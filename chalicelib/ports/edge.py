@@ -75,9 +75,6 @@ class Refusals:
     counts: list[RefusalCount]
     samples: list[RefusalSample]
 
-    def total(self, reason: Optional[str] = None) -> int:
-        return sum(c.count for c in self.counts if reason is None or c.reason == reason)
-
 
 class EdgeLog(Protocol):
     def refused(self, scope: str, *samples: RefusalSample, count: Optional[int] = None) -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from infra.local.esm import QueuePoller
+from tests.fakes import refused
 
 from .conftest import MAX_ATTEMPTS, SECRET, WORKSPACE, join_body, lead_settings, new_lead
 from .test_troubleshooting import bad, doctor, explain
@@ -227,4 +228,4 @@ def test_bad_input_gets_its_status_and_nothing_is_enqueued(bridge, case, kw, bod
     assert bridge.queued() == 0
     from chalicelib.ports.edge import UNKNOWN
     store = bridge.operator().store                         # the reason is recorded, for doctor and explain
-    assert sum(store.edge.refusals(scope).total(error) for scope in ("campaign:42", UNKNOWN)) == 1
+    assert sum(refused(store.edge.refusals(scope), error) for scope in ("campaign:42", UNKNOWN)) == 1
