@@ -43,7 +43,6 @@ class RefusalCount:
     """How many requests of one scope were refused for one reason in one hour."""
 
     reason: str
-    hour: str                     # ISO-8601, the hour's start
     count: int
     first_at: str
     last_at: str
