@@ -47,6 +47,7 @@ class Config:
     rf_block_recheck: float = 900.0   # seconds after RF blocked us (403) before one call checks again
     reconcile_every: float = 900.0    # seconds between scheduled reconciliations (what `doctor` expects)
     outage_hours: float = 24.0        # how long work waits out a vendor's outage before the dead-letter queue
+    dlq_poll: int = 1                 # seconds a scan of the dead letters long-polls (0: a one-server SQS, moto)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -74,6 +75,7 @@ class Config:
             search_lag=float(e.get("INTERCOM_SEARCH_LAG_SECONDS", "180")),
             concurrency=max(1, int(e.get("BRIDGE_CONCURRENCY", "10"))),
             rf_block_recheck=float(e.get("RF_BLOCK_RECHECK_SECONDS", "900")),
+            dlq_poll=int(e.get("BRIDGE_DLQ_POLL_SECONDS", "1")),
             # The schedule: RECONCILE_EVERY_MINUTES as deployed (app.py), RECONCILE_EVERY_SECONDS on `make run`.
             reconcile_every=float(e["RECONCILE_EVERY_SECONDS"]) if e.get("RECONCILE_EVERY_SECONDS")
             else 60 * float(e.get("RECONCILE_EVERY_MINUTES") or "15"),

@@ -276,9 +276,9 @@ class FakeIntercom:
 
     def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
         self._call("search")
-        wanted = {e.lower() for e in emails}
+        wanted = {e.lower() for e in emails}           # as Intercom: case ignored, the email shown as stored
         return [c for c in self.contacts.values() if c["id"] not in self.unsearchable | self.archived and (
-            c["email"] in wanted or c["custom_attributes"].get(MARKER_NAME) in markers)]
+            c["email"].lower() in wanted or c["custom_attributes"].get(MARKER_NAME) in markers)]
 
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:

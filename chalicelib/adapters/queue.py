@@ -15,6 +15,10 @@ MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
 # Room left for what travels with a message later: the dead-letter attributes (reason up to REASON_KEPT
 # characters, attempts, failed_at) and a replay's `replayed_from`.
 MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
+# Of that room, what a replay's mark takes (`,"replayed_from":"<id>"`, an id of at most 256 characters): a copy that
+# carries one may be that much larger, so that a message that fitted is replayed, and waits, with it.
+REPLAY_ROOM = 300
+_REPLAYED = '"replayed_from":'
 T = TypeVar("T")
 
 
@@ -35,15 +39,15 @@ def encode(message: dict | str) -> str:
     else:
         body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
         body = body.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
-    size = len(body.encode("utf-8"))
-    if size > MAX_BODY_BYTES:
-        raise MessageTooLarge(size, MAX_BODY_BYTES)
+    size, limit = len(body.encode("utf-8")), MAX_BODY_BYTES + (REPLAY_ROOM if _REPLAYED in body else 0)
+    if size > limit:
+        raise MessageTooLarge(size, limit)
     return body
 
 
 class Queue:
-    def __init__(self, queue_url: str, dlq_url: str = "", client=None):
-        self.queue_url, self.dlq_url = queue_url, dlq_url
+    def __init__(self, queue_url: str, dlq_url: str = "", client=None, poll: int = 1):
+        self.queue_url, self.dlq_url, self.poll = queue_url, dlq_url, poll
         self._client = client
 
     @property
@@ -94,9 +98,13 @@ class Queue:
                                               VisibilityTimeout=max(0, min(int(seconds), 43200)))
 
     def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
+        # A long poll, however short: a short one (0 s) asks a subset of SQS's servers, and may answer none while a
+        # few letters are there, which the scans (dlq list, replay, discard, doctor, forget) take for the end. A long
+        # one asks them all, answers as soon as it has any, and waits its second only once none is left. (The local
+        # stack's SQS, moto, is one server: its short poll sees every letter, BRIDGE_DLQ_POLL_SECONDS=0.)
         answer = self.client.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=max_messages,
                                              MessageAttributeNames=["All"], AttributeNames=["All"],
-                                             VisibilityTimeout=visibility, WaitTimeSeconds=0)
+                                             VisibilityTimeout=visibility, WaitTimeSeconds=self.poll)
         return [_letter(m) for m in answer.get("Messages", [])]
 
     def delete_dead(self, receipt_handle: str) -> None:
