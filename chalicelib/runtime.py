@@ -48,7 +48,7 @@ class Runtime:
         if store is None:
             bind(config.table)
         self.store: Store = store or DynamoStore(clock, history_days=config.history_days)
-        self.queue = queue or Queue(config.queue_url, config.dlq_url)
+        self.queue = queue or Queue(config.queue_url, config.dlq_url, poll=config.dlq_poll)
         # The whole path is for the operator's CLI to write; each function reads only its own part.
         self.secrets = secrets or SsmSecrets(config.secrets_path)
         self.edge_secrets = SecretCache(self.secrets.scoped(EDGE).get, clock, EDGE_SECRET_SECONDS)

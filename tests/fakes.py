@@ -14,6 +14,7 @@ from chalicelib.domain.mapping import MARKER_NAME
 from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
+from chalicelib.ports.edge import Refusals
 from chalicelib.ports.queue import REASON_KEPT
 from chalicelib.ports.store import LedgerEntry, SyncRepository
 from chalicelib.services.deps import WorkDeps
@@ -178,6 +179,11 @@ class FakeQueue:
         return len(self.sent) + len(self.deferred)
 
 
+def refused(refusals: Refusals, reason: Optional[str] = None) -> int:
+    """How many refusals (of the reason) the edge's log counted."""
+    return sum(c.count for c in refusals.counts if reason is None or c.reason == reason)
+
+
 class FakeEdge:
     """What the webhook intake is given (services/ingest.Edge)."""
 
@@ -270,9 +276,9 @@ class FakeIntercom:
 
     def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
         self._call("search")
-        wanted = {e.lower() for e in emails}
+        wanted = {e.lower() for e in emails}           # as Intercom: case ignored, the email shown as stored
         return [c for c in self.contacts.values() if c["id"] not in self.unsearchable | self.archived and (
-            c["email"] in wanted or c["custom_attributes"].get(MARKER_NAME) in markers)]
+            c["email"].lower() in wanted or c["custom_attributes"].get(MARKER_NAME) in markers)]
 
     def search_contacts(self, query: dict, starting_after: Optional[str] = None,
                         per_page: int = 150) -> tuple[list[dict], Optional[str]]:

@@ -114,7 +114,8 @@ def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[
 
     The reset is a whole second, floored: the window ends within that second, so the wait lasts until the second has
     passed. It, as a `Retry-After` date, is counted from the answer's `Date` (the vendor's clock: no difference between
-    its clock and ours makes the retry early) when it has a sane one, else from our clock (`now`)."""
+    its clock and ours makes the retry early) when it has a sane one, else from our clock (`now`). Each is bounded as
+    urllib3 bounds a `Retry-After` in seconds (6 h): a reset in milliseconds is no pause for centuries."""
     said, delay = headers.get("Retry-After"), None
     try:
         if said is not None:
@@ -131,7 +132,7 @@ def asked_wait(headers: Mapping[str, str], status: int, now: float) -> Optional[
         except ValueError:
             return None
         delay = max(0.0, ends - _vendor_now(headers.get("Date"), now)) if math.isfinite(ends) else None
-    return delay
+    return None if delay is None else min(delay, _READER.retry_after_max)
 
 
 def _vendor_now(date: Optional[str], now: float) -> float:

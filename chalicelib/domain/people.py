@@ -34,13 +34,20 @@ def of_campaign(user: dict, campaign_id: str) -> bool:
     return normalise(user).get("campaign_id") == str(campaign_id)
 
 
+def signed_up(user: dict) -> Optional[float]:
+    """When an RF user joined, by `signed_up_at` in any form (unix seconds or milliseconds, ISO-8601: UTC when it
+    names no zone); None when it has none that reads."""
+    try:
+        return float(to_unix(normalise(user).get("signed_up_at")))
+    except (ConversionError, TypeError, ValueError):
+        return None
+
+
 def newest(users: Iterable[dict]) -> Optional[dict]:
     """Who joined last, by `signed_up_at` (of equal or unreadable times, the one listed last)."""
     def joined(user: dict) -> float:
-        try:
-            return float(to_unix(normalise(user).get("signed_up_at")))
-        except (ConversionError, TypeError, ValueError):
-            return float("-inf")
+        at = signed_up(user)
+        return float("-inf") if at is None else at
     found: Optional[dict] = None
     for user in users:
         if found is None or joined(user) >= joined(found):

@@ -89,7 +89,9 @@ class DeadLetterQueue(Protocol):
 
     # To the work queue, as above; a str as it is (a dead letter's body going back unchanged).
     def send_many(self, messages: Sequence[dict | str], delay: float = 0) -> None: ...
-    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]: ...
+    def receive_dead(self, max_messages: int = 10, visibility: int = 60) -> list[ReceivedLetter]:
+        """Up to `max_messages` letters, each hidden for `visibility` seconds from now; none only when none is
+        visible (the scans stop there)."""
     def delete_dead(self, receipt_handle: str) -> None: ...
     def delete_dead_many(self, receipt_handles: list[str]) -> dict[str, str]:
         """10 a call; the handles the queue refused, each with its reason (those letters stay)."""

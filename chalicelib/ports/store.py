@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Collection, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
@@ -204,7 +204,9 @@ class LinkRepository(Protocol):
         written): it sorts after the timed entries, before the counted repeats. Only while they are kept (as `note`)."""
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
-        """HistoryLog.note_repeat about the person, only while they are kept (as `note`)."""
+        """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`), only while they
+        are kept (as `note`). With `restart_after`, it counts from one again when its last repeat is older than
+        that many seconds, or was of another kind (history.kind_of: its reason but for times and numbers)."""
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
                           reason: Optional[str] = None, lease: float = LEASE_SECONDS,
                           rf_said_no: bool = False) -> Link:
@@ -317,11 +319,6 @@ class LinkLookup(Protocol):
 
 
 class HistoryLog(Protocol):
-    def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
-                    restart_after: Optional[float] = None) -> None:
-        """One entry per person and event counts the repeats (ignored ones; or waits: `deferred`). With
-        `restart_after`, it counts from one again when its last repeat is older than that many seconds, or
-        was of another kind (history.kind_of: its reason but for times and numbers)."""
     def entries(self, ref: PersonRef) -> list[Recorded]: ...
     def erase(self, ref: PersonRef) -> int:
         """Delete the person's whole history: how many entries."""

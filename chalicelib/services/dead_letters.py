@@ -98,9 +98,8 @@ class DeadLetter:
         # bridge's stored RF token (its fix is the bridge's, not anything at RF): as doctor and explain say it
         elif plan_restricted(self.reason) or rf_token_refused(self.reason) or (
                 refused_token_of(self.reason) and self.kind != SEARCH):   # (a search's: nothing to replay, below)
-            refused = refused_token_of(self.reason)
             out["fix"] = replay_fix(self.reason, None if no_campaign(self.kind) else self.campaign_id,
-                                    refused or self.workspace, token_app=(token_apps or {}).get(refused))
+                                    self.workspace, token_app=(token_apps or {}).get)
         elif self.kind == SEARCH:
             out["fix"] = SEARCH_FIX
         if show_payload:
@@ -131,7 +130,8 @@ def never_succeeds(reason: str) -> bool:
 
 
 def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
-               token_refused: bool = False, campaign_seen: bool = False, token_app: Optional[str] = None) -> str:
+               token_refused: bool = False, campaign_seen: bool = False,
+               token_app: Callable[[str], Optional[str]] = lambda workspace: None) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
@@ -141,13 +141,14 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     the token or not know the campaign; those are replayed once the token is fixed). Those Intercom refused
     for the workspace's plan wait for the plan (a new token would fail the same way). `campaign_seen`: doctor saw RF
     show the campaign with the token, so RF's "not found" is the user's (deleted there): the discard alone.
-    `token_app`: whose `workspace`'s token is (its connection's), when known: its refused token's reconnect."""
+    `token_app`: whose a workspace's token is (its connection's; None: not known), for the reconnect of the
+    workspace whose token the reason says Intercom refused."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
     refused_for = refused_token_of(reason)
     if refused_for:               # by its reason, whatever the campaign: as doctor's [intercom.token] says
-        return token_fix(refused_for, token_app if refused_for == workspace else None)
+        return token_fix(refused_for, token_app(refused_for))
     parked_by = parked_of(reason)
     if parked_by:
         return (f"reconnect workspace {parked_by}, then `{replay_parked(parked_by)}` (every letter its disconnect "
@@ -364,10 +365,6 @@ def look(rt: Discarding, progress: Optional[Progress] = None) -> Listing:
     with holding(rt, LOOK_SECONDS, progress=progress) as (received, _, not_seen, cut, _):
         pass
     return Listing(marked(rt, [read(m) for m in received]), not_seen, cut)
-
-
-def list_dead(rt: Discarding) -> list[DeadLetter]:
-    return look(rt).letters
 
 
 def token_apps(rt: Discarding, letters: list[DeadLetter]) -> dict[str, Optional[str]]:

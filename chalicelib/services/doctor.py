@@ -349,9 +349,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
                        "joins and qualification checks fail until it is replaced", token_fix(ws, conn.token_app))
         elif exc.retryable:
-            report.add("intercom.token", False, f"Intercom is unavailable or limiting the bridge now: the token of "
-                       f"workspace {ws} could not be checked ({exc.reason})", *_waits(rt, "Intercom", "joins and "
-                                                                                       "qualification checks", settings))
+            report.add("intercom.token", False, *_waits(rt, settings, exc, "Intercom", f"the token of workspace {ws} "
+                                                        "could not be checked", "joins and qualification checks"))
         else:
             report.add("intercom.token", False, f"Intercom could not check the token of workspace {ws}: {exc.reason}",
                        "the workspace and the settings cannot be checked against it",
@@ -368,9 +367,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
         return client.data_attributes()
     except WorkError as exc:
         if exc.retryable:       # an outage or a limit now, as [intercom.token] says one: no scope to check
-            report.add("intercom.attributes", False, f"Intercom is unavailable or limiting the bridge now: the data "
-                       f"attributes could not be read ({exc.reason})",
-                       *_waits(rt, "Intercom", "joins and qualification checks", settings))
+            report.add("intercom.attributes", False, *_waits(rt, settings, exc, "Intercom", "the data attributes "
+                                                             "could not be read", "joins and qualification checks"))
         else:
             report.add("intercom.attributes", False, f"could not read the data attributes: {exc.reason}",
                        "the mapping cannot be checked", "check the token's scopes (read data attributes)")
@@ -469,9 +467,8 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings, conn: Optional
                        f"({exc.reason})", "joins and qualifications wait in the queue (not dead-lettered) until RF "
                        "lifts the block, which lasts up to days", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         elif exc.retryable:
-            report.add("rf.campaign", False, f"Referral Factory is unavailable or limiting the bridge now: campaign "
-                       f"{c} could not be checked ({exc.reason})",
-                       *_waits(rt, "Referral Factory", "joins and qualifications", settings))
+            report.add("rf.campaign", False, *_waits(rt, settings, exc, "Referral Factory", f"campaign {c} could not "
+                                                     "be checked", "joins and qualifications"))
         else:
             report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
@@ -500,10 +497,12 @@ def _unchecked(report: Report, check: str, what: str, cause: str, c: str) -> Non
                warn=True, key="not_checked")
 
 
-def _waits(rt: Examined, vendor: str, work: str, settings: CampaignSettings) -> tuple[str, str]:
-    """Why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout): nothing to
-    change, never a token to replace."""
-    return (f"{work} wait in the queue, without using up a try, and go on by themselves once {vendor} answers; "
+def _waits(rt: Examined, settings: CampaignSettings, exc: WorkError, vendor: str, missed: str,
+           work: str) -> tuple[str, str, str]:
+    """The finding, why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout: `exc`),
+    as doctor `missed` something: nothing to change, never a token to replace."""
+    return (f"{vendor} is unavailable or limiting the bridge now: {missed} ({exc.reason})",
+            f"{work} wait in the queue, without using up a try, and go on by themselves once {vendor} answers; "
             f"an outage (5xx, timeouts) longer than {hours(rt.config.outage_hours * 3600)} (BRIDGE_OUTAGE_HOURS) "
             "leaves them in the dead-letter queue",
             f"nothing to change: the work waits; run `bridge doctor {settings.campaign_id}` again later")
@@ -535,9 +534,10 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
         return
     if newest is None or rt.store.links.get(PersonRef(c, str(newest["id"]))) is not None:
         return
-    joined = str(newest.get("signed_up_at") or "")
-    if joined and _age_hours(rt.clock(), joined) < LATE_MINUTES / 60:
+    at = people_.signed_up(newest)         # (read as `newest` read it: whatever its form, never by this computer's zone)
+    if at is not None and rt.clock() - at < LATE_MINUTES * 60:
         return                                          # may still be on its way
+    joined = str(people_.normalise(newest).get("signed_up_at") or "")     # (as RF gave it)
     report.add("webhooks.rf_missing", False,
                f"the newest person in RF's campaign {c} (RF user {newest['id']}, joined {joined or 'at an unknown time'}) "
                f"never reached the bridge ({found} people in RF)",
@@ -864,6 +864,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     Answers the workspace's dead-lettered searches of changed contacts: those superseded are said here, the others
     by reconciliation's finding (or `_searches`, when it does not name them)."""
     c, ws = settings.campaign_id, settings.workspace
+    token_apps = {ws: token_app}            # (another workspace's, a letter naming no campaign may say: not known)
     listing = dead_letters.look(rt)
     letters = listing.letters
     mine = [d for d in letters if d.campaign_id == c]
@@ -877,9 +878,10 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     def after_token(chosen: list[dead_letters.DeadLetter]) -> bool:
         """The token shown to reach the campaign is not the one they failed with when it was stored after one
         of them failed, or as long before as a running worker keeps the token it read (a token of another
-        account says every user is not found): a replay asks RF again."""
-        return token_at is not None and all(d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at)
-                                            for d in chosen)
+        account says every user is not found), and then as long as its batch may run (a letter's time is its batch's
+        end, not its call's; a worker runs no longer than a claim's lease): a replay asks RF again."""
+        return token_at is not None and all(
+            d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at) + rt.config.lease for d in chosen)
     # The discard advised alone takes out every letter its reason part matches (not only one wording's), and
     # those doctor did not read: only when all of them were read, failing with the token shown.
     gone_alone = not listing.not_seen and after_token(
@@ -888,7 +890,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
-                                           campaign_seen=bool(reached) and gone_alone, token_app=token_app),
+                                           campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
@@ -897,7 +899,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
                    "does not reach them: " + _stopped(reason, False if rf_refused else None),
-                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_app),
+                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_apps.get),
                    key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:

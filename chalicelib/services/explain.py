@@ -6,6 +6,7 @@ edge refused. Emails are masked; nothing here holds a secret. Reads only (no tab
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
@@ -229,14 +230,11 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 trail.append(skipped)
     refs = set(people) | {PersonRef(c, r) for c in campaigns for r in rf_ids}
     histories = {ref: history(ref) for ref in sorted(refs)}
-    token_apps: dict[str, Optional[str]] = {}
 
+    @functools.cache
     def token_app(workspace: str) -> Optional[str]:
         """Whose the workspace's token is (its connection's), read once: a refused token's one reconnect."""
-        if workspace not in token_apps:
-            conn = store.connections.workspace(workspace)
-            token_apps[workspace] = conn.token_app if conn is not None else None
-        return token_apps[workspace]
+        return conn.token_app if (conn := store.connections.workspace(workspace)) else None
     for d in duplicates:          # what the history of the person it duplicates says about this contact
         ref = PersonRef(d["campaign_id"], d["rf_user_id"])
         for entry in store.history.entries(ref) if ref not in refs else ():
@@ -306,7 +304,7 @@ def retry_said(retry: dict) -> str:
     return f"try {retry.get('try')} of {retry.get('of')} failed; the queue tries it again {when}"
 
 
-# A counted entry kept once per key (history.note_repeat's `event#key`): its event, and the key as a detail.
+# A counted entry kept once per key (LinkRepository.note_repeat's `event#key`): its event, and the key as a detail.
 KEYED = {"workspace_moved": "workspace", "duplicate_contact": "contact_id"}
 
 
@@ -484,10 +482,8 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
         # Intercom's plan refuses the API (not the token), or RF refuses the bridge's own token (not RF's data), or
         # Intercom a workspace's token (its letters, a notification's among them, go back by its reason),
         # or a vendor's outage outlasted the budget (nothing to fix: replay once it answers)
-        refused_for = refused_token_of(reason)
         entry["fix"] = replay_fix(reason, None if nameless else entry.get("campaign_id") or "CAMPAIGN",
-                                  refused_for or details.get("workspace"),
-                                  token_app=token_app(refused_for) if refused_for else None)
+                                  details.get("workspace"), token_app=token_app)
     return entry
 
 

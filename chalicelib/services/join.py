@@ -156,11 +156,10 @@ class Attempt:
 
 
 def process_joins(messages: Sequence[JoinMessage], deps: WorkDeps, links: dict[PersonRef, Link],
-                  documents: dict[str, dict], runner: Optional[Runner] = None) -> list[Any]:
+                  documents: dict[str, dict], runner: Runner) -> list[Any]:
     """`links` and `documents`: what the worker's batched read found. Returns, per message, its
     outcome (created, updated, linked, ignored, repeat) or the exception it failed with. The same
     person twice in a batch: the second waits for the first (and is then a repeat)."""
-    runner = runner or Runner(1)
     attempts = [Attempt(m, links.get(m.person_ref)) for m in messages]
     _read_ignored_again(attempts, deps)
     for n, wave in enumerate(_turns(attempts, lambda a: a.ref)):

@@ -18,7 +18,7 @@ from typing import Optional
 
 from ..domain.history import REPLAYED, Entry
 from ..domain.join import pick_existing
-from ..domain.link import ContactState, Link, LinkStatus, PersonRef, ReferralCount
+from ..domain.link import Link, LinkStatus, PersonRef, ReferralCount
 from ..domain.mapping import ContactPayload
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import count_attribute
@@ -27,6 +27,7 @@ from ..messages import ReferralCountMessage
 from ..observability import logger
 from ..ports import Merged, NotFound
 from .deps import WorkDeps
+from .qualification.checks import follow
 
 REWRITES = 5          # PUTs one message makes while the count keeps moving; then it is tried again later
 
@@ -191,36 +192,24 @@ def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, co
 def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,
               link: Optional[Link], contact_id: str) -> Optional[tuple[ReferralCount, Optional[Link]]]:
     """Intercom no longer has the referrer's contact (a PUT answered 410 or 404; its webhook was lost): it is
-    followed, as a lead's is on a 410 (one read). Merged: her link, or the count (the contact sync enrolled),
-    follows it to the survivor. Gone (404): her link moves to the contact with her email, as a lead's does, or is
-    marked deleted. The count and link to write with then; None when
-    Intercom still has the contact (the PUT failed otherwise), or there is nothing to follow."""
-    linked = link is not None and contact_id == _linked_contact(link)
-    if not linked and contact_id != count.contact_id:
+    followed. Her link follows it as a lead's does (checks.follow: merged, to the survivor; gone, to the contact
+    with her email, or marked deleted), the survivor read too for the baseline it gives her (two reads, three
+    with a search); the count (the contact sync enrolled) follows a merge (one read), or the contact with her
+    email (_enrolled_gone). The count and link to write with then; None when Intercom still
+    has the contact (the PUT failed otherwise), or there is nothing to follow."""
+    if link is not None and contact_id == _linked_contact(link):
+        moved, contact = follow(link, settings, deps)
+        return None if moved is None or str((contact or {}).get("id")) == contact_id else (count, moved)
+    if contact_id != count.contact_id:
         return None
-    intercom = deps.apis.intercom(settings.workspace)
     try:
-        intercom.get_contact(contact_id)
+        deps.apis.intercom(settings.workspace).get_contact(contact_id)
         return None
     except Merged as merged:
-        if not merged.canonical_id:
-            return None
-        if link is None or not linked:
-            return deps.links.referrer_contact(ref, merged.canonical_id, settings.workspace), link
-        return count, deps.links.move(link, merged.canonical_id, [Entry(
-            "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into {merged.canonical_id}; "
-            "the link follows it")])
+        return (deps.links.referrer_contact(ref, merged.canonical_id, settings.workspace), link) \
+            if merged.canonical_id else None
     except NotFound:
-        if link is None or not linked:
-            return _enrolled_gone(deps, settings, ref, count, contact_id), link
-        # (some API versions answer 404 for a contact merged away: the contact with her email takes its place)
-        survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
-        marked = deps.links.set_contact(link, [Entry(
-            "contact", "deleted", f"Intercom no longer has contact {contact_id} (404) nor another contact with this "
-            "email")], state=ContactState.DELETED) if survivor is None else deps.links.move(link, str(survivor["id"]), [
-                Entry("contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
-                      f"{survivor['id']}, takes its place")], role=survivor.get("role"))
-        return (count, marked) if marked is not None else None
+        return _enrolled_gone(deps, settings, ref, count, contact_id), link
 
 
 def _enrolled_gone(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,

@@ -213,6 +213,7 @@ class Resources:
             "BRIDGE_QUEUE_URL": self.queue_url,
             "BRIDGE_DLQ_URL": self.dlq_url,
             "BRIDGE_SECRETS_PATH": f"/{self.prefix}",   # as deployed: /<Prefix>
+            "BRIDGE_DLQ_POLL_SECONDS": "0",     # moto is one server: a short poll sees every dead letter
         }
 
     def client(self, service: str) -> Any:

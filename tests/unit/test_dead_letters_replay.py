@@ -11,8 +11,9 @@ from typing import Callable, Optional, Sequence
 
 import pytest
 
+from chalicelib.adapters.queue import MAX_BODY_BYTES, REPLAY_ROOM, encode
 from chalicelib.domain.history import iso
-from chalicelib.ports import ReceivedLetter
+from chalicelib.ports import Later, ReceivedLetter
 from chalicelib.services.dead_letters import REPLAY_SECONDS, look, replay
 from tests.fakes import FakeClock, FakeQueue
 from tests.unit.test_dead_letters_scan import Rt, SlowLink, visible_now
@@ -355,3 +356,38 @@ def test_a_replay_around_midnight_says_the_day_of_a_time_not_todays(capsys, conn
     work.clock.now += replayed_after
     code, out, _ = run_cli(work, capsys, "dlq", "replay", "--all")
     assert (code, out) == (0, f"1 message(s) sent back to the work queue; {said}\n")
+
+
+def test_a_letter_as_large_as_the_queue_takes_is_replayed_with_its_mark_and_its_copy_can_wait():
+    """The queue keeps room beyond a message's largest size for what travels with it later, a replay's mark
+    (`replayed_from`) among it: a letter that fitted is sent back with it, and its copy waits in the queue
+    like any other, not refused as too large (the replay stopped at it, every time)."""
+    clock = FakeClock()
+    queue = FakeQueue(clock)
+    body = {"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
+            "person": {"id": "7", "campaign_id": "42", "email": "ann@example.com", "notes": ""}}
+    body["person"]["notes"] = "x" * (MAX_BODY_BYTES - len(encode(body).encode()))
+    queue.dead_letter(encode(body), "boom", 3, "t")
+    assert replay(Rt(queue, clock), reason="boom") == {"replayed": 1, "left": 0, "not_seen": 0}
+    copy = encode(queue.sent[0])
+    assert json.loads(copy)["replayed_from"] == "d1" and len(copy.encode()) > MAX_BODY_BYTES
+    queue.defer([Later(copy, 60, tries=1, waits=1)])         # (a worker's wait: the copy sent back as it came)
+    assert queue.deferred[0].body == copy
+
+
+def test_a_notification_whose_own_data_names_replayed_from_is_queued_to_the_size_any_is_so_its_letter_is_replayed():
+    """The room beyond a message's largest size is for a replay's own mark: a notification whose contact has a
+    custom attribute of that name (a workspace may) is as large as any other may be, not queued whole into that
+    room, where its replay's mark did not fit (the replay stopped at its letter every time)."""
+    from tests.unit.test_intake_and_settle import event, intercom
+
+    item = {"type": "contact", "id": "c1", "email": "a@b.co", "updated_at": 5,
+            "custom_attributes": {"replayed_from": "a workspace's own", "note": ""}}
+    _, small = intercom(event(item=item))
+    item["custom_attributes"]["note"] = "x" * (MAX_BODY_BYTES + REPLAY_ROOM - 10
+                                               - len(encode(small.queue.sent[0]).encode()))
+    reply, edge = intercom(event(item=item))
+    [message] = edge.queue.sent
+    assert reply.status == 200
+    edge.queue.dead_letter(encode(message), "boom", 3, "t")
+    assert replay(Rt(edge.queue, edge.clock), reason="boom") == {"replayed": 1, "left": 0, "not_seen": 0}

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import pytest
 
+from chalicelib.config import Config
 from chalicelib.domain.history import iso
 from chalicelib.domain.link import PersonRef
 from chalicelib.errors import Permanent, Transient
@@ -687,7 +688,7 @@ def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaig
     While the campaign could not be checked (RF unavailable), both branches stay."""
     from tests.unit.test_join_use_case import join
     rt = healthy()
-    rt.work.clock.now += 660                    # failed with the token doctor checks (no worker keeps another)
+    rt.work.clock.now += 780        # failed with the token doctor checks (no worker keeps another, nor a batch runs on)
     rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, iso(rt.clock()))
     view, text = look(rt)
     [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
@@ -702,18 +703,22 @@ def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaig
     assert "until it is replayed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
 
 
-@pytest.mark.parametrize("failed_after_the_token", [-600, 240])
+@pytest.mark.parametrize("failed_after_the_token,lease", [(-600, "120"), (240, "120"), (700, "120"), (880, "300")])
 def test_user_not_found_letters_that_failed_with_the_rf_token_replaced_since_are_not_advised_the_discard_alone(
-        failed_after_the_token):
+        failed_after_the_token, lease):
     """An RF token of another account: RF answers `User not found` for every user, and a join's work is
     dead-lettered so. The operator connects the campaign's account's token (`bridge rf connect`); doctor now shows
     the campaign, but the letter failed with the old token: a replay succeeds. Doctor said "the user was deleted
     in RF" and advised the discard alone: following it lost the join (or a lead's reward). Also of a letter that
     failed minutes after the token was stored (the replay README advises right after `rf connect`, or a new join):
-    a running worker keeps the token it read, and another account's token is never refused (no 401 to read again)."""
+    a running worker keeps the token it read, and another account's token is never refused (no 401 to read again);
+    and its batch, which took the old token at the last moment, is dead-lettered as it ends (700 s: one the worker
+    began at 599 s and ended within its lease; 880 s, within the lease of a stage deployed with 300 s, as the CLI
+    reads its environment once `--stage` applied it, not as this process began)."""
     from tests.unit.test_join_use_case import join
     rt = healthy()
-    failed = rt.clock() + 660
+    rt.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_LEASE_SECONDS": lease})   # (as FakeWork)
+    failed = rt.clock() + 960
 
     def connect() -> None:
         rt.store.connections.put_rf(["token"])                      # the right account's token
@@ -821,3 +826,28 @@ def test_a_join_left_in_progress_is_named_without_a_qualification_it_does_not_ha
     [late] = checks(view, "reconciliation.overdue")
     assert late["what"] == ("1 link(s) of campaign 42 left unfinished (e.g. RF user 9: in_progress; reconciliation has "
                             "not queued its finishing work yet) for over 60 min after their worker's claim ran out")
+
+
+@pytest.mark.parametrize("joined", [
+    lambda now: iso(now),                                                 # ISO-8601 in UTC, as the simulator
+    lambda now: int(now),                                                 # unix seconds
+    lambda now: iso(now)[:19],                                            # ISO-8601 naming no zone (UTC)
+], ids=["iso-utc", "unix-seconds", "iso-no-zone"])
+def test_rfs_newest_person_an_hour_old_and_never_arrived_is_said_whatever_form_rf_gives_the_time(joined, monkeypatch):
+    """RF's newest person is sorted by `signed_up_at` read as a time in any form (unix seconds, ISO-8601, UTC when
+    it names no zone), but their age was read from ISO-8601 alone, by the computer's own time zone: unix seconds read
+    as no time at all ("may still be on its way", for ever), and a time naming no zone was hours off on an operator's
+    laptop west of UTC, so a webhook missing for an hour went unsaid."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        rt = healthy()
+        rt.work.apis.rf_.created.append({"id": 77, "campaign_id": 42, "email": "quiet@example.com",
+                                         "signed_up_at": joined(rt.clock() - 3600)})
+        [missing] = checks(look(rt)[0], "webhooks.rf_missing")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert not missing["ok"] and missing["what"].startswith("the newest person in RF's campaign 42 (RF user 77"), missing

@@ -438,3 +438,24 @@ def test_a_client_tells_every_answer_of_its_vendor_but_a_5xx_or_none(status, ans
             failed.append(exc)
     assert told == ([("Intercom", url)] if answered else [])
     assert [(e.outage, e.where) for e in failed if e.outage] == ([] if answered else [("Intercom", url)])
+
+
+@pytest.mark.parametrize("headers", [{"X-RateLimit-Reset": "1790000004000"},             # milliseconds, not seconds
+                                     {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"},   # a date past any pause
+                                     {"Retry-After": "99999999999"}])                     # (urllib3 bounds this one)
+def test_a_429_asking_for_an_absurd_wait_pauses_every_caller_at_most_urllib3s_longest_and_never_breaks_a_call(headers):
+    # What a user would see: a 429 whose X-RateLimit-Reset came in milliseconds (or a Retry-After date centuries
+    # away) was a pause past the year 9999: the limiter failed writing it down (ValueError: year out of range), and
+    # with the pause stored every later call of the workspace failed so too, a try each, until dead-lettered. A
+    # Retry-After in seconds was bounded already (urllib3: at most 6 h): every form of asked wait is bounded alike.
+    from chalicelib.adapters.intercom import IntercomClient
+
+    clock = FakeClock(1_790_000_000.3)
+    gate = SharedLimiter(MemoryRates(), "intercom#ws", 1666, 10, vendor="Intercom", clock=clock, sleeper=clock.sleep)
+    with answering(429, {}, headers) as (url, seen):
+        api = IntercomClient(url, "t", clock=clock, sleeper=clock.sleep, timeout=2, max_wait=20, limiter=gate)
+        for _ in range(2):                      # the call that met the 429, then the next one: each waits in the queue
+            with pytest.raises(Deferred) as waits:
+                api.get_contact("c1")
+            assert 3600 < waits.value.retry_after <= 6 * 3600 + 1, waits.value.retry_after
+    assert len(seen) == 1                       # the pause holds every caller back meanwhile

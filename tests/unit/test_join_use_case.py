@@ -9,6 +9,7 @@ from chalicelib.domain.qualification import QState
 from chalicelib.errors import Deferred, Permanent, TokenRefused, Transient, Uncertain
 from chalicelib.messages import JoinMessage
 from chalicelib.ports.store import LEASE_SECONDS, Busy
+from chalicelib.services.concurrency import Runner
 from chalicelib.services.join import process_joins
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
@@ -562,7 +563,7 @@ def test_a_join_whose_link_another_try_wrote_after_the_batch_read_it_resumes_wit
     [lead] = intercom.contacts.values()
     intercom.unsearchable.add(lead["id"])                                   # search lags the create
     work.clock.now += 1
-    [waits] = process_joins([ann], work.deps, *batch)
+    [waits] = process_joins([ann], work.deps, *batch, Runner(1))
     assert isinstance(waits, Busy) and "after this batch read it" in waits.reason
     run(work, join())
     assert list(intercom.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]

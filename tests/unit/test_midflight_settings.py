@@ -13,6 +13,7 @@ from chalicelib.services.explain import explain
 from chalicelib.services.privacy import forget
 from chalicelib.services.reconcile import reconcile
 from chalicelib.services.worker import RetryBatch
+from tests.fakes import FakeWork
 from tests.support.cli import replay_selectors
 from tests.unit.moves import apply, operator
 from tests.unit.test_backfill_ignored import LEAD as IGNORED_LEAD, Running, join as ignored_join, joins_queued
@@ -73,6 +74,24 @@ PART_WAY = {"made": ("tag", "fail", Transient("Intercom answered 503")),
             "unseen": ("create", "after", Uncertain("Intercom did not answer POST /contacts in time"))}
 
 
+def part_way(then: dict, stop: str = "made", person: dict = IGNORED_LEAD) -> tuple[FakeWork, dict]:
+    """Noth's join made her lead (signed_up "No") and stopped part-way (`stop`: PART_WAY); the operator stored the
+    campaign's settings `then` before its retry, which ran while search did not show her lead yet. The world, and
+    her lead."""
+    work = ignored_world(CREATING)
+    intercom = work.apis.intercom_
+    intercom.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
+    call, how, error = PART_WAY[stop]
+    getattr(intercom, how)[call] = error
+    with pytest.raises(RetryBatch):
+        run(work, ignored_join(person))
+    [lead] = intercom.contacts.values()
+    intercom.unsearchable.add(lead["id"])                    # (search lags the create)
+    work.store.settings.put("42", then, "ws")
+    run(work, ignored_join(person), receives=2)
+    return work, lead
+
+
 @pytest.mark.parametrize("stop", PART_WAY)
 def test_a_join_part_way_when_leads_action_turns_to_nothing_resumes_its_contact_once_backfill_sends_it(stop):
     """Ann's join made her lead (signed_up "No") and stopped part-way; the operator turned `leads.action` to nothing
@@ -80,45 +99,30 @@ def test_a_join_part_way_when_leads_action_turns_to_nothing_resumes_its_contact_
     again. The ignored link had dropped what the try knew: her lead was found as someone else's, its value then
     ("Yes": she had signed up meanwhile) taken as her baseline, so she never qualified (and a create whose answer was
     lost no longer waited for search to show it). Her join resumes her lead, with the value it was made with."""
-    work = ignored_world(CREATING)
-    intercom = work.apis.intercom_
-    intercom.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
-    call, how, error = PART_WAY[stop]
-    getattr(intercom, how)[call] = error
-    with pytest.raises(RetryBatch):
-        run(work, ignored_join(IGNORED_LEAD))
-    [lead] = intercom.contacts.values()
-    intercom.unsearchable.add(lead["id"])                    # (search lags the create)
-    work.store.settings.put("42", {**CREATING, "leads": {"action": "nothing"}}, "ws")
-    run(work, ignored_join(IGNORED_LEAD), receives=2)
+    work, lead = part_way({**CREATING, "leads": {"action": "nothing"}}, stop)
     assert link_of(work).status is LinkStatus.IGNORED
     lead["custom_attributes"]["signed_up"] = "Yes"           # Ann signs up meanwhile
     work.store.settings.put("42", CREATING, "ws")
     work.queue.sent.clear()
     backfill(Running(work), "42", apply=True)
     work.clock.now += 600                                    # (search has caught up)
-    intercom.unsearchable.clear()
+    work.apis.intercom_.unsearchable.clear()
     run(work, *joins_queued(work))
-    assert list(intercom.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]
+    assert list(work.apis.intercom_.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED, history(work)
 
 
 def test_a_join_resumed_after_the_email_mapping_changed_is_known_by_its_contacts_email_and_forget_erases_it():
-    """Noth's join made her lead with her RF email, then stopped part-way (the tag refused); the operator mapped the
-    email from `meta.work_email` before its retry, which resumed her lead. The link took the work email, which her
-    contact never had: `bridge forget` of the address on her contact (and in RF) found no one and said the bridge
-    keeps nothing that recognises her, while it kept her link, contact and history."""
+    """Noth's join made her lead with her RF email (typed in mixed case), then stopped part-way (the tag refused); the
+    operator mapped the email from `meta.work_email` before its retry, which resumed her lead. The link took the work
+    email, which her contact never had: `bridge forget` of the address on her contact (and in RF) found no one and said
+    the bridge keeps nothing that recognises her, while it kept her link, contact and history. The link takes her
+    contact's email in lower case, as the bridge keys every email (her contact shows it as she typed it)."""
     mapped = {**CREATING, "leads": {**CREATING["leads"], "fields": [{"from": "meta.work_email", "to": "email"}]}}
-    person = {**IGNORED_LEAD, "meta": {"work_email": "noth@work.example"}}
-    work = ignored_world(CREATING)
+    work, lead = part_way(mapped, person={**IGNORED_LEAD, "email": "Noth@Example.com",
+                                          "meta": {"work_email": "noth@work.example"}})
     work.store.connections.put_workspace("ws", secrets={"token", "client-secret"})
-    work.apis.intercom_.attributes["custom_attributes.signed_up"] = {"data_type": "string"}
-    work.apis.intercom_.fail["tag"] = Transient("Intercom answered 503")
-    with pytest.raises(RetryBatch):
-        run(work, ignored_join(person))
-    work.store.settings.put("42", mapped, "ws")
-    run(work, ignored_join(person), receives=2)
-    [lead] = work.apis.intercom_.contacts.values()
-    assert (link_of(work).contact_id, link_of(work).email) == (lead["id"], lead["email"]) == ("c1", "noth@example.com")
-    assert forget(work, "noth@example.com")["links"] == 1
+    assert (lead["id"], lead["email"]) == ("c1", "Noth@Example.com")         # as she typed it
+    assert (link_of(work).contact_id, link_of(work).email) == ("c1", "noth@example.com")   # keyed in lower case
+    assert forget(work, lead["email"])["links"] == 1
     assert work.store.links.get(PersonRef("42", "7")) is None

@@ -18,7 +18,7 @@ from chalicelib.services.referral_count import on_count
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
 from tests.support.killed import Killed
-from tests.unit.scenario import joined, run, settings
+from tests.unit.scenario import RULE, joined, run, settings
 
 WS = "ws"
 LINK, COUNT = "custom_attributes.referral_link", "custom_attributes.referral_count"
@@ -700,6 +700,27 @@ def test_a_referrer_whose_contact_is_gone_without_its_webhook_is_followed_not_de
         assert survivor["custom_attributes"]["referral_count"] == 2
     else:
         assert work.store.links.get(RITA).contact_state == "deleted" and work.store.links.referrals(RITA).n == 2
+
+
+def test_a_lead_who_refers_others_followed_by_her_counts_write_is_judged_as_after_any_merge():
+    """Rita joined as a lead (signed_up "No", require_change) and refers others. Intercom merged her contact into
+    an older user of hers holding "Yes", and its webhook was lost: the PUT of her count answers 410 and her link
+    follows the merge. What that user held when she joined is not known (a merge changes it), so the check of her
+    afterwards does not take its "Yes" for her change, as it would not had the check followed the merge itself."""
+    from tests.unit.scenario import check, made
+    work = world()
+    work.store.settings.put("42", {**counting_settings(), "qualification": RULE}, WS)
+    work.apis.intercom_.attributes[RULE["attribute"]] = {"data_type": "string"}
+    _, rita = joined(work, "100", "rita@example.com", kind="lead", role="lead")
+    survivor = made(work, work.apis.intercom_.add("rita@example.com", role="user", signed_up="Yes"),
+                    before_the_join=True)
+    work.apis.intercom_.merge(rita["id"], survivor["id"])
+    puts_answer_gone(work.apis.intercom_)
+    run(work, lead_join("1"))
+    assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
+    assert survivor["custom_attributes"]["referral_count"] == 1
+    run(work, check("100"))
+    assert work.store.links.get(RITA).contact_id == survivor["id"] and work.apis.rf_.qualified == []
 
 
 def test_a_sync_enrolled_referrer_whose_contact_was_merged_without_its_webhook_gets_her_count_on_the_survivor():

@@ -10,7 +10,7 @@ from ...domain.history import iso
 from ...domain.people import digest
 from ...ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, RefusalCount, Refusals, RefusalSample
 from .keys import edge_pk, heard_sk, refusal_sk, sample_sk
-from .models import EdgeItem, get
+from .models import EdgeItem, batch_delete, get
 
 HEARD_KEEP_DAYS = 90
 
@@ -54,8 +54,8 @@ class DynamoEdge:
             if item.expires_at is not None and item.expires_at < now:
                 continue                       # DynamoDB's TTL deletes it within a day or two
             if item.sk.startswith("REFUSED#"):
-                counts.append(RefusalCount(item.reason or "", item.sk.rsplit("#", 1)[1], int(item.n or 0),
-                                           item.first_at or item.at or "", item.at or ""))
+                counts.append(RefusalCount(item.reason or "", int(item.n or 0), item.first_at or item.at or "",
+                                           item.at or ""))
             elif item.sk.startswith("SAMPLE#"):
                 samples.append(_sample(item))
         counts.sort(key=lambda c: c.last_at, reverse=True)
@@ -65,9 +65,7 @@ class DynamoEdge:
     def forget(self, scope: str, about: Callable[[RefusalSample], bool]) -> int:
         gone = [item for item in EdgeItem.query(edge_pk(scope), EdgeItem.sk.startswith("SAMPLE#"))
                 if about(_sample(item))]
-        with EdgeItem.batch_write() as batch:
-            for item in gone:
-                batch.delete(item)
+        batch_delete(EdgeItem, ((item.pk, item.sk) for item in gone))
         return len(gone)
 
     def heard(self, scope: str, what: str) -> None:

@@ -16,7 +16,7 @@ from pynamodb.transactions import TransactWrite
 from ...domain.history import Entry, Recorded, iso, kind_of
 from ...domain.link import PersonRef
 from .keys import history_pk, latest_sk, repeats_sk
-from .models import HistoryItem, applied, refused_items
+from .models import HistoryItem, applied, batch_delete, refused_items
 
 _SEQUENCE = itertools.count()
 
@@ -112,11 +112,11 @@ class DynamoHistory:
         return {sent[i] for i in refused_items(exc) if i < len(sent)}
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
-                    restart_after: Optional[float] = None, *, while_there: Sequence[Check] = ()) -> None:
-        """`while_there`: the note is written only while one of those conditions holds (the person's link, or
-        count, exists). A note on an item already there costs no more (the person was not erased since it was
-        made: an erasure deletes those, then the history); only the one that makes the item (or makes it anew,
-        counting from one) checks them with it, in a transaction."""
+                    restart_after: Optional[float] = None, *, while_there: Sequence[Check]) -> None:
+        """LinkRepository.note_repeat's write. `while_there`: the note is written only while one of those
+        conditions holds (the person's link, or count, exists). A note on an item already there costs no more
+        (the person was not erased since it was made: an erasure deletes those, then the history); only the one
+        that makes the item (or makes it anew, counting from one) checks them with it, in a transaction."""
         now = self.clock()
         expires = self._expires(now)
         item = HistoryItem(history_pk(ref), repeats_sk(event))
@@ -132,10 +132,6 @@ class DynamoHistory:
             if kind:
                 same &= HistoryItem.reason.startswith(kind)
         anew: list[Action] = [*actions, HistoryItem.repeats.set(1)]
-        if not while_there:
-            if not applied(lambda: item.update(actions=counted, condition=HistoryItem.pk.does_not_exist() | same)):
-                item.update(actions=anew)
-            return
         if applied(lambda: item.update(actions=counted, condition=same)):
             return
         fresh = counted if restart_after is None else anew     # (the item made, or made anew: counted from one)
@@ -160,7 +156,5 @@ class DynamoHistory:
 
     def erase(self, ref: PersonRef) -> int:
         items = list(HistoryItem.query(history_pk(ref), attributes_to_get=["pk", "sk", "also"]))
-        with HistoryItem.batch_write() as batch:
-            for item in items:
-                batch.delete(item)
+        batch_delete(HistoryItem, ((item.pk, item.sk) for item in items))
         return sum(1 + len(item.also or ()) for item in items)     # entries, as the memory twin counts them

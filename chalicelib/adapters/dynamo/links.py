@@ -7,9 +7,10 @@ import random
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
@@ -235,12 +236,8 @@ class DynamoLinks:
                    read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
         now, token = self.clock(), uuid.uuid4().hex
         update = self._claim(ref, workspace, lease, now, token, read)
-        try:
-            update.item.update(actions=update.actions, condition=update.condition)
+        if applied(lambda: update.item.update(actions=update.actions, condition=update.condition)):
             return JoinClaim(ref, workspace, token)
-        except UpdateError as exc:
-            if not conditional(exc):
-                raise
         current = get(LinkItem, link_key(ref))
         if current is not None and current.to_link().final:
             return None
@@ -324,14 +321,10 @@ class DynamoLinks:
                               if result.counted_for])
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
-        try:
+        with _or_busy("lost the claim on this join to another worker"):
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
             # dated anew, and the claim's condition lets it apply once only)
             self._finished([(claim, result, entries)])
-        except TransactWriteError as exc:
-            if conditional(exc):
-                raise Busy("lost the claim on this join to another worker") from None
-            raise
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """In as few transactions as fit (100 items each); when one fails (a lost claim, two people
@@ -379,12 +372,9 @@ class DynamoLinks:
         return [answer_or_error(partial(self._hold_one, claim, found)) for claim, found in held]
 
     def _hold_one(self, claim: JoinClaim, found: FoundContact) -> None:
-        try:      # (a contact's pointer another person's join writes too: a conflict is tried again)
+        # (a contact's pointer another person's join writes too: a conflict is tried again)
+        with _or_busy("lost the claim on this join to another worker"):
             self._retrying_conflicts(lambda: self.history.transact(claim.ref, [], *self._hold(claim, found)))
-        except TransactWriteError as exc:
-            if conditional(exc):
-                raise Busy("lost the claim on this join to another worker") from None
-            raise
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
@@ -508,12 +498,8 @@ class DynamoLinks:
             updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
                                   [PointerItem.links.delete({str(link.ref)})]))
         updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
-        try:
+        with _or_busy("the link moved meanwhile (another worker applied the merge)"):
             self.history.transact(link.ref, entries, *updates)
-        except TransactWriteError as exc:
-            if conditional(exc):
-                raise Busy("the link moved meanwhile (another worker applied the merge)") from None
-            raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or link.contact_role, updated_at=now, **changes)
 
@@ -683,13 +669,9 @@ class DynamoLinks:
         else:                               # qualified, or failed: a 4xx is not retried every run
             actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), LinkItem.rf_said_no.remove()]
         actions.append(LinkItem.letter_owed.set(True) if state is QState.FAILED else LinkItem.letter_owed.remove())
-        try:
+        with _or_busy("lost the qualification claim to another worker"):
             self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
                                                             LinkItem.claim == claim.token))
-        except TransactWriteError as exc:
-            if conditional(exc):
-                raise Busy("lost the qualification claim to another worker") from None
-            raise
         return dataclasses.replace(link, qualification=state, reason=reason or None, updated_at=now,
                                    qualified_at=now if state is QState.QUALIFIED else link.qualified_at,
                                    rf_said_no=rf_said_no if state is QState.UNCONFIRMED and rf_said_no else None,
@@ -836,6 +818,17 @@ def _enrolled(ref: PersonRef, contact_id: str) -> Check:
     """A note of contact sync about the person holds only while the ledger entry of her contact names her (`bridge
     forget` deletes it, then erases her history once more)."""
     return Check(LedgerItem, ledger_key(ref.campaign_id, contact_id), LedgerItem.rf_user_id == ref.rf_user_id)
+
+
+@contextmanager
+def _or_busy(reason: str) -> Iterator[None]:
+    """A write whose condition failed (another worker changed the item meanwhile) raises Busy, saying `reason`."""
+    try:
+        yield
+    except TransactWriteError as exc:
+        if conditional(exc):
+            raise Busy(reason) from None
+        raise
 
 
 def _kept(ref: PersonRef) -> tuple[Check, Check]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from pynamodb.exceptions import DeleteError, PutError, UpdateError
-
 from ...domain.link import PersonRef
 from ...ports.store import Found, normal_email
 from .keys import Key, contact_key, email_key, link_key, notification_key
-from .models import LinkItem, NotificationItem, PointerItem, batch_get, conditional
+from .models import LinkItem, NotificationItem, PointerItem, applied, batch_get
 
 
 class DynamoLookup:
@@ -46,14 +44,9 @@ class DynamoLookup:
 
     def first_seen(self, workspace: str, notification_id: str, keep_days: int = 7) -> bool:
         now = int(self.clock())
-        try:
-            NotificationItem(*notification_key(workspace, notification_id), expires_at=now + keep_days * 86400).save(
-                condition=NotificationItem.pk.does_not_exist() | (NotificationItem.expires_at <= now))
-            return True
-        except PutError as exc:
-            if conditional(exc):
-                return False
-            raise
+        item = NotificationItem(*notification_key(workspace, notification_id), expires_at=now + keep_days * 86400)
+        return applied(lambda: item.save(condition=NotificationItem.pk.does_not_exist()
+                                         | (NotificationItem.expires_at <= now)))
 
     def forget_email(self, workspace: str, email: str) -> None:
         PointerItem(*email_key(workspace, email)).delete()
@@ -61,15 +54,8 @@ class DynamoLookup:
 
 def drop_reference(key: Key, ref: PersonRef) -> int:
     """Remove one link from a pointer; delete the pointer when no link is left. 1 if it was there."""
-    try:
-        PointerItem(*key).update(actions=[PointerItem.links.delete({str(ref)})], condition=PointerItem.pk.exists())
-    except UpdateError as exc:
-        if conditional(exc):
-            return 0
-        raise
-    try:
-        PointerItem(*key).delete(condition=PointerItem.links.does_not_exist())
-    except DeleteError as exc:
-        if not conditional(exc):
-            raise
+    if not applied(lambda: PointerItem(*key).update(actions=[PointerItem.links.delete({str(ref)})],
+                                                    condition=PointerItem.pk.exists())):
+        return 0
+    applied(lambda: PointerItem(*key).delete(condition=PointerItem.links.does_not_exist()))   # (links left: kept)
     return 1

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 from typing import Any, Callable, Iterable, Optional, Type, TypeVar
 
 from pynamodb.connection.table import TableConnection
@@ -14,6 +16,7 @@ from pynamodb.models import Model
 
 from ...domain.link import ContactState, Link, LinkStatus, ReferralCount
 from ...domain.qualification import QState
+from ...errors import Transient
 from .keys import Key
 
 
@@ -378,9 +381,64 @@ def bind(table_name: str) -> None:
 M = TypeVar("M", bound=_Item)
 
 
+BATCH_GET_KEYS, BATCH_WRITE_ITEMS = 100, 25     # DynamoDB's most a BatchGetItem, a BatchWriteItem takes
+UNPROCESSED_WAIT = 0.05         # seconds: the first wait before asking again for what a batch call left (doubling)
+UNPROCESSED_WAIT_MOST = 2.0
+UNPROCESSED_TRIES = 10          # calls for one batch's keys, its waits ~10 s in all, before it gives up
+pause: Callable[[float], None] = time.sleep
+
+
+class Unprocessed(Transient):
+    """DynamoDB still left keys of a batch call unprocessed (throttled) after UNPROCESSED_TRIES calls: a try of the
+    work, or the command's one line."""
+
+
+def _unprocessed(call: Callable[[list[dict]], list[dict]], keys: list[dict], what: str) -> None:
+    """`call` of `keys` (DynamoDB's form), then of the keys it answers left unprocessed: a throttled table does so
+    with an HTTP 200, which botocore does not retry. AWS asks for a growing wait before each call again (PynamoDB's
+    batch_get and batch_write make it at once, in a loop that hammers the throttled partition): half of it random,
+    so that the callers a throttle held back do not all come back together."""
+    left, tries = keys, 0
+    while left:
+        if tries == UNPROCESSED_TRIES:
+            raise Unprocessed(f"DynamoDB left {len(left)} of {len(keys)} {what} unprocessed after {tries} calls "
+                              "(the table is throttled): try again")
+        if tries:
+            wait = min(UNPROCESSED_WAIT_MOST, UNPROCESSED_WAIT * 2 ** tries)
+            pause(wait / 2 + random.uniform(0, wait / 2))
+        left = call(left)
+        tries += 1
+
+
+def _key(key: Key) -> dict:
+    return {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
+
+
 def batch_get(model: Type[M], keys: Iterable[Key], consistent: bool = False) -> list[M]:
-    wanted = list(dict.fromkeys(keys))
-    return list(model.batch_get(wanted, consistent_read=consistent)) if wanted else []
+    """The items of `keys` there are (one read each, however many calls DynamoDB takes to answer them all)."""
+    wanted = [_key(k) for k in dict.fromkeys(keys)]
+    connection, table = model._get_connection(), model.Meta.table_name
+    found: list[M] = []
+
+    def read(asked: list[dict]) -> list[dict]:
+        answer = connection.batch_get_item(asked, consistent_read=consistent)  # type: ignore[arg-type] # (key maps)
+        found.extend(model.from_raw_data(raw) for raw in answer.get("Responses", {}).get(table, ()))
+        return answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys") or []
+    for start in range(0, len(wanted), BATCH_GET_KEYS):
+        _unprocessed(read, wanted[start:start + BATCH_GET_KEYS], "keys to read")
+    return found
+
+
+def batch_delete(model: Type[M], keys: Iterable[Key]) -> None:
+    """Delete the items of `keys` (those there are), 25 a call."""
+    wanted = [_key(k) for k in dict.fromkeys(keys)]
+    connection, table = model._get_connection(), model.Meta.table_name
+
+    def delete(asked: list[dict]) -> list[dict]:
+        answer = connection.batch_write_item(delete_items=asked)
+        return [r["DeleteRequest"]["Key"] for r in (answer.get("UnprocessedItems") or {}).get(table, ())]
+    for start in range(0, len(wanted), BATCH_WRITE_ITEMS):
+        _unprocessed(delete, wanted[start:start + BATCH_WRITE_ITEMS], "items to delete")
 
 
 def get(model: Type[M], key: Key, consistent: bool = False) -> Optional[M]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -14,7 +13,7 @@ from ...domain.sync import OUTCOMES, PageError
 from ...pool import Pool
 from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, link_key, sync_run_key
-from .models import LedgerItem, LinkItem, SyncRunItem, applied, batch_get, conditional, get
+from .models import LedgerItem, LinkItem, SyncRunItem, applied, batch_get, get
 
 LEDGER_PAGE = 500          # ledger entries read per page when only the first few are asked for
 PUT_THREADS = 10           # a page's conditional writes of its ledger in flight at once
@@ -84,13 +83,7 @@ class DynamoSync:
                            workspace=workspace)
         condition = SyncRunItem.number.does_not_exist() if current is None else \
             (SyncRunItem.number == last) & (SyncRunItem.status != "running")
-        try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if conditional(exc):
-                return None
-            raise
-        return _run(campaign_id, item)
+        return _run(campaign_id, item) if applied(lambda: item.save(condition=condition)) else None
 
     def run(self, campaign_id: str, number: Optional[int] = None, consistent: bool = False) -> Optional[SyncRun]:
         current = get(SyncRunItem, sync_run_key(campaign_id), consistent)
@@ -104,16 +97,11 @@ class DynamoSync:
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
                    lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
         item = SyncRunItem(*sync_run_key(campaign_id))
-        try:
-            item.update(actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(now + lease)],
-                        condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running")
-                        & (SyncRunItem.page == page)
-                        & (SyncRunItem.owner.does_not_exist() | (SyncRunItem.lease_until < now)
-                           | (SyncRunItem.owner == owner)))
+        if applied(lambda: item.update(
+                actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(now + lease)],
+                condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running") & (SyncRunItem.page == page)
+                & (SyncRunItem.owner.does_not_exist() | (SyncRunItem.lease_until < now) | (SyncRunItem.owner == owner)))):
             return _run(campaign_id, item), True
-        except UpdateError as exc:
-            if not conditional(exc):
-                raise
         run = self.run(campaign_id, number, consistent=True)     # (where it stands: a repeat may resend the next page)
         if run is not None and run.status == "running" and run.page == page and run.owner:
             raise Busy(f"another worker works page {page} of sync run {number}",
@@ -144,13 +132,9 @@ class DynamoSync:
             actions += [SyncRunItem.error_page.set(error.page), SyncRunItem.error_reason.set(error.reason),
                         SyncRunItem.error_tries.set(error.tries), SyncRunItem.error_at.set(error.at),
                         SyncRunItem.error_state.set(error.state)]
-        try:
-            SyncRunItem(*sync_run_key(campaign_id)).update(
-                actions=actions,
-                condition=(SyncRunItem.number == number) & (SyncRunItem.page == page) & (SyncRunItem.owner == owner))
-        except UpdateError as exc:
-            if not conditional(exc):
-                raise
+        applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(       # (no longer its owner: nothing to do)
+            actions=actions,
+            condition=(SyncRunItem.number == number) & (SyncRunItem.page == page) & (SyncRunItem.owner == owner)))
 
     def begin_again(self, campaign_id: str, number: int, now: float) -> bool:
         return applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(
@@ -170,11 +154,9 @@ class DynamoSync:
         actions = _counts(counts, "w")
         if not actions:
             return
-        try:
-            SyncRunItem(*sync_run_key(campaign_id)).update(actions=actions, condition=SyncRunItem.number == number)
-        except UpdateError as exc:
-            if not conditional(exc):     # a newer run started meanwhile: the count stays with the ledger
-                raise
+        # (a newer run started meanwhile: the count stays with the ledger)
+        applied(lambda: SyncRunItem(*sync_run_key(campaign_id)).update(actions=actions,
+                                                                       condition=SyncRunItem.number == number))
 
     def entries(self, campaign_id: str, contact_ids: Iterable[str], consistent: bool = False) -> dict[str, LedgerEntry]:
         items = batch_get(LedgerItem, (ledger_key(campaign_id, c) for c in contact_ids), consistent)
@@ -215,16 +197,12 @@ class DynamoSync:
             return {e.contact_id for e, done in zip(entries, pool.map(written, entries)) if done}
 
     def move(self, campaign_id: str, from_id: str, entry: LedgerEntry) -> bool:
-        try:
+        def moved() -> None:
             with TransactWrite(connection=LedgerItem._get_connection().connection) as tx:
                 tx.save(_item(campaign_id, entry, iso(self.clock())), condition=LedgerItem.rf_user_id.does_not_exist())
                 tx.delete(LedgerItem(*ledger_key(campaign_id, from_id)),
                           condition=LedgerItem.rf_user_id == entry.rf_user_id)
-        except TransactWriteError as exc:
-            if conditional(exc):
-                return False
-            raise
-        return True
+        return applied(moved)
 
     def ledger(self, campaign_id: str, limit: Optional[int] = None) -> Iterable[LedgerEntry]:
         for item in LedgerItem.query(ledger_pk(campaign_id), limit=limit,

@@ -111,10 +111,21 @@ def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: b
 
 
 def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
-    """The lead's contact, following a merge (410), or the contact with the same email when
-    Intercom no longer has it (404: some API versions answer so for a merged contact), with the baseline
-    that contact gives the link (domain/join.moved_baseline). None when the contact is gone for good:
-    reconciliation stops checking."""
+    """The lead's contact, following it (follow). None when the contact is gone for good: reconciliation stops
+    checking."""
+    moved, contact = follow(link, settings, deps)
+    if contact is None:
+        deps.links.unpend(moved or link, "the contact is gone: reconciliation stops checking")
+        return None
+    return moved or link, contact
+
+
+def follow(link: Link, settings: CampaignSettings, deps: WorkDeps) -> tuple[Optional[Link], Optional[dict]]:
+    """The link's contact read now, following it where Intercom no longer has it (its webhook lost): merged (410),
+    the link moves to the survivor; gone (404: some API versions answer so for a merged contact), to the contact
+    with its email, or it is marked deleted. A lead's link moving takes the baseline that contact gives it
+    (domain/join.moved_baseline). The link then (None: erased meanwhile) and the contact it holds (None: gone
+    for good). A merge Intercom names no survivor of raises Permanent."""
     intercom = deps.apis.intercom(link.workspace)
     contact_id = str(link.contact_id)
     try:
@@ -122,23 +133,18 @@ def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Opt
     except Merged as merged:
         if not merged.canonical_id:
             raise Permanent(f"contact {contact_id} was merged but Intercom gave no canonical link") from None
-        canonical = intercom.get_contact(merged.canonical_id)
-        link = deps.links.move(link, merged.canonical_id, [Entry(
+        survivor, entry = merged.canonical_id, Entry(
             "contact", "merged", f"Intercom answered 410: contact {contact_id} was merged into "
-            f"{merged.canonical_id}; the link follows it")], role=canonical.get("role"),
-            **moved_baseline(settings, link, canonical))
-        return link, canonical
+            f"{merged.canonical_id}; the link follows it")
     except NotFound:
-        survivor = pick_existing(intercom.search_by_email(link.email)) if link.email else None
-        if survivor is None:
-            link = deps.links.set_contact(link, [Entry(
+        found = pick_existing(intercom.search_by_email(link.email)) if link.email else None
+        if found is None:
+            return deps.links.set_contact(link, [Entry(
                 "contact", "deleted", f"Intercom no longer has contact {contact_id} (404) nor another contact "
-                "with this email")], state=ContactState.DELETED) or link
-            deps.links.unpend(link, "the contact is gone: reconciliation stops checking")
-            return None
-        found = intercom.get_contact(survivor["id"])
-        link = deps.links.move(link, survivor["id"], [Entry(
+                "with this email")], state=ContactState.DELETED), None
+        survivor, entry = str(found["id"]), Entry(
             "contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
-            f"{survivor['id']}, takes its place")], role=found.get("role"),
-            **moved_baseline(settings, link, found))
-        return link, found
+            f"{found['id']}, takes its place")
+    contact = intercom.get_contact(survivor)
+    return deps.links.move(link, survivor, [entry], role=contact.get("role"),
+                           **moved_baseline(settings, link, contact)), contact
