@@ -27,7 +27,7 @@ from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Disconnected, InvalidSettings, Permanent, TokenRefused, unforeseen, waits
+from ..errors import Deferred, Disconnected, InvalidSettings, Permanent, TokenRefused, Transient, unforeseen, waits
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -726,6 +726,8 @@ def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
             return
     except NotFound:
         pass
+    else:       # not gone: the 404 was not about it (a contact just made, not yet seen by its tags)
+        raise Transient(f"Intercom would not tag contact {made} (404), which it still shows: tagged on the next try")
     attempt.tagged.append(Entry("tag", "not_tagged", f"Intercom would not tag contact {made} (404): it is gone since "
                                 "the join made or found it", {"tag": tag}))
 

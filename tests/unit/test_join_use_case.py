@@ -8,6 +8,7 @@ from chalicelib.domain.link import MOVED_UNKNOWN, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Deferred, Permanent, TokenRefused, Transient, Uncertain
 from chalicelib.messages import JoinMessage
+from chalicelib.ports import NotFound
 from chalicelib.ports.store import LEASE_SECONDS, Busy
 from chalicelib.services.concurrency import Runner
 from chalicelib.services.join import process_joins
@@ -1068,3 +1069,26 @@ def test_a_lead_merged_into_a_user_before_it_was_tagged_fails_no_join_and_its_us
     assert intercom.merged == {ann_lead: ann_user}
     assert sorted(intercom.tags) == sorted([(bob_lead, "Referred"), (ann_user, "Referred")])
     assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "No")
+
+
+def test_a_tag_refused_with_404_for_a_contact_intercom_still_shows_is_tried_again_not_called_gone():
+    """Intercom answers 404 to tagging Ann's new lead, which it still shows (a contact just made, not yet seen by
+    its tags): the lead is not gone, so her join is not linked untagged with a history saying it is; it is tried
+    again, and then tagged."""
+    work = world()
+    intercom = work.apis.intercom_
+    tag = intercom.tag_contacts
+    refusals = [NotFound("not yet"), NotFound("not yet")]
+
+    def not_seen_yet(contact_ids, tag_name):
+        if refusals:
+            raise refusals.pop()
+        tag(contact_ids, tag_name)
+
+    intercom.tag_contacts = not_seen_yet               # type: ignore[method-assign]
+    assert "1 of 1 records will be retried" in comes_back(work, join())
+    assert ("tag", "not_tagged") not in history(work)
+    assert run(work, join(), receives=2) == {"done": 1, "retry": 0, "dead": 0}
+    assert intercom.tags == [(link_of(work).contact_id, "Referred")]
+    assert ("tag", "tagged") in history(work) and ("tag", "not_tagged") not in history(work)
+
