@@ -709,17 +709,13 @@ def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
     reconciliation following the 410, moves the link there). One gone for good is not tagged, and the history says so."""
     assert attempt.reached is not None
     made = str(attempt.reached.contact["id"])
-    try:
-        intercom.tag_contacts([made], tag)
+    if _tagged(intercom, made, tag):
         attempt.tagged.append(Entry("tag", "tagged", details={"tag": tag}))
         return
-    except NotFound:
-        pass
     try:
         intercom.get_contact(made)
     except Merged as merged:
-        if merged.canonical_id:
-            intercom.tag_contacts([merged.canonical_id], tag)
+        if merged.canonical_id and _tagged(intercom, merged.canonical_id, tag):      # (not when that user is gone too)
             attempt.tagged.append(Entry("tag", "tagged", f"contact {made} was merged into {merged.canonical_id} since "
                                         "the join made or found it: that contact is tagged",
                                         {"tag": tag, "contact_id": merged.canonical_id}))
@@ -730,6 +726,15 @@ def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
         raise Transient(f"Intercom would not tag contact {made} (404), which it still shows: tagged on the next try")
     attempt.tagged.append(Entry("tag", "not_tagged", f"Intercom would not tag contact {made} (404): it is gone since "
                                 "the join made or found it", {"tag": tag}))
+
+
+def _tagged(intercom: IntercomPort, contact_id: str, tag: str) -> bool:
+    """The contact is tagged; False when Intercom answers 404 (gone, or not seen by its tags)."""
+    try:
+        intercom.tag_contacts([contact_id], tag)
+    except NotFound:
+        return False
+    return True
 
 
 def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:

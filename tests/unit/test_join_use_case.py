@@ -1092,3 +1092,23 @@ def test_a_tag_refused_with_404_for_a_contact_intercom_still_shows_is_tried_agai
     assert intercom.tags == [(link_of(work).contact_id, "Referred")]
     assert ("tag", "tagged") in history(work) and ("tag", "not_tagged") not in history(work)
 
+
+def test_a_lead_merged_into_a_user_deleted_before_the_tag_is_linked_untagged_not_made_again():
+    """Ann's new lead is merged into the user she signed up as, and that user is deleted (say, at her request) before
+    the batch tags it: like a lead deleted itself, her join is linked to it, untagged, and says so; it does not fail
+    with Intercom's bare 404 to make her a new contact on its next try."""
+    work = world()
+    intercom = work.apis.intercom_
+    create = intercom.create_contact
+
+    def then_signs_up_and_is_deleted(body: dict) -> dict:
+        contact = create(body)
+        user = intercom.add(LEAD["email"], role="user")["id"]
+        intercom.merge_contacts(contact["id"], user)
+        intercom.contacts.pop(user)
+        return contact
+
+    intercom.create_contact = then_signs_up_and_is_deleted         # type: ignore[method-assign]
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    assert (link_of(work).status, link_of(work).contact_id, intercom.tags) == (LinkStatus.LINKED, "c1", [])
+    assert history(work)[-1] == ("tag", "not_tagged")
