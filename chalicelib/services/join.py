@@ -706,7 +706,8 @@ def _tag(intercom: IntercomPort, tag: str, group: list[Attempt]) -> None:
 
 def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
     """The person's contact, or the user Intercom merged it into since (the merge's notification, or
-    reconciliation following the 410, moves the link there). One gone for good is not tagged, and the history says so."""
+    reconciliation following the 410, moves the link there). One gone for good (that user too) is not tagged, and the
+    history says so; one Intercom still shows fails the try (the 404 was not about it: the retry tags it)."""
     assert attempt.reached is not None
     made = str(attempt.reached.contact["id"])
     if _tagged(intercom, made, tag):
