@@ -39,3 +39,17 @@ def test_a_tag_call_naming_a_lead_merged_since_tags_none_and_says_not_found(inte
         assert tags_of(bob) == [] and tags_of(user) == []
         port.tag_contacts([bob, user], "Referred")
         assert tags_of(bob) == tags_of(user) == ["Referred"]
+
+
+def test_a_tag_call_answered_410_for_a_merged_contact_says_not_found_as_for_404():
+    """Intercom documents no answer of `POST /tags` for a contact merged away; its GET answers 410 `contact_merged`
+    for one. Answered so, the batch's tag call is one the join tags contact by contact (not every join failed)."""
+    from chalicelib.adapters.intercom import IntercomClient
+    from infra.local.sims.intercom import IntercomSim
+
+    with IntercomSim() as sim:
+        sim.fail_next("POST", r"/tags", 410, {"type": "error.list", "errors": [
+            {"code": "contact_merged", "message": "Contact was merged"}]})
+        with pytest.raises(NotFound):
+            IntercomClient(sim.base_url, "sim-token", max_wait=0).tag_contacts(
+                [sim.add_contact("ann@example.com", role="lead")["id"]], "Referred")
