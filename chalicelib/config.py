@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .domain.oauth import safe_url
+from .ports.store import DEFAULT_LEASE_SECONDS
 
 #: What the worker keeps of the Lambda's time after its records' AWS calls (a hung one fails its record in time):
 #: to send the waiting copies back, delete the handled messages and raise for the rest (each SQS call an attempt's
@@ -48,6 +49,9 @@ class Config:
     reconcile_every: float = 900.0    # seconds between scheduled reconciliations (what `doctor` expects)
     outage_hours: float = 24.0        # how long work waits out a vendor's outage before the dead-letter queue
     dlq_poll: int = 1                 # seconds a scan of the dead letters long-polls (0: a one-server SQS, moto)
+    # ports/store.LEASE_SECONDS as the stage sets it: read where the process may have set its environment since it
+    # began (`bridge --stage`), as doctor does
+    lease: float = DEFAULT_LEASE_SECONDS
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":
@@ -76,6 +80,7 @@ class Config:
             concurrency=max(1, int(e.get("BRIDGE_CONCURRENCY", "10"))),
             rf_block_recheck=float(e.get("RF_BLOCK_RECHECK_SECONDS", "900")),
             dlq_poll=int(e.get("BRIDGE_DLQ_POLL_SECONDS", "1")),
+            lease=float(e.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)),
             # The schedule: RECONCILE_EVERY_MINUTES as deployed (app.py), RECONCILE_EVERY_SECONDS on `make run`.
             reconcile_every=float(e["RECONCILE_EVERY_SECONDS"]) if e.get("RECONCILE_EVERY_SECONDS")
             else 60 * float(e.get("RECONCILE_EVERY_MINUTES") or "15"),

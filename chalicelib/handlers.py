@@ -149,11 +149,11 @@ def sqs_batch(event) -> dict:
         flush()
 
 
-def prewarm(environ=os.environ) -> Optional[str]:
+def prewarm() -> Optional[str]:
     """In a Lambda container (and only there), the init phase makes what this function's first
     invocation needs (Runtime.warm). Chalice names the functions <app>-<stage>, -worker, -reconcile.
     A failure is logged, never raised: the invocation then makes them itself."""
-    name = environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     if not name:
         return None
     function = next((f for f in ("worker", "reconcile") if name.endswith(f"-{f}")), "api")

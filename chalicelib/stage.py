@@ -113,14 +113,14 @@ def deployed_environment(base: Mapping[str, Any], stage: str, function: str = "w
     return env
 
 
-def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None, cloudformation: Any = None) -> dict[str, str]:
+def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None) -> dict[str, str]:
     """Point this process at the stage's resources (what `bridge --stage <stage>` does), with the settings the
     stage's worker is deployed with (its budgets, tries, vendors' URLs...: the CLI calls RF and Intercom within the
     same shared budgets) unless this process's environment sets them. Its functions' logging and metrics
     variables stay the CLI's own."""
     target: MutableMapping[str, str] = os.environ if environ is None else environ
     check_stage(stage)
-    cfn = cloudformation or cloudformation_client(target)
+    cfn = cloudformation_client(target)
     env = resolve(stage, cfn)
     # Every other client of this process (the queue's, PynamoDB's) must look in the same region.
     env["AWS_DEFAULT_REGION"] = cfn.meta.region_name

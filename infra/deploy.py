@@ -502,12 +502,12 @@ def stack_parameters(stage: str, base: dict, existing: Optional[dict], alarm_ema
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items() if k in declared]
 
 
-def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str] = None,
-                 template: Path = TEMPLATE, say: Say = print, sleep: Callable[[float], None] = time.sleep) -> dict:
+def ensure_stack(aws: Aws, stage: str, base: dict, *, alarm_email: Optional[str] = None, say: Say = print,
+                 sleep: Callable[[float], None] = time.sleep) -> dict:
     """Step 1: create or update the stage's stack and wait; return its outputs."""
     cfn = aws.client("cloudformation")
     name = stage_prefix(stage)
-    body = Path(template).read_text()
+    body = TEMPLATE.read_text()
     existing = _stack(cfn, name)
     if existing and existing["StackStatus"].endswith("_IN_PROGRESS"):
         # An earlier deploy's change (one stopped with Ctrl-C: CloudFormation goes on) or a console's: CloudFormation

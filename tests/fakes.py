@@ -14,6 +14,7 @@ from chalicelib.domain.mapping import MARKER_NAME
 from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
+from chalicelib.ports.edge import Refusals
 from chalicelib.ports.queue import REASON_KEPT
 from chalicelib.ports.store import LedgerEntry, SyncRepository
 from chalicelib.services.deps import WorkDeps
@@ -176,6 +177,11 @@ class FakeQueue:
     def work_count(self) -> int:
         """The messages sent and deferred that no test has worked yet (tests take them out of `sent`)."""
         return len(self.sent) + len(self.deferred)
+
+
+def refused(refusals: Refusals, reason: Optional[str] = None) -> int:
+    """How many refusals (of the reason) the edge's log counted."""
+    return sum(c.count for c in refusals.counts if reason is None or c.reason == reason)
 
 
 class FakeEdge:
@@ -350,6 +356,9 @@ class FakeIntercom:
 
     def tag_contacts(self, contact_ids: Sequence[str], tag_name: str) -> None:
         self._call("tag")
+        gone = [c for c in contact_ids if c not in self.contacts or c in self.archived]
+        if gone:          # Intercom tags all of them, or none (404) when one is merged, deleted or archived
+            raise NotFound(gone[0])
         self.tags += [(contact_id, tag_name) for contact_id in contact_ids]
 
     def segments(self) -> list[dict]:

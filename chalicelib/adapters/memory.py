@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial, wraps
 from types import MappingProxyType
-from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
@@ -618,8 +618,8 @@ class MemoryEdge:
         before = self.counts.get((scope, first.reason, hour))
         was = before.count if before else 0
         n = was + (len(samples) if count is None else count)
-        self.counts[(scope, first.reason, hour)] = RefusalCount(first.reason, hour, n,
-                                                                before.first_at if before else first.at, last.at)
+        self.counts[(scope, first.reason, hour)] = RefusalCount(first.reason, n, before.first_at if before else first.at,
+                                                                last.at)
         for slot, sample in zip(range(was, min(n, SAMPLES)), samples):
             self.samples[(scope, first.reason, slot)] = (now, sample)
 

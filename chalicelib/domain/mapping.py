@@ -245,12 +245,10 @@ class ContactPayload:
     attributes: dict[str, Any] = field(default_factory=dict)
     errors: list[FieldError] = field(default_factory=list)
 
-    def body(self, role: Optional[str] = None, without: tuple[str, ...] = ()) -> dict:
+    def body(self, role: Optional[str] = None) -> dict:
         out: dict[str, Any] = {}
         custom: dict[str, Any] = {}
         for name, value in self.attributes.items():
-            if name in without:
-                continue
             if name.startswith("custom_attributes."):
                 custom[name.split(".", 1)[1]] = value
             else:

@@ -179,7 +179,6 @@ class Workspace:
     app_id: str
     name: str
     region: Optional[str]
-    admin_email: Optional[str]
 
     def api_base(self, default: str) -> Optional[str]:
         """The regional API base when the token was checked on Intercom's default (US) one and the
@@ -198,6 +197,5 @@ def workspace_of(me: Any) -> Workspace:
     assert isinstance(app, dict)
     name = app.get("name")
     region = app.get("region")
-    email = me.get("email")
     return Workspace(app_id, name if isinstance(name, str) and name else app_id,
-                     region if isinstance(region, str) else None, email if isinstance(email, str) else None)
+                     region if isinstance(region, str) else None)

@@ -56,12 +56,6 @@ def claimable(replay: bool) -> frozenset[QState]:
     return open_states(replay) - {QState.QUALIFYING}
 
 
-def allowed(current: Optional[QState], to: QState, replay: bool = False) -> bool:
-    if current is QState.FAILED and to is QState.QUALIFYING:
-        return replay
-    return to in TRANSITIONS[current]
-
-
 def ask_rf_first(previous: Optional[QState], rf_said_no: Optional[bool] = None) -> bool:
     """Must a claim taken from `previous` ask RF whether the user is qualified before sending the PUT?
     Yes for a link's first claim (from PENDING): RF may hold them qualified already, which the bridge

@@ -419,16 +419,12 @@ def _writable(setting: str, attribute: str, attributes: dict[str, dict], workspa
 
 @dataclass
 class Tally:
-    """Counts by outcome, with a few examples of each skip."""
+    """Counts by outcome."""
 
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + n
-
-    @property
-    def skipped(self) -> int:
-        return sum(n for k, n in self.counts.items() if k in SKIPS)
 
 
 def count_attribute(settings: CampaignSettings) -> Optional[str]:

@@ -66,7 +66,8 @@ class IntercomPort(Protocol):
     def data_attributes(self) -> dict[str, dict]: ...
     def create_data_attribute(self, name: str, data_type: str, description: str) -> dict: ...
     def tag_contacts(self, contact_ids: Sequence[str], tag_name: str) -> None:
-        """Tag every contact with the tag of this name (created when missing), in one call per 50."""
+        """Tag every contact with the tag of this name (created when missing), in one call per 50. Raises
+        NotFound when one of a call's contacts is gone (merged, deleted, archived): none of them is tagged."""
     def segments(self) -> list[dict]:
         """Every segment of the workspace (however many: pages followed)."""
 

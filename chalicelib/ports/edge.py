@@ -43,7 +43,6 @@ class RefusalCount:
     """How many requests of one scope were refused for one reason in one hour."""
 
     reason: str
-    hour: str                     # ISO-8601, the hour's start
     count: int
     first_at: str
     last_at: str
@@ -74,9 +73,6 @@ class RefusalSample:
 class Refusals:
     counts: list[RefusalCount]
     samples: list[RefusalSample]
-
-    def total(self, reason: Optional[str] = None) -> int:
-        return sum(c.count for c in self.counts if reason is None or c.reason == reason)
 
 
 class EdgeLog(Protocol):

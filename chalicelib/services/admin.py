@@ -20,7 +20,6 @@ from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from ..ports.store import SCAN_LIMIT, StoredSettings
 from .backfill import unknown_baselines
-from .dead_letters import list_dead, replay
 from .moved import applied_elsewhere, valid_campaigns
 from .qualification.changes import back_name
 from .deps import Stack
@@ -130,10 +129,6 @@ def _shown(doc: Any) -> Any:
     if isinstance(doc, dict) and set(doc) == SHOWN and isinstance(doc["settings"], dict):
         return doc["settings"]
     return doc
-
-
-def load_document(text: str) -> Any:
-    return read_document(text)[0]
 
 
 def check_settings(text: str) -> tuple[CampaignSettings, list[str]]:
@@ -517,18 +512,6 @@ def show_settings(rt: Operator, campaign_id: str) -> Optional[dict]:
     if item is None:
         return None
     return {"version": item.version, "updated_at": item.updated_at, "settings": item.document}
-
-
-def dead_letters(rt: Operator) -> list[dict]:
-    """Every dead letter, each with its reason and its payload (services/dead_letters.py reads them)."""
-    return [{"message_id": d.message_id, "body": d.body,
-             **{k: v for k, v in (("reason", d.reason), ("attempts", d.attempts), ("failed_at", d.failed_at))
-                if v is not None}} for d in list_dead(rt)]
-
-
-def replay_dead_letters(rt: Operator, reason: Optional[str] = None, campaign: Optional[str] = None) -> int:
-    """Move dead letters (all, or those of a reason or a campaign) back to the work queue."""
-    return int(replay(rt, reason, campaign)["replayed"])
 
 
 def person_history(rt: Operator, campaign_id: str, rf_user_id: str) -> dict:

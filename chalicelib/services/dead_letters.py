@@ -367,10 +367,6 @@ def look(rt: Discarding, progress: Optional[Progress] = None) -> Listing:
     return Listing(marked(rt, [read(m) for m in received]), not_seen, cut)
 
 
-def list_dead(rt: Discarding) -> list[DeadLetter]:
-    return look(rt).letters
-
-
 def token_apps(rt: Discarding, letters: list[DeadLetter]) -> dict[str, Optional[str]]:
     """Whose the token of each workspace the letters say Intercom refused is (its connection's, when known): the
     one reconnect that fits it, as doctor names it. The store is read only for such letters."""

@@ -34,7 +34,7 @@ from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, TokenRefused, W
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
-from ..ports.store import LEASE_SECONDS, SCAN_LIMIT, RFConnection
+from ..ports.store import SCAN_LIMIT, RFConnection
 from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
@@ -881,7 +881,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         account says every user is not found), and then as long as its batch may run (a letter's time is its batch's
         end, not its call's; a worker runs no longer than a claim's lease): a replay asks RF again."""
         return token_at is not None and all(
-            d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at) + LEASE_SECONDS for d in chosen)
+            d.failed_at and epoch(d.failed_at) > read_by_every_worker(token_at) + rt.config.lease for d in chosen)
     # The discard advised alone takes out every letter its reason part matches (not only one wording's), and
     # those doctor did not read: only when all of them were read, failing with the token shown.
     gone_alone = not listing.not_seen and after_token(

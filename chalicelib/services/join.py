@@ -27,7 +27,7 @@ from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Disconnected, InvalidSettings, Permanent, TokenRefused, unforeseen, waits
+from ..errors import Deferred, Disconnected, InvalidSettings, Permanent, TokenRefused, Transient, unforeseen, waits
 from ..messages import JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
@@ -156,11 +156,10 @@ class Attempt:
 
 
 def process_joins(messages: Sequence[JoinMessage], deps: WorkDeps, links: dict[PersonRef, Link],
-                  documents: dict[str, dict], runner: Optional[Runner] = None) -> list[Any]:
+                  documents: dict[str, dict], runner: Runner) -> list[Any]:
     """`links` and `documents`: what the worker's batched read found. Returns, per message, its
     outcome (created, updated, linked, ignored, repeat) or the exception it failed with. The same
     person twice in a batch: the second waits for the first (and is then a repeat)."""
-    runner = runner or Runner(1)
     attempts = [Attempt(m, links.get(m.person_ref)) for m in messages]
     _read_ignored_again(attempts, deps)
     for n, wave in enumerate(_turns(attempts, lambda a: a.ref)):
@@ -480,10 +479,12 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
         return
     if mine is not None:
         contact = _find(intercom, str(mine["id"])) or mine
-        attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]))
-        attempt.reached = _resumed(contact, decide.created_baseline(settings, plan), decide.baseline_of(settings),
-                                   "an earlier try created this contact (it carries our marker) but never saw "
-                                   "Intercom's answer; resuming with it")
+        # (recorded with the value it was made with: a try that fails after this resumes with both, as after a create)
+        baseline, of = decide.created_baseline(settings, plan), decide.baseline_of(settings)
+        attempt.known = dataclasses.replace(attempt.known, contact_id=str(contact["id"]), baseline=baseline,
+                                            baseline_of=of)
+        attempt.reached = _resumed(contact, baseline, of, "an earlier try created this contact (it carries our marker) "
+                                   "but never saw Intercom's answer; resuming with it")
         return
     existing = decide.pick_existing(_with_email(found, email))
     if existing is not None:
@@ -690,10 +691,51 @@ def _written(body: dict) -> list[str]:
 
 
 def _tag(intercom: IntercomPort, tag: str, group: list[Attempt]) -> None:
-    live = _active(group)
-    intercom.tag_contacts([str(a.reached.contact["id"]) for a in live if a.reached is not None], tag)
+    live = [a for a in _active(group) if a.reached is not None]
+    try:
+        intercom.tag_contacts([str(a.reached.contact["id"]) for a in live if a.reached is not None], tag)
+    except NotFound:
+        # One of them is gone since it was found or made (a lead Intercom merged into the user the person signed
+        # up as), and Intercom tagged none: each is tagged alone, and nobody else's join fails for it.
+        for attempt in live:
+            _together([attempt], lambda: _tag_alone(intercom, tag, attempt))
+        return
     for attempt in live:
         attempt.tagged.append(Entry("tag", "tagged", details={"tag": tag}))
+
+
+def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
+    """The person's contact, or the user Intercom merged it into since (the merge's notification, or
+    reconciliation following the 410, moves the link there). One gone for good (that user too) is not tagged, and the
+    history says so; one Intercom still shows fails the try (the 404 was not about it: the retry tags it)."""
+    assert attempt.reached is not None
+    made = str(attempt.reached.contact["id"])
+    if _tagged(intercom, made, tag):
+        attempt.tagged.append(Entry("tag", "tagged", details={"tag": tag}))
+        return
+    try:
+        intercom.get_contact(made)
+    except Merged as merged:
+        if merged.canonical_id and _tagged(intercom, merged.canonical_id, tag):      # (not when that user is gone too)
+            attempt.tagged.append(Entry("tag", "tagged", f"contact {made} was merged into {merged.canonical_id} since "
+                                        "the join made or found it: that contact is tagged",
+                                        {"tag": tag, "contact_id": merged.canonical_id}))
+            return
+    except NotFound:
+        pass
+    else:       # not gone: the 404 was not about it (a contact just made, not yet seen by its tags)
+        raise Transient(f"Intercom would not tag contact {made} (404), which it still shows: tagged on the next try")
+    attempt.tagged.append(Entry("tag", "not_tagged", f"Intercom would not tag contact {made} (404): it is gone since "
+                                "the join made or found it", {"tag": tag}))
+
+
+def _tagged(intercom: IntercomPort, contact_id: str, tag: str) -> bool:
+    """The contact is tagged; False when Intercom answers 404 (gone, or not seen by its tags)."""
+    try:
+        intercom.tag_contacts([contact_id], tag)
+    except NotFound:
+        return False
+    return True
 
 
 def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:

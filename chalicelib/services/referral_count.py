@@ -192,9 +192,10 @@ def _workspace_of(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, co
 def _followed(deps: WorkDeps, settings: CampaignSettings, ref: PersonRef, count: ReferralCount,
               link: Optional[Link], contact_id: str) -> Optional[tuple[ReferralCount, Optional[Link]]]:
     """Intercom no longer has the referrer's contact (a PUT answered 410 or 404; its webhook was lost): it is
-    followed (one read). Her link follows it as a lead's does (checks.follow: merged, to the survivor; gone, to
-    the contact with her email, or marked deleted); the count (the contact sync enrolled) follows a merge, or
-    the contact with her email (_enrolled_gone). The count and link to write with then; None when Intercom still
+    followed. Her link follows it as a lead's does (checks.follow: merged, to the survivor; gone, to the contact
+    with her email, or marked deleted), the survivor read too for the baseline it gives her (two reads, three
+    with a search); the count (the contact sync enrolled) follows a merge (one read), or the contact with her
+    email (_enrolled_gone). The count and link to write with then; None when Intercom still
     has the contact (the PUT failed otherwise), or there is nothing to follow."""
     if link is not None and contact_id == _linked_contact(link):
         moved, contact = follow(link, settings, deps)

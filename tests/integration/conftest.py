@@ -139,8 +139,11 @@ class Bridge:
         return sum(int(v) for v in attrs["Attributes"].values())
 
     def dead_letters(self) -> list[dict]:
-        from chalicelib.services.admin import dead_letters
-        return dead_letters(self.rt)
+        """Every dead letter, each with its reason and its payload."""
+        from chalicelib.services.dead_letters import look
+        return [{"message_id": d.message_id, "body": d.body,
+                 **{k: v for k, v in (("reason", d.reason), ("attempts", d.attempts), ("failed_at", d.failed_at))
+                    if v is not None}} for d in look(self.rt).letters]
 
     def operator(self):
         """The operator's CLI runtime: another process, with its own (empty) caches, waiting on the

@@ -14,7 +14,8 @@ from chalicelib.cli import main
 from chalicelib.config import Config
 from chalicelib.domain.history import REPLAYED, clock_time
 from chalicelib.runtime import CACHE_SECONDS, Runtime
-from chalicelib.services.admin import apply_settings, replay_dead_letters
+from chalicelib.services.admin import apply_settings
+from chalicelib.services.dead_letters import replay
 
 from tests.support.cli import run_cli
 from tests.unit.doctoring import commands
@@ -127,7 +128,7 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
 
     assert main(["workspace", "connect", WORKSPACE, "--token", "sim-token"], rt=operator) == 0
     assert "client secret kept" in capsys.readouterr().out
-    assert replay_dead_letters(operator) == 2
+    assert replay(operator)["replayed"] == 2
     bridge.drain()
     assert bridge.dead_letters() == []
     assert len(intercom.contacts_by_email("bob@example.com")) == 1
@@ -335,7 +336,7 @@ def test_an_http_intercom_base_url_on_the_stage_keeps_the_webhooks_and_parks_the
                               "dead-letter queue")
     assert dead["attempts"] == 1 and len(intercom.requests) == calls
     bridge.rt.config = fixed
-    assert replay_dead_letters(bridge.operator()) == 1
+    assert replay(bridge.operator())["replayed"] == 1
     bridge.drain()
     assert len(intercom.contacts_by_email("ann@example.com")) == 1 and bridge.dead_letters() == []
 

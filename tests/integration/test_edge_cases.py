@@ -54,8 +54,8 @@ def test_a_failed_qualification_is_not_retried_automatically_only_by_replay(brid
     bridge.drain()
     assert len(rf.qualification_calls) == 1 and len(bridge.dead_letters()) == 1
     rf.clear_faults()
-    from chalicelib.services.admin import replay_dead_letters
-    replay_dead_letters(bridge.rt)
+    from chalicelib.services.dead_letters import replay
+    replay(bridge.rt)
     bridge.drain()
     assert qualified_ids(rf) == [lead["id"]]
 
@@ -100,8 +100,8 @@ def test_a_join_that_failed_after_creating_the_contact_resumes_it_and_still_tags
     intercom.fail_next("POST", r"^/tags$", 400)                     # fails after the contact exists
     bridge.post_join(join_body(lead))
     bridge.drain()
-    from chalicelib.services.admin import replay_dead_letters
-    replay_dead_letters(bridge.rt)
+    from chalicelib.services.dead_letters import replay
+    replay(bridge.rt)
     bridge.drain()
     [contact] = intercom.contacts_by_email("ann@example.com")
     assert [t["name"] for t in contact["tags"]["data"]] == ["Referred"]
@@ -184,8 +184,8 @@ def test_a_resumed_join_keeps_its_creation_baseline_and_qualifies_a_lead_who_got
     intercom.update_contact(contact["id"], signed_up="Yes")          # the lead signs up meanwhile
     bridge.notify("contact.lead.updated", contact["id"])            # ...while the link is unfinished
     bridge.drain()
-    from chalicelib.services.admin import replay_dead_letters
-    replay_dead_letters(bridge.rt)
+    from chalicelib.services.dead_letters import replay
+    replay(bridge.rt)
     bridge.drain()
     person = bridge.history(42, lead["id"])
     assert person["link"]["baseline"] == "No"
@@ -200,8 +200,8 @@ def test_a_created_contact_deleted_before_the_retry_is_created_again(bridge, int
     bridge.drain()
     [contact] = intercom.contacts_by_email("ann@example.com")
     intercom.delete(contact["id"])
-    from chalicelib.services.admin import replay_dead_letters
-    replay_dead_letters(bridge.rt)
+    from chalicelib.services.dead_letters import replay
+    replay(bridge.rt)
     bridge.drain()
     [again] = intercom.contacts_by_email("ann@example.com")
     assert again["id"] != contact["id"]

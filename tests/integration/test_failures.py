@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from infra.local.esm import QueuePoller
+from tests.fakes import refused
 
 from .conftest import MAX_ATTEMPTS, SECRET, WORKSPACE, join_body, lead_settings, new_lead
 from .test_troubleshooting import bad, doctor, explain
@@ -48,8 +49,8 @@ def test_a_failing_record_comes_back_then_dead_letters_and_successes_are_not_rea
     assert "Referral Factory answered 500" in details["last_answer"] and details["outage_since"]
 
     rf.clear_faults()
-    from chalicelib.services.admin import replay_dead_letters
-    assert replay_dead_letters(bridge.rt) == 1
+    from chalicelib.services.dead_letters import replay
+    assert replay(bridge.rt)["replayed"] == 1
     bridge.drain()
     assert len(intercom.contacts_by_email("bob@example.com")) == 1
     assert bridge.dead_letters() == []
@@ -152,8 +153,8 @@ def test_a_token_refused_longer_than_the_outage_budget_dead_letters_with_the_ref
     intercom.tokens.add("new-token")
     from chalicelib.services.connections import connect_workspace
     connect_workspace(bridge.operator(), WORKSPACE, "new-token")       # the operator reconnects (another process)
-    from chalicelib.services.admin import replay_dead_letters
-    replay_dead_letters(bridge.rt, reason=f"Intercom refuses workspace {WORKSPACE}'s token")
+    from chalicelib.services.dead_letters import replay
+    replay(bridge.rt, reason=f"Intercom refuses workspace {WORKSPACE}'s token")
     bridge.drain()
     assert len(intercom.contacts_by_email("ann@example.com")) == 1
 
@@ -227,4 +228,4 @@ def test_bad_input_gets_its_status_and_nothing_is_enqueued(bridge, case, kw, bod
     assert bridge.queued() == 0
     from chalicelib.ports.edge import UNKNOWN
     store = bridge.operator().store                         # the reason is recorded, for doctor and explain
-    assert sum(store.edge.refusals(scope).total(error) for scope in ("campaign:42", UNKNOWN)) == 1
+    assert sum(refused(store.edge.refusals(scope), error) for scope in ("campaign:42", UNKNOWN)) == 1

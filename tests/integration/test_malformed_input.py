@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from infra.local.sims.webhooks import sign
+from tests.fakes import refused
 from tests.support.malformed import WHOLE_BODIES, Body, Malformed
 
 from .conftest import SECRET, join_body, lead_settings, new_lead
@@ -216,7 +217,7 @@ def test_a_join_read_one_way_silently_before_is_refused_with_its_reason_recorded
     assert answer.json()["message"].startswith(message), answer.json()["message"]
     assert bridge.queued() == 0
     store = bridge.operator().store
-    assert sum(store.edge.refusals(scope).total(error) for scope in ("campaign:42", UNKNOWN)) == 1
+    assert sum(refused(store.edge.refusals(scope), error) for scope in ("campaign:42", UNKNOWN)) == 1
 
 
 @pytest.mark.parametrize("route", ["referral-factory", "intercom"])
@@ -235,7 +236,7 @@ def test_a_number_too_large_for_a_float_is_refused_as_nan_is_with_its_reason_rec
     assert (answer.status_code, answer.json()["error"]) == (400, "malformed_json")
     assert answer.json()["message"].endswith("number out of range") and bridge.queued() == 0
     store = bridge.operator().store
-    assert sum(store.edge.refusals(scope).total("malformed_json") for scope in scopes) == 1
+    assert sum(refused(store.edge.refusals(scope), "malformed_json") for scope in scopes) == 1
 
 
 def test_a_join_sending_one_value_under_two_names_or_no_content_type_is_still_queued(bridge):
@@ -300,7 +301,7 @@ def test_a_notification_with_a_time_that_is_not_one_is_refused_with_its_reason_r
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_notification")
     assert answer.json()["message"] == f"{field}: is not a time: send a unix time or an ISO-8601 text"
     assert bridge.queued() == 1
-    assert bridge.operator().store.edge.refusals("workspace:vne310wv").total("invalid_notification") == 1
+    assert refused(bridge.operator().store.edge.refusals("workspace:vne310wv"), "invalid_notification") == 1
 
 
 def test_a_secret_store_that_throttles_answers_503_with_retry_after_not_a_500(bridge, intercom, monkeypatch):

@@ -104,8 +104,8 @@ def test_rf_422_dead_letters_with_rfs_message_and_replay_succeeds_once_fixed(bri
     person = bridge.history(42, lead["id"])
     assert person["link"]["qualification"] == "failed" and person["link"]["reason"] == dead["reason"]
     assert person["history"][-1]["event"] == "dead_letter"
-    from chalicelib.services.admin import replay_dead_letters
-    assert replay_dead_letters(bridge.rt) == 1
+    from chalicelib.services.dead_letters import replay
+    assert replay(bridge.rt)["replayed"] == 1
     bridge.drain()
     assert qualified_ids(rf) == [lead["id"]]
     assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"

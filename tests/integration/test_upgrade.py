@@ -11,7 +11,8 @@ import json
 import pytest
 
 from chalicelib.domain.history import iso
-from chalicelib.services.admin import delete_settings, replay_dead_letters
+from chalicelib.services.admin import delete_settings
+from chalicelib.services.dead_letters import replay
 
 from .conftest import WORKSPACE, new_lead
 from .test_qualification import qualified_ids
@@ -118,7 +119,7 @@ def test_work_and_dead_letters_the_earlier_version_queued_are_worked(bridge, int
     bridge.drain()
     [letter] = bridge.dead_letters()
     assert (letter["reason"], letter["attempts"]) == ("Intercom answered 500: internal error", 5)
-    assert replay_dead_letters(bridge.operator()) == 1
+    assert replay(bridge.operator())["replayed"] == 1
     bridge.drain()
     bridge.later.release()
     bridge.drain()

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import pytest
 
-from chalicelib.adapters.queue import MAX_BODY_BYTES, encode
+from chalicelib.adapters.queue import MAX_BODY_BYTES, REPLAY_ROOM, encode
 from chalicelib.domain.history import iso
 from chalicelib.ports import Later, ReceivedLetter
 from chalicelib.services.dead_letters import REPLAY_SECONDS, look, replay
@@ -373,3 +373,21 @@ def test_a_letter_as_large_as_the_queue_takes_is_replayed_with_its_mark_and_its_
     assert json.loads(copy)["replayed_from"] == "d1" and len(copy.encode()) > MAX_BODY_BYTES
     queue.defer([Later(copy, 60, tries=1, waits=1)])         # (a worker's wait: the copy sent back as it came)
     assert queue.deferred[0].body == copy
+
+
+def test_a_notification_whose_own_data_names_replayed_from_is_queued_to_the_size_any_is_so_its_letter_is_replayed():
+    """The room beyond a message's largest size is for a replay's own mark: a notification whose contact has a
+    custom attribute of that name (a workspace may) is as large as any other may be, not queued whole into that
+    room, where its replay's mark did not fit (the replay stopped at its letter every time)."""
+    from tests.unit.test_intake_and_settle import event, intercom
+
+    item = {"type": "contact", "id": "c1", "email": "a@b.co", "updated_at": 5,
+            "custom_attributes": {"replayed_from": "a workspace's own", "note": ""}}
+    _, small = intercom(event(item=item))
+    item["custom_attributes"]["note"] = "x" * (MAX_BODY_BYTES + REPLAY_ROOM - 10
+                                               - len(encode(small.queue.sent[0]).encode()))
+    reply, edge = intercom(event(item=item))
+    [message] = edge.queue.sent
+    assert reply.status == 200
+    edge.queue.dead_letter(encode(message), "boom", 3, "t")
+    assert replay(Rt(edge.queue, edge.clock), reason="boom") == {"replayed": 1, "left": 0, "not_seen": 0}

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import pytest
 
+from chalicelib.config import Config
 from chalicelib.domain.history import iso
 from chalicelib.domain.link import PersonRef
 from chalicelib.errors import Permanent, Transient
@@ -702,9 +703,9 @@ def test_a_letter_rf_answered_user_not_found_while_the_token_reaches_the_campaig
     assert "until it is replayed" not in letters["why"] and "only if the RF token was the cause" in letters["why"]
 
 
-@pytest.mark.parametrize("failed_after_the_token", [-600, 240, 700])
+@pytest.mark.parametrize("failed_after_the_token,lease", [(-600, "120"), (240, "120"), (700, "120"), (880, "300")])
 def test_user_not_found_letters_that_failed_with_the_rf_token_replaced_since_are_not_advised_the_discard_alone(
-        failed_after_the_token):
+        failed_after_the_token, lease):
     """An RF token of another account: RF answers `User not found` for every user, and a join's work is
     dead-lettered so. The operator connects the campaign's account's token (`bridge rf connect`); doctor now shows
     the campaign, but the letter failed with the old token: a replay succeeds. Doctor said "the user was deleted
@@ -712,10 +713,12 @@ def test_user_not_found_letters_that_failed_with_the_rf_token_replaced_since_are
     failed minutes after the token was stored (the replay README advises right after `rf connect`, or a new join):
     a running worker keeps the token it read, and another account's token is never refused (no 401 to read again);
     and its batch, which took the old token at the last moment, is dead-lettered as it ends (700 s: one the worker
-    began at 599 s and ended within its lease)."""
+    began at 599 s and ended within its lease; 880 s, within the lease of a stage deployed with 300 s, as the CLI
+    reads its environment once `--stage` applied it, not as this process began)."""
     from tests.unit.test_join_use_case import join
     rt = healthy()
-    failed = rt.clock() + 780
+    rt.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", "BRIDGE_LEASE_SECONDS": lease})   # (as FakeWork)
+    failed = rt.clock() + 960
 
     def connect() -> None:
         rt.store.connections.put_rf(["token"])                      # the right account's token

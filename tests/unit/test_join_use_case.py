@@ -8,7 +8,9 @@ from chalicelib.domain.link import MOVED_UNKNOWN, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Deferred, Permanent, TokenRefused, Transient, Uncertain
 from chalicelib.messages import JoinMessage
+from chalicelib.ports import NotFound
 from chalicelib.ports.store import LEASE_SECONDS, Busy
+from chalicelib.services.concurrency import Runner
 from chalicelib.services.join import process_joins
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
@@ -382,6 +384,25 @@ def test_a_create_whose_answer_is_lost_is_found_by_our_marker_not_made_again():
     assert ("contact", "resumed") in history(work) and work.apis.intercom_.calls.count("create") == 1
 
 
+def test_a_contact_found_by_our_marker_by_a_try_that_then_failed_is_resumed_with_the_value_we_created_it_with():
+    """The create's answer was lost; the next try finds the contact by our marker and fails too (its tag answered 502):
+    the link records that contact with the baseline the bridge made it with, and the try after that resumes with both,
+    whatever the person made of it meanwhile (here: "Yes", which then qualifies)."""
+    work = world()
+    intercom = work.apis.intercom_
+    intercom.after["create"] = Uncertain("Intercom answered 500 to POST /contacts")
+    comes_back(work, join())
+    work.clock.now += 30
+    intercom.fail["tag"] = Transient("Intercom answered 502")
+    comes_back(work, join())
+    [contact] = intercom.contacts.values()
+    assert (link_of(work).contact_id, link_of(work).baseline) == (contact["id"], "No")
+    contact["custom_attributes"]["signed_up"] = "Yes"
+    run(work, join())
+    assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "No")
+    assert work.apis.rf_.qualified == ["7"] and intercom.calls.count("create") == 1
+
+
 def test_after_forget_the_same_join_finds_the_contact_made_before_and_says_so_not_resumed():
     """`bridge forget` erases the link, not the Intercom contact (it keeps our marker): the join that
     comes again links it as a contact that existed before, and the history says what happened."""
@@ -543,7 +564,7 @@ def test_a_join_whose_link_another_try_wrote_after_the_batch_read_it_resumes_wit
     [lead] = intercom.contacts.values()
     intercom.unsearchable.add(lead["id"])                                   # search lags the create
     work.clock.now += 1
-    [waits] = process_joins([ann], work.deps, *batch)
+    [waits] = process_joins([ann], work.deps, *batch, Runner(1))
     assert isinstance(waits, Busy) and "after this batch read it" in waits.reason
     run(work, join())
     assert list(intercom.contacts) == [lead["id"]] and link_of(work).contact_id == lead["id"]
@@ -1024,3 +1045,70 @@ def test_a_lead_found_qualified_is_counted_once_when_its_first_try_loses_its_cla
     assert link_of(work, "7").qualification is QState.QUALIFIED
     assert metrics.metric_set["ReferralsFoundQualified"]["Value"] == [1.0]
     metrics.metric_set.clear()
+
+
+def test_a_lead_merged_into_a_user_before_it_was_tagged_fails_no_join_and_its_user_is_tagged():
+    """Ann signs up in the product just after the bridge created her lead: Intercom merges the lead into her new user
+    before the batch's one `POST /tags`, which then tags none of its contacts (404). Nobody's join fails for it: Bob is
+    tagged, and so is the user Ann's lead lives in now."""
+    work = world()
+    intercom = work.apis.intercom_
+    create = intercom.create_contact
+
+    def then_signs_up(body: dict) -> dict:
+        contact = create(body)
+        if body["email"] == LEAD["email"]:
+            intercom.merge_contacts(contact["id"], intercom.add(LEAD["email"], role="user")["id"])
+        return contact
+
+    intercom.create_contact = then_signs_up               # type: ignore[method-assign]
+    bob = join({**LEAD, "id": "8", "email": "bob@example.com", "first_name": "Bob"}, user="8")
+    assert run(work, join(), bob) == {"done": 2, "retry": 0, "dead": 0}
+    ann_lead, bob_lead = (link_of(work, user).contact_id for user in ("7", "8"))
+    [ann_user] = [c["id"] for c in intercom.with_email(LEAD["email"])]
+    assert intercom.merged == {ann_lead: ann_user}
+    assert sorted(intercom.tags) == sorted([(bob_lead, "Referred"), (ann_user, "Referred")])
+    assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "No")
+
+
+def test_a_tag_refused_with_404_for_a_contact_intercom_still_shows_is_tried_again_not_called_gone():
+    """Intercom answers 404 to tagging Ann's new lead, which it still shows (a contact just made, not yet seen by
+    its tags): the lead is not gone, so her join is not linked untagged with a history saying it is; it is tried
+    again, and then tagged."""
+    work = world()
+    intercom = work.apis.intercom_
+    tag = intercom.tag_contacts
+    refusals = [NotFound("not yet"), NotFound("not yet")]
+
+    def not_seen_yet(contact_ids, tag_name):
+        if refusals:
+            raise refusals.pop()
+        tag(contact_ids, tag_name)
+
+    intercom.tag_contacts = not_seen_yet               # type: ignore[method-assign]
+    assert "1 of 1 records will be retried" in comes_back(work, join())
+    assert ("tag", "not_tagged") not in history(work)
+    assert run(work, join(), receives=2) == {"done": 1, "retry": 0, "dead": 0}
+    assert intercom.tags == [(link_of(work).contact_id, "Referred")]
+    assert ("tag", "tagged") in history(work) and ("tag", "not_tagged") not in history(work)
+
+
+def test_a_lead_merged_into_a_user_deleted_before_the_tag_is_linked_untagged_not_made_again():
+    """Ann's new lead is merged into the user she signed up as, and that user is deleted (say, at her request) before
+    the batch tags it: like a lead deleted itself, her join is linked to it, untagged, and says so; it does not fail
+    with Intercom's bare 404 to make her a new contact on its next try."""
+    work = world()
+    intercom = work.apis.intercom_
+    create = intercom.create_contact
+
+    def then_signs_up_and_is_deleted(body: dict) -> dict:
+        contact = create(body)
+        user = intercom.add(LEAD["email"], role="user")["id"]
+        intercom.merge_contacts(contact["id"], user)
+        intercom.contacts.pop(user)
+        return contact
+
+    intercom.create_contact = then_signs_up_and_is_deleted         # type: ignore[method-assign]
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    assert (link_of(work).status, link_of(work).contact_id, intercom.tags) == (LinkStatus.LINKED, "c1", [])
+    assert history(work)[-1] == ("tag", "not_tagged")

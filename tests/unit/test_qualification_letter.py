@@ -116,7 +116,7 @@ def test_a_letter_sent_again_because_the_worker_died_before_noting_it_is_listed_
     work.store.links.lettered = lettered                                 # type: ignore[method-assign]
     run(work, body, receives=2)
     assert len(letters(work)) == 2 and len(set(letters(work))) == 1
-    assert len(dead_letters.list_dead(work)) == 2
+    assert len(dead_letters.look(work).letters) == 2
     [selector] = set(replay_selectors(explain(work, "7").view()))
     work.clock.now += 60
     assert dead_letters.replay(work, *selector)["replayed"] == 2

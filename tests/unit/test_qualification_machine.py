@@ -8,7 +8,7 @@ import pytest
 from chalicelib.domain.link import Link, LinkStatus
 from chalicelib.domain.judge import Action, Sighting, judge, takes_baseline
 from chalicelib.domain.rules import key
-from chalicelib.domain.qualification import QState, allowed, ask_rf_first, claimable, open_states
+from chalicelib.domain.qualification import QState, ask_rf_first, claimable, open_states
 from chalicelib.domain.settings import Qualification
 
 RULE = Qualification(attribute="custom_attributes.signed_up", value="Yes")
@@ -28,19 +28,6 @@ def test_a_replay_and_only_a_replay_may_retry_a_failed_qualification():
     assert QState.FAILED not in open_states(replay=False) and QState.FAILED in open_states(replay=True)
     assert claimable(replay=False) == {QState.PENDING, QState.UNCONFIRMED}
     assert claimable(replay=True) == {QState.PENDING, QState.UNCONFIRMED, QState.FAILED}
-    assert not allowed(QState.FAILED, QState.QUALIFYING) and allowed(QState.FAILED, QState.QUALIFYING, replay=True)
-
-
-def test_qualification_only_goes_forward():
-    assert allowed(None, QState.PENDING) and allowed(QState.PENDING, QState.QUALIFYING)
-    assert all(allowed(QState.QUALIFYING, s) for s in (QState.QUALIFIED, QState.FAILED, QState.UNCONFIRMED))
-    assert not any(allowed(QState.QUALIFIED, s, replay=True) for s in QState)
-    assert not allowed(QState.PENDING, QState.QUALIFIED)        # never without a claim
-
-
-def test_a_decision_never_goes_back_to_waiting_for_the_contact():
-    assert not any(allowed(s, QState.PENDING, replay=True) for s in QState)
-    assert allowed(QState.UNCONFIRMED, QState.QUALIFYING) and not allowed(QState.UNCONFIRMED, QState.QUALIFIED)
 
 
 def test_rf_is_asked_first_on_a_first_claim_and_when_an_earlier_try_may_have_reached_it():

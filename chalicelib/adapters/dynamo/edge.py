@@ -54,8 +54,8 @@ class DynamoEdge:
             if item.expires_at is not None and item.expires_at < now:
                 continue                       # DynamoDB's TTL deletes it within a day or two
             if item.sk.startswith("REFUSED#"):
-                counts.append(RefusalCount(item.reason or "", item.sk.rsplit("#", 1)[1], int(item.n or 0),
-                                           item.first_at or item.at or "", item.at or ""))
+                counts.append(RefusalCount(item.reason or "", int(item.n or 0), item.first_at or item.at or "",
+                                           item.at or ""))
             elif item.sk.startswith("SAMPLE#"):
                 samples.append(_sample(item))
         counts.sort(key=lambda c: c.last_at, reverse=True)

@@ -10,7 +10,7 @@ from collections import Counter
 from contextlib import contextmanager
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 

@@ -58,6 +58,7 @@ RF_TOKEN = "rf-token"
 ATTRIBUTE = "signed_up"
 TARGET = "Yes"
 NOT_YET = ("No", "Not yet", "Trial")
+INITIAL = "No"                        # the value the bridge makes a lead with (qualification.initial_value)
 TAG = "Referred"
 COUNT_ATTRIBUTE = "referral_count"    # an integer attribute: each referrer's referral count (README)
 
@@ -69,7 +70,7 @@ SETTINGS = {
                          {"value": "referral", "to": "custom_attributes.lead_source"}]},
     "referrers": {"action": "create_user", "duplicates": "skip",
                   "fields": [{"from": "email", "to": "email"}]},
-    "qualification": {"attribute": f"custom_attributes.{ATTRIBUTE}", "value": TARGET, "initial_value": "No"},
+    "qualification": {"attribute": f"custom_attributes.{ATTRIBUTE}", "value": TARGET, "initial_value": INITIAL},
     # For the referral counts: no sync run is started (settings apply wants sync's fields and link
     # attribute all the same).
     "sync": {"fields": [{"from": "email", "to": "email"}, {"from": "name", "to": "first_name"}],
@@ -93,6 +94,7 @@ CHECKS = {
     "order_never_matters": "'Yes' (newer) delivered before 'No' (older) qualifies without a reconciliation",
     "referral_counts_exact": "every referrer's contact holds the number of distinct leads that joined with them",
     "referral_counts_stored": "every referrer's stored count is the number of distinct leads that joined with them",
+    "signups_followed": "a lead merged into a new user (a signup) is linked to the user, its baseline kept",
 }
 
 # Known breaks of issue 7 that this run reproduces in every run (the probes make sure): the test
@@ -116,6 +118,7 @@ class ChaosConfig:
     fault_rate: float = 0.10         # per proxied request, spread over the six kinds
     probes: bool = True              # scripted people that show each known break
     existing: float = 0.10           # share of leads that already have a (named) Intercom user
+    signups: float = 0.3             # share of new leads who sign up: Intercom merges their lead into a new user
     existing_yes: float = 0.05       # share whose existing contact already says "Yes" (require_change)
     never_yes: float = 0.10          # share of leads that never reach "Yes"
     thin: float = 0.30               # share of joins sent with only id + campaign_id (the bridge asks RF)
@@ -205,12 +208,15 @@ class Person:
     existing_name: Optional[str] = None
     unsearchable_for: Optional[float] = None   # search sees the existing contact this long after the join
     manual: bool = False             # its changes are made by a probe, not by the people thread
+    signup_after: Optional[float] = None   # signs up this long after the bridge created their lead
     # what happened
     started_at: Optional[float] = None
     applied: int = 0
     next_at: Optional[float] = None
     yes_at: Optional[float] = None
     last_contact: Optional[str] = None   # the contact the person changed last
+    signup_at: Optional[float] = None
+    signed_up: Optional[dict] = None     # {"lead", "user", "tagged", "step"}: the lead merged into the user
 
     @property
     def rf_id(self) -> int:
@@ -371,7 +377,8 @@ class People:
 
     def stepping(self) -> int:
         """People whose contact exists and who still have changes to make."""
-        return sum(1 for p in self.persons if p.started_at is not None and p.applied < len(p.values))
+        return sum(1 for p in self.persons if p.started_at is not None
+                   and (p.applied < len(p.values) or self._signs_up(p)))
 
     def _index(self) -> dict[str, dict]:
         """email -> {"oldest": contact id, "tagged": bool} over live contacts."""
@@ -398,7 +405,7 @@ class People:
                     del self._searchable_at[cid]
             index = None
             for p in self.persons:
-                if p.manual or p.applied >= len(p.values):
+                if p.manual or (p.applied >= len(p.values) and not self._signs_up(p)):
                     continue
                 if p.started_at is None:
                     index = index if index is not None else self._index()
@@ -407,12 +414,41 @@ class People:
                         continue
                     p.started_at = now
                     p.next_at = now + p.gaps[0]
+                    if p.signup_after is not None:
+                        p.signup_at = now + p.signup_after
                     if p.existing_id and p.unsearchable_for is not None:   # search catches up, later
                         self._searchable_at[p.existing_id] = now + p.unsearchable_for
+                if self._signs_up(p) and now >= p.signup_at:
+                    self.sign_up(p)
                 while p.applied < len(p.values) and now >= p.next_at:
                     self.change(p, p.values[p.applied])
                     if p.applied < len(p.values):
                         p.next_at = now + p.gaps[p.applied]
+
+    @staticmethod
+    def _signs_up(p: Person) -> bool:
+        return p.signup_at is not None and p.signed_up is None
+
+    def sign_up(self, p: Person) -> None:
+        """The person signs up in the product: Intercom makes a user with their email and merges their
+        lead (the oldest live one) into it, as its lead conversion does, and notifies `contact.merged`
+        (the survivor, `merged_from` the lead). Their later changes are made on the user."""
+        ic = self.intercom
+        with ic.lock:
+            leads = [c for cid, c in ic.contacts.items() if c.get("role") == "lead" and ic._live(cid)
+                     and (c.get("email") or "").lower() == p.email.lower()]
+            lead = min(leads, key=lambda c: (c["created_at"], int(c["id"], 16)), default=None)
+            if lead is None:
+                p.signed_up = {"lead": None}
+                return
+            tagged = any(t["name"] == TAG for t in lead["tags"]["data"])
+            user = ic.add_contact(p.email, role="user", searchable_after=ic.search_lag)
+            survivor = ic.merge(lead["id"], user["id"])
+        p.signed_up = {"lead": lead["id"], "user": user["id"], "tagged": tagged, "step": p.applied, "at": time.time()}
+        raw = json.dumps(ic.webhook_payload("contact.merged", {
+            **survivor, "merged_from": {"type": "contact", "id": lead["id"]}})).encode()
+        self.deliveries.schedule(Event(f"merge:{p.i}", "intercom", raw, {
+            "Content-Type": "application/json", "X-Hub-Signature": sign(raw, CLIENT_SECRET)}), self.spread)
 
     def change(self, p: Person, value: str, deliver: bool = True) -> Optional[Event]:
         cid = self.oldest(p.email)
@@ -499,6 +535,13 @@ def _population(cfg: ChaosConfig, rng: random.Random) -> list[Person]:
             person("new", steps + [rng.choice(NOT_YET)], thin=thin)
         else:
             person("new", steps + [TARGET], thin=thin)
+    # Who signs up, and when: from an RNG of its own, so that a seed's people, faults and kills stay what
+    # they were without signups. Half of them sign up as soon as their lead exists (racing the join's try:
+    # its tag, its link), the others at any moment of their changes.
+    signups = random.Random(f"{cfg.seed}:signups")
+    for p in people:
+        if p.kind == "new" and signups.random() < cfg.signups:
+            p.signup_after = signups.uniform(0, 0.4) if signups.random() < 0.5 else signups.uniform(0, sum(p.gaps))
     if cfg.probes:
         for name in PROBES:
             kw = dict(PROBE_PEOPLE.get(name, {}))
@@ -1070,7 +1113,7 @@ def _trail(p: Person, contacts: list, link: dict, entries: list, faults, kills) 
     made = ", ".join(f"{c['id']} made {at(float(c.get('created_at') or 0))[:8]}"
                      + (" tagged" if any(t["name"] == TAG for t in c["tags"]["data"]) else "") for c in contacts)
     events = [(str(e.get("sk", ""))[11:23], f"{e.get('event')}/{e.get('outcome')}"
-               + (f" ({str(e.get('reason'))[:90]})" if e.get("reason") else ""))
+               + (f" ({str(e.get('reason'))[:160]})" if e.get("reason") else ""))
               for e in entries if not str(e.get("sk", "")).startswith("~")]
     events += [(at(f["t"]), f"fault {f['kind']} {f['method']} {f['path']}") for f in faults
                if email in json.dumps(f.get("json")).lower()]
@@ -1095,7 +1138,7 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
         checks[name] = Check(name, not problems, len(problems), problems)
 
     def who(p: Person) -> str:
-        return f"{p.kind} #{p.i} (rf {p.rf_id})"
+        return f"{p.kind}{'/signed_up' if (p.signed_up or {}).get('user') else ''} #{p.i} (rf {p.rf_id})"
 
     # lost: not linked (ignored would be a deliberate, explained outcome: none is expected here)
     lost = []
@@ -1116,7 +1159,7 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
     # qualification against the person's latest value (on the contact they changed)
     missed, wrong = [], []
     for p in people:
-        cid = p.last_contact
+        cid = _canonical(intercom, p.last_contact)      # a change made on a lead merged since is on its user
         contact = intercom.get(cid) if cid else None
         latest = (contact or {}).get("custom_attributes", {}).get(ATTRIBUTE)
         qualified = bool(rf.users[p.rf_id]["qualified_at"])
@@ -1165,7 +1208,8 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
     for j, user in enumerate(referrers):
         if len(by_email.get(user["email"].lower(), [])) > 1:
             dup.append(f"referrer #{j} (rf {user['id']}): {len(by_email[user['email'].lower()])} contacts")
-    check("no_duplicate_contact", dup)
+    check("no_duplicate_contact", dup)     # (a person who signed up: their user and any lead the bridge made since)
+    check("signups_followed", _signups_followed(people, intercom, links, history, who, faults, kills))
     check("existing_contact_linked", not_existing)
     check("existing_values_kept", clobbered)
 
@@ -1192,6 +1236,34 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
             "the probe's 'Yes' then 'No' were applied and it was not qualified before a reconciliation"
             + (f" ({order_probe['why']})" if order_probe.get("why") else "")])
     return checks
+
+
+def _canonical(intercom: IntercomSim, cid: Optional[str]) -> Optional[str]:
+    """The contact `cid` is now: itself, or what Intercom merged it into (chains followed)."""
+    with intercom.lock:
+        while cid in intercom.merged_into:
+            cid = intercom.merged_into[cid]
+    return cid
+
+
+def _signups_followed(people, intercom, links, history, who, faults=(), kills=()) -> list[str]:
+    """A lead who signed up (their lead merged into a new user) is linked to that user, as a user, with the
+    baseline the bridge made their lead with (the user was made after they joined: its value is a change)."""
+    problems = []
+    for p in people:
+        merged = p.signed_up or {}
+        if not merged.get("user"):
+            continue
+        link = links.get(str(p.rf_id)) or {}
+        survivor = _canonical(intercom, merged["lead"])
+        baseline = _json(link.get("baseline"))
+        if link.get("contact_id") != survivor or link.get("contact_role") != "user" or baseline != INITIAL:
+            problems.append(f"{who(p)}: lead {merged['lead']} merged into {survivor} at {merged['at']:.3f} "
+                            f"({'after' if merged['tagged'] else 'before'} the bridge tagged it); link on "
+                            f"{link.get('contact_id')} as {link.get('contact_role')}, baseline {baseline!r} of "
+                            f"{link.get('baseline_of')!r}, joined at {link.get('joined_at')} — "
+                            + _trail(p, [], link, history.get(str(p.rf_id), []), faults, kills))
+    return problems
 
 
 def _expected_counts(people: list[Person]) -> Counter:
@@ -1272,6 +1344,11 @@ def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, wor
                                f"{dict(sorted(deliveries.statuses.items(), key=str))}; p50 "
                                f"{_pct(deliveries.latencies, .5) * 1000:.0f} ms, p95 "
                                f"{_pct(deliveries.latencies, .95) * 1000:.0f} ms")
+    if cfg.signups:
+        signed = [p.signed_up for p in people if (p.signed_up or {}).get("user")]
+        f["signups"] = (f"{len(signed)} leads merged into a new user: {sum(not s['tagged'] for s in signed)} before "
+                        f"the bridge had tagged the lead (its join's try unfinished), "
+                        f"{sum(s['step'] == 0 for s in signed)} before the person's first change")
     reconciled = sum(int(r.get("queued", 0)) for r in api.runs if isinstance(r, dict))
     overdue = sum(int(r.get("overdue", 0)) for r in api.runs if isinstance(r, dict))
     f["reconciliation runs"] = (f"{len(api.runs)} ({settle_rounds} while settling), {reconciled} checks of pending "
