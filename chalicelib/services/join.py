@@ -721,12 +721,28 @@ def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
                                         "the join made or found it: that contact is tagged",
                                         {"tag": tag, "contact_id": merged.canonical_id}))
             return
+        if merged.canonical_id and _shows(intercom, merged.canonical_id):     # (a user just made, as a lead may be)
+            raise _refused(merged.canonical_id)
     except NotFound:
         pass
-    else:       # not gone: the 404 was not about it (a contact just made, not yet seen by its tags)
-        raise Transient(f"Intercom would not tag contact {made} (404), which it still shows: tagged on the next try")
+    else:
+        raise _refused(made)
     attempt.tagged.append(Entry("tag", "not_tagged", f"Intercom would not tag contact {made} (404): it is gone since "
                                 "the join made or found it", {"tag": tag}))
+
+
+def _shows(intercom: IntercomPort, contact_id: str) -> bool:
+    try:
+        intercom.get_contact(contact_id)
+    except (NotFound, Merged):
+        return False
+    return True
+
+
+def _refused(contact_id: str) -> Transient:
+    """A contact whose tag Intercom answered 404 and which it still shows: the 404 was not about it being gone (a
+    contact just made, not yet seen by its tags), so the join is tried again, and the retry tags it."""
+    return Transient(f"Intercom would not tag contact {contact_id} (404), which it still shows: tagged on the next try")
 
 
 def _tagged(intercom: IntercomPort, contact_id: str, tag: str) -> bool:

@@ -1112,3 +1112,33 @@ def test_a_lead_merged_into_a_user_deleted_before_the_tag_is_linked_untagged_not
     assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
     assert (link_of(work).status, link_of(work).contact_id, intercom.tags) == (LinkStatus.LINKED, "c1", [])
     assert history(work)[-1] == ("tag", "not_tagged")
+
+
+def test_a_tag_refused_with_404_for_the_user_a_lead_was_merged_into_which_intercom_still_shows_is_tried_again():
+    """Ann's new lead is merged into the user she just signed up as, and Intercom answers 404 to tagging that user too,
+    which it still shows (a contact just made, not yet seen by its tags): like her lead in that case, the user is not
+    called gone and left untagged; her join is tried again, and the user is tagged."""
+    work = world()
+    intercom = work.apis.intercom_
+    create, tag = intercom.create_contact, intercom.tag_contacts
+    users: list[str] = []
+    refusals = [NotFound("not yet")]
+
+    def then_signs_up(body: dict) -> dict:
+        contact = create(body)
+        users.append(intercom.add(LEAD["email"], role="user")["id"])
+        intercom.merge_contacts(contact["id"], users[0])
+        return contact
+
+    def user_not_seen_yet(contact_ids, tag_name):
+        if contact_ids == users and refusals:
+            raise refusals.pop()
+        tag(contact_ids, tag_name)
+
+    intercom.create_contact = then_signs_up                # type: ignore[method-assign]
+    intercom.tag_contacts = user_not_seen_yet              # type: ignore[method-assign]
+    assert "1 of 1 records will be retried" in comes_back(work, join())
+    assert ("tag", "not_tagged") not in history(work)
+    assert run(work, join(), receives=2) == {"done": 1, "retry": 0, "dead": 0}
+    assert intercom.tags == [(users[0], "Referred")]
+    assert ("tag", "not_tagged") not in history(work)
