@@ -28,7 +28,7 @@ from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import count_attribute, counted_referrer
 from ..errors import Deferred, Disconnected, InvalidSettings, Permanent, TokenRefused, Transient, unforeseen, waits
-from ..messages import JoinMessage, VerifyMessage
+from ..messages import CheckMessage, JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
 from ..ports.edge import SAMPLES, RefusalSample, fields_scope
@@ -136,6 +136,7 @@ class Attempt:
     rf_qualified_at: Optional[str] = None      # RF, asked at the join, holds the lead qualified already
     began: float = 0.0                         # before this try read the attribute list (a list read since is fresh)
     read_again: bool = False                   # a refused write read the list again (at most once a try)
+    merged_into: Optional[str] = None          # the tag step met the contact merged into this one (a signup)
 
     @property
     def active(self) -> bool:
@@ -217,6 +218,7 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     # The new leads' verifications are queued while they are tagged: both before the links are written.
     runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
+    _follow_later(attempts, deps)
     for attempt in attempts:
         if attempt.error is None and attempt.outcome is not None and attempt.reached is not None \
                 and attempt.reached.resumed:
@@ -720,6 +722,7 @@ def _tag_alone(intercom: IntercomPort, tag: str, attempt: Attempt) -> None:
             attempt.tagged.append(Entry("tag", "tagged", f"contact {made} was merged into {merged.canonical_id} since "
                                         "the join made or found it: that contact is tagged",
                                         {"tag": tag, "contact_id": merged.canonical_id}))
+            attempt.merged_into = merged.canonical_id
             return
         if merged.canonical_id and _shows(intercom, merged.canonical_id):     # (a user just made, as a lead may be)
             raise _refused(merged.canonical_id)
@@ -901,6 +904,23 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
     resumed = deps.links.get(attempt.ref)
     if resumed is not None and resumed.qualification is QState.PENDING:
         deps.qualifier.evaluate(resumed, settings, Sighting(reached.contact, "join resumed"))
+
+
+def _follow_later(attempts: list[Attempt], deps: WorkDeps) -> None:
+    """A lead the tag step met merged into another contact (she signed up meanwhile) is linked to the contact the
+    join made or found: the merge's notification, if it came while the join was unfinished, found no link to move.
+    A check of her is queued: it follows the merge (her baseline kept) and judges that contact now, not at
+    reconciliation's next sweep (which follows it anyway, should this send fail)."""
+    checks = [CheckMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace).wire()
+              for a in attempts if a.merged_into and a.error is None and a.outcome is not None
+              and a.person is not None and a.person.values.get("type") == LEAD
+              and a.settings is not None and a.settings.qualification is not None]
+    if not checks or deps.queue is None:
+        return
+    try:
+        deps.queue.send_many(checks)
+    except Exception:
+        logger.exception("could not queue the check of a lead merged during her join: reconciliation follows it")
 
 
 def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:

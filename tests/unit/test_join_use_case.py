@@ -1071,6 +1071,34 @@ def test_a_lead_merged_into_a_user_before_it_was_tagged_fails_no_join_and_its_us
     assert (link_of(work).status, link_of(work).baseline) == (LinkStatus.LINKED, "No")
 
 
+def test_a_signup_whose_merge_notification_came_while_her_join_was_unfinished_is_followed_and_judged_at_once():
+    """Ann signs up just after the bridge created her lead, and at once meets the rule on her new user: Intercom's
+    merge notification comes while her join is unfinished and finds no link to move, so her link was left on the
+    merged lead, and the "Yes" waited for reconciliation's sweep to read the lead's 410 (minutes). The join, which
+    met the merge when it tagged her user, queues a check of her: it follows the merge, keeps her baseline ("No",
+    the lead's) and qualifies her now."""
+    work = world()
+    intercom = work.apis.intercom_
+    create = intercom.create_contact
+
+    def then_signs_up(body: dict) -> dict:
+        contact = create(body)
+        user = intercom.add(LEAD["email"], role="user", signed_up="Yes")
+        intercom.merge_contacts(contact["id"], user["id"])
+        run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": contact["id"]}))
+        return contact
+
+    intercom.create_contact = then_signs_up               # type: ignore[method-assign]
+    assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
+    [user] = [c["id"] for c in intercom.with_email(LEAD["email"])]
+    queued = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "intercom.check"]
+    assert queued == [check()]
+    run(work, *queued)
+    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).qualification) == \
+        (user, "No", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"]
+
+
 def test_a_tag_refused_with_404_for_a_contact_intercom_still_shows_is_tried_again_not_called_gone():
     """Intercom answers 404 to tagging Ann's new lead, which it still shows (a contact just made, not yet seen by
     its tags): the lead is not gone, so her join is not linked untagged with a history saying it is; it is tried
