@@ -281,7 +281,11 @@ class Found:
     seen: set[tuple[str, str]] = field(default_factory=set)
 
     def linked_to_contact(self, workspace: str, contact_id: Optional[str]) -> list[Link]:
-        return self._links(workspace, self.by_contact.get((workspace, contact_id or ""), frozenset()))
+        """The links the contact's pointer names that are on this contact still: a pointer names a person, the link
+        which contact is hers (a retried join that found the contact its first try made merged links her on the
+        survivor, and the merged one's pointer names her still: its late notifications are not hers)."""
+        pointed = self.by_contact.get((workspace, contact_id or ""), frozenset())
+        return [link for link in self._links(workspace, pointed) if link.contact_id == contact_id]
 
     def linked_to_email(self, workspace: str, email: Optional[str]) -> list[Link]:
         """The links the email's pointer names that have this email still (a batch keeps the links as its

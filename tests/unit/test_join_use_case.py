@@ -1099,6 +1099,35 @@ def test_a_signup_whose_merge_notification_came_while_her_join_was_unfinished_is
     assert work.apis.rf_.qualified == ["7"]
 
 
+def test_a_late_notification_of_the_lead_a_retried_join_found_merged_changes_nothing_of_her_link_on_the_user():
+    """Ann's first try created her lead and failed (its tag refused); she signed up meanwhile, and Intercom merged the
+    lead into her user; the retry resumed with the lead, found it merged and linked her on the user. A notification
+    of the lead from before the merge, delivered late, still found her through the lead's pointer, which the retry
+    left: it made her link's contact a lead again (a chaos run's signup, seed 208), and its value was judged as
+    hers. A pointer names a person; the link says which contact is hers."""
+    work = world()
+    intercom = work.apis.intercom_
+    tag = intercom.tag_contacts
+    refusals = [Transient("Intercom answered 503")]
+
+    def refused_once(contact_ids, tag_name):
+        if refusals:
+            raise refusals.pop()
+        tag(contact_ids, tag_name)
+
+    intercom.tag_contacts = refused_once               # type: ignore[method-assign]
+    assert "1 of 1 records will be retried" in comes_back(work, join())
+    lead = intercom.contacts[link_of(work).contact_id]
+    user = intercom.add(LEAD["email"], role="user", signed_up="No")
+    intercom.merge_contacts(lead["id"], user["id"])
+    assert run(work, join(), receives=2) == {"done": 1, "retry": 0, "dead": 0}
+    assert (link_of(work).contact_id, link_of(work).contact_role) == (user["id"], "user")
+    late = {**lead, "custom_attributes": {**lead["custom_attributes"], "signed_up": "Yes"}}
+    run(work, event(late, "contact.lead.updated", notification="n-late"))
+    assert (link_of(work).contact_id, link_of(work).contact_role, link_of(work).qualification) == \
+        (user["id"], "user", QState.PENDING)
+
+
 def test_a_tag_refused_with_404_for_a_contact_intercom_still_shows_is_tried_again_not_called_gone():
     """Intercom answers 404 to tagging Ann's new lead, which it still shows (a contact just made, not yet seen by
     its tags): the lead is not gone, so her join is not linked untagged with a history saying it is; it is tried
