@@ -2,6 +2,7 @@
 Intercom, what to do with a duplicate, which baseline to remember. Pure: no I/O."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional
@@ -226,7 +227,8 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
     if q is None or not link.is_lead:
         return {}
     created, updated = rules.event_time(target.get("created_at")), rules.event_time(target.get("updated_at"))
-    if joined is not None and created is not None and created > joined:
+    # (Intercom's times are whole seconds: one made in the second the person joined is taken as made after it)
+    if joined is not None and created is not None and created >= math.floor(joined):
         return {}
     if joined is not None and updated is not None and updated <= joined:
         return {"baseline": baseline(settings, target), "baseline_of": q.attribute}

@@ -106,6 +106,10 @@ def test_the_baseline_after_moving_is_the_older_contacts_value_only_if_it_did_no
     assert join.moved_baseline(SETTINGS, lead, yes) == {"baseline": "Yes", "baseline_of": "custom_attributes.signed_up"}
     assert join.moved_baseline(SETTINGS, lead, {**yes, "updated_at": 1001}) == unknown
     assert join.moved_baseline(SETTINGS, lead, {**yes, "created_at": 1001, "updated_at": 1001}) == {}
+    # Intercom's times are whole seconds: a user made in the second the person joined, 0.4 s after (she signed up
+    # at once, a chaos run's signup), says 1000 of a join at 1000.5: made after she joined, not her value then
+    later = Link("42", "7", "ws", LinkStatus.LINKED, kind=LEAD, baseline="No", joined_at=iso(1000.5))
+    assert join.moved_baseline(SETTINGS, later, {**yes, "created_at": 1000, "updated_at": 1000}) == {}
     assert join.moved_baseline(SETTINGS, lead, {"custom_attributes": {"signed_up": "Yes"}}) == unknown
 
 
