@@ -1099,6 +1099,20 @@ def test_a_signup_whose_merge_notification_came_while_her_join_was_unfinished_is
     assert work.apis.rf_.qualified == ["7"]
 
 
+def tags_refused(work: FakeWork, *refusals: Exception) -> FakeIntercom:
+    """Intercom's tag calls answer each of `refusals` in turn, then tag."""
+    intercom, left = work.apis.intercom_, list(refusals)
+    tag = intercom.tag_contacts
+
+    def refused(contact_ids, tag_name):
+        if left:
+            raise left.pop(0)
+        tag(contact_ids, tag_name)
+
+    intercom.tag_contacts = refused               # type: ignore[method-assign]
+    return intercom
+
+
 def test_a_late_notification_of_the_lead_a_retried_join_found_merged_changes_nothing_of_her_link_on_the_user():
     """Ann's first try created her lead and failed (its tag refused); she signed up meanwhile, and Intercom merged the
     lead into her user; the retry resumed with the lead, found it merged and linked her on the user. A notification
@@ -1106,16 +1120,7 @@ def test_a_late_notification_of_the_lead_a_retried_join_found_merged_changes_not
     left: it made her link's contact a lead again (a chaos run's signup, seed 208), and its value was judged as
     hers. A pointer names a person; the link says which contact is hers."""
     work = world()
-    intercom = work.apis.intercom_
-    tag = intercom.tag_contacts
-    refusals = [Transient("Intercom answered 503")]
-
-    def refused_once(contact_ids, tag_name):
-        if refusals:
-            raise refusals.pop()
-        tag(contact_ids, tag_name)
-
-    intercom.tag_contacts = refused_once               # type: ignore[method-assign]
+    intercom = tags_refused(work, Transient("Intercom answered 503"))
     assert "1 of 1 records will be retried" in comes_back(work, join())
     lead = intercom.contacts[link_of(work).contact_id]
     user = intercom.add(LEAD["email"], role="user", signed_up="No")
@@ -1133,16 +1138,7 @@ def test_a_tag_refused_with_404_for_a_contact_intercom_still_shows_is_tried_agai
     its tags): the lead is not gone, so her join is not linked untagged with a history saying it is; it is tried
     again, and then tagged."""
     work = world()
-    intercom = work.apis.intercom_
-    tag = intercom.tag_contacts
-    refusals = [NotFound("not yet"), NotFound("not yet")]
-
-    def not_seen_yet(contact_ids, tag_name):
-        if refusals:
-            raise refusals.pop()
-        tag(contact_ids, tag_name)
-
-    intercom.tag_contacts = not_seen_yet               # type: ignore[method-assign]
+    intercom = tags_refused(work, NotFound("not yet"), NotFound("not yet"))
     assert "1 of 1 records will be retried" in comes_back(work, join())
     assert ("tag", "not_tagged") not in history(work)
     assert run(work, join(), receives=2) == {"done": 1, "retry": 0, "dead": 0}
