@@ -155,6 +155,12 @@ class Attempt:
     def marker(self) -> str:
         return decide.marker(*self.ref)
 
+    @property
+    def judged(self) -> bool:
+        """A lead of a campaign with a qualification rule: her link waits for it (pending)."""
+        return self.person is not None and self.person.values.get("type") == LEAD and \
+            self.settings is not None and self.settings.qualification is not None
+
 
 def process_joins(messages: Sequence[JoinMessage], deps: WorkDeps, links: dict[PersonRef, Link],
                   documents: dict[str, dict], runner: Runner) -> list[Any]:
@@ -843,8 +849,7 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
         return attempt.ignored, attempt.entries
     reached, person, settings = attempt.reached, attempt.person, attempt.settings
     assert reached is not None and person is not None and settings is not None
-    contact, kind = reached.contact, person.values.get("type")
-    pending = kind == LEAD and settings.qualification is not None
+    contact, kind, pending = reached.contact, person.values.get("type"), attempt.judged
     already = attempt.rf_qualified_at if pending else None
     entries = [Entry("qualification", "qualified", f"Referral Factory says user {person.values.get('id')} is "
                      f"qualified already (since {already}): recorded, and never called for it")] if already else []
@@ -912,9 +917,7 @@ def _follow_later(attempts: list[Attempt], deps: WorkDeps) -> None:
     A check of her is queued: it follows the merge (her baseline kept) and judges that contact now, not at
     reconciliation's next sweep (which follows it anyway, should this send fail)."""
     checks = [CheckMessage(campaign_id=a.ref.campaign_id, rf_user_id=a.ref.rf_user_id, workspace=a.workspace).wire()
-              for a in attempts if a.merged_into and a.error is None and a.outcome is not None
-              and a.person is not None and a.person.values.get("type") == LEAD
-              and a.settings is not None and a.settings.qualification is not None]
+              for a in attempts if a.merged_into and a.error is None and a.outcome is not None and a.judged]
     if not checks or deps.queue is None:
         return
     try:
