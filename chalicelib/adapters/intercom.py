@@ -47,10 +47,13 @@ class IntercomClient(JsonApi):
         errors = body.get("errors") if isinstance(body, dict) else None
         return str(errors[0].get("code", "")) if errors else ""
 
-    def _call(self, method: str, path: str, **kw) -> Any:
+    def _call(self, method: str, path: str, gone: Optional[str] = None, **kw) -> Any:
+        """`gone`: what a 404 or 410 says is gone (NotFound of it); otherwise they are failures like any other."""
         try:
             return self.call(method, path, **kw)
         except ApiError as exc:
+            if gone is not None and exc.status in (404, 410):
+                raise NotFound(gone) from None
             raise self._classify(exc) from None
 
     def _classify(self, exc: ApiError) -> Exception:
@@ -156,14 +159,10 @@ class IntercomClient(JsonApi):
         """`POST /tags` with the list of users: the tag is found (or created) by its name and applied
         to every contact in one call (no tag id to learn first)."""
         for chunk in _chunks(list(dict.fromkeys(contact_ids)), TAG_USERS):
-            try:
-                self.call("POST", "/tags", json_body={"name": tag_name, "users": [{"id": i} for i in chunk]})
-            except ApiError as exc:
-                # One of them is gone (merged, deleted, archived): none is tagged. Intercom's OpenAPI names no answer
-                # for it; its GET of a merged contact answers 410, so a 410 here is taken as the 404 is.
-                if exc.status in (404, 410):
-                    raise NotFound(",".join(chunk)) from None
-                raise self._classify(exc) from None
+            # One of them gone (merged, deleted, archived): none is tagged. Intercom's OpenAPI names no answer for
+            # it; its GET of a merged contact answers 410, so a 410 here is taken as the 404 is.
+            self._call("POST", "/tags", gone=",".join(chunk),
+                       json_body={"name": tag_name, "users": [{"id": i} for i in chunk]})
 
     def segments(self) -> list[dict]:
         """Every segment (Intercom answers all at once today; a `pages.next` is followed if it comes)."""
