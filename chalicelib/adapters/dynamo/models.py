@@ -393,11 +393,17 @@ class Unprocessed(Transient):
     work, or the command's one line."""
 
 
-def _unprocessed(call: Callable[[list[dict]], list[dict]], keys: list[dict], what: str) -> None:
-    """`call` of `keys` (DynamoDB's form), then of the keys it answers left unprocessed: a throttled table does so
-    with an HTTP 200, which botocore does not retry. AWS asks for a growing wait before each call again (PynamoDB's
-    batch_get and batch_write make it at once, in a loop that hammers the throttled partition): half of it random,
-    so that the callers a throttle held back do not all come back together."""
+def _unprocessed(call: Callable[[list[dict]], list[dict]], keys: Iterable[Key], size: int, what: str) -> None:
+    """`call` of `keys` (once each, in DynamoDB's form), `size` a call, then of the keys it answers left unprocessed:
+    a throttled table does so with an HTTP 200, which botocore does not retry. AWS asks for a growing wait before
+    each call again (PynamoDB's batch_get and batch_write make it at once, in a loop that hammers the throttled
+    partition): half of it random, so that the callers a throttle held back do not all come back together."""
+    wanted = [{"pk": {"S": k[0]}, "sk": {"S": k[1]}} for k in dict.fromkeys(keys)]
+    for start in range(0, len(wanted), size):
+        _unprocessed_chunk(call, wanted[start:start + size], what)
+
+
+def _unprocessed_chunk(call: Callable[[list[dict]], list[dict]], keys: list[dict], what: str) -> None:
     left, tries = keys, 0
     while left:
         if tries == UNPROCESSED_TRIES:
@@ -410,13 +416,8 @@ def _unprocessed(call: Callable[[list[dict]], list[dict]], keys: list[dict], wha
         tries += 1
 
 
-def _key(key: Key) -> dict:
-    return {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
-
-
 def batch_get(model: Type[M], keys: Iterable[Key], consistent: bool = False) -> list[M]:
     """The items of `keys` there are (one read each, however many calls DynamoDB takes to answer them all)."""
-    wanted = [_key(k) for k in dict.fromkeys(keys)]
     connection, table = model._get_connection(), model.Meta.table_name
     found: list[M] = []
 
@@ -424,21 +425,18 @@ def batch_get(model: Type[M], keys: Iterable[Key], consistent: bool = False) -> 
         answer = connection.batch_get_item(asked, consistent_read=consistent)  # type: ignore[arg-type] # (key maps)
         found.extend(model.from_raw_data(raw) for raw in answer.get("Responses", {}).get(table, ()))
         return answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys") or []
-    for start in range(0, len(wanted), BATCH_GET_KEYS):
-        _unprocessed(read, wanted[start:start + BATCH_GET_KEYS], "keys to read")
+    _unprocessed(read, keys, BATCH_GET_KEYS, "keys to read")
     return found
 
 
 def batch_delete(model: Type[M], keys: Iterable[Key]) -> None:
     """Delete the items of `keys` (those there are), 25 a call."""
-    wanted = [_key(k) for k in dict.fromkeys(keys)]
     connection, table = model._get_connection(), model.Meta.table_name
 
     def delete(asked: list[dict]) -> list[dict]:
         answer = connection.batch_write_item(delete_items=asked)
         return [r["DeleteRequest"]["Key"] for r in (answer.get("UnprocessedItems") or {}).get(table, ())]
-    for start in range(0, len(wanted), BATCH_WRITE_ITEMS):
-        _unprocessed(delete, wanted[start:start + BATCH_WRITE_ITEMS], "items to delete")
+    _unprocessed(delete, keys, BATCH_WRITE_ITEMS, "items to delete")
 
 
 def get(model: Type[M], key: Key, consistent: bool = False) -> Optional[M]:

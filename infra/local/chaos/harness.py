@@ -1196,9 +1196,7 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
                        + _trail(p, ours, links.get(str(p.rf_id)) or {}, history.get(str(p.rf_id), []), faults, kills))
         if p.existing_id:
             link = links.get(str(p.rf_id)) or {}
-            canonical = p.existing_id
-            while canonical in intercom.merged_into:
-                canonical = intercom.merged_into[canonical]
+            canonical = _canonical(intercom, p.existing_id)
             if link.get("contact_id") not in (p.existing_id, canonical):
                 not_existing.append(f"{who(p)}: linked to {link.get('contact_id')}, not to its existing contact "
                                     f"{p.existing_id}")
@@ -1241,9 +1239,7 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
 def _canonical(intercom: IntercomSim, cid: Optional[str]) -> Optional[str]:
     """The contact `cid` is now: itself, or what Intercom merged it into (chains followed)."""
     with intercom.lock:
-        while cid in intercom.merged_into:
-            cid = intercom.merged_into[cid]
-    return cid
+        return intercom._canonical(cid)
 
 
 def _signups_followed(people, intercom, links, history, who, faults=(), kills=()) -> list[str]:
@@ -1280,11 +1276,9 @@ def _count_puts(intercom: IntercomSim) -> list[dict]:
 def _referrer_contact(intercom: IntercomSim, link: Optional[dict], email: str) -> Optional[str]:
     """The referrer's contact: the one their link names (or what it was merged into), else the
     oldest live contact with their email."""
-    cid = (link or {}).get("contact_id")
-    with intercom.lock:
-        while cid in intercom.merged_into:
-            cid = intercom.merged_into[cid]
-        if cid is None:
+    cid = _canonical(intercom, (link or {}).get("contact_id"))
+    if cid is None:
+        with intercom.lock:
             cid = next((c for c, v in intercom.contacts.items() if c not in intercom.merged_into
                         and c not in intercom.archived and (v.get("email") or "").lower() == email.lower()), None)
     return cid
