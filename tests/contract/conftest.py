@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from tests.fakes import FakeClock
-from tests.support.moto_server import moto_endpoint  # noqa: F401 (a fixture)
+from tests.support.moto_server import dynamo_store, moto_endpoint  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -19,13 +19,5 @@ def store(request, clock, monkeypatch):
     if request.param == "memory":
         yield MemoryStore(clock)
         return
-    from infra.local.aws import deploy, unique_prefix
-
-    from chalicelib.adapters.dynamo import DynamoStore, bind
-
-    resources = deploy(request.getfixturevalue("moto_endpoint"), unique_prefix("c"))
-    for key, value in resources.env().items():
-        monkeypatch.setenv(key, value)
-    bind(resources.table)
-    yield DynamoStore(clock)
-    bind("rf-intercom-bridge-table")
+    with dynamo_store(request.getfixturevalue("moto_endpoint"), monkeypatch, clock, "c") as dynamo:
+        yield dynamo

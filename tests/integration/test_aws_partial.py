@@ -10,11 +10,11 @@ import uuid
 
 import pytest
 
-from chalicelib.adapters.dynamo import DynamoStore, bind, models
+from chalicelib.adapters.dynamo import models
 from chalicelib.domain.history import Entry
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
 from tests.fakes import FakeClock
-from tests.support.moto_server import moto_endpoint  # noqa: F401 (a fixture)
+from tests.support.moto_server import dynamo_store, moto_endpoint  # noqa: F401 (a fixture)
 
 THROTTLED_FOR = 0.5       # seconds of the store's waits during which the table leaves keys unprocessed
 HAMMERED = 12             # calls while throttled: far more than a backoff makes in THROTTLED_FOR
@@ -22,14 +22,8 @@ HAMMERED = 12             # calls while throttled: far more than a backoff makes
 
 @pytest.fixture
 def store(moto_endpoint, monkeypatch):  # noqa: F811
-    from infra.local.aws import deploy, unique_prefix
-
-    resources = deploy(moto_endpoint, unique_prefix("p"))
-    for key, value in resources.env().items():
-        monkeypatch.setenv(key, value)
-    bind(resources.table)
-    yield DynamoStore(FakeClock())
-    bind("rf-intercom-bridge-table")
+    with dynamo_store(moto_endpoint, monkeypatch, FakeClock(), "p") as dynamo:
+        yield dynamo
 
 
 class Throttled:

@@ -1,6 +1,8 @@
 """Use case: people joined. Through the worker's registry, on the store's twin and fake APIs."""
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 
 from chalicelib.domain import people
@@ -1047,21 +1049,33 @@ def test_a_lead_found_qualified_is_counted_once_when_its_first_try_loses_its_cla
     metrics.metric_set.clear()
 
 
+def signs_up_once_created(work: FakeWork, then: Callable[[str, dict], object] = lambda lead, user: None,
+                          **custom: str) -> list[str]:
+    """Ann signs up in the product just after the bridge creates her lead: Intercom merges the lead into her new user
+    (holding `custom`), then `then(lead, user)` happens. The users she signed up as."""
+    intercom, users = work.apis.intercom_, []
+    create = intercom.create_contact
+
+    def then_signs_up(body: dict) -> dict:
+        contact = create(body)
+        if body["email"] == LEAD["email"]:
+            user = intercom.add(LEAD["email"], role="user", **custom)
+            users.append(user["id"])
+            intercom.merge_contacts(contact["id"], user["id"])
+            then(contact["id"], user)
+        return contact
+
+    intercom.create_contact = then_signs_up               # type: ignore[method-assign]
+    return users
+
+
 def test_a_lead_merged_into_a_user_before_it_was_tagged_fails_no_join_and_its_user_is_tagged():
     """Ann signs up in the product just after the bridge created her lead: Intercom merges the lead into her new user
     before the batch's one `POST /tags`, which then tags none of its contacts (404). Nobody's join fails for it: Bob is
     tagged, and so is the user Ann's lead lives in now."""
     work = world()
     intercom = work.apis.intercom_
-    create = intercom.create_contact
-
-    def then_signs_up(body: dict) -> dict:
-        contact = create(body)
-        if body["email"] == LEAD["email"]:
-            intercom.merge_contacts(contact["id"], intercom.add(LEAD["email"], role="user")["id"])
-        return contact
-
-    intercom.create_contact = then_signs_up               # type: ignore[method-assign]
+    signs_up_once_created(work)
     bob = join({**LEAD, "id": "8", "email": "bob@example.com", "first_name": "Bob"}, user="8")
     assert run(work, join(), bob) == {"done": 2, "retry": 0, "dead": 0}
     ann_lead, bob_lead = (link_of(work, user).contact_id for user in ("7", "8"))
@@ -1079,16 +1093,8 @@ def test_a_signup_whose_merge_notification_came_while_her_join_was_unfinished_is
     the lead's) and qualifies her now."""
     work = world()
     intercom = work.apis.intercom_
-    create = intercom.create_contact
-
-    def then_signs_up(body: dict) -> dict:
-        contact = create(body)
-        user = intercom.add(LEAD["email"], role="user", signed_up="Yes")
-        intercom.merge_contacts(contact["id"], user["id"])
-        run(work, event(user, "contact.merged", merged_from={"type": "contact", "id": contact["id"]}))
-        return contact
-
-    intercom.create_contact = then_signs_up               # type: ignore[method-assign]
+    signs_up_once_created(work, lambda lead, user: run(work, event(user, "contact.merged", merged_from={
+        "type": "contact", "id": lead})), signed_up="Yes")
     assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
     [user] = [c["id"] for c in intercom.with_email(LEAD["email"])]
     queued = [m for m in work.queue.sent if isinstance(m, dict) and m.get("kind") == "intercom.check"]
@@ -1152,16 +1158,7 @@ def test_a_lead_merged_into_a_user_deleted_before_the_tag_is_linked_untagged_not
     with Intercom's bare 404 to make her a new contact on its next try."""
     work = world()
     intercom = work.apis.intercom_
-    create = intercom.create_contact
-
-    def then_signs_up_and_is_deleted(body: dict) -> dict:
-        contact = create(body)
-        user = intercom.add(LEAD["email"], role="user")["id"]
-        intercom.merge_contacts(contact["id"], user)
-        intercom.contacts.pop(user)
-        return contact
-
-    intercom.create_contact = then_signs_up_and_is_deleted         # type: ignore[method-assign]
+    signs_up_once_created(work, lambda lead, user: intercom.contacts.pop(user["id"]))
     assert run(work, join()) == {"done": 1, "retry": 0, "dead": 0}
     assert (link_of(work).status, link_of(work).contact_id, intercom.tags) == (LinkStatus.LINKED, "c1", [])
     assert history(work)[-1] == ("tag", "not_tagged")
@@ -1173,22 +1170,14 @@ def test_a_tag_refused_with_404_for_the_user_a_lead_was_merged_into_which_interc
     called gone and left untagged; her join is tried again, and the user is tagged."""
     work = world()
     intercom = work.apis.intercom_
-    create, tag = intercom.create_contact, intercom.tag_contacts
-    users: list[str] = []
+    tag, users = intercom.tag_contacts, signs_up_once_created(work)
     refusals = [NotFound("not yet")]
-
-    def then_signs_up(body: dict) -> dict:
-        contact = create(body)
-        users.append(intercom.add(LEAD["email"], role="user")["id"])
-        intercom.merge_contacts(contact["id"], users[0])
-        return contact
 
     def user_not_seen_yet(contact_ids, tag_name):
         if contact_ids == users and refusals:
             raise refusals.pop()
         tag(contact_ids, tag_name)
 
-    intercom.create_contact = then_signs_up                # type: ignore[method-assign]
     intercom.tag_contacts = user_not_seen_yet              # type: ignore[method-assign]
     assert "1 of 1 records will be retried" in comes_back(work, join())
     assert ("tag", "not_tagged") not in history(work)

@@ -466,13 +466,10 @@ def test_a_parked_count_replayed_after_its_referrer_was_forgotten_and_the_count_
 
 
 def apply(work: FakeWork, document: dict) -> list[str]:
-    """`bridge settings apply --offline` on the worker's store: the answer's warnings."""
-    import yaml
-
-    from chalicelib.services.admin import apply_settings
-    from tests.unit.moves import operator
-    warnings = apply_settings(operator(work), yaml.safe_dump(document), check_workspace=False)["warnings"]
-    return [w for w in warnings if not w.startswith("--offline")]
+    """`bridge settings apply --offline` on the worker's store: the answer's warnings (tests.unit.moves imports
+    this module, so it is imported here)."""
+    from tests.unit import moves
+    return moves.apply(work, document)
 
 
 BACKFILL = "run `bridge backfill 42 --apply` to write each referrer's count to it now"
