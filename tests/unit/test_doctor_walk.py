@@ -840,14 +840,15 @@ def test_rfs_newest_person_an_hour_old_and_never_arrived_is_said_whatever_form_r
     laptop west of UTC, so a webhook missing for an hour went unsaid."""
     import time
 
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    try:
-        rt = healthy()
-        rt.work.apis.rf_.created.append({"id": 77, "campaign_id": 42, "email": "quiet@example.com",
-                                         "signed_up_at": joined(rt.clock() - 3600)})
-        [missing] = checks(look(rt)[0], "webhooks.rf_missing")
-    finally:
-        monkeypatch.delenv("TZ")
+    with monkeypatch.context() as zone:         # (the zone the process had is set again after it)
+        zone.setenv("TZ", "America/New_York")
         time.tzset()
+        try:
+            rt = healthy()
+            rt.work.apis.rf_.created.append({"id": 77, "campaign_id": 42, "email": "quiet@example.com",
+                                             "signed_up_at": joined(rt.clock() - 3600)})
+            [missing] = checks(look(rt)[0], "webhooks.rf_missing")
+        finally:
+            zone.undo()
+            time.tzset()
     assert not missing["ok"] and missing["what"].startswith("the newest person in RF's campaign 42 (RF user 77"), missing
