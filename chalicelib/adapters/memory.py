@@ -25,6 +25,7 @@ from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinRes
 from ..domain.people import digest
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
+from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
 from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection,
                            ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
@@ -49,10 +50,26 @@ def _atomic(cls: type) -> type:
 
 def _alone(method: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(method)
-    def alone(*args: Any, **kw: Any) -> Any:
+    def alone(self: Any, *args: Any, **kw: Any) -> Any:
         with _ONE_AT_A_TIME:
-            return method(*args, **kw)
+            throttle = getattr(self, "_throttle", None)
+            if throttle is not None:
+                throttle(method.__name__)
+            return method(self, *args, **kw)
     return alone
+
+
+class _Throttle:
+    """The table throttled (MemoryStore.throttle): until `until` (the store's clock), each repository call fails before
+    it does anything, as DynamoDB's throttled call does after botocore's retries (adapters/aws.py)."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock, self.until = clock, float("-inf")
+
+    def __call__(self, call: str) -> None:
+        if self.clock() < self.until:
+            raise Throttled("DynamoDB", f"DynamoDB throttled {call} (ProvisionedThroughputExceededException: The level "
+                                        "of configured provisioned throughput for the table was exceeded)")
 
 
 @dataclass
@@ -958,5 +975,13 @@ class MemoryStore:
         self.rates: RateWindows = MemoryRates()
         self.sync: SyncRepository = sync
         self.edge: EdgeLog = MemoryEdge(clock)
+        self._throttle = _Throttle(clock)
+        for repository in (history, self.links, self.lookup, connections, self.settings, self.cursor, self.rates, sync,
+                           self.edge):
+            setattr(repository, "_throttle", self._throttle)
+
+    def throttle(self, until: float) -> None:
+        """DynamoDB throttles the table until `until` (the store's clock): every call fails meanwhile, nothing done."""
+        self._throttle.until = until
 
 

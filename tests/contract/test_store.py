@@ -1972,28 +1972,21 @@ def test_no_entry_written_with_the_link_outlives_its_erasure(store, monkeypatch)
 # --- DynamoDB only: a finishing transaction cancelled as a conflict (moto does not make them) -------------
 class Conflicts:
     """The table's client, whose next `n` TransactWriteItems DynamoDB cancels as conflicting with
-    other transactions (the error AWS answers, read by PynamoDB as it reads any)."""
+    other transactions (the error AWS answers, read as the client reads any)."""
 
     def __init__(self, monkeypatch, n: int):
-        from botocore.exceptions import ClientError
-
         from chalicelib.adapters.dynamo.models import HistoryItem
-        client = HistoryItem._get_connection().connection.client
-        call, self.n, self.tries, self.sleeps = client._make_api_call, n, 0, []
+        from tests.support.aws_answers import answering, cancelled
+        self.n, self.tries, self.sleeps = n, 0, []
 
-        def cancelled(operation, kwargs):
-            if operation != "TransactWriteItems":
-                return call(operation, kwargs)
+        def conflict(request):
             self.tries += 1
             if self.n <= 0:
-                return call(operation, kwargs)
+                return None
             self.n -= 1
-            reasons = [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1) + [
-                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
-            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": (
-                "Transaction cancelled, please refer cancellation reasons for specific reasons "
-                f"[{', '.join(r['Code'] for r in reasons)}]")}, "CancellationReasons": reasons}, operation)
-        monkeypatch.setattr(client, "_make_api_call", cancelled)
+            return cancelled(len(request["TransactItems"]), "TransactionConflict",
+                             "Transaction is ongoing for the item")
+        answering(monkeypatch, HistoryItem._get_connection().connection.client, "TransactWriteItems", conflict)
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
@@ -2015,8 +2008,10 @@ def test_a_finishing_write_cancelled_as_a_conflict_is_tried_again_after_a_short_
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
-def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(store, clock, monkeypatch):
-    from pynamodb.exceptions import TransactWriteError
+def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_make_the_join_wait_a_few_seconds(
+        store, clock, monkeypatch):
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.errors import Deferred
     lost = store.links.claim(PersonRef("42", "1"), WS, lease=10)
     clock.now += 11
     store.links.claim(PersonRef("42", "1"), WS)                      # another worker took it over
@@ -2027,10 +2022,28 @@ def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(s
     assert (conflicts.tries, conflicts.sleeps) == (1, [])            # a failed condition: at once, no wait
     claim = store.links.claim(PersonRef("42", "2"), WS)
     conflicts.n, conflicts.tries = 10, 0
-    with pytest.raises(TransactWriteError):
+    with pytest.raises(Deferred) as waits:
         store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
-    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join fails (retried)
+    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join waits (no try used)
+    assert waits.value.retry_after == CONFLICT_WAIT and not isinstance(waits.value, Busy)   # (its claim is not lost)
     assert store.links.referrals(REFERRER) is None
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_single_write_refused_as_a_conflict_with_a_transaction_waits_a_few_seconds_not_a_try(store, monkeypatch):
+    """A qualification's claim (one conditional UpdateItem) on a link another worker's transaction writes at that
+    moment: DynamoDB answers TransactionConflictException, which botocore does not retry; it was a failed try."""
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT, HistoryItem
+    from chalicelib.errors import Deferred
+    from tests.support.aws_answers import answering, error
+    store.links.finish(store.links.claim(PersonRef("42", "1"), WS), JoinResult(
+        LinkStatus.LINKED, kind="lead", contact_id="c1", qualification=QState.PENDING), [])
+    link = store.links.get(PersonRef("42", "1"))
+    answering(monkeypatch, HistoryItem._get_connection().connection.client, "UpdateItem", lambda request: error(
+        "TransactionConflictException", "Transaction is ongoing for the item"))
+    with pytest.raises(Deferred) as waits:
+        store.links.start_qualifying(link)
+    assert waits.value.retry_after == CONFLICT_WAIT and "another transaction was writing" in waits.value.reason
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)

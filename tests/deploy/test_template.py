@@ -203,7 +203,8 @@ def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_
     widgets = json.loads(load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
     [outages] = [w for w in widgets["widgets"] if w["properties"].get("title", "").startswith("Vendor outages")]
     assert [(ns, name) for ns, name, _ in dashboard_metrics(json.dumps({"widgets": [outages]}))] == [
-        (NAMESPACE, "IntercomUnavailable"), (NAMESPACE, "RFUnavailable"), (NAMESPACE, "IntercomTokenRefused")]
+        (NAMESPACE, "IntercomUnavailable"), (NAMESPACE, "RFUnavailable"), (NAMESPACE, "IntercomTokenRefused"),
+        (NAMESPACE, "AWSThrottled")]
 
 
 def test_the_dead_letter_alarm_and_the_readme_say_how_long_a_dead_letter_is_kept():
