@@ -755,6 +755,20 @@ def test_pending_leads_are_counted_and_paged_from_a_join_time(store, clock):
     assert [l.ref for l in store.links.pending(bound, 10).links] == [young]
 
 
+def test_a_campaigns_pending_leads_are_read_from_its_own_links_whatever_other_campaigns_wait(store, clock):
+    """Doctor's read of one campaign's pending leads, when the index (every campaign's, oldest first) holds too many
+    of others before them: its own links, in key order, up to a cap; complete once none is left."""
+    for n in range(3):
+        joined(store, PersonRef("41", str(n)), contact=f"o{n}", email=f"o{n}@example.com")      # older, another's
+    ann = joined(store, PersonRef("42", "7"), contact="c7", email="ann@example.com")
+    joined(store, PersonRef("42", "8"), contact="c8", email="r@example.com", kind="referrer", pending=False)
+    settled = joined(store, PersonRef("42", "9"), contact="c9", email="bob@example.com")
+    store.links.unpend(settled, "no rule any more")
+    assert store.links.pending_in("42") == ([ann], True)
+    assert store.links.pending_in("42", scan_limit=1) == ([ann], False)             # PERSON#7 read, 8 and 9 not
+    assert store.links.pending_in("43") == ([], True)
+
+
 # --- the overdue index: what reconciliation finishes ------------------------------------------------
 def test_a_join_claim_past_its_lease_is_overdue_until_the_join_finishes(store, clock):
     assert store.links.overdue(clock() + 10**6, 10) == []

@@ -140,7 +140,7 @@ CONFLICT_TRIES = 4         # a finishing transaction's tries while other transac
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
 
-def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: list[str],
+def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: Optional[list[str]],
             condition: Any) -> tuple[list[LinkItem], bool]:
     """The campaign's links matching `condition` (a filter, applied after each page is read), page after page
     until `limit` are found, none is left, or `scan_limit` links were read (each page asks for no more than
@@ -207,6 +207,11 @@ class DynamoLinks:
             LinkItem.status == LinkStatus.LINKED.value) & (LinkItem.kind == LEAD) & (LinkItem.workspace == workspace)
             & (LinkItem.qualification.does_not_exist() | other))
         return dict(Counter(QState(i.qualification) if i.qualification else None for i in found)), complete
+
+    def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        # (as joined_people: never `limit` found before `scan_limit` were read, complete only once none is left)
+        found, complete = _capped(campaign_id, scan_limit + 1, scan_limit, None, LinkItem.pending_pk.exists())
+        return [i.to_link() for i in found], complete
 
     def joined_people(self, campaign_id: str,
                       scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
