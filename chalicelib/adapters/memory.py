@@ -474,9 +474,9 @@ class MemoryLinks:
                          if h.pending is not None and (after is None or h.pending > after))[:limit]
         return PendingPage([link for _, link in waiting], waiting[-1][0] if waiting else None)
 
-    def count_pending(self, before: Optional[str] = None) -> int:
-        return sum(1 for h in self.tables.links.values()
-                   if h.pending is not None and (before is None or h.pending < before))
+    def count_pending(self, before: Optional[str] = None, limit: Optional[int] = None) -> int:
+        n = sum(1 for h in self.tables.links.values() if h.pending is not None and (before is None or h.pending < before))
+        return n if limit is None else min(n, limit)
 
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         late = sorted((h.lease_until, h.link.ref) for h in self.tables.links.values()

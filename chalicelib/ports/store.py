@@ -228,8 +228,9 @@ class LinkRepository(Protocol):
         """Links waiting for qualification, oldest first (never a scan). Positions sort by the time
         the lead joined (or the time `bridge backfill --apply` took its baseline: take_baselines), as
         ISO-8601 text: `after=iso(t)` starts with the leads placed at `t`."""
-    def count_pending(self, before: Optional[str] = None) -> int:
-        """How many links wait in the pending index (with `before`: those placed earlier)."""
+    def count_pending(self, before: Optional[str] = None, limit: Optional[int] = None) -> int:
+        """How many links wait in the pending index (with `before`: those placed earlier), counting up to `limit`
+        (its read stops there: the index keeps every lead that never converted, for good)."""
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         """Links left unfinished past their lease and due (`Overdue.due` before `now`), longest due
         first (never a scan): joins and qualifications whose worker died holding the claim, and

@@ -1019,9 +1019,11 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                        "these were not finished",
                        "check that the reconcile schedule runs, and the dead-letter queue (`bridge dlq list`); "
                        "`bridge explain <RF id>` shows each one's trail")
-    old = past_sweep_age(rt)  # type: ignore[arg-type]
+    # (counted up to PENDING_SCAN: the index keeps, for good, every lead that never converted)
+    old = past_sweep_age(rt, PENDING_SCAN)  # type: ignore[arg-type]
     if old:
-        report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "
+        report.add("reconciliation.sweep", True, f"{old}{' or more' if old >= PENDING_SCAN else ''} pending lead(s) "
+                   f"(all campaigns) joined over "
                    f"{rt.config.reconcile_sweep_days:g} days ago: they qualify by webhook and by the search of changes, "
                    "not by the one-by-one sweep")
     return said

@@ -75,11 +75,11 @@ def sweep_bound(rt: Stack[WorkQueue]) -> str:
     return iso(rt.clock() - rt.config.reconcile_sweep_days * DAY)
 
 
-def past_sweep_age(rt: Stack[WorkQueue]) -> int:
-    """How many pending leads joined longer than RECONCILE_SWEEP_DAYS ago: no longer read one by one
+def past_sweep_age(rt: Stack[WorkQueue], limit: Optional[int] = None) -> int:
+    """How many pending leads joined longer than RECONCILE_SWEEP_DAYS ago, up to `limit`: no longer read one by one
     (they qualify by webhook and by the search of changed contacts). For `doctor`: it reads their
     index entries to count them, so it is not for every run."""
-    return rt.store.links.count_pending(before=sweep_bound(rt))
+    return rt.store.links.count_pending(before=sweep_bound(rt), limit=limit)
 
 
 def _overdue(rt: Stack[WorkQueue], now: float, limit: int) -> list[dict]:

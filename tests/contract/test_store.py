@@ -752,6 +752,7 @@ def test_pending_leads_are_counted_and_paged_from_a_join_time(store, clock):
     joined(store, young, contact="c9", email="y@example.com")
     bound = iso(clock.now - 3600)
     assert store.links.count_pending() == 4 and store.links.count_pending(before=bound) == 3
+    assert store.links.count_pending(before=bound, limit=2) == 2 and store.links.count_pending(limit=9) == 4
     assert [l.ref for l in store.links.pending(bound, 10).links] == [young]
 
 

@@ -19,3 +19,17 @@ def test_a_new_campaigns_pending_leads_are_seen_behind_a_years_backlog_of_anothe
     view, text = look(rt)
     [silent] = checks(view, "webhooks.intercom")
     assert not silent["ok"] and "while 1 lead(s) are pending" in silent["what"], text
+
+
+def test_doctor_counts_a_years_old_pending_leads_up_to_a_bound(monkeypatch):
+    """The pending index keeps every lead that never converted, for good: doctor counted all those past the one-by-one
+    sweep at each run, reading a year of them (tens of thousands of index entries) to say one number. It counts up
+    to PENDING_SCAN, as it reads the index for the campaign's own leads, and says `N or more`."""
+    from chalicelib.services import doctor
+    monkeypatch.setattr(doctor, "PENDING_SCAN", 2)
+    rt = healthy()
+    for n in range(3):
+        scenario.joined(rt.work, str(100 + n), f"old{n}@example.com")
+    rt.work.clock.now += 30 * 86400
+    [old] = checks(look(rt)[0], "reconciliation.sweep")
+    assert old["what"].startswith("2 or more pending lead(s) (all campaigns) joined over 7 days ago"), old["what"]

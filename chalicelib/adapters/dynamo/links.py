@@ -698,9 +698,13 @@ class DynamoLinks:
         items = list(LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit))
         return PendingPage([i.to_link() for i in items], items[-1].pending_sk if items else None)
 
-    def count_pending(self, before: Optional[str] = None) -> int:
+    def count_pending(self, before: Optional[str] = None, limit: Optional[int] = None) -> int:
         condition = LinkItem.pending_sk < before if before else None
-        return LinkItem.pending.count(PENDING, range_key_condition=condition)
+        if limit is None:
+            return LinkItem.pending.count(PENDING, range_key_condition=condition)
+        # (a Count query reads on to the end whatever its Limit, which only sizes its pages: these stop at `limit`)
+        return sum(1 for _ in LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit,
+                                                     attributes_to_get=["pk", "sk"]))
 
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         items = LinkItem.overdue.query(OVERDUE, range_key_condition=LinkItem.lease_until < now, limit=limit)
