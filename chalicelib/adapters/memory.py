@@ -203,6 +203,13 @@ class MemoryLinks:
     def _point(self, index: dict[tuple[str, str], set[PersonRef]], key: tuple[str, str], ref: PersonRef) -> None:
         index.setdefault(key, set()).add(ref)
 
+    @staticmethod
+    def _unpoint(index: dict[tuple[str, str], set[PersonRef]], key: tuple[str, str], ref: PersonRef) -> None:
+        """The pointer no longer names `ref`; it goes when it named nobody else."""
+        index.get(key, set()).discard(ref)
+        if key in index and not index[key]:
+            del index[key]
+
     # --- joining ---------------------------------------------------------------------------
     def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
         return self._claim(ref, workspace, lease, {})
@@ -341,7 +348,7 @@ class MemoryLinks:
         if stored is None or stored.link.contact_id != old:
             raise Busy("the link moved meanwhile (another worker applied the merge)")
         if old:
-            self.tables.contacts.get((link.workspace, old), set()).discard(link.ref)
+            self._unpoint(self.tables.contacts, (link.workspace, old), link.ref)
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}

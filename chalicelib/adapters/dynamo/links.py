@@ -498,10 +498,9 @@ class DynamoLinks:
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
-        updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
-        if old:
-            updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
-                                  [PointerItem.links.delete({str(link.ref)})]))
+        updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
+        if old:             # (the merged contact's pointer goes when it named her alone, as an email's does)
+            updates += _leave(contact_key(link.workspace, old), link.ref)
         updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
         with _or_busy("the link moved meanwhile (another worker applied the merge)"):
             self.history.transact(link.ref, entries, *updates)
