@@ -503,7 +503,7 @@ class FakeWork:
     def __init__(self, apis: Optional[FakeApis] = None, **config: str):
         self.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", **config})
         self.clock = FakeClock()
-        self.store = MemoryStore(self.clock)
+        self.store = MemoryStore(self.clock, lease=self.config.lease)
         self.apis = apis or FakeApis()
         self.queue = FakeQueue(self.clock)
         self.deps = WorkDeps.of(self.store, self.apis, self.queue, self.clock, lambda: self.config.search_lag,
@@ -552,7 +552,7 @@ class FakeConnecting:
     def __init__(self, **config: str):
         self.config = Config.from_env(config)
         self.clock = FakeClock()
-        self.store = MemoryStore(self.clock)
+        self.store = MemoryStore(self.clock, lease=self.config.lease)
         self.secrets = MemorySecrets()
         self.auth = FakeIntercomAuth()
 
