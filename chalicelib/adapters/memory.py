@@ -30,8 +30,8 @@ from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SE
                            Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup,
                            LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
                            normal_email)
-from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error,
-                           written_since)
+from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun,
+                           answer_or_error)
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -214,7 +214,7 @@ class MemoryLinks:
                 return None
             raise Busy("another worker is applying this join right now",
                        retry_after=max(1.0, (held.lease_until or now) - now))
-        if ref in read and written_since(read[ref], held.link if held else None):
+        if ref in read and _written_since(read[ref], held.link if held else None):
             raise Busy(CHANGED_SINCE_READ, retry_after=1.0)
         token = uuid.uuid4().hex
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
@@ -521,6 +521,14 @@ class MemoryLinks:
             return False
         del self.tables.owed[ref]
         return True
+
+
+def _written_since(read: Optional[Link], now: Optional[Link]) -> bool:
+    """Was the link written after it was `read` (None: there was none then; `now`: None, there is none now)?
+    (The DynamoDB store's condition: adapters/dynamo/links._as_read.)"""
+    if read is None or now is None:
+        return (read is None) != (now is None)
+    return read.updated_at != now.updated_at
 
 
 def _lease_ended(held: _Held, now: float) -> bool:

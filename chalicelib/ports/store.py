@@ -35,13 +35,6 @@ class Busy(Deferred):
 CHANGED_SINCE_READ = "another try of this join wrote its link after this batch read it: read again before trying"
 
 
-def written_since(read: Optional[Link], now: Optional[Link]) -> bool:
-    """Was the link written after it was `read` (None: there was none then; `now`: None, there is none now)?"""
-    if read is None or now is None:
-        return (read is None) != (now is None)
-    return read.updated_at != now.updated_at
-
-
 class _Keep:
     def __repr__(self) -> str:
         return "KEEP"
