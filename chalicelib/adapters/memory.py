@@ -490,6 +490,15 @@ class MemoryLinks:
         self.history.add(late.link.ref, entries)
         return True
 
+    def unqueue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        held = self.tables.links.get(late.link.ref)
+        if held is None or held.lease_until != retry_at:
+            return False
+        held.lease_until, held.requeued = late.due, late.requeued
+        held.lease_ended = late.lease_until if late.requeued else None
+        self.history.add(late.link.ref, entries)
+        return True
+
     def erase(self, link: Link) -> Erased:
         pointers = 0
         key = (link.workspace, link.contact_id or "")

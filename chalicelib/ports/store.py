@@ -232,6 +232,10 @@ class LinkRepository(Protocol):
         lease stays ended: any worker may take the link at once (the queued message's; a dead
         worker's token still finishes it while nobody has). False, and nothing written, when the
         link moved since `late` was read (claimed, finished, or queued by another run)."""
+    def unqueue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        """Undo `requeue(late, retry_at, ...)`, whose message was not sent: the link is due again as `late` was
+        read (its `requeued` count as then) and `entries` go into its history, in one conditional write. False,
+        and nothing written, when the link moved since that requeue (claimed, or finished)."""
 
     def erase(self, link: Link) -> Erased:
         """The link, its history, its contact pointer's reference and the person's referral count (as a

@@ -711,6 +711,13 @@ class DynamoLinks:
             LinkItem.requeued.add(1)], LinkItem.lease_until == late.due)
         return applied(lambda: self.history.transact(late.link.ref, entries, update))
 
+    def unqueue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        as_read = (LinkItem.lease_ended.set(late.lease_until), LinkItem.requeued.set(late.requeued)) if late.requeued \
+            else _NOT_REQUEUED
+        update = Update(LinkItem(*link_key(late.link.ref)), [LinkItem.lease_until.set(late.due), *as_read],
+                        LinkItem.lease_until == retry_at)
+        return applied(lambda: self.history.transact(late.link.ref, entries, update))
+
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> Erased:
         pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
