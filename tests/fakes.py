@@ -15,7 +15,7 @@ from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
 from chalicelib.ports.edge import Refusals
-from chalicelib.ports.queue import REASON_KEPT
+from chalicelib.ports.queue import kept_reason
 from chalicelib.ports.store import LedgerEntry, SyncRepository
 from chalicelib.services.deps import WorkDeps
 
@@ -109,7 +109,7 @@ class FakeQueue:
         self.dead.append({"body": body, "reason": reason, "attempts": attempts, "failed_at": failed_at})
         self._made += 1
         message_id = f"d{self._made}"
-        self.letters[message_id] = ReceivedLetter(message_id, "", body, reason[:REASON_KEPT] or "unknown", attempts,
+        self.letters[message_id] = ReceivedLetter(message_id, "", body, kept_reason(reason) or "unknown", attempts,
                                                   failed_at, receive_count=0)
         self._visible_at[message_id] = self.clock()
 
