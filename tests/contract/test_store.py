@@ -845,6 +845,24 @@ def test_a_requeued_link_is_not_due_until_its_retry_and_keeps_when_its_lease_end
     assert outcomes(store) == ["stuck_join", "stuck_join"]                   # one entry per requeue
 
 
+def test_a_requeue_whose_message_was_not_sent_is_undone_and_the_link_is_due_as_it_was_read(store, clock):
+    store.links.claim(ANN, WS, lease=120)                                    # ...and its worker died
+    clock.now += 121
+    for times in (0, 1):                                                     # its first requeue, then a later one
+        [late] = store.links.overdue(clock.now, 10)
+        assert late.requeued == times and store.links.requeue(late, clock.now + 3600, STUCK)
+        assert store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+        assert store.links.overdue(clock.now, 10) == [late]                  # due again, as it was read
+        assert store.links.requeue(late, clock.now + 3600, STUCK)            # (the next run's, sent)
+        clock.now += 3601
+    assert outcomes(store) == ["stuck_join", "not_queued", "stuck_join"] * 2
+    [late] = store.links.overdue(clock.now, 10)
+    assert store.links.requeue(late, clock.now + 3600, STUCK)
+    store.links.claim(ANN, WS, lease=120)                                    # a worker took it meanwhile
+    assert not store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+    assert store.links.overdue(clock.now, 10) == [] and outcomes(store)[-1] == "stuck_join"
+
+
 def test_a_requeued_join_is_claimed_at_once_and_a_new_claim_starts_afresh(store, clock):
     dead = store.links.claim(ANN, WS, lease=120)
     clock.now += 121
