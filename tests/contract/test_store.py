@@ -752,7 +752,22 @@ def test_pending_leads_are_counted_and_paged_from_a_join_time(store, clock):
     joined(store, young, contact="c9", email="y@example.com")
     bound = iso(clock.now - 3600)
     assert store.links.count_pending() == 4 and store.links.count_pending(before=bound) == 3
+    assert store.links.count_pending(before=bound, limit=2) == 2 and store.links.count_pending(limit=9) == 4
     assert [l.ref for l in store.links.pending(bound, 10).links] == [young]
+
+
+def test_a_campaigns_pending_leads_are_read_from_its_own_links_whatever_other_campaigns_wait(store, clock):
+    """Doctor's read of one campaign's pending leads, when the index (every campaign's, oldest first) holds too many
+    of others before them: its own links, in key order, up to a cap; complete once none is left."""
+    for n in range(3):
+        joined(store, PersonRef("41", str(n)), contact=f"o{n}", email=f"o{n}@example.com")      # older, another's
+    ann = joined(store, PersonRef("42", "7"), contact="c7", email="ann@example.com")
+    joined(store, PersonRef("42", "8"), contact="c8", email="r@example.com", kind="referrer", pending=False)
+    settled = joined(store, PersonRef("42", "9"), contact="c9", email="bob@example.com")
+    store.links.unpend(settled, "no rule any more")
+    assert store.links.pending_in("42") == ([ann], True)
+    assert store.links.pending_in("42", scan_limit=1) == ([ann], False)             # PERSON#7 read, 8 and 9 not
+    assert store.links.pending_in("43") == ([], True)
 
 
 # --- the overdue index: what reconciliation finishes ------------------------------------------------
@@ -828,6 +843,24 @@ def test_a_requeued_link_is_not_due_until_its_retry_and_keeps_when_its_lease_end
     [third] = store.links.overdue(clock.now + 7201, 10)
     assert (third.lease_until, third.due, third.requeued) == (ended, clock.now + 7200, 2)
     assert outcomes(store) == ["stuck_join", "stuck_join"]                   # one entry per requeue
+
+
+def test_a_requeue_whose_message_was_not_sent_is_undone_and_the_link_is_due_as_it_was_read(store, clock):
+    store.links.claim(ANN, WS, lease=120)                                    # ...and its worker died
+    clock.now += 121
+    for times in (0, 1):                                                     # its first requeue, then a later one
+        [late] = store.links.overdue(clock.now, 10)
+        assert late.requeued == times and store.links.requeue(late, clock.now + 3600, STUCK)
+        assert store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+        assert store.links.overdue(clock.now, 10) == [late]                  # due again, as it was read
+        assert store.links.requeue(late, clock.now + 3600, STUCK)            # (the next run's, sent)
+        clock.now += 3601
+    assert outcomes(store) == ["stuck_join", "not_queued", "stuck_join"] * 2
+    [late] = store.links.overdue(clock.now, 10)
+    assert store.links.requeue(late, clock.now + 3600, STUCK)
+    store.links.claim(ANN, WS, lease=120)                                    # a worker took it meanwhile
+    assert not store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+    assert store.links.overdue(clock.now, 10) == [] and outcomes(store)[-1] == "stuck_join"
 
 
 def test_a_requeued_join_is_claimed_at_once_and_a_new_claim_starts_afresh(store, clock):

@@ -385,36 +385,38 @@ M = TypeVar("M", bound=_Item)
 BATCH_GET_KEYS, BATCH_WRITE_ITEMS = 100, 25     # DynamoDB's most a BatchGetItem, a BatchWriteItem takes
 UNPROCESSED_WAIT = 0.05         # seconds: the first wait before asking again for what a batch call left (doubling)
 UNPROCESSED_WAIT_MOST = 2.0
-UNPROCESSED_TRIES = 10          # calls for one batch's keys, its waits ~10 s in all, before it gives up
+UNPROCESSED_TRIES = 10          # calls processing none of a batch's keys before it gives up (its waits: ~10 s)
 pause: Callable[[float], None] = time.sleep
 
 
 class Unprocessed(Throttled):
-    """DynamoDB still left keys of a batch call unprocessed (throttled) after UNPROCESSED_TRIES calls: DynamoDB's
-    outage, which the work waits out (errors.Throttled), or the command's one line."""
+    """DynamoDB still left keys of a batch call unprocessed (throttled) after UNPROCESSED_TRIES calls that processed
+    none: DynamoDB's outage, which the work waits out (errors.Throttled), or the command's one line."""
 
 
 def _unprocessed(call: Callable[[list[dict]], list[dict]], keys: Iterable[Key], size: int, what: str) -> None:
     """`call` of `keys` (once each, in DynamoDB's form), `size` a call, then of the keys it answers left unprocessed:
     a throttled table does so with an HTTP 200, which botocore does not retry. AWS asks for a growing wait before
     each call again (PynamoDB's batch_get and batch_write make it at once, in a loop that hammers the throttled
-    partition): half of it random, so that the callers a throttle held back do not all come back together."""
+    partition): half of it random, so that the callers a throttle held back do not all come back together. Only the
+    calls that processed none of them count towards giving up: a big batch on a table throttled slowly goes on while
+    each call processes some (a worker's calls end in its time: adapters/aws.within)."""
     wanted = [{"pk": {"S": k[0]}, "sk": {"S": k[1]}} for k in dict.fromkeys(keys)]
     for start in range(0, len(wanted), size):
         _unprocessed_chunk(call, wanted[start:start + size], what)
 
 
 def _unprocessed_chunk(call: Callable[[list[dict]], list[dict]], keys: list[dict], what: str) -> None:
-    left, tries = keys, 0
+    left, calls, idle = keys, 0, 0
     while left:
-        if tries == UNPROCESSED_TRIES:
-            raise Unprocessed("DynamoDB", f"DynamoDB left {len(left)} of {len(keys)} {what} unprocessed after "
-                                          f"{tries} calls (the table is throttled): try again")
-        if tries:
-            wait = min(UNPROCESSED_WAIT_MOST, UNPROCESSED_WAIT * 2 ** tries)
+        if idle == UNPROCESSED_TRIES:
+            raise Unprocessed("DynamoDB", f"DynamoDB left {len(left)} of {len(keys)} {what} unprocessed after {calls} "
+                                          f"calls, {idle} of them processing none (the table is throttled): try again")
+        if calls:
+            wait = min(UNPROCESSED_WAIT_MOST, UNPROCESSED_WAIT * 2 ** min(calls, 10))
             pause(wait / 2 + random.uniform(0, wait / 2))
-        left = call(left)
-        tries += 1
+        asked, left = len(left), call(left)
+        calls, idle = calls + 1, idle + (len(left) >= asked)
 
 
 def batch_get(model: Type[M], keys: Iterable[Key], consistent: bool = False) -> list[M]:
