@@ -140,12 +140,12 @@ def _throttled(http_response: Any, parsed: dict, model: Any, **_: Any) -> None:
     """Heard after each call, its retries done: an answer that says AWS throttled it (botocore's own list of the
     codes, or a transaction cancelled for a throttled item and no condition) raises errors.Throttled instead of
     botocore's ClientError."""
+    if http_response is None or http_response.status_code < 300:
+        return
     from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 
     from ..errors import Throttled
 
-    if http_response is None or http_response.status_code < 300:
-        return
     reasons = [r.get("Code") for r in parsed.get("CancellationReasons") or ()]
     answer = RetryContext(1, operation_model=model, parsed_response=parsed, http_response=http_response)
     if ThrottledRetryableChecker().is_retryable(answer) or (
