@@ -18,7 +18,7 @@ from infra.local.sims.intercom import IntercomSim
 from infra.local.sims.webhooks import sign
 from infra.local.sims.referral_factory import RFSim
 from tests.fakes import FakeClock
-from tests.support.intercom_contract import validate_request
+from tests.support.intercom_contract import validate_request, validate_response
 from tests.support.moto_server import moto_endpoint  # noqa: F401 (a fixture)
 
 WORKSPACE = "vne310wv"
@@ -33,7 +33,8 @@ def clock():
 
 @pytest.fixture
 def intercom(clock):
-    sim = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request).start()
+    sim = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request,
+                      answer_validator=validate_response).start()
     for name, dtype in (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
                         ("referral_link", "string"), ("score", "float"), ("joined_on", "date")):
         sim.define_attribute(name, dtype)
@@ -50,7 +51,7 @@ def other_workspaces(clock):
 
     def start(app_id: str, *tokens: str, app_name: str | None = None) -> IntercomSim:
         sim = IntercomSim(tokens=tokens or (f"{app_id}-token",), app_id=app_id, clock=clock,
-                          validator=validate_request, app_name=app_name or f"Workspace {app_id}").start()
+                          validator=validate_request, answer_validator=validate_response, app_name=app_name or f"Workspace {app_id}").start()
         sims.append(sim)
         return sim
     yield start

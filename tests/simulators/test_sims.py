@@ -9,6 +9,7 @@ import requests
 
 from infra.local.sims.intercom import IntercomSim, sign, webhook_payload
 from infra.local.sims.referral_factory import RFSim, default_fields
+from tests.support.intercom_contract import validate_request, validate_response
 
 
 class FakeClock:
@@ -327,6 +328,52 @@ def test_validator_records_contract_violations(clock):
         requests.get(sim.base_url + "/contacts", headers={**h, "Intercom-Version": "2.16"})
         assert sim.contract_violations == [
             {"method": "GET", "path": "/contacts", "errors": ["missing Intercom-Version"]}]
+
+
+def test_every_answer_of_the_intercom_simulator_is_one_intercom_gives(clock):
+    """Each route once, its successes and its refusals, checked against the answers Intercom's OpenAPI documents
+    (the integration tests check the answers they get too, but not every route's every refusal)."""
+    with IntercomSim(clock=clock, validator=validate_request, answer_validator=validate_response) as sim:
+        s = requests.Session()
+        s.headers.update({"Authorization": "Bearer sim-token", "Intercom-Version": "2.16", "Accept": "application/json"})
+
+        def call(method, path, **kw):
+            return s.request(method, sim.base_url + path, timeout=5, **kw).json()
+        sim.define_attribute("plan", "string")
+        user = call("POST", "/contacts", json={"role": "user", "email": "a@x.io", "custom_attributes": {"plan": "p"}})
+        lead, other = (call("POST", "/contacts", json={"role": "lead", "email": f"{n}@x.io"}) for n in ("l", "o"))
+        call("POST", "/contacts", json={"role": "user", "email": "A@x.io"})                      # 409
+        call("POST", "/contacts", json={"role": "user", "email": "b@x.io", "custom_attributes": {"nope": 1}})  # 400
+        call("GET", f"/contacts/{user['id']}")
+        call("GET", "/contacts/missing")                                                         # 404
+        call("PUT", f"/contacts/{user['id']}", json={"name": "Ann", "custom_attributes": {"plan": "q"}})
+        call("POST", "/contacts/search", json={"query": {"field": "email", "operator": "IN", "value": [
+            "a@x.io", "l@x.io"]}, "pagination": {"per_page": 1}})
+        call("POST", "/contacts/search", json={"query": {"field": "nope", "operator": "=", "value": "x"}})  # 400
+        call("GET", "/contacts", params={"per_page": 1})
+        call("GET", "/data_attributes", params={"model": "contact", "include_archived": "true"})
+        attr = call("POST", "/data_attributes", json={"name": "n2", "model": "contact", "data_type": "string"})
+        call("POST", "/data_attributes", json={"name": "n2", "model": "contact", "data_type": "string"})    # 400
+        call("PUT", f"/data_attributes/{attr['id']}", json={"archived": True})
+        sim.add_segment("S", [user["id"]])
+        call("GET", "/segments", params={"include_count": "true"})
+        tag = call("POST", "/tags", json={"name": "T", "users": [{"id": user["id"]}]})
+        call("POST", "/tags", json={"name": "T", "users": [{"id": "missing"}]})                 # 404
+        call("GET", "/tags")
+        call("POST", f"/contacts/{user['id']}/tags", json={"id": tag["id"]})
+        call("POST", "/contacts/merge", json={"from": lead["id"], "into": user["id"]})
+        call("GET", f"/contacts/{lead['id']}")                                                   # 410
+        call("POST", f"/contacts/{other['id']}/archive")
+        call("POST", f"/contacts/{other['id']}/unarchive")
+        call("DELETE", f"/contacts/{other['id']}")
+        call("GET", "/me")
+        sim.rate_limit = len(sim.requests)
+        call("GET", "/me")                                                                       # 429
+        s.headers["Authorization"] = "Bearer revoked"
+        sim.rate_limit = 1666
+        call("GET", "/me")                                                                       # 401
+        assert {r["status"] for r in sim.requests} == {200, 400, 401, 404, 409, 410, 429}
+        assert sim.contract_violations == []
 
 
 def test_webhook_payload_and_sign(ic):
