@@ -2,6 +2,7 @@
 import hashlib
 import hmac
 import json
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -376,9 +377,26 @@ def test_every_answer_of_the_intercom_simulator_is_one_intercom_gives(clock):
         assert sim.contract_violations == []
 
 
+def _types(value, path=""):
+    """Each leaf of a JSON document: its path and its JSON type."""
+    if isinstance(value, dict):
+        return {k: t for key, v in value.items() for k, t in _types(v, f"{path}.{key}").items()}
+    return {path: type(value).__name__}
+
+
+def test_a_notification_has_the_keys_and_types_of_a_real_one(ic):
+    """Intercom's own notification (tests/contracts/intercom/webhooks/) next to the simulator's of a contact alike:
+    every key it has, each of the same type (its times as ISO-8601 texts, not unix numbers), and no other key but
+    the envelope's `self` (null: docs/external-apis lists it)."""
+    real = json.loads((Path(__file__).parents[1] / "contracts/intercom/webhooks/contact.user.updated.json").read_text())
+    contact = ic.add_contact("nardwuar@example.com", role="user", name="Nardwuar", external_id="12342353")
+    ours = _types(ic.webhook_payload("contact.user.updated", contact["id"], delivery_status="retry"))
+    assert {k: t for k, t in ours.items() if k != ".self"} == _types(real)
+
+
 def test_webhook_payload_and_sign(ic):
     c = ic.add_contact("w@x.io", role="user")
-    env = ic.webhook_payload("contact.user.created", c["id"], iso_dates=True)
+    env = ic.webhook_payload("contact.user.created", c["id"])
     assert env["type"] == "notification_event" and env["app_id"] == "vne310wv"
     assert env["id"].startswith("notif_") and env["created_at"] == 1_700_000_000
     assert env["data"]["item"]["id"] == c["id"] and env["data"]["item"]["created_at"].startswith("2023-11-14T")
