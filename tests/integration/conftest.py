@@ -1,7 +1,8 @@
 """The app on real parts: moto in server mode (real HTTP to DynamoDB and SQS) with
 resources created from infra/template.yaml, the Chalice app served over HTTP, the worker
 driven like Lambda's SQS event source, and simulators of Intercom and Referral Factory.
-Every request sent to Intercom is validated against Intercom's OpenAPI description."""
+Every request sent to Intercom, and the simulator's answer to it, is validated against Intercom's OpenAPI
+description."""
 from __future__ import annotations
 
 import json
@@ -40,7 +41,8 @@ def intercom(clock):
         sim.define_attribute(name, dtype)
     yield sim
     sim.stop()
-    assert sim.contract_violations == [], "requests sent to Intercom broke its OpenAPI contract"
+    assert sim.contract_violations == [], \
+        "requests sent to Intercom (or the simulator's answers) broke its OpenAPI contract"
 
 
 @pytest.fixture
@@ -51,13 +53,15 @@ def other_workspaces(clock):
 
     def start(app_id: str, *tokens: str, app_name: str | None = None) -> IntercomSim:
         sim = IntercomSim(tokens=tokens or (f"{app_id}-token",), app_id=app_id, clock=clock,
-                          validator=validate_request, answer_validator=validate_response, app_name=app_name or f"Workspace {app_id}").start()
+                          validator=validate_request, answer_validator=validate_response,
+                          app_name=app_name or f"Workspace {app_id}").start()
         sims.append(sim)
         return sim
     yield start
     for sim in sims:
         sim.stop()
-    assert [v for sim in sims for v in sim.contract_violations] == [], "requests broke Intercom's OpenAPI contract"
+    assert [v for sim in sims for v in sim.contract_violations] == [], \
+        "requests (or the simulators' answers) broke Intercom's OpenAPI contract"
 
 
 @pytest.fixture

@@ -25,6 +25,12 @@ What is checked:
 
 Requests in ``NOT_IN_SPEC`` are accepted without any validation.
 
+The answers a simulator of Intercom gives are checked the same way with
+``validate_response(method, path, status, headers, body)``: a status the
+operation documents (or any error status), the body against that status's
+schema (readOnly properties allowed, as answers carry them), Intercom's error
+list for errors, and its rate-limit headers.
+
 Implementation: the YAML is loaded once per process (``yaml.CSafeLoader``),
 schemas are converted lazily from OpenAPI 3.0 to JSON Schema draft 4 and
 served to ``jsonschema`` through a ``referencing`` registry; operations and
