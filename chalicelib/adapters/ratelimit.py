@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from ..domain.budget import BudgetState, Slicing
 from ..domain.history import clock_time, iso
-from ..errors import Blocked, Deferred
+from ..errors import Blocked, Deferred, WorkError
 from ..observability import count, logger
 from ..ports import RateWindows
 
@@ -179,7 +179,12 @@ class SharedLimiter:
                 "budget": self.budget, "until": iso(state.blocked_until), "reason": reason})
             raise self._circuit_open(state, now)
         if self._probe_until:
-            with self._lock:
-                self.windows.unblock(self.budget)
-                self._probe_until, self._state = 0.0, None
+            try:
+                with self._lock:
+                    self.windows.unblock(self.budget)
+                    self._probe_until, self._state = 0.0, None
+            except WorkError as exc:    # (the table throttled) the answer stands, a reward's PUT may be applied: it
+                logger.warning("the vendor answers again; the circuit is closed at its next answer",   # is no failure
+                               extra={"budget": self.budget, "reason": exc.reason})
+                return
             logger.warning("the vendor answers again: the circuit is closed", extra={"budget": self.budget})

@@ -766,7 +766,9 @@ def _age_hours(now: float, iso_text: str) -> float:
 
 # --- work in flight ------------------------------------------------------------------------------------
 def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
-    """The campaign's pending links among the first PENDING_SCAN of every campaign's; whether that was all."""
+    """The campaign's pending links among the first PENDING_SCAN of every campaign's (oldest first), and when those
+    were not all, among its own first SCAN_LIMIT links: a year of another campaign's leads waiting may fill the
+    first PENDING_SCAN. Whether that was all of the campaign's."""
     out: list[Link] = []
     position, read = None, 0
     while read < PENDING_SCAN:
@@ -776,7 +778,9 @@ def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
         if not page.links or page.position is None:
             return out, True
         position = page.position
-    return out, False
+    own, complete = store.links.pending_in(campaign_id, SCAN_LIMIT)
+    seen = {link.ref for link in out}
+    return out + [link for link in own if link.ref not in seen], complete
 
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
@@ -793,8 +797,10 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     if settings.qualification is None:
         _searches(report, settings.workspace, failing)
         return
-    # (`read_all` False: the scan stopped at PENDING_SCAN pending links, so what it says is of those only)
-    scanned = "" if read_all else f" (the first {PENDING_SCAN:,} pending links of all campaigns were read)"
+    # (`read_all` False: the scans stopped at PENDING_SCAN pending links and SCAN_LIMIT of the campaign's, so what
+    # it says is of those only)
+    scanned = "" if read_all else (f" (the first {PENDING_SCAN:,} pending links of all campaigns and the first "
+                                   f"{SCAN_LIMIT:,} joins of campaign {c} were read)")
     if pending:
         oldest = min(pending, key=lambda link: link.joined_at or "")
         age = _age_hours(rt.clock(), oldest.joined_at or "")
@@ -1013,9 +1019,11 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                        "these were not finished",
                        "check that the reconcile schedule runs, and the dead-letter queue (`bridge dlq list`); "
                        "`bridge explain <RF id>` shows each one's trail")
-    old = past_sweep_age(rt)  # type: ignore[arg-type]
+    # (counted up to PENDING_SCAN: the index keeps, for good, every lead that never converted)
+    old = past_sweep_age(rt, PENDING_SCAN)  # type: ignore[arg-type]
     if old:
-        report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "
+        report.add("reconciliation.sweep", True, f"{old}{' or more' if old >= PENDING_SCAN else ''} pending lead(s) "
+                   f"(all campaigns) joined over "
                    f"{rt.config.reconcile_sweep_days:g} days ago: they qualify by webhook and by the search of changes, "
                    "not by the one-by-one sweep")
     return said

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
-from ..domain.history import RETRY, Recorded
+from ..domain.history import RETRY, Recorded, epoch
 from ..domain.judge import elsewhere
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
@@ -24,12 +24,15 @@ from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
+from ..ports.queue import DEAD_LETTER_DAYS
 from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import RF_404, no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
     def store(self) -> Store: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 @dataclass
@@ -269,7 +272,8 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 trail.append(_with_fix(_refused(sample, scope, **named), None, sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(_retrying(trail))),
+    return Explanation(query, [people[r] for r in sorted(people)],
+                       _letters_gone(_resolved(_replayed_by_reason(_retrying(trail))), rt.clock()),
                        enrolled, duplicates, unasked)
 
 
@@ -488,6 +492,28 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
 
 
 COMMAND = "`bridge dlq "       # a replay's or a discard's command, in a fix
+
+
+def _letters_gone(trail: list[dict], now: float) -> list[dict]:
+    """A join whose dead letter is older than SQS keeps one (DEAD_LETTER_DAYS; none replayed or discarded since):
+    SQS deleted it, and the replay its fixes named finds nothing. `bridge backfill --apply` sends the join again
+    (a discard's fix: nothing is left to discard)."""
+    letters: dict[tuple, Optional[dict]] = {}
+    for e in trail:                 # (in time order: the person's last join letter, unless replayed or discarded)
+        if e["event"] == "dead_letter" and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "join":
+            letters[(e.get("campaign_id"), e.get("rf_user_id"))] = e if e["outcome"] == "failed" else None
+    gone = f"its dead letter is gone: SQS keeps one {DEAD_LETTER_DAYS} days"
+    for (campaign, rf_user), letter in letters.items():
+        if letter is None or (epoch(letter["at"]) or now) > now - DEAD_LETTER_DAYS * 86400:
+            continue
+        for e in trail:
+            fix = e.get("fix") or ""
+            if (e.get("campaign_id"), e.get("rf_user_id")) != (campaign, rf_user) or e["at"] > letter["at"] \
+                    or COMMAND not in fix or (e is not letter and TOPICS.get(e["event"]) != "join"):
+                continue
+            e["fix"] = (f"nothing to discard: {gone}" if "dlq replay" not in fix else fix.split(COMMAND)[0]
+                        + f"`bridge backfill {campaign} --apply` sends the join again ({gone})")
+    return trail
 
 
 def _replayed_by_reason(trail: list[dict]) -> list[dict]:

@@ -752,7 +752,22 @@ def test_pending_leads_are_counted_and_paged_from_a_join_time(store, clock):
     joined(store, young, contact="c9", email="y@example.com")
     bound = iso(clock.now - 3600)
     assert store.links.count_pending() == 4 and store.links.count_pending(before=bound) == 3
+    assert store.links.count_pending(before=bound, limit=2) == 2 and store.links.count_pending(limit=9) == 4
     assert [l.ref for l in store.links.pending(bound, 10).links] == [young]
+
+
+def test_a_campaigns_pending_leads_are_read_from_its_own_links_whatever_other_campaigns_wait(store, clock):
+    """Doctor's read of one campaign's pending leads, when the index (every campaign's, oldest first) holds too many
+    of others before them: its own links, in key order, up to a cap; complete once none is left."""
+    for n in range(3):
+        joined(store, PersonRef("41", str(n)), contact=f"o{n}", email=f"o{n}@example.com")      # older, another's
+    ann = joined(store, PersonRef("42", "7"), contact="c7", email="ann@example.com")
+    joined(store, PersonRef("42", "8"), contact="c8", email="r@example.com", kind="referrer", pending=False)
+    settled = joined(store, PersonRef("42", "9"), contact="c9", email="bob@example.com")
+    store.links.unpend(settled, "no rule any more")
+    assert store.links.pending_in("42") == ([ann], True)
+    assert store.links.pending_in("42", scan_limit=1) == ([ann], False)             # PERSON#7 read, 8 and 9 not
+    assert store.links.pending_in("43") == ([], True)
 
 
 # --- the overdue index: what reconciliation finishes ------------------------------------------------
@@ -828,6 +843,24 @@ def test_a_requeued_link_is_not_due_until_its_retry_and_keeps_when_its_lease_end
     [third] = store.links.overdue(clock.now + 7201, 10)
     assert (third.lease_until, third.due, third.requeued) == (ended, clock.now + 7200, 2)
     assert outcomes(store) == ["stuck_join", "stuck_join"]                   # one entry per requeue
+
+
+def test_a_requeue_whose_message_was_not_sent_is_undone_and_the_link_is_due_as_it_was_read(store, clock):
+    store.links.claim(ANN, WS, lease=120)                                    # ...and its worker died
+    clock.now += 121
+    for times in (0, 1):                                                     # its first requeue, then a later one
+        [late] = store.links.overdue(clock.now, 10)
+        assert late.requeued == times and store.links.requeue(late, clock.now + 3600, STUCK)
+        assert store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+        assert store.links.overdue(clock.now, 10) == [late]                  # due again, as it was read
+        assert store.links.requeue(late, clock.now + 3600, STUCK)            # (the next run's, sent)
+        clock.now += 3601
+    assert outcomes(store) == ["stuck_join", "not_queued", "stuck_join"] * 2
+    [late] = store.links.overdue(clock.now, 10)
+    assert store.links.requeue(late, clock.now + 3600, STUCK)
+    store.links.claim(ANN, WS, lease=120)                                    # a worker took it meanwhile
+    assert not store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+    assert store.links.overdue(clock.now, 10) == [] and outcomes(store)[-1] == "stuck_join"
 
 
 def test_a_requeued_join_is_claimed_at_once_and_a_new_claim_starts_afresh(store, clock):
@@ -1972,28 +2005,21 @@ def test_no_entry_written_with_the_link_outlives_its_erasure(store, monkeypatch)
 # --- DynamoDB only: a finishing transaction cancelled as a conflict (moto does not make them) -------------
 class Conflicts:
     """The table's client, whose next `n` TransactWriteItems DynamoDB cancels as conflicting with
-    other transactions (the error AWS answers, read by PynamoDB as it reads any)."""
+    other transactions (the error AWS answers, read as the client reads any)."""
 
     def __init__(self, monkeypatch, n: int):
-        from botocore.exceptions import ClientError
-
         from chalicelib.adapters.dynamo.models import HistoryItem
-        client = HistoryItem._get_connection().connection.client
-        call, self.n, self.tries, self.sleeps = client._make_api_call, n, 0, []
+        from tests.support.aws_answers import answering, cancelled
+        self.n, self.tries, self.sleeps = n, 0, []
 
-        def cancelled(operation, kwargs):
-            if operation != "TransactWriteItems":
-                return call(operation, kwargs)
+        def conflict(request):
             self.tries += 1
             if self.n <= 0:
-                return call(operation, kwargs)
+                return None
             self.n -= 1
-            reasons = [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1) + [
-                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
-            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": (
-                "Transaction cancelled, please refer cancellation reasons for specific reasons "
-                f"[{', '.join(r['Code'] for r in reasons)}]")}, "CancellationReasons": reasons}, operation)
-        monkeypatch.setattr(client, "_make_api_call", cancelled)
+            return cancelled(len(request["TransactItems"]), "TransactionConflict",
+                             "Transaction is ongoing for the item")
+        answering(monkeypatch, HistoryItem._get_connection().connection.client, "TransactWriteItems", conflict)
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
@@ -2015,8 +2041,10 @@ def test_a_finishing_write_cancelled_as_a_conflict_is_tried_again_after_a_short_
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
-def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(store, clock, monkeypatch):
-    from pynamodb.exceptions import TransactWriteError
+def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_make_the_join_wait_a_few_seconds(
+        store, clock, monkeypatch):
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.errors import Deferred
     lost = store.links.claim(PersonRef("42", "1"), WS, lease=10)
     clock.now += 11
     store.links.claim(PersonRef("42", "1"), WS)                      # another worker took it over
@@ -2027,10 +2055,28 @@ def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(s
     assert (conflicts.tries, conflicts.sleeps) == (1, [])            # a failed condition: at once, no wait
     claim = store.links.claim(PersonRef("42", "2"), WS)
     conflicts.n, conflicts.tries = 10, 0
-    with pytest.raises(TransactWriteError):
+    with pytest.raises(Deferred) as waits:
         store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
-    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join fails (retried)
+    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join waits (no try used)
+    assert waits.value.retry_after == CONFLICT_WAIT and not isinstance(waits.value, Busy)   # (its claim is not lost)
     assert store.links.referrals(REFERRER) is None
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_single_write_refused_as_a_conflict_with_a_transaction_waits_a_few_seconds_not_a_try(store, monkeypatch):
+    """A qualification's claim (one conditional UpdateItem) on a link another worker's transaction writes at that
+    moment: DynamoDB answers TransactionConflictException, which botocore does not retry; it was a failed try."""
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT, HistoryItem
+    from chalicelib.errors import Deferred
+    from tests.support.aws_answers import answering, error
+    store.links.finish(store.links.claim(PersonRef("42", "1"), WS), JoinResult(
+        LinkStatus.LINKED, kind="lead", contact_id="c1", qualification=QState.PENDING), [])
+    link = store.links.get(PersonRef("42", "1"))
+    answering(monkeypatch, HistoryItem._get_connection().connection.client, "UpdateItem", lambda request: error(
+        "TransactionConflictException", "Transaction is ongoing for the item"))
+    with pytest.raises(Deferred) as waits:
+        store.links.start_qualifying(link)
+    assert waits.value.retry_after == CONFLICT_WAIT and "another transaction was writing" in waits.value.reason
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)

@@ -18,8 +18,8 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased,
-                            answer_or_error)
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, SCAN_LIMIT, Busy,
+                            Erased, answer_or_error)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
                    ledger_key, link_key, referrals_key, referrer_of)
@@ -140,7 +140,7 @@ CONFLICT_TRIES = 4         # a finishing transaction's tries while other transac
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
 
-def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: list[str],
+def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: Optional[list[str]],
             condition: Any) -> tuple[list[LinkItem], bool]:
     """The campaign's links matching `condition` (a filter, applied after each page is read), page after page
     until `limit` are found, none is left, or `scan_limit` links were read (each page asks for no more than
@@ -163,8 +163,8 @@ def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: list[str]
 
 class DynamoLinks:
     def __init__(self, clock: Callable[[], float], history: DynamoHistory,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.clock, self.history, self.sleep = clock, history, sleep
+                 sleep: Callable[[float], None] = time.sleep, lease: float = DEFAULT_LEASE_SECONDS):
+        self.clock, self.history, self.sleep, self.lease = clock, history, sleep, lease
 
     def get(self, ref: PersonRef) -> Optional[Link]:
         return self.get_many([ref]).get(ref)
@@ -208,6 +208,11 @@ class DynamoLinks:
             & (LinkItem.qualification.does_not_exist() | other))
         return dict(Counter(QState(i.qualification) if i.qualification else None for i in found)), complete
 
+    def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        # (as joined_people: never `limit` found before `scan_limit` were read, complete only once none is left)
+        found, complete = _capped(campaign_id, scan_limit + 1, scan_limit, None, LinkItem.pending_pk.exists())
+        return [i.to_link() for i in found], complete
+
     def joined_people(self, campaign_id: str,
                       scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
         # Never `limit` found before `scan_limit` were read: complete only once none is left.
@@ -229,8 +234,8 @@ class DynamoLinks:
             LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
             _free(now) & _as_read(read[ref]) if ref in read else _free(now))
 
-    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
-        return self._claim_one(ref, workspace, lease, {})
+    def claim(self, ref: PersonRef, workspace: str, lease: Optional[float] = None) -> Optional[JoinClaim]:
+        return self._claim_one(ref, workspace, self.lease if lease is None else lease, {})
 
     def _claim_one(self, ref: PersonRef, workspace: str, lease: float,
                    read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
@@ -247,12 +252,13 @@ class DynamoLinks:
             raise Busy("another worker is applying this join right now", retry_after=max(1.0, held_until - now))
         raise Busy(CHANGED_SINCE_READ, retry_after=1.0)
 
-    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: Optional[float] = None,
                    read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
                    ) -> list[JoinClaim | None | Exception]:
         """All in one transaction; when one cannot be taken (a repeat, another worker's claim, a
         link written since it was read) or the transaction conflicts with another, each is
         claimed alone to tell which."""
+        lease = self.lease if lease is None else lease
         if len(wanted) > 1 and len({ref for ref, _ in wanted}) == len(wanted) <= MAX_TRANSACTION:
             now = self.clock()
             claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in read and read[ref] is None else None)
@@ -493,10 +499,9 @@ class DynamoLinks:
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
-        updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
-        if old:
-            updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
-                                  [PointerItem.links.delete({str(link.ref)})]))
+        updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
+        if old:             # (the merged contact's pointer goes when it named her alone, as an email's does)
+            updates += _leave(contact_key(link.workspace, old), link.ref)
         updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
         with _or_busy("the link moved meanwhile (another worker applied the merge)"):
             self.history.transact(link.ref, entries, *updates)
@@ -584,13 +589,14 @@ class DynamoLinks:
         return dataclasses.replace(link, updated_at=now, **changes)
 
     # --- qualification ------------------------------------------------------------------------
-    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
+    def start_qualifying(self, link: Link, replay: bool = False, lease: Optional[float] = None) -> Claim | Link | None:
         now, token = self.clock(), uuid.uuid4().hex
         key = link_key(link.ref)
         try:
             answer = LinkItem._get_connection().update_item(
                 *key, actions=[LinkItem.qualification.set(QState.QUALIFYING.value), LinkItem.claim.set(token),
-                               LinkItem.lease_until.set(now + lease), LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED],
+                               LinkItem.lease_until.set(now + (self.lease if lease is None else lease)),
+                               LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED],
                 condition=LinkItem.qualification.is_in(*(s.value for s in claimable(replay)))
                 | ((LinkItem.qualification == QState.QUALIFYING.value) & _lease_ended(now)),
                 return_values="ALL_OLD")
@@ -652,7 +658,7 @@ class DynamoLinks:
         self.history.note_repeat(ref, event, reason, outcome, restart_after, while_there=_kept(ref))
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None, lease: float = LEASE_SECONDS,
+                          reason: Optional[str] = None, lease: Optional[float] = None,
                           rf_said_no: bool = False) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
@@ -664,7 +670,8 @@ class DynamoLinks:
         if state is QState.QUALIFIED:
             actions.append(LinkItem.qualified_at.set(now))
         if state is QState.UNCONFIRMED:     # overdue once the lease runs, unless a retry finishes it first
-            actions += [LinkItem.lease_until.set(at + lease), LinkItem.overdue_pk.set(OVERDUE),
+            actions += [LinkItem.lease_until.set(at + (self.lease if lease is None else lease)),
+                        LinkItem.overdue_pk.set(OVERDUE),
                         LinkItem.rf_said_no.set(True) if rf_said_no else LinkItem.rf_said_no.remove()]
         else:                               # qualified, or failed: a 4xx is not retried every run
             actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), LinkItem.rf_said_no.remove()]
@@ -693,9 +700,13 @@ class DynamoLinks:
         items = list(LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit))
         return PendingPage([i.to_link() for i in items], items[-1].pending_sk if items else None)
 
-    def count_pending(self, before: Optional[str] = None) -> int:
+    def count_pending(self, before: Optional[str] = None, limit: Optional[int] = None) -> int:
         condition = LinkItem.pending_sk < before if before else None
-        return LinkItem.pending.count(PENDING, range_key_condition=condition)
+        if limit is None:
+            return LinkItem.pending.count(PENDING, range_key_condition=condition)
+        # (a Count query reads on to the end whatever its Limit, which only sizes its pages: these stop at `limit`)
+        return sum(1 for _ in LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit,
+                                                     attributes_to_get=["pk", "sk"]))
 
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         items = LinkItem.overdue.query(OVERDUE, range_key_condition=LinkItem.lease_until < now, limit=limit)
@@ -706,6 +717,13 @@ class DynamoLinks:
         update = Update(LinkItem(*link_key(late.link.ref)), [
             LinkItem.lease_until.set(retry_at), LinkItem.lease_ended.set(LinkItem.lease_ended | late.due),
             LinkItem.requeued.add(1)], LinkItem.lease_until == late.due)
+        return applied(lambda: self.history.transact(late.link.ref, entries, update))
+
+    def unqueue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        as_read = (LinkItem.lease_ended.set(late.lease_until), LinkItem.requeued.set(late.requeued)) if late.requeued \
+            else _NOT_REQUEUED
+        update = Update(LinkItem(*link_key(late.link.ref)), [LinkItem.lease_until.set(late.due), *as_read],
+                        LinkItem.lease_until == retry_at)
         return applied(lambda: self.history.transact(late.link.ref, entries, update))
 
     # --- erasure --------------------------------------------------------------------------

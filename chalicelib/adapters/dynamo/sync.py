@@ -11,7 +11,7 @@ from ...domain.history import iso
 from ...domain.link import PersonRef
 from ...domain.sync import OUTCOMES, PageError
 from ...pool import Pool
-from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
+from ...ports.store import DEFAULT_LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, link_key, sync_run_key
 from .models import LedgerItem, LinkItem, SyncRunItem, applied, batch_get, get
 
@@ -65,8 +65,8 @@ def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
 
 
 class DynamoSync:
-    def __init__(self, clock: Callable[[], float]):
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float], lease: float = DEFAULT_LEASE_SECONDS):
+        self.clock, self.lease = clock, lease
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
               since: Optional[float] = None, required: tuple[str, ...] = (),
@@ -95,10 +95,10 @@ class DynamoSync:
         return _run(campaign_id, item) if item is not None else None
 
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
-                   lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
-        item = SyncRunItem(*sync_run_key(campaign_id))
+                   lease: Optional[float] = None) -> tuple[Optional[SyncRun], bool]:
+        item, until = SyncRunItem(*sync_run_key(campaign_id)), now + (self.lease if lease is None else lease)
         if applied(lambda: item.update(
-                actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(now + lease)],
+                actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(until)],
                 condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running") & (SyncRunItem.page == page)
                 & (SyncRunItem.owner.does_not_exist() | (SyncRunItem.lease_until < now) | (SyncRunItem.owner == owner)))):
             return _run(campaign_id, item), True
