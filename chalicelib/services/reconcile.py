@@ -7,8 +7,8 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
    worker died, gets a check that finishes it (asking RF first where a PUT may have reached it). Each one's history says so. The link
    then leaves the index for RECONCILE_RETRY_SECONDS (`requeue`), so that the next runs do not queue
    it again while its message still waits in the queue; if it is still unfinished after that, it is
-   queued again. Marked before it is sent (of two runs at once, one queues it); a send that fails puts it
-   back (`unqueue`): due at the next run;
+   queued again. Marked before it is sent (of two runs at once, one queues it); a run that fails before its
+   message is sent (the send, or a later link's mark) puts it back (`unqueue`): due at the next run;
 2. one search of changed contacts per connected workspace with campaigns (qualification/changes.py):
    its cost grows with the contacts that changed, not with the leads that wait (after a rule change that may
    meet values already reached, once from the oldest pending lead);
@@ -50,8 +50,9 @@ def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     limit = limit or rt.config.reconcile_per_run
     now = rt.clock()
     retry_at = now + rt.config.reconcile_retry
-    overdue = _overdue(rt, now, limit, retry_at)
-    try:                                         # (the overdue links are marked: if their messages are not sent...)
+    overdue: list[tuple[Overdue, dict]] = []
+    try:            # (each overdue link is marked as it is added: whatever keeps its message from being sent...)
+        _overdue(rt, now, limit, retry_at, overdue)
         changes = _changes(rt, now)
         sweep = _sweep(rt, now, limit)
         owed = rt.store.links.counts_owed(now, limit)
@@ -89,11 +90,10 @@ def past_sweep_age(rt: Stack[WorkQueue], limit: Optional[int] = None) -> int:
     return rt.store.links.count_pending(before=sweep_bound(rt), limit=limit)
 
 
-def _overdue(rt: Stack[WorkQueue], now: float, limit: int, retry_at: float) -> list[tuple[Overdue, dict]]:
-    """The overdue links and the messages that finish them. Each link is requeued first (one conditional write
-    with its history entry): a link claimed, finished or queued by another run since it was read is
+def _overdue(rt: Stack[WorkQueue], now: float, limit: int, retry_at: float, out: list[tuple[Overdue, dict]]) -> None:
+    """The overdue links and the messages that finish them, into `out`. Each link is requeued first (one conditional
+    write with its history entry), then added: a link claimed, finished or queued by another run since it was read is
     left to them."""
-    out = []
     for late in rt.store.links.overdue(now, limit):
         queued = _finish(late, now, retry_at)
         if queued is None:
@@ -104,7 +104,6 @@ def _overdue(rt: Stack[WorkQueue], now: float, limit: int, retry_at: float) -> l
     if out:
         count("ReconciliationOverdueLinks", len(out))
         logger.warning("reconciliation found unfinished links", extra={"overdue": len(out)})
-    return out
 
 
 def _unqueue(rt: Stack[WorkQueue], overdue: list[tuple[Overdue, dict]], retry_at: float, exc: Exception) -> None:

@@ -486,6 +486,33 @@ def test_overdue_links_whose_messages_were_not_sent_are_queued_by_the_next_run_n
     assert work.store.history.entries(PersonRef("42", "1"))[-1].details["queued"] == 1   # the lost one not counted
 
 
+def test_overdue_links_marked_before_one_whose_mark_meets_a_transaction_conflict_are_queued_by_the_next_run(
+        monkeypatch):
+    """The run marks each overdue link, then sends their messages. A worker's write met the second link's mark
+    (DynamoDB's TransactionConflict, a wait of a few seconds for a worker): the run failed before any send, and the
+    first link, marked, waited RECONCILE_RETRY_SECONDS (an hour) for a message never sent."""
+    from chalicelib.adapters.dynamo.models import Conflict
+    work = world()
+    unfinished_and_pending(work)
+    requeue, marks = work.store.links.requeue, []
+
+    def second_conflicts(late, retry_at, entries):
+        marks.append(late.link.ref)
+        if len(marks) == 2:
+            raise Conflict("DynamoDB refused TransactWriteItems: another transaction was writing its items",
+                           retry_after=5)
+        return requeue(late, retry_at, entries)
+    with monkeypatch.context() as failing:
+        failing.setattr(work.store.links, "requeue", second_conflicts)
+        with pytest.raises(Conflict):
+            reconcile(work)
+    work.clock.now += 15 * 60                              # the next scheduled run
+    before = len(work.queue.sent)
+    assert reconcile(work)["overdue"] == 3
+    assert {m.get("rf_user_id") for m in work.queue.sent[before:]} >= {"1", "2", "3"}
+    assert ("reconciliation", "not_queued") in history(work, marks[0].rf_user_id)
+
+
 def test_two_runs_at_once_queue_an_overdue_link_once():
     work = world()
     work.store.links.claim(PersonRef("42", "1"), WS)
