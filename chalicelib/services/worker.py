@@ -221,8 +221,11 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
             continue
         try:
             answers = run_all([j.message for j in group], work.deps, contexts[group[0]], pool)
-        except Exception as exc:   # a bug in the batch's own steps: every record of it failed with it
-            logger.exception("batch of records failed")
+        except Exception as exc:   # the batch's own steps failed (a bug, the table throttled): every record with it
+            if isinstance(exc, WorkError):      # an expected condition with its reason (the table throttled): one line
+                logger.warning(f"batch of records failed: {mask_emails(exc.reason)}")
+            else:
+                logger.exception("batch of records failed")
             answers = [exc] * len(group)
         outcomes.update(zip(group, answers))
 

@@ -61,3 +61,31 @@ def test_past_the_outage_budget_a_throttled_record_is_dead_lettered_saying_dynam
     assert letter["reason"] == ("DynamoDB unavailable for 2 h (BRIDGE_OUTAGE_HOURS): DynamoDB throttled the "
                                 "bridge's calls — replay it once DynamoDB answers again (`bridge dlq replay`)")
     assert letter["attempts"] == 1
+
+
+def test_a_join_batch_whose_finishing_write_the_table_throttles_waits_and_logs_it_in_one_line(monkeypatch):
+    """The joins' one finishing write met the throttle (a batch step, not one record's): every join waits, as the
+    outage a throttle is, and the log said it at ERROR level with a traceback, as a bug in the batch's own steps."""
+    import io
+
+    from chalicelib.observability import logger
+    from tests.unit.scenario import run
+    from tests.unit.test_join_use_case import join, world as joins_world
+    work = joins_world()
+    finish_many = work.store.links.finish_many
+
+    def throttled_from_then_on(done):
+        work.store.throttle(work.clock() + HOUR)
+        return finish_many(done)
+    monkeypatch.setattr(work.store.links, "finish_many", throttled_from_then_on)
+    written = io.StringIO()
+    before = logger.registered_handler.setStream(written)
+    try:
+        assert run(work, join())["waiting"] == 1 and work.queue.dead == []
+    finally:
+        logger.registered_handler.setStream(before)
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    assert [line["level"] for line in lines if line["message"] == "batch of records failed: DynamoDB throttled "
+            "finish_many (ProvisionedThroughputExceededException: The level of configured provisioned throughput "
+            "for the table was exceeded)"] == ["WARNING"]
+    assert not any("exception" in line or line["level"] == "ERROR" for line in lines)
