@@ -64,7 +64,7 @@ class Later:
 class ReceivedLetter:
     """A dead letter as one receive hands it out: its message id, this receive's handle (the queue
     honours the latest only), its body as sent, and what `WorkQueue.dead_letter` wrote with it: the
-    reason (its first REASON_KEPT characters), the tries, when. A letter the queue's redrive policy
+    reason (its first REASON_KEPT bytes: kept_reason), the tries, when. A letter the queue's redrive policy
     moved (the worker crashed or timed out each time) has none of the three, and one someone else
     put in the queue may hold tries that are not a number (None). `receive_count`: how many times the
     queue has handed it out, this receive included."""
