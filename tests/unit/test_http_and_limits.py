@@ -369,6 +369,9 @@ def test_a_probes_answer_stands_while_the_table_throttles_the_circuits_closing_a
     a.answered(200, "")                            # RF applied it: no failure
     clock.now += 2
     assert store.rates.state("rf").blocked         # (not closed yet)
+    # This container's next call goes out, RF answers it, and that closes the circuit. (It was refused as RF's block
+    # until the probe's own lease ran out, a minute: no answer came to close it, and the work waited, counted blocked.)
+    a.acquire()
     a.answered(200, "")
     assert not store.rates.state("rf").blocked
 
