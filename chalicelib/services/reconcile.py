@@ -107,15 +107,15 @@ def _overdue(rt: Stack[WorkQueue], now: float, limit: int, retry_at: float, out:
 
 
 def _unqueue(rt: Stack[WorkQueue], overdue: list[tuple[Overdue, dict]], retry_at: float, exc: Exception) -> None:
-    """The overdue links whose messages the queue did not take (NotSent names them; any other failure: all
-    of them) are due again, for the next run, not after RECONCILE_RETRY_SECONDS."""
+    """The overdue links whose messages were not sent (the queue's refusals: NotSent names them; any other failure,
+    of the send or before it: all of them) are due again, for the next run, not after RECONCILE_RETRY_SECONDS."""
     refused = {id(m): reason for m, reason in exc.refused} if isinstance(exc, NotSent) else None
     for late, message in overdue:
         if refused is None or id(message) in refused:
-            why = type(exc).__name__ if refused is None else refused[id(message)]
+            why = (f"the run failed ({type(exc).__name__}) before the queue took it" if refused is None else
+                   f"the work queue did not take it ({refused[id(message)]})")
             rt.store.links.unqueue(late, retry_at, [Entry("reconciliation", "not_queued", (
-                f"the work queue did not take the message that finishes it ({why}): the next run queues it "
-                "again"))])
+                f"the message that finishes it was not sent: {why}; the next run queues it again"))])
 
 
 def _finish(late: Overdue, now: float, retry_at: float) -> Optional[tuple[dict, Entry]]:
