@@ -510,7 +510,8 @@ def test_overdue_links_marked_before_one_whose_mark_meets_a_transaction_conflict
     before = len(work.queue.sent)
     assert reconcile(work)["overdue"] == 3
     assert {m.get("rf_user_id") for m in work.queue.sent[before:]} >= {"1", "2", "3"}
-    assert ("reconciliation", "not_queued") in history(work, marks[0].rf_user_id)
+    assert ("the message that finishes it was not sent: the run failed (Conflict) before the queue took it; the next "
+            "run queues it again") in reasons(work, marks[0].rf_user_id)
 
 
 def test_two_runs_at_once_queue_an_overdue_link_once():
