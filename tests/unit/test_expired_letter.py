@@ -167,3 +167,16 @@ def test_doctor_does_not_warn_of_a_refusal_whose_letter_the_operator_discarded()
     rt = healthy()
     discarded(rt.work)
     assert not checks(look(rt)[0], "qualification.refused")
+
+
+def test_explain_advises_the_backfill_only_once_backfill_checks_the_lead():
+    """The letter is dated by the link's last write (letter_gone, README): one written for another reason since (a
+    role followed, a merge) is checked 14 days after that. Explain dated it by the failure's entry and advised a
+    backfill that then did nothing ("already linked")."""
+    work = world()
+    refused(work, 10)
+    work.store.links.set_contact(link_of(work), [], role="lead")       # written for another reason on day 10
+    work.queue.dead.clear()
+    work.clock.now += 5 * DAY
+    assert backfill(Backfiller(work), "42").view()["outcomes"] == {"already linked": 1}
+    assert "bridge backfill" not in as_text(explain(work, "ann@example.com"))
