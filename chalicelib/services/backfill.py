@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
-from ..domain.history import Entry
+from ..domain.history import RECHECKED, Entry
 from ..domain.judge import DEAD_LETTER_DAYS, letter_gone, takes_baseline
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.mapping import attribute_type, attribute_value
@@ -474,10 +474,7 @@ def _rechecks(store: Store, links: dict[PersonRef, Link], now: float) -> dict[Pe
     be), which finishes the qualification (RF asked first). A run again before it is worked queues it again:
     harmless, one claim qualifies, and the other finds it done."""
     return {link.ref: CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
-                                   replayed_from=GONE) for link in to_recheck(store, links.values(), now)}
-
-
-GONE = "backfill: dead letter gone"     # a check's replay mark when no letter is left to replay (`_rechecks`)
+                                   replayed_from=RECHECKED) for link in to_recheck(store, links.values(), now)}
 
 
 def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef],

@@ -94,6 +94,9 @@ def test_backfill_checks_again_a_refused_qualification_whose_letter_is_gone_and_
     run(work, *queued(work))
     assert link_of(work).qualification is QState.QUALIFIED
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and not work.queue.dead
+    # (its history names what sent the check: no letter was replayed)
+    said = work.store.history.entries(link_of(work).ref)[-1].reason or ""
+    assert "bridge backfill 42 --apply" in said and "dlq replay" not in said, said
     again = backfill(rt, "42", apply=True).view()
     assert again["queued"] == 0 and again["outcomes"] == {"already linked": 1} and not work.queue.sent
 
