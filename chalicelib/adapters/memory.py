@@ -288,6 +288,8 @@ class MemoryLinks:
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         held = self._held_by(claim.ref, claim.token)
+        if held.link.contact_id and held.link.contact_id != result.contact_id:      # (the contact it held: left)
+            self._unpoint(self.tables.contacts, (claim.workspace, held.link.contact_id), claim.ref)
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"

@@ -108,7 +108,8 @@ class LinkRepository(Protocol):
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
         (it is no longer the claim's alone to write whole)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
-        """The result, the contact and email pointers and the history, at once (and, with
+        """The result, the contact and email pointers and the history, at once (a contact the link held, hold_found's
+        or an earlier try's, that is not the result's: its pointer names her no more, in that write; and, with
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead
@@ -285,8 +286,8 @@ class Found:
 
     def linked_to_contact(self, workspace: str, contact_id: Optional[str]) -> list[Link]:
         """The links the contact's pointer names that are on this contact still: a pointer names a person, the link
-        which contact is hers (a retried join that found the contact its first try made merged links her on the
-        survivor, and the merged one's pointer names her still: its late notifications are not hers)."""
+        which contact is hers (a pointer written before a join that finished on another contact left it may name
+        her still: its late notifications are not hers)."""
         pointed = self.by_contact.get((workspace, contact_id or ""), frozenset())
         return [link for link in self._links(workspace, pointed) if link.contact_id == contact_id]
 

@@ -964,6 +964,27 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_join_finished_on_another_contact_than_it_held_leaves_its_pointer_and_forget_leaves_none(store, batch):
+    """Intercom merged the contact a join held into another before the join finished there: the held contact's
+    pointer names her no more (another person it names keeps it), so `bridge forget` leaves no pointer naming her.
+    `batch`: finished with another person's join in one write."""
+    bob, carol = PersonRef("42", "8"), PersonRef("42", "9")
+    joined(store, bob, contact="c_found", email="bob@example.com")
+    claim, other = store.links.claim_many([(ANN, WS), (carol, WS)])
+    assert store.links.hold_found([(claim, FoundContact("c_found", "lead", "lead", "No", "x"))]) == [None]
+    done = [(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c_survivor",
+                               contact_role="lead", baseline="No", qualification=QState.PENDING), [Entry("join", "linked")])]
+    if batch:
+        done.append((other, JoinResult(LinkStatus.LINKED, kind="lead", email="carol@example.com", contact_id="c3"), []))
+    assert store.links.finish_many(done) == [None] * len(done)
+    contacts = [(WS, c) for c in ("c_found", "c_survivor", "c3")]
+    found = store.lookup.look_up(contacts=contacts)
+    assert (found.by_contact[(WS, "c_found")], found.by_contact[(WS, "c_survivor")]) == ({bob}, {ANN})
+    store.links.erase(store.links.get(ANN))
+    assert not any(ANN in refs for refs in store.lookup.look_up(contacts=contacts).by_contact.values())
+
+
 # --- the small repositories ------------------------------------------------------------------------
 def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_limit(store):
     """What `settings delete` shows of the people it would leave behind, and whether anyone joined
