@@ -261,6 +261,9 @@ class LinkRepository(Protocol):
         mark goes, unless an erasure marked it again since (then it stays owed, and False)."""
 
 
+# Days a past sync run is kept (SyncRepository.start): ongoing sync's catch-ups, one every 15 minutes, kept a month.
+PAST_RUN_DAYS = 30
+
 # Seconds an erasure's own ask for its referrer's count write (services/privacy.py) gets before
 # reconciliation asks again: the mark `erase` leaves is what repairs an erasure interrupted before asking.
 COUNT_ASK_GRACE = 60.0
@@ -530,6 +533,8 @@ class SyncRun:
                                           # (domain/sync.required_fields): its pages, and webhooks while it is the
                                           # latest run, skip a contact missing one without asking RF
     workspace: Optional[str] = None       # the workspace whose contacts it reads (None: started before runs said it)
+    full_run: Optional[int] = None        # the latest full run when it started (a full run: itself; None: started
+                                          # before runs said it, or no full run yet)
 
     @property
     def done(self) -> int:
@@ -569,9 +574,11 @@ class SyncRepository(Protocol):
     def start(self, campaign_id: str, kind: str, source: str, now: float,
               since: Optional[float] = None, required: tuple[str, ...] = (),
               workspace: Optional[str] = None) -> Optional[SyncRun]:
-        """A new run (numbered after the last one), or None while one is running."""
+        """A new run (numbered after the last one, naming the latest full run), or None while one is running. The
+        run before is kept under its number: a catch-up run, or a full run the new one replaces (a full one), expires
+        PAST_RUN_DAYS from now (the table's TTL); the latest full run is kept while it is the latest."""
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
-        """A run by number (None: the latest)."""
+        """A run by number (None: the latest); None for one expired (though DynamoDB's TTL deletes it late)."""
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
                    lease: Optional[float] = None) -> tuple[Optional[SyncRun], bool]:
         """Take the page: (the run, True). (the run as it stands, False) when the page is not the

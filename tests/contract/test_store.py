@@ -1456,6 +1456,32 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
 
 
+def test_past_catch_up_runs_and_full_runs_a_newer_one_replaced_expire_the_latest_full_run_is_kept(store, clock):
+    """Ongoing sync starts a catch-up every 15 minutes: each copied the run before to an item of its own, kept for
+    ever. A past catch-up run, and a full run once a newer full run started, expire PAST_RUN_DAYS after (the table's
+    TTL: read as gone from then); the latest full run does not, and each run names it (no walk back needed)."""
+    from chalicelib.ports.store import PAST_RUN_DAYS
+
+    def ran(kind):
+        run = store.sync.start("42", kind, "users", clock())
+        store.sync.claim_page("42", run.number, 0, "w", clock())
+        assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
+        clock.now += 900
+        return run
+    began = clock()
+    runs = [ran(kind) for kind in ("full", "catch-up", "catch-up", "full", "catch-up", "catch-up")]
+    assert [r.full_run for r in runs] == [1, 1, 1, 4, 4, 4] == [store.sync.run("42", n).full_run for n in range(1, 7)]
+    clock.now = began + 2 * 900 + PAST_RUN_DAYS * 86400 - 1     # run 2 was kept apart when run 3 began
+    assert all(store.sync.run("42", n) for n in range(1, 7))                  # kept for days
+    clock.now = began + 5 * 900 + PAST_RUN_DAYS * 86400         # run 5 was kept apart when run 6 began
+    assert [n for n in range(1, 7) if store.sync.run("42", n)] == [4, 6]       # the latest full one, the latest
+    if not isinstance(store, MemoryStore):                                     # (DynamoDB deletes them)
+        from chalicelib.adapters.dynamo.keys import sync_run_key
+        from chalicelib.adapters.dynamo.models import SyncRunItem, get
+        assert [bool(get(SyncRunItem, sync_run_key("42", n)).expires_at) for n in range(1, 6)] == [
+            True, True, True, False, True]
+
+
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
         store, clock):
     required = ("first_name", "email", "meta.company")
