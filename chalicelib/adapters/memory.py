@@ -200,6 +200,10 @@ class MemoryLinks:
         return self._capped(campaign_id, scan_limit + 1, scan_limit,
                             lambda link: (link.rf_user_id, link.email) if link.final else _SKIP)
 
+    def refused_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        return self._capped(campaign_id, scan_limit + 1, scan_limit,
+                            lambda link: link if link.qualification is QState.FAILED else _SKIP)
+
     def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
         return self._capped(campaign_id, scan_limit + 1, scan_limit,
                             lambda link: link if self.tables.links[link.ref].pending is not None else _SKIP)

@@ -27,7 +27,6 @@ class NotSent(RuntimeError):
         super().__init__(f"SQS refused {len(refused)} of {of} message(s): {reasons}")
 
 
-DEAD_LETTER_DAYS = 14    # how long SQS keeps a dead letter (infra/template.yaml: its longest), then deletes it unsaid
 
 TRIES, WAITS = "bridge-tries", "bridge-waits"      # the message attributes of a copy sent to wait
 OUTAGE_SINCE = "bridge-outage-since"                # (and when its first wait for a vendor's outage began,

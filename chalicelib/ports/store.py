@@ -73,6 +73,9 @@ class LinkRepository(Protocol):
         by qualification state: None (linked before the campaign had a rule) or PENDING (a baseline of another
         attribute, recorded as such), counting up to `limit` of them, read as `linked_elsewhere` reads (and as
         complete)."""
+    def refused_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        """The campaign's links whose qualification RF refused (failed), among its first `scan_limit` links in key
+        order, with whether every link was read (as pending_in)."""
     def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
         """The campaign's links in the pending index, among its first `scan_limit` links in key order, read from the
         campaign's own links (the index is every campaign's, oldest first: another's backlog may fill its first

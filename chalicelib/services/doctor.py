@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
 from ..domain.history import epoch, iso
-from ..domain.judge import elsewhere
+from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
@@ -175,6 +175,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
         (left if elsewhere(link, settings) is not None else gone if link.contact_state else pending).append(link)
     _left_behind(store, report, settings, left)
     _baselines(store, report, settings)
+    _letters_gone(store, report, settings, rt.clock())
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn,
@@ -235,6 +236,25 @@ def _baselines(store: Store, report: Report, settings: CampaignSettings) -> None
         report.add("qualification.baselines", True, f"leads linked before the qualification rule were not checked "
                    f"past the first {SCAN_LIMIT:,} joins of campaign {settings.campaign_id}", "",
                    f"`bridge backfill {settings.campaign_id}` (a dry run) lists every one", warn=True, key="not_read")
+
+
+def _letters_gone(store: Store, report: Report, settings: CampaignSettings, now: float) -> None:
+    """Leads whose qualification RF refused longer ago than SQS keeps a dead letter (letter_gone): no replay reaches
+    them, nor does `[dead_letters]` see them; `bridge backfill --apply` checks each again. One query of the
+    campaign's links (SCAN_LIMIT at most). A warning: a lead RF no longer lists (deleted there) is never checked
+    again, and stays counted."""
+    found, complete = store.links.refused_in(settings.campaign_id)
+    gone = sorted((link.rf_user_id for link in found if letter_gone(link, now)), key=lambda r: (len(r), r))
+    c = settings.campaign_id
+    if gone:
+        report.add("qualification.refused", True, (
+            f"{how_many(len(gone), not complete, 'lead', 'leads')} whose qualification Referral Factory refused over "
+            f"{DEAD_LETTER_DAYS} days ago (RF user(s) {', '.join(gone[:5])}{', …' if len(gone) > 5 else ''}): their "
+            f"dead letters are gone (SQS keeps one {DEAD_LETTER_DAYS} days), so no `bridge dlq replay` reaches them"),
+            "the rule was met, and the referral stays unqualified until it is checked again",
+            f"fix the cause at Referral Factory (`bridge explain <RF user id>` shows RF's answer), then `bridge "
+            f"backfill {c}` (a dry run) lists them, and `bridge backfill {c} --apply` checks each again (Referral "
+            "Factory asked first)", warn=True)
 
 
 # --- contact sync --------------------------------------------------------------------------------

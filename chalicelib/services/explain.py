@@ -24,7 +24,7 @@ from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
-from ..ports.queue import DEAD_LETTER_DAYS
+from ..domain.judge import DEAD_LETTER_DAYS
 from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import RF_404, no_campaign, replay_fix
 
@@ -494,25 +494,32 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
 COMMAND = "`bridge dlq "       # a replay's or a discard's command, in a fix
 
 
+#: What `bridge backfill --apply` does for a failure whose dead letter SQS deleted, by the letter's topic.
+BROUGHT_BACK = {"join": "sends the join again",
+                "qualification": "checks the qualification again (Referral Factory asked first)"}
+
+
 def _letters_gone(trail: list[dict], now: float) -> list[dict]:
-    """A join whose dead letter is older than SQS keeps one (DEAD_LETTER_DAYS; none replayed or discarded since):
-    SQS deleted it, and the replay its fixes named finds nothing. `bridge backfill --apply` sends the join again
-    (a discard's fix: nothing is left to discard)."""
+    """A join's or a qualification's dead letter older than SQS keeps one (DEAD_LETTER_DAYS; none replayed or
+    discarded since): SQS deleted it, and the replay its fixes named finds nothing. `bridge backfill --apply` sends
+    the join again, or checks the qualification again as its replay would (a discard's fix: nothing is left to
+    discard)."""
     letters: dict[tuple, Optional[dict]] = {}
-    for e in trail:                 # (in time order: the person's last join letter, unless replayed or discarded)
-        if e["event"] == "dead_letter" and KIND_TOPICS.get(str((e.get("details") or {}).get("kind"))) == "join":
-            letters[(e.get("campaign_id"), e.get("rf_user_id"))] = e if e["outcome"] == "failed" else None
+    for e in trail:                 # (in time order: the person's last letter of each, unless replayed or discarded)
+        topic = KIND_TOPICS.get(str((e.get("details") or {}).get("kind")))
+        if e["event"] == "dead_letter" and topic in BROUGHT_BACK:
+            letters[(e.get("campaign_id"), e.get("rf_user_id"), topic)] = e if e["outcome"] == "failed" else None
     gone = f"its dead letter is gone: SQS keeps one {DEAD_LETTER_DAYS} days"
-    for (campaign, rf_user), letter in letters.items():
+    for (campaign, rf_user, topic), letter in letters.items():
         if letter is None or (epoch(letter["at"]) or now) > now - DEAD_LETTER_DAYS * 86400:
             continue
         for e in trail:
             fix = e.get("fix") or ""
             if (e.get("campaign_id"), e.get("rf_user_id")) != (campaign, rf_user) or e["at"] > letter["at"] \
-                    or COMMAND not in fix or (e is not letter and TOPICS.get(e["event"]) != "join"):
+                    or COMMAND not in fix or (e is not letter and TOPICS.get(e["event"]) != topic):
                 continue
             e["fix"] = (f"nothing to discard: {gone}" if "dlq replay" not in fix else fix.split(COMMAND)[0]
-                        + f"`bridge backfill {campaign} --apply` sends the join again ({gone})")
+                        + f"`bridge backfill {campaign} --apply` {BROUGHT_BACK[topic]} ({gone})")
     return trail
 
 

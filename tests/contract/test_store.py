@@ -770,6 +770,22 @@ def test_a_campaigns_pending_leads_are_read_from_its_own_links_whatever_other_ca
     assert store.links.pending_in("43") == ([], True)
 
 
+def test_a_campaigns_refused_qualifications_are_read_from_its_own_links(store):
+    """`doctor`'s read of the leads whose qualification RF refused (their letters may be gone): the campaign's own
+    links whose qualification failed, with when each was last written, in key order up to a cap."""
+    refused = joined(store, PersonRef("42", "7"), contact="c7", email="ann@example.com")
+    store.links.finish_qualifying(store.links.start_qualifying(refused), QState.FAILED, [], reason="RF said 422")
+    joined(store, PersonRef("42", "8"), contact="c8", email="bob@example.com")                # pending
+    other = joined(store, PersonRef("41", "7"), contact="o7", email="o@example.com")          # another campaign's
+    store.links.finish_qualifying(store.links.start_qualifying(other), QState.FAILED, [], reason="RF said 422")
+    [found], complete = store.links.refused_in("42")
+    assert (found.ref, found.qualification, found.reason, complete) == (PersonRef("42", "7"), QState.FAILED,
+                                                                        "RF said 422", True)
+    assert found.updated_at == store.links.get(PersonRef("42", "7")).updated_at
+    assert store.links.refused_in("42", scan_limit=1) == ([found], False)
+    assert store.links.refused_in("43") == ([], True)
+
+
 # --- the overdue index: what reconciliation finishes ------------------------------------------------
 def test_a_join_claim_past_its_lease_is_overdue_until_the_join_finishes(store, clock):
     assert store.links.overdue(clock() + 10**6, 10) == []

@@ -59,7 +59,7 @@ def test_a_join_dead_lettered_longer_ago_than_sqs_keeps_a_letter_is_advised_a_ba
 def test_the_days_explain_counts_a_dead_letter_kept_are_the_dead_letter_queues_own():
     import re
     from pathlib import Path
-    from chalicelib.ports.queue import DEAD_LETTER_DAYS
+    from chalicelib.domain.judge import DEAD_LETTER_DAYS
     template = (Path(__file__).resolve().parents[2] / "infra" / "template.yaml").read_text()
     [kept] = re.findall(r"\n  DeadLetterQueue:\n(?:    .*\n)*?      MessageRetentionPeriod: (\d+)", template)
     assert int(kept) == DEAD_LETTER_DAYS * 86400

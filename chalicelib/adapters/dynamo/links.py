@@ -211,6 +211,11 @@ class DynamoLinks:
             & (LinkItem.qualification.does_not_exist() | other))
         return dict(Counter(QState(i.qualification) if i.qualification else None for i in found)), complete
 
+    def refused_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        found, complete = _capped(campaign_id, scan_limit + 1, scan_limit, None,
+                                  LinkItem.qualification == QState.FAILED.value)
+        return [i.to_link() for i in found], complete
+
     def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
         # (as joined_people: never `limit` found before `scan_limit` were read, complete only once none is left)
         found, complete = _capped(campaign_id, scan_limit + 1, scan_limit, None, LinkItem.pending_pk.exists())
