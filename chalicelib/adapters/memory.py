@@ -27,10 +27,10 @@ from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, PENDING_SWEEP, Busy,
-                           Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup,
-                           LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
-                           normal_email)
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, PAST_RUN_DAYS,
+                           PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog,
+                           LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
+                           SyncRepository, normal_email)
 from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun,
                            answer_or_error)
 
@@ -292,6 +292,8 @@ class MemoryLinks:
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         held = self._held_by(claim.ref, claim.token)
+        if held.link.contact_id and held.link.contact_id != result.contact_id:      # (the contact it held: left)
+            self._unpoint(self.tables.contacts, (claim.workspace, held.link.contact_id), claim.ref)
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"
@@ -870,9 +872,10 @@ def _plus(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
 class MemorySync:
     """Sync runs (one list per campaign, the last is the latest) and the ledger."""
 
-    def __init__(self, tables: Tables, lease: float = DEFAULT_LEASE_SECONDS) -> None:
-        self.tables, self.lease = tables, lease   # (the links: an adopted entry holds to its join's)
+    def __init__(self, tables: Tables, clock: Callable[[], float], lease: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.tables, self.clock, self.lease = tables, clock, lease   # (the links: an adopted entry holds to its join's)
         self.runs: dict[str, list[SyncRun]] = {}
+        self.expires: dict[tuple[str, int], float] = {}   # a past run's TTL (SyncRepository.start)
         self.ledgers: dict[str, dict[str, LedgerEntry]] = {}
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
@@ -881,8 +884,13 @@ class MemorySync:
         runs = self.runs.setdefault(campaign_id, [])
         if runs and runs[-1].status == "running":
             return None
+        full = runs[-1].number if runs and runs[-1].kind == "full" else runs[-1].full_run if runs else None
         run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
-                      updated_at=now, required=tuple(required), workspace=workspace)
+                      updated_at=now, required=tuple(required), workspace=workspace,
+                      full_run=len(runs) + 1 if kind == "full" else full)
+        if runs:       # the run before is kept for a while, unless it is the latest full one; so is the one replaced
+            expiring = [n for n in {runs[-1].number, full} if n and (n != full or kind == "full")]
+            self.expires.update(((campaign_id, n), now + PAST_RUN_DAYS * 86400) for n in expiring)
         runs.append(run)
         return run
 
@@ -890,7 +898,8 @@ class MemorySync:
         runs = self.runs.get(campaign_id) or []
         if number is None:
             return runs[-1] if runs else None
-        return runs[number - 1] if 0 < number <= len(runs) else None
+        expired = self.expires.get((campaign_id, number), float("inf")) <= self.clock()
+        return runs[number - 1] if 0 < number <= len(runs) and not expired else None
 
     def _set(self, run: SyncRun, **changes: Any) -> SyncRun:
         new = dataclasses.replace(run, **changes)
@@ -1002,7 +1011,7 @@ class MemoryStore:
         self.tables = Tables()
         history, connections = MemoryHistory(self.tables, clock, history_days), MemoryConnections(clock)
         self.history: HistoryLog = history
-        sync = MemorySync(self.tables, lease)
+        sync = MemorySync(self.tables, clock, lease)
         self.links: LinkRepository = MemoryLinks(self.tables, clock, history, sync.ledgers, lease)
         self.lookup: LinkLookup = MemoryLookup(self.tables, clock)
         self.connections: ConnectionRepository = connections

@@ -111,7 +111,8 @@ class LinkRepository(Protocol):
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
         (it is no longer the claim's alone to write whole)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
-        """The result, the contact and email pointers and the history, at once (and, with
+        """The result, the contact and email pointers and the history, at once (a contact the link held, hold_found's
+        or an earlier try's, that is not the result's: its pointer names her no more, in that write; and, with
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead
@@ -263,6 +264,9 @@ class LinkRepository(Protocol):
         mark goes, unless an erasure marked it again since (then it stays owed, and False)."""
 
 
+# Days a past sync run is kept (SyncRepository.start): ongoing sync's catch-ups, one every 15 minutes, kept a month.
+PAST_RUN_DAYS = 30
+
 # Seconds an erasure's own ask for its referrer's count write (services/privacy.py) gets before
 # reconciliation asks again: the mark `erase` leaves is what repairs an erasure interrupted before asking.
 COUNT_ASK_GRACE = 60.0
@@ -288,8 +292,8 @@ class Found:
 
     def linked_to_contact(self, workspace: str, contact_id: Optional[str]) -> list[Link]:
         """The links the contact's pointer names that are on this contact still: a pointer names a person, the link
-        which contact is hers (a retried join that found the contact its first try made merged links her on the
-        survivor, and the merged one's pointer names her still: its late notifications are not hers)."""
+        which contact is hers (a pointer written before a join that finished on another contact left it may name
+        her still: its late notifications are not hers)."""
         pointed = self.by_contact.get((workspace, contact_id or ""), frozenset())
         return [link for link in self._links(workspace, pointed) if link.contact_id == contact_id]
 
@@ -532,6 +536,8 @@ class SyncRun:
                                           # (domain/sync.required_fields): its pages, and webhooks while it is the
                                           # latest run, skip a contact missing one without asking RF
     workspace: Optional[str] = None       # the workspace whose contacts it reads (None: started before runs said it)
+    full_run: Optional[int] = None        # the latest full run when it started (a full run: itself; None: started
+                                          # before runs said it, or no full run yet)
 
     @property
     def done(self) -> int:
@@ -571,9 +577,11 @@ class SyncRepository(Protocol):
     def start(self, campaign_id: str, kind: str, source: str, now: float,
               since: Optional[float] = None, required: tuple[str, ...] = (),
               workspace: Optional[str] = None) -> Optional[SyncRun]:
-        """A new run (numbered after the last one), or None while one is running."""
+        """A new run (numbered after the last one, naming the latest full run), or None while one is running. The
+        run before is kept under its number: a catch-up run, or a full run the new one replaces (a full one), expires
+        PAST_RUN_DAYS from now (the table's TTL); the latest full run is kept while it is the latest."""
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
-        """A run by number (None: the latest)."""
+        """A run by number (None: the latest); None for one expired (though DynamoDB's TTL deletes it late)."""
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
                    lease: Optional[float] = None) -> tuple[Optional[SyncRun], bool]:
         """Take the page: (the run, True). (the run as it stands, False) when the page is not the

@@ -38,16 +38,17 @@ A lead whose qualification RF refused (a 4xx: failed, only a replay reopens it) 
 letter (domain/judge.letter_gone) can no longer be replayed: a run with `apply` queues a check of the lead marked as a
 replay, what its letter's replay would do (qualification/checks.on_check): RF is asked first, then sent the PUT only
 if it says no; a refusal that still holds fails it again, with RF's reason, in a dead letter of its own (which a
-next run leaves to `bridge dlq replay` for as long as SQS keeps it)."""
+next run leaves to `bridge dlq replay` for as long as SQS keeps it). One whose letter the operator discarded (`bridge
+dlq discard`: given up on for good) is left as it is."""
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
-from ..domain.history import Entry
+from ..domain.history import RECHECKED, Entry
 from ..domain.judge import DEAD_LETTER_DAYS, letter_gone, takes_baseline
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.mapping import attribute_type, attribute_value
@@ -61,6 +62,7 @@ from ..messages import CheckMessage, JoinMessage
 from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
 from . import rf_people
+from .explain import letter_discarded
 from .ingest import queued_whole_or_thin
 from .referral_count import messages as count_messages
 
@@ -207,7 +209,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[JoinMessage] = []
-        checks = _rechecks(links, rt.clock())
+        checks = _rechecks(rt.store, links, rt.clock())
         for user, person, (outcome, message, lead) in zip(users, read, classified):
             base: tuple[Outcome, Optional[str]] = (outcome, None)
             if outcome == LINKED and isinstance(person, RFPerson):
@@ -461,15 +463,18 @@ def _owed(rt: Backfilling, campaign_id: str, asked: set[PersonRef], attribute: s
             if not kept.held(attribute) and (kept.n or kept.written is not None)} - asked
 
 
-def _rechecks(links: dict[PersonRef, Link], now: float) -> dict[PersonRef, CheckMessage]:
-    """The page's leads whose refused qualification's dead letter is gone (letter_gone): a check of each, marked as
-    a replay (the letter's own would be), which finishes the qualification (RF asked first). A run again before it
-    is worked queues it again: harmless, one claim qualifies, and the other finds it done."""
-    return {ref: CheckMessage(campaign_id=ref.campaign_id, rf_user_id=ref.rf_user_id, workspace=link.workspace,
-                              replayed_from=GONE) for ref, link in links.items() if letter_gone(link, now)}
+def to_recheck(store: Store, links: Iterable[Link], now: float) -> list[Link]:
+    """The leads among `links` whose refused qualification's dead letter is gone (letter_gone), unless the operator
+    discarded it (`bridge dlq discard`: that reward given up on for good; one read of each one's history)."""
+    return [link for link in links if letter_gone(link, now) and not letter_discarded(store.history.entries(link.ref))]
 
 
-GONE = "backfill: dead letter gone"     # a check's replay mark when no letter is left to replay (`_rechecks`)
+def _rechecks(store: Store, links: dict[PersonRef, Link], now: float) -> dict[PersonRef, CheckMessage]:
+    """The page's leads to check again (to_recheck): a check of each, marked as a replay (the letter's own would
+    be), which finishes the qualification (RF asked first). A run again before it is worked queues it again:
+    harmless, one claim qualifies, and the other finds it done."""
+    return {link.ref: CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
+                                   replayed_from=RECHECKED) for link in to_recheck(store, links.values(), now)}
 
 
 def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef],

@@ -980,6 +980,27 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_join_finished_on_another_contact_than_it_held_leaves_its_pointer_and_forget_leaves_none(store, batch):
+    """Intercom merged the contact a join held into another before the join finished there: the held contact's
+    pointer names her no more (another person it names keeps it), so `bridge forget` leaves no pointer naming her.
+    `batch`: finished with another person's join in one write."""
+    bob, carol = PersonRef("42", "8"), PersonRef("42", "9")
+    joined(store, bob, contact="c_found", email="bob@example.com")
+    claim, other = store.links.claim_many([(ANN, WS), (carol, WS)])
+    assert store.links.hold_found([(claim, FoundContact("c_found", "lead", "lead", "No", "x"))]) == [None]
+    done = [(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c_survivor",
+                               contact_role="lead", baseline="No", qualification=QState.PENDING), [Entry("join", "linked")])]
+    if batch:
+        done.append((other, JoinResult(LinkStatus.LINKED, kind="lead", email="carol@example.com", contact_id="c3"), []))
+    assert store.links.finish_many(done) == [None] * len(done)
+    contacts = [(WS, c) for c in ("c_found", "c_survivor", "c3")]
+    found = store.lookup.look_up(contacts=contacts)
+    assert (found.by_contact[(WS, "c_found")], found.by_contact[(WS, "c_survivor")]) == ({bob}, {ANN})
+    store.links.erase(store.links.get(ANN))
+    assert not any(ANN in refs for refs in store.lookup.look_up(contacts=contacts).by_contact.values())
+
+
 # --- the small repositories ------------------------------------------------------------------------
 def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_limit(store):
     """What `settings delete` shows of the people it would leave behind, and whether anyone joined
@@ -1449,6 +1470,32 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     store.sync.claim_page("42", 2, 0, "w1", clock())
     assert store.sync.checkpoint("42", 2, 0, "w1", clock(), cursor=None, counts={}, message="user limit")
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
+
+
+def test_past_catch_up_runs_and_full_runs_a_newer_one_replaced_expire_the_latest_full_run_is_kept(store, clock):
+    """Ongoing sync starts a catch-up every 15 minutes: each copied the run before to an item of its own, kept for
+    ever. A past catch-up run, and a full run once a newer full run started, expire PAST_RUN_DAYS after (the table's
+    TTL: read as gone from then); the latest full run does not, and each run names it (no walk back needed)."""
+    from chalicelib.ports.store import PAST_RUN_DAYS
+
+    def ran(kind):
+        run = store.sync.start("42", kind, "users", clock())
+        store.sync.claim_page("42", run.number, 0, "w", clock())
+        assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
+        clock.now += 900
+        return run
+    began = clock()
+    runs = [ran(kind) for kind in ("full", "catch-up", "catch-up", "full", "catch-up", "catch-up")]
+    assert [r.full_run for r in runs] == [1, 1, 1, 4, 4, 4] == [store.sync.run("42", n).full_run for n in range(1, 7)]
+    clock.now = began + 2 * 900 + PAST_RUN_DAYS * 86400 - 1     # run 2 was kept apart when run 3 began
+    assert all(store.sync.run("42", n) for n in range(1, 7))                  # kept for days
+    clock.now = began + 5 * 900 + PAST_RUN_DAYS * 86400         # run 5 was kept apart when run 6 began
+    assert [n for n in range(1, 7) if store.sync.run("42", n)] == [4, 6]       # the latest full one, the latest
+    if not isinstance(store, MemoryStore):                                     # (DynamoDB deletes them)
+        from chalicelib.adapters.dynamo.keys import sync_run_key
+        from chalicelib.adapters.dynamo.models import SyncRunItem, get
+        assert [bool(get(SyncRunItem, sync_run_key("42", n)).expires_at) for n in range(1, 6)] == [
+            True, True, True, False, True]
 
 
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(

@@ -94,6 +94,9 @@ def test_backfill_checks_again_a_refused_qualification_whose_letter_is_gone_and_
     run(work, *queued(work))
     assert link_of(work).qualification is QState.QUALIFIED
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and not work.queue.dead
+    # (its history names what sent the check: no letter was replayed)
+    said = work.store.history.entries(link_of(work).ref)[-1].reason or ""
+    assert "bridge backfill 42 --apply" in said and "dlq replay" not in said, said
     again = backfill(rt, "42", apply=True).view()
     assert again["queued"] == 0 and again["outcomes"] == {"already linked": 1} and not work.queue.sent
 
@@ -142,3 +145,41 @@ def test_doctor_warns_of_refused_qualifications_whose_letters_are_gone_with_the_
     assert gone["warn"] and gone["what"].startswith("1 lead whose qualification Referral Factory refused over 14 "
                                                     "days ago (RF user(s) 7)"), gone
     assert "`bridge backfill 42 --apply` checks each again" in gone["fix"], gone
+
+
+def discarded(work: FakeWork) -> None:
+    """Ann's refusal, its letter discarded by the operator (`bridge dlq discard`: given up on, for good), 20 days
+    ago: SQS holds no letter of it either."""
+    from chalicelib.services.dead_letters import discard
+    refused(work, 0)
+    assert discard(work, reason="Referral Factory answered 422")["discarded"] == 1    # type: ignore[arg-type]
+    work.clock.now += 20 * DAY
+
+
+def test_backfill_leaves_a_refusal_whose_letter_the_operator_discarded():
+    """The operator gave that reward up (`dlq discard`: explain says it resolved, discarded). A backfill run for
+    other reasons 14 days later checked it again: the reward paid after all, or, RF refusing still, a new letter to
+    discard, and again after each 14 days."""
+    work = world()
+    discarded(work)
+    done = backfill(Backfiller(work), "42", apply=True).view()
+    assert done["queued"] == 0 and done["outcomes"] == {"already linked": 1} and not work.queue.sent, done
+
+
+def test_doctor_does_not_warn_of_a_refusal_whose_letter_the_operator_discarded():
+    rt = healthy()
+    discarded(rt.work)
+    assert not checks(look(rt)[0], "qualification.refused")
+
+
+def test_explain_advises_the_backfill_only_once_backfill_checks_the_lead():
+    """The letter is dated by the link's last write (letter_gone, README): one written for another reason since (a
+    role followed, a merge) is checked 14 days after that. Explain dated it by the failure's entry and advised a
+    backfill that then did nothing ("already linked")."""
+    work = world()
+    refused(work, 10)
+    work.store.links.set_contact(link_of(work), [], role="lead")       # written for another reason on day 10
+    work.queue.dead.clear()
+    work.clock.now += 5 * DAY
+    assert backfill(Backfiller(work), "42").view()["outcomes"] == {"already linked": 1}
+    assert "bridge backfill" not in as_text(explain(work, "ann@example.com"))

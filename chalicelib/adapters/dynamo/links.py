@@ -119,7 +119,10 @@ def _counting_chunks(leads: Sequence[_Counting]) -> Iterator[list[_Counting]]:
         yield chunk
 
 
-_Groups = list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]
+_Groups = list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete]]]
+# A link that holds a contact its join did not finish on (hold_found's, merged meanwhile): that contact, and the
+# writes that take the link off its pointer (_leave, read before the finish).
+_Left = Mapping[PersonRef, tuple[str, list[Update | Delete]]]
 
 
 def _with_counts(groups: _Groups, referrers: Sequence[PersonRef], at: float) -> _Groups:
@@ -287,8 +290,14 @@ class DynamoLinks:
                             lease_until=now + lease, uncertain_since=now, overdue_pk=OVERDUE, joined_at=iso(now),
                             updated_at=iso(now)), LinkItem.pk.does_not_exist())
 
-    def _finish(self, claim: JoinClaim, result: JoinResult, at: float) -> list[Update | Put]:
+    def _finish(self, claim: JoinClaim, result: JoinResult, at: float,
+                left: _Left = MappingProxyType({})) -> list[Update | Put | Delete]:
+        """The finish's writes, held to the claim and to the contact the link holds: none, the result's, or the one
+        `left` names (its pointer left in the same write). A link found holding another refuses the write."""
         ref, now = claim.ref, iso(at)
+        held, leave = left.get(ref, (result.contact_id, []))
+        holds = LinkItem.contact_id.does_not_exist() | (LinkItem.contact_id == held) if held \
+            else LinkItem.contact_id.does_not_exist()
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
                                "qualification", "reason", "uncertain_since", "qualified_at")}
@@ -307,7 +316,7 @@ class DynamoLinks:
             link = Put(LinkItem(*link_key(ref), campaign_id=ref.campaign_id, rf_user_id=ref.rf_user_id,
                                 workspace=claim.workspace, status=result.status.value, joined_at=iso(claim.created_at),
                                 updated_at=now, **{k: v for k, v in fields.items() if v is not None}),
-                       LinkItem.claim == claim.token)
+                       (LinkItem.claim == claim.token) & holds)
         else:
             link = Update(LinkItem(*link_key(ref)), [
                 LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
@@ -315,18 +324,19 @@ class DynamoLinks:
                 # (no baseline_of: an earlier version's baseline, resumed; the rule stamp_rule recorded is kept)
                 *(_assign(getattr(LinkItem, name), value) for name, value in fields.items()
                   if value is not None or name != "baseline_of")],
-                LinkItem.claim == claim.token)
-        updates = [link]
+                (LinkItem.claim == claim.token) & holds)
+        updates: list[Update | Put | Delete] = [link, *leave]
         if result.contact_id:
             updates.append(_add_ref(contact_key(claim.workspace, result.contact_id), ref))
         if result.email:
             updates.append(_add_ref(email_key(claim.workspace, result.email), ref))
         return updates
 
-    def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> None:
+    def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]],
+                  left: _Left = MappingProxyType({})) -> None:
         """The joins' writes, and one update per referrer they count for, all dated alike: a lead's
         link is counted when its count grows (and begins)."""
-        self._counting_write(lambda at: [(claim.ref, entries, self._finish(claim, result, at))
+        self._counting_write(lambda at: [(claim.ref, entries, self._finish(claim, result, at, left))
                                          for claim, result, entries in done],
                              [PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
                               if result.counted_for])
@@ -335,7 +345,23 @@ class DynamoLinks:
         with _or_busy("lost the claim on this join to another worker"):
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
             # dated anew, and the claim's condition lets it apply once only)
-            self._finished([(claim, result, entries)])
+            try:
+                self._finished([(claim, result, entries)])
+            except TransactWriteError as exc:
+                left = self._left(claim, result) if conditional(exc) else {}
+                if not left:
+                    raise
+                self._finished([(claim, result, entries)], left)
+
+    @staticmethod
+    def _left(claim: JoinClaim, result: JoinResult) -> dict[PersonRef, tuple[str, list[Update | Delete]]]:
+        """A claimed link that holds another contact than its result's (Intercom merged the one hold_found held into
+        the one the join finished on): that contact, and the writes that take her off its pointer, read (a pointer
+        left naming her would outlive `bridge forget`, which erases her link's contact's only)."""
+        item = get(LinkItem, link_key(claim.ref), consistent=True)
+        if item is None or item.claim != claim.token or not item.contact_id or item.contact_id == result.contact_id:
+            return {}
+        return {claim.ref: (item.contact_id, _leave(contact_key(claim.workspace, item.contact_id), claim.ref))}
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """In as few transactions as fit (100 items each); when one fails (a lost claim, two people

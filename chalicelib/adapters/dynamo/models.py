@@ -256,6 +256,8 @@ class SyncRunItem(_Item):
     paused = NumberAttribute(null=True)       # seconds its pages waited in the dead-letter queue
     required = ListAttribute(of=UnicodeAttribute, null=True)   # RF's campaign's required fields (SyncRun.required)
     workspace = UnicodeAttribute(null=True)   # (absent from runs started before it: None, not known)
+    full_run = NumberAttribute(null=True)     # SyncRun.full_run
+    expires_at = NumberAttribute(null=True)   # the table's TTL attribute: a past run's (SyncRepository.start)
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)
