@@ -486,12 +486,19 @@ class MemoryLinks:
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
                            qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at,
                            rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None,
-                           letter_owed=state is QState.FAILED)
+                           letter_owed=state is QState.FAILED, refusal_discarded=False,
+                           refused_at=now if state is QState.FAILED else held.link.refused_at)
 
     def lettered(self, ref: PersonRef, reason: str) -> None:
         held = self.tables.links.get(PersonRef(*ref))
         if held is not None and held.link.letter_owed and held.link.reason == reason:
-            held.link = dataclasses.replace(held.link, letter_owed=False)
+            held.link = dataclasses.replace(held.link, letter_owed=False, refused_at=self.clock())
+
+    def discard_refusals(self, refs: Iterable[PersonRef]) -> None:
+        for ref in refs:
+            held = self.tables.links.get(PersonRef(*ref))
+            if held is not None and held.link.qualification is QState.FAILED:
+                held.link = dataclasses.replace(held.link, refusal_discarded=True)
 
     def unpend(self, link: Link, reason: str) -> Link:
         held = self.tables.links.get(link.ref)

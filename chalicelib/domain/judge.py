@@ -54,24 +54,32 @@ DEAD_LETTER_DAYS = 14    # how long SQS keeps a dead letter (infra/template.yaml
 
 def letter_gone(link: Link, now: float) -> bool:
     """A linked lead whose qualification RF refused (FAILED: only a replay reopens it) longer ago than SQS keeps
-    a dead letter: its letter is gone, and no `bridge dlq replay` can reach it. The link is written `failed` just
-    before its letter is sent, and any replay of it writes it again (failed anew: a new letter), so its last write
-    dates the letter (a later write, e.g. the contact followed to a merge, only dates it later). A check of the
-    lead sent as a replay (`bridge backfill CAMPAIGN --apply`) finishes it, RF asked first (finishes_on_replay)."""
-    written = epoch(link.updated_at) if link.updated_at else 0.0
+    a dead letter: its letter is gone, and no `bridge dlq replay` can reach it. The refusal is dated by its letter
+    (Link.refused_at; a replay failing again renews it); a link refused before the bridge recorded that, by its last
+    write (a later one, e.g. the contact followed to a merge, only dates it later). A check of the lead sent as a
+    replay (`bridge backfill CAMPAIGN --apply`) finishes it, RF asked first (finishes_on_replay). Not a refusal
+    whose letter the operator discarded (Link.refusal_discarded: given up on for good)."""
+    refused = link.refused_at if link.refused_at is not None else epoch(link.updated_at) if link.updated_at else 0.0
     return (link.qualification is QState.FAILED and link.is_lead and link.status is LinkStatus.LINKED
-            and written <= now - DEAD_LETTER_DAYS * 86400)
+            and not link.refusal_discarded and refused <= now - DEAD_LETTER_DAYS * 86400)
 
 
 def failed_repeat(link: Link, now: Optional[float]) -> Repeat:
     """What a later sighting of a lead whose qualification failed notes (once, its repeats counted): the replay
-    while its letter may be there, `bridge backfill --apply` once it is gone (`now`: the sighting's time)."""
+    while its letter may be there, `bridge backfill --apply` once it is gone (`now`: the sighting's time), nothing
+    to do once the operator discarded it."""
+    if link.refusal_discarded:
+        return Repeat("qualification_failed_discarded", DISCARDED_REFUSAL)
     if now is None or not letter_gone(link, now):
         return Repeat(f"qualification_{QState.FAILED.value}", SETTLED[QState.FAILED])
     return Repeat("qualification_failed_letter_gone", (
         f"qualifying failed earlier, and its dead letter is gone (SQS keeps one {DEAD_LETTER_DAYS} days): "
         f"`bridge backfill {link.campaign_id} --apply` checks it again once the cause is fixed (Referral Factory "
         "asked first)"))
+
+
+DISCARDED_REFUSAL = ("qualifying failed earlier, and the operator discarded its dead letter (`bridge dlq discard`): "
+                     "given up on")
 
 
 #: A replay of a qualification RF refused: the rule was met then, and the decision sticks (RF is asked first).

@@ -102,6 +102,13 @@ class Link:
     # letter is sent (the worker's, or the search of changed contacts' own), and a worker killed in between, or a
     # send SQS did not take, would leave the failure with no letter. Cleared by the letter (LinkRepository.lettered).
     letter_owed: bool = False
+    # When its qualification was last refused (unix time): written `failed`, then again once its letter is sent
+    # (LinkRepository.lettered): what dates the letter SQS deletes after DEAD_LETTER_DAYS (judge.letter_gone). None:
+    # never refused, or refused before the bridge recorded it (the link's last write dates it then).
+    refused_at: Optional[float] = None
+    # The operator discarded that refusal's dead letter (`bridge dlq discard`: given up on for good), until the
+    # qualification ends again (qualified, or failed anew).
+    refusal_discarded: bool = False
     # The referrer (RF id) this lead's join counted for (referral counts; or `bridge backfill --apply`,
     # for a join applied before the campaign kept counts): erasing the link takes the lead off that
     # count, so that a join that comes again after `bridge forget` counts once again.

@@ -458,7 +458,8 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     dead-letter it again), as `replay` walks them but sending nothing; the history of the person each
     is about (its campaign and RF user id; for an Intercom notification's, those linked to its contact
     whose history holds its failure: `_people_of`) says it was discarded and why, so `explain` shows the
-    failure resolved. `superseded`: only the searches of changed contacts a later search covered. A
+    failure resolved; a qualification's letter marks the person's refused qualification (Link.refusal_discarded),
+    which `backfill` then never checks again. `superseded`: only the searches of changed contacts a later search covered. A
     selector is required: discarding every letter at once is never what is meant.
     The answer as replay's, `discarded` for `replayed` and `discarded_late` for `sent_late`."""
     if reason is None and campaign is None and not superseded:
@@ -469,13 +470,18 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     def note(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
         letters = [read(m) for m in batch.values()]
-        _note(rt, letters, "discarded")
+        people = _people_of(rt, letters)
+        _note(rt, letters, "discarded", people)
+        rt.store.links.discard_refusals(ref for d, refs in zip(letters, people) if d.kind in QUALIFYING for ref in refs)
         stopped.extend(_stop_runs(rt, letters))
         return list(batch), []
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],
                           REPLAY_SECONDS, note, progress)
     return {**{{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()},
             **({"stopped_sync_runs": stopped} if stopped else {})}
+
+
+QUALIFYING = ("intercom.contact", "intercom.check")    # the kinds of a qualification's dead letters
 
 
 def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:

@@ -39,7 +39,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters, rf_people
-from .backfill import to_recheck, unknown_baselines
+from .backfill import unknown_baselines
 from .moved import applied_elsewhere, valid_campaigns
 from .sync import never_begun, shown_error
 
@@ -50,7 +50,6 @@ assert set(TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 NOTIFICATION_QUIET_HOURS = 24  # no Intercom notification heard for this long, with leads pending: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
-RECHECK_READS = 100            # histories of refused leads read to tell one whose letter was discarded
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
 LATE_RUNS = 4                 # reconciliation is late after 4 of its scheduled runs (an hour at the default 15 min)
 LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
@@ -241,15 +240,11 @@ def _baselines(store: Store, report: Report, settings: CampaignSettings) -> None
 
 def _letters_gone(store: Store, report: Report, settings: CampaignSettings, now: float) -> None:
     """Leads whose qualification RF refused longer ago than SQS keeps a dead letter (letter_gone): no replay reaches
-    them, nor does `[dead_letters]` see them; `bridge backfill --apply` checks each again (to_recheck: not one whose
-    letter the operator discarded). One query of the campaign's links (SCAN_LIMIT at most), and the histories of
-    the first RECHECK_READS of those. A warning: a lead RF no longer lists (deleted there) is never checked again,
-    and stays counted."""
+    them, nor does `[dead_letters]` see them; `bridge backfill --apply` checks each again (not one whose letter the
+    operator discarded). One query of the campaign's links (SCAN_LIMIT at most). A warning: a lead RF no longer
+    lists (deleted there) is never checked again, and stays counted."""
     found, complete = store.links.refused_in(settings.campaign_id)
-    refused = [link for link in found if letter_gone(link, now)]
-    complete = complete and len(refused) <= RECHECK_READS
-    gone = sorted((link.rf_user_id for link in to_recheck(store, refused[:RECHECK_READS], now)),
-                  key=lambda r: (len(r), r))
+    gone = sorted((link.rf_user_id for link in found if letter_gone(link, now)), key=lambda r: (len(r), r))
     c = settings.campaign_id
     if gone:
         report.add("qualification.refused", True, (

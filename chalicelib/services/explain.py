@@ -26,7 +26,7 @@ from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..domain.judge import DEAD_LETTER_DAYS, letter_gone
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import RF_404, no_campaign, replay_fix
+from .dead_letters import QUALIFYING, RF_404, no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
@@ -503,8 +503,8 @@ def _letters_gone(trail: list[dict], people: dict[PersonRef, Link], now: float) 
     """A join's or a qualification's dead letter older than SQS keeps one (DEAD_LETTER_DAYS; none replayed or
     discarded since): SQS deleted it, and the replay its fixes named finds nothing. `bridge backfill --apply` sends
     the join again, or checks the qualification again as its replay would (a discard's fix: nothing is left to
-    discard), once it does: a qualification's letter is dated by its link's last write, as backfill dates it
-    (letter_gone)."""
+    discard), once it does: a qualification's is gone as backfill tells it, by its link (letter_gone: its refusal's
+    date, and not discarded)."""
     letters: dict[tuple, Optional[dict]] = {}
     for e in trail:                 # (in time order: the person's last letter of each, unless replayed or discarded)
         topic = KIND_TOPICS.get(str((e.get("details") or {}).get("kind")))
@@ -545,16 +545,8 @@ def _replayed_by_reason(trail: list[dict]) -> list[dict]:
 # What a later entry must be about to resolve a failure: its topic. Events not named here are their own.
 TOPICS = {"join": "join", "join_received": "join", "contact": "join", "tag": "join", "webhook_refused": "join",
           "qualification": "qualification", "referral_count": "referral_count"}
-KIND_TOPICS = {"rf.join": "join", "intercom.contact": "qualification", "intercom.check": "qualification",
+KIND_TOPICS = {"rf.join": "join", **dict.fromkeys(QUALIFYING, "qualification"),
                "referral.count": "referral_count", "join.verify": "duplicate_check"}   # a dead letter's, by its kind
-
-
-def letter_discarded(entries: list[Recorded]) -> bool:
-    """Was the person's last qualification dead letter discarded by the operator (`bridge dlq discard`: given up on
-    for good, `explain` says it resolved), not replayed and failed again since (a new letter)?"""
-    letters = [e for e in sorted(entries, key=lambda e: e.at) if e.event == "dead_letter"
-               and KIND_TOPICS.get(str((e.details or {}).get("kind"))) == "qualification"]
-    return bool(letters) and (letters[-1].event, letters[-1].outcome) == DISCARDED
 
 
 # What ends a failure: the same work done since. A join is done only by what a join writes when it

@@ -711,6 +711,32 @@ def test_a_failed_qualification_owes_its_dead_letter_until_one_with_its_reason_i
     assert not replayed.letter_owed and not store.links.get(again.ref).letter_owed
 
 
+@pytest.mark.parametrize("ends", [QState.QUALIFIED, QState.FAILED])
+def test_a_refusal_is_dated_by_its_letter_and_its_discard_is_marked_until_the_qualification_ends_again(
+        store, clock, ends):
+    """A refusal's date (its letter's, which SQS keeps 14 days) and the operator's discard of that letter are kept
+    on the link, whatever else writes it later; a qualification ending again (a replay) clears the mark."""
+    pending = joined(store)
+    store.links.discard_refusals([ANN])                           # not refused: nothing is marked
+    assert store.links.get(ANN).refused_at is None and not store.links.get(ANN).refusal_discarded
+    failed = store.links.finish_qualifying(store.links.start_qualifying(pending), QState.FAILED, [],
+                                           reason="RF answered 422")
+    assert failed.refused_at == clock.now == store.links.get(ANN).refused_at
+    clock.now += 5 * 86400
+    store.links.lettered(ANN, "RF answered 422")                  # its letter sent late: the refusal dated by it
+    assert store.links.get(ANN).refused_at == clock.now
+    store.links.discard_refusals([ANN, ANN, PersonRef("42", "nobody")])
+    clock.now += 86400
+    store.links.set_contact(store.links.get(ANN), [], role="user")     # any later write keeps both
+    kept = store.links.get(ANN)
+    assert kept.refusal_discarded and kept.refused_at == clock.now - 86400 and kept.updated_at == iso(clock.now)
+    assert store.links.get(PersonRef("42", "nobody")) is None
+    again = store.links.finish_qualifying(store.links.start_qualifying(kept, replay=True), ends, [], reason="again")
+    assert not again.refusal_discarded and not store.links.get(ANN).refusal_discarded
+    assert store.links.get(ANN).refused_at == again.refused_at == (clock.now if ends is QState.FAILED
+                                                                   else clock.now - 86400)
+
+
 def test_a_claim_cannot_end_where_no_transition_goes(store):
     claim = store.links.start_qualifying(joined(store))
     with pytest.raises(ValueError):

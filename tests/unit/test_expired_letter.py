@@ -12,6 +12,7 @@ from chalicelib.domain.qualification import QState
 from chalicelib.errors import Permanent
 from chalicelib.services.backfill import backfill
 from chalicelib.services.explain import as_text, explain
+from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeWork
 from tests.unit.doctoring import checks, healthy, look
 from tests.unit.scenario import event, joined, link_of, reasons, run, set_value, world
@@ -147,13 +148,14 @@ def test_doctor_warns_of_refused_qualifications_whose_letters_are_gone_with_the_
     assert "`bridge backfill 42 --apply` checks each again" in gone["fix"], gone
 
 
-def discarded(work: FakeWork) -> None:
+def discarded(work: FakeWork) -> dict:
     """Ann's refusal, its letter discarded by the operator (`bridge dlq discard`: given up on, for good), 20 days
     ago: SQS holds no letter of it either."""
     from chalicelib.services.dead_letters import discard
-    refused(work, 0)
+    contact = refused(work, 0)
     assert discard(work, reason="Referral Factory answered 422")["discarded"] == 1    # type: ignore[arg-type]
     work.clock.now += 20 * DAY
+    return contact
 
 
 def test_backfill_leaves_a_refusal_whose_letter_the_operator_discarded():
@@ -172,14 +174,69 @@ def test_doctor_does_not_warn_of_a_refusal_whose_letter_the_operator_discarded()
     assert not checks(look(rt)[0], "qualification.refused")
 
 
-def test_explain_advises_the_backfill_only_once_backfill_checks_the_lead():
-    """The letter is dated by the link's last write (letter_gone, README): one written for another reason since (a
-    role followed, a merge) is checked 14 days after that. Explain dated it by the failure's entry and advised a
-    backfill that then did nothing ("already linked")."""
+def test_a_later_write_of_the_link_does_not_put_off_the_check_of_a_refusal_whose_letter_is_gone():
+    """The letter is dated by the refusal (the link's refused_at), not by the link's last write: one written for
+    another reason since (a role followed, a merge) put the check off 14 days after that write."""
     work = world()
     refused(work, 10)
     work.store.links.set_contact(link_of(work), [], role="lead")       # written for another reason on day 10
     work.queue.dead.clear()
     work.clock.now += 5 * DAY
+    assert backfill(Backfiller(work), "42").view()["people"] == {
+        RECHECK.replace("checked again", "would be checked again"): [{"rf_user_id": "7", "email": "a***@example.com"}]}
+    assert "`bridge backfill 42 --apply` checks the qualification again" in as_text(explain(work, "ann@example.com"))
+
+
+def test_a_refusal_whose_letter_was_sent_late_is_dated_by_its_letter():
+    """SQS did not take the letter: the next sighting of Ann, 5 days later, sent it. SQS keeps it 14 days from then:
+    backfill leaves it to `dlq replay` on day 15 (it checked it again then, while its letter was there)."""
+    work = world()
+    _, contact = joined(work)
+    work.apis.rf_.answers = [REFUSED]
+    send = work.queue.dead_letter
+
+    def refuse(*args: Any) -> None:
+        work.queue.dead_letter = send                                   # type: ignore[method-assign]
+        raise RuntimeError("SQS did not answer")
+    work.queue.dead_letter = refuse                                     # type: ignore[method-assign]
+    with pytest.raises(RetryBatch):
+        run(work, event(set_value(work, contact, "Yes")))
+    assert link_of(work).owes_letter and not work.queue.dead
+    work.clock.now += 5 * DAY
+    run(work, event(contact, notification="n2", created_at=work.clock()))
+    assert len(work.queue.dead) == 1 and not link_of(work).owes_letter
+    work.clock.now += 10 * DAY
     assert backfill(Backfiller(work), "42").view()["outcomes"] == {"already linked": 1}
-    assert "bridge backfill" not in as_text(explain(work, "ann@example.com"))
+    work.clock.now += 5 * DAY
+    assert backfill(Backfiller(work), "42").view()["people"]
+
+
+def test_a_later_webhook_of_a_refusal_whose_letter_the_operator_discarded_advises_nothing_more():
+    work = world()
+    contact = discarded(work)
+    run(work, event(contact, notification="n2", created_at=work.clock()))
+    assert "the operator discarded its dead letter" in reasons(work)[-1] and "backfill" not in reasons(work)[-1]
+
+
+def test_a_discarded_refusal_stays_left_once_its_history_expired():
+    """The discard is kept on the link, not only in the person's history, which expires (BRIDGE_HISTORY_DAYS)."""
+    work = world()
+    discarded(work)
+    assert work.store.history.erase(link_of(work).ref)
+    assert backfill(Backfiller(work), "42", apply=True).view()["queued"] == 0 and not work.queue.sent
+
+
+def test_doctor_warns_of_a_refusal_whose_letter_is_gone_behind_a_hundred_discarded_ones():
+    rt = healthy()
+    work = rt.work
+    for i in range(100):
+        _, contact = joined(work, user=f"1{i:03d}", email=f"p{i}@example.com")
+        work.apis.rf_.answers = [REFUSED]
+        run(work, event(set_value(work, contact, "Yes"), notification=f"m{i}"))
+    from chalicelib.services.dead_letters import discard
+    assert discard(work, reason="Referral Factory answered 422")["discarded"] == 100    # type: ignore[arg-type]
+    work.queue.dead.clear()
+    refused(work, 20)
+    [gone] = checks(look(rt)[0], "qualification.refused")
+    assert gone["what"].startswith("1 lead whose qualification Referral Factory refused over 14 days ago (RF user(s) "
+                                   "7)"), gone

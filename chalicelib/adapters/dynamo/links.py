@@ -706,19 +706,27 @@ class DynamoLinks:
                         LinkItem.rf_said_no.set(True) if rf_said_no else LinkItem.rf_said_no.remove()]
         else:                               # qualified, or failed: a 4xx is not retried every run
             actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), LinkItem.rf_said_no.remove()]
-        actions.append(LinkItem.letter_owed.set(True) if state is QState.FAILED else LinkItem.letter_owed.remove())
+        actions += [LinkItem.letter_owed.set(True), LinkItem.refused_at.set(at)] if state is QState.FAILED else [
+            LinkItem.letter_owed.remove()]
+        actions.append(LinkItem.refusal_discarded.remove())
         with _or_busy("lost the qualification claim to another worker"):
             self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
                                                             LinkItem.claim == claim.token))
         return dataclasses.replace(link, qualification=state, reason=reason or None, updated_at=now,
                                    qualified_at=now if state is QState.QUALIFIED else link.qualified_at,
                                    rf_said_no=rf_said_no if state is QState.UNCONFIRMED and rf_said_no else None,
-                                   letter_owed=state is QState.FAILED)
+                                   letter_owed=state is QState.FAILED, refusal_discarded=False,
+                                   refused_at=at if state is QState.FAILED else link.refused_at)
 
     def lettered(self, ref: PersonRef, reason: str) -> None:
         applied(lambda: LinkItem(*link_key(ref)).update(
-            actions=[LinkItem.letter_owed.remove()],
+            actions=[LinkItem.letter_owed.remove(), LinkItem.refused_at.set(self.clock())],
             condition=LinkItem.letter_owed.exists() & (LinkItem.reason == reason)))
+
+    def discard_refusals(self, refs: Iterable[PersonRef]) -> None:
+        for ref in dict.fromkeys(PersonRef(*r) for r in refs):
+            applied(partial(LinkItem(*link_key(ref)).update, actions=[LinkItem.refusal_discarded.set(True)],
+                            condition=LinkItem.qualification == QState.FAILED.value))
 
     def unpend(self, link: Link, reason: str) -> Link:
         applied(lambda: self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(
