@@ -1387,12 +1387,14 @@ def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, wor
                         f"the bridge had tagged the lead (its join's try unfinished), "
                         f"{sum(s['step'] == 0 for s in signed)} before the person's first change")
     if cfg.lost:
+        unseen = [p for p in people if _change_away_unseen(p)]
         lost = Counter(("merge" if what == "merge" else "final 'Yes'" if what == TARGET else "change")
                        for p in people for what in p.lost)
         f["lost notifications"] = (f"{sum(lost.values())} of {notified} (no copy delivered): "
                                    + ", ".join(f"{k} {n}" for k, n in lost.most_common())
-                                   + f"; {sum(_change_away_unseen(p) for p in people)} people at 'Yes' whose change "
-                                     "away was lost (require_change: not judged missed if not qualified)")
+                                   + f"; {len(unseen)} people at 'Yes' whose change away was lost (require_change: "
+                                     f"not judged missed; {sum(bool(rf.users[p.rf_id]['qualified_at']) for p in unseen)}"
+                                     " qualified all the same, a check having read the change away)")
     reconciled = sum(int(r.get("queued", 0)) for r in api.runs if isinstance(r, dict))
     overdue = sum(int(r.get("overdue", 0)) for r in api.runs if isinstance(r, dict))
     f["reconciliation runs"] = (f"{len(api.runs)} ({settle_rounds} while settling), {reconciled} checks of pending "
