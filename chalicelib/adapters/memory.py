@@ -26,10 +26,10 @@ from ..domain.people import digest
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, PENDING_SWEEP, Busy, Connection,
-                           ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup, LinkRepository,
-                           RateWindows, RFConnection, SettingsRepository, StoredSettings, SyncRepository,
-                           normal_email)
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, MOVED_SINCE_READ, PENDING_SWEEP,
+                           Busy, Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup,
+                           LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
+                           SyncRepository, normal_email)
 from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error,
                            written_since)
 
@@ -354,6 +354,8 @@ class MemoryLinks:
         stored = self.get(link.ref)
         if stored is None:
             return None                # erased meanwhile: nothing about the person is written back
+        if stored.contact_id != link.contact_id:
+            raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         if when is not None and stored.last_event_at is not None and stored.last_event_at > when:
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")

@@ -18,8 +18,8 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, SCAN_LIMIT, Busy, Erased,
-                            answer_or_error)
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, MOVED_SINCE_READ, SCAN_LIMIT,
+                            Busy, Erased, answer_or_error)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
                    ledger_key, link_key, referrals_key, referrer_of)
@@ -508,14 +508,14 @@ class DynamoLinks:
                     email: str = KEEP) -> Optional[Link]:
         changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state),
                                                                    ("email", email)) if value is not KEEP}
+        on_it = _same(LinkItem.contact_id, link.contact_id)      # what is set is that contact's
         if email is KEEP:
-            return self._set(link, entries, when, changes)
+            return self._set(link, entries, when, changes, on_it)
         # The pointers follow the email in the same write, from the email the link still has (a condition).
         old = email_key(link.workspace, link.email) if link.email else None
         new = email_key(link.workspace, email)
         pointers = [_add_ref(new, link.ref), *(_leave(old, link.ref) if old else ())] if new != old else []
-        return self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
-                         else LinkItem.email.does_not_exist(), *pointers)
+        return self._set(link, entries, when, changes, on_it & _same(LinkItem.email, link.email), *pointers)
 
     def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
         kept = LinkItem.pk.exists()
@@ -577,6 +577,8 @@ class DynamoLinks:
             stored = get(LinkItem, link_key(link.ref), consistent=True)
             if stored is None:
                 return None             # erased meanwhile: nothing about the person is written back
+            if stored.contact_id != link.contact_id:
+                raise Busy(MOVED_SINCE_READ, retry_after=1.0) from None
             if when is None or stored.last_event_at is None or stored.last_event_at <= when:
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)") from None
             self.note_repeat(link.ref, "older_event", "an Intercom event older than one already applied was ignored")
