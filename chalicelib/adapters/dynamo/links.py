@@ -530,12 +530,20 @@ class DynamoLinks:
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
-        updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
-        if old:             # (the merged contact's pointer goes when it named her alone, as an email's does)
-            updates += _leave(contact_key(link.workspace, old), link.ref)
-        updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
-        with _or_busy("the link moved meanwhile (another worker applied the merge)"):
-            self.history.transact(link.ref, entries, *updates)
+        for tried in range(1, CONFLICT_TRIES + 1):
+            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions,
+                                                     LinkItem.contact_id == old)]
+            if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
+                updates += _leave(contact_key(link.workspace, old), link.ref)
+            updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
+            try:
+                with _or_busy("the link moved meanwhile (another worker applied the merge)"):
+                    self.history.transact(link.ref, entries, *updates)
+                break
+            except Busy:    # the link moved, or only the pointer changed: another person's link left it at once
+                stored = get(LinkItem, link_key(link.ref), consistent=True)   # (two campaigns' links of one contact
+                if tried == CONFLICT_TRIES or stored is None or stored.contact_id != old:  # following one merge)
+                    raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or link.contact_role, updated_at=now, **changes)
 
