@@ -37,6 +37,7 @@ from .errors import WorkError, replay_parked
 from .observability import uncounted
 from .ports import Connection, RFConnection
 from .ports.secrets import OAUTH_CLIENT_SECRET
+from .ports.store import PAST_RUN_DAYS
 from .runtime import Runtime
 from .services import admin
 from .services.connections import (NOT_REPEATED, ConnectError, check_workspace_id, configure_oauth, connect_rf,
@@ -1106,9 +1107,13 @@ def _sync_status(args: argparse.Namespace, rt: Runtime) -> int:
     try:
         while True:
             found = sync.status(rt.deps, args.campaign_id, args.run)
-            if found is None and args.run is not None and sync.status(rt.deps, args.campaign_id) is not None:
-                raise CliError(f"campaign {args.campaign_id} has no sync run {args.run} — `bridge sync status "
-                               f"{args.campaign_id}` shows its latest")
+            latest = rt.deps.sync.run(args.campaign_id) if found is None and args.run is not None else None
+            if latest is not None:
+                said = (f"'s sync run {args.run} is no longer kept (a past catch-up run, or a full run a newer one "
+                        f"replaced, expires {PAST_RUN_DAYS} days after)") if 0 < args.run < latest.number \
+                    else f" has no sync run {args.run}"
+                raise CliError(f"campaign {args.campaign_id}{said} — `bridge sync status {args.campaign_id}` shows "
+                               "its latest")
             found = _synced(functools.partial(sync.shown_runs, rt.deps, args.campaign_id, found))
             # A watch ends when the run does: exit 1 when it did not complete (its checks or RF's user limit stopped
             # it: `stopped: <why>`), or when its page failed and waits in the dead-letter queue (it goes on once

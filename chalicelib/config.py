@@ -49,9 +49,7 @@ class Config:
     reconcile_every: float = 900.0    # seconds between scheduled reconciliations (what `doctor` expects)
     outage_hours: float = 24.0        # how long work waits out a vendor's outage before the dead-letter queue
     dlq_poll: int = 1                 # seconds a scan of the dead letters long-polls (0: a one-server SQS, moto)
-    # ports/store.LEASE_SECONDS as the stage sets it: read where the process may have set its environment since it
-    # began (`bridge --stage`), as doctor does
-    lease: float = DEFAULT_LEASE_SECONDS
+    lease: float = DEFAULT_LEASE_SECONDS   # seconds a claim holds (ports/store.py): the store is built with it
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Config":

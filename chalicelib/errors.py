@@ -44,7 +44,7 @@ class WorkError(Exception):
 class Transient(WorkError):
     """Worth another try, later: the work comes back and uses up a try. Waits use up none: a Deferred (a 429,
     a rate-limit pause, a concurrent worker holding the person) and a vendor's outage (`unavailable`: a 5xx, a
-    timeout, no connection, after the client's own retries)."""
+    timeout, no connection, after the client's own retries; AWS throttling the bridge, Throttled)."""
 
     retryable = True
 
@@ -68,6 +68,16 @@ def unforeseen(exc: BaseException) -> str:
 def waits(exc: BaseException) -> bool:
     """Does the work wait rather than fail (a Deferred, or a vendor's outage)?"""
     return isinstance(exc, Deferred) or getattr(exc, "outage", None) is not None
+
+
+class Throttled(Transient):
+    """AWS throttled a call of the bridge's own, after botocore's retries (adapters/aws.py: DynamoDB, SQS, SSM; a
+    batch call's keys DynamoDB keeps leaving unprocessed): `service`'s outage, waited out as a vendor's is (for up to
+    BRIDGE_OUTAGE_HOURS, domain/outage.py), not a try. Nothing of the call was applied."""
+
+    def __init__(self, service: str, reason: str):
+        super().__init__(reason)
+        self.unavailable(service)
 
 
 class Deferred(Transient):

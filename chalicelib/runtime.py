@@ -47,7 +47,7 @@ class Runtime:
         self.config, self.clock, self.sleeper = config, clock, sleeper
         if store is None:
             bind(config.table)
-        self.store: Store = store or DynamoStore(clock, history_days=config.history_days)
+        self.store: Store = store or DynamoStore(clock, history_days=config.history_days, lease=config.lease)
         self.queue = queue or Queue(config.queue_url, config.dlq_url, poll=config.dlq_poll)
         # The whole path is for the operator's CLI to write; each function reads only its own part.
         self.secrets = secrets or SsmSecrets(config.secrets_path)

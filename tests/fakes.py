@@ -15,7 +15,7 @@ from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
 from chalicelib.ports.edge import Refusals
-from chalicelib.ports.queue import REASON_KEPT
+from chalicelib.ports.queue import kept_reason
 from chalicelib.ports.store import LedgerEntry, SyncRepository
 from chalicelib.services.deps import WorkDeps
 
@@ -109,7 +109,7 @@ class FakeQueue:
         self.dead.append({"body": body, "reason": reason, "attempts": attempts, "failed_at": failed_at})
         self._made += 1
         message_id = f"d{self._made}"
-        self.letters[message_id] = ReceivedLetter(message_id, "", body, reason[:REASON_KEPT] or "unknown", attempts,
+        self.letters[message_id] = ReceivedLetter(message_id, "", body, kept_reason(reason) or "unknown", attempts,
                                                   failed_at, receive_count=0)
         self._visible_at[message_id] = self.clock()
 
@@ -503,7 +503,7 @@ class FakeWork:
     def __init__(self, apis: Optional[FakeApis] = None, **config: str):
         self.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", **config})
         self.clock = FakeClock()
-        self.store = MemoryStore(self.clock)
+        self.store = MemoryStore(self.clock, lease=self.config.lease)
         self.apis = apis or FakeApis()
         self.queue = FakeQueue(self.clock)
         self.deps = WorkDeps.of(self.store, self.apis, self.queue, self.clock, lambda: self.config.search_lag,
@@ -552,7 +552,7 @@ class FakeConnecting:
     def __init__(self, **config: str):
         self.config = Config.from_env(config)
         self.clock = FakeClock()
-        self.store = MemoryStore(self.clock)
+        self.store = MemoryStore(self.clock, lease=self.config.lease)
         self.secrets = MemorySecrets()
         self.auth = FakeIntercomAuth()
 

@@ -15,7 +15,10 @@ In a Lambda container (`bound(API)`, `bound(WORKER)`), every client keeps to its
 an invocation (`within`) makes no attempt that could outlast its time: API Gateway's own 502 after a call that
 hung past the API function's timeout would tell the sender nothing, and a worker killed by its timeout would
 log nothing, count no try and give its whole batch back (SQS's redrive then dead-letters it without a reason).
-The CLI and the local server keep each client's own settings."""
+The CLI and the local server keep each client's own settings.
+
+Every client raises errors.Throttled, the service's outage, for a call AWS still throttles after botocore's own
+retries (`_throttled`): the work waits it out as it waits out a vendor's, without using up a try."""
 from __future__ import annotations
 
 import contextlib
@@ -129,6 +132,30 @@ def _keep_in_time(made: Any, bounds: Bounds) -> None:
     made.meta.events.register_first(f"needs-retry.{made.meta.service_model.service_id.hyphenize()}", again)
 
 
+#: A cancelled DynamoDB transaction's reasons that say the table throttled it (its other items': "None").
+THROTTLED_ITEMS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def _throttled(http_response: Any, parsed: dict, model: Any, **_: Any) -> None:
+    """Heard after each call, its retries done: an answer that says AWS throttled it (botocore's own list of the
+    codes, or a transaction cancelled for a throttled item and no condition) raises errors.Throttled instead of
+    botocore's ClientError."""
+    if http_response is None or http_response.status_code < 300:
+        return
+    from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
+
+    from ..errors import Throttled
+
+    reasons = [r.get("Code") for r in parsed.get("CancellationReasons") or ()]
+    answer = RetryContext(1, operation_model=model, parsed_response=parsed, http_response=http_response)
+    if ThrottledRetryableChecker().is_retryable(answer) or (
+            THROTTLED_ITEMS.intersection(reasons) and "ConditionalCheckFailed" not in reasons):
+        service, error = str(model.service_model.service_id), parsed.get("Error") or {}
+        items = f" [{', '.join(map(str, reasons))}]" if reasons else ""
+        raise Throttled(service, f"{service} throttled {model.name} ({error.get('Code')}: "
+                                 f"{error.get('Message', '')}{items})")
+
+
 def client(service: str, **config: Any) -> Any:
     """A new client of `service`, configured as botocore.config.Config(**config). Region, endpoint
     (AWS_ENDPOINT_URL) and credentials come from the environment, as boto3.client's would: a process
@@ -147,6 +174,7 @@ def client(service: str, **config: Any) -> Any:
         if bounds is not None:
             config = {**config, **bounds.config()}
         made = _session.create_client(service, config=Config(**config) if config else None)
+    made.meta.events.register(f"after-call.{made.meta.service_model.service_id.hyphenize()}", _throttled)
     if bounds is not None:
         _keep_in_time(made, bounds)
     return made

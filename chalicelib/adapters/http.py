@@ -238,7 +238,7 @@ class JsonApi:
         try:
             return self._request(method, path, json_body, params, idempotent)
         except WorkError as exc:
-            if exc.outage and exc.where is None:
+            if exc.outage == self.service and exc.where is None:     # (not the rate budget's table's throttle)
                 exc.where = self.base_url
             raise
 

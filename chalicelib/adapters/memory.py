@@ -25,13 +25,14 @@ from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinRes
 from ..domain.people import digest
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
+from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, MOVED_SINCE_READ, PENDING_SWEEP,
-                           Busy, Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog, LinkLookup,
-                           LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ, PAST_RUN_DAYS,
+                           PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog,
+                           LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
                            SyncRepository, normal_email)
-from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun, answer_or_error,
-                           written_since)
+from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun,
+                           answer_or_error)
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
 # transactions is atomic. The worker runs a batch's records and steps in threads (a claim beside a
@@ -49,10 +50,26 @@ def _atomic(cls: type) -> type:
 
 def _alone(method: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(method)
-    def alone(*args: Any, **kw: Any) -> Any:
+    def alone(self: Any, *args: Any, **kw: Any) -> Any:
         with _ONE_AT_A_TIME:
-            return method(*args, **kw)
+            throttle = getattr(self, "_throttle", None)
+            if throttle is not None:
+                throttle(method.__name__)
+            return method(self, *args, **kw)
     return alone
+
+
+class _Throttle:
+    """The table throttled (MemoryStore.throttle): until `until` (the store's clock), each repository call fails before
+    it does anything, as DynamoDB's throttled call does after botocore's retries (adapters/aws.py)."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock, self.until = clock, float("-inf")
+
+    def __call__(self, call: str) -> None:
+        if self.clock() < self.until:
+            raise Throttled("DynamoDB", f"DynamoDB throttled {call} (ProvisionedThroughputExceededException: The level "
+                                        "of configured provisioned throughput for the table was exceeded)")
 
 
 @dataclass
@@ -131,8 +148,8 @@ class MemoryHistory:
 @_atomic
 class MemoryLinks:
     def __init__(self, tables: Tables, clock: Callable[[], float], history: MemoryHistory,
-                 ledgers: dict[str, dict[str, LedgerEntry]]):
-        self.tables, self.clock, self.history = tables, clock, history
+                 ledgers: dict[str, dict[str, LedgerEntry]], lease: float = DEFAULT_LEASE_SECONDS):
+        self.tables, self.clock, self.history, self.lease = tables, clock, history, lease
         self.ledgers = ledgers    # contact sync's (MemorySync.ledgers): `note` reads them
 
     def get(self, ref: PersonRef) -> Optional[Link]:
@@ -183,6 +200,14 @@ class MemoryLinks:
         return self._capped(campaign_id, scan_limit + 1, scan_limit,
                             lambda link: (link.rf_user_id, link.email) if link.final else _SKIP)
 
+    def refused_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        return self._capped(campaign_id, scan_limit + 1, scan_limit,
+                            lambda link: link if link.qualification is QState.FAILED else _SKIP)
+
+    def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        return self._capped(campaign_id, scan_limit + 1, scan_limit,
+                            lambda link: link if self.tables.links[link.ref].pending is not None else _SKIP)
+
     def _capped(self, campaign_id: str, limit: int, scan_limit: int,
                 key: Callable[[Link], Any]) -> tuple[list[Any], bool]:
         """As DynamoDB reads them: the campaign's links until `limit` match, or `scan_limit` were read."""
@@ -199,11 +224,18 @@ class MemoryLinks:
     def _point(self, index: dict[tuple[str, str], set[PersonRef]], key: tuple[str, str], ref: PersonRef) -> None:
         index.setdefault(key, set()).add(ref)
 
+    @staticmethod
+    def _unpoint(index: dict[tuple[str, str], set[PersonRef]], key: tuple[str, str], ref: PersonRef) -> None:
+        """The pointer no longer names `ref`; it goes when it named nobody else."""
+        index.get(key, set()).discard(ref)
+        if key in index and not index[key]:
+            del index[key]
+
     # --- joining ---------------------------------------------------------------------------
-    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
+    def claim(self, ref: PersonRef, workspace: str, lease: Optional[float] = None) -> Optional[JoinClaim]:
         return self._claim(ref, workspace, lease, {})
 
-    def _claim(self, ref: PersonRef, workspace: str, lease: float,
+    def _claim(self, ref: PersonRef, workspace: str, lease: Optional[float],
                read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
         now, held = self.clock(), self.tables.links.get(ref)
         free = held is None or held.link.status.tried or (
@@ -214,16 +246,17 @@ class MemoryLinks:
                 return None
             raise Busy("another worker is applying this join right now",
                        retry_after=max(1.0, (held.lease_until or now) - now))
-        if ref in read and written_since(read[ref], held.link if held else None):
+        if ref in read and _written_since(read[ref], held.link if held else None):
             raise Busy(CHANGED_SINCE_READ, retry_after=1.0)
         token = uuid.uuid4().hex
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
         link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS, reason=None,
                                    joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
-        self.tables.links[ref] = _Held(link, token, now + lease, held.pending if held else None)
+        self.tables.links[ref] = _Held(link, token, now + (self.lease if lease is None else lease),
+                                       held.pending if held else None)
         return JoinClaim(ref, workspace, token)
 
-    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: Optional[float] = None,
                    read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
                    ) -> list[JoinClaim | None | Exception]:
         return [answer_or_error(lambda: self._claim(ref, workspace, lease, read)) for ref, workspace in wanted]
@@ -259,6 +292,8 @@ class MemoryLinks:
 
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         held = self._held_by(claim.ref, claim.token)
+        if held.link.contact_id and held.link.contact_id != result.contact_id:      # (the contact it held: left)
+            self._unpoint(self.tables.contacts, (claim.workspace, held.link.contact_id), claim.ref)
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"
@@ -337,7 +372,7 @@ class MemoryLinks:
         if stored is None or stored.link.contact_id != old:
             raise Busy("the link moved meanwhile (another worker applied the merge)")
         if old:
-            self.tables.contacts.get((link.workspace, old), set()).discard(link.ref)
+            self._unpoint(self.tables.contacts, (link.workspace, old), link.ref)
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
@@ -405,7 +440,7 @@ class MemoryLinks:
         return True
 
     # --- qualification ------------------------------------------------------------------------
-    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
+    def start_qualifying(self, link: Link, replay: bool = False, lease: Optional[float] = None) -> Claim | Link | None:
         now, held = self.clock(), self.tables.links.get(link.ref)
         if held is None:
             return None
@@ -413,7 +448,8 @@ class MemoryLinks:
         took_over = state is QState.QUALIFYING and _lease_ended(held, now)
         if state not in claimable(replay) and not took_over:
             return held.link
-        held.claim, held.lease_until, held.lease_ended, held.requeued = uuid.uuid4().hex, now + lease, None, 0
+        held.claim, held.lease_ended, held.requeued = uuid.uuid4().hex, None, 0
+        held.lease_until = now + (self.lease if lease is None else lease)
         held.link = dataclasses.replace(held.link, qualification=QState.QUALIFYING)
         return Claim(held.claim, held.link, took_over, state)
 
@@ -439,7 +475,7 @@ class MemoryLinks:
         return PersonRef(*ref) in self.tables.links or PersonRef(*ref) in self.tables.referrals
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None, lease: float = LEASE_SECONDS,
+                          reason: Optional[str] = None, lease: Optional[float] = None,
                           rf_said_no: bool = False) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
@@ -448,7 +484,7 @@ class MemoryLinks:
             raise Busy("lost the qualification claim to another worker")
         now = self.clock()
         held.claim, held.pending, held.lease_ended, held.requeued = None, None, None, 0
-        held.lease_until = now + lease if state is QState.UNCONFIRMED else None
+        held.lease_until = now + (self.lease if lease is None else lease) if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
                            qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at,
                            rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None,
@@ -472,9 +508,9 @@ class MemoryLinks:
                          if h.pending is not None and (after is None or h.pending > after))[:limit]
         return PendingPage([link for _, link in waiting], waiting[-1][0] if waiting else None)
 
-    def count_pending(self, before: Optional[str] = None) -> int:
-        return sum(1 for h in self.tables.links.values()
-                   if h.pending is not None and (before is None or h.pending < before))
+    def count_pending(self, before: Optional[str] = None, limit: Optional[int] = None) -> int:
+        n = sum(1 for h in self.tables.links.values() if h.pending is not None and (before is None or h.pending < before))
+        return n if limit is None else min(n, limit)
 
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         late = sorted((h.lease_until, h.link.ref) for h in self.tables.links.values()
@@ -487,6 +523,15 @@ class MemoryLinks:
             return False
         held.lease_ended = held.lease_until if held.lease_ended is None else held.lease_ended
         held.lease_until, held.requeued = retry_at, held.requeued + 1
+        self.history.add(late.link.ref, entries)
+        return True
+
+    def unqueue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        held = self.tables.links.get(late.link.ref)
+        if held is None or held.lease_until != retry_at:
+            return False
+        held.lease_until, held.requeued = late.due, late.requeued
+        held.lease_ended = late.lease_until if late.requeued else None
         self.history.add(late.link.ref, entries)
         return True
 
@@ -521,6 +566,14 @@ class MemoryLinks:
             return False
         del self.tables.owed[ref]
         return True
+
+
+def _written_since(read: Optional[Link], now: Optional[Link]) -> bool:
+    """Was the link written after it was `read` (None: there was none then; `now`: None, there is none now)?
+    (The DynamoDB store's condition: adapters/dynamo/links._as_read.)"""
+    if read is None or now is None:
+        return (read is None) != (now is None)
+    return read.updated_at != now.updated_at
 
 
 def _lease_ended(held: _Held, now: float) -> bool:
@@ -646,7 +699,8 @@ class MemoryEdge:
     def last_heard(self, scope: str, what: str) -> Optional[str]:
         return self.beats.get((scope, what))
 
-    def digest(self, kind: str, value: str) -> str:
+    @staticmethod
+    def digest(kind: str, value: str) -> str:     # (no call, as DynamoDB's: never throttled)
         return digest(DIGEST_KEY, kind, value)
 
 
@@ -820,9 +874,10 @@ def _plus(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
 class MemorySync:
     """Sync runs (one list per campaign, the last is the latest) and the ledger."""
 
-    def __init__(self, tables: Tables) -> None:
-        self.tables = tables                      # (the links: an adopted entry holds to its join's)
+    def __init__(self, tables: Tables, clock: Callable[[], float], lease: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.tables, self.clock, self.lease = tables, clock, lease   # (the links: an adopted entry holds to its join's)
         self.runs: dict[str, list[SyncRun]] = {}
+        self.expires: dict[tuple[str, int], float] = {}   # a past run's TTL (SyncRepository.start)
         self.ledgers: dict[str, dict[str, LedgerEntry]] = {}
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
@@ -831,8 +886,13 @@ class MemorySync:
         runs = self.runs.setdefault(campaign_id, [])
         if runs and runs[-1].status == "running":
             return None
+        full = runs[-1].number if runs and runs[-1].kind == "full" else runs[-1].full_run if runs else None
         run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
-                      updated_at=now, required=tuple(required), workspace=workspace)
+                      updated_at=now, required=tuple(required), workspace=workspace,
+                      full_run=len(runs) + 1 if kind == "full" else full)
+        if runs:       # the run before is kept for a while, unless it is the latest full one; so is the one replaced
+            expiring = [n for n in {runs[-1].number, full} if n and (n != full or kind == "full")]
+            self.expires.update(((campaign_id, n), now + PAST_RUN_DAYS * 86400) for n in expiring)
         runs.append(run)
         return run
 
@@ -840,7 +900,8 @@ class MemorySync:
         runs = self.runs.get(campaign_id) or []
         if number is None:
             return runs[-1] if runs else None
-        return runs[number - 1] if 0 < number <= len(runs) else None
+        expired = self.expires.get((campaign_id, number), float("inf")) <= self.clock()
+        return runs[number - 1] if 0 < number <= len(runs) and not expired else None
 
     def _set(self, run: SyncRun, **changes: Any) -> SyncRun:
         new = dataclasses.replace(run, **changes)
@@ -848,14 +909,14 @@ class MemorySync:
         return new
 
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
-                   lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
+                   lease: Optional[float] = None) -> tuple[Optional[SyncRun], bool]:
         run = self.run(campaign_id, number)
         if run is None or run.status != "running" or run.page != page:
             return run, False
         if run.owner and run.owner != owner and (run.lease_until or 0) > now:
             raise Busy(f"another worker works page {page} of sync run {number}",
                        retry_after=(run.lease_until or now) - now)
-        return self._set(run, owner=owner, lease_until=now + lease), True
+        return self._set(run, owner=owner, lease_until=now + (self.lease if lease is None else lease)), True
 
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,
@@ -947,12 +1008,13 @@ class MemorySync:
 
 
 class MemoryStore:
-    def __init__(self, clock: Callable[[], float] = time.time, history_days: int = 400):
+    def __init__(self, clock: Callable[[], float] = time.time, history_days: int = 400,
+                 lease: float = DEFAULT_LEASE_SECONDS):
         self.tables = Tables()
         history, connections = MemoryHistory(self.tables, clock, history_days), MemoryConnections(clock)
         self.history: HistoryLog = history
-        sync = MemorySync(self.tables)
-        self.links: LinkRepository = MemoryLinks(self.tables, clock, history, sync.ledgers)
+        sync = MemorySync(self.tables, clock, lease)
+        self.links: LinkRepository = MemoryLinks(self.tables, clock, history, sync.ledgers, lease)
         self.lookup: LinkLookup = MemoryLookup(self.tables, clock)
         self.connections: ConnectionRepository = connections
         self.settings: SettingsRepository = MemorySettings(clock, connections)
@@ -960,5 +1022,13 @@ class MemoryStore:
         self.rates: RateWindows = MemoryRates()
         self.sync: SyncRepository = sync
         self.edge: EdgeLog = MemoryEdge(clock)
+        self._throttle = _Throttle(clock)
+        for repository in (history, self.links, self.lookup, connections, self.settings, self.cursor, self.rates, sync,
+                           self.edge):
+            setattr(repository, "_throttle", self._throttle)
+
+    def throttle(self, until: float) -> None:
+        """DynamoDB throttles the table until `until` (the store's clock): every call fails meanwhile, nothing done."""
+        self._throttle.until = until
 
 

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 from ..ports import Later, MessageTooLarge, NotSent, ReceivedLetter
-from ..ports.queue import OUTAGE_SINCE, REASON_KEPT, TRIES, WAITS, WAITS_FOR
+from ..ports.queue import OUTAGE_SINCE, TRIES, WAITS, WAITS_FOR, kept_reason
 
 SQS_MAX_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900        # SQS's longest DelaySeconds
 # Room left for what travels with a message later: the dead-letter attributes (reason up to REASON_KEPT
-# characters, attempts, failed_at) and a replay's `replayed_from`.
+# bytes, attempts, failed_at) and a replay's `replayed_from`.
 MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
 # Of that room, what a replay's mark takes (`,"replayed_from":"<id>"`, an id of at most 256 characters): a copy that
 # carries one may be that much larger, so that a message that fitted is replayed, and waits, with it.
 REPLAY_ROOM = 300
 T = TypeVar("T")
-
-
-# What SQS refuses in a body or an attribute (it takes #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
-_REFUSED = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _attribute_text(text: str) -> str:
-    """`text` with each character SQS refuses in an attribute written as its escape (`\\x00`)."""
-    return _REFUSED.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def encode(message: dict | str) -> str:
@@ -97,7 +87,7 @@ class Queue:
 
     def dead_letter(self, body: str, reason: str, attempts: int, failed_at: str) -> None:
         self.client.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
-            "reason": {"DataType": "String", "StringValue": _attribute_text(reason[:REASON_KEPT]) or "unknown"},
+            "reason": {"DataType": "String", "StringValue": kept_reason(reason) or "unknown"},
             "attempts": {"DataType": "Number", "StringValue": str(attempts)},
             "failed_at": {"DataType": "String", "StringValue": failed_at},
         })

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from ..domain.budget import BudgetState, Slicing
 from ..domain.history import clock_time, iso
-from ..errors import Blocked, Deferred
+from ..errors import Blocked, Deferred, WorkError
 from ..observability import count, logger
 from ..ports import RateWindows
 
@@ -55,6 +55,7 @@ class SharedLimiter:
         self._state: Optional[BudgetState] = None
         self._state_slice: Optional[int] = None
         self._probe_until = 0.0             # this container's probe of an open circuit is out until then
+        self._closing = False               # the vendor answered its probe; the shared circuit is closed at an answer
 
     @property
     def limit(self) -> int:
@@ -85,7 +86,7 @@ class SharedLimiter:
             self._last = (self._slice, self._used)
             self._slice, self._left, self._used, self._full = slice_id, 0, 0, False
         state = self._current_state(slice_id)
-        if state.blocked:
+        if state.blocked and not self._closing:
             # Our own probe is on its way, or the time to probe has not come, or another caller probes.
             if now < self._probe_until or state.blocked_until > now or \
                     not self.windows.probe(self.budget, now, now + PROBE_SECONDS):
@@ -171,7 +172,7 @@ class SharedLimiter:
         any other answer closes a circuit this container was probing."""
         if self.block_status is not None and status == self.block_status:
             with self._lock:
-                now = self.clock()
+                now, self._closing = self.clock(), False
                 self.windows.block(self.budget, now + self.recheck, now, reason)
                 self._state, self._probe_until, self._left = self.windows.state(self.budget), 0.0, 0
                 state = self._state
@@ -179,7 +180,13 @@ class SharedLimiter:
                 "budget": self.budget, "until": iso(state.blocked_until), "reason": reason})
             raise self._circuit_open(state, now)
         if self._probe_until:
-            with self._lock:
-                self.windows.unblock(self.budget)
-                self._probe_until, self._state = 0.0, None
+            try:
+                with self._lock:
+                    self.windows.unblock(self.budget)
+                    self._probe_until, self._state, self._closing = 0.0, None, False
+            except WorkError as exc:    # (the table throttled) the answer stands, a reward's PUT may be applied: it
+                self._closing = True    # is no failure. This container calls on; its next answer closes the circuit
+                logger.warning("the vendor answers again; the circuit is closed at its next answer",
+                               extra={"budget": self.budget, "reason": exc.reason})
+                return
             logger.warning("the vendor answers again: the circuit is closed", extra={"budget": self.budget})

@@ -47,6 +47,16 @@ RETRY = "retry"
 
 # Said on the entry of a try that `bridge dlq replay` sent back (a message's `replayed_from`).
 REPLAYED = "replayed from the dead-letter queue (bridge dlq replay)"
+# A check's `replayed_from` when `bridge backfill --apply` sent it: a refused qualification whose letter is gone.
+RECHECKED = "backfill: dead letter gone"
+
+
+def replayed_said(replayed_from: str, campaign_id: str) -> str:
+    """What a try marked as a replay says it was (its `replayed_from`): a dead letter's replay, or backfill's check
+    of a lead whose letter SQS deleted (no letter was replayed)."""
+    if replayed_from == RECHECKED:
+        return f"checked again by bridge backfill {campaign_id} --apply (its dead letter gone)"
+    return REPLAYED
 
 
 def kind_of(reason: str) -> str:

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Optional
 
 from . import rules
-from .history import Entry, Repeat
+from .history import Entry, Repeat, epoch
 from .link import MOVED_UNKNOWN, Link, LinkStatus
 from .mapping import attribute_value, has_attribute
 from .qualification import QState, open_states
@@ -49,6 +49,29 @@ SETTLED = {
     QState.QUALIFIED: "already qualified: later changes to the contact are ignored",
     QState.FAILED: "qualifying failed earlier (see the dead-letter queue): replay it once the cause is fixed",
 }
+DEAD_LETTER_DAYS = 14    # how long SQS keeps a dead letter (infra/template.yaml: its longest), then deletes it unsaid
+
+
+def letter_gone(link: Link, now: float) -> bool:
+    """A linked lead whose qualification RF refused (FAILED: only a replay reopens it) longer ago than SQS keeps
+    a dead letter: its letter is gone, and no `bridge dlq replay` can reach it. The link is written `failed` just
+    before its letter is sent, and any replay of it writes it again (failed anew: a new letter), so its last write
+    dates the letter (a later write, e.g. the contact followed to a merge, only dates it later). A check of the
+    lead sent as a replay (`bridge backfill CAMPAIGN --apply`) finishes it, RF asked first (finishes_on_replay)."""
+    written = epoch(link.updated_at) if link.updated_at else 0.0
+    return (link.qualification is QState.FAILED and link.is_lead and link.status is LinkStatus.LINKED
+            and written <= now - DEAD_LETTER_DAYS * 86400)
+
+
+def failed_repeat(link: Link, now: Optional[float]) -> Repeat:
+    """What a later sighting of a lead whose qualification failed notes (once, its repeats counted): the replay
+    while its letter may be there, `bridge backfill --apply` once it is gone (`now`: the sighting's time)."""
+    if now is None or not letter_gone(link, now):
+        return Repeat(f"qualification_{QState.FAILED.value}", SETTLED[QState.FAILED])
+    return Repeat("qualification_failed_letter_gone", (
+        f"qualifying failed earlier, and its dead letter is gone (SQS keeps one {DEAD_LETTER_DAYS} days): "
+        f"`bridge backfill {link.campaign_id} --apply` checks it again once the cause is fixed (Referral Factory "
+        "asked first)"))
 
 
 #: A replay of a qualification RF refused: the rule was met then, and the decision sticks (RF is asked first).
@@ -133,6 +156,8 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.FAIL)
     if link.is_lead and state is None:
         return Verdict(Action.NOTE, repeat=untracked(link))
+    if state is QState.FAILED and not seen.replay:
+        return Verdict(Action.NOTE, repeat=failed_repeat(link, seen.when))
     if state is not None and state not in open_states(seen.replay):
         return Verdict(Action.NOTE, repeat=Repeat(f"qualification_{state.value}", SETTLED[state]))
     known = baseline_known(link, rule)

@@ -1,12 +1,12 @@
 """A vendor's outage (Intercom or Referral Factory answering 5xx, timing out, refusing connections, after the
-HTTP client's own retries) is waited out, not failed: the work goes back to the queue with a growing delay,
-without using up a try, until the vendor answers or the outage budget (BRIDGE_OUTAGE_HOURS, counted from the
-record's first outage wait) is spent; then it is dead-lettered with a reason that says so, the same for every
-record one outage held (`bridge doctor` and `dlq list` count one outage's letters as one). Unless the vendor has
-answered since the record began waiting (its outage ended, at least for others): past the budget, the record's
-own failure is then an ordinary failed try, dead-lettered after the usual tries. The vendor's own
-`Retry-After` is honoured: no wait is shorter. Pure: no I/O, no clock of its own (`now`, and `spread`, a
-random number in [0, 1) for the jitter, are given)."""
+HTTP client's own retries; AWS throttling the bridge's own table, queue or secrets) is waited out, not failed:
+the work goes back to the queue with a growing delay, without using up a try, until the vendor answers or the
+outage budget (BRIDGE_OUTAGE_HOURS, counted from the record's first outage wait) is spent; then it is
+dead-lettered with a reason that says so, the same for every record one outage held (`bridge doctor` and `dlq
+list` count one outage's letters as one). Unless the vendor has answered since the record began waiting (its
+outage ended, at least for others): past the budget, the record's own failure is then an ordinary failed try,
+dead-lettered after the usual tries. The vendor's own `Retry-After` is honoured: no wait is shorter. Pure: no
+I/O, no clock of its own (`now`, and `spread`, a random number in [0, 1) for the jitter, are given)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -97,7 +97,10 @@ def outage_of(reason: str) -> Optional[str]:
     return next((v for v in VENDORS if unavailable(v) in reason or reason.startswith(f"waiting for {v} (")), None)
 
 
-VENDORS = ("Intercom", "Referral Factory")
+#: AWS's services that hold the bridge's own work (the table, the queues, the secrets): their outage is their
+#: throttling of the bridge's calls, after botocore's retries (errors.Throttled), waited out as a vendor's is.
+AWS = ("DynamoDB", "SQS", "SSM")
+VENDORS = ("Intercom", "Referral Factory", *AWS)
 
 
 def waits_again(previous: Optional[str], reason: str) -> bool:
@@ -113,6 +116,8 @@ def hours(seconds: float) -> str:
 
 def last_answer(vendor: str, status: Optional[int]) -> str:
     """What the vendor last answered, in words no record of its own changes (no message, id or email)."""
+    if vendor in AWS:
+        return f"{vendor} throttled the bridge's calls"
     if status is None:
         return f"{vendor} did not answer (timeouts or refused connections)"
     try:

@@ -13,7 +13,8 @@ Bounded by construction, whatever an unauthenticated caller sends:
   are counted in one write (the worker counts a batch's fields not written so);
 - `heard` is one item per scope and kind, overwritten (the runtime writes it at most once every
   HEARD_EVERY_SECONDS per container: a webhook costs no write beyond that, so the latest may be up to that
-  much later than the one written)."""
+  much later than the one written). Only an accepted webhook writes it, so its scope is a campaign that has
+  settings or a connected workspace: it never expires (a campaign quiet for months was heard, not never)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

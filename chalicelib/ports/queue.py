@@ -1,6 +1,7 @@
 """The work queue and its dead-letter queue (adapters/queue.py: SQS; tests/fakes.py: FakeQueue)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
@@ -26,11 +27,22 @@ class NotSent(RuntimeError):
         super().__init__(f"SQS refused {len(refused)} of {of} message(s): {reasons}")
 
 
+
 TRIES, WAITS = "bridge-tries", "bridge-waits"      # the message attributes of a copy sent to wait
 OUTAGE_SINCE = "bridge-outage-since"                # (and when its first wait for a vendor's outage began,
 WAITS_FOR = "bridge-waits-for"                      # or for a refused token: TOKEN)
 TOKEN = "token"
-REASON_KEPT = 1000                                  # a dead letter keeps this much of its reason (an attribute)
+REASON_KEPT = 1000                                  # bytes of its reason a dead letter keeps (kept_reason)
+# What SQS refuses in an attribute (it takes #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
+_REFUSED = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def kept_reason(reason: str) -> str:
+    """A dead letter's reason as it keeps it (a message attribute, whose size SQS counts in UTF-8 bytes, as it
+    counts the message's): each character SQS refuses there written as its escape (`\\x00`), then its first
+    REASON_KEPT bytes, never half a character (an email or a value in Greek, or an emoji, takes 2 to 4 a character)."""
+    text = _REFUSED.sub(lambda m: repr(m.group())[1:-1], reason)
+    return text.encode("utf-8")[:REASON_KEPT].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ class Later:
 class ReceivedLetter:
     """A dead letter as one receive hands it out: its message id, this receive's handle (the queue
     honours the latest only), its body as sent, and what `WorkQueue.dead_letter` wrote with it: the
-    reason (its first REASON_KEPT characters), the tries, when. A letter the queue's redrive policy
+    reason (its first REASON_KEPT bytes: kept_reason), the tries, when. A letter the queue's redrive policy
     moved (the worker crashed or timed out each time) has none of the three, and one someone else
     put in the queue may hold tries that are not a number (None). `receive_count`: how many times the
     queue has handed it out, this receive included."""

@@ -3,7 +3,6 @@ implementations honour the same conditions, proved by one contract suite (tests/
 adapters/dynamo/ (PynamoDB, one table) and adapters/memory.py (the in-memory twin)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
@@ -18,12 +17,12 @@ from ..domain.sync import PageError
 from ..errors import Deferred
 from .edge import EdgeLog
 
-# How long a claim (a join's, a qualification's) holds before another may take it. BRIDGE_LEASE_SECONDS
-# shortens it for chaos runs, where killed workers' claims must run out within the run. It must be at
-# least the worker Lambda's timeout, or a claim runs out while its worker still works (`make deploy`
-# refuses a shorter one: infra/deploy.py lease_problem).
+# How long a claim (a join's, a qualification's, a sync page's) holds before another may take it, unless the
+# runtime's Config.lease (BRIDGE_LEASE_SECONDS) says otherwise: the store is built with it, and a call given no
+# `lease` takes the store's. BRIDGE_LEASE_SECONDS shortens it for chaos runs, where killed workers' claims must
+# run out within the run. It must be at least the worker Lambda's timeout, or a claim runs out while its worker
+# still works (`make deploy` refuses a shorter one: infra/deploy.py lease_problem).
 DEFAULT_LEASE_SECONDS = 120.0
-LEASE_SECONDS = float(os.environ.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
 SCAN_LIMIT = 2000   # items a check over a whole campaign reads at most (a few pages): past them it says it stopped
 
 
@@ -39,13 +38,6 @@ MOVED_SINCE_READ = ("the link moved to another contact after this batch read it 
                     "read again")
 
 
-def written_since(read: Optional[Link], now: Optional[Link]) -> bool:
-    """Was the link written after it was `read` (None: there was none then; `now`: None, there is none now)?"""
-    if read is None or now is None:
-        return (read is None) != (now is None)
-    return read.updated_at != now.updated_at
-
-
 class _Keep:
     def __repr__(self) -> str:
         return "KEEP"
@@ -55,6 +47,8 @@ KEEP: Any = _Keep()         # "leave this attribute as it is" (None removes it)
 
 
 class LinkRepository(Protocol):
+    lease: float        # seconds its claims hold when a call gives no `lease` (Config.lease)
+
     def get(self, ref: PersonRef) -> Optional[Link]: ...
     def get_many(self, refs: Iterable[PersonRef], consistent: bool = False) -> dict[PersonRef, Link]:
         """The links held for `refs` (a ref without one is absent). Not `consistent`: a write just made may
@@ -82,6 +76,13 @@ class LinkRepository(Protocol):
         by qualification state: None (linked before the campaign had a rule) or PENDING (a baseline of another
         attribute, recorded as such), counting up to `limit` of them, read as `linked_elsewhere` reads (and as
         complete)."""
+    def refused_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        """The campaign's links whose qualification RF refused (failed), among its first `scan_limit` links in key
+        order, with whether every link was read (as pending_in)."""
+    def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        """The campaign's links in the pending index, among its first `scan_limit` links in key order, read from the
+        campaign's own links (the index is every campaign's, oldest first: another's backlog may fill its first
+        pages). With whether every link was read (False: it stopped at `scan_limit` links)."""
     def joined_people(self, campaign_id: str,
                       scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
         """The RF user id and email of each of the campaign's joins applied (final), among its first
@@ -90,12 +91,12 @@ class LinkRepository(Protocol):
         (False: it stopped at `scan_limit` links)."""
 
     # joining: claim -> finish, only while the claim is held
-    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
+    def claim(self, ref: PersonRef, workspace: str, lease: Optional[float] = None) -> Optional[JoinClaim]:
         """The claim, or None when the join was already applied (final). Raises Busy while another
         worker's lease runs. The claim records its time as `uncertain_since` (this try may create the
         contact from now on: a crash before `finish` leaves that said) and keeps what earlier tries
         recorded (the contact they created, its baseline, when the person joined)."""
-    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: Optional[float] = None,
                    read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
                    ) -> list[JoinClaim | None | Exception]:
         """claim() for each (ref, workspace), in as few writes as the store can: per item what
@@ -113,7 +114,8 @@ class LinkRepository(Protocol):
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
         (it is no longer the claim's alone to write whole)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
-        """The result, the contact and email pointers and the history, at once (and, with
+        """The result, the contact and email pointers and the history, at once (a contact the link held, hold_found's
+        or an earlier try's, that is not the result's: its pointer names her no more, in that write; and, with
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead
@@ -193,7 +195,7 @@ class LinkRepository(Protocol):
         qualification, changed it meanwhile)."""
 
     # qualification (domain/qualification.py says which transitions exist)
-    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
+    def start_qualifying(self, link: Link, replay: bool = False, lease: Optional[float] = None) -> Claim | Link | None:
         """The claim, or the link as it stands when it cannot be taken (qualified, failed without a
         replay, or another worker's lease runs); None when the link was erased meanwhile (`bridge forget`)."""
     def note(self, ref: PersonRef, entries: Sequence[Entry], enrolled: Optional[str] = None) -> None:
@@ -212,7 +214,7 @@ class LinkRepository(Protocol):
         are kept (as `note`). With `restart_after`, it counts from one again when its last repeat is older than
         that many seconds, or was of another kind (history.kind_of: its reason but for times and numbers)."""
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None, lease: float = LEASE_SECONDS,
+                          reason: Optional[str] = None, lease: Optional[float] = None,
                           rf_said_no: bool = False) -> Link:
         """End the claim: QUALIFIED or FAILED (final; out of every index), or UNCONFIRMED (out of the
         pending index; overdue once `lease` has run, unless a retry finished it first), recording
@@ -228,8 +230,9 @@ class LinkRepository(Protocol):
         """Links waiting for qualification, oldest first (never a scan). Positions sort by the time
         the lead joined (or the time `bridge backfill --apply` took its baseline: take_baselines), as
         ISO-8601 text: `after=iso(t)` starts with the leads placed at `t`."""
-    def count_pending(self, before: Optional[str] = None) -> int:
-        """How many links wait in the pending index (with `before`: those placed earlier)."""
+    def count_pending(self, before: Optional[str] = None, limit: Optional[int] = None) -> int:
+        """How many links wait in the pending index (with `before`: those placed earlier), counting up to `limit`
+        (its read stops there: the index keeps every lead that never converted, for good)."""
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         """Links left unfinished past their lease and due (`Overdue.due` before `now`), longest due
         first (never a scan): joins and qualifications whose worker died holding the claim, and
@@ -242,6 +245,10 @@ class LinkRepository(Protocol):
         lease stays ended: any worker may take the link at once (the queued message's; a dead
         worker's token still finishes it while nobody has). False, and nothing written, when the
         link moved since `late` was read (claimed, finished, or queued by another run)."""
+    def unqueue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        """Undo `requeue(late, retry_at, ...)`, whose message was not sent: the link is due again as `late` was
+        read (its `requeued` count as then) and `entries` go into its history, in one conditional write. False,
+        and nothing written, when the link moved since that requeue (claimed, or finished)."""
 
     def erase(self, link: Link) -> Erased:
         """The link, its history, its contact pointer's reference and the person's referral count (as a
@@ -260,6 +267,9 @@ class LinkRepository(Protocol):
         """The write of the referrer's count was queued after `counts_owed` read its mark (`due`): the
         mark goes, unless an erasure marked it again since (then it stays owed, and False)."""
 
+
+# Days a past sync run is kept (SyncRepository.start): ongoing sync's catch-ups, one every 15 minutes, kept a month.
+PAST_RUN_DAYS = 30
 
 # Seconds an erasure's own ask for its referrer's count write (services/privacy.py) gets before
 # reconciliation asks again: the mark `erase` leaves is what repairs an erasure interrupted before asking.
@@ -286,8 +296,8 @@ class Found:
 
     def linked_to_contact(self, workspace: str, contact_id: Optional[str]) -> list[Link]:
         """The links the contact's pointer names that are on this contact still: a pointer names a person, the link
-        which contact is hers (a retried join that found the contact its first try made merged links her on the
-        survivor, and the merged one's pointer names her still: its late notifications are not hers)."""
+        which contact is hers (a pointer written before a join that finished on another contact left it may name
+        her still: its late notifications are not hers)."""
         pointed = self.by_contact.get((workspace, contact_id or ""), frozenset())
         return [link for link in self._links(workspace, pointed) if link.contact_id == contact_id]
 
@@ -530,6 +540,8 @@ class SyncRun:
                                           # (domain/sync.required_fields): its pages, and webhooks while it is the
                                           # latest run, skip a contact missing one without asking RF
     workspace: Optional[str] = None       # the workspace whose contacts it reads (None: started before runs said it)
+    full_run: Optional[int] = None        # the latest full run when it started (a full run: itself; None: started
+                                          # before runs said it, or no full run yet)
 
     @property
     def done(self) -> int:
@@ -569,11 +581,13 @@ class SyncRepository(Protocol):
     def start(self, campaign_id: str, kind: str, source: str, now: float,
               since: Optional[float] = None, required: tuple[str, ...] = (),
               workspace: Optional[str] = None) -> Optional[SyncRun]:
-        """A new run (numbered after the last one), or None while one is running."""
+        """A new run (numbered after the last one, naming the latest full run), or None while one is running. The
+        run before is kept under its number: a catch-up run, or a full run the new one replaces (a full one), expires
+        PAST_RUN_DAYS from now (the table's TTL); the latest full run is kept while it is the latest."""
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
-        """A run by number (None: the latest)."""
+        """A run by number (None: the latest); None for one expired (though DynamoDB's TTL deletes it late)."""
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
-                   lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
+                   lease: Optional[float] = None) -> tuple[Optional[SyncRun], bool]:
         """Take the page: (the run, True). (the run as it stands, False) when the page is not the
         run's next one (done, or the run ended). Raises Busy while another worker's lease runs."""
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,

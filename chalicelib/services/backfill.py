@@ -32,17 +32,24 @@ the bridge never qualifies them by itself. A run with `apply` reads each one's c
 (one contact read and one write each): they wait for qualification from then on, and, under
 require_change, one already at the target qualifies only once its value changes away and back: said apart
 (HELD), as the bridge cannot tell one that reached the target after joining (a reward owed) from one there
-before."""
+before.
+
+A lead whose qualification RF refused (a 4xx: failed, only a replay reopens it) longer ago than SQS keeps its dead
+letter (domain/judge.letter_gone) can no longer be replayed: a run with `apply` queues a check of the lead marked as a
+replay, what its letter's replay would do (qualification/checks.on_check): RF is asked first, then sent the PUT only
+if it says no; a refusal that still holds fails it again, with RF's reason, in a dead letter of its own (which a
+next run leaves to `bridge dlq replay` for as long as SQS keeps it). One whose letter the operator discarded (`bridge
+dlq discard`: given up on for good) is left as it is."""
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
-from ..domain.history import Entry
-from ..domain.judge import takes_baseline
+from ..domain.history import RECHECKED, Entry
+from ..domain.judge import DEAD_LETTER_DAYS, letter_gone, takes_baseline
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.mapping import attribute_type, attribute_value
 from ..domain.qualification import QState
@@ -51,10 +58,11 @@ from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
 from ..errors import WorkError, rf_campaign_fix
 from ..observability import mask_email, mask_emails
-from ..messages import JoinMessage
+from ..messages import CheckMessage, JoinMessage
 from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
 from . import rf_people
+from .explain import letter_discarded
 from .ingest import queued_whole_or_thin
 from .referral_count import messages as count_messages
 
@@ -83,7 +91,10 @@ HELD = ("baseline not known under the qualification rule: already at the target 
         "only after a change away and back: check in Intercom whether they reached it after joining, and qualify them "
         "in Referral Factory if so")
 NOT_TAKEN = "baseline not known under the qualification rule: its contact could not be read, no baseline taken (run again)"
-ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, HELD, NOT_TAKEN)   # outcomes that act on people (and Reopened)
+# A lead whose qualification RF refused, its dead letter gone (letter_gone): checked again, as its letter's replay would.
+RECHECK = (f"qualification refused by Referral Factory, its dead letter gone (SQS keeps one {DEAD_LETTER_DAYS} days): "
+           "checked again (Referral Factory asked first)")
+ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, HELD, NOT_TAKEN, RECHECK)   # outcomes that act on people (and Reopened)
 
 Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
 
@@ -139,7 +150,8 @@ class Result:
                SYNCED: "enrolled by contact sync, not linked yet: would be joined",
                WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
                COUNTED: "already applied: would be counted for their referrer",
-               BASELINE: "baseline not known under the qualification rule: its value now would be taken as its baseline"}
+               BASELINE: "baseline not known under the qualification rule: its value now would be taken as its baseline",
+               RECHECK: RECHECK.replace("checked again", "would be checked again")}
 
         def said(k: Outcome) -> str:
             return k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)
@@ -197,12 +209,15 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[JoinMessage] = []
+        checks = _rechecks(rt.store, links, rt.clock())
         for user, person, (outcome, message, lead) in zip(users, read, classified):
             base: tuple[Outcome, Optional[str]] = (outcome, None)
             if outcome == LINKED and isinstance(person, RFPerson):
-                base = baselines.get(PersonRef(result.campaign_id, person.id), base)
+                ref = PersonRef(result.campaign_id, person.id)
+                base = (RECHECK, None) if ref in checks else baselines.get(ref, base)
             # (one counted now whose baseline is held at the target, or not taken, is said as such: to check)
-            counted_now = lead is not None and (not apply or lead[0] in counted) and base[0] not in (HELD, NOT_TAKEN)
+            counted_now = lead is not None and (not apply or lead[0] in counted) and base[0] not in (HELD, NOT_TAKEN,
+                                                                                                      RECHECK)
             outcome, why = (COUNTED, None) if counted_now else base
             result.outcomes[outcome] += 1
             if isinstance(person, BodyError) and len(result.unreadable) < EXAMPLES:
@@ -212,13 +227,13 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
                                                               **({"reason": why} if why else {})})
             if message is not None:
                 to_send.append(message)
-        would_send += len(to_send)
+        would_send += len(to_send) + len(checks)
         result.read += len(users)
         result.counted += len(counted)
-        if apply and (to_send or grown):
-            _send(rt, to_send, grown, set())
+        if apply and (to_send or grown or checks):
+            _send(rt, to_send, grown, set(), list(checks.values()))
             asked |= grown
-            result.queued += len(to_send)
+            result.queued += len(to_send) + len(checks)
             result.count_writes += len(grown)
         if progress:
             progress(listed, page.total, result.queued if apply else would_send)
@@ -448,9 +463,24 @@ def _owed(rt: Backfilling, campaign_id: str, asked: set[PersonRef], attribute: s
             if not kept.held(attribute) and (kept.n or kept.written is not None)} - asked
 
 
-def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef]) -> None:
+def to_recheck(store: Store, links: Iterable[Link], now: float) -> list[Link]:
+    """The leads among `links` whose refused qualification's dead letter is gone (letter_gone), unless the operator
+    discarded it (`bridge dlq discard`: that reward given up on for good; one read of each one's history)."""
+    return [link for link in links if letter_gone(link, now) and not letter_discarded(store.history.entries(link.ref))]
+
+
+def _rechecks(store: Store, links: dict[PersonRef, Link], now: float) -> dict[PersonRef, CheckMessage]:
+    """The page's leads to check again (to_recheck): a check of each, marked as a replay (the letter's own would
+    be), which finishes the qualification (RF asked first). A run again before it is worked queues it again:
+    harmless, one claim qualifies, and the other finds it done."""
+    return {link.ref: CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
+                                   replayed_from=RECHECKED) for link in to_recheck(store, links.values(), now)}
+
+
+def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef],
+          checks: Sequence[CheckMessage] = ()) -> None:
     # The counts first: a join a failed send left out is found again by the next run.
-    counts = count_messages(grown) + count_messages(owed, unless_written=True)
+    counts = count_messages(grown) + count_messages(owed, unless_written=True) + [c.wire() for c in checks]
     try:
         try:
             rt.queue.send_many(counts + [join.wire() for join in joins])

@@ -34,7 +34,7 @@ from ..domain.people import OTHER_CAMPAIGN
 from ..errors import PLAN_FIX, parked_of, plan_restricted, refused_token_of, replay_parked, token_fix
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
-from ..ports.queue import REASON_KEPT
+from ..ports.queue import REASON_KEPT, kept_reason
 from ..ports.secrets import read_by_every_worker
 from . import sync
 from .qualification.changes import cursor_name
@@ -513,9 +513,9 @@ def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optio
 
 
 def _same_reason(recorded: Optional[str], letter: str) -> bool:
-    """The history keeps a failure's whole reason; the letter, its first REASON_KEPT characters (SQS's
-    message attribute, as the queue writes it)."""
-    return recorded is not None and (recorded == letter or len(letter) >= REASON_KEPT
+    """The history keeps a failure's whole reason; the letter, what its attribute keeps of it (kept_reason;
+    a letter written before that counted bytes kept its first REASON_KEPT characters)."""
+    return recorded is not None and (letter in (recorded, kept_reason(recorded)) or len(letter) >= REASON_KEPT
                                      and recorded.startswith(letter))
 
 

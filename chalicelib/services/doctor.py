@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 from ..domain import apps
 from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
 from ..domain.history import epoch, iso
-from ..domain.judge import elsewhere
+from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone
 from ..domain.link import Link, PersonRef
 from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
@@ -39,7 +39,7 @@ from ..ports.apis import CampaignPeople, IntercomAccount
 from ..ports.edge import HEARD_EVERY_SECONDS, UNKNOWN, Refusals, RefusalSample, campaign_scope, fields_scope, workspace_scope
 from ..webhooks import CONTACT_TOPICS
 from . import dead_letters, rf_people
-from .backfill import unknown_baselines
+from .backfill import to_recheck, unknown_baselines
 from .moved import applied_elsewhere, valid_campaigns
 from .sync import never_begun, shown_error
 
@@ -50,6 +50,7 @@ assert set(TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 NOTIFICATION_QUIET_HOURS = 24  # no Intercom notification heard for this long, with leads pending: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
+RECHECK_READS = 100            # histories of refused leads read to tell one whose letter was discarded
 PENDING_SCAN = 5000            # pending links read to find the campaign's (the index is shared)
 LATE_RUNS = 4                 # reconciliation is late after 4 of its scheduled runs (an hour at the default 15 min)
 LATE_MINUTES = 5               # a join not in the bridge this long after joining in RF is missing
@@ -175,6 +176,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
         (left if elsewhere(link, settings) is not None else gone if link.contact_state else pending).append(link)
     _left_behind(store, report, settings, left)
     _baselines(store, report, settings)
+    _letters_gone(store, report, settings, rt.clock())
     _liveness(rt, report, settings, pending, conn)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn,
@@ -235,6 +237,29 @@ def _baselines(store: Store, report: Report, settings: CampaignSettings) -> None
         report.add("qualification.baselines", True, f"leads linked before the qualification rule were not checked "
                    f"past the first {SCAN_LIMIT:,} joins of campaign {settings.campaign_id}", "",
                    f"`bridge backfill {settings.campaign_id}` (a dry run) lists every one", warn=True, key="not_read")
+
+
+def _letters_gone(store: Store, report: Report, settings: CampaignSettings, now: float) -> None:
+    """Leads whose qualification RF refused longer ago than SQS keeps a dead letter (letter_gone): no replay reaches
+    them, nor does `[dead_letters]` see them; `bridge backfill --apply` checks each again (to_recheck: not one whose
+    letter the operator discarded). One query of the campaign's links (SCAN_LIMIT at most), and the histories of
+    the first RECHECK_READS of those. A warning: a lead RF no longer lists (deleted there) is never checked again,
+    and stays counted."""
+    found, complete = store.links.refused_in(settings.campaign_id)
+    refused = [link for link in found if letter_gone(link, now)]
+    complete = complete and len(refused) <= RECHECK_READS
+    gone = sorted((link.rf_user_id for link in to_recheck(store, refused[:RECHECK_READS], now)),
+                  key=lambda r: (len(r), r))
+    c = settings.campaign_id
+    if gone:
+        report.add("qualification.refused", True, (
+            f"{how_many(len(gone), not complete, 'lead', 'leads')} whose qualification Referral Factory refused over "
+            f"{DEAD_LETTER_DAYS} days ago (RF user(s) {', '.join(gone[:5])}{', …' if len(gone) > 5 else ''}): their "
+            f"dead letters are gone (SQS keeps one {DEAD_LETTER_DAYS} days), so no `bridge dlq replay` reaches them"),
+            "the rule was met, and the referral stays unqualified until it is checked again",
+            f"fix the cause at Referral Factory (`bridge explain <RF user id>` shows RF's answer), then `bridge "
+            f"backfill {c}` (a dry run) lists them, and `bridge backfill {c} --apply` checks each again (Referral "
+            "Factory asked first)", warn=True)
 
 
 # --- contact sync --------------------------------------------------------------------------------
@@ -766,7 +791,9 @@ def _age_hours(now: float, iso_text: str) -> float:
 
 # --- work in flight ------------------------------------------------------------------------------------
 def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
-    """The campaign's pending links among the first PENDING_SCAN of every campaign's; whether that was all."""
+    """The campaign's pending links among the first PENDING_SCAN of every campaign's (oldest first), and when those
+    were not all, among its own first SCAN_LIMIT links: a year of another campaign's leads waiting may fill the
+    first PENDING_SCAN. Whether that was all of the campaign's."""
     out: list[Link] = []
     position, read = None, 0
     while read < PENDING_SCAN:
@@ -776,7 +803,9 @@ def _pending(store: Store, campaign_id: str) -> tuple[list[Link], bool]:
         if not page.links or page.position is None:
             return out, True
         position = page.position
-    return out, False
+    own, complete = store.links.pending_in(campaign_id, SCAN_LIMIT)
+    seen = {link.ref for link in out}
+    return out + [link for link in own if link.ref not in seen], complete
 
 
 def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
@@ -793,8 +822,10 @@ def _in_flight(rt: Examined, report: Report, settings: CampaignSettings, pending
     if settings.qualification is None:
         _searches(report, settings.workspace, failing)
         return
-    # (`read_all` False: the scan stopped at PENDING_SCAN pending links, so what it says is of those only)
-    scanned = "" if read_all else f" (the first {PENDING_SCAN:,} pending links of all campaigns were read)"
+    # (`read_all` False: the scans stopped at PENDING_SCAN pending links and SCAN_LIMIT of the campaign's, so what
+    # it says is of those only)
+    scanned = "" if read_all else (f" (the first {PENDING_SCAN:,} pending links of all campaigns and the first "
+                                   f"{SCAN_LIMIT:,} joins of campaign {c} were read)")
     if pending:
         oldest = min(pending, key=lambda link: link.joined_at or "")
         age = _age_hours(rt.clock(), oldest.joined_at or "")
@@ -1013,9 +1044,11 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                        "these were not finished",
                        "check that the reconcile schedule runs, and the dead-letter queue (`bridge dlq list`); "
                        "`bridge explain <RF id>` shows each one's trail")
-    old = past_sweep_age(rt)  # type: ignore[arg-type]
+    # (counted up to PENDING_SCAN: the index keeps, for good, every lead that never converted)
+    old = past_sweep_age(rt, PENDING_SCAN)  # type: ignore[arg-type]
     if old:
-        report.add("reconciliation.sweep", True, f"{old} pending lead(s) (all campaigns) joined over "
+        report.add("reconciliation.sweep", True, f"{old}{' or more' if old >= PENDING_SCAN else ''} pending lead(s) "
+                   f"(all campaigns) joined over "
                    f"{rt.config.reconcile_sweep_days:g} days ago: they qualify by webhook and by the search of changes, "
                    "not by the one-by-one sweep")
     return said

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
-from ..domain.history import RETRY, Recorded
+from ..domain.history import RETRY, Recorded, epoch
 from ..domain.judge import elsewhere
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
@@ -24,12 +24,15 @@ from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
+from ..domain.judge import DEAD_LETTER_DAYS, letter_gone
 from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import RF_404, no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
     def store(self) -> Store: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 @dataclass
@@ -269,7 +272,8 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 trail.append(_with_fix(_refused(sample, scope, **named), None, sample))
     _against_settings(store, trail, people)
     trail.sort(key=lambda e: e["at"])
-    return Explanation(query, [people[r] for r in sorted(people)], _resolved(_replayed_by_reason(_retrying(trail))),
+    return Explanation(query, [people[r] for r in sorted(people)],
+                       _letters_gone(_resolved(_replayed_by_reason(_retrying(trail))), people, rt.clock()),
                        enrolled, duplicates, unasked)
 
 
@@ -490,6 +494,39 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
 COMMAND = "`bridge dlq "       # a replay's or a discard's command, in a fix
 
 
+#: What `bridge backfill --apply` does for a failure whose dead letter SQS deleted, by the letter's topic.
+BROUGHT_BACK = {"join": "sends the join again",
+                "qualification": "checks the qualification again (Referral Factory asked first)"}
+
+
+def _letters_gone(trail: list[dict], people: dict[PersonRef, Link], now: float) -> list[dict]:
+    """A join's or a qualification's dead letter older than SQS keeps one (DEAD_LETTER_DAYS; none replayed or
+    discarded since): SQS deleted it, and the replay its fixes named finds nothing. `bridge backfill --apply` sends
+    the join again, or checks the qualification again as its replay would (a discard's fix: nothing is left to
+    discard), once it does: a qualification's letter is dated by its link's last write, as backfill dates it
+    (letter_gone)."""
+    letters: dict[tuple, Optional[dict]] = {}
+    for e in trail:                 # (in time order: the person's last letter of each, unless replayed or discarded)
+        topic = KIND_TOPICS.get(str((e.get("details") or {}).get("kind")))
+        if e["event"] == "dead_letter" and topic in BROUGHT_BACK:
+            letters[(e.get("campaign_id"), e.get("rf_user_id"), topic)] = e if e["outcome"] == "failed" else None
+    gone = f"its dead letter is gone: SQS keeps one {DEAD_LETTER_DAYS} days"
+    for (campaign, rf_user, topic), letter in letters.items():
+        if letter is None or (epoch(letter["at"]) or now) > now - DEAD_LETTER_DAYS * 86400:
+            continue
+        link = people.get(PersonRef(str(campaign), str(rf_user)))
+        if topic == "qualification" and (link is None or not letter_gone(link, now)):
+            continue
+        for e in trail:
+            fix = e.get("fix") or ""
+            if (e.get("campaign_id"), e.get("rf_user_id")) != (campaign, rf_user) or e["at"] > letter["at"] \
+                    or COMMAND not in fix or (e is not letter and TOPICS.get(e["event"]) != topic):
+                continue
+            e["fix"] = (f"nothing to discard: {gone}" if "dlq replay" not in fix else fix.split(COMMAND)[0]
+                        + f"`bridge backfill {campaign} --apply` {BROUGHT_BACK[topic]} ({gone})")
+    return trail
+
+
 def _replayed_by_reason(trail: list[dict]) -> list[dict]:
     """A failure whose dead letter names no campaign (a qualification an Intercom notification made)
     is replayed, or discarded, as that letter is: by its reason, not by `--campaign`."""
@@ -510,6 +547,16 @@ TOPICS = {"join": "join", "join_received": "join", "contact": "join", "tag": "jo
           "qualification": "qualification", "referral_count": "referral_count"}
 KIND_TOPICS = {"rf.join": "join", "intercom.contact": "qualification", "intercom.check": "qualification",
                "referral.count": "referral_count", "join.verify": "duplicate_check"}   # a dead letter's, by its kind
+
+
+def letter_discarded(entries: list[Recorded]) -> bool:
+    """Was the person's last qualification dead letter discarded by the operator (`bridge dlq discard`: given up on
+    for good, `explain` says it resolved), not replayed and failed again since (a new letter)?"""
+    letters = [e for e in sorted(entries, key=lambda e: e.at) if e.event == "dead_letter"
+               and KIND_TOPICS.get(str((e.details or {}).get("kind"))) == "qualification"]
+    return bool(letters) and (letters[-1].event, letters[-1].outcome) == DISCARDED
+
+
 # What ends a failure: the same work done since. A join is done only by what a join writes when it
 # is applied (the contact it reached, or the settings skipping it), never by Intercom's news of the
 # contact (archived, merged, its role changed...): a join that created its contact and then failed

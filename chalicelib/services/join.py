@@ -32,7 +32,6 @@ from ..messages import CheckMessage, JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
 from ..ports.edge import SAMPLES, RefusalSample, fields_scope
-from ..ports.store import LEASE_SECONDS
 from ..webhooks import printable, rf_email
 from .concurrency import Runner
 from .deps import WorkDeps
@@ -389,7 +388,7 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
         return
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
-        since += LEASE_SECONDS     # a try that died: it may have created the contact until its lease ran out
+        since += deps.links.lease  # a try that died: it may have created the contact until its lease ran out
     held = link.contact_found      # (the kind and role a hold recorded with its contact)
     attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, held,
                           kind=link.kind if held else None, role=link.contact_role if held else None)

@@ -7,7 +7,8 @@ run queues, for the worker (which holds the API tokens and the shared budgets):
    worker died, gets a check that finishes it (asking RF first where a PUT may have reached it). Each one's history says so. The link
    then leaves the index for RECONCILE_RETRY_SECONDS (`requeue`), so that the next runs do not queue
    it again while its message still waits in the queue; if it is still unfinished after that, it is
-   queued again;
+   queued again. Marked before it is sent (of two runs at once, one queues it); a run that fails before its
+   message is sent (the send, or a later link's mark) puts it back (`unqueue`): due at the next run;
 2. one search of changed contacts per connected workspace with campaigns (qualification/changes.py):
    its cost grows with the contacts that changed, not with the leads that wait (after a rule change that may
    meet values already reached, once from the oldest pending lead);
@@ -35,7 +36,7 @@ from ..domain.qualification import UNFINISHED
 from ..domain.settings import valid_or_none
 from ..messages import ChangesMessage, CheckMessage, JoinMessage
 from ..observability import count, logger
-from ..ports import WorkQueue
+from ..ports import NotSent, WorkQueue
 from ..ports.store import PENDING_SWEEP, SWEEP_ROUND, Connection
 from ..webhooks import RFPerson, describe
 from .deps import Stack
@@ -48,11 +49,18 @@ DAY = 86400
 def reconcile(rt: Stack[WorkQueue], limit: Optional[int] = None) -> dict:
     limit = limit or rt.config.reconcile_per_run
     now = rt.clock()
-    overdue = _overdue(rt, now, limit)
-    changes = _changes(rt, now)
-    sweep = _sweep(rt, now, limit)
-    owed = rt.store.links.counts_owed(now, limit)
-    rt.queue.send_many(overdue + changes + sweep.checks + count_messages({ref for ref, _ in owed}, unless_written=True))
+    retry_at = now + rt.config.reconcile_retry
+    overdue: list[tuple[Overdue, dict]] = []
+    try:            # (each overdue link is marked as it is added: whatever keeps its message from being sent...)
+        _overdue(rt, now, limit, retry_at, overdue)
+        changes = _changes(rt, now)
+        sweep = _sweep(rt, now, limit)
+        owed = rt.store.links.counts_owed(now, limit)
+        rt.queue.send_many([m for _, m in overdue] + changes + sweep.checks +
+                           count_messages({ref for ref, _ in owed}, unless_written=True))
+    except Exception as exc:
+        _unqueue(rt, overdue, retry_at, exc)
+        raise
     for position, name in sweep.cursor:          # once its checks are queued: a failed send repeats the page
         rt.store.cursor.set(position, name)
     for ref, due in owed:                        # (likewise: asked again by the next run)
@@ -75,30 +83,39 @@ def sweep_bound(rt: Stack[WorkQueue]) -> str:
     return iso(rt.clock() - rt.config.reconcile_sweep_days * DAY)
 
 
-def past_sweep_age(rt: Stack[WorkQueue]) -> int:
-    """How many pending leads joined longer than RECONCILE_SWEEP_DAYS ago: no longer read one by one
+def past_sweep_age(rt: Stack[WorkQueue], limit: Optional[int] = None) -> int:
+    """How many pending leads joined longer than RECONCILE_SWEEP_DAYS ago, up to `limit`: no longer read one by one
     (they qualify by webhook and by the search of changed contacts). For `doctor`: it reads their
     index entries to count them, so it is not for every run."""
-    return rt.store.links.count_pending(before=sweep_bound(rt))
+    return rt.store.links.count_pending(before=sweep_bound(rt), limit=limit)
 
 
-def _overdue(rt: Stack[WorkQueue], now: float, limit: int) -> list[dict]:
-    """The messages that finish the overdue links. Each link is requeued first (one conditional write
-    with its history entry): a link claimed, finished or queued by another run since it was read is
+def _overdue(rt: Stack[WorkQueue], now: float, limit: int, retry_at: float, out: list[tuple[Overdue, dict]]) -> None:
+    """The overdue links and the messages that finish them, into `out`. Each link is requeued first (one conditional
+    write with its history entry), then added: a link claimed, finished or queued by another run since it was read is
     left to them."""
-    retry_at = now + rt.config.reconcile_retry
-    out = []
     for late in rt.store.links.overdue(now, limit):
         queued = _finish(late, now, retry_at)
         if queued is None:
             continue
         message, entry = queued
         if rt.store.links.requeue(late, retry_at, [entry]):
-            out.append(message)
+            out.append((late, message))
     if out:
         count("ReconciliationOverdueLinks", len(out))
         logger.warning("reconciliation found unfinished links", extra={"overdue": len(out)})
-    return out
+
+
+def _unqueue(rt: Stack[WorkQueue], overdue: list[tuple[Overdue, dict]], retry_at: float, exc: Exception) -> None:
+    """The overdue links whose messages were not sent (the queue's refusals: NotSent names them; any other failure,
+    of the send or before it: all of them) are due again, for the next run, not after RECONCILE_RETRY_SECONDS."""
+    refused = {id(m): reason for m, reason in exc.refused} if isinstance(exc, NotSent) else None
+    for late, message in overdue:
+        if refused is None or id(message) in refused:
+            why = (f"the run failed ({type(exc).__name__}) before the queue took it" if refused is None else
+                   f"the work queue did not take it ({refused[id(message)]})")
+            rt.store.links.unqueue(late, retry_at, [Entry("reconciliation", "not_queued", (
+                f"the message that finishes it was not sent: {why}; the next run queues it again"))])
 
 
 def _finish(late: Overdue, now: float, retry_at: float) -> Optional[tuple[dict, Entry]]:

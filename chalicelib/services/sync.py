@@ -877,6 +877,10 @@ def catch_up(deps: WorkDeps, workspace: str) -> list[SyncRun]:
 
 
 def _last_full(deps: WorkDeps, campaign_id: str, latest: SyncRun) -> Optional[SyncRun]:
+    """The latest full run: the one `latest` names (kept while it is the latest: the catch-ups between expire), or,
+    for a run started before runs named it, walked back to."""
+    if latest.kind != "full" and latest.full_run:
+        return deps.sync.run(campaign_id, latest.full_run)
     run: Optional[SyncRun] = latest
     while run is not None and run.kind != "full":
         run = deps.sync.run(campaign_id, run.number - 1) if run.number > 1 else None

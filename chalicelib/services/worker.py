@@ -12,7 +12,8 @@ circuit) has not failed: a copy goes back to the queue with a delay, carrying th
 uses up a try, and never sends a message to the dead-letter queue.
 
 A vendor's outage (errors.WorkError.outage: Intercom or Referral Factory answering 5xx, timing out or
-refusing connections, after the HTTP client's own retries) is a wait too, with a growing delay, up to
+refusing connections, after the HTTP client's own retries; AWS throttling the table, the queue or the secret
+store, errors.Throttled) is a wait too, with a growing delay, up to
 BRIDGE_OUTAGE_HOURS from the record's first outage wait (carried by its copies); then it is dead-lettered
 with a reason that says so, or, if the vendor has answered this container since then, it fails as a try like
 any other (domain/outage.py decides). Reconciliation's search of changed contacts does not
@@ -30,7 +31,7 @@ from .. import messages
 from ..config import RAISE_MS, SETTLE_MS, Config
 from ..domain.history import RETRY, Entry, iso
 from ..domain.link import PersonRef
-from ..domain.outage import Attempt, Failure, OutageWait, outage_wait, token_wait, unavailable
+from ..domain.outage import AWS, Attempt, Failure, OutageWait, outage_wait, token_wait, unavailable
 from ..errors import Deferred, Permanent, TokenRefused, WorkError, token_wait_fix, unforeseen, waited_out, waits
 from ..messages import (ChangesMessage, CheckMessage, ContactMessage, JoinMessage, ReferralCountMessage,
                         SyncPageMessage, VerifyMessage)
@@ -220,8 +221,11 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
             continue
         try:
             answers = run_all([j.message for j in group], work.deps, contexts[group[0]], pool)
-        except Exception as exc:   # a bug in the batch's own steps: every record of it failed with it
-            logger.exception("batch of records failed")
+        except Exception as exc:   # the batch's own steps failed (a bug, the table throttled): every record with it
+            if isinstance(exc, WorkError):      # an expected condition with its reason (the table throttled): one line
+                logger.warning(f"batch of records failed: {mask_emails(exc.reason)}")
+            else:
+                logger.exception("batch of records failed")
             answers = [exc] * len(group)
         outcomes.update(zip(group, answers))
 
@@ -409,6 +413,8 @@ def _waits(work: Work, record: Record, message: Any, exc: Deferred) -> Result:
         try:
             work.deps.links.note_repeat(PersonRef(*person), "waiting", f"{exc.reason} (waits in the queue, "
                                         "without using up a try)", outcome="deferred", restart_after=WAITS_APART)
+        except WorkError as failed:     # the wait stands without its note (the table throttled too): one line
+            logger.warning("could not note the wait in the history", extra={"reason": mask_emails(failed.reason)})
         except Exception:  # the wait stands without its note
             logger.exception("could not note the wait in the history")
     return Result(record, "wait", exc.reason, delay)
@@ -447,7 +453,7 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
     record.outage_since, record.waits_for = decided.since, TOKEN if decided.workspace else None
     # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
     count("IntercomTokenRefused" if decided.workspace else "RFUnavailable" if exc.outage == "Referral Factory"
-          else "IntercomUnavailable")
+          else "AWSThrottled" if exc.outage in AWS else "IntercomUnavailable")
     wait = Deferred(decided.reason, retry_after=decided.delay)
     wait.person = exc.person
     return _waits(work, record, message, wait)

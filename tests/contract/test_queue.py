@@ -79,13 +79,20 @@ def test_a_received_letter_is_hidden_for_its_hide_time_then_comes_back_with_its_
     assert (again.reason, again.attempts, again.body) == (first.reason, first.attempts, first.body)
 
 
-def test_a_letter_keeps_the_first_part_of_a_long_reason_and_an_empty_one_reads_unknown(dlq):
-    """`dlq list` shows the reason the worker gave up with, cut to what a message attribute keeps."""
+@pytest.mark.parametrize("letter", ["x", "Ω", "😀"])
+def test_a_letter_keeps_the_first_bytes_of_a_long_reason_whole_characters_only_and_an_empty_one_reads_unknown(
+        dlq, letter):
+    """`dlq list` shows the reason the worker gave up with, cut to what a message attribute keeps: SQS counts its
+    UTF-8 bytes (with the body's), and a value in Greek or an emoji takes 2 or 4 a character."""
     queue, _ = dlq
-    queue.dead_letter("{}", "Intercom answered 400: " + "x" * 2 * REASON_KEPT, 3, "2026-01-01T00:00:00Z")
+    reason = "Intercom answered 400: " + letter * 2 * REASON_KEPT        # (23 bytes: a cut inside a character)
+    queue.dead_letter("{}", reason, 3, "2026-01-01T00:00:00Z")
     queue.dead_letter("{}", "", 1, "2026-01-01T00:00:00Z")
-    reasons = sorted((m.reason or "", m.attempts) for m in receive_all(queue, 60))
-    assert reasons == [(("Intercom answered 400: " + "x" * 2 * REASON_KEPT)[:REASON_KEPT], 3), ("unknown", 1)]
+    unknown, (kept, attempts) = sorted(((m.reason or "", m.attempts) for m in receive_all(queue, 60)),
+                                       key=lambda r: r[1])
+    assert reason.startswith(kept) and len(kept.encode("utf-8")) <= REASON_KEPT and attempts == 3
+    assert len(reason[:len(kept) + 1].encode("utf-8")) > REASON_KEPT               # as much as fits
+    assert unknown == ("unknown", 1)
 
 
 def test_hiding_again_keeps_letters_hidden_past_their_first_hide_time_and_zero_shows_them_at_once(dlq):

@@ -764,7 +764,38 @@ def test_pending_leads_are_counted_and_paged_from_a_join_time(store, clock):
     joined(store, young, contact="c9", email="y@example.com")
     bound = iso(clock.now - 3600)
     assert store.links.count_pending() == 4 and store.links.count_pending(before=bound) == 3
+    assert store.links.count_pending(before=bound, limit=2) == 2 and store.links.count_pending(limit=9) == 4
     assert [l.ref for l in store.links.pending(bound, 10).links] == [young]
+
+
+def test_a_campaigns_pending_leads_are_read_from_its_own_links_whatever_other_campaigns_wait(store, clock):
+    """Doctor's read of one campaign's pending leads, when the index (every campaign's, oldest first) holds too many
+    of others before them: its own links, in key order, up to a cap; complete once none is left."""
+    for n in range(3):
+        joined(store, PersonRef("41", str(n)), contact=f"o{n}", email=f"o{n}@example.com")      # older, another's
+    ann = joined(store, PersonRef("42", "7"), contact="c7", email="ann@example.com")
+    joined(store, PersonRef("42", "8"), contact="c8", email="r@example.com", kind="referrer", pending=False)
+    settled = joined(store, PersonRef("42", "9"), contact="c9", email="bob@example.com")
+    store.links.unpend(settled, "no rule any more")
+    assert store.links.pending_in("42") == ([ann], True)
+    assert store.links.pending_in("42", scan_limit=1) == ([ann], False)             # PERSON#7 read, 8 and 9 not
+    assert store.links.pending_in("43") == ([], True)
+
+
+def test_a_campaigns_refused_qualifications_are_read_from_its_own_links(store):
+    """`doctor`'s read of the leads whose qualification RF refused (their letters may be gone): the campaign's own
+    links whose qualification failed, with when each was last written, in key order up to a cap."""
+    refused = joined(store, PersonRef("42", "7"), contact="c7", email="ann@example.com")
+    store.links.finish_qualifying(store.links.start_qualifying(refused), QState.FAILED, [], reason="RF said 422")
+    joined(store, PersonRef("42", "8"), contact="c8", email="bob@example.com")                # pending
+    other = joined(store, PersonRef("41", "7"), contact="o7", email="o@example.com")          # another campaign's
+    store.links.finish_qualifying(store.links.start_qualifying(other), QState.FAILED, [], reason="RF said 422")
+    [found], complete = store.links.refused_in("42")
+    assert (found.ref, found.qualification, found.reason, complete) == (PersonRef("42", "7"), QState.FAILED,
+                                                                        "RF said 422", True)
+    assert found.updated_at == store.links.get(PersonRef("42", "7")).updated_at
+    assert store.links.refused_in("42", scan_limit=1) == ([found], False)
+    assert store.links.refused_in("43") == ([], True)
 
 
 # --- the overdue index: what reconciliation finishes ------------------------------------------------
@@ -840,6 +871,24 @@ def test_a_requeued_link_is_not_due_until_its_retry_and_keeps_when_its_lease_end
     [third] = store.links.overdue(clock.now + 7201, 10)
     assert (third.lease_until, third.due, third.requeued) == (ended, clock.now + 7200, 2)
     assert outcomes(store) == ["stuck_join", "stuck_join"]                   # one entry per requeue
+
+
+def test_a_requeue_whose_message_was_not_sent_is_undone_and_the_link_is_due_as_it_was_read(store, clock):
+    store.links.claim(ANN, WS, lease=120)                                    # ...and its worker died
+    clock.now += 121
+    for times in (0, 1):                                                     # its first requeue, then a later one
+        [late] = store.links.overdue(clock.now, 10)
+        assert late.requeued == times and store.links.requeue(late, clock.now + 3600, STUCK)
+        assert store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+        assert store.links.overdue(clock.now, 10) == [late]                  # due again, as it was read
+        assert store.links.requeue(late, clock.now + 3600, STUCK)            # (the next run's, sent)
+        clock.now += 3601
+    assert outcomes(store) == ["stuck_join", "not_queued", "stuck_join"] * 2
+    [late] = store.links.overdue(clock.now, 10)
+    assert store.links.requeue(late, clock.now + 3600, STUCK)
+    store.links.claim(ANN, WS, lease=120)                                    # a worker took it meanwhile
+    assert not store.links.unqueue(late, clock.now + 3600, [Entry("reconciliation", "not_queued")])
+    assert store.links.overdue(clock.now, 10) == [] and outcomes(store)[-1] == "stuck_join"
 
 
 def test_a_requeued_join_is_claimed_at_once_and_a_new_claim_starts_afresh(store, clock):
@@ -941,6 +990,27 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     assert store.links.erase(link) == (2, 1, None)             # (nobody's count lowered)
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_join_finished_on_another_contact_than_it_held_leaves_its_pointer_and_forget_leaves_none(store, batch):
+    """Intercom merged the contact a join held into another before the join finished there: the held contact's
+    pointer names her no more (another person it names keeps it), so `bridge forget` leaves no pointer naming her.
+    `batch`: finished with another person's join in one write."""
+    bob, carol = PersonRef("42", "8"), PersonRef("42", "9")
+    joined(store, bob, contact="c_found", email="bob@example.com")
+    claim, other = store.links.claim_many([(ANN, WS), (carol, WS)])
+    assert store.links.hold_found([(claim, FoundContact("c_found", "lead", "lead", "No", "x"))]) == [None]
+    done = [(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c_survivor",
+                               contact_role="lead", baseline="No", qualification=QState.PENDING), [Entry("join", "linked")])]
+    if batch:
+        done.append((other, JoinResult(LinkStatus.LINKED, kind="lead", email="carol@example.com", contact_id="c3"), []))
+    assert store.links.finish_many(done) == [None] * len(done)
+    contacts = [(WS, c) for c in ("c_found", "c_survivor", "c3")]
+    found = store.lookup.look_up(contacts=contacts)
+    assert (found.by_contact[(WS, "c_found")], found.by_contact[(WS, "c_survivor")]) == ({bob}, {ANN})
+    store.links.erase(store.links.get(ANN))
+    assert not any(ANN in refs for refs in store.lookup.look_up(contacts=contacts).by_contact.values())
 
 
 # --- the small repositories ------------------------------------------------------------------------
@@ -1412,6 +1482,32 @@ def test_one_sync_run_at_a_time_numbered_and_each_page_checkpointed_once(store, 
     store.sync.claim_page("42", 2, 0, "w1", clock())
     assert store.sync.checkpoint("42", 2, 0, "w1", clock(), cursor=None, counts={}, message="user limit")
     assert (store.sync.run("42").status, store.sync.run("42").message) == ("stopped", "user limit")
+
+
+def test_past_catch_up_runs_and_full_runs_a_newer_one_replaced_expire_the_latest_full_run_is_kept(store, clock):
+    """Ongoing sync starts a catch-up every 15 minutes: each copied the run before to an item of its own, kept for
+    ever. A past catch-up run, and a full run once a newer full run started, expire PAST_RUN_DAYS after (the table's
+    TTL: read as gone from then); the latest full run does not, and each run names it (no walk back needed)."""
+    from chalicelib.ports.store import PAST_RUN_DAYS
+
+    def ran(kind):
+        run = store.sync.start("42", kind, "users", clock())
+        store.sync.claim_page("42", run.number, 0, "w", clock())
+        assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
+        clock.now += 900
+        return run
+    began = clock()
+    runs = [ran(kind) for kind in ("full", "catch-up", "catch-up", "full", "catch-up", "catch-up")]
+    assert [r.full_run for r in runs] == [1, 1, 1, 4, 4, 4] == [store.sync.run("42", n).full_run for n in range(1, 7)]
+    clock.now = began + 2 * 900 + PAST_RUN_DAYS * 86400 - 1     # run 2 was kept apart when run 3 began
+    assert all(store.sync.run("42", n) for n in range(1, 7))                  # kept for days
+    clock.now = began + 5 * 900 + PAST_RUN_DAYS * 86400         # run 5 was kept apart when run 6 began
+    assert [n for n in range(1, 7) if store.sync.run("42", n)] == [4, 6]       # the latest full one, the latest
+    if not isinstance(store, MemoryStore):                                     # (DynamoDB deletes them)
+        from chalicelib.adapters.dynamo.keys import sync_run_key
+        from chalicelib.adapters.dynamo.models import SyncRunItem, get
+        assert [bool(get(SyncRunItem, sync_run_key("42", n)).expires_at) for n in range(1, 6)] == [
+            True, True, True, False, True]
 
 
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
@@ -1984,28 +2080,21 @@ def test_no_entry_written_with_the_link_outlives_its_erasure(store, monkeypatch)
 # --- DynamoDB only: a finishing transaction cancelled as a conflict (moto does not make them) -------------
 class Conflicts:
     """The table's client, whose next `n` TransactWriteItems DynamoDB cancels as conflicting with
-    other transactions (the error AWS answers, read by PynamoDB as it reads any)."""
+    other transactions (the error AWS answers, read as the client reads any)."""
 
     def __init__(self, monkeypatch, n: int):
-        from botocore.exceptions import ClientError
-
         from chalicelib.adapters.dynamo.models import HistoryItem
-        client = HistoryItem._get_connection().connection.client
-        call, self.n, self.tries, self.sleeps = client._make_api_call, n, 0, []
+        from tests.support.aws_answers import answering, cancelled
+        self.n, self.tries, self.sleeps = n, 0, []
 
-        def cancelled(operation, kwargs):
-            if operation != "TransactWriteItems":
-                return call(operation, kwargs)
+        def conflict(request):
             self.tries += 1
             if self.n <= 0:
-                return call(operation, kwargs)
+                return None
             self.n -= 1
-            reasons = [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1) + [
-                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
-            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": (
-                "Transaction cancelled, please refer cancellation reasons for specific reasons "
-                f"[{', '.join(r['Code'] for r in reasons)}]")}, "CancellationReasons": reasons}, operation)
-        monkeypatch.setattr(client, "_make_api_call", cancelled)
+            return cancelled(len(request["TransactItems"]), "TransactionConflict",
+                             "Transaction is ongoing for the item")
+        answering(monkeypatch, HistoryItem._get_connection().connection.client, "TransactWriteItems", conflict)
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
@@ -2027,8 +2116,10 @@ def test_a_finishing_write_cancelled_as_a_conflict_is_tried_again_after_a_short_
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
-def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(store, clock, monkeypatch):
-    from pynamodb.exceptions import TransactWriteError
+def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_make_the_join_wait_a_few_seconds(
+        store, clock, monkeypatch):
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.errors import Deferred
     lost = store.links.claim(PersonRef("42", "1"), WS, lease=10)
     clock.now += 11
     store.links.claim(PersonRef("42", "1"), WS)                      # another worker took it over
@@ -2039,10 +2130,28 @@ def test_a_lost_claim_is_not_tried_again_and_conflicts_that_last_fail_the_join(s
     assert (conflicts.tries, conflicts.sleeps) == (1, [])            # a failed condition: at once, no wait
     claim = store.links.claim(PersonRef("42", "2"), WS)
     conflicts.n, conflicts.tries = 10, 0
-    with pytest.raises(TransactWriteError):
+    with pytest.raises(Deferred) as waits:
         store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", counts_for="100"), [])
-    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join fails (retried)
+    assert (conflicts.tries, len(conflicts.sleeps)) == (4, 3)        # a few tries, then the join waits (no try used)
+    assert waits.value.retry_after == CONFLICT_WAIT and not isinstance(waits.value, Busy)   # (its claim is not lost)
     assert store.links.referrals(REFERRER) is None
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_single_write_refused_as_a_conflict_with_a_transaction_waits_a_few_seconds_not_a_try(store, monkeypatch):
+    """A qualification's claim (one conditional UpdateItem) on a link another worker's transaction writes at that
+    moment: DynamoDB answers TransactionConflictException, which botocore does not retry; it was a failed try."""
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT, HistoryItem
+    from chalicelib.errors import Deferred
+    from tests.support.aws_answers import answering, error
+    store.links.finish(store.links.claim(PersonRef("42", "1"), WS), JoinResult(
+        LinkStatus.LINKED, kind="lead", contact_id="c1", qualification=QState.PENDING), [])
+    link = store.links.get(PersonRef("42", "1"))
+    answering(monkeypatch, HistoryItem._get_connection().connection.client, "UpdateItem", lambda request: error(
+        "TransactionConflictException", "Transaction is ongoing for the item"))
+    with pytest.raises(Deferred) as waits:
+        store.links.start_qualifying(link)
+    assert waits.value.retry_after == CONFLICT_WAIT and "another transaction was writing" in waits.value.reason
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)

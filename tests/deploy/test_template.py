@@ -191,10 +191,11 @@ def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_
     alarm = load_template()["Resources"]["VendorOutageAlarm"]["Properties"]
     assert alarm["AlarmName"] == {"Fn::Sub": "${Prefix}-vendor-outage"}
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
-    assert {name for _, name, _ in alarm_metrics()["VendorOutageAlarm"]} == {"IntercomUnavailable", "RFUnavailable"}
+    assert {name for _, name, _ in alarm_metrics()["VendorOutageAlarm"]} == {"IntercomUnavailable", "RFUnavailable",
+                                                                           "AWSThrottled"}
     [returned] = [m for m in alarm["Metrics"] if m["ReturnData"]]
     ids = {m["Id"] for m in alarm["Metrics"] if "MetricStat" in m}
-    assert set(re.findall(r"FILL\((\w+), 0\)", returned["Expression"])) == ids        # both vendors, summed
+    assert set(re.findall(r"FILL\((\w+), 0\)", returned["Expression"])) == ids        # every vendor, summed
     assert {m["MetricStat"]["Period"] for m in alarm["Metrics"] if "MetricStat" in m} == {LONGEST_WAIT}
     assert {m["MetricStat"]["Stat"] for m in alarm["Metrics"] if "MetricStat" in m} == {"Sum"}
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
@@ -203,7 +204,8 @@ def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_
     widgets = json.loads(load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
     [outages] = [w for w in widgets["widgets"] if w["properties"].get("title", "").startswith("Vendor outages")]
     assert [(ns, name) for ns, name, _ in dashboard_metrics(json.dumps({"widgets": [outages]}))] == [
-        (NAMESPACE, "IntercomUnavailable"), (NAMESPACE, "RFUnavailable"), (NAMESPACE, "IntercomTokenRefused")]
+        (NAMESPACE, "IntercomUnavailable"), (NAMESPACE, "RFUnavailable"), (NAMESPACE, "IntercomTokenRefused"),
+        (NAMESPACE, "AWSThrottled")]
 
 
 def test_the_dead_letter_alarm_and_the_readme_say_how_long_a_dead_letter_is_kept():

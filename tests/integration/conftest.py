@@ -1,7 +1,8 @@
 """The app on real parts: moto in server mode (real HTTP to DynamoDB and SQS) with
 resources created from infra/template.yaml, the Chalice app served over HTTP, the worker
 driven like Lambda's SQS event source, and simulators of Intercom and Referral Factory.
-Every request sent to Intercom is validated against Intercom's OpenAPI description."""
+Every request sent to Intercom, and the simulator's answer to it, is validated against Intercom's OpenAPI
+description."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from infra.local.sims.intercom import IntercomSim
 from infra.local.sims.webhooks import sign
 from infra.local.sims.referral_factory import RFSim
 from tests.fakes import FakeClock
-from tests.support.intercom_contract import validate_request
+from tests.support.intercom_contract import validate_request, validate_response
 from tests.support.moto_server import moto_endpoint  # noqa: F401 (a fixture)
 
 WORKSPACE = "vne310wv"
@@ -33,13 +34,15 @@ def clock():
 
 @pytest.fixture
 def intercom(clock):
-    sim = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request).start()
+    sim = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request,
+                      answer_validator=validate_response).start()
     for name, dtype in (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
                         ("referral_link", "string"), ("score", "float"), ("joined_on", "date")):
         sim.define_attribute(name, dtype)
     yield sim
     sim.stop()
-    assert sim.contract_violations == [], "requests sent to Intercom broke its OpenAPI contract"
+    assert sim.contract_violations == [], \
+        "requests sent to Intercom (or the simulator's answers) broke its OpenAPI contract"
 
 
 @pytest.fixture
@@ -50,13 +53,15 @@ def other_workspaces(clock):
 
     def start(app_id: str, *tokens: str, app_name: str | None = None) -> IntercomSim:
         sim = IntercomSim(tokens=tokens or (f"{app_id}-token",), app_id=app_id, clock=clock,
-                          validator=validate_request, app_name=app_name or f"Workspace {app_id}").start()
+                          validator=validate_request, answer_validator=validate_response,
+                          app_name=app_name or f"Workspace {app_id}").start()
         sims.append(sim)
         return sim
     yield start
     for sim in sims:
         sim.stop()
-    assert [v for sim in sims for v in sim.contract_violations] == [], "requests broke Intercom's OpenAPI contract"
+    assert [v for sim in sims for v in sim.contract_violations] == [], \
+        "requests (or the simulators' answers) broke Intercom's OpenAPI contract"
 
 
 @pytest.fixture

@@ -28,13 +28,14 @@ def store(moto_endpoint, monkeypatch):  # noqa: F811
 
 class Throttled:
     """The table's client, throttled until the store has waited THROTTLED_FOR seconds in all: meanwhile a
-    BatchGetItem or a BatchWriteItem does its first key or item only and answers the others unprocessed, as
-    DynamoDB does (HTTP 200)."""
+    BatchGetItem or a BatchWriteItem does its first `served` keys or items only and answers the others unprocessed,
+    as DynamoDB does (HTTP 200)."""
 
     UNPROCESSED = {"BatchGetItem": ("Keys", "UnprocessedKeys"), "BatchWriteItem": (None, "UnprocessedItems")}
 
-    def __init__(self, monkeypatch, until: float = THROTTLED_FOR):
+    def __init__(self, monkeypatch, until: float = THROTTLED_FOR, served: int = 1, hammered: int = HAMMERED):
         self.client, self.waited, self.calls, self.until = models._client(), 0.0, 0, until
+        self.served, self.hammered = served, hammered
         self.real = self.client._make_api_call
         monkeypatch.setattr(self.client, "_make_api_call", self.call)
         monkeypatch.setattr(models, "pause", self.pause, raising=False)
@@ -46,23 +47,30 @@ class Throttled:
         if operation not in self.UNPROCESSED or self.waited >= self.until:
             return self.real(operation, kwargs)
         self.calls += 1
-        if self.calls > HAMMERED:
+        if self.calls > self.hammered:
             pytest.fail(f"{self.calls} {operation} calls while the table was throttled, after "
                         f"{self.waited:.2f} s of waits: asked again at once, not after a growing wait")
         listed, unprocessed = self.UNPROCESSED[operation]
         (table, asked), = kwargs["RequestItems"].items()
         entries = asked[listed] if listed else asked
-        first, rest = ({**asked, listed: e} for e in (entries[:1], entries[1:])) if listed else (entries[:1], entries[1:])
+        done, rest = entries[:self.served], entries[self.served:]
+        if not done:                                              # (none processed: DynamoDB is not asked)
+            return {"Responses": {table: []}, unprocessed: {table: {**asked, listed: rest} if listed else rest}}
+        first = {**asked, listed: done} if listed else done
         answer = self.real(operation, {**kwargs, "RequestItems": {table: first}})
-        return {**answer, unprocessed: {table: rest} if entries[1:] else {}}
+        return {**answer, unprocessed: {table: {**asked, listed: rest} if listed else rest} if rest else {}}
 
 
-def test_links_read_while_the_table_throttles_are_all_read_after_growing_waits(store, monkeypatch):
-    refs = [PersonRef("42", str(n)) for n in range(30)]
+def linked(store, refs) -> None:
     for ref in refs:
         claim = store.links.claim(ref, "ws1")
         store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email=f"p{ref.rf_user_id}@example.com",
                                              contact_id=f"c{ref.rf_user_id}"), [Entry("join", "linked")])
+
+
+def test_links_read_while_the_table_throttles_are_all_read_after_growing_waits(store, monkeypatch):
+    refs = [PersonRef("42", str(n)) for n in range(30)]
+    linked(store, refs)
     throttled = Throttled(monkeypatch)
     links = store.links.get_many(refs)
     assert sorted(links) == sorted(refs)                        # none dropped: a dropped one is a join taken as new
@@ -81,11 +89,21 @@ def test_a_persons_history_erased_while_the_table_throttles_is_all_erased_after_
 
 def test_a_table_that_stays_throttled_ends_the_read_with_a_reason_it_can_be_retried_for(store, monkeypatch):
     refs = [PersonRef("42", str(n)) for n in range(30)]
-    throttled = Throttled(monkeypatch, until=float("inf"))
-    with pytest.raises(models.Unprocessed, match="DynamoDB left 20 of 30 keys to read unprocessed after 10 calls "
-                                                 r"\(the table is throttled\): try again"):
+    throttled = Throttled(monkeypatch, until=float("inf"), served=0)
+    with pytest.raises(models.Unprocessed, match="DynamoDB left 30 of 30 keys to read unprocessed after 10 calls, 10 "
+                                                 r"of them processing none \(the table is throttled\): try again"):
         store.links.get_many(refs)
     assert throttled.calls == models.UNPROCESSED_TRIES and throttled.waited < 15
+
+
+def test_a_big_read_on_a_table_throttled_slowly_goes_on_while_each_call_reads_some(store, monkeypatch):
+    """A batch of 100 links, of which the table reads 3 a call: far more calls than the read gives up after when
+    none is read, and every link is read."""
+    refs = [PersonRef("42", str(n)) for n in range(100)]
+    linked(store, refs)
+    throttled = Throttled(monkeypatch, until=float("inf"), served=3, hammered=34)
+    assert sorted(store.links.get_many(refs)) == sorted(refs)
+    assert throttled.calls == 34 > models.UNPROCESSED_TRIES
 
 
 class ShortPolls:

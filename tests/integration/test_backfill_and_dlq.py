@@ -369,3 +369,33 @@ def test_a_join_ignored_under_action_nothing_is_created_once_by_backfill_after_t
     assert "hint" not in next(e for e in after["trail"] if e["outcome"] == "ignored")
     code, last = run(bridge, capsys, "backfill", "42", "--apply")
     assert last["queued"] == 0 and last["outcomes"] == {"already linked": 2}
+
+
+def test_a_refused_qualification_whose_dead_letter_sqs_deleted_is_qualified_once_by_backfill(
+        bridge, intercom, rf, joined, capsys, clock):
+    """RF refused Ann's qualification (its campaign paused); nobody replayed the letter, and SQS deleted it after its
+    14 days. Once RF accepts again, `bridge backfill 42 --apply` checks her again: RF asked first, one PUT; a second
+    run does nothing."""
+    from .conftest import qualifying_settings
+    lead, contact = joined(qualifying_settings())
+    rf.fail_next("PUT", r"^/users/qualification$", 422, body={"code": 422, "message": "Campaign is paused"})
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    assert len(bridge.dead_letters()) == 1 and rf.count("PUT", "/users/qualification") == 1
+    bridge.resources.client("sqs").purge_queue(QueueUrl=bridge.resources.dlq_url)      # SQS deleted it, unsaid
+    clock.now += 15 * 86400
+    assert bridge.dead_letters() == []
+    code, dry = run(bridge, capsys, "backfill", "42")
+    waiting = ("qualification refused by Referral Factory, its dead letter gone (SQS keeps one 14 days): would be "
+               "checked again (Referral Factory asked first)")
+    assert code == 0 and dry["people"][waiting] == [{"rf_user_id": str(lead["id"]), "email": "a***@example.com"}]
+    code, done = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and done["queued"] == 2                        # (and the join of her referrer, never sent)
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "qualified"
+    assert rf.count("PUT", "/users/qualification") == 2 and bridge.dead_letters() == []      # the refused one, then one
+    code, again = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and again["queued"] == 0 and again["outcomes"] == {"already linked": 2}
+    bridge.drain()
+    assert rf.count("PUT", "/users/qualification") == 2

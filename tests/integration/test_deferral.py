@@ -4,7 +4,12 @@ goes back to the queue without using up a try, however long it waits, and finish
 One batch on moto, with the worker as Lambda's SQS event source runs it."""
 from __future__ import annotations
 
+import pytest
+
+from chalicelib.config import Config
 from chalicelib.domain.link import PersonRef
+from chalicelib.ports import Busy
+from chalicelib.runtime import Runtime
 
 from .conftest import MAX_ATTEMPTS, WORKSPACE, join_body, lead_settings, new_lead
 
@@ -53,3 +58,16 @@ def test_a_batch_that_waits_for_a_dead_workers_claim_a_blocked_rf_and_a_429_fini
     assert "waits in the queue, without using up a try" in circuit["reason"]
     assert bridge.history(42, blocked["id"])["link"]["status"] == "linked"
     rf.excess_windows.clear()
+
+
+def test_a_dead_workers_claim_holds_for_the_lease_the_runtime_was_configured_with(bridge, clock, monkeypatch):
+    """BRIDGE_LEASE_SECONDS is read with the rest of the configuration, when the runtime is built: `bridge --stage`
+    sets the stage's environment after the code was loaded, and a chaos run shortens the lease this way."""
+    monkeypatch.setenv("BRIDGE_LEASE_SECONDS", "30")
+    rt, ref = Runtime(Config.from_env(), clock=clock), PersonRef("42", "7")
+    rt.store.links.claim(ref, WORKSPACE)                        # a worker took the join's claim and died
+    clock.now += 29
+    with pytest.raises(Busy):
+        rt.store.links.claim(ref, WORKSPACE)
+    clock.now += 2                                              # its 30 s are over: the join is free again
+    assert rt.store.links.claim(ref, WORKSPACE) is not None

@@ -10,7 +10,6 @@ import dataclasses
 
 import pytest
 
-from chalicelib.ports.store import LEASE_SECONDS
 from tests.support.killed import Killed
 
 from .conftest import join_body, lead_settings, new_lead, qualifying_settings
@@ -91,7 +90,7 @@ def test_the_crash_after_create_the_lead_qualifies_when_its_contact_later_reache
     assert bridge.history(42, lead["id"])["link"]["status"] == "in_progress"
     intercom.update_contact(contact["id"], signed_up="Yes")
     bridge.notify("contact.lead.updated", contact["id"])             # no link yet: nothing to judge
-    clock.now += LEASE_SECONDS + 1                                    # the dead worker's claim runs out
+    clock.now += links.lease + 1                                      # the dead worker's claim runs out
     bridge.poller.expire_inflight()
     bridge.drain()
     assert len(intercom.contacts_by_email("ann@example.com")) == 1

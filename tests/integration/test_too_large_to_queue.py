@@ -19,8 +19,8 @@ def test_a_notification_too_large_to_queue_is_read_from_intercom_and_qualifies_t
     lead, contact = joined()
     intercom.update_contact(contact["id"], signed_up="Yes")
 
-    def notification(notes: str) -> dict:
-        intercom.update_contact(contact["id"], notes=notes)
+    def notification(notes: str) -> dict:      # (in a custom attribute: a contact's `notes` is Intercom's list of them)
+        intercom.update_contact(contact["id"], custom_attributes={"notes": notes})
         return intercom.webhook_payload("contact.lead.updated", contact["id"], notif_id="notif_big")
     answer = bridge.post_intercom(filling(bridge.rt.config.max_body_bytes, notification))
     assert (answer.status_code, answer.json().get("queued")) == (200, True)

@@ -2,6 +2,7 @@
 import hashlib
 import hmac
 import json
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -9,6 +10,7 @@ import requests
 
 from infra.local.sims.intercom import IntercomSim, sign, webhook_payload
 from infra.local.sims.referral_factory import RFSim, default_fields
+from tests.support.intercom_contract import validate_request, validate_response
 
 
 class FakeClock:
@@ -329,9 +331,72 @@ def test_validator_records_contract_violations(clock):
             {"method": "GET", "path": "/contacts", "errors": ["missing Intercom-Version"]}]
 
 
+def test_every_answer_of_the_intercom_simulator_is_one_intercom_gives(clock):
+    """Each route once, its successes and its refusals, checked against the answers Intercom's OpenAPI documents
+    (the integration tests check the answers they get too, but not every route's every refusal)."""
+    with IntercomSim(clock=clock, validator=validate_request, answer_validator=validate_response) as sim:
+        s = requests.Session()
+        s.headers.update({"Authorization": "Bearer sim-token", "Intercom-Version": "2.16", "Accept": "application/json"})
+
+        def call(method, path, **kw):
+            return s.request(method, sim.base_url + path, timeout=5, **kw).json()
+        sim.define_attribute("plan", "string")
+        user = call("POST", "/contacts", json={"role": "user", "email": "a@x.io", "custom_attributes": {"plan": "p"}})
+        lead, other = (call("POST", "/contacts", json={"role": "lead", "email": f"{n}@x.io"}) for n in ("l", "o"))
+        call("POST", "/contacts", json={"role": "user", "email": "A@x.io"})                      # 409
+        call("POST", "/contacts", json={"role": "user", "email": "b@x.io", "custom_attributes": {"nope": 1}})  # 400
+        call("GET", f"/contacts/{user['id']}")
+        call("GET", "/contacts/missing")                                                         # 404
+        call("PUT", f"/contacts/{user['id']}", json={"name": "Ann", "custom_attributes": {"plan": "q"}})
+        call("POST", "/contacts/search", json={"query": {"field": "email", "operator": "IN", "value": [
+            "a@x.io", "l@x.io"]}, "pagination": {"per_page": 1}})
+        call("POST", "/contacts/search", json={"query": {"field": "nope", "operator": "=", "value": "x"}})  # 400
+        call("GET", "/contacts", params={"per_page": 1})
+        call("GET", "/data_attributes", params={"model": "contact", "include_archived": "true"})
+        attr = call("POST", "/data_attributes", json={"name": "n2", "model": "contact", "data_type": "string"})
+        call("POST", "/data_attributes", json={"name": "n2", "model": "contact", "data_type": "string"})    # 400
+        call("PUT", f"/data_attributes/{attr['id']}", json={"archived": True})
+        sim.add_segment("S", [user["id"]])
+        call("GET", "/segments", params={"include_count": "true"})
+        tag = call("POST", "/tags", json={"name": "T", "users": [{"id": user["id"]}]})
+        call("POST", "/tags", json={"name": "T", "users": [{"id": "missing"}]})                 # 404
+        call("GET", "/tags")
+        call("POST", f"/contacts/{user['id']}/tags", json={"id": tag["id"]})
+        call("POST", "/contacts/merge", json={"from": lead["id"], "into": user["id"]})
+        call("GET", f"/contacts/{lead['id']}")                                                   # 410
+        call("POST", f"/contacts/{other['id']}/archive")
+        call("POST", f"/contacts/{other['id']}/unarchive")
+        call("DELETE", f"/contacts/{other['id']}")
+        call("GET", "/me")
+        sim.rate_limit = len(sim.requests)
+        call("GET", "/me")                                                                       # 429
+        s.headers["Authorization"] = "Bearer revoked"
+        sim.rate_limit = 1666
+        call("GET", "/me")                                                                       # 401
+        assert {r["status"] for r in sim.requests} == {200, 400, 401, 404, 409, 410, 429}
+        assert sim.contract_violations == []
+
+
+def _types(value, path=""):
+    """Each leaf of a JSON document: its path and its JSON type."""
+    if isinstance(value, dict):
+        return {k: t for key, v in value.items() for k, t in _types(v, f"{path}.{key}").items()}
+    return {path: type(value).__name__}
+
+
+def test_a_notification_has_the_keys_and_types_of_a_real_one(ic):
+    """Intercom's own notification (tests/contracts/intercom/webhooks/) next to the simulator's of a contact alike:
+    every key it has, each of the same type (its times as ISO-8601 texts, not unix numbers), and no other key but
+    the envelope's `self` (null: docs/external-apis lists it)."""
+    real = json.loads((Path(__file__).parents[1] / "contracts/intercom/webhooks/contact.user.updated.json").read_text())
+    contact = ic.add_contact("nardwuar@example.com", role="user", name="Nardwuar", external_id="12342353")
+    ours = _types(ic.webhook_payload("contact.user.updated", contact["id"], delivery_status="retry"))
+    assert {k: t for k, t in ours.items() if k != ".self"} == _types(real)
+
+
 def test_webhook_payload_and_sign(ic):
     c = ic.add_contact("w@x.io", role="user")
-    env = ic.webhook_payload("contact.user.created", c["id"], iso_dates=True)
+    env = ic.webhook_payload("contact.user.created", c["id"])
     assert env["type"] == "notification_event" and env["app_id"] == "vne310wv"
     assert env["id"].startswith("notif_") and env["created_at"] == 1_700_000_000
     assert env["data"]["item"]["id"] == c["id"] and env["data"]["item"]["created_at"].startswith("2023-11-14T")

@@ -25,6 +25,12 @@ What is checked:
 
 Requests in ``NOT_IN_SPEC`` are accepted without any validation.
 
+The answers a simulator of Intercom gives are checked the same way with
+``validate_response(method, path, status, headers, body)``: a status the
+operation documents (or any error status), the body against that status's
+schema (readOnly properties allowed, as answers carry them), Intercom's error
+list for errors, and its rate-limit headers.
+
 Implementation: the YAML is loaded once per process (``yaml.CSafeLoader``),
 schemas are converted lazily from OpenAPI 3.0 to JSON Schema draft 4 and
 served to ``jsonschema`` through a ``referencing`` registry; operations and
@@ -50,6 +56,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 __all__ = [
+    "ANSWER_HEADERS",
     "NOT_IN_SPEC",
     "REQUIRED_HEADERS",
     "SPEC_ENV_VAR",
@@ -57,6 +64,7 @@ __all__ = [
     "load_spec",
     "spec_path",
     "validate_request",
+    "validate_response",
 ]
 
 SPEC_ENV_VAR = "INTERCOM_OPENAPI_SPEC"
@@ -90,6 +98,7 @@ UNDECLARED_QUERY_PARAMS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
 
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 _URN = "urn:intercom-openapi:"
+_URN_ANSWER = "urn:intercom-openapi-answer:"
 _MAX_MSG = 240
 
 
@@ -162,20 +171,21 @@ _DROPPED = frozenset(
 )
 
 
-def _ref_uri(ref: str) -> str:
-    """Local ``#/json/pointer`` refs become one registry resource each."""
+def _ref_uri(ref: str, answer: bool = False) -> str:
+    """Local ``#/json/pointer`` refs become one registry resource each (one for requests, one for answers)."""
     if not ref.startswith("#/"):
         raise ValueError(f"only local $refs are supported, got {ref!r}")
-    return _URN + quote(ref[1:], safe="")
+    return (_URN_ANSWER if answer else _URN) + quote(ref[1:], safe="")
 
 
-def _convert(schema: Any) -> Any:
-    """Convert one OpenAPI 3.0 (request-side) Schema Object to draft 4."""
+def _convert(schema: Any, answer: bool = False) -> Any:
+    """Convert one OpenAPI 3.0 Schema Object to draft 4: request-side, or for an `answer` (where readOnly
+    properties are what the server sends, and their `required` holds)."""
     if not isinstance(schema, dict):
         return schema  # e.g. additionalProperties: true
     if "$ref" in schema:  # OAS 3.0: siblings of $ref are ignored
-        return {"$ref": _ref_uri(schema["$ref"])}
-    if schema.get("readOnly") is True:
+        return {"$ref": _ref_uri(schema["$ref"], answer)}
+    if schema.get("readOnly") is True and not answer:
         # "SHOULD NOT be sent as part of the request": any value is an error.
         return {"readOnly": True}
     out: dict[str, Any] = {}
@@ -183,15 +193,15 @@ def _convert(schema: Any) -> Any:
         if key in _DROPPED or key.startswith("x-"):
             continue
         if key in _SCHEMA_MAPS:
-            out[key] = {name: _convert(sub) for name, sub in value.items()}
+            out[key] = {name: _convert(sub, answer) for name, sub in value.items()}
         elif key in _SCHEMA_LISTS:
-            out[key] = [_convert(sub) for sub in value]
+            out[key] = [_convert(sub, answer) for sub in value]
         elif key in _SCHEMA_ONE:
-            out[key] = [_convert(s) for s in value] if isinstance(value, list) else _convert(value)
+            out[key] = [_convert(s, answer) for s in value] if isinstance(value, list) else _convert(value, answer)
         else:
             out[key] = value
     props = schema.get("properties") or {}
-    if out.get("required"):
+    if out.get("required") and not answer:
         # readOnly + required: "the required will take effect on the response only"
         required = [
             name
@@ -299,6 +309,7 @@ class _Contract:
         for candidates in self._index.values():
             candidates.sort(key=lambda c: c[0], reverse=True)
         self._ops: dict[tuple[str, str], _Operation | None] = {}
+        self._answers: dict[tuple[str, str, int], tuple[bool, Any, dict[str, Any]]] = {}
         self._version_validator = None
 
     # -- $ref plumbing ---------------------------------------------------
@@ -322,17 +333,34 @@ class _Contract:
     def _retrieve(self, uri: str) -> Resource:
         resource = self._resources.get(uri)
         if resource is None:
-            if not uri.startswith(_URN):
+            prefix = next((p for p in (_URN, _URN_ANSWER) if uri.startswith(p)), None)
+            if prefix is None:
                 from referencing.exceptions import NoSuchResource
 
                 raise NoSuchResource(ref=uri)
-            target = self.pointer("#" + unquote(uri[len(_URN):]))
-            resource = DRAFT4.create_resource(_convert(target))
+            target = self.pointer("#" + unquote(uri[len(prefix):]))
+            resource = DRAFT4.create_resource(_convert(target, answer=prefix == _URN_ANSWER))
             self._resources[uri] = resource
         return resource
 
-    def validator(self, oas_schema: Any) -> Any:
-        return _RequestValidator(_convert(oas_schema), registry=self.registry)
+    def validator(self, oas_schema: Any, answer: bool = False) -> Any:
+        return _RequestValidator(_convert(oas_schema, answer), registry=self.registry)
+
+    def answer_validator(self, op: "_Operation", status: int) -> tuple[bool, Any, dict[str, Any]]:
+        """(documented, body validator or None, declared headers) of one answer status of an operation; a status
+        the operation does not document is checked against the shared error schema."""
+        key = (op.template, op.method, status)
+        if key not in self._answers:
+            responses = self.deref(self.deref(self.doc["paths"][op.template])[op.method.lower()].get("responses") or {})
+            raw = responses.get(str(status)) or responses.get(f"{str(status)[0]}XX")
+            documented = raw is not None
+            raw = self.deref(raw) if documented else {}
+            schema = ((raw.get("content") or {}).get("application/json") or {}).get("schema")
+            if not documented and status >= 400:
+                schema = {"$ref": "#/components/schemas/error"}
+            headers = {name: self.deref(h) for name, h in (raw.get("headers") or {}).items()}
+            self._answers[key] = (documented, None if schema is None else self.validator(schema, answer=True), headers)
+        return self._answers[key]
 
     # -- lookup ------------------------------------------------------------
 
@@ -695,3 +723,93 @@ def _check_body(op: _Operation, headers: dict[str, str], body: bytes | str | Non
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return [f"request body is not valid JSON: {exc}"]
     return _schema_errors(validator, instance, "body")
+
+
+# --------------------------------------------------------------------------
+# answers (what a simulator of Intercom answers)
+# --------------------------------------------------------------------------
+
+#: Headers every answer of a spec operation carries (docs/external-apis: Intercom's rate-limit headers), but a server
+#: error's (a 502 or 503 may be a proxy's, not Intercom's application's).
+ANSWER_HEADERS: tuple[str, ...] = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+_SHAPES: set[str] = set()
+_SHAPES_MAX = 10_000
+
+
+def _shape(value: Any) -> Any:
+    """A value's structure: its keys and their JSON types, not their values (a list: the shapes of its items)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted({json.dumps(_shape(v), sort_keys=True) for v in value})
+    return type(value).__name__
+
+
+def _unseen_shapes(label: str, items: list[Any]) -> list[int]:
+    """Of an answer's items (a list's, or the one object answered), those whose shape no answer of the same operation
+    and status had yet: a page of 150 contacts the simulator builds alike costs one check of a contact, not 150, and a
+    thousand updates of contacts a few (the suite is near CI's time limit). Values are not told apart: an enum the
+    simulator breaks only in some answers of a shape already seen goes unnoticed."""
+    out = []
+    with _LOAD_LOCK:
+        for i, item in enumerate(items):
+            shape = label + json.dumps(_shape(item), sort_keys=True)
+            if shape not in _SHAPES:
+                if len(_SHAPES) < _SHAPES_MAX:
+                    _SHAPES.add(shape)
+                out.append(i)
+    return out
+
+
+def validate_response(method: str, path: str, status: int, headers: Mapping[str, Any], body: bytes | None) -> list[str]:
+    """Validate one answer to a request against Intercom's OpenAPI description, as `validate_request` does the
+    request: the status must be one the operation documents (any error status is allowed, as Intercom answers
+    404, 409, 429... where the spec is silent), the body must fit the schema of that status (an error status the
+    operation does not document: the shared `error` schema, `type` "error.list"), JSON as declared, with the
+    declared headers' schemas and Intercom's rate-limit headers (not on a 5xx). A request the spec does not describe (or
+    describes no operation for) is not checked here: `validate_request` reports it.
+
+    Returns human-readable errors; an empty list means the answer is one Intercom could give."""
+    method = method.upper()
+    path = urlsplit(path).path or "/"
+    if (method, path) in NOT_IN_SPEC:
+        return []
+    contract = _contract(str(spec_path()))
+    matched = contract.match(path)
+    op = contract.operation(matched[0], method) if matched else None
+    if op is None:
+        return []
+    label = f"{op.label} answered {status}"
+    documented, validator, declared = contract.answer_validator(op, status)
+    if not documented and status < 400:
+        return [f"{label}: the spec documents no such answer"]
+    names = {str(k).lower(): str(v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in headers.items()}
+    errors = [f"{label}: missing header {h!r}" for h in ANSWER_HEADERS if h.lower() not in names and status < 500]
+    for name, header in declared.items():
+        if name.lower() in names:
+            errors += [f"{label}: {e}" for e in _schema_errors(
+                contract.validator(header.get("schema") or {}, answer=True), names[name.lower()], f"header {name!r}")]
+    if validator is None:
+        return errors
+    media = names.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        return errors + [f"{label}: Content-Type is {media or 'missing'!r}, not 'application/json'"]
+    try:
+        instance = json.loads(body or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return errors + [f"{label}: body is not valid JSON: {exc}"]
+    if status >= 400 and isinstance(instance, dict) and instance.get("type") != "error.list":
+        errors.append(f"{label}: an error's body.type is {instance.get('type')!r}, not 'error.list'")
+    items = instance.get("data") if isinstance(instance, dict) else None
+    kept = _unseen_shapes(label, items if isinstance(items, list) else [instance])
+    if isinstance(items, list):      # the list itself, with those of its items of a shape not checked yet
+        instance = {**instance, "data": [items[i] for i in kept]}
+    elif not kept:
+        return errors
+    for e in _schema_errors(validator, instance, "body"):
+        if isinstance(items, list):  # (the index the item has in the answer, not among those checked)
+            e = re.sub(r"^body\.data\[(\d+)\]", lambda m: f"body.data[{kept[int(m.group(1))]}]", e)
+        errors.append(f"{label}: {e}")
+    return errors

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from . import intercom_contract as ic
-from .intercom_contract import NOT_IN_SPEC, validate_request
+from .intercom_contract import NOT_IN_SPEC, validate_request, validate_response
 
 HEADERS = {
     "Authorization": "Bearer tok",
@@ -343,6 +343,11 @@ paths:
         content:
           application/json:
             schema: {$ref: '#/components/schemas/thing'}
+      responses:
+        '200':
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/thing'}
 components:
   schemas:
     intercom_version: {type: string, enum: ['9.9']}
@@ -396,6 +401,70 @@ def test_openapi_30_semantics(mini_spec):
     assert_error(validate_request("PUT", "/things/1", {}, h, b""), "request body is required")
     # a header the operation does not declare is still required and checked against the version
     assert_error(validate_request("PUT", "/things/1", {}, {"Content-Type": "application/json"}, body({"name": "n"})), "missing header 'Intercom-Version'")
+
+
+# --------------------------------------------------------------------------
+# answers
+# --------------------------------------------------------------------------
+
+RATE = {"X-RateLimit-Limit": "1666", "X-RateLimit-Remaining": "1665", "X-RateLimit-Reset": "1700000010",
+        "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def fresh_shapes(monkeypatch):
+    """Answers of a shape checked before are not checked again: each test starts with none seen."""
+    monkeypatch.setattr(ic, "_SHAPES", set())
+
+
+def answer(method, path, status, payload, headers=None):
+    return validate_response(method, path, status, RATE if headers is None else headers,
+                             payload if isinstance(payload, bytes) else body(payload))
+
+
+ERROR = {"type": "error.list", "request_id": "7c8b5a3e-0f1d-4d59-9a59-1b2f8f8d4d1e",
+         "errors": [{"code": "not_found", "message": "User Not Found"}]}
+
+
+def test_answers_intercom_gives_are_valid(fresh_shapes):
+    contact = {"type": "contact", "id": "6762f0d51bb69f9f2193bb7f", "role": "lead", "email": "ann@example.com", "created_at": 1}
+    assert answer("GET", "/contacts/6762f0d51bb69f9f2193bb7f", 200, contact) == []
+    assert answer("POST", "/contacts/search", 200, {"type": "list", "data": [contact], "total_count": 1, "pages": {
+        "type": "pages", "page": 1, "per_page": 150, "total_pages": 1}}) == []
+    # error statuses the operation does not document (404, 409, 429) are Intercom's error list
+    assert answer("GET", "/contacts/x", 404, ERROR) == []
+    assert answer("POST", "/contacts", 409, {**ERROR, "errors": [{"code": "conflict", "message": "id=1"}]}) == []
+    assert answer("GET", "/contacts/x", 410, ERROR, {**RATE, "Link": '</contacts/y>; rel="canonical"'}) == []
+    assert validate_response("POST", "/auth/eagle/token", 200, {}, b"{}") == []     # not in the spec: not checked
+
+
+@pytest.mark.parametrize("method, path, status, payload, headers, fragments", [
+    ("GET", "/contacts/x", 200, {"type": "contact", "id": 7}, None, ["answered 200", "body.id", "not of type 'string'"]),
+    ("POST", "/contacts", 201, {"type": "contact"}, None, ["answered 201", "documents no such answer"]),
+    ("GET", "/contacts/x", 404, {"type": "error.list", "errors": [{"message": "gone"}]}, None,
+     ["answered 404", "body.errors[0]", "'code' is a required property"]),
+    ("GET", "/contacts/x", 429, {"type": "error", "errors": [{"code": "rate_limit_exceeded"}]}, None,
+     ["body.type is 'error', not 'error.list'"]),
+    ("GET", "/contacts/x", 404, ERROR, {"Content-Type": "application/json"}, ["missing header 'X-RateLimit-Reset'"]),
+    ("GET", "/me", 200, b"<html>", {**RATE, "Content-Type": "text/html"}, ["Content-Type is 'text/html'"]),
+    ("GET", "/me", 200, b"{", None, ["body is not valid JSON"]),
+])
+def test_wrong_answers(fresh_shapes, method, path, status, payload, headers, fragments):
+    assert_error(answer(method, path, status, payload, headers), *fragments)
+
+
+def test_a_list_checks_each_shape_of_item_once_and_names_the_item_as_answered(fresh_shapes):
+    good = {"type": "contact", "id": "a", "role": "user"}
+    page = {"type": "list", "data": [good, {**good, "id": "b"}, {**good, "id": 3}], "total_count": 3}
+    assert_error(answer("POST", "/contacts/search", 200, page), "body.data[2].id", "not of type 'string'")
+    assert answer("POST", "/contacts/search", 200, page) == []      # (the same shapes again: not checked)
+    assert_error(answer("POST", "/contacts/search", 200, {**page, "data": [{**good, "email": 5}]}), "body.data[0].email")
+
+
+def test_answers_may_carry_read_only_properties(mini_spec, fresh_shapes):
+    h = {**RATE}
+    assert validate_response("PUT", "/things/1", 200, h, body({"id": "1", "name": "n"})) == []
+    assert_error(validate_response("PUT", "/things/1", 200, h, body({"name": "n"})), "'id' is a required property")
 
 
 # --------------------------------------------------------------------------

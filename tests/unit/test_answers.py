@@ -133,7 +133,7 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     linked(store, PersonRef("42", "8"), "c3", "bob@example.com")
     store.edge.refused("campaign:43", RefusalSample("unauthorized", "2026-01-01T00:00:00.000Z", "wrong secret",
                                                     rf_user_id="9"))
-    rt = type("R", (), {"store": store})()
+    rt = type("R", (), {"store": store, "clock": clock})()
     trails = [explain(rt, who).view() for who in ("ANN@example.com", "7", "c2", "9")]
     assert all(t["trail"] == trails[0]["trail"] for t in trails)
     assert [(e["campaign_id"], e["event"]) for e in trails[0]["trail"]] == [
@@ -160,7 +160,7 @@ def test_explain_says_a_failed_join_has_no_contact_yet_never_none():
     claim = store.links.claim(PersonRef("42", "7"), WS)
     store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", reason="Intercom answered 400"),
                        [Entry("join", "failed", "Intercom answered 400")])
-    text = as_text(explain(type("R", (), {"store": store})(), "7"))
+    text = as_text(explain(type("R", (), {"store": store, "clock": FakeClock()})(), "7"))
     assert f"no Intercom contact yet in workspace {WS}; failed" in text and "None" not in text
 
 
@@ -453,7 +453,7 @@ def test_explain_and_history_mask_non_ascii_and_unusual_emails_in_text_and_json(
     store.links.finish(claim, JoinResult(LinkStatus.FAILED, email=email, reason="Intercom answered 400"),
                        [Entry("join", "failed", f"Intercom answered 400: {email} is not valid (nor {', '.join(others)})",
                               {"given": email})])
-    rt = type("R", (), {"store": store})()
+    rt = type("R", (), {"store": store, "clock": FakeClock()})()
     shown: list[str] = []
     for argv in (["explain", "7"], ["explain", "7", "--json"], ["history", "42", "7"]):
         capsys.readouterr()

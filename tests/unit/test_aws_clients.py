@@ -15,6 +15,7 @@ from botocore.loaders import Loader
 
 from chalicelib.adapters import aws
 from infra import aws_models
+from tests.support.aws_answers import answering, cancelled, error
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,3 +168,31 @@ def test_every_error_class_the_bridge_catches_is_in_the_trimmed_models():
         missing += [f"{service}:{name}" for name in caught
                     if whole.get(name, {}).get("exception") and not kept.get(name, {}).get("exception")]
     assert missing == [], "add an operation that raises them to infra/aws_models.py, and run `make models`"
+
+
+CHECK = {"ConditionCheck": {"TableName": "t", "Key": {}, "ConditionExpression": "attribute_exists(pk)"}}
+
+
+@pytest.mark.parametrize("service, operation, kwargs, answer, throttled", [
+    ("dynamodb", "get_item", {"TableName": "t", "Key": {}}, error(
+        "ProvisionedThroughputExceededException", "The level of configured provisioned throughput was exceeded"), True),
+    ("dynamodb", "transact_write_items", {"TransactItems": [CHECK, CHECK]}, cancelled(2, "ThrottlingError", "Throttled"), True),
+    ("dynamodb", "transact_write_items", {"TransactItems": [CHECK, CHECK]}, cancelled(2, "ConditionalCheckFailed", "No"), False),
+    ("sqs", "send_message", {"QueueUrl": "https://q", "MessageBody": "{}"}, error("RequestThrottled", "Slow down"), True),
+    ("ssm", "get_parameter", {"Name": "p"}, error("ThrottlingException", "Rate exceeded"), True),
+    ("ssm", "get_parameter", {"Name": "p"}, error("ParameterNotFound", "no such parameter"), False),
+])
+def test_a_call_aws_throttles_after_botocores_retries_is_that_services_outage(session, monkeypatch, service,
+                                                                            operation, kwargs, answer, throttled):
+    """The worker waits out a throttled call (errors.Throttled: the service's outage), as it waits out a vendor's 5xx,
+    instead of using up a try; any other error stays botocore's."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.errors import Throttled
+    client = aws.client(service)
+    answering(monkeypatch, client, None, lambda request: answer)
+    with pytest.raises(Exception) as raised:
+        getattr(client, operation)(**kwargs)
+    assert isinstance(raised.value, Throttled) == throttled and isinstance(raised.value, ClientError) != throttled
+    if throttled:
+        assert raised.value.outage == client.meta.service_model.service_id and raised.value.retryable

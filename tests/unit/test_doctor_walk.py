@@ -274,16 +274,19 @@ def test_dead_letters_another_command_holds_are_a_warning_not_no_dead_letters():
 
 def test_pending_leads_past_the_scan_are_said_as_a_lower_bound(monkeypatch):
     """Doctor reads at most PENDING_SCAN pending links (of every campaign): past it, it said `1 lead(s) wait for
-    qualification` of a campaign with 2 waiting. A count of a cut list says so."""
+    qualification` of a campaign with 2 waiting. Past it, the campaign's own links are read too (all of them here:
+    the count is whole); a count of a list both reads cut says so."""
     from chalicelib.services import doctor
     rt = healthy()
     scenario.joined(rt.work, "7", "ann@example.com")
     scenario.joined(rt.work, "8", "bob@example.com")
     assert checks(look(rt)[0], "pending")[0]["what"].startswith("2 lead(s) wait for qualification; the oldest")
     monkeypatch.setattr(doctor, "PENDING_SCAN", 1)
+    assert checks(look(rt)[0], "pending")[0]["what"].startswith("2 lead(s) wait for qualification; the oldest")
+    monkeypatch.setattr(doctor, "SCAN_LIMIT", 1)
     [waiting] = checks(look(rt)[0], "pending")
     assert waiting["what"].startswith("1 or more lead(s) wait for qualification (the first 1 pending links of all "
-                                      "campaigns were read)"), waiting["what"]
+                                      "campaigns and the first 1 joins of campaign 42 were read)"), waiting["what"]
 
 
 ANOTHER_CONTACT = {"contact": "not by another contact with their email (that counts under `qualification.match: email` only)",

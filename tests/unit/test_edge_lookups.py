@@ -197,3 +197,16 @@ def test_a_trailing_newline_passes_no_format_check():
                                 json.dumps(body).encode(), rt)
         assert reply.status == 400, reply
     assert rt.queue.sent == []
+
+
+def test_a_join_with_a_wrong_secret_while_the_table_throttles_gets_its_401_as_on_dynamodb():
+    """The refusal names the person by digests, which DynamoDB's edge log computes without a call (its table's name
+    keys them): on the table's in-memory twin, throttled, the digest raised DynamoDB's throttle, and the edge with it
+    (a 5xx for a body whose refusal DynamoDB answers 401)."""
+    clock = FakeClock()
+    store = MemoryStore(clock)
+    rt = _runtime(store)
+    store.throttle(clock() + 60)
+    reply = receive_rf_join({RF_SECRET_HEADER: "wrong", "Content-Type": "application/json"},
+                            json.dumps({"id": 1001, "campaign_id": 42, "email": "ann@example.com"}).encode(), rt)
+    assert reply.status == 401 and reply.body["error"] == "unauthorized"

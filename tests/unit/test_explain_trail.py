@@ -244,7 +244,7 @@ def test_entries_written_before_these_details_still_render_and_resolve():
                        [Entry("join", "failed", REFUSED)])
     store.links.note(ref, [Entry("dead_letter", "failed", f"gave up after 5 tries: {REFUSED}",
                                  {"attempts": 5, "replay": "bridge dlq replay"})])
-    rt = type("R", (), {"store": store})()
+    rt = type("R", (), {"store": store, "clock": clock})()
     text = as_text(explain(rt, "7"))
     assert "(kind unknown, a***@example.com)" in text and len(lines(text, "fix:")) == 2
     clock.sleep(60)
@@ -560,7 +560,7 @@ def said_of(*entries: Entry) -> tuple[str, dict]:
         clock.now += 60
     store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1"),
                        [Entry("contact", "created", "created for ann@example.com", {"contact_id": "c1"})])
-    found = explain(type("R", (), {"store": store})(), "7")
+    found = explain(type("R", (), {"store": store, "clock": clock})(), "7")
     return as_text(found), found.view()
 
 

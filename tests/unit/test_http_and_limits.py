@@ -353,6 +353,29 @@ def test_a_block_opens_the_circuit_for_every_container_then_one_probe_closes_it(
     assert not rates.state("rf").blocked
 
 
+def test_a_probes_answer_stands_while_the_table_throttles_the_circuits_closing_and_the_next_answer_closes_it():
+    """RF answers the probe (a qualification's PUT, applied), and the write that closes the circuit is throttled: it
+    failed the call as a throttle, which says nothing was sent, and the qualification's next try sent the PUT again."""
+    from chalicelib.adapters.memory import MemoryStore
+    clock = FakeClock(now=6000.0)
+    store = MemoryStore(clock)
+    a = limiter(store.rates, clock, block_status=403, recheck=900)
+    a.acquire()
+    with pytest.raises(CircuitOpen):
+        a.answered(403, "Referral Factory answered 403: IP blocked")
+    clock.now += 902
+    a.acquire()                                    # the probe
+    store.throttle(clock.now + 1)
+    a.answered(200, "")                            # RF applied it: no failure
+    clock.now += 2
+    assert store.rates.state("rf").blocked         # (not closed yet)
+    # This container's next call goes out, RF answers it, and that closes the circuit. (It was refused as RF's block
+    # until the probe's own lease ran out, a minute: no answer came to close it, and the work waited, counted blocked.)
+    a.acquire()
+    a.answered(200, "")
+    assert not store.rates.state("rf").blocked
+
+
 def test_other_answers_never_open_a_circuit():
     clock, rates = FakeClock(now=6000.0), MemoryRates()
     intercom = SharedLimiter(rates, "intercom#ws", 1666, 10, clock=clock, sleeper=clock.sleep)

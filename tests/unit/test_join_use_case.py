@@ -11,7 +11,7 @@ from chalicelib.domain.qualification import QState
 from chalicelib.errors import Deferred, Permanent, TokenRefused, Transient, Uncertain
 from chalicelib.messages import JoinMessage
 from chalicelib.ports import NotFound
-from chalicelib.ports.store import LEASE_SECONDS, Busy
+from chalicelib.ports.store import Busy
 from chalicelib.services.concurrency import Runner
 from chalicelib.services.join import process_joins
 from chalicelib.services.worker import RetryBatch
@@ -473,7 +473,7 @@ def test_the_crash_after_create_resumes_with_the_value_we_created_and_the_lead_q
     work.store.links.claim(PersonRef("42", "7"), "ws")                 # the dead worker's claim...
     contact = intercom.add("ann@example.com", signed_up="No", rf_person="42#7")   # ...and its contact
     contact["custom_attributes"]["signed_up"] = "Yes"                   # the lead signed up since
-    work.clock.now += LEASE_SECONDS + 1
+    work.clock.now += work.store.links.lease + 1
     run(work, join())
     link = link_of(work)
     assert (link.contact_id, link.baseline) == (contact["id"], "No") and len(intercom.contacts) == 1
@@ -541,7 +541,7 @@ def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_a
     existing["custom_attributes"]["signed_up"] = "Yes"
     run(work, event(dict(existing), "contact.user.updated", "n2", updated_at=work.clock.now + 1))
     assert link_of(work).armed and work.apis.rf_.qualified == []        # not linked yet: only armed
-    work.clock.now += LEASE_SECONDS + 1
+    work.clock.now += work.store.links.lease + 1
     run(work, join())
     link = link_of(work)
     assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
@@ -1035,7 +1035,7 @@ def test_a_lead_found_qualified_is_counted_once_when_its_first_try_loses_its_cla
     def slow_get_user(user_id: str) -> dict:
         if str(user_id) == "7" and not slowed:          # the first try: its lease runs out meanwhile
             slowed.append(user_id)
-            work.clock.now += LEASE_SECONDS + 1
+            work.clock.now += work.store.links.lease + 1
             work.store.links.claim(PersonRef("42", "7"), "ws")          # another worker takes it over, then dies
         return asked(user_id)
     rf.get_user = slow_get_user

@@ -454,6 +454,66 @@ def test_a_message_that_ran_lets_the_link_be_queued_again_at_its_own_lease_not_t
     assert reconcile(work)["overdue"] == 1
 
 
+def queue_down(work, monkeypatch) -> type[Exception]:
+    """The work queue cannot be reached: no message of the run is sent."""
+    def unreachable(messages, delay=0):
+        raise ConnectionError("SQS could not be reached")
+    monkeypatch.setattr(work.queue, "send_many", unreachable)
+    return ConnectionError
+
+
+def join_refused(work, monkeypatch) -> type[Exception]:
+    """SQS refuses the join's message (the checks are sent)."""
+    from chalicelib.ports import NotSent
+    monkeypatch.setattr(work.queue, "refuse", lambda m: "InternalError" if m["kind"] == "rf.join" else None)
+    return NotSent
+
+
+@pytest.mark.parametrize("fail, not_sent", [(queue_down, ["1", "2", "3"]), (join_refused, ["1"])])
+def test_overdue_links_whose_messages_were_not_sent_are_queued_by_the_next_run_not_after_the_retry(
+        fail, not_sent, monkeypatch):
+    work = world()
+    unfinished_and_pending(work)
+    with monkeypatch.context() as failing:
+        with pytest.raises(fail(work, failing)):
+            reconcile(work)
+    work.clock.now += 15 * 60                              # the next scheduled run
+    before = len(work.queue.sent)
+    assert reconcile(work)["overdue"] == len(not_sent)
+    assert sorted(m["rf_user_id"] for m in work.queue.sent[before:] if m.get("rf_user_id") in {"1", "2", "3"}) == not_sent
+    assert history(work, "1") == [("reconciliation", "stuck_join"), ("reconciliation", "not_queued"),
+                                  ("reconciliation", "stuck_join")]
+    assert work.store.history.entries(PersonRef("42", "1"))[-1].details["queued"] == 1   # the lost one not counted
+
+
+def test_overdue_links_marked_before_one_whose_mark_meets_a_transaction_conflict_are_queued_by_the_next_run(
+        monkeypatch):
+    """The run marks each overdue link, then sends their messages. A worker's write met the second link's mark
+    (DynamoDB's TransactionConflict, a wait of a few seconds for a worker): the run failed before any send, and the
+    first link, marked, waited RECONCILE_RETRY_SECONDS (an hour) for a message never sent."""
+    from chalicelib.adapters.dynamo.models import Conflict
+    work = world()
+    unfinished_and_pending(work)
+    requeue, marks = work.store.links.requeue, []
+
+    def second_conflicts(late, retry_at, entries):
+        marks.append(late.link.ref)
+        if len(marks) == 2:
+            raise Conflict("DynamoDB refused TransactWriteItems: another transaction was writing its items",
+                           retry_after=5)
+        return requeue(late, retry_at, entries)
+    with monkeypatch.context() as failing:
+        failing.setattr(work.store.links, "requeue", second_conflicts)
+        with pytest.raises(Conflict):
+            reconcile(work)
+    work.clock.now += 15 * 60                              # the next scheduled run
+    before = len(work.queue.sent)
+    assert reconcile(work)["overdue"] == 3
+    assert {m.get("rf_user_id") for m in work.queue.sent[before:]} >= {"1", "2", "3"}
+    assert ("the message that finishes it was not sent: the run failed (Conflict) before the queue took it; the next "
+            "run queues it again") in reasons(work, marks[0].rf_user_id)
+
+
 def test_two_runs_at_once_queue_an_overdue_link_once():
     work = world()
     work.store.links.claim(PersonRef("42", "1"), WS)

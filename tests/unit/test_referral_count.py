@@ -302,7 +302,6 @@ def test_forget_without_the_queue_says_the_lowered_count_is_not_written_yet():
 
 def test_a_failed_ask_for_the_count_fails_only_the_joins_that_asked_and_a_resumed_lead_is_still_judged():
     from chalicelib.domain.link import LinkStatus
-    from chalicelib.ports.store import LEASE_SECONDS
     from tests.unit.scenario import RULE
     work = world()
     work.store.settings.put("42", {**counting_settings(), "qualification": RULE}, WS)
@@ -311,7 +310,7 @@ def test_a_failed_ask_for_the_count_fails_only_the_joins_that_asked_and_a_resume
     work.store.links.claim(PersonRef("42", "7"), WS)                   # a dead worker's claim and its contact,
     ann = work.apis.intercom_.add("lead7@example.com", signed_up="No", rf_person="42#7")
     ann["custom_attributes"]["signed_up"] = "Yes"                      # who signed up meanwhile
-    work.clock.now += LEASE_SECONDS + 1
+    work.clock.now += work.store.links.lease + 1
     send_many = refuse_counts(work)
     with pytest.raises(RetryBatch):
         run(work, lead_join("7"), lead_join("1"), lead_join("9", referrer=None))

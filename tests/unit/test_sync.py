@@ -187,6 +187,33 @@ def after_a_first_run_a_new_contact_notified():
     return work, ContactMessage(workspace=WS, topic="contact.user.created", notification_id="notif_1", item=new)
 
 
+def test_ongoing_sync_keeps_a_days_catch_up_runs_for_days_not_for_ever_and_status_still_shows_the_full_run(
+        monkeypatch, capsys):
+    """A deployment a year old: every scheduled catch-up (each 15 minutes) kept the run before it for ever, ~96 items
+    a day per campaign. Past catch-up runs expire PAST_RUN_DAYS after; the latest full run is kept, and `sync status`
+    still shows it beside a catch-up after a pause longer than that; `--run` of an expired run says so in one line."""
+    import chalicelib.cli as cli_module
+    from chalicelib.ports.store import PAST_RUN_DAYS
+    from tests.support.cli import run_cli
+
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)
+    work, _ = after_a_first_run_a_new_contact_notified()
+    for _ in range(98):
+        work.clock.now += 900
+        sync.catch_up(deps(work), WS)
+        drain(work)
+    assert [(n, work.store.sync.run("42", n).kind) for n in (1, 2, 50, 97, 98, 99)] == [
+        (1, "full"), (2, "catch-up"), (50, "catch-up"), (97, "full"), (98, "catch-up"), (99, "catch-up")]
+    work.clock.now += PAST_RUN_DAYS * 86400                         # no run since (ongoing sync paused)
+    assert [n for n in range(1, 100) if work.store.sync.run("42", n)] == [97, 99]
+    found = sync.status(deps(work), "42")
+    assert (found["run"], found["full_run"]["run"]) == (99, 97)
+    code, _, err = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42", "--run", "50")
+    assert (code, err) == (1, f"bridge: campaign 42's sync run 50 is no longer kept (a past catch-up run, or a full "
+                              f"run a newer one replaced, expires {PAST_RUN_DAYS} days after) — `bridge sync status "
+                              "42` shows its latest\n")
+
+
 def test_explain_of_a_contact_ongoing_sync_enrolled_by_webhook_says_by_webhook_in_its_trail_and_heading():
     """`enrolled_by_sync` said run 0 (by webhook) while the trail's entry said run 1 (the latest run, which
     did not enrol them): both now say the ledger's run, 0, by webhook."""

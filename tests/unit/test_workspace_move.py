@@ -264,7 +264,7 @@ def test_a_moved_campaigns_referral_count_is_never_written_to_the_old_workspaces
         "referral count: 1 kept, not written to custom_attributes.referral_count: the referrer was linked in "
         "workspace ws; campaign 42 is now connected to ws-b (its settings were applied naming it), which does not "
         "hold their contact")
-    assert "kept, not written" in as_text(explain(type("R", (), {"store": work.store})(), "rita@example.com"))
+    assert "kept, not written" in as_text(explain(type("R", (), {"store": work.store, "clock": work.clock})(), "rita@example.com"))
 
 
 def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_contact_after_a_move():

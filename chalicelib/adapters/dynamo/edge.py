@@ -1,6 +1,7 @@
 """The edge's log in DynamoDB (ports/edge.py): refusal counters, a ring of samples, and when each
 webhook was last heard. Each count of refusals (one, or a batch's of one reason) is one UpdateItem,
-plus one for each of its samples among the first SAMPLES of their reason and hour; every item lives in the scope's one partition and expires."""
+plus one for each of its samples among the first SAMPLES of their reason and hour; every item lives in the scope's one
+partition, and all but the last-heard notes expire."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -11,8 +12,6 @@ from ...domain.people import digest
 from ...ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, RefusalCount, Refusals, RefusalSample
 from .keys import edge_pk, heard_sk, refusal_sk, sample_sk
 from .models import EdgeItem, batch_delete, get
-
-HEARD_KEEP_DAYS = 90
 
 
 def hour_of(ts: float) -> str:
@@ -69,9 +68,10 @@ class DynamoEdge:
         return len(gone)
 
     def heard(self, scope: str, what: str) -> None:
-        now = self.clock()
+        # Kept for good, one item per scope and kind (ports/edge.py): a note that expired made a campaign quiet for
+        # months read as never heard. One written when it expired loses its TTL here.
         EdgeItem(edge_pk(scope), heard_sk(what)).update(actions=[
-            EdgeItem.at.set(iso(now)), EdgeItem.expires_at.set(int(now) + HEARD_KEEP_DAYS * 86400)])
+            EdgeItem.at.set(iso(self.clock())), EdgeItem.expires_at.remove()])
 
     def last_heard(self, scope: str, what: str) -> Optional[str]:
         item = get(EdgeItem, (edge_pk(scope), heard_sk(what)))

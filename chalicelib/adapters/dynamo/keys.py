@@ -31,7 +31,8 @@ Item kinds (pk / sk):
   RATE#<budget> / STATE                  the budget's shared state: a 429's pause, the lowered share,
                                          the open circuit of a vendor that blocked us
   CAMPAIGN#<id> / SYNC#RUN              the campaign's latest contact sync run (cursor, counts, the page lease)
-  CAMPAIGN#<id> / SYNC#RUN#<n>          an earlier run, copied when the next one started
+  CAMPAIGN#<id> / SYNC#RUN#<n>          an earlier run, copied when the next one started; a catch-up, or a full
+                                         run a newer full one replaced, expires (TTL) after PAST_RUN_DAYS
   SYNC#<campaign> / CONTACT#<id>        the sync ledger: what sync did with the contact (one partition
                                         per campaign, queried by reports)
   EDGE#<scope> / REFUSED#<reason>#<hour> requests the edge refused, counted per reason and hour (TTL)

@@ -18,7 +18,7 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, KEEP, LEASE_SECONDS, MOVED_SINCE_READ, SCAN_LIMIT,
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ, SCAN_LIMIT,
                             Busy, Erased, answer_or_error)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
@@ -119,7 +119,10 @@ def _counting_chunks(leads: Sequence[_Counting]) -> Iterator[list[_Counting]]:
         yield chunk
 
 
-_Groups = list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put]]]
+_Groups = list[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete]]]
+# A link that holds a contact its join did not finish on (hold_found's, merged meanwhile): that contact, and the
+# writes that take the link off its pointer (_leave, read before the finish).
+_Left = Mapping[PersonRef, tuple[str, list[Update | Delete]]]
 
 
 def _with_counts(groups: _Groups, referrers: Sequence[PersonRef], at: float) -> _Groups:
@@ -140,7 +143,7 @@ CONFLICT_TRIES = 4         # a finishing transaction's tries while other transac
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
 
-def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: list[str],
+def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: Optional[list[str]],
             condition: Any) -> tuple[list[LinkItem], bool]:
     """The campaign's links matching `condition` (a filter, applied after each page is read), page after page
     until `limit` are found, none is left, or `scan_limit` links were read (each page asks for no more than
@@ -163,8 +166,8 @@ def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: list[str]
 
 class DynamoLinks:
     def __init__(self, clock: Callable[[], float], history: DynamoHistory,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.clock, self.history, self.sleep = clock, history, sleep
+                 sleep: Callable[[float], None] = time.sleep, lease: float = DEFAULT_LEASE_SECONDS):
+        self.clock, self.history, self.sleep, self.lease = clock, history, sleep, lease
 
     def get(self, ref: PersonRef) -> Optional[Link]:
         return self.get_many([ref]).get(ref)
@@ -208,6 +211,16 @@ class DynamoLinks:
             & (LinkItem.qualification.does_not_exist() | other))
         return dict(Counter(QState(i.qualification) if i.qualification else None for i in found)), complete
 
+    def refused_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        found, complete = _capped(campaign_id, scan_limit + 1, scan_limit, None,
+                                  LinkItem.qualification == QState.FAILED.value)
+        return [i.to_link() for i in found], complete
+
+    def pending_in(self, campaign_id: str, scan_limit: int = SCAN_LIMIT) -> tuple[list[Link], bool]:
+        # (as joined_people: never `limit` found before `scan_limit` were read, complete only once none is left)
+        found, complete = _capped(campaign_id, scan_limit + 1, scan_limit, None, LinkItem.pending_pk.exists())
+        return [i.to_link() for i in found], complete
+
     def joined_people(self, campaign_id: str,
                       scan_limit: int = SCAN_LIMIT) -> tuple[list[tuple[str, Optional[str]]], bool]:
         # Never `limit` found before `scan_limit` were read: complete only once none is left.
@@ -229,8 +242,8 @@ class DynamoLinks:
             LinkItem.joined_at.set(LinkItem.joined_at | iso(now)), LinkItem.updated_at.set(iso(now))],
             _free(now) & _as_read(read[ref]) if ref in read else _free(now))
 
-    def claim(self, ref: PersonRef, workspace: str, lease: float = LEASE_SECONDS) -> Optional[JoinClaim]:
-        return self._claim_one(ref, workspace, lease, {})
+    def claim(self, ref: PersonRef, workspace: str, lease: Optional[float] = None) -> Optional[JoinClaim]:
+        return self._claim_one(ref, workspace, self.lease if lease is None else lease, {})
 
     def _claim_one(self, ref: PersonRef, workspace: str, lease: float,
                    read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
@@ -247,12 +260,13 @@ class DynamoLinks:
             raise Busy("another worker is applying this join right now", retry_after=max(1.0, held_until - now))
         raise Busy(CHANGED_SINCE_READ, retry_after=1.0)
 
-    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: float = LEASE_SECONDS,
+    def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: Optional[float] = None,
                    read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
                    ) -> list[JoinClaim | None | Exception]:
         """All in one transaction; when one cannot be taken (a repeat, another worker's claim, a
         link written since it was read) or the transaction conflicts with another, each is
         claimed alone to tell which."""
+        lease = self.lease if lease is None else lease
         if len(wanted) > 1 and len({ref for ref, _ in wanted}) == len(wanted) <= MAX_TRANSACTION:
             now = self.clock()
             claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in read and read[ref] is None else None)
@@ -276,8 +290,14 @@ class DynamoLinks:
                             lease_until=now + lease, uncertain_since=now, overdue_pk=OVERDUE, joined_at=iso(now),
                             updated_at=iso(now)), LinkItem.pk.does_not_exist())
 
-    def _finish(self, claim: JoinClaim, result: JoinResult, at: float) -> list[Update | Put]:
+    def _finish(self, claim: JoinClaim, result: JoinResult, at: float,
+                left: _Left = MappingProxyType({})) -> list[Update | Put | Delete]:
+        """The finish's writes, held to the claim and to the contact the link holds: none, the result's, or the one
+        `left` names (its pointer left in the same write). A link found holding another refuses the write."""
         ref, now = claim.ref, iso(at)
+        held, leave = left.get(ref, (result.contact_id, []))
+        holds = LinkItem.contact_id.does_not_exist() | (LinkItem.contact_id == held) if held \
+            else LinkItem.contact_id.does_not_exist()
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
                                "qualification", "reason", "uncertain_since", "qualified_at")}
@@ -296,7 +316,7 @@ class DynamoLinks:
             link = Put(LinkItem(*link_key(ref), campaign_id=ref.campaign_id, rf_user_id=ref.rf_user_id,
                                 workspace=claim.workspace, status=result.status.value, joined_at=iso(claim.created_at),
                                 updated_at=now, **{k: v for k, v in fields.items() if v is not None}),
-                       LinkItem.claim == claim.token)
+                       (LinkItem.claim == claim.token) & holds)
         else:
             link = Update(LinkItem(*link_key(ref)), [
                 LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
@@ -304,18 +324,19 @@ class DynamoLinks:
                 # (no baseline_of: an earlier version's baseline, resumed; the rule stamp_rule recorded is kept)
                 *(_assign(getattr(LinkItem, name), value) for name, value in fields.items()
                   if value is not None or name != "baseline_of")],
-                LinkItem.claim == claim.token)
-        updates = [link]
+                (LinkItem.claim == claim.token) & holds)
+        updates: list[Update | Put | Delete] = [link, *leave]
         if result.contact_id:
             updates.append(_add_ref(contact_key(claim.workspace, result.contact_id), ref))
         if result.email:
             updates.append(_add_ref(email_key(claim.workspace, result.email), ref))
         return updates
 
-    def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> None:
+    def _finished(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]],
+                  left: _Left = MappingProxyType({})) -> None:
         """The joins' writes, and one update per referrer they count for, all dated alike: a lead's
         link is counted when its count grows (and begins)."""
-        self._counting_write(lambda at: [(claim.ref, entries, self._finish(claim, result, at))
+        self._counting_write(lambda at: [(claim.ref, entries, self._finish(claim, result, at, left))
                                          for claim, result, entries in done],
                              [PersonRef(claim.ref.campaign_id, result.counted_for) for claim, result, _ in done
                               if result.counted_for])
@@ -324,7 +345,23 @@ class DynamoLinks:
         with _or_busy("lost the claim on this join to another worker"):
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
             # dated anew, and the claim's condition lets it apply once only)
-            self._finished([(claim, result, entries)])
+            try:
+                self._finished([(claim, result, entries)])
+            except TransactWriteError as exc:
+                left = self._left(claim, result) if conditional(exc) else {}
+                if not left:
+                    raise
+                self._finished([(claim, result, entries)], left)
+
+    @staticmethod
+    def _left(claim: JoinClaim, result: JoinResult) -> dict[PersonRef, tuple[str, list[Update | Delete]]]:
+        """A claimed link that holds another contact than its result's (Intercom merged the one hold_found held into
+        the one the join finished on): that contact, and the writes that take her off its pointer, read (a pointer
+        left naming her would outlive `bridge forget`, which erases her link's contact's only)."""
+        item = get(LinkItem, link_key(claim.ref), consistent=True)
+        if item is None or item.claim != claim.token or not item.contact_id or item.contact_id == result.contact_id:
+            return {}
+        return {claim.ref: (item.contact_id, _leave(contact_key(claim.workspace, item.contact_id), claim.ref))}
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """In as few transactions as fit (100 items each); when one fails (a lost claim, two people
@@ -493,13 +530,20 @@ class DynamoLinks:
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
-        updates = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
-        if old:
-            updates.append(Update(PointerItem(*contact_key(link.workspace, old)),
-                                  [PointerItem.links.delete({str(link.ref)})]))
-        updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
-        with _or_busy("the link moved meanwhile (another worker applied the merge)"):
-            self.history.transact(link.ref, entries, *updates)
+        for tried in range(1, CONFLICT_TRIES + 1):
+            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions,
+                                                     LinkItem.contact_id == old)]
+            if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
+                updates += _leave(contact_key(link.workspace, old), link.ref)
+            updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
+            try:
+                with _or_busy("the link moved meanwhile (another worker applied the merge)"):
+                    self.history.transact(link.ref, entries, *updates)
+                break
+            except Busy:    # the link moved, or only the pointer changed: another person's link left it at once
+                stored = get(LinkItem, link_key(link.ref), consistent=True)   # (two campaigns' links of one contact
+                if tried == CONFLICT_TRIES or stored is None or stored.contact_id != old:  # following one merge)
+                    raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or link.contact_role, updated_at=now, **changes)
 
@@ -586,13 +630,14 @@ class DynamoLinks:
         return dataclasses.replace(link, updated_at=now, **changes)
 
     # --- qualification ------------------------------------------------------------------------
-    def start_qualifying(self, link: Link, replay: bool = False, lease: float = LEASE_SECONDS) -> Claim | Link | None:
+    def start_qualifying(self, link: Link, replay: bool = False, lease: Optional[float] = None) -> Claim | Link | None:
         now, token = self.clock(), uuid.uuid4().hex
         key = link_key(link.ref)
         try:
             answer = LinkItem._get_connection().update_item(
                 *key, actions=[LinkItem.qualification.set(QState.QUALIFYING.value), LinkItem.claim.set(token),
-                               LinkItem.lease_until.set(now + lease), LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED],
+                               LinkItem.lease_until.set(now + (self.lease if lease is None else lease)),
+                               LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED],
                 condition=LinkItem.qualification.is_in(*(s.value for s in claimable(replay)))
                 | ((LinkItem.qualification == QState.QUALIFYING.value) & _lease_ended(now)),
                 return_values="ALL_OLD")
@@ -654,7 +699,7 @@ class DynamoLinks:
         self.history.note_repeat(ref, event, reason, outcome, restart_after, while_there=_kept(ref))
 
     def finish_qualifying(self, claim: Claim, state: QState, entries: Sequence[Entry],
-                          reason: Optional[str] = None, lease: float = LEASE_SECONDS,
+                          reason: Optional[str] = None, lease: Optional[float] = None,
                           rf_said_no: bool = False) -> Link:
         if state not in ENDINGS:
             raise ValueError(f"a qualification claim cannot end in {state}")
@@ -666,7 +711,8 @@ class DynamoLinks:
         if state is QState.QUALIFIED:
             actions.append(LinkItem.qualified_at.set(now))
         if state is QState.UNCONFIRMED:     # overdue once the lease runs, unless a retry finishes it first
-            actions += [LinkItem.lease_until.set(at + lease), LinkItem.overdue_pk.set(OVERDUE),
+            actions += [LinkItem.lease_until.set(at + (self.lease if lease is None else lease)),
+                        LinkItem.overdue_pk.set(OVERDUE),
                         LinkItem.rf_said_no.set(True) if rf_said_no else LinkItem.rf_said_no.remove()]
         else:                               # qualified, or failed: a 4xx is not retried every run
             actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), LinkItem.rf_said_no.remove()]
@@ -695,9 +741,13 @@ class DynamoLinks:
         items = list(LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit))
         return PendingPage([i.to_link() for i in items], items[-1].pending_sk if items else None)
 
-    def count_pending(self, before: Optional[str] = None) -> int:
+    def count_pending(self, before: Optional[str] = None, limit: Optional[int] = None) -> int:
         condition = LinkItem.pending_sk < before if before else None
-        return LinkItem.pending.count(PENDING, range_key_condition=condition)
+        if limit is None:
+            return LinkItem.pending.count(PENDING, range_key_condition=condition)
+        # (a Count query reads on to the end whatever its Limit, which only sizes its pages: these stop at `limit`)
+        return sum(1 for _ in LinkItem.pending.query(PENDING, range_key_condition=condition, limit=limit,
+                                                     attributes_to_get=["pk", "sk"]))
 
     def overdue(self, now: float, limit: int) -> list[Overdue]:
         items = LinkItem.overdue.query(OVERDUE, range_key_condition=LinkItem.lease_until < now, limit=limit)
@@ -708,6 +758,13 @@ class DynamoLinks:
         update = Update(LinkItem(*link_key(late.link.ref)), [
             LinkItem.lease_until.set(retry_at), LinkItem.lease_ended.set(LinkItem.lease_ended | late.due),
             LinkItem.requeued.add(1)], LinkItem.lease_until == late.due)
+        return applied(lambda: self.history.transact(late.link.ref, entries, update))
+
+    def unqueue(self, late: Overdue, retry_at: float, entries: Sequence[Entry]) -> bool:
+        as_read = (LinkItem.lease_ended.set(late.lease_until), LinkItem.requeued.set(late.requeued)) if late.requeued \
+            else _NOT_REQUEUED
+        update = Update(LinkItem(*link_key(late.link.ref)), [LinkItem.lease_until.set(late.due), *as_read],
+                        LinkItem.lease_until == retry_at)
         return applied(lambda: self.history.transact(late.link.ref, entries, update))
 
     # --- erasure --------------------------------------------------------------------------

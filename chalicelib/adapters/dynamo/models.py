@@ -8,7 +8,7 @@ import time
 from typing import Any, Callable, Iterable, Optional, Type, TypeVar
 
 from pynamodb.connection.table import TableConnection
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute,
                                  UnicodeSetAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -16,7 +16,7 @@ from pynamodb.models import Model
 
 from ...domain.link import ContactState, Link, LinkStatus, ReferralCount
 from ...domain.qualification import QState
-from ...errors import Transient
+from ...errors import Deferred, Throttled
 from .keys import Key
 
 
@@ -256,6 +256,8 @@ class SyncRunItem(_Item):
     paused = NumberAttribute(null=True)       # seconds its pages waited in the dead-letter queue
     required = ListAttribute(of=UnicodeAttribute, null=True)   # RF's campaign's required fields (SyncRun.required)
     workspace = UnicodeAttribute(null=True)   # (absent from runs started before it: None, not known)
+    full_run = NumberAttribute(null=True)     # SyncRun.full_run
+    expires_at = NumberAttribute(null=True)   # the table's TTL attribute: a past run's (SyncRepository.start)
     c_enrolled = NumberAttribute(null=True)
     c_enrolled_no_link = NumberAttribute(null=True)
     c_already_enrolled = NumberAttribute(null=True)
@@ -351,6 +353,7 @@ def _client() -> Any:
             _clients[where] = aws.client("dynamodb", parameter_validation=False, connect_timeout=15,
                                          read_timeout=30, max_pool_connections=10,
                                          retries={"total_max_attempts": 4, "mode": "standard"})
+            _clients[where].meta.events.register("after-call.dynamodb", _conflict)
             if _watch is not None:
                 _watch(_clients[where])
         return _clients[where]
@@ -384,36 +387,38 @@ M = TypeVar("M", bound=_Item)
 BATCH_GET_KEYS, BATCH_WRITE_ITEMS = 100, 25     # DynamoDB's most a BatchGetItem, a BatchWriteItem takes
 UNPROCESSED_WAIT = 0.05         # seconds: the first wait before asking again for what a batch call left (doubling)
 UNPROCESSED_WAIT_MOST = 2.0
-UNPROCESSED_TRIES = 10          # calls for one batch's keys, its waits ~10 s in all, before it gives up
+UNPROCESSED_TRIES = 10          # calls processing none of a batch's keys before it gives up (its waits: ~10 s)
 pause: Callable[[float], None] = time.sleep
 
 
-class Unprocessed(Transient):
-    """DynamoDB still left keys of a batch call unprocessed (throttled) after UNPROCESSED_TRIES calls: a try of the
-    work, or the command's one line."""
+class Unprocessed(Throttled):
+    """DynamoDB still left keys of a batch call unprocessed (throttled) after UNPROCESSED_TRIES calls that processed
+    none: DynamoDB's outage, which the work waits out (errors.Throttled), or the command's one line."""
 
 
 def _unprocessed(call: Callable[[list[dict]], list[dict]], keys: Iterable[Key], size: int, what: str) -> None:
     """`call` of `keys` (once each, in DynamoDB's form), `size` a call, then of the keys it answers left unprocessed:
     a throttled table does so with an HTTP 200, which botocore does not retry. AWS asks for a growing wait before
     each call again (PynamoDB's batch_get and batch_write make it at once, in a loop that hammers the throttled
-    partition): half of it random, so that the callers a throttle held back do not all come back together."""
+    partition): half of it random, so that the callers a throttle held back do not all come back together. Only the
+    calls that processed none of them count towards giving up: a big batch on a table throttled slowly goes on while
+    each call processes some (a worker's calls end in its time: adapters/aws.within)."""
     wanted = [{"pk": {"S": k[0]}, "sk": {"S": k[1]}} for k in dict.fromkeys(keys)]
     for start in range(0, len(wanted), size):
         _unprocessed_chunk(call, wanted[start:start + size], what)
 
 
 def _unprocessed_chunk(call: Callable[[list[dict]], list[dict]], keys: list[dict], what: str) -> None:
-    left, tries = keys, 0
+    left, calls, idle = keys, 0, 0
     while left:
-        if tries == UNPROCESSED_TRIES:
-            raise Unprocessed(f"DynamoDB left {len(left)} of {len(keys)} {what} unprocessed after {tries} calls "
-                              "(the table is throttled): try again")
-        if tries:
-            wait = min(UNPROCESSED_WAIT_MOST, UNPROCESSED_WAIT * 2 ** tries)
+        if idle == UNPROCESSED_TRIES:
+            raise Unprocessed("DynamoDB", f"DynamoDB left {len(left)} of {len(keys)} {what} unprocessed after {calls} "
+                                          f"calls, {idle} of them processing none (the table is throttled): try again")
+        if calls:
+            wait = min(UNPROCESSED_WAIT_MOST, UNPROCESSED_WAIT * 2 ** min(calls, 10))
             pause(wait / 2 + random.uniform(0, wait / 2))
-        left = call(left)
-        tries += 1
+        asked, left = len(left), call(left)
+        calls, idle = calls + 1, idle + (len(left) >= asked)
 
 
 def batch_get(model: Type[M], keys: Iterable[Key], consistent: bool = False) -> list[M]:
@@ -474,10 +479,32 @@ def _reasons(exc: Exception) -> list[Any]:
     return getattr(getattr(exc, "cause", None), "cancellation_reasons", None) or []
 
 
+CONFLICT_WAIT = 5.0          # seconds a write that met another transaction waits, in the queue, before its next try
+
+
+class Conflict(Deferred, TransactWriteError):
+    """DynamoDB refused a write only because another transaction was writing its items at that moment (a single
+    write's TransactionConflictException, a transaction cancelled for TransactionConflict alone): nothing of it was
+    applied. The work waits a few seconds, as it does while another worker holds the person, without using up a try;
+    a transaction tries again first (links.py: _retrying_conflicts), and one of several people is written alone, as
+    after any TransactWriteError."""
+
+
+def _conflict(http_response: Any, parsed: dict, model: Any, **_: Any) -> None:
+    """Heard after each DynamoDB call: a write refused as a conflict raises Conflict instead of botocore's error."""
+    if http_response is None or http_response.status_code < 300:
+        return
+    code = (parsed.get("Error") or {}).get("Code")
+    reasons = {r.get("Code") for r in parsed.get("CancellationReasons") or ()} - {"None"}
+    if code == "TransactionConflictException" or code == "TransactionCanceledException" and reasons == {
+            "TransactionConflict"}:
+        raise Conflict(f"DynamoDB refused {model.name}: another transaction was writing its items at that moment "
+                       f"(TransactionConflict): tried again in {CONFLICT_WAIT:g} s", retry_after=CONFLICT_WAIT)
+
+
 def conflicted(exc: Exception) -> bool:
-    """Was a transaction cancelled only because other transactions were writing its items at that
-    moment (DynamoDB's `TransactionConflict`), not on a condition or anything else?"""
-    return {reason.code for reason in _reasons(exc) if reason is not None} == {"TransactionConflict"}
+    """Was a write refused only because other transactions were writing its items at that moment?"""
+    return isinstance(exc, Conflict)
 
 
 def refused_items(exc: Exception) -> set[int]:

@@ -11,7 +11,7 @@ from ...domain.history import iso
 from ...domain.link import PersonRef
 from ...domain.sync import OUTCOMES, PageError
 from ...pool import Pool
-from ...ports.store import LEASE_SECONDS, Busy, LedgerEntry, SyncRun, normal_email
+from ...ports.store import DEFAULT_LEASE_SECONDS, PAST_RUN_DAYS, Busy, LedgerEntry, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, link_key, sync_run_key
 from .models import LedgerItem, LinkItem, SyncRunItem, applied, batch_get, get
 
@@ -19,7 +19,7 @@ LEDGER_PAGE = 500          # ledger entries read per page when only the first fe
 PUT_THREADS = 10           # a page's conditional writes of its ledger in flight at once
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
-               "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
+               "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", "full_run", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
 
 
 def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
@@ -30,7 +30,8 @@ def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
                    since=item.since, started_at=item.started_at, updated_at=item.updated_at,
                    finished_at=item.finished_at, message=item.message, lease_until=item.lease_until,
                    owner=item.owner, error=_error(item), paused=float(item.paused or 0),
-                   required=tuple(map(str, item.required or ())), workspace=item.workspace)
+                   required=tuple(map(str, item.required or ())), workspace=item.workspace,
+                   full_run=int(item.full_run) if item.full_run else None)
 
 
 def _paused(seconds: float) -> list[Action]:
@@ -65,8 +66,8 @@ def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
 
 
 class DynamoSync:
-    def __init__(self, clock: Callable[[], float]):
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float], lease: float = DEFAULT_LEASE_SECONDS):
+        self.clock, self.lease = clock, lease
 
     def start(self, campaign_id: str, kind: str, source: str, now: float,
               since: Optional[float] = None, required: tuple[str, ...] = (),
@@ -75,15 +76,24 @@ class DynamoSync:
         if current is not None and current.status == "running":
             return None
         last = int(current.number) if current is not None else 0
-        if current is not None:      # the run before keeps its own item
+        full = last if current is not None and current.kind == "full" else \
+            int(current.full_run) if current is not None and current.full_run else None     # the latest full run
+        expires = int(now) + PAST_RUN_DAYS * 86400
+        if current is not None:      # the run before keeps its own item (for a while, unless the latest full one)
             values: dict[str, Any] = {f: getattr(current, f) for f in _RUN_FIELDS}
+            values["expires_at"] = expires if current.kind != "full" or kind == "full" else None
             SyncRunItem(*sync_run_key(campaign_id, last), **values).save()
         item = SyncRunItem(*sync_run_key(campaign_id), number=last + 1, kind=kind, source=source, status="running",
                            page=0, since=since, started_at=now, updated_at=now, required=list(required) or None,
-                           workspace=workspace)
+                           workspace=workspace, full_run=last + 1 if kind == "full" else full)
         condition = SyncRunItem.number.does_not_exist() if current is None else \
             (SyncRunItem.number == last) & (SyncRunItem.status != "running")
-        return _run(campaign_id, item) if applied(lambda: item.save(condition=condition)) else None
+        if not applied(lambda: item.save(condition=condition)):
+            return None
+        if kind == "full" and full and full != last:     # the full run this one replaces, kept apart since
+            applied(lambda: SyncRunItem(*sync_run_key(campaign_id, full)).update(
+                actions=[SyncRunItem.expires_at.set(expires)], condition=SyncRunItem.number.exists()))
+        return _run(campaign_id, item)
 
     def run(self, campaign_id: str, number: Optional[int] = None, consistent: bool = False) -> Optional[SyncRun]:
         current = get(SyncRunItem, sync_run_key(campaign_id), consistent)
@@ -92,13 +102,14 @@ class DynamoSync:
         if number is None:
             return None
         item = get(SyncRunItem, sync_run_key(campaign_id, number), consistent)
-        return _run(campaign_id, item) if item is not None else None
+        expired = item is not None and item.expires_at is not None and item.expires_at <= self.clock()
+        return _run(campaign_id, item) if item is not None and not expired else None
 
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
-                   lease: float = LEASE_SECONDS) -> tuple[Optional[SyncRun], bool]:
-        item = SyncRunItem(*sync_run_key(campaign_id))
+                   lease: Optional[float] = None) -> tuple[Optional[SyncRun], bool]:
+        item, until = SyncRunItem(*sync_run_key(campaign_id)), now + (self.lease if lease is None else lease)
         if applied(lambda: item.update(
-                actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(now + lease)],
+                actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(until)],
                 condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running") & (SyncRunItem.page == page)
                 & (SyncRunItem.owner.does_not_exist() | (SyncRunItem.lease_until < now) | (SyncRunItem.owner == owner)))):
             return _run(campaign_id, item), True

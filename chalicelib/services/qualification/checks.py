@@ -6,7 +6,7 @@ import json
 from typing import Callable, Optional
 
 from ...domain import rules
-from ...domain.history import REPLAYED, Entry
+from ...domain.history import REPLAYED, Entry, replayed_said
 from ...domain.join import moved_baseline, pick_existing
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting, finishes_on_replay
@@ -41,7 +41,8 @@ def on_check(message: CheckMessage, deps: WorkDeps, batch: Batch) -> str:
         # The rule was met and RF refused the qualification. The decision sticks: it is finished whatever the
         # contact says now, and whatever the settings became since (the rule turned off, the campaign deleted: RF
         # asked first, Qualifier), as a webhook's replay does (domain/judge.py).
-        batch.keep(deps.qualifier.qualify(link, f"reconciliation, {REPLAYED}", replay=True))
+        batch.keep(deps.qualifier.qualify(link, "reconciliation, " + replayed_said(str(message.replayed_from),
+                                                                              link.campaign_id), replay=True))
         return "done"
     settings = batch.settings_for(link)
     if not link.is_lead:

@@ -3,7 +3,8 @@
 A :class:`SimServer` runs a real werkzeug HTTP server on 127.0.0.1 (random free port) in a
 background thread. Subclasses declare ``ROUTES`` (method, path regex, handler method name) and
 a few hooks; this module provides the request log, fault injection, the fixed-window rate
-limiter (driven by the injectable ``clock``) and the optional request ``validator``.
+limiter (driven by the injectable ``clock``) and the optional ``validator`` of
+requests and ``answer_validator`` of the answers (each finding goes to ``contract_violations``).
 
 Faults (for the client's retry and "look before re-sending" paths):
 
@@ -107,9 +108,9 @@ class SimServer:
     public_paths: tuple = ()  # path regexes that need no Authorization
     token_prefix = "token"   # POST /_sim/token without a token: a new one, "<prefix>-<random>"
 
-    def __init__(self, clock=time.time, validator=None):
+    def __init__(self, clock=time.time, validator=None, answer_validator=None):
         self.clock = clock
-        self.validator = validator
+        self.validator, self.answer_validator = validator, answer_validator
         self.lock = threading.RLock()
         self.requests: list[dict] = []
         self.contract_violations: list[dict] = []
@@ -392,6 +393,12 @@ class SimServer:
         resp = Response(body or b"", status=status, content_type=ctype)
         for k, v in headers.items():
             resp.headers[k] = str(v)
+        if self.answer_validator is not None:
+            errors = self.answer_validator(rec["method"], req.path, status, dict(resp.headers), body or b"")
+            if errors:
+                with self.lock:
+                    self.contract_violations.append(dict(method=rec["method"], path=req.path, status=status,
+                                                         errors=list(errors)))
         return resp(environ, start_response)
 
     def _answer(self, rec):

@@ -108,8 +108,8 @@ class IntercomSim(SimServer):
     ]
 
     def __init__(self, tokens=("sim-token",), app_id=DEFAULT_APP_ID, clock=time.time,
-                 search_lag=0.0, validator=None, app_name="Acme (simulated)", region="US"):
-        super().__init__(clock=clock, validator=validator)
+                 search_lag=0.0, validator=None, app_name="Acme (simulated)", region="US", answer_validator=None):
+        super().__init__(clock=clock, validator=validator, answer_validator=answer_validator)
         self.tokens = set(tokens)
         self.app_id, self.app_name, self.region = app_id, app_name, region
         self.search_lag = search_lag

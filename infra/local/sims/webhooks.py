@@ -18,12 +18,13 @@ def iso(ts):
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def webhook_payload(topic, item, notif_id=None, created_at=None, app_id=None, iso_dates=False,
+def webhook_payload(topic, item, notif_id=None, created_at=None, app_id=None, iso_dates=True,
                     **overrides):
     """An Intercom webhook envelope (shape of contracts/intercom/webhooks/*.json).
 
-    ``iso_dates=True`` renders the item's unix timestamps as ISO-8601 strings (seen in real
-    payloads). ``ping`` gets a null notification id unless ``notif_id`` is given. Any envelope
+    The item's unix timestamps are rendered as ISO-8601 strings, as Intercom's own notification
+    has them (its REST answers give unix numbers); ``iso_dates=False`` keeps them numbers (also
+    seen in notifications). ``ping`` gets a null notification id unless ``notif_id`` is given. Any envelope
     key can be overridden through keyword arguments (e.g. ``delivery_attempts=2``)."""
     item = copy.deepcopy(item)
     if iso_dates:

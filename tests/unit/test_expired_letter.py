@@ -1,0 +1,185 @@
+"""A qualification RF refused (a 4xx) is `failed`, and only its dead letter's replay brought it back. SQS deletes a
+dead letter after 14 days without a word: past them nothing could retry it, the reward was lost, and `explain`,
+`doctor` and every later webhook still advised the replay, which finds nothing. `bridge backfill CAMPAIGN --apply`
+now checks such a lead again, as its letter's replay would (RF asked first: one PUT at most), and the advice names it."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.domain.qualification import QState
+from chalicelib.errors import Permanent
+from chalicelib.services.backfill import backfill
+from chalicelib.services.explain import as_text, explain
+from tests.fakes import FakeWork
+from tests.unit.doctoring import checks, healthy, look
+from tests.unit.scenario import event, joined, link_of, reasons, run, set_value, world
+from tests.unit.test_answers import PeopleRF
+
+REFUSED = Permanent("Referral Factory answered 422: campaign paused", status=422)
+ANN = {"id": 7, "email": "ann@example.com", "type": "person_invited", "referrer_id": 1}
+RECHECK = ("qualification refused by Referral Factory, its dead letter gone (SQS keeps one 14 days): checked again "
+           "(Referral Factory asked first)")
+DAY = 86400
+DEAD_LETTER_DAYS = 14     # SQS's (test_longlived: the template's)
+
+
+class Backfiller:
+    """`bridge backfill` over the worker's fakes: the same store and queue, RF listing Ann."""
+
+    def __init__(self, work: FakeWork):
+        self.work, self.store, self.queue, self.clock = work, work.store, work.queue, work.clock
+        self._rf = PeopleRF([ANN])
+
+    def rf(self) -> Any:
+        return self._rf
+
+    def intercom(self, workspace: str) -> Any:
+        return self.work.apis.intercom_
+
+    def attributes(self, workspace: str) -> dict:
+        return self.work.apis.intercom_.attributes
+
+
+def refused(work: FakeWork, days: float) -> dict:
+    """Ann met the rule and RF refused her qualification `days` ago: her letter was in the dead-letter queue, which
+    SQS empties after DEAD_LETTER_DAYS."""
+    _, contact = joined(work)
+    work.apis.rf_.answers = [REFUSED]
+    run(work, event(set_value(work, contact, "Yes")))
+    assert link_of(work).qualification is QState.FAILED and len(work.queue.dead) == 1
+    if days > DEAD_LETTER_DAYS:
+        work.queue.dead.clear()
+    work.clock.now += days * DAY
+    return contact
+
+
+def queued(work: FakeWork) -> list:
+    out = list(work.queue.sent)
+    work.queue.sent.clear()
+    return out
+
+
+@pytest.mark.parametrize("days, gone", [(13.9, False), (14, True), (400, True)])
+def test_a_refused_qualification_s_letter_is_gone_once_sqs_kept_it_its_days(days, gone):
+    from chalicelib.domain.judge import letter_gone
+    work = world()
+    refused(work, 0)
+    assert letter_gone(link_of(work), work.clock() + days * DAY) is gone
+
+
+def test_a_pending_or_qualified_lead_has_no_letter_to_be_gone():
+    from chalicelib.domain.judge import letter_gone
+    work = world()
+    link, contact = joined(work)
+    later = work.clock() + 100 * DAY
+    assert not letter_gone(link, later)
+    run(work, event(set_value(work, contact, "Yes")))
+    assert link_of(work).qualification is QState.QUALIFIED and not letter_gone(link_of(work), later)
+
+
+def test_backfill_checks_again_a_refused_qualification_whose_letter_is_gone_and_rf_is_asked_first():
+    """RF paused the campaign, 20 days ago; it runs again. The dry run names Ann; `--apply` queues a check of her,
+    marked as a replay; worked, RF is asked, then sent one PUT; a second run finds nothing to do."""
+    work = world()
+    refused(work, 20)
+    rt = Backfiller(work)
+    dry = backfill(rt, "42").view()
+    assert dry["people"] == {RECHECK.replace("checked again", "would be checked again"):
+                             [{"rf_user_id": "7", "email": "a***@example.com"}]} and not work.queue.sent
+    done = backfill(rt, "42", apply=True).view()
+    assert done["queued"] == 1 and done["people"] == {RECHECK: [{"rf_user_id": "7", "email": "a***@example.com"}]}
+    work.apis.rf_.calls.clear()
+    run(work, *queued(work))
+    assert link_of(work).qualification is QState.QUALIFIED
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and not work.queue.dead
+    # (its history names what sent the check: no letter was replayed)
+    said = work.store.history.entries(link_of(work).ref)[-1].reason or ""
+    assert "bridge backfill 42 --apply" in said and "dlq replay" not in said, said
+    again = backfill(rt, "42", apply=True).view()
+    assert again["queued"] == 0 and again["outcomes"] == {"already linked": 1} and not work.queue.sent
+
+
+def test_a_refusal_that_still_holds_comes_back_as_a_dead_letter_with_its_reason_not_a_loop():
+    work = world()
+    refused(work, 20)
+    rt = Backfiller(work)
+    backfill(rt, "42", apply=True)
+    work.apis.rf_.answers = [REFUSED]
+    run(work, *queued(work))
+    assert link_of(work).qualification is QState.FAILED
+    assert [d["reason"] for d in work.queue.dead] == [REFUSED.reason]
+    # Its new letter is there: a run again leaves it to `bridge dlq replay`, as long as SQS keeps it.
+    assert backfill(rt, "42", apply=True).view()["outcomes"] == {"already linked": 1} and not work.queue.sent
+
+
+@pytest.mark.parametrize("days, advice", [
+    (10, "replay it once the cause is fixed"),
+    (20, "`bridge backfill 42 --apply` checks it again once the cause is fixed (Referral Factory asked first)")])
+def test_a_later_webhook_of_the_lead_advises_the_way_back_that_still_exists(days, advice):
+    work = world()
+    contact = refused(work, days)
+    run(work, event(contact, notification="n2", created_at=work.clock()))
+    assert advice in reasons(work)[-1], reasons(work)
+
+
+@pytest.mark.parametrize("days, fix", [
+    (13, ", then `bridge dlq replay --reason 'Referral Factory answered 422: campaign paused'`"),
+    (15, ", then `bridge backfill 42 --apply` checks the qualification again (Referral Factory asked first) (its dead "
+         "letter is gone: SQS keeps one 14 days)")])
+def test_explain_advises_the_backfill_once_the_qualification_s_letter_is_gone(days, fix):
+    work = world()
+    refused(work, days)
+    fixes = [line.strip() for line in as_text(explain(work, "ann@example.com")).splitlines() if "fix:" in line]
+    assert len(fixes) == 2 and all(fix in f for f in fixes), fixes    # (the failure's, and its letter's)
+
+
+def test_doctor_warns_of_refused_qualifications_whose_letters_are_gone_with_the_backfill():
+    rt = healthy()
+    refused(rt.work, 13)
+    assert not checks(look(rt)[0], "qualification.refused")
+    rt.work.queue.dead.clear()
+    rt.work.clock.now += 2 * DAY
+    [gone] = checks(look(rt)[0], "qualification.refused")
+    assert gone["warn"] and gone["what"].startswith("1 lead whose qualification Referral Factory refused over 14 "
+                                                    "days ago (RF user(s) 7)"), gone
+    assert "`bridge backfill 42 --apply` checks each again" in gone["fix"], gone
+
+
+def discarded(work: FakeWork) -> None:
+    """Ann's refusal, its letter discarded by the operator (`bridge dlq discard`: given up on, for good), 20 days
+    ago: SQS holds no letter of it either."""
+    from chalicelib.services.dead_letters import discard
+    refused(work, 0)
+    assert discard(work, reason="Referral Factory answered 422")["discarded"] == 1    # type: ignore[arg-type]
+    work.clock.now += 20 * DAY
+
+
+def test_backfill_leaves_a_refusal_whose_letter_the_operator_discarded():
+    """The operator gave that reward up (`dlq discard`: explain says it resolved, discarded). A backfill run for
+    other reasons 14 days later checked it again: the reward paid after all, or, RF refusing still, a new letter to
+    discard, and again after each 14 days."""
+    work = world()
+    discarded(work)
+    done = backfill(Backfiller(work), "42", apply=True).view()
+    assert done["queued"] == 0 and done["outcomes"] == {"already linked": 1} and not work.queue.sent, done
+
+
+def test_doctor_does_not_warn_of_a_refusal_whose_letter_the_operator_discarded():
+    rt = healthy()
+    discarded(rt.work)
+    assert not checks(look(rt)[0], "qualification.refused")
+
+
+def test_explain_advises_the_backfill_only_once_backfill_checks_the_lead():
+    """The letter is dated by the link's last write (letter_gone, README): one written for another reason since (a
+    role followed, a merge) is checked 14 days after that. Explain dated it by the failure's entry and advised a
+    backfill that then did nothing ("already linked")."""
+    work = world()
+    refused(work, 10)
+    work.store.links.set_contact(link_of(work), [], role="lead")       # written for another reason on day 10
+    work.queue.dead.clear()
+    work.clock.now += 5 * DAY
+    assert backfill(Backfiller(work), "42").view()["outcomes"] == {"already linked": 1}
+    assert "bridge backfill" not in as_text(explain(work, "ann@example.com"))
