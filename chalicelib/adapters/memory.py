@@ -27,7 +27,7 @@ from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, PAST_RUN_DAYS,
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ, PAST_RUN_DAYS,
                            PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog,
                            LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
                            SyncRepository, normal_email)
@@ -389,6 +389,8 @@ class MemoryLinks:
         stored = self.get(link.ref)
         if stored is None:
             return None                # erased meanwhile: nothing about the person is written back
+        if stored.contact_id != link.contact_id:
+            raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         if when is not None and stored.last_event_at is not None and stored.last_event_at > when:
             self.history.note_repeat(link.ref, "older_event",
                                      "an Intercom event older than one already applied was ignored")

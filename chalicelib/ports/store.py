@@ -33,6 +33,9 @@ class Busy(Deferred):
 
 #: Busy's reason (claim_many's `read`): the link was written after the caller read it; read again, it comes back soon.
 CHANGED_SINCE_READ = "another try of this join wrote its link after this batch read it: read again before trying"
+#: Busy's reason (set_contact): what an Intercom notification said of a contact is not set on a link that left it.
+MOVED_SINCE_READ = ("the link moved to another contact after this batch read it (another worker linked or moved it): "
+                    "read again")
 
 
 class _Keep:
@@ -168,10 +171,11 @@ class LinkRepository(Protocol):
                     email: str = KEEP) -> Optional[Link]:
         """With `when` (the event's time), an event older than the newest applied changes nothing:
         None, and the repeat is counted in the history. A link erased meanwhile (`bridge forget`): None, and
-        nothing written. `email`: the link's email pointer follows it, from the email `link` has (a pointer
-        left with no link goes in the same write: the old address is kept nowhere, whatever stops the caller
-        after it); Busy when the stored link's email is not that one any more, or the links the old pointer
-        names changed meanwhile (another worker changed them: read it again)."""
+        nothing written. A link on another contact than `link` names (linked or moved meanwhile): Busy, nothing
+        written (what is set is the contact's that `link` names). `email`: the link's email pointer follows it,
+        from the email `link` has (a pointer left with no link goes in the same write: the old address is kept
+        nowhere, whatever stops the caller after it); Busy when the stored link's email is not that one any more,
+        or the links the old pointer names changed meanwhile (another worker changed them: read it again)."""
     def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
         """Before settings replace the campaign's rule (rules.replaced), its links stored before links named
         their rule record it as the one they were judged under: `baseline_of` = `attribute` on each link whose

@@ -288,6 +288,18 @@ def test_contact_changes_apply_in_event_time_order_and_a_late_one_is_counted_not
     assert entries[-1].event == "older_event" and entries[-1].count == 1
 
 
+@pytest.mark.parametrize("change", [dict(role="user"), dict(state=ContactState.ARCHIVED),
+                                    dict(email="ann@new.example")], ids=["role", "state", "email"])
+def test_what_intercom_says_of_a_contact_the_link_left_meanwhile_is_not_set_on_the_one_it_is_on(store, change):
+    """A worker read the link on c1; another moved it to c2 since (a retried join, a merge): c1's role, state or
+    email are not c2's. Busy, nothing written: read again (the notification of c1 then names nobody)."""
+    read = joined(store)
+    moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], role="lead")
+    with pytest.raises(Busy):
+        store.links.set_contact(read, [Entry("contact", "changed")], when=100.0, **change)
+    assert store.links.get(ANN) == moved and outcomes(store)[-1] == "merged"
+
+
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
 def test_a_late_event_whose_person_is_erased_while_it_is_told_apart_writes_no_note(store, monkeypatch):
     """An event older than the one applied is counted in the history; when `bridge forget` erases the person

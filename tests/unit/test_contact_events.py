@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from chalicelib.domain.link import ContactState, LinkStatus
+from chalicelib.domain.history import Entry
+from chalicelib.domain.link import ContactState, JoinResult, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
 from tests.unit.scenario import WS, event, history, joined, link_of, made, reasons, run, set_value, settings, world
@@ -342,3 +343,30 @@ def test_a_notification_too_large_to_queue_whose_contact_is_gone_judges_nothing_
     work.apis.intercom_.contacts.pop(contact["id"])
     assert run(work, sent) == {"done": 1, "retry": 0, "dead": 0}
     assert work.apis.rf_.calls == [] and history(work)[-1] == ("intercom_notification", "contact_gone")
+
+
+def test_a_notification_of_the_contact_a_link_left_while_it_was_applied_changes_nothing_of_the_one_it_is_on():
+    """Her join's earlier try made lead A and failed; Intercom merged A into user B (she signed up). A batch found
+    her link on A (a notification of a change A had before the merge); before its write, another worker's retry of
+    the join linked her on B, the user. A's role ("lead") is not B's: her link must not say lead."""
+    work = world()
+    ref = PersonRef("42", "7")
+    lead = made(work, work.apis.intercom_.add("ann@example.com", role="lead", signed_up="Not yet"))
+    work.store.links.finish(work.store.links.claim(ref, WS), JoinResult(
+        LinkStatus.WAITING, kind="lead", email="ann@example.com", contact_id=lead["id"], reason="Intercom's 429"),
+        [Entry("join", "waiting")])
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    set_contact = work.store.links.set_contact
+
+    def after_the_join_linked_her(link, *args, **kw):
+        claim = work.store.links.claim(ref, WS)
+        work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                                  contact_id=user["id"], contact_role="user", baseline="No",
+                                                  qualification=QState.PENDING), [])
+        work.store.links.set_contact = set_contact
+        return set_contact(link, *args, **kw)
+
+    work.store.links.set_contact = after_the_join_linked_her
+    run(work, event(lead, created_at=work.clock()))
+    assert (link_of(work).contact_id, link_of(work).contact_role) == (user["id"], "user")
+    assert "role_changed" not in [outcome for _, outcome in history(work)]

@@ -18,8 +18,8 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, SCAN_LIMIT, Busy,
-                            Erased, answer_or_error)
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ, SCAN_LIMIT,
+                            Busy, Erased, answer_or_error)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
                    ledger_key, link_key, referrals_key, referrer_of)
@@ -530,12 +530,20 @@ class DynamoLinks:
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
-        updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, LinkItem.contact_id == old)]
-        if old:             # (the merged contact's pointer goes when it named her alone, as an email's does)
-            updates += _leave(contact_key(link.workspace, old), link.ref)
-        updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
-        with _or_busy("the link moved meanwhile (another worker applied the merge)"):
-            self.history.transact(link.ref, entries, *updates)
+        for tried in range(1, CONFLICT_TRIES + 1):
+            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions,
+                                                     LinkItem.contact_id == old)]
+            if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
+                updates += _leave(contact_key(link.workspace, old), link.ref)
+            updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
+            try:
+                with _or_busy("the link moved meanwhile (another worker applied the merge)"):
+                    self.history.transact(link.ref, entries, *updates)
+                break
+            except Busy:    # the link moved, or only the pointer changed: another person's link left it at once
+                stored = get(LinkItem, link_key(link.ref), consistent=True)   # (two campaigns' links of one contact
+                if tried == CONFLICT_TRIES or stored is None or stored.contact_id != old:  # following one merge)
+                    raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or link.contact_role, updated_at=now, **changes)
 
@@ -544,14 +552,14 @@ class DynamoLinks:
                     email: str = KEEP) -> Optional[Link]:
         changes: dict[str, Any] = {name: value for name, value in (("contact_role", role), ("contact_state", state),
                                                                    ("email", email)) if value is not KEEP}
+        on_it = _same(LinkItem.contact_id, link.contact_id)      # what is set is that contact's
         if email is KEEP:
-            return self._set(link, entries, when, changes)
+            return self._set(link, entries, when, changes, on_it)
         # The pointers follow the email in the same write, from the email the link still has (a condition).
         old = email_key(link.workspace, link.email) if link.email else None
         new = email_key(link.workspace, email)
         pointers = [_add_ref(new, link.ref), *(_leave(old, link.ref) if old else ())] if new != old else []
-        return self._set(link, entries, when, changes, LinkItem.email == link.email if link.email
-                         else LinkItem.email.does_not_exist(), *pointers)
+        return self._set(link, entries, when, changes, on_it & _same(LinkItem.email, link.email), *pointers)
 
     def stamp_rule(self, campaign_id: str, attribute: str, key: str) -> int:
         kept = LinkItem.pk.exists()
@@ -613,6 +621,8 @@ class DynamoLinks:
             stored = get(LinkItem, link_key(link.ref), consistent=True)
             if stored is None:
                 return None             # erased meanwhile: nothing about the person is written back
+            if stored.contact_id != link.contact_id:
+                raise Busy(MOVED_SINCE_READ, retry_after=1.0) from None
             if when is None or stored.last_event_at is None or stored.last_event_at <= when:
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)") from None
             self.note_repeat(link.ref, "older_event", "an Intercom event older than one already applied was ignored")

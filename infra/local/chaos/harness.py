@@ -36,6 +36,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -119,6 +120,7 @@ class ChaosConfig:
     probes: bool = True              # scripted people that show each known break
     existing: float = 0.10           # share of leads that already have a (named) Intercom user
     signups: float = 0.3             # share of new leads who sign up: Intercom merges their lead into a new user
+    lost: float = 0.0                # share of Intercom notifications (changes, merges) of which no copy is delivered
     existing_yes: float = 0.05       # share whose existing contact already says "Yes" (require_change)
     never_yes: float = 0.10          # share of leads that never reach "Yes"
     thin: float = 0.30               # share of joins sent with only id + campaign_id (the bridge asks RF)
@@ -217,6 +219,7 @@ class Person:
     last_contact: Optional[str] = None   # the contact the person changed last
     signup_at: Optional[float] = None
     signed_up: Optional[dict] = None     # {"lead", "user", "tagged", "step"}: the lead merged into the user
+    lost: list = field(default_factory=list)   # the notifications of which no copy was delivered: values, "merge"
 
     @property
     def rf_id(self) -> int:
@@ -360,8 +363,12 @@ class People:
     the qualifying attribute step by step on the oldest live contact with their email (the one a
     workspace's team finds first), and every change is notified."""
 
-    def __init__(self, intercom: IntercomSim, persons: list[Person], deliveries: Deliveries, spread: float):
+    def __init__(self, intercom: IntercomSim, persons: list[Person], deliveries: Deliveries, spread: float,
+                 lost: float = 0.0, seed: Optional[int] = None):
         self.intercom, self.persons, self.deliveries, self.spread = intercom, persons, deliveries, spread
+        self.lost, self.seed = lost, seed
+        self.lost_at = 0.0                   # when the last notification was lost (none: 0)
+        self.notified = 0                    # notifications, delivered or lost
         self.applied = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="people")
@@ -447,8 +454,8 @@ class People:
         p.signed_up = {"lead": lead["id"], "user": user["id"], "tagged": tagged, "step": p.applied, "at": time.time()}
         raw = json.dumps(ic.webhook_payload("contact.merged", {
             **survivor, "merged_from": {"type": "contact", "id": lead["id"]}})).encode()
-        self.deliveries.schedule(Event(f"merge:{p.i}", "intercom", raw, {
-            "Content-Type": "application/json", "X-Hub-Signature": sign(raw, CLIENT_SECRET)}), self.spread)
+        self.notify(p, "merge", Event(f"merge:{p.i}", "intercom", raw, {
+            "Content-Type": "application/json", "X-Hub-Signature": sign(raw, CLIENT_SECRET)}))
 
     def change(self, p: Person, value: str, deliver: bool = True) -> Optional[Event]:
         cid = self.oldest(p.email)
@@ -463,8 +470,18 @@ class People:
             p.yes_at = time.time()
         event = _contact_event(self.intercom, p, cid, step)
         if deliver:
-            self.deliveries.schedule(event, self.spread)
+            self.notify(p, value, event)
         return event
+
+    def notify(self, p: Person, what: str, event: Event) -> None:
+        """Intercom notifies a change: its R copies, or (a share `lost`, drawn by the event, never a probe's) none, as
+        Intercom's webhooks are lost in real life: reconciliation must catch what it said."""
+        self.notified += 1
+        if not p.kind.startswith("probe:") and random.Random(f"{self.seed}:lost:{event.key}").random() < self.lost:
+            p.lost.append(what)
+            self.lost_at = time.time()
+            return
+        self.deliveries.schedule(event, self.spread)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -891,7 +908,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
 
     deliveries = Deliveries(api.url, cfg.repeats, cfg.seed, cfg.senders).start()
     stack.append(deliveries.stop)
-    crowd = People(intercom, people, deliveries, cfg.spread).start()
+    crowd = People(intercom, people, deliveries, cfg.spread, lost=cfg.lost, seed=cfg.seed).start()
     stack.append(crowd.stop)
     other = _OtherCaller(rf, cfg.rf_shared * cfg.rf_limit).start()
     stack.append(other.stop)
@@ -974,16 +991,34 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
                          KeyConditionExpression="overdue_pk = :p",
                          ExpressionAttributeValues={":p": {"S": "OVERDUE"}})["Count"]
 
+    def links() -> tuple:
+        """Every link's state, read raw: a reconciliation that only moved a link (a lost merge followed) changed it."""
+        pages = ddb.get_paginator("query").paginate(
+            TableName=resources.table, KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+            ExpressionAttributeValues={":p": {"S": f"CAMPAIGN#{CAMPAIGN}"}, ":s": {"S": "PERSON#"}})
+        return tuple(sorted(json.dumps([item.get(k) for k in ("sk", "status", "qualification", "contact_id")],
+                                       sort_keys=True) for page in pages for item in page.get("Items", [])))
+
     def settle(what: str) -> int:
-        """Reconcile until two runs in a row change nothing and no link is left unfinished."""
-        rounds, stable, last = 0, 0, fingerprint()
+        """Reconcile until two runs in a row change nothing and no link is left unfinished. When notifications were
+        lost, those two runs come after a round of the sweep of pending leads that began after the last loss (and
+        search's lag): a round begins at most once per RECONCILE_RETRY, so the run waits for it."""
+        rounds, stable, last = 0, 0, (fingerprint(), links())
+        swept = not crowd.lost_at
         while stable < 2 and time.monotonic() < deadline:
-            api.reconcile()
+            asked = time.time()
+            result = api.reconcile()
             rounds += 1
+            swept = swept or (asked > crowd.lost_at + cfg.search_lag and "error" not in result
+                              and "next_round_at" not in result)
             quiet(what)
-            now = fingerprint()
-            stable = stable + 1 if now == last and not unfinished() else 0
+            now = (fingerprint(), links())
+            stable = stable + 1 if now == last and swept and not unfinished() else 0
             last = now
+            if not swept and result.get("next_round_at"):
+                # nothing to do but wait for the sweep's next round (reconcile runs would only search again)
+                wait = datetime.fromisoformat(result["next_round_at"].replace("Z", "+00:00")).timestamp() - time.time()
+                time.sleep(max(0.0, min(wait + 0.1, deadline - time.monotonic())))
         return rounds
 
     quiet("deliveries")       # kills planned after this moment do not happen: the figures count the real ones
@@ -1019,7 +1054,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
     worker_cpu = workers.cpu()
     figures = _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead,
                        table, other, moto, kill_log, setup_seconds, main_seconds, total_seconds, settle_rounds,
-                       worker_cpu, timed_out, cpu_at_start)
+                       worker_cpu, timed_out, cpu_at_start, crowd.notified)
     stats = {"faults": intercom_proxy.counts + rf_proxy.counts, "kills": len(workers.kills),
              "kills_mid_batch": sum(k["busy"] for k in workers.kills),
              "kills_by_reason": Counter(k["why"] for k in workers.kills),
@@ -1138,7 +1173,8 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
         checks[name] = Check(name, not problems, len(problems), problems)
 
     def who(p: Person) -> str:
-        return f"{p.kind}{'/signed_up' if (p.signed_up or {}).get('user') else ''} #{p.i} (rf {p.rf_id})"
+        lost = f" (lost: {', '.join(p.lost)})" if p.lost else ""
+        return f"{p.kind}{'/signed_up' if (p.signed_up or {}).get('user') else ''} #{p.i} (rf {p.rf_id}){lost}"
 
     # lost: not linked (ignored would be a deliberate, explained outcome: none is expected here)
     lost = []
@@ -1163,7 +1199,7 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
         contact = intercom.get(cid) if cid else None
         latest = (contact or {}).get("custom_attributes", {}).get(ATTRIBUTE)
         qualified = bool(rf.users[p.rf_id]["qualified_at"])
-        if latest == TARGET and not qualified:
+        if latest == TARGET and not qualified and not _change_away_unseen(p):
             link = links.get(str(p.rf_id)) or {}
             missed.append(f"{who(p)}: latest '{latest}' on {cid}; link on {link.get('contact_id')} "
                           f"(baseline {_json(link.get('baseline'))!r}) — "
@@ -1234,6 +1270,13 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
             "the probe's 'Yes' then 'No' were applied and it was not qualified before a reconciliation"
             + (f" ({order_probe['why']})" if order_probe.get("why") else "")])
     return checks
+
+
+def _change_away_unseen(p: Person) -> bool:
+    """A person whose contact was at the target when they joined (require_change) and whose every change away
+    from it was lost: the bridge never saw one, so their return to the target is not a change it can know of.
+    Qualifying them is not expected (a reconciliation reading the contact mid-way may still arm them)."""
+    return p.kind == "existing_yes" and all(v in p.lost for v in p.values if v != TARGET)
 
 
 def _canonical(intercom: IntercomSim, cid: Optional[str]) -> Optional[str]:
@@ -1327,7 +1370,7 @@ def _own_cpu() -> float:
 
 def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, workers, deliveries, api, dead, table, other,
              moto, kill_log, setup_seconds, main_seconds, total_seconds, settle_rounds, worker_cpu, timed_out,
-             cpu_at_start) -> dict:
+             cpu_at_start, notified: int = 0) -> dict:
     f: dict[str, Any] = {}
     f["probes"] = sum(p.kind.startswith("probe:") for p in people)
     f["people"] = f"{len(people)}: " + ", ".join(f"{k} {n}" for k, n in Counter(
@@ -1343,6 +1386,15 @@ def _figures(cfg, people, referrers, intercom, rf, intercom_proxy, rf_proxy, wor
         f["signups"] = (f"{len(signed)} leads merged into a new user: {sum(not s['tagged'] for s in signed)} before "
                         f"the bridge had tagged the lead (its join's try unfinished), "
                         f"{sum(s['step'] == 0 for s in signed)} before the person's first change")
+    if cfg.lost:
+        unseen = [p for p in people if _change_away_unseen(p)]
+        lost = Counter(("merge" if what == "merge" else "final 'Yes'" if what == TARGET else "change")
+                       for p in people for what in p.lost)
+        f["lost notifications"] = (f"{sum(lost.values())} of {notified} (no copy delivered): "
+                                   + ", ".join(f"{k} {n}" for k, n in lost.most_common())
+                                   + f"; {len(unseen)} people at 'Yes' whose change away was lost (require_change: "
+                                     f"not judged missed; {sum(bool(rf.users[p.rf_id]['qualified_at']) for p in unseen)}"
+                                     " qualified all the same, a check having read the change away)")
     reconciled = sum(int(r.get("queued", 0)) for r in api.runs if isinstance(r, dict))
     overdue = sum(int(r.get("overdue", 0)) for r in api.runs if isinstance(r, dict))
     f["reconciliation runs"] = (f"{len(api.runs)} ({settle_rounds} while settling), {reconciled} checks of pending "
