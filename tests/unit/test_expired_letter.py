@@ -4,6 +4,7 @@ dead letter after 14 days without a word: past them nothing could retry it, the 
 now checks such a lead again, as its letter's replay would (RF asked first: one PUT at most), and the advice names it."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -166,6 +167,16 @@ def test_backfill_leaves_a_refusal_whose_letter_the_operator_discarded():
     discarded(work)
     done = backfill(Backfiller(work), "42", apply=True).view()
     assert done["queued"] == 0 and done["outcomes"] == {"already linked": 1} and not work.queue.sent, done
+
+
+def test_backfill_leaves_a_refusal_discarded_before_links_kept_the_discard():
+    """A deployment upgraded since: the refusal and its discard are in the history only (no refused_at, no mark)."""
+    work = world()
+    discarded(work)
+    held = work.store.links.tables.links[link_of(work).ref]
+    held.link = dataclasses.replace(held.link, refused_at=None, refusal_discarded=False)
+    done = backfill(Backfiller(work), "42", apply=True).view()
+    assert done["queued"] == 0 and not work.queue.sent, done
 
 
 def test_doctor_does_not_warn_of_a_refusal_whose_letter_the_operator_discarded():
