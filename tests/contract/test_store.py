@@ -1039,6 +1039,39 @@ def test_a_join_finished_on_another_contact_than_it_held_leaves_its_pointer_and_
     assert not any(ANN in refs for refs in store.lookup.look_up(contacts=contacts).by_contact.values())
 
 
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+@pytest.mark.parametrize("follows", ["move", "finish"])
+def test_a_link_leaving_a_contact_whose_other_link_left_its_pointer_at_that_moment_reads_it_again(
+        store, monkeypatch, follows):
+    """Two campaigns' links of one contact follow its merge at once: Bob's merge notification takes his link off the
+    merged contact's pointer between Ann's read of that pointer and her write (her merge notification, or her join,
+    which held the merged contact, finishing on the survivor). Ann's write is refused on the pointer as read: it is
+    read again and Ann's link leaves it, not sent back to wait (a join's, for its own claim's whole lease)."""
+    from chalicelib.adapters.dynamo import links as dynamo_links
+    bob = PersonRef("43", "8")
+    joined(store, bob, contact="c_found", email="bob@example.com")
+    if follows == "move":
+        joined(store, contact="c_found")
+    else:
+        claim = store.links.claim(ANN, WS)
+        assert store.links.hold_found([(claim, FoundContact("c_found", "lead", "lead", "No", "x"))]) == [None]
+    leave, raced = dynamo_links._leave, []
+
+    def bob_moves_at_once(key, ref):
+        writes = leave(key, ref)
+        if ref == ANN and not raced:
+            raced.append(store.links.move(store.links.get(bob), "c_survivor", [Entry("contact", "merged")]))
+        return writes
+    monkeypatch.setattr(dynamo_links, "_leave", bob_moves_at_once)
+    if follows == "move":
+        store.links.move(store.links.get(ANN), "c_survivor", [Entry("contact", "merged")])
+    else:
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                             contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    found = store.lookup.look_up(contacts=[(WS, "c_found"), (WS, "c_survivor")])
+    assert raced and (WS, "c_found") not in found.by_contact and found.by_contact[(WS, "c_survivor")] == {ANN, bob}
+    assert store.links.get(ANN).contact_id == "c_survivor" and store.links.get(ANN).final
+
 # --- the small repositories ------------------------------------------------------------------------
 def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_limit(store):
     """What `settings delete` shows of the people it would leave behind, and whether anyone joined

@@ -344,14 +344,16 @@ class DynamoLinks:
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         with _or_busy("lost the claim on this join to another worker"):
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
-            # dated anew, and the claim's condition lets it apply once only)
-            try:
-                self._finished([(claim, result, entries)])
-            except TransactWriteError as exc:
-                left = self._left(claim, result) if conditional(exc) else {}
-                if not left:
-                    raise
-                self._finished([(claim, result, entries)], left)
+            # dated anew, and the claim's condition lets it apply once only; a contact held, as `move` does, reads
+            # its pointer again when another person's link left it at that moment)
+            left: _Left = {}
+            for tried in range(1, CONFLICT_TRIES + 1):
+                try:
+                    return self._finished([(claim, result, entries)], left)
+                except TransactWriteError as exc:
+                    left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else {}
+                    if not left:
+                        raise
 
     @staticmethod
     def _left(claim: JoinClaim, result: JoinResult) -> dict[PersonRef, tuple[str, list[Update | Delete]]]:
