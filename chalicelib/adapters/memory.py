@@ -398,10 +398,8 @@ class MemoryLinks:
         if email is not KEEP:
             if stored.email != link.email:
                 raise Busy("the link's email changed meanwhile (another worker applied an Intercom event)")
-            old = (link.workspace, normal_email(link.email))
-            self.tables.emails.get(old, set()).discard(link.ref)
-            if not self.tables.emails.get(old, True):
-                del self.tables.emails[old]                 # no link left: the old address is kept nowhere
+            # (no link left: the old address is kept nowhere)
+            self._unpoint(self.tables.emails, (link.workspace, normal_email(link.email)), link.ref)
             self._point(self.tables.emails, (link.workspace, normal_email(email)), link.ref)
         if when is not None:
             changes["last_event_at"] = when
